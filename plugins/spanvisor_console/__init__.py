@@ -1,0 +1,1 @@
+"""spanvisor's built-in console sink (placeholder until its issue lands)."""

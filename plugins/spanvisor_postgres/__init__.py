@@ -1,0 +1,1 @@
+"""spanvisor's built-in postgres sink (placeholder until its issue lands)."""

@@ -1,0 +1,1 @@
+"""spanvisor's built-in slack sink (placeholder until its issue lands)."""

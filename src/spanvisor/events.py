@@ -1,0 +1,162 @@
+"""Domain events: what the tracker makes of spans, and all a sink ever sees.
+
+Every event is frozen and carries a :class:`TaskView`, the whole state of its
+task as of that event, so a sink can render or upsert from any single event
+without remembering earlier ones (a restarted sink or another replica has no
+memory). ``event_id`` is derived from the spans that caused the event, never
+from a clock or a counter, so replaying the same spans yields the same ids and
+sinks stay idempotent by keying on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Literal, TypeAlias
+
+Status = Literal[
+    "starting",
+    "working",
+    "waiting",
+    "blocked",
+    "awaiting_approval",
+    "context_warning",
+    "error",
+    "complete",
+    "cancelled",
+]
+Outcome = Literal["complete", "error", "cancelled"]
+WarningLevel = Literal["warning", "critical"]
+
+
+def stable_id(*parts: object) -> str:
+    """A 32-hex-digit id that depends only on ``parts``."""
+    raw = "\x1f".join(str(p) for p in parts).encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(raw, digest_size=16).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Artifact:
+    name: str
+    uri: str | None = None
+    kind: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskView:
+    """A task's state as of one event."""
+
+    task_id: str
+    trace_id: str
+    root_span_id: str
+    agent_id: str
+    agent_name: str | None = None
+    task_name: str | None = None
+    repo: str | None = None
+    status: Status = "starting"
+    progress: float | None = None
+    step: str | None = None
+    steps: tuple[str, ...] = ()
+    message: str | None = None
+    model: str | None = None
+    context_tokens: int | None = None
+    context_limit: int | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    artifacts: tuple[Artifact, ...] = ()
+    started_ns: int = 0
+    updated_ns: int = 0
+    ended_ns: int | None = None
+
+    @property
+    def context_ratio(self) -> float | None:
+        if self.context_tokens is None or not self.context_limit:
+            return None
+        return self.context_tokens / self.context_limit
+
+    @property
+    def step_index(self) -> int | None:
+        if self.step is None or self.step not in self.steps:
+            return None
+        return self.steps.index(self.step)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskEvent:
+    event_id: str
+    time_ns: int
+    task: TaskView
+    # Why input was clamped or truncated on the way in, e.g.
+    # "agent.progress: 140 clamped to 100". Empty for clean input.
+    notes: tuple[str, ...] = ()
+
+    @property
+    def task_id(self) -> str:
+        return self.task.task_id
+
+    @property
+    def kind(self) -> str:
+        return type(self).__name__
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskStarted(TaskEvent):
+    pass
+
+
+CheckpointSource = Literal["event", "state", "model_call", "span"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Checkpoint(TaskEvent):
+    """The task moved: an ``agent.checkpoint`` event, a change of progress,
+    step, message or status, or a model call that changed token usage."""
+
+    source: CheckpointSource = "event"
+    # Fields that changed with this checkpoint, e.g. ("progress", "step").
+    changed: tuple[str, ...] = ()
+    # Extra attributes of the checkpoint event (sanitised, JSON-safe).
+    attributes: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ContextWarning(TaskEvent):
+    level: WarningLevel
+    threshold: float
+    ratio: float
+    tokens: int
+    limit: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ArtifactAdded(TaskEvent):
+    artifact: Artifact
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskFinished(TaskEvent):
+    outcome: Outcome
+    duration_s: float
+    error_type: str | None = None
+    error_message: str | None = None
+    stacktrace: str | None = None
+
+
+Event: TypeAlias = TaskStarted | Checkpoint | ContextWarning | ArtifactAdded | TaskFinished
+
+__all__ = [
+    "Artifact",
+    "ArtifactAdded",
+    "Checkpoint",
+    "CheckpointSource",
+    "ContextWarning",
+    "Event",
+    "Outcome",
+    "Status",
+    "TaskEvent",
+    "TaskFinished",
+    "TaskStarted",
+    "TaskView",
+    "WarningLevel",
+    "stable_id",
+]

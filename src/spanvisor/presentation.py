@@ -1,0 +1,172 @@
+"""What a task looks like to a person: shared by the console and Slack sinks.
+
+The console shows exactly what Slack would, so both take their content from
+here: status styles, the progress bar, context usage, and the policy that
+decides which events become thread lines. Text that came from spans
+(``detail``, ``code``) is returned raw; each sink escapes it for its medium.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from spanvisor.events import (
+    ArtifactAdded,
+    Checkpoint,
+    ContextWarning,
+    Event,
+    TaskFinished,
+    TaskStarted,
+    TaskView,
+)
+
+# status -> (emoji shortcode, unicode emoji, colour)
+STATUS_STYLE: dict[str, tuple[str, str, str]] = {
+    "starting": (":hourglass_flowing_sand:", "⏳", "#9e9e9e"),
+    "working": (":gear:", "⚙️", "#2196f3"),
+    "waiting": (":double_vertical_bar:", "⏸️", "#ffc107"),
+    "blocked": (":no_entry:", "⛔", "#ff5722"),
+    "awaiting_approval": (":raised_hand:", "✋", "#9c27b0"),
+    "context_warning": (":warning:", "⚠️", "#ff9800"),
+    "error": (":x:", "❌", "#d32f2f"),
+    "complete": (":white_check_mark:", "✅", "#2e7d32"),
+    "cancelled": (":no_entry_sign:", "🚫", "#616161"),
+}
+
+
+def progress_bar(progress: float | None, width: int = 10) -> str:
+    if progress is None:
+        return "▱" * width + " –"
+    filled = round(max(0.0, min(100.0, progress)) / 100 * width)
+    return "▰" * filled + "▱" * (width - filled) + f" {progress:.0f}%"
+
+
+def tokens(n: int | None) -> str:
+    return "–" if n is None else f"{n:,}"
+
+
+def context_usage(view: TaskView, thresholds: tuple[float, ...] = (0.7, 0.85)) -> str:
+    """``50,000 / 200,000 (25%)``, marked once a warning level is reached."""
+    if view.context_tokens is None:
+        return "–"
+    if not view.context_limit:
+        return f"{tokens(view.context_tokens)} / unknown window"
+    ratio = view.context_ratio or 0.0
+    mark = ""
+    if thresholds and ratio >= thresholds[-1]:
+        mark = " 🔴"
+    elif thresholds and ratio >= thresholds[0]:
+        mark = " 🟠"
+    return f"{tokens(view.context_tokens)} / {tokens(view.context_limit)} ({ratio:.0%}){mark}"
+
+
+def duration(seconds: float) -> str:
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    return f"{s // 3600}h {s % 3600 // 60:02d}m"
+
+
+def elapsed(view: TaskView, now_ns: int) -> float:
+    end = view.ended_ns or max(now_ns, view.updated_ns)
+    return max(0.0, (end - view.started_ns) / 1e9)
+
+
+def steps_line(view: TaskView) -> str | None:
+    """``done → *current* → next``: at most one step either side."""
+    if not view.steps:
+        return view.step
+    i = view.step_index
+    if i is None:
+        return " → ".join(view.steps[:3]) + (" → …" if len(view.steps) > 3 else "")
+    parts = []
+    if i > 0:
+        parts.append(f"✓ {view.steps[i - 1]}")
+    parts.append(f"▶ {view.steps[i]}")
+    if i + 1 < len(view.steps):
+        parts.append(view.steps[i + 1])
+    return f"({i + 1}/{len(view.steps)}) " + " → ".join(parts)
+
+
+LineKind = Literal["started", "milestone", "step", "warning", "error", "artifact", "summary"]
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadLine:
+    event_id: str
+    kind: LineKind
+    emoji: str
+    summary: str  # ours: safe to show as is
+    detail: str | None = None  # from spans: escape before showing
+    code: str | None = None  # from spans: a stack trace, shown as a code block
+    broadcast: bool = False
+
+
+@dataclass
+class _TaskLines:
+    milestone: float = -1.0
+    step: str | None = None
+
+
+@dataclass
+class ThreadPolicy:
+    """Decides which events become thread lines; plain checkpoints do not.
+
+    One instance per sink. State per task is small and evicted on finish.
+    Every line's ``event_id`` is the causing event's, so a sink can dedupe.
+    """
+
+    milestones: tuple[float, ...] = (25.0, 50.0, 75.0, 100.0)
+    broadcast_errors: bool = False
+    broadcast_critical: bool = False
+    _tasks: dict[str, _TaskLines] = field(default_factory=dict)
+
+    def lines(self, event: Event) -> list[ThreadLine]:
+        st = self._tasks.setdefault(event.task_id, _TaskLines())
+        v = event.task
+        out: list[ThreadLine] = []
+        if isinstance(event, TaskStarted):
+            return out
+        if isinstance(event, Checkpoint):
+            reached = [m for m in self.milestones if v.progress is not None and v.progress >= m > st.milestone]
+            if reached:
+                st.milestone = reached[-1]
+                out.append(ThreadLine(event.event_id, "milestone", "📍", f"{reached[-1]:.0f}% reached", v.message))
+            if v.step and v.step != st.step and "step" in event.changed:
+                st.step = v.step
+                if not reached:
+                    out.append(ThreadLine(event.event_id, "step", "➡️", "Step", v.step))
+        elif isinstance(event, ContextWarning):
+            critical = event.level == "critical"
+            out.append(ThreadLine(
+                event.event_id, "warning", "🔴" if critical else "🟠",
+                f"Context window {event.ratio:.0%} full ({event.tokens:,} / {event.limit:,} tokens)"
+                f", past the {event.threshold:.0%} {event.level} level",
+                v.model, broadcast=critical and self.broadcast_critical,
+            ))
+        elif isinstance(event, ArtifactAdded):
+            a = event.artifact
+            out.append(ThreadLine(event.event_id, "artifact", "📎", "Artifact", a.name + (f" — {a.uri}" if a.uri else "")))
+        elif isinstance(event, TaskFinished):
+            self._tasks.pop(event.task_id, None)
+            if event.outcome == "error":
+                out.append(ThreadLine(
+                    event.event_id, "error", "❌", f"Failed: {event.error_type or 'error'}",
+                    event.error_message, event.stacktrace, broadcast=self.broadcast_errors,
+                ))
+            out.append(ThreadLine(event.event_id, "summary", STATUS_STYLE[event.outcome][1], summary_text(event)))
+        return out
+
+
+def summary_text(event: TaskFinished) -> str:
+    v = event.task
+    parts = [
+        f"{event.outcome.capitalize()} in {duration(event.duration_s)}",
+        f"tokens in {v.input_tokens:,} / out {v.output_tokens:,}",
+    ]
+    if v.artifacts:
+        parts.append(f"{len(v.artifacts)} artifact{'s' if len(v.artifacts) != 1 else ''}")
+    return " · ".join(parts)

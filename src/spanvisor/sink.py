@@ -1,0 +1,121 @@
+"""The sink plugin API, in the style of OpenTelemetry's SpanExporter.
+
+A sink is a small object with four coroutines. ``export`` gets a batch of
+events in order (within a task) and answers with a :class:`SinkResult`
+instead of raising; the dispatcher retries ``RETRY`` with backoff and counts
+``FAILURE`` as dropped. Sinks are found through the ``spanvisor.sinks``
+entry-point group, the built-in ones exactly like a third-party one.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+
+from spanvisor.events import Event
+
+if TYPE_CHECKING:
+    from spanvisor.config import Config, Setting
+    from spanvisor.stats import PipelineStats
+    from spanvisor.statestore import StateStore
+
+ENTRY_POINT_GROUP = "spanvisor.sinks"
+
+
+class SinkResult(enum.Enum):
+    SUCCESS = "success"
+    # Transient: the dispatcher sends the same batch again after a backoff.
+    RETRY = "retry"
+    # Permanent: the batch is dropped and counted; never resent.
+    FAILURE = "failure"
+
+
+@dataclass
+class SinkContext:
+    """What the pipeline hands every sink at start."""
+
+    config: Config
+    state_store: StateStore
+    stats: PipelineStats
+    # Shared between sinks of one pipeline, e.g. the Prometheus registry or
+    # the database pool; keys are the plugin's own names.
+    shared: dict[str, Any] = field(default_factory=dict)
+    logger: logging.Logger = field(default_factory=lambda: logging.getLogger("spanvisor.sink"))
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """Receives domain events. Every method must return, never raise."""
+
+    name: str
+
+    async def start(self, ctx: SinkContext) -> None: ...
+
+    async def export(self, events: Sequence[Event]) -> SinkResult: ...
+
+    async def force_flush(self, timeout_s: float) -> bool: ...
+
+    async def shutdown(self, timeout_s: float) -> None: ...
+
+
+class BaseSink:
+    """Optional base class: no-op lifecycle, so a sink only writes ``export``.
+
+    ``settings`` lists the sink's own configuration; ``spanvisor check`` and
+    :class:`spanvisor.config.Config` pick them up. ``enabled`` says whether
+    config asks for this sink when no explicit list is given.
+    """
+
+    name: str = "base"
+    settings: ClassVar[Sequence[Setting]] = ()
+
+    def __init__(self) -> None:
+        self.ctx: SinkContext | None = None
+
+    @classmethod
+    def enabled(cls, config: Config) -> bool:
+        return False
+
+    async def start(self, ctx: SinkContext) -> None:
+        self.ctx = ctx
+
+    async def export(self, events: Sequence[Event]) -> SinkResult:
+        raise NotImplementedError
+
+    async def force_flush(self, timeout_s: float) -> bool:
+        return True
+
+    async def shutdown(self, timeout_s: float) -> None:
+        return None
+
+
+class SinkLoadError(Exception):
+    pass
+
+
+def available_sinks() -> dict[str, type[Any]]:
+    """Every sink class registered in the entry-point group, by name.
+
+    A plugin that fails to import is skipped with a warning so that one
+    broken third-party package cannot take the whole pipeline down.
+    """
+    found: dict[str, type[Any]] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            found[ep.name] = ep.load()
+        except Exception as exc:  # a broken plugin must not break the others
+            logging.getLogger("spanvisor").warning(
+                "sink plugin %r could not be loaded: %s", ep.name, exc
+            )
+    return found
+
+
+def load_sink_class(name: str) -> type[Any]:
+    for ep in entry_points(group=ENTRY_POINT_GROUP, name=name):
+        return ep.load()  # type: ignore[no-any-return]
+    known = ", ".join(sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)))
+    raise SinkLoadError(f"no sink named {name!r} in entry-point group {ENTRY_POINT_GROUP!r}; installed: {known}")

@@ -1,0 +1,98 @@
+"""The shared state store: per-task keys that sinks and replicas claim.
+
+Slack has no idempotency key on ``chat.postMessage`` and Grafana none on
+``POST /api/annotations``, so "create the parent message for task T" must be
+claimed before it is done, and its result (channel and ts, annotation id)
+stored where a restarted process or another replica reads it back. The
+in-memory store serves one process; the PostgreSQL store (plugin
+``spanvisor_postgres``, entry-point group ``spanvisor.state_stores``) serves
+replicas sharing a database.
+
+A claim is a lease: if its owner dies before ``put``, the claim expires after
+``lease_s`` and another owner may take it. That is the one window in which an
+external side effect can happen twice, and it needs a crash at exactly that
+moment.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any, Protocol, runtime_checkable
+
+ENTRY_POINT_GROUP = "spanvisor.state_stores"
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    # True when the caller now holds the key and should do the side effect.
+    won: bool
+    # The value stored by whoever completed the key, if anyone has.
+    value: Mapping[str, Any] | None = None
+
+
+@runtime_checkable
+class StateStore(Protocol):
+    async def claim(self, namespace: str, key: str, owner: str, lease_s: float = 60.0) -> Claim: ...
+
+    async def put(self, namespace: str, key: str, value: Mapping[str, Any], owner: str) -> None: ...
+
+    async def get(self, namespace: str, key: str) -> Mapping[str, Any] | None: ...
+
+    async def release(self, namespace: str, key: str, owner: str) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(slots=True)
+class _Entry:
+    owner: str
+    expires: float
+    value: Mapping[str, Any] | None
+
+
+class InMemoryStateStore:
+    """One process's store. Bounded: the oldest keys go first."""
+
+    def __init__(self, max_keys: int = 100_000, clock: Any = time.monotonic) -> None:
+        self._entries: OrderedDict[tuple[str, str], _Entry] = OrderedDict()
+        self._max_keys = max_keys
+        self._clock = clock
+
+    async def claim(self, namespace: str, key: str, owner: str, lease_s: float = 60.0) -> Claim:
+        now = self._clock()
+        entry = self._entries.get((namespace, key))
+        if entry is not None:
+            if entry.value is not None:
+                return Claim(won=False, value=entry.value)
+            if entry.owner != owner and entry.expires > now:
+                return Claim(won=False)
+        self._entries[(namespace, key)] = _Entry(owner, now + lease_s, None)
+        self._entries.move_to_end((namespace, key))
+        while len(self._entries) > self._max_keys:
+            self._entries.popitem(last=False)
+        return Claim(won=True)
+
+    async def put(self, namespace: str, key: str, value: Mapping[str, Any], owner: str) -> None:
+        self._entries[(namespace, key)] = _Entry(owner, float("inf"), dict(value))
+
+    async def get(self, namespace: str, key: str) -> Mapping[str, Any] | None:
+        entry = self._entries.get((namespace, key))
+        return None if entry is None else entry.value
+
+    async def release(self, namespace: str, key: str, owner: str) -> None:
+        entry = self._entries.get((namespace, key))
+        if entry is not None and entry.owner == owner and entry.value is None:
+            del self._entries[(namespace, key)]
+
+    async def close(self) -> None:
+        return None
+
+
+def load_state_store_factory(name: str) -> Any:
+    for ep in entry_points(group=ENTRY_POINT_GROUP, name=name):
+        return ep.load()
+    raise LookupError(f"no state store named {name!r} in entry-point group {ENTRY_POINT_GROUP!r}")

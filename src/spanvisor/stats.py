@@ -1,0 +1,123 @@
+"""The pipeline's self-metrics, as plain numbers.
+
+The core imports no metrics library: it counts here, and the Prometheus sink
+exposes these values through a custom collector. Counters only go up;
+gauges are read through callables when scraped; histograms keep fixed
+buckets. A short lock guards each update, so the agent's thread may count
+too (inbox drops) without ever waiting on I/O.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+Labels = tuple[tuple[str, str], ...]
+
+# name -> (type, help). The Prometheus sink prefixes ``spanvisor_``.
+METRICS: dict[str, tuple[str, str]] = {
+    "spans_received_total": ("counter", "Spans handed to spanvisor, by path (processor, exporter, receiver)."),
+    "spans_in_tasks_total": ("counter", "Spans that belonged to a task and were tracked."),
+    "events_emitted_total": ("counter", "Domain events emitted by the tracker, by kind."),
+    "dropped_total": ("counter", "Spans or events dropped, by reason and sink. Every drop is also logged once."),
+    "sink_deliveries_total": ("counter", "Export calls to sinks, by sink and outcome (success, retry, failure)."),
+    "sink_latency_seconds": ("histogram", "Time a sink's export call took, by sink."),
+    "queue_depth": ("gauge", "Events waiting in a sink's queue, by sink."),
+    "inbox_depth": ("gauge", "Spans waiting for the tracker."),
+    "open_tasks": ("gauge", "Tasks the tracker has open."),
+    "evicted_tasks_total": ("counter", "Tasks evicted from the tracker, by reason (finished, capacity, expired)."),
+    "outbox_events": ("gauge", "Events waiting in a durable outbox, by sink."),
+    "duplicate_spans_total": ("counter", "Span ends seen again within the dedup window and not counted twice."),
+}
+
+LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+@dataclass
+class Histogram:
+    buckets: tuple[float, ...] = LATENCY_BUCKETS
+    counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+    total: float = 0.0
+    count: int = 0
+
+    def observe(self, value: float) -> None:
+        for i, b in enumerate(self.buckets):
+            if value <= b:
+                self.counts[i] += 1
+                break
+        else:
+            self.counts[-1] += 1
+        self.total += value
+        self.count += 1
+
+
+def _labels(labels: dict[str, str]) -> Labels:
+    return tuple(sorted(labels.items()))
+
+
+class PipelineStats:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.counters: dict[tuple[str, Labels], float] = {}
+        self.histograms: dict[tuple[str, Labels], Histogram] = {}
+        self.gauges: dict[tuple[str, Labels], Callable[[], float]] = {}
+        self._inbox_pending = 0
+        self._logged: set[tuple[str, Labels]] = set()
+        self.log = logging.getLogger("spanvisor.pipeline")
+
+    def inc(self, name: str, value: float = 1, **labels: str) -> None:
+        key = (name, _labels(labels))
+        with self._lock:
+            self.counters[key] = self.counters.get(key, 0) + value
+
+    def observe(self, name: str, value: float, **labels: str) -> None:
+        key = (name, _labels(labels))
+        with self._lock:
+            h = self.histograms.get(key)
+            if h is None:
+                h = self.histograms[key] = Histogram()
+            h.observe(value)
+
+    def gauge(self, name: str, fn: Callable[[], float], **labels: str) -> None:
+        self.gauges[(name, _labels(labels))] = fn
+
+    def value(self, name: str, **labels: str) -> float:
+        """A counter's or gauge's current value (0 when never set)."""
+        key = (name, _labels(labels))
+        if name == "dropped_total" and labels == {"reason": "inbox_full", "sink": ""}:
+            self.sync_inbox_drops()
+        if key in self.gauges:
+            return float(self.gauges[key]())
+        return self.counters.get(key, 0)
+
+    def total(self, name: str) -> float:
+        if name == "dropped_total":
+            self.sync_inbox_drops()
+        return sum(v for (n, _), v in self.counters.items() if n == name)
+
+    def drop(self, reason: str, count: int = 1, sink: str = "", detail: str = "") -> None:
+        """Count a drop, and log the first one of each kind loudly."""
+        self.inc("dropped_total", count, reason=reason, sink=sink)
+        key = ("dropped_total", _labels({"reason": reason, "sink": sink}))
+        if key not in self._logged:
+            self._logged.add(key)
+            where = f" in sink {sink}" if sink else ""
+            self.log.error(
+                "dropping %s%s (%s); further drops of this kind are counted in "
+                "spanvisor_dropped_total{reason=%r} and not logged again",
+                reason.replace("_", " "), where, detail or "see docs/architecture.md#drops", reason,
+            )
+
+    def inbox_drop(self) -> None:
+        """Called on the agent's thread: a counter bump, no logging, no I/O."""
+        with self._lock:
+            self._inbox_pending += 1
+
+    def sync_inbox_drops(self) -> None:
+        """Fold the agent-thread drops into the counters and log the first."""
+        with self._lock:
+            n, self._inbox_pending = self._inbox_pending, 0
+        if n:
+            self.drop("inbox_full", n, detail="the tracker fell behind the agent; raise SPANVISOR_INBOX_SIZE")
