@@ -1,0 +1,216 @@
+"""Events to JSON-safe dicts and back, losslessly.
+
+The outboxes store events as JSON, ``--json`` outputs print them and the
+receiver may take them over the wire, so one codec serves all three. The
+dict is plain JSON (str keys; str, int, float, bool, None, list, dict
+values) and ``event_from_dict(event_to_dict(e)) == e`` for every event.
+Decoding checks types and raises :class:`CodecError` naming the field, since
+the input may come from disk written by another version or from a client.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from spanvisor.events import (
+    Artifact,
+    ArtifactAdded,
+    Checkpoint,
+    ContextWarning,
+    Event,
+    TaskFinished,
+    TaskStarted,
+    TaskView,
+)
+
+# Bumped when the dict shape changes incompatibly; decoders reject the unknown.
+CODEC_VERSION = 1
+
+EVENT_TYPES: dict[str, type[Any]] = {
+    cls.__name__: cls
+    for cls in (TaskStarted, Checkpoint, ContextWarning, ArtifactAdded, TaskFinished)
+}
+
+
+class CodecError(ValueError):
+    pass
+
+
+def _artifact_to_dict(a: Artifact) -> dict[str, Any]:
+    return {"name": a.name, "uri": a.uri, "kind": a.kind}
+
+
+def _view_to_dict(v: TaskView) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(v):
+        value = getattr(v, f.name)
+        if f.name == "artifacts":
+            value = [_artifact_to_dict(a) for a in value]
+        elif f.name == "steps":
+            value = list(value)
+        out[f.name] = value
+    return out
+
+
+def event_to_dict(event: Event) -> dict[str, Any]:
+    """A JSON-safe dict; ``kind`` names the event class."""
+    out: dict[str, Any] = {"v": CODEC_VERSION, "kind": type(event).__name__}
+    for f in dataclasses.fields(event):
+        value = getattr(event, f.name)
+        if f.name == "task":
+            value = _view_to_dict(value)
+        elif f.name == "artifact":
+            value = _artifact_to_dict(value)
+        elif f.name in ("notes", "changed"):
+            value = list(value)
+        elif f.name == "attributes":
+            value = dict(value)
+        out[f.name] = value
+    return out
+
+
+# --- decoding ----------------------------------------------------------------
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_num(x: Any) -> bool:
+    return (isinstance(x, int | float)) and not isinstance(x, bool)
+
+
+def _opt(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda x: x is None or check(x)
+
+
+def _is_str(x: Any) -> bool:
+    return isinstance(x, str)
+
+
+def _str_list(x: Any) -> bool:
+    return isinstance(x, list) and all(isinstance(s, str) for s in x)
+
+
+_VIEW_CHECKS: dict[str, Callable[[Any], bool]] = {
+    "task_id": _is_str,
+    "trace_id": _is_str,
+    "root_span_id": _is_str,
+    "agent_id": _is_str,
+    "agent_name": _opt(_is_str),
+    "task_name": _opt(_is_str),
+    "repo": _opt(_is_str),
+    "status": _is_str,
+    "progress": _opt(_is_num),
+    "step": _opt(_is_str),
+    "steps": _str_list,
+    "message": _opt(_is_str),
+    "model": _opt(_is_str),
+    "context_tokens": _opt(_is_int),
+    "context_limit": _opt(_is_int),
+    "input_tokens": _is_int,
+    "output_tokens": _is_int,
+    "artifacts": lambda x: isinstance(x, list),
+    "started_ns": _is_int,
+    "updated_ns": _is_int,
+    "ended_ns": _opt(_is_int),
+}
+
+_EVENT_CHECKS: dict[str, Callable[[Any], bool]] = {
+    "event_id": _is_str,
+    "time_ns": _is_int,
+    "notes": _str_list,
+    # Checkpoint
+    "source": _is_str,
+    "changed": _str_list,
+    "attributes": lambda x: isinstance(x, dict),
+    # ContextWarning
+    "level": _is_str,
+    "threshold": _is_num,
+    "ratio": _is_num,
+    "tokens": _is_int,
+    "limit": _is_int,
+    # TaskFinished
+    "outcome": _is_str,
+    "duration_s": _is_num,
+    "error_type": _opt(_is_str),
+    "error_message": _opt(_is_str),
+    "stacktrace": _opt(_is_str),
+}
+
+
+def _fields(
+    cls: type[Any],
+    d: Mapping[str, Any],
+    checks: Mapping[str, Callable[[Any], bool]],
+    where: str,
+    skip: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        if f.name not in d:
+            no_default = (
+                f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            )
+            if no_default:
+                raise CodecError(f"{where}.{f.name} is missing")
+            continue
+        value = d[f.name]
+        check = checks.get(f.name)
+        if check is not None and not check(value):
+            raise CodecError(f"{where}.{f.name} has the wrong type: {type(value).__name__}")
+        kwargs[f.name] = value
+    return kwargs
+
+
+def _artifact_from(x: Any, where: str) -> Artifact:
+    if not isinstance(x, Mapping):
+        raise CodecError(f"{where} must be an object")
+    checks = {"name": _is_str, "uri": _opt(_is_str), "kind": _opt(_is_str)}
+    return Artifact(**_fields(Artifact, x, checks, where))
+
+
+def _view_from(x: Any) -> TaskView:
+    if not isinstance(x, Mapping):
+        raise CodecError("task must be an object")
+    kwargs = _fields(TaskView, x, _VIEW_CHECKS, "task")
+    if "steps" in kwargs:
+        kwargs["steps"] = tuple(kwargs["steps"])
+    if "artifacts" in kwargs:
+        kwargs["artifacts"] = tuple(
+            _artifact_from(a, f"task.artifacts[{i}]") for i, a in enumerate(kwargs["artifacts"])
+        )
+    return TaskView(**kwargs)
+
+
+def event_from_dict(d: Mapping[str, Any]) -> Event:
+    """The event ``event_to_dict`` made; :class:`CodecError` on bad input."""
+    if not isinstance(d, Mapping):
+        raise CodecError("an event must be a JSON object")
+    version = d.get("v", CODEC_VERSION)
+    if version != CODEC_VERSION:
+        raise CodecError(
+            f"unsupported event codec version {version!r} (this build reads {CODEC_VERSION})"
+        )
+    kind = d.get("kind")
+    cls = EVENT_TYPES.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise CodecError(f"unknown event kind {kind!r}; known: {', '.join(EVENT_TYPES)}")
+    kwargs = _fields(cls, d, _EVENT_CHECKS, kind, skip=("task", "artifact"))
+    kwargs["task"] = _view_from(d.get("task"))
+    if cls is ArtifactAdded:
+        kwargs["artifact"] = _artifact_from(d.get("artifact"), "artifact")
+    for name in ("notes", "changed"):
+        if name in kwargs:
+            kwargs[name] = tuple(kwargs[name])
+    if "attributes" in kwargs:
+        kwargs["attributes"] = dict(kwargs["attributes"])
+    event: Event = cls(**kwargs)
+    return event
+
+
+__all__ = ["CODEC_VERSION", "EVENT_TYPES", "CodecError", "event_from_dict", "event_to_dict"]
