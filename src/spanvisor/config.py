@@ -146,37 +146,126 @@ def default_data_dir() -> str:
 # --- the core table -------------------------------------------------------
 
 CORE_SETTINGS: tuple[Setting, ...] = (
-    Setting("sinks", "SPANVISOR_SINKS", p_list, ("auto",),
-            "Sinks to run, by entry-point name. 'auto' runs every installed sink whose own settings enable it, and the console when no Slack token is set.",
-            "comma-separated names, or auto"),
-    Setting("data_dir", "SPANVISOR_DATA_DIR", p_str, None,
-            "Where the embedded database and the outbox live. Default: $XDG_DATA_HOME/spanvisor.", "a directory path"),
-    Setting("log_format", "SPANVISOR_LOG_FORMAT", p_choice("human", "json"), "human",
-            "Log line format.", "human or json"),
-    Setting("log_level", "SPANVISOR_LOG_LEVEL", p_choice("debug", "info", "warning", "error"), "info",
-            "Log level.", "debug, info, warning or error"),
-    Setting("context_thresholds", "SPANVISOR_CONTEXT_THRESHOLDS", p_ratios, (0.70, 0.85),
-            "Context-window ratios that raise a warning; the highest is critical.", "ratios in (0, 1], e.g. 0.7,0.85"),
-    Setting("model_context_windows", "SPANVISOR_MODEL_CONTEXT_WINDOWS", p_int_map, {},
-            "Overrides and additions to the built-in table of model context windows.", "model=tokens,... (prefix match on the model name)"),
-    Setting("poll_interval_s", "SPANVISOR_POLL_INTERVAL", p_duration, 1.0,
-            "How often open task spans are read for live progress (in-process only).", "a duration, e.g. 1s"),
-    Setting("root_hold_s", "SPANVISOR_ROOT_HOLD", p_duration, 30.0,
-            "Spans that end before their ancestors (exporter and receiver paths) wait at most this long for them.", "a duration"),
-    Setting("max_open_tasks", "SPANVISOR_MAX_OPEN_TASKS", p_int, 10_000,
-            "Open tasks tracked at once; beyond it the oldest is evicted and counted.", "a positive integer"),
-    Setting("dedup_window", "SPANVISOR_DEDUP_WINDOW", p_int, 200_000,
-            "How many recently seen span ends are remembered so a resent span is not counted twice.", "a positive integer"),
-    Setting("inbox_size", "SPANVISOR_INBOX_SIZE", p_int, 100_000,
-            "Spans waiting for the tracker; beyond it new spans are dropped and counted.", "a positive integer"),
-    Setting("queue_size", "SPANVISOR_QUEUE_SIZE", p_int, 10_000,
-            "Events waiting per sink; beyond it events for that sink are dropped and counted.", "a positive integer"),
-    Setting("batch_size", "SPANVISOR_BATCH_SIZE", p_int, 512,
-            "Most events handed to a sink in one export call.", "a positive integer"),
-    Setting("batch_delay_s", "SPANVISOR_BATCH_DELAY", p_duration, 0.1,
-            "Longest a sink's batch waits to fill.", "a duration"),
-    Setting("state_store", "SPANVISOR_STATE_STORE", p_str, "auto",
-            "Shared state store: memory, an entry-point name (postgres), or auto (postgres when the postgres sink runs).", "auto, memory or postgres"),
+    Setting(
+        "sinks",
+        "SPANVISOR_SINKS",
+        p_list,
+        ("auto",),
+        "Sinks to run, by entry-point name. 'auto' runs every installed sink whose own settings enable it, and the console when no Slack token is set.",
+        "comma-separated names, or auto",
+    ),
+    Setting(
+        "data_dir",
+        "SPANVISOR_DATA_DIR",
+        p_str,
+        None,
+        "Where the embedded database and the outbox live. Default: $XDG_DATA_HOME/spanvisor.",
+        "a directory path",
+    ),
+    Setting(
+        "log_format",
+        "SPANVISOR_LOG_FORMAT",
+        p_choice("human", "json"),
+        "human",
+        "Log line format.",
+        "human or json",
+    ),
+    Setting(
+        "log_level",
+        "SPANVISOR_LOG_LEVEL",
+        p_choice("debug", "info", "warning", "error"),
+        "info",
+        "Log level.",
+        "debug, info, warning or error",
+    ),
+    Setting(
+        "context_thresholds",
+        "SPANVISOR_CONTEXT_THRESHOLDS",
+        p_ratios,
+        (0.70, 0.85),
+        "Context-window ratios that raise a warning; the highest is critical.",
+        "ratios in (0, 1], e.g. 0.7,0.85",
+    ),
+    Setting(
+        "model_context_windows",
+        "SPANVISOR_MODEL_CONTEXT_WINDOWS",
+        p_int_map,
+        {},
+        "Overrides and additions to the built-in table of model context windows.",
+        "model=tokens,... (prefix match on the model name)",
+    ),
+    Setting(
+        "poll_interval_s",
+        "SPANVISOR_POLL_INTERVAL",
+        p_duration,
+        1.0,
+        "How often open task spans are read for live progress (in-process only).",
+        "a duration, e.g. 1s",
+    ),
+    Setting(
+        "root_hold_s",
+        "SPANVISOR_ROOT_HOLD",
+        p_duration,
+        30.0,
+        "Spans that end before their ancestors (exporter and receiver paths) wait at most this long for them.",
+        "a duration",
+    ),
+    Setting(
+        "max_open_tasks",
+        "SPANVISOR_MAX_OPEN_TASKS",
+        p_int,
+        10_000,
+        "Open tasks tracked at once; beyond it the oldest is evicted and counted.",
+        "a positive integer",
+    ),
+    Setting(
+        "dedup_window",
+        "SPANVISOR_DEDUP_WINDOW",
+        p_int,
+        200_000,
+        "How many recently seen span ends are remembered so a resent span is not counted twice.",
+        "a positive integer",
+    ),
+    Setting(
+        "inbox_size",
+        "SPANVISOR_INBOX_SIZE",
+        p_int,
+        100_000,
+        "Spans waiting for the tracker; beyond it new spans are dropped and counted.",
+        "a positive integer",
+    ),
+    Setting(
+        "queue_size",
+        "SPANVISOR_QUEUE_SIZE",
+        p_int,
+        10_000,
+        "Events waiting per sink; beyond it events for that sink are dropped and counted.",
+        "a positive integer",
+    ),
+    Setting(
+        "batch_size",
+        "SPANVISOR_BATCH_SIZE",
+        p_int,
+        512,
+        "Most events handed to a sink in one export call.",
+        "a positive integer",
+    ),
+    Setting(
+        "batch_delay_s",
+        "SPANVISOR_BATCH_DELAY",
+        p_duration,
+        0.1,
+        "Longest a sink's batch waits to fill.",
+        "a duration",
+    ),
+    Setting(
+        "state_store",
+        "SPANVISOR_STATE_STORE",
+        p_str,
+        "auto",
+        "Shared state store: memory, an entry-point name (postgres), or auto (postgres when the postgres sink runs).",
+        "auto, memory or postgres",
+    ),
 )
 
 
@@ -264,7 +353,14 @@ class Config:
         out = []
         for s in self.settings:
             v = self._values.get(s.name)
-            out.append((s.name, s.env, mask(v) if s.secret else _show(v), self.sources.get(s.name, "default")))
+            out.append(
+                (
+                    s.name,
+                    s.env,
+                    mask(v) if s.secret else _show(v),
+                    self.sources.get(s.name, "default"),
+                )
+            )
         return out
 
 

@@ -35,8 +35,15 @@ ARTIFACT_URI: Final = "agent.artifact.uri"
 ARTIFACT_KIND: Final = "agent.artifact.kind"
 
 STATUSES: Final = (
-    "starting", "working", "waiting", "blocked", "awaiting_approval",
-    "context_warning", "error", "complete", "cancelled",
+    "starting",
+    "working",
+    "waiting",
+    "blocked",
+    "awaiting_approval",
+    "context_warning",
+    "error",
+    "complete",
+    "cancelled",
 )
 OUTCOMES: Final = ("complete", "error", "cancelled")
 
@@ -75,13 +82,41 @@ SERVICE_NAME: Final = "service.name"
 
 # Every key the tracker reads. A span carrying none of them (and no stamp) is
 # skipped without further work: in real agent traces that is most spans.
-KNOWN_KEYS: Final = frozenset({
-    AGENT_ID, AGENT_NAME, TASK_ID, TASK_NAME, TASK_ROOT, REPO, STATUS, PROGRESS, STEP,
-    STEPS, MESSAGE, CONTEXT_TOKENS, CONTEXT_LIMIT, ARTIFACTS,
-    GEN_AI_OPERATION, GEN_AI_AGENT_ID, GEN_AI_AGENT_NAME, GEN_AI_REQUEST_MODEL,
-    GEN_AI_RESPONSE_MODEL, GEN_AI_INPUT, GEN_AI_OUTPUT, GEN_AI_PROMPT_OLD, GEN_AI_COMPLETION_OLD,
-    OI_KIND, OI_PROMPT, OI_COMPLETION, OI_TOTAL, OI_MODEL, TL_KIND, TL_ENTITY, TL_TOTAL_OLD,
-})
+KNOWN_KEYS: Final = frozenset(
+    {
+        AGENT_ID,
+        AGENT_NAME,
+        TASK_ID,
+        TASK_NAME,
+        TASK_ROOT,
+        REPO,
+        STATUS,
+        PROGRESS,
+        STEP,
+        STEPS,
+        MESSAGE,
+        CONTEXT_TOKENS,
+        CONTEXT_LIMIT,
+        ARTIFACTS,
+        GEN_AI_OPERATION,
+        GEN_AI_AGENT_ID,
+        GEN_AI_AGENT_NAME,
+        GEN_AI_REQUEST_MODEL,
+        GEN_AI_RESPONSE_MODEL,
+        GEN_AI_INPUT,
+        GEN_AI_OUTPUT,
+        GEN_AI_PROMPT_OLD,
+        GEN_AI_COMPLETION_OLD,
+        OI_KIND,
+        OI_PROMPT,
+        OI_COMPLETION,
+        OI_TOTAL,
+        OI_MODEL,
+        TL_KIND,
+        TL_ENTITY,
+        TL_TOTAL_OLD,
+    }
+)
 KNOWN_EVENTS: Final = frozenset({EVENT_CHECKPOINT, EVENT_ARTIFACT})
 
 Role = Literal["task", "agent", "model", "other"]

@@ -20,8 +20,8 @@ from spanvisor.events import Event
 
 if TYPE_CHECKING:
     from spanvisor.config import Config, Setting
-    from spanvisor.stats import PipelineStats
     from spanvisor.statestore import StateStore
+    from spanvisor.stats import PipelineStats
 
 ENTRY_POINT_GROUP = "spanvisor.sinks"
 
@@ -108,9 +108,7 @@ def available_sinks() -> dict[str, type[Any]]:
         try:
             found[ep.name] = ep.load()
         except Exception as exc:  # a broken plugin must not break the others
-            logging.getLogger("spanvisor").warning(
-                "sink plugin %r could not be loaded: %s", ep.name, exc
-            )
+            logging.getLogger("spanvisor").warning("sink plugin %r could not be loaded: %s", ep.name, exc)
     return found
 
 

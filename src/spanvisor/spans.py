@@ -63,9 +63,7 @@ def from_sdk(span: ReadableSpan, resource_attrs: Mapping[str, Any] | None = None
     ctx = span.get_span_context()
     parent = span.parent
     status = span.status
-    events = tuple(
-        SpanEventData(e.name, e.timestamp or 0, _copy(e.attributes)) for e in span.events
-    )
+    events = tuple(SpanEventData(e.name, e.timestamp or 0, _copy(e.attributes)) for e in span.events)
     return SpanData(
         trace_id=trace_hex(ctx.trace_id) if ctx else "0" * 32,
         span_id=span_hex(ctx.span_id) if ctx else "0" * 16,
@@ -78,5 +76,7 @@ def from_sdk(span: ReadableSpan, resource_attrs: Mapping[str, Any] | None = None
         error=status is not None and status.status_code is StatusCode.ERROR,
         status_message=status.description if status is not None else None,
         parent_remote=bool(parent is not None and parent.is_remote),
-        resource=resource_attrs if resource_attrs is not None else _copy(span.resource.attributes if span.resource else None),
+        resource=resource_attrs
+        if resource_attrs is not None
+        else _copy(span.resource.attributes if span.resource else None),
     )

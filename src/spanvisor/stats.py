@@ -18,18 +18,34 @@ Labels = tuple[tuple[str, str], ...]
 
 # name -> (type, help). The Prometheus sink prefixes ``spanvisor_``.
 METRICS: dict[str, tuple[str, str]] = {
-    "spans_received_total": ("counter", "Spans handed to spanvisor, by path (processor, exporter, receiver)."),
+    "spans_received_total": (
+        "counter",
+        "Spans handed to spanvisor, by path (processor, exporter, receiver).",
+    ),
     "spans_in_tasks_total": ("counter", "Spans that belonged to a task and were tracked."),
     "events_emitted_total": ("counter", "Domain events emitted by the tracker, by kind."),
-    "dropped_total": ("counter", "Spans or events dropped, by reason and sink. Every drop is also logged once."),
-    "sink_deliveries_total": ("counter", "Export calls to sinks, by sink and outcome (success, retry, failure)."),
+    "dropped_total": (
+        "counter",
+        "Spans or events dropped, by reason and sink. Every drop is also logged once.",
+    ),
+    "sink_deliveries_total": (
+        "counter",
+        "Export calls to sinks, by sink and outcome (success, retry, failure).",
+    ),
     "sink_latency_seconds": ("histogram", "Time a sink's export call took, by sink."),
     "queue_depth": ("gauge", "Events waiting in a sink's queue, by sink."),
     "inbox_depth": ("gauge", "Spans waiting for the tracker."),
     "open_tasks": ("gauge", "Tasks the tracker has open."),
-    "evicted_tasks_total": ("counter", "Tasks evicted from the tracker, by reason (finished, capacity, expired)."),
+    "evicted_tasks_total": (
+        "counter",
+        "Tasks evicted from the tracker, by reason (finished, capacity, expired).",
+    ),
     "outbox_events": ("gauge", "Events waiting in a durable outbox, by sink."),
-    "duplicate_spans_total": ("counter", "Span ends seen again within the dedup window and not counted twice."),
+    "late_spans_total": ("counter", "Spans that arrived after their task had finished."),
+    "duplicate_spans_total": (
+        "counter",
+        "Span ends seen again within the dedup window and not counted twice.",
+    ),
 }
 
 LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -107,7 +123,10 @@ class PipelineStats:
             self.log.error(
                 "dropping %s%s (%s); further drops of this kind are counted in "
                 "spanvisor_dropped_total{reason=%r} and not logged again",
-                reason.replace("_", " "), where, detail or "see docs/architecture.md#drops", reason,
+                reason.replace("_", " "),
+                where,
+                detail or "see docs/architecture.md#drops",
+                reason,
             )
 
     def inbox_drop(self) -> None:
@@ -120,4 +139,8 @@ class PipelineStats:
         with self._lock:
             n, self._inbox_pending = self._inbox_pending, 0
         if n:
-            self.drop("inbox_full", n, detail="the tracker fell behind the agent; raise SPANVISOR_INBOX_SIZE")
+            self.drop(
+                "inbox_full",
+                n,
+                detail="the tracker fell behind the agent; raise SPANVISOR_INBOX_SIZE",
+            )

@@ -1,0 +1,398 @@
+"""One task's state, and the events its spans produce.
+
+``TaskState.absorb`` reads one snapshot of one span of the task (an open
+span polled, or an ended one) and returns the events it causes, in order.
+Which span changes produce which events is documented in
+``docs/conventions.md#which-changes-become-events``; in short:
+
+* an ``agent.checkpoint`` span event → ``Checkpoint(source="event")``;
+* a change of progress, step, steps, message or status → ``Checkpoint(source="state")``;
+* a model call that ends with token usage → ``Checkpoint(source="model_call")``,
+  then a ``ContextWarning`` for each threshold it crosses;
+* an ``agent.artifact`` event or a new entry in ``agent.artifacts`` → ``ArtifactAdded``;
+* the root's end → ``TaskFinished``.
+
+A plain span ending (a tool call, a retrieval) produces nothing, so 10,000
+tool calls cause no events of their own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from spanvisor import conventions as cv
+from spanvisor import sanitize as sz
+from spanvisor.events import (
+    Artifact,
+    ArtifactAdded,
+    Checkpoint,
+    ContextWarning,
+    Event,
+    Outcome,
+    Status,
+    TaskFinished,
+    TaskStarted,
+    TaskView,
+    stable_id,
+)
+from spanvisor.spans import SpanData
+
+_CANCEL_TYPES = frozenset(
+    {
+        "CancelledError",
+        "asyncio.CancelledError",
+        "asyncio.exceptions.CancelledError",
+        "KeyboardInterrupt",
+        "GeneratorExit",
+        "concurrent.futures._base.CancelledError",
+    }
+)
+
+
+@dataclass
+class TrackerSettings:
+    thresholds: tuple[float, ...] = (0.70, 0.85)
+    windows: cv.ContextWindows = field(default_factory=cv.ContextWindows)
+
+
+@dataclass
+class TaskState:
+    view: TaskView
+    settings: TrackerSettings
+    explicit_status: Status | None = None
+    explicit_limit: int | None = None
+    fired: dict[float, bool] = field(default_factory=dict)
+    crossings: dict[float, int] = field(default_factory=dict)
+    events_seen: dict[str, int] = field(default_factory=dict)
+    state_seen: dict[str, int] = field(default_factory=dict)
+    last_model_end: int = -1
+    model_spans: set[str] = field(default_factory=set)
+    error: tuple[str | None, str | None, str | None] = (None, None, None)
+    finished: bool = False
+
+    @classmethod
+    def open(
+        cls,
+        task_id: str,
+        trace_id: str,
+        root_span_id: str,
+        span: SpanData,
+        settings: TrackerSettings,
+        notes: list[str],
+    ) -> TaskState:
+        a = span.attributes
+        agent_name = sz.name(cv.agent_name(a), "agent.name", notes)
+        agent_id = (
+            sz.name(cv.agent_id(a), "agent.id", notes)
+            or agent_name
+            or sz.name(span.resource.get(cv.SERVICE_NAME), "service.name", notes)
+            or "unknown"
+        )
+        view = TaskView(
+            task_id=task_id,
+            trace_id=trace_id,
+            root_span_id=root_span_id,
+            agent_id=agent_id,
+            agent_name=agent_name,
+            task_name=sz.text(cv.task_name(a, span.name), "agent.task.name", notes, 500),
+            repo=sz.name(a.get(cv.REPO), "agent.repo", notes),
+            status="starting",
+            started_ns=span.start_ns,
+            updated_ns=span.start_ns,
+        )
+        return cls(view=view, settings=settings)
+
+    # -- helpers -------------------------------------------------------------
+
+    def _id(self, *parts: object) -> str:
+        return stable_id(self.view.task_id, *parts)
+
+    def _set(self, **changes: Any) -> None:
+        self.view = replace(self.view, **changes)
+
+    def _status(self) -> Status:
+        if self.explicit_status is not None:
+            return self.explicit_status
+        ratio = self.view.context_ratio
+        if ratio is not None and self.settings.thresholds and ratio >= self.settings.thresholds[0]:
+            return "context_warning"
+        return "working"
+
+    def started(self, time_ns: int, notes: list[str]) -> TaskStarted:
+        return TaskStarted(event_id=self._id("started"), time_ns=time_ns, task=self.view, notes=tuple(notes))
+
+    # -- reading a span --------------------------------------------------------
+
+    def absorb(self, span: SpanData, notes: list[str], is_root: bool) -> list[Event]:
+        out: list[Event] = []
+        a = span.attributes
+        now = span.end_ns or span.start_ns
+        if span.resource and self.view.agent_id == "unknown":
+            svc = sz.name(span.resource.get(cv.SERVICE_NAME), "service.name", notes)
+            if svc:
+                self._set(agent_id=svc)
+        self._read_identity(a, notes)
+        for i, ev in enumerate(
+            span.events[self.events_seen.get(span.span_id, 0) :],
+            start=self.events_seen.get(span.span_id, 0),
+        ):
+            out.extend(self._span_event(span, i, ev.name, ev.time_ns, ev.attributes, notes, is_root))
+        self.events_seen[span.span_id] = len(span.events)
+        changed = self._read_state(a, notes)
+        out.extend(self._read_artifacts(span.span_id, a.get(cv.ARTIFACTS), now, notes))
+        if changed and not self.finished:
+            out.append(self._state_checkpoint(span.span_id, changed, now, notes))
+            if "context_tokens" in changed or "context_limit" in changed:
+                out.extend(self._warnings(now, notes))
+        if span.end_ns is not None and span.span_id not in self.model_spans and cv.role(a) == "model":
+            out.extend(self._model_call(span, notes))
+        if span.end_ns is not None and span.error and not is_root and self.error == (None, None, None):
+            self.error = (None, sz.text(span.status_message, "status.message", notes), None)
+        return out
+
+    def _read_identity(self, a: Any, notes: list[str]) -> None:
+        v = self.view
+        if v.repo is None and cv.REPO in a:
+            self._set(repo=sz.name(a.get(cv.REPO), cv.REPO, notes))
+        if v.task_name is None and cv.TASK_NAME in a:
+            self._set(task_name=sz.text(a.get(cv.TASK_NAME), cv.TASK_NAME, notes, 500))
+        if v.agent_name is None:
+            n = cv.agent_name(a)
+            if n is not None:
+                self._set(agent_name=sz.name(n, "agent.name", notes))
+
+    def _read_state(self, a: Any, notes: list[str], source: dict[str, Any] | None = None) -> tuple[str, ...]:
+        """Apply progress/step/steps/message/status; return the fields that changed."""
+        src = source if source is not None else a
+        v = self.view
+        changes: dict[str, Any] = {}
+        if cv.PROGRESS in src:
+            p = sz.progress(src[cv.PROGRESS], notes)
+            if p is not None and p != v.progress:
+                changes["progress"] = p
+        if cv.STEP in src:
+            s = sz.name(src[cv.STEP], cv.STEP, notes)
+            if s is not None and s != v.step:
+                changes["step"] = s
+        if cv.STEPS in src:
+            steps = sz.string_list(src[cv.STEPS], cv.STEPS, notes)
+            if steps and steps != v.steps:
+                changes["steps"] = steps
+        msg_key = cv.MESSAGE if cv.MESSAGE in src else ("message" if source is not None and "message" in src else None)
+        if msg_key is not None:
+            m = sz.text(src[msg_key], cv.MESSAGE, notes)
+            if m is not None and m != v.message:
+                changes["message"] = m
+        if cv.STATUS in src:
+            raw = sz.name(src[cv.STATUS], cv.STATUS, notes)
+            st = raw.strip().lower() if raw else None
+            if st in cv.STATUSES:
+                self.explicit_status = st  # type: ignore[assignment]
+            elif st is not None:
+                sz._note(notes, cv.STATUS, f"unknown status {st[:40]!r} ignored")
+        if cv.CONTEXT_LIMIT in src:
+            lim = sz.tokens(src[cv.CONTEXT_LIMIT], cv.CONTEXT_LIMIT, notes)
+            if lim:
+                self.explicit_limit = lim
+                if lim != v.context_limit:
+                    changes["context_limit"] = lim
+        if cv.CONTEXT_TOKENS in src:
+            t = sz.tokens(src[cv.CONTEXT_TOKENS], cv.CONTEXT_TOKENS, notes)
+            if t is not None and t != v.context_tokens:
+                changes["context_tokens"] = t
+        status = self._status_after(changes)
+        if status != v.status and not self.finished:
+            changes["status"] = status
+        if changes:
+            self._set(**changes)
+        return tuple(changes)
+
+    def _status_after(self, changes: dict[str, Any]) -> Status:
+        saved = self.view
+        self.view = replace(saved, **{k: changes[k] for k in ("context_tokens", "context_limit") if k in changes})
+        try:
+            return self._status()
+        finally:
+            self.view = saved
+
+    def _state_checkpoint(self, span_id: str, changed: tuple[str, ...], now: int, notes: list[str]) -> Checkpoint:
+        v = self.view
+        key = stable_id(v.status, v.progress, v.step, v.steps, v.message, v.context_tokens, v.context_limit)
+        n = self.state_seen.get(key, 0) + 1
+        self.state_seen[key] = n
+        self._set(updated_ns=max(v.updated_ns, now))
+        return Checkpoint(
+            event_id=self._id("state", span_id, key, n),
+            time_ns=now,
+            task=self.view,
+            notes=tuple(notes),
+            source="state",
+            changed=changed,
+        )
+
+    def _span_event(
+        self,
+        span: SpanData,
+        index: int,
+        name: str,
+        time_ns: int,
+        attrs: Any,
+        notes: list[str],
+        is_root: bool,
+    ) -> list[Event]:
+        if name == cv.EVENT_CHECKPOINT:
+            changed = self._read_state(attrs, notes, source=dict(attrs))
+            extras = {
+                k: sz.jsonable(x, k, notes)
+                for k, x in list(attrs.items())[:50]
+                if k not in (cv.PROGRESS, cv.STEP, cv.STEPS, cv.MESSAGE, cv.STATUS, "message")
+            }
+            self._set(updated_ns=max(self.view.updated_ns, time_ns))
+            cp = Checkpoint(
+                event_id=self._id("event", span.span_id, time_ns, index),
+                time_ns=time_ns,
+                task=self.view,
+                notes=tuple(notes),
+                source="event",
+                changed=changed,
+                attributes=extras,
+            )
+            return [cp, *self._warnings(time_ns, notes)] if "context_tokens" in changed else [cp]
+        if name == cv.EVENT_ARTIFACT:
+            art_name = sz.text(attrs.get(cv.ARTIFACT_NAME) or attrs.get("name"), cv.ARTIFACT_NAME, notes, 500)
+            uri = sz.text(attrs.get(cv.ARTIFACT_URI) or attrs.get("uri"), cv.ARTIFACT_URI, notes, 3000)
+            kind = sz.name(attrs.get(cv.ARTIFACT_KIND) or attrs.get("kind"), cv.ARTIFACT_KIND, notes)
+            return self._add_artifact(
+                Artifact(art_name or uri or "artifact", uri, kind),
+                self._id("artifact", span.span_id, time_ns, index),
+                time_ns,
+                notes,
+            )
+        if name == cv.EVENT_EXCEPTION and (is_root or self.error == (None, None, None)):
+            self.error = (
+                sz.name(attrs.get("exception.type"), "exception.type", notes),
+                sz.text(attrs.get("exception.message"), "exception.message", notes),
+                sz.text(attrs.get("exception.stacktrace"), "exception.stacktrace", notes, 8000),
+            )
+        return []
+
+    def _read_artifacts(self, span_id: str, raw: Any, now: int, notes: list[str]) -> list[Event]:
+        out: list[Event] = []
+        known = {a.name for a in self.view.artifacts} | {a.uri for a in self.view.artifacts if a.uri}
+        for item in sz.string_list(raw, cv.ARTIFACTS, notes):
+            if item not in known:
+                uri = item if "://" in item else None
+                out.extend(
+                    self._add_artifact(
+                        Artifact(item.rsplit("/", 1)[-1] if uri else item, uri),
+                        self._id("artifact", item),
+                        now,
+                        notes,
+                    )
+                )
+                known.add(item)
+        return out
+
+    def _add_artifact(self, art: Artifact, event_id: str, now: int, notes: list[str]) -> list[Event]:
+        if art in self.view.artifacts or len(self.view.artifacts) >= sz.MAX_LIST:
+            return []
+        self._set(artifacts=(*self.view.artifacts, art), updated_ns=max(self.view.updated_ns, now))
+        return [ArtifactAdded(event_id=event_id, time_ns=now, task=self.view, notes=tuple(notes), artifact=art)]
+
+    def _model_call(self, span: SpanData, notes: list[str]) -> list[Event]:
+        a = span.attributes
+        raw_in, raw_out = cv.usage(a)
+        t_in = sz.tokens(raw_in, "input_tokens", notes)
+        t_out = sz.tokens(raw_out, "output_tokens", notes)
+        if t_in is None and t_out is None:
+            return []
+        self.model_spans.add(span.span_id)
+        v = self.view
+        model = sz.name(cv.model_name(a), "model", notes) or v.model
+        changes: dict[str, Any] = {
+            "input_tokens": v.input_tokens + (t_in or 0),
+            "output_tokens": v.output_tokens + (t_out or 0),
+            "model": model,
+        }
+        end = span.end_ns or 0
+        # Occupancy is the latest call's prompt plus its output, not a sum.
+        if end >= self.last_model_end:
+            self.last_model_end = end
+            changes["context_tokens"] = (t_in or 0) + (t_out or 0)
+        if self.explicit_limit is None:
+            changes["context_limit"] = self.settings.windows.lookup(model) or v.context_limit
+        changes["status"] = self._status_after(changes)
+        changes["updated_ns"] = max(v.updated_ns, end)
+        self._set(**changes)
+        cp = Checkpoint(
+            event_id=self._id("model", span.span_id),
+            time_ns=end,
+            task=self.view,
+            notes=tuple(notes),
+            source="model_call",
+            changed=("tokens",),
+        )
+        return [cp, *self._warnings(end, notes)]
+
+    def _warnings(self, now: int, notes: list[str]) -> list[Event]:
+        v = self.view
+        ratio = v.context_ratio
+        if ratio is None or v.context_tokens is None or v.context_limit is None:
+            return []
+        out: list[Event] = []
+        top = self.settings.thresholds[-1] if self.settings.thresholds else None
+        for t in self.settings.thresholds:
+            if ratio >= t and not self.fired.get(t):
+                self.fired[t] = True
+                n = self.crossings[t] = self.crossings.get(t, 0) + 1
+                out.append(
+                    ContextWarning(
+                        event_id=self._id("context", t, n),
+                        time_ns=now,
+                        task=v,
+                        notes=tuple(notes),
+                        level="critical" if t == top and len(self.settings.thresholds) > 1 else "warning",
+                        threshold=t,
+                        ratio=ratio,
+                        tokens=v.context_tokens,
+                        limit=v.context_limit,
+                    )
+                )
+            elif ratio < t and self.fired.get(t):
+                self.fired[t] = False  # re-arm, e.g. after the agent compacted its context
+        return out
+
+    def finish(self, root: SpanData, notes: list[str]) -> TaskFinished:
+        self.finished = True
+        end = root.end_ns or root.start_ns
+        etype, emsg, etrace = self.error
+        outcome: Outcome
+        if self.explicit_status in ("complete", "error", "cancelled"):
+            outcome = self.explicit_status  # type: ignore[assignment]
+        elif root.error:
+            outcome = "cancelled" if etype in _CANCEL_TYPES else "error"
+        else:
+            outcome = "complete"
+        if outcome == "error" and emsg is None:
+            emsg = sz.text(root.status_message, "status.message", notes)
+        started = min(self.view.started_ns, root.start_ns) if self.view.started_ns else root.start_ns
+        self._set(
+            status=outcome,
+            ended_ns=end,
+            started_ns=started,
+            updated_ns=max(self.view.updated_ns, end),
+        )
+        if outcome != "error":
+            etype = emsg = etrace = None
+        return TaskFinished(
+            event_id=self._id("finished"),
+            time_ns=end,
+            task=self.view,
+            notes=tuple(notes),
+            outcome=outcome,
+            duration_s=max(0.0, (end - started) / 1e9),
+            error_type=etype,
+            error_message=emsg,
+            stacktrace=etrace,
+        )
