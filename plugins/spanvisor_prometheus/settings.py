@@ -1,0 +1,75 @@
+"""The Prometheus sink's own settings (merged into the core table by ``Config.load``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from spanvisor.config import Setting, p_int, p_str
+
+
+def p_port(v: Any) -> int | None:
+    """A TCP port 1-65535, or nothing (do not serve).
+
+    0 is refused on purpose: a random port cannot be put in a scrape config.
+    Tests that want an ephemeral port set it in code (``Config.with_values``).
+    """
+    if v is None or str(v).strip() == "":
+        return None
+    n = p_int(v)
+    if not 1 <= n <= 65535:
+        raise ValueError(v)
+    return n
+
+
+def p_cap(v: Any) -> int:
+    n = p_int(v)
+    if n < 1:
+        raise ValueError(v)
+    return n
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "metrics_port",
+        "SPANVISOR_METRICS_PORT",
+        p_port,
+        None,
+        "Serve Prometheus metrics at http://<metrics_host>:<port>/metrics from the process "
+        "running the pipeline. Unset: metrics are only kept in the registry "
+        "(spanvisor serve exposes them on its admin port).",
+        "a TCP port 1-65535, or empty",
+    ),
+    Setting(
+        "metrics_host",
+        "SPANVISOR_METRICS_HOST",
+        p_str,
+        "127.0.0.1",
+        "Address the metrics endpoint binds to. Use 0.0.0.0 to let a remote Prometheus scrape.",
+        "an IP address or host name",
+    ),
+    Setting(
+        "metrics_max_agents",
+        "SPANVISOR_METRICS_MAX_AGENTS",
+        p_cap,
+        50,
+        "Distinct agent label values kept in metrics; later agents are reported as 'other' "
+        'and counted in spanvisor_label_overflow_total{label="agent"}.',
+        "a positive integer",
+    ),
+    Setting(
+        "metrics_max_repos",
+        "SPANVISOR_METRICS_MAX_REPOS",
+        p_cap,
+        50,
+        "Distinct repo label values kept in metrics; later repos are reported as 'other'.",
+        "a positive integer",
+    ),
+    Setting(
+        "metrics_dedup_window",
+        "SPANVISOR_METRICS_DEDUP_WINDOW",
+        p_cap,
+        100_000,
+        "How many recent event ids the metrics sink remembers so a replayed event is not counted twice.",
+        "a positive integer",
+    ),
+)

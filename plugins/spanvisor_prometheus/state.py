@@ -1,0 +1,301 @@
+"""Task metrics as plain numbers, derived from domain events.
+
+No metrics library here: the sink feeds events in, and a custom collector
+(``collectors.py``) reads a consistent snapshot when Prometheus scrapes.
+Plain dicts keep the per-event cost to a few dictionary operations, and a
+custom collector lets us emit exactly the series we want (no ``_created``).
+
+Every event is counted once by ``event_id`` (a bounded LRU of seen ids),
+because the pipeline may deliver an event again after a retry or a replay.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from typing import NamedTuple
+
+from spanvisor.events import (
+    ArtifactAdded,
+    Checkpoint,
+    ContextWarning,
+    Event,
+    TaskFinished,
+    TaskStarted,
+)
+
+OTHER = "other"
+# Label values come from agents; a megabyte agent id must not become a
+# megabyte label. 128 characters is far more than any sane id.
+MAX_LABEL_CHARS = 128
+# OpenMetrics caps an exemplar's label set (names and values) at 128 runes.
+MAX_EXEMPLAR_TRACE_CHARS = 128 - len("trace_id")
+
+# Agent tasks run from seconds to hours.
+DURATION_BUCKETS: tuple[float, ...] = (
+    1.0,
+    5.0,
+    15.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+    600.0,
+    1800.0,
+    3600.0,
+    7200.0,
+    14400.0,
+)
+
+
+class Exemplar(NamedTuple):
+    trace_id: str
+    value: float
+    timestamp: float
+
+
+Key = tuple[str, ...]
+
+
+class LabelCap:
+    """Admits the first ``cap`` distinct values; later ones become ``other``."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.admitted: set[str] = set()
+        self.overflowed = 0
+
+    def label(self, value: str | None) -> str:
+        if not value:
+            return ""
+        if len(value) > MAX_LABEL_CHARS:
+            value = value[:MAX_LABEL_CHARS]
+        if value in self.admitted:
+            return value
+        if len(self.admitted) < self.cap:
+            self.admitted.add(value)
+            return value
+        self.overflowed += 1
+        return OTHER
+
+
+class CounterData:
+    __slots__ = ("exemplars", "labelnames", "values")
+
+    def __init__(self, *labelnames: str) -> None:
+        self.labelnames = labelnames
+        self.values: dict[Key, float] = {}
+        self.exemplars: dict[Key, Exemplar] = {}
+
+    def inc(self, key: Key, amount: float, exemplar: Exemplar | None) -> None:
+        self.values[key] = self.values.get(key, 0.0) + amount
+        if exemplar is not None:
+            self.exemplars[key] = exemplar
+
+
+class HistogramSeries:
+    __slots__ = ("count", "counts", "exemplars", "total")
+
+    def __init__(self, n_buckets: int) -> None:
+        # Per bucket (not cumulative), the last one is +Inf.
+        self.counts = [0] * (n_buckets + 1)
+        self.exemplars: list[Exemplar | None] = [None] * (n_buckets + 1)
+        self.total = 0.0
+        self.count = 0
+
+
+class HistogramData:
+    def __init__(self, buckets: tuple[float, ...], *labelnames: str) -> None:
+        self.buckets = buckets
+        self.labelnames = labelnames
+        self.series: dict[Key, HistogramSeries] = {}
+
+    def observe(self, key: Key, value: float, exemplar: Exemplar | None) -> None:
+        s = self.series.get(key)
+        if s is None:
+            s = self.series[key] = HistogramSeries(len(self.buckets))
+        i = len(self.buckets)
+        for j, bound in enumerate(self.buckets):
+            if value <= bound:
+                i = j
+                break
+        s.counts[i] += 1
+        if exemplar is not None:
+            s.exemplars[i] = exemplar
+        s.total += value
+        s.count += 1
+
+
+class OpenTask:
+    __slots__ = ("agent", "input_tokens", "output_tokens", "ratio", "started_s")
+
+    def __init__(self, agent: str, started_s: float) -> None:
+        self.agent = agent
+        self.started_s = started_s
+        self.ratio = 0.0
+        self.input_tokens = 0
+        self.output_tokens = 0
+
+
+class AgentGauges(NamedTuple):
+    running: int
+    worst_ratio: float
+    oldest_start_s: float | None
+
+
+class TaskMetrics:
+    """Absorbs events; ``lock`` guards every read and write so a scrape from
+    another thread (an admin server) sees a consistent snapshot."""
+
+    def __init__(
+        self,
+        max_agents: int = 50,
+        max_repos: int = 50,
+        dedup_window: int = 100_000,
+        max_open_tasks: int = 10_000,
+    ) -> None:
+        self.lock = threading.Lock()
+        self.agents = LabelCap(max_agents)
+        self.repos = LabelCap(max_repos)
+        self.dedup_window = dedup_window
+        self.max_open_tasks = max_open_tasks
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        # Finished task ids, so a late event cannot reopen a finished task.
+        self._finished: OrderedDict[str, None] = OrderedDict()
+        self.open: OrderedDict[str, OpenTask] = OrderedDict()
+        self.known_agents: set[str] = set()
+        self.last_progress_s: dict[str, float] = {}
+        self.started = CounterData("agent", "repo")
+        self.finished = CounterData("agent", "repo", "outcome")
+        self.checkpoints = CounterData("agent")
+        self.warnings = CounterData("agent", "level")
+        self.tokens = CounterData("agent", "direction")
+        self.duration = HistogramData(DURATION_BUCKETS, "agent", "outcome")
+        self.duplicates = 0
+        self.rejected_values = 0
+        self.evicted_open = 0
+
+    # --- writing -----------------------------------------------------------
+
+    def absorb(self, events: list[Event] | tuple[Event, ...]) -> int:
+        """Count a batch; returns how many events were new."""
+        new = 0
+        with self.lock:
+            for ev in events:
+                if self._first_time(ev.event_id):
+                    self._absorb_one(ev)
+                    new += 1
+                else:
+                    self.duplicates += 1
+        return new
+
+    def _first_time(self, event_id: str) -> bool:
+        seen = self._seen
+        if event_id in seen:
+            return False
+        seen[event_id] = None
+        if len(seen) > self.dedup_window:
+            seen.popitem(last=False)
+        return True
+
+    def _absorb_one(self, ev: Event) -> None:
+        t = ev.task
+        agent = self.agents.label(t.agent_id)
+        self.known_agents.add(agent)
+        ts = ev.time_ns / 1e9
+        trace = t.trace_id[:MAX_EXEMPLAR_TRACE_CHARS]
+        one = Exemplar(trace, 1.0, ts)
+        task = self._task(t.task_id, agent, (t.started_ns / 1e9) or ts)
+        if task is not None:
+            self._tokens(task, agent, t.input_tokens, t.output_tokens, trace, ts)
+            ratio = t.context_ratio
+            if ratio is not None:
+                task.ratio = _clamp_ratio(ratio, task.ratio)
+        kind = type(ev)
+        if kind is Checkpoint:
+            self.checkpoints.inc((agent,), 1.0, one)
+            self._progress(agent, ts)
+        elif kind is TaskStarted:
+            self.started.inc((agent, self.repos.label(t.repo)), 1.0, one)
+            self._progress(agent, ts)
+        elif kind is ContextWarning:
+            assert isinstance(ev, ContextWarning)
+            self.warnings.inc((agent, ev.level), 1.0, one)
+            if task is not None:
+                task.ratio = _clamp_ratio(ev.ratio, task.ratio)
+        elif kind is TaskFinished:
+            assert isinstance(ev, TaskFinished)
+            self._finish(ev, agent, trace, ts)
+        elif kind is not ArtifactAdded:
+            self.rejected_values += 1
+
+    def _task(self, task_id: str, agent: str, started_s: float) -> OpenTask | None:
+        task = self.open.get(task_id)
+        if task is not None:
+            return task
+        if task_id in self._finished:
+            return None
+        task = self.open[task_id] = OpenTask(agent, started_s)
+        if len(self.open) > self.max_open_tasks:
+            # The tracker evicts abandoned tasks without an event; the oldest
+            # task here is the likeliest abandoned one.
+            self.open.popitem(last=False)
+            self.evicted_open += 1
+        return task
+
+    def _tokens(self, task: OpenTask, agent: str, inp: int, out: int, trace: str, ts: float) -> None:
+        # TaskView carries running totals; the counters grow by the difference.
+        if inp > task.input_tokens:
+            d = inp - task.input_tokens
+            task.input_tokens = inp
+            self.tokens.inc((agent, "input"), d, Exemplar(trace, d, ts))
+        if out > task.output_tokens:
+            d = out - task.output_tokens
+            task.output_tokens = out
+            self.tokens.inc((agent, "output"), d, Exemplar(trace, d, ts))
+
+    def _progress(self, agent: str, ts: float) -> None:
+        # max(): a replayed old event must not move the stall clock back.
+        if ts > self.last_progress_s.get(agent, 0.0):
+            self.last_progress_s[agent] = ts
+
+    def _finish(self, ev: TaskFinished, agent: str, trace: str, ts: float) -> None:
+        t = ev.task
+        key = (agent, self.repos.label(t.repo), ev.outcome)
+        self.finished.inc(key, 1.0, Exemplar(trace, 1.0, ts))
+        d = ev.duration_s
+        if isinstance(d, int | float) and math.isfinite(d) and d >= 0:
+            self.duration.observe((agent, ev.outcome), float(d), Exemplar(trace, float(d), ts))
+        else:
+            self.rejected_values += 1
+        self.open.pop(t.task_id, None)
+        self._finished[t.task_id] = None
+        if len(self._finished) > self.max_open_tasks:
+            self._finished.popitem(last=False)
+
+    # --- reading (call with ``lock`` held) ---------------------------------
+
+    def agent_gauges(self) -> dict[str, AgentGauges]:
+        running: dict[str, int] = dict.fromkeys(self.known_agents, 0)
+        worst: dict[str, float] = dict.fromkeys(self.known_agents, 0.0)
+        oldest: dict[str, float] = {}
+        for task in self.open.values():
+            a = task.agent
+            running[a] = running.get(a, 0) + 1
+            if task.ratio > worst.get(a, 0.0):
+                worst[a] = task.ratio
+            if a not in oldest or task.started_s < oldest[a]:
+                oldest[a] = task.started_s
+        return {a: AgentGauges(running[a], worst.get(a, 0.0), oldest.get(a)) for a in running}
+
+    @property
+    def overflow(self) -> dict[str, int]:
+        return {"agent": self.agents.overflowed, "repo": self.repos.overflowed}
+
+
+def _clamp_ratio(ratio: float, previous: float) -> float:
+    # The contract is a 0-1 gauge; tokens above a (mis)configured limit read 1.
+    if not isinstance(ratio, int | float) or not math.isfinite(ratio):
+        return previous
+    return min(max(float(ratio), 0.0), 1.0)
