@@ -1,0 +1,247 @@
+"""GrafanaAnnotationSink: one region annotation per task, created once.
+
+TaskStarted POSTs a point at the task's start; TaskFinished PATCHes it into
+the full region (``timeEnd``, final text and tags). Grafana has no idempotency
+key, so the annotation id lives in the state store under
+``("grafana.annotation", task_id)``: a claim is taken before the POST and the
+id put after it, so a restarted sink or another replica patches the same
+annotation. A TaskFinished whose start was never posted creates the whole
+region in one POST. Other events are ignored.
+
+Per event the sink is idempotent by ``event_id``; a batch that hits the retry
+budget returns RETRY and the events already done are skipped when it comes
+back. Permanent errors are counted as drops (``dropped_total{sink="grafana"}``)
+and logged once with the fix, and the batch goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from spanvisor.events import Event, TaskFinished, TaskStarted, TaskView
+from spanvisor.sink import BaseSink, SinkContext, SinkResult
+from spanvisor_grafana.errors import GrafanaError, PermanentError, TransientError
+from spanvisor_grafana.settings import SETTINGS
+from spanvisor_grafana.text import BASE_TAG, finish_payload, start_payload, task_tag
+
+if TYPE_CHECKING:
+    from spanvisor.config import Config, Setting
+    from spanvisor_grafana.client import GrafanaClient
+
+NAMESPACE = "grafana.annotation"
+SEEN_EVENTS = 50_000
+log = logging.getLogger("spanvisor.grafana")
+
+
+class GrafanaAnnotationSink(BaseSink):
+    name = "grafana"
+    settings: ClassVar[Sequence[Setting]] = SETTINGS
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.client: GrafanaClient | None = None
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._done: OrderedDict[str, None] = OrderedDict()
+        self._extra_tags: tuple[str, ...] = ()
+        self._dashboard_uid: str | None = None
+        self._max_text = 2000
+        self._lease_s = 60.0
+        self._logged: set[int | None] = set()
+        # Tasks whose create failed in a way that may have created it anyway.
+        self._uncertain: set[str] = set()
+
+    @classmethod
+    def enabled(cls, config: Config) -> bool:
+        return bool(config.get("grafana_url") and config.get("grafana_token"))
+
+    async def start(self, ctx: SinkContext) -> None:
+        from spanvisor_grafana.client import GrafanaClient
+
+        await super().start(ctx)
+        cfg = ctx.config
+        url, token = cfg.get("grafana_url"), cfg.get("grafana_token")
+        if not url or not token:
+            log.error("grafana sink: SPANVISOR_GRAFANA_URL and SPANVISOR_GRAFANA_TOKEN are required")
+            return
+        self.client = GrafanaClient(
+            url,
+            token,
+            timeout_s=cfg.get("grafana_timeout_s", 10.0),
+            retry_budget_s=cfg.get("grafana_retry_budget_s", 30.0),
+        )
+        self._extra_tags = tuple(cfg.get("grafana_tags", ()) or ())
+        self._dashboard_uid = cfg.get("grafana_dashboard_uid")
+        self._max_text = max(50, int(cfg.get("grafana_max_text", 2000)))
+        self._lease_s = float(cfg.get("grafana_lease_s", 60.0))
+
+    async def shutdown(self, timeout_s: float) -> None:
+        if self.client is not None:
+            await self.client.close()
+
+    # --- export ---------------------------------------------------------------
+
+    async def export(self, events: Sequence[Event]) -> SinkResult:
+        if self.ctx is None or self.client is None:
+            return SinkResult.FAILURE
+        for event in events:
+            if event.event_id in self._done:
+                continue
+            try:
+                if isinstance(event, TaskStarted):
+                    await self._on_start(event)
+                elif isinstance(event, TaskFinished):
+                    await self._on_finish(event)
+            except TransientError as exc:
+                log.warning("grafana sink: %s; the batch will be retried", exc)
+                return SinkResult.RETRY
+            except PermanentError as exc:
+                self._permanent(exc)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug here must not take the pipeline down
+                log.exception("grafana sink: unexpected error on %s", event.kind)
+                self.ctx.stats.drop("grafana_internal_error", 1, sink=self.name, detail=type(exc).__name__)
+            self._remember(event.event_id)
+        return SinkResult.SUCCESS
+
+    def _remember(self, event_id: str) -> None:
+        self._done[event_id] = None
+        if len(self._done) > SEEN_EVENTS:
+            self._done.popitem(last=False)
+
+    def _permanent(self, exc: Exception) -> None:
+        assert self.ctx is not None
+        status = exc.status if isinstance(exc, PermanentError) else None
+        fix = exc.fix if isinstance(exc, PermanentError) else ""
+        reason = f"grafana_http_{status}" if status in (400, 401, 403, 404, 413) else "grafana_rejected"
+        if status not in self._logged:
+            self._logged.add(status)
+            log.error("grafana sink: %s; fix: %s (logged once per status)", exc, fix)
+        self.ctx.stats.drop(reason, 1, sink=self.name, detail=fix)
+
+    # --- lifecycle of one annotation -----------------------------------
+
+    async def _on_start(self, event: TaskStarted) -> None:
+        store = self._store()
+        task_id = event.task_id
+        if await store.get(NAMESPACE, task_id) is not None:
+            return
+        claim = await store.claim(NAMESPACE, task_id, self.owner, self._lease_s)
+        if not claim.won:
+            # Created already, or being created by another replica, whose
+            # finish path (or ours, once its lease lapses) completes the region.
+            return
+        body = start_payload(event.task, self._extra_tags, self._max_text, self._dashboard_uid)
+        await self._create(task_id, event.task, body)
+
+    async def _on_finish(self, event: TaskFinished) -> None:
+        store = self._store()
+        task_id = event.task_id
+        body = finish_payload(event, self._extra_tags, self._max_text, self._dashboard_uid)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._client().retry_budget_s
+        while True:
+            value = await store.get(NAMESPACE, task_id)
+            if value is not None:
+                ann_id = _annotation_id(value)
+                patch = {k: v for k, v in body.items() if k != "dashboardUID"}
+                try:
+                    await self._client().call("PATCH", f"/api/annotations/{ann_id}", patch)
+                except PermanentError as exc:
+                    if exc.status != 404:
+                        raise
+                    # Someone deleted the annotation in Grafana: make a new one.
+                    log.warning("grafana sink: annotation %s is gone; creating it again", ann_id)
+                    await self._create(task_id, event.task, body, force=True)
+                return
+            claim = await store.claim(NAMESPACE, task_id, self.owner, self._lease_s)
+            if claim.value is not None:
+                continue
+            if claim.won:
+                await self._create(task_id, event.task, body)
+                return
+            # Another replica is creating it right now: wait for its id.
+            if loop.time() > deadline:
+                raise TransientError(f"task {task_id}: annotation being created elsewhere")
+            await asyncio.sleep(0.2)
+
+    async def _create(self, task_id: str, view: TaskView, body: Mapping[str, Any], force: bool = False) -> None:
+        store = self._store()
+
+        async def find_existing() -> Any:
+            # An ambiguous failure (timeout, 5xx, dropped connection) may
+            # have created it: look for it by its task tag before posting again.
+            params = [("tags", BASE_TAG), ("tags", task_tag(task_id)), ("type", "annotation"), ("limit", "1")]
+            found = await self._client().call("GET", "/api/annotations", params=params)
+            if isinstance(found, list) and found and isinstance(found[0], dict) and not force:
+                return {"id": found[0].get("id"), "found": True}
+            return None
+
+        try:
+            data = await find_existing() if task_id in self._uncertain else None
+            if data is None:
+                data = await self._client().call("POST", "/api/annotations", body, recover=find_existing)
+        except TransientError:
+            # Keep the claim (same owner retakes it) and look before the next POST.
+            self._uncertain.add(task_id)
+            raise
+        except PermanentError:
+            self._uncertain.discard(task_id)
+            await store.release(NAMESPACE, task_id, self.owner)
+            raise
+        self._uncertain.discard(task_id)
+        ann_id = data.get("id") if isinstance(data, dict) else None
+        if not isinstance(ann_id, int):
+            await store.release(NAMESPACE, task_id, self.owner)
+            raise PermanentError(f"POST /api/annotations: no id in the answer: {data!r:.200}")
+        if isinstance(data, dict) and data.get("found") and "timeEnd" in body:
+            # The earlier POST landed; bring it up to date like a finish would.
+            patch = {k: v for k, v in body.items() if k != "dashboardUID"}
+            await self._client().call("PATCH", f"/api/annotations/{ann_id}", patch)
+        await store.put(NAMESPACE, task_id, {"id": ann_id}, self.owner)
+
+    def _store(self) -> Any:
+        assert self.ctx is not None
+        return self.ctx.state_store
+
+    def _client(self) -> GrafanaClient:
+        assert self.client is not None
+        return self.client
+
+    # --- spanvisor check ----------------------------------------------------
+
+    @classmethod
+    async def check(cls, config: Config) -> list[tuple[str, bool, str]]:
+        from spanvisor_grafana.client import GrafanaClient
+
+        url, token = config.get("grafana_url"), config.get("grafana_token")
+        if not url or not token:
+            return [("grafana", False, "set SPANVISOR_GRAFANA_URL and SPANVISOR_GRAFANA_TOKEN")]
+        client = GrafanaClient(url, token, timeout_s=config.get("grafana_timeout_s", 10.0), retry_budget_s=0.0)
+        out: list[tuple[str, bool, str]] = []
+        try:
+            health = await client.call("GET", "/api/health")
+            version = health.get("version", "?") if isinstance(health, dict) else "?"
+            out.append(("grafana reachable", True, f"{client.base_url} (Grafana {version})"))
+            await client.call("GET", "/api/annotations", params=[("limit", "1")])
+            out.append(("grafana token", True, "accepted (annotations readable)"))
+        except GrafanaError as exc:
+            fix = getattr(exc, "fix", "is Grafana running and SPANVISOR_GRAFANA_URL right?")
+            out.append(("grafana", False, f"{exc}; {fix}"))
+        finally:
+            await client.close()
+        return out
+
+
+def _annotation_id(value: Mapping[str, Any]) -> int:
+    ann_id = value.get("id")
+    if not isinstance(ann_id, int):
+        raise ValueError(f"state store holds no annotation id: {dict(value)!r:.200}")
+    return ann_id

@@ -1,0 +1,125 @@
+"""Annotation payloads built from task events. Pure: no I/O.
+
+Grafana shows annotation text as text, so nothing is escaped; but agent text
+can hold control characters and megabytes, so it is stripped and cut.
+Tags carry the task id so an ambiguous create (the POST may or may not have
+landed) can be found again with a tag query instead of posted twice.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from spanvisor.events import TaskFinished, TaskView
+from spanvisor.presentation import STATUS_STYLE, duration
+
+# C0 and C1 control characters, DEL, and lone surrogates (they make invalid
+# JSON for Go's decoder). Newline and tab stay: they format the text.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+# Grafana stores a tag's key and value in columns of 100 characters.
+MAX_TAG = 100
+MAX_FIELD = 500
+ELLIPSIS = "…"
+
+BASE_TAG = "spanvisor"
+
+
+def clean(value: object, limit: int) -> str:
+    """Agent text made safe to send: control characters out, cut to ``limit``."""
+    s = _CONTROL.sub("", str(value))
+    if len(s) > limit:
+        s = s[: max(0, limit - 1)] + ELLIPSIS
+    return s
+
+
+def clean_tag(value: object) -> str:
+    # Grafana splits "key:value" tags; spaces and control characters are
+    # legal but make tags hard to click, so whitespace runs become one space.
+    s = " ".join(_CONTROL.sub("", str(value)).split())
+    return s[:MAX_TAG]
+
+
+def task_tag(task_id: str) -> str:
+    return clean_tag(f"task:{task_id}")
+
+
+def tags(view: TaskView, status: str, extra: Sequence[str]) -> list[str]:
+    out = [BASE_TAG, clean_tag(f"agent:{view.agent_id}"), clean_tag(f"status:{status}")]
+    if view.repo:
+        out.append(clean_tag(f"repo:{view.repo}"))
+    out.append(task_tag(view.task_id))
+    out.extend(clean_tag(t) for t in extra if clean_tag(t))
+    # Order kept, duplicates dropped: Grafana would store them twice.
+    return list(dict.fromkeys(t for t in out if t))
+
+
+def _title(view: TaskView) -> str:
+    name = clean(view.task_name or view.task_id, MAX_FIELD)
+    agent = clean(view.agent_name or view.agent_id, MAX_FIELD)
+    return f"{agent}: {name}"
+
+
+def start_text(view: TaskView, max_text: int) -> str:
+    lines = [f"{STATUS_STYLE['starting'][1]} {_title(view)} started"]
+    if view.repo:
+        lines.append(f"repo: {clean(view.repo, MAX_FIELD)}")
+    if view.message:
+        lines.append(clean(view.message, MAX_FIELD))
+    return clean("\n".join(lines), max_text)
+
+
+def finish_text(event: TaskFinished, max_text: int) -> str:
+    v = event.task
+    emoji = STATUS_STYLE[event.outcome][1]
+    lines = [
+        f"{emoji} {_title(v)} {event.outcome} in {duration(event.duration_s)}",
+        f"tokens in {v.input_tokens:,} / out {v.output_tokens:,}",
+    ]
+    if v.repo:
+        lines.append(f"repo: {clean(v.repo, MAX_FIELD)}")
+    if event.outcome == "error":
+        what = clean(event.error_type or "error", MAX_FIELD)
+        msg = clean(event.error_message, MAX_FIELD * 2) if event.error_message else ""
+        lines.append(f"{what}: {msg}" if msg else what)
+    if v.artifacts:
+        names = ", ".join(clean(a.name, 100) for a in v.artifacts[:10])
+        more = f" (+{len(v.artifacts) - 10})" if len(v.artifacts) > 10 else ""
+        lines.append(f"artifacts: {names}{more}")
+    return clean("\n".join(lines), max_text)
+
+
+def ms(ns: int) -> int:
+    return max(1, ns // 1_000_000)
+
+
+def start_payload(
+    view: TaskView, extra_tags: Sequence[str], max_text: int, dashboard_uid: str | None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "time": ms(view.started_ns),
+        "text": start_text(view, max_text),
+        "tags": tags(view, view.status, extra_tags),
+    }
+    if dashboard_uid:
+        body["dashboardUID"] = dashboard_uid
+    return body
+
+
+def finish_payload(
+    event: TaskFinished, extra_tags: Sequence[str], max_text: int, dashboard_uid: str | None
+) -> dict[str, Any]:
+    """The whole region: a PATCH body, and a POST body when no start was posted."""
+    v = event.task
+    start = ms(v.started_ns or event.time_ns)
+    end = max(start, ms(v.ended_ns or event.time_ns))
+    body: dict[str, Any] = {
+        "time": start,
+        "timeEnd": end,
+        "text": finish_text(event, max_text),
+        "tags": tags(v, event.outcome, extra_tags),
+    }
+    if dashboard_uid:
+        body["dashboardUID"] = dashboard_uid
+    return body
