@@ -146,6 +146,14 @@ def role(attrs: Mapping[str, Any]) -> Role:
     return "other"
 
 
+def is_model_call(attrs: Mapping[str, Any]) -> bool:
+    """A model call whose token usage counts, whatever stamps it carries."""
+    op = attrs.get(GEN_AI_OPERATION)
+    if op in GEN_AI_MODEL_OPS or attrs.get(OI_KIND) == "LLM":
+        return True
+    return any(k in attrs for k in (GEN_AI_INPUT, GEN_AI_PROMPT_OLD, OI_PROMPT, TL_TOTAL_OLD))
+
+
 def is_root_candidate(attrs: Mapping[str, Any]) -> bool:
     return role(attrs) in ("task", "agent")
 

@@ -50,6 +50,9 @@ _CANCEL_TYPES = frozenset(
 )
 
 
+_STATE_KEYS = (cv.PROGRESS, cv.STEP, cv.STEPS, cv.MESSAGE, cv.STATUS, cv.CONTEXT_LIMIT, cv.CONTEXT_TOKENS)
+
+
 @dataclass
 class TrackerSettings:
     thresholds: tuple[float, ...] = (0.70, 0.85)
@@ -66,6 +69,7 @@ class TaskState:
     crossings: dict[float, int] = field(default_factory=dict)
     events_seen: dict[str, int] = field(default_factory=dict)
     state_seen: dict[str, int] = field(default_factory=dict)
+    attrs_seen: dict[str, dict[str, Any]] = field(default_factory=dict)
     last_model_end: int = -1
     model_spans: set[str] = field(default_factory=set)
     error: tuple[str | None, str | None, str | None] = (None, None, None)
@@ -120,6 +124,8 @@ class TaskState:
         return "working"
 
     def started(self, time_ns: int, notes: list[str]) -> TaskStarted:
+        if self.explicit_status is None:
+            self._set(status="starting")
         return TaskStarted(event_id=self._id("started"), time_ns=time_ns, task=self.view, notes=tuple(notes))
 
     # -- reading a span --------------------------------------------------------
@@ -133,23 +139,35 @@ class TaskState:
             if svc:
                 self._set(agent_id=svc)
         self._read_identity(a, notes)
-        for i, ev in enumerate(
-            span.events[self.events_seen.get(span.span_id, 0) :],
-            start=self.events_seen.get(span.span_id, 0),
-        ):
-            out.extend(self._span_event(span, i, ev.name, ev.time_ns, ev.attributes, notes, is_root))
-        self.events_seen[span.span_id] = len(span.events)
-        changed = self._read_state(a, notes)
+        # Attributes first, then the span's new events: attributes carry no
+        # time, and an event is usually the later word (a checkpoint with
+        # progress 80 after agent.progress was set to 30).
+        changed = self._read_state(self._attr_changes(span.span_id, a), notes)
         out.extend(self._read_artifacts(span.span_id, a.get(cv.ARTIFACTS), now, notes))
         if changed and not self.finished:
             out.append(self._state_checkpoint(span.span_id, changed, now, notes))
             if "context_tokens" in changed or "context_limit" in changed:
                 out.extend(self._warnings(now, notes))
-        if span.end_ns is not None and span.span_id not in self.model_spans and cv.role(a) == "model":
+        start = self.events_seen.get(span.span_id, 0)
+        for i, ev in enumerate(span.events[start:], start=start):
+            out.extend(self._span_event(span, i, ev.name, ev.time_ns, ev.attributes, notes, is_root))
+        self.events_seen[span.span_id] = len(span.events)
+        if span.end_ns is not None and span.span_id not in self.model_spans and cv.is_model_call(a):
             out.extend(self._model_call(span, notes))
         if span.end_ns is not None and span.error and not is_root and self.error == (None, None, None):
             self.error = (None, sz.text(span.status_message, "status.message", notes), None)
         return out
+
+    def _attr_changes(self, span_id: str, a: Any) -> dict[str, Any]:
+        """The state attributes of this span that changed since it was last read.
+
+        Comparing with the span's own earlier values, not the task's view,
+        keeps a stale attribute from undoing a later checkpoint event.
+        """
+        current = {k: a[k] for k in _STATE_KEYS if k in a}
+        before = self.attrs_seen.get(span_id, {})
+        self.attrs_seen[span_id] = current
+        return {k: v for k, v in current.items() if before.get(k) != v}
 
     def _read_identity(self, a: Any, notes: list[str]) -> None:
         v = self.view
@@ -162,9 +180,11 @@ class TaskState:
             if n is not None:
                 self._set(agent_name=sz.name(n, "agent.name", notes))
 
-    def _read_state(self, a: Any, notes: list[str], source: dict[str, Any] | None = None) -> tuple[str, ...]:
-        """Apply progress/step/steps/message/status; return the fields that changed."""
-        src = source if source is not None else a
+    def _read_state(self, src: Any, notes: list[str], plain_message: bool = False) -> tuple[str, ...]:
+        """Apply progress/step/steps/message/status; return the fields that changed.
+
+        ``plain_message``: a checkpoint event may say ``message`` for short.
+        """
         v = self.view
         changes: dict[str, Any] = {}
         if cv.PROGRESS in src:
@@ -179,7 +199,7 @@ class TaskState:
             steps = sz.string_list(src[cv.STEPS], cv.STEPS, notes)
             if steps and steps != v.steps:
                 changes["steps"] = steps
-        msg_key = cv.MESSAGE if cv.MESSAGE in src else ("message" if source is not None and "message" in src else None)
+        msg_key = cv.MESSAGE if cv.MESSAGE in src else ("message" if plain_message and "message" in src else None)
         if msg_key is not None:
             m = sz.text(src[msg_key], cv.MESSAGE, notes)
             if m is not None and m != v.message:
@@ -242,7 +262,7 @@ class TaskState:
         is_root: bool,
     ) -> list[Event]:
         if name == cv.EVENT_CHECKPOINT:
-            changed = self._read_state(attrs, notes, source=dict(attrs))
+            changed = self._read_state(attrs, notes, plain_message=True)
             extras = {
                 k: sz.jsonable(x, k, notes)
                 for k, x in list(attrs.items())[:50]

@@ -91,13 +91,16 @@ class TaskTracker:
 
     # -- opening and closing tasks --------------------------------------------
 
-    def _open(self, key: Key, span: SpanData, notes: list[str]) -> list[Event]:
+    def _open(self, key: Key, span: SpanData, notes: list[str], initial: bool = False) -> list[Event]:
+        """Open a task. ``initial``: ``span`` is the root as it starts, so its
+        state attributes are the task's initial state (part of TaskStarted)."""
         trace_id, root_id = key
         raw_id = span.attributes.get(cv.TASK_ID)
         task_id = sz.name(raw_id, cv.TASK_ID, notes) if raw_id is not None else None
         task_id = task_id or default_task_id(trace_id, root_id)
         st = TaskState.open(task_id, trace_id, root_id, span, self.settings, notes)
-        st._read_state(span.attributes, notes)  # the initial state belongs to TaskStarted
+        if initial:
+            st._read_state(st._attr_changes(span.span_id, span.attributes), notes)
         self._tasks[key] = st
         while len(self._tasks) > self._max_open:
             old, _ = self._tasks.popitem(last=False)
@@ -145,7 +148,7 @@ class TaskTracker:
         self._span_task[span.span_id] = key
         if live is not None:
             self._live[key] = live
-        return self._open(key, span, notes)
+        return self._open(key, span, notes, initial=True)
 
     def poll(self, snapshot: Callable[[Any], SpanData | None]) -> list[Event]:
         """Re-read every open task root still being written by the agent."""

@@ -1,0 +1,361 @@
+"""Pipeline: the one place that assembles tracker, sinks and their queues.
+
+::
+
+    agent thread(s)                      pipeline thread (owned asyncio loop)
+    ───────────────                      ────────────────────────────────────
+    processor.on_start ─┐                ┌─ pump (every 50 ms) ─ TaskTracker ─┬─ SinkWorker(postgres) ─ sink.export
+    processor.on_end  ──┼─▶ inbox ──────▶┤   poll open roots (every 1 s)      ├─ SinkWorker(slack)    ─ sink.export
+    exporter.export   ──┤  (deque,       └─ expire held roots (every 1 s)     └─ SinkWorker(...)      ─ sink.export
+    receiver          ──┘   bounded)
+
+Producers only append to a bounded deque: no lock, no I/O, no wake-up
+syscall. Each sink has its own bounded queue and worker, so a slow Slack
+never stalls PostgreSQL; events keep their order because one tracker feeds
+every queue in order and each worker exports its batches one at a time.
+All sink I/O runs with OpenTelemetry instrumentation suppressed, so an
+instrumented aiohttp or asyncpg cannot feed spans back into the agent's
+provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from typing import Any
+
+from opentelemetry import context as otel_context
+
+from spanvisor import conventions as cv
+from spanvisor.config import Config
+from spanvisor.events import Event
+from spanvisor.sink import Sink, SinkContext
+from spanvisor.spans import SpanData, from_sdk
+from spanvisor.statestore import InMemoryStateStore, StateStore, load_state_store_factory
+from spanvisor.stats import PipelineStats
+from spanvisor.taskstate import TrackerSettings
+from spanvisor.tracker import TaskTracker
+from spanvisor.worker import Barrier, SinkWorker
+
+log = logging.getLogger("spanvisor.pipeline")
+
+PUMP_INTERVAL_S = 0.05
+DurableCallback = Callable[[bool], None]
+
+
+def build_sinks(config: Config) -> list[Sink]:
+    """Instantiate the sinks config asks for, through the entry-point group."""
+    from spanvisor.sink import available_sinks, load_sink_class
+
+    names = list(config["sinks"])
+    if names in ([], ["auto"]):
+        found = available_sinks()
+        chosen = [name for name, cls in sorted(found.items()) if _enabled(cls, config)]
+        return [found[name]() for name in chosen]
+    return [load_sink_class(name)() for name in names]
+
+
+def _enabled(cls: Any, config: Config) -> bool:
+    try:
+        return bool(cls.enabled(config))
+    except Exception as exc:  # a third-party sink's bug must not stop the others
+        log.warning("sink %s: enabled() failed: %s", getattr(cls, "name", cls), exc)
+        return False
+
+
+def _snapshot_live(span: Any) -> SpanData | None:
+    try:
+        return from_sdk(span, resource_attrs={})
+    except Exception:
+        return None
+
+
+def _light(span: Any) -> SpanData:
+    """An ended SDK span as SpanData, skipping attributes nobody will read."""
+    attrs = span.attributes
+    if attrs and cv.has_known_key(attrs):
+        return from_sdk(span)
+    if any(e.name in cv.KNOWN_EVENTS for e in span.events):
+        return from_sdk(span)
+    ctx = span.get_span_context()
+    parent = span.parent
+    return SpanData(
+        trace_id=format(ctx.trace_id, "032x"),
+        span_id=format(ctx.span_id, "016x"),
+        parent_id=format(parent.span_id, "016x") if parent is not None else None,
+        name=span.name,
+        start_ns=span.start_time or 0,
+        end_ns=span.end_time,
+        attributes={},
+        parent_remote=bool(parent is not None and parent.is_remote),
+    )
+
+
+class Pipeline:
+    def __init__(
+        self,
+        config: Config | None = None,
+        sinks: Sequence[Sink] | None = None,
+        *,
+        path: str = "processor",
+        state_store: StateStore | None = None,
+    ) -> None:
+        self.config = config if config is not None else Config.load()
+        self.path = path
+        self.stats = PipelineStats()
+        self.shared: dict[str, Any] = {}
+        c = self.config
+        self.tracker = TaskTracker(
+            TrackerSettings(
+                thresholds=tuple(c["context_thresholds"]), windows=cv.ContextWindows(c["model_context_windows"])
+            ),
+            max_open_tasks=c["max_open_tasks"],
+            dedup_window=c["dedup_window"],
+            root_hold_s=c["root_hold_s"],
+            stats=self.stats,
+        )
+        self.sinks: list[Sink] = list(sinks) if sinks is not None else build_sinks(self.config)
+        self._state_store = state_store
+        self._inbox: deque[tuple[Any, ...]] = deque()
+        self._inbox_size = int(c["inbox_size"])
+        self._workers: list[SinkWorker] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+        self._ready = threading.Event()
+        self._closed = False
+        self._last_poll = 0.0
+        self._last_expire = 0.0
+        self.stats.gauge("inbox_depth", lambda: float(len(self._inbox)))
+        self.stats.gauge("open_tasks", lambda: float(self.tracker.open_tasks))
+
+    # -- producers (any thread; never block, never raise) ------------------------
+
+    def submit_start(self, span: Any) -> None:
+        self._put(("start", span))
+
+    def submit_end(self, span: Any) -> None:
+        self._put(("end", span))
+
+    def _put(self, item: tuple[Any, ...]) -> bool:
+        if self._closed or len(self._inbox) >= self._inbox_size:
+            self.stats.inbox_drop()
+            return False
+        self._inbox.append(item)
+        return True
+
+    def inbox_free(self) -> int:
+        return max(0, self._inbox_size - len(self._inbox))
+
+    def accepting(self, n: int = 1) -> bool:
+        """Room for ``n`` spans, and no durable sink near its queue bound."""
+        if self._closed or len(self._inbox) + n > self._inbox_size:
+            return False
+        return all(w.has_room() for w in self._workers if w.durable)
+
+    def submit_spans(self, spans: Sequence[SpanData], on_durable: DurableCallback | None = None) -> bool:
+        """Hand ended spans over, all or nothing. False: no room, retry later.
+
+        ``on_durable(ok)`` runs on the pipeline thread once every durable
+        sink has exported the events these spans produced.
+        """
+        if not self.accepting(len(spans)):
+            return False
+        self.stats.inc("spans_received_total", len(spans), path=self.path)
+        self._inbox.append(("spans", spans, on_durable))
+        return True
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def start(self) -> Pipeline:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="spanvisor-pipeline", daemon=True)
+            self._thread.start()
+            self._started.wait(10)
+        return self
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        return self._ready.wait(timeout_s)
+
+    def ready(self) -> tuple[bool, str]:
+        if not self._ready.is_set():
+            return False, "sinks starting"
+        failed = [w.name for w in self._workers if w.start_error]
+        if failed:
+            return False, "sinks failed to start: " + ", ".join(failed)
+        return True, "ok"
+
+    def _run(self) -> None:
+        # Everything on this thread, and every task it creates, inherits the
+        # suppression flag: our own I/O never produces spans.
+        otel_context.attach(otel_context.set_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY, True))
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+        self._main_task = loop.create_task(self._main())
+        self._started.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    async def _main(self) -> None:
+        store = self._state_store or await self._open_state_store()
+        ctx = SinkContext(config=self.config, state_store=store, stats=self.stats, shared=self.shared)
+        self._ctx = ctx
+        self._workers = [SinkWorker(s, ctx, self.config) for s in self.sinks]
+        await asyncio.gather(*(w.start() for w in self._workers))
+        self._ready.set()
+        while not self._closed:
+            self._pump()
+            await asyncio.sleep(PUMP_INTERVAL_S)
+
+    async def _open_state_store(self) -> StateStore:
+        choice = str(self.config["state_store"]).lower()
+        names = {getattr(s, "name", "") for s in self.sinks}
+        if choice == "auto":
+            choice = "postgres" if "postgres" in names else "memory"
+        if choice == "memory":
+            return InMemoryStateStore()
+        try:
+            factory = load_state_store_factory(choice)
+            store: StateStore = await factory.open(self.config, self.shared)
+            return store
+        except Exception as exc:
+            log.error(
+                "state store %r unavailable (%s); using the in-memory store: claims will not "
+                "be shared with other replicas until restart",
+                choice,
+                exc,
+            )
+            return InMemoryStateStore()
+
+    # -- the pipeline thread -------------------------------------------------------
+
+    def _pump(self) -> None:
+        try:
+            self.stats.sync_inbox_drops()
+            now = time.monotonic()
+            events: list[Event] = []
+            barriers: list[DurableCallback | None] = []
+            n = len(self._inbox)
+            for _ in range(n):
+                item = self._inbox.popleft()
+                events.extend(self._track(item, barriers))
+            if now - self._last_poll >= self.config["poll_interval_s"]:
+                self._last_poll = now
+                events.extend(self.tracker.poll(_snapshot_live))
+            if now - self._last_expire >= 1.0:
+                self._last_expire = now
+                events.extend(self.tracker.expire())
+            self._dispatch(events)
+            for cb in barriers:
+                self._durable_barrier(cb)
+        except Exception as exc:  # a tracker bug must not stop the pipeline
+            self.stats.drop("tracker_error", detail=f"{type(exc).__name__}: {exc}")
+            log.exception("tracker error")
+
+    def _track(self, item: tuple[Any, ...], barriers: list[DurableCallback | None]) -> list[Event]:
+        kind = item[0]
+        if kind == "start":
+            self.stats.inc("spans_received_total", path=self.path)
+            return self.tracker.span_started(from_sdk(item[1]), live=item[1])
+        if kind == "end":
+            if self.path != "processor":
+                self.stats.inc("spans_received_total", path=self.path)
+            return self.tracker.span_ended(_light(item[1]))
+        out: list[Event] = []
+        for span in item[1]:
+            out.extend(self.tracker.span_ended(span))
+        if item[2] is not None:
+            barriers.append(item[2])
+        return out
+
+    def _dispatch(self, events: list[Event]) -> None:
+        if not events:
+            return
+        for ev in events:
+            self.stats.inc("events_emitted_total", kind=ev.kind)
+        for w in self._workers:
+            w.put_many(events)
+
+    def _durable_barrier(self, cb: DurableCallback | None) -> None:
+        durable = [w for w in self._workers if w.durable]
+        if cb is None:
+            return
+        if not durable:
+            cb(True)
+            return
+        barrier = Barrier(len(durable), cb)
+        for w in durable:
+            w.put_barrier(barrier)
+
+    # -- flush and shutdown (any thread but the pipeline's) ------------------------
+
+    def _call(self, coro_fn: Callable[[], Any], timeout_s: float) -> Any:
+        loop = self._loop
+        if loop is None or not loop.is_running() or threading.current_thread() is self._thread:
+            return None
+        fut: Future[Any] = asyncio.run_coroutine_threadsafe(coro_fn(), loop)
+        try:
+            return fut.result(timeout=max(0.0, timeout_s))
+        except Exception:
+            fut.cancel()
+            return None
+
+    async def _flush(self, deadline: float) -> bool:
+        while not self._ready.is_set() and time.monotonic() < deadline:  # noqa: ASYNC110 - a threading.Event
+            await asyncio.sleep(0.02)  # sinks are still starting
+        self._last_poll = 0.0
+        self._pump()
+        barrier = asyncio.get_running_loop().create_future()
+        def release(ok: bool) -> None:
+            if not barrier.done():
+                barrier.set_result(ok)
+
+        remaining = Barrier(len(self._workers), release)
+        if not self._workers:
+            return True
+        for w in self._workers:
+            w.put_barrier(remaining)
+        try:
+            await asyncio.wait_for(barrier, max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            return False
+        results = await asyncio.gather(*(w.force_flush(max(0.0, deadline - time.monotonic())) for w in self._workers))
+        return all(results)
+
+    def force_flush(self, timeout_s: float = 30.0) -> bool:
+        """Deliver everything handed over so far, within ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        return bool(self._call(lambda: self._flush(deadline), timeout_s + 0.5))
+
+    def shutdown(self, timeout_s: float = 30.0) -> None:
+        if self._closed or self._thread is None:
+            self._closed = True
+            return
+        deadline = time.monotonic() + timeout_s
+        self.force_flush(timeout_s * 0.8)
+        self._closed = True
+
+        async def stop() -> None:
+            self._main_task.cancel()
+            await asyncio.gather(*(w.shutdown(max(0.0, deadline - time.monotonic())) for w in self._workers))
+            store = getattr(self, "_ctx", None)
+            if store is not None and self._state_store is None:
+                try:
+                    await asyncio.wait_for(store.state_store.close(), max(0.1, deadline - time.monotonic()))
+                except Exception as exc:
+                    log.warning("state store close failed: %s", exc)
+
+        self._call(stop, max(0.1, deadline - time.monotonic()))
+        loop = self._loop
+        if loop is not None and loop.is_running():
+            loop.call_soon_threadsafe(loop.stop)
+        self._thread.join(max(0.1, deadline - time.monotonic()))

@@ -1,0 +1,113 @@
+"""SpanvisorSpanProcessor: the in-process path, on the agent's TracerProvider.
+
+``on_start`` and ``on_end`` are O(1): a dict lookup, at most a few
+``set_attribute`` calls, and a deque append. They never wait on I/O and never
+raise into the agent; everything else happens on the pipeline's thread.
+
+On start, the processor stamps every span of a task with ``agent.task.id``,
+``agent.task.root_span_id`` and (when known) ``agent.id`` and
+``agent.task.name``, so spans exported elsewhere, through a Collector to
+``spanvisor serve``, can still be grouped into their task.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+
+from spanvisor import conventions as cv
+from spanvisor.config import Config
+from spanvisor.pipeline import Pipeline
+from spanvisor.sink import Sink
+from spanvisor.tracker import default_task_id
+
+log = logging.getLogger("spanvisor.processor")
+
+MAX_OPEN_SPANS = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class _Stamp:
+    attrs: dict[str, str]
+
+
+def _stamp_for_root(span: Span, attrs: Any) -> _Stamp:
+    ctx = span.get_span_context()
+    trace_hex, root_hex = format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
+    stamp = {cv.TASK_ROOT: root_hex, cv.TASK_ID: str(attrs.get(cv.TASK_ID) or default_task_id(trace_hex, root_hex))}
+    agent_id = cv.agent_id(attrs) or cv.agent_name(attrs)
+    if agent_id is not None:
+        stamp[cv.AGENT_ID] = str(agent_id)[:256]
+    name = attrs.get(cv.TASK_NAME)
+    if name is not None:
+        stamp[cv.TASK_NAME] = str(name)[:500]
+    return _Stamp(stamp)
+
+
+class SpanvisorSpanProcessor(SpanProcessor):
+    """Add to a TracerProvider: ``provider.add_span_processor(SpanvisorSpanProcessor())``.
+
+    ``sinks``: sink instances; without them, sinks are built from config.
+    """
+
+    def __init__(
+        self,
+        sinks: Sequence[Sink] | None = None,
+        *,
+        config: Config | None = None,
+        pipeline: Pipeline | None = None,
+    ) -> None:
+        self.pipeline = pipeline or Pipeline(config, sinks, path="processor")
+        self.pipeline.start()
+        self._open: dict[int, _Stamp] = {}
+        self._errors = 0
+
+    @property
+    def stats(self) -> Any:
+        return self.pipeline.stats
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        try:
+            parent = span.parent
+            stamp = self._open.get(parent.span_id) if parent is not None else None
+            if stamp is None:
+                attrs = span.attributes
+                if not attrs or not cv.is_root_candidate(attrs):
+                    return
+                stamp = _stamp_for_root(span, attrs)
+            if len(self._open) >= MAX_OPEN_SPANS:
+                self.pipeline.stats.inbox_drop()
+                return
+            current = span.attributes or {}
+            for key, value in stamp.attrs.items():
+                if key not in current:
+                    span.set_attribute(key, value)
+            self._open[span.get_span_context().span_id] = stamp
+            self.pipeline.submit_start(span)
+        except Exception:  # never into the agent
+            self._errors += 1
+
+    def on_end(self, span: ReadableSpan) -> None:
+        try:
+            ctx = span.get_span_context()
+            if ctx is not None and self._open.pop(ctx.span_id, None) is not None:
+                self.pipeline.submit_end(span)
+        except Exception:
+            self._errors += 1
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        try:
+            return self.pipeline.force_flush(timeout_millis / 1000)
+        except Exception:
+            return False
+
+    def shutdown(self) -> None:
+        try:
+            self.pipeline.shutdown(30.0)
+        except Exception:
+            log.exception("spanvisor processor shutdown failed")
