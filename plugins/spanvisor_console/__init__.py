@@ -1,1 +1,166 @@
-"""spanvisor's built-in console sink (placeholder until its issue lands)."""
+"""The console sink: what Slack would show, in the terminal.
+
+It is the default when no Slack token is configured (log-only mode) and
+what ``spanvisor demo`` shows. Each task gets a status card (the Slack parent
+message) when it starts, on every status change and at most once per
+``console_interval`` otherwise; thread lines (milestones, warnings, errors,
+artifacts, the summary) print as they happen, indented under the task.
+Agent text is stripped of control characters so a span cannot move the
+cursor or recolour the terminal.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from collections.abc import Sequence
+from typing import IO, ClassVar
+
+from spanvisor import presentation as pr
+from spanvisor.config import Config, Setting, p_bool, p_choice, p_duration
+from spanvisor.events import Event, TaskFinished, TaskStarted, TaskView
+from spanvisor.sink import BaseSink, SinkContext, SinkResult
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_ANSI = {"bold": "\x1b[1m", "dim": "\x1b[2m", "reset": "\x1b[0m"}
+
+
+def clean(text: str | None, limit: int = 300) -> str:
+    if not text:
+        return ""
+    s = _CONTROL.sub("", text.replace("\n", " ⏎ "))
+    return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
+class ConsoleSink(BaseSink):
+    name = "console"
+    settings: ClassVar[Sequence[Setting]] = (
+        Setting(
+            "console_interval_s",
+            "SPANVISOR_CONSOLE_INTERVAL",
+            p_duration,
+            2.0,
+            "Least time between two status cards of one task (status changes print at once).",
+            "a duration",
+        ),
+        Setting(
+            "console_color",
+            "SPANVISOR_CONSOLE_COLOR",
+            p_choice("auto", "always", "never"),
+            "auto",
+            "ANSI colour in console output.",
+            "auto, always or never",
+        ),
+        Setting(
+            "console_stream",
+            "SPANVISOR_CONSOLE_STREAM",
+            p_choice("stdout", "stderr"),
+            "stdout",
+            "Where the console sink writes.",
+            "stdout or stderr",
+        ),
+        Setting(
+            "console_quiet_checkpoints",
+            "SPANVISOR_CONSOLE_QUIET",
+            p_bool,
+            False,
+            "Print only thread lines, no status cards between start and finish.",
+            "true or false",
+        ),
+    )
+
+    def __init__(self, stream: IO[str] | None = None, interval_s: float | None = None) -> None:
+        super().__init__()
+        self._stream = stream
+        self._interval = interval_s
+        self._color = False
+        self._quiet = False
+        self._policy = pr.ThreadPolicy()
+        self._last_card: dict[str, tuple[float, str]] = {}
+        self._seen: dict[str, None] = {}
+
+    @classmethod
+    def enabled(cls, config: Config) -> bool:
+        # Log-only mode: the console stands in for Slack when no token is set.
+        return not config.get("slack_token") and not config.get("slack_dry_run")
+
+    async def start(self, ctx: SinkContext) -> None:
+        await super().start(ctx)
+        c = ctx.config
+        if self._stream is None:
+            self._stream = sys.stderr if c.get("console_stream") == "stderr" else sys.stdout
+        if self._interval is None:
+            self._interval = float(c.get("console_interval_s", 2.0))
+        mode = c.get("console_color", "auto")
+        self._color = mode == "always" or (mode == "auto" and self._stream.isatty())
+        self._quiet = bool(c.get("console_quiet_checkpoints", False))
+        thresholds = tuple(c.get("context_thresholds", (0.7, 0.85)))
+        self._thresholds = thresholds
+
+    def _fmt(self, style: str, text: str) -> str:
+        return f"{_ANSI[style]}{text}{_ANSI['reset']}" if self._color else text
+
+    async def export(self, events: Sequence[Event]) -> SinkResult:
+        lines: list[str] = []
+        now = time.monotonic()
+        for ev in events:
+            if ev.event_id in self._seen:
+                continue  # a replayed event: printed already
+            self._seen[ev.event_id] = None
+            if len(self._seen) > 100_000:
+                self._seen.pop(next(iter(self._seen)))
+            lines.extend(self._card(ev, now))
+            for line in self._policy.lines(ev):
+                lines.append(self._thread_line(ev.task, line))
+        if lines:
+            out = self._stream or sys.stdout
+            out.write("\n".join(lines) + "\n")
+            out.flush()
+        return SinkResult.SUCCESS
+
+    def _card(self, ev: Event, now: float) -> list[str]:
+        v = ev.task
+        last = self._last_card.get(v.task_id)
+        # starting -> working is the normal first move, not news worth a card.
+        status_changed = last is None or (last[1] != v.status and (last[1], v.status) != ("starting", "working"))
+        due = last is None or now - last[0] >= (self._interval or 0)
+        if isinstance(ev, TaskFinished):
+            self._last_card.pop(v.task_id, None)
+            return [self.render_card(v, ev.time_ns)]
+        if isinstance(ev, TaskStarted) or status_changed or (due and not self._quiet):
+            self._last_card[v.task_id] = (now, v.status)
+            return [self.render_card(v, ev.time_ns)]
+        return []
+
+    def render_card(self, v: TaskView, now_ns: int) -> str:
+        _, emoji, _ = pr.STATUS_STYLE.get(v.status, pr.STATUS_STYLE["working"])
+        head = f"{emoji} {clean(v.agent_name or v.agent_id, 60)} · {v.status.replace('_', ' ')}"
+        name = clean(v.task_name or v.task_id, 120)
+        parts = [self._fmt("bold", f"{head} — {name}")]
+        detail = [
+            pr.progress_bar(v.progress),
+            f"context {pr.context_usage(v, self._thresholds)}",
+            f"elapsed {pr.duration(pr.elapsed(v, now_ns))}",
+        ]
+        if v.repo:
+            detail.append(f"repo {clean(v.repo, 80)}")
+        parts.append("   " + "  │  ".join(detail))
+        steps = pr.steps_line(v)
+        if steps:
+            parts.append("   steps: " + clean(steps, 200))
+        if v.message:
+            parts.append("   last: " + clean(v.message, 200))
+        if v.artifacts:
+            parts.append("   artifacts: " + ", ".join(clean(a.name, 60) for a in v.artifacts[:5]))
+        return "\n".join(parts)
+
+    def _thread_line(self, v: TaskView, line: pr.ThreadLine) -> str:
+        who = clean(v.agent_name or v.agent_id, 30)
+        text = f"   └ {line.emoji} [{who}] {line.summary}"
+        if line.detail:
+            text += ": " + clean(line.detail, 200)
+        if line.code:
+            tail = [clean(x, 160) for x in line.code.strip().splitlines()[-3:]]
+            text += "\n" + "\n".join(self._fmt("dim", "       " + x) for x in tail)
+        return text

@@ -31,6 +31,10 @@ class SpanvisorSpanExporter(SpanExporter):
         config: Config | None = None,
         pipeline: Pipeline | None = None,
     ) -> None:
+        if pipeline is None and sinks is None and config is None:
+            from spanvisor.autoconfig import default_pipeline
+
+            pipeline = default_pipeline("exporter")
         self.pipeline = pipeline or Pipeline(config, sinks, path="exporter")
         self.pipeline.start()
 

@@ -62,6 +62,10 @@ class SpanvisorSpanProcessor(SpanProcessor):
         config: Config | None = None,
         pipeline: Pipeline | None = None,
     ) -> None:
+        if pipeline is None and sinks is None and config is None:
+            from spanvisor.autoconfig import default_pipeline
+
+            pipeline = default_pipeline("processor")
         self.pipeline = pipeline or Pipeline(config, sinks, path="processor")
         self.pipeline.start()
         self._open: dict[int, _Stamp] = {}

@@ -1,0 +1,100 @@
+"""Logging on the standard library: human lines or JSON lines, no secrets,
+and a repeated error logged once per interval with a count.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+import time
+from typing import Any
+
+# Slack tokens, bearer tokens, passwords in URLs, Grafana service-account tokens.
+_SECRETS = (
+    (re.compile(r"xox[abposr]-[A-Za-z0-9-]+"), "xox?-****"),
+    (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"), r"\1****"),
+    (re.compile(r"(://[^:/@\s]+:)([^@\s]+)(@)"), r"\1****\3"),
+    (re.compile(r"glsa_[A-Za-z0-9_]+"), "glsa_****"),
+)
+
+
+def redact(text: str) -> str:
+    for pattern, repl in _SECRETS:
+        text = pattern.sub(repl, text)
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        clean = redact(msg)
+        if clean != msg:
+            record.msg, record.args = clean, None
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return True
+
+
+class RepeatFilter(logging.Filter):
+    """Lets the first of identical warnings/errors through, then one summary
+    per ``interval_s`` saying how many were suppressed."""
+
+    def __init__(self, interval_s: float = 60.0) -> None:
+        super().__init__()
+        self.interval_s = interval_s
+        self._seen: dict[tuple[str, str], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        key = (record.name, str(record.msg))
+        now = time.monotonic()
+        first, count = self._seen.get(key, (0.0, -1))
+        if count < 0 or now - first >= self.interval_s:
+            if count > 0:
+                record.msg = f"{record.getMessage()} (repeated {count} more times in the last {self.interval_s:.0f}s)"
+                record.args = None
+            self._seen[key] = (now, 0)
+            if len(self._seen) > 10_000:
+                self._seen.clear()
+            return True
+        self._seen[key] = (first, count + 1)
+        return False
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_text:
+            doc["exception"] = record.exc_text
+        return json.dumps(doc, ensure_ascii=False)
+
+
+def configure_logging(fmt: str | None = None, level: str | None = None) -> None:
+    """Set up the ``spanvisor`` logger once; the agent's own logging is left alone."""
+    logger = logging.getLogger("spanvisor")
+    if getattr(logger, "_spanvisor_configured", False):
+        return
+    fmt = (fmt or os.environ.get("SPANVISOR_LOG_FORMAT") or "human").lower()
+    level = (level or os.environ.get("SPANVISOR_LOG_LEVEL") or "info").upper()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonFormatter()
+        if fmt == "json"
+        else logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+    )
+    handler.addFilter(RedactingFilter())
+    handler.addFilter(RepeatFilter())
+    logger.addHandler(handler)
+    logger.setLevel(getattr(logging, level, logging.INFO))
+    logger.propagate = False
+    logger._spanvisor_configured = True  # type: ignore[attr-defined]
