@@ -1,1 +1,10 @@
-"""spanvisor's built-in slack sink (placeholder until its issue lands)."""
+"""spanvisor's Slack sink: one live message per task, a thread of milestones,
+warnings and errors, within Slack's rate limits. See docs/slack.md.
+
+Importing this package is cheap (``Config.load()`` does it to read the
+settings); slack_sdk and aiohttp are imported when the sink starts.
+"""
+
+from .sink import SlackSink
+
+__all__ = ["SlackSink"]

@@ -21,6 +21,8 @@ from spanvisor.events import (
     TaskView,
 )
 
+NONE = "\u2013"  # an en dash: "no value yet"
+
 # status -> (emoji shortcode, unicode emoji, colour)
 STATUS_STYLE: dict[str, tuple[str, str, str]] = {
     "starting": (":hourglass_flowing_sand:", "⏳", "#9e9e9e"),
@@ -37,19 +39,19 @@ STATUS_STYLE: dict[str, tuple[str, str, str]] = {
 
 def progress_bar(progress: float | None, width: int = 10) -> str:
     if progress is None:
-        return "▱" * width + " –"
+        return "▱" * width + " " + NONE
     filled = round(max(0.0, min(100.0, progress)) / 100 * width)
     return "▰" * filled + "▱" * (width - filled) + f" {progress:.0f}%"
 
 
 def tokens(n: int | None) -> str:
-    return "–" if n is None else f"{n:,}"
+    return NONE if n is None else f"{n:,}"
 
 
 def context_usage(view: TaskView, thresholds: tuple[float, ...] = (0.7, 0.85)) -> str:
     """``50,000 / 200,000 (25%)``, marked once a warning level is reached."""
     if view.context_tokens is None:
-        return "–"
+        return NONE
     if not view.context_limit:
         return f"{tokens(view.context_tokens)} / unknown window"
     ratio = view.context_ratio or 0.0
@@ -103,6 +105,13 @@ class ThreadLine:
     detail: str | None = None  # from spans: escape before showing
     code: str | None = None  # from spans: a stack trace, shown as a code block
     broadcast: bool = False
+    # What makes this line unique within its task, stable across replays and
+    # restarts: a milestone is posted once however many checkpoints cross it.
+    key: str = ""
+
+    @property
+    def reply_key(self) -> str:
+        return self.key or f"{self.kind}:{self.event_id}"
 
 
 @dataclass
@@ -122,10 +131,17 @@ class ThreadPolicy:
     milestones: tuple[float, ...] = (25.0, 50.0, 75.0, 100.0)
     broadcast_errors: bool = False
     broadcast_critical: bool = False
+    max_tasks: int = 100_000
     _tasks: dict[str, _TaskLines] = field(default_factory=dict)
 
     def lines(self, event: Event) -> list[ThreadLine]:
-        st = self._tasks.setdefault(event.task_id, _TaskLines())
+        st = self._tasks.get(event.task_id)
+        if st is None:
+            while len(self._tasks) >= self.max_tasks:
+                # Oldest first (dicts keep insertion order); at worst a
+                # forgotten task repeats a step line, milestones are keyed.
+                self._tasks.pop(next(iter(self._tasks)))
+            st = self._tasks[event.task_id] = _TaskLines()
         v = event.task
         out: list[ThreadLine] = []
         if isinstance(event, TaskStarted):
@@ -134,30 +150,69 @@ class ThreadPolicy:
             reached = [m for m in self.milestones if v.progress is not None and v.progress >= m > st.milestone]
             if reached:
                 st.milestone = reached[-1]
-                out.append(ThreadLine(event.event_id, "milestone", "📍", f"{reached[-1]:.0f}% reached", v.message))
+                out.append(
+                    ThreadLine(
+                        event.event_id,
+                        "milestone",
+                        "📍",
+                        f"{reached[-1]:.0f}% reached",
+                        v.message,
+                        key=f"milestone:{reached[-1]:g}",
+                    )
+                )
             if v.step and v.step != st.step and "step" in event.changed:
                 st.step = v.step
                 if not reached:
                     out.append(ThreadLine(event.event_id, "step", "➡️", "Step", v.step))
         elif isinstance(event, ContextWarning):
             critical = event.level == "critical"
-            out.append(ThreadLine(
-                event.event_id, "warning", "🔴" if critical else "🟠",
-                f"Context window {event.ratio:.0%} full ({event.tokens:,} / {event.limit:,} tokens)"
-                f", past the {event.threshold:.0%} {event.level} level",
-                v.model, broadcast=critical and self.broadcast_critical,
-            ))
+            out.append(
+                ThreadLine(
+                    event.event_id,
+                    "warning",
+                    "🔴" if critical else "🟠",
+                    f"Context window {event.ratio:.0%} full ({event.tokens:,} / {event.limit:,} tokens)"
+                    f", past the {event.threshold:.0%} {event.level} level",
+                    v.model,
+                    broadcast=critical and self.broadcast_critical,
+                )
+            )
         elif isinstance(event, ArtifactAdded):
             a = event.artifact
-            out.append(ThreadLine(event.event_id, "artifact", "📎", "Artifact", a.name + (f" — {a.uri}" if a.uri else "")))
+            out.append(
+                ThreadLine(
+                    event.event_id,
+                    "artifact",
+                    "📎",
+                    "Artifact",
+                    a.name + (f" — {a.uri}" if a.uri else ""),
+                )
+            )
         elif isinstance(event, TaskFinished):
             self._tasks.pop(event.task_id, None)
             if event.outcome == "error":
-                out.append(ThreadLine(
-                    event.event_id, "error", "❌", f"Failed: {event.error_type or 'error'}",
-                    event.error_message, event.stacktrace, broadcast=self.broadcast_errors,
-                ))
-            out.append(ThreadLine(event.event_id, "summary", STATUS_STYLE[event.outcome][1], summary_text(event)))
+                out.append(
+                    ThreadLine(
+                        event.event_id,
+                        "error",
+                        "❌",
+                        f"Failed: {event.error_type or 'error'}",
+                        event.error_message,
+                        event.stacktrace,
+                        broadcast=self.broadcast_errors,
+                        key="error",
+                    )
+                )
+            out.append(
+                ThreadLine(
+                    event.event_id,
+                    "summary",
+                    STATUS_STYLE[event.outcome][1],
+                    summary_text(event),
+                    ", ".join(a.name for a in v.artifacts) or None,
+                    key="summary",
+                )
+            )
         return out
 
 

@@ -1,0 +1,227 @@
+# mypy: disable-error-code="no-untyped-call"
+"""Block Kit payloads for the parent message and thread replies.
+
+Built with ``slack_sdk.models.blocks`` (whose ``to_dict()`` checks the
+per-element limits) and then checked again by :func:`problems` for what
+slack_sdk leaves to Slack: the block count, field lengths and total size.
+Every string from spans is escaped and clipped in :mod:`.text` first.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ContextBlock,
+    HeaderBlock,
+    MarkdownTextObject,
+    PlainTextObject,
+    SectionBlock,
+)
+
+from spanvisor.events import TaskView
+from spanvisor.presentation import (
+    STATUS_STYLE,
+    ThreadLine,
+    context_usage,
+    duration,
+    elapsed,
+    progress_bar,
+    steps_line,
+    tokens,
+)
+
+from . import text as t
+
+Payload = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Look:
+    """What every message of one sink shares."""
+
+    prefix: str | None = None
+    dashboard_url: str | None = None
+    trace_url: str | None = None
+    thresholds: tuple[float, ...] = (0.7, 0.85)
+
+
+def link(template: str | None, view: TaskView, now_ns: int) -> str | None:
+    """A template filled with URL-encoded values; None if unusable."""
+    if not template:
+        return None
+    end_ns = view.ended_ns or now_ns
+    values = {
+        "task_id": view.task_id,
+        "trace_id": view.trace_id,
+        "agent_id": view.agent_id,
+        "repo": view.repo or "",
+        "start_ms": str(view.started_ns // 1_000_000 - 60_000),
+        "end_ms": str(end_ns // 1_000_000 + 60_000),
+    }
+    try:
+        url = template.format_map({k: quote(v, safe="") for k, v in values.items()})
+    except (KeyError, IndexError, ValueError):
+        return None
+    return url if len(url) <= t.URL and url.startswith(("https://", "http://")) else None
+
+
+def _md(s: str) -> MarkdownTextObject:
+    return MarkdownTextObject(text=s, verbatim=True)
+
+
+def _prefix(look: Look) -> str:
+    return f"{t.escape(look.prefix)} " if look.prefix else ""
+
+
+def parent_payload(view: TaskView, look: Look, now_ns: int) -> Payload:
+    """The full parent message, shrunk until it fits Slack's limits."""
+    last: Payload = {}
+    for scale in (1.0, 0.5, 0.2, 0.05):
+        last = _parent(view, look, now_ns, scale)
+        if not problems(last):
+            return last
+    raise ValueError(f"parent message does not fit Slack's limits: {problems(last)}")
+
+
+def _parent(view: TaskView, look: Look, now_ns: int, scale: float) -> Payload:
+    shortcode, _, colour = STATUS_STYLE.get(view.status, STATUS_STYLE["working"])
+    agent = view.agent_name or view.agent_id
+    status = view.status.replace("_", " ")
+    header = t.clip(f"{_prefix(look)}{shortcode} {t.escape(agent)} · {status}", t.HEADER_TEXT)
+    name = view.task_name or view.task_id
+    n = lambda limit: max(40, int(limit * scale))  # noqa: E731
+    top: list[Block] = [
+        HeaderBlock(block_id="sv-header", text=PlainTextObject(text=header, emoji=True)),
+        SectionBlock(block_id="sv-task", text=_md(f"*{t.safe(name, n(500))}*")),
+    ]
+    fields = [
+        f"*Progress*\n{progress_bar(view.progress)}",
+        f"*Context*\n{context_usage(view, look.thresholds)}",
+        f"*Elapsed*\n{duration(elapsed(view, now_ns))}",
+        f"*Tokens*\nin {tokens(view.input_tokens)} · out {tokens(view.output_tokens)}",
+    ]
+    if view.repo:
+        fields.insert(1, f"*Repo*\n{t.safe(view.repo, n(300))}")
+    if view.model:
+        fields.append(f"*Model*\n{t.safe(view.model, n(200))}")
+    body: list[Block] = [
+        SectionBlock(block_id="sv-fields", fields=[_md(t.clip(f, t.FIELD_TEXT)) for f in fields]),
+    ]
+    if view.message:
+        body.append(SectionBlock(block_id="sv-last", text=_md(f"*Last action*\n{t.safe(view.message, n(1500))}")))
+    steps = steps_line(view)
+    if steps:
+        body.append(SectionBlock(block_id="sv-steps", text=_md(f"*Steps*\n{t.safe(steps, n(1000))}")))
+    if view.artifacts:
+        shown = view.artifacts[: max(1, int(10 * scale))]
+        lines = [f"• {t.safe(a.name, n(200))}" + (f" — {t.safe(a.uri, n(300))}" if a.uri else "") for a in shown]
+        if len(view.artifacts) > len(shown):
+            lines.append(f"… and {len(view.artifacts) - len(shown)} more")
+        body.append(
+            SectionBlock(block_id="sv-artifacts", text=_md(t.clip("*Artifacts*\n" + "\n".join(lines), t.SECTION_TEXT)))
+        )
+    ids = f"task `{t.safe(view.task_id, 100)}` · trace `{t.safe(view.trace_id, 40)}`"
+    body.append(ContextBlock(block_id="sv-ids", elements=[_md(ids)]))
+    buttons = [
+        ButtonElement(text=label, url=url, action_id=f"sv-{label.lower()}")
+        for label, url in (
+            ("Dashboard", link(look.dashboard_url, view, now_ns)),
+            ("Trace", link(look.trace_url, view, now_ns)),
+        )
+        if url
+    ]
+    if buttons:
+        body.append(ActionsBlock(block_id="sv-links", elements=buttons))
+    fallback = f"{_prefix(look)}{t.escape(agent)} · {status} — {t.escape(name)} ({progress_bar(view.progress)})"
+    return {
+        "text": t.clip(fallback, min(t.FALLBACK_TEXT, n(t.FALLBACK_TEXT))),
+        "blocks": [b.to_dict() for b in top],
+        "attachments": [{"color": colour, "blocks": [b.to_dict() for b in body]}],
+    }
+
+
+def reply_payload(lines: Sequence[ThreadLine], look: Look) -> Payload:
+    """One thread reply for one line, or for a run of lines of one kind."""
+    last: Payload = {}
+    for scale in (1.0, 0.5, 0.2, 0.05):
+        last = _reply(lines, look, scale)
+        if not problems(last):
+            return last
+    raise ValueError(f"thread reply does not fit Slack's limits: {problems(last)}")
+
+
+def _reply(lines: Sequence[ThreadLine], look: Look, scale: float) -> Payload:
+    blocks: list[Block] = []
+    per_line = max(60, int((t.SECTION_TEXT if len(lines) == 1 else 2000 // len(lines)) * scale))
+    for i, line in enumerate(lines[: t.MAX_BLOCKS // 2]):
+        head = f"{line.emoji} *{t.escape(line.summary)}*"
+        detail = f"\n{t.safe(line.detail, per_line)}" if line.detail else ""
+        blocks.append(SectionBlock(block_id=f"sv-line-{i}", text=_md(t.clip(head + detail, t.SECTION_TEXT))))
+        if line.code:
+            code = t.code_block(line.code, max(200, int(2500 * scale)))
+            blocks.append(SectionBlock(block_id=f"sv-code-{i}", text=_md(code)))
+    first = lines[0]
+    summary = t.escape(first.summary) + (f": {t.escape(first.detail)}" if first.detail else "")
+    if len(lines) > 1:
+        summary += f" (+{len(lines) - 1} more)"
+    return {
+        "text": t.clip(f"{_prefix(look)}{summary}", max(200, int(t.FALLBACK_TEXT * scale))),
+        "blocks": [b.to_dict() for b in blocks],
+    }
+
+
+def alert_payload(view: TaskView, permalink: str | None, look: Look) -> Payload:
+    """A one-line pointer, for a status-routed channel, to the task's thread."""
+    shortcode = STATUS_STYLE.get(view.status, STATUS_STYLE["working"])[0]
+    name = t.safe(view.task_name or view.task_id, 300)
+    agent = t.safe(view.agent_name or view.agent_id, 200)
+    where = (
+        f" <{permalink}|open thread>"
+        if permalink and permalink.startswith("https://") and "|" not in permalink and ">" not in permalink
+        else ""
+    )
+    line = f"{_prefix(look)}{shortcode} {agent} · {view.status.replace('_', ' ')} — *{name}*{where}"
+    return {
+        "text": t.clip(line, t.FALLBACK_TEXT),
+        "blocks": [SectionBlock(block_id="sv-alert", text=_md(t.clip(line, t.SECTION_TEXT))).to_dict()],
+    }
+
+
+def _all_blocks(payload: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    out = list(payload.get("blocks") or [])
+    for a in payload.get("attachments") or []:
+        out.extend(a.get("blocks") or [])
+    return out
+
+
+def problems(payload: Mapping[str, Any]) -> list[str]:
+    """What Slack would reject that slack_sdk's ``to_dict()`` lets through."""
+    found: list[str] = []
+    blocks = _all_blocks(payload)
+    if len(blocks) > t.MAX_BLOCKS:
+        found.append(f"{len(blocks)} blocks > {t.MAX_BLOCKS}")
+    ids = [b["block_id"] for b in blocks if "block_id" in b]
+    if len(ids) != len(set(ids)) or any(len(i) > t.BLOCK_ID for i in ids):
+        found.append("block_id not unique or too long")
+    for b in blocks:
+        for f in b.get("fields") or []:
+            if len(f.get("text", "")) > t.FIELD_TEXT:
+                found.append("field text too long")
+        if len(b.get("fields") or []) > t.FIELDS:
+            found.append("too many fields")
+        if len((b.get("text") or {}).get("text", "")) > t.SECTION_TEXT:
+            found.append("section text too long")
+    size = len(json.dumps(blocks, ensure_ascii=False))
+    if size > t.TOTAL_BLOCKS_JSON:
+        found.append(f"blocks total {size} characters > {t.TOTAL_BLOCKS_JSON}")
+    if len(payload.get("text") or "") > t.FALLBACK_TEXT:
+        found.append("fallback text too long")
+    return found

@@ -1,0 +1,200 @@
+"""The Slack sink's settings and its routing rules (no Slack imports here:
+``Config.load()`` imports this through the sink class)."""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from spanvisor.config import (
+    Setting,
+    p_bool,
+    p_duration,
+    p_list,
+    p_opt_str,
+    p_percents,
+)
+from spanvisor.events import TaskView
+
+RouteField = Literal["agent", "repo", "status"]
+_FIELDS: tuple[RouteField, ...] = ("agent", "repo", "status")
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """``field:pattern=channel``: a glob on the agent id, repo or status."""
+
+    field: RouteField
+    pattern: str
+    channel: str
+
+    def matches(self, view: TaskView) -> bool:
+        value = {"agent": view.agent_id, "repo": view.repo, "status": view.status}[self.field]
+        return value is not None and fnmatch.fnmatchcase(value, self.pattern)
+
+
+def p_routes(v: Any) -> tuple[Route, ...]:
+    """``agent:rivet=#ops, repo:acme/*=#acme, status:error=#agent-alerts``
+    (env, comma-separated) or a TOML list of the same strings."""
+    out: list[Route] = []
+    for item in p_list(v):
+        lhs, sep, channel = item.rpartition("=")
+        field, colon, pattern = lhs.partition(":")
+        field = field.strip().lower()
+        if not sep or not colon or field not in _FIELDS or not pattern.strip() or not channel.strip():
+            raise ValueError(item)
+        out.append(Route(field, pattern.strip(), channel.strip()))  # type: ignore[arg-type]
+    return tuple(out)
+
+
+def home_channel(view: TaskView, routes: tuple[Route, ...], default: str | None) -> str | None:
+    """Where a task's parent message lives: the first agent or repo rule that
+    matches, else the default channel. Status rules never move a parent."""
+    for r in routes:
+        if r.field != "status" and r.matches(view):
+            return r.channel
+    return default
+
+
+def status_channels(status: str, routes: tuple[Route, ...]) -> tuple[str, ...]:
+    return tuple(
+        dict.fromkeys(r.channel for r in routes if r.field == "status" and fnmatch.fnmatchcase(status, r.pattern))
+    )
+
+
+def p_template(v: Any) -> str | None:
+    s = p_opt_str(v)
+    if s is not None and not s.startswith(("https://", "http://")):
+        raise ValueError(v)
+    return s
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "slack_token",
+        "SLACK_BOT_TOKEN",
+        p_opt_str,
+        None,
+        "Bot token (xoxb-…) with the chat:write scope. Setting it enables the Slack sink.",
+        "a bot token",
+        secret=True,
+    ),
+    Setting(
+        "slack_channel",
+        "SPANVISOR_SLACK_CHANNEL",
+        p_opt_str,
+        None,
+        "Default channel for task messages (an ID like C0123 is best; #name works for posting).",
+        "a channel ID or #name",
+    ),
+    Setting(
+        "slack_base_url",
+        "SPANVISOR_SLACK_BASE_URL",
+        p_template,
+        None,
+        "Web API base URL, for an enterprise proxy or the fake server. Default: https://slack.com/api/.",
+        "an http(s) URL",
+    ),
+    Setting(
+        "slack_routes",
+        "SPANVISOR_SLACK_ROUTES",
+        p_routes,
+        (),
+        "Routing rules, first match wins for the parent's channel; status rules post an alert "
+        "with a link to the thread when a task enters that status.",
+        "field:glob=channel,... with field agent, repo or status",
+    ),
+    Setting(
+        "slack_prefix",
+        "SPANVISOR_SLACK_PREFIX",
+        p_opt_str,
+        None,
+        "Text put before every message, e.g. [auto-ops].",
+        "short text",
+    ),
+    Setting(
+        "slack_update_interval_s",
+        "SPANVISOR_SLACK_UPDATE_INTERVAL",
+        p_duration,
+        5.0,
+        "Least time between two edits of a task's parent message (status changes go at once).",
+        "a duration, e.g. 5s",
+    ),
+    Setting(
+        "slack_reply_interval_s",
+        "SPANVISOR_SLACK_REPLY_INTERVAL",
+        p_duration,
+        1.0,
+        "Least time between two thread replies of one task.",
+        "a duration",
+    ),
+    Setting(
+        "slack_channel_interval_s",
+        "SPANVISOR_SLACK_CHANNEL_INTERVAL",
+        p_duration,
+        1.0,
+        "Least time between two posts to one channel (Slack allows about one per second).",
+        "a duration",
+    ),
+    Setting(
+        "slack_milestones",
+        "SPANVISOR_SLACK_MILESTONES",
+        p_percents,
+        (25.0, 50.0, 75.0, 100.0),
+        "Progress percentages that get a thread reply.",
+        "percentages, e.g. 25,50,75,100",
+    ),
+    Setting(
+        "slack_broadcast_errors",
+        "SPANVISOR_SLACK_BROADCAST_ERRORS",
+        p_bool,
+        False,
+        "Also show error replies in the channel (reply_broadcast).",
+        "true or false",
+    ),
+    Setting(
+        "slack_broadcast_critical",
+        "SPANVISOR_SLACK_BROADCAST_CRITICAL",
+        p_bool,
+        False,
+        "Also show critical context-window warnings in the channel.",
+        "true or false",
+    ),
+    Setting(
+        "slack_dry_run",
+        "SPANVISOR_SLACK_DRY_RUN",
+        p_bool,
+        False,
+        "Build and validate every payload and log it instead of sending it.",
+        "true or false",
+    ),
+    Setting(
+        "slack_dashboard_url",
+        "SPANVISOR_SLACK_DASHBOARD_URL",
+        p_template,
+        None,
+        "Dashboard button URL template; placeholders {task_id} {trace_id} {agent_id} {repo} "
+        "{start_ms} {end_ms} (URL-encoded).",
+        "an http(s) URL template",
+    ),
+    Setting(
+        "slack_trace_url",
+        "SPANVISOR_SLACK_TRACE_URL",
+        p_template,
+        None,
+        "Trace button URL template, same placeholders, e.g. a Tempo or Jaeger link.",
+        "an http(s) URL template",
+    ),
+    Setting(
+        "slack_timeout_s", "SPANVISOR_SLACK_TIMEOUT", p_duration, 10.0, "Timeout of one Web API call.", "a duration"
+    ),
+    Setting(
+        "slack_lease_s",
+        "SPANVISOR_SLACK_LEASE",
+        p_duration,
+        120.0,
+        "How long a claim on a parent or reply holds before another replica may take it over.",
+        "a duration",
+    ),
+)

@@ -1,0 +1,210 @@
+"""SlackSink: one live message per task and a thread that tells its story.
+
+``export`` never waits on Slack: it folds events into per-task state and
+wakes that task's background worker (see :mod:`.worker`), then returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from spanvisor.config import Config, Setting
+from spanvisor.events import Event, TaskFinished
+from spanvisor.presentation import ThreadPolicy
+from spanvisor.sink import BaseSink, SinkContext, SinkResult
+
+from .settings import SETTINGS, home_channel, status_channels
+from .state import MAX_PENDING_REPLIES, TaskState
+
+log = logging.getLogger("spanvisor.slack")
+MAX_OPEN_TASKS = 10_000
+DONE_MEMORY = 10_000
+
+
+class SlackSink(BaseSink):
+    name = "slack"
+    settings: ClassVar[Sequence[Setting]] = SETTINGS
+
+    def __init__(self, clock: Any = None, client: Any = None) -> None:
+        """``clock`` and ``client`` are for tests and benchmarks: a manual
+        clock, or an API client other than slack_sdk's."""
+        super().__init__()
+        self._clock_arg, self._client_arg = clock, client
+        self._tasks: dict[str, TaskState] = {}
+        self._done: OrderedDict[str, None] = OrderedDict()
+        self._flushing = 0
+        self._deadline: float | None = None
+        self._closed = False
+
+    @classmethod
+    def enabled(cls, config: Config) -> bool:
+        return bool(config.get("slack_token") or config.get("slack_dry_run"))
+
+    async def start(self, ctx: SinkContext) -> None:
+        from .blocks import Look
+        from .transport import Clock, DryRunClient, SlackClient, Transport
+        from .worker import Deliverer
+
+        await super().start(ctx)
+        c = ctx.config
+        self.config = c
+        dry = bool(c.get("slack_dry_run"))
+        clock = self._clock_arg or Clock()
+        client = self._client_arg
+        if client is None:
+            token = c.get("slack_token")
+            client = (
+                DryRunClient()
+                if dry or not token
+                else SlackClient(token, c.get("slack_base_url"), c.get("slack_timeout_s", 10.0))
+            )
+        self.client = client
+        self.transport = Transport(
+            client,
+            clock,
+            c.get("slack_channel_interval_s", 1.0),
+            on_call=lambda m: ctx.stats.inc("slack_calls_total", method=m),
+        )
+        self.policy = ThreadPolicy(
+            milestones=tuple(c.get("slack_milestones", (25.0, 50.0, 75.0, 100.0))),
+            broadcast_errors=bool(c.get("slack_broadcast_errors")),
+            broadcast_critical=bool(c.get("slack_broadcast_critical")),
+        )
+        self.routes = tuple(c.get("slack_routes", ()))
+        self.default_channel = c.get("slack_channel") or ("#dry-run" if dry else None)
+        self.deliverer = Deliverer(
+            transport=self.transport,
+            store=ctx.state_store,
+            stats=ctx.stats,
+            look=Look(
+                c.get("slack_prefix"),
+                c.get("slack_dashboard_url"),
+                c.get("slack_trace_url"),
+                tuple(c.get("context_thresholds", (0.7, 0.85))),
+            ),
+            owner=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+            clock=clock,
+            update_interval_s=c.get("slack_update_interval_s", 5.0),
+            reply_interval_s=c.get("slack_reply_interval_s", 1.0),
+            lease_s=c.get("slack_lease_s", 120.0),
+            namespace="slack.dryrun" if dry else "slack",
+            flushing=lambda: self._flushing > 0,
+            deadline=lambda: self._deadline,
+        )
+        ctx.stats.gauge("slack_open_tasks", lambda: float(len(self._tasks)))
+
+    async def export(self, events: Sequence[Event]) -> SinkResult:
+        for ev in events:
+            try:
+                self._accept(ev)
+            except Exception:  # one bad event must not lose the batch
+                log.exception("Slack sink could not take event %s", getattr(ev, "event_id", "?"))
+        return SinkResult.SUCCESS
+
+    def _accept(self, ev: Event) -> None:
+        if self._closed or ev.task_id in self._done:
+            return
+        st = self._tasks.get(ev.task_id)
+        if st is None:
+            if len(self._tasks) >= MAX_OPEN_TASKS:
+                assert self.ctx is not None
+                self.ctx.stats.drop(
+                    "slack_too_many_tasks", sink="slack", detail=f"more than {MAX_OPEN_TASKS} open tasks"
+                )
+                return
+            st = self._tasks[ev.task_id] = TaskState(ev.task, home_channel(ev.task, self.routes, self.default_channel))
+        if not st.first_time(ev.event_id):
+            return
+        if st.dead:
+            return
+        wake = not st.dirty or ev.task.status != st.view.status
+        if ev.time_ns >= st.view.updated_ns or isinstance(ev, TaskFinished):
+            st.view = ev.task
+        st.version += 1
+        for line in self.policy.lines(ev):
+            if len(st.replies) >= MAX_PENDING_REPLIES:
+                assert self.ctx is not None
+                self.ctx.stats.drop(
+                    "slack_thread_backlog",
+                    sink="slack",
+                    detail=f"more than {MAX_PENDING_REPLIES} replies waiting for one task",
+                )
+                continue
+            st.replies.append(line)
+            wake = True
+        for channel in status_channels(st.view.status, self.routes):
+            key = f"{st.view.status}|{channel}"
+            if key not in st.alerted and channel != st.channel:
+                st.alerted.add(key)
+                st.alerts.append(key)
+                wake = True
+        if isinstance(ev, TaskFinished):
+            st.finished = wake = True
+        if wake:
+            st.wake.set()
+        if st.worker is None:
+            st.worker = asyncio.get_running_loop().create_task(self._run(st), name=f"slack:{st.task_id[:16]}")
+
+    async def _run(self, st: TaskState) -> None:
+        try:
+            await self.deliverer.run(st)
+        finally:
+            if self._tasks.get(st.task_id) is st:
+                del self._tasks[st.task_id]
+            if st.finished:
+                self._done[st.task_id] = None
+                while len(self._done) > DONE_MEMORY:
+                    self._done.popitem(last=False)
+
+    def pending(self) -> int:
+        return sum(0 if st.idle else 1 for st in self._tasks.values())
+
+    async def force_flush(self, timeout_s: float) -> bool:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout_s
+        self._flushing += 1
+        try:
+            for st in self._tasks.values():
+                st.wake.set()
+            while self.pending():
+                if loop.time() >= end:
+                    return False
+                await asyncio.sleep(0.01)
+            return True
+        finally:
+            self._flushing -= 1
+
+    async def shutdown(self, timeout_s: float) -> None:
+        if not hasattr(self, "transport"):
+            return
+        self._deadline = self.transport.clock.now() + timeout_s * 0.9
+        try:
+            await self.force_flush(timeout_s * 0.9)
+        finally:
+            self._closed = True
+            workers = [st.worker for st in self._tasks.values() if st.worker]
+            left = sum(len(st.replies) + (1 if st.dirty else 0) for st in self._tasks.values() if not st.dead)
+            for w in workers:
+                w.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            if left and self.ctx is not None:
+                self.ctx.stats.drop(
+                    "slack_undelivered",
+                    left,
+                    sink="slack",
+                    detail="shutdown deadline passed with Slack updates pending",
+                )
+            await self.client.close()
+
+    @classmethod
+    async def check(cls, config: Config) -> list[tuple[str, bool, str]]:
+        from .check import run_check
+
+        return await run_check(config)

@@ -1,0 +1,195 @@
+"""Web API calls with Slack's rate limits, retries and error classes.
+
+One :class:`Transport` per sink: one ``AsyncWebClient`` on one aiohttp
+session, a pause per method after HTTP 429 (shared by every task), and a
+spacing per channel for posts (about one per second). Calls run only in the
+sink's background tasks, never in ``export``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .retry import Decision, Failure, RetryStrategy, decide, default_strategies
+
+log = logging.getLogger("spanvisor.slack")
+
+
+class Clock:
+    """Monotonic time and sleeping; tests inject a manual one."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, seconds))
+
+
+class ApiClient(Protocol):
+    async def call(self, method: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """The response body when ok; raises :class:`CallError` otherwise."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class CallError(Exception):
+    def __init__(self, error: str, status: int = 200, retry_after_s: float | None = None) -> None:
+        super().__init__(f"{error} (HTTP {status})")
+        self.error, self.status, self.retry_after_s = error, status, retry_after_s
+
+
+class SlackClient:
+    """slack_sdk's AsyncWebClient, retries off (we decide), one session."""
+
+    def __init__(self, token: str, base_url: str | None, timeout_s: float) -> None:
+        import aiohttp
+        from slack_sdk.web.async_client import AsyncWebClient
+
+        self._token = token
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s))
+        kwargs: dict[str, Any] = {"base_url": base_url} if base_url else {}
+        self._client = AsyncWebClient(
+            token=token, session=self._session, timeout=int(timeout_s) or 1, retry_handlers=[], **kwargs
+        )
+
+    async def call(self, method: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+        import aiohttp
+        from slack_sdk.errors import SlackApiError
+
+        try:
+            resp = await self._client.api_call(method, json=dict(payload))
+        except SlackApiError as exc:
+            status = exc.response.status_code
+            data = exc.response.data if isinstance(exc.response.data, dict) else {}
+            error = str(data.get("error") or ("http_5xx" if status >= 500 else f"http_{status}"))
+            after = exc.response.headers.get("Retry-After") if exc.response.headers else None
+            raise CallError(error, status, _seconds(after)) from None
+        except (TimeoutError, aiohttp.ServerTimeoutError):
+            raise CallError("timeout", 0) from None
+        except aiohttp.ServerDisconnectedError:
+            # The request went out; Slack may have acted on it.
+            raise CallError("timeout", 0) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            log.debug("connection error on %s: %s", method, self._redact(str(exc)))
+            raise CallError("connection", 0) from None
+        return dict(resp.data) if isinstance(resp.data, dict) else {}
+
+    def _redact(self, s: str) -> str:
+        return s.replace(self._token, "****") if self._token else s
+
+    async def close(self) -> None:
+        await self._session.close()
+
+
+class DryRunClient:
+    """Builds nothing new: logs what would be sent and answers like Slack."""
+
+    def __init__(self) -> None:
+        self._seq = itertools.count(1)
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+
+    async def call(self, method: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+        self.sent.append((method, dict(payload)))
+        log.info("dry-run %s %s", method, json.dumps(payload, ensure_ascii=False, sort_keys=True))
+        ts = f"{int(time.time())}.{next(self._seq):06d}"
+        channel = str(payload.get("channel", "CDRYRUN"))
+        return {"ok": True, "channel": channel, "ts": payload.get("ts", ts), "permalink": None}
+
+    async def close(self) -> None:
+        return None
+
+
+def _seconds(v: str | None) -> float | None:
+    try:
+        return max(0.0, float(v)) if v is not None else None
+    except ValueError:
+        return None
+
+
+@dataclass
+class Outcome:
+    data: dict[str, Any] | None = None
+    failure: Failure | None = None
+    decision: Decision | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.data is not None
+
+
+@dataclass
+class Transport:
+    client: ApiClient
+    clock: Clock = field(default_factory=Clock)
+    channel_interval_s: float = 1.0
+    strategies: tuple[RetryStrategy, ...] = field(default_factory=default_strategies)
+    on_call: Callable[[str], None] | None = None
+    paused_until: dict[str, float] = field(default_factory=dict)
+    _next_post: dict[str, float] = field(default_factory=dict)
+    _alias: dict[str, str] = field(default_factory=dict)
+
+    async def send(
+        self,
+        method: str,
+        build: Callable[[], Mapping[str, Any]],
+        *,
+        deadline: Callable[[], float | None] = lambda: None,
+    ) -> Outcome:
+        """Call ``method`` until it succeeds, fails for good, or the deadline
+        passes. ``build`` runs before each attempt, so a retried edit sends
+        the latest state."""
+        attempt = 0
+        while True:
+            attempt += 1
+            payload = build()
+            if not await self._wait_turn(method, payload, deadline()):
+                return Outcome(failure=Failure(method, "deadline"), decision=Decision("retry"))
+            try:
+                if self.on_call:
+                    self.on_call(method)
+                data = await self.client.call(method, payload)
+            except CallError as exc:
+                failure = Failure(method, exc.error, exc.status, exc.retry_after_s, attempt)
+                d = decide(failure, self.strategies)
+                if d.kind in {"permanent", "ambiguous"}:
+                    return Outcome(failure=failure, decision=d)
+                if d.pause_method:
+                    until = self.clock.now() + d.delay_s
+                    self.paused_until[method] = max(self.paused_until.get(method, 0.0), until)
+                    log.info("Slack rate-limited %s: pausing it for %.1fs", method, d.delay_s)
+                    continue
+                end = deadline()
+                if end is not None and self.clock.now() + d.delay_s > end:
+                    return Outcome(failure=failure, decision=d)
+                await self.clock.sleep(d.delay_s)
+                continue
+            channel = payload.get("channel")
+            if method == "chat.postMessage" and isinstance(channel, str) and data.get("channel"):
+                self._alias[channel] = str(data["channel"])
+            return Outcome(data=data)
+
+    async def _wait_turn(self, method: str, payload: Mapping[str, Any], end: float | None) -> bool:
+        """Wait for the method's 429 pause and, for posts, the channel's turn."""
+        while True:
+            now = self.clock.now()
+            wait = self.paused_until.get(method, 0.0) - now
+            key = None
+            if method == "chat.postMessage":
+                channel = str(payload.get("channel", ""))
+                key = self._alias.get(channel, channel)
+                wait = max(wait, self._next_post.get(key, 0.0) - now)
+            if wait <= 0:
+                if key is not None:
+                    self._next_post[key] = now + self.channel_interval_s
+                return True
+            if end is not None and now + wait > end:
+                return False
+            await self.clock.sleep(wait)

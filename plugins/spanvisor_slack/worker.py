@@ -1,0 +1,328 @@
+"""The background side of the Slack sink: one coroutine per open task.
+
+Order within a task: the parent is posted (claimed first, so a restart or a
+replica continues the same thread), a status change edits it at once, thread
+replies follow in order at most one per ``reply_interval_s``, and other
+changes edit the parent at most once per ``update_interval_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from spanvisor.presentation import ThreadLine
+from spanvisor.statestore import StateStore
+from spanvisor.stats import PipelineStats
+
+from .blocks import Look, alert_payload, parent_payload, reply_payload
+from .retry import fix_for
+from .state import TaskState
+from .transport import Clock, Outcome, Transport
+
+log = logging.getLogger("spanvisor.slack")
+MERGEABLE = frozenset({"step", "artifact"})
+MERGE_MAX = 10
+METADATA_TYPE = "spanvisor_task"
+
+
+@dataclass
+class Deliverer:
+    transport: Transport
+    store: StateStore
+    stats: PipelineStats
+    look: Look
+    owner: str
+    clock: Clock
+    update_interval_s: float = 5.0
+    reply_interval_s: float = 1.0
+    lease_s: float = 120.0
+    namespace: str = "slack"
+    flushing: Callable[[], bool] = lambda: False
+    deadline: Callable[[], float | None] = lambda: None
+
+    async def run(self, st: TaskState) -> None:
+        while True:
+            st.busy = True
+            try:
+                progressed = await self._step(st)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug here must not kill the loop or the sink
+                log.exception("Slack delivery for task %s failed; its Slack messages stop", st.task_id)
+                self._give_up(st, "slack_internal_error", "see the traceback above")
+                progressed = True
+            finally:
+                st.busy = False
+            if progressed:
+                continue
+            if st.idle and (st.finished or st.dead):
+                return
+            await self._wait(st)
+
+    async def _wait(self, st: TaskState) -> None:
+        now, due = self.clock.now(), float("inf")
+        if st.dirty:
+            due = st.last_update + self.update_interval_s
+        if st.replies or st.alerts:
+            due = min(due, st.last_reply + self.reply_interval_s)
+        if due <= now:
+            return
+        st.wake.clear()
+        waiter = asyncio.ensure_future(st.wake.wait())
+        sleeper = asyncio.ensure_future(self.clock.sleep(due - now)) if due != float("inf") else None
+        try:
+            await asyncio.wait({f for f in (waiter, sleeper) if f}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            if sleeper:
+                sleeper.cancel()
+
+    async def _step(self, st: TaskState) -> bool:
+        """Do the next due thing; False when nothing is due yet."""
+        if st.dead:
+            return False
+        if st.ref is None:
+            return await self._ensure_parent(st)
+        now, hurry = self.clock.now(), self.flushing()
+        if st.urgent:
+            return await self._update_parent(st)
+        if (st.replies or st.alerts) and (hurry or now >= st.last_reply + self.reply_interval_s):
+            return await (self._post_replies(st) if st.replies else self._post_alert(st))
+        if st.dirty and (hurry or now >= st.last_update + self.update_interval_s):
+            return await self._update_parent(st)
+        return False
+
+    def _ns(self, what: str) -> str:
+        return f"{self.namespace}.{what}"
+
+    # --- parent ----------------------------------------------------------
+
+    def _parent_args(self, st: TaskState) -> dict[str, Any]:
+        st_version = st.version
+        payload = parent_payload(st.view, self.look, time.time_ns())
+        payload["_version"] = st_version
+        return payload
+
+    async def _ensure_parent(self, st: TaskState) -> bool:
+        claim = await self.store.claim(self._ns("parent"), st.task_id, self.owner, self.lease_s)
+        if claim.value is not None:
+            self._adopt(st, claim.value)
+            return True
+        if not claim.won:  # another replica is posting it right now
+            await self.clock.sleep(1.0)
+            return True
+        if st.channel is None:
+            await self.store.release(self._ns("parent"), st.task_id, self.owner)
+            self._give_up(st, "slack_no_channel", "set SPANVISOR_SLACK_CHANNEL or a routing rule")
+            return True
+        channel = st.channel
+        started = time.time()
+        built: dict[str, int] = {}
+
+        def build() -> Mapping[str, Any]:
+            p = self._parent_args(st)
+            built["v"], built["status"] = p.pop("_version"), 0
+            return {
+                "channel": channel,
+                **p,
+                "unfurl_links": False,
+                "unfurl_media": False,
+                "metadata": {"event_type": METADATA_TYPE, "event_payload": {"task_id": st.task_id}},
+            }
+
+        out = await self.transport.send("chat.postMessage", build, deadline=self.deadline)
+        if out.ok and out.data:
+            await self._posted(st, str(out.data["channel"]), str(out.data["ts"]), built["v"])
+            return True
+        if out.decision and out.decision.kind == "ambiguous":
+            found = await self._recover(st, channel, started)
+            if found is not None:
+                await self._posted(st, found[0], found[1], -1)
+                return True
+            # Slack may hold the message but we cannot tell: never post a
+            # second one. The claim is made final so replicas agree.
+            await self.store.put(self._ns("parent"), st.task_id, {"channel": channel, "ts": None}, self.owner)
+            self._give_up(
+                st,
+                "slack_ambiguous_post",
+                "Slack answered an error after maybe posting; add channels:history so spanvisor can find the message",
+            )
+            return True
+        await self.store.release(self._ns("parent"), st.task_id, self.owner)
+        self._failed(st, out)
+        return True
+
+    async def _posted(self, st: TaskState, channel: str, ts: str, version: int) -> None:
+        await self.store.put(self._ns("parent"), st.task_id, {"channel": channel, "ts": ts}, self.owner)
+        st.ref = (channel, ts)
+        st.last_update = self.clock.now()
+        if version >= 0:
+            st.sent_version = version
+            st.sent_status = st.view.status if version == st.version else st.sent_status
+
+    def _adopt(self, st: TaskState, value: Mapping[str, Any]) -> None:
+        if not value.get("ts"):
+            self._give_up(st, "slack_ambiguous_post", "an earlier post of this task's parent ended ambiguously")
+            return
+        st.ref = (str(value["channel"]), str(value["ts"]))
+        st.sent_status = None  # our view may be newer than what is shown: edit at once
+
+    async def _recover(self, st: TaskState, channel: str, since: float) -> tuple[str, str] | None:
+        """Find a parent Slack stored before answering an error."""
+        out = await self.transport.send(
+            "conversations.history",
+            lambda: {
+                "channel": channel,
+                "oldest": f"{since - 5:.6f}",
+                "limit": 100,
+                "include_all_metadata": True,
+            },
+            deadline=self.deadline,
+        )
+        if not out.ok or not out.data:
+            return None
+        for m in out.data.get("messages") or []:
+            meta = m.get("metadata") or {}
+            if (
+                meta.get("event_type") == METADATA_TYPE
+                and (meta.get("event_payload") or {}).get("task_id") == st.task_id
+            ):
+                return str(out.data.get("channel_id") or channel), str(m["ts"])
+        return None
+
+    async def _update_parent(self, st: TaskState) -> bool:
+        assert st.ref is not None
+        channel, ts = st.ref
+        built: dict[str, Any] = {}
+
+        def build() -> Mapping[str, Any]:
+            p = self._parent_args(st)
+            built["v"], built["status"] = p.pop("_version"), st.view.status
+            return {"channel": channel, "ts": ts, **p}
+
+        out = await self.transport.send("chat.update", build, deadline=self.deadline)
+        if out.ok:
+            st.sent_version, st.sent_status = built["v"], built["status"]
+            st.last_update = self.clock.now()
+        else:
+            self._failed(st, out)
+        return True
+
+    # --- replies ---------------------------------------------------------
+
+    async def _post_replies(self, st: TaskState) -> bool:
+        assert st.ref is not None
+        group = [st.replies.popleft()]
+        while (
+            group[0].kind in MERGEABLE and st.replies and st.replies[0].kind == group[0].kind and len(group) < MERGE_MAX
+        ):
+            group.append(st.replies.popleft())
+        todo: list[ThreadLine] = []
+        for line in group:
+            claim = await self.store.claim(
+                self._ns("reply"), f"{st.task_id}/{line.reply_key}", self.owner, self.lease_s
+            )
+            if claim.won and claim.value is None:
+                todo.append(line)
+        if not todo:
+            return True
+        channel, ts = st.ref
+        out = await self.transport.send(
+            "chat.postMessage",
+            lambda: {
+                "channel": channel,
+                "thread_ts": ts,
+                **reply_payload(todo, self.look),
+                "reply_broadcast": any(x.broadcast for x in todo),
+                "unfurl_links": False,
+                "unfurl_media": False,
+            },
+            deadline=self.deadline,
+        )
+        st.last_reply = self.clock.now()
+        value: dict[str, Any] = {"ts": out.data.get("ts")} if out.ok and out.data else {"ts": None}
+        if out.ok or (out.decision and out.decision.kind == "ambiguous"):
+            # Posted, or maybe posted: either way never post it again.
+            for line in todo:
+                await self.store.put(self._ns("reply"), f"{st.task_id}/{line.reply_key}", value, self.owner)
+            if not out.ok:
+                self._count_drop(
+                    "slack_ambiguous_reply",
+                    len(todo),
+                    "Slack answered an error after maybe posting a reply; it is not resent",
+                )
+        else:
+            for line in todo:
+                await self.store.release(self._ns("reply"), f"{st.task_id}/{line.reply_key}", self.owner)
+            self._failed(st, out, lost=len(todo), reply=True)
+        return True
+
+    async def _post_alert(self, st: TaskState) -> bool:
+        target = st.alerts.popleft()
+        claim = await self.store.claim(self._ns("alert"), f"{st.task_id}/{target}", self.owner, self.lease_s)
+        if not claim.won or claim.value is not None or st.ref is None:
+            return True
+        link = await self.transport.send(
+            "chat.getPermalink",
+            lambda: {"channel": st.ref[0], "message_ts": st.ref[1]} if st.ref else {},
+            deadline=self.deadline,
+        )
+        permalink = str(link.data.get("permalink")) if link.ok and link.data and link.data.get("permalink") else None
+        channel = target.partition("|")[2]
+        out = await self.transport.send(
+            "chat.postMessage",
+            lambda: {
+                "channel": channel,
+                **alert_payload(st.view, permalink, self.look),
+                "unfurl_links": False,
+            },
+            deadline=self.deadline,
+        )
+        st.last_reply = self.clock.now()
+        if out.ok:
+            await self.store.put(
+                self._ns("alert"), f"{st.task_id}/{target}", {"ts": (out.data or {}).get("ts")}, self.owner
+            )
+        else:
+            await self.store.release(self._ns("alert"), f"{st.task_id}/{target}", self.owner)
+            self._failed(st, out, lost=1, reply=True)
+        return True
+
+    # --- failures --------------------------------------------------------
+
+    def _failed(self, st: TaskState, out: Outcome, lost: int = 0, reply: bool = False) -> None:
+        f = out.failure
+        error = f.error if f else "unknown"
+        self.stats.inc("slack_errors_total", error=error, method=f.method if f else "")
+        if error == "deadline" or (out.decision and out.decision.kind in {"retry", "rate_limited"}):
+            self._count_drop("slack_undelivered", max(1, lost), "shutdown deadline passed before Slack accepted it")
+            if not reply:
+                st.sent_version = st.version
+            return
+        if reply and error not in {
+            "channel_not_found",
+            "not_in_channel",
+            "is_archived",
+            "invalid_auth",
+            "token_revoked",
+            "account_inactive",
+            "message_not_found",
+        }:
+            self._count_drop(f"slack_{error}", max(1, lost), f"Slack answered {error}: {fix_for(error)}")
+            return
+        self._give_up(st, f"slack_{error}", f"Slack answered {error}: {fix_for(error)}", extra=lost)
+
+    def _give_up(self, st: TaskState, reason: str, detail: str, extra: int = 0) -> None:
+        lost = extra + len(st.replies) + len(st.alerts) + (1 if st.dirty or st.ref is None else 0)
+        st.replies.clear()
+        st.alerts.clear()
+        st.dead = True
+        self._count_drop(reason, max(1, lost), detail)
+
+    def _count_drop(self, reason: str, n: int, detail: str) -> None:
+        self.stats.drop(reason, n, sink="slack", detail=detail)

@@ -1,0 +1,186 @@
+"""Builders of domain events, a manual clock, and a sink wired to the fake
+Slack server, shared by the Slack tests and the benchmark."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
+
+from tests.fakes.slack_api import FakeSlack
+
+from spanvisor.config import Config
+from spanvisor.events import (
+    Artifact,
+    ArtifactAdded,
+    Checkpoint,
+    ContextWarning,
+    Event,
+    Status,
+    TaskFinished,
+    TaskStarted,
+    TaskView,
+    stable_id,
+)
+from spanvisor.sink import SinkContext
+from spanvisor.statestore import InMemoryStateStore
+from spanvisor.stats import PipelineStats
+from spanvisor_slack import SlackSink
+from spanvisor_slack.settings import SETTINGS
+from spanvisor_slack.transport import Clock
+
+T = TypeVar("T")
+BASE_NS = 1_760_000_000_000_000_000
+
+
+def run(coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+class ManualClock(Clock):
+    """Time moves only when a test says so; sleepers wake in order."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+        self._heap: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._seq = itertools.count()
+
+    def now(self) -> float:
+        return self.t
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._heap, (self.t + seconds, next(self._seq), fut))
+        await fut
+
+    def advance(self, dt: float) -> None:
+        self.t += dt
+        while self._heap and self._heap[0][0] <= self.t:
+            fut = heapq.heappop(self._heap)[2]
+            if not fut.done():
+                fut.set_result(None)
+
+
+@dataclass
+class TaskScript:
+    """Events of one task, with stable ids, as the tracker would emit them."""
+
+    view: TaskView
+    seq: int = 0
+
+    @classmethod
+    def new(cls, task_id: str, agent: str = "rivet", **kw: Any) -> TaskScript:
+        v = TaskView(
+            task_id=task_id,
+            trace_id=stable_id("trace", task_id)[:32],
+            root_span_id=task_id[:16],
+            agent_id=agent,
+            started_ns=BASE_NS,
+            updated_ns=BASE_NS,
+            **kw,
+        )
+        return cls(v)
+
+    def _next(self, **changes: Any) -> tuple[str, int]:
+        self.seq += 1
+        t = BASE_NS + self.seq * 1_000_000
+        self.view = replace(self.view, updated_ns=t, **changes)
+        return stable_id(self.view.task_id, self.seq), t
+
+    def started(self) -> TaskStarted:
+        eid, t = self._next()
+        return TaskStarted(event_id=eid, time_ns=t, task=self.view)
+
+    def checkpoint(self, status: Status = "working", **changes: Any) -> Checkpoint:
+        changed = tuple(k for k, v in changes.items() if getattr(self.view, k) != v)
+        if status != self.view.status:
+            changed += ("status",)
+        eid, t = self._next(status=status, **changes)
+        return Checkpoint(event_id=eid, time_ns=t, task=self.view, changed=changed)
+
+    def warning(self, level: str, tokens: int, limit: int, threshold: float) -> ContextWarning:
+        eid, t = self._next(context_tokens=tokens, context_limit=limit, status="context_warning")
+        return ContextWarning(
+            event_id=eid,
+            time_ns=t,
+            task=self.view,
+            level=level,  # type: ignore[arg-type]
+            threshold=threshold,
+            ratio=tokens / limit,
+            tokens=tokens,
+            limit=limit,
+        )
+
+    def artifact(self, name: str, uri: str | None = None) -> ArtifactAdded:
+        a = Artifact(name, uri)
+        eid, t = self._next(artifacts=(*self.view.artifacts, a))
+        return ArtifactAdded(event_id=eid, time_ns=t, task=self.view, artifact=a)
+
+    def finished(self, outcome: str = "complete", **kw: Any) -> TaskFinished:
+        eid, t = self._next(status=outcome, ended_ns=BASE_NS + (self.seq + 1) * 1_000_000)
+        return TaskFinished(
+            event_id=eid,
+            time_ns=t,
+            task=self.view,
+            outcome=outcome,  # type: ignore[arg-type]
+            duration_s=(t - BASE_NS) / 1e9,
+            **kw,
+        )
+
+
+@dataclass
+class Env:
+    fake: FakeSlack
+    sink: SlackSink
+    store: InMemoryStateStore
+    stats: PipelineStats
+    config: Config
+
+    async def send(self, *events: Event) -> None:
+        await self.sink.export(list(events))
+
+
+def slack_config(base_url: str, token: str = "xoxb-test", **overrides: Any) -> Config:
+    values = {
+        "slack_token": token,
+        "slack_channel": "#agents",
+        "slack_base_url": base_url,
+        "slack_timeout_s": 5.0,
+        **overrides,
+    }
+    return Config.load(env={}, extra=SETTINGS, overrides=values)
+
+
+@asynccontextmanager
+async def slack_env(
+    token: str = "xoxb-test",
+    *,
+    fake: FakeSlack | None = None,
+    store: InMemoryStateStore | None = None,
+    clock: Clock | None = None,
+    flush_s: float = 10.0,
+    channel_rate: float = 1.0,
+    **overrides: Any,
+) -> AsyncIterator[Env]:
+    own_fake = fake is None
+    fake = fake or FakeSlack(channel_rate=channel_rate, channel_burst=max(4, int(channel_rate)))
+    if own_fake:
+        await fake.start()
+    store = store or InMemoryStateStore()
+    stats = PipelineStats()
+    config = slack_config(fake.base_url, token, **overrides)
+    sink = SlackSink(clock=clock)
+    await sink.start(SinkContext(config=config, state_store=store, stats=stats))
+    try:
+        yield Env(fake, sink, store, stats, config)
+    finally:
+        await sink.shutdown(flush_s)
+        if own_fake:
+            await fake.stop()
