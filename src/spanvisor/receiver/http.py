@@ -1,0 +1,155 @@
+"""OTLP/HTTP: ``POST /v1/traces``, protobuf or JSON, gzip or not.
+
+Answers follow the OTLP spec: 200 with an ``ExportTraceServiceResponse``
+(``partial_success`` when spans were rejected), 400 with a ``google.rpc.Status``
+for bad data (not retried), 413 above the decompressed size limit, 503 with
+``Retry-After`` under backpressure (retried), all in the request's content
+type. The body is read in chunks and the size is checked after
+decompression, so a small gzip bomb cannot inflate past the limit.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import zlib
+
+from aiohttp import web
+from google.protobuf.message import DecodeError, Message
+from google.rpc.status_pb2 import Status  # type: ignore[import-untyped]
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+from spanvisor.receiver.decode import decode_request
+from spanvisor.receiver.ingest import Ingest
+from spanvisor.receiver.otlp_json import OtlpJsonError, parse_request, to_json
+
+log = logging.getLogger("spanvisor.receiver")
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+# google.rpc.Code values used in Status bodies.
+_INVALID_ARGUMENT = 3
+_RESOURCE_EXHAUSTED = 8
+_UNAVAILABLE = 14
+_UNAUTHENTICATED = 16
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _BadBody(Exception):
+    pass
+
+
+def _reply(status: int, msg: Message, ctype: str, headers: dict[str, str] | None = None) -> web.Response:
+    body = to_json(msg) if ctype == JSON else msg.SerializeToString()
+    return web.Response(status=status, body=body, content_type=ctype, headers=headers)
+
+
+def _error(status: int, code: int, message: str, ctype: str, **headers: str) -> web.Response:
+    return _reply(status, Status(code=code, message=message), ctype, headers or None)
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("gzip", "identity", ""):
+        raise _BadBody(f"unsupported Content-Encoding {encoding!r}; use gzip or none")
+    gz = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding == "gzip" else None
+    out = bytearray()
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        if gz is None:
+            out += chunk
+        else:
+            try:
+                # max_length bounds what one chunk may inflate to.
+                out += gz.decompress(chunk, limit + 1 - len(out))
+            except zlib.error as exc:
+                raise _BadBody(f"body is not valid gzip: {exc}") from None
+            if gz.unconsumed_tail:
+                raise _TooLarge()
+        if len(out) > limit:
+            raise _TooLarge()
+    if gz is not None:
+        if not gz.eof:
+            raise _BadBody("gzip body is truncated")
+        out += gz.flush()
+        if len(out) > limit:
+            raise _TooLarge()
+    return bytes(out)
+
+
+def make_app(ingest: Ingest, token: str | None, max_body_bytes: int) -> web.Application:
+    expected = f"Bearer {token}".encode() if token else None
+
+    async def export(request: web.Request) -> web.Response:
+        ctype = request.content_type
+        reply_type = JSON if ctype == JSON else PROTOBUF
+        if expected is not None:
+            got = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(got, expected):
+                ingest.count("http", "unauthenticated")
+                return _error(
+                    401, _UNAUTHENTICATED, "missing or wrong bearer token", reply_type, **{"WWW-Authenticate": "Bearer"}
+                )
+        if ctype not in (PROTOBUF, JSON):
+            ingest.count("http", "bad_request")
+            return web.Response(status=415, text=f"unsupported Content-Type {ctype!r}; use {PROTOBUF} or {JSON}\n")
+        try:
+            body = await _read_body(request, max_body_bytes)
+        except _TooLarge:
+            ingest.count("http", "too_large")
+            return _error(
+                413,
+                _RESOURCE_EXHAUSTED,
+                f"body exceeds {max_body_bytes} bytes after decompression; "
+                "send smaller batches or raise SPANVISOR_MAX_BODY_BYTES",
+                reply_type,
+            )
+        except _BadBody as exc:
+            ingest.count("http", "bad_request")
+            return _error(400, _INVALID_ARGUMENT, str(exc), reply_type)
+        try:
+            req = parse_request(body) if ctype == JSON else ExportTraceServiceRequest.FromString(body)
+        except OtlpJsonError as exc:
+            ingest.count("http", "bad_request")
+            return _error(400, _INVALID_ARGUMENT, str(exc), reply_type)
+        except (DecodeError, RecursionError, ValueError) as exc:
+            ingest.count("http", "bad_request")
+            return _error(
+                400, _INVALID_ARGUMENT, f"body is not a protobuf ExportTraceServiceRequest: {exc}", reply_type
+            )
+        decoded = decode_request(req, journal=ingest.journal is not None)
+        if len(decoded.spans) > ingest.max_spans:
+            ingest.count("http", "too_large")
+            return _error(
+                413,
+                _RESOURCE_EXHAUSTED,
+                f"{len(decoded.spans)} spans in one request; at most {ingest.max_spans}",
+                reply_type,
+            )
+        refusal = await ingest.accept(decoded)
+        if refusal is not None:
+            ingest.count("http", "retry")
+            return _error(
+                503,
+                _UNAVAILABLE,
+                refusal.reason,
+                reply_type,
+                **{"Retry-After": str(max(1, round(refusal.retry_after_s)))},
+            )
+        resp = ExportTraceServiceResponse()
+        if decoded.rejected:
+            resp.partial_success.rejected_spans = decoded.rejected
+            resp.partial_success.error_message = decoded.reason
+        ingest.count("http", "partial" if decoded.rejected else "ok")
+        return _reply(200, resp, reply_type)
+
+    # aiohttp would inflate gzip bodies itself, unbounded per chunk; doing
+    # it here lets max_length cap the memory a compressed bomb can take.
+    app = web.Application(client_max_size=max_body_bytes, handler_args={"auto_decompress": False})
+    app.router.add_post("/v1/traces", export)
+    return app

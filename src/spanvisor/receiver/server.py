@@ -1,0 +1,157 @@
+"""The receiver: journal, OTLP/HTTP, OTLP/gRPC and admin, on one event loop.
+
+The pipeline runs on its own thread and loop; this loop only decodes,
+journals and hands spans over, so a slow sink never stalls a socket here.
+Start order: journal open and replay, then listeners, then ``ready``. Stop
+order: stop accepting (``/readyz`` false, new requests get 503), let
+in-flight requests finish, close listeners, drain the pipeline, close the
+journal, all within one deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from spanvisor.receiver import admin, grpc_service, http
+from spanvisor.receiver.ingest import Ingest, PipelineLike
+from spanvisor.receiver.journal import SpanJournal
+
+log = logging.getLogger("spanvisor.receiver")
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiverSettings:
+    bind: str = "0.0.0.0"
+    http_port: int | None = 4318  # None: that transport is off
+    grpc_port: int | None = 4317
+    admin_port: int | None = 9464
+    admin_bind: str | None = None  # default: same as bind
+    token: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    max_body_bytes: int = 16 * 1024 * 1024
+    max_spans: int = 100_000
+    retry_after_s: float = 2.0
+    journal_path: Path | None = None  # None: no journal (2xx = handed to the pipeline only)
+    journal_retention_s: float = 900.0
+    journal_max_bytes: int = 2 * 1024**3
+    journal_sync: str = "normal"
+    shutdown_timeout_s: float = 10.0
+
+
+class Receiver:
+    def __init__(self, pipeline: PipelineLike, settings: ReceiverSettings) -> None:
+        self.pipeline = pipeline
+        self.settings = settings
+        s = settings
+        self.journal = (
+            SpanJournal(s.journal_path, s.journal_max_bytes, s.journal_sync) if s.journal_path is not None else None
+        )
+        self.ingest = Ingest(pipeline, self.journal, s.retry_after_s, s.max_spans)
+        self.http_port: int | None = None
+        self.grpc_port: int | None = None
+        self.admin_port: int | None = None
+        self._runners: list[web.AppRunner] = []
+        self._http_runner: web.AppRunner | None = None
+        self._grpc: Any = None
+        self._state = "starting"
+        self._trim_task: asyncio.Task[None] | None = None
+
+    def _ready(self) -> tuple[bool, str]:
+        if self._state != "serving":
+            return False, f"receiver {self._state}"
+        return True, "receiver serving"
+
+    def _ssl(self) -> ssl.SSLContext | None:
+        s = self.settings
+        if not (s.tls_cert and s.tls_key):
+            return None
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(s.tls_cert, s.tls_key)
+        return ctx
+
+    async def _site(
+        self, app: web.Application, host: str, port: int, tls: ssl.SSLContext | None
+    ) -> tuple[web.AppRunner, int]:
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=self.settings.shutdown_timeout_s)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port, ssl_context=tls, reuse_address=True)
+        await site.start()
+        bound = runner.addresses[0][1]
+        return runner, int(bound)
+
+    async def start(self) -> None:
+        s = self.settings
+        # The admin port comes up first, so /healthz answers during replay.
+        if s.admin_port is not None:
+            runner, self.admin_port = await self._site(
+                admin.make_app(self.ingest, self._ready), s.admin_bind or s.bind, s.admin_port, None
+            )
+            self._runners.append(runner)
+        if self.journal is not None:
+            await asyncio.to_thread(self.journal.open)
+            self._state = "replaying the span journal"
+            await self.ingest.replay(s.journal_retention_s, asyncio.sleep)
+            self._trim_task = asyncio.create_task(self._trim_loop())
+        tls = self._ssl()
+        if s.http_port is not None:
+            app = http.make_app(self.ingest, s.token, s.max_body_bytes)
+            self._http_runner, self.http_port = await self._site(app, s.bind, s.http_port, tls)
+        if s.grpc_port is not None:
+            self._grpc = grpc_service.make_server(self.ingest, s.token, s.max_body_bytes)
+            addr = f"{s.bind}:{s.grpc_port}"
+            if tls is not None and s.tls_cert and s.tls_key:
+                creds = await asyncio.to_thread(grpc_service.server_credentials, s.tls_cert, s.tls_key)
+                self.grpc_port = self._grpc.add_secure_port(addr, creds)
+            else:
+                self.grpc_port = self._grpc.add_insecure_port(addr)
+            await self._grpc.start()
+        self.ingest.accepting = True
+        self._state = "serving"
+        log.info(
+            "spanvisor receiving OTLP: http=%s grpc=%s admin=%s tls=%s auth=%s journal=%s",
+            self.http_port,
+            self.grpc_port,
+            self.admin_port,
+            tls is not None,
+            bool(s.token),
+            s.journal_path,
+        )
+
+    async def _trim_loop(self) -> None:
+        assert self.journal is not None
+        period = max(1.0, min(60.0, self.settings.journal_retention_s / 10))
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await self.journal.trim(time.time_ns() - int(self.settings.journal_retention_s * 1e9))
+            except Exception as exc:
+                log.warning("span journal trim failed: %s", exc)
+
+    async def stop(self, drain: Any = None) -> None:
+        """Stop within ``shutdown_timeout_s``; ``drain(timeout_s)`` flushes the pipeline."""
+        deadline = time.monotonic() + self.settings.shutdown_timeout_s
+        self._state = "draining"
+        self.ingest.accepting = False
+        if self._grpc is not None:
+            # Grace lets in-flight Exports finish; new ones are refused.
+            await self._grpc.stop(max(0.1, (deadline - time.monotonic()) / 2))
+        if self._http_runner is not None:
+            await self._http_runner.cleanup()
+        if self._trim_task is not None:
+            self._trim_task.cancel()
+        if drain is not None:
+            await asyncio.to_thread(drain, max(0.1, deadline - time.monotonic()))
+        if self.journal is not None:
+            await asyncio.to_thread(self.journal.close)
+        for runner in self._runners:
+            await runner.cleanup()
+        self._state = "stopped"
