@@ -1,4 +1,10 @@
-"""spanvisor: supervise AI agents from the OpenTelemetry spans they already emit."""
+"""spanvisor: supervise AI agents from the OpenTelemetry spans they already emit.
+
+``SpanvisorSpanProcessor`` and ``SpanvisorSpanExporter`` are imported lazily
+so that ``import spanvisor`` stays cheap for code that only needs the events.
+"""
+
+from typing import TYPE_CHECKING, Any
 
 from spanvisor.events import (
     Artifact,
@@ -12,7 +18,24 @@ from spanvisor.events import (
     TaskView,
 )
 
+if TYPE_CHECKING:
+    from spanvisor.exporter import SpanvisorSpanExporter
+    from spanvisor.processor import SpanvisorSpanProcessor
+
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SpanvisorSpanProcessor":
+        from spanvisor.processor import SpanvisorSpanProcessor
+
+        return SpanvisorSpanProcessor
+    if name == "SpanvisorSpanExporter":
+        from spanvisor.exporter import SpanvisorSpanExporter
+
+        return SpanvisorSpanExporter
+    raise AttributeError(name)
+
 
 __all__ = [
     "Artifact",
@@ -20,6 +43,8 @@ __all__ = [
     "Checkpoint",
     "ContextWarning",
     "Event",
+    "SpanvisorSpanExporter",
+    "SpanvisorSpanProcessor",
     "TaskEvent",
     "TaskFinished",
     "TaskStarted",
