@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Iterable, Iterator
 
 from prometheus_client.metrics_core import (
@@ -25,6 +26,7 @@ from spanvisor.stats import METRICS, PipelineStats
 from spanvisor_prometheus.state import CounterData, Exemplar, HistogramData, TaskMetrics
 
 PREFIX = "spanvisor_"
+_VALID_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 log = logging.getLogger("spanvisor.prometheus")
 
 
@@ -120,6 +122,7 @@ class PipelineCollector(Collector):
     def __init__(self, stats: PipelineStats) -> None:
         self.stats = stats
         self._broken_gauges: set[str] = set()
+        self._bad_names: set[str] = set()
 
     def collect(self) -> Iterable[Metric]:
         stats = self.stats
@@ -129,7 +132,7 @@ class PipelineCollector(Collector):
         counters = dict(stats.counters)
         histograms = dict(stats.histograms)
         gauges = dict(stats.gauges)
-        for key, (kind, doc) in METRICS.items():
+        for key, kind, doc in self._table(counters, gauges, histograms):
             name = PREFIX + key
             if kind == "counter":
                 yield self._counter(name, doc, key, counters)
@@ -137,6 +140,23 @@ class PipelineCollector(Collector):
                 yield self._gauge(name, doc, key, gauges)
             elif kind == "histogram":
                 yield self._histogram(name, doc, key, histograms)
+
+    def _table(self, counters: dict, gauges: dict, histograms: dict) -> list[tuple[str, str, str]]:  # type: ignore[type-arg]
+        """METRICS first; then whatever else sinks counted (e.g. the Slack sink's
+        ``slack_calls_total``), so a plugin's own numbers are never invisible."""
+        rows = [(key, kind, doc) for key, (kind, doc) in METRICS.items()]
+        extra: dict[str, str] = {}
+        for source, kind in ((counters, "counter"), (gauges, "gauge"), (histograms, "histogram")):
+            for name, _ in source:
+                if name not in METRICS and name not in extra:
+                    extra[name] = kind
+        for name, kind in sorted(extra.items()):
+            if _VALID_NAME.match(name) and (kind != "counter" or name.endswith("_total")):
+                rows.append((name, kind, f"{name.replace('_', ' ')} (counted by a plugin)."))
+            elif name not in self._bad_names:
+                self._bad_names.add(name)
+                log.error("stat %r is not a valid Prometheus %s name; it is not exposed", name, kind)
+        return rows
 
     @staticmethod
     def _counter(name: str, doc: str, key: str, counters: dict) -> Metric:  # type: ignore[type-arg]

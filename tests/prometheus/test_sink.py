@@ -225,6 +225,7 @@ def test_plain_exposition_passes_promtool_check_metrics() -> None:
     stats.observe("sink_latency_seconds", 0.03, sink="slack")
     stats.gauge("queue_depth", lambda: 4, sink="slack")
     stats.drop("queue_full", 2, sink="slack")
+    stats.inc("slack_errors_total", error="ratelimited", method="chat.update")
     out = subprocess.run(
         [promtool, "check", "metrics"], check=False, input=generate_latest(reg), capture_output=True, timeout=30
     )
@@ -255,6 +256,19 @@ def test_pipeline_self_metrics_follow_the_stats_table() -> None:
     text = generate_latest(reg).decode()
     for key in METRICS:
         assert f"# TYPE spanvisor_{key} " in text, key
+
+
+def test_plugin_stats_outside_the_table_are_exposed_too() -> None:
+    sink, reg = started_sink()
+    stats = sink.ctx.stats  # type: ignore[union-attr]
+    stats.inc("slack_calls_total", 3, method="chat.postMessage")
+    stats.gauge("slack_open_tasks", lambda: 2)
+    stats.inc("weird-name_total")
+    stats.inc("no_suffix")
+    assert val(reg, "spanvisor_slack_calls_total", method="chat.postMessage") == 3
+    assert val(reg, "spanvisor_slack_open_tasks") == 2
+    text = generate_latest(reg).decode()
+    assert "weird" not in text and "no_suffix" not in text
 
 
 def test_bad_values_are_rejected_without_breaking_anything() -> None:
