@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import subprocess
 
-from prom_tools import RULES_DIR, ROOT, require
+from prom_tools import ROOT, RULES_DIR, require
 
 RULES = RULES_DIR / "spanvisor-rules.yml"
 RULE_TESTS = RULES_DIR / "spanvisor-rules.test.yml"
@@ -16,8 +16,9 @@ SEVERITIES = {"critical", "warning", "info"}
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([require("promtool"), *args], capture_output=True, text=True,
-                          timeout=60, cwd=RULES_DIR, check=False)
+    return subprocess.run(
+        [require("promtool"), *args], capture_output=True, text=True, timeout=60, cwd=RULES_DIR, check=False
+    )
 
 
 def alert_blocks() -> dict[str, str]:
@@ -47,9 +48,15 @@ def test_promtool_unit_tests_pass() -> None:
 def test_every_alert_follows_the_house_rules() -> None:
     blocks = alert_blocks()
     expected = {
-        "SpanvisorContextWindowCritical", "SpanvisorTaskFailureRatioHigh", "SpanvisorTaskStalled",
-        "SpanvisorTaskRunningTooLong", "SpanvisorSinkFailing", "SpanvisorEventsDropped",
-        "SpanvisorOutboxGrowing", "SpanvisorDown", "SpanvisorAbsent",
+        "SpanvisorContextWindowCritical",
+        "SpanvisorTaskFailureRatioHigh",
+        "SpanvisorTaskStalled",
+        "SpanvisorTaskRunningTooLong",
+        "SpanvisorSinkFailing",
+        "SpanvisorEventsDropped",
+        "SpanvisorOutboxGrowing",
+        "SpanvisorDown",
+        "SpanvisorAbsent",
     }
     assert set(blocks) == expected
     runbooks = RUNBOOKS.read_text()
