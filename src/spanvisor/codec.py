@@ -29,8 +29,7 @@ from spanvisor.events import (
 CODEC_VERSION = 1
 
 EVENT_TYPES: dict[str, type[Any]] = {
-    cls.__name__: cls
-    for cls in (TaskStarted, Checkpoint, ContextWarning, ArtifactAdded, TaskFinished)
+    cls.__name__: cls for cls in (TaskStarted, Checkpoint, ContextWarning, ArtifactAdded, TaskFinished)
 }
 
 
@@ -153,9 +152,7 @@ def _fields(
         if f.name in skip:
             continue
         if f.name not in d:
-            no_default = (
-                f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-            )
+            no_default = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
             if no_default:
                 raise CodecError(f"{where}.{f.name} is missing")
             continue
@@ -193,14 +190,12 @@ def event_from_dict(d: Mapping[str, Any]) -> Event:
         raise CodecError("an event must be a JSON object")
     version = d.get("v", CODEC_VERSION)
     if version != CODEC_VERSION:
-        raise CodecError(
-            f"unsupported event codec version {version!r} (this build reads {CODEC_VERSION})"
-        )
+        raise CodecError(f"unsupported event codec version {version!r} (this build reads {CODEC_VERSION})")
     kind = d.get("kind")
     cls = EVENT_TYPES.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise CodecError(f"unknown event kind {kind!r}; known: {', '.join(EVENT_TYPES)}")
-    kwargs = _fields(cls, d, _EVENT_CHECKS, kind, skip=("task", "artifact"))
+    kwargs = _fields(cls, d, _EVENT_CHECKS, str(kind), skip=("task", "artifact"))
     kwargs["task"] = _view_from(d.get("task"))
     if cls is ArtifactAdded:
         kwargs["artifact"] = _artifact_from(d.get("artifact"), "artifact")

@@ -122,11 +122,7 @@ class Outbox:
 
     def _peek_sync(self, limit: int) -> list[tuple[int, dict[str, Any]]]:
         with self._lock:
-            rows = (
-                self._db()
-                .execute("SELECT seq, body FROM outbox ORDER BY seq LIMIT ?", (limit,))
-                .fetchall()
-            )
+            rows = self._db().execute("SELECT seq, body FROM outbox ORDER BY seq LIMIT ?", (limit,)).fetchall()
         return [(int(seq), json.loads(body)) for seq, body in rows]
 
     async def ack(self, upto_seq: int) -> int:

@@ -54,16 +54,40 @@ def task_stream(
     for i in range(checkpoints):
         t = start + (i + 1) * 1_000_000
         v = dataclasses.replace(
-            v, status="working", progress=round(100 * (i + 1) / (checkpoints + 1), 2),
-            step=v.steps[i % 3], message=f"checkpoint {i}", updated_ns=t,
-            context_tokens=1000 * (i + 1), input_tokens=500 * (i + 1), output_tokens=50 * (i + 1),
+            v,
+            status="working",
+            progress=round(100 * (i + 1) / (checkpoints + 1), 2),
+            step=v.steps[i % 3],
+            message=f"checkpoint {i}",
+            updated_ns=t,
+            context_tokens=1000 * (i + 1),
+            input_tokens=500 * (i + 1),
+            output_tokens=50 * (i + 1),
         )
-        out.append(Checkpoint(event_id=stable_id(v.task_id, "cp", i), time_ns=t, task=v,
-                              source="event", changed=("progress",), attributes={"i": i}))
+        out.append(
+            Checkpoint(
+                event_id=stable_id(v.task_id, "cp", i),
+                time_ns=t,
+                task=v,
+                source="event",
+                changed=("progress",),
+                attributes={"i": i},
+            )
+        )
     t = start + (checkpoints + 1) * 1_000_000
     v = dataclasses.replace(v, status="context_warning", context_tokens=150_000, updated_ns=t)
-    out.append(ContextWarning(event_id=stable_id(v.task_id, "warn"), time_ns=t, task=v,
-                              level="warning", threshold=0.7, ratio=0.75, tokens=150_000, limit=200_000))
+    out.append(
+        ContextWarning(
+            event_id=stable_id(v.task_id, "warn"),
+            time_ns=t,
+            task=v,
+            level="warning",
+            threshold=0.7,
+            ratio=0.75,
+            tokens=150_000,
+            limit=200_000,
+        )
+    )
     art = Artifact(name="report.md", uri="s3://bucket/report.md", kind="file")
     t += 1_000_000
     v = dataclasses.replace(v, artifacts=(art,), updated_ns=t)
@@ -71,10 +95,15 @@ def task_stream(
     if finish:
         t += 1_000_000
         v = dataclasses.replace(v, status=outcome, progress=100.0, updated_ns=t, ended_ns=t)  # type: ignore[arg-type]
-        out.append(TaskFinished(
-            event_id=stable_id(v.task_id, "end"), time_ns=t, task=v, outcome=outcome,  # type: ignore[arg-type]
-            duration_s=(t - start) / SECOND,
-            error_type="ValueError" if outcome == "error" else None,
-            error_message="bad gasket" if outcome == "error" else None,
-        ))
+        out.append(
+            TaskFinished(
+                event_id=stable_id(v.task_id, "end"),
+                time_ns=t,
+                task=v,
+                outcome=outcome,  # type: ignore[arg-type]
+                duration_s=(t - start) / SECOND,
+                error_type="ValueError" if outcome == "error" else None,
+                error_message="bad gasket" if outcome == "error" else None,
+            )
+        )
     return out

@@ -37,35 +37,56 @@ json_values = st.recursive(
 )
 views = st.builds(
     TaskView,
-    task_id=text, trace_id=text, root_span_id=text, agent_id=text,
-    agent_name=opt_text, task_name=opt_text, repo=opt_text,
+    task_id=text,
+    trace_id=text,
+    root_span_id=text,
+    agent_id=text,
+    agent_name=opt_text,
+    task_name=opt_text,
+    repo=opt_text,
     status=st.sampled_from(STATUSES),
     progress=st.none() | floats,
-    step=opt_text, steps=st.lists(text, max_size=4).map(tuple), message=opt_text, model=opt_text,
-    context_tokens=st.none() | ints, context_limit=st.none() | ints,
-    input_tokens=ints, output_tokens=ints,
+    step=opt_text,
+    steps=st.lists(text, max_size=4).map(tuple),
+    message=opt_text,
+    model=opt_text,
+    context_tokens=st.none() | ints,
+    context_limit=st.none() | ints,
+    input_tokens=ints,
+    output_tokens=ints,
     artifacts=st.lists(artifacts, max_size=3).map(tuple),
-    started_ns=ints, updated_ns=ints, ended_ns=st.none() | ints,
+    started_ns=ints,
+    updated_ns=ints,
+    ended_ns=st.none() | ints,
 )
-common: dict[str, Any] = dict(
-    event_id=text, time_ns=ints, task=views, notes=st.lists(text, max_size=3).map(tuple)
-)
+common: dict[str, Any] = dict(event_id=text, time_ns=ints, task=views, notes=st.lists(text, max_size=3).map(tuple))
 events = st.one_of(
     st.builds(TaskStarted, **common),
     st.builds(
-        Checkpoint, **common,
+        Checkpoint,
+        **common,
         source=st.sampled_from(["event", "state", "model_call", "span"]),
         changed=st.lists(text, max_size=3).map(tuple),
         attributes=st.dictionaries(text, json_values, max_size=4),
     ),
     st.builds(
-        ContextWarning, **common, level=st.sampled_from(["warning", "critical"]),
-        threshold=floats, ratio=floats, tokens=ints, limit=ints,
+        ContextWarning,
+        **common,
+        level=st.sampled_from(["warning", "critical"]),
+        threshold=floats,
+        ratio=floats,
+        tokens=ints,
+        limit=ints,
     ),
     st.builds(ArtifactAdded, **common, artifact=artifacts),
     st.builds(
-        TaskFinished, **common, outcome=st.sampled_from(["complete", "error", "cancelled"]),
-        duration_s=floats, error_type=opt_text, error_message=opt_text, stacktrace=opt_text,
+        TaskFinished,
+        **common,
+        outcome=st.sampled_from(["complete", "error", "cancelled"]),
+        duration_s=floats,
+        error_type=opt_text,
+        error_message=opt_text,
+        stacktrace=opt_text,
     ),
 )
 

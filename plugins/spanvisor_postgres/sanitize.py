@@ -1,0 +1,74 @@
+"""Make agent-supplied values storable in PostgreSQL, saying what was changed.
+
+PostgreSQL ``text`` and ``jsonb`` reject NUL characters and lone surrogates
+(what invalid UTF-8 becomes once decoded with ``surrogateescape``), ``jsonb``
+rejects NaN and infinities, and a megabyte message has no place in an audit
+row. Each fix is recorded as a note (``"message: 3 NUL characters removed"``)
+that lands in the row's ``notes`` column, so the audit shows that the stored
+value differs from what the agent sent.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+# Column limits in characters; everything else that is free text gets TEXT_LIMIT.
+ID_LIMIT = 512
+TEXT_LIMIT = 8_192
+LONG_TEXT_LIMIT = 65_536
+TRUNCATION_MARK = "…[truncated]"
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(value: str | None, field: str, notes: list[str], limit: int = TEXT_LIMIT) -> str | None:
+    """``value`` without NULs or lone surrogates, at most ``limit`` characters."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        notes.append(f"{field}: {type(value).__name__} converted to text")
+        value = str(value)
+    if "\x00" in value:
+        notes.append(f"{field}: {value.count(chr(0))} NUL characters removed")
+        value = value.replace("\x00", "")
+    if not value.isascii():
+        value, n = _SURROGATES.subn("\ufffd", value)
+        if n:
+            notes.append(f"{field}: {n} invalid UTF-8 sequences (lone surrogates) replaced with U+FFFD")
+    if len(value) > limit:
+        notes.append(f"{field}: truncated from {len(value)} to {limit} characters")
+        value = value[: limit - len(TRUNCATION_MARK)] + TRUNCATION_MARK
+    return value
+
+
+def clean_json(value: Any, field: str, notes: list[str], depth: int = 0) -> Any:
+    """A copy of ``value`` that ``jsonb`` accepts: clean strings, finite numbers, bounded depth."""
+    if isinstance(value, str):
+        return clean_text(value, field, notes)
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        notes.append(f"{field}: {value} is not valid JSON, stored as null")
+        return None
+    if depth >= 16:
+        notes.append(f"{field}: nested deeper than 16 levels, stored as text")
+        return clean_text(repr(value), field, notes)
+    if isinstance(value, dict):
+        return {
+            clean_text(str(k), f"{field} key", notes, ID_LIMIT): clean_json(v, f"{field}.{k}", notes, depth + 1)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [clean_json(v, f"{field}[]", notes, depth + 1) for v in value]
+    notes.append(f"{field}: {type(value).__name__} stored as text")
+    return clean_text(repr(value), field, notes)
+
+
+def dumps(value: Any) -> str:
+    """JSON text for a jsonb parameter; ``value`` must have been through :func:`clean_json`."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)

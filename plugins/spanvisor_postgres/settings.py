@@ -1,0 +1,66 @@
+"""The postgres plugin's settings, kept free of heavy imports (``Config.load`` reads them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from spanvisor.config import Setting, p_bool, p_duration, p_int, p_opt_str
+
+
+def p_opt_duration(v: Any) -> float | None:
+    if v is None or str(v).strip().lower() in ("", "none", "off", "0"):
+        return None
+    return p_duration(v)
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "database_url",
+        "SPANVISOR_DATABASE_URL",
+        p_opt_str,
+        None,
+        "PostgreSQL for the audit trail and the shared state store. Unset: the embedded server when embedded_db is on.",
+        "a postgresql:// URL",
+        secret=True,
+    ),
+    Setting(
+        "embedded_db",
+        "SPANVISOR_EMBEDDED_DB",
+        p_bool,
+        False,
+        "Run the embedded PostgreSQL in <data_dir>/postgres when no database_url is set ('spanvisor demo' and 'serve' turn it on).",
+        "true or false",
+    ),
+    Setting(
+        "db_pool_size",
+        "SPANVISOR_DB_POOL_SIZE",
+        p_int,
+        4,
+        "Most connections spanvisor opens to PostgreSQL (shared by the sink and the state store).",
+        "a positive integer",
+    ),
+    Setting(
+        "db_command_timeout",
+        "SPANVISOR_DB_COMMAND_TIMEOUT",
+        p_duration,
+        10.0,
+        "Longest a database statement or connection attempt may take before the batch goes to the outbox.",
+        "a duration, e.g. 10s",
+    ),
+    Setting(
+        "outbox_max_events",
+        "SPANVISOR_OUTBOX_MAX_EVENTS",
+        p_int,
+        1_000_000,
+        "Events the postgres outbox holds while the database is away; beyond it events are dropped, counted and logged.",
+        "a positive integer",
+    ),
+    Setting(
+        "retention",
+        "SPANVISOR_RETENTION",
+        p_opt_duration,
+        None,
+        "Delete tasks (and their rows) that ended longer ago than this; checked hourly by the sink. Unset: keep forever.",
+        "a duration such as 90d, or none",
+    ),
+)

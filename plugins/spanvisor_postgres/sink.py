@@ -1,0 +1,258 @@
+"""The audit-trail sink: events into PostgreSQL, through the outbox when it is away.
+
+SUCCESS from :meth:`PostgresSink.export` means the batch is committed in
+PostgreSQL or fsynced in the local outbox; either way it survives a crash.
+While the outbox holds anything, new batches queue behind it so replay stays
+in order, and a background task drains it (also at start, after a crash)
+with capped exponential backoff. Only a full outbox loses events, and that
+is counted (``dropped_total{reason="outbox_full"}``) and logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from spanvisor.codec import CodecError, event_from_dict, event_to_dict
+from spanvisor.events import Event
+from spanvisor.outbox import Outbox, OutboxFull
+from spanvisor.sink import BaseSink, SinkContext, SinkResult
+
+from .settings import SETTINGS
+
+if TYPE_CHECKING:
+    from spanvisor.config import Config, Setting
+
+    from .db import Database
+    from .writer import WriteMethod, Writer
+
+log = logging.getLogger("spanvisor.postgres")
+
+REPLAY_BATCH = 1000
+_BACKOFF_START_S = 0.1
+_BACKOFF_MAX_S = 5.0
+_RETENTION_EVERY_S = 3600.0
+
+
+class PostgresSink(BaseSink):
+    name = "postgres"
+    durable = True
+    settings: ClassVar[Sequence[Setting]] = SETTINGS
+
+    def __init__(self, write_method: WriteMethod = "copy") -> None:
+        super().__init__()
+        self.write_method: WriteMethod = write_method
+        self.db: Database | None = None
+        self.writer: Writer | None = None
+        self.outbox: Outbox | None = None
+        self._degraded = False
+        self._wake = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._closing = False
+        self._replayer: asyncio.Task[None] | None = None
+        self._last_outage_log = 0.0
+
+    @classmethod
+    def enabled(cls, config: Config) -> bool:
+        return bool(config.get("database_url")) or bool(config.get("embedded_db"))
+
+    async def start(self, ctx: SinkContext) -> None:
+        from .db import open_shared
+        from .writer import Writer
+
+        self.ctx = ctx
+        self.outbox = await Outbox.open(
+            ctx.config.data_dir / "outbox",
+            self.name,
+            int(ctx.config.get("outbox_max_events") or 1_000_000),
+            ctx.stats,
+        )
+        if self.outbox.size:
+            log.warning("postgres outbox holds %d events from an earlier run; replaying them", self.outbox.size)
+        self.db = await open_shared(ctx.config, ctx.shared)
+        self.writer = Writer(None, self.write_method)
+        try:
+            await self._pool()
+        except Exception as exc:
+            self._degraded = True
+            log.warning("PostgreSQL is not reachable at start (%s); events go to the outbox until it is", exc)
+        self._replayer = asyncio.create_task(self._replay_loop(), name="spanvisor-postgres-replay")
+        self._wake.set()
+
+    async def _pool(self) -> Any:
+        from .db import shared_pool
+
+        assert self.db is not None and self.writer is not None and self.ctx is not None
+        pool = await shared_pool(self.db, self.ctx.shared)
+        self.writer.pool = pool
+        return pool
+
+    async def _write(self, events: Sequence[Event]) -> None:
+        assert self.writer is not None
+        await self._pool()
+        await self.writer.write(events)
+
+    async def export(self, events: Sequence[Event]) -> SinkResult:
+        from .writer import TransientDbError
+
+        if not events:
+            return SinkResult.SUCCESS
+        assert self.outbox is not None and self.ctx is not None
+        try:
+            if not self._degraded and self.outbox.size == 0:
+                try:
+                    await self._write(events)
+                    return SinkResult.SUCCESS
+                except TransientDbError as exc:
+                    self._outage(exc)
+            await self.outbox.append([event_to_dict(e) for e in events])
+            self._wake.set()
+            return SinkResult.SUCCESS
+        except OutboxFull as exc:
+            self.ctx.stats.drop(
+                "outbox_full",
+                len(events),
+                sink=self.name,
+                detail=f"{exc}; raise SPANVISOR_OUTBOX_MAX_EVENTS or bring PostgreSQL back",
+            )
+            return SinkResult.FAILURE
+        except Exception as exc:  # never raise into the pipeline; it retries RETRY
+            log.exception("postgres export failed unexpectedly: %s", exc)
+            return SinkResult.RETRY
+
+    def _outage(self, exc: BaseException) -> None:
+        self._degraded = True
+        now = time.monotonic()
+        if now - self._last_outage_log > 60:
+            self._last_outage_log = now
+            log.warning("PostgreSQL unavailable (%s); batches go to the outbox and are replayed in order", exc)
+
+    async def _replay_once(self) -> bool:
+        """Deliver one chunk of the outbox; False when the database is still away."""
+        from .writer import TransientDbError, quarantine
+
+        assert self.outbox is not None
+        items = await self.outbox.peek(REPLAY_BATCH)
+        if not items:
+            return True
+        events: list[Event] = []
+        bad: list[tuple[dict[str, Any], str]] = []
+        for _, item in items:
+            try:
+                events.append(event_from_dict(item))
+            except CodecError as exc:
+                bad.append((item, f"undecodable outbox entry: {exc}"))
+        try:
+            await self._write(events)
+            if bad:
+                pool = await self._pool()
+                async with pool.acquire() as conn:
+                    for item, reason in bad:
+                        eid = item.get("event_id")
+                        await quarantine(conn, eid if isinstance(eid, str) else None, None, reason, item)
+        except TransientDbError as exc:
+            self._outage(exc)
+            return False
+        await self.outbox.ack(items[-1][0])
+        return True
+
+    async def _replay_loop(self) -> None:
+        assert self.outbox is not None
+        backoff = _BACKOFF_START_S
+        next_retention = time.monotonic() + 60.0
+        while not self._closing:
+            if self.outbox.size == 0:
+                self._drained.set()
+                if self._degraded:
+                    log.info("PostgreSQL is back; the outbox is drained")
+                self._degraded = False
+                self._wake.clear()
+                timeout = max(0.0, next_retention - time.monotonic())
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+                except TimeoutError:
+                    next_retention = time.monotonic() + _RETENTION_EVERY_S
+                    await self._apply_retention()
+                continue
+            try:
+                ok = await self._replay_once()
+            except Exception as exc:  # keep the loop alive whatever happens
+                log.exception("outbox replay failed: %s", exc)
+                ok = False
+            if ok:
+                backoff = _BACKOFF_START_S
+                continue
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), backoff)
+            except TimeoutError:
+                pass
+            backoff = min(backoff * 2, _BACKOFF_MAX_S)
+
+    async def _apply_retention(self) -> None:
+        assert self.ctx is not None
+        retention = self.ctx.config.get("retention")
+        if not retention:
+            return
+        from .queries import prune
+
+        try:
+            pool = await self._pool()
+            deleted = await prune(pool, float(retention))
+            if deleted:
+                log.info("retention: deleted %d tasks older than %ss", deleted, retention)
+        except Exception as exc:
+            log.warning("retention prune failed: %s", exc)
+
+    async def force_flush(self, timeout_s: float) -> bool:
+        """True when the outbox is empty (everything is in PostgreSQL) within the deadline."""
+        if self.outbox is None:
+            return True
+        if self.outbox.size == 0:
+            return True
+        self._drained.clear()
+        self._wake.set()
+        try:
+            await asyncio.wait_for(self._drained.wait(), timeout_s)
+        except TimeoutError:
+            pass
+        return self.outbox.size == 0
+
+    async def shutdown(self, timeout_s: float) -> None:
+        from .db import release_shared
+
+        deadline = time.monotonic() + timeout_s
+        if self.outbox is not None and self.outbox.size and not self._degraded:
+            await self.force_flush(max(0.0, (deadline - time.monotonic()) / 2))
+        self._closing = True
+        self._wake.set()
+        if self._replayer is not None:
+            try:
+                await asyncio.wait_for(self._replayer, max(0.1, deadline - time.monotonic()))
+            except (TimeoutError, Exception):
+                self._replayer.cancel()
+        if self.outbox is not None:
+            if self.outbox.size:
+                log.warning(
+                    "%d events stay in the postgres outbox and are replayed on the next start", self.outbox.size
+                )
+            await self.outbox.close()
+        if self.db is not None and self.ctx is not None:
+            await release_shared(self.db, self.ctx.shared, max(0.5, deadline - time.monotonic()))
+
+    @classmethod
+    async def check(cls, config: Config) -> list[tuple[str, bool, str]]:
+        from .db import Database
+
+        db = Database(config)
+        try:
+            pool = await db.get_pool()
+            version = await pool.fetchval("SELECT max(version) FROM schema_migrations")
+            return [(f"postgres {db.shown_url}", True, f"reachable, schema version {version}")]
+        except Exception as exc:
+            return [(f"postgres {db.shown_url}", False, str(exc))]
+        finally:
+            await db.close()

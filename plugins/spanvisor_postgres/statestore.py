@@ -1,0 +1,92 @@
+"""The shared state store in PostgreSQL: claims that hold across replicas.
+
+Each operation is one SQL statement, so two replicas claiming the same key
+at the same moment are ordered by the row lock of ``INSERT … ON CONFLICT``:
+exactly one wins. A claim is a lease: the winner has ``lease_s`` to ``put``
+the result, after which another owner may take the key over (the owner
+died). A key with a value is settled for good and every later claim returns
+the value.
+
+Built with ``await PostgresStateStore.open(config, shared)``; it shares the
+sink's pool through ``shared`` (see :mod:`spanvisor_postgres.db`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from spanvisor.statestore import Claim
+
+from .db import Database, open_shared, release_shared, shared_pool
+
+if TYPE_CHECKING:
+    from spanvisor.config import Config
+
+_CLAIM = """
+INSERT INTO delivery_state AS s (namespace, key, owner, lease_expires, value, updated_at)
+VALUES ($1, $2, $3, clock_timestamp() + make_interval(secs => $4), NULL, clock_timestamp())
+ON CONFLICT (namespace, key) DO UPDATE
+    SET owner = EXCLUDED.owner, lease_expires = EXCLUDED.lease_expires, updated_at = EXCLUDED.updated_at
+    WHERE s.value IS NULL AND (s.owner = EXCLUDED.owner OR s.lease_expires <= clock_timestamp())
+RETURNING true
+"""
+
+_PUT = """
+INSERT INTO delivery_state AS s (namespace, key, owner, lease_expires, value, updated_at)
+VALUES ($1, $2, $3, NULL, $4::jsonb, clock_timestamp())
+ON CONFLICT (namespace, key) DO UPDATE
+    SET owner = EXCLUDED.owner, lease_expires = NULL, value = EXCLUDED.value, updated_at = EXCLUDED.updated_at
+"""
+
+_GET = "SELECT value FROM delivery_state WHERE namespace = $1 AND key = $2"
+
+_RELEASE = "DELETE FROM delivery_state WHERE namespace = $1 AND key = $2 AND owner = $3 AND value IS NULL"
+
+
+def _load(raw: Any) -> Mapping[str, Any] | None:
+    if raw is None:
+        return None
+    value = json.loads(raw) if isinstance(raw, str) else raw
+    return value if isinstance(value, dict) else {"value": value}
+
+
+class PostgresStateStore:
+    def __init__(self, db: Database, shared: dict[str, Any]) -> None:
+        self._db = db
+        self._shared = shared
+        self._closed = False
+
+    @classmethod
+    async def open(cls, config: Config, shared: dict[str, Any] | None = None) -> PostgresStateStore:
+        shared = {} if shared is None else shared
+        return cls(await open_shared(config, shared), shared)
+
+    async def _pool(self) -> Any:
+        return await shared_pool(self._db, self._shared)
+
+    async def claim(self, namespace: str, key: str, owner: str, lease_s: float = 60.0) -> Claim:
+        pool = await self._pool()
+        async with pool.acquire() as conn:
+            won = await conn.fetchval(_CLAIM, namespace, key, owner, float(lease_s))
+            if won:
+                return Claim(won=True)
+            return Claim(won=False, value=_load(await conn.fetchval(_GET, namespace, key)))
+
+    async def put(self, namespace: str, key: str, value: Mapping[str, Any], owner: str) -> None:
+        pool = await self._pool()
+        await pool.execute(_PUT, namespace, key, owner, json.dumps(dict(value), default=str))
+
+    async def get(self, namespace: str, key: str) -> Mapping[str, Any] | None:
+        pool = await self._pool()
+        return _load(await pool.fetchval(_GET, namespace, key))
+
+    async def release(self, namespace: str, key: str, owner: str) -> None:
+        pool = await self._pool()
+        await pool.execute(_RELEASE, namespace, key, owner)
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await release_shared(self._db, self._shared)

