@@ -59,9 +59,20 @@ class Ingest:
         self.max_spans = max_spans
         self.accepting = False
         self.stats = pipeline.stats
+        if journal is not None:
+            self.stats.gauge("receiver_journal_bytes", lambda: float(journal.size_bytes))
 
     def count(self, transport: str, outcome: str) -> None:
         self.stats.inc("receiver_requests_total", 1, transport=transport, outcome=outcome)
+
+    def _has_room(self, n: int) -> bool:
+        # The real pipeline also refuses when a durable sink (PostgreSQL) is
+        # near its queue bound, so a stalled database pushes back to the
+        # Collector instead of filling memory.
+        accepting = getattr(self.pipeline, "accepting", None)
+        if accepting is not None:
+            return bool(accepting(n))
+        return self.pipeline.inbox_free() >= n
 
     async def accept(self, decoded: Decoded) -> Refusal | None:
         """Take the request's spans, or say why the client must retry."""
@@ -72,8 +83,8 @@ class Ingest:
             return None
         if not self.accepting:
             return Refusal("spanvisor is starting or shutting down", self.retry_after_s)
-        if self.pipeline.inbox_free() < len(spans):
-            return Refusal("the pipeline's inbox is full", self.retry_after_s)
+        if not self._has_room(len(spans)):
+            return Refusal("the pipeline's inbox or a durable sink's queue is full", self.retry_after_s)
         entry: int | None = None
         if self.journal is not None:
             try:
