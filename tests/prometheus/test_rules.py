@@ -80,3 +80,21 @@ def test_every_alert_is_unit_tested_firing_and_not_firing() -> None:
     for name in alert_blocks():
         assert name in fires, f"no test makes {name} fire"
         assert name in silent, f"no test shows {name} silent"
+
+
+def test_alertmanager_example_passes_amtool() -> None:
+    import shutil
+
+    import pytest
+
+    amtool = shutil.which("amtool")
+    if amtool is None:  # optional even under CI: Alertmanager is not a dependency
+        pytest.skip("amtool is not installed (Debian package prometheus-alertmanager)")
+    out = subprocess.run(
+        [amtool, "check-config", str(ROOT / "docs" / "alertmanager-example.yml")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
