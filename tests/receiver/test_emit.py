@@ -22,10 +22,7 @@ def test_emit_calls_form_one_task(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     pipeline = Pipeline(config=config, sinks=[sink], path="receiver").start()
     r = RunningReceiver(pipeline, local_settings(tmp_path, token="s3cret"))
     try:
-        if protocol == "grpc":
-            endpoint = f"http://{r.grpc_target}"
-        else:
-            endpoint = f"http://127.0.0.1:{r.receiver.http_port}"
+        endpoint = f"http://{r.grpc_target}" if protocol == "grpc" else f"http://127.0.0.1:{r.receiver.http_port}"
         base = [
             "emit",
             "{kind}",
