@@ -25,7 +25,7 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from spanvisor.events import Event, TaskFinished, TaskStarted, TaskView
+from spanvisor.events import Event, TaskFinished, TaskStarted
 from spanvisor.sink import BaseSink, SinkContext, SinkResult
 from spanvisor_grafana.errors import GrafanaError, PermanentError, TransientError
 from spanvisor_grafana.settings import SETTINGS
@@ -139,7 +139,7 @@ class GrafanaAnnotationSink(BaseSink):
             # finish path (or ours, once its lease lapses) completes the region.
             return
         body = start_payload(event.task, self._extra_tags, self._max_text, self._dashboard_uid)
-        await self._create(task_id, event.task, body)
+        await self._create(task_id, body)
 
     async def _on_finish(self, event: TaskFinished) -> None:
         store = self._store()
@@ -157,22 +157,23 @@ class GrafanaAnnotationSink(BaseSink):
                 except PermanentError as exc:
                     if exc.status != 404:
                         raise
-                    # Someone deleted the annotation in Grafana: make a new one.
+                    # Someone deleted the annotation in Grafana: make a new one (the
+                    # tag lookup cannot find the deleted one, so no risk of adopting it).
                     log.warning("grafana sink: annotation %s is gone; creating it again", ann_id)
-                    await self._create(task_id, event.task, body, force=True)
+                    await self._create(task_id, body)
                 return
             claim = await store.claim(NAMESPACE, task_id, self.owner, self._lease_s)
             if claim.value is not None:
                 continue
             if claim.won:
-                await self._create(task_id, event.task, body)
+                await self._create(task_id, body)
                 return
             # Another replica is creating it right now: wait for its id.
             if loop.time() > deadline:
                 raise TransientError(f"task {task_id}: annotation being created elsewhere")
             await asyncio.sleep(0.2)
 
-    async def _create(self, task_id: str, view: TaskView, body: Mapping[str, Any], force: bool = False) -> None:
+    async def _create(self, task_id: str, body: Mapping[str, Any]) -> None:
         store = self._store()
 
         async def find_existing() -> Any:
@@ -180,7 +181,7 @@ class GrafanaAnnotationSink(BaseSink):
             # have created it: look for it by its task tag before posting again.
             params = [("tags", BASE_TAG), ("tags", task_tag(task_id)), ("type", "annotation"), ("limit", "1")]
             found = await self._client().call("GET", "/api/annotations", params=params)
-            if isinstance(found, list) and found and isinstance(found[0], dict) and not force:
+            if isinstance(found, list) and found and isinstance(found[0], dict):
                 return {"id": found[0].get("id"), "found": True}
             return None
 
