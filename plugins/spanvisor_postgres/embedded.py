@@ -79,8 +79,10 @@ def _port_free(port: int) -> bool:
 
 
 class EmbeddedPostgres:
-    def __init__(self, root: Path | str) -> None:
+    def __init__(self, root: Path | str, *, durable: bool = True) -> None:
+        """``durable=False`` turns fsync off: for throwaway test servers only."""
         self.root = Path(root)
+        self.durable = durable
         self.pgdata = self.root / "pgdata"
         self._run_as: str | None = RUN_AS_WHEN_ROOT if os.geteuid() == 0 else None
 
@@ -226,7 +228,9 @@ class EmbeddedPostgres:
         port_file.write_text(str(port))
         self._prepare_user()
         # Loopback TCP only; no Unix socket (its directory would need care as root).
-        opts = f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories='' -c fsync=on"
+        opts = f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories=''"
+        if not self.durable:
+            opts += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run(
             "pg_ctl", "-D", str(self.pgdata), "-l", str(self.root / "server.log"), "-o", opts, "-w", "-t", "30", "start"
         )

@@ -108,6 +108,8 @@ CREATE TABLE delivery_state (
     updated_at     timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (namespace, key)
 );
+-- Pruning removes the keys of deleted tasks across namespaces.
+CREATE INDEX delivery_state_key ON delivery_state (key);
 
 -- Rows PostgreSQL refused for good (a data error), with the reason; they
 -- never block the rest of their batch.
@@ -121,3 +123,4 @@ CREATE TABLE quarantine (
     quarantined_at  timestamptz NOT NULL DEFAULT now()
 );
 CREATE UNIQUE INDEX quarantine_event ON quarantine (event_id);
+CREATE INDEX quarantine_task ON quarantine (task_id);

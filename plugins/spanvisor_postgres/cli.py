@@ -1,0 +1,330 @@
+"""``spanvisor migrate | db url | db stop | tasks | task | stats | prune``.
+
+Registered through the ``spanvisor.commands`` entry point. Without
+``SPANVISOR_DATABASE_URL`` the commands read the embedded database (started
+for the command when it is not running, and stopped again after).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from spanvisor.config import ConfigError, mask, p_duration
+
+if TYPE_CHECKING:
+    from spanvisor.config import Config
+
+T = TypeVar("T")
+
+
+def _duration_arg(v: str) -> float:
+    try:
+        return p_duration(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{v!r} is not a duration (e.g. 30m, 1h, 7d)") from None
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("migrate", help="apply the audit schema's pending migrations")
+    p.set_defaults(func=cmd_migrate)
+
+    db = subparsers.add_parser("db", help="the database: 'db url' prints its URL, 'db stop' stops the embedded one")
+    db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    url = db_sub.add_parser("url", help="print the connection URL (starts the embedded server if needed)")
+    url.add_argument("--reveal", action="store_true", help="show the password of an external URL")
+    url.set_defaults(func=cmd_db_url)
+    db_sub.add_parser("stop", help="stop the embedded server").set_defaults(func=cmd_db_stop)
+
+    tasks = subparsers.add_parser("tasks", help="recent tasks, most recent first")
+    tasks.add_argument("--status", help="a status, or 'running' for every unfinished task")
+    tasks.add_argument("--agent", help="only this agent id")
+    tasks.add_argument("--since", type=_duration_arg, metavar="DURATION", help="started within, e.g. 1h")
+    tasks.add_argument("--limit", type=int, default=50, help="most rows (default 50)")
+    tasks.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    tasks.set_defaults(func=cmd_tasks)
+
+    task = subparsers.add_parser("task", help="one task's full timeline")
+    task.add_argument("task_id", help="the task id or a unique prefix of it")
+    task.add_argument("--json", action="store_true")
+    task.set_defaults(func=cmd_task)
+
+    stats = subparsers.add_parser("stats", help="per agent: tasks, success rate, p50/p95 duration, tokens")
+    stats.add_argument(
+        "--since", type=_duration_arg, default=7 * 86400.0, metavar="DURATION", help="started within (default 7d)"
+    )
+    stats.add_argument("--json", action="store_true")
+    stats.set_defaults(func=cmd_stats)
+
+    prune = subparsers.add_parser("prune", help="delete tasks inactive for longer than a duration")
+    prune.add_argument("--older-than", type=_duration_arg, required=True, metavar="DURATION", help="e.g. 90d")
+    prune.add_argument("--batch", type=int, default=500, help="tasks per transaction (default 500)")
+    prune.set_defaults(func=cmd_prune)
+
+
+# --- plumbing -------------------------------------------------------------------
+
+
+def _run_with_db(config: Config, fn: Callable[[Any], Awaitable[T]]) -> T:
+    from .db import Database
+
+    async def main() -> T:
+        db = Database(config, embedded=not config.get("database_url"))
+        try:
+            return await fn(await db.get_pool())
+        finally:
+            await db.close()
+
+    return asyncio.run(main())
+
+
+def _guard(config: Config, fn: Callable[[Any], Awaitable[int]]) -> int:
+    from .queries import TaskNotFound
+    from .writer import TransientDbError
+
+    try:
+        return _run_with_db(config, fn)
+    except TaskNotFound as exc:
+        print(f"spanvisor: {exc}", file=sys.stderr)
+        return 1
+    except (TimeoutError, TransientDbError, OSError) as exc:
+        where = mask(config.get("database_url")) if config.get("database_url") else "the embedded database"
+        print(
+            f"spanvisor: cannot reach {where}: {exc}\n"
+            "  check SPANVISOR_DATABASE_URL (or unset it to use the embedded database) "
+            "and that the server accepts connections; 'spanvisor check' tests it.",
+            file=sys.stderr,
+        )
+        return 3
+
+
+def _json_default(v: Any) -> Any:
+    if isinstance(v, datetime):
+        return v.isoformat()
+    return str(v)
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, default=_json_default, ensure_ascii=False, indent=None))
+
+
+def _table(rows: Sequence[Sequence[str]], header: Sequence[str], right: Sequence[int] = ()) -> str:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    return "\n".join([line(header), "  ".join("─" * w for w in widths), *(line(r) for r in rows)])
+
+
+def _when(dt: datetime | None) -> str:
+    return dt.astimezone().strftime("%Y-%m-%d %H:%M:%S") if dt else "-"
+
+
+def _dur(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    m, s = divmod(int(seconds), 60)
+    if m < 60:
+        return f"{m}m{s:02d}s"
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m"
+
+
+def _short(s: str | None, n: int) -> str:
+    s = (s or "").replace("\n", " ")
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+# --- commands -------------------------------------------------------------------
+
+
+def cmd_migrate(args: argparse.Namespace, config: Config) -> int:
+    from .migrate import migrate
+
+    async def go(pool: Any) -> int:
+        async with pool.acquire() as conn:
+            applied = await migrate(conn)  # get_pool already migrated; this reports "current"
+            version = await conn.fetchval("SELECT max(version) FROM schema_migrations")
+        print(f"applied {', '.join(applied)}" if applied else f"schema is current (version {version})")
+        return 0
+
+    return _guard(config, go)
+
+
+def cmd_db_url(args: argparse.Namespace, config: Config) -> int:
+    from .db import embedded_root
+    from .embedded import EmbeddedPostgres, EmbeddedUnavailable
+
+    url = config.get("database_url")
+    if url:
+        print(url if args.reveal else mask(url))
+        return 0
+    try:
+        print(EmbeddedPostgres(embedded_root(config)).ensure_running())
+    except EmbeddedUnavailable as exc:
+        print(f"spanvisor: {exc}", file=sys.stderr)
+        return 3
+    print("(the embedded server keeps running; 'spanvisor db stop' stops it)", file=sys.stderr)
+    return 0
+
+
+def cmd_db_stop(args: argparse.Namespace, config: Config) -> int:
+    from .db import embedded_root
+    from .embedded import EmbeddedPostgres
+
+    if config.get("database_url"):
+        raise ConfigError("SPANVISOR_DATABASE_URL is set: spanvisor does not stop an external database")
+    EmbeddedPostgres(embedded_root(config)).stop()
+    print("embedded PostgreSQL stopped")
+    return 0
+
+
+def cmd_tasks(args: argparse.Namespace, config: Config) -> int:
+    from .queries import list_tasks
+
+    async def go(pool: Any) -> int:
+        rows = await list_tasks(pool, args.status, args.agent, args.since, args.limit)
+        if args.json:
+            for r in rows:
+                _print_json(r)
+            return 0
+        if not rows:
+            print("no tasks match")
+            return 0
+        now = datetime.now().astimezone()
+        table = [
+            (
+                r["task_id"][:12],
+                _short(r["agent_id"], 16),
+                r["status"],
+                "-" if r["progress"] is None else f"{r['progress']:.0f}%",
+                _when(r["started_at"]),
+                _dur(r["duration_s"] if r["ended_at"] else (now - r["started_at"]).total_seconds()),
+                f"{r['input_tokens']:,}/{r['output_tokens']:,}",
+                _short(r["task_name"], 32),
+                _short(r["error_message"] or r["message"], 48),
+            )
+            for r in rows
+        ]
+        print(
+            _table(
+                table,
+                ("TASK", "AGENT", "STATUS", "PROGRESS", "STARTED", "DURATION", "TOKENS IN/OUT", "NAME", "LAST MESSAGE"),
+                right=(3, 5, 6),
+            )
+        )
+        return 0
+
+    return _guard(config, go)
+
+
+def cmd_task(args: argparse.Namespace, config: Config) -> int:
+    from .queries import find_task, timeline
+
+    async def go(pool: Any) -> int:
+        async with pool.acquire() as conn:
+            task = await find_task(conn, args.task_id)
+            entries = await timeline(conn, task)
+        if args.json:
+            _print_json({"task": task, "timeline": entries})
+            return 0
+        ctx = "-"
+        if task["context_tokens"] is not None:
+            limit = task["context_limit"]
+            ratio = f" ({task['context_tokens'] / limit:.0%})" if limit else ""
+            ctx = f"{task['context_tokens']:,} / {limit:,}{ratio}" if limit else f"{task['context_tokens']:,}"
+        head = [
+            ("task", task["task_id"]),
+            ("name", task["task_name"] or "-"),
+            ("agent", f"{task['agent_id']}" + (f" ({task['agent_name']})" if task["agent_name"] else "")),
+            ("repo", task["repo"] or "-"),
+            ("status", task["status"]),
+            ("progress", "-" if task["progress"] is None else f"{task['progress']:.0f}%"),
+            ("started", _when(task["started_at"])),
+            ("ended", _when(task["ended_at"])),
+            ("duration", _dur(task["duration_s"])),
+            ("model", task["model"] or "-"),
+            ("context", ctx),
+            ("tokens", f"{task['input_tokens']:,} in / {task['output_tokens']:,} out"),
+            ("trace", task["trace_id"]),
+        ]
+        if task["error_type"] or task["error_message"]:
+            head.append(("error", f"{task['error_type'] or ''} {task['error_message'] or ''}".strip()))
+        if task["notes"]:
+            head.append(("notes", "; ".join(task["notes"])))
+        for k, v in head:
+            print(f"{k:>9}  {v}")
+        print()
+        table = [
+            (
+                _when(e["at"]),
+                "" if e["since_prev_s"] is None else "+" + _dur(e["since_prev_s"]),
+                e["kind"],
+                _short(e["detail"], 100),
+            )
+            for e in entries
+        ]
+        print(_table(table, ("TIME", "+DELTA", "KIND", "DETAIL"), right=(1,)))
+        return 0
+
+    return _guard(config, go)
+
+
+def cmd_stats(args: argparse.Namespace, config: Config) -> int:
+    from .queries import agent_stats
+
+    async def go(pool: Any) -> int:
+        rows = await agent_stats(pool, args.since)
+        if args.json:
+            for r in rows:
+                _print_json(r)
+            return 0
+        if not rows:
+            print("no tasks in that window")
+            return 0
+        table = [
+            (
+                r["agent_id"],
+                str(r["tasks"]),
+                str(r["running"]),
+                "-" if r["success_rate"] is None else f"{r['success_rate']:.0%}",
+                _dur(r["p50_s"]),
+                _dur(r["p95_s"]),
+                f"{r['input_tokens']:,}",
+                f"{r['output_tokens']:,}",
+            )
+            for r in rows
+        ]
+        print(
+            _table(
+                table,
+                ("AGENT", "TASKS", "RUNNING", "SUCCESS", "P50", "P95", "TOKENS IN", "TOKENS OUT"),
+                right=(1, 2, 3, 4, 5, 6, 7),
+            )
+        )
+        return 0
+
+    return _guard(config, go)
+
+
+def cmd_prune(args: argparse.Namespace, config: Config) -> int:
+    from .queries import prune
+
+    async def go(pool: Any) -> int:
+        deleted = await prune(pool, args.older_than, batch=max(1, args.batch))
+        print(f"deleted {deleted} tasks inactive for more than {_dur(args.older_than)} with their rows")
+        return 0
+
+    return _guard(config, go)

@@ -1,0 +1,200 @@
+"""The questions operators ask during an incident, as SQL; and retention.
+
+Each function takes an asyncpg connection or pool and returns plain dicts
+(datetimes as ``datetime``), so the CLI prints them as a table or as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+TERMINAL = ("complete", "error", "cancelled")
+
+
+class TaskNotFound(LookupError):
+    pass
+
+
+def _since(seconds: float | None) -> datetime | None:
+    return None if seconds is None else datetime.now(UTC) - timedelta(seconds=seconds)
+
+
+async def list_tasks(
+    conn: Any,
+    status: str | None = None,
+    agent: str | None = None,
+    since_s: float | None = None,
+    limit: int = 50,
+) -> list[dict[str, Any]]:
+    """Most recent first. ``status='running'`` means not finished."""
+    where: list[str] = []
+    args: list[Any] = []
+    if status == "running":
+        where.append("ended_at IS NULL")
+    elif status:
+        args.append(status)
+        where.append(f"status = ${len(args)}")
+    if agent:
+        args.append(agent)
+        where.append(f"agent_id = ${len(args)}")
+    if since_s is not None:
+        args.append(_since(since_s))
+        where.append(f"started_at >= ${len(args)}")
+    args.append(limit)
+    sql = (
+        "SELECT task_id, agent_id, agent_name, task_name, repo, status, progress, message, "
+        "input_tokens, output_tokens, context_tokens, context_limit, started_at, ended_at, "
+        "duration_s, last_checkpoint_at, error_type, error_message FROM agent_tasks"
+        + (" WHERE " + " AND ".join(where) if where else "")
+        + f" ORDER BY started_at DESC LIMIT ${len(args)}"
+    )
+    return [dict(r) for r in await conn.fetch(sql, *args)]
+
+
+async def find_task(conn: Any, id_or_prefix: str) -> dict[str, Any]:
+    """The task with this id, or the one task whose id starts with it."""
+    rows = await conn.fetch(
+        "SELECT * FROM agent_tasks WHERE task_id = $1 UNION ALL "
+        "(SELECT * FROM agent_tasks WHERE task_id LIKE $2 AND task_id <> $1 ORDER BY started_at DESC LIMIT 6)",
+        id_or_prefix,
+        id_or_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%",
+    )
+    exact = [r for r in rows if r["task_id"] == id_or_prefix]
+    if exact:
+        return _task(exact[0])
+    if not rows:
+        raise TaskNotFound(f"no task with an id starting with {id_or_prefix!r}")
+    if len(rows) > 1:
+        ids = ", ".join(r["task_id"] for r in rows[:5])
+        raise TaskNotFound(f"{id_or_prefix!r} matches several tasks ({ids}…); give more of the id")
+    return _task(rows[0])
+
+
+def _task(row: Any) -> dict[str, Any]:
+    out = dict(row)
+    for key in ("steps", "artifacts", "notes"):
+        if isinstance(out.get(key), str):
+            out[key] = json.loads(out[key])
+    return out
+
+
+async def timeline(conn: Any, task: dict[str, Any]) -> list[dict[str, Any]]:
+    """Start, checkpoints, warnings, artifacts, interventions and the end, in time order,
+    each with the seconds since the entry before."""
+    tid = task["task_id"]
+    entries: list[dict[str, Any]] = [
+        {"at": task["started_at"], "kind": "started", "detail": task.get("task_name") or ""}
+    ]
+    for r in await conn.fetch(
+        "SELECT event_id, kind, at, status, progress, step, message, level, ratio, context_tokens, "
+        "context_limit, notes FROM agent_checkpoints WHERE task_id = $1 ORDER BY time_ns, event_id",
+        tid,
+    ):
+        if r["kind"] == "context_warning":
+            detail = f"context {r['level']}: {r['context_tokens']:,} / {r['context_limit']:,} ({r['ratio']:.0%})"
+        else:
+            parts = [r["status"]]
+            if r["progress"] is not None:
+                parts.append(f"{r['progress']:.0f}%")
+            if r["step"]:
+                parts.append(f"step {r['step']}")
+            if r["message"]:
+                parts.append(r["message"])
+            detail = " · ".join(parts)
+        entries.append(
+            {
+                "at": r["at"],
+                "kind": r["kind"],
+                "detail": detail,
+                "event_id": r["event_id"],
+                "notes": json.loads(r["notes"]),
+            }
+        )
+    for r in await conn.fetch(
+        "SELECT event_id, at, name, uri, kind FROM task_artifacts WHERE task_id = $1 ORDER BY time_ns, event_id", tid
+    ):
+        where = f" ({r['uri']})" if r["uri"] else ""
+        entries.append({"at": r["at"], "kind": "artifact", "detail": f"{r['name']}{where}", "event_id": r["event_id"]})
+    for r in await conn.fetch(
+        "SELECT intervention_id, at, actor, action, comment FROM human_interventions WHERE task_id = $1 ORDER BY at",
+        tid,
+    ):
+        who = r["actor"] or "someone"
+        note = f": {r['comment']}" if r["comment"] else ""
+        entries.append({"at": r["at"], "kind": "intervention", "detail": f"{who} {r['action']}{note}"})
+    if task.get("ended_at") is not None:
+        detail = task["status"]
+        if task.get("error_type") or task.get("error_message"):
+            detail += f": {task.get('error_type') or ''} {task.get('error_message') or ''}".rstrip()
+        entries.append({"at": task["ended_at"], "kind": "finished", "detail": detail})
+    order = {"started": 0, "finished": 2}
+    entries.sort(key=lambda e: (e["at"], order.get(e["kind"], 1)))
+    prev: datetime | None = None
+    for e in entries:
+        e["since_prev_s"] = None if prev is None else (e["at"] - prev).total_seconds()
+        prev = e["at"]
+    return entries
+
+
+async def agent_stats(conn: Any, since_s: float | None = None) -> list[dict[str, Any]]:
+    """Per agent: tasks, running, success rate of finished ones, p50/p95 duration, tokens."""
+    rows = await conn.fetch(
+        """
+        SELECT agent_id,
+               count(*) AS tasks,
+               count(*) FILTER (WHERE ended_at IS NULL) AS running,
+               count(*) FILTER (WHERE status = 'complete' AND ended_at IS NOT NULL) AS complete,
+               count(*) FILTER (WHERE ended_at IS NOT NULL) AS finished,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_s) AS p50_s,
+               percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_s) AS p95_s,
+               sum(input_tokens)::bigint AS input_tokens,
+               sum(output_tokens)::bigint AS output_tokens
+        FROM agent_tasks
+        WHERE $1::timestamptz IS NULL OR started_at >= $1
+        GROUP BY agent_id ORDER BY tasks DESC, agent_id
+        """,
+        _since(since_s),
+    )
+    out = []
+    for r in rows:
+        d = dict(r)
+        d["success_rate"] = (d["complete"] / d["finished"]) if d["finished"] else None
+        out.append(d)
+    return out
+
+
+async def prune(pool: Any, older_than_s: float, batch: int = 500, max_batches: int | None = None) -> int:
+    """Delete tasks inactive for longer than ``older_than_s`` with all their rows.
+
+    Bounded batches, each its own short transaction, and ``SKIP LOCKED`` so
+    a task being written right now is left for the next run: no long locks.
+    """
+    cutoff = _since(older_than_s)
+    deleted = 0
+    n = 0
+    while max_batches is None or n < max_batches:
+        n += 1
+        async with pool.acquire() as conn, conn.transaction():
+            ids = [
+                r["task_id"]
+                for r in await conn.fetch(
+                    "SELECT task_id FROM agent_tasks WHERE started_at < $1 "
+                    "AND COALESCE(ended_at, last_checkpoint_at, started_at) < $1 "
+                    "LIMIT $2 FOR UPDATE SKIP LOCKED",
+                    cutoff,
+                    batch,
+                )
+            ]
+            if not ids:
+                break
+            for table in ("agent_checkpoints", "task_artifacts", "human_interventions", "quarantine"):
+                await conn.execute(f"DELETE FROM {table} WHERE task_id = ANY($1::text[])", ids)
+            # State-store keys of those tasks (Slack parent, Grafana annotation).
+            await conn.execute("DELETE FROM delivery_state WHERE key = ANY($1::text[])", ids)
+            await conn.execute("DELETE FROM agent_tasks WHERE task_id = ANY($1::text[])", ids)
+            deleted += len(ids)
+        if len(ids) < batch:
+            break
+    return deleted
