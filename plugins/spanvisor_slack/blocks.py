@@ -121,13 +121,7 @@ def _parent(view: TaskView, look: Look, now_ns: int, scale: float) -> Payload:
     if steps:
         body.append(SectionBlock(block_id="sv-steps", text=_md(f"*Steps*\n{t.safe(steps, n(1000))}")))
     if view.artifacts:
-        shown = view.artifacts[: max(1, int(10 * scale))]
-        lines = [f"• {t.safe(a.name, n(200))}" + (f" — {t.safe(a.uri, n(300))}" if a.uri else "") for a in shown]
-        if len(view.artifacts) > len(shown):
-            lines.append(f"… and {len(view.artifacts) - len(shown)} more")
-        body.append(
-            SectionBlock(block_id="sv-artifacts", text=_md(t.clip("*Artifacts*\n" + "\n".join(lines), t.SECTION_TEXT)))
-        )
+        body.append(SectionBlock(block_id="sv-artifacts", text=_md(_artifacts(view, scale))))
     ids = f"task `{t.safe(view.task_id, 100)}` · trace `{t.safe(view.trace_id, 40)}`"
     body.append(ContextBlock(block_id="sv-ids", elements=[_md(ids)]))
     buttons = [
@@ -146,6 +140,19 @@ def _parent(view: TaskView, look: Look, now_ns: int, scale: float) -> Payload:
         "blocks": [b.to_dict() for b in top],
         "attachments": [{"color": colour, "blocks": [b.to_dict() for b in body]}],
     }
+
+
+def _artifacts(view: TaskView, scale: float) -> str:
+    """As many artifacts as fit, then a count of the rest."""
+    budget, out = int(2500 * scale) + 200, ["*Artifacts*"]
+    for i, a in enumerate(view.artifacts[:10]):
+        line = f"• {t.safe(a.name, 200)}" + (f" — {t.safe(a.uri, 300)}" if a.uri else "")
+        if i and sum(map(len, out)) + len(line) > budget:
+            break
+        out.append(line)
+    if len(view.artifacts) > len(out) - 1:
+        out.append(f"… and {len(view.artifacts) - len(out) + 1} more")
+    return t.clip("\n".join(out), t.SECTION_TEXT)
 
 
 def reply_payload(lines: Sequence[ThreadLine], look: Look) -> Payload:

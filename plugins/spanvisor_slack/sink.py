@@ -94,6 +94,7 @@ class SlackSink(BaseSink):
             update_interval_s=c.get("slack_update_interval_s", 5.0),
             reply_interval_s=c.get("slack_reply_interval_s", 1.0),
             lease_s=c.get("slack_lease_s", 120.0),
+            recover_s=2 * c.get("slack_timeout_s", 10.0),
             namespace="slack.dryrun" if dry else "slack",
             flushing=lambda: self._flushing > 0,
             deadline=lambda: self._deadline,

@@ -41,6 +41,8 @@ class Deliverer:
     update_interval_s: float = 5.0
     reply_interval_s: float = 1.0
     lease_s: float = 120.0
+    # How long to look for a parent after an ambiguous post before giving up.
+    recover_s: float = 20.0
     namespace: str = "slack"
     flushing: Callable[[], bool] = lambda: False
     deadline: Callable[[], float | None] = lambda: None
@@ -174,6 +176,8 @@ class Deliverer:
 
     async def _recover(self, st: TaskState, channel: str, since: float) -> tuple[str, str] | None:
         """Find a parent Slack stored before answering an error."""
+        end = self.clock.now() + self.recover_s
+        limit = min(self.deadline() or end, end)
         out = await self.transport.send(
             "conversations.history",
             lambda: {
@@ -182,7 +186,7 @@ class Deliverer:
                 "limit": 100,
                 "include_all_metadata": True,
             },
-            deadline=self.deadline,
+            deadline=lambda: limit,
         )
         if not out.ok or not out.data:
             return None
@@ -300,9 +304,8 @@ class Deliverer:
         error = f.error if f else "unknown"
         self.stats.inc("slack_errors_total", error=error, method=f.method if f else "")
         if error == "deadline" or (out.decision and out.decision.kind in {"retry", "rate_limited"}):
-            self._count_drop("slack_undelivered", max(1, lost), "shutdown deadline passed before Slack accepted it")
-            if not reply:
-                st.sent_version = st.version
+            # Only a shutdown deadline ends retries: stop this task's output.
+            self._give_up(st, "slack_undelivered", "shutdown deadline passed before Slack accepted it", lost)
             return
         if reply and error not in {
             "channel_not_found",

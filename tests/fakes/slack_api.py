@@ -21,7 +21,9 @@ Scenarios are picked by token, like python-slack-sdk's
 - ``xoxb-fatal-after-post[-nohistory]``: chat.postMessage stores the message
   and then answers fatal_error (``-nohistory``: conversations.history answers
   missing_scope, so a client cannot find it);
-- ``xoxb-slow-<ms>``: every answer waits that long.
+- ``xoxb-slow-<ms>``: every answer waits that long;
+- anything after a ``~`` is ignored (``xoxb-5xx-2~SECRET``), so a test can
+  look for a marker in logs.
 
 Channels ``#archived`` and ``#missing`` answer is_archived and
 channel_not_found. Every call is recorded in ``calls``; messages are kept in
@@ -259,13 +261,16 @@ class FakeSlack:
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
         if not token:
             return 200, {"ok": False, "error": "not_authed"}, {}
+        # Anything after "~" is not part of the scenario: a test can put a
+        # secret-looking marker in the token and look for it in logs.
+        full, token = token, token.split("~")[0]
         if token in {"xoxb-invalid"} or not token.startswith("xox"):
             return 200, {"ok": False, "error": "invalid_auth"}, {}
         if token == "xoxb-revoked":
             return 200, {"ok": False, "error": "token_revoked"}, {}
         now = time.monotonic()
-        self._first_seen.setdefault(token, now)
-        n = self._token_calls[token] = self._token_calls.get(token, 0) + 1
+        self._first_seen.setdefault(full, now)
+        n = self._token_calls[full] = self._token_calls.get(full, 0) + 1
         if (ms := _scenario_value(token, "xoxb-slow-")) is not None:
             await asyncio.sleep(int(ms) / 1000)
         if token.startswith("xoxb-5xx"):
@@ -274,7 +279,7 @@ class FakeSlack:
                 return 503, {}, {}
         if method.startswith("chat."):
             secs = _scenario_value(token, "xoxb-ratelimited-")
-            if secs is not None and now - self._first_seen[token] < float(secs.rstrip("s")):
+            if secs is not None and now - self._first_seen[full] < float(secs.rstrip("s")):
                 return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(self.retry_after)}
             if (code := _scenario_value(token, "xoxb-error-")) is not None:
                 return 200, {"ok": False, "error": code}, {}

@@ -155,6 +155,9 @@ def slack_config(base_url: str, token: str = "xoxb-test", **overrides: Any) -> C
         "slack_timeout_s": 5.0,
         **overrides,
     }
+    parsers = {s.name: s.parse for s in SETTINGS}
+    # Strings are parsed as if they came from the environment.
+    values = {k: parsers[k](v) if isinstance(v, str) and k in parsers else v for k, v in values.items()}
     return Config.load(env={}, extra=SETTINGS, overrides=values)
 
 
