@@ -1,6 +1,6 @@
 """A stand-in scrape target: the metrics sink fed a synthetic event stream.
 
-Used by test_real_prometheus.py when TARGET = "synthetic" (before `spanvisor
+Used by test_prom_real_server.py when TARGET = "synthetic" (before `spanvisor
 demo` existed, or to test the sink alone). Serves on SPANVISOR_METRICS_PORT
 like the demo, feeds three agents' tasks over ``--seconds``, then lingers.
 
