@@ -70,11 +70,11 @@ def register(subparsers: Any) -> None:
 # --- plumbing -------------------------------------------------------------------
 
 
-def _run_with_db(config: Config, fn: Callable[[Any], Awaitable[T]]) -> T:
+def _run_with_db(config: Config, fn: Callable[[Any], Awaitable[T]], auto_migrate: bool = True) -> T:
     from .db import Database
 
     async def main() -> T:
-        db = Database(config, embedded=not config.get("database_url"))
+        db = Database(config, embedded=not config.get("database_url"), auto_migrate=auto_migrate)
         try:
             return await fn(await db.get_pool())
         finally:
@@ -83,12 +83,12 @@ def _run_with_db(config: Config, fn: Callable[[Any], Awaitable[T]]) -> T:
     return asyncio.run(main())
 
 
-def _guard(config: Config, fn: Callable[[Any], Awaitable[int]]) -> int:
+def _guard(config: Config, fn: Callable[[Any], Awaitable[int]], auto_migrate: bool = True) -> int:
     from .queries import TaskNotFound
     from .writer import TransientDbError
 
     try:
-        return _run_with_db(config, fn)
+        return _run_with_db(config, fn, auto_migrate)
     except TaskNotFound as exc:
         print(f"spanvisor: {exc}", file=sys.stderr)
         return 1
@@ -155,12 +155,12 @@ def cmd_migrate(args: argparse.Namespace, config: Config) -> int:
 
     async def go(pool: Any) -> int:
         async with pool.acquire() as conn:
-            applied = await migrate(conn)  # get_pool already migrated; this reports "current"
+            applied = await migrate(conn)
             version = await conn.fetchval("SELECT max(version) FROM schema_migrations")
         print(f"applied {', '.join(applied)}" if applied else f"schema is current (version {version})")
         return 0
 
-    return _guard(config, go)
+    return _guard(config, go, auto_migrate=False)
 
 
 def cmd_db_url(args: argparse.Namespace, config: Config) -> int:

@@ -42,7 +42,7 @@ def uses_embedded(config: Config) -> bool:
 
 
 class Database:
-    def __init__(self, config: Config, *, embedded: bool | None = None) -> None:
+    def __init__(self, config: Config, *, embedded: bool | None = None, auto_migrate: bool = True) -> None:
         self.config = config
         self.url: str | None = config.get("database_url")
         self.embedded: EmbeddedPostgres | None = None
@@ -50,7 +50,8 @@ class Database:
             self.embedded = EmbeddedPostgres(embedded_root(config))
         self.pool: Any = None
         self.users = 0
-        self.migrated = False
+        # False for `spanvisor migrate`, which reports what it applies itself.
+        self.migrated = not auto_migrate
         self._lock = asyncio.Lock()
         self._holding_embedded = False
 
