@@ -22,7 +22,7 @@ from spanvisor.events import (
     TaskStarted,
 )
 
-from .sanitize import ID_LIMIT, LONG_TEXT_LIMIT, clean_json, clean_text, dumps
+from .sanitize import ID_LIMIT, LONG_TEXT_LIMIT, clean_text, json_text
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -83,6 +83,10 @@ TASK_COLUMNS = (
 )
 
 
+def _artifact(a: Any) -> dict[str, Any]:
+    return {"name": a.name, "uri": a.uri, "kind": a.kind}
+
+
 def ts(ns: int) -> datetime:
     # Integer microseconds: a float of ns/1e9 would round some of them.
     return _EPOCH + timedelta(microseconds=ns // 1000)
@@ -90,31 +94,13 @@ def ts(ns: int) -> datetime:
 
 @dataclasses.dataclass(slots=True)
 class TaskRow:
-    """One task's state, ready to upsert; ``fold`` keeps the most advanced one."""
+    """One task's state, ready to upsert."""
 
     values: dict[str, Any]
     terminal: bool
     updated_ns: int
     started_ns: int
     last_activity_ns: int | None
-
-    def key(self) -> tuple[bool, int]:
-        # A terminal state beats any open one; otherwise the newer state wins.
-        return (self.terminal, self.updated_ns)
-
-    def fold(self, other: TaskRow) -> TaskRow:
-        newer, older = (other, self) if other.key() > self.key() else (self, other)
-        merged = dict(newer.values)
-        merged["input_tokens"] = max(self.values["input_tokens"], other.values["input_tokens"])
-        merged["output_tokens"] = max(self.values["output_tokens"], other.values["output_tokens"])
-        started = min(self.started_ns, other.started_ns)
-        merged["started_at"] = ts(started)
-        # ended_at is set once: a terminal row keeps its own end.
-        merged["ended_at"] = older.values["ended_at"] if older.terminal and newer.terminal else newer.values["ended_at"]
-        acts = [n for n in (self.last_activity_ns, other.last_activity_ns) if n is not None]
-        activity = max(acts) if acts else None
-        merged["last_checkpoint_at"] = ts(activity) if activity is not None else None
-        return TaskRow(merged, newer.terminal, newer.updated_ns, started, activity)
 
     def record(self) -> tuple[Any, ...]:
         return tuple(self.values[c] for c in TASK_COLUMNS)
@@ -140,14 +126,14 @@ def task_row(event: Event) -> TaskRow:
         "status": clean_text(v.status, "status", notes, ID_LIMIT),
         "progress": v.progress,
         "step": clean_text(v.step, "step", notes),
-        "steps": dumps(clean_json(list(v.steps), "steps", notes)),
+        "steps": json_text(list(v.steps), "steps", notes),
         "message": clean_text(v.message, "message", notes),
         "model": clean_text(v.model, "model", notes, ID_LIMIT),
         "context_tokens": v.context_tokens,
         "context_limit": v.context_limit,
         "input_tokens": v.input_tokens,
         "output_tokens": v.output_tokens,
-        "artifacts": dumps(clean_json([dataclasses.asdict(a) for a in v.artifacts], "artifacts", notes)),
+        "artifacts": json_text([_artifact(a) for a in v.artifacts], "artifacts", notes),
         "started_at": ts(started_ns),
         "updated_at": ts(v.updated_ns or event.time_ns),
         "updated_ns": v.updated_ns or event.time_ns,
@@ -159,7 +145,7 @@ def task_row(event: Event) -> TaskRow:
         "last_checkpoint_at": ts(activity) if activity is not None else None,
         "last_event_id": clean_text(event.event_id, "event_id", notes, ID_LIMIT),
     }
-    values["notes"] = dumps(clean_json(notes, "notes", []))
+    values["notes"] = json_text(notes, "notes", [])
     return TaskRow(values, terminal, values["updated_ns"], started_ns, activity)
 
 
@@ -186,10 +172,10 @@ def checkpoint_record(event: Checkpoint | ContextWarning) -> tuple[Any, ...]:
         event.level if isinstance(event, ContextWarning) else None,
         event.threshold if isinstance(event, ContextWarning) else None,
         event.ratio if isinstance(event, ContextWarning) else None,
-        dumps(clean_json(list(event.changed), "changed", notes)) if isinstance(event, Checkpoint) else "[]",
-        dumps(clean_json(event.attributes, "attributes", notes)) if isinstance(event, Checkpoint) else "{}",
+        json_text(list(event.changed), "changed", notes) if isinstance(event, Checkpoint) else "[]",
+        json_text(event.attributes, "attributes", notes) if isinstance(event, Checkpoint) else "{}",
     )
-    return (*record, dumps(clean_json(notes, "notes", [])))
+    return (*record, json_text(notes, "notes", []))
 
 
 def artifact_record(event: ArtifactAdded) -> tuple[Any, ...]:
@@ -205,7 +191,7 @@ def artifact_record(event: ArtifactAdded) -> tuple[Any, ...]:
         clean_text(a.uri, "artifact.uri", notes),
         clean_text(a.kind, "artifact.kind", notes, ID_LIMIT),
     )
-    return (*record, dumps(clean_json(notes, "notes", [])))
+    return (*record, json_text(notes, "notes", []))
 
 
 @dataclasses.dataclass(slots=True)
@@ -215,21 +201,58 @@ class BatchRows:
     artifacts: list[tuple[Any, ...]]
 
 
+def _rank(event: Event) -> tuple[bool, int]:
+    # TaskRow.key without building the row: terminal first, then the newest state.
+    return (isinstance(event, TaskFinished), event.task.updated_ns or event.time_ns)
+
+
 def batch_rows(events: Sequence[Event]) -> BatchRows:
     """All rows of a batch; task states folded to one per task, sorted by id
-    so concurrent writers lock task rows in the same order (no deadlocks)."""
-    tasks: dict[str, TaskRow] = {}
+    so concurrent writers lock task rows in the same order (no deadlocks).
+
+    Only the two deciding events of each task (the most advanced one and
+    the earliest terminal one) are turned into full task rows; the rest
+    count through cheap aggregates. That keeps a 512-event batch of a few
+    tasks from sanitising 512 task states.
+    """
+    best: dict[str, Event] = {}
+    first_end: dict[str, Event] = {}
+    started: dict[str, int] = {}
+    activity: dict[str, int] = {}
+    tokens: dict[str, tuple[int, int]] = {}
     checkpoints: list[tuple[Any, ...]] = []
     artifacts: list[tuple[Any, ...]] = []
     for event in events:
-        row = task_row(event)
-        tid = row.values["task_id"]
-        prev = tasks.get(tid)
-        tasks[tid] = row if prev is None else prev.fold(row)
+        tid = event.task.task_id
+        prev = best.get(tid)
+        if prev is None or _rank(event) > _rank(prev):
+            best[tid] = event
+        s = event.task.started_ns or event.time_ns
+        started[tid] = min(started.get(tid, s), s)
+        i, o = tokens.get(tid, (0, 0))
+        tokens[tid] = (max(i, event.task.input_tokens), max(o, event.task.output_tokens))
+        if isinstance(event, TaskFinished):
+            end = first_end.get(tid)
+            if end is None or _rank(event) < _rank(end):
+                first_end[tid] = event
+        else:
+            activity[tid] = max(activity.get(tid, event.time_ns), event.time_ns)
         if isinstance(event, Checkpoint | ContextWarning):
             checkpoints.append(checkpoint_record(event))
         elif isinstance(event, ArtifactAdded):
             artifacts.append(artifact_record(event))
         elif not isinstance(event, TaskStarted | TaskFinished):
             raise TypeError(f"not an event: {type(event).__name__}")
-    return BatchRows([tasks[k].record() for k in sorted(tasks)], checkpoints, artifacts)
+    tasks = []
+    for tid in sorted(best):
+        row = task_row(best[tid])
+        values = row.values
+        values["started_at"] = ts(started[tid])
+        values["input_tokens"], values["output_tokens"] = tokens[tid]
+        act = activity.get(tid)
+        values["last_checkpoint_at"] = ts(act) if act is not None else None
+        end = first_end.get(tid)
+        if end is not None:
+            values["ended_at"] = ts(end.task.ended_ns or end.time_ns)
+        tasks.append(row.record())
+    return BatchRows(tasks, checkpoints, artifacts)

@@ -68,14 +68,16 @@ _MERGED = {
 }
 _SETS = [f"{c} = CASE WHEN {_FORWARD} THEN EXCLUDED.{c} ELSE t.{c} END" for c in _STATE]
 _SETS += [f"{c} = {expr}" for c, expr in _MERGED.items()]
-TASK_UPSERT = (
-    f"INSERT INTO agent_tasks AS t ({', '.join(TASK_COLUMNS)}) "
-    f"VALUES ({', '.join(f'${i + 1}' for i in range(len(TASK_COLUMNS)))}) "
+_TASK_CONFLICT = (
     f"ON CONFLICT (task_id) DO UPDATE SET {', '.join(_SETS)} "
     # Skip the write (and a dead tuple) when nothing would change: replays are free.
     f"WHERE {_FORWARD} OR EXCLUDED.started_at < t.started_at"
     " OR EXCLUDED.input_tokens > t.input_tokens OR EXCLUDED.output_tokens > t.output_tokens"
     " OR EXCLUDED.last_checkpoint_at > COALESCE(t.last_checkpoint_at, '-infinity')"
+)
+TASK_UPSERT = (
+    f"INSERT INTO agent_tasks AS t ({', '.join(TASK_COLUMNS)}) "
+    f"VALUES ({', '.join(f'${i + 1}' for i in range(len(TASK_COLUMNS)))}) " + _TASK_CONFLICT
 )
 
 
@@ -86,7 +88,13 @@ def _insert(table: str, columns: Sequence[str]) -> str:
 
 CHECKPOINT_INSERT = _insert("agent_checkpoints", CHECKPOINT_COLUMNS)
 ARTIFACT_INSERT = _insert("task_artifacts", ARTIFACT_COLUMNS)
-_STAGES = {"agent_checkpoints": CHECKPOINT_COLUMNS, "task_artifacts": ARTIFACT_COLUMNS}
+_STAGES = {
+    "agent_checkpoints": (CHECKPOINT_COLUMNS, "ON CONFLICT (event_id) DO NOTHING"),
+    "task_artifacts": (ARTIFACT_COLUMNS, "ON CONFLICT (event_id) DO NOTHING"),
+    "agent_tasks": (TASK_COLUMNS, _TASK_CONFLICT),
+}
+# Below this many rows, statements beat COPY's fixed cost (measured: bench_postgres.py).
+COPY_MIN_ROWS = 16
 
 
 class TransientDbError(Exception):
@@ -125,7 +133,7 @@ def classify(exc: BaseException) -> type[Exception]:
 
 
 async def _stage_and_insert(conn: Any, table: str, records: list[tuple[Any, ...]]) -> None:
-    columns = _STAGES[table]
+    columns, conflict = _STAGES[table]
     stage = f"_stage_{table}"
     # ON COMMIT DELETE ROWS: the temp table lives as long as the pooled
     # connection, and is empty at the start of every transaction.
@@ -134,23 +142,25 @@ async def _stage_and_insert(conn: Any, table: str, records: list[tuple[Any, ...]
     )
     await conn.copy_records_to_table(stage, records=records, columns=columns)
     cols = ", ".join(columns)
-    await conn.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} ON CONFLICT (event_id) DO NOTHING")
+    alias = " AS t" if table == "agent_tasks" else ""
+    await conn.execute(f"INSERT INTO {table}{alias} ({cols}) SELECT {cols} FROM {stage} {conflict}")
 
 
 async def _write_rows(conn: Any, events: Sequence[Event], method: WriteMethod) -> None:
     rows = batch_rows(events)
     async with conn.transaction():
-        if rows.tasks:
-            await conn.executemany(TASK_UPSERT, rows.tasks)
-        # COPY has a fixed cost per call; a handful of rows go faster as statements.
-        use_copy = method == "copy" and len(rows.checkpoints) >= 16
-        if rows.checkpoints:
-            if use_copy:
-                await _stage_and_insert(conn, "agent_checkpoints", rows.checkpoints)
+        for table, records, statement in (
+            ("agent_tasks", rows.tasks, TASK_UPSERT),
+            ("agent_checkpoints", rows.checkpoints, CHECKPOINT_INSERT),
+            ("task_artifacts", rows.artifacts, ARTIFACT_INSERT),
+        ):
+            if not records:
+                continue
+            # COPY has a fixed cost per call; a handful of rows go faster as statements.
+            if method == "copy" and len(records) >= COPY_MIN_ROWS:
+                await _stage_and_insert(conn, table, records)
             else:
-                await conn.executemany(CHECKPOINT_INSERT, rows.checkpoints)
-        if rows.artifacts:
-            await conn.executemany(ARTIFACT_INSERT, rows.artifacts)
+                await conn.executemany(statement, records)
 
 
 async def quarantine(conn: Any, event_id: str | None, task_id: str | None, reason: str, payload: Any) -> None:
