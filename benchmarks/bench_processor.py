@@ -1,0 +1,519 @@
+"""Cost per span on the agent's thread: no processor, OTLP/HTTP, spanvisor.
+
+Run: ``.venv/bin/python benchmarks/bench_processor.py`` (about 45 s on an
+idle 2-core machine). Options: ``--reps N`` (default 5); ``--experiment``
+also runs (e)-(g), the processor's hooks alone with no pipeline thread, as
+shipped and in two variants, to show where the agent-thread time goes;
+``--profile`` prints a cProfile of the agent thread under (c); ``--quick``
+is a smoke run.
+
+Configurations, all measured in ONE run, interleaved per repetition so that
+drift on a shared machine hits them equally:
+
+* (a) a TracerProvider with no processor: what the SDK itself costs;
+* (b) a BatchSpanProcessor with the OTLP/HTTP protobuf exporter, pointed at a
+  local endpoint (a subprocess on 127.0.0.1 answering 200 to POST /v1/traces);
+* (c) SpanvisorSpanProcessor whose only sink is stalled: its ``export`` awaits
+  an asyncio.Event that is never set, so its queue (cut to 100 events here so
+  that it is full for most of the run) fills and drops;
+* (d) SpanvisorSpanProcessor with an InMemorySink (events delivered).
+
+The trace shape is a realistic agent task of 91 spans: an agent root span
+with ``agent.*`` attributes, then 10 turns, each one model call
+(``gen_ai.*`` with usage) and 4 tool calls with one HTTP child each (no key
+any convention knows). About 12% of spans carry keys. The root gets
+``agent.progress`` set each turn and an ``agent.checkpoint`` event every
+other turn, as an agent using the helpers would.
+
+Two modes:
+
+* ``burst``: tasks back to back; the background threads (BSP's exporter,
+  spanvisor's pipeline) compete with the agent for the GIL the whole time;
+* ``paced``: a 10 ms pause after each task, as an agent waiting on its model
+  would; background work mostly runs in the pauses.
+
+Reported per configuration, median over repetitions, per span (start + end,
+including the agent's own attribute writes): wall time of the agent's work
+(includes waiting for the GIL while a background thread runs) and the agent
+thread's CPU time (``time.thread_time_ns``: the work done on that thread,
+robust to other processes on a shared machine); the overhead of each over
+(a), and the ratio (x-a)/(b-a): 1.0 means the configuration adds as much per
+span as the OTLP exporter does. Then the CPU cost per span of the pipeline
+thread (the tracker), measured alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import logging
+import os
+import platform
+import pstats
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import Span, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import Tracer
+
+from spanvisor import conventions as cv
+from spanvisor.config import Config
+from spanvisor.events import Event
+from spanvisor.pipeline import Pipeline
+from spanvisor.processor import SpanvisorSpanProcessor, _stamp_for_root
+from spanvisor.sink import BaseSink, SinkResult
+from spanvisor.testing import InMemorySink
+
+SPANS_PER_TASK = 91
+STALLED_QUEUE = 100
+LABELS = {
+    "a": "(a) no processor",
+    "b": "(b) BatchSpanProcessor + OTLP/HTTP",
+    "c": "(c) spanvisor, sinks stalled",
+    "d": "(d) spanvisor, InMemorySink",
+    "e": "(e) hooks only: spanvisor as shipped",
+    "f": "(f) hooks only: stamp in one call",
+    "g": "(g) hooks only: no stamping",
+}
+PACE_S = 0.010
+
+# A tiny OTLP/HTTP endpoint in its own process, as a Collector would be:
+# it must not share the GIL with the agent being measured.
+ENDPOINT_CODE = r"""
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(n)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+print(srv.server_address[1], flush=True)
+srv.serve_forever()
+"""
+
+
+class StalledSink(BaseSink):
+    """A sink whose export never returns: a sink that is down and hanging."""
+
+    name = "stalled"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._never: asyncio.Event | None = None
+
+    async def export(self, events: Sequence[Event]) -> SinkResult:
+        self._never = self._never or asyncio.Event()
+        await self._never.wait()
+        return SinkResult.SUCCESS
+
+
+# -- the agent ------------------------------------------------------------------
+
+
+def run_task(tracer: Tracer, n: int) -> None:
+    """One agent task: 91 spans, the shape an instrumented agent emits."""
+    with tracer.start_as_current_span(
+        "invoke_agent rivet",
+        attributes={
+            "agent.id": "rivet",
+            "agent.name": "rivet",
+            "agent.task.name": f"Diagnose fault F{n}",
+            "agent.repo": "acme/plant-ops",
+            "agent.steps": ["triage", "route", "fix", "verify"],
+            "gen_ai.operation.name": "invoke_agent",
+        },
+    ) as root:
+        for turn in range(10):
+            with tracer.start_as_current_span(
+                "chat claude-sonnet-4",
+                attributes={
+                    "gen_ai.operation.name": "chat",
+                    "gen_ai.provider.name": "anthropic",
+                    "gen_ai.request.model": "claude-sonnet-4-20250514",
+                },
+            ) as call:
+                call.set_attribute("gen_ai.response.model", "claude-sonnet-4-20250514")
+                call.set_attribute("gen_ai.usage.input_tokens", 2_000 + 1_500 * turn)
+                call.set_attribute("gen_ai.usage.output_tokens", 300)
+            for t in range(4):
+                with (
+                    tracer.start_as_current_span(
+                        "tool read_file", attributes={"tool.call.index": t, "code.function.name": "read_file"}
+                    ),
+                    tracer.start_as_current_span(
+                        "GET",
+                        attributes={
+                            "http.request.method": "GET",
+                            "url.full": "https://git.example.com/acme/plant-ops/raw/main/README.md",
+                            "http.response.status_code": 200,
+                        },
+                    ),
+                ):
+                    pass
+            root.set_attribute("agent.progress", (turn + 1) * 10)
+            if turn % 2:
+                root.add_event("agent.checkpoint", {"message": f"turn {turn} done", "agent.step": "fix"})
+
+
+# -- configurations ---------------------------------------------------------------
+
+
+@dataclass
+class Setup:
+    provider: TracerProvider
+    close: Callable[[], dict[str, float]]
+    # Runs between tasks, outside the timed region.
+    between: Callable[[], None] = lambda: None
+
+
+def _config() -> Config:
+    # Defaults only: the benchmark must not pick up a developer's env.
+    return Config.load(env={}, extra=())
+
+
+def setup_none() -> Setup:
+    p = TracerProvider(resource=Resource.create({"service.name": "bench"}), shutdown_on_exit=False)
+    return Setup(p, lambda: {})
+
+
+class DropCounter(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "Queue full" in record.getMessage():
+            self.count += 1
+
+
+BSP_DROPS = DropCounter()
+
+
+def setup_otlp(port: int) -> Callable[[], Setup]:
+    def make() -> Setup:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        p = TracerProvider(resource=Resource.create({"service.name": "bench"}), shutdown_on_exit=False)
+        p.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"http://127.0.0.1:{port}/v1/traces")))
+        before = BSP_DROPS.count
+
+        def close() -> dict[str, float]:
+            p.shutdown()
+            return {"bsp_dropped": BSP_DROPS.count - before}
+
+        return Setup(p, close)
+
+    return make
+
+
+def _spanvisor(sink: BaseSink, queue_size: int | None = None, cls: type[SpanvisorSpanProcessor] | None = None) -> Setup:
+    p = TracerProvider(resource=Resource.create({"service.name": "bench"}), shutdown_on_exit=False)
+    config = _config()
+    if queue_size is not None:
+        config = config.with_values(queue_size=queue_size)
+    proc = (cls or SpanvisorSpanProcessor)(sinks=[sink], config=config)
+    proc.pipeline.wait_ready(10)
+    p.add_span_processor(proc)
+
+    def close() -> dict[str, float]:
+        st = proc.pipeline.stats
+        st.sync_inbox_drops()
+        out = {
+            "inbox_left": st.value("inbox_depth"),
+            "events": st.total("events_emitted_total"),
+            "dropped_inbox": st.value("dropped_total", reason="inbox_full", sink=""),
+            "dropped_queue": st.total("dropped_total") - st.value("dropped_total", reason="inbox_full", sink=""),
+        }
+        # A stalled sink never acknowledges, so a full flush would wait its
+        # whole deadline: shut the pipeline down with a short one instead.
+        proc.pipeline.shutdown(0.3)
+        if isinstance(sink, InMemorySink):
+            out["delivered"] = len(sink.events)
+        return out
+
+    return Setup(p, close)
+
+
+def setup_stalled() -> Setup:
+    # A short sink queue, so the stalled sink's queue is full (and dropping)
+    # for most of the run rather than only after 10,000 events.
+    return _spanvisor(StalledSink(), queue_size=STALLED_QUEUE)
+
+
+def setup_memory() -> Setup:
+    return _spanvisor(InMemorySink())
+
+
+class OneCallStampProcessor(SpanvisorSpanProcessor):
+    """Experiment, not shipped: the stamp in one call, without key checks.
+
+    ``SpanvisorSpanProcessor.on_start`` tests ``key not in span.attributes``
+    for each of the 4 stamp keys (the SDK's mapping answers a miss by raising
+    and catching KeyError) and then calls ``set_attribute`` once per key.
+    This variant writes the 4 keys with one ``set_attributes`` and tests
+    nothing; keeping a span's own ``agent.task.id`` would need a check only
+    on spans that are root candidates themselves.
+    """
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        try:
+            parent = span.parent
+            stamp = self._open.get(parent.span_id) if parent is not None else None
+            if stamp is None:
+                attrs = span.attributes
+                if not attrs or not cv.is_root_candidate(attrs):
+                    return
+                stamp = _stamp_for_root(span, attrs)
+            span.set_attributes(stamp.attrs)
+            self._open[span.get_span_context().span_id] = stamp
+            self.pipeline.submit_start(span)
+        except Exception:
+            self._errors += 1
+
+
+class NoStampProcessor(SpanvisorSpanProcessor):
+    """Experiment, not shipped: the hooks without stamping (a lower bound)."""
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        try:
+            parent = span.parent
+            stamp = self._open.get(parent.span_id) if parent is not None else None
+            if stamp is None:
+                attrs = span.attributes
+                if not attrs or not cv.is_root_candidate(attrs):
+                    return
+                stamp = _stamp_for_root(span, attrs)
+            self._open[span.get_span_context().span_id] = stamp
+            self.pipeline.submit_start(span)
+        except Exception:
+            self._errors += 1
+
+
+class IdlePipeline(Pipeline):
+    """A pipeline whose thread never starts: spans pile up in the inbox.
+
+    With it, only the hooks' own work runs on the agent thread: no pipeline
+    thread competes for the GIL.
+    """
+
+    def start(self) -> IdlePipeline:
+        return self
+
+
+def hooks_only(cls: type[SpanvisorSpanProcessor]) -> Callable[[], Setup]:
+    def make() -> Setup:
+        p = TracerProvider(resource=Resource.create({"service.name": "bench"}), shutdown_on_exit=False)
+        pipe = IdlePipeline(_config(), [StalledSink()])
+        p.add_span_processor(cls(pipeline=pipe))
+        # Empty the inbox between tasks, as the pipeline thread would, so
+        # that spans piling up do not make the garbage collector's passes
+        # (which run on the agent thread) ever longer.
+        return Setup(p, lambda: {}, pipe._inbox.clear)
+
+    return make
+
+
+# -- measuring --------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    extra: list[dict[str, float]] = field(default_factory=list)
+
+
+def measure(make: Callable[[], Setup], tasks: int, paced: bool) -> tuple[float, float, dict[str, float]]:
+    """(wall ns/span, agent-thread CPU ns/span, notes) for one configuration."""
+    s = make()
+    tracer = s.provider.get_tracer("bench")
+    for i in range(5):  # warm up: first-call costs, caches
+        run_task(tracer, i)
+    time.sleep(0.2 if paced else 0.05)
+    wall = cpu = 0
+    clock, thread_clock = time.perf_counter_ns, time.thread_time_ns
+    for i in range(tasks):
+        c0, t0 = thread_clock(), clock()
+        run_task(tracer, i)
+        wall += clock() - t0
+        cpu += thread_clock() - c0
+        s.between()
+        if paced:
+            time.sleep(PACE_S)
+    extra = s.close()
+    n = tasks * SPANS_PER_TASK
+    return wall / n, cpu / n, extra
+
+
+def start_endpoint() -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen([sys.executable, "-c", ENDPOINT_CODE], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    port = int(proc.stdout.readline())
+    return proc, port
+
+
+def pipeline_cost(tasks: int, reps: int) -> float:
+    """CPU ns per span on the pipeline thread (tracker, no sink work).
+
+    The pipeline is not started, so the spans wait in its inbox; then one
+    pump on this thread runs the tracker over all of them, timed alone.
+    """
+    vals = []
+    for _ in range(reps):
+        p = TracerProvider(resource=Resource.create({"service.name": "bench"}), shutdown_on_exit=False)
+        pipe = IdlePipeline(_config(), [StalledSink()])
+        p.add_span_processor(SpanvisorSpanProcessor(pipeline=pipe))
+        tracer = p.get_tracer("bench")
+        for i in range(tasks):
+            run_task(tracer, i)
+        c0 = time.thread_time_ns()
+        pipe._pump()
+        vals.append((time.thread_time_ns() - c0) / (tasks * SPANS_PER_TASK))
+    return statistics.median(vals)
+
+
+def profile_stalled(tasks: int) -> str:
+    s = setup_stalled()
+    tracer = s.provider.get_tracer("bench")
+    for i in range(5):
+        run_task(tracer, i)
+    prof = cProfile.Profile()
+    prof.enable()
+    for i in range(tasks):
+        run_task(tracer, i)
+    prof.disable()
+    s.close()
+    import io
+
+    buf = io.StringIO()
+    pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(25)
+    return buf.getvalue()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Cost per span on the agent's thread.")
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--quick", action="store_true", help="fewer spans and reps, for a smoke run")
+    ap.add_argument("--profile", action="store_true", help="cProfile the agent thread under (c)")
+    ap.add_argument(
+        "--experiment", action="store_true", help="also run (e)-(g): the hooks alone, as shipped and two variants"
+    )
+    args = ap.parse_args(argv)
+    bsp_log = logging.getLogger("opentelemetry.sdk._shared_internal")
+    bsp_log.addHandler(BSP_DROPS)
+    bsp_log.propagate = False
+    logging.getLogger("spanvisor").setLevel(logging.CRITICAL)  # drops are expected under (c); counted below
+    burst_tasks, paced_tasks = (20, 15) if args.quick else (40, 25)
+    reps = 2 if args.quick else args.reps
+
+    endpoint, port = start_endpoint()
+    configs: dict[str, Callable[[], Setup]] = {
+        "a": setup_none,
+        "b": setup_otlp(port),
+        "c": setup_stalled,
+        "d": setup_memory,
+    }
+    if args.experiment:
+        configs["e"] = hooks_only(SpanvisorSpanProcessor)
+        configs["f"] = hooks_only(OneCallStampProcessor)
+        configs["g"] = hooks_only(NoStampProcessor)
+    results: dict[tuple[str, str], Result] = {}
+    t_start = time.monotonic()
+    try:
+        for _ in range(reps):
+            for mode, tasks in (("burst", burst_tasks), ("paced", paced_tasks)):
+                for key, make in configs.items():
+                    wall, cpu, extra = measure(make, tasks, paced=mode == "paced")
+                    r = results.setdefault((mode, key), Result())
+                    r.wall.append(wall)
+                    r.cpu.append(cpu)
+                    r.extra.append(extra)
+    finally:
+        endpoint.terminate()
+        endpoint.wait(5)
+    elapsed = time.monotonic() - t_start
+    print(
+        f"spanvisor bench_processor: python {platform.python_version()}, {os.cpu_count()} CPUs, "
+        f"{reps} reps, {burst_tasks}/{paced_tasks} tasks x {SPANS_PER_TASK} spans per rep (burst/paced), "
+        f"{elapsed:.0f} s"
+    )
+    report(results, list(configs))
+    pipe_ns = pipeline_cost(burst_tasks, reps)
+    print()
+    print(
+        f"pipeline thread (tracker only, no sinks): {pipe_ns:,.0f} CPU ns per span, "
+        f"so one pipeline keeps up with about {1e9 / pipe_ns:,.0f} spans/s of this shape"
+    )
+    if args.profile:
+        print()
+        print("cProfile of the agent thread under (c), burst, sorted by own time:")
+        print(profile_stalled(burst_tasks))
+    return 0
+
+
+def report(results: dict[tuple[str, str], Result], keys: list[str]) -> None:
+    wall = {k: statistics.median(r.wall) for k, r in results.items()}
+    cpu = {k: statistics.median(r.cpu) for k, r in results.items()}
+    print()
+    header = (
+        f"{'mode':6} {'configuration':38} {'wall ns/span':>12} {'+ over (a)':>10} "
+        f"{'CPU ns/span':>11} {'+ over (a)':>10}  notes"
+    )
+    print(header)
+    print("-" * len(header))
+    md = [
+        "| mode | configuration | wall ns/span | added over (a) | agent-thread CPU ns/span | added over (a) | notes |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    for mode in ("burst", "paced"):
+        for key in keys:
+            w, c = wall[(mode, key)], cpu[(mode, key)]
+            dw, dc = w - wall[(mode, "a")], c - cpu[(mode, "a")]
+            notes = _notes(results[(mode, key)].extra)
+            print(f"{mode:6} {LABELS[key]:38} {w:12,.0f} {dw:+10,.0f} {c:11,.0f} {dc:+10,.0f}  {notes}")
+            md.append(f"| {mode} | {LABELS[key]} | {w:,.0f} | {dw:+,.0f} | {c:,.0f} | {dc:+,.0f} | {notes} |")
+    print()
+    ratios = []
+    for mode in ("burst", "paced"):
+        for key in keys[2:]:
+            parts = []
+            for name, m in (("wall", wall), ("CPU", cpu)):
+                a, b = m[(mode, "a")], m[(mode, "b")]
+                parts.append(f"{name} {(m[(mode, key)] - a) / (b - a):.2f}" if b != a else f"{name} n/a")
+            ratios.append(f"{mode}: ({key}-a)/(b-a) = " + ", ".join(parts))
+    print("\n".join(ratios))
+    print()
+    print("markdown:")
+    print()
+    print("\n".join(md))
+    print()
+    print("\n".join(f"- {x}" for x in ratios))
+
+
+def _notes(extras: list[dict[str, float]]) -> str:
+    if not extras or not extras[0]:
+        return ""
+    keys = extras[0].keys()
+    parts = []
+    for k in keys:
+        vals = [e.get(k, 0) for e in extras]
+        parts.append(f"{k}={statistics.median(vals):,.0f}")
+    return ", ".join(parts)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
