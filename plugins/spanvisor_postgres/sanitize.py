@@ -28,6 +28,9 @@ def clean_text(value: str | None, field: str, notes: list[str], limit: int = TEX
     """``value`` without NULs or lone surrogates, at most ``limit`` characters."""
     if value is None:
         return None
+    # The usual case, checked in C: isascii is O(1) on CPython's compact strings.
+    if value.__class__ is str and len(value) <= limit and value.isascii() and "\x00" not in value:
+        return value
     if not isinstance(value, str):
         notes.append(f"{field}: {type(value).__name__} converted to text")
         value = str(value)
@@ -69,9 +72,14 @@ def clean_json(value: Any, field: str, notes: list[str], depth: int = 0) -> Any:
     return clean_text(repr(value), field, notes)
 
 
+# Built once: json.dumps with options builds a new encoder on every call.
+_encode_utf8 = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+_encode_ascii = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
+
 def dumps(value: Any) -> str:
     """JSON text for a jsonb parameter; ``value`` must have been through :func:`clean_json`."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return _encode_utf8(value)
 
 
 # In ensure_ascii output, what jsonb would refuse shows as an escape: \u0000 or a surrogate.
@@ -87,7 +95,7 @@ def json_text(value: Any, field: str, notes: list[str]) -> str:
     if not value:
         return "[]" if isinstance(value, list | tuple) else "{}" if isinstance(value, dict) else dumps(value)
     try:
-        text = json.dumps(value, separators=(",", ":"), allow_nan=False)
+        text = _encode_ascii(value)
     except (ValueError, TypeError):
         text = ""
     if text and len(text) <= TEXT_LIMIT and not _BAD_ESCAPE.search(text):
