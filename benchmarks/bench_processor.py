@@ -4,7 +4,8 @@ Run: ``.venv/bin/python benchmarks/bench_processor.py`` (about 45 s on an
 idle 2-core machine). Options: ``--reps N`` (default 5); ``--experiment``
 also runs (e)-(g), the processor's hooks alone with no pipeline thread, as
 shipped and in two variants, to show where the agent-thread time goes;
-``--profile`` prints a cProfile of the agent thread under (c); ``--quick``
+``--profile`` prints a cProfile of the agent thread under (c) and of the
+pipeline thread; ``--quick``
 is a smoke run.
 
 Configurations, all measured in ONE run, interleaved per repetition so that
@@ -47,6 +48,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import io
 import logging
 import os
 import platform
@@ -386,7 +388,14 @@ def pipeline_cost(tasks: int, reps: int) -> float:
     return statistics.median(vals)
 
 
+def _top(prof: cProfile.Profile, n: int = 20) -> str:
+    buf = io.StringIO()
+    pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(n)
+    return buf.getvalue()
+
+
 def profile_stalled(tasks: int) -> str:
+    """cProfile of the agent thread under (c)."""
     s = setup_stalled()
     tracer = s.provider.get_tracer("bench")
     for i in range(5):
@@ -397,18 +406,29 @@ def profile_stalled(tasks: int) -> str:
         run_task(tracer, i)
     prof.disable()
     s.close()
-    import io
+    return _top(prof)
 
-    buf = io.StringIO()
-    pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(25)
-    return buf.getvalue()
+
+def profile_pipeline(tasks: int) -> str:
+    """cProfile of one pump of the pipeline thread over ``tasks`` tasks."""
+    p = TracerProvider(resource=Resource.create({"service.name": "bench"}), shutdown_on_exit=False)
+    pipe = IdlePipeline(_config(), [StalledSink()])
+    p.add_span_processor(SpanvisorSpanProcessor(pipeline=pipe))
+    tracer = p.get_tracer("bench")
+    for i in range(tasks):
+        run_task(tracer, i)
+    prof = cProfile.Profile()
+    prof.enable()
+    pipe._pump()
+    prof.disable()
+    return _top(prof)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Cost per span on the agent's thread.")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="fewer spans and reps, for a smoke run")
-    ap.add_argument("--profile", action="store_true", help="cProfile the agent thread under (c)")
+    ap.add_argument("--profile", action="store_true", help="cProfile the agent thread under (c) and the pipeline")
     ap.add_argument(
         "--experiment", action="store_true", help="also run (e)-(g): the hooks alone, as shipped and two variants"
     )
@@ -462,6 +482,8 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print("cProfile of the agent thread under (c), burst, sorted by own time:")
         print(profile_stalled(burst_tasks))
+        print("cProfile of the pipeline thread (one pump over the same spans), sorted by own time:")
+        print(profile_pipeline(burst_tasks))
     return 0
 
 
