@@ -105,10 +105,10 @@ class DataRowError(Exception):
     """PostgreSQL refuses the data itself; retrying the same rows cannot help."""
 
 
-# SQLSTATE classes that mean "not now": connection (08), resources (53),
-# operator intervention such as shutdown (57), transaction rollback such as
-# serialization failures and deadlocks (40), system errors (58).
-_TRANSIENT_CLASSES = ("08", "40", "53", "57", "58")
+# Data errors are SQLSTATE classes 22 (data exception) and 23 (constraint
+# violation). Everything else is "not now": connection (08), resources (53),
+# shutdown (57), serialization failures and deadlocks (40), system (58), and
+# also schema errors (42), which a deploy fixes without losing rows.
 _ClientDataError = asyncpg.exceptions._base.DataError
 
 
