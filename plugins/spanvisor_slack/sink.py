@@ -71,6 +71,7 @@ class SlackSink(BaseSink):
             clock,
             c.get("slack_channel_interval_s", 1.0),
             on_call=lambda m: ctx.stats.inc("slack_calls_total", method=m),
+            channel_burst=max(1, c.get("slack_channel_burst", 3)),
         )
         self.policy = ThreadPolicy(
             milestones=tuple(c.get("slack_milestones", (25.0, 50.0, 75.0, 100.0))),
@@ -92,7 +93,7 @@ class SlackSink(BaseSink):
             owner=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
             clock=clock,
             update_interval_s=c.get("slack_update_interval_s", 5.0),
-            reply_interval_s=c.get("slack_reply_interval_s", 1.0),
+            reply_interval_s=c.get("slack_reply_interval_s", 0.5),
             lease_s=c.get("slack_lease_s", 120.0),
             recover_s=2 * c.get("slack_timeout_s", 10.0),
             namespace="slack.dryrun" if dry else "slack",

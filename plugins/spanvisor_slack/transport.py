@@ -130,10 +130,13 @@ class Transport:
     client: ApiClient
     clock: Clock = field(default_factory=Clock)
     channel_interval_s: float = 1.0
+    # Slack allows "about one message per second per channel, with short
+    # bursts": a token bucket of this many posts refilled one per interval.
+    channel_burst: int = 3
     strategies: tuple[RetryStrategy, ...] = field(default_factory=default_strategies)
     on_call: Callable[[str], None] | None = None
     paused_until: dict[str, float] = field(default_factory=dict)
-    _next_post: dict[str, float] = field(default_factory=dict)
+    _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
     _alias: dict[str, str] = field(default_factory=dict)
 
     async def send(
@@ -181,14 +184,17 @@ class Transport:
         while True:
             now = self.clock.now()
             wait = self.paused_until.get(method, 0.0) - now
-            key = None
-            if method == "chat.postMessage":
+            key, level = None, 0.0
+            if method == "chat.postMessage" and self.channel_interval_s > 0:
                 channel = str(payload.get("channel", ""))
                 key = self._alias.get(channel, channel)
-                wait = max(wait, self._next_post.get(key, 0.0) - now)
+                level, last = self._buckets.get(key, (float(self.channel_burst), now))
+                level = min(float(self.channel_burst), level + (now - last) / self.channel_interval_s)
+                self._buckets[key] = (level, now)
+                wait = max(wait, (1.0 - level) * self.channel_interval_s)
             if wait <= 0:
                 if key is not None:
-                    self._next_post[key] = now + self.channel_interval_s
+                    self._buckets[key] = (level - 1.0, now)
                 return True
             if end is not None and now + wait > end:
                 return False

@@ -39,7 +39,7 @@ class Deliverer:
     owner: str
     clock: Clock
     update_interval_s: float = 5.0
-    reply_interval_s: float = 1.0
+    reply_interval_s: float = 0.5
     lease_s: float = 120.0
     # How long to look for a parent after an ambiguous post before giving up.
     recover_s: float = 20.0

@@ -20,7 +20,8 @@ def _chat_calls(fake: FakeSlack) -> int:
 def test_10000_checkpoints_over_60_simulated_seconds_give_a_bounded_number_of_calls() -> None:
     async def main() -> None:
         clock = ManualClock()
-        async with slack_env(clock=clock) as env:  # default intervals: 5 s edits, 1 s replies
+        # The fake limits channels in real time; the sink's limiter runs on the manual clock.
+        async with slack_env(clock=clock, channel_rate=1000.0) as env:  # default intervals
             task = TaskScript.new("busy", task_name="Crawl")
             await env.send(task.started())
             for i in range(10_000):

@@ -1,0 +1,166 @@
+"""Slack calls per task, and latency from a checkpoint to the Slack call.
+
+Run: ``.venv/bin/python benchmarks/bench_slack.py`` (about 35 s; loopback only).
+
+1. Calls per task: one task of 60 s at 1, 10 and 100 checkpoints/s (progress
+   0 -> 100 %, then complete), against the fake Slack Web API, default
+   settings. Time is a *compressed clock*: the sink's clock is advanced by
+   hand (60 simulated seconds take about a second), the HTTP calls are real.
+   A naive poster sends one message per checkpoint plus one for the end.
+2. Latency, in *real time* at default intervals, not rate-limited: three
+   tasks, one channel each (routing rules), started 2 s apart, each 10 s at 10 checkpoints/s,
+   with a status change and milestones. For every event that Slack must show
+   at once (task start, status change, milestone, context warning, finish)
+   we measure export -> the fake server receiving the call that carries it;
+   for plain checkpoints, export -> the first parent edit that shows them
+   (bounded by the 5 s coalescing interval by design).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "slack")]
+
+from slack_support import ManualClock, TaskScript, slack_env  # noqa: E402
+from tests.fakes.slack_api import FakeSlack  # noqa: E402
+
+CHAT = ("chat.postMessage", "chat.update")
+DEBUG = "-v" in sys.argv
+
+
+def pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))] if xs else float("nan")
+
+
+async def calls_per_task(rate: int, seconds: int = 60) -> int:
+    clock = ManualClock()
+    async with slack_env(clock=clock, channel_rate=1000.0) as env:  # the fake runs in real time
+        task = TaskScript.new(f"rate-{rate}", task_name="bench")
+        await env.send(task.started())
+        n = rate * seconds
+        step = 0.1
+        per_step = max(1, int(rate * step))
+        for i in range(n):
+            await env.send(task.checkpoint(progress=100 * (i + 1) / n, message=f"call {i}"))
+            if i % per_step == per_step - 1:
+                clock.advance(per_step / rate)
+                await asyncio.sleep(0.001)
+        await env.send(task.finished("complete"))
+        for _ in range(2000):
+            if not env.sink.pending():
+                break
+            clock.advance(0.5)
+            await asyncio.sleep(0.003)
+        return sum(len(env.fake.calls_to(m)) for m in CHAT)
+
+
+async def latency(shared: bool) -> tuple[list[float], list[float], int]:
+    fake = FakeSlack()
+    await fake.start()
+    urgent: list[tuple[str, str, float]] = []  # (task, marker in the call, export time)
+    plain: list[tuple[str, int, float]] = []
+    try:
+        # One channel per agent: a shared channel at ~1 post/s is the rate limit itself.
+        routes = "" if shared else ",".join(f"agent:a{k}=#lat-{k}" for k in range(3))
+        async with slack_env(fake=fake, flush_s=15, slack_routes=routes) as env:
+
+            async def agent(k: int) -> None:
+                await asyncio.sleep(2 * k)
+                task = TaskScript.new(f"lat-{k}", agent=f"a{k}", task_name=f"latency {k}")
+                await env.send(task.started())
+                urgent.append((task.view.task_id, "", time.monotonic()))  # the parent post
+                for i in range(100):
+                    status = "waiting" if 40 <= i < 45 else "working"
+                    before = task.view.status
+                    ev = task.checkpoint(status=status, progress=float(i + 1), message=f"m{k}-{i:03d}")
+                    await env.send(ev)
+                    now = time.monotonic()
+                    plain.append((task.view.task_id, i, now))
+                    if status != before:
+                        urgent.append((task.view.task_id, f"· {status}", now))
+                    if (i + 1) in (25, 50, 75, 100):
+                        urgent.append((task.view.task_id, f"{i + 1}% reached", now))
+                    await asyncio.sleep(0.1)
+                await env.send(task.finished("complete"))
+                urgent.append((task.view.task_id, "Complete in", time.monotonic()))
+
+            await asyncio.gather(*(agent(k) for k in range(3)))
+            await env.sink.force_flush(15)
+        calls = [c for c in fake.calls if c.method in CHAT and c.response.get("ok")]
+        if DEBUG:
+            t0 = fake.calls[0].at
+            for c in fake.calls:
+                print(
+                    f"{c.at - t0:7.3f} {c.method} {c.status} {c.args.get('thread_ts') or c.args.get('ts')} {str(c.args.get('text'))[:40]}"
+                )
+        parents = {p.metadata["event_payload"]["task_id"]: p.channel + p.ts for p in fake.parents() if p.metadata}
+
+        def task_of(c: object) -> str | None:
+            args = c.args  # type: ignore[attr-defined]
+            key = args["channel"] + str(args.get("thread_ts") or args.get("ts") or "")
+            if "ts" not in args and "thread_ts" not in args:
+                return args.get("metadata", {}).get("event_payload", {}).get("task_id")
+            return next((t for t, k in parents.items() if k == key), None)
+
+        by_task = [(task_of(c), str(c.args), c.at) for c in calls]
+        lat_urgent = []
+        for task_id, marker, at in urgent:
+            hit = next((t_at for t, body, t_at in by_task if t == task_id and t_at >= at and marker in body), None)
+            if hit is not None:
+                lat_urgent.append(hit - at)
+                if DEBUG:
+                    print(task_id, marker, round(hit - at, 3))
+            elif DEBUG:
+                print(task_id, marker, "missing")
+        lat_plain = []
+        for task_id, i, at in plain:
+            hit = next((t_at for t, body, t_at in by_task if t == task_id and t_at >= at and _shows(body, i)), None)
+            if hit is not None:
+                lat_plain.append(hit - at)
+        return lat_urgent, lat_plain, len(urgent)
+    finally:
+        await fake.stop()
+
+
+def _shows(body: str, i: int) -> bool:
+    """The parent shows checkpoint i or a later one of the same task."""
+    at = body.find("Last action*\\n")
+    if at < 0:
+        return False
+    try:
+        shown = int(body[at + 14 :].split("-", 1)[1][:3])
+    except (IndexError, ValueError):
+        return False
+    return shown >= i
+
+
+async def main() -> None:
+    print("Slack calls per task (60 s task, compressed clock, default settings)")
+    print(f"{'checkpoints/s':>14} {'naive':>8} {'spanvisor':>10}")
+    for rate in (1, 10, 100) if not DEBUG else ():
+        ours = await calls_per_task(rate)
+        print(f"{rate:>14} {rate * 60 + 1:>8} {ours:>10}")
+    for shared in (False, True):
+        t0 = time.monotonic()
+        urgent, plain, expected = await latency(shared)
+        where = "all three in one channel (~1 post/s: the channel limit binds)" if shared else "one channel per task"
+        print(f"\nlatency, real time, default intervals, {where} ({time.monotonic() - t0:.0f} s run)")
+        print(
+            f"  start/status/milestone/finish -> Slack call: n={len(urgent)}/{expected} "
+            f"p50={statistics.median(urgent):.3f}s p95={pct(urgent, 95):.3f}s max={max(urgent):.3f}s"
+        )
+        print(
+            f"  plain checkpoint -> visible in the parent:  n={len(plain)} "
+            f"p50={statistics.median(plain):.3f}s p95={pct(plain, 95):.3f}s (5 s coalescing by design)"
+        )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
