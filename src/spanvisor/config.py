@@ -388,9 +388,10 @@ def mask(v: Any) -> str:
 
 
 def plugin_settings() -> list[Setting]:
+    from spanvisor.serve import SETTINGS as SERVE_SETTINGS
     from spanvisor.sink import available_sinks
 
-    out: list[Setting] = []
+    out: list[Setting] = list(SERVE_SETTINGS)
     for cls in available_sinks().values():
         out.extend(getattr(cls, "settings", ()) or ())
     return out

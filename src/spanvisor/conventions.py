@@ -131,19 +131,20 @@ def role(attrs: Mapping[str, Any]) -> Role:
     """
     if TASK_NAME in attrs or TASK_ID in attrs:
         return "task"
-    op = attrs.get(GEN_AI_OPERATION)
-    if op in GEN_AI_AGENT_OPS:
+    if is_agent_span(attrs):
         return "agent"
-    kind = attrs.get(OI_KIND)
-    if kind == "AGENT":
-        return "agent"
-    if attrs.get(TL_KIND) == "agent":
-        return "agent"
-    if op in GEN_AI_MODEL_OPS or kind == "LLM":
-        return "model"
-    if any(k in attrs for k in (GEN_AI_INPUT, GEN_AI_PROMPT_OLD, OI_PROMPT, TL_TOTAL_OLD)):
+    if is_model_call(attrs):
         return "model"
     return "other"
+
+
+def is_agent_span(attrs: Mapping[str, Any]) -> bool:
+    """An agent span in one of the standard conventions (our stamps aside)."""
+    return (
+        attrs.get(GEN_AI_OPERATION) in GEN_AI_AGENT_OPS
+        or attrs.get(OI_KIND) == "AGENT"
+        or attrs.get(TL_KIND) == "agent"
+    )
 
 
 def is_model_call(attrs: Mapping[str, Any]) -> bool:
@@ -182,7 +183,7 @@ def agent_id(attrs: Mapping[str, Any]) -> Any:
 
 
 def task_name(attrs: Mapping[str, Any], span_name: str) -> Any:
-    return first(attrs, TASK_NAME) or (span_name if role(attrs) == "agent" else None)
+    return first(attrs, TASK_NAME) or (span_name if is_agent_span(attrs) else None)
 
 
 def model_name(attrs: Mapping[str, Any]) -> Any:

@@ -63,14 +63,13 @@ def number(v: Any, key: str, notes: list[str]) -> float | None:
         if isinstance(v, bool):
             _note(notes, key, f"ignored boolean {v}")
         return None
-    if isinstance(v, int | float):
-        f = float(v)
-    else:
-        try:
-            f = float(str(v).strip().rstrip("%"))
-        except ValueError:
-            _note(notes, key, f"ignored non-number {str(v)[:40]!r}")
-            return None
+    try:
+        f = float(v) if isinstance(v, int | float) else float(str(v).strip().rstrip("%"))
+    except OverflowError:  # an int beyond float range
+        f = math.inf if v > 0 else -math.inf
+    except ValueError:
+        _note(notes, key, f"ignored non-number {str(v)[:40]!r}")
+        return None
     if not math.isfinite(f):
         _note(notes, key, f"ignored {f}")
         return None

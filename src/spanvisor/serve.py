@@ -25,7 +25,6 @@ from spanvisor.config import (
     p_int,
     p_opt_str,
     p_str,
-    plugin_settings,
 )
 
 log = logging.getLogger("spanvisor.serve")
@@ -170,8 +169,6 @@ SETTINGS: tuple[Setting, ...] = (
     ),
 )
 
-_MISSING = object()
-
 
 def register(subparsers: Any) -> None:
     p: argparse.ArgumentParser = subparsers.add_parser(
@@ -186,10 +183,6 @@ def register(subparsers: Any) -> None:
 
 def serve_config(config: Config, args: argparse.Namespace | None = None) -> Config:
     """The config ``serve`` runs with: its own settings merged, embedded DB on."""
-    if config.get("otlp_http_port", _MISSING) is _MISSING:
-        # Until the core table lists these settings, load them here.
-        env_config = Config.load(toml_path=getattr(args, "config", None), extra=[*plugin_settings(), *SETTINGS])
-        config = env_config
     overrides: dict[str, Any] = {}
     if config.sources.get("embedded_db", "default") == "default" and "embedded_db" in {s.name for s in config.settings}:
         overrides["embedded_db"] = True

@@ -278,7 +278,9 @@ class TaskState:
                 changed=changed,
                 attributes=extras,
             )
-            return [cp, *self._warnings(time_ns, notes)] if "context_tokens" in changed else [cp]
+            if "context_tokens" in changed or "context_limit" in changed:
+                return [cp, *self._warnings(time_ns, notes)]
+            return [cp]
         if name == cv.EVENT_ARTIFACT:
             art_name = sz.text(attrs.get(cv.ARTIFACT_NAME) or attrs.get("name"), cv.ARTIFACT_NAME, notes, 500)
             uri = sz.text(attrs.get(cv.ARTIFACT_URI) or attrs.get("uri"), cv.ARTIFACT_URI, notes, 3000)
@@ -415,4 +417,22 @@ class TaskState:
             error_type=etype,
             error_message=emsg,
             stacktrace=etrace,
+        )
+
+    def abandon(self, now_ns: int, reason: str) -> TaskFinished:
+        """Finish a task spanvisor had to stop tracking, so that every sink
+        still sees exactly one TaskFinished for it (and no task stays
+        "running" in metrics forever)."""
+        self.finished = True
+        end = max(now_ns, self.view.updated_ns)
+        self._set(status="cancelled", ended_ns=end, updated_ns=end)
+        return TaskFinished(
+            event_id=self._id("finished"),
+            time_ns=end,
+            task=self.view,
+            notes=(reason,),
+            outcome="cancelled",
+            duration_s=max(0.0, (end - self.view.started_ns) / 1e9),
+            error_type="SpanvisorEvicted",
+            error_message=reason,
         )

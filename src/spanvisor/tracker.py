@@ -99,15 +99,21 @@ class TaskTracker:
         task_id = sz.name(raw_id, cv.TASK_ID, notes) if raw_id is not None else None
         task_id = task_id or default_task_id(trace_id, root_id)
         st = TaskState.open(task_id, trace_id, root_id, span, self.settings, notes)
+        warnings: list[Event] = []
         if initial:
             st._read_state(st._attr_changes(span.span_id, span.attributes), notes)
+            # A task can start already past a threshold (a resumed conversation).
+            warnings = st._warnings(span.start_ns, notes)
         self._tasks[key] = st
+        evicted: list[Event] = []
         while len(self._tasks) > self._max_open:
-            old, _ = self._tasks.popitem(last=False)
+            old, old_st = self._tasks.popitem(last=False)
             self._live.pop(old, None)
+            self._finished[old] = None
             self.stats.inc("evicted_tasks_total", reason="capacity")
             self.stats.drop("open_task_evicted", detail="more open tasks than SPANVISOR_MAX_OPEN_TASKS")
-        return [st.started(st.view.started_ns, notes)]
+            evicted.append(old_st.abandon(span.start_ns, f"evicted: more than {self._max_open} open tasks"))
+        return [*evicted, st.started(st.view.started_ns, notes), *warnings]
 
     def _finish(self, key: Key, st: TaskState, root: SpanData, notes: list[str]) -> list[Event]:
         ev = st.finish(root, notes)
@@ -141,6 +147,12 @@ class TaskTracker:
             self._span_task[span.span_id] = key
             return []
         if not cv.is_root_candidate(span.attributes):
+            return []
+        stamped_root = span.attributes.get(cv.TASK_ROOT)
+        if isinstance(stamped_root, str) and stamped_root and stamped_root != span.span_id:
+            # Stamped as a descendant of a task that has already ended (async
+            # work outliving its root): not a new task.
+            self.stats.inc("late_spans_total")
             return []
         key = (span.trace_id, span.span_id)
         if key in self._tasks or key in self._finished:

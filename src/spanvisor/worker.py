@@ -69,7 +69,13 @@ class SinkWorker:
         return bool(self._events_queued + n <= self._size * 0.8)
 
     def put_many(self, events: Sequence[Event]) -> None:
-        room = self._size - self._events_queued
+        # A durable sink's admission is controlled upstream (``has_room``): the
+        # receiver answers 503 before its queue passes 80 %. Spans already
+        # accepted may still produce more events than that margin, so a
+        # durable queue stretches to 10x before it drops anything: accepted
+        # audit events are not lost to a race between two pump cycles.
+        limit = self._size * 10 if self.durable else self._size
+        room = limit - self._events_queued
         if room < len(events):
             dropped = len(events) - max(0, room)
             self.stats.drop(
