@@ -176,7 +176,10 @@ class Transport:
                 continue
             channel = payload.get("channel")
             if method == "chat.postMessage" and isinstance(channel, str) and data.get("channel"):
-                self._alias[channel] = str(data["channel"])
+                cid = self._alias[channel] = str(data["channel"])
+                # Posts by name and by ID share one bucket: Slack limits the channel.
+                if channel in self._buckets and cid not in self._buckets:
+                    self._buckets[cid] = self._buckets[channel]
             return Outcome(data=data)
 
     async def _wait_turn(self, method: str, payload: Mapping[str, Any], end: float | None) -> bool:
