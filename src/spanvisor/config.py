@@ -231,7 +231,7 @@ CORE_SETTINGS: tuple[Setting, ...] = (
         "SPANVISOR_INBOX_SIZE",
         p_int,
         100_000,
-        "Spans waiting for the tracker; beyond it new spans are dropped and counted.",
+        "Entries waiting for the tracker (a span start or end in-process, one batch from the receiver); beyond it new ones are dropped and counted (the receiver answers 503 instead).",
         "a positive integer",
     ),
     Setting(

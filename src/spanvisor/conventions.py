@@ -118,6 +118,10 @@ KNOWN_KEYS: Final = frozenset(
     }
 )
 KNOWN_EVENTS: Final = frozenset({EVENT_CHECKPOINT, EVENT_ARTIFACT})
+# What the processor stamps on every span of a task. A span with only these
+# needs no attribute copy beyond them.
+STAMP_KEYS: Final = frozenset({TASK_ROOT, TASK_ID, AGENT_ID, TASK_NAME})
+CONTENT_KEYS: Final = KNOWN_KEYS - STAMP_KEYS
 
 Role = Literal["task", "agent", "model", "other"]
 

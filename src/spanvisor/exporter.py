@@ -58,6 +58,6 @@ class SpanvisorSpanExporter(SpanExporter):
 
     def shutdown(self) -> None:
         try:
-            self.pipeline.shutdown(30.0)
+            self.pipeline.shutdown(float(self.pipeline.config.get("shutdown_timeout_s", 20.0)))
         except Exception:
             log.exception("spanvisor exporter shutdown failed")

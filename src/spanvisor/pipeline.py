@@ -30,6 +30,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from opentelemetry import context as otel_context
+from opentelemetry.trace import StatusCode
 
 from spanvisor import conventions as cv
 from spanvisor.config import Config
@@ -76,14 +77,25 @@ def _snapshot_live(span: Any) -> SpanData | None:
 
 
 def _light(span: Any) -> SpanData:
-    """An ended SDK span as SpanData, skipping attributes nobody will read."""
+    """An ended SDK span as SpanData, copying only what the tracker reads.
+
+    Most spans of a task (tool calls, retrievals) carry nothing but the
+    processor's stamps; one pass over their keys decides, and they keep
+    only the stamps.
+    """
     attrs = span.attributes
-    if attrs and cv.has_known_key(attrs):
-        return from_sdk(span)
+    stamps: dict[str, Any] = {}
+    if attrs:
+        for k, v in attrs.items():
+            if k in cv.CONTENT_KEYS:
+                return from_sdk(span)
+            if k in cv.STAMP_KEYS:
+                stamps[k] = v
     if any(e.name in cv.KNOWN_EVENTS for e in span.events):
         return from_sdk(span)
     ctx = span.get_span_context()
     parent = span.parent
+    status = span.status
     return SpanData(
         trace_id=format(ctx.trace_id, "032x"),
         span_id=format(ctx.span_id, "016x"),
@@ -91,7 +103,9 @@ def _light(span: Any) -> SpanData:
         name=span.name,
         start_ns=span.start_time or 0,
         end_ns=span.end_time,
-        attributes={},
+        attributes=stamps,
+        error=status is not None and status.status_code is StatusCode.ERROR,
+        status_message=status.description if status is not None else None,
         parent_remote=bool(parent is not None and parent.is_remote),
     )
 
@@ -247,7 +261,11 @@ class Pipeline:
             n = len(self._inbox)
             for _ in range(n):
                 item = self._inbox.popleft()
-                events.extend(self._track(item, barriers))
+                try:
+                    events.extend(self._track(item, barriers))
+                except Exception as exc:  # one bad span must not cost the others their events
+                    self.stats.drop("tracker_error", detail=f"{type(exc).__name__}: {exc}")
+                    log.exception("tracker error on one span; it is skipped")
             if now - self._last_poll >= self.config["poll_interval_s"]:
                 self._last_poll = now
                 events.extend(self.tracker.poll(_snapshot_live))
@@ -265,7 +283,13 @@ class Pipeline:
         kind = item[0]
         if kind == "start":
             self.stats.inc("spans_received_total", path=self.path)
-            return self.tracker.span_started(from_sdk(item[1]), live=item[1])
+            span = item[1]
+            ctx, parent = span.get_span_context(), span.parent
+            if parent is not None and self.tracker.add_member(
+                format(ctx.span_id, "016x"), format(parent.span_id, "016x")
+            ):
+                return []  # a span inside a task: its start needs no copy
+            return self.tracker.span_started(from_sdk(span), live=span)
         if kind == "end":
             if self.path != "processor":
                 self.stats.inc("spans_received_total", path=self.path)
@@ -315,6 +339,7 @@ class Pipeline:
         self._last_poll = 0.0
         self._pump()
         barrier = asyncio.get_running_loop().create_future()
+
         def release(ok: bool) -> None:
             if not barrier.done():
                 barrier.set_result(ok)

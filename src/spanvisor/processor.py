@@ -29,6 +29,7 @@ from spanvisor.tracker import default_task_id
 log = logging.getLogger("spanvisor.processor")
 
 MAX_OPEN_SPANS = 1_000_000
+_STAMP_KEYS = frozenset({cv.TASK_ROOT, cv.TASK_ID, cv.AGENT_ID, cv.TASK_NAME})
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,12 +86,14 @@ class SpanvisorSpanProcessor(SpanProcessor):
                     return
                 stamp = _stamp_for_root(span, attrs)
             if len(self._open) >= MAX_OPEN_SPANS:
+                # Spans that never end would otherwise grow this map forever.
                 self.pipeline.stats.inbox_drop()
                 return
-            current = span.attributes or {}
-            for key, value in stamp.attrs.items():
-                if key not in current:
-                    span.set_attribute(key, value)
+            current = span.attributes
+            # One pass over the span's few keys and one locked write: a
+            # ``key in attributes`` miss costs an exception inside the SDK.
+            present = current.keys() & _STAMP_KEYS if current else ()
+            span.set_attributes({k: v for k, v in stamp.attrs.items() if k not in present} if present else stamp.attrs)
             self._open[span.get_span_context().span_id] = stamp
             self.pipeline.submit_start(span)
         except Exception:  # never into the agent
@@ -112,6 +115,6 @@ class SpanvisorSpanProcessor(SpanProcessor):
 
     def shutdown(self) -> None:
         try:
-            self.pipeline.shutdown(30.0)
+            self.pipeline.shutdown(float(self.pipeline.config.get("shutdown_timeout_s", 20.0)))
         except Exception:
             log.exception("spanvisor processor shutdown failed")

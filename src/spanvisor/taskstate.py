@@ -67,7 +67,7 @@ class TaskState:
     explicit_limit: int | None = None
     fired: dict[float, bool] = field(default_factory=dict)
     crossings: dict[float, int] = field(default_factory=dict)
-    events_seen: dict[str, int] = field(default_factory=dict)
+    events_seen: dict[str, set[tuple[int, str, int]]] = field(default_factory=dict)
     state_seen: dict[str, int] = field(default_factory=dict)
     attrs_seen: dict[str, dict[str, Any]] = field(default_factory=dict)
     last_model_end: int = -1
@@ -148,10 +148,22 @@ class TaskState:
             out.append(self._state_checkpoint(span.span_id, changed, now, notes))
             if "context_tokens" in changed or "context_limit" in changed:
                 out.extend(self._warnings(now, notes))
-        start = self.events_seen.get(span.span_id, 0)
-        for i, ev in enumerate(span.events[start:], start=start):
-            out.extend(self._span_event(span, i, ev.name, ev.time_ns, ev.attributes, notes, is_root))
-        self.events_seen[span.span_id] = len(span.events)
+        if span.events:
+            # Events are known by (time, name, n-th of that pair), not by
+            # position: the SDK keeps only the newest 128 events of a span, so
+            # positions shift between two polls while this identity does not.
+            seen = self.events_seen.setdefault(span.span_id, set())
+            counts: dict[tuple[int, str], int] = {}
+            for ev in span.events:
+                pair = (ev.time_ns, ev.name)
+                n = counts[pair] = counts.get(pair, 0) + 1
+                ident = (ev.time_ns, ev.name, n)
+                if ident in seen:
+                    continue
+                seen.add(ident)
+                out.extend(self._span_event(span, n, ev.name, ev.time_ns, ev.attributes, notes, is_root))
+            if span.end_ns is not None and not is_root:
+                self.events_seen.pop(span.span_id, None)
         if span.end_ns is not None and span.span_id not in self.model_spans and cv.is_model_call(a):
             out.extend(self._model_call(span, notes))
         if span.end_ns is not None and span.error and not is_root and self.error == (None, None, None):
@@ -229,6 +241,8 @@ class TaskState:
         return tuple(changes)
 
     def _status_after(self, changes: dict[str, Any]) -> Status:
+        if "context_tokens" not in changes and "context_limit" not in changes:
+            return self._status()
         saved = self.view
         self.view = replace(saved, **{k: changes[k] for k in ("context_tokens", "context_limit") if k in changes})
         try:
@@ -390,10 +404,12 @@ class TaskState:
         end = root.end_ns or root.start_ns
         etype, emsg, etrace = self.error
         outcome: Outcome
-        if self.explicit_status in ("complete", "error", "cancelled"):
-            outcome = self.explicit_status  # type: ignore[assignment]
-        elif root.error:
-            outcome = "cancelled" if etype in _CANCEL_TYPES else "error"
+        # The span's ERROR status beats an agent's "complete": a crash after
+        # the agent declared victory is still a crash. "cancelled" wins both.
+        if self.explicit_status == "cancelled" or (root.error and etype in _CANCEL_TYPES):
+            outcome = "cancelled"
+        elif root.error or self.explicit_status == "error":
+            outcome = "error"
         else:
             outcome = "complete"
         if outcome == "error" and emsg is None:

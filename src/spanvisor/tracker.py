@@ -139,6 +139,14 @@ class TaskTracker:
 
     # -- in start order (the processor) --------------------------------------
 
+    def add_member(self, span_id: str, parent_id: str) -> bool:
+        """Record a started span whose parent is in an open task. False: it is not."""
+        key = self._span_task.get(parent_id)
+        if key is None or key not in self._tasks:
+            return False
+        self._span_task[span_id] = key
+        return True
+
     def span_started(self, span: SpanData, live: Any = None) -> list[Event]:
         """A span started in-process. ``live`` is kept to poll open roots."""
         notes: list[str] = []
