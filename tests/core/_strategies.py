@@ -11,9 +11,20 @@ from spanvisor.spans import SpanEventData
 
 from ._trees import SpanSpec
 
-MEGABYTE = "m" * 1_000_000
+
+class _Huge(str):
+    """A megabyte string that prints short in failure reports."""
+
+    def __repr__(self) -> str:
+        return f"<{len(self):,} chars>"
+
+
+MEGABYTE = _Huge("m" * 1_000_000)
 LONE_SURROGATE = "step \ud800 two"
 NOT_UTF8 = b"\xff\xfe\xfd bytes"
+
+# Python ints set through the SDK are unbounded.
+HUGE_INTS = (10**400, -(10**400))
 
 # Values an agent (or a broken exporter) may put where we expect something
 # else. Strings where numbers belong, non-finite and absurd numbers, a
@@ -23,6 +34,7 @@ junk_values = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(min_value=-(10**30), max_value=10**30),
+    st.sampled_from(HUGE_INTS),
     st.floats(allow_nan=True, allow_infinity=True),
     st.sampled_from(
         [
@@ -49,10 +61,6 @@ junk_values = st.one_of(
     st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
 )
 
-# Python ints set through the SDK are unbounded, but the core cannot take
-# them yet (see test_sanitize.py::test_ints_beyond_float_range): kept out of
-# junk_values until that is fixed, so the other properties keep running.
-HUGE_INTS = (10**400, -(10**400))
 
 clean_progress = st.integers(0, 100)
 clean_tokens = st.integers(0, 250_000)
