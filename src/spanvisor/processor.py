@@ -44,9 +44,8 @@ def _stamp_for_root(span: Span, attrs: Any) -> _Stamp:
     agent_id = cv.agent_id(attrs) or cv.agent_name(attrs)
     if agent_id is not None:
         stamp[cv.AGENT_ID] = str(agent_id)[:256]
-    name = attrs.get(cv.TASK_NAME)
-    if name is not None:
-        stamp[cv.TASK_NAME] = str(name)[:500]
+    # The task name stays on the root: each stamp key costs every span of
+    # the task a validated attribute write on the agent's thread.
     return _Stamp(stamp)
 
 
@@ -70,6 +69,9 @@ class SpanvisorSpanProcessor(SpanProcessor):
         self.pipeline = pipeline or Pipeline(config, sinks, path="processor")
         self.pipeline.start()
         self._open: dict[int, _Stamp] = {}
+        # Stamps serve spans exported elsewhere (a Collector to `spanvisor
+        # serve`); an agent whose spans go nowhere else can turn them off.
+        self._stamp = bool(self.pipeline.config.get("stamp_spans", True))
         self._errors = 0
 
     @property
@@ -89,15 +91,20 @@ class SpanvisorSpanProcessor(SpanProcessor):
                 # Spans that never end would otherwise grow this map forever.
                 self.pipeline.stats.inbox_drop()
                 return
-            current = span.attributes
-            # One pass over the span's few keys and one locked write: a
-            # ``key in attributes`` miss costs an exception inside the SDK.
-            present = current.keys() & _STAMP_KEYS if current else ()
-            span.set_attributes({k: v for k, v in stamp.attrs.items() if k not in present} if present else stamp.attrs)
+            if self._stamp:
+                self._write_stamp(span, stamp)
             self._open[span.get_span_context().span_id] = stamp
             self.pipeline.submit_start(span)
         except Exception:  # never into the agent
             self._errors += 1
+
+    @staticmethod
+    def _write_stamp(span: Span, stamp: _Stamp) -> None:
+        current = span.attributes
+        # One pass over the span's few keys and one locked write: a
+        # ``key in attributes`` miss costs an exception inside the SDK.
+        present = [k for k in current if k in _STAMP_KEYS] if current else ()
+        span.set_attributes({k: v for k, v in stamp.attrs.items() if k not in present} if present else stamp.attrs)
 
     def on_end(self, span: ReadableSpan) -> None:
         try:
