@@ -15,41 +15,17 @@ import pytest
 from opentelemetry import context as otel_context
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Status, StatusCode
 
 from spanvisor import conventions as cv
-from spanvisor.config import Config
 from spanvisor.events import ArtifactAdded, Checkpoint, Event, TaskFinished, TaskStarted
 from spanvisor.exporter import SpanvisorSpanExporter
-from spanvisor.processor import SpanvisorSpanProcessor
 from spanvisor.sink import BaseSink, SinkResult
 from spanvisor.testing import InMemorySink
 
 from ._invariants import check_stream
-
-
-def _config(**env: str) -> Config:
-    return Config.load(env=env, extra=()).with_values(shutdown_timeout_s=2.0)
-
-
-class Agent:
-    """A TracerProvider with the spanvisor processor and an in-memory exporter."""
-
-    def __init__(self, sinks: Sequence[Any], config: Config | None = None) -> None:
-        self.processor = SpanvisorSpanProcessor(sinks=list(sinks), config=config or _config())
-        self.exported = InMemorySpanExporter()
-        self.provider = TracerProvider(shutdown_on_exit=False)
-        self.provider.add_span_processor(self.processor)
-        self.provider.add_span_processor(SimpleSpanProcessor(self.exported))
-        self.tracer = self.provider.get_tracer("agent")
-
-    def flush(self, timeout_s: float = 10.0) -> bool:
-        return self.processor.force_flush(int(timeout_s * 1000))
-
-    def close(self, timeout_s: float = 2.0) -> None:
-        self.processor.pipeline.shutdown(timeout_s)
+from ._sdk import Agent, _config
 
 
 @pytest.fixture
