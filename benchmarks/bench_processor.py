@@ -60,17 +60,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import Span, TracerProvider
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Tracer
 
-from spanvisor import conventions as cv
 from spanvisor.config import Config
 from spanvisor.events import Event
 from spanvisor.pipeline import Pipeline
-from spanvisor.processor import SpanvisorSpanProcessor, _stamp_for_root
+from spanvisor.processor import SpanvisorSpanProcessor
 from spanvisor.sink import BaseSink, SinkResult
 from spanvisor.testing import InMemorySink
 
@@ -80,10 +78,10 @@ LABELS = {
     "a": "(a) no processor",
     "b": "(b) BatchSpanProcessor + OTLP/HTTP",
     "c": "(c) spanvisor, sinks stalled",
+    "s": "(c') spanvisor, sinks stalled, no stamps",
     "d": "(d) spanvisor, InMemorySink",
     "e": "(e) hooks only: spanvisor as shipped",
-    "f": "(f) hooks only: stamp in one call",
-    "g": "(g) hooks only: no stamping",
+    "g": "(g) hooks only: SPANVISOR_STAMP_SPANS=false",
 }
 PACE_S = 0.010
 
@@ -222,12 +220,12 @@ def setup_otlp(port: int) -> Callable[[], Setup]:
     return make
 
 
-def _spanvisor(sink: BaseSink, queue_size: int | None = None, cls: type[SpanvisorSpanProcessor] | None = None) -> Setup:
+def _spanvisor(sink: BaseSink, queue_size: int | None = None, stamp: bool = True) -> Setup:
     p = TracerProvider(resource=Resource.create({"service.name": "bench"}), shutdown_on_exit=False)
     config = _config()
     if queue_size is not None:
         config = config.with_values(queue_size=queue_size)
-    proc = (cls or SpanvisorSpanProcessor)(sinks=[sink], config=config)
+    proc = SpanvisorSpanProcessor(sinks=[sink], config=config.with_values(stamp_spans=stamp))
     proc.pipeline.wait_ready(10)
     p.add_span_processor(proc)
 
@@ -256,53 +254,12 @@ def setup_stalled() -> Setup:
     return _spanvisor(StalledSink(), queue_size=STALLED_QUEUE)
 
 
+def setup_stalled_unstamped() -> Setup:
+    return _spanvisor(StalledSink(), queue_size=STALLED_QUEUE, stamp=False)
+
+
 def setup_memory() -> Setup:
     return _spanvisor(InMemorySink())
-
-
-class OneCallStampProcessor(SpanvisorSpanProcessor):
-    """Experiment, not shipped: the stamp in one call, without key checks.
-
-    ``SpanvisorSpanProcessor.on_start`` tests ``key not in span.attributes``
-    for each of the 4 stamp keys (the SDK's mapping answers a miss by raising
-    and catching KeyError) and then calls ``set_attribute`` once per key.
-    This variant writes the 4 keys with one ``set_attributes`` and tests
-    nothing; keeping a span's own ``agent.task.id`` would need a check only
-    on spans that are root candidates themselves.
-    """
-
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        try:
-            parent = span.parent
-            stamp = self._open.get(parent.span_id) if parent is not None else None
-            if stamp is None:
-                attrs = span.attributes
-                if not attrs or not cv.is_root_candidate(attrs):
-                    return
-                stamp = _stamp_for_root(span, attrs)
-            span.set_attributes(stamp.attrs)
-            self._open[span.get_span_context().span_id] = stamp
-            self.pipeline.submit_start(span)
-        except Exception:
-            self._errors += 1
-
-
-class NoStampProcessor(SpanvisorSpanProcessor):
-    """Experiment, not shipped: the hooks without stamping (a lower bound)."""
-
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        try:
-            parent = span.parent
-            stamp = self._open.get(parent.span_id) if parent is not None else None
-            if stamp is None:
-                attrs = span.attributes
-                if not attrs or not cv.is_root_candidate(attrs):
-                    return
-                stamp = _stamp_for_root(span, attrs)
-            self._open[span.get_span_context().span_id] = stamp
-            self.pipeline.submit_start(span)
-        except Exception:
-            self._errors += 1
 
 
 class IdlePipeline(Pipeline):
@@ -316,11 +273,11 @@ class IdlePipeline(Pipeline):
         return self
 
 
-def hooks_only(cls: type[SpanvisorSpanProcessor]) -> Callable[[], Setup]:
+def hooks_only(stamp: bool) -> Callable[[], Setup]:
     def make() -> Setup:
         p = TracerProvider(resource=Resource.create({"service.name": "bench"}), shutdown_on_exit=False)
-        pipe = IdlePipeline(_config(), [StalledSink()])
-        p.add_span_processor(cls(pipeline=pipe))
+        pipe = IdlePipeline(_config().with_values(stamp_spans=stamp), [StalledSink()])
+        p.add_span_processor(SpanvisorSpanProcessor(pipeline=pipe))
         # Empty the inbox between tasks, as the pipeline thread would, so
         # that spans piling up do not make the garbage collector's passes
         # (which run on the agent thread) ever longer.
@@ -445,12 +402,12 @@ def main(argv: list[str] | None = None) -> int:
         "a": setup_none,
         "b": setup_otlp(port),
         "c": setup_stalled,
+        "s": setup_stalled_unstamped,
         "d": setup_memory,
     }
     if args.experiment:
-        configs["e"] = hooks_only(SpanvisorSpanProcessor)
-        configs["f"] = hooks_only(OneCallStampProcessor)
-        configs["g"] = hooks_only(NoStampProcessor)
+        configs["e"] = hooks_only(stamp=True)
+        configs["g"] = hooks_only(stamp=False)
     results: dict[tuple[str, str], Result] = {}
     t_start = time.monotonic()
     try:

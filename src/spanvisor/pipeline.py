@@ -91,8 +91,8 @@ def _light(span: Any) -> SpanData:
                 return from_sdk(span)
             if k in cv.STAMP_KEYS:
                 stamps[k] = v
-    if any(e.name in cv.KNOWN_EVENTS for e in span.events):
-        return from_sdk(span)
+    if any(e.name in cv.KNOWN_EVENTS or e.name == cv.EVENT_EXCEPTION for e in span.events):
+        return from_sdk(span)  # a failure's type and message live in its exception event
     ctx = span.get_span_context()
     parent = span.parent
     status = span.status

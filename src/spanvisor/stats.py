@@ -42,6 +42,12 @@ METRICS: dict[str, tuple[str, str]] = {
     ),
     "outbox_events": ("gauge", "Events waiting in a durable outbox, by sink."),
     "late_spans_total": ("counter", "Spans that arrived after their task had finished."),
+    "slack_calls_total": ("counter", "Slack Web API calls made, by method."),
+    "slack_errors_total": ("counter", "Slack Web API errors, by error code and method."),
+    "slack_open_tasks": ("gauge", "Tasks the Slack sink is still delivering."),
+    "receiver_requests_total": ("counter", "OTLP export requests, by transport (http, grpc) and outcome."),
+    "receiver_spans_rejected_total": ("counter", "Spans rejected as invalid (reported in partial_success)."),
+    "receiver_journal_bytes": ("gauge", "Size of the receiver's durable span journal."),
     "duplicate_spans_total": (
         "counter",
         "Span ends seen again within the dedup window and not counted twice.",

@@ -83,6 +83,8 @@ class TaskTracker:
         self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._finished: OrderedDict[Key, None] = OrderedDict()
         self._buffers: OrderedDict[str, _TraceBuffer] = OrderedDict()
+        # How to read a live root (set by the in-process pipeline).
+        self._snapshot: Callable[[Any], SpanData | None] | None = None
         self._pending_count = 0
 
     @property
@@ -172,6 +174,7 @@ class TaskTracker:
 
     def poll(self, snapshot: Callable[[Any], SpanData | None]) -> list[Event]:
         """Re-read every open task root still being written by the agent."""
+        self._snapshot = snapshot
         out: list[Event] = []
         for key, live in list(self._live.items()):
             snap = snapshot(live)
@@ -195,7 +198,23 @@ class TaskTracker:
         notes: list[str] = []
         key = self._span_task.pop(span.span_id, None)
         if key is not None:
-            return self._absorb(key, span, notes)
+            out: list[Event] = []
+            live = self._live.get(key)
+            snapshot = self._snapshot
+            if (
+                live is not None
+                and snapshot is not None
+                and span.span_id != key[1]
+                and (span.events or cv.has_known_key(span.attributes))
+            ):
+                # Read the open root first, so a checkpoint the agent added to
+                # it before this span ended is not ordered after it.
+                snap = snapshot(live)
+                st = self._tasks.get(key)
+                if snap is not None and snap.end_ns is None and st is not None:
+                    out.extend(st.absorb(snap, [], is_root=True))
+            out.extend(self._absorb(key, span, notes))
+            return out
         root_id = span.attributes.get(cv.TASK_ROOT)
         if isinstance(root_id, str) and root_id:
             return self._stamped(span, root_id.lower()[:32], notes)
