@@ -89,7 +89,8 @@ class SpanSpec:
 
 
 def stamp_trees(specs: Sequence[SpanSpec]) -> None:
-    """Compute the stamps the processor would set, in start order."""
+    """Compute the stamps the processor would set, in start order
+    (mirrors ``spanvisor.processor._stamp_for_root``)."""
     by_id = {s.span_id: s for s in specs}
     for s in sorted(specs, key=lambda s: (s.start_ns, s.span_id)):
         parent = by_id.get(s.parent_id) if s.parent_id else None
@@ -104,8 +105,7 @@ def stamp_trees(specs: Sequence[SpanSpec]) -> None:
             agent = cv.agent_id(a) or cv.agent_name(a)
             if agent is not None:
                 stamp[cv.AGENT_ID] = str(agent)[:256]
-            if a.get(cv.TASK_NAME) is not None:
-                stamp[cv.TASK_NAME] = str(a[cv.TASK_NAME])[:500]
+            # The task name stays on the root (as the processor does).
             s.stamp = stamp
 
 

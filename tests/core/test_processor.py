@@ -81,7 +81,6 @@ def test_error_outcome(agent: Agent, memory: InMemorySink) -> None:
     assert done.stacktrace and "ValueError" in done.stacktrace
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: pipeline._light drops the exception event of a stamps-only root")
 def test_error_type_survives_on_a_root_with_only_stamp_keys(agent: Agent, memory: InMemorySink) -> None:
     """``with task("flaky"):`` raising: the root carries only agent.task.name
     and the stamps, so ``_light`` copies no events, and the ``exception``
