@@ -18,6 +18,8 @@ import os
 import threading
 from typing import Any
 
+from opentelemetry.sdk._configuration import _OTelSDKConfigurator
+
 from spanvisor.config import p_bool
 
 log = logging.getLogger("spanvisor")
@@ -61,3 +63,12 @@ def install_live_processor(*_: Any, **__: Any) -> None:
         add(SpanvisorSpanProcessor())
     except Exception:
         log.exception("SPANVISOR_LIVE=1: could not install the spanvisor processor")
+
+
+class SpanvisorConfigurator(_OTelSDKConfigurator):
+    """Sets the SDK up from the ``OTEL_*`` variables, as opentelemetry-distro's
+    configurator does, so ``opentelemetry-instrument`` works with
+    ``OTEL_TRACES_EXPORTER=spanvisor`` even where the distro is not installed.
+    (The SDK documents this class as the one distros subclass.) When both are
+    installed, whichever loads first configures the SDK; they do the same.
+    """

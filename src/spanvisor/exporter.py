@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from spanvisor.config import Config
-from spanvisor.pipeline import Pipeline
+from spanvisor.pipeline import EXIT_FLUSH_S, Pipeline
 from spanvisor.sink import Sink
 
 log = logging.getLogger("spanvisor.exporter")
@@ -58,6 +58,7 @@ class SpanvisorSpanExporter(SpanExporter):
 
     def shutdown(self) -> None:
         try:
-            self.pipeline.shutdown(float(self.pipeline.config.get("shutdown_timeout_s", 20.0)))
+            # The agent is exiting: a stalled sink may delay that a little, never long.
+            self.pipeline.shutdown(min(EXIT_FLUSH_S, float(self.pipeline.config.get("shutdown_timeout_s", 20.0))))
         except Exception:
             log.exception("spanvisor exporter shutdown failed")

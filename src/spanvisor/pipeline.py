@@ -46,6 +46,8 @@ from spanvisor.worker import Barrier, SinkWorker
 log = logging.getLogger("spanvisor.pipeline")
 
 PUMP_INTERVAL_S = 0.05
+# An agent that exits waits at most this long per flush for its sinks.
+EXIT_FLUSH_S = 5.0
 DurableCallback = Callable[[bool], None]
 
 
@@ -191,7 +193,30 @@ class Pipeline:
             self._thread = threading.Thread(target=self._run, name="spanvisor-pipeline", daemon=True)
             self._thread.start()
             self._started.wait(10)
+            try:
+                # Runs before atexit handlers and before concurrent.futures
+                # refuses new work: the SDK flushes providers from atexit,
+                # when a sink could no longer use a thread (sqlite, DNS).
+                threading._register_atexit(self._at_exit)  # type: ignore[attr-defined]
+            except Exception:
+                log.debug("interpreter exit already under way; no exit flush")
         return self
+
+    def _at_exit(self) -> None:
+        if self._closed:
+            return
+        try:
+            from opentelemetry import trace
+
+            # Spans still waiting in a BatchSpanProcessor (the exporter path)
+            # reach us now, while sinks can still do their I/O.
+            flush = getattr(trace.get_tracer_provider(), "force_flush", None)
+            deadline = min(EXIT_FLUSH_S, float(self.config.get("shutdown_timeout_s", EXIT_FLUSH_S)))
+            if flush is not None:
+                flush(int(deadline * 1000))
+            self.force_flush(deadline)
+        except Exception:
+            log.exception("flush at interpreter exit failed")
 
     def wait_ready(self, timeout_s: float) -> bool:
         return self._ready.wait(timeout_s)

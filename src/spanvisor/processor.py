@@ -21,8 +21,9 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from spanvisor import conventions as cv
+from spanvisor import sanitize as sz
 from spanvisor.config import Config
-from spanvisor.pipeline import Pipeline
+from spanvisor.pipeline import EXIT_FLUSH_S, Pipeline
 from spanvisor.sink import Sink
 from spanvisor.tracker import default_task_id
 
@@ -37,16 +38,22 @@ class _Stamp:
     attrs: dict[str, str]
 
 
-def _stamp_for_root(span: Span, attrs: Any) -> _Stamp:
-    ctx = span.get_span_context()
-    trace_hex, root_hex = format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
-    stamp = {cv.TASK_ROOT: root_hex, cv.TASK_ID: str(attrs.get(cv.TASK_ID) or default_task_id(trace_hex, root_hex))}
-    agent_id = cv.agent_id(attrs) or cv.agent_name(attrs)
+def stamp_for(trace_hex: str, root_hex: str, attrs: Any) -> dict[str, str]:
+    """The stamp written on every span of the task whose root is described."""
+    task_id = sz.name(attrs.get(cv.TASK_ID), cv.TASK_ID, []) or default_task_id(trace_hex, root_hex)
+    stamp = {cv.TASK_ROOT: root_hex, cv.TASK_ID: task_id}
+    # Sanitised exactly as the tracker reads it, so both ends agree on the id.
+    agent_id = sz.name(cv.agent_id(attrs), cv.AGENT_ID, []) or sz.name(cv.agent_name(attrs), cv.AGENT_NAME, [])
     if agent_id is not None:
-        stamp[cv.AGENT_ID] = str(agent_id)[:256]
+        stamp[cv.AGENT_ID] = agent_id
     # The task name stays on the root: each stamp key costs every span of
     # the task a validated attribute write on the agent's thread.
-    return _Stamp(stamp)
+    return stamp
+
+
+def _stamp_for_root(span: Span, attrs: Any) -> _Stamp:
+    ctx = span.get_span_context()
+    return _Stamp(stamp_for(format(ctx.trace_id, "032x"), format(ctx.span_id, "016x"), attrs))
 
 
 class SpanvisorSpanProcessor(SpanProcessor):
@@ -122,6 +129,7 @@ class SpanvisorSpanProcessor(SpanProcessor):
 
     def shutdown(self) -> None:
         try:
-            self.pipeline.shutdown(float(self.pipeline.config.get("shutdown_timeout_s", 20.0)))
+            # The agent is exiting: a stalled sink may delay that a little, never long.
+            self.pipeline.shutdown(min(EXIT_FLUSH_S, float(self.pipeline.config.get("shutdown_timeout_s", 20.0))))
         except Exception:
             log.exception("spanvisor processor shutdown failed")

@@ -65,6 +65,7 @@ class TaskState:
     settings: TrackerSettings
     explicit_status: Status | None = None
     explicit_limit: int | None = None
+    explicit_tokens: bool = False
     fired: dict[float, bool] = field(default_factory=dict)
     crossings: dict[float, int] = field(default_factory=dict)
     events_seen: dict[str, set[tuple[int, str, int]]] = field(default_factory=dict)
@@ -138,7 +139,10 @@ class TaskState:
             svc = sz.name(span.resource.get(cv.SERVICE_NAME), "service.name", notes)
             if svc:
                 self._set(agent_id=svc)
-        self._read_identity(a, notes)
+        if is_root:
+            # Identity comes from the root only: a sub-agent's own
+            # agent.task.name must not rename the task it runs in.
+            self._read_identity(a, notes)
         # Attributes first, then the span's new events: attributes carry no
         # time, and an event is usually the later word (a checkpoint with
         # progress 80 after agent.progress was set to 30).
@@ -183,6 +187,10 @@ class TaskState:
 
     def _read_identity(self, a: Any, notes: list[str]) -> None:
         v = self.view
+        if v.agent_id == "unknown":
+            found = sz.name(cv.agent_id(a), cv.AGENT_ID, notes) or sz.name(cv.agent_name(a), "agent.name", notes)
+            if found:
+                self._set(agent_id=found)
         if v.repo is None and cv.REPO in a:
             self._set(repo=sz.name(a.get(cv.REPO), cv.REPO, notes))
         if v.task_name is None and cv.TASK_NAME in a:
@@ -231,8 +239,12 @@ class TaskState:
                     changes["context_limit"] = lim
         if cv.CONTEXT_TOKENS in src:
             t = sz.tokens(src[cv.CONTEXT_TOKENS], cv.CONTEXT_TOKENS, notes)
-            if t is not None and t != v.context_tokens:
-                changes["context_tokens"] = t
+            if t is not None:
+                # The agent reports occupancy itself: it wins over model calls
+                # from then on, whatever order the spans arrive in.
+                self.explicit_tokens = True
+                if t != v.context_tokens:
+                    changes["context_tokens"] = t
         status = self._status_after(changes)
         if status != v.status and not self.finished:
             changes["status"] = status
@@ -355,7 +367,8 @@ class TaskState:
         # Occupancy is the latest call's prompt plus its output, not a sum.
         if end >= self.last_model_end:
             self.last_model_end = end
-            changes["context_tokens"] = (t_in or 0) + (t_out or 0)
+            if not self.explicit_tokens:
+                changes["context_tokens"] = (t_in or 0) + (t_out or 0)
         if self.explicit_limit is None:
             changes["context_limit"] = self.settings.windows.lookup(model) or v.context_limit
         changes["status"] = self._status_after(changes)

@@ -227,14 +227,29 @@ class TaskTracker:
             return []
         out: list[Event] = []
         if key not in self._tasks:
-            out.extend(self._open(key, span, notes))
+            opener = span
+            if span.span_id != root_id:
+                # A descendant arrived first: open from the stamps alone, so
+                # its own name or agent never becomes the task's.
+                # A sub-agent span keeps its own agent.id under the stamp
+                # (stamps never overwrite); take none of its identity.
+                sub_agent = cv.is_agent_span(span.attributes) or cv.TASK_NAME in span.attributes
+                keys = (cv.TASK_ID, cv.TASK_ROOT) if sub_agent else cv.STAMP_KEYS
+                stamps = {k: v for k, v in span.attributes.items() if k in keys}
+                opener = SpanData(span.trace_id, root_id, None, "", span.start_ns, None, stamps, resource=span.resource)
+            out.extend(self._open(key, opener, notes))
         out.extend(self._absorb(key, span, notes))
         return out
 
     def _unstamped(self, span: SpanData, notes: list[str]) -> list[Event]:
         a = span.attributes
         candidate = cv.is_root_candidate(a)
-        interesting = candidate or cv.has_known_key(a) or any(e.name in cv.KNOWN_EVENTS for e in span.events)
+        interesting = (
+            candidate
+            or span.error  # a failing plain span may explain the task's failure
+            or cv.has_known_key(a)
+            or any(e.name in cv.KNOWN_EVENTS for e in span.events)
+        )
         buf = self._buffers.get(span.trace_id)
         if buf is None:
             if not interesting:

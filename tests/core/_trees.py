@@ -21,8 +21,9 @@ from typing import Any
 
 from spanvisor import conventions as cv
 from spanvisor.events import Event, TaskStarted
+from spanvisor.processor import stamp_for
 from spanvisor.spans import SpanData, SpanEventData
-from spanvisor.tracker import TaskTracker, default_task_id
+from spanvisor.tracker import TaskTracker
 
 
 class FakeClock:
@@ -90,23 +91,14 @@ class SpanSpec:
 
 def stamp_trees(specs: Sequence[SpanSpec]) -> None:
     """Compute the stamps the processor would set, in start order
-    (mirrors ``spanvisor.processor._stamp_for_root``)."""
+    (with the processor's own ``stamp_for``)."""
     by_id = {s.span_id: s for s in specs}
     for s in sorted(specs, key=lambda s: (s.start_ns, s.span_id)):
         parent = by_id.get(s.parent_id) if s.parent_id else None
         if parent is not None and parent.stamp:
             s.stamp = dict(parent.stamp)
         elif cv.is_root_candidate(s.start_attrs):
-            a = s.start_attrs
-            stamp = {
-                cv.TASK_ROOT: s.span_id,
-                cv.TASK_ID: str(a.get(cv.TASK_ID) or default_task_id(s.trace_id, s.span_id)),
-            }
-            agent = cv.agent_id(a) or cv.agent_name(a)
-            if agent is not None:
-                stamp[cv.AGENT_ID] = str(agent)[:256]
-            # The task name stays on the root (as the processor does).
-            s.stamp = stamp
+            s.stamp = stamp_for(s.trace_id, s.span_id, s.start_attrs)
 
 
 def feed_start_order(

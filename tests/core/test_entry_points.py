@@ -135,12 +135,6 @@ def _has_configurator() -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    condition=not _has_configurator(),
-    strict=True,
-    reason="missing dependency: opentelemetry-instrument configures no SDK without a configurator "
-    "(opentelemetry-distro, or one spanvisor registers in 'opentelemetry_configurator')",
-)
 def test_opentelemetry_instrument_with_zero_code(tmp_path: Path, example_site: Path) -> None:
     """``OTEL_TRACES_EXPORTER=spanvisor opentelemetry-instrument python agent.py``."""
     cmd = [str(VENV_BIN / "opentelemetry-instrument"), sys.executable, str(HERE / "agent_script.py")]
@@ -228,7 +222,6 @@ EXIT_FLUSH = textwrap.dedent(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="core bug: the exit flush runs after concurrent.futures refuses new work")
 def test_exit_flush_reaches_a_sink_that_uses_a_thread(tmp_path: Path, example_site: Path) -> None:
     """The SDK shuts the provider down from ``atexit``. By then
     ``concurrent.futures`` has already run its own exit hook (registered with

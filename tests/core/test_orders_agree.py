@@ -201,7 +201,6 @@ def _both_paths(
     return a, b
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: processor stamps identity with str(), the tracker sanitises it")
 def test_stamps_sanitize_identity_like_the_tracker() -> None:
     """Attribute values may be sequences or bytes. The processor stamps
     ``str(value)`` ("['a', 'b']", "b'...'"), the tracker reads the root's own
@@ -215,7 +214,6 @@ def test_stamps_sanitize_identity_like_the_tracker() -> None:
     assert (b.task.task_name, b.task.agent_id) == (a.task.task_name, a.task.agent_id) == ("fix, flaky test", "rivet")
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: a stamped nested task root that arrives first names the outer task")
 def test_stamped_nested_root_does_not_rename_the_task() -> None:
     """A sub-agent span with its own agent.task.name and agent.id inside a task.
     On the stamped end-order path (processor upstream, Collector, serve) the
@@ -230,9 +228,6 @@ def test_stamped_nested_root_does_not_rename_the_task() -> None:
     assert (b.task.task_name, b.task.agent_id) == ("Diagnose F47", "rivet")
 
 
-@pytest.mark.xfail(
-    strict=True, reason="core bug: a failing plain span sets the error in-process, not on the unstamped path"
-)
 def test_error_details_agree_when_a_plain_span_fails() -> None:
     """A plain child span (no agent key) fails before the root fails without an
     exception event. In-process the child is stamped, so its status message
@@ -247,9 +242,6 @@ def test_error_details_agree_when_a_plain_span_fails() -> None:
     assert (a.outcome, a.error_message) == (b.outcome, b.error_message)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="core bug: agent.context.tokens on the root vs model-call occupancy depends on order"
-)
 def test_context_occupancy_agrees_when_the_root_also_sets_it() -> None:
     """The root starts with agent.context.tokens; a model call later reports
     usage. In-process the attribute is read at start and the model call wins;
