@@ -66,6 +66,9 @@ class TaskState:
     explicit_status: Status | None = None
     explicit_limit: int | None = None
     explicit_tokens: bool = False
+    # The agent id came from service.name or nothing: the root may name it.
+    agent_is_fallback: bool = False
+    root_seen: bool = False
     fired: dict[float, bool] = field(default_factory=dict)
     crossings: dict[float, int] = field(default_factory=dict)
     events_seen: dict[str, set[tuple[int, str, int]]] = field(default_factory=dict)
@@ -88,12 +91,8 @@ class TaskState:
     ) -> TaskState:
         a = span.attributes
         agent_name = sz.name(cv.agent_name(a), "agent.name", notes)
-        agent_id = (
-            sz.name(cv.agent_id(a), "agent.id", notes)
-            or agent_name
-            or sz.name(span.resource.get(cv.SERVICE_NAME), "service.name", notes)
-            or "unknown"
-        )
+        named = sz.name(cv.agent_id(a), "agent.id", notes) or agent_name
+        agent_id = named or sz.name(span.resource.get(cv.SERVICE_NAME), "service.name", notes) or "unknown"
         view = TaskView(
             task_id=task_id,
             trace_id=trace_id,
@@ -106,7 +105,7 @@ class TaskState:
             started_ns=span.start_ns,
             updated_ns=span.start_ns,
         )
-        return cls(view=view, settings=settings)
+        return cls(view=view, settings=settings, agent_is_fallback=named is None)
 
     # -- helpers -------------------------------------------------------------
 
@@ -139,10 +138,7 @@ class TaskState:
             svc = sz.name(span.resource.get(cv.SERVICE_NAME), "service.name", notes)
             if svc:
                 self._set(agent_id=svc)
-        if is_root:
-            # Identity comes from the root only: a sub-agent's own
-            # agent.task.name must not rename the task it runs in.
-            self._read_identity(a, notes)
+        self._read_identity(a, notes, is_root)
         # Attributes first, then the span's new events: attributes carry no
         # time, and an event is usually the later word (a checkpoint with
         # progress 80 after agent.progress was set to 30).
@@ -185,20 +181,30 @@ class TaskState:
         self.attrs_seen[span_id] = current
         return {k: v for k, v in current.items() if before.get(k) != v}
 
-    def _read_identity(self, a: Any, notes: list[str]) -> None:
+    def _read_identity(self, a: Any, notes: list[str], is_root: bool) -> None:
+        """Name, repo and agent: any span may fill a gap, the root has the last word.
+
+        A sub-agent span carrying its own agent.task.name can arrive first
+        on the end-order path; its values hold only until the root arrives.
+        (A root read at start fills them before any other span, in-process.)
+        """
         v = self.view
-        if v.agent_id == "unknown":
-            found = sz.name(cv.agent_id(a), cv.AGENT_ID, notes) or sz.name(cv.agent_name(a), "agent.name", notes)
-            if found:
-                self._set(agent_id=found)
-        if v.repo is None and cv.REPO in a:
-            self._set(repo=sz.name(a.get(cv.REPO), cv.REPO, notes))
-        if v.task_name is None and cv.TASK_NAME in a:
-            self._set(task_name=sz.text(a.get(cv.TASK_NAME), cv.TASK_NAME, notes, 500))
-        if v.agent_name is None:
-            n = cv.agent_name(a)
-            if n is not None:
-                self._set(agent_name=sz.name(n, "agent.name", notes))
+        agent = sz.name(cv.agent_id(a), cv.AGENT_ID, notes) or sz.name(cv.agent_name(a), "agent.name", notes)
+        if agent and (self.agent_is_fallback or (is_root and not self.root_seen)):
+            self.agent_is_fallback = False
+            self._set(agent_id=agent)
+        authoritative = is_root and not self.root_seen
+        fields = (("repo", cv.REPO, 256), ("task_name", cv.TASK_NAME, 500))
+        for field_name, key, limit in fields:
+            if key in a and (authoritative or getattr(v, field_name) is None):
+                value = sz.text(a.get(key), key, notes, limit)
+                if value is not None:
+                    self._set(**{field_name: value})
+        n = cv.agent_name(a)
+        if n is not None and (authoritative or self.view.agent_name is None):
+            self._set(agent_name=sz.name(n, "agent.name", notes))
+        if is_root:
+            self.root_seen = True
 
     def _read_state(self, src: Any, notes: list[str], plain_message: bool = False) -> tuple[str, ...]:
         """Apply progress/step/steps/message/status; return the fields that changed.

@@ -229,13 +229,9 @@ class TaskTracker:
         if key not in self._tasks:
             opener = span
             if span.span_id != root_id:
-                # A descendant arrived first: open from the stamps alone, so
-                # its own name or agent never becomes the task's.
-                # A sub-agent span keeps its own agent.id under the stamp
-                # (stamps never overwrite); take none of its identity.
-                sub_agent = cv.is_agent_span(span.attributes) or cv.TASK_NAME in span.attributes
-                keys = (cv.TASK_ID, cv.TASK_ROOT) if sub_agent else cv.STAMP_KEYS
-                stamps = {k: v for k, v in span.attributes.items() if k in keys}
+                # A descendant arrived first: open from the task's ids alone;
+                # the span's own identity fills gaps until the root arrives.
+                stamps = {k: v for k, v in span.attributes.items() if k in (cv.TASK_ID, cv.TASK_ROOT)}
                 opener = SpanData(span.trace_id, root_id, None, "", span.start_ns, None, stamps, resource=span.resource)
             out.extend(self._open(key, opener, notes))
         out.extend(self._absorb(key, span, notes))
