@@ -65,6 +65,8 @@ class GrafanaAnnotationSink(BaseSink):
         from spanvisor_grafana.client import GrafanaClient
 
         await super().start(ctx)
+        if ctx.replica_id:
+            self.owner = ctx.replica_id
         cfg = ctx.config
         url, token = cfg.get("grafana_url"), cfg.get("grafana_token")
         if not url or not token:

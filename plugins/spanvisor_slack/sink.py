@@ -90,7 +90,7 @@ class SlackSink(BaseSink):
                 c.get("slack_trace_url"),
                 tuple(c.get("context_thresholds", (0.7, 0.85))),
             ),
-            owner=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+            owner=ctx.replica_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
             clock=clock,
             update_interval_s=c.get("slack_update_interval_s", 5.0),
             reply_interval_s=c.get("slack_reply_interval_s", 0.5),

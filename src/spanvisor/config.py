@@ -203,6 +203,15 @@ CORE_SETTINGS: tuple[Setting, ...] = (
         "a duration, e.g. 1s",
     ),
     Setting(
+        "replica_id",
+        "SPANVISOR_REPLICA_ID",
+        p_opt_str,
+        None,
+        "Who this process is to the shared state store. Default: host and data directory for `serve`, host and pid "
+        "in-process. Give each replica its own; keep it across restarts.",
+        "a short name",
+    ),
+    Setting(
         "stamp_spans",
         "SPANVISOR_STAMP_SPANS",
         p_bool,

@@ -21,7 +21,10 @@ provider.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import os
+import socket
 import threading
 import time
 from collections import deque
@@ -246,7 +249,9 @@ class Pipeline:
 
     async def _main(self) -> None:
         store = self._state_store or await self._open_state_store()
-        ctx = SinkContext(config=self.config, state_store=store, stats=self.stats, shared=self.shared)
+        ctx = SinkContext(
+            config=self.config, state_store=store, stats=self.stats, shared=self.shared, replica_id=self.replica_id()
+        )
         self._ctx = ctx
         self._workers = [SinkWorker(s, ctx, self.config) for s in self.sinks]
         await asyncio.gather(*(w.start() for w in self._workers))
@@ -254,6 +259,19 @@ class Pipeline:
         while not self._closed:
             self._pump()
             await asyncio.sleep(PUMP_INTERVAL_S)
+
+    def replica_id(self) -> str:
+        """``SPANVISOR_REPLICA_ID``, else host and data directory for a receiver
+        (one replica per data dir, restarts included), host and pid otherwise
+        (several agent processes share a host and a default data dir)."""
+        configured = self.config.get("replica_id")
+        if configured:
+            return str(configured)
+        host = socket.gethostname()
+        if self.path == "receiver":
+            digest = hashlib.blake2b(str(self.config.data_dir.resolve()).encode(), digest_size=4).hexdigest()
+            return f"{host}:{digest}"
+        return f"{host}:{os.getpid()}"
 
     async def _open_state_store(self) -> StateStore:
         choice = str(self.config["state_store"]).lower()

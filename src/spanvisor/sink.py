@@ -44,6 +44,11 @@ class SinkContext:
     # Shared between sinks of one pipeline, e.g. the Prometheus registry or
     # the database pool; keys are the plugin's own names.
     shared: dict[str, Any] = field(default_factory=dict)
+    # Who this process is to the state store. Stable across restarts of a
+    # `spanvisor serve` replica on the same data directory, so a restarted
+    # replica takes back the claims it held when it died instead of waiting
+    # for their leases to run out.
+    replica_id: str = ""
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("spanvisor.sink"))
 
 
