@@ -160,7 +160,7 @@ def is_model_call(attrs: Mapping[str, Any]) -> bool:
 
 
 def is_root_candidate(attrs: Mapping[str, Any]) -> bool:
-    return role(attrs) in ("task", "agent")
+    return TASK_NAME in attrs or TASK_ID in attrs or is_agent_span(attrs)
 
 
 def has_known_key(attrs: Mapping[str, Any]) -> bool:

@@ -18,7 +18,7 @@ tool calls cause no events of their own.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import InitVar, dataclass, field, fields
 from typing import Any
 
 from spanvisor import conventions as cv
@@ -59,9 +59,12 @@ class TrackerSettings:
     windows: cv.ContextWindows = field(default_factory=cv.ContextWindows)
 
 
+_VIEW_FIELDS = tuple(f.name for f in fields(TaskView))
+
+
 @dataclass
 class TaskState:
-    view: TaskView
+    initial: InitVar[TaskView]
     settings: TrackerSettings
     explicit_status: Status | None = None
     explicit_limit: int | None = None
@@ -78,6 +81,21 @@ class TaskState:
     model_spans: set[str] = field(default_factory=set)
     error: tuple[str | None, str | None, str | None] = (None, None, None)
     finished: bool = False
+    # The working state is a plain dict; the frozen TaskView that events carry
+    # is built only when one is needed (dataclasses.replace per change was
+    # the tracker's largest cost).
+    _w: dict[str, Any] = field(init=False, repr=False)
+    _view: TaskView | None = field(init=False, repr=False, default=None)
+
+    def __post_init__(self, initial: TaskView) -> None:
+        self._w = {f: getattr(initial, f) for f in _VIEW_FIELDS}
+        self._view = initial
+
+    @property
+    def view(self) -> TaskView:
+        if self._view is None:
+            self._view = TaskView(*[self._w[f] for f in _VIEW_FIELDS])
+        return self._view
 
     @classmethod
     def open(
@@ -105,7 +123,7 @@ class TaskState:
             started_ns=span.start_ns,
             updated_ns=span.start_ns,
         )
-        return cls(view=view, settings=settings, agent_is_fallback=named is None)
+        return cls(view, settings, agent_is_fallback=named is None)
 
     # -- helpers -------------------------------------------------------------
 
@@ -113,15 +131,11 @@ class TaskState:
         return stable_id(self.view.task_id, *parts)
 
     def _set(self, **changes: Any) -> None:
-        self.view = replace(self.view, **changes)
+        self._w.update(changes)
+        self._view = None
 
     def _status(self) -> Status:
-        if self.explicit_status is not None:
-            return self.explicit_status
-        ratio = self.view.context_ratio
-        if ratio is not None and self.settings.thresholds and ratio >= self.settings.thresholds[0]:
-            return "context_warning"
-        return "working"
+        return self._status_after({})
 
     def started(self, time_ns: int, notes: list[str]) -> TaskStarted:
         if self.explicit_status is None:
@@ -259,14 +273,14 @@ class TaskState:
         return tuple(changes)
 
     def _status_after(self, changes: dict[str, Any]) -> Status:
-        if "context_tokens" not in changes and "context_limit" not in changes:
-            return self._status()
-        saved = self.view
-        self.view = replace(saved, **{k: changes[k] for k in ("context_tokens", "context_limit") if k in changes})
-        try:
-            return self._status()
-        finally:
-            self.view = saved
+        """The derived status once ``changes`` apply: explicit wins, then the window."""
+        if self.explicit_status is not None:
+            return self.explicit_status
+        tokens = changes.get("context_tokens", self._w["context_tokens"])
+        limit = changes.get("context_limit", self._w["context_limit"])
+        if tokens is not None and limit and self.settings.thresholds and tokens / limit >= self.settings.thresholds[0]:
+            return "context_warning"
+        return "working"
 
     def _state_checkpoint(self, span_id: str, changed: tuple[str, ...], now: int, notes: list[str]) -> Checkpoint:
         v = self.view

@@ -239,12 +239,12 @@ class TaskTracker:
 
     def _unstamped(self, span: SpanData, notes: list[str]) -> list[Event]:
         a = span.attributes
-        candidate = cv.is_root_candidate(a)
+        candidate = bool(a) and cv.is_root_candidate(a)
         interesting = (
             candidate
             or span.error  # a failing plain span may explain the task's failure
-            or cv.has_known_key(a)
-            or any(e.name in cv.KNOWN_EVENTS for e in span.events)
+            or (bool(a) and cv.has_known_key(a))
+            or (bool(span.events) and any(e.name in cv.KNOWN_EVENTS for e in span.events))
         )
         buf = self._buffers.get(span.trace_id)
         if buf is None:
