@@ -22,6 +22,7 @@ from spanvisor.config import Config, ConfigError
 from spanvisor.logs import configure_logging
 
 log = logging.getLogger("spanvisor")
+DEMO_METRICS_PORT = 9464
 
 
 def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
@@ -41,6 +42,8 @@ def cmd_demo(args: argparse.Namespace, config: Config) -> int:
     names = {s.name for s in config.settings}
     if "embedded_db" in names and config.sources.get("embedded_db") == "default":
         overrides["embedded_db"] = True  # the demo writes its audit trail to the embedded database
+    if "metrics_port" in names and config.sources.get("metrics_port") == "default":
+        overrides["metrics_port"] = DEMO_METRICS_PORT  # and shows its tasks on /metrics
     if overrides:
         config = config.with_values(**overrides)
     seconds = 3.0 if args.fast else args.seconds

@@ -119,7 +119,14 @@ def run_demo(config: Config, seconds: float = 20.0, linger_s: float = 0.0) -> in
     provider.add_span_processor(processor)
     tracer = provider.get_tracer("spanvisor.demo")
     names = ", ".join(getattr(s, "name", "?") for s in pipeline.sinks) or "none"
-    print(f"spanvisor demo: 3 agents for ~{seconds:.0f}s into sinks: {names}\n", flush=True)
+    print(f"spanvisor demo: 3 agents for ~{seconds:.0f}s into sinks: {names}", flush=True)
+    port = config.get("metrics_port")
+    if port and any(getattr(s, "name", "") == "prometheus" for s in pipeline.sinks):
+        host = config.get("metrics_host") or "127.0.0.1"
+        print(
+            f"metrics: http://{host}:{port}/metrics (add --linger 60 to keep it up after the agents finish)", flush=True
+        )
+    print(flush=True)
     errors: list[BaseException] = []
 
     def run(agent: Callable[[trace.Tracer, Clock], None]) -> None:
