@@ -103,9 +103,8 @@ async def fresh_db(admin_url: str, name: str) -> str:
     return url
 
 
-async def throughput(admin_url: str, tmp: Path, method: str, rows: int, batch: int) -> float:
-    url = await fresh_db(admin_url, f"bench_{method}")
-    tasks = 200
+async def throughput(admin_url: str, tmp: Path, method: str, rows: int, batch: int, tasks: int = 200) -> float:
+    url = await fresh_db(admin_url, f"bench_{method}_{tasks}")
     events = checkpoints(tasks, rows // tasks, method)
     sink = PostgresSink(write_method=method)  # type: ignore[arg-type]
     await sink.start(SinkContext(config(tmp / method, url), InMemoryStateStore(), PipelineStats()))
@@ -165,9 +164,18 @@ async def main() -> None:
         results: list[tuple[str, str, str]] = [
             ("embedded server first start (initdb + start)", f"{startup:.2f} s", "-")
         ]
-        for method in ("copy", "executemany"):
-            rate = await throughput(admin, base, method, args.rows, args.batch)
-            results.append((f"checkpoint rows/s, batches of {args.batch}, {method}", f"{rate:,.0f}", ">= 20,000"))
+        # 10 tasks at once is a busy team's agents; 200 interleaved tasks is
+        # the harsh case, where each batch also upserts ~200 task rows.
+        for tasks in (10, 200):
+            for method in ("copy", "executemany"):
+                rate = await throughput(admin, base, method, args.rows, args.batch, tasks)
+                results.append(
+                    (
+                        f"checkpoint rows/s, {tasks} tasks, batches of {args.batch}, {method}",
+                        f"{rate:,.0f}",
+                        ">= 20,000",
+                    )
+                )
         lat = await latency(admin, base, rate=100.0, seconds=5.0)
         results.append(("export -> visible row at 100 checkpoints/s, p50", f"{pct(lat, 50) * 1000:.1f} ms", "-"))
         results.append(("export -> visible row at 100 checkpoints/s, p95", f"{pct(lat, 95) * 1000:.1f} ms", "< 1 s"))
