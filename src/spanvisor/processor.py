@@ -22,8 +22,9 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from spanvisor import conventions as cv
 from spanvisor import sanitize as sz
+from spanvisor.attach import PipelineOwner
 from spanvisor.config import Config
-from spanvisor.pipeline import EXIT_FLUSH_S, Pipeline
+from spanvisor.pipeline import Pipeline
 from spanvisor.sink import Sink
 from spanvisor.tracker import default_task_id
 
@@ -56,7 +57,7 @@ def _stamp_for_root(span: Span, attrs: Any) -> _Stamp:
     return _Stamp(stamp_for(format(ctx.trace_id, "032x"), format(ctx.span_id, "016x"), attrs))
 
 
-class SpanvisorSpanProcessor(SpanProcessor):
+class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
     """Add to a TracerProvider: ``provider.add_span_processor(SpanvisorSpanProcessor())``.
 
     ``sinks``: sink instances; without them, sinks are built from config.
@@ -69,21 +70,12 @@ class SpanvisorSpanProcessor(SpanProcessor):
         config: Config | None = None,
         pipeline: Pipeline | None = None,
     ) -> None:
-        if pipeline is None and sinks is None and config is None:
-            from spanvisor.autoconfig import default_pipeline
-
-            pipeline = default_pipeline("processor")
-        self.pipeline = pipeline or Pipeline(config, sinks, path="processor")
-        self.pipeline.start()
+        PipelineOwner.__init__(self, "processor", sinks, config, pipeline)
         self._open: dict[int, _Stamp] = {}
         # Stamps serve spans exported elsewhere (a Collector to `spanvisor
         # serve`); an agent whose spans go nowhere else can turn them off.
         self._stamp = bool(self.pipeline.config.get("stamp_spans", True))
         self._errors = 0
-
-    @property
-    def stats(self) -> Any:
-        return self.pipeline.stats
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         try:
@@ -120,16 +112,3 @@ class SpanvisorSpanProcessor(SpanProcessor):
                 self.pipeline.submit_end(span)
         except Exception:
             self._errors += 1
-
-    def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        try:
-            return self.pipeline.force_flush(timeout_millis / 1000)
-        except Exception:
-            return False
-
-    def shutdown(self) -> None:
-        try:
-            # The agent is exiting: a stalled sink may delay that a little, never long.
-            self.pipeline.shutdown(min(EXIT_FLUSH_S, float(self.pipeline.config.get("shutdown_timeout_s", 20.0))))
-        except Exception:
-            log.exception("spanvisor processor shutdown failed")
