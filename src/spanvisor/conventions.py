@@ -8,7 +8,9 @@ never by prefix: OpenInference owns ``agent.name`` and upstream has an
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, get_args
+
+from spanvisor.events import Outcome, Status
 
 # --- our keys ---------------------------------------------------------------
 AGENT_ID: Final = "agent.id"
@@ -34,18 +36,10 @@ ARTIFACT_NAME: Final = "agent.artifact.name"
 ARTIFACT_URI: Final = "agent.artifact.uri"
 ARTIFACT_KIND: Final = "agent.artifact.kind"
 
-STATUSES: Final = (
-    "starting",
-    "working",
-    "waiting",
-    "blocked",
-    "awaiting_approval",
-    "context_warning",
-    "error",
-    "complete",
-    "cancelled",
-)
-OUTCOMES: Final = ("complete", "error", "cancelled")
+# The values of agent.status and of a finished task's outcome; the event
+# types in spanvisor.events are the one definition.
+STATUSES: Final[tuple[str, ...]] = get_args(Status)
+OUTCOMES: Final[tuple[str, ...]] = get_args(Outcome)
 
 # --- OTel GenAI ------------------------------------------------------------
 GEN_AI_OPERATION: Final = "gen_ai.operation.name"
