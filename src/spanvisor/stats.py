@@ -76,6 +76,9 @@ class Histogram:
 
 
 def _labels(labels: dict[str, str]) -> Labels:
+    # Counted per span on hot paths: skip the sort when there is nothing to sort.
+    if len(labels) < 2:
+        return tuple(labels.items())
     return tuple(sorted(labels.items()))
 
 
