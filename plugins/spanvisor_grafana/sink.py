@@ -9,8 +9,11 @@ annotation. A TaskFinished whose start was never posted creates the whole
 region in one POST. Other events are ignored.
 
 Per event the sink is idempotent by ``event_id``; a batch that hits the retry
-budget returns RETRY and the events already done are skipped when it comes
-back. Permanent errors are counted as drops (``dropped_total{sink="grafana"}``)
+budget, or meets a state-store failure, returns RETRY and the events already
+done are skipped when it comes back. A task whose create may have happened
+without its id being stored (an ambiguous POST, a failed ``put``, a claim
+another owner held) is looked up by its task tag and start time before any
+new POST, so it is adopted rather than created twice. Permanent errors are counted as drops (``dropped_total{sink="grafana"}``)
 and logged once with the fix, and the batch goes on.
 """
 
@@ -29,6 +32,7 @@ from spanvisor.events import Event, TaskFinished, TaskStarted
 from spanvisor.sink import BaseSink, SinkContext, SinkResult
 from spanvisor_grafana.errors import GrafanaError, PermanentError, TransientError
 from spanvisor_grafana.settings import SETTINGS
+from spanvisor_grafana.store import GuardedStore
 from spanvisor_grafana.text import BASE_TAG, finish_payload, start_payload, task_tag
 
 if TYPE_CHECKING:
@@ -54,8 +58,9 @@ class GrafanaAnnotationSink(BaseSink):
         self._max_text = 2000
         self._lease_s = 60.0
         self._logged: set[int | None] = set()
-        # Tasks whose create failed in a way that may have created it anyway.
-        self._uncertain: set[str] = set()
+        # Tasks whose annotation may exist without its id in the store: an
+        # ambiguous POST, a failed put, or a claim held by another owner.
+        self._uncertain: OrderedDict[str, None] = OrderedDict()
 
     @classmethod
     def enabled(cls, config: Config) -> bool:
@@ -163,14 +168,21 @@ class GrafanaAnnotationSink(BaseSink):
                     # tag lookup cannot find the deleted one, so no risk of adopting it).
                     log.warning("grafana sink: annotation %s is gone; creating it again", ann_id)
                     await self._create(task_id, body)
+                self._uncertain.pop(task_id, None)
                 return
             claim = await store.claim(NAMESPACE, task_id, self.owner, self._lease_s)
             if claim.value is not None:
                 continue
             if claim.won:
+                # A finish that has to create may follow a start whose POST
+                # landed but whose id was never stored (a crash between the
+                # two, on any replica): one GET on this rare path rules it out.
+                self._mark_uncertain(task_id)
                 await self._create(task_id, body)
                 return
-            # Another replica is creating it right now: wait for its id.
+            # Another replica is creating it right now: wait for its id. If its
+            # lease lapses instead, it may have posted without a put: look first.
+            self._mark_uncertain(task_id)
             if loop.time() > deadline:
                 raise TransientError(f"task {task_id}: annotation being created elsewhere")
             await asyncio.sleep(0.2)
@@ -178,13 +190,25 @@ class GrafanaAnnotationSink(BaseSink):
     async def _create(self, task_id: str, body: Mapping[str, Any]) -> None:
         store = self._store()
 
+        start_ms = body["time"]
+
         async def find_existing() -> Any:
             # An ambiguous failure (timeout, 5xx, dropped connection) may
             # have created it: look for it by its task tag before posting again.
-            params = [("tags", BASE_TAG), ("tags", task_tag(task_id)), ("type", "annotation"), ("limit", "1")]
+            # The tag is unique per task id; the start time guards against an
+            # annotation someone else tagged the same way.
+            params = [
+                ("tags", BASE_TAG),
+                ("tags", task_tag(task_id)),
+                ("type", "annotation"),
+                ("from", str(start_ms)),
+                ("to", str(start_ms)),
+                ("limit", "10"),
+            ]
             found = await self._client().call("GET", "/api/annotations", params=params)
-            if isinstance(found, list) and found and isinstance(found[0], dict):
-                return {"id": found[0].get("id"), "found": True}
+            for item in found if isinstance(found, list) else ():
+                if isinstance(item, dict) and item.get("time") == start_ms and isinstance(item.get("id"), int):
+                    return {"id": item["id"], "found": True}
             return None
 
         try:
@@ -193,15 +217,17 @@ class GrafanaAnnotationSink(BaseSink):
                 data = await self._client().call("POST", "/api/annotations", body, recover=find_existing)
         except TransientError:
             # Keep the claim (same owner retakes it) and look before the next POST.
-            self._uncertain.add(task_id)
+            self._mark_uncertain(task_id)
             raise
         except PermanentError:
-            self._uncertain.discard(task_id)
+            self._uncertain.pop(task_id, None)
             await store.release(NAMESPACE, task_id, self.owner)
             raise
-        self._uncertain.discard(task_id)
+        # Until the put succeeds, the annotation exists but nobody knows its id.
+        self._mark_uncertain(task_id)
         ann_id = data.get("id") if isinstance(data, dict) else None
         if not isinstance(ann_id, int):
+            self._uncertain.pop(task_id, None)
             await store.release(NAMESPACE, task_id, self.owner)
             raise PermanentError(f"POST /api/annotations: no id in the answer: {data!r:.200}")
         if isinstance(data, dict) and data.get("found") and "timeEnd" in body:
@@ -209,10 +235,17 @@ class GrafanaAnnotationSink(BaseSink):
             patch = {k: v for k, v in body.items() if k != "dashboardUID"}
             await self._client().call("PATCH", f"/api/annotations/{ann_id}", patch)
         await store.put(NAMESPACE, task_id, {"id": ann_id}, self.owner)
+        self._uncertain.pop(task_id, None)
 
-    def _store(self) -> Any:
+    def _mark_uncertain(self, task_id: str) -> None:
+        self._uncertain[task_id] = None
+        self._uncertain.move_to_end(task_id)
+        if len(self._uncertain) > SEEN_EVENTS:
+            self._uncertain.popitem(last=False)
+
+    def _store(self) -> GuardedStore:
         assert self.ctx is not None
-        return self.ctx.state_store
+        return GuardedStore(self.ctx.state_store)
 
     def _client(self) -> GrafanaClient:
         assert self.client is not None

@@ -8,6 +8,7 @@ landed) can be found again with a tag query instead of posted twice.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -41,8 +42,24 @@ def clean_tag(value: object) -> str:
     return s[:MAX_TAG]
 
 
+TASK_HASH_KEY = "task-sha256"
+TASK_HASH_HEX = 32
+
+
 def task_tag(task_id: str) -> str:
-    return clean_tag(f"task:{task_id}")
+    """The tag that finds this task's annotation again, unique per task id.
+
+    ``task:<id>`` when that fits a tag unchanged; otherwise (an id longer
+    than the tag limit, or one that cleaning would alter) a fixed-length
+    ``task-sha256:<32 hex>`` of the id, because a cut or cleaned tag could be
+    shared by two tasks and one would adopt the other's annotation. It has
+    its own key, so it can never equal any task's plain ``task:`` tag.
+    """
+    plain = f"task:{task_id}"
+    if len(plain) <= MAX_TAG and clean_tag(plain) == plain:
+        return plain
+    digest = hashlib.sha256(task_id.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{TASK_HASH_KEY}:{digest[:TASK_HASH_HEX]}"
 
 
 def tags(view: TaskView, status: str, extra: Sequence[str]) -> list[str]:

@@ -1,0 +1,62 @@
+"""The state store as the Grafana sink sees it: its failures are transient.
+
+A state store (PostgreSQL for replicas) can be briefly away. That is an
+outage like Grafana's own, not a bug: the batch must come back later, so
+its errors become :class:`StoreUnavailable`, a :class:`TransientError` the
+sink turns into RETRY without remembering the event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+from spanvisor.statestore import Claim, StateStore
+from spanvisor_grafana.errors import TransientError
+
+
+class StoreUnavailable(TransientError):
+    """The state store failed; nothing is known about the key's state."""
+
+
+class GuardedStore:
+    def __init__(self, store: StateStore) -> None:
+        self._store = store
+
+    async def claim(self, namespace: str, key: str, owner: str, lease_s: float) -> Claim:
+        try:
+            return await self._store.claim(namespace, key, owner, lease_s)
+        except (asyncio.CancelledError, TransientError):
+            raise
+        except Exception as exc:
+            raise _unavailable("claim", key, exc) from exc
+
+    async def put(self, namespace: str, key: str, value: Mapping[str, Any], owner: str) -> None:
+        try:
+            await self._store.put(namespace, key, value, owner)
+        except (asyncio.CancelledError, TransientError):
+            raise
+        except Exception as exc:
+            raise _unavailable("put", key, exc) from exc
+
+    async def get(self, namespace: str, key: str) -> Mapping[str, Any] | None:
+        try:
+            return await self._store.get(namespace, key)
+        except (asyncio.CancelledError, TransientError):
+            raise
+        except Exception as exc:
+            raise _unavailable("get", key, exc) from exc
+
+    async def release(self, namespace: str, key: str, owner: str) -> None:
+        try:
+            await self._store.release(namespace, key, owner)
+        except (asyncio.CancelledError, TransientError):
+            raise
+        except Exception as exc:
+            raise _unavailable("release", key, exc) from exc
+
+
+def _unavailable(op: str, key: str, exc: Exception) -> StoreUnavailable:
+    # Only the exception type: a driver's message may carry a DSN.
+    return StoreUnavailable(f"state store {op} for task {key[:80]!r} failed: {type(exc).__name__}")
