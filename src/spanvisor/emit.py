@@ -160,7 +160,9 @@ def build_spans(args: argparse.Namespace, config: Config, now_ns: int | None = N
                 cv.CONTEXT_LIMIT: opt("limit"),
             }
         )
-        span = tracer.start_span("checkpoint", context=ctx, start_time=now, attributes={**stamp, **state})
+        # The state goes on the event only: on the span too it would be read
+        # twice, as a state change and as a checkpoint event.
+        span = tracer.start_span("checkpoint", context=ctx, start_time=now, attributes=stamp)
         span.add_event(cv.EVENT_CHECKPOINT, state, timestamp=now)
     else:
         span = tracer.start_span("artifact", context=ctx, start_time=now, attributes=stamp)

@@ -16,8 +16,10 @@ from typing import Any
 _SECRETS = (
     (re.compile(r"xox[abposr]-[A-Za-z0-9-]+"), "xox?-****"),
     (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"), r"\1****"),
-    (re.compile(r"(://[^:/@\s]+:)([^@\s]+)(@)"), r"\1****\3"),
+    # user:password@host, where the password may itself contain "@".
+    (re.compile(r"(://[^:/@\s]+:)(\S+)(@[^@\s]*)"), r"\1****\3"),
     (re.compile(r"glsa_[A-Za-z0-9_]+"), "glsa_****"),
+    (re.compile(r"(?i)(password\s*=\s*)[^\s&;]+"), r"\1****"),
 )
 
 
@@ -39,6 +41,23 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+_REDACT = RedactingFilter()
+
+
+def install_redaction() -> None:
+    """Put the redacting filter on every ``spanvisor*`` logger that exists.
+
+    A logger's filters do not apply to its children's records, and an agent
+    that never calls :func:`configure_logging` logs through its own handlers:
+    so each of our loggers gets the filter itself. Idempotent; called again
+    once sinks have started (their modules create loggers lazily).
+    """
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        ours = name.split(".", 1)[0].startswith("spanvisor") and isinstance(logger, logging.Logger)
+        if ours and _REDACT not in logger.filters:  # type: ignore[union-attr]
+            logger.addFilter(_REDACT)  # type: ignore[union-attr]
+
+
 class RepeatFilter(logging.Filter):
     """Lets the first of identical warnings/errors through, then one summary
     per ``interval_s`` saying how many were suppressed."""
@@ -51,7 +70,8 @@ class RepeatFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING:
             return True
-        key = (record.name, str(record.msg))
+        # The formatted text, not the template: different drops share one template.
+        key = (record.name, record.getMessage())
         now = time.monotonic()
         first, count = self._seen.get(key, (0.0, -1))
         if count < 0 or now - first >= self.interval_s:

@@ -38,6 +38,7 @@ from opentelemetry.trace import StatusCode
 from spanvisor import conventions as cv
 from spanvisor.config import Config
 from spanvisor.events import Event
+from spanvisor.logs import install_redaction
 from spanvisor.sink import Sink, SinkContext
 from spanvisor.spans import SpanData, from_sdk
 from spanvisor.statestore import InMemoryStateStore, StateStore, load_state_store_factory
@@ -142,6 +143,10 @@ class Pipeline:
         self._state_store = state_store
         self._inbox: deque[tuple[Any, ...]] = deque()
         self._inbox_size = int(c["inbox_size"])
+        # Spans in the receiver's batches still in the inbox: the inbox bound
+        # is about spans, and one receiver entry holds hundreds.
+        self._inbox_spans = 0
+        self._count_lock = threading.Lock()
         self._workers: list[SinkWorker] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -172,10 +177,16 @@ class Pipeline:
         return max(0, self._inbox_size - len(self._inbox))
 
     def accepting(self, n: int = 1) -> bool:
-        """Room for ``n`` spans, and no durable sink near its queue bound."""
-        if self._closed or len(self._inbox) + n > self._inbox_size:
+        """Room for ``n`` more spans from the receiver, and no durable sink near its bound."""
+        if self._closed or len(self._inbox) >= self._inbox_size:
             return False
-        return all(w.has_room() for w in self._workers if w.durable)
+        with self._count_lock:
+            if self._inbox_spans + n > self._inbox_size:
+                return False
+        return self._durable_room(0)
+
+    def _durable_room(self, extra: int) -> bool:
+        return all(w.has_room(extra) for w in self._workers if w.durable)
 
     def submit_spans(self, spans: Sequence[SpanData], on_durable: DurableCallback | None = None) -> bool:
         """Hand ended spans over, all or nothing. False: no room, retry later.
@@ -186,12 +197,15 @@ class Pipeline:
         if not self.accepting(len(spans)):
             return False
         self.stats.inc("spans_received_total", len(spans), path=self.path)
+        with self._count_lock:
+            self._inbox_spans += len(spans)
         self._inbox.append(("spans", spans, on_durable))
         return True
 
     # -- lifecycle -----------------------------------------------------------
 
     def start(self) -> Pipeline:
+        install_redaction()
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="spanvisor-pipeline", daemon=True)
             self._thread.start()
@@ -254,11 +268,17 @@ class Pipeline:
         )
         self._ctx = ctx
         self._workers = [SinkWorker(s, ctx, self.config) for s in self.sinks]
-        await asyncio.gather(*(w.start() for w in self._workers))
-        self._ready.set()
+        for w in self._workers:
+            w.launch()
+        self._ready_task = asyncio.get_running_loop().create_task(self._when_started())
         while not self._closed:
             self._pump()
             await asyncio.sleep(PUMP_INTERVAL_S)
+
+    async def _when_started(self) -> None:
+        await asyncio.gather(*(w.started.wait() for w in self._workers))
+        install_redaction()  # sinks' modules create their loggers lazily
+        self._ready.set()
 
     def replica_id(self) -> str:
         """``SPANVISOR_REPLICA_ID``, else host and data directory for a receiver
@@ -303,7 +323,16 @@ class Pipeline:
             barriers: list[DurableCallback | None] = []
             n = len(self._inbox)
             for _ in range(n):
-                item = self._inbox.popleft()
+                item = self._inbox[0]
+                if item[0] == "spans":
+                    if not self._durable_room(len(events)):
+                        # A durable sink is near its bound: leave the receiver's
+                        # batches here. The inbox fills and the receiver answers
+                        # 503, rather than accepted spans being dropped later.
+                        break
+                    with self._count_lock:
+                        self._inbox_spans -= len(item[1])
+                self._inbox.popleft()
                 try:
                     events.extend(self._track(item, barriers))
                 except Exception as exc:  # one bad span must not cost the others their events
@@ -339,7 +368,11 @@ class Pipeline:
             return self.tracker.span_ended(_light(item[1]))
         out: list[Event] = []
         for span in item[1]:
-            out.extend(self.tracker.span_ended(span))
+            try:
+                out.extend(self.tracker.span_ended(span))
+            except Exception as exc:  # one bad span must not cost the batch its events
+                self.stats.drop("tracker_error", detail=f"{type(exc).__name__}: {exc}")
+                log.exception("tracker error on one span; it is skipped")
         if item[2] is not None:
             barriers.append(item[2])
         return out
@@ -414,7 +447,10 @@ class Pipeline:
 
         async def stop() -> None:
             self._main_task.cancel()
-            await asyncio.gather(*(w.shutdown(max(0.0, deadline - time.monotonic())) for w in self._workers))
+            # Inside the time _call gives this coroutine, so its accounting
+            # (drops at the deadline) runs rather than being cancelled with it.
+            budget = max(0.0, deadline - time.monotonic()) * 0.85
+            await asyncio.gather(*(w.shutdown(budget) for w in self._workers))
             store = getattr(self, "_ctx", None)
             if store is not None and self._state_store is None:
                 try:

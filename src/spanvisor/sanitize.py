@@ -111,7 +111,7 @@ def string_list(v: Any, key: str, notes: list[str]) -> tuple[str, ...]:
             try:
                 loaded = json.loads(stripped)
                 items = loaded if isinstance(loaded, list) else [loaded]
-            except ValueError:
+            except (ValueError, RecursionError):  # deeply nested JSON is agent input too
                 items = stripped.split(",")
         else:
             items = stripped.split(",") if stripped else []

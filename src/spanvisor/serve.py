@@ -267,6 +267,15 @@ async def run(config: Config, stop: asyncio.Event | None = None) -> int:
         log.error("cannot listen: %s", exc)
         await receiver.stop(pipeline.shutdown)
         return 1
+    except Exception as exc:  # a corrupt journal, bad TLS files, ...
+        log.error(
+            "spanvisor serve cannot start: %s: %s (journal: %s)",
+            type(exc).__name__,
+            exc,
+            Path(config.data_dir) / "journal.db",
+        )
+        await receiver.stop(pipeline.shutdown)
+        return 1
     await stop.wait()
     log.info("stopping: draining within %.0fs", config["shutdown_timeout_s"])
     await receiver.stop(pipeline.shutdown)

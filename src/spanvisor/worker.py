@@ -61,7 +61,9 @@ class SinkWorker:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self.start_error: str | None = None
+        self.started = asyncio.Event()  # set once the first start attempt is over
         self._events_queued = 0
+        self._in_flight = 0  # the batch inside sink.export right now
         self.stats.gauge("queue_depth", lambda: float(self._events_queued), sink=self.name)
 
     def has_room(self, n: int = 1) -> bool:
@@ -93,13 +95,19 @@ class SinkWorker:
         self._queue.append(barrier)
         self._wake.set()
 
-    async def start(self) -> None:
+    def launch(self) -> None:
+        """Start the sink and its delivery loop in the background: a sink slow
+        to start (a database connect, a Slack check) holds back only itself."""
+        self._task = asyncio.get_running_loop().create_task(self._start_and_run(), name=f"spanvisor-sink-{self.name}")
+
+    async def _start_and_run(self) -> None:
         try:
             await asyncio.wait_for(self.sink.start(self.ctx), START_TIMEOUT_S)
         except Exception as exc:
             self.start_error = f"{type(exc).__name__}: {exc}"
             log.error("sink %s failed to start: %s; its events are held and retried", self.name, self.start_error)
-        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"spanvisor-sink-{self.name}")
+        self.started.set()
+        await self._run()
 
     async def _retry_start(self) -> None:
         backoff = BACKOFF_START_S
@@ -135,7 +143,9 @@ class SinkWorker:
                 assert not isinstance(item, Barrier)
                 batch.append(item)
             self._events_queued -= len(batch)
+            self._in_flight = len(batch)
             await self._deliver(batch)
+            self._in_flight = 0
 
     async def _deliver(self, batch: list[Event]) -> None:
         backoff = BACKOFF_START_S
@@ -184,7 +194,7 @@ class SinkWorker:
                 await asyncio.wait_for(asyncio.shield(self._task), timeout_s * 0.7)
             except (TimeoutError, asyncio.CancelledError):
                 self._task.cancel()
-                left = self._events_queued
+                left = self._events_queued + self._in_flight
                 if left:
                     self.stats.drop(
                         "shutdown_deadline",
