@@ -5,7 +5,8 @@ at the same moment are ordered by the row lock of ``INSERT … ON CONFLICT``:
 exactly one wins. A claim is a lease: the winner has ``lease_s`` to ``put``
 the result, after which another owner may take the key over (the owner
 died). A key with a value is settled for good and every later claim returns
-the value.
+the value. ``put_if_owner`` settles it only for the owner of the claim, so a
+slow owner whose lease was taken over learns that it lost.
 
 Built with ``await PostgresStateStore.open(config, shared)``; it shares the
 sink's pool through ``shared`` (see :mod:`spanvisor_postgres.db`).
@@ -38,6 +39,19 @@ INSERT INTO delivery_state AS s (namespace, key, owner, lease_expires, value, up
 VALUES ($1, $2, $3, NULL, $4::jsonb, clock_timestamp())
 ON CONFLICT (namespace, key) DO UPDATE
     SET owner = EXCLUDED.owner, lease_expires = NULL, value = EXCLUDED.value, updated_at = EXCLUDED.updated_at
+"""
+
+# Settles the key only for its owner (or when unclaimed or the lease lapsed);
+# the same owner putting the same value again (a retry after a lost answer)
+# also returns a row. No row: another owner holds or settled the key.
+_PUT_IF_OWNER = """
+INSERT INTO delivery_state AS s (namespace, key, owner, lease_expires, value, updated_at)
+VALUES ($1, $2, $3, NULL, $4::jsonb, clock_timestamp())
+ON CONFLICT (namespace, key) DO UPDATE
+    SET owner = EXCLUDED.owner, lease_expires = NULL, value = EXCLUDED.value, updated_at = EXCLUDED.updated_at
+    WHERE (s.value IS NULL AND (s.owner = EXCLUDED.owner OR s.lease_expires <= clock_timestamp()))
+       OR (s.value = EXCLUDED.value AND s.owner = EXCLUDED.owner)
+RETURNING true
 """
 
 _GET = "SELECT value FROM delivery_state WHERE namespace = $1 AND key = $2"
@@ -77,6 +91,11 @@ class PostgresStateStore:
     async def put(self, namespace: str, key: str, value: Mapping[str, Any], owner: str) -> None:
         pool = await self._pool()
         await pool.execute(_PUT, namespace, key, owner, json.dumps(dict(value), default=str))
+
+    async def put_if_owner(self, namespace: str, key: str, value: Mapping[str, Any], owner: str) -> bool:
+        pool = await self._pool()
+        won = await pool.fetchval(_PUT_IF_OWNER, namespace, key, owner, json.dumps(dict(value), default=str))
+        return bool(won)
 
     async def get(self, namespace: str, key: str) -> Mapping[str, Any] | None:
         pool = await self._pool()

@@ -160,7 +160,9 @@ class SlackSink(BaseSink):
         finally:
             if self._tasks.get(st.task_id) is st:
                 del self._tasks[st.task_id]
-            if st.finished:
+            # A task whose output stopped (a permanent error, a bug) stays
+            # done: a fresh state for its next event would post a second parent.
+            if st.finished or st.dead:
                 self._done[st.task_id] = None
                 while len(self._done) > DONE_MEMORY:
                     self._done.popitem(last=False)

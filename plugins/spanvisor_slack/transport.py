@@ -13,7 +13,7 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -107,6 +107,9 @@ class DryRunClient:
         return None
 
 
+CLAIM_LOST = "claim_lost"
+
+
 def _seconds(v: str | None) -> float | None:
     try:
         return max(0.0, float(v)) if v is not None else None
@@ -123,6 +126,11 @@ class Outcome:
     @property
     def ok(self) -> bool:
         return self.data is not None
+
+    @property
+    def claim_lost(self) -> bool:
+        """``before_call`` said no: another owner holds the claim; nothing was sent."""
+        return self.failure is not None and self.failure.error == CLAIM_LOST
 
 
 @dataclass
@@ -145,16 +153,21 @@ class Transport:
         build: Callable[[], Mapping[str, Any]],
         *,
         deadline: Callable[[], float | None] = lambda: None,
+        before_call: Callable[[], Awaitable[bool]] | None = None,
     ) -> Outcome:
         """Call ``method`` until it succeeds, fails for good, or the deadline
         passes. ``build`` runs before each attempt, so a retried edit sends
-        the latest state."""
+        the latest state. ``before_call`` runs after the wait for the turn,
+        right before each HTTP request; False cancels the call (a post whose
+        claim was taken over while it waited)."""
         attempt = 0
         while True:
             attempt += 1
             payload = build()
             if not await self._wait_turn(method, payload, deadline()):
                 return Outcome(failure=Failure(method, "deadline"), decision=Decision("retry"))
+            if before_call is not None and not await before_call():
+                return Outcome(failure=Failure(method, CLAIM_LOST), decision=Decision("permanent"))
             try:
                 if self.on_call:
                     self.on_call(method)

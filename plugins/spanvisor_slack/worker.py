@@ -20,6 +20,7 @@ from spanvisor.statestore import StateStore
 from spanvisor.stats import PipelineStats
 
 from .blocks import Look, alert_payload, parent_payload, reply_payload
+from .claims import Claims, StoreUnavailable
 from .retry import fix_for
 from .state import TaskState
 from .transport import Clock, Outcome, Transport
@@ -47,6 +48,9 @@ class Deliverer:
     flushing: Callable[[], bool] = lambda: False
     deadline: Callable[[], float | None] = lambda: None
 
+    def __post_init__(self) -> None:
+        self.claims = Claims(self.store, self.owner, self.clock, self.stats, self.lease_s, self.deadline)
+
     async def run(self, st: TaskState) -> None:
         while True:
             st.busy = True
@@ -54,6 +58,10 @@ class Deliverer:
                 progressed = await self._step(st)
             except asyncio.CancelledError:
                 raise
+            except StoreUnavailable:
+                # Only the shutdown deadline ends the retries of a state-store call.
+                self._give_up(st, "slack_undelivered", "shutdown deadline passed while the state store was away")
+                progressed = True
             except Exception:  # a bug here must not kill the loop or the sink
                 log.exception("Slack delivery for task %s failed; its Slack messages stop", st.task_id)
                 self._give_up(st, "slack_internal_error", "see the traceback above")
@@ -111,7 +119,8 @@ class Deliverer:
         return payload
 
     async def _ensure_parent(self, st: TaskState) -> bool:
-        claim = await self.store.claim(self._ns("parent"), st.task_id, self.owner, self.lease_s)
+        ns = self._ns("parent")
+        claim = await self.claims.claim(ns, st.task_id)
         if claim.value is not None:
             self._adopt(st, claim.value)
             return True
@@ -119,7 +128,7 @@ class Deliverer:
             await self.clock.sleep(1.0)
             return True
         if st.channel is None:
-            await self.store.release(self._ns("parent"), st.task_id, self.owner)
+            await self.claims.release(ns, st.task_id)
             self._give_up(st, "slack_no_channel", "set SPANVISOR_SLACK_CHANNEL or a routing rule")
             return True
         channel = st.channel
@@ -137,35 +146,64 @@ class Deliverer:
                 "metadata": {"event_type": METADATA_TYPE, "event_payload": {"task_id": st.task_id}},
             }
 
-        out = await self.transport.send("chat.postMessage", build, deadline=self.deadline)
-        if out.ok and out.data:
-            await self._posted(st, str(out.data["channel"]), str(out.data["ts"]), built["v"])
-            return True
-        if out.decision and out.decision.kind == "ambiguous":
-            found = await self._recover(st, channel, started)
-            if found is not None:
-                await self._posted(st, found[0], found[1], -1)
-                return True
-            # Slack may hold the message but we cannot tell: never post a
-            # second one. The claim is made final so replicas agree.
-            await self.store.put(self._ns("parent"), st.task_id, {"channel": channel, "ts": None}, self.owner)
-            self._give_up(
-                st,
-                "slack_ambiguous_post",
-                "Slack answered an error after maybe posting; add channels:history so spanvisor can find the message",
+        # The lease is renewed while the post waits (429 pause, channel
+        # bucket, slow Slack) and checked right before the HTTP call.
+        async with self.claims.lease(ns, [st.task_id]) as lease:
+            out = await self.transport.send(
+                "chat.postMessage", build, deadline=self.deadline, before_call=lease.confirm
             )
-            return True
-        await self.store.release(self._ns("parent"), st.task_id, self.owner)
+            if out.claim_lost:  # another replica took it over; the next pass reads its ref
+                return True
+            if out.ok and out.data:
+                await self._posted(st, str(out.data["channel"]), str(out.data["ts"]), built["v"])
+                return True
+            if out.decision and out.decision.kind == "ambiguous":
+                found = await self._recover(st, channel, started)
+                if found is not None:
+                    await self._posted(st, found[0], found[1], -1)
+                    return True
+                # Slack may hold the message but we cannot tell: never post a
+                # second one. The claim is made final so replicas agree.
+                if await self.claims.settle(ns, st.task_id, {"channel": channel, "ts": None}):
+                    self._give_up(
+                        st,
+                        "slack_ambiguous_post",
+                        "Slack answered an error after maybe posting; "
+                        "add channels:history so spanvisor can find the message",
+                    )
+                return True
+        await self.claims.release(ns, st.task_id)
         self._failed(st, out)
         return True
 
     async def _posted(self, st: TaskState, channel: str, ts: str, version: int) -> None:
-        await self.store.put(self._ns("parent"), st.task_id, {"channel": channel, "ts": ts}, self.owner)
+        # Remembered before it is stored: while the store is away this worker
+        # retries the put and edits this message, and never posts another.
         st.ref = (channel, ts)
         st.last_update = self.clock.now()
         if version >= 0:
             st.sent_version = version
             st.sent_status = st.view.status if version == st.version else st.sent_status
+        ns = self._ns("parent")
+        if await self.claims.settle(ns, st.task_id, {"channel": channel, "ts": ts}):
+            return
+        # Our lease lapsed (the store was away longer than it) and another
+        # replica took the task over: its parent wins, ours goes.
+        stored = await self.claims.get(ns, st.task_id)
+        st.ref, st.sent_version, st.sent_status = None, -1, None
+        if stored is None or stored.get("ts") != ts:
+            await self._delete_duplicate(channel, ts, "parent")
+        if stored is not None:
+            self._adopt(st, stored)
+
+    async def _delete_duplicate(self, channel: str, ts: str, kind: str) -> None:
+        out = await self.transport.send("chat.delete", lambda: {"channel": channel, "ts": ts}, deadline=self.deadline)
+        self.stats.inc("slack_duplicates_total", kind=kind, deleted="true" if out.ok else "false")
+        if out.ok:
+            log.info("deleted a duplicate %s %s/%s: another replica posted it first", kind, channel, ts)
+        else:
+            error = out.failure.error if out.failure else "unknown"
+            log.warning("a duplicate %s %s/%s stays in Slack: chat.delete answered %s", kind, channel, ts, error)
 
     def _adopt(self, st: TaskState, value: Mapping[str, Any]) -> None:
         if not value.get("ts"):
@@ -226,75 +264,92 @@ class Deliverer:
             group[0].kind in MERGEABLE and st.replies and st.replies[0].kind == group[0].kind and len(group) < MERGE_MAX
         ):
             group.append(st.replies.popleft())
+        ns = self._ns("reply")
         todo: list[ThreadLine] = []
         for line in group:
-            claim = await self.store.claim(
-                self._ns("reply"), f"{st.task_id}/{line.reply_key}", self.owner, self.lease_s
-            )
+            claim = await self.claims.claim(ns, f"{st.task_id}/{line.reply_key}")
             if claim.won and claim.value is None:
                 todo.append(line)
         if not todo:
             return True
+        keys = [f"{st.task_id}/{line.reply_key}" for line in todo]
         channel, ts = st.ref
-        out = await self.transport.send(
-            "chat.postMessage",
-            lambda: {
-                "channel": channel,
-                "thread_ts": ts,
-                **reply_payload(todo, self.look),
-                "reply_broadcast": any(x.broadcast for x in todo),
-                "unfurl_links": False,
-                "unfurl_media": False,
-            },
-            deadline=self.deadline,
-        )
-        st.last_reply = self.clock.now()
-        value: dict[str, Any] = {"ts": out.data.get("ts")} if out.ok and out.data else {"ts": None}
-        if out.ok or (out.decision and out.decision.kind == "ambiguous"):
-            # Posted, or maybe posted: either way never post it again.
-            for line in todo:
-                await self.store.put(self._ns("reply"), f"{st.task_id}/{line.reply_key}", value, self.owner)
-            if not out.ok:
-                self._count_drop(
-                    "slack_ambiguous_reply",
-                    len(todo),
-                    "Slack answered an error after maybe posting a reply; it is not resent",
-                )
-        else:
-            for line in todo:
-                await self.store.release(self._ns("reply"), f"{st.task_id}/{line.reply_key}", self.owner)
-            self._failed(st, out, lost=len(todo), reply=True)
+        async with self.claims.lease(ns, keys) as lease:
+            out = await self.transport.send(
+                "chat.postMessage",
+                lambda: {
+                    "channel": channel,
+                    "thread_ts": ts,
+                    **reply_payload(todo, self.look),
+                    "reply_broadcast": any(x.broadcast for x in todo),
+                    "unfurl_links": False,
+                    "unfurl_media": False,
+                },
+                deadline=self.deadline,
+                before_call=lease.confirm,
+            )
+            if out.claim_lost:
+                # Claimed again on the next pass: the lines another replica
+                # now holds are skipped there, ours are posted.
+                st.replies.extendleft(reversed(todo))
+                return True
+            st.last_reply = self.clock.now()
+            value: dict[str, Any] = {"ts": out.data.get("ts")} if out.ok and out.data else {"ts": None}
+            if out.ok or (out.decision and out.decision.kind == "ambiguous"):
+                # Posted, or maybe posted: either way never post it again.
+                won = [await self.claims.settle(ns, key, value) for key in keys]
+                if not any(won) and out.ok and value["ts"]:
+                    await self._delete_duplicate(channel, str(value["ts"]), "reply")
+                elif not all(won):
+                    self.stats.inc("slack_duplicates_total", kind="reply", deleted="false")
+                if not out.ok:
+                    self._count_drop(
+                        "slack_ambiguous_reply",
+                        len(todo),
+                        "Slack answered an error after maybe posting a reply; it is not resent",
+                    )
+                return True
+        for key in keys:
+            await self.claims.release(ns, key)
+        self._failed(st, out, lost=len(todo), reply=True)
         return True
 
     async def _post_alert(self, st: TaskState) -> bool:
         target = st.alerts.popleft()
-        claim = await self.store.claim(self._ns("alert"), f"{st.task_id}/{target}", self.owner, self.lease_s)
+        ns, key = self._ns("alert"), f"{st.task_id}/{target}"
+        claim = await self.claims.claim(ns, key)
         if not claim.won or claim.value is not None or st.ref is None:
             return True
-        link = await self.transport.send(
-            "chat.getPermalink",
-            lambda: {"channel": st.ref[0], "message_ts": st.ref[1]} if st.ref else {},
-            deadline=self.deadline,
-        )
-        permalink = str(link.data.get("permalink")) if link.ok and link.data and link.data.get("permalink") else None
         channel = target.partition("|")[2]
-        out = await self.transport.send(
-            "chat.postMessage",
-            lambda: {
-                "channel": channel,
-                **alert_payload(st.view, permalink, self.look),
-                "unfurl_links": False,
-            },
-            deadline=self.deadline,
-        )
-        st.last_reply = self.clock.now()
-        if out.ok:
-            await self.store.put(
-                self._ns("alert"), f"{st.task_id}/{target}", {"ts": (out.data or {}).get("ts")}, self.owner
+        async with self.claims.lease(ns, [key]) as lease:
+            link = await self.transport.send(
+                "chat.getPermalink",
+                lambda: {"channel": st.ref[0], "message_ts": st.ref[1]} if st.ref else {},
+                deadline=self.deadline,
             )
-        else:
-            await self.store.release(self._ns("alert"), f"{st.task_id}/{target}", self.owner)
-            self._failed(st, out, lost=1, reply=True)
+            permalink = (
+                str(link.data.get("permalink")) if link.ok and link.data and link.data.get("permalink") else None
+            )
+            out = await self.transport.send(
+                "chat.postMessage",
+                lambda: {
+                    "channel": channel,
+                    **alert_payload(st.view, permalink, self.look),
+                    "unfurl_links": False,
+                },
+                deadline=self.deadline,
+                before_call=lease.confirm,
+            )
+            if out.claim_lost:  # another replica posts this alert
+                return True
+            st.last_reply = self.clock.now()
+            if out.ok:
+                posted = (out.data or {}).get("ts")
+                if not await self.claims.settle(ns, key, {"ts": posted}) and posted:
+                    await self._delete_duplicate(str((out.data or {}).get("channel") or channel), str(posted), "alert")
+                return True
+        await self.claims.release(ns, key)
+        self._failed(st, out, lost=1, reply=True)
         return True
 
     # --- failures --------------------------------------------------------

@@ -9,9 +9,13 @@ in-memory store serves one process; the PostgreSQL store (plugin
 replicas sharing a database.
 
 A claim is a lease: if its owner dies before ``put``, the claim expires after
-``lease_s`` and another owner may take it. That is the one window in which an
-external side effect can happen twice, and it needs a crash at exactly that
-moment.
+``lease_s`` and another owner may take it. An owner that is only slow (a long
+rate-limit pause, a state-store outage) may find its lease taken when it
+comes back, so both may act: a store that also offers ``put_if_owner``
+(:class:`ConditionalStateStore`; both built-in stores do) lets exactly one of
+them settle the key, and the other learns it lost and can undo its side
+effect. ``put`` itself stays unconditional for callers that overwrite a
+value on purpose.
 """
 
 from __future__ import annotations
@@ -47,6 +51,20 @@ class StateStore(Protocol):
     async def close(self) -> None: ...
 
 
+@runtime_checkable
+class ConditionalStateStore(StateStore, Protocol):
+    async def put_if_owner(self, namespace: str, key: str, value: Mapping[str, Any], owner: str) -> bool:
+        """Settle the key with ``value`` unless someone else holds it.
+
+        Stores when the key is unsettled and claimed by ``owner``, claimed by
+        no one, or claimed under a lapsed lease. A key already settled with
+        this very value by ``owner`` also answers True, so a put retried
+        after a lost answer is harmless. False: another owner holds the key
+        or settled it; nothing was written.
+        """
+        ...
+
+
 @dataclass(slots=True)
 class _Entry:
     owner: str
@@ -78,6 +96,16 @@ class InMemoryStateStore:
 
     async def put(self, namespace: str, key: str, value: Mapping[str, Any], owner: str) -> None:
         self._entries[(namespace, key)] = _Entry(owner, float("inf"), dict(value))
+
+    async def put_if_owner(self, namespace: str, key: str, value: Mapping[str, Any], owner: str) -> bool:
+        entry = self._entries.get((namespace, key))
+        if entry is not None:
+            if entry.value is not None:
+                return entry.owner == owner and entry.value == dict(value)
+            if entry.owner != owner and entry.expires > self._clock():
+                return False
+        await self.put(namespace, key, value, owner)
+        return True
 
     async def get(self, namespace: str, key: str) -> Mapping[str, Any] | None:
         entry = self._entries.get((namespace, key))

@@ -8,6 +8,14 @@ would reject it (``invalid_blocks``, ``msg_too_long``,
 ``msg_blocks_too_long``) and limits posts per channel (a token bucket).
 ``chat.update`` without ``blocks`` removes the old blocks, as Slack does.
 
+Per-method limits: Slack puts ``chat.update`` and ``chat.delete`` in Tier 3,
+"50+ per minute" per workspace and method, with short bursts. The fake keeps
+a token bucket per token and method (``method_limits``: per minute and
+burst) and answers HTTP 429 with ``Retry-After`` when it is empty. The
+default is generous (:data:`DEFAULT_METHOD_LIMITS`, 6,000 a minute) so
+tests about other things are not slowed; ``FakeSlack.tier3()`` gives the
+real figure, 50 a minute.
+
 Scenarios are picked by token, like python-slack-sdk's
 ``tests/mock_web_api_server``:
 
@@ -22,6 +30,8 @@ Scenarios are picked by token, like python-slack-sdk's
   and then answers fatal_error (``-nohistory``: conversations.history answers
   missing_scope, so a client cannot find it);
 - ``xoxb-slow-<ms>``: every answer waits that long;
+- ``chat.delete`` removes a message (``message_not_found`` when it is gone);
+  deleted messages are kept in ``deleted``;
 - anything after a ``~`` is ignored (``xoxb-5xx-2~SECRET``), so a test can
   look for a marker in logs.
 
@@ -51,6 +61,9 @@ MAX_BLOCKS = 50
 TOTAL_BLOCKS_JSON = 13_000
 TEXT_POST = 40_000
 TEXT_UPDATE = 4_000
+# (calls per minute, burst) per token and method; see the module docstring.
+TIER3 = (50.0, 5)
+DEFAULT_METHOD_LIMITS: dict[str, tuple[float, int]] = {"chat.update": (6000.0, 100), "chat.delete": (6000.0, 100)}
 
 
 @dataclass
@@ -171,11 +184,21 @@ def _scenario_value(token: str, prefix: str) -> str | None:
 
 
 class FakeSlack:
-    def __init__(self, *, retry_after: int = 1, channel_burst: int = 4, channel_rate: float = 1.0) -> None:
+    def __init__(
+        self,
+        *,
+        retry_after: int = 1,
+        channel_burst: int = 4,
+        channel_rate: float = 1.0,
+        method_limits: dict[str, tuple[float, int]] | None = None,
+    ) -> None:
         self.retry_after = retry_after
         self.channel_burst, self.channel_rate = channel_burst, channel_rate
+        self.method_limits = dict(DEFAULT_METHOD_LIMITS if method_limits is None else method_limits)
         self.calls: list[Call] = []
         self.messages: dict[str, dict[str, Message]] = {}
+        self.deleted: list[Message] = []
+        self._method_buckets: dict[tuple[str, str], tuple[float, float]] = {}
         self._seq = itertools.count(1)
         self._buckets: dict[str, tuple[float, float]] = {}
         self._first_seen: dict[str, float] = {}
@@ -183,6 +206,11 @@ class FakeSlack:
         self._scheduled: dict[str, str] = {}
         self._runner: web.AppRunner | None = None
         self.base_url = ""
+
+    @classmethod
+    def tier3(cls, **kw: Any) -> FakeSlack:
+        """chat.update and chat.delete at Slack's Tier 3: 50 a minute per workspace."""
+        return cls(method_limits={"chat.update": TIER3, "chat.delete": TIER3}, **kw)
 
     # --- lifecycle ------------------------------------------------------
 
@@ -283,6 +311,8 @@ class FakeSlack:
                 return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(self.retry_after)}
             if (code := _scenario_value(token, "xoxb-error-")) is not None:
                 return 200, {"ok": False, "error": code}, {}
+        if (wait := self._method_limited(full, method)) is not None:
+            return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(max(1, math.ceil(wait)))}
         handler = getattr(self, "_m_" + method.replace(".", "_"), None)
         if handler is None:
             return 200, {"ok": False, "error": "unknown_method"}, {}
@@ -347,6 +377,21 @@ class FakeSlack:
         self._buckets[channel] = (level - 1, now)
         return None
 
+    def _method_limited(self, token: str, method: str) -> float | None:
+        """Seconds to wait when the workspace's bucket for this method is empty."""
+        limit = self.method_limits.get(method)
+        if limit is None:
+            return None
+        rate, burst = limit[0] / 60.0, float(limit[1])
+        now = time.monotonic()
+        level, last = self._method_buckets.get((token, method), (burst, now))
+        level = min(burst, level + (now - last) * rate)
+        if level < 1:
+            self._method_buckets[(token, method)] = (level, now)
+            return (1 - level) / rate
+        self._method_buckets[(token, method)] = (level - 1, now)
+        return None
+
     def _new_ts(self) -> str:
         return f"{int(time.time())}.{next(self._seq):06d}"
 
@@ -396,6 +441,16 @@ class FakeSlack:
         msg.edits += 1
         msg.args = args
         return 200, {"ok": True, "channel": ch, "ts": msg.ts, "text": msg.text}, {}
+
+    def _m_chat_delete(self, token: str, args: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
+        ch = str(args.get("channel"))
+        msgs = self.messages.get(ch, {})
+        msg = msgs.get(str(args.get("ts")))
+        if msg is None:
+            return 200, {"ok": False, "error": "message_not_found"}, {}
+        del msgs[msg.ts]
+        self.deleted.append(msg)
+        return 200, {"ok": True, "channel": ch, "ts": msg.ts}, {}
 
     def _m_chat_getPermalink(self, token: str, args: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
         ch, ts = str(args.get("channel")), str(args.get("message_ts"))

@@ -1,0 +1,170 @@
+"""State-store outages and lapsed leases never give a task a second parent."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+from tests.fakes.slack_api import FakeSlack
+from tests.slack.slack_support import TaskScript, run, slack_config, slack_env
+
+from spanvisor.sink import SinkContext
+from spanvisor.statestore import Claim, InMemoryStateStore
+from spanvisor.stats import PipelineStats
+from spanvisor_slack import SlackSink
+
+
+class FlakyStore(InMemoryStateStore):
+    """Fails the next ``fail[op]`` calls of an operation, or every call made
+    by the owners in ``down`` (a replica cut off from the database)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail: dict[str, int] = {}
+        self.down: set[str] = set()
+
+    def _maybe_fail(self, op: str, owner: str | None = None) -> None:
+        if owner in self.down:
+            raise ConnectionResetError("state store: connection reset")
+        if self.fail.get(op):
+            self.fail[op] -= 1
+            raise ConnectionRefusedError("state store: connection refused")
+
+    async def claim(self, namespace: str, key: str, owner: str, lease_s: float = 60.0) -> Claim:
+        self._maybe_fail("claim", owner)
+        return await super().claim(namespace, key, owner, lease_s)
+
+    async def put_if_owner(self, namespace: str, key: str, value: Mapping[str, Any], owner: str) -> bool:
+        self._maybe_fail("put", owner)
+        return await super().put_if_owner(namespace, key, value, owner)
+
+
+def _drops(stats: PipelineStats) -> dict[str, float]:
+    return {dict(k[1])["reason"]: v for k, v in stats.counters.items() if k[0] == "dropped_total"}
+
+
+def test_a_store_blip_after_the_post_keeps_one_parent() -> None:
+    # The reviewer's r1: the put of {channel, ts} fails once after Slack accepted the post.
+    async def main() -> None:
+        store = FlakyStore()
+        store.fail["put"] = 1
+        async with slack_env(store=store, slack_update_interval_s=0.1) as env:
+            t = TaskScript.new("task-blip", task_name="Diagnose F47")
+            await env.send(t.started())
+            await asyncio.sleep(0.5)
+            await env.send(t.checkpoint(progress=50.0, message="halfway"), t.finished())
+            assert await env.sink.force_flush(5)
+            parents = env.fake.parents()
+            assert len(parents) == 1
+            assert "complete" in parents[0].blocks[0]["text"]["text"]
+            assert len(env.fake.thread(parents[0])) == 2  # the milestone and the summary
+            assert await store.get("slack.parent", "task-blip") == {"channel": parents[0].channel, "ts": parents[0].ts}
+            assert _drops(env.stats) == {}
+            assert env.stats.value("slack_state_store_errors_total", op="put") == 1
+
+    run(main())
+
+
+def test_failing_claims_delay_the_messages_and_lose_nothing() -> None:
+    async def main() -> None:
+        store = FlakyStore()
+        store.fail["claim"] = 2  # the parent's claim, then a reply's
+        async with slack_env(store=store, slack_update_interval_s=0.1, slack_reply_interval_s=0.05) as env:
+            t = TaskScript.new("task-claims")
+            await env.send(t.started(), t.checkpoint(progress=30.0), t.checkpoint(progress=80.0), t.finished())
+            assert await env.sink.force_flush(10)
+            (parent,) = env.fake.parents()
+            assert "complete" in parent.blocks[0]["text"]["text"]
+            texts = " ".join(str(m.text) for m in env.fake.thread(parent))
+            assert "25%" in texts and "75%" in texts and _drops(env.stats) == {}
+
+    run(main())
+
+
+def test_a_task_whose_output_stopped_is_not_started_again() -> None:
+    # A dead worker used to leave no trace, so the task's next event posted anew.
+    async def main() -> None:
+        async with slack_env(slack_channel="#missing") as env:
+            t = TaskScript.new("task-dead")
+            await env.send(t.started())
+            await env.sink.force_flush(2)
+            for i in range(3):
+                await env.send(t.checkpoint(progress=10.0 * i, message=f"step {i}"))
+                await env.sink.force_flush(2)
+            assert len(env.fake.calls_to("chat.postMessage")) == 1
+            assert _drops(env.stats) == {"slack_channel_not_found": 1}
+
+    run(main())
+
+
+async def _replica(fake: FakeSlack, store: InMemoryStateStore, rid: str, token: str, **kw: Any) -> SlackSink:
+    sink = SlackSink()
+    cfg = slack_config(fake.base_url, token, slack_timeout_s=5.0, slack_update_interval_s=0.1, **kw)
+    await sink.start(SinkContext(config=cfg, state_store=store, stats=PipelineStats(), replica_id=rid))
+    return sink
+
+
+@pytest.mark.slow
+def test_the_lease_is_renewed_while_a_slow_post_waits() -> None:
+    # The reviewer's r4: Slack answers after 1.5 s, the lease is 0.5 s.
+    async def main() -> None:
+        fake = FakeSlack()
+        await fake.start()
+        store = InMemoryStateStore()
+        a = await _replica(fake, store, "replica-a", "xoxb-slow-1500", slack_lease_s=0.5)
+        b = await _replica(fake, store, "replica-b", "xoxb-slow-1500", slack_lease_s=0.5)
+        try:
+            t = TaskScript.new("task-1", task_name="Diagnose F47")
+            await a.export([t.started()])
+            await asyncio.sleep(0.8)  # past A's first lease
+            await b.export([t.checkpoint(progress=10.0, message="reading")])
+            assert await a.force_flush(10) and await b.force_flush(10)
+            (parent,) = fake.parents()
+            assert await store.get("slack.parent", "task-1") == {"channel": parent.channel, "ts": parent.ts}
+            assert "reading" in str(parent.attachments)  # B edits the parent A posted
+            assert not fake.calls_to("chat.delete")
+        finally:
+            for s in (a, b):
+                await s.shutdown(2)
+            await fake.stop()
+
+    run(main())
+
+
+@pytest.mark.slow
+def test_a_poster_whose_lease_was_taken_over_deletes_its_own_parent() -> None:
+    # A is cut off from the store during its slow post; its lease lapses and
+    # B takes the task over. A's conditional put loses: A deletes its post
+    # and continues B's thread.
+    async def main() -> None:
+        fake = FakeSlack()
+        await fake.start()
+        store = FlakyStore()
+        a = await _replica(fake, store, "replica-a", "xoxb-slow-1000", slack_lease_s=0.3)
+        b = await _replica(fake, store, "replica-b", "xoxb-test", slack_lease_s=0.3)
+        try:
+            t = TaskScript.new("task-2", task_name="Contested")
+            await a.export([t.started()])
+            await asyncio.sleep(0.1)  # A claimed and is waiting for Slack
+            store.down.add("replica-a")
+            await asyncio.sleep(0.4)  # A's lease lapses
+            await b.export([t.checkpoint(progress=10.0, message="from b")])
+            assert await b.force_flush(5)
+            await asyncio.sleep(1.0)  # A's post is answered; its put is retried
+            store.down.clear()
+            await a.export([t.checkpoint(progress=20.0, message="from a")])
+            assert await a.force_flush(10) and await b.force_flush(5)
+            (parent,) = fake.parents()
+            assert [m.args["metadata"]["event_payload"]["task_id"] for m in fake.deleted] == ["task-2"]
+            assert fake.deleted[0].ts != parent.ts
+            assert await store.get("slack.parent", "task-2") == {"channel": parent.channel, "ts": parent.ts}
+            assert "from a" in str(parent.attachments)  # A went on in B's parent
+            assert a.ctx is not None and a.ctx.stats.value("slack_duplicates_total", kind="parent", deleted="true") == 1
+        finally:
+            for s in (a, b):
+                await s.shutdown(2)
+            await fake.stop()
+
+    run(main())
