@@ -129,6 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"spanvisor: configuration error: {exc}", file=sys.stderr)
         return 2
+    configure_logging(config["log_format"], config["log_level"])  # the TOML file may set them
     try:
         return int(args.func(args, config))
     except ConfigError as exc:

@@ -70,6 +70,14 @@ def p_int(v: Any) -> int:
     return n
 
 
+def p_pos_int(v: Any) -> int:
+    """A count or a size: at least 1 (0 would refuse or drop everything)."""
+    n = p_int(v)
+    if n < 1:
+        raise ValueError(v)
+    return n
+
+
 def p_float(v: Any) -> float:
     f = float(str(v).strip())
     if not math.isfinite(f) or f < 0:
@@ -231,7 +239,7 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     Setting(
         "max_open_tasks",
         "SPANVISOR_MAX_OPEN_TASKS",
-        p_int,
+        p_pos_int,
         10_000,
         "Open tasks tracked at once; beyond it the oldest is evicted and counted.",
         "a positive integer",
@@ -239,7 +247,7 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     Setting(
         "dedup_window",
         "SPANVISOR_DEDUP_WINDOW",
-        p_int,
+        p_pos_int,
         200_000,
         "How many recently seen span ends are remembered so a resent span is not counted twice.",
         "a positive integer",
@@ -247,7 +255,7 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     Setting(
         "inbox_size",
         "SPANVISOR_INBOX_SIZE",
-        p_int,
+        p_pos_int,
         100_000,
         "Entries waiting for the tracker (a span start or end in-process, one batch from the receiver); beyond it new ones are dropped and counted (the receiver answers 503 instead).",
         "a positive integer",
@@ -255,7 +263,7 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     Setting(
         "queue_size",
         "SPANVISOR_QUEUE_SIZE",
-        p_int,
+        p_pos_int,
         10_000,
         "Events waiting per sink; beyond it events for that sink are dropped and counted.",
         "a positive integer",
@@ -263,7 +271,7 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     Setting(
         "batch_size",
         "SPANVISOR_BATCH_SIZE",
-        p_int,
+        p_pos_int,
         512,
         "Most events handed to a sink in one export call.",
         "a positive integer",

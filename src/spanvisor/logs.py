@@ -100,10 +100,17 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(fmt: str | None = None, level: str | None = None) -> None:
-    """Set up the ``spanvisor`` logger once; the agent's own logging is left alone."""
+    """Set up the ``spanvisor`` logger; the agent's own logging is left alone.
+
+    Called again with explicit values (the CLI does, once the TOML file is
+    read), it replaces its own handler.
+    """
     logger = logging.getLogger("spanvisor")
-    if getattr(logger, "_spanvisor_configured", False):
-        return
+    previous = getattr(logger, "_spanvisor_handler", None)
+    if previous is not None:
+        if fmt is None and level is None:
+            return
+        logger.removeHandler(previous)
     fmt = (fmt or os.environ.get("SPANVISOR_LOG_FORMAT") or "human").lower()
     level = (level or os.environ.get("SPANVISOR_LOG_LEVEL") or "info").upper()
     handler = logging.StreamHandler(sys.stderr)
@@ -117,4 +124,4 @@ def configure_logging(fmt: str | None = None, level: str | None = None) -> None:
     logger.addHandler(handler)
     logger.setLevel(getattr(logging, level, logging.INFO))
     logger.propagate = False
-    logger._spanvisor_configured = True  # type: ignore[attr-defined]
+    logger._spanvisor_handler = handler  # type: ignore[attr-defined]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import signal
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,10 @@ def p_size(v: Any) -> int:
     s = str(v).strip()
     for suffix, mult in (("KiB", 1024), ("MiB", 1024**2), ("GiB", 1024**3)):
         if s.endswith(suffix):
-            return int(float(s[: -len(suffix)]) * mult)
+            number = float(s[: -len(suffix)])
+            if not math.isfinite(number) or number * mult < 1:
+                raise ValueError(v)
+            return int(number * mult)
     n = p_int(s)
     if n < 1:
         raise ValueError(v)

@@ -78,7 +78,6 @@ class TaskState:
     state_seen: dict[str, int] = field(default_factory=dict)
     attrs_seen: dict[str, dict[str, Any]] = field(default_factory=dict)
     last_model_end: int = -1
-    model_spans: set[str] = field(default_factory=set)
     error: tuple[str | None, str | None, str | None] = (None, None, None)
     finished: bool = False
     # The working state is a plain dict; the frozen TaskView that events carry
@@ -178,10 +177,12 @@ class TaskState:
                 out.extend(self._span_event(span, n, ev.name, ev.time_ns, ev.attributes, notes, is_root))
             if span.end_ns is not None and not is_root:
                 self.events_seen.pop(span.span_id, None)
-        if span.end_ns is not None and span.span_id not in self.model_spans and cv.is_model_call(a):
+        if span.end_ns is not None and cv.is_model_call(a):
             out.extend(self._model_call(span, notes))
         if span.end_ns is not None and span.error and not is_root and self.error == (None, None, None):
             self.error = (None, sz.text(span.status_message, "status.message", notes), None)
+        if span.end_ns is not None and not is_root:
+            self.attrs_seen.pop(span.span_id, None)  # an ended span is read no more
         return out
 
     def _attr_changes(self, span_id: str, a: Any) -> dict[str, Any]:
@@ -190,9 +191,10 @@ class TaskState:
         Comparing with the span's own earlier values, not the task's view,
         keeps a stale attribute from undoing a later checkpoint event.
         """
-        current = {k: a[k] for k in _STATE_KEYS if k in a}
-        before = self.attrs_seen.get(span_id, {})
-        self.attrs_seen[span_id] = current
+        current = {k: a[k] for k in _STATE_KEYS if k in a} if a else {}
+        before = self.attrs_seen.pop(span_id, None) or {}
+        if current:  # remembered only for spans that carry state: memory per task stays small
+            self.attrs_seen[span_id] = current
         return {k: v for k, v in current.items() if before.get(k) != v}
 
     def _read_identity(self, a: Any, notes: list[str], is_root: bool) -> None:
@@ -375,7 +377,6 @@ class TaskState:
         t_out = sz.tokens(raw_out, "output_tokens", notes)
         if t_in is None and t_out is None:
             return []
-        self.model_spans.add(span.span_id)
         v = self.view
         model = sz.name(cv.model_name(a), "model", notes) or v.model
         changes: dict[str, Any] = {

@@ -188,13 +188,18 @@ class TaskTracker:
     # -- in end order (every path) ---------------------------------------------
 
     def span_ended(self, span: SpanData) -> list[Event]:
-        seen = (span.trace_id, span.span_id)
-        if seen in self._seen:
-            self.stats.inc("duplicate_spans_total")
-            return []
-        self._seen[seen] = None
-        if len(self._seen) > self._dedup_window:
-            self._seen.popitem(last=False)
+        content = _has_content(span)
+        if content:
+            # Only spans that can cause events use the dedup window: the
+            # keyless majority would otherwise push real ones out of it
+            # within seconds. A resent keyless span changes nothing anyway.
+            seen = (span.trace_id, span.span_id)
+            if seen in self._seen:
+                self.stats.inc("duplicate_spans_total")
+                return []
+            self._seen[seen] = None
+            if len(self._seen) > self._dedup_window:
+                self._seen.popitem(last=False)
         notes: list[str] = []
         key = self._span_task.pop(span.span_id, None)
         if key is not None:
@@ -218,7 +223,7 @@ class TaskTracker:
         root_id = span.attributes.get(cv.TASK_ROOT)
         if isinstance(root_id, str) and root_id:
             return self._stamped(span, root_id.lower()[:32], notes)
-        return self._unstamped(span, notes)
+        return self._unstamped(span, notes, content)
 
     def _stamped(self, span: SpanData, root_id: str, notes: list[str]) -> list[Event]:
         key = (span.trace_id, root_id)
@@ -237,15 +242,15 @@ class TaskTracker:
         out.extend(self._absorb(key, span, notes))
         return out
 
-    def _unstamped(self, span: SpanData, notes: list[str]) -> list[Event]:
+    def _unstamped(self, span: SpanData, notes: list[str], content: bool) -> list[Event]:
         a = span.attributes
         candidate = bool(a) and cv.is_root_candidate(a)
-        interesting = (
-            candidate
-            or span.error  # a failing plain span may explain the task's failure
-            or (bool(a) and cv.has_known_key(a))
-            or (bool(span.events) and any(e.name in cv.KNOWN_EVENTS for e in span.events))
-        )
+        interesting = candidate or content
+        if span.parent_id is not None and (span.trace_id, span.parent_id) in self._finished:
+            # A child of a task that has already finished (a Collector retry
+            # reordered batches): too late to count, and never a task of its own.
+            self.stats.inc("late_spans_total")
+            return []
         buf = self._buffers.get(span.trace_id)
         if buf is None:
             if not interesting:
@@ -317,6 +322,9 @@ class TaskTracker:
                 datas.append(p.data)
         assert root.data is not None
         key = (trace_id, root_sid)
+        if key in self._finished:  # the same task resent after it finished
+            self.stats.inc("duplicate_spans_total", 1 + len(datas))
+            return []
         notes: list[str] = []
         out = self._open(key, root.data, notes)
         for d in sorted(datas, key=lambda s: (s.end_ns or 0, s.span_id)):
@@ -349,3 +357,14 @@ class TaskTracker:
                 self._pending_count -= len(buf.spans)
                 self.stats.inc("evicted_tasks_total", reason="expired")
         return out
+
+
+def _has_content(span: SpanData) -> bool:
+    """Can this span cause events: known keys beyond the stamps, known
+    events (exceptions included), or an error status?"""
+    if span.error:
+        return True
+    a = span.attributes
+    if a and any(k in cv.CONTENT_KEYS for k in a):
+        return True
+    return any(e.name in cv.KNOWN_EVENTS or e.name == cv.EVENT_EXCEPTION for e in span.events)
