@@ -400,16 +400,21 @@ def _show(v: Any) -> str:
     return str(v)
 
 
-_URL_PASSWORD = re.compile(r"(://[^:/@]+:)([^@]+)(@)")
+_QUERY_SECRET = re.compile(r"(?i)([?&](?:password|passwd|pass|token|secret|sslpassword)=)[^&#]*")
 
 
 def mask(v: Any) -> str:
-    """Show that a secret is set without showing it. URLs keep all but the password."""
+    """Show that a secret is set without showing it. URLs keep all but the
+    password (which may itself contain "@" or ":") and secret query values."""
     if v is None or v == "":
         return "-"
     s = str(v)
     if "://" in s:
-        return _URL_PASSWORD.sub(r"\1****\3", s)
+        scheme, _, rest = s.partition("://")
+        userinfo, at, hostpart = rest.rpartition("@")
+        if at and ":" in userinfo:
+            rest = userinfo.split(":", 1)[0] + ":****@" + hostpart
+        return _QUERY_SECRET.sub(r"\1****", f"{scheme}://{rest}")
     return f"**** ({len(s)} chars)"
 
 

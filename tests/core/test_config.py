@@ -133,3 +133,13 @@ def test_plugin_settings_join_the_table() -> None:
     names = {s.name for s in c.settings}
     assert {"console_interval_s", "console_color"} <= names
     assert len(names) == len(c.settings)
+
+
+def test_secrets_in_urls_and_dsns_are_masked_and_redacted() -> None:
+    from spanvisor.config import mask
+    from spanvisor.logs import redact
+
+    assert mask("postgresql://svc:p@ss:w0rd@db:5432/audit") == "postgresql://svc:****@db:5432/audit"
+    assert "s3cr3t" not in mask("postgresql://db/audit?password=s3cr3t&sslmode=require")
+    line = redact("host=db user=svc password=s3cr3t dbname=audit; postgresql://svc:p@ss:w0rd@db/a; Bearer abc.def")
+    assert "s3cr3t" not in line and "p@ss" not in line and "abc.def" not in line
