@@ -155,3 +155,32 @@ def test_duplicate_events_are_ignored() -> None:
             assert len(env.fake.parents()) == 1
 
     run(main())
+
+
+@pytest.mark.slow
+def test_chat_update_rate_limits_delay_edits_but_every_task_ends_in_its_final_state() -> None:
+    # Tier 3 scaled up for time: 240 edits a minute per workspace, bursts of 2,
+    # against 4 tasks that each change status four times.
+    async def main() -> None:
+        fake = FakeSlack(method_limits={"chat.update": (240.0, 2)}, channel_rate=50, channel_burst=50)
+        await fake.start()
+        try:
+            async with slack_env(fake=fake, slack_update_interval_s=0.2, slack_milestones="") as env:
+                tasks = [TaskScript.new(f"busy-{i}", task_name=f"Busy {i}") for i in range(4)]
+                await env.send(*(t.started() for t in tasks))
+                for status in ("working", "waiting", "working"):
+                    await asyncio.sleep(0.3)
+                    await env.send(*(t.checkpoint(status, message=f"now {status}") for t in tasks))
+                await env.send(*(t.finished("complete") for t in tasks))
+                assert await env.sink.force_flush(30)
+                parents = fake.parents()
+                assert len(parents) == 4
+                for p in parents:
+                    assert "complete" in p.blocks[0]["text"]["text"], p.blocks[0]
+                limited = [c for c in fake.calls_to("chat.update") if c.status == 429]
+                assert limited, "the limit was never reached"
+                assert not [k for k in env.stats.counters if k[0] == "dropped_total"]
+        finally:
+            await fake.stop()
+
+    run(main())
