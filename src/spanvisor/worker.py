@@ -64,6 +64,8 @@ class SinkWorker:
         self.started = asyncio.Event()  # set once the first start attempt is over
         self._events_queued = 0
         self._in_flight = 0  # the batch inside sink.export right now
+        self._first_at = 0.0  # when the oldest queued event arrived
+        self._filled = asyncio.Event()  # set when a full batch is queued
         self.stats.gauge("queue_depth", lambda: float(self._events_queued), sink=self.name)
 
     def has_room(self, n: int = 1) -> bool:
@@ -87,8 +89,12 @@ class SinkWorker:
                 detail=f"sink {self.name} is behind; raise SPANVISOR_QUEUE_SIZE or fix the sink",
             )
             events = events[: max(0, room)]
+        if self._events_queued == 0:
+            self._first_at = time.monotonic()
         self._queue.extend(events)
         self._events_queued += len(events)
+        if self._events_queued >= self._batch:
+            self._filled.set()
         self._wake.set()
 
     def put_barrier(self, barrier: Barrier) -> None:
@@ -135,14 +141,26 @@ class SinkWorker:
                 self._queue.popleft()
                 head.reached(True)
                 continue
-            if len(self._queue) < self._batch and self._delay > 0 and not self._closing:
-                await asyncio.sleep(self._delay)  # let the batch fill
+            if self._events_queued < self._batch and self._delay > 0 and not self._closing:
+                # Let a small batch fill, but only for what is left of the
+                # delay since its first event arrived, and no longer than it
+                # takes to fill: a fixed sleep per batch capped a busy sink
+                # at batch_size / batch_delay events a second.
+                wait = self._delay - (time.monotonic() - self._first_at)
+                if wait > 0:
+                    self._filled.clear()
+                    try:
+                        await asyncio.wait_for(self._filled.wait(), wait)
+                    except TimeoutError:
+                        pass
             batch: list[Event] = []
             while self._queue and len(batch) < self._batch and not isinstance(self._queue[0], Barrier):
                 item = self._queue.popleft()
                 assert not isinstance(item, Barrier)
                 batch.append(item)
             self._events_queued -= len(batch)
+            # What is left has waited at least this long already.
+            self._first_at = time.monotonic() - self._delay
             self._in_flight = len(batch)
             await self._deliver(batch)
             self._in_flight = 0
