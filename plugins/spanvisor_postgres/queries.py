@@ -165,6 +165,31 @@ async def agent_stats(conn: Any, since_s: float | None = None) -> list[dict[str,
     return out
 
 
+# State-store keys of pruned tasks: the id itself (Slack parent, Grafana
+# annotation) and "<id>/<reply key>" (Slack replies and alerts). The prefix
+# test is a byte range on the text_pattern_ops index (migration 0002), with no
+# LIKE pattern to escape. A task id may itself contain "/", so a key that is,
+# or is under, a longer task that is kept ("a/b" or "a/b/summary" when pruning
+# "a" but not "a/b") is left alone: one primary-key probe per candidate.
+_PRUNE_STATE_KEYS = (
+    "DELETE FROM delivery_state WHERE key = ANY($1::text[])",
+    """
+    DELETE FROM delivery_state d
+    USING unnest($1::text[]) AS p(id)
+    WHERE d.key ~>=~ (p.id || '/') AND d.key ~<~ (p.id || '0')
+      AND left(d.key, length(p.id) + 1) = p.id || '/'
+      AND NOT EXISTS (
+          SELECT 1 FROM agent_tasks t
+          WHERE t.task_id = ANY(ARRAY(
+                SELECT left(d.key, i - 1)
+                FROM generate_series(length(p.id) + 2, length(d.key) + 1) AS i
+                WHERE i > length(d.key) OR substr(d.key, i, 1) = '/'))
+            AND t.task_id <> ALL($1::text[])
+      )
+    """,
+)
+
+
 async def prune(pool: Any, older_than_s: float, batch: int = 500, max_batches: int | None = None) -> int:
     """Delete tasks inactive for longer than ``older_than_s`` with all their rows.
 
@@ -191,8 +216,8 @@ async def prune(pool: Any, older_than_s: float, batch: int = 500, max_batches: i
                 break
             for table in ("agent_checkpoints", "task_artifacts", "human_interventions", "quarantine"):
                 await conn.execute(f"DELETE FROM {table} WHERE task_id = ANY($1::text[])", ids)
-            # State-store keys of those tasks (Slack parent, Grafana annotation).
-            await conn.execute("DELETE FROM delivery_state WHERE key = ANY($1::text[])", ids)
+            for statement in _PRUNE_STATE_KEYS:
+                await conn.execute(statement, ids)
             await conn.execute("DELETE FROM agent_tasks WHERE task_id = ANY($1::text[])", ids)
             deleted += len(ids)
         if len(ids) < batch:
