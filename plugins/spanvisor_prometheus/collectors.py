@@ -68,7 +68,11 @@ class TaskCollector(Collector):
         m = self.metrics
         with m.lock:
             fams: list[Metric] = [
-                _counter("tasks_started", "Tasks started, by agent and repo.", m.started),
+                _counter(
+                    "tasks_started",
+                    "Tasks started, by agent and repo (repo 'other' past the cap on (agent, repo) pairs).",
+                    m.started,
+                ),
                 _counter(
                     "tasks_finished",
                     "Tasks finished, by agent, repo and outcome (complete, error, cancelled).",
@@ -93,14 +97,23 @@ class TaskCollector(Collector):
                 "Start time (unix seconds) of the agent's oldest open task; absent when none.",
                 labels=["agent"],
             )
+            stalest = GaugeMetricFamily(
+                PREFIX + "stalest_task_activity_timestamp_seconds",
+                "Time (unix seconds) of the last activity (start, checkpoint, context warning or "
+                "artifact) of the agent's open task that has been silent longest; absent when none.",
+                labels=["agent"],
+            )
             for agent, g in sorted(m.agent_gauges().items()):
                 running.add_metric([agent], g.running)
                 ratio.add_metric([agent], g.worst_ratio)
                 if g.oldest_start_s is not None:
                     oldest.add_metric([agent], g.oldest_start_s)
+                if g.stalest_activity_s is not None:
+                    stalest.add_metric([agent], g.stalest_activity_s)
             last = GaugeMetricFamily(
                 PREFIX + "last_checkpoint_timestamp_seconds",
-                "Time (unix seconds) of the agent's latest task start or checkpoint.",
+                "Time (unix seconds) of the agent's latest task start or checkpoint, over all its "
+                "tasks (kept for compatibility; stalls use stalest_task_activity_timestamp_seconds).",
                 labels=["agent"],
             )
             for agent, ts in sorted(m.last_progress_s.items()):
@@ -113,7 +126,7 @@ class TaskCollector(Collector):
             for label, n in m.overflow.items():
                 overflow.add_metric([label], n)
         yield from fams
-        yield from (running, ratio, oldest, last, overflow)
+        yield from (running, ratio, oldest, stalest, last, overflow)
 
 
 class PipelineCollector(Collector):

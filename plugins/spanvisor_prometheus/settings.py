@@ -61,7 +61,9 @@ SETTINGS: tuple[Setting, ...] = (
         "SPANVISOR_METRICS_MAX_REPOS",
         p_cap,
         50,
-        "Distinct repo label values kept in metrics; later repos are reported as 'other'.",
+        "Distinct (agent, repo) pairs whose repo label is kept on spanvisor_tasks_started_total and "
+        "spanvisor_tasks_finished_total; later pairs report repo 'other' and count in "
+        'spanvisor_label_overflow_total{label="repo"}.',
         "a positive integer",
     ),
     Setting(

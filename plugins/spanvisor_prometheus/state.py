@@ -24,11 +24,8 @@ from spanvisor.events import (
     TaskFinished,
     TaskStarted,
 )
+from spanvisor_prometheus.labels import LabelCap, PairCap
 
-OTHER = "other"
-# Label values come from agents; a megabyte agent id must not become a
-# megabyte label. 128 characters is far more than any sane id.
-MAX_LABEL_CHARS = 128
 # OpenMetrics caps an exemplar's label set (names and values) at 128 runes.
 MAX_EXEMPLAR_TRACE_CHARS = 128 - len("trace_id")
 
@@ -56,28 +53,6 @@ class Exemplar(NamedTuple):
 
 
 Key = tuple[str, ...]
-
-
-class LabelCap:
-    """Admits the first ``cap`` distinct values; later ones become ``other``."""
-
-    def __init__(self, cap: int) -> None:
-        self.cap = cap
-        self.admitted: set[str] = set()
-        self.overflowed = 0
-
-    def label(self, value: str | None) -> str:
-        if not value:
-            return ""
-        if len(value) > MAX_LABEL_CHARS:
-            value = value[:MAX_LABEL_CHARS]
-        if value in self.admitted:
-            return value
-        if len(self.admitted) < self.cap:
-            self.admitted.add(value)
-            return value
-        self.overflowed += 1
-        return OTHER
 
 
 class CounterData:
@@ -128,11 +103,13 @@ class HistogramData:
 
 
 class OpenTask:
-    __slots__ = ("agent", "input_tokens", "output_tokens", "ratio", "started_s")
+    __slots__ = ("agent", "input_tokens", "last_activity_s", "output_tokens", "ratio", "started_s")
 
-    def __init__(self, agent: str, started_s: float) -> None:
+    def __init__(self, agent: str, started_s: float, seen_s: float) -> None:
         self.agent = agent
         self.started_s = started_s
+        # Its latest start, checkpoint, context warning or artifact: the stall clock.
+        self.last_activity_s = seen_s
         self.ratio = 0.0
         self.input_tokens = 0
         self.output_tokens = 0
@@ -142,6 +119,8 @@ class AgentGauges(NamedTuple):
     running: int
     worst_ratio: float
     oldest_start_s: float | None
+    # The least recent last activity among the agent's open tasks.
+    stalest_activity_s: float | None
 
 
 class TaskMetrics:
@@ -157,7 +136,7 @@ class TaskMetrics:
     ) -> None:
         self.lock = threading.Lock()
         self.agents = LabelCap(max_agents)
-        self.repos = LabelCap(max_repos)
+        self.repos = PairCap(max_repos)
         self.dedup_window = dedup_window
         self.max_open_tasks = max_open_tasks
         self._seen: OrderedDict[str, None] = OrderedDict()
@@ -206,8 +185,11 @@ class TaskMetrics:
         ts = ev.time_ns / 1e9
         trace = t.trace_id[:MAX_EXEMPLAR_TRACE_CHARS]
         one = Exemplar(trace, 1.0, ts)
-        task = self._task(t.task_id, agent, (t.started_ns / 1e9) or ts)
+        task = self._task(t.task_id, agent, (t.started_ns / 1e9) or ts, ts)
         if task is not None:
+            # Every kind that reaches an open task is activity; max(): a
+            # replayed old event cannot move the clock back.
+            task.last_activity_s = max(task.last_activity_s, ts)
             self._tokens(task, agent, t.input_tokens, t.output_tokens, trace, ts)
             ratio = t.context_ratio
             if ratio is not None:
@@ -217,7 +199,7 @@ class TaskMetrics:
             self.checkpoints.inc((agent,), 1.0, one)
             self._progress(agent, ts)
         elif kind is TaskStarted:
-            self.started.inc((agent, self.repos.label(t.repo)), 1.0, one)
+            self.started.inc((agent, self.repos.label(agent, t.repo)), 1.0, one)
             self._progress(agent, ts)
         elif kind is ContextWarning:
             assert isinstance(ev, ContextWarning)
@@ -230,13 +212,13 @@ class TaskMetrics:
         elif kind is not ArtifactAdded:
             self.rejected_values += 1
 
-    def _task(self, task_id: str, agent: str, started_s: float) -> OpenTask | None:
+    def _task(self, task_id: str, agent: str, started_s: float, seen_s: float) -> OpenTask | None:
         task = self.open.get(task_id)
         if task is not None:
             return task
         if task_id in self._finished:
             return None
-        task = self.open[task_id] = OpenTask(agent, started_s)
+        task = self.open[task_id] = OpenTask(agent, started_s, seen_s)
         if len(self.open) > self.max_open_tasks:
             # The tracker evicts abandoned tasks without an event; the oldest
             # task here is the likeliest abandoned one.
@@ -262,7 +244,7 @@ class TaskMetrics:
 
     def _finish(self, ev: TaskFinished, agent: str, trace: str, ts: float) -> None:
         t = ev.task
-        key = (agent, self.repos.label(t.repo), ev.outcome)
+        key = (agent, self.repos.label(agent, t.repo), ev.outcome)
         self.finished.inc(key, 1.0, Exemplar(trace, 1.0, ts))
         d = ev.duration_s
         if isinstance(d, int | float) and math.isfinite(d) and d >= 0:
@@ -280,6 +262,7 @@ class TaskMetrics:
         running: dict[str, int] = dict.fromkeys(self.known_agents, 0)
         worst: dict[str, float] = dict.fromkeys(self.known_agents, 0.0)
         oldest: dict[str, float] = {}
+        stalest: dict[str, float] = {}
         for task in self.open.values():
             a = task.agent
             running[a] = running.get(a, 0) + 1
@@ -287,7 +270,9 @@ class TaskMetrics:
                 worst[a] = task.ratio
             if a not in oldest or task.started_s < oldest[a]:
                 oldest[a] = task.started_s
-        return {a: AgentGauges(running[a], worst.get(a, 0.0), oldest.get(a)) for a in running}
+            if a not in stalest or task.last_activity_s < stalest[a]:
+                stalest[a] = task.last_activity_s
+        return {a: AgentGauges(running[a], worst.get(a, 0.0), oldest.get(a), stalest.get(a)) for a in running}
 
     @property
     def overflow(self) -> dict[str, int]:

@@ -34,6 +34,7 @@ CONTRACT = {
     "spanvisor_context_warnings_total",
     "spanvisor_tokens_total",
     "spanvisor_last_checkpoint_timestamp_seconds",
+    "spanvisor_stalest_task_activity_timestamp_seconds",
     "spanvisor_label_overflow_total",
     "spanvisor_spans_received_total",
     "spanvisor_events_emitted_total",
@@ -143,6 +144,8 @@ def test_prometheus_queries_use_only_contract_metrics(name: str) -> None:
             "spanvisor_sink_latency_seconds_bucket",
             "spanvisor_sink_deliveries_total",
             "spanvisor_outbox_events",
+            # The stall panel shows what SpanvisorTaskStalled alerts on.
+            "spanvisor_stalest_task_activity_timestamp_seconds",
             "up",
         }
         assert needed <= used, f"overview lacks {needed - used}"
