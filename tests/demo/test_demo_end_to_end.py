@@ -66,3 +66,47 @@ def test_demo_shows_three_agents_and_leaves_them_in_the_audit_trail(pg_server: A
     text = json.dumps(doc)
     assert text.count("context_warning") >= 2, "70 % and 85 % warnings are in the timeline"
     assert "gateway-30d-summary.md" in text
+
+
+def test_demo_against_the_fake_slack_gives_one_live_message_and_thread_per_task(tmp_path: Path) -> None:
+    """Issue 4's done-when: `spanvisor demo` with a token and the fake Slack's
+    base URL posts one parent per task, edits it to the final state, and tells
+    each task's story in its thread."""
+    import asyncio
+    import threading
+
+    from tests.fakes.slack_api import FakeSlack
+
+    fake = FakeSlack(channel_rate=100, channel_burst=100)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    base_url = asyncio.run_coroutine_threadsafe(fake.start(), loop).result(10)
+    try:
+        env = {
+            **os.environ,
+            "SLACK_BOT_TOKEN": "xoxb-demo",
+            "SPANVISOR_SLACK_CHANNEL": "#agents",
+            "SPANVISOR_SLACK_BASE_URL": base_url,
+            "SPANVISOR_SINKS": "slack",
+            "SPANVISOR_DATA_DIR": str(tmp_path),
+            "SPANVISOR_SLACK_CHANNEL_INTERVAL": "20ms",
+            "SPANVISOR_SLACK_UPDATE_INTERVAL": "200ms",
+        }
+        demo = _run(["demo", "--fast"], env)
+        assert demo.returncode == 0, demo.stdout + demo.stderr
+        parents = fake.parents()
+        assert len(parents) == 3, [p.text for p in parents]
+        final = {p.text or "" for p in parents}
+        assert any("complete" in t and "rivet" in t for t in final), final
+        assert any("error" in t and "sprocket" in t for t in final), final
+        for parent in parents:
+            replies = fake.thread(parent)
+            assert replies, f"no thread for {parent.text}"
+        gauge = next(p for p in parents if "gauge" in (p.text or ""))
+        story = " ".join(r.text or "" for r in fake.thread(gauge))
+        assert "70%" in story and "85%" in story, story
+        assert not [c for c in fake.calls if c.response.get("ok") is False], "Slack rejected a call"
+    finally:
+        asyncio.run_coroutine_threadsafe(fake.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
