@@ -147,7 +147,7 @@ class TaskState:
         out: list[Event] = []
         a = span.attributes
         now = span.end_ns or span.start_ns
-        if span.resource and self.view.agent_id == "unknown":
+        if span.resource and self._w["agent_id"] == "unknown":
             svc = sz.name(span.resource.get(cv.SERVICE_NAME), "service.name", notes)
             if svc:
                 self._set(agent_id=svc)
@@ -204,29 +204,33 @@ class TaskState:
         on the end-order path; its values hold only until the root arrives.
         (A root read at start fills them before any other span, in-process.)
         """
-        v = self.view
+        w = self._w
+        authoritative = is_root and not self.root_seen
+        if is_root:
+            self.root_seen = True
+        gaps = self.agent_is_fallback or w["repo"] is None or w["task_name"] is None or w["agent_name"] is None
+        if not a or not (authoritative or gaps):
+            return  # the usual span: nothing to learn about the task's identity
         agent = sz.name(cv.agent_id(a), cv.AGENT_ID, notes) or sz.name(cv.agent_name(a), "agent.name", notes)
-        if agent and (self.agent_is_fallback or (is_root and not self.root_seen)):
+        if agent and (self.agent_is_fallback or authoritative):
             self.agent_is_fallback = False
             self._set(agent_id=agent)
-        authoritative = is_root and not self.root_seen
-        fields = (("repo", cv.REPO, 256), ("task_name", cv.TASK_NAME, 500))
-        for field_name, key, limit in fields:
-            if key in a and (authoritative or getattr(v, field_name) is None):
+        for field_name, key, limit in (("repo", cv.REPO, 256), ("task_name", cv.TASK_NAME, 500)):
+            if key in a and (authoritative or w[field_name] is None):
                 value = sz.text(a.get(key), key, notes, limit)
                 if value is not None:
                     self._set(**{field_name: value})
         n = cv.agent_name(a)
-        if n is not None and (authoritative or self.view.agent_name is None):
+        if n is not None and (authoritative or w["agent_name"] is None):
             self._set(agent_name=sz.name(n, "agent.name", notes))
-        if is_root:
-            self.root_seen = True
 
     def _read_state(self, src: Any, notes: list[str], plain_message: bool = False) -> tuple[str, ...]:
         """Apply progress/step/steps/message/status; return the fields that changed.
 
         ``plain_message``: a checkpoint event may say ``message`` for short.
         """
+        if not src:
+            return ()  # most spans carry no state: no change, not even of status
         v = self.view
         changes: dict[str, Any] = {}
         if cv.PROGRESS in src:
@@ -285,11 +289,13 @@ class TaskState:
         return "working"
 
     def _state_checkpoint(self, span_id: str, changed: tuple[str, ...], now: int, notes: list[str]) -> Checkpoint:
-        v = self.view
-        key = stable_id(v.status, v.progress, v.step, v.steps, v.message, v.context_tokens, v.context_limit)
+        w = self._w
+        key = stable_id(
+            w["status"], w["progress"], w["step"], w["steps"], w["message"], w["context_tokens"], w["context_limit"]
+        )
         n = self.state_seen.get(key, 0) + 1
         self.state_seen[key] = n
-        self._set(updated_ns=max(v.updated_ns, now))
+        self._set(updated_ns=max(w["updated_ns"], now))
         return Checkpoint(
             event_id=self._id("state", span_id, key, n),
             time_ns=now,
@@ -377,11 +383,11 @@ class TaskState:
         t_out = sz.tokens(raw_out, "output_tokens", notes)
         if t_in is None and t_out is None:
             return []
-        v = self.view
-        model = sz.name(cv.model_name(a), "model", notes) or v.model
+        w = self._w
+        model = sz.name(cv.model_name(a), "model", notes) or w["model"]
         changes: dict[str, Any] = {
-            "input_tokens": v.input_tokens + (t_in or 0),
-            "output_tokens": v.output_tokens + (t_out or 0),
+            "input_tokens": w["input_tokens"] + (t_in or 0),
+            "output_tokens": w["output_tokens"] + (t_out or 0),
             "model": model,
         }
         end = span.end_ns or 0
@@ -391,9 +397,9 @@ class TaskState:
             if not self.explicit_tokens:
                 changes["context_tokens"] = (t_in or 0) + (t_out or 0)
         if self.explicit_limit is None:
-            changes["context_limit"] = self.settings.windows.lookup(model) or v.context_limit
+            changes["context_limit"] = self.settings.windows.lookup(model) or w["context_limit"]
         changes["status"] = self._status_after(changes)
-        changes["updated_ns"] = max(v.updated_ns, end)
+        changes["updated_ns"] = max(w["updated_ns"], end)
         self._set(**changes)
         cp = Checkpoint(
             event_id=self._id("model", span.span_id),
