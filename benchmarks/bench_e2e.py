@@ -182,13 +182,18 @@ def task_spans_for(task_id: str) -> Any:
     return cap.spans
 
 
-def throughput(base: Path, db_url: str, requests: int, clients: int) -> tuple[float, float, int]:
+def throughput(
+    base: Path, db_url: str, requests: int, clients: int, replicas: int = 1, seed: int = 500
+) -> tuple[float, float, int]:
     """(checkpoint events/s, all timeline rows/s, 503s) until every row is visible."""
     # A short Retry-After keeps the clients close behind the sink: with the
     # default 2 s, clients mostly sleep once the durable queue pushes back.
-    proc, port = serve(base / "tp", db_url, "postgres", None, SPANVISOR_RETRY_AFTER="0.2s")
+    servers = [
+        serve(base / f"tp{replicas}-{r}", db_url, "postgres", None, SPANVISOR_RETRY_AFTER="0.2s")
+        for r in range(replicas)
+    ]
     bodies = [
-        request_for(task_spans(4, seed=500 + i, checkpoints=40, plain_per_step=1)).SerializeToString()
+        request_for(task_spans(4, seed=seed + i, checkpoints=40, plain_per_step=1)).SerializeToString()
         for i in range(requests)
     ]
     expected = requests * 4 * 40  # agent.checkpoint events; model calls and state changes add rows too
@@ -199,6 +204,7 @@ def throughput(base: Path, db_url: str, requests: int, clients: int) -> tuple[fl
     t0 = time.monotonic()
 
     def client(k: int) -> None:
+        port = servers[k % replicas][1]
         for body in bodies[k::clients]:
             refused[k] += post(port, body)
 
@@ -218,9 +224,12 @@ def throughput(base: Path, db_url: str, requests: int, clients: int) -> tuple[fl
         elapsed = time.monotonic() - t0
         rows = asyncio.run(query(db_url, "SELECT count(*) FROM agent_checkpoints")) - before_rows
     finally:
-        proc.terminate()
-        proc.wait(30)
-    print(f"  (all {requests} requests acknowledged after {acked_s:.1f} s; every row visible after {elapsed:.1f} s)")
+        for proc, _ in servers:
+            proc.terminate()
+            proc.wait(30)
+    print(
+        f"  ({replicas} replica(s): all {requests} requests acknowledged after {acked_s:.1f} s; every row visible after {elapsed:.1f} s)"
+    )
     return n / elapsed, rows / elapsed, sum(refused)
 
 
@@ -244,6 +253,7 @@ def main() -> None:
         asyncio.run(migrated(url))  # before serve starts, so the first query finds the tables
         to_row, to_slack = latency(base, url, tasks=8)
         events_rate, rows_rate, refused = throughput(base, url, requests=150, clients=4)
+        events_2, rows_2, refused_2 = throughput(base, url, requests=150, clients=4, replicas=2, seed=5000)
     finally:
         pg.release()
         shutil.rmtree(base, ignore_errors=True)
@@ -255,10 +265,14 @@ def main() -> None:
         "receipt (HTTP 200) -> parent chat.postMessage at the fake Slack: "
         f"p50 {pct(to_slack, 50) * 1000:.0f} ms, p95 {pct(to_slack, 95) * 1000:.0f} ms"
     )
-    print(
-        f"timeline rows persisted end to end (4 clients, sink postgres): {rows_rate:,.0f} rows/s "
-        f"(of which agent.checkpoint events {events_rate:,.0f}/s; {refused} backpressure 503s; goal >= 10,000)"
-    )
+    for label, rows, events, refusals in (
+        ("1 replica ", rows_rate, events_rate, refused),
+        ("2 replicas", rows_2, events_2, refused_2),
+    ):
+        print(
+            f"{label}: timeline rows persisted end to end (4 clients, sink postgres): {rows:,.0f} rows/s "
+            f"(of which agent.checkpoint events {events:,.0f}/s; {refusals} backpressure 503s; goal >= 10,000)"
+        )
 
 
 if __name__ == "__main__":
