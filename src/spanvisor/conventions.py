@@ -55,7 +55,9 @@ GEN_AI_PROMPT_OLD: Final = "gen_ai.usage.prompt_tokens"  # pre-1.28
 GEN_AI_COMPLETION_OLD: Final = "gen_ai.usage.completion_tokens"  # pre-1.28
 GEN_AI_CONVERSATION: Final = "gen_ai.conversation.id"
 GEN_AI_TOOL_NAME: Final = "gen_ai.tool.name"
-GEN_AI_AGENT_OPS: Final = frozenset({"invoke_agent", "create_agent", "invoke_workflow"})
+# create_agent only creates an agent (often on a remote service): it is not
+# a task, and treating it as one would open a task per agent creation.
+GEN_AI_AGENT_OPS: Final = frozenset({"invoke_agent", "invoke_workflow"})
 GEN_AI_MODEL_OPS: Final = frozenset({"chat", "text_completion", "generate_content", "embeddings"})
 
 # --- OpenInference ----------------------------------------------------------
@@ -71,6 +73,8 @@ OI_SESSION: Final = "session.id"
 TL_KIND: Final = "traceloop.span.kind"
 TL_ENTITY: Final = "traceloop.entity.name"
 TL_TOTAL_OLD: Final = "llm.usage.total_tokens"
+TL_PROMPT_OLD: Final = "llm.usage.prompt_tokens"  # older OpenLLMetry versions
+TL_COMPLETION_OLD: Final = "llm.usage.completion_tokens"
 
 SERVICE_NAME: Final = "service.name"
 
@@ -109,6 +113,8 @@ KNOWN_KEYS: Final = frozenset(
         TL_KIND,
         TL_ENTITY,
         TL_TOTAL_OLD,
+        TL_PROMPT_OLD,
+        TL_COMPLETION_OLD,
     }
 )
 KNOWN_EVENTS: Final = frozenset({EVENT_CHECKPOINT, EVENT_ARTIFACT})
@@ -150,7 +156,7 @@ def is_model_call(attrs: Mapping[str, Any]) -> bool:
     op = attrs.get(GEN_AI_OPERATION)
     if op in GEN_AI_MODEL_OPS or attrs.get(OI_KIND) == "LLM":
         return True
-    return any(k in attrs for k in (GEN_AI_INPUT, GEN_AI_PROMPT_OLD, OI_PROMPT, TL_TOTAL_OLD))
+    return any(k in attrs for k in (GEN_AI_INPUT, GEN_AI_PROMPT_OLD, OI_PROMPT, TL_TOTAL_OLD, TL_PROMPT_OLD))
 
 
 def is_root_candidate(attrs: Mapping[str, Any]) -> bool:
@@ -195,8 +201,8 @@ def usage(attrs: Mapping[str, Any]) -> tuple[Any, Any]:
     the caller sanitises them.
     """
     return (
-        first(attrs, GEN_AI_INPUT, GEN_AI_PROMPT_OLD, OI_PROMPT),
-        first(attrs, GEN_AI_OUTPUT, GEN_AI_COMPLETION_OLD, OI_COMPLETION),
+        first(attrs, GEN_AI_INPUT, GEN_AI_PROMPT_OLD, OI_PROMPT, TL_PROMPT_OLD),
+        first(attrs, GEN_AI_OUTPUT, GEN_AI_COMPLETION_OLD, OI_COMPLETION, TL_COMPLETION_OLD),
     )
 
 
@@ -214,10 +220,12 @@ MODEL_CONTEXT_WINDOWS: Final[Mapping[str, int]] = {
     "claude": 200_000,
     "gpt-5": 400_000,
     "gpt-4.1": 1_047_576,
+    "gpt-4.5": 128_000,
     "gpt-4o": 128_000,
     "gpt-4-turbo": 128_000,
     "gpt-4": 8_192,
     "gpt-3.5-turbo": 16_385,
+    "o1-mini": 128_000,
     "o1": 200_000,
     "o3": 200_000,
     "o4-mini": 200_000,
