@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # The main job on embedded defaults: embedded PostgreSQL, Slack rendered in the
-# console unless SLACK_BOT_TOKEN is set, /metrics when SPANVISOR_METRICS_PORT is.
+# console unless SLACK_BOT_TOKEN is set, /metrics on 9464.
 demo: $(STAMP)
 	$(BIN)/spanvisor demo
 

@@ -1,13 +1,13 @@
 """SpanvisorSpanProcessor: the in-process path, on the agent's TracerProvider.
 
-``on_start`` and ``on_end`` are O(1): a dict lookup, at most a few
-``set_attribute`` calls, and a deque append. They never wait on I/O and never
+``on_start`` and ``on_end`` are O(1): a dict lookup, one
+``set_attributes`` call, and a deque append. They never wait on I/O and never
 raise into the agent; everything else happens on the pipeline's thread.
 
 On start, the processor stamps every span of a task with ``agent.task.id``,
-``agent.task.root_span_id`` and (when known) ``agent.id`` and
-``agent.task.name``, so spans exported elsewhere, through a Collector to
-``spanvisor serve``, can still be grouped into their task.
+``agent.task.root_span_id`` and (when known) ``agent.id``, so spans exported
+elsewhere, through a Collector to ``spanvisor serve``, can still be grouped
+into their task. ``SPANVISOR_STAMP_SPANS=false`` turns stamping off.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ METRICS: dict[str, tuple[str, str]] = {
     ),
     "sink_latency_seconds": ("histogram", "Time a sink's export call took, by sink."),
     "queue_depth": ("gauge", "Events waiting in a sink's queue, by sink."),
-    "inbox_depth": ("gauge", "Spans waiting for the tracker."),
+    "inbox_depth": ("gauge", "Entries waiting for the tracker (a span start or end, or one receiver batch)."),
     "open_tasks": ("gauge", "Tasks the tracker has open."),
     "evicted_tasks_total": (
         "counter",
