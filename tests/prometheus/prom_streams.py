@@ -9,6 +9,8 @@ import dataclasses
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from prometheus_client import CollectorRegistry
+
 from spanvisor.config import Config
 from spanvisor.events import (
     Checkpoint,
@@ -20,9 +22,10 @@ from spanvisor.events import (
     TaskView,
     stable_id,
 )
-from spanvisor.sink import SinkContext
+from spanvisor.sink import SinkContext, SinkResult
 from spanvisor.statestore import InMemoryStateStore
 from spanvisor.stats import PipelineStats
+from spanvisor_prometheus import PrometheusSink
 from spanvisor_prometheus.settings import SETTINGS
 
 T = TypeVar("T")
@@ -121,3 +124,19 @@ def lifecycle(
             )
         )
     return ev
+
+
+def started_sink(**overrides: Any) -> tuple[PrometheusSink, CollectorRegistry]:
+    """A PrometheusSink started on a fresh registry of its own."""
+    registry = CollectorRegistry()
+    sink = PrometheusSink(registry=registry)
+    run(sink.start(make_ctx(**overrides)))
+    return sink, registry
+
+
+def feed(sink: PrometheusSink, events: list[Event]) -> None:
+    assert run(sink.export(events)) is SinkResult.SUCCESS
+
+
+def val(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
+    return registry.get_sample_value(name, labels)

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from prom_streams import S, lifecycle, make_ctx, run, view
+from prom_streams import S, feed, lifecycle, make_ctx, run, started_sink, val, view
 from prom_tools import require
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
@@ -23,21 +23,6 @@ from spanvisor_prometheus import SHARED_REGISTRY_KEY, PrometheusSink
 from spanvisor_prometheus.settings import SETTINGS
 
 T0 = 1_700_000_000 * S
-
-
-def started_sink(**overrides: object) -> tuple[PrometheusSink, CollectorRegistry]:
-    registry = CollectorRegistry()
-    sink = PrometheusSink(registry=registry)
-    run(sink.start(make_ctx(**overrides)))
-    return sink, registry
-
-
-def feed(sink: PrometheusSink, events: list[Event]) -> None:
-    assert run(sink.export(events)) is SinkResult.SUCCESS
-
-
-def val(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
-    return registry.get_sample_value(name, labels)
 
 
 def demo_stream() -> list[Event]:

@@ -5,31 +5,14 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from prom_streams import S, lifecycle, make_ctx, run, view
+from prom_streams import S, feed, lifecycle, started_sink, val, view
 from prometheus_client import CollectorRegistry, generate_latest
 
 from spanvisor.events import Artifact, ArtifactAdded, Checkpoint, ContextWarning, Event, TaskStarted, stable_id
-from spanvisor.sink import SinkResult
-from spanvisor_prometheus import PrometheusSink
 
 T0 = 1_700_000_000 * S
 STALEST = "spanvisor_stalest_task_activity_timestamp_seconds"
 LAST = "spanvisor_last_checkpoint_timestamp_seconds"
-
-
-def started_sink(**overrides: object) -> tuple[PrometheusSink, CollectorRegistry]:
-    registry = CollectorRegistry()
-    sink = PrometheusSink(registry=registry)
-    run(sink.start(make_ctx(**overrides)))
-    return sink, registry
-
-
-def feed(sink: PrometheusSink, events: list[Event]) -> None:
-    assert run(sink.export(events)) is SinkResult.SUCCESS
-
-
-def val(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
-    return registry.get_sample_value(name, labels)
 
 
 def start(n: int, at_s: float, agent: str = "rivet") -> tuple[TaskStarted, object]:
