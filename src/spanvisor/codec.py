@@ -115,6 +115,7 @@ _VIEW_CHECKS: dict[str, Callable[[Any], bool]] = {
     "started_ns": _is_int,
     "updated_ns": _is_int,
     "ended_ns": _opt(_is_int),
+    "seq": _is_int,
 }
 
 _EVENT_CHECKS: dict[str, Callable[[Any], bool]] = {

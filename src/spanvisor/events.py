@@ -67,6 +67,10 @@ class TaskView:
     started_ns: int = 0
     updated_ns: int = 0
     ended_ns: int | None = None
+    # Grows by one with every event of the task that leaves the tracker. Sinks
+    # keep the view with the highest seq: unlike time_ns it has no ties and
+    # no clock skew, so an older view can never replace a newer one.
+    seq: int = 0
 
     @property
     def context_ratio(self) -> float | None:

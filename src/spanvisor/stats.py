@@ -42,6 +42,15 @@ METRICS: dict[str, tuple[str, str]] = {
     ),
     "outbox_events": ("gauge", "Events waiting in a durable outbox, by sink."),
     "late_spans_total": ("counter", "Spans that arrived after their task had finished."),
+    "model_calls_total": ("counter", "Model calls (chat, embeddings, ...) the tracker counted in tasks, by operation."),
+    "sink_dead_letters_total": (
+        "counter",
+        "Events a sink failed on repeatedly, set aside in its dead-letter store, by sink.",
+    ),
+    "processor_errors_total": (
+        "counter",
+        "Exceptions caught in the in-process span processor's hooks (never raised into the agent).",
+    ),
     "slack_calls_total": ("counter", "Slack Web API calls made, by method."),
     "slack_errors_total": ("counter", "Slack Web API errors, by error code and method."),
     "slack_open_tasks": ("gauge", "Tasks the Slack sink is still delivering."),
