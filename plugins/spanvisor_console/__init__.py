@@ -76,6 +76,7 @@ class ConsoleSink(BaseSink):
         self._interval = interval_s
         self._color = False
         self._quiet = False
+        self._thresholds: tuple[float, ...] = (0.7, 0.85)  # until start() reads the config
         self._policy = pr.ThreadPolicy()
         self._last_card: dict[str, tuple[float, str]] = {}
         self._seen: dict[str, None] = {}
@@ -95,8 +96,7 @@ class ConsoleSink(BaseSink):
         mode = c.get("console_color", "auto")
         self._color = mode == "always" or (mode == "auto" and self._stream.isatty())
         self._quiet = bool(c.get("console_quiet_checkpoints", False))
-        thresholds = tuple(c.get("context_thresholds", (0.7, 0.85)))
-        self._thresholds = thresholds
+        self._thresholds = tuple(c.get("context_thresholds", (0.7, 0.85)))
 
     def _fmt(self, style: str, text: str) -> str:
         return f"{_ANSI[style]}{text}{_ANSI['reset']}" if self._color else text

@@ -77,18 +77,28 @@ def elapsed(view: TaskView, now_ns: int) -> float:
     return max(0.0, (end - view.started_ns) / 1e9)
 
 
+# How a finished task's last step reads: it no longer runs ("▶").
+_FINAL_MARK = {"complete": "✓", "error": "✗", "cancelled": "⏹"}
+
+
 def steps_line(view: TaskView) -> str | None:
-    """``done → *current* → next``: at most one step either side."""
+    """``done → *current* → next``: at most one step either side.
+
+    Once the task has finished (its status is complete, error or cancelled)
+    no step is current: the last step reads done (✓), failed (✗) or stopped
+    (⏹), and no next step is shown.
+    """
     if not view.steps:
         return view.step
     i = view.step_index
     if i is None:
         return " → ".join(view.steps[:3]) + (" → …" if len(view.steps) > 3 else "")
+    final = _FINAL_MARK.get(view.status)
     parts = []
     if i > 0:
         parts.append(f"✓ {view.steps[i - 1]}")
-    parts.append(f"▶ {view.steps[i]}")
-    if i + 1 < len(view.steps):
+    parts.append(f"{final or '▶'} {view.steps[i]}")
+    if final is None and i + 1 < len(view.steps):
         parts.append(view.steps[i + 1])
     return f"({i + 1}/{len(view.steps)}) " + " → ".join(parts)
 

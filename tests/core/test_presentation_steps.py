@@ -1,0 +1,90 @@
+"""A finished task shows no current step (issue 9): not "▶ Write report" once complete.
+
+The console and Slack take the steps line from ``presentation.steps_line``;
+both are checked here on the views a real task produces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import io
+import json
+
+from spanvisor import presentation as pr
+from spanvisor.config import Config
+from spanvisor.events import TaskFinished, TaskView
+from spanvisor.sink import SinkContext
+from spanvisor.statestore import InMemoryStateStore
+from spanvisor.stats import PipelineStats
+from spanvisor_console import ConsoleSink
+from spanvisor_slack.blocks import Look, parent_payload
+
+S = 1_000_000_000
+STEPS = ("Plan", "Gather data", "Write report")
+
+
+def _view(status: str, step: str | None, **kw: object) -> TaskView:
+    return TaskView(
+        task_id="t-1",
+        trace_id="0" * 31 + "1",
+        root_span_id="0" * 15 + "1",
+        agent_id="rivet",
+        task_name="Quarterly report",
+        status=status,  # type: ignore[arg-type]
+        steps=STEPS,
+        step=step,
+        started_ns=10 * S,
+        updated_ns=20 * S,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def test_a_running_task_shows_its_current_and_next_step() -> None:
+    assert pr.steps_line(_view("working", "Gather data")) == "(2/3) ✓ Plan → ▶ Gather data → Write report"
+    assert pr.steps_line(_view("context_warning", "Write report")) == "(3/3) ✓ Gather data → ▶ Write report"
+
+
+def test_a_complete_task_has_no_current_step() -> None:
+    line = pr.steps_line(_view("complete", "Write report", ended_ns=30 * S))
+    assert line == "(3/3) ✓ Gather data → ✓ Write report"
+    assert "▶" not in (line or "")
+
+
+def test_a_failed_or_cancelled_task_marks_where_it_stopped_and_shows_no_next_step() -> None:
+    assert pr.steps_line(_view("error", "Gather data")) == "(2/3) ✓ Plan → ✗ Gather data"
+    assert pr.steps_line(_view("cancelled", "Plan")) == "(1/3) ⏹ Plan"
+
+
+def test_steps_without_a_known_current_step_are_unchanged() -> None:
+    assert pr.steps_line(_view("complete", None)) == "Plan → Gather data → Write report"
+    assert pr.steps_line(dataclasses.replace(_view("complete", "Write report"), steps=())) == "Write report"
+
+
+def _finished(view: TaskView) -> TaskFinished:
+    return TaskFinished(event_id="e-fin", time_ns=30 * S, task=view, outcome="complete", duration_s=20.0)
+
+
+def test_console_final_card_shows_the_last_step_done() -> None:
+    out = io.StringIO()
+    sink = ConsoleSink(stream=out, interval_s=0)
+    ctx = SinkContext(config=Config.load(env={}, extra=()), state_store=InMemoryStateStore(), stats=PipelineStats())
+    asyncio.run(sink.start(ctx))
+    done = _view("complete", "Write report", ended_ns=30 * S)
+    working = dataclasses.replace(done, status="working", ended_ns=None)
+    assert "▶ Write report" in sink.render_card(working, 30 * S)
+    # Through the sink's export, as the pipeline calls it.
+    asyncio.run(sink.export([_finished(done)]))
+    text = out.getvalue()
+    assert "steps: (3/3) ✓ Gather data → ✓ Write report" in text
+    assert "▶" not in text
+
+
+def test_slack_parent_of_a_complete_task_shows_the_last_step_done() -> None:
+    done = _view("complete", "Write report", ended_ns=30 * S)
+    payload = parent_payload(done, Look(), 30 * S)
+    blocks = [*payload["blocks"], *(b for a in payload["attachments"] for b in a["blocks"])]
+    steps = [b for b in blocks if b.get("block_id") == "sv-steps"]
+    assert len(steps) == 1
+    assert "✓ Write report" in steps[0]["text"]["text"]
+    assert "▶" not in json.dumps(payload, ensure_ascii=False)
