@@ -159,6 +159,20 @@ def is_model_call(attrs: Mapping[str, Any]) -> bool:
     return any(k in attrs for k in (GEN_AI_INPUT, GEN_AI_PROMPT_OLD, OI_PROMPT, TL_TOTAL_OLD, TL_PROMPT_OLD))
 
 
+# Model calls whose tokens count but that hold no conversation: their prompt
+# is not the agent's context, so they never change its occupancy.
+NO_CONVERSATION_OPS: Final = frozenset({"embeddings", "rerank", "retrieval"})
+TL_REQUEST_TYPE: Final = "llm.request.type"  # OpenLLMetry: chat, completion, embedding, rerank
+
+
+def holds_conversation(attrs: Mapping[str, Any]) -> bool:
+    """A model call whose prompt is an agent's context (chat, completion), not
+    an embeddings or rerank call."""
+    if attrs.get(GEN_AI_OPERATION) in NO_CONVERSATION_OPS:
+        return False
+    return attrs.get(TL_REQUEST_TYPE) not in ("embedding", "embeddings", "rerank")
+
+
 def is_root_candidate(attrs: Mapping[str, Any]) -> bool:
     return TASK_NAME in attrs or TASK_ID in attrs or is_agent_span(attrs)
 

@@ -1,19 +1,28 @@
 """One task's state, and the events its spans produce.
 
 ``TaskState.absorb`` reads one snapshot of one span of the task (an open
-span polled, or an ended one) and returns the events it causes, in order.
-Which span changes produce which events is documented in
+root polled, or an ended span) and returns the events it causes. Which span
+changes produce which events is documented in
 ``docs/conventions.md#which-changes-become-events``; in short:
 
 * an ``agent.checkpoint`` span event → ``Checkpoint(source="event")``;
 * a change of progress, step, steps, message or status → ``Checkpoint(source="state")``;
 * a model call that ends with token usage → ``Checkpoint(source="model_call")``,
-  then a ``ContextWarning`` for each threshold it crosses;
+  then a ``ContextWarning`` for each level it crosses;
 * an ``agent.artifact`` event or a new entry in ``agent.artifacts`` → ``ArtifactAdded``;
 * the root's end → ``TaskFinished``.
 
-A plain span ending (a tool call, a retrieval) produces nothing, so 10,000
-tool calls cause no events of their own.
+Two rules make what the events show true whatever order spans arrive in:
+
+* **Time order.** Every event leaves with a time no earlier than the task's
+  previous event, and ``TaskView.seq`` grows by one per event. A fact that
+  arrives late (a root's checkpoint read after a later model call) is shown
+  at the time it became known, with the state as of then.
+* **Which value wins.** A checkpoint event, or a state attribute on a span
+  other than the root (read at that span's end), is a *timed fact*: for each
+  field the latest timed fact wins, by time, not by arrival. The root's own
+  attributes carry no time; they are the task's *defaults* and fill only
+  fields no timed fact has set. See ``docs/conventions.md#which-value-wins``.
 """
 
 from __future__ import annotations
@@ -36,30 +45,17 @@ from spanvisor.events import (
     TaskView,
     stable_id,
 )
+from spanvisor.outcome import NO_ERROR, Error, ErrorInfo, outcome_of
 from spanvisor.spans import SpanData
-
-_CANCEL_TYPES = frozenset(
-    {
-        "CancelledError",
-        "asyncio.CancelledError",
-        "asyncio.exceptions.CancelledError",
-        "KeyboardInterrupt",
-        "GeneratorExit",
-        "concurrent.futures._base.CancelledError",
-    }
-)
-
+from spanvisor.taskcontext import TaskContext, TrackerSettings
 
 _STATE_KEYS = (cv.PROGRESS, cv.STEP, cv.STEPS, cv.MESSAGE, cv.STATUS, cv.CONTEXT_LIMIT, cv.CONTEXT_TOKENS)
-
-
-@dataclass
-class TrackerSettings:
-    thresholds: tuple[float, ...] = (0.70, 0.85)
-    windows: cv.ContextWindows = field(default_factory=cv.ContextWindows)
-
-
 _VIEW_FIELDS = tuple(f.name for f in fields(TaskView))
+_EVENT_META = (cv.PROGRESS, cv.STEP, cv.STEPS, cv.MESSAGE, cv.STATUS, "message")
+
+# (time, span id, n-th): orders timed facts; the span id and position break ties
+# the same way on every path.
+FactTime = tuple[int, str, int]
 
 
 @dataclass
@@ -67,19 +63,17 @@ class TaskState:
     initial: InitVar[TaskView]
     settings: TrackerSettings
     explicit_status: Status | None = None
-    explicit_limit: int | None = None
-    explicit_tokens: bool = False
     # The agent id came from service.name or nothing: the root may name it.
     agent_is_fallback: bool = False
     root_seen: bool = False
-    fired: dict[float, bool] = field(default_factory=dict)
-    crossings: dict[float, int] = field(default_factory=dict)
+    # field -> the time of the timed fact that set it (see the module docstring).
+    fact_time: dict[str, FactTime] = field(default_factory=dict)
     events_seen: dict[str, set[tuple[int, str, int]]] = field(default_factory=dict)
     state_seen: dict[str, int] = field(default_factory=dict)
     attrs_seen: dict[str, dict[str, Any]] = field(default_factory=dict)
-    last_model_end: int = -1
-    error: tuple[str | None, str | None, str | None] = (None, None, None)
+    errors: ErrorInfo = field(default_factory=ErrorInfo)
     finished: bool = False
+    last_ns: int = 0
     # The working state is a plain dict; the frozen TaskView that events carry
     # is built only when one is needed (dataclasses.replace per change was
     # the tracker's largest cost).
@@ -89,6 +83,7 @@ class TaskState:
     def __post_init__(self, initial: TaskView) -> None:
         self._w = {f: getattr(initial, f) for f in _VIEW_FIELDS}
         self._view = initial
+        self.context = TaskContext(self.settings)
 
     @property
     def view(self) -> TaskView:
@@ -122,7 +117,7 @@ class TaskState:
             started_ns=span.start_ns,
             updated_ns=span.start_ns,
         )
-        return cls(view, settings, agent_is_fallback=named is None)
+        return cls(view, settings, agent_is_fallback=named is None, last_ns=span.start_ns)
 
     # -- helpers -------------------------------------------------------------
 
@@ -133,56 +128,104 @@ class TaskState:
         self._w.update(changes)
         self._view = None
 
-    def _status(self) -> Status:
-        return self._status_after({})
+    def _next(self, t: int) -> int:
+        """The time of the next event, never before the previous one; ``seq`` grows."""
+        t = max(t, self.last_ns)
+        self.last_ns = t
+        w = self._w
+        w["seq"] += 1
+        w["updated_ns"] = max(w["updated_ns"], t)
+        self._view = None
+        return t
 
     def started(self, time_ns: int, notes: list[str]) -> TaskStarted:
         if self.explicit_status is None:
             self._set(status="starting")
-        return TaskStarted(event_id=self._id("started"), time_ns=time_ns, task=self.view, notes=tuple(notes))
+        t = self._next(time_ns)
+        return TaskStarted(event_id=self._id("started"), time_ns=t, task=self.view, notes=tuple(notes))
+
+    def read_initial(self, span: SpanData, notes: list[str]) -> list[Event]:
+        """The root's attributes as the task opens: its initial state, part of
+        TaskStarted. Returns the warnings of a task that starts already past a
+        level (a resumed conversation), to follow TaskStarted."""
+        self._read_state(self._attr_changes(span.span_id, span.attributes), notes, None)
+        return self._warnings(span.start_ns, notes)
 
     # -- reading a span --------------------------------------------------------
 
-    def absorb(self, span: SpanData, notes: list[str], is_root: bool) -> list[Event]:
+    def absorb(
+        self,
+        span: SpanData,
+        notes: list[str],
+        is_root: bool,
+        *,
+        now_ns: int | None = None,
+        until_ns: int | None = None,
+    ) -> list[Event]:
+        """The events one snapshot of one span causes.
+
+        ``now_ns``: when an open span was read (a poll); its attribute changes
+        count from then. ``until_ns``: read only the span's events up to this
+        time and none of its attributes (the open root, read just before a
+        child that ended at ``until_ns`` so that nothing later overtakes it).
+        """
         out: list[Event] = []
         a = span.attributes
-        now = span.end_ns or span.start_ns
-        if span.resource and self._w["agent_id"] == "unknown":
-            svc = sz.name(span.resource.get(cv.SERVICE_NAME), "service.name", notes)
-            if svc:
-                self._set(agent_id=svc)
-        self._read_identity(a, notes, is_root)
-        # Attributes first, then the span's new events: attributes carry no
-        # time, and an event is usually the later word (a checkpoint with
-        # progress 80 after agent.progress was set to 30).
-        changed = self._read_state(self._attr_changes(span.span_id, a), notes)
-        out.extend(self._read_artifacts(span.span_id, a.get(cv.ARTIFACTS), now, notes))
-        if changed and not self.finished:
-            out.append(self._state_checkpoint(span.span_id, changed, now, notes))
-            if "context_tokens" in changed or "context_limit" in changed:
-                out.extend(self._warnings(now, notes))
+        ended = span.end_ns is not None
+        now = span.end_ns if span.end_ns is not None else (now_ns if now_ns is not None else self.last_ns)
+        if until_ns is None:
+            if span.resource and self._w["agent_id"] == "unknown":
+                svc = sz.name(span.resource.get(cv.SERVICE_NAME), "service.name", notes)
+                if svc:
+                    self._set(agent_id=svc)
+            self._read_identity(span, notes, is_root)
+            if is_root:
+                # The root's attributes are the task's defaults: read before its
+                # events, and never over a field a timed fact has set.
+                out.extend(self._attribute_state(span, None, now, notes))
+            out.extend(self._read_artifacts(a.get(cv.ARTIFACTS), now, notes))
         if span.events:
-            # Events are known by (time, name, n-th of that pair), not by
-            # position: the SDK keeps only the newest 128 events of a span, so
-            # positions shift between two polls while this identity does not.
-            seen = self.events_seen.setdefault(span.span_id, set())
-            counts: dict[tuple[int, str], int] = {}
-            for ev in span.events:
-                pair = (ev.time_ns, ev.name)
-                n = counts[pair] = counts.get(pair, 0) + 1
-                ident = (ev.time_ns, ev.name, n)
-                if ident in seen:
-                    continue
-                seen.add(ident)
-                out.extend(self._span_event(span, n, ev.name, ev.time_ns, ev.attributes, notes, is_root))
-            if span.end_ns is not None and not is_root:
+            # An open span read at now_ns: no event after it yet (it comes with the next read).
+            limit = until_ns if until_ns is not None or ended else now_ns
+            out.extend(self._read_events(span, notes, is_root, limit))
+            if ended and not is_root:
                 self.events_seen.pop(span.span_id, None)
-        if span.end_ns is not None and cv.is_model_call(a):
-            out.extend(self._model_call(span, notes))
-        if span.end_ns is not None and span.error and not is_root and self.error == (None, None, None):
-            self.error = (None, sz.text(span.status_message, "status.message", notes), None)
-        if span.end_ns is not None and not is_root:
+        if until_ns is not None or not ended:
+            return out
+        if not is_root:
+            # A child's state attributes are a timed fact at its end.
+            out.extend(self._attribute_state(span, (span.end_ns or 0, span.span_id, 1 << 30), now, notes))
             self.attrs_seen.pop(span.span_id, None)  # an ended span is read no more
+        if cv.is_model_call(a):
+            out.extend(self._model_call(span, notes))
+        if span.error:
+            self.errors.span_failed(span, is_root, notes)
+        return out
+
+    def _read_events(self, span: SpanData, notes: list[str], is_root: bool, until_ns: int | None) -> list[Event]:
+        # Events are known by (time, name, n-th of that pair), not by
+        # position: the SDK keeps only the newest 128 events of a span, so
+        # positions shift between two polls while this identity does not.
+        out: list[Event] = []
+        seen = self.events_seen.setdefault(span.span_id, set())
+        counts: dict[tuple[int, str], int] = {}
+        for ev in sorted(span.events, key=lambda e: e.time_ns):
+            pair = (ev.time_ns, ev.name)
+            n = counts[pair] = counts.get(pair, 0) + 1
+            ident = (ev.time_ns, ev.name, n)
+            if ident in seen or (until_ns is not None and ev.time_ns > until_ns):
+                continue
+            seen.add(ident)
+            out.extend(self._span_event(span, n, ev.name, ev.time_ns, ev.attributes, notes, is_root))
+        return out
+
+    def _attribute_state(self, span: SpanData, timed: FactTime | None, now: int, notes: list[str]) -> list[Event]:
+        changed = self._read_state(self._attr_changes(span.span_id, span.attributes), notes, timed)
+        if not changed or self.finished:
+            return []
+        out: list[Event] = [self._state_checkpoint(span.span_id, changed, now, notes)]
+        if "context_tokens" in changed or "context_limit" in changed:
+            out.extend(self._warnings(now, notes))
         return out
 
     def _attr_changes(self, span_id: str, a: Any) -> dict[str, Any]:
@@ -197,7 +240,7 @@ class TaskState:
             self.attrs_seen[span_id] = current
         return {k: v for k, v in current.items() if before.get(k) != v}
 
-    def _read_identity(self, a: Any, notes: list[str], is_root: bool) -> None:
+    def _read_identity(self, span: SpanData, notes: list[str], is_root: bool) -> None:
         """Name, repo and agent: any span may fill a gap, the root has the last word.
 
         A sub-agent span carrying its own agent.task.name can arrive first
@@ -205,6 +248,7 @@ class TaskState:
         (A root read at start fills them before any other span, in-process.)
         """
         w = self._w
+        a = span.attributes
         authoritative = is_root and not self.root_seen
         if is_root:
             self.root_seen = True
@@ -215,18 +259,38 @@ class TaskState:
         if agent and (self.agent_is_fallback or authoritative):
             self.agent_is_fallback = False
             self._set(agent_id=agent)
-        for field_name, key, limit in (("repo", cv.REPO, 256), ("task_name", cv.TASK_NAME, 500)):
-            if key in a and (authoritative or w[field_name] is None):
-                value = sz.text(a.get(key), key, notes, limit)
-                if value is not None:
-                    self._set(**{field_name: value})
+        if cv.REPO in a and (authoritative or w["repo"] is None):
+            repo = sz.text(a.get(cv.REPO), cv.REPO, notes, 256)
+            if repo is not None:
+                self._set(repo=repo)
+        # The root's name may be its span name (an invoke_agent span); another
+        # span only lends its explicit agent.task.name until the root arrives.
+        raw_name = cv.task_name(a, span.name) if is_root else a.get(cv.TASK_NAME)
+        if raw_name is not None and (authoritative or w["task_name"] is None):
+            value = sz.text(raw_name, cv.TASK_NAME, notes, 500)
+            if value is not None:
+                self._set(task_name=value)
         n = cv.agent_name(a)
         if n is not None and (authoritative or w["agent_name"] is None):
             self._set(agent_name=sz.name(n, "agent.name", notes))
 
-    def _read_state(self, src: Any, notes: list[str], plain_message: bool = False) -> tuple[str, ...]:
-        """Apply progress/step/steps/message/status; return the fields that changed.
+    def _wins(self, name: str, timed: FactTime | None) -> bool:
+        """May this source set ``name``? Defaults only where no timed fact has;
+        a timed fact where no later one has."""
+        known = self.fact_time.get(name)
+        if timed is None:
+            return known is None
+        if known is not None and known > timed:
+            return False
+        self.fact_time[name] = timed
+        return True
 
+    def _read_state(
+        self, src: Any, notes: list[str], timed: FactTime | None, plain_message: bool = False
+    ) -> tuple[str, ...]:
+        """Apply progress/step/steps/message/status/context; return the fields that changed.
+
+        ``timed``: the time of a timed fact, None for the root's defaults.
         ``plain_message``: a checkpoint event may say ``message`` for short.
         """
         if not src:
@@ -235,41 +299,43 @@ class TaskState:
         changes: dict[str, Any] = {}
         if cv.PROGRESS in src:
             p = sz.progress(src[cv.PROGRESS], notes)
-            if p is not None and p != v.progress:
+            if p is not None and self._wins("progress", timed) and p != v.progress:
                 changes["progress"] = p
         if cv.STEP in src:
             s = sz.name(src[cv.STEP], cv.STEP, notes)
-            if s is not None and s != v.step:
+            if s is not None and self._wins("step", timed) and s != v.step:
                 changes["step"] = s
         if cv.STEPS in src:
             steps = sz.string_list(src[cv.STEPS], cv.STEPS, notes)
-            if steps and steps != v.steps:
+            if steps and self._wins("steps", timed) and steps != v.steps:
                 changes["steps"] = steps
         msg_key = cv.MESSAGE if cv.MESSAGE in src else ("message" if plain_message and "message" in src else None)
         if msg_key is not None:
             m = sz.text(src[msg_key], cv.MESSAGE, notes)
-            if m is not None and m != v.message:
+            if m is not None and self._wins("message", timed) and m != v.message:
                 changes["message"] = m
         if cv.STATUS in src:
             raw = sz.name(src[cv.STATUS], cv.STATUS, notes)
             st = raw.strip().lower() if raw else None
             if st in cv.STATUSES:
-                self.explicit_status = st  # type: ignore[assignment]
+                if self._wins("status", timed):
+                    self.explicit_status = st  # type: ignore[assignment]
             elif st is not None:
                 sz._note(notes, cv.STATUS, f"unknown status {st[:40]!r} ignored")
+        v_limit, v_tokens = v.context_limit, v.context_tokens
         if cv.CONTEXT_LIMIT in src:
             lim = sz.tokens(src[cv.CONTEXT_LIMIT], cv.CONTEXT_LIMIT, notes)
-            if lim:
-                self.explicit_limit = lim
-                if lim != v.context_limit:
+            if lim and self._wins("context_limit", timed):
+                self.context.explicit_limit = lim
+                if lim != v_limit:
                     changes["context_limit"] = lim
         if cv.CONTEXT_TOKENS in src:
             t = sz.tokens(src[cv.CONTEXT_TOKENS], cv.CONTEXT_TOKENS, notes)
-            if t is not None:
+            if t is not None and self._wins("context_tokens", timed):
                 # The agent reports occupancy itself: it wins over model calls
                 # from then on, whatever order the spans arrive in.
-                self.explicit_tokens = True
-                if t != v.context_tokens:
+                self.context.explicit_tokens = True
+                if t != v_tokens:
                     changes["context_tokens"] = t
         status = self._status_after(changes)
         if status != v.status and not self.finished:
@@ -295,10 +361,10 @@ class TaskState:
         )
         n = self.state_seen.get(key, 0) + 1
         self.state_seen[key] = n
-        self._set(updated_ns=max(w["updated_ns"], now))
+        t = self._next(now)
         return Checkpoint(
             event_id=self._id("state", span_id, key, n),
-            time_ns=now,
+            time_ns=t,
             task=self.view,
             notes=tuple(notes),
             source="state",
@@ -316,16 +382,12 @@ class TaskState:
         is_root: bool,
     ) -> list[Event]:
         if name == cv.EVENT_CHECKPOINT:
-            changed = self._read_state(attrs, notes, plain_message=True)
-            extras = {
-                k: sz.jsonable(x, k, notes)
-                for k, x in list(attrs.items())[:50]
-                if k not in (cv.PROGRESS, cv.STEP, cv.STEPS, cv.MESSAGE, cv.STATUS, "message")
-            }
-            self._set(updated_ns=max(self.view.updated_ns, time_ns))
+            changed = self._read_state(attrs, notes, (time_ns, span.span_id, index), plain_message=True)
+            extras = {k: sz.jsonable(x, k, notes) for k, x in list(attrs.items())[:50] if k not in _EVENT_META}
+            t = self._next(time_ns)
             cp = Checkpoint(
                 event_id=self._id("event", span.span_id, time_ns, index),
-                time_ns=time_ns,
+                time_ns=t,
                 task=self.view,
                 notes=tuple(notes),
                 source="event",
@@ -333,7 +395,7 @@ class TaskState:
                 attributes=extras,
             )
             if "context_tokens" in changed or "context_limit" in changed:
-                return [cp, *self._warnings(time_ns, notes)]
+                return [cp, *self._warnings(t, notes)]
             return [cp]
         if name == cv.EVENT_ARTIFACT:
             art_name = sz.text(attrs.get(cv.ARTIFACT_NAME) or attrs.get("name"), cv.ARTIFACT_NAME, notes, 500)
@@ -345,36 +407,29 @@ class TaskState:
                 time_ns,
                 notes,
             )
-        if name == cv.EVENT_EXCEPTION and (is_root or self.error == (None, None, None)):
-            self.error = (
-                sz.name(attrs.get("exception.type"), "exception.type", notes),
-                sz.text(attrs.get("exception.message"), "exception.message", notes),
-                sz.text(attrs.get("exception.stacktrace"), "exception.stacktrace", notes, 8000),
-            )
+        if name == cv.EVENT_EXCEPTION:
+            self.errors.exception_event(attrs, is_root, notes)
         return []
 
-    def _read_artifacts(self, span_id: str, raw: Any, now: int, notes: list[str]) -> list[Event]:
+    def _read_artifacts(self, raw: Any, now: int, notes: list[str]) -> list[Event]:
+        if raw is None:
+            return []
         out: list[Event] = []
         known = {a.name for a in self.view.artifacts} | {a.uri for a in self.view.artifacts if a.uri}
         for item in sz.string_list(raw, cv.ARTIFACTS, notes):
             if item not in known:
                 uri = item if "://" in item else None
-                out.extend(
-                    self._add_artifact(
-                        Artifact(item.rsplit("/", 1)[-1] if uri else item, uri),
-                        self._id("artifact", item),
-                        now,
-                        notes,
-                    )
-                )
+                art = Artifact(item.rsplit("/", 1)[-1] if uri else item, uri)
+                out.extend(self._add_artifact(art, self._id("artifact", item), now, notes))
                 known.add(item)
         return out
 
     def _add_artifact(self, art: Artifact, event_id: str, now: int, notes: list[str]) -> list[Event]:
         if art in self.view.artifacts or len(self.view.artifacts) >= sz.MAX_LIST:
             return []
-        self._set(artifacts=(*self.view.artifacts, art), updated_ns=max(self.view.updated_ns, now))
-        return [ArtifactAdded(event_id=event_id, time_ns=now, task=self.view, notes=tuple(notes), artifact=art)]
+        self._set(artifacts=(*self.view.artifacts, art))
+        t = self._next(now)
+        return [ArtifactAdded(event_id=event_id, time_ns=t, task=self.view, notes=tuple(notes), artifact=art)]
 
     def _model_call(self, span: SpanData, notes: list[str]) -> list[Event]:
         a = span.attributes
@@ -384,111 +439,78 @@ class TaskState:
         if t_in is None and t_out is None:
             return []
         w = self._w
-        model = sz.name(cv.model_name(a), "model", notes) or w["model"]
+        end = span.end_ns or 0
+        model = sz.name(cv.model_name(a), "model", notes)
         changes: dict[str, Any] = {
             "input_tokens": w["input_tokens"] + (t_in or 0),
             "output_tokens": w["output_tokens"] + (t_out or 0),
-            "model": model,
         }
-        end = span.end_ns or 0
-        # Occupancy is the latest call's prompt plus its output, not a sum.
-        if end >= self.last_model_end:
-            self.last_model_end = end
-            if not self.explicit_tokens:
-                changes["context_tokens"] = (t_in or 0) + (t_out or 0)
-        if self.explicit_limit is None:
-            changes["context_limit"] = self.settings.windows.lookup(model) or w["context_limit"]
-        changes["status"] = self._status_after(changes)
-        changes["updated_ns"] = max(w["updated_ns"], end)
+        # Occupancy is the latest call's prompt plus its output, per conversation.
+        changes.update(self.context.model_call(a, span.parent_id, (t_in or 0) + (t_out or 0), model, end))
+        if not self.finished:
+            changes["status"] = self._status_after(changes)
         self._set(**changes)
+        t = self._next(end)
         cp = Checkpoint(
             event_id=self._id("model", span.span_id),
-            time_ns=end,
+            time_ns=t,
             task=self.view,
             notes=tuple(notes),
             source="model_call",
             changed=("tokens",),
         )
-        return [cp, *self._warnings(end, notes)]
+        return [cp, *self._warnings(t, notes)]
 
     def _warnings(self, now: int, notes: list[str]) -> list[Event]:
-        v = self.view
-        ratio = v.context_ratio
-        if ratio is None or v.context_tokens is None or v.context_limit is None:
-            return []
+        w = self._w
         out: list[Event] = []
-        top = self.settings.thresholds[-1] if self.settings.thresholds else None
-        for t in self.settings.thresholds:
-            if ratio >= t and not self.fired.get(t):
-                self.fired[t] = True
-                n = self.crossings[t] = self.crossings.get(t, 0) + 1
-                out.append(
-                    ContextWarning(
-                        event_id=self._id("context", t, n),
-                        time_ns=now,
-                        task=v,
-                        notes=tuple(notes),
-                        level="critical" if t == top and len(self.settings.thresholds) > 1 else "warning",
-                        threshold=t,
-                        ratio=ratio,
-                        tokens=v.context_tokens,
-                        limit=v.context_limit,
-                    )
+        for level, n, ratio in self.context.crossed(w["context_tokens"], w["context_limit"]):
+            t = self._next(now)
+            out.append(
+                ContextWarning(
+                    event_id=self._id("context", level, n),
+                    time_ns=t,
+                    task=self.view,
+                    notes=tuple(notes),
+                    level="critical" if self.context.level_name(level) == "critical" else "warning",
+                    threshold=level,
+                    ratio=ratio,
+                    tokens=w["context_tokens"],
+                    limit=w["context_limit"],
                 )
-            elif ratio < t and self.fired.get(t):
-                self.fired[t] = False  # re-arm, e.g. after the agent compacted its context
+            )
         return out
 
     def finish(self, root: SpanData, notes: list[str]) -> TaskFinished:
         self.finished = True
-        end = root.end_ns or root.start_ns
-        etype, emsg, etrace = self.error
-        outcome: Outcome
-        # The span's ERROR status beats an agent's "complete": a crash after
-        # the agent declared victory is still a crash. "cancelled" wins both.
-        if self.explicit_status == "cancelled" or (root.error and etype in _CANCEL_TYPES):
-            outcome = "cancelled"
-        elif root.error or self.explicit_status == "error":
-            outcome = "error"
-        else:
-            outcome = "complete"
-        if outcome == "error" and emsg is None:
-            emsg = sz.text(root.status_message, "status.message", notes)
-        started = min(self.view.started_ns, root.start_ns) if self.view.started_ns else root.start_ns
-        self._set(
-            status=outcome,
-            ended_ns=end,
-            started_ns=started,
-            updated_ns=max(self.view.updated_ns, end),
-        )
-        if outcome != "error":
-            etype = emsg = etrace = None
-        return TaskFinished(
-            event_id=self._id("finished"),
-            time_ns=end,
-            task=self.view,
-            notes=tuple(notes),
-            outcome=outcome,
-            duration_s=max(0.0, (end - started) / 1e9),
-            error_type=etype,
-            error_message=emsg,
-            stacktrace=etrace,
-        )
+        outcome = outcome_of(self.explicit_status, root, self.errors)
+        err = self.errors.reported(root, notes) if outcome == "error" else NO_ERROR
+        v = self.view
+        started = min(v.started_ns, root.start_ns) if v.started_ns else root.start_ns
+        return self._finished(outcome, root.end_ns or root.start_ns, started, err, notes)
 
     def abandon(self, now_ns: int, reason: str) -> TaskFinished:
         """Finish a task spanvisor had to stop tracking, so that every sink
         still sees exactly one TaskFinished for it (and no task stays
         "running" in metrics forever)."""
         self.finished = True
-        end = max(now_ns, self.view.updated_ns)
-        self._set(status="cancelled", ended_ns=end, updated_ns=end)
+        return self._finished("cancelled", now_ns, self.view.started_ns, ("SpanvisorEvicted", reason, None), [reason])
+
+    def _finished(self, outcome: Outcome, end: int, started: int, err: Error, notes: list[str]) -> TaskFinished:
+        end = max(end, self.last_ns)
+        self._set(status=outcome, ended_ns=end, started_ns=started)
+        t = self._next(end)
         return TaskFinished(
             event_id=self._id("finished"),
-            time_ns=end,
+            time_ns=t,
             task=self.view,
-            notes=(reason,),
-            outcome="cancelled",
-            duration_s=max(0.0, (end - self.view.started_ns) / 1e9),
-            error_type="SpanvisorEvicted",
-            error_message=reason,
+            notes=tuple(notes),
+            outcome=outcome,
+            duration_s=max(0.0, (end - started) / 1e9),
+            error_type=err[0],
+            error_message=err[1],
+            stacktrace=err[2],
         )
+
+
+__all__ = ["TaskState", "TrackerSettings"]

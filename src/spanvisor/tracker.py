@@ -30,9 +30,10 @@ from typing import Any
 from spanvisor import conventions as cv
 from spanvisor import sanitize as sz
 from spanvisor.events import Event
-from spanvisor.spans import SpanData
+from spanvisor.spans import SpanData, from_sdk
 from spanvisor.stats import PipelineStats
-from spanvisor.taskstate import TaskState, TrackerSettings
+from spanvisor.taskcontext import TrackerSettings
+from spanvisor.taskstate import TaskState
 
 Key = tuple[str, str]  # (trace id, root span id)
 
@@ -69,6 +70,8 @@ class TaskTracker:
         max_pending_spans: int = 200_000,
         stats: PipelineStats | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], int] = time.time_ns,
+        snapshot: Callable[[Any], SpanData | None] | None = None,
     ) -> None:
         self.settings = settings or TrackerSettings()
         self.stats = stats or PipelineStats()
@@ -77,14 +80,15 @@ class TaskTracker:
         self._hold_s = root_hold_s
         self._max_pending = max_pending_spans
         self._clock = clock
+        self._wall = wall_clock
         self._tasks: OrderedDict[Key, TaskState] = OrderedDict()
         self._span_task: dict[str, Key] = {}
         self._live: dict[Key, Any] = {}
         self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._finished: OrderedDict[Key, None] = OrderedDict()
         self._buffers: OrderedDict[str, _TraceBuffer] = OrderedDict()
-        # How to read a live root (set by the in-process pipeline).
-        self._snapshot: Callable[[Any], SpanData | None] | None = None
+        # How to read a live root: an SDK span unless the caller says otherwise.
+        self.snapshot: Callable[[Any], SpanData | None] = snapshot or read_live_sdk_span
         self._pending_count = 0
 
     @property
@@ -101,11 +105,9 @@ class TaskTracker:
         task_id = sz.name(raw_id, cv.TASK_ID, notes) if raw_id is not None else None
         task_id = task_id or default_task_id(trace_id, root_id)
         st = TaskState.open(task_id, trace_id, root_id, span, self.settings, notes)
-        warnings: list[Event] = []
-        if initial:
-            st._read_state(st._attr_changes(span.span_id, span.attributes), notes)
-            # A task can start already past a threshold (a resumed conversation).
-            warnings = st._warnings(span.start_ns, notes)
+        # The root as it starts (in-process), or the whole root before its
+        # children are replayed (end order): its attributes are the initial state.
+        warnings = st.read_initial(span, notes) if initial else []
         self._tasks[key] = st
         evicted: list[Event] = []
         while len(self._tasks) > self._max_open:
@@ -172,9 +174,16 @@ class TaskTracker:
             self._live[key] = live
         return self._open(key, span, notes, initial=True)
 
-    def poll(self, snapshot: Callable[[Any], SpanData | None]) -> list[Event]:
-        """Re-read every open task root still being written by the agent."""
-        self._snapshot = snapshot
+    def poll(self, snapshot: Callable[[Any], SpanData | None] | None = None, now_ns: int | None = None) -> list[Event]:
+        """Re-read every open task root still being written by the agent.
+
+        ``now_ns``: when the roots are read (wall clock by default); changed
+        attributes count from then, and no event after it is taken yet.
+        """
+        if snapshot is not None:
+            self.snapshot = snapshot
+        snapshot = self.snapshot
+        now = self._wall() if now_ns is None else now_ns
         out: list[Event] = []
         for key, live in list(self._live.items()):
             snap = snapshot(live)
@@ -182,7 +191,7 @@ class TaskTracker:
                 continue  # its end arrives through span_ended
             st = self._tasks.get(key)
             if st is not None:
-                out.extend(st.absorb(snap, [], is_root=True))
+                out.extend(st.absorb(snap, [], is_root=True, now_ns=now))
         return out
 
     # -- in end order (every path) ---------------------------------------------
@@ -205,24 +214,28 @@ class TaskTracker:
         if key is not None:
             out: list[Event] = []
             live = self._live.get(key)
-            snapshot = self._snapshot
             if (
                 live is not None
-                and snapshot is not None
                 and span.span_id != key[1]
+                and span.end_ns is not None
                 and (span.events or cv.has_known_key(span.attributes))
             ):
-                # Read the open root first, so a checkpoint the agent added to
-                # it before this span ended is not ordered after it.
-                snap = snapshot(live)
+                # Read the open root's events up to this span's end first, so a
+                # checkpoint the agent added before it is not ordered after it,
+                # and one added since does not leak into this span's view.
+                snap = self.snapshot(live)
                 st = self._tasks.get(key)
                 if snap is not None and snap.end_ns is None and st is not None:
-                    out.extend(st.absorb(snap, [], is_root=True))
+                    out.extend(st.absorb(snap, [], is_root=True, until_ns=span.end_ns))
             out.extend(self._absorb(key, span, notes))
             return out
         root_id = span.attributes.get(cv.TASK_ROOT)
         if isinstance(root_id, str) and root_id:
             return self._stamped(span, root_id.lower()[:32], notes)
+        if (span.trace_id, span.span_id) in self._tasks:
+            # The unstamped root of a task its stamped children opened: it
+            # joins that task (stamps are optional for OTLP senders).
+            return self._absorb((span.trace_id, span.span_id), span, notes)
         return self._unstamped(span, notes, content)
 
     def _stamped(self, span: SpanData, root_id: str, notes: list[str]) -> list[Event]:
@@ -326,8 +339,11 @@ class TaskTracker:
             self.stats.inc("duplicate_spans_total", 1 + len(datas))
             return []
         notes: list[str] = []
-        out = self._open(key, root.data, notes)
+        out = self._open(key, root.data, notes, initial=True)
+        st = self._tasks[key]
         for d in sorted(datas, key=lambda s: (s.end_ns or 0, s.span_id)):
+            # The root's events up to each child's end first, as in-process.
+            out.extend(st.absorb(root.data, [], is_root=True, until_ns=d.end_ns or 0))
             out.extend(self._absorb(key, d, []))
         out.extend(self._absorb(key, root.data, notes))
         return out
@@ -357,6 +373,14 @@ class TaskTracker:
                 self._pending_count -= len(buf.spans)
                 self.stats.inc("evicted_tasks_total", reason="expired")
         return out
+
+
+def read_live_sdk_span(span: Any) -> SpanData | None:
+    """An open SDK span as it is now (its attributes and events so far)."""
+    try:
+        return from_sdk(span, resource_attrs={})
+    except Exception:
+        return None
 
 
 def _has_content(span: SpanData) -> bool:

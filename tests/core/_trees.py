@@ -106,13 +106,19 @@ def feed_start_order(
     specs: Sequence[SpanSpec],
     poll_times: Iterable[int] = (),
     duplicate: Callable[[SpanSpec], bool] = lambda s: False,
+    lag: int = 0,
 ) -> list[Event]:
     """Play the spans through ``span_started``/``poll``/``span_ended`` in time order.
 
     Only spans the processor would watch (a task member) reach the tracker in
     the real pipeline, but the tracker must cope with any: every span is fed.
     ``duplicate(spec)``: feed that span's end twice (a resent span).
+    ``lag``: the pipeline reads a live root this long after the moment being
+    played (its pump runs later than the span ended), so the snapshot may hold
+    checkpoints the agent added since.
     """
+    clock = [0]
+    tracker.snapshot = lambda live: live.data(clock[0] + lag, stamped=True)
     timeline: list[tuple[int, int, int, Any]] = []
     for i, s in enumerate(specs):
         timeline.append((s.start_ns, 0, i, ("start", s)))
@@ -123,10 +129,11 @@ def feed_start_order(
     timeline.sort(key=lambda x: (x[0], x[1], x[2]))
     out: list[Event] = []
     for t, _, _, (kind, s) in timeline:
+        clock[0] = t
         if kind == "start":
             out += tracker.span_started(s.data(s.start_ns, stamped=True), live=s)
         elif kind == "poll":
-            out += tracker.poll(lambda live, t=t: live.data(t, stamped=True))
+            out += tracker.poll(now_ns=t)
         else:
             out += tracker.span_ended(s.data(None, stamped=True))
             if duplicate(s):

@@ -1,0 +1,77 @@
+"""How a task ends: its outcome, and which error is reported.
+
+The root's own error wins: its exception event, else its status message. A
+child's error (often handled: "retry 1 of 3") is the reported cause only when
+the root failed without saying why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from spanvisor import sanitize as sz
+from spanvisor.events import Outcome
+from spanvisor.spans import SpanData
+
+_CANCEL_TYPES = frozenset(
+    {
+        "CancelledError",
+        "asyncio.CancelledError",
+        "asyncio.exceptions.CancelledError",
+        "KeyboardInterrupt",
+        "GeneratorExit",
+        "concurrent.futures._base.CancelledError",
+    }
+)
+
+Error = tuple[str | None, str | None, str | None]  # type, message, stack trace
+NO_ERROR: Error = (None, None, None)
+
+
+@dataclass
+class ErrorInfo:
+    """The first error each kind of span reported (bounded: two tuples)."""
+
+    root: Error = NO_ERROR
+    child: Error = NO_ERROR
+
+    def exception_event(self, attrs: Mapping[str, Any], is_root: bool, notes: list[str]) -> None:
+        if (self.root if is_root else self.child) != NO_ERROR:
+            return  # the first exception is the cause; later ones are consequences
+        err = (
+            sz.name(attrs.get("exception.type"), "exception.type", notes),
+            sz.text(attrs.get("exception.message"), "exception.message", notes),
+            sz.text(attrs.get("exception.stacktrace"), "exception.stacktrace", notes, 8000),
+        )
+        if is_root:
+            self.root = err
+        else:
+            self.child = err
+
+    def span_failed(self, span: SpanData, is_root: bool, notes: list[str]) -> None:
+        """A failed child without an exception event still names its status."""
+        if not is_root and self.child == NO_ERROR:
+            self.child = (None, sz.text(span.status_message, "status.message", notes), None)
+
+    def reported(self, root: SpanData, notes: list[str]) -> Error:
+        if self.root != NO_ERROR:
+            return self.root
+        msg = sz.text(root.status_message, "status.message", notes)
+        if msg is not None:
+            return (None, msg, None)
+        return self.child
+
+
+def outcome_of(explicit_status: str | None, root: SpanData, errors: ErrorInfo) -> Outcome:
+    # The span's ERROR status beats an agent's "complete": a crash after
+    # the agent declared victory is still a crash. "cancelled" wins both.
+    if explicit_status == "cancelled" or (root.error and errors.root[0] in _CANCEL_TYPES):
+        return "cancelled"
+    if root.error or explicit_status == "error":
+        return "error"
+    return "complete"
+
+
+__all__ = ["NO_ERROR", "Error", "ErrorInfo", "outcome_of"]
