@@ -80,7 +80,16 @@ class TaskCollector(Collector):
                 ),
                 _histogram("task_duration_seconds", "Task duration from start to finish.", m.duration),
                 _counter(
-                    "checkpoints", "Task checkpoints (progress, step, message, status or token changes).", m.checkpoints
+                    "checkpoints",
+                    "The agents' own checkpoints: checkpoint events and changes of progress, step, message or "
+                    "status (model calls are in spanvisor_model_calls_total).",
+                    m.checkpoints,
+                ),
+                _counter(
+                    "model_calls",
+                    "Model calls that reported token usage, by agent and model (model 'other' past the cap on "
+                    "(agent, model) pairs).",
+                    m.model_calls,
                 ),
                 _counter("context_warnings", "Context-window warnings, by level (warning, critical).", m.warnings),
                 _counter("tokens", "Model tokens used by tasks, by direction (input, output).", m.tokens),
@@ -112,8 +121,8 @@ class TaskCollector(Collector):
                     stalest.add_metric([agent], g.stalest_activity_s)
             last = GaugeMetricFamily(
                 PREFIX + "last_checkpoint_timestamp_seconds",
-                "Time (unix seconds) of the agent's latest task start or checkpoint, over all its "
-                "tasks (kept for compatibility; stalls use stalest_task_activity_timestamp_seconds).",
+                "Time (unix seconds) of the agent's latest task start, checkpoint or model call, over all "
+                "its tasks (kept for compatibility; stalls use stalest_task_activity_timestamp_seconds).",
                 labels=["agent"],
             )
             for agent, ts in sorted(m.last_progress_s.items()):
@@ -157,7 +166,7 @@ class PipelineCollector(Collector):
     def _table(self, counters: dict, gauges: dict, histograms: dict) -> list[tuple[str, str, str]]:  # type: ignore[type-arg]
         """METRICS first; then whatever else sinks counted (e.g. the Slack sink's
         ``slack_calls_total``), so a plugin's own numbers are never invisible."""
-        rows = [(key, kind, doc) for key, (kind, doc) in METRICS.items()]
+        rows = [(key, kind, doc) for key, (kind, doc) in METRICS.items() if key not in TASK_METRIC_KEYS]
         extra: dict[str, str] = {}
         for source, kind in ((counters, "counter"), (gauges, "gauge"), (histograms, "histogram")):
             for name, _ in source:
@@ -219,6 +228,10 @@ class PipelineCollector(Collector):
             fam.add_sample(name + "_sum", lab, h.total)
         return fam
 
+
+# Keys of METRICS that TaskCollector exposes, from events and with the agent
+# label: left out here so each family appears once in a scrape.
+TASK_METRIC_KEYS = frozenset({"model_calls_total"})
 
 # Keys of METRICS that always carry labels: with no sample yet they are left
 # empty rather than shown as an unlabelled 0 next to labelled series later.

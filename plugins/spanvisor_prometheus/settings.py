@@ -67,6 +67,16 @@ SETTINGS: tuple[Setting, ...] = (
         "a positive integer",
     ),
     Setting(
+        "metrics_max_models",
+        "SPANVISOR_METRICS_MAX_MODELS",
+        p_cap,
+        50,
+        "Distinct (agent, model) pairs whose model label is kept on spanvisor_model_calls_total; later "
+        "pairs report model 'other' and count in "
+        'spanvisor_label_overflow_total{label="model"}.',
+        "a positive integer",
+    ),
+    Setting(
         "metrics_dedup_window",
         "SPANVISOR_METRICS_DEDUP_WINDOW",
         p_cap,

@@ -69,6 +69,7 @@ class PrometheusSink(BaseSink):
         self.metrics = TaskMetrics(
             max_agents=int(cfg.get("metrics_max_agents", 50)),
             max_repos=int(cfg.get("metrics_max_repos", 50)),
+            max_models=int(cfg.get("metrics_max_models", 50)),
             dedup_window=int(cfg.get("metrics_dedup_window", 100_000)),
             max_open_tasks=int(cfg.get("max_open_tasks", 10_000)),
         )

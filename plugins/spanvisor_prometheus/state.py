@@ -133,10 +133,13 @@ class TaskMetrics:
         max_repos: int = 50,
         dedup_window: int = 100_000,
         max_open_tasks: int = 10_000,
+        max_models: int = 50,
     ) -> None:
         self.lock = threading.Lock()
         self.agents = LabelCap(max_agents)
         self.repos = PairCap(max_repos)
+        # Models, like repos, are capped as (agent, model) pairs: the caps add.
+        self.models = PairCap(max_models)
         self.dedup_window = dedup_window
         self.max_open_tasks = max_open_tasks
         self._seen: OrderedDict[str, None] = OrderedDict()
@@ -147,7 +150,10 @@ class TaskMetrics:
         self.last_progress_s: dict[str, float] = {}
         self.started = CounterData("agent", "repo")
         self.finished = CounterData("agent", "repo", "outcome")
+        # The agent's own checkpoints (events, state changes); model calls
+        # are counted apart, or every call would count twice as progress.
         self.checkpoints = CounterData("agent")
+        self.model_calls = CounterData("agent", "model")
         self.warnings = CounterData("agent", "level")
         self.tokens = CounterData("agent", "direction")
         self.duration = HistogramData(DURATION_BUCKETS, "agent", "outcome")
@@ -196,7 +202,12 @@ class TaskMetrics:
                 task.ratio = _clamp_ratio(ratio, task.ratio)
         kind = type(ev)
         if kind is Checkpoint:
-            self.checkpoints.inc((agent,), 1.0, one)
+            assert isinstance(ev, Checkpoint)
+            if ev.source == "model_call":
+                model = _call_model(ev)
+                self.model_calls.inc((agent, self.models.label(agent, model)), 1.0, one)
+            else:
+                self.checkpoints.inc((agent,), 1.0, one)
             self._progress(agent, ts)
         elif kind is TaskStarted:
             self.started.inc((agent, self.repos.label(agent, t.repo)), 1.0, one)
@@ -276,7 +287,15 @@ class TaskMetrics:
 
     @property
     def overflow(self) -> dict[str, int]:
-        return {"agent": self.agents.overflowed, "repo": self.repos.overflowed}
+        return {"agent": self.agents.overflowed, "repo": self.repos.overflowed, "model": self.models.overflowed}
+
+
+def _call_model(cp: Checkpoint) -> str | None:
+    """The model of the call itself: the tracker names it in the checkpoint's
+    ``model`` attribute. The view's model is the task's main conversation's
+    (an embeddings call does not change it), so it is only the fallback."""
+    model = cp.attributes.get("model") if cp.attributes else None
+    return model if isinstance(model, str) and model else cp.task.model
 
 
 def _clamp_ratio(ratio: float, previous: float) -> float:

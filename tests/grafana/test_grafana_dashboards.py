@@ -30,6 +30,7 @@ CONTRACT = {
     "spanvisor_tasks_finished_total",
     "spanvisor_tasks_running",
     "spanvisor_checkpoints_total",
+    "spanvisor_model_calls_total",
     "spanvisor_context_utilization_ratio",
     "spanvisor_context_warnings_total",
     "spanvisor_tokens_total",
@@ -139,6 +140,9 @@ def test_prometheus_queries_use_only_contract_metrics(name: str) -> None:
             "spanvisor_context_utilization_ratio",
             "spanvisor_context_warnings_total",
             "spanvisor_tokens_total",
+            # Issue 9: the agents' checkpoints and their model calls, apart.
+            "spanvisor_checkpoints_total",
+            "spanvisor_model_calls_total",
             "spanvisor_dropped_total",
             "spanvisor_queue_depth",
             "spanvisor_sink_latency_seconds_bucket",

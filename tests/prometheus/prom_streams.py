@@ -70,11 +70,15 @@ def lifecycle(
     peak_ratio: float = 0.5,
     tokens_per_step: tuple[int, int] = (1000, 100),
     repo: str | None = "acme/app",
+    model: str | None = None,
+    agent_checkpoints: bool = False,
 ) -> list[Event]:
-    """One task: start, ``checkpoints`` model-call checkpoints rising to
-    ``peak_ratio`` of the window (with warnings when crossing 0.7 / 0.85),
-    then a finish with ``outcome`` (None leaves the task open)."""
-    v = view(agent, n, t0_ns, repo=repo, context_limit=context_limit)
+    """One task: start, ``checkpoints`` steps, then a finish with ``outcome``
+    (None leaves the task open). Each step is a model call (a
+    ``Checkpoint(source="model_call")`` of ``model``) rising to ``peak_ratio``
+    of the window, with warnings when crossing 0.7 / 0.85; with
+    ``agent_checkpoints`` the agent also reports the step as a checkpoint event."""
+    v = view(agent, n, t0_ns, repo=repo, context_limit=context_limit, model=model)
     ev: list[Event] = [TaskStarted(event_id=stable_id(v.task_id, "start"), time_ns=t0_ns, task=v)]
     step_ns = int(duration_s * S / (checkpoints + 1))
     armed = {"warning": True, "critical": True}
@@ -91,9 +95,15 @@ def lifecycle(
         )
         ev.append(
             Checkpoint(
-                event_id=stable_id(v.task_id, "cp", i), time_ns=t, task=v, source="model_call", changed=("progress",)
+                event_id=stable_id(v.task_id, "cp", i), time_ns=t, task=v, source="model_call", changed=("tokens",)
             )
         )
+        if agent_checkpoints:
+            ev.append(
+                Checkpoint(
+                    event_id=stable_id(v.task_id, "step", i), time_ns=t, task=v, source="event", changed=("progress",)
+                )
+            )
         for level, threshold in (("warning", 0.70), ("critical", 0.85)):
             if ratio >= threshold and armed[level]:
                 armed[level] = False

@@ -27,9 +27,9 @@ async def main(seconds: float, linger: float) -> None:
     await sink.start(ctx)
     now = time.time_ns()
     streams: list[list[Event]] = [
-        lifecycle("rivet", 1, now, checkpoints=6, duration_s=seconds, repo="plant-ops/line3"),
-        lifecycle("sprocket", 2, now, checkpoints=3, outcome="error", duration_s=seconds / 2),
-        lifecycle("gauge", 3, now, checkpoints=8, peak_ratio=0.9, duration_s=seconds),
+        lifecycle("rivet", 1, now, checkpoints=6, duration_s=seconds, repo="plant-ops/line3", agent_checkpoints=True),
+        lifecycle("sprocket", 2, now, checkpoints=3, outcome="error", duration_s=seconds / 2, agent_checkpoints=True),
+        lifecycle("gauge", 3, now, checkpoints=8, peak_ratio=0.9, duration_s=seconds, model="claude-sonnet-4"),
     ]
     ctx.stats.gauge("queue_depth", lambda: 0.0, sink="prometheus")
     ctx.stats.gauge("outbox_events", lambda: 0.0, sink="postgres")

@@ -62,6 +62,8 @@ MUST_RETURN_DATA = [
     "histogram_quantile(0.95, sum by (le, agent) (rate(spanvisor_task_duration_seconds_bucket[1m])))",
     "spanvisor_checkpoints_total",
     "sum by (agent) (rate(spanvisor_checkpoints_total[1m]))",
+    "spanvisor_model_calls_total",
+    "sum by (agent) (rate(spanvisor_model_calls_total[1m]))",
     "spanvisor_context_utilization_ratio",
     'spanvisor_context_warnings_total{level="critical"}',
     'spanvisor_tokens_total{direction="input"}',

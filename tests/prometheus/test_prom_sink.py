@@ -23,13 +23,14 @@ from spanvisor_prometheus import SHARED_REGISTRY_KEY, PrometheusSink
 from spanvisor_prometheus.settings import SETTINGS
 
 T0 = 1_700_000_000 * S
+SONNET = "claude-sonnet-4"
 
 
 def demo_stream() -> list[Event]:
     return (
-        lifecycle("rivet", 1, T0, checkpoints=4, peak_ratio=0.9, duration_s=42)
+        lifecycle("rivet", 1, T0, checkpoints=4, peak_ratio=0.9, duration_s=42, model=SONNET, agent_checkpoints=True)
         + lifecycle("rivet", 2, T0, checkpoints=2, outcome="error", duration_s=3)
-        + lifecycle("bolt", 3, T0, checkpoints=5, outcome=None, peak_ratio=0.6, repo=None)
+        + lifecycle("bolt", 3, T0, checkpoints=5, outcome=None, peak_ratio=0.6, repo=None, agent_checkpoints=True)
         + lifecycle("bolt", 4, T0, checkpoints=1, outcome="cancelled", duration_s=700)
     )
 
@@ -42,8 +43,12 @@ def test_counts_from_a_stream() -> None:
     assert val(reg, "spanvisor_tasks_finished_total", agent="rivet", repo="acme/app", outcome="complete") == 1
     assert val(reg, "spanvisor_tasks_finished_total", agent="rivet", repo="acme/app", outcome="error") == 1
     assert val(reg, "spanvisor_tasks_finished_total", agent="bolt", repo="acme/app", outcome="cancelled") == 1
-    assert val(reg, "spanvisor_checkpoints_total", agent="rivet") == 6
-    assert val(reg, "spanvisor_checkpoints_total", agent="bolt") == 6
+    # The agents' own checkpoints, and model calls apart (issue 9: they used to add up).
+    assert val(reg, "spanvisor_checkpoints_total", agent="rivet") == 4
+    assert val(reg, "spanvisor_checkpoints_total", agent="bolt") == 5
+    assert val(reg, "spanvisor_model_calls_total", agent="rivet", model=SONNET) == 4
+    assert val(reg, "spanvisor_model_calls_total", agent="rivet", model="") == 2
+    assert val(reg, "spanvisor_model_calls_total", agent="bolt", model="") == 6
     assert val(reg, "spanvisor_context_warnings_total", agent="rivet", level="warning") == 1
     assert val(reg, "spanvisor_context_warnings_total", agent="rivet", level="critical") == 1
     # Running totals in the views become counter increments: 4 + 2 steps of 1000.
@@ -146,7 +151,7 @@ def test_agent_and_repo_labels_are_capped() -> None:
     assert 'agent="agent-2"' not in text and 'repo="repo-1"' not in text
     assert val(reg, "spanvisor_tasks_started_total", agent="other", repo="other") == 3
     assert val(reg, "spanvisor_tasks_finished_total", agent="other", repo="other", outcome="complete") == 3
-    assert val(reg, "spanvisor_checkpoints_total", agent="other") == 3
+    assert val(reg, "spanvisor_model_calls_total", agent="other", model="") == 3
     # Every event of the 3 overflowing agents is one agent overflow (3 x 3 events).
     assert val(reg, "spanvisor_label_overflow_total", label="agent") == 9
     assert val(reg, "spanvisor_label_overflow_total", label="repo") == 8
@@ -165,7 +170,7 @@ def test_no_task_or_trace_id_ever_becomes_a_label() -> None:
 def test_exemplars_carry_the_trace_id_in_openmetrics_only() -> None:
     sink, reg = started_sink()
     long_trace = "f" * 300
-    events = lifecycle("rivet", 1, T0, checkpoints=2)
+    events = lifecycle("rivet", 1, T0, checkpoints=2, agent_checkpoints=True)
     events += [
         dataclasses.replace(
             e,
@@ -184,7 +189,7 @@ def test_exemplars_carry_the_trace_id_in_openmetrics_only() -> None:
         and f'trace_id="{trace}"' in line
         for line in om.splitlines()
     )
-    for name in ("checkpoints_total", "tokens_total", "tasks_finished_total"):
+    for name in ("checkpoints_total", "model_calls_total", "tokens_total", "tasks_finished_total"):
         assert any(line.startswith(f"spanvisor_{name}") and "trace_id=" in line for line in om.splitlines()), name
     # OpenMetrics caps an exemplar's labels at 128 characters.
     assert 'trace_id="' + "f" * 120 + '"' in om and "f" * 121 not in om
