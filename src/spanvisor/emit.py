@@ -9,7 +9,9 @@ derived from the task id, never random:
 * ``start``, ``checkpoint`` and ``artifact`` each send one short child span of
   that root, stamped with ``agent.task.id`` and ``agent.task.root_span_id``
   (what the in-process processor stamps), so the tracker attributes them to
-  the task at once, before the root exists, on any replica.
+  the task at once, before the root exists, on any replica. None of them
+  sets ``agent.status`` unless asked (``checkpoint --status``): the status
+  is inferred, ``starting`` until the first change, then ``working``.
 * ``finish`` sends the root span itself (same stamp, ``agent.status``, ERROR
   status on failure), which closes the task. Its start time comes from the
   ``start`` call, kept in ``<data_dir>/emit/``, or ``--started-ns``.
@@ -136,13 +138,15 @@ def build_spans(args: argparse.Namespace, config: Config, now_ns: int | None = N
     parent = SpanContext(trace_id, root_id, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
     ctx = trace.set_span_in_context(NonRecordingSpan(parent))
     if kind == "start":
+        # No agent.status here: an explicit status sticks until the agent sets
+        # another, so "starting" would outlive every later checkpoint. The
+        # tracker infers starting, then working with the first real change.
         attrs = {
             **stamp,
             **_attrs(
                 **{
                     cv.TASK_NAME: opt("name"),
                     cv.REPO: opt("repo"),
-                    cv.STATUS: "starting",
                     cv.MESSAGE: opt("message"),
                     cv.AGENT_NAME: opt("agent_name"),
                 }
