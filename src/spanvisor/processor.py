@@ -2,7 +2,14 @@
 
 ``on_start`` and ``on_end`` are O(1): a dict lookup, one
 ``set_attributes`` call, and a deque append. They never wait on I/O and never
-raise into the agent; everything else happens on the pipeline's thread.
+raise into the agent; everything else happens on the pipeline's thread. An
+exception caught in a hook is counted in ``processor_errors_total``.
+
+Work that outlives its task's root (a span ending after the root ended, or
+starting under it afterwards) is counted once, at its end, in
+``late_spans_total``. The processor knows: it saw the root end. Spans that
+start after that never reach the tracker; those that started before still
+hand their end over, so the tracker forgets their membership.
 
 On start, the processor stamps every span of a task with ``agent.task.id``,
 ``agent.task.root_span_id`` and (when known) ``agent.id``, so spans exported
@@ -13,8 +20,8 @@ into their task. ``SPANVISOR_STAMP_SPANS=false`` turns stamping off.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry.context import Context
@@ -31,12 +38,33 @@ from spanvisor.tracker import default_task_id
 log = logging.getLogger("spanvisor.processor")
 
 MAX_OPEN_SPANS = 1_000_000
+# Roots remembered after they end, so a span started under one afterwards is
+# known as late work of its task rather than taken for an unrelated span.
+MAX_ENDED_ROOTS = 10_000
 _STAMP_KEYS = frozenset({cv.TASK_ROOT, cv.TASK_ID, cv.AGENT_ID, cv.TASK_NAME})
 
 
-@dataclass(frozen=True, slots=True)
 class _Stamp:
-    attrs: dict[str, str]
+    """One task as the processor sees it, shared by all its open spans.
+
+    ``ended`` flips when the root ends (on the agent's thread that ends it).
+    ``started_late`` marks the twin that spans starting after that share:
+    they were never handed to the tracker.
+    """
+
+    __slots__ = ("_late", "attrs", "ended", "root_id", "started_late")
+
+    def __init__(self, attrs: dict[str, str], root_id: int, started_late: bool = False) -> None:
+        self.attrs = attrs
+        self.root_id = root_id
+        self.ended = started_late
+        self.started_late = started_late
+        self._late: _Stamp | None = None
+
+    def late(self) -> _Stamp:
+        if self._late is None:
+            self._late = _Stamp(self.attrs, self.root_id, started_late=True)
+        return self._late
 
 
 def stamp_for(trace_hex: str, root_hex: str, attrs: Any) -> dict[str, str]:
@@ -54,7 +82,7 @@ def stamp_for(trace_hex: str, root_hex: str, attrs: Any) -> dict[str, str]:
 
 def _stamp_for_root(span: Span, attrs: Any) -> _Stamp:
     ctx = span.get_span_context()
-    return _Stamp(stamp_for(format(ctx.trace_id, "032x"), format(ctx.span_id, "016x"), attrs))
+    return _Stamp(stamp_for(format(ctx.trace_id, "032x"), format(ctx.span_id, "016x"), attrs), ctx.span_id)
 
 
 class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
@@ -72,10 +100,24 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
     ) -> None:
         PipelineOwner.__init__(self, "processor", sinks, config, pipeline)
         self._open: dict[int, _Stamp] = {}
+        # Ended roots, oldest first, bounded. OrderedDict: popitem is one C
+        # call, safe when several agent threads end roots at once.
+        self._ended: OrderedDict[int, _Stamp] = OrderedDict()
         # Stamps serve spans exported elsewhere (a Collector to `spanvisor
         # serve`); an agent whose spans go nowhere else can turn them off.
         self._stamp = bool(self.pipeline.config.get("stamp_spans", True))
-        self._errors = 0
+
+    @property
+    def _errors(self) -> int:
+        """Exceptions caught in the hooks so far (``processor_errors_total``)."""
+        return int(self.pipeline.stats.value("processor_errors_total"))
+
+    def _count(self, name: str) -> None:
+        """A counter bump from a hook, off the hot path; never raises."""
+        try:
+            self.pipeline.stats.inc(name)
+        except Exception:
+            pass
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         try:
@@ -84,18 +126,28 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
             if stamp is None:
                 attrs = span.attributes
                 if not attrs or not cv.is_root_candidate(attrs):
-                    return
-                stamp = _stamp_for_root(span, attrs)
+                    if parent is None or not self._ended:
+                        return
+                    stamp = self._ended.get(parent.span_id)
+                    if stamp is None:
+                        return  # the usual unrelated span
+                else:
+                    stamp = _stamp_for_root(span, attrs)
             if len(self._open) >= MAX_OPEN_SPANS:
                 # Spans that never end would otherwise grow this map forever.
                 self.pipeline.stats.inbox_drop()
                 return
             if self._stamp:
                 self._write_stamp(span, stamp)
+            if stamp.ended:
+                # Its task's root has ended: late work, counted at its end and
+                # kept from the tracker, which has closed the task.
+                self._open[span.get_span_context().span_id] = stamp.late()
+                return
             self._open[span.get_span_context().span_id] = stamp
             self.pipeline.submit_start(span)
         except Exception:  # never into the agent
-            self._errors += 1
+            self._count("processor_errors_total")
 
     @staticmethod
     def _write_stamp(span: Span, stamp: _Stamp) -> None:
@@ -108,7 +160,22 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
     def on_end(self, span: ReadableSpan) -> None:
         try:
             ctx = span.get_span_context()
-            if ctx is not None and self._open.pop(ctx.span_id, None) is not None:
-                self.pipeline.submit_end(span)
+            if ctx is None:
+                return
+            stamp = self._open.pop(ctx.span_id, None)
+            if stamp is None:
+                return
+            if stamp.ended:
+                self._count("late_spans_total")
+                if stamp.started_late:
+                    return
+                # Started while the task was open: the tracker holds its
+                # membership and forgets it at its end (with no event).
+            elif stamp.root_id == ctx.span_id:
+                stamp.ended = True
+                self._ended[ctx.span_id] = stamp
+                if len(self._ended) > MAX_ENDED_ROOTS:
+                    self._ended.popitem(last=False)
+            self.pipeline.submit_end(span)
         except Exception:
-            self._errors += 1
+            self._count("processor_errors_total")
