@@ -80,6 +80,52 @@ def _task(row: Any) -> dict[str, Any]:
     return out
 
 
+# A model call's own tokens: named on the row by the tracker when it does
+# (attributes input_tokens/output_tokens), else the growth of the task's
+# running totals since the row before (rows in the tracker's order).
+_CHECKPOINTS_SQL = """
+SELECT event_id, kind, at, status, progress, step, message, level, ratio, context_tokens,
+       context_limit, notes, source, attributes,
+       input_tokens - lag(input_tokens, 1, 0::bigint) OVER w AS input_growth,
+       output_tokens - lag(output_tokens, 1, 0::bigint) OVER w AS output_growth
+FROM agent_checkpoints WHERE task_id = $1
+WINDOW w AS (ORDER BY time_ns, event_id)
+ORDER BY time_ns, event_id
+"""
+
+
+def _int_attr(attrs: dict[str, Any], key: str) -> int | None:
+    v = attrs.get(key)
+    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
+
+
+def _model_call(r: Any) -> dict[str, Any]:
+    """What one model-call row says: model, tokens, the context after it."""
+    attrs = json.loads(r["attributes"]) if isinstance(r["attributes"], str) else (r["attributes"] or {})
+    attrs = attrs if isinstance(attrs, dict) else {}
+    model = attrs.get("model")
+    in_attr, out_attr = _int_attr(attrs, "input_tokens"), _int_attr(attrs, "output_tokens")
+    if in_attr is not None or out_attr is not None:
+        tokens_in, tokens_out = in_attr or 0, out_attr or 0
+    else:
+        tokens_in, tokens_out = max(0, r["input_growth"] or 0), max(0, r["output_growth"] or 0)
+    return {
+        "model": model if isinstance(model, str) and model else None,
+        "input_tokens": tokens_in,
+        "output_tokens": tokens_out,
+        "context_tokens": r["context_tokens"],
+        "context_limit": r["context_limit"],
+    }
+
+
+def _model_call_detail(call: dict[str, Any]) -> str:
+    parts = [call["model"] or "model call", f"{call['input_tokens']:,} in / {call['output_tokens']:,} out tokens"]
+    ctx, limit = call["context_tokens"], call["context_limit"]
+    if ctx is not None:
+        parts.append(f"context {ctx:,} / {limit:,} ({ctx / limit:.0%})" if limit else f"context {ctx:,}")
+    return " · ".join(parts)
+
+
 async def timeline(conn: Any, task: dict[str, Any]) -> list[dict[str, Any]]:
     """Start, checkpoints, warnings, artifacts, interventions and the end, in time order,
     each with the seconds since the entry before."""
@@ -87,13 +133,15 @@ async def timeline(conn: Any, task: dict[str, Any]) -> list[dict[str, Any]]:
     entries: list[dict[str, Any]] = [
         {"at": task["started_at"], "kind": "started", "detail": task.get("task_name") or ""}
     ]
-    for r in await conn.fetch(
-        "SELECT event_id, kind, at, status, progress, step, message, level, ratio, context_tokens, "
-        "context_limit, notes FROM agent_checkpoints WHERE task_id = $1 ORDER BY time_ns, event_id",
-        tid,
-    ):
+    for r in await conn.fetch(_CHECKPOINTS_SQL, tid):
+        entry: dict[str, Any] = {"at": r["at"], "kind": r["kind"], "event_id": r["event_id"]}
         if r["kind"] == "context_warning":
             detail = f"context {r['level']}: {r['context_tokens']:,} / {r['context_limit']:,} ({r['ratio']:.0%})"
+        elif r["source"] == "model_call":
+            entry["kind"] = "model_call"
+            call = _model_call(r)
+            entry.update(call)
+            detail = _model_call_detail(call)
         else:
             parts = [r["status"]]
             if r["progress"] is not None:
@@ -103,15 +151,9 @@ async def timeline(conn: Any, task: dict[str, Any]) -> list[dict[str, Any]]:
             if r["message"]:
                 parts.append(r["message"])
             detail = " · ".join(parts)
-        entries.append(
-            {
-                "at": r["at"],
-                "kind": r["kind"],
-                "detail": detail,
-                "event_id": r["event_id"],
-                "notes": json.loads(r["notes"]),
-            }
-        )
+        entry["detail"] = detail
+        entry["notes"] = json.loads(r["notes"])
+        entries.append(entry)
     for r in await conn.fetch(
         "SELECT event_id, at, name, uri, kind FROM task_artifacts WHERE task_id = $1 ORDER BY time_ns, event_id", tid
     ):
