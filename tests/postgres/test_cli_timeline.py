@@ -40,7 +40,9 @@ def _agent_task(config: Any) -> None:
             root.add_event(cv.EVENT_CHECKPOINT, {"message": "planning", cv.PROGRESS: 10})
             for tokens_in in (12_000, 30_000):
                 with tracer.start_as_current_span(f"chat {SONNET}", attributes={cv.GEN_AI_OPERATION: "chat"}) as c:
-                    c.set_attributes({cv.GEN_AI_REQUEST_MODEL: SONNET, cv.GEN_AI_INPUT: tokens_in, cv.GEN_AI_OUTPUT: 800})
+                    c.set_attributes(
+                        {cv.GEN_AI_REQUEST_MODEL: SONNET, cv.GEN_AI_INPUT: tokens_in, cv.GEN_AI_OUTPUT: 800}
+                    )
             root.add_event(cv.EVENT_CHECKPOINT, {"message": "writing", cv.PROGRESS: 80})
         assert processor.force_flush(20_000)
     finally:
@@ -83,7 +85,7 @@ def test_model_calls_show_their_tokens_and_the_context(agent_url: str, cli: Any)
     assert "12,000 in / 800 out tokens" in calls[0] and "30,000 in / 800 out tokens" in calls[1]
     assert "context 30,800 / 200,000 (15%)" in calls[1]
     assert [k for k, _ in rows].count("checkpoint") == 2  # the agent's own two checkpoints
-    assert [d for k, d in rows if k == "checkpoint"][0].endswith("planning")
+    assert next(d for k, d in rows if k == "checkpoint").endswith("planning")
 
     code, out = cli(agent_url, "task", "report-1", "--json")
     doc = json.loads(out)
