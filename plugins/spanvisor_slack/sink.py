@@ -127,9 +127,8 @@ class SlackSink(BaseSink):
         if st.dead:
             return
         wake = not st.dirty or ev.task.status != st.view.status
-        if ev.time_ns >= st.view.updated_ns or isinstance(ev, TaskFinished):
-            st.view = ev.task
-        st.version += 1
+        # The newest view by the tracker's sequence, never by time (see TaskState.offer).
+        st.offer(ev.task, final=isinstance(ev, TaskFinished))
         for line in self.policy.lines(ev):
             if len(st.replies) >= MAX_PENDING_REPLIES:
                 assert self.ctx is not None

@@ -4,6 +4,10 @@
 reads it and talks to Slack. Coalescing falls out of the shape: the parent
 is a single "latest view + version", so 10,000 checkpoints between two edits
 are one edit.
+
+Which view is the latest is decided by :attr:`TaskView.seq`, the tracker's
+per-task event number, not by time: clocks skew and timestamps tie, a
+sequence does neither. See :meth:`TaskState.offer`.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ MAX_PENDING_REPLIES = 1000
 class TaskState:
     view: TaskView
     channel: str | None
+    view_final: bool = False  # ``view`` came with TaskFinished
     version: int = 0
     sent_version: int = -1
     sent_status: Status | None = None
@@ -65,3 +70,18 @@ class TaskState:
         if len(self.seen) > SEEN_PER_TASK:
             self.seen.popitem(last=False)
         return True
+
+    def offer(self, view: TaskView, final: bool) -> bool:
+        """Keep ``view`` if it is newer than the one held; True when kept.
+
+        A final view (from TaskFinished) always replaces a non-final one and
+        is never replaced by one. Otherwise the higher ``seq`` wins, and on a
+        tie the later arrival: events of one task arrive in the order the
+        tracker emitted them unless a replay or a replica mixes them, and a
+        replay carries the same views again.
+        """
+        keep = final if final != self.view_final else view.seq >= self.view.seq
+        if keep:
+            self.view, self.view_final = view, final
+            self.version += 1
+        return keep

@@ -91,7 +91,8 @@ class TaskScript:
     def _next(self, **changes: Any) -> tuple[str, int]:
         self.seq += 1
         t = BASE_NS + self.seq * 1_000_000
-        self.view = replace(self.view, updated_ns=t, **changes)
+        # seq numbers the task's events as the tracker does; the sink orders views by it.
+        self.view = replace(self.view, updated_ns=t, seq=self.seq, **changes)
         return stable_id(self.view.task_id, self.seq), t
 
     def started(self) -> TaskStarted:
