@@ -20,8 +20,8 @@ from spanvisor.events import Event, TaskFinished
 from spanvisor.presentation import ThreadPolicy
 from spanvisor.sink import BaseSink, SinkContext, SinkResult
 
+from .record import MAX_PENDING_REPLIES, SlackTaskRecord
 from .settings import SETTINGS, home_channel, status_channels
-from .state import MAX_PENDING_REPLIES, TaskState
 
 log = logging.getLogger("spanvisor.slack")
 MAX_OPEN_TASKS = 10_000
@@ -37,7 +37,7 @@ class SlackSink(BaseSink):
         clock, or an API client other than slack_sdk's."""
         super().__init__()
         self._clock_arg, self._client_arg = clock, client
-        self._tasks: dict[str, TaskState] = {}
+        self._tasks: dict[str, SlackTaskRecord] = {}
         self._done: OrderedDict[str, None] = OrderedDict()
         self._flushing = 0
         self._deadline: float | None = None
@@ -121,13 +121,15 @@ class SlackSink(BaseSink):
                     "slack_too_many_tasks", sink="slack", detail=f"more than {MAX_OPEN_TASKS} open tasks"
                 )
                 return
-            st = self._tasks[ev.task_id] = TaskState(ev.task, home_channel(ev.task, self.routes, self.default_channel))
+            st = self._tasks[ev.task_id] = SlackTaskRecord(
+                ev.task, home_channel(ev.task, self.routes, self.default_channel)
+            )
         if not st.first_time(ev.event_id):
             return
         if st.dead:
             return
         wake = not st.dirty or ev.task.status != st.view.status
-        # The newest view by the tracker's sequence, never by time (see TaskState.offer).
+        # The newest view by the tracker's sequence, never by time (see SlackTaskRecord.offer).
         st.offer(ev.task, final=isinstance(ev, TaskFinished))
         for line in self.policy.lines(ev):
             if len(st.replies) >= MAX_PENDING_REPLIES:
@@ -153,7 +155,7 @@ class SlackSink(BaseSink):
         if st.worker is None:
             st.worker = asyncio.get_running_loop().create_task(self._run(st), name=f"slack:{st.task_id[:16]}")
 
-    async def _run(self, st: TaskState) -> None:
+    async def _run(self, st: SlackTaskRecord) -> None:
         try:
             await self.deliverer.run(st)
         finally:

@@ -1,14 +1,15 @@
-"""Thread replies and status alerts, and deleting a duplicate of ours.
+"""Thread replies and status alerts of one task.
 
-Mixed into :class:`~.worker.Deliverer`; every reply line and alert is claimed
-(``slack.reply/<task>/<key>``, ``slack.alert/<task>/<status|channel>``) with
-the same lease renewal and conditional store as the parent.
+Used by :class:`~.worker.Deliverer`, which hands it what it needs; every
+reply line and alert is claimed (``slack.reply/<task>/<key>``,
+``slack.alert/<task>/<status|channel>``) with the same lease renewal and
+conditional store as the parent.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from spanvisor.presentation import ThreadLine
@@ -16,41 +17,29 @@ from spanvisor.stats import PipelineStats
 
 from .blocks import Look, alert_payload, reply_payload
 from .claims import Claims
-from .state import TaskState
-from .transport import Clock, Outcome, Transport
+from .failures import Failures
+from .record import SlackTaskRecord
+from .transport import Clock, Transport
 
-log = logging.getLogger("spanvisor.slack")
 MERGEABLE = frozenset({"step", "artifact"})
 MERGE_MAX = 10
 
 
+@dataclass
 class ThreadPoster:
     transport: Transport
+    claims: Claims
+    failures: Failures
     stats: PipelineStats
     look: Look
     clock: Clock
-    claims: Claims
-    deadline: Callable[[], float | None]
+    namespace: str
+    deadline: Callable[[], float | None] = lambda: None
 
     def _ns(self, what: str) -> str:
-        raise NotImplementedError
+        return f"{self.namespace}.{what}"
 
-    def _failed(self, st: TaskState, out: Outcome, lost: int = 0, reply: bool = False) -> None:
-        raise NotImplementedError
-
-    def _count_drop(self, reason: str, n: int, detail: str) -> None:
-        raise NotImplementedError
-
-    async def _delete_duplicate(self, channel: str, ts: str, kind: str) -> None:
-        out = await self.transport.send("chat.delete", lambda: {"channel": channel, "ts": ts}, deadline=self.deadline)
-        self.stats.inc("slack_duplicates_total", kind=kind, deleted="true" if out.ok else "false")
-        if out.ok:
-            log.info("deleted a duplicate %s %s/%s: another replica posted it first", kind, channel, ts)
-        else:
-            error = out.failure.error if out.failure else "unknown"
-            log.warning("a duplicate %s %s/%s stays in Slack: chat.delete answered %s", kind, channel, ts, error)
-
-    async def _post_replies(self, st: TaskState) -> bool:
+    async def post_replies(self, st: SlackTaskRecord) -> bool:
         assert st.ref is not None
         group = [st.replies.popleft()]
         while (
@@ -92,11 +81,11 @@ class ThreadPoster:
                 # Posted, or maybe posted: either way never post it again.
                 won = [await self.claims.settle(ns, key, value) for key in keys]
                 if not any(won) and out.ok and value["ts"]:
-                    await self._delete_duplicate(channel, str(value["ts"]), "reply")
+                    await self.failures.delete_duplicate(channel, str(value["ts"]), "reply")
                 elif not all(won):
                     self.stats.inc("slack_duplicates_total", kind="reply", deleted="false")
                 if not out.ok:
-                    self._count_drop(
+                    self.failures.count_drop(
                         "slack_ambiguous_reply",
                         len(todo),
                         "Slack answered an error after maybe posting a reply; it is not resent",
@@ -104,10 +93,10 @@ class ThreadPoster:
                 return True
         for key in keys:
             await self.claims.release(ns, key)
-        self._failed(st, out, lost=len(todo), reply=True)
+        self.failures.failed(st, out, lost=len(todo), reply=True)
         return True
 
-    async def _post_alert(self, st: TaskState) -> bool:
+    async def post_alert(self, st: SlackTaskRecord) -> bool:
         target = st.alerts.popleft()
         ns, key = self._ns("alert"), f"{st.task_id}/{target}"
         claim = await self.claims.claim(ns, key)
@@ -139,8 +128,10 @@ class ThreadPoster:
             if out.ok:
                 posted = (out.data or {}).get("ts")
                 if not await self.claims.settle(ns, key, {"ts": posted}) and posted:
-                    await self._delete_duplicate(str((out.data or {}).get("channel") or channel), str(posted), "alert")
+                    await self.failures.delete_duplicate(
+                        str((out.data or {}).get("channel") or channel), str(posted), "alert"
+                    )
                 return True
         await self.claims.release(ns, key)
-        self._failed(st, out, lost=1, reply=True)
+        self.failures.failed(st, out, lost=1, reply=True)
         return True

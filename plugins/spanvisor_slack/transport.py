@@ -17,9 +17,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .channels import ChannelDirectory
 from .retry import Decision, Failure, RetryStrategy, decide, default_strategies
 
 log = logging.getLogger("spanvisor.slack")
+# Methods that read: sent as GET with query parameters, as slack_sdk's own
+# wrappers send them (not every read method takes a JSON body).
+READ_METHODS = frozenset({"conversations.history", "conversations.list", "chat.getPermalink"})
 
 
 class Clock:
@@ -65,7 +69,10 @@ class SlackClient:
         from slack_sdk.errors import SlackApiError
 
         try:
-            resp = await self._client.api_call(method, json=dict(payload))
+            if method in READ_METHODS:
+                resp = await self._client.api_call(method, http_verb="GET", params=dict(payload))
+            else:
+                resp = await self._client.api_call(method, json=dict(payload))
         except SlackApiError as exc:
             status = exc.response.status_code
             data = exc.response.data if isinstance(exc.response.data, dict) else {}
@@ -144,8 +151,9 @@ class Transport:
     strategies: tuple[RetryStrategy, ...] = field(default_factory=default_strategies)
     on_call: Callable[[str], None] | None = None
     paused_until: dict[str, float] = field(default_factory=dict)
+    # Learns each channel name's ID from the posts' answers.
+    channels: ChannelDirectory = field(default_factory=ChannelDirectory)
     _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
-    _alias: dict[str, str] = field(default_factory=dict)
 
     async def send(
         self,
@@ -185,11 +193,13 @@ class Transport:
                 end = deadline()
                 if end is not None and self.clock.now() + d.delay_s > end:
                     return Outcome(failure=failure, decision=d)
+                log.debug("Slack %s failed (%s, attempt %d): retrying in %.1fs", method, exc.error, attempt, d.delay_s)
                 await self.clock.sleep(d.delay_s)
                 continue
             channel = payload.get("channel")
             if method == "chat.postMessage" and isinstance(channel, str) and data.get("channel"):
-                cid = self._alias[channel] = str(data["channel"])
+                cid = str(data["channel"])
+                self.channels.learn(channel, cid)
                 # Posts by name and by ID share one bucket: Slack limits the channel.
                 if channel in self._buckets and cid not in self._buckets:
                     self._buckets[cid] = self._buckets[channel]
@@ -203,7 +213,7 @@ class Transport:
             key, level = None, 0.0
             if method == "chat.postMessage" and self.channel_interval_s > 0:
                 channel = str(payload.get("channel", ""))
-                key = self._alias.get(channel, channel)
+                key = self.channels.known(channel) or channel
                 level, last = self._buckets.get(key, (float(self.channel_burst), now))
                 level = min(float(self.channel_burst), level + (now - last) / self.channel_interval_s)
                 self._buckets[key] = (level, now)

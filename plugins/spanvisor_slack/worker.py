@@ -3,7 +3,9 @@
 Order within a task: the parent is posted (claimed first, so a restart or a
 replica continues the same thread), a status change edits it at once, thread
 replies follow in order at most one per ``reply_interval_s``, and other
-changes edit the parent at most once per ``update_interval_s``.
+changes edit the parent at most once per ``update_interval_s``. The thread
+is :class:`~.thread.ThreadPoster`'s, failures are :class:`~.failures.Failures`'
+and the search after an ambiguous post is :class:`~.recovery.ParentFinder`'s.
 """
 
 from __future__ import annotations
@@ -20,17 +22,17 @@ from spanvisor.stats import PipelineStats
 
 from .blocks import Look, parent_payload
 from .claims import Claims, StoreUnavailable
-from .retry import fix_for
-from .state import TaskState
+from .failures import Failures
+from .record import SlackTaskRecord
+from .recovery import METADATA_TYPE, ParentFinder
 from .thread import ThreadPoster
-from .transport import Clock, Outcome, Transport
+from .transport import Clock, Transport
 
 log = logging.getLogger("spanvisor.slack")
-METADATA_TYPE = "spanvisor_task"
 
 
 @dataclass
-class Deliverer(ThreadPoster):
+class Deliverer:
     transport: Transport
     store: StateStore
     stats: PipelineStats
@@ -48,8 +50,13 @@ class Deliverer(ThreadPoster):
 
     def __post_init__(self) -> None:
         self.claims = Claims(self.store, self.owner, self.clock, self.stats, self.lease_s, self.deadline)
+        self.failures = Failures(self.transport, self.stats, self.deadline)
+        self.thread = ThreadPoster(
+            self.transport, self.claims, self.failures, self.stats, self.look, self.clock, self.namespace, self.deadline
+        )
+        self.finder = ParentFinder(self.transport, self.clock, self.recover_s, self.deadline)
 
-    async def run(self, st: TaskState) -> None:
+    async def run(self, st: SlackTaskRecord) -> None:
         while True:
             st.busy = True
             try:
@@ -58,11 +65,13 @@ class Deliverer(ThreadPoster):
                 raise
             except StoreUnavailable:
                 # Only the shutdown deadline ends the retries of a state-store call.
-                self._give_up(st, "slack_undelivered", "shutdown deadline passed while the state store was away")
+                self.failures.give_up(
+                    st, "slack_undelivered", "shutdown deadline passed while the state store was away"
+                )
                 progressed = True
             except Exception:  # a bug here must not kill the loop or the sink
                 log.exception("Slack delivery for task %s failed; its Slack messages stop", st.task_id)
-                self._give_up(st, "slack_internal_error", "see the traceback above")
+                self.failures.give_up(st, "slack_internal_error", "see the traceback above")
                 progressed = True
             finally:
                 st.busy = False
@@ -72,7 +81,7 @@ class Deliverer(ThreadPoster):
                 return
             await self._wait(st)
 
-    async def _wait(self, st: TaskState) -> None:
+    async def _wait(self, st: SlackTaskRecord) -> None:
         now, due = self.clock.now(), float("inf")
         if st.dirty:
             due = st.last_update + self.update_interval_s
@@ -90,7 +99,7 @@ class Deliverer(ThreadPoster):
             if sleeper:
                 sleeper.cancel()
 
-    async def _step(self, st: TaskState) -> bool:
+    async def _step(self, st: SlackTaskRecord) -> bool:
         """Do the next due thing; False when nothing is due yet."""
         if st.dead:
             return False
@@ -100,7 +109,7 @@ class Deliverer(ThreadPoster):
         if st.urgent:
             return await self._update_parent(st)
         if (st.replies or st.alerts) and (hurry or now >= st.last_reply + self.reply_interval_s):
-            return await (self._post_replies(st) if st.replies else self._post_alert(st))
+            return await (self.thread.post_replies(st) if st.replies else self.thread.post_alert(st))
         if st.dirty and (hurry or now >= st.last_update + self.update_interval_s):
             return await self._update_parent(st)
         return False
@@ -110,13 +119,13 @@ class Deliverer(ThreadPoster):
 
     # --- parent ----------------------------------------------------------
 
-    def _parent_args(self, st: TaskState) -> dict[str, Any]:
+    def _parent_args(self, st: SlackTaskRecord) -> dict[str, Any]:
         st_version = st.version
         payload = parent_payload(st.view, self.look, time.time_ns())
         payload["_version"] = st_version
         return payload
 
-    async def _ensure_parent(self, st: TaskState) -> bool:
+    async def _ensure_parent(self, st: SlackTaskRecord) -> bool:
         ns = self._ns("parent")
         claim = await self.claims.claim(ns, st.task_id)
         if claim.value is not None:
@@ -127,9 +136,12 @@ class Deliverer(ThreadPoster):
             return True
         if st.channel is None:
             await self.claims.release(ns, st.task_id)
-            self._give_up(st, "slack_no_channel", "set SPANVISOR_SLACK_CHANNEL or a routing rule")
+            self.failures.give_up(st, "slack_no_channel", "set SPANVISOR_SLACK_CHANNEL or a routing rule")
             return True
-        channel = st.channel
+        # The conversation ID when it is known (configured as one, or learnt
+        # from an earlier post's answer): a parent is then looked for, edited
+        # and stored by the ID Slack's other methods need.
+        channel = self.transport.channels.known(st.channel) or st.channel
         started = time.time()
         built: dict[str, int] = {}
 
@@ -156,25 +168,25 @@ class Deliverer(ThreadPoster):
                 await self._posted(st, str(out.data["channel"]), str(out.data["ts"]), built["v"])
                 return True
             if out.decision and out.decision.kind == "ambiguous":
-                found = await self._recover(st, channel, started)
-                if found is not None:
-                    await self._posted(st, found[0], found[1], -1)
+                found = await self.finder.find(st.task_id, channel, started)
+                if found.channel_id is not None and found.ts is not None:
+                    await self._posted(st, found.channel_id, found.ts, -1)
                     return True
                 # Slack may hold the message but we cannot tell: never post a
                 # second one. The claim is made final so replicas agree.
-                if await self.claims.settle(ns, st.task_id, {"channel": channel, "ts": None}):
-                    self._give_up(
+                final = {"channel": found.channel_id or channel, "ts": None}
+                if await self.claims.settle(ns, st.task_id, final):
+                    self.failures.give_up(
                         st,
                         "slack_ambiguous_post",
-                        "Slack answered an error after maybe posting; "
-                        "add channels:history so spanvisor can find the message",
+                        f"Slack answered an error after maybe posting, and the parent was not found: {found.why}",
                     )
                 return True
         await self.claims.release(ns, st.task_id)
-        self._failed(st, out)
+        self.failures.failed(st, out)
         return True
 
-    async def _posted(self, st: TaskState, channel: str, ts: str, version: int) -> None:
+    async def _posted(self, st: SlackTaskRecord, channel: str, ts: str, version: int) -> None:
         # Remembered before it is stored: while the store is away this worker
         # retries the put and edits this message, and never posts another.
         st.ref = (channel, ts)
@@ -190,43 +202,18 @@ class Deliverer(ThreadPoster):
         stored = await self.claims.get(ns, st.task_id)
         st.ref, st.sent_version, st.sent_status = None, -1, None
         if stored is None or stored.get("ts") != ts:
-            await self._delete_duplicate(channel, ts, "parent")
+            await self.failures.delete_duplicate(channel, ts, "parent")
         if stored is not None:
             self._adopt(st, stored)
 
-    def _adopt(self, st: TaskState, value: Mapping[str, Any]) -> None:
+    def _adopt(self, st: SlackTaskRecord, value: Mapping[str, Any]) -> None:
         if not value.get("ts"):
-            self._give_up(st, "slack_ambiguous_post", "an earlier post of this task's parent ended ambiguously")
+            self.failures.give_up(st, "slack_ambiguous_post", "an earlier post of this task's parent ended ambiguously")
             return
         st.ref = (str(value["channel"]), str(value["ts"]))
         st.sent_status = None  # our view may be newer than what is shown: edit at once
 
-    async def _recover(self, st: TaskState, channel: str, since: float) -> tuple[str, str] | None:
-        """Find a parent Slack stored before answering an error."""
-        end = self.clock.now() + self.recover_s
-        limit = min(self.deadline() or end, end)
-        out = await self.transport.send(
-            "conversations.history",
-            lambda: {
-                "channel": channel,
-                "oldest": f"{since - 5:.6f}",
-                "limit": 100,
-                "include_all_metadata": True,
-            },
-            deadline=lambda: limit,
-        )
-        if not out.ok or not out.data:
-            return None
-        for m in out.data.get("messages") or []:
-            meta = m.get("metadata") or {}
-            if (
-                meta.get("event_type") == METADATA_TYPE
-                and (meta.get("event_payload") or {}).get("task_id") == st.task_id
-            ):
-                return str(out.data.get("channel_id") or channel), str(m["ts"])
-        return None
-
-    async def _update_parent(self, st: TaskState) -> bool:
+    async def _update_parent(self, st: SlackTaskRecord) -> bool:
         assert st.ref is not None
         channel, ts = st.ref
         built: dict[str, Any] = {}
@@ -241,38 +228,5 @@ class Deliverer(ThreadPoster):
             st.sent_version, st.sent_status = built["v"], built["status"]
             st.last_update = self.clock.now()
         else:
-            self._failed(st, out)
+            self.failures.failed(st, out)
         return True
-
-    # --- failures --------------------------------------------------------
-
-    def _failed(self, st: TaskState, out: Outcome, lost: int = 0, reply: bool = False) -> None:
-        f = out.failure
-        error = f.error if f else "unknown"
-        self.stats.inc("slack_errors_total", error=error, method=f.method if f else "")
-        if error == "deadline" or (out.decision and out.decision.kind in {"retry", "rate_limited"}):
-            # Only a shutdown deadline ends retries: stop this task's output.
-            self._give_up(st, "slack_undelivered", "shutdown deadline passed before Slack accepted it", lost)
-            return
-        if reply and error not in {
-            "channel_not_found",
-            "not_in_channel",
-            "is_archived",
-            "invalid_auth",
-            "token_revoked",
-            "account_inactive",
-            "message_not_found",
-        }:
-            self._count_drop(f"slack_{error}", max(1, lost), f"Slack answered {error}: {fix_for(error)}")
-            return
-        self._give_up(st, f"slack_{error}", f"Slack answered {error}: {fix_for(error)}", extra=lost)
-
-    def _give_up(self, st: TaskState, reason: str, detail: str, extra: int = 0) -> None:
-        lost = extra + len(st.replies) + len(st.alerts) + (1 if st.dirty or st.ref is None else 0)
-        st.replies.clear()
-        st.alerts.clear()
-        st.dead = True
-        self._count_drop(reason, max(1, lost), detail)
-
-    def _count_drop(self, reason: str, n: int, detail: str) -> None:
-        self.stats.drop(reason, n, sink="slack", detail=detail)

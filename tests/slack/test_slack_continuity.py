@@ -7,7 +7,7 @@ import logging
 
 import pytest
 from slack_support import TaskScript, run, slack_env
-from tests.fakes.slack_api import FakeSlack
+from tests.fakes.slack_api import FakeSlack, channel_id
 
 from spanvisor.events import Event
 from spanvisor.statestore import InMemoryStateStore
@@ -86,7 +86,9 @@ def test_fatal_error_after_the_post_finds_the_message_instead_of_posting_again()
             task = TaskScript.new("amb")
             await env.send(task.started(), task.checkpoint(progress=30.0), task.finished("complete"))
             assert await env.sink.force_flush(10)
-            assert len(env.fake.calls_to("conversations.history")) == 1
+            # Looked for by the channel's ID, which Slack's history wants.
+            (history,) = env.fake.calls_to("conversations.history")
+            assert history.response["ok"] and history.args["channel"] == channel_id("agents")
             parents = env.fake.parents()
             assert len(parents) == 1 and parents[0].edits >= 1
             # Replies answered fatal_error too: stored once by Slack, never resent.
@@ -179,7 +181,7 @@ def test_check_tests_the_token_and_each_channel(token: str, channel: str, ok: li
         async with slack_env(token, slack_channel=channel) as env:
             rows = await SlackSink.check(env.config)
             assert [r[1] for r in rows] == ok and detail in rows[-1][2]
-            assert not env.fake._scheduled  # the test message was deleted
+            assert not env.fake.scheduled  # the test message was deleted
             assert token not in str(rows)
 
     run(main())

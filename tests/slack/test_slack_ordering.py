@@ -9,7 +9,7 @@ import pytest
 from slack_support import TaskScript, run, slack_env
 
 from spanvisor.events import Checkpoint, Event, TaskView
-from spanvisor_slack.state import TaskState
+from spanvisor_slack.record import SlackTaskRecord
 
 FAST = {
     "slack_update_interval_s": 0.0,
@@ -96,7 +96,7 @@ def _view(seq: int) -> TaskView:
     ],
 )
 def test_which_view_a_record_keeps(held: int, held_final: bool, offered: int, offered_final: bool, kept: bool) -> None:
-    rec = TaskState(_view(held), "#agents", view_final=held_final)
+    rec = SlackTaskRecord(_view(held), "#agents", view_final=held_final)
     version = rec.version
     assert rec.offer(_view(offered), offered_final) is kept
     assert rec.view.seq == (offered if kept else held)

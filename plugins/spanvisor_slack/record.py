@@ -1,4 +1,4 @@
-"""Per-task state of the Slack sink: the latest view and what is owed to Slack.
+"""The Slack sink's record of one task: the view to show and what is owed to Slack.
 
 ``export`` only writes here (O(1) per event); a background worker per task
 reads it and talks to Slack. Coalescing falls out of the shape: the parent
@@ -7,7 +7,7 @@ are one edit.
 
 Which view is the latest is decided by :attr:`TaskView.seq`, the tracker's
 per-task event number, not by time: clocks skew and timestamps tie, a
-sequence does neither. See :meth:`TaskState.offer`.
+sequence does neither. See :meth:`SlackTaskRecord.offer`.
 """
 
 from __future__ import annotations
@@ -24,14 +24,14 @@ MAX_PENDING_REPLIES = 1000
 
 
 @dataclass(eq=False)
-class TaskState:
+class SlackTaskRecord:
     view: TaskView
-    channel: str | None
+    channel: str | None  # the channel the parent goes to (name or ID), from routing
     view_final: bool = False  # ``view`` came with TaskFinished
     version: int = 0
     sent_version: int = -1
     sent_status: Status | None = None
-    ref: tuple[str, str] | None = None  # (channel id, ts) of the parent
+    ref: tuple[str, str] | None = None  # (channel ID, ts) of the parent
     last_update: float = float("-inf")
     last_reply: float = float("-inf")
     replies: deque[ThreadLine] = field(default_factory=deque)

@@ -1,0 +1,129 @@
+"""Finding a parent Slack may have posted although it answered an error.
+
+``chat.postMessage`` has no idempotency key: after ``fatal_error``,
+``internal_error`` or a timeout the message may exist. Every parent carries
+``metadata = {event_type: spanvisor_task, event_payload: {task_id}}``, so
+the sink looks for it in the channel's history instead of posting again:
+
+1. the channel's conversation ID (``conversations.history`` takes only an
+   ID): known when the configured channel is one, or learnt from an earlier
+   post's answer; otherwise looked up with ``conversations.list`` (paged,
+   needs ``channels:read`` / ``groups:read``);
+2. ``conversations.history`` from a little before the post, with metadata,
+   page by page (``limit``, ``cursor``, ``has_more``) until the parent turns
+   up or the pages end: a busy channel can push it past the first page.
+
+Both are bounded by ``recover_s`` and the shutdown deadline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .transport import Clock, Transport
+
+METADATA_TYPE = "spanvisor_task"
+PAGE_SIZE = 200  # Slack suggests no more than 200 items a page
+MAX_LIST_PAGES = 50  # 10,000 channels
+MAX_HISTORY_PAGES = 20  # 4,000 messages since the post
+HISTORY_SLACK_S = 5.0  # Slack's clock against ours
+
+
+@dataclass(frozen=True, slots=True)
+class Search:
+    """What a search found: the channel's ID and the parent's ts, or why not."""
+
+    channel_id: str | None
+    ts: str | None = None
+    why: str = ""
+
+
+def _next_cursor(data: Mapping[str, Any]) -> str:
+    meta = data.get("response_metadata") or {}
+    return str(meta.get("next_cursor") or "")
+
+
+def _ours(message: Mapping[str, Any], task_id: str) -> bool:
+    meta = message.get("metadata") or {}
+    return bool(meta.get("event_type") == METADATA_TYPE and (meta.get("event_payload") or {}).get("task_id") == task_id)
+
+
+@dataclass
+class ParentFinder:
+    transport: Transport
+    clock: Clock
+    recover_s: float = 20.0
+    deadline: Callable[[], float | None] = lambda: None
+
+    def _end(self) -> float:
+        end = self.clock.now() + self.recover_s
+        shutdown = self.deadline()
+        return end if shutdown is None else min(end, shutdown)
+
+    async def find(self, task_id: str, channel: str, since: float) -> Search:
+        """Look for the task's parent, posted to ``channel`` (a name or an ID) after ``since``."""
+        end = self._end()
+        cid, why = await self.channel_id(channel, end)
+        if cid is None:
+            return Search(None, why=why)
+        cursor = ""
+        for _ in range(MAX_HISTORY_PAGES):
+            page = cursor
+
+            def build(page: str = page) -> Mapping[str, Any]:
+                args: dict[str, Any] = {
+                    "channel": cid,
+                    "oldest": f"{since - HISTORY_SLACK_S:.6f}",
+                    "inclusive": True,
+                    "limit": PAGE_SIZE,
+                    "include_all_metadata": True,
+                }
+                return {**args, "cursor": page} if page else args
+
+            out = await self.transport.send("conversations.history", build, deadline=lambda: end)
+            if not out.ok or out.data is None:
+                error = out.failure.error if out.failure else "unknown"
+                return Search(cid, why=f"conversations.history answered {error}; add the channels:history scope")
+            for message in out.data.get("messages") or []:
+                if _ours(message, task_id):
+                    return Search(cid, str(message["ts"]))
+            cursor = _next_cursor(out.data)
+            if not out.data.get("has_more") or not cursor:
+                return Search(cid, why="it is not in the channel's history")
+        return Search(cid, why=f"it is not in the last {MAX_HISTORY_PAGES * PAGE_SIZE} messages of the channel")
+
+    async def channel_id(self, channel: str, end: float) -> tuple[str | None, str]:
+        """(the channel's ID, "") or (None, why it is unknown)."""
+        directory = self.transport.channels
+        if (known := directory.known(channel)) is not None:
+            return known, ""
+        cursor = ""
+        for _ in range(MAX_LIST_PAGES):
+            page = cursor
+
+            def build(page: str = page) -> Mapping[str, Any]:
+                args: dict[str, Any] = {
+                    "types": "public_channel,private_channel",
+                    "exclude_archived": True,
+                    "limit": PAGE_SIZE,
+                }
+                return {**args, "cursor": page} if page else args
+
+            out = await self.transport.send("conversations.list", build, deadline=lambda: end)
+            if not out.ok or out.data is None:
+                error = out.failure.error if out.failure else "unknown"
+                return None, (
+                    f"conversations.list answered {error} while looking up {channel}'s ID: "
+                    "configure the channel by ID, or add the channels:read scope"
+                )
+            for ch in out.data.get("channels") or []:
+                if isinstance(ch, Mapping) and ch.get("name") and ch.get("id"):
+                    directory.learn(str(ch["name"]), str(ch["id"]))
+            if (known := directory.known(channel)) is not None:
+                return known, ""
+            cursor = _next_cursor(out.data)
+            if not cursor:
+                break
+        return None, f"{channel} is not among the channels the bot can see: configure it by ID"
