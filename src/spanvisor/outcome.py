@@ -32,28 +32,35 @@ NO_ERROR: Error = (None, None, None)
 
 @dataclass
 class ErrorInfo:
-    """The first error each kind of span reported (bounded: two tuples)."""
+    """The earliest error each kind of span reported (bounded: two tuples).
+
+    Earliest by time, then span id, so every arrival order reports the same
+    one: the first failure is the cause, later ones are its consequences."""
 
     root: Error = NO_ERROR
     child: Error = NO_ERROR
+    _root_at: tuple[int, str] | None = None
+    _child_at: tuple[int, str] | None = None
 
-    def exception_event(self, attrs: Mapping[str, Any], is_root: bool, notes: list[str]) -> None:
-        if (self.root if is_root else self.child) != NO_ERROR:
-            return  # the first exception is the cause; later ones are consequences
+    def exception_event(self, attrs: Mapping[str, Any], is_root: bool, at: tuple[int, str], notes: list[str]) -> None:
+        known = self._root_at if is_root else self._child_at
+        if known is not None and known <= at:
+            return
         err = (
             sz.name(attrs.get("exception.type"), "exception.type", notes),
             sz.text(attrs.get("exception.message"), "exception.message", notes),
             sz.text(attrs.get("exception.stacktrace"), "exception.stacktrace", notes, 8000),
         )
         if is_root:
-            self.root = err
+            self.root, self._root_at = err, at
         else:
-            self.child = err
+            self.child, self._child_at = err, at
 
-    def span_failed(self, span: SpanData, is_root: bool, notes: list[str]) -> None:
-        """A failed child without an exception event still names its status."""
-        if not is_root and self.child == NO_ERROR:
-            self.child = (None, sz.text(span.status_message, "status.message", notes), None)
+    def span_failed(self, span: SpanData, notes: list[str]) -> None:
+        """A failed child names its status message, as of its end."""
+        at = (span.end_ns or 0, span.span_id)
+        if self._child_at is None or at < self._child_at:
+            self.child, self._child_at = (None, sz.text(span.status_message, "status.message", notes), None), at
 
     def reported(self, root: SpanData, notes: list[str]) -> Error:
         if self.root != NO_ERROR:

@@ -42,7 +42,6 @@ METRICS: dict[str, tuple[str, str]] = {
     ),
     "outbox_events": ("gauge", "Events waiting in a durable outbox, by sink."),
     "late_spans_total": ("counter", "Spans that arrived after their task had finished."),
-    "model_calls_total": ("counter", "Model calls (chat, embeddings, ...) the tracker counted in tasks, by operation."),
     "sink_dead_letters_total": (
         "counter",
         "Events a sink failed on repeatedly, set aside in its dead-letter store, by sink.",

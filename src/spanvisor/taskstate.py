@@ -138,18 +138,19 @@ class TaskState:
         self._view = None
         return t
 
-    def started(self, time_ns: int, notes: list[str]) -> TaskStarted:
+    def read_initial(self, span: SpanData, notes: list[str]) -> None:
+        """The root's attributes as the task opens: its initial state, part of
+        TaskStarted."""
+        self._read_state(self._attr_changes(span.span_id, span.attributes), notes, None)
+
+    def started(self, time_ns: int, notes: list[str]) -> list[Event]:
+        """TaskStarted, then the warnings of a task that starts already past a
+        level (a resumed conversation)."""
         if self.explicit_status is None:
             self._set(status="starting")
         t = self._next(time_ns)
-        return TaskStarted(event_id=self._id("started"), time_ns=t, task=self.view, notes=tuple(notes))
-
-    def read_initial(self, span: SpanData, notes: list[str]) -> list[Event]:
-        """The root's attributes as the task opens: its initial state, part of
-        TaskStarted. Returns the warnings of a task that starts already past a
-        level (a resumed conversation), to follow TaskStarted."""
-        self._read_state(self._attr_changes(span.span_id, span.attributes), notes, None)
-        return self._warnings(span.start_ns, notes)
+        ev = TaskStarted(event_id=self._id("started"), time_ns=t, task=self.view, notes=tuple(notes))
+        return [ev, *self._warnings(t, notes)]
 
     # -- reading a span --------------------------------------------------------
 
@@ -198,8 +199,8 @@ class TaskState:
             self.attrs_seen.pop(span.span_id, None)  # an ended span is read no more
         if cv.is_model_call(a):
             out.extend(self._model_call(span, notes))
-        if span.error:
-            self.errors.span_failed(span, is_root, notes)
+        if span.error and not is_root:
+            self.errors.span_failed(span, notes)
         return out
 
     def _read_events(self, span: SpanData, notes: list[str], is_root: bool, until_ns: int | None) -> list[Event]:
@@ -408,7 +409,7 @@ class TaskState:
                 notes,
             )
         if name == cv.EVENT_EXCEPTION:
-            self.errors.exception_event(attrs, is_root, notes)
+            self.errors.exception_event(attrs, is_root, (time_ns, span.span_id), notes)
         return []
 
     def _read_artifacts(self, raw: Any, now: int, notes: list[str]) -> list[Event]:
@@ -458,6 +459,18 @@ class TaskState:
             notes=tuple(notes),
             source="model_call",
             changed=("tokens",),
+            # The call's own model and tokens: the view shows the fullest
+            # conversation's, which an embeddings call does not change.
+            attributes={
+                k: v
+                for k, v in (
+                    ("model", model),
+                    ("operation", sz.name(a.get(cv.GEN_AI_OPERATION), cv.GEN_AI_OPERATION, notes)),
+                    ("input_tokens", t_in or 0),
+                    ("output_tokens", t_out or 0),
+                )
+                if v is not None
+            },
         )
         return [cp, *self._warnings(t, notes)]
 

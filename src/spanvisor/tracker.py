@@ -107,7 +107,8 @@ class TaskTracker:
         st = TaskState.open(task_id, trace_id, root_id, span, self.settings, notes)
         # The root as it starts (in-process), or the whole root before its
         # children are replayed (end order): its attributes are the initial state.
-        warnings = st.read_initial(span, notes) if initial else []
+        if initial:
+            st.read_initial(span, notes)
         self._tasks[key] = st
         evicted: list[Event] = []
         while len(self._tasks) > self._max_open:
@@ -117,7 +118,7 @@ class TaskTracker:
             self.stats.inc("evicted_tasks_total", reason="capacity")
             self.stats.drop("open_task_evicted", detail="more open tasks than SPANVISOR_MAX_OPEN_TASKS")
             evicted.append(old_st.abandon(span.start_ns, f"evicted: more than {self._max_open} open tasks"))
-        return [*evicted, st.started(st.view.started_ns, notes), *warnings]
+        return [*evicted, *st.started(st.view.started_ns, notes)]
 
     def _finish(self, key: Key, st: TaskState, root: SpanData, notes: list[str]) -> list[Event]:
         ev = st.finish(root, notes)
@@ -223,9 +224,11 @@ class TaskTracker:
                 # Read the open root's events up to this span's end first, so a
                 # checkpoint the agent added before it is not ordered after it,
                 # and one added since does not leak into this span's view.
+                # (The root may have ended since; its end arrives later, and
+                # the events read here are not read twice.)
                 snap = self.snapshot(live)
                 st = self._tasks.get(key)
-                if snap is not None and snap.end_ns is None and st is not None:
+                if snap is not None and st is not None:
                     out.extend(st.absorb(snap, [], is_root=True, until_ns=span.end_ns))
             out.extend(self._absorb(key, span, notes))
             return out

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
 from spanvisor import conventions as cv
 from spanvisor import sanitize as sz
-from spanvisor.events import ContextWarning, Event, TaskFinished, TaskStarted, TaskView
+from spanvisor.events import Checkpoint, ContextWarning, Event, TaskFinished, TaskStarted, TaskView, stable_id
+from spanvisor.occupancy import HYSTERESIS
 
 from ._trees import SpanSpec, by_task
 
@@ -44,19 +46,33 @@ def check_view(v: TaskView) -> None:
         _safe_text(a.uri, 3000, "artifact.uri")
 
 
-def check_stream(events: Sequence[Event], thresholds: Sequence[float] = DEFAULT_THRESHOLDS) -> None:
-    """Unique ids; per task: TaskStarted first and once, TaskFinished last and
-    at most once; every view sane; every threshold fires at most once per
-    crossing (it re-arms only after an event shows usage below it)."""
+def check_stream(
+    events: Sequence[Event], thresholds: Sequence[float] = DEFAULT_THRESHOLDS, *, all_finished: bool = False
+) -> None:
+    """The one stream checker every property test uses, on every path.
+
+    Unique ids; per task: TaskStarted first and once, TaskFinished last and at
+    most once (exactly once with ``all_finished``); event times never go back
+    and ``seq`` counts 1, 2, 3…; token totals and ``updated_ns`` never
+    decrease; every view sane; every level fires once per crossing and
+    re-arms only after a view shows the ratio ``HYSTERESIS`` below it."""
     ids = [e.event_id for e in events]
     assert len(ids) == len(set(ids)), "event ids are not unique within a run"
     for task_id, evs in by_task(events).items():
-        assert isinstance(evs[0], TaskStarted), (task_id, [e.kind for e in evs])
+        kinds = [e.kind for e in evs]
+        assert isinstance(evs[0], TaskStarted), (task_id, kinds)
         assert sum(isinstance(e, TaskStarted) for e in evs) == 1, task_id
         finished = [i for i, e in enumerate(evs) if isinstance(e, TaskFinished)]
         assert len(finished) <= 1, task_id
         if finished:
             assert finished[0] == len(evs) - 1, "events after TaskFinished"
+        elif all_finished:
+            raise AssertionError(f"task {task_id} never finished: {kinds}")
+        assert [e.task.seq for e in evs] == list(range(1, len(evs) + 1)), (task_id, [e.task.seq for e in evs])
+        for a, b in itertools.pairwise(evs):
+            assert b.time_ns >= a.time_ns, ("time went back", task_id, a.kind, b.kind, a.time_ns, b.time_ns)
+            assert b.task.input_tokens >= a.task.input_tokens and b.task.output_tokens >= a.task.output_tokens
+            assert b.task.updated_ns >= a.task.updated_ns, (task_id, a.kind, b.kind)
         armed = dict.fromkeys(thresholds, True)
         for e in evs:
             check_view(e.task)
@@ -66,26 +82,114 @@ def check_stream(events: Sequence[Event], thresholds: Sequence[float] = DEFAULT_
             ratio = e.task.context_ratio
             if isinstance(e, ContextWarning):
                 assert e.threshold in armed
-                assert armed[e.threshold], f"{e.threshold} fired twice without falling below it"
+                assert armed[e.threshold], f"{e.threshold} fired twice without falling well below it"
                 assert e.ratio >= e.threshold
                 armed[e.threshold] = False
             elif ratio is not None:
                 for t in thresholds:
-                    if ratio < t:
+                    if ratio < t - HYSTERESIS:
                         armed[t] = True
+
+
+def check_against_specs(events: Sequence[Event], specs: Sequence[SpanSpec]) -> None:
+    """What each event shows is true as of its time, judged from the spans.
+
+    * A model call that holds no conversation (embeddings) never changes the
+      occupancy shown.
+    * Progress and step shown by an event come from a timed fact no later than
+      the event (a checkpoint event, a child's state attributes at its end) or
+      from a root attribute (which carries no time): never from the future.
+    """
+    facts: dict[str, list[tuple[int, str, object]]] = {}
+    for s in specs:
+        for ev in s.events:
+            if ev.name == cv.EVENT_CHECKPOINT:
+                for key, field_name in ((cv.PROGRESS, "progress"), (cv.STEP, "step")):
+                    if key in ev.attributes:
+                        facts.setdefault(s.trace_id, []).append((ev.time_ns, field_name, ev.attributes[key]))
+        attrs = s.attrs_at(s.end_ns, stamped=False)
+        timeless = cv.is_root_candidate(s.start_attrs) or cv.is_root_candidate(attrs)
+        for key, field_name in ((cv.PROGRESS, "progress"), (cv.STEP, "step")):
+            values = [s.start_attrs.get(key)] + [u.get(key) for _, u in s.updates]
+            for v in values:
+                if v is not None:
+                    facts.setdefault(s.trace_id, []).append((-1 if timeless else s.end_ns, field_name, v))
+    side_calls = [
+        s.span_id
+        for s in specs
+        if cv.is_model_call(a := s.attrs_at(s.end_ns, stamped=False)) and not cv.holds_conversation(a)
+    ]
+    for evs in by_task(events).values():
+        trace_facts = facts.get(evs[0].task.trace_id, [])
+        side_ids = {stable_id(evs[0].task_id, "model", sid) for sid in side_calls}
+        for prev, e in itertools.pairwise(evs):
+            if isinstance(e, Checkpoint) and e.source == "model_call" and e.event_id in side_ids:
+                assert e.task.context_tokens == prev.task.context_tokens, "a side call changed occupancy"
+        for e in evs:
+            if isinstance(e, TaskFinished):
+                continue
+            for field_name, clean in (("progress", _progress), ("step", _step)):
+                shown = getattr(e.task, field_name)
+                if shown is None:
+                    continue
+                allowed = {clean(v) for t, f, v in trace_facts if f == field_name and t <= e.time_ns}
+                assert shown in allowed, (field_name, shown, e.kind, e.time_ns, sorted(map(str, allowed)))
+
+
+def _progress(v: object) -> object:
+    return sz.progress(v, [])
+
+
+def _step(v: object) -> object:
+    return sz.name(v, cv.STEP, [])
+
+
+FINAL_FIELDS = (
+    "task_name",
+    "agent_id",
+    "agent_name",
+    "repo",
+    "status",
+    "progress",
+    "step",
+    "steps",
+    "message",
+    "model",
+    "context_tokens",
+    "context_limit",
+    "input_tokens",
+    "output_tokens",
+)
+
+
+def final_states(events: Sequence[Event]) -> dict[str, dict[str, object]]:
+    """Each finished task's final view, as the fields every path must agree on."""
+    out: dict[str, dict[str, object]] = {}
+    for e in events:
+        if isinstance(e, TaskFinished):
+            state: dict[str, object] = {f: getattr(e.task, f) for f in FINAL_FIELDS}
+            state["artifacts"] = sorted(e.task.artifacts, key=repr)  # arrival order may differ
+            state["outcome"] = e.outcome
+            state["error"] = (e.error_type, e.error_message)
+            out[e.task_id] = state
+    return out
 
 
 def expected_roots(specs: Sequence[SpanSpec]) -> set[tuple[str, str]]:
     """(trace, span) of every task root: a root candidate with no candidate ancestor."""
     by_id = {s.span_id: s for s in specs}
     out = set()
+
+    def candidate(s: SpanSpec) -> bool:  # late attributes make a root too
+        return cv.is_root_candidate(s.attrs_at(s.end_ns, stamped=False))
+
     for s in specs:
-        if not cv.is_root_candidate(s.start_attrs):
+        if not candidate(s):
             continue
         p = by_id.get(s.parent_id) if s.parent_id else None
         nested = False
         while p is not None:
-            if cv.is_root_candidate(p.start_attrs):
+            if candidate(p):
                 nested = True
                 break
             p = by_id.get(p.parent_id) if p.parent_id else None

@@ -86,6 +86,26 @@ state_updates = st.dictionaries(
     max_size=3,
 )
 
+_CLEAN_STATE: dict[str, st.SearchStrategy[Any]] = {
+    cv.PROGRESS: clean_progress,
+    cv.STEP: st.sampled_from(["plan", "edit", "test"]),
+    cv.STEPS: st.just(["plan", "edit", "test"]),
+    cv.MESSAGE: st.sampled_from(["reading", "writing", "done"]),
+    cv.STATUS: st.sampled_from(["working", "blocked", "waiting"]),
+    cv.CONTEXT_TOKENS: clean_tokens,
+    cv.CONTEXT_LIMIT: st.sampled_from([128_000, 200_000]),
+}
+
+
+@st.composite
+def clean_state_updates(draw: st.DrawFn) -> dict[str, Any]:
+    """State attributes with valid values only: an update the agent makes on its
+    open root. (A junk value there is ignored; the end-order paths, which see
+    only the root's last value, then cannot know an earlier valid one.)"""
+    keys = draw(st.lists(st.sampled_from(sorted(_CLEAN_STATE)), min_size=1, max_size=3, unique=True))
+    return {k: draw(_CLEAN_STATE[k]) for k in keys}
+
+
 checkpoint_attrs = st.dictionaries(
     st.sampled_from([cv.PROGRESS, cv.STEP, "message", cv.MESSAGE, cv.CONTEXT_TOKENS, cv.STATUS, "extra", "n"]),
     maybe_junk(clean_progress),
@@ -149,10 +169,20 @@ def span_events(draw: st.DrawFn, start: int, end: int, prefix: str) -> list[Span
 
 @st.composite
 def child_attrs(draw: st.DrawFn, index: int, allow_nested_root: bool) -> dict[str, Any]:
-    kinds = ["plain", "plain", "model", "model", "state", "tool"]
+    kinds = ["plain", "plain", "model", "model", "state", "tool", "embeddings"]
     if allow_nested_root:
-        kinds.append("nested")
+        kinds += ["nested", "subagent"]
     kind = draw(st.sampled_from(kinds))
+    if kind == "embeddings":
+        return {
+            cv.GEN_AI_OPERATION: "embeddings",
+            cv.GEN_AI_REQUEST_MODEL: "text-embedding-3-small",
+            cv.GEN_AI_INPUT: draw(maybe_junk(clean_tokens)),
+        }
+    if kind == "subagent":
+        # A sub-agent: its model calls (children drawn under it) are a
+        # conversation of their own.
+        return {cv.GEN_AI_OPERATION: "invoke_agent", cv.GEN_AI_AGENT_NAME: "helper"}
     if kind == "plain":
         return {"http.request.method": "GET", "url.full": f"https://example.com/{index}"}
     if kind == "model":
@@ -166,6 +196,8 @@ def child_attrs(draw: st.DrawFn, index: int, allow_nested_root: bool) -> dict[st
             }
             if model:
                 a[cv.GEN_AI_REQUEST_MODEL] = model
+            if draw(st.integers(0, 3)) == 0:
+                a[cv.GEN_AI_CONVERSATION] = draw(st.sampled_from(["conv-a", "conv-b"]))
         elif conv == "genai_old":
             a = {
                 cv.GEN_AI_SYSTEM: "openai",
@@ -198,11 +230,17 @@ def traces(
     nested: bool = True,
     ends_out_of_order: bool = False,
     root_parent: bool = False,
+    late_roots: bool = False,
+    clean_root_updates: bool = False,
 ) -> list[SpanSpec]:
     """Task trees. ``nested``: children start after and end before their
     parent. ``ends_out_of_order``: a child may end after its parent (async
     work left running). ``root_parent``: the task root may have a plain
-    parent span (an HTTP server span) that ends after it."""
+    parent span (an HTTP server span) that ends after it. ``late_roots``: a
+    root may become one only through attributes set after it started (then
+    with no nested root under it: nothing can know at a child's start that
+    its parent will become a task later). ``clean_root_updates``: attributes
+    set on the open root carry valid values only."""
     specs: list[SpanSpec] = []
     for ti in range(draw(st.integers(1, max_traces))):
         trace_id = f"{ti + 1:032x}"
@@ -219,8 +257,14 @@ def traces(
         root.start_attrs = draw(root_attrs(ti))
         root.events = draw(span_events(base, base + duration, f"t{ti}-root"))
         for _ in range(draw(st.integers(0, 2))):
-            root.updates.append((draw(st.integers(base, base + duration)), draw(state_updates)))
+            updates = clean_state_updates() if clean_root_updates else state_updates
+            root.updates.append((draw(st.integers(base, base + duration)), draw(updates)))
         root.updates.sort(key=lambda u: u[0])
+        late = late_roots and draw(st.integers(0, 3)) == 0
+        if late:
+            root.updates.insert(0, (base + 1, root.start_attrs))
+            root.updates.sort(key=lambda u: u[0])
+            root.start_attrs = {}
         root.error = draw(st.booleans())
         root.status_message = draw(st.one_of(st.none(), st.just("boom"), junk_values))
         trace.append(root)
@@ -238,7 +282,7 @@ def traces(
             )
             sid = f"{ti + 1:04x}{ci + 1:012x}"
             child = SpanSpec(trace_id, sid, parent.span_id, f"child {ci}", start, end)
-            attrs = draw(child_attrs(ci, nested))
+            attrs = draw(child_attrs(ci, nested and not late))
             # Usage arrives when a model call ends, as instrumentations set it.
             usage = {k: attrs.pop(k) for k in list(attrs) if k in USAGE_KEYS}
             child.start_attrs = attrs

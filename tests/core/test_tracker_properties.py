@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from spanvisor import conventions as cv
 from spanvisor.events import Checkpoint, ContextWarning, TaskFinished, TaskStarted
+from spanvisor.occupancy import HYSTERESIS
 from spanvisor.tracker import TaskTracker
 
 from ._invariants import check_stream, expected_roots, finished_roots, roots_of
@@ -116,7 +117,8 @@ def _model_calls(usages: list[tuple[int, int]], model: str = "claude-sonnet-4-20
 
 
 def _expected_warnings(usages: list[tuple[int, int]], thresholds: tuple[float, ...]) -> list[tuple[float, int]]:
-    """(threshold, crossing number) for each upward crossing of the occupancy."""
+    """(threshold, crossing number) for each upward crossing of the occupancy;
+    a level re-arms only once the ratio is HYSTERESIS below it."""
     out = []
     crossings = dict.fromkeys(thresholds, 0)
     armed = dict.fromkeys(thresholds, True)
@@ -127,7 +129,7 @@ def _expected_warnings(usages: list[tuple[int, int]], thresholds: tuple[float, .
                 armed[t] = False
                 crossings[t] += 1
                 out.append((t, crossings[t]))
-            elif ratio < t:
+            elif ratio < t - HYSTERESIS:
                 armed[t] = True
     return out
 

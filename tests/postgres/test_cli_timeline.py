@@ -93,11 +93,6 @@ def test_model_calls_show_their_tokens_and_the_context(agent_url: str, cli: Any)
     assert [(e["input_tokens"], e["output_tokens"]) for e in calls_json] == [(12_000, 800), (30_000, 800)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="agent_checkpoints does not record the call's model: the tracker's model-call Checkpoint "
-    "has no attributes['model'] yet (or the table no model column)",
-)
 def test_model_calls_name_their_model(agent_url: str, cli: Any) -> None:
     _, out = cli(agent_url, "task", "report-1")
     calls = [detail for kind, detail in _rows(out) if kind == "model_call"]

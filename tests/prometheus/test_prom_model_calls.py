@@ -78,10 +78,6 @@ def test_the_model_label_is_the_calls_own() -> None:
     assert val(reg, "spanvisor_checkpoints_total", agent="rivet") is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the tracker does not yet name the call's model in Checkpoint(source='model_call').attributes['model']",
-)
 def test_a_real_agent_labels_each_call_with_its_model() -> None:
     from opentelemetry.sdk.trace import TracerProvider
 
