@@ -9,7 +9,7 @@
     exporter.export   ──┤  (deque,       └─ expire held roots (every 1 s)     └─ SinkWorker(...)      ─ sink.export
     receiver          ──┘   bounded)
 
-Producers only append to a bounded deque: no lock, no I/O, no wake-up
+Producers only append to a bounded deque (:mod:`spanvisor.inbox`): no lock, no I/O, no wake-up
 syscall. Each sink has its own bounded queue and worker, so a slow Slack
 never stalls PostgreSQL; events keep their order because one tracker feeds
 every queue in order and each worker exports its batches one at a time.
@@ -21,13 +21,10 @@ provider.
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import concurrent.futures.thread  # noqa: F401 - its exit hook must be registered before ours (see start)
 import logging
-import os
-import socket
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
@@ -36,12 +33,15 @@ from opentelemetry import context as otel_context
 from opentelemetry.trace import StatusCode
 
 from spanvisor import conventions as cv
+from spanvisor.assemble import build_sinks, open_state_store
+from spanvisor.assemble import replica_id as _replica_id
 from spanvisor.config import Config
 from spanvisor.events import Event
+from spanvisor.inbox import Entry, Inbox
 from spanvisor.logs import install_redaction
 from spanvisor.sink import Sink, SinkContext
 from spanvisor.spans import SpanData, from_sdk
-from spanvisor.statestore import InMemoryStateStore, StateStore, load_state_store_factory
+from spanvisor.statestore import StateStore
 from spanvisor.stats import PipelineStats
 from spanvisor.taskstate import TrackerSettings
 from spanvisor.tracker import TaskTracker
@@ -52,27 +52,8 @@ log = logging.getLogger("spanvisor.pipeline")
 PUMP_INTERVAL_S = 0.05
 # An agent that exits waits at most this long per flush for its sinks.
 EXIT_FLUSH_S = 5.0
-DurableCallback = Callable[[bool], None]
 
-
-def build_sinks(config: Config) -> list[Sink]:
-    """Instantiate the sinks config asks for, through the entry-point group."""
-    from spanvisor.sink import available_sinks, load_sink_class
-
-    names = list(config["sinks"])
-    if names in ([], ["auto"]):
-        found = available_sinks()
-        chosen = [name for name, cls in sorted(found.items()) if _enabled(cls, config)]
-        return [found[name]() for name in chosen]
-    return [load_sink_class(name)() for name in names]
-
-
-def _enabled(cls: Any, config: Config) -> bool:
-    try:
-        return bool(cls.enabled(config))
-    except Exception as exc:  # a third-party sink's bug must not stop the others
-        log.warning("sink %s: enabled() failed: %s", getattr(cls, "name", cls), exc)
-        return False
+__all__ = ["EXIT_FLUSH_S", "Pipeline", "build_sinks"]
 
 
 def _snapshot_live(span: Any) -> SpanData | None:
@@ -141,12 +122,7 @@ class Pipeline:
         )
         self.sinks: list[Sink] = list(sinks) if sinks is not None else build_sinks(self.config)
         self._state_store = state_store
-        self._inbox: deque[tuple[Any, ...]] = deque()
-        self._inbox_size = int(c["inbox_size"])
-        # Spans in the receiver's batches still in the inbox: the inbox bound
-        # is about spans, and one receiver entry holds hundreds.
-        self._inbox_spans = 0
-        self._count_lock = threading.Lock()
+        self._inbox = Inbox(int(c["inbox_size"]), self.stats)
         self._workers: list[SinkWorker] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -161,45 +137,27 @@ class Pipeline:
     # -- producers (any thread; never block, never raise) ------------------------
 
     def submit_start(self, span: Any) -> None:
-        self._put(("start", span))
+        self._inbox.put(("start", span))
 
     def submit_end(self, span: Any) -> None:
-        self._put(("end", span))
-
-    def _put(self, item: tuple[Any, ...]) -> bool:
-        if self._closed or len(self._inbox) >= self._inbox_size:
-            self.stats.inbox_drop()
-            return False
-        self._inbox.append(item)
-        return True
+        self._inbox.put(("end", span))
 
     def inbox_free(self) -> int:
-        return max(0, self._inbox_size - len(self._inbox))
+        return self._inbox.free()
 
     def accepting(self, n: int = 1) -> bool:
         """Room for ``n`` more spans from the receiver, and no durable sink near its bound."""
-        if self._closed or len(self._inbox) >= self._inbox_size:
-            return False
-        with self._count_lock:
-            if self._inbox_spans + n > self._inbox_size:
-                return False
-        return self._durable_room(0)
+        return self._inbox.has_room_for(n) and self._durable_room(0)
 
     def _durable_room(self, extra: int) -> bool:
         return all(w.has_room(extra) for w in self._workers if w.durable)
 
-    def submit_spans(self, spans: Sequence[SpanData], on_durable: DurableCallback | None = None) -> bool:
-        """Hand ended spans over, all or nothing. False: no room, retry later.
-
-        ``on_durable(ok)`` runs on the pipeline thread once every durable
-        sink has exported the events these spans produced.
-        """
+    def submit_spans(self, spans: Sequence[SpanData]) -> bool:
+        """Hand ended spans over, all or nothing. False: no room, retry later."""
         if not self.accepting(len(spans)):
             return False
         self.stats.inc("spans_received_total", len(spans), path=self.path)
-        with self._count_lock:
-            self._inbox_spans += len(spans)
-        self._inbox.append(("spans", spans, on_durable))
+        self._inbox.put_spans(spans)
         return True
 
     # -- lifecycle -----------------------------------------------------------
@@ -212,14 +170,18 @@ class Pipeline:
             self._started.wait(10)
             try:
                 # Runs before atexit handlers and before concurrent.futures
-                # refuses new work: the SDK flushes providers from atexit,
-                # when a sink could no longer use a thread (sqlite, DNS).
+                # refuses new work (its hook, registered at import above, runs
+                # after ours: these hooks run last-registered first). The SDK
+                # shuts providers down from atexit, when a sink could no longer
+                # use a thread (sqlite, DNS, the loop's executor).
                 threading._register_atexit(self._at_exit)  # type: ignore[attr-defined]
             except Exception:
                 log.debug("interpreter exit already under way; no exit flush")
         return self
 
     def _at_exit(self) -> None:
+        """Flush and shut down while sinks can still use threads; the SDK's own
+        atexit shutdown, later, then finds the pipeline closed."""
         if self._closed:
             return
         try:
@@ -231,19 +193,26 @@ class Pipeline:
             deadline = min(EXIT_FLUSH_S, float(self.config.get("shutdown_timeout_s", EXIT_FLUSH_S)))
             if flush is not None:
                 flush(int(deadline * 1000))
-            self.force_flush(deadline)
+            self.shutdown(deadline)
         except Exception:
-            log.exception("flush at interpreter exit failed")
+            log.exception("shutdown at interpreter exit failed")
 
     def wait_ready(self, timeout_s: float) -> bool:
         return self._ready.wait(timeout_s)
 
     def ready(self) -> tuple[bool, str]:
+        """Whether every sink started and every durable sink can write now
+        (its ``health()``), with the reason when not. Any thread; no I/O."""
         if not self._ready.is_set():
             return False, "sinks starting"
         failed = [w.name for w in self._workers if w.start_error]
         if failed:
             return False, "sinks failed to start: " + ", ".join(failed)
+        for w in self._workers:
+            if w.durable:
+                ok, why = w.health()
+                if not ok:
+                    return False, f"{w.name}: {why}"
         return True, "ok"
 
     def _run(self) -> None:
@@ -262,7 +231,7 @@ class Pipeline:
             loop.close()
 
     async def _main(self) -> None:
-        store = self._state_store or await self._open_state_store()
+        store = self._state_store or await open_state_store(self.config, self.sinks, self.shared)
         ctx = SinkContext(
             config=self.config, state_store=store, stats=self.stats, shared=self.shared, replica_id=self.replica_id()
         )
@@ -281,37 +250,8 @@ class Pipeline:
         self._ready.set()
 
     def replica_id(self) -> str:
-        """``SPANVISOR_REPLICA_ID``, else host and data directory for a receiver
-        (one replica per data dir, restarts included), host and pid otherwise
-        (several agent processes share a host and a default data dir)."""
-        configured = self.config.get("replica_id")
-        if configured:
-            return str(configured)
-        host = socket.gethostname()
-        if self.path == "receiver":
-            digest = hashlib.blake2b(str(self.config.data_dir.resolve()).encode(), digest_size=4).hexdigest()
-            return f"{host}:{digest}"
-        return f"{host}:{os.getpid()}"
-
-    async def _open_state_store(self) -> StateStore:
-        choice = str(self.config["state_store"]).lower()
-        names = {getattr(s, "name", "") for s in self.sinks}
-        if choice == "auto":
-            choice = "postgres" if "postgres" in names else "memory"
-        if choice == "memory":
-            return InMemoryStateStore()
-        try:
-            factory = load_state_store_factory(choice)
-            store: StateStore = await factory.open(self.config, self.shared)
-            return store
-        except Exception as exc:
-            log.error(
-                "state store %r unavailable (%s); using the in-memory store: claims will not "
-                "be shared with other replicas until restart",
-                choice,
-                exc,
-            )
-            return InMemoryStateStore()
+        """Who this pipeline is to the state store (:func:`spanvisor.assemble.replica_id`)."""
+        return _replica_id(self.config, self.path)
 
     # -- the pipeline thread -------------------------------------------------------
 
@@ -320,21 +260,12 @@ class Pipeline:
             self.stats.sync_inbox_drops()
             now = time.monotonic()
             events: list[Event] = []
-            barriers: list[DurableCallback | None] = []
-            n = len(self._inbox)
-            for _ in range(n):
-                item = self._inbox[0]
-                if item[0] == "spans":
-                    if not self._durable_room(len(events)):
-                        # A durable sink is near its bound: leave the receiver's
-                        # batches here. The inbox fills and the receiver answers
-                        # 503, rather than accepted spans being dropped later.
-                        break
-                    with self._count_lock:
-                        self._inbox_spans -= len(item[1])
-                self._inbox.popleft()
+            # A durable sink near its bound: the receiver's batches stay in the
+            # inbox. It fills and the receiver answers 503, rather than
+            # accepted spans being dropped later.
+            for item in self._inbox.drain(lambda: self._durable_room(len(events))):
                 try:
-                    events.extend(self._track(item, barriers))
+                    events.extend(self._track(item))
                 except Exception as exc:  # one bad span must not cost the others their events
                     self.stats.drop("tracker_error", detail=f"{type(exc).__name__}: {exc}")
                     log.exception("tracker error on one span; it is skipped")
@@ -345,13 +276,11 @@ class Pipeline:
                 self._last_expire = now
                 events.extend(self.tracker.expire())
             self._dispatch(events)
-            for cb in barriers:
-                self._durable_barrier(cb)
         except Exception as exc:  # a tracker bug must not stop the pipeline
             self.stats.drop("tracker_error", detail=f"{type(exc).__name__}: {exc}")
             log.exception("tracker error")
 
-    def _track(self, item: tuple[Any, ...], barriers: list[DurableCallback | None]) -> list[Event]:
+    def _track(self, item: Entry) -> list[Event]:
         kind = item[0]
         if kind == "start":
             self.stats.inc("spans_received_total", path=self.path)
@@ -373,8 +302,6 @@ class Pipeline:
             except Exception as exc:  # one bad span must not cost the batch its events
                 self.stats.drop("tracker_error", detail=f"{type(exc).__name__}: {exc}")
                 log.exception("tracker error on one span; it is skipped")
-        if item[2] is not None:
-            barriers.append(item[2])
         return out
 
     def _dispatch(self, events: list[Event]) -> None:
@@ -384,17 +311,6 @@ class Pipeline:
             self.stats.inc("events_emitted_total", kind=ev.kind)
         for w in self._workers:
             w.put_many(events)
-
-    def _durable_barrier(self, cb: DurableCallback | None) -> None:
-        durable = [w for w in self._workers if w.durable]
-        if cb is None:
-            return
-        if not durable:
-            cb(True)
-            return
-        barrier = Barrier(len(durable), cb)
-        for w in durable:
-            w.put_barrier(barrier)
 
     # -- flush and shutdown (any thread but the pipeline's) ------------------------
 
@@ -426,11 +342,12 @@ class Pipeline:
         for w in self._workers:
             w.put_barrier(remaining)
         try:
-            await asyncio.wait_for(barrier, max(0.0, deadline - time.monotonic()))
+            # False when a worker still holds events it could not deliver (a held task).
+            passed = bool(await asyncio.wait_for(barrier, max(0.0, deadline - time.monotonic())))
         except TimeoutError:
             return False
         results = await asyncio.gather(*(w.force_flush(max(0.0, deadline - time.monotonic())) for w in self._workers))
-        return all(results)
+        return passed and all(results)
 
     def force_flush(self, timeout_s: float = 30.0) -> bool:
         """Deliver everything handed over so far, within ``timeout_s``."""
@@ -439,11 +356,11 @@ class Pipeline:
 
     def shutdown(self, timeout_s: float = 30.0) -> None:
         if self._closed or self._thread is None:
-            self._closed = True
+            self._closed = self._inbox.closed = True
             return
         deadline = time.monotonic() + timeout_s
         self.force_flush(timeout_s * 0.8)
-        self._closed = True
+        self._closed = self._inbox.closed = True
 
         async def stop() -> None:
             self._main_task.cancel()

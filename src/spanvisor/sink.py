@@ -3,7 +3,13 @@
 A sink is a small object with four coroutines. ``export`` gets a batch of
 events in order (within a task) and answers with a :class:`SinkResult`
 instead of raising; the dispatcher retries ``RETRY`` with backoff and counts
-``FAILURE`` as dropped. Sinks are found through the ``spanvisor.sinks``
+``FAILURE`` as dropped. An exception from ``export`` is a contract breach the
+dispatcher survives: a batch that keeps raising is split and the events it
+fails on are set aside in the dead-letter store (docs/architecture.md).
+Two optional members tell the pipeline more: ``durable`` (``SUCCESS`` means
+stored durably; the receiver pushes back rather than let this sink drop) and
+``health()`` (whether the sink can write now; a durable sink that cannot makes
+``/readyz`` answer 503). Sinks are found through the ``spanvisor.sinks``
 entry-point group, the built-in ones exactly like a third-party one.
 """
 
@@ -54,7 +60,11 @@ class SinkContext:
 
 @runtime_checkable
 class Sink(Protocol):
-    """Receives domain events. Every method must return, never raise."""
+    """Receives domain events. Every method must return, never raise.
+
+    Optional, read with ``getattr``: ``durable: bool`` and
+    ``health() -> tuple[bool, str]`` (see :class:`BaseSink`).
+    """
 
     name: str
 
@@ -77,6 +87,10 @@ class BaseSink:
 
     name: str = "base"
     settings: ClassVar[Sequence[Setting]] = ()
+    # True only if SUCCESS means the events are stored durably (PostgreSQL
+    # through its outbox): the receiver then answers 503 before this sink's
+    # queue would drop, and readiness follows its health().
+    durable: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.ctx: SinkContext | None = None
@@ -96,6 +110,12 @@ class BaseSink:
 
     async def shutdown(self, timeout_s: float) -> None:
         return None
+
+    def health(self) -> tuple[bool, str]:
+        """Whether the sink can deliver now, and why not: ``(False, "cannot
+        connect: ...")``. Called from any thread (``/readyz``), so it must only
+        read what the sink recorded on its last attempt: no I/O, no blocking."""
+        return True, "ok"
 
 
 class SinkLoadError(Exception):
