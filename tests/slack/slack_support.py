@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
@@ -39,6 +39,28 @@ BASE_NS = 1_760_000_000_000_000_000
 
 def run(coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
     return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+async def until(condition: Callable[[], object], timeout: float = 10.0, what: str = "") -> None:
+    """Wait for ``condition`` to hold, polling; fail after ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not condition():
+        if loop.time() >= end:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
+        await asyncio.sleep(0.01)
+
+
+def returns_without_suspending(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` one step: it must finish without ever yielding to the loop,
+    i.e. without waiting on I/O, a lock or a sleep."""
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        result: T = stop.value
+        return result
+    coro.close()
+    raise AssertionError("the coroutine suspended: it waited on something")
 
 
 class ManualClock(Clock):

@@ -6,7 +6,7 @@ import asyncio
 import logging
 
 import pytest
-from slack_support import TaskScript, run, slack_env
+from slack_support import TaskScript, run, slack_env, until
 from tests.fakes.slack_api import FakeSlack, channel_id
 
 from spanvisor.events import Event
@@ -68,7 +68,7 @@ def test_two_replicas_fed_the_same_events_post_one_parent_and_each_reply_once() 
             async with slack_env(fake=fake, store=store, **FAST) as a, slack_env(fake=fake, store=store, **FAST) as b:
                 for i in range(0, len(events), 3):
                     await a.send(*events[i : i + 3])
-                    await asyncio.sleep(0.001)
+                    await asyncio.sleep(0)  # interleave: A's workers start before B sees the batch
                     await b.send(*events[i : i + 3])
                 assert await a.sink.force_flush(10) and await b.sink.force_flush(10)
             assert len(fake.parents()) == 10
@@ -128,8 +128,10 @@ def test_timeouts_on_a_post_are_ambiguous_too() -> None:
             task = TaskScript.new("slow")
             await env.send(task.started())
             await env.sink.force_flush(8)
-            await asyncio.sleep(1.2)  # let the fake finish storing it
+            # The fake records a call once it has answered it (after our timeout).
+            await until(lambda: env.fake.calls_to("chat.postMessage"), what="the slow post to be stored")
         assert len(env.fake.calls_to("chat.postMessage")) == 1  # never reposted after the timeout
+        assert len(env.fake.parents()) == 1
 
     run(main())
 

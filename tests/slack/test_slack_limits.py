@@ -7,7 +7,7 @@ import logging
 import time
 
 import pytest
-from slack_support import ManualClock, TaskScript, run, slack_env
+from slack_support import ManualClock, TaskScript, returns_without_suspending, run, slack_env
 from tests.fakes.slack_api import FakeSlack
 
 CHAT = ("chat.postMessage", "chat.update")
@@ -57,16 +57,17 @@ def test_a_storm_of_429s_never_blocks_export_and_the_final_state_arrives() -> No
             ) as env:
                 task = TaskScript.new("storm", task_name="Under fire")
                 await env.send(task.started())
-                slowest, start = 0.0, time.monotonic()
-                i = 0
+                start, i = time.monotonic(), 0
                 while time.monotonic() - start < 3.5:
-                    t0 = time.perf_counter()
-                    await env.send(task.checkpoint(progress=min(99.0, i / 5), message=f"step {i}"))
-                    slowest = max(slowest, time.perf_counter() - t0)
+                    # export never waits on Slack, whatever Slack answers: it
+                    # finishes without once yielding to the event loop. (How
+                    # long it takes is measured in benchmarks/bench_slack.py,
+                    # not asserted on a shared machine.)
+                    batch = [task.checkpoint(progress=min(99.0, i / 5), message=f"step {i}")]
+                    returns_without_suspending(env.sink.export(batch))
                     i += 1
-                    await asyncio.sleep(0.005)
+                    await asyncio.sleep(0.005)  # the agent's pace
                 await env.send(task.checkpoint(progress=100.0, message="last words"), task.finished("complete"))
-                assert slowest < 0.05, f"export took {slowest:.3f}s"
                 assert await env.sink.force_flush(10)
                 parent = fake.parents()[0]
                 assert "complete" in parent.blocks[0]["text"]["text"] and "last words" in str(parent.attachments)

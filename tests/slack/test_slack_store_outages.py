@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from typing import Any
 
 import pytest
 from tests.fakes.slack_api import FakeSlack
-from tests.slack.slack_support import TaskScript, run, slack_config, slack_env
+from tests.slack.slack_support import TaskScript, run, slack_config, slack_env, until
 
 from spanvisor.sink import SinkContext
 from spanvisor.statestore import Claim, InMemoryStateStore
@@ -24,13 +23,21 @@ class FlakyStore(InMemoryStateStore):
         super().__init__()
         self.fail: dict[str, int] = {}
         self.down: set[str] = set()
+        # What each owner asked for, answered or not: tests wait on these
+        # instead of sleeping.
+        self.asked: dict[tuple[str, str], int] = {}
 
     def _maybe_fail(self, op: str, owner: str | None = None) -> None:
+        key = (op, owner or "")
+        self.asked[key] = self.asked.get(key, 0) + 1
         if owner in self.down:
             raise ConnectionResetError("state store: connection reset")
         if self.fail.get(op):
             self.fail[op] -= 1
             raise ConnectionRefusedError("state store: connection refused")
+
+    def count(self, op: str, owner: str) -> int:
+        return self.asked.get((op, owner), 0)
 
     async def claim(self, namespace: str, key: str, owner: str, lease_s: float = 60.0) -> Claim:
         self._maybe_fail("claim", owner)
@@ -53,7 +60,8 @@ def test_a_store_blip_after_the_post_keeps_one_parent() -> None:
         async with slack_env(store=store, slack_update_interval_s=0.1) as env:
             t = TaskScript.new("task-blip", task_name="Diagnose F47")
             await env.send(t.started())
-            await asyncio.sleep(0.5)
+            # Slack took the post and the store failed the put of its result.
+            await until(lambda: env.fake.parents() and env.stats.value("slack_state_store_errors_total", op="put"))
             await env.send(t.checkpoint(progress=50.0, message="halfway"), t.finished())
             assert await env.sink.force_flush(5)
             parents = env.fake.parents()
@@ -112,13 +120,16 @@ def test_the_lease_is_renewed_while_a_slow_post_waits() -> None:
     async def main() -> None:
         fake = FakeSlack()
         await fake.start()
-        store = InMemoryStateStore()
+        store = FlakyStore()
         a = await _replica(fake, store, "replica-a", "xoxb-slow-1500", slack_lease_s=0.5)
         b = await _replica(fake, store, "replica-b", "xoxb-slow-1500", slack_lease_s=0.5)
         try:
             t = TaskScript.new("task-1", task_name="Diagnose F47")
             await a.export([t.started()])
-            await asyncio.sleep(0.8)  # past A's first lease
+            # The claim, the check before the call, then renewals every
+            # lease/3: five claims by A mean A's first lease has run out and
+            # only the renewals keep it (A's post is still in flight).
+            await until(lambda: store.count("claim", "replica-a") >= 5, what="A renewing its lease")
             await b.export([t.checkpoint(progress=10.0, message="reading")])
             assert await a.force_flush(10) and await b.force_flush(10)
             (parent,) = fake.parents()
@@ -147,17 +158,20 @@ def test_a_poster_whose_lease_was_taken_over_deletes_its_own_parent() -> None:
         try:
             t = TaskScript.new("task-2", task_name="Contested")
             await a.export([t.started()])
-            await asyncio.sleep(0.1)  # A claimed and is waiting for Slack
+            # A claimed and checked its claim right before the call: its slow post is under way.
+            await until(lambda: store.count("claim", "replica-a") >= 2, what="A posting")
             store.down.add("replica-a")
-            await asyncio.sleep(0.4)  # A's lease lapses
+            # B waits until A's lease lapses (A cannot renew it), takes the task over and posts.
             await b.export([t.checkpoint(progress=10.0, message="from b")])
             assert await b.force_flush(5)
-            await asyncio.sleep(1.0)  # A's post is answered; its put is retried
+            assert await store.get("slack.parent", "task-2") is not None
+            # A's post is answered and its put of the result fails while A is cut off.
+            await until(lambda: store.count("put", "replica-a") >= 1, what="A storing its post")
             store.down.clear()
             await a.export([t.checkpoint(progress=20.0, message="from a")])
             assert await a.force_flush(10) and await b.force_flush(5)
             (parent,) = fake.parents()
-            assert [m.args["metadata"]["event_payload"]["task_id"] for m in fake.deleted] == ["task-2"]
+            assert [(m.metadata or {})["event_payload"]["task_id"] for m in fake.deleted] == ["task-2"]
             assert fake.deleted[0].ts != parent.ts
             assert await store.get("slack.parent", "task-2") == {"channel": parent.channel, "ts": parent.ts}
             assert "from a" in str(parent.attachments)  # A went on in B's parent
