@@ -1,7 +1,7 @@
 """The ``spanvisor`` command.
 
-Core subcommands live here (``demo``, ``check``, ``version``); ``serve`` and
-``emit`` come from their modules, and plugins add their own (``tasks``,
+Core subcommands live here (``demo``, ``check``, ``version``); ``serve``,
+``emit`` and ``deadletter`` come from their modules, and plugins add their own (``tasks``,
 ``migrate``, ...) through the ``spanvisor.commands`` entry-point group.
 Every handler has the signature ``handler(args, config) -> exit code``.
 """
@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_check)
     sub.add_parser("version", help="print the version").set_defaults(func=cmd_version)
 
-    for module in ("spanvisor.serve", "spanvisor.emit"):
+    for module in ("spanvisor.serve", "spanvisor.emit", "spanvisor.deadletter_cmd"):
         try:
             importlib.import_module(module).register(sub)
         except ModuleNotFoundError:
