@@ -6,6 +6,13 @@ While the outbox holds anything, new batches queue behind it so replay stays
 in order, and a background task drains it (also at start, after a crash)
 with capped exponential backoff. Only a full outbox loses events, and that
 is counted (``dropped_total{reason="outbox_full"}``) and logged.
+
+:meth:`PostgresSink.health` says whether the database took the last write
+or probe, and if not why (cannot connect, authentication failed, ...): the
+pipeline's readiness (``/readyz``) follows it. While the database is away
+with nothing to replay, the same background task probes it with backoff, so
+readiness comes back by itself; "PostgreSQL is back" is logged only after
+the database was seen away and then answered again.
 """
 
 from __future__ import annotations
@@ -54,6 +61,9 @@ class PostgresSink(BaseSink):
         self._closing = False
         self._replayer: asyncio.Task[None] | None = None
         self._last_outage_log = 0.0
+        # What the last contact with the database said: read by health() from
+        # any thread (a tuple is replaced whole, never changed in place).
+        self._health: tuple[bool, str] = (False, "not started")
 
     @classmethod
     def enabled(cls, config: Config) -> bool:
@@ -75,9 +85,12 @@ class PostgresSink(BaseSink):
         self.db = await open_shared(ctx.config, ctx.shared)
         self.writer = Writer(None, self.write_method)
         try:
-            await self._pool()
+            await self._probe()
+            self._health = (True, "ok")
         except Exception as exc:
             self._degraded = True
+            self._health = (False, self._describe(exc))
+            self._last_outage_log = time.monotonic()
             log.warning("PostgreSQL is not reachable at start (%s); events go to the outbox until it is", exc)
         self._replayer = asyncio.create_task(self._replay_loop(), name="spanvisor-postgres-replay")
         self._wake.set()
@@ -94,6 +107,40 @@ class PostgresSink(BaseSink):
         assert self.writer is not None
         await self._pool()
         await self.writer.write(events)
+        if not self._health[0]:
+            self._health = (True, "ok")
+
+    async def _probe(self) -> None:
+        """One round trip (migrating first if needed); raises when the database is away."""
+        pool = await self._pool()
+        async with pool.acquire() as conn:
+            await conn.fetchval("SELECT 1")
+
+    def health(self) -> tuple[bool, str]:
+        return self._health
+
+    def _describe(self, exc: BaseException) -> str:
+        """Why the database cannot be written, for readiness: the kind of
+        failure, the masked URL and the driver's own words."""
+        import asyncpg
+
+        shown = self.db.shown_url if self.db is not None else "PostgreSQL"
+        root: BaseException = exc
+        for _ in range(5):  # TransientDbError wraps what the driver raised
+            nxt = root.__cause__ or root.__context__
+            if nxt is None:
+                break
+            root = nxt
+        state = str(getattr(root, "sqlstate", "") or "")
+        if isinstance(root, asyncpg.InvalidAuthorizationSpecificationError) or state.startswith("28"):
+            what = "authentication failed"
+        elif isinstance(root, asyncpg.InvalidCatalogNameError):
+            what = "no such database"
+        elif isinstance(root, OSError | asyncpg.CannotConnectNowError | asyncpg.ConnectionDoesNotExistError):
+            what = "cannot connect"
+        else:
+            what = "cannot write"
+        return f"{what} to {shown}: {type(root).__name__}: {root}"
 
     async def export(self, events: Sequence[Event]) -> SinkResult:
         from .writer import TransientDbError
@@ -125,6 +172,7 @@ class PostgresSink(BaseSink):
 
     def _outage(self, exc: BaseException) -> None:
         self._degraded = True
+        self._health = (False, self._describe(exc))
         now = time.monotonic()
         if now - self._last_outage_log > 60:
             self._last_outage_log = now
@@ -163,12 +211,25 @@ class PostgresSink(BaseSink):
         assert self.outbox is not None
         backoff = _BACKOFF_START_S
         next_retention = time.monotonic() + 60.0
+        replayed = False  # something went through the outbox since the database was last seen away
         while not self._closing:
             if self.outbox.size == 0:
+                if self._degraded and not await self._reachable():
+                    # Away, and nothing to replay: probe again later, so
+                    # readiness comes back without waiting for traffic.
+                    self._wake.clear()
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), backoff)
+                    except TimeoutError:
+                        pass
+                    backoff = min(backoff * 2, _BACKOFF_MAX_S)
+                    continue
                 self._drained.set()
                 if self._degraded:
-                    log.info("PostgreSQL is back; the outbox is drained")
-                self._degraded = False
+                    self._degraded = False
+                    log.info("PostgreSQL is back%s", "; the outbox is drained" if replayed else "")
+                replayed = False
+                backoff = _BACKOFF_START_S
                 self._wake.clear()
                 timeout = max(0.0, next_retention - time.monotonic())
                 try:
@@ -184,6 +245,7 @@ class PostgresSink(BaseSink):
                 ok = False
             if ok:
                 backoff = _BACKOFF_START_S
+                replayed = True
                 continue
             self._wake.clear()
             try:
@@ -191,6 +253,18 @@ class PostgresSink(BaseSink):
             except TimeoutError:
                 pass
             backoff = min(backoff * 2, _BACKOFF_MAX_S)
+
+    async def _reachable(self) -> bool:
+        """Whether the database answers now; records it for health()."""
+        if self._health[0]:
+            return True  # the last write or replay went through
+        try:
+            await self._probe()
+        except Exception as exc:
+            self._outage(exc)
+            return False
+        self._health = (True, "ok")
+        return True
 
     async def _apply_retention(self) -> None:
         assert self.ctx is not None
