@@ -12,13 +12,16 @@ While walking, the decoder also builds what the journal stores: a
 ``TracesData`` holding only the keyed spans (with their resource and scope),
 and a compact blob of ancestry links for the rest. Replaying the journal runs
 both back through the same functions, so a replayed span is the very same
-:class:`SpanData` the live path produced.
+:class:`SpanData` the live path produced. Times are clamped against the
+receive time (:func:`spanvisor.spans.clamp_times`), which the journal keeps,
+so a replayed span's clamped times are the live ones too.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -28,7 +31,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.trace.v1.trace_pb2 import Status, TracesData
 
 from spanvisor.conventions import KNOWN_EVENTS, KNOWN_KEYS
-from spanvisor.spans import SpanData, SpanEventData
+from spanvisor.spans import MAX_AHEAD_NS, SpanData, SpanEventData, clamp_time, clamp_times
 
 _ERROR = Status.STATUS_CODE_ERROR
 # W3C/OTLP span flags: bit 8 says the parent is known, bit 9 that it is remote.
@@ -53,6 +56,11 @@ class Decoded:
     # What the journal stores: keyed spans as OTLP, the rest as links.
     journal_keyed: TracesData = field(default_factory=TracesData)
     journal_links: bytearray = field(default_factory=bytearray)
+    # When the request arrived: times are clamped against it, the journal keeps it.
+    recv_ns: int = 0
+    # Spans whose times were out of range and clamped, and the first such note.
+    clamped: int = 0
+    clamp_note: str | None = None
 
     @property
     def reason(self) -> str:
@@ -155,28 +163,51 @@ def _is_keyed(span: Any) -> bool:
     return any(ev.name in KNOWN_EVENTS for ev in span.events)
 
 
-def _full(span: Any, trace_id: str, parent: bytes, resource: dict[str, Any]) -> SpanData:
+def _full(span: Any, trace_id: str, parent: bytes, resource: dict[str, Any], out: Decoded) -> SpanData:
     status = span.status
     error = status.code == _ERROR
+    start, end = span.start_time_unix_nano, span.end_time_unix_nano or None
+    now = out.recv_ns
+    notes: tuple[str, ...] = ()
+    if start > now + MAX_AHEAD_NS or (end is not None and end > now + MAX_AHEAD_NS):
+        start, end, note = clamp_times(start, end, now)
+        notes = _clamped(out, trace_id, span.span_id.hex(), note)
     return SpanData(
         trace_id=trace_id,
         span_id=span.span_id.hex(),
         parent_id=parent.hex() if parent else None,
         name=span.name,
-        start_ns=span.start_time_unix_nano,
-        end_ns=span.end_time_unix_nano or None,
+        start_ns=start,
+        end_ns=end,
         attributes=attributes(span.attributes),
-        events=tuple(SpanEventData(e.name, e.time_unix_nano, attributes(e.attributes)) for e in span.events),
+        events=tuple(
+            SpanEventData(e.name, clamp_time(e.time_unix_nano, now), attributes(e.attributes)) for e in span.events
+        ),
         error=error,
         status_message=status.message or None if error else None,
         parent_remote=bool(span.flags & _IS_REMOTE),
         resource=resource,
+        notes=notes,
     )
 
 
-def decode_request(req: ExportTraceServiceRequest | TracesData, journal: bool = True) -> Decoded:
-    """Every valid span of ``req``; the invalid ones are counted with a reason."""
-    out = Decoded()
+def _clamped(out: Decoded, trace_id: str, span_id: str, note: str | None) -> tuple[str, ...]:
+    out.clamped += 1
+    if out.clamp_note is None:
+        out.clamp_note = f"trace {trace_id} span {span_id}: {note}"
+    return (note,) if note else ()
+
+
+def decode_request(
+    req: ExportTraceServiceRequest | TracesData, journal: bool = True, recv_ns: int | None = None
+) -> Decoded:
+    """Every valid span of ``req``; the invalid ones are counted with a reason.
+
+    ``recv_ns``: when the request arrived (now by default; the journal's
+    time on replay), the clock span times are clamped against.
+    """
+    out = Decoded(recv_ns=recv_ns or time.time_ns())
+    late = out.recv_ns + MAX_AHEAD_NS
     spans = out.spans
     links = out.journal_links
     for rs in req.resource_spans:
@@ -203,7 +234,7 @@ def decode_request(req: ExportTraceServiceRequest | TracesData, journal: bool = 
                 if scope_keyed and _is_keyed(span):
                     if resource is None:
                         resource = attributes(rs.resource.attributes)
-                    spans.append(_full(span, tid.hex(), parent, resource))
+                    spans.append(_full(span, tid.hex(), parent, resource, out))
                     out.keyed += 1
                     if journal:
                         if journal_rs is None:
@@ -215,20 +246,26 @@ def decode_request(req: ExportTraceServiceRequest | TracesData, journal: bool = 
                         journal_ss.spans.append(span)
                     continue
                 remote = bool(span.flags & _IS_REMOTE)
+                start, end = span.start_time_unix_nano, span.end_time_unix_nano or None
+                notes: tuple[str, ...] = ()
+                if start > late or (end is not None and end > late):
+                    start, end, note = clamp_times(start, end, out.recv_ns)
+                    notes = _clamped(out, tid.hex(), sid.hex(), note)
                 spans.append(
                     SpanData(
                         tid.hex(),
                         sid.hex(),
                         parent.hex() if parent else None,
                         span.name,
-                        span.start_time_unix_nano,
-                        span.end_time_unix_nano or None,
+                        start,
+                        end,
                         _EMPTY,
                         (),
                         False,
                         None,
                         remote,
                         _EMPTY,
+                        notes,
                     )
                 )
                 if journal:
