@@ -4,7 +4,9 @@ One process, one pipeline. Agents (or, usually, an OpenTelemetry Collector)
 export OTLP here; ``docs/deploy.md`` explains what a 2xx means, how to size
 it and how replicas share one PostgreSQL. ``serve`` turns on the embedded
 PostgreSQL when no database URL is set, and always runs the Prometheus sink
-so ``/metrics`` on the admin port has something to show.
+so ``/metrics`` on the admin port has something to show. Without the
+PostgreSQL sink its state store is the local one (a SQLite file in the data
+dir), so a restart never posts a Slack parent twice.
 """
 
 from __future__ import annotations
@@ -186,7 +188,8 @@ def register(subparsers: Any) -> None:
 
 
 def serve_config(config: Config, args: argparse.Namespace | None = None) -> Config:
-    """The config ``serve`` runs with: its own settings merged, embedded DB on."""
+    """The config ``serve`` runs with: its own settings merged, embedded DB on,
+    and the state store ``auto`` made concrete (see :func:`state_store_choice`)."""
     overrides: dict[str, Any] = {}
     if config.sources.get("embedded_db", "default") == "default" and "embedded_db" in {s.name for s in config.settings}:
         overrides["embedded_db"] = True
@@ -199,7 +202,34 @@ def serve_config(config: Config, args: argparse.Namespace | None = None) -> Conf
         value = getattr(args, flag, None) if args is not None else None
         if value is not None:
             overrides[name] = value
-    return config.with_values(**overrides) if overrides else config
+    config = config.with_values(**overrides) if overrides else config
+    choice = state_store_choice(config)
+    return config.with_values(state_store=choice) if choice != config.get("state_store") else config
+
+
+def state_store_choice(config: Config) -> str:
+    """``auto`` is PostgreSQL when its sink runs, else the local store: a
+    process restarted on its data dir must find what it posted (the in-memory
+    store forgets it, and the journal replay would post every parent again)."""
+    choice = str(config.get("state_store") or "auto").lower()
+    if choice != "auto":
+        return choice
+    return "postgres" if _postgres_sink_runs(config) else "local"
+
+
+def _postgres_sink_runs(config: Config) -> bool:
+    from spanvisor.sink import SinkLoadError, load_sink_class
+
+    names = [str(n) for n in config.get("sinks") or ()]
+    if names not in ([], ["auto"]):
+        return "postgres" in names
+    try:
+        return bool(load_sink_class("postgres").enabled(config))
+    except (SinkLoadError, ImportError):
+        return False
+    except Exception as exc:  # a broken plugin: it will not run either
+        log.warning("the postgres sink cannot say whether it runs: %s", exc)
+        return False
 
 
 def receiver_settings(config: Config) -> Any:
@@ -217,7 +247,7 @@ def receiver_settings(config: Config) -> Any:
         max_body_bytes=config["max_body_bytes"],
         max_spans=int(config["inbox_size"]),
         retry_after_s=config["retry_after_s"],
-        journal_path=(config.data_dir / "receiver" / "journal.db") if config["journal"] else None,
+        journal_path=journal_path(config) if config["journal"] else None,
         journal_retention_s=config["journal_retention_s"],
         journal_max_bytes=config["journal_max_bytes"],
         journal_sync=config["journal_sync"],
@@ -250,13 +280,38 @@ def check_tls(config: Config) -> None:
             raise ConfigError(f"{name} = {path!r} is not a readable file")
 
 
+def journal_path(config: Config) -> Path:
+    return Path(config.data_dir) / "receiver" / "journal.db"
+
+
+def tracker_rebuild(pipeline: Any) -> Any:
+    """Spans every sink already had go straight into the (not yet running)
+    tracker; their events are dropped, and so are the counts: the process
+    that received them counted them."""
+    from spanvisor.stats import PipelineStats
+
+    tracker = pipeline.tracker
+
+    def rebuild(spans: Any) -> None:
+        counted, tracker.stats = tracker.stats, PipelineStats()
+        try:
+            for span in spans:
+                try:
+                    tracker.span_ended(span)
+                except Exception:  # the live replay and live spans go on without it
+                    log.exception("span journal: a span could not be rebuilt; skipped")
+        finally:
+            tracker.stats = counted
+
+    return rebuild
+
+
 async def run(config: Config, stop: asyncio.Event | None = None) -> int:
     from spanvisor.pipeline import Pipeline
     from spanvisor.receiver.server import Receiver
 
     check_tls(config)
     pipeline = Pipeline(config=config, sinks=build_sinks(config), path="receiver")
-    pipeline.start()
     receiver = Receiver(pipeline, receiver_settings(config))
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -266,7 +321,8 @@ async def run(config: Config, stop: asyncio.Event | None = None) -> int:
         except (NotImplementedError, RuntimeError):  # not the main thread
             pass
     try:
-        await receiver.start()
+        # The pipeline starts inside, once the journal has rebuilt its tracker.
+        await receiver.start(rebuild=tracker_rebuild(pipeline), start_pipeline=pipeline.start)
     except OSError as exc:
         log.error("cannot listen: %s", exc)
         await receiver.stop(pipeline.shutdown)
@@ -276,7 +332,7 @@ async def run(config: Config, stop: asyncio.Event | None = None) -> int:
             "spanvisor serve cannot start: %s: %s (journal: %s)",
             type(exc).__name__,
             exc,
-            Path(config.data_dir) / "journal.db",
+            journal_path(config) if config["journal"] else "off",
         )
         await receiver.stop(pipeline.shutdown)
         return 1

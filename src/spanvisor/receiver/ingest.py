@@ -5,17 +5,27 @@ is checked first (cheap), the spans are committed to the journal, and only
 then handed to the pipeline; if the pipeline refuses them after all, the
 journal entry is discarded and the client is told to retry. Nothing is ever
 acknowledged and then dropped.
+
+At start the journal's recent entries come back in two kinds (see
+:mod:`.journal`): those below the delivered-through mark only *rebuild* the
+tracker's open tasks (every sink already has their events), the rest are
+*replayed* through the pipeline to the sinks.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hmac
 import logging
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
+
 from spanvisor.receiver.decode import Decoded, decode_links, decode_request
-from spanvisor.receiver.journal import JournalFull, SpanJournal
+from spanvisor.receiver.journal import JournalFull, Row, SpanJournal
 from spanvisor.spans import SpanData
 from spanvisor.stats import PipelineStats
 
@@ -33,6 +43,20 @@ class PipelineLike(Protocol):
     def inbox_free(self) -> int: ...
 
     def ready(self) -> tuple[bool, str]: ...
+
+    def force_flush(self, timeout_s: float = 30.0) -> bool: ...
+
+
+def bearer_matches(header: str | bytes | None, token: bytes) -> bool:
+    """``Authorization: Bearer <token>``; the scheme in any case (RFC 7235)."""
+    if not header:
+        return False
+    raw = header.encode() if isinstance(header, str) else bytes(header)
+    scheme, _, credentials = raw.strip().partition(b" ")
+    # Compared in constant time whatever the scheme, so the answer's timing
+    # says nothing about the token.
+    same = hmac.compare_digest(credentials.strip(), token)
+    return same and scheme.lower() == b"bearer"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,11 +83,22 @@ class Ingest:
         self.max_spans = max_spans
         self.accepting = False
         self.stats = pipeline.stats
+        self._clamp_logged = False
         if journal is not None:
             self.stats.gauge("receiver_journal_bytes", lambda: float(journal.size_bytes))
 
     def count(self, transport: str, outcome: str) -> None:
         self.stats.inc("receiver_requests_total", 1, transport=transport, outcome=outcome)
+
+    def _count_clamped(self, decoded: Decoded) -> None:
+        self.stats.inc("span_times_clamped_total", decoded.clamped)
+        if not self._clamp_logged:
+            self._clamp_logged = True
+            log.warning(
+                "span times out of range were clamped (%s); noted on the span, counted in "
+                "spanvisor_span_times_clamped_total and not logged again",
+                decoded.clamp_note,
+            )
 
     def _has_room(self, n: int) -> bool:
         # The real pipeline also refuses when a durable sink (PostgreSQL) is
@@ -78,6 +113,8 @@ class Ingest:
         """Take the request's spans, or say why the client must retry."""
         if decoded.rejected:
             self.stats.inc("receiver_spans_rejected_total", decoded.rejected)
+        if decoded.clamped:
+            self._count_clamped(decoded)
         spans = decoded.spans
         if not spans:
             return None
@@ -91,6 +128,7 @@ class Ingest:
                 entry = await self.journal.append(
                     decoded.journal_keyed.SerializeToString() if decoded.keyed else b"",
                     bytes(decoded.journal_links),
+                    decoded.recv_ns,
                 )
             except JournalFull as exc:
                 log.warning("refusing spans: %s; raise SPANVISOR_JOURNAL_MAX_BYTES", exc)
@@ -104,23 +142,61 @@ class Ingest:
             return Refusal("the pipeline's inbox is full", self.retry_after_s)
         return None
 
-    async def replay(self, retention_s: float, sleep: Any) -> int:
-        """Hand the journal's recent entries to the pipeline again, at start."""
+    async def _entries(self, after_id: int, through_id: int | None, since_ns: int) -> Any:
+        """Journal entries in id order, read in a thread a batch at a time."""
+        assert self.journal is not None
+        last = after_id
+        while True:
+            rows: list[Row] = await asyncio.to_thread(self.journal.read, last, since_ns)
+            for row in rows:
+                if through_id is not None and row[0] > through_id:
+                    return
+                yield row
+            if not rows:
+                return
+            last = rows[-1][0]
+
+    @staticmethod
+    def spans_of(row: Row) -> list[SpanData]:
+        _, recv_ns, keyed, links = row
+        spans: list[SpanData] = []
+        if keyed:
+            spans.extend(decode_request(TracesData.FromString(keyed), journal=False, recv_ns=recv_ns).spans)
+        spans.extend(decode_links(links, recv_ns))
+        return spans
+
+    async def rebuild(self, retention_s: float, into: Callable[[Sequence[SpanData]], object]) -> int:
+        """Feed the delivered entries to ``into`` (the tracker, not yet running):
+        its open tasks come back as they were, and nothing is sent anywhere."""
+        if self.journal is None or not self.journal.delivered_through:
+            return 0
+        since = time.time_ns() - int(retention_s * 1e9)
+        total = 0
+        async for row in self._entries(0, self.journal.delivered_through, since):
+            spans = self.spans_of(row)
+            await asyncio.to_thread(into, spans)
+            total += len(spans)
+        if total:
+            log.info("span journal: rebuilt open tasks from %d delivered spans (nothing resent)", total)
+        return total
+
+    async def replay(self, retention_s: float, sleep: Callable[[float], Awaitable[object]]) -> int:
+        """Hand the entries no sink may have had to the pipeline again, at start."""
         if self.journal is None:
             return 0
         since = time.time_ns() - int(retention_s * 1e9)
         trimmed = await self.journal.trim(since)
         total = 0
-        for _, recv_ns, keyed, links in self.journal.entries(since):
-            spans: list[SpanData] = []
-            if keyed:
-                from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
-
-                spans.extend(decode_request(TracesData.FromString(keyed), journal=False).spans)
-            spans.extend(decode_links(links, recv_ns))
+        async for row in self._entries(self.journal.delivered_through, None, since):
+            spans = self.spans_of(row)
             while not self.pipeline.submit_spans(spans):
                 await sleep(0.05)
             total += len(spans)
         if total or trimmed:
-            log.info("span journal: replayed %d spans, trimmed %d old entries", total, trimmed)
+            log.info(
+                "span journal: replayed %d spans received after entry %d, trimmed %d old entries",
+                total,
+                self.journal.delivered_through,
+                trimmed,
+            )
         return total

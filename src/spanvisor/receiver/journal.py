@@ -11,6 +11,16 @@ One SQLite file in WAL mode, written by one thread that commits every
 pending append in one transaction (group commit), so a burst of requests
 costs one commit rather than one each. ``synchronous=NORMAL`` survives a
 killed process; ``full`` also survives a power cut, at an fsync per commit.
+
+**Delivered-through mark.** A graceful stop after which every sink had
+everything (see :mod:`.delivery`) stores the highest entry id in
+``journal_meta``. The next start replays only the entries above it to the
+sinks; the ones below only rebuild the tracker's open tasks, with no event
+sent anywhere. Entry ids come from ``AUTOINCREMENT``, so an id is never
+reused after the journal empties and the mark can never hide a new entry.
+An entry appended for a request that was then cancelled (the client went
+away, a drain ran out of time) is deleted: the client heard no 2xx and sends
+it again, so it must not count as delivered.
 """
 
 from __future__ import annotations
@@ -21,23 +31,37 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import Future
 from pathlib import Path
 from typing import cast
 
 log = logging.getLogger("spanvisor.receiver")
 
-_SCHEMA = """
+_TABLE = """
 CREATE TABLE IF NOT EXISTS span_journal (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     recv_ns INTEGER NOT NULL,
     keyed BLOB NOT NULL,
     links BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS span_journal_recv ON span_journal (recv_ns);
 """
+_SCHEMA = (
+    _TABLE
+    + """
+CREATE INDEX IF NOT EXISTS span_journal_recv ON span_journal (recv_ns);
+CREATE TABLE IF NOT EXISTS journal_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+)
+# Journals written before the mark existed had ids that SQLite may reuse.
+_MIGRATE = (
+    "ALTER TABLE span_journal RENAME TO span_journal_v1;"
+    + _TABLE
+    + "INSERT INTO span_journal (id, recv_ns, keyed, links) SELECT id, recv_ns, keyed, links FROM span_journal_v1;"
+    " DROP TABLE span_journal_v1;"
+)
+_DELIVERED = "delivered_through"
 _MAX_GROUP = 256
+Row = tuple[int, int, bytes, bytes]
 
 
 class JournalFull(Exception):
@@ -53,6 +77,8 @@ class SpanJournal:
         self._thread: threading.Thread | None = None
         self._bytes = 0
         self._lock = threading.Lock()
+        # Entries up to this id were delivered by every sink (read at open).
+        self.delivered_through = 0
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -62,13 +88,26 @@ class SpanJournal:
 
     def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as conn:
+        conn = self._connect()
+        try:
+            old = conn.execute(
+                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'span_journal'"
+            ).fetchone()
+            if old is not None and "AUTOINCREMENT" not in str(old[0]).upper():
+                conn.executescript(f"BEGIN IMMEDIATE; {_MIGRATE} COMMIT;")
             conn.executescript(_SCHEMA)
             row = conn.execute("SELECT coalesce(sum(length(keyed) + length(links)), 0) FROM span_journal").fetchone()
-        conn.close()
+            mark = conn.execute("SELECT value FROM journal_meta WHERE key = ?", (_DELIVERED,)).fetchone()
+        finally:
+            conn.close()
         self._bytes = int(row[0])
+        self.delivered_through = int(mark[0]) if mark else 0
         self._thread = threading.Thread(target=self._writer, name="spanvisor-journal", daemon=True)
         self._thread.start()
+
+    @property
+    def is_open(self) -> bool:
+        return self._thread is not None
 
     @property
     def size_bytes(self) -> int:
@@ -78,13 +117,22 @@ class SpanJournal:
     def full(self) -> bool:
         return self._bytes >= self.max_bytes
 
-    async def append(self, keyed: bytes, links: bytes) -> int:
+    async def append(self, keyed: bytes, links: bytes, recv_ns: int | None = None) -> int:
         """Commit one request's spans; returns the entry id once durable."""
         if self.full:
             raise JournalFull(f"span journal holds {self._bytes} bytes (limit {self.max_bytes})")
         fut: Future[int] = Future()
-        self._ops.put(("append", (time.time_ns(), keyed, links), fut))
-        return await asyncio.wrap_future(fut)
+        self._ops.put(("append", (recv_ns or time.time_ns(), keyed, links), fut))
+        try:
+            return await asyncio.wrap_future(fut)
+        except asyncio.CancelledError:
+            # The request is gone without a 2xx: its entry, once written, goes too.
+            fut.add_done_callback(self._discard_written)
+            raise
+
+    def _discard_written(self, fut: Future[int]) -> None:
+        if not fut.cancelled() and fut.exception() is None:
+            self.discard(fut.result())
 
     def discard(self, entry_id: int) -> None:
         """Forget an entry whose request was answered with a retryable error."""
@@ -95,24 +143,25 @@ class SpanJournal:
         self._ops.put(("trim", older_than_ns, fut))
         return await asyncio.wrap_future(fut)
 
-    def entries(self, since_ns: int) -> Iterator[tuple[int, int, bytes, bytes]]:
-        """(id, recv_ns, keyed, links) younger than ``since_ns``, oldest first."""
+    async def mark_delivered(self) -> int:
+        """Record that every entry written so far was delivered; returns the mark."""
+        fut: Future[int] = Future()
+        self._ops.put(("mark", None, fut))
+        return await asyncio.wrap_future(fut)
+
+    def read(self, after_id: int, since_ns: int, limit: int = 64) -> list[Row]:
+        """Up to ``limit`` entries (id, recv_ns, keyed, links) with an id above
+        ``after_id``, received since ``since_ns``, oldest first. Blocking: run
+        it in a thread."""
         conn = self._connect()
         try:
-            last = 0
-            while True:
-                rows = conn.execute(
-                    "SELECT id, recv_ns, keyed, links FROM span_journal"
-                    " WHERE id > ? AND recv_ns >= ? ORDER BY id LIMIT 64",
-                    (last, since_ns),
-                ).fetchall()
-                if not rows:
-                    return
-                for row in rows:
-                    yield int(row[0]), int(row[1]), bytes(row[2]), bytes(row[3])
-                last = int(rows[-1][0])
+            rows = conn.execute(
+                "SELECT id, recv_ns, keyed, links FROM span_journal WHERE id > ? AND recv_ns >= ? ORDER BY id LIMIT ?",
+                (after_id, since_ns, limit),
+            ).fetchall()
         finally:
             conn.close()
+        return [(int(r[0]), int(r[1]), bytes(r[2]), bytes(r[3])) for r in rows]
 
     def close(self, timeout_s: float = 5.0) -> None:
         if self._thread is not None:
@@ -144,25 +193,35 @@ class SpanJournal:
             conn.close()
 
     def _run(self, conn: sqlite3.Connection, group: list[tuple[str, object, Future[int] | None]]) -> None:
-        results: list[tuple[Future[int] | None, int]] = []
+        results: list[tuple[str, Future[int], int]] = []
         delta = 0  # applied to the size only once the transaction commits
         try:
             conn.execute("BEGIN IMMEDIATE")
             for kind, arg, fut in group:
+                value = 0
                 if kind == "append":
                     recv_ns, keyed, links = cast(tuple[int, bytes, bytes], arg)
                     cur = conn.execute(
                         "INSERT INTO span_journal (recv_ns, keyed, links) VALUES (?, ?, ?)",
                         (recv_ns, keyed, links),
                     )
-                    results.append((fut, int(cur.lastrowid or 0)))
+                    value = int(cur.lastrowid or 0)
                     delta += len(keyed) + len(links)
                 elif kind == "discard":
                     delta -= self._delete(conn, "id = ?", arg)[1]
+                elif kind == "mark":
+                    seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'span_journal'").fetchone()
+                    value = int(seq[0]) if seq else 0
+                    conn.execute(
+                        "INSERT INTO journal_meta (key, value) VALUES (?, ?)"
+                        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                        (_DELIVERED, value),
+                    )
                 else:
-                    count, size = self._delete(conn, "recv_ns < ?", arg)
-                    results.append((fut, count))
+                    value, size = self._delete(conn, "recv_ns < ?", arg)
                     delta -= size
+                if fut is not None:
+                    results.append((kind, fut, value))
             conn.execute("COMMIT")
             self._add(delta)
         except sqlite3.Error as exc:
@@ -175,10 +234,11 @@ class SpanJournal:
                 if fut is not None and fut.set_running_or_notify_cancel():
                     fut.set_exception(exc)
             return
-        for fut, value in results:
-            # A cancelled waiter (client gone) just doesn't hear the result.
-            if fut is not None and fut.set_running_or_notify_cancel():
+        for kind, fut, value in results:
+            if fut.set_running_or_notify_cancel():
                 fut.set_result(value)
+            elif kind == "append":
+                self.discard(value)  # its waiter was cancelled: the client heard no 2xx
 
     def _add(self, n: int) -> None:
         with self._lock:

@@ -2,10 +2,13 @@
 
 The pipeline runs on its own thread and loop; this loop only decodes,
 journals and hands spans over, so a slow sink never stalls a socket here.
-Start order: journal open and replay, then listeners, then ``ready``. Stop
+Start order: admin port, journal open, the tracker rebuilt from the
+entries every sink already had, the pipeline started (when ``start`` is
+given it), the other entries replayed, then listeners, then ``ready``. Stop
 order: stop accepting (``/readyz`` false, new requests get 503), let
-in-flight requests finish, close listeners, drain the pipeline, close the
-journal, all within one deadline.
+in-flight requests finish, close listeners, flush and drain the pipeline,
+mark the journal delivered if every sink got everything (see
+:mod:`.delivery`), close the journal, all within one deadline.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import asyncio
 import logging
 import ssl
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,8 +25,10 @@ from typing import Any
 from aiohttp import web
 
 from spanvisor.receiver import admin, grpc_service, http
+from spanvisor.receiver.delivery import DeliveryWatch
 from spanvisor.receiver.ingest import Ingest, PipelineLike
 from spanvisor.receiver.journal import SpanJournal
+from spanvisor.spans import SpanData
 
 log = logging.getLogger("spanvisor.receiver")
 
@@ -56,6 +62,9 @@ class Receiver:
             SpanJournal(s.journal_path, s.journal_max_bytes, s.journal_sync) if s.journal_path is not None else None
         )
         self.ingest = Ingest(pipeline, self.journal, s.retry_after_s, s.max_spans)
+        self.watch = DeliveryWatch(pipeline.stats, s.journal_retention_s)
+        # What the last stop found: (everything delivered, why or why not).
+        self.delivered: tuple[bool, str] | None = None
         self.http_port: int | None = None
         self.grpc_port: int | None = None
         self.admin_port: int | None = None
@@ -88,7 +97,15 @@ class Receiver:
         bound = runner.addresses[0][1]
         return runner, int(bound)
 
-    async def start(self) -> None:
+    async def start(
+        self,
+        rebuild: Callable[[Sequence[SpanData]], object] | None = None,
+        start_pipeline: Callable[[], object] | None = None,
+    ) -> None:
+        """Start serving. ``rebuild`` takes the spans every sink already had
+        (the tracker's ``span_ended``, before its pipeline runs); without it
+        they are skipped. ``start_pipeline`` runs after the rebuild and
+        before the replay (the pipeline must not run during a rebuild)."""
         s = self.settings
         # The admin port comes up first, so /healthz answers during replay.
         if s.admin_port is not None:
@@ -98,6 +115,12 @@ class Receiver:
             self._runners.append(runner)
         if self.journal is not None:
             await asyncio.to_thread(self.journal.open)
+            if rebuild is not None:
+                self._state = "rebuilding open tasks from the span journal"
+                await self.ingest.rebuild(s.journal_retention_s, rebuild)
+        if start_pipeline is not None:
+            await asyncio.to_thread(start_pipeline)
+        if self.journal is not None:
             self._state = "replaying the span journal"
             await self.ingest.replay(s.journal_retention_s, asyncio.sleep)
             self._trim_task = asyncio.create_task(self._trim_loop())
@@ -131,14 +154,16 @@ class Receiver:
         period = max(1.0, min(60.0, self.settings.journal_retention_s / 10))
         while True:
             await asyncio.sleep(period)
+            self.watch.sample()
             try:
                 await self.journal.trim(time.time_ns() - int(self.settings.journal_retention_s * 1e9))
             except Exception as exc:
                 log.warning("span journal trim failed: %s", exc)
 
-    async def stop(self, drain: Any = None) -> None:
-        """Stop within ``shutdown_timeout_s``; ``drain(timeout_s)`` flushes the pipeline."""
+    async def stop(self, drain: Callable[[float], object] | None = None) -> None:
+        """Stop within ``shutdown_timeout_s``; ``drain(timeout_s)`` shuts the pipeline down."""
         deadline = time.monotonic() + self.settings.shutdown_timeout_s
+        served = self._state == "serving"
         self._state = "draining"
         self.ingest.accepting = False
         if self._grpc is not None:
@@ -149,9 +174,31 @@ class Receiver:
         if self._trim_task is not None:
             self._trim_task.cancel()
         if drain is not None:
+            # Flushed first, so the drain's outcome is known: a shutdown only
+            # counts what it drops, and only when it gets to.
+            flushed = await asyncio.to_thread(self.pipeline.force_flush, max(0.1, (deadline - time.monotonic()) * 0.75))
             await asyncio.to_thread(drain, max(0.1, deadline - time.monotonic()))
+            self.delivered = self.watch.verdict(bool(flushed))
+            if self.journal is not None and self.journal.is_open and served:
+                await self._mark(*self.delivered)
         if self.journal is not None:
             await asyncio.to_thread(self.journal.close)
         for runner in self._runners:
             await runner.cleanup()
         self._state = "stopped"
+
+    async def _mark(self, delivered: bool, why: str) -> None:
+        assert self.journal is not None
+        if not delivered:
+            log.warning(
+                "span journal: not marked delivered (%s); the next start replays what arrived since entry %d",
+                why,
+                self.journal.delivered_through,
+            )
+            return
+        try:
+            mark = await self.journal.mark_delivered()
+        except Exception as exc:
+            log.warning("span journal: cannot mark entries delivered (%s); the next start replays them", exc)
+            return
+        log.info("span journal: %s; marked delivered through entry %d, a restart resends nothing", why, mark)
