@@ -5,27 +5,31 @@ path replicas see in a scaled-out deployment. Backpressure is UNAVAILABLE
 with a ``RetryInfo``, sent twice: inside the ``grpc-status-details-bin``
 status (what Go clients such as the Collector read) and as the trailer
 ``google.rpc.retryinfo-bin`` (what the Python exporter reads).
+
+The method is registered with no request deserializer, so the handler gets
+the raw bytes: the bearer token is checked before any parsing, and a body
+that is not an ``ExportTraceServiceRequest`` is INVALID_ARGUMENT (the
+generated servicer would parse first and answer UNKNOWN).
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
 from typing import Any
 
 import grpc
 from google.protobuf.any_pb2 import Any as AnyProto
 from google.protobuf.duration_pb2 import Duration
+from google.protobuf.message import DecodeError
 from google.rpc.error_details_pb2 import RetryInfo  # type: ignore[import-untyped]
 from google.rpc.status_pb2 import Status  # type: ignore[import-untyped]
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
 
 from spanvisor.receiver.decode import decode_request
-from spanvisor.receiver.ingest import Ingest
+from spanvisor.receiver.ingest import Ingest, bearer_matches
 
 log = logging.getLogger("spanvisor.receiver")
 
@@ -42,21 +46,34 @@ def retry_trailers(message: str, retry_after_s: float) -> tuple[tuple[str, bytes
     )
 
 
-class TraceService(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[misc]
+SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
+
+
+class TraceService:
     def __init__(self, ingest: Ingest, token: str | None) -> None:
         self.ingest = ingest
-        self._expected = f"Bearer {token}".encode() if token else None
+        self._expected = token.encode() if token else None
 
-    async def Export(self, request: ExportTraceServiceRequest, context: Any) -> ExportTraceServiceResponse:
+    def _authorized(self, context: Any) -> bool:
+        if self._expected is None:
+            return True
+        for key, value in context.invocation_metadata() or ():
+            if key == "authorization":
+                return bearer_matches(value, self._expected)
+        return False
+
+    async def Export(self, body: bytes, context: Any) -> ExportTraceServiceResponse:
         ingest = self.ingest
-        if self._expected is not None:
-            got = b""
-            for key, value in context.invocation_metadata() or ():
-                if key == "authorization":
-                    got = value.encode() if isinstance(value, str) else bytes(value)
-            if not hmac.compare_digest(got, self._expected):
-                ingest.count("grpc", "unauthenticated")
-                await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
+        if not self._authorized(context):
+            ingest.count("grpc", "unauthenticated")
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
+        try:
+            request = ExportTraceServiceRequest.FromString(body)
+        except (DecodeError, RecursionError, ValueError) as exc:
+            ingest.count("grpc", "bad_request")
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"body is not a protobuf ExportTraceServiceRequest: {exc}"
+            )
         decoded = decode_request(request, journal=ingest.journal is not None)
         if len(decoded.spans) > ingest.max_spans:
             ingest.count("grpc", "too_large")
@@ -88,9 +105,17 @@ def make_server(ingest: Ingest, token: str | None, max_body_bytes: int) -> Any:
         ],
         compression=None,
     )
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        TraceService(ingest, token), server
+    service = TraceService(ingest, token)
+    # No request_deserializer: Export gets the bytes and parses after the auth check.
+    handler = grpc.method_handlers_generic_handler(
+        SERVICE,
+        {
+            "Export": grpc.unary_unary_rpc_method_handler(
+                service.Export, response_serializer=ExportTraceServiceResponse.SerializeToString
+            )
+        },
     )
+    server.add_generic_rpc_handlers((handler,))
     return server
 
 

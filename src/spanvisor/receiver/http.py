@@ -10,7 +10,6 @@ decompression, so a small gzip bomb cannot inflate past the limit.
 
 from __future__ import annotations
 
-import hmac
 import logging
 import zlib
 
@@ -23,7 +22,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from spanvisor.receiver.decode import decode_request
-from spanvisor.receiver.ingest import Ingest
+from spanvisor.receiver.ingest import Ingest, bearer_matches
 from spanvisor.receiver.otlp_json import OtlpJsonError, parse_request, to_json
 
 log = logging.getLogger("spanvisor.receiver")
@@ -83,18 +82,16 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
 
 
 def make_app(ingest: Ingest, token: str | None, max_body_bytes: int) -> web.Application:
-    expected = f"Bearer {token}".encode() if token else None
+    expected = token.encode() if token else None
 
     async def export(request: web.Request) -> web.Response:
         ctype = request.content_type
         reply_type = JSON if ctype == JSON else PROTOBUF
-        if expected is not None:
-            got = request.headers.get("Authorization", "").encode()
-            if not hmac.compare_digest(got, expected):
-                ingest.count("http", "unauthenticated")
-                return _error(
-                    401, _UNAUTHENTICATED, "missing or wrong bearer token", reply_type, **{"WWW-Authenticate": "Bearer"}
-                )
+        if expected is not None and not bearer_matches(request.headers.get("Authorization"), expected):
+            ingest.count("http", "unauthenticated")
+            return _error(
+                401, _UNAUTHENTICATED, "missing or wrong bearer token", reply_type, **{"WWW-Authenticate": "Bearer"}
+            )
         if ctype not in (PROTOBUF, JSON):
             ingest.count("http", "bad_request")
             return web.Response(status=415, text=f"unsupported Content-Type {ctype!r}; use {PROTOBUF} or {JSON}\n")
