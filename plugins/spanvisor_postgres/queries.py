@@ -89,8 +89,8 @@ SELECT event_id, kind, at, status, progress, step, message, level, ratio, contex
        input_tokens - lag(input_tokens, 1, 0::bigint) OVER w AS input_growth,
        output_tokens - lag(output_tokens, 1, 0::bigint) OVER w AS output_growth
 FROM agent_checkpoints WHERE task_id = $1
-WINDOW w AS (ORDER BY time_ns, event_id)
-ORDER BY time_ns, event_id
+WINDOW w AS (ORDER BY time_ns, seq, event_id)
+ORDER BY time_ns, seq, event_id
 """
 
 

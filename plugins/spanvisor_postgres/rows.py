@@ -48,6 +48,7 @@ CHECKPOINT_COLUMNS = (
     "changed",
     "attributes",
     "notes",
+    "seq",
 )
 ARTIFACT_COLUMNS = ("event_id", "task_id", "agent_id", "at", "time_ns", "name", "uri", "kind", "notes")
 TASK_COLUMNS = (
@@ -80,6 +81,7 @@ TASK_COLUMNS = (
     "last_checkpoint_at",
     "last_event_id",
     "notes",
+    "seq",
 )
 
 
@@ -146,6 +148,7 @@ def task_row(event: Event) -> TaskRow:
         "last_event_id": clean_text(event.event_id, "event_id", notes, ID_LIMIT),
     }
     values["notes"] = json_text(notes, "notes", [])
+    values["seq"] = v.seq
     return TaskRow(values, terminal, values["updated_ns"], started_ns, activity)
 
 
@@ -175,7 +178,7 @@ def checkpoint_record(event: Checkpoint | ContextWarning) -> tuple[Any, ...]:
         json_text(list(event.changed), "changed", notes) if isinstance(event, Checkpoint) else "[]",
         json_text(event.attributes, "attributes", notes) if isinstance(event, Checkpoint) else "{}",
     )
-    return (*record, json_text(notes, "notes", []))
+    return (*record, json_text(notes, "notes", []), v.seq)
 
 
 def artifact_record(event: ArtifactAdded) -> tuple[Any, ...]:
@@ -201,9 +204,10 @@ class BatchRows:
     artifacts: list[tuple[Any, ...]]
 
 
-def _rank(event: Event) -> tuple[bool, int]:
-    # TaskRow.key without building the row: terminal first, then the newest state.
-    return (isinstance(event, TaskFinished), event.task.updated_ns or event.time_ns)
+def _rank(event: Event) -> tuple[bool, int, int]:
+    # The upsert's order without building the row: terminal first, then the
+    # newest view by seq (time breaks ties of views from before seq existed).
+    return (isinstance(event, TaskFinished), event.task.seq, event.task.updated_ns or event.time_ns)
 
 
 def batch_rows(events: Sequence[Event]) -> BatchRows:

@@ -31,11 +31,13 @@ log = logging.getLogger("spanvisor.postgres")
 
 WriteMethod = Literal["copy", "executemany"]
 
-# State columns follow the newest state; a terminal state beats any open one,
-# so a late or replayed older event never moves a task backwards.
+# State columns follow the newest view (highest TaskView.seq; time only breaks
+# ties between views written before seq existed); a terminal state beats any
+# open one, so a late or replayed older event never moves a task backwards.
 _FORWARD = (
     "((t.ended_at IS NULL AND EXCLUDED.ended_at IS NOT NULL)"
-    " OR ((t.ended_at IS NULL) = (EXCLUDED.ended_at IS NULL) AND EXCLUDED.updated_ns > t.updated_ns))"
+    " OR ((t.ended_at IS NULL) = (EXCLUDED.ended_at IS NULL)"
+    " AND (EXCLUDED.seq, EXCLUDED.updated_ns) > (t.seq, t.updated_ns)))"
 )
 _STATE = (
     "agent_name",
@@ -58,6 +60,7 @@ _STATE = (
     "error_stacktrace",
     "last_event_id",
     "notes",
+    "seq",
 )
 _MERGED = {
     "started_at": "LEAST(t.started_at, EXCLUDED.started_at)",
