@@ -164,6 +164,13 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
                 return
             stamp = self._open.pop(ctx.span_id, None)
             if stamp is None:
+                attrs = span.attributes
+                if attrs and cv.is_root_candidate(attrs):
+                    # It became an agent or task span only through attributes
+                    # set after it started: the tracker takes it from its end,
+                    # as the end-order paths do (a few dict lookups per
+                    # unrelated span end).
+                    self.pipeline.submit_end(span)
                 return
             if stamp.ended:
                 self._count("late_spans_total")

@@ -205,3 +205,16 @@ def test_views_never_go_back_per_task(agent: Agent, memory: InMemorySink) -> Non
     for evs in by_task(memory.events).values():
         assert [e.task.seq for e in evs] == list(range(1, len(evs) + 1))
         assert [e.time_ns for e in evs] == sorted(e.time_ns for e in evs)
+
+
+def test_a_root_named_only_by_late_attributes_is_a_task_in_process(agent: Agent, memory: InMemorySink) -> None:
+    """Item 5: gen_ai.operation.name=invoke_agent set after the span started."""
+    with agent.tracer.start_as_current_span("invoke_agent planner") as root:
+        root.set_attributes({cv.GEN_AI_OPERATION: "invoke_agent", cv.GEN_AI_AGENT_NAME: "planner"})
+        root.add_event(cv.EVENT_CHECKPOINT, {"message": "planned", cv.PROGRESS: 50})
+    assert agent.flush()
+    events = memory.events
+    check_stream(events, all_finished=True)
+    assert [e.kind for e in events] == ["TaskStarted", "Checkpoint", "TaskFinished"]
+    done = events[-1]
+    assert (done.task.task_name, done.task.agent_id, done.task.progress) == ("invoke_agent planner", "planner", 50)
