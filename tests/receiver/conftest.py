@@ -1,8 +1,11 @@
-"""Receiver test helpers: a stand-in pipeline and a receiver on its own thread.
+"""Receiver test helpers: a real Pipeline with real sinks, and a receiver on
+its own thread (the OTel exporters are synchronous).
 
-The stand-in honours the pipeline contract the receiver relies on
-(``submit_spans`` is all-or-nothing and never blocks, ``inbox_free``,
-``ready``, ``stats``, ``shared``); a test stalls it by shrinking its room.
+No stand-in pipeline: what the receiver relies on (``submit_spans`` is all
+or nothing and never blocks, ``accepting``, ``ready``, ``force_flush``,
+``stats``, ``shared``) is exercised on :class:`spanvisor.pipeline.Pipeline`.
+A test stalls it with a durable sink that waits, or fails it with a sink
+that fails.
 """
 
 from __future__ import annotations
@@ -10,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -19,51 +23,68 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from spanvisor.config import Config
+from spanvisor.events import Event, TaskFinished
+from spanvisor.pipeline import Pipeline
 from spanvisor.receiver.server import Receiver, ReceiverSettings
-from spanvisor.spans import SpanData
-from spanvisor.stats import PipelineStats
+from spanvisor.sink import Sink, SinkResult
+from spanvisor.testing import InMemorySink
 
 
-class StubPipeline:
-    def __init__(self, capacity: int = 1_000_000) -> None:
-        self.capacity = capacity
-        self.spans: list[SpanData] = []
-        self.stats = PipelineStats()
-        self.shared: dict[str, Any] = {}
-        self.lock = threading.Lock()
-        self.is_ready = (True, "stub ready")
+class StalledDurableSink(InMemorySink):
+    """A durable sink whose exports wait until the test opens the gate."""
 
-    def submit_spans(self, spans: Any) -> bool:
-        with self.lock:
-            if len(spans) > self.capacity:
-                return False
-            self.capacity -= len(spans)
-            self.spans.extend(spans)
-            return True
+    name = "stalled"
+    durable = True
 
-    def inbox_free(self) -> int:
-        return self.capacity
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
 
-    def ready(self) -> tuple[bool, str]:
-        return self.is_ready
+    async def export(self, events: Sequence[Event]) -> SinkResult:
+        while not self.gate.is_set():  # a threading.Event, set from the test's thread
+            await asyncio.sleep(0.02)
+        return await super().export(events)
 
-    def force_flush(self, timeout_s: float) -> bool:
-        return True
 
-    def shutdown(self, timeout_s: float) -> None:
-        return None
+def make_pipeline(tmp_path: Path, sinks: Sequence[Sink], plugins: bool = False, **env: str) -> Pipeline:
+    """A started receiver-path Pipeline over ``sinks``; ``env`` adds SPANVISOR_* settings
+    (the plugins' own settings too when ``plugins``)."""
+    config = Config.load(env={"SPANVISOR_DATA_DIR": str(tmp_path), **env}, extra=None if plugins else [])
+    pipeline = Pipeline(config=config, sinks=list(sinks), path="receiver").start()
+    assert pipeline.wait_ready(30), "the sinks did not start"
+    return pipeline
+
+
+def wait_for(cond: Callable[[], Any], timeout: float = 20, what: str = "a condition") -> Any:
+    """Poll ``cond`` until truthy, failing after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (value := cond()):
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.02)
+    return value
+
+
+def finished(sink: InMemorySink) -> list[str]:
+    return sorted(e.task_id for e in sink.of_type(TaskFinished))
+
+
+def requests(pipeline: Pipeline, transport: str, outcome: str) -> float:
+    return pipeline.stats.value("receiver_requests_total", transport=transport, outcome=outcome)
 
 
 class RunningReceiver:
     """A Receiver on a private event loop thread, for sync OTel exporters."""
 
-    def __init__(self, pipeline: Any, settings: ReceiverSettings) -> None:
+    def __init__(self, pipeline: Any, settings: ReceiverSettings, **start: Any) -> None:
+        """``start``: passed to :meth:`Receiver.start` (``rebuild``, ``start_pipeline``)."""
         self.pipeline = pipeline
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.receiver = Receiver(pipeline, settings)
-        self.call(self.receiver.start())
+        self.call(self.receiver.start(**start))
 
     def call(self, coro: Any, timeout: float = 30) -> Any:
         fut: Future[Any] = asyncio.run_coroutine_threadsafe(coro, self.loop)
@@ -87,6 +108,14 @@ class RunningReceiver:
         self.thread.join(5)
         self.loop.close()
 
+    def crash(self) -> None:
+        """Gone without a stop, as after SIGKILL: no drain, no delivered mark."""
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        journal = self.receiver.journal
+        if journal is not None:
+            journal.close()
+
 
 def local_settings(tmp_path: Path | None = None, **kw: Any) -> ReceiverSettings:
     base: dict[str, Any] = dict(
@@ -95,7 +124,7 @@ def local_settings(tmp_path: Path | None = None, **kw: Any) -> ReceiverSettings:
         grpc_port=0,
         admin_port=0,
         retry_after_s=0.2,
-        shutdown_timeout_s=3.0,
+        shutdown_timeout_s=5.0,
         journal_path=(tmp_path / "journal.db") if tmp_path else None,
     )
     base.update(kw)
@@ -103,12 +132,17 @@ def local_settings(tmp_path: Path | None = None, **kw: Any) -> ReceiverSettings:
 
 
 @pytest.fixture
-def stub() -> StubPipeline:
-    return StubPipeline()
+def sink() -> InMemorySink:
+    return InMemorySink()
 
 
 @pytest.fixture
-def receiver(stub: StubPipeline, tmp_path: Path) -> Iterator[RunningReceiver]:
-    r = RunningReceiver(stub, local_settings(tmp_path))
+def pipeline(sink: InMemorySink, tmp_path: Path) -> Pipeline:
+    return make_pipeline(tmp_path / "data", [sink])
+
+
+@pytest.fixture
+def receiver(pipeline: Pipeline, tmp_path: Path) -> Iterator[RunningReceiver]:
+    r = RunningReceiver(pipeline, local_settings(tmp_path))
     yield r
     r.close()

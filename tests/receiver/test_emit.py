@@ -61,9 +61,11 @@ def test_emit_calls_form_one_task(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert final.started_ns < final.ended_ns  # type: ignore[operator]
 
 
-def test_emit_wrong_token_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stub) -> None:  # type: ignore[no-untyped-def]
+def test_emit_wrong_token_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pipeline: Pipeline, sink: InMemorySink
+) -> None:
     monkeypatch.setenv("SPANVISOR_DATA_DIR", str(tmp_path))
-    r = RunningReceiver(stub, local_settings(tmp_path, token="right"))
+    r = RunningReceiver(pipeline, local_settings(tmp_path, token="right"))
     try:
         argv = [
             "emit",
@@ -79,9 +81,11 @@ def test_emit_wrong_token_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
             "x",
         ]
         assert emit.main(argv) == 1
-        assert stub.spans == []
+        assert pipeline.stats.value("receiver_requests_total", transport="http", outcome="unauthenticated") >= 1
     finally:
         r.close()
+    assert pipeline.stats.value("spans_received_total", path="receiver") == 0
+    assert sink.events == []
 
 
 def test_ids_are_deterministic() -> None:

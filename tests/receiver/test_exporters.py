@@ -8,40 +8,48 @@ from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 from opentelemetry.sdk.trace.export import SpanExportResult
 
-from conftest import RunningReceiver, StubPipeline
+from conftest import RunningReceiver, finished
+from spanvisor.events import Checkpoint, TaskFinished
+from spanvisor.pipeline import Pipeline
+from spanvisor.testing import InMemorySink
 
 
-def _check(stub: StubPipeline, spans: list) -> None:  # type: ignore[type-arg]
-    got = {(s.trace_id, s.span_id) for s in stub.spans}
-    want = {(format(s.context.trace_id, "032x"), format(s.context.span_id, "016x")) for s in spans}
-    assert got == want
-    keyed = [s for s in stub.spans if s.attributes]
-    assert keyed, "keyed spans keep their attributes"
-    roots = [s for s in keyed if s.attributes.get("gen_ai.operation.name") == "invoke_agent"]
-    assert roots and all(r.resource.get("service.name") == "agent-svc" for r in roots)
-    cp = [s for s in keyed if any(e.name == "agent.checkpoint" for e in s.events)]
-    assert cp and all(s.attributes["agent.task.root_span_id"] for s in cp)
+def _check(pipeline: Pipeline, sink: InMemorySink, spans: list) -> None:  # type: ignore[type-arg]
+    assert pipeline.force_flush(10)
+    # Every span arrived, keyed or not.
+    assert pipeline.stats.value("spans_received_total", path="receiver") == len(spans)
+    roots = [s for s in spans if (s.attributes or {}).get("gen_ai.operation.name") == "invoke_agent"]
+    task_ids = sorted(str(s.attributes["agent.task.id"]) for s in roots)  # type: ignore[index]
+    assert finished(sink) == task_ids
+    for task_id in task_ids:
+        events = sink.for_task(task_id)
+        messages = {e.task.message for e in events if isinstance(e, Checkpoint) and e.source == "event"}
+        assert messages == {f"step {k} of {task_id}" for k in range(3)}
+        final = events[-1]
+        assert isinstance(final, TaskFinished) and final.task.status == "complete"
+        assert final.task.agent_id == "rivet" and final.task.repo == "acme/plant"
+        assert final.task.input_tokens == 6000 and final.task.output_tokens == 300
 
 
-def test_http_protobuf_exporter(receiver: RunningReceiver, stub: StubPipeline) -> None:
+def test_http_protobuf_exporter(receiver: RunningReceiver, pipeline: Pipeline, sink: InMemorySink) -> None:
     spans = task_spans(3)
     exp = HttpExporter(endpoint=receiver.http_url)
     assert exp.export(spans) is SpanExportResult.SUCCESS
-    _check(stub, spans)
+    _check(pipeline, sink, spans)
 
 
-def test_http_gzip_exporter(receiver: RunningReceiver, stub: StubPipeline) -> None:
+def test_http_gzip_exporter(receiver: RunningReceiver, pipeline: Pipeline, sink: InMemorySink) -> None:
     spans = task_spans(2, seed=7)
     exp = HttpExporter(endpoint=receiver.http_url, compression=Compression.Gzip)
     assert exp.export(spans) is SpanExportResult.SUCCESS
-    _check(stub, spans)
+    _check(pipeline, sink, spans)
 
 
-def test_grpc_exporter(receiver: RunningReceiver, stub: StubPipeline) -> None:
+def test_grpc_exporter(receiver: RunningReceiver, pipeline: Pipeline, sink: InMemorySink) -> None:
     spans = task_spans(3, seed=3)
     exp = GrpcExporter(endpoint=receiver.grpc_target, insecure=True)
     try:
         assert exp.export(spans) is SpanExportResult.SUCCESS
     finally:
         exp.shutdown()
-    _check(stub, spans)
+    _check(pipeline, sink, spans)

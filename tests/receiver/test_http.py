@@ -8,6 +8,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
 from agent_traces import request_for, task_spans
 from google.protobuf import json_format
 from google.rpc.status_pb2 import Status
@@ -18,7 +19,20 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from conftest import RunningReceiver, StubPipeline, local_settings
+from conftest import (
+    RunningReceiver,
+    finished,
+    local_settings,
+    make_pipeline,
+    requests,
+)
+from spanvisor.config import Config
+from spanvisor.events import Checkpoint, TaskFinished
+from spanvisor.pipeline import Pipeline
+from spanvisor.receiver.decode import decode_request
+from spanvisor.receiver.otlp_json import parse_request
+from spanvisor.sink import BaseSink
+from spanvisor.testing import InMemorySink
 
 TRACE = "5b8efff798038103d269b633813fc60c"
 SPAN = "eee19b7ec3c1b174"
@@ -88,15 +102,12 @@ def json_request(trace_id: str = TRACE, span_id: str = SPAN) -> dict:  # type: i
     }
 
 
-def test_json_ids_are_hex_not_base64(receiver: RunningReceiver, stub: StubPipeline) -> None:
+def test_json_ids_are_hex_not_base64() -> None:
     body = json.dumps(json_request()).encode()
     # The pitfall: a plain protobuf JSON parse reads the hex as base64.
     naive = json_format.Parse(body, ExportTraceServiceRequest())
     assert naive.resource_spans[0].scope_spans[0].spans[0].trace_id.hex() != TRACE
-    status, headers, raw = post(receiver.http_url, body, "application/json")
-    assert status == 200 and headers["Content-Type"].startswith("application/json")
-    assert json.loads(raw) == {} or "partialSuccess" not in json.loads(raw)
-    [span] = stub.spans
+    [span] = decode_request(parse_request(body)).spans
     assert (span.trace_id, span.span_id, span.parent_id) == (TRACE, SPAN, PARENT)
     assert span.parent_remote and span.error and span.status_message == "boom"
     assert span.attributes["agent.progress"] == 40
@@ -107,7 +118,20 @@ def test_json_ids_are_hex_not_base64(receiver: RunningReceiver, stub: StubPipeli
     assert span.resource == {"service.name": "js-agent"}
 
 
-def test_json_gzip_chunked(receiver: RunningReceiver, stub: StubPipeline) -> None:
+def test_json_request_becomes_a_task(receiver: RunningReceiver, pipeline: Pipeline, sink: InMemorySink) -> None:
+    status, headers, raw = post(receiver.http_url, json.dumps(json_request()).encode(), "application/json")
+    assert status == 200 and headers["Content-Type"].startswith("application/json")
+    assert json.loads(raw) == {} or "partialSuccess" not in json.loads(raw)
+    assert pipeline.force_flush(10)
+    events = sink.for_task("T-json")
+    assert any(isinstance(e, Checkpoint) and e.task.message == "hi" for e in events)
+    final = events[-1]
+    assert isinstance(final, TaskFinished) and final.task.trace_id == TRACE
+    assert final.task.status == "error" and final.task.progress == 40
+    assert requests(pipeline, "http", "ok") == 1
+
+
+def test_json_gzip_chunked(receiver: RunningReceiver, pipeline: Pipeline, sink: InMemorySink) -> None:
     body = gzip.compress(json.dumps(json_request()).encode())
 
     def chunks():  # type: ignore[no-untyped-def]
@@ -122,10 +146,11 @@ def test_json_gzip_chunked(receiver: RunningReceiver, stub: StubPipeline) -> Non
     )
     with urllib.request.urlopen(req, timeout=10) as resp:
         assert resp.status == 200
-    assert [s.trace_id for s in stub.spans] == [TRACE]
+    assert pipeline.force_flush(10)
+    assert finished(sink) == ["T-json"]
 
 
-def test_invalid_ids_give_partial_success(receiver: RunningReceiver, stub: StubPipeline) -> None:
+def test_invalid_ids_give_partial_success(receiver: RunningReceiver, pipeline: Pipeline, sink: InMemorySink) -> None:
     doc = json_request()
     spans = doc["resourceSpans"][0]["scopeSpans"][0]["spans"]
     spans.append({**spans[0], "traceId": "zz-not-hex", "spanId": "eee19b7ec3c1b175"})
@@ -135,10 +160,14 @@ def test_invalid_ids_give_partial_success(receiver: RunningReceiver, stub: StubP
     resp = json_format.Parse(raw, ExportTraceServiceResponse())
     assert resp.partial_success.rejected_spans == 2
     assert "trace_id" in resp.partial_success.error_message and "span_id" in resp.partial_success.error_message
-    assert len(stub.spans) == 1
+    assert pipeline.force_flush(10)
+    assert finished(sink) == ["T-json"]
+    assert pipeline.stats.value("spans_received_total", path="receiver") == 1
+    assert pipeline.stats.value("receiver_spans_rejected_total") == 2
+    assert requests(pipeline, "http", "partial") == 1
 
 
-def test_protobuf_partial_success_answers_protobuf(receiver: RunningReceiver, stub: StubPipeline) -> None:
+def test_protobuf_partial_success_answers_protobuf(receiver: RunningReceiver) -> None:
     req = request_for(task_spans(1))
     req.resource_spans[0].scope_spans[0].spans[0].trace_id = b"short"
     status, headers, raw = post(receiver.http_url, req.SerializeToString())
@@ -146,8 +175,8 @@ def test_protobuf_partial_success_answers_protobuf(receiver: RunningReceiver, st
     assert ExportTraceServiceResponse.FromString(raw).partial_success.rejected_spans == 1
 
 
-def test_malformed_bodies_are_clear_400s(receiver: RunningReceiver) -> None:
-    for body, ctype, enc, needle in [
+def test_malformed_bodies_are_clear_400s(receiver: RunningReceiver, pipeline: Pipeline) -> None:
+    cases = [
         (b"\xff\xff\xff", "application/x-protobuf", None, "protobuf"),
         (b"{not json", "application/json", None, "JSON"),
         (b"[1, 2]", "application/json", None, "object"),
@@ -155,7 +184,8 @@ def test_malformed_bodies_are_clear_400s(receiver: RunningReceiver) -> None:
         (b"not gzip at all", "application/x-protobuf", "gzip", "gzip"),
         (gzip.compress(b"x" * 100)[:-8], "application/x-protobuf", "gzip", "gzip"),
         (b"", "application/x-protobuf", "br", "Content-Encoding"),
-    ]:
+    ]
+    for body, ctype, enc, needle in cases:
         headers = {"Content-Encoding": enc} if enc else {}
         status, _, raw = post(receiver.http_url, body, ctype, **headers)
         assert status == 400, (body, status)
@@ -163,10 +193,12 @@ def test_malformed_bodies_are_clear_400s(receiver: RunningReceiver) -> None:
         assert needle in msg, msg
     status, _, raw = post(receiver.http_url, b"x", "text/plain")
     assert status == 415 and b"application/x-protobuf" in raw
+    assert requests(pipeline, "http", "bad_request") == len(cases) + 1
+    assert requests(pipeline, "http", "ok") == 0
 
 
-def test_oversize_bodies_get_413(stub: StubPipeline, tmp_path: Path) -> None:
-    r = RunningReceiver(stub, local_settings(tmp_path, max_body_bytes=10_000))
+def test_oversize_bodies_get_413(tmp_path: Path, pipeline: Pipeline, sink: InMemorySink) -> None:
+    r = RunningReceiver(pipeline, local_settings(tmp_path, max_body_bytes=10_000))
     try:
         big = request_for(task_spans(2)).SerializeToString()
         assert len(big) > 10_000
@@ -176,9 +208,27 @@ def test_oversize_bodies_get_413(stub: StubPipeline, tmp_path: Path) -> None:
         assert len(bomb) < 10_000
         status, _, raw = post(r.http_url, bomb, **{"Content-Encoding": "gzip"})
         assert status == 413 and b"decompression" in raw
-        assert stub.spans == []
+        assert requests(pipeline, "http", "too_large") == 2
     finally:
         r.close()
+    assert sink.events == []
+
+
+def test_too_many_spans_get_413(tmp_path: Path, pipeline: Pipeline, sink: InMemorySink) -> None:
+    """More spans than the pipeline's inbox could ever take (SPANVISOR_INBOX_SIZE):
+    refused for good (413), not retried forever (503)."""
+    spans = task_spans(1)
+    r = RunningReceiver(pipeline, local_settings(tmp_path, max_spans=len(spans) - 1))
+    try:
+        status, _, raw = post(r.http_url, request_for(spans).SerializeToString())
+        assert status == 413
+        status_msg = Status.FromString(raw)
+        assert status_msg.code == 8 and f"{len(spans)} spans in one request" in status_msg.message
+        assert post(r.http_url, request_for(spans[: len(spans) - 1]).SerializeToString())[0] == 200
+        assert requests(pipeline, "http", "too_large") == 1 and requests(pipeline, "http", "ok") == 1
+    finally:
+        r.close()
+    assert pipeline.stats.value("spans_received_total", path="receiver") == len(spans) - 1
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -226,43 +276,94 @@ def test_fuzzed_json_spans_never_500(receiver: RunningReceiver, span: dict) -> N
     assert status in (200, 400), status
 
 
-def test_auth_on_and_off(stub: StubPipeline, tmp_path: Path) -> None:
+def test_auth_on_and_off(tmp_path: Path, pipeline: Pipeline, sink: InMemorySink) -> None:
     body = request_for(task_spans(1)).SerializeToString()
-    r = RunningReceiver(stub, local_settings(tmp_path, token="t0ken"))
+    r = RunningReceiver(pipeline, local_settings(tmp_path, token="t0ken"))
     try:
         status, headers, _ = post(r.http_url, body)
         assert status == 401 and headers["WWW-Authenticate"] == "Bearer"
         assert post(r.http_url, body, Authorization="Bearer wrong")[0] == 401
-        assert stub.spans == []
+        assert post(r.http_url, body, Authorization="Basic t0ken")[0] == 401
+        assert post(r.http_url, body, Authorization="t0ken")[0] == 401
+        assert requests(pipeline, "http", "unauthenticated") == 4
+        assert pipeline.stats.value("spans_received_total", path="receiver") == 0
         assert post(r.http_url, body, Authorization="Bearer t0ken")[0] == 200
-        assert stub.spans
+        # RFC 7235: the scheme is case-insensitive.
+        assert post(r.http_url, body, Authorization="bearer t0ken")[0] == 200
+        assert post(r.http_url, body, Authorization="BEARER  t0ken")[0] == 200
+        assert requests(pipeline, "http", "ok") == 3
+        assert pipeline.force_flush(10)
+        assert finished(sink) == ["T1-0"]  # the resent spans are the same task, finished once
     finally:
         r.close()
-    open_r = RunningReceiver(StubPipeline(), local_settings(tmp_path / "b"))
+    other = make_pipeline(tmp_path / "b-data", [InMemorySink()])
+    open_r = RunningReceiver(other, local_settings(tmp_path / "b"))
     try:
         assert post(open_r.http_url, body)[0] == 200
     finally:
         open_r.close()
 
 
-def test_admin_endpoints(receiver: RunningReceiver, stub: StubPipeline) -> None:
-    def get(path: str) -> tuple[int, bytes]:
-        try:
-            with urllib.request.urlopen(receiver.admin_url + path, timeout=5) as resp:
-                return resp.status, resp.read()
-        except urllib.error.HTTPError as err:
-            return err.code, err.read()
+class FailsToStart(BaseSink):
+    name = "fails-to-start"
 
-    assert get("/healthz") == (200, b"ok\n")
-    assert get("/readyz")[0] == 200
-    stub.is_ready = (False, "database unreachable")
-    status, text = get("/readyz")
-    assert status == 503 and b"database unreachable" in text
-    assert get("/metrics")[0] == 404  # no prometheus sink in this pipeline
-    from prometheus_client import CollectorRegistry, Counter
+    async def start(self, ctx: object) -> None:
+        raise ConnectionRefusedError("database unreachable")
 
-    reg = CollectorRegistry()
-    Counter("spanvisor_demo", "x", registry=reg).inc()
-    stub.shared["prometheus.registry"] = reg
-    status, text = get("/metrics")
-    assert status == 200 and b"spanvisor_demo_total 1.0" in text
+
+def _get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+def test_admin_endpoints(receiver: RunningReceiver, tmp_path: Path) -> None:
+    assert _get(receiver.admin_url + "/healthz") == (200, b"ok\n")
+    assert _get(receiver.admin_url + "/readyz")[0] == 200
+    assert _get(receiver.admin_url + "/metrics")[0] == 404  # no prometheus sink in this pipeline
+
+
+def test_readyz_follows_the_real_pipeline(tmp_path: Path) -> None:
+    """A sink that cannot start makes the pipeline not ready: 503 naming it."""
+    config = Config.load(env={"SPANVISOR_DATA_DIR": str(tmp_path)}, extra=[])
+    pipeline = Pipeline(config=config, sinks=[FailsToStart()], path="receiver").start()
+    r = RunningReceiver(pipeline, local_settings(tmp_path))
+    try:
+        status, text = _get(r.admin_url + "/readyz")
+        assert status == 503 and b"fails-to-start" in text, text
+        assert _get(r.admin_url + "/healthz")[0] == 200  # alive all the same
+    finally:
+        r.close()
+
+
+def test_metrics_from_the_prometheus_sink(tmp_path: Path) -> None:
+    from spanvisor_prometheus import PrometheusSink
+
+    pipeline = make_pipeline(tmp_path / "data", [PrometheusSink()])
+    r = RunningReceiver(pipeline, local_settings(tmp_path, token="tok"))
+    try:
+        body = request_for(task_spans(1)).SerializeToString()
+        assert post(r.http_url, body, Authorization="Bearer tok")[0] == 200
+        assert post(r.http_url, body)[0] == 401
+        status, text = _get(r.admin_url + "/metrics")
+        assert status == 200
+        for line in (
+            'spanvisor_receiver_requests_total{outcome="ok",transport="http"} 1.0',
+            'spanvisor_receiver_requests_total{outcome="unauthenticated",transport="http"} 1.0',
+        ):
+            assert line.encode() in text, text.decode()
+    finally:
+        r.close()
+
+
+@pytest.mark.parametrize("scheme", ["Bearer", "bearer", "BeArEr"])
+def test_bearer_scheme_any_case(scheme: str) -> None:
+    from spanvisor.receiver.ingest import bearer_matches
+
+    assert bearer_matches(f"{scheme} s3cret", b"s3cret")
+    assert bearer_matches(f"{scheme} s3cret".encode(), b"s3cret")
+    assert not bearer_matches(f"{scheme} s3cre", b"s3cret")
+    assert not bearer_matches(f"{scheme}s3cret", b"s3cret")
+    assert not bearer_matches(None, b"s3cret")

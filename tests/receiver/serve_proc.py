@@ -1,0 +1,160 @@
+"""`spanvisor serve` as a real subprocess, the fake Slack on its own thread,
+and a deadline-bound wait for conditions (no fixed sleeps)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def wait_until(cond: Callable[[], Any], timeout: float, what: str, every: float = 0.05) -> Any:
+    """Poll ``cond`` until it is truthy; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(every)
+
+
+class FakeSlackThread:
+    def __init__(self, **kw: Any) -> None:
+        from tests.fakes.slack_api import FakeSlack
+
+        self.fake = FakeSlack(**{"channel_rate": 500, "channel_burst": 500, **kw})
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.base_url = asyncio.run_coroutine_threadsafe(self.fake.start(), self.loop).result(10)
+
+    def on_loop(self, fn: Callable[[], Any]) -> Any:
+        """Read the fake's records on its own loop (it appends to them there)."""
+
+        async def call() -> Any:
+            return fn()
+
+        return asyncio.run_coroutine_threadsafe(call(), self.loop).result(10)
+
+    def parent_posts(self) -> int:
+        """chat.postMessage calls that created a parent (no thread_ts), ok or not."""
+        return int(
+            self.on_loop(lambda: sum(1 for c in self.fake.calls_to("chat.postMessage") if not c.args.get("thread_ts")))
+        )
+
+    def parents(self) -> list[Any]:
+        return list(self.on_loop(self.fake.parents))
+
+    def chat_calls(self) -> int:
+        return int(self.on_loop(lambda: sum(1 for c in self.fake.calls if c.method.startswith("chat."))))
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.fake.stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+def slack_env(data_dir: Path, slack_url: str, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "SPANVISOR_DATA_DIR": str(data_dir),
+        "SLACK_BOT_TOKEN": "xoxb-serve-test",
+        "SPANVISOR_SLACK_CHANNEL": "#agents",
+        "SPANVISOR_SLACK_BASE_URL": slack_url,
+        "SPANVISOR_OTLP_BIND": "127.0.0.1",
+        "SPANVISOR_OTLP_HTTP_PORT": "0",
+        "SPANVISOR_OTLP_GRPC_PORT": "0",
+        "SPANVISOR_ADMIN_PORT": "0",
+        "SPANVISOR_SHUTDOWN_TIMEOUT": "15s",
+        # The fake allows 500 posts/s; Slack's real ~1/s pacing would make
+        # 100 parents take 100 s.
+        "SPANVISOR_SLACK_CHANNEL_INTERVAL": "10ms",
+        "SPANVISOR_SLACK_UPDATE_INTERVAL": "200ms",
+        "SPANVISOR_SLACK_REPLY_INTERVAL": "10ms",
+        **extra,
+    }
+
+
+class ServeProcess:
+    """One `spanvisor serve` on a data dir; each start writes a new log file."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str], start: bool = True) -> None:
+        self.data_dir = data_dir
+        self.env = env
+        self.logs: list[Path] = []
+        self.proc: subprocess.Popen[bytes] | None = None
+        if start:
+            self.start()
+
+    @property
+    def log(self) -> Path:
+        return self.logs[-1]
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def start(self, timeout: float = 60) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = self.data_dir / f"serve-{len(self.logs)}.log"
+        self.logs.append(log)
+        with log.open("w") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "spanvisor.cli", "serve"], env=self.env, stdout=out, stderr=subprocess.STDOUT
+            )
+
+        def serving() -> re.Match[str] | None:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"serve exited with {self.proc.returncode}:\n{self.log_text()}")
+            return re.search(r"http=(\d+) grpc=(\d+) admin=(\d+)", self.log_text())
+
+        m = wait_until(serving, timeout, "serve to listen")
+        self.http, self.grpc, self.admin = (int(m.group(i)) for i in (1, 2, 3))
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http}/v1/traces"
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def terminate(self, timeout: float = 60) -> int:
+        """SIGTERM (a graceful stop: drain, then exit); returns the exit code."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        """SIGKILL: no drain, no goodbye."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(30)
+
+    def stop(self) -> None:
+        if self.alive:
+            try:
+                self.terminate(60)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def post(url: str, body: bytes, timeout: float = 15) -> bool:
+    req = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/x-protobuf"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+        return False

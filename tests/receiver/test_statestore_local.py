@@ -1,0 +1,166 @@
+"""The local state store: the StateStore contract in a SQLite file, and how
+`serve` chooses it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from spanvisor.config import Config
+from spanvisor.serve import serve_config
+from spanvisor.statestore import ConditionalStateStore, StateStore, load_state_store_factory
+from spanvisor.statestore_local import RETENTION_S, LocalStateStore
+
+
+class ManualClock:
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def run(fn: Callable[[], Awaitable[Any]]) -> Any:
+    return asyncio.run(fn())  # type: ignore[arg-type]
+
+
+async def _open(path: Path, clock: ManualClock) -> LocalStateStore:
+    store = LocalStateStore(path, clock=clock)
+    await store.start()
+    return store
+
+
+def test_protocols_and_entry_point(tmp_path: Path) -> None:
+    async def main() -> None:
+        config = Config.load(env={"SPANVISOR_DATA_DIR": str(tmp_path)}, extra=[])
+        store = await load_state_store_factory("local").open(config, {})
+        try:
+            assert isinstance(store, StateStore) and isinstance(store, ConditionalStateStore)
+            assert (tmp_path / "state.db").is_file()
+        finally:
+            await store.close()
+
+    run(main)
+
+
+def test_claim_put_get_release(tmp_path: Path) -> None:
+    async def main() -> None:
+        clock = ManualClock()
+        store = await _open(tmp_path / "s.db", clock)
+        try:
+            assert (await store.claim("ns", "k", "a")).won
+            assert (await store.claim("ns", "k", "a")).won  # the owner takes its own claim back
+            lost = await store.claim("ns", "k", "b")
+            assert not lost.won and lost.value is None
+            await store.release("ns", "k", "b")  # not b's: nothing happens
+            assert not (await store.claim("ns", "k", "b")).won
+            await store.release("ns", "k", "a")
+            assert (await store.claim("ns", "k", "b")).won
+            await store.put("ns", "k", {"channel": "C1", "ts": "1.0"}, "b")
+            settled = await store.claim("ns", "k", "c")
+            assert not settled.won and settled.value == {"channel": "C1", "ts": "1.0"}
+            await store.release("ns", "k", "b")  # a settled key is never released
+            assert await store.get("ns", "k") == {"channel": "C1", "ts": "1.0"}
+            assert await store.get("ns", "other") is None
+            assert await store.get("other-ns", "k") is None
+        finally:
+            await store.close()
+
+    run(main)
+
+
+def test_put_if_owner_and_leases(tmp_path: Path) -> None:
+    async def main() -> None:
+        clock = ManualClock()
+        store = await _open(tmp_path / "s.db", clock)
+        try:
+            assert (await store.claim("ns", "k1", "a")).won
+            assert not await store.put_if_owner("ns", "k1", {"ts": "2.0"}, "b")
+            assert await store.put_if_owner("ns", "k1", {"ts": "1.0"}, "a")
+            assert await store.put_if_owner("ns", "k1", {"ts": "1.0"}, "a")  # a retried put
+            assert not await store.put_if_owner("ns", "k1", {"ts": "3.0"}, "a")
+            assert not await store.put_if_owner("ns", "k1", {"ts": "1.0"}, "b")
+            assert await store.get("ns", "k1") == {"ts": "1.0"}
+            assert await store.put_if_owner("ns", "k2", {"ts": None}, "a")  # nobody claimed it
+            # A lease taken over: the slow first owner loses, the new one wins.
+            assert (await store.claim("ns", "k3", "slow", lease_s=10)).won
+            clock.now += 9
+            assert not (await store.claim("ns", "k3", "fast")).won
+            clock.now += 2
+            assert (await store.claim("ns", "k3", "fast")).won
+            assert not await store.put_if_owner("ns", "k3", {"ts": "slow"}, "slow")
+            assert await store.put_if_owner("ns", "k3", {"ts": "fast"}, "fast")
+            # A lapsed lease nobody took over counts as no claim.
+            assert (await store.claim("ns", "k4", "slow", lease_s=10)).won
+            clock.now += 11
+            assert await store.put_if_owner("ns", "k4", {"ts": "late"}, "other")
+            await store.put("ns", "k4", {"ts": "again"}, "other")
+            assert await store.get("ns", "k4") == {"ts": "again"}
+        finally:
+            await store.close()
+
+    run(main)
+
+
+def test_outlives_the_process_and_is_shared_on_one_host(tmp_path: Path) -> None:
+    """What one store settled, another on the same file sees; of many
+    claimers across two stores, exactly one wins."""
+
+    async def main() -> None:
+        clock = ManualClock()
+        first = await _open(tmp_path / "s.db", clock)
+        await first.put("slack.parent", "T1", {"channel": "C1", "ts": "1.0"}, "replica-a")
+        # No close: as after a SIGKILL, the committed put is all there is.
+        second = await _open(tmp_path / "s.db", clock)
+        try:
+            claim = await second.claim("slack.parent", "T1", "replica-a")
+            assert not claim.won and claim.value == {"channel": "C1", "ts": "1.0"}
+            claims = await asyncio.gather(
+                *(
+                    store.claim("slack.parent", "T2", f"owner-{n}-{i}")
+                    for i in range(20)
+                    for n, store in enumerate((first, second))
+                )
+            )
+            assert sum(c.won for c in claims) == 1
+        finally:
+            await first.close()
+            await second.close()
+
+    run(main)
+
+
+def test_old_keys_are_pruned(tmp_path: Path) -> None:
+    async def main() -> None:
+        clock = ManualClock()
+        store = await _open(tmp_path / "s.db", clock)
+        try:
+            await store.put("ns", "old", {"v": 1}, "a")
+            assert (await store.claim("ns", "old-claim", "a", lease_s=60)).won
+            clock.now += RETENTION_S - 10
+            await store.put("ns", "young", {"v": 2}, "a")
+            clock.now += 20  # past the retention of "old", not of "young"
+            await store.claim("ns", "trigger", "a")  # pruning runs with the store's calls
+            assert await store.get("ns", "old") is None
+            assert (await store.claim("ns", "old-claim", "b")).won  # its lease lapsed long ago, and it is gone
+            assert await store.get("ns", "young") == {"v": 2}
+        finally:
+            await store.close()
+
+    run(main)
+
+
+def test_serve_chooses_the_local_store_without_postgres(tmp_path: Path) -> None:
+    def choice(**env: str) -> str:
+        config = Config.load(env={"SPANVISOR_DATA_DIR": str(tmp_path), **env})
+        return str(serve_config(config)["state_store"])
+
+    assert choice(SPANVISOR_SINKS="slack,console") == "local"
+    assert choice(SPANVISOR_SINKS="slack,postgres") == "postgres"
+    assert choice(SPANVISOR_SINKS="auto", SPANVISOR_EMBEDDED_DB="false") == "local"
+    assert choice(SPANVISOR_SINKS="auto", SPANVISOR_DATABASE_URL="postgresql://db/x") == "postgres"
+    # An explicit choice stays.
+    assert choice(SPANVISOR_SINKS="slack", SPANVISOR_STATE_STORE="memory") == "memory"
+    assert choice(SPANVISOR_SINKS="slack", SPANVISOR_STATE_STORE="postgres") == "postgres"
