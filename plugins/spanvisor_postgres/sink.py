@@ -8,7 +8,7 @@ with capped exponential backoff. Only a full outbox loses events, and that
 is counted (``dropped_total{reason="outbox_full"}``) and logged.
 
 :meth:`PostgresSink.health` says whether the database took the last write
-or probe, and if not why (cannot connect, authentication failed, ...): the
+or probe, and if not why (cannot connect, authentication failed, no such database, unavailable): the
 pipeline's readiness (``/readyz``) follows it. While the database is away
 with nothing to replay, the same background task probes it with backoff, so
 readiness comes back by itself; "PostgreSQL is back" is logged only after
@@ -139,8 +139,8 @@ class PostgresSink(BaseSink):
         elif isinstance(root, OSError | asyncpg.CannotConnectNowError | asyncpg.ConnectionDoesNotExistError):
             what = "cannot connect"
         else:
-            what = "cannot write"
-        return f"{what} to {shown}: {type(root).__name__}: {root}"
+            what = "unavailable"
+        return f"{what} ({shown}): {type(root).__name__}: {root}"
 
     async def export(self, events: Sequence[Event]) -> SinkResult:
         from .writer import TransientDbError

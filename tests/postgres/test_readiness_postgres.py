@@ -9,6 +9,7 @@ answers again (here: a loopback TCP forwarder the test opens late).
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import threading
 import time
@@ -137,8 +138,9 @@ class Forwarder:
 
 @pytest.mark.slow
 def test_readyz_is_503_while_the_database_is_unreachable_and_ready_once_it_answers(
-    pipelines: Callable[[Path, str], Pipeline], db_url: str, tmp_path: Path
+    pipelines: Callable[[Path, str], Pipeline], db_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="spanvisor.postgres")
     forwarder = Forwarder(int(urlsplit(db_url).port or 5432))
     try:
         p = pipelines(tmp_path, _with(db_url, port=forwarder.port))
@@ -155,6 +157,7 @@ def test_readyz_is_503_while_the_database_is_unreachable_and_ready_once_it_answe
 
         status, text = asyncio.run(get_readyz())
         assert status == 503
+        assert not [r for r in caplog.records if "is back" in r.getMessage()]
         assert text.startswith("not ready: postgres: cannot connect"), text
 
         forwarder.open()  # the database answers again: readiness comes back by itself
@@ -162,6 +165,9 @@ def test_readyz_is_503_while_the_database_is_unreachable_and_ready_once_it_answe
         app = make_app(Ingest(p, journal=None), lambda: (True, "ok"))
         status, text = asyncio.run(get_readyz())
         assert (status, text) == (200, "ready: ok\n")
+        # Seen away, then reachable: said once.
+        assert _wait(lambda: any("PostgreSQL is back" in r.getMessage() for r in caplog.records))
+        assert len([r for r in caplog.records if "PostgreSQL is back" in r.getMessage()]) == 1
         p.shutdown(5.0)  # before the forwarder goes, with the pool's connections through it
     finally:
         forwarder.close()
