@@ -10,8 +10,10 @@ Yes when all of these hold:
   retention: ``dropped_total`` for a sink (queue full, shutdown deadline,
   Slack updates left undelivered, ...) or for the inbox. Drops a replay
   cannot undo do not count: ``sink_failure`` (the sink rejected the batch
-  for good; it would again) and the tracker's own (``tracker_error``,
-  ``open_task_evicted``).
+  for good; it would again), a poison event that could not be set aside
+  (``dead_letter_full``/``dead_letter_error``; it would fail again), and the
+  tracker's own (``tracker_error``, ``open_task_evicted``). Events set aside
+  as dead letters are not drops: ``spanvisor deadletter retry`` resends them.
 
 A drop older than the retention does not count either: the spans it came
 from are no longer in the journal, so replaying could not bring it back.
@@ -25,7 +27,9 @@ from collections.abc import Callable
 from spanvisor.stats import PipelineStats
 
 # Drop reasons a replay would only repeat.
-NOT_UNDONE_BY_REPLAY = frozenset({"sink_failure", "tracker_error", "open_task_evicted"})
+NOT_UNDONE_BY_REPLAY = frozenset(
+    {"sink_failure", "dead_letter_full", "dead_letter_error", "tracker_error", "open_task_evicted"}
+)
 
 
 def undelivered_drops(stats: PipelineStats) -> float:
