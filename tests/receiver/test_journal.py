@@ -5,6 +5,8 @@ journal unmarked, so the next start sends it again."""
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +18,7 @@ from conftest import RunningReceiver, finished, local_settings, make_pipeline
 from spanvisor.config import Config
 from spanvisor.events import Event, TaskFinished, TaskStarted
 from spanvisor.pipeline import Pipeline
+from spanvisor.receiver.journal import SpanJournal
 from spanvisor.serve import tracker_rebuild
 from spanvisor.sink import BaseSink, SinkResult
 from spanvisor.testing import InMemorySink
@@ -144,3 +147,36 @@ def test_replay_skips_entries_older_than_retention(tmp_path: Path) -> None:
         assert r2.receiver.journal is not None and r2.receiver.journal.size_bytes == 0
     finally:
         r2.close()
+
+
+def test_journal_from_before_the_mark_is_migrated(tmp_path: Path) -> None:
+    """A journal written before AUTOINCREMENT keeps its entries, and ids are
+    never reused afterwards, even once it has been emptied."""
+    path = tmp_path / "journal.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        "CREATE TABLE span_journal (id INTEGER PRIMARY KEY, recv_ns INTEGER NOT NULL,"
+        " keyed BLOB NOT NULL, links BLOB NOT NULL);"
+    )
+    conn.execute("INSERT INTO span_journal VALUES (7, ?, x'', x'00')", (time.time_ns(),))
+    conn.commit()
+    conn.close()
+
+    async def main() -> None:
+        journal = SpanJournal(path, 10**9)
+        await asyncio.to_thread(journal.open)
+        try:
+            assert [row[0] for row in journal.read(0, 0)] == [7]
+            assert await journal.mark_delivered() == 7
+            assert await journal.trim(time.time_ns() + 1) == 1  # empty now
+            assert await journal.append(b"", b"\x01") == 8  # not 1: the mark cannot hide it
+        finally:
+            journal.close()
+
+    asyncio.run(main())
+    reopened = SpanJournal(path, 10**9)
+    reopened.open()
+    try:
+        assert reopened.delivered_through == 7
+    finally:
+        reopened.close()
