@@ -189,7 +189,8 @@ def register(subparsers: Any) -> None:
 
 def serve_config(config: Config, args: argparse.Namespace | None = None) -> Config:
     """The config ``serve`` runs with: its own settings merged, embedded DB on,
-    and the state store ``auto`` made concrete (see :func:`state_store_choice`)."""
+    and the local state store for ``auto`` unless a sink brings a shared one
+    (see :func:`state_store_choice`)."""
     overrides: dict[str, Any] = {}
     if config.sources.get("embedded_db", "default") == "default" and "embedded_db" in {s.name for s in config.settings}:
         overrides["embedded_db"] = True
@@ -208,28 +209,36 @@ def serve_config(config: Config, args: argparse.Namespace | None = None) -> Conf
 
 
 def state_store_choice(config: Config) -> str:
-    """``auto`` is PostgreSQL when its sink runs, else the local store: a
-    process restarted on its data dir must find what it posted (the in-memory
-    store forgets it, and the journal replay would post every parent again)."""
+    """``auto`` stays ``auto`` when a sink that runs registers a shared store
+    under its own name (PostgreSQL does; the pipeline then picks it), and is
+    otherwise the local store: a process restarted on its data dir must find
+    what it posted (the in-memory store forgets it)."""
+    from importlib.metadata import entry_points
+
+    from spanvisor.statestore import ENTRY_POINT_GROUP
+
     choice = str(config.get("state_store") or "auto").lower()
     if choice != "auto":
         return choice
-    return "postgres" if _postgres_sink_runs(config) else "local"
+    registered = {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    return "auto" if registered & set(_sink_names(config)) else "local"
 
 
-def _postgres_sink_runs(config: Config) -> bool:
-    from spanvisor.sink import SinkLoadError, load_sink_class
+def _sink_names(config: Config) -> list[str]:
+    """The sinks ``config`` asks for, by name, without building them."""
+    from spanvisor.sink import available_sinks
 
     names = [str(n) for n in config.get("sinks") or ()]
     if names not in ([], ["auto"]):
-        return "postgres" in names
-    try:
-        return bool(load_sink_class("postgres").enabled(config))
-    except (SinkLoadError, ImportError):
-        return False
-    except Exception as exc:  # a broken plugin: it will not run either
-        log.warning("the postgres sink cannot say whether it runs: %s", exc)
-        return False
+        return names
+    chosen = []
+    for name, cls in available_sinks().items():
+        try:
+            if cls.enabled(config):
+                chosen.append(name)
+        except Exception as exc:  # a broken plugin: it will not run either
+            log.warning("sink %s: enabled() failed: %s", name, exc)
+    return chosen
 
 
 def receiver_settings(config: Config) -> Any:

@@ -158,9 +158,28 @@ def test_serve_chooses_the_local_store_without_postgres(tmp_path: Path) -> None:
         return str(serve_config(config)["state_store"])
 
     assert choice(SPANVISOR_SINKS="slack,console") == "local"
-    assert choice(SPANVISOR_SINKS="slack,postgres") == "postgres"
     assert choice(SPANVISOR_SINKS="auto", SPANVISOR_EMBEDDED_DB="false") == "local"
-    assert choice(SPANVISOR_SINKS="auto", SPANVISOR_DATABASE_URL="postgresql://db/x") == "postgres"
+    # The PostgreSQL sink runs: 'auto' stays, and the pipeline takes its shared store.
+    assert choice(SPANVISOR_SINKS="slack,postgres") == "auto"
+    assert choice(SPANVISOR_SINKS="auto", SPANVISOR_DATABASE_URL="postgresql://db/x") == "auto"
+    assert choice(SPANVISOR_SINKS="auto") == "auto"  # serve turns the embedded database on
     # An explicit choice stays.
     assert choice(SPANVISOR_SINKS="slack", SPANVISOR_STATE_STORE="memory") == "memory"
     assert choice(SPANVISOR_SINKS="slack", SPANVISOR_STATE_STORE="postgres") == "postgres"
+
+
+def test_the_pipeline_opens_the_chosen_store(tmp_path: Path) -> None:
+    """serve's choice reaches the sinks: a Pipeline with state_store=local hands
+    them the local store in its data dir."""
+    from spanvisor.pipeline import Pipeline
+    from spanvisor.testing import InMemorySink
+
+    config = serve_config(Config.load(env={"SPANVISOR_DATA_DIR": str(tmp_path), "SPANVISOR_SINKS": "console"}))
+    sink = InMemorySink()
+    pipeline = Pipeline(config=config, sinks=[sink], path="receiver").start()
+    try:
+        assert pipeline.wait_ready(20)
+        assert sink.ctx is not None and isinstance(sink.ctx.state_store, LocalStateStore)
+        assert (tmp_path / "state.db").is_file()
+    finally:
+        pipeline.shutdown(5)
