@@ -60,12 +60,14 @@ class ErrorInfo:
         """A failed child names its status message, as of its end."""
         at = (span.end_ns or 0, span.span_id)
         if self._child_at is None or at < self._child_at:
-            self.child, self._child_at = (None, sz.text(span.status_message, "status.message", notes), None), at
+            msg = sz.text(span.status_message or None, "status.message", notes)
+            self.child, self._child_at = (None, msg, None), at
 
     def reported(self, root: SpanData, notes: list[str]) -> Error:
         if self.root != NO_ERROR:
             return self.root
-        msg = sz.text(root.status_message, "status.message", notes)
+        # OTLP has no null string: an empty status message says nothing.
+        msg = sz.text(root.status_message or None, "status.message", notes)
         if msg is not None:
             return (None, msg, None)
         return self.child

@@ -94,6 +94,9 @@ def _light(span: Any) -> SpanData:
         error=status is not None and status.status_code is StatusCode.ERROR,
         status_message=status.description if status is not None else None,
         parent_remote=bool(parent is not None and parent.is_remote),
+        # The provider's resource names the agent (service.name) when nothing
+        # else does; shared by every span, so referenced, not copied.
+        resource=span.resource.attributes if span.resource else {},
     )
 
 
