@@ -42,6 +42,10 @@ METRICS: dict[str, tuple[str, str]] = {
     ),
     "outbox_events": ("gauge", "Events waiting in a durable outbox, by sink."),
     "late_spans_total": ("counter", "Spans that arrived after their task had finished."),
+    "span_times_clamped_total": (
+        "counter",
+        "Spans whose start or end time was out of range and clamped on the way in (the reason is in the events' notes).",
+    ),
     "sink_dead_letters_total": (
         "counter",
         "Events a sink failed on repeatedly, set aside in its dead-letter store, by sink.",

@@ -45,6 +45,7 @@ from spanvisor.events import (
     TaskView,
     stable_id,
 )
+from spanvisor.identity import TaskIdentity
 from spanvisor.outcome import NO_ERROR, Error, ErrorInfo, outcome_of
 from spanvisor.spans import SpanData
 from spanvisor.taskcontext import TaskContext, TrackerSettings
@@ -58,14 +59,16 @@ _EVENT_META = (cv.PROGRESS, cv.STEP, cv.STEPS, cv.MESSAGE, cv.STATUS, "message")
 FactTime = tuple[int, str, int]
 
 
+def _same(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and a == b
+
+
 @dataclass
 class TaskState:
     initial: InitVar[TaskView]
     settings: TrackerSettings
     explicit_status: Status | None = None
-    # The agent id came from service.name or nothing: the root may name it.
-    agent_is_fallback: bool = False
-    root_seen: bool = False
+    identity: TaskIdentity = field(default_factory=lambda: TaskIdentity(agent_is_fallback=False))
     # field -> the time of the timed fact that set it (see the module docstring).
     fact_time: dict[str, FactTime] = field(default_factory=dict)
     events_seen: dict[str, set[tuple[int, str, int]]] = field(default_factory=dict)
@@ -117,7 +120,7 @@ class TaskState:
             started_ns=span.start_ns,
             updated_ns=span.start_ns,
         )
-        return cls(view, settings, agent_is_fallback=named is None, last_ns=span.start_ns)
+        return cls(view, settings, identity=TaskIdentity(agent_is_fallback=named is None), last_ns=span.start_ns)
 
     # -- helpers -------------------------------------------------------------
 
@@ -179,7 +182,9 @@ class TaskState:
                 svc = sz.name(span.resource.get(cv.SERVICE_NAME), "service.name", notes)
                 if svc:
                     self._set(agent_id=svc)
-            self._read_identity(span, notes, is_root)
+            who = self.identity.read(self._w, span, notes, is_root)
+            if who:
+                self._set(**who)
             if is_root:
                 # The root's attributes are the task's defaults: read before its
                 # events, and never over a field a timed fact has set.
@@ -239,41 +244,8 @@ class TaskState:
         before = self.attrs_seen.pop(span_id, None) or {}
         if current:  # remembered only for spans that carry state: memory per task stays small
             self.attrs_seen[span_id] = current
-        return {k: v for k, v in current.items() if before.get(k) != v}
-
-    def _read_identity(self, span: SpanData, notes: list[str], is_root: bool) -> None:
-        """Name, repo and agent: any span may fill a gap, the root has the last word.
-
-        A sub-agent span carrying its own agent.task.name can arrive first
-        on the end-order path; its values hold only until the root arrives.
-        (A root read at start fills them before any other span, in-process.)
-        """
-        w = self._w
-        a = span.attributes
-        authoritative = is_root and not self.root_seen
-        if is_root:
-            self.root_seen = True
-        gaps = self.agent_is_fallback or w["repo"] is None or w["task_name"] is None or w["agent_name"] is None
-        if not a or not (authoritative or gaps):
-            return  # the usual span: nothing to learn about the task's identity
-        agent = sz.name(cv.agent_id(a), cv.AGENT_ID, notes) or sz.name(cv.agent_name(a), "agent.name", notes)
-        if agent and (self.agent_is_fallback or authoritative):
-            self.agent_is_fallback = False
-            self._set(agent_id=agent)
-        if cv.REPO in a and (authoritative or w["repo"] is None):
-            repo = sz.text(a.get(cv.REPO), cv.REPO, notes, 256)
-            if repo is not None:
-                self._set(repo=repo)
-        # The root's name may be its span name (an invoke_agent span); another
-        # span only lends its explicit agent.task.name until the root arrives.
-        raw_name = cv.task_name(a, span.name) if is_root else a.get(cv.TASK_NAME)
-        if raw_name is not None and (authoritative or w["task_name"] is None):
-            value = sz.text(raw_name, cv.TASK_NAME, notes, 500)
-            if value is not None:
-                self._set(task_name=value)
-        n = cv.agent_name(a)
-        if n is not None and (authoritative or w["agent_name"] is None):
-            self._set(agent_name=sz.name(n, "agent.name", notes))
+        # By type too: False == 0 in Python, yet one is junk and the other a value.
+        return {k: v for k, v in current.items() if k not in before or not _same(before[k], v)}
 
     def _wins(self, name: str, timed: FactTime | None) -> bool:
         """May this source set ``name``? Defaults only where no timed fact has;

@@ -154,7 +154,7 @@ class TaskTracker:
 
     def span_started(self, span: SpanData, live: Any = None) -> list[Event]:
         """A span started in-process. ``live`` is kept to poll open roots."""
-        notes: list[str] = []
+        notes: list[str] = list(span.notes)
         key = self._span_task.get(span.parent_id) if span.parent_id else None
         if key is not None and key in self._tasks:
             self._span_task[span.span_id] = key
@@ -210,7 +210,8 @@ class TaskTracker:
             self._seen[seen] = None
             if len(self._seen) > self._dedup_window:
                 self._seen.popitem(last=False)
-        notes: list[str] = []
+        # What was changed on the way in (a clamped time) goes with its events.
+        notes: list[str] = list(span.notes)
         key = self._span_task.pop(span.span_id, None)
         if key is not None:
             out: list[Event] = []
@@ -341,13 +342,13 @@ class TaskTracker:
         if key in self._finished:  # the same task resent after it finished
             self.stats.inc("duplicate_spans_total", 1 + len(datas))
             return []
-        notes: list[str] = []
+        notes: list[str] = list(root.data.notes)
         out = self._open(key, root.data, notes, initial=True)
         st = self._tasks[key]
         for d in sorted(datas, key=lambda s: (s.end_ns or 0, s.span_id)):
             # The root's events up to each child's end first, as in-process.
             out.extend(st.absorb(root.data, [], is_root=True, until_ns=d.end_ns or 0))
-            out.extend(self._absorb(key, d, []))
+            out.extend(self._absorb(key, d, list(d.notes)))
         out.extend(self._absorb(key, root.data, notes))
         return out
 

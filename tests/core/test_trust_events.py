@@ -218,3 +218,22 @@ def test_a_root_named_only_by_late_attributes_is_a_task_in_process(agent: Agent,
     assert [e.kind for e in events] == ["TaskStarted", "Checkpoint", "TaskFinished"]
     done = events[-1]
     assert (done.task.task_name, done.task.agent_id, done.task.progress) == ("invoke_agent planner", "planner", 50)
+
+
+def test_a_clamped_time_is_said_in_the_notes_of_the_events_it_causes() -> None:
+    """Item 8: the receiver clamps an absurd end time; the task finishes and says why."""
+    from spanvisor.spans import SpanData
+
+    root = SpanData(
+        f"{9:032x}",
+        f"{1:016x}",
+        None,
+        "run",
+        1_000,
+        2_000,
+        {cv.TASK_NAME: "far future"},
+        notes=("end time 18446744073709551615 ns is out of range: clamped",),
+    )
+    events = TaskTracker().span_ended(root)
+    check_stream(events, all_finished=True)
+    assert any("clamped" in n for n in events[-1].notes)

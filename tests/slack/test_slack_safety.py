@@ -185,7 +185,8 @@ def test_the_token_never_reaches_logs(token: str, parents: int, logged: str, cap
             # Every call carried the token, marker included.
             assert env.fake.calls and all(c.token == token for c in env.fake.calls)
 
-    with caplog.at_level(logging.DEBUG):
+    # The spanvisor logger too: another test may have configured it (logs.setup) above DEBUG.
+    with caplog.at_level(logging.DEBUG), caplog.at_level(logging.DEBUG, logger="spanvisor"):
         run(main())
     assert logged in caplog.text
     assert "SECRET" not in caplog.text

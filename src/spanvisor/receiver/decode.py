@@ -30,7 +30,7 @@ from typing import Any
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Status, TracesData
 
-from spanvisor.conventions import KNOWN_EVENTS, KNOWN_KEYS
+from spanvisor.conventions import EVENT_EXCEPTION, KNOWN_EVENTS, KNOWN_KEYS
 from spanvisor.spans import MAX_AHEAD_NS, SpanData, SpanEventData, clamp_time, clamp_times
 
 _ERROR = Status.STATUS_CODE_ERROR
@@ -163,6 +163,15 @@ def _is_keyed(span: Any) -> bool:
     return any(ev.name in KNOWN_EVENTS for ev in span.events)
 
 
+def _failed(span: Any) -> bool:
+    """A failed span, or one that recorded an exception: its status and
+    exception event may be the task's reported error (the exporter path reads
+    them too), so it is decoded in full whatever its keys."""
+    if span.status.code == _ERROR:
+        return True
+    return bool(span.events) and any(ev.name == EVENT_EXCEPTION for ev in span.events)
+
+
 def _full(span: Any, trace_id: str, parent: bytes, resource: dict[str, Any], out: Decoded) -> SpanData:
     status = span.status
     error = status.code == _ERROR
@@ -231,7 +240,7 @@ def decode_request(
                 if parent and (len(parent) != 8 or parent == _ZERO_SPAN):
                     out.reject(1, "invalid parent_span_id (must be empty or 8 bytes)")
                     continue
-                if scope_keyed and _is_keyed(span):
+                if (scope_keyed and _is_keyed(span)) or _failed(span):
                     if resource is None:
                         resource = attributes(rs.resource.attributes)
                     spans.append(_full(span, tid.hex(), parent, resource, out))
