@@ -67,8 +67,8 @@ from opentelemetry.trace import Tracer
 
 from spanvisor.config import Config
 from spanvisor.events import Event
-from spanvisor.pipeline import Pipeline
-from spanvisor.processor import SpanvisorSpanProcessor
+from spanvisor.otel.processor import SpanvisorSpanProcessor
+from spanvisor.pipeline.pipeline import Pipeline
 from spanvisor.sink import BaseSink, SinkResult
 from spanvisor.testing import InMemorySink
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from spanvisor.codec import CodecError, event_from_dict, event_to_dict
 from spanvisor.events import Event
-from spanvisor.outbox import Outbox, OutboxFull
+from spanvisor.pipeline.outbox import Outbox, OutboxFull
 from spanvisor.sink import BaseSink, SinkContext, SinkResult
 
 from .settings import SETTINGS

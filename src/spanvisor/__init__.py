@@ -19,19 +19,19 @@ from spanvisor.events import (
 )
 
 if TYPE_CHECKING:
-    from spanvisor.exporter import SpanvisorSpanExporter
-    from spanvisor.processor import SpanvisorSpanProcessor
+    from spanvisor.otel.exporter import SpanvisorSpanExporter
+    from spanvisor.otel.processor import SpanvisorSpanProcessor
 
 __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
     if name == "SpanvisorSpanProcessor":
-        from spanvisor.processor import SpanvisorSpanProcessor
+        from spanvisor.otel.processor import SpanvisorSpanProcessor
 
         return SpanvisorSpanProcessor
     if name == "SpanvisorSpanExporter":
-        from spanvisor.exporter import SpanvisorSpanExporter
+        from spanvisor.otel.exporter import SpanvisorSpanExporter
 
         return SpanvisorSpanExporter
     raise AttributeError(name)

@@ -26,7 +26,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from spanvisor import conventions as cv
+from spanvisor.spans import conventions as cv
 
 _current: contextvars.ContextVar[TaskHandle | None] = contextvars.ContextVar("spanvisor_task", default=None)
 P = ParamSpec("P")

@@ -6,10 +6,10 @@ import itertools
 import math
 from collections.abc import Sequence
 
-from spanvisor import conventions as cv
-from spanvisor import sanitize as sz
 from spanvisor.events import Checkpoint, ContextWarning, Event, TaskFinished, TaskStarted, TaskView, stable_id
-from spanvisor.occupancy import HYSTERESIS
+from spanvisor.spans import conventions as cv
+from spanvisor.spans import sanitize as sz
+from spanvisor.tracking.occupancy import HYSTERESIS
 
 from ._trees import SpanSpec, by_task
 

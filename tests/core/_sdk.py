@@ -10,7 +10,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from spanvisor.config import Config
-from spanvisor.processor import SpanvisorSpanProcessor
+from spanvisor.otel.processor import SpanvisorSpanProcessor
 
 
 def _config(**env: str) -> Config:

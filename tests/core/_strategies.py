@@ -6,8 +6,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from spanvisor import conventions as cv
-from spanvisor.spans import SpanEventData
+from spanvisor.spans import conventions as cv
+from spanvisor.spans.data import SpanEventData
 
 from ._trees import SpanSpec
 

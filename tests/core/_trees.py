@@ -19,11 +19,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from spanvisor import conventions as cv
 from spanvisor.events import Event, TaskStarted
-from spanvisor.processor import stamp_for
-from spanvisor.spans import SpanData, SpanEventData
-from spanvisor.tracker import TaskTracker
+from spanvisor.otel.processor import stamp_for
+from spanvisor.spans import conventions as cv
+from spanvisor.spans.data import SpanData, SpanEventData
+from spanvisor.tracking.tracker import TaskTracker
 
 
 class FakeClock:

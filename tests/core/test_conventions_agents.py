@@ -18,9 +18,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import Tracer
 
-from spanvisor import conventions as cv
 from spanvisor.events import Checkpoint, ContextWarning, TaskFinished, TaskStarted
-from spanvisor.exporter import SpanvisorSpanExporter
+from spanvisor.otel.exporter import SpanvisorSpanExporter
+from spanvisor.spans import conventions as cv
 from spanvisor.testing import InMemorySink
 
 from ._invariants import check_stream

@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from spanvisor import conventions as cv
-from spanvisor import emit
+from spanvisor.cli import emit
 from spanvisor.config import Config
 from spanvisor.events import Checkpoint, TaskFinished, TaskStarted
-from spanvisor.pipeline import Pipeline
+from spanvisor.pipeline.pipeline import Pipeline
 from spanvisor.receiver.server import Receiver, ReceiverSettings
+from spanvisor.spans import conventions as cv
 from spanvisor.testing import InMemorySink
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from spanvisor.exporter import SpanvisorSpanExporter
+from spanvisor.otel.exporter import SpanvisorSpanExporter
 from spanvisor.sink import ENTRY_POINT_GROUP, BaseSink
 
 HERE = Path(__file__).resolve().parent
@@ -160,8 +160,8 @@ LIVE_AND_EXPORTER = textwrap.dedent(
     from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
-    from spanvisor.autoconfig import install_live_processor
-    from spanvisor.exporter import SpanvisorSpanExporter
+    from spanvisor.otel.autoconfig import install_live_processor
+    from spanvisor.otel.exporter import SpanvisorSpanExporter
 
     # What opentelemetry-instrument does with OTEL_TRACES_EXPORTER=spanvisor,
     # then its opentelemetry_pre_instrument hook with SPANVISOR_LIVE=1.
@@ -203,7 +203,7 @@ EXIT_FLUSH = textwrap.dedent(
     from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
-    from spanvisor.exporter import SpanvisorSpanExporter
+    from spanvisor.otel.exporter import SpanvisorSpanExporter
 
     provider = TracerProvider()  # shutdown_on_exit: the SDK flushes at exit
     provider.add_span_processor(BatchSpanProcessor(SpanvisorSpanExporter()))
@@ -242,7 +242,7 @@ THIRD_PARTY_AGENT = textwrap.dedent(
     import sys
     from opentelemetry.sdk.trace import TracerProvider
     from spanvisor.config import Config
-    from spanvisor.processor import SpanvisorSpanProcessor
+    from spanvisor.otel.processor import SpanvisorSpanProcessor
     from spanvisor.sink import available_sinks
 
     # Found through its entry point only: nothing in spanvisor names it.

@@ -16,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spanvisor import conventions as cv
 from spanvisor.events import ArtifactAdded, Checkpoint, ContextWarning, Event, TaskFinished, TaskStarted
-from spanvisor.tracker import TaskTracker
+from spanvisor.spans import conventions as cv
+from spanvisor.tracking.tracker import TaskTracker
 
 from ._invariants import check_against_specs, check_stream, final_states
 from ._strategies import traces

@@ -34,9 +34,9 @@ from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.trace import Status, StatusCode
 
 from spanvisor.events import Event
-from spanvisor.exporter import SpanvisorSpanExporter
-from spanvisor.pipeline import Pipeline
-from spanvisor.processor import SpanvisorSpanProcessor
+from spanvisor.otel.exporter import SpanvisorSpanExporter
+from spanvisor.otel.processor import SpanvisorSpanProcessor
+from spanvisor.pipeline.pipeline import Pipeline
 from spanvisor.receiver.decode import decode_request
 from spanvisor.testing import InMemorySink
 

@@ -18,13 +18,13 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from spanvisor import conventions as cv
-from spanvisor.cli import main
+from spanvisor.cli.main import main
 from spanvisor.config import Config
-from spanvisor.deadletter import DeadLetterStore, store_dir
 from spanvisor.events import Checkpoint, Event, TaskStarted
-from spanvisor.exporter import SpanvisorSpanExporter
+from spanvisor.otel.exporter import SpanvisorSpanExporter
+from spanvisor.pipeline.deadletter import DeadLetterStore, store_dir
 from spanvisor.sink import SinkResult
+from spanvisor.spans import conventions as cv
 from spanvisor.testing import InMemorySink
 
 Predicate = Callable[[Event], bool]

@@ -18,10 +18,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Status, StatusCode
 
-from spanvisor import conventions as cv
 from spanvisor.events import ArtifactAdded, Checkpoint, Event, TaskFinished, TaskStarted
-from spanvisor.exporter import SpanvisorSpanExporter
+from spanvisor.otel.exporter import SpanvisorSpanExporter
 from spanvisor.sink import BaseSink, SinkResult
+from spanvisor.spans import conventions as cv
 from spanvisor.testing import InMemorySink
 
 from ._invariants import check_stream

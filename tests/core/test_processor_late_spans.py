@@ -15,8 +15,8 @@ import pytest
 from opentelemetry import trace
 from prometheus_client import CollectorRegistry
 
-from spanvisor import conventions as cv
 from spanvisor.events import TaskFinished
+from spanvisor.spans import conventions as cv
 from spanvisor.testing import InMemorySink
 from spanvisor_prometheus import PrometheusSink
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 
-from spanvisor import sanitize as sz
+from spanvisor.spans import sanitize as sz
 
 from ._strategies import HUGE_INTS, LONE_SURROGATE, MEGABYTE, NOT_UTF8, junk_values
 

@@ -10,10 +10,10 @@ import random
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spanvisor import conventions as cv
 from spanvisor.events import Checkpoint, ContextWarning, TaskFinished, TaskStarted
-from spanvisor.occupancy import HYSTERESIS
-from spanvisor.tracker import TaskTracker
+from spanvisor.spans import conventions as cv
+from spanvisor.tracking.occupancy import HYSTERESIS
+from spanvisor.tracking.tracker import TaskTracker
 
 from ._invariants import check_stream, expected_roots, finished_roots, roots_of
 from ._strategies import HUGE_INTS, traces
@@ -184,7 +184,7 @@ def test_threshold_rearms_after_compaction() -> None:
 
 
 def test_custom_thresholds() -> None:
-    from spanvisor.taskstate import TrackerSettings
+    from spanvisor.tracking.taskstate import TrackerSettings
 
     specs = _model_calls([(100_000, 0), (190_000, 0)])
     stamp_trees(specs)

@@ -12,11 +12,11 @@ from collections.abc import Iterator
 import pytest
 from opentelemetry.trace import Status, StatusCode
 
-from spanvisor import conventions as cv
 from spanvisor.agent import task
 from spanvisor.events import Checkpoint, ContextWarning, Event, TaskFinished, TaskStarted
+from spanvisor.spans import conventions as cv
 from spanvisor.testing import InMemorySink
-from spanvisor.tracker import TaskTracker
+from spanvisor.tracking.tracker import TaskTracker
 
 from ._invariants import check_stream
 from ._sdk import Agent
@@ -222,7 +222,7 @@ def test_a_root_named_only_by_late_attributes_is_a_task_in_process(agent: Agent,
 
 def test_a_clamped_time_is_said_in_the_notes_of_the_events_it_causes() -> None:
     """Item 8: the receiver clamps an absurd end time; the task finishes and says why."""
-    from spanvisor.spans import SpanData
+    from spanvisor.spans.data import SpanData
 
     root = SpanData(
         f"{9:032x}",

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import spanvisor_postgres
-from spanvisor.cli import main
+from spanvisor.cli.main import main
 from spanvisor_postgres import PostgresSink
 
 from ._events import task_stream

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from spanvisor import conventions as cv
-from spanvisor.cli import main
+from spanvisor.cli.main import main
 from spanvisor.events import Checkpoint, stable_id
+from spanvisor.spans import conventions as cv
 from spanvisor_postgres import PostgresSink
 
 from ._events import task_stream
@@ -28,7 +28,7 @@ EMBED = "text-embedding-3-small"
 def _agent_task(config: Any) -> None:
     from opentelemetry.sdk.trace import TracerProvider
 
-    from spanvisor.processor import SpanvisorSpanProcessor
+    from spanvisor.otel.processor import SpanvisorSpanProcessor
 
     processor = SpanvisorSpanProcessor(sinks=[PostgresSink()], config=config)
     provider = TracerProvider(shutdown_on_exit=False)

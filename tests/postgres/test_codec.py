@@ -10,7 +10,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spanvisor.codec import CodecError, event_from_dict, event_to_dict
-from spanvisor.conventions import STATUSES
 from spanvisor.events import (
     Artifact,
     ArtifactAdded,
@@ -20,6 +19,7 @@ from spanvisor.events import (
     TaskStarted,
     TaskView,
 )
+from spanvisor.spans.conventions import STATUSES
 
 from ._events import task_stream
 

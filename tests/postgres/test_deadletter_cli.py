@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from spanvisor.cli import main
-from spanvisor.deadletter import DeadLetterStore, store_dir
+from spanvisor.cli.main import main
+from spanvisor.pipeline.deadletter import DeadLetterStore, store_dir
 
 from ._events import task_stream
 from .conftest import fetch, run

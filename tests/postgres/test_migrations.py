@@ -54,7 +54,7 @@ def test_fresh_then_rerun_is_a_no_op(pg_server: Any) -> None:
 def test_two_processes_migrate_at_once(pg_server: Any, tmp_path: Path) -> None:
     url = pg_server.database(migrated=False)
     env = dict(os.environ, SPANVISOR_DATABASE_URL=url, SPANVISOR_DATA_DIR=str(tmp_path))
-    cmd = [sys.executable, "-c", "import sys; from spanvisor.cli import main; sys.exit(main(['migrate']))"]
+    cmd = [sys.executable, "-c", "import sys; from spanvisor.cli.main import main; sys.exit(main(['migrate']))"]
     procs = [
         subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
     ]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from spanvisor.outbox import Outbox, OutboxFull
+from spanvisor.pipeline.outbox import Outbox, OutboxFull
 from spanvisor.stats import PipelineStats
 
 
@@ -55,7 +55,7 @@ def test_survives_sigkill_and_reopens_in_order(tmp_path: Path) -> None:
     # everything acknowledged as appended must be there on the next open.
     script = textwrap.dedent(f"""
         import asyncio, sys, time
-        from spanvisor.outbox import Outbox
+        from spanvisor.pipeline.outbox import Outbox
         async def main():
             box = await Outbox.open({str(tmp_path)!r}, "crash", max_items=10_000)
             for batch in range(5):

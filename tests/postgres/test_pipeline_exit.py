@@ -25,7 +25,7 @@ AGENT = textwrap.dedent(
     import sys
     from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
-    from spanvisor.processor import SpanvisorSpanProcessor
+    from spanvisor.otel.processor import SpanvisorSpanProcessor
 
     provider = TracerProvider()
     provider.add_span_processor(SpanvisorSpanProcessor())

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 import pytest
 
-from spanvisor.pipeline import Pipeline
+from spanvisor.pipeline.pipeline import Pipeline
 from spanvisor.receiver.admin import make_app
 from spanvisor.receiver.ingest import Ingest
 from spanvisor_postgres import PostgresSink

@@ -1,22 +1,17 @@
-"""Finding Debian's promtool and prometheus: skip locally, fail under CI."""
+"""Paths for the Prometheus tests, and the suite's one ``require`` for their tools.
+
+``require`` is tests/conftest.py's: a missing promtool, prometheus or amtool
+is a skip (with the install command) on a developer's machine and a failure
+under any truthy ``CI``.
+"""
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
-import pytest
+from tests.conftest import require
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES_DIR = ROOT / "plugins" / "spanvisor_prometheus" / "rules"
 
-
-def require(tool: str) -> str:
-    path = shutil.which(tool) or (f"/usr/bin/{tool}" if Path(f"/usr/bin/{tool}").exists() else None)
-    if path:
-        return path
-    reason = f"{tool} is not installed (Debian package 'prometheus': apt-get install prometheus)"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"CI=true but {reason}")
-    pytest.skip(reason)
+__all__ = ["ROOT", "RULES_DIR", "require"]

@@ -13,10 +13,10 @@ from prom_streams import S, feed, lifecycle, started_sink, val
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from spanvisor import conventions as cv
 from spanvisor.config import Config
 from spanvisor.events import Checkpoint, Event
-from spanvisor.processor import SpanvisorSpanProcessor
+from spanvisor.otel.processor import SpanvisorSpanProcessor
+from spanvisor.spans import conventions as cv
 from spanvisor_prometheus import PrometheusSink
 from spanvisor_prometheus.settings import SETTINGS
 

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from spanvisor.config import Config
 from spanvisor.events import Event, TaskFinished
-from spanvisor.pipeline import Pipeline
+from spanvisor.pipeline.pipeline import Pipeline
 from spanvisor.receiver.server import Receiver, ReceiverSettings
 from spanvisor.sink import Sink, SinkResult
 from spanvisor.testing import InMemorySink

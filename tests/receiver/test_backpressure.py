@@ -26,7 +26,7 @@ from conftest import (
     requests,
     wait_for,
 )
-from spanvisor.pipeline import Pipeline
+from spanvisor.pipeline.pipeline import Pipeline
 
 # A small durable queue, so a few tasks fill it to its admission bound (80 %).
 SMALL_QUEUE = {"SPANVISOR_QUEUE_SIZE": "200", "SPANVISOR_BATCH_SIZE": "8"}

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from spanvisor.conventions import KNOWN_KEYS
+from spanvisor.spans.conventions import KNOWN_KEYS
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "collector-config"
 FILES = sorted(CONFIG_DIR.glob("*.yaml"))

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from conftest import RunningReceiver, local_settings
-from spanvisor import emit
+from spanvisor.cli import emit
 from spanvisor.config import Config
 from spanvisor.events import ArtifactAdded, Checkpoint, TaskFinished, TaskStarted
-from spanvisor.pipeline import Pipeline
+from spanvisor.pipeline.pipeline import Pipeline
 from spanvisor.testing import InMemorySink
 
 

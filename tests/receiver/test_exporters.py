@@ -10,7 +10,7 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 
 from conftest import RunningReceiver, finished
 from spanvisor.events import Checkpoint, TaskFinished
-from spanvisor.pipeline import Pipeline
+from spanvisor.pipeline.pipeline import Pipeline
 from spanvisor.testing import InMemorySink
 
 

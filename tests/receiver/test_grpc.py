@@ -14,7 +14,7 @@ from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from conftest import RunningReceiver, finished, local_settings, requests
-from spanvisor.pipeline import Pipeline
+from spanvisor.pipeline.pipeline import Pipeline
 from spanvisor.testing import InMemorySink
 
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"

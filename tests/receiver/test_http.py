@@ -28,7 +28,7 @@ from conftest import (
 )
 from spanvisor.config import Config
 from spanvisor.events import Checkpoint, TaskFinished
-from spanvisor.pipeline import Pipeline
+from spanvisor.pipeline.pipeline import Pipeline
 from spanvisor.receiver.decode import decode_request
 from spanvisor.receiver.otlp_json import parse_request
 from spanvisor.sink import BaseSink

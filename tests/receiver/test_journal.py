@@ -17,9 +17,9 @@ from test_http import post
 from conftest import RunningReceiver, finished, local_settings, make_pipeline
 from spanvisor.config import Config
 from spanvisor.events import Event, TaskFinished, TaskStarted
-from spanvisor.pipeline import Pipeline
+from spanvisor.pipeline.pipeline import Pipeline
 from spanvisor.receiver.journal import SpanJournal
-from spanvisor.serve import tracker_rebuild
+from spanvisor.receiver.serve import tracker_rebuild
 from spanvisor.sink import BaseSink, SinkResult
 from spanvisor.testing import InMemorySink
 

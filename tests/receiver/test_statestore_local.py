@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from spanvisor.config import Config
-from spanvisor.serve import serve_config
+from spanvisor.pipeline.statestore_local import RETENTION_S, LocalStateStore
+from spanvisor.receiver.serve import serve_config
 from spanvisor.statestore import ConditionalStateStore, StateStore, load_state_store_factory
-from spanvisor.statestore_local import RETENTION_S, LocalStateStore
 
 
 class ManualClock:
@@ -171,7 +171,7 @@ def test_serve_chooses_the_local_store_without_postgres(tmp_path: Path) -> None:
 def test_the_pipeline_opens_the_chosen_store(tmp_path: Path) -> None:
     """serve's choice reaches the sinks: a Pipeline with state_store=local hands
     them the local store in its data dir."""
-    from spanvisor.pipeline import Pipeline
+    from spanvisor.pipeline.pipeline import Pipeline
     from spanvisor.testing import InMemorySink
 
     config = serve_config(Config.load(env={"SPANVISOR_DATA_DIR": str(tmp_path), "SPANVISOR_SINKS": "console"}))

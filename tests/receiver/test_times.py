@@ -19,9 +19,9 @@ from test_http import post
 
 from conftest import RunningReceiver, finished, local_settings, make_pipeline
 from spanvisor.events import TaskFinished
-from spanvisor.pipeline import Pipeline
+from spanvisor.pipeline.pipeline import Pipeline
 from spanvisor.receiver.decode import decode_request
-from spanvisor.spans import MAX_AHEAD_NS, clamp_times, from_sdk
+from spanvisor.spans.data import MAX_AHEAD_NS, clamp_times, from_sdk
 from spanvisor.testing import InMemorySink
 
 FAR = 2**64 - 1

@@ -1,6 +1,6 @@
 """The OTLP receiver behind ``spanvisor serve``.
 
-Modules: :mod:`.decode` (OTLP protobuf to :class:`spanvisor.spans.SpanData`,
+Modules: :mod:`.decode` (OTLP protobuf to :class:`spanvisor.spans.data.SpanData`,
 with a fast path for spans no convention knows), :mod:`.otlp_json` (OTLP/JSON
 with hex ids), :mod:`.journal` (the durable span journal written before any
 2xx), :mod:`.http` and :mod:`.grpc_service` (the two transports),

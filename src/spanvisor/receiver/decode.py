@@ -30,8 +30,8 @@ from typing import Any
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Status, TracesData
 
-from spanvisor.conventions import EVENT_EXCEPTION, KNOWN_EVENTS, KNOWN_KEYS
-from spanvisor.spans import MAX_AHEAD_NS, SpanData, SpanEventData, clamp_time, clamp_times
+from spanvisor.spans.conventions import EVENT_EXCEPTION, KNOWN_EVENTS, KNOWN_KEYS
+from spanvisor.spans.data import MAX_AHEAD_NS, SpanData, SpanEventData, clamp_time, clamp_times
 
 _ERROR = Status.STATUS_CODE_ERROR
 # W3C/OTLP span flags: bit 8 says the parent is known, bit 9 that it is remote.

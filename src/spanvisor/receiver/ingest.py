@@ -26,7 +26,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
 
 from spanvisor.receiver.decode import Decoded, decode_links, decode_request
 from spanvisor.receiver.journal import JournalFull, Row, SpanJournal
-from spanvisor.spans import SpanData
+from spanvisor.spans.data import SpanData
 from spanvisor.stats import PipelineStats
 
 log = logging.getLogger("spanvisor.receiver")

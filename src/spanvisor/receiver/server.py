@@ -28,7 +28,7 @@ from spanvisor.receiver import admin, grpc_service, http
 from spanvisor.receiver.delivery import DeliveryWatch
 from spanvisor.receiver.ingest import Ingest, PipelineLike
 from spanvisor.receiver.journal import SpanJournal
-from spanvisor.spans import SpanData
+from spanvisor.spans.data import SpanData
 
 log = logging.getLogger("spanvisor.receiver")
 

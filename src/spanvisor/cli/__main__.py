@@ -1,0 +1,7 @@
+"""``python -m spanvisor.cli``: the same as the ``spanvisor`` command."""
+
+import sys
+
+from spanvisor.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,160 @@
+"""``spanvisor demo``: three simulated agents, real OTel spans, every sink.
+
+* **rivet** diagnoses a fault, walks its steps and completes with artifacts;
+* **sprocket** migrates a schema and fails with an exception;
+* **gauge** summarises a long log and crosses 70 %, then 85 % of its
+  200,000-token context window.
+
+The agents use only the OpenTelemetry API and :mod:`spanvisor.agent`; the
+processor on their TracerProvider feeds whatever sinks config selects.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+
+from spanvisor.agent import task
+from spanvisor.config import Config
+from spanvisor.otel.processor import SpanvisorSpanProcessor
+from spanvisor.pipeline.pipeline import Pipeline
+
+
+class Clock:
+    def __init__(self, seconds: float, steps: int) -> None:
+        self.pause = seconds / steps
+
+    def tick(self, n: float = 1.0) -> None:
+        time.sleep(self.pause * n * random.uniform(0.8, 1.2))
+
+
+def _chat(tracer: trace.Tracer, model: str, tokens_in: int, tokens_out: int) -> None:
+    with tracer.start_as_current_span(
+        f"chat {model}",
+        attributes={
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": "anthropic",
+            "gen_ai.request.model": model,
+        },
+    ) as span:
+        span.set_attribute("gen_ai.usage.input_tokens", tokens_in)
+        span.set_attribute("gen_ai.usage.output_tokens", tokens_out)
+
+
+def _tool(tracer: trace.Tracer, name: str) -> None:
+    with tracer.start_as_current_span(
+        f"execute_tool {name}",
+        attributes={
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.tool.name": name,
+        },
+    ):
+        pass
+
+
+def rivet(tracer: trace.Tracer, clock: Clock) -> None:
+    steps = ["Read alarm history", "Correlate sensor data", "Route to SME", "Write report"]
+    with task(
+        "Diagnose fault F47 on press line 3", agent_id="rivet", repo="plant-ops/line3", steps=steps, tracer=tracer
+    ) as t:
+        tokens = 12_000
+        for i, step in enumerate(steps):
+            t.checkpoint(f"{step}…", progress=i * 25, step=step)
+            for _ in range(3):
+                _tool(tracer, "query_historian")
+                tokens += 4_000
+                _chat(tracer, "claude-sonnet-4-5", tokens, 800)
+                clock.tick()
+        t.artifact(
+            "diagnosis-F47.md", uri="https://git.example.com/plant-ops/line3/blob/main/diagnosis-F47.md", kind="report"
+        )
+        t.artifact("sensor-correlation.csv", uri="s3://plant-ops/f47/sensor-correlation.csv", kind="data")
+        t.checkpoint("Routed to siemens SME; report filed", progress=100, step=steps[-1])
+
+
+def sprocket(tracer: trace.Tracer, clock: Clock) -> None:
+    steps = ["Dump schema", "Plan migration", "Apply migration", "Verify"]
+    with task(
+        "Migrate orders schema to v7", agent_id="sprocket", repo="shop/orders-db", steps=steps, tracer=tracer
+    ) as t:
+        t.checkpoint("Dumping schema", progress=10, step=steps[0])
+        _chat(tracer, "gpt-4o", 9_000, 1_500)
+        clock.tick(3)
+        t.checkpoint("Planning the migration", progress=35, step=steps[1])
+        _chat(tracer, "gpt-4o", 21_000, 2_500)
+        clock.tick(3)
+        t.checkpoint("Applying 0007_split_orders.sql", progress=60, step=steps[2])
+        _tool(tracer, "psql")
+        clock.tick(2)
+        raise RuntimeError('relation "orders_archive" already exists (migration 0007, line 42)')
+
+
+def gauge(tracer: trace.Tracer, clock: Clock) -> None:
+    with task("Summarise 30 days of gateway logs", agent_id="gauge", repo="infra/gateway", tracer=tracer) as t:
+        t.checkpoint("Loading log shards", progress=5)
+        used = 60_000
+        for shard in range(1, 12):
+            used += 12_000
+            _tool(tracer, "read_shard")
+            _chat(tracer, "claude-sonnet-4-5", used, 1_200)
+            t.checkpoint(f"Summarised shard {shard}/11", progress=5 + shard * 8.5)
+            clock.tick()
+        t.artifact("gateway-30d-summary.md", kind="report")
+        t.checkpoint("Summary written; context nearly full, compaction advised", progress=100)
+
+
+AGENTS: tuple[Callable[[trace.Tracer, Clock], None], ...] = (rivet, sprocket, gauge)
+
+
+def run_demo(config: Config, seconds: float = 20.0, linger_s: float = 0.0) -> int:
+    pipeline = Pipeline(config, path="processor").start()
+    provider = TracerProvider(resource=Resource.create({"service.name": "spanvisor-demo"}))
+    processor = SpanvisorSpanProcessor(pipeline=pipeline)
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("spanvisor.demo")
+    names = ", ".join(getattr(s, "name", "?") for s in pipeline.sinks) or "none"
+    print(f"spanvisor demo: 3 agents for ~{seconds:.0f}s into sinks: {names}", flush=True)
+    port = config.get("metrics_port")
+    if port and any(getattr(s, "name", "") == "prometheus" for s in pipeline.sinks):
+        host = config.get("metrics_host") or "127.0.0.1"
+        print(
+            f"metrics: http://{host}:{port}/metrics (add --linger 60 to keep it up after the agents finish)", flush=True
+        )
+    print(flush=True)
+    errors: list[BaseException] = []
+
+    def run(agent: Callable[[trace.Tracer, Clock], None]) -> None:
+        try:
+            agent(tracer, Clock(seconds, 14))
+        except RuntimeError:
+            pass  # sprocket's failure is the point of the demo
+        except BaseException as exc:  # pragma: no cover - a bug in the demo itself
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(a,), name=a.__name__) for a in AGENTS]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    flushed = pipeline.force_flush(30.0)
+    if linger_s > 0:
+        print(f"\nlingering {linger_s:.0f}s (metrics and sinks stay up)…", flush=True)
+        time.sleep(linger_s)
+    stats = pipeline.stats
+    dropped = stats.total("dropped_total")
+    pipeline.shutdown(30.0)
+    print(
+        f"\ndemo done: {int(stats.total('events_emitted_total'))} events from "
+        f"{int(stats.total('spans_received_total'))} spans; dropped {int(dropped)}"
+        + ("" if flushed else "; some sinks did not flush in time"),
+        flush=True,
+    )
+    if any(getattr(s, "name", "") == "postgres" for s in pipeline.sinks):
+        print("audit trail: run `spanvisor tasks` and `spanvisor task <id>`", flush=True)
+    return 1 if errors or not flushed else 0

@@ -1,0 +1,143 @@
+"""The ``spanvisor`` command.
+
+Core subcommands live here (``demo``, ``check``, ``version``); ``serve``,
+``emit`` and ``deadletter`` come from their modules, and plugins add their own (``tasks``,
+``migrate``, ...) through the ``spanvisor.commands`` entry-point group.
+Every handler has the signature ``handler(args, config) -> exit code``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+from importlib.metadata import entry_points
+from typing import Any
+
+from spanvisor import __version__
+from spanvisor.config import Config, ConfigError
+from spanvisor.logs import configure_logging
+
+log = logging.getLogger("spanvisor")
+DEMO_METRICS_PORT = 9464
+
+
+def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = [
+        "  ".join(str(h).ljust(w) for h, w in zip(header, widths, strict=True)).rstrip(),
+        "  ".join("─" * w for w in widths),
+    ]
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def cmd_demo(args: argparse.Namespace, config: Config) -> int:
+    from spanvisor.cli.demo import run_demo
+
+    overrides: dict[str, Any] = {}
+    names = {s.name for s in config.settings}
+    if "embedded_db" in names and config.sources.get("embedded_db") == "default":
+        overrides["embedded_db"] = True  # the demo writes its audit trail to the embedded database
+    if "metrics_port" in names and config.sources.get("metrics_port") == "default":
+        overrides["metrics_port"] = DEMO_METRICS_PORT  # and shows its tasks on /metrics
+    if overrides:
+        config = config.with_values(**overrides)
+    seconds = 3.0 if args.fast else args.seconds
+    return run_demo(config, seconds=seconds, linger_s=args.linger)
+
+
+def cmd_check(args: argparse.Namespace, config: Config) -> int:
+    from spanvisor.pipeline.pipeline import build_sinks
+
+    print(_table(config.rows(), ("setting", "environment", "value", "source")))
+    try:
+        sinks = build_sinks(config)
+    except Exception as exc:
+        print(f"\nsinks: ERROR {exc}")
+        return 1
+    print("\nsinks: " + (", ".join(getattr(s, "name", "?") for s in sinks) or "none"))
+    failures = 0
+    for sink in sinks:
+        check = getattr(type(sink), "check", None)
+        if check is None:
+            continue
+        try:
+            results = asyncio.run(check(config))
+        except Exception as exc:
+            results = [(f"{getattr(sink, 'name', '?')} check", False, f"{type(exc).__name__}: {exc}")]
+        for what, ok, detail in results:
+            failures += not ok
+            print(f"  {'ok  ' if ok else 'FAIL'} {what}: {detail}")
+    print("\nconfiguration is valid" if not failures else f"\n{failures} check(s) failed")
+    return 1 if failures else 0
+
+
+def cmd_version(args: argparse.Namespace, config: Config) -> int:
+    print(f"spanvisor {__version__}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spanvisor", description="Supervise AI agents from their OpenTelemetry spans."
+    )
+    parser.add_argument("--config", metavar="FILE", help="TOML config file (default: $SPANVISOR_CONFIG)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="run three simulated agents through every configured sink")
+    demo.add_argument("--fast", action="store_true", help="finish in about 3 seconds (for tests)")
+    demo.add_argument("--seconds", type=float, default=20.0, help="how long the agents run (default 20)")
+    demo.add_argument(
+        "--linger",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="keep sinks (and /metrics) up S seconds after the agents finish",
+    )
+    demo.set_defaults(func=cmd_demo)
+
+    check = sub.add_parser("check", help="print the effective config (secrets masked) and validate it")
+    check.set_defaults(func=cmd_check)
+    sub.add_parser("version", help="print the version").set_defaults(func=cmd_version)
+
+    for module in ("spanvisor.receiver.serve", "spanvisor.cli.emit", "spanvisor.cli.deadletter"):
+        try:
+            importlib.import_module(module).register(sub)
+        except ModuleNotFoundError:
+            pass
+    for ep in entry_points(group="spanvisor.commands"):
+        try:
+            ep.load()(sub)
+        except Exception as exc:  # one broken plugin must not take the CLI down
+            log.warning("commands from plugin %r unavailable: %s", ep.name, exc)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    configure_logging()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        config = Config.load(toml_path=args.config)
+    except ConfigError as exc:
+        print(f"spanvisor: configuration error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(config["log_format"], config["log_level"])  # the TOML file may set them
+    try:
+        return int(args.func(args, config))
+    except ConfigError as exc:
+        print(f"spanvisor: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

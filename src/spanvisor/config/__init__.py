@@ -1,0 +1,58 @@
+"""Configuration: one declarative table per part, read from the environment and TOML.
+
+Each :class:`Setting` names its environment variable, its TOML key, its type
+and its default. The core's table is :data:`~spanvisor.config.table.CORE_SETTINGS`;
+the receiver and every sink declare their own next to their code and are found
+through entry points (:func:`~spanvisor.config.loading.plugin_settings`), so
+this package imports no other part of spanvisor and ``spanvisor check`` still
+shows everything in one table. Precedence: environment, then the TOML file
+(``SPANVISOR_CONFIG``), then the default. A bad value raises one
+:class:`ConfigError` naming the setting and what it accepts.
+
+This module is the public face: ``from spanvisor.config import Config, Setting, p_duration``.
+"""
+
+from spanvisor.config.loading import Config, mask, plugin_settings
+from spanvisor.config.parsers import (
+    ConfigError,
+    Parser,
+    Setting,
+    p_bool,
+    p_choice,
+    p_duration,
+    p_float,
+    p_int,
+    p_int_map,
+    p_list,
+    p_opt_str,
+    p_percents,
+    p_pos_int,
+    p_ratio,
+    p_ratios,
+    p_str,
+)
+from spanvisor.config.table import CORE_SETTINGS, default_data_dir
+
+__all__ = [
+    "CORE_SETTINGS",
+    "Config",
+    "ConfigError",
+    "Parser",
+    "Setting",
+    "default_data_dir",
+    "mask",
+    "p_bool",
+    "p_choice",
+    "p_duration",
+    "p_float",
+    "p_int",
+    "p_int_map",
+    "p_list",
+    "p_opt_str",
+    "p_percents",
+    "p_pos_int",
+    "p_ratio",
+    "p_ratios",
+    "p_str",
+    "plugin_settings",
+]

@@ -1,0 +1,162 @@
+"""Loading the effective configuration: the core table plus every installed
+part's, from the environment, then the TOML file, then the defaults."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+from spanvisor.config.parsers import ConfigError, Setting
+from spanvisor.config.table import CORE_SETTINGS, default_data_dir
+
+
+def _check(settings: Sequence[Setting]) -> None:
+    seen: set[str] = set()
+    for s in settings:
+        if s.name in seen:
+            raise ConfigError(f"setting {s.name!r} is declared twice")
+        seen.add(s.name)
+
+
+class Config:
+    """Effective configuration: ``config["name"]`` or ``config.get("name")``."""
+
+    def __init__(self, values: Mapping[str, Any], settings: Sequence[Setting], sources: Mapping[str, str]) -> None:
+        self._values = dict(values)
+        self.settings = tuple(settings)
+        self.sources = dict(sources)
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._values.get(name, default)
+
+    def with_values(self, **overrides: Any) -> Config:
+        values = dict(self._values)
+        values.update(overrides)
+        return Config(values, self.settings, {**self.sources, **{k: "code" for k in overrides}})
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self._values.get("data_dir") or default_data_dir())
+
+    @classmethod
+    def load(
+        cls,
+        env: Mapping[str, str] | None = None,
+        toml_path: str | os.PathLike[str] | None = None,
+        extra: Iterable[Setting] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> Config:
+        env = os.environ if env is None else env
+        settings = list(CORE_SETTINGS)
+        if extra is None:
+            extra = plugin_settings()
+        settings.extend(extra)
+        _check(settings)
+        path = toml_path or env.get("SPANVISOR_CONFIG")
+        table: dict[str, Any] = {}
+        if path:
+            try:
+                with open(path, "rb") as f:
+                    doc = tomllib.load(f)
+            except OSError as exc:
+                raise ConfigError(f"SPANVISOR_CONFIG: cannot read {path}: {exc.strerror}") from None
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"SPANVISOR_CONFIG: {path} is not valid TOML: {exc}") from None
+            table = dict(doc.get("spanvisor", doc))
+        values: dict[str, Any] = {}
+        sources: dict[str, str] = {}
+        for s in settings:
+            if overrides and s.name in overrides:
+                values[s.name], sources[s.name] = overrides[s.name], "code"
+                continue
+            raw: Any
+            if s.env in env and env[s.env] != "":
+                raw, source = env[s.env], f"env {s.env}"
+            elif s.name in table:
+                raw, source = table[s.name], f"file {path}"
+            else:
+                values[s.name], sources[s.name] = s.default, "default"
+                continue
+            try:
+                values[s.name] = s.parse(raw)
+            except (ValueError, TypeError):
+                shown = "<secret>" if s.secret else repr(raw)
+                accepts = f"; accepted: {s.accepts}" if s.accepts else ""
+                raise ConfigError(f"{s.name} ({source}) = {shown} is invalid{accepts}") from None
+            sources[s.name] = source
+        return cls(values, settings, sources)
+
+    def rows(self) -> list[tuple[str, str, str, str]]:
+        """(setting, env, value, source) with secrets masked, for display."""
+        out = []
+        for s in self.settings:
+            v = self._values.get(s.name)
+            out.append(
+                (
+                    s.name,
+                    s.env,
+                    mask(v) if s.secret else _show(v),
+                    self.sources.get(s.name, "default"),
+                )
+            )
+        return out
+
+
+def _show(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, tuple | list):
+        return ",".join(str(x) for x in v) or "-"
+    if isinstance(v, dict):
+        return ",".join(f"{k}={x}" for k, x in v.items()) or "-"
+    return str(v)
+
+
+_QUERY_SECRET = re.compile(r"(?i)([?&](?:password|passwd|pass|token|secret|sslpassword)=)[^&#]*")
+
+
+def mask(v: Any) -> str:
+    """Show that a secret is set without showing it. URLs keep all but the
+    password (which may itself contain "@" or ":") and secret query values."""
+    if v is None or v == "":
+        return "-"
+    s = str(v)
+    if "://" in s:
+        scheme, _, rest = s.partition("://")
+        userinfo, at, hostpart = rest.rpartition("@")
+        if at and ":" in userinfo:
+            rest = userinfo.split(":", 1)[0] + ":****@" + hostpart
+        return _QUERY_SECRET.sub(r"\1****", f"{scheme}://{rest}")
+    return f"**** ({len(s)} chars)"
+
+
+PLUGIN_SETTINGS_GROUP = "spanvisor.settings"
+SINKS_GROUP = "spanvisor.sinks"
+
+
+def plugin_settings() -> list[Setting]:
+    """Every installed part's settings, found through entry points so that the
+    configuration imports no other part of spanvisor: the tables registered in
+    ``spanvisor.settings`` (the receiver's), and each sink class's ``settings``
+    (``spanvisor.sinks``, as a third-party sink declares them). A part that
+    fails to load is skipped: its own loading reports why."""
+    out: list[Setting] = []
+    for ep in entry_points(group=PLUGIN_SETTINGS_GROUP):
+        try:
+            out.extend(ep.load())
+        except Exception:  # a broken plugin must not break the others
+            continue
+    for ep in entry_points(group=SINKS_GROUP):
+        try:
+            out.extend(getattr(ep.load(), "settings", ()) or ())
+        except Exception:
+            continue
+    return out

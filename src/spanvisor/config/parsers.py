@@ -1,0 +1,136 @@
+"""Settings and their parsers: each parser takes a str (from the environment)
+or a TOML value and returns the typed value, or raises ValueError."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+class ConfigError(ValueError):
+    pass
+
+
+Parser = Callable[[Any], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    name: str
+    env: str
+    parse: Parser
+    default: Any
+    help: str
+    accepts: str = ""
+    secret: bool = False
+
+
+# --- parsers: each takes a str (from env) or a TOML value ------------------
+
+
+def p_str(v: Any) -> str:
+    return str(v)
+
+
+def p_opt_str(v: Any) -> str | None:
+    s = str(v).strip() if v is not None else ""
+    return s or None
+
+
+def p_bool(v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    s = str(v).strip().lower()
+    if s in {"1", "true", "yes", "on"}:
+        return True
+    if s in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(v)
+
+
+def p_int(v: Any) -> int:
+    if isinstance(v, bool):
+        raise ValueError(v)
+    n = int(str(v).strip().replace("_", ""))
+    if n < 0:
+        raise ValueError(v)
+    return n
+
+
+def p_pos_int(v: Any) -> int:
+    """A count or a size: at least 1 (0 would refuse or drop everything)."""
+    n = p_int(v)
+    if n < 1:
+        raise ValueError(v)
+    return n
+
+
+def p_float(v: Any) -> float:
+    f = float(str(v).strip())
+    if not math.isfinite(f) or f < 0:
+        raise ValueError(v)
+    return f
+
+
+def p_ratio(v: Any) -> float:
+    f = p_float(v)
+    if not 0 < f <= 1:
+        raise ValueError(v)
+    return f
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def p_duration(v: Any) -> float:
+    """Seconds, from ``1.5``, ``500ms``, ``30s``, ``15m``, ``2h`` or ``90d``."""
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        return p_float(v)
+    m = _DURATION.match(str(v))
+    if not m:
+        raise ValueError(v)
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def p_list(v: Any) -> tuple[str, ...]:
+    if isinstance(v, list | tuple):
+        return tuple(str(x).strip() for x in v if str(x).strip())
+    return tuple(x.strip() for x in str(v).split(",") if x.strip())
+
+
+def p_ratios(v: Any) -> tuple[float, ...]:
+    return tuple(sorted({p_ratio(x) for x in p_list(v)}))
+
+
+def p_percents(v: Any) -> tuple[float, ...]:
+    vals = sorted({p_float(x) for x in p_list(v)})
+    if any(x > 100 for x in vals):
+        raise ValueError(v)
+    return tuple(vals)
+
+
+def p_int_map(v: Any) -> dict[str, int]:
+    """``model=tokens,...`` (env) or a TOML table."""
+    if isinstance(v, Mapping):
+        return {str(k): p_int(x) for k, x in v.items()}
+    out: dict[str, int] = {}
+    for item in p_list(v):
+        key, sep, num = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(item)
+        out[key.strip()] = p_int(num)
+    return out
+
+
+def p_choice(*choices: str) -> Parser:
+    def parse(v: Any) -> str:
+        s = str(v).strip().lower()
+        if s not in choices:
+            raise ValueError(v)
+        return s
+
+    return parse

@@ -1,0 +1,169 @@
+"""The core's settings table: one row per setting, in one place. Each other
+part (the receiver, every sink) declares its own table next to its code."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from spanvisor.config.parsers import (
+    Setting,
+    p_bool,
+    p_choice,
+    p_duration,
+    p_int_map,
+    p_list,
+    p_opt_str,
+    p_pos_int,
+    p_ratios,
+    p_str,
+)
+
+
+def default_data_dir() -> str:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return str(Path(base) / "spanvisor")
+
+
+# --- the core table -------------------------------------------------------
+
+CORE_SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "sinks",
+        "SPANVISOR_SINKS",
+        p_list,
+        ("auto",),
+        "Sinks to run, by entry-point name. 'auto' runs every installed sink whose own settings enable it, and the console when no Slack token is set.",
+        "comma-separated names, or auto",
+    ),
+    Setting(
+        "data_dir",
+        "SPANVISOR_DATA_DIR",
+        p_str,
+        None,
+        "Where the embedded database and the outbox live. Default: $XDG_DATA_HOME/spanvisor.",
+        "a directory path",
+    ),
+    Setting(
+        "log_format",
+        "SPANVISOR_LOG_FORMAT",
+        p_choice("human", "json"),
+        "human",
+        "Log line format.",
+        "human or json",
+    ),
+    Setting(
+        "log_level",
+        "SPANVISOR_LOG_LEVEL",
+        p_choice("debug", "info", "warning", "error"),
+        "info",
+        "Log level.",
+        "debug, info, warning or error",
+    ),
+    Setting(
+        "context_thresholds",
+        "SPANVISOR_CONTEXT_THRESHOLDS",
+        p_ratios,
+        (0.70, 0.85),
+        "Context-window ratios that raise a warning; the highest is critical.",
+        "ratios in (0, 1], e.g. 0.7,0.85",
+    ),
+    Setting(
+        "model_context_windows",
+        "SPANVISOR_MODEL_CONTEXT_WINDOWS",
+        p_int_map,
+        {},
+        "Overrides and additions to the built-in table of model context windows.",
+        "model=tokens,... (prefix match on the model name)",
+    ),
+    Setting(
+        "poll_interval_s",
+        "SPANVISOR_POLL_INTERVAL",
+        p_duration,
+        1.0,
+        "How often open task spans are read for live progress (in-process only).",
+        "a duration, e.g. 1s",
+    ),
+    Setting(
+        "replica_id",
+        "SPANVISOR_REPLICA_ID",
+        p_opt_str,
+        None,
+        "Who this process is to the shared state store. Default: host and data directory for `serve`, host and pid "
+        "in-process. Give each replica its own; keep it across restarts.",
+        "a short name",
+    ),
+    Setting(
+        "stamp_spans",
+        "SPANVISOR_STAMP_SPANS",
+        p_bool,
+        True,
+        "Stamp agent.task.id, agent.task.root_span_id and agent.id on every span of a task (in-process), so spans "
+        "exported to a Collector can be grouped; off saves the agent a few microseconds per span.",
+        "true or false",
+    ),
+    Setting(
+        "root_hold_s",
+        "SPANVISOR_ROOT_HOLD",
+        p_duration,
+        30.0,
+        "Spans that end before their ancestors (exporter and receiver paths) wait at most this long for them.",
+        "a duration",
+    ),
+    Setting(
+        "max_open_tasks",
+        "SPANVISOR_MAX_OPEN_TASKS",
+        p_pos_int,
+        10_000,
+        "Open tasks tracked at once; beyond it the oldest is evicted and counted.",
+        "a positive integer",
+    ),
+    Setting(
+        "dedup_window",
+        "SPANVISOR_DEDUP_WINDOW",
+        p_pos_int,
+        200_000,
+        "How many recently seen span ends are remembered so a resent span is not counted twice.",
+        "a positive integer",
+    ),
+    Setting(
+        "inbox_size",
+        "SPANVISOR_INBOX_SIZE",
+        p_pos_int,
+        100_000,
+        "Entries waiting for the tracker (a span start or end in-process, one batch from the receiver); beyond it new ones are dropped and counted (the receiver answers 503 instead).",
+        "a positive integer",
+    ),
+    Setting(
+        "queue_size",
+        "SPANVISOR_QUEUE_SIZE",
+        p_pos_int,
+        10_000,
+        "Events waiting per sink; beyond it events for that sink are dropped and counted.",
+        "a positive integer",
+    ),
+    Setting(
+        "batch_size",
+        "SPANVISOR_BATCH_SIZE",
+        p_pos_int,
+        512,
+        "Most events handed to a sink in one export call.",
+        "a positive integer",
+    ),
+    Setting(
+        "batch_delay_s",
+        "SPANVISOR_BATCH_DELAY",
+        p_duration,
+        0.1,
+        "Longest a sink's batch waits to fill.",
+        "a duration",
+    ),
+    Setting(
+        "state_store",
+        "SPANVISOR_STATE_STORE",
+        p_str,
+        "auto",
+        "Shared state store: memory, an entry-point name (postgres), or auto (postgres when the postgres sink runs).",
+        "auto, memory or postgres",
+    ),
+)

@@ -1,0 +1,188 @@
+"""SpanvisorSpanProcessor: the in-process path, on the agent's TracerProvider.
+
+``on_start`` and ``on_end`` are O(1): a dict lookup, one
+``set_attributes`` call, and a deque append. They never wait on I/O and never
+raise into the agent; everything else happens on the pipeline's thread. An
+exception caught in a hook is counted in ``processor_errors_total``.
+
+Work that outlives its task's root (a span ending after the root ended, or
+starting under it afterwards) is counted once, at its end, in
+``late_spans_total``. The processor knows: it saw the root end. Spans that
+start after that never reach the tracker; those that started before still
+hand their end over, so the tracker forgets their membership.
+
+On start, the processor stamps every span of a task with ``agent.task.id``,
+``agent.task.root_span_id`` and (when known) ``agent.id``, so spans exported
+elsewhere, through a Collector to ``spanvisor serve``, can still be grouped
+into their task. ``SPANVISOR_STAMP_SPANS=false`` turns stamping off.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+
+from spanvisor.config import Config
+from spanvisor.otel.attach import PipelineOwner
+from spanvisor.pipeline.pipeline import Pipeline
+from spanvisor.sink import Sink
+from spanvisor.spans import conventions as cv
+from spanvisor.spans import sanitize as sz
+from spanvisor.tracking.tracker import default_task_id
+
+log = logging.getLogger("spanvisor.processor")
+
+MAX_OPEN_SPANS = 1_000_000
+# Roots remembered after they end, so a span started under one afterwards is
+# known as late work of its task rather than taken for an unrelated span.
+MAX_ENDED_ROOTS = 10_000
+_STAMP_KEYS = frozenset({cv.TASK_ROOT, cv.TASK_ID, cv.AGENT_ID, cv.TASK_NAME})
+
+
+class _Stamp:
+    """One task as the processor sees it, shared by all its open spans.
+
+    ``ended`` flips when the root ends (on the agent's thread that ends it).
+    ``started_late`` marks the twin that spans starting after that share:
+    they were never handed to the tracker.
+    """
+
+    __slots__ = ("_late", "attrs", "ended", "root_id", "started_late")
+
+    def __init__(self, attrs: dict[str, str], root_id: int, started_late: bool = False) -> None:
+        self.attrs = attrs
+        self.root_id = root_id
+        self.ended = started_late
+        self.started_late = started_late
+        self._late: _Stamp | None = None
+
+    def late(self) -> _Stamp:
+        if self._late is None:
+            self._late = _Stamp(self.attrs, self.root_id, started_late=True)
+        return self._late
+
+
+def stamp_for(trace_hex: str, root_hex: str, attrs: Any) -> dict[str, str]:
+    """The stamp written on every span of the task whose root is described."""
+    task_id = sz.name(attrs.get(cv.TASK_ID), cv.TASK_ID, []) or default_task_id(trace_hex, root_hex)
+    stamp = {cv.TASK_ROOT: root_hex, cv.TASK_ID: task_id}
+    # Sanitised exactly as the tracker reads it, so both ends agree on the id.
+    agent_id = sz.name(cv.agent_id(attrs), cv.AGENT_ID, []) or sz.name(cv.agent_name(attrs), cv.AGENT_NAME, [])
+    if agent_id is not None:
+        stamp[cv.AGENT_ID] = agent_id
+    # The task name stays on the root: each stamp key costs every span of
+    # the task a validated attribute write on the agent's thread.
+    return stamp
+
+
+def _stamp_for_root(span: Span, attrs: Any) -> _Stamp:
+    ctx = span.get_span_context()
+    return _Stamp(stamp_for(format(ctx.trace_id, "032x"), format(ctx.span_id, "016x"), attrs), ctx.span_id)
+
+
+class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
+    """Add to a TracerProvider: ``provider.add_span_processor(SpanvisorSpanProcessor())``.
+
+    ``sinks``: sink instances; without them, sinks are built from config.
+    """
+
+    def __init__(
+        self,
+        sinks: Sequence[Sink] | None = None,
+        *,
+        config: Config | None = None,
+        pipeline: Pipeline | None = None,
+    ) -> None:
+        PipelineOwner.__init__(self, "processor", sinks, config, pipeline)
+        self._open: dict[int, _Stamp] = {}
+        # Ended roots, oldest first, bounded. OrderedDict: popitem is one C
+        # call, safe when several agent threads end roots at once.
+        self._ended: OrderedDict[int, _Stamp] = OrderedDict()
+        # Stamps serve spans exported elsewhere (a Collector to `spanvisor
+        # serve`); an agent whose spans go nowhere else can turn them off.
+        self._stamp = bool(self.pipeline.config.get("stamp_spans", True))
+
+    @property
+    def _errors(self) -> int:
+        """Exceptions caught in the hooks so far (``processor_errors_total``)."""
+        return int(self.pipeline.stats.value("processor_errors_total"))
+
+    def _count(self, name: str) -> None:
+        """A counter bump from a hook, off the hot path; never raises."""
+        try:
+            self.pipeline.stats.inc(name)
+        except Exception:
+            pass
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        try:
+            parent = span.parent
+            stamp = self._open.get(parent.span_id) if parent is not None else None
+            if stamp is None:
+                attrs = span.attributes
+                if not attrs or not cv.is_root_candidate(attrs):
+                    if parent is None or not self._ended:
+                        return
+                    stamp = self._ended.get(parent.span_id)
+                    if stamp is None:
+                        return  # the usual unrelated span
+                else:
+                    stamp = _stamp_for_root(span, attrs)
+            if len(self._open) >= MAX_OPEN_SPANS:
+                # Spans that never end would otherwise grow this map forever.
+                self.pipeline.stats.inbox_drop()
+                return
+            if self._stamp:
+                self._write_stamp(span, stamp)
+            if stamp.ended:
+                # Its task's root has ended: late work, counted at its end and
+                # kept from the tracker, which has closed the task.
+                self._open[span.get_span_context().span_id] = stamp.late()
+                return
+            self._open[span.get_span_context().span_id] = stamp
+            self.pipeline.submit_start(span)
+        except Exception:  # never into the agent
+            self._count("processor_errors_total")
+
+    @staticmethod
+    def _write_stamp(span: Span, stamp: _Stamp) -> None:
+        current = span.attributes
+        # One pass over the span's few keys and one locked write: a
+        # ``key in attributes`` miss costs an exception inside the SDK.
+        present = [k for k in current if k in _STAMP_KEYS] if current else ()
+        span.set_attributes({k: v for k, v in stamp.attrs.items() if k not in present} if present else stamp.attrs)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        try:
+            ctx = span.get_span_context()
+            if ctx is None:
+                return
+            stamp = self._open.pop(ctx.span_id, None)
+            if stamp is None:
+                attrs = span.attributes
+                if attrs and cv.is_root_candidate(attrs):
+                    # It became an agent or task span only through attributes
+                    # set after it started: the tracker takes it from its end,
+                    # as the end-order paths do (a few dict lookups per
+                    # unrelated span end).
+                    self.pipeline.submit_end(span)
+                return
+            if stamp.ended:
+                self._count("late_spans_total")
+                if stamp.started_late:
+                    return
+                # Started while the task was open: the tracker holds its
+                # membership and forgets it at its end (with no event).
+            elif stamp.root_id == ctx.span_id:
+                stamp.ended = True
+                self._ended[ctx.span_id] = stamp
+                if len(self._ended) > MAX_ENDED_ROOTS:
+                    self._ended.popitem(last=False)
+            self.pipeline.submit_end(span)
+        except Exception:
+            self._count("processor_errors_total")

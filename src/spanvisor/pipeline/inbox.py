@@ -1,0 +1,81 @@
+"""The inbox: where producers hand spans to the pipeline thread.
+
+Producers (the agent's threads through the processor, the exporter behind a
+BatchSpanProcessor, the receiver) only append to a bounded deque: no lock,
+no I/O, no wake-up syscall. A full inbox drops the span and counts it
+(``dropped_total{reason="inbox_full"}``, folded in on the pipeline thread).
+
+Entries are ``("start", sdk_span)``, ``("end", sdk_span)`` or
+``("spans", [SpanData, ...])`` (one receiver batch). The bound is about spans:
+a receiver batch counts as its number of spans, under a short lock, so a
+request is refused (503) rather than accepted and dropped later.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from spanvisor.spans.data import SpanData
+from spanvisor.stats import PipelineStats
+
+Entry = tuple[Any, ...]
+
+
+class Inbox:
+    def __init__(self, size: int, stats: PipelineStats) -> None:
+        self.size = size
+        self.stats = stats
+        self.closed = False
+        self._items: deque[Entry] = deque()
+        # Spans in the receiver's batches still here: one entry holds hundreds.
+        self._spans = 0
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, entry: Entry) -> bool:
+        """A span start or end from any thread; False (and counted) when full or closed."""
+        if self.closed or len(self._items) >= self.size:
+            self.stats.inbox_drop()
+            return False
+        self._items.append(entry)
+        return True
+
+    def free(self) -> int:
+        return max(0, self.size - len(self._items))
+
+    def has_room_for(self, n: int) -> bool:
+        """Room for a receiver batch of ``n`` spans."""
+        if self.closed or len(self._items) >= self.size:
+            return False
+        with self._lock:
+            return self._spans + n <= self.size
+
+    def put_spans(self, spans: Sequence[SpanData]) -> None:
+        """A receiver batch; the caller checked :meth:`has_room_for` first."""
+        with self._lock:
+            self._spans += len(spans)
+        self._items.append(("spans", spans))
+
+    def drain(self, may_take_spans: Callable[[], bool]) -> Iterator[Entry]:
+        """The entries present now, oldest first. A receiver batch is taken
+        only while ``may_take_spans()`` says so; otherwise it and everything
+        behind it stay for a later pump."""
+        for _ in range(len(self._items)):
+            entry = self._items[0]
+            if entry[0] == "spans":
+                if not may_take_spans():
+                    return
+                with self._lock:
+                    self._spans -= len(entry[1])
+            self._items.popleft()
+            yield entry
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._spans = 0

@@ -1,0 +1,385 @@
+"""Pipeline: the one place that assembles tracker, sinks and their queues.
+
+::
+
+    agent thread(s)                      pipeline thread (owned asyncio loop)
+    ───────────────                      ────────────────────────────────────
+    processor.on_start ─┐                ┌─ pump (every 50 ms) ─ TaskTracker ─┬─ SinkWorker(postgres) ─ sink.export
+    processor.on_end  ──┼─▶ inbox ──────▶┤   poll open roots (every 1 s)      ├─ SinkWorker(slack)    ─ sink.export
+    exporter.export   ──┤  (deque,       └─ expire held roots (every 1 s)     └─ SinkWorker(...)      ─ sink.export
+    receiver          ──┘   bounded)
+
+Producers only append to a bounded deque (:mod:`spanvisor.pipeline.inbox`): no lock, no I/O, no wake-up
+syscall. Each sink has its own bounded queue and worker, so a slow Slack
+never stalls PostgreSQL; events keep their order because one tracker feeds
+every queue in order and each worker exports its batches one at a time.
+All sink I/O runs with OpenTelemetry instrumentation suppressed, so an
+instrumented aiohttp or asyncpg cannot feed spans back into the agent's
+provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures.thread  # noqa: F401 - its exit hook must be registered before ours (see start)
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry.trace import StatusCode
+
+from spanvisor.config import Config
+from spanvisor.events import Event
+from spanvisor.logs import install_redaction
+from spanvisor.pipeline.assemble import build_sinks, open_state_store
+from spanvisor.pipeline.assemble import replica_id as _replica_id
+from spanvisor.pipeline.inbox import Entry, Inbox
+from spanvisor.pipeline.sinkworker import Barrier, SinkWorker
+from spanvisor.sink import Sink, SinkContext
+from spanvisor.spans import conventions as cv
+from spanvisor.spans.data import SpanData, from_sdk
+from spanvisor.statestore import StateStore
+from spanvisor.stats import PipelineStats
+from spanvisor.tracking.taskstate import TrackerSettings
+from spanvisor.tracking.tracker import TaskTracker
+
+log = logging.getLogger("spanvisor.pipeline")
+
+PUMP_INTERVAL_S = 0.05
+# An agent that exits waits at most this long per flush for its sinks.
+EXIT_FLUSH_S = 5.0
+
+__all__ = ["EXIT_FLUSH_S", "Pipeline", "build_sinks"]
+
+
+def _snapshot_live(span: Any) -> SpanData | None:
+    try:
+        return from_sdk(span, resource_attrs={})
+    except Exception:
+        return None
+
+
+def _light(span: Any) -> SpanData:
+    """An ended SDK span as SpanData, copying only what the tracker reads.
+
+    Most spans of a task (tool calls, retrievals) carry nothing but the
+    processor's stamps; one pass over their keys decides, and they keep
+    only the stamps.
+    """
+    attrs = span.attributes
+    stamps: dict[str, Any] = {}
+    if attrs:
+        for k, v in attrs.items():
+            if k in cv.CONTENT_KEYS:
+                return from_sdk(span)
+            if k in cv.STAMP_KEYS:
+                stamps[k] = v
+    if any(e.name in cv.KNOWN_EVENTS or e.name == cv.EVENT_EXCEPTION for e in span.events):
+        return from_sdk(span)  # a failure's type and message live in its exception event
+    ctx = span.get_span_context()
+    parent = span.parent
+    status = span.status
+    return SpanData(
+        trace_id=format(ctx.trace_id, "032x"),
+        span_id=format(ctx.span_id, "016x"),
+        parent_id=format(parent.span_id, "016x") if parent is not None else None,
+        name=span.name,
+        start_ns=span.start_time or 0,
+        end_ns=span.end_time,
+        attributes=stamps,
+        error=status is not None and status.status_code is StatusCode.ERROR,
+        status_message=status.description if status is not None else None,
+        parent_remote=bool(parent is not None and parent.is_remote),
+        # The provider's resource names the agent (service.name) when nothing
+        # else does; shared by every span, so referenced, not copied.
+        resource=span.resource.attributes if span.resource else {},
+    )
+
+
+class Pipeline:
+    def __init__(
+        self,
+        config: Config | None = None,
+        sinks: Sequence[Sink] | None = None,
+        *,
+        path: str = "processor",
+        state_store: StateStore | None = None,
+    ) -> None:
+        self.config = config if config is not None else Config.load()
+        self.path = path
+        self.stats = PipelineStats()
+        self.shared: dict[str, Any] = {}
+        c = self.config
+        self.tracker = TaskTracker(
+            TrackerSettings(
+                thresholds=tuple(c["context_thresholds"]), windows=cv.ContextWindows(c["model_context_windows"])
+            ),
+            max_open_tasks=c["max_open_tasks"],
+            dedup_window=c["dedup_window"],
+            root_hold_s=c["root_hold_s"],
+            stats=self.stats,
+        )
+        self.sinks: list[Sink] = list(sinks) if sinks is not None else build_sinks(self.config)
+        self._state_store = state_store
+        self._inbox = Inbox(int(c["inbox_size"]), self.stats)
+        self._workers: list[SinkWorker] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+        self._ready = threading.Event()
+        self._closed = False
+        self._last_poll = 0.0
+        self._last_expire = 0.0
+        self.stats.gauge("inbox_depth", lambda: float(len(self._inbox)))
+        self.stats.gauge("open_tasks", lambda: float(self.tracker.open_tasks))
+
+    # -- producers (any thread; never block, never raise) ------------------------
+
+    def submit_start(self, span: Any) -> None:
+        self._inbox.put(("start", span))
+
+    def submit_end(self, span: Any) -> None:
+        self._inbox.put(("end", span))
+
+    def inbox_free(self) -> int:
+        return self._inbox.free()
+
+    def accepting(self, n: int = 1) -> bool:
+        """Room for ``n`` more spans from the receiver, and no durable sink near its bound."""
+        return self._inbox.has_room_for(n) and self._durable_room(0)
+
+    def _durable_room(self, extra: int) -> bool:
+        return all(w.has_room(extra) for w in self._workers if w.durable)
+
+    def submit_spans(self, spans: Sequence[SpanData]) -> bool:
+        """Hand ended spans over, all or nothing. False: no room, retry later."""
+        if not self.accepting(len(spans)):
+            return False
+        self.stats.inc("spans_received_total", len(spans), path=self.path)
+        self._inbox.put_spans(spans)
+        return True
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def start(self) -> Pipeline:
+        install_redaction()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="spanvisor-pipeline", daemon=True)
+            self._thread.start()
+            self._started.wait(10)
+            try:
+                # Runs before atexit handlers and before concurrent.futures
+                # refuses new work (its hook, registered at import above, runs
+                # after ours: these hooks run last-registered first). The SDK
+                # shuts providers down from atexit, when a sink could no longer
+                # use a thread (sqlite, DNS, the loop's executor).
+                threading._register_atexit(self._at_exit)  # type: ignore[attr-defined]
+            except Exception:
+                log.debug("interpreter exit already under way; no exit flush")
+        return self
+
+    def _at_exit(self) -> None:
+        """Flush and shut down while sinks can still use threads; the SDK's own
+        atexit shutdown, later, then finds the pipeline closed."""
+        if self._closed:
+            return
+        try:
+            from opentelemetry import trace
+
+            # Spans still waiting in a BatchSpanProcessor (the exporter path)
+            # reach us now, while sinks can still do their I/O.
+            flush = getattr(trace.get_tracer_provider(), "force_flush", None)
+            deadline = min(EXIT_FLUSH_S, float(self.config.get("shutdown_timeout_s", EXIT_FLUSH_S)))
+            if flush is not None:
+                flush(int(deadline * 1000))
+            self.shutdown(deadline)
+        except Exception:
+            log.exception("shutdown at interpreter exit failed")
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        return self._ready.wait(timeout_s)
+
+    def ready(self) -> tuple[bool, str]:
+        """Whether every sink started and every durable sink can write now
+        (its ``health()``), with the reason when not. Any thread; no I/O."""
+        if not self._ready.is_set():
+            return False, "sinks starting"
+        failed = [w.name for w in self._workers if w.start_error]
+        if failed:
+            return False, "sinks failed to start: " + ", ".join(failed)
+        for w in self._workers:
+            if w.durable:
+                ok, why = w.health()
+                if not ok:
+                    return False, f"{w.name}: {why}"
+        return True, "ok"
+
+    def _run(self) -> None:
+        # Everything on this thread, and every task it creates, inherits the
+        # suppression flag: our own I/O never produces spans.
+        otel_context.attach(otel_context.set_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY, True))
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+        self._main_task = loop.create_task(self._main())
+        self._started.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    async def _main(self) -> None:
+        store = self._state_store or await open_state_store(self.config, self.sinks, self.shared)
+        ctx = SinkContext(
+            config=self.config, state_store=store, stats=self.stats, shared=self.shared, replica_id=self.replica_id()
+        )
+        self._ctx = ctx
+        self._workers = [SinkWorker(s, ctx, self.config) for s in self.sinks]
+        for w in self._workers:
+            w.launch()
+        self._ready_task = asyncio.get_running_loop().create_task(self._when_started())
+        while not self._closed:
+            self._pump()
+            await asyncio.sleep(PUMP_INTERVAL_S)
+
+    async def _when_started(self) -> None:
+        await asyncio.gather(*(w.started.wait() for w in self._workers))
+        install_redaction()  # sinks' modules create their loggers lazily
+        self._ready.set()
+
+    def replica_id(self) -> str:
+        """Who this pipeline is to the state store (:func:`spanvisor.pipeline.assemble.replica_id`)."""
+        return _replica_id(self.config, self.path)
+
+    # -- the pipeline thread -------------------------------------------------------
+
+    def _pump(self) -> None:
+        try:
+            self.stats.sync_inbox_drops()
+            now = time.monotonic()
+            events: list[Event] = []
+            # A durable sink near its bound: the receiver's batches stay in the
+            # inbox. It fills and the receiver answers 503, rather than
+            # accepted spans being dropped later.
+            for item in self._inbox.drain(lambda: self._durable_room(len(events))):
+                try:
+                    events.extend(self._track(item))
+                except Exception as exc:  # one bad span must not cost the others their events
+                    self.stats.drop("tracker_error", detail=f"{type(exc).__name__}: {exc}")
+                    log.exception("tracker error on one span; it is skipped")
+            if now - self._last_poll >= self.config["poll_interval_s"]:
+                self._last_poll = now
+                events.extend(self.tracker.poll(_snapshot_live))
+            if now - self._last_expire >= 1.0:
+                self._last_expire = now
+                events.extend(self.tracker.expire())
+            self._dispatch(events)
+        except Exception as exc:  # a tracker bug must not stop the pipeline
+            self.stats.drop("tracker_error", detail=f"{type(exc).__name__}: {exc}")
+            log.exception("tracker error")
+
+    def _track(self, item: Entry) -> list[Event]:
+        kind = item[0]
+        if kind == "start":
+            self.stats.inc("spans_received_total", path=self.path)
+            span = item[1]
+            ctx, parent = span.get_span_context(), span.parent
+            if parent is not None and self.tracker.add_member(
+                format(ctx.span_id, "016x"), format(parent.span_id, "016x")
+            ):
+                return []  # a span inside a task: its start needs no copy
+            return self.tracker.span_started(from_sdk(span), live=span)
+        if kind == "end":
+            if self.path != "processor":
+                self.stats.inc("spans_received_total", path=self.path)
+            return self.tracker.span_ended(_light(item[1]))
+        out: list[Event] = []
+        for span in item[1]:
+            try:
+                out.extend(self.tracker.span_ended(span))
+            except Exception as exc:  # one bad span must not cost the batch its events
+                self.stats.drop("tracker_error", detail=f"{type(exc).__name__}: {exc}")
+                log.exception("tracker error on one span; it is skipped")
+        return out
+
+    def _dispatch(self, events: list[Event]) -> None:
+        if not events:
+            return
+        for ev in events:
+            self.stats.inc("events_emitted_total", kind=ev.kind)
+        for w in self._workers:
+            w.put_many(events)
+
+    # -- flush and shutdown (any thread but the pipeline's) ------------------------
+
+    def _call(self, coro_fn: Callable[[], Any], timeout_s: float) -> Any:
+        loop = self._loop
+        if loop is None or not loop.is_running() or threading.current_thread() is self._thread:
+            return None
+        fut: Future[Any] = asyncio.run_coroutine_threadsafe(coro_fn(), loop)
+        try:
+            return fut.result(timeout=max(0.0, timeout_s))
+        except Exception:
+            fut.cancel()
+            return None
+
+    async def _flush(self, deadline: float) -> bool:
+        while not self._ready.is_set() and time.monotonic() < deadline:  # noqa: ASYNC110 - a threading.Event
+            await asyncio.sleep(0.02)  # sinks are still starting
+        self._last_poll = 0.0
+        self._pump()
+        barrier = asyncio.get_running_loop().create_future()
+
+        def release(ok: bool) -> None:
+            if not barrier.done():
+                barrier.set_result(ok)
+
+        remaining = Barrier(len(self._workers), release)
+        if not self._workers:
+            return True
+        for w in self._workers:
+            w.put_barrier(remaining)
+        try:
+            # False when a worker still holds events it could not deliver (a held task).
+            passed = bool(await asyncio.wait_for(barrier, max(0.0, deadline - time.monotonic())))
+        except TimeoutError:
+            return False
+        results = await asyncio.gather(*(w.force_flush(max(0.0, deadline - time.monotonic())) for w in self._workers))
+        return passed and all(results)
+
+    def force_flush(self, timeout_s: float = 30.0) -> bool:
+        """Deliver everything handed over so far, within ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        return bool(self._call(lambda: self._flush(deadline), timeout_s + 0.5))
+
+    def shutdown(self, timeout_s: float = 30.0) -> None:
+        if self._closed or self._thread is None:
+            self._closed = self._inbox.closed = True
+            return
+        deadline = time.monotonic() + timeout_s
+        self.force_flush(timeout_s * 0.8)
+        self._closed = self._inbox.closed = True
+
+        async def stop() -> None:
+            self._main_task.cancel()
+            # Inside the time _call gives this coroutine, so its accounting
+            # (drops at the deadline) runs rather than being cancelled with it.
+            budget = max(0.0, deadline - time.monotonic()) * 0.85
+            await asyncio.gather(*(w.shutdown(budget) for w in self._workers))
+            store = getattr(self, "_ctx", None)
+            if store is not None and self._state_store is None:
+                try:
+                    await asyncio.wait_for(store.state_store.close(), max(0.1, deadline - time.monotonic()))
+                except Exception as exc:
+                    log.warning("state store close failed: %s", exc)
+
+        self._call(stop, max(0.1, deadline - time.monotonic()))
+        loop = self._loop
+        if loop is not None and loop.is_running():
+            loop.call_soon_threadsafe(loop.stop)
+        self._thread.join(max(0.1, deadline - time.monotonic()))

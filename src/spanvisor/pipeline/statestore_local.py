@@ -1,0 +1,222 @@
+"""The local state store: claims and their results in one SQLite file.
+
+``spanvisor serve`` without PostgreSQL keeps its state store here, in its
+data directory, instead of in memory. A Slack parent's ``(channel, ts)`` and
+a Grafana annotation's id then outlive the process: a restart, graceful or
+SIGKILL, adopts what was posted instead of posting it again. Several
+processes on one host may share the file (SQLite locks it); replicas on
+different hosts need the PostgreSQL store.
+
+The semantics are those of :class:`spanvisor.statestore.InMemoryStateStore`
+and the PostgreSQL store: a claim is a lease (wall-clock time, so it
+survives a restart), a key with a value is settled, ``put_if_owner`` settles
+only for the claim's owner. Every SQLite call runs on one thread of its own
+(one connection, calls in order), never on the caller's event loop.
+
+Settled keys are kept for :data:`RETENTION_S` after their last write, then
+pruned (at open and every :data:`PRUNE_EVERY_S`), so the file stays small.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from spanvisor.statestore import Claim
+
+if TYPE_CHECKING:
+    from spanvisor.config import Config
+
+log = logging.getLogger("spanvisor.statestore")
+T = TypeVar("T")
+
+FILE_NAME = "state.db"
+# A task's keys must outlive the task: a week covers long tasks and the
+# span journal's replay window many times over.
+RETENTION_S = 7 * 24 * 3600.0
+PRUNE_EVERY_S = 3600.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS state (
+    namespace TEXT NOT NULL,
+    key TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    lease_expires REAL,
+    value TEXT,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (namespace, key)
+);
+CREATE INDEX IF NOT EXISTS state_updated ON state (updated_at);
+"""
+_ROW = "SELECT owner, lease_expires, value FROM state WHERE namespace = ? AND key = ?"
+_UPSERT = (
+    "INSERT INTO state (namespace, key, owner, lease_expires, value, updated_at) VALUES (?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (namespace, key) DO UPDATE SET owner = excluded.owner,"
+    " lease_expires = excluded.lease_expires, value = excluded.value, updated_at = excluded.updated_at"
+)
+
+
+def _dump(value: Mapping[str, Any]) -> str:
+    return json.dumps(dict(value), default=str, sort_keys=True)
+
+
+def _load(raw: str | None) -> Mapping[str, Any] | None:
+    if raw is None:
+        return None
+    value = json.loads(raw)
+    return value if isinstance(value, dict) else {"value": value}
+
+
+class LocalStateStore:
+    """A :class:`~spanvisor.statestore.ConditionalStateStore` in a SQLite file."""
+
+    def __init__(self, path: str | Path, clock: Callable[[], float] = time.time) -> None:
+        self.path = Path(path)
+        self._clock = clock
+        self._ops: queue.SimpleQueue[tuple[Callable[[sqlite3.Connection], Any], Future[Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._thread: threading.Thread | None = None
+        self._next_prune = 0.0
+
+    @classmethod
+    async def open(cls, config: Config, shared: dict[str, Any] | None = None) -> LocalStateStore:
+        """The ``spanvisor.state_stores`` factory: ``<data dir>/state.db``."""
+        store = cls(Path(config.data_dir) / FILE_NAME)
+        await store.start()
+        return store
+
+    async def start(self) -> None:
+        if self._thread is not None:
+            return
+        ready: Future[None] = Future()
+        self._thread = threading.Thread(target=self._serve, args=(ready,), name="spanvisor-state-store", daemon=True)
+        self._thread.start()
+        await asyncio.wrap_future(ready)  # the file opened, or why not
+        await self._call(self._prune)
+
+    # --- the store's thread ---------------------------------------------------
+
+    def _serve(self, ready: Future[None]) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode: a committed claim survives a killed process.
+            conn.execute("PRAGMA synchronous=NORMAL")
+            # Another process on the same file holds the write lock briefly.
+            conn.execute("PRAGMA busy_timeout=5000")
+            conn.executescript(_SCHEMA)
+        except Exception as exc:
+            ready.set_exception(exc)
+            self._thread = None
+            return
+        ready.set_result(None)
+        try:
+            while (op := self._ops.get()) is not None:
+                fn, fut = op
+                if not fut.set_running_or_notify_cancel():
+                    continue
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    result = fn(conn)
+                    conn.execute("COMMIT")
+                except BaseException as exc:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    fut.set_exception(exc)
+                else:
+                    fut.set_result(result)
+        finally:
+            conn.close()
+
+    async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._thread is None:
+            raise RuntimeError("the local state store is not open")
+        fut: Future[T] = Future()
+        self._ops.put((fn, fut))
+        return await asyncio.wrap_future(fut)
+
+    def _prune(self, conn: sqlite3.Connection) -> int:
+        now = self._clock()
+        self._next_prune = now + PRUNE_EVERY_S
+        # Settled keys by age; unsettled claims only once their lease is long gone too.
+        cur = conn.execute(
+            "DELETE FROM state WHERE updated_at < ? AND (value IS NOT NULL OR lease_expires < ?)",
+            (now - RETENTION_S, now),
+        )
+        return cur.rowcount
+
+    def _maybe_prune(self, conn: sqlite3.Connection) -> None:
+        if self._clock() >= self._next_prune:
+            n = self._prune(conn)
+            if n:
+                log.info("local state store: pruned %d keys older than %.0f days", n, RETENTION_S / 86400)
+
+    # --- the StateStore protocol ---------------------------------------------
+
+    async def claim(self, namespace: str, key: str, owner: str, lease_s: float = 60.0) -> Claim:
+        def op(conn: sqlite3.Connection) -> Claim:
+            self._maybe_prune(conn)
+            now = self._clock()
+            row = conn.execute(_ROW, (namespace, key)).fetchone()
+            if row is not None:
+                if row[2] is not None:
+                    return Claim(won=False, value=_load(row[2]))
+                if row[0] != owner and row[1] is not None and row[1] > now:
+                    return Claim(won=False)
+            conn.execute(_UPSERT, (namespace, key, owner, now + lease_s, None, now))
+            return Claim(won=True)
+
+        return await self._call(op)
+
+    async def put(self, namespace: str, key: str, value: Mapping[str, Any], owner: str) -> None:
+        raw = _dump(value)
+        await self._call(lambda conn: conn.execute(_UPSERT, (namespace, key, owner, None, raw, self._clock())))
+
+    async def put_if_owner(self, namespace: str, key: str, value: Mapping[str, Any], owner: str) -> bool:
+        raw = _dump(value)
+
+        def op(conn: sqlite3.Connection) -> bool:
+            now = self._clock()
+            row = conn.execute(_ROW, (namespace, key)).fetchone()
+            if row is not None:
+                if row[2] is not None:
+                    # Settled: only the same owner's same value (a retried put) answers True.
+                    return bool(row[0] == owner and _load(row[2]) == _load(raw))
+                if row[0] != owner and row[1] is not None and row[1] > now:
+                    return False
+            conn.execute(_UPSERT, (namespace, key, owner, None, raw, now))
+            return True
+
+        return await self._call(op)
+
+    async def get(self, namespace: str, key: str) -> Mapping[str, Any] | None:
+        def op(conn: sqlite3.Connection) -> Mapping[str, Any] | None:
+            row = conn.execute("SELECT value FROM state WHERE namespace = ? AND key = ?", (namespace, key)).fetchone()
+            return None if row is None else _load(row[0])
+
+        return await self._call(op)
+
+    async def release(self, namespace: str, key: str, owner: str) -> None:
+        await self._call(
+            lambda conn: conn.execute(
+                "DELETE FROM state WHERE namespace = ? AND key = ? AND owner = ? AND value IS NULL",
+                (namespace, key, owner),
+            )
+        )
+
+    async def close(self) -> None:
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._ops.put(None)
+            await asyncio.to_thread(thread.join, 5.0)

@@ -1,0 +1,355 @@
+"""``spanvisor serve``: an OTLP receiver in front of the same pipeline and sinks.
+
+One process, one pipeline. Agents (or, usually, an OpenTelemetry Collector)
+export OTLP here; ``docs/deploy.md`` explains what a 2xx means, how to size
+it and how replicas share one PostgreSQL. ``serve`` turns on the embedded
+PostgreSQL when no database URL is set, and always runs the Prometheus sink
+so ``/metrics`` on the admin port has something to show. Without the
+PostgreSQL sink its state store is the local one (a SQLite file in the data
+dir), so a restart never posts a Slack parent twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import math
+import signal
+from pathlib import Path
+from typing import Any
+
+from spanvisor.config import (
+    Config,
+    Setting,
+    p_bool,
+    p_choice,
+    p_duration,
+    p_int,
+    p_opt_str,
+    p_str,
+)
+
+log = logging.getLogger("spanvisor.serve")
+
+
+def p_port(v: Any) -> int | None:
+    """A TCP port, or nothing (that listener is off)."""
+    if v is None or str(v).strip() in ("", "off", "none"):
+        return None
+    n = p_int(v)
+    if n > 65535:
+        raise ValueError(v)
+    return n
+
+
+def p_size(v: Any) -> int:
+    """Bytes, from ``16777216``, ``64KiB``, ``16MiB`` or ``2GiB``."""
+    s = str(v).strip()
+    for suffix, mult in (("KiB", 1024), ("MiB", 1024**2), ("GiB", 1024**3)):
+        if s.endswith(suffix):
+            number = float(s[: -len(suffix)])
+            if not math.isfinite(number) or number * mult < 1:
+                raise ValueError(v)
+            return int(number * mult)
+    n = p_int(s)
+    if n < 1:
+        raise ValueError(v)
+    return n
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "otlp_bind",
+        "SPANVISOR_OTLP_BIND",
+        p_str,
+        "0.0.0.0",
+        "Address the OTLP listeners bind to.",
+        "an IP address or host name",
+    ),
+    Setting(
+        "otlp_http_port",
+        "SPANVISOR_OTLP_HTTP_PORT",
+        p_port,
+        4318,
+        "OTLP/HTTP port (POST /v1/traces).",
+        "a TCP port, or off",
+    ),
+    Setting(
+        "otlp_grpc_port",
+        "SPANVISOR_OTLP_GRPC_PORT",
+        p_port,
+        4317,
+        "OTLP/gRPC port (TraceService/Export; the Collector's load-balancing exporter uses it).",
+        "a TCP port, or off",
+    ),
+    Setting(
+        "admin_port",
+        "SPANVISOR_ADMIN_PORT",
+        p_port,
+        9464,
+        "Admin port: /metrics, /healthz (live), /readyz (ready).",
+        "a TCP port, or off",
+    ),
+    Setting(
+        "admin_bind",
+        "SPANVISOR_ADMIN_BIND",
+        p_opt_str,
+        None,
+        "Address the admin port binds to. Default: SPANVISOR_OTLP_BIND.",
+        "an IP address or host name",
+    ),
+    Setting(
+        "otlp_token",
+        "SPANVISOR_OTLP_TOKEN",
+        p_opt_str,
+        None,
+        "If set, OTLP requests must carry 'Authorization: Bearer <token>'.",
+        "a string",
+        secret=True,
+    ),
+    Setting(
+        "tls_cert",
+        "SPANVISOR_TLS_CERT",
+        p_opt_str,
+        None,
+        "PEM certificate (chain) for TLS on both OTLP listeners; needs SPANVISOR_TLS_KEY.",
+        "a file path",
+    ),
+    Setting("tls_key", "SPANVISOR_TLS_KEY", p_opt_str, None, "PEM private key for SPANVISOR_TLS_CERT.", "a file path"),
+    Setting(
+        "max_body_bytes",
+        "SPANVISOR_MAX_BODY_BYTES",
+        p_size,
+        16 * 1024**2,
+        "Largest OTLP request after decompression; larger ones get 413 / RESOURCE_EXHAUSTED.",
+        "bytes, e.g. 16MiB",
+    ),
+    Setting(
+        "retry_after_s",
+        "SPANVISOR_RETRY_AFTER",
+        p_duration,
+        2.0,
+        "Retry-After (HTTP) and RetryInfo (gRPC) sent with backpressure refusals.",
+        "a duration",
+    ),
+    Setting(
+        "journal",
+        "SPANVISOR_JOURNAL",
+        p_bool,
+        True,
+        "Commit accepted spans to a local journal before answering 2xx, and replay it after a crash.",
+        "true or false",
+    ),
+    Setting(
+        "journal_retention_s",
+        "SPANVISOR_JOURNAL_RETENTION",
+        p_duration,
+        900.0,
+        "How long journal entries are kept and replayed at start (longer covers longer tasks).",
+        "a duration, e.g. 15m",
+    ),
+    Setting(
+        "journal_max_bytes",
+        "SPANVISOR_JOURNAL_MAX_BYTES",
+        p_size,
+        2 * 1024**3,
+        "Journal size at which new spans are refused with 503/UNAVAILABLE (never accepted and dropped).",
+        "bytes, e.g. 2GiB",
+    ),
+    Setting(
+        "journal_sync",
+        "SPANVISOR_JOURNAL_SYNC",
+        p_choice("normal", "full"),
+        "normal",
+        "normal survives a killed process; full also a power cut (an fsync per group commit).",
+        "normal or full",
+    ),
+    Setting(
+        "shutdown_timeout_s",
+        "SPANVISOR_SHUTDOWN_TIMEOUT",
+        p_duration,
+        20.0,
+        "Deadline for a graceful stop (SIGTERM/SIGINT): finish requests, drain the sinks.",
+        "a duration",
+    ),
+)
+
+
+def register(subparsers: Any) -> None:
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "serve", help="receive OTLP traces (HTTP 4318, gRPC 4317) and run the pipeline"
+    )
+    p.add_argument("--bind", help="override SPANVISOR_OTLP_BIND")
+    p.add_argument("--http-port", type=int, help="override SPANVISOR_OTLP_HTTP_PORT")
+    p.add_argument("--grpc-port", type=int, help="override SPANVISOR_OTLP_GRPC_PORT")
+    p.add_argument("--admin-port", type=int, help="override SPANVISOR_ADMIN_PORT")
+    p.set_defaults(func=handler)
+
+
+def serve_config(config: Config, args: argparse.Namespace | None = None) -> Config:
+    """The config ``serve`` runs with: its own settings merged, embedded DB on,
+    and the local state store for ``auto`` unless a sink brings a shared one
+    (see :func:`state_store_choice`)."""
+    overrides: dict[str, Any] = {}
+    if config.sources.get("embedded_db", "default") == "default" and "embedded_db" in {s.name for s in config.settings}:
+        overrides["embedded_db"] = True
+    for flag, name in (
+        ("bind", "otlp_bind"),
+        ("http_port", "otlp_http_port"),
+        ("grpc_port", "otlp_grpc_port"),
+        ("admin_port", "admin_port"),
+    ):
+        value = getattr(args, flag, None) if args is not None else None
+        if value is not None:
+            overrides[name] = value
+    config = config.with_values(**overrides) if overrides else config
+    choice = state_store_choice(config)
+    return config.with_values(state_store=choice) if choice != config.get("state_store") else config
+
+
+def state_store_choice(config: Config) -> str:
+    """``auto`` stays ``auto`` when a sink that runs registers a shared store
+    under its own name (PostgreSQL does; the pipeline then picks it), and is
+    otherwise the local store: a process restarted on its data dir must find
+    what it posted (the in-memory store forgets it)."""
+    from importlib.metadata import entry_points
+
+    from spanvisor.statestore import ENTRY_POINT_GROUP
+
+    choice = str(config.get("state_store") or "auto").lower()
+    if choice != "auto":
+        return choice
+    registered = {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    return "auto" if registered & set(_sink_names(config)) else "local"
+
+
+def _sink_names(config: Config) -> list[str]:
+    """The sinks ``config`` asks for, by name, without building them."""
+    from spanvisor.sink import available_sinks
+
+    names = [str(n) for n in config.get("sinks") or ()]
+    if names not in ([], ["auto"]):
+        return names
+    chosen = []
+    for name, cls in available_sinks().items():
+        try:
+            if cls.enabled(config):
+                chosen.append(name)
+        except Exception as exc:  # a broken plugin: it will not run either
+            log.warning("sink %s: enabled() failed: %s", name, exc)
+    return chosen
+
+
+def receiver_settings(config: Config) -> Any:
+    from spanvisor.receiver.server import ReceiverSettings
+
+    return ReceiverSettings(
+        bind=config["otlp_bind"],
+        http_port=config["otlp_http_port"],
+        grpc_port=config["otlp_grpc_port"],
+        admin_port=config["admin_port"],
+        admin_bind=config["admin_bind"],
+        token=config["otlp_token"],
+        tls_cert=config["tls_cert"],
+        tls_key=config["tls_key"],
+        max_body_bytes=config["max_body_bytes"],
+        max_spans=int(config["inbox_size"]),
+        retry_after_s=config["retry_after_s"],
+        journal_path=journal_path(config) if config["journal"] else None,
+        journal_retention_s=config["journal_retention_s"],
+        journal_max_bytes=config["journal_max_bytes"],
+        journal_sync=config["journal_sync"],
+        shutdown_timeout_s=config["shutdown_timeout_s"],
+    )
+
+
+def build_sinks(config: Config) -> list[Any]:
+    """The configured sinks, plus the Prometheus sink for the admin /metrics."""
+    from spanvisor.pipeline.pipeline import build_sinks as core_build
+    from spanvisor.sink import SinkLoadError, load_sink_class
+
+    sinks = core_build(config)
+    if not any(getattr(s, "name", "") == "prometheus" for s in sinks):
+        try:
+            sinks.append(load_sink_class("prometheus")())
+        except (SinkLoadError, ImportError) as exc:
+            log.warning("no /metrics: the prometheus sink is unavailable (%s)", exc)
+    return sinks
+
+
+def check_tls(config: Config) -> None:
+    from spanvisor.config import ConfigError
+
+    cert, key = config["tls_cert"], config["tls_key"]
+    if bool(cert) != bool(key):
+        raise ConfigError("tls_cert and tls_key (SPANVISOR_TLS_CERT/KEY) must be set together")
+    for name, path in (("tls_cert", cert), ("tls_key", key)):
+        if path and not Path(path).is_file():
+            raise ConfigError(f"{name} = {path!r} is not a readable file")
+
+
+def journal_path(config: Config) -> Path:
+    return Path(config.data_dir) / "receiver" / "journal.db"
+
+
+def tracker_rebuild(pipeline: Any) -> Any:
+    """Spans every sink already had go straight into the (not yet running)
+    tracker; their events are dropped, and so are the counts: the process
+    that received them counted them."""
+    from spanvisor.stats import PipelineStats
+
+    tracker = pipeline.tracker
+
+    def rebuild(spans: Any) -> None:
+        counted, tracker.stats = tracker.stats, PipelineStats()
+        try:
+            for span in spans:
+                try:
+                    tracker.span_ended(span)
+                except Exception:  # the live replay and live spans go on without it
+                    log.exception("span journal: a span could not be rebuilt; skipped")
+        finally:
+            tracker.stats = counted
+
+    return rebuild
+
+
+async def run(config: Config, stop: asyncio.Event | None = None) -> int:
+    from spanvisor.pipeline.pipeline import Pipeline
+    from spanvisor.receiver.server import Receiver
+
+    check_tls(config)
+    pipeline = Pipeline(config=config, sinks=build_sinks(config), path="receiver")
+    receiver = Receiver(pipeline, receiver_settings(config))
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread
+            pass
+    try:
+        # The pipeline starts inside, once the journal has rebuilt its tracker.
+        await receiver.start(rebuild=tracker_rebuild(pipeline), start_pipeline=pipeline.start)
+    except OSError as exc:
+        log.error("cannot listen: %s", exc)
+        await receiver.stop(pipeline.shutdown)
+        return 1
+    except Exception as exc:  # a corrupt journal, bad TLS files, ...
+        log.error(
+            "spanvisor serve cannot start: %s: %s (journal: %s)",
+            type(exc).__name__,
+            exc,
+            journal_path(config) if config["journal"] else "off",
+        )
+        await receiver.stop(pipeline.shutdown)
+        return 1
+    await stop.wait()
+    log.info("stopping: draining within %.0fs", config["shutdown_timeout_s"])
+    await receiver.stop(pipeline.shutdown)
+    return 0
+
+
+def handler(args: argparse.Namespace, config: Config) -> int:
+    return asyncio.run(run(serve_config(config, args)))

@@ -1,0 +1,282 @@
+"""The span conventions spanvisor reads: the single source of truth.
+
+``docs/conventions.md`` documents every key here. Keys are matched exactly,
+never by prefix: OpenInference owns ``agent.name`` and upstream has an
+``agent.threat.detection.*`` namespace, so ``agent.`` is not ours alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final, Literal, get_args
+
+from spanvisor.events import Outcome, Status
+
+# --- our keys ---------------------------------------------------------------
+AGENT_ID: Final = "agent.id"
+AGENT_NAME: Final = "agent.name"  # shared with OpenInference
+TASK_ID: Final = "agent.task.id"
+TASK_NAME: Final = "agent.task.name"
+TASK_ROOT: Final = "agent.task.root_span_id"  # stamped by the processor
+REPO: Final = "agent.repo"
+STATUS: Final = "agent.status"
+PROGRESS: Final = "agent.progress"
+STEP: Final = "agent.step"
+STEPS: Final = "agent.steps"
+MESSAGE: Final = "agent.message"
+CONTEXT_TOKENS: Final = "agent.context.tokens"
+CONTEXT_LIMIT: Final = "agent.context.limit"
+ARTIFACTS: Final = "agent.artifacts"
+
+EVENT_CHECKPOINT: Final = "agent.checkpoint"
+EVENT_ARTIFACT: Final = "agent.artifact"
+EVENT_EXCEPTION: Final = "exception"
+# Attributes of an agent.artifact event.
+ARTIFACT_NAME: Final = "agent.artifact.name"
+ARTIFACT_URI: Final = "agent.artifact.uri"
+ARTIFACT_KIND: Final = "agent.artifact.kind"
+
+# The values of agent.status and of a finished task's outcome; the event
+# types in spanvisor.events are the one definition.
+STATUSES: Final[tuple[str, ...]] = get_args(Status)
+OUTCOMES: Final[tuple[str, ...]] = get_args(Outcome)
+
+# --- OTel GenAI ------------------------------------------------------------
+GEN_AI_OPERATION: Final = "gen_ai.operation.name"
+GEN_AI_AGENT_ID: Final = "gen_ai.agent.id"
+GEN_AI_AGENT_NAME: Final = "gen_ai.agent.name"
+GEN_AI_REQUEST_MODEL: Final = "gen_ai.request.model"
+GEN_AI_RESPONSE_MODEL: Final = "gen_ai.response.model"
+GEN_AI_PROVIDER: Final = "gen_ai.provider.name"
+GEN_AI_SYSTEM: Final = "gen_ai.system"  # the pre-1.37 name of the provider
+GEN_AI_INPUT: Final = "gen_ai.usage.input_tokens"
+GEN_AI_OUTPUT: Final = "gen_ai.usage.output_tokens"
+GEN_AI_PROMPT_OLD: Final = "gen_ai.usage.prompt_tokens"  # pre-1.28
+GEN_AI_COMPLETION_OLD: Final = "gen_ai.usage.completion_tokens"  # pre-1.28
+GEN_AI_CONVERSATION: Final = "gen_ai.conversation.id"
+GEN_AI_TOOL_NAME: Final = "gen_ai.tool.name"
+# create_agent only creates an agent (often on a remote service): it is not
+# a task, and treating it as one would open a task per agent creation.
+GEN_AI_AGENT_OPS: Final = frozenset({"invoke_agent", "invoke_workflow"})
+GEN_AI_MODEL_OPS: Final = frozenset({"chat", "text_completion", "generate_content", "embeddings"})
+
+# --- OpenInference ----------------------------------------------------------
+OI_KIND: Final = "openinference.span.kind"
+OI_PROMPT: Final = "llm.token_count.prompt"
+OI_COMPLETION: Final = "llm.token_count.completion"
+OI_TOTAL: Final = "llm.token_count.total"
+OI_MODEL: Final = "llm.model_name"
+OI_PROVIDER: Final = "llm.provider"
+OI_SESSION: Final = "session.id"
+
+# --- OpenLLMetry / Traceloop -------------------------------------------------
+TL_KIND: Final = "traceloop.span.kind"
+TL_ENTITY: Final = "traceloop.entity.name"
+TL_TOTAL_OLD: Final = "llm.usage.total_tokens"
+TL_PROMPT_OLD: Final = "llm.usage.prompt_tokens"  # older OpenLLMetry versions
+TL_COMPLETION_OLD: Final = "llm.usage.completion_tokens"
+
+SERVICE_NAME: Final = "service.name"
+
+# Every key the tracker reads. A span carrying none of them (and no stamp) is
+# skipped without further work: in real agent traces that is most spans.
+KNOWN_KEYS: Final = frozenset(
+    {
+        AGENT_ID,
+        AGENT_NAME,
+        TASK_ID,
+        TASK_NAME,
+        TASK_ROOT,
+        REPO,
+        STATUS,
+        PROGRESS,
+        STEP,
+        STEPS,
+        MESSAGE,
+        CONTEXT_TOKENS,
+        CONTEXT_LIMIT,
+        ARTIFACTS,
+        GEN_AI_OPERATION,
+        GEN_AI_AGENT_ID,
+        GEN_AI_AGENT_NAME,
+        GEN_AI_REQUEST_MODEL,
+        GEN_AI_RESPONSE_MODEL,
+        GEN_AI_INPUT,
+        GEN_AI_OUTPUT,
+        GEN_AI_PROMPT_OLD,
+        GEN_AI_COMPLETION_OLD,
+        OI_KIND,
+        OI_PROMPT,
+        OI_COMPLETION,
+        OI_TOTAL,
+        OI_MODEL,
+        TL_KIND,
+        TL_ENTITY,
+        TL_TOTAL_OLD,
+        TL_PROMPT_OLD,
+        TL_COMPLETION_OLD,
+    }
+)
+KNOWN_EVENTS: Final = frozenset({EVENT_CHECKPOINT, EVENT_ARTIFACT})
+# What the processor stamps on every span of a task. A span with only these
+# needs no attribute copy beyond them.
+STAMP_KEYS: Final = frozenset({TASK_ROOT, TASK_ID, AGENT_ID, TASK_NAME})
+CONTENT_KEYS: Final = KNOWN_KEYS - STAMP_KEYS
+
+Role = Literal["task", "agent", "model", "other"]
+
+
+def role(attrs: Mapping[str, Any]) -> Role:
+    """What a span is, from its attributes alone.
+
+    ``task``: carries our task keys. ``agent``: an agent span in one of the
+    standard conventions. Either can be a task root. ``model``: a model call
+    whose token usage counts. ``other``: anything else.
+    """
+    if TASK_NAME in attrs or TASK_ID in attrs:
+        return "task"
+    if is_agent_span(attrs):
+        return "agent"
+    if is_model_call(attrs):
+        return "model"
+    return "other"
+
+
+def is_agent_span(attrs: Mapping[str, Any]) -> bool:
+    """An agent span in one of the standard conventions (our stamps aside)."""
+    return (
+        attrs.get(GEN_AI_OPERATION) in GEN_AI_AGENT_OPS
+        or attrs.get(OI_KIND) == "AGENT"
+        or attrs.get(TL_KIND) == "agent"
+    )
+
+
+def is_model_call(attrs: Mapping[str, Any]) -> bool:
+    """A model call whose token usage counts, whatever stamps it carries."""
+    op = attrs.get(GEN_AI_OPERATION)
+    if op in GEN_AI_MODEL_OPS or attrs.get(OI_KIND) == "LLM":
+        return True
+    return any(k in attrs for k in (GEN_AI_INPUT, GEN_AI_PROMPT_OLD, OI_PROMPT, TL_TOTAL_OLD, TL_PROMPT_OLD))
+
+
+# Model calls whose tokens count but that hold no conversation: their prompt
+# is not the agent's context, so they never change its occupancy.
+NO_CONVERSATION_OPS: Final = frozenset({"embeddings", "rerank", "retrieval"})
+TL_REQUEST_TYPE: Final = "llm.request.type"  # OpenLLMetry: chat, completion, embedding, rerank
+
+
+def holds_conversation(attrs: Mapping[str, Any]) -> bool:
+    """A model call whose prompt is an agent's context (chat, completion), not
+    an embeddings or rerank call."""
+    if attrs.get(GEN_AI_OPERATION) in NO_CONVERSATION_OPS:
+        return False
+    return attrs.get(TL_REQUEST_TYPE) not in ("embedding", "embeddings", "rerank")
+
+
+def is_root_candidate(attrs: Mapping[str, Any]) -> bool:
+    return TASK_NAME in attrs or TASK_ID in attrs or is_agent_span(attrs)
+
+
+def has_known_key(attrs: Mapping[str, Any]) -> bool:
+    # Iterate the smaller side: most spans carry a handful of attributes.
+    if len(attrs) < len(KNOWN_KEYS):
+        return any(k in KNOWN_KEYS for k in attrs)
+    return any(k in attrs for k in KNOWN_KEYS)
+
+
+def first(attrs: Mapping[str, Any], *keys: str) -> Any:
+    for k in keys:
+        v = attrs.get(k)
+        if v is not None and v != "":
+            return v
+    return None
+
+
+def agent_name(attrs: Mapping[str, Any]) -> Any:
+    return first(attrs, AGENT_NAME, GEN_AI_AGENT_NAME, TL_ENTITY)
+
+
+def agent_id(attrs: Mapping[str, Any]) -> Any:
+    return first(attrs, AGENT_ID, GEN_AI_AGENT_ID)
+
+
+def task_name(attrs: Mapping[str, Any], span_name: str) -> Any:
+    return first(attrs, TASK_NAME) or (span_name if is_agent_span(attrs) else None)
+
+
+def model_name(attrs: Mapping[str, Any]) -> Any:
+    return first(attrs, GEN_AI_RESPONSE_MODEL, GEN_AI_REQUEST_MODEL, OI_MODEL)
+
+
+def usage(attrs: Mapping[str, Any]) -> tuple[Any, Any]:
+    """Raw (input, output) token counts of a model call, in any convention.
+
+    GenAI's input tokens already include cached ones. Values are unchecked:
+    the caller sanitises them.
+    """
+    return (
+        first(attrs, GEN_AI_INPUT, GEN_AI_PROMPT_OLD, OI_PROMPT, TL_PROMPT_OLD),
+        first(attrs, GEN_AI_OUTPUT, GEN_AI_COMPLETION_OLD, OI_COMPLETION, TL_COMPLETION_OLD),
+    )
+
+
+# Context windows of common models, in tokens. Matched by longest prefix of
+# the (lower-cased) model name; config ``model_context_windows`` overrides.
+MODEL_CONTEXT_WINDOWS: Final[Mapping[str, int]] = {
+    "claude-opus-4": 200_000,
+    "claude-sonnet-4": 200_000,
+    "claude-haiku-4": 200_000,
+    "claude-3-7-sonnet": 200_000,
+    "claude-3-5-sonnet": 200_000,
+    "claude-3-5-haiku": 200_000,
+    "claude-3-opus": 200_000,
+    "claude-3-haiku": 200_000,
+    "claude": 200_000,
+    "gpt-5": 400_000,
+    "gpt-4.1": 1_047_576,
+    "gpt-4.5": 128_000,
+    "gpt-4o": 128_000,
+    "gpt-4-turbo": 128_000,
+    "gpt-4": 8_192,
+    "gpt-3.5-turbo": 16_385,
+    "o1-mini": 128_000,
+    "o1": 200_000,
+    "o3": 200_000,
+    "o4-mini": 200_000,
+    "gemini-2.5": 1_048_576,
+    "gemini-2.0": 1_048_576,
+    "gemini-1.5-pro": 2_097_152,
+    "gemini-1.5-flash": 1_048_576,
+    "llama-3.1": 128_000,
+    "llama-3.3": 128_000,
+    "mistral-large": 128_000,
+    "deepseek-chat": 128_000,
+    "deepseek-reasoner": 128_000,
+}
+
+
+class ContextWindows:
+    """Looks up a model's window: the built-in table plus overrides."""
+
+    def __init__(self, overrides: Mapping[str, int] | None = None) -> None:
+        table = {k.lower(): v for k, v in MODEL_CONTEXT_WINDOWS.items()}
+        table.update({k.lower(): v for k, v in (overrides or {}).items()})
+        # Longest prefix first, so "gpt-4o" wins over "gpt-4".
+        self._prefixes = sorted(table.items(), key=lambda kv: -len(kv[0]))
+        self._cache: dict[str, int | None] = {}
+
+    def lookup(self, model: str | None) -> int | None:
+        if not model:
+            return None
+        if model in self._cache:
+            return self._cache[model]
+        name = model.lower()
+        # Provider-qualified names such as "anthropic/claude-..." or
+        # "us.anthropic.claude-..." (Bedrock) match on their last part.
+        for sep in ("/", "anthropic."):
+            if sep in name:
+                name = name.rsplit(sep, 1)[1]
+        found = next((v for k, v in self._prefixes if name.startswith(k)), None)
+        if len(self._cache) < 4096:
+            self._cache[model] = found
+        return found

@@ -1,0 +1,81 @@
+"""Who a task is: its agent, name and repo, read from any span of the task.
+
+The root has the last word. Until its value is known, another span of the
+task (a sub-agent carrying its own ``agent.task.name``, a stamped child that
+arrived first) may lend one; among those, the span that **started first**
+wins, so every arrival order names the task the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from spanvisor.spans import conventions as cv
+from spanvisor.spans import sanitize as sz
+from spanvisor.spans.data import SpanData
+
+Rank = tuple[int, str]  # (start time, span id) of the span a value came from
+ROOT: Rank = (-1, "")  # the root's own values outrank every other span's
+
+
+@dataclass
+class TaskIdentity:
+    # The agent id came from service.name or nothing: any span may name it.
+    agent_is_fallback: bool
+    lent: dict[str, Rank] = field(default_factory=dict)
+
+    def read(self, current: Mapping[str, Any], span: SpanData, notes: list[str], is_root: bool) -> dict[str, Any]:
+        """The identity fields this span sets, given the task's ``current`` values."""
+        a = span.attributes
+        if not a:
+            return {}
+        if not is_root and not (
+            self.agent_is_fallback
+            or current["repo"] is None
+            or current["task_name"] is None
+            or current["agent_name"] is None
+            or self.lent
+        ):
+            return {}  # the usual span: nothing to learn about the task's identity
+        rank = ROOT if is_root else (span.start_ns, span.span_id)
+        changes: dict[str, Any] = {}
+
+        def offer(name: str, value: Any) -> None:
+            if value is None:
+                return
+            known = self.lent.get(name)
+            if is_root:
+                wins = True
+            elif current[name] is None:
+                wins = True  # a gap: any span may fill it
+            else:
+                # Set by a span other than the root: the one that started first wins.
+                wins = known is not None and known != ROOT and rank < known
+            if wins:
+                self.lent[name] = rank
+                if value != current[name]:
+                    changes[name] = value
+
+        agent = sz.name(cv.agent_id(a), cv.AGENT_ID, notes) or sz.name(cv.agent_name(a), "agent.name", notes)
+        if agent is not None and (is_root or self.agent_is_fallback or "agent_id" in self.lent):
+            if self.agent_is_fallback:
+                current = {**current, "agent_id": None}  # service.name or "unknown": a gap
+            offer("agent_id", agent)
+            if "agent_id" in self.lent:
+                self.agent_is_fallback = False
+        if cv.REPO in a:
+            offer("repo", sz.text(a.get(cv.REPO), cv.REPO, notes, 256))
+        # The root's name may be its span name (an invoke_agent span); another
+        # span only lends its explicit agent.task.name.
+        raw_name = cv.task_name(a, span.name) if is_root else a.get(cv.TASK_NAME)
+        if raw_name is not None:
+            offer("task_name", sz.text(raw_name, cv.TASK_NAME, notes, 500))
+        n = cv.agent_name(a)
+        if n is not None:
+            offer("agent_name", sz.name(n, "agent.name", notes))
+        return changes
+
+
+__all__ = ["ROOT", "TaskIdentity"]

@@ -1,0 +1,86 @@
+"""How a task ends: its outcome, and which error is reported.
+
+The root's own error wins: its exception event, else its status message. A
+child's error (often handled: "retry 1 of 3") is the reported cause only when
+the root failed without saying why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from spanvisor.events import Outcome
+from spanvisor.spans import sanitize as sz
+from spanvisor.spans.data import SpanData
+
+_CANCEL_TYPES = frozenset(
+    {
+        "CancelledError",
+        "asyncio.CancelledError",
+        "asyncio.exceptions.CancelledError",
+        "KeyboardInterrupt",
+        "GeneratorExit",
+        "concurrent.futures._base.CancelledError",
+    }
+)
+
+Error = tuple[str | None, str | None, str | None]  # type, message, stack trace
+NO_ERROR: Error = (None, None, None)
+
+
+@dataclass
+class ErrorInfo:
+    """The earliest error each kind of span reported (bounded: two tuples).
+
+    Earliest by time, then span id, so every arrival order reports the same
+    one: the first failure is the cause, later ones are its consequences."""
+
+    root: Error = NO_ERROR
+    child: Error = NO_ERROR
+    _root_at: tuple[int, str] | None = None
+    _child_at: tuple[int, str] | None = None
+
+    def exception_event(self, attrs: Mapping[str, Any], is_root: bool, at: tuple[int, str], notes: list[str]) -> None:
+        known = self._root_at if is_root else self._child_at
+        if known is not None and known <= at:
+            return
+        err = (
+            sz.name(attrs.get("exception.type"), "exception.type", notes),
+            sz.text(attrs.get("exception.message"), "exception.message", notes),
+            sz.text(attrs.get("exception.stacktrace"), "exception.stacktrace", notes, 8000),
+        )
+        if is_root:
+            self.root, self._root_at = err, at
+        else:
+            self.child, self._child_at = err, at
+
+    def span_failed(self, span: SpanData, notes: list[str]) -> None:
+        """A failed child names its status message, as of its end."""
+        at = (span.end_ns or 0, span.span_id)
+        if self._child_at is None or at < self._child_at:
+            msg = sz.text(span.status_message or None, "status.message", notes)
+            self.child, self._child_at = (None, msg, None), at
+
+    def reported(self, root: SpanData, notes: list[str]) -> Error:
+        if self.root != NO_ERROR:
+            return self.root
+        # OTLP has no null string: an empty status message says nothing.
+        msg = sz.text(root.status_message or None, "status.message", notes)
+        if msg is not None:
+            return (None, msg, None)
+        return self.child
+
+
+def outcome_of(explicit_status: str | None, root: SpanData, errors: ErrorInfo) -> Outcome:
+    # The span's ERROR status beats an agent's "complete": a crash after
+    # the agent declared victory is still a crash. "cancelled" wins both.
+    if explicit_status == "cancelled" or (root.error and errors.root[0] in _CANCEL_TYPES):
+        return "cancelled"
+    if root.error or explicit_status == "error":
+        return "error"
+    return "complete"
+
+
+__all__ = ["NO_ERROR", "Error", "ErrorInfo", "outcome_of"]

@@ -1,0 +1,501 @@
+"""One task's state, and the events its spans produce.
+
+``TaskState.absorb`` reads one snapshot of one span of the task (an open
+root polled, or an ended span) and returns the events it causes. Which span
+changes produce which events is documented in
+``docs/conventions.md#which-changes-become-events``; in short:
+
+* an ``agent.checkpoint`` span event → ``Checkpoint(source="event")``;
+* a change of progress, step, steps, message or status → ``Checkpoint(source="state")``;
+* a model call that ends with token usage → ``Checkpoint(source="model_call")``,
+  then a ``ContextWarning`` for each level it crosses;
+* an ``agent.artifact`` event or a new entry in ``agent.artifacts`` → ``ArtifactAdded``;
+* the root's end → ``TaskFinished``.
+
+Two rules make what the events show true whatever order spans arrive in:
+
+* **Time order.** Every event leaves with a time no earlier than the task's
+  previous event, and ``TaskView.seq`` grows by one per event. A fact that
+  arrives late (a root's checkpoint read after a later model call) is shown
+  at the time it became known, with the state as of then.
+* **Which value wins.** A checkpoint event, or a state attribute on a span
+  other than the root (read at that span's end), is a *timed fact*: for each
+  field the latest timed fact wins, by time, not by arrival. The root's own
+  attributes carry no time; they are the task's *defaults* and fill only
+  fields no timed fact has set. See ``docs/conventions.md#which-value-wins``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import InitVar, dataclass, field, fields
+from typing import Any
+
+from spanvisor.events import (
+    Artifact,
+    ArtifactAdded,
+    Checkpoint,
+    ContextWarning,
+    Event,
+    Outcome,
+    Status,
+    TaskFinished,
+    TaskStarted,
+    TaskView,
+    stable_id,
+)
+from spanvisor.spans import conventions as cv
+from spanvisor.spans import sanitize as sz
+from spanvisor.spans.data import SpanData
+from spanvisor.tracking.identity import TaskIdentity
+from spanvisor.tracking.outcome import NO_ERROR, Error, ErrorInfo, outcome_of
+from spanvisor.tracking.taskcontext import TaskContext, TrackerSettings
+
+_STATE_KEYS = (cv.PROGRESS, cv.STEP, cv.STEPS, cv.MESSAGE, cv.STATUS, cv.CONTEXT_LIMIT, cv.CONTEXT_TOKENS)
+_VIEW_FIELDS = tuple(f.name for f in fields(TaskView))
+_EVENT_META = (cv.PROGRESS, cv.STEP, cv.STEPS, cv.MESSAGE, cv.STATUS, "message")
+
+# (time, span id, n-th): orders timed facts; the span id and position break ties
+# the same way on every path.
+FactTime = tuple[int, str, int]
+
+
+def _same(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and a == b
+
+
+@dataclass
+class TaskState:
+    initial: InitVar[TaskView]
+    settings: TrackerSettings
+    explicit_status: Status | None = None
+    identity: TaskIdentity = field(default_factory=lambda: TaskIdentity(agent_is_fallback=False))
+    # field -> the time of the timed fact that set it (see the module docstring).
+    fact_time: dict[str, FactTime] = field(default_factory=dict)
+    events_seen: dict[str, set[tuple[int, str, int]]] = field(default_factory=dict)
+    state_seen: dict[str, int] = field(default_factory=dict)
+    attrs_seen: dict[str, dict[str, Any]] = field(default_factory=dict)
+    errors: ErrorInfo = field(default_factory=ErrorInfo)
+    finished: bool = False
+    last_ns: int = 0
+    # The working state is a plain dict; the frozen TaskView that events carry
+    # is built only when one is needed (dataclasses.replace per change was
+    # the tracker's largest cost).
+    _w: dict[str, Any] = field(init=False, repr=False)
+    _view: TaskView | None = field(init=False, repr=False, default=None)
+
+    def __post_init__(self, initial: TaskView) -> None:
+        self._w = {f: getattr(initial, f) for f in _VIEW_FIELDS}
+        self._view = initial
+        self.context = TaskContext(self.settings)
+
+    @property
+    def view(self) -> TaskView:
+        if self._view is None:
+            self._view = TaskView(*[self._w[f] for f in _VIEW_FIELDS])
+        return self._view
+
+    @classmethod
+    def open(
+        cls,
+        task_id: str,
+        trace_id: str,
+        root_span_id: str,
+        span: SpanData,
+        settings: TrackerSettings,
+        notes: list[str],
+    ) -> TaskState:
+        a = span.attributes
+        agent_name = sz.name(cv.agent_name(a), "agent.name", notes)
+        named = sz.name(cv.agent_id(a), "agent.id", notes) or agent_name
+        agent_id = named or sz.name(span.resource.get(cv.SERVICE_NAME), "service.name", notes) or "unknown"
+        view = TaskView(
+            task_id=task_id,
+            trace_id=trace_id,
+            root_span_id=root_span_id,
+            agent_id=agent_id,
+            agent_name=agent_name,
+            task_name=sz.text(cv.task_name(a, span.name), "agent.task.name", notes, 500),
+            repo=sz.name(a.get(cv.REPO), "agent.repo", notes),
+            status="starting",
+            started_ns=span.start_ns,
+            updated_ns=span.start_ns,
+        )
+        return cls(view, settings, identity=TaskIdentity(agent_is_fallback=named is None), last_ns=span.start_ns)
+
+    # -- helpers -------------------------------------------------------------
+
+    def _id(self, *parts: object) -> str:
+        return stable_id(self.view.task_id, *parts)
+
+    def _set(self, **changes: Any) -> None:
+        self._w.update(changes)
+        self._view = None
+
+    def _next(self, t: int) -> int:
+        """The time of the next event, never before the previous one; ``seq`` grows."""
+        t = max(t, self.last_ns)
+        self.last_ns = t
+        w = self._w
+        w["seq"] += 1
+        w["updated_ns"] = max(w["updated_ns"], t)
+        self._view = None
+        return t
+
+    def read_initial(self, span: SpanData, notes: list[str]) -> None:
+        """The root's attributes as the task opens: its initial state, part of
+        TaskStarted."""
+        self._read_state(self._attr_changes(span.span_id, span.attributes), notes, None)
+
+    def started(self, time_ns: int, notes: list[str]) -> list[Event]:
+        """TaskStarted, then the warnings of a task that starts already past a
+        level (a resumed conversation)."""
+        if self.explicit_status is None:
+            self._set(status="starting")
+        t = self._next(time_ns)
+        ev = TaskStarted(event_id=self._id("started"), time_ns=t, task=self.view, notes=tuple(notes))
+        return [ev, *self._warnings(t, notes)]
+
+    # -- reading a span --------------------------------------------------------
+
+    def absorb(
+        self,
+        span: SpanData,
+        notes: list[str],
+        is_root: bool,
+        *,
+        now_ns: int | None = None,
+        until_ns: int | None = None,
+    ) -> list[Event]:
+        """The events one snapshot of one span causes.
+
+        ``now_ns``: when an open span was read (a poll); its attribute changes
+        count from then. ``until_ns``: read only the span's events up to this
+        time and none of its attributes (the open root, read just before a
+        child that ended at ``until_ns`` so that nothing later overtakes it).
+        """
+        out: list[Event] = []
+        a = span.attributes
+        ended = span.end_ns is not None
+        now = span.end_ns if span.end_ns is not None else (now_ns if now_ns is not None else self.last_ns)
+        if until_ns is None:
+            if span.resource and self._w["agent_id"] == "unknown":
+                svc = sz.name(span.resource.get(cv.SERVICE_NAME), "service.name", notes)
+                if svc:
+                    self._set(agent_id=svc)
+            who = self.identity.read(self._w, span, notes, is_root)
+            if who:
+                self._set(**who)
+            if is_root:
+                # The root's attributes are the task's defaults: read before its
+                # events, and never over a field a timed fact has set.
+                out.extend(self._attribute_state(span, None, now, notes))
+            out.extend(self._read_artifacts(a.get(cv.ARTIFACTS), now, notes))
+        if span.events:
+            # An open span read at now_ns: no event after it yet (it comes with the next read).
+            limit = until_ns if until_ns is not None or ended else now_ns
+            out.extend(self._read_events(span, notes, is_root, limit))
+            if ended and not is_root:
+                self.events_seen.pop(span.span_id, None)
+        if until_ns is not None or not ended:
+            return out
+        if not is_root:
+            # A child's state attributes are a timed fact at its end.
+            out.extend(self._attribute_state(span, (span.end_ns or 0, span.span_id, 1 << 30), now, notes))
+            self.attrs_seen.pop(span.span_id, None)  # an ended span is read no more
+        if cv.is_model_call(a):
+            out.extend(self._model_call(span, notes))
+        if span.error and not is_root:
+            self.errors.span_failed(span, notes)
+        return out
+
+    def _read_events(self, span: SpanData, notes: list[str], is_root: bool, until_ns: int | None) -> list[Event]:
+        # Events are known by (time, name, n-th of that pair), not by
+        # position: the SDK keeps only the newest 128 events of a span, so
+        # positions shift between two polls while this identity does not.
+        out: list[Event] = []
+        seen = self.events_seen.setdefault(span.span_id, set())
+        counts: dict[tuple[int, str], int] = {}
+        for ev in sorted(span.events, key=lambda e: e.time_ns):
+            pair = (ev.time_ns, ev.name)
+            n = counts[pair] = counts.get(pair, 0) + 1
+            ident = (ev.time_ns, ev.name, n)
+            if ident in seen or (until_ns is not None and ev.time_ns > until_ns):
+                continue
+            seen.add(ident)
+            out.extend(self._span_event(span, n, ev.name, ev.time_ns, ev.attributes, notes, is_root))
+        return out
+
+    def _attribute_state(self, span: SpanData, timed: FactTime | None, now: int, notes: list[str]) -> list[Event]:
+        changed = self._read_state(self._attr_changes(span.span_id, span.attributes), notes, timed)
+        if not changed or self.finished:
+            return []
+        out: list[Event] = [self._state_checkpoint(span.span_id, changed, now, notes)]
+        if "context_tokens" in changed or "context_limit" in changed:
+            out.extend(self._warnings(now, notes))
+        return out
+
+    def _attr_changes(self, span_id: str, a: Any) -> dict[str, Any]:
+        """The state attributes of this span that changed since it was last read.
+
+        Comparing with the span's own earlier values, not the task's view,
+        keeps a stale attribute from undoing a later checkpoint event.
+        """
+        current = {k: a[k] for k in _STATE_KEYS if k in a} if a else {}
+        before = self.attrs_seen.pop(span_id, None) or {}
+        if current:  # remembered only for spans that carry state: memory per task stays small
+            self.attrs_seen[span_id] = current
+        # By type too: False == 0 in Python, yet one is junk and the other a value.
+        return {k: v for k, v in current.items() if k not in before or not _same(before[k], v)}
+
+    def _wins(self, name: str, timed: FactTime | None) -> bool:
+        """May this source set ``name``? Defaults only where no timed fact has;
+        a timed fact where no later one has."""
+        known = self.fact_time.get(name)
+        if timed is None:
+            return known is None
+        if known is not None and known > timed:
+            return False
+        self.fact_time[name] = timed
+        return True
+
+    def _read_state(
+        self, src: Any, notes: list[str], timed: FactTime | None, plain_message: bool = False
+    ) -> tuple[str, ...]:
+        """Apply progress/step/steps/message/status/context; return the fields that changed.
+
+        ``timed``: the time of a timed fact, None for the root's defaults.
+        ``plain_message``: a checkpoint event may say ``message`` for short.
+        """
+        if not src:
+            return ()  # most spans carry no state: no change, not even of status
+        v = self.view
+        changes: dict[str, Any] = {}
+        if cv.PROGRESS in src:
+            p = sz.progress(src[cv.PROGRESS], notes)
+            if p is not None and self._wins("progress", timed) and p != v.progress:
+                changes["progress"] = p
+        if cv.STEP in src:
+            s = sz.name(src[cv.STEP], cv.STEP, notes)
+            if s is not None and self._wins("step", timed) and s != v.step:
+                changes["step"] = s
+        if cv.STEPS in src:
+            steps = sz.string_list(src[cv.STEPS], cv.STEPS, notes)
+            if steps and self._wins("steps", timed) and steps != v.steps:
+                changes["steps"] = steps
+        msg_key = cv.MESSAGE if cv.MESSAGE in src else ("message" if plain_message and "message" in src else None)
+        if msg_key is not None:
+            m = sz.text(src[msg_key], cv.MESSAGE, notes)
+            if m is not None and self._wins("message", timed) and m != v.message:
+                changes["message"] = m
+        if cv.STATUS in src:
+            raw = sz.name(src[cv.STATUS], cv.STATUS, notes)
+            st = raw.strip().lower() if raw else None
+            if st in cv.STATUSES:
+                if self._wins("status", timed):
+                    self.explicit_status = st  # type: ignore[assignment]
+            elif st is not None:
+                sz._note(notes, cv.STATUS, f"unknown status {st[:40]!r} ignored")
+        v_limit, v_tokens = v.context_limit, v.context_tokens
+        if cv.CONTEXT_LIMIT in src:
+            lim = sz.tokens(src[cv.CONTEXT_LIMIT], cv.CONTEXT_LIMIT, notes)
+            if lim and self._wins("context_limit", timed):
+                self.context.explicit_limit = lim
+                if lim != v_limit:
+                    changes["context_limit"] = lim
+        if cv.CONTEXT_TOKENS in src:
+            t = sz.tokens(src[cv.CONTEXT_TOKENS], cv.CONTEXT_TOKENS, notes)
+            if t is not None and self._wins("context_tokens", timed):
+                # The agent reports occupancy itself: it wins over model calls
+                # from then on, whatever order the spans arrive in.
+                self.context.explicit_tokens = True
+                if t != v_tokens:
+                    changes["context_tokens"] = t
+        status = self._status_after(changes)
+        if status != v.status and not self.finished:
+            changes["status"] = status
+        if changes:
+            self._set(**changes)
+        return tuple(changes)
+
+    def _status_after(self, changes: dict[str, Any]) -> Status:
+        """The derived status once ``changes`` apply: explicit wins, then the window."""
+        if self.explicit_status is not None:
+            return self.explicit_status
+        tokens = changes.get("context_tokens", self._w["context_tokens"])
+        limit = changes.get("context_limit", self._w["context_limit"])
+        if tokens is not None and limit and self.settings.thresholds and tokens / limit >= self.settings.thresholds[0]:
+            return "context_warning"
+        return "working"
+
+    def _state_checkpoint(self, span_id: str, changed: tuple[str, ...], now: int, notes: list[str]) -> Checkpoint:
+        w = self._w
+        key = stable_id(
+            w["status"], w["progress"], w["step"], w["steps"], w["message"], w["context_tokens"], w["context_limit"]
+        )
+        n = self.state_seen.get(key, 0) + 1
+        self.state_seen[key] = n
+        t = self._next(now)
+        return Checkpoint(
+            event_id=self._id("state", span_id, key, n),
+            time_ns=t,
+            task=self.view,
+            notes=tuple(notes),
+            source="state",
+            changed=changed,
+        )
+
+    def _span_event(
+        self,
+        span: SpanData,
+        index: int,
+        name: str,
+        time_ns: int,
+        attrs: Any,
+        notes: list[str],
+        is_root: bool,
+    ) -> list[Event]:
+        if name == cv.EVENT_CHECKPOINT:
+            changed = self._read_state(attrs, notes, (time_ns, span.span_id, index), plain_message=True)
+            extras = {k: sz.jsonable(x, k, notes) for k, x in list(attrs.items())[:50] if k not in _EVENT_META}
+            t = self._next(time_ns)
+            cp = Checkpoint(
+                event_id=self._id("event", span.span_id, time_ns, index),
+                time_ns=t,
+                task=self.view,
+                notes=tuple(notes),
+                source="event",
+                changed=changed,
+                attributes=extras,
+            )
+            if "context_tokens" in changed or "context_limit" in changed:
+                return [cp, *self._warnings(t, notes)]
+            return [cp]
+        if name == cv.EVENT_ARTIFACT:
+            art_name = sz.text(attrs.get(cv.ARTIFACT_NAME) or attrs.get("name"), cv.ARTIFACT_NAME, notes, 500)
+            uri = sz.text(attrs.get(cv.ARTIFACT_URI) or attrs.get("uri"), cv.ARTIFACT_URI, notes, 3000)
+            kind = sz.name(attrs.get(cv.ARTIFACT_KIND) or attrs.get("kind"), cv.ARTIFACT_KIND, notes)
+            return self._add_artifact(
+                Artifact(art_name or uri or "artifact", uri, kind),
+                self._id("artifact", span.span_id, time_ns, index),
+                time_ns,
+                notes,
+            )
+        if name == cv.EVENT_EXCEPTION:
+            self.errors.exception_event(attrs, is_root, (time_ns, span.span_id), notes)
+        return []
+
+    def _read_artifacts(self, raw: Any, now: int, notes: list[str]) -> list[Event]:
+        if raw is None:
+            return []
+        out: list[Event] = []
+        known = {a.name for a in self.view.artifacts} | {a.uri for a in self.view.artifacts if a.uri}
+        for item in sz.string_list(raw, cv.ARTIFACTS, notes):
+            if item not in known:
+                uri = item if "://" in item else None
+                art = Artifact(item.rsplit("/", 1)[-1] if uri else item, uri)
+                out.extend(self._add_artifact(art, self._id("artifact", item), now, notes))
+                known.add(item)
+        return out
+
+    def _add_artifact(self, art: Artifact, event_id: str, now: int, notes: list[str]) -> list[Event]:
+        if art in self.view.artifacts or len(self.view.artifacts) >= sz.MAX_LIST:
+            return []
+        self._set(artifacts=(*self.view.artifacts, art))
+        t = self._next(now)
+        return [ArtifactAdded(event_id=event_id, time_ns=t, task=self.view, notes=tuple(notes), artifact=art)]
+
+    def _model_call(self, span: SpanData, notes: list[str]) -> list[Event]:
+        a = span.attributes
+        raw_in, raw_out = cv.usage(a)
+        t_in = sz.tokens(raw_in, "input_tokens", notes)
+        t_out = sz.tokens(raw_out, "output_tokens", notes)
+        if t_in is None and t_out is None:
+            return []
+        w = self._w
+        end = span.end_ns or 0
+        model = sz.name(cv.model_name(a), "model", notes)
+        changes: dict[str, Any] = {
+            "input_tokens": w["input_tokens"] + (t_in or 0),
+            "output_tokens": w["output_tokens"] + (t_out or 0),
+        }
+        # Occupancy is the latest call's prompt plus its output, per conversation.
+        changes.update(self.context.model_call(a, span.parent_id, (t_in or 0) + (t_out or 0), model, end))
+        if not self.finished:
+            changes["status"] = self._status_after(changes)
+        self._set(**changes)
+        t = self._next(end)
+        cp = Checkpoint(
+            event_id=self._id("model", span.span_id),
+            time_ns=t,
+            task=self.view,
+            notes=tuple(notes),
+            source="model_call",
+            changed=("tokens",),
+            # The call's own model and tokens: the view shows the fullest
+            # conversation's, which an embeddings call does not change.
+            attributes={
+                k: v
+                for k, v in (
+                    ("model", model),
+                    ("operation", sz.name(a.get(cv.GEN_AI_OPERATION), cv.GEN_AI_OPERATION, notes)),
+                    ("input_tokens", t_in or 0),
+                    ("output_tokens", t_out or 0),
+                )
+                if v is not None
+            },
+        )
+        return [cp, *self._warnings(t, notes)]
+
+    def _warnings(self, now: int, notes: list[str]) -> list[Event]:
+        w = self._w
+        out: list[Event] = []
+        for level, n, ratio in self.context.crossed(w["context_tokens"], w["context_limit"]):
+            t = self._next(now)
+            out.append(
+                ContextWarning(
+                    event_id=self._id("context", level, n),
+                    time_ns=t,
+                    task=self.view,
+                    notes=tuple(notes),
+                    level="critical" if self.context.level_name(level) == "critical" else "warning",
+                    threshold=level,
+                    ratio=ratio,
+                    tokens=w["context_tokens"],
+                    limit=w["context_limit"],
+                )
+            )
+        return out
+
+    def finish(self, root: SpanData, notes: list[str]) -> TaskFinished:
+        self.finished = True
+        outcome = outcome_of(self.explicit_status, root, self.errors)
+        err = self.errors.reported(root, notes) if outcome == "error" else NO_ERROR
+        v = self.view
+        started = min(v.started_ns, root.start_ns) if v.started_ns else root.start_ns
+        return self._finished(outcome, root.end_ns or root.start_ns, started, err, notes)
+
+    def abandon(self, now_ns: int, reason: str) -> TaskFinished:
+        """Finish a task spanvisor had to stop tracking, so that every sink
+        still sees exactly one TaskFinished for it (and no task stays
+        "running" in metrics forever)."""
+        self.finished = True
+        return self._finished("cancelled", now_ns, self.view.started_ns, ("SpanvisorEvicted", reason, None), [reason])
+
+    def _finished(self, outcome: Outcome, end: int, started: int, err: Error, notes: list[str]) -> TaskFinished:
+        end = max(end, self.last_ns)
+        self._set(status=outcome, ended_ns=end, started_ns=started)
+        t = self._next(end)
+        return TaskFinished(
+            event_id=self._id("finished"),
+            time_ns=t,
+            task=self.view,
+            notes=tuple(notes),
+            outcome=outcome,
+            duration_s=max(0.0, (end - started) / 1e9),
+            error_type=err[0],
+            error_message=err[1],
+            stacktrace=err[2],
+        )
+
+
+__all__ = ["TaskState", "TrackerSettings"]

@@ -1,0 +1,398 @@
+"""TaskTracker: spans in, domain events out. Pure code: no I/O, no threads.
+
+Spans reach it in two orders:
+
+* **In start order** (the in-process processor): ``span_started`` sees every
+  span of a task as it starts, so membership is known at once, and ``poll``
+  re-reads the open roots so live progress arrives before the root ends.
+* **In end order** (the exporter and the receiver): ``span_ended`` alone,
+  children before their root, in any batch. A span stamped by an upstream
+  processor (``agent.task.root_span_id``) joins its task at once. Unstamped
+  spans wait in a per-trace buffer until their task root ends; a root
+  candidate whose parent has not ended yet is held (at most ``root_hold_s``)
+  to learn whether it has a task ancestor, so both orders agree on which
+  span is the root.
+
+Both orders give the same event ids for the same span events and span ends.
+Memory is bounded: open tasks are capped, finished ones are forgotten
+(a bounded record of them remains to ignore late or repeated spans), and
+every eviction is counted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from spanvisor.events import Event
+from spanvisor.spans import conventions as cv
+from spanvisor.spans import sanitize as sz
+from spanvisor.spans.data import SpanData, from_sdk
+from spanvisor.stats import PipelineStats
+from spanvisor.tracking.taskcontext import TrackerSettings
+from spanvisor.tracking.taskstate import TaskState
+
+Key = tuple[str, str]  # (trace id, root span id)
+
+PENDING_TTL_S = 3600.0
+
+
+def default_task_id(trace_id: str, root_span_id: str) -> str:
+    return f"{trace_id}-{root_span_id}"
+
+
+@dataclass(slots=True)
+class _Pending:
+    parent_id: str | None
+    parent_remote: bool
+    data: SpanData | None  # None: a link kept only for ancestry
+    candidate: bool
+
+
+@dataclass
+class _TraceBuffer:
+    spans: dict[str, _Pending] = field(default_factory=dict)
+    held: dict[str, float] = field(default_factory=dict)  # root candidate -> deadline
+    touched: float = 0.0
+
+
+class TaskTracker:
+    def __init__(
+        self,
+        settings: TrackerSettings | None = None,
+        *,
+        max_open_tasks: int = 10_000,
+        dedup_window: int = 200_000,
+        root_hold_s: float = 30.0,
+        max_pending_spans: int = 200_000,
+        stats: PipelineStats | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], int] = time.time_ns,
+        snapshot: Callable[[Any], SpanData | None] | None = None,
+    ) -> None:
+        self.settings = settings or TrackerSettings()
+        self.stats = stats or PipelineStats()
+        self._max_open = max(1, max_open_tasks)
+        self._dedup_window = max(1, dedup_window)
+        self._hold_s = root_hold_s
+        self._max_pending = max_pending_spans
+        self._clock = clock
+        self._wall = wall_clock
+        self._tasks: OrderedDict[Key, TaskState] = OrderedDict()
+        self._span_task: dict[str, Key] = {}
+        self._live: dict[Key, Any] = {}
+        self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._finished: OrderedDict[Key, None] = OrderedDict()
+        self._buffers: OrderedDict[str, _TraceBuffer] = OrderedDict()
+        # How to read a live root: an SDK span unless the caller says otherwise.
+        self.snapshot: Callable[[Any], SpanData | None] = snapshot or read_live_sdk_span
+        self._pending_count = 0
+
+    @property
+    def open_tasks(self) -> int:
+        return len(self._tasks)
+
+    # -- opening and closing tasks --------------------------------------------
+
+    def _open(self, key: Key, span: SpanData, notes: list[str], initial: bool = False) -> list[Event]:
+        """Open a task. ``initial``: ``span`` is the root as it starts, so its
+        state attributes are the task's initial state (part of TaskStarted)."""
+        trace_id, root_id = key
+        raw_id = span.attributes.get(cv.TASK_ID)
+        task_id = sz.name(raw_id, cv.TASK_ID, notes) if raw_id is not None else None
+        task_id = task_id or default_task_id(trace_id, root_id)
+        st = TaskState.open(task_id, trace_id, root_id, span, self.settings, notes)
+        # The root as it starts (in-process), or the whole root before its
+        # children are replayed (end order): its attributes are the initial state.
+        if initial:
+            st.read_initial(span, notes)
+        self._tasks[key] = st
+        evicted: list[Event] = []
+        while len(self._tasks) > self._max_open:
+            old, old_st = self._tasks.popitem(last=False)
+            self._live.pop(old, None)
+            self._finished[old] = None
+            self.stats.inc("evicted_tasks_total", reason="capacity")
+            self.stats.drop("open_task_evicted", detail="more open tasks than SPANVISOR_MAX_OPEN_TASKS")
+            evicted.append(old_st.abandon(span.start_ns, f"evicted: more than {self._max_open} open tasks"))
+        return [*evicted, *st.started(st.view.started_ns, notes)]
+
+    def _finish(self, key: Key, st: TaskState, root: SpanData, notes: list[str]) -> list[Event]:
+        ev = st.finish(root, notes)
+        self._tasks.pop(key, None)
+        self._live.pop(key, None)
+        self._finished[key] = None
+        if len(self._finished) > self._dedup_window:
+            self._finished.popitem(last=False)
+        self.stats.inc("evicted_tasks_total", reason="finished")
+        return [ev]
+
+    def _absorb(self, key: Key, span: SpanData, notes: list[str]) -> list[Event]:
+        st = self._tasks.get(key)
+        if st is None:
+            return []
+        self._tasks.move_to_end(key)
+        self.stats.inc("spans_in_tasks_total")
+        is_root = span.span_id == key[1]
+        out = st.absorb(span, notes, is_root)
+        if is_root and span.end_ns is not None:
+            out.extend(self._finish(key, st, span, notes))
+        return out
+
+    # -- in start order (the processor) --------------------------------------
+
+    def add_member(self, span_id: str, parent_id: str) -> bool:
+        """Record a started span whose parent is in an open task. False: it is not."""
+        key = self._span_task.get(parent_id)
+        if key is None or key not in self._tasks:
+            return False
+        self._span_task[span_id] = key
+        return True
+
+    def span_started(self, span: SpanData, live: Any = None) -> list[Event]:
+        """A span started in-process. ``live`` is kept to poll open roots."""
+        notes: list[str] = list(span.notes)
+        key = self._span_task.get(span.parent_id) if span.parent_id else None
+        if key is not None and key in self._tasks:
+            self._span_task[span.span_id] = key
+            return []
+        if not cv.is_root_candidate(span.attributes):
+            return []
+        stamped_root = span.attributes.get(cv.TASK_ROOT)
+        if isinstance(stamped_root, str) and stamped_root and stamped_root != span.span_id:
+            # Stamped as a descendant of a task that has already ended (async
+            # work outliving its root): not a new task.
+            self.stats.inc("late_spans_total")
+            return []
+        key = (span.trace_id, span.span_id)
+        if key in self._tasks or key in self._finished:
+            return []
+        self._span_task[span.span_id] = key
+        if live is not None:
+            self._live[key] = live
+        return self._open(key, span, notes, initial=True)
+
+    def poll(self, snapshot: Callable[[Any], SpanData | None] | None = None, now_ns: int | None = None) -> list[Event]:
+        """Re-read every open task root still being written by the agent.
+
+        ``now_ns``: when the roots are read (wall clock by default); changed
+        attributes count from then, and no event after it is taken yet.
+        """
+        if snapshot is not None:
+            self.snapshot = snapshot
+        snapshot = self.snapshot
+        now = self._wall() if now_ns is None else now_ns
+        out: list[Event] = []
+        for key, live in list(self._live.items()):
+            snap = snapshot(live)
+            if snap is None or snap.end_ns is not None:
+                continue  # its end arrives through span_ended
+            st = self._tasks.get(key)
+            if st is not None:
+                out.extend(st.absorb(snap, [], is_root=True, now_ns=now))
+        return out
+
+    # -- in end order (every path) ---------------------------------------------
+
+    def span_ended(self, span: SpanData) -> list[Event]:
+        content = _has_content(span)
+        if content:
+            # Only spans that can cause events use the dedup window: the
+            # keyless majority would otherwise push real ones out of it
+            # within seconds. A resent keyless span changes nothing anyway.
+            seen = (span.trace_id, span.span_id)
+            if seen in self._seen:
+                self.stats.inc("duplicate_spans_total")
+                return []
+            self._seen[seen] = None
+            if len(self._seen) > self._dedup_window:
+                self._seen.popitem(last=False)
+        # What was changed on the way in (a clamped time) goes with its events.
+        notes: list[str] = list(span.notes)
+        key = self._span_task.pop(span.span_id, None)
+        if key is not None:
+            out: list[Event] = []
+            live = self._live.get(key)
+            if (
+                live is not None
+                and span.span_id != key[1]
+                and span.end_ns is not None
+                and (span.events or cv.has_known_key(span.attributes))
+            ):
+                # Read the open root's events up to this span's end first, so a
+                # checkpoint the agent added before it is not ordered after it,
+                # and one added since does not leak into this span's view.
+                # (The root may have ended since; its end arrives later, and
+                # the events read here are not read twice.)
+                snap = self.snapshot(live)
+                st = self._tasks.get(key)
+                if snap is not None and st is not None:
+                    out.extend(st.absorb(snap, [], is_root=True, until_ns=span.end_ns))
+            out.extend(self._absorb(key, span, notes))
+            return out
+        root_id = span.attributes.get(cv.TASK_ROOT)
+        if isinstance(root_id, str) and root_id:
+            return self._stamped(span, root_id.lower()[:32], notes)
+        if (span.trace_id, span.span_id) in self._tasks:
+            # The unstamped root of a task its stamped children opened: it
+            # joins that task (stamps are optional for OTLP senders).
+            return self._absorb((span.trace_id, span.span_id), span, notes)
+        return self._unstamped(span, notes, content)
+
+    def _stamped(self, span: SpanData, root_id: str, notes: list[str]) -> list[Event]:
+        key = (span.trace_id, root_id)
+        if key in self._finished:
+            self.stats.inc("late_spans_total")
+            return []
+        out: list[Event] = []
+        if key not in self._tasks:
+            opener = span
+            if span.span_id != root_id:
+                # A descendant arrived first: open from the task's ids alone;
+                # the span's own identity fills gaps until the root arrives.
+                stamps = {k: v for k, v in span.attributes.items() if k in (cv.TASK_ID, cv.TASK_ROOT)}
+                opener = SpanData(span.trace_id, root_id, None, "", span.start_ns, None, stamps, resource=span.resource)
+            out.extend(self._open(key, opener, notes))
+        out.extend(self._absorb(key, span, notes))
+        return out
+
+    def _unstamped(self, span: SpanData, notes: list[str], content: bool) -> list[Event]:
+        a = span.attributes
+        candidate = bool(a) and cv.is_root_candidate(a)
+        interesting = candidate or content
+        if span.parent_id is not None and (span.trace_id, span.parent_id) in self._finished:
+            # A child of a task that has already finished (a Collector retry
+            # reordered batches): too late to count, and never a task of its own.
+            self.stats.inc("late_spans_total")
+            return []
+        buf = self._buffers.get(span.trace_id)
+        if buf is None:
+            if not interesting:
+                return []  # the fast path: most spans end here
+            buf = self._buffers[span.trace_id] = _TraceBuffer()
+        self._buffers.move_to_end(span.trace_id)
+        buf.touched = self._clock()
+        buf.spans[span.span_id] = _Pending(span.parent_id, span.parent_remote, span if interesting else None, candidate)
+        self._pending_count += 1
+        if candidate:
+            buf.held[span.span_id] = buf.touched + self._hold_s
+        out = self._resolve(span.trace_id, buf, force=())
+        self._bound_pending()
+        return out
+
+    def _resolve(self, trace_id: str, buf: _TraceBuffer, force: Iterable[str]) -> list[Event]:
+        """Decide every held root candidate whose ancestry is now known."""
+        out: list[Event] = []
+        forced = set(force)
+        for sid in list(buf.held):
+            if sid not in buf.held:
+                continue
+            # A nested candidate stays held: its outer root takes it along, or
+            # its deadline passes and it becomes a task of its own.
+            if sid in forced or self._ancestry(buf, sid) == "root":
+                del buf.held[sid]
+                out.extend(self._emit_subtree(trace_id, buf, sid))
+        if not buf.spans:
+            self._buffers.pop(trace_id, None)
+        return out
+
+    def _ancestry(self, buf: _TraceBuffer, sid: str) -> str:
+        node = buf.spans[sid]
+        hops = 0
+        while True:
+            if node.parent_id is None or node.parent_remote:
+                return "root"
+            parent = buf.spans.get(node.parent_id)
+            if parent is None:
+                return "wait"
+            if parent.candidate:
+                return "nested"
+            node = parent
+            hops += 1
+            if hops > 10_000:  # a cycle in malformed input
+                return "root"
+
+    def _emit_subtree(self, trace_id: str, buf: _TraceBuffer, root_sid: str) -> list[Event]:
+        children: dict[str, list[str]] = {}
+        for sid, p in buf.spans.items():
+            if p.parent_id is not None:
+                children.setdefault(p.parent_id, []).append(sid)
+        members: list[str] = []
+        stack = list(children.get(root_sid, ()))
+        while stack:
+            sid = stack.pop()
+            members.append(sid)
+            stack.extend(children.get(sid, ()))
+        root = buf.spans.pop(root_sid)
+        self._pending_count -= 1
+        datas = []
+        for sid in members:
+            if sid not in buf.spans:
+                continue
+            p = buf.spans.pop(sid)
+            self._pending_count -= 1
+            buf.held.pop(sid, None)
+            if p.data is not None:
+                datas.append(p.data)
+        assert root.data is not None
+        key = (trace_id, root_sid)
+        if key in self._finished:  # the same task resent after it finished
+            self.stats.inc("duplicate_spans_total", 1 + len(datas))
+            return []
+        notes: list[str] = list(root.data.notes)
+        out = self._open(key, root.data, notes, initial=True)
+        st = self._tasks[key]
+        for d in sorted(datas, key=lambda s: (s.end_ns or 0, s.span_id)):
+            # The root's events up to each child's end first, as in-process.
+            out.extend(st.absorb(root.data, [], is_root=True, until_ns=d.end_ns or 0))
+            out.extend(self._absorb(key, d, list(d.notes)))
+        out.extend(self._absorb(key, root.data, notes))
+        return out
+
+    def _bound_pending(self) -> None:
+        while self._pending_count > self._max_pending and self._buffers:
+            _, buf = self._buffers.popitem(last=False)
+            self._pending_count -= len(buf.spans)
+            self.stats.drop(
+                "pending_spans_evicted",
+                len(buf.spans),
+                detail="too many spans waiting for their task root; raise the limit or route by trace id",
+            )
+
+    # -- time ------------------------------------------------------------------
+
+    def expire(self) -> list[Event]:
+        """Release held roots past their deadline and forget stale buffers."""
+        now = self._clock()
+        out: list[Event] = []
+        for trace_id, buf in list(self._buffers.items()):
+            due = [sid for sid, deadline in buf.held.items() if deadline <= now]
+            if due:
+                out.extend(self._resolve(trace_id, buf, force=due))
+            if trace_id in self._buffers and now - buf.touched > PENDING_TTL_S and not buf.held:
+                del self._buffers[trace_id]
+                self._pending_count -= len(buf.spans)
+                self.stats.inc("evicted_tasks_total", reason="expired")
+        return out
+
+
+def read_live_sdk_span(span: Any) -> SpanData | None:
+    """An open SDK span as it is now (its attributes and events so far)."""
+    try:
+        return from_sdk(span, resource_attrs={})
+    except Exception:
+        return None
+
+
+def _has_content(span: SpanData) -> bool:
+    """Can this span cause events: known keys beyond the stamps, known
+    events (exceptions included), or an error status?"""
+    if span.error:
+        return True
+    a = span.attributes
+    if a and any(k in cv.CONTENT_KEYS for k in a):
+        return True
+    return any(e.name in cv.KNOWN_EVENTS or e.name == cv.EVENT_EXCEPTION for e in span.events)
