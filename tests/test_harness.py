@@ -1,0 +1,159 @@
+"""The test harness itself: the per-test deadline and ``require``.
+
+A hang must fail its test (with every thread's stack) instead of holding CI
+until its limit, and a missing tool must fail under CI instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests import deadline
+from tests.conftest import in_ci, missing, require
+
+ROOT = Path(__file__).resolve().parents[1]
+
+HANGING = textwrap.dedent(
+    """
+    import asyncio
+    import threading
+
+    import pytest
+
+
+    @pytest.mark.timeout_s(2)
+    def test_hangs_on_an_event():
+        # A second thread, stuck too: its stack must be in the report.
+        threading.Thread(target=threading.Event().wait, name="stuck-helper", daemon=True).start()
+        threading.Event().wait()
+
+
+    @pytest.mark.timeout_s(2)
+    def test_hangs_in_an_event_loop():
+        async def forever():
+            await asyncio.Event().wait()
+
+        asyncio.run(forever())
+
+
+    @pytest.mark.timeout_s(1)
+    def test_quick():
+        pass
+
+
+    def test_after_a_quick_one_is_not_cut_short():
+        # test_quick's 1 s timer was cancelled at its teardown: waiting
+        # past it here must not fail this test.
+        threading.Event().wait(1.5)
+    """
+)
+
+
+def _run_pytest(tmp_path: Path, test_file: str) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "test_hangs.py").write_text(test_file)
+    # Only the deadline plugin, and an ini of its own with --strict-markers:
+    # the plugin must register its marker itself.
+    (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = --strict-markers -p no:cacheprovider\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "tests.deadline", "-q", "--rootdir", str(tmp_path), "test_hangs.py"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,  # the plugin under test ends each hang after 2 s; this only bounds a broken plugin
+        check=False,
+    )
+
+
+@pytest.mark.timeout_s(240)
+def test_a_hanging_test_fails_with_stacks_and_the_next_tests_run(tmp_path: Path) -> None:
+    out = _run_pytest(tmp_path, HANGING)
+    text = out.stdout + out.stderr
+    assert out.returncode == 1, text
+    assert "2 failed, 2 passed" in out.stdout, text
+    for name in ("test_hangs_on_an_event", "test_hangs_in_an_event_loop"):
+        assert f"FAILED test_hangs.py::{name}" in out.stdout, text
+    assert text.count("ran longer than its deadline of 2 s") == 2, text
+    # The report carries every thread's stack, down to where each test hung.
+    assert "Stacks of all threads" in text
+    assert "Current thread 0x" in text and "\nE       Thread 0x" in text  # the helper thread too
+    assert "line 12 in test_hangs_on_an_event" in text  # the line it hung on
+    assert "in run_until_complete" in text  # the event loop, waiting in select()
+
+
+def test_the_deadline_is_armed_during_a_test() -> None:
+    remaining, _ = signal.getitimer(signal.ITIMER_REAL)
+    assert 0 < remaining <= deadline.DEFAULT_DEADLINE_S
+    assert signal.getsignal(signal.SIGALRM) is deadline._expired
+
+
+@pytest.mark.timeout_s(42)
+def test_the_marker_sets_the_deadline(request: pytest.FixtureRequest) -> None:
+    assert deadline.deadline_for(request.node) == 42.0
+    remaining, _ = signal.getitimer(signal.ITIMER_REAL)
+    assert 0 < remaining <= 42.0
+
+
+def test_off_the_main_thread_arming_does_nothing() -> None:
+    before = signal.getitimer(signal.ITIMER_REAL)[0]
+    results: list[bool] = []
+    worker = threading.Thread(target=lambda: results.append(deadline.arm("elsewhere", 0.01)))
+    worker.start()
+    worker.join(30)
+    assert results == [False]
+    # This test's own deadline is untouched: same handler, still running.
+    assert signal.getsignal(signal.SIGALRM) is deadline._expired
+    assert 0 < signal.getitimer(signal.ITIMER_REAL)[0] <= before
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("1", True),
+        ("true", True),
+        ("TRUE", True),
+        ("yes", True),
+        ("Yes", True),
+        (" true ", True),
+        ("", False),
+        ("0", False),
+        ("false", False),
+        ("no", False),
+        ("off", False),
+    ],
+)
+def test_any_truthy_ci_counts(value: str, expected: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CI", value)
+    assert in_ci() is expected
+
+
+def test_unset_ci_is_not_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CI", raising=False)
+    assert not in_ci()
+
+
+@pytest.mark.parametrize("value", ["1", "true", "yes"])
+def test_a_missing_tool_fails_under_ci(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CI", value)
+    with pytest.raises(pytest.fail.Exception, match=r"no-such-tool-4f1a is not available.*may not skip"):
+        require("no-such-tool-4f1a")
+
+
+def test_a_missing_tool_skips_elsewhere_with_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CI", "false")
+    with pytest.raises(pytest.skip.Exception, match=r"install: apt-get install prometheus-alertmanager"):
+        missing("amtool")
+
+
+def test_require_finds_a_tool_on_path() -> None:
+    path = require("sh")
+    assert Path(path).name == "sh" and os.access(path, os.X_OK)
