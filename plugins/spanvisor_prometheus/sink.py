@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from spanvisor.events import Event
-from spanvisor.sink import BaseSink, SinkContext, SinkResult
+from spanvisor.sink import AdminRoute, BaseSink, SinkContext, SinkResult
 from spanvisor_prometheus.settings import SETTINGS
 from spanvisor_prometheus.state import TaskMetrics
 
@@ -30,13 +30,14 @@ class PrometheusSink(BaseSink):
     """Counts events into task metrics and serves ``/metrics`` when a port is set.
 
     ``registry``: where the collectors are registered; by default a fresh
-    registry per sink, never prometheus_client's global one. It is published
-    as ``ctx.shared["prometheus.registry"]`` so ``spanvisor serve`` can expose
-    the same registry on its admin port.
+    registry per sink, never prometheus_client's global one. Under
+    ``spanvisor serve`` the same registry is served on the admin port
+    (``admin_routes``), so this sink runs there even if not listed.
     """
 
     name = "prometheus"
     settings: ClassVar[Sequence[Setting]] = SETTINGS
+    serves_admin: ClassVar[bool] = True
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         super().__init__()
@@ -51,6 +52,17 @@ class PrometheusSink(BaseSink):
         self.bound_port: int | None = None
         self._collectors: list[Collector] = []
         self._failed_batches = 0
+        self._metrics_handler: Any = None
+
+    def admin_routes(self) -> Sequence[AdminRoute]:
+        return (("GET", "/metrics", self._serve_metrics),)
+
+    async def _serve_metrics(self, request: Any) -> Any:
+        if self._metrics_handler is None:
+            from prometheus_client.aiohttp import make_aiohttp_handler
+
+            self._metrics_handler = make_aiohttp_handler(self.registry)
+        return await self._metrics_handler(request)
 
     @classmethod
     def enabled(cls, config: Config) -> bool:

@@ -9,7 +9,9 @@ fails on are set aside in the dead-letter store (docs/architecture.md).
 Two optional members tell the pipeline more: ``durable`` (``SUCCESS`` means
 stored durably; the receiver pushes back rather than let this sink drop) and
 ``health()`` (whether the sink can write now; a durable sink that cannot makes
-``/readyz`` answer 503). Sinks are found through the ``spanvisor.sinks``
+``/readyz`` answer 503). A sink may also serve HTTP routes on ``spanvisor
+serve``'s admin port (``admin_routes()``, e.g. the Prometheus sink's
+``/metrics``): the core names no sink. Sinks are found through the ``spanvisor.sinks``
 entry-point group, the built-in ones exactly like a third-party one.
 """
 
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
@@ -30,6 +32,10 @@ if TYPE_CHECKING:
     from spanvisor.stats import PipelineStats
 
 ENTRY_POINT_GROUP = "spanvisor.sinks"
+
+# An aiohttp request handler (the receiver's admin port is an aiohttp app).
+AdminHandler = Callable[[Any], Awaitable[Any]]
+AdminRoute = tuple[str, str, AdminHandler]  # (method, path, handler)
 
 
 class SinkResult(enum.Enum):
@@ -91,6 +97,10 @@ class BaseSink:
     # through its outbox): the receiver then answers 503 before this sink's
     # queue would drop, and readiness follows its health().
     durable: ClassVar[bool] = False
+    # True if the sink serves routes on `spanvisor serve`'s admin port
+    # (admin_routes): serve then runs it even when SPANVISOR_SINKS omits it,
+    # so the port always has them.
+    serves_admin: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.ctx: SinkContext | None = None
@@ -110,6 +120,10 @@ class BaseSink:
 
     async def shutdown(self, timeout_s: float) -> None:
         return None
+
+    def admin_routes(self) -> Sequence[AdminRoute]:
+        """HTTP routes for the admin port of ``spanvisor serve``; none by default."""
+        return ()
 
     def health(self) -> tuple[bool, str]:
         """Whether the sink can deliver now, and why not: ``(False, "cannot

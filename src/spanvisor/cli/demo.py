@@ -121,7 +121,7 @@ def run_demo(config: Config, seconds: float = 20.0, linger_s: float = 0.0) -> in
     names = ", ".join(getattr(s, "name", "?") for s in pipeline.sinks) or "none"
     print(f"spanvisor demo: 3 agents for ~{seconds:.0f}s into sinks: {names}", flush=True)
     port = config.get("metrics_port")
-    if port and any(getattr(s, "name", "") == "prometheus" for s in pipeline.sinks):
+    if port and any(getattr(s, "serves_admin", False) for s in pipeline.sinks):
         host = config.get("metrics_host") or "127.0.0.1"
         print(
             f"metrics: http://{host}:{port}/metrics (add --linger 60 to keep it up after the agents finish)", flush=True
@@ -155,6 +155,6 @@ def run_demo(config: Config, seconds: float = 20.0, linger_s: float = 0.0) -> in
         + ("" if flushed else "; some sinks did not flush in time"),
         flush=True,
     )
-    if any(getattr(s, "name", "") == "postgres" for s in pipeline.sinks):
+    if any(getattr(s, "durable", False) for s in pipeline.sinks):
         print("audit trail: run `spanvisor tasks` and `spanvisor task <id>`", flush=True)
     return 1 if errors or not flushed else 0

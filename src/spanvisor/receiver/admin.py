@@ -9,7 +9,6 @@ database) is unreachable. ``/healthz`` only says the process answers.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from aiohttp import web
 
@@ -17,23 +16,8 @@ from spanvisor.receiver.ingest import Ingest
 
 
 def make_app(ingest: Ingest, extra_ready: Callable[[], tuple[bool, str]]) -> web.Application:
-    metrics_handler: Any = None
-
-    async def metrics(request: web.Request) -> web.StreamResponse:
-        nonlocal metrics_handler
-        registry = ingest.pipeline.shared.get("prometheus.registry")
-        if registry is None:
-            return web.Response(
-                status=404,
-                text="no metrics: the prometheus sink is not running (SPANVISOR_SINKS)\n",
-            )
-        if metrics_handler is None:
-            # Imported here: the core never imports prometheus_client.
-            from prometheus_client.aiohttp import make_aiohttp_handler
-
-            metrics_handler = make_aiohttp_handler(registry)
-        result: web.StreamResponse = await metrics_handler(request)
-        return result
+    """The admin app: health and readiness, plus the routes the running sinks
+    serve (``Sink.admin_routes()``; the Prometheus sink's ``/metrics``)."""
 
     async def healthz(request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
@@ -47,8 +31,19 @@ def make_app(ingest: Ingest, extra_ready: Callable[[], tuple[bool, str]]) -> web
                 ok, why = False, f"readiness check failed: {exc}"
         return web.Response(status=200 if ok else 503, text=f"{'ready' if ok else 'not ready'}: {why}\n")
 
+    async def no_metrics(request: web.Request) -> web.Response:
+        return web.Response(status=404, text="no metrics: no running sink serves /metrics (see SPANVISOR_SINKS)\n")
+
     app = web.Application()
-    app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    paths = {"/healthz", "/readyz"}
+    for sink in getattr(ingest.pipeline, "sinks", ()):
+        routes = getattr(sink, "admin_routes", None)
+        for method, path, handler in routes() if routes is not None else ():
+            if path not in paths:  # the first sink to claim a path serves it
+                paths.add(path)
+                app.router.add_route(method, path, handler)
+    if "/metrics" not in paths:
+        app.router.add_get("/metrics", no_metrics)
     return app

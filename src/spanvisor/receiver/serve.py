@@ -265,16 +265,19 @@ def receiver_settings(config: Config) -> Any:
 
 
 def build_sinks(config: Config) -> list[Any]:
-    """The configured sinks, plus the Prometheus sink for the admin /metrics."""
-    from spanvisor.pipeline.pipeline import build_sinks as core_build
-    from spanvisor.sink import SinkLoadError, load_sink_class
+    """The configured sinks, plus every installed sink that serves the admin
+    port (``serves_admin``, e.g. ``/metrics``) even if the list omits it."""
+    from spanvisor.pipeline.assemble import build_sinks as core_build
+    from spanvisor.sink import available_sinks
 
     sinks = core_build(config)
-    if not any(getattr(s, "name", "") == "prometheus" for s in sinks):
-        try:
-            sinks.append(load_sink_class("prometheus")())
-        except (SinkLoadError, ImportError) as exc:
-            log.warning("no /metrics: the prometheus sink is unavailable (%s)", exc)
+    running = {type(s) for s in sinks}
+    for name, cls in available_sinks().items():
+        if getattr(cls, "serves_admin", False) and cls not in running:
+            try:
+                sinks.append(cls())
+            except Exception as exc:  # a broken plugin must not stop serve
+                log.warning("sink %r for the admin port is unavailable: %s", name, exc)
     return sinks
 
 
