@@ -8,6 +8,11 @@ when the budget runs out the caller gets :class:`TransientError` and hands the
 batch back to the pipeline. Other 4xx are permanent and carry the fix a user
 needs. The token is only ever put in the Authorization header: errors and
 logs name the URL path and the status, never the headers.
+
+Time comes from a :class:`Clock` (``now()`` and ``async sleep()``; the
+event loop's by default) and jitter from a ``random.Random``, both
+injectable, so tests run the real schedule against its budget without
+waiting for it.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -28,7 +33,25 @@ from spanvisor_grafana.errors import GrafanaError, PermanentError, TransientErro
 MAX_RETRY_AFTER_S = 300.0
 MAX_BODY = 1 << 16
 
-__all__ = ["GrafanaClient", "GrafanaError", "PermanentError", "TransientError"]
+__all__ = ["Clock", "GrafanaClient", "GrafanaError", "LoopClock", "PermanentError", "TransientError"]
+
+
+class Clock(Protocol):
+    """Monotonic seconds and a way to wait: all the client's retry policy reads."""
+
+    def now(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class LoopClock:
+    """The running event loop's clock and ``asyncio.sleep``: the default."""
+
+    def now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
 
 
 class _Attempt(GrafanaError):
@@ -70,6 +93,8 @@ class GrafanaClient:
         retry_budget_s: float = 30.0,
         backoff_base_s: float = 0.5,
         backoff_max_s: float = 15.0,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._headers = {
@@ -82,6 +107,8 @@ class GrafanaClient:
         self.retry_budget_s = retry_budget_s
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
+        self.clock: Clock = clock or LoopClock()
+        self._rng = rng or random.Random()
         self._session: aiohttp.ClientSession | None = None
         self._paused_until = 0.0
         self.retries = 0
@@ -140,16 +167,16 @@ class GrafanaClient:
         it returns something other than None, that is the call's result (e.g.
         the annotation a timed-out POST did create).
         """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.retry_budget_s
+        clock = self.clock
+        deadline = clock.now() + self.retry_budget_s
         attempt = 0
         ambiguous = False
         while True:
-            pause = self._paused_until - loop.time()
+            pause = self._paused_until - clock.now()
             if pause > 0:
-                if loop.time() + pause > deadline:
+                if clock.now() + pause > deadline:
                     raise TransientError(f"{method} {path}: rate limited by Grafana", 429)
-                await asyncio.sleep(pause)
+                await clock.sleep(pause)
             try:
                 if ambiguous and recover is not None:
                     found = await recover()
@@ -163,10 +190,15 @@ class GrafanaClient:
                 if exc.retry_after is not None:
                     delay = exc.retry_after
                     if exc.status == 429:
-                        self._paused_until = max(self._paused_until, loop.time() + delay)
+                        self._paused_until = max(self._paused_until, clock.now() + delay)
                 else:
-                    cap = min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1))
-                    delay = random.uniform(cap / 2, cap)
-                if loop.time() + delay > deadline:
+                    delay = self._rng.uniform(*self.backoff_range(attempt))
+                if clock.now() + delay > deadline:
                     raise TransientError(str(exc), exc.status) from None
-                await asyncio.sleep(delay)
+                await clock.sleep(delay)
+
+    def backoff_range(self, attempt: int) -> tuple[float, float]:
+        """Where the wait after failed attempt ``attempt`` (1, 2, ...) falls without a
+        Retry-After: "equal jitter" over an exponential cap, ``[cap/2, cap]``."""
+        cap = min(self.backoff_max_s, self.backoff_base_s * 2 ** min(attempt - 1, 62))
+        return cap / 2, cap

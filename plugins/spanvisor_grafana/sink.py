@@ -37,7 +37,7 @@ from spanvisor_grafana.text import BASE_TAG, finish_payload, start_payload, task
 
 if TYPE_CHECKING:
     from spanvisor.config import Config, Setting
-    from spanvisor_grafana.client import GrafanaClient
+    from spanvisor_grafana.client import Clock, GrafanaClient
 
 NAMESPACE = "grafana.annotation"
 SEEN_EVENTS = 50_000
@@ -48,8 +48,11 @@ class GrafanaAnnotationSink(BaseSink):
     name = "grafana"
     settings: ClassVar[Sequence[Setting]] = SETTINGS
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock | None = None) -> None:
         super().__init__()
+        # The client's retry clock (the event loop's by default); tests pass
+        # a fake one to run the real backoff schedule without waiting.
+        self._clock = clock
         self.client: GrafanaClient | None = None
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._done: OrderedDict[str, None] = OrderedDict()
@@ -82,6 +85,7 @@ class GrafanaAnnotationSink(BaseSink):
             token,
             timeout_s=cfg.get("grafana_timeout_s", 10.0),
             retry_budget_s=cfg.get("grafana_retry_budget_s", 30.0),
+            clock=self._clock,
         )
         self._extra_tags = tuple(cfg.get("grafana_tags", ()) or ())
         self._dashboard_uid = cfg.get("grafana_dashboard_uid")

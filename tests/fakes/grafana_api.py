@@ -1,18 +1,35 @@
 """A local fake of Grafana's annotations HTTP API (aiohttp, 127.0.0.1, port 0).
 
-It follows Grafana's own handlers (``pkg/api/annotations.go``): POST answers
-``{"id": N, "message": "Annotation added"}``, an empty ``text`` is a 400
-"Failed to save annotation", PATCH changes only the fields it is given and
-answers 404 "Annotation not found" for an unknown id, GET filters by time
-overlap, tags (all, or any with ``matchAny``), type, dashboardUID and limit,
-newest first. A missing or wrong ``Authorization: Bearer`` is a 401; a token
-listed in ``readonly_tokens`` gets the 403 a Viewer service account gets.
+It follows Grafana's own handlers (``pkg/api/annotations.go``) and the HTTP
+API docs, as strictly as the fake Slack follows Slack's; the body rules are
+in :mod:`tests.fakes.grafana_rules`:
+
+* **Auth.** Every ``/api/annotations`` call needs ``Authorization: Bearer
+  <token>``: none is ``401 "Unauthorized"``, an unknown token ``401 "Invalid
+  API key"``; a token in ``readonly_tokens`` gets the 403 a Viewer service
+  account gets on writes.
+* **Size.** A body over ``max_body_bytes`` (1 MiB, the default
+  ``client_max_body_size`` of the nginx usually in front of Grafana) is a
+  413 from that proxy, HTML, before Grafana sees it.
+* **POST** binds the body as Go does (wrong types or not an object: ``400
+  "bad request data"``), needs a non-empty ``text`` (``400 "Failed to save
+  annotation"``), fills a zero ``time`` with now and a zero ``timeEnd`` with
+  ``time``, swaps an end before the start, limits the tags' stored length
+  (``tags_length``, 500) and answers ``{"id": N, "message": "Annotation
+  added"}``. A ``dashboardUID`` not in ``dashboards`` leaves an
+  organization annotation, as in Grafana. Times must be epoch milliseconds.
+* **PATCH** ``/api/annotations/:id``: a non-numeric id is ``400
+  "annotationId is invalid"``, an unknown one ``404 "Annotation not
+  found"``; only non-zero fields change, then the same checks as POST.
+* **GET** ``/api/annotations`` filters by time overlap, tags (all, or any
+  with ``matchAny``), type, dashboardUID and limit (100), newest first.
 
 Failures are scripted per test: ``fail_next("POST", 503)`` answers the next
 POST with a 503 without touching the store, ``apply=True`` applies the request
 first and then fails it (the ambiguous case: the annotation exists but the
-client saw an error), ``delay_s`` holds the answer (client timeouts).
-Every request is logged in ``requests``.
+client saw an error), ``delay_s`` holds the answer (client timeouts);
+``clear_script()`` drops what is left. Every request is logged in
+``requests`` (with its status, and ``rejected``: why the fake refused it).
 """
 
 from __future__ import annotations
@@ -25,6 +42,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from tests.fakes.grafana_rules import Rejected, bind, check_ms, check_tags, time_range
+
+MAX_BODY_BYTES = 1 << 20
+PROXY_413 = (
+    "<html>\r\n<head><title>413 Request Entity Too Large</title></head>\r\n"
+    "<body>\r\n<center><h1>413 Request Entity Too Large</h1></center>\r\n"
+    "<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+)
 
 
 @dataclass(frozen=True)
@@ -44,6 +70,8 @@ class Recorded:
     body: Any
     authorization: str | None
     status: int = 0
+    raw: bytes = b""
+    rejected: str = ""
 
 
 @dataclass
@@ -51,6 +79,10 @@ class FakeGrafana:
     token: str = "glsa_fake_token_0123456789"
     readonly_tokens: tuple[str, ...] = ()
     version: str = "12.1.0"
+    # Dashboards by uid -> id; an annotation names one only if it exists here.
+    dashboards: dict[str, int] = field(default_factory=dict)
+    max_body_bytes: int = MAX_BODY_BYTES
+    tags_length: int = 500
     annotations: dict[int, dict[str, Any]] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
     _next_id: int = 1
@@ -61,7 +93,8 @@ class FakeGrafana:
     # --- lifecycle --------------------------------------------------------
 
     async def start(self) -> FakeGrafana:
-        app = web.Application()
+        # aiohttp's own limit would refuse big bodies before they are recorded.
+        app = web.Application(client_max_size=self.max_body_bytes * 4)
         app.router.add_get("/api/health", self._health)
         app.router.add_post("/api/annotations", self._post)
         app.router.add_get("/api/annotations", self._find)
@@ -104,6 +137,10 @@ class FakeGrafana:
         q = self._script.setdefault(method.upper(), deque())
         q.extend([Scripted(status, retry_after, body, apply, delay_s)] * times)
 
+    def clear_script(self) -> None:
+        """Forget the failures still scripted."""
+        self._script.clear()
+
     def calls(self, method: str) -> list[Recorded]:
         return [r for r in self.requests if r.method == method and r.path != "/api/health"]
 
@@ -123,19 +160,20 @@ class FakeGrafana:
         query: dict[str, list[str]] = {}
         for k, v in request.query.items():
             query.setdefault(k, []).append(v)
-        rec = Recorded(request.method, request.path, query, body, request.headers.get("Authorization"))
+        rec = Recorded(request.method, request.path, query, body, request.headers.get("Authorization"), raw=raw)
         self.requests.append(rec)
         return rec
 
     def _auth(self, rec: Recorded, write: bool) -> web.Response | None:
-        bearer = rec.authorization or ""
-        scheme, _, token = bearer.partition(" ")
-        if scheme.lower() != "bearer" or token not in (self.token, *self.readonly_tokens):
+        if not rec.authorization:
+            return _json(401, {"message": "Unauthorized", "statusCode": 401})
+        scheme, _, token = rec.authorization.partition(" ")
+        if scheme.lower() != "bearer" or token.strip() not in (self.token, *self.readonly_tokens):
             return _json(
                 401,
                 {"message": "Invalid API key", "messageId": "api-key.invalid", "statusCode": 401},
             )
-        if write and token in self.readonly_tokens:
+        if write and token.strip() in self.readonly_tokens:
             return _json(
                 403,
                 {
@@ -155,21 +193,34 @@ class FakeGrafana:
 
     async def _handle(self, request: web.Request, write: bool, apply: Any) -> web.StreamResponse:
         rec = await self._record(request)
+        if len(rec.raw) > self.max_body_bytes:
+            # The proxy in front answers; Grafana never sees the request.
+            rec.status, rec.rejected = 413, f"body of {len(rec.raw)} bytes"
+            return web.Response(status=413, text=PROXY_413, content_type="text/html")
         denied = self._auth(rec, write)
         if denied is not None:
-            rec.status = denied.status
+            rec.status, rec.rejected = denied.status, "auth"
             return denied
         forced = self._scripted(request.method)
         if forced is None:
-            resp = apply(rec)
+            resp = self._apply(rec, apply)
         else:
             if forced.apply:
-                apply(rec)
+                self._apply(rec, apply)
             if forced.delay_s:
                 await asyncio.sleep(forced.delay_s)
             headers = {"Retry-After": forced.retry_after} if forced.retry_after else {}
             resp = _json(forced.status, forced.body or {"message": _reason(forced.status)}, headers)
         rec.status = resp.status
+        return resp
+
+    @staticmethod
+    def _apply(rec: Recorded, apply: Any) -> web.Response:
+        try:
+            resp: web.Response = apply(rec)
+        except Rejected as exc:
+            rec.rejected = str(exc)
+            return _json(exc.status, exc.body)
         return resp
 
     # --- handlers ------------------------------------------------------------
@@ -194,24 +245,24 @@ class FakeGrafana:
         return await self._handle(request, True, self._apply_delete)
 
     def _apply_post(self, rec: Recorded) -> web.Response:
-        body = rec.body
-        if not isinstance(body, dict) or not _valid_fields(body):
-            return _json(400, {"message": "bad request data"})
-        if not body.get("text"):
-            return _json(400, {"message": "Failed to save annotation"})
+        cmd = bind(rec.raw)
+        check_ms(cmd)
+        if not cmd["text"]:
+            raise Rejected(400, {"message": "Failed to save annotation"}, "text field should not be empty")
         now = int(time.time() * 1000)
-        start = body.get("time") or now
-        end = body.get("timeEnd") or start
-        if end < start:
-            return _json(400, {"message": "Failed to save annotation"})
+        start, end = time_range(cmd["time"], cmd["timeEnd"], now)
+        tags = cmd["tags"] or []
+        check_tags(tags, self.tags_length)
+        dash_uid = cmd["dashboardUID"]
+        dash_id = self.dashboards.get(dash_uid, 0) if dash_uid else cmd["dashboardId"]
         ann_id = self._next_id
         self._next_id += 1
         self.annotations[ann_id] = {
             "id": ann_id,
             "alertId": 0,
-            "dashboardId": 0,
-            "dashboardUID": body.get("dashboardUID") or None,
-            "panelId": body.get("panelId") or 0,
+            "dashboardId": dash_id,
+            "dashboardUID": dash_uid if dash_uid in self.dashboards else None,
+            "panelId": cmd["panelId"],
             "userId": 1,
             "newState": "",
             "prevState": "",
@@ -219,10 +270,10 @@ class FakeGrafana:
             "updated": now,
             "time": start,
             "timeEnd": end,
-            "text": body["text"],
-            "tags": list(body.get("tags") or []),
+            "text": cmd["text"],
+            "tags": list(tags),
             "login": "sa-spanvisor",
-            "data": body.get("data") or {},
+            "data": cmd["data"] or {},
         }
         return _json(200, {"message": "Annotation added", "id": ann_id})
 
@@ -237,23 +288,23 @@ class FakeGrafana:
         return ann_id, None
 
     def _apply_patch(self, rec: Recorded) -> web.Response:
+        # Grafana binds the body before it reads the id.
+        cmd = bind(rec.raw)
         ann_id, err = self._lookup(rec)
         if err is not None or ann_id is None:
             return err or _json(404, {"message": "Annotation not found"})
-        body = rec.body
-        if not isinstance(body, dict) or not _valid_fields(body):
-            return _json(400, {"message": "bad request data"})
+        check_ms(cmd)
         item = self.annotations[ann_id]
-        # Grafana's PatchAnnotation: only non-empty fields replace the stored ones.
-        if body.get("tags") is not None:
-            item["tags"] = list(body["tags"])
-        if body.get("text"):
-            item["text"] = body["text"]
-        if body.get("time", 0) > 0:
-            item["time"] = body["time"]
-        if body.get("timeEnd", 0) > 0:
-            item["timeEnd"] = body["timeEnd"]
-        item["updated"] = int(time.time() * 1000)
+        # Grafana's PatchAnnotation: only non-zero fields replace the stored ones.
+        tags = cmd["tags"] if cmd["tags"] is not None else item["tags"]
+        text = cmd["text"] or item["text"]
+        start = cmd["time"] if cmd["time"] > 0 else item["time"]
+        end = cmd["timeEnd"] if cmd["timeEnd"] > 0 else item["timeEnd"]
+        start, end = time_range(start, end, item["created"])
+        check_tags(tags, self.tags_length)
+        item.update(tags=list(tags), text=text, time=start, timeEnd=end, updated=int(time.time() * 1000))
+        if cmd["data"] is not None:
+            item["data"] = cmd["data"]
         return _json(200, {"message": "Annotation patched"})
 
     def _apply_get_one(self, rec: Recorded) -> web.Response:
@@ -299,19 +350,6 @@ class FakeGrafana:
             found.append(item)
         found.sort(key=lambda a: (a["time"], a["timeEnd"]), reverse=True)
         return _json(200, found[:limit])
-
-
-def _valid_fields(body: dict[str, Any]) -> bool:
-    """Go's binding: ints must be integers, tags a list of strings."""
-    for key in ("time", "timeEnd", "panelId", "dashboardId"):
-        v = body.get(key)
-        if v is not None and (not isinstance(v, int) or isinstance(v, bool)):
-            return False
-    tags = body.get("tags")
-    if tags is not None and (not isinstance(tags, list) or not all(isinstance(t, str) for t in tags)):
-        return False
-    text = body.get("text")
-    return text is None or isinstance(text, str)
 
 
 def _reason(status: int) -> str:

@@ -22,6 +22,27 @@ T0 = 1_700_000_000 * S
 T = TypeVar("T")
 
 
+class FakeClock:
+    """Virtual time for the Grafana client's retries (its ``Clock``): ``sleep``
+    moves time on at once and records the wait, so a test runs the real
+    backoff schedule and reads it back instead of waiting for it."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.t = start
+        self.sleeps: list[float] = []
+
+    def now(self) -> float:
+        return self.t
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.t += seconds
+        await asyncio.sleep(0)  # still a suspension point, as a real sleep is
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
 def run(coro: Awaitable[T], timeout: float = 30.0) -> T:
     async def bounded() -> T:
         return await asyncio.wait_for(coro, timeout)
@@ -91,21 +112,24 @@ async def start_sink(
     store: StateStore | None = None,
     stats: PipelineStats | None = None,
     token: str | None = None,
-    fast_backoff: bool = True,
+    clock: FakeClock | None = None,
     **overrides: Any,
 ) -> GrafanaAnnotationSink:
-    sink = GrafanaAnnotationSink()
+    """A started sink on ``fake``; its client retries on ``clock`` (a new
+    :class:`FakeClock` by default, read it back as ``sink.client.clock``)."""
+    sink = GrafanaAnnotationSink(clock=clock or FakeClock())
     ctx = SinkContext(
         config=config(fake, token, **overrides),
         state_store=store or InMemoryStateStore(),
         stats=stats or PipelineStats(),
     )
     await sink.start(ctx)
-    if fast_backoff and sink.client is not None:
-        # Real backoff shape, shorter steps: keeps the suite fast.
-        sink.client.backoff_base_s = 0.01
-        sink.client.backoff_max_s = 0.05
     return sink
+
+
+def clock_of(sink: GrafanaAnnotationSink) -> FakeClock:
+    assert sink.client is not None and isinstance(sink.client.clock, FakeClock)
+    return sink.client.clock
 
 
 def with_fake(test: Callable[[FakeGrafana], Awaitable[None]], **kw: Any) -> None:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 import pytest
-from grafana_helpers import T0, config, finished, start_sink, started, view, with_fake
+from grafana_helpers import T0, clock_of, config, finished, start_sink, started, view, with_fake
 from hypothesis import given
 from hypothesis import strategies as st
 from tests.fakes.grafana_api import FakeGrafana
@@ -126,10 +125,11 @@ def test_429_honours_retry_after() -> None:
     async def body(fake: FakeGrafana) -> None:
         sink = await start_sink(fake)
         fake.fail_next("POST", 429, retry_after="1")
-        t0 = time.monotonic()
         assert await sink.export([started()]) is SinkResult.SUCCESS
-        assert time.monotonic() - t0 >= 0.95
+        # One wait, exactly what Grafana asked for, then the same POST again.
+        assert clock_of(sink).sleeps == [1.0]
         assert [r.status for r in fake.calls("POST")] == [429, 200]
+        assert not fake.calls("GET")  # a 429 was not applied: nothing to look up
         assert len(fake.annotations) == 1
         await sink.shutdown(1)
 
@@ -145,6 +145,12 @@ def test_5xx_retried_with_backoff(status: int) -> None:
         assert len(fake.annotations) == 1
         (ann,) = fake.annotations.values()
         assert "status:complete" in ann["tags"]
+        failed = [r for r in fake.requests if r.status == status]
+        assert len(failed) == 3
+        # One backoff per failure, each within its jittered step (0.5 s, 1 s, 2 s, ...).
+        sleeps = clock_of(sink).sleeps
+        assert len(sleeps) == 3
+        assert all(0.25 <= s <= 15.0 for s in sleeps), sleeps
         await sink.shutdown(1)
 
     with_fake(body)
@@ -183,7 +189,7 @@ def test_budget_exhausted_returns_retry_then_delivers_once() -> None:
         fake.fail_next("POST", 503, apply=True)
         fake.fail_next("GET", 503, times=1000)
         assert await sink.export([started()]) is SinkResult.RETRY
-        fake._script.clear()
+        fake.clear_script()
         # Redelivered later: the sink looks before it posts again.
         assert await sink.export([started(), finished()]) is SinkResult.SUCCESS
         assert len(fake.annotations) == 1 and len(fake.calls("POST")) == 1

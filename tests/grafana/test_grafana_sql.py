@@ -14,9 +14,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from grafana_dash import ROOT, Query, dashboards, expand_sql, queries
+from grafana_dash import Query, dashboards, expand_sql, queries
 
-MIGRATIONS = ROOT / "plugins" / "spanvisor_postgres" / "migrations"
 BOARDS = dashboards()
 SQL_QUERIES = [q for name, d in BOARDS.items() for q in queries(name, d) if q.kind == "sql"]
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -24,16 +23,6 @@ TASK = "0af7651916cd43dd8448eb211c80319c:b7ad6b7169203331"
 AGENT = "rivet"
 # An agent id a span could carry, quote included: it must not break the SQL.
 ODD_AGENT = "o'brien; DROP TABLE agent_tasks; --"
-
-
-def _have_migrations() -> bool:
-    return MIGRATIONS.is_dir() and any(MIGRATIONS.glob("*.sql"))
-
-
-pytestmark = pytest.mark.skipif(
-    not _have_migrations(),
-    reason="the audit schema (plugins/spanvisor_postgres/migrations/*.sql) is not there yet",
-)
 
 
 def _seed_sql() -> list[tuple[str, tuple[Any, ...]]]:
