@@ -172,6 +172,30 @@ def sql_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def _regex_escape(value: str) -> str:
+    # Grafana's escapeRegex: the characters of a JavaScript regex.
+    return re.sub(r"([\\^$*+?.()|\[\]{}/])", r"\\\1", value)
+
+
+def format_value(value: str | Sequence[str], fmt: str) -> str:
+    """``${var:fmt}``: Grafana's variable formats (docs: "Advanced variable format options")."""
+    values = [value] if isinstance(value, str) else list(value)
+    if fmt == "sqlstring":
+        return ",".join(sql_literal(v) for v in values)
+    if fmt == "singlequote":
+        return ",".join("'" + v.replace("'", "\\'") + "'" for v in values)
+    if fmt == "doublequote":
+        return ",".join('"' + v.replace('"', '\\"') + '"' for v in values)
+    if fmt in ("csv", "raw", "text"):
+        return ",".join(values)
+    if fmt == "pipe":
+        return "|".join(values)
+    if fmt == "regex":
+        escaped = [_regex_escape(v) for v in values]
+        return escaped[0] if len(escaped) == 1 else "(" + "|".join(escaped) + ")"
+    raise ValueError(f"variable format {fmt!r} is not one this helper knows")
+
+
 def expand_sql(
     sql: str,
     variables: Mapping[str, str | Sequence[str]],
@@ -182,17 +206,19 @@ def expand_sql(
     """The SQL Grafana would send to PostgreSQL for this query."""
 
     def var(m: re.Match[str]) -> str:
-        name = m.group(1) or m.group(2) or m.group(3)
+        name = m.group(1) or m.group(3) or m.group(4)
         if name not in variables:
             return m.group(0)
         value = variables[name]
+        if m.group(2):  # an explicit format wins over the datasource's own quoting
+            return format_value(value, m.group(2))
         if isinstance(value, str):
             return value.replace("'", "''")
         return ",".join(sql_literal(v) for v in value)
 
     sql = sql.replace("$__interval_ms", str(int(_interval_s(interval) * 1000)))
     sql = sql.replace("$__interval", interval)
-    sql = re.sub(r"\$\{(\w+)\}|\[\[(\w+)\]\]|\$(?!__)(\w+)(?!\()", var, sql)
+    sql = re.sub(r"\$\{(\w+)(?::(\w+))?\}|\[\[(\w+)\]\]|\$(?!__)(\w+)(?!\()", var, sql)
 
     def macro(m: re.Match[str]) -> str:
         args = [a.strip() for a in m.group(2).split(",")]

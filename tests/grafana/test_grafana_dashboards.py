@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -83,10 +84,21 @@ def test_panel_ids_unique_and_layout_fits(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(BOARDS))
 def test_every_datasource_matches_provisioning(name: str) -> None:
     provisioned = provisioned_datasources()
+    # Datasource template variables (importable dashboards): name -> plugin type.
+    ds_vars = {v["name"]: v["query"] for v in BOARDS[name]["templating"]["list"] if v.get("type") == "datasource"}
     for where, ref in datasource_refs(BOARDS[name]):
         uid = ref.get("uid")
         if uid == GRAFANA_DS_UID:
             assert ref.get("type") == "grafana", where
+            continue
+        var = re.fullmatch(r"\$\{(\w+)\}|\$(\w+)", uid or "")
+        if var is not None:
+            # A variable: it must be a datasource variable of the same type,
+            # and provisioning must offer a datasource of that type to pick.
+            var_name = var.group(1) or var.group(2)
+            assert var_name in ds_vars, f"{name} {where}: {uid!r} is not a datasource variable"
+            assert ref.get("type") == ds_vars[var_name], f"{name} {where}"
+            assert ref.get("type") in {d["type"] for d in provisioned.values()}, f"{name} {where}"
             continue
         assert uid in provisioned, f"{name} {where}: datasource uid {uid!r} is not provisioned"
         assert ref.get("type") == provisioned[uid]["type"], f"{name} {where}"
@@ -177,7 +189,7 @@ def test_drilldown_variables_and_links() -> None:
     assert by_name["agent"]["datasource"]["type"] == PROM_TYPE
     assert "label_values(spanvisor_tasks_started_total, agent)" in by_name["agent"]["definition"]
     assert by_name["task"]["datasource"]["type"] == PG_TYPE
-    assert "$agent" in by_name["task"]["query"] and "$__timeFrom()" in by_name["task"]["query"]
+    assert "agent" in variables_used(by_name["task"]["query"]) and "$__timeFrom()" in by_name["task"]["query"]
     # Task links (both dashboards) open the drill-down in the documented form.
     for board in BOARDS.values():
         urls = _link_urls(board)
@@ -210,6 +222,57 @@ def _link_urls(obj: Any) -> list[str]:
 
 
 def test_json_files_are_formatted_and_parse() -> None:
-    for path in DASHBOARDS.glob("*.json"):
+    """Each file, read from disk (not through the helpers), is a dashboard Grafana can load:
+    panels with a datasource and queries, every query with PromQL or SQL for its
+    datasource's type, ids and uids unique."""
+    paths = sorted(DASHBOARDS.glob("*.json"))
+    assert {p.name for p in paths} == set(EXPECTED_UIDS)
+    uids: list[str] = []
+    for path in paths:
         text = path.read_text(encoding="utf-8")
         assert text.endswith("\n") and "\t" not in text, path.name
+        dash = json.loads(text)
+        assert isinstance(dash, dict), path.name
+        assert isinstance(dash.get("uid"), str) and dash["uid"], path.name
+        uids.append(dash["uid"])
+        assert isinstance(dash.get("title"), str) and dash["title"], path.name
+        assert isinstance(dash.get("panels"), list) and dash["panels"], path.name
+        _check_panels(path.name, dash)
+        names = [v["name"] for v in dash["templating"]["list"]]
+        assert len(names) == len(set(names)), f"{path.name}: duplicate variables"
+        annos = [a["name"] for a in dash["annotations"]["list"]]
+        assert len(annos) == len(set(annos)), f"{path.name}: duplicate annotation names"
+    assert len(uids) == len(set(uids)), f"dashboard uids are not unique: {uids}"
+
+
+# A query's language follows its datasource's type.
+_QUERY_KEY = {PROM_TYPE: "expr", PG_TYPE: "rawSql"}
+
+
+def _check_panels(name: str, dash: dict[str, Any]) -> None:
+    ids: list[int] = []
+    for panel in all_panels(dash):
+        where = f"{name} panel {panel.get('id')} {panel.get('title')!r}"
+        assert isinstance(panel.get("id"), int), where
+        ids.append(panel["id"])
+        assert isinstance(panel.get("type"), str) and panel["type"], where
+        assert {"x", "y", "w", "h"} <= set(panel.get("gridPos", {})), where
+        if panel["type"] == "row":
+            assert not panel.get("targets"), f"{where}: a row has no queries"
+            continue
+        ds = panel.get("datasource")
+        assert isinstance(ds, dict) and ds.get("type") and ds.get("uid"), f"{where}: no datasource"
+        targets = panel.get("targets")
+        assert isinstance(targets, list) and targets, f"{where}: no targets"
+        ref_ids = [t.get("refId") for t in targets]
+        assert all(isinstance(r, str) and r for r in ref_ids), f"{where}: a target without refId"
+        assert len(ref_ids) == len(set(ref_ids)), f"{where}: duplicate refIds {ref_ids}"
+        for target in targets:
+            t_ds = target.get("datasource") or ds
+            key = _QUERY_KEY.get(t_ds.get("type"))
+            assert key is not None, f"{where} {target['refId']}: unknown datasource type {t_ds.get('type')!r}"
+            query = target.get(key)
+            assert isinstance(query, str) and query.strip(), f"{where} {target['refId']}: no {key}"
+            other = "rawSql" if key == "expr" else "expr"
+            assert other not in target, f"{where} {target['refId']}: {other} on a {t_ds['type']} target"
+    assert len(ids) == len(set(ids)), f"{name}: duplicate panel ids"
