@@ -26,7 +26,7 @@ from spanvisor.otel.processor import SpanvisorSpanProcessor
 from spanvisor.pipeline.pipeline import Pipeline
 
 
-class Clock:
+class DemoPace:
     def __init__(self, seconds: float, steps: int) -> None:
         self.pause = seconds / steps
 
@@ -58,7 +58,7 @@ def _tool(tracer: trace.Tracer, name: str) -> None:
         pass
 
 
-def rivet(tracer: trace.Tracer, clock: Clock) -> None:
+def rivet(tracer: trace.Tracer, clock: DemoPace) -> None:
     steps = ["Read alarm history", "Correlate sensor data", "Route to SME", "Write report"]
     with task(
         "Diagnose fault F47 on press line 3", agent_id="rivet", repo="plant-ops/line3", steps=steps, tracer=tracer
@@ -78,7 +78,7 @@ def rivet(tracer: trace.Tracer, clock: Clock) -> None:
         t.checkpoint("Routed to siemens SME; report filed", progress=100, step=steps[-1])
 
 
-def sprocket(tracer: trace.Tracer, clock: Clock) -> None:
+def sprocket(tracer: trace.Tracer, clock: DemoPace) -> None:
     steps = ["Dump schema", "Plan migration", "Apply migration", "Verify"]
     with task(
         "Migrate orders schema to v7", agent_id="sprocket", repo="shop/orders-db", steps=steps, tracer=tracer
@@ -95,7 +95,7 @@ def sprocket(tracer: trace.Tracer, clock: Clock) -> None:
         raise RuntimeError('relation "orders_archive" already exists (migration 0007, line 42)')
 
 
-def gauge(tracer: trace.Tracer, clock: Clock) -> None:
+def gauge(tracer: trace.Tracer, clock: DemoPace) -> None:
     with task("Summarise 30 days of gateway logs", agent_id="gauge", repo="infra/gateway", tracer=tracer) as t:
         t.checkpoint("Loading log shards", progress=5)
         used = 60_000
@@ -109,7 +109,7 @@ def gauge(tracer: trace.Tracer, clock: Clock) -> None:
         t.checkpoint("Summary written; context nearly full, compaction advised", progress=100)
 
 
-AGENTS: tuple[Callable[[trace.Tracer, Clock], None], ...] = (rivet, sprocket, gauge)
+AGENTS: tuple[Callable[[trace.Tracer, DemoPace], None], ...] = (rivet, sprocket, gauge)
 
 
 def run_demo(config: Config, seconds: float = 20.0, linger_s: float = 0.0) -> int:
@@ -129,9 +129,9 @@ def run_demo(config: Config, seconds: float = 20.0, linger_s: float = 0.0) -> in
     print(flush=True)
     errors: list[BaseException] = []
 
-    def run(agent: Callable[[trace.Tracer, Clock], None]) -> None:
+    def run(agent: Callable[[trace.Tracer, DemoPace], None]) -> None:
         try:
-            agent(tracer, Clock(seconds, 14))
+            agent(tracer, DemoPace(seconds, 14))
         except RuntimeError:
             pass  # sprocket's failure is the point of the demo
         except BaseException as exc:  # pragma: no cover - a bug in the demo itself

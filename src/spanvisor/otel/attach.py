@@ -8,6 +8,7 @@ within deadlines and without raising into the agent.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 
 from spanvisor.config import Config
@@ -16,6 +17,22 @@ from spanvisor.sink import Sink
 from spanvisor.stats import PipelineStats
 
 log = logging.getLogger("spanvisor")
+_lock = threading.Lock()
+_default: Pipeline | None = None
+
+
+def default_pipeline(path: str) -> Pipeline:
+    """The process-wide pipeline built from config, created on first use: the
+    processor and the exporter built without arguments share it, so running
+    both never doubles an agent's events."""
+    global _default  # noqa: PLW0603 - one pipeline per process, by design
+    with _lock:
+        if _default is None:
+            from spanvisor.logs import configure_logging
+
+            configure_logging()
+            _default = Pipeline(path=path).start()
+        return _default
 
 
 class PipelineOwner:
@@ -27,8 +44,6 @@ class PipelineOwner:
         pipeline: Pipeline | None = None,
     ) -> None:
         if pipeline is None and sinks is None and config is None:
-            from spanvisor.otel.autoconfig import default_pipeline
-
             pipeline = default_pipeline(path)
         self.pipeline = pipeline or Pipeline(config, sinks, path=path)
         self.pipeline.start()

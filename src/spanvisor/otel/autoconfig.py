@@ -7,7 +7,7 @@ entry point after the TracerProvider is configured; ours adds the processor
 to it when ``SPANVISOR_LIVE`` is set and does nothing otherwise.
 
 Within one process the exporter and the processor built without arguments
-share one pipeline (``default_pipeline``), so running both never doubles an
+share one pipeline (``attach.default_pipeline``), so running both never doubles an
 event: the tracker ignores a span end it has already seen.
 """
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from typing import Any
 
 from opentelemetry.sdk._configuration import _OTelSDKConfigurator
@@ -23,21 +22,6 @@ from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 from spanvisor.config import p_bool
 
 log = logging.getLogger("spanvisor")
-_lock = threading.Lock()
-_pipeline: Any = None
-
-
-def default_pipeline(path: str) -> Any:
-    """The process-wide pipeline built from config, created on first use."""
-    global _pipeline  # noqa: PLW0603 - one pipeline per process, by design
-    with _lock:
-        if _pipeline is None:
-            from spanvisor.logs import configure_logging
-            from spanvisor.pipeline.pipeline import Pipeline
-
-            configure_logging()
-            _pipeline = Pipeline(path=path).start()
-        return _pipeline
 
 
 def install_live_processor(*_: Any, **__: Any) -> None:

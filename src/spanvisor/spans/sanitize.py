@@ -21,7 +21,7 @@ MAX_LIST = 100
 MAX_NOTES = 20
 
 
-def _note(notes: list[str], key: str, msg: str) -> None:
+def note(notes: list[str], key: str, msg: str) -> None:
     if len(notes) < MAX_NOTES:
         notes.append(f"{key}: {msg}")
 
@@ -31,7 +31,7 @@ def text(v: Any, key: str, notes: list[str], limit: int = MAX_TEXT) -> str | Non
         return None
     if isinstance(v, bytes):
         s = v.decode("utf-8", "replace")
-        _note(notes, key, "bytes decoded as UTF-8")
+        note(notes, key, "bytes decoded as UTF-8")
     elif isinstance(v, str):
         s = v
     elif isinstance(v, Sequence):
@@ -42,14 +42,14 @@ def text(v: Any, key: str, notes: list[str], limit: int = MAX_TEXT) -> str | Non
     # by PostgreSQL text. Replace both here, once.
     if "\x00" in s:
         s = s.replace("\x00", "")
-        _note(notes, key, "NUL characters removed")
+        note(notes, key, "NUL characters removed")
     try:
         s.encode("utf-8")
     except UnicodeEncodeError:
         s = s.encode("utf-8", "replace").decode("utf-8")
-        _note(notes, key, "invalid UTF-8 replaced")
+        note(notes, key, "invalid UTF-8 replaced")
     if len(s) > limit:
-        _note(notes, key, f"truncated from {len(s):,} to {limit:,} characters")
+        note(notes, key, f"truncated from {len(s):,} to {limit:,} characters")
         s = s[: limit - 1] + "…"
     return s or None
 
@@ -61,17 +61,17 @@ def name(v: Any, key: str, notes: list[str]) -> str | None:
 def number(v: Any, key: str, notes: list[str]) -> float | None:
     if v is None or isinstance(v, bool):
         if isinstance(v, bool):
-            _note(notes, key, f"ignored boolean {v}")
+            note(notes, key, f"ignored boolean {v}")
         return None
     try:
         f = float(v) if isinstance(v, int | float) else float(str(v).strip().rstrip("%"))
     except OverflowError:  # an int beyond float range
         f = math.inf if v > 0 else -math.inf
     except ValueError:
-        _note(notes, key, f"ignored non-number {str(v)[:40]!r}")
+        note(notes, key, f"ignored non-number {str(v)[:40]!r}")
         return None
     if not math.isfinite(f):
-        _note(notes, key, f"ignored {f}")
+        note(notes, key, f"ignored {f}")
         return None
     return f
 
@@ -82,7 +82,7 @@ def progress(v: Any, notes: list[str], key: str = "agent.progress") -> float | N
         return None
     if f < 0 or f > 100:
         clamped = min(100.0, max(0.0, f))
-        _note(notes, key, f"{f:g} clamped to {clamped:g}")
+        note(notes, key, f"{f:g} clamped to {clamped:g}")
         return clamped
     return f
 
@@ -92,10 +92,10 @@ def tokens(v: Any, key: str, notes: list[str]) -> int | None:
     if f is None:
         return None
     if f < 0:
-        _note(notes, key, f"negative {f:g} ignored")
+        note(notes, key, f"negative {f:g} ignored")
         return None
     if f > MAX_TOKENS:
-        _note(notes, key, f"{f:g} clamped to {MAX_TOKENS:,}")
+        note(notes, key, f"{f:g} clamped to {MAX_TOKENS:,}")
         return MAX_TOKENS
     return int(f)
 
@@ -120,7 +120,7 @@ def string_list(v: Any, key: str, notes: list[str]) -> tuple[str, ...]:
     else:
         items = [v]
     if len(items) > MAX_LIST:
-        _note(notes, key, f"kept the first {MAX_LIST} of {len(items)} items")
+        note(notes, key, f"kept the first {MAX_LIST} of {len(items)} items")
         items = items[:MAX_LIST]
     out = []
     for x in items:

@@ -12,17 +12,10 @@ changes produce which events is documented in
 * an ``agent.artifact`` event or a new entry in ``agent.artifacts`` → ``ArtifactAdded``;
 * the root's end → ``TaskFinished``.
 
-Two rules make what the events show true whatever order spans arrive in:
-
-* **Time order.** Every event leaves with a time no earlier than the task's
-  previous event, and ``TaskView.seq`` grows by one per event. A fact that
-  arrives late (a root's checkpoint read after a later model call) is shown
-  at the time it became known, with the state as of then.
-* **Which value wins.** A checkpoint event, or a state attribute on a span
-  other than the root (read at that span's end), is a *timed fact*: for each
-  field the latest timed fact wins, by time, not by arrival. The root's own
-  attributes carry no time; they are the task's *defaults* and fill only
-  fields no timed fact has set. See ``docs/conventions.md#which-value-wins``.
+**Time order.** Every event leaves with a time no earlier than the task's
+previous event, and ``TaskView.seq`` grows by one per event; a fact that
+arrives late is shown at the time it became known, with the state as of
+then. Which value each field shows is :mod:`.fields`'s rule.
 """
 
 from __future__ import annotations
@@ -37,7 +30,6 @@ from spanvisor.events import (
     ContextWarning,
     Event,
     Outcome,
-    Status,
     TaskFinished,
     TaskStarted,
     TaskView,
@@ -46,34 +38,23 @@ from spanvisor.events import (
 from spanvisor.spans import conventions as cv
 from spanvisor.spans import sanitize as sz
 from spanvisor.spans.data import SpanData
+from spanvisor.tracking import artifacts
+from spanvisor.tracking.fields import FactTime, TaskFields
 from spanvisor.tracking.identity import TaskIdentity
 from spanvisor.tracking.outcome import NO_ERROR, Error, ErrorInfo, outcome_of
 from spanvisor.tracking.taskcontext import TaskContext, TrackerSettings
 
-_STATE_KEYS = (cv.PROGRESS, cv.STEP, cv.STEPS, cv.MESSAGE, cv.STATUS, cv.CONTEXT_LIMIT, cv.CONTEXT_TOKENS)
 _VIEW_FIELDS = tuple(f.name for f in fields(TaskView))
 _EVENT_META = (cv.PROGRESS, cv.STEP, cv.STEPS, cv.MESSAGE, cv.STATUS, "message")
-
-# (time, span id, n-th): orders timed facts; the span id and position break ties
-# the same way on every path.
-FactTime = tuple[int, str, int]
-
-
-def _same(a: Any, b: Any) -> bool:
-    return type(a) is type(b) and a == b
 
 
 @dataclass
 class TaskState:
     initial: InitVar[TaskView]
     settings: TrackerSettings
-    explicit_status: Status | None = None
     identity: TaskIdentity = field(default_factory=lambda: TaskIdentity(agent_is_fallback=False))
-    # field -> the time of the timed fact that set it (see the module docstring).
-    fact_time: dict[str, FactTime] = field(default_factory=dict)
     events_seen: dict[str, set[tuple[int, str, int]]] = field(default_factory=dict)
     state_seen: dict[str, int] = field(default_factory=dict)
-    attrs_seen: dict[str, dict[str, Any]] = field(default_factory=dict)
     errors: ErrorInfo = field(default_factory=ErrorInfo)
     finished: bool = False
     last_ns: int = 0
@@ -87,6 +68,7 @@ class TaskState:
         self._w = {f: getattr(initial, f) for f in _VIEW_FIELDS}
         self._view = initial
         self.context = TaskContext(self.settings)
+        self.fields = TaskFields(self.context, self.settings.thresholds)
 
     @property
     def view(self) -> TaskView:
@@ -144,12 +126,12 @@ class TaskState:
     def read_initial(self, span: SpanData, notes: list[str]) -> None:
         """The root's attributes as the task opens: its initial state, part of
         TaskStarted."""
-        self._read_state(self._attr_changes(span.span_id, span.attributes), notes, None)
+        self._read_state(self.fields.attr_changes(span.span_id, span.attributes), notes, None)
 
     def started(self, time_ns: int, notes: list[str]) -> list[Event]:
         """TaskStarted, then the warnings of a task that starts already past a
         level (a resumed conversation)."""
-        if self.explicit_status is None:
+        if self.fields.explicit_status is None:
             self._set(status="starting")
         t = self._next(time_ns)
         ev = TaskStarted(event_id=self._id("started"), time_ns=t, task=self.view, notes=tuple(notes))
@@ -201,7 +183,7 @@ class TaskState:
         if not is_root:
             # A child's state attributes are a timed fact at its end.
             out.extend(self._attribute_state(span, (span.end_ns or 0, span.span_id, 1 << 30), now, notes))
-            self.attrs_seen.pop(span.span_id, None)  # an ended span is read no more
+            self.fields.forget(span.span_id)  # an ended span is read no more
         if cv.is_model_call(a):
             out.extend(self._model_call(span, notes))
         if span.error and not is_root:
@@ -226,7 +208,7 @@ class TaskState:
         return out
 
     def _attribute_state(self, span: SpanData, timed: FactTime | None, now: int, notes: list[str]) -> list[Event]:
-        changed = self._read_state(self._attr_changes(span.span_id, span.attributes), notes, timed)
+        changed = self._read_state(self.fields.attr_changes(span.span_id, span.attributes), notes, timed)
         if not changed or self.finished:
             return []
         out: list[Event] = [self._state_checkpoint(span.span_id, changed, now, notes)]
@@ -234,98 +216,19 @@ class TaskState:
             out.extend(self._warnings(now, notes))
         return out
 
-    def _attr_changes(self, span_id: str, a: Any) -> dict[str, Any]:
-        """The state attributes of this span that changed since it was last read.
-
-        Comparing with the span's own earlier values, not the task's view,
-        keeps a stale attribute from undoing a later checkpoint event.
-        """
-        current = {k: a[k] for k in _STATE_KEYS if k in a} if a else {}
-        before = self.attrs_seen.pop(span_id, None) or {}
-        if current:  # remembered only for spans that carry state: memory per task stays small
-            self.attrs_seen[span_id] = current
-        # By type too: False == 0 in Python, yet one is junk and the other a value.
-        return {k: v for k, v in current.items() if k not in before or not _same(before[k], v)}
-
-    def _wins(self, name: str, timed: FactTime | None) -> bool:
-        """May this source set ``name``? Defaults only where no timed fact has;
-        a timed fact where no later one has."""
-        known = self.fact_time.get(name)
-        if timed is None:
-            return known is None
-        if known is not None and known > timed:
-            return False
-        self.fact_time[name] = timed
-        return True
-
     def _read_state(
         self, src: Any, notes: list[str], timed: FactTime | None, plain_message: bool = False
     ) -> tuple[str, ...]:
-        """Apply progress/step/steps/message/status/context; return the fields that changed.
-
-        ``timed``: the time of a timed fact, None for the root's defaults.
-        ``plain_message``: a checkpoint event may say ``message`` for short.
-        """
+        """Apply the state fields ``src`` carries (see :mod:`.fields`); the fields that changed."""
         if not src:
             return ()  # most spans carry no state: no change, not even of status
-        v = self.view
-        changes: dict[str, Any] = {}
-        if cv.PROGRESS in src:
-            p = sz.progress(src[cv.PROGRESS], notes)
-            if p is not None and self._wins("progress", timed) and p != v.progress:
-                changes["progress"] = p
-        if cv.STEP in src:
-            s = sz.name(src[cv.STEP], cv.STEP, notes)
-            if s is not None and self._wins("step", timed) and s != v.step:
-                changes["step"] = s
-        if cv.STEPS in src:
-            steps = sz.string_list(src[cv.STEPS], cv.STEPS, notes)
-            if steps and self._wins("steps", timed) and steps != v.steps:
-                changes["steps"] = steps
-        msg_key = cv.MESSAGE if cv.MESSAGE in src else ("message" if plain_message and "message" in src else None)
-        if msg_key is not None:
-            m = sz.text(src[msg_key], cv.MESSAGE, notes)
-            if m is not None and self._wins("message", timed) and m != v.message:
-                changes["message"] = m
-        if cv.STATUS in src:
-            raw = sz.name(src[cv.STATUS], cv.STATUS, notes)
-            st = raw.strip().lower() if raw else None
-            if st in cv.STATUSES:
-                if self._wins("status", timed):
-                    self.explicit_status = st  # type: ignore[assignment]
-            elif st is not None:
-                sz._note(notes, cv.STATUS, f"unknown status {st[:40]!r} ignored")
-        v_limit, v_tokens = v.context_limit, v.context_tokens
-        if cv.CONTEXT_LIMIT in src:
-            lim = sz.tokens(src[cv.CONTEXT_LIMIT], cv.CONTEXT_LIMIT, notes)
-            if lim and self._wins("context_limit", timed):
-                self.context.explicit_limit = lim
-                if lim != v_limit:
-                    changes["context_limit"] = lim
-        if cv.CONTEXT_TOKENS in src:
-            t = sz.tokens(src[cv.CONTEXT_TOKENS], cv.CONTEXT_TOKENS, notes)
-            if t is not None and self._wins("context_tokens", timed):
-                # The agent reports occupancy itself: it wins over model calls
-                # from then on, whatever order the spans arrive in.
-                self.context.explicit_tokens = True
-                if t != v_tokens:
-                    changes["context_tokens"] = t
-        status = self._status_after(changes)
-        if status != v.status and not self.finished:
+        changes = self.fields.changes(self._w, src, notes, timed, plain_message)
+        status = self.fields.status_after(self._w, changes)
+        if status != self._w["status"] and not self.finished:
             changes["status"] = status
         if changes:
             self._set(**changes)
         return tuple(changes)
-
-    def _status_after(self, changes: dict[str, Any]) -> Status:
-        """The derived status once ``changes`` apply: explicit wins, then the window."""
-        if self.explicit_status is not None:
-            return self.explicit_status
-        tokens = changes.get("context_tokens", self._w["context_tokens"])
-        limit = changes.get("context_limit", self._w["context_limit"])
-        if tokens is not None and limit and self.settings.thresholds and tokens / limit >= self.settings.thresholds[0]:
-            return "context_warning"
-        return "working"
 
     def _state_checkpoint(self, span_id: str, changed: tuple[str, ...], now: int, notes: list[str]) -> Checkpoint:
         w = self._w
@@ -371,30 +274,16 @@ class TaskState:
                 return [cp, *self._warnings(t, notes)]
             return [cp]
         if name == cv.EVENT_ARTIFACT:
-            art_name = sz.text(attrs.get(cv.ARTIFACT_NAME) or attrs.get("name"), cv.ARTIFACT_NAME, notes, 500)
-            uri = sz.text(attrs.get(cv.ARTIFACT_URI) or attrs.get("uri"), cv.ARTIFACT_URI, notes, 3000)
-            kind = sz.name(attrs.get(cv.ARTIFACT_KIND) or attrs.get("kind"), cv.ARTIFACT_KIND, notes)
-            return self._add_artifact(
-                Artifact(art_name or uri or "artifact", uri, kind),
-                self._id("artifact", span.span_id, time_ns, index),
-                time_ns,
-                notes,
-            )
+            event_id = self._id("artifact", span.span_id, time_ns, index)
+            return self._add_artifact(artifacts.from_event(attrs, notes), event_id, time_ns, notes)
         if name == cv.EVENT_EXCEPTION:
             self.errors.exception_event(attrs, is_root, (time_ns, span.span_id), notes)
         return []
 
     def _read_artifacts(self, raw: Any, now: int, notes: list[str]) -> list[Event]:
-        if raw is None:
-            return []
         out: list[Event] = []
-        known = {a.name for a in self.view.artifacts} | {a.uri for a in self.view.artifacts if a.uri}
-        for item in sz.string_list(raw, cv.ARTIFACTS, notes):
-            if item not in known:
-                uri = item if "://" in item else None
-                art = Artifact(item.rsplit("/", 1)[-1] if uri else item, uri)
-                out.extend(self._add_artifact(art, self._id("artifact", item), now, notes))
-                known.add(item)
+        for item, art in artifacts.new_from_list(raw, self.view.artifacts, notes):
+            out.extend(self._add_artifact(art, self._id("artifact", item), now, notes))
         return out
 
     def _add_artifact(self, art: Artifact, event_id: str, now: int, notes: list[str]) -> list[Event]:
@@ -421,7 +310,7 @@ class TaskState:
         # Occupancy is the latest call's prompt plus its output, per conversation.
         changes.update(self.context.model_call(a, span.parent_id, (t_in or 0) + (t_out or 0), model, end))
         if not self.finished:
-            changes["status"] = self._status_after(changes)
+            changes["status"] = self.fields.status_after(self._w, changes)
         self._set(**changes)
         t = self._next(end)
         cp = Checkpoint(
@@ -468,7 +357,7 @@ class TaskState:
 
     def finish(self, root: SpanData, notes: list[str]) -> TaskFinished:
         self.finished = True
-        outcome = outcome_of(self.explicit_status, root, self.errors)
+        outcome = outcome_of(self.fields.explicit_status, root, self.errors)
         err = self.errors.reported(root, notes) if outcome == "error" else NO_ERROR
         v = self.view
         started = min(v.started_ns, root.start_ns) if v.started_ns else root.start_ns
