@@ -9,6 +9,7 @@ receiver in front of a real pipeline.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
@@ -29,13 +30,14 @@ class _Served:
     """A pipeline behind a receiver on a private event loop thread."""
 
     def __init__(self, tmp_path: Path) -> None:
-        config = Config.load(env={"SPANVISOR_DATA_DIR": str(tmp_path)}, extra=[])
+        config = Config.load(env={"SPANVISOR_DATA_DIR": str(tmp_path)})
         self.sink = InMemorySink()
         self.pipeline = Pipeline(config=config, sinks=[self.sink], path="receiver").start()
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        settings = ReceiverSettings(
+        settings = dataclasses.replace(
+            ReceiverSettings.from_config(config),
             bind="127.0.0.1",
             http_port=0,
             grpc_port=0,

@@ -11,6 +11,7 @@ that fails.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
 import threading
 import time
@@ -118,7 +119,10 @@ class RunningReceiver:
 
 
 def local_settings(tmp_path: Path | None = None, **kw: Any) -> ReceiverSettings:
-    base: dict[str, Any] = dict(
+    """The receiver's settings from the real defaults, on free loopback ports;
+    ``kw`` replaces fields."""
+    base = ReceiverSettings.from_config(Config.load(env={}))
+    local: dict[str, Any] = dict(
         bind="127.0.0.1",
         http_port=0,
         grpc_port=0,
@@ -127,8 +131,8 @@ def local_settings(tmp_path: Path | None = None, **kw: Any) -> ReceiverSettings:
         shutdown_timeout_s=5.0,
         journal_path=(tmp_path / "journal.db") if tmp_path else None,
     )
-    base.update(kw)
-    return ReceiverSettings(**base)
+    local.update(kw)
+    return dataclasses.replace(base, **local)
 
 
 @pytest.fixture

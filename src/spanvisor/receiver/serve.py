@@ -241,30 +241,7 @@ def _sink_names(config: Config) -> list[str]:
     return chosen
 
 
-def receiver_settings(config: Config) -> Any:
-    from spanvisor.receiver.server import ReceiverSettings
-
-    return ReceiverSettings(
-        bind=config["otlp_bind"],
-        http_port=config["otlp_http_port"],
-        grpc_port=config["otlp_grpc_port"],
-        admin_port=config["admin_port"],
-        admin_bind=config["admin_bind"],
-        token=config["otlp_token"],
-        tls_cert=config["tls_cert"],
-        tls_key=config["tls_key"],
-        max_body_bytes=config["max_body_bytes"],
-        max_spans=int(config["inbox_size"]),
-        retry_after_s=config["retry_after_s"],
-        journal_path=journal_path(config) if config["journal"] else None,
-        journal_retention_s=config["journal_retention_s"],
-        journal_max_bytes=config["journal_max_bytes"],
-        journal_sync=config["journal_sync"],
-        shutdown_timeout_s=config["shutdown_timeout_s"],
-    )
-
-
-def build_sinks(config: Config) -> list[Any]:
+def serve_sinks(config: Config) -> list[Any]:
     """The configured sinks, plus every installed sink that serves the admin
     port (``serves_admin``, e.g. ``/metrics``) even if the list omits it."""
     from spanvisor.pipeline.assemble import build_sinks as core_build
@@ -292,10 +269,6 @@ def check_tls(config: Config) -> None:
             raise ConfigError(f"{name} = {path!r} is not a readable file")
 
 
-def journal_path(config: Config) -> Path:
-    return Path(config.data_dir) / "receiver" / "journal.db"
-
-
 def tracker_rebuild(pipeline: Any) -> Any:
     """Spans every sink already had go straight into the (not yet running)
     tracker; their events are dropped, and so are the counts: the process
@@ -320,11 +293,11 @@ def tracker_rebuild(pipeline: Any) -> Any:
 
 async def run(config: Config, stop: asyncio.Event | None = None) -> int:
     from spanvisor.pipeline.pipeline import Pipeline
-    from spanvisor.receiver.server import Receiver
+    from spanvisor.receiver.server import Receiver, ReceiverSettings, journal_path
 
     check_tls(config)
-    pipeline = Pipeline(config=config, sinks=build_sinks(config), path="receiver")
-    receiver = Receiver(pipeline, receiver_settings(config))
+    pipeline = Pipeline(config=config, sinks=serve_sinks(config), path="receiver")
+    receiver = Receiver(pipeline, ReceiverSettings.from_config(config))
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -35,22 +35,52 @@ log = logging.getLogger("spanvisor.receiver")
 
 @dataclass(frozen=True, slots=True)
 class ReceiverSettings:
-    bind: str = "0.0.0.0"
-    http_port: int | None = 4318  # None: that transport is off
-    grpc_port: int | None = 4317
-    admin_port: int | None = 9464
-    admin_bind: str | None = None  # default: same as bind
-    token: str | None = None
-    tls_cert: str | None = None
-    tls_key: str | None = None
-    max_body_bytes: int = 16 * 1024 * 1024
-    max_spans: int = 100_000
-    retry_after_s: float = 2.0
-    journal_path: Path | None = None  # None: no journal (2xx = handed to the pipeline only)
-    journal_retention_s: float = 900.0
-    journal_max_bytes: int = 2 * 1024**3
-    journal_sync: str = "normal"
-    shutdown_timeout_s: float = 10.0
+    """What the receiver reads of the configuration, once, typed. Every
+    default lives in the settings table (``serve.SETTINGS`` and the core's):
+    build it with :meth:`from_config`; tests replace fields with
+    ``dataclasses.replace``."""
+
+    bind: str
+    http_port: int | None  # None: that transport is off
+    grpc_port: int | None
+    admin_port: int | None
+    admin_bind: str | None  # None: same as bind
+    token: str | None
+    tls_cert: str | None
+    tls_key: str | None
+    max_body_bytes: int
+    max_spans: int
+    retry_after_s: float
+    journal_path: Path | None  # None: no journal (2xx = handed to the pipeline only)
+    journal_retention_s: float
+    journal_max_bytes: int
+    journal_sync: str
+    shutdown_timeout_s: float
+
+    @classmethod
+    def from_config(cls, config: Any) -> ReceiverSettings:
+        return cls(
+            bind=config["otlp_bind"],
+            http_port=config["otlp_http_port"],
+            grpc_port=config["otlp_grpc_port"],
+            admin_port=config["admin_port"],
+            admin_bind=config["admin_bind"],
+            token=config["otlp_token"],
+            tls_cert=config["tls_cert"],
+            tls_key=config["tls_key"],
+            max_body_bytes=config["max_body_bytes"],
+            max_spans=int(config["inbox_size"]),
+            retry_after_s=config["retry_after_s"],
+            journal_path=journal_path(config) if config["journal"] else None,
+            journal_retention_s=config["journal_retention_s"],
+            journal_max_bytes=config["journal_max_bytes"],
+            journal_sync=config["journal_sync"],
+            shutdown_timeout_s=config["shutdown_timeout_s"],
+        )
+
+
+def journal_path(config: Any) -> Path:
+    return Path(config.data_dir) / "receiver" / "journal.db"
 
 
 class Receiver:
