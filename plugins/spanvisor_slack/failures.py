@@ -18,7 +18,7 @@ from spanvisor.stats import PipelineStats
 
 from .record import SlackTaskRecord
 from .retry import fix_for
-from .transport import Outcome, Transport
+from .transport import CallOutcome, Transport
 
 log = logging.getLogger("spanvisor.slack")
 # Errors that end the task's output even when only a reply failed: every
@@ -42,7 +42,7 @@ class Failures:
     stats: PipelineStats
     deadline: Callable[[], float | None] = lambda: None
 
-    def failed(self, rec: SlackTaskRecord, out: Outcome, lost: int = 0, reply: bool = False) -> None:
+    def failed(self, rec: SlackTaskRecord, out: CallOutcome, lost: int = 0, reply: bool = False) -> None:
         f = out.failure
         error = f.error if f else "unknown"
         self.stats.inc("slack_errors_total", error=error, method=f.method if f else "")

@@ -125,7 +125,7 @@ def _seconds(v: str | None) -> float | None:
 
 
 @dataclass
-class Outcome:
+class CallOutcome:
     data: dict[str, Any] | None = None
     failure: Failure | None = None
     decision: Decision | None = None
@@ -162,7 +162,7 @@ class Transport:
         *,
         deadline: Callable[[], float | None] = lambda: None,
         before_call: Callable[[], Awaitable[bool]] | None = None,
-    ) -> Outcome:
+    ) -> CallOutcome:
         """Call ``method`` until it succeeds, fails for good, or the deadline
         passes. ``build`` runs before each attempt, so a retried edit sends
         the latest state. ``before_call`` runs after the wait for the turn,
@@ -173,9 +173,9 @@ class Transport:
             attempt += 1
             payload = build()
             if not await self._wait_turn(method, payload, deadline()):
-                return Outcome(failure=Failure(method, "deadline"), decision=Decision("retry"))
+                return CallOutcome(failure=Failure(method, "deadline"), decision=Decision("retry"))
             if before_call is not None and not await before_call():
-                return Outcome(failure=Failure(method, CLAIM_LOST), decision=Decision("permanent"))
+                return CallOutcome(failure=Failure(method, CLAIM_LOST), decision=Decision("permanent"))
             try:
                 if self.on_call:
                     self.on_call(method)
@@ -184,7 +184,7 @@ class Transport:
                 failure = Failure(method, exc.error, exc.status, exc.retry_after_s, attempt)
                 d = decide(failure, self.strategies)
                 if d.kind in {"permanent", "ambiguous"}:
-                    return Outcome(failure=failure, decision=d)
+                    return CallOutcome(failure=failure, decision=d)
                 if d.pause_method:
                     until = self.clock.now() + d.delay_s
                     self.paused_until[method] = max(self.paused_until.get(method, 0.0), until)
@@ -192,7 +192,7 @@ class Transport:
                     continue
                 end = deadline()
                 if end is not None and self.clock.now() + d.delay_s > end:
-                    return Outcome(failure=failure, decision=d)
+                    return CallOutcome(failure=failure, decision=d)
                 log.debug("Slack %s failed (%s, attempt %d): retrying in %.1fs", method, exc.error, attempt, d.delay_s)
                 await self.clock.sleep(d.delay_s)
                 continue
@@ -203,7 +203,7 @@ class Transport:
                 # Posts by name and by ID share one bucket: Slack limits the channel.
                 if channel in self._buckets and cid not in self._buckets:
                     self._buckets[cid] = self._buckets[channel]
-            return Outcome(data=data)
+            return CallOutcome(data=data)
 
     async def _wait_turn(self, method: str, payload: Mapping[str, Any], end: float | None) -> bool:
         """Wait for the method's 429 pause and, for posts, the channel's turn."""
