@@ -2,7 +2,10 @@
 
 Registered through the ``spanvisor.commands`` entry point. Without
 ``SPANVISOR_DATABASE_URL`` the commands read the embedded database (started
-for the command when it is not running, and stopped again after).
+for the command when it is not running, and stopped again after) when one
+exists in the data directory or ``SPANVISOR_EMBEDDED_DB`` is on; otherwise
+they say that no database is configured (exit 3) instead of creating an
+empty one. Tables fit the terminal; a closed pipe ends them quietly.
 """
 
 from __future__ import annotations
@@ -11,11 +14,15 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from spanvisor.config import ConfigError, mask, p_duration
+
+from .output import ReaderGone, flush, say, silence_stdout, terminal_width
+from .output import table as render_table
+from .queries import STATUS_FILTERS
 
 if TYPE_CHECKING:
     from spanvisor.config import Config
@@ -42,7 +49,7 @@ def register(subparsers: Any) -> None:
     db_sub.add_parser("stop", help="stop the embedded server").set_defaults(func=cmd_db_stop)
 
     tasks = subparsers.add_parser("tasks", help="recent tasks, most recent first")
-    tasks.add_argument("--status", help="a status, or 'running' for every unfinished task")
+    tasks.add_argument("--status", choices=STATUS_FILTERS, metavar="STATUS", help=f"one of {', '.join(STATUS_FILTERS)}")
     tasks.add_argument("--agent", help="only this agent id")
     tasks.add_argument("--since", type=_duration_arg, metavar="DURATION", help="started within, e.g. 1h")
     tasks.add_argument("--limit", type=int, default=50, help="most rows (default 50)")
@@ -70,6 +77,22 @@ def register(subparsers: Any) -> None:
 # --- plumbing -------------------------------------------------------------------
 
 
+def no_database(config: Config) -> str | None:
+    """Why there is no audit database to read, or None when there is one."""
+    from .db import embedded_root
+
+    root = embedded_root(config)
+    if config.get("database_url") or config.get("embedded_db") or (root / "pgdata" / "PG_VERSION").exists():
+        return None
+    return (
+        "no audit database is configured, so there is nothing to read (and none was created).\n"
+        "  Set SPANVISOR_DATABASE_URL=postgresql://... to the database your agents or 'spanvisor serve' write to,\n"
+        "  or use the embedded one: pip install 'spanvisor[embedded]' and set SPANVISOR_EMBEDDED_DB=true\n"
+        "  where your agents run ('spanvisor demo' and 'spanvisor serve' turn it on themselves).\n"
+        f"  No embedded database in {root}."
+    )
+
+
 def _run_with_db(config: Config, fn: Callable[[Any], Awaitable[T]], auto_migrate: bool = True) -> T:
     from .db import Database
 
@@ -87,8 +110,17 @@ def _guard(config: Config, fn: Callable[[Any], Awaitable[int]], auto_migrate: bo
     from .queries import TaskNotFound
     from .writer import TransientDbError
 
+    why = no_database(config)
+    if why is not None:
+        print(f"spanvisor: {why}", file=sys.stderr)
+        return 3
     try:
-        return _run_with_db(config, fn, auto_migrate)
+        code = _run_with_db(config, fn, auto_migrate)
+        flush()
+        return code
+    except ReaderGone:
+        silence_stdout()
+        return 0
     except TaskNotFound as exc:
         print(f"spanvisor: {exc}", file=sys.stderr)
         return 1
@@ -110,18 +142,7 @@ def _json_default(v: Any) -> Any:
 
 
 def _print_json(value: Any) -> None:
-    print(json.dumps(value, default=_json_default, ensure_ascii=False, indent=None))
-
-
-def _table(rows: Sequence[Sequence[str]], header: Sequence[str], right: Sequence[int] = ()) -> str:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(
-            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        ).rstrip()
-
-    return "\n".join([line(header), "  ".join("─" * w for w in widths), *(line(r) for r in rows)])
+    say(json.dumps(value, default=_json_default, ensure_ascii=False, indent=None))
 
 
 def _when(dt: datetime | None) -> str:
@@ -157,7 +178,7 @@ def cmd_migrate(args: argparse.Namespace, config: Config) -> int:
         async with pool.acquire() as conn:
             applied = await migrate(conn)
             version = await conn.fetchval("SELECT max(version) FROM schema_migrations")
-        print(f"applied {', '.join(applied)}" if applied else f"schema is current (version {version})")
+        say(f"applied {', '.join(applied)}" if applied else f"schema is current (version {version})")
         return 0
 
     return _guard(config, go, auto_migrate=False)
@@ -201,7 +222,7 @@ def cmd_tasks(args: argparse.Namespace, config: Config) -> int:
                 _print_json(r)
             return 0
         if not rows:
-            print("no tasks match")
+            say("no tasks match")
             return 0
         now = datetime.now().astimezone()
         table = [
@@ -218,11 +239,12 @@ def cmd_tasks(args: argparse.Namespace, config: Config) -> int:
             )
             for r in rows
         ]
-        print(
-            _table(
+        say(
+            render_table(
                 table,
                 ("TASK", "AGENT", "STATUS", "PROGRESS", "STARTED", "DURATION", "TOKENS IN/OUT", "NAME", "LAST MESSAGE"),
                 right=(3, 5, 6),
+                width=terminal_width(),
             )
         )
         return 0
@@ -265,8 +287,8 @@ def cmd_task(args: argparse.Namespace, config: Config) -> int:
         if task["notes"]:
             head.append(("notes", "; ".join(task["notes"])))
         for k, v in head:
-            print(f"{k:>9}  {v}")
-        print()
+            say(f"{k:>9}  {v}")
+        say("")
         table = [
             (
                 _when(e["at"]),
@@ -276,7 +298,7 @@ def cmd_task(args: argparse.Namespace, config: Config) -> int:
             )
             for e in entries
         ]
-        print(_table(table, ("TIME", "+DELTA", "KIND", "DETAIL"), right=(1,)))
+        say(render_table(table, ("TIME", "+DELTA", "KIND", "DETAIL"), right=(1,), width=terminal_width()))
         return 0
 
     return _guard(config, go)
@@ -292,7 +314,7 @@ def cmd_stats(args: argparse.Namespace, config: Config) -> int:
                 _print_json(r)
             return 0
         if not rows:
-            print("no tasks in that window")
+            say("no tasks in that window")
             return 0
         table = [
             (
@@ -307,11 +329,12 @@ def cmd_stats(args: argparse.Namespace, config: Config) -> int:
             )
             for r in rows
         ]
-        print(
-            _table(
+        say(
+            render_table(
                 table,
                 ("AGENT", "TASKS", "RUNNING", "SUCCESS", "P50", "P95", "TOKENS IN", "TOKENS OUT"),
                 right=(1, 2, 3, 4, 5, 6, 7),
+                width=terminal_width(),
             )
         )
         return 0
@@ -324,7 +347,7 @@ def cmd_prune(args: argparse.Namespace, config: Config) -> int:
 
     async def go(pool: Any) -> int:
         deleted = await prune(pool, args.older_than, batch=max(1, args.batch))
-        print(f"deleted {deleted} tasks inactive for more than {_dur(args.older_than)} with their rows")
+        say(f"deleted {deleted} tasks inactive for more than {_dur(args.older_than)} with their rows")
         return 0
 
     return _guard(config, go)

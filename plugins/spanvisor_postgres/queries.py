@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, get_args
+
+from spanvisor.events import Status
 
 TERMINAL = ("complete", "error", "cancelled")
+# What `spanvisor tasks --status` takes: a task status, or "running" for every
+# task that has not ended (whatever its status).
+STATUS_FILTERS: tuple[str, ...] = ("running", *get_args(Status))
 
 
 class TaskNotFound(LookupError):
