@@ -10,6 +10,7 @@ import os
 import re
 import sys
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 # Slack tokens, bearer tokens, passwords in URLs, Grafana service-account tokens.
@@ -89,7 +90,8 @@ class RepeatFilter(logging.Filter):
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, Any] = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            # RFC 3339 with milliseconds and the zone, as log shippers parse it.
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),

@@ -111,12 +111,11 @@ def test_version(cli: Run) -> None:
     assert (code, out, err) == (0, f"spanvisor {importlib.metadata.version('spanvisor')}\n", "")
 
 
-def test_there_is_no_version_flag(cli: Run, capsys: pytest.CaptureFixture[str]) -> None:
-    # Only the subcommand exists; argparse refuses the flag with its usage error.
+def test_the_version_flag_says_the_same(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
         main(["--version"])
-    assert exit_.value.code == 2
-    assert "unrecognized arguments: --version" in capsys.readouterr().err
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out == f"spanvisor {importlib.metadata.version('spanvisor')}\n"
 
 
 # --- check -----------------------------------------------------------------------

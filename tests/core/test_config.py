@@ -143,3 +143,16 @@ def test_secrets_in_urls_and_dsns_are_masked_and_redacted() -> None:
     assert "s3cr3t" not in mask("postgresql://db/audit?password=s3cr3t&sslmode=require")
     line = redact("host=db user=svc password=s3cr3t dbname=audit; postgresql://svc:p@ss:w0rd@db/a; Bearer abc.def")
     assert "s3cr3t" not in line and "p@ss" not in line and "abc.def" not in line
+
+
+def test_unknown_toml_keys_and_variables_are_named_with_the_closest_setting(tmp_path: Path) -> None:
+    """Issue 13: a misspelt key must not be silently ignored."""
+    from spanvisor.cli.main import main
+
+    toml = tmp_path / "spanvisor.toml"
+    toml.write_text('poll_interval = "2s"\n')
+    loaded = Config.load(env={"SPANVISOR_SINK": "console"}, toml_path=str(toml))
+    assert any("'poll_interval'" in u and "did you mean 'poll_interval_s'" in u for u in loaded.unknown), loaded.unknown
+    assert any("SPANVISOR_SINK;" in u and "'SPANVISOR_SINKS'" in u for u in loaded.unknown), loaded.unknown
+    assert Config.load(env={"SPANVISOR_SINKS": "console"}).unknown == ()
+    assert main(["--config", str(toml), "check"]) == 2

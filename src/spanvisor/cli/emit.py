@@ -27,6 +27,7 @@ import argparse
 import hashlib
 import json
 import os
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -173,7 +174,11 @@ def build_spans(args: argparse.Namespace, config: Config, now_ns: int | None = N
         span.add_event(
             cv.EVENT_ARTIFACT,
             _attrs(
-                **{cv.ARTIFACT_NAME: opt("name"), cv.ARTIFACT_URI: opt("uri"), cv.ARTIFACT_KIND: opt("artifact_kind")}
+                **{
+                    cv.ARTIFACT_NAME: opt("name") or _last_part(opt("uri")),
+                    cv.ARTIFACT_URI: opt("uri"),
+                    cv.ARTIFACT_KIND: opt("artifact_kind"),
+                }
             ),
             timestamp=now,
         )
@@ -188,9 +193,16 @@ def _read_start(config: Config, task: str) -> int | None:
         return None
 
 
+def _last_part(uri: Any) -> str | None:
+    return str(uri).rstrip("/").rsplit("/", 1)[-1] or None if uri else None
+
+
 def handler(args: argparse.Namespace, config: Config) -> int:
     from opentelemetry.sdk.trace.export import SpanExportResult
 
+    if args.kind == "artifact" and not (args.name or args.uri):
+        print("spanvisor emit artifact: give --name, --uri or both", file=sys.stderr)
+        return 2
     now = time.time_ns()
     spans = build_spans(args, config, now)
     exporter = _exporter(args)
@@ -256,7 +268,7 @@ def register(subparsers: Any) -> None:
 
     art = kinds.add_parser("artifact", help="the task produced something")
     common(art)
-    art.add_argument("--name", required=True)
+    art.add_argument("--name", help="default: the last part of --uri")
     art.add_argument("--uri")
     art.add_argument("--kind", dest="artifact_kind")
 

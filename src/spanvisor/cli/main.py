@@ -86,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="spanvisor", description="Supervise AI agents from their OpenTelemetry spans."
     )
     parser.add_argument("--config", metavar="FILE", help="TOML config file (default: $SPANVISOR_CONFIG)")
+    parser.add_argument("--version", action="version", version=f"spanvisor {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="run three simulated agents through every configured sink")
@@ -128,6 +129,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = Config.load(toml_path=args.config)
     except ConfigError as exc:
         print(f"spanvisor: configuration error: {exc}", file=sys.stderr)
+        return 2
+    if config.unknown:
+        # A misspelt key would otherwise be ignored while the default applies.
+        for problem in config.unknown:
+            print(f"spanvisor: configuration error: {problem}", file=sys.stderr)
         return 2
     configure_logging(config["log_format"], config["log_level"])  # the TOML file may set them
     try:

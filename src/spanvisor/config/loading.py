@@ -3,6 +3,7 @@ part's, from the environment, then the TOML file, then the defaults."""
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tomllib
@@ -26,10 +27,19 @@ def _check(settings: Sequence[Setting]) -> None:
 class Config:
     """Effective configuration: ``config["name"]`` or ``config.get("name")``."""
 
-    def __init__(self, values: Mapping[str, Any], settings: Sequence[Setting], sources: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        values: Mapping[str, Any],
+        settings: Sequence[Setting],
+        sources: Mapping[str, str],
+        unknown: Sequence[str] = (),
+    ) -> None:
         self._values = dict(values)
         self.settings = tuple(settings)
         self.sources = dict(sources)
+        # Keys of the TOML file and SPANVISOR_* variables no setting reads,
+        # each with a "did you mean" (see :func:`unknown_keys`).
+        self.unknown = tuple(unknown)
 
     def __getitem__(self, name: str) -> Any:
         return self._values[name]
@@ -40,7 +50,7 @@ class Config:
     def with_values(self, **overrides: Any) -> Config:
         values = dict(self._values)
         values.update(overrides)
-        return Config(values, self.settings, {**self.sources, **{k: "code" for k in overrides}})
+        return Config(values, self.settings, {**self.sources, **{k: "code" for k in overrides}}, self.unknown)
 
     @property
     def data_dir(self) -> Path:
@@ -56,6 +66,7 @@ class Config:
     ) -> Config:
         env = os.environ if env is None else env
         settings = list(CORE_SETTINGS)
+        extra_given = extra
         if extra is None:
             extra = plugin_settings()
         settings.extend(extra)
@@ -92,7 +103,9 @@ class Config:
                 accepts = f"; accepted: {s.accepts}" if s.accepts else ""
                 raise ConfigError(f"{s.name} ({source}) = {shown} is invalid{accepts}") from None
             sources[s.name] = source
-        return cls(values, settings, sources)
+        # Only the whole table can say what is unknown (a partial ``extra`` is a test's).
+        unknown = unknown_keys(settings, env, table, str(path)) if extra_given is None else []
+        return cls(values, settings, sources, unknown)
 
     def rows(self) -> list[tuple[str, str, str, str]]:
         """(setting, env, value, source) with secrets masked, for display."""
@@ -160,3 +173,29 @@ def plugin_settings() -> list[Setting]:
         except Exception:
             continue
     return out
+
+
+# SPANVISOR_* variables read outside the settings table.
+OTHER_VARIABLES = frozenset({"SPANVISOR_CONFIG", "SPANVISOR_LIVE"})
+
+
+def unknown_keys(settings: Sequence[Setting], env: Mapping[str, str], table: Mapping[str, Any], path: str) -> list[str]:
+    """What no setting reads: a TOML key or a ``SPANVISOR_*`` variable, each
+    with the closest known name (``poll_interval`` → ``poll_interval_s``)."""
+    names = [s.name for s in settings]
+    variables = [s.env for s in settings]
+    out = []
+    for key in table:
+        if key not in names:
+            out.append(f"unknown key {key!r} in {path}{_did_you_mean(key, names)}")
+    for var in env:
+        if var.startswith("SPANVISOR_") and var not in variables and var not in OTHER_VARIABLES:
+            out.append(f"unknown variable {var}{_did_you_mean(var, variables)}")
+    return out
+
+
+def _did_you_mean(word: str, known: Sequence[str]) -> str:
+    close = difflib.get_close_matches(word, known, n=1, cutoff=0.6)
+    if not close:
+        close = [k for k in known if k.startswith(word) or word.startswith(k)][:1]
+    return f"; did you mean {close[0]!r}?" if close else ""

@@ -168,6 +168,9 @@ class Pipeline:
     def start(self) -> Pipeline:
         install_redaction()
         if self._thread is None:
+            # In an agent a misspelt setting must not break anything: say it, once.
+            for problem in getattr(self.config, "unknown", ()):
+                log.warning("spanvisor configuration: %s (ignored)", problem)
             self._thread = threading.Thread(target=self._run, name="spanvisor-pipeline", daemon=True)
             self._thread.start()
             self._started.wait(10)

@@ -44,9 +44,11 @@ def p_port(v: Any) -> int | None:
 
 
 def p_size(v: Any) -> int:
-    """Bytes, from ``16777216``, ``64KiB``, ``16MiB`` or ``2GiB``."""
+    """Bytes, from ``16777216``, ``64KiB``, ``16MiB``, ``2GiB`` (binary) or
+    ``64KB``, ``16MB``, ``2GB`` (decimal, as disk makers count)."""
     s = str(v).strip()
-    for suffix, mult in (("KiB", 1024), ("MiB", 1024**2), ("GiB", 1024**3)):
+    units = (("KiB", 1024), ("MiB", 1024**2), ("GiB", 1024**3), ("KB", 1000), ("MB", 1000**2), ("GB", 1000**3))
+    for suffix, mult in units:
         if s.endswith(suffix):
             number = float(s[: -len(suffix)])
             if not math.isfinite(number) or number * mult < 1:
