@@ -12,6 +12,7 @@ processor on their TracerProvider feeds whatever sinks config selects.
 from __future__ import annotations
 
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -112,8 +113,41 @@ def gauge(tracer: trace.Tracer, clock: DemoPace) -> None:
 AGENTS: tuple[Callable[[trace.Tracer, DemoPace], None], ...] = (rivet, sprocket, gauge)
 
 
+# How long the demo waits for its sinks to start (a first embedded PostgreSQL
+# runs initdb) before it checks that the durable ones can write.
+STARTUP_WAIT_S = 60.0
+
+
+def durable_sinks_unable_to_write(pipeline: Pipeline) -> list[str]:
+    """The demo's startup check: why a durable sink cannot write now, if one cannot.
+
+    The audit trail's database without ``SPANVISOR_DATABASE_URL`` and without
+    the ``[embedded]`` extra (or a server that is down) would otherwise hold
+    the events in its outbox until the flush deadline, about a minute, before
+    the demo fails; the sink's own reason names the install command.
+    """
+    pipeline.wait_ready(STARTUP_WAIT_S)
+    problems = []
+    for sink in pipeline.sinks:
+        health = getattr(sink, "health", None)
+        if getattr(sink, "durable", False) and health is not None:
+            ok, why = health()
+            if not ok:
+                problems.append(f"{getattr(sink, 'name', '?')}: {why}")
+    return problems
+
+
 def run_demo(config: Config, seconds: float = 20.0, linger_s: float = 0.0) -> int:
     pipeline = Pipeline(config, path="processor").start()
+    problems = durable_sinks_unable_to_write(pipeline)
+    if problems:
+        pipeline.shutdown(5.0)
+        print(
+            "spanvisor demo: a sink that stores the events cannot write, so the demo would only wait:", file=sys.stderr
+        )
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
     provider = TracerProvider(resource=Resource.create({"service.name": "spanvisor-demo"}))
     processor = SpanvisorSpanProcessor(pipeline=pipeline)
     provider.add_span_processor(processor)
