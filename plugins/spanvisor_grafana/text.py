@@ -21,6 +21,11 @@ from spanvisor.presentation import STATUS_STYLE, duration
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 # Grafana stores a tag's key and value in columns of 100 characters.
 MAX_TAG = 100
+# Grafana's [annotations] tags_length default: the stored JSON array of the
+# tags, in bytes. Over it the whole annotation is refused (400).
+MAX_TAGS_BYTES = 500
+# What an agent, repo or extra tag keeps when the tags must shrink to fit.
+SHRUNK_TAG_BYTES = 60
 MAX_FIELD = 500
 ELLIPSIS = "…"
 
@@ -56,7 +61,7 @@ def task_tag(task_id: str) -> str:
     its own key, so it can never equal any task's plain ``task:`` tag.
     """
     plain = f"task:{task_id}"
-    if len(plain) <= MAX_TAG and clean_tag(plain) == plain:
+    if len(plain.encode("utf-8", "surrogatepass")) <= MAX_TAG and clean_tag(plain) == plain:
         return plain
     digest = hashlib.sha256(task_id.encode("utf-8", "surrogatepass")).hexdigest()
     return f"{TASK_HASH_KEY}:{digest[:TASK_HASH_HEX]}"
@@ -69,7 +74,33 @@ def tags(view: TaskView, status: str, extra: Sequence[str]) -> list[str]:
     out.append(task_tag(view.task_id))
     out.extend(clean_tag(t) for t in extra if clean_tag(t))
     # Order kept, duplicates dropped: Grafana would store them twice.
+    return fit_tags(list(dict.fromkeys(t for t in out if t)))
+
+
+def tags_bytes(tags: Sequence[str]) -> int:
+    """The size of the JSON array Grafana stores for these tags, in bytes."""
+    return 2 + sum(len(t.encode("utf-8", "surrogatepass")) + 2 for t in tags) + max(0, len(tags) - 1)
+
+
+def fit_tags(tags: list[str]) -> list[str]:
+    """Tags within MAX_TAGS_BYTES: the base, agent and status tags and the task
+    tag stay whole (the task tag finds the annotation again); others are cut
+    to a few bytes, then dropped from the end, until the array fits."""
+    if tags_bytes(tags) <= MAX_TAGS_BYTES:
+        return tags
+    fixed = {BASE_TAG} | {t for t in tags if t.startswith(("task:", f"{TASK_HASH_KEY}:", "status:"))}
+    out = [t if t in fixed else _cut_bytes(t, SHRUNK_TAG_BYTES) for t in tags]
+    while tags_bytes(out) > MAX_TAGS_BYTES:
+        loose = [i for i, t in enumerate(out) if t not in fixed]
+        if not loose:
+            break
+        del out[loose[-1]]
     return list(dict.fromkeys(t for t in out if t))
+
+
+def _cut_bytes(s: str, limit: int) -> str:
+    raw = s.encode("utf-8", "surrogatepass")
+    return s if len(raw) <= limit else raw[:limit].decode("utf-8", "ignore")
 
 
 def _title(view: TaskView) -> str:

@@ -185,12 +185,6 @@ def test_sink_bodies_pass_every_rule() -> None:
     run(main())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="spanvisor_grafana/text.py cuts each tag at 100 characters but never bounds the tags' "
-    "total UTF-8 size; Grafana's tags_length (500 bytes by default) then refuses non-ASCII ids "
-    "with a 400 and the annotation is dropped. Remove this marker when text.py fits the tags.",
-)
 def test_non_ascii_ids_still_make_an_annotation() -> None:
     async def main() -> None:
         async with FakeGrafana() as fake:
