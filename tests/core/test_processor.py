@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -26,18 +26,6 @@ from spanvisor.testing import InMemorySink
 
 from ._invariants import check_stream
 from ._sdk import Agent, _config
-
-
-@pytest.fixture
-def memory() -> InMemorySink:
-    return InMemorySink()
-
-
-@pytest.fixture
-def agent(memory: InMemorySink) -> Iterator[Agent]:
-    a = Agent([memory])
-    yield a
-    a.close()
 
 
 def _kinds(events: Sequence[Event]) -> list[str]:

@@ -9,9 +9,6 @@ the hooks are counted in ``processor_errors_total`` and reach Prometheus.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 from opentelemetry import trace
 from prometheus_client import CollectorRegistry
 
@@ -21,18 +18,6 @@ from spanvisor.testing import InMemorySink
 from spanvisor_prometheus import PrometheusSink
 
 from ._sdk import Agent
-
-
-@pytest.fixture
-def memory() -> InMemorySink:
-    return InMemorySink()
-
-
-@pytest.fixture
-def agent(memory: InMemorySink) -> Iterator[Agent]:
-    a = Agent([memory])
-    yield a
-    a.close()
 
 
 def _late(a: Agent) -> float:

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator
 
-import pytest
 from opentelemetry.trace import Status, StatusCode
 
 from spanvisor.agent import task
@@ -21,18 +19,6 @@ from spanvisor.tracking.tracker import TaskTracker
 from ._invariants import check_stream
 from ._sdk import Agent
 from ._trees import SpanSpec, by_task, event, feed_end_order, feed_start_order, stamp_trees
-
-
-@pytest.fixture
-def memory() -> InMemorySink:
-    return InMemorySink()
-
-
-@pytest.fixture
-def agent(memory: InMemorySink) -> Iterator[Agent]:
-    a = Agent([memory])
-    yield a
-    a.close()
 
 
 def _chat(agent: Agent, tokens_in: int, tokens_out: int = 100, model: str = "claude-sonnet-4") -> None:
