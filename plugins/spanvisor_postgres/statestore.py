@@ -6,7 +6,9 @@ exactly one wins. A claim is a lease: the winner has ``lease_s`` to ``put``
 the result, after which another owner may take the key over (the owner
 died). A key with a value is settled for good and every later claim returns
 the value. ``put_if_owner`` settles it only for the owner of the claim, so a
-slow owner whose lease was taken over learns that it lost.
+slow owner whose lease was taken over learns that it lost. ``put_if_newer``
+writes a versioned value only over an older version (the ``version`` column,
+migration 0004), in the same single statement.
 
 Built with ``await PostgresStateStore.open(config, shared)``; it shares the
 sink's pool through ``shared`` (see :mod:`spanvisor_postgres.db`).
@@ -54,6 +56,20 @@ ON CONFLICT (namespace, key) DO UPDATE
 RETURNING true
 """
 
+# A newer version, or the same version by the same owner (an owner updating
+# what it wrote, or a retry). No row: the stored version is newer, or equal
+# and another owner's.
+_PUT_IF_NEWER = """
+INSERT INTO delivery_state AS s (namespace, key, owner, lease_expires, value, updated_at, version)
+VALUES ($1, $2, $3, NULL, $4::jsonb, clock_timestamp(), $5)
+ON CONFLICT (namespace, key) DO UPDATE
+    SET owner = EXCLUDED.owner, lease_expires = NULL, value = EXCLUDED.value,
+        updated_at = EXCLUDED.updated_at, version = EXCLUDED.version
+    WHERE s.version IS NULL OR s.value IS NULL OR s.version < EXCLUDED.version
+       OR (s.version = EXCLUDED.version AND s.owner = EXCLUDED.owner)
+RETURNING true
+"""
+
 _GET = "SELECT value FROM delivery_state WHERE namespace = $1 AND key = $2"
 
 _RELEASE = "DELETE FROM delivery_state WHERE namespace = $1 AND key = $2 AND owner = $3 AND value IS NULL"
@@ -96,6 +112,14 @@ class PostgresStateStore:
         pool = await self._pool()
         won = await pool.fetchval(_PUT_IF_OWNER, namespace, key, owner, json.dumps(dict(value), default=str))
         return bool(won)
+
+    async def put_if_newer(self, namespace: str, key: str, value: Mapping[str, Any], version: int, owner: str) -> Claim:
+        pool = await self._pool()
+        async with pool.acquire() as conn:
+            raw = json.dumps(dict(value), default=str)
+            if await conn.fetchval(_PUT_IF_NEWER, namespace, key, owner, raw, int(version)):
+                return Claim(won=True)
+            return Claim(won=False, value=_load(await conn.fetchval(_GET, namespace, key)))
 
     async def get(self, namespace: str, key: str) -> Mapping[str, Any] | None:
         pool = await self._pool()

@@ -16,6 +16,13 @@ comes back, so both may act: a store that also offers ``put_if_owner``
 them settle the key, and the other learns it lost and can undo its side
 effect. ``put`` itself stays unconditional for callers that overwrite a
 value on purpose.
+
+A value that gets *better* over time (the newest view of a task that replicas
+render: see ``docs/deploy.md#replicas``) is kept under a version with
+``put_if_newer``: the write happens only when it is newer than what is
+stored, in one atomic step, so an older or partial view never replaces a
+newer or final one whatever order replicas write in. Keys written this way
+are not claimed: a namespace uses either claims or versions.
 """
 
 from __future__ import annotations
@@ -64,12 +71,25 @@ class ConditionalStateStore(StateStore, Protocol):
         """
         ...
 
+    async def put_if_newer(self, namespace: str, key: str, value: Mapping[str, Any], version: int, owner: str) -> Claim:
+        """Store ``value`` at ``version`` unless the key holds a newer one.
+
+        Writes when the key holds no versioned value, one with a lower
+        version, or this very version written by ``owner`` (an owner updates
+        what it wrote, and a retried put is harmless). Answers
+        ``Claim(won=True)`` when written; otherwise ``Claim(won=False,
+        value=<the stored value>)``, and nothing was written. A version is an
+        integer the caller derives from what makes a value newer.
+        """
+        ...
+
 
 @dataclass(slots=True)
 class _Entry:
     owner: str
     expires: float
     value: Mapping[str, Any] | None
+    version: int | None = None
 
 
 class InMemoryStateStore:
@@ -106,6 +126,21 @@ class InMemoryStateStore:
                 return False
         await self.put(namespace, key, value, owner)
         return True
+
+    async def put_if_newer(self, namespace: str, key: str, value: Mapping[str, Any], version: int, owner: str) -> Claim:
+        entry = self._entries.get((namespace, key))
+        stored = entry.version if entry is not None and entry.value is not None else None
+        if (
+            entry is not None
+            and stored is not None
+            and (stored > version or (stored == version and entry.owner != owner))
+        ):
+            return Claim(won=False, value=entry.value)
+        self._entries[(namespace, key)] = _Entry(owner, float("inf"), dict(value), version)
+        self._entries.move_to_end((namespace, key))
+        while len(self._entries) > self._max_keys:
+            self._entries.popitem(last=False)
+        return Claim(won=True)
 
     async def get(self, namespace: str, key: str) -> Mapping[str, Any] | None:
         entry = self._entries.get((namespace, key))

@@ -10,8 +10,9 @@ different hosts need the PostgreSQL store.
 The semantics are those of :class:`spanvisor.statestore.InMemoryStateStore`
 and the PostgreSQL store: a claim is a lease (wall-clock time, so it
 survives a restart), a key with a value is settled, ``put_if_owner`` settles
-only for the claim's owner. Every SQLite call runs on one thread of its own
-(one connection, calls in order), never on the caller's event loop.
+only for the claim's owner, ``put_if_newer`` writes only a newer version.
+Every SQLite call runs on one thread of its own (one connection, calls in
+order), never on the caller's event loop.
 
 Settled keys are kept for :data:`RETENTION_S` after their last write, then
 pruned (at open and every :data:`PRUNE_EVERY_S`), so the file stays small.
@@ -53,15 +54,18 @@ CREATE TABLE IF NOT EXISTS state (
     lease_expires REAL,
     value TEXT,
     updated_at REAL NOT NULL,
+    version INTEGER,
     PRIMARY KEY (namespace, key)
 );
 CREATE INDEX IF NOT EXISTS state_updated ON state (updated_at);
 """
+# Files written before put_if_newer existed have no version column.
+_ADD_VERSION = "ALTER TABLE state ADD COLUMN version INTEGER"
 _ROW = "SELECT owner, lease_expires, value FROM state WHERE namespace = ? AND key = ?"
 _UPSERT = (
-    "INSERT INTO state (namespace, key, owner, lease_expires, value, updated_at) VALUES (?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (namespace, key) DO UPDATE SET owner = excluded.owner,"
-    " lease_expires = excluded.lease_expires, value = excluded.value, updated_at = excluded.updated_at"
+    "INSERT INTO state (namespace, key, owner, lease_expires, value, updated_at, version) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (namespace, key) DO UPDATE SET owner = excluded.owner, lease_expires = excluded.lease_expires,"
+    " value = excluded.value, updated_at = excluded.updated_at, version = excluded.version"
 )
 
 
@@ -116,6 +120,8 @@ class LocalStateStore:
             # Another process on the same file holds the write lock briefly.
             conn.execute("PRAGMA busy_timeout=5000")
             conn.executescript(_SCHEMA)
+            if "version" not in {row[1] for row in conn.execute("PRAGMA table_info(state)")}:
+                conn.execute(_ADD_VERSION)
         except Exception as exc:
             ready.set_exception(exc)
             self._thread = None
@@ -174,14 +180,14 @@ class LocalStateStore:
                     return Claim(won=False, value=_load(row[2]))
                 if row[0] != owner and row[1] is not None and row[1] > now:
                     return Claim(won=False)
-            conn.execute(_UPSERT, (namespace, key, owner, now + lease_s, None, now))
+            conn.execute(_UPSERT, (namespace, key, owner, now + lease_s, None, now, None))
             return Claim(won=True)
 
         return await self._call(op)
 
     async def put(self, namespace: str, key: str, value: Mapping[str, Any], owner: str) -> None:
         raw = _dump(value)
-        await self._call(lambda conn: conn.execute(_UPSERT, (namespace, key, owner, None, raw, self._clock())))
+        await self._call(lambda conn: conn.execute(_UPSERT, (namespace, key, owner, None, raw, self._clock(), None)))
 
     async def put_if_owner(self, namespace: str, key: str, value: Mapping[str, Any], owner: str) -> bool:
         raw = _dump(value)
@@ -195,8 +201,23 @@ class LocalStateStore:
                     return bool(row[0] == owner and _load(row[2]) == _load(raw))
                 if row[0] != owner and row[1] is not None and row[1] > now:
                     return False
-            conn.execute(_UPSERT, (namespace, key, owner, None, raw, now))
+            conn.execute(_UPSERT, (namespace, key, owner, None, raw, now, None))
             return True
+
+        return await self._call(op)
+
+    async def put_if_newer(self, namespace: str, key: str, value: Mapping[str, Any], version: int, owner: str) -> Claim:
+        raw = _dump(value)
+
+        def op(conn: sqlite3.Connection) -> Claim:
+            row = conn.execute(
+                "SELECT owner, version, value FROM state WHERE namespace = ? AND key = ?", (namespace, key)
+            ).fetchone()
+            newer = row is not None and row[1] is not None and row[2] is not None
+            if newer and (row[1] > version or (row[1] == version and row[0] != owner)):
+                return Claim(won=False, value=_load(row[2]))
+            conn.execute(_UPSERT, (namespace, key, owner, None, raw, self._clock(), version))
+            return Claim(won=True)
 
         return await self._call(op)
 

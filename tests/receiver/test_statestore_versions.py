@@ -1,0 +1,101 @@
+"""put_if_newer: a versioned value is only ever replaced by a newer one, in
+memory, in the local SQLite store and in PostgreSQL (the replicas' store)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from spanvisor.config import Config
+from spanvisor.pipeline.statestore_local import LocalStateStore
+from spanvisor.statestore import ConditionalStateStore, InMemoryStateStore
+
+
+async def _check(store: ConditionalStateStore) -> None:
+    assert isinstance(store, ConditionalStateStore)
+    put = store.put_if_newer
+    # The first write of a key wins whatever its version.
+    assert (await put("v", "t1", {"seq": 5}, 5, "a")).won
+    # Older, or the same version by another owner: refused, and told what is stored.
+    lost = await put("v", "t1", {"seq": 3}, 3, "b")
+    assert not lost.won and lost.value == {"seq": 5}
+    assert not (await put("v", "t1", {"seq": 5, "by": "b"}, 5, "b")).won
+    # The owner of a version may rewrite it (what it showed, a retried put).
+    assert (await put("v", "t1", {"seq": 5, "shown": True}, 5, "a")).won
+    assert await store.get("v", "t1") == {"seq": 5, "shown": True}
+    # Newer from anyone wins; then the old owner's own version is older.
+    assert (await put("v", "t1", {"seq": 9}, 9, "b")).won
+    refused = await put("v", "t1", {"seq": 5, "shown": True}, 5, "a")
+    assert not refused.won and refused.value == {"seq": 9}
+    assert await store.get("v", "t1") == {"seq": 9}
+    # Keys are independent; large versions fit (final views rank above 2**56).
+    assert (await put("v", "t2", {"final": True}, 1 << 56, "a")).won
+    assert not (await put("v", "t2", {"final": False}, (1 << 56) - 1, "b")).won
+    # Concurrent writers: exactly the highest version survives.
+    await asyncio.gather(*(put("v", "t3", {"n": n}, n, f"w{n}") for n in range(20)))
+    assert await store.get("v", "t3") == {"n": 19}
+
+
+def _run(fn: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(asyncio.wait_for(fn(), 60))
+
+
+def test_in_memory() -> None:
+    _run(lambda: _check(InMemoryStateStore()))
+
+
+def test_local_store(tmp_path: Path) -> None:
+    async def main() -> None:
+        store = LocalStateStore(tmp_path / "state.db")
+        await store.start()
+        try:
+            await _check(store)
+        finally:
+            await store.close()
+
+    _run(main)
+
+
+def test_local_store_adds_the_column_to_an_old_file(tmp_path: Path) -> None:
+    """A state.db written before versions existed opens and takes them."""
+    path = tmp_path / "state.db"
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "CREATE TABLE state (namespace TEXT NOT NULL, key TEXT NOT NULL, owner TEXT NOT NULL,"
+        " lease_expires REAL, value TEXT, updated_at REAL NOT NULL, PRIMARY KEY (namespace, key))"
+    )
+    conn.execute("INSERT INTO state VALUES ('slack.parent', 'T1', 'old', NULL, '{\"ts\": \"1.0\"}', ?)", (time.time(),))
+    conn.commit()
+    conn.close()
+
+    async def main() -> None:
+        store = LocalStateStore(path)
+        await store.start()
+        try:
+            assert await store.get("slack.parent", "T1") == {"ts": "1.0"}
+            await _check(store)
+        finally:
+            await store.close()
+
+    _run(main)
+
+
+def test_postgres_store(pg_server: Any, tmp_path: Path) -> None:
+    from spanvisor_postgres.settings import SETTINGS
+    from spanvisor_postgres.statestore import PostgresStateStore
+
+    url = pg_server.database()
+    config = Config.load(env={}, extra=SETTINGS).with_values(data_dir=str(tmp_path), database_url=url)
+
+    async def main() -> None:
+        store = await PostgresStateStore.open(config)
+        try:
+            await _check(store)
+        finally:
+            await store.close()
+
+    _run(main)
