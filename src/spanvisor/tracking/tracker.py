@@ -15,8 +15,10 @@ Spans reach it in two orders:
 
 Both orders give the same event ids for the same span events and span ends.
 Memory is bounded: open tasks are capped, finished ones are forgotten
-(a bounded record of them remains to ignore late or repeated spans), and
-every eviction is counted.
+(a bounded record of them remains to ignore repeated spans, and their state
+for a while to absorb late ones), and every eviction is counted. Tasks seen
+only in part by this replica, and spans later than their task, are
+:mod:`.edges`'s.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from spanvisor.events import Event
@@ -32,31 +33,16 @@ from spanvisor.spans import conventions as cv
 from spanvisor.spans import sanitize as sz
 from spanvisor.spans.data import SpanData, from_sdk
 from spanvisor.stats import PipelineStats
+from spanvisor.tracking.edges import ClosedTasks, PartialTasks
 from spanvisor.tracking.taskcontext import TrackerSettings
 from spanvisor.tracking.taskstate import TaskState
+from spanvisor.tracking.tracebuffer import PENDING_TTL_S, PendingSpan, TraceBuffer, can_cause_events
 
 Key = tuple[str, str]  # (trace id, root span id)
-
-PENDING_TTL_S = 3600.0
 
 
 def default_task_id(trace_id: str, root_span_id: str) -> str:
     return f"{trace_id}-{root_span_id}"
-
-
-@dataclass(slots=True)
-class _Pending:
-    parent_id: str | None
-    parent_remote: bool
-    data: SpanData | None  # None: a link kept only for ancestry
-    candidate: bool
-
-
-@dataclass
-class _TraceBuffer:
-    spans: dict[str, _Pending] = field(default_factory=dict)
-    held: dict[str, float] = field(default_factory=dict)  # root candidate -> deadline
-    touched: float = 0.0
 
 
 class TaskTracker:
@@ -72,6 +58,7 @@ class TaskTracker:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], int] = time.time_ns,
         snapshot: Callable[[Any], SpanData | None] | None = None,
+        partial_idle_s: float | None = None,
     ) -> None:
         self.settings = settings or TrackerSettings()
         self.stats = stats or PipelineStats()
@@ -86,10 +73,14 @@ class TaskTracker:
         self._live: dict[Key, Any] = {}
         self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._finished: OrderedDict[Key, None] = OrderedDict()
-        self._buffers: OrderedDict[str, _TraceBuffer] = OrderedDict()
+        self._buffers: OrderedDict[str, TraceBuffer] = OrderedDict()
         # How to read a live root: an SDK span unless the caller says otherwise.
         self.snapshot: Callable[[Any], SpanData | None] = snapshot or read_live_sdk_span
         self._pending_count = 0
+        self._closed = ClosedTasks()
+        # A task opened from a descendant stays open here while its spans
+        # keep coming; idle as long as a root is held, it goes to sleep.
+        self._partial = PartialTasks(root_hold_s if partial_idle_s is None else partial_idle_s, self._max_open)
 
     @property
     def open_tasks(self) -> int:
@@ -110,20 +101,37 @@ class TaskTracker:
         if initial:
             st.read_initial(span, notes)
         self._tasks[key] = st
+        return [*self._bound_open(span.start_ns), *st.started(st.view.started_ns, notes)]
+
+    def _bound_open(self, now_ns: int) -> list[Event]:
         evicted: list[Event] = []
         while len(self._tasks) > self._max_open:
             old, old_st = self._tasks.popitem(last=False)
             self._live.pop(old, None)
-            self._finished[old] = None
             self.stats.inc("evicted_tasks_total", reason="capacity")
+            if old in self._partial:
+                # Its root is elsewhere (or later): it sleeps, unfinished here.
+                self._partial.sleep(old, old_st, self._clock())
+                continue
+            self._finished[old] = None
             self.stats.drop("open_task_evicted", detail="more open tasks than SPANVISOR_MAX_OPEN_TASKS")
-            evicted.append(old_st.abandon(span.start_ns, f"evicted: more than {self._max_open} open tasks"))
-        return [*evicted, *st.started(st.view.started_ns, notes)]
+            evicted.append(old_st.abandon(now_ns, f"evicted: more than {self._max_open} open tasks"))
+        return evicted
+
+    def _revive(self, key: Key, now_ns: int) -> list[Event] | None:
+        """A sleeping partial task gets a span: open again, state intact. None: not sleeping."""
+        st = self._partial.wake(key)
+        if st is None:
+            return None
+        self._tasks[key] = st
+        self._partial.opened(key, self._clock())
+        return self._bound_open(now_ns)
 
     def _finish(self, key: Key, st: TaskState, root: SpanData, notes: list[str]) -> list[Event]:
         ev = st.finish(root, notes)
         self._tasks.pop(key, None)
         self._live.pop(key, None)
+        self._closed.add(key, st, self._clock())
         self._finished[key] = None
         if len(self._finished) > self._dedup_window:
             self._finished.popitem(last=False)
@@ -137,6 +145,10 @@ class TaskTracker:
         self._tasks.move_to_end(key)
         self.stats.inc("spans_in_tasks_total")
         is_root = span.span_id == key[1]
+        if is_root:
+            self._partial.root_seen(key)
+        else:
+            self._partial.touch(key, self._clock())
         out = st.absorb(span, notes, is_root)
         if is_root and span.end_ns is not None:
             out.extend(self._finish(key, st, span, notes))
@@ -198,7 +210,7 @@ class TaskTracker:
     # -- in end order (every path) ---------------------------------------------
 
     def span_ended(self, span: SpanData) -> list[Event]:
-        content = _has_content(span)
+        content = can_cause_events(span)
         if content:
             # Only spans that can cause events use the dedup window: the
             # keyless majority would otherwise push real ones out of it
@@ -235,29 +247,54 @@ class TaskTracker:
             return out
         root_id = span.attributes.get(cv.TASK_ROOT)
         if isinstance(root_id, str) and root_id:
-            return self._stamped(span, root_id.lower()[:32], notes)
-        if (span.trace_id, span.span_id) in self._tasks:
+            return self._stamped(span, root_id.lower()[:32], notes, content)
+        own = (span.trace_id, span.span_id)
+        if own in self._tasks or self._partial.is_dormant(own):
             # The unstamped root of a task its stamped children opened: it
             # joins that task (stamps are optional for OTLP senders).
-            return self._absorb((span.trace_id, span.span_id), span, notes)
+            revived = self._revive(own, span.start_ns) or []
+            return [*revived, *self._absorb(own, span, notes)]
         return self._unstamped(span, notes, content)
 
-    def _stamped(self, span: SpanData, root_id: str, notes: list[str]) -> list[Event]:
+    def _stamped(self, span: SpanData, root_id: str, notes: list[str], content: bool) -> list[Event]:
         key = (span.trace_id, root_id)
         if key in self._finished:
-            self.stats.inc("late_spans_total")
-            return []
+            return self._late(key, span, notes, content)
         out: list[Event] = []
         if key not in self._tasks:
-            opener = span
-            if span.span_id != root_id:
+            revived = self._revive(key, span.start_ns)
+            if revived is not None:
+                out.extend(revived)
+            elif span.span_id == root_id:
+                out.extend(self._open(key, span, notes))
+            elif not content:
+                # A descendant that can cause no event opens nothing: under
+                # spraying most spans are such, and a replica would otherwise
+                # open (and announce) every task it gets one of them from.
+                return []
+            else:
                 # A descendant arrived first: open from the task's ids alone;
                 # the span's own identity fills gaps until the root arrives.
                 stamps = {k: v for k, v in span.attributes.items() if k in (cv.TASK_ID, cv.TASK_ROOT)}
                 opener = SpanData(span.trace_id, root_id, None, "", span.start_ns, None, stamps, resource=span.resource)
-            out.extend(self._open(key, opener, notes))
+                out.extend(self._open(key, opener, notes))
+                self._partial.opened(key, self._clock())
         out.extend(self._absorb(key, span, notes))
         return out
+
+    def _late(self, key: Key, span: SpanData, notes: list[str], content: bool) -> list[Event]:
+        """A span of a task that finished here: its events leave with the
+        finished view, corrected; the task is not reopened (see :mod:`.edges`)."""
+        self.stats.inc("late_spans_total")
+        if span.span_id == key[1]:
+            return []  # the root again, resent without anything to dedup it by
+        st = self._closed.get(key, self._clock())
+        if st is None:
+            if content:
+                self.stats.drop("late_span", detail="a span came after its task had finished and been forgotten")
+            return []
+        self.stats.inc("spans_in_tasks_total")
+        return st.absorb(span, notes, is_root=False)
 
     def _unstamped(self, span: SpanData, notes: list[str], content: bool) -> list[Event]:
         a = span.attributes
@@ -265,17 +302,18 @@ class TaskTracker:
         interesting = candidate or content
         if span.parent_id is not None and (span.trace_id, span.parent_id) in self._finished:
             # A child of a task that has already finished (a Collector retry
-            # reordered batches): too late to count, and never a task of its own.
-            self.stats.inc("late_spans_total")
-            return []
+            # reordered batches): late, and never a task of its own.
+            return self._late((span.trace_id, span.parent_id), span, notes, content)
         buf = self._buffers.get(span.trace_id)
         if buf is None:
             if not interesting:
                 return []  # the fast path: most spans end here
-            buf = self._buffers[span.trace_id] = _TraceBuffer()
+            buf = self._buffers[span.trace_id] = TraceBuffer()
         self._buffers.move_to_end(span.trace_id)
         buf.touched = self._clock()
-        buf.spans[span.span_id] = _Pending(span.parent_id, span.parent_remote, span if interesting else None, candidate)
+        buf.spans[span.span_id] = PendingSpan(
+            span.parent_id, span.parent_remote, span if interesting else None, candidate
+        )
         self._pending_count += 1
         if candidate:
             buf.held[span.span_id] = buf.touched + self._hold_s
@@ -283,7 +321,7 @@ class TaskTracker:
         self._bound_pending()
         return out
 
-    def _resolve(self, trace_id: str, buf: _TraceBuffer, force: Iterable[str]) -> list[Event]:
+    def _resolve(self, trace_id: str, buf: TraceBuffer, force: Iterable[str]) -> list[Event]:
         """Decide every held root candidate whose ancestry is now known."""
         out: list[Event] = []
         forced = set(force)
@@ -292,64 +330,28 @@ class TaskTracker:
                 continue
             # A nested candidate stays held: its outer root takes it along, or
             # its deadline passes and it becomes a task of its own.
-            if sid in forced or self._ancestry(buf, sid) == "root":
+            if sid in forced or buf.ancestry(sid) == "root":
                 del buf.held[sid]
                 out.extend(self._emit_subtree(trace_id, buf, sid))
         if not buf.spans:
             self._buffers.pop(trace_id, None)
         return out
 
-    def _ancestry(self, buf: _TraceBuffer, sid: str) -> str:
-        node = buf.spans[sid]
-        hops = 0
-        while True:
-            if node.parent_id is None or node.parent_remote:
-                return "root"
-            parent = buf.spans.get(node.parent_id)
-            if parent is None:
-                return "wait"
-            if parent.candidate:
-                return "nested"
-            node = parent
-            hops += 1
-            if hops > 10_000:  # a cycle in malformed input
-                return "root"
-
-    def _emit_subtree(self, trace_id: str, buf: _TraceBuffer, root_sid: str) -> list[Event]:
-        children: dict[str, list[str]] = {}
-        for sid, p in buf.spans.items():
-            if p.parent_id is not None:
-                children.setdefault(p.parent_id, []).append(sid)
-        members: list[str] = []
-        stack = list(children.get(root_sid, ()))
-        while stack:
-            sid = stack.pop()
-            members.append(sid)
-            stack.extend(children.get(sid, ()))
-        root = buf.spans.pop(root_sid)
-        self._pending_count -= 1
-        datas = []
-        for sid in members:
-            if sid not in buf.spans:
-                continue
-            p = buf.spans.pop(sid)
-            self._pending_count -= 1
-            buf.held.pop(sid, None)
-            if p.data is not None:
-                datas.append(p.data)
-        assert root.data is not None
+    def _emit_subtree(self, trace_id: str, buf: TraceBuffer, root_sid: str) -> list[Event]:
+        root, datas, taken = buf.take_subtree(root_sid)
+        self._pending_count -= taken
         key = (trace_id, root_sid)
         if key in self._finished:  # the same task resent after it finished
             self.stats.inc("duplicate_spans_total", 1 + len(datas))
             return []
-        notes: list[str] = list(root.data.notes)
-        out = self._open(key, root.data, notes, initial=True)
+        notes: list[str] = list(root.notes)
+        out = self._open(key, root, notes, initial=True)
         st = self._tasks[key]
         for d in sorted(datas, key=lambda s: (s.end_ns or 0, s.span_id)):
             # The root's events up to each child's end first, as in-process.
-            out.extend(st.absorb(root.data, [], is_root=True, until_ns=d.end_ns or 0))
+            out.extend(st.absorb(root, [], is_root=True, until_ns=d.end_ns or 0))
             out.extend(self._absorb(key, d, list(d.notes)))
-        out.extend(self._absorb(key, root.data, notes))
+        out.extend(self._absorb(key, root, notes))
         return out
 
     def _bound_pending(self) -> None:
@@ -365,8 +367,17 @@ class TaskTracker:
     # -- time ------------------------------------------------------------------
 
     def expire(self) -> list[Event]:
-        """Release held roots past their deadline and forget stale buffers."""
+        """Release held roots past their deadline, forget stale buffers, put
+        idle partial tasks to sleep and forget old closed ones."""
         now = self._clock()
+        for key in self._partial.due(now):
+            st = self._tasks.pop(key, None)
+            if st is not None:
+                self._live.pop(key, None)
+                self._partial.sleep(key, st, now)
+                self.stats.inc("evicted_tasks_total", reason="partial")
+        self._partial.expire(now)
+        self._closed.expire(now)
         out: list[Event] = []
         for trace_id, buf in list(self._buffers.items()):
             due = [sid for sid, deadline in buf.held.items() if deadline <= now]
@@ -385,14 +396,3 @@ def read_live_sdk_span(span: Any) -> SpanData | None:
         return from_sdk(span, resource_attrs={})
     except Exception:
         return None
-
-
-def _has_content(span: SpanData) -> bool:
-    """Can this span cause events: known keys beyond the stamps, known
-    events (exceptions included), or an error status?"""
-    if span.error:
-        return True
-    a = span.attributes
-    if a and any(k in cv.CONTENT_KEYS for k in a):
-        return True
-    return any(e.name in cv.KNOWN_EVENTS or e.name == cv.EVENT_EXCEPTION for e in span.events)

@@ -1,0 +1,92 @@
+"""Unstamped spans of one trace, waiting for their task root (end order).
+
+On the exporter and receiver paths a span without the processor's stamps
+cannot tell which task it belongs to until its ancestors are known. The
+tracker keeps such spans per trace: the ones that can cause events whole,
+the others only as links for ancestry. A root candidate is *held* until its
+ancestry says whether it is a task root or nested in one (or its deadline
+passes); then its subtree leaves the buffer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from spanvisor.spans import conventions as cv
+from spanvisor.spans.data import SpanData
+
+PENDING_TTL_S = 3600.0
+
+Ancestry = Literal["root", "wait", "nested"]
+
+
+@dataclass(slots=True)
+class PendingSpan:
+    parent_id: str | None
+    parent_remote: bool
+    data: SpanData | None  # None: a link kept only for ancestry
+    candidate: bool
+
+
+@dataclass
+class TraceBuffer:
+    spans: dict[str, PendingSpan] = field(default_factory=dict)
+    held: dict[str, float] = field(default_factory=dict)  # root candidate -> deadline
+    touched: float = 0.0
+
+    def ancestry(self, sid: str) -> Ancestry:
+        """``root``: no candidate above it; ``nested``: one is; ``wait``: unknown yet."""
+        node = self.spans[sid]
+        hops = 0
+        while True:
+            if node.parent_id is None or node.parent_remote:
+                return "root"
+            parent = self.spans.get(node.parent_id)
+            if parent is None:
+                return "wait"
+            if parent.candidate:
+                return "nested"
+            node = parent
+            hops += 1
+            if hops > 10_000:  # a cycle in malformed input
+                return "root"
+
+    def take_subtree(self, root_sid: str) -> tuple[SpanData, list[SpanData], int]:
+        """Remove ``root_sid`` and its buffered descendants: (the root's data,
+        the descendants' data, how many entries left the buffer)."""
+        children: dict[str, list[str]] = {}
+        for sid, p in self.spans.items():
+            if p.parent_id is not None:
+                children.setdefault(p.parent_id, []).append(sid)
+        members: list[str] = []
+        stack = list(children.get(root_sid, ()))
+        while stack:
+            sid = stack.pop()
+            members.append(sid)
+            stack.extend(children.get(sid, ()))
+        root = self.spans.pop(root_sid)
+        taken = 1
+        datas: list[SpanData] = []
+        for sid in members:
+            if sid not in self.spans:
+                continue
+            p = self.spans.pop(sid)
+            taken += 1
+            self.held.pop(sid, None)
+            if p.data is not None:
+                datas.append(p.data)
+        assert root.data is not None
+        return root.data, datas, taken
+
+
+def can_cause_events(span: SpanData) -> bool:
+    """Known keys beyond the stamps, known events (exceptions included), or an
+    error status. Only such spans are buffered whole, deduplicated, or open a
+    task from a descendant."""
+    if span.error:
+        return True
+    a = span.attributes
+    if a and any(k in cv.CONTENT_KEYS for k in a):
+        return True
+    return any(e.name in cv.KNOWN_EVENTS or e.name == cv.EVENT_EXCEPTION for e in span.events)
