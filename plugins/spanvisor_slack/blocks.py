@@ -5,6 +5,11 @@ Built with ``slack_sdk.models.blocks`` (whose ``to_dict()`` checks the
 per-element limits) and then checked again by :func:`problems` for what
 slack_sdk leaves to Slack: the block count, field lengths and total size.
 Every string from spans is escaped and clipped in :mod:`.text` first.
+
+The parent's steps are a native ``plan`` block when :class:`~.plan.PlanSwitch`
+allows (:mod:`.plan`), a line of text otherwise. Its block ids end in
+the view's ``seq``, so each edit of the message brings new ones, as Slack
+asks for every iteration of an updated message.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from spanvisor.presentation import (
 )
 
 from . import text as t
+from .plan import PlanSwitch, plan_block
 
 Payload = dict[str, Any]
 
@@ -51,6 +57,8 @@ class Look:
     dashboard_url: str | None = None
     trace_url: str | None = None
     thresholds: tuple[float, ...] = (0.7, 0.85)
+    # The sink's plan switch; None: the steps are text (SPANVISOR_SLACK_PLAN=off).
+    plan: PlanSwitch | None = None
 
 
 def link(template: str | None, view: TaskView, now_ns: int) -> str | None:
@@ -91,17 +99,27 @@ def parent_payload(view: TaskView, look: Look, now_ns: int) -> Payload:
     raise ValueError(f"parent message does not fit Slack's limits: {problems(last)}")
 
 
+def _suffix(view: TaskView) -> str:
+    """What makes this version's block_ids new: the view's seq (none for a view
+    no tracker numbered, seq 0)."""
+    return f"-{view.seq}" if view.seq else ""
+
+
 def _parent(view: TaskView, look: Look, now_ns: int, scale: float) -> Payload:
     shortcode, _, colour = STATUS_STYLE.get(view.status, STATUS_STYLE["working"])
+    sfx = _suffix(view)
     agent = view.agent_name or view.agent_id
     status = view.status.replace("_", " ")
     header = t.clip(f"{_prefix(look)}{shortcode} {t.escape(agent)} · {status}", t.HEADER_TEXT)
     name = view.task_name or view.task_id
     n = lambda limit: max(40, int(limit * scale))  # noqa: E731
     top: list[Block] = [
-        HeaderBlock(block_id="sv-header", text=PlainTextObject(text=header, emoji=True)),
-        SectionBlock(block_id="sv-task", text=_md(f"*{t.safe(name, n(500))}*")),
+        HeaderBlock(block_id=f"sv-header{sfx}", text=PlainTextObject(text=header, emoji=True)),
+        SectionBlock(block_id=f"sv-task{sfx}", text=_md(f"*{t.safe(name, n(500))}*")),
     ]
+    plan = plan_block(view, sfx, scale) if look.plan is not None and look.plan.active else None
+    if plan is not None and look.plan is not None:
+        look.plan.plan_built = True
     fields = [
         f"*Progress*\n{progress_bar(view.progress)}",
         f"*Context*\n{context_usage(view, look.thresholds)}",
@@ -113,17 +131,17 @@ def _parent(view: TaskView, look: Look, now_ns: int, scale: float) -> Payload:
     if view.model:
         fields.append(f"*Model*\n{t.safe(view.model, n(200))}")
     body: list[Block] = [
-        SectionBlock(block_id="sv-fields", fields=[_md(t.clip(f, t.FIELD_TEXT)) for f in fields]),
+        SectionBlock(block_id=f"sv-fields{sfx}", fields=[_md(t.clip(f, t.FIELD_TEXT)) for f in fields]),
     ]
     if view.message:
-        body.append(SectionBlock(block_id="sv-last", text=_md(f"*Last action*\n{t.safe(view.message, n(1500))}")))
+        body.append(SectionBlock(block_id=f"sv-last{sfx}", text=_md(f"*Last action*\n{t.safe(view.message, n(1500))}")))
     steps = steps_line(view)
-    if steps:
-        body.append(SectionBlock(block_id="sv-steps", text=_md(f"*Steps*\n{t.safe(steps, n(1000))}")))
+    if steps and plan is None:
+        body.append(SectionBlock(block_id=f"sv-steps{sfx}", text=_md(f"*Steps*\n{t.safe(steps, n(1000))}")))
     if view.artifacts:
-        body.append(SectionBlock(block_id="sv-artifacts", text=_md(_artifacts(view, scale))))
+        body.append(SectionBlock(block_id=f"sv-artifacts{sfx}", text=_md(_artifacts(view, scale))))
     ids = f"task `{t.safe(view.task_id, 100)}` · trace `{t.safe(view.trace_id, 40)}`"
-    body.append(ContextBlock(block_id="sv-ids", elements=[_md(ids)]))
+    body.append(ContextBlock(block_id=f"sv-ids{sfx}", elements=[_md(ids)]))
     buttons = [
         ButtonElement(text=label, url=url, action_id=f"sv-{label.lower()}")
         for label, url in (
@@ -133,11 +151,12 @@ def _parent(view: TaskView, look: Look, now_ns: int, scale: float) -> Payload:
         if url
     ]
     if buttons:
-        body.append(ActionsBlock(block_id="sv-links", elements=buttons))
+        body.append(ActionsBlock(block_id=f"sv-links{sfx}", elements=buttons))
     fallback = f"{_prefix(look)}{t.escape(agent)} · {status} — {t.escape(name)} ({progress_bar(view.progress)})"
     return {
         "text": t.clip(fallback, min(t.FALLBACK_TEXT, n(t.FALLBACK_TEXT))),
-        "blocks": [b.to_dict() for b in top],
+        # The plan among the top-level blocks: Slack's AI apps show it there.
+        "blocks": [b.to_dict() for b in top] + ([plan] if plan is not None else []),
         "attachments": [{"color": colour, "blocks": [b.to_dict() for b in body]}],
     }
 
@@ -216,6 +235,7 @@ def problems(payload: Mapping[str, Any]) -> list[str]:
     if len(blocks) > t.MAX_BLOCKS:
         found.append(f"{len(blocks)} blocks > {t.MAX_BLOCKS}")
     ids = [b["block_id"] for b in blocks if "block_id" in b]
+    ids += [c["block_id"] for b in blocks for c in b.get("tasks") or [] if "block_id" in c]
     if len(ids) != len(set(ids)) or any(len(i) > t.BLOCK_ID for i in ids):
         found.append("block_id not unique or too long")
     for b in blocks:

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from spanvisor.config import (
     Setting,
     p_bool,
+    p_choice,
     p_duration,
     p_int,
     p_list,
@@ -194,6 +195,15 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "Trace button URL template, same placeholders, e.g. a Tempo or Jaeger link.",
         "an http(s) URL template",
+    ),
+    Setting(
+        "slack_plan",
+        "SPANVISOR_SLACK_PLAN",
+        p_choice("auto", "on", "off"),
+        "auto",
+        "The parent's steps as Slack's native plan block (a task card per step). auto: tried, and text from then on "
+        "for the workspace if Slack answers invalid_blocks; on: always; off: the steps as a line of text.",
+        "auto, on or off",
     ),
     Setting(
         "slack_timeout_s", "SPANVISOR_SLACK_TIMEOUT", p_duration, 10.0, "Timeout of one Web API call.", "a duration"

@@ -20,11 +20,20 @@ Checked per block type:
 - ``rich_text``: a non-empty list of ``rich_text_section`` / ``_list`` /
   ``_preformatted`` / ``_quote``, each with its inline elements' required
   fields (a list needs ``style`` bullet or ordered and sections inside);
-- ``divider``, ``markdown`` (text at most 12,000), ``plan`` and
-  ``task_card`` (not both at the top level of one message);
+- ``divider``, ``markdown`` (text at most 12,000);
+- ``plan``: a plain-string ``title`` and ``tasks``, a list of ``task_card``
+  blocks with distinct task ids; ``task_card``: plain-string ``task_id``
+  and ``title``, ``status`` one of ``pending``, ``in_progress``, ``complete``,
+  ``error`` (not ``completed``), ``details``/``output`` one ``rich_text``
+  each, ``sources`` url elements; both take only their documented fields and
+  only at the top level of a message (not in attachments), and not both in
+  one message (docs.slack.dev, "Plan block", "Task card block"). Slack states
+  no length for their titles and ids nor a count of cards: the fake allows
+  255 characters and 50 cards, an assumption spanvisor stays well inside;
 - every block: ``block_id`` a string of at most 255 characters, unique within
-  the message; at most 50 blocks; the whole list under the undocumented
-  total size Slack enforces (``msg_blocks_too_long``, seen near 13k).
+  the message (a plan's cards included); at most 50 blocks; the whole list
+  under the undocumented total size Slack enforces (``msg_blocks_too_long``,
+  seen near 13k).
 
 Slack also asks for a new ``block_id`` on each *iteration* of an updated
 message ("should", for interactive state); it does not reject a reused one,
@@ -79,6 +88,11 @@ RICH_INLINE: dict[str, str | None] = {
     "team": "team_id",
 }
 TASK_STATUSES = frozenset({"pending", "in_progress", "complete", "error"})
+TASK_CARD_FIELDS = frozenset({"type", "block_id", "task_id", "title", "details", "output", "sources", "status"})
+PLAN_FIELDS = frozenset({"type", "block_id", "title", "tasks"})
+# Not documented by Slack; what the fake allows (see the module docstring).
+PLAN_TEXT = 255
+PLAN_CARDS = 50
 
 
 class InvalidBlocks(Exception):
@@ -220,30 +234,45 @@ def _rich_container(part: dict[str, Any]) -> None:
         _rich_inline(el)
 
 
+def _only(b: dict[str, Any], fields: frozenset[str]) -> None:
+    unknown = sorted(set(b) - fields)
+    if unknown:
+        raise _bad(f"{b.get('type')} does not take {unknown}")
+
+
 def _task_card(b: dict[str, Any]) -> None:
+    _only(b, TASK_CARD_FIELDS)
     for key in ("task_id", "title"):
-        if not isinstance(b.get(key), str) or not b[key]:
-            raise _bad(f"task_card needs {key}")
+        # A plain string, not a text object.
+        _string(b.get(key), f"task_card {key}", PLAN_TEXT)
     if b.get("status") is not None and b["status"] not in TASK_STATUSES:
         raise _bad(f"task_card status must be one of {sorted(TASK_STATUSES)}")
     for key in ("details", "output"):
         if b.get(key) is not None:
             rich_text(b[key])
-    for src in b.get("sources") or []:
-        if not isinstance(src, dict) or src.get("type") != "url" or not src.get("url"):
+    sources = b.get("sources")
+    if sources is not None and not isinstance(sources, list):
+        raise _bad("task_card sources must be a list")
+    for src in sources or []:
+        if not isinstance(src, dict) or src.get("type") != "url":
             raise _bad("task_card sources are url elements")
+        _string(src.get("url"), "source url", 3000)
 
 
 def _plan(b: dict[str, Any]) -> None:
-    if not isinstance(b.get("title"), str) or not b["title"]:
-        raise _bad("plan needs a title")
+    _only(b, PLAN_FIELDS)
+    _string(b.get("title"), "plan title", PLAN_TEXT)
     tasks = b.get("tasks", [])
-    if not isinstance(tasks, list):
-        raise _bad("plan tasks must be a list")
+    if not isinstance(tasks, list) or len(tasks) > PLAN_CARDS:
+        raise _bad(f"plan tasks must be a list of at most {PLAN_CARDS} task cards")
+    task_ids: set[str] = set()
     for task in tasks:
         if not isinstance(task, dict) or task.get("type") != "task_card":
             raise _bad("plan tasks are task_card blocks")
         _task_card(task)
+        if task["task_id"] in task_ids:
+            raise _bad(f"task_id {task['task_id']!r} is not unique in the plan")
+        task_ids.add(task["task_id"])
 
 
 def _block(b: dict[str, Any]) -> None:
@@ -275,8 +304,9 @@ def _block(b: dict[str, Any]) -> None:
         raise _bad(f"unknown block type {kind!r}")
 
 
-def validate_blocks(blocks: Any) -> None:
-    """Raise :class:`InvalidBlocks` for a list of blocks Slack would reject."""
+def validate_blocks(blocks: Any, *, top_level: bool = True) -> None:
+    """Raise :class:`InvalidBlocks` for a list of blocks Slack would reject;
+    ``top_level=False`` for the blocks of an attachment."""
     if not isinstance(blocks, list):
         raise InvalidBlocks("invalid_blocks_format", "blocks must be an array")
     if len(blocks) > MAX_BLOCKS:
@@ -285,12 +315,16 @@ def validate_blocks(blocks: Any) -> None:
     for b in blocks:
         if not isinstance(b, dict):
             raise _bad("block must be an object")
-        bid = b.get("block_id")
-        if bid is not None:
-            _string(bid, "block_id", 255)
-            if bid in ids:
-                raise _bad(f"block_id {bid!r} is not unique in the message")
-            ids.add(bid)
+        if not top_level and b.get("type") in ("plan", "task_card"):
+            raise _bad(f"{b['type']} blocks go at the top level of a message, not in an attachment")
+        nested = b.get("tasks") if b.get("type") == "plan" and isinstance(b.get("tasks"), list) else []
+        for item in [b, *nested]:
+            bid = item.get("block_id") if isinstance(item, dict) else None
+            if bid is not None:
+                _string(bid, "block_id", 255)
+                if bid in ids:
+                    raise _bad(f"block_id {bid!r} is not unique in the message")
+                ids.add(bid)
         _block(b)
     kinds = {b.get("type") for b in blocks}
     if {"plan", "task_card"} <= kinds:
@@ -308,7 +342,7 @@ def validate_attachments(attachments: Any) -> None:
         if a.get("color") is not None and not isinstance(a["color"], str):
             raise InvalidBlocks("invalid_attachments", "color must be a string")
         if "blocks" in a:
-            validate_blocks(a["blocks"])
+            validate_blocks(a["blocks"], top_level=False)
 
 
 def validate_metadata(metadata: Any) -> None:
