@@ -1,11 +1,14 @@
-"""The in-process order and the exporter/receiver order agree on event ids.
+"""The in-process order and the exporter/receiver order tell the same story.
 
 The same spans fed in start order (span_started + poll + span_ended, as the
-processor does) and in end order only (span_ended, every span after its
-descendants, shuffled, in batches, with and without the processor's stamps)
-must give the same event ids for span events (agent.checkpoint,
-agent.artifact), model calls, TaskStarted and TaskFinished, so sinks keyed on
-event ids stay idempotent whichever path delivered a task.
+processor does, reading live roots with a pump lag) and in end order only
+(span_ended, every span after its descendants, shuffled, in batches, with and
+without the processor's stamps) must give the same event ids for span events
+(agent.checkpoint, agent.artifact), model calls, TaskStarted and TaskFinished
+(so sinks keyed on event ids stay idempotent whichever path delivered a task),
+pass the one stream checker, and end every task on the same final view, field
+by field. tests/core/test_paths_properties.py does the same through the real
+SDK, exporter and receiver.
 """
 
 from __future__ import annotations
