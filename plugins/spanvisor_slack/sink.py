@@ -2,6 +2,9 @@
 
 ``export`` never waits on Slack: it folds events into per-task state and
 wakes that task's background worker (see :mod:`.worker`), then returns.
+With replicas, what the parent shows is the task's newest view among them
+(:mod:`.shared`); a replica that holds only some of a task's spans posts
+its thread lines and never shows its partial view over a newer one.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from spanvisor.sink import BaseSink, SinkContext, SinkResult
 
 from .record import MAX_PENDING_REPLIES, SlackTaskRecord
 from .settings import SETTINGS, home_channel, status_channels
+from .shared import is_final
 
 log = logging.getLogger("spanvisor.slack")
 MAX_OPEN_TASKS = 10_000
@@ -49,6 +53,8 @@ class SlackSink(BaseSink):
 
     async def start(self, ctx: SinkContext) -> None:
         from .blocks import Look
+        from .plan import PlanFallback, PlanSwitch
+        from .retry import default_strategies
         from .transport import Clock, DryRunClient, SlackClient, Transport
         from .worker import Deliverer
 
@@ -66,12 +72,14 @@ class SlackSink(BaseSink):
                 else SlackClient(token, c.get("slack_base_url"), c.get("slack_timeout_s", 10.0))
             )
         self.client = client
+        plan = PlanSwitch(c.get("slack_plan", "auto"))
         self.transport = Transport(
             client,
             clock,
             c.get("slack_channel_interval_s", 1.0),
             on_call=lambda m: ctx.stats.inc("slack_calls_total", method=m),
             channel_burst=max(1, c.get("slack_channel_burst", 3)),
+            strategies=(PlanFallback(plan), *default_strategies()),
         )
         self.policy = ThreadPolicy(
             milestones=tuple(c.get("slack_milestones", (25.0, 50.0, 75.0, 100.0))),
@@ -89,6 +97,7 @@ class SlackSink(BaseSink):
                 c.get("slack_dashboard_url"),
                 c.get("slack_trace_url"),
                 tuple(c.get("context_thresholds", (0.7, 0.85))),
+                plan,
             ),
             owner=ctx.replica_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
             clock=clock,
@@ -128,9 +137,11 @@ class SlackSink(BaseSink):
             return
         if st.dead:
             return
+        st.last_event = self.transport.clock.now()
         wake = not st.dirty or ev.task.status != st.view.status
-        # The newest view by the tracker's sequence, never by time (see SlackTaskRecord.offer).
-        st.offer(ev.task, final=isinstance(ev, TaskFinished))
+        # The newest view by the tracker's sequence, never by time (see SlackTaskRecord.offer);
+        # a late span's correction of a finished task is final too.
+        st.offer(ev.task, final=is_final(ev))
         for line in self.policy.lines(ev):
             if len(st.replies) >= MAX_PENDING_REPLIES:
                 assert self.ctx is not None
@@ -163,7 +174,9 @@ class SlackSink(BaseSink):
                 del self._tasks[st.task_id]
             # A task whose output stopped (a permanent error, a bug) stays
             # done: a fresh state for its next event would post a second parent.
-            if st.finished or st.dead:
+            # Other tasks start again on their next event (a late span), and
+            # adopt their parent from the state store.
+            if st.dead:
                 self._done[st.task_id] = None
                 while len(self._done) > DONE_MEMORY:
                     self._done.popitem(last=False)
