@@ -37,8 +37,15 @@ unit: $(STAMP)
 
 test: lint typecheck unit
 
+# Every benchmark, one after another (about 10 minutes on 2 cores); each is
+# stopped after BENCH_TIMEOUT seconds. Figures go to stdout as they come.
+BENCH_TIMEOUT ?= 900
 bench: $(STAMP)
-	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@start=$$(date +%s); n=0; total=$$(ls benchmarks/bench_*.py | wc -l); \
+	for b in benchmarks/bench_*.py; do \
+	  n=$$((n + 1)); echo "== [$$n/$$total] $$b ($$(( $$(date +%s) - start )) s so far)"; \
+	  timeout $(BENCH_TIMEOUT) $(BIN)/python -u $$b || { echo "== $$b failed or ran past $(BENCH_TIMEOUT) s"; exit 1; }; \
+	done; echo "== all $$total benchmarks done in $$(( $$(date +%s) - start )) s"
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,27 +1,38 @@
-"""Ingest throughput of ``spanvisor serve`` (OTLP/HTTP protobuf and gRPC).
+"""Ingest throughput of ``spanvisor serve``, every span unique.
 
-    .venv/bin/python benchmarks/bench_ingest.py [--seconds 8] [--clients 4]
+    .venv/bin/python benchmarks/bench_ingest.py [--seconds 6] [--clients 4] [--quick]
 
-Measures, in one run:
+Measures, in one run, for two payloads (``benchmarks/_payloads.py``): the
+project's own mix (16 % of spans keyed) and one in which every span is an
+agent span:
 
-1. the ceiling: bare ``ExportTraceServiceRequest.ParseFromString``;
-2. the receiver's decode (fast path for keyless spans + journal payload);
-3. end to end over loopback against a real ``spanvisor serve`` subprocess
-   (journal on, full pipeline and tracker, Prometheus sink), OTLP/HTTP
-   protobuf and OTLP/gRPC, with pre-encoded requests so the client costs
-   little; one replica, then two replicas sharing the 2 cores.
+1. the ceiling: bare ``ExportTraceServiceRequest.FromString``;
+2. the receiver's decode (``decode_request``, with the journal's payload);
+3. end to end over loopback against a real ``spanvisor serve`` subprocess at
+   its defaults (journal on, full pipeline and tracker; sink: Prometheus,
+   which costs little, so this is the receiver and the tracker), OTLP/HTTP
+   protobuf and OTLP/gRPC; one replica, then two sharing the 2 cores.
 
-The span mix is a realistic agent trace (tests/receiver/agent_traces.py):
-per task an invoke_agent root, model calls with GenAI usage, checkpoint
-spans and many HTTP/database spans with no agent key (~84 % of spans).
-A 2xx counts only after the journal commit, so these are acknowledged spans/s.
+Every request carries fresh trace, span and task ids (a resent body would be
+dropped as duplicates and measure nothing). Bodies are made before the clock
+starts. Clients honour ``Retry-After`` / ``RetryInfo`` as a Collector does
+and every refusal is counted.
+
+Reported per run: spans/s **acknowledged** (2xx, after the journal commit)
+while the clients send; spans/s **tracked** (the same spans over the time
+until the pipeline's inbox is empty again, read from ``/metrics``: the rate
+the process sustains, not only what it buffers); and the server's CPU time
+per span (user + system, from ``/proc``), the figure least moved by a shared
+machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import http.client
+import math
 import os
+import platform
 import re
 import subprocess
 import sys
@@ -30,18 +41,22 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "receiver"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from agent_traces import request_for, task_spans  # noqa: E402
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (  # noqa: E402
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
 )
 
-from spanvisor.receiver.decode import decode_request  # noqa: E402
+from _payloads import MIXES, Mix, Template, check_unique
+from spanvisor.receiver.decode import decode_request
+
+# Bodies made per run: enough for this many spans/s over the run, at most
+# MAX_BODIES (about 170 KB each). A run that uses them all stops early.
+BODY_RATE = 150_000
+MAX_BODIES = 2000
 
 
-def rate(fn, n_spans: int, seconds: float = 2.0) -> float:  # type: ignore[no-untyped-def]
+def rate(fn, n_spans: int, seconds: float = 1.5) -> float:  # type: ignore[no-untyped-def]
     t0 = time.perf_counter()
     k = 0
     while time.perf_counter() - t0 < seconds:
@@ -50,12 +65,10 @@ def rate(fn, n_spans: int, seconds: float = 2.0) -> float:  # type: ignore[no-un
     return k * n_spans / (time.perf_counter() - t0)
 
 
-def make_bodies(n: int, tasks_per_request: int) -> list[tuple[bytes, int]]:
-    out = []
-    for i in range(n):
-        spans = task_spans(tasks_per_request, seed=1000 + i)
-        out.append((request_for(spans).SerializeToString(), len(spans)))
-    return out
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Server:
@@ -69,7 +82,6 @@ class Server:
             "SPANVISOR_OTLP_HTTP_PORT": "0",
             "SPANVISOR_OTLP_GRPC_PORT": "0",
             "SPANVISOR_ADMIN_PORT": "0",
-            "SPANVISOR_INBOX_SIZE": "400000",
         }
         self.log = Path(data_dir) / "serve.log"
         self.proc = subprocess.Popen(
@@ -78,107 +90,204 @@ class Server:
             stdout=self.log.open("w"),
             stderr=subprocess.STDOUT,
         )
-        deadline = time.time() + 30
+        deadline = time.time() + 60
         while time.time() < deadline:
             m = re.search(r"http=(\d+) grpc=(\d+) admin=(\d+)", self.log.read_text())
             if m:
                 self.http, self.grpc, self.admin = (int(x) for x in m.groups())
                 return
+            if self.proc.poll() is not None:
+                break
             time.sleep(0.1)
         raise RuntimeError("serve did not start:\n" + self.log.read_text())
+
+    def inbox_depth(self) -> float:
+        conn = http.client.HTTPConnection("127.0.0.1", self.admin, timeout=10)
+        try:
+            conn.request("GET", "/metrics")
+            text = conn.getresponse().read().decode()
+        finally:
+            conn.close()
+        m = re.search(r"^spanvisor_inbox_depth(?:\{[^}]*\})? (\S+)$", text, re.M)
+        return float(m.group(1)) if m else math.nan
 
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(30)
 
 
-def drive(
-    kind: str, servers: list[Server], bodies: list[tuple[bytes, int]], clients: int, seconds: float
-) -> tuple[float, int]:
-    import grpc
+def retry_after_http(resp: http.client.HTTPResponse) -> float:
+    try:
+        return float(resp.getheader("Retry-After") or 1)
+    except ValueError:
+        return 1.0
 
-    acked = [0] * clients
-    retries = [0] * clients
-    stop = time.monotonic() + seconds
 
-    def http_client(i: int) -> None:
-        srv = servers[i % len(servers)]
-        conn = http.client.HTTPConnection("127.0.0.1", srv.http, timeout=30)
-        j = i
-        while time.monotonic() < stop:
-            body, n = bodies[j % len(bodies)]
-            j += clients
+def retry_after_grpc(err: object) -> float:
+    from google.rpc.error_details_pb2 import RetryInfo  # type: ignore[import-untyped]
+
+    for key, value in getattr(err, "trailing_metadata", lambda: ())() or ():
+        if key == "google.rpc.retryinfo-bin":
+            d = RetryInfo.FromString(value).retry_delay
+            return float(d.seconds + d.nanos / 1e9)
+    return 1.0
+
+
+class Run:
+    """One timed run: clients share a list of unique bodies."""
+
+    def __init__(self, bodies: list[bytes], n_spans: int, clients: int, seconds: float) -> None:
+        self.bodies = bodies
+        self.n_spans = n_spans
+        self.clients = clients
+        self.seconds = seconds
+        self.next = 0
+        self.lock = threading.Lock()
+        self.acked = [0] * clients
+        self.refused = [0] * clients
+        self.exhausted = False
+        self.stop_at = 0.0
+
+    def take(self) -> bytes | None:
+        with self.lock:
+            if time.monotonic() >= self.stop_at:
+                return None
+            if self.next >= len(self.bodies):
+                self.exhausted = True
+                return None
+            body = self.bodies[self.next]
+            self.next += 1
+            return body
+
+    def backoff(self, seconds: float) -> None:
+        time.sleep(max(0.0, min(seconds, self.stop_at - time.monotonic())))
+
+    def http_client(self, i: int, srv: Server) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", srv.http, timeout=60)
+        body = self.take()
+        while body is not None:
             conn.request("POST", "/v1/traces", body, {"Content-Type": "application/x-protobuf"})
             resp = conn.getresponse()
             resp.read()
             if resp.status == 200:
-                acked[i] += n
+                self.acked[i] += self.n_spans
+                body = self.take()
             else:
-                retries[i] += 1
-                time.sleep(0.05)
+                self.refused[i] += 1
+                self.backoff(retry_after_http(resp))
+                if time.monotonic() >= self.stop_at:
+                    break
+        conn.close()
 
-    def grpc_client(i: int) -> None:
-        srv = servers[i % len(servers)]
+    def grpc_client(self, i: int, srv: Server) -> None:
+        import grpc
+
         ch = grpc.insecure_channel(f"127.0.0.1:{srv.grpc}")
         call = ch.unary_unary(
             "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
             request_serializer=lambda b: b,
             response_deserializer=lambda b: b,
         )
-        j = i
-        while time.monotonic() < stop:
-            body, n = bodies[j % len(bodies)]
-            j += clients
+        body = self.take()
+        while body is not None:
             try:
-                call(body, timeout=30)
-                acked[i] += n
-            except grpc.RpcError:
-                retries[i] += 1
-                time.sleep(0.05)
+                call(body, timeout=60)
+                self.acked[i] += self.n_spans
+                body = self.take()
+            except grpc.RpcError as err:
+                self.refused[i] += 1
+                self.backoff(retry_after_grpc(err))
+                if time.monotonic() >= self.stop_at:
+                    break
         ch.close()
 
-    target = http_client if kind == "http" else grpc_client
-    threads = [threading.Thread(target=target, args=(i,)) for i in range(clients)]
-    t0 = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return sum(acked) / (time.monotonic() - t0), sum(retries)
+    def drive(self, kind: str, servers: list[Server]) -> dict[str, float]:
+        target = self.http_client if kind == "http" else self.grpc_client
+        threads = [threading.Thread(target=target, args=(i, servers[i % len(servers)])) for i in range(self.clients)]
+        cpu0 = sum(cpu_seconds(s.proc.pid) for s in servers)
+        t0 = time.monotonic()
+        self.stop_at = t0 + self.seconds
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        sent_s = time.monotonic() - t0
+        # Tracked: until every accepted span has left the inbox (bounded wait).
+        while time.monotonic() - t0 < self.seconds * 20 and any(s.inbox_depth() > 0 for s in servers):
+            time.sleep(0.05)
+        tracked_s = time.monotonic() - t0
+        cpu = sum(cpu_seconds(s.proc.pid) for s in servers) - cpu0
+        acked = sum(self.acked)
+        return {
+            "acked": acked / sent_s,
+            "tracked": acked / tracked_s,
+            "cpu_us": 1e6 * cpu / max(1, acked),
+            "refused": sum(self.refused),
+            "spans": acked,
+        }
+
+
+def describe(mix: Mix, tpl: Template) -> None:
+    body = tpl.body
+    keyed = decode_request(ExportTraceServiceRequest.FromString(body)).keyed
+    print(f"\n[{mix.name}] {mix.describe()}")
+    print(f"  {tpl.n_spans} spans a request, {keyed} keyed ({100 * keyed / tpl.n_spans:.0f} %), {len(body):,} bytes")
+    parse = rate(lambda: ExportTraceServiceRequest.FromString(body), tpl.n_spans)
+    decode = rate(lambda: decode_request(ExportTraceServiceRequest.FromString(body)), tpl.n_spans)
+    print(f"  bare ParseFromString              {parse:>10,.0f} spans/s")
+    print(f"  parse + decode (+journal payload) {decode:>10,.0f} spans/s  ({decode / parse:.2f} of the parse)")
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--seconds", type=float, default=8.0)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=float, default=6.0, help="sending time per run")
     ap.add_argument("--clients", type=int, default=4)
-    ap.add_argument("--tasks-per-request", type=int, default=12, help="~520 spans a request")
+    ap.add_argument("--mixes", default="mix,agent", help="comma-separated: mix, agent")
+    ap.add_argument("--replicas", default="1,2", help="comma-separated replica counts")
+    ap.add_argument("--quick", action="store_true", help="a smoke run: 2 s, one replica, HTTP only")
     a = ap.parse_args()
-
-    bodies = make_bodies(16, a.tasks_per_request)
-    body, n = bodies[0]
-    keyed = decode_request(ExportTraceServiceRequest.FromString(body)).keyed
-    print(f"mix: {n} spans a request, {keyed} keyed ({100 * keyed / n:.0f} %), {len(body)} bytes")
-    print(
-        f"bare ParseFromString           {rate(lambda: ExportTraceServiceRequest.FromString(body), n):>10,.0f} spans/s"
-    )
-    print(
-        f"parse + decode (+journal blob) {rate(lambda: decode_request(ExportTraceServiceRequest.FromString(body)), n):>10,.0f} spans/s"
-    )
-
-    for replicas in (1, 2):
+    if a.quick:
+        a.seconds, a.replicas = 2.0, "1"
+    print(f"Python {platform.python_version()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f} at start")
+    print(f"spanvisor serve at defaults (journal on, sink prometheus), {a.clients} clients, {a.seconds:g} s per run")
+    mixes = [MIXES[m] for m in a.mixes.split(",")]
+    templates = {m.name: Template(m) for m in mixes}
+    for m in mixes:
+        tpl = templates[m.name]
+        check_unique(tpl.copy(1), tpl.copy(2))
+        describe(m, tpl)
+    print()
+    first = 1
+    results: dict[tuple[str, int, str], dict[str, float]] = {}
+    for replicas in (int(r) for r in a.replicas.split(",")):
         dirs = [tempfile.mkdtemp(prefix="spanvisor-bench-") for _ in range(replicas)]
         servers = [Server(d) for d in dirs]
         try:
-            for kind in ("http", "grpc"):
-                got, refused = drive(kind, servers, bodies, a.clients, a.seconds)
-                label = "OTLP/HTTP protobuf" if kind == "http" else "OTLP/gRPC"
-                print(
-                    f"{replicas} replica(s), {label:<18} {got:>10,.0f} spans/s acknowledged"
-                    f" ({a.clients} clients, {refused} backpressure refusals)"
-                )
+            kinds = ("http",) if a.quick or replicas > 1 else ("http", "grpc")
+            for kind in kinds:
+                for m in mixes:
+                    tpl = templates[m.name]
+                    count = min(MAX_BODIES, math.ceil(a.seconds * BODY_RATE * replicas / tpl.n_spans))
+                    bodies = [tpl.copy(first + k) for k in range(count)]
+                    first += count
+                    run = Run(bodies, tpl.n_spans, a.clients, a.seconds)
+                    r = run.drive(kind, servers)
+                    results[(m.name, replicas, kind)] = r
+                    label = "OTLP/HTTP protobuf" if kind == "http" else "OTLP/gRPC"
+                    print(
+                        f"  {m.name:<5} {replicas} replica(s), {label:<18} {r['acked']:>8,.0f} spans/s acknowledged, "
+                        f"{r['tracked']:>8,.0f} tracked, {r['cpu_us']:5.1f} CPU-µs/span, "
+                        f"{int(r['refused'])} refusals{' (bodies ran out)' if run.exhausted else ''}",
+                        flush=True,
+                    )
+                    del bodies, run
         finally:
             for s in servers:
                 s.stop()
+    for m in mixes:
+        one, two = results.get((m.name, 1, "http")), results.get((m.name, 2, "http"))
+        if one and two:
+            print(f"  {m.name}: two replicas / one (HTTP, tracked) = {two['tracked'] / one['tracked']:.2f}")
 
 
 if __name__ == "__main__":
