@@ -6,7 +6,15 @@ key, so the annotation id lives in the state store under
 ``("grafana.annotation", task_id)``: a claim is taken before the POST and the
 id put after it, so a restarted sink or another replica patches the same
 annotation. A TaskFinished whose start was never posted creates the whole
-region in one POST. Other events are ignored.
+region in one POST. Other events are ignored, except those that correct a
+finished task (a span that arrived after its root: its view is final, with a
+higher ``seq``), which PATCH the region's text and tags again.
+
+With replicas, the region shows the newest *final* view (``TaskView.seq``):
+each finish or correction is recorded under ``("grafana.shown", task_id)``
+with ``put_if_newer``, and one older than the recorded one is not sent (a
+root delivered to two replicas, a replayed journal). The recorded outcome
+and error let a correction keep them.
 
 Per event the sink is idempotent by ``event_id``; a batch that hits the retry
 budget, or meets a state-store failure, returns RETRY and the events already
@@ -40,6 +48,8 @@ if TYPE_CHECKING:
     from spanvisor_grafana.client import Clock, GrafanaClient
 
 NAMESPACE = "grafana.annotation"
+SHOWN = "grafana.shown"
+TERMINAL = frozenset({"complete", "error", "cancelled"})
 SEEN_EVENTS = 50_000
 log = logging.getLogger("spanvisor.grafana")
 
@@ -101,6 +111,11 @@ class GrafanaAnnotationSink(BaseSink):
     async def export(self, events: Sequence[Event]) -> SinkResult:
         if self.ctx is None or self.client is None:
             return SinkResult.FAILURE
+        # Of a batch's corrections to one finished task, only the newest is sent.
+        newest: dict[str, int] = {}
+        for event in events:
+            if _corrects(event):
+                newest[event.task_id] = max(newest.get(event.task_id, 0), event.task.seq)
         for event in events:
             if event.event_id in self._done:
                 continue
@@ -109,6 +124,8 @@ class GrafanaAnnotationSink(BaseSink):
                     await self._on_start(event)
                 elif isinstance(event, TaskFinished):
                     await self._on_finish(event)
+                elif _corrects(event) and event.task.seq == newest.get(event.task_id):
+                    await self._on_correction(event)
             except TransientError as exc:
                 log.warning("grafana sink: %s; the batch will be retried", exc)
                 return SinkResult.RETRY
@@ -152,7 +169,51 @@ class GrafanaAnnotationSink(BaseSink):
         body = start_payload(event.task, self._extra_tags, self._max_text, self._dashboard_uid)
         await self._create(task_id, body)
 
+    async def _newer_shown(self, event: Event) -> Mapping[str, Any] | None:
+        """What a replica recorded as shown, when it is at least as new as ``event``."""
+        shown = await self._store().get(SHOWN, event.task_id)
+        seq = shown.get("seq") if shown is not None else None
+        return shown if isinstance(seq, int) and seq >= event.task.seq else None
+
+    async def _record_shown(self, event: TaskFinished) -> None:
+        value = {
+            "seq": event.task.seq,
+            "outcome": event.outcome,
+            "error_type": event.error_type,
+            "error_message": (event.error_message or "")[:2000] or None,
+        }
+        await self._store().put_if_newer(SHOWN, event.task_id, value, event.task.seq, self.owner)
+
+    async def _on_correction(self, event: Event) -> None:
+        """A late span changed a finished task's view: PATCH the region again."""
+        shown = await self._store().get(SHOWN, event.task_id)
+        seq = shown.get("seq") if shown is not None else None
+        value = await self._store().get(NAMESPACE, event.task_id)
+        if shown is None or not isinstance(seq, int) or seq >= event.task.seq or value is None:
+            return  # no finish shown yet (it carries the view), or a newer one is
+        outcome = shown.get("outcome")
+        v = event.task
+        finished = TaskFinished(
+            event_id=event.event_id,
+            time_ns=event.time_ns,
+            task=v,
+            outcome=outcome if outcome in TERMINAL else "complete",
+            duration_s=max(0.0, ((v.ended_ns or v.started_ns) - v.started_ns) / 1e9),
+            error_type=shown.get("error_type"),
+            error_message=shown.get("error_message"),
+        )
+        body = finish_payload(finished, self._extra_tags, self._max_text, self._dashboard_uid)
+        patch = {k: x for k, x in body.items() if k != "dashboardUID"}
+        await self._client().call("PATCH", f"/api/annotations/{_annotation_id(value)}", patch)
+        await self._record_shown(finished)
+
     async def _on_finish(self, event: TaskFinished) -> None:
+        if await self._newer_shown(event) is not None:
+            return  # another replica (or a replay) showed a newer final view
+        await self._finish(event)
+        await self._record_shown(event)
+
+    async def _finish(self, event: TaskFinished) -> None:
         store = self._store()
         task_id = event.task_id
         body = finish_payload(event, self._extra_tags, self._max_text, self._dashboard_uid)
@@ -278,6 +339,12 @@ class GrafanaAnnotationSink(BaseSink):
         finally:
             await client.close()
         return out
+
+
+def _corrects(event: Event) -> bool:
+    """An event after a task's end (a late span): its view is final."""
+    v = event.task
+    return not isinstance(event, TaskStarted | TaskFinished) and v.ended_ns is not None and v.status in TERMINAL
 
 
 def _annotation_id(value: Mapping[str, Any]) -> int:

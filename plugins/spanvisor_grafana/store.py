@@ -40,6 +40,21 @@ class GuardedStore:
         except Exception as exc:
             raise _unavailable("put", key, exc) from exc
 
+    async def put_if_newer(self, namespace: str, key: str, value: Mapping[str, Any], version: int, owner: str) -> Claim:
+        """A versioned write; a store without versions gets a plain put (one
+        process cannot race itself)."""
+        try:
+            conditional = getattr(self._store, "put_if_newer", None)
+            if conditional is None:
+                await self._store.put(namespace, key, value, owner)
+                return Claim(won=True)
+            result: Claim = await conditional(namespace, key, value, version, owner)
+            return result
+        except (asyncio.CancelledError, TransientError):
+            raise
+        except Exception as exc:
+            raise _unavailable("put", key, exc) from exc
+
     async def get(self, namespace: str, key: str) -> Mapping[str, Any] | None:
         try:
             return await self._store.get(namespace, key)

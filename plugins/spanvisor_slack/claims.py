@@ -12,6 +12,9 @@ call: a lease cannot lapse under a post in progress unless the store is
 unreachable for longer than the lease. For that last case the result is
 stored with ``put_if_owner``, which tells the slower of two posters that it
 lost, so it can delete its own message.
+
+The task's shared view (:mod:`.shared`) is written with ``put_if_newer``,
+through the same retries.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, TypeVar
 
-from spanvisor.statestore import Claim, ConditionalStateStore, StateStore
+from spanvisor.statestore import Claim, StateStore
 from spanvisor.stats import PipelineStats
 
 from .retry import Failure, ServerErrorStrategy
@@ -49,10 +52,9 @@ class Claims:
     _down: bool = False
 
     def __post_init__(self) -> None:
-        store = self.store
-        self._put_if_owner: Callable[..., Awaitable[bool]] | None = (
-            store.put_if_owner if isinstance(store, ConditionalStateStore) else None
-        )
+        # Each by itself: a store of another plugin may offer one and not the other.
+        self._put_if_owner: Callable[..., Awaitable[bool]] | None = getattr(self.store, "put_if_owner", None)
+        self._put_if_newer: Callable[..., Awaitable[Claim]] | None = getattr(self.store, "put_if_newer", None)
 
     async def _call(self, op: str, fn: Callable[[], Awaitable[T]]) -> T:
         attempt = 0
@@ -100,6 +102,21 @@ class Claims:
 
     async def get(self, namespace: str, key: str) -> Mapping[str, Any] | None:
         return await self._call("get", lambda: self.store.get(namespace, key))
+
+    async def put_if_newer(self, namespace: str, key: str, value: Mapping[str, Any], version: int) -> Claim:
+        """Write ``value`` unless a newer version is stored (then: its value)."""
+        conditional = self._put_if_newer
+        if conditional is not None:
+            return await self._call("put", lambda: conditional(namespace, key, value, version, self.owner))
+        # A store without versions: compare, then write. Two replicas may
+        # interleave here; one process cannot.
+        stored = await self.get(namespace, key)
+        if stored is not None:
+            known = stored.get("version")
+            if isinstance(known, int) and (known > version or (known == version and stored.get("owner") != self.owner)):
+                return Claim(won=False, value=stored)
+        await self._call("put", lambda: self.store.put(namespace, key, value, self.owner))
+        return Claim(won=True)
 
     async def release(self, namespace: str, key: str) -> None:
         await self._call("release", lambda: self.store.release(namespace, key, self.owner))

@@ -40,6 +40,13 @@ class SlackTaskRecord:
     seen: OrderedDict[str, None] = field(default_factory=OrderedDict)
     finished: bool = False
     dead: bool = False
+    # The shared record (see .shared) is final and shown: nothing more to do
+    # here unless new events come.
+    settled: bool = False
+    # Edit again from the shared view: ours may have landed after a newer one.
+    repair: bool = False
+    not_before: float = float("-inf")  # a coalesced edit waits until then (transport clock)
+    last_event: float | None = None  # when the sink last took an event (transport clock)
     busy: bool = False
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     worker: asyncio.Task[None] | None = None

@@ -3,9 +3,17 @@
 Order within a task: the parent is posted (claimed first, so a restart or a
 replica continues the same thread), a status change edits it at once, thread
 replies follow in order at most one per ``reply_interval_s``, and other
-changes edit the parent at most once per ``update_interval_s``. The thread
-is :class:`~.thread.ThreadPoster`'s, failures are :class:`~.failures.Failures`'
-and the search after an ambiguous post is :class:`~.recovery.ParentFinder`'s.
+changes edit the parent at most once per ``update_interval_s``. What an edit
+shows is the task's newest view among replicas (:class:`~.shared.SharedParent`).
+The thread is :class:`~.thread.ThreadPoster`'s, failures are
+:class:`~.failures.Failures`' and the search after an ambiguous post is
+:class:`~.recovery.ParentFinder`'s.
+
+A task's coroutine ends when the task is finished (or its output stopped)
+and nothing is owed to Slack, when the shared view is final and shown, or
+after :data:`RETIRE_S` without an event with nothing owed (a replica that
+holds only some of a task's spans). A later event starts it again: the
+parent, the thread lines and the shared view are in the state store.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from spanvisor.events import TaskView
 from spanvisor.statestore import StateStore
 from spanvisor.stats import PipelineStats
 
@@ -25,10 +34,12 @@ from .claims import Claims, StoreUnavailable
 from .failures import Failures
 from .record import SlackTaskRecord
 from .recovery import METADATA_TYPE, ParentFinder
+from .shared import SharedParent
 from .thread import ThreadPoster
 from .transport import Clock, Transport
 
 log = logging.getLogger("spanvisor.slack")
+RETIRE_S = 300.0
 
 
 @dataclass
@@ -55,6 +66,18 @@ class Deliverer:
             self.transport, self.claims, self.failures, self.stats, self.look, self.clock, self.namespace, self.deadline
         )
         self.finder = ParentFinder(self.transport, self.clock, self.recover_s, self.deadline)
+        self.shared = SharedParent(
+            self.claims,
+            self.transport,
+            self.failures,
+            self.look,
+            self.clock,
+            self.namespace,
+            self.owner,
+            self.update_interval_s,
+            self.flushing,
+            self.deadline,
+        )
 
     async def run(self, st: SlackTaskRecord) -> None:
         while True:
@@ -77,14 +100,27 @@ class Deliverer:
                 st.busy = False
             if progressed:
                 continue
-            if st.idle and (st.finished or st.dead):
+            if st.idle and (st.finished or st.dead or st.settled or self._retired(st)):
                 return
             await self._wait(st)
+
+    def _retire_at(self, st: SlackTaskRecord) -> float:
+        if st.last_event is None:  # a record the sink did not make (tests, tools): from now
+            st.last_event = self.clock.now()
+        return st.last_event + RETIRE_S
+
+    def _retired(self, st: SlackTaskRecord) -> bool:
+        return self.clock.now() >= self._retire_at(st)
+
+    def _edit_due(self, st: SlackTaskRecord) -> float:
+        return max(st.last_update + self.update_interval_s, st.not_before)
 
     async def _wait(self, st: SlackTaskRecord) -> None:
         now, due = self.clock.now(), float("inf")
         if st.dirty:
-            due = st.last_update + self.update_interval_s
+            due = self._edit_due(st)
+        elif st.idle:
+            due = self._retire_at(st)
         if st.replies or st.alerts:
             due = min(due, st.last_reply + self.reply_interval_s)
         if due <= now:
@@ -110,7 +146,7 @@ class Deliverer:
             return await self._update_parent(st)
         if (st.replies or st.alerts) and (hurry or now >= st.last_reply + self.reply_interval_s):
             return await (self.thread.post_replies(st) if st.replies else self.thread.post_alert(st))
-        if st.dirty and (hurry or now >= st.last_update + self.update_interval_s):
+        if (st.dirty or st.repair) and (hurry or st.repair or now >= self._edit_due(st)):
             return await self._update_parent(st)
         return False
 
@@ -144,10 +180,12 @@ class Deliverer:
         channel = self.transport.channels.known(st.channel) or st.channel
         started = time.time()
         built: dict[str, int] = {}
+        posted_view: list[tuple[TaskView, bool]] = []
 
         def build() -> Mapping[str, Any]:
             p = self._parent_args(st)
             built["v"], built["status"] = p.pop("_version"), 0
+            posted_view[:] = [(st.view, st.view_final)]
             return {
                 "channel": channel,
                 **p,
@@ -166,6 +204,8 @@ class Deliverer:
                 return True
             if out.ok and out.data:
                 await self._posted(st, str(out.data["channel"]), str(out.data["ts"]), built["v"])
+                if st.ref is not None and posted_view:
+                    await self.shared.posted(st, *posted_view[0])
                 return True
             if out.decision and out.decision.kind == "ambiguous":
                 found = await self.finder.find(st.task_id, channel, started)
@@ -211,22 +251,10 @@ class Deliverer:
             self.failures.give_up(st, "slack_ambiguous_post", "an earlier post of this task's parent ended ambiguously")
             return
         st.ref = (str(value["channel"]), str(value["ts"]))
-        st.sent_status = None  # our view may be newer than what is shown: edit at once
+        # Whether our view goes on the parent is the shared view's decision
+        # (.shared): a replica holding only part of the task never shows it
+        # over a newer or final one.
+        st.sent_status = None
 
     async def _update_parent(self, st: SlackTaskRecord) -> bool:
-        assert st.ref is not None
-        channel, ts = st.ref
-        built: dict[str, Any] = {}
-
-        def build() -> Mapping[str, Any]:
-            p = self._parent_args(st)
-            built["v"], built["status"] = p.pop("_version"), st.view.status
-            return {"channel": channel, "ts": ts, **p}
-
-        out = await self.transport.send("chat.update", build, deadline=self.deadline)
-        if out.ok:
-            st.sent_version, st.sent_status = built["v"], built["status"]
-            st.last_update = self.clock.now()
-        else:
-            self.failures.failed(st, out)
-        return True
+        return await self.shared.update(st)

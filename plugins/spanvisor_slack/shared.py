@@ -1,0 +1,241 @@
+"""The parent that replicas agree on: a task's newest view, in the state store.
+
+Each replica delivering a task's events holds its own view of the task
+(:attr:`SlackTaskRecord.view`). When the task's spans are spread over
+replicas those views differ: one may hold only some children, never the
+root. What the parent shows is therefore decided by the shared state store,
+key ``<namespace>.view / <task id>``::
+
+    {"version", "final", "seq", "owner", "written", "view", "digest",
+     "shown": {"digest", "status", "at", "by"}}
+
+**Newer**, in this order (:func:`version_of`): a *final* view (TaskFinished,
+or a later event of a finished task: a late span's correction) beats any
+view that is not; then the higher ``seq``. ``seq`` counts the events one
+replica's tracker emitted for the task, so of two replicas' views the one
+that has absorbed more of the task wins; on a tie the stored one stays.
+(A replica sees a task's root only when the root ends, and then its view is
+final: "has seen the root" adds nothing to "final" here.) The low 16 bits
+of the version count takeovers (below).
+
+* A replica offers its view with ``put_if_newer``; when the store holds a
+  newer one, its own is never rendered. It still posts its thread lines.
+* The replica whose view is stored (the owner) edits the parent. An edit
+  that is not a status change waits ``update_interval_s`` after the last
+  edit by any replica (``shown.at``, wall clock, when another replica made
+  it), so edits coalesce across replicas as they do within one.
+* Right before the HTTP call the stored version is read again: an edit of a
+  view that is no longer the newest is not sent. If the record moved on
+  while the call was in flight, the edit is repeated from the stored view,
+  so the last edit to land shows the newest view.
+* If the owner leaves its view unshown for :data:`TAKEOVER_S` (it died),
+  another replica shows it, from the stored view, and takes the record over.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from spanvisor.codec import CodecError, event_from_dict, event_to_dict
+from spanvisor.events import Checkpoint, Event, TaskFinished, TaskView, stable_id
+
+from .blocks import Look, parent_payload
+from .claims import Claims
+from .failures import Failures
+from .record import SlackTaskRecord
+from .transport import Clock, Transport
+
+TAKEOVER_S = 30.0
+GEN_BITS = 16
+SEQ_BITS = 40
+TERMINAL = frozenset({"complete", "error", "cancelled"})
+
+
+def is_final(event: Event) -> bool:
+    """TaskFinished, or any later event of a finished task (its view is final)."""
+    v = event.task
+    return isinstance(event, TaskFinished) or (v.ended_ns is not None and v.status in TERMINAL)
+
+
+def version_of(view: TaskView, final: bool) -> int:
+    return ((int(final) << SEQ_BITS) | min(max(view.seq, 0), (1 << SEQ_BITS) - 1)) << GEN_BITS
+
+
+def _encode(view: TaskView) -> dict[str, Any]:
+    task: dict[str, Any] = event_to_dict(Checkpoint(event_id="", time_ns=0, task=view))["task"]
+    return task
+
+
+def _decode(raw: Any) -> TaskView | None:
+    try:
+        return event_from_dict({"kind": "Checkpoint", "event_id": "", "time_ns": 0, "task": raw}).task
+    except (CodecError, TypeError, ValueError):
+        return None
+
+
+def _digest(view: TaskView) -> str:
+    return stable_id(*(sorted(_encode(view).items())))
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    version: int
+    owner: str
+    final: bool
+    view: TaskView
+    written: float
+    shown: Mapping[str, Any]
+    digest: str = ""  # of the view; computed once
+
+    def __post_init__(self) -> None:
+        if not self.digest:
+            object.__setattr__(self, "digest", _digest(self.view))
+
+    @property
+    def is_shown(self) -> bool:
+        return self.shown.get("digest") == self.digest
+
+    def dump(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "final": self.final,
+            "seq": self.view.seq,
+            "owner": self.owner,
+            "written": self.written,
+            "view": _encode(self.view),
+            "digest": self.digest,
+            "shown": dict(self.shown),
+        }
+
+    @classmethod
+    def load(cls, raw: Mapping[str, Any] | None) -> Stored | None:
+        if raw is None or not isinstance(raw.get("version"), int):
+            return None
+        view = _decode(raw.get("view"))
+        if view is None:
+            return None
+        shown = raw.get("shown")
+        return cls(
+            version=int(raw["version"]),
+            owner=str(raw.get("owner", "")),
+            final=bool(raw.get("final")),
+            view=view,
+            written=float(raw.get("written") or 0.0),
+            shown=shown if isinstance(shown, Mapping) else {},
+        )
+
+
+@dataclass
+class SharedParent:
+    claims: Claims
+    transport: Transport
+    failures: Failures
+    look: Look
+    clock: Clock
+    namespace: str
+    owner: str
+    update_interval_s: float = 5.0
+    flushing: Callable[[], bool] = lambda: False
+    deadline: Callable[[], float | None] = lambda: None
+    wall: Callable[[], float] = time.time
+
+    @property
+    def ns(self) -> str:
+        return f"{self.namespace}.view"
+
+    async def read(self, task_id: str) -> Stored | None:
+        return Stored.load(await self.claims.get(self.ns, task_id))
+
+    async def update(self, st: SlackTaskRecord) -> bool:
+        """One step towards the parent showing the newest view; False: wait."""
+        assert st.ref is not None
+        handled = st.version
+        mine = version_of(st.view, st.view_final)
+        rec = await self.read(st.task_id)
+        if (
+            rec is None
+            or mine > rec.version
+            or (mine == rec.version and rec.owner == self.owner and rec.view != st.view)
+        ):
+            # Ours is the newest view anyone has stored: offer it.
+            shown = rec.shown if rec is not None else {}
+            new = Stored(mine, self.owner, st.view_final, st.view, self.wall(), shown)
+            if not (await self.claims.put_if_newer(self.ns, st.task_id, new.dump(), mine)).won:
+                return True  # a newer one was stored meanwhile: look again
+            rec = new
+        if rec.is_shown and not st.repair:
+            self._handled(st, handled, rec)
+            return True
+        if rec.owner != self.owner and not st.repair and self.wall() - rec.written < TAKEOVER_S:
+            self._handled(st, handled, rec)  # its owner shows it
+            return True
+        wait = self._wait(st, rec)
+        if wait > 0:
+            # Not a status change, and the parent was edited moments ago.
+            st.not_before = self.clock.now() + wait
+            st.sent_status = st.view.status
+            return False
+        return await self._edit(st, rec, handled)
+
+    def _handled(self, st: SlackTaskRecord, handled: int, rec: Stored) -> None:
+        st.sent_version, st.sent_status = handled, st.view.status
+        st.settled = rec.final and rec.is_shown
+
+    def _wait(self, st: SlackTaskRecord, rec: Stored) -> float:
+        if st.repair or self.flushing() or rec.view.status != rec.shown.get("status"):
+            return 0.0
+        wait = st.last_update + self.update_interval_s - self.clock.now()
+        at, by = rec.shown.get("at"), rec.shown.get("by")
+        if by != self.owner and isinstance(at, int | float):
+            wait = max(wait, at + self.update_interval_s - self.wall())
+        return wait
+
+    async def _edit(self, st: SlackTaskRecord, rec: Stored, handled: int) -> bool:
+        assert st.ref is not None
+        channel, ts = st.ref
+
+        async def still_newest() -> bool:
+            now = await self.read(st.task_id)
+            return now is None or now.version <= rec.version
+
+        out = await self.transport.send(
+            "chat.update",
+            lambda: {"channel": channel, "ts": ts, **parent_payload(rec.view, self.look, time.time_ns())},
+            deadline=self.deadline,
+            before_call=still_newest,
+        )
+        if out.claim_lost:
+            return True  # a newer view was stored while we waited: start over
+        if not out.ok:
+            self.failures.failed(st, out)
+            return True
+        st.last_update = self.clock.now()
+        st.repair = False
+        await self.shown(st, rec)
+        if not st.repair:
+            self._handled(st, handled, replace(rec, shown=self._shown_value(rec)))
+        return True
+
+    def _shown_value(self, rec: Stored) -> dict[str, Any]:
+        return {"digest": rec.digest, "status": rec.view.status, "at": self.wall(), "by": self.owner}
+
+    async def shown(self, st: SlackTaskRecord, rec: Stored) -> None:
+        """Record that the parent now shows ``rec``'s view. If the record moved
+        on meanwhile, our edit may have landed after a newer one: repair."""
+        version, owner = rec.version, rec.owner
+        if owner != self.owner:
+            version += 1  # a takeover: the record is ours from now on
+        done = replace(rec, version=version, owner=self.owner, shown=self._shown_value(rec))
+        put = await self.claims.put_if_newer(self.ns, st.task_id, done.dump(), version)
+        if not put.won:
+            newer = Stored.load(put.value)
+            st.repair = newer is not None and newer.is_shown
+
+    async def posted(self, st: SlackTaskRecord, view: TaskView, final: bool) -> None:
+        """The parent was just posted showing ``view``: store it as shown."""
+        version = version_of(view, final)
+        rec = Stored(version, self.owner, final, view, self.wall(), {})
+        await self.shown(st, rec)
