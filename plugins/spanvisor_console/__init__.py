@@ -143,6 +143,9 @@ class ConsoleSink(BaseSink):
             f"context {pr.context_usage(v, self._thresholds)}",
             f"elapsed {pr.duration(pr.elapsed(v, now_ns))}",
         ]
+        cost = pr.cost_text(v)
+        if cost:
+            detail.append(f"cost {cost}")
         if v.repo:
             detail.append(f"repo {clean(v.repo, 80)}")
         parts.append("   " + "  │  ".join(detail))

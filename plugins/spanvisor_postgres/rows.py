@@ -15,7 +15,9 @@ from typing import Any
 
 from spanvisor.events import (
     ArtifactAdded,
+    BudgetWarning,
     Checkpoint,
+    ContextForecast,
     ContextWarning,
     Event,
     TaskFinished,
@@ -49,6 +51,7 @@ CHECKPOINT_COLUMNS = (
     "attributes",
     "notes",
     "seq",
+    "cost_usd",
 )
 ARTIFACT_COLUMNS = ("event_id", "task_id", "agent_id", "at", "time_ns", "name", "uri", "kind", "notes")
 TASK_COLUMNS = (
@@ -82,6 +85,10 @@ TASK_COLUMNS = (
     "last_event_id",
     "notes",
     "seq",
+    "cost_usd",
+    "unpriced_calls",
+    "budget_usd",
+    "budget_tokens",
 )
 
 
@@ -149,18 +156,64 @@ def task_row(event: Event) -> TaskRow:
     }
     values["notes"] = json_text(notes, "notes", [])
     values["seq"] = v.seq
+    values["cost_usd"] = v.cost_usd
+    values["unpriced_calls"] = v.unpriced_calls
+    values["budget_usd"] = v.budget_usd
+    values["budget_tokens"] = v.budget_tokens
     return TaskRow(values, terminal, values["updated_ns"], started_ns, activity)
 
 
-def checkpoint_record(event: Checkpoint | ContextWarning) -> tuple[Any, ...]:
+TimelineEvent = Checkpoint | ContextWarning | ContextForecast | BudgetWarning
+
+
+def _timeline_fields(event: TimelineEvent, notes: list[str]) -> tuple[str, Any, Any, Any, Any, Any, Any, Any]:
+    """kind, tokens, limit, level, threshold, ratio, attributes (JSON), cost of one timeline row."""
+    v = event.task
+    if isinstance(event, ContextWarning):
+        return ("context_warning", event.tokens, event.limit, event.level, event.threshold, event.ratio, "{}", None)
+    if isinstance(event, ContextForecast):
+        extra: dict[str, Any] = {"calls": event.calls, "eta_s": event.eta_s}
+        return (
+            "context_forecast",
+            event.tokens,
+            event.limit,
+            "forecast",
+            event.threshold,
+            event.ratio,
+            json_text(extra, "attributes", notes),
+            None,
+        )
+    if isinstance(event, BudgetWarning):
+        budget: dict[str, Any] = {"scope": event.scope, "unit": event.unit, "used": event.used, "budget": event.budget}
+        if event.subject:
+            budget["subject"] = event.subject
+        level = "critical" if event.level >= 1.0 else "warning"
+        ratio = event.used / event.budget if event.budget else None
+        attrs = json_text(budget, "attributes", notes)
+        return ("budget_warning", v.context_tokens, v.context_limit, level, event.level, ratio, attrs, None)
+    cost = event.attributes.get("cost_usd") if event.source == "model_call" else None
+    return (
+        "checkpoint",
+        v.context_tokens,
+        v.context_limit,
+        None,
+        None,
+        None,
+        json_text(event.attributes, "attributes", notes),
+        cost if isinstance(cost, int | float) and not isinstance(cost, bool) else None,
+    )
+
+
+def checkpoint_record(event: TimelineEvent) -> tuple[Any, ...]:
     v = event.task
     notes: list[str] = list(event.notes)
-    is_cp = isinstance(event, Checkpoint)
+    kind, tokens, limit, level, threshold, ratio, attributes, cost = _timeline_fields(event, notes)
+    changed = json_text(list(event.changed), "changed", notes) if isinstance(event, Checkpoint) else "[]"
     record = (
         clean_text(event.event_id, "event_id", notes, ID_LIMIT),
         clean_text(v.task_id, "task_id", notes, ID_LIMIT),
         clean_text(v.agent_id, "agent_id", notes, ID_LIMIT),
-        "checkpoint" if is_cp else "context_warning",
+        kind,
         ts(event.time_ns),
         event.time_ns,
         clean_text(v.status, "status", notes, ID_LIMIT),
@@ -168,17 +221,17 @@ def checkpoint_record(event: Checkpoint | ContextWarning) -> tuple[Any, ...]:
         clean_text(v.step, "step", notes),
         clean_text(v.message, "message", notes),
         event.source if isinstance(event, Checkpoint) else None,
-        event.tokens if isinstance(event, ContextWarning) else v.context_tokens,
-        event.limit if isinstance(event, ContextWarning) else v.context_limit,
+        tokens,
+        limit,
         v.input_tokens,
         v.output_tokens,
-        event.level if isinstance(event, ContextWarning) else None,
-        event.threshold if isinstance(event, ContextWarning) else None,
-        event.ratio if isinstance(event, ContextWarning) else None,
-        json_text(list(event.changed), "changed", notes) if isinstance(event, Checkpoint) else "[]",
-        json_text(event.attributes, "attributes", notes) if isinstance(event, Checkpoint) else "{}",
+        level,
+        threshold,
+        ratio,
+        changed,
+        attributes,
     )
-    return (*record, json_text(notes, "notes", []), v.seq)
+    return (*record, json_text(notes, "notes", []), v.seq, cost)
 
 
 def artifact_record(event: ArtifactAdded) -> tuple[Any, ...]:
@@ -241,7 +294,7 @@ def batch_rows(events: Sequence[Event]) -> BatchRows:
                 first_end[tid] = event
         else:
             activity[tid] = max(activity.get(tid, event.time_ns), event.time_ns)
-        if isinstance(event, Checkpoint | ContextWarning):
+        if isinstance(event, Checkpoint | ContextWarning | ContextForecast | BudgetWarning):
             checkpoints.append(checkpoint_record(event))
         elif isinstance(event, ArtifactAdded):
             artifacts.append(artifact_record(event))

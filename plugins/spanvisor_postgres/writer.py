@@ -61,6 +61,10 @@ _STATE = (
     "last_event_id",
     "notes",
     "seq",
+    "cost_usd",
+    "unpriced_calls",
+    "budget_usd",
+    "budget_tokens",
 )
 _MERGED = {
     "started_at": "LEAST(t.started_at, EXCLUDED.started_at)",

@@ -36,6 +36,7 @@ from spanvisor.presentation import (
     STATUS_STYLE,
     ThreadLine,
     context_usage,
+    cost_text,
     duration,
     elapsed,
     progress_bar,
@@ -124,7 +125,8 @@ def _parent(view: TaskView, look: Look, now_ns: int, scale: float) -> Payload:
         f"*Progress*\n{progress_bar(view.progress)}",
         f"*Context*\n{context_usage(view, look.thresholds)}",
         f"*Elapsed*\n{duration(elapsed(view, now_ns))}",
-        f"*Tokens*\nin {tokens(view.input_tokens)} · out {tokens(view.output_tokens)}",
+        f"*Tokens*\nin {tokens(view.input_tokens)} · out {tokens(view.output_tokens)}"
+        + (f"\n{cost}" if (cost := cost_text(view)) else ""),
     ]
     if view.repo:
         fields.insert(1, f"*Repo*\n{t.safe(view.repo, n(300))}")

@@ -17,7 +17,9 @@ from typing import Any
 from spanvisor.events import (
     Artifact,
     ArtifactAdded,
+    BudgetWarning,
     Checkpoint,
+    ContextForecast,
     ContextWarning,
     Event,
     TaskFinished,
@@ -29,7 +31,8 @@ from spanvisor.events import (
 CODEC_VERSION = 1
 
 EVENT_TYPES: dict[str, type[Any]] = {
-    cls.__name__: cls for cls in (TaskStarted, Checkpoint, ContextWarning, ArtifactAdded, TaskFinished)
+    cls.__name__: cls
+    for cls in (TaskStarted, Checkpoint, ContextWarning, ContextForecast, BudgetWarning, ArtifactAdded, TaskFinished)
 }
 
 
@@ -116,6 +119,10 @@ _VIEW_CHECKS: dict[str, Callable[[Any], bool]] = {
     "updated_ns": _is_int,
     "ended_ns": _opt(_is_int),
     "seq": _is_int,
+    "cost_usd": _is_num,
+    "unpriced_calls": _is_int,
+    "budget_usd": _opt(_is_num),
+    "budget_tokens": _opt(_is_int),
 }
 
 _EVENT_CHECKS: dict[str, Callable[[Any], bool]] = {
@@ -126,12 +133,21 @@ _EVENT_CHECKS: dict[str, Callable[[Any], bool]] = {
     "source": _is_str,
     "changed": _str_list,
     "attributes": lambda x: isinstance(x, dict),
-    # ContextWarning
-    "level": _is_str,
+    # ContextWarning (level is a name), BudgetWarning (a ratio): checked per kind below
+    "level": lambda x: isinstance(x, str) or _is_num(x),
     "threshold": _is_num,
     "ratio": _is_num,
     "tokens": _is_int,
     "limit": _is_int,
+    # ContextForecast
+    "calls": _is_int,
+    "eta_s": _opt(_is_num),
+    # BudgetWarning
+    "scope": _is_str,
+    "unit": _is_str,
+    "used": _is_num,
+    "budget": _is_num,
+    "subject": _is_str,
     # TaskFinished
     "outcome": _is_str,
     "duration_s": _is_num,

@@ -27,6 +27,9 @@ Status = Literal[
 ]
 Outcome = Literal["complete", "error", "cancelled"]
 WarningLevel = Literal["warning", "critical"]
+# What a budget covers: this task, its agent today, everything today or this month.
+BudgetScope = Literal["task", "agent_day", "day", "month"]
+BudgetUnit = Literal["usd", "tokens"]
 
 
 def stable_id(*parts: object) -> str:
@@ -67,6 +70,15 @@ class TaskView:
     started_ns: int = 0
     updated_ns: int = 0
     ended_ns: int | None = None
+    # Estimated cost of the task's priced model calls, in US dollars
+    # (genai-prices, or the instrumentation's own figure); calls no price is
+    # known for are counted in unpriced_calls, never guessed.
+    cost_usd: float = 0.0
+    unpriced_calls: int = 0
+    # The task's own budget (agent.budget.usd / agent.budget.tokens on the
+    # root, or the agent's default from config); None: none set.
+    budget_usd: float | None = None
+    budget_tokens: int | None = None
     # Grows by one with every event of the task that leaves the tracker. Sinks
     # keep the view with the highest seq: unlike time_ns it has no ties and
     # no clock skew, so an older view can never replace a newer one.
@@ -133,6 +145,35 @@ class ContextWarning(TaskEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ContextForecast(TaskEvent):
+    """At the rate of its recent calls, the task's fullest conversation will
+    pass ``threshold`` in about ``calls`` more calls (``eta_s`` seconds): said
+    once, before the crossing."""
+
+    threshold: float
+    ratio: float
+    tokens: int
+    limit: int
+    calls: int
+    eta_s: float | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BudgetWarning(TaskEvent):
+    """Spending passed ``level`` (e.g. 0.8, 1.0) of a ``budget``: once per
+    crossing per scope (and per day or month for those scopes)."""
+
+    scope: BudgetScope
+    unit: BudgetUnit
+    level: float
+    used: float
+    budget: float
+    # "agent:day" for scope agent_day ("rivet:2026-11-22"), the day or the
+    # month for those scopes ("2026-11-22", "2026-11"), empty for a task.
+    subject: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ArtifactAdded(TaskEvent):
     artifact: Artifact
 
@@ -146,13 +187,19 @@ class TaskFinished(TaskEvent):
     stacktrace: str | None = None
 
 
-Event: TypeAlias = TaskStarted | Checkpoint | ContextWarning | ArtifactAdded | TaskFinished
+Event: TypeAlias = (
+    TaskStarted | Checkpoint | ContextWarning | ContextForecast | BudgetWarning | ArtifactAdded | TaskFinished
+)
 
 __all__ = [
     "Artifact",
     "ArtifactAdded",
+    "BudgetScope",
+    "BudgetUnit",
+    "BudgetWarning",
     "Checkpoint",
     "CheckpointSource",
+    "ContextForecast",
     "ContextWarning",
     "Event",
     "Outcome",

@@ -13,7 +13,9 @@ from typing import Literal
 
 from spanvisor.events import (
     ArtifactAdded,
+    BudgetWarning,
     Checkpoint,
+    ContextForecast,
     ContextWarning,
     Event,
     TaskFinished,
@@ -103,7 +105,7 @@ def steps_line(view: TaskView) -> str | None:
     return f"({i + 1}/{len(view.steps)}) " + " → ".join(parts)
 
 
-LineKind = Literal["started", "milestone", "step", "warning", "error", "artifact", "summary"]
+LineKind = Literal["started", "milestone", "step", "warning", "forecast", "budget", "error", "artifact", "summary"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +189,21 @@ class ThreadPolicy:
                     broadcast=critical and self.broadcast_critical,
                 )
             )
+        elif isinstance(event, ContextForecast):
+            eta = f" (~{duration(event.eta_s)})" if event.eta_s is not None else ""
+            calls = f"{event.calls} call{'s' if event.calls != 1 else ''}"
+            out.append(
+                ThreadLine(
+                    event.event_id,
+                    "forecast",
+                    "🔮",
+                    f"Context at {event.ratio:.0%}: at this rate, {event.threshold:.0%} in about {calls}{eta}",
+                    v.model,
+                    key=f"forecast:{event.event_id}",
+                )
+            )
+        elif isinstance(event, BudgetWarning):
+            out.append(budget_line(event))
         elif isinstance(event, ArtifactAdded):
             a = event.artifact
             out.append(
@@ -226,12 +243,58 @@ class ThreadPolicy:
         return out
 
 
+def budget_line(event: BudgetWarning) -> ThreadLine:
+    if event.scope == "agent_day":
+        agent, _, day = event.subject.rpartition(":")
+        scope = f"{agent}'s budget for {day}"
+    else:
+        scope = {"task": "this task's budget", "day": "the budget for", "month": "the budget for"}[event.scope]
+        scope += f" {event.subject}" if event.scope in ("day", "month") else ""
+    used = usd(event.used) if event.unit == "usd" else f"{event.used:,.0f} tokens"
+    budget = usd(event.budget) if event.unit == "usd" else f"{event.budget:,.0f} tokens"
+    over = event.level >= 1.0
+    return ThreadLine(
+        event.event_id,
+        "budget",
+        "🛑" if over else "💸",
+        f"{event.level:.0%} of {scope} used: {used} of {budget}",
+        None,
+        broadcast=over,
+        key=f"budget:{event.event_id}",
+    )
+
+
+def usd(value: float) -> str:
+    """A dollar estimate as people read it: $0.0042, $0.50, $1.27, $1,204."""
+    if value >= 100:
+        return f"${value:,.0f}"
+    if value >= 1:
+        return f"${value:,.2f}"
+    if not value:
+        return "$0"
+    whole, _, cents = f"{value:.4f}".partition(".")
+    return f"${whole}.{cents.rstrip('0').ljust(2, '0')}"
+
+
+def cost_text(v: TaskView) -> str | None:
+    """``~$1.27`` (estimate), with the calls no price is known for; None: no model call yet."""
+    if not v.cost_usd and not v.unpriced_calls:
+        return None
+    if not v.cost_usd:
+        return f"cost unknown ({v.unpriced_calls} unpriced call{'s' if v.unpriced_calls != 1 else ''})"
+    unpriced = f" + {v.unpriced_calls} unpriced" if v.unpriced_calls else ""
+    return f"~{usd(v.cost_usd)}{unpriced}"
+
+
 def summary_text(event: TaskFinished) -> str:
     v = event.task
     parts = [
         f"{event.outcome.capitalize()} in {duration(event.duration_s)}",
         f"tokens in {v.input_tokens:,} / out {v.output_tokens:,}",
     ]
+    cost = cost_text(v)
+    if cost:
+        parts.append(cost)
     if v.artifacts:
         parts.append(f"{len(v.artifacts)} artifact{'s' if len(v.artifacts) != 1 else ''}")
     return " · ".join(parts)

@@ -159,6 +159,10 @@ FINAL_FIELDS = (
     "context_limit",
     "input_tokens",
     "output_tokens",
+    "cost_usd",
+    "unpriced_calls",
+    "budget_usd",
+    "budget_tokens",
 )
 
 

@@ -12,6 +12,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+from spanvisor.config.costs import COST_SETTINGS
 from spanvisor.config.parsers import ConfigError, Setting
 from spanvisor.config.table import CORE_SETTINGS, default_data_dir
 
@@ -65,7 +66,7 @@ class Config:
         overrides: Mapping[str, Any] | None = None,
     ) -> Config:
         env = os.environ if env is None else env
-        settings = list(CORE_SETTINGS)
+        settings = [*CORE_SETTINGS, *COST_SETTINGS]
         extra_given = extra
         if extra is None:
             extra = plugin_settings()

@@ -126,6 +126,57 @@ def p_int_map(v: Any) -> dict[str, int]:
     return out
 
 
+def p_opt_float(v: Any) -> float | None:
+    s = str(v).strip() if v is not None else ""
+    return p_float(s) if s else None
+
+
+def p_levels(v: Any) -> tuple[float, ...]:
+    """Shares of a budget, e.g. ``0.8,1.0`` (above 0, at most 10)."""
+    vals = tuple(sorted({p_float(x) for x in p_list(v)}))
+    if not vals or any(not 0 < x <= 10 for x in vals):
+        raise ValueError(v)
+    return vals
+
+
+def p_float_map(v: Any) -> dict[str, float]:
+    """``agent=dollars,...`` (env; ``*`` for every agent) or a TOML table."""
+    if isinstance(v, Mapping):
+        return {str(k): p_float(x) for k, x in v.items()}
+    out: dict[str, float] = {}
+    for item in p_list(v):
+        key, sep, num = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(item)
+        out[key.strip()] = p_float(num)
+    return out
+
+
+def p_prices(v: Any) -> dict[str, tuple[float, float, float | None]]:
+    """Dollars per million tokens by model prefix: ``model=input:output[:cached
+    input],...`` (env) or a TOML table ``model = {input = 3, output = 15,
+    cache_read = 0.3}``."""
+    out: dict[str, tuple[float, float, float | None]] = {}
+    if isinstance(v, Mapping):
+        for model, price in v.items():
+            if not isinstance(price, Mapping):
+                raise ValueError(model)
+            cached = price.get("cache_read")
+            out[str(model)] = (
+                p_float(price["input"]),
+                p_float(price["output"]),
+                None if cached is None else p_float(cached),
+            )
+        return out
+    for item in p_list(v):
+        model, sep, rest = item.partition("=")
+        parts = rest.split(":")
+        if not sep or not model.strip() or len(parts) not in (2, 3):
+            raise ValueError(item)
+        out[model.strip()] = (p_float(parts[0]), p_float(parts[1]), p_float(parts[2]) if len(parts) == 3 else None)
+    return out
+
+
 def p_choice(*choices: str) -> Parser:
     def parse(v: Any) -> str:
         s = str(v).strip().lower()

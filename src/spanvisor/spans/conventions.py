@@ -28,6 +28,11 @@ CONTEXT_TOKENS: Final = "agent.context.tokens"
 CONTEXT_LIMIT: Final = "agent.context.limit"
 ARTIFACTS: Final = "agent.artifacts"
 
+# Budgets of one task (on its root, which always carries known keys, so these
+# need not be in KNOWN_KEYS): dollars and tokens.
+BUDGET_USD: Final = "agent.budget.usd"
+BUDGET_TOKENS: Final = "agent.budget.tokens"
+
 EVENT_CHECKPOINT: Final = "agent.checkpoint"
 EVENT_ARTIFACT: Final = "agent.artifact"
 EVENT_EXCEPTION: Final = "exception"
@@ -54,6 +59,10 @@ GEN_AI_OUTPUT: Final = "gen_ai.usage.output_tokens"
 GEN_AI_PROMPT_OLD: Final = "gen_ai.usage.prompt_tokens"  # pre-1.28
 GEN_AI_COMPLETION_OLD: Final = "gen_ai.usage.completion_tokens"  # pre-1.28
 GEN_AI_CONVERSATION: Final = "gen_ai.conversation.id"
+GEN_AI_CACHE_READ: Final = "gen_ai.usage.cache_read.input_tokens"
+GEN_AI_CACHE_WRITE: Final = "gen_ai.usage.cache_creation.input_tokens"
+# A cost an instrumentation already computed, in US dollars (preferred to ours).
+GEN_AI_COST: Final = "gen_ai.usage.cost"
 GEN_AI_TOOL_NAME: Final = "gen_ai.tool.name"
 # create_agent only creates an agent (often on a remote service): it is not
 # a task, and treating it as one would open a task per agent creation.
@@ -68,6 +77,9 @@ OI_TOTAL: Final = "llm.token_count.total"
 OI_MODEL: Final = "llm.model_name"
 OI_PROVIDER: Final = "llm.provider"
 OI_SESSION: Final = "session.id"
+OI_CACHE_READ: Final = "llm.token_count.prompt_details.cache_read"
+OI_CACHE_WRITE: Final = "llm.token_count.prompt_details.cache_write"
+OI_COST: Final = "llm.cost.total"
 
 # --- OpenLLMetry / Traceloop -------------------------------------------------
 TL_KIND: Final = "traceloop.span.kind"
@@ -171,6 +183,19 @@ def holds_conversation(attrs: Mapping[str, Any]) -> bool:
     if attrs.get(GEN_AI_OPERATION) in NO_CONVERSATION_OPS:
         return False
     return attrs.get(TL_REQUEST_TYPE) not in ("embedding", "embeddings", "rerank")
+
+
+def provider(attrs: Mapping[str, Any]) -> Any:
+    return first(attrs, GEN_AI_PROVIDER, GEN_AI_SYSTEM, OI_PROVIDER)
+
+
+def cache_usage(attrs: Mapping[str, Any]) -> tuple[Any, Any]:
+    """Raw (cache read, cache write) input tokens, part of the input tokens."""
+    return first(attrs, GEN_AI_CACHE_READ, OI_CACHE_READ), first(attrs, GEN_AI_CACHE_WRITE, OI_CACHE_WRITE)
+
+
+def reported_cost(attrs: Mapping[str, Any]) -> Any:
+    return first(attrs, OI_COST, GEN_AI_COST)
 
 
 def is_root_candidate(attrs: Mapping[str, Any]) -> bool:

@@ -22,16 +22,28 @@ The rule, documented in ``docs/conventions.md#context-occupancy``:
 Warnings fire once per crossing of a level and re-arm only after the
 reported ratio falls ``HYSTERESIS`` below it (e.g. after compaction), so an
 occupancy wobbling around 70 % does not warn on every call.
+
+A **forecast** warns before a crossing: from the last calls of the fullest
+conversation (at least ``MIN_CALLS``), when every step rose, the median step
+says how many more calls reach the next level; within ``FORECAST_CALLS``
+calls it is said once (re-armed with the level). Flat, falling or noisy
+series, and a single jump, forecast nothing.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 ACTIVE_S = 600.0
 MAX_CONVERSATIONS = 32
 HYSTERESIS = 0.10
+HISTORY = 5
+MIN_CALLS = 3
+FORECAST_CALLS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +63,18 @@ class Conversations:
     """The latest call of each conversation of one task (bounded)."""
 
     latest: dict[str, Occupancy] = field(default_factory=dict)
+    # The last HISTORY calls of each conversation, (end, tokens), in end order.
+    history: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
     last_end_ns: int = -1
 
     def record(self, key: str, occ: Occupancy) -> bool:
         """Record a call; False when an already-known later call of the same
         conversation keeps the occupancy (a call that arrived out of order)."""
         self.last_end_ns = max(self.last_end_ns, occ.end_ns)
+        points = self.history.setdefault(key, [])
+        points.append((occ.end_ns, occ.tokens))
+        points.sort()
+        del points[:-HISTORY]
         known = self.latest.get(key)
         if known is not None and known.end_ns > occ.end_ns:
             return False
@@ -64,21 +82,39 @@ class Conversations:
         if len(self.latest) > MAX_CONVERSATIONS:
             oldest = min(self.latest, key=lambda k: self.latest[k].end_ns)
             del self.latest[oldest]
+            self.history.pop(oldest, None)
         return True
 
-    def fullest(self) -> Occupancy | None:
+    def fullest(self) -> tuple[str, Occupancy] | None:
         """The fullest conversation still active, or None before any call."""
         horizon = self.last_end_ns - int(ACTIVE_S * 1e9)
-        best: Occupancy | None = None
-        best_key: tuple[float, int, int] = (-1.0, -1, -1)
-        for occ in self.latest.values():
+        best: tuple[str, Occupancy] | None = None
+        best_rank: tuple[float, int, int] = (-1.0, -1, -1)
+        for key, occ in self.latest.items():
             if occ.end_ns < horizon:
                 continue
             ratio = occ.ratio
-            k = (ratio if ratio is not None else -1.0, occ.tokens, occ.end_ns)
-            if best is None or k > best_key:
-                best, best_key = occ, k
+            rank = (ratio if ratio is not None else -1.0, occ.tokens, occ.end_ns)
+            if best is None or rank > best_rank:
+                best, best_rank = (key, occ), rank
         return best
+
+    def calls_to(self, key: str, tokens: int) -> tuple[int, float | None] | None:
+        """(calls, seconds) until the conversation reaches ``tokens`` at its
+        recent rate, or None when its trend says nothing (see the module doc)."""
+        points = self.history.get(key, [])
+        if len(points) < MIN_CALLS:
+            return None
+        steps = [b[1] - a[1] for a, b in itertools.pairwise(points)]
+        if min(steps) < 0:
+            return None  # noisy or falling
+        per_call = statistics.median(steps)
+        left = tokens - points[-1][1]
+        if per_call <= 0 or left <= 0:
+            return None
+        calls = math.ceil(left / per_call)
+        gap_ns = (points[-1][0] - points[0][0]) / (len(points) - 1)
+        return calls, (calls * gap_ns / 1e9 if gap_ns > 0 else None)
 
 
 @dataclass
@@ -90,6 +126,9 @@ class LevelGate:
     fired: dict[float, bool] = field(default_factory=dict)
     crossings: dict[float, int] = field(default_factory=dict)
 
+    # Levels a forecast was said for since they last re-armed.
+    forecast: set[float] = field(default_factory=set)
+
     def crossed(self, ratio: float) -> list[tuple[float, int]]:
         """The levels this ratio crosses now, each with its crossing number."""
         out: list[tuple[float, int]] = []
@@ -100,7 +139,15 @@ class LevelGate:
                 out.append((level, n))
             elif self.fired.get(level) and ratio < level - HYSTERESIS:
                 self.fired[level] = False
+                self.forecast.discard(level)
         return out
 
+    def next_level(self, ratio: float) -> float | None:
+        """The lowest level above ``ratio`` still to be forecast, if any."""
+        for level in self.levels:
+            if ratio < level and not self.fired.get(level) and level not in self.forecast:
+                return level
+        return None
 
-__all__ = ["ACTIVE_S", "HYSTERESIS", "Conversations", "LevelGate", "Occupancy"]
+
+__all__ = ["ACTIVE_S", "FORECAST_CALLS", "HYSTERESIS", "MIN_CALLS", "Conversations", "LevelGate", "Occupancy"]

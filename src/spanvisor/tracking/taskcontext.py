@@ -10,17 +10,44 @@ conversation add to token totals only.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from spanvisor.spans import conventions as cv
-from spanvisor.tracking.occupancy import Conversations, LevelGate, Occupancy
+from spanvisor.tracking.cost import BudgetSettings, Ledger, Pricer
+from spanvisor.tracking.occupancy import FORECAST_CALLS, Conversations, LevelGate, Occupancy
 
 
 @dataclass
 class TrackerSettings:
     thresholds: tuple[float, ...] = (0.70, 0.85)
     windows: cv.ContextWindows = field(default_factory=cv.ContextWindows)
+    pricer: Pricer = field(default_factory=Pricer)
+    budgets: BudgetSettings = field(default_factory=BudgetSettings)
+    # The spending of this tracker's tasks by agent, day and month (per
+    # process): shared state, kept here because every task of the tracker adds to it.
+    ledger: Ledger = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.ledger = Ledger(self.budgets)
+
+    @classmethod
+    def from_config(cls, c: Any) -> TrackerSettings:
+        """From a :class:`spanvisor.config.Config` (read with ``get``: a partial
+        config in tests gets the defaults)."""
+        return cls(
+            thresholds=tuple(c.get("context_thresholds", (0.70, 0.85))),
+            windows=cv.ContextWindows(c.get("model_context_windows") or {}),
+            pricer=Pricer(c.get("model_prices") or {}),
+            budgets=BudgetSettings(
+                levels=tuple(c.get("budget_levels") or (0.8, 1.0)),
+                task_usd=c.get("budget_task_usd") or {},
+                agent_day_usd=c.get("budget_agent_day_usd") or {},
+                day_usd=c.get("budget_day_usd"),
+                month_usd=c.get("budget_month_usd"),
+            ),
+        )
 
 
 class TaskContext:
@@ -42,9 +69,10 @@ class TaskContext:
         raw_key = attrs.get(cv.GEN_AI_CONVERSATION)
         key = f"c:{raw_key}" if isinstance(raw_key, str) and raw_key else f"p:{parent_id or ''}"
         self.conversations.record(key, Occupancy(tokens, self.windows.lookup(model), model, end_ns))
-        best = self.conversations.fullest()
-        if best is None:
+        fullest = self.conversations.fullest()
+        if fullest is None:
             return {}
+        best = fullest[1]
         changes: dict[str, Any] = {}
         if not self.explicit_tokens:
             changes["context_tokens"] = best.tokens
@@ -60,6 +88,25 @@ class TaskContext:
             return []
         ratio = tokens / limit
         return [(level, n, ratio) for level, n in self.gate.crossed(ratio)]
+
+    def forecast(self) -> tuple[float, int, float | None, int, int] | None:
+        """(level, calls, eta_s, tokens, limit) when the fullest conversation is
+        set to pass the next level within FORECAST_CALLS calls; said once."""
+        fullest = self.conversations.fullest()
+        if fullest is None or self.explicit_tokens:
+            return None  # no calls yet, or the agent reports occupancy itself: no trend
+        key, occ = fullest
+        limit = self.explicit_limit or occ.limit
+        if not limit:
+            return None
+        level = self.gate.next_level(occ.tokens / limit)
+        if level is None:
+            return None
+        eta = self.conversations.calls_to(key, math.ceil(level * limit))
+        if eta is None or eta[0] > FORECAST_CALLS:
+            return None
+        self.gate.forecast.add(level)
+        return level, eta[0], eta[1], occ.tokens, limit
 
     def level_name(self, level: float) -> str:
         top = self.thresholds[-1] if self.thresholds else None

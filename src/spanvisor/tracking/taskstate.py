@@ -20,6 +20,7 @@ then. Which value each field shows is :mod:`.fields`'s rule.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import InitVar, dataclass, field, fields
 from typing import Any
 
@@ -27,7 +28,6 @@ from spanvisor.events import (
     Artifact,
     ArtifactAdded,
     Checkpoint,
-    ContextWarning,
     Event,
     Outcome,
     TaskFinished,
@@ -38,7 +38,7 @@ from spanvisor.events import (
 from spanvisor.spans import conventions as cv
 from spanvisor.spans import sanitize as sz
 from spanvisor.spans.data import SpanData
-from spanvisor.tracking import artifacts
+from spanvisor.tracking import artifacts, calls
 from spanvisor.tracking.fields import FactTime, TaskFields
 from spanvisor.tracking.identity import TaskIdentity
 from spanvisor.tracking.outcome import NO_ERROR, Error, ErrorInfo, outcome_of
@@ -58,6 +58,9 @@ class TaskState:
     errors: ErrorInfo = field(default_factory=ErrorInfo)
     finished: bool = False
     last_ns: int = 0
+    cost_nano: int = 0  # the task's cost in nano-dollars (exact sums; cost_usd shows it)
+    budget_said: set[tuple[str, float]] = field(default_factory=set)  # (unit, level) of the task budget
+    budget_from_root: bool = False
     # The working state is a plain dict; the frozen TaskView that events carry
     # is built only when one is needed (dataclasses.replace per change was
     # the tracker's largest cost).
@@ -69,6 +72,11 @@ class TaskState:
         self._view = initial
         self.context = TaskContext(self.settings)
         self.fields = TaskFields(self.context, self.settings.thresholds)
+
+    @property
+    def working(self) -> Mapping[str, Any]:
+        """The task's current fields, by TaskView field name (read-only use)."""
+        return self._w
 
     @property
     def view(self) -> TaskView:
@@ -101,19 +109,20 @@ class TaskState:
             status="starting",
             started_ns=span.start_ns,
             updated_ns=span.start_ns,
+            budget_usd=settings.budgets.for_agent(settings.budgets.task_usd, agent_id),
         )
         return cls(view, settings, identity=TaskIdentity(agent_is_fallback=named is None), last_ns=span.start_ns)
 
     # -- helpers -------------------------------------------------------------
 
-    def _id(self, *parts: object) -> str:
+    def event_id(self, *parts: object) -> str:
         return stable_id(self.view.task_id, *parts)
 
-    def _set(self, **changes: Any) -> None:
+    def update(self, **changes: Any) -> None:
         self._w.update(changes)
         self._view = None
 
-    def _next(self, t: int) -> int:
+    def next_time(self, t: int) -> int:
         """The time of the next event, never before the previous one; ``seq`` grows."""
         t = max(t, self.last_ns)
         self.last_ns = t
@@ -127,15 +136,17 @@ class TaskState:
         """The root's attributes as the task opens: its initial state, part of
         TaskStarted."""
         self._read_state(self.fields.attr_changes(span.span_id, span.attributes), notes, None)
+        if span.attributes:
+            self._read_budget(span.attributes, notes)
 
     def started(self, time_ns: int, notes: list[str]) -> list[Event]:
         """TaskStarted, then the warnings of a task that starts already past a
         level (a resumed conversation)."""
         if self.fields.explicit_status is None:
-            self._set(status="starting")
-        t = self._next(time_ns)
-        ev = TaskStarted(event_id=self._id("started"), time_ns=t, task=self.view, notes=tuple(notes))
-        return [ev, *self._warnings(t, notes)]
+            self.update(status="starting")
+        t = self.next_time(time_ns)
+        ev = TaskStarted(event_id=self.event_id("started"), time_ns=t, task=self.view, notes=tuple(notes))
+        return [ev, *calls.context_warnings(self, t, notes)]
 
     # -- reading a span --------------------------------------------------------
 
@@ -163,10 +174,13 @@ class TaskState:
             if span.resource and self._w["agent_id"] == "unknown":
                 svc = sz.name(span.resource.get(cv.SERVICE_NAME), "service.name", notes)
                 if svc:
-                    self._set(agent_id=svc)
+                    self.update(agent_id=svc)
             who = self.identity.read(self._w, span, notes, is_root)
             if who:
-                self._set(**who)
+                self.update(**who)
+            budget_changed = "agent_id" in who and self._default_budget()
+            if (is_root and a and self._read_budget(a, notes)) or budget_changed:
+                out.extend(calls.budget_warnings(self, now, notes))
             if is_root:
                 # The root's attributes are the task's defaults: read before its
                 # events, and never over a field a timed fact has set.
@@ -185,10 +199,37 @@ class TaskState:
             out.extend(self._attribute_state(span, (span.end_ns or 0, span.span_id, 1 << 30), now, notes))
             self.fields.forget(span.span_id)  # an ended span is read no more
         if cv.is_model_call(a):
-            out.extend(self._model_call(span, notes))
+            out.extend(calls.model_call(self, span, notes))
         if span.error and not is_root:
             self.errors.span_failed(span, notes)
         return out
+
+    def _default_budget(self) -> bool:
+        """The agent's default task budget, once the agent is known and the
+        root set none; True when it changed."""
+        if self.budget_from_root:
+            return False
+        b = self.settings.budgets
+        default = b.for_agent(b.task_usd, self._w["agent_id"])
+        if default == self._w["budget_usd"]:
+            return False
+        self.update(budget_usd=default)
+        return True
+
+    def _read_budget(self, a: Any, notes: list[str]) -> bool:
+        """The task's budgets from its root; True when one changed."""
+        usd = sz.number(a.get(cv.BUDGET_USD), cv.BUDGET_USD, notes) if cv.BUDGET_USD in a else None
+        tokens = sz.tokens(a.get(cv.BUDGET_TOKENS), cv.BUDGET_TOKENS, notes) if cv.BUDGET_TOKENS in a else None
+        changes: dict[str, Any] = {}
+        if usd is not None and usd > 0:
+            self.budget_from_root = True
+            if usd != self._w["budget_usd"]:
+                changes["budget_usd"] = usd
+        if tokens and tokens != self._w["budget_tokens"]:
+            changes["budget_tokens"] = tokens
+        if changes:
+            self.update(**changes)
+        return bool(changes)
 
     def _read_events(self, span: SpanData, notes: list[str], is_root: bool, until_ns: int | None) -> list[Event]:
         # Events are known by (time, name, n-th of that pair), not by
@@ -213,7 +254,7 @@ class TaskState:
             return []
         out: list[Event] = [self._state_checkpoint(span.span_id, changed, now, notes)]
         if "context_tokens" in changed or "context_limit" in changed:
-            out.extend(self._warnings(now, notes))
+            out.extend(calls.context_warnings(self, now, notes))
         return out
 
     def _read_state(
@@ -227,7 +268,7 @@ class TaskState:
         if status != self._w["status"] and not self.finished:
             changes["status"] = status
         if changes:
-            self._set(**changes)
+            self.update(**changes)
         return tuple(changes)
 
     def _state_checkpoint(self, span_id: str, changed: tuple[str, ...], now: int, notes: list[str]) -> Checkpoint:
@@ -237,9 +278,9 @@ class TaskState:
         )
         n = self.state_seen.get(key, 0) + 1
         self.state_seen[key] = n
-        t = self._next(now)
+        t = self.next_time(now)
         return Checkpoint(
-            event_id=self._id("state", span_id, key, n),
+            event_id=self.event_id("state", span_id, key, n),
             time_ns=t,
             task=self.view,
             notes=tuple(notes),
@@ -260,9 +301,9 @@ class TaskState:
         if name == cv.EVENT_CHECKPOINT:
             changed = self._read_state(attrs, notes, (time_ns, span.span_id, index), plain_message=True)
             extras = {k: sz.jsonable(x, k, notes) for k, x in list(attrs.items())[:50] if k not in _EVENT_META}
-            t = self._next(time_ns)
+            t = self.next_time(time_ns)
             cp = Checkpoint(
-                event_id=self._id("event", span.span_id, time_ns, index),
+                event_id=self.event_id("event", span.span_id, time_ns, index),
                 time_ns=t,
                 task=self.view,
                 notes=tuple(notes),
@@ -271,10 +312,10 @@ class TaskState:
                 attributes=extras,
             )
             if "context_tokens" in changed or "context_limit" in changed:
-                return [cp, *self._warnings(t, notes)]
+                return [cp, *calls.context_warnings(self, t, notes)]
             return [cp]
         if name == cv.EVENT_ARTIFACT:
-            event_id = self._id("artifact", span.span_id, time_ns, index)
+            event_id = self.event_id("artifact", span.span_id, time_ns, index)
             return self._add_artifact(artifacts.from_event(attrs, notes), event_id, time_ns, notes)
         if name == cv.EVENT_EXCEPTION:
             self.errors.exception_event(attrs, is_root, (time_ns, span.span_id), notes)
@@ -283,77 +324,15 @@ class TaskState:
     def _read_artifacts(self, raw: Any, now: int, notes: list[str]) -> list[Event]:
         out: list[Event] = []
         for item, art in artifacts.new_from_list(raw, self.view.artifacts, notes):
-            out.extend(self._add_artifact(art, self._id("artifact", item), now, notes))
+            out.extend(self._add_artifact(art, self.event_id("artifact", item), now, notes))
         return out
 
     def _add_artifact(self, art: Artifact, event_id: str, now: int, notes: list[str]) -> list[Event]:
         if art in self.view.artifacts or len(self.view.artifacts) >= sz.MAX_LIST:
             return []
-        self._set(artifacts=(*self.view.artifacts, art))
-        t = self._next(now)
+        self.update(artifacts=(*self.view.artifacts, art))
+        t = self.next_time(now)
         return [ArtifactAdded(event_id=event_id, time_ns=t, task=self.view, notes=tuple(notes), artifact=art)]
-
-    def _model_call(self, span: SpanData, notes: list[str]) -> list[Event]:
-        a = span.attributes
-        raw_in, raw_out = cv.usage(a)
-        t_in = sz.tokens(raw_in, "input_tokens", notes)
-        t_out = sz.tokens(raw_out, "output_tokens", notes)
-        if t_in is None and t_out is None:
-            return []
-        w = self._w
-        end = span.end_ns or 0
-        model = sz.name(cv.model_name(a), "model", notes)
-        changes: dict[str, Any] = {
-            "input_tokens": w["input_tokens"] + (t_in or 0),
-            "output_tokens": w["output_tokens"] + (t_out or 0),
-        }
-        # Occupancy is the latest call's prompt plus its output, per conversation.
-        changes.update(self.context.model_call(a, span.parent_id, (t_in or 0) + (t_out or 0), model, end))
-        if not self.finished:
-            changes["status"] = self.fields.status_after(self._w, changes)
-        self._set(**changes)
-        t = self._next(end)
-        cp = Checkpoint(
-            event_id=self._id("model", span.span_id),
-            time_ns=t,
-            task=self.view,
-            notes=tuple(notes),
-            source="model_call",
-            changed=("tokens",),
-            # The call's own model and tokens: the view shows the fullest
-            # conversation's, which an embeddings call does not change.
-            attributes={
-                k: v
-                for k, v in (
-                    ("model", model),
-                    ("operation", sz.name(a.get(cv.GEN_AI_OPERATION), cv.GEN_AI_OPERATION, notes)),
-                    ("input_tokens", t_in or 0),
-                    ("output_tokens", t_out or 0),
-                )
-                if v is not None
-            },
-        )
-        return [cp, *self._warnings(t, notes)]
-
-    def _warnings(self, now: int, notes: list[str]) -> list[Event]:
-        w = self._w
-        out: list[Event] = []
-        for level, n, ratio in self.context.crossed(w["context_tokens"], w["context_limit"]):
-            t = self._next(now)
-            out.append(
-                ContextWarning(
-                    event_id=self._id("context", level, n),
-                    time_ns=t,
-                    task=self.view,
-                    notes=tuple(notes),
-                    level="critical" if self.context.level_name(level) == "critical" else "warning",
-                    threshold=level,
-                    ratio=ratio,
-                    tokens=w["context_tokens"],
-                    limit=w["context_limit"],
-                )
-            )
-        return out
 
     def finish(self, root: SpanData, notes: list[str]) -> TaskFinished:
         self.finished = True
@@ -372,10 +351,10 @@ class TaskState:
 
     def _finished(self, outcome: Outcome, end: int, started: int, err: Error, notes: list[str]) -> TaskFinished:
         end = max(end, self.last_ns)
-        self._set(status=outcome, ended_ns=end, started_ns=started)
-        t = self._next(end)
+        self.update(status=outcome, ended_ns=end, started_ns=started)
+        t = self.next_time(end)
         return TaskFinished(
-            event_id=self._id("finished"),
+            event_id=self.event_id("finished"),
             time_ns=t,
             task=self.view,
             notes=tuple(notes),

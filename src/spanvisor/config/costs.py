@@ -1,0 +1,58 @@
+"""The settings of cost and budgets (issue 12): prices the operator knows
+better than genai-prices, and the budgets spanvisor warns about."""
+
+from __future__ import annotations
+
+from spanvisor.config.parsers import Setting, p_float_map, p_levels, p_opt_float, p_prices
+
+COST_SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "model_prices",
+        "SPANVISOR_MODEL_PRICES",
+        p_prices,
+        {},
+        "Prices that override or extend genai-prices (private deployments, negotiated rates), "
+        "in dollars per million tokens, matched by the longest model-name prefix.",
+        "model=input:output[:cached_input],... (a TOML table: model = {input=3, output=15, cache_read=0.3})",
+    ),
+    Setting(
+        "budget_levels",
+        "SPANVISOR_BUDGET_LEVELS",
+        p_levels,
+        (0.8, 1.0),
+        "Shares of a budget that warn, once per crossing per scope.",
+        "comma-separated shares, e.g. 0.8,1.0",
+    ),
+    Setting(
+        "budget_task_usd",
+        "SPANVISOR_BUDGET_TASK_USD",
+        p_float_map,
+        {},
+        "Default dollar budget per task, by agent ('*': every agent); agent.budget.usd on a root overrides it.",
+        "agent=dollars,... e.g. *=5,rivet=20",
+    ),
+    Setting(
+        "budget_agent_day_usd",
+        "SPANVISOR_BUDGET_AGENT_DAY_USD",
+        p_float_map,
+        {},
+        "Dollar budget per agent per UTC day ('*': every agent). Kept per process.",
+        "agent=dollars,...",
+    ),
+    Setting(
+        "budget_day_usd",
+        "SPANVISOR_BUDGET_DAY_USD",
+        p_opt_float,
+        None,
+        "Dollar budget of all agents per UTC day. Kept per process.",
+        "dollars",
+    ),
+    Setting(
+        "budget_month_usd",
+        "SPANVISOR_BUDGET_MONTH_USD",
+        p_opt_float,
+        None,
+        "Dollar budget of all agents per UTC month. Kept per process.",
+        "dollars",
+    ),
+)

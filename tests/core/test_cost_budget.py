@@ -1,0 +1,229 @@
+"""Cost, budgets and context forecasts (issue 12), on the tracker's paths."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from genai_prices import Usage, calc_price
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from spanvisor.config import Config
+from spanvisor.events import BudgetWarning, Checkpoint, ContextForecast, ContextWarning, Event, TaskFinished
+from spanvisor.spans import conventions as cv
+from spanvisor.tracking.cost import BudgetSettings, Pricer
+from spanvisor.tracking.taskcontext import TrackerSettings
+from spanvisor.tracking.tracker import TaskTracker
+
+from ._invariants import check_stream
+from ._trees import FakeClock, SpanSpec, feed_end_order, feed_start_order, stamp_trees
+
+TRACE = "0" * 31 + "c"
+ROOT = "00000000000000c0"
+NOV_22 = int(datetime(2026, 11, 22, 12, tzinfo=UTC).timestamp() * 1e9)
+SONNET = "claude-sonnet-4-20250514"
+
+
+def _task(
+    calls: list[tuple[int, int]],
+    *,
+    model: str = SONNET,
+    root_attrs: dict[str, object] | None = None,
+    call_attrs: dict[str, object] | None = None,
+    start: int = NOV_22,
+    gap: int = 1_000_000_000,
+    trace: str = TRACE,
+    root: str = ROOT,
+) -> list[SpanSpec]:
+    r = SpanSpec(trace, root, None, "task", start, start + gap * (len(calls) + 2))
+    r.start_attrs = {cv.TASK_NAME: "priced", cv.AGENT_ID: "rivet", **(root_attrs or {})}
+    specs = [r]
+    for i, (t_in, t_out) in enumerate(calls):
+        begin = start + gap * (i + 1)
+        c = SpanSpec(trace, f"{root[:12]}{i + 1:04x}", root, "chat", begin, begin + gap // 2)
+        c.start_attrs = {cv.GEN_AI_OPERATION: "chat", cv.GEN_AI_REQUEST_MODEL: model, **(call_attrs or {})}
+        c.updates = [(begin + gap // 2, {cv.GEN_AI_INPUT: t_in, cv.GEN_AI_OUTPUT: t_out})]
+        specs.append(c)
+    stamp_trees(specs)
+    return specs
+
+
+def _run(
+    specs: list[SpanSpec], tracker_settings: TrackerSettings | None = None, end_order: bool = False
+) -> list[Event]:
+    s = tracker_settings or TrackerSettings()
+    if end_order:
+        clock = FakeClock()
+        events = feed_end_order(TaskTracker(s, clock=clock), specs, random.Random(3), True, clock, 3)
+    else:
+        events = feed_start_order(TaskTracker(s), specs)
+    check_stream(events, all_finished=True)
+    return events
+
+
+def _calls(events: list[Event]) -> list[Checkpoint]:
+    return [e for e in events if isinstance(e, Checkpoint) and e.source == "model_call"]
+
+
+# -- prices -------------------------------------------------------------------------
+
+
+def test_known_models_cost_exactly_what_genai_prices_says_at_the_calls_time() -> None:
+    events = _run(_task([(120_000, 3_000), (150_000, 2_000)]))
+    want = Decimal(0)
+    for call, (t_in, t_out) in zip(_calls(events), [(120_000, 3_000), (150_000, 2_000)], strict=True):
+        when = datetime.fromtimestamp(call.time_ns / 1e9, UTC)
+        price = calc_price(
+            Usage(input_tokens=t_in, output_tokens=t_out), model_ref=SONNET, genai_request_timestamp=when
+        )
+        assert call.attributes["cost_usd"] == float(price.total_price)
+        assert call.attributes["cost_source"] == "genai-prices"
+        want += price.total_price
+    done = events[-1]
+    assert isinstance(done, TaskFinished)
+    assert done.task.cost_usd == pytest.approx(float(want), abs=1e-9) and done.task.unpriced_calls == 0
+
+
+def test_cached_input_is_priced_apart() -> None:
+    plain = _run(_task([(100_000, 1_000)]))[-1].task.cost_usd
+    cached = _run(_task([(100_000, 1_000)], call_attrs={cv.GEN_AI_CACHE_READ: 90_000}))[-1].task.cost_usd
+    assert 0 < cached < plain
+
+
+def test_an_unknown_model_is_unpriced_and_counted_never_guessed() -> None:
+    events = _run(_task([(1_000, 10), (2_000, 20)], model="acme-llm-7"))
+    done = events[-1].task
+    assert (done.cost_usd, done.unpriced_calls) == (0.0, 2)
+    assert {c.attributes["cost_source"] for c in _calls(events)} == {"unpriced"}
+
+
+def test_a_cost_the_instrumentation_reports_wins_and_operators_prices_beat_the_database() -> None:
+    reported = _run(_task([(1_000, 10)], call_attrs={cv.OI_COST: 0.42}))
+    assert _calls(reported)[0].attributes == {
+        **_calls(reported)[0].attributes,
+        "cost_usd": 0.42,
+        "cost_source": "reported",
+    }
+    config = Config.load(env={"SPANVISOR_MODEL_PRICES": "claude-sonnet=1:2"})
+    priced = _run(_task([(1_000_000, 500_000)]), TrackerSettings.from_config(config))
+    assert priced[-1].task.cost_usd == pytest.approx(1.0 + 1.0)
+
+
+def test_pricer_survives_junk() -> None:
+    p = Pricer()
+    assert p.price({cv.OI_COST: float("nan")}, None, 1, 1, 0).source == "unpriced"
+    assert p.price({cv.OI_COST: -3}, "nope-model", 1, 1, 0).usd is None
+
+
+# -- budgets ------------------------------------------------------------------------
+
+
+def _budget_events(events: list[Event]) -> list[tuple[str, str, float]]:
+    return [(e.scope, e.unit, e.level) for e in events if isinstance(e, BudgetWarning)]
+
+
+def test_a_task_budget_on_the_root_warns_at_80_and_100_percent_once() -> None:
+    specs = _task([(100_000, 1_000)] * 6, root_attrs={cv.BUDGET_USD: 1.0, cv.BUDGET_TOKENS: 400_000})
+    for end_order in (False, True):
+        events = _run(specs, end_order=end_order)
+        got = _budget_events(events)
+        assert got.count(("task", "usd", 0.8)) == 1 and got.count(("task", "usd", 1.0)) == 1, got
+        assert got.count(("task", "tokens", 0.8)) == 1 and got.count(("task", "tokens", 1.0)) == 1, got
+        assert events[-1].task.budget_usd == 1.0 and events[-1].task.budget_tokens == 400_000
+
+
+def _budgets(**kw: object) -> TrackerSettings:
+    return TrackerSettings(budgets=BudgetSettings(**kw))  # type: ignore[arg-type]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    calls=st.lists(st.tuples(st.integers(0, 300_000), st.integers(0, 20_000)), min_size=1, max_size=12),
+    end_order=st.booleans(),
+)
+def test_each_budget_level_fires_once_per_scope_and_in_order(calls: list[tuple[int, int]], end_order: bool) -> None:
+    s = _budgets(agent_day_usd={"*": 2.0}, day_usd=3.0, month_usd=4.0, task_usd={"rivet": 1.5})
+    events = _run(_task(calls), s, end_order=end_order)
+    got = [e for e in events if isinstance(e, BudgetWarning)]
+    keys = [(e.scope, e.unit, e.subject, e.level) for e in got]
+    assert len(keys) == len(set(keys)), keys
+    total = events[-1].task.cost_usd
+    for scope, budget in (("task", 1.5), ("agent_day", 2.0), ("day", 3.0), ("month", 4.0)):
+        levels = [e.level for e in got if e.scope == scope]
+        assert levels == sorted(levels)
+        assert levels == [lv for lv in (0.8, 1.0) if total >= lv * budget - 1e-9], (scope, total, levels)
+        for e in got:
+            if e.scope == scope:
+                assert e.used >= e.level * budget - 1e-9
+
+
+def test_the_day_rolls_over_for_agent_and_day_budgets() -> None:
+    s = _budgets(agent_day_usd={"rivet": 0.5}, day_usd=0.5)
+    late = int(datetime(2026, 11, 22, 23, 59, tzinfo=UTC).timestamp() * 1e9)
+    first = _task([(200_000, 1_000)] * 2, start=late - 10 * 10**9, gap=3 * 10**9)
+    second = _task([(200_000, 1_000)] * 2, start=late + 2 * 60 * 10**9, gap=3 * 10**9, trace="0" * 31 + "d")
+    tracker = TaskTracker(s)
+    events = feed_start_order(tracker, first) + feed_start_order(tracker, second)
+    got = sorted({(e.scope, e.subject, e.level) for e in events if isinstance(e, BudgetWarning)})
+    assert got == [
+        ("agent_day", "rivet:2026-11-22", 0.8),
+        ("agent_day", "rivet:2026-11-22", 1.0),
+        ("agent_day", "rivet:2026-11-23", 0.8),
+        ("agent_day", "rivet:2026-11-23", 1.0),
+        ("day", "2026-11-22", 0.8),
+        ("day", "2026-11-22", 1.0),
+        ("day", "2026-11-23", 0.8),
+        ("day", "2026-11-23", 1.0),
+    ]
+
+
+def test_budget_lines_say_what_and_how_much() -> None:
+    from spanvisor.presentation import budget_line
+
+    events = _run(_task([(200_000, 1_000)] * 2), _budgets(agent_day_usd={"*": 0.5}))
+    lines = [budget_line(e).summary for e in events if isinstance(e, BudgetWarning)]
+    assert lines == [
+        "80% of rivet's budget for 2026-11-22 used: $0.615 of $0.50",
+        "100% of rivet's budget for 2026-11-22 used: $0.615 of $0.50",
+    ]
+
+
+# -- forecasts ----------------------------------------------------------------------
+
+LIMIT = 200_000  # claude-sonnet-4's window
+
+
+def _occupancy(series: list[int]) -> list[Event]:
+    return _run(_task([(t, 0) for t in series]))
+
+
+@pytest.mark.parametrize(
+    ("name", "series", "forecast"),
+    [
+        ("linear rise", [40_000, 60_000, 80_000, 100_000, 120_000], True),
+        ("flat", [100_000] * 6, False),
+        ("falling", [130_000, 120_000, 110_000, 100_000], False),
+        ("noisy", [90_000, 110_000, 95_000, 115_000, 100_000, 125_000], False),
+        ("one huge jump", [20_000, 20_000, 20_000, 135_000], False),
+        ("two calls only", [100_000, 130_000], False),
+    ],
+)
+def test_forecasts_only_where_the_trend_says_so(name: str, series: list[int], forecast: bool) -> None:
+    events = _occupancy(series)
+    forecasts = [e for e in events if isinstance(e, ContextForecast)]
+    assert bool(forecasts) == forecast, (name, [(e.threshold, e.calls) for e in forecasts])
+    for f in forecasts:
+        crossed = [e for e in events if isinstance(e, ContextWarning) and e.threshold == f.threshold]
+        # Said before the crossing, never after it.
+        assert all(f.task.seq < c.task.seq for c in crossed)
+        assert f.ratio < f.threshold and 1 <= f.calls <= 3 and f.eta_s is not None
+
+
+def test_a_forecast_is_said_once_per_level_until_it_re_arms() -> None:
+    series = [40_000, 60_000, 80_000, 100_000, 120_000, 140_000, 160_000, 20_000, 40_000, 60_000, 80_000, 100_000]
+    events = _occupancy(series)
+    f70 = [e for e in events if isinstance(e, ContextForecast) and e.threshold == 0.70]
+    assert len(f70) == 2  # once before the first crossing, once again after compaction re-armed the level
