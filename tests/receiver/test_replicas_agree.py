@@ -28,6 +28,8 @@ from opentelemetry.sdk.trace import ReadableSpan
 from replica_harness import FINAL, db, shown_status
 from serve_proc import FakeSlackThread, ServeProcess, post, slack_env, wait_until
 
+pytestmark = pytest.mark.slow
+
 N_TASKS = 20
 STEPS = 5  # each: a model call and a step with a checkpoint event
 REPLICAS = 3

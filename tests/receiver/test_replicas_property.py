@@ -33,6 +33,8 @@ from conftest import wait_for
 from spanvisor.spans import conventions as cv
 from spanvisor.spans.data import SpanEventData
 
+pytestmark = pytest.mark.slow
+
 REPLICAS = 3
 _ids = itertools.count(1)
 
