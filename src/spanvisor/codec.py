@@ -65,7 +65,7 @@ def event_to_dict(event: Event) -> dict[str, Any]:
             value = _view_to_dict(value)
         elif f.name == "artifact":
             value = _artifact_to_dict(value)
-        elif f.name in ("notes", "changed"):
+        elif f.name in ("notes", "changed", "outliers"):
             value = list(value)
         elif f.name == "attributes":
             value = dict(value)
@@ -154,6 +154,7 @@ _EVENT_CHECKS: dict[str, Callable[[Any], bool]] = {
     "error_type": _opt(_is_str),
     "error_message": _opt(_is_str),
     "stacktrace": _opt(_is_str),
+    "outliers": _str_list,
 }
 
 
@@ -216,7 +217,7 @@ def event_from_dict(d: Mapping[str, Any]) -> Event:
     kwargs["task"] = _view_from(d.get("task"))
     if cls is ArtifactAdded:
         kwargs["artifact"] = _artifact_from(d.get("artifact"), "artifact")
-    for name in ("notes", "changed"):
+    for name in ("notes", "changed", "outliers"):
         if name in kwargs:
             kwargs[name] = tuple(kwargs[name])
     if "attributes" in kwargs:

@@ -185,6 +185,9 @@ class TaskFinished(TaskEvent):
     error_type: str | None = None
     error_message: str | None = None
     stacktrace: str | None = None
+    # How the task stands against its agent's recent ones, e.g. "3.4x this
+    # agent's usual cost" (tracking/outliers.py); empty when usual.
+    outliers: tuple[str, ...] = ()
 
 
 Event: TypeAlias = (

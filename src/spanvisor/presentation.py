@@ -295,6 +295,7 @@ def summary_text(event: TaskFinished) -> str:
     cost = cost_text(v)
     if cost:
         parts.append(cost)
+    parts.extend(event.outliers)
     if v.artifacts:
         parts.append(f"{len(v.artifacts)} artifact{'s' if len(v.artifacts) != 1 else ''}")
     return " · ".join(parts)

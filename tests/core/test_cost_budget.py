@@ -227,3 +227,23 @@ def test_a_forecast_is_said_once_per_level_until_it_re_arms() -> None:
     events = _occupancy(series)
     f70 = [e for e in events if isinstance(e, ContextForecast) and e.threshold == 0.70]
     assert len(f70) == 2  # once before the first crossing, once again after compaction re-armed the level
+
+
+# -- outliers -----------------------------------------------------------------------
+
+
+def test_a_task_far_above_its_agents_usual_says_so_in_the_summary() -> None:
+    from spanvisor.presentation import summary_text
+    from spanvisor.tracking.outliers import MIN_HISTORY
+
+    tracker = TaskTracker()
+    events: list[Event] = []
+    for i in range(MIN_HISTORY + 1):
+        tokens = 10_000 + (i % 5) * 100 if i < MIN_HISTORY else 40_000
+        specs = _task([(tokens, 0)], trace=f"{0xE00 + i:032x}", start=NOV_22 + i * 10**10)
+        events += feed_start_order(tracker, specs)
+    done = [e for e in events if isinstance(e, TaskFinished)]
+    assert all(not d.outliers for d in done[:-1])
+    last = done[-1]
+    assert any(o.endswith("this agent's usual tokens") and o.startswith("3.9x") for o in last.outliers), last.outliers
+    assert "this agent's usual tokens" in summary_text(last)

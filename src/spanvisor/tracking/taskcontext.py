@@ -17,6 +17,7 @@ from typing import Any
 from spanvisor.spans import conventions as cv
 from spanvisor.tracking.cost import BudgetSettings, Ledger, Pricer
 from spanvisor.tracking.occupancy import FORECAST_CALLS, Conversations, LevelGate, Occupancy
+from spanvisor.tracking.outliers import OutlierBook
 
 
 @dataclass
@@ -28,6 +29,8 @@ class TrackerSettings:
     # The spending of this tracker's tasks by agent, day and month (per
     # process): shared state, kept here because every task of the tracker adds to it.
     ledger: Ledger = field(init=False)
+    # Each agent's recent finished tasks, to say when one is far off its usual.
+    outliers: OutlierBook = field(default_factory=OutlierBook)
 
     def __post_init__(self) -> None:
         self.ledger = Ledger(self.budgets)

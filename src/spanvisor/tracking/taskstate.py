@@ -353,16 +353,26 @@ class TaskState:
         end = max(end, self.last_ns)
         self.update(status=outcome, ended_ns=end, started_ns=started)
         t = self.next_time(end)
+        w = self._w
+        duration_s = max(0.0, (end - started) / 1e9)
+        usual = (
+            self.settings.outliers.judge(
+                w["agent_id"], w["input_tokens"] + w["output_tokens"], w["cost_usd"], duration_s
+            )
+            if outcome == "complete"
+            else ()
+        )
         return TaskFinished(
             event_id=self.event_id("finished"),
             time_ns=t,
             task=self.view,
             notes=tuple(notes),
             outcome=outcome,
-            duration_s=max(0.0, (end - started) / 1e9),
+            duration_s=duration_s,
             error_type=err[0],
             error_message=err[1],
             stacktrace=err[2],
+            outliers=usual,
         )
 
 
