@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from serve_proc import FakeSlackThread
+from serve_proc import FakeSlackThread, wait_until
 
-from conftest import make_pipeline, wait_for
+from spanvisor.config import Config
 from spanvisor.pipeline.pipeline import Pipeline
+from spanvisor.sink import Sink
 from spanvisor.spans.data import SpanData
 
 FINAL = ("complete", "error", "cancelled")
@@ -36,6 +37,18 @@ def replica_env(db_url: str, slack_url: str, replica: str) -> dict[str, str]:
     }
 
 
+def wait_for(cond: Any, timeout: float, what: str) -> Any:
+    return wait_until(cond, timeout, what, every=0.02)
+
+
+def make_pipeline(tmp: Path, sinks: Sequence[Sink], **env: str) -> Pipeline:
+    """A started receiver-path Pipeline with the plugins' settings."""
+    config = Config.load(env={"SPANVISOR_DATA_DIR": str(tmp), **env})
+    pipeline = Pipeline(config=config, sinks=list(sinks), path="receiver").start()
+    assert pipeline.wait_ready(30), "the sinks did not start"
+    return pipeline
+
+
 @dataclass
 class Cluster:
     """``n`` replicas on one database and one fake Slack."""
@@ -53,7 +66,7 @@ class Cluster:
         cluster = cls(db_url, slack)
         for i in range(n):
             env = replica_env(db_url, slack.base_url, f"{name}-{i}")
-            cluster.pipelines.append(make_pipeline(tmp / f"{name}-{i}", [PostgresSink(), SlackSink()], True, **env))
+            cluster.pipelines.append(make_pipeline(tmp / f"{name}-{i}", [PostgresSink(), SlackSink()], **env))
         return cluster
 
     def send(self, replica: int, spans: Sequence[SpanData]) -> None:

@@ -26,10 +26,9 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from replica_harness import Cluster, shown_status
+from replica_harness import Cluster, shown_status, wait_for
 from tests.core._trees import SpanSpec, stamp_trees
 
-from conftest import wait_for
 from spanvisor.spans import conventions as cv
 from spanvisor.spans.data import SpanEventData
 
