@@ -23,7 +23,8 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Exemplar as PromExemplar
 
 from spanvisor.stats import METRICS, PipelineStats
-from spanvisor_prometheus.state import CounterData, Exemplar, HistogramData, TaskMetrics
+from spanvisor_prometheus.series import CounterData, Exemplar, HistogramData
+from spanvisor_prometheus.state import TaskMetrics
 
 PREFIX = "spanvisor_"
 _VALID_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -93,6 +94,7 @@ class TaskCollector(Collector):
                 ),
                 _counter("context_warnings", "Context-window warnings, by level (warning, critical).", m.warnings),
                 _counter("tokens", "Model tokens used by tasks, by direction (input, output).", m.tokens),
+                *_spend_families(m),
             ]
             running = GaugeMetricFamily(PREFIX + "tasks_running", "Tasks currently open.", labels=["agent"])
             ratio = GaugeMetricFamily(
@@ -136,6 +138,40 @@ class TaskCollector(Collector):
                 overflow.add_metric([label], n)
         yield from fams
         yield from (running, ratio, oldest, stalest, last, overflow)
+
+
+def _spend_families(m: TaskMetrics) -> list[Metric]:
+    s = m.spend
+    used = GaugeMetricFamily(
+        PREFIX + "budget_used_ratio",
+        "Share of a budget used now, highest per scope: task (worst open task with a budget), agent_day, day, "
+        "month (this process's totals, from the scope's first warning of the current UTC day or month); "
+        "absent when no budget of the scope is known. May exceed 1.",
+        labels=["scope"],
+    )
+    for scope, ratio in m.budget_ratios().items():
+        used.add_metric([scope], ratio)
+    return [
+        _counter(
+            "cost_usd",
+            "Estimated cost of model calls in US dollars, by agent and model (the instrumentation's figure, an "
+            "operator's price or genai-prices); unpriced calls are in spanvisor_unpriced_model_calls_total.",
+            s.cost,
+        ),
+        _counter("unpriced_model_calls", "Model calls no price is known for, by agent.", s.unpriced),
+        _counter(
+            "budget_warnings",
+            "Budget warnings by scope (task, agent_day, day, month) and level (warning below 100% of the "
+            "budget, critical at or above).",
+            s.budget_warnings,
+        ),
+        _counter(
+            "context_forecasts",
+            "Context forecasts: a task's conversation set to pass the next context level within a few calls.",
+            s.forecasts,
+        ),
+        used,
+    ]
 
 
 class PipelineCollector(Collector):

@@ -13,21 +13,24 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import NamedTuple
 
 from spanvisor.events import (
     ArtifactAdded,
+    BudgetWarning,
     Checkpoint,
+    ContextForecast,
     ContextWarning,
     Event,
     TaskFinished,
     TaskStarted,
 )
 from spanvisor_prometheus.labels import LabelCap, PairCap
-
-# OpenMetrics caps an exemplar's label set (names and values) at 128 runes.
-MAX_EXEMPLAR_TRACE_CHARS = 128 - len("trace_id")
+from spanvisor_prometheus.series import MAX_EXEMPLAR_TRACE_CHARS, CounterData, Exemplar, HistogramData
+from spanvisor_prometheus.spend import SpendMetrics, task_budget_ratio
 
 # Agent tasks run from seconds to hours.
 DURATION_BUCKETS: tuple[float, ...] = (
@@ -46,64 +49,8 @@ DURATION_BUCKETS: tuple[float, ...] = (
 )
 
 
-class Exemplar(NamedTuple):
-    trace_id: str
-    value: float
-    timestamp: float
-
-
-Key = tuple[str, ...]
-
-
-class CounterData:
-    __slots__ = ("exemplars", "labelnames", "values")
-
-    def __init__(self, *labelnames: str) -> None:
-        self.labelnames = labelnames
-        self.values: dict[Key, float] = {}
-        self.exemplars: dict[Key, Exemplar] = {}
-
-    def inc(self, key: Key, amount: float, exemplar: Exemplar | None) -> None:
-        self.values[key] = self.values.get(key, 0.0) + amount
-        if exemplar is not None:
-            self.exemplars[key] = exemplar
-
-
-class HistogramSeries:
-    __slots__ = ("count", "counts", "exemplars", "total")
-
-    def __init__(self, n_buckets: int) -> None:
-        # Per bucket (not cumulative), the last one is +Inf.
-        self.counts = [0] * (n_buckets + 1)
-        self.exemplars: list[Exemplar | None] = [None] * (n_buckets + 1)
-        self.total = 0.0
-        self.count = 0
-
-
-class HistogramData:
-    def __init__(self, buckets: tuple[float, ...], *labelnames: str) -> None:
-        self.buckets = buckets
-        self.labelnames = labelnames
-        self.series: dict[Key, HistogramSeries] = {}
-
-    def observe(self, key: Key, value: float, exemplar: Exemplar | None) -> None:
-        s = self.series.get(key)
-        if s is None:
-            s = self.series[key] = HistogramSeries(len(self.buckets))
-        i = len(self.buckets)
-        for j, bound in enumerate(self.buckets):
-            if value <= bound:
-                i = j
-                break
-        s.counts[i] += 1
-        if exemplar is not None:
-            s.exemplars[i] = exemplar
-        s.total += value
-        s.count += 1
-
-
 class OpenTask:
-    __slots__ = ("agent", "input_tokens", "last_activity_s", "output_tokens", "ratio", "started_s")
+    __slots__ = ("agent", "budget_ratio", "input_tokens", "last_activity_s", "output_tokens", "ratio", "started_s")
 
     def __init__(self, agent: str, started_s: float, seen_s: float) -> None:
         self.agent = agent
@@ -113,6 +60,8 @@ class OpenTask:
         self.ratio = 0.0
         self.input_tokens = 0
         self.output_tokens = 0
+        # The share of its own budget used (None: no budget); only grows.
+        self.budget_ratio: float | None = None
 
 
 class AgentGauges(NamedTuple):
@@ -134,6 +83,7 @@ class TaskMetrics:
         dedup_window: int = 100_000,
         max_open_tasks: int = 10_000,
         max_models: int = 50,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.lock = threading.Lock()
         self.agents = LabelCap(max_agents)
@@ -157,6 +107,8 @@ class TaskMetrics:
         self.warnings = CounterData("agent", "level")
         self.tokens = CounterData("agent", "direction")
         self.duration = HistogramData(DURATION_BUCKETS, "agent", "outcome")
+        # Cost, budgets and forecasts; ``clock`` says which day and month are current.
+        self.spend = SpendMetrics(clock)
         self.duplicates = 0
         self.rejected_values = 0
         self.evicted_open = 0
@@ -200,12 +152,18 @@ class TaskMetrics:
             ratio = t.context_ratio
             if ratio is not None:
                 task.ratio = _clamp_ratio(ratio, task.ratio)
+            budget = task_budget_ratio(t)
+            if budget is not None and (task.budget_ratio is None or budget > task.budget_ratio):
+                task.budget_ratio = budget
         kind = type(ev)
         if kind is Checkpoint:
             assert isinstance(ev, Checkpoint)
             if ev.source == "model_call":
-                model = _call_model(ev)
-                self.model_calls.inc((agent, self.models.label(agent, model)), 1.0, one)
+                # One label per call: asking the cap twice would count an overflow twice.
+                model = self.models.label(agent, _call_model(ev))
+                self.model_calls.inc((agent, model), 1.0, one)
+                if not self.spend.model_call(ev, agent, model, one):
+                    self.rejected_values += 1
             else:
                 self.checkpoints.inc((agent,), 1.0, one)
             self._progress(agent, ts)
@@ -217,6 +175,12 @@ class TaskMetrics:
             self.warnings.inc((agent, ev.level), 1.0, one)
             if task is not None:
                 task.ratio = _clamp_ratio(ev.ratio, task.ratio)
+        elif kind is ContextForecast:
+            self.spend.forecast(agent, one)
+        elif kind is BudgetWarning:
+            assert isinstance(ev, BudgetWarning)
+            if not self.spend.budget_warning(ev, one):
+                self.rejected_values += 1
         elif kind is TaskFinished:
             assert isinstance(ev, TaskFinished)
             self._finish(ev, agent, trace, ts)
@@ -284,6 +248,9 @@ class TaskMetrics:
             if a not in stalest or task.last_activity_s < stalest[a]:
                 stalest[a] = task.last_activity_s
         return {a: AgentGauges(running[a], worst.get(a, 0.0), oldest.get(a), stalest.get(a)) for a in running}
+
+    def budget_ratios(self) -> dict[str, float]:
+        return self.spend.ratios(t.budget_ratio for t in self.open.values() if t.budget_ratio is not None)
 
     @property
     def overflow(self) -> dict[str, int]:

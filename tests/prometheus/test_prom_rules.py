@@ -52,6 +52,8 @@ def test_every_alert_follows_the_house_rules() -> None:
         "SpanvisorTaskFailureRatioHigh",
         "SpanvisorTaskStalled",
         "SpanvisorTaskRunningTooLong",
+        "SpanvisorBudgetExceeded",
+        "SpanvisorDailySpendHigh",
         "SpanvisorSinkFailing",
         "SpanvisorEventsDropped",
         "SpanvisorOutboxGrowing",
