@@ -14,15 +14,16 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from spanvisor.config import ConfigError, mask, p_duration
+from spanvisor.presentation import usd
 
 from .output import ReaderGone, flush, say, silence_stdout, terminal_width
 from .output import table as render_table
-from .queries import STATUS_FILTERS
+from .queries import STATUS_FILTERS, cost_text
 
 if TYPE_CHECKING:
     from spanvisor.config import Config
@@ -168,6 +169,34 @@ def _short(s: str | None, n: int) -> str:
     return s if len(s) <= n else s[: n - 1] + "…"
 
 
+def _table(rows: Sequence[Sequence[str]], header: tuple[str, ...], right: tuple[int, ...]) -> str:
+    """The table, without its COST column when no row has a cost (spans without
+    token usage, or written before costs were kept): a column of dashes only
+    takes width from the others."""
+    col = header.index("COST")
+    if all(r[col] == "-" for r in rows):
+        rows = [[*r[:col], *r[col + 1 :]] for r in rows]
+        header = header[:col] + header[col + 1 :]
+        right = tuple(i - (i > col) for i in right if i != col)
+    return render_table(rows, header, right=right, width=terminal_width())
+
+
+def _task_cost(task: dict[str, Any]) -> str:
+    text = cost_text(task["cost_usd"], task["unpriced_calls"])
+    return "-" if text == "-" else f"{text} (estimate)"
+
+
+def _budget_text(task: dict[str, Any]) -> str | None:
+    """The task's own budgets and how much of each is used, or None."""
+    parts = []
+    if task["budget_usd"]:
+        parts.append(f"{usd(task['budget_usd'])} ({(task['cost_usd'] or 0) / task['budget_usd']:.0%} used)")
+    if task["budget_tokens"]:
+        used = (task["input_tokens"] or 0) + (task["output_tokens"] or 0)
+        parts.append(f"{task['budget_tokens']:,} tokens ({used / task['budget_tokens']:.0%} used)")
+    return " · ".join(parts) or None
+
+
 # --- commands -------------------------------------------------------------------
 
 
@@ -234,19 +263,14 @@ def cmd_tasks(args: argparse.Namespace, config: Config) -> int:
                 _when(r["started_at"]),
                 _dur(r["duration_s"] if r["ended_at"] else (now - r["started_at"]).total_seconds()),
                 f"{r['input_tokens']:,}/{r['output_tokens']:,}",
+                cost_text(r["cost_usd"], r["unpriced_calls"]),
                 _short(r["task_name"], 32),
                 _short(r["error_message"] or r["message"], 48),
             )
             for r in rows
         ]
-        say(
-            render_table(
-                table,
-                ("TASK", "AGENT", "STATUS", "PROGRESS", "STARTED", "DURATION", "TOKENS IN/OUT", "NAME", "LAST MESSAGE"),
-                right=(3, 5, 6),
-                width=terminal_width(),
-            )
-        )
+        header = ("TASK", "AGENT", "STATUS", "PROGRESS", "STARTED", "DURATION", "TOKENS IN/OUT", "COST", "NAME")
+        say(_table(table, (*header, "LAST MESSAGE"), right=(3, 5, 6, 7)))
         return 0
 
     return _guard(config, go)
@@ -280,6 +304,8 @@ def cmd_task(args: argparse.Namespace, config: Config) -> int:
             ("model", task["model"] or "-"),
             ("context", ctx),
             ("tokens", f"{task['input_tokens']:,} in / {task['output_tokens']:,} out"),
+            ("cost", _task_cost(task)),
+            *([("budget", budget)] if (budget := _budget_text(task)) else []),
             ("trace", task["trace_id"]),
         ]
         if task["error_type"] or task["error_message"]:
@@ -326,17 +352,12 @@ def cmd_stats(args: argparse.Namespace, config: Config) -> int:
                 _dur(r["p95_s"]),
                 f"{r['input_tokens']:,}",
                 f"{r['output_tokens']:,}",
+                cost_text(r["cost_usd"], r["unpriced_calls"]),
             )
             for r in rows
         ]
-        say(
-            render_table(
-                table,
-                ("AGENT", "TASKS", "RUNNING", "SUCCESS", "P50", "P95", "TOKENS IN", "TOKENS OUT"),
-                right=(1, 2, 3, 4, 5, 6, 7),
-                width=terminal_width(),
-            )
-        )
+        header = ("AGENT", "TASKS", "RUNNING", "SUCCESS", "P50", "P95", "TOKENS IN", "TOKENS OUT", "COST")
+        say(_table(table, header, right=(1, 2, 3, 4, 5, 6, 7, 8)))
         return 0
 
     return _guard(config, go)

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, get_args
 
 from spanvisor.events import Status
+from spanvisor.presentation import usd
 
 TERMINAL = ("complete", "error", "cancelled")
 # What `spanvisor tasks --status` takes: a task status, or "running" for every
@@ -51,7 +52,8 @@ async def list_tasks(
     sql = (
         "SELECT task_id, agent_id, agent_name, task_name, repo, status, progress, message, "
         "input_tokens, output_tokens, context_tokens, context_limit, started_at, ended_at, "
-        "duration_s, last_checkpoint_at, error_type, error_message FROM agent_tasks"
+        "duration_s, last_checkpoint_at, error_type, error_message, cost_usd, unpriced_calls, "
+        "budget_usd, budget_tokens FROM agent_tasks"
         + (" WHERE " + " AND ".join(where) if where else "")
         + f" ORDER BY started_at DESC LIMIT ${len(args)}"
     )
@@ -89,8 +91,8 @@ def _task(row: Any) -> dict[str, Any]:
 # (attributes input_tokens/output_tokens), else the growth of the task's
 # running totals since the row before (rows in the tracker's order).
 _CHECKPOINTS_SQL = """
-SELECT event_id, kind, at, status, progress, step, message, level, ratio, context_tokens,
-       context_limit, notes, source, attributes,
+SELECT event_id, kind, at, status, progress, step, message, level, threshold, ratio, context_tokens,
+       context_limit, notes, source, attributes, cost_usd,
        input_tokens - lag(input_tokens, 1, 0::bigint) OVER w AS input_growth,
        output_tokens - lag(output_tokens, 1, 0::bigint) OVER w AS output_growth
 FROM agent_checkpoints WHERE task_id = $1
@@ -104,10 +106,25 @@ def _int_attr(attrs: dict[str, Any], key: str) -> int | None:
     return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
 
 
-def _model_call(r: Any) -> dict[str, Any]:
-    """What one model-call row says: model, tokens, the context after it."""
+def _attrs(r: Any) -> dict[str, Any]:
     attrs = json.loads(r["attributes"]) if isinstance(r["attributes"], str) else (r["attributes"] or {})
-    attrs = attrs if isinstance(attrs, dict) else {}
+    return attrs if isinstance(attrs, dict) else {}
+
+
+def cost_text(cost_usd: float | None, unpriced_calls: int | None) -> str:
+    """A task's or an agent's cost as the commands print it: ``~$1.27`` (an
+    estimate), ``+ 2 unpriced`` calls no price is known for, ``-`` for none."""
+    cost, unpriced = cost_usd or 0.0, unpriced_calls or 0
+    if not cost and not unpriced:
+        return "-"
+    if not cost:
+        return f"unknown ({unpriced} unpriced)"
+    return f"~{usd(cost)}" + (f" + {unpriced} unpriced" if unpriced else "")
+
+
+def _model_call(r: Any) -> dict[str, Any]:
+    """What one model-call row says: model, tokens, cost, the context after it."""
+    attrs = _attrs(r)
     model = attrs.get("model")
     in_attr, out_attr = _int_attr(attrs, "input_tokens"), _int_attr(attrs, "output_tokens")
     if in_attr is not None or out_attr is not None:
@@ -120,15 +137,80 @@ def _model_call(r: Any) -> dict[str, Any]:
         "output_tokens": tokens_out,
         "context_tokens": r["context_tokens"],
         "context_limit": r["context_limit"],
+        # The call's own estimated cost (None: unpriced, or written before costs were kept).
+        "cost_usd": r["cost_usd"],
+        "cost_source": attrs.get("cost_source") if isinstance(attrs.get("cost_source"), str) else None,
     }
 
 
 def _model_call_detail(call: dict[str, Any]) -> str:
     parts = [call["model"] or "model call", f"{call['input_tokens']:,} in / {call['output_tokens']:,} out tokens"]
+    if call["cost_usd"] is not None:
+        parts.append(f"~{usd(call['cost_usd'])}")
+    elif call["cost_source"] == "unpriced":
+        parts.append("cost unknown")
     ctx, limit = call["context_tokens"], call["context_limit"]
     if ctx is not None:
         parts.append(f"context {ctx:,} / {limit:,} ({ctx / limit:.0%})" if limit else f"context {ctx:,}")
     return " · ".join(parts)
+
+
+def _forecast(r: Any, attrs: dict[str, Any]) -> dict[str, Any]:
+    """A context forecast row: the level ahead, how many calls and seconds away."""
+    calls, eta = attrs.get("calls"), attrs.get("eta_s")
+    calls = calls if isinstance(calls, int) and not isinstance(calls, bool) else None
+    eta = eta if isinstance(eta, int | float) and not isinstance(eta, bool) else None
+    ahead = f"{r['threshold']:.0%}" if r["threshold"] is not None else "the next level"
+    when = f" in about {calls} call{'s' if calls != 1 else ''}" if calls is not None else ""
+    when += f" (~{eta:.0f}s)" if eta is not None and eta >= 1 else ""
+    now = f"{r['ratio']:.0%}" if r["ratio"] is not None else "?"
+    tokens = ""
+    if r["context_tokens"] is not None and r["context_limit"]:
+        tokens = f" ({r['context_tokens']:,} / {r['context_limit']:,})"
+    return {
+        "detail": f"context at {now}{tokens}: at this rate {ahead}{when}",
+        "threshold": r["threshold"],
+        "ratio": r["ratio"],
+        "context_tokens": r["context_tokens"],
+        "context_limit": r["context_limit"],
+        "calls": calls,
+        "eta_s": eta,
+    }
+
+
+def _budget(r: Any, attrs: dict[str, Any]) -> dict[str, Any]:
+    """A budget warning row: which budget, how much of it is used."""
+    scope, unit, subject = attrs.get("scope"), attrs.get("unit"), attrs.get("subject") or ""
+    used, budget = attrs.get("used"), attrs.get("budget")
+    if scope == "agent_day":
+        agent, _, day = str(subject).rpartition(":")
+        what = f"{agent}'s budget for {day}"
+    elif scope in ("day", "month"):
+        what = f"the budget for {subject}" if subject else f"the {scope}'s budget"
+    else:
+        what = "this task's budget"
+    level = f"{r['threshold']:.0%}" if r["threshold"] is not None else "a level"
+
+    def amount(v: Any) -> str:
+        if not isinstance(v, int | float) or isinstance(v, bool):
+            return "?"
+        return usd(v) if unit == "usd" else f"{v:,.0f} tokens"
+
+    return {
+        "detail": f"{level} of {what} used: {amount(used)} of {amount(budget)}",
+        "level": r["level"],
+        "threshold": r["threshold"],
+        "ratio": r["ratio"],
+        "scope": scope,
+        "unit": unit,
+        "used": used,
+        "budget": budget,
+        "subject": subject,
+    }
+
+
+# Timeline rows of the warning kinds, each with its own facts and sentence.
+_WARNINGS = {"context_forecast": _forecast, "budget_warning": _budget}
 
 
 async def timeline(conn: Any, task: dict[str, Any]) -> list[dict[str, Any]]:
@@ -142,6 +224,10 @@ async def timeline(conn: Any, task: dict[str, Any]) -> list[dict[str, Any]]:
         entry: dict[str, Any] = {"at": r["at"], "kind": r["kind"], "event_id": r["event_id"]}
         if r["kind"] == "context_warning":
             detail = f"context {r['level']}: {r['context_tokens']:,} / {r['context_limit']:,} ({r['ratio']:.0%})"
+        elif r["kind"] in _WARNINGS:
+            facts = _WARNINGS[r["kind"]](r, _attrs(r))
+            entry.update(facts)
+            detail = facts.pop("detail")
         elif r["source"] == "model_call":
             entry["kind"] = "model_call"
             call = _model_call(r)
@@ -186,7 +272,8 @@ async def timeline(conn: Any, task: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 async def agent_stats(conn: Any, since_s: float | None = None) -> list[dict[str, Any]]:
-    """Per agent: tasks, running, success rate of finished ones, p50/p95 duration, tokens."""
+    """Per agent: tasks, running, success rate of finished ones, p50/p95 duration, tokens,
+    estimated cost and unpriced calls."""
     rows = await conn.fetch(
         """
         SELECT agent_id,
@@ -197,7 +284,9 @@ async def agent_stats(conn: Any, since_s: float | None = None) -> list[dict[str,
                percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_s) AS p50_s,
                percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_s) AS p95_s,
                sum(input_tokens)::bigint AS input_tokens,
-               sum(output_tokens)::bigint AS output_tokens
+               sum(output_tokens)::bigint AS output_tokens,
+               sum(cost_usd) AS cost_usd,
+               sum(unpriced_calls)::bigint AS unpriced_calls
         FROM agent_tasks
         WHERE $1::timestamptz IS NULL OR started_at >= $1
         GROUP BY agent_id ORDER BY tasks DESC, agent_id
