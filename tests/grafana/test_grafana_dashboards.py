@@ -35,6 +35,12 @@ CONTRACT = {
     "spanvisor_context_utilization_ratio",
     "spanvisor_context_warnings_total",
     "spanvisor_tokens_total",
+    # Issue 12: cost, budgets, forecasts.
+    "spanvisor_cost_usd_total",
+    "spanvisor_unpriced_model_calls_total",
+    "spanvisor_budget_used_ratio",
+    "spanvisor_budget_warnings_total",
+    "spanvisor_context_forecasts_total",
     "spanvisor_last_checkpoint_timestamp_seconds",
     "spanvisor_stalest_task_activity_timestamp_seconds",
     "spanvisor_label_overflow_total",
@@ -162,6 +168,9 @@ def test_prometheus_queries_use_only_contract_metrics(name: str) -> None:
             "spanvisor_outbox_events",
             # The stall panel shows what SpanvisorTaskStalled alerts on.
             "spanvisor_stalest_task_activity_timestamp_seconds",
+            # Issue 12: cost per model, and the budgets the alerts watch.
+            "spanvisor_cost_usd_total",
+            "spanvisor_budget_used_ratio",
             "up",
         }
         assert needed <= used, f"overview lacks {needed - used}"

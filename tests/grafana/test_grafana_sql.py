@@ -29,11 +29,11 @@ def _seed_sql() -> list[tuple[str, tuple[Any, ...]]]:
     t0 = NOW - timedelta(minutes=30)
     ns = int(t0.timestamp() * 1e9)
     rows: list[tuple[str, tuple[Any, ...]]] = []
-    for task_id, agent, status, ended in (
-        (TASK, AGENT, "error", t0 + timedelta(minutes=10)),
-        ("task-running", AGENT, "working", None),
-        ("task-odd", ODD_AGENT, "complete", t0 + timedelta(minutes=1)),
-        ("task-old", AGENT, "complete", NOW - timedelta(days=3)),
+    for task_id, agent, status, ended, cost in (
+        (TASK, AGENT, "error", t0 + timedelta(minutes=10), 1.5),
+        ("task-running", AGENT, "working", None, 0.2),
+        ("task-odd", ODD_AGENT, "complete", t0 + timedelta(minutes=1), 0.05),
+        ("task-old", AGENT, "complete", NOW - timedelta(days=3), 9.0),
     ):
         start = NOW - timedelta(days=3, minutes=5) if task_id == "task-old" else t0
         rows.append(
@@ -41,9 +41,10 @@ def _seed_sql() -> list[tuple[str, tuple[Any, ...]]]:
                 """INSERT INTO agent_tasks (task_id, trace_id, root_span_id, agent_id, agent_name,
                  task_name, repo, status, progress, started_at, updated_at, updated_ns, ended_at,
                  duration_s, input_tokens, output_tokens, context_tokens, context_limit,
-                 error_type, error_message, last_checkpoint_at, last_event_id)
+                 error_type, error_message, last_checkpoint_at, last_event_id, cost_usd, unpriced_calls,
+                 budget_usd)
                VALUES ($1, $2, $3, $4, $5, $6, 'acme/plant', $7, 40, $8, $8, $9, $10, $11,
-                 12000, 3400, 150000, 200000, $12, $13, $8, 'ev-last')""",
+                 12000, 3400, 150000, 200000, $12, $13, $8, 'ev-last', $14, 1, $15)""",
                 (
                     task_id,
                     "0af7651916cd43dd8448eb211c80319c",
@@ -58,6 +59,8 @@ def _seed_sql() -> list[tuple[str, tuple[Any, ...]]]:
                     (ended - start).total_seconds() if ended else None,
                     "ValueError" if status == "error" else None,
                     "bad flange" if status == "error" else None,
+                    cost,
+                    2.0 if task_id == TASK else None,
                 ),
             )
         )
@@ -85,6 +88,54 @@ def _seed_sql() -> list[tuple[str, tuple[Any, ...]]]:
                     "warning" if warning else None,
                     0.7 if warning else None,
                     0.72 if warning else None,
+                ),
+            )
+        )
+    # Issue 12: a priced model call, a context forecast and a budget warning.
+    for i, (kind, source, level, threshold, ratio, attributes, cost) in enumerate(
+        (
+            (
+                "checkpoint",
+                "model_call",
+                None,
+                None,
+                None,
+                '{"model": "claude-sonnet-4-5", "input_tokens": 1000, '
+                '"output_tokens": 10, "cost_usd": 0.75, "cost_source": "genai-prices"}',
+                0.75,
+            ),
+            ("context_forecast", None, "forecast", 0.7, 0.6, '{"calls": 2, "eta_s": 40}', None),
+            (
+                "budget_warning",
+                None,
+                "warning",
+                0.8,
+                0.8,
+                '{"scope": "task", "unit": "usd", "used": 1.6, "budget": 2.0}',
+                None,
+            ),
+        )
+    ):
+        rows.append(
+            (
+                """INSERT INTO agent_checkpoints (event_id, task_id, agent_id, kind, at, time_ns,
+                 status, source, context_tokens, context_limit, input_tokens, output_tokens, level,
+                 threshold, ratio, attributes, cost_usd)
+               VALUES ($1, $2, $3, $4, $5, $6, 'working', $7, 120000, 200000, 1000, 10, $8, $9, $10,
+                 $11::jsonb, $12)""",
+                (
+                    f"cost-{i}",
+                    TASK,
+                    AGENT,
+                    kind,
+                    t0 + timedelta(minutes=8),
+                    ns + 20 + i,
+                    source,
+                    level,
+                    threshold,
+                    ratio,
+                    attributes,
+                    cost,
                 ),
             )
         )
@@ -178,7 +229,46 @@ def test_timeline_holds_every_kind(audit_db: str) -> None:
     (timeline,) = [q for q in SQL_QUERIES if "Timeline" in q.where]
     rows = _run(audit_db, expand_sql(timeline.text, {"agent": AGENT, "task": TASK}, NOW - timedelta(hours=6), NOW))
     kinds = [r["kind"] for r in rows]
-    assert set(kinds) == {"started", "checkpoint", "context_warning", "artifact", "intervention", "finished"}
+    assert set(kinds) == {
+        "started",
+        "checkpoint",
+        "model_call",
+        "context_warning",
+        "context_forecast",
+        "budget_warning",
+        "artifact",
+        "intervention",
+        "finished",
+    }
     assert kinds[0] == "started" and kinds[-1] == "finished"
     times = [r["time"] for r in rows]
     assert times == sorted(times)
+
+
+def test_timeline_reads_cost_forecast_and_budget_rows(audit_db: str) -> None:
+    (timeline,) = [q for q in SQL_QUERIES if "Timeline" in q.where]
+    rows = _run(audit_db, expand_sql(timeline.text, {"agent": AGENT, "task": TASK}, NOW - timedelta(hours=6), NOW))
+    by_kind = {r["kind"]: r for r in rows}
+    assert by_kind["model_call"]["cost_usd"] == 0.75
+    assert by_kind["model_call"]["detail"].startswith("claude-sonnet-4-5 · 1000 in / 10 out")
+    assert by_kind["context_forecast"]["detail"] == "context at 60%: at this rate 70% in about 2 calls"
+    assert by_kind["budget_warning"]["detail"] == "80% of the task budget used: 1.6 of 2.0 USD"
+
+
+def _panel(title: str) -> Query:
+    (found,) = [q for q in SQL_QUERIES if f"{title!r}" in q.where]
+    return found
+
+
+def test_cost_panels_sum_per_agent_and_day_and_rank_tasks(audit_db: str) -> None:
+    variables = {"agent": [AGENT, "bolt"], "task": TASK}
+    per_day = _run(
+        audit_db, expand_sql(_panel("Cost per agent per day").text, variables, NOW - timedelta(hours=6), NOW)
+    )
+    # One row per UTC day (two when the seeded half hour spans midnight).
+    assert {r["metric"] for r in per_day} == {AGENT}
+    assert sum(r["cost_usd"] for r in per_day) == 0.75
+    ranked = _run(audit_db, expand_sql(_panel("Most expensive tasks").text, variables, NOW - timedelta(hours=6), NOW))
+    # task-old cost most, but started outside the range.
+    assert [r["task_id"] for r in ranked] == [TASK, "task-running"]
+    assert ranked[0]["budget_used"] == 0.75 and ranked[1]["budget_used"] is None
