@@ -46,6 +46,14 @@ def test_demo_shows_three_agents_and_leaves_them_in_the_audit_trail(pg_server: A
     assert "past the 70% warning level" in out and "past the 85% critical level" in out
     assert "Artifact: diagnosis-F47.md" in out
     assert "dropped 0" in out
+    # Issue 12: each task's cost, a budget warning and a context forecast.
+    summaries = [line for line in out.splitlines() if "✅ [" in line or "❌ [" in line]
+    for agent in ("rivet", "sprocket", "gauge"):
+        assert any(f"[{agent}]" in s and " · ~$" in s for s in summaries), (agent, summaries)
+    assert "💸 [rivet] 80% of this task's budget used: $" in out and "of $1.25" in out
+    assert "🔮 [gauge] Context at " in out and "at this rate, 70% in about" in out
+    # The forecast comes before the crossing it forecasts.
+    assert out.index("at this rate, 70%") < out.index("past the 70% warning level")
 
     listed = _run(["tasks", "--json"], env)
     assert listed.returncode == 0, listed.stderr
@@ -55,6 +63,9 @@ def test_demo_shows_three_agents_and_leaves_them_in_the_audit_trail(pg_server: A
     assert by_agent["rivet"]["status"] == "complete"
     assert by_agent["sprocket"]["status"] == "error"
     assert by_agent["gauge"]["status"] == "complete"
+    for row in rows:
+        assert row["cost_usd"] > 0 and row["unpriced_calls"] == 0, row
+    assert by_agent["rivet"]["budget_usd"] == 1.25 and by_agent["rivet"]["cost_usd"] > 1.25
 
     table = _run(["tasks"], env)
     assert "TASK" in table.stdout and "sprocket" in table.stdout and "error" in table.stdout
@@ -66,6 +77,10 @@ def test_demo_shows_three_agents_and_leaves_them_in_the_audit_trail(pg_server: A
     text = json.dumps(doc)
     assert text.count("context_warning") >= 2, "70 % and 85 % warnings are in the timeline"
     assert "gateway-30d-summary.md" in text
+    assert any(e["kind"] == "context_forecast" for e in doc["timeline"]), "the forecast is in the timeline"
+    rivet = json.loads(_run(["task", by_agent["rivet"]["task_id"][:12], "--json"], env).stdout)
+    budget = [e for e in rivet["timeline"] if e["kind"] == "budget_warning"]
+    assert [(e["scope"], e["level"]) for e in budget] == [("task", "warning"), ("task", "critical")]
 
 
 def test_demo_against_the_fake_slack_gives_one_live_message_and_thread_per_task(tmp_path: Path) -> None:
@@ -106,6 +121,9 @@ def test_demo_against_the_fake_slack_gives_one_live_message_and_thread_per_task(
         gauge = next(p for p in parents if "gauge" in (p.text or ""))
         story = " ".join(r.text or "" for r in fake.thread(gauge))
         assert "70%" in story and "85%" in story, story
+        assert "at this rate" in story, story  # the context forecast
+        rivet = next(p for p in parents if "rivet" in (p.text or ""))
+        assert "of this task's budget used" in " ".join(r.text or "" for r in fake.thread(rivet))
         assert not [c for c in fake.calls if c.response.get("ok") is False], "Slack rejected a call"
     finally:
         asyncio.run_coroutine_threadsafe(fake.stop(), loop).result(10)

@@ -73,9 +73,7 @@ def test_a_real_agent_gives_cost_unpriced_calls_budget_warnings_and_a_forecast()
         assert val(registry, "spanvisor_model_calls_total", agent="rivet", model=UNKNOWN) == 1
         assert val(registry, "spanvisor_cost_usd_total", agent="rivet", model=UNKNOWN) is None
         assert val(registry, "spanvisor_unpriced_model_calls_total", agent="rivet") == 1
-        assert val(registry, "spanvisor_context_forecasts_total", agent="rivet") == len(
-            memory.of_type(ContextForecast)
-        )
+        assert val(registry, "spanvisor_context_forecasts_total", agent="rivet") == len(memory.of_type(ContextForecast))
         assert memory.of_type(ContextForecast), "the steady rise forecasts"
         assert val(registry, "spanvisor_budget_warnings_total", scope="task", level="warning") == 1
         assert val(registry, "spanvisor_budget_warnings_total", scope="task", level="critical") == 1

@@ -50,7 +50,8 @@ GRAFANA_BUILTINS = {
     "__auto": "15s",
 }
 
-# What the demo (3 agents, one failing, one crossing the context thresholds) feeds.
+# What the demo (3 agents, one failing, one crossing the context thresholds, one
+# passing its budget) feeds.
 MUST_RETURN_DATA = [
     "spanvisor_build_info",
     'up{job="spanvisor"} == 1',
@@ -69,6 +70,11 @@ MUST_RETURN_DATA = [
     'spanvisor_tokens_total{direction="input"}',
     'spanvisor_tokens_total{direction="output"}',
     "spanvisor_last_checkpoint_timestamp_seconds",
+    # Issue 12: every demo task is priced; rivet passes its budget; gauge's context is forecast.
+    "spanvisor_cost_usd_total",
+    "sum by (model) (increase(spanvisor_cost_usd_total[5m]))",
+    'spanvisor_budget_warnings_total{scope="task",level="critical"}',
+    "spanvisor_context_forecasts_total",
     "spanvisor_label_overflow_total",
     "spanvisor_spans_received_total",
     "spanvisor_spans_in_tasks_total",

@@ -1,9 +1,16 @@
 """``spanvisor demo``: three simulated agents, real OTel spans, every sink.
 
 * **rivet** diagnoses a fault, walks its steps and completes with artifacts;
+  its root carries a $1.25 budget (``agent.budget.usd``), which it passes:
+  a budget warning at 80 %, then at 100 %;
 * **sprocket** migrates a schema and fails with an exception;
-* **gauge** summarises a long log and crosses 70 %, then 85 % of its
-  200,000-token context window.
+* **gauge** summarises a long log; its context grows by the same step every
+  call, so a forecast ("at this rate, 70 % in about 3 calls") comes before
+  it crosses 70 %, then 85 % of its 200,000-token context window.
+
+Every model call names its provider and model, so each task's cost is priced
+(genai-prices) and shown as an estimate. The budget is a root attribute, not
+config, so it works however the pipeline is configured.
 
 The agents use only the OpenTelemetry API and :mod:`spanvisor.agent`; the
 processor on their TracerProvider feeds whatever sinks config selects.
@@ -25,6 +32,7 @@ from spanvisor.agent import task
 from spanvisor.config import Config
 from spanvisor.otel.processor import SpanvisorSpanProcessor
 from spanvisor.pipeline.pipeline import Pipeline
+from spanvisor.spans import conventions as cv
 
 
 class DemoPace:
@@ -35,12 +43,16 @@ class DemoPace:
         time.sleep(self.pause * n * random.uniform(0.8, 1.2))
 
 
-def _chat(tracer: trace.Tracer, model: str, tokens_in: int, tokens_out: int) -> None:
+# The demo's budget for rivet's task, in dollars: its calls cost about $1.51.
+RIVET_BUDGET_USD = 1.25
+
+
+def _chat(tracer: trace.Tracer, model: str, tokens_in: int, tokens_out: int, provider: str = "anthropic") -> None:
     with tracer.start_as_current_span(
         f"chat {model}",
         attributes={
             "gen_ai.operation.name": "chat",
-            "gen_ai.provider.name": "anthropic",
+            "gen_ai.provider.name": provider,
             "gen_ai.request.model": model,
         },
     ) as span:
@@ -62,7 +74,12 @@ def _tool(tracer: trace.Tracer, name: str) -> None:
 def rivet(tracer: trace.Tracer, clock: DemoPace) -> None:
     steps = ["Read alarm history", "Correlate sensor data", "Route to SME", "Write report"]
     with task(
-        "Diagnose fault F47 on press line 3", agent_id="rivet", repo="plant-ops/line3", steps=steps, tracer=tracer
+        "Diagnose fault F47 on press line 3",
+        agent_id="rivet",
+        repo="plant-ops/line3",
+        steps=steps,
+        tracer=tracer,
+        **{cv.BUDGET_USD: RIVET_BUDGET_USD},
     ) as t:
         tokens = 12_000
         for i, step in enumerate(steps):
@@ -85,10 +102,10 @@ def sprocket(tracer: trace.Tracer, clock: DemoPace) -> None:
         "Migrate orders schema to v7", agent_id="sprocket", repo="shop/orders-db", steps=steps, tracer=tracer
     ) as t:
         t.checkpoint("Dumping schema", progress=10, step=steps[0])
-        _chat(tracer, "gpt-4o", 9_000, 1_500)
+        _chat(tracer, "gpt-4o", 9_000, 1_500, provider="openai")
         clock.tick(3)
         t.checkpoint("Planning the migration", progress=35, step=steps[1])
-        _chat(tracer, "gpt-4o", 21_000, 2_500)
+        _chat(tracer, "gpt-4o", 21_000, 2_500, provider="openai")
         clock.tick(3)
         t.checkpoint("Applying 0007_split_orders.sql", progress=60, step=steps[2])
         _tool(tracer, "psql")
@@ -99,6 +116,8 @@ def sprocket(tracer: trace.Tracer, clock: DemoPace) -> None:
 def gauge(tracer: trace.Tracer, clock: DemoPace) -> None:
     with task("Summarise 30 days of gateway logs", agent_id="gauge", repo="infra/gateway", tracer=tracer) as t:
         t.checkpoint("Loading log shards", progress=5)
+        # The same 12,000 tokens more per call: a steady rise, so the forecast
+        # of 70 % comes about three calls before the crossing.
         used = 60_000
         for shard in range(1, 12):
             used += 12_000
