@@ -176,6 +176,28 @@ def is_model_call(attrs: Mapping[str, Any]) -> bool:
 NO_CONVERSATION_OPS: Final = frozenset({"embeddings", "rerank", "retrieval"})
 TL_REQUEST_TYPE: Final = "llm.request.type"  # OpenLLMetry: chat, completion, embedding, rerank
 
+# Every key the tracker reads on a span that has a known key: a decoder that
+# keeps only these loses nothing (the conversation, provider, cache and cost
+# keys of a model call; the budgets on a root). KNOWN_KEYS alone decides
+# whether a span matters (the Collector filter lists exactly those).
+READ_KEYS: Final = KNOWN_KEYS | frozenset(
+    {
+        GEN_AI_CONVERSATION,
+        TL_REQUEST_TYPE,
+        GEN_AI_PROVIDER,
+        GEN_AI_SYSTEM,
+        OI_PROVIDER,
+        GEN_AI_CACHE_READ,
+        GEN_AI_CACHE_WRITE,
+        OI_CACHE_READ,
+        OI_CACHE_WRITE,
+        GEN_AI_COST,
+        OI_COST,
+        BUDGET_USD,
+        BUDGET_TOKENS,
+    }
+)
+
 
 def holds_conversation(attrs: Mapping[str, Any]) -> bool:
     """A model call whose prompt is an agent's context (chat, completion), not

@@ -52,7 +52,7 @@ def model_call(state: TaskState, span: SpanData, notes: list[str]) -> list[Event
         "unpriced_calls": w["unpriced_calls"] + (cost.usd is None),
     }
     # Occupancy is the latest call's prompt plus its output, per conversation.
-    changes.update(state.context.model_call(a, span.parent_id, (t_in or 0) + (t_out or 0), model, end))
+    changes.update(state.context.model_call(a, (span.span_id, span.parent_id), (t_in or 0) + (t_out or 0), model, end))
     if not state.finished:
         changes["status"] = state.fields.status_after(w, changes)
     state.update(**changes)

@@ -52,6 +52,7 @@ class Occupancy:
     limit: int | None
     model: str | None
     end_ns: int
+    span_id: str = ""  # breaks ties of calls that ended at the same time, the same way on every path
 
     @property
     def ratio(self) -> float | None:
@@ -76,7 +77,7 @@ class Conversations:
         points.sort()
         del points[:-HISTORY]
         known = self.latest.get(key)
-        if known is not None and known.end_ns > occ.end_ns:
+        if known is not None and (known.end_ns, known.span_id) > (occ.end_ns, occ.span_id):
             return False
         self.latest[key] = occ
         if len(self.latest) > MAX_CONVERSATIONS:
@@ -89,12 +90,13 @@ class Conversations:
         """The fullest conversation still active, or None before any call."""
         horizon = self.last_end_ns - int(ACTIVE_S * 1e9)
         best: tuple[str, Occupancy] | None = None
-        best_rank: tuple[float, int, int] = (-1.0, -1, -1)
+        best_rank: tuple[float, int, int, str, str] = (-1.0, -1, -1, "", "")
         for key, occ in self.latest.items():
             if occ.end_ns < horizon:
                 continue
             ratio = occ.ratio
-            rank = (ratio if ratio is not None else -1.0, occ.tokens, occ.end_ns)
+            # Ties go to the later call, then by ids: never by arrival order.
+            rank = (ratio if ratio is not None else -1.0, occ.tokens, occ.end_ns, occ.span_id, key)
             if best is None or rank > best_rank:
                 best, best_rank = (key, occ), rank
         return best

@@ -63,25 +63,26 @@ class TaskContext:
         self.explicit_tokens = False
 
     def model_call(
-        self, attrs: Any, parent_id: str | None, tokens: int, model: str | None, end_ns: int
+        self, attrs: Any, span: tuple[str, str | None], tokens: int, model: str | None, end_ns: int
     ) -> dict[str, Any]:
         """The view fields a model call changes (``context_tokens``,
-        ``context_limit``, ``model``); nothing for calls that hold no conversation."""
+        ``context_limit``, ``model``); nothing for calls that hold no conversation.
+        ``span``: the call's (span id, parent span id)."""
         if not cv.holds_conversation(attrs):
             return {}
         raw_key = attrs.get(cv.GEN_AI_CONVERSATION)
+        span_id, parent_id = span
         key = f"c:{raw_key}" if isinstance(raw_key, str) and raw_key else f"p:{parent_id or ''}"
-        self.conversations.record(key, Occupancy(tokens, self.windows.lookup(model), model, end_ns))
+        self.conversations.record(key, Occupancy(tokens, self.windows.lookup(model), model, end_ns, span_id))
         fullest = self.conversations.fullest()
         if fullest is None:
             return {}
         best = fullest[1]
-        changes: dict[str, Any] = {}
+        # All from the fullest conversation alone, so every arrival order agrees.
+        changes: dict[str, Any] = {"model": best.model}
         if not self.explicit_tokens:
             changes["context_tokens"] = best.tokens
-        if best.model:
-            changes["model"] = best.model
-        if self.explicit_limit is None and best.limit:
+        if self.explicit_limit is None:
             changes["context_limit"] = best.limit
         return changes
 

@@ -267,10 +267,12 @@ class TaskTracker:
                 out.extend(revived)
             elif span.span_id == root_id:
                 out.extend(self._open(key, span, notes))
-            elif not content:
+            elif not content and cv.TASK_NAME not in span.attributes:
                 # A descendant that can cause no event opens nothing: under
                 # spraying most spans are such, and a replica would otherwise
-                # open (and announce) every task it gets one of them from.
+                # open (and announce) every task it gets one of them from. One
+                # that names the task (`spanvisor emit start`; the processor
+                # never stamps the name) announces it.
                 return []
             else:
                 # A descendant arrived first: open from the task's ids alone;
