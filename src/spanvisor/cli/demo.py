@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
@@ -73,13 +74,15 @@ def _tool(tracer: trace.Tracer, name: str) -> None:
 
 def rivet(tracer: trace.Tracer, clock: DemoPace) -> None:
     steps = ["Read alarm history", "Correlate sensor data", "Route to SME", "Write report"]
+    # On the root from the start, so every path (in-process, exporter, receiver) reads it.
+    budget: dict[str, Any] = {cv.BUDGET_USD: RIVET_BUDGET_USD}
     with task(
         "Diagnose fault F47 on press line 3",
         agent_id="rivet",
         repo="plant-ops/line3",
         steps=steps,
         tracer=tracer,
-        **{cv.BUDGET_USD: RIVET_BUDGET_USD},
+        **budget,
     ) as t:
         tokens = 12_000
         for i, step in enumerate(steps):
