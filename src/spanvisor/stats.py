@@ -38,10 +38,13 @@ METRICS: dict[str, tuple[str, str]] = {
     "open_tasks": ("gauge", "Tasks the tracker has open."),
     "evicted_tasks_total": (
         "counter",
-        "Tasks evicted from the tracker, by reason (finished, capacity, expired).",
+        "Tasks evicted from the tracker, by reason (finished, capacity, expired, partial).",
     ),
     "outbox_events": ("gauge", "Events waiting in a durable outbox, by sink."),
-    "late_spans_total": ("counter", "Spans that arrived after their task had finished."),
+    "late_spans_total": (
+        "counter",
+        "Spans that arrived after their task had finished (written within the late window on end-order paths).",
+    ),
     "span_times_clamped_total": (
         "counter",
         "Spans whose start or end time was out of range and clamped on the way in (the reason is in the events' notes).",
