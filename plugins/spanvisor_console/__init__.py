@@ -135,7 +135,8 @@ class ConsoleSink(BaseSink):
 
     def render_card(self, v: TaskView, now_ns: int) -> str:
         _, emoji, _ = pr.STATUS_STYLE.get(v.status, pr.STATUS_STYLE["working"])
-        head = f"{emoji} {clean(v.agent_name or v.agent_id, 60)} · {v.status.replace('_', ' ')}"
+        stalled = " · ⏸ stalled" if v.stalled else ""
+        head = f"{emoji} {clean(v.agent_name or v.agent_id, 60)} · {v.status.replace('_', ' ')}{stalled}"
         name = clean(v.task_name or v.task_id, 120)
         parts = [self._fmt("bold", f"{head} — {name}")]
         detail = [
@@ -145,7 +146,7 @@ class ConsoleSink(BaseSink):
         ]
         cost = pr.cost_text(v)
         if cost:
-            detail.append(f"cost {cost}")
+            detail.append(cost if cost.startswith("cost") else f"cost {cost}")
         if v.repo:
             detail.append(f"repo {clean(v.repo, 80)}")
         parts.append("   " + "  │  ".join(detail))

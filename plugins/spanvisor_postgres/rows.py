@@ -21,6 +21,8 @@ from spanvisor.events import (
     ContextWarning,
     Event,
     TaskFinished,
+    TaskResumed,
+    TaskStalled,
     TaskStarted,
 )
 
@@ -163,7 +165,7 @@ def task_row(event: Event) -> TaskRow:
     return TaskRow(values, terminal, values["updated_ns"], started_ns, activity)
 
 
-TimelineEvent = Checkpoint | ContextWarning | ContextForecast | BudgetWarning
+TimelineEvent = Checkpoint | ContextWarning | ContextForecast | BudgetWarning | TaskStalled | TaskResumed
 
 
 def _timeline_fields(event: TimelineEvent, notes: list[str]) -> tuple[str, Any, Any, Any, Any, Any, Any, Any]:
@@ -191,6 +193,10 @@ def _timeline_fields(event: TimelineEvent, notes: list[str]) -> tuple[str, Any, 
         ratio = event.used / event.budget if event.budget else None
         attrs = json_text(budget, "attributes", notes)
         return ("budget_warning", v.context_tokens, v.context_limit, level, event.level, ratio, attrs, None)
+    if isinstance(event, TaskStalled | TaskResumed):
+        kind = "stalled" if isinstance(event, TaskStalled) else "resumed"
+        idle = json_text({"idle_s": event.idle_s}, "attributes", notes)
+        return (kind, v.context_tokens, v.context_limit, None, None, None, idle, None)
     cost = event.attributes.get("cost_usd") if event.source == "model_call" else None
     return (
         "checkpoint",
@@ -294,7 +300,7 @@ def batch_rows(events: Sequence[Event]) -> BatchRows:
                 first_end[tid] = event
         else:
             activity[tid] = max(activity.get(tid, event.time_ns), event.time_ns)
-        if isinstance(event, Checkpoint | ContextWarning | ContextForecast | BudgetWarning):
+        if isinstance(event, Checkpoint | ContextWarning | ContextForecast | BudgetWarning | TaskStalled | TaskResumed):
             checkpoints.append(checkpoint_record(event))
         elif isinstance(event, ArtifactAdded):
             artifacts.append(artifact_record(event))

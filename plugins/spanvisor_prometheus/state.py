@@ -26,6 +26,8 @@ from spanvisor.events import (
     ContextWarning,
     Event,
     TaskFinished,
+    TaskResumed,
+    TaskStalled,
     TaskStarted,
 )
 from spanvisor_prometheus.labels import LabelCap, PairCap
@@ -184,7 +186,8 @@ class TaskMetrics:
         elif kind is TaskFinished:
             assert isinstance(ev, TaskFinished)
             self._finish(ev, agent, trace, ts)
-        elif kind is not ArtifactAdded:
+        elif kind not in (ArtifactAdded, TaskStalled, TaskResumed):
+            # (A stall shows in spanvisor_stalest_task_activity_timestamp_seconds already.)
             self.rejected_values += 1
 
     def _task(self, task_id: str, agent: str, started_s: float, seen_s: float) -> OpenTask | None:

@@ -110,7 +110,7 @@ def _parent(view: TaskView, look: Look, now_ns: int, scale: float) -> Payload:
     shortcode, _, colour = STATUS_STYLE.get(view.status, STATUS_STYLE["working"])
     sfx = _suffix(view)
     agent = view.agent_name or view.agent_id
-    status = view.status.replace("_", " ")
+    status = view.status.replace("_", " ") + (" · ⏸ stalled" if view.stalled else "")
     header = t.clip(f"{_prefix(look)}{shortcode} {t.escape(agent)} · {status}", t.HEADER_TEXT)
     name = view.task_name or view.task_id
     n = lambda limit: max(40, int(limit * scale))  # noqa: E731

@@ -23,6 +23,8 @@ from spanvisor.events import (
     ContextWarning,
     Event,
     TaskFinished,
+    TaskResumed,
+    TaskStalled,
     TaskStarted,
     TaskView,
 )
@@ -32,7 +34,17 @@ CODEC_VERSION = 1
 
 EVENT_TYPES: dict[str, type[Any]] = {
     cls.__name__: cls
-    for cls in (TaskStarted, Checkpoint, ContextWarning, ContextForecast, BudgetWarning, ArtifactAdded, TaskFinished)
+    for cls in (
+        TaskStarted,
+        Checkpoint,
+        ContextWarning,
+        ContextForecast,
+        BudgetWarning,
+        TaskStalled,
+        TaskResumed,
+        ArtifactAdded,
+        TaskFinished,
+    )
 }
 
 
@@ -123,6 +135,7 @@ _VIEW_CHECKS: dict[str, Callable[[Any], bool]] = {
     "unpriced_calls": _is_int,
     "budget_usd": _opt(_is_num),
     "budget_tokens": _opt(_is_int),
+    "stalled": lambda x: isinstance(x, bool),
 }
 
 _EVENT_CHECKS: dict[str, Callable[[Any], bool]] = {
@@ -148,6 +161,8 @@ _EVENT_CHECKS: dict[str, Callable[[Any], bool]] = {
     "used": _is_num,
     "budget": _is_num,
     "subject": _is_str,
+    # TaskStalled, TaskResumed
+    "idle_s": _is_num,
     # TaskFinished
     "outcome": _is_str,
     "duration_s": _is_num,

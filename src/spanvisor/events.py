@@ -79,6 +79,9 @@ class TaskView:
     # root, or the agent's default from config); None: none set.
     budget_usd: float | None = None
     budget_tokens: int | None = None
+    # No span activity for the agent's stall time (TaskStalled), until some
+    # comes back (TaskResumed).
+    stalled: bool = False
     # Grows by one with every event of the task that leaves the tracker. Sinks
     # keep the view with the highest seq: unlike time_ns it has no ties and
     # no clock skew, so an older view can never replace a newer one.
@@ -174,6 +177,20 @@ class BudgetWarning(TaskEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TaskStalled(TaskEvent):
+    """A running task showed no span activity for ``idle_s`` seconds."""
+
+    idle_s: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskResumed(TaskEvent):
+    """A stalled task shows activity again, after ``idle_s`` seconds."""
+
+    idle_s: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ArtifactAdded(TaskEvent):
     artifact: Artifact
 
@@ -191,7 +208,15 @@ class TaskFinished(TaskEvent):
 
 
 Event: TypeAlias = (
-    TaskStarted | Checkpoint | ContextWarning | ContextForecast | BudgetWarning | ArtifactAdded | TaskFinished
+    TaskStarted
+    | Checkpoint
+    | ContextWarning
+    | ContextForecast
+    | BudgetWarning
+    | TaskStalled
+    | TaskResumed
+    | ArtifactAdded
+    | TaskFinished
 )
 
 __all__ = [
@@ -209,6 +234,8 @@ __all__ = [
     "Status",
     "TaskEvent",
     "TaskFinished",
+    "TaskResumed",
+    "TaskStalled",
     "TaskStarted",
     "TaskView",
     "WarningLevel",

@@ -19,6 +19,8 @@ from spanvisor.events import (
     ContextWarning,
     Event,
     TaskFinished,
+    TaskResumed,
+    TaskStalled,
     TaskStarted,
     TaskView,
 )
@@ -105,7 +107,19 @@ def steps_line(view: TaskView) -> str | None:
     return f"({i + 1}/{len(view.steps)}) " + " → ".join(parts)
 
 
-LineKind = Literal["started", "milestone", "step", "warning", "forecast", "budget", "error", "artifact", "summary"]
+LineKind = Literal[
+    "started",
+    "milestone",
+    "step",
+    "warning",
+    "forecast",
+    "budget",
+    "stalled",
+    "resumed",
+    "error",
+    "artifact",
+    "summary",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +204,7 @@ class ThreadPolicy:
                 )
             )
         elif isinstance(event, ContextForecast):
-            eta = f" (~{duration(event.eta_s)})" if event.eta_s is not None else ""
+            eta = f" (~{duration(event.eta_s)})" if event.eta_s is not None and event.eta_s >= 1 else ""
             calls = f"{event.calls} call{'s' if event.calls != 1 else ''}"
             out.append(
                 ThreadLine(
@@ -204,6 +218,12 @@ class ThreadPolicy:
             )
         elif isinstance(event, BudgetWarning):
             out.append(budget_line(event))
+        elif isinstance(event, TaskStalled):
+            out.append(
+                ThreadLine(event.event_id, "stalled", "⏸️", f"No activity for {duration(event.idle_s)}", v.message)
+            )
+        elif isinstance(event, TaskResumed):
+            out.append(ThreadLine(event.event_id, "resumed", "▶️", f"Activity again after {duration(event.idle_s)}"))
         elif isinstance(event, ArtifactAdded):
             a = event.artifact
             out.append(

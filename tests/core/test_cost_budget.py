@@ -247,3 +247,35 @@ def test_a_task_far_above_its_agents_usual_says_so_in_the_summary() -> None:
     last = done[-1]
     assert any(o.endswith("this agent's usual tokens") and o.startswith("3.9x") for o in last.outliers), last.outliers
     assert "this agent's usual tokens" in summary_text(last)
+
+
+# -- stalls -------------------------------------------------------------------------
+
+
+def test_a_quiet_task_stalls_once_and_resumes_with_a_line_each() -> None:
+    from spanvisor.events import TaskResumed, TaskStalled
+    from spanvisor.presentation import ThreadPolicy
+    from spanvisor.tracking.stalls import StallSettings
+
+    clock = FakeClock()
+    s = TrackerSettings(stalls=StallSettings(after_s=600, by_agent={"fast": 60}))
+    tracker = TaskTracker(s, clock=clock)
+    root, call = _task([(1_000, 10)])
+    events = tracker.span_started(root.data(root.start_ns, stamped=True), live=root)
+    clock.advance(599)
+    assert tracker.expire() == []
+    clock.advance(2)
+    (stalled,) = tracker.expire()
+    assert isinstance(stalled, TaskStalled) and stalled.task.stalled and stalled.idle_s >= 600
+    clock.advance(3600)
+    assert tracker.expire() == []  # said once, not every second
+    resumed = tracker.span_ended(call.data(None, stamped=True))
+    assert isinstance(resumed[0], TaskResumed) and not resumed[0].task.stalled
+    done = tracker.span_ended(root.data(None, stamped=True))
+    events += [stalled, *resumed, *done]
+    check_stream(events, all_finished=True)
+    clock.advance(10_000)
+    assert tracker.expire() == []  # a finished task never stalls
+    lines = [line.summary for e in events for line in ThreadPolicy().lines(e)]
+    assert any(line.startswith("No activity for 10m") for line in lines), lines
+    assert any(line.startswith("Activity again after") for line in lines), lines

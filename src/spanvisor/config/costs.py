@@ -1,9 +1,10 @@
-"""The settings of cost and budgets (issue 12): prices the operator knows
-better than genai-prices, and the budgets spanvisor warns about."""
+"""The settings of cost, budgets and early warnings (issue 12): prices the
+operator knows better than genai-prices, the budgets spanvisor warns about,
+and when a quiet task counts as stalled."""
 
 from __future__ import annotations
 
-from spanvisor.config.parsers import Setting, p_float_map, p_levels, p_opt_float, p_prices
+from spanvisor.config.parsers import Setting, p_duration, p_float_map, p_levels, p_opt_float, p_prices
 
 COST_SETTINGS: tuple[Setting, ...] = (
     Setting(
@@ -54,5 +55,21 @@ COST_SETTINGS: tuple[Setting, ...] = (
         None,
         "Dollar budget of all agents per UTC month. Kept per process.",
         "dollars",
+    ),
+    Setting(
+        "stall_after_s",
+        "SPANVISOR_STALL_AFTER",
+        p_duration,
+        600.0,
+        "A running task with no span activity for this long is marked stalled (0: never).",
+        "a duration, e.g. 10m",
+    ),
+    Setting(
+        "stall_after_by_agent",
+        "SPANVISOR_STALL_AFTER_BY_AGENT",
+        p_float_map,
+        {},
+        "Stall times by agent, in seconds, over SPANVISOR_STALL_AFTER.",
+        "agent=seconds,...",
     ),
 )

@@ -135,3 +135,11 @@ def from_sdk(span: ReadableSpan, resource_attrs: Mapping[str, Any] | None = None
         else _copy(span.resource.attributes if span.resource else None),
         notes=(note,) if note is not None else (),
     )
+
+
+def read_live_sdk_span(span: Any) -> SpanData | None:
+    """An open SDK span as it is now (its attributes and events so far)."""
+    try:
+        return from_sdk(span, resource_attrs={})
+    except Exception:
+        return None

@@ -18,6 +18,7 @@ from spanvisor.spans import conventions as cv
 from spanvisor.tracking.cost import BudgetSettings, Ledger, Pricer
 from spanvisor.tracking.occupancy import FORECAST_CALLS, Conversations, LevelGate, Occupancy
 from spanvisor.tracking.outliers import OutlierBook
+from spanvisor.tracking.stalls import StallSettings
 
 
 @dataclass
@@ -31,6 +32,7 @@ class TrackerSettings:
     ledger: Ledger = field(init=False)
     # Each agent's recent finished tasks, to say when one is far off its usual.
     outliers: OutlierBook = field(default_factory=OutlierBook)
+    stalls: StallSettings = field(default_factory=StallSettings)
 
     def __post_init__(self) -> None:
         self.ledger = Ledger(self.budgets)
@@ -49,6 +51,10 @@ class TrackerSettings:
                 agent_day_usd=c.get("budget_agent_day_usd") or {},
                 day_usd=c.get("budget_day_usd"),
                 month_usd=c.get("budget_month_usd"),
+            ),
+            stalls=StallSettings(
+                after_s=float(c.get("stall_after_s", 600.0)),
+                by_agent=c.get("stall_after_by_agent") or {},
             ),
         )
 

@@ -61,6 +61,7 @@ class TaskState:
     cost_nano: int = 0  # the task's cost in nano-dollars (exact sums; cost_usd shows it)
     budget_said: set[tuple[str, float]] = field(default_factory=set)  # (unit, level) of the task budget
     budget_from_root: bool = False
+    stalls: int = 0  # how often the task stalled (numbers its stall events)
     # The working state is a plain dict; the frozen TaskView that events carry
     # is built only when one is needed (dataclasses.replace per change was
     # the tracker's largest cost).

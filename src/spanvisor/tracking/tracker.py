@@ -31,9 +31,11 @@ from typing import Any
 from spanvisor.events import Event
 from spanvisor.spans import conventions as cv
 from spanvisor.spans import sanitize as sz
-from spanvisor.spans.data import SpanData, from_sdk
+from spanvisor.spans.data import SpanData, read_live_sdk_span
 from spanvisor.stats import PipelineStats
+from spanvisor.tracking import stalls
 from spanvisor.tracking.edges import ClosedTasks, PartialTasks
+from spanvisor.tracking.stalls import StallWatch
 from spanvisor.tracking.taskcontext import TrackerSettings
 from spanvisor.tracking.taskstate import TaskState
 from spanvisor.tracking.tracebuffer import PENDING_TTL_S, PendingSpan, TraceBuffer, can_cause_events
@@ -78,6 +80,7 @@ class TaskTracker:
         self.snapshot: Callable[[Any], SpanData | None] = snapshot or read_live_sdk_span
         self._pending_count = 0
         self._closed = ClosedTasks()
+        self._stalls = StallWatch(self.settings.stalls)
         # A task opened from a descendant stays open here while its spans
         # keep coming; idle as long as a root is held, it goes to sleep.
         self._partial = PartialTasks(root_hold_s if partial_idle_s is None else partial_idle_s, self._max_open)
@@ -96,11 +99,10 @@ class TaskTracker:
         task_id = sz.name(raw_id, cv.TASK_ID, notes) if raw_id is not None else None
         task_id = task_id or default_task_id(trace_id, root_id)
         st = TaskState.open(task_id, trace_id, root_id, span, self.settings, notes)
-        # The root as it starts (in-process), or the whole root before its
-        # children are replayed (end order): its attributes are the initial state.
-        if initial:
+        if initial:  # the root as it starts, or before its children are replayed (end order)
             st.read_initial(span, notes)
         self._tasks[key] = st
+        self._stalls.touch(key, self._clock())
         return [*self._bound_open(span.start_ns), *st.started(st.view.started_ns, notes)]
 
     def _bound_open(self, now_ns: int) -> list[Event]:
@@ -145,11 +147,14 @@ class TaskTracker:
         self._tasks.move_to_end(key)
         self.stats.inc("spans_in_tasks_total")
         is_root = span.span_id == key[1]
+        now = self._clock()
         if is_root:
             self._partial.root_seen(key)
         else:
-            self._partial.touch(key, self._clock())
-        out = st.absorb(span, notes, is_root)
+            self._partial.touch(key, now)
+        idle = now - self._stalls.touch(key, now)
+        out = [stalls.resumed(st, idle, self._wall())] if st.working["stalled"] else []
+        out.extend(st.absorb(span, notes, is_root))
         if is_root and span.end_ns is not None:
             out.extend(self._finish(key, st, span, notes))
         return out
@@ -162,6 +167,7 @@ class TaskTracker:
         if key is None or key not in self._tasks:
             return False
         self._span_task[span_id] = key
+        self._stalls.touch(key, self._clock())  # a span starting is activity too
         return True
 
     def span_started(self, span: SpanData, live: Any = None) -> list[Event]:
@@ -380,7 +386,7 @@ class TaskTracker:
                 self.stats.inc("evicted_tasks_total", reason="partial")
         self._partial.expire(now)
         self._closed.expire(now)
-        out: list[Event] = []
+        out: list[Event] = [stalls.stalled(st, idle, self._wall()) for st, idle in self._stalls.quiet(self._tasks, now)]
         for trace_id, buf in list(self._buffers.items()):
             due = [sid for sid, deadline in buf.held.items() if deadline <= now]
             if due:
@@ -390,11 +396,3 @@ class TaskTracker:
                 self._pending_count -= len(buf.spans)
                 self.stats.inc("evicted_tasks_total", reason="expired")
         return out
-
-
-def read_live_sdk_span(span: Any) -> SpanData | None:
-    """An open SDK span as it is now (its attributes and events so far)."""
-    try:
-        return from_sdk(span, resource_attrs={})
-    except Exception:
-        return None

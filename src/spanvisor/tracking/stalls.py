@@ -1,0 +1,81 @@
+"""Tasks that went quiet: no span activity for their agent's stall time
+(``SPANVISOR_STALL_AFTER``, 10 min by default, per agent in
+``SPANVISOR_STALL_AFTER_BY_AGENT``; 0 turns it off).
+
+The tracker notes when each open task last saw a span (a start in-process,
+an end on every path) and checks once a second: a task quiet for longer gets
+a ``TaskStalled`` and the ``stalled`` mark, cleared by a ``TaskResumed`` when
+a span arrives again. Only a replica that holds the task open can say it (a
+replica that saw only some children lets the task sleep after
+``SPANVISOR_ROOT_HOLD``: see docs/deploy.md).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from spanvisor.events import Event, TaskResumed, TaskStalled
+
+if TYPE_CHECKING:
+    from spanvisor.tracking.taskstate import TaskState
+
+Key = tuple[str, str]
+
+
+@dataclass
+class StallSettings:
+    after_s: float = 600.0
+    by_agent: Mapping[str, float] = field(default_factory=dict)
+
+    def limit(self, agent: str) -> float:
+        return self.by_agent.get(agent, self.after_s)
+
+
+@dataclass
+class StallWatch:
+    settings: StallSettings = field(default_factory=StallSettings)
+    # task -> when it last saw a span (the tracker's monotonic clock)
+    seen: dict[Key, float] = field(default_factory=dict)
+
+    def touch(self, key: Key, now: float) -> float:
+        """Note activity; returns when the task last saw some (``now`` if never)."""
+        last = self.seen.get(key, now)
+        self.seen[key] = now
+        return last
+
+    def quiet(self, tasks: Mapping[Key, TaskState], now: float) -> list[tuple[TaskState, float]]:
+        """Open tasks quiet past their limit and not yet said to be; tasks no
+        longer open are forgotten here."""
+        out = []
+        for key, last in list(self.seen.items()):
+            st = tasks.get(key)
+            if st is None or st.finished:
+                del self.seen[key]
+                continue
+            if st.working["stalled"]:
+                continue
+            limit = self.settings.limit(st.working["agent_id"])
+            if limit > 0 and now - last >= limit:
+                out.append((st, now - last))
+        return out
+
+
+def stalled(state: TaskState, idle_s: float, now_ns: int | None = None) -> Event:
+    state.update(stalled=True)
+    t = state.next_time(now_ns if now_ns is not None else time.time_ns())
+    n = state.stalls = state.stalls + 1
+    return TaskStalled(event_id=state.event_id("stalled", n), time_ns=t, task=state.view, idle_s=round(idle_s, 1))
+
+
+def resumed(state: TaskState, idle_s: float, now_ns: int) -> Event:
+    state.update(stalled=False)
+    t = state.next_time(now_ns)
+    return TaskResumed(
+        event_id=state.event_id("resumed", state.stalls), time_ns=t, task=state.view, idle_s=round(idle_s, 1)
+    )
+
+
+__all__ = ["StallSettings", "StallWatch", "resumed", "stalled"]
