@@ -48,6 +48,11 @@ class Inbox:
     def free(self) -> int:
         return max(0, self.size - len(self._items))
 
+    @property
+    def spans(self) -> int:
+        """Spans of receiver batches waiting here."""
+        return self._spans
+
     def has_room_for(self, n: int) -> bool:
         """Room for a receiver batch of ``n`` spans."""
         if self.closed or len(self._items) >= self.size:

@@ -30,15 +30,17 @@ from concurrent.futures import Future
 from typing import Any
 
 from opentelemetry import context as otel_context
-from opentelemetry.trace import StatusCode
 
 from spanvisor.config import Config
 from spanvisor.events import Event
 from spanvisor.logs import install_redaction
 from spanvisor.pipeline.assemble import build_sinks, open_state_store
 from spanvisor.pipeline.assemble import replica_id as _replica_id
+from spanvisor.pipeline.barrier import Barrier
 from spanvisor.pipeline.inbox import Entry, Inbox
-from spanvisor.pipeline.sinkworker import Barrier, SinkWorker
+from spanvisor.pipeline.rate import Rate
+from spanvisor.pipeline.sdkspans import light_span, snapshot_live
+from spanvisor.pipeline.sinkworker import SinkWorker
 from spanvisor.sink import Sink, SinkContext
 from spanvisor.spans import conventions as cv
 from spanvisor.spans.data import SpanData, from_sdk
@@ -50,54 +52,13 @@ from spanvisor.tracking.tracker import TaskTracker
 log = logging.getLogger("spanvisor.pipeline")
 
 PUMP_INTERVAL_S = 0.05
+# Most a pump tracks before it lets the loop run the sinks: a pump that took
+# a whole backlog at once kept the sinks (and the database) idle meanwhile.
+PUMP_SLICE_S = 0.02
 # An agent that exits waits at most this long per flush for its sinks.
 EXIT_FLUSH_S = 5.0
 
 __all__ = ["EXIT_FLUSH_S", "Pipeline", "build_sinks"]
-
-
-def _snapshot_live(span: Any) -> SpanData | None:
-    try:
-        return from_sdk(span, resource_attrs={})
-    except Exception:
-        return None
-
-
-def _light(span: Any) -> SpanData:
-    """An ended SDK span as SpanData, copying only what the tracker reads.
-
-    Most spans of a task (tool calls, retrievals) carry nothing but the
-    processor's stamps; one pass over their keys decides, and they keep
-    only the stamps.
-    """
-    attrs = span.attributes
-    stamps: dict[str, Any] = {}
-    if attrs:
-        for k, v in attrs.items():
-            if k in cv.CONTENT_KEYS:
-                return from_sdk(span)
-            if k in cv.STAMP_KEYS:
-                stamps[k] = v
-    if any(e.name in cv.KNOWN_EVENTS or e.name == cv.EVENT_EXCEPTION for e in span.events):
-        return from_sdk(span)  # a failure's type and message live in its exception event
-    ctx = span.get_span_context()
-    parent = span.parent
-    status = span.status
-    return SpanData(
-        trace_id=format(ctx.trace_id, "032x"),
-        span_id=format(ctx.span_id, "016x"),
-        parent_id=format(parent.span_id, "016x") if parent is not None else None,
-        name=span.name,
-        start_ns=span.start_time or 0,
-        end_ns=span.end_time,
-        attributes=stamps,
-        error=status is not None and status.status_code is StatusCode.ERROR,
-        status_message=status.description if status is not None else None,
-        parent_remote=bool(parent is not None and parent.is_remote),
-        # The provider's resource names the agent (service.name) when nothing
-        # else does; shared by every span, so referenced, not copied.
-        resource=span.resource.attributes if span.resource else {},
-    )
 
 
 class Pipeline:
@@ -126,6 +87,8 @@ class Pipeline:
         self.sinks: list[Sink] = list(sinks) if sinks is not None else build_sinks(self.config)
         self._state_store = state_store
         self._inbox = Inbox(int(c["inbox_size"]), self.stats)
+        # Spans tracked per second while the pump works: how soon the inbox has room.
+        self._tracked = Rate(stale_s=None)
         self._workers: list[SinkWorker] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -154,6 +117,29 @@ class Pipeline:
 
     def _durable_room(self, extra: int) -> bool:
         return all(w.has_room(extra) for w in self._workers if w.durable)
+
+    def room_in(self, n: int = 1) -> float | None:
+        """0.0 when ``n`` more spans from the receiver fit now (:meth:`accepting`);
+        otherwise about how many seconds until they will, from the tracker's
+        and each durable sink's recent rates; None when that cannot be told
+        (closed, or a durable sink delivered nothing lately: it may be down)."""
+        if self._closed:
+            return None
+        wait = 0.0
+        inbox = self._inbox
+        if not inbox.has_room_for(n):
+            need = inbox.spans + n - inbox.size
+            tracked = self._tracked.seconds_for(need) if need > 0 else 0.0
+            if tracked is None:
+                return None
+            wait = max(wait, tracked, 1e-3)
+        for w in self._workers:
+            if w.durable:
+                drained = w.seconds_to_room()
+                if drained is None:
+                    return None
+                wait = max(wait, drained)
+        return wait
 
     def submit_spans(self, spans: Sequence[SpanData]) -> bool:
         """Hand ended spans over, all or nothing. False: no room, retry later."""
@@ -247,8 +233,11 @@ class Pipeline:
             w.launch()
         self._ready_task = asyncio.get_running_loop().create_task(self._when_started())
         while not self._closed:
-            self._pump()
-            await asyncio.sleep(PUMP_INTERVAL_S)
+            # A backlog is worked off in slices with the loop let go between
+            # them, so the sinks write (and the database works) while the
+            # tracker goes on; with none, the pump waits for its interval.
+            more = self._pump(PUMP_SLICE_S)
+            await asyncio.sleep(0 if more else PUMP_INTERVAL_S)
 
     async def _when_started(self) -> None:
         await asyncio.gather(*(w.started.wait() for w in self._workers))
@@ -261,23 +250,34 @@ class Pipeline:
 
     # -- the pipeline thread -------------------------------------------------------
 
-    def _pump(self) -> None:
+    def _pump(self, slice_s: float | None = None) -> bool:
+        """Track what the inbox holds (at most ``slice_s`` of it) and hand the
+        events to the sinks; True when entries were left for the next slice."""
+        more = False
         try:
             self.stats.sync_inbox_drops()
             now = time.monotonic()
+            until = now + slice_s if slice_s is not None else None
             events: list[Event] = []
+            spans = 0
             # A durable sink near its bound: the receiver's batches stay in the
             # inbox. It fills and the receiver answers 503, rather than
             # accepted spans being dropped later.
             for item in self._inbox.drain(lambda: self._durable_room(len(events))):
+                spans += len(item[1]) if item[0] == "spans" else 1
                 try:
                     events.extend(self._track(item))
                 except Exception as exc:  # one bad span must not cost the others their events
                     self.stats.drop("tracker_error", detail=f"{type(exc).__name__}: {exc}")
                     log.exception("tracker error on one span; it is skipped")
+                if until is not None and time.monotonic() >= until:
+                    more = len(self._inbox) > 0
+                    break
+            if spans:
+                self._tracked.add(spans)
             if now - self._last_poll >= self.config["poll_interval_s"]:
                 self._last_poll = now
-                events.extend(self.tracker.poll(_snapshot_live))
+                events.extend(self.tracker.poll(snapshot_live))
             if now - self._last_expire >= 1.0:
                 self._last_expire = now
                 events.extend(self.tracker.expire())
@@ -285,6 +285,7 @@ class Pipeline:
         except Exception as exc:  # a tracker bug must not stop the pipeline
             self.stats.drop("tracker_error", detail=f"{type(exc).__name__}: {exc}")
             log.exception("tracker error")
+        return more
 
     def _track(self, item: Entry) -> list[Event]:
         kind = item[0]
@@ -300,7 +301,7 @@ class Pipeline:
         if kind == "end":
             if self.path != "processor":
                 self.stats.inc("spans_received_total", path=self.path)
-            return self.tracker.span_ended(_light(item[1]))
+            return self.tracker.span_ended(light_span(item[1]))
         out: list[Event] = []
         for span in item[1]:
             try:

@@ -32,12 +32,13 @@ import enum
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 from spanvisor.config import Config
 from spanvisor.events import Event
+from spanvisor.pipeline.barrier import Barrier
 from spanvisor.pipeline.deadletter import DeadLetterStore, off_loop, store_dir
+from spanvisor.pipeline.rate import Rate
 from spanvisor.pipeline.taskhold import TaskHold
 from spanvisor.sink import Sink, SinkContext, SinkResult
 
@@ -52,6 +53,8 @@ START_TIMEOUT_S = 60.0
 POISON_ATTEMPTS = 3
 # A sink that keeps raising logs it at most this often (each dead letter is logged once).
 RAISE_LOG_EVERY_S = 60.0
+# A durable sink's queue admits receiver spans up to this fraction of its bound.
+ADMIT_FRACTION = 0.8
 
 
 class _Try(enum.Enum):
@@ -63,24 +66,6 @@ class _Try(enum.Enum):
 def _halves(part: list[Event]) -> list[list[Event]]:
     mid = len(part) // 2
     return [part[:mid], part[mid:]]
-
-
-@dataclass
-class Barrier:
-    """Fires ``callback(ok)`` once ``count`` workers have passed it."""
-
-    count: int
-    callback: Callable[[bool], None]
-    ok: bool = True
-
-    def reached(self, ok: bool = True) -> None:
-        self.ok = self.ok and ok
-        self.count -= 1
-        if self.count == 0:
-            try:
-                self.callback(self.ok)
-            except Exception:
-                log.exception("barrier callback failed")
 
 
 class SinkWorker:
@@ -106,11 +91,21 @@ class SinkWorker:
         self._raise_logged_at = -RAISE_LOG_EVERY_S
         self._dead_letters: DeadLetterStore | None = None  # opened on the first dead letter
         self._hold = TaskHold()  # tasks whose events failed while nothing else answered
+        self._delivered = Rate()  # events the sink took per second, lately
         self.stats.gauge("queue_depth", lambda: float(self._events_queued), sink=self.name)
 
     def has_room(self, n: int = 1) -> bool:
         # Durable sinks push back (the receiver answers 503) before they would drop.
-        return bool(self._events_queued + n <= self._size * 0.8)
+        return bool(self._events_queued + n <= self._size * ADMIT_FRACTION)
+
+    def seconds_to_room(self, n: int = 0) -> float | None:
+        """0.0 when :meth:`has_room` holds; else about how long until it does
+        at the sink's recent delivery rate; None when the sink delivered
+        nothing lately (down, stalled or starting: no honest estimate)."""
+        over = self._events_queued + n - self._size * ADMIT_FRACTION
+        if over <= 0:
+            return 0.0
+        return self._delivered.seconds_for(over)
 
     def put_many(self, events: Sequence[Event]) -> None:
         # A durable sink's admission is controlled upstream (``has_room``): the
@@ -256,6 +251,7 @@ class SinkWorker:
             self.stats.inc("sink_deliveries_total", sink=self.name, outcome=getattr(result, "value", str(result)))
             if result is SinkResult.SUCCESS or result is SinkResult.FAILURE:
                 self._hold.answers += 1
+                self._delivered.add(len(part))
                 if result is SinkResult.FAILURE:
                     self.stats.drop(
                         "sink_failure", len(part), sink=self.name, detail=f"sink {self.name} rejected a batch"
