@@ -1,20 +1,29 @@
-"""OTLP protobuf to :class:`SpanData`, with a fast path for ordinary spans.
+"""OTLP protobuf to :class:`SpanData`: only what the tracker reads becomes Python.
 
 Most spans in an agent's trace (HTTP calls, database queries, framework
 internals) carry no key the conventions know. The tracker only needs their
 ``(trace_id, span_id, parent_id)`` to connect a keyed descendant to its task,
-so those spans skip the attribute walk entirely: checking the keys is one
-set lookup per attribute, building the dict is what costs (FIELD-NOTES: a
-naive walk of every attribute ran at ~54k spans/s against ~700k for the
-parse alone).
+so those spans become an id link with no attribute at all. Within a span
+that does carry a known key, only the keys the tracker reads
+(:data:`SPAN_KEYS`, which is ``conventions.READ_KEYS``: every known key,
+plus those that place or price a model call and a task's budgets) are
+turned into Python values; the rest (prompts, completions, HTTP details, often most of the
+bytes) stay in the protobuf. Events likewise: ``agent.checkpoint`` and
+``agent.artifact`` whole (their extra attributes go into the checkpoint),
+``exception`` with its three ``exception.*`` keys, any other event not at
+all. Of the resource, only ``service.name`` (FIELD-NOTES: a naive walk of
+every attribute ran at ~54k spans/s against ~700k for the parse alone).
 
-While walking, the decoder also builds what the journal stores: a
-``TracesData`` holding only the keyed spans (with their resource and scope),
-and a compact blob of ancestry links for the rest. Replaying the journal runs
-both back through the same functions, so a replayed span is the very same
-:class:`SpanData` the live path produced. Times are clamped against the
-receive time (:func:`spanvisor.spans.clamp_times`), which the journal keeps,
-so a replayed span's clamped times are the live ones too.
+Whether a span is keyed is decided while walking its keys, which it needs
+anyway, never by serialising it again. A whole scope whose bytes cannot hold
+a known key (:func:`may_be_keyed`, a few C-level searches of its serialised
+form) skips even that: instrumentation libraries get their own scope.
+
+The journal stores request bodies as received (see :mod:`.journal`), so
+replaying one runs it through this same function: a replayed span is the
+very same :class:`SpanData` the live path produced. Times are clamped
+against the receive time (:func:`spanvisor.spans.data.clamp_times`), which
+the journal keeps, so a replayed span's clamped times are the live ones too.
 """
 
 from __future__ import annotations
@@ -30,7 +39,13 @@ from typing import Any
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Status, TracesData
 
-from spanvisor.spans.conventions import EVENT_EXCEPTION, KNOWN_EVENTS, KNOWN_KEYS
+from spanvisor.spans.conventions import (
+    EVENT_EXCEPTION,
+    KNOWN_EVENTS,
+    KNOWN_KEYS,
+    READ_KEYS,
+    SERVICE_NAME,
+)
 from spanvisor.spans.data import MAX_AHEAD_NS, SpanData, SpanEventData, clamp_time, clamp_times
 
 _ERROR = Status.STATUS_CODE_ERROR
@@ -39,12 +54,22 @@ _HAS_IS_REMOTE = 0x100
 _IS_REMOTE = 0x200
 _ZERO_TRACE = bytes(16)
 _ZERO_SPAN = bytes(8)
-LINK_SIZE = 33  # trace 16 + span 8 + parent 8 (zeros: none) + remote flag 1
+# Journal entries from before bodies were kept: 33 bytes of ancestry a span,
+# trace 16 + span 8 + parent 8 (zeros: none) + remote flag 1.
+LINK_SIZE = 33
 # Attribute strings longer than this are cut here; the tracker clamps again
 # to its own limits, this only bounds the memory one request can pin.
 MAX_STRING = 64 * 1024
 # Shared by every ancestry-only span: one object instead of two dicts a span.
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+# The span attributes the tracker reads (spanvisor.tracking): a key it starts
+# to read must be in READ_KEYS, or the receiver path never sees it (the
+# property tests in tests/core compare the paths).
+SPAN_KEYS = READ_KEYS
+# What the tracker reads of an exception event (tracking/outcome.py).
+EXCEPTION_KEYS = frozenset({"exception.type", "exception.message", "exception.stacktrace"})
+_RESOURCE_KEYS = frozenset({SERVICE_NAME})
 
 
 @dataclass(slots=True)
@@ -53,9 +78,6 @@ class Decoded:
     keyed: int = 0
     rejected: int = 0
     reasons: list[str] = field(default_factory=list)
-    # What the journal stores: keyed spans as OTLP, the rest as links.
-    journal_keyed: TracesData = field(default_factory=TracesData)
-    journal_links: bytearray = field(default_factory=bytearray)
     # When the request arrived: times are clamped against it, the journal keeps it.
     recv_ns: int = 0
     # Spans whose times were out of range and clamped, and the first such note.
@@ -114,20 +136,24 @@ def _json(v: Any) -> str:
     return s if len(s) <= MAX_STRING else s[:MAX_STRING]
 
 
-def attributes(kvs: Iterable[Any]) -> dict[str, Any]:
+def attributes(kvs: Iterable[Any], keys: frozenset[str] | None = None) -> dict[str, Any]:
+    """Attributes as a dict: all of them, or only those in ``keys``."""
     out: dict[str, Any] = {}
     for kv in kvs:
+        key = kv.key
+        if keys is not None and key not in keys:
+            continue
         value = any_value(kv.value)
         if value is not None:
-            out[kv.key] = value
+            out[key] = value
     return out
 
 
 # The first dotted part of every known key and event name ("agent.",
 # "gen_ai.", ...), as raw bytes. Protobuf stores strings verbatim, preceded
-# by their length, so a serialized span in which no marker starts a string
+# by their length, so a serialized scope in which no marker starts a string
 # cannot carry a known key: a few C-level ``find`` calls replace the Python
-# walk over its attributes. A hit preceded by a word character is part of a
+# walk over its spans. A hit preceded by a word character is part of a
 # longer name ("user_agent.original") and does not count; any other hit only
 # means "walk to be sure" (a value may contain the text).
 _KNOWN = KNOWN_KEYS | KNOWN_EVENTS
@@ -154,25 +180,56 @@ def may_be_keyed(serialized: bytes) -> bool:
     return False
 
 
-def _is_keyed(span: Any) -> bool:
-    if not may_be_keyed(span.SerializeToString()):
-        return False
+def _read_keys(span: Any) -> dict[str, Any] | None:
+    """The attributes the tracker reads of a span in a scope that may be
+    keyed; None when it carries no known key, no known event and did not
+    fail (it is then an id link)."""
+    attrs: dict[str, Any] = {}
+    keyed = False
     for kv in span.attributes:
-        if kv.key in KNOWN_KEYS:
-            return True
-    return any(ev.name in KNOWN_EVENTS for ev in span.events)
+        key = kv.key
+        if key in SPAN_KEYS:
+            keyed = keyed or key in KNOWN_KEYS
+            value = any_value(kv.value)
+            if value is not None:
+                attrs[key] = value
+    failed = span.status.code == _ERROR
+    if span.events:
+        for ev in span.events:
+            name = ev.name
+            if name in KNOWN_EVENTS:
+                keyed = True
+            elif name == EVENT_EXCEPTION:
+                failed = True
+    return attrs if keyed or failed else None
 
 
 def _failed(span: Any) -> bool:
     """A failed span, or one that recorded an exception: its status and
     exception event may be the task's reported error (the exporter path reads
-    them too), so it is decoded in full whatever its keys."""
+    them too), so it is decoded whatever its keys."""
     if span.status.code == _ERROR:
         return True
     return bool(span.events) and any(ev.name == EVENT_EXCEPTION for ev in span.events)
 
 
-def _full(span: Any, trace_id: str, parent: bytes, resource: dict[str, Any], out: Decoded) -> SpanData:
+def _events(span: Any, now: int) -> tuple[SpanEventData, ...]:
+    out: list[SpanEventData] = []
+    for e in span.events:
+        name = e.name
+        if name in KNOWN_EVENTS:
+            attrs = attributes(e.attributes)  # a checkpoint keeps its extra attributes
+        elif name == EVENT_EXCEPTION:
+            attrs = attributes(e.attributes, EXCEPTION_KEYS)
+        else:
+            continue  # the tracker reads no other event
+        out.append(SpanEventData(name, clamp_time(e.time_unix_nano, now), attrs))
+    return tuple(out)
+
+
+def _full(
+    span: Any, trace_id: str, parent: bytes, attrs: dict[str, Any], resource: Mapping[str, Any], out: Decoded
+) -> SpanData:
     status = span.status
     error = status.code == _ERROR
     start, end = span.start_time_unix_nano, span.end_time_unix_nano or None
@@ -182,21 +239,19 @@ def _full(span: Any, trace_id: str, parent: bytes, resource: dict[str, Any], out
         start, end, note = clamp_times(start, end, now)
         notes = _clamped(out, trace_id, span.span_id.hex(), note)
     return SpanData(
-        trace_id=trace_id,
-        span_id=span.span_id.hex(),
-        parent_id=parent.hex() if parent else None,
-        name=span.name,
-        start_ns=start,
-        end_ns=end,
-        attributes=attributes(span.attributes),
-        events=tuple(
-            SpanEventData(e.name, clamp_time(e.time_unix_nano, now), attributes(e.attributes)) for e in span.events
-        ),
-        error=error,
-        status_message=status.message or None if error else None,
-        parent_remote=bool(span.flags & _IS_REMOTE),
-        resource=resource,
-        notes=notes,
+        trace_id,
+        span.span_id.hex(),
+        parent.hex() if parent else None,
+        span.name,
+        start,
+        end,
+        attrs,
+        _events(span, now) if span.events else (),
+        error,
+        status.message or None if error else None,
+        bool(span.flags & _IS_REMOTE),
+        resource,
+        notes,
     )
 
 
@@ -207,9 +262,7 @@ def _clamped(out: Decoded, trace_id: str, span_id: str, note: str | None) -> tup
     return (note,) if note else ()
 
 
-def decode_request(
-    req: ExportTraceServiceRequest | TracesData, journal: bool = True, recv_ns: int | None = None
-) -> Decoded:
+def decode_request(req: ExportTraceServiceRequest | TracesData, recv_ns: int | None = None) -> Decoded:
     """Every valid span of ``req``; the invalid ones are counted with a reason.
 
     ``recv_ns``: when the request arrived (now by default; the journal's
@@ -218,12 +271,11 @@ def decode_request(
     out = Decoded(recv_ns=recv_ns or time.time_ns())
     late = out.recv_ns + MAX_AHEAD_NS
     spans = out.spans
-    links = out.journal_links
+    append = spans.append
+    hex_of: dict[bytes, str] = {}  # trace ids repeat across a request's spans
     for rs in req.resource_spans:
-        resource: dict[str, Any] | None = None
-        journal_rs: Any = None
+        resource: Mapping[str, Any] | None = None
         for ss in rs.scope_spans:
-            journal_ss: Any = None
             # Instrumentation libraries get their own scope, so a whole scope
             # of HTTP or database spans is usually ruled out in one scan.
             scope_keyed = may_be_keyed(ss.SerializeToString())
@@ -240,29 +292,29 @@ def decode_request(
                 if parent and (len(parent) != 8 or parent == _ZERO_SPAN):
                     out.reject(1, "invalid parent_span_id (must be empty or 8 bytes)")
                     continue
-                if (scope_keyed and _is_keyed(span)) or _failed(span):
+                trace_hex = hex_of.get(tid)
+                if trace_hex is None:
+                    trace_hex = hex_of[tid] = tid.hex()
+                if scope_keyed:
+                    attrs = _read_keys(span)
+                elif _failed(span):
+                    attrs = attributes(span.attributes, SPAN_KEYS)
+                else:
+                    attrs = None
+                if attrs is not None:
                     if resource is None:
-                        resource = attributes(rs.resource.attributes)
-                    spans.append(_full(span, tid.hex(), parent, resource, out))
+                        resource = attributes(rs.resource.attributes, _RESOURCE_KEYS) or _EMPTY
+                    append(_full(span, trace_hex, parent, attrs, resource, out))
                     out.keyed += 1
-                    if journal:
-                        if journal_rs is None:
-                            journal_rs = out.journal_keyed.resource_spans.add()
-                            journal_rs.resource.CopyFrom(rs.resource)
-                        if journal_ss is None:
-                            journal_ss = journal_rs.scope_spans.add()
-                            journal_ss.scope.CopyFrom(ss.scope)
-                        journal_ss.spans.append(span)
                     continue
-                remote = bool(span.flags & _IS_REMOTE)
                 start, end = span.start_time_unix_nano, span.end_time_unix_nano or None
                 notes: tuple[str, ...] = ()
                 if start > late or (end is not None and end > late):
                     start, end, note = clamp_times(start, end, out.recv_ns)
-                    notes = _clamped(out, tid.hex(), sid.hex(), note)
-                spans.append(
+                    notes = _clamped(out, trace_hex, sid.hex(), note)
+                append(
                     SpanData(
-                        tid.hex(),
+                        trace_hex,
                         sid.hex(),
                         parent.hex() if parent else None,
                         span.name,
@@ -272,21 +324,17 @@ def decode_request(
                         (),
                         False,
                         None,
-                        remote,
+                        bool(span.flags & _IS_REMOTE),
                         _EMPTY,
                         notes,
                     )
                 )
-                if journal:
-                    links += tid
-                    links += sid
-                    links += parent or _ZERO_SPAN
-                    links.append(1 if remote else 0)
     return out
 
 
 def decode_links(blob: bytes, time_ns: int) -> list[SpanData]:
-    """Ancestry-only spans back from the journal's compact form."""
+    """Ancestry-only spans back from the compact form of journal entries
+    written before bodies were kept as received (still replayed)."""
     out: list[SpanData] = []
     for off in range(0, len(blob) - LINK_SIZE + 1, LINK_SIZE):
         parent = blob[off + 24 : off + 32]

@@ -9,7 +9,9 @@ status (what Go clients such as the Collector read) and as the trailer
 The method is registered with no request deserializer, so the handler gets
 the raw bytes: the bearer token is checked before any parsing, and a body
 that is not an ``ExportTraceServiceRequest`` is INVALID_ARGUMENT (the
-generated servicer would parse first and answer UNKNOWN).
+generated servicer would parse first and answer UNKNOWN). Room is checked
+before parsing too (:meth:`Ingest.admit`), so a refusal costs no decode; the
+journal keeps those same bytes.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from spanvisor.receiver.decode import decode_request
-from spanvisor.receiver.ingest import Ingest, bearer_matches
+from spanvisor.receiver.ingest import Ingest, Refusal, bearer_matches
 
 log = logging.getLogger("spanvisor.receiver")
 
@@ -62,11 +64,22 @@ class TraceService:
                 return bearer_matches(value, self._expected)
         return False
 
+    async def _retry_later(self, context: Any, refusal: Refusal) -> None:
+        self.ingest.count("grpc", "retry")
+        await context.abort(
+            grpc.StatusCode.UNAVAILABLE,
+            refusal.reason,
+            trailing_metadata=retry_trailers(refusal.reason, refusal.retry_after_s),
+        )
+
     async def Export(self, body: bytes, context: Any) -> ExportTraceServiceResponse:
         ingest = self.ingest
         if not self._authorized(context):
             ingest.count("grpc", "unauthenticated")
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
+        refusal = await ingest.admit()
+        if refusal is not None:
+            await self._retry_later(context, refusal)
         try:
             request = ExportTraceServiceRequest.FromString(body)
         except (DecodeError, RecursionError, ValueError) as exc:
@@ -74,21 +87,16 @@ class TraceService:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, f"body is not a protobuf ExportTraceServiceRequest: {exc}"
             )
-        decoded = decode_request(request, journal=ingest.journal is not None)
+        decoded = decode_request(request)
         if len(decoded.spans) > ingest.max_spans:
             ingest.count("grpc", "too_large")
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"{len(decoded.spans)} spans in one request; at most {ingest.max_spans}",
             )
-        refusal = await ingest.accept(decoded)
+        refusal = await ingest.accept(decoded, body)
         if refusal is not None:
-            ingest.count("grpc", "retry")
-            await context.abort(
-                grpc.StatusCode.UNAVAILABLE,
-                refusal.reason,
-                trailing_metadata=retry_trailers(refusal.reason, refusal.retry_after_s),
-            )
+            await self._retry_later(context, refusal)
         resp = ExportTraceServiceResponse()
         if decoded.rejected:
             resp.partial_success.rejected_spans = decoded.rejected

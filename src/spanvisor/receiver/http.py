@@ -6,6 +6,9 @@ for bad data (not retried), 413 above the decompressed size limit, 503 with
 ``Retry-After`` under backpressure (retried), all in the request's content
 type. The body is read in chunks and the size is checked after
 decompression, so a small gzip bomb cannot inflate past the limit.
+
+Room is checked before the body is read (:meth:`Ingest.admit`): a refusal
+parses nothing, and aiohttp discards the unread body.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from spanvisor.receiver.decode import decode_request
-from spanvisor.receiver.ingest import Ingest, bearer_matches
+from spanvisor.receiver.ingest import Ingest, Refusal, bearer_matches
 from spanvisor.receiver.otlp_json import OtlpJsonError, parse_request, to_json
 
 log = logging.getLogger("spanvisor.receiver")
@@ -53,16 +56,19 @@ def _error(status: int, code: int, message: str, ctype: str, **headers: str) -> 
     return _reply(status, Status(code=code, message=message), ctype, headers or None)
 
 
-async def _read_body(request: web.Request, limit: int) -> bytes:
+async def _read_body(request: web.Request, limit: int) -> tuple[bytes, bytes | None]:
+    """(the body, decompressed; the gzip bytes as received, or None)."""
     encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding not in ("gzip", "identity", ""):
         raise _BadBody(f"unsupported Content-Encoding {encoding!r}; use gzip or none")
     gz = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding == "gzip" else None
     out = bytearray()
+    raw = bytearray()
     async for chunk in request.content.iter_chunked(64 * 1024):
         if gz is None:
             out += chunk
         else:
+            raw += chunk
             try:
                 # max_length bounds what one chunk may inflate to.
                 out += gz.decompress(chunk, limit + 1 - len(out))
@@ -78,7 +84,13 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
         out += gz.flush()
         if len(out) > limit:
             raise _TooLarge()
-    return bytes(out)
+        return bytes(out), bytes(raw)
+    return bytes(out), None
+
+
+def _retry_later(ingest: Ingest, refusal: Refusal, reply_type: str) -> web.Response:
+    ingest.count("http", "retry")
+    return _error(503, _UNAVAILABLE, refusal.reason, reply_type, **{"Retry-After": refusal.retry_after_header})
 
 
 def make_app(ingest: Ingest, token: str | None, max_body_bytes: int) -> web.Application:
@@ -95,8 +107,12 @@ def make_app(ingest: Ingest, token: str | None, max_body_bytes: int) -> web.Appl
         if ctype not in (PROTOBUF, JSON):
             ingest.count("http", "bad_request")
             return web.Response(status=415, text=f"unsupported Content-Type {ctype!r}; use {PROTOBUF} or {JSON}\n")
+        # Room first: a refusal reads and parses nothing.
+        refusal = await ingest.admit()
+        if refusal is not None:
+            return _retry_later(ingest, refusal, reply_type)
         try:
-            body = await _read_body(request, max_body_bytes)
+            body, gzipped = await _read_body(request, max_body_bytes)
         except _TooLarge:
             ingest.count("http", "too_large")
             return _error(
@@ -119,7 +135,7 @@ def make_app(ingest: Ingest, token: str | None, max_body_bytes: int) -> web.Appl
             return _error(
                 400, _INVALID_ARGUMENT, f"body is not a protobuf ExportTraceServiceRequest: {exc}", reply_type
             )
-        decoded = decode_request(req, journal=ingest.journal is not None)
+        decoded = decode_request(req)
         if len(decoded.spans) > ingest.max_spans:
             ingest.count("http", "too_large")
             return _error(
@@ -128,16 +144,12 @@ def make_app(ingest: Ingest, token: str | None, max_body_bytes: int) -> web.Appl
                 f"{len(decoded.spans)} spans in one request; at most {ingest.max_spans}",
                 reply_type,
             )
-        refusal = await ingest.accept(decoded)
+        # The journal keeps the body as received: gzip as it came, JSON as
+        # the protobuf it was parsed into.
+        as_received = req.SerializeToString() if ctype == JSON else (gzipped or body)
+        refusal = await ingest.accept(decoded, as_received)
         if refusal is not None:
-            ingest.count("http", "retry")
-            return _error(
-                503,
-                _UNAVAILABLE,
-                refusal.reason,
-                reply_type,
-                **{"Retry-After": str(max(1, round(refusal.retry_after_s)))},
-            )
+            return _retry_later(ingest, refusal, reply_type)
         resp = ExportTraceServiceResponse()
         if decoded.rejected:
             resp.partial_success.rejected_spans = decoded.rejected

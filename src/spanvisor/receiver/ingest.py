@@ -1,10 +1,21 @@
-"""What both transports do with a decoded request: journal, then hand over.
+"""What both transports do with a request: admit, journal, then hand over.
 
-The order is what makes a 2xx mean something. Room in the pipeline's inbox
-is checked first (cheap), the spans are committed to the journal, and only
-then handed to the pipeline; if the pipeline refuses them after all, the
-journal entry is discarded and the client is told to retry. Nothing is ever
-acknowledged and then dropped.
+**Admission comes before any work.** :meth:`Ingest.admit` runs before the
+body is read or parsed: when the pipeline has room, the request goes on;
+when room is expected within :data:`MAX_WAIT_S` (the tracker and the durable
+sinks are draining, measured), the request waits for it, so a steady client
+is slowed to the pipeline's pace instead of refused and left idle; otherwise
+the answer is 503 / UNAVAILABLE at once, costing microseconds, with a
+Retry-After saying how soon there will be room (from the same rates), or
+the configured ``retry_after_s`` when that cannot be told (a durable sink
+that delivers nothing may be down).
+
+The order after that is what makes a 2xx mean something. The request body
+is committed to the journal as received, and only then the decoded spans
+are handed to the pipeline; if the pipeline has no room for them after all
+(other requests took it meanwhile) and none comes in time, the journal entry
+is discarded and the client is told to retry. Nothing is ever acknowledged
+and then dropped.
 
 At start the journal's recent entries come back in two kinds (see
 :mod:`.journal`): those below the delivered-through mark only *rebuild* the
@@ -17,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -25,7 +37,7 @@ from typing import Any, Protocol
 from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
 
 from spanvisor.receiver.decode import Decoded, decode_links, decode_request
-from spanvisor.receiver.journal import JournalFull, Row, SpanJournal
+from spanvisor.receiver.journal import JournalFull, Row, SpanJournal, body_of
 from spanvisor.spans.data import SpanData
 from spanvisor.stats import PipelineStats
 
@@ -66,6 +78,21 @@ class Refusal:
     reason: str
     retry_after_s: float
 
+    @property
+    def retry_after_header(self) -> str:
+        """Whole seconds for HTTP's Retry-After: never earlier than the room."""
+        return str(max(1, math.ceil(self.retry_after_s - 1e-6)))
+
+
+# A request waits at most this long for room before it is refused: well
+# inside every OTLP exporter's timeout (the Collector's default is 5 s).
+MAX_WAIT_S = 1.0
+_POLL_S = 0.01
+# Retry-After estimates are kept within these bounds.
+MIN_RETRY_S = 0.1
+MAX_RETRY_S = 30.0
+_FULL = "the pipeline's inbox or a durable sink's queue is full"
+
 
 class Ingest:
     def __init__(
@@ -100,17 +127,46 @@ class Ingest:
                 decoded.clamp_note,
             )
 
-    def _has_room(self, n: int) -> bool:
-        # The real pipeline also refuses when a durable sink (PostgreSQL) is
-        # near its queue bound, so a stalled database pushes back to the
-        # Collector instead of filling memory.
+    def room_in(self, n: int) -> float | None:
+        """0.0: room for ``n`` spans now; else seconds until there will be,
+        or None when that cannot be told. The real pipeline also counts a
+        durable sink (PostgreSQL) near its queue bound, so a stalled database
+        pushes back to the Collector instead of filling memory."""
+        room_in = getattr(self.pipeline, "room_in", None)
+        if room_in is not None:
+            wait: float | None = room_in(n)
+            return wait
         accepting = getattr(self.pipeline, "accepting", None)
-        if accepting is not None:
-            return bool(accepting(n))
-        return self.pipeline.inbox_free() >= n
+        has_room = bool(accepting(n)) if accepting is not None else self.pipeline.inbox_free() >= n
+        return 0.0 if has_room else None
 
-    async def accept(self, decoded: Decoded) -> Refusal | None:
-        """Take the request's spans, or say why the client must retry."""
+    def _refusal(self, reason: str, wait: float | None) -> Refusal:
+        if wait is None:
+            return Refusal(reason, self.retry_after_s)
+        return Refusal(reason, min(MAX_RETRY_S, max(MIN_RETRY_S, wait)))
+
+    async def admit(self, n: int = 1) -> Refusal | None:
+        """Room for ``n`` spans, now or within :data:`MAX_WAIT_S` (waited
+        for here); else a refusal saying when to come back. Called before a
+        request is read or decoded (``n`` = 1: is anything moving at all) and
+        again with its span count."""
+        if not self.accepting:
+            return Refusal("spanvisor is starting or shutting down", self.retry_after_s)
+        deadline = time.monotonic() + MAX_WAIT_S
+        while True:
+            wait = self.room_in(n)
+            if wait == 0.0:
+                return None
+            if wait is None or time.monotonic() + wait > deadline:
+                return self._refusal(_FULL, wait)
+            await asyncio.sleep(min(wait, _POLL_S))
+            if not self.accepting:
+                return Refusal("spanvisor is shutting down", self.retry_after_s)
+
+    async def accept(self, decoded: Decoded, body: bytes = b"") -> Refusal | None:
+        """Take the request's spans, or say why the client must retry.
+        ``body``: the request as received, for the journal (protobuf, or
+        gzip as it came)."""
         if decoded.rejected:
             self.stats.inc("receiver_spans_rejected_total", decoded.rejected)
         if decoded.clamped:
@@ -118,28 +174,28 @@ class Ingest:
         spans = decoded.spans
         if not spans:
             return None
-        if not self.accepting:
-            return Refusal("spanvisor is starting or shutting down", self.retry_after_s)
-        if not self._has_room(len(spans)):
-            return Refusal("the pipeline's inbox or a durable sink's queue is full", self.retry_after_s)
+        refusal = await self.admit(len(spans))
+        if refusal is not None:
+            return refusal
         entry: int | None = None
         if self.journal is not None:
             try:
-                entry = await self.journal.append(
-                    decoded.journal_keyed.SerializeToString() if decoded.keyed else b"",
-                    bytes(decoded.journal_links),
-                    decoded.recv_ns,
-                )
+                entry = await self.journal.append_body(body, decoded.recv_ns)
             except JournalFull as exc:
                 log.warning("refusing spans: %s; raise SPANVISOR_JOURNAL_MAX_BYTES", exc)
                 return Refusal("the span journal is full", self.retry_after_s * 5)
             except Exception as exc:  # disk full, I/O error: never ack what isn't stored
                 log.error("refusing spans: the span journal cannot be written: %s", exc)
                 return Refusal("the span journal cannot be written", self.retry_after_s * 5)
-        if not self.pipeline.submit_spans(spans):
-            if entry is not None and self.journal is not None:
-                self.journal.discard(entry)
-            return Refusal("the pipeline's inbox is full", self.retry_after_s)
+        deadline = time.monotonic() + MAX_WAIT_S
+        while not self.pipeline.submit_spans(spans):
+            # Other requests took the room while this one was journaled.
+            wait = self.room_in(len(spans)) if self.accepting else None
+            if wait is None or time.monotonic() + wait > deadline:
+                if entry is not None and self.journal is not None:
+                    self.journal.discard(entry)
+                return self._refusal("the pipeline's inbox is full", wait)
+            await asyncio.sleep(min(max(wait, _POLL_S), _POLL_S * 5))
         return None
 
     async def _entries(self, after_id: int, through_id: int | None, since_ns: int) -> Any:
@@ -157,11 +213,18 @@ class Ingest:
             last = rows[-1][0]
 
     @staticmethod
-    def spans_of(row: Row) -> list[SpanData]:
+    def spans_of(row: Row, max_body_bytes: int | None = None) -> list[SpanData]:
+        """An entry's spans, as the live path decoded them: a body as
+        received, or (entries from before) keyed spans plus id links.
+        ExportTraceServiceRequest and TracesData are the same message on the
+        wire, so both parse as TracesData."""
         _, recv_ns, keyed, links = row
+        body = body_of(keyed, max_body_bytes)
+        if body is not None:
+            return decode_request(TracesData.FromString(body), recv_ns=recv_ns).spans
         spans: list[SpanData] = []
         if keyed:
-            spans.extend(decode_request(TracesData.FromString(keyed), journal=False, recv_ns=recv_ns).spans)
+            spans.extend(decode_request(TracesData.FromString(keyed), recv_ns=recv_ns).spans)
         spans.extend(decode_links(links, recv_ns))
         return spans
 

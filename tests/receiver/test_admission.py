@@ -1,0 +1,101 @@
+"""Admission before work: a refusal parses nothing, and Retry-After says how
+soon there will be room (from measured rates), not a constant.
+
+The durable sink here is stalled, so its queue passes the admission mark
+(80 %) and stays there; bodies that are not protobuf at all still get 503 /
+UNAVAILABLE rather than 400 / INVALID_ARGUMENT: nothing was read or parsed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+import pytest
+from agent_traces import request_for, task_spans
+from test_grpc import _export_raw
+from test_http import post
+
+from conftest import RunningReceiver, StalledDurableSink, local_settings, make_pipeline, requests, wait_for
+from spanvisor.pipeline.pipeline import Pipeline
+from spanvisor.pipeline.rate import Rate
+from spanvisor.receiver.ingest import MAX_RETRY_S, MIN_RETRY_S, Ingest, Refusal
+
+SMALL_QUEUE = {"SPANVISOR_QUEUE_SIZE": "200", "SPANVISOR_BATCH_SIZE": "8"}
+NOT_PROTOBUF = b"\xff" * 64
+
+
+def _fill(r: RunningReceiver, pipeline: Pipeline) -> None:
+    """Send tasks until the stalled durable sink pushes back."""
+    for seed in range(1, 80):
+        status, _, _ = post(r.http_url, request_for(task_spans(1, seed=seed)).SerializeToString())
+        if status == 503:
+            return
+        assert status == 200
+        wait_for(lambda: pipeline.stats.value("inbox_depth") == 0, what="the pipeline to pump its inbox")
+    raise AssertionError("a stalled durable sink must push back")
+
+
+@pytest.mark.slow
+def test_a_refusal_reads_and_parses_nothing(tmp_path: Path) -> None:
+    sink = StalledDurableSink()
+    pipeline = make_pipeline(tmp_path / "data", [sink], **SMALL_QUEUE)
+    r = RunningReceiver(pipeline, local_settings(tmp_path, retry_after_s=3.0))
+    try:
+        _fill(r, pipeline)
+        bad_before = requests(pipeline, "http", "bad_request")
+        status, headers, _ = post(r.http_url, NOT_PROTOBUF)
+        # Garbage, yet 503: room was checked before the body was parsed.
+        assert status == 503
+        # A stalled sink gives no rate to estimate from: the configured value.
+        assert headers["Retry-After"] == "3"
+        assert _export_raw(r.grpc_target, NOT_PROTOBUF) is grpc.StatusCode.UNAVAILABLE
+        assert requests(pipeline, "http", "bad_request") == bad_before
+        assert requests(pipeline, "grpc", "bad_request") == 0
+    finally:
+        sink.gate.set()
+        r.close()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_rate_is_what_drained_lately_and_none_when_idle() -> None:
+    clock = Clock()
+    rate = Rate(clock=clock)
+    assert rate.per_s() is None and rate.seconds_for(10) is None  # nothing measured yet
+    for _ in range(10):
+        clock.t += 0.1
+        rate.add(50)  # 500 a second
+    assert rate.per_s() == pytest.approx(500, rel=0.05)
+    assert rate.seconds_for(1000) == pytest.approx(2.0, rel=0.05)
+    clock.t += 10  # a consumer that delivered nothing lately may be down
+    assert rate.per_s() is None
+    never_stale = Rate(stale_s=None, clock=clock)
+    for _ in range(5):
+        clock.t += 0.1
+        never_stale.add(10)
+    clock.t += 60
+    assert never_stale.per_s() == pytest.approx(100, rel=0.05)
+
+
+def test_retry_after_is_whole_seconds_never_early_and_bounded(tmp_path: Path) -> None:
+    assert Refusal("x", 0.2).retry_after_header == "1"
+    assert Refusal("x", 1.0).retry_after_header == "1"
+    assert Refusal("x", 1.2).retry_after_header == "2"
+    pipeline = make_pipeline(tmp_path / "data", [])
+    try:
+        ingest = Ingest(pipeline, None, retry_after_s=7.0)
+        assert ingest._refusal("full", None).retry_after_s == 7.0  # no estimate: the setting
+        assert ingest._refusal("full", 0.0).retry_after_s == MIN_RETRY_S
+        assert ingest._refusal("full", 3.5).retry_after_s == 3.5
+        assert ingest._refusal("full", 1e6).retry_after_s == MAX_RETRY_S
+        # An empty, running pipeline has room: no wait at all.
+        assert pipeline.room_in(100) == 0.0
+    finally:
+        pipeline.shutdown(5)
