@@ -49,7 +49,7 @@ class PostgresSink(BaseSink):
     durable = True
     settings: ClassVar[Sequence[Setting]] = SETTINGS
 
-    def __init__(self, write_method: WriteMethod = "copy") -> None:
+    def __init__(self, write_method: WriteMethod = "unnest") -> None:
         super().__init__()
         self.write_method: WriteMethod = write_method
         self.db: Database | None = None
@@ -308,6 +308,8 @@ class PostgresSink(BaseSink):
                 await asyncio.wait_for(self._replayer, max(0.1, deadline - time.monotonic()))
             except (TimeoutError, Exception):
                 self._replayer.cancel()
+        if self.writer is not None:
+            await self.writer.close()
         if self.outbox is not None:
             if self.outbox.size:
                 log.warning(

@@ -1,10 +1,22 @@
 """Batched, idempotent writes of events into the audit tables.
 
 One transaction per batch: task states upserted forward-only, timeline rows
-inserted ``ON CONFLICT (event_id) DO NOTHING``. Timeline rows go either by
-COPY into a session temp table and one ``INSERT … SELECT … ON CONFLICT`` or
-by ``executemany``; ``benchmarks/bench_postgres.py`` measures both and the
-default is the faster one (COPY).
+inserted ``ON CONFLICT (event_id) DO NOTHING``. Three ways, measured by
+``benchmarks/bench_postgres.py``:
+
+* ``unnest`` (the default): the whole batch in **one statement**, so one
+  round trip: each table's rows go as one array per column into
+  ``INSERT … SELECT * FROM unnest(…)``, the three inserts are data-modifying
+  CTEs of one ``WITH`` (one statement is one transaction). Round trips were
+  what the sink waited on: under ``serve`` each needs a turn of the pipeline
+  loop, which the tracker shares, and COPY into staging tables took about
+  eight per batch. The column types come from the live schema, read once.
+* ``copy``: COPY into session temp tables, then ``INSERT … SELECT``.
+* ``executemany``: prepared statements, row by row (also the fallback that
+  finds the culprits of a data error).
+
+The writer keeps one pooled connection between batches: releasing it to
+the pool costs a reset round trip each time.
 
 Errors are sorted in two: :class:`TransientDbError` (the database is away,
 busy or lost the connection; the caller keeps the batch in the outbox) and
@@ -29,7 +41,7 @@ from .rows import ARTIFACT_COLUMNS, CHECKPOINT_COLUMNS, TASK_COLUMNS, batch_rows
 
 log = logging.getLogger("spanvisor.postgres")
 
-WriteMethod = Literal["copy", "executemany"]
+WriteMethod = Literal["unnest", "copy", "executemany"]
 
 # State columns follow the newest view (highest TaskView.seq; time only breaks
 # ties between views written before seq existed); a terminal state beats any
@@ -153,8 +165,50 @@ async def _stage_and_insert(conn: Any, table: str, records: list[tuple[Any, ...]
     await conn.execute(f"INSERT INTO {table}{alias} ({cols}) SELECT {cols} FROM {stage} {conflict}")
 
 
-async def _write_rows(conn: Any, events: Sequence[Event], method: WriteMethod) -> None:
+_TABLES = (
+    ("agent_tasks", TASK_COLUMNS, _TASK_CONFLICT),
+    ("agent_checkpoints", CHECKPOINT_COLUMNS, "ON CONFLICT (event_id) DO NOTHING"),
+    ("task_artifacts", ARTIFACT_COLUMNS, "ON CONFLICT (event_id) DO NOTHING"),
+)
+_COLUMN_TYPES = (
+    "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a"
+    " WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped"
+)
+
+
+async def unnest_statement(conn: Any) -> str:
+    """The one-statement batch write, typed from the live schema."""
+    ctes: list[str] = []
+    n = 0
+    for table, columns, conflict in _TABLES:
+        types = {str(r[0]): str(r[1]) for r in await conn.fetch(_COLUMN_TYPES, table)}
+        arrays = []
+        for c in columns:
+            n += 1
+            arrays.append(f"${n}::{types[c]}[]")
+        alias = " AS t" if table == "agent_tasks" else ""
+        ctes.append(
+            f"{table} AS (INSERT INTO {table}{alias} ({', '.join(columns)}) "
+            f"SELECT * FROM unnest({', '.join(arrays)}) {conflict})"
+        )
+    return f"WITH {', '.join(ctes)} SELECT 1"
+
+
+def _columns(records: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    if not records:
+        return [[] for _ in range(width)]
+    return [list(col) for col in zip(*records, strict=True)]
+
+
+async def _write_rows(conn: Any, events: Sequence[Event], method: WriteMethod, one: str | None = None) -> None:
+    """``one``: the one-statement write (:func:`unnest_statement`), for ``unnest``."""
     rows = batch_rows(events)
+    if method == "unnest" and one is not None:
+        args: list[list[Any]] = []
+        for (_, columns, _), records in zip(_TABLES, (rows.tasks, rows.checkpoints, rows.artifacts), strict=True):
+            args.extend(_columns(records, len(columns)))
+        await conn.execute(one, *args)
+        return
     async with conn.transaction():
         for table, records, statement in (
             ("agent_tasks", rows.tasks, TASK_UPSERT),
@@ -164,7 +218,7 @@ async def _write_rows(conn: Any, events: Sequence[Event], method: WriteMethod) -
             if not records:
                 continue
             # COPY has a fixed cost per call; a handful of rows go faster as statements.
-            if method == "copy" and len(records) >= COPY_MIN_ROWS:
+            if method != "executemany" and len(records) >= COPY_MIN_ROWS:
                 await _stage_and_insert(conn, table, records)
             else:
                 await conn.executemany(statement, records)
@@ -192,39 +246,79 @@ def _safe(s: str | None) -> str | None:
 class Writer:
     """Writes batches through a pool; raises only :class:`TransientDbError`."""
 
-    def __init__(self, pool: Any, method: WriteMethod = "copy") -> None:
-        self.pool = pool
+    def __init__(self, pool: Any, method: WriteMethod = "unnest") -> None:
+        self._pool = pool
         self.method: WriteMethod = method
         self.quarantined = 0
+        self._conn: Any = None  # kept between batches
+        self._statement: str | None = None
+
+    @property
+    def pool(self) -> Any:
+        return self._pool
+
+    @pool.setter
+    def pool(self, pool: Any) -> None:
+        if pool is not self._pool:
+            self._conn = None  # it belonged to the pool being replaced
+        self._pool = pool
+
+    async def _connection(self) -> Any:
+        if self._conn is None or self._conn.is_closed():
+            self._conn = await self._pool.acquire()
+        if self.method == "unnest" and self._statement is None:
+            self._statement = await unnest_statement(self._conn)
+        return self._conn
+
+    async def close(self) -> None:
+        """Give the kept connection back (before the pool closes)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                await self._pool.release(conn)
+            except Exception as exc:  # closing anyway; the pool terminates it
+                log.debug("releasing the writer's connection failed: %s", exc)
+
+    async def _drop(self) -> None:
+        # After an error the connection's state is unknown: give it back
+        # (the pool resets or replaces it) and take a fresh one next time.
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                await self._pool.release(conn, timeout=5)
+            except Exception:
+                conn.terminate()
 
     async def write(self, events: Sequence[Event]) -> None:
         if not events:
             return
         try:
-            async with self.pool.acquire() as conn:
+            conn = await self._connection()
+            try:
+                await _write_rows(conn, events, self.method, self._statement)
+                return
+            except Exception as exc:
+                if classify(exc) is TransientDbError:
+                    raise
+                first_error = exc
+            # A data error somewhere in the batch: find the culprits one by one.
+            log.warning(
+                "a batch of %d events hit a data error (%s); retrying event by event",
+                len(events),
+                _reason(first_error),
+            )
+            for event in events:
                 try:
-                    await _write_rows(conn, events, self.method)
-                    return
+                    await _write_rows(conn, [event], "executemany")
                 except Exception as exc:
                     if classify(exc) is TransientDbError:
                         raise
-                    first_error = exc
-                # A data error somewhere in the batch: find the culprits one by one.
-                log.warning(
-                    "a batch of %d events hit a data error (%s); retrying event by event",
-                    len(events),
-                    _reason(first_error),
-                )
-                for event in events:
-                    try:
-                        await _write_rows(conn, [event], "executemany")
-                    except Exception as exc:
-                        if classify(exc) is TransientDbError:
-                            raise
-                        await self._quarantine(conn, event, exc)
+                    await self._quarantine(conn, event, exc)
         except TransientDbError:
+            await self._drop()
             raise
         except Exception as exc:
+            await self._drop()
             if classify(exc) is DataRowError:  # e.g. the quarantine insert itself
                 log.error("could not quarantine: %s", _reason(exc))
             raise TransientDbError(_reason(exc)) from exc
