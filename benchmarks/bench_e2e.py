@@ -107,13 +107,23 @@ def serve(
     )
     deadline = time.time() + 60
     while time.time() < deadline:
-        m = re.search(r"http=(\d+)", log.read_text())
-        if m:
+        m = re.search(r"http=(\d+) grpc=\d+ admin=(\d+)", log.read_text())
+        if m and ready(int(m.group(2))):
             return proc, int(m.group(1))
         if proc.poll() is not None:
             break
         time.sleep(0.1)
-    raise RuntimeError("serve did not start:\n" + log.read_text())
+    raise RuntimeError("serve did not become ready:\n" + log.read_text())
+
+
+def ready(admin_port: int) -> bool:
+    """/readyz answers 200 once every sink started (PostgreSQL connected and
+    migrated): what a load balancer waits for before sending traffic."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/readyz", timeout=5) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
 
 
 def post(port: int, body: bytes, stop_at: float = float("inf")) -> tuple[bool, int, float]:

@@ -95,11 +95,23 @@ class Server:
             m = re.search(r"http=(\d+) grpc=(\d+) admin=(\d+)", self.log.read_text())
             if m:
                 self.http, self.grpc, self.admin = (int(x) for x in m.groups())
-                return
+                if self.ready():
+                    return
             if self.proc.poll() is not None:
                 break
             time.sleep(0.1)
-        raise RuntimeError("serve did not start:\n" + self.log.read_text())
+        raise RuntimeError("serve did not become ready:\n" + self.log.read_text())
+
+    def ready(self) -> bool:
+        """/readyz is 200: every sink started (what a load balancer waits for)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.admin, timeout=5)
+        try:
+            conn.request("GET", "/readyz")
+            return conn.getresponse().status == 200
+        except OSError:
+            return False
+        finally:
+            conn.close()
 
     def inbox_depth(self) -> float:
         conn = http.client.HTTPConnection("127.0.0.1", self.admin, timeout=10)
