@@ -19,7 +19,7 @@ import functools
 import inspect
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -27,6 +27,9 @@ from opentelemetry.trace import Span, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from spanvisor.spans import conventions as cv
+
+if TYPE_CHECKING:
+    from spanvisor.tracking.budgets import BudgetState
 
 _current: contextvars.ContextVar[TaskHandle | None] = contextvars.ContextVar("spanvisor_task", default=None)
 P = ParamSpec("P")
@@ -45,6 +48,16 @@ def _attrs(**values: Any) -> dict[str, AttributeValue]:
         else:
             out[key] = str(value)
     return out
+
+
+class OverBudget(Exception):
+    """The task used its budget (``t.raise_if_over_budget()``)."""
+
+    def __init__(self, state: BudgetState) -> None:
+        spent = f"${state.used_usd:.4f}" + (f" of ${state.budget_usd:.2f}" if state.budget_usd else "")
+        tokens = f"{state.used_tokens:,} tokens" + (f" of {state.budget_tokens:,}" if state.budget_tokens else "")
+        super().__init__(f"over budget: {spent}, {tokens}")
+        self.state = state
 
 
 class TaskHandle:
@@ -83,6 +96,23 @@ class TaskHandle:
 
     def set_status(self, status: str) -> None:
         self.span.set_attribute(cv.STATUS, status)
+
+    @property
+    def budget(self) -> BudgetState | None:
+        """What this task has used of its budgets (``used_usd``/``budget_usd``,
+        ``used_tokens``/``budget_tokens``, ``over``), as spanvisor's in-process
+        pipeline last counted it; None when the task has no budget or no
+        spanvisor processor runs in this process. Costs are estimates."""
+        from spanvisor.tracking.budgets import lookup
+
+        ctx = self.span.get_span_context()
+        return lookup(format(ctx.trace_id, "032x"), format(ctx.span_id, "016x"))
+
+    def raise_if_over_budget(self) -> None:
+        """Raise :class:`OverBudget` when the task is at or past a budget."""
+        state = self.budget
+        if state is not None and state.over:
+            raise OverBudget(state)
 
     def set_context(self, tokens: int, limit: int | None = None) -> None:
         """Report context-window occupancy yourself (when no model span does)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from genai_prices import Usage, calc_price
@@ -279,3 +280,23 @@ def test_a_quiet_task_stalls_once_and_resumes_with_a_line_each() -> None:
     lines = [line.summary for e in events for line in ThreadPolicy().lines(e)]
     assert any(line.startswith("No activity for 10m") for line in lines), lines
     assert any(line.startswith("Activity again after") for line in lines), lines
+
+
+# -- the agent reads its budget -----------------------------------------------------
+
+
+def test_the_agent_reads_its_budget_and_may_stop(agent: Any) -> None:
+    from spanvisor.agent import OverBudget, task
+
+    with task("bounded", agent_id="rivet", tracer=agent.tracer, **{cv.BUDGET_USD: 0.5}) as t:
+        assert t.budget is None  # nothing counted yet
+        for _ in range(2):
+            with agent.tracer.start_as_current_span("chat", attributes={cv.GEN_AI_OPERATION: "chat"}) as call:
+                call.set_attributes({cv.GEN_AI_REQUEST_MODEL: SONNET, cv.GEN_AI_INPUT: 100_000, cv.GEN_AI_OUTPUT: 0})
+        assert agent.flush()
+        state = t.budget
+        assert state is not None and state.budget_usd == 0.5 and state.used_usd == pytest.approx(0.6)
+        with pytest.raises(OverBudget, match=r"over budget: \$0\.6000 of \$0\.50"):
+            t.raise_if_over_budget()
+    assert agent.flush()
+    assert t.budget is None  # the task ended: nothing left to read

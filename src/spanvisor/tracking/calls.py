@@ -26,6 +26,8 @@ from spanvisor.events import (
 from spanvisor.spans import conventions as cv
 from spanvisor.spans import sanitize as sz
 from spanvisor.spans.data import SpanData
+from spanvisor.tracking import budgets
+from spanvisor.tracking.budgets import BudgetState
 from spanvisor.tracking.cost import EPSILON, Crossing
 
 if TYPE_CHECKING:
@@ -79,10 +81,24 @@ def model_call(state: TaskState, span: SpanData, notes: list[str]) -> list[Event
             if v is not None
         },
     )
+    publish_budget(state)
     out: list[Event] = [cp, *context_warnings(state, t, notes)]
     out.extend(_forecast(state, span.span_id, t, notes))
     out.extend(_budgets(state, cost.usd, t, notes))
     return out
+
+
+def publish_budget(state: TaskState) -> None:
+    """Let the agent read its task's budget state (tracking/budgets.py)."""
+    w = state.working
+    key = (w["trace_id"], w["root_span_id"])
+    if state.finished or (w["budget_usd"] is None and w["budget_tokens"] is None):
+        budgets.publish(key, None)
+        return
+    used_tokens = w["input_tokens"] + w["output_tokens"]
+    budgets.publish(
+        key, BudgetState(w["cost_usd"], w["budget_usd"], used_tokens, w["budget_tokens"], w["unpriced_calls"])
+    )
 
 
 def context_warnings(state: TaskState, now: int, notes: list[str]) -> list[Event]:
@@ -149,6 +165,7 @@ def budget_warnings(state: TaskState, now: int, notes: list[str], ledger: Sequen
                 found.append(("task", unit, "", level, used, budget))  # type: ignore[arg-type]
     for scope, subject, level, used, budget in ledger:
         found.append((scope, "usd", subject, level, used, budget))
+    publish_budget(state)
     out: list[Event] = []
     for scope, unit, subject, level, used, budget in found:
         t = state.next_time(now)
@@ -170,4 +187,4 @@ def budget_warnings(state: TaskState, now: int, notes: list[str], ledger: Sequen
     return out
 
 
-__all__ = ["budget_warnings", "context_warnings", "model_call"]
+__all__ = ["budget_warnings", "context_warnings", "model_call", "publish_budget"]

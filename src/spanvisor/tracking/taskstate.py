@@ -337,6 +337,7 @@ class TaskState:
 
     def finish(self, root: SpanData, notes: list[str]) -> TaskFinished:
         self.finished = True
+        calls.publish_budget(self)  # an ended task's budget is no one's to read
         outcome = outcome_of(self.fields.explicit_status, root, self.errors)
         err = self.errors.reported(root, notes) if outcome == "error" else NO_ERROR
         v = self.view
@@ -348,6 +349,7 @@ class TaskState:
         still sees exactly one TaskFinished for it (and no task stays
         "running" in metrics forever)."""
         self.finished = True
+        calls.publish_budget(self)
         return self._finished("cancelled", now_ns, self.view.started_ns, ("SpanvisorEvicted", reason, None), [reason])
 
     def _finished(self, outcome: Outcome, end: int, started: int, err: Error, notes: list[str]) -> TaskFinished:
