@@ -87,6 +87,7 @@ class PostgresSink(BaseSink):
         try:
             await self._probe()
             self._health = (True, "ok")
+            await self.writer.warm()
         except Exception as exc:
             self._degraded = True
             self._health = (False, self._describe(exc))

@@ -270,6 +270,19 @@ class Writer:
             self._statement = await unnest_statement(self._conn)
         return self._conn
 
+    async def warm(self) -> None:
+        """Connect, read the schema and run the batch statement once with no
+        rows, so the first real batch does not wait for any of it (asyncpg
+        learns the array types on first use: most of a second under load)."""
+        try:
+            conn = await self._connection()
+            if self._statement is not None:
+                empty: list[list[Any]] = [[] for _, columns, _ in _TABLES for _ in columns]
+                await conn.execute(self._statement, *empty)
+        except Exception as exc:  # the first batch will try again
+            await self._drop()
+            log.debug("warming the writer failed: %s", exc)
+
     async def close(self) -> None:
         """Give the kept connection back (before the pool closes)."""
         conn, self._conn = self._conn, None
