@@ -117,11 +117,21 @@ class TaskRow:
         return tuple(self.values[c] for c in TASK_COLUMNS)
 
 
+_TERMINAL = frozenset({"complete", "error", "cancelled"})
+
+
+def is_terminal(event: Event) -> bool:
+    """The event shows a finished task: its TaskFinished, or a view corrected
+    after it (a late span on an end-order path), which must reach the row too."""
+    v = event.task
+    return isinstance(event, TaskFinished) or (v.ended_ns is not None and v.status in _TERMINAL)
+
+
 def task_row(event: Event) -> TaskRow:
     v = event.task
     notes: list[str] = list(event.notes)
     fin = event if isinstance(event, TaskFinished) else None
-    terminal = fin is not None
+    terminal = is_terminal(event)
     ended_ns = (v.ended_ns or event.time_ns) if terminal else None
     # Starting, checkpoints and artifacts count as activity for stall checks.
     activity = None if terminal else event.time_ns
@@ -149,7 +159,7 @@ def task_row(event: Event) -> TaskRow:
         "updated_at": ts(v.updated_ns or event.time_ns),
         "updated_ns": v.updated_ns or event.time_ns,
         "ended_at": ts(ended_ns) if ended_ns is not None else None,
-        "duration_s": fin.duration_s if fin else None,
+        "duration_s": fin.duration_s if fin else ((ended_ns - started_ns) / 1e9 if ended_ns is not None else None),
         "error_type": clean_text(fin.error_type, "error_type", notes, ID_LIMIT) if fin else None,
         "error_message": clean_text(fin.error_message, "error_message", notes) if fin else None,
         "error_stacktrace": clean_text(fin.stacktrace, "stacktrace", notes, LONG_TEXT_LIMIT) if fin else None,
@@ -266,7 +276,7 @@ class BatchRows:
 def _rank(event: Event) -> tuple[bool, int, int]:
     # The upsert's order without building the row: terminal first, then the
     # newest view by seq (time breaks ties of views from before seq existed).
-    return (isinstance(event, TaskFinished), event.task.seq, event.task.updated_ns or event.time_ns)
+    return (is_terminal(event), event.task.seq, event.task.updated_ns or event.time_ns)
 
 
 def batch_rows(events: Sequence[Event]) -> BatchRows:

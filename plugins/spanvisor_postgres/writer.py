@@ -67,9 +67,6 @@ _STATE = (
     "updated_at",
     "updated_ns",
     "duration_s",
-    "error_type",
-    "error_message",
-    "error_stacktrace",
     "last_event_id",
     "notes",
     "seq",
@@ -84,6 +81,11 @@ _MERGED = {
     "input_tokens": "GREATEST(t.input_tokens, EXCLUDED.input_tokens)",
     "output_tokens": "GREATEST(t.output_tokens, EXCLUDED.output_tokens)",
     "last_checkpoint_at": "GREATEST(t.last_checkpoint_at, EXCLUDED.last_checkpoint_at)",
+    # Only TaskFinished carries the error; a view corrected after it (a late
+    # span) must not erase it.
+    "error_type": "COALESCE(EXCLUDED.error_type, t.error_type)",
+    "error_message": "COALESCE(EXCLUDED.error_message, t.error_message)",
+    "error_stacktrace": "COALESCE(EXCLUDED.error_stacktrace, t.error_stacktrace)",
 }
 _SETS = [f"{c} = CASE WHEN {_FORWARD} THEN EXCLUDED.{c} ELSE t.{c} END" for c in _STATE]
 _SETS += [f"{c} = {expr}" for c, expr in _MERGED.items()]
