@@ -53,12 +53,14 @@ class Inbox:
         """Spans of receiver batches waiting here."""
         return self._spans
 
-    def has_room_for(self, n: int) -> bool:
-        """Room for a receiver batch of ``n`` spans."""
+    def has_room_for(self, n: int, limit: int | None = None) -> bool:
+        """Room for a receiver batch of ``n`` spans, within ``limit`` spans
+        (at most the size); an empty inbox takes any batch within the size."""
         if self.closed or len(self._items) >= self.size:
             return False
+        bound = self.size if limit is None else min(self.size, limit)
         with self._lock:
-            return self._spans + n <= self.size
+            return self._spans + n <= bound or (self._spans == 0 and n <= self.size)
 
     def put_spans(self, spans: Sequence[SpanData]) -> None:
         """A receiver batch; the caller checked :meth:`has_room_for` first."""

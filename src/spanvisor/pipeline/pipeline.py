@@ -34,6 +34,7 @@ from opentelemetry import context as otel_context
 from spanvisor.config import Config
 from spanvisor.events import Event
 from spanvisor.logs import install_redaction
+from spanvisor.pipeline.admission import Admission
 from spanvisor.pipeline.assemble import build_sinks, open_state_store
 from spanvisor.pipeline.assemble import replica_id as _replica_id
 from spanvisor.pipeline.barrier import Barrier
@@ -89,6 +90,7 @@ class Pipeline:
         self._inbox = Inbox(int(c["inbox_size"]), self.stats)
         # Spans tracked per second while the pump works: how soon the inbox has room.
         self._tracked = Rate(stale_s=None)
+        self._admission = Admission(self._inbox, self._tracked, lambda: self._workers)
         self._workers: list[SinkWorker] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -113,33 +115,15 @@ class Pipeline:
 
     def accepting(self, n: int = 1) -> bool:
         """Room for ``n`` more spans from the receiver, and no durable sink near its bound."""
-        return self._inbox.has_room_for(n) and self._durable_room(0)
-
-    def _durable_room(self, extra: int) -> bool:
-        return all(w.has_room(extra) for w in self._workers if w.durable)
+        return self._admission.accepting(n)
 
     def room_in(self, n: int = 1) -> float | None:
-        """0.0 when ``n`` more spans from the receiver fit now (:meth:`accepting`);
-        otherwise about how many seconds until they will, from the tracker's
-        and each durable sink's recent rates; None when that cannot be told
-        (closed, or a durable sink delivered nothing lately: it may be down)."""
-        if self._closed:
-            return None
-        wait = 0.0
-        inbox = self._inbox
-        if not inbox.has_room_for(n):
-            need = inbox.spans + n - inbox.size
-            tracked = self._tracked.seconds_for(need) if need > 0 else 0.0
-            if tracked is None:
-                return None
-            wait = max(wait, tracked, 1e-3)
-        for w in self._workers:
-            if w.durable:
-                drained = w.seconds_to_room()
-                if drained is None:
-                    return None
-                wait = max(wait, drained)
-        return wait
+        """0.0 when ``n`` more receiver spans fit now, else about how many
+        seconds until they will (None: cannot be told); see :mod:`.admission`."""
+        return None if self._closed else self._admission.room_in(n)
+
+    def _durable_room(self, extra: int) -> bool:
+        return self._admission.durable_room(extra)
 
     def submit_spans(self, spans: Sequence[SpanData]) -> bool:
         """Hand ended spans over, all or nothing. False: no room, retry later."""
