@@ -180,19 +180,26 @@ def may_be_keyed(serialized: bytes) -> bool:
     return False
 
 
+# Each key the tracker reads -> whether it makes a span keyed on its own.
+_READ = {k: k in KNOWN_KEYS for k in SPAN_KEYS}
+
+
 def _read_keys(span: Any) -> dict[str, Any] | None:
     """The attributes the tracker reads of a span in a scope that may be
     keyed; None when it carries no known key, no known event and did not
     fail (it is then an id link)."""
     attrs: dict[str, Any] = {}
     keyed = False
+    read = _READ.get
     for kv in span.attributes:
         key = kv.key
-        if key in SPAN_KEYS:
-            keyed = keyed or key in KNOWN_KEYS
-            value = any_value(kv.value)
-            if value is not None:
-                attrs[key] = value
+        known = read(key)
+        if known is None:
+            continue
+        keyed = keyed or known
+        value = any_value(kv.value)
+        if value is not None:
+            attrs[key] = value
     failed = span.status.code == _ERROR
     if span.events:
         for ev in span.events:
@@ -228,7 +235,13 @@ def _events(span: Any, now: int) -> tuple[SpanEventData, ...]:
 
 
 def _full(
-    span: Any, trace_id: str, parent: bytes, attrs: dict[str, Any], resource: Mapping[str, Any], out: Decoded
+    span: Any,
+    trace_id: str,
+    span_id: str,
+    parent: bytes,
+    attrs: dict[str, Any],
+    resource: Mapping[str, Any],
+    out: Decoded,
 ) -> SpanData:
     status = span.status
     error = status.code == _ERROR
@@ -237,10 +250,10 @@ def _full(
     notes: tuple[str, ...] = ()
     if start > now + MAX_AHEAD_NS or (end is not None and end > now + MAX_AHEAD_NS):
         start, end, note = clamp_times(start, end, now)
-        notes = _clamped(out, trace_id, span.span_id.hex(), note)
+        notes = _clamped(out, trace_id, span_id, note)
     return SpanData(
         trace_id,
-        span.span_id.hex(),
+        span_id,
         parent.hex() if parent else None,
         span.name,
         start,
@@ -304,7 +317,7 @@ def decode_request(req: ExportTraceServiceRequest | TracesData, recv_ns: int | N
                 if attrs is not None:
                     if resource is None:
                         resource = attributes(rs.resource.attributes, _RESOURCE_KEYS) or _EMPTY
-                    append(_full(span, trace_hex, parent, attrs, resource, out))
+                    append(_full(span, trace_hex, sid.hex(), parent, attrs, resource, out))
                     out.keyed += 1
                     continue
                 start, end = span.start_time_unix_nano, span.end_time_unix_nano or None
