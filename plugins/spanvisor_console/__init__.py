@@ -128,6 +128,8 @@ class ConsoleSink(BaseSink):
         if isinstance(ev, TaskFinished):
             self._last_card.pop(v.task_id, None)
             return [self.render_card(v, ev.time_ns)]
+        if v.ended_ns is not None:
+            return []  # a late span's correction of a finished task: its card was printed
         if isinstance(ev, TaskStarted) or status_changed or (due and not self._quiet):
             self._last_card[v.task_id] = (now, v.status)
             return [self.render_card(v, ev.time_ns)]

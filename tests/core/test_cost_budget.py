@@ -300,3 +300,23 @@ def test_the_agent_reads_its_budget_and_may_stop(agent: Any) -> None:
             t.raise_if_over_budget()
     assert agent.flush()
     assert t.budget is None  # the task ended: nothing left to read
+
+
+def test_checkpoints_on_the_open_root_keep_a_task_from_stalling() -> None:
+    """Found by review: polls of the root did not count as activity."""
+    from spanvisor.events import TaskStalled
+    from spanvisor.spans.data import SpanEventData
+
+    clock = FakeClock()
+    tracker = TaskTracker(clock=clock)
+    (root, _call) = _task([(1_000, 10)])
+    tracker.span_started(root.data(root.start_ns, stamped=True), live=root)
+    events: list[Event] = []
+    for i in range(1, 6):  # a checkpoint every 5 minutes for 25 minutes
+        clock.advance(300)
+        t = root.start_ns + i
+        root.events.append(SpanEventData(cv.EVENT_CHECKPOINT, t, {cv.PROGRESS: 10 * i}))
+        events += tracker.poll(lambda live, t=t: live.data(t, stamped=True), now_ns=t)
+        events += tracker.expire()
+    assert not [e for e in events if isinstance(e, TaskStalled)]
+    assert [e.task.progress for e in events] == [10, 20, 30, 40, 50]

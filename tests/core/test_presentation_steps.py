@@ -88,3 +88,29 @@ def test_slack_parent_of_a_complete_task_shows_the_last_step_done() -> None:
     assert len(steps) == 1
     assert "✓ Write report" in steps[0]["text"]["text"]
     assert "▶" not in json.dumps(payload, ensure_ascii=False)
+
+
+def test_the_console_prints_no_card_for_a_late_correction_and_forgets_the_task() -> None:
+    """Found by review: a late span's correction of a finished task printed its
+    card again and kept the task in the console's memory forever."""
+    import asyncio
+    import dataclasses
+    import io
+
+    from spanvisor.events import Checkpoint, TaskFinished, TaskView
+    from spanvisor_console import ConsoleSink
+
+    out = io.StringIO()
+    sink = ConsoleSink(stream=out)
+    events = []
+    for i in range(50):
+        view = TaskView(task_id=f"t{i}", trace_id="0" * 32, root_span_id="0" * 16, agent_id="a", seq=1)
+        done = dataclasses.replace(view, status="complete", ended_ns=10, seq=2)
+        late = dataclasses.replace(done, input_tokens=5, seq=3)
+        events += [
+            TaskFinished(event_id=f"f{i}", time_ns=10, task=done, outcome="complete", duration_s=0.0),
+            Checkpoint(event_id=f"c{i}", time_ns=11, task=late, source="model_call"),
+        ]
+    asyncio.run(sink.export(events))
+    assert out.getvalue().count("a · complete") == 50  # one card per task, none for the corrections
+    assert len(sink._last_card) == 0  # and nothing is remembered of them

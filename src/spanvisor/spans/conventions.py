@@ -130,6 +130,8 @@ KNOWN_KEYS: Final = frozenset(
     }
 )
 KNOWN_EVENTS: Final = frozenset({EVENT_CHECKPOINT, EVENT_ARTIFACT})
+# The keys of a task's state (tracking/fields.py says which value wins).
+STATE_KEYS: Final = (PROGRESS, STEP, STEPS, MESSAGE, STATUS, CONTEXT_LIMIT, CONTEXT_TOKENS)
 # What the processor stamps on every span of a task. A span with only these
 # needs no attribute copy beyond them.
 STAMP_KEYS: Final = frozenset({TASK_ROOT, TASK_ID, AGENT_ID, TASK_NAME})

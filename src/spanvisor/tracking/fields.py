@@ -22,7 +22,7 @@ from spanvisor.tracking.taskcontext import TaskContext
 # ties the same way on every path.
 FactTime = tuple[int, str, int]
 
-STATE_KEYS = (cv.PROGRESS, cv.STEP, cv.STEPS, cv.MESSAGE, cv.STATUS, cv.CONTEXT_LIMIT, cv.CONTEXT_TOKENS)
+STATE_KEYS = cv.STATE_KEYS
 
 
 def _same(a: Any, b: Any) -> bool:

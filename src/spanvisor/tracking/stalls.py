@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from spanvisor.events import Event, TaskResumed, TaskStalled
+from spanvisor.spans.conventions import STATE_KEYS
+from spanvisor.spans.data import SpanData
 
 if TYPE_CHECKING:
     from spanvisor.tracking.taskstate import TaskState
@@ -63,6 +65,16 @@ class StallWatch:
         return out
 
 
+def root_moved(state: TaskState, snap: SpanData) -> bool:
+    """Whether a snapshot of the open root holds news (an event later than the
+    task's last, or changed state attributes), without reading it."""
+    if any(e.time_ns > state.last_ns for e in snap.events):
+        return True
+    a = snap.attributes
+    current = {k: a[k] for k in STATE_KEYS if k in a} if a else {}
+    return current != state.fields.attrs_seen.get(snap.span_id, {})
+
+
 def stalled(state: TaskState, idle_s: float, now_ns: int | None = None) -> Event:
     state.update(stalled=True)
     t = state.next_time(now_ns if now_ns is not None else time.time_ns())
@@ -78,4 +90,4 @@ def resumed(state: TaskState, idle_s: float, now_ns: int) -> Event:
     )
 
 
-__all__ = ["StallSettings", "StallWatch", "resumed", "stalled"]
+__all__ = ["StallSettings", "StallWatch", "resumed", "root_moved", "stalled"]

@@ -210,6 +210,9 @@ class TaskTracker:
                 continue  # its end arrives through span_ended
             st = self._tasks.get(key)
             if st is not None:
+                if stalls.root_moved(st, snap):  # a checkpoint on the root is activity too
+                    idle = self._clock() - self._stalls.touch(key, self._clock())
+                    out.extend([stalls.resumed(st, idle, now)] if st.working["stalled"] else [])
                 out.extend(st.absorb(snap, [], is_root=True, now_ns=now))
         return out
 
