@@ -13,12 +13,10 @@ Spans reach it in two orders:
   to learn whether it has a task ancestor, so both orders agree on which
   span is the root.
 
-Both orders give the same event ids for the same span events and span ends.
-Memory is bounded: open tasks are capped, finished ones are forgotten
-(a bounded record of them remains to ignore repeated spans, and their state
-for a while to absorb late ones), and every eviction is counted. Tasks seen
-only in part by this replica, and spans later than their task, are
-:mod:`.edges`'s.
+Both orders give the same event ids and final views. Memory is bounded:
+open tasks are capped, finished ones forgotten (a bounded record remains to
+ignore repeated spans, and their state for a while to absorb late ones: see
+:mod:`.edges`, with tasks seen only in part), every eviction counted.
 """
 
 from __future__ import annotations
