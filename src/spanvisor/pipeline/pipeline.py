@@ -43,7 +43,6 @@ from spanvisor.pipeline.rate import Rate
 from spanvisor.pipeline.sdkspans import light_span, snapshot_live
 from spanvisor.pipeline.sinkworker import SinkWorker
 from spanvisor.sink import Sink, SinkContext
-from spanvisor.spans import conventions as cv
 from spanvisor.spans.data import SpanData, from_sdk
 from spanvisor.statestore import StateStore
 from spanvisor.stats import PipelineStats
@@ -77,9 +76,7 @@ class Pipeline:
         self.shared: dict[str, Any] = {}
         c = self.config
         self.tracker = TaskTracker(
-            TrackerSettings(
-                thresholds=tuple(c["context_thresholds"]), windows=cv.ContextWindows(c["model_context_windows"])
-            ),
+            TrackerSettings.from_config(c),
             max_open_tasks=c["max_open_tasks"],
             dedup_window=c["dedup_window"],
             root_hold_s=c["root_hold_s"],
@@ -241,6 +238,9 @@ class Pipeline:
         try:
             self.stats.sync_inbox_drops()
             now = time.monotonic()
+            # Roots are read as of before the drain: a checkpoint added since must
+            # not overtake a child's end that was already waiting in the inbox.
+            wall = time.time_ns()
             until = now + slice_s if slice_s is not None else None
             events: list[Event] = []
             spans = 0
@@ -259,9 +259,10 @@ class Pipeline:
                     break
             if spans:
                 self._tracked.add(spans)
-            if now - self._last_poll >= self.config["poll_interval_s"]:
+            if not more and now - self._last_poll >= self.config["poll_interval_s"]:
+                # Only once the inbox is worked off: ends still queued came first.
                 self._last_poll = now
-                events.extend(self.tracker.poll(snapshot_live))
+                events.extend(self.tracker.poll(snapshot_live, now_ns=wall))
             if now - self._last_expire >= 1.0:
                 self._last_expire = now
                 events.extend(self.tracker.expire())
