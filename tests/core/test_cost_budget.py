@@ -320,3 +320,21 @@ def test_checkpoints_on_the_open_root_keep_a_task_from_stalling() -> None:
         events += tracker.expire()
     assert not [e for e in events if isinstance(e, TaskStalled)]
     assert [e.task.progress for e in events] == [10, 20, 30, 40, 50]
+
+
+def test_the_pipeline_hands_cost_budget_and_stall_settings_to_the_tracker() -> None:
+    """Found by review: these settings were parsed but never reached the tracker."""
+    from spanvisor.pipeline.pipeline import Pipeline
+    from spanvisor.testing import InMemorySink
+
+    config = Config.load(
+        env={
+            "SPANVISOR_STALL_AFTER": "0",
+            "SPANVISOR_MODEL_PRICES": "my-finetune=3:15",
+            "SPANVISOR_BUDGET_DAY_USD": "5",
+        }
+    )
+    settings = Pipeline(config, [InMemorySink()]).tracker.settings
+    assert settings.stalls.after_s == 0
+    assert settings.budgets.day_usd == 5.0
+    assert settings.pricer.price({}, "my-finetune-v2", 1_000_000, 0, 0).usd == 3.0
