@@ -49,7 +49,7 @@ class PostgresSink(BaseSink):
     durable = True
     settings: ClassVar[Sequence[Setting]] = SETTINGS
 
-    def __init__(self, write_method: WriteMethod = "unnest") -> None:
+    def __init__(self, write_method: WriteMethod = "copy") -> None:
         super().__init__()
         self.write_method: WriteMethod = write_method
         self.db: Database | None = None

@@ -4,19 +4,18 @@ One transaction per batch: task states upserted forward-only, timeline rows
 inserted ``ON CONFLICT (event_id) DO NOTHING``. Three ways, measured by
 ``benchmarks/bench_postgres.py``:
 
-* ``unnest`` (the default): the whole batch in **one statement**, so one
-  round trip: each table's rows go as one array per column into
-  ``INSERT … SELECT * FROM unnest(…)``, the three inserts are data-modifying
-  CTEs of one ``WITH`` (one statement is one transaction). Round trips were
-  what the sink waited on: under ``serve`` each needs a turn of the pipeline
-  loop, which the tracker shares, and COPY into staging tables took about
-  eight per batch. The column types come from the live schema, read once.
-* ``copy``: COPY into session temp tables, then ``INSERT … SELECT``.
+* ``copy`` (the default): COPY into session temp tables, then one
+  ``INSERT … SELECT … ON CONFLICT`` per table.
+* ``unnest``: the whole batch in one statement (one array per column into
+  ``INSERT … SELECT * FROM unnest(…)``, the three inserts data-modifying
+  CTEs of one ``WITH``): one round trip instead of about seven, but a third
+  more Python CPU per event (asyncpg checks every array element against
+  ``collections.abc`` types), and the pipeline's thread is what is short.
 * ``executemany``: prepared statements, row by row (also the fallback that
   finds the culprits of a data error).
 
-The writer keeps one pooled connection between batches: releasing it to
-the pool costs a reset round trip each time.
+The writer keeps one pooled connection between batches (releasing it costs
+a reset round trip each time) and creates its temp tables once on it.
 
 Errors are sorted in two: :class:`TransientDbError` (the database is away,
 busy or lost the connection; the caller keeps the batch in the outbox) and
@@ -153,14 +152,18 @@ def classify(exc: BaseException) -> type[Exception]:
     return TransientDbError
 
 
-async def _stage_and_insert(conn: Any, table: str, records: list[tuple[Any, ...]]) -> None:
+# ON COMMIT DELETE ROWS: a temp table lives as long as its connection, and is
+# empty at the start of every transaction.
+STAGE_TABLES = " ".join(
+    f"CREATE TEMP TABLE IF NOT EXISTS _stage_{t} (LIKE {t} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;" for t in _STAGES
+)
+
+
+async def _stage_and_insert(conn: Any, table: str, records: list[tuple[Any, ...]], staged: bool) -> None:
     columns, conflict = _STAGES[table]
     stage = f"_stage_{table}"
-    # ON COMMIT DELETE ROWS: the temp table lives as long as the pooled
-    # connection, and is empty at the start of every transaction.
-    await conn.execute(
-        f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-    )
+    if not staged:
+        await conn.execute(STAGE_TABLES)
     await conn.copy_records_to_table(stage, records=records, columns=columns)
     cols = ", ".join(columns)
     alias = " AS t" if table == "agent_tasks" else ""
@@ -202,8 +205,11 @@ def _columns(records: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
     return [list(col) for col in zip(*records, strict=True)]
 
 
-async def _write_rows(conn: Any, events: Sequence[Event], method: WriteMethod, one: str | None = None) -> None:
-    """``one``: the one-statement write (:func:`unnest_statement`), for ``unnest``."""
+async def _write_rows(
+    conn: Any, events: Sequence[Event], method: WriteMethod, one: str | None = None, staged: bool = False
+) -> None:
+    """``one``: the one-statement write (:func:`unnest_statement`), for
+    ``unnest``; ``staged``: the temp tables exist on ``conn``."""
     rows = batch_rows(events)
     if method == "unnest" and one is not None:
         args: list[list[Any]] = []
@@ -221,7 +227,8 @@ async def _write_rows(conn: Any, events: Sequence[Event], method: WriteMethod, o
                 continue
             # COPY has a fixed cost per call; a handful of rows go faster as statements.
             if method != "executemany" and len(records) >= COPY_MIN_ROWS:
-                await _stage_and_insert(conn, table, records)
+                await _stage_and_insert(conn, table, records, staged)
+                staged = True
             else:
                 await conn.executemany(statement, records)
 
@@ -248,7 +255,7 @@ def _safe(s: str | None) -> str | None:
 class Writer:
     """Writes batches through a pool; raises only :class:`TransientDbError`."""
 
-    def __init__(self, pool: Any, method: WriteMethod = "unnest") -> None:
+    def __init__(self, pool: Any, method: WriteMethod = "copy") -> None:
         self._pool = pool
         self.method: WriteMethod = method
         self.quarantined = 0
@@ -267,15 +274,22 @@ class Writer:
 
     async def _connection(self) -> Any:
         if self._conn is None or self._conn.is_closed():
-            self._conn = await self._pool.acquire()
-        if self.method == "unnest" and self._statement is None:
-            self._statement = await unnest_statement(self._conn)
+            conn = await self._pool.acquire()
+            try:
+                if self.method == "copy":
+                    await conn.execute(STAGE_TABLES)  # all three, one round trip
+                elif self.method == "unnest" and self._statement is None:
+                    self._statement = await unnest_statement(conn)
+            except BaseException:
+                await self._pool.release(conn)
+                raise
+            self._conn = conn
         return self._conn
 
     async def warm(self) -> None:
-        """Connect, read the schema and run the batch statement once with no
-        rows, so the first real batch does not wait for any of it (asyncpg
-        learns the array types on first use: most of a second under load)."""
+        """Connect and prepare (the temp tables; for ``unnest`` the statement,
+        run once with no rows, as asyncpg learns the array types on first
+        use), so the first real batch does not wait for any of it."""
         try:
             conn = await self._connection()
             if self._statement is not None:
@@ -310,7 +324,7 @@ class Writer:
         try:
             conn = await self._connection()
             try:
-                await _write_rows(conn, events, self.method, self._statement)
+                await _write_rows(conn, events, self.method, self._statement, staged=True)
                 return
             except Exception as exc:
                 if classify(exc) is TransientDbError:

@@ -1,12 +1,15 @@
-"""The one-statement write (``unnest``, the default) stores exactly what COPY
-and ``executemany`` store, keeps its connection between batches, and finds
-the culprits of a data error like the others."""
+"""Every write method (COPY, the default; the one-statement ``unnest``;
+``executemany``) stores exactly the same rows; the writer keeps its
+connection between batches; a data error quarantines only its event, with
+either batch method."""
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from spanvisor.events import Checkpoint, stable_id
 from spanvisor.sink import SinkResult
@@ -60,11 +63,12 @@ def test_one_connection_is_kept_between_batches(pg_server: Any, tmp_path: Path) 
     run(main)
 
 
-def test_a_data_error_in_one_statement_quarantines_only_the_culprit(pg_server: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("method", ["copy", "unnest"])
+def test_a_data_error_quarantines_only_the_culprit(pg_server: Any, tmp_path: Path, method: str) -> None:
     url = pg_server.database()
     good = task_stream(2, checkpoints=5)
     # An integer beyond int64: asyncpg cannot encode it, so the whole
-    # statement fails and the batch is retried event by event.
+    # batch fails and is retried event by event.
     bad = Checkpoint(
         event_id=stable_id("too-big", 1),
         time_ns=T0 + 7,
@@ -72,7 +76,7 @@ def test_a_data_error_in_one_statement_quarantines_only_the_culprit(pg_server: A
     )
 
     async def main() -> None:
-        sink = PostgresSink()
+        sink = PostgresSink(write_method=method)  # type: ignore[arg-type]
         await sink.start(make_ctx(make_config(tmp_path, url)))
         try:
             assert await sink.export([*good[:3], bad, *good[3:]]) is SinkResult.SUCCESS

@@ -53,8 +53,9 @@ log = logging.getLogger("spanvisor.pipeline")
 
 PUMP_INTERVAL_S = 0.05
 # Most a pump tracks before it lets the loop run the sinks: a pump that took
-# a whole backlog at once kept the sinks (and the database) idle meanwhile.
-PUMP_SLICE_S = 0.02
+# a whole backlog at once kept the sinks (and the database) idle meanwhile,
+# and each database round trip of a batch waits for such a turn.
+PUMP_SLICE_S = 0.005
 # An agent that exits waits at most this long per flush for its sinks.
 EXIT_FLUSH_S = 5.0
 
