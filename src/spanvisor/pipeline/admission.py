@@ -22,6 +22,7 @@ from spanvisor.pipeline.sinkworker import SinkWorker
 
 BACKLOG_S = 2.0
 BACKLOG_MIN_SPANS = 10_000
+UNKNOWN_S = 0.05
 
 
 class Admission:
@@ -31,10 +32,12 @@ class Admission:
         self._workers = workers
 
     def backlog_limit(self) -> int:
-        """How many receiver spans may wait in the inbox now."""
+        """How many receiver spans may wait in the inbox now (the floor
+        until the tracker's rate is known: a start must not soak up minutes
+        of work before anyone knows how fast it goes)."""
         rate = self._tracked.per_s()
         if rate is None:
-            return self._inbox.size
+            return BACKLOG_MIN_SPANS
         return int(max(BACKLOG_MIN_SPANS, rate * BACKLOG_S))
 
     def durable_room(self, extra: int) -> bool:
@@ -46,17 +49,17 @@ class Admission:
     def room_in(self, n: int) -> float | None:
         """0.0 when ``n`` more spans fit now (:meth:`accepting`); otherwise
         about how many seconds until they will, from the tracker's and each
-        durable sink's recent rates; None when that cannot be told (a
-        durable sink delivered nothing lately: it may be down)."""
+        durable sink's recent rates (before the tracker has a rate: soon, look
+        again); None when that cannot be told (a durable sink delivered
+        nothing lately: it may be down, and waiting would not help)."""
         wait = 0.0
         inbox = self._inbox
         limit = self.backlog_limit()
         if not inbox.has_room_for(n, limit):
             need = inbox.spans + n - min(limit, inbox.size)
             tracked = self._tracked.seconds_for(need) if need > 0 else 0.0
-            if tracked is None:
-                return None
-            wait = max(wait, tracked, 1e-3)
+            # No rate yet (the tracker has just started): look again shortly.
+            wait = max(wait, UNKNOWN_S if tracked is None else tracked, 1e-3)
         for w in self._workers():
             if w.durable:
                 drained = w.seconds_to_room()
