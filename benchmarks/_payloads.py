@@ -62,10 +62,13 @@ MIXES = {
     "mix": Mix("mix", tasks=12, checkpoints=3, plain_per_step=6),
     # ~490 spans a request, every one an agent span.
     "agent": Mix("agent", tasks=6, checkpoints=40, plain_per_step=0),
+    # Small tasks (a model call and a checkpoint span), for open-task counts.
+    "small": Mix("small", tasks=50, checkpoints=1, plain_per_step=0),
 }
 MIX_TEXT = {
     "mix": "project mix (per task: invoke_agent root, model calls, checkpoint spans, ~84 % plain HTTP/db spans)",
     "agent": "all agent spans (per task: invoke_agent root, 40 model calls with usage, 40 checkpoint spans)",
+    "small": "small tasks (per task: invoke_agent root, one model call, one checkpoint span)",
 }
 
 
@@ -78,7 +81,9 @@ def _task_id(request: int, task: int) -> bytes:
 class Template:
     """One request body and where each id sits in it."""
 
-    def __init__(self, mix: Mix, seed: int = 7) -> None:
+    def __init__(self, mix: Mix, seed: int = 7, roots: bool = True) -> None:
+        """``roots`` False leaves every task's root span out: its tasks stay
+        open (the children are stamped, so they open them)."""
         import random
 
         tp, cap = make_provider()
@@ -88,9 +93,10 @@ class Template:
         for tid in task_ids:
             agent_task(tracer, tid.decode(), rng, checkpoints=mix.checkpoints, plain_per_step=mix.plain_per_step)
         tp.shutdown()
+        kept = [s for s in cap.spans if roots or s.parent is not None]
         self.mix = mix
-        self.n_spans = len(cap.spans)
-        body = request_for(cap.spans).SerializeToString()
+        self.n_spans = len(kept)
+        body = request_for(kept).SerializeToString()
         self.body = body
         trace_ids = sorted({s.get_span_context().trace_id for s in cap.spans})
         span_ids = [s.get_span_context().span_id for s in cap.spans]
@@ -116,8 +122,8 @@ class Template:
 
     def _find(self, needle: bytes, kind: int, index: int) -> None:
         i = self.body.find(needle)
-        if i < 0 and kind in (0, 1):
-            raise RuntimeError("an id is missing from the encoded body")
+        if i < 0 and kind == 0:
+            raise RuntimeError("a trace id is missing from the encoded body")
         while i >= 0:
             self.sites.append((i, kind, index))
             i = self.body.find(needle, i + 1)
