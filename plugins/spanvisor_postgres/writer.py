@@ -287,12 +287,17 @@ class Writer:
         return self._conn
 
     async def warm(self) -> None:
-        """Connect and prepare (the temp tables; for ``unnest`` the statement,
-        run once with no rows, as asyncpg learns the array types on first
-        use), so the first real batch does not wait for any of it."""
+        """Connect and prepare (the temp tables, and one empty COPY into each;
+        for ``unnest`` the statement, run once with no rows): asyncpg learns
+        the column types on first use, round trips that under a busy serve
+        made the first batch take most of a second."""
         try:
             conn = await self._connection()
-            if self._statement is not None:
+            if self.method == "copy":
+                # asyncpg reads each table's column types on its first COPY.
+                for table, (columns, _) in _STAGES.items():
+                    await conn.copy_records_to_table(f"_stage_{table}", records=[], columns=columns)
+            elif self._statement is not None:
                 empty: list[list[Any]] = [[] for _, columns, _ in _TABLES for _ in columns]
                 await conn.execute(self._statement, *empty)
         except Exception as exc:  # the first batch will try again

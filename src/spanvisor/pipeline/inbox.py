@@ -68,6 +68,13 @@ class Inbox:
             self._spans += len(spans)
         self._items.append(("spans", spans))
 
+    def put_back(self, spans: Sequence[SpanData]) -> None:
+        """The untracked rest of a receiver batch, back at the head (the
+        pipeline's thread only; producers append at the other end)."""
+        with self._lock:
+            self._spans += len(spans)
+        self._items.appendleft(("spans", spans))
+
     def drain(self, may_take_spans: Callable[[], bool]) -> Iterator[Entry]:
         """The entries present now, oldest first. A receiver batch is taken
         only while ``may_take_spans()`` says so; otherwise it and everything

@@ -249,12 +249,22 @@ class Pipeline:
             # inbox. It fills and the receiver answers 503, rather than
             # accepted spans being dropped later.
             for item in self._inbox.drain(lambda: self._durable_room(len(events))):
-                spans += len(item[1]) if item[0] == "spans" else 1
-                try:
-                    events.extend(self._track(item))
-                except Exception as exc:  # one bad span must not cost the others their events
-                    self.stats.drop("tracker_error", detail=f"{type(exc).__name__}: {exc}")
-                    log.exception("tracker error on one span; it is skipped")
+                if item[0] == "spans":
+                    # A receiver batch is hundreds of spans: it is cut at the
+                    # slice's end too, the rest put back at the head.
+                    done = self._track_batch(item[1], until, events)
+                    spans += done
+                    if done < len(item[1]):
+                        self._inbox.put_back(item[1][done:])
+                        more = True
+                        break
+                else:
+                    spans += 1
+                    try:
+                        events.extend(self._track(item))
+                    except Exception as exc:  # one bad span must not cost the others their events
+                        self.stats.drop("tracker_error", detail=f"{type(exc).__name__}: {exc}")
+                        log.exception("tracker error on one span; it is skipped")
                 if until is not None and time.monotonic() >= until:
                     more = len(self._inbox) > 0
                     break
@@ -289,13 +299,21 @@ class Pipeline:
                 self.stats.inc("spans_received_total", path=self.path)
             return self.tracker.span_ended(light_span(item[1]))
         out: list[Event] = []
-        for span in item[1]:
+        self._track_batch(item[1], None, out)
+        return out
+
+    def _track_batch(self, spans: Sequence[SpanData], until: float | None, out: list[Event]) -> int:
+        """A receiver batch's spans in order, until ``until`` (checked every
+        few spans); how many were tracked."""
+        for i, span in enumerate(spans):
+            if until is not None and i % 16 == 15 and time.monotonic() >= until:
+                return i
             try:
                 out.extend(self.tracker.span_ended(span))
             except Exception as exc:  # one bad span must not cost the batch its events
                 self.stats.drop("tracker_error", detail=f"{type(exc).__name__}: {exc}")
                 log.exception("tracker error on one span; it is skipped")
-        return out
+        return len(spans)
 
     def _dispatch(self, events: list[Event]) -> None:
         if not events:
