@@ -89,7 +89,27 @@ class Replicas:
             parents = _parents(self.slack)
             return all(len(parents.get(t, ())) == 1 and shown_status(parents[t][0]) in FINAL for t in tasks)
 
-        wait_until(done, timeout, f"{len(tasks)} tasks finished in PostgreSQL and on Slack", every=0.2)
+        try:
+            wait_until(done, timeout, f"{len(tasks)} tasks finished in PostgreSQL and on Slack", every=0.2)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.diagnosis(tasks)}") from None
+
+    def diagnosis(self, tasks: Sequence[str]) -> str:
+        """What a timeout left behind: unfinished rows, parents, each replica's log tail."""
+        rows = db(self.db_url, "SELECT task_id, status, ended_at FROM agent_tasks WHERE task_id = ANY($1)", list(tasks))
+        ended = {r["task_id"] for r in rows if r["ended_at"] is not None}
+        parents = _parents(self.slack)
+        lines = [
+            f"not ended in PostgreSQL: {sorted(set(tasks) - ended)}",
+            "parents not final: "
+            + str(
+                {t: [shown_status(p) for p in parents.get(t, [])] for t in tasks if t not in ended or t not in parents}
+            ),
+        ]
+        for i, p in enumerate(self.procs):
+            tail = "\n".join(p.log_text().splitlines()[-15:]) if p.logs else "(no log)"
+            lines.append(f"--- replica {i} (alive={p.alive}) log tail:\n{tail}")
+        return "\n".join(lines)
 
     def check(self, tasks: Sequence[str], outcome: str = "complete", steps: int = STEPS) -> None:
         parents = _parents(self.slack)
