@@ -13,9 +13,9 @@ that delivers nothing may be down).
 The order after that is what makes a 2xx mean something. The request body
 is committed to the journal as received, and only then the decoded spans
 are handed to the pipeline; if the pipeline has no room for them after all
-(other requests took it meanwhile) and none comes in time, the journal entry
-is discarded and the client is told to retry. Nothing is ever acknowledged
-and then dropped.
+(other requests took it meanwhile), the request waits for room ahead of any
+new one, and if none comes in time the journal entry is discarded and the
+client is told to retry. Nothing is ever acknowledged and then dropped.
 
 At start the journal's recent entries come back in two kinds (see
 :mod:`.journal`): those below the delivered-through mark only *rebuild* the
@@ -87,6 +87,9 @@ class Refusal:
 # A request waits at most this long for room before it is refused: well
 # inside every OTLP exporter's timeout (the Collector's default is 5 s).
 MAX_WAIT_S = 1.0
+# A request already journaled may wait this many times longer: its write is
+# done, and giving up would throw it away.
+JOURNALED_WAITS = 3
 _POLL_S = 0.01
 # Retry-After estimates are kept within these bounds.
 MIN_RETRY_S = 0.1
@@ -109,6 +112,7 @@ class Ingest:
         # refused forever; the transports answer it as too large instead.
         self.max_spans = max_spans
         self.accepting = False
+        self._journaled_waiting = 0  # requests journaled, waiting for room
         self.stats = pipeline.stats
         self._clamp_logged = False
         if journal is not None:
@@ -155,6 +159,8 @@ class Ingest:
         deadline = time.monotonic() + MAX_WAIT_S
         while True:
             wait = self.room_in(n)
+            if wait == 0.0 and self._journaled_waiting:
+                wait = _POLL_S  # requests already journaled go first
             if wait == 0.0:
                 return None
             if wait is None or time.monotonic() + wait > deadline:
@@ -187,15 +193,20 @@ class Ingest:
             except Exception as exc:  # disk full, I/O error: never ack what isn't stored
                 log.error("refusing spans: the span journal cannot be written: %s", exc)
                 return Refusal("the span journal cannot be written", self.retry_after_s * 5)
-        deadline = time.monotonic() + MAX_WAIT_S
-        while not self.pipeline.submit_spans(spans):
-            # Other requests took the room while this one was journaled.
-            wait = self.room_in(len(spans)) if self.accepting else None
-            if wait is None or time.monotonic() + wait > deadline:
-                if entry is not None and self.journal is not None:
-                    self.journal.discard(entry)
-                return self._refusal("the pipeline's inbox is full", wait)
-            await asyncio.sleep(min(max(wait, _POLL_S), _POLL_S * 5))
+        deadline = time.monotonic() + MAX_WAIT_S * JOURNALED_WAITS
+        self._journaled_waiting += 1
+        try:
+            while not self.pipeline.submit_spans(spans):
+                # Other requests took the room while this one was journaled:
+                # new ones now wait behind it (see admit).
+                wait = self.room_in(len(spans)) if self.accepting else None
+                if wait is None or time.monotonic() + wait > deadline:
+                    if entry is not None and self.journal is not None:
+                        self.journal.discard(entry)
+                    return self._refusal("the pipeline's inbox is full", wait)
+                await asyncio.sleep(min(max(wait, _POLL_S), _POLL_S * 5))
+        finally:
+            self._journaled_waiting -= 1
         return None
 
     async def _entries(self, after_id: int, through_id: int | None, since_ns: int) -> Any:
