@@ -25,6 +25,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, Literal
 
 from spanvisor.events import BudgetScope
@@ -54,6 +55,8 @@ class Pricer:
         self._overrides = sorted(((k.lower(), v) for k, v in (overrides or {}).items()), key=lambda kv: -len(kv[0]))
         self._calc: Any = None
         self._unknown: set[tuple[str, str | None]] = set()
+        # (model, provider, UTC day) -> flat prices, or None for tiered ones
+        self._rates: dict[tuple[str, str | None, int], Rates | None] = {}
 
     def price(self, attrs: Mapping[str, Any], model: str | None, t_in: int, t_out: int, end_ns: int) -> CallCost:
         reported = attrs.get(cv.OI_COST, attrs.get(cv.GEN_AI_COST))
@@ -85,22 +88,27 @@ class Pricer:
     ) -> CallCost:
         if (model, provider) in self._unknown:
             return CallCost(None, "unpriced")
+        read, write = min(read, t_in), min(write, max(0, t_in - read))
+        day = int(end_ns // DAY_NS) if end_ns > 0 else -1
         try:
-            if self._calc is None:
-                # Imported on first use, on the pipeline's thread: never in an agent's import.
-                from genai_prices import Usage, calc_price
-
-                self._calc = (Usage, calc_price)
-            usage_cls, calc = self._calc
-            usage = usage_cls(
-                input_tokens=t_in,
-                cache_read_tokens=min(read, t_in) or None,
-                cache_write_tokens=min(write, t_in) or None,
-                output_tokens=t_out,
-            )
-            when = datetime.fromtimestamp(end_ns / 1e9, UTC) if end_ns > 0 else None
-            result = calc(usage, model_ref=model, provider_id=provider, genai_request_timestamp=when)
-            return CallCost(float(result.total_price), "genai-prices")
+            rates = self._rates.get((model, provider, day), _MISSING)
+            if rates is _MISSING:
+                # genai-prices' own calculation, once per model, provider and
+                # day (prices change by date): ~150 us a call was a third of
+                # the pipeline thread's time under an all-agent load.
+                result = self._calc_price(model, provider, t_in, read, write, t_out, end_ns)
+                rates = _flat_rates(result.model_price)
+                if len(self._rates) < 4096:
+                    self._rates[(model, provider, day)] = rates
+                if rates is None:
+                    return CallCost(float(result.total_price), "genai-prices")
+            if rates is None:  # tiered or unusual prices: genai-prices decides every call
+                result = self._calc_price(model, provider, t_in, read, write, t_out, end_ns)
+                return CallCost(float(result.total_price), "genai-prices")
+            per_in, per_out, per_read, per_write = rates
+            total = Decimal(t_in - read - write) * per_in + Decimal(t_out) * per_out
+            total += Decimal(read) * per_read + Decimal(write) * per_write
+            return CallCost(float(total / _MILLION), "genai-prices")
         except LookupError:
             if len(self._unknown) < 10_000:
                 self._unknown.add((model, provider))
@@ -108,6 +116,43 @@ class Pricer:
         except Exception as exc:  # a pricing bug must never cost the task its events
             log.warning("cannot price a call to %s: %s", model, exc)
             return CallCost(None, "unpriced")
+
+    def _calc_price(
+        self, model: str, provider: str | None, t_in: int, read: int, write: int, t_out: int, end_ns: int
+    ) -> Any:
+        if self._calc is None:
+            # Imported on first use, on the pipeline's thread: never in an agent's import.
+            from genai_prices import Usage, calc_price
+
+            self._calc = (Usage, calc_price)
+        usage_cls, calc = self._calc
+        usage = usage_cls(
+            input_tokens=t_in, cache_read_tokens=read or None, cache_write_tokens=write or None, output_tokens=t_out
+        )
+        when = datetime.fromtimestamp(end_ns / 1e9, UTC) if end_ns > 0 else None
+        return calc(usage, model_ref=model, provider_id=provider, genai_request_timestamp=when)
+
+
+DAY_NS = 86_400 * 10**9
+_MILLION = Decimal(1_000_000)
+_MISSING: Any = object()
+Rates = tuple[Decimal, Decimal, Decimal, Decimal]
+
+
+def _flat_rates(price: Any) -> Rates | None:
+    """A model's per-million-token prices when they are flat numbers (input,
+    output, cache read, cache write; cache prices default to input's), else
+    None (tiered prices: genai-prices computes every call)."""
+    values = [
+        getattr(price, name, None) for name in ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok")
+    ]
+    per_in, per_out, per_read, per_write = values
+    per_in = per_in if per_in is not None else Decimal(0)
+    per_out = per_out if per_out is not None else Decimal(0)
+    per_read = per_read if per_read is not None else per_in
+    per_write = per_write if per_write is not None else per_in
+    rates = (per_in, per_out, per_read, per_write)
+    return rates if all(isinstance(r, Decimal) for r in rates) else None
 
 
 @dataclass
