@@ -11,7 +11,10 @@ agent span:
 3. end to end over loopback against a real ``spanvisor serve`` subprocess at
    its defaults (journal on, full pipeline and tracker; sink: Prometheus,
    which costs little, so this is the receiver and the tracker), OTLP/HTTP
-   protobuf and OTLP/gRPC; one replica, then two sharing the 2 cores.
+   protobuf and OTLP/gRPC;
+4. two replicas sharing the 2 cores against one, in alternating rounds
+   (``--rounds``), the median ratio: load from elsewhere on a shared machine
+   moves both sides of each round alike.
 
 Every request carries fresh trace, span and task ids (a resent body would be
 dropped as duplicates and measure nothing). Bodies are made before the clock
@@ -34,6 +37,7 @@ import math
 import os
 import platform
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -250,16 +254,35 @@ def describe(mix: Mix, tpl: Template) -> None:
     print(f"  parse + decode (+journal payload) {decode:>10,.0f} spans/s  ({decode / parse:.2f} of the parse)")
 
 
+def measure(
+    servers: list[Server], tpl: Template, first: int, kind: str, clients: int, seconds: float
+) -> tuple[dict[str, float], bool, int]:
+    """One timed run against ``servers``: (figures, bodies ran out, bodies made)."""
+    count = min(MAX_BODIES, math.ceil(seconds * BODY_RATE * len(servers) / tpl.n_spans))
+    run = Run([tpl.copy(first + k) for k in range(count)], tpl.n_spans, clients, seconds)
+    return run.drive(kind, servers), run.exhausted, count
+
+
+def report(name: str, replicas: int, kind: str, r: dict[str, float], exhausted: bool) -> None:
+    label = "OTLP/HTTP protobuf" if kind == "http" else "OTLP/gRPC"
+    print(
+        f"  {name:<5} {replicas} replica(s), {label:<18} {r['acked']:>8,.0f} spans/s acknowledged, "
+        f"{r['tracked']:>8,.0f} tracked, {r['cpu_us']:5.1f} CPU-µs/span, "
+        f"{int(r['refused'])} refusals{' (bodies ran out)' if exhausted else ''}",
+        flush=True,
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=6.0, help="sending time per run")
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--mixes", default="mix,agent", help="comma-separated: mix, agent")
-    ap.add_argument("--replicas", default="1,2", help="comma-separated replica counts")
-    ap.add_argument("--quick", action="store_true", help="a smoke run: 2 s, one replica, HTTP only")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating one-replica / two-replica rounds")
+    ap.add_argument("--quick", action="store_true", help="a smoke run: 2 s, HTTP only, one round")
     a = ap.parse_args()
     if a.quick:
-        a.seconds, a.replicas = 2.0, "1"
+        a.seconds, a.rounds = 2.0, 1
     print(f"Python {platform.python_version()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f} at start")
     print(f"spanvisor serve at defaults (journal on, sink prometheus), {a.clients} clients, {a.seconds:g} s per run")
     mixes = [MIXES[m] for m in a.mixes.split(",")]
@@ -270,36 +293,35 @@ def main() -> None:
         describe(m, tpl)
     print()
     first = 1
-    results: dict[tuple[str, int, str], dict[str, float]] = {}
-    for replicas in (int(r) for r in a.replicas.split(",")):
-        dirs = [tempfile.mkdtemp(prefix="spanvisor-bench-") for _ in range(replicas)]
-        servers = [Server(d) for d in dirs]
-        try:
-            kinds = ("http",) if a.quick or replicas > 1 else ("http", "grpc")
-            for kind in kinds:
-                for m in mixes:
-                    tpl = templates[m.name]
-                    count = min(MAX_BODIES, math.ceil(a.seconds * BODY_RATE * replicas / tpl.n_spans))
-                    bodies = [tpl.copy(first + k) for k in range(count)]
-                    first += count
-                    run = Run(bodies, tpl.n_spans, a.clients, a.seconds)
-                    r = run.drive(kind, servers)
-                    results[(m.name, replicas, kind)] = r
-                    label = "OTLP/HTTP protobuf" if kind == "http" else "OTLP/gRPC"
-                    print(
-                        f"  {m.name:<5} {replicas} replica(s), {label:<18} {r['acked']:>8,.0f} spans/s acknowledged, "
-                        f"{r['tracked']:>8,.0f} tracked, {r['cpu_us']:5.1f} CPU-µs/span, "
-                        f"{int(r['refused'])} refusals{' (bodies ran out)' if run.exhausted else ''}",
-                        flush=True,
-                    )
-                    del bodies, run
-        finally:
-            for s in servers:
-                s.stop()
-    for m in mixes:
-        one, two = results.get((m.name, 1, "http")), results.get((m.name, 2, "http"))
-        if one and two:
-            print(f"  {m.name}: two replicas / one (HTTP, tracked) = {two['tracked'] / one['tracked']:.2f}")
+    servers = [Server(tempfile.mkdtemp(prefix="spanvisor-bench-")) for _ in range(2)]
+    try:
+        for kind in ("http",) if a.quick else ("http", "grpc"):
+            for m in mixes:
+                r, out, made = measure(servers[:1], templates[m.name], first, kind, a.clients, a.seconds)
+                first += made
+                report(m.name, 1, kind, r, out)
+        # Two replicas against one, in alternating rounds on the same two
+        # servers (the second idles while one serves alone), so that load
+        # from elsewhere on a shared machine hits both sides alike.
+        print(f"\n  two replicas against one, OTLP/HTTP, {a.rounds} alternating rounds of {a.seconds / 2:g} s:")
+        for m in mixes:
+            ratios = []
+            for _ in range(a.rounds):
+                pair = []
+                for n in (1, 2):
+                    r, _, made = measure(servers[:n], templates[m.name], first, "http", a.clients, a.seconds / 2)
+                    first += made
+                    pair.append(r)
+                ratios.append(pair[1]["tracked"] / pair[0]["tracked"])
+                print(
+                    f"    {m.name:<5} one {pair[0]['tracked']:>8,.0f}, two {pair[1]['tracked']:>8,.0f} spans/s tracked: "
+                    f"{ratios[-1]:.2f}x ({int(pair[1]['refused'])} refusals)",
+                    flush=True,
+                )
+            print(f"  {m.name}: two replicas / one, median of {len(ratios)} rounds = {statistics.median(ratios):.2f}")
+    finally:
+        for srv in servers:
+            srv.stop()
 
 
 if __name__ == "__main__":
