@@ -132,7 +132,8 @@ SETTINGS: tuple[Setting, ...] = (
         "SPANVISOR_RETRY_AFTER",
         p_duration,
         2.0,
-        "Retry-After (HTTP) and RetryInfo (gRPC) sent with backpressure refusals.",
+        "Retry-After (HTTP) and RetryInfo (gRPC) for a refusal when no drain rate is known yet "
+        "(otherwise they say when there will be room, from the measured rate).",
         "a duration",
     ),
     Setting(
