@@ -31,7 +31,7 @@ from slack_sdk.models.blocks import PlanBlock, TaskCardBlock
 from spanvisor.events import TaskView
 
 from . import text as t
-from .retry import Decision, Failure, RetryStrategy
+from .retry import Failure, RetryStrategy, RetryVerdict
 
 log = logging.getLogger("spanvisor.slack")
 
@@ -78,14 +78,14 @@ class PlanFallback(RetryStrategy):
     def __init__(self, switch: PlanSwitch) -> None:
         self.switch = switch
 
-    def decide(self, failure: Failure) -> Decision | None:
+    def decide(self, failure: Failure) -> RetryVerdict | None:
         if (
             failure.error == "invalid_blocks"
             and failure.method in PLAN_METHODS
             and self.switch.plan_built
             and self.switch.fall_back()
         ):
-            return Decision("retry", 0.0)
+            return RetryVerdict("retry", 0.0)
         return None
 
 

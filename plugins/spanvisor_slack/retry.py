@@ -51,7 +51,7 @@ class Failure:
 
 
 @dataclass(frozen=True, slots=True)
-class Decision:
+class RetryVerdict:
     kind: Kind
     delay_s: float = 0.0
     # The whole method waits this long (HTTP 429), not only this call.
@@ -59,7 +59,7 @@ class Decision:
 
 
 class RetryStrategy:
-    def decide(self, failure: Failure) -> Decision | None:
+    def decide(self, failure: Failure) -> RetryVerdict | None:
         raise NotImplementedError
 
 
@@ -70,11 +70,11 @@ class RateLimitStrategy(RetryStrategy):
     def __init__(self, default_s: float = 1.0, jitter_s: float = 0.25) -> None:
         self.default_s, self.jitter_s = default_s, jitter_s
 
-    def decide(self, failure: Failure) -> Decision | None:
+    def decide(self, failure: Failure) -> RetryVerdict | None:
         if failure.status != 429 and failure.error not in {"ratelimited", "rate_limited"}:
             return None
         wait = failure.retry_after_s if failure.retry_after_s is not None else self.default_s
-        return Decision("rate_limited", wait + random.uniform(0, self.jitter_s), pause_method=True)
+        return RetryVerdict("rate_limited", wait + random.uniform(0, self.jitter_s), pause_method=True)
 
 
 class ServerErrorStrategy(RetryStrategy):
@@ -84,11 +84,11 @@ class ServerErrorStrategy(RetryStrategy):
     def __init__(self, base_s: float = 0.5, cap_s: float = 30.0) -> None:
         self.base_s, self.cap_s = base_s, cap_s
 
-    def decide(self, failure: Failure) -> Decision | None:
+    def decide(self, failure: Failure) -> RetryVerdict | None:
         if failure.error not in RETRYABLE and not 500 <= failure.status < 600:
             return None
         ceiling = min(self.cap_s, self.base_s * 2 ** min(failure.attempt - 1, 16))
-        return Decision("retry", random.uniform(ceiling / 2, ceiling))
+        return RetryVerdict("retry", random.uniform(ceiling / 2, ceiling))
 
 
 class AmbiguousStrategy(RetryStrategy):
@@ -98,11 +98,11 @@ class AmbiguousStrategy(RetryStrategy):
     def __init__(self, backoff: ServerErrorStrategy) -> None:
         self.backoff = backoff
 
-    def decide(self, failure: Failure) -> Decision | None:
+    def decide(self, failure: Failure) -> RetryVerdict | None:
         if failure.error not in AMBIGUOUS:
             return None
         if failure.method == "chat.postMessage":
-            return Decision("ambiguous")
+            return RetryVerdict("ambiguous")
         retry = self.backoff.decide(Failure(failure.method, "http_5xx", 500, None, failure.attempt))
         return retry
 
@@ -112,12 +112,12 @@ def default_strategies() -> tuple[RetryStrategy, ...]:
     return (RateLimitStrategy(), AmbiguousStrategy(backoff), backoff)
 
 
-def decide(failure: Failure, strategies: Sequence[RetryStrategy]) -> Decision:
+def decide(failure: Failure, strategies: Sequence[RetryStrategy]) -> RetryVerdict:
     for s in strategies:
         d = s.decide(failure)
         if d is not None:
             return d
-    return Decision("permanent")
+    return RetryVerdict("permanent")
 
 
 def fix_for(error: str) -> str:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .channels import ChannelDirectory
-from .retry import Decision, Failure, RetryStrategy, decide, default_strategies
+from .retry import Failure, RetryStrategy, RetryVerdict, decide, default_strategies
 
 log = logging.getLogger("spanvisor.slack")
 # Methods that read: sent as GET with query parameters, as slack_sdk's own
@@ -128,7 +128,7 @@ def _seconds(v: str | None) -> float | None:
 class CallOutcome:
     data: dict[str, Any] | None = None
     failure: Failure | None = None
-    decision: Decision | None = None
+    decision: RetryVerdict | None = None
 
     @property
     def ok(self) -> bool:
@@ -173,9 +173,9 @@ class Transport:
             attempt += 1
             payload = build()
             if not await self._wait_turn(method, payload, deadline()):
-                return CallOutcome(failure=Failure(method, "deadline"), decision=Decision("retry"))
+                return CallOutcome(failure=Failure(method, "deadline"), decision=RetryVerdict("retry"))
             if before_call is not None and not await before_call():
-                return CallOutcome(failure=Failure(method, CLAIM_LOST), decision=Decision("permanent"))
+                return CallOutcome(failure=Failure(method, CLAIM_LOST), decision=RetryVerdict("permanent"))
             try:
                 if self.on_call:
                     self.on_call(method)

@@ -15,13 +15,18 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from spanvisor.events import (
+    ApprovalRequest,
     Artifact,
     ArtifactAdded,
     BudgetWarning,
     Checkpoint,
     ContextForecast,
     ContextWarning,
+    Decision,
     Event,
+    HumanIntervention,
+    LogLine,
+    ResultField,
     TaskFinished,
     TaskResumed,
     TaskStalled,
@@ -44,6 +49,7 @@ EVENT_TYPES: dict[str, type[Any]] = {
         TaskResumed,
         ArtifactAdded,
         TaskFinished,
+        HumanIntervention,
     )
 }
 
@@ -56,6 +62,15 @@ def _artifact_to_dict(a: Artifact) -> dict[str, Any]:
     return {"name": a.name, "uri": a.uri, "kind": a.kind}
 
 
+def _plain(value: Any) -> Any:
+    """A value object (or a tuple of them) as JSON-safe dicts and lists."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple | list):
+        return [_plain(x) for x in value]
+    return value
+
+
 def _view_to_dict(v: TaskView) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in dataclasses.fields(v):
@@ -64,6 +79,8 @@ def _view_to_dict(v: TaskView) -> dict[str, Any]:
             value = [_artifact_to_dict(a) for a in value]
         elif f.name == "steps":
             value = list(value)
+        elif f.name in _VIEW_ITEMS:
+            value = _plain(value)
         out[f.name] = value
     return out
 
@@ -77,6 +94,8 @@ def event_to_dict(event: Event) -> dict[str, Any]:
             value = _view_to_dict(value)
         elif f.name == "artifact":
             value = _artifact_to_dict(value)
+        elif f.name in ("decision", "log_tail"):
+            value = _plain(value)
         elif f.name in ("notes", "changed", "outliers"):
             value = list(value)
         elif f.name == "attributes":
@@ -136,6 +155,7 @@ _VIEW_CHECKS: dict[str, Callable[[Any], bool]] = {
     "budget_usd": _opt(_is_num),
     "budget_tokens": _opt(_is_int),
     "stalled": lambda x: isinstance(x, bool),
+    "cancel_requested": lambda x: isinstance(x, bool),
 }
 
 _EVENT_CHECKS: dict[str, Callable[[Any], bool]] = {
@@ -170,6 +190,9 @@ _EVENT_CHECKS: dict[str, Callable[[Any], bool]] = {
     "error_message": _opt(_is_str),
     "stacktrace": _opt(_is_str),
     "outliers": _str_list,
+    # HumanIntervention
+    "reason": _opt(_is_str),
+    "known": lambda x: isinstance(x, bool),
 }
 
 
@@ -204,6 +227,51 @@ def _artifact_from(x: Any, where: str) -> Artifact:
     return Artifact(**_fields(Artifact, x, checks, where))
 
 
+def _is_scalar(x: Any) -> bool:
+    return isinstance(x, str | bool) or _is_num(x)
+
+
+_ITEM_CHECKS: dict[type[Any], dict[str, Callable[[Any], bool]]] = {
+    ApprovalRequest: {
+        "approval_id": _is_str,
+        "question": _is_str,
+        "options": _str_list,
+        "timeout_s": _opt(_is_num),
+        "requested_ns": _is_int,
+    },
+    Decision: {
+        "intervention_id": _is_str,
+        "task_id": _is_str,
+        "action": _is_str,
+        "actor_id": _is_str,
+        "time_ns": _is_int,
+        "approval_id": _opt(_is_str),
+        "actor_name": _opt(_is_str),
+        "comment": _opt(_is_str),
+        "source": _is_str,
+    },
+    ResultField: {"name": _is_str, "value": _is_scalar, "unit": _opt(_is_str)},
+    LogLine: {"time_ns": _is_int, "level": _is_str, "message": _is_str, "logger": _opt(_is_str)},
+}
+# TaskView fields that hold a tuple of value objects, and their class.
+_VIEW_ITEMS: dict[str, type[Any]] = {"approvals": ApprovalRequest, "decisions": Decision, "results": ResultField}
+
+
+def _item_from(cls: type[Any], x: Any, where: str) -> Any:
+    if not isinstance(x, Mapping):
+        raise CodecError(f"{where} must be an object")
+    kwargs = _fields(cls, x, _ITEM_CHECKS[cls], where)
+    if "options" in kwargs:
+        kwargs["options"] = tuple(kwargs["options"])
+    return cls(**kwargs)
+
+
+def _items_from(cls: type[Any], x: Any, where: str) -> tuple[Any, ...]:
+    if not isinstance(x, list):
+        raise CodecError(f"{where} must be a list")
+    return tuple(_item_from(cls, item, f"{where}[{i}]") for i, item in enumerate(x))
+
+
 def _view_from(x: Any) -> TaskView:
     if not isinstance(x, Mapping):
         raise CodecError("task must be an object")
@@ -214,6 +282,9 @@ def _view_from(x: Any) -> TaskView:
         kwargs["artifacts"] = tuple(
             _artifact_from(a, f"task.artifacts[{i}]") for i, a in enumerate(kwargs["artifacts"])
         )
+    for name, cls in _VIEW_ITEMS.items():
+        if name in kwargs:
+            kwargs[name] = _items_from(cls, kwargs[name], f"task.{name}")
     return TaskView(**kwargs)
 
 
@@ -228,8 +299,12 @@ def event_from_dict(d: Mapping[str, Any]) -> Event:
     cls = EVENT_TYPES.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise CodecError(f"unknown event kind {kind!r}; known: {', '.join(EVENT_TYPES)}")
-    kwargs = _fields(cls, d, _EVENT_CHECKS, str(kind), skip=("task", "artifact"))
+    kwargs = _fields(cls, d, _EVENT_CHECKS, str(kind), skip=("task", "artifact", "decision", "log_tail"))
     kwargs["task"] = _view_from(d.get("task"))
+    if cls is HumanIntervention:
+        kwargs["decision"] = _item_from(Decision, d.get("decision"), "decision")
+    if cls is TaskFinished and "log_tail" in d:
+        kwargs["log_tail"] = _items_from(LogLine, d["log_tail"], "log_tail")
     if cls is ArtifactAdded:
         kwargs["artifact"] = _artifact_from(d.get("artifact"), "artifact")
     for name in ("notes", "changed", "outliers"):

@@ -30,6 +30,11 @@ WarningLevel = Literal["warning", "critical"]
 # What a budget covers: this task, its agent today, everything today or this month.
 BudgetScope = Literal["task", "agent_day", "day", "month"]
 BudgetUnit = Literal["usd", "tokens"]
+# What a person can do to a task (docs/interventions.md).
+Action = Literal["approve", "reject", "cancel", "retry", "acknowledge"]
+# applied: recorded and in force; denied: refused (not an approver, a
+# finished task, an approval already decided), recorded for the audit only.
+InterventionOutcome = Literal["applied", "denied"]
 
 
 def stable_id(*parts: object) -> str:
@@ -43,6 +48,55 @@ class Artifact:
     name: str
     uri: str | None = None
     kind: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRequest:
+    """An open question to a person (span event ``agent.approval.request``)."""
+
+    approval_id: str
+    question: str
+    options: tuple[str, ...] = ("approve", "reject")
+    timeout_s: float | None = None
+    requested_ns: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One person's action on a task: the record that the control log keeps,
+    agents read back and every sink shows. ``intervention_id`` is stable for
+    one click (derived from the Slack payload or the caller's request), so a
+    replayed or twice-delivered click is recorded once."""
+
+    intervention_id: str
+    task_id: str
+    action: Action
+    actor_id: str
+    time_ns: int
+    approval_id: str | None = None
+    actor_name: str | None = None
+    comment: str | None = None
+    # Where it came from: "slack", "cli", "api".
+    source: str = "api"
+
+
+@dataclass(frozen=True, slots=True)
+class ResultField:
+    """A result the task reports (``agent.result.<name>`` on its root)."""
+
+    name: str
+    value: float | int | str | bool
+    unit: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    """One of a task's last log records (OpenTelemetry logs), already redacted."""
+
+    time_ns: int
+    level: str
+    message: str
+    logger: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +136,16 @@ class TaskView:
     # No span activity for the agent's stall time (TaskStalled), until some
     # comes back (TaskResumed).
     stalled: bool = False
+    # Approval requests not yet decided (agent.approval.request events); while
+    # any is open the status is awaiting_approval.
+    approvals: tuple[ApprovalRequest, ...] = ()
+    # The task's recent human decisions, oldest first (at most a few), for the
+    # parent message's "Approved by @alice · 12:03" lines.
+    decisions: tuple[Decision, ...] = ()
+    # Someone asked the task to stop; the agent decides when (it reads it back).
+    cancel_requested: bool = False
+    # agent.result.<name> on the root, in the order first seen.
+    results: tuple[ResultField, ...] = ()
     # Grows by one with every event of the task that leaves the tracker. Sinks
     # keep the view with the highest seq: unlike time_ns it has no ties and
     # no clock skew, so an older view can never replace a newer one.
@@ -205,6 +269,25 @@ class TaskFinished(TaskEvent):
     # How the task stands against its agent's recent ones, e.g. "3.4x this
     # agent's usual cost" (tracking/outliers.py); empty when usual.
     outliers: tuple[str, ...] = ()
+    # The task's last log records (OpenTelemetry logs with its trace id), oldest
+    # first, bounded: the story of a failure.
+    log_tail: tuple[LogLine, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HumanIntervention(TaskEvent):
+    """A person acted on the task (approve, reject, cancel, retry,
+    acknowledge), or tried to and was refused (``outcome="denied"``, with the
+    ``reason``). ``event_id`` is the decision's intervention id. ``task`` is the
+    task's view after the decision when this process tracks the task; for a
+    task it does not (finished and forgotten, or tracked by another replica)
+    it carries only ids, ``known`` is False, and sinks leave the task's own
+    state alone."""
+
+    decision: Decision
+    outcome: InterventionOutcome = "applied"
+    reason: str | None = None
+    known: bool = True
 
 
 Event: TypeAlias = (
@@ -217,9 +300,12 @@ Event: TypeAlias = (
     | TaskResumed
     | ArtifactAdded
     | TaskFinished
+    | HumanIntervention
 )
 
 __all__ = [
+    "Action",
+    "ApprovalRequest",
     "Artifact",
     "ArtifactAdded",
     "BudgetScope",
@@ -229,8 +315,13 @@ __all__ = [
     "CheckpointSource",
     "ContextForecast",
     "ContextWarning",
+    "Decision",
     "Event",
+    "HumanIntervention",
+    "InterventionOutcome",
+    "LogLine",
     "Outcome",
+    "ResultField",
     "Status",
     "TaskEvent",
     "TaskFinished",

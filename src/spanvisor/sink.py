@@ -28,6 +28,7 @@ from spanvisor.events import Event
 
 if TYPE_CHECKING:
     from spanvisor.config import Config, Setting
+    from spanvisor.control.hub import Control
     from spanvisor.statestore import StateStore
     from spanvisor.stats import PipelineStats
 
@@ -61,6 +62,9 @@ class SinkContext:
     # replica takes back the claims it held when it died instead of waiting
     # for their leases to run out.
     replica_id: str = ""
+    # People's decisions: record one, read a task's back (a sink taking clicks
+    # from Slack uses it); None outside a pipeline.
+    control: Control | None = None
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("spanvisor.sink"))
 
 

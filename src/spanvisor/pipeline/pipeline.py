@@ -32,19 +32,22 @@ from typing import Any
 from opentelemetry import context as otel_context
 
 from spanvisor.config import Config
+from spanvisor.control import hub
+from spanvisor.control.log import ControlLog
 from spanvisor.events import Event
 from spanvisor.logs import install_redaction
 from spanvisor.pipeline.admission import Admission
 from spanvisor.pipeline.assemble import build_sinks, open_state_store
 from spanvisor.pipeline.assemble import replica_id as _replica_id
 from spanvisor.pipeline.barrier import Barrier
+from spanvisor.pipeline.control import PipelineControl
 from spanvisor.pipeline.inbox import Entry, Inbox
 from spanvisor.pipeline.rate import Rate
 from spanvisor.pipeline.sdkspans import light_span, snapshot_live
 from spanvisor.pipeline.sinkworker import SinkWorker
 from spanvisor.sink import Sink, SinkContext
 from spanvisor.spans.data import SpanData, from_sdk
-from spanvisor.statestore import StateStore
+from spanvisor.statestore import ConditionalStateStore, StateStore
 from spanvisor.stats import PipelineStats
 from spanvisor.tracking.taskstate import TrackerSettings
 from spanvisor.tracking.tracker import TaskTracker
@@ -90,6 +93,7 @@ class Pipeline:
         self._tracked = Rate(stale_s=None)
         self._admission = Admission(self._inbox, self._tracked, lambda: self._workers)
         self._workers: list[SinkWorker] = []
+        self.control = PipelineControl(self.tracker, self._dispatch, lambda: self._loop)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._started = threading.Event()
@@ -120,9 +124,6 @@ class Pipeline:
         seconds until they will (None: cannot be told); see :mod:`.admission`."""
         return None if self._closed else self._admission.room_in(n)
 
-    def _durable_room(self, extra: int) -> bool:
-        return self._admission.durable_room(extra)
-
     def submit_spans(self, spans: Sequence[SpanData]) -> bool:
         """Hand ended spans over, all or nothing. False: no room, retry later."""
         if not self.accepting(len(spans)):
@@ -142,6 +143,7 @@ class Pipeline:
             self._thread = threading.Thread(target=self._run, name="spanvisor-pipeline", daemon=True)
             self._thread.start()
             self._started.wait(10)
+            hub.set_current(self.control)
             try:
                 # Runs before atexit handlers and before concurrent.futures
                 # refuses new work (its hook, registered at import above, runs
@@ -209,6 +211,9 @@ class Pipeline:
         ctx = SinkContext(
             config=self.config, state_store=store, stats=self.stats, shared=self.shared, replica_id=self.replica_id()
         )
+        ctx.control = self.control
+        if isinstance(store, ConditionalStateStore):
+            self.control.attach(ControlLog(store, ctx.replica_id))
         self._ctx = ctx
         self._workers = [SinkWorker(s, ctx, self.config) for s in self.sinks]
         for w in self._workers:
@@ -248,7 +253,7 @@ class Pipeline:
             # A durable sink near its bound: the receiver's batches stay in the
             # inbox. It fills and the receiver answers 503, rather than
             # accepted spans being dropped later.
-            for item in self._inbox.drain(lambda: self._durable_room(len(events))):
+            for item in self._inbox.drain(lambda: self._admission.durable_room(len(events))):
                 if item[0] == "spans":
                     # A receiver batch is hundreds of spans: it is cut at the
                     # slice's end too, the rest put back at the head.
@@ -372,6 +377,7 @@ class Pipeline:
         deadline = time.monotonic() + timeout_s
         self.force_flush(timeout_s * 0.8)
         self._closed = self._inbox.closed = True
+        hub.clear_current(self.control)
 
         async def stop() -> None:
             self._main_task.cancel()

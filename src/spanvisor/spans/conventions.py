@@ -36,6 +36,20 @@ BUDGET_TOKENS: Final = "agent.budget.tokens"
 EVENT_CHECKPOINT: Final = "agent.checkpoint"
 EVENT_ARTIFACT: Final = "agent.artifact"
 EVENT_EXCEPTION: Final = "exception"
+# A question to a person, and the agent's note of the answer it read back
+# (docs/interventions.md). Attributes of both:
+EVENT_APPROVAL_REQUEST: Final = "agent.approval.request"
+EVENT_APPROVAL_DECISION: Final = "agent.approval.decision"
+APPROVAL_ID: Final = "agent.approval.id"
+APPROVAL_QUESTION: Final = "agent.approval.question"
+APPROVAL_OPTIONS: Final = "agent.approval.options"
+APPROVAL_TIMEOUT_S: Final = "agent.approval.timeout_s"
+# On the decision event: approve, reject or timed_out; and who decided.
+APPROVAL_OUTCOME: Final = "agent.approval.outcome"
+APPROVAL_DECIDED_BY: Final = "agent.approval.decided_by"
+# agent.result.<name> on the root: the task's results (a number, string or
+# boolean); agent.result.<name>.unit names a result's unit.
+RESULT_PREFIX: Final = "agent.result."
 # Attributes of an agent.artifact event.
 ARTIFACT_NAME: Final = "agent.artifact.name"
 ARTIFACT_URI: Final = "agent.artifact.uri"
@@ -129,7 +143,7 @@ KNOWN_KEYS: Final = frozenset(
         TL_COMPLETION_OLD,
     }
 )
-KNOWN_EVENTS: Final = frozenset({EVENT_CHECKPOINT, EVENT_ARTIFACT})
+KNOWN_EVENTS: Final = frozenset({EVENT_CHECKPOINT, EVENT_ARTIFACT, EVENT_APPROVAL_REQUEST, EVENT_APPROVAL_DECISION})
 # The keys of a task's state (tracking/fields.py says which value wins).
 STATE_KEYS: Final = (PROGRESS, STEP, STEPS, MESSAGE, STATUS, CONTEXT_LIMIT, CONTEXT_TOKENS)
 # What the processor stamps on every span of a task. A span with only these

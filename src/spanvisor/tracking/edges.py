@@ -65,6 +65,9 @@ class ClosedTasks:
             return None
         return kept.state
 
+    def states(self) -> list[TaskState]:
+        return [k.state for k in self._kept.values()]
+
     def expire(self, now: float) -> None:
         while self._kept:
             key, kept = next(iter(self._kept.items()))

@@ -30,6 +30,9 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
+_RUNNING = (None, "starting", "working", "waiting", "context_warning", "awaiting_approval")
+
+
 class TaskFields:
     def __init__(self, context: TaskContext, thresholds: Sequence[float]) -> None:
         self.context = context
@@ -118,8 +121,13 @@ class TaskFields:
 
     def status_after(self, w: Mapping[str, Any], changes: Mapping[str, Any]) -> Status:
         """The derived status once ``changes`` apply: explicit wins, then the window."""
-        if self.explicit_status is not None:
-            return self.explicit_status
+        explicit = self.explicit_status
+        # An open approval request outranks a plain running status, never an
+        # outcome or a block the agent declared.
+        if w["approvals"] and explicit in _RUNNING:
+            return "awaiting_approval"
+        if explicit is not None:
+            return explicit
         tokens = changes.get("context_tokens", w["context_tokens"])
         limit = changes.get("context_limit", w["context_limit"])
         if tokens is not None and limit and self.thresholds and tokens / limit >= self.thresholds[0]:

@@ -38,7 +38,7 @@ from spanvisor.events import (
 from spanvisor.spans import conventions as cv
 from spanvisor.spans import sanitize as sz
 from spanvisor.spans.data import SpanData
-from spanvisor.tracking import artifacts, calls
+from spanvisor.tracking import approvals, artifacts, calls
 from spanvisor.tracking.fields import FactTime, TaskFields
 from spanvisor.tracking.identity import TaskIdentity
 from spanvisor.tracking.outcome import NO_ERROR, Error, ErrorInfo, outcome_of
@@ -62,6 +62,7 @@ class TaskState:
     budget_said: set[tuple[str, float]] = field(default_factory=set)  # (unit, level) of the task budget
     budget_from_root: bool = False
     stalls: int = 0  # how often the task stalled (numbers its stall events)
+    approvals_closed: set[str] = field(default_factory=set)  # decided or timed out: never reopened
     # The working state is a plain dict; the frozen TaskView that events carry
     # is built only when one is needed (dataclasses.replace per change was
     # the tracker's largest cost).
@@ -320,6 +321,9 @@ class TaskState:
             return self._add_artifact(artifacts.from_event(attrs, notes), event_id, time_ns, notes)
         if name == cv.EVENT_EXCEPTION:
             self.errors.exception_event(attrs, is_root, (time_ns, span.span_id), notes)
+        elif name in (cv.EVENT_APPROVAL_REQUEST, cv.EVENT_APPROVAL_DECISION):
+            read = approvals.on_request if name == cv.EVENT_APPROVAL_REQUEST else approvals.on_decision
+            return read(self, self.event_id("approval", span.span_id, time_ns, index), time_ns, attrs, notes)
         return []
 
     def _read_artifacts(self, raw: Any, now: int, notes: list[str]) -> list[Event]:

@@ -13,10 +13,9 @@ Spans reach it in two orders:
   to learn whether it has a task ancestor, so both orders agree on which
   span is the root.
 
-Both orders give the same event ids and final views. Memory is bounded:
-open tasks are capped, finished ones forgotten (a bounded record remains to
-ignore repeated spans, and their state for a while to absorb late ones: see
-:mod:`.edges`, with tasks seen only in part), every eviction counted.
+Both orders give the same event ids and final views. Memory is bounded
+(:mod:`.edges`: finished, late and partial tasks), every eviction counted.
+A person's decision is applied by :mod:`.approvals` to ``states()``.
 """
 
 from __future__ import annotations
@@ -74,20 +73,20 @@ class TaskTracker:
         self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._finished: OrderedDict[Key, None] = OrderedDict()
         self._buffers: OrderedDict[str, TraceBuffer] = OrderedDict()
-        # How to read a live root: an SDK span unless the caller says otherwise.
         self.snapshot: Callable[[Any], SpanData | None] = snapshot or read_live_sdk_span
         self._pending_count = 0
         self._closed = ClosedTasks()
         self._stalls = StallWatch(self.settings.stalls)
-        # A task opened from a descendant stays open here while its spans
-        # keep coming; idle as long as a root is held, it goes to sleep.
+        # A task opened from a descendant sleeps once idle as long as a root is held.
         self._partial = PartialTasks(root_hold_s if partial_idle_s is None else partial_idle_s, self._max_open)
 
     @property
     def open_tasks(self) -> int:
         return len(self._tasks)
 
-    # -- opening and closing tasks --------------------------------------------
+    def states(self) -> tuple[list[TaskState], list[TaskState]]:
+        """Open tasks' states and just-finished ones' (for :mod:`.approvals`)."""
+        return list(self._tasks.values()), self._closed.states()
 
     def _open(self, key: Key, span: SpanData, notes: list[str], initial: bool = False) -> list[Event]:
         """Open a task. ``initial``: ``span`` is the root as it starts, so its
@@ -156,8 +155,6 @@ class TaskTracker:
         if is_root and span.end_ns is not None:
             out.extend(self._finish(key, st, span, notes))
         return out
-
-    # -- in start order (the processor) --------------------------------------
 
     def add_member(self, span_id: str, parent_id: str) -> bool:
         """Record a started span whose parent is in an open task. False: it is not."""
@@ -372,8 +369,6 @@ class TaskTracker:
                 len(buf.spans),
                 detail="too many spans waiting for their task root; raise the limit or route by trace id",
             )
-
-    # -- time ------------------------------------------------------------------
 
     def expire(self) -> list[Event]:
         """Release held roots past their deadline, forget stale buffers, put

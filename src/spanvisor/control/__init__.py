@@ -1,0 +1,11 @@
+"""The way back from people to agents: decisions recorded once, read by all.
+
+:mod:`.log` keeps each task's decisions in the shared state store;
+:mod:`.hub` is what a process offers to record and read them
+(docs/interventions.md).
+"""
+
+from spanvisor.control.hub import Control, Verdict, current
+from spanvisor.control.log import ControlLog, Recorded
+
+__all__ = ["Control", "ControlLog", "Recorded", "Verdict", "current"]

@@ -1,0 +1,132 @@
+"""The control log: each task's human decisions, shared by every process.
+
+Decisions are kept per task in the state store (namespace ``decisions``), as
+one list appended to with ``put_if_newer`` at version = its length: two
+processes appending at once both read length n, one writes n + 1 and the
+other loses, reads again and retries. With the PostgreSQL state store every
+replica and every agent process sees the same list, so a click received by
+one replica reaches an agent polling another. Appends are idempotent on the
+decision's ``intervention_id`` (a replayed click is recorded once), and the
+first decision of its kind wins: one answer per approval, one cancel, one
+retry, one acknowledgement per task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from spanvisor.events import Decision
+from spanvisor.statestore import ConditionalStateStore
+
+NAMESPACE = "decisions"
+# Most decisions one task keeps; beyond, new ones are refused (a runaway script).
+MAX_PER_TASK = 200
+# How often a waiter re-reads the store for decisions other processes recorded.
+POLL_S = 0.2
+_ATTEMPTS = 20
+
+RecordOutcome = Literal["applied", "duplicate", "already_decided", "full"]
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """What recording a decision did. ``prior``: the decision that was there
+    first (for "already approved by @x"), or this one again for a duplicate."""
+
+    outcome: RecordOutcome
+    prior: Decision | None = None
+
+    @property
+    def applied(self) -> bool:
+        return self.outcome == "applied"
+
+
+def decision_to_dict(d: Decision) -> dict[str, Any]:
+    return dataclasses.asdict(d)
+
+
+def decision_from_dict(x: Mapping[str, Any]) -> Decision | None:
+    """A stored decision; None for anything malformed (never raises)."""
+    try:
+        names = {f.name for f in dataclasses.fields(Decision)}
+        d = Decision(**{k: v for k, v in x.items() if k in names})
+    except (TypeError, ValueError):
+        return None
+    ok = isinstance(d.intervention_id, str) and isinstance(d.task_id, str) and isinstance(d.time_ns, int)
+    return d if ok and d.action in ("approve", "reject", "cancel", "retry", "acknowledge") else None
+
+
+def first_of_kind(items: list[Decision], new: Decision) -> Decision | None:
+    """The earlier decision that ``new`` would contradict or repeat, if any."""
+    for d in items:
+        if d.intervention_id == new.intervention_id:
+            return d
+        if new.action in ("approve", "reject"):
+            if d.action in ("approve", "reject") and d.approval_id == new.approval_id:
+                return d
+        elif d.action == new.action:
+            return d
+    return None
+
+
+class ControlLog:
+    def __init__(self, store: ConditionalStateStore, owner: str = "") -> None:
+        self.store = store
+        # Unique per log: the store lets an owner overwrite its own version, so
+        # two processes must never share one.
+        self.owner = f"{owner or 'control'}:{uuid.uuid4().hex[:12]}"
+        self._lock = asyncio.Lock()  # one append at a time in this process (see owner)
+        self._changed = asyncio.Condition()
+
+    async def read(self, task_id: str) -> list[Decision]:
+        raw = await self.store.get(NAMESPACE, task_id)
+        items = raw.get("items") if isinstance(raw, Mapping) else None
+        if not isinstance(items, list):
+            return []
+        return [d for d in (decision_from_dict(x) for x in items if isinstance(x, Mapping)) if d is not None]
+
+    async def record(self, decision: Decision) -> Recorded:
+        async with self._lock:
+            for _ in range(_ATTEMPTS):
+                items = await self.read(decision.task_id)
+                prior = first_of_kind(items, decision)
+                if prior is not None:
+                    same = prior.intervention_id == decision.intervention_id
+                    return Recorded("duplicate" if same else "already_decided", prior)
+                if len(items) >= MAX_PER_TASK:
+                    return Recorded("full")
+                value = {"items": [decision_to_dict(d) for d in (*items, decision)]}
+                claim = await self.store.put_if_newer(NAMESPACE, decision.task_id, value, len(items) + 1, self.owner)
+                if claim.won:
+                    async with self._changed:
+                        self._changed.notify_all()
+                    return Recorded("applied")
+                await asyncio.sleep(0.01)  # another process appended: read again
+        raise RuntimeError(f"could not record a decision on task {decision.task_id} (contention)")
+
+    async def wait(self, task_id: str, after: int, timeout_s: float) -> list[Decision]:
+        """The task's decisions past the first ``after``, waiting up to
+        ``timeout_s`` for one when there are none yet."""
+        deadline = time.monotonic() + max(0.0, timeout_s)
+        while True:
+            items = await self.read(task_id)
+            if len(items) > after:
+                return items[after:]
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return []
+            # Woken at once by a record in this process; others are polled.
+            async with self._changed:
+                try:
+                    await asyncio.wait_for(self._changed.wait(), min(POLL_S, left))
+                except TimeoutError:
+                    pass
+
+
+__all__ = ["MAX_PER_TASK", "NAMESPACE", "ControlLog", "RecordOutcome", "Recorded", "first_of_kind"]

@@ -1,0 +1,167 @@
+"""Approvals and human decisions in a task's state.
+
+An agent asks with an ``agent.approval.request`` span event; the request stays
+open (status ``awaiting_approval``) until either the agent notes the answer it
+read back (``agent.approval.decision``: approve, reject or timed_out) or this
+process records a person's decision on it (:func:`intervene`). Both close the
+same request, so whichever comes first wins and the second changes nothing.
+Decided ids are remembered, so a request re-read from a polled root does not
+reopen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from spanvisor.events import (
+    ApprovalRequest,
+    Checkpoint,
+    Decision,
+    Event,
+    HumanIntervention,
+    InterventionOutcome,
+    TaskView,
+)
+from spanvisor.spans import conventions as cv
+from spanvisor.spans import sanitize as sz
+
+if TYPE_CHECKING:
+    from spanvisor.tracking.taskstate import TaskState
+
+# Most open requests a task holds, and decisions its view keeps.
+MAX_OPEN = 20
+MAX_DECISIONS = 5
+DEFAULT_OPTIONS = ("approve", "reject")
+
+
+def request_from(attrs: Any, time_ns: int, notes: list[str]) -> ApprovalRequest | None:
+    """The request an ``agent.approval.request`` event carries; None without an id."""
+    approval_id = sz.name(attrs.get(cv.APPROVAL_ID), cv.APPROVAL_ID, notes)
+    if not approval_id:
+        notes.append(f"{cv.EVENT_APPROVAL_REQUEST}: no {cv.APPROVAL_ID}; ignored")
+        return None
+    question = sz.text(attrs.get(cv.APPROVAL_QUESTION), cv.APPROVAL_QUESTION, notes, 500) or "Approve?"
+    raw = attrs.get(cv.APPROVAL_OPTIONS)
+    options: tuple[str, ...] = DEFAULT_OPTIONS
+    if isinstance(raw, list | tuple) and raw:
+        named = tuple(o for o in (sz.name(x, cv.APPROVAL_OPTIONS, notes) for x in raw[:5]) if o)
+        options = named or DEFAULT_OPTIONS
+    timeout = sz.number(attrs.get(cv.APPROVAL_TIMEOUT_S), cv.APPROVAL_TIMEOUT_S, notes)
+    return ApprovalRequest(
+        approval_id=approval_id,
+        question=question,
+        options=options,
+        timeout_s=timeout if timeout is not None and timeout > 0 else None,
+        requested_ns=time_ns,
+    )
+
+
+def on_request(st: TaskState, event_id: str, time_ns: int, attrs: Any, notes: list[str]) -> list[Event]:
+    req = request_from(attrs, time_ns, notes)
+    w = st.working
+    if req is None or st.finished or req.approval_id in st.approvals_closed:
+        return []
+    open_ = w["approvals"]
+    if any(r.approval_id == req.approval_id for r in open_) or len(open_) >= MAX_OPEN:
+        return []
+    changes: dict[str, Any] = {"approvals": (*open_, req)}
+    status = st.fields.status_after({**w, **changes}, {})
+    if status != w["status"]:
+        changes["status"] = status
+    st.update(**changes)
+    return [_checkpoint(st, event_id, time_ns, tuple(changes), notes)]
+
+
+def on_decision(st: TaskState, event_id: str, time_ns: int, attrs: Any, notes: list[str]) -> list[Event]:
+    """The agent's note of the answer it read (or of its own timeout)."""
+    approval_id = sz.name(attrs.get(cv.APPROVAL_ID), cv.APPROVAL_ID, notes)
+    if not approval_id or st.finished:
+        return []
+    changed = _close(st, approval_id)
+    return [_checkpoint(st, event_id, time_ns, changed, notes)] if changed else []
+
+
+def intervene(st: TaskState, decision: Decision, notes: list[str]) -> HumanIntervention:
+    """A person's applied decision on an open task: its state after it."""
+    if decision.action in ("approve", "reject") and decision.approval_id:
+        _close(st, decision.approval_id)
+    elif decision.action == "cancel" and not st.working["cancel_requested"]:
+        st.update(cancel_requested=True)
+    st.update(decisions=(*st.working["decisions"], decision)[-MAX_DECISIONS:])
+    t = st.next_time(decision.time_ns)
+    return HumanIntervention(
+        event_id=decision.intervention_id, time_ns=t, task=st.view, notes=tuple(notes), decision=decision
+    )
+
+
+def is_open(st: TaskState, approval_id: str) -> bool:
+    return any(r.approval_id == approval_id for r in st.working["approvals"])
+
+
+def _close(st: TaskState, approval_id: str) -> tuple[str, ...]:
+    """Close one request; the fields that changed (none if it was not open)."""
+    st.approvals_closed.add(approval_id)
+    w = st.working
+    left = tuple(r for r in w["approvals"] if r.approval_id != approval_id)
+    if len(left) == len(w["approvals"]):
+        return ()
+    changes: dict[str, Any] = {"approvals": left}
+    status = st.fields.status_after({**w, **changes}, {})
+    if status != w["status"]:
+        changes["status"] = status
+    st.update(**changes)
+    return tuple(changes)
+
+
+def _checkpoint(st: TaskState, event_id: str, time_ns: int, changed: tuple[str, ...], notes: list[str]) -> Checkpoint:
+    t = st.next_time(time_ns)
+    return Checkpoint(event_id=event_id, time_ns=t, task=st.view, notes=tuple(notes), source="event", changed=changed)
+
+
+__all__ = ["DEFAULT_OPTIONS", "as_event", "find", "intervene", "is_open", "on_decision", "on_request", "request_from"]
+
+
+def as_event(
+    open_states: Iterable[TaskState],
+    closed_states: Iterable[TaskState],
+    decision: Decision,
+    outcome: InterventionOutcome,
+    reason: str | None,
+) -> HumanIntervention:
+    """The decision as its task's event. Applied on a task open here, it
+    changes the task's state (``known``); denied, or on a task that finished
+    or is tracked elsewhere, it carries the last view known, or only ids."""
+    notes: list[str] = []
+    for st in open_states:
+        if st.working["task_id"] == decision.task_id:
+            if outcome == "applied" and not st.finished:
+                return intervene(st, decision, notes)
+            return _detached(decision, st.view, outcome, reason)
+    for st in closed_states:
+        if st.working["task_id"] == decision.task_id:
+            return _detached(decision, st.view, outcome, reason)
+    bare = TaskView(task_id=decision.task_id, trace_id="", root_span_id="", agent_id="unknown")
+    return _detached(decision, bare, outcome, reason)
+
+
+def find(open_states: Iterable[TaskState], closed_states: Iterable[TaskState], task_id: str) -> TaskState | None:
+    """The state of the task with this id, open or just finished here."""
+    for st in (*open_states, *closed_states):
+        if st.working["task_id"] == task_id:
+            return st
+    return None
+
+
+def _detached(
+    decision: Decision, view: TaskView, outcome: InterventionOutcome, reason: str | None
+) -> HumanIntervention:
+    return HumanIntervention(
+        event_id=decision.intervention_id,
+        time_ns=max(decision.time_ns, view.updated_ns),
+        task=view,
+        decision=decision,
+        outcome=outcome,
+        reason=reason,
+        known=False,
+    )
