@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from spanvisor.pipeline.sinkworker import SinkWorker
 
 log = logging.getLogger("spanvisor.pipeline")
 
@@ -25,3 +31,26 @@ class Barrier:
                 self.callback(self.ok)
             except Exception:
                 log.exception("barrier callback failed")
+
+
+async def flush_workers(workers: Sequence[SinkWorker], deadline: float) -> bool:
+    """Pass a barrier through every worker's queue, then flush each sink: True
+    when all got there and flushed before ``deadline`` (a monotonic time)."""
+    if not workers:
+        return True
+    done = asyncio.get_running_loop().create_future()
+
+    def release(ok: bool) -> None:
+        if not done.done():
+            done.set_result(ok)
+
+    remaining = Barrier(len(workers), release)
+    for w in workers:
+        w.put_barrier(remaining)
+    try:
+        # False when a worker still holds events it could not deliver (a held task).
+        passed = bool(await asyncio.wait_for(done, max(0.0, deadline - time.monotonic())))
+    except TimeoutError:
+        return False
+    results = await asyncio.gather(*(w.force_flush(max(0.0, deadline - time.monotonic())) for w in workers))
+    return passed and all(results)

@@ -39,12 +39,14 @@ from spanvisor.logs import install_redaction
 from spanvisor.pipeline.admission import Admission
 from spanvisor.pipeline.assemble import build_sinks, open_state_store
 from spanvisor.pipeline.assemble import replica_id as _replica_id
-from spanvisor.pipeline.barrier import Barrier
+from spanvisor.pipeline.barrier import flush_workers
 from spanvisor.pipeline.control import PipelineControl
 from spanvisor.pipeline.inbox import Entry, Inbox
+from spanvisor.pipeline.logtail import LogTails
 from spanvisor.pipeline.rate import Rate
 from spanvisor.pipeline.sdkspans import light_span, snapshot_live
 from spanvisor.pipeline.sinkworker import SinkWorker
+from spanvisor.pipeline.spend import SpendSync
 from spanvisor.sink import Sink, SinkContext
 from spanvisor.spans.data import SpanData, from_sdk
 from spanvisor.statestore import ConditionalStateStore, StateStore
@@ -94,6 +96,8 @@ class Pipeline:
         self._admission = Admission(self._inbox, self._tracked, lambda: self._workers)
         self._workers: list[SinkWorker] = []
         self.control = PipelineControl(self.tracker, self._dispatch, lambda: self._loop)
+        self.logtails = LogTails(c, self.stats)
+        self.spend = SpendSync(self.tracker.settings.ledger)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._started = threading.Event()
@@ -111,6 +115,10 @@ class Pipeline:
 
     def submit_end(self, span: Any) -> None:
         self._inbox.put(("end", span))
+
+    def submit_logs(self, records: Sequence[Any]) -> bool:
+        """OpenTelemetry log records for the tasks' log tails (any thread)."""
+        return self.logtails.add(records)
 
     def inbox_free(self) -> int:
         return self._inbox.free()
@@ -214,6 +222,7 @@ class Pipeline:
         ctx.control = self.control
         if isinstance(store, ConditionalStateStore):
             self.control.attach(ControlLog(store, ctx.replica_id))
+        self.spend.start(ctx)
         self._ctx = ctx
         self._workers = [SinkWorker(s, ctx, self.config) for s in self.sinks]
         for w in self._workers:
@@ -323,6 +332,7 @@ class Pipeline:
     def _dispatch(self, events: list[Event]) -> None:
         if not events:
             return
+        events = self.logtails.enrich(events)
         for ev in events:
             self.stats.inc("events_emitted_total", kind=ev.kind)
         for w in self._workers:
@@ -346,24 +356,7 @@ class Pipeline:
             await asyncio.sleep(0.02)  # sinks are still starting
         self._last_poll = 0.0
         self._pump()
-        barrier = asyncio.get_running_loop().create_future()
-
-        def release(ok: bool) -> None:
-            if not barrier.done():
-                barrier.set_result(ok)
-
-        remaining = Barrier(len(self._workers), release)
-        if not self._workers:
-            return True
-        for w in self._workers:
-            w.put_barrier(remaining)
-        try:
-            # False when a worker still holds events it could not deliver (a held task).
-            passed = bool(await asyncio.wait_for(barrier, max(0.0, deadline - time.monotonic())))
-        except TimeoutError:
-            return False
-        results = await asyncio.gather(*(w.force_flush(max(0.0, deadline - time.monotonic())) for w in self._workers))
-        return passed and all(results)
+        return await flush_workers(self._workers, deadline)
 
     def force_flush(self, timeout_s: float = 30.0) -> bool:
         """Deliver everything handed over so far, within ``timeout_s``."""
@@ -384,6 +377,7 @@ class Pipeline:
             # Inside the time _call gives this coroutine, so its accounting
             # (drops at the deadline) runs rather than being cancelled with it.
             budget = max(0.0, deadline - time.monotonic()) * 0.85
+            await self.spend.stop()
             await asyncio.gather(*(w.shutdown(budget) for w in self._workers))
             store = getattr(self, "_ctx", None)
             if store is not None and self._state_store is None:
