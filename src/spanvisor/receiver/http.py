@@ -24,6 +24,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from spanvisor.receiver import control_api
 from spanvisor.receiver.decode import decode_request
 from spanvisor.receiver.ingest import Ingest, Refusal, bearer_matches
 from spanvisor.receiver.otlp_json import OtlpJsonError, parse_request, to_json
@@ -161,4 +162,5 @@ def make_app(ingest: Ingest, token: str | None, max_body_bytes: int) -> web.Appl
     # it here lets max_length cap the memory a compressed bomb can take.
     app = web.Application(client_max_size=max_body_bytes, handler_args={"auto_decompress": False})
     app.router.add_post("/v1/traces", export)
+    control_api.add_routes(app, ingest.pipeline, token)
     return app
