@@ -6,7 +6,16 @@ import itertools
 import math
 from collections.abc import Sequence
 
-from spanvisor.events import Checkpoint, ContextWarning, Event, TaskFinished, TaskStarted, TaskView, stable_id
+from spanvisor.events import (
+    Checkpoint,
+    ContextWarning,
+    Event,
+    HumanIntervention,
+    TaskFinished,
+    TaskStarted,
+    TaskView,
+    stable_id,
+)
 from spanvisor.spans import conventions as cv
 from spanvisor.spans import sanitize as sz
 from spanvisor.tracking.occupancy import HYSTERESIS
@@ -44,6 +53,14 @@ def check_view(v: TaskView) -> None:
     for a in v.artifacts:
         _safe_text(a.name, 3000, "artifact.name")
         _safe_text(a.uri, 3000, "artifact.uri")
+    ids = [r.approval_id for r in v.approvals]
+    assert len(ids) == len(set(ids)), ("an approval is open twice", ids)
+    for r in v.approvals:
+        _safe_text(r.approval_id, sz.MAX_NAME, "approval_id")
+        _safe_text(r.question, 500, "question")
+    if v.approvals and v.ended_ns is None:
+        # An open request outranks a plain running status (tracking/fields.py).
+        assert v.status not in ("starting", "working", "waiting", "context_warning"), (v.status, ids)
 
 
 def check_stream(
@@ -58,7 +75,17 @@ def check_stream(
     re-arms only after a view shows the ratio ``HYSTERESIS`` below it."""
     ids = [e.event_id for e in events]
     assert len(ids) == len(set(ids)), "event ids are not unique within a run"
+    # A decision on a task not open here carries a view that is not the
+    # task's next one (known=False): sinks leave the task alone, and so does
+    # the stream of the task.
+    events = [e for e in events if not (isinstance(e, HumanIntervention) and not e.known)]
     for task_id, evs in by_task(events).items():
+        closed: set[str] = set()
+        for a, b in itertools.pairwise(evs):
+            # A request once closed (answered, noted or timed out) never reopens.
+            closed |= {r.approval_id for r in a.task.approvals} - {r.approval_id for r in b.task.approvals}
+            reopened = closed & {r.approval_id for r in b.task.approvals}
+            assert not reopened, (task_id, "approval reopened", reopened)
         kinds = [e.kind for e in evs]
         assert isinstance(evs[0], TaskStarted), (task_id, kinds)
         assert sum(isinstance(e, TaskStarted) for e in evs) == 1, task_id
@@ -163,6 +190,8 @@ FINAL_FIELDS = (
     "unpriced_calls",
     "budget_usd",
     "budget_tokens",
+    "approvals",
+    "cancel_requested",
 )
 
 

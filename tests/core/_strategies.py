@@ -138,8 +138,18 @@ def span_events(draw: st.DrawFn, start: int, end: int, prefix: str) -> list[Span
     out = []
     for _ in range(draw(st.integers(0, 3))):
         t = draw(st.integers(start, end))
-        kind = draw(st.sampled_from(["checkpoint", "checkpoint", "artifact", "exception"]))
-        if kind == "checkpoint":
+        kind = draw(st.sampled_from(["checkpoint", "checkpoint", "artifact", "exception", "approval"]))
+        if kind == "approval":
+            # A small pool of ids, so requests and the agent's notes of their
+            # answers meet (in either order) across spans of one task.
+            aid = draw(st.sampled_from(["a1", "a2"]))
+            if draw(st.booleans()):
+                attrs = {cv.APPROVAL_ID: aid, cv.APPROVAL_QUESTION: draw(maybe_junk(st.just("Deploy?")))}
+                out.append(SpanEventData(cv.EVENT_APPROVAL_REQUEST, t, attrs))
+            else:
+                attrs = {cv.APPROVAL_ID: aid, cv.APPROVAL_OUTCOME: draw(st.sampled_from(["approve", "reject"]))}
+                out.append(SpanEventData(cv.EVENT_APPROVAL_DECISION, t, attrs))
+        elif kind == "checkpoint":
             out.append(SpanEventData(cv.EVENT_CHECKPOINT, t, draw(checkpoint_attrs)))
         elif kind == "artifact":
             # Distinct names: an identical artifact twice is deduplicated by

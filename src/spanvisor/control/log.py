@@ -25,6 +25,7 @@ from spanvisor.events import Decision
 from spanvisor.statestore import ConditionalStateStore
 
 NAMESPACE = "decisions"
+DENIED_NAMESPACE = "decisions.denied"
 # Most decisions one task keeps; beyond, new ones are refused (a runaway script).
 MAX_PER_TASK = 200
 # How often a waiter re-reads the store for decisions other processes recorded.
@@ -109,6 +110,16 @@ class ControlLog:
                     return Recorded("applied")
                 await asyncio.sleep(0.01)  # another process appended: read again
         raise RuntimeError(f"could not record a decision on task {decision.task_id} (contention)")
+
+    async def first_denial(self, intervention_id: str, reason: str) -> bool:
+        """True the first time this refused click is seen (anywhere): a
+        refused click is not in the task's list, so its replays are told
+        apart here, and audited once."""
+        claim = await self.store.claim(DENIED_NAMESPACE, intervention_id, self.owner, lease_s=60.0)
+        if not claim.won:
+            return False
+        await self.store.put(DENIED_NAMESPACE, intervention_id, {"reason": reason}, self.owner)
+        return True
 
     async def wait(self, task_id: str, after: int, timeout_s: float) -> list[Decision]:
         """The task's decisions past the first ``after``, waiting up to

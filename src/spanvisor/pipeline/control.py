@@ -114,11 +114,14 @@ class PipelineControl:
         if denied is None:
             # "Already approved by @x" outranks "no longer open": it says why.
             prior = first_of_kind(await log.read(d.task_id), d)
-            if prior is not None and prior.intervention_id != d.intervention_id:
+            if prior is not None and prior.intervention_id == d.intervention_id:
+                return Verdict("duplicate", None, prior)  # a replay: recorded, announced once
+            if prior is not None:
                 return Verdict("already_decided", describe(prior), prior)
         reason = denied or refusal(self._tracker, d)
         if reason is not None:
-            self.announce(d, "denied", reason)
+            if await log.first_denial(d.intervention_id, reason):
+                self.announce(d, "denied", reason)
             return Verdict("denied", reason)
         rec = await log.record(d)
         if rec.outcome == "applied":
