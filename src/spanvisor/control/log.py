@@ -121,6 +121,13 @@ class ControlLog:
         await self.store.put(DENIED_NAMESPACE, intervention_id, {"reason": reason}, self.owner)
         return True
 
+    async def denied_before(self, intervention_id: str) -> str | None:
+        """The reason this click was refused the first time, if it was: a
+        replay keeps the first answer even if it would now be allowed."""
+        raw = await self.store.get(DENIED_NAMESPACE, intervention_id)
+        reason = raw.get("reason") if isinstance(raw, Mapping) else None
+        return reason if isinstance(reason, str) else None
+
     async def wait(self, task_id: str, after: int, timeout_s: float) -> list[Decision]:
         """The task's decisions past the first ``after``, waiting up to
         ``timeout_s`` for one when there are none yet."""

@@ -118,6 +118,9 @@ class PipelineControl:
                 return Verdict("duplicate", None, prior)  # a replay: recorded, announced once
             if prior is not None:
                 return Verdict("already_decided", describe(prior), prior)
+            before = await log.denied_before(d.intervention_id)
+            if before is not None:
+                return Verdict("denied", before)
         reason = denied or refusal(self._tracker, d)
         if reason is not None:
             if await log.first_denial(d.intervention_id, reason):
