@@ -9,6 +9,7 @@ callers on other loops or threads are hopped over.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -21,6 +22,9 @@ if TYPE_CHECKING:
     from spanvisor.tracking.tracker import TaskTracker
 
 T = TypeVar("T")
+logger = logging.getLogger("spanvisor.control")
+# How often tasks with an open request re-read their decision log.
+CATCH_UP_S = 0.5
 _VERBS = {
     "approve": "approved",
     "reject": "rejected",
@@ -78,6 +82,34 @@ class PipelineControl:
         if self._log_ready is None:
             self._log_ready = asyncio.Event()
         self._log_ready.set()
+        self._sync = asyncio.get_running_loop().create_task(self._catch_up_loop())
+
+    async def _catch_up_loop(self) -> None:
+        """Decisions other processes recorded on tasks this one holds with an
+        open request (a replica that got the click for another's task): the
+        task's view catches up within about CATCH_UP_S, whether or not the
+        agent notes the answer itself."""
+        while True:
+            await asyncio.sleep(CATCH_UP_S)
+            try:
+                await self.catch_up()
+            except Exception as exc:  # a store outage: try again next round
+                logger.debug("catching up on decisions failed: %s", exc)
+
+    async def catch_up(self) -> None:
+        assert self.log is not None
+        for st in [s for s in self._tracker.states()[0] if s.working["approvals"]]:
+            out: list[Event] = []
+            for d in await self.log.read(st.working["task_id"]):
+                cp = approvals.catch_up(st, d)
+                if cp is not None:
+                    out.append(cp)
+            self._dispatch(out)
+
+    async def close(self) -> None:
+        task = getattr(self, "_sync", None)
+        if task is not None:
+            task.cancel()
 
     async def _hop(self, fn: Callable[[], Awaitable[T]]) -> T:
         loop = self._loop()

@@ -378,6 +378,7 @@ class Pipeline:
             # (drops at the deadline) runs rather than being cancelled with it.
             budget = max(0.0, deadline - time.monotonic()) * 0.85
             await self.spend.stop()
+            await self.control.close()
             await asyncio.gather(*(w.shutdown(budget) for w in self._workers))
             store = getattr(self, "_ctx", None)
             if store is not None and self._state_store is None:

@@ -119,7 +119,17 @@ def _checkpoint(st: TaskState, event_id: str, time_ns: int, changed: tuple[str, 
     return Checkpoint(event_id=event_id, time_ns=t, task=st.view, notes=tuple(notes), source="event", changed=changed)
 
 
-__all__ = ["DEFAULT_OPTIONS", "as_event", "find", "intervene", "is_open", "on_decision", "on_request", "request_from"]
+__all__ = [
+    "DEFAULT_OPTIONS",
+    "as_event",
+    "catch_up",
+    "find",
+    "intervene",
+    "is_open",
+    "on_decision",
+    "on_request",
+    "request_from",
+]
 
 
 def as_event(
@@ -164,4 +174,30 @@ def _detached(
         outcome=outcome,
         reason=reason,
         known=False,
+    )
+
+
+def catch_up(st: TaskState, decision: Decision) -> Checkpoint | None:
+    """A decision another process recorded and announced, applied to this
+    process's state of the task: the view catches up (the request closes,
+    the decision is listed) as a state checkpoint, not a second
+    intervention. None when there is nothing to catch up."""
+    if st.finished or any(d.intervention_id == decision.intervention_id for d in st.working["decisions"]):
+        return None
+    changed: tuple[str, ...] = ()
+    if decision.action in ("approve", "reject") and decision.approval_id:
+        changed = _close(st, decision.approval_id)
+    elif decision.action == "cancel" and not st.working["cancel_requested"]:
+        st.update(cancel_requested=True)
+        changed = ("cancel_requested",)
+    if not changed:
+        return None
+    st.update(decisions=(*st.working["decisions"], decision)[-MAX_DECISIONS:])
+    t = st.next_time(decision.time_ns)
+    return Checkpoint(
+        event_id=st.event_id("decision", decision.intervention_id),
+        time_ns=t,
+        task=st.view,
+        source="state",
+        changed=(*changed, "decisions"),
     )
