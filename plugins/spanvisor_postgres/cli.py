@@ -1,4 +1,4 @@
-"""``spanvisor migrate | db url | db stop | tasks | task | stats | prune``.
+"""``spanvisor migrate | db url | db stop | tasks | task | interventions | stats | prune``.
 
 Registered through the ``spanvisor.commands`` entry point. Without
 ``SPANVISOR_DATABASE_URL`` the commands read the embedded database (started
@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from spanvisor.config import ConfigError, mask, p_duration
 from spanvisor.presentation import usd
 
+from .humancli import printable, show_extras, show_results, task_extras
+from .humancli import register as register_interventions
 from .output import ReaderGone, flush, say, silence_stdout, terminal_width
 from .output import table as render_table
 from .queries import STATUS_FILTERS, cost_text
@@ -61,6 +63,8 @@ def register(subparsers: Any) -> None:
     task.add_argument("task_id", help="the task id or a unique prefix of it")
     task.add_argument("--json", action="store_true")
     task.set_defaults(func=cmd_task)
+
+    register_interventions(subparsers)
 
     stats = subparsers.add_parser("stats", help="per agent: tasks, success rate, p50/p95 duration, tokens")
     stats.add_argument(
@@ -165,8 +169,8 @@ def _dur(seconds: float | None) -> str:
 
 
 def _short(s: str | None, n: int) -> str:
-    s = (s or "").replace("\n", " ")
-    return s if len(s) <= n else s[: n - 1] + "…"
+    # Agent text: no terminal control characters, one line.
+    return printable(s or "", n)
 
 
 def _table(rows: Sequence[Sequence[str]], header: tuple[str, ...], right: tuple[int, ...]) -> str:
@@ -277,14 +281,27 @@ def cmd_tasks(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_task(args: argparse.Namespace, config: Config) -> int:
-    from .queries import find_task, timeline
+    from .queries import TaskNotFound, find_task, timeline
 
     async def go(pool: Any) -> int:
         async with pool.acquire() as conn:
-            task = await find_task(conn, args.task_id)
+            try:
+                task = await find_task(conn, args.task_id)
+            except TaskNotFound:
+                # Decisions on a task this database has no row for still show.
+                extras = await task_extras(conn, args.task_id)
+                if not extras["interventions"]:
+                    raise
+                if args.json:
+                    _print_json({"task": None, "timeline": [], **extras})
+                else:
+                    say(f"no task row for {printable(args.task_id, 200)}; its interventions:")
+                    show_extras(extras)
+                return 0
             entries = await timeline(conn, task)
+            extras = await task_extras(conn, task["task_id"])
         if args.json:
-            _print_json({"task": task, "timeline": entries})
+            _print_json({"task": task, "timeline": entries, **extras})
             return 0
         ctx = "-"
         if task["context_tokens"] is not None:
@@ -313,7 +330,8 @@ def cmd_task(args: argparse.Namespace, config: Config) -> int:
         if task["notes"]:
             head.append(("notes", "; ".join(task["notes"])))
         for k, v in head:
-            say(f"{k:>9}  {v}")
+            say(f"{k:>9}  {printable(v)}")
+        show_results(task.get("results"))
         say("")
         table = [
             (
@@ -325,6 +343,7 @@ def cmd_task(args: argparse.Namespace, config: Config) -> int:
             for e in entries
         ]
         say(render_table(table, ("TIME", "+DELTA", "KIND", "DETAIL"), right=(1,), width=terminal_width()))
+        show_extras({"log_tail": extras["log_tail"]})
         return 0
 
     return _guard(config, go)

@@ -13,6 +13,9 @@ from typing import Any, get_args
 from spanvisor.events import Status
 from spanvisor.presentation import usd
 
+from .humanqueries import PRUNE_ORPHAN_INTERVENTIONS, task_interventions
+from .humanqueries import detail as intervention_detail
+
 TERMINAL = ("complete", "error", "cancelled")
 # What `spanvisor tasks --status` takes: a task status, or "running" for every
 # task that has not ended (whatever its status).
@@ -81,7 +84,7 @@ async def find_task(conn: Any, id_or_prefix: str) -> dict[str, Any]:
 
 def _task(row: Any) -> dict[str, Any]:
     out = dict(row)
-    for key in ("steps", "artifacts", "notes"):
+    for key in ("steps", "artifacts", "notes", "results"):
         if isinstance(out.get(key), str):
             out[key] = json.loads(out[key])
     return out
@@ -250,13 +253,10 @@ async def timeline(conn: Any, task: dict[str, Any]) -> list[dict[str, Any]]:
     ):
         where = f" ({r['uri']})" if r["uri"] else ""
         entries.append({"at": r["at"], "kind": "artifact", "detail": f"{r['name']}{where}", "event_id": r["event_id"]})
-    for r in await conn.fetch(
-        "SELECT intervention_id, at, actor, action, comment FROM human_interventions WHERE task_id = $1 ORDER BY at",
-        tid,
-    ):
-        who = r["actor"] or "someone"
-        note = f": {r['comment']}" if r["comment"] else ""
-        entries.append({"at": r["at"], "kind": "intervention", "detail": f"{who} {r['action']}{note}"})
+    for r in await task_interventions(conn, tid):
+        entries.append(
+            {"at": r["at"], "kind": "intervention", "detail": intervention_detail(r), "event_id": r["intervention_id"]}
+        )
     if task.get("ended_at") is not None:
         detail = task["status"]
         if task.get("error_type") or task.get("error_message"):
@@ -350,12 +350,17 @@ async def prune(pool: Any, older_than_s: float, batch: int = 500, max_batches: i
             ]
             if not ids:
                 break
-            for table in ("agent_checkpoints", "task_artifacts", "human_interventions", "quarantine"):
+            for table in ("agent_checkpoints", "task_artifacts", "human_interventions", "task_logs", "quarantine"):
                 await conn.execute(f"DELETE FROM {table} WHERE task_id = ANY($1::text[])", ids)
             for statement in _PRUNE_STATE_KEYS:
                 await conn.execute(statement, ids)
             await conn.execute("DELETE FROM agent_tasks WHERE task_id = ANY($1::text[])", ids)
             deleted += len(ids)
         if len(ids) < batch:
+            break
+    for _ in range(max_batches or 1_000_000):
+        async with pool.acquire() as conn:
+            status = await conn.execute(PRUNE_ORPHAN_INTERVENTIONS, cutoff, batch)
+        if not status.endswith(f" {batch}"):
             break
     return deleted

@@ -1,7 +1,8 @@
 """Events to table rows: pure code, no I/O.
 
-One event gives at most one timeline row (checkpoint, warning or artifact)
-and always a task state. Task states of one batch are folded per task with
+One event gives at most one timeline row (checkpoint, warning, artifact or
+intervention; a finish also its log tail) and a task state, except a
+``HumanIntervention`` with ``known=False``, which leaves the task row alone. Task states of one batch are folded per task with
 the same forward-only rule the SQL upsert applies (see ``writer.TASK_UPSERT``),
 so a batch of 500 checkpoints of one task is one upsert, not 500.
 """
@@ -20,12 +21,14 @@ from spanvisor.events import (
     ContextForecast,
     ContextWarning,
     Event,
+    HumanIntervention,
     TaskFinished,
     TaskResumed,
     TaskStalled,
     TaskStarted,
 )
 
+from .humanrows import intervention_record, log_records, results_json
 from .sanitize import ID_LIMIT, LONG_TEXT_LIMIT, clean_text, json_text
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -91,6 +94,7 @@ TASK_COLUMNS = (
     "unpriced_calls",
     "budget_usd",
     "budget_tokens",
+    "results",
 )
 
 
@@ -166,6 +170,7 @@ def task_row(event: Event) -> TaskRow:
         "last_checkpoint_at": ts(activity) if activity is not None else None,
         "last_event_id": clean_text(event.event_id, "event_id", notes, ID_LIMIT),
     }
+    values["results"] = results_json(v, notes)
     values["notes"] = json_text(notes, "notes", [])
     values["seq"] = v.seq
     values["cost_usd"] = v.cost_usd
@@ -271,6 +276,12 @@ class BatchRows:
     tasks: list[tuple[Any, ...]]
     checkpoints: list[tuple[Any, ...]]
     artifacts: list[tuple[Any, ...]]
+    interventions: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
+    logs: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
+
+    def tables(self) -> tuple[list[tuple[Any, ...]], ...]:
+        """The rows in ``writer.TABLES`` order."""
+        return (self.tasks, self.checkpoints, self.artifacts, self.interventions, self.logs)
 
 
 def _rank(event: Event) -> tuple[bool, int, int]:
@@ -295,8 +306,16 @@ def batch_rows(events: Sequence[Event]) -> BatchRows:
     tokens: dict[str, tuple[int, int]] = {}
     checkpoints: list[tuple[Any, ...]] = []
     artifacts: list[tuple[Any, ...]] = []
+    interventions: list[tuple[Any, ...]] = []
+    logs: list[tuple[Any, ...]] = []
     for event in events:
         tid = event.task.task_id
+        if isinstance(event, HumanIntervention):
+            interventions.append(intervention_record(event, ts))
+            if not event.known:
+                # The task is not open where the decision was taken: its view
+                # is not newer (it may carry ids only), so the task row stays.
+                continue
         prev = best.get(tid)
         if prev is None or _rank(event) > _rank(prev):
             best[tid] = event
@@ -308,13 +327,14 @@ def batch_rows(events: Sequence[Event]) -> BatchRows:
             end = first_end.get(tid)
             if end is None or _rank(event) < _rank(end):
                 first_end[tid] = event
-        else:
+            logs.extend(log_records(event, ts))
+        elif not isinstance(event, HumanIntervention):  # a person's click is not the agent's activity
             activity[tid] = max(activity.get(tid, event.time_ns), event.time_ns)
         if isinstance(event, Checkpoint | ContextWarning | ContextForecast | BudgetWarning | TaskStalled | TaskResumed):
             checkpoints.append(checkpoint_record(event))
         elif isinstance(event, ArtifactAdded):
             artifacts.append(artifact_record(event))
-        elif not isinstance(event, TaskStarted | TaskFinished):
+        elif not isinstance(event, TaskStarted | TaskFinished | HumanIntervention):
             raise TypeError(f"not an event: {type(event).__name__}")
     tasks = []
     for tid in sorted(best):
@@ -328,4 +348,4 @@ def batch_rows(events: Sequence[Event]) -> BatchRows:
         if end is not None:
             values["ended_at"] = ts(end.task.ended_ns or end.time_ns)
         tasks.append(row.record())
-    return BatchRows(tasks, checkpoints, artifacts)
+    return BatchRows(tasks, checkpoints, artifacts, interventions, logs)

@@ -1,7 +1,8 @@
 """Batched, idempotent writes of events into the audit tables.
 
 One transaction per batch: task states upserted forward-only, timeline rows
-inserted ``ON CONFLICT (event_id) DO NOTHING``. Three ways, measured by
+inserted ``ON CONFLICT (event_id) DO NOTHING`` (interventions on their
+intervention id, log tails on ``(task_id, pos)``). Three ways, measured by
 ``benchmarks/bench_postgres.py``:
 
 * ``copy`` (the default): COPY into session temp tables, then one
@@ -36,6 +37,7 @@ import asyncpg
 from spanvisor.codec import event_to_dict
 from spanvisor.events import Event
 
+from .humanrows import INTERVENTION_COLUMNS, LOG_COLUMNS
 from .rows import ARTIFACT_COLUMNS, CHECKPOINT_COLUMNS, TASK_COLUMNS, batch_rows
 
 log = logging.getLogger("spanvisor.postgres")
@@ -73,6 +75,7 @@ _STATE = (
     "unpriced_calls",
     "budget_usd",
     "budget_tokens",
+    "results",
 )
 _MERGED = {
     "started_at": "LEAST(t.started_at, EXCLUDED.started_at)",
@@ -95,24 +98,33 @@ _TASK_CONFLICT = (
     " OR EXCLUDED.input_tokens > t.input_tokens OR EXCLUDED.output_tokens > t.output_tokens"
     " OR EXCLUDED.last_checkpoint_at > COALESCE(t.last_checkpoint_at, '-infinity')"
 )
-TASK_UPSERT = (
-    f"INSERT INTO agent_tasks AS t ({', '.join(TASK_COLUMNS)}) "
-    f"VALUES ({', '.join(f'${i + 1}' for i in range(len(TASK_COLUMNS)))}) " + _TASK_CONFLICT
+
+_ONCE = "ON CONFLICT (event_id) DO NOTHING"
+# Every table a batch writes, in the order of ``BatchRows.tables()``: each row
+# keyed by what makes it unique, so a replay inserts nothing twice.
+TABLES = (
+    ("agent_tasks", TASK_COLUMNS, _TASK_CONFLICT),
+    ("agent_checkpoints", CHECKPOINT_COLUMNS, _ONCE),
+    ("task_artifacts", ARTIFACT_COLUMNS, _ONCE),
+    ("human_interventions", INTERVENTION_COLUMNS, "ON CONFLICT (intervention_id) DO NOTHING"),
+    ("task_logs", LOG_COLUMNS, "ON CONFLICT (task_id, pos) DO NOTHING"),
 )
+_STAGES = {table: (columns, conflict) for table, columns, conflict in TABLES}
 
 
-def _insert(table: str, columns: Sequence[str]) -> str:
+def _alias(table: str) -> str:
+    return " AS t" if table == "agent_tasks" else ""
+
+
+def _insert(table: str, columns: Sequence[str], conflict: str) -> str:
     params = ", ".join(f"${i + 1}" for i in range(len(columns)))
-    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({params}) ON CONFLICT (event_id) DO NOTHING"
+    return f"INSERT INTO {table}{_alias(table)} ({', '.join(columns)}) VALUES ({params}) {conflict}"
 
 
-CHECKPOINT_INSERT = _insert("agent_checkpoints", CHECKPOINT_COLUMNS)
-ARTIFACT_INSERT = _insert("task_artifacts", ARTIFACT_COLUMNS)
-_STAGES = {
-    "agent_checkpoints": (CHECKPOINT_COLUMNS, "ON CONFLICT (event_id) DO NOTHING"),
-    "task_artifacts": (ARTIFACT_COLUMNS, "ON CONFLICT (event_id) DO NOTHING"),
-    "agent_tasks": (TASK_COLUMNS, _TASK_CONFLICT),
-}
+_STATEMENTS = {table: _insert(table, columns, conflict) for table, columns, conflict in TABLES}
+CHECKPOINT_INSERT = _STATEMENTS["agent_checkpoints"]
+ARTIFACT_INSERT = _STATEMENTS["task_artifacts"]
+TASK_UPSERT = _STATEMENTS["agent_tasks"]
 # Below this many rows, statements beat COPY's fixed cost (measured: bench_postgres.py).
 COPY_MIN_ROWS = 16
 
@@ -153,7 +165,7 @@ def classify(exc: BaseException) -> type[Exception]:
 
 
 # ON COMMIT DELETE ROWS: a temp table lives as long as its connection, and is
-# empty at the start of every transaction.
+# empty at the start of every transaction. One per table of TABLES.
 STAGE_TABLES = " ".join(
     f"CREATE TEMP TABLE IF NOT EXISTS _stage_{t} (LIKE {t} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;" for t in _STAGES
 )
@@ -166,15 +178,9 @@ async def _stage_and_insert(conn: Any, table: str, records: list[tuple[Any, ...]
         await conn.execute(STAGE_TABLES)
     await conn.copy_records_to_table(stage, records=records, columns=columns)
     cols = ", ".join(columns)
-    alias = " AS t" if table == "agent_tasks" else ""
-    await conn.execute(f"INSERT INTO {table}{alias} ({cols}) SELECT {cols} FROM {stage} {conflict}")
+    await conn.execute(f"INSERT INTO {table}{_alias(table)} ({cols}) SELECT {cols} FROM {stage} {conflict}")
 
 
-_TABLES = (
-    ("agent_tasks", TASK_COLUMNS, _TASK_CONFLICT),
-    ("agent_checkpoints", CHECKPOINT_COLUMNS, "ON CONFLICT (event_id) DO NOTHING"),
-    ("task_artifacts", ARTIFACT_COLUMNS, "ON CONFLICT (event_id) DO NOTHING"),
-)
 _COLUMN_TYPES = (
     "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a"
     " WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped"
@@ -185,15 +191,14 @@ async def unnest_statement(conn: Any) -> str:
     """The one-statement batch write, typed from the live schema."""
     ctes: list[str] = []
     n = 0
-    for table, columns, conflict in _TABLES:
+    for table, columns, conflict in TABLES:
         types = {str(r[0]): str(r[1]) for r in await conn.fetch(_COLUMN_TYPES, table)}
         arrays = []
         for c in columns:
             n += 1
             arrays.append(f"${n}::{types[c]}[]")
-        alias = " AS t" if table == "agent_tasks" else ""
         ctes.append(
-            f"{table} AS (INSERT INTO {table}{alias} ({', '.join(columns)}) "
+            f"{table} AS (INSERT INTO {table}{_alias(table)} ({', '.join(columns)}) "
             f"SELECT * FROM unnest({', '.join(arrays)}) {conflict})"
         )
     return f"WITH {', '.join(ctes)} SELECT 1"
@@ -213,16 +218,13 @@ async def _write_rows(
     rows = batch_rows(events)
     if method == "unnest" and one is not None:
         args: list[list[Any]] = []
-        for (_, columns, _), records in zip(_TABLES, (rows.tasks, rows.checkpoints, rows.artifacts), strict=True):
+        for (_, columns, _), records in zip(TABLES, rows.tables(), strict=True):
             args.extend(_columns(records, len(columns)))
         await conn.execute(one, *args)
         return
     async with conn.transaction():
-        for table, records, statement in (
-            ("agent_tasks", rows.tasks, TASK_UPSERT),
-            ("agent_checkpoints", rows.checkpoints, CHECKPOINT_INSERT),
-            ("task_artifacts", rows.artifacts, ARTIFACT_INSERT),
-        ):
+        for (table, _, _), records in zip(TABLES, rows.tables(), strict=True):
+            statement = _STATEMENTS[table]
             if not records:
                 continue
             # COPY has a fixed cost per call; a handful of rows go faster as statements.
@@ -277,7 +279,7 @@ class Writer:
             conn = await self._pool.acquire()
             try:
                 if self.method == "copy":
-                    await conn.execute(STAGE_TABLES)  # all three, one round trip
+                    await conn.execute(STAGE_TABLES)  # all of them, one round trip
                 elif self.method == "unnest" and self._statement is None:
                     self._statement = await unnest_statement(conn)
             except BaseException:
@@ -298,7 +300,7 @@ class Writer:
                 for table, (columns, _) in _STAGES.items():
                     await conn.copy_records_to_table(f"_stage_{table}", records=[], columns=columns)
             elif self._statement is not None:
-                empty: list[list[Any]] = [[] for _, columns, _ in _TABLES for _ in columns]
+                empty: list[list[Any]] = [[] for _, columns, _ in TABLES for _ in columns]
                 await conn.execute(self._statement, *empty)
         except Exception as exc:  # the first batch will try again
             await self._drop()

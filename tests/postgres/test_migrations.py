@@ -21,6 +21,7 @@ TABLES = {
     "agent_checkpoints",
     "task_artifacts",
     "human_interventions",
+    "task_logs",
     "delivery_state",
     "quarantine",
     "schema_migrations",

@@ -1,0 +1,106 @@
+"""People's decisions and a task's log tail, as SQL (``spanvisor interventions``,
+``spanvisor task``). Plain dicts out, like :mod:`.queries`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+_VERBS = {
+    "approve": "approved",
+    "reject": "rejected",
+    "cancel": "cancelled",
+    "retry": "retried",
+    "acknowledge": "acknowledged",
+}
+
+_COLUMNS = (
+    "h.intervention_id, h.task_id, h.at, h.action, h.actor, h.actor_name, h.source, h.outcome, h.reason, "
+    "h.comment, h.approval_id, h.known, COALESCE(h.agent_id, t.agent_id) AS agent_id, t.task_name"
+)
+
+
+def like_prefix(prefix: str) -> str:
+    """A LIKE pattern matching ids that start with ``prefix`` (its own % and _ escaped)."""
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+async def list_interventions(
+    conn: Any, task: str | None = None, since: datetime | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
+    """Newest first. ``task``: an id or the start of ids (a task may have no
+    row of its own: a decision on a task this database never saw)."""
+    where: list[str] = []
+    args: list[Any] = []
+    if task:
+        args += [task, like_prefix(task)]
+        where.append(f"(h.task_id = ${len(args) - 1} OR h.task_id LIKE ${len(args)})")
+    if since is not None:
+        args.append(since)
+        where.append(f"h.at >= ${len(args)}")
+    args.append(limit)
+    sql = (
+        f"SELECT {_COLUMNS} FROM human_interventions h LEFT JOIN agent_tasks t ON t.task_id = h.task_id"
+        + (" WHERE " + " AND ".join(where) if where else "")
+        + f" ORDER BY h.at DESC, h.intervention_id LIMIT ${len(args)}"
+    )
+    return [dict(r) for r in await conn.fetch(sql, *args)]
+
+
+async def task_interventions(conn: Any, task_id: str) -> list[dict[str, Any]]:
+    """One task's interventions, oldest first."""
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM human_interventions h LEFT JOIN agent_tasks t ON t.task_id = h.task_id"
+        " WHERE h.task_id = $1 ORDER BY h.at, h.intervention_id",
+        task_id,
+    )
+    return [dict(r) for r in rows]
+
+
+async def task_log_tail(conn: Any, task_id: str) -> list[dict[str, Any]]:
+    """The task's last log records (from its finish), oldest first."""
+    rows = await conn.fetch(
+        "SELECT pos, at, level, logger, message FROM task_logs WHERE task_id = $1 ORDER BY pos", task_id
+    )
+    return [dict(r) for r in rows]
+
+
+def who(row: dict[str, Any]) -> str:
+    """The person: their name with their id, or the id alone."""
+    actor, name = row.get("actor") or "someone", row.get("actor_name")
+    return f"{name} ({actor})" if name and name != actor else actor
+
+
+def detail(row: dict[str, Any]) -> str:
+    """``alice (U1) approved a1 via slack: ship it`` / ``U2 tried to approve: denied (not an approver)``."""
+    action = str(row.get("action") or "?")
+    what = f" {row['approval_id']}" if row.get("approval_id") else ""
+    via = f" via {row['source']}" if row.get("source") else ""
+    if row.get("outcome") == "denied":
+        text = f"{who(row)} tried to {action}{what}{via}: denied"
+        if row.get("reason"):
+            text += f" ({row['reason']})"
+    else:
+        text = f"{who(row)} {_VERBS.get(action, action)}{what}{via}"
+    if row.get("comment"):
+        text += f": {row['comment']}"
+    return text
+
+
+def result_text(item: dict[str, Any]) -> str:
+    """``name = 4820 USD``."""
+    value = item.get("value")
+    shown = ("true" if value else "false") if isinstance(value, bool) else f"{value}"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        shown = f"{int(value)}"
+    unit = f" {item['unit']}" if item.get("unit") else ""
+    return f"{item.get('name')} = {shown}{unit}"
+
+
+# Decisions on tasks this database has no row for (decided on another
+# replica's task, or after the task was pruned) are pruned by their own age.
+PRUNE_ORPHAN_INTERVENTIONS = (
+    "DELETE FROM human_interventions WHERE ctid = ANY(ARRAY("
+    "SELECT h.ctid FROM human_interventions h WHERE h.at < $1"
+    " AND NOT EXISTS (SELECT 1 FROM agent_tasks t WHERE t.task_id = h.task_id) LIMIT $2))"
+)

@@ -1,0 +1,120 @@
+"""Rows for people's decisions, task results and log tails: pure code, no I/O.
+
+A :class:`HumanIntervention` gives one ``human_interventions`` row keyed by
+its intervention id. A ``TaskFinished`` gives one ``task_logs`` row per
+record of its log tail, keyed by ``(task_id, pos)``. Everything that came
+from agents or people goes through the same sanitising as the other rows,
+and what was changed is noted in the row's ``notes``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from spanvisor.events import HumanIntervention, TaskFinished, TaskView
+
+from .sanitize import ID_LIMIT, clean_text, json_text
+
+INTERVENTION_COLUMNS = (
+    "intervention_id",
+    "task_id",
+    "at",
+    "actor",
+    "action",
+    "comment",
+    "attributes",
+    "outcome",
+    "reason",
+    "approval_id",
+    "source",
+    "actor_name",
+    "agent_id",
+    "time_ns",
+    "known",
+    "notes",
+)
+LOG_COLUMNS = (
+    "task_id",
+    "pos",
+    "event_id",
+    "agent_id",
+    "at",
+    "time_ns",
+    "level",
+    "logger",
+    "message",
+    "notes",
+)
+# Most log records kept per task (the newest ones): the tracker bounds the
+# tail already; this bounds what one task can put in the table whatever a
+# producer sends.
+MAX_LOG_ROWS = 50
+LOG_MESSAGE_LIMIT = 2_000
+RESULT_LIMIT = 50
+
+
+def _is_bare(view: TaskView) -> bool:
+    # A view with ids only: the task was not known where the decision was taken.
+    return view.trace_id == ""
+
+
+def intervention_record(event: HumanIntervention, ts: Any) -> tuple[Any, ...]:
+    """``ts``: ns to timestamptz (``rows.ts``, passed in: rows imports this module)."""
+    d = event.decision
+    notes: list[str] = list(event.notes)
+    agent = None if _is_bare(event.task) else clean_text(event.task.agent_id, "agent_id", notes, ID_LIMIT)
+    record = (
+        clean_text(d.intervention_id, "intervention_id", notes, ID_LIMIT),
+        clean_text(d.task_id, "task_id", notes, ID_LIMIT),
+        ts(d.time_ns),
+        clean_text(d.actor_id, "actor", notes, ID_LIMIT),
+        clean_text(d.action, "action", notes, ID_LIMIT),
+        clean_text(d.comment, "comment", notes),
+        "{}",
+        event.outcome,
+        clean_text(event.reason, "reason", notes),
+        clean_text(d.approval_id, "approval_id", notes, ID_LIMIT),
+        clean_text(d.source, "source", notes, ID_LIMIT),
+        clean_text(d.actor_name, "actor_name", notes, ID_LIMIT),
+        agent,
+        d.time_ns,
+        event.known,
+    )
+    return (*record, json_text(notes, "notes", []))
+
+
+def log_records(event: TaskFinished, ts: Any) -> list[tuple[Any, ...]]:
+    """The newest :data:`MAX_LOG_ROWS` records of the tail, oldest first."""
+    tail = event.log_tail[-MAX_LOG_ROWS:]
+    out: list[tuple[Any, ...]] = []
+    v = event.task
+    for pos, line in enumerate(tail):
+        notes: list[str] = []
+        record = (
+            clean_text(v.task_id, "task_id", notes, ID_LIMIT),
+            pos,
+            clean_text(event.event_id, "event_id", notes, ID_LIMIT),
+            clean_text(v.agent_id, "agent_id", notes, ID_LIMIT),
+            ts(line.time_ns),
+            line.time_ns,
+            clean_text(line.level, "level", notes, ID_LIMIT) or "",
+            clean_text(line.logger, "logger", notes, ID_LIMIT),
+            clean_text(line.message, "message", notes, LOG_MESSAGE_LIMIT) or "",
+        )
+        out.append((*record, json_text(notes, "notes", [])))
+    return out
+
+
+def results_json(view: TaskView, notes: list[str]) -> str:
+    """The view's results as the ``agent_tasks.results`` jsonb text."""
+    if not view.results:
+        return "[]"
+    items: list[dict[str, Any]] = []
+    for r in view.results[:RESULT_LIMIT]:
+        value: Any = r.value
+        if not isinstance(value, str | int | float | bool):
+            value = str(value)
+        items.append({"name": r.name, "value": value, "unit": r.unit})
+    if len(view.results) > RESULT_LIMIT:
+        notes.append(f"results: {len(view.results)} kept to {RESULT_LIMIT}")
+    return json_text(items, "results", notes)
