@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -63,6 +64,42 @@ def status_channels(status: str, routes: tuple[Route, ...]) -> tuple[str, ...]:
     return tuple(
         dict.fromkeys(r.channel for r in routes if r.field == "status" and fnmatch.fnmatchcase(status, r.pattern))
     )
+
+
+_APPROVER = re.compile(r"[UWS][A-Z0-9]{2,}|@[a-z0-9][a-z0-9._-]{0,79}")
+
+
+def p_approvers(v: Any) -> tuple[str, ...]:
+    """User ids (``U…``/``W…``), user-group ids (``S…``) and group handles
+    (``@oncall``), comma- or space-separated."""
+    out: list[str] = []
+    for item in p_list(v):
+        for word in item.split():
+            if not _APPROVER.fullmatch(word):
+                raise ValueError(word)
+            out.append(word)
+    return tuple(dict.fromkeys(out))
+
+
+def p_channel_approvers(v: Any) -> dict[str, tuple[str, ...]]:
+    """``#ops=U012 @oncall, C0123=S0ABC`` (env) or a TOML table of the same:
+    the approvers of clicks on messages in that channel (ID or #name)."""
+    pairs = v.items() if isinstance(v, dict) else (i.partition("=")[::2] for i in p_list(v))
+    out: dict[str, tuple[str, ...]] = {}
+    for raw_channel, approvers in pairs:
+        channel = str(raw_channel).strip()
+        who = p_approvers(approvers if isinstance(approvers, str) else " ".join(map(str, approvers)))
+        if not channel or not who:
+            raise ValueError(v)
+        out[channel] = who
+    return out
+
+
+def p_app_token(v: Any) -> str | None:
+    s = p_opt_str(v)
+    if s is not None and not s.startswith("xapp-"):
+        raise ValueError("an app-level token starts with xapp-")
+    return s
 
 
 def p_template(v: Any) -> str | None:
@@ -214,6 +251,51 @@ SETTINGS: tuple[Setting, ...] = (
         p_duration,
         120.0,
         "How long a claim on a parent or reply holds before another replica may take it over.",
+        "a duration",
+    ),
+    Setting(
+        "slack_app_token",
+        "SLACK_APP_TOKEN",
+        p_app_token,
+        None,
+        "App-level token (xapp-…, scope connections:write): receive button clicks and /spanvisor over Socket Mode "
+        "(no public URL needed).",
+        "an app-level token",
+        secret=True,
+    ),
+    Setting(
+        "slack_signing_secret",
+        "SLACK_SIGNING_SECRET",
+        p_opt_str,
+        None,
+        "Signing secret of the Slack app: serve /slack/interactions and /slack/commands on the admin port, "
+        "every request verified (5-minute window).",
+        "the app's signing secret",
+        secret=True,
+    ),
+    Setting(
+        "slack_approvers",
+        "SPANVISOR_SLACK_APPROVERS",
+        p_approvers,
+        (),
+        "Who may approve, reject, cancel, retry or acknowledge from Slack: user IDs (U…/W…), user-group IDs (S…) "
+        "or handles (@oncall). Empty: anyone who can see the message.",
+        "user and group IDs or @handles, comma-separated",
+    ),
+    Setting(
+        "slack_channel_approvers",
+        "SPANVISOR_SLACK_CHANNEL_APPROVERS",
+        p_channel_approvers,
+        {},
+        "Approvers for clicks on messages in one channel (e.g. a route's), instead of SPANVISOR_SLACK_APPROVERS.",
+        "channel=approvers ..., e.g. #ops=U012 @oncall, C0123=S0ABC",
+    ),
+    Setting(
+        "slack_group_ttl_s",
+        "SPANVISOR_SLACK_GROUP_TTL",
+        p_duration,
+        300.0,
+        "How long a user group's members (usergroups.users.list) are cached.",
         "a duration",
     ),
 )

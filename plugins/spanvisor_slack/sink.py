@@ -19,9 +19,9 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from spanvisor.config import Config, Setting
-from spanvisor.events import Event, TaskFinished
-from spanvisor.presentation import ThreadPolicy
-from spanvisor.sink import BaseSink, SinkContext, SinkResult
+from spanvisor.events import Event, HumanIntervention, TaskFinished
+from spanvisor.presentation import ThreadLine, ThreadPolicy
+from spanvisor.sink import AdminRoute, BaseSink, SinkContext, SinkResult
 
 from .record import MAX_PENDING_REPLIES, SlackTaskRecord
 from .settings import SETTINGS, home_channel, status_channels
@@ -46,6 +46,10 @@ class SlackSink(BaseSink):
         self._flushing = 0
         self._deadline: float | None = None
         self._closed = False
+        self.interactivity: Any = None  # .interactivity.Interactivity when configured
+        # Thread lines of interventions on tasks this process does not hold,
+        # while their parent is looked up in the state store.
+        self._adopting: dict[str, list[ThreadLine]] = {}
 
     @classmethod
     def enabled(cls, config: Config) -> bool:
@@ -110,6 +114,15 @@ class SlackSink(BaseSink):
             deadline=lambda: self._deadline,
         )
         ctx.stats.gauge("slack_open_tasks", lambda: float(len(self._tasks)))
+        if not dry and (c.get("slack_app_token") or c.get("slack_signing_secret")):
+            from .interactivity import Interactivity
+
+            self.interactivity = Interactivity(ctx, self.deliverer.owner, namespace="slack")
+            await self.interactivity.start()
+
+    def admin_routes(self) -> Sequence[AdminRoute]:
+        """``/slack/interactions`` and ``/slack/commands`` when a signing secret is set."""
+        return self.interactivity.routes() if self.interactivity is not None else ()
 
     async def export(self, events: Sequence[Event]) -> SinkResult:
         for ev in events:
@@ -121,6 +134,9 @@ class SlackSink(BaseSink):
 
     def _accept(self, ev: Event) -> None:
         if self._closed or ev.task_id in self._done:
+            return
+        if isinstance(ev, HumanIntervention) and not ev.known:
+            self._accept_foreign(ev)
             return
         st = self._tasks.get(ev.task_id)
         if st is None:
@@ -166,6 +182,64 @@ class SlackSink(BaseSink):
         if st.worker is None:
             st.worker = asyncio.get_running_loop().create_task(self._run(st), name=f"slack:{st.task_id[:16]}")
 
+    def _accept_foreign(self, ev: HumanIntervention) -> None:
+        """An intervention on a task this process does not track (finished and
+        forgotten, or another replica's): its ``task`` is not a newer view, so
+        it is never offered; only its thread lines go to the task's thread,
+        and only when a parent exists (held here, or adopted from the store;
+        never posted for it)."""
+        lines = self.policy.lines(ev)
+        if not lines:
+            return
+        st = self._tasks.get(ev.task_id)
+        if st is not None:
+            if st.first_time(ev.event_id) and not st.dead:
+                self._add_lines(st, lines)
+            return
+        waiting = self._adopting.get(ev.task_id)
+        if waiting is not None:
+            waiting.extend(lines)
+            return
+        self._adopting[ev.task_id] = list(lines)
+        asyncio.get_running_loop().create_task(self._adopt_for(ev), name=f"slack:adopt:{ev.task_id[:16]}")
+
+    async def _adopt_for(self, ev: HumanIntervention) -> None:
+        task_id = ev.task_id
+        try:
+            ref = await self.deliverer.claims.get(f"{self.deliverer.namespace}.parent", task_id)
+        except Exception as exc:  # the store is away: the line is lost, counted
+            log.warning("Slack: no parent for an intervention on task %s (%s)", task_id, type(exc).__name__)
+            ref = None
+        lines = self._adopting.pop(task_id, [])
+        if self._closed or not lines:
+            return
+        st = self._tasks.get(task_id)
+        if st is None:
+            if not ref or not ref.get("ts"):
+                assert self.ctx is not None
+                self.ctx.stats.drop(
+                    "slack_no_parent", len(lines), sink="slack", detail="an intervention on a task with no parent here"
+                )
+                return
+            st = self._tasks[task_id] = SlackTaskRecord(ev.task, str(ref["channel"]))
+            # Nothing of this view is ever shown: the worker adopts the parent
+            # (settled in the store) and only posts the lines.
+            st.sent_version = st.version
+            st.last_event = self.transport.clock.now()
+            st.finished = True
+        self._add_lines(st, lines)
+
+    def _add_lines(self, st: SlackTaskRecord, lines: list[ThreadLine]) -> None:
+        for line in lines:
+            if len(st.replies) >= MAX_PENDING_REPLIES:
+                assert self.ctx is not None
+                self.ctx.stats.drop("slack_thread_backlog", sink="slack", detail="too many replies for one task")
+                continue
+            st.replies.append(line)
+        st.wake.set()
+        if st.worker is None:
+            st.worker = asyncio.get_running_loop().create_task(self._run(st), name=f"slack:{st.task_id[:16]}")
+
     async def _run(self, st: SlackTaskRecord) -> None:
         try:
             await self.deliverer.run(st)
@@ -200,6 +274,8 @@ class SlackSink(BaseSink):
             self._flushing -= 1
 
     async def shutdown(self, timeout_s: float) -> None:
+        if self.interactivity is not None:
+            await self.interactivity.close(timeout_s * 0.3)
         if not hasattr(self, "transport"):
             return
         self._deadline = self.transport.clock.now() + timeout_s * 0.9

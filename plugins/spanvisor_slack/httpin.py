@@ -1,0 +1,91 @@
+"""Slack's HTTP request URLs on ``spanvisor serve``'s admin port.
+
+``POST /slack/interactions`` (buttons, the comment modal) and ``POST
+/slack/commands`` (``/spanvisor``). Each request's ``X-Slack-Signature`` is
+checked with slack_sdk's :class:`SignatureVerifier` over the *raw* body,
+before anything is parsed, and its ``X-Slack-Request-Timestamp`` must be
+within 5 minutes: an unsigned, badly signed or stale request gets 401 and
+changes nothing. A good one is answered 200 at once (Slack wants an answer
+within 3 s) and its work is handed to the sink's loop (:class:`~.intake.Intake`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import parse_qs
+
+from aiohttp import web
+
+from spanvisor.sink import AdminRoute
+
+from .intake import Intake
+
+log = logging.getLogger("spanvisor.slack")
+INTERACTIONS_PATH = "/slack/interactions"
+COMMANDS_PATH = "/slack/commands"
+# Slack's payloads are a few kB; a message's blocks come along with a click.
+MAX_BODY = 512 * 1024
+
+
+class HttpIntake:
+    def __init__(self, signing_secret: str, intake: Intake) -> None:
+        from slack_sdk.signature import SignatureVerifier
+
+        self._verifier = SignatureVerifier(signing_secret)
+        self.intake = intake
+
+    def __repr__(self) -> str:  # holds the signing secret: never shown
+        return "HttpIntake()"
+
+    def routes(self) -> Sequence[AdminRoute]:
+        return (("POST", INTERACTIONS_PATH, self.interactions), ("POST", COMMANDS_PATH, self.commands))
+
+    async def _form(self, request: web.Request) -> dict[str, str] | web.Response:
+        """The verified form, or the response refusing the request."""
+        if request.content_length is not None and request.content_length > MAX_BODY:
+            return web.Response(status=413, text="too large\n")
+        body = await request.content.read(MAX_BODY + 1)
+        if len(body) > MAX_BODY:
+            return web.Response(status=413, text="too large\n")
+        ts = request.headers.get("X-Slack-Request-Timestamp")
+        sig = request.headers.get("X-Slack-Signature")
+        try:
+            valid = self._verifier.is_valid(body, ts, sig)
+        except (TypeError, ValueError):  # a timestamp that is not a number
+            valid = False
+        if not valid:
+            self.intake.stats.inc("slack_interactions_total", outcome="bad_signature")
+            log.warning("Slack request to %s refused: missing, bad or stale signature", request.path)
+            return web.Response(status=401, text="invalid signature\n")
+        try:
+            form = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=100)
+        except (UnicodeDecodeError, ValueError):
+            return web.Response(status=400, text="bad form\n")
+        return {k: v[0] for k, v in form.items() if v}
+
+    async def interactions(self, request: web.Request) -> web.Response:
+        form = await self._form(request)
+        if isinstance(form, web.Response):
+            return form
+        try:
+            payload: Any = json.loads(form.get("payload", ""))
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict):
+            return web.Response(status=400, text="no payload\n")
+        self.intake.submit("interactive", payload)
+        # An empty 200: Slack closes the modal; answers follow ephemerally.
+        return web.Response(status=200)
+
+    async def commands(self, request: web.Request) -> web.Response:
+        form = await self._form(request)
+        if isinstance(form, web.Response):
+            return form
+        self.intake.submit("slash_commands", form)
+        return web.Response(status=200)
+
+
+__all__ = ["COMMANDS_PATH", "INTERACTIONS_PATH", "HttpIntake"]

@@ -1,0 +1,208 @@
+"""What happens to a person's click or command once Slack has been acked.
+
+Both ways in (Socket Mode, HTTP) hand the raw payload to :class:`Intake`
+*after* acknowledging it, on the sink's loop. For each interaction:
+
+1. **Once.** Its key (the click's intervention id, or the command's) is
+   claimed in the state store (namespace ``slack.payloads``) and settled when
+   done: a retried envelope, a replayed request or the same click delivered
+   to another replica sharing the store finds it taken and is dropped
+   silently (acked, applied once, no second answer). If the store is away
+   the click goes on: the control log is idempotent on the intervention id.
+2. **Who.** Someone not allowed (:class:`~.webapi.Approvers`) gets an
+   ephemeral "not allowed" and the decision is recorded as denied (audited).
+3. **Decide.** ``ctx.control.decide(decision)``; the :class:`Verdict` becomes
+   the ephemeral answer: applied, already decided ("already approved by
+   @x"), refused (why). A duplicate gets no answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from spanvisor.control.hub import Control, Verdict
+from spanvisor.statestore import StateStore
+from spanvisor.stats import PipelineStats
+
+from .interact import (
+    Click,
+    Command,
+    Interaction,
+    OpenComment,
+    applied_text,
+    comment_modal,
+    parse_command,
+    parse_interactive,
+    prior_text,
+)
+from .slash import SlashAnswers
+from .text import clip, escape
+from .webapi import Approvers, InteractApi
+
+log = logging.getLogger("spanvisor.slack")
+NAMESPACE = "slack.payloads"
+LEASE_S = 60.0
+# Work items in flight at once; beyond it an interaction is dropped (counted):
+# Slack has been acked, the person clicks again.
+MAX_IN_FLIGHT = 200
+
+
+class Intake:
+    def __init__(
+        self,
+        control: Control | None,
+        store: StateStore,
+        api: InteractApi,
+        approvers: Approvers,
+        stats: PipelineStats,
+        owner: str,
+        slash: SlashAnswers,
+    ) -> None:
+        self.control, self.store, self.api = control, store, api
+        self.approvers, self.stats, self.owner, self.slash = approvers, stats, owner, slash
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+
+    # --- entry points (any thread, any loop) --------------------------------
+
+    def submit(self, kind: str, payload: Mapping[str, Any]) -> None:
+        """Queue the work for an acked payload: ``kind`` "interactive" or
+        "slash_commands" (Socket Mode's envelope types). Never blocks."""
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            self.stats.drop("slack_interaction_dropped", sink="slack", detail="the Slack sink is not running")
+            return
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if here is loop:
+            self._spawn(kind, payload)
+        else:
+            loop.call_soon_threadsafe(self._spawn, kind, payload)
+
+    def _spawn(self, kind: str, payload: Mapping[str, Any]) -> None:
+        if len(self._tasks) >= MAX_IN_FLIGHT:
+            self.stats.drop("slack_interaction_dropped", sink="slack", detail=f"{MAX_IN_FLIGHT} interactions in flight")
+            return
+        task = asyncio.get_running_loop().create_task(self.handle(kind, payload), name="slack:interaction")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self, timeout_s: float) -> None:
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=max(0.0, timeout_s))
+        for t in list(self._tasks):
+            t.cancel()
+
+    # --- the work -------------------------------------------------------------
+
+    async def handle(self, kind: str, payload: Mapping[str, Any]) -> None:
+        try:
+            items: list[Interaction]
+            if kind == "slash_commands":
+                cmd = parse_command(payload)
+                items = [cmd] if cmd is not None else []
+            else:
+                items = parse_interactive(payload)
+            if not items:
+                log.debug("Slack interaction of type %r is not ours; ignored", payload.get("type"))
+            for item in items:
+                await self._once(item)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug here must not take the sink's loop down
+            log.exception("Slack interaction failed")
+
+    async def _once(self, item: Interaction) -> None:
+        owner = f"{self.owner}:{uuid.uuid4().hex[:8]}"
+        claimed = True
+        try:
+            claim = await self.store.claim(NAMESPACE, item.key, owner, LEASE_S)
+            if not claim.won:
+                self.stats.inc("slack_interactions_total", outcome="replay")
+                return
+        except Exception as exc:  # the store is away: the control log still dedupes
+            log.warning("state store unavailable for a Slack payload (%s); going on without its claim", exc)
+            claimed = False
+        outcome = "error"
+        try:
+            outcome = await self._do(item)
+        finally:
+            self.stats.inc("slack_interactions_total", outcome=outcome)
+            if claimed:
+                try:
+                    await self.store.put(NAMESPACE, item.key, {"outcome": outcome}, owner)
+                except Exception as exc:
+                    log.warning("could not record a handled Slack payload: %s", exc)
+
+    async def _do(self, item: Interaction) -> str:
+        if isinstance(item, Command):
+            text, blocks = await self.slash.answer(item.text)
+            await self.api.answer(item.where, text, blocks)
+            return "command"
+        if isinstance(item, OpenComment):
+            return await self._open_comment(item)
+        return await self._click(item)
+
+    async def _open_comment(self, item: OpenComment) -> str:
+        ok, why = await self.approvers.allows(item.where)
+        if not ok:
+            await self.api.answer(item.where, f"🚫 You are not allowed to decide this: {escape(why or '')}")
+            return "not_allowed"
+        question = None
+        if self.control is not None and item.approval_id is not None:
+            view = await self.control.task(item.task_id)
+            for req in view.approvals if view is not None else ():
+                if req.approval_id == item.approval_id:
+                    question = req.question
+        view_payload = comment_modal(item.task_id, item.approval_id or "", item.where, question)
+        opened = await self.api.call("views.open", trigger_id=item.trigger_id, view=view_payload)
+        if opened is None:
+            await self.api.answer(item.where, "⚠️ The comment form could not be opened; use Approve or Reject.")
+            return "error"
+        return "modal"
+
+    async def _click(self, item: Click) -> str:
+        d = item.decision
+        if self.control is None:
+            await self.api.answer(item.where, "⚠️ spanvisor cannot take decisions here (no pipeline).")
+            return "error"
+        ok, why = await self.approvers.allows(item.where)
+        if not ok:
+            reason = why or "not an approver"
+            await self.control.decide(d, denied=reason)
+            await self.api.answer(item.where, f"🚫 You are not allowed to {d.action} this task: {escape(reason)}.")
+            return "not_allowed"
+        try:
+            verdict = await self.control.decide(d)
+        except Exception as exc:
+            log.warning("recording a Slack decision failed: %s", exc)
+            await self.api.answer(item.where, "⚠️ Your decision could not be recorded; try again in a moment.")
+            return "error"
+        text = answer_text(verdict, item)
+        if text is not None:
+            await self.api.answer(item.where, text)
+        return verdict.outcome
+
+
+def answer_text(verdict: Verdict, item: Click) -> str | None:
+    """The ephemeral line for a verdict; None for a duplicate (no second answer)."""
+    if verdict.outcome == "applied":
+        return applied_text(item.decision)
+    if verdict.outcome == "already_decided":
+        line = prior_text(verdict.prior) if verdict.prior is not None else escape(verdict.reason or "")
+        return clip(f"☑️ Not changed: {line}.", 2900)
+    if verdict.outcome == "duplicate":
+        return None
+    return clip(f"⛔ Not done: {escape(verdict.reason or verdict.outcome)}.", 2900)
+
+
+__all__ = ["NAMESPACE", "Intake", "answer_text"]

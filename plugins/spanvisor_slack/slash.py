@@ -1,0 +1,155 @@
+"""``/spanvisor``: ``status [agent]``, ``task <id>``, ``help``.
+
+Answers are ephemeral, every agent-controlled string escaped, within Block
+Kit's limits (at most :data:`MAX_LISTED` tasks, so far fewer than 50 blocks;
+each section clipped to 3,000 characters). What is listed is what *this*
+process tracks (``Control.open_tasks``): with replicas sharing a state store
+each holds only the tasks whose spans it received, and the footer says the
+list may be partial.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import time
+from collections.abc import Callable
+from typing import Any
+
+from spanvisor.control.hub import Control
+from spanvisor.events import TaskView
+from spanvisor.statestore import InMemoryStateStore, StateStore
+
+from .text import SECTION_TEXT, clip, escape
+from .webapi import InteractApi
+
+MAX_LISTED = 20
+Blocks = list[dict[str, Any]]
+
+HELP = (
+    "*/spanvisor* — what your agents are doing\n"
+    "• `/spanvisor status` — running tasks (agent, task, status, progress, context, elapsed, thread)\n"
+    "• `/spanvisor status <agent>` — only that agent's (a glob works: `rivet*`)\n"
+    "• `/spanvisor task <task id>` — one task's summary and its thread\n"
+    "• `/spanvisor help` — this text\n"
+    "Buttons on a task's message approve, reject, cancel, retry or acknowledge."
+)
+
+
+def _elapsed(v: TaskView, now_ns: int) -> str:
+    s = max(0, ((v.ended_ns or now_ns) - v.started_ns) // 1_000_000_000) if v.started_ns else 0
+    h, rest = divmod(s, 3600)
+    m, sec = divmod(rest, 60)
+    return f"{h}h {m:02d}m" if h else (f"{m}m {sec:02d}s" if m else f"{sec}s")
+
+
+def _line(v: TaskView, link: str | None, now_ns: int) -> str:
+    parts = [f"*{escape(v.agent_name or v.agent_id)}*", f"`{escape(v.task_id)}`"]
+    if v.task_name:
+        parts.append(escape(v.task_name))
+    parts.append(escape(v.status.replace("_", " ")))
+    if v.progress is not None:
+        parts.append(f"{v.progress:.0f}%")
+    if v.context_ratio is not None:
+        parts.append(f"context {v.context_ratio:.0%}")
+    parts.append(_elapsed(v, now_ns))
+    text = " · ".join(parts)
+    if v.step:
+        text += f"\n➡️ {escape(v.step)}"
+    if link:
+        text += f"\n<{link}|open thread>"
+    return clip(text, SECTION_TEXT - 100)
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": clip(text, SECTION_TEXT)}}
+
+
+def _context(text: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": clip(text, SECTION_TEXT)}]}
+
+
+class SlashAnswers:
+    def __init__(
+        self,
+        control: Control | None,
+        store: StateStore,
+        namespace: str,
+        api: InteractApi | None,
+        clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.control, self.store, self.namespace, self.api = control, store, namespace, api
+        self.clock_ns = clock_ns
+        # One process's store: no replicas can hold tasks this one does not.
+        self.partial = not isinstance(store, InMemoryStateStore)
+
+    async def answer(self, text: str) -> tuple[str, Blocks]:
+        words = text.split()
+        verb = words[0].lower() if words else "help"
+        if verb == "status":
+            return await self.status(words[1] if len(words) > 1 else None)
+        if verb == "task" and len(words) > 1:
+            return await self.task(words[1])
+        return "spanvisor help", [_section(HELP)]
+
+    async def _link(self, task_id: str) -> str | None:
+        """The task's thread, when its parent message is known."""
+        try:
+            ref = await self.store.get(f"{self.namespace}.parent", task_id)
+        except Exception:  # the store is away: no link
+            return None
+        if not ref or not ref.get("ts") or not ref.get("channel") or self.api is None:
+            return None
+        data = await self.api.call(
+            "chat.getPermalink", get=True, channel=str(ref["channel"]), message_ts=str(ref["ts"])
+        )
+        link = str(data.get("permalink") or "") if data else ""
+        # Only a plain https link goes inside <…|…>.
+        return link if link.startswith("https://") and not any(c in link for c in "|<> ") else None
+
+    async def status(self, agent: str | None) -> tuple[str, Blocks]:
+        if self.control is None:
+            return "no pipeline", [_section("spanvisor is not tracking tasks here.")]
+        views = [v for v in await self.control.open_tasks() if v.ended_ns is None]
+        if agent:
+            views = [v for v in views if fnmatch.fnmatchcase(v.agent_id, agent)]
+        views.sort(key=lambda v: v.started_ns)
+        shown = views[:MAX_LISTED]
+        links = await asyncio.gather(*(self._link(v.task_id) for v in shown))
+        now = self.clock_ns()
+        who = f" of `{escape(agent)}`" if agent else ""
+        title = f"*{len(views)} running task{'s' if len(views) != 1 else ''}{who}*"
+        blocks: Blocks = [_section(title)]
+        blocks += [_section(_line(v, link, now)) for v, link in zip(shown, links, strict=True)]
+        notes = []
+        if len(views) > len(shown):
+            notes.append(f"{len(views) - len(shown)} more not shown (`/spanvisor status <agent>` narrows it).")
+        if self.partial:
+            notes.append("Tasks tracked by this spanvisor replica only; other replicas may run more.")
+        if notes:
+            blocks.append(_context(" ".join(notes)))
+        fallback = clip(f"{len(views)} running task(s)", 200)
+        return fallback, blocks
+
+    async def task(self, task_id: str) -> tuple[str, Blocks]:
+        task_id = task_id[:200]
+        view = await self.control.task(task_id) if self.control is not None else None
+        link = await self._link(task_id)
+        if view is None:
+            text = f"Task `{escape(task_id)}` is not tracked by this spanvisor process"
+            text += f" (it may have finished, or belong to another replica).\n<{link}|open thread>" if link else "."
+            return "task not found", [_section(text)]
+        blocks: Blocks = [_section(_line(view, link, self.clock_ns()))]
+        if view.message:
+            blocks.append(_section(escape(view.message)))
+        for req in view.approvals[:5]:
+            blocks.append(_section(f"⏳ Waiting for approval `{escape(req.approval_id)}`: {escape(req.question)}"))
+        for d in view.decisions[-5:]:
+            by = f"<@{d.actor_id}>" if d.source == "slack" else escape(d.actor_name or d.actor_id)
+            blocks.append(_context(f"{escape(d.action)} by {by}"))
+        if view.cost_usd:
+            blocks.append(_context(f"~${view.cost_usd:.2f} (estimate)"))
+        return clip(f"task {task_id}", 200), blocks
+
+
+__all__ = ["HELP", "MAX_LISTED", "SlashAnswers"]
