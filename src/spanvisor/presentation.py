@@ -2,8 +2,9 @@
 
 The console shows exactly what Slack would, so both take their content from
 here: status styles, the progress bar, context usage, and the policy that
-decides which events become thread lines. Text that came from spans
-(``detail``, ``code``) is returned raw; each sink escapes it for its medium.
+decides which events become thread lines. Text that came from spans or
+from people (``detail``, ``code``, ``logs``, ``fields``, a decision's comment
+and actor name) is returned raw; each sink escapes it for its medium.
 """
 
 from __future__ import annotations
@@ -17,12 +18,24 @@ from spanvisor.events import (
     Checkpoint,
     ContextForecast,
     ContextWarning,
+    Decision,
     Event,
+    HumanIntervention,
     TaskFinished,
     TaskResumed,
     TaskStalled,
     TaskStarted,
     TaskView,
+)
+from spanvisor.readable import (  # re-exported: sinks have always taken duration and usd from here
+    DECISION_STYLE,
+    actor,
+    decision_text,
+    denied_text,
+    duration,
+    log_tail_text,
+    results,
+    usd,
 )
 
 NONE = "\u2013"  # an en dash: "no value yet"
@@ -65,15 +78,6 @@ def context_usage(view: TaskView, thresholds: tuple[float, ...] = (0.7, 0.85)) -
     elif thresholds and ratio >= thresholds[0]:
         mark = " 🟠"
     return f"{tokens(view.context_tokens)} / {tokens(view.context_limit)} ({ratio:.0%}){mark}"
-
-
-def duration(seconds: float) -> str:
-    s = max(0, int(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m {s % 60:02d}s"
-    return f"{s // 3600}h {s % 3600 // 60:02d}m"
 
 
 def elapsed(view: TaskView, now_ns: int) -> float:
@@ -119,6 +123,9 @@ LineKind = Literal[
     "error",
     "artifact",
     "summary",
+    "approval",
+    "intervention",
+    "denied",
 ]
 
 
@@ -134,6 +141,16 @@ class ThreadLine:
     # What makes this line unique within its task, stable across replays and
     # restarts: a milestone is posted once however many checkpoints cross it.
     key: str = ""
+    # A person's decision (kinds intervention and denied): a medium that can
+    # show the actor as a mention rebuilds the summary with decision_text or
+    # denied_text; ``summary`` names them as plain text.
+    decision: Decision | None = None
+    # name/value pairs (result fields), raw. ``summary`` has them as text;
+    # ``lead`` is the summary without them, for media that show them as fields.
+    fields: tuple[tuple[str, str], ...] = ()
+    lead: str | None = None
+    # The task's last log lines (already redacted by the producer), raw, oldest first.
+    logs: str | None = None
 
     @property
     def reply_key(self) -> str:
@@ -144,6 +161,7 @@ class ThreadLine:
 class _TaskLines:
     milestone: float = -1.0
     step: str | None = None
+    asked: frozenset[str] = frozenset()  # approval ids with an "Approval needed" line
 
 
 @dataclass
@@ -161,6 +179,9 @@ class ThreadPolicy:
     _tasks: dict[str, _TaskLines] = field(default_factory=dict)
 
     def lines(self, event: Event) -> list[ThreadLine]:
+        if isinstance(event, HumanIntervention):
+            # Keeps no state: a decision may come for a task long finished.
+            return [intervention_line(event)]
         st = self._tasks.get(event.task_id)
         if st is None:
             while len(self._tasks) >= self.max_tasks:
@@ -190,6 +211,16 @@ class ThreadPolicy:
                 st.step = v.step
                 if not reached:
                     out.append(ThreadLine(event.event_id, "step", "➡️", "Step", v.step))
+            if "approvals" in event.changed:
+                out.extend(
+                    ThreadLine(
+                        event.event_id, "approval", "✋", "Approval needed", r.question, key=f"approval:{r.approval_id}"
+                    )
+                    for r in v.approvals
+                    if r.approval_id not in st.asked
+                )
+                # Only the open ones: a closed request never reopens (the tracker's rule).
+                st.asked = frozenset(r.approval_id for r in v.approvals)
         elif isinstance(event, ContextWarning):
             critical = event.level == "critical"
             out.append(
@@ -248,6 +279,7 @@ class ThreadPolicy:
                         event.stacktrace,
                         broadcast=self.broadcast_errors,
                         key="error",
+                        logs=log_tail_text(event.log_tail),
                     )
                 )
             out.append(
@@ -258,6 +290,8 @@ class ThreadPolicy:
                     summary_text(event),
                     ", ".join(a.name for a in v.artifacts) or None,
                     key="summary",
+                    fields=results(v.results),
+                    lead=summary_text(event, with_results=False) if v.results else None,
                 )
             )
         return out
@@ -284,18 +318,6 @@ def budget_line(event: BudgetWarning) -> ThreadLine:
     )
 
 
-def usd(value: float) -> str:
-    """A dollar estimate as people read it: $0.0042, $0.50, $1.27, $1,204."""
-    if value >= 100:
-        return f"${value:,.0f}"
-    if value >= 1:
-        return f"${value:,.2f}"
-    if not value:
-        return "$0"
-    whole, _, cents = f"{value:.4f}".partition(".")
-    return f"${whole}.{cents.rstrip('0').ljust(2, '0')}"
-
-
 def cost_text(v: TaskView) -> str | None:
     """``~$1.27`` (estimate), with the calls no price is known for; None: no model call yet."""
     if not v.cost_usd and not v.unpriced_calls:
@@ -306,7 +328,8 @@ def cost_text(v: TaskView) -> str | None:
     return f"~{usd(v.cost_usd)}{unpriced}"
 
 
-def summary_text(event: TaskFinished) -> str:
+def summary_text(event: TaskFinished, with_results: bool = True) -> str:
+    """One line: outcome, duration, tokens, cost, outliers, artifacts, then results."""
     v = event.task
     parts = [
         f"{event.outcome.capitalize()} in {duration(event.duration_s)}",
@@ -318,4 +341,39 @@ def summary_text(event: TaskFinished) -> str:
     parts.extend(event.outliers)
     if v.artifacts:
         parts.append(f"{len(v.artifacts)} artifact{'s' if len(v.artifacts) != 1 else ''}")
+    if with_results:
+        parts.extend(f"{name}: {value}" for name, value in results(v.results))
     return " · ".join(parts)
+
+
+def intervention_line(event: HumanIntervention) -> ThreadLine:
+    """``✅ Approved by @alice: <comment>``, or ``🚫 @bob tried to approve: <reason>``.
+    Keyed by the intervention id, so a replayed decision is one line."""
+    d = event.decision
+    if event.outcome == "denied":
+        summary, detail = denied_text(d, actor(d)), event.reason or "not allowed"
+        return ThreadLine(
+            event.event_id, "denied", "🚫", summary, detail, key=f"denied:{d.intervention_id}", decision=d
+        )
+    emoji, summary = DECISION_STYLE[d.action][0], decision_text(d, actor(d))
+    key = f"intervention:{d.intervention_id}"
+    return ThreadLine(event.event_id, "intervention", emoji, summary, d.comment or None, key=key, decision=d)
+
+
+__all__ = [
+    "NONE",
+    "STATUS_STYLE",
+    "ThreadLine",
+    "ThreadPolicy",
+    "budget_line",
+    "context_usage",
+    "cost_text",
+    "duration",
+    "elapsed",
+    "intervention_line",
+    "progress_bar",
+    "steps_line",
+    "summary_text",
+    "tokens",
+    "usd",
+]

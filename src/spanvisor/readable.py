@@ -1,0 +1,136 @@
+"""Values as people read them, the same in every sink: durations, dollars,
+numbers, a task's results and log lines, and what a person's decision reads
+as. Plain text; each sink escapes what came from spans or people for its
+medium. :mod:`spanvisor.presentation` re-exports the names it always had.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from spanvisor.events import Decision, LogLine, ResultField
+
+
+def duration(seconds: float) -> str:
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    return f"{s // 3600}h {s % 3600 // 60:02d}m"
+
+
+def usd(value: float) -> str:
+    """A dollar estimate as people read it: $0.0042, $0.50, $1.27, $1,204."""
+    if value >= 100:
+        return f"${value:,.0f}"
+    if value >= 1:
+        return f"${value:,.2f}"
+    if not value:
+        return "$0"
+    whole, _, cents = f"{value:.4f}".partition(".")
+    return f"${whole}.{cents.rstrip('0').ljust(2, '0')}"
+
+
+def number(x: float) -> str:
+    """``4,820``, ``4,820.5``, ``0.94``, ``0.000123``: as people write them."""
+    if float(x).is_integer() and abs(x) < 1e15:
+        return f"{int(x):,}"
+    if abs(x) >= 1:
+        return f"{x:,.2f}".rstrip("0").rstrip(".")
+    return f"{x:.3g}"
+
+
+def clock(time_ns: int, seconds: bool = False) -> str:
+    """``12:03 UTC`` (or ``12:03:04``): a time of day, for text media."""
+    at = datetime.fromtimestamp(time_ns / 1e9, UTC)
+    return at.strftime("%H:%M:%S") if seconds else at.strftime("%H:%M UTC")
+
+
+# --- results and log tails ------------------------------------------------------
+
+MAX_RESULTS = 10  # Slack's fields per section; the console shows as many
+# Units read as a duration, and their length in seconds.
+_DURATION_UNITS = {"s": 1.0, "sec": 1.0, "seconds": 1.0, "ms": 0.001, "min": 60.0, "minutes": 60.0, "h": 3600.0}
+
+
+def result_value(f: ResultField) -> str:
+    """A result as people read it: ``$4,820``, ``12.5%``, ``3m 10s``, ``3 PRs``, ``yes``."""
+    v, unit = f.value, (f.unit or "").strip()
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, str):
+        return f"{v} {unit}" if unit else v
+    low = unit.lower()
+    if low in ("usd", "$"):
+        return ("-" if v < 0 else "") + usd(abs(v))
+    if low in ("percent", "%", "pct"):
+        return f"{number(v)}%"
+    if low in _DURATION_UNITS and v * _DURATION_UNITS[low] >= 1:
+        return duration(v * _DURATION_UNITS[low])
+    return f"{number(v)} {unit}" if unit else number(v)
+
+
+def results(fields: Sequence[ResultField]) -> tuple[tuple[str, str], ...]:
+    """(name, value) of a task's results: at most :data:`MAX_RESULTS`, the
+    last one then saying how many are not shown."""
+    out = [(f.name, result_value(f)) for f in fields[:MAX_RESULTS]]
+    if len(fields) > MAX_RESULTS:
+        out[-1] = ("More results", f"{len(fields) - MAX_RESULTS + 1} not shown")
+    return tuple(out)
+
+
+def log_tail_text(lines: Sequence[LogLine], per_line: int = 500) -> str | None:
+    """``12:03:04 WARNING app.db: connection refused``, one line per record,
+    oldest first; None without records. A long message is cut on its line."""
+    if not lines:
+        return None
+    out = []
+    for ln in lines:
+        text = f"{clock(ln.time_ns, seconds=True)} {ln.level} {ln.logger + ': ' if ln.logger else ''}{ln.message}"
+        out.append(text if len(text) <= per_line else text[: per_line - 1] + "…")
+    return "\n".join(out)
+
+
+# --- people's decisions -------------------------------------------------------
+
+# action -> (emoji, what it reads as once done, what trying it reads as)
+DECISION_STYLE: dict[str, tuple[str, str, str]] = {
+    "approve": ("✅", "Approved", "approve"),
+    "reject": ("❌", "Rejected", "reject"),
+    "cancel": ("🛑", "Cancel requested", "cancel"),
+    "retry": ("🔁", "Retry requested", "retry"),
+    "acknowledge": ("👀", "Acknowledged", "acknowledge"),
+}
+
+
+def actor(d: Decision) -> str:
+    """Who decided, as plain text: their name, else ``@<Slack id>``, else the id."""
+    return d.actor_name or (f"@{d.actor_id}" if d.source == "slack" else d.actor_id)
+
+
+def decision_text(d: Decision, who: str) -> str:
+    """``Approved by <who>``; ``who`` in the medium's form (escaped, or a mention)."""
+    return f"{DECISION_STYLE[d.action][1]} by {who}"
+
+
+def denied_text(d: Decision, who: str) -> str:
+    """``<who> tried to approve``."""
+    return f"{who} tried to {DECISION_STYLE[d.action][2]}"
+
+
+__all__ = [
+    "DECISION_STYLE",
+    "MAX_RESULTS",
+    "actor",
+    "clock",
+    "decision_text",
+    "denied_text",
+    "duration",
+    "log_tail_text",
+    "number",
+    "result_value",
+    "results",
+    "usd",
+]
