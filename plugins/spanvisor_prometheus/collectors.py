@@ -95,6 +95,7 @@ class TaskCollector(Collector):
                 _counter("context_warnings", "Context-window warnings, by level (warning, critical).", m.warnings),
                 _counter("tokens", "Model tokens used by tasks, by direction (input, output).", m.tokens),
                 *_spend_families(m),
+                *_human_families(m),
             ]
             running = GaugeMetricFamily(PREFIX + "tasks_running", "Tasks currently open.", labels=["agent"])
             ratio = GaugeMetricFamily(
@@ -172,6 +173,38 @@ def _spend_families(m: TaskMetrics) -> list[Metric]:
         ),
         used,
     ]
+
+
+def _human_families(m: TaskMetrics) -> list[Metric]:
+    h = m.human
+    fams: list[Metric] = [
+        _counter(
+            "interventions",
+            "People's decisions on tasks, by action (approve, reject, cancel, retry, acknowledge) and outcome "
+            "(applied, or denied: not an approver, a finished task, an approval already closed).",
+            h.interventions,
+        )
+    ]
+    if h.result_names:
+        last = GaugeMetricFamily(
+            PREFIX + "task_result",
+            "The value of a task result (agent.result.<name>, listed in SPANVISOR_PROMETHEUS_RESULTS) reported "
+            "by the agent's last finished task that had it; booleans read 1 or 0.",
+            labels=["agent", "name"],
+        )
+        for (agent, name), value in sorted(h.last_result.items()):
+            last.add_metric([agent, name], value)
+        fams.append(last)
+        if any(h.result_names.values()):
+            fams.append(
+                _counter(
+                    "task_result_sum",
+                    "The sum of a task result (listed as NAME:sum in SPANVISOR_PROMETHEUS_RESULTS) over the "
+                    "agent's finished tasks.",
+                    h.result_sum,
+                )
+            )
+    return fams
 
 
 class PipelineCollector(Collector):

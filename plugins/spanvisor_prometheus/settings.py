@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from spanvisor.config import Setting, p_int, p_str
+from spanvisor_prometheus.human import p_results
 
 
 def p_port(v: Any) -> int | None:
@@ -83,5 +84,15 @@ SETTINGS: tuple[Setting, ...] = (
         100_000,
         "How many recent event ids the metrics sink remembers so a replayed event is not counted twice.",
         "a positive integer",
+    ),
+    Setting(
+        "prometheus_results",
+        "SPANVISOR_PROMETHEUS_RESULTS",
+        p_results,
+        (),
+        "Task results (agent.result.<name>) exported as spanvisor_task_result{agent,name}, the last "
+        "finished task's value; NAME:sum also adds each task's value to "
+        "spanvisor_task_result_sum_total{agent,name}. Unlisted results are never exported.",
+        "comma-separated result names, each optionally :sum (at most 20)",
     ),
 )

@@ -84,6 +84,7 @@ class PrometheusSink(BaseSink):
             max_models=int(cfg.get("metrics_max_models", 50)),
             dedup_window=int(cfg.get("metrics_dedup_window", 100_000)),
             max_open_tasks=int(cfg.get("max_open_tasks", 10_000)),
+            results=tuple(cfg.get("prometheus_results", ()) or ()),
         )
         self._collectors = [
             TaskCollector(self.metrics),

@@ -25,11 +25,13 @@ from spanvisor.events import (
     ContextForecast,
     ContextWarning,
     Event,
+    HumanIntervention,
     TaskFinished,
     TaskResumed,
     TaskStalled,
     TaskStarted,
 )
+from spanvisor_prometheus.human import HumanMetrics
 from spanvisor_prometheus.labels import LabelCap, PairCap
 from spanvisor_prometheus.series import MAX_EXEMPLAR_TRACE_CHARS, CounterData, Exemplar, HistogramData
 from spanvisor_prometheus.spend import SpendMetrics, task_budget_ratio
@@ -86,6 +88,7 @@ class TaskMetrics:
         max_open_tasks: int = 10_000,
         max_models: int = 50,
         clock: Callable[[], float] = time.time,
+        results: tuple[tuple[str, bool], ...] = (),
     ) -> None:
         self.lock = threading.Lock()
         self.agents = LabelCap(max_agents)
@@ -111,6 +114,8 @@ class TaskMetrics:
         self.duration = HistogramData(DURATION_BUCKETS, "agent", "outcome")
         # Cost, budgets and forecasts; ``clock`` says which day and month are current.
         self.spend = SpendMetrics(clock)
+        # People's decisions, and the task results configured as metrics.
+        self.human = HumanMetrics(results)
         self.duplicates = 0
         self.rejected_values = 0
         self.evicted_open = 0
@@ -140,6 +145,13 @@ class TaskMetrics:
 
     def _absorb_one(self, ev: Event) -> None:
         t = ev.task
+        if type(ev) is HumanIntervention:
+            assert isinstance(ev, HumanIntervention)
+            # Counted, and nothing else: a person's click is not the agent's
+            # activity, and a view not known here (known=False: finished,
+            # another replica's, or ids only) must not open or move a task.
+            self.human.intervention(ev, Exemplar(t.trace_id[:MAX_EXEMPLAR_TRACE_CHARS], 1.0, ev.time_ns / 1e9))
+            return
         agent = self.agents.label(t.agent_id)
         self.known_agents.add(agent)
         ts = ev.time_ns / 1e9
@@ -224,6 +236,7 @@ class TaskMetrics:
         t = ev.task
         key = (agent, self.repos.label(agent, t.repo), ev.outcome)
         self.finished.inc(key, 1.0, Exemplar(trace, 1.0, ts))
+        self.rejected_values += self.human.finished(ev, agent, Exemplar(trace, 1.0, ts))
         d = ev.duration_s
         if isinstance(d, int | float) and math.isfinite(d) and d >= 0:
             self.duration.observe((agent, ev.outcome), float(d), Exemplar(trace, float(d), ts))

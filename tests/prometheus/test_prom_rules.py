@@ -54,6 +54,7 @@ def test_every_alert_follows_the_house_rules() -> None:
         "SpanvisorTaskRunningTooLong",
         "SpanvisorBudgetExceeded",
         "SpanvisorDailySpendHigh",
+        "SpanvisorInterventionsDenied",
         "SpanvisorSinkFailing",
         "SpanvisorEventsDropped",
         "SpanvisorOutboxGrowing",
