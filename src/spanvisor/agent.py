@@ -10,13 +10,26 @@ Slack, databases or spanvisor's pipeline, and they work with any SDK setup::
 ``checkpoint()`` at module level finds the innermost open ``task`` through a
 context variable, so deep helper code can report progress without passing
 the handle around.
+
+The way back, from people to the agent (docs/interventions.md)::
+
+    decision = t.request_approval("Apply migration 0007 to prod?", timeout=900)
+    if decision.approved: ...
+    t.raise_if_cancelled()
+
+reads decisions from this process's pipeline, or from ``spanvisor serve``'s
+control API when ``SPANVISOR_CONTROL_URL`` is set (:mod:`spanvisor.control.client`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import functools
 import inspect
+import itertools
+import logging
+import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -26,10 +39,13 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
+from spanvisor.control.feed import WAIT_CHUNK_S, ApprovalDecision, CancelRequested, TaskFeed, answers
 from spanvisor.spans import conventions as cv
 
 if TYPE_CHECKING:
     from spanvisor.tracking.budgets import BudgetState
+
+log = logging.getLogger("spanvisor.agent")
 
 _current: contextvars.ContextVar[TaskHandle | None] = contextvars.ContextVar("spanvisor_task", default=None)
 P = ParamSpec("P")
@@ -63,8 +79,12 @@ class OverBudget(Exception):
 class TaskHandle:
     """What ``with task(...) as t`` gives: the task's root span, and shortcuts."""
 
-    def __init__(self, span: Span) -> None:
+    def __init__(self, span: Span, tracer: trace.Tracer | None = None) -> None:
         self.span = span
+        self._tracer = tracer or trace.get_tracer("spanvisor.agent")
+        self._approval_numbers = itertools.count(1)
+        self._feed: TaskFeed | None = None
+        self._task_id: str | None = None
 
     def checkpoint(
         self,
@@ -120,6 +140,143 @@ class TaskHandle:
         if limit is not None:
             self.span.set_attribute(cv.CONTEXT_LIMIT, limit)
 
+    # -- the way back: approvals and cancel (docs/interventions.md) -------------
+
+    @property
+    def task_id(self) -> str:
+        """The task's id as spanvisor knows it: ``agent.task.id`` on the root
+        (sanitised as the tracker reads it), else ``<trace id>-<root span id>``."""
+        if self._task_id is None:
+            from spanvisor.spans import sanitize as sz
+            from spanvisor.tracking.tracker import default_task_id
+
+            ctx = self.span.get_span_context()
+            raw = (getattr(self.span, "attributes", None) or {}).get(cv.TASK_ID)
+            named = sz.name(raw, cv.TASK_ID, []) if raw is not None else None
+            self._task_id = named or default_task_id(format(ctx.trace_id, "032x"), format(ctx.span_id, "016x"))
+        return self._task_id
+
+    def _decisions(self) -> TaskFeed:
+        if self._feed is None:
+            self._feed = TaskFeed(self.task_id)
+        return self._feed
+
+    def _note(self, event: str, attrs: dict[str, AttributeValue]) -> None:
+        """``event`` on a short child span of the root that ends at once, so
+        every path (processor, exporter, receiver) sees it now, not only when
+        the root ends. Stamped like the processor stamps, so a receiver can
+        place it in its task before the root arrives."""
+        try:
+            ctx = self.span.get_span_context()
+            stamp: dict[str, AttributeValue] = {cv.TASK_ROOT: format(ctx.span_id, "016x"), cv.TASK_ID: self.task_id}
+            agent = (getattr(self.span, "attributes", None) or {}).get(cv.AGENT_ID)
+            if isinstance(agent, str):
+                stamp[cv.AGENT_ID] = agent
+            child = self._tracer.start_span(event, context=trace.set_span_in_context(self.span), attributes=stamp)
+            child.add_event(event, attrs)
+            child.end()
+        except Exception:  # telemetry must never break the agent
+            log.exception("could not emit %s", event)
+
+    def _ask(self, question: str, approval_id: str | None, options: Sequence[str], timeout: float) -> str:
+        aid = approval_id or f"a{next(self._approval_numbers)}"
+        self._note(
+            cv.EVENT_APPROVAL_REQUEST,
+            _attrs(
+                **{
+                    cv.APPROVAL_ID: aid,
+                    cv.APPROVAL_QUESTION: question,
+                    cv.APPROVAL_OPTIONS: list(options),
+                    cv.APPROVAL_TIMEOUT_S: float(timeout),
+                }
+            ),
+        )
+        return aid
+
+    def _answered(self, aid: str, found: Any) -> ApprovalDecision:
+        result = ApprovalDecision.of(found) if found is not None else ApprovalDecision.timed_out(aid)
+        self._note(
+            cv.EVENT_APPROVAL_DECISION,
+            _attrs(**{cv.APPROVAL_ID: aid, cv.APPROVAL_OUTCOME: result.outcome, cv.APPROVAL_DECIDED_BY: result.by}),
+        )
+        return result
+
+    def request_approval(
+        self,
+        question: str,
+        *,
+        approval_id: str | None = None,
+        options: Sequence[str] = ("approve", "reject"),
+        timeout: float = 900.0,
+    ) -> ApprovalDecision:
+        """Ask a person and wait for the answer (at most ``timeout`` seconds).
+
+        Emits ``agent.approval.request`` (the task shows awaiting_approval),
+        waits for a decision on it from this process's pipeline or from the
+        control API at ``SPANVISOR_CONTROL_URL``, then emits
+        ``agent.approval.decision`` with the outcome. ``approval_id``
+        defaults to ``a1``, ``a2``, ... in the order this handle asks (the
+        same in a rerun of the task, which then reads the earlier answers).
+        Returns ``timed_out`` at once when nothing can answer. Never raises.
+        """
+        aid = self._ask(question, approval_id, options, timeout)
+        try:
+            found = self._decisions().wait_approval(aid, timeout)
+        except Exception:
+            log.exception("waiting for approval %s failed", aid)
+            found = None
+        return self._answered(aid, found)
+
+    async def request_approval_async(
+        self,
+        question: str,
+        *,
+        approval_id: str | None = None,
+        options: Sequence[str] = ("approve", "reject"),
+        timeout: float = 900.0,  # noqa: ASYNC109 - the same signature as request_approval
+    ) -> ApprovalDecision:
+        """:meth:`request_approval` for async agents: the waiting happens in
+        short polls on a worker thread, so the event loop stays free and
+        cancelling the coroutine stops it."""
+        aid = self._ask(question, approval_id, options, timeout)
+        feed = self._decisions()
+        deadline = time.monotonic() + max(0.0, timeout)
+        found = None
+        try:
+            while (found := feed.find(lambda d: answers(d, aid))) is None:
+                left = deadline - time.monotonic()
+                if left <= 0 or not await asyncio.to_thread(feed.poll_once, min(left, WAIT_CHUNK_S)):
+                    break
+        except Exception:
+            log.exception("waiting for approval %s failed", aid)
+        return self._answered(aid, found)
+
+    @property
+    def cancel_requested(self) -> bool:
+        """Has someone asked this task to stop? Cheap: the first read starts
+        a watcher thread that long-polls for it; later reads only look."""
+        try:
+            return self._decisions().cancel is not None
+        except Exception:
+            return False
+
+    def raise_if_cancelled(self) -> None:
+        """Raise :class:`CancelRequested` when someone asked the task to stop."""
+        if self.cancel_requested:
+            raise CancelRequested(self._decisions().cancel)
+
+    def on_cancel(self, callback: Callable[[], object]) -> None:
+        """Call ``callback()`` once, on a daemon thread, when someone asks the
+        task to stop. Its exceptions are logged, never raised into the agent."""
+        try:
+            self._decisions().on_cancel(callback)
+        except Exception:
+            log.exception("could not watch task %s for a cancel", self.task_id)
+
+    def _close(self) -> None:
+        if self._feed is not None:
+            self._feed.close()
+
 
 class task:
     """A task root span, as a sync or async context manager.
@@ -160,7 +317,7 @@ class task:
     def __enter__(self) -> TaskHandle:
         span = self._tracer.start_span(f"agent.task {self._name}", attributes=self._attributes)
         self._token = otel_context.attach(trace.set_span_in_context(span))
-        self.handle = TaskHandle(span)
+        self.handle = TaskHandle(span, self._tracer)
         self._var_token = _current.set(self.handle)
         return self.handle
 
@@ -171,10 +328,11 @@ class task:
         span = self.handle.span
         if exc is not None:
             span.record_exception(exc)
-            if isinstance(exc, KeyboardInterrupt) or type(exc).__name__ == "CancelledError":
+            if isinstance(exc, KeyboardInterrupt) or type(exc).__name__ in ("CancelledError", "CancelRequested"):
                 span.set_attribute(cv.STATUS, "cancelled")
             span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
         span.end()
+        self.handle._close()
         if self._var_token is not None:
             _current.reset(self._var_token)
         if self._token is not None:
@@ -223,3 +381,15 @@ def agent_task(name: str | None = None, **task_kwargs: Any) -> Callable[[Callabl
         return run
 
     return wrap
+
+
+__all__ = [
+    "ApprovalDecision",
+    "CancelRequested",
+    "OverBudget",
+    "TaskHandle",
+    "agent_task",
+    "checkpoint",
+    "current_task",
+    "task",
+]

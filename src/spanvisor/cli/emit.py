@@ -12,6 +12,9 @@ derived from the task id, never random:
   the task at once, before the root exists, on any replica. None of them
   sets ``agent.status`` unless asked (``checkpoint --status``): the status
   is inferred, ``starting`` until the first change, then ``working``.
+* ``approval`` sends an ``agent.approval.request`` on a child span, waits
+  for a person's answer on the control API, then sends the answer back as
+  ``agent.approval.decision`` (:mod:`spanvisor.cli.emit_approval`).
 * ``finish`` sends the root span itself (same stamp, ``agent.status``, ERROR
   status on failure), which closes the task. Its start time comes from the
   ``start`` call, kept in ``<data_dir>/emit/``, or ``--started-ns``.
@@ -169,6 +172,24 @@ def build_spans(args: argparse.Namespace, config: Config, now_ns: int | None = N
         # twice, as a state change and as a checkpoint event.
         span = tracer.start_span("checkpoint", context=ctx, start_time=now, attributes=stamp)
         span.add_event(cv.EVENT_CHECKPOINT, state, timestamp=now)
+    elif kind in ("approval", "approval_decision"):
+        # The shell agent's question, or its note of the answer it read back
+        # (spanvisor.cli.emit_approval sends both).
+        event = cv.EVENT_APPROVAL_REQUEST if kind == "approval" else cv.EVENT_APPROVAL_DECISION
+        span = tracer.start_span(event, context=ctx, start_time=now, attributes=stamp)
+        span.add_event(
+            event,
+            _attrs(
+                **{
+                    cv.APPROVAL_ID: opt("approval_id"),
+                    cv.APPROVAL_QUESTION: opt("question") if kind == "approval" else None,
+                    cv.APPROVAL_TIMEOUT_S: float(opt("wait")) if kind == "approval" and opt("wait") else None,
+                    cv.APPROVAL_OUTCOME: opt("outcome") if kind != "approval" else None,
+                    cv.APPROVAL_DECIDED_BY: opt("decided_by") if kind != "approval" else None,
+                }
+            ),
+            timestamp=now,
+        )
     else:
         span = tracer.start_span("artifact", context=ctx, start_time=now, attributes=stamp)
         span.add_event(
@@ -279,6 +300,14 @@ def register(subparsers: Any) -> None:
     fin.add_argument("--error", help="error message (status error)")
     fin.add_argument("--started-ns", type=int, help="start time (default: from 'emit start')")
     fin.add_argument("message", nargs="?", help="final message")
+
+    from spanvisor.cli import emit_approval
+
+    appr = kinds.add_parser(
+        "approval", help="ask a person and wait for the answer (exit 0 approved, 1 rejected, 2 timed out)"
+    )
+    common(appr)
+    emit_approval.add_arguments(appr)
 
 
 def main(argv: Sequence[str]) -> int:

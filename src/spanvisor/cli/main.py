@@ -1,7 +1,8 @@
 """The ``spanvisor`` command.
 
 Core subcommands live here (``demo``, ``check``, ``version``); ``serve``,
-``emit`` and ``deadletter`` come from their modules, and plugins add their own (``tasks``,
+``emit``, ``deadletter`` and the decisions (``approve``, ``reject``,
+``cancel``, ``retry``, ``ack``) come from their modules, and plugins add their own (``tasks``,
 ``migrate``, ...) through the ``spanvisor.commands`` entry-point group.
 Every handler has the signature ``handler(args, config) -> exit code``.
 """
@@ -105,7 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_check)
     sub.add_parser("version", help="print the version").set_defaults(func=cmd_version)
 
-    for module in ("spanvisor.receiver.serve", "spanvisor.cli.emit", "spanvisor.cli.deadletter"):
+    for module in (
+        "spanvisor.receiver.serve",
+        "spanvisor.cli.emit",
+        "spanvisor.cli.deadletter",
+        "spanvisor.cli.decide",
+    ):
         try:
             importlib.import_module(module).register(sub)
         except ModuleNotFoundError:

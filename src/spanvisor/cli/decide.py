@@ -1,0 +1,94 @@
+"""``spanvisor approve|reject|cancel|retry|ack``: a person's decision on a
+task, sent to the control API of ``spanvisor serve`` (or of ``spanvisor
+demo``).
+
+Exit status: 0 applied (or the same decision was already recorded), 1
+refused (someone decided first, the approval is no longer open, the task
+finished, a bad token or request), 2 nothing answered at the URL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from typing import Any
+
+from spanvisor.config import Config
+from spanvisor.control.client import DEFAULT_URL, ENV_URL, HttpSource, Sent, token_from_env
+
+EXIT_APPLIED = 0
+EXIT_REFUSED = 1
+EXIT_UNREACHABLE = 2
+_DONE = {"approve": "approved", "reject": "rejected", "cancel": "cancel requested", "retry": "retry requested"}
+_DONE["acknowledge"] = "acknowledged"
+
+
+def default_actor() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in this environment (a container)
+        return "cli"
+
+
+def exit_code(sent: Sent) -> int:
+    if sent.ok:
+        return EXIT_APPLIED
+    return EXIT_UNREACHABLE if sent.outcome == "unreachable" else EXIT_REFUSED
+
+
+def describe(sent: Sent, action: str, task: str, approval: str | None) -> str:
+    what = f"task {task}" + (f", approval {approval}" if approval else "")
+    if sent.outcome == "applied":
+        return f"{_DONE[action].capitalize()}: {what}"
+    if sent.outcome == "duplicate":
+        return f"Already recorded (the same decision): {what}"
+    if sent.outcome == "unreachable":
+        return f"spanvisor: no answer from the control API: {sent.reason or 'unreachable'}"
+    return f"Refused ({sent.outcome.replace('_', ' ')}): {sent.reason or what}"
+
+
+def handler(args: argparse.Namespace, config: Config) -> int:
+    url = args.url or config.get("control_url") or os.environ.get(ENV_URL) or DEFAULT_URL
+    token = args.token or config.get("control_token") or token_from_env()
+    client = HttpSource(url, token, request_timeout_s=args.timeout)
+    approval = getattr(args, "approval", None)
+    sent = client.decide(
+        args.task,
+        args.action,
+        args.actor or default_actor(),
+        approval_id=approval,
+        comment=args.comment,
+        intervention_id=args.intervention_id,
+        source="cli",
+    )
+    line = describe(sent, args.action, args.task, approval)
+    print(line, file=sys.stdout if sent.ok else sys.stderr, flush=True)
+    return exit_code(sent)
+
+
+def register(subparsers: Any) -> None:
+    def add(name: str, action: str, help_: str, approval: bool) -> None:
+        p = subparsers.add_parser(name, help=help_)
+        p.add_argument("task", help="task id")
+        if approval:
+            p.add_argument("approval", help="approval id (agent.approval.id), e.g. a1")
+        p.add_argument("--comment", help="a note kept with the decision (at most 500 characters)")
+        p.add_argument("--as", dest="actor", metavar="NAME", help="who decides (default: your user name)")
+        p.add_argument("--url", help=f"control API (default: ${ENV_URL} or {DEFAULT_URL})")
+        p.add_argument("--token", help="bearer token (default: $SPANVISOR_CONTROL_TOKEN or $SPANVISOR_OTLP_TOKEN)")
+        p.add_argument(
+            "--intervention-id", help="an id for this decision, so a retried command is recorded once (default: new)"
+        )
+        p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the answer (default 10)")
+        p.set_defaults(func=handler, action=action)
+
+    add("approve", "approve", "approve a task's open approval request", True)
+    add("reject", "reject", "reject a task's open approval request", True)
+    add("cancel", "cancel", "ask a running task to stop (the agent reads it back)", False)
+    add("retry", "retry", "ask for a failed task to be retried", False)
+    add("ack", "acknowledge", "acknowledge a failed task (someone is on it)", False)
+
+
+__all__ = ["EXIT_APPLIED", "EXIT_REFUSED", "EXIT_UNREACHABLE", "exit_code", "handler", "register"]

@@ -1,0 +1,101 @@
+"""``spanvisor emit approval``: a shell agent asks a person and waits.
+
+    spanvisor emit approval --task T --question "Apply the fix to prod?" --wait 900
+    case $? in 0) apply;; 1) skip;; 2) timed_out;; esac
+
+It sends ``agent.approval.request`` on a child span of task T (as the other
+``emit`` calls do), long-polls the control API of ``spanvisor serve`` for a
+decision on that approval, then sends ``agent.approval.decision`` with what
+it read (so the task leaves awaiting_approval, whoever answered) and prints
+it. Exit status: 0 approved, 1 rejected, 2 timed out (nothing answered in
+``--wait`` seconds, or the control API could not be reached all that time),
+3 the request itself was not accepted by the receiver.
+
+The approval id defaults to one derived from the question (``q-`` and 8 hex
+digits), so the same question in the same task is the same approval, from
+any process: a script rerun after a crash reads the answer already given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from spanvisor.config import Config
+from spanvisor.control.client import DEFAULT_URL, ENV_URL, HttpSource, token_from_env
+from spanvisor.control.feed import ApprovalDecision, TaskFeed
+
+EXIT_APPROVED = 0
+EXIT_REJECTED = 1
+EXIT_TIMED_OUT = 2
+EXIT_NOT_SENT = 3
+
+
+def approval_id_for(question: str) -> str:
+    return "q-" + hashlib.blake2b(question.encode(), digest_size=4).hexdigest()
+
+
+def control_url(args: argparse.Namespace, config: Config) -> str:
+    """--url, then SPANVISOR_CONTROL_URL, then the OTLP/HTTP endpoint's host
+    (``serve`` answers both on one port), then the local default."""
+    explicit = args.url or config.get("control_url") or os.environ.get(ENV_URL)
+    if explicit:
+        return str(explicit)
+    endpoint = (
+        args.endpoint
+        or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    )
+    if endpoint and args.protocol != "grpc":
+        parts = urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
+        if parts.scheme and parts.netloc:
+            return f"{parts.scheme}://{parts.netloc}"
+    return DEFAULT_URL
+
+
+def _send(args: argparse.Namespace, config: Config, kind: str, **values: Any) -> bool:
+    from opentelemetry.sdk.trace.export import SpanExportResult
+
+    from spanvisor.cli.emit import _exporter, build_spans
+
+    ns = argparse.Namespace(**{**vars(args), "kind": kind, **values})
+    spans = build_spans(ns, config, time.time_ns())
+    exporter = _exporter(args)
+    try:
+        return exporter.export(spans) is SpanExportResult.SUCCESS
+    finally:
+        exporter.shutdown()
+
+
+def handler(args: argparse.Namespace, config: Config) -> int:
+    aid = args.approval_id or approval_id_for(args.question)
+    if not _send(args, config, "approval", approval_id=aid):
+        print("spanvisor emit approval: the receiver did not accept the request (see the log above)", file=sys.stderr)
+        return EXIT_NOT_SENT
+    print(f"asked: task={args.task} approval={aid}", flush=True)
+    token = args.token or config.get("control_token") or token_from_env()
+    client = HttpSource(control_url(args, config), token)
+    found = TaskFeed(args.task, lambda: client).wait_approval(aid, args.wait)
+    result = ApprovalDecision.of(found) if found is not None else ApprovalDecision.timed_out(aid)
+    if not _send(args, config, "approval_decision", approval_id=aid, outcome=result.outcome, decided_by=result.by):
+        print("spanvisor emit approval: the answer could not be sent back as a span", file=sys.stderr)
+    words = {"approve": "approved", "reject": "rejected", "timed_out": "timed out"}[result.outcome]
+    line = words + (f" by {result.by}" if result.by else "") + (f": {result.comment}" if result.comment else "")
+    print(line, flush=True)
+    return {"approve": EXIT_APPROVED, "reject": EXIT_REJECTED}.get(result.outcome, EXIT_TIMED_OUT)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--question", required=True, help="what to ask (agent.approval.question)")
+    p.add_argument("--id", dest="approval_id", help="approval id (default: derived from the question)")
+    p.add_argument("--wait", type=float, default=900.0, help="seconds to wait for an answer (default 900)")
+    p.add_argument("--url", help=f"control API (default: ${ENV_URL}, the OTLP/HTTP endpoint's host, or {DEFAULT_URL})")
+    p.set_defaults(func=handler)
+
+
+__all__ = ["EXIT_APPROVED", "EXIT_NOT_SENT", "EXIT_REJECTED", "EXIT_TIMED_OUT", "add_arguments", "handler"]

@@ -1,0 +1,283 @@
+"""Where an agent reads people's decisions from, and how a tool sends one.
+
+Two sources, one interface (:class:`DecisionSource`), both synchronous so an
+agent's plain thread can use them:
+
+* :class:`InProcessSource`: the pipeline running in this process
+  (:func:`spanvisor.control.hub.current`); its coroutines run on the
+  pipeline's own loop, this thread only waits for their result.
+* :class:`HttpSource`: the control API of ``spanvisor serve``
+  (``SPANVISOR_CONTROL_URL``), long-polled with the standard library only.
+
+:func:`source_from_env` picks one: the URL when it is set, else the
+in-process pipeline, else none. Reading never raises into the agent: a
+source that cannot be reached answers ``None`` and the caller tries again
+(the HTTP source backs off on its own).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from spanvisor.control import hub
+from spanvisor.control.log import decision_from_dict, decision_to_dict
+from spanvisor.events import Decision
+
+log = logging.getLogger("spanvisor.control")
+
+ENV_URL = "SPANVISOR_CONTROL_URL"
+ENV_TOKEN = "SPANVISOR_CONTROL_TOKEN"
+# The receiver's OTLP token: the control API sits behind the same one.
+ENV_OTLP_TOKEN = "SPANVISOR_OTLP_TOKEN"
+DEFAULT_URL = "http://127.0.0.1:4318"
+# The longest wait the control API grants one request.
+MAX_WAIT_S = 60.0
+ACTIONS = ("approve", "reject", "cancel", "retry", "acknowledge")
+
+
+@dataclass(frozen=True, slots=True)
+class Poll:
+    """One read of a task's decisions: those past ``after``, and the cursor
+    (``next``) to read on from."""
+
+    decisions: tuple[Decision, ...]
+    next: int
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """What became of a decision sent with :meth:`HttpSource.decide`.
+
+    ``outcome``: the control API's verdict (applied, duplicate,
+    already_decided, denied, full), or ``unauthorized``, ``bad_request``,
+    ``unreachable``. ``http_status`` is 0 when nothing answered.
+    """
+
+    outcome: str
+    reason: str | None = None
+    http_status: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome in ("applied", "duplicate")
+
+
+class DecisionSource(Protocol):
+    def poll(self, task_id: str, after: int, wait_s: float) -> Poll | None:
+        """Decisions past ``after``, waiting up to ``wait_s`` for one; None
+        when the source could not be read this time."""
+        ...
+
+
+def _run_on_pipeline(control: hub.Control, make: Callable[[], Any], timeout_s: float) -> Any:
+    call_sync = getattr(control, "call_sync", None)
+    if call_sync is not None:
+        return call_sync(make, timeout_s)
+    # Any other Control: its coroutines may be awaited on any loop.
+    return asyncio.run(asyncio.wait_for(make(), timeout_s))
+
+
+class InProcessSource:
+    """The pipeline of this process (``hub.current()`` at each call, so a
+    pipeline started after the agent is still found)."""
+
+    def __init__(self, control: hub.Control | None = None) -> None:
+        self._control = control
+
+    @property
+    def control(self) -> hub.Control | None:
+        return self._control or hub.current()
+
+    def poll(self, task_id: str, after: int, wait_s: float) -> Poll | None:
+        control = self.control
+        if control is None:
+            return None
+        wait = max(0.0, min(wait_s, MAX_WAIT_S))
+        try:
+            items = _run_on_pipeline(control, lambda: control.decisions(task_id, after, wait), wait + 10.0)
+        except Exception as exc:  # a stopped pipeline, a timeout: read again later
+            log.debug("reading decisions of %s in-process failed: %s", task_id, exc)
+            return None
+        return Poll(tuple(items), after + len(items))
+
+    def decide(self, decision: Decision, timeout_s: float = 30.0) -> Sent:
+        control = self.control
+        if control is None:
+            return Sent("unreachable", "no spanvisor pipeline runs in this process")
+        try:
+            verdict = _run_on_pipeline(control, lambda: control.decide(decision), timeout_s)
+        except Exception as exc:
+            return Sent("unreachable", f"{type(exc).__name__}: {exc}")
+        return Sent(verdict.outcome, verdict.reason, 200)
+
+
+def base_url(url: str) -> str:
+    """``http://host:port`` from what a person may paste: a trailing ``/``,
+    ``/v1/traces`` or ``/v1/control`` is dropped."""
+    u = url.strip().rstrip("/")
+    for tail in ("/v1/traces", "/v1/control"):
+        if u.endswith(tail):
+            u = u[: -len(tail)]
+    return u
+
+
+def token_from_env(env: Mapping[str, str] | None = None) -> str | None:
+    e = os.environ if env is None else env
+    return e.get(ENV_TOKEN) or e.get(ENV_OTLP_TOKEN) or None
+
+
+class HttpSource:
+    """The control API of ``spanvisor serve``, over HTTP (stdlib urllib).
+
+    Connection errors back off (0.2 s doubling to 5 s) inside :meth:`poll`,
+    never past the wait asked for; a refused token is logged once.
+    """
+
+    def __init__(self, url: str, token: str | None = None, *, request_timeout_s: float = 10.0) -> None:
+        self.url = base_url(url)
+        self.token = token
+        self.request_timeout_s = request_timeout_s
+        self._backoff = 0.0
+        self._warned = False
+        self._lock = threading.Lock()
+
+    def _headers(self) -> dict[str, str]:
+        h = {"Accept": "application/json"}
+        if self.token:
+            h["Authorization"] = f"Bearer {self.token}"
+        return h
+
+    def task_url(self, task_id: str) -> str:
+        return f"{self.url}/v1/control/tasks/{urllib.parse.quote(task_id, safe='')}"
+
+    def _request(
+        self, method: str, url: str, body: Mapping[str, Any] | None, timeout_s: float
+    ) -> tuple[int, dict[str, Any]]:
+        """(HTTP status, JSON body); status 0 and the error when nothing answered."""
+        data = json.dumps(body).encode() if body is not None else None
+        headers = self._headers()
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        req = urllib.request.Request(url, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+                return int(resp.status), _json(resp.read())
+        except urllib.error.HTTPError as exc:
+            try:
+                payload = _json(exc.read())
+            except OSError:
+                payload = {}
+            return int(exc.code), payload
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            return 0, {"error": str(getattr(exc, "reason", exc))}
+
+    def get_task(self, task_id: str, after: int = 0, wait_s: float = 0.0) -> tuple[int, dict[str, Any]]:
+        wait = max(0.0, min(wait_s, MAX_WAIT_S))
+        query = urllib.parse.urlencode({"after": after, "wait": f"{wait:g}"})
+        return self._request("GET", f"{self.task_url(task_id)}?{query}", None, wait + self.request_timeout_s)
+
+    def poll(self, task_id: str, after: int, wait_s: float) -> Poll | None:
+        deadline = time.monotonic() + max(0.0, wait_s)
+        while True:
+            status, doc = self.get_task(task_id, after, max(0.0, deadline - time.monotonic()))
+            if status == 200:
+                with self._lock:
+                    self._backoff = 0.0
+                raw = doc.get("decisions")
+                items = [decision_from_dict(x) for x in raw if isinstance(x, Mapping)] if isinstance(raw, list) else []
+                got = tuple(d for d in items if d is not None)
+                nxt = doc.get("next")
+                return Poll(got, nxt if isinstance(nxt, int) and nxt >= after else after + len(got))
+            if status in (401, 403) and not self._warned:
+                self._warned = True
+                log.warning("the control API at %s refused the token (HTTP %d); set %s", self.url, status, ENV_TOKEN)
+            with self._lock:
+                self._backoff = min(5.0, max(0.2, self._backoff * 2))
+                pause = self._backoff
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            time.sleep(min(pause, left))
+
+    def decide(
+        self,
+        task_id: str,
+        action: str,
+        actor: str,
+        *,
+        approval_id: str | None = None,
+        comment: str | None = None,
+        intervention_id: str | None = None,
+        source: str = "cli",
+    ) -> Sent:
+        body: dict[str, Any] = {"action": action, "actor": actor, "source": source}
+        body["intervention_id"] = intervention_id or uuid.uuid4().hex
+        if approval_id is not None:
+            body["approval_id"] = approval_id
+        if comment:
+            body["comment"] = comment
+        status, doc = self._request("POST", f"{self.task_url(task_id)}/decisions", body, self.request_timeout_s)
+        reason = doc.get("reason") or doc.get("error")
+        reason = str(reason) if reason is not None else None
+        if status == 0:
+            return Sent("unreachable", reason, 0)
+        if status in (200, 409) and isinstance(doc.get("outcome"), str):
+            return Sent(doc["outcome"], reason, status)
+        if status in (401, 403):
+            return Sent("unauthorized", reason or "missing or wrong bearer token", status)
+        if status == 400:
+            return Sent("bad_request", reason, status)
+        if status == 404:
+            return Sent("unreachable", reason or f"no control API at {self.url}", status)
+        return Sent("unreachable", reason or f"HTTP {status}", status)
+
+
+def _json(raw: bytes) -> dict[str, Any]:
+    try:
+        doc = json.loads(raw or b"{}")
+    except ValueError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def source_from_env(env: Mapping[str, str] | None = None) -> DecisionSource | None:
+    """The control API when ``SPANVISOR_CONTROL_URL`` is set, else this
+    process's pipeline, else None (nothing can answer)."""
+    e = os.environ if env is None else env
+    url = e.get(ENV_URL)
+    if url:
+        return HttpSource(url, token_from_env(e))
+    if hub.current() is not None:
+        return InProcessSource()
+    return None
+
+
+__all__ = [
+    "ACTIONS",
+    "DEFAULT_URL",
+    "ENV_TOKEN",
+    "ENV_URL",
+    "MAX_WAIT_S",
+    "DecisionSource",
+    "HttpSource",
+    "InProcessSource",
+    "Poll",
+    "Sent",
+    "base_url",
+    "decision_from_dict",
+    "decision_to_dict",
+    "source_from_env",
+    "token_from_env",
+]

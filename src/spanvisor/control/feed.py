@@ -1,0 +1,205 @@
+"""One task's decisions as an agent reads them: answers to its approval
+requests and a cancel request (used by :class:`spanvisor.agent.TaskHandle`).
+
+A :class:`TaskFeed` keeps the decisions read so far (the log is append-only,
+so a cursor is their count) and reads on from a
+:class:`~spanvisor.control.client.DecisionSource` by long-polling: a
+decision recorded anywhere reaches the waiting agent as soon as the source
+has it. Several readers (the agent waiting for an answer, the cancel
+watcher) may poll at once; what they bring back is merged once.
+
+Nothing here raises into the agent: an unreachable source reads as "no
+decision yet", and a callback's exception is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from spanvisor.control.client import DecisionSource, Poll, source_from_env
+from spanvisor.events import Decision
+
+log = logging.getLogger("spanvisor.agent")
+
+ApprovalOutcome = Literal["approve", "reject", "timed_out"]
+# Longest single wait of one poll: an approval wait is cut into pieces this
+# long, and the cancel watcher looks at its stop flag this often.
+WAIT_CHUNK_S = 10.0
+WATCH_CHUNK_S = 2.0
+# Pause after a source that could not be read (the HTTP source also backs off).
+RETRY_PAUSE_S = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalDecision:
+    """The answer to one approval request.
+
+    ``outcome``: ``approve``, ``reject`` or ``timed_out`` (no answer within
+    the timeout, or nothing that could answer). ``by``: who decided (a name,
+    or an id such as a Slack user id), None when timed out. ``at_ns``: when
+    it was decided (or when the wait ended).
+    """
+
+    outcome: ApprovalOutcome
+    by: str | None
+    at_ns: int
+    comment: str | None = None
+    approval_id: str = ""
+    intervention_id: str | None = None
+
+    @property
+    def approved(self) -> bool:
+        return self.outcome == "approve"
+
+    @classmethod
+    def of(cls, d: Decision) -> ApprovalDecision:
+        outcome: ApprovalOutcome = "approve" if d.action == "approve" else "reject"
+        return cls(outcome, d.actor_name or d.actor_id, d.time_ns, d.comment, d.approval_id or "", d.intervention_id)
+
+    @classmethod
+    def timed_out(cls, approval_id: str) -> ApprovalDecision:
+        return cls("timed_out", None, time.time_ns(), None, approval_id)
+
+
+class CancelRequested(Exception):
+    """Someone asked the task to stop (``t.raise_if_cancelled()``). Leaving
+    ``with task(...)`` with it marks the task cancelled, not failed."""
+
+    def __init__(self, decision: Decision | None = None) -> None:
+        who = (decision.actor_name or decision.actor_id) if decision is not None else None
+        super().__init__(f"cancel requested by {who}" if who else "cancel requested")
+        self.decision = decision
+
+
+def answers(d: Decision, approval_id: str) -> bool:
+    return d.action in ("approve", "reject") and d.approval_id == approval_id
+
+
+class TaskFeed:
+    def __init__(self, task_id: str, source: Callable[[], DecisionSource | None] = source_from_env) -> None:
+        self.task_id = task_id
+        self._source_factory = source
+        self._source: DecisionSource | None = None
+        self._lock = threading.Lock()
+        self._seen: list[Decision] = []
+        self._cancel: Decision | None = None
+        self._callbacks: list[Callable[[], object]] = []
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    # -- reading -------------------------------------------------------------
+
+    def source(self) -> DecisionSource | None:
+        """Resolved on first use, and again while there is none (a pipeline
+        may start after the task did)."""
+        if self._source is None:
+            self._source = self._source_factory()
+        return self._source
+
+    def poll_once(self, wait_s: float) -> bool:
+        """Read on once, waiting up to ``wait_s``; False when no source
+        exists (nothing can ever answer)."""
+        src = self.source()
+        if src is None:
+            return False
+        with self._lock:
+            after = len(self._seen)
+        try:
+            got = src.poll(self.task_id, after, wait_s)
+        except Exception as exc:  # a source must not raise; if one does, read again later
+            log.debug("reading decisions of %s failed: %s", self.task_id, exc)
+            got = None
+        if got is None:
+            time.sleep(min(RETRY_PAUSE_S, max(0.0, wait_s)))
+        else:
+            self._merge(after, got)
+        return True
+
+    def _merge(self, after: int, got: Poll) -> None:
+        fire: list[Callable[[], object]] = []
+        with self._lock:
+            have = len(self._seen)
+            new = list(got.decisions[have - after :]) if have >= after else []
+            self._seen.extend(new)
+            if self._cancel is None:
+                self._cancel = next((d for d in new if d.action == "cancel"), None)
+                if self._cancel is not None:
+                    fire, self._callbacks = self._callbacks, []
+        for callback in fire:
+            _call(callback)
+
+    def find(self, pred: Callable[[Decision], bool]) -> Decision | None:
+        with self._lock:
+            return next((d for d in self._seen if pred(d)), None)
+
+    def wait_approval(self, approval_id: str, timeout_s: float) -> Decision | None:
+        """The decision on ``approval_id``, or None after ``timeout_s``."""
+        deadline = time.monotonic() + max(0.0, timeout_s)
+        while True:
+            found = self.find(lambda d: answers(d, approval_id))
+            if found is not None:
+                return found
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            if not self.poll_once(min(left, WAIT_CHUNK_S)):
+                log.warning(
+                    "task %s asked for approval %s, but nothing can answer: no spanvisor pipeline runs in "
+                    "this process and SPANVISOR_CONTROL_URL is not set",
+                    self.task_id,
+                    approval_id,
+                )
+                return None
+
+    # -- cancel --------------------------------------------------------------
+
+    @property
+    def cancel(self) -> Decision | None:
+        """The cancel request, if one has been read. The first call reads
+        once and starts the watcher; later calls only look."""
+        if self._watcher is None:
+            self._start_watcher()
+        return self._cancel
+
+    def on_cancel(self, callback: Callable[[], object]) -> None:
+        with self._lock:
+            already = self._cancel is not None
+            if not already:
+                self._callbacks.append(callback)
+        if already:
+            threading.Thread(target=_call, args=(callback,), name="spanvisor-on-cancel", daemon=True).start()
+        elif self._watcher is None:
+            self._start_watcher()
+
+    def _start_watcher(self) -> None:
+        with self._lock:
+            if self._watcher is not None:
+                return
+            self._watcher = threading.Thread(target=self._watch, name=f"spanvisor-cancel-{self.task_id}", daemon=True)
+        if self._cancel is None:
+            self.poll_once(0.0)  # the first look is current, not stale
+        self._watcher.start()
+
+    def _watch(self) -> None:
+        while not self._stop.is_set() and self._cancel is None:
+            if not self.poll_once(WATCH_CHUNK_S):
+                self._stop.wait(RETRY_PAUSE_S * 4)  # no source yet: look again later
+
+    def close(self) -> None:
+        """The task ended: the watcher stops after its current poll."""
+        self._stop.set()
+
+
+def _call(callback: Callable[[], object]) -> None:
+    try:
+        callback()
+    except Exception:
+        log.exception("an on_cancel callback raised (ignored)")
+
+
+__all__ = ["ApprovalDecision", "ApprovalOutcome", "CancelRequested", "TaskFeed", "answers"]

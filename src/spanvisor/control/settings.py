@@ -1,0 +1,33 @@
+"""Settings of the way back from people to agents: where an agent or the
+CLI finds the control API, and its token. Agents read them straight from the
+environment (:mod:`spanvisor.control.client`); this table lets ``spanvisor
+check`` show them and the configuration know them (entry point
+``spanvisor.settings``: ``control``)."""
+
+from __future__ import annotations
+
+from spanvisor.config import Setting, p_opt_str
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "control_url",
+        "SPANVISOR_CONTROL_URL",
+        p_opt_str,
+        None,
+        "Control API of `spanvisor serve` (e.g. http://spanvisor:4318): agents read decisions from it, "
+        "`spanvisor approve` and friends send them to it. Unset: agents read this process's pipeline; "
+        "the CLI uses http://127.0.0.1:4318.",
+        "a URL",
+    ),
+    Setting(
+        "control_token",
+        "SPANVISOR_CONTROL_TOKEN",
+        p_opt_str,
+        None,
+        "Bearer token for the control API (the server's SPANVISOR_OTLP_TOKEN). Default: SPANVISOR_OTLP_TOKEN.",
+        "a string",
+        secret=True,
+    ),
+)
+
+__all__ = ["SETTINGS"]
