@@ -11,6 +11,7 @@ from spanvisor.config.parsers import (
     p_bool,
     p_choice,
     p_duration,
+    p_int,
     p_int_map,
     p_list,
     p_opt_str,
@@ -157,6 +158,32 @@ CORE_SETTINGS: tuple[Setting, ...] = (
         0.1,
         "Longest a sink's batch waits to fill.",
         "a duration",
+    ),
+    Setting(
+        "log_tail_lines",
+        "SPANVISOR_LOG_TAIL_LINES",
+        p_pos_int,
+        20,
+        "Log records kept per open task for its log tail (OpenTelemetry logs with the task's trace id); a task that "
+        "does not complete carries its last ones, at most 4 KB.",
+        "a positive integer",
+    ),
+    Setting(
+        "log_tail_level",
+        "SPANVISOR_LOG_TAIL_LEVEL",
+        p_choice("debug", "info", "warning", "error"),
+        "warning",
+        "Lowest level of the log records a task's log tail keeps (plus the last SPANVISOR_LOG_TAIL_CONTEXT records "
+        "of any level before an error).",
+        "debug, info, warning or error",
+    ),
+    Setting(
+        "log_tail_context",
+        "SPANVISOR_LOG_TAIL_CONTEXT",
+        p_int,
+        5,
+        "Records below the log tail's level kept just before an error record, or a failure (0: none).",
+        "a non-negative integer",
     ),
     Setting(
         "state_store",

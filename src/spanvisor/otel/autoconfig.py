@@ -4,7 +4,9 @@
 no environment variable for extra span processors, but
 ``opentelemetry-instrument`` calls every ``opentelemetry_pre_instrument``
 entry point after the TracerProvider is configured; ours adds the processor
-to it when ``SPANVISOR_LIVE`` is set and does nothing otherwise.
+to it when ``SPANVISOR_LIVE`` is set and does nothing otherwise. It also adds
+the log processor (:mod:`spanvisor.otel.logs`) to the SDK's LoggerProvider,
+for each task's log tail, unless ``OTEL_LOGS_EXPORTER`` names ``spanvisor``.
 
 Within one process the exporter and the processor built without arguments
 share one pipeline (``attach.default_pipeline``), so running both never doubles an
@@ -44,9 +46,18 @@ def install_live_processor(*_: Any, **__: Any) -> None:
                 type(provider).__name__,
             )
             return
-        add(SpanvisorSpanProcessor())
+        processor = SpanvisorSpanProcessor()
+        add(processor)
     except Exception:
         log.exception("SPANVISOR_LIVE=1: could not install the spanvisor processor")
+        return
+    exporters = {e.strip() for e in os.environ.get("OTEL_LOGS_EXPORTER", "").split(",")}
+    if "spanvisor" not in exporters:
+        # Log tails from the agent's OTel logs, at once rather than batched;
+        # with OTEL_LOGS_EXPORTER=spanvisor the exporter feeds them already.
+        from spanvisor.otel.logs import install_log_processor
+
+        install_log_processor(processor)
 
 
 class SpanvisorConfigurator(_OTelSDKConfigurator):

@@ -1,29 +1,321 @@
-"""Each open task's last log records (issue 15): a stub the log-tail work fills in.
+"""Each open task's last log records: the story of a failure (issue 15).
 
-``add`` takes records from any thread (never blocks, never raises);
-``enrich`` runs on the pipeline thread and returns the events to dispatch,
-with a finished task's ``log_tail`` filled in.
+Producers (the in-process :class:`~spanvisor.otel.logs.SpanvisorLogProcessor`,
+the log exporter, the receiver's ``/v1/logs`` and ``LogsService/Export``)
+call :meth:`LogTails.add` with :class:`LogIn` records from any thread. It
+never blocks or raises and does O(1) work a record: two dict lookups by
+trace id and a bounded ``deque.append``. Which trace belongs to a task is
+learnt on the pipeline thread by :meth:`LogTails.enrich`, from the events
+going by (any event of a task names its trace); ``enrich`` also replaces a
+finished task's ``TaskFinished`` with one carrying its ``log_tail``, then
+forgets the task.
+
+Per trace there are two rings:
+
+* ``kept``: the last ``SPANVISOR_LOG_TAIL_LINES`` records at or above the
+  level floor (``SPANVISOR_LOG_TAIL_LEVEL``, default warning);
+* ``before``: the last ``SPANVISOR_LOG_TAIL_CONTEXT`` records below it. When
+  an error record arrives they move into ``kept`` ahead of it, and a task
+  that fails takes them too: the lines just before a failure, of any level.
+
+A record of a trace no task is known for waits in a *pending* ring (at most
+:data:`MAX_PENDING_TRACES` traces, each forgotten after :data:`PENDING_TTL_S`):
+on the end-order paths a task is announced only when its root (or a stamped
+span) arrives, after most of its logs, and in-process the pipeline learns of
+a new task up to a pump (50 ms) after its root started. Only records at or
+above the floor open a pending ring, or any record the producer knows is in
+a task (``LogIn.in_task``: the log processor asks the span processor); the
+others are counted as ``no_task`` and dropped at once, which is the fate of
+an agent's log lines outside any task.
+
+A tail goes only with a task that did not complete (error, cancelled): a
+completed task's warnings stay out of its summary. Lines are sanitised and
+redacted like spanvisor's own logs, at most :data:`MAX_LINE` characters a
+line and :data:`MAX_TAIL_BYTES` a tail, oldest first.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
+import logging
+import threading
+import time
+from collections import deque
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
-from spanvisor.events import Event
+from spanvisor.events import Event, HumanIntervention, LogLine, TaskFinished, TaskView
+from spanvisor.logs import redact
+from spanvisor.spans import sanitize as sz
 from spanvisor.stats import PipelineStats
+
+log = logging.getLogger("spanvisor.logtail")
+
+# OTel severity numbers (logs data model): the first of each range.
+SEVERITY = {"trace": 1, "debug": 5, "info": 9, "warning": 13, "warn": 13, "error": 17, "fatal": 21, "critical": 21}
+ERROR_SEVERITY = 17
+_NAMES = ((21, "FATAL"), (17, "ERROR"), (13, "WARN"), (9, "INFO"), (5, "DEBUG"), (1, "TRACE"))
+# A record's text is cut here on the way in (bounds what a ring pins) ...
+MAX_LINE = 500
+# ... and a tail's lines together stay within this many characters.
+MAX_TAIL_BYTES = 4096
+MAX_PENDING_TRACES = 1_000
+PENDING_TTL_S = 600.0
+_EXPIRE_EVERY_S = 1.0
+
+
+class LogIn(NamedTuple):
+    """One log record as a producer hands it over (no copy of its attributes)."""
+
+    trace_id: int  # 0: none
+    span_id: int
+    time_ns: int
+    severity: int  # OTel severity number; 0 unknown
+    level: str | None  # severity text as sent
+    logger: str | None  # the instrumentation scope: Python's logger name
+    body: Any  # a string, or any OTLP value (made text when the tail is read)
+    # Whether the producer knows the record's span is in an open task (the
+    # in-process processor does); None: unknown, the trace decides.
+    in_task: bool | None = None
+
+
+def severity_of(text: str | None) -> int:
+    """A severity number from a level's name, for senders that give only text."""
+    return SEVERITY.get(text.strip().lower(), 0) if text else 0
+
+
+def level_name(severity: int, text: str | None) -> str:
+    for floor, name in _NAMES:
+        if severity >= floor:
+            return name
+    return (sz.name(text, "log.level", []) or "LOG")[:16]
+
+
+def clip(body: Any) -> Any:
+    """A long string body cut on the way in: a ring then pins little."""
+    if type(body) is str and len(body) > MAX_LINE:
+        return body[:MAX_LINE]
+    return body
+
+
+_Item = tuple[int, LogIn]  # (arrival number, record): arrival order across rings
+
+
+class _Ring:
+    __slots__ = ("before", "born", "kept")
+
+    def __init__(self, size: int, context: int) -> None:
+        self.kept: deque[_Item] = deque(maxlen=size)
+        self.before: deque[_Item] = deque(maxlen=context) if context else deque(maxlen=0)
+        self.born = time.monotonic()
+
+    def add(self, item: _Item, floor: int) -> None:
+        sev = item[1].severity
+        if sev < floor:
+            self.before.append(item)
+            return
+        if sev >= ERROR_SEVERITY and self.before:
+            # The lines just before an error, whatever their level.
+            try:
+                while True:
+                    self.kept.append(self.before.popleft())
+            except IndexError:
+                pass
+        self.kept.append(item)
+
+    def merge(self, other: _Ring) -> None:
+        self.kept.extend(other.kept)
+        self.before.extend(other.before)
 
 
 class LogTails:
     def __init__(self, config: Any, stats: PipelineStats) -> None:
         self.config = config
         self.stats = stats
+        get = getattr(config, "get", None)
+        setting = get if get is not None else (lambda _k, d: d)
+        self.size = max(1, int(setting("log_tail_lines", 20)))
+        self.floor = SEVERITY.get(str(setting("log_tail_level", "warning")).lower(), 13)
+        self.context = max(0, int(setting("log_tail_context", 5)))
+        # trace id -> ring: traces with an open task (pipeline thread writes,
+        # any thread reads) and traces not known yet (any thread adds).
+        self._tasks: dict[int, _Ring] = {}
+        self._pending: dict[int, _Ring] = {}
+        # Pipeline thread only: open task id -> trace id, and tasks per trace.
+        self._open: dict[str, int] = {}
+        self._per_trace: dict[int, int] = {}
+        self._seq = itertools.count()
+        self._lock = threading.Lock()  # the counts below, one addition at a time
+        self._no_task = 0
+        self._full = 0
+        self._errors = 0
+        self._last_expire = 0.0
+        stats.gauge("log_tail_traces", lambda: float(len(self._tasks) + len(self._pending)))
 
-    def add(self, records: Sequence[Any]) -> bool:
+    # -- any thread ---------------------------------------------------------------
+
+    def add(self, records: Sequence[LogIn]) -> bool:
+        """Keep ``records`` for their tasks; never blocks, never raises."""
+        no_task = full = 0
+        try:
+            tasks, pending, floor, seq = self._tasks, self._pending, self.floor, self._seq
+            for r in records:
+                tid = r.trace_id
+                ring = tasks.get(tid)
+                if ring is None:
+                    ring = pending.get(tid)
+                    if ring is None:
+                        if not (r.in_task or (r.in_task is None and tid and r.severity >= floor)):
+                            no_task += 1
+                            continue
+                        if len(pending) >= MAX_PENDING_TRACES:
+                            full += 1
+                            continue
+                        ring = pending.setdefault(tid, _Ring(self.size, self.context))
+                ring.add((next(seq), r), floor)
+        except Exception:
+            with self._lock:
+                self._errors += 1
+            return False
+        if no_task or full:
+            with self._lock:
+                self._no_task += no_task
+                self._full += full
         return True
 
+    # -- the pipeline thread ---------------------------------------------------------
+
     def enrich(self, events: list[Event]) -> list[Event]:
-        return events
+        """Learn open tasks' traces from ``events``; a finished task that did not
+        complete gets its log tail. Returns the events to dispatch."""
+        out = events
+        try:
+            for i, ev in enumerate(events):
+                if isinstance(ev, HumanIntervention) and not ev.known:
+                    continue  # not a view of a task open here
+                if isinstance(ev, TaskFinished):
+                    tail = self._finish(ev)
+                    if tail:
+                        if out is events:
+                            out = list(events)
+                        out[i] = dataclasses.replace(ev, log_tail=tail)
+                elif ev.task.task_id not in self._open:
+                    self._learn(ev.task)
+            self.sync()
+        except Exception as exc:  # a tail is best effort: the events go on
+            self.stats.drop("log_tail_error", detail=f"{type(exc).__name__}: {exc}")
+            log.exception("log tail error")
+        return out
+
+    def sync(self) -> None:
+        """Fold the counts made on producers' threads into the stats, and
+        forget pending traces no task claimed in time."""
+        with self._lock:
+            no_task, full, errors = self._no_task, self._full, self._errors
+            self._no_task = self._full = self._errors = 0
+        if no_task:
+            self.stats.inc("log_records_total", no_task, outcome="no_task")
+        if full:
+            self.stats.drop(
+                "log_pending_full",
+                full,
+                detail=f"log records of {MAX_PENDING_TRACES} traces with no task known yet are waiting",
+            )
+        if errors:
+            self.stats.drop("log_tail_error", errors, detail="a log record could not be read")
+        now = time.monotonic()
+        if now - self._last_expire >= _EXPIRE_EVERY_S:
+            self._last_expire = now
+            self._expire(now)
+
+    def _expire(self, now: float) -> None:
+        old = [tid for tid, ring in list(self._pending.items()) if now - ring.born > PENDING_TTL_S]
+        unclaimed = 0
+        for tid in old:
+            ring = self._pending.pop(tid, None)
+            if ring is not None:
+                unclaimed += len(ring.kept) + len(ring.before)
+        if unclaimed:
+            self.stats.inc("log_records_total", unclaimed, outcome="no_task")
+
+    def _learn(self, view: TaskView) -> int | None:
+        if not view.trace_id:
+            return None
+        try:
+            tid = int(view.trace_id, 16)
+        except ValueError:
+            return None
+        self._open[view.task_id] = tid
+        self._per_trace[tid] = self._per_trace.get(tid, 0) + 1
+        if tid not in self._tasks:
+            # Published first, so a producer that misses the pending ring
+            # from now on finds this one.
+            ring = self._tasks[tid] = _Ring(self.size, self.context)
+            early = self._pending.pop(tid, None)
+            if early is not None:
+                ring.merge(early)
+        return tid
+
+    def _finish(self, ev: TaskFinished) -> tuple[LogLine, ...]:
+        view = ev.task
+        tid = self._open.pop(view.task_id, None)
+        if tid is None:
+            tid = self._learn(view)
+            self._open.pop(view.task_id, None)
+            if tid is None:
+                return ()
+        left = self._per_trace.get(tid, 1) - 1
+        ring = self._tasks.get(tid)
+        if left <= 0:
+            self._per_trace.pop(tid, None)
+            self._tasks.pop(tid, None)
+        else:
+            self._per_trace[tid] = left
+        if ring is None or ev.outcome == "complete":
+            return ()
+        items = list(ring.kept)
+        if ev.outcome == "error":
+            items.extend(ring.before)
+        if left > 0:
+            # Other tasks share the trace: only what was logged while this one ran.
+            lo, hi = view.started_ns, view.ended_ns or ev.time_ns
+            items = [it for it in items if not it[1].time_ns or lo <= it[1].time_ns <= hi]
+        items.sort(key=lambda it: it[0])
+        tail = lines([r for _, r in items], self.size)
+        if tail:
+            self.stats.inc("log_records_total", len(tail), outcome="attached")
+        return tail
 
 
-__all__ = ["LogTails"]
+def lines(records: Sequence[LogIn], size: int) -> tuple[LogLine, ...]:
+    """The newest ``size`` records as safe lines, oldest first, together at
+    most :data:`MAX_TAIL_BYTES` characters (the newest line is always kept)."""
+    out: list[LogLine] = []
+    budget = MAX_TAIL_BYTES
+    for r in reversed(records[-size:]):
+        msg = message(r.body)
+        if out and len(msg) > budget:
+            break
+        msg = msg[:budget]
+        budget -= len(msg)
+        logger = sz.name(r.logger, "log.logger", []) if r.logger else None
+        out.append(LogLine(time_ns=r.time_ns, level=level_name(r.severity, r.level), message=msg, logger=logger))
+        if budget <= 0:
+            break
+    out.reverse()
+    return tuple(out)
+
+
+def message(body: Any) -> str:
+    """A record's body as one redacted, sanitised line of text."""
+    if body is None:
+        return ""
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    text = body if isinstance(body, str) else str(body)
+    clean = sz.text(redact(text[: MAX_LINE * 2]), "log.body", [], MAX_LINE)
+    return clean or ""
+
+
+__all__ = ["ERROR_SEVERITY", "SEVERITY", "LogIn", "LogTails", "clip", "level_name", "lines", "severity_of"]

@@ -1,4 +1,4 @@
-"""OTLP/gRPC: ``TraceService/Export`` on a ``grpc.aio`` server.
+"""OTLP/gRPC: ``TraceService/Export`` and ``LogsService/Export`` on a ``grpc.aio`` server.
 
 The Collector's load-balancing exporter speaks only gRPC, so this is the
 path replicas see in a scaled-out deployment. Backpressure is UNAVAILABLE
@@ -11,7 +11,8 @@ the raw bytes: the bearer token is checked before any parsing, and a body
 that is not an ``ExportTraceServiceRequest`` is INVALID_ARGUMENT (the
 generated servicer would parse first and answer UNKNOWN). Room is checked
 before parsing too (:meth:`Ingest.admit`), so a refusal costs no decode; the
-journal keeps those same bytes.
+journal keeps those same bytes. Logs get the same token check, admission and
+answers, and go to the log tails (:mod:`.logs`: not journaled).
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import DecodeError
 from google.rpc.error_details_pb2 import RetryInfo  # type: ignore[import-untyped]
 from google.rpc.status_pb2 import Status  # type: ignore[import-untyped]
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -32,6 +37,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from spanvisor.receiver.decode import decode_request
 from spanvisor.receiver.ingest import Ingest, Refusal, bearer_matches
+from spanvisor.receiver.logs import decode_logs, hand_over
 
 log = logging.getLogger("spanvisor.receiver")
 
@@ -49,6 +55,7 @@ def retry_trailers(message: str, retry_after_s: float) -> tuple[tuple[str, bytes
 
 
 SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
+LOGS_SERVICE = "opentelemetry.proto.collector.logs.v1.LogsService"
 
 
 class TraceService:
@@ -105,6 +112,34 @@ class TraceService:
         return resp
 
 
+class LogsService(TraceService):
+    """``LogsService/Export``: the same checks, then the log tails."""
+
+    async def Export(self, body: bytes, context: Any) -> ExportLogsServiceResponse:  # type: ignore[override]
+        ingest = self.ingest
+        if not self._authorized(context):
+            ingest.count("grpc", "unauthenticated")
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
+        refusal = await ingest.admit()
+        if refusal is not None:
+            await self._retry_later(context, refusal)
+        try:
+            request = ExportLogsServiceRequest.FromString(body)
+        except (DecodeError, RecursionError, ValueError) as exc:
+            ingest.count("grpc", "bad_request")
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"body is not a protobuf ExportLogsServiceRequest: {exc}"
+            )
+        decoded = decode_logs(request)
+        hand_over(ingest.pipeline, decoded)
+        resp = ExportLogsServiceResponse()
+        if decoded.rejected:
+            resp.partial_success.rejected_log_records = decoded.rejected
+            resp.partial_success.error_message = decoded.reason
+        ingest.count("grpc", "logs_partial" if decoded.rejected else "logs_ok")
+        return resp
+
+
 def make_server(ingest: Ingest, token: str | None, max_body_bytes: int) -> Any:
     server = grpc.aio.server(
         options=[
@@ -123,7 +158,16 @@ def make_server(ingest: Ingest, token: str | None, max_body_bytes: int) -> Any:
             )
         },
     )
-    server.add_generic_rpc_handlers((handler,))
+    logs = LogsService(ingest, token)
+    logs_handler = grpc.method_handlers_generic_handler(
+        LOGS_SERVICE,
+        {
+            "Export": grpc.unary_unary_rpc_method_handler(
+                logs.Export, response_serializer=ExportLogsServiceResponse.SerializeToString
+            )
+        },
+    )
+    server.add_generic_rpc_handlers((handler, logs_handler))
     return server
 
 

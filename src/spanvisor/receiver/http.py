@@ -1,4 +1,4 @@
-"""OTLP/HTTP: ``POST /v1/traces``, protobuf or JSON, gzip or not.
+"""OTLP/HTTP: ``POST /v1/traces`` and ``POST /v1/logs``, protobuf or JSON, gzip or not.
 
 Answers follow the OTLP spec: 200 with an ``ExportTraceServiceResponse``
 (``partial_success`` when spans were rejected), 400 with a ``google.rpc.Status``
@@ -8,7 +8,9 @@ type. The body is read in chunks and the size is checked after
 decompression, so a small gzip bomb cannot inflate past the limit.
 
 Room is checked before the body is read (:meth:`Ingest.admit`): a refusal
-parses nothing, and aiohttp discards the unread body.
+parses nothing, and aiohttp discards the unread body. Logs get the same
+token check, admission and answers, and go to the log tails
+(:mod:`.logs`: not journaled).
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ import zlib
 from aiohttp import web
 from google.protobuf.message import DecodeError, Message
 from google.rpc.status_pb2 import Status  # type: ignore[import-untyped]
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -27,6 +33,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from spanvisor.receiver import control_api
 from spanvisor.receiver.decode import decode_request
 from spanvisor.receiver.ingest import Ingest, Refusal, bearer_matches
+from spanvisor.receiver.logs import decode_logs, hand_over, parse_logs_json
 from spanvisor.receiver.otlp_json import OtlpJsonError, parse_request, to_json
 
 log = logging.getLogger("spanvisor.receiver")
@@ -94,38 +101,51 @@ def _retry_later(ingest: Ingest, refusal: Refusal, reply_type: str) -> web.Respo
     return _error(503, _UNAVAILABLE, refusal.reason, reply_type, **{"Retry-After": refusal.retry_after_header})
 
 
+async def _read_admitted(
+    request: web.Request, ingest: Ingest, expected: bytes | None, max_body_bytes: int
+) -> web.Response | tuple[bytes, bytes | None, str]:
+    """What every export does first: the token, the content type, room, then
+    the body; an answer, or (the body, its gzip bytes or None, the reply type)."""
+    ctype = request.content_type
+    reply_type = JSON if ctype == JSON else PROTOBUF
+    if expected is not None and not bearer_matches(request.headers.get("Authorization"), expected):
+        ingest.count("http", "unauthenticated")
+        return _error(
+            401, _UNAUTHENTICATED, "missing or wrong bearer token", reply_type, **{"WWW-Authenticate": "Bearer"}
+        )
+    if ctype not in (PROTOBUF, JSON):
+        ingest.count("http", "bad_request")
+        return web.Response(status=415, text=f"unsupported Content-Type {ctype!r}; use {PROTOBUF} or {JSON}\n")
+    # Room first: a refusal reads and parses nothing.
+    refusal = await ingest.admit()
+    if refusal is not None:
+        return _retry_later(ingest, refusal, reply_type)
+    try:
+        body, gzipped = await _read_body(request, max_body_bytes)
+    except _TooLarge:
+        ingest.count("http", "too_large")
+        return _error(
+            413,
+            _RESOURCE_EXHAUSTED,
+            f"body exceeds {max_body_bytes} bytes after decompression; "
+            "send smaller batches or raise SPANVISOR_MAX_BODY_BYTES",
+            reply_type,
+        )
+    except _BadBody as exc:
+        ingest.count("http", "bad_request")
+        return _error(400, _INVALID_ARGUMENT, str(exc), reply_type)
+    return body, gzipped, reply_type
+
+
 def make_app(ingest: Ingest, token: str | None, max_body_bytes: int) -> web.Application:
     expected = token.encode() if token else None
 
     async def export(request: web.Request) -> web.Response:
+        got = await _read_admitted(request, ingest, expected, max_body_bytes)
+        if isinstance(got, web.Response):
+            return got
+        body, gzipped, reply_type = got
         ctype = request.content_type
-        reply_type = JSON if ctype == JSON else PROTOBUF
-        if expected is not None and not bearer_matches(request.headers.get("Authorization"), expected):
-            ingest.count("http", "unauthenticated")
-            return _error(
-                401, _UNAUTHENTICATED, "missing or wrong bearer token", reply_type, **{"WWW-Authenticate": "Bearer"}
-            )
-        if ctype not in (PROTOBUF, JSON):
-            ingest.count("http", "bad_request")
-            return web.Response(status=415, text=f"unsupported Content-Type {ctype!r}; use {PROTOBUF} or {JSON}\n")
-        # Room first: a refusal reads and parses nothing.
-        refusal = await ingest.admit()
-        if refusal is not None:
-            return _retry_later(ingest, refusal, reply_type)
-        try:
-            body, gzipped = await _read_body(request, max_body_bytes)
-        except _TooLarge:
-            ingest.count("http", "too_large")
-            return _error(
-                413,
-                _RESOURCE_EXHAUSTED,
-                f"body exceeds {max_body_bytes} bytes after decompression; "
-                "send smaller batches or raise SPANVISOR_MAX_BODY_BYTES",
-                reply_type,
-            )
-        except _BadBody as exc:
-            ingest.count("http", "bad_request")
-            return _error(400, _INVALID_ARGUMENT, str(exc), reply_type)
         try:
             req = parse_request(body) if ctype == JSON else ExportTraceServiceRequest.FromString(body)
         except OtlpJsonError as exc:
@@ -158,9 +178,32 @@ def make_app(ingest: Ingest, token: str | None, max_body_bytes: int) -> web.Appl
         ingest.count("http", "partial" if decoded.rejected else "ok")
         return _reply(200, resp, reply_type)
 
+    async def export_logs(request: web.Request) -> web.Response:
+        got = await _read_admitted(request, ingest, expected, max_body_bytes)
+        if isinstance(got, web.Response):
+            return got
+        body, _, reply_type = got
+        try:
+            req = parse_logs_json(body) if request.content_type == JSON else ExportLogsServiceRequest.FromString(body)
+        except OtlpJsonError as exc:
+            ingest.count("http", "bad_request")
+            return _error(400, _INVALID_ARGUMENT, str(exc), reply_type)
+        except (DecodeError, RecursionError, ValueError) as exc:
+            ingest.count("http", "bad_request")
+            return _error(400, _INVALID_ARGUMENT, f"body is not a protobuf ExportLogsServiceRequest: {exc}", reply_type)
+        decoded = decode_logs(req)
+        hand_over(ingest.pipeline, decoded)
+        resp = ExportLogsServiceResponse()
+        if decoded.rejected:
+            resp.partial_success.rejected_log_records = decoded.rejected
+            resp.partial_success.error_message = decoded.reason
+        ingest.count("http", "logs_partial" if decoded.rejected else "logs_ok")
+        return _reply(200, resp, reply_type)
+
     # aiohttp would inflate gzip bodies itself, unbounded per chunk; doing
     # it here lets max_length cap the memory a compressed bomb can take.
     app = web.Application(client_max_size=max_body_bytes, handler_args={"auto_decompress": False})
     app.router.add_post("/v1/traces", export)
+    app.router.add_post("/v1/logs", export_logs)
     control_api.add_routes(app, ingest.pipeline, token)
     return app

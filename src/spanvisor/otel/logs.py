@@ -1,0 +1,137 @@
+"""OpenTelemetry logs in-process: each task's last log lines (issue 15).
+
+Two ways in, both into the pipeline's log tails
+(:mod:`spanvisor.pipeline.logtail`):
+
+* :class:`SpanvisorLogProcessor`, a ``LogRecordProcessor`` next to the span
+  processor: ``logger_provider.add_log_record_processor(
+  SpanvisorLogProcessor(span_processor))``. ``on_emit`` runs on the agent's
+  thread inside its ``logging`` call: it reads six fields of the record,
+  makes one tuple and hands it over (two dict lookups and a bounded
+  ``deque.append``); no I/O, no lock on the usual path, never raises.
+  Records reach the tails at once, before the span that ends the task.
+* :class:`SpanvisorLogExporter`, for ``OTEL_LOGS_EXPORTER=spanvisor``
+  (entry point ``opentelemetry_logs_exporter``): the SDK wraps it in a
+  ``BatchLogRecordProcessor`` (every second by default, ahead of the
+  ``BatchSpanProcessor``'s 5 s, so a task's lines usually arrive before its
+  root's end).
+
+Neither owns the pipeline's lifecycle: shutting the LoggerProvider down
+leaves the pipeline to the span processor or exporter that shares it. Built
+without arguments they use the process-wide pipeline
+(:func:`spanvisor.otel.attach.default_pipeline`), the one the span processor
+and exporter built without arguments use; give a span processor (or its
+pipeline) when it was built with its own sinks.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from opentelemetry.sdk._logs import LogRecordProcessor, ReadableLogRecord, ReadWriteLogRecord
+from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+
+from spanvisor.otel.attach import default_pipeline
+from spanvisor.pipeline.logtail import LogIn, clip, severity_of
+from spanvisor.pipeline.pipeline import Pipeline
+
+log = logging.getLogger("spanvisor")
+
+
+def _pipeline_of(source: Any, path: str) -> Pipeline:
+    if source is None:
+        return default_pipeline(path)
+    if isinstance(source, Pipeline):
+        return source
+    pipeline = getattr(source, "pipeline", None)  # a span processor or exporter
+    if isinstance(pipeline, Pipeline):
+        return pipeline
+    raise TypeError(f"expected a Pipeline or a spanvisor span processor/exporter, not {type(source).__name__}")
+
+
+def log_in(record: ReadableLogRecord | ReadWriteLogRecord, spans: Any = None) -> LogIn:
+    """The fields a tail needs of an SDK log record, by reference. ``spans``:
+    the span processor's open task spans by id, when known."""
+    r = record.log_record
+    sev = r.severity_number
+    n = sev.value if sev is not None else severity_of(r.severity_text)
+    scope = record.instrumentation_scope
+    return LogIn(
+        r.trace_id or 0,
+        r.span_id or 0,
+        r.timestamp or r.observed_timestamp or 0,
+        n,
+        r.severity_text,
+        scope.name if scope is not None else None,
+        clip(r.body),
+        (r.span_id in spans) if spans is not None and r.span_id else None,
+    )
+
+
+class SpanvisorLogProcessor(LogRecordProcessor):
+    """``logger_provider.add_log_record_processor(SpanvisorLogProcessor(span_processor))``."""
+
+    def __init__(self, source: Any = None) -> None:
+        self.pipeline = _pipeline_of(source, "processor")
+        self._submit = self.pipeline.submit_logs
+        # The span processor's open task spans: a record of one belongs to a
+        # task even before the pipeline has heard of it (and one of a span
+        # outside every task is dropped at once).
+        spans = getattr(source, "_open", None)
+        self._spans: dict[int, Any] | None = spans if isinstance(spans, dict) else None
+        self._errors = 0
+
+    def on_emit(self, log_record: ReadWriteLogRecord) -> None:
+        try:
+            self._submit((log_in(log_record, self._spans),))
+        except Exception:  # never into the agent
+            self._errors += 1
+
+    def shutdown(self) -> None:
+        """The pipeline belongs to the span processor or exporter."""
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True  # records are in the tails as soon as they are emitted
+
+
+class SpanvisorLogExporter(LogRecordExporter):
+    """``OTEL_LOGS_EXPORTER=spanvisor`` (behind the SDK's BatchLogRecordProcessor)."""
+
+    def __init__(self, source: Any = None) -> None:
+        self.pipeline = _pipeline_of(source, "exporter")
+
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        try:
+            self.pipeline.submit_logs([log_in(r) for r in batch])
+            return LogRecordExportResult.SUCCESS
+        except Exception:
+            return LogRecordExportResult.FAILURE
+
+    def shutdown(self) -> None:
+        """The pipeline belongs to the span processor or exporter."""
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
+
+def install_log_processor(source: Any = None) -> bool:
+    """Add a :class:`SpanvisorLogProcessor` to the global LoggerProvider when
+    it is the SDK's; False (and said once) when it is not."""
+    try:
+        from opentelemetry._logs import get_logger_provider
+
+        provider = get_logger_provider()
+        add = getattr(provider, "add_log_record_processor", None)
+        if add is None:
+            log.info("no SDK LoggerProvider is set; spanvisor keeps no log tails in this process")
+            return False
+        add(SpanvisorLogProcessor(source))
+        return True
+    except Exception:
+        log.exception("could not install the spanvisor log processor")
+        return False
+
+
+__all__ = ["SpanvisorLogExporter", "SpanvisorLogProcessor", "install_log_processor", "log_in"]

@@ -1,0 +1,155 @@
+"""Log tails in-process: an agent's stdlib logging, through the OTel SDK's
+LoggingHandler and spanvisor's log processor, into its failed task's
+TaskFinished (a real Pipeline with an InMemorySink)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import tracemalloc
+import warnings
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+from opentelemetry.trace import Status, StatusCode
+
+from spanvisor.events import TaskFinished
+from spanvisor.otel.logs import SpanvisorLogExporter, SpanvisorLogProcessor
+from spanvisor.pipeline.logtail import MAX_PENDING_TRACES, MAX_TAIL_BYTES, LogIn, LogTails
+from spanvisor.spans import conventions as cv
+from spanvisor.stats import PipelineStats
+from spanvisor.testing import InMemorySink
+
+from ._sdk import Agent
+
+SECRET = "xoxb-1234567890-abcdefghij"
+
+
+@pytest.fixture
+def logged(agent: Agent) -> Iterator[logging.Logger]:
+    """A stdlib logger whose records go through the SDK handler to spanvisor."""
+    provider = LoggerProvider(shutdown_on_exit=False)
+    provider.add_log_record_processor(SpanvisorLogProcessor(agent.processor))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the SDK's handler is deprecated, still the common one
+        handler = LoggingHandler(level=logging.NOTSET, logger_provider=provider)
+    logger = logging.getLogger(f"agent.test.{id(agent)}")
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    logger.addHandler(handler)
+    yield logger
+    logger.removeHandler(handler)
+    provider.shutdown()
+
+
+def _finished(memory: InMemorySink) -> dict[str, TaskFinished]:
+    return {e.task.task_name or "": e for e in memory.of_type(TaskFinished)}
+
+
+def test_a_failed_task_carries_its_last_warning_and_error_lines(
+    agent: Agent, memory: InMemorySink, logged: logging.Logger
+) -> None:
+    logged.warning("outside any task: not kept")
+    with agent.tracer.start_as_current_span("fix bug", attributes={cv.TASK_NAME: "fix bug"}) as root:
+        logged.debug("reading the repository")
+        logged.info("calling the model")
+        logged.warning("retrying: rate limited, token %s", SECRET)
+        logged.info("parsing the answer")
+        logged.error("could not parse the model's answer")
+        root.set_status(Status(StatusCode.ERROR, "parse failed"))
+    with agent.tracer.start_as_current_span("ok task", attributes={cv.TASK_NAME: "ok task"}):
+        logged.warning("slow disk")
+    assert agent.flush()
+    done = _finished(memory)
+    failed = done["fix bug"]
+    assert failed.outcome == "error"
+    got = [(line.level, line.message) for line in failed.log_tail]
+    # The floor is WARNING; the lines below it just before the error come too,
+    # those logged before the pipeline heard of the task included.
+    assert got == [
+        ("DEBUG", "reading the repository"),
+        ("INFO", "calling the model"),
+        ("WARN", "retrying: rate limited, token xox?-****"),
+        ("INFO", "parsing the answer"),
+        ("ERROR", "could not parse the model's answer"),
+    ]
+    assert all(SECRET not in line.message for line in failed.log_tail)
+    assert {line.logger for line in failed.log_tail} == {logged.name}
+    assert [line.time_ns for line in failed.log_tail] == sorted(line.time_ns for line in failed.log_tail)
+    # A completed task's warnings stay out of its summary.
+    assert done["ok task"].outcome == "complete"
+    assert done["ok task"].log_tail == ()
+    assert agent.processor.pipeline.stats.value("log_records_total", outcome="no_task") >= 1
+
+
+def test_the_exporter_feeds_the_same_tails(agent: Agent, memory: InMemorySink) -> None:
+    """OTEL_LOGS_EXPORTER=spanvisor: records arrive in batches, still before the root's end here."""
+    from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
+
+    provider = LoggerProvider(shutdown_on_exit=False)
+    provider.add_log_record_processor(SimpleLogRecordProcessor(SpanvisorLogExporter(agent.processor)))
+    logger = provider.get_logger("agent.exporter")
+    from opentelemetry._logs import SeverityNumber
+
+    with agent.tracer.start_as_current_span("deploy", attributes={cv.TASK_NAME: "deploy"}) as root:
+        logger.emit(
+            severity_number=SeverityNumber.ERROR, severity_text="ERROR", body="deploy refused: password=hunter2"
+        )
+        root.set_status(Status(StatusCode.ERROR, "refused"))
+    assert agent.flush()
+    tail = _finished(memory)["deploy"].log_tail
+    assert [(line.level, line.message, line.logger) for line in tail] == [
+        ("ERROR", "deploy refused: password=****", "agent.exporter")
+    ]
+    provider.shutdown()
+
+
+def test_a_tail_is_bounded_in_lines_and_bytes(agent: Agent, memory: InMemorySink, logged: logging.Logger) -> None:
+    with agent.tracer.start_as_current_span("noisy", attributes={cv.TASK_NAME: "noisy"}) as root:
+        for i in range(500):
+            logged.warning("line %d %s", i, "x" * 800)
+        root.set_status(Status(StatusCode.ERROR, "boom"))
+    assert agent.flush()
+    tail = _finished(memory)["noisy"].log_tail
+    assert 1 <= len(tail) <= 20
+    assert sum(len(line.message) for line in tail) <= MAX_TAIL_BYTES
+    assert tail[-1].message.startswith("line 499 ")
+
+
+def _record(trace: int, i: int, severity: int = 13) -> LogIn:
+    return LogIn(trace, 1, i, severity, None, "flood", f"message {i}")
+
+
+def test_a_flood_stays_bounded_and_counts_what_it_drops() -> None:
+    """200,000 records from four threads, most of traces with no task: the
+    memory held stays bounded, nothing raises, drops are counted."""
+    stats = PipelineStats()
+    tails = LogTails(None, stats)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+
+        def produce(offset: int) -> None:
+            for i in range(50_000):
+                # 5,000 distinct traces a thread, nearly all without a task.
+                tails.add([_record(offset * 1_000_000 + i % 5_000 + 1, i)])
+
+        threads = [threading.Thread(target=produce, args=(n,)) for n in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    # The bound is checked without a lock: each producer may pass it by one.
+    assert len(tails._pending) <= MAX_PENDING_TRACES + len(threads)
+    # A pending ring holds at most 20 + 5 records of ~200 bytes each.
+    assert held < MAX_PENDING_TRACES * 25 * 600
+    tails.sync()
+    assert stats.value("dropped_total", reason="log_pending_full", sink="") > 0
+    # Records below the floor of unknown traces are counted, not kept.
+    assert tails.add([_record(10**12, 1, severity=9)])
+    tails.sync()
+    assert stats.value("log_records_total", outcome="no_task") == 1
