@@ -22,6 +22,7 @@ from spanvisor.events import (
     ContextForecast,
     ContextWarning,
     Event,
+    stable_id,
 )
 from spanvisor.spans import conventions as cv
 from spanvisor.spans import sanitize as sz
@@ -172,7 +173,13 @@ def budget_warnings(state: TaskState, now: int, notes: list[str], ledger: Sequen
         out.append(
             BudgetWarning(
                 # Once per level and scope (and day or month): whichever call crossed it.
-                event_id=state.event_id("budget", scope, unit, subject, level),
+                # A ledger scope's id names no task, so replicas (or a restart) that
+                # both say it give one id, which the sinks dedupe (pipeline/spend.py).
+                event_id=(
+                    state.event_id("budget", scope, unit, subject, level)
+                    if scope == "task"
+                    else stable_id("budget", scope, unit, subject, level)
+                ),
                 time_ns=t,
                 task=state.view,
                 notes=tuple(notes),

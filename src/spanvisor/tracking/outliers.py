@@ -2,26 +2,69 @@
 the p95 of the agent's last tasks, said in the completion summary as
 "3.4x this agent's usual cost" (relative to the median).
 
-The history is the last ``HISTORY`` finished tasks per agent (at most
-``MAX_AGENTS`` agents) seen by this process; nothing is judged before
-``MIN_HISTORY`` of them. It is per process: a restart starts it again.
+The history is the last ``HISTORY`` complete tasks per agent (at most
+``MAX_AGENTS`` agents); nothing is judged before ``MIN_HISTORY`` of them. It
+is learnt in memory from the tasks this process finishes, and seeded at start
+from a :class:`TaskHistory` when the state store offers one (the PostgreSQL
+store does: ``spanvisor_postgres.history``), so a restart or a new replica
+judges from the database's history instead of starting again.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import OrderedDict, deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 HISTORY = 50
 MIN_HISTORY = 20
 MAX_AGENTS = 1000
 _WHAT = ("tokens", "cost", "duration")
+# One finished task: tokens (input + output), cost in dollars, duration in seconds.
+Sample = tuple[float, float, float]
+
+
+@runtime_checkable
+class TaskHistory(Protocol):
+    """Optional on a state store: recent complete tasks from durable history."""
+
+    async def recent_tasks(self, n: int, max_agents: int) -> Mapping[str, Sequence[Sample]]:
+        """Per agent (the ``max_agents`` most recently active), its last ``n``
+        complete tasks, oldest first."""
+        ...
 
 
 @dataclass
 class OutlierBook:
-    _by_agent: OrderedDict[str, deque[tuple[float, float, float]]] = field(default_factory=OrderedDict)
+    _by_agent: OrderedDict[str, deque[Sample]] = field(default_factory=OrderedDict)
+
+    def seed(self, history: Mapping[str, Sequence[Sample]]) -> int:
+        """Put older tasks (oldest first) before what this process has learnt
+        since it started; answers how many were taken."""
+        taken = 0
+        for agent, samples in list(history.items())[-MAX_AGENTS:]:
+            clean = [(float(s[0]), float(s[1]), float(s[2])) for s in samples if _sample_ok(s)][-HISTORY:]
+            if not clean:
+                continue
+            learnt = self._by_agent.get(agent, ())
+            merged: deque[Sample] = deque(maxlen=HISTORY)
+            merged.extend(clean)
+            merged.extend(learnt)
+            if agent not in self._by_agent:
+                self._by_agent[agent] = merged
+                self._by_agent.move_to_end(agent, last=False)  # older than agents learnt live
+            else:
+                self._by_agent[agent] = merged
+            taken += len(clean)
+        while len(self._by_agent) > MAX_AGENTS:
+            self._by_agent.popitem(last=False)
+        return taken
+
+    def history(self, agent: str) -> tuple[Sample, ...]:
+        return tuple(self._by_agent.get(agent, ()))
 
     def judge(self, agent: str, tokens: float, cost: float, duration_s: float) -> tuple[str, ...]:
         """Notes for this finished task against its agent's history; then the
@@ -44,4 +87,12 @@ class OutlierBook:
         return tuple(out)
 
 
-__all__ = ["MIN_HISTORY", "OutlierBook"]
+def _sample_ok(s: object) -> bool:
+    return (
+        isinstance(s, tuple | list)
+        and len(s) == 3
+        and all(isinstance(x, int | float) and not isinstance(x, bool) and 0 <= x < math.inf for x in s)
+    )
+
+
+__all__ = ["HISTORY", "MAX_AGENTS", "MIN_HISTORY", "OutlierBook", "Sample", "TaskHistory"]
