@@ -1,0 +1,153 @@
+"""``spanvisor approve|reject|cancel|retry|ack`` and ``spanvisor emit approval``
+through ``main()``, against a real receiver (OTLP/HTTP with the control API)
+on a real pipeline. Exit codes and output are asserted."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from spanvisor.cli.emit_approval import approval_id_for
+from spanvisor.cli.main import main
+from spanvisor.config import Config
+from spanvisor.pipeline.pipeline import Pipeline
+from spanvisor.receiver.server import Receiver, ReceiverSettings
+from spanvisor.testing import InMemorySink
+
+TOKEN = "decide-s3cret"
+Run = Any
+
+
+class _Serve:
+    """A receiver on its own loop thread in front of a real pipeline."""
+
+    def __init__(self, data_dir: Path) -> None:
+        config = Config.load(
+            env={
+                "SPANVISOR_DATA_DIR": str(data_dir),
+                "SPANVISOR_OTLP_BIND": "127.0.0.1",
+                "SPANVISOR_OTLP_HTTP_PORT": "0",
+                "SPANVISOR_OTLP_GRPC_PORT": "off",
+                "SPANVISOR_ADMIN_PORT": "off",
+                "SPANVISOR_OTLP_TOKEN": TOKEN,
+                "SPANVISOR_JOURNAL": "off",
+            },
+            extra=None,
+        )
+        self.pipeline = Pipeline(config=config, sinks=[InMemorySink()], path="receiver").start()
+        assert self.pipeline.wait_ready(30)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.receiver = Receiver(self.pipeline, ReceiverSettings.from_config(config))
+        asyncio.run_coroutine_threadsafe(self.receiver.start(), self.loop).result(30)
+        self.base = f"http://127.0.0.1:{self.receiver.http_port}"
+
+    def task(self, task_id: str) -> dict[str, Any]:
+        req = urllib.request.Request(
+            f"{self.base}/v1/control/tasks/{task_id}", headers={"Authorization": f"Bearer {TOKEN}"}
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            doc: dict[str, Any] = json.loads(resp.read())
+            return doc
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.receiver.stop(self.pipeline.shutdown), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[_Serve]:
+    s = _Serve(tmp_path / "serve")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Run:
+    for name in [n for n in os.environ if n.startswith(("SPANVISOR_", "OTEL_", "SLACK_"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("SPANVISOR_DATA_DIR", str(tmp_path / "cli"))
+
+    def call(*argv: str) -> tuple[int, str, str]:
+        code = main(list(argv))
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return call
+
+
+def wait_for(cond: Any, timeout: float = 30.0, what: str = "a condition") -> Any:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not (value := cond()):
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.05)
+    return value
+
+
+def test_cancel_ack_and_retry_exit_codes(cli: Run, serve: _Serve) -> None:
+    task = f"T-{uuid.uuid4().hex[:8]}"
+    common = ("--url", serve.base, "--token", TOKEN)
+    code, out, _ = cli("cancel", task, *common, "--as", "alice", "--intervention-id", "click-1")
+    assert code == 0 and "Cancel requested: task" in out
+    code, out, _ = cli("cancel", task, *common, "--as", "alice", "--intervention-id", "click-1")
+    assert code == 0 and "Already recorded" in out, "the same click again is fine"
+    code, _, err = cli("cancel", task, *common, "--as", "bob")
+    assert code == 1 and "already cancelled by alice" in err
+    # The task is not tracked here (another replica's, or none): accepted.
+    code, out, _ = cli("ack", task, *common, "--comment", "on it")
+    assert code == 0 and "Acknowledged" in out
+    code, _, err = cli("retry", task, "--url", serve.base, "--token", "wrong")
+    assert code == 1 and "token" in err
+    code, _, err = cli("retry", task, "--url", "http://127.0.0.1:9", "--timeout", "2")
+    assert code == 2 and "no answer" in err
+    assert serve.task(task)["cancel_requested"] is True
+
+
+@pytest.mark.parametrize(("answer", "expected"), [("approve", 0), ("reject", 1)])
+def test_emit_approval_waits_for_the_answer(cli: Run, serve: _Serve, answer: str, expected: int) -> None:
+    task = f"shell-{uuid.uuid4().hex[:8]}"
+    question = "Apply the fix to prod?"
+    aid = approval_id_for(question)
+    endpoint = ("--endpoint", serve.base, "--token", TOKEN)
+    code, _, _ = cli("emit", "start", "--task", task, "--agent", "sh", "--name", "deploy", *endpoint)
+    assert code == 0
+    result: list[int] = []
+    asker = threading.Thread(
+        target=lambda: result.append(
+            main(["emit", "approval", "--task", task, "--question", question, "--wait", "60", *endpoint])
+        ),
+        daemon=True,
+    )
+    asker.start()
+    wait_for(lambda: serve.task(task)["approvals"], what="the open request")
+    assert serve.task(task)["approvals"][0]["approval_id"] == aid
+    code, _, _ = cli(answer, task, aid, "--url", serve.base, "--token", TOKEN, "--as", "alice", "--comment", "ok")
+    assert code == 0
+    asker.join(30)
+    assert result == [expected]
+    # The shell agent's note of the answer and the decision both closed it.
+    wait_for(lambda: serve.task(task)["status"] == "working", what="working again")
+
+
+def test_emit_approval_times_out_with_exit_2(cli: Run, serve: _Serve) -> None:
+    task = f"shell-{uuid.uuid4().hex[:8]}"
+    args = ("--endpoint", serve.base, "--token", TOKEN)
+    code, out, _ = cli("emit", "approval", "--task", task, "--question", "Now?", "--id", "x1", "--wait", "0.5", *args)
+    assert code == 2 and "timed out" in out
+    wait_for(lambda: serve.task(task)["status"] not in ("unknown", "awaiting_approval"), what="the request closed")
+    code, _, err = cli("approve", task, "x1", "--url", serve.base, "--token", TOKEN)
+    assert code == 1 and "no longer open" in err, "the agent's timeout closed the request"
