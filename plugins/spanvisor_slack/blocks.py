@@ -7,9 +7,12 @@ slack_sdk leaves to Slack: the block count, field lengths and total size.
 Every string from spans is escaped and clipped in :mod:`.text` first.
 
 The parent's steps are a native ``plan`` block when :class:`~.plan.PlanSwitch`
-allows (:mod:`.plan`), a line of text otherwise. Its block ids end in
-the view's ``seq``, so each edit of the message brings new ones, as Slack
-asks for every iteration of an updated message.
+allows (:mod:`.plan`), a line of text otherwise. Its buttons and people's
+decisions are :mod:`.controls`' (open approvals above the steps, decisions
+and the other buttons below them), its results a section of fields. Its
+block ids end in the view's ``seq`` and a digest of its decisions, so each
+edit of the message brings new ones, as Slack asks for every iteration of an
+updated message, also when a decision on a finished task changes no ``seq``.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from spanvisor.events import TaskView
+from spanvisor.events import TaskView, stable_id
 from spanvisor.presentation import (
     STATUS_STYLE,
     ThreadLine,
@@ -43,7 +46,9 @@ from spanvisor.presentation import (
     steps_line,
     tokens,
 )
+from spanvisor.readable import decision_text, denied_text, results
 
+from . import controls
 from . import text as t
 from .plan import PlanSwitch, plan_block
 
@@ -102,8 +107,12 @@ def parent_payload(view: TaskView, look: Look, now_ns: int) -> Payload:
 
 def _suffix(view: TaskView) -> str:
     """What makes this version's block_ids new: the view's seq (none for a view
-    no tracker numbered, seq 0)."""
-    return f"-{view.seq}" if view.seq else ""
+    no tracker numbered, seq 0), and its decisions (a decision on a finished
+    task adds one without a new seq)."""
+    sfx = f"-{view.seq}" if view.seq else ""
+    if view.decisions:
+        sfx += "-" + stable_id(*(d.intervention_id for d in view.decisions))[:6]
+    return sfx
 
 
 def _parent(view: TaskView, look: Look, now_ns: int, scale: float) -> Payload:
@@ -118,9 +127,11 @@ def _parent(view: TaskView, look: Look, now_ns: int, scale: float) -> Payload:
         HeaderBlock(block_id=f"sv-header{sfx}", text=PlainTextObject(text=header, emoji=True)),
         SectionBlock(block_id=f"sv-task{sfx}", text=_md(f"*{t.safe(name, n(500))}*")),
     ]
+    top.extend(controls.asks(view, sfx, scale))
     plan = plan_block(view, sfx, scale) if look.plan is not None and look.plan.active else None
     if plan is not None and look.plan is not None:
         look.plan.plan_built = True
+    after_plan = controls.decided(view, sfx, scale)
     fields = [
         f"*Progress*\n{progress_bar(view.progress)}",
         f"*Context*\n{context_usage(view, look.thresholds)}",
@@ -135,6 +146,8 @@ def _parent(view: TaskView, look: Look, now_ns: int, scale: float) -> Payload:
     body: list[Block] = [
         SectionBlock(block_id=f"sv-fields{sfx}", fields=[_md(t.clip(f, t.FIELD_TEXT)) for f in fields]),
     ]
+    if view.results:
+        body.append(_results(results(view.results), f"sv-results{sfx}", scale))
     if view.message:
         body.append(SectionBlock(block_id=f"sv-last{sfx}", text=_md(f"*Last action*\n{t.safe(view.message, n(1500))}")))
     steps = steps_line(view)
@@ -158,7 +171,7 @@ def _parent(view: TaskView, look: Look, now_ns: int, scale: float) -> Payload:
     return {
         "text": t.clip(fallback, min(t.FALLBACK_TEXT, n(t.FALLBACK_TEXT))),
         # The plan among the top-level blocks: Slack's AI apps show it there.
-        "blocks": [b.to_dict() for b in top] + ([plan] if plan is not None else []),
+        "blocks": [b.to_dict() for b in top] + ([plan] if plan is not None else []) + [b.to_dict() for b in after_plan],
         "attachments": [{"color": colour, "blocks": [b.to_dict() for b in body]}],
     }
 
@@ -176,6 +189,13 @@ def _artifacts(view: TaskView, scale: float) -> str:
     return t.clip("\n".join(out), t.SECTION_TEXT)
 
 
+def _results(pairs: Sequence[tuple[str, str]], block_id: str, scale: float) -> SectionBlock:
+    """``*ARR gain (1h)*  $4,820`` as a section's fields (at most 10)."""
+    limit = max(40, int(500 * scale))
+    shown = [_md(t.clip(f"*{t.safe(name, 200)}*\n{t.safe(value, limit)}", t.FIELD_TEXT)) for name, value in pairs]
+    return SectionBlock(block_id=block_id, text=_md("*Results*"), fields=shown[: t.FIELDS])
+
+
 def reply_payload(lines: Sequence[ThreadLine], look: Look) -> Payload:
     """One thread reply for one line, or for a run of lines of one kind."""
     last: Payload = {}
@@ -189,21 +209,42 @@ def reply_payload(lines: Sequence[ThreadLine], look: Look) -> Payload:
 def _reply(lines: Sequence[ThreadLine], look: Look, scale: float) -> Payload:
     blocks: list[Block] = []
     per_line = max(60, int((t.SECTION_TEXT if len(lines) == 1 else 2000 // len(lines)) * scale))
-    for i, line in enumerate(lines[: t.MAX_BLOCKS // 2]):
-        head = f"{line.emoji} *{t.escape(line.summary)}*"
-        detail = f"\n{t.safe(line.detail, per_line)}" if line.detail else ""
-        blocks.append(SectionBlock(block_id=f"sv-line-{i}", text=_md(t.clip(head + detail, t.SECTION_TEXT))))
+    for i, line in enumerate(lines[: t.MAX_BLOCKS // 4]):
+        blocks.append(
+            SectionBlock(block_id=f"sv-line-{i}", text=_md(t.clip(_line_text(line, per_line), t.SECTION_TEXT)))
+        )
+        if line.fields:
+            blocks.append(_results(line.fields, f"sv-fields-{i}", scale))
         if line.code:
             code = t.code_block(line.code, max(200, int(2500 * scale)))
             blocks.append(SectionBlock(block_id=f"sv-code-{i}", text=_md(code)))
+        if line.logs:
+            logs = t.code_block(line.logs, max(200, int(2900 * scale)))
+            blocks.append(SectionBlock(block_id=f"sv-logs-{i}", text=_md(f"*Last log lines*\n{logs}")))
     first = lines[0]
-    summary = t.escape(first.summary) + (f": {t.escape(first.detail)}" if first.detail else "")
+    summary = _line_text(first, t.FALLBACK_TEXT, plain=True)
     if len(lines) > 1:
         summary += f" (+{len(lines) - 1} more)"
     return {
         "text": t.clip(f"{_prefix(look)}{summary}", max(200, int(t.FALLBACK_TEXT * scale))),
         "blocks": [b.to_dict() for b in blocks],
     }
+
+
+def _line_text(line: ThreadLine, limit: int, plain: bool = False) -> str:
+    """A thread line's text: ``emoji *summary*`` and its detail on the next
+    line; a decision or a request inline, with the actor as a mention."""
+    detail = t.safe(line.detail, limit) if line.detail else ""
+    d = line.decision
+    if d is not None and line.kind in ("intervention", "denied"):
+        said = decision_text(d, controls.who(d)) if line.kind == "intervention" else denied_text(d, controls.who(d))
+        return f"{line.emoji} {said}" + (f": {detail}" if detail else "")
+    if plain:  # the notification's text: the whole summary, results included
+        return t.escape(line.summary) + (f": {detail}" if detail else "")
+    if line.kind == "approval":
+        return f"{line.emoji} *{t.escape(line.summary)}:* {detail}"
+    head = f"{line.emoji} *{t.escape(line.lead or line.summary)}*"
+    return head + (f"\n{detail}" if detail else "")
 
 
 def alert_payload(view: TaskView, permalink: str | None, look: Look) -> Payload:

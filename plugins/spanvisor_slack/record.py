@@ -8,19 +8,58 @@ are one edit.
 Which view is the latest is decided by :attr:`TaskView.seq`, the tracker's
 per-task event number, not by time: clocks skew and timestamps tie, a
 sequence does neither. See :meth:`SlackTaskRecord.offer`.
+
+People's decisions usually arrive in the view (``TaskView.decisions``). A
+decision on a task this process does not track, or on a finished one
+(``HumanIntervention.known`` False), leaves the view alone: the sink notes it
+with :meth:`SlackTaskRecord.note_decision`, and the parent shows the view
+with the noted decisions merged in (:func:`with_decisions`).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict, deque
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 
-from spanvisor.events import Status, TaskView
+from spanvisor.events import Decision, Status, TaskView
 from spanvisor.presentation import ThreadLine
 
 SEEN_PER_TASK = 4096
 MAX_PENDING_REPLIES = 1000
+# Decisions a parent shows (as the tracker keeps in a view), and those a record notes.
+SHOWN_DECISIONS = 5
+MAX_NOTED = 20
+
+
+def merge_decisions(*groups: Iterable[Decision], keep: int = MAX_NOTED) -> tuple[Decision, ...]:
+    """One list, each intervention once, oldest first, the newest ``keep``."""
+    by_id = {d.intervention_id: d for g in groups for d in g}
+    return tuple(sorted(by_id.values(), key=lambda d: (d.time_ns, d.intervention_id))[-keep:])
+
+
+def with_decisions(view: TaskView, extra: Iterable[Decision]) -> TaskView:
+    """``view`` as it reads once the ``extra`` decisions are applied: they join
+    its decisions, an answered approval is no longer open, a cancel is
+    requested. The tracker does the same for the decisions it applies; this is
+    for those applied elsewhere or after the task finished."""
+    have = {d.intervention_id for d in view.decisions}
+    new = [d for d in extra if d.intervention_id not in have]
+    if not new:
+        return view
+    answered = {d.approval_id for d in new if d.action in ("approve", "reject")}
+    approvals = tuple(r for r in view.approvals if r.approval_id not in answered)
+    status = view.status
+    if status == "awaiting_approval" and not approvals:
+        status = "working"
+    return replace(
+        view,
+        decisions=merge_decisions(view.decisions, new, keep=SHOWN_DECISIONS),
+        approvals=approvals,
+        cancel_requested=view.cancel_requested or any(d.action == "cancel" for d in new),
+        status=status,
+    )
 
 
 @dataclass(eq=False)
@@ -50,6 +89,14 @@ class SlackTaskRecord:
     busy: bool = False
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     worker: asyncio.Task[None] | None = None
+    # Decisions to show beyond the view's own (see note_decision), by intervention id.
+    noted: dict[str, Decision] = field(default_factory=dict)
+    decided_version: int = -1  # ``version`` when the last decision was noted
+    offered: bool = False  # a view was offered: ``view`` is one of the task's own
+    # Made for a decision only (no view offered): it never posts a parent, it
+    # shows the decision on the one another replica or an earlier run posted.
+    borrowed: bool = False
+    orphan: bool = False  # borrowed, and the task has no parent to show it on
 
     @property
     def task_id(self) -> str:
@@ -61,14 +108,41 @@ class SlackTaskRecord:
 
     @property
     def urgent(self) -> bool:
-        """A status change goes out at once, whatever the interval."""
-        return self.dirty and self.view.status != self.sent_status
+        """A status change or a person's decision goes out at once, whatever the interval."""
+        return self.dirty and (self.view.status != self.sent_status or self.sent_version < self.decided_version)
 
     @property
     def idle(self) -> bool:
         if self.dead:
             return not self.busy
-        return self.ref is not None and not self.dirty and not self.replies and not self.alerts and not self.busy
+        shown = self.ref is not None or self.orphan
+        return shown and not self.dirty and not self.replies and not self.alerts and not self.busy
+
+    @property
+    def shown_view(self) -> TaskView:
+        """What the parent shows of this record: its view with the noted decisions."""
+        return with_decisions(self.view, self.noted.values())
+
+    def note_decision(self, decision: Decision) -> bool:
+        """Show an applied ``decision`` on the parent although the view did not
+        change (``HumanIntervention.known`` False: a finished task, or one
+        another replica tracks): marks the parent for an edit at once and
+        wakes the worker. Idempotent on the intervention id; True when new.
+        Replicas merge what they noted in the shared record (.shared)."""
+        iid = decision.intervention_id
+        if iid in self.noted or any(d.intervention_id == iid for d in self.view.decisions):
+            return False
+        self.noted[iid] = decision
+        if len(self.noted) > MAX_NOTED:
+            oldest = merge_decisions(self.noted.values())[0]
+            del self.noted[oldest.intervention_id]
+        if not self.offered:
+            self.borrowed = True
+        self.version += 1
+        self.decided_version = self.version
+        self.settled = False
+        self.wake.set()
+        return True
 
     def first_time(self, event_id: str) -> bool:
         if event_id in self.seen:
@@ -87,6 +161,7 @@ class SlackTaskRecord:
         tracker emitted them unless a replay or a replica mixes them, and a
         replay carries the same views again.
         """
+        self.offered, self.borrowed, self.orphan = True, False, False
         keep = final if final != self.view_final else view.seq >= self.view.seq
         if keep:
             self.view, self.view_final = view, final

@@ -7,7 +7,7 @@ root. What the parent shows is therefore decided by the shared state store,
 key ``<namespace>.view / <task id>``::
 
     {"version", "final", "seq", "owner", "written", "view", "digest",
-     "shown": {"digest", "status", "at", "by"}}
+     "decisions": [...], "shown": {"digest", "status", "at", "by"}}
 
 **Newer**, in this order (:func:`version_of`): a *final* view (TaskFinished,
 or a later event of a finished task: a late span's correction) beats any
@@ -30,22 +30,34 @@ of the version count takeovers (below).
   so the last edit to land shows the newest view.
 * If the owner leaves its view unshown for :data:`TAKEOVER_S` (it died),
   another replica shows it, from the stored view, and takes the record over.
+
+**Decisions** that did not come in a view (a click on a finished task, or on
+one another replica tracks: :meth:`SlackTaskRecord.note_decision`) are merged
+into the record's ``decisions`` by the replica that noted them: the same
+view at the next version (one more in the low bits, like a takeover), owned
+by that replica, which then edits the parent at once. The parent shows the
+view with those decisions applied (:attr:`Stored.shown_view`), the digest
+covers both, and every later view stored carries the decisions on, so a
+newer view never drops them. (Only a view written from a read taken before
+the merge and landing after the merger's edit could: the two store calls of
+one update against a merge, an edit and its record.)
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 from spanvisor.codec import CodecError, event_from_dict, event_to_dict
-from spanvisor.events import Checkpoint, Event, TaskFinished, TaskView, stable_id
+from spanvisor.control.log import decision_from_dict, decision_to_dict
+from spanvisor.events import Checkpoint, Decision, Event, TaskFinished, TaskView, stable_id
 
 from .blocks import Look, parent_payload
 from .claims import Claims
 from .failures import Failures
-from .record import SlackTaskRecord
+from .record import SlackTaskRecord, merge_decisions, with_decisions
 from .transport import Clock, Transport
 
 TAKEOVER_S = 30.0
@@ -76,8 +88,16 @@ def _decode(raw: Any) -> TaskView | None:
         return None
 
 
-def _digest(view: TaskView) -> str:
-    return stable_id(*(sorted(_encode(view).items())))
+def _digest(view: TaskView, decisions: tuple[Decision, ...] = ()) -> str:
+    digest = stable_id(*(sorted(_encode(view).items())))
+    return stable_id(digest, *(d.intervention_id for d in decisions)) if decisions else digest
+
+
+def _decisions(raw: Any) -> tuple[Decision, ...]:
+    if not isinstance(raw, list):
+        return ()
+    found = (decision_from_dict(x) for x in raw if isinstance(x, Mapping))
+    return merge_decisions([d for d in found if d is not None])
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,15 +108,27 @@ class Stored:
     view: TaskView
     written: float
     shown: Mapping[str, Any]
-    digest: str = ""  # of the view; computed once
+    digest: str = ""  # of the view and the decisions; computed once
+    # Decisions beyond the view's own, merged in by the replicas that noted them.
+    decisions: tuple[Decision, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.digest:
-            object.__setattr__(self, "digest", _digest(self.view))
+            object.__setattr__(self, "digest", _digest(self.view, self.decisions))
 
     @property
     def is_shown(self) -> bool:
         return self.shown.get("digest") == self.digest
+
+    @property
+    def shown_view(self) -> TaskView:
+        """What the parent shows: the view with the merged decisions applied."""
+        return with_decisions(self.view, self.decisions)
+
+    def lacks(self, decisions: Iterable[Decision]) -> tuple[Decision, ...]:
+        """Those of ``decisions`` this record does not hold yet."""
+        have = {d.intervention_id for d in (*self.decisions, *self.view.decisions)}
+        return tuple(d for d in decisions if d.intervention_id not in have)
 
     def dump(self) -> dict[str, Any]:
         return {
@@ -107,6 +139,7 @@ class Stored:
             "written": self.written,
             "view": _encode(self.view),
             "digest": self.digest,
+            "decisions": [decision_to_dict(d) for d in self.decisions],
             "shown": dict(self.shown),
         }
 
@@ -125,6 +158,7 @@ class Stored:
             view=view,
             written=float(raw.get("written") or 0.0),
             shown=shown if isinstance(shown, Mapping) else {},
+            decisions=_decisions(raw.get("decisions")),
         )
 
 
@@ -155,17 +189,34 @@ class SharedParent:
         handled = st.version
         mine = version_of(st.view, st.view_final)
         rec = await self.read(st.task_id)
-        if (
-            rec is None
-            or mine > rec.version
-            or (mine == rec.version and rec.owner == self.owner and rec.view != st.view)
+        if rec is None and st.borrowed and not st.view.seq:
+            # A decision on a task whose view nobody stored, and ours is bare
+            # (ids only): there is nothing to show it on. Its thread line goes on.
+            st.sent_version, st.settled = handled, True
+            return True
+        if rec is None or (
+            not st.borrowed
+            and (mine > rec.version or (mine == rec.version and rec.owner == self.owner and rec.view != st.view))
         ):
-            # Ours is the newest view anyone has stored: offer it.
-            shown = rec.shown if rec is not None else {}
-            new = Stored(mine, self.owner, st.view_final, st.view, self.wall(), shown)
+            # Ours is the newest view anyone has stored: offer it, with the
+            # decisions the record holds and those we noted.
+            shown, kept = (rec.shown, rec.decisions) if rec is not None else ({}, ())
+            decisions = merge_decisions(kept, st.noted.values())
+            new = Stored(mine, self.owner, st.view_final, st.view, self.wall(), shown, decisions=decisions)
             if not (await self.claims.put_if_newer(self.ns, st.task_id, new.dump(), mine)).won:
                 return True  # a newer one was stored meanwhile: look again
             rec = new
+        elif missing := rec.lacks(st.noted.values()):
+            # Decisions noted here, not in the record yet: merge them in, at
+            # the next version, and edit the parent ourselves (now the owner).
+            decisions = merge_decisions(rec.decisions, missing)
+            if decisions != rec.decisions:
+                merged = replace(
+                    rec, version=rec.version + 1, owner=self.owner, written=self.wall(), decisions=decisions, digest=""
+                )
+                if not (await self.claims.put_if_newer(self.ns, st.task_id, merged.dump(), merged.version)).won:
+                    return True  # the record moved on meanwhile: look again
+                rec = merged
         if rec.is_shown and not st.repair:
             self._handled(st, handled, rec)
             return True
@@ -185,6 +236,8 @@ class SharedParent:
         st.settled = rec.final and rec.is_shown
 
     def _wait(self, st: SlackTaskRecord, rec: Stored) -> float:
+        if st.sent_version < st.decided_version:
+            return 0.0  # a person just clicked: they are looking at the message
         if st.repair or self.flushing() or rec.view.status != rec.shown.get("status"):
             return 0.0
         wait = st.last_update + self.update_interval_s - self.clock.now()
@@ -203,7 +256,7 @@ class SharedParent:
 
         out = await self.transport.send(
             "chat.update",
-            lambda: {"channel": channel, "ts": ts, **parent_payload(rec.view, self.look, time.time_ns())},
+            lambda: {"channel": channel, "ts": ts, **parent_payload(rec.shown_view, self.look, time.time_ns())},
             deadline=self.deadline,
             before_call=still_newest,
         )
@@ -234,8 +287,8 @@ class SharedParent:
             newer = Stored.load(put.value)
             st.repair = newer is not None and newer.is_shown
 
-    async def posted(self, st: SlackTaskRecord, view: TaskView, final: bool) -> None:
-        """The parent was just posted showing ``view``: store it as shown."""
+    async def posted(self, st: SlackTaskRecord, view: TaskView, final: bool, decisions: tuple[Decision, ...]) -> None:
+        """The parent was just posted showing ``view`` with ``decisions``: store it as shown."""
         version = version_of(view, final)
-        rec = Stored(version, self.owner, final, view, self.wall(), {})
+        rec = Stored(version, self.owner, final, view, self.wall(), {}, decisions=decisions)
         await self.shown(st, rec)

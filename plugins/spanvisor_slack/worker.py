@@ -25,14 +25,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from spanvisor.events import TaskView
+from spanvisor.events import Decision, TaskView
 from spanvisor.statestore import StateStore
 from spanvisor.stats import PipelineStats
 
 from .blocks import Look, parent_payload
 from .claims import Claims, StoreUnavailable
 from .failures import Failures
-from .record import SlackTaskRecord
+from .record import SlackTaskRecord, merge_decisions
 from .recovery import METADATA_TYPE, ParentFinder
 from .shared import SharedParent
 from .thread import ThreadPoster
@@ -140,7 +140,7 @@ class Deliverer:
         if st.dead:
             return False
         if st.ref is None:
-            return await self._ensure_parent(st)
+            return False if st.orphan else await self._ensure_parent(st)
         now, hurry = self.clock.now(), self.flushing()
         if st.urgent:
             return await self._update_parent(st)
@@ -157,7 +157,7 @@ class Deliverer:
 
     def _parent_args(self, st: SlackTaskRecord) -> dict[str, Any]:
         st_version = st.version
-        payload = parent_payload(st.view, self.look, time.time_ns())
+        payload = parent_payload(st.shown_view, self.look, time.time_ns())
         payload["_version"] = st_version
         return payload
 
@@ -170,6 +170,12 @@ class Deliverer:
         if not claim.won:  # another replica is posting it right now
             await self.clock.sleep(1.0)
             return True
+        if st.borrowed:
+            # Only a decision on a task nobody posted a parent for: never a
+            # parent made of a bare view. The decision stays in the audit.
+            await self.claims.release(ns, st.task_id)
+            self._orphan(st)
+            return True
         if st.channel is None:
             await self.claims.release(ns, st.task_id)
             self.failures.give_up(st, "slack_no_channel", "set SPANVISOR_SLACK_CHANNEL or a routing rule")
@@ -180,12 +186,12 @@ class Deliverer:
         channel = self.transport.channels.known(st.channel) or st.channel
         started = time.time()
         built: dict[str, int] = {}
-        posted_view: list[tuple[TaskView, bool]] = []
+        posted_view: list[tuple[TaskView, bool, tuple[Decision, ...]]] = []
 
         def build() -> Mapping[str, Any]:
             p = self._parent_args(st)
             built["v"], built["status"] = p.pop("_version"), 0
-            posted_view[:] = [(st.view, st.view_final)]
+            posted_view[:] = [(st.view, st.view_final, merge_decisions(st.noted.values()))]
             return {
                 "channel": channel,
                 **p,
@@ -245,6 +251,14 @@ class Deliverer:
             await self.failures.delete_duplicate(channel, ts, "parent")
         if stored is not None:
             self._adopt(st, stored)
+
+    def _orphan(self, st: SlackTaskRecord) -> None:
+        st.orphan, st.settled, st.sent_version = True, True, st.version
+        if st.replies:
+            self.failures.count_drop(
+                "slack_no_parent", len(st.replies), "a decision on a task that has no Slack message to show it on"
+            )
+            st.replies.clear()
 
     def _adopt(self, st: SlackTaskRecord, value: Mapping[str, Any]) -> None:
         if not value.get("ts"):

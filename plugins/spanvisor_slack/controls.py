@@ -1,0 +1,154 @@
+# mypy: disable-error-code="no-untyped-call"
+"""The parent's buttons, by the task's state, and the decisions people made.
+
+* running, no approval open: *Cancel* (Slack asks to confirm), or, once
+  someone asked, who did and when;
+* approvals open: for each of the first :data:`MAX_ASKS`, its question and
+  *Approve* / *Reject* / *Comment…* (the comment modal approves or rejects);
+* failed (finished with status error): *Retry* and *Acknowledge*, each until
+  someone used it;
+* any state: a line per decision, ``✅ Approved by @alice · 12:03: “ok”``.
+
+A button carries ids only (:func:`.actions.button_value`), never agent
+text; questions, comments and names are escaped like agent text. The
+``<@U…>`` of a click from Slack is a mention (an id Slack gave us, checked
+for its shape); any other actor shows as the text it is.
+"""
+
+from __future__ import annotations
+
+import re
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ConfirmObject,
+    ContextBlock,
+    MarkdownTextObject,
+    SectionBlock,
+)
+
+from spanvisor.events import ApprovalRequest, Decision, TaskView
+from spanvisor.readable import DECISION_STYLE, actor, clock, decision_text
+
+from . import actions as ids
+from . import text as t
+
+# Approvals shown with their buttons; the rest are counted.
+MAX_ASKS = 3
+TERMINAL = frozenset({"complete", "error", "cancelled"})
+_USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")
+
+
+def _md(s: str) -> MarkdownTextObject:
+    return MarkdownTextObject(text=s, verbatim=True)
+
+
+def who(d: Decision) -> str:
+    """``<@U…>`` for a click from Slack, else the actor's name or id, escaped."""
+    if d.source == "slack" and _USER_ID.fullmatch(d.actor_id):
+        return f"<@{d.actor_id}>"
+    return t.safe(actor(d), 80)
+
+
+def when(time_ns: int) -> str:
+    """The time in each reader's own time zone (Slack's date token), ``12:03 UTC`` as the fallback."""
+    return f"<!date^{max(0, time_ns // 1_000_000_000)}^{{time}}|{clock(time_ns)}>"
+
+
+def decision_line(d: Decision, comment_limit: int = 300) -> str:
+    """``✅ Approved by <@U1> · 12:03: “ship it”``."""
+    line = f"{DECISION_STYLE[d.action][0]} {decision_text(d, who(d))} · {when(d.time_ns)}"
+    return line + (f": “{t.safe(d.comment, comment_limit)}”" if d.comment else "")
+
+
+def finished(view: TaskView) -> bool:
+    return view.ended_ns is not None and view.status in TERMINAL
+
+
+def _button(
+    label: str, action_id: str, value: str, style: str | None = None, confirm: ConfirmObject | None = None
+) -> ButtonElement | None:
+    if len(value) > ids.MAX_VALUE:
+        return None  # ids too long for Slack's value: no button rather than a rejected message
+    return ButtonElement(text=label, action_id=action_id, value=value, style=style, confirm=confirm)
+
+
+def _ask(view: TaskView, req: ApprovalRequest, i: int, sfx: str, scale: float) -> list[Block]:
+    by = ""
+    if req.timeout_s and req.requested_ns:
+        by = f"\n_Times out {when(req.requested_ns + int(req.timeout_s * 1e9))}_"
+    question = t.safe(req.question, max(80, int(1000 * scale)))
+    blocks: list[Block] = [
+        SectionBlock(
+            block_id=f"sv-ask-{i}{sfx}", text=_md(t.clip(f"✋ *Approval needed*\n{question}{by}", t.SECTION_TEXT))
+        )
+    ]
+    value = ids.button_value(view.task_id, req.approval_id)
+    options = set(req.options) & {"approve", "reject"} or {"approve", "reject"}
+    buttons = [
+        b
+        for b in (
+            _button("Approve", ids.APPROVE, value, "primary") if "approve" in options else None,
+            _button("Reject", ids.REJECT, value, "danger") if "reject" in options else None,
+            _button("Comment…", ids.COMMENT, value),
+        )
+        if b is not None
+    ]
+    if buttons:
+        blocks.append(ActionsBlock(block_id=f"sv-ask-buttons-{i}{sfx}", elements=buttons))
+    return blocks
+
+
+def asks(view: TaskView, sfx: str, scale: float = 1.0) -> list[Block]:
+    """The open approvals with their buttons (none once the task finished)."""
+    if finished(view) or not view.approvals:
+        return []
+    out: list[Block] = []
+    for i, req in enumerate(view.approvals[:MAX_ASKS]):
+        out.extend(_ask(view, req, i, sfx, scale))
+    if len(view.approvals) > MAX_ASKS:
+        more = len(view.approvals) - MAX_ASKS
+        out.append(
+            ContextBlock(
+                block_id=f"sv-asks-more{sfx}",
+                elements=[
+                    _md(f"… and {more} more open approval{'s' if more != 1 else ''}, shown as these are answered")
+                ],
+            )
+        )
+    return out
+
+
+def decided(view: TaskView, sfx: str, scale: float = 1.0) -> list[Block]:
+    """Who did what and when, a line per decision, then the buttons the state allows."""
+    out: list[Block] = []
+    if view.decisions:
+        lines = [_md(t.clip(decision_line(d, max(60, int(300 * scale))), t.SECTION_TEXT)) for d in view.decisions[-5:]]
+        out.append(ContextBlock(block_id=f"sv-decided{sfx}", elements=lines))
+    used = {d.action for d in view.decisions}
+    task = ids.button_value(view.task_id)
+    buttons: list[ButtonElement | None] = []
+    if not finished(view):
+        if view.cancel_requested:
+            if "cancel" not in used:  # asked before the decisions the view keeps
+                out.append(ContextBlock(block_id=f"sv-cancelled{sfx}", elements=[_md("🛑 Cancel requested")]))
+        elif not view.approvals:
+            confirm = ConfirmObject(
+                title="Cancel this task?",
+                text="The agent is asked to stop; it decides when.",
+                confirm="Cancel task",
+                deny="Keep running",
+                style="danger",
+            )
+            buttons.append(_button("Cancel", ids.CANCEL, task, "danger", confirm=confirm))
+    elif view.status == "error":
+        if "retry" not in used:
+            buttons.append(_button("Retry", ids.RETRY, task, "primary"))
+        if "acknowledge" not in used:
+            buttons.append(_button("Acknowledge", ids.ACKNOWLEDGE, task))
+    shown = [b for b in buttons if b is not None]
+    if shown:
+        out.append(ActionsBlock(block_id=f"sv-controls{sfx}", elements=shown))
+    return out
