@@ -15,7 +15,11 @@ form field), form-encoded and JSON bodies. Three parts:
 - :mod:`.slack_blocks`: what a message may contain (Block Kit per block
   type, attachments, metadata), rejected as Slack rejects it;
 - :mod:`.slack_store`: channels by ID, messages, paging and the edit rules
-  of ``chat.update``.
+  of ``chat.update``;
+- :mod:`.slack_interact`: ``views.open``, ``chat.postEphemeral``, user
+  groups, ``response_url`` and the payloads a click sends;
+- :mod:`.slack_socket`: ``apps.connections.open`` and the Socket Mode
+  WebSocket (envelopes that must be acked).
 
 Per-method limits: Slack puts ``chat.update`` and ``chat.delete`` in Tier 3,
 "50+ per minute" per workspace and method, with short bursts. The fake keeps
@@ -41,6 +45,10 @@ Scenarios are picked by token, like python-slack-sdk's
   missing_scope), ``busy`` (``busy_messages`` other messages follow ours at
   once, so it is not on the first page of history);
 - ``xoxb-slow-<ms>``: every answer waits that long;
+- ``xapp-<anything>``: an app-level token, good only for
+  ``apps.connections.open`` (and the other way round: ``not_allowed_token_type``);
+  ``xapp-lose-acks-<n>``: see :mod:`.slack_socket`;
+- ``xoxb-nogroups``: the usergroups methods answer missing_scope;
 - anything after a ``~`` is ignored (``xoxb-5xx-2~SECRET``), so a test can
   look for a marker in logs.
 
@@ -65,7 +73,9 @@ from typing import Any
 from aiohttp import web
 
 from .slack_blocks import InvalidBlocks, validate_blocks, validate_metadata
+from .slack_interact import Interactions
 from .slack_methods import TEXT_POST, TEXT_UPDATE, Answer, WebApi, error
+from .slack_socket import SocketMode
 from .slack_store import Channel, Message, Workspace, channel_id, looks_like_id
 
 __all__ = [
@@ -85,7 +95,7 @@ __all__ = [
 # (calls per minute, burst) per token and method; see the module docstring.
 TIER3 = (50.0, 5)
 DEFAULT_METHOD_LIMITS: dict[str, tuple[float, int]] = {"chat.update": (6000.0, 100), "chat.delete": (6000.0, 100)}
-JSON_ARGS = ("blocks", "attachments", "metadata")
+JSON_ARGS = ("blocks", "attachments", "metadata", "view")
 
 
 @dataclass
@@ -117,6 +127,8 @@ class FakeSlack:
         self.method_limits = dict(DEFAULT_METHOD_LIMITS if method_limits is None else method_limits)
         self.workspace = Workspace(filler_channels)
         self.api = WebApi(self.workspace, channel_burst, channel_rate, busy_messages)
+        self.interactions = Interactions(self.workspace)
+        self.socket = SocketMode()
         self.calls: list[Call] = []
         self._method_buckets: dict[tuple[str, str], tuple[float, float]] = {}
         self._first_seen: dict[str, float] = {}
@@ -135,6 +147,8 @@ class FakeSlack:
         app = web.Application(client_max_size=4 * 1024 * 1024)
         app.router.add_post("/api/{method}", self._handle)
         app.router.add_get("/api/{method}", self._handle)
+        app.router.add_post("/hooks/response/{rid}", self.interactions.handle_response)
+        app.router.add_get("/link/", self.socket.handle)
         return app
 
     async def start(self, port: int = 0) -> str:
@@ -144,9 +158,12 @@ class FakeSlack:
         await site.start()
         sock = site._server.sockets[0]  # type: ignore[union-attr]
         self.base_url = f"http://127.0.0.1:{sock.getsockname()[1]}/api/"
+        self.interactions.base = self.base_url.removesuffix("/api/")
+        self.socket.base_ws = "ws" + self.interactions.base.removeprefix("http")
         return self.base_url
 
     async def stop(self) -> None:
+        await self.socket.close()
         if self._runner:
             await self._runner.cleanup()
 
@@ -221,6 +238,11 @@ class FakeSlack:
         # Anything after "~" is not part of the scenario: a test can put a
         # secret-looking marker in the token and look for it in logs.
         full, token = token, token.split("~")[0]
+        if method == "apps.connections.open" or token.startswith("xapp-"):
+            # App-level tokens open Socket Mode connections and do nothing else.
+            if method != "apps.connections.open" or not token.startswith("xapp-"):
+                return error("not_allowed_token_type")
+            return self.socket.open(full)
         if token in {"xoxb-invalid"} or not token.startswith("xox"):
             return error("invalid_auth")
         if token == "xoxb-revoked":
@@ -242,6 +264,8 @@ class FakeSlack:
                 return error(code)
         if (wait := self._method_limited(full, method)) is not None:
             return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(max(1, math.ceil(wait)))}
+        if method in Interactions.METHODS:
+            return self.interactions.call(method, token, args)
         return self.api.call(method, token, args)
 
     def _method_limited(self, token: str, method: str) -> float | None:
