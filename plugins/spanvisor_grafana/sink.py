@@ -1,4 +1,5 @@
-"""GrafanaAnnotationSink: one region annotation per task, created once.
+"""GrafanaAnnotationSink: one region annotation per task, created once, and a
+point per person's decision (``interventions.py``).
 
 TaskStarted POSTs a point at the task's start; TaskFinished PATCHes it into
 the full region (``timeEnd``, final text and tags). Grafana has no idempotency
@@ -36,9 +37,10 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from spanvisor.events import Event, TaskFinished, TaskStarted
+from spanvisor.events import Event, HumanIntervention, TaskFinished, TaskStarted
 from spanvisor.sink import BaseSink, SinkContext, SinkResult
 from spanvisor_grafana.errors import GrafanaError, PermanentError, TransientError
+from spanvisor_grafana.interventions import INTERVENTION_TAG, on_intervention
 from spanvisor_grafana.settings import SETTINGS
 from spanvisor_grafana.store import GuardedStore
 from spanvisor_grafana.text import BASE_TAG, finish_payload, start_payload, task_tag
@@ -124,6 +126,8 @@ class GrafanaAnnotationSink(BaseSink):
                     await self._on_start(event)
                 elif isinstance(event, TaskFinished):
                     await self._on_finish(event)
+                elif isinstance(event, HumanIntervention):
+                    await on_intervention(self, event)
                 elif _corrects(event) and event.task.seq == newest.get(event.task_id):
                     await self._on_correction(event)
             except TransientError as exc:
@@ -252,9 +256,21 @@ class GrafanaAnnotationSink(BaseSink):
                 raise TransientError(f"task {task_id}: annotation being created elsewhere")
             await asyncio.sleep(0.2)
 
-    async def _create(self, task_id: str, body: Mapping[str, Any]) -> None:
+    async def _create(
+        self,
+        task_id: str,
+        body: Mapping[str, Any],
+        *,
+        namespace: str = NAMESPACE,
+        tag: str | None = None,
+        uncertain: str | None = None,
+    ) -> None:
+        """POST ``body`` once and keep its id under ``(namespace, task_id)``.
+        ``tag`` finds it again after an ambiguous failure (the task tag by
+        default); ``uncertain`` is its key in ``_uncertain`` (the task id)."""
         store = self._store()
-
+        lookup = tag or task_tag(task_id)
+        mark = uncertain or task_id
         start_ms = body["time"]
 
         async def find_existing() -> Any:
@@ -264,7 +280,7 @@ class GrafanaAnnotationSink(BaseSink):
             # annotation someone else tagged the same way.
             params = [
                 ("tags", BASE_TAG),
-                ("tags", task_tag(task_id)),
+                ("tags", lookup),
                 ("type", "annotation"),
                 ("from", str(start_ms)),
                 ("to", str(start_ms)),
@@ -272,35 +288,39 @@ class GrafanaAnnotationSink(BaseSink):
             ]
             found = await self._client().call("GET", "/api/annotations", params=params)
             for item in found if isinstance(found, list) else ():
-                if isinstance(item, dict) and item.get("time") == start_ms and isinstance(item.get("id"), int):
-                    return {"id": item["id"], "found": True}
+                if not isinstance(item, dict) or item.get("time") != start_ms or not isinstance(item.get("id"), int):
+                    continue
+                # A decision's point carries its task's tag too: never adopt one as the task's region.
+                if namespace == NAMESPACE and INTERVENTION_TAG in (item.get("tags") or ()):
+                    continue
+                return {"id": item["id"], "found": True}
             return None
 
         try:
-            data = await find_existing() if task_id in self._uncertain else None
+            data = await find_existing() if mark in self._uncertain else None
             if data is None:
                 data = await self._client().call("POST", "/api/annotations", body, recover=find_existing)
         except TransientError:
             # Keep the claim (same owner retakes it) and look before the next POST.
-            self._mark_uncertain(task_id)
+            self._mark_uncertain(mark)
             raise
         except PermanentError:
-            self._uncertain.pop(task_id, None)
-            await store.release(NAMESPACE, task_id, self.owner)
+            self._uncertain.pop(mark, None)
+            await store.release(namespace, task_id, self.owner)
             raise
         # Until the put succeeds, the annotation exists but nobody knows its id.
-        self._mark_uncertain(task_id)
+        self._mark_uncertain(mark)
         ann_id = data.get("id") if isinstance(data, dict) else None
         if not isinstance(ann_id, int):
-            self._uncertain.pop(task_id, None)
-            await store.release(NAMESPACE, task_id, self.owner)
+            self._uncertain.pop(mark, None)
+            await store.release(namespace, task_id, self.owner)
             raise PermanentError(f"POST /api/annotations: no id in the answer: {data!r:.200}")
         if isinstance(data, dict) and data.get("found") and "timeEnd" in body:
             # The earlier POST landed; bring it up to date like a finish would.
             patch = {k: v for k, v in body.items() if k != "dashboardUID"}
             await self._client().call("PATCH", f"/api/annotations/{ann_id}", patch)
-        await store.put(NAMESPACE, task_id, {"id": ann_id}, self.owner)
-        self._uncertain.pop(task_id, None)
+        await store.put(namespace, task_id, {"id": ann_id}, self.owner)
+        self._uncertain.pop(mark, None)
 
     def _mark_uncertain(self, task_id: str) -> None:
         self._uncertain[task_id] = None
@@ -344,7 +364,11 @@ class GrafanaAnnotationSink(BaseSink):
 def _corrects(event: Event) -> bool:
     """An event after a task's end (a late span): its view is final."""
     v = event.task
-    return not isinstance(event, TaskStarted | TaskFinished) and v.ended_ns is not None and v.status in TERMINAL
+    if isinstance(event, TaskStarted | TaskFinished | HumanIntervention):
+        # A decision carries the view it was taken on (or one not known
+        # here): it is the decision's own point, never a newer task view.
+        return False
+    return v.ended_ns is not None and v.status in TERMINAL
 
 
 def _annotation_id(value: Mapping[str, Any]) -> int:

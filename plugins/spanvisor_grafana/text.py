@@ -88,7 +88,9 @@ def fit_tags(tags: list[str]) -> list[str]:
     to a few bytes, then dropped from the end, until the array fits."""
     if tags_bytes(tags) <= MAX_TAGS_BYTES:
         return tags
-    fixed = {BASE_TAG} | {t for t in tags if t.startswith(("task:", f"{TASK_HASH_KEY}:", "status:"))}
+    # The intervention tags find an intervention's point again, like the task tag.
+    keep = ("task:", f"{TASK_HASH_KEY}:", "status:", "intervention:", "intervention-sha256:", "outcome:")
+    fixed = {BASE_TAG, "intervention"} | {t for t in tags if t.startswith(keep)}
     out = [t if t in fixed else _cut_bytes(t, SHRUNK_TAG_BYTES) for t in tags]
     while tags_bytes(out) > MAX_TAGS_BYTES:
         loose = [i for i, t in enumerate(out) if t not in fixed]
