@@ -1,0 +1,106 @@
+"""The webhook sink's settings, merged into spanvisor's config table."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from spanvisor.config import Setting, p_duration, p_int, p_list, p_opt_str
+
+ACTIONS = ("approve", "reject", "cancel", "retry", "acknowledge")
+
+
+def p_actions(v: Any) -> tuple[str, ...]:
+    """``retry,cancel``, or ``all`` / empty for every action."""
+    names = tuple(dict.fromkeys(x.lower() for x in p_list(v)))
+    if names in ((), ("all",)):
+        return ()
+    if any(name not in ACTIONS for name in names):
+        raise ValueError(v)
+    return names
+
+
+def where(url: str) -> str:
+    """``https://host:port`` of ``url``: all that logs show of it (a path or
+    query may hold a token)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "?"
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<invalid url>"
+    return f"{parts.scheme}://{host}{port}"
+
+
+def config_problem(url: str | None, secret: str | None) -> str | None:
+    """Why the sink cannot send with these settings, or None."""
+    if not url:
+        return "SPANVISOR_WEBHOOK_URL is not set"
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port or 1) > 0
+    except ValueError:  # e.g. a port that is not a number
+        valid = False
+    if not valid:
+        return "SPANVISOR_WEBHOOK_URL must be an http(s) URL with a host"
+    if not secret:
+        return "SPANVISOR_WEBHOOK_SECRET is not set (nothing is sent unsigned)"
+    return None
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "webhook_url",
+        "SPANVISOR_WEBHOOK_URL",
+        p_opt_str,
+        None,
+        "URL that receives one signed POST per applied intervention (approve, reject, cancel, retry, "
+        "acknowledge). Enables the webhook sink. See docs/webhooks.md.",
+        "an http(s) URL",
+        # A URL may carry credentials (user:password@, ?token=): shown masked.
+        secret=True,
+    ),
+    Setting(
+        "webhook_secret",
+        "SPANVISOR_WEBHOOK_SECRET",
+        p_opt_str,
+        None,
+        "Shared secret for the X-Spanvisor-Signature HMAC-SHA256; required (nothing is sent unsigned). Never logged.",
+        "a random string, e.g. `openssl rand -hex 32`",
+        secret=True,
+    ),
+    Setting(
+        "webhook_actions",
+        "SPANVISOR_WEBHOOK_ACTIONS",
+        p_actions,
+        (),
+        "Which applied actions to send. Default: all.",
+        "all, or a comma-separated subset of " + ", ".join(ACTIONS),
+    ),
+    Setting(
+        "webhook_timeout_s",
+        "SPANVISOR_WEBHOOK_TIMEOUT",
+        p_duration,
+        10.0,
+        "Timeout of one POST (connect and answer); a timeout is retried.",
+        "a duration, e.g. 10s",
+    ),
+    Setting(
+        "webhook_max_age_s",
+        "SPANVISOR_WEBHOOK_MAX_AGE",
+        p_duration,
+        3600.0,
+        "Give up on an intervention not delivered this long after it was queued (counted as "
+        'dropped_total{reason="webhook_expired"}): a retry or cancel acted on much later may do harm.',
+        "a duration, e.g. 1h",
+    ),
+    Setting(
+        "webhook_max_attempts",
+        "SPANVISOR_WEBHOOK_MAX_ATTEMPTS",
+        p_int,
+        0,
+        "Give up on an intervention after this many failed attempts in one process; 0: no limit "
+        "(the age limit still applies).",
+        "a non-negative integer",
+    ),
+)
