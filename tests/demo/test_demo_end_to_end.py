@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,34 @@ def _run(args: list[str], env: dict[str, str], timeout: float = 120) -> subproce
     )
 
 
+def _demo_answering_the_approval(env: dict[str, str], timeout: float = 120) -> tuple[int, str]:
+    """``demo --fast`` whose rivet waits up to 60 s for its approval, answered
+    with ``spanvisor approve`` (the command the demo prints) as soon as asked."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "spanvisor.cli", "demo", "--fast", "--approval-wait", "60"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout or ()), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + timeout
+    asked = None
+    while asked is None and proc.poll() is None and time.monotonic() < deadline:
+        asked = next(
+            (m for line in list(lines) if (m := re.search(r"answer with: (spanvisor approve[^(]*)", line))), None
+        )
+        time.sleep(0.05)
+    assert asked is not None, "".join(lines)
+    answer = _run([*asked.group(1).split()[1:], "--as", "alice", "--comment", "go ahead"], env)
+    assert answer.returncode == 0 and "Approved" in answer.stdout, answer.stdout + answer.stderr
+    code = proc.wait(max(1.0, deadline - time.monotonic()))
+    reader.join(10)
+    return code, "".join(lines)
+
+
 def test_demo_shows_three_agents_and_leaves_them_in_the_audit_trail(pg_server: Any, tmp_path: Path) -> None:
     url = pg_server.database()
     env = {
@@ -36,9 +67,11 @@ def test_demo_shows_three_agents_and_leaves_them_in_the_audit_trail(pg_server: A
         "SPANVISOR_CONSOLE_COLOR": "never",
     }
     env.pop("SLACK_BOT_TOKEN", None)
-    demo = _run(["demo", "--fast"], env)
-    assert demo.returncode == 0, demo.stdout + demo.stderr
-    out = demo.stdout
+    code, out = _demo_answering_the_approval(env)
+    assert code == 0, out
+    # Issue 11: rivet asked, `spanvisor approve` answered while the demo waited.
+    assert "🙋 [rivet] asks: Apply the fix to prod?" in out
+    assert "✅ [rivet] Approved by alice (go ahead): applying the fix to prod" in out
     # The console shows what Slack would: a card per task and its thread.
     for agent in ("rivet", "sprocket", "gauge"):
         assert f"{agent} · complete" in out or f"{agent} · error" in out
@@ -110,6 +143,8 @@ def test_demo_against_the_fake_slack_gives_one_live_message_and_thread_per_task(
         }
         demo = _run(["demo", "--fast"], env)
         assert demo.returncode == 0, demo.stdout + demo.stderr
+        # Nobody answers here: rivet goes on after its short wait.
+        assert "⌛ [rivet] No answer within 1s (timed out)" in demo.stdout
         parents = fake.parents()
         assert len(parents) == 3, [p.text for p in parents]
         final = {p.text or "" for p in parents}

@@ -2,7 +2,12 @@
 
 * **rivet** diagnoses a fault, walks its steps and completes with artifacts;
   its root carries a $1.25 budget (``agent.budget.usd``), which it passes:
-  a budget warning at 80 %, then at 100 %;
+  a budget warning at 80 %, then at 100 %. Before applying its fix it asks
+  "Apply the fix to prod?" (``t.request_approval``) and waits
+  ``--approval-wait`` seconds (20; 1 with ``--fast``) for
+  ``spanvisor approve <task> a1`` (the demo serves the control API on
+  127.0.0.1:4318, or a free port when that is taken, and prints the
+  command); without an answer it goes on as "timed out";
 * **sprocket** migrates a schema and fails with an exception;
 * **gauge** summarises a long log; its context grows by the same step every
   call, so a forecast ("at this rate, 70 % in about 3 calls") comes before
@@ -19,6 +24,7 @@ processor on their TracerProvider feeds whatever sinks config selects.
 from __future__ import annotations
 
 import random
+import secrets
 import sys
 import threading
 import time
@@ -29,7 +35,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
-from spanvisor.agent import task
+from spanvisor.agent import TaskHandle, task
 from spanvisor.config import Config
 from spanvisor.otel.processor import SpanvisorSpanProcessor
 from spanvisor.pipeline.pipeline import Pipeline
@@ -37,8 +43,13 @@ from spanvisor.spans import conventions as cv
 
 
 class DemoPace:
-    def __init__(self, seconds: float, steps: int) -> None:
+    """How fast the agents go; how long rivet waits for its approval, and
+    what to print so a person can answer it."""
+
+    def __init__(self, seconds: float, steps: int, approval_wait_s: float = 20.0, control_url: str = "") -> None:
         self.pause = seconds / steps
+        self.approval_wait_s = approval_wait_s
+        self.control_url = control_url
 
     def tick(self, n: float = 1.0) -> None:
         time.sleep(self.pause * n * random.uniform(0.8, 1.2))
@@ -46,6 +57,9 @@ class DemoPace:
 
 # The demo's budget for rivet's task, in dollars: its calls cost about $1.51.
 RIVET_BUDGET_USD = 1.25
+# Where the demo serves the control API (spanvisor approve's default URL);
+# a free port when it is taken (e.g. by spanvisor serve).
+DEMO_CONTROL_PORT = 4318
 
 
 def _chat(tracer: trace.Tracer, model: str, tokens_in: int, tokens_out: int, provider: str = "anthropic") -> None:
@@ -76,9 +90,12 @@ def rivet(tracer: trace.Tracer, clock: DemoPace) -> None:
     steps = ["Read alarm history", "Correlate sensor data", "Route to SME", "Write report"]
     # On the root from the start, so every path (in-process, exporter, receiver) reads it.
     budget: dict[str, Any] = {cv.BUDGET_USD: RIVET_BUDGET_USD}
+    # A short id of its own per run, easy to type in `spanvisor approve`.
+    task_id = f"rivet-{secrets.token_hex(3)}"
     with task(
         "Diagnose fault F47 on press line 3",
         agent_id="rivet",
+        task_id=task_id,
         repo="plant-ops/line3",
         steps=steps,
         tracer=tracer,
@@ -92,11 +109,35 @@ def rivet(tracer: trace.Tracer, clock: DemoPace) -> None:
                 tokens += 4_000
                 _chat(tracer, "claude-sonnet-4-5", tokens, 800)
                 clock.tick()
+            if step == "Route to SME":
+                _ask_to_apply_the_fix(t, clock)
         t.artifact(
             "diagnosis-F47.md", uri="https://git.example.com/plant-ops/line3/blob/main/diagnosis-F47.md", kind="report"
         )
         t.artifact("sensor-correlation.csv", uri="s3://plant-ops/f47/sensor-correlation.csv", kind="data")
         t.checkpoint("Routed to siemens SME; report filed", progress=100, step=steps[-1])
+
+
+def _ask_to_apply_the_fix(t: TaskHandle, clock: DemoPace) -> None:
+    wait = clock.approval_wait_s
+    url = "" if clock.control_url.endswith(f":{DEMO_CONTROL_PORT}") else f" --url {clock.control_url}"
+    print(
+        f"\n🙋 [rivet] asks: Apply the fix to prod? (waiting {wait:g}s)\n"
+        f"   answer with: spanvisor approve{url} {t.task_id} a1   (or: spanvisor reject{url} {t.task_id} a1)\n",
+        flush=True,
+    )
+    decision = t.request_approval("Apply the fix to prod?", approval_id="a1", timeout=wait)
+    by = f" by {decision.by}" if decision.by else ""
+    note = f" ({decision.comment})" if decision.comment else ""
+    if decision.approved:
+        print(f"✅ [rivet] Approved{by}{note}: applying the fix to prod", flush=True)
+        t.checkpoint(f"Fix applied to prod (approved{by})")
+    elif decision.outcome == "reject":
+        print(f"🚫 [rivet] Rejected{by}{note}: leaving prod alone", flush=True)
+        t.checkpoint(f"Fix not applied (rejected{by})")
+    else:
+        print(f"⌛ [rivet] No answer within {wait:g}s (timed out): leaving prod alone", flush=True)
+        t.checkpoint("Fix not applied (approval timed out)")
 
 
 def sprocket(tracer: trace.Tracer, clock: DemoPace) -> None:
@@ -159,7 +200,7 @@ def durable_sinks_unable_to_write(pipeline: Pipeline) -> list[str]:
     return problems
 
 
-def run_demo(config: Config, seconds: float = 20.0, linger_s: float = 0.0) -> int:
+def run_demo(config: Config, seconds: float = 20.0, linger_s: float = 0.0, approval_wait_s: float = 20.0) -> int:
     pipeline = Pipeline(config, path="processor").start()
     problems = durable_sinks_unable_to_write(pipeline)
     if problems:
@@ -170,12 +211,18 @@ def run_demo(config: Config, seconds: float = 20.0, linger_s: float = 0.0) -> in
         for problem in problems:
             print(f"  {problem}", file=sys.stderr)
         return 1
+    from spanvisor.control.apiserver import ControlApiThread
+
+    # On loopback with no token: only this machine's `spanvisor approve` reaches it.
+    control_api = ControlApiThread(pipeline, "127.0.0.1", DEMO_CONTROL_PORT)
+    control_api.start()
     provider = TracerProvider(resource=Resource.create({"service.name": "spanvisor-demo"}))
     processor = SpanvisorSpanProcessor(pipeline=pipeline)
     provider.add_span_processor(processor)
     tracer = provider.get_tracer("spanvisor.demo")
     names = ", ".join(getattr(s, "name", "?") for s in pipeline.sinks) or "none"
     print(f"spanvisor demo: 3 agents for ~{seconds:.0f}s into sinks: {names}", flush=True)
+    print(f"control API: {control_api.url} (spanvisor approve/reject/cancel answer the agents)", flush=True)
     port = config.get("metrics_port")
     if port and any(getattr(s, "serves_admin", False) for s in pipeline.sinks):
         host = config.get("metrics_host") or "127.0.0.1"
@@ -187,7 +234,7 @@ def run_demo(config: Config, seconds: float = 20.0, linger_s: float = 0.0) -> in
 
     def run(agent: Callable[[trace.Tracer, DemoPace], None]) -> None:
         try:
-            agent(tracer, DemoPace(seconds, 14))
+            agent(tracer, DemoPace(seconds, 14, approval_wait_s, control_api.url))
         except RuntimeError:
             pass  # sprocket's failure is the point of the demo
         except BaseException as exc:  # pragma: no cover - a bug in the demo itself
@@ -198,6 +245,7 @@ def run_demo(config: Config, seconds: float = 20.0, linger_s: float = 0.0) -> in
         th.start()
     for th in threads:
         th.join()
+    control_api.stop()
     flushed = pipeline.force_flush(30.0)
     if linger_s > 0:
         print(f"\nlingering {linger_s:.0f}s (metrics and sinks stay up)…", flush=True)

@@ -48,7 +48,8 @@ def cmd_demo(args: argparse.Namespace, config: Config) -> int:
     if overrides:
         config = config.with_values(**overrides)
     seconds = 3.0 if args.fast else args.seconds
-    return run_demo(config, seconds=seconds, linger_s=args.linger)
+    wait = args.approval_wait if args.approval_wait is not None else (1.0 if args.fast else 20.0)
+    return run_demo(config, seconds=seconds, linger_s=args.linger, approval_wait_s=wait)
 
 
 def cmd_check(args: argparse.Namespace, config: Config) -> int:
@@ -99,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         metavar="S",
         help="keep sinks (and /metrics) up S seconds after the agents finish",
+    )
+    demo.add_argument(
+        "--approval-wait",
+        type=float,
+        default=None,
+        metavar="S",
+        help="how long rivet waits for `spanvisor approve` (default 20; 1 with --fast)",
     )
     demo.set_defaults(func=cmd_demo)
 
