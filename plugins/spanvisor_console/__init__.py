@@ -4,7 +4,9 @@ It is the default when no Slack token is configured (log-only mode) and
 what ``spanvisor demo`` shows. Each task gets a status card (the Slack parent
 message) when it starts, on every status change and at most once per
 ``console_interval`` otherwise; thread lines (milestones, warnings, errors,
-artifacts, the summary) print as they happen, indented under the task.
+artifacts, people's decisions, the summary with its results, a failure's
+last log lines) print as they happen, indented under the task. A decision on
+a task not known here (``known=False``) prints its line and no card.
 Agent text is stripped of control characters so a span cannot move the
 cursor or recolour the terminal.
 """
@@ -19,11 +21,13 @@ from typing import IO, ClassVar
 
 from spanvisor import presentation as pr
 from spanvisor.config import Config, Setting, p_bool, p_choice, p_duration
-from spanvisor.events import Event, TaskFinished, TaskStarted, TaskView
+from spanvisor.events import Event, HumanIntervention, TaskFinished, TaskStarted, TaskView
 from spanvisor.sink import BaseSink, SinkContext, SinkResult
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _ANSI = {"bold": "\x1b[1m", "dim": "\x1b[2m", "reset": "\x1b[0m"}
+# Most log-tail lines printed under a failed task's error line.
+LOG_LINES = 20
 
 
 def clean(text: str | None, limit: int = 300) -> str:
@@ -121,6 +125,10 @@ class ConsoleSink(BaseSink):
 
     def _card(self, ev: Event, now: float) -> list[str]:
         v = ev.task
+        if isinstance(ev, HumanIntervention) and not ev.known:
+            # Not a view of the task's state here (finished, another replica's,
+            # or ids only): the decision's own line says it all.
+            return []
         last = self._last_card.get(v.task_id)
         # starting -> working is the normal first move, not news worth a card.
         status_changed = last is None or (last[1] != v.status and (last[1], v.status) != ("starting", "working"))
@@ -162,11 +170,21 @@ class ConsoleSink(BaseSink):
         return "\n".join(parts)
 
     def _thread_line(self, v: TaskView, line: pr.ThreadLine) -> str:
-        who = clean(v.agent_name or v.agent_id, 30)
-        text = f"   └ {line.emoji} [{who}] {line.summary}"
+        # A bare view (a decision on a task not known here) has no agent: name the task.
+        who = clean(v.agent_name or v.agent_id, 30) if v.trace_id else clean(f"task {v.task_id}", 40)
+        # Summaries are ours, but a person's name (decisions) or a result's
+        # name (the summary) came from outside: stripped like the rest.
+        summary = clean(line.lead or line.summary, 400) if line.fields else clean(line.summary, 400)
+        text = f"   └ {line.emoji} [{who}] {summary}"
         if line.detail:
             text += ": " + clean(line.detail, 200)
+        if line.fields:
+            text += "\n" + self._fmt("dim", "       " + clean(" · ".join(f"{k}: {x}" for k, x in line.fields), 300))
         if line.code:
             tail = [clean(x, 160) for x in line.code.strip().splitlines()[-3:]]
             text += "\n" + "\n".join(self._fmt("dim", "       " + x) for x in tail)
+        if line.logs:
+            logs = [clean(x, 200) for x in line.logs.splitlines()[-LOG_LINES:]]
+            text += "\n" + self._fmt("dim", "       last log lines:")
+            text += "\n" + "\n".join(self._fmt("dim", "         " + x) for x in logs)
         return text
