@@ -47,9 +47,6 @@ class SlackSink(BaseSink):
         self._deadline: float | None = None
         self._closed = False
         self.interactivity: Any = None  # .interactivity.Interactivity when configured
-        # Thread lines of interventions on tasks this process does not hold,
-        # while their parent is looked up in the state store.
-        self._adopting: dict[str, list[ThreadLine]] = {}
 
     @classmethod
     def enabled(cls, config: Config) -> bool:
@@ -184,50 +181,31 @@ class SlackSink(BaseSink):
 
     def _accept_foreign(self, ev: HumanIntervention) -> None:
         """An intervention on a task this process does not track (finished and
-        forgotten, or another replica's): its ``task`` is not a newer view, so
-        it is never offered; only its thread lines go to the task's thread,
-        and only when a parent exists (held here, or adopted from the store;
-        never posted for it)."""
-        lines = self.policy.lines(ev)
-        if not lines:
-            return
+        forgotten, or another replica's): its ``task`` is a bare or old view,
+        never offered. An applied decision is noted on the record (the parent
+        shows it, see SlackTaskRecord.note_decision) and its thread lines go
+        to the thread. A record made for it is *borrowed*: the worker adopts
+        the task's parent from the state store and never posts one from a
+        bare view (no parent anywhere: the lines are dropped, counted)."""
         st = self._tasks.get(ev.task_id)
-        if st is not None:
-            if st.first_time(ev.event_id) and not st.dead:
-                self._add_lines(st, lines)
-            return
-        waiting = self._adopting.get(ev.task_id)
-        if waiting is not None:
-            waiting.extend(lines)
-            return
-        self._adopting[ev.task_id] = list(lines)
-        asyncio.get_running_loop().create_task(self._adopt_for(ev), name=f"slack:adopt:{ev.task_id[:16]}")
-
-    async def _adopt_for(self, ev: HumanIntervention) -> None:
-        task_id = ev.task_id
-        try:
-            ref = await self.deliverer.claims.get(f"{self.deliverer.namespace}.parent", task_id)
-        except Exception as exc:  # the store is away: the line is lost, counted
-            log.warning("Slack: no parent for an intervention on task %s (%s)", task_id, type(exc).__name__)
-            ref = None
-        lines = self._adopting.pop(task_id, [])
-        if self._closed or not lines:
-            return
-        st = self._tasks.get(task_id)
         if st is None:
-            if not ref or not ref.get("ts"):
+            if len(self._tasks) >= MAX_OPEN_TASKS:
                 assert self.ctx is not None
                 self.ctx.stats.drop(
-                    "slack_no_parent", len(lines), sink="slack", detail="an intervention on a task with no parent here"
+                    "slack_too_many_tasks", sink="slack", detail=f"more than {MAX_OPEN_TASKS} open tasks"
                 )
                 return
-            st = self._tasks[task_id] = SlackTaskRecord(ev.task, str(ref["channel"]))
-            # Nothing of this view is ever shown: the worker adopts the parent
-            # (settled in the store) and only posts the lines.
-            st.sent_version = st.version
-            st.last_event = self.transport.clock.now()
-            st.finished = True
-        self._add_lines(st, lines)
+            st = self._tasks[ev.task_id] = SlackTaskRecord(
+                ev.task, home_channel(ev.task, self.routes, self.default_channel)
+            )
+        if not st.first_time(ev.event_id) or st.dead:
+            return
+        if not st.offered:
+            st.borrowed = True
+        st.last_event = self.transport.clock.now()
+        if ev.outcome == "applied":
+            st.note_decision(ev.decision)
+        self._add_lines(st, self.policy.lines(ev))
 
     def _add_lines(self, st: SlackTaskRecord, lines: list[ThreadLine]) -> None:
         for line in lines:

@@ -1,0 +1,112 @@
+"""``/spanvisor status|task|help`` over HTTP: signed slash commands, answered
+ephemerally through response_url, escaped and within Block Kit's limits
+(the fake checks the blocks as Slack would)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from interact_support import Live, live
+from slack_support import run, until
+
+from spanvisor.spans import conventions as cv
+from spanvisor_slack.slash import MAX_LISTED, SlashAnswers
+
+
+async def _ask(env: Live, text: str) -> dict[str, Any]:
+    before = len(env.fake.interactions.responses)
+    sender = env.one.sender
+    assert sender is not None
+    sent = await sender.command(env.fake.interactions.slash_command(text))
+    assert sent.status == 200 and sent.text == ""
+    await until(lambda: len(env.fake.interactions.responses) > before, 10, f"the answer to {text!r}")
+    body = env.fake.interactions.responses[before].body
+    assert body["response_type"] == "ephemeral"
+    return body
+
+
+def test_status_lists_running_tasks_with_their_thread() -> None:
+    async def go() -> None:
+        async with live() as env:
+            env.ask("T1", "a1")
+            other = env.tracer.start_span(
+                "review", attributes={cv.TASK_NAME: "<!channel> review", cv.TASK_ID: "T2", cv.AGENT_ID: "lint-bot"}
+            )
+            env.roots.append(other)
+            await env.awaiting("T1", "a1")
+            await until(lambda: env.parent("T2") is not None, 10, "T2's parent")
+            body = await _ask(env, "status")
+            text = json.dumps(body["blocks"])
+            assert "2 running tasks" in text and "`T1`" in text and "`T2`" in text
+            assert "awaiting approval" in text
+            assert "&lt;!channel&gt; review" in text and "<!channel>" not in text
+            assert "https://fake-workspace.slack.com/archives/" in text and "open thread" in text
+            only = json.dumps((await _ask(env, "status lint-*"))["blocks"])
+            assert "`T2`" in only and "`T1`" not in only and "of `lint-*`" in only
+            assert "partial" not in text and "replica" not in text  # one process's store: the whole list
+
+    run(go(), 60)
+
+
+def test_task_shows_one_task_and_help_the_commands() -> None:
+    async def go() -> None:
+        async with live() as env:
+            env.ask("T3", "a1", question="Ship <https://evil|it>?")
+            await env.awaiting("T3", "a1")
+            one = json.dumps((await _ask(env, "task T3"))["blocks"])
+            assert "`T3`" in one and "Waiting for approval `a1`" in one
+            assert "&lt;https://evil|it&gt;" in one
+            missing = json.dumps((await _ask(env, "task nope<>"))["blocks"])
+            assert "`nope&lt;&gt;` is not tracked by this spanvisor process" in missing
+            for text in ("help", "", "what"):
+                assert "/spanvisor status" in json.dumps((await _ask(env, text))["blocks"])
+
+    run(go(), 60)
+
+
+def test_many_tasks_stay_within_block_kit_limits() -> None:
+    async def go() -> None:
+        async with live() as env:
+            for i in range(MAX_LISTED + 7):
+                env.roots.append(
+                    env.tracer.start_span("t", attributes={cv.TASK_NAME: "x" * 5000, cv.TASK_ID: f"M{i:02d}"})
+                )
+            control = env.one.pipeline.control
+
+            async def all_open() -> bool:
+                return len(await control.open_tasks()) >= MAX_LISTED + 7
+
+            for _ in range(300):
+                if await all_open():
+                    break
+                await asyncio.sleep(0.05)
+            body = await _ask(env, "status")  # the fake refuses what Slack would (50 blocks, 3000 chars)
+            assert len(body["blocks"]) <= 50
+            assert "7 more not shown" in json.dumps(body["blocks"])
+            assert all(len(b.get("text", {}).get("text", "")) <= 3000 for b in body["blocks"])
+
+    run(go(), 60)
+
+
+class NotInMemory:
+    """A state store that is not one process's own (it stands for the
+    PostgreSQL one that replicas share)."""
+
+    async def get(self, namespace: str, key: str) -> Mapping[str, Any] | None:
+        return None
+
+
+def test_under_replicas_the_list_says_it_may_be_partial() -> None:
+    async def go() -> None:
+        async with live() as env:
+            env.ask("T4", "a1")
+            await env.awaiting("T4", "a1")
+            answers = SlashAnswers(env.one.pipeline.control, NotInMemory(), "slack", None)  # type: ignore[arg-type]
+            _, blocks = await answers.status(None)
+            text = json.dumps(blocks)
+            assert "`T4`" in text and "this spanvisor replica only" in text
+
+    run(go(), 60)
