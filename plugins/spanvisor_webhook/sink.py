@@ -29,15 +29,6 @@ outbox holds only interventions, and keeps them across a restart: the next
 start sends what is left, with the same intervention id in the body and in
 ``X-Spanvisor-Intervention-Id``, so a receiver that saw a request whose
 answer we never got drops the second copy. Delivery is at least once.
-
-``durable`` is False on purpose. True would make the receiver answer 503 to
-*all* spans when this sink's queue nears its bound, and make ``/readyz``
-follow this sink's health: one unreachable orchestrator would stop
-telemetry intake and take replicas out of a load balancer. The outbox
-already gives what durability is for here (SUCCESS means stored on disk),
-and as ``export`` only appends a rare event the queue never fills in
-practice. What can still lose an intervention is counted: a full outbox
-(``webhook_queue_full``), an expired or rejected one.
 """
 
 from __future__ import annotations
@@ -69,9 +60,21 @@ log = logging.getLogger("spanvisor.webhook")
 
 
 class WebhookSink(BaseSink):
+    """POSTs each applied intervention, signed, through a local outbox.
+
+    ``durable`` is False on purpose. True would make the receiver answer 503 to
+    *all* spans when this sink's queue nears its bound, and make ``/readyz``
+    follow this sink's health: one unreachable orchestrator would stop
+    telemetry intake and take replicas out of a load balancer. The outbox
+    already gives what durability is for here (SUCCESS means stored on disk),
+    and as ``export`` only appends a rare event the queue never fills in
+    practice. What can still lose an intervention is counted: a full outbox
+    (``webhook_queue_full``), an expired or rejected one.
+    """
+
     name = "webhook"
     settings: ClassVar[Sequence[Setting]] = SETTINGS
-    durable: ClassVar[bool] = False  # see the module docstring
+    durable: ClassVar[bool] = False  # see the class docstring
 
     def __init__(self) -> None:
         super().__init__()
@@ -251,7 +254,9 @@ class WebhookSink(BaseSink):
         deadline = loop.time() + timeout_s
         self._kick.set()  # a flush is worth one attempt now, backoff or not
         self._wake.set()
-        while self.outbox.size > 0:
+        # The file, not the size this process counted: agents on one host share
+        # the default data directory, and another's sender may have sent ours.
+        while self.outbox.size > 0 and await self.outbox.peek(1):
             if loop.time() >= deadline:
                 return False
             await asyncio.sleep(0.05)

@@ -188,3 +188,18 @@ def test_an_intervention_too_old_to_act_on_is_given_up(receiver: Receiver, start
     wait_for(lambda: run.dropped("webhook_expired") == 1, what="the expiry")
     assert run.pipeline.force_flush(10)
     assert receiver.requests == []
+
+
+def test_two_agents_on_one_data_directory_both_flush(receiver: Receiver, start_pipeline: Start) -> None:
+    """Agents on one host share the default data directory, so one outbox file:
+    each sender may send the other's entries (the receiver dedupes on the id),
+    and neither flush waits on an entry the other already sent."""
+    receiver.answers.extend([(503, {})] * 2)  # let entries pile up in the file
+    first, second = start_pipeline(receiver.url), start_pipeline(receiver.url)
+    first.failed_task("T1")
+    second.failed_task("T2")
+    first.decide("T1", "retry", "iv-first")
+    second.decide("T2", "retry", "iv-second")
+    wait_for(lambda: {r.intervention_id for r in receiver.delivered()} == {"iv-first", "iv-second"}, what="both")
+    assert first.pipeline.force_flush(10)
+    assert second.pipeline.force_flush(10)
