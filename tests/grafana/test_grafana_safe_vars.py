@@ -184,6 +184,14 @@ def _seed() -> list[tuple[str, tuple[Any, ...]]]:
                 (f"cp-{task_id}", task_id, agent, t0 + timedelta(minutes=1), ns + 1),
             )
         )
+        rows.append(
+            (
+                """INSERT INTO human_interventions (intervention_id, task_id, at, actor, action, comment, outcome,
+                 reason, approval_id, source, actor_name, agent_id, time_ns, known)
+               VALUES ($1, $2, $3, 'U1', 'approve', 'ok', 'applied', NULL, 'a1', 'slack', 'alice', $4, $5, true)""",
+                (f"hi-{task_id}", task_id, t0 + timedelta(minutes=2), agent, ns + 2),
+            )
+        )
     return rows
 
 

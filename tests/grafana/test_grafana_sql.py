@@ -153,6 +153,14 @@ def _seed_sql() -> list[tuple[str, tuple[Any, ...]]]:
             (TASK, t0 + timedelta(minutes=7)),
         )
     )
+    rows.append(
+        (
+            """INSERT INTO human_interventions (intervention_id, task_id, at, actor, action, outcome, reason,
+                 source, actor_name, known)
+           VALUES ('hi-2', $1, $2, 'U9', 'cancel', 'denied', 'not allowed', 'slack', 'mallory', false)""",
+            (TASK, t0 + timedelta(minutes=7, seconds=30)),
+        )
+    )
     return rows
 
 
@@ -253,6 +261,19 @@ def test_timeline_reads_cost_forecast_and_budget_rows(audit_db: str) -> None:
     assert by_kind["model_call"]["detail"].startswith("claude-sonnet-4-5 · 1000 in / 10 out")
     assert by_kind["context_forecast"]["detail"] == "context at 60%: at this rate 70% in about 2 calls"
     assert by_kind["budget_warning"]["detail"] == "80% of the task budget used: 1.6 of 2.0 USD"
+
+
+def test_timeline_and_recent_interventions_read_decisions(audit_db: str) -> None:
+    (timeline,) = [q for q in SQL_QUERIES if "Timeline" in q.where]
+    rows = _run(audit_db, expand_sql(timeline.text, {"agent": AGENT, "task": TASK}, NOW - timedelta(hours=6), NOW))
+    details = [r["detail"] for r in rows if r["kind"] == "intervention"]
+    assert details == ["approve by U123: looks fine", "mallory tried to cancel via slack: denied (not allowed)"]
+    recent = _panel("Recent interventions")
+    rows = _run(audit_db, expand_sql(recent.text, _variables(recent, AGENT), NOW - timedelta(hours=6), NOW))
+    assert [(r["action"], r["outcome"], r["who"], r["agent_id"]) for r in rows] == [
+        ("cancel", "denied", "mallory (U9)", AGENT),
+        ("approve", "applied", "U123", AGENT),
+    ]
 
 
 def _panel(title: str) -> Query:
