@@ -47,9 +47,14 @@ class HttpIntake:
         """The verified form, or the response refusing the request."""
         if request.content_length is not None and request.content_length > MAX_BODY:
             return web.Response(status=413, text="too large\n")
-        body = await request.content.read(MAX_BODY + 1)
-        if len(body) > MAX_BODY:
-            return web.Response(status=413, text="too large\n")
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := await request.content.read(64 * 1024):
+            size += len(chunk)
+            if size > MAX_BODY:
+                return web.Response(status=413, text="too large\n")
+            chunks.append(chunk)
+        body = b"".join(chunks)
         ts = request.headers.get("X-Slack-Request-Timestamp")
         sig = request.headers.get("X-Slack-Signature")
         try:

@@ -196,3 +196,33 @@ def test_a_trigger_older_than_3s_cannot_open_the_modal() -> None:
             assert env.fake.calls_to("views.open", ok=False)[0].response["error"] == "expired_trigger_id"
 
     run(go(), 60)
+
+
+def test_large_and_malformed_payloads() -> None:
+    async def go() -> None:
+        async with live() as env:
+            env.ask("T9", "a1")
+            parent = await env.awaiting("T9", "a1")
+            sender = env.one.sender
+            assert sender is not None
+            huge = env.click(parent, "T9", A.APPROVE, "a1")
+            huge["message"]["text"] = "x" * 600_000
+            assert (await sender.interaction(huge)).status == 413
+            # A big message (sent in many chunks) under the limit is read whole.
+            big = env.click(parent, "T9", A.APPROVE, "a1")
+            big["message"]["text"] = "y" * 300_000
+            assert (await sender.interaction(big)).status == 200
+            await until(env.answers, 10, "the answer to the big payload")
+            for junk in (
+                {"type": "block_actions", "user": {"id": "nope"}, "actions": []},
+                {"type": "block_actions", "user": {"id": "U0X"}, "actions": [{"action_id": "spanvisor.approve"}]},
+                {"type": "block_actions", "user": {"id": "U0X"}, "actions": [{"action_id": "x", "value": "{}"}]},
+                {"type": "view_submission", "user": {"id": "U0X"}, "view": {"callback_id": "spanvisor.comment"}},
+                {"type": "shortcut"},
+            ):
+                assert (await sender.interaction(junk)).status == 200
+            assert (await sender.post("/slack/interactions", {"payload": "not json"})).status == 400
+            await asyncio.sleep(0.3)
+            assert len(await env.one.decisions("T9")) == 1 and len(env.answers()) == 1
+
+    run(go(), 60)
