@@ -34,6 +34,7 @@ BUILTIN_SINKS = {
     "slack": "SlackSink",
     "prometheus": "PrometheusSink",
     "grafana": "GrafanaAnnotationSink",
+    "webhook": "WebhookSink",
 }
 
 
