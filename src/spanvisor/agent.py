@@ -23,13 +23,11 @@ control API when ``SPANVISOR_CONTROL_URL`` is set (:mod:`spanvisor.control.clien
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import functools
 import inspect
 import itertools
 import logging
-import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -39,7 +37,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from spanvisor.control.feed import WAIT_CHUNK_S, ApprovalDecision, CancelRequested, TaskFeed, answers
+from spanvisor.control.feed import ApprovalDecision, CancelRequested, TaskFeed
 from spanvisor.spans import conventions as cv
 
 if TYPE_CHECKING:
@@ -239,16 +237,11 @@ class TaskHandle:
         short polls on a worker thread, so the event loop stays free and
         cancelling the coroutine stops it."""
         aid = self._ask(question, approval_id, options, timeout)
-        feed = self._decisions()
-        deadline = time.monotonic() + max(0.0, timeout)
-        found = None
         try:
-            while (found := feed.find(lambda d: answers(d, aid))) is None:
-                left = deadline - time.monotonic()
-                if left <= 0 or not await asyncio.to_thread(feed.poll_once, min(left, WAIT_CHUNK_S)):
-                    break
+            found = await self._decisions().wait_approval_async(aid, timeout)
         except Exception:
             log.exception("waiting for approval %s failed", aid)
+            found = None
         return self._answered(aid, found)
 
     @property

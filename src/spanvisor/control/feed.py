@@ -14,6 +14,7 @@ decision yet", and a callback's exception is logged.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -148,13 +149,29 @@ class TaskFeed:
             if left <= 0:
                 return None
             if not self.poll_once(min(left, WAIT_CHUNK_S)):
-                log.warning(
-                    "task %s asked for approval %s, but nothing can answer: no spanvisor pipeline runs in "
-                    "this process and SPANVISOR_CONTROL_URL is not set",
-                    self.task_id,
-                    approval_id,
-                )
+                self._nobody(approval_id)
                 return None
+
+    async def wait_approval_async(self, approval_id: str, timeout_s: float) -> Decision | None:
+        """:meth:`wait_approval` in short polls on a worker thread: the
+        caller's loop stays free, and cancelling the coroutine stops it."""
+        deadline = time.monotonic() + max(0.0, timeout_s)
+        while (found := self.find(lambda d: answers(d, approval_id))) is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            if not await asyncio.to_thread(self.poll_once, min(left, WAIT_CHUNK_S)):
+                self._nobody(approval_id)
+                return None
+        return found
+
+    def _nobody(self, approval_id: str) -> None:
+        log.warning(
+            "task %s asked for approval %s, but nothing can answer: no spanvisor pipeline runs in "
+            "this process and SPANVISOR_CONTROL_URL is not set",
+            self.task_id,
+            approval_id,
+        )
 
     # -- cancel --------------------------------------------------------------
 
