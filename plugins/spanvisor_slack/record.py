@@ -153,7 +153,8 @@ class SlackTaskRecord:
         return True
 
     def offer(self, view: TaskView, final: bool) -> bool:
-        """Keep ``view`` if it is newer than the one held; True when kept.
+        """Keep ``view`` if it is newer than the one held; True when kept
+        (and urgent when it brings a new decision).
 
         A final view (from TaskFinished) always replaces a non-final one and
         is never replaced by one. Otherwise the higher ``seq`` wins, and on a
@@ -164,6 +165,10 @@ class SlackTaskRecord:
         self.offered, self.borrowed, self.orphan = True, False, False
         keep = final if final != self.view_final else view.seq >= self.view.seq
         if keep:
+            # A decision the tracker applied goes out at once, like one noted.
+            decided = view.decisions[-1:] != self.view.decisions[-1:]
             self.view, self.view_final = view, final
             self.version += 1
+            if decided:
+                self.decided_version = self.version
         return keep

@@ -9,6 +9,7 @@ import asyncio
 import json
 import re
 import time
+from dataclasses import replace
 from typing import Any
 
 from opentelemetry.sdk.trace import TracerProvider
@@ -192,5 +193,29 @@ def test_two_replicas_merge_decisions_on_a_finished_task() -> None:
             assert ":x: rivet · error" in shown and "*ARR gain (1h)*\\n$4,820" in shown
         finally:
             await fake.stop()
+
+    run(main())
+
+
+def test_a_cancel_on_a_running_task_is_shown_without_waiting_for_the_interval() -> None:
+    async def main() -> None:
+        # An edit interval far beyond the wait below: only urgency can show it in time.
+        slow = {**FAST, "slack_update_interval_s": 120.0}
+        async with slack_env(channel_rate=100.0, **slow) as env:
+            task = TaskScript.new("T-cancel", task_name="Crawl")
+            await env.send(task.started(), task.checkpoint(progress=10.0))
+            await until(lambda: _parent(env.fake, "T-cancel") is not None, 10, "the parent")
+            await until(lambda: _action_ids(_parent(env.fake, "T-cancel")) == [actions.CANCEL], 10, "Cancel")  # type: ignore[arg-type]
+            d = Decision("click-c", "T-cancel", "cancel", "U0ALICE", NOON, source="slack")
+            task.seq += 1
+            view = replace(task.view, seq=task.seq, cancel_requested=True, decisions=(d,))
+            await env.send(HumanIntervention(event_id="click-c", time_ns=NOON, task=view, decision=d))
+
+            def asked() -> bool:
+                p = _parent(env.fake, "T-cancel")
+                return p is not None and "🛑 Cancel requested by <@U0ALICE>" in _shown(p)
+
+            await until(asked, 10, "the parent to say who asked to cancel")
+            assert _action_ids(_parent(env.fake, "T-cancel")) == []  # type: ignore[arg-type]
 
     run(main())
