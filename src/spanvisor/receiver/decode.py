@@ -7,8 +7,9 @@ so those spans become an id link with no attribute at all. Within a span
 that does carry a known key, only the keys the tracker reads
 (:data:`SPAN_KEYS`, which is ``conventions.READ_KEYS``: every known key,
 plus those that place or price a model call and a task's budgets) are
-turned into Python values; the rest (prompts, completions, HTTP details, often most of the
-bytes) stay in the protobuf. Events likewise: ``agent.checkpoint`` and
+turned into Python values, and a task's results (``agent.result.*``, a
+prefix check on keys not otherwise known); the rest (prompts, completions,
+HTTP details, often most of the bytes) stay in the protobuf. Events likewise: ``agent.checkpoint`` and
 ``agent.artifact`` whole (their extra attributes go into the checkpoint),
 ``exception`` with its three ``exception.*`` keys, any other event not at
 all. Of the resource, only ``service.name`` (FIELD-NOTES: a naive walk of
@@ -44,6 +45,7 @@ from spanvisor.spans.conventions import (
     KNOWN_EVENTS,
     KNOWN_KEYS,
     READ_KEYS,
+    RESULT_PREFIX,
     SERVICE_NAME,
 )
 from spanvisor.spans.data import MAX_AHEAD_NS, SpanData, SpanEventData, clamp_time, clamp_times
@@ -195,7 +197,11 @@ def _read_keys(span: Any) -> dict[str, Any] | None:
         key = kv.key
         known = read(key)
         if known is None:
-            continue
+            # A task's results (agent.result.*) are read on its root: kept,
+            # and like the budgets they make no span keyed on their own.
+            if not key.startswith(RESULT_PREFIX):
+                continue
+            known = False
         keyed = keyed or known
         value = any_value(kv.value)
         if value is not None:

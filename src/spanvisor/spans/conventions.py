@@ -2,7 +2,8 @@
 
 ``docs/conventions.md`` documents every key here. Keys are matched exactly,
 never by prefix: OpenInference owns ``agent.name`` and upstream has an
-``agent.threat.detection.*`` namespace, so ``agent.`` is not ours alone.
+``agent.threat.detection.*`` namespace, so ``agent.`` is not ours alone. The
+one prefix read is ``agent.result.`` (a task's results, on its root only).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ APPROVAL_DECIDED_BY: Final = "agent.approval.decided_by"
 # agent.result.<name> on the root: the task's results (a number, string or
 # boolean); agent.result.<name>.unit names a result's unit.
 RESULT_PREFIX: Final = "agent.result."
+RESULT_UNIT_SUFFIX: Final = ".unit"
 # Attributes of an agent.artifact event.
 ARTIFACT_NAME: Final = "agent.artifact.name"
 ARTIFACT_URI: Final = "agent.artifact.uri"

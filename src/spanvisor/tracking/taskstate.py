@@ -38,7 +38,7 @@ from spanvisor.events import (
 from spanvisor.spans import conventions as cv
 from spanvisor.spans import sanitize as sz
 from spanvisor.spans.data import SpanData
-from spanvisor.tracking import approvals, artifacts, calls
+from spanvisor.tracking import approvals, artifacts, calls, results
 from spanvisor.tracking.fields import FactTime, TaskFields
 from spanvisor.tracking.identity import TaskIdentity
 from spanvisor.tracking.outcome import NO_ERROR, Error, ErrorInfo, outcome_of
@@ -140,6 +140,7 @@ class TaskState:
         self._read_state(self.fields.attr_changes(span.span_id, span.attributes), notes, None)
         if span.attributes:
             self._read_budget(span.attributes, notes)
+            results.apply(self, span.attributes, notes)
 
     def started(self, time_ns: int, notes: list[str]) -> list[Event]:
         """TaskStarted, then the warnings of a task that starts already past a
@@ -186,6 +187,7 @@ class TaskState:
             if is_root:
                 # The root's attributes are the task's defaults: read before its
                 # events, and never over a field a timed fact has set.
+                results.apply(self, a, notes)
                 out.extend(self._attribute_state(span, None, now, notes))
             out.extend(self._read_artifacts(a.get(cv.ARTIFACTS), now, notes))
         if span.events:
