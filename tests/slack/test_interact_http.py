@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import pytest
 from interact_support import SECRET, live
 from slack_support import run, until
 
 from spanvisor_slack import actions as A
+from spanvisor_slack.actions import button_value
 
 
 def test_a_signed_click_approves_and_answers_ephemerally() -> None:
@@ -224,5 +226,49 @@ def test_large_and_malformed_payloads() -> None:
             assert (await sender.post("/slack/interactions", {"payload": "not json"})).status == 400
             await asyncio.sleep(0.3)
             assert len(await env.one.decisions("T9")) == 1 and len(env.answers()) == 1
+
+    run(go(), 60)
+
+
+def _button(blocks: Any, action_id: str) -> dict[str, Any] | None:
+    """The button with this action_id anywhere in a message's blocks."""
+    if isinstance(blocks, dict):
+        if blocks.get("type") == "button" and blocks.get("action_id") == action_id:
+            return blocks
+        blocks = list(blocks.values())
+    if isinstance(blocks, list):
+        for b in blocks:
+            if (found := _button(b, action_id)) is not None:
+                return found
+    return None
+
+
+def test_the_parents_own_button_and_a_click_on_a_finished_task() -> None:
+    async def go() -> None:
+        async with live() as env:
+            root = env.ask("T10", "a1")
+            parent = await env.awaiting("T10", "a1")
+            await until(lambda: _button(parent.blocks, A.APPROVE) is not None, 10, "the Approve button")
+            button = _button(parent.blocks, A.APPROVE)
+            assert button is not None and button["value"] == button_value("T10", "a1")
+            sender = env.one.sender
+            assert sender is not None
+            payload = env.fake.interactions.block_actions(
+                channel_id=parent.channel, message_ts=parent.ts, action_id=A.APPROVE, value=button["value"]
+            )
+            await sender.interaction(payload)
+            await until(env.answers, 10, "the answer")
+            assert env.answers()[0].startswith("✅ Approved")
+            env.roots.remove(root)
+            root.end()
+            for _ in range(500):  # the tracker has closed the task
+                view = await env.one.pipeline.control.task("T10")
+                if view is not None and view.ended_ns is not None:
+                    break
+                await asyncio.sleep(0.02)
+            await sender.interaction(env.click(parent, "T10", A.CANCEL, user_id="U0BOB"))
+            await until(lambda: len(env.answers()) == 2, 10, "the refusal")
+            assert env.answers()[1].startswith("⛔ Not done: the task has already finished")
+            await until(lambda: [e for e in env.one.interventions() if e.outcome == "denied"], 10, "the audit")
 
     run(go(), 60)
