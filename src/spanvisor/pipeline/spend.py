@@ -112,6 +112,10 @@ class SpendSync:
         self._task = self._loop.create_task(self._run())
 
     @property
+    def started(self) -> bool:
+        return self._loop is not None
+
+    @property
     def syncing(self) -> bool:
         """True when the store can take compare-and-set writes (every built-in one)."""
         return isinstance(self._store, ConditionalStateStore)
