@@ -28,10 +28,11 @@ from spanvisor.events import (
     TaskView,
     stable_id,
 )
+from spanvisor.sink import SinkResult
 from spanvisor_postgres import PostgresSink
 
 from ._events import SECOND, task_stream
-from .conftest import fetch, make_config, run
+from .conftest import fetch, make_config, make_ctx, run
 from .test_sink_basic import export_all
 
 MS = 1_000_000
@@ -354,3 +355,67 @@ def test_prune_takes_a_tasks_logs_and_old_orphan_interventions(pg_server: Any, t
         assert [r["task_id"] for r in left] == ["fresh"]
 
     run(main)
+
+
+def test_decisions_and_log_tails_survive_the_outbox(pg_server: Any, tmp_path: Path) -> None:
+    """With PostgreSQL away, decisions and a finish with its tail wait in the
+    outbox (through the codec) and land once when the next process starts."""
+    url = pg_server.database()
+    events = _failed_task(4)
+    view = events[-2].task
+    d1 = decision(view.task_id, 1, approval_id="a1", actor_name="alice", comment="ok")
+    d2 = decision("ghost", 2, action="cancel")
+    batch = [
+        *events[:-1],
+        intervention(dataclasses.replace(view, seq=view.seq + 1, updated_ns=view.updated_ns + 1), d1),
+        intervention(bare("ghost"), d2, outcome="denied", reason="not allowed", known=False),
+        events[-1],
+    ]
+    dead = "postgresql://postgres:x@127.0.0.1:1/spanvisor"
+
+    async def away() -> None:
+        sink = PostgresSink()
+        await sink.start(make_ctx(make_config(tmp_path, dead)))
+        try:
+            assert await sink.export(batch) is SinkResult.SUCCESS
+            assert sink.outbox is not None and sink.outbox.size == len(batch)
+        finally:
+            await sink.shutdown(1)
+
+    async def back() -> None:
+        for _ in range(2):  # the second start finds nothing left to replay
+            sink = PostgresSink()
+            await sink.start(make_ctx(make_config(tmp_path, url)))
+            try:
+                assert await sink.force_flush(10.0)
+            finally:
+                await sink.shutdown(5)
+        rows = await fetch(url, "SELECT intervention_id, outcome, known FROM human_interventions ORDER BY time_ns")
+        assert [(r["intervention_id"], r["outcome"], r["known"]) for r in rows] == [
+            (d1.intervention_id, "applied", True),
+            (d2.intervention_id, "denied", False),
+        ]
+        assert len(await fetch(url, "SELECT 1 FROM task_logs")) == 4
+        assert await fetch(url, "SELECT 1 FROM agent_tasks WHERE task_id = 'ghost'") == []
+        (task,) = await fetch(url, "SELECT status, results FROM agent_tasks")
+        assert task["status"] == "error" and "prs_opened" in task["results"]
+
+    run(away)
+    run(back)
+
+
+def test_a_large_batch_of_decisions_goes_through_copy_and_unnest_alike(pg_server: Any, tmp_path: Path) -> None:
+    clicks = [
+        intervention(bare(f"t{n % 3}"), decision(f"t{n % 3}", n, action="retry"), outcome="denied", known=False)
+        for n in range(40)
+    ]
+    snaps = []
+    for method in ("copy", "unnest", "executemany"):
+        url = pg_server.database()
+
+        async def main(url: str = url, method: str = method) -> None:
+            await export_all(url, tmp_path / method, [clicks, clicks[::-1]], method)
+            snaps.append([dict(r) for r in await fetch(url, "SELECT * FROM human_interventions ORDER BY 1")])
+
+        run(main)
+    assert len(snaps[0]) == 40 and snaps[0] == snaps[1] == snaps[2]
