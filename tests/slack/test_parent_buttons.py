@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from tests.fakes.slack_blocks import message_error
 
-from spanvisor.events import ApprovalRequest, Decision, ResultField, TaskView
+from spanvisor.events import ApprovalRequest, Artifact, Decision, ResultField, TaskView
 from spanvisor_slack import actions
 from spanvisor_slack.blocks import Look, parent_payload, problems
 from spanvisor_slack.plan import PlanSwitch
@@ -204,3 +204,25 @@ def test_results_are_fields_of_the_parent(layout: str) -> None:
         if b["block_id"].startswith("sv-results")
     )
     assert len(section["fields"]) == 10 and section["fields"][-1]["text"] == "*More results*\n21 not shown"
+
+
+@LAYOUTS
+def test_a_parent_with_everything_at_its_limits_still_fits(layout: str) -> None:
+    big = "<&>" * 2000
+    asks = tuple(ApprovalRequest(f"a{i}" * 40, big, timeout_s=60, requested_ns=NOON) for i in range(20))
+    decisions = tuple(_decision("approve", f"i{i}", approval_id=f"x{i}", comment=big, actor_name=big) for i in range(5))
+    view = _view(
+        status="awaiting_approval",
+        task_name=big,
+        message=big,
+        repo=big,
+        model=big,
+        steps=tuple(f"{big[:300]}{i}" for i in range(40)),
+        step=f"{big[:300]}7",
+        artifacts=tuple(Artifact(big, "https://x.example/" + "a" * 500) for _ in range(12)),
+        approvals=asks,
+        decisions=decisions,
+        results=tuple(ResultField(big, big, "usd") for _ in range(12)),
+    )
+    payload = _render(view, layout)  # fits: problems() and the fake's validator both pass
+    assert [a for a, _, _ in _buttons(payload)][:3] == [actions.APPROVE, actions.REJECT, actions.COMMENT]
