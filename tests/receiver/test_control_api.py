@@ -110,6 +110,8 @@ def test_the_control_api_wants_the_otlp_token(api: RunningReceiver) -> None:
         ("/v1/control/tasks/T1?wait=soon", None, None, "wait must be a number"),
         ("/v1/control/tasks/T1?after=-1", None, None, "after must be at least 0"),
         ("/v1/control/tasks/T1?after=1.5", None, None, "whole number"),
+        ("/v1/control/tasks/" + "t" * 300, None, None, "task id is longer"),
+        ("/v1/control/tasks/T1/decisions", {"action": "cancel", "actor": "a\u0000b"}, None, "control characters"),
     ],
 )
 def test_bad_input_is_a_400_that_says_what_is_wrong(

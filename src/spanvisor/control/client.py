@@ -152,6 +152,10 @@ class HttpSource:
         self._backoff = 0.0
         self._warned = False
         self._lock = threading.Lock()
+        # Loopback never goes through an HTTP proxy the environment names.
+        host = urllib.parse.urlsplit(self.url).hostname or ""
+        loopback = host in ("127.0.0.1", "localhost", "::1")
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({})) if loopback else None
 
     def _headers(self) -> dict[str, str]:
         h = {"Accept": "application/json"}
@@ -172,7 +176,12 @@ class HttpSource:
             headers["Content-Type"] = "application/json"
         req = urllib.request.Request(url, data=data, method=method, headers=headers)
         try:
-            with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+            opened = (
+                self._opener.open(req, timeout=timeout_s)
+                if self._opener
+                else urllib.request.urlopen(req, timeout=timeout_s)
+            )
+            with opened as resp:
                 return int(resp.status), _json(resp.read())
         except urllib.error.HTTPError as exc:
             try:
