@@ -219,3 +219,23 @@ def test_a_cancel_on_a_running_task_is_shown_without_waiting_for_the_interval() 
             assert _action_ids(_parent(env.fake, "T-cancel")) == []  # type: ignore[arg-type]
 
     run(main())
+
+
+def test_an_error_line_with_a_long_stack_and_log_tail_keeps_the_newest_lines_within_limits() -> None:
+    from tests.fakes.slack_blocks import message_error
+
+    from spanvisor.presentation import ThreadPolicy
+    from spanvisor_slack.blocks import Look, problems, reply_payload
+
+    task = TaskScript.new("T-long")
+    task.started()
+    tail = tuple(LogLine(NOON + i * 1_000_000_000, "ERROR", f"line {i} " + "<x>" * 400, "app") for i in range(20))
+    finished = task.finished(
+        "error", error_type="E", error_message="m" * 5000, stacktrace="frame\n" * 10_000, log_tail=tail
+    )
+    [error, _] = ThreadPolicy().lines(finished)
+    payload = reply_payload([error], Look())
+    assert problems(payload) == [] and message_error(dict(payload), 4000) is None
+    logs = next(b["text"]["text"] for b in payload["blocks"] if b["block_id"] == "sv-logs-0")
+    assert len(logs) <= 3000 and "line 19 " in logs and "line 0 " not in logs
+    assert logs.count("```") == 2 and "<x>" not in logs
