@@ -5,10 +5,15 @@ TaskFinished (a real Pipeline with an InMemorySink)."""
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 import tracemalloc
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
@@ -153,3 +158,58 @@ def test_a_flood_stays_bounded_and_counts_what_it_drops() -> None:
     assert tails.add([_record(10**12, 1, severity=9)])
     tails.sync()
     assert stats.value("log_records_total", outcome="no_task") == 1
+
+
+ZERO_CODE = textwrap.dedent(
+    """
+    import logging, warnings
+    from opentelemetry import trace
+    from opentelemetry._logs import set_logger_provider
+    from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.trace import Status, StatusCode
+    from spanvisor.otel.autoconfig import install_live_processor
+    from spanvisor.otel.exporter import SpanvisorSpanExporter
+
+    # What opentelemetry-instrument sets up with OTEL_TRACES_EXPORTER=spanvisor
+    # and OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED=true, then its
+    # opentelemetry_pre_instrument hook (no SPANVISOR_LIVE).
+    exporter = SpanvisorSpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    logs = LoggerProvider()
+    set_logger_provider(logs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        logging.getLogger().addHandler(LoggingHandler(logger_provider=logs))
+    install_live_processor()
+
+    tracer = trace.get_tracer("agent")
+    with tracer.start_as_current_span("job", attributes={"agent.task.name": "job"}) as root:
+        logging.getLogger("agent").error("it broke")
+        root.set_status(Status(StatusCode.ERROR, "broke"))
+    provider.force_flush()
+    assert exporter.force_flush(10_000)
+    print("attached", exporter.pipeline.stats.value("log_records_total", outcome="attached"))
+    provider.shutdown()
+    """
+)
+
+
+def test_the_exporter_alone_installs_the_log_processor(tmp_path: Path) -> None:
+    """OTEL_TRACES_EXPORTER=spanvisor: the pre-instrument hook adds the log
+    processor to the SDK's LoggerProvider, into the exporter's pipeline."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPANVISOR_", "OTEL_", "SLACK_"))}
+    env.update(
+        XDG_DATA_HOME=str(tmp_path),
+        SPANVISOR_SINKS="console",
+        SPANVISOR_STATE_STORE="memory",
+        OTEL_TRACES_EXPORTER="spanvisor",
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", ZERO_CODE], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "attached 1" in proc.stdout, proc.stdout + proc.stderr

@@ -4,9 +4,11 @@
 no environment variable for extra span processors, but
 ``opentelemetry-instrument`` calls every ``opentelemetry_pre_instrument``
 entry point after the TracerProvider is configured; ours adds the processor
-to it when ``SPANVISOR_LIVE`` is set and does nothing otherwise. It also adds
-the log processor (:mod:`spanvisor.otel.logs`) to the SDK's LoggerProvider,
-for each task's log tail, unless ``OTEL_LOGS_EXPORTER`` names ``spanvisor``.
+to it when ``SPANVISOR_LIVE`` is set. It also adds the log processor
+(:mod:`spanvisor.otel.logs`) to the SDK's LoggerProvider, for each task's log
+tail, when ``SPANVISOR_LIVE`` is set or ``OTEL_TRACES_EXPORTER`` names
+``spanvisor``, unless ``OTEL_LOGS_EXPORTER`` does (the log exporter feeds the
+tails then). Otherwise it does nothing.
 
 Within one process the exporter and the processor built without arguments
 share one pipeline (``attach.default_pipeline``), so running both never doubles an
@@ -26,9 +28,19 @@ from spanvisor.config import p_bool
 log = logging.getLogger("spanvisor")
 
 
+def _names(var: str) -> set[str]:
+    return {e.strip() for e in os.environ.get(var, "").split(",")}
+
+
 def install_live_processor(*_: Any, **__: Any) -> None:
     try:
         if not p_bool(os.environ.get("SPANVISOR_LIVE", "")):
+            if "spanvisor" in _names("OTEL_TRACES_EXPORTER") and "spanvisor" not in _names("OTEL_LOGS_EXPORTER"):
+                # The exporter alone: log tails still come with it, into the
+                # pipeline it shares (attach.default_pipeline).
+                from spanvisor.otel.logs import install_log_processor
+
+                install_log_processor()
             return
     except ValueError:
         log.error("SPANVISOR_LIVE=%r is invalid; accepted: 1/0, true/false", os.environ.get("SPANVISOR_LIVE"))
@@ -51,8 +63,7 @@ def install_live_processor(*_: Any, **__: Any) -> None:
     except Exception:
         log.exception("SPANVISOR_LIVE=1: could not install the spanvisor processor")
         return
-    exporters = {e.strip() for e in os.environ.get("OTEL_LOGS_EXPORTER", "").split(",")}
-    if "spanvisor" not in exporters:
+    if "spanvisor" not in _names("OTEL_LOGS_EXPORTER"):
         # Log tails from the agent's OTel logs, at once rather than batched;
         # with OTEL_LOGS_EXPORTER=spanvisor the exporter feeds them already.
         from spanvisor.otel.logs import install_log_processor
