@@ -38,9 +38,11 @@ view at the next version (one more in the low bits, like a takeover), owned
 by that replica, which then edits the parent at once. The parent shows the
 view with those decisions applied (:attr:`Stored.shown_view`), the digest
 covers both, and every later view stored carries the decisions on, so a
-newer view never drops them. (Only a view written from a read taken before
-the merge and landing after the merger's edit could: the two store calls of
-one update against a merge, an edit and its record.)
+newer view never drops them. A view written from a read taken before the
+merge, landing while the merger edits, is seen when the merger records the
+edit as shown, and it merges again; only one landing after that record
+(the two store calls of one update against a merge, an edit and its record)
+could drop a decision from the parent.
 """
 
 from __future__ import annotations
@@ -286,6 +288,10 @@ class SharedParent:
         if not put.won:
             newer = Stored.load(put.value)
             st.repair = newer is not None and newer.is_shown
+            if newer is not None and newer.lacks(st.noted.values()):
+                # A view written from a read before our merge: merge again.
+                st.version += 1
+                st.decided_version = st.version
 
     async def posted(self, st: SlackTaskRecord, view: TaskView, final: bool, decisions: tuple[Decision, ...]) -> None:
         """The parent was just posted showing ``view`` with ``decisions``: store it as shown."""
