@@ -6,6 +6,7 @@ does not say a level again, and ``SpendSync.report()`` says all of it."""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 
 from spanvisor.config import Config
 from spanvisor.events import stable_id
-from spanvisor.pipeline.spend import NAMESPACE, SpendSync, merged
+from spanvisor.pipeline.spend import NAMESPACE, RETIRED, SpendSync, merged
 from spanvisor.pipeline.statestore_local import LocalStateStore
 from spanvisor.sink import SinkContext
 from spanvisor.statestore import InMemoryStateStore, StateStore
@@ -239,5 +240,24 @@ def test_the_report_without_budgets_or_spending() -> None:
         assert report["today"] == {"day": "2026-11-22", "used_usd": 0.0, "budget_usd": None, "ratio": None}
         assert report["agents"] == {} and report["said"] == [] and report["levels"] == [0.8, 1.0]
         await sync.stop()
+
+    _run(main)
+
+
+def test_an_agent_process_hands_its_figures_to_retired_at_exit() -> None:
+    async def main() -> None:
+        store = InMemoryStateStore()
+        me = f"host:{os.getpid()}"  # the owner id of an agent process (assemble.replica_id)
+        for _ in range(2):  # two runs of an agent on one host
+            sync = _sync(store, me)
+            await sync.ready()
+            sync.ledger.add("rivet", 0.25, NOV_22)
+            await sync.stop()
+        stored = await store.get(NAMESPACE, "2026-11-22")
+        assert stored is not None
+        assert stored["keys"]["day:2026-11-22"]["by"] == {RETIRED: 500_000_000}
+        later = _sync(store, "replica-a")
+        assert (await later.report())["today"]["used_usd"] == 0.5
+        await later.stop()
 
     _run(main)

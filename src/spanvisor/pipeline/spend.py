@@ -17,7 +17,9 @@ so stable across its restarts) writes only its own *cumulative* figure under
 ``by``; a key's total is the sum over owners. Writing absolute figures, not
 deltas, makes a retried write harmless (nothing counted twice), and a
 restarted owner takes its figure back at its first read of the window before
-it writes (nothing lost). A write is a compare-and-set: read, merge in this
+it writes (nothing lost). An agent process's owner id (host and pid) never
+comes back, so at ``stop`` it moves its figures to the owner ``~retired``
+(one compare-and-set): windows don't grow by one owner per agent run. A write is a compare-and-set: read, merge in this
 owner's figures and the levels said (a union), ``put_if_newer`` at ``v + 1``;
 a lost race merges the winner's value and tries again.
 
@@ -61,6 +63,8 @@ log = logging.getLogger("spanvisor.spend")
 T = TypeVar("T")
 
 NAMESPACE = "spend"
+# The owner that exited agent processes hand their figures to.
+RETIRED = "~retired"
 SYNC_EVERY_S = 1.0
 # Lost compare-and-set races in a row before this round gives up (the next round retries).
 MAX_TRIES = 8
@@ -142,9 +146,30 @@ class SpendSync:
             await asyncio.gather(task, return_exceptions=True)
         if self.syncing:
             try:
-                await asyncio.wait_for(self.sync(), STOP_TIMEOUT_S)
+                await asyncio.wait_for(self._last_sync(), STOP_TIMEOUT_S)
             except Exception as exc:  # best effort: a replica's figure waits for its restart
                 log.warning("the last spending sync failed: %s", exc)
+
+    async def _last_sync(self) -> None:
+        await self.sync()
+        if self._me.endswith(f":{os.getpid()}"):
+            # An agent process's owner id (host and pid) never comes back: its
+            # figures move to RETIRED, so windows don't grow by one owner per run.
+            for window in self.ledger.read_windows():
+                await self._retire(window)
+
+    async def _retire(self, window: str) -> None:
+        store = self._store
+        assert isinstance(store, ConditionalStateStore)
+        current = await store.get(NAMESPACE, window)
+        for _ in range(MAX_TRIES):
+            value = retired(current, self._me)
+            if value is None:
+                return
+            result = await store.put_if_newer(NAMESPACE, window, value, int(value["v"]), self._me)
+            if result.won:
+                return
+            current = result.value
 
     async def flush(self) -> None:
         """Push what is unsent now (a flush barrier may call it)."""
@@ -274,6 +299,28 @@ def merged(current: Mapping[str, Any] | None, shares: Mapping[str, KeyShare], me
     return {"v": version, "keys": keys}
 
 
+def retired(current: Mapping[str, Any] | None, me: str) -> dict[str, Any] | None:
+    """The stored value with ``me``'s figures added to ``RETIRED``'s, at the
+    next version; None when ``me`` has none there."""
+    raw_keys = current.get("keys") if isinstance(current, Mapping) else None
+    if not isinstance(raw_keys, Mapping) or current is None:
+        return None
+    keys: dict[str, Any] = {}
+    moved = False
+    for key, entry in raw_keys.items():
+        keys[key] = entry
+        by = entry.get("by") if isinstance(entry, Mapping) else None
+        if isinstance(by, Mapping) and isinstance(by.get(me), int):
+            by = dict(by)
+            nanos = by.pop(me)
+            old = by.get(RETIRED)
+            by[RETIRED] = (old if isinstance(old, int) else 0) + nanos
+            keys[key] = {**entry, "by": by}
+            moved = True
+    v = current.get("v")
+    return {"v": v + 1 if isinstance(v, int) else 1, "keys": keys} if moved else None
+
+
 def build_report(sync: SpendSync, now_ns: int) -> dict[str, Any]:
     s = sync.ledger.settings
     when = datetime.fromtimestamp(now_ns / 1e9, UTC)
@@ -311,4 +358,4 @@ def build_report(sync: SpendSync, now_ns: int) -> dict[str, Any]:
     }
 
 
-__all__ = ["NAMESPACE", "SpendSync", "build_report", "merged"]
+__all__ = ["NAMESPACE", "RETIRED", "SpendSync", "build_report", "merged", "retired"]

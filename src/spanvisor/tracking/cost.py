@@ -11,9 +11,11 @@ Prices are estimates.
 **Budgets.** A task may carry ``agent.budget.usd`` / ``agent.budget.tokens``
 on its root (or get its agent's default); an agent may have a daily dollar
 budget, and all agents together a daily and a monthly one. Each level (80 %
-and 100 % by default) is said once per crossing, per scope and per day or
-month. Day and month totals are kept per process (a restart or another
-replica starts from zero); see ``docs/conventions.md#cost-and-budgets``.
+and 100 % by default) is said once per scope and per day or month. Day and
+month totals are this process's spending plus what other owners stored:
+:class:`spanvisor.pipeline.spend.SpendSync` shares them through the state
+store (PostgreSQL: every replica and a restarted ``serve`` see the same
+totals; the in-memory store: this process only). See ``docs/budgets.md``.
 
 .. _genai-prices: https://github.com/pydantic/genai-prices
 """
@@ -292,6 +294,9 @@ class Ledger:
 
     def was_read(self, window: str) -> bool:
         return window in self._read
+
+    def read_windows(self) -> list[str]:
+        return sorted(self._read)
 
     def open_window(self, window: str) -> None:
         """Say levels of ``window`` without its stored totals (the store is
