@@ -191,6 +191,12 @@ def test_two_replicas_merge_decisions_on_a_finished_task() -> None:
             # The final view stayed: results and status are the task's, not the bare view's.
             shown = _shown(parent)
             assert ":x: rivet · error" in shown and "*ARR gain (1h)*\\n$4,820" in shown
+            # The completion summary: its text inline, its results as fields.
+            [summary] = [m for m in fake.thread(parent) if (m.text or "").startswith("Error in")]
+            assert summary.text.endswith("· ARR gain (1h): $4,820 · PRs opened: 3")
+            assert summary.blocks[0]["text"]["text"] == "❌ *Error in 0s · tokens in 0 / out 0*"
+            fields = [f["text"] for f in summary.blocks[1]["fields"]]
+            assert fields == ["*ARR gain (1h)*\n$4,820", "*PRs opened*\n3"]
         finally:
             await fake.stop()
 
