@@ -47,6 +47,12 @@ TESTED_ELSEWHERE = {
     "deadletter retry": "tests/postgres/test_deadletter_cli.py",
     "db url (external)": "tests/postgres/test_cli.py::test_db_url_masks_external",
     "assets": "tests/packaging/test_wheel.py (python -m spanvisor.cli assets export, from the installed wheel)",
+    "approve": "tests/cli/test_decide.py",
+    "reject": "tests/cli/test_decide.py",
+    "cancel": "tests/cli/test_decide.py",
+    "retry": "tests/cli/test_decide.py",
+    "ack": "tests/cli/test_decide.py",
+    "interventions": "tests/postgres/test_interventions.py",
 }
 TESTED_HERE = {"check", "version", "emit", "tasks", "task", "stats", "prune", "db", "deadletter"}
 TOKEN = "cli-s3cret"

@@ -211,7 +211,7 @@ def run_demo(config: Config, seconds: float = 20.0, linger_s: float = 0.0, appro
         for problem in problems:
             print(f"  {problem}", file=sys.stderr)
         return 1
-    from spanvisor.control.apiserver import ControlApiThread
+    from spanvisor.receiver.control_thread import ControlApiThread
 
     # On loopback with no token: only this machine's `spanvisor approve` reaches it.
     control_api = ControlApiThread(pipeline, "127.0.0.1", DEMO_CONTROL_PORT)
