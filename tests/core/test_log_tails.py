@@ -4,6 +4,7 @@ TaskFinished (a real Pipeline with an InMemorySink)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import subprocess
@@ -19,7 +20,7 @@ import pytest
 from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
 from opentelemetry.trace import Status, StatusCode
 
-from spanvisor.events import TaskFinished
+from spanvisor.events import Checkpoint, TaskFinished, TaskStarted, TaskView
 from spanvisor.otel.logs import SpanvisorLogExporter, SpanvisorLogProcessor
 from spanvisor.pipeline.logtail import MAX_PENDING_TRACES, MAX_TAIL_BYTES, LogIn, LogTails
 from spanvisor.spans import conventions as cv
@@ -213,3 +214,52 @@ def test_the_exporter_alone_installs_the_log_processor(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "attached 1" in proc.stdout, proc.stdout + proc.stderr
+
+
+def _view(task_id: str, trace: str, started: int, ended: int | None = None) -> TaskView:
+    return TaskView(
+        task_id=task_id,
+        trace_id=trace,
+        root_span_id="00000000000000a1",
+        agent_id="rivet",
+        started_ns=started,
+        ended_ns=ended,
+    )
+
+
+def _done(view: TaskView, outcome: str, at: int) -> TaskFinished:
+    ended = dataclasses.replace(view, ended_ns=at)
+    return TaskFinished(event_id=f"f-{view.task_id}", time_ns=at, task=ended, outcome=outcome, duration_s=1.0)  # type: ignore[arg-type]
+
+
+def test_enrich_two_tasks_of_one_trace_and_late_events() -> None:
+    """Two tasks share a trace: each tail holds the lines of its own time; a
+    finished task's late event does not reopen it; a completed task gets none."""
+    stats = PipelineStats()
+    tails = LogTails(None, stats)
+    trace = "0" * 31 + "5"
+    tid = int(trace, 16)
+    first, second = _view("T1", trace, 100), _view("T2", trace, 300)
+    tails.enrich(
+        [TaskStarted(event_id="s1", time_ns=100, task=first), TaskStarted(event_id="s2", time_ns=300, task=second)]
+    )
+    tails.add([LogIn(tid, 1, 150, 13, None, "a", "first's warning"), LogIn(tid, 1, 160, 9, None, "a", "first's info")])
+    tails.add([LogIn(tid, 2, 350, 17, None, "b", "second's error")])
+    [one] = tails.enrich([_done(first, "cancelled", 200)])
+    assert isinstance(one, TaskFinished)
+    # The info line came into the trace's kept lines ahead of the second's
+    # error; each task takes those of its own time.
+    assert [line.message for line in one.log_tail] == ["first's warning", "first's info"]
+    [two] = tails.enrich([_done(second, "error", 400)])
+    assert isinstance(two, TaskFinished)
+    assert [line.message for line in two.log_tail] == ["second's error"]
+    # A late checkpoint of a finished task (its final view) opens nothing.
+    late = Checkpoint(event_id="late", time_ns=500, task=dataclasses.replace(second, ended_ns=400))
+    tails.enrich([late])
+    assert tails._tasks == {} and tails._open == {}
+    third = _view("T3", "0" * 31 + "6", 600)
+    tails.enrich([TaskStarted(event_id="s3", time_ns=600, task=third)])
+    tails.add([LogIn(int(third.trace_id, 16), 1, 650, 17, None, "c", "error, then success")])
+    [three] = tails.enrich([_done(third, "complete", 700)])
+    assert isinstance(three, TaskFinished) and three.log_tail == ()
+    assert stats.value("log_records_total", outcome="attached") == 3

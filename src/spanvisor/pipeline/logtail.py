@@ -61,6 +61,8 @@ MAX_LINE = 500
 # ... and a tail's lines together stay within this many characters.
 MAX_TAIL_BYTES = 4096
 MAX_PENDING_TRACES = 1_000
+# Open tasks followed at once (the tracker's own bound is 10,000 by default).
+MAX_OPEN_TASKS = 50_000
 PENDING_TTL_S = 600.0
 _EXPIRE_EVERY_S = 1.0
 
@@ -200,7 +202,8 @@ class LogTails:
                         if out is events:
                             out = list(events)
                         out[i] = dataclasses.replace(ev, log_tail=tail)
-                elif ev.task.task_id not in self._open:
+                elif ev.task.task_id not in self._open and ev.task.ended_ns is None:
+                    # (A finished task's late events carry its final view: not reopened.)
                     self._learn(ev.task)
             self.sync()
         except Exception as exc:  # a tail is best effort: the events go on
@@ -246,6 +249,9 @@ class LogTails:
             tid = int(view.trace_id, 16)
         except ValueError:
             return None
+        if len(self._open) >= MAX_OPEN_TASKS:
+            # A task that never finishes here cannot pin its ring for ever.
+            self._forget(*next(iter(self._open.items())))
         self._open[view.task_id] = tid
         self._per_trace[tid] = self._per_trace.get(tid, 0) + 1
         if tid not in self._tasks:
@@ -257,30 +263,35 @@ class LogTails:
                 ring.merge(early)
         return tid
 
-    def _finish(self, ev: TaskFinished) -> tuple[LogLine, ...]:
-        view = ev.task
-        tid = self._open.pop(view.task_id, None)
-        if tid is None:
-            tid = self._learn(view)
-            self._open.pop(view.task_id, None)
-            if tid is None:
-                return ()
+    def _forget(self, task_id: str, tid: int) -> int:
+        """Forget one open task; how many others its trace still has."""
+        self._open.pop(task_id, None)
         left = self._per_trace.get(tid, 1) - 1
-        ring = self._tasks.get(tid)
         if left <= 0:
             self._per_trace.pop(tid, None)
             self._tasks.pop(tid, None)
         else:
             self._per_trace[tid] = left
+        return left
+
+    def _finish(self, ev: TaskFinished) -> tuple[LogLine, ...]:
+        view = ev.task
+        tid = self._open.get(view.task_id)
+        if tid is None:
+            tid = self._learn(view)
+            if tid is None:
+                return ()
+        ring = self._tasks.get(tid)
+        self._forget(view.task_id, tid)
         if ring is None or ev.outcome == "complete":
             return ()
         items = list(ring.kept)
         if ev.outcome == "error":
             items.extend(ring.before)
-        if left > 0:
-            # Other tasks share the trace: only what was logged while this one ran.
-            lo, hi = view.started_ns, view.ended_ns or ev.time_ns
-            items = [it for it in items if not it[1].time_ns or lo <= it[1].time_ns <= hi]
+        # Only what was logged while the task ran: a trace may hold other
+        # tasks, or work before and after it (a record with no time passes).
+        lo, hi = view.started_ns, view.ended_ns or ev.time_ns
+        items = [it for it in items if not it[1].time_ns or lo <= it[1].time_ns <= hi]
         items.sort(key=lambda it: it[0])
         tail = lines([r for _, r in items], self.size)
         if tail:
