@@ -198,6 +198,7 @@ def test_two_replicas_share_the_days_total_and_a_restart_keeps_it(db_url: str, t
         assert again.report()["today"]["used_usd"] == pytest.approx(1.05)
         again.task("third", [0.2])
         assert again.warnings() == []  # 80 % and 100 % were said before the restart
+        again.report()  # its figures are in the store
         assert b.report()["today"]["used_usd"] == pytest.approx(1.25)
         assert b.report()["agents"]["rivet"]["used_usd"] == pytest.approx(1.25)
     finally:

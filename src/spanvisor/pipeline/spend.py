@@ -132,7 +132,10 @@ class SpendSync:
 
     async def ready(self, timeout_s: float = CALL_TIMEOUT_S) -> bool:
         """Wait (bounded) for the first round; True when it read the current
-        day and month from the store."""
+        day and month from the store. From any loop."""
+        return await self._hop(lambda: self._ready(timeout_s))
+
+    async def _ready(self, timeout_s: float) -> bool:
         try:
             await asyncio.wait_for(self._first_round.wait(), timeout_s)
         except TimeoutError:
@@ -177,8 +180,7 @@ class SpendSync:
             await self.sync()
 
     async def _run(self) -> None:
-        if self.outliers is not None:
-            await self._seed_outliers()
+        first = True
         while True:
             if self.syncing:
                 try:
@@ -187,7 +189,12 @@ class SpendSync:
                     self.errors += 1
                     log.warning("spending sync failed (%d so far): %s", self.errors, exc)
                     self._give_up_waiting()
-            self._first_round.set()
+            if first:
+                # After the first read: the budgets' gate matters more than the history.
+                first = False
+                if self.outliers is not None:
+                    await self._seed_outliers()
+                self._first_round.set()
             await asyncio.sleep(self.every_s)
 
     def _give_up_waiting(self) -> None:
@@ -247,7 +254,7 @@ class SpendSync:
         return await self._hop(self._report)
 
     async def _report(self) -> dict[str, Any]:
-        if self.syncing and self._lock is not None:
+        if self.syncing and self._task is not None:
             try:
                 await asyncio.wait_for(self.sync(), CALL_TIMEOUT_S)
             except Exception as exc:  # the report says how fresh it is
@@ -266,7 +273,10 @@ class SpendSync:
         async def run() -> T:
             return await fn()
 
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(run(), loop))
+        # Bounded: a pipeline shutting down may never run it.
+        return await asyncio.wait_for(
+            asyncio.wrap_future(asyncio.run_coroutine_threadsafe(run(), loop)), CALL_TIMEOUT_S * 2
+        )
 
     @property
     def store_name(self) -> str:

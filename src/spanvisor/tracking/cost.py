@@ -234,13 +234,14 @@ class Ledger:
             ("day", day, f"day:{day}", day, "", s.day_usd),
             ("month", month, f"month:{month}", month, "", s.month_usd),
         )
+        levels = sorted(s.levels)
         for scope, subject, key, window, who, budget in scopes:
             self._own[key] = self._own.get(key, 0) + nanos
             if key not in self._meta:
                 self._meta[key] = (scope, subject, window, who)
             self._touch(key)
-            if not self._gated or window in self._open:
-                out.extend(self._due(key, budget))
+            if budget and budget > 0 and (not self._gated or window in self._open):
+                out.extend(self._due(key, budget, levels))
         self._latest_day = max(self._latest_day, day)
         if len(self._own) >= MAX_KEYS:
             self._forget_old()
@@ -250,14 +251,14 @@ class Ledger:
         self._generation += 1
         self._changed[key] = self._generation
 
-    def _due(self, key: str, budget: float | None) -> list[Crossing]:
-        if not budget or budget <= 0:
-            return []
+    def _due(self, key: str, budget: float, levels: list[float]) -> list[Crossing]:
         scope, subject, _, _ = self._meta[key]
         used = (self._own.get(key, 0) + self._others.get(key, 0)) / 1e9
-        said = self._said.setdefault(key, set())
+        said = self._said.get(key)
+        if said is None:
+            said = self._said[key] = set()
         out: list[Crossing] = []
-        for level in sorted(self.settings.levels):
+        for level in levels:
             if used >= level * budget - EPSILON and level not in said:
                 said.add(level)
                 self._touch(key)
