@@ -363,4 +363,19 @@ async def prune(pool: Any, older_than_s: float, batch: int = 500, max_batches: i
             status = await conn.execute(PRUNE_ORPHAN_INTERVENTIONS, cutoff, batch)
         if not status.endswith(f" {batch}"):
             break
+    for _ in range(max_batches or 1_000_000):
+        async with pool.acquire() as conn:
+            status = await conn.execute(_PRUNE_CLICK_KEYS, list(CLICK_NAMESPACES), cutoff, batch)
+        if not status.endswith(f" {batch}"):
+            break
     return deleted
+
+
+# State-store keys kept per click, not per task (a Slack payload seen, a
+# refused click's first answer): pruned by their own age.
+CLICK_NAMESPACES = ("slack.payloads", "decisions.denied")
+_PRUNE_CLICK_KEYS = """
+DELETE FROM delivery_state WHERE ctid IN (
+    SELECT ctid FROM delivery_state WHERE namespace = ANY($1::text[]) AND updated_at < $2 LIMIT $3
+)
+"""

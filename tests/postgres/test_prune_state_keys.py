@@ -92,3 +92,37 @@ def test_the_prefix_lookup_uses_the_pattern_index(db_url: str) -> None:
         assert "delivery_state_key_pattern" in plan, plan
 
     run(main)
+
+
+def test_prune_deletes_old_click_keys_by_their_own_age(db_url: str) -> None:
+    """Keys kept per click (a Slack payload seen, a refused click's answer)
+    belong to no task id: they go when they are older than the cutoff."""
+
+    async def main() -> None:
+        import asyncpg
+
+        pool: Any = await asyncpg.create_pool(db_url, min_size=1, max_size=2)
+        try:
+            async with pool.acquire() as conn:
+                await conn.execute("TRUNCATE agent_tasks, delivery_state")
+                for namespace, key, age in [
+                    ("slack.payloads", "old-click", "400 days"),
+                    ("decisions.denied", "old-refusal", "400 days"),
+                    ("slack.payloads", "new-click", "1 minute"),
+                    ("decisions.denied", "new-refusal", "1 minute"),
+                    ("slack.parent", "no-such-task", "400 days"),  # not a click key: left alone
+                ]:
+                    await conn.execute(
+                        "INSERT INTO delivery_state (namespace, key, owner, value, updated_at) "
+                        "VALUES ($1, $2, 'r1', '{}', now() - $3::text::interval)",
+                        namespace,
+                        key,
+                        age,
+                    )
+            await prune(pool, 86400.0, batch=1)
+        finally:
+            await pool.close()
+        left = {r["key"] for r in await fetch(db_url, "SELECT key FROM delivery_state")}
+        assert left == {"new-click", "new-refusal", "no-such-task"}
+
+    run(main)
