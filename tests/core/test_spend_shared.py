@@ -261,3 +261,17 @@ def test_an_agent_process_hands_its_figures_to_retired_at_exit() -> None:
         await later.stop()
 
     _run(main)
+
+
+def test_the_ledger_forgets_old_days_and_stays_bounded() -> None:
+    from spanvisor.tracking.cost import MAX_KEYS
+
+    ledger = Ledger(BudgetSettings(day_usd=1.0))
+    day = 86_400 * 10**9
+    for i in range(MAX_KEYS):  # one agent a day, for years
+        ledger.add(f"a{i}", 0.01, NOV_22 + (i // 2) * day)
+    assert len(ledger.entries("2026-11-22")) == 0  # long forgotten
+    assert len(ledger._own) < MAX_KEYS
+    for i in range(3 * MAX_KEYS):  # then many agents in one day
+        ledger.add(f"b{i}", 0.0, NOV_22 + 10_000 * day)
+    assert len(ledger._own) == 3 * MAX_KEYS + 2  # today's are kept: agents, the day, the month

@@ -219,6 +219,9 @@ class Ledger:
         self._read: set[str] = set()
         self._open: set[str] = set()
         self._latest_day = ""
+        # Forget old windows past this many keys; doubled while today alone
+        # is bigger, so a busy day does not rescan the keys on every call.
+        self._limit = MAX_KEYS
 
     # -- the tracker's path --------------------------------------------------
 
@@ -243,8 +246,9 @@ class Ledger:
             if budget and budget > 0 and (not self._gated or window in self._open):
                 out.extend(self._due(key, budget, levels))
         self._latest_day = max(self._latest_day, day)
-        if len(self._own) >= MAX_KEYS:
+        if len(self._own) >= self._limit:
             self._forget_old()
+            self._limit = max(MAX_KEYS, 2 * len(self._own))
         return out
 
     def _touch(self, key: str) -> None:
