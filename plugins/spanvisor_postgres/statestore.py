@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from spanvisor.statestore import Claim
 
+from . import history
 from .db import Database, open_shared, release_shared, shared_pool
 
 if TYPE_CHECKING:
@@ -120,6 +121,11 @@ class PostgresStateStore:
             if await conn.fetchval(_PUT_IF_NEWER, namespace, key, owner, raw, int(version)):
                 return Claim(won=True)
             return Claim(won=False, value=_load(await conn.fetchval(_GET, namespace, key)))
+
+    async def recent_tasks(self, n: int, max_agents: int) -> dict[str, list[tuple[float, float, float]]]:
+        """Each agent's last complete tasks (tokens, cost, duration), oldest
+        first: the outlier book's history (spanvisor.tracking.outliers.TaskHistory)."""
+        return await history.recent_tasks(await self._pool(), n, max_agents)
 
     async def get(self, namespace: str, key: str) -> Mapping[str, Any] | None:
         pool = await self._pool()

@@ -97,7 +97,7 @@ class Pipeline:
         self._workers: list[SinkWorker] = []
         self.control = PipelineControl(self.tracker, self._dispatch, lambda: self._loop)
         self.logtails = LogTails(c, self.stats)
-        self.spend = SpendSync(self.tracker.settings.ledger)
+        self.spend = SpendSync(self.tracker.settings.ledger, self.tracker.settings.outliers)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._started = threading.Event()
@@ -223,6 +223,7 @@ class Pipeline:
         if isinstance(store, ConditionalStateStore):
             self.control.attach(ControlLog(store, ctx.replica_id))
         self.spend.start(ctx)
+        await self.spend.ready(2.0)  # the day's shared totals before the first call is tracked
         self._ctx = ctx
         self._workers = [SinkWorker(s, ctx, self.config) for s in self.sinks]
         for w in self._workers:
