@@ -31,7 +31,6 @@ from spanvisor.stats import PipelineStats
 from spanvisor.testing import InMemorySink
 from spanvisor.tracking.cost import BudgetSettings, Crossing, Ledger
 from spanvisor.tracking.outliers import MIN_HISTORY, OutlierBook
-from spanvisor_postgres.history import recent_tasks
 from spanvisor_postgres.sink import PostgresSink
 from spanvisor_postgres.statestore import PostgresStateStore
 
@@ -209,13 +208,6 @@ def test_two_replicas_share_the_days_total_and_a_restart_keeps_it(db_url: str, t
 # -- outliers from history ------------------------------------------------------------------
 
 
-class _HistoryStore(PostgresStateStore):
-    """The PostgreSQL store with ``recent_tasks``, as proposed for the plugin's statestore.py."""
-
-    async def recent_tasks(self, n: int, max_agents: int) -> dict[str, list[tuple[float, float, float]]]:
-        return await recent_tasks(await self._pool(), n, max_agents)
-
-
 def test_the_outlier_book_is_seeded_from_the_agents_recent_tasks(pg_server: Any, tmp_path: Path) -> None:
     url = pg_server.database()
     config = make_config(tmp_path, url)
@@ -237,7 +229,7 @@ def test_the_outlier_book_is_seeded_from_the_agents_recent_tasks(pg_server: Any,
     assert len(finished) == MIN_HISTORY + 5
 
     async def main() -> None:
-        store = await _HistoryStore.open(config)
+        store = await PostgresStateStore.open(config)
         try:
             history = await store.recent_tasks(MIN_HISTORY, 10)
             assert list(history) == ["vera"] and len(history["vera"]) == MIN_HISTORY
@@ -260,3 +252,17 @@ def test_the_outlier_book_is_seeded_from_the_agents_recent_tasks(pg_server: Any,
             await store.close()
 
     run(main)
+    # A fresh pipeline on the same database knows the agent's usual from its
+    # first task: the outlier note needs no warm-up in this process.
+    memory = InMemorySink()
+    pipeline = Pipeline(config, sinks=[PostgresSink(), memory])
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SpanvisorSpanProcessor(pipeline=pipeline))
+    tracer = provider.get_tracer("agent")
+    with tracer.start_as_current_span("task", attributes={cv.TASK_NAME: "big", cv.AGENT_ID: "vera"}):
+        with tracer.start_as_current_span("chat") as call:
+            call.set_attributes({cv.GEN_AI_REQUEST_MODEL: "m", cv.GEN_AI_INPUT: 4_000, cv.OI_COST: 0.01})
+    assert pipeline.force_flush(10)
+    pipeline.shutdown(5)
+    big = [e for e in memory.events if isinstance(e, TaskFinished)]
+    assert big and big[0].outliers == ("4.0x this agent's usual tokens",), big
