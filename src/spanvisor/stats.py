@@ -23,6 +23,11 @@ METRICS: dict[str, tuple[str, str]] = {
         "Spans handed to spanvisor, by path (processor, exporter, receiver).",
     ),
     "spans_in_tasks_total": ("counter", "Spans that belonged to a task and were tracked."),
+    "log_records_total": (
+        "counter",
+        "OpenTelemetry log records seen for log tails, by outcome (attached to a task's tail, no_task).",
+    ),
+    "log_tail_traces": ("gauge", "Traces whose log records are kept for a tail (open tasks and pending ones)."),
     "events_emitted_total": ("counter", "Domain events emitted by the tracker, by kind."),
     "dropped_total": (
         "counter",

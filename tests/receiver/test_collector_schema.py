@@ -120,7 +120,7 @@ def test_pipelines_reference_defined_components(path: Path) -> None:
     for ext in service.get("extensions", []):
         assert ext in doc["extensions"], ext
     for name, pipe in service["pipelines"].items():
-        assert name.split("/")[0] == "traces"
+        assert name.split("/")[0] in ("traces", "logs")
         for kind in ("receivers", "processors", "exporters"):
             for comp in pipe.get(kind, []):
                 assert comp in doc[kind], f"{path.name}: {kind} {comp} is not defined"

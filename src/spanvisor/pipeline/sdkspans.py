@@ -33,8 +33,8 @@ def light_span(span: Any) -> SpanData:
     stamps: dict[str, Any] = {}
     if attrs:
         for k, v in attrs.items():
-            if k in cv.CONTENT_KEYS:
-                return from_sdk(span)
+            if k in cv.CONTENT_KEYS or k.startswith(cv.RESULT_PREFIX):
+                return from_sdk(span)  # results live on a root that may carry only stamps
             if k in cv.STAMP_KEYS:
                 stamps[k] = v
     if any(e.name in cv.KNOWN_EVENTS or e.name == cv.EVENT_EXCEPTION for e in span.events):
