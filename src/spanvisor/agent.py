@@ -115,6 +115,12 @@ class TaskHandle:
     def set_status(self, status: str) -> None:
         self.span.set_attribute(cv.STATUS, status)
 
+    def result(self, name: str, value: float | int | str | bool, unit: str | None = None) -> None:
+        """A result of the task (``agent.result.<name>``, unit in ``….unit``): in its summary."""
+        self.span.set_attribute(cv.RESULT_PREFIX + name, value)
+        if unit:
+            self.span.set_attribute(f"{cv.RESULT_PREFIX}{name}{cv.RESULT_UNIT_SUFFIX}", unit)
+
     @property
     def budget(self) -> BudgetState | None:
         """What this task has used of its budgets (``used_usd``/``budget_usd``,

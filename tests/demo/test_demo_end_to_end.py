@@ -79,6 +79,13 @@ def test_demo_shows_three_agents_and_leaves_them_in_the_audit_trail(pg_server: A
     assert "past the 70% warning level" in out and "past the 85% critical level" in out
     assert "Artifact: diagnosis-F47.md" in out
     assert "dropped 0" in out
+    # Issue 15: the failing agent's own log lines on its error line, the
+    # password in its connection string redacted; results in the summaries.
+    assert "last log lines:" in out and "postgresql://migrator:****@orders-db" in out, out
+    assert "hunter2" not in out
+    assert "orders_archive exists from an earlier partial run" in out
+    assert "downtime_avoided: 1h 30m" in out and "sensors_correlated: 37" in out
+    assert "shards_read: 11" in out
     # Issue 12: each task's cost, a budget warning and a context forecast.
     summaries = [line for line in out.splitlines() if "✅ [" in line or "❌ [" in line]
     for agent in ("rivet", "sprocket", "gauge"):
@@ -114,6 +121,12 @@ def test_demo_shows_three_agents_and_leaves_them_in_the_audit_trail(pg_server: A
     rivet = json.loads(_run(["task", by_agent["rivet"]["task_id"][:12], "--json"], env).stdout)
     budget = [e for e in rivet["timeline"] if e["kind"] == "budget_warning"]
     assert [(e["scope"], e["level"]) for e in budget] == [("task", "warning"), ("task", "critical")]
+    results = {r["name"]: r["value"] for r in rivet["task"]["results"]}
+    assert results == {"downtime_avoided": 5400, "sensors_correlated": 37}, rivet["task"]["results"]
+    assert [i["action"] for i in rivet["interventions"]] == ["approve"], rivet["interventions"]
+    sprocket = json.loads(_run(["task", by_agent["sprocket"]["task_id"][:12], "--json"], env).stdout)
+    tail = " ".join(str(line) for line in sprocket["log_tail"])
+    assert "already exists" in tail and "hunter2" not in tail, sprocket["log_tail"]
 
 
 def test_demo_against_the_fake_slack_gives_one_live_message_and_thread_per_task(tmp_path: Path) -> None:
@@ -159,6 +172,15 @@ def test_demo_against_the_fake_slack_gives_one_live_message_and_thread_per_task(
         assert "at this rate" in story, story  # the context forecast
         rivet = next(p for p in parents if "rivet" in (p.text or ""))
         assert "of this task's budget used" in " ".join(r.text or "" for r in fake.thread(rivet))
+        # Its approval asked in the thread, results in its summary; sprocket's
+        # log tail on its error line.
+
+        def told(parent: Any) -> str:
+            return json.dumps([(r.text, r.blocks) for r in fake.thread(parent)], ensure_ascii=False)
+
+        assert "Approval needed" in told(rivet) and "downtime_avoided" in told(rivet), told(rivet)
+        sprocket = next(p for p in parents if "sprocket" in (p.text or ""))
+        assert "orders_archive exists" in told(sprocket) and "hunter2" not in told(sprocket), told(sprocket)
         assert not [c for c in fake.calls if c.response.get("ok") is False], "Slack rejected a call"
     finally:
         asyncio.run_coroutine_threadsafe(fake.stop(), loop).result(10)

@@ -7,8 +7,11 @@
   ``--approval-wait`` seconds (20; 1 with ``--fast``) for
   ``spanvisor approve <task> a1`` (the demo serves the control API on
   127.0.0.1:4318, or a free port when that is taken, and prints the
-  command); without an answer it goes on as "timed out";
-* **sprocket** migrates a schema and fails with an exception;
+  command); without an answer it goes on as "timed out"; its results
+  (``t.result``: downtime avoided, sensors correlated) end its summary;
+* **sprocket** migrates a schema and fails with an exception; its own
+  logging (stdlib, through the OTel SDK's handler) is the error line's log
+  tail, a password in a connection string redacted;
 * **gauge** summarises a long log; its context grows by the same step every
   call, so a forecast ("at this rate, 70 % in about 3 calls") comes before
   it crosses 70 %, then 85 % of its 200,000-token context window.
@@ -23,6 +26,7 @@ processor on their TracerProvider feeds whatever sinks config selects.
 
 from __future__ import annotations
 
+import logging
 import random
 import secrets
 import sys
@@ -32,11 +36,13 @@ from collections.abc import Callable
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
 from spanvisor.agent import TaskHandle, task
 from spanvisor.config import Config
+from spanvisor.otel.logs import SpanvisorLogProcessor
 from spanvisor.otel.processor import SpanvisorSpanProcessor
 from spanvisor.pipeline.pipeline import Pipeline
 from spanvisor.spans import conventions as cv
@@ -116,6 +122,8 @@ def rivet(tracer: trace.Tracer, clock: DemoPace) -> None:
         )
         t.artifact("sensor-correlation.csv", uri="s3://plant-ops/f47/sensor-correlation.csv", kind="data")
         t.checkpoint("Routed to siemens SME; report filed", progress=100, step=steps[-1])
+        t.result("downtime_avoided", 5_400, "s")
+        t.result("sensors_correlated", 37)
 
 
 def _ask_to_apply_the_fix(t: TaskHandle, clock: DemoPace) -> None:
@@ -152,8 +160,14 @@ def sprocket(tracer: trace.Tracer, clock: DemoPace) -> None:
         _chat(tracer, "gpt-4o", 21_000, 2_500, provider="openai")
         clock.tick(3)
         t.checkpoint("Applying 0007_split_orders.sql", progress=60, step=steps[2])
+        # Its own logs, through the OpenTelemetry logging handler: the last
+        # ones land on its error line (a log tail), the password redacted.
+        log = logging.getLogger("sprocket.migrate")
+        log.info("connecting to postgresql://migrator:hunter2@orders-db:5432/orders")
+        log.warning("orders_archive exists from an earlier partial run (lock wait 4.2s)")
         _tool(tracer, "psql")
         clock.tick(2)
+        log.error('psql: ERROR: relation "orders_archive" already exists (0007_split_orders.sql:42)')
         raise RuntimeError('relation "orders_archive" already exists (migration 0007, line 42)')
 
 
@@ -171,6 +185,8 @@ def gauge(tracer: trace.Tracer, clock: DemoPace) -> None:
             clock.tick()
         t.artifact("gateway-30d-summary.md", kind="report")
         t.checkpoint("Summary written; context nearly full, compaction advised", progress=100)
+        t.result("error_rate", 0.4, "%")
+        t.result("shards_read", 11)
 
 
 AGENTS: tuple[Callable[[trace.Tracer, DemoPace], None], ...] = (rivet, sprocket, gauge)
@@ -216,10 +232,19 @@ def run_demo(config: Config, seconds: float = 20.0, linger_s: float = 0.0, appro
     # On loopback with no token: only this machine's `spanvisor approve` reaches it.
     control_api = ControlApiThread(pipeline, "127.0.0.1", DEMO_CONTROL_PORT)
     control_api.start()
-    provider = TracerProvider(resource=Resource.create({"service.name": "spanvisor-demo"}))
+    resource = Resource.create({"service.name": "spanvisor-demo"})
+    provider = TracerProvider(resource=resource)
     processor = SpanvisorSpanProcessor(pipeline=pipeline)
     provider.add_span_processor(processor)
     tracer = provider.get_tracer("spanvisor.demo")
+    # The agents' stdlib logging, through the OTel SDK's handler: log tails.
+    logs = LoggerProvider(resource=resource)
+    logs.add_log_record_processor(SpanvisorLogProcessor(processor))
+    handler = LoggingHandler(level=logging.INFO, logger_provider=logs)
+    agent_logs = logging.getLogger("sprocket")
+    agent_logs.addHandler(handler)
+    agent_logs.setLevel(logging.INFO)
+    agent_logs.propagate = False  # the console shows them in the error line, not twice
     names = ", ".join(getattr(s, "name", "?") for s in pipeline.sinks) or "none"
     print(f"spanvisor demo: 3 agents for ~{seconds:.0f}s into sinks: {names}", flush=True)
     print(f"control API: {control_api.url} (spanvisor approve/reject/cancel answer the agents)", flush=True)
@@ -246,6 +271,7 @@ def run_demo(config: Config, seconds: float = 20.0, linger_s: float = 0.0, appro
     for th in threads:
         th.join()
     control_api.stop()
+    agent_logs.removeHandler(handler)
     flushed = pipeline.force_flush(30.0)
     if linger_s > 0:
         print(f"\nlingering {linger_s:.0f}s (metrics and sinks stay up)…", flush=True)
