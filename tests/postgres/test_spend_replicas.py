@@ -265,4 +265,5 @@ def test_the_outlier_book_is_seeded_from_the_agents_recent_tasks(pg_server: Any,
     assert pipeline.force_flush(10)
     pipeline.shutdown(5)
     big = [e for e in memory.events if isinstance(e, TaskFinished)]
-    assert big and big[0].outliers == ("4.0x this agent's usual tokens",), big
+    # Tokens are the deterministic measure here (durations vary on a loaded machine).
+    assert big and "4.0x this agent's usual tokens" in big[0].outliers, big
