@@ -13,11 +13,13 @@ from collections.abc import Callable
 from aiohttp import web
 
 from spanvisor.receiver.ingest import Ingest
+from spanvisor.sink import AdminHandler
 
 
 def make_app(ingest: Ingest, extra_ready: Callable[[], tuple[bool, str]]) -> web.Application:
     """The admin app: health and readiness, plus the routes the running sinks
-    serve (``Sink.admin_routes()``; the Prometheus sink's ``/metrics``)."""
+    serve (``Sink.admin_routes()``: the Prometheus sink's ``/metrics``, the
+    Slack sink's ``/slack/interactions`` and ``/slack/commands``)."""
 
     async def healthz(request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
@@ -34,16 +36,33 @@ def make_app(ingest: Ingest, extra_ready: Callable[[], tuple[bool, str]]) -> web
     async def no_metrics(request: web.Request) -> web.Response:
         return web.Response(status=404, text="no metrics: no running sink serves /metrics (see SPANVISOR_SINKS)\n")
 
+    sinks = getattr(ingest.pipeline, "sinks", ())
+
+    def sink_route(method: str, path: str) -> AdminHandler | None:
+        # Read at request time, not when the app is built: the admin port comes
+        # up before the pipeline starts (for /healthz during a replay), and a
+        # sink may know its routes only once started (Slack's interactivity
+        # needs its config). The first sink to claim a path serves it.
+        for sink in sinks:
+            routes = getattr(sink, "admin_routes", None)
+            for m, p, handler in routes() if routes is not None else ():
+                if p == path and m.upper() in (method, "*"):
+                    found: AdminHandler = handler
+                    return found
+        return None
+
+    async def dispatch(request: web.Request) -> web.StreamResponse:
+        method = "GET" if request.method == "HEAD" else request.method
+        handler = sink_route(method, request.path)
+        if handler is not None:
+            response: web.StreamResponse = await handler(request)
+            return response
+        if request.path == "/metrics":
+            return await no_metrics(request)
+        return web.Response(status=404, text=f"no such path on the admin port: {request.path}\n")
+
     app = web.Application()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    paths = {"/healthz", "/readyz"}
-    for sink in getattr(ingest.pipeline, "sinks", ()):
-        routes = getattr(sink, "admin_routes", None)
-        for method, path, handler in routes() if routes is not None else ():
-            if path not in paths:  # the first sink to claim a path serves it
-                paths.add(path)
-                app.router.add_route(method, path, handler)
-    if "/metrics" not in paths:
-        app.router.add_get("/metrics", no_metrics)
+    app.router.add_route("*", "/{tail:.*}", dispatch)
     return app
