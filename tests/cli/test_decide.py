@@ -151,3 +151,14 @@ def test_emit_approval_times_out_with_exit_2(cli: Run, serve: _Serve) -> None:
     wait_for(lambda: serve.task(task)["status"] not in ("unknown", "awaiting_approval"), what="the request closed")
     code, _, err = cli("approve", task, "x1", "--url", serve.base, "--token", TOKEN)
     assert code == 1 and "no longer open" in err, "the agent's timeout closed the request"
+
+
+def test_emit_approval_that_never_reaches_the_control_api_exits_3(cli: Run, serve: _Serve) -> None:
+    """A wrong --url is not a timeout: exit 3, and no decision is sent back,
+    so the request stays open for whoever can answer it."""
+    task = f"shell-{uuid.uuid4().hex[:8]}"
+    args = ("--endpoint", serve.base, "--token", TOKEN, "--url", "http://127.0.0.1:9")
+    code, _, err = cli("emit", "approval", "--task", task, "--question", "Now?", "--id", "x2", "--wait", "0.5", *args)
+    assert code == 3 and "never answered" in err, err
+    wait_for(lambda: serve.task(task)["approvals"], what="the open request")
+    assert serve.task(task)["status"] == "awaiting_approval"

@@ -7,9 +7,10 @@ It sends ``agent.approval.request`` on a child span of task T (as the other
 ``emit`` calls do), long-polls the control API of ``spanvisor serve`` for a
 decision on that approval, then sends ``agent.approval.decision`` with what
 it read (so the task leaves awaiting_approval, whoever answered) and prints
-it. Exit status: 0 approved, 1 rejected, 2 timed out (nothing answered in
-``--wait`` seconds, or the control API could not be reached all that time),
-3 the request itself was not accepted by the receiver.
+it. Exit status: 0 approved, 1 rejected, 2 timed out (no decision in
+``--wait`` seconds), 3 the request was not accepted by the receiver, or the
+control API never answered in all that time (a wrong URL or token: nothing
+is sent back then, and the request stays open).
 
 The approval id defaults to one derived from the question (``q-`` and 8 hex
 digits), so the same question in the same task is the same approval, from
@@ -81,6 +82,15 @@ def handler(args: argparse.Namespace, config: Config) -> int:
     token = args.token or config.get("control_token") or token_from_env()
     client = HttpSource(control_url(args, config), token)
     found = TaskFeed(args.task, lambda: client).wait_approval(aid, args.wait)
+    if found is None and not client.answered:
+        # Never heard from the control API (a wrong URL or token): not a
+        # timeout, and the request stays open for whoever can answer it.
+        print(
+            f"spanvisor emit approval: the control API at {client.url} never answered "
+            f"({client.last_failure or 'no reply'}); check --url and the token",
+            file=sys.stderr,
+        )
+        return EXIT_NOT_SENT
     result = ApprovalDecision.of(found) if found is not None else ApprovalDecision.timed_out(aid)
     if not _send(args, config, "approval_decision", approval_id=aid, outcome=result.outcome, decided_by=result.by):
         print("spanvisor emit approval: the answer could not be sent back as a span", file=sys.stderr)

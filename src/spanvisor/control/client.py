@@ -151,6 +151,10 @@ class HttpSource:
         self.request_timeout_s = request_timeout_s
         self._backoff = 0.0
         self._warned = False
+        # Whether any poll got a 200, and the last failure when not: a caller
+        # that heard nothing tells "timed out" from "never reached".
+        self.answered = False
+        self.last_failure: str | None = None
         self._lock = threading.Lock()
         # Loopback never goes through an HTTP proxy the environment names.
         host = urllib.parse.urlsplit(self.url).hostname or ""
@@ -202,6 +206,7 @@ class HttpSource:
         while True:
             status, doc = self.get_task(task_id, after, max(0.0, deadline - time.monotonic()))
             if status == 200:
+                self.answered = True
                 with self._lock:
                     self._backoff = 0.0
                 raw = doc.get("decisions")
@@ -209,6 +214,7 @@ class HttpSource:
                 got = tuple(d for d in items if d is not None)
                 nxt = doc.get("next")
                 return Poll(got, nxt if isinstance(nxt, int) and nxt >= after else after + len(got))
+            self.last_failure = f"HTTP {status}" if status else str(doc.get("error") or "unreachable")
             if status in (401, 403) and not self._warned:
                 self._warned = True
                 log.warning("the control API at %s refused the token (HTTP %d); set %s", self.url, status, ENV_TOKEN)
