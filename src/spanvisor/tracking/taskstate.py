@@ -21,7 +21,7 @@ then. Which value each field shows is :mod:`.fields`'s rule.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import InitVar, dataclass, field, fields
+from dataclasses import InitVar, dataclass, field
 from typing import Any
 
 from spanvisor.events import (
@@ -43,8 +43,8 @@ from spanvisor.tracking.fields import FactTime, TaskFields
 from spanvisor.tracking.identity import TaskIdentity
 from spanvisor.tracking.outcome import NO_ERROR, Error, ErrorInfo, outcome_of
 from spanvisor.tracking.taskcontext import TaskContext, TrackerSettings
+from spanvisor.tracking.views import VIEW_FIELDS, IdPrefix, build_view
 
-_VIEW_FIELDS = tuple(f.name for f in fields(TaskView))
 _EVENT_META = (cv.PROGRESS, cv.STEP, cv.STEPS, cv.MESSAGE, cv.STATUS, "message")
 
 
@@ -68,9 +68,10 @@ class TaskState:
     # the tracker's largest cost).
     _w: dict[str, Any] = field(init=False, repr=False)
     _view: TaskView | None = field(init=False, repr=False, default=None)
+    _id_prefix: IdPrefix | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self, initial: TaskView) -> None:
-        self._w = {f: getattr(initial, f) for f in _VIEW_FIELDS}
+        self._w = {f: getattr(initial, f) for f in VIEW_FIELDS}
         self._view = initial
         self.context = TaskContext(self.settings)
         self.fields = TaskFields(self.context, self.settings.thresholds)
@@ -83,7 +84,7 @@ class TaskState:
     @property
     def view(self) -> TaskView:
         if self._view is None:
-            self._view = TaskView(*[self._w[f] for f in _VIEW_FIELDS])
+            self._view = build_view(self._w)
         return self._view
 
     @classmethod
@@ -118,7 +119,10 @@ class TaskState:
     # -- helpers -------------------------------------------------------------
 
     def event_id(self, *parts: object) -> str:
-        return stable_id(self.view.task_id, *parts)
+        """``stable_id(task_id, *parts)``, the task id hashed once per task."""
+        if self._id_prefix is None:
+            self._id_prefix = IdPrefix(self._w["task_id"])
+        return self._id_prefix.id(*parts)
 
     def update(self, **changes: Any) -> None:
         self._w.update(changes)
@@ -329,15 +333,18 @@ class TaskState:
         return []
 
     def _read_artifacts(self, raw: Any, now: int, notes: list[str]) -> list[Event]:
+        if raw is None:
+            return []
         out: list[Event] = []
-        for item, art in artifacts.new_from_list(raw, self.view.artifacts, notes):
+        for item, art in artifacts.new_from_list(raw, self._w["artifacts"], notes):
             out.extend(self._add_artifact(art, self.event_id("artifact", item), now, notes))
         return out
 
     def _add_artifact(self, art: Artifact, event_id: str, now: int, notes: list[str]) -> list[Event]:
-        if art in self.view.artifacts or len(self.view.artifacts) >= sz.MAX_LIST:
+        known = self._w["artifacts"]
+        if art in known or len(known) >= sz.MAX_LIST:
             return []
-        self.update(artifacts=(*self.view.artifacts, art))
+        self.update(artifacts=(*known, art))
         t = self.next_time(now)
         return [ArtifactAdded(event_id=event_id, time_ns=t, task=self.view, notes=tuple(notes), artifact=art)]
 
