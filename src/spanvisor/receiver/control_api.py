@@ -184,7 +184,13 @@ def add_routes(app: web.Application, pipeline: Any, token: str | None) -> None:
         task_id = _ident(request.match_info["task_id"], "task id")
         if request.content_length is not None and request.content_length > MAX_BODY:
             raise _Bad(f"the body is larger than {MAX_BODY} bytes")
-        raw = await request.content.read(MAX_BODY + 1)
+        # read(n) returns what has arrived so far, up to n: read to the end.
+        raw = b""
+        while len(raw) <= MAX_BODY:
+            chunk = await request.content.read(MAX_BODY + 1 - len(raw))
+            if not chunk:
+                break
+            raw += chunk
         if len(raw) > MAX_BODY:
             raise _Bad(f"the body is larger than {MAX_BODY} bytes")
         try:

@@ -178,6 +178,15 @@ class Receiver:
             bool(s.token),
             s.journal_path,
         )
+        if not s.token and s.http_port is not None and s.bind not in ("127.0.0.1", "localhost", "::1"):
+            # The control API shares the OTLP/HTTP port and its token: without
+            # one, whoever reaches the port can approve, cancel and retry.
+            log.warning(
+                "no OTLP token and bound to %s: anyone who reaches port %s can post decisions to the control API "
+                "(approve, cancel, retry); set SPANVISOR_OTLP_TOKEN or bind to 127.0.0.1",
+                s.bind,
+                self.http_port,
+            )
 
     async def _trim_loop(self) -> None:
         assert self.journal is not None
