@@ -41,7 +41,8 @@ def exit_code(sent: Sent) -> int:
 def describe(sent: Sent, action: str, task: str, approval: str | None) -> str:
     what = f"task {task}" + (f", approval {approval}" if approval else "")
     if sent.outcome == "applied":
-        return f"{_DONE[action].capitalize()}: {what}"
+        note = f" ({sent.reason})" if sent.reason else ""
+        return f"{_DONE[action].capitalize()}: {what}{note}"
     if sent.outcome == "duplicate":
         return f"Already recorded (the same decision): {what}"
     if sent.outcome == "unreachable":

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 logger = logging.getLogger("spanvisor.control")
+UNKNOWN_TASK = "recorded; this process does not track that task: check the id if it is not another replica's"
 # How often tasks with an open request re-read their decision log.
 CATCH_UP_S = 0.5
 _VERBS = {
@@ -161,6 +162,10 @@ class PipelineControl:
         rec = await log.record(d)
         if rec.outcome == "applied":
             self.announce(d, "applied", None)
+            if approvals.find(*self._tracker.states(), d.task_id) is None:
+                # Recorded all the same: another replica's task, or one that
+                # finished long ago; but a typo would land here too, so say so.
+                return Verdict("applied", UNKNOWN_TASK)
             return Verdict("applied")
         if rec.outcome == "already_decided" and rec.prior is not None:
             return Verdict("already_decided", describe(rec.prior), rec.prior)
@@ -199,4 +204,4 @@ class PipelineControl:
         return asyncio.run_coroutine_threadsafe(run(), loop).result(timeout_s)
 
 
-__all__ = ["PipelineControl", "describe", "refusal", "who"]
+__all__ = ["UNKNOWN_TASK", "PipelineControl", "describe", "refusal", "who"]
