@@ -125,12 +125,16 @@ class TaskHandle:
     def budget(self) -> BudgetState | None:
         """What this task has used of its budgets (``used_usd``/``budget_usd``,
         ``used_tokens``/``budget_tokens``, ``over``), as spanvisor's in-process
-        pipeline last counted it; None when the task has no budget or no
-        spanvisor processor runs in this process. Costs are estimates."""
-        from spanvisor.tracking.budgets import lookup
+        pipeline last counted it, else as the control API reports it
+        (``SPANVISOR_CONTROL_URL``); None without a budget or either. Costs are estimates."""
+        from spanvisor.control.client import remote_budget
+        from spanvisor.tracking.budgets import BudgetState, lookup
 
         ctx = self.span.get_span_context()
-        return lookup(format(ctx.trace_id, "032x"), format(ctx.span_id, "016x"))
+        state = lookup(format(ctx.trace_id, "032x"), format(ctx.span_id, "016x"))
+        if state is None and (b := remote_budget(self.task_id)) is not None:
+            state = BudgetState(b["cost_usd"], b["budget_usd"], b["tokens"], b["budget_tokens"], b["unpriced_calls"])
+        return state
 
     def raise_if_over_budget(self) -> None:
         """Raise :class:`OverBudget` when the task is at or past a budget."""

@@ -168,7 +168,8 @@ def test_an_agent_of_serve_is_released_by_spanvisor_approve_and_sees_spanvisor_c
 
     from spanvisor.agent import ApprovalDecision, task
 
-    env = _serve_env(tmp_path / "serve")
+    # rivet's default task budget: serve knows it before the root ends.
+    env = {**_serve_env(tmp_path / "serve"), "SPANVISOR_BUDGET_TASK_USD": "rivet=1.5"}
     serve = ServeProcess(tmp_path / "serve", env)
     try:
         base = f"http://127.0.0.1:{serve.http}"
@@ -180,6 +181,7 @@ def test_an_agent_of_serve_is_released_by_spanvisor_approve_and_sees_spanvisor_c
         tracer = provider.get_tracer("agent")
         task_id = f"deploy-{uuid.uuid4().hex[:8]}"
         result: list[ApprovalDecision] = []
+        budgets: list[Any] = []
         cancelled = threading.Event()
         finish = threading.Event()
 
@@ -187,6 +189,7 @@ def test_an_agent_of_serve_is_released_by_spanvisor_approve_and_sees_spanvisor_c
             with task("Deploy", agent_id="rivet", task_id=task_id, tracer=tracer) as t:
                 t.on_cancel(cancelled.set)
                 result.append(t.request_approval("Apply the fix to prod?", timeout=120))
+                budgets.append(t.budget)  # from the control API: the pipeline is serve's
                 finish.wait(60)
 
         th = threading.Thread(target=agent, daemon=True)
@@ -208,6 +211,8 @@ def test_an_agent_of_serve_is_released_by_spanvisor_approve_and_sees_spanvisor_c
         assert ok.returncode == 0 and "Approved" in ok.stdout, ok
         wait_until(lambda: result, 30, "the agent to be released")
         assert result[0].approved and result[0].by == "alice"
+        wait_until(lambda: budgets, 30, "the agent to read its budget")
+        assert budgets[0] is not None and budgets[0].budget_usd == 1.5 and not budgets[0].over, budgets
         again = cli(cli_env, "reject", task_id, "a1", "--url", base, "--token", TOKEN, "--as", "bob")
         assert again.returncode == 1 and "already approved by alice" in again.stderr, again
 
