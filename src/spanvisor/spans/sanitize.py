@@ -27,6 +27,10 @@ def note(notes: list[str], key: str, msg: str) -> None:
 
 
 def text(v: Any, key: str, notes: list[str], limit: int = MAX_TEXT) -> str | None:
+    if v.__class__ is str and len(v) <= limit and v.isascii() and "\x00" not in v:
+        # The usual value, clean already (an ASCII str has no lone surrogate):
+        # nothing below would change it. isascii() is O(1) on CPython.
+        return v or None
     if v is None:
         return None
     if isinstance(v, bytes):

@@ -82,7 +82,7 @@ def model_call(state: TaskState, span: SpanData, notes: list[str]) -> list[Event
             if v is not None
         },
     )
-    publish_budget(state)
+    # The budget is published by budget_warnings below, nothing changing before it.
     out: list[Event] = [cp, *context_warnings(state, t, notes)]
     out.extend(_forecast(state, span.span_id, t, notes))
     out.extend(_budgets(state, cost.usd, t, notes))

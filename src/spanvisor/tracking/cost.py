@@ -33,6 +33,7 @@ from typing import Any, Literal
 from spanvisor.events import BudgetScope
 from spanvisor.spans import conventions as cv
 from spanvisor.spans import sanitize as sz
+from spanvisor.tracking.days import DayNames
 
 log = logging.getLogger("spanvisor.cost")
 
@@ -222,23 +223,31 @@ class Ledger:
         # Forget old windows past this many keys; doubled while today alone
         # is bigger, so a busy day does not rescan the keys on every call.
         self._limit = MAX_KEYS
+        # Per call: the day's and month's names, and each agent's keys for a
+        # day, made once (strftime and the f-strings were most of add()).
+        self._day = DayNames()
+        self._scopes: dict[tuple[str, str], tuple[tuple[BudgetScope, str, str, str, str], ...]] = {}
 
     # -- the tracker's path --------------------------------------------------
 
     def add(self, agent: str, usd: float, end_ns: int) -> list[Crossing]:
         s = self.settings
-        when = datetime.fromtimestamp(max(0, end_ns) / 1e9, UTC)
-        day, month = when.strftime("%Y-%m-%d"), when.strftime("%Y-%m")
+        day, month = self._day.of(end_ns)
         # Whole nano-dollars, as the task's own cost: every order gives the same total.
         nanos = round(usd * 1e9)
         out: list[Crossing] = []
-        scopes: tuple[tuple[BudgetScope, str, str, str, str, float | None], ...] = (
-            ("agent_day", f"{agent}:{day}", f"agent:{agent}:{day}", day, agent, s.for_agent(s.agent_day_usd, agent)),
-            ("day", day, f"day:{day}", day, "", s.day_usd),
-            ("month", month, f"month:{month}", month, "", s.month_usd),
-        )
+        scopes = self._scopes.get((agent, day))
+        if scopes is None:
+            if len(self._scopes) >= 1024:
+                self._scopes.clear()
+            scopes = self._scopes[(agent, day)] = (
+                ("agent_day", f"{agent}:{day}", f"agent:{agent}:{day}", day, agent),
+                ("day", day, f"day:{day}", day, ""),
+                ("month", month, f"month:{month}", month, ""),
+            )
+        budgets = (s.for_agent(s.agent_day_usd, agent), s.day_usd, s.month_usd)
         levels = sorted(s.levels)
-        for scope, subject, key, window, who, budget in scopes:
+        for (scope, subject, key, window, who), budget in zip(scopes, budgets, strict=True):
             self._own[key] = self._own.get(key, 0) + nanos
             if key not in self._meta:
                 self._meta[key] = (scope, subject, window, who)

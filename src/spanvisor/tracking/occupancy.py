@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -67,10 +66,14 @@ class Conversations:
     # The last HISTORY calls of each conversation, (end, tokens), in end order.
     history: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
     last_end_ns: int = -1
+    # fullest() as of the last record (it is asked twice per call); None: stale.
+    _fullest: tuple[str, Occupancy] | None = field(default=None, repr=False)
+    _fullest_known: bool = field(default=False, repr=False)
 
     def record(self, key: str, occ: Occupancy) -> bool:
         """Record a call; False when an already-known later call of the same
         conversation keeps the occupancy (a call that arrived out of order)."""
+        self._fullest_known = False
         self.last_end_ns = max(self.last_end_ns, occ.end_ns)
         points = self.history.setdefault(key, [])
         points.append((occ.end_ns, occ.tokens))
@@ -88,6 +91,11 @@ class Conversations:
 
     def fullest(self) -> tuple[str, Occupancy] | None:
         """The fullest conversation still active, or None before any call."""
+        if not self._fullest_known:
+            self._fullest, self._fullest_known = self._find_fullest(), True
+        return self._fullest
+
+    def _find_fullest(self) -> tuple[str, Occupancy] | None:
         horizon = self.last_end_ns - int(ACTIVE_S * 1e9)
         best: tuple[str, Occupancy] | None = None
         best_rank: tuple[float, int, int, str, str] = (-1.0, -1, -1, "", "")
@@ -107,10 +115,12 @@ class Conversations:
         points = self.history.get(key, [])
         if len(points) < MIN_CALLS:
             return None
-        steps = [b[1] - a[1] for a, b in itertools.pairwise(points)]
-        if min(steps) < 0:
+        steps = sorted([b[1] - a[1] for a, b in itertools.pairwise(points)])
+        if steps[0] < 0:
             return None  # noisy or falling
-        per_call = statistics.median(steps)
+        # statistics.median, without its generality (a few ints here)
+        mid = len(steps) // 2
+        per_call = steps[mid] if len(steps) % 2 else (steps[mid - 1] + steps[mid]) / 2
         left = tokens - points[-1][1]
         if per_call <= 0 or left <= 0:
             return None
