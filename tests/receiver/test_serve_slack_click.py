@@ -1,0 +1,309 @@
+"""The whole click flow through a real ``spanvisor serve`` (issue 11).
+
+An agent (the real OpenTelemetry SDK exporting OTLP/HTTP to serve, reading
+decisions from serve's control API) blocks in ``request_approval``. The
+Approve button is read from the parent message the fake Slack holds, and a
+click is signed and POSTed to serve's admin port ``/slack/interactions``, as
+Slack would. Then everything the click should have done is checked together:
+the agent released with the decision, the ``human_interventions`` row in
+PostgreSQL, the parent re-rendered without the buttons and with who approved,
+the thread line, the Prometheus counter on the admin port's ``/metrics`` and
+the ephemeral answer. Unsigned, tampered and stale posts get 401 and change
+nothing; ``/spanvisor status`` is answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import Tracer
+from prometheus_client.parser import text_string_to_metric_families
+from serve_proc import FakeSlackThread, ServeProcess, slack_env, wait_until
+from tests.fakes.slack_sender import Sent, SignedSender
+from tests.fakes.slack_store import Message
+
+from spanvisor.agent import ApprovalDecision, task
+from spanvisor_slack import actions as A
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout_s(180)]
+
+SIGNING_SECRET = "e2e-signing-9c1f4d7a2b8e6f03a5d1"
+APPROVER = "U0ALICE"
+
+
+def _db(url: str, sql: str, *args: Any) -> list[dict[str, Any]]:
+    import asyncpg
+
+    async def q() -> list[dict[str, Any]]:
+        conn = await asyncpg.connect(url)
+        try:
+            return [dict(r) for r in await conn.fetch(sql, *args)]
+        finally:
+            await conn.close()
+
+    return asyncio.run(q())
+
+
+def _buttons(msg: Message) -> list[dict[str, Any]]:
+    """Every interactive button of a message (top-level blocks and attachments)."""
+    blocks = list(msg.blocks) + [b for a in msg.attachments for b in a.get("blocks", [])]
+    return [e for b in blocks if b.get("type") == "actions" for e in b["elements"] if "value" in e]
+
+
+def _shown(msg: Message) -> str:
+    return json.dumps({"text": msg.text, "blocks": msg.blocks, "attachments": msg.attachments}, ensure_ascii=False)
+
+
+@dataclass
+class Agent:
+    """One task of the agent, on its own thread, blocked in request_approval."""
+
+    task_id: str
+    result: list[ApprovalDecision] = field(default_factory=list)
+    finish: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+    def start(self, tracer: Tracer) -> Agent:
+        def run() -> None:
+            with task("Deploy", agent_id="rivet", task_id=self.task_id, tracer=tracer) as t:
+                self.result.append(t.request_approval("Apply the fix to prod?", timeout=120))
+                self.finish.wait(60)
+
+        self.thread = threading.Thread(target=run, name=f"agent-{self.task_id}", daemon=True)
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.finish.set()
+        if self.thread is not None:
+            self.thread.join(30)
+
+
+@dataclass
+class Served:
+    serve: ServeProcess
+    slack: FakeSlackThread
+    db_url: str
+    tracer: Tracer
+    agents: list[Agent] = field(default_factory=list)
+
+    @property
+    def sender(self) -> SignedSender:
+        return SignedSender(f"http://127.0.0.1:{self.serve.admin}", SIGNING_SECRET)
+
+    def agent(self, prefix: str) -> Agent:
+        a = Agent(f"{prefix}-{uuid.uuid4().hex[:8]}").start(self.tracer)
+        self.agents.append(a)
+        return a
+
+    def parent(self, task_id: str) -> Message | None:
+        parents: list[Message] = self.slack.parents()
+        for m in parents:
+            if (m.metadata or {}).get("event_payload", {}).get("task_id") == task_id:
+                return m
+        return None
+
+    def button(self, task_id: str, action_id: str) -> tuple[Message, dict[str, Any]] | None:
+        parent = self.parent(task_id)
+        if parent is None:
+            return None
+        found = [b for b in _buttons(parent) if b["action_id"] == action_id]
+        return (parent, found[0]) if found else None
+
+    def click(self, parent: Message, button: dict[str, Any], user_id: str, user_name: str) -> dict[str, Any]:
+        """What Slack sends when ``user_id`` presses ``button`` on ``parent``."""
+        return dict(
+            self.slack.on_loop(
+                lambda: self.slack.fake.interactions.block_actions(
+                    channel_id=parent.channel,
+                    message_ts=parent.ts,
+                    action_id=button["action_id"],
+                    value=button["value"],
+                    user_id=user_id,
+                    user_name=user_name,
+                )
+            )
+        )
+
+    def post(self, payload: dict[str, Any], **kw: Any) -> Sent:
+        return asyncio.run(self.sender.interaction(payload, **kw))
+
+    def answers(self) -> list[dict[str, Any]]:
+        """Ephemeral answers the fake recorded: response_url posts, then chat.postEphemeral."""
+
+        def read() -> list[dict[str, Any]]:
+            i = self.slack.fake.interactions
+            out = [dict(r.body) for r in i.responses]
+            return out + [{"text": e.text, "blocks": e.blocks, "ephemeral_to": e.user} for e in i.ephemerals]
+
+        return list(self.slack.on_loop(read))
+
+    def thread(self, task_id: str) -> list[str]:
+        parent = self.parent(task_id)
+        if parent is None:
+            return []
+        return [m.text or "" for m in self.slack.on_loop(lambda: self.slack.fake.thread(parent))]
+
+    def rows(self, task_id: str) -> list[dict[str, Any]]:
+        return _db(self.db_url, "SELECT * FROM human_interventions WHERE task_id = $1 ORDER BY time_ns", task_id)
+
+    def decisions(self, task_id: str) -> list[dict[str, Any]]:
+        url = f"http://127.0.0.1:{self.serve.http}/v1/control/tasks/{task_id}"
+        with urllib.request.urlopen(url, timeout=20) as resp:
+            return list(json.loads(resp.read())["decisions"])
+
+    def status(self, task_id: str) -> str:
+        url = f"http://127.0.0.1:{self.serve.http}/v1/control/tasks/{task_id}"
+        with urllib.request.urlopen(url, timeout=20) as resp:
+            return str(json.loads(resp.read())["status"])
+
+    def counter(self, action: str, outcome: str) -> float:
+        """``spanvisor_interventions_total{action,outcome}`` from serve's admin port."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.serve.admin}/metrics", timeout=20) as resp:
+            text = resp.read().decode()
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                if s.name == "spanvisor_interventions_total" and s.labels == {"action": action, "outcome": outcome}:
+                    return float(s.value)
+        return 0.0
+
+
+@pytest.fixture(scope="module")
+def served(pg_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    db_url = pg_server.database()
+    slack = FakeSlackThread()
+    data = tmp_path_factory.mktemp("serve-click")
+    env = slack_env(
+        data,
+        slack.base_url,
+        SLACK_SIGNING_SECRET=SIGNING_SECRET,
+        SPANVISOR_SLACK_APPROVERS=APPROVER,
+        SPANVISOR_DATABASE_URL=db_url,
+        SPANVISOR_STATE_STORE="postgres",
+        SPANVISOR_SINKS="postgres,slack,prometheus",
+    )
+    for leaked in ("SPANVISOR_OTLP_TOKEN", "SPANVISOR_CONTROL_TOKEN", "SLACK_APP_TOKEN"):
+        env.pop(leaked, None)
+    serve = ServeProcess(data, env)
+    mp = pytest.MonkeyPatch()
+    provider = TracerProvider()
+    try:
+        # The agent reads its decisions from serve's control API (the helper's
+        # choice when SPANVISOR_CONTROL_URL is set).
+        mp.setenv("SPANVISOR_CONTROL_URL", f"http://127.0.0.1:{serve.http}")
+        mp.delenv("SPANVISOR_CONTROL_TOKEN", raising=False)
+        mp.delenv("SPANVISOR_OTLP_TOKEN", raising=False)
+        provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=serve.url, timeout=20)))
+        env_ = Served(serve, slack, db_url, provider.get_tracer("agent"))
+        yield env_
+        for a in env_.agents:
+            a.stop()
+    finally:
+        provider.shutdown()
+        mp.undo()
+        serve.stop()
+        slack.close()
+    assert "e2e-signing" not in "".join(p.read_text(errors="replace") for p in serve.logs), "the secret was logged"
+
+
+def test_a_signed_click_on_the_parents_approve_button_releases_the_agent_and_every_sink_shows_it(
+    served: Served,
+) -> None:
+    agent = served.agent("deploy")
+    tid = agent.task_id
+    found = wait_until(lambda: served.button(tid, A.APPROVE), 60, "the parent to offer Approve")
+    parent, approve = found
+    assert json.loads(approve["value"]) == {"t": tid, "a": "a1"}  # ids only
+    assert served.status(tid) == "awaiting_approval"
+    assert served.counter("approve", "applied") == 0.0
+
+    sent = served.post(served.click(parent, approve, APPROVER, "alice"))
+    assert sent.status == 200 and sent.text == ""
+
+    # The agent: released with the decision, by the person who clicked.
+    wait_until(lambda: agent.result, 30, "the agent to be released")
+    [decision] = agent.result
+    assert decision.approved and decision.outcome == "approve" and decision.by == "alice"
+    assert decision.approval_id == "a1"
+
+    # PostgreSQL: one row, keyed by the click's intervention id.
+    rows = wait_until(lambda: served.rows(tid), 30, "the human_interventions row")
+    [row] = rows
+    assert (row["action"], row["outcome"], row["actor"], row["actor_name"]) == ("approve", "applied", APPROVER, "alice")
+    assert (row["approval_id"], row["source"], row["known"], row["agent_id"]) == ("a1", "slack", True, "rivet")
+    assert row["intervention_id"] == decision.intervention_id
+
+    # The parent: who approved, and no Approve/Reject any more.
+    def approved() -> Message | None:
+        p = served.parent(tid)
+        return p if p is not None and f"✅ Approved by <@{APPROVER}>" in _shown(p) else None
+
+    shown = wait_until(approved, 30, "the parent to say who approved")
+    assert {b["action_id"] for b in _buttons(shown)}.isdisjoint({A.APPROVE, A.REJECT, A.COMMENT})
+    # The thread: a line for it.
+    wait_until(
+        lambda: any(x.startswith(f"✅ Approved by <@{APPROVER}>") for x in served.thread(tid)), 30, "the thread line"
+    )
+    # Prometheus, on serve's admin port.
+    wait_until(lambda: served.counter("approve", "applied") == 1.0, 30, "the interventions counter")
+    # The person's ephemeral answer, once.
+    [answer] = wait_until(served.answers, 30, "the ephemeral answer")
+    assert answer["response_type"] == "ephemeral" and answer["replace_original"] is False
+    assert answer["text"].startswith("✅ Approved `a1`") and tid in answer["text"]
+    assert [d["intervention_id"] for d in served.decisions(tid)] == [decision.intervention_id]
+
+
+def test_unsigned_tampered_and_stale_posts_are_refused_and_change_nothing_and_status_answers(
+    served: Served,
+) -> None:
+    agent = served.agent("hostile")
+    tid = agent.task_id
+    parent, reject = wait_until(lambda: served.button(tid, A.REJECT), 60, "the parent to offer Reject")
+    before_answers = len(served.answers())
+    payload = served.click(parent, reject, APPROVER, "alice")
+    for how in ({"signed": False}, {"tamper": True}, {"age_s": 301.0}, {"secret": SIGNING_SECRET[::-1]}):
+        assert served.post(payload, **how).status == 401, how
+        command = asyncio.run(
+            served.sender.command(
+                served.slack.on_loop(lambda: served.slack.fake.interactions.slash_command("status")), **how
+            )
+        )
+        assert command.status == 401, how
+    # A 401 is given before anything is parsed, so nothing can be under way:
+    # nothing recorded anywhere.
+    assert served.decisions(tid) == [] and served.rows(tid) == []
+    assert len(served.answers()) == before_answers and agent.result == []
+    assert served.status(tid) == "awaiting_approval"
+
+    # The same payload signed right goes through, once.
+    assert served.post(payload).status == 200
+    wait_until(lambda: agent.result, 30, "the agent to be released")
+    assert agent.result[0].outcome == "reject" and agent.result[0].by == "alice"
+    [row] = wait_until(lambda: served.rows(tid), 30, "the row")
+    assert (row["action"], row["outcome"]) == ("reject", "applied")
+    wait_until(lambda: len(served.answers()) == before_answers + 1, 30, "the answer")
+    assert served.answers()[-1]["text"].startswith("❌ Rejected `a1`")
+
+    # /spanvisor status: an ephemeral list of what this serve tracks, the
+    # task (still running after the rejection) among it.
+    wait_until(lambda: served.status(tid) == "working", 30, "the task to be working again")
+    fields = served.slack.on_loop(lambda: served.slack.fake.interactions.slash_command("status"))
+    sent = asyncio.run(served.sender.command(fields))
+    assert sent.status == 200
+    wait_until(lambda: len(served.answers()) == before_answers + 2, 30, "the status answer")
+    status = served.answers()[-1]
+    assert status["response_type"] == "ephemeral"
+    shown = json.dumps(status, ensure_ascii=False)
+    assert f"`{tid}`" in shown and "working" in shown
