@@ -206,3 +206,41 @@ def test_logs_need_the_token_like_traces(pipeline: Pipeline, tmp_path: Any) -> N
             exporter.shutdown()
     finally:
         r.close()
+
+
+def test_logs_that_arrive_after_the_failed_root_still_make_its_tail(
+    receiver: RunningReceiver, pipeline: Pipeline, sink: InMemorySink
+) -> None:
+    """Through a Collector, traces and logs travel apart: the root may come
+    first. A failed task's end waits (SPANVISOR_LOG_TAIL_WAIT, 2 s) for logs
+    still on their way; no flush here, so nothing but the wait lets them in."""
+    base = receiver.http_url.removesuffix("/v1/traces")
+    trace, span = "6c8efff798038103d269b633813fc60c", "aee19b7ec3c1b174"
+    root = {
+        "traceId": trace,
+        "spanId": span,
+        "name": "backup",
+        "startTimeUnixNano": "1699999999000000000",
+        "endTimeUnixNano": "1700000001000000000",
+        "attributes": [{"key": cv.TASK_NAME, "value": {"stringValue": "backup"}}],
+        "status": {"code": 2, "message": "disk full"},
+    }
+    status, _ = _post(
+        receiver.http_url,
+        json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [root]}]}]}).encode(),
+        "application/json",
+    )
+    assert status == 200
+    wait_for(lambda: pipeline.stats.value("spans_in_tasks_total") >= 1, what="the root to be tracked")
+    record = {
+        "timeUnixNano": "1700000000000000000",
+        "severityNumber": 17,
+        "body": {"stringValue": "disk full on /var"},
+        "traceId": trace,
+        "spanId": span,
+    }
+    logs = {"resourceLogs": [{"scopeLogs": [{"scope": {"name": "late.agent"}, "logRecords": [record]}]}]}
+    status, _ = _post(base + "/v1/logs", json.dumps(logs).encode(), "application/json")
+    assert status == 200
+    [done] = wait_for(lambda: sink.of_type(TaskFinished), what="the task's end")
+    assert [(line.level, line.message) for line in done.log_tail] == [("ERROR", "disk full on /var")]

@@ -186,6 +186,15 @@ CORE_SETTINGS: tuple[Setting, ...] = (
         "a non-negative integer",
     ),
     Setting(
+        "log_tail_wait_s",
+        "SPANVISOR_LOG_TAIL_WAIT",
+        p_duration,
+        2.0,
+        "On the exporter and receiver paths, how long a failed task's end waits for log records still on their way "
+        "(logs and traces travel apart through a Collector); 0: not at all. In-process there is no wait.",
+        "a duration",
+    ),
+    Setting(
         "state_store",
         "SPANVISOR_STATE_STORE",
         p_str,

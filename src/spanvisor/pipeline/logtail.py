@@ -132,11 +132,15 @@ class _Ring:
 
 
 class LogTails:
-    def __init__(self, config: Any, stats: PipelineStats) -> None:
+    def __init__(self, config: Any, stats: PipelineStats, path: str = "processor") -> None:
         self.config = config
         self.stats = stats
         get = getattr(config, "get", None)
         setting = get if get is not None else (lambda _k, d: d)
+        # End-order paths: a failed task's events wait this long for late logs
+        # (in-process the agent's records are handed over before its root ends).
+        self.wait_s = 0.0 if path == "processor" else max(0.0, float(setting("log_tail_wait_s", 2.0)))
+        self._held: dict[str, tuple[float, list[Event]]] = {}
         self.size = max(1, int(setting("log_tail_lines", 20)))
         self.floor = SEVERITY.get(str(setting("log_tail_level", "warning")).lower(), 13)
         self.context = max(0, int(setting("log_tail_context", 5)))
@@ -188,9 +192,35 @@ class LogTails:
 
     # -- the pipeline thread ---------------------------------------------------------
 
-    def enrich(self, events: list[Event]) -> list[Event]:
+    def enrich(self, events: list[Event], now: float | None = None) -> list[Event]:
         """Learn open tasks' traces from ``events``; a finished task that did not
-        complete gets its log tail. Returns the events to dispatch."""
+        complete gets its log tail. Returns the events to dispatch: on the
+        end-order paths a failed task's end (and any later event of that task)
+        is held up to ``wait_s`` for logs still on their way, and released by
+        a later call (every pump makes one) or :meth:`release_all`."""
+        if self.wait_s <= 0:
+            return self._enrich(events)
+        t = time.monotonic() if now is None else now
+        ready: list[Event] = []
+        for ev in events:
+            held = self._held.get(ev.task_id)
+            if held is not None:
+                held[1].append(ev)  # behind its task's held end: order kept
+            elif isinstance(ev, TaskFinished) and ev.outcome != "complete":
+                self._held[ev.task_id] = (t + self.wait_s, [ev])
+            else:
+                ready.append(ev)
+        for task_id in [k for k, (due, _) in self._held.items() if due <= t]:
+            ready.extend(self._held.pop(task_id)[1])
+        return self._enrich(ready)
+
+    def release_all(self) -> list[Event]:
+        """Every held event, now (a flush or shutdown waits for no late log)."""
+        held = [ev for _, evs in self._held.values() for ev in evs]
+        self._held.clear()
+        return self._enrich(held) if held else []
+
+    def _enrich(self, events: list[Event]) -> list[Event]:
         out = events
         try:
             for i, ev in enumerate(events):

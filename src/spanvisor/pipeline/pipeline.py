@@ -96,7 +96,7 @@ class Pipeline:
         self._admission = Admission(self._inbox, self._tracked, lambda: self._workers)
         self._workers: list[SinkWorker] = []
         self.control = PipelineControl(self.tracker, self._dispatch, lambda: self._loop)
-        self.logtails = LogTails(c, self.stats)
+        self.logtails = LogTails(c, self.stats, path)
         self.spend = SpendSync(self.tracker.settings.ledger, self.tracker.settings.outliers)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -330,10 +330,11 @@ class Pipeline:
                 log.exception("tracker error on one span; it is skipped")
         return len(spans)
 
-    def _dispatch(self, events: list[Event]) -> None:
+    def _dispatch(self, events: list[Event], tails: bool = True) -> None:
+        if tails:
+            events = self.logtails.enrich(events)  # every pump: held ends come due here
         if not events:
             return
-        events = self.logtails.enrich(events)
         for ev in events:
             self.stats.inc("events_emitted_total", kind=ev.kind)
         for w in self._workers:
@@ -357,6 +358,7 @@ class Pipeline:
             await asyncio.sleep(0.02)  # sinks are still starting
         self._last_poll = 0.0
         self._pump()
+        self._dispatch(self.logtails.release_all(), tails=False)
         return await flush_workers(self._workers, deadline)
 
     def force_flush(self, timeout_s: float = 30.0) -> bool:
