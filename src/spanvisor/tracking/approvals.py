@@ -58,28 +58,46 @@ def request_from(attrs: Any, time_ns: int, notes: list[str]) -> ApprovalRequest 
 
 
 def on_request(st: TaskState, event_id: str, time_ns: int, attrs: Any, notes: list[str]) -> list[Event]:
-    req = request_from(attrs, time_ns, notes)
+    """Like ``agent.checkpoint``, every request event is a Checkpoint, even one
+    that changes nothing (a request already answered, or repeated): the
+    events of a task's spans are the same whichever order the spans arrive
+    in (a child's note of the answer may come before the root's request)."""
+    if st.finished:
+        return []  # a late span's request: the task is over, nothing to ask
+    return [_checkpoint(st, event_id, time_ns, _open(st, request_from(attrs, time_ns, notes)), notes)]
+
+
+def _open(st: TaskState, req: ApprovalRequest | None) -> tuple[str, ...]:
     w = st.working
-    if req is None or st.finished or req.approval_id in st.approvals_closed:
-        return []
+    if req is None or req.approval_id in st.approvals_closed:
+        return ()
     open_ = w["approvals"]
-    if any(r.approval_id == req.approval_id for r in open_) or len(open_) >= MAX_OPEN:
-        return []
-    changes: dict[str, Any] = {"approvals": (*open_, req)}
+    same = next((r for r in open_ if r.approval_id == req.approval_id), None)
+    if (same is not None and _when(same) <= _when(req)) or (same is None and len(open_) >= MAX_OPEN):
+        return ()
+    # The earliest request of an id stands, and the open ones go by time,
+    # then id: the same tuple whatever order the requests arrived in.
+    others = tuple(r for r in open_ if r is not same)
+    changes: dict[str, Any] = {"approvals": tuple(sorted((*others, req), key=_when))}
     status = st.fields.status_after({**w, **changes}, {})
     if status != w["status"]:
         changes["status"] = status
     st.update(**changes)
-    return [_checkpoint(st, event_id, time_ns, tuple(changes), notes)]
+    return tuple(changes)
+
+
+def _when(r: ApprovalRequest) -> tuple[int, str]:
+    return (r.requested_ns, r.approval_id)
 
 
 def on_decision(st: TaskState, event_id: str, time_ns: int, attrs: Any, notes: list[str]) -> list[Event]:
-    """The agent's note of the answer it read (or of its own timeout)."""
-    approval_id = sz.name(attrs.get(cv.APPROVAL_ID), cv.APPROVAL_ID, notes)
-    if not approval_id or st.finished:
+    """The agent's note of the answer it read (or of its own timeout); a
+    Checkpoint even when the request was not open (see :func:`on_request`)."""
+    if st.finished:
         return []
-    changed = _close(st, approval_id)
-    return [_checkpoint(st, event_id, time_ns, changed, notes)] if changed else []
+    approval_id = sz.name(attrs.get(cv.APPROVAL_ID), cv.APPROVAL_ID, notes)
+    changed = _close(st, approval_id) if approval_id else ()
+    return [_checkpoint(st, event_id, time_ns, changed, notes)]
 
 
 def intervene(st: TaskState, decision: Decision, notes: list[str]) -> HumanIntervention:

@@ -329,7 +329,7 @@ class TaskState:
             self.errors.exception_event(attrs, is_root, (time_ns, span.span_id), notes)
         elif name in (cv.EVENT_APPROVAL_REQUEST, cv.EVENT_APPROVAL_DECISION):
             read = approvals.on_request if name == cv.EVENT_APPROVAL_REQUEST else approvals.on_decision
-            return read(self, self.event_id("approval", span.span_id, time_ns, index), time_ns, attrs, notes)
+            return read(self, self.event_id(name, span.span_id, time_ns, index), time_ns, attrs, notes)
         return []
 
     def _read_artifacts(self, raw: Any, now: int, notes: list[str]) -> list[Event]:
