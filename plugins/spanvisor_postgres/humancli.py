@@ -14,6 +14,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from spanvisor.config import p_duration
+from spanvisor.events import ResultField
+from spanvisor.readable import result_value
 
 from .output import say, terminal_width
 from .output import table as render_table
@@ -125,12 +127,23 @@ async def task_extras(conn: Any, task_id: str) -> dict[str, Any]:
     }
 
 
-def show_results(results: list[Any] | None) -> None:
-    from .humanqueries import result_text
+def result_field(item: Any) -> ResultField | None:
+    """A stored result (``{"name", "value", "unit"}`` from agent_tasks.results)
+    as the value object the sinks format; None for anything else."""
+    if not isinstance(item, dict):
+        return None
+    value, unit = item.get("value"), item.get("unit")
+    if not isinstance(value, bool | int | float | str):
+        return None
+    return ResultField(str(item.get("name") or "?"), value, str(unit) if unit else None)
 
-    items = [r for r in results or () if isinstance(r, dict)]
-    for i, item in enumerate(items):
-        say(f"{'results' if i == 0 else '':>9}  {printable(result_text(item), 200)}")
+
+def show_results(results: list[Any] | None) -> None:
+    """``downtime_avoided: 1h 30m``: each result as the console and Slack
+    show it (:func:`spanvisor.readable.result_value`), all of them."""
+    fields = [f for f in map(result_field, results or ()) if f is not None]
+    for i, f in enumerate(fields):
+        say(f"{'results' if i == 0 else '':>9}  {printable(f'{f.name}: {result_value(f)}', 200)}")
 
 
 def show_extras(extras: dict[str, Any]) -> None:

@@ -143,6 +143,7 @@ def _failed_task(n_logs: int) -> list[Any]:
         ResultField("prs_opened", 3),
         ResultField("precision", 0.94),
         ResultField("verified", True),
+        ResultField("downtime_avoided", 5400, "s"),
     )
     t = fin.time_ns
     tail = tuple(
@@ -168,6 +169,7 @@ def test_results_and_log_tail_are_stored_once_and_bounded(pg_server: Any, tmp_pa
             {"name": "prs_opened", "value": 3, "unit": None},
             {"name": "precision", "value": 0.94, "unit": None},
             {"name": "verified", "value": True, "unit": None},
+            {"name": "downtime_avoided", "value": 5400, "unit": "s"},
         ]
         logs = await fetch(url, "SELECT pos, level, logger, message, notes FROM task_logs ORDER BY pos")
         # Bounded: the newest 50 of 70, oldest first.
@@ -244,8 +246,10 @@ def test_task_shows_results_interventions_and_log_tail(loaded: tuple[str, str], 
     code, out = cli(url, "task", tid)
     assert code == 0
     head, timeline, *rest = out.split("\n\n")
-    assert "  results  arr_gain_1h = 4820 USD" in head
-    assert "           prs_opened = 3" in head and "verified = true" in head
+    # Each result as the console and Slack show it (spanvisor.readable).
+    assert "  results  arr_gain_1h: $4,820" in head
+    assert "           prs_opened: 3" in head and "precision: 0.94" in head and "verified: yes" in head
+    assert "           downtime_avoided: 1h 30m" in head and "5400" not in head
     kinds = [line.split()[3] for line in timeline.splitlines()[2:] if len(line.split()) > 3]
     assert kinds.count("intervention") == 2
     assert "alice (U1) approved deploy via slack: ok ?[2Jgo" in timeline
