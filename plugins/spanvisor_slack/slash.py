@@ -5,7 +5,9 @@ Kit's limits (at most :data:`MAX_LISTED` tasks, so far fewer than 50 blocks;
 each section clipped to 3,000 characters). What is listed is what *this*
 process tracks (``Control.open_tasks``): with replicas sharing a state store
 each holds only the tasks whose spans it received, and the footer says the
-list may be partial.
+list may be partial. ``task <id>`` shows the task as this process tracks it,
+else as the Slack sink last stored it in the shared state store (a finished
+task, or another replica's), and says so.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from typing import Any
 
 from spanvisor.control.hub import Control
 from spanvisor.events import TaskView
+from spanvisor.readable import clock, results
 from spanvisor.statestore import InMemoryStateStore, StateStore
 
+from .shared import Stored
 from .text import SECTION_TEXT, clip, escape
 from .webapi import InteractApi
 
@@ -131,17 +135,35 @@ class SlashAnswers:
         fallback = clip(f"{len(views)} running task(s)", 200)
         return fallback, blocks
 
+    async def _stored_view(self, task_id: str) -> TaskView | None:
+        """The newest view the Slack sink stored for the task (:mod:`.shared`,
+        the record replicas agree on), with the decisions merged into it: how
+        a finished task, or another replica's, last looked."""
+        try:
+            raw = await self.store.get(f"{self.namespace}.view", task_id)
+        except Exception:  # the store is away: nothing to show from it
+            return None
+        rec = Stored.load(raw)
+        return None if rec is None else rec.shown_view
+
     async def task(self, task_id: str) -> tuple[str, Blocks]:
         task_id = task_id[:200]
         view = await self.control.task(task_id) if self.control is not None else None
+        stored = view is None
+        if view is None:
+            view = await self._stored_view(task_id)
         link = await self._link(task_id)
         if view is None:
-            text = f"Task `{escape(task_id)}` is not tracked by this spanvisor process"
-            text += f" (it may have finished, or belong to another replica).\n<{link}|open thread>" if link else "."
+            text = f"spanvisor knows no task `{escape(task_id)}`: it is not open in this process"
+            text += " and no Slack message was posted for it."
+            if link:
+                text += f"\n<{link}|open thread>"
             return "task not found", [_section(text)]
         blocks: Blocks = [_section(_line(view, link, self.clock_ns()))]
         if view.message:
             blocks.append(_section(escape(view.message)))
+        if view.results:
+            blocks.append(_section("\n".join(f"*{escape(k)}:* {escape(v)}" for k, v in results(view.results))))
         for req in view.approvals[:5]:
             blocks.append(_section(f"⏳ Waiting for approval `{escape(req.approval_id)}`: {escape(req.question)}"))
         for d in view.decisions[-5:]:
@@ -149,6 +171,10 @@ class SlashAnswers:
             blocks.append(_context(f"{escape(d.action)} by {by}"))
         if view.cost_usd:
             blocks.append(_context(f"~${view.cost_usd:.2f} (estimate)"))
+        if stored:
+            # Say where this came from: not a live view, maybe minutes old.
+            when = clock(view.updated_ns) if view.updated_ns else "an unknown time"
+            blocks.append(_context(f"As last posted to Slack ({when}); the task is not open in this process."))
         return clip(f"task {task_id}", 200), blocks
 
 

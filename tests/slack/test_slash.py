@@ -13,12 +13,13 @@ from interact_support import Live, live
 from slack_support import run, until
 
 from spanvisor.spans import conventions as cv
+from spanvisor_slack.shared import Stored
 from spanvisor_slack.slash import MAX_LISTED, SlashAnswers
 
 
-async def _ask(env: Live, text: str) -> dict[str, Any]:
+async def _ask(env: Live, text: str, replica: int = 0) -> dict[str, Any]:
     before = len(env.fake.interactions.responses)
-    sender = env.one.sender
+    sender = env.replicas[replica].sender
     assert sender is not None
     sent = await sender.command(env.fake.interactions.slash_command(text))
     assert sent.status == 200 and sent.text == ""
@@ -60,9 +61,55 @@ def test_task_shows_one_task_and_help_the_commands() -> None:
             assert "`T3`" in one and "Waiting for approval `a1`" in one
             assert "&lt;https://evil|it&gt;" in one
             missing = json.dumps((await _ask(env, "task nope<>"))["blocks"])
-            assert "`nope&lt;&gt;` is not tracked by this spanvisor process" in missing
+            assert "knows no task `nope&lt;&gt;`" in missing and "no Slack message" in missing
             for text in ("help", "", "what"):
                 assert "/spanvisor status" in json.dumps((await _ask(env, text))["blocks"])
+
+    run(go(), 60)
+
+
+def test_task_that_finished_on_another_replica_is_shown_from_the_shared_view() -> None:
+    """Replica 1 never saw T6's spans: its tracker has no view of the task,
+    so the answer comes from the view the Slack sink stored for the parent."""
+
+    async def go() -> None:
+        async with live(replicas=2) as env:
+            r = cv.RESULT_PREFIX
+            env.tracer.start_span(
+                "migrate",
+                attributes={
+                    cv.TASK_NAME: "migrate <!here>",
+                    cv.TASK_ID: "T6",
+                    f"{r}downtime_avoided": 5400,
+                    f"{r}downtime_avoided{cv.RESULT_UNIT_SUFFIX}": "s",
+                    f"{r}summary": "<@U0BOSS> *all* done",
+                },
+            ).end()
+
+            async def shown_final() -> bool:
+                rec = Stored.load(await env.store.get("slack.view", "T6"))
+                return rec is not None and rec.final and rec.is_shown
+
+            for _ in range(500):
+                if await shown_final():
+                    break
+                await asyncio.sleep(0.02)
+            else:
+                raise AssertionError("T6's final view was never stored as shown")
+            assert await env.replicas[1].pipeline.control.task("T6") is None
+            body = await _ask(env, "task T6", replica=1)
+            blocks = body["blocks"]
+            text = json.dumps(blocks)
+            assert "`T6`" in text and "complete" in text
+            assert "*downtime_avoided:* 1h 30m" in text  # as the console and the parent show it
+            assert "&lt;@U0BOSS&gt; *all* done" in text and "<@U0BOSS>" not in text
+            assert "&lt;!here&gt;" in text and "<!here>" not in text
+            assert "https://fake-workspace.slack.com/archives/" in text and "open thread" in text
+            assert "As last posted to Slack" in text and "not open in this process" in text
+            assert len(blocks) <= 50 and all(len(b.get("text", {}).get("text", "")) <= 3000 for b in blocks)
+            # The replica that ran it still has it (just finished): the live view, no note.
+            here = json.dumps((await _ask(env, "task T6"))["blocks"])
+            assert "*downtime_avoided:* 1h 30m" in here and "As last posted" not in here
 
     run(go(), 60)
 
