@@ -27,13 +27,13 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any, Literal
 
 from spanvisor.events import BudgetScope
 from spanvisor.spans import conventions as cv
 from spanvisor.spans import sanitize as sz
 from spanvisor.tracking.days import DayNames
+from spanvisor.tracking.flatprices import FlatPrices, dollars, flat_prices
 
 log = logging.getLogger("spanvisor.cost")
 
@@ -59,7 +59,7 @@ class Pricer:
         self._calc: Any = None
         self._unknown: set[tuple[str, str | None]] = set()
         # (model, provider, UTC day) -> flat prices, or None for tiered ones
-        self._rates: dict[tuple[str, str | None, int], Rates | None] = {}
+        self._rates: dict[tuple[str, str | None, int], FlatPrices | None] = {}
 
     def price(self, attrs: Mapping[str, Any], model: str | None, t_in: int, t_out: int, end_ns: int) -> CallCost:
         reported = attrs.get(cv.OI_COST, attrs.get(cv.GEN_AI_COST))
@@ -100,7 +100,7 @@ class Pricer:
                 # day (prices change by date): ~150 us a call was a third of
                 # the pipeline thread's time under an all-agent load.
                 result = self._calc_price(model, provider, t_in, read, write, t_out, end_ns)
-                rates = _flat_rates(result.model_price)
+                rates = flat_prices(result.model_price)
                 if len(self._rates) < 4096:
                     self._rates[(model, provider, day)] = rates
                 if rates is None:
@@ -108,10 +108,7 @@ class Pricer:
             if rates is None:  # tiered or unusual prices: genai-prices decides every call
                 result = self._calc_price(model, provider, t_in, read, write, t_out, end_ns)
                 return CallCost(float(result.total_price), "genai-prices")
-            per_in, per_out, per_read, per_write = rates
-            total = Decimal(t_in - read - write) * per_in + Decimal(t_out) * per_out
-            total += Decimal(read) * per_read + Decimal(write) * per_write
-            return CallCost(float(total / _MILLION), "genai-prices")
+            return CallCost(dollars(rates, t_in - read - write, t_out, read, write), "genai-prices")
         except LookupError:
             if len(self._unknown) < 10_000:
                 self._unknown.add((model, provider))
@@ -137,25 +134,7 @@ class Pricer:
 
 
 DAY_NS = 86_400 * 10**9
-_MILLION = Decimal(1_000_000)
 _MISSING: Any = object()
-Rates = tuple[Decimal, Decimal, Decimal, Decimal]
-
-
-def _flat_rates(price: Any) -> Rates | None:
-    """A model's per-million-token prices when they are flat numbers (input,
-    output, cache read, cache write; cache prices default to input's), else
-    None (tiered prices: genai-prices computes every call)."""
-    values = [
-        getattr(price, name, None) for name in ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok")
-    ]
-    per_in, per_out, per_read, per_write = values
-    per_in = per_in if per_in is not None else Decimal(0)
-    per_out = per_out if per_out is not None else Decimal(0)
-    per_read = per_read if per_read is not None else per_in
-    per_write = per_write if per_write is not None else per_in
-    rates = (per_in, per_out, per_read, per_write)
-    return rates if all(isinstance(r, Decimal) for r in rates) else None
 
 
 @dataclass
