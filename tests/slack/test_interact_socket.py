@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from interact_support import Live, live
 from slack_support import run, until
+from tests.fakes.slack_api import FakeSlack
 
 from spanvisor_slack import actions as A
+from spanvisor_slack.socketmode import SocketIntake
 
 
 async def _connected(env: Live) -> None:
@@ -84,3 +90,95 @@ def test_socket_mode_and_http_together() -> None:
             assert [path for _, path, _ in env.one.sink.admin_routes()] == ["/slack/interactions", "/slack/commands"]
 
     run(go(), 60)
+
+
+class Received:
+    """Where the envelopes' payloads go (the intake's one method)."""
+
+    def __init__(self) -> None:
+        self.payloads: list[tuple[str, Mapping[str, Any]]] = []
+
+    def submit(self, kind: str, payload: Mapping[str, Any]) -> None:
+        self.payloads.append((kind, payload))
+
+
+def _lines(caplog: pytest.LogCaptureFixture, text: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if text in r.getMessage()]
+
+
+def _port(base_url: str) -> int:
+    port = urlsplit(base_url).port
+    assert port is not None
+    return port
+
+
+def test_slack_away_and_back_logs_one_line_each_not_a_flood(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+
+    async def go() -> None:
+        fake = FakeSlack()
+        base = await fake.start()
+        received = Received()
+        # A short ping interval: the client retries every 0.2 s while Slack is away.
+        token = "xapp-1-A0SPANV-1-test~APPTOKENSECRET"
+        intake = SocketIntake(token, base, received, ping_interval_s=0.2)  # type: ignore[arg-type]
+        await intake.start()
+        try:
+            await until(lambda: _lines(caplog, "Slack Socket Mode connected"), 15, "connected")
+            await fake.stop()
+            await until(lambda: _lines(caplog, "connection lost"), 15, "the drop line")
+            dropped_at = len(caplog.records)
+            # Let the client fail to reconnect many times.
+            await until(lambda: intake.noise.suppressed >= 5, 30, "reconnect attempts")
+            during = caplog.records[dropped_at:]
+            await fake.start(_port(base))
+            await until(lambda: _lines(caplog, "connection is back"), 30, "the back line")
+            assert len(_lines(caplog, "connection lost")) == 1
+            [back] = _lines(caplog, "connection is back")
+            assert back.levelname == "WARNING" and "reconnect errors not logged" in back.getMessage()
+            # While away: at most the first error, and no reconnect chatter.
+            noisy = [r for r in during if r.name == "spanvisor.slack.socket"]
+            assert len([r for r in noisy if r.levelno >= logging.WARNING]) <= 1, [r.getMessage() for r in noisy]
+            assert not [r for r in noisy if r.levelno < logging.WARNING]
+            assert len([r for r in caplog.records if r.exc_info]) <= 1
+            # And it works again.
+            sent = await fake.socket.send("interactive", {"type": "block_actions"})
+            await until(lambda: sent.acked and received.payloads, 10, "the envelope after the restart")
+        finally:
+            await intake.close()
+            await fake.stop()
+
+    run(go(), 90)
+    assert "APPTOKENSECRET" not in caplog.text
+
+
+def test_slack_away_at_start_shows_the_first_traceback_then_counts(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+
+    async def go() -> None:
+        with socket.socket() as s:  # a loopback port nobody listens on (yet)
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        intake = SocketIntake(
+            "xapp-1-test",
+            f"http://127.0.0.1:{port}/api/",
+            Received(),  # type: ignore[arg-type]
+            ping_interval_s=0.2,
+        )
+        fake = FakeSlack()
+        await intake.start()
+        try:
+            await until(lambda: intake.noise.suppressed >= 3, 30, "failed connection attempts")
+            await fake.start(port)
+            await until(lambda: _lines(caplog, "Slack Socket Mode connected after"), 30, "connected")
+            # The first failure is logged as slack_sdk logs it (a real error
+            # looks like this too); the repeats only as a count.
+            tracebacks = [r for r in caplog.records if r.exc_info]
+            assert len(tracebacks) == 1 and tracebacks[0].name == "spanvisor.slack.socket"
+            assert "reconnect errors not logged" in _lines(caplog, "connected after")[0].getMessage()
+            assert not _lines(caplog, "connection lost") and not _lines(caplog, "is back")
+        finally:
+            await intake.close()
+            await fake.stop()
+
+    run(go(), 90)
