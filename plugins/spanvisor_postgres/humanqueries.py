@@ -87,16 +87,6 @@ def detail(row: dict[str, Any]) -> str:
     return text
 
 
-def result_text(item: dict[str, Any]) -> str:
-    """``name = 4820 USD``."""
-    value = item.get("value")
-    shown = ("true" if value else "false") if isinstance(value, bool) else f"{value}"
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
-        shown = f"{int(value)}"
-    unit = f" {item['unit']}" if item.get("unit") else ""
-    return f"{item.get('name')} = {shown}{unit}"
-
-
 # Decisions on tasks this database has no row for (decided on another
 # replica's task, or after the task was pruned) are pruned by their own age.
 PRUNE_ORPHAN_INTERVENTIONS = (
