@@ -33,6 +33,9 @@ log = logging.getLogger("spanvisor.slack")
 KINDS = frozenset({"interactive", "slash_commands"})
 CLIENT_LOGGER = "spanvisor.slack.socket"
 REMIND_S = 300.0  # a long outage is mentioned again this often
+# Down this long, the client is made to ask for a new WebSocket URL (at most
+# this often: apps.connections.open is rate limited).
+FRESH_URL_S = 30.0
 
 
 class ReconnectNoise(logging.Filter):
@@ -91,8 +94,10 @@ class SocketIntake:
         intake: Intake,
         ping_interval_s: float = 5.0,
         watch_s: float | None = None,
+        fresh_url_s: float = FRESH_URL_S,
     ) -> None:
         self._token = app_token
+        self.fresh_url_s = fresh_url_s
         self.base_url = base_url
         self.intake = intake
         self.ping_interval_s = ping_interval_s
@@ -151,7 +156,7 @@ class SocketIntake:
     async def _watch(self) -> None:
         """One line when the connection drops, one when it is back."""
         up, ever = False, False
-        since = reminded = time.monotonic()
+        since = reminded = fresh = time.monotonic()
         while True:
             await asyncio.sleep(self.watch_s)
             try:
@@ -182,6 +187,15 @@ class SocketIntake:
                     duration(now - since),
                     self.noise.suppressed,
                 )
+            if now_up:
+                fresh = now
+            elif now - fresh >= self.fresh_url_s:
+                # slack_sdk retries the WebSocket URL it has until it connects,
+                # and asks apps.connections.open for a new one only when it has
+                # none: a URL that stopped working (they are single use) would
+                # keep it away for ever. Dropping it makes the next retry ask.
+                fresh = now
+                self.client.wss_uri = None
             up = now_up
 
     async def _on_request(self, client: Any, req: Any) -> None:

@@ -49,6 +49,7 @@ class SocketMode:
     max_retries: int = 3
     envelopes: dict[str, Envelope] = field(default_factory=dict)
     _tickets: dict[str, str] = field(default_factory=dict)  # ticket -> token
+    refused: int = 0  # handshakes refused (token scenario xapp-refuse-N-…)
     _sockets: list[tuple[web.WebSocketResponse, str]] = field(default_factory=list)
     _retries: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -68,6 +69,11 @@ class SocketMode:
         token = self._tickets.pop(request.query.get("ticket", ""), None)
         if token is None:
             return web.Response(status=401, text="invalid ticket")
+        if token.startswith("xapp-refuse-") and self.refused < int(token.split("-")[2]):
+            # xapp-refuse-N-…: the first N handshakes fail after the ticket is
+            # spent (a URL that stopped working: the client must ask anew).
+            self.refused += 1
+            return web.Response(status=503, text="try another URL")
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
         self._sockets.append((ws, token))

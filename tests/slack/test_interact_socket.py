@@ -182,3 +182,29 @@ def test_slack_away_at_start_shows_the_first_traceback_then_counts(caplog: pytes
             await fake.stop()
 
     run(go(), 90)
+
+
+def test_a_websocket_url_that_stopped_working_is_replaced(caplog: pytest.LogCaptureFixture) -> None:
+    """slack_sdk retries the URL it holds until it connects; URLs are single
+    use, so a handshake that fails once would keep it away for ever. Down
+    long enough, the watcher makes it ask apps.connections.open for a new one."""
+    caplog.set_level(logging.INFO)
+
+    async def go() -> None:
+        fake = FakeSlack()
+        base = await fake.start()
+        received = Received()
+        token = "xapp-refuse-1-A0SPANV-test~APPTOKENSECRET"  # the first handshake fails, its ticket spent
+        intake = SocketIntake(token, base, received, ping_interval_s=0.2, fresh_url_s=1.0)  # type: ignore[arg-type]
+        await intake.start()
+        try:
+            await until(lambda: _lines(caplog, "Slack Socket Mode connected"), 20, "connected with a new URL")
+            assert fake.socket.refused == 1
+            sent = await fake.socket.send("interactive", {"type": "block_actions"})
+            await until(lambda: sent.acked and received.payloads, 10, "an envelope on the new connection")
+        finally:
+            await intake.close()
+            await fake.stop()
+
+    run(go(), 60)
+    assert "APPTOKENSECRET" not in caplog.text
