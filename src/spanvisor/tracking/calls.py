@@ -60,6 +60,18 @@ def model_call(state: TaskState, span: SpanData, notes: list[str]) -> list[Event
         changes["status"] = state.fields.status_after(w, changes)
     state.update(**changes)
     t = state.next_time(end)
+    # The call's own model, tokens and cost: the view shows the fullest
+    # conversation's model, which an embeddings call does not change. Keys
+    # in this order, those with no value left out.
+    attributes: dict[str, object] = {} if model is None else {"model": model}
+    operation = sz.name(a.get(cv.GEN_AI_OPERATION), cv.GEN_AI_OPERATION, notes)
+    if operation is not None:
+        attributes["operation"] = operation
+    attributes["input_tokens"] = t_in or 0
+    attributes["output_tokens"] = t_out or 0
+    if cost.usd is not None:
+        attributes["cost_usd"] = cost.usd
+    attributes["cost_source"] = cost.source
     cp = Checkpoint(
         event_id=state.event_id("model", span.span_id),
         time_ns=t,
@@ -67,20 +79,7 @@ def model_call(state: TaskState, span: SpanData, notes: list[str]) -> list[Event
         notes=tuple(notes),
         source="model_call",
         changed=("tokens",),
-        # The call's own model, tokens and cost: the view shows the fullest
-        # conversation's model, which an embeddings call does not change.
-        attributes={
-            k: v
-            for k, v in (
-                ("model", model),
-                ("operation", sz.name(a.get(cv.GEN_AI_OPERATION), cv.GEN_AI_OPERATION, notes)),
-                ("input_tokens", t_in or 0),
-                ("output_tokens", t_out or 0),
-                ("cost_usd", cost.usd),
-                ("cost_source", cost.source),
-            )
-            if v is not None
-        },
+        attributes=attributes,
     )
     # The budget is published by budget_warnings below, nothing changing before it.
     out: list[Event] = [cp, *context_warnings(state, t, notes)]
@@ -155,6 +154,10 @@ def budget_warnings(state: TaskState, now: int, notes: list[str], ledger: Sequen
     """The task's own budget levels reached and not said yet (whatever order the
     calls and the root's budget arrived in), then the ledger's crossings."""
     w = state.working
+    if not ledger and w["budget_usd"] is None and w["budget_tokens"] is None:
+        # The usual call: no budget on the task, no day or month level crossed.
+        publish_budget(state)
+        return []
     found: list[tuple[BudgetScope, BudgetUnit, str, float, float, float]] = []
     used_tokens = w["input_tokens"] + w["output_tokens"]
     for unit, used, budget in (("usd", w["cost_usd"], w["budget_usd"]), ("tokens", used_tokens, w["budget_tokens"])):

@@ -71,7 +71,7 @@ class Pricer:
         raw_read, raw_write = cv.cache_usage(attrs)
         read = sz.tokens(raw_read, "cache_read", []) or 0
         write = sz.tokens(raw_write, "cache_write", []) or 0
-        configured = self._configured(model)
+        configured = self._configured(model) if self._overrides else None
         if configured is not None:
             per_in, per_out, per_read = configured
             cached = min(read, t_in)

@@ -112,7 +112,18 @@ class TaskContext:
         level = self.gate.next_level(occ.tokens / limit)
         if level is None:
             return None
-        eta = self.conversations.calls_to(key, math.ceil(level * limit))
+        target = math.ceil(level * limit)
+        points = self.conversations.history.get(key)
+        if (
+            points
+            and 0 <= (rise := points[-1][1] - points[0][1]) < 1 << 40
+            and target - points[-1][1] > rise * FORECAST_CALLS
+        ):
+            # Too far to be reached within FORECAST_CALLS calls: the median
+            # step calls_to would take is at most the whole recent rise (or a
+            # step falls, and there is no trend), so it could only say more.
+            return None
+        eta = self.conversations.calls_to(key, target)
         if eta is None or eta[0] > FORECAST_CALLS:
             return None
         self.gate.forecast.add(level)
