@@ -31,14 +31,28 @@ class TaskIdentity:
         a = span.attributes
         if not a:
             return {}
-        if not is_root and not (
-            self.agent_is_fallback
-            or current["repo"] is None
-            or current["task_name"] is None
-            or current["agent_name"] is None
-            or self.lent
-        ):
-            return {}  # the usual span: nothing to learn about the task's identity
+        if not is_root:
+            if not (
+                self.agent_is_fallback
+                or current["repo"] is None
+                or current["task_name"] is None
+                or current["agent_name"] is None
+                or self.lent
+            ):
+                return {}  # the usual span: nothing to learn about the task's identity
+            if _LENDS_MORE.isdisjoint(a):
+                # At most the agent id (a stamped child): nothing else to read.
+                if cv.AGENT_ID not in a and cv.GEN_AI_AGENT_ID not in a:
+                    return {}
+                v = cv.agent_id(a)
+                if v.__class__ is str and v == current["agent_id"] and not self.agent_is_fallback:
+                    # The task's agent again. ``v`` equals a value sanitising
+                    # gave, so it is clean and says nothing; only a span that
+                    # started before the one that lent it takes its place.
+                    known = self.lent.get("agent_id")
+                    if known is not None and known != ROOT and (span.start_ns, span.span_id) < known:
+                        self.lent["agent_id"] = (span.start_ns, span.span_id)
+                    return {}
         rank = ROOT if is_root else (span.start_ns, span.span_id)
         changes: dict[str, Any] = {}
 
@@ -76,6 +90,10 @@ class TaskIdentity:
         if n is not None:
             offer("agent_name", sz.name(n, "agent.name", notes))
         return changes
+
+
+# Keys other than the agent id a span other than the root may lend a value from.
+_LENDS_MORE = frozenset({cv.AGENT_NAME, cv.GEN_AI_AGENT_NAME, cv.TL_ENTITY, cv.REPO, cv.TASK_NAME})
 
 
 __all__ = ["ROOT", "TaskIdentity"]
