@@ -92,6 +92,8 @@ def progress(v: Any, notes: list[str], key: str = "agent.progress") -> float | N
 
 
 def tokens(v: Any, key: str, notes: list[str]) -> int | None:
+    if v.__class__ is int and 0 <= v <= MAX_TOKENS:
+        return v  # the usual count: what the checks below would return (not a bool: its class is bool)
     f = number(v, key, notes)
     if f is None:
         return None

@@ -23,6 +23,7 @@ from spanvisor.tracking.taskcontext import TaskContext
 FactTime = tuple[int, str, int]
 
 STATE_KEYS = cv.STATE_KEYS
+_STATE_KEYSET = frozenset(STATE_KEYS)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -54,6 +55,11 @@ class TaskFields:
         if current:  # remembered only for spans that carry state: memory per task stays small
             self.attrs_seen[span_id] = current
         return {k: v for k, v in current.items() if k not in before or not _same(before[k], v)}
+
+    def carries_none(self, span_id: str, a: Any) -> bool:
+        """No state attribute on this span, now or when it was last read:
+        :meth:`attr_changes` would find nothing."""
+        return (not a or _STATE_KEYSET.isdisjoint(a)) and span_id not in self.attrs_seen
 
     def forget(self, span_id: str) -> None:
         self.attrs_seen.pop(span_id, None)

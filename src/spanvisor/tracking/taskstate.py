@@ -257,6 +257,8 @@ class TaskState:
         return out
 
     def _attribute_state(self, span: SpanData, timed: FactTime | None, now: int, notes: list[str]) -> list[Event]:
+        if self.fields.carries_none(span.span_id, span.attributes):
+            return []  # a model call, say: no state attribute, nothing changed
         changed = self._read_state(self.fields.attr_changes(span.span_id, span.attributes), notes, timed)
         if not changed or self.finished:
             return []
