@@ -18,7 +18,6 @@ from spanvisor.events import (
     BudgetScope,
     BudgetUnit,
     BudgetWarning,
-    Checkpoint,
     ContextForecast,
     ContextWarning,
     Event,
@@ -30,6 +29,7 @@ from spanvisor.spans.data import SpanData
 from spanvisor.tracking import budgets
 from spanvisor.tracking.budgets import BudgetState
 from spanvisor.tracking.cost import EPSILON, Crossing
+from spanvisor.tracking.views import build_checkpoint
 
 if TYPE_CHECKING:
     from spanvisor.tracking.taskstate import TaskState
@@ -72,14 +72,8 @@ def model_call(state: TaskState, span: SpanData, notes: list[str]) -> list[Event
     if cost.usd is not None:
         attributes["cost_usd"] = cost.usd
     attributes["cost_source"] = cost.source
-    cp = Checkpoint(
-        event_id=state.event_id("model", span.span_id),
-        time_ns=t,
-        task=state.view,
-        notes=tuple(notes),
-        source="model_call",
-        changed=("tokens",),
-        attributes=attributes,
+    cp = build_checkpoint(
+        state.event_id("model", span.span_id), t, state.view, tuple(notes), "model_call", ("tokens",), attributes
     )
     # The budget is published by budget_warnings below, nothing changing before it.
     out: list[Event] = [cp, *context_warnings(state, t, notes)]

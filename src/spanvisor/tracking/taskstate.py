@@ -43,7 +43,7 @@ from spanvisor.tracking.fields import FactTime, TaskFields
 from spanvisor.tracking.identity import TaskIdentity
 from spanvisor.tracking.outcome import NO_ERROR, Error, ErrorInfo, outcome_of
 from spanvisor.tracking.taskcontext import TaskContext, TrackerSettings
-from spanvisor.tracking.views import VIEW_FIELDS, IdPrefix, build_view
+from spanvisor.tracking.views import VIEW_FIELDS, IdPrefix, build_checkpoint, build_view
 
 _EVENT_META = (cv.PROGRESS, cv.STEP, cv.STEPS, cv.MESSAGE, cv.STATUS, "message")
 
@@ -289,13 +289,8 @@ class TaskState:
         n = self.state_seen.get(key, 0) + 1
         self.state_seen[key] = n
         t = self.next_time(now)
-        return Checkpoint(
-            event_id=self.event_id("state", span_id, key, n),
-            time_ns=t,
-            task=self.view,
-            notes=tuple(notes),
-            source="state",
-            changed=changed,
+        return build_checkpoint(
+            self.event_id("state", span_id, key, n), t, self.view, tuple(notes), "state", changed, {}
         )
 
     def _span_event(
@@ -312,15 +307,8 @@ class TaskState:
             changed = self._read_state(attrs, notes, (time_ns, span.span_id, index), plain_message=True)
             extras = {k: sz.jsonable(x, k, notes) for k, x in list(attrs.items())[:50] if k not in _EVENT_META}
             t = self.next_time(time_ns)
-            cp = Checkpoint(
-                event_id=self.event_id("event", span.span_id, time_ns, index),
-                time_ns=t,
-                task=self.view,
-                notes=tuple(notes),
-                source="event",
-                changed=changed,
-                attributes=extras,
-            )
+            event_id = self.event_id("event", span.span_id, time_ns, index)
+            cp = build_checkpoint(event_id, t, self.view, tuple(notes), "event", changed, extras)
             if "context_tokens" in changed or "context_limit" in changed:
                 return [cp, *calls.context_warnings(self, t, notes)]
             return [cp]

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import fields
 from typing import Any
 
-from spanvisor.events import TaskView, stable_id
+from spanvisor.events import Checkpoint, TaskView, stable_id
 
 VIEW_FIELDS = tuple(f.name for f in fields(TaskView))
 
@@ -45,6 +45,30 @@ def _view_builder() -> Callable[[Mapping[str, Any]], TaskView]:
 
 build_view = _view_builder()
 
+CHECKPOINT_FIELDS = tuple(f.name for f in fields(Checkpoint))
+
+
+def _checkpoint_builder() -> Callable[..., Checkpoint]:
+    """``Checkpoint(**dict(zip(CHECKPOINT_FIELDS, args)))`` with every field
+    given (``attributes`` too), by setting its slots as :func:`build_view`
+    does: 0.7 µs, not 1.7; a Checkpoint is most events of an agent's task."""
+    slots = [getattr(Checkpoint, name, None) for name in CHECKPOINT_FIELDS]
+    if hasattr(Checkpoint, "__post_init__") or not all(type(d).__name__ == "member_descriptor" for d in slots):
+        return lambda *args: Checkpoint(**dict(zip(CHECKPOINT_FIELDS, args, strict=True)))
+    env: dict[str, Any] = {"new": object.__new__, "Checkpoint": Checkpoint}
+    lines = [f"def build({', '.join(CHECKPOINT_FIELDS)}):", "    c = new(Checkpoint)"]
+    for i, (name, slot) in enumerate(zip(CHECKPOINT_FIELDS, slots, strict=True)):
+        env[f"set{i}"] = slot.__set__  # type: ignore[union-attr]
+        lines.append(f"    set{i}(c, {name})")
+    lines.append("    return c")
+    exec("\n".join(lines), env)  # fixed source from the dataclass's own field names
+    build: Callable[..., Checkpoint] = env["build"]
+    return build
+
+
+# (event_id, time_ns, task, notes, source, changed, attributes) -> Checkpoint
+build_checkpoint = _checkpoint_builder()
+
 
 class IdPrefix:
     """``stable_id(task_id, *parts)`` for one task, its first part hashed once.
@@ -67,4 +91,4 @@ class IdPrefix:
         return h.hexdigest()
 
 
-__all__ = ["VIEW_FIELDS", "IdPrefix", "build_view"]
+__all__ = ["CHECKPOINT_FIELDS", "VIEW_FIELDS", "IdPrefix", "build_checkpoint", "build_view"]

@@ -1,0 +1,25 @@
+"""The tracker's fast builders make the very objects the dataclasses' own constructors make."""
+
+from __future__ import annotations
+
+import pickle
+
+from spanvisor.events import Checkpoint, TaskView
+from spanvisor.tracking.views import CHECKPOINT_FIELDS, VIEW_FIELDS, build_checkpoint, build_view
+
+
+def test_build_checkpoint_is_the_constructors_checkpoint() -> None:
+    view = TaskView(task_id="t", trace_id="a" * 32, root_span_id="b" * 16, agent_id="rivet", seq=3)
+    args = ("id", 5, view, ("note",), "model_call", ("tokens",), {"model": "m", "cost_usd": 0.5})
+    built = build_checkpoint(*args)
+    made = Checkpoint(**dict(zip(CHECKPOINT_FIELDS, args, strict=True)))  # type: ignore[arg-type]
+    assert type(built) is Checkpoint
+    assert built == made and repr(built) == repr(made)
+    assert pickle.loads(pickle.dumps(built)) == made
+    assert build_checkpoint("id", 5, view, (), "state", (), {}).attributes == {}
+
+
+def test_build_view_is_the_constructors_view() -> None:
+    view = TaskView(task_id="t", trace_id="a" * 32, root_span_id="b" * 16, agent_id="rivet", progress=0.5, seq=9)
+    built = build_view({f: getattr(view, f) for f in VIEW_FIELDS})
+    assert type(built) is TaskView and built == view and repr(built) == repr(view) and hash(built) == hash(view)
