@@ -87,6 +87,6 @@ def can_cause_events(span: SpanData) -> bool:
     if span.error:
         return True
     a = span.attributes
-    if a and any(k in cv.CONTENT_KEYS for k in a):
+    if a and not cv.CONTENT_KEYS.isdisjoint(a):
         return True
-    return any(e.name in cv.KNOWN_EVENTS or e.name == cv.EVENT_EXCEPTION for e in span.events)
+    return bool(span.events) and any(e.name in cv.KNOWN_EVENTS or e.name == cv.EVENT_EXCEPTION for e in span.events)
