@@ -23,3 +23,24 @@ def test_build_view_is_the_constructors_view() -> None:
     view = TaskView(task_id="t", trace_id="a" * 32, root_span_id="b" * 16, agent_id="rivet", progress=0.5, seq=9)
     built = build_view({f: getattr(view, f) for f in VIEW_FIELDS})
     assert type(built) is TaskView and built == view and repr(built) == repr(view) and hash(built) == hash(view)
+
+
+def test_slot_builder_falls_back_and_builds_occupancies() -> None:
+    from dataclasses import dataclass
+
+    from spanvisor.tracking.occupancy import Occupancy, new_occupancy
+    from spanvisor.tracking.views import slot_builder
+
+    built = new_occupancy(10, 100, "m", 5, "s")
+    made = Occupancy(10, 100, "m", 5, "s")
+    assert type(built) is Occupancy and built == made and hash(built) == hash(made) and built.ratio == 0.1
+
+    @dataclass
+    class Plain:  # no slots: the constructor
+        a: int
+        b: int = 2
+
+        def __post_init__(self) -> None:
+            self.b += 1
+
+    assert slot_builder(Plain)(1, 2).b == 3  # __post_init__ ran

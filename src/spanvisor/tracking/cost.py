@@ -225,14 +225,15 @@ class Ledger:
                 ("month", month, f"month:{month}", month, ""),
             )
         budgets = (s.for_agent(s.agent_day_usd, agent), s.day_usd, s.month_usd)
-        levels = sorted(s.levels)
+        own, meta, changed = self._own, self._meta, self._changed
         for (scope, subject, key, window, who), budget in zip(scopes, budgets, strict=True):
-            self._own[key] = self._own.get(key, 0) + nanos
-            if key not in self._meta:
-                self._meta[key] = (scope, subject, window, who)
-            self._touch(key)
+            own[key] = own.get(key, 0) + nanos
+            if key not in meta:
+                meta[key] = (scope, subject, window, who)
+            self._generation += 1  # _touch(key), inline: three keys a call
+            changed[key] = self._generation
             if budget and budget > 0 and (not self._gated or window in self._open):
-                out.extend(self._due(key, budget, levels))
+                out.extend(self._due(key, budget, sorted(s.levels)))
         self._latest_day = max(self._latest_day, day)
         if len(self._own) >= self._limit:
             self._forget_old()

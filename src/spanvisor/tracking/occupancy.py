@@ -37,6 +37,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from spanvisor.tracking.views import slot_builder
+
 ACTIVE_S = 600.0
 MAX_CONVERSATIONS = 32
 HYSTERESIS = 0.10
@@ -58,6 +60,10 @@ class Occupancy:
         return self.tokens / self.limit if self.limit else None
 
 
+# Occupancy(tokens, limit, model, end_ns, span_id), one a model call, built fast.
+new_occupancy = slot_builder(Occupancy)
+
+
 @dataclass
 class Conversations:
     """The latest call of each conversation of one task (bounded)."""
@@ -77,8 +83,10 @@ class Conversations:
         self.last_end_ns = max(self.last_end_ns, occ.end_ns)
         points = self.history.setdefault(key, [])
         points.append((occ.end_ns, occ.tokens))
-        points.sort()
-        del points[:-HISTORY]
+        if len(points) > 1 and points[-2] > points[-1]:
+            points.sort()  # only a call that arrived out of order needs it
+        if len(points) > HISTORY:
+            del points[:-HISTORY]
         known = self.latest.get(key)
         if known is not None and (known.end_ns, known.span_id) > (occ.end_ns, occ.span_id):
             return False

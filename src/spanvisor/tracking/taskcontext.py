@@ -16,7 +16,7 @@ from typing import Any
 
 from spanvisor.spans import conventions as cv
 from spanvisor.tracking.cost import BudgetSettings, Ledger, Pricer
-from spanvisor.tracking.occupancy import FORECAST_CALLS, Conversations, LevelGate, Occupancy
+from spanvisor.tracking.occupancy import FORECAST_CALLS, Conversations, LevelGate, new_occupancy
 from spanvisor.tracking.outliers import OutlierBook
 from spanvisor.tracking.stalls import StallSettings
 
@@ -79,7 +79,7 @@ class TaskContext:
         raw_key = attrs.get(cv.GEN_AI_CONVERSATION)
         span_id, parent_id = span
         key = f"c:{raw_key}" if isinstance(raw_key, str) and raw_key else f"p:{parent_id or ''}"
-        self.conversations.record(key, Occupancy(tokens, self.windows.lookup(model), model, end_ns, span_id))
+        self.conversations.record(key, new_occupancy(tokens, self.windows.lookup(model), model, end_ns, span_id))
         fullest = self.conversations.fullest()
         if fullest is None:
             return {}

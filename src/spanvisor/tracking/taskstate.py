@@ -246,7 +246,7 @@ class TaskState:
         out: list[Event] = []
         seen = self.events_seen.setdefault(span.span_id, set())
         counts: dict[tuple[int, str], int] = {}
-        for ev in sorted(span.events, key=lambda e: e.time_ns):
+        for ev in sorted(span.events, key=lambda e: e.time_ns) if len(span.events) > 1 else span.events:
             pair = (ev.time_ns, ev.name)
             n = counts[pair] = counts.get(pair, 0) + 1
             ident = (ev.time_ns, ev.name, n)
