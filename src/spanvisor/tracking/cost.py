@@ -68,9 +68,11 @@ class Pricer:
             return CallCost(float(reported), "reported")
         if not model:
             return CallCost(None, "unpriced")
-        raw_read, raw_write = cv.cache_usage(attrs)
-        read = sz.tokens(raw_read, "cache_read", []) or 0
-        write = sz.tokens(raw_write, "cache_write", []) or 0
+        read = write = 0
+        if not _CACHE_KEYS.isdisjoint(attrs):  # most calls say nothing of a cache
+            raw_read, raw_write = cv.cache_usage(attrs)
+            read = sz.tokens(raw_read, "cache_read", []) or 0
+            write = sz.tokens(raw_write, "cache_write", []) or 0
         configured = self._configured(model) if self._overrides else None
         if configured is not None:
             per_in, per_out, per_read = configured
@@ -134,6 +136,7 @@ class Pricer:
 
 
 DAY_NS = 86_400 * 10**9
+_CACHE_KEYS = frozenset({cv.GEN_AI_CACHE_READ, cv.OI_CACHE_READ, cv.GEN_AI_CACHE_WRITE, cv.OI_CACHE_WRITE})
 _MISSING: Any = object()
 
 
