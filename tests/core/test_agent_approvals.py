@@ -211,8 +211,9 @@ def test_with_nothing_to_answer_a_request_times_out_at_once(monkeypatch: pytest.
     from opentelemetry.sdk.trace import TracerProvider
 
     monkeypatch.delenv("SPANVISOR_CONTROL_URL", raising=False)
-    if hub.current() is not None:
-        pytest.skip("a pipeline another test started is still running in this process")
+    # Another test's pipeline may still be registered in this process: this
+    # one is about a process with none.
+    monkeypatch.setattr(hub, "_current", [])
     tracer = TracerProvider().get_tracer("bare")
     with task("alone", tracer=tracer) as t:
         result = t.request_approval("Anyone?", timeout=30)
