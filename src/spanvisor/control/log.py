@@ -48,6 +48,9 @@ class Recorded:
         return self.outcome == "applied"
 
 
+_FIELDS = frozenset(f.name for f in dataclasses.fields(Decision))
+
+
 def decision_to_dict(d: Decision) -> dict[str, Any]:
     return dataclasses.asdict(d)
 
@@ -55,8 +58,7 @@ def decision_to_dict(d: Decision) -> dict[str, Any]:
 def decision_from_dict(x: Mapping[str, Any]) -> Decision | None:
     """A stored decision; None for anything malformed (never raises)."""
     try:
-        names = {f.name for f in dataclasses.fields(Decision)}
-        d = Decision(**{k: v for k, v in x.items() if k in names})
+        d = Decision(**{k: v for k, v in x.items() if k in _FIELDS})
     except (TypeError, ValueError):
         return None
     ok = isinstance(d.intervention_id, str) and isinstance(d.task_id, str) and isinstance(d.time_ns, int)

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 logger = logging.getLogger("spanvisor.control")
 UNKNOWN_TASK = "recorded; this process does not track that task: check the id if it is not another replica's"
+# Longest a caller on another loop waits for the pipeline's (a long-poll's
+# own wait is at most 60 s).
+HOP_TIMEOUT_S = 90.0
 # How often tasks with an open request re-read their decision log.
 CATCH_UP_S = 0.5
 _VERBS = {
@@ -126,7 +129,10 @@ class PipelineControl:
         async def run() -> T:
             return await fn()
 
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(run(), loop))
+        # Bounded: a pipeline loop that stops first must not leave the caller
+        # (a control API handler, the Slack intake) waiting for ever.
+        future = asyncio.run_coroutine_threadsafe(run(), loop)
+        return await asyncio.wait_for(asyncio.wrap_future(future), HOP_TIMEOUT_S)
 
     async def _ready_log(self) -> ControlLog:
         if self.log is None:
