@@ -96,6 +96,26 @@ def test_the_control_api_wants_the_otlp_token(api: RunningReceiver) -> None:
         assert status == 401
 
 
+def test_with_a_decide_token_the_otlp_token_reads_but_cannot_decide(tmp_path: Path) -> None:
+    """Every agent holds the OTLP token: with SPANVISOR_DECIDE_TOKEN set, it
+    still reads its task's decisions but cannot approve its own request."""
+    pipeline = make_pipeline(tmp_path / "data", [InMemorySink()], plugins=True, SPANVISOR_DECIDE_TOKEN="people-only")
+    r = RunningReceiver(pipeline, local_settings(tmp_path, token=TOKEN))
+    try:
+        base = base_of(r)
+        body = {"action": "cancel", "actor": "agent-itself"}
+        status, _ = call(base, "POST", "/v1/control/tasks/T7/decisions", body, token=TOKEN)
+        assert status == 401
+        status, doc = call(base, "GET", "/v1/control/tasks/T7", token=TOKEN)
+        assert status == 200 and doc["decisions"] == []
+        status, doc = call(base, "POST", "/v1/control/tasks/T7/decisions", {**body, "actor": "alice"}, "people-only")
+        assert status == 200 and doc["outcome"] == "applied", doc
+        status, doc = call(base, "GET", "/v1/control/tasks/T7", token=TOKEN)
+        assert [d["actor_id"] for d in doc["decisions"]] == ["alice"]
+    finally:
+        r.close()
+
+
 @pytest.mark.parametrize(
     ("path", "body", "raw", "says"),
     [

@@ -52,7 +52,7 @@ def describe(sent: Sent, action: str, task: str, approval: str | None) -> str:
 
 def handler(args: argparse.Namespace, config: Config) -> int:
     url = args.url or config.get("control_url") or os.environ.get(ENV_URL) or DEFAULT_URL
-    token = args.token or config.get("control_token") or token_from_env()
+    token = args.token or config.get("decide_token") or config.get("control_token") or token_from_env()
     client = HttpSource(url, token, request_timeout_s=args.timeout)
     approval = getattr(args, "approval", None)
     sent = client.decide(
@@ -78,7 +78,7 @@ def register(subparsers: Any) -> None:
         p.add_argument("--comment", help="a note kept with the decision (at most 500 characters)")
         p.add_argument("--as", dest="actor", metavar="NAME", help="who decides (default: your user name)")
         p.add_argument("--url", help=f"control API (default: ${ENV_URL} or {DEFAULT_URL})")
-        p.add_argument("--token", help="bearer token (default: $SPANVISOR_CONTROL_TOKEN or $SPANVISOR_OTLP_TOKEN)")
+        p.add_argument("--token", help="bearer token (default: $SPANVISOR_DECIDE_TOKEN, $SPANVISOR_CONTROL_TOKEN or $SPANVISOR_OTLP_TOKEN)")
         p.add_argument(
             "--intervention-id", help="an id for this decision, so a retried command is recorded once (default: new)"
         )

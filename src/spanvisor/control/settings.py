@@ -28,6 +28,17 @@ SETTINGS: tuple[Setting, ...] = (
         "a string",
         secret=True,
     ),
+    Setting(
+        "decide_token",
+        "SPANVISOR_DECIDE_TOKEN",
+        p_opt_str,
+        None,
+        "On `spanvisor serve`: the bearer token posting decisions to the control API needs, instead of the OTLP "
+        "token every agent holds (so an agent cannot approve its own request); on the CLI: the token "
+        "`spanvisor approve` and friends send. Unset: the OTLP token posts decisions too.",
+        "a string",
+        secret=True,
+    ),
 )
 
 __all__ = ["SETTINGS"]

@@ -133,8 +133,14 @@ def decision_from_body(task_id: str, body: Any) -> Decision:
 
 
 def add_routes(app: web.Application, pipeline: Any, token: str | None) -> None:
-    """Add the control routes to ``app`` (the OTLP/HTTP app, or the demo's)."""
+    """Add the control routes to ``app`` (the OTLP/HTTP app, or the demo's).
+    Reads take the OTLP ``token``; posting a decision takes the decide token
+    when one is configured (``SPANVISOR_DECIDE_TOKEN``): every agent holds the
+    OTLP token, and must not be able to approve its own request."""
     expected = token.encode() if token else None
+    config = getattr(pipeline, "config", None)
+    decide = config.get("decide_token") if config is not None else None
+    deciders = decide.encode() if isinstance(decide, str) and decide else expected
 
     def control() -> Any:
         c = getattr(pipeline, "control", None)
@@ -144,11 +150,11 @@ def add_routes(app: web.Application, pipeline: Any, token: str | None) -> None:
             )
         return c
 
-    def guarded(handler: Handler) -> Handler:
+    def guarded(handler: Handler, needs: bytes | None = expected) -> Handler:
         """The bearer token first, then the handler; bad input is a 400."""
 
         async def run(request: web.Request) -> web.Response:
-            if expected is not None and not bearer_matches(request.headers.get("Authorization"), expected):
+            if needs is not None and not bearer_matches(request.headers.get("Authorization"), needs):
                 return _error(401, "missing or wrong bearer token", **{"WWW-Authenticate": "Bearer"})
             try:
                 return await handler(request)
@@ -215,7 +221,7 @@ def add_routes(app: web.Application, pipeline: Any, token: str | None) -> None:
         return _error(404, f"no control route {request.method} {request.path}")
 
     app.router.add_get(PREFIX + "/tasks/{task_id}", guarded(get_task))
-    app.router.add_post(PREFIX + "/tasks/{task_id}/decisions", guarded(post_decision))
+    app.router.add_post(PREFIX + "/tasks/{task_id}/decisions", guarded(post_decision, deciders))
     app.router.add_get(PREFIX + "/budgets", guarded(budgets))
     app.router.add_route("*", PREFIX + "/{tail:.*}", guarded(unknown))
 
