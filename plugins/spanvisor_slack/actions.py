@@ -14,7 +14,6 @@ from typing import Final
 
 from spanvisor.events import Action
 
-PREFIX: Final = "spanvisor."
 APPROVE: Final = "spanvisor.approve"
 REJECT: Final = "spanvisor.reject"
 # Opens the comment modal (views.open); its submission approves or rejects.
@@ -89,7 +88,6 @@ __all__ = [
     "MODAL_CHOICE_BLOCK",
     "MODAL_COMMENT_ACTION",
     "MODAL_COMMENT_BLOCK",
-    "PREFIX",
     "REJECT",
     "RETRY",
     "ButtonValue",

@@ -97,10 +97,6 @@ def read(attrs: Mapping[str, Any], current: tuple[ResultField, ...], notes: list
     return current if same else fresh
 
 
-def key_of(name: str) -> str:
-    return _PREFIX + name
-
-
 def apply(state: Any, attrs: Mapping[str, Any] | None, notes: list[str]) -> None:
     """Read a root's results into a task's working state (TaskState)."""
     if not attrs:
