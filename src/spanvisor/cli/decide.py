@@ -78,7 +78,10 @@ def register(subparsers: Any) -> None:
         p.add_argument("--comment", help="a note kept with the decision (at most 500 characters)")
         p.add_argument("--as", dest="actor", metavar="NAME", help="who decides (default: your user name)")
         p.add_argument("--url", help=f"control API (default: ${ENV_URL} or {DEFAULT_URL})")
-        p.add_argument("--token", help="bearer token (default: $SPANVISOR_DECIDE_TOKEN, $SPANVISOR_CONTROL_TOKEN or $SPANVISOR_OTLP_TOKEN)")
+        p.add_argument(
+            "--token",
+            help="bearer token (default: $SPANVISOR_DECIDE_TOKEN, $SPANVISOR_CONTROL_TOKEN or $SPANVISOR_OTLP_TOKEN)",
+        )
         p.add_argument(
             "--intervention-id", help="an id for this decision, so a retried command is recorded once (default: new)"
         )
