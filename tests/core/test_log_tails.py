@@ -256,10 +256,23 @@ def test_enrich_two_tasks_of_one_trace_and_late_events() -> None:
     # A late checkpoint of a finished task (its final view) opens nothing.
     late = Checkpoint(event_id="late", time_ns=500, task=dataclasses.replace(second, ended_ns=400))
     tails.enrich([late])
-    assert tails._tasks == {} and tails._open == {}
+    assert tails._tasks == {} and tails._known == set() and tails._open == {}
     third = _view("T3", "0" * 31 + "6", 600)
     tails.enrich([TaskStarted(event_id="s3", time_ns=600, task=third)])
     tails.add([LogIn(int(third.trace_id, 16), 1, 650, 17, None, "c", "error, then success")])
     [three] = tails.enrich([_done(third, "complete", 700)])
     assert isinstance(three, TaskFinished) and three.log_tail == ()
     assert stats.value("log_records_total", outcome="attached") == 3
+
+
+def test_a_task_that_logs_nothing_holds_no_ring() -> None:
+    """Most tasks log nothing: a task's ring comes with its first record (the
+    memory of 10,000 open tasks), and records then still reach it."""
+    tails = LogTails(None, PipelineStats())
+    views = [_view(f"T{i}", f"{i + 1:032x}", 100) for i in range(100)]
+    tails.enrich([TaskStarted(event_id=f"s{i}", time_ns=100, task=v) for i, v in enumerate(views)])
+    assert tails._tasks == {} and len(tails._known) == 100
+    tails.add([LogIn(int(views[7].trace_id, 16), 1, 150, 17, None, "c", "boom")])
+    assert list(tails._tasks) == [int(views[7].trace_id, 16)]
+    [done] = tails.enrich([_done(views[7], "error", 200)])
+    assert isinstance(done, TaskFinished) and [line.message for line in done.log_tail] == ["boom"]

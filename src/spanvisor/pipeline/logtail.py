@@ -147,6 +147,9 @@ class LogTails:
         # trace id -> ring: traces with an open task (pipeline thread writes,
         # any thread reads) and traces not known yet (any thread adds).
         self._tasks: dict[int, _Ring] = {}
+        # Traces with an open task (pipeline thread writes, any thread reads);
+        # a task's ring in _tasks comes with its first record.
+        self._known: set[int] = set()
         self._pending: dict[int, _Ring] = {}
         # Pipeline thread only: open task id -> trace id, and tasks per trace.
         self._open: dict[str, int] = {}
@@ -157,7 +160,7 @@ class LogTails:
         self._full = 0
         self._errors = 0
         self._last_expire = 0.0
-        stats.gauge("log_tail_traces", lambda: float(len(self._tasks) + len(self._pending)))
+        stats.gauge("log_tail_traces", lambda: float(len(self._known) + len(self._pending)))
 
     # -- any thread ---------------------------------------------------------------
 
@@ -166,9 +169,15 @@ class LogTails:
         no_task = full = 0
         try:
             tasks, pending, floor, seq = self._tasks, self._pending, self.floor, self._seq
+            known = self._known
             for r in records:
                 tid = r.trace_id
                 ring = tasks.get(tid)
+                if ring is None and tid in known:
+                    # A task's first record: its ring is made now, not when the
+                    # task opened (most tasks log nothing: 1.5 KB each saved).
+                    # setdefault is atomic: two producers get the same ring.
+                    ring = tasks.setdefault(tid, _Ring(self.size, self.context))
                 if ring is None:
                     ring = pending.get(tid)
                     if ring is None:
@@ -263,6 +272,10 @@ class LogTails:
             self._expire(now)
 
     def _expire(self, now: float) -> None:
+        # A record that raced its task's announcement may have opened a
+        # pending ring after the task claimed it: fold it in now.
+        for tid in [t for t in self._pending if t in self._known]:
+            self._claim_pending(tid)
         old = [tid for tid, ring in list(self._pending.items()) if now - ring.born > PENDING_TTL_S]
         unclaimed = 0
         for tid in old:
@@ -284,14 +297,19 @@ class LogTails:
             self._forget(*next(iter(self._open.items())))
         self._open[view.task_id] = tid
         self._per_trace[tid] = self._per_trace.get(tid, 0) + 1
-        if tid not in self._tasks:
-            # Published first, so a producer that misses the pending ring
-            # from now on finds this one.
-            ring = self._tasks[tid] = _Ring(self.size, self.context)
-            early = self._pending.pop(tid, None)
-            if early is not None:
-                ring.merge(early)
+        if tid not in self._known:
+            # Known first, so a producer that misses the pending ring from now
+            # on makes (or finds) the task's ring.
+            self._known.add(tid)
+            self._claim_pending(tid)
         return tid
+
+    def _claim_pending(self, tid: int) -> None:
+        early = self._pending.pop(tid, None)
+        if early is not None:
+            ring = self._tasks.setdefault(tid, early)
+            if ring is not early:
+                ring.merge(early)
 
     def _forget(self, task_id: str, tid: int) -> int:
         """Forget one open task; how many others its trace still has."""
@@ -299,6 +317,7 @@ class LogTails:
         left = self._per_trace.get(tid, 1) - 1
         if left <= 0:
             self._per_trace.pop(tid, None)
+            self._known.discard(tid)
             self._tasks.pop(tid, None)
         else:
             self._per_trace[tid] = left

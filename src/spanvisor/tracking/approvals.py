@@ -119,7 +119,7 @@ def is_open(st: TaskState, approval_id: str) -> bool:
 
 def _close(st: TaskState, approval_id: str) -> tuple[str, ...]:
     """Close one request; the fields that changed (none if it was not open)."""
-    st.approvals_closed.add(approval_id)
+    st.approvals_closed = st.approvals_closed | {approval_id}
     w = st.working
     left = tuple(r for r in w["approvals"] if r.approval_id != approval_id)
     if len(left) == len(w["approvals"]):

@@ -62,7 +62,7 @@ class TaskState:
     budget_said: set[tuple[str, float]] = field(default_factory=set)  # (unit, level) of the task budget
     budget_from_root: bool = False
     stalls: int = 0  # how often the task stalled (numbers its stall events)
-    approvals_closed: set[str] = field(default_factory=set)  # decided or timed out: never reopened
+    approvals_closed: frozenset[str] = frozenset()  # decided or timed out: never reopened (shared empty default)
     # The working state is a plain dict; the frozen TaskView that events carry
     # is built only when one is needed (dataclasses.replace per change was
     # the tracker's largest cost).
