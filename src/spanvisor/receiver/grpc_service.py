@@ -79,7 +79,9 @@ class TraceService:
             trailing_metadata=retry_trailers(refusal.reason, refusal.retry_after_s),
         )
 
-    async def Export(self, body: bytes, context: Any) -> ExportTraceServiceResponse:
+    async def _admitted(self, body: bytes, context: Any, message: Any) -> Any:
+        """The token, then room (a refusal parses nothing), then the body as
+        ``message``; every failure aborts the call with its status."""
         ingest = self.ingest
         if not self._authorized(context):
             ingest.count("grpc", "unauthenticated")
@@ -88,12 +90,14 @@ class TraceService:
         if refusal is not None:
             await self._retry_later(context, refusal)
         try:
-            request = ExportTraceServiceRequest.FromString(body)
+            return message.FromString(body)
         except (DecodeError, RecursionError, ValueError) as exc:
             ingest.count("grpc", "bad_request")
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, f"body is not a protobuf ExportTraceServiceRequest: {exc}"
-            )
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"body is not a protobuf {message.__name__}: {exc}")
+
+    async def Export(self, body: bytes, context: Any) -> ExportTraceServiceResponse:
+        ingest = self.ingest
+        request = await self._admitted(body, context, ExportTraceServiceRequest)
         decoded = decode_request(request)
         if len(decoded.spans) > ingest.max_spans:
             ingest.count("grpc", "too_large")
@@ -117,19 +121,7 @@ class LogsService(TraceService):
 
     async def Export(self, body: bytes, context: Any) -> ExportLogsServiceResponse:  # type: ignore[override]
         ingest = self.ingest
-        if not self._authorized(context):
-            ingest.count("grpc", "unauthenticated")
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
-        refusal = await ingest.admit()
-        if refusal is not None:
-            await self._retry_later(context, refusal)
-        try:
-            request = ExportLogsServiceRequest.FromString(body)
-        except (DecodeError, RecursionError, ValueError) as exc:
-            ingest.count("grpc", "bad_request")
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, f"body is not a protobuf ExportLogsServiceRequest: {exc}"
-            )
+        request = await self._admitted(body, context, ExportLogsServiceRequest)
         decoded = decode_logs(request)
         hand_over(ingest.pipeline, decoded)
         resp = ExportLogsServiceResponse()
