@@ -135,17 +135,9 @@ class SlackSink(BaseSink):
         if isinstance(ev, HumanIntervention) and not ev.known:
             self._accept_foreign(ev)
             return
-        st = self._tasks.get(ev.task_id)
+        st = self._record_for(ev)
         if st is None:
-            if len(self._tasks) >= MAX_OPEN_TASKS:
-                assert self.ctx is not None
-                self.ctx.stats.drop(
-                    "slack_too_many_tasks", sink="slack", detail=f"more than {MAX_OPEN_TASKS} open tasks"
-                )
-                return
-            st = self._tasks[ev.task_id] = SlackTaskRecord(
-                ev.task, home_channel(ev.task, self.routes, self.default_channel)
-            )
+            return
         if not st.first_time(ev.event_id):
             return
         if st.dead:
@@ -155,17 +147,7 @@ class SlackSink(BaseSink):
         # The newest view by the tracker's sequence, never by time (see SlackTaskRecord.offer);
         # a late span's correction of a finished task is final too.
         st.offer(ev.task, final=is_final(ev))
-        for line in self.policy.lines(ev):
-            if len(st.replies) >= MAX_PENDING_REPLIES:
-                assert self.ctx is not None
-                self.ctx.stats.drop(
-                    "slack_thread_backlog",
-                    sink="slack",
-                    detail=f"more than {MAX_PENDING_REPLIES} replies waiting for one task",
-                )
-                continue
-            st.replies.append(line)
-            wake = True
+        wake = self._queue_lines(st, self.policy.lines(ev)) or wake
         for channel in status_channels(st.view.status, self.routes):
             key = f"{st.view.status}|{channel}"
             if key not in st.alerted and channel != st.channel:
@@ -176,6 +158,40 @@ class SlackSink(BaseSink):
             st.finished = wake = True
         if wake:
             st.wake.set()
+        self._ensure_worker(st)
+
+    def _record_for(self, ev: Event) -> SlackTaskRecord | None:
+        """The task's record, made on its first event; None past the bound (counted)."""
+        st = self._tasks.get(ev.task_id)
+        if st is None:
+            if len(self._tasks) >= MAX_OPEN_TASKS:
+                assert self.ctx is not None
+                self.ctx.stats.drop(
+                    "slack_too_many_tasks", sink="slack", detail=f"more than {MAX_OPEN_TASKS} open tasks"
+                )
+                return None
+            st = self._tasks[ev.task_id] = SlackTaskRecord(
+                ev.task, home_channel(ev.task, self.routes, self.default_channel)
+            )
+        return st
+
+    def _queue_lines(self, st: SlackTaskRecord, lines: list[ThreadLine]) -> bool:
+        """Queue thread lines within the per-task bound (the rest counted); True if any was queued."""
+        queued = False
+        for line in lines:
+            if len(st.replies) >= MAX_PENDING_REPLIES:
+                assert self.ctx is not None
+                self.ctx.stats.drop(
+                    "slack_thread_backlog",
+                    sink="slack",
+                    detail=f"more than {MAX_PENDING_REPLIES} replies waiting for one task",
+                )
+                continue
+            st.replies.append(line)
+            queued = True
+        return queued
+
+    def _ensure_worker(self, st: SlackTaskRecord) -> None:
         if st.worker is None:
             st.worker = asyncio.get_running_loop().create_task(self._run(st), name=f"slack:{st.task_id[:16]}")
 
@@ -187,17 +203,9 @@ class SlackSink(BaseSink):
         to the thread. A record made for it is *borrowed*: the worker adopts
         the task's parent from the state store and never posts one from a
         bare view (no parent anywhere: the lines are dropped, counted)."""
-        st = self._tasks.get(ev.task_id)
+        st = self._record_for(ev)
         if st is None:
-            if len(self._tasks) >= MAX_OPEN_TASKS:
-                assert self.ctx is not None
-                self.ctx.stats.drop(
-                    "slack_too_many_tasks", sink="slack", detail=f"more than {MAX_OPEN_TASKS} open tasks"
-                )
-                return
-            st = self._tasks[ev.task_id] = SlackTaskRecord(
-                ev.task, home_channel(ev.task, self.routes, self.default_channel)
-            )
+            return
         if not st.first_time(ev.event_id) or st.dead:
             return
         if not st.offered:
@@ -205,18 +213,9 @@ class SlackSink(BaseSink):
         st.last_event = self.transport.clock.now()
         if ev.outcome == "applied":
             st.note_decision(ev.decision)
-        self._add_lines(st, self.policy.lines(ev))
-
-    def _add_lines(self, st: SlackTaskRecord, lines: list[ThreadLine]) -> None:
-        for line in lines:
-            if len(st.replies) >= MAX_PENDING_REPLIES:
-                assert self.ctx is not None
-                self.ctx.stats.drop("slack_thread_backlog", sink="slack", detail="too many replies for one task")
-                continue
-            st.replies.append(line)
+        self._queue_lines(st, self.policy.lines(ev))
         st.wake.set()
-        if st.worker is None:
-            st.worker = asyncio.get_running_loop().create_task(self._run(st), name=f"slack:{st.task_id[:16]}")
+        self._ensure_worker(st)
 
     async def _run(self, st: SlackTaskRecord) -> None:
         try:
