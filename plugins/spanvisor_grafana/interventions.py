@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from spanvisor.events import HumanIntervention
+from spanvisor.readable import DECISION_STYLE, decided
 from spanvisor_grafana.errors import TransientError
 from spanvisor_grafana.text import BASE_TAG, MAX_FIELD, MAX_TAG, clean, clean_tag, fit_tags, ms, task_tag
 
@@ -27,14 +28,6 @@ if TYPE_CHECKING:
 INTERVENTIONS = "grafana.intervention"
 INTERVENTION_TAG = "intervention"
 INTERVENTION_HASH_KEY = "intervention-sha256"
-_EMOJI = {"approve": "✅", "reject": "⛔", "cancel": "🛑", "retry": "🔁", "acknowledge": "👀"}
-_VERBS = {
-    "approve": "approved",
-    "reject": "rejected",
-    "cancel": "cancelled",
-    "retry": "retried",
-    "acknowledge": "acknowledged",
-}
 
 
 def intervention_tag(intervention_id: str) -> str:
@@ -66,7 +59,7 @@ def intervention_text(event: HumanIntervention, max_text: int) -> str:
         if event.reason:
             head += f" ({clean(event.reason, MAX_FIELD)})"
     else:
-        head = f"{_EMOJI.get(d.action, '👤')} {_VERBS.get(d.action, d.action)} by {_who(event)}{about}{via}"
+        head = f"{DECISION_STYLE.get(d.action, ('👤',))[0]} {decided(d.action)} by {_who(event)}{about}{via}"
     lines = [head]
     v = event.task
     if v.trace_id:  # a bare view (ids only) names no agent or task

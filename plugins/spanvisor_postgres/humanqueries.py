@@ -6,13 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-_VERBS = {
-    "approve": "approved",
-    "reject": "rejected",
-    "cancel": "cancelled",
-    "retry": "retried",
-    "acknowledge": "acknowledged",
-}
+from spanvisor.readable import decided
 
 _COLUMNS = (
     "h.intervention_id, h.task_id, h.at, h.action, h.actor, h.actor_name, h.source, h.outcome, h.reason, "
@@ -81,7 +75,7 @@ def detail(row: dict[str, Any]) -> str:
         if row.get("reason"):
             text += f" ({row['reason']})"
     else:
-        text = f"{who(row)} {_VERBS.get(action, action)}{what}{via}"
+        text = f"{who(row)} {decided(action)}{what}{via}"
     if row.get("comment"):
         text += f": {row['comment']}"
     return text

@@ -26,6 +26,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from spanvisor.events import Action, Decision, stable_id
+from spanvisor.readable import DECISION_STYLE, decided
 
 from . import actions as A
 from .text import clip, escape
@@ -217,25 +218,11 @@ def parse_command(fields: Mapping[str, Any]) -> Command | None:
 
 # --- what we send back ------------------------------------------------------
 
-_APPLIED = {
-    "approve": "✅ Approved",
-    "reject": "❌ Rejected",
-    "cancel": "🛑 Cancel requested",
-    "retry": "🔁 Retry requested",
-    "acknowledge": "👀 Acknowledged",
-}
-_VERBS = {
-    "approve": "approved",
-    "reject": "rejected",
-    "cancel": "cancelled",
-    "retry": "retried",
-    "acknowledge": "acknowledged",
-}
-
 
 def applied_text(d: Decision) -> str:
     what = f" `{escape(d.approval_id)}`" if d.approval_id else ""
-    return clip(f"{_APPLIED[d.action]}{what} · task `{escape(d.task_id)}`", 2900)
+    emoji, done = DECISION_STYLE[d.action][:2]
+    return clip(f"{emoji} {done}{what} · task `{escape(d.task_id)}`", 2900)
 
 
 def prior_text(prior: Decision) -> str:
@@ -245,7 +232,7 @@ def prior_text(prior: Decision) -> str:
         by = f"<@{prior.actor_id}>"
     else:
         by = escape(prior.actor_name or prior.actor_id)
-    return f"already {_VERBS.get(prior.action, prior.action)} by {by}"
+    return f"already {decided(prior.action)} by {by}"
 
 
 def comment_modal(task_id: str, approval_id: str, where: Where, question: str | None) -> dict[str, Any]:

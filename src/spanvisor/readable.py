@@ -103,6 +103,20 @@ DECISION_STYLE: dict[str, tuple[str, str, str]] = {
     "retry": ("🔁", "Retry requested", "retry"),
     "acknowledge": ("👀", "Acknowledged", "acknowledge"),
 }
+# action -> its past tense in a sentence: "already approved by @alice",
+# "alice approved a1", "only a failed task can be retried".
+DECISION_VERBS: dict[str, str] = {
+    "approve": "approved",
+    "reject": "rejected",
+    "cancel": "cancelled",
+    "retry": "retried",
+    "acknowledge": "acknowledged",
+}
+
+
+def decided(action: str) -> str:
+    """The past tense of ``action`` (an unknown one as it is)."""
+    return DECISION_VERBS.get(action, action)
 
 
 def actor(d: Decision) -> str:
@@ -122,9 +136,11 @@ def denied_text(d: Decision, who: str) -> str:
 
 __all__ = [
     "DECISION_STYLE",
+    "DECISION_VERBS",
     "MAX_RESULTS",
     "actor",
     "clock",
+    "decided",
     "decision_text",
     "denied_text",
     "duration",
