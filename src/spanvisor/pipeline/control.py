@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from spanvisor.control.hub import Verdict
 from spanvisor.control.log import ControlLog, first_of_kind
 from spanvisor.events import Decision, Event, InterventionOutcome, TaskView
+from spanvisor.readable import decided
 from spanvisor.tracking import approvals
 
 if TYPE_CHECKING:
@@ -29,13 +30,6 @@ UNKNOWN_TASK = "recorded; this process does not track that task: check the id if
 HOP_TIMEOUT_S = 90.0
 # How often tasks with an open request re-read their decision log.
 CATCH_UP_S = 0.5
-_VERBS = {
-    "approve": "approved",
-    "reject": "rejected",
-    "cancel": "cancelled",
-    "retry": "retried",
-    "acknowledge": "acknowledged",
-}
 
 
 def who(d: Decision) -> str:
@@ -44,19 +38,19 @@ def who(d: Decision) -> str:
 
 def describe(prior: Decision) -> str:
     """ "already approved by @alice" (Slack renders <@U…> as the user's name)."""
-    return f"already {_VERBS.get(prior.action, prior.action)} by {who(prior)}"
+    return f"already {decided(prior.action)} by {who(prior)}"
 
 
 def refusal(tracker: TaskTracker, d: Decision) -> str | None:
     """Why this process refuses ``d`` from what it knows of the task, or None.
     A task it does not know may be another replica's: that is not a refusal."""
-    st = approvals.find(*tracker.states(), d.task_id)
+    st = approvals.find(*tracker.states_of(d.task_id), d.task_id)
     if st is None:
         return None
     v = st.view
     if st.finished:
         if d.action in ("retry", "acknowledge"):
-            return None if v.status == "error" else f"only a failed task can be {_VERBS[d.action]} (it is {v.status})"
+            return None if v.status == "error" else f"only a failed task can be {decided(d.action)} (it is {v.status})"
         return f"the task has already finished ({v.status})"
     if d.action in ("approve", "reject"):
         if not d.approval_id or not approvals.is_open(st, d.approval_id):
@@ -143,7 +137,7 @@ class PipelineControl:
         return self.log
 
     def announce(self, d: Decision, outcome: InterventionOutcome, reason: str | None) -> None:
-        self._dispatch([approvals.as_event(*self._tracker.states(), d, outcome, reason)])
+        self._dispatch([approvals.as_event(*self._tracker.states_of(d.task_id), d, outcome, reason)])
 
     async def decide(self, decision: Decision, *, denied: str | None = None) -> Verdict:
         return await self._hop(lambda: self._decide(decision, denied))
@@ -168,7 +162,7 @@ class PipelineControl:
         rec = await log.record(d)
         if rec.outcome == "applied":
             self.announce(d, "applied", None)
-            if approvals.find(*self._tracker.states(), d.task_id) is None:
+            if approvals.find(*self._tracker.states_of(d.task_id), d.task_id) is None:
                 # Recorded all the same: another replica's task, or one that
                 # finished long ago; but a typo would land here too, so say so.
                 return Verdict("applied", UNKNOWN_TASK)
@@ -187,7 +181,7 @@ class PipelineControl:
 
     async def task(self, task_id: str) -> TaskView | None:
         async def run() -> TaskView | None:
-            st = approvals.find(*self._tracker.states(), task_id)
+            st = approvals.find(*self._tracker.states_of(task_id), task_id)
             return None if st is None else st.view
 
         return await self._hop(run)

@@ -34,10 +34,9 @@ from spanvisor.tracking import stalls
 from spanvisor.tracking.edges import ClosedTasks, PartialTasks
 from spanvisor.tracking.stalls import StallWatch
 from spanvisor.tracking.taskcontext import TrackerSettings
+from spanvisor.tracking.taskindex import Key, TaskIndex
 from spanvisor.tracking.taskstate import TaskState
 from spanvisor.tracking.tracebuffer import PENDING_TTL_S, PendingSpan, TraceBuffer, can_cause_events
-
-Key = tuple[str, str]  # (trace id, root span id)
 
 
 def default_task_id(trace_id: str, root_span_id: str) -> str:
@@ -76,6 +75,7 @@ class TaskTracker:
         self.snapshot: Callable[[Any], SpanData | None] = snapshot or read_live_sdk_span
         self._pending_count = 0
         self._closed = ClosedTasks()
+        self._by_task = TaskIndex()
         self._stalls = StallWatch(self.settings.stalls)
         # A task opened from a descendant sleeps once idle as long as a root is held.
         self._partial = PartialTasks(root_hold_s if partial_idle_s is None else partial_idle_s, self._max_open)
@@ -88,6 +88,10 @@ class TaskTracker:
         """Open tasks' states and just-finished ones' (for :mod:`.approvals`)."""
         return list(self._tasks.values()), self._closed.states()
 
+    def states_of(self, task_id: str) -> tuple[list[TaskState], list[TaskState]]:
+        """What ``states()`` holds of one task id, through an index (:mod:`.taskindex`)."""
+        return self._by_task.states(task_id, self._tasks, self._closed, self._clock())
+
     def _open(self, key: Key, span: SpanData, notes: list[str], initial: bool = False) -> list[Event]:
         """Open a task. ``initial``: ``span`` is the root as it starts, so its
         state attributes are the task's initial state (part of TaskStarted)."""
@@ -99,6 +103,7 @@ class TaskTracker:
         if initial:  # the root as it starts, or before its children are replayed (end order)
             st.read_initial(span, notes)
         self._tasks[key] = st
+        self._by_task.add(task_id, key, self._tasks, self._closed)
         self._stalls.touch(key, self._clock())
         return [*self._bound_open(span.start_ns), *st.started(st.view.started_ns, notes)]
 
@@ -123,6 +128,7 @@ class TaskTracker:
         if st is None:
             return None
         self._tasks[key] = st
+        self._by_task.add(st.working["task_id"], key, self._tasks, self._closed)
         self._partial.opened(key, self._clock())
         return self._bound_open(now_ns)
 
