@@ -18,18 +18,14 @@ overload). A record with a malformed trace or span id is rejected in
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from google.protobuf import json_format
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from spanvisor.pipeline.logtail import MAX_LINE, LogIn, severity_of
+from spanvisor.receiver import otlp_json
 from spanvisor.receiver.decode import any_value
-from spanvisor.receiver.otlp_json import OtlpJsonError, _hex_to_b64
-
-_ID_KEYS = ("traceId", "spanId", "trace_id", "span_id")
 
 
 @dataclass(slots=True)
@@ -96,38 +92,12 @@ def decode_logs(req: ExportLogsServiceRequest) -> DecodedLogs:
     return out
 
 
-def _each(obj: Any, key: str, alt: str) -> list[Any]:
-    items = obj.get(key, obj.get(alt)) if isinstance(obj, dict) else None
-    if items is None:
-        return []
-    if not isinstance(items, list):
-        raise OtlpJsonError(f"{key} must be an array")
-    return items
-
-
 def parse_logs_json(body: bytes) -> ExportLogsServiceRequest:
     """An ``ExportLogsServiceRequest`` from OTLP/JSON, ids read as hex (see
     :mod:`.otlp_json`: the protobuf JSON mapping would read them as base64)."""
-    try:
-        doc = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise OtlpJsonError(f"body is not valid JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise OtlpJsonError("body must be a JSON object with resourceLogs")
-    for rl in _each(doc, "resourceLogs", "resource_logs"):
-        for sl in _each(rl, "scopeLogs", "scope_logs"):
-            for rec in _each(sl, "logRecords", "log_records"):
-                if not isinstance(rec, dict):
-                    raise OtlpJsonError("each log record must be a JSON object")
-                for key in _ID_KEYS:
-                    if key in rec:
-                        rec[key] = _hex_to_b64(rec[key])
-    req = ExportLogsServiceRequest()
-    try:
-        json_format.ParseDict(doc, req, ignore_unknown_fields=True)
-    except (json_format.ParseError, ValueError, TypeError, RecursionError) as exc:
-        raise OtlpJsonError(f"not an OTLP ExportLogsServiceRequest: {exc}") from None
-    return req
+    levels = (("resourceLogs", "resource_logs"), ("scopeLogs", "scope_logs"), ("logRecords", "log_records"))
+    doc, _ = otlp_json.items(body, levels, "log record")
+    return otlp_json.parse_as(doc, ExportLogsServiceRequest())
 
 
 def hand_over(pipeline: Any, decoded: DecodedLogs) -> None:

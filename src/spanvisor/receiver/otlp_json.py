@@ -12,13 +12,16 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 _ID_KEYS = ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id")
+
+
+M = TypeVar("M", bound=Message)
 
 
 class OtlpJsonError(ValueError):
@@ -35,13 +38,15 @@ def _hex_to_b64(value: Any) -> str:
     return base64.b64encode(raw).decode("ascii")
 
 
-def _fix_ids(obj: dict[str, Any]) -> None:
+def fix_ids(obj: dict[str, Any]) -> None:
+    """The hex ids of one span, link or log record, as base64 for ``json_format``."""
     for key in _ID_KEYS:
         if key in obj:
             obj[key] = _hex_to_b64(obj[key])
 
 
-def _each(obj: Any, key: str, alt: str) -> list[Any]:
+def each(obj: Any, key: str, alt: str) -> list[Any]:
+    """``obj[key]`` (or its snake_case ``alt``) as a list; absent: empty."""
     items = obj.get(key, obj.get(alt)) if isinstance(obj, dict) else None
     if items is None:
         return []
@@ -50,29 +55,43 @@ def _each(obj: Any, key: str, alt: str) -> list[Any]:
     return items
 
 
-def parse_request(body: bytes) -> ExportTraceServiceRequest:
-    """An ``ExportTraceServiceRequest`` from OTLP/JSON, ids read as hex."""
+def items(body: bytes, levels: tuple[tuple[str, str], ...], what: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The JSON document and its innermost objects (spans, log records) along
+    ``levels`` (each a camelCase key and its snake_case form), their ids fixed."""
     try:
         doc = json.loads(body)
     except (UnicodeDecodeError, ValueError) as exc:
         raise OtlpJsonError(f"body is not valid JSON: {exc}") from None
     if not isinstance(doc, dict):
-        raise OtlpJsonError("body must be a JSON object with resourceSpans")
-    for rs in _each(doc, "resourceSpans", "resource_spans"):
-        for ss in _each(rs, "scopeSpans", "scope_spans"):
-            for span in _each(ss, "spans", "spans"):
-                if not isinstance(span, dict):
-                    raise OtlpJsonError("each span must be a JSON object")
-                _fix_ids(span)
-                for link in _each(span, "links", "links"):
-                    if isinstance(link, dict):
-                        _fix_ids(link)
-    req = ExportTraceServiceRequest()
+        raise OtlpJsonError(f"body must be a JSON object with {levels[0][0]}")
+    found: list[Any] = [doc]
+    for key, alt in levels:
+        found = [item for obj in found for item in each(obj, key, alt)]
+    for obj in found:
+        if not isinstance(obj, dict):
+            raise OtlpJsonError(f"each {what} must be a JSON object")
+        fix_ids(obj)
+    return doc, found
+
+
+def parse_as(doc: dict[str, Any], msg: M) -> M:
+    """``doc`` parsed into ``msg`` (unknown fields ignored), or OtlpJsonError."""
     try:
-        json_format.ParseDict(doc, req, ignore_unknown_fields=True)
+        json_format.ParseDict(doc, msg, ignore_unknown_fields=True)
     except (json_format.ParseError, ValueError, TypeError, RecursionError) as exc:
-        raise OtlpJsonError(f"not an OTLP ExportTraceServiceRequest: {exc}") from None
-    return req
+        raise OtlpJsonError(f"not an OTLP {type(msg).__name__}: {exc}") from None
+    return msg
+
+
+def parse_request(body: bytes) -> ExportTraceServiceRequest:
+    """An ``ExportTraceServiceRequest`` from OTLP/JSON, ids read as hex."""
+    levels = (("resourceSpans", "resource_spans"), ("scopeSpans", "scope_spans"), ("spans", "spans"))
+    doc, spans = items(body, levels, "span")
+    for span in spans:
+        for link in each(span, "links", "links"):
+            if isinstance(link, dict):
+                fix_ids(link)
+    return parse_as(doc, ExportTraceServiceRequest())
 
 
 def to_json(msg: Message) -> bytes:
