@@ -18,16 +18,14 @@ waiting for it.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
-import math
 import random
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 import aiohttp
 
+from spanvisor.sink import retry_after_seconds
 from spanvisor_grafana.errors import GrafanaError, PermanentError, TransientError
 
 MAX_RETRY_AFTER_S = 300.0
@@ -63,21 +61,8 @@ class _Attempt(GrafanaError):
 
 
 def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from ``Retry-After`` (delta-seconds or an HTTP date), clamped."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        secs = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        secs = when.timestamp() - time.time()
-    if not math.isfinite(secs):
-        return None
-    return min(MAX_RETRY_AFTER_S, max(0.0, secs))
+    """Seconds from ``Retry-After``, at most MAX_RETRY_AFTER_S."""
+    return retry_after_seconds(value, MAX_RETRY_AFTER_S)
 
 
 Recover = Callable[[], Awaitable[Any]]

@@ -9,8 +9,6 @@ token, and the secret only ever enters the HMAC.
 
 from __future__ import annotations
 
-import email.utils
-import math
 import time
 from dataclasses import dataclass
 from typing import Literal
@@ -18,6 +16,7 @@ from typing import Literal
 import aiohttp
 
 from spanvisor import __version__
+from spanvisor.sink import retry_after_seconds
 from spanvisor_webhook.settings import where
 from spanvisor_webhook.signing import signature
 
@@ -40,21 +39,8 @@ class Attempt:
 
 
 def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from ``Retry-After`` (delta-seconds or an HTTP date), clamped."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        secs = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        secs = when.timestamp() - time.time()
-    if not math.isfinite(secs):
-        return None
-    return min(MAX_RETRY_AFTER_S, max(0.0, secs))
+    """Seconds from ``Retry-After``, at most MAX_RETRY_AFTER_S."""
+    return retry_after_seconds(value, MAX_RETRY_AFTER_S)
 
 
 class WebhookClient:

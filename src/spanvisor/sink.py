@@ -17,8 +17,11 @@ entry-point group, the built-in ones exactly like a third-party one.
 
 from __future__ import annotations
 
+import email.utils
 import enum
 import logging
+import math
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -160,3 +163,23 @@ def load_sink_class(name: str) -> type[Any]:
         return ep.load()  # type: ignore[no-any-return]
     known = ", ".join(sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)))
     raise SinkLoadError(f"no sink named {name!r} in entry-point group {ENTRY_POINT_GROUP!r}; installed: {known}")
+
+
+def retry_after_seconds(value: str | None, max_s: float) -> float | None:
+    """Seconds from an HTTP ``Retry-After`` (delta-seconds or an HTTP date),
+    within ``[0, max_s]``; None when absent or unreadable. For sinks that
+    speak HTTP to a service that may ask them to wait."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        secs = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        secs = when.timestamp() - time.time()
+    if not math.isfinite(secs):
+        return None
+    return min(max_s, max(0.0, secs))
