@@ -16,9 +16,12 @@ all. Of the resource, only ``service.name`` (FIELD-NOTES: a naive walk of
 every attribute ran at ~54k spans/s against ~700k for the parse alone).
 
 Whether a span is keyed is decided while walking its keys, which it needs
-anyway, never by serialising it again. A whole scope whose bytes cannot hold
-a known key (:func:`may_be_keyed`, a few C-level searches of its serialised
-form) skips even that: instrumentation libraries get their own scope.
+anyway, never by serialising it again. A span whose bytes cannot hold a
+known key skips even that (:func:`.scan.keyed_spans`: a few C-level searches of
+its scope's serialised form, which is split into its spans only when a
+marker is found): a whole scope of an instrumentation library's spans is
+ruled out in one scan, and so are the plain spans of a scope shared with
+agent spans.
 
 The journal stores request bodies as received (see :mod:`.journal`), so
 replaying one runs it through this same function: a replayed span is the
@@ -40,6 +43,7 @@ from typing import Any
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Status, TracesData
 
+from spanvisor.receiver.scan import keyed_spans
 from spanvisor.spans.conventions import (
     EVENT_EXCEPTION,
     KNOWN_EVENTS,
@@ -149,37 +153,6 @@ def attributes(kvs: Iterable[Any], keys: frozenset[str] | None = None) -> dict[s
         if value is not None:
             out[key] = value
     return out
-
-
-# The first dotted part of every known key and event name ("agent.",
-# "gen_ai.", ...), as raw bytes. Protobuf stores strings verbatim, preceded
-# by their length, so a serialized scope in which no marker starts a string
-# cannot carry a known key: a few C-level ``find`` calls replace the Python
-# walk over its spans. A hit preceded by a word character is part of a
-# longer name ("user_agent.original") and does not count; any other hit only
-# means "walk to be sure" (a value may contain the text).
-_KNOWN = KNOWN_KEYS | KNOWN_EVENTS
-_MARKERS = tuple(sorted({k.split(".", 1)[0].encode() + b"." for k in _KNOWN}))
-_WORD = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
-# A key's length byte must never look like a word character, or the check
-# above could skip it: true while every known name is shorter than ord("-").
-assert max(len(k) for k in _KNOWN) < ord("-")
-
-
-def may_be_keyed(serialized: bytes) -> bool:
-    for marker in _MARKERS:
-        if marker not in serialized:
-            continue
-        # "user_agent.original" is on most HTTP spans: rule out the
-        # "_"-prefixed hits in C before looking at each hit in Python.
-        if serialized.count(marker) == serialized.count(b"_" + marker):
-            continue
-        i = serialized.find(marker)
-        while i >= 0:
-            if i == 0 or serialized[i - 1] not in _WORD:
-                return True
-            i = serialized.find(marker, i + 1)
-    return False
 
 
 # Each key the tracker reads -> whether it makes a span keyed on its own.
@@ -296,9 +269,12 @@ def decode_request(req: ExportTraceServiceRequest | TracesData, recv_ns: int | N
         resource: Mapping[str, Any] | None = None
         for ss in rs.scope_spans:
             # Instrumentation libraries get their own scope, so a whole scope
-            # of HTTP or database spans is usually ruled out in one scan.
-            scope_keyed = may_be_keyed(ss.SerializeToString())
-            for span in ss.spans:
+            # of HTTP or database spans is usually ruled out in one scan;
+            # where keyed and plain spans share a scope, the same scan says
+            # which spans to walk.
+            scope_spans = ss.spans
+            walk = keyed_spans(ss.SerializeToString(), len(scope_spans))
+            for index, span in enumerate(scope_spans):
                 tid = span.trace_id
                 sid = span.span_id
                 parent = span.parent_span_id
@@ -314,7 +290,7 @@ def decode_request(req: ExportTraceServiceRequest | TracesData, recv_ns: int | N
                 trace_hex = hex_of.get(tid)
                 if trace_hex is None:
                     trace_hex = hex_of[tid] = tid.hex()
-                if scope_keyed:
+                if walk is None or index in walk:
                     attrs = _read_keys(span)
                 elif _failed(span):
                     attrs = attributes(span.attributes, SPAN_KEYS)
