@@ -36,6 +36,10 @@ from spanvisor_prometheus.labels import LabelCap, PairCap
 from spanvisor_prometheus.series import MAX_EXEMPLAR_TRACE_CHARS, CounterData, Exemplar, HistogramData
 from spanvisor_prometheus.spend import SpendMetrics, task_budget_ratio
 
+# Exemplar(trace, value, ts) without the NamedTuple's Python-level __new__
+# (one or two an event): the same tuple of the same type.
+_exemplar = tuple.__new__
+
 # Agent tasks run from seconds to hours.
 DURATION_BUCKETS: tuple[float, ...] = (
     1.0,
@@ -125,13 +129,21 @@ class TaskMetrics:
     def absorb(self, events: list[Event] | tuple[Event, ...]) -> int:
         """Count a batch; returns how many events were new."""
         new = 0
+        seen = self._seen
+        window = self.dedup_window
+        absorb_one = self._absorb_one
         with self.lock:
             for ev in events:
-                if self._first_time(ev.event_id):
-                    self._absorb_one(ev)
-                    new += 1
-                else:
+                # (_first_time inline: this runs for every event of the process.)
+                event_id = ev.event_id
+                if event_id in seen:
                     self.duplicates += 1
+                    continue
+                seen[event_id] = None
+                if len(seen) > window:
+                    seen.popitem(last=False)
+                absorb_one(ev)
+                new += 1
         return new
 
     def _first_time(self, event_id: str) -> bool:
@@ -156,17 +168,22 @@ class TaskMetrics:
         self.known_agents.add(agent)
         ts = ev.time_ns / 1e9
         trace = t.trace_id[:MAX_EXEMPLAR_TRACE_CHARS]
-        one = Exemplar(trace, 1.0, ts)
-        task = self._task(t.task_id, agent, (t.started_ns / 1e9) or ts, ts)
+        one = _exemplar(Exemplar, (trace, 1.0, ts))
+        task = self.open.get(t.task_id)
+        if task is None:
+            task = self._task(t.task_id, agent, (t.started_ns / 1e9) or ts, ts)
         if task is not None:
-            # Every kind that reaches an open task is activity; max(): a
-            # replayed old event cannot move the clock back.
+            # Every kind that reaches an open task is activity; only later:
+            # a replayed old event cannot move the clock back.
             task.last_activity_s = max(task.last_activity_s, ts)
-            self._tokens(task, agent, t.input_tokens, t.output_tokens, trace, ts)
+            if t.input_tokens > task.input_tokens or t.output_tokens > task.output_tokens:
+                self._tokens(task, agent, t.input_tokens, t.output_tokens, trace, ts)
             ratio = t.context_ratio
             if ratio is not None:
-                task.ratio = _clamp_ratio(ratio, task.ratio)
-            budget = task_budget_ratio(t)
+                # A float in range is what _clamp_ratio would return as it is.
+                task.ratio = ratio if type(ratio) is float and 0.0 <= ratio <= 1.0 else _clamp_ratio(ratio, task.ratio)
+            # Most tasks have no budget: no ratio to work out (None either way).
+            budget = task_budget_ratio(t) if t.budget_usd or t.budget_tokens else None
             if budget is not None and (task.budget_ratio is None or budget > task.budget_ratio):
                 task.budget_ratio = budget
         kind = type(ev)
