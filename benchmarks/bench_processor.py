@@ -1,15 +1,15 @@
 """Cost per span on the agent's thread: no processor, OTLP/HTTP, spanvisor.
 
-Run: ``.venv/bin/python benchmarks/bench_processor.py`` (about 45 s on an
-idle 2-core machine). Options: ``--reps N`` (default 5); ``--experiment``
-also runs (e)-(g), the processor's hooks alone with no pipeline thread, as
-shipped and in two variants, to show where the agent-thread time goes;
+Run: ``.venv/bin/python benchmarks/bench_processor.py`` (about 60 s on an
+idle 2-core machine). Options: ``--reps N`` (default 9); ``--experiment``
+also runs (e) and (g), the processor's hooks alone with no pipeline thread,
+with and without stamps, to show where the agent-thread time goes;
 ``--profile`` prints a cProfile of the agent thread under (c) and of the
-pipeline thread; ``--quick``
-is a smoke run.
+pipeline thread; ``--quick`` is a smoke run.
 
-Configurations, all measured in ONE run, interleaved per repetition so that
-drift on a shared machine hits them equally:
+Configurations, all measured in ONE run, interleaved per repetition (the
+order rotates each repetition, so no configuration always follows the same
+neighbour) so that drift on a shared machine hits them equally:
 
 * (a) a TracerProvider with no processor: what the SDK itself costs;
 * (b) a BatchSpanProcessor with the OTLP/HTTP protobuf exporter, pointed at a
@@ -17,7 +17,12 @@ drift on a shared machine hits them equally:
 * (c) SpanvisorSpanProcessor whose only sink is stalled: its ``export`` awaits
   an asyncio.Event that is never set, so its queue (cut to 100 events here so
   that it is full for most of the run) fills and drops;
-* (d) SpanvisorSpanProcessor with an InMemorySink (events delivered).
+* (c') (c) without stamps;
+* (d) SpanvisorSpanProcessor with a sink that delivers: it counts the events
+  and keeps only the last 100 (``CountingSink``). A sink that kept every event
+  for ever (the test helper ``InMemorySink``) would grow the heap every full
+  collection scans, which no real sink does (they write and forget); until
+  this version (d) used ``InMemorySink``.
 
 The trace shape is a realistic agent task of 91 spans: an agent root span
 with ``agent.*`` attributes, then 10 turns, each one model call
@@ -33,14 +38,23 @@ Two modes:
 * ``paced``: a 10 ms pause after each task, as an agent waiting on its model
   would; background work mostly runs in the pauses.
 
-Reported per configuration, median over repetitions, per span (start + end,
-including the agent's own attribute writes): wall time of the agent's work
-(includes waiting for the GIL while a background thread runs) and the agent
+Method. Each measurement builds its configuration, warms it up (5 tasks),
+then runs ``gc.collect()`` outside the timed region, so that every
+configuration starts from the same heap and none inherits the collector's
+debt of the one measured before it (the collections its own spans cause are
+all inside the timed region). Reported per configuration, per span (start +
+end, including the agent's own attribute writes): wall time of the agent's
+work (includes waiting for the GIL while a background thread runs), the agent
 thread's CPU time (``time.thread_time_ns``: the work done on that thread,
-robust to other processes on a shared machine); the overhead of each over
-(a), and the ratio (x-a)/(b-a): 1.0 means the configuration adds as much per
-span as the OTLP exporter does. Then the CPU cost per span of the pipeline
-thread (the tracker), measured alone.
+robust to other processes on a shared machine), both as medians over the
+repetitions, and the part of that CPU time spent in garbage collections that
+ran on the agent's thread (timed with ``gc.callbacks``; mean over the
+repetitions, with the number of full collections). The ratio (x-a)/(b-a),
+1.0 when a configuration adds as much per span as the OTLP exporter does, is
+computed within each repetition (x, a and b measured next to each other) and
+its median and quartiles over the repetitions are given: the quartiles say
+how far a single figure can be trusted. Then the CPU cost per span of the
+pipeline thread (the tracker), measured alone.
 """
 
 from __future__ import annotations
@@ -48,6 +62,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import io
 import logging
 import os
@@ -56,7 +71,9 @@ import pstats
 import statistics
 import subprocess
 import sys
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -70,7 +87,6 @@ from spanvisor.events import Event
 from spanvisor.otel.processor import SpanvisorSpanProcessor
 from spanvisor.pipeline.pipeline import Pipeline
 from spanvisor.sink import BaseSink, SinkResult
-from spanvisor.testing import InMemorySink
 
 SPANS_PER_TASK = 91
 STALLED_QUEUE = 100
@@ -79,7 +95,7 @@ LABELS = {
     "b": "(b) BatchSpanProcessor + OTLP/HTTP",
     "c": "(c) spanvisor, sinks stalled",
     "s": "(c') spanvisor, sinks stalled, no stamps",
-    "d": "(d) spanvisor, InMemorySink",
+    "d": "(d) spanvisor, sink delivering",
     "e": "(e) hooks only: spanvisor as shipped",
     "g": "(g) hooks only: SPANVISOR_STAMP_SPANS=false",
 }
@@ -118,6 +134,23 @@ class StalledSink(BaseSink):
     async def export(self, events: Sequence[Event]) -> SinkResult:
         self._never = self._never or asyncio.Event()
         await self._never.wait()
+        return SinkResult.SUCCESS
+
+
+class CountingSink(BaseSink):
+    """A sink that delivers: counts the events, keeps only the last 100 (a
+    real sink writes them and forgets)."""
+
+    name = "counting"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.delivered = 0
+        self.last: deque[Event] = deque(maxlen=100)
+
+    async def export(self, events: Sequence[Event]) -> SinkResult:
+        self.delivered += len(events)
+        self.last.extend(events)
         return SinkResult.SUCCESS
 
 
@@ -241,8 +274,8 @@ def _spanvisor(sink: BaseSink, queue_size: int | None = None, stamp: bool = True
         # A stalled sink never acknowledges, so a full flush would wait its
         # whole deadline: shut the pipeline down with a short one instead.
         proc.pipeline.shutdown(0.3)
-        if isinstance(sink, InMemorySink):
-            out["delivered"] = len(sink.events)
+        if isinstance(sink, CountingSink):
+            out["delivered"] = sink.delivered
         return out
 
     return Setup(p, close)
@@ -259,7 +292,7 @@ def setup_stalled_unstamped() -> Setup:
 
 
 def setup_memory() -> Setup:
-    return _spanvisor(InMemorySink())
+    return _spanvisor(CountingSink())
 
 
 class IdlePipeline(Pipeline):
@@ -293,16 +326,53 @@ def hooks_only(stamp: bool) -> Callable[[], Setup]:
 class Result:
     wall: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
+    gc: list[float] = field(default_factory=list)
+    full_gcs: list[int] = field(default_factory=list)
     extra: list[dict[str, float]] = field(default_factory=list)
 
 
-def measure(make: Callable[[], Setup], tasks: int, paced: bool) -> tuple[float, float, dict[str, float]]:
-    """(wall ns/span, agent-thread CPU ns/span, notes) for one configuration."""
+class GcClock:
+    """CPU time of the garbage collections that run on one thread.
+
+    A collection runs on whichever thread's allocation crosses the
+    threshold; ``gc.callbacks`` are called on that thread at its start and
+    stop, so the thread's own CPU clock times it.
+    """
+
+    def __init__(self) -> None:
+        self.thread = 0
+        self.ns = 0
+        self.full = 0
+        self._t0 = 0
+
+    def reset(self, thread: int) -> None:
+        self.thread, self.ns, self.full = thread, 0, 0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if threading.get_ident() != self.thread:
+            return
+        if phase == "start":
+            self._t0 = time.thread_time_ns()
+        else:
+            self.ns += time.thread_time_ns() - self._t0
+            self.full += info.get("generation") == 2
+
+
+GC_CLOCK = GcClock()
+
+
+def measure(make: Callable[[], Setup], tasks: int, paced: bool) -> tuple[float, float, float, int, dict[str, float]]:
+    """(wall ns/span, agent-thread CPU ns/span, of which in gc, full
+    collections on the agent thread, notes) for one configuration."""
     s = make()
     tracer = s.provider.get_tracer("bench")
     for i in range(5):  # warm up: first-call costs, caches
         run_task(tracer, i)
     time.sleep(0.2 if paced else 0.05)
+    # Every configuration starts from the same heap: none pays for the
+    # garbage the previous one left (outside the timed region).
+    gc.collect()
+    GC_CLOCK.reset(threading.get_ident())
     wall = cpu = 0
     clock, thread_clock = time.perf_counter_ns, time.thread_time_ns
     for i in range(tasks):
@@ -313,9 +383,11 @@ def measure(make: Callable[[], Setup], tasks: int, paced: bool) -> tuple[float, 
         s.between()
         if paced:
             time.sleep(PACE_S)
+    gc_ns, full = GC_CLOCK.ns, GC_CLOCK.full
+    GC_CLOCK.reset(0)
     extra = s.close()
     n = tasks * SPANS_PER_TASK
-    return wall / n, cpu / n, extra
+    return wall / n, cpu / n, gc_ns / n, full, extra
 
 
 def start_endpoint() -> tuple[subprocess.Popen[str], int]:
@@ -383,19 +455,20 @@ def profile_pipeline(tasks: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Cost per span on the agent's thread.")
-    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--reps", type=int, default=9)
     ap.add_argument("--quick", action="store_true", help="fewer spans and reps, for a smoke run")
     ap.add_argument("--profile", action="store_true", help="cProfile the agent thread under (c) and the pipeline")
     ap.add_argument(
         "--experiment", action="store_true", help="also run (e)-(g): the hooks alone, as shipped and two variants"
     )
+    ap.add_argument("--only", default="", help="comma-separated configuration keys to run (a and b always run)")
     args = ap.parse_args(argv)
     bsp_log = logging.getLogger("opentelemetry.sdk._shared_internal")
     bsp_log.addHandler(BSP_DROPS)
     bsp_log.propagate = False
     logging.getLogger("spanvisor").setLevel(logging.CRITICAL)  # drops are expected under (c); counted below
-    burst_tasks, paced_tasks = (20, 15) if args.quick else (40, 25)
-    reps = 2 if args.quick else args.reps
+    burst_tasks, paced_tasks = (20, 15) if args.quick else (30, 20)
+    reps = 3 if args.quick else args.reps
 
     endpoint, port = start_endpoint()
     configs: dict[str, Callable[[], Setup]] = {
@@ -408,18 +481,29 @@ def main(argv: list[str] | None = None) -> int:
     if args.experiment:
         configs["e"] = hooks_only(stamp=True)
         configs["g"] = hooks_only(stamp=False)
+    if args.only:
+        keep = {"a", "b", *args.only.split(",")}
+        configs = {k: v for k, v in configs.items() if k in keep}
     results: dict[tuple[str, str], Result] = {}
     t_start = time.monotonic()
+    gc.callbacks.append(GC_CLOCK)
+    keys = list(configs)
     try:
-        for _ in range(reps):
+        for rep in range(reps):
+            # Rotated each repetition: no configuration always runs right
+            # after the same other one.
+            order = keys[rep % len(keys) :] + keys[: rep % len(keys)]
             for mode, tasks in (("burst", burst_tasks), ("paced", paced_tasks)):
-                for key, make in configs.items():
-                    wall, cpu, extra = measure(make, tasks, paced=mode == "paced")
+                for key in order:
+                    wall, cpu, gc_ns, full, extra = measure(configs[key], tasks, paced=mode == "paced")
                     r = results.setdefault((mode, key), Result())
                     r.wall.append(wall)
                     r.cpu.append(cpu)
+                    r.gc.append(gc_ns)
+                    r.full_gcs.append(full)
                     r.extra.append(extra)
     finally:
+        gc.callbacks.remove(GC_CLOCK)
         endpoint.terminate()
         endpoint.wait(5)
     elapsed = time.monotonic() - t_start
@@ -444,46 +528,61 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _quartiles(vals: list[float]) -> tuple[float, float, float]:
+    if len(vals) < 2:
+        return vals[0], vals[0], vals[0]
+    q1, q2, q3 = statistics.quantiles(vals, n=4, method="inclusive")
+    return q1, q2, q3
+
+
 def report(results: dict[tuple[str, str], Result], keys: list[str]) -> None:
     wall = {k: statistics.median(r.wall) for k, r in results.items()}
     cpu = {k: statistics.median(r.cpu) for k, r in results.items()}
-    # The least disturbed repetition: on a shared machine other processes
-    # only ever add time, so the minimum is the steadier estimate.
-    cpu_min = {k: min(r.cpu) for k, r in results.items()}
+    gc_ns = {k: statistics.fmean(r.gc) for k, r in results.items()}
+    full = {k: sum(r.full_gcs) for k, r in results.items()}
     print()
     header = (
-        f"{'mode':6} {'configuration':38} {'wall ns/span':>12} {'+ over (a)':>10} "
-        f"{'CPU ns/span':>11} {'+ over (a)':>10} {'CPU min':>9} {'+ over (a)':>10}  notes"
+        f"{'mode':6} {'configuration':40} {'wall ns/span':>12} {'+ over (a)':>10} "
+        f"{'CPU ns/span':>11} {'+ over (a)':>10} {'of it gc':>8} {'full gcs':>8}  notes"
     )
     print(header)
     print("-" * len(header))
     md = [
-        "| mode | configuration | wall ns/span | added | agent-thread CPU ns/span | added | CPU, best rep | added | notes |",
+        "| mode | configuration | wall ns/span | added | agent-thread CPU ns/span | added "
+        "| of it in gc (agent thread) | full gcs (agent thread) | notes |",
         "|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for mode in ("burst", "paced"):
         for key in keys:
             k, base = (mode, key), (mode, "a")
-            w, c, cm = wall[k], cpu[k], cpu_min[k]
-            dw, dc, dm = w - wall[base], c - cpu[base], cm - cpu_min[base]
+            w, c = wall[k], cpu[k]
+            dw, dc = w - wall[base], c - cpu[base]
             notes = _notes(results[k].extra)
             print(
-                f"{mode:6} {LABELS[key]:38} {w:12,.0f} {dw:+10,.0f} {c:11,.0f} {dc:+10,.0f} "
-                f"{cm:9,.0f} {dm:+10,.0f}  {notes}"
+                f"{mode:6} {LABELS[key]:40} {w:12,.0f} {dw:+10,.0f} {c:11,.0f} {dc:+10,.0f} "
+                f"{gc_ns[k]:8,.0f} {full[k]:8}  {notes}"
             )
             md.append(
-                f"| {mode} | {LABELS[key]} | {w:,.0f} | {dw:+,.0f} | {c:,.0f} | {dc:+,.0f} | {cm:,.0f} | {dm:+,.0f} "
-                f"| {notes} |"
+                f"| {mode} | {LABELS[key]} | {w:,.0f} | {dw:+,.0f} | {c:,.0f} | {dc:+,.0f} "
+                f"| {gc_ns[k]:,.0f} | {full[k]} | {notes} |"
             )
     print()
     ratios = []
     for mode in ("burst", "paced"):
+        a, b = results[(mode, "a")], results[(mode, "b")]
         for key in keys[2:]:
+            x = results[(mode, key)]
             parts = []
-            for name, m in (("wall", wall), ("CPU", cpu), ("CPU best rep", cpu_min)):
-                a, b = m[(mode, "a")], m[(mode, "b")]
-                parts.append(f"{name} {(m[(mode, key)] - a) / (b - a):.2f}" if b != a else f"{name} n/a")
+            for name, field_name in (("CPU", "cpu"), ("wall", "wall")):
+                xs, as_, bs = getattr(x, field_name), getattr(a, field_name), getattr(b, field_name)
+                per_rep = [(xv - av) / (bv - av) for xv, av, bv in zip(xs, as_, bs, strict=True) if bv != av]
+                if not per_rep:
+                    parts.append(f"{name} n/a")
+                    continue
+                q1, q2, q3 = _quartiles(per_rep)
+                parts.append(f"{name} {q2:.2f} [{q1:.2f}-{q3:.2f}]")
             ratios.append(f"{mode}: ({key}-a)/(b-a) = " + ", ".join(parts))
+    print("ratios: median of the per-repetition ratios [quartiles]")
     print("\n".join(ratios))
     print()
     print("markdown:")
