@@ -25,6 +25,7 @@ import concurrent.futures.thread  # noqa: F401 - its exit hook must be registere
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
@@ -320,11 +321,12 @@ class Pipeline:
     def _track_batch(self, spans: Sequence[SpanData], until: float | None, out: list[Event]) -> int:
         """A receiver batch's spans in order, until ``until`` (checked every
         few spans); how many were tracked."""
+        span_ended, extend = self.tracker.span_ended, out.extend
         for i, span in enumerate(spans):
             if until is not None and i % 16 == 15 and time.monotonic() >= until:
                 return i
             try:
-                out.extend(self.tracker.span_ended(span))
+                extend(span_ended(span))
             except Exception as exc:  # one bad span must not cost the batch its events
                 self.stats.drop("tracker_error", detail=f"{type(exc).__name__}: {exc}")
                 log.exception("tracker error on one span; it is skipped")
@@ -335,8 +337,9 @@ class Pipeline:
             events = self.logtails.enrich(events)  # every pump: held ends come due here
         if not events:
             return
-        for ev in events:
-            self.stats.inc("events_emitted_total", kind=ev.kind)
+        kinds = Counter(ev.kind for ev in events)  # counted once a pump, not once an event
+        for kind, n in kinds.items():
+            self.stats.inc("events_emitted_total", n, kind=kind)
         for w in self._workers:
             w.put_many(events)
 

@@ -32,7 +32,8 @@ import enum
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import cast
 
 from spanvisor.config import Config
 from spanvisor.events import Event
@@ -85,6 +86,7 @@ class SinkWorker:
         self.start_error: str | None = None
         self.started = asyncio.Event()  # set once the first start attempt is over
         self._events_queued = 0
+        self._barriers = 0  # Barrier items in _queue
         self._in_flight = 0  # the batch inside sink.export right now
         self._first_at = 0.0  # when the oldest queued event arrived
         self._filled = asyncio.Event()  # set when a full batch is queued
@@ -133,6 +135,7 @@ class SinkWorker:
         self._wake.set()
 
     def put_barrier(self, barrier: Barrier) -> None:
+        self._barriers += 1
         self._queue.append(barrier)
         self._wake.set()
 
@@ -186,6 +189,7 @@ class SinkWorker:
             head = self._queue[0]
             if isinstance(head, Barrier):
                 self._queue.popleft()
+                self._barriers -= 1
                 # Held events are behind no barrier: a flush is not done while they wait.
                 head.reached(not self._hold)
                 continue
@@ -202,6 +206,9 @@ class SinkWorker:
                     except TimeoutError:
                         pass
             batch: list[Event] = []
+            if not self._barriers:  # the usual case: no Barrier in the queue
+                take = cast("Callable[[], Event]", self._queue.popleft)
+                batch = [take() for _ in range(min(self._batch, len(self._queue)))]
             while self._queue and len(batch) < self._batch and not isinstance(self._queue[0], Barrier):
                 item = self._queue.popleft()
                 assert not isinstance(item, Barrier)
