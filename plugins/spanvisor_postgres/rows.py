@@ -104,7 +104,7 @@ def _artifact(a: Any) -> dict[str, Any]:
 
 def ts(ns: int) -> datetime:
     # Integer microseconds: a float of ns/1e9 would round some of them.
-    return _EPOCH + timedelta(microseconds=ns // 1000)
+    return _EPOCH + timedelta(0, 0, ns // 1000)
 
 
 @dataclasses.dataclass(slots=True)
@@ -228,8 +228,17 @@ def _timeline_fields(event: TimelineEvent, notes: list[str]) -> tuple[str, Any, 
 def checkpoint_record(event: TimelineEvent) -> tuple[Any, ...]:
     v = event.task
     notes: list[str] = list(event.notes)
-    kind, tokens, limit, level, threshold, ratio, attributes, cost = _timeline_fields(event, notes)
-    changed = json_text(list(event.changed), "changed", notes) if isinstance(event, Checkpoint) else "[]"
+    if type(event) is Checkpoint:  # most rows: _timeline_fields' last case, inline
+        kind, tokens, limit, level, threshold, ratio = "checkpoint", v.context_tokens, v.context_limit, None, None, None
+        attrs = event.attributes
+        attributes = json_text(attrs, "attributes", notes) if attrs else "{}"
+        cost = attrs.get("cost_usd") if event.source == "model_call" else None
+        if not isinstance(cost, int | float) or isinstance(cost, bool):
+            cost = None
+        changed = json_text(list(event.changed), "changed", notes) if event.changed else "[]"
+    else:
+        kind, tokens, limit, level, threshold, ratio, attributes, cost = _timeline_fields(event, notes)
+        changed = json_text(list(event.changed), "changed", notes) if isinstance(event, Checkpoint) else "[]"
     record = (
         clean_text(event.event_id, "event_id", notes, ID_LIMIT),
         clean_text(v.task_id, "task_id", notes, ID_LIMIT),
@@ -284,6 +293,10 @@ class BatchRows:
         return (self.tasks, self.checkpoints, self.artifacts, self.interventions, self.logs)
 
 
+# isinstance with a tuple: a union type is checked more slowly, once an event.
+_TIMELINE = (Checkpoint, ContextWarning, ContextForecast, BudgetWarning, TaskStalled, TaskResumed)
+
+
 def _rank(event: Event) -> tuple[bool, int, int]:
     # The upsert's order without building the row: terminal first, then the
     # newest view by seq (time breaks ties of views from before seq existed).
@@ -299,7 +312,7 @@ def batch_rows(events: Sequence[Event]) -> BatchRows:
     count through cheap aggregates. That keeps a 512-event batch of a few
     tasks from sanitising 512 task states.
     """
-    best: dict[str, Event] = {}
+    best: dict[str, tuple[tuple[bool, int, int], Event]] = {}  # with its rank, worked out once
     first_end: dict[str, Event] = {}
     started: dict[str, int] = {}
     activity: dict[str, int] = {}
@@ -316,13 +329,15 @@ def batch_rows(events: Sequence[Event]) -> BatchRows:
                 # The task is not open where the decision was taken: its view
                 # is not newer (it may carry ids only), so the task row stays.
                 continue
+        v = event.task
         prev = best.get(tid)
-        if prev is None or _rank(event) > _rank(prev):
-            best[tid] = event
-        s = event.task.started_ns or event.time_ns
+        rank = _rank(event)
+        if prev is None or rank > prev[0]:
+            best[tid] = (rank, event)
+        s = v.started_ns or event.time_ns
         started[tid] = min(started.get(tid, s), s)
         i, o = tokens.get(tid, (0, 0))
-        tokens[tid] = (max(i, event.task.input_tokens), max(o, event.task.output_tokens))
+        tokens[tid] = (max(i, v.input_tokens), max(o, v.output_tokens))
         if isinstance(event, TaskFinished):
             end = first_end.get(tid)
             if end is None or _rank(event) < _rank(end):
@@ -330,7 +345,7 @@ def batch_rows(events: Sequence[Event]) -> BatchRows:
             logs.extend(log_records(event, ts))
         elif not isinstance(event, HumanIntervention):  # a person's click is not the agent's activity
             activity[tid] = max(activity.get(tid, event.time_ns), event.time_ns)
-        if isinstance(event, Checkpoint | ContextWarning | ContextForecast | BudgetWarning | TaskStalled | TaskResumed):
+        if isinstance(event, _TIMELINE):
             checkpoints.append(checkpoint_record(event))
         elif isinstance(event, ArtifactAdded):
             artifacts.append(artifact_record(event))
@@ -338,7 +353,7 @@ def batch_rows(events: Sequence[Event]) -> BatchRows:
             raise TypeError(f"not an event: {type(event).__name__}")
     tasks = []
     for tid in sorted(best):
-        row = task_row(best[tid])
+        row = task_row(best[tid][1])
         values = row.values
         values["started_at"] = ts(started[tid])
         values["input_tokens"], values["output_tokens"] = tokens[tid]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
 # Column limits in characters; everything else that is free text gets TEXT_LIMIT.
@@ -77,6 +78,22 @@ _encode_utf8 = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow
 _encode_ascii = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 
+def _no_default(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# The fast path's encoder: the C encoder JSONEncoder.encode would build for
+# the same options on every call (one an event: about 1.2 µs saved), without
+# the circular-reference markers: a value that nests too deep or refers to
+# itself raises RecursionError instead, and takes the slow path as any value
+# the encoder refuses does.
+_c_encode_ascii = (
+    None
+    if c_make_encoder is None
+    else c_make_encoder(None, _no_default, encode_basestring_ascii, None, ":", ",", False, False, False)
+)
+
+
 def dumps(value: Any) -> str:
     """JSON text for a jsonb parameter; ``value`` must have been through :func:`clean_json`."""
     return _encode_utf8(value)
@@ -95,8 +112,8 @@ def json_text(value: Any, field: str, notes: list[str]) -> str:
     if not value:
         return "[]" if isinstance(value, list | tuple) else "{}" if isinstance(value, dict) else dumps(value)
     try:
-        text = _encode_ascii(value)
-    except (ValueError, TypeError):
+        text = "".join(_c_encode_ascii(value, 0)) if _c_encode_ascii is not None else _encode_ascii(value)
+    except (ValueError, TypeError, RecursionError):
         text = ""
     if text and len(text) <= TEXT_LIMIT and not _BAD_ESCAPE.search(text):
         return text
