@@ -3,21 +3,148 @@
 The processor and the exporter hand the pipeline live SDK spans; these turn
 them into what the tracker reads, on the pipeline's thread (never the
 agent's).
+
+Both read the SDK span's own containers (``BoundedAttributes._dict``,
+``BoundedList._dq``) rather than its public properties: ``span.attributes``
+wraps them in a ``MappingProxyType`` over a Python-level mapping (a call per
+key to copy it) and ``span.events`` copies the event list twice under a
+lock. Any other shape falls back to :func:`spanvisor.spans.data.from_sdk`,
+which the results equal (``tests/core/test_sdkspans.py``).
 """
 
 from __future__ import annotations
 
+import time
+import weakref
+from collections import deque
 from typing import Any
 
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.sdk.trace import Event as SdkEvent
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import StatusCode
 
 from spanvisor.spans import conventions as cv
-from spanvisor.spans.data import SpanData, from_sdk
+from spanvisor.spans.data import MAX_AHEAD_NS, SpanData, SpanEventData, from_sdk
+
+# The open roots' events as last converted, by span: a root is re-read on
+# every member span with a known key that ends (to order its checkpoints
+# before that span) and on every poll, and its events only grow. Weak: an
+# entry leaves with the span.
+_converted: weakref.WeakKeyDictionary[Any, tuple[tuple[Any, ...], tuple[SpanEventData, ...]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _plain(attrs: Any) -> dict[str, Any] | None:
+    """The attributes as a new plain dict, or None when their shape is not
+    the SDK's usual one. ``dict(d)`` of a dict is one C call: an agent thread
+    writing the same dict meanwhile cannot interleave with it."""
+    if type(attrs) is BoundedAttributes:
+        d = attrs._dict
+        return dict(d) if type(d) is dict else None
+    if attrs is None:
+        return {}
+    return None
+
+
+def _events_of(span: Any) -> tuple[Any, ...] | None:
+    """The span's SDK events now, oldest first; None when not a BoundedList."""
+    evs: Any = span._events
+    if type(evs) is not BoundedList:
+        return None
+    dq = getattr(evs, "_dq", None)  # private to the SDK (not in its stubs)
+    if type(dq) is not deque:
+        return None
+    return tuple(dq) if dq else ()
+
+
+def _convert(ev: Any, now: int) -> SpanEventData | None:
+    if type(ev) is not SdkEvent:
+        return None
+    attrs = _plain(ev._attributes)
+    if attrs is None:
+        return None
+    t = ev._timestamp or 0
+    return SpanEventData(ev._name, t if 0 <= t <= now + MAX_AHEAD_NS else now, attrs)
+
+
+def _read(span: Any, resource: dict[str, Any] | None) -> SpanData | None:
+    """``from_sdk(span, resource)``, fast, or None to let from_sdk do it.
+
+    ``resource`` None: the provider's resource attributes, shared (they are
+    the same object for every span of a provider and never change)."""
+    attrs = _plain(span._attributes)
+    events = _events_of(span)
+    if attrs is None or events is None:
+        return None
+    now = time.time_ns()
+    start, end = span._start_time or 0, span._end_time
+    hi = now + MAX_AHEAD_NS
+    if not 0 <= start <= hi or (end is not None and not 0 <= end <= hi):
+        return None  # clamped: from_sdk notes and logs it
+    converted: tuple[SpanEventData, ...] = ()
+    if events:
+        seen = _converted.get(span)
+        if seen is not None and len(seen[0]) <= len(events) and all(map(_same, seen[0], events)):
+            # The same events first (a BoundedList only appends, or drops
+            # its oldest): convert only the new ones.
+            done = seen[1]
+            fresh = [_convert(ev, now) for ev in events[len(done) :]]
+        else:
+            done = ()
+            fresh = [_convert(ev, now) for ev in events]
+        new = tuple(e for e in fresh if e is not None)
+        if len(new) < len(fresh):
+            return None
+        converted = done + new
+        if all(e.time_ns == ev._timestamp for e, ev in zip(new, events[len(done) :], strict=True)):
+            # Kept only when no event time was clamped to now: such a
+            # time is read again next time, as from_sdk would.
+            _converted[span] = (events, converted)
+    ctx = span._context
+    parent = span._parent
+    status = span._status
+    if resource is None:
+        r = span._resource
+        resource = dict(r.attributes) if r is not None else {}
+    return SpanData(
+        trace_id=format(ctx.trace_id, "032x") if ctx else "0" * 32,
+        span_id=format(ctx.span_id, "016x") if ctx else "0" * 16,
+        parent_id=format(parent.span_id, "016x") if parent is not None else None,
+        name=span._name,
+        start_ns=start,
+        end_ns=end,
+        attributes=attrs,
+        events=converted,
+        error=status is not None and status.status_code is StatusCode.ERROR,
+        status_message=status.description if status is not None else None,
+        parent_remote=bool(parent is not None and parent.is_remote),
+        resource=resource,
+    )
+
+
+def _same(a: Any, b: Any) -> bool:
+    return a is b
+
+
+def _from_sdk(span: Any, resource: dict[str, Any] | None) -> SpanData:
+    if isinstance(span, ReadableSpan):
+        try:
+            got = _read(span, resource)
+        except Exception:
+            got = None
+        if got is not None:
+            return got
+    return from_sdk(span, resource_attrs=resource)
 
 
 def snapshot_live(span: Any) -> SpanData | None:
+    """An open root as it is now: its attributes and events so far (the
+    events converted once, however often it is read)."""
     try:
-        return from_sdk(span, resource_attrs={})
+        return _from_sdk(span, {})
     except Exception:
         return None
 
@@ -29,16 +156,21 @@ def light_span(span: Any) -> SpanData:
     processor's stamps; one pass over their keys decides, and they keep
     only the stamps.
     """
-    attrs = span.attributes
+    attrs = span._attributes if isinstance(span, ReadableSpan) else span.attributes
+    if type(attrs) is BoundedAttributes:
+        attrs = attrs._dict  # ended: the SDK no longer writes it
     stamps: dict[str, Any] = {}
     if attrs:
         for k, v in attrs.items():
             if k in cv.CONTENT_KEYS or k.startswith(cv.RESULT_PREFIX):
-                return from_sdk(span)  # results live on a root that may carry only stamps
+                return _full(span)  # results live on a root that may carry only stamps
             if k in cv.STAMP_KEYS:
                 stamps[k] = v
-    if any(e.name in cv.KNOWN_EVENTS or e.name == cv.EVENT_EXCEPTION for e in span.events):
-        return from_sdk(span)  # a failure's type and message live in its exception event
+    evs = _events_of(span) if isinstance(span, ReadableSpan) else None
+    if evs is None:
+        evs = tuple(span.events)
+    if any(e.name in cv.KNOWN_EVENTS or e.name == cv.EVENT_EXCEPTION for e in evs):
+        return _full(span)  # a failure's type and message live in its exception event
     ctx = span.get_span_context()
     parent = span.parent
     status = span.status
@@ -57,3 +189,8 @@ def light_span(span: Any) -> SpanData:
         # else does; shared by every span, so referenced, not copied.
         resource=span.resource.attributes if span.resource else {},
     )
+
+
+def _full(span: Any) -> SpanData:
+    """Everything of an ended span that can cause events (from_sdk's result)."""
+    return _from_sdk(span, None)
