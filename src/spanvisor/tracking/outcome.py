@@ -30,12 +30,14 @@ Error = tuple[str | None, str | None, str | None]  # type, message, stack trace
 NO_ERROR: Error = (None, None, None)
 
 
-@dataclass
+@dataclass(slots=True)
 class ErrorInfo:
     """The earliest error each kind of span reported (bounded: two tuples).
 
     Earliest by time, then span id, so every arrival order reports the same
-    one: the first failure is the cause, later ones are its consequences."""
+    one: the first failure is the cause, later ones are its consequences.
+    Every task holds one, open or just finished: slotted, 64 bytes, not
+    160 with a ``__dict__``."""
 
     root: Error = NO_ERROR
     child: Error = NO_ERROR
