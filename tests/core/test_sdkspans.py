@@ -122,3 +122,24 @@ def test_light_span_of_a_span_with_content_equals_from_sdk() -> None:
     got = light_span(results)
     assert got == from_sdk(results)
     assert isinstance(got, SpanData)
+
+
+def test_every_change_to_a_root_shows_in_the_next_read() -> None:
+    tracer, _ = _provider()
+    root = tracer.start_span("root", attributes={cv.AGENT_ID: "a"})
+    root.add_event("agent.checkpoint", {"message": "one"})
+    first = snapshot_live(root)
+    assert first is not None and snapshot_live(root) == first
+    root.set_attribute("agent.progress", 50)
+    second = snapshot_live(root)
+    assert second != first and second == from_sdk(root, resource_attrs={})
+    assert first.attributes == {cv.AGENT_ID: "a"}  # the earlier read is unchanged
+    root.set_status(Status(StatusCode.ERROR, "bad"))
+    third = snapshot_live(root)
+    assert third != second and third == from_sdk(root, resource_attrs={})
+    root.update_name("renamed")
+    assert snapshot_live(root) == from_sdk(root, resource_attrs={})
+    root.end()
+    ended = snapshot_live(root)
+    assert ended is not None and ended.end_ns is not None
+    assert ended == from_sdk(root, resource_attrs={})

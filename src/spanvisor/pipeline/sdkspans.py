@@ -14,6 +14,7 @@ which the results equal (``tests/core/test_sdkspans.py``).
 
 from __future__ import annotations
 
+import operator
 import time
 import weakref
 from collections import deque
@@ -87,7 +88,7 @@ def _read(span: Any, resource: dict[str, Any] | None) -> SpanData | None:
     converted: tuple[SpanEventData, ...] = ()
     if events:
         seen = _converted.get(span)
-        if seen is not None and len(seen[0]) <= len(events) and all(map(_same, seen[0], events)):
+        if seen is not None and len(seen[0]) <= len(events) and all(map(operator.is_, seen[0], events)):
             # The same events first (a BoundedList only appends, or drops
             # its oldest): convert only the new ones.
             done = seen[1]
@@ -125,10 +126,6 @@ def _read(span: Any, resource: dict[str, Any] | None) -> SpanData | None:
     )
 
 
-def _same(a: Any, b: Any) -> bool:
-    return a is b
-
-
 def _from_sdk(span: Any, resource: dict[str, Any] | None) -> SpanData:
     if isinstance(span, ReadableSpan):
         try:
@@ -149,6 +146,13 @@ def snapshot_live(span: Any) -> SpanData | None:
         return None
 
 
+# Hoisted: read for every span that ends.
+_CONTENT_KEYS = cv.CONTENT_KEYS
+_STAMP_KEYS = cv.STAMP_KEYS
+_EVENT_NAMES = cv.KNOWN_EVENTS | {cv.EVENT_EXCEPTION}
+_is_result = operator.methodcaller("startswith", cv.RESULT_PREFIX)
+
+
 def light_span(span: Any) -> SpanData:
     """An ended SDK span as SpanData, copying only what the tracker reads.
 
@@ -156,38 +160,40 @@ def light_span(span: Any) -> SpanData:
     processor's stamps; one pass over their keys decides, and they keep
     only the stamps.
     """
-    attrs = span._attributes if isinstance(span, ReadableSpan) else span.attributes
+    sdk = isinstance(span, ReadableSpan)
+    attrs = span._attributes if sdk else span.attributes
     if type(attrs) is BoundedAttributes:
         attrs = attrs._dict  # ended: the SDK no longer writes it
     stamps: dict[str, Any] = {}
     if attrs:
-        for k, v in attrs.items():
-            if k in cv.CONTENT_KEYS or k.startswith(cv.RESULT_PREFIX):
-                return _full(span)  # results live on a root that may carry only stamps
-            if k in cv.STAMP_KEYS:
-                stamps[k] = v
-    evs = _events_of(span) if isinstance(span, ReadableSpan) else None
+        if not _CONTENT_KEYS.isdisjoint(attrs) or any(map(_is_result, attrs)):
+            return _full(span)  # results live on a root that may carry only stamps
+        stamps = {k: v for k, v in attrs.items() if k in _STAMP_KEYS}
+    evs = _events_of(span) if sdk else None
     if evs is None:
         evs = tuple(span.events)
-    if any(e.name in cv.KNOWN_EVENTS or e.name == cv.EVENT_EXCEPTION for e in evs):
+    if evs and any(e.name in _EVENT_NAMES for e in evs):
         return _full(span)  # a failure's type and message live in its exception event
-    ctx = span.get_span_context()
-    parent = span.parent
-    status = span.status
+    if sdk:
+        ctx, parent, status, resource = span._context, span._parent, span._status, span._resource
+        name, start, end = span._name, span._start_time, span._end_time
+    else:
+        ctx, parent, status, resource = span.get_span_context(), span.parent, span.status, span.resource
+        name, start, end = span.name, span.start_time, span.end_time
     return SpanData(
         trace_id=format(ctx.trace_id, "032x"),
         span_id=format(ctx.span_id, "016x"),
         parent_id=format(parent.span_id, "016x") if parent is not None else None,
-        name=span.name,
-        start_ns=span.start_time or 0,
-        end_ns=span.end_time,
+        name=name,
+        start_ns=start or 0,
+        end_ns=end,
         attributes=stamps,
         error=status is not None and status.status_code is StatusCode.ERROR,
         status_message=status.description if status is not None else None,
         parent_remote=bool(parent is not None and parent.is_remote),
         # The provider's resource names the agent (service.name) when nothing
         # else does; shared by every span, so referenced, not copied.
-        resource=span.resource.attributes if span.resource else {},
+        resource=resource.attributes if resource else {},
     )
 
 
