@@ -52,7 +52,7 @@ from spanvisor.spans.conventions import (
     RESULT_PREFIX,
     SERVICE_NAME,
 )
-from spanvisor.spans.data import MAX_AHEAD_NS, SpanData, SpanEventData, clamp_time, clamp_times
+from spanvisor.spans.data import MAX_AHEAD_NS, SpanData, SpanEventData, clamp_times
 
 _ERROR = Status.STATUS_CODE_ERROR
 # W3C/OTLP span flags: bit 8 says the parent is known, bit 9 that it is remote.
@@ -159,10 +159,11 @@ def attributes(kvs: Iterable[Any], keys: frozenset[str] | None = None) -> dict[s
 _READ = {k: k in KNOWN_KEYS for k in SPAN_KEYS}
 
 
-def _read_keys(span: Any) -> dict[str, Any] | None:
+def _read_keys(span: Any, events: Any) -> dict[str, Any] | None:
     """The attributes the tracker reads of a span in a scope that may be
-    keyed; None when it carries no known key, no known event and did not
-    fail (it is then an id link)."""
+    keyed (``events``: its events, read once by the caller); None when it
+    carries no known key, no known event and did not fail (it is then an
+    id link)."""
     attrs: dict[str, Any] = {}
     keyed = False
     read = _READ.get
@@ -176,12 +177,18 @@ def _read_keys(span: Any) -> dict[str, Any] | None:
                 continue
             known = False
         keyed = keyed or known
-        value = any_value(kv.value)
+        v = kv.value
+        if v.WhichOneof("value") == "string_value":  # most values: any_value's first case, inline
+            value = v.string_value
+            if len(value) > MAX_STRING:
+                value = value[:MAX_STRING]
+        else:
+            value = any_value(v)
         if value is not None:
             attrs[key] = value
     failed = span.status.code == _ERROR
-    if span.events:
-        for ev in span.events:
+    if events:
+        for ev in events:
             name = ev.name
             if name in KNOWN_EVENTS:
                 keyed = True
@@ -190,18 +197,19 @@ def _read_keys(span: Any) -> dict[str, Any] | None:
     return attrs if keyed or failed else None
 
 
-def _failed(span: Any) -> bool:
+def _failed(span: Any, events: Any) -> bool:
     """A failed span, or one that recorded an exception: its status and
     exception event may be the task's reported error (the exporter path reads
     them too), so it is decoded whatever its keys."""
     if span.status.code == _ERROR:
         return True
-    return bool(span.events) and any(ev.name == EVENT_EXCEPTION for ev in span.events)
+    return bool(events) and any(ev.name == EVENT_EXCEPTION for ev in events)
 
 
-def _events(span: Any, now: int) -> tuple[SpanEventData, ...]:
+def _events(events: Any, now: int) -> tuple[SpanEventData, ...]:
     out: list[SpanEventData] = []
-    for e in span.events:
+    latest = now + MAX_AHEAD_NS
+    for e in events:
         name = e.name
         if name in KNOWN_EVENTS:
             attrs = attributes(e.attributes)  # a checkpoint keeps its extra attributes
@@ -209,7 +217,8 @@ def _events(span: Any, now: int) -> tuple[SpanEventData, ...]:
             attrs = attributes(e.attributes, EXCEPTION_KEYS)
         else:
             continue  # the tracker reads no other event
-        out.append(SpanEventData(name, clamp_time(e.time_unix_nano, now), attrs))
+        t = e.time_unix_nano
+        out.append(SpanEventData(name, t if 0 <= t <= latest else now, attrs))  # clamp_time, inline
     return tuple(out)
 
 
@@ -221,6 +230,7 @@ def _full(
     attrs: dict[str, Any],
     resource: Mapping[str, Any],
     out: Decoded,
+    events: Any,
 ) -> SpanData:
     status = span.status
     error = status.code == _ERROR
@@ -238,7 +248,7 @@ def _full(
         start,
         end,
         attrs,
-        _events(span, now) if span.events else (),
+        _events(events, now) if events else (),
         error,
         status.message or None if error else None,
         bool(span.flags & _IS_REMOTE),
@@ -290,16 +300,17 @@ def decode_request(req: ExportTraceServiceRequest | TracesData, recv_ns: int | N
                 trace_hex = hex_of.get(tid)
                 if trace_hex is None:
                     trace_hex = hex_of[tid] = tid.hex()
+                events = span.events
                 if walk is None or index in walk:
-                    attrs = _read_keys(span)
-                elif _failed(span):
+                    attrs = _read_keys(span, events)
+                elif _failed(span, events):
                     attrs = attributes(span.attributes, SPAN_KEYS)
                 else:
                     attrs = None
                 if attrs is not None:
                     if resource is None:
                         resource = attributes(rs.resource.attributes, _RESOURCE_KEYS) or _EMPTY
-                    append(_full(span, trace_hex, sid.hex(), parent, attrs, resource, out))
+                    append(_full(span, trace_hex, sid.hex(), parent, attrs, resource, out, events))
                     out.keyed += 1
                     continue
                 start, end = span.start_time_unix_nano, span.end_time_unix_nano or None

@@ -73,6 +73,9 @@ def _span_ends(serialized: bytes) -> list[int] | None:
 # splitting a scope costs about 1 µs a span, more than walking saves when
 # nearly every span is keyed.
 _DENSE = 3
+# ... judged on the first 1/_SAMPLE of the scope's bytes: every full pass
+# over them (a count) costs about 0.2 µs a span.
+_SAMPLE = 8
 
 
 def keyed_spans(serialized: bytes, n_spans: int) -> set[int] | None:
@@ -88,14 +91,12 @@ def keyed_spans(serialized: bytes, n_spans: int) -> set[int] | None:
     ends: list[int] | None = None
     found: set[int] = set()
     find = serialized.find
+    sample = len(serialized) // _SAMPLE
     for marker in _MARKERS:
         i = find(marker)
         if i < 0:
             continue
-        hits = serialized.count(marker) - serialized.count(b"_" + marker)
-        if hits == 0:
-            continue
-        if hits >= _DENSE * n_spans:
+        if serialized.count(marker, 0, sample) * _SAMPLE >= _DENSE * n_spans:
             return None  # most spans are keyed: walking them all costs less
         while i >= 0:
             if i == 0 or serialized[i - 1] not in _WORD:
