@@ -225,6 +225,24 @@ def _timeline_fields(event: TimelineEvent, notes: list[str]) -> tuple[str, Any, 
     )
 
 
+# A checkpoint's changed fields: a handful of distinct tuples ("message",),
+# ("tokens",) ...; their JSON, when it needed no fix (no note), is kept.
+_CHANGED_JSON: dict[tuple[str, ...], str] = {}
+_CHANGED_KEPT = 256
+
+
+def _changed(changed: tuple[str, ...], notes: list[str]) -> str:
+    if not changed:
+        return "[]"
+    text = _CHANGED_JSON.get(changed)
+    if text is None:
+        before = len(notes)
+        text = json_text(list(changed), "changed", notes)
+        if len(notes) == before and len(_CHANGED_JSON) < _CHANGED_KEPT:
+            _CHANGED_JSON[changed] = text
+    return text
+
+
 def checkpoint_record(event: TimelineEvent) -> tuple[Any, ...]:
     v = event.task
     notes: list[str] = list(event.notes)
@@ -235,7 +253,7 @@ def checkpoint_record(event: TimelineEvent) -> tuple[Any, ...]:
         cost = attrs.get("cost_usd") if event.source == "model_call" else None
         if not isinstance(cost, int | float) or isinstance(cost, bool):
             cost = None
-        changed = json_text(list(event.changed), "changed", notes) if event.changed else "[]"
+        changed = _changed(event.changed, notes)
     else:
         kind, tokens, limit, level, threshold, ratio, attributes, cost = _timeline_fields(event, notes)
         changed = json_text(list(event.changed), "changed", notes) if isinstance(event, Checkpoint) else "[]"

@@ -115,6 +115,6 @@ def json_text(value: Any, field: str, notes: list[str]) -> str:
         text = "".join(_c_encode_ascii(value, 0)) if _c_encode_ascii is not None else _encode_ascii(value)
     except (ValueError, TypeError, RecursionError):
         text = ""
-    if text and len(text) <= TEXT_LIMIT and not _BAD_ESCAPE.search(text):
+    if text and len(text) <= TEXT_LIMIT and ("\\u" not in text or not _BAD_ESCAPE.search(text)):
         return text
     return dumps(clean_json(value, field, notes))
