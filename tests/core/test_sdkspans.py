@@ -5,13 +5,14 @@ root's events grow, past the SDK's event limit, and with times out of range."""
 from __future__ import annotations
 
 import time
+import weakref
 from typing import Any
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, SpanProcessor, TracerProvider
 from opentelemetry.trace import Status, StatusCode
 
-from spanvisor.pipeline.sdkspans import light_span, snapshot_live
+from spanvisor.pipeline.sdkspans import MemberStart, compact_end, light_span, member_start, snapshot_live
 from spanvisor.spans import conventions as cv
 from spanvisor.spans.data import MAX_AHEAD_NS, SpanData, from_sdk
 
@@ -143,3 +144,51 @@ def test_every_change_to_a_root_shows_in_the_next_read() -> None:
     ended = snapshot_live(root)
     assert ended is not None and ended.end_ns is not None
     assert ended == from_sdk(root, resource_attrs={})
+
+
+class Starts(SpanProcessor):
+    """Keeps each span the SDK starts, with its parent's context."""
+
+    def __init__(self) -> None:
+        self.started: list[Any] = []
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        self.started.append(span)
+
+
+def test_a_compact_end_reads_as_the_span_it_came_from() -> None:
+    tracer, ends = _provider()
+    stamps = {cv.TASK_ROOT: "00000000000000aa", cv.TASK_ID: "t-1"}
+    with tracer.start_as_current_span("parent"):
+        plain = _ended(tracer, ends, "tool", {"http.method": "GET", **stamps}, error=True)
+        call = _ended(tracer, ends, "chat", {cv.GEN_AI_OPERATION: "chat", "gen_ai.usage.input_tokens": 5, **stamps})
+        with tracer.start_as_current_span("failing", attributes=stamps) as s:
+            s.add_event("exception", {"exception.type": "ValueError", "exception.message": "no"})
+        failing = ends.ended[-1]
+    for span in (plain, call, failing):
+        compact = compact_end(span)
+        assert type(compact) is tuple
+        assert light_span(compact) == light_span(span)
+    assert light_span(compact_end(call)) == from_sdk(call)
+
+
+def test_a_member_start_holds_no_sdk_object_but_reads_as_the_span() -> None:
+    starts = Starts()
+    provider = TracerProvider(resource=Resource.create({"service.name": "svc"}), shutdown_on_exit=False)
+    provider.add_span_processor(starts)
+    tracer = provider.get_tracer("t")
+    with tracer.start_as_current_span("root"):
+        span = tracer.start_span("member", attributes={cv.TASK_ROOT: "00000000000000aa", "k": 1})
+    entry = member_start(span, span.parent)
+    assert isinstance(entry, MemberStart)
+    assert entry.get_span_context() == span.get_span_context() and entry.parent == span.parent
+    # What the pipeline reads when the tracker does not know the parent: the
+    # span as it is at that moment (attributes written since included).
+    span.set_attribute("later", "x")
+    assert from_sdk(entry) == from_sdk(span)
+    span.end()
+    ref = weakref.ref(span)
+    del span
+    starts.started.clear()
+    assert ref() is None  # the entry kept no SDK object alive
+    assert from_sdk(entry).attributes["later"] == "x"

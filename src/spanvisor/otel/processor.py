@@ -1,9 +1,17 @@
 """SpanvisorSpanProcessor: the in-process path, on the agent's TracerProvider.
 
-``on_start`` and ``on_end`` are O(1): a dict lookup, one
-``set_attributes`` call, and a deque append. They never wait on I/O and never
-raise into the agent; everything else happens on the pipeline's thread. An
-exception caught in a hook is counted in ``processor_errors_total``.
+``on_start`` and ``on_end`` are O(1): a dict lookup, the stamp write, and a
+deque append. They never wait on I/O and never raise into the agent;
+everything else happens on the pipeline's thread. An exception caught in a
+hook is counted in ``processor_errors_total``.
+
+A member span of a task (not its root) goes into the inbox in a compact form
+(:func:`spanvisor.pipeline.sdkspans.member_start` and ``compact_end``: a
+tuple of its ids, times, name, status and attribute dict), not as the SDK's
+span: so the SDK's objects for it (locks, attribute wrapper, event and link
+lists) are freed when the span ends instead of surviving in the inbox into
+the garbage collections the agent's thread runs. The root goes in as it is:
+the tracker reads it live.
 
 Work that outlives its task's root (a span ending after the root ended, or
 starting under it afterwards) is counted once, at its end, in
@@ -33,6 +41,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from spanvisor.config import Config
 from spanvisor.otel.attach import PipelineOwner
 from spanvisor.pipeline.pipeline import Pipeline
+from spanvisor.pipeline.sdkspans import compact_end, member_start
 from spanvisor.sink import Sink
 from spanvisor.spans import conventions as cv
 from spanvisor.spans import sanitize as sz
@@ -171,6 +180,7 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
                         return  # the usual unrelated span
                 else:
                     stamp = _stamp_for_root(span, attrs)
+                    parent = None  # the task's root: the tracker keeps it to read it live
             if len(self._open) >= MAX_OPEN_SPANS:
                 # Spans that never end would otherwise grow this map forever.
                 self.pipeline.stats.inbox_drop()
@@ -183,7 +193,12 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
                 self._open[span.get_span_context().span_id] = stamp.late()
                 return
             self._open[span.get_span_context().span_id] = stamp
-            self.pipeline.submit_start(span)
+            if parent is not None and self._stamp:
+                # A member: the tracker needs its ids, not the live span
+                # (sdkspans.member_start says why and what stays readable).
+                self.pipeline.submit_start(member_start(span, parent))
+            else:
+                self.pipeline.submit_start(span)
         except Exception:  # never into the agent
             self._count("processor_errors_total")
 
@@ -223,6 +238,9 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
                 self._ended[ctx.span_id] = stamp
                 if len(self._ended) > MAX_ENDED_ROOTS:
                     self._ended.popitem(last=False)
-            self.pipeline.submit_end(span)
+                self.pipeline.submit_end(span)
+                return
+            # A member: what the tracker reads of it, not the SDK's objects.
+            self.pipeline.submit_end(compact_end(span))
         except Exception:
             self._count("processor_errors_total")

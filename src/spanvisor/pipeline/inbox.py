@@ -5,8 +5,11 @@ BatchSpanProcessor, the receiver) only append to a bounded deque: no lock,
 no I/O, no wake-up syscall. A full inbox drops the span and counts it
 (``dropped_total{reason="inbox_full"}``, folded in on the pipeline thread).
 
-Entries are ``("start", sdk_span)``, ``("end", sdk_span)`` or
-``("spans", [SpanData, ...])`` (one receiver batch). The bound is about spans:
+Entries are ``("start", span)``, ``("end", span)`` or
+``("spans", [SpanData, ...])`` (one receiver batch). A span is an SDK span,
+or, for a member span of a task from the processor, the compact form of
+:mod:`spanvisor.pipeline.sdkspans` (``member_start``, ``compact_end``), which
+keeps none of the SDK's objects alive while it waits here. The bound is about spans:
 a receiver batch counts as its number of spans, under a short lock, so a
 request is refused (503) rather than accepted and dropped later.
 """

@@ -10,6 +10,10 @@ wraps them in a ``MappingProxyType`` over a Python-level mapping (a call per
 key to copy it) and ``span.events`` copies the event list twice under a
 lock. Any other shape falls back to :func:`spanvisor.spans.data.from_sdk`,
 which the results equal (``tests/core/test_sdkspans.py``).
+
+The processor hands over the spans of a task in a compact form
+(:func:`member_start`, :func:`compact_end`), so that an ended span does not
+keep the SDK's objects alive in the inbox; these read both forms.
 """
 
 from __future__ import annotations
@@ -146,6 +150,119 @@ def snapshot_live(span: Any) -> SpanData | None:
         return None
 
 
+class MemberStart(tuple[Any, ...]):
+    """A member span's start as the processor hands it over: its context, its
+    parent's, its name, start time, attribute dict and resource (see
+    :func:`member_start`). Read like an SDK span where the pipeline reads one
+    (``get_span_context()``, ``parent``, and :func:`from_sdk` when the tracker
+    does not know its parent), as it is at that moment."""
+
+    __slots__ = ()
+
+    def get_span_context(self) -> Any:
+        return self[0]
+
+    @property
+    def parent(self) -> Any:
+        return self[1]
+
+    @property
+    def name(self) -> str:
+        return str(self[2])
+
+    @property
+    def start_time(self) -> int:
+        return int(self[3])
+
+    @property
+    def end_time(self) -> None:
+        return None  # its end comes through its own entry
+
+    @property
+    def attributes(self) -> Any:
+        return self[4]
+
+    @property
+    def events(self) -> tuple[()]:
+        return ()
+
+    @property
+    def status(self) -> None:
+        return None
+
+    @property
+    def resource(self) -> Any:
+        return self[5]
+
+
+def member_start(span: Any, parent: Any) -> Any:
+    """What the processor puts in the inbox for a stamped span starting in a
+    task, on the agent's thread: a :class:`MemberStart`, or the span itself
+    when it is not the SDK's usual shape.
+
+    Why: the live span in the inbox keeps all of the SDK's objects for it
+    (its locks, attribute wrapper, event and link lists) alive until the
+    pipeline thread gets to it, long after the span has ended when the
+    pipeline is behind. Every garbage collection meanwhile scans them, and
+    most run on the agent's thread, which allocates the most. The pipeline
+    needs only the ids (the tracker records the membership); should the
+    tracker not know the parent, it reads the span's attributes (the same
+    dict the SDK writes) to count it as late work, as it would the span.
+    """
+    attrs = span._attributes
+    d = attrs._dict if type(attrs) is BoundedAttributes else None
+    if type(d) is not dict:
+        return span
+    return MemberStart((span._context, parent, span._name, span._start_time, d, span._resource))
+
+
+def compact_end(span: Any) -> Any:
+    """What the processor puts in the inbox for a member span that ended, on
+    the agent's thread: a plain tuple of what :func:`light_span` reads (see
+    :func:`member_start` for why), or the span when it is not the SDK's
+    usual shape."""
+    if type(span) is not ReadableSpan:
+        return span
+    attrs = span._attributes
+    d = attrs._dict if type(attrs) is BoundedAttributes else None
+    evs = _events_of(span)
+    if type(d) is not dict or evs is None:
+        return span
+    return (
+        span._context,
+        span._parent,
+        span._name,
+        span._start_time,
+        span._end_time,
+        d,
+        evs,
+        span._status,
+        span._resource,
+    )
+
+
+class _Ended:
+    """A :func:`compact_end` tuple read as an ended SDK span (for from_sdk)."""
+
+    __slots__ = ("_ctx", "attributes", "end_time", "events", "name", "parent", "resource", "start_time", "status")
+
+    def __init__(self, t: tuple[Any, ...]) -> None:
+        (
+            self._ctx,
+            self.parent,
+            self.name,
+            self.start_time,
+            self.end_time,
+            self.attributes,
+            self.events,
+            self.status,
+            self.resource,
+        ) = t
+
+    def get_span_context(self) -> Any:
+        return self._ctx
+
+
 # Hoisted: read for every span that ends.
 _CONTENT_KEYS = cv.CONTENT_KEYS
 _STAMP_KEYS = cv.STAMP_KEYS
@@ -160,6 +277,8 @@ def light_span(span: Any) -> SpanData:
     processor's stamps; one pass over their keys decides, and they keep
     only the stamps.
     """
+    if type(span) is tuple:
+        return _light_compact(span)
     sdk = isinstance(span, ReadableSpan)
     attrs = span._attributes if sdk else span.attributes
     if type(attrs) is BoundedAttributes:
@@ -193,6 +312,31 @@ def light_span(span: Any) -> SpanData:
         parent_remote=bool(parent is not None and parent.is_remote),
         # The provider's resource names the agent (service.name) when nothing
         # else does; shared by every span, so referenced, not copied.
+        resource=resource.attributes if resource else {},
+    )
+
+
+def _light_compact(t: tuple[Any, ...]) -> SpanData:
+    """:func:`light_span` of a :func:`compact_end` tuple."""
+    ctx, parent, name, start, end, attrs, evs, status, resource = t
+    stamps: dict[str, Any] = {}
+    if attrs:
+        if not _CONTENT_KEYS.isdisjoint(attrs) or any(map(_is_result, attrs)):
+            return from_sdk(_Ended(t))  # type: ignore[arg-type]  # read as an SDK span
+        stamps = {k: v for k, v in attrs.items() if k in _STAMP_KEYS}
+    if evs and any(e.name in _EVENT_NAMES for e in evs):
+        return from_sdk(_Ended(t))  # type: ignore[arg-type]
+    return SpanData(
+        trace_id=format(ctx.trace_id, "032x"),
+        span_id=format(ctx.span_id, "016x"),
+        parent_id=format(parent.span_id, "016x") if parent is not None else None,
+        name=name,
+        start_ns=start or 0,
+        end_ns=end,
+        attributes=stamps,
+        error=status is not None and status.status_code is StatusCode.ERROR,
+        status_message=status.description if status is not None else None,
+        parent_remote=bool(parent is not None and parent.is_remote),
         resource=resource.attributes if resource else {},
     )
 
