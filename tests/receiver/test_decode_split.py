@@ -17,7 +17,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from spanvisor.receiver.decode import decode_request
-from spanvisor.receiver.scan import keyed_spans
+from spanvisor.receiver.scan import keyed_spans, scope_bytes
 from spanvisor.spans.conventions import EVENT_CHECKPOINT, KNOWN_KEYS, READ_KEYS, RESULT_PREFIX
 
 PLAIN = [
@@ -112,3 +112,24 @@ def test_a_scope_of_plain_spans_is_ruled_out_and_a_keyed_one_is_found() -> None:
     # Marker text in a value only means "walk to be sure".
     ss.spans[2].attributes.add(key="note").value.string_value = "see gen_ai.usage"
     assert keyed_spans(ss.SerializeToString(), 10) == {2, 6}
+
+
+def test_scopes_are_scanned_as_received_and_decode_alike() -> None:
+    rnd = random.Random(7)
+    req = ExportTraceServiceRequest()
+    for r in range(3):
+        rs = req.resource_spans.add()
+        rs.resource.attributes.add(key="service.name").value.string_value = f"svc{r}"
+        for _ in range(r + 1):
+            ss = rs.scope_spans.add()
+            ss.scope.name = "agent.lib"
+            kinds = ["plain", "keyed", "failed", "event"]
+            ss.spans.extend(_span(rnd, 100 * r + n + 1, rnd.choice(kinds)) for n in range(rnd.randint(0, 12)))
+    body = req.SerializeToString()
+    assert scope_bytes(body) == [[ss.SerializeToString() for ss in rs.scope_spans] for rs in req.resource_spans]
+    parsed = ExportTraceServiceRequest.FromString(body)
+    with_body = decode_request(parsed, recv_ns=1_700_000_000_000_001_000, body=body)
+    without = decode_request(parsed, recv_ns=1_700_000_000_000_001_000)
+    assert with_body.spans == without.spans and with_body.keyed == without.keyed
+    # A body this walk does not expect (a field numbered above 15) is serialised instead.
+    assert scope_bytes(b"\x82\x01\x00") is None

@@ -43,7 +43,7 @@ from typing import Any
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Status, TracesData
 
-from spanvisor.receiver.scan import keyed_spans
+from spanvisor.receiver.scan import keyed_spans, scope_bytes
 from spanvisor.spans.conventions import (
     EVENT_EXCEPTION,
     KNOWN_EVENTS,
@@ -264,26 +264,37 @@ def _clamped(out: Decoded, trace_id: str, span_id: str, note: str | None) -> tup
     return (note,) if note else ()
 
 
-def decode_request(req: ExportTraceServiceRequest | TracesData, recv_ns: int | None = None) -> Decoded:
+def decode_request(
+    req: ExportTraceServiceRequest | TracesData, recv_ns: int | None = None, body: bytes | None = None
+) -> Decoded:
     """Every valid span of ``req``; the invalid ones are counted with a reason.
 
     ``recv_ns``: when the request arrived (now by default; the journal's
-    time on replay), the clock span times are clamped against.
+    time on replay), the clock span times are clamped against. ``body``:
+    the protobuf ``req`` was parsed from, if at hand (its scopes are
+    scanned as received rather than serialised again).
     """
     out = Decoded(recv_ns=recv_ns or time.time_ns())
     late = out.recv_ns + MAX_AHEAD_NS
     spans = out.spans
     append = spans.append
     hex_of: dict[bytes, str] = {}  # trace ids repeat across a request's spans
-    for rs in req.resource_spans:
+    received = scope_bytes(body) if body is not None else None
+    resources = req.resource_spans
+    if received is not None and len(received) != len(resources):
+        received = None
+    for r, rs in enumerate(resources):
         resource: Mapping[str, Any] | None = None
-        for ss in rs.scope_spans:
+        scopes = rs.scope_spans
+        as_received = received[r] if received is not None and len(received[r]) == len(scopes) else None
+        for s, ss in enumerate(scopes):
             # Instrumentation libraries get their own scope, so a whole scope
             # of HTTP or database spans is usually ruled out in one scan;
             # where keyed and plain spans share a scope, the same scan says
             # which spans to walk.
             scope_spans = ss.spans
-            walk = keyed_spans(ss.SerializeToString(), len(scope_spans))
+            serialized = as_received[s] if as_received is not None else ss.SerializeToString()
+            walk = keyed_spans(serialized, len(scope_spans))
             for index, span in enumerate(scope_spans):
                 tid = span.trace_id
                 sid = span.span_id

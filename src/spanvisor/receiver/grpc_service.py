@@ -98,7 +98,7 @@ class TraceService:
     async def Export(self, body: bytes, context: Any) -> ExportTraceServiceResponse:
         ingest = self.ingest
         request = await self._admitted(body, context, ExportTraceServiceRequest)
-        decoded = decode_request(request)
+        decoded = decode_request(request, body=body)
         if len(decoded.spans) > ingest.max_spans:
             ingest.count("grpc", "too_large")
             await context.abort(

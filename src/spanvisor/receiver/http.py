@@ -156,7 +156,7 @@ def make_app(ingest: Ingest, token: str | None, max_body_bytes: int) -> web.Appl
             return _error(
                 400, _INVALID_ARGUMENT, f"body is not a protobuf ExportTraceServiceRequest: {exc}", reply_type
             )
-        decoded = decode_request(req)
+        decoded = decode_request(req, body=None if ctype == JSON else body)
         if len(decoded.spans) > ingest.max_spans:
             ingest.count("http", "too_large")
             return _error(

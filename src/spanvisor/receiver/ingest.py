@@ -232,7 +232,7 @@ class Ingest:
         _, recv_ns, keyed, links = row
         body = body_of(keyed, max_body_bytes)
         if body is not None:
-            return decode_request(TracesData.FromString(body), recv_ns=recv_ns).spans
+            return decode_request(TracesData.FromString(body), recv_ns=recv_ns, body=body).spans
         spans: list[SpanData] = []
         if keyed:
             spans.extend(decode_request(TracesData.FromString(keyed), recv_ns=recv_ns).spans)

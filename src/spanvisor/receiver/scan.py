@@ -28,6 +28,65 @@ _WORD = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234567
 assert max(len(k) for k in _KNOWN) < ord("-")
 
 
+def _delimited(buf: bytes, lo: int, hi: int, tag: int) -> list[tuple[int, int]] | None:
+    """The (start, end) of every length-delimited field ``tag`` (a one-byte
+    tag) in ``buf[lo:hi]``, a serialized message, in order; None for
+    anything this walk does not expect."""
+    out: list[tuple[int, int]] = []
+    i = lo
+    try:
+        while i < hi:
+            t = buf[i]
+            i += 1
+            if t & 0x80:  # a field number above 15: not one of ours
+                return None
+            wire = t & 7
+            if wire == 2:
+                b = buf[i]
+                i += 1
+                size, shift = b & 0x7F, 7
+                while b & 0x80:
+                    b = buf[i]
+                    i += 1
+                    size |= (b & 0x7F) << shift
+                    shift += 7
+                if t == tag:
+                    out.append((i, i + size))
+                i += size
+            elif wire == 0:
+                while buf[i] & 0x80:
+                    i += 1
+                i += 1
+            elif wire == 1:
+                i += 8
+            elif wire == 5:
+                i += 4
+            else:
+                return None
+    except IndexError:
+        return None
+    return out if i == hi else None
+
+
+def scope_bytes(body: bytes) -> list[list[bytes]] | None:
+    """Each scope's bytes as received, per resource, from an
+    ExportTraceServiceRequest (or TracesData) body: what
+    ``scope.SerializeToString()`` would give for the scan, without
+    serialising again (about 1 µs a span). Repeated fields keep their order on
+    the wire, so ``[i][j]`` is ``resource_spans[i].scope_spans[j]``; None
+    when the body cannot be split so (the caller serialises)."""
+    resources = _delimited(body, 0, len(body), 0x0A)
+    if resources is None:
+        return None
+    out: list[list[bytes]] = []
+    for lo, hi in resources:
+        scopes = _delimited(body, lo, hi, 0x12)
+        if scopes is None:
+            return None
+        out.append([body[a:b] for a, b in scopes])
+    return out
+
+
 def _span_ends(serialized: bytes) -> list[int] | None:
     """Where each span (ScopeSpans field 2) ends in a serialized scope, in
     order; None for anything this walk does not expect (the caller then
