@@ -192,3 +192,12 @@ def test_a_member_start_holds_no_sdk_object_but_reads_as_the_span() -> None:
     starts.started.clear()
     assert ref() is None  # the entry kept no SDK object alive
     assert from_sdk(entry).attributes["later"] == "x"
+
+
+def test_a_span_of_another_shape_is_handed_over_as_it_is() -> None:
+    class Other:
+        name = "other"
+
+    other = Other()
+    assert member_start(other, None) is other
+    assert compact_end(other) is other

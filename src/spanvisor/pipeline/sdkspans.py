@@ -209,11 +209,14 @@ def member_start(span: Any, parent: Any) -> Any:
     tracker not know the parent, it reads the span's attributes (the same
     dict the SDK writes) to count it as late work, as it would the span.
     """
-    attrs = span._attributes
-    d = attrs._dict if type(attrs) is BoundedAttributes else None
-    if type(d) is not dict:
+    try:
+        attrs = span._attributes
+        d = attrs._dict if type(attrs) is BoundedAttributes else None
+        if type(d) is not dict:
+            return span
+        return MemberStart((span._context, parent, span._name, span._start_time, d, span._resource))
+    except Exception:  # another Span class: handed over as it is
         return span
-    return MemberStart((span._context, parent, span._name, span._start_time, d, span._resource))
 
 
 def compact_end(span: Any) -> Any:
@@ -223,9 +226,12 @@ def compact_end(span: Any) -> Any:
     usual shape."""
     if type(span) is not ReadableSpan:
         return span
-    attrs = span._attributes
-    d = attrs._dict if type(attrs) is BoundedAttributes else None
-    evs = _events_of(span)
+    try:
+        attrs = span._attributes
+        d = attrs._dict if type(attrs) is BoundedAttributes else None
+        evs = _events_of(span)
+    except Exception:  # not the SDK's usual insides: handed over as it is
+        return span
     if type(d) is not dict or evs is None:
         return span
     return (
