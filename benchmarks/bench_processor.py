@@ -1,7 +1,7 @@
 """Cost per span on the agent's thread: no processor, OTLP/HTTP, spanvisor.
 
 Run: ``.venv/bin/python benchmarks/bench_processor.py`` (about 60 s on an
-idle 2-core machine). Options: ``--reps N`` (default 9); ``--experiment``
+idle 2-core machine). Options: ``--reps N`` (default 12); ``--experiment``
 also runs (e) and (g), the processor's hooks alone with no pipeline thread,
 with and without stamps, to show where the agent-thread time goes;
 ``--profile`` prints a cProfile of the agent thread under (c) and of the
@@ -38,23 +38,31 @@ Two modes:
 * ``paced``: a 10 ms pause after each task, as an agent waiting on its model
   would; background work mostly runs in the pauses.
 
-Method. Each measurement builds its configuration, warms it up (5 tasks),
-then runs ``gc.collect()`` outside the timed region, so that every
-configuration starts from the same heap and none inherits the collector's
-debt of the one measured before it (the collections its own spans cause are
-all inside the timed region). Reported per configuration, per span (start +
-end, including the agent's own attribute writes): wall time of the agent's
-work (includes waiting for the GIL while a background thread runs), the agent
-thread's CPU time (``time.thread_time_ns``: the work done on that thread,
-robust to other processes on a shared machine), both as medians over the
-repetitions, and the part of that CPU time spent in garbage collections that
-ran on the agent's thread (timed with ``gc.callbacks``; mean over the
-repetitions, with the number of full collections). The ratio (x-a)/(b-a),
-1.0 when a configuration adds as much per span as the OTLP exporter does, is
-computed within each repetition (x, a and b measured next to each other) and
-its median and quartiles over the repetitions are given: the quartiles say
-how far a single figure can be trusted. Then the CPU cost per span of the
-pipeline thread (the tracker), measured alone.
+Method. Every configuration is built once and warmed up (5 tasks); then
+each repetition runs one short block of tasks on each configuration in turn
+(30 burst, as many as one measurement had before, and 15 paced; 12
+repetitions), so that load changing on a shared machine hits all of them
+alike. Before a block, ``gc.collect()`` (outside the
+timed region): every block starts from the same heap and none inherits the
+collector's debt of the one before it (the collections its own spans cause
+are all inside the timed region). After a block, also outside it, the
+configuration's background thread works off what the block left (BSP's
+``force_flush``; spanvisor's pipeline until its inbox is empty), so the next
+block of any configuration starts with nothing queued. Reported per
+configuration, per span (start + end, including the agent's own attribute
+writes): wall time of the agent's work (includes waiting for the GIL while a
+background thread runs), the agent thread's CPU time
+(``time.thread_time_ns``: the work done on that thread, robust to other
+processes on a shared machine), both as medians over the blocks, and the part
+of that CPU time spent in garbage collections that ran on the agent's thread
+(timed with ``gc.callbacks``; mean over the blocks, with the number of full
+collections). The ratio (x-a)/(b-a), 1.0 when a configuration adds as much
+per span as the OTLP exporter does, is computed within each repetition (x, a
+and b measured next to each other) and its median and quartiles over the
+repetitions are given: the quartiles say how far a single figure can be
+trusted. The notes (drops, events, what was left in the inbox) are totals
+over the whole run. Then the CPU cost per span of the pipeline thread (the
+tracker), measured alone.
 """
 
 from __future__ import annotations
@@ -211,6 +219,10 @@ class Setup:
     close: Callable[[], dict[str, float]]
     # Runs between tasks, outside the timed region.
     between: Callable[[], None] = lambda: None
+    # Runs after each block of tasks, outside the timed region: the
+    # background thread works off what the block left, so the next block
+    # (of any configuration) starts with nothing queued.
+    drain: Callable[[], None] = lambda: None
 
 
 def _config() -> Config:
@@ -248,7 +260,10 @@ def setup_otlp(port: int) -> Callable[[], Setup]:
             p.shutdown()
             return {"bsp_dropped": BSP_DROPS.count - before}
 
-        return Setup(p, close)
+        def drain() -> None:
+            p.force_flush(10_000)
+
+        return Setup(p, close, drain=drain)
 
     return make
 
@@ -278,7 +293,14 @@ def _spanvisor(sink: BaseSink, queue_size: int | None = None, stamp: bool = True
             out["delivered"] = sink.delivered
         return out
 
-    return Setup(p, close)
+    def drain() -> None:
+        # Until the inbox is worked off (a stalled sink never acknowledges,
+        # so a flush would wait its whole deadline).
+        deadline = time.monotonic() + 10
+        while proc.pipeline.stats.value("inbox_depth") > 0 and time.monotonic() < deadline:
+            time.sleep(0.002)
+
+    return Setup(p, close, drain=drain)
 
 
 def setup_stalled() -> Setup:
@@ -361,16 +383,13 @@ class GcClock:
 GC_CLOCK = GcClock()
 
 
-def measure(make: Callable[[], Setup], tasks: int, paced: bool) -> tuple[float, float, float, int, dict[str, float]]:
+def measure(s: Setup, tasks: int, paced: bool) -> tuple[float, float, float, int]:
     """(wall ns/span, agent-thread CPU ns/span, of which in gc, full
-    collections on the agent thread, notes) for one configuration."""
-    s = make()
+    collections on the agent thread) for one block of tasks on one
+    configuration."""
     tracer = s.provider.get_tracer("bench")
-    for i in range(5):  # warm up: first-call costs, caches
-        run_task(tracer, i)
-    time.sleep(0.2 if paced else 0.05)
-    # Every configuration starts from the same heap: none pays for the
-    # garbage the previous one left (outside the timed region).
+    # Every block starts from the same heap: none pays for the garbage the
+    # previous one left (outside the timed region).
     gc.collect()
     GC_CLOCK.reset(threading.get_ident())
     wall = cpu = 0
@@ -385,9 +404,9 @@ def measure(make: Callable[[], Setup], tasks: int, paced: bool) -> tuple[float, 
             time.sleep(PACE_S)
     gc_ns, full = GC_CLOCK.ns, GC_CLOCK.full
     GC_CLOCK.reset(0)
-    extra = s.close()
+    s.drain()
     n = tasks * SPANS_PER_TASK
-    return wall / n, cpu / n, gc_ns / n, full, extra
+    return wall / n, cpu / n, gc_ns / n, full
 
 
 def start_endpoint() -> tuple[subprocess.Popen[str], int]:
@@ -455,7 +474,7 @@ def profile_pipeline(tasks: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Cost per span on the agent's thread.")
-    ap.add_argument("--reps", type=int, default=9)
+    ap.add_argument("--reps", type=int, default=12)
     ap.add_argument("--quick", action="store_true", help="fewer spans and reps, for a smoke run")
     ap.add_argument("--profile", action="store_true", help="cProfile the agent thread under (c) and the pipeline")
     ap.add_argument(
@@ -467,8 +486,8 @@ def main(argv: list[str] | None = None) -> int:
     bsp_log.addHandler(BSP_DROPS)
     bsp_log.propagate = False
     logging.getLogger("spanvisor").setLevel(logging.CRITICAL)  # drops are expected under (c); counted below
-    burst_tasks, paced_tasks = (20, 15) if args.quick else (30, 20)
-    reps = 3 if args.quick else args.reps
+    burst_tasks, paced_tasks = (10, 8) if args.quick else (30, 15)
+    reps = 4 if args.quick else args.reps
 
     endpoint, port = start_endpoint()
     configs: dict[str, Callable[[], Setup]] = {
@@ -488,21 +507,34 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.monotonic()
     gc.callbacks.append(GC_CLOCK)
     keys = list(configs)
+    setups: dict[str, Setup] = {}
     try:
+        for key in keys:  # built once, warmed up: first-call costs, caches
+            setups[key] = configs[key]()
+            tracer = setups[key].provider.get_tracer("bench")
+            for i in range(5):
+                run_task(tracer, i)
+                setups[key].between()
+            setups[key].drain()
         for rep in range(reps):
             # Rotated each repetition: no configuration always runs right
             # after the same other one.
             order = keys[rep % len(keys) :] + keys[: rep % len(keys)]
             for mode, tasks in (("burst", burst_tasks), ("paced", paced_tasks)):
                 for key in order:
-                    wall, cpu, gc_ns, full, extra = measure(configs[key], tasks, paced=mode == "paced")
+                    wall, cpu, gc_ns, full = measure(setups[key], tasks, paced=mode == "paced")
                     r = results.setdefault((mode, key), Result())
                     r.wall.append(wall)
                     r.cpu.append(cpu)
                     r.gc.append(gc_ns)
                     r.full_gcs.append(full)
-                    r.extra.append(extra)
+        for key in keys:
+            extra = setups.pop(key).close()
+            for mode in ("burst", "paced"):
+                results[(mode, key)].extra.append(extra)
     finally:
+        for s in setups.values():
+            s.close()
         gc.callbacks.remove(GC_CLOCK)
         endpoint.terminate()
         endpoint.wait(5)
