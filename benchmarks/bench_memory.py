@@ -13,7 +13,12 @@ again, from ``/metrics``):
 2. **A stream**: ``--spans`` spans of the project mix, every span unique
    (``_payloads.py``), every task finished; RSS after each tenth. It should
    level off once the bounded windows (duplicate window, finished tasks)
-   are full, and stay there.
+   are full, and stay there. The run ends by saying after how many spans of
+   this mix each window is full at the defaults: the duplicate window holds
+   spans that carry content (16 % of the mix), the finished-task record
+   tasks (12 per ~520 spans), so on this mix the first fills after about
+   1.2 million spans and the second after about 8.6 million: a shorter run
+   still sees the record grow (see src/spanvisor/tracking/recent.py).
 
 Four clients, honouring Retry-After, as in ``bench_ingest.py``.
 """
@@ -31,8 +36,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
 from _payloads import MIXES, Template, check_unique
 from bench_ingest import Run, Server
+from spanvisor.config import Config
+from spanvisor.receiver.decode import decode_request
+from spanvisor.tracking.tracebuffer import can_cause_events
 
 
 def rss_mb(pid: int) -> float:
@@ -54,6 +64,19 @@ def send(srv: Server, tpl: Template, first: int, count: int) -> int:
     """POST ``count`` unique copies of ``tpl`` (4 clients); spans acknowledged."""
     run = Run([tpl.copy(first + k) for k in range(count)], tpl.n_spans, 4, 3600.0)
     return int(run.drive("http", [srv])["spans"])
+
+
+def windows_full(tpl: Template) -> str:
+    """After how many spans of ``tpl`` the tracker's two windows are full, at the defaults."""
+    window = int(Config.load(env={}, extra=())["dedup_window"])
+    spans = decode_request(ExportTraceServiceRequest.FromString(tpl.copy(1))).spans
+    content = sum(1 for s in spans if can_cause_events(s))
+    dup = window * len(spans) / max(1, content)
+    done = window * len(spans) / max(1, tpl.n_tasks)
+    return (
+        f"windows at the defaults ({window:,} entries): the duplicate window is full after ~{dup:,.0f} spans "
+        f"of this mix ({content} of {len(spans)} spans carry content), the finished-task record after ~{done:,.0f}"
+    )
 
 
 def main() -> None:
@@ -99,6 +122,7 @@ def main() -> None:
             f"stream of {sent:,} spans in {elapsed:.0f} s: RSS {samples[0][1]:,.0f} MB after the first tenth, "
             f"{min(late):,.0f}-{max(late):,.0f} MB over the second half (spread {max(late) - min(late):,.0f} MB)"
         )
+        print(windows_full(mix))
     finally:
         srv.stop()
 
