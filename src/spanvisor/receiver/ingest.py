@@ -4,11 +4,12 @@
 body is read or parsed: when the pipeline has room, the request goes on;
 when room is expected within :data:`MAX_WAIT_S` (the tracker and the durable
 sinks are draining, measured), the request waits for it, so a steady client
-is slowed to the pipeline's pace instead of refused and left idle; otherwise
-the answer is 503 / UNAVAILABLE at once, costing microseconds, with a
-Retry-After saying how soon there will be room (from the same rates), or
-the configured ``retry_after_s`` when that cannot be told (a durable sink
-that delivers nothing may be down).
+is slowed to the pipeline's pace instead of refused and left idle; when
+room is surely not coming that soon, the answer is 503 / UNAVAILABLE at
+once, costing microseconds, with a Retry-After saying how soon there will be
+room (from the same rates). When that cannot be told (a durable sink that
+has delivered nothing lately: starting, or down) the request waits the whole
+:data:`MAX_WAIT_S` for it, then gets the configured ``retry_after_s``.
 
 The order after that is what makes a 2xx mean something. The request body
 is committed to the journal as received, and only then the decoded spans
@@ -90,6 +91,9 @@ MAX_WAIT_S = 1.0
 # A request already journaled may wait this many times longer: its write is
 # done, and giving up would throw it away.
 JOURNALED_WAITS = 3
+# An estimate this far past the wait is refused at once (room is not coming
+# soon); a nearer one is waited out, estimates being rough.
+HOPELESS_S = 2.0
 _POLL_S = 0.01
 # Retry-After estimates are kept within these bounds.
 MIN_RETRY_S = 0.1
@@ -163,9 +167,15 @@ class Ingest:
                 wait = _POLL_S  # requests already journaled go first
             if wait == 0.0:
                 return None
-            if wait is None or time.monotonic() + wait > deadline:
+            now = time.monotonic()
+            # Refused at once only when room is surely not coming within the
+            # wait. No rate at all (a durable sink that has delivered nothing
+            # yet: just started, or down) gets the whole wait to show one: a
+            # fresh serve's first batch is slow, and one steady client was
+            # refused about once in four starts for it.
+            if now >= deadline or (wait is not None and now + wait > deadline + HOPELESS_S):
                 return self._refusal(_FULL, wait)
-            await asyncio.sleep(min(wait, _POLL_S))
+            await asyncio.sleep(_POLL_S if wait is None else min(wait, _POLL_S))
             if not self.accepting:
                 return Refusal("spanvisor is shutting down", self.retry_after_s)
 
