@@ -122,6 +122,8 @@ class SpendMetrics:
     def _spend(self, agent_id: str, time_ns: int, usd: float) -> None:
         """A later call's cost, added to the ledger subjects already warned about
         (the day is the event's, as the tracker's ledger takes it)."""
+        if not any(self.ledger.values()):
+            return  # nothing warned about yet (always, with no budgets): no day to name
         day, month = _periods(time_ns)
         for scope, subject in (("agent_day", f"{agent_id}:{day}"), ("day", day), ("month", month)):
             entry = self.ledger[scope].get(subject)
