@@ -184,7 +184,15 @@ class Deliverer:
         # from an earlier post's answer): a parent is then looked for, edited
         # and stored by the ID Slack's other methods need.
         channel = self.transport.channels.known(st.channel) or st.channel
+        if await self._earlier_post(st, channel):
+            return True
         started = time.time()
+        # Said before the call: a process killed between Slack's answer and
+        # the put below leaves this, and whoever takes the claim next (this
+        # process restarted, or a replica) looks for that post first.
+        await self.claims.put_if_newer(
+            self._ns("posting"), st.task_id, {"channel": channel, "since": started}, int(started * 1e6)
+        )
         built: dict[str, int] = {}
         posted_view: list[tuple[TaskView, bool, tuple[Decision, ...]]] = []
 
@@ -230,6 +238,21 @@ class Deliverer:
                 return True
         await self.claims.release(ns, st.task_id)
         self.failures.failed(st, out)
+        return True
+
+    async def _earlier_post(self, st: SlackTaskRecord, channel: str) -> bool:
+        """A parent an earlier holder of the claim may have posted without
+        storing it (killed in between): found in the channel's history by
+        its metadata, it is adopted instead of posted again."""
+        said = await self.claims.get(self._ns("posting"), st.task_id)
+        if said is None:
+            return False
+        since = said.get("since")
+        where = str(said.get("channel") or channel)
+        found = await self.finder.find(st.task_id, where, float(since) if isinstance(since, int | float) else 0.0)
+        if found.channel_id is None or found.ts is None:
+            return False
+        await self._posted(st, found.channel_id, found.ts, -1)
         return True
 
     async def _posted(self, st: SlackTaskRecord, channel: str, ts: str, version: int) -> None:

@@ -45,6 +45,8 @@ Scenarios are picked by token, like python-slack-sdk's
   missing_scope), ``busy`` (``busy_messages`` other messages follow ours at
   once, so it is not on the first page of history);
 - ``xoxb-slow-<ms>``: every answer waits that long;
+- ``xoxb-nohistory``: an app without ``channels:history``
+  (conversations.history answers missing_scope);
 - ``xapp-<anything>``: an app-level token, good only for
   ``apps.connections.open`` (and the other way round: ``not_allowed_token_type``);
   ``xapp-lose-acks-<n>``: see :mod:`.slack_socket`;

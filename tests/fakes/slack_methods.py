@@ -158,7 +158,7 @@ class WebApi:
         return ok(channel=ch.id, permalink=link)
 
     def _m_conversations_history(self, token: str, args: dict[str, Any]) -> Answer:
-        if "nohistory" in _flags(token):
+        if "nohistory" in _flags(token) or token.startswith("xoxb-nohistory"):
             return error("missing_scope", needed="channels:history", provided="chat:write")
         ch = self.ws.by_id(args.get("channel"))  # Slack wants a conversation ID
         if ch is None:

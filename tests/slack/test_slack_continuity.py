@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 import pytest
 from slack_support import TaskScript, run, slack_env, until
@@ -74,6 +76,45 @@ def test_two_replicas_fed_the_same_events_post_one_parent_and_each_reply_once() 
             assert len(fake.parents()) == 10
             for p in fake.parents():
                 assert [m.text.split(" ")[0] for m in fake.thread(p)] == ["25%", "Artifact:", "75%", "Complete"]
+        finally:
+            await fake.stop()
+
+    run(main())
+
+
+class _PutLost(InMemoryStateStore):
+    """A store that, while ``lost``, never answers the put of a parent's
+    ``{channel, ts}``: the process dies between Slack's answer and that put."""
+
+    lost = True
+
+    async def put_if_owner(self, namespace: str, key: str, value: Mapping[str, Any], owner: str) -> bool:
+        if self.lost and namespace.endswith(".parent"):
+            await asyncio.Event().wait()
+        return await super().put_if_owner(namespace, key, value, owner)
+
+
+def test_a_parent_posted_by_a_process_killed_before_storing_it_is_found_not_posted_again() -> None:
+    async def main() -> None:
+        fake, store = FakeSlack(channel_rate=100, channel_burst=100), _PutLost()
+        await fake.start()
+        try:
+            task = TaskScript.new("killed", task_name="Killed mid-post")
+            first: list[Event] = [task.started(), task.checkpoint(progress=30.0, message="a")]
+            fast = {**FAST, "slack_lease_s": 0.5}
+            async with slack_env(fake=fake, store=store, flush_s=0.5, **fast) as env:
+                await env.send(*first)
+                await until(lambda: len(fake.parents()) == 1, 10)
+            # The next holder of the claim (its lease over): a restarted
+            # process, or a replica, replaying the same events.
+            store.lost = False
+            await asyncio.sleep(0.6)
+            async with slack_env(fake=fake, store=store, **fast) as env:
+                await env.send(*first, task.finished("complete"))
+                assert await env.sink.force_flush(10)
+            assert len(fake.parents()) == 1
+            assert len(fake.calls_to("conversations.history")) >= 1
+            assert "complete" in fake.parents()[0].blocks[0]["text"]["text"]
         finally:
             await fake.stop()
 

@@ -154,7 +154,10 @@ def test_a_poster_whose_lease_was_taken_over_deletes_its_own_parent() -> None:
         await fake.start()
         store = FlakyStore()
         a = await _replica(fake, store, "replica-a", "xoxb-slow-1000", slack_lease_s=0.3)
-        b = await _replica(fake, store, "replica-b", "xoxb-test", slack_lease_s=0.3)
+        # B's app cannot read the channel's history (no channels:history), so
+        # it cannot find A's post, noted as under way, and posts its own: the
+        # case A's conditional put is for.
+        b = await _replica(fake, store, "replica-b", "xoxb-nohistory", slack_lease_s=0.3)
         try:
             t = TaskScript.new("task-2", task_name="Contested")
             await a.export([t.started()])
