@@ -159,7 +159,7 @@ def budget_warnings(state: TaskState, now: int, notes: list[str], ledger: Sequen
             continue
         for level in state.settings.budgets.levels:
             if used >= level * budget - EPSILON and (unit, level) not in state.budget_said:
-                state.budget_said.add((unit, level))
+                state.budget_said |= {(unit, level)}
                 found.append(("task", unit, "", level, used, budget))  # type: ignore[arg-type]
     for scope, subject, level, used, budget in ledger:
         found.append((scope, "usd", subject, level, used, budget))

@@ -20,7 +20,7 @@ Rank = tuple[int, str]  # (start time, span id) of the span a value came from
 ROOT: Rank = (-1, "")  # the root's own values outrank every other span's
 
 
-@dataclass
+@dataclass(slots=True)  # one in every task: no __dict__
 class TaskIdentity:
     # The agent id came from service.name or nothing: any span may name it.
     agent_is_fallback: bool

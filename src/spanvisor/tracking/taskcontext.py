@@ -126,7 +126,7 @@ class TaskContext:
         eta = self.conversations.calls_to(key, target)
         if eta is None or eta[0] > FORECAST_CALLS:
             return None
-        self.gate.forecast.add(level)
+        self.gate.forecast |= {level}
         return level, eta[0], eta[1], occ.tokens, limit
 
     def level_name(self, level: float) -> str:

@@ -14,8 +14,8 @@ Spans reach it in two orders:
   span is the root.
 
 Both orders give the same event ids and final views. Memory is bounded
-(:mod:`.edges`: finished, late and partial tasks), every eviction counted.
-A person's decision is applied by :mod:`.approvals` to ``states()``.
+(:mod:`.edges`, :mod:`.recent`), every eviction counted. A person's decision
+finds its task through :mod:`.taskindex` and is applied by :mod:`.approvals`.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from spanvisor.spans.data import SpanData, read_live_sdk_span
 from spanvisor.stats import PipelineStats
 from spanvisor.tracking import stalls
 from spanvisor.tracking.edges import ClosedTasks, PartialTasks
+from spanvisor.tracking.recent import RecentKeys, pair_key
 from spanvisor.tracking.stalls import StallWatch
 from spanvisor.tracking.taskcontext import TrackerSettings
 from spanvisor.tracking.taskindex import Key, TaskIndex
@@ -69,8 +70,9 @@ class TaskTracker:
         self._tasks: OrderedDict[Key, TaskState] = OrderedDict()
         self._span_task: dict[str, Key] = {}
         self._live: dict[Key, Any] = {}
-        self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
-        self._finished: OrderedDict[Key, None] = OrderedDict()
+        # Compact keys (tracking/recent.py): the most a long stream leaves behind.
+        self._seen = RecentKeys(self._dedup_window)
+        self._finished = RecentKeys(self._dedup_window)
         self._buffers: OrderedDict[str, TraceBuffer] = OrderedDict()
         self.snapshot: Callable[[Any], SpanData | None] = snapshot or read_live_sdk_span
         self._pending_count = 0
@@ -117,7 +119,7 @@ class TaskTracker:
                 # Its root is elsewhere (or later): it sleeps, unfinished here.
                 self._partial.sleep(old, old_st, self._clock())
                 continue
-            self._finished[old] = None
+            self._finished.remember(pair_key(*old))
             self.stats.drop("open_task_evicted", detail="more open tasks than SPANVISOR_MAX_OPEN_TASKS")
             evicted.append(old_st.abandon(now_ns, f"evicted: more than {self._max_open} open tasks"))
         return evicted
@@ -137,9 +139,7 @@ class TaskTracker:
         self._tasks.pop(key, None)
         self._live.pop(key, None)
         self._closed.add(key, st, self._clock())
-        self._finished[key] = None
-        if len(self._finished) > self._dedup_window:
-            self._finished.popitem(last=False)
+        self._finished.remember(pair_key(*key))
         self.stats.inc("evicted_tasks_total", reason="finished")
         return [ev]
 
@@ -187,7 +187,7 @@ class TaskTracker:
             self.stats.inc("late_spans_total")
             return []
         key = (span.trace_id, span.span_id)
-        if key in self._tasks or key in self._finished:
+        if key in self._tasks or pair_key(*key) in self._finished:
             return []
         self._span_task[span.span_id] = key
         if live is not None:
@@ -225,13 +225,10 @@ class TaskTracker:
             # Only spans that can cause events use the dedup window: the
             # keyless majority would otherwise push real ones out of it
             # within seconds. A resent keyless span changes nothing anyway.
-            seen = (span.trace_id, span.span_id)
-            if seen in self._seen:
+            sid = span.span_id
+            if not self._seen.remember(span.trace_id + sid if len(sid) == 16 else (span.trace_id, sid)):
                 self.stats.inc("duplicate_spans_total")
                 return []
-            self._seen[seen] = None
-            if len(self._seen) > self._dedup_window:
-                self._seen.popitem(last=False)
         # What was changed on the way in (a clamped time) goes with its events.
         notes: list[str] = list(span.notes)
         key = self._span_task.pop(span.span_id, None)
@@ -268,7 +265,8 @@ class TaskTracker:
 
     def _stamped(self, span: SpanData, root_id: str, notes: list[str], content: bool) -> list[Event]:
         key = (span.trace_id, root_id)
-        if key in self._finished:
+        # Every way into _tasks checks the finished record first: most spans build no key.
+        if key not in self._tasks and pair_key(span.trace_id, root_id) in self._finished:
             return self._late(key, span, notes, content)
         out: list[Event] = []
         if key not in self._tasks:
@@ -312,10 +310,12 @@ class TaskTracker:
         a = span.attributes
         candidate = bool(a) and cv.is_root_candidate(a)
         interesting = candidate or content
-        if span.parent_id is not None and (span.trace_id, span.parent_id) in self._finished:
+        parent = span.parent_id  # pair_key inlined below: nearly every plain span comes here
+        done = parent is not None and (span.trace_id + parent if len(parent) == 16 else (span.trace_id, parent))
+        if parent is not None and done in self._finished:
             # A child of a task that has already finished (a Collector retry
             # reordered batches): late, and never a task of its own.
-            return self._late((span.trace_id, span.parent_id), span, notes, content)
+            return self._late((span.trace_id, parent), span, notes, content)
         buf = self._buffers.get(span.trace_id)
         if buf is None:
             if not interesting:
@@ -353,7 +353,7 @@ class TaskTracker:
         root, datas, taken = buf.take_subtree(root_sid)
         self._pending_count -= taken
         key = (trace_id, root_sid)
-        if key in self._finished:  # the same task resent after it finished
+        if pair_key(*key) in self._finished:  # the same task resent after it finished
             self.stats.inc("duplicate_spans_total", 1 + len(datas))
             return []
         notes: list[str] = list(root.notes)
