@@ -12,13 +12,22 @@ migration 0004), in the same single statement.
 
 Built with ``await PostgresStateStore.open(config, shared)``; it shares the
 sink's pool through ``shared`` (see :mod:`spanvisor_postgres.db`).
+
+It is also a ``WatchableStateStore``: ``notify`` is a ``pg_notify`` on one
+channel, ``watch`` listens on a connection of its own (made on first use,
+made again after it is lost), so that a decision recorded by one replica
+wakes the waiters of every other at once instead of at their next poll.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
+
+import asyncpg
 
 from spanvisor.statestore import Claim
 
@@ -73,6 +82,12 @@ RETURNING true
 
 _GET = "SELECT value FROM delivery_state WHERE namespace = $1 AND key = $2"
 
+# One channel for every namespace; the payload is "<namespace>\n<key>".
+CHANNEL = "spanvisor_state"
+_NOTIFY = "SELECT pg_notify($1, $2)"
+MAX_PAYLOAD = 7_900  # PostgreSQL refuses notification payloads of 8,000 bytes or more
+log = logging.getLogger("spanvisor.postgres")
+
 _RELEASE = "DELETE FROM delivery_state WHERE namespace = $1 AND key = $2 AND owner = $3 AND value IS NULL"
 
 
@@ -88,6 +103,9 @@ class PostgresStateStore:
         self._db = db
         self._shared = shared
         self._closed = False
+        self._watchers: dict[str, list[Callable[[str], None]]] = {}
+        self._listener: Any = None
+        self._listening = asyncio.Lock()
 
     @classmethod
     async def open(cls, config: Config, shared: dict[str, Any] | None = None) -> PostgresStateStore:
@@ -135,7 +153,54 @@ class PostgresStateStore:
         pool = await self._pool()
         await pool.execute(_RELEASE, namespace, key, owner)
 
+    async def notify(self, namespace: str, key: str) -> None:
+        payload = f"{namespace}\n{key}"
+        if len(payload.encode("utf-8", "surrogatepass")) < MAX_PAYLOAD:
+            pool = await self._pool()
+            await pool.execute(_NOTIFY, CHANNEL, payload)
+
+    async def watch(self, namespace: str, on_change: Callable[[str], None]) -> bool:
+        subscribers = self._watchers.setdefault(namespace, [])
+        if on_change not in subscribers:
+            subscribers.append(on_change)
+        async with self._listening:
+            if self._listener is not None and not self._listener.is_closed():
+                return True
+            if self._closed:
+                return False
+            conn: Any = None
+            try:
+                await self._pool()  # the URL (an embedded server's is known once it runs)
+                conn = await asyncpg.connect(self._db.url, timeout=10.0)
+                await conn.add_listener(CHANNEL, self._notified)
+            except Exception as exc:  # unreachable, restarting: waiters poll meanwhile
+                log.debug("cannot listen for state changes (waiters poll instead): %s", exc)
+                if conn is not None:
+                    conn.terminate()
+                return False
+            conn.add_termination_listener(self._lost)
+            self._listener = conn
+            return True
+
+    def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        namespace, _, key = payload.partition("\n")
+        for on_change in list(self._watchers.get(namespace, ())):
+            try:
+                on_change(key)
+            except Exception as exc:  # one watcher's bug must not starve the others
+                log.warning("a state-change watcher failed: %s", exc)
+
+    def _lost(self, conn: Any) -> None:
+        if self._listener is conn:
+            self._listener = None  # the next watch() listens again
+
     async def close(self) -> None:
         if not self._closed:
             self._closed = True
+            listener, self._listener = self._listener, None
+            if listener is not None:
+                try:
+                    await listener.close(timeout=2.0)
+                except Exception:  # closing anyway
+                    listener.terminate()
             await release_shared(self._db, self._shared)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, Protocol, runtime_checkable
@@ -81,6 +81,25 @@ class ConditionalStateStore(StateStore, Protocol):
         value=<the stored value>)``, and nothing was written. A version is an
         integer the caller derives from what makes a value newer.
         """
+        ...
+
+
+@runtime_checkable
+class WatchableStateStore(Protocol):
+    """A store that can tell every process that a key changed (PostgreSQL's
+    LISTEN/NOTIFY), so that a waiter wakes at once instead of polling. Both
+    are best effort: a waiter still re-reads now and then, since a
+    notification can be lost while a listening connection is re-made."""
+
+    async def notify(self, namespace: str, key: str) -> None:
+        """Tell every watcher of ``namespace`` (in any process) that ``key`` changed."""
+        ...
+
+    async def watch(self, namespace: str, on_change: Callable[[str], None]) -> bool:
+        """Have ``on_change(key)`` called, on this event loop, for each
+        notified change in ``namespace``; False while that cannot be had
+        (the caller keeps polling). Calling it again is cheap and re-makes
+        a lost listening connection."""
         ...
 
 

@@ -9,6 +9,13 @@ one replica reaches an agent polling another. Appends are idempotent on the
 decision's ``intervention_id`` (a replayed click is recorded once), and the
 first decision of its kind wins: one answer per approval, one cancel, one
 retry, one acknowledgement per task.
+
+A waiter re-reads the task's list when this process records a decision,
+when the store says another process did (a ``WatchableStateStore``:
+PostgreSQL's LISTEN/NOTIFY, so a click on one replica reaches an agent
+long-polling another within milliseconds), and every :data:`POLL_S`
+(:data:`WATCHED_POLL_S` while the store's notifications are on: they are
+best effort).
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from spanvisor.events import Decision
-from spanvisor.statestore import ConditionalStateStore
+from spanvisor.statestore import ConditionalStateStore, WatchableStateStore
 
 NAMESPACE = "decisions"
 DENIED_NAMESPACE = "decisions.denied"
@@ -30,6 +37,8 @@ DENIED_NAMESPACE = "decisions.denied"
 MAX_PER_TASK = 200
 # How often a waiter re-reads the store for decisions other processes recorded.
 POLL_S = 0.2
+# The same while the store notifies changes: a safety net for a lost notification.
+WATCHED_POLL_S = 2.0
 _ATTEMPTS = 20
 
 RecordOutcome = Literal["applied", "duplicate", "already_decided", "full"]
@@ -79,13 +88,44 @@ def first_of_kind(items: list[Decision], new: Decision) -> Decision | None:
 
 
 class ControlLog:
-    def __init__(self, store: ConditionalStateStore, owner: str = "") -> None:
+    def __init__(
+        self,
+        store: ConditionalStateStore,
+        owner: str = "",
+        poll_s: float = POLL_S,
+        watched_poll_s: float = WATCHED_POLL_S,
+    ) -> None:
         self.store = store
         # Unique per log: the store lets an owner overwrite its own version, so
         # two processes must never share one.
         self.owner = f"{owner or 'control'}:{uuid.uuid4().hex[:12]}"
         self._lock = asyncio.Lock()  # one append at a time in this process (see owner)
-        self._changed = asyncio.Condition()
+        # Set (and replaced) on every change seen: a waiter holds the one it
+        # read under, so a change between its read and its wait still wakes it.
+        self._changed = asyncio.Event()
+        self._poll_s = poll_s
+        self._watched_poll_s = watched_poll_s
+
+    def _wake(self, _key: str = "") -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def _watching(self) -> bool:
+        store = self.store
+        if not isinstance(store, WatchableStateStore):
+            return False
+        try:
+            return await store.watch(NAMESPACE, self._wake)
+        except Exception:  # best effort: polling still finds every decision
+            return False
+
+    async def _notify(self, task_id: str) -> None:
+        store = self.store
+        if isinstance(store, WatchableStateStore):
+            try:
+                await store.notify(NAMESPACE, task_id)
+            except Exception:  # best effort, as above
+                return
 
     async def read(self, task_id: str) -> list[Decision]:
         raw = await self.store.get(NAMESPACE, task_id)
@@ -107,8 +147,8 @@ class ControlLog:
                 value = {"items": [decision_to_dict(d) for d in (*items, decision)]}
                 claim = await self.store.put_if_newer(NAMESPACE, decision.task_id, value, len(items) + 1, self.owner)
                 if claim.won:
-                    async with self._changed:
-                        self._changed.notify_all()
+                    self._wake()
+                    await self._notify(decision.task_id)
                     return Recorded("applied")
                 await asyncio.sleep(0.01)  # another process appended: read again
         raise RuntimeError(f"could not record a decision on task {decision.task_id} (contention)")
@@ -134,19 +174,32 @@ class ControlLog:
         """The task's decisions past the first ``after``, waiting up to
         ``timeout_s`` for one when there are none yet."""
         deadline = time.monotonic() + max(0.0, timeout_s)
+        poll_s = self._poll_s
+        if timeout_s > 0 and await self._watching():
+            poll_s = self._watched_poll_s
         while True:
+            changed = self._changed
             items = await self.read(task_id)
             if len(items) > after:
                 return items[after:]
             left = deadline - time.monotonic()
             if left <= 0:
                 return []
-            # Woken at once by a record in this process; others are polled.
-            async with self._changed:
-                try:
-                    await asyncio.wait_for(self._changed.wait(), min(POLL_S, left))
-                except TimeoutError:
-                    pass
+            # Woken at once by a change recorded here or notified by another
+            # process (any task's: then the list is read again); else polled.
+            try:
+                await asyncio.wait_for(changed.wait(), min(poll_s, left))
+            except TimeoutError:
+                pass
 
 
-__all__ = ["MAX_PER_TASK", "NAMESPACE", "ControlLog", "RecordOutcome", "Recorded", "first_of_kind"]
+__all__ = [
+    "MAX_PER_TASK",
+    "NAMESPACE",
+    "POLL_S",
+    "WATCHED_POLL_S",
+    "ControlLog",
+    "RecordOutcome",
+    "Recorded",
+    "first_of_kind",
+]
