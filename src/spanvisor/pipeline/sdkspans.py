@@ -305,6 +305,20 @@ def light_span(span: Any) -> SpanData:
     else:
         ctx, parent, status, resource = span.get_span_context(), span.parent, span.status, span.resource
         name, start, end = span.name, span.start_time, span.end_time
+    return _stamps_only(ctx, parent, name, start, end, stamps, status, resource)
+
+
+def _stamps_only(
+    ctx: Any,
+    parent: Any,
+    name: str,
+    start: int | None,
+    end: int | None,
+    stamps: dict[str, Any],
+    status: Any,
+    resource: Any,
+) -> SpanData:
+    """A span that carries nothing but its ids and stamps, as the tracker reads it."""
     return SpanData(
         trace_id=format(ctx.trace_id, "032x"),
         span_id=format(ctx.span_id, "016x"),
@@ -332,19 +346,7 @@ def _light_compact(t: tuple[Any, ...]) -> SpanData:
         stamps = {k: v for k, v in attrs.items() if k in _STAMP_KEYS}
     if evs and any(e.name in _EVENT_NAMES for e in evs):
         return from_sdk(_Ended(t))  # type: ignore[arg-type]
-    return SpanData(
-        trace_id=format(ctx.trace_id, "032x"),
-        span_id=format(ctx.span_id, "016x"),
-        parent_id=format(parent.span_id, "016x") if parent is not None else None,
-        name=name,
-        start_ns=start or 0,
-        end_ns=end,
-        attributes=stamps,
-        error=status is not None and status.status_code is StatusCode.ERROR,
-        status_message=status.description if status is not None else None,
-        parent_remote=bool(parent is not None and parent.is_remote),
-        resource=resource.attributes if resource else {},
-    )
+    return _stamps_only(ctx, parent, name, start, end, stamps, status, resource)
 
 
 def _full(span: Any) -> SpanData:
