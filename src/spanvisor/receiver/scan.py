@@ -91,40 +91,8 @@ def _span_ends(serialized: bytes) -> list[int] | None:
     """Where each span (ScopeSpans field 2) ends in a serialized scope, in
     order; None for anything this walk does not expect (the caller then
     walks every span's keys, as for a scope with no scan at all)."""
-    ends: list[int] = []
-    i, n = 0, len(serialized)
-    try:
-        while i < n:
-            tag = serialized[i]
-            i += 1
-            if tag & 0x80:  # a field number above 15: never a span
-                return None
-            wire = tag & 7
-            if wire == 2:
-                b = serialized[i]
-                i += 1
-                size, shift = b & 0x7F, 7
-                while b & 0x80:
-                    b = serialized[i]
-                    i += 1
-                    size |= (b & 0x7F) << shift
-                    shift += 7
-                i += size
-                if tag == 0x12:
-                    ends.append(i)
-            elif wire == 0:
-                while serialized[i] & 0x80:
-                    i += 1
-                i += 1
-            elif wire == 1:
-                i += 8
-            elif wire == 5:
-                i += 4
-            else:
-                return None
-    except IndexError:
-        return None
-    return ends if i == n else None
+    spans = _delimited(serialized, 0, len(serialized), 0x12)
+    return None if spans is None else [end for _, end in spans]
 
 
 # Markers a span above which a scope is walked whole: an agent span carries
