@@ -134,7 +134,7 @@ class TaskMetrics:
         absorb_one = self._absorb_one
         with self.lock:
             for ev in events:
-                # (_first_time inline: this runs for every event of the process.)
+                # Each event once (a replay or a retried batch repeats them): inline, as this runs for every event.
                 event_id = ev.event_id
                 if event_id in seen:
                     self.duplicates += 1
@@ -145,15 +145,6 @@ class TaskMetrics:
                 absorb_one(ev)
                 new += 1
         return new
-
-    def _first_time(self, event_id: str) -> bool:
-        seen = self._seen
-        if event_id in seen:
-            return False
-        seen[event_id] = None
-        if len(seen) > self.dedup_window:
-            seen.popitem(last=False)
-        return True
 
     def _absorb_one(self, ev: Event) -> None:
         t = ev.task
