@@ -2,8 +2,12 @@
 
 blocks.py renders the buttons with these ``action_id``s and values; the
 intake (interact.py) parses them back. A button carries ids only, never agent
-text: its ``value`` is compact JSON ``{"t": task_id, "a": approval_id}``
-("a" only for approvals). No Slack imports here.
+text: its ``value`` is compact JSON ``{"t": task_id, "r": run_id, "a":
+approval_id, "d": digest}`` ("a" and "d", the digest of the question the
+button was shown with, only for approvals; "r" when the run is known). A
+click is judged against that very run and question: a stale button (a run
+that ended, a question changed under the same id) is refused. No Slack
+imports here.
 """
 
 from __future__ import annotations
@@ -47,13 +51,19 @@ MAX_VALUE = 2000
 class ButtonValue:
     task_id: str
     approval_id: str | None = None
+    run_id: str = ""
+    digest: str | None = None
 
 
-def button_value(task_id: str, approval_id: str | None = None) -> str:
-    """The button's ``value``: ``{"t":…,"a":…}`` with no spaces."""
+def button_value(task_id: str, approval_id: str | None = None, run_id: str = "", digest: str | None = None) -> str:
+    """The button's ``value``: ``{"t":…,"r":…,"a":…,"d":…}`` with no spaces."""
     value: dict[str, str] = {"t": task_id}
+    if run_id:
+        value["r"] = run_id
     if approval_id is not None:
         value["a"] = approval_id
+    if digest:
+        value["d"] = digest
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -72,7 +82,10 @@ def parse_value(raw: object) -> ButtonValue | None:
         return None
     if approval_id is not None and (not isinstance(approval_id, str) or not approval_id):
         return None
-    return ButtonValue(task_id, approval_id)
+    run_id, digest = data.get("r", ""), data.get("d")
+    if not isinstance(run_id, str) or (digest is not None and not isinstance(digest, str)):
+        return None
+    return ButtonValue(task_id, approval_id, run_id, digest or None)
 
 
 __all__ = [

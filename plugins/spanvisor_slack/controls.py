@@ -9,8 +9,8 @@
   someone used it;
 * any state: a line per decision, ``✅ Approved by @alice · 12:03: “ok”``.
 
-A button carries ids only (:func:`.actions.button_value`), never agent
-text; questions, comments and names are escaped like agent text. The
+A button carries ids only (:func:`.actions.button_value`: task, run,
+approval, the digest of the question it was shown with), never agent text; questions, comments and names are escaped like agent text. The
 ``<@U…>`` of a click from Slack is a mention (an id Slack gave us, checked
 for its shape); any other actor shows as the text it is.
 """
@@ -85,7 +85,7 @@ def _ask(view: TaskView, req: ApprovalRequest, i: int, sfx: str, scale: float) -
             block_id=f"sv-ask-{i}{sfx}", text=_md(t.clip(f"✋ *Approval needed*\n{question}{by}", t.SECTION_TEXT))
         )
     ]
-    value = ids.button_value(view.task_id, req.approval_id)
+    value = ids.button_value(view.task_id, req.approval_id, view.run_id, req.digest or None)
     options = set(req.options) & {"approve", "reject"} or {"approve", "reject"}
     buttons = [
         b
@@ -128,7 +128,7 @@ def decided(view: TaskView, sfx: str, scale: float = 1.0) -> list[Block]:
         lines = [_md(t.clip(decision_line(d, max(60, int(300 * scale))), t.SECTION_TEXT)) for d in view.decisions[-5:]]
         out.append(ContextBlock(block_id=f"sv-decided{sfx}", elements=lines))
     used = {d.action for d in view.decisions}
-    task = ids.button_value(view.task_id)
+    task = ids.button_value(view.task_id, run_id=view.run_id)
     buttons: list[ButtonElement | None] = []
     if not finished(view):
         if view.cancel_requested:

@@ -159,11 +159,14 @@ class Intake:
             return "not_allowed"
         question = None
         if self.control is not None and item.approval_id is not None:
-            view = await self.control.task(item.task_id)
-            for req in view.approvals if view is not None else ():
-                if req.approval_id == item.approval_id:
-                    question = req.question
-        view_payload = comment_modal(item.task_id, item.approval_id or "", item.where, question)
+            rec = await self.control.run(item.task_id, item.run_id or None)
+            reqs = rec.get("requests") if rec is not None else None
+            req = reqs.get(item.approval_id) if isinstance(reqs, Mapping) else None
+            if isinstance(req, Mapping) and isinstance(req.get("question"), str):
+                question = req["question"]
+        view_payload = comment_modal(
+            item.task_id, item.approval_id or "", item.where, question, item.run_id, item.digest
+        )
         opened = await self.api.call("views.open", trigger_id=item.trigger_id, view=view_payload)
         if opened is None:
             await self.api.answer(item.where, "⚠️ The comment form could not be opened; use Approve or Reject.")
@@ -178,7 +181,7 @@ class Intake:
         ok, why = await self.approvers.allows(item.where)
         if not ok:
             reason = why or "not an approver"
-            await self.control.decide(d, denied=reason)
+            await self.control.decide(d, denied=reason, code="not_approver")
             await self.api.answer(item.where, f"🚫 You are not allowed to {d.action} this task: {escape(reason)}.")
             return "not_allowed"
         try:

@@ -65,6 +65,8 @@ class OpenComment:
     trigger_id: str
     where: Where
     key: str
+    run_id: str = ""
+    digest: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +146,9 @@ def _block_actions(payload: Mapping[str, Any]) -> list[Interaction]:
         if action_id == A.COMMENT:
             trigger = _s(payload, "trigger_id")
             if trigger is not None and value.approval_id is not None:
-                out.append(OpenComment(value.task_id, value.approval_id, trigger, where, iid))
+                out.append(
+                    OpenComment(value.task_id, value.approval_id, trigger, where, iid, value.run_id, value.digest)
+                )
             continue
         action: Action = A.ACTION_OF[action_id]
         if action in ("approve", "reject") and value.approval_id is None:
@@ -158,6 +162,8 @@ def _block_actions(payload: Mapping[str, Any]) -> list[Interaction]:
             approval_id=value.approval_id if action in ("approve", "reject") else None,
             actor_name=name,
             source="slack",
+            run_id=value.run_id,
+            digest=value.digest if action in ("approve", "reject") else None,
         )
         out.append(Click(d, where))
     return out
@@ -197,6 +203,8 @@ def _submission(payload: Mapping[str, Any]) -> Click | None:
         actor_name=name,
         comment=comment[: A.MAX_COMMENT] if comment else None,
         source="slack",
+        run_id=value.run_id,
+        digest=value.digest,
     )
     return Click(d, Where(uid, cid, cname, None))
 
@@ -235,10 +243,17 @@ def prior_text(prior: Decision) -> str:
     return f"already {decided(prior.action)} by {by}"
 
 
-def comment_modal(task_id: str, approval_id: str, where: Where, question: str | None) -> dict[str, Any]:
-    """The comment modal: approve or reject, with a comment (ids only in
-    ``private_metadata``; the question, when known here, escaped)."""
+def comment_modal(
+    task_id: str, approval_id: str, where: Where, question: str | None, run_id: str = "", digest: str | None = None
+) -> dict[str, Any]:
+    """The comment modal: approve or reject, with a comment (ids and the
+    question's digest only in ``private_metadata``; the question, when known
+    here, escaped)."""
     meta: dict[str, str] = {"t": task_id, "a": approval_id}
+    if run_id:
+        meta["r"] = run_id
+    if digest:
+        meta["d"] = digest
     if where.channel_id:
         meta["c"] = where.channel_id
     if where.channel_name and len(where.channel_name) <= 80:

@@ -38,6 +38,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from spanvisor.control.feed import ApprovalDecision, CancelRequested, TaskFeed
+from spanvisor.events import run_id_of
 from spanvisor.spans import conventions as cv
 
 if TYPE_CHECKING:
@@ -166,7 +167,9 @@ class TaskHandle:
 
     def _decisions(self) -> TaskFeed:
         if self._feed is None:
-            self._feed = TaskFeed(self.task_id)
+            ctx = self.span.get_span_context()
+            run = run_id_of(format(ctx.trace_id, "032x"), format(ctx.span_id, "016x"))
+            self._feed = TaskFeed(self.task_id, run_id=run)  # this run's decisions, not an earlier run's
         return self._feed
 
     def _note(self, event: str, attrs: dict[str, AttributeValue]) -> None:

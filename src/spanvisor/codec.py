@@ -94,7 +94,7 @@ def event_to_dict(event: Event) -> dict[str, Any]:
             value = _view_to_dict(value)
         elif f.name == "artifact":
             value = _artifact_to_dict(value)
-        elif f.name in ("decision", "log_tail"):
+        elif f.name in ("decision", "log_tail", "request"):
             value = _plain(value)
         elif f.name in ("notes", "changed", "outliers"):
             value = list(value)
@@ -133,6 +133,7 @@ _VIEW_CHECKS: dict[str, Callable[[Any], bool]] = {
     "root_span_id": _is_str,
     "agent_id": _is_str,
     "agent_name": _opt(_is_str),
+    "run_id": _is_str,
     "task_name": _opt(_is_str),
     "repo": _opt(_is_str),
     "status": _is_str,
@@ -193,6 +194,7 @@ _EVENT_CHECKS: dict[str, Callable[[Any], bool]] = {
     # HumanIntervention
     "reason": _opt(_is_str),
     "known": lambda x: isinstance(x, bool),
+    "code": _opt(_is_str),
 }
 
 
@@ -238,6 +240,7 @@ _ITEM_CHECKS: dict[type[Any], dict[str, Callable[[Any], bool]]] = {
         "options": _str_list,
         "timeout_s": _opt(_is_num),
         "requested_ns": _is_int,
+        "digest": _is_str,
     },
     Decision: {
         "intervention_id": _is_str,
@@ -249,6 +252,8 @@ _ITEM_CHECKS: dict[type[Any], dict[str, Callable[[Any], bool]]] = {
         "actor_name": _opt(_is_str),
         "comment": _opt(_is_str),
         "source": _is_str,
+        "run_id": _is_str,
+        "digest": _opt(_is_str),
     },
     ResultField: {"name": _is_str, "value": _is_scalar, "unit": _opt(_is_str)},
     LogLine: {"time_ns": _is_int, "level": _is_str, "message": _is_str, "logger": _opt(_is_str)},
@@ -299,10 +304,12 @@ def event_from_dict(d: Mapping[str, Any]) -> Event:
     cls = EVENT_TYPES.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise CodecError(f"unknown event kind {kind!r}; known: {', '.join(EVENT_TYPES)}")
-    kwargs = _fields(cls, d, _EVENT_CHECKS, str(kind), skip=("task", "artifact", "decision", "log_tail"))
+    kwargs = _fields(cls, d, _EVENT_CHECKS, str(kind), skip=("task", "artifact", "decision", "log_tail", "request"))
     kwargs["task"] = _view_from(d.get("task"))
     if cls is HumanIntervention:
         kwargs["decision"] = _item_from(Decision, d.get("decision"), "decision")
+        if d.get("request") is not None:
+            kwargs["request"] = _item_from(ApprovalRequest, d["request"], "request")
     if cls is TaskFinished and "log_tail" in d:
         kwargs["log_tail"] = _items_from(LogLine, d["log_tail"], "log_tail")
     if cls is ArtifactAdded:

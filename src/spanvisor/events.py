@@ -35,12 +35,42 @@ Action = Literal["approve", "reject", "cancel", "retry", "acknowledge"]
 # applied: recorded and in force; denied: refused (not an approver, a
 # finished task, an approval already decided), recorded for the audit only.
 InterventionOutcome = Literal["applied", "denied"]
+# Why a decision was refused, as a code kept in the audit (docs/interventions.md).
+RefusalCode = Literal[
+    "unknown_task",
+    "unknown_request",
+    "already_decided",
+    "expired",
+    "finished",
+    "not_failed",
+    "still_running",
+    "not_approver",
+    "digest_mismatch",
+    "full",
+    "denied",
+]
 
 
 def stable_id(*parts: object) -> str:
     """A 32-hex-digit id that depends only on ``parts``."""
     raw = "\x1f".join(str(p) for p in parts).encode("utf-8", "surrogatepass")
     return hashlib.blake2b(raw, digest_size=16).hexdigest()
+
+
+def run_id_of(trace_id: str, root_span_id: str) -> str:
+    """A run's id: one task root span, named by its (trace id, root span id).
+
+    Twelve hex digits of a stable hash, so replays of the same spans keep it
+    and a task id reused by another root is another run."""
+    return stable_id("run", trace_id, root_span_id)[:12]
+
+
+def question_digest(question: str, options: tuple[str, ...] = ("approve", "reject")) -> str:
+    """What a person is shown of a request, hashed: its question and its
+    options. A decision carries the digest of what its decider saw, and is
+    refused when the open request's differs (the question changed under the
+    same approval id)."""
+    return stable_id("question", question, *options)[:16]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +89,9 @@ class ApprovalRequest:
     options: tuple[str, ...] = ("approve", "reject")
     timeout_s: float | None = None
     requested_ns: int = 0
+    # question_digest(question, options): the request's identity with its
+    # task, run and approval id.
+    digest: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +111,12 @@ class Decision:
     comment: str | None = None
     # Where it came from: "slack", "cli", "api".
     source: str = "api"
+    # The run it applies to (run_id_of the task's root); "" until resolved:
+    # the pipeline names the latest run of the task id before recording.
+    run_id: str = ""
+    # The digest of the question the decider was shown (approve and reject);
+    # None: the caller showed none, and the open request's is taken.
+    digest: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +147,9 @@ class TaskView:
     root_span_id: str
     agent_id: str
     agent_name: str | None = None
+    # run_id_of(trace_id, root_span_id): a task id reused by a new root is a
+    # new run, with its own event ids and decisions.
+    run_id: str = ""
     task_name: str | None = None
     repo: str | None = None
     status: Status = "starting"
@@ -288,6 +330,11 @@ class HumanIntervention(TaskEvent):
     outcome: InterventionOutcome = "applied"
     reason: str | None = None
     known: bool = True
+    # The request it answers (approve and reject), as the decider was shown
+    # it; None for other actions or a request nobody asked.
+    request: ApprovalRequest | None = None
+    # Why it was refused (outcome "denied"), as a code.
+    code: RefusalCode | None = None
 
 
 Event: TypeAlias = (
@@ -321,6 +368,7 @@ __all__ = [
     "InterventionOutcome",
     "LogLine",
     "Outcome",
+    "RefusalCode",
     "ResultField",
     "Status",
     "TaskEvent",
@@ -330,5 +378,7 @@ __all__ = [
     "TaskStarted",
     "TaskView",
     "WarningLevel",
+    "question_digest",
+    "run_id_of",
     "stable_id",
 ]

@@ -54,12 +54,27 @@ def base_of(r: RunningReceiver) -> str:
     return f"http://127.0.0.1:{r.receiver.http_port}"
 
 
+def start_task(base: str, task: str, token: str = TOKEN) -> None:
+    """A running task on the receiver (``spanvisor emit start``), seen in the shared record."""
+    from spanvisor.cli.main import main
+
+    assert (
+        main(["emit", "start", "--task", task, "--agent", "sh", "--name", "n", "--endpoint", base, "--token", token])
+        == 0
+    )
+    wait_until(lambda: call(base, "GET", f"/v1/control/tasks/{task}")[1].get("state") == "running", 20, "the run")
+
+
 def test_a_decision_is_recorded_once_and_read_back_with_long_polling(api: RunningReceiver) -> None:
     base = base_of(api)
     task = f"T-{uuid.uuid4().hex[:8]}"
     status, doc = call(base, "GET", f"/v1/control/tasks/{task}?after=0&wait=0")
     assert status == 200 and doc["status"] == "unknown" and doc["decisions"] == [] and doc["next"] == 0
     assert doc["cancel_requested"] is False and "budget" not in doc
+    # A decision on a task nobody runs: refused (404), never kept for later.
+    status, doc = call(base, "POST", f"/v1/control/tasks/{task}/decisions", {"action": "cancel", "actor": "alice"})
+    assert status == 404 and doc["code"] == "unknown_task", doc
+    start_task(base, task)
 
     # A long poll started before the decision returns with it.
     got: list[tuple[int, dict[str, Any]]] = []
@@ -103,6 +118,7 @@ def test_with_a_decide_token_the_otlp_token_reads_but_cannot_decide(tmp_path: Pa
     r = RunningReceiver(pipeline, local_settings(tmp_path, token=TOKEN))
     try:
         base = base_of(r)
+        start_task(base, "T7")
         body = {"action": "cancel", "actor": "agent-itself"}
         status, _ = call(base, "POST", "/v1/control/tasks/T7/decisions", body, token=TOKEN)
         assert status == 401

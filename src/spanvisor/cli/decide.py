@@ -2,9 +2,16 @@
 task, sent to the control API of ``spanvisor serve`` (or of ``spanvisor
 demo``).
 
+An answer (approve, reject) first looks its open request up and prints the
+question, then sends the digest of that question with the decision: should
+the question change in between (a new run, a request asked again), the
+server refuses it rather than approve what was not shown. ``--run`` names
+one run of a task id used more than once (default: the latest).
+
 Exit status: 0 applied (or the same decision was already recorded), 1
-refused (someone decided first, the approval is no longer open, the task
-finished, a bad token or request), 2 nothing answered at the URL.
+refused (no such task or request, someone decided first, the request
+expired, the task finished, a bad token or request; the reason is printed),
+2 nothing answered at the URL.
 """
 
 from __future__ import annotations
@@ -47,7 +54,27 @@ def describe(sent: Sent, action: str, task: str, approval: str | None) -> str:
         return f"Already recorded (the same decision): {what}"
     if sent.outcome == "unreachable":
         return f"spanvisor: no answer from the control API: {sent.reason or 'unreachable'}"
-    return f"Refused ({sent.outcome.replace('_', ' ')}): {sent.reason or what}"
+    code = f", {sent.code}" if sent.code and sent.code != sent.outcome else ""
+    return f"Refused ({sent.outcome.replace('_', ' ')}{code}): {sent.reason or what}"
+
+
+def shown(client: HttpSource, task: str, approval: str, run: str | None) -> tuple[str | None, str | None]:
+    """The open request as the server has it: (run id, digest), the question
+    printed first; (run, None) when it is not open (the server says why)."""
+    status, doc = client.get_task(task, run_id=run)
+    if status != 200:
+        return run, None
+    for r in doc.get("approvals") or ():
+        if isinstance(r, dict) and r.get("approval_id") == approval:
+            print(f"Question: {_clip(str(r.get('question') or ''))}", flush=True)
+            rid = doc.get("run_id")
+            return (rid if isinstance(rid, str) else run), str(r.get("digest") or "") or None
+    return run, None
+
+
+def _clip(text: str, limit: int = 500) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def handler(args: argparse.Namespace, config: Config) -> int:
@@ -55,6 +82,9 @@ def handler(args: argparse.Namespace, config: Config) -> int:
     token = args.token or config.get("decide_token") or config.get("control_token") or token_from_env()
     client = HttpSource(url, token, request_timeout_s=args.timeout)
     approval = getattr(args, "approval", None)
+    run, digest = args.run, getattr(args, "digest", None)
+    if approval is not None and digest is None:
+        run, digest = shown(client, args.task, approval, run)
     sent = client.decide(
         args.task,
         args.action,
@@ -63,6 +93,8 @@ def handler(args: argparse.Namespace, config: Config) -> int:
         comment=args.comment,
         intervention_id=args.intervention_id,
         source="cli",
+        run_id=run,
+        digest=digest,
     )
     line = describe(sent, args.action, args.task, approval)
     print(line, file=sys.stdout if sent.ok else sys.stderr, flush=True)
@@ -75,6 +107,12 @@ def register(subparsers: Any) -> None:
         p.add_argument("task", help="task id")
         if approval:
             p.add_argument("approval", help="approval id (agent.approval.id), e.g. a1")
+            p.add_argument(
+                "--digest",
+                help="the digest of the question you were shown (`spanvisor approvals` prints it); "
+                "default: the open request's, after printing its question",
+            )
+        p.add_argument("--run", help="the run of a task id used more than once (default: the latest)")
         p.add_argument("--comment", help="a note kept with the decision (at most 500 characters)")
         p.add_argument("--as", dest="actor", metavar="NAME", help="who decides (default: your user name)")
         p.add_argument("--url", help=f"control API (default: ${ENV_URL} or {DEFAULT_URL})")

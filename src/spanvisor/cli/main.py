@@ -119,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         "spanvisor.cli.emit",
         "spanvisor.cli.deadletter",
         "spanvisor.cli.decide",
+        "spanvisor.cli.approvals",
     ):
         try:
             importlib.import_module(module).register(sub)

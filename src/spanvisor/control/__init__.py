@@ -1,11 +1,11 @@
 """The way back from people to agents: decisions recorded once, read by all.
 
-:mod:`.log` keeps each task's decisions in the shared state store;
+:mod:`.log` keeps each run's record (:mod:`.runs`: state, requests, decisions) in the shared state store;
 :mod:`.hub` is what a process offers to record and read them
 (docs/interventions.md).
 """
 
 from spanvisor.control.hub import Control, Verdict, current
-from spanvisor.control.log import ControlLog, Recorded
+from spanvisor.control.log import ControlLog
 
-__all__ = ["Control", "ControlLog", "Recorded", "Verdict", "current"]
+__all__ = ["Control", "ControlLog", "Verdict", "current"]

@@ -68,6 +68,10 @@ class Sent:
     outcome: str
     reason: str | None = None
     http_status: int = 0
+    # Why it was refused (unknown_request, expired, digest_mismatch …), and
+    # the question it answered or was refused on, as the server has it.
+    code: str | None = None
+    question: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -75,9 +79,10 @@ class Sent:
 
 
 class DecisionSource(Protocol):
-    def poll(self, task_id: str, after: int, wait_s: float) -> Poll | None:
-        """Decisions past ``after``, waiting up to ``wait_s`` for one; None
-        when the source could not be read this time."""
+    def poll(self, task_id: str, after: int, wait_s: float, run_id: str | None = None) -> Poll | None:
+        """Decisions of the run past ``after`` (the task id's latest run when
+        none is named), waiting up to ``wait_s`` for one; None when the
+        source could not be read this time."""
         ...
 
 
@@ -100,13 +105,13 @@ class InProcessSource:
     def control(self) -> hub.Control | None:
         return self._control or hub.current()
 
-    def poll(self, task_id: str, after: int, wait_s: float) -> Poll | None:
+    def poll(self, task_id: str, after: int, wait_s: float, run_id: str | None = None) -> Poll | None:
         control = self.control
         if control is None:
             return None
         wait = max(0.0, min(wait_s, MAX_WAIT_S))
         try:
-            items = _run_on_pipeline(control, lambda: control.decisions(task_id, after, wait), wait + 10.0)
+            items = _run_on_pipeline(control, lambda: control.decisions(task_id, after, wait, run_id), wait + 10.0)
         except Exception as exc:  # a stopped pipeline, a timeout: read again later
             log.debug("reading decisions of %s in-process failed: %s", task_id, exc)
             return None
@@ -120,7 +125,8 @@ class InProcessSource:
             verdict = _run_on_pipeline(control, lambda: control.decide(decision), timeout_s)
         except Exception as exc:
             return Sent("unreachable", f"{type(exc).__name__}: {exc}")
-        return Sent(verdict.outcome, verdict.reason, 200)
+        question = verdict.request.question if verdict.request is not None else None
+        return Sent(verdict.outcome, verdict.reason, 200, verdict.code, question)
 
 
 def base_url(url: str) -> str:
@@ -196,15 +202,25 @@ class HttpSource:
         except (urllib.error.URLError, OSError, ValueError) as exc:
             return 0, {"error": str(getattr(exc, "reason", exc))}
 
-    def get_task(self, task_id: str, after: int = 0, wait_s: float = 0.0) -> tuple[int, dict[str, Any]]:
+    def get_task(
+        self, task_id: str, after: int = 0, wait_s: float = 0.0, run_id: str | None = None
+    ) -> tuple[int, dict[str, Any]]:
         wait = max(0.0, min(wait_s, MAX_WAIT_S))
-        query = urllib.parse.urlencode({"after": after, "wait": f"{wait:g}"})
+        q: dict[str, Any] = {"after": after, "wait": f"{wait:g}"}
+        if run_id:
+            q["run"] = run_id
+        query = urllib.parse.urlencode(q)
         return self._request("GET", f"{self.task_url(task_id)}?{query}", None, wait + self.request_timeout_s)
 
-    def poll(self, task_id: str, after: int, wait_s: float) -> Poll | None:
+    def approvals(self, agent: str | None = None) -> tuple[int, dict[str, Any]]:
+        """``GET /v1/control/approvals``: every open request (of one agent)."""
+        query = "?" + urllib.parse.urlencode({"agent": agent}) if agent else ""
+        return self._request("GET", f"{self.url}/v1/control/approvals{query}", None, self.request_timeout_s)
+
+    def poll(self, task_id: str, after: int, wait_s: float, run_id: str | None = None) -> Poll | None:
         deadline = time.monotonic() + max(0.0, wait_s)
         while True:
-            status, doc = self.get_task(task_id, after, max(0.0, deadline - time.monotonic()))
+            status, doc = self.get_task(task_id, after, max(0.0, deadline - time.monotonic()), run_id)
             if status == 200:
                 self.answered = True
                 with self._lock:
@@ -236,11 +252,17 @@ class HttpSource:
         comment: str | None = None,
         intervention_id: str | None = None,
         source: str = "cli",
+        run_id: str | None = None,
+        digest: str | None = None,
     ) -> Sent:
         body: dict[str, Any] = {"action": action, "actor": actor, "source": source}
         body["intervention_id"] = intervention_id or uuid.uuid4().hex
         if approval_id is not None:
             body["approval_id"] = approval_id
+        if run_id:
+            body["run_id"] = run_id
+        if digest:
+            body["digest"] = digest
         if comment:
             body["comment"] = comment
         status, doc = self._request("POST", f"{self.task_url(task_id)}/decisions", body, self.request_timeout_s)
@@ -248,8 +270,8 @@ class HttpSource:
         reason = str(reason) if reason is not None else None
         if status == 0:
             return Sent("unreachable", reason, 0)
-        if status in (200, 409) and isinstance(doc.get("outcome"), str):
-            return Sent(doc["outcome"], reason, status)
+        if status in (200, 404, 409) and isinstance(doc.get("outcome"), str):
+            return Sent(doc["outcome"], reason, status, doc.get("code"), doc.get("question"))
         if status in (401, 403):
             return Sent("unauthorized", reason or "missing or wrong bearer token", status)
         if status == 400:

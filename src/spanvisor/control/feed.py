@@ -82,8 +82,13 @@ def answers(d: Decision, approval_id: str) -> bool:
 
 
 class TaskFeed:
-    def __init__(self, task_id: str, source: Callable[[], DecisionSource | None] = source_from_env) -> None:
+    def __init__(
+        self, task_id: str, source: Callable[[], DecisionSource | None] = source_from_env, run_id: str | None = None
+    ) -> None:
         self.task_id = task_id
+        # The run the agent is (run_id_of its root): a task id reused after a
+        # finished run must not read that run's decisions (its cancel).
+        self.run_id = run_id
         self._source_factory = source
         self._source: DecisionSource | None = None
         self._lock = threading.Lock()
@@ -111,7 +116,7 @@ class TaskFeed:
         with self._lock:
             after = len(self._seen)
         try:
-            got = src.poll(self.task_id, after, wait_s)
+            got = src.poll(self.task_id, after, wait_s, self.run_id)
         except Exception as exc:  # a source must not raise; if one does, read again later
             log.debug("reading decisions of %s failed: %s", self.task_id, exc)
             got = None

@@ -10,12 +10,15 @@ the pipeline's own loop.
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
-from spanvisor.events import Decision, TaskView
+from spanvisor.events import ApprovalRequest, Decision, RefusalCode, TaskView
 
 VerdictOutcome = Literal["applied", "duplicate", "already_decided", "denied", "full"]
+# Refusals that name something that is not there: the control API answers 404.
+NOT_FOUND: frozenset[str] = frozenset({"unknown_task", "unknown_request"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +35,11 @@ class Verdict:
     outcome: VerdictOutcome
     reason: str | None = None
     prior: Decision | None = None
+    # Why it was refused, as a code (unknown_request, expired, digest_mismatch …).
+    code: RefusalCode | None = None
+    # The run it was judged against, and the request it answers (as asked).
+    run_id: str = ""
+    request: ApprovalRequest | None = None
 
     @property
     def ok(self) -> bool:
@@ -40,14 +48,32 @@ class Verdict:
 
 @runtime_checkable
 class Control(Protocol):
-    async def decide(self, decision: Decision, *, denied: str | None = None) -> Verdict:
-        """Record ``decision`` (first of its kind wins) and announce it as a
-        ``HumanIntervention`` event; with ``denied`` (a reason), only audit it."""
+    async def decide(
+        self, decision: Decision, *, denied: str | None = None, code: RefusalCode | None = None
+    ) -> Verdict:
+        """Apply ``decision`` to the open request or run it names (first of
+        its kind wins) and announce it as a ``HumanIntervention`` event;
+        refused (or with ``denied``, a reason, and its ``code``), only audit it."""
         ...
 
-    async def decisions(self, task_id: str, after: int = 0, wait_s: float = 0.0) -> list[Decision]:
-        """The task's decisions past the first ``after``; waits up to
-        ``wait_s`` when there are none yet."""
+    async def decisions(
+        self, task_id: str, after: int = 0, wait_s: float = 0.0, run_id: str | None = None
+    ) -> list[Decision]:
+        """The run's decisions past the first ``after`` (the task id's latest
+        run when none is named); waits up to ``wait_s`` when there are none yet."""
+        ...
+
+    async def run(self, task_id: str, run_id: str | None = None) -> Mapping[str, Any] | None:
+        """The shared record of a run (the task id's latest when not named):
+        its state, requests and decisions (``spanvisor.control.runs``)."""
+        ...
+
+    async def runs(self, task_id: str) -> list[str]:
+        """The task id's runs, oldest first."""
+        ...
+
+    async def open_requests(self) -> list[dict[str, Any]]:
+        """Every open approval request, of every replica's tasks."""
         ...
 
     async def task(self, task_id: str) -> TaskView | None:
@@ -82,4 +108,4 @@ def current() -> Control | None:
     return _current[0] if _current else None
 
 
-__all__ = ["Control", "Verdict", "VerdictOutcome", "clear_current", "current", "set_current"]
+__all__ = ["NOT_FOUND", "Control", "Verdict", "VerdictOutcome", "clear_current", "current", "set_current"]

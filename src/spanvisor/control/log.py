@@ -1,90 +1,57 @@
-"""The control log: each task's human decisions, shared by every process.
+"""The control log: each run's record (state, requests, decisions), shared
+by every process through the state store.
 
-Decisions are kept per task in the state store (namespace ``decisions``), as
-one list appended to with ``put_if_newer`` at version = its length: two
-processes appending at once both read length n, one writes n + 1 and the
-other loses, reads again and retries. With the PostgreSQL state store every
-replica and every agent process sees the same list, so a click received by
-one replica reaches an agent polling another. Appends are idempotent on the
-decision's ``intervention_id`` (a replayed click is recorded once), and the
-first decision of its kind wins: one answer per approval, one cancel, one
-retry, one acknowledgement per task.
+A run's record (:mod:`.runs`) lives in namespace ``decisions`` under
+:func:`~.runs.run_key`, changed only by compare-and-set (``put_if_newer`` at
+the record's version + 1): two processes changing one run at once both read
+version n, one writes n + 1 and the other loses, reads again and retries.
+With the PostgreSQL state store every replica and every agent process sees
+the same records, so each checks a decision against the same facts. Next to
+the records: ``runs`` (task id -> its runs, oldest first: a decision naming
+only a task id goes to its latest run) and ``requests`` (one key, ``open``:
+the open requests of every run, for listing and for the expiry sweep).
 
-A waiter re-reads the task's list when this process records a decision,
-when the store says another process did (a ``WatchableStateStore``:
-PostgreSQL's LISTEN/NOTIFY, so a click on one replica reaches an agent
-long-polling another within milliseconds), and every :data:`POLL_S`
-(:data:`WATCHED_POLL_S` while the store's notifications are on: they are
-best effort).
+A waiter re-reads a run's record when this process changes one, when the
+store says another process did (a ``WatchableStateStore``: PostgreSQL's
+LISTEN/NOTIFY), and every :data:`POLL_S` (:data:`WATCHED_POLL_S` while the
+store's notifications are on: they are best effort).
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
-from spanvisor.events import Decision
+from spanvisor.control import runs
+from spanvisor.control.runs import decision_from_dict, decision_to_dict, run_key
+from spanvisor.events import ApprovalRequest, Decision
 from spanvisor.statestore import ConditionalStateStore, WatchableStateStore
 
 NAMESPACE = "decisions"
+RUNS_NAMESPACE = "runs"
+REQUESTS_NAMESPACE = "requests"
+OPEN_KEY = "open"
 DENIED_NAMESPACE = "decisions.denied"
-# Most decisions one task keeps; beyond, new ones are refused (a runaway script).
-MAX_PER_TASK = 200
+# Runs one task id keeps in its index (the newest).
+MAX_RUNS = 20
+# Open requests listed at once (the oldest go first beyond).
+MAX_OPEN = 1000
 # How often a waiter re-reads the store for decisions other processes recorded.
 POLL_S = 0.2
 # The same while the store notifies changes: a safety net for a lost notification.
 WATCHED_POLL_S = 2.0
-_ATTEMPTS = 20
-
-RecordOutcome = Literal["applied", "duplicate", "already_decided", "full"]
-
-
-@dataclass(frozen=True, slots=True)
-class Recorded:
-    """What recording a decision did. ``prior``: the decision that was there
-    first (for "already approved by @x"), or this one again for a duplicate."""
-
-    outcome: RecordOutcome
-    prior: Decision | None = None
-
-    @property
-    def applied(self) -> bool:
-        return self.outcome == "applied"
+_ATTEMPTS = 40
+T = TypeVar("T")
 
 
-_FIELDS = frozenset(f.name for f in dataclasses.fields(Decision))
-
-
-def decision_to_dict(d: Decision) -> dict[str, Any]:
-    return dataclasses.asdict(d)
-
-
-def decision_from_dict(x: Mapping[str, Any]) -> Decision | None:
-    """A stored decision; None for anything malformed (never raises)."""
-    try:
-        d = Decision(**{k: v for k, v in x.items() if k in _FIELDS})
-    except (TypeError, ValueError):
-        return None
-    ok = isinstance(d.intervention_id, str) and isinstance(d.task_id, str) and isinstance(d.time_ns, int)
-    return d if ok and d.action in ("approve", "reject", "cancel", "retry", "acknowledge") else None
-
-
-def first_of_kind(items: list[Decision], new: Decision) -> Decision | None:
-    """The earlier decision that ``new`` would contradict or repeat, if any."""
-    for d in items:
-        if d.intervention_id == new.intervention_id:
-            return d
-        if new.action in ("approve", "reject"):
-            if d.action in ("approve", "reject") and d.approval_id == new.approval_id:
-                return d
-        elif d.action == new.action:
-            return d
-    return None
+def _version(raw: Mapping[str, Any] | None) -> int:
+    if not isinstance(raw, Mapping):
+        return 0
+    v = raw.get("v")
+    return v if isinstance(v, int) else 0
 
 
 class ControlLog:
@@ -99,7 +66,6 @@ class ControlLog:
         # Unique per log: the store lets an owner overwrite its own version, so
         # two processes must never share one.
         self.owner = f"{owner or 'control'}:{uuid.uuid4().hex[:12]}"
-        self._lock = asyncio.Lock()  # one append at a time in this process (see owner)
         # Set (and replaced) on every change seen: a waiter holds the one it
         # read under, so a change between its read and its wait still wakes it.
         self._changed = asyncio.Event()
@@ -119,43 +85,109 @@ class ControlLog:
         except Exception:  # best effort: polling still finds every decision
             return False
 
-    async def _notify(self, task_id: str) -> None:
+    async def _notify(self, key: str) -> None:
         store = self.store
         if isinstance(store, WatchableStateStore):
             try:
-                await store.notify(NAMESPACE, task_id)
+                await store.notify(NAMESPACE, key)
             except Exception:  # best effort, as above
                 return
 
-    async def read(self, task_id: str) -> list[Decision]:
-        raw = await self.store.get(NAMESPACE, task_id)
-        items = raw.get("items") if isinstance(raw, Mapping) else None
-        if not isinstance(items, list):
-            return []
-        return [d for d in (decision_from_dict(x) for x in items if isinstance(x, Mapping)) if d is not None]
-
-    async def record(self, decision: Decision) -> Recorded:
-        async with self._lock:
-            for _ in range(_ATTEMPTS):
-                items = await self.read(decision.task_id)
-                prior = first_of_kind(items, decision)
-                if prior is not None:
-                    same = prior.intervention_id == decision.intervention_id
-                    return Recorded("duplicate" if same else "already_decided", prior)
-                if len(items) >= MAX_PER_TASK:
-                    return Recorded("full")
-                value = {"items": [decision_to_dict(d) for d in (*items, decision)]}
-                claim = await self.store.put_if_newer(NAMESPACE, decision.task_id, value, len(items) + 1, self.owner)
-                if claim.won:
+    async def update(
+        self, namespace: str, key: str, change: Callable[[dict[str, Any] | None], tuple[dict[str, Any] | None, T]]
+    ) -> T:
+        """Compare-and-set: ``change`` gets the stored value (a copy, or None)
+        and returns (the new value or None for no write, a result)."""
+        for _ in range(_ATTEMPTS):
+            raw = await self.store.get(namespace, key)
+            value, result = change(dict(raw) if isinstance(raw, Mapping) else None)
+            if value is None:
+                return result
+            version = _version(raw) + 1
+            value["v"] = version
+            claim = await self.store.put_if_newer(namespace, key, value, version, self.owner)
+            if claim.won:
+                if namespace == NAMESPACE:
                     self._wake()
-                    await self._notify(decision.task_id)
-                    return Recorded("applied")
-                await asyncio.sleep(0.01)  # another process appended: read again
-        raise RuntimeError(f"could not record a decision on task {decision.task_id} (contention)")
+                    await self._notify(key)
+                return result
+            await asyncio.sleep(0.005)  # another process wrote: read again
+        raise RuntimeError(f"could not update {namespace}/{key} (contention)")
+
+    # -- runs ----------------------------------------------------------------
+
+    async def record(self, task_id: str, run_id: str) -> Mapping[str, Any] | None:
+        raw = await self.store.get(NAMESPACE, run_key(task_id, run_id))
+        return raw if isinstance(raw, Mapping) else None
+
+    async def runs_of(self, task_id: str) -> list[str]:
+        """The task id's runs, oldest first."""
+        raw = await self.store.get(RUNS_NAMESPACE, task_id)
+        got = raw.get("runs") if isinstance(raw, Mapping) else None
+        if not isinstance(got, list):
+            return []
+        pairs = [p for p in got if isinstance(p, list) and len(p) == 2 and isinstance(p[0], str)]
+        return [p[0] for p in sorted(pairs, key=lambda p: (p[1] if isinstance(p[1], int) else 0, p[0]))]
+
+    async def add_run(self, task_id: str, run_id: str, started_ns: int) -> None:
+        def change(value: dict[str, Any] | None) -> tuple[dict[str, Any] | None, None]:
+            got = list(value.get("runs") or []) if value else []
+            if any(isinstance(p, list) and p and p[0] == run_id for p in got):
+                return None, None
+            got.append([run_id, started_ns])
+            got.sort(key=lambda p: (p[1] if isinstance(p[1], int) else 0, str(p[0])))
+            return {"runs": got[-MAX_RUNS:]}, None
+
+        await self.update(RUNS_NAMESPACE, task_id, change)
+
+    async def read(self, task_id: str, run_id: str | None = None) -> list[Decision]:
+        """The decisions of one run (the latest of the task id when not named)."""
+        if run_id is None:
+            known = await self.runs_of(task_id)
+            if not known:
+                return []
+            run_id = known[-1]
+        return runs.decisions_of(await self.record(task_id, run_id))
+
+    # -- open requests -------------------------------------------------------
+
+    async def open_list(self) -> list[dict[str, Any]]:
+        raw = await self.store.get(REQUESTS_NAMESPACE, OPEN_KEY)
+        items = raw.get("items") if isinstance(raw, Mapping) else None
+        return [dict(x) for x in items if isinstance(x, Mapping)] if isinstance(items, list) else []
+
+    async def list_open(self, task_id: str, run_id: str, agent_id: str, reqs: list[ApprovalRequest]) -> None:
+        def change(value: dict[str, Any] | None) -> tuple[dict[str, Any] | None, None]:
+            items = [dict(x) for x in (value or {}).get("items") or [] if isinstance(x, Mapping)]
+            have = {(x.get("run_id"), x.get("approval_id"), x.get("digest")) for x in items}
+            new = [r for r in reqs if (run_id, r.approval_id, r.digest) not in have]
+            if not new:
+                return None, None
+            ids = {r.approval_id for r in new}
+            items = [x for x in items if not (x.get("run_id") == run_id and x.get("approval_id") in ids)]
+            for r in new:
+                items.append({**runs.request_to_dict(r), "task_id": task_id, "run_id": run_id, "agent_id": agent_id})
+            return {"items": items[-MAX_OPEN:]}, None
+
+        await self.update(REQUESTS_NAMESPACE, OPEN_KEY, change)
+
+    async def unlist(self, closed: set[tuple[str, str]]) -> None:
+        """Drop (run id, approval id) pairs from the open list."""
+        if not closed:
+            return
+
+        def change(value: dict[str, Any] | None) -> tuple[dict[str, Any] | None, None]:
+            items = [dict(x) for x in (value or {}).get("items") or [] if isinstance(x, Mapping)]
+            left = [x for x in items if (x.get("run_id"), x.get("approval_id")) not in closed]
+            return ({"items": left} if len(left) != len(items) else None), None
+
+        await self.update(REQUESTS_NAMESPACE, OPEN_KEY, change)
+
+    # -- refusals ------------------------------------------------------------
 
     async def first_denial(self, intervention_id: str, reason: str) -> bool:
         """True the first time this refused click is seen (anywhere): a
-        refused click is not in the task's list, so its replays are told
+        refused click is not in the run's list, so its replays are told
         apart here, and audited once."""
         claim = await self.store.claim(DENIED_NAMESPACE, intervention_id, self.owner, lease_s=60.0)
         if not claim.won:
@@ -170,23 +202,26 @@ class ControlLog:
         reason = raw.get("reason") if isinstance(raw, Mapping) else None
         return reason if isinstance(reason, str) else None
 
-    async def wait(self, task_id: str, after: int, timeout_s: float) -> list[Decision]:
-        """The task's decisions past the first ``after``, waiting up to
-        ``timeout_s`` for one when there are none yet."""
+    # -- waiting -------------------------------------------------------------
+
+    async def wait(self, task_id: str, after: int, timeout_s: float, run_id: str | None = None) -> list[Decision]:
+        """The run's decisions past the first ``after``, waiting up to
+        ``timeout_s`` for one when there are none yet. Without a run, the
+        task id's latest (looked up again each round: a run may start)."""
         deadline = time.monotonic() + max(0.0, timeout_s)
         poll_s = self._poll_s
         if timeout_s > 0 and await self._watching():
             poll_s = self._watched_poll_s
         while True:
             changed = self._changed
-            items = await self.read(task_id)
+            items = await self.read(task_id, run_id)
             if len(items) > after:
                 return items[after:]
             left = deadline - time.monotonic()
             if left <= 0:
                 return []
             # Woken at once by a change recorded here or notified by another
-            # process (any task's: then the list is read again); else polled.
+            # process (any run's: then the record is read again); else polled.
             try:
                 await asyncio.wait_for(changed.wait(), min(poll_s, left))
             except TimeoutError:
@@ -194,12 +229,13 @@ class ControlLog:
 
 
 __all__ = [
-    "MAX_PER_TASK",
+    "DENIED_NAMESPACE",
     "NAMESPACE",
     "POLL_S",
+    "REQUESTS_NAMESPACE",
+    "RUNS_NAMESPACE",
     "WATCHED_POLL_S",
     "ControlLog",
-    "RecordOutcome",
-    "Recorded",
-    "first_of_kind",
+    "decision_from_dict",
+    "decision_to_dict",
 ]

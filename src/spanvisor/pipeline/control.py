@@ -1,6 +1,13 @@
 """The pipeline's :class:`spanvisor.control.Control`: people's decisions,
-checked against what this process knows of the task, recorded once in the
-shared control log and announced to every sink as a ``HumanIntervention``.
+judged against the shared record of the run they name (its state, its open
+requests and their questions: :mod:`spanvisor.control.runs`), recorded
+once in the control log and announced to every sink as a
+``HumanIntervention``, or refused and audited with the reason.
+
+What this process knows of a task is never a reason to apply a decision:
+every replica reads the same record. What it learns of runs reaches that
+record through :class:`~spanvisor.pipeline.controlsync.RunSync`, written
+before each decision is judged.
 
 Everything runs on the pipeline's loop (the tracker is that thread's alone);
 callers on other loops or threads are hopped over.
@@ -9,14 +16,17 @@ callers on other loops or threads are hopped over.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from spanvisor.control.hub import Verdict
-from spanvisor.control.log import ControlLog, first_of_kind
-from spanvisor.events import Decision, Event, InterventionOutcome, TaskView
-from spanvisor.readable import decided
+from spanvisor.control import runs
+from spanvisor.control.hub import Verdict, VerdictOutcome
+from spanvisor.control.log import NAMESPACE, ControlLog
+from spanvisor.events import Decision, Event, InterventionOutcome, RefusalCode, TaskView
+from spanvisor.pipeline.controlsync import RunSync
 from spanvisor.tracking import approvals
 
 if TYPE_CHECKING:
@@ -24,41 +34,14 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 logger = logging.getLogger("spanvisor.control")
-UNKNOWN_TASK = "recorded; this process does not track that task: check the id if it is not another replica's"
 # Longest a caller on another loop waits for the pipeline's (a long-poll's
 # own wait is at most 60 s).
 HOP_TIMEOUT_S = 90.0
-# How often tasks with an open request re-read their decision log.
+# How often runs held here re-read their record (decisions and expiries other
+# processes recorded), and the store is swept for expired requests.
 CATCH_UP_S = 0.5
-
-
-def who(d: Decision) -> str:
-    return f"<@{d.actor_id}>" if d.source == "slack" else (d.actor_name or d.actor_id)
-
-
-def describe(prior: Decision) -> str:
-    """ "already approved by @alice" (Slack renders <@U…> as the user's name)."""
-    return f"already {decided(prior.action)} by {who(prior)}"
-
-
-def refusal(tracker: TaskTracker, d: Decision) -> str | None:
-    """Why this process refuses ``d`` from what it knows of the task, or None.
-    A task it does not know may be another replica's: that is not a refusal."""
-    st = approvals.find(*tracker.states_of(d.task_id), d.task_id)
-    if st is None:
-        return None
-    v = st.view
-    if st.finished:
-        if d.action in ("retry", "acknowledge"):
-            return None if v.status == "error" else f"only a failed task can be {decided(d.action)} (it is {v.status})"
-        return f"the task has already finished ({v.status})"
-    if d.action in ("approve", "reject"):
-        if not d.approval_id or not approvals.is_open(st, d.approval_id):
-            return "that approval is no longer open"
-        return None
-    if d.action in ("retry", "acknowledge"):
-        return "the task is still running"
-    return None
+who = runs.who
+describe = runs.describe
 
 
 class PipelineControl:
@@ -73,6 +56,21 @@ class PipelineControl:
         self._loop = loop
         self.log: ControlLog | None = None
         self._log_ready: asyncio.Event | None = None
+        self.sync = RunSync(tracker, dispatch)
+        self._flushing: asyncio.Task[None] | None = None
+
+    def observe(self, events: list[Event]) -> None:
+        """Every event the pipeline dispatches (on its loop): facts of runs,
+        written at once in the background (and before any decision)."""
+        self.sync.observe(events)
+        if self.log is not None and self.sync.pending and (self._flushing is None or self._flushing.done()):
+            self._flushing = asyncio.get_running_loop().create_task(self._flush_quietly(self.log))
+
+    async def _flush_quietly(self, log: ControlLog) -> None:
+        try:
+            await self.sync.flush(log)
+        except Exception as exc:  # a store outage: the catch-up loop tries again
+            logger.debug("writing facts of runs failed: %s", exc)
 
     def attach(self, log: ControlLog) -> None:
         """Called on the pipeline loop once the state store is open."""
@@ -83,10 +81,8 @@ class PipelineControl:
         self._sync = asyncio.get_running_loop().create_task(self._catch_up_loop())
 
     async def _catch_up_loop(self) -> None:
-        """Decisions other processes recorded on tasks this one holds with an
-        open request (a replica that got the click for another's task): the
-        task's view catches up within about CATCH_UP_S, whether or not the
-        agent notes the answer itself."""
+        """Facts written, decisions other processes recorded applied to the
+        runs held here, expired requests closed: about every CATCH_UP_S."""
         while True:
             await asyncio.sleep(CATCH_UP_S)
             try:
@@ -96,13 +92,20 @@ class PipelineControl:
 
     async def catch_up(self) -> None:
         assert self.log is not None
+        await self.sync.flush(self.log)
         for st in [s for s in self._tracker.states()[0] if s.working["approvals"]]:
+            w = st.working
+            rec = await self.log.record(w["task_id"], w["run_id"])
             out: list[Event] = []
-            for d in await self.log.read(st.working["task_id"]):
+            for d in runs.decisions_of(rec):
                 cp = approvals.catch_up(st, d)
                 if cp is not None:
                     out.append(cp)
             self._dispatch(out)
+            now = time.time_ns()
+            gone = [aid for aid, r in runs.requests_of(rec).items() if r.get("state") == "expired"]
+            self.sync.close_here(w["task_id"], w["run_id"], gone, now)
+        await self.sync.sweep(self.log)
 
     async def close(self) -> None:
         task = getattr(self, "_sync", None)
@@ -136,61 +139,137 @@ class PipelineControl:
         assert self.log is not None
         return self.log
 
-    def announce(self, d: Decision, outcome: InterventionOutcome, reason: str | None) -> None:
-        self._dispatch([approvals.as_event(*self._tracker.states_of(d.task_id), d, outcome, reason)])
+    def announce(self, d: Decision, v: Verdict) -> None:
+        outcome: InterventionOutcome = "applied" if v.outcome == "applied" else "denied"
+        open_states, closed_states = self._tracker.states_of(d.task_id)
+        ev = approvals.as_event(open_states, closed_states, d, outcome, v.reason, request=v.request, code=v.code)
+        self._dispatch([ev])
 
-    async def decide(self, decision: Decision, *, denied: str | None = None) -> Verdict:
-        return await self._hop(lambda: self._decide(decision, denied))
+    async def decide(
+        self, decision: Decision, *, denied: str | None = None, code: RefusalCode | None = None
+    ) -> Verdict:
+        return await self._hop(lambda: self._decide(decision, denied, code))
 
-    async def _decide(self, d: Decision, denied: str | None) -> Verdict:
+    async def _resolve(self, log: ControlLog, d: Decision) -> Decision | None:
+        """``d`` with its run named: the one given, else the task id's latest
+        run (for an answer, the latest that asked that approval id). None:
+        no run of that task is known anywhere."""
+        if d.run_id:
+            return d if await log.record(d.task_id, d.run_id) is not None else None
+        known = await log.runs_of(d.task_id)
+        if not known:
+            return None
+        pick = known[-1]
+        if d.action in ("approve", "reject") and d.approval_id:
+            asked = []
+            for run_id in reversed(known):
+                req = runs.requests_of(await log.record(d.task_id, run_id)).get(d.approval_id)
+                if req is not None:
+                    asked.append((req.get("state") == "open", run_id))
+            pick = next((r for ok, r in asked if ok), asked[0][1] if asked else pick)
+        return dataclasses.replace(d, run_id=pick)
+
+    async def _decide(self, d: Decision, denied: str | None, code: RefusalCode | None) -> Verdict:
         log = await self._ready_log()
-        if denied is None:
-            # "Already approved by @x" outranks "no longer open": it says why.
-            prior = first_of_kind(await log.read(d.task_id), d)
-            if prior is not None and prior.intervention_id == d.intervention_id:
-                return Verdict("duplicate", None, prior)  # a replay: recorded, announced once
-            if prior is not None:
-                return Verdict("already_decided", describe(prior), prior)
-            before = await log.denied_before(d.intervention_id)
-            if before is not None:
-                return Verdict("denied", before)
-        reason = denied or refusal(self._tracker, d)
-        if reason is not None:
-            if await log.first_denial(d.intervention_id, reason):
-                self.announce(d, "denied", reason)
-            return Verdict("denied", reason)
-        rec = await log.record(d)
-        if rec.outcome == "applied":
-            self.announce(d, "applied", None)
-            if approvals.find(*self._tracker.states_of(d.task_id), d.task_id) is None:
-                # Recorded all the same: another replica's task, or one that
-                # finished long ago; but a typo would land here too, so say so.
-                return Verdict("applied", UNKNOWN_TASK)
-            return Verdict("applied")
-        if rec.outcome == "already_decided" and rec.prior is not None:
-            return Verdict("already_decided", describe(rec.prior), rec.prior)
-        if rec.outcome == "full":
-            return Verdict("full", "this task holds too many decisions")
-        return Verdict("duplicate", None, rec.prior)
+        await self.sync.flush(log)  # what this process has seen is in the store first
+        before = await log.denied_before(d.intervention_id)
+        if before is not None:
+            return Verdict("denied", before)  # a refused click replayed: refused again, audited once
+        resolved = await self._resolve(log, d)
+        if resolved is None:
+            what = f"run {d.run_id} of task {d.task_id}" if d.run_id else f"task {d.task_id}"
+            return await self._refuse(log, d, Verdict("denied", f"no {what} is known", code="unknown_task"))
+        d = resolved
+        now = time.time_ns()
+        key = runs.run_key(d.task_id, d.run_id)
+        if denied is not None:
+            rec = await log.record(d.task_id, d.run_id) or {}
+            seen = runs.judge(rec, d, now)
+            if seen.outcome == "duplicate":
+                return Verdict("duplicate", None, seen.prior, run_id=d.run_id)
+            v = Verdict("denied", denied, code=code or "denied", run_id=d.run_id, request=seen.request)
+            return await self._refuse(log, d, v)
 
-    async def decisions(self, task_id: str, after: int = 0, wait_s: float = 0.0) -> list[Decision]:
+        def change(rec: dict[str, Any] | None) -> tuple[dict[str, Any] | None, runs.Verdict]:
+            if rec is None:
+                return None, runs.Verdict("refused", "unknown_task", "no such run")
+            got = runs.apply(rec, d, now)
+            return (rec if got.outcome == "applied" or got.code == "expired" else None), got
+
+        got = await log.update(NAMESPACE, key, change)
+        if got.outcome == "applied":
+            v = Verdict("applied", run_id=d.run_id, request=got.request)
+            self.announce(d, v)
+            if d.action in ("approve", "reject") and d.approval_id:
+                await log.unlist({(d.run_id, d.approval_id)})
+            return v
+        if got.outcome == "duplicate":
+            return Verdict("duplicate", None, got.prior, run_id=d.run_id)
+        outcome: VerdictOutcome = (
+            "already_decided" if got.code == "already_decided" else "full" if got.code == "full" else "denied"
+        )
+        v = Verdict(outcome, got.reason, got.prior, code=got.code, run_id=d.run_id, request=got.request)
+        if got.code == "expired" and d.approval_id:
+            await log.unlist({(d.run_id, d.approval_id)})
+            self.sync.close_here(d.task_id, d.run_id, [d.approval_id], now)
+        return await self._refuse(log, d, v)
+
+    async def _refuse(self, log: ControlLog, d: Decision, v: Verdict) -> Verdict:
+        """Audit a refused decision once (its replays are refused the same way)."""
+        if await log.first_denial(d.intervention_id, v.reason or v.outcome):
+            self.announce(d, v)
+        return v
+
+    async def decisions(
+        self, task_id: str, after: int = 0, wait_s: float = 0.0, run_id: str | None = None
+    ) -> list[Decision]:
         async def run() -> list[Decision]:
-            return await (await self._ready_log()).wait(task_id, after, wait_s)
+            return await (await self._ready_log()).wait(task_id, after, wait_s, run_id)
 
         return await self._hop(run)
 
-    async def task(self, task_id: str) -> TaskView | None:
-        async def run() -> TaskView | None:
-            st = approvals.find(*self._tracker.states_of(task_id), task_id)
+    async def run(self, task_id: str, run_id: str | None = None) -> Mapping[str, Any] | None:
+        async def go() -> Mapping[str, Any] | None:
+            log = await self._ready_log()
+            await self.sync.flush(log)
+            rid = run_id or next(reversed(await log.runs_of(task_id)), None)
+            return await log.record(task_id, rid) if rid else None
+
+        return await self._hop(go)
+
+    async def runs(self, task_id: str) -> list[str]:
+        async def go() -> list[str]:
+            return await (await self._ready_log()).runs_of(task_id)
+
+        return await self._hop(go)
+
+    async def open_requests(self) -> list[dict[str, Any]]:
+        async def go() -> list[dict[str, Any]]:
+            log = await self._ready_log()
+            await self.sync.flush(log)
+            now = time.time_ns()
+            out = []
+            for item in await log.open_list():
+                r = runs.request_from_dict(item)
+                end = runs.expires_ns(r) if r is not None else None
+                if r is not None and (end is None or end > now):
+                    out.append(item)
+            return out
+
+        return await self._hop(go)
+
+    async def task(self, task_id: str, run_id: str | None = None) -> TaskView | None:
+        async def go() -> TaskView | None:
+            st = approvals.find(*self._tracker.states_of(task_id), task_id, run_id or "")
             return None if st is None else st.view
 
-        return await self._hop(run)
+        return await self._hop(go)
 
     async def open_tasks(self) -> list[TaskView]:
-        async def run() -> list[TaskView]:
+        async def go() -> list[TaskView]:
             return [st.view for st in self._tracker.states()[0]]
 
-        return await self._hop(run)
+        return await self._hop(go)
 
     def call_sync(self, fn: Callable[[], Awaitable[T]], timeout_s: float) -> Any:
         """Run one of the coroutines above from a plain thread (an agent's)."""
@@ -204,4 +283,4 @@ class PipelineControl:
         return asyncio.run_coroutine_threadsafe(run(), loop).result(timeout_s)
 
 
-__all__ = ["UNKNOWN_TASK", "PipelineControl", "describe", "refusal", "who"]
+__all__ = ["PipelineControl", "describe", "who"]

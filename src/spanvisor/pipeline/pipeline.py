@@ -337,6 +337,7 @@ class Pipeline:
             events = self.logtails.enrich(events)  # every pump: held ends come due here
         if not events:
             return
+        self.control.observe(events)  # facts of runs, for the shared control log
         kinds = Counter(ev.kind for ev in events)  # counted once a pump, not once an event
         for kind, n in kinds.items():
             self.stats.inc("events_emitted_total", n, kind=kind)

@@ -2,12 +2,16 @@
 and for tools (``spanvisor approve``), on the OTLP/HTTP port of ``spanvisor
 serve`` behind the same bearer token as ``/v1/traces``. JSON in and out.
 
-* ``GET /v1/control/tasks/{task_id}?after=N&wait=S``: the task's decisions
-  past the first N, waiting up to S seconds (at most 60) for one; its status,
-  open approval requests and budget when this process tracks it.
-* ``POST /v1/control/tasks/{task_id}/decisions``: record a decision
-  (``{"action", "approval_id"?, "actor", "comment"?, "intervention_id"?}``);
-  200 when applied (or the same one again), 409 when refused.
+* ``GET /v1/control/tasks/{task_id}?after=N&wait=S&run=R``: the run's
+  decisions past the first N (the task id's latest run without ``run``),
+  waiting up to S seconds (at most 60) for one; its state and open approval
+  requests from the shared record, its budget when this process tracks it.
+* ``POST /v1/control/tasks/{task_id}/decisions``: apply a decision
+  (``{"action", "approval_id"?, "digest"?, "run_id"?, "actor", "comment"?,
+  "intervention_id"?}``) to the open request or run it names; 200 when
+  applied (or the same one again), 404 for an unknown task or request, 409
+  when refused otherwise, with the reason.
+* ``GET /v1/control/approvals?agent=A``: every open approval request.
 * ``GET /v1/control/budgets``: the shared spending totals, when the pipeline
   keeps them.
 
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import shlex
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -25,7 +30,9 @@ from typing import Any
 
 from aiohttp import web
 
+from spanvisor.control import runs
 from spanvisor.control.client import ACTIONS, MAX_WAIT_S
+from spanvisor.control.hub import NOT_FOUND
 from spanvisor.control.log import decision_to_dict
 from spanvisor.events import ApprovalRequest, Decision, TaskView
 from spanvisor.receiver.ingest import bearer_matches
@@ -85,7 +92,31 @@ def approval_json(r: ApprovalRequest) -> dict[str, Any]:
         "options": list(r.options),
         "timeout_s": r.timeout_s,
         "requested_ns": r.requested_ns,
+        "digest": r.digest,
+        "expires_ns": runs.expires_ns(r),
     }
+
+
+def open_json(item: Mapping[str, Any], now_ns: int) -> dict[str, Any] | None:
+    """One entry of the open list, with its age and the command that answers it."""
+    r = runs.request_from_dict(item)
+    task_id, run_id, agent = item.get("task_id"), item.get("run_id"), item.get("agent_id")
+    if r is None or not isinstance(task_id, str) or not isinstance(run_id, str):
+        return None
+    doc = approval_json(r)
+    doc.update(
+        task_id=task_id,
+        run_id=run_id,
+        agent_id=agent if isinstance(agent, str) else "unknown",
+        age_s=max(0.0, (now_ns - r.requested_ns) / 1e9) if r.requested_ns else None,
+        answer=answer_command(task_id, run_id, r),
+    )
+    return doc
+
+
+def answer_command(task_id: str, run_id: str, r: ApprovalRequest) -> str:
+    q = shlex.quote
+    return f"spanvisor approve {q(task_id)} {q(r.approval_id)} --run {run_id} --digest {r.digest}"
 
 
 def budget_json(v: TaskView) -> dict[str, Any]:
@@ -119,6 +150,14 @@ def decision_from_body(task_id: str, body: Any) -> Decision:
     source = body.get("source", "api")
     if source not in SOURCES:
         raise _Bad(f"source must be one of {', '.join(SOURCES)}")
+    run_id = body.get("run_id") or ""
+    if run_id:
+        run_id = _ident(run_id, "run_id", 64)
+    digest = body.get("digest")
+    if digest is not None:
+        if action not in ("approve", "reject"):
+            raise _Bad(f"digest is only for approve and reject, not {action}")
+        digest = _ident(digest, "digest", 64)
     return Decision(
         intervention_id=iid,
         task_id=task_id,
@@ -129,6 +168,8 @@ def decision_from_body(task_id: str, body: Any) -> Decision:
         actor_name=actor,
         comment=comment,
         source=source,
+        run_id=run_id,
+        digest=digest,
     )
 
 
@@ -169,14 +210,23 @@ def add_routes(app: web.Application, pipeline: Any, token: str | None) -> None:
         if after != int(after):
             raise _Bad("after must be a whole number")
         wait = _number(request.query.get("wait"), "wait", 0.0, 0.0, MAX_WAIT_S)
+        run_q = request.query.get("run") or None
+        run_id = _ident(run_q, "run", 64) if run_q else None
         c = control()
-        new = await c.decisions(task_id, int(after), wait)
-        every = await c.decisions(task_id, 0, 0.0) if int(after) > 0 else new
-        view: TaskView | None = await c.task(task_id)
+        new = await c.decisions(task_id, int(after), wait, run_id)
+        rec = await c.run(task_id, run_id)
+        every = runs.decisions_of(rec)
+        rid = rec.get("run_id") if rec is not None else None
+        view: TaskView | None = await c.task(task_id, rid if isinstance(rid, str) else None)
+        now = time.time_ns()
+        state = runs.state_of(rec)
         doc: dict[str, Any] = {
             "task_id": task_id,
-            "status": view.status if view is not None else "unknown",
-            "approvals": [approval_json(r) for r in view.approvals] if view is not None else [],
+            "run_id": rid if isinstance(rid, str) else None,
+            "runs": await c.runs(task_id),
+            "state": state or "unknown",
+            "status": view.status if view is not None else (state or "unknown"),
+            "approvals": [approval_json(r) for r in runs.open_requests(rec, now)],
             "decisions": [decision_to_dict(d) for d in new],
             "next": int(after) + len(new),
             "cancel_requested": any(d.action == "cancel" for d in every)
@@ -185,6 +235,14 @@ def add_routes(app: web.Application, pipeline: Any, token: str | None) -> None:
         if view is not None:
             doc["budget"] = budget_json(view)
         return _reply(200, doc)
+
+    async def list_approvals(request: web.Request) -> web.Response:
+        agent = request.query.get("agent") or None
+        now = time.time_ns()
+        items = [open_json(x, now) for x in await control().open_requests()]
+        shown = [x for x in items if x is not None and (agent is None or x["agent_id"] == agent)]
+        shown.sort(key=lambda x: (x["requested_ns"], x["task_id"], x["approval_id"]))
+        return _reply(200, {"approvals": shown})
 
     async def post_decision(request: web.Request) -> web.Response:
         task_id = _ident(request.match_info["task_id"], "task id")
@@ -205,8 +263,18 @@ def add_routes(app: web.Application, pipeline: Any, token: str | None) -> None:
             raise _Bad(f"the body is not JSON: {exc}") from None
         decision = decision_from_body(task_id, body)
         verdict = await control().decide(decision)
-        doc = {"outcome": verdict.outcome, "reason": verdict.reason, "intervention_id": decision.intervention_id}
-        return _reply(200 if verdict.ok else 409, doc)
+        doc: dict[str, Any] = {
+            "outcome": verdict.outcome,
+            "reason": verdict.reason,
+            "code": verdict.code,
+            "intervention_id": decision.intervention_id,
+            "run_id": verdict.run_id or None,
+        }
+        if verdict.request is not None:
+            doc["question"] = verdict.request.question
+            doc["digest"] = verdict.request.digest
+        status = 200 if verdict.ok else 404 if verdict.code in NOT_FOUND else 409
+        return _reply(status, doc)
 
     async def budgets(request: web.Request) -> web.Response:
         report = getattr(getattr(pipeline, "spend", None), "report", None)
@@ -223,6 +291,7 @@ def add_routes(app: web.Application, pipeline: Any, token: str | None) -> None:
     app.router.add_get(PREFIX + "/tasks/{task_id}", guarded(get_task))
     app.router.add_post(PREFIX + "/tasks/{task_id}/decisions", guarded(post_decision, deciders))
     app.router.add_get(PREFIX + "/budgets", guarded(budgets))
+    app.router.add_get(PREFIX + "/approvals", guarded(list_approvals))
     app.router.add_route("*", PREFIX + "/{tail:.*}", guarded(unknown))
 
 
@@ -233,4 +302,4 @@ def make_app(pipeline: Any, token: str | None = None) -> web.Application:
     return app
 
 
-__all__ = ["PREFIX", "add_routes", "decision_from_body", "make_app"]
+__all__ = ["PREFIX", "add_routes", "answer_command", "decision_from_body", "make_app", "open_json"]

@@ -12,6 +12,7 @@ reopen.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from spanvisor.events import (
@@ -21,7 +22,9 @@ from spanvisor.events import (
     Event,
     HumanIntervention,
     InterventionOutcome,
+    RefusalCode,
     TaskView,
+    question_digest,
 )
 from spanvisor.spans import conventions as cv
 from spanvisor.spans import sanitize as sz
@@ -54,6 +57,7 @@ def request_from(attrs: Any, time_ns: int, notes: list[str]) -> ApprovalRequest 
         options=options,
         timeout_s=timeout if timeout is not None and timeout > 0 else None,
         requested_ns=time_ns,
+        digest=question_digest(question, options),
     )
 
 
@@ -141,6 +145,7 @@ __all__ = [
     "DEFAULT_OPTIONS",
     "as_event",
     "catch_up",
+    "expire",
     "find",
     "intervene",
     "is_open",
@@ -156,33 +161,62 @@ def as_event(
     decision: Decision,
     outcome: InterventionOutcome,
     reason: str | None,
+    *,
+    request: ApprovalRequest | None = None,
+    code: RefusalCode | None = None,
 ) -> HumanIntervention:
-    """The decision as its task's event. Applied on a task open here, it
-    changes the task's state (``known``); denied, or on a task that finished
+    """The decision as its run's event. Applied on a run open here, it
+    changes the task's state (``known``); denied, or on a run that finished
     or is tracked elsewhere, it carries the last view known, or only ids."""
     notes: list[str] = []
-    for st in open_states:
-        if st.working["task_id"] == decision.task_id:
-            if outcome == "applied" and not st.finished:
-                return intervene(st, decision, notes)
-            return _detached(decision, st.view, outcome, reason)
-    for st in closed_states:
-        if st.working["task_id"] == decision.task_id:
-            return _detached(decision, st.view, outcome, reason)
-    bare = TaskView(task_id=decision.task_id, trace_id="", root_span_id="", agent_id="unknown")
-    return _detached(decision, bare, outcome, reason)
+    st = find(open_states, (), decision.task_id, decision.run_id)
+    if st is not None and outcome == "applied" and not st.finished:
+        return replace(intervene(st, decision, notes), request=request)
+    st = st or find((), closed_states, decision.task_id, decision.run_id)
+    if st is not None:
+        return _detached(decision, st.view, outcome, reason, request, code)
+    bare = TaskView(task_id=decision.task_id, trace_id="", root_span_id="", agent_id="unknown", run_id=decision.run_id)
+    return _detached(decision, bare, outcome, reason, request, code)
 
 
-def find(open_states: Iterable[TaskState], closed_states: Iterable[TaskState], task_id: str) -> TaskState | None:
-    """The state of the task with this id, open or just finished here."""
+def find(
+    open_states: Iterable[TaskState], closed_states: Iterable[TaskState], task_id: str, run_id: str = ""
+) -> TaskState | None:
+    """The state of the task with this id (and run, when given), open or
+    just finished here."""
     for st in (*open_states, *closed_states):
-        if st.working["task_id"] == task_id:
+        w = st.working
+        if w["task_id"] == task_id and (not run_id or w["run_id"] == run_id):
             return st
     return None
 
 
+def expire(st: TaskState, approval_id: str, now_ns: int) -> Checkpoint | None:
+    """A request the server closed as expired (its timeout passed, and no
+    answer came): closed here too, so its buttons go. None when not open."""
+    if st.finished:
+        return None
+    changed = _close(st, approval_id)
+    if not changed:
+        return None
+    t = st.next_time(now_ns)
+    return Checkpoint(
+        event_id=st.event_id("expired", approval_id),
+        time_ns=t,
+        task=st.view,
+        source="state",
+        changed=changed,
+        attributes={"expired_approval": approval_id},
+    )
+
+
 def _detached(
-    decision: Decision, view: TaskView, outcome: InterventionOutcome, reason: str | None
+    decision: Decision,
+    view: TaskView,
+    outcome: InterventionOutcome,
+    reason: str | None,
+    request: ApprovalRequest | None,
+    code: RefusalCode | None,
 ) -> HumanIntervention:
     return HumanIntervention(
         event_id=decision.intervention_id,
@@ -192,6 +226,8 @@ def _detached(
         outcome=outcome,
         reason=reason,
         known=False,
+        request=request,
+        code=code,
     )
 
 

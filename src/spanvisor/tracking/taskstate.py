@@ -33,6 +33,7 @@ from spanvisor.events import (
     TaskFinished,
     TaskStarted,
     TaskView,
+    run_id_of,
     stable_id,
 )
 from spanvisor.spans import conventions as cv
@@ -107,6 +108,7 @@ class TaskState:
             task_id=task_id,
             trace_id=trace_id,
             root_span_id=root_span_id,
+            run_id=run_id_of(trace_id, root_span_id),
             agent_id=agent_id,
             agent_name=agent_name,
             task_name=sz.text(cv.task_name(a, span.name), "agent.task.name", notes, 500),
@@ -121,9 +123,9 @@ class TaskState:
     # -- helpers -------------------------------------------------------------
 
     def event_id(self, *parts: object) -> str:
-        """``stable_id(task_id, *parts)``, the task id hashed once per task."""
+        """``stable_id(task_id, run_id, *parts)``, hashed once per task."""
         if self._id_prefix is None:
-            self._id_prefix = IdPrefix(self._w["task_id"])
+            self._id_prefix = IdPrefix(self._w["task_id"], self._w["run_id"])
         return self._id_prefix.id(*parts)
 
     def update(self, **changes: Any) -> None:

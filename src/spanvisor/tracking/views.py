@@ -2,7 +2,7 @@
 its event id.
 
 Every event carries a new frozen :class:`~spanvisor.events.TaskView` and an
-id ``stable_id(task_id, ...)``; under an all-agent load that is one or two of
+id ``stable_id(task_id, run_id, ...)``; under an all-agent load that is one or two of
 each per span, and both were among the tracker's largest costs.
 """
 
@@ -74,23 +74,28 @@ build_checkpoint = slot_builder(Checkpoint)
 
 
 class IdPrefix:
-    """``stable_id(task_id, *parts)`` for one task, its first part encoded once.
+    """``stable_id(task_id, run_id, *parts)`` for one run of a task, its first
+    parts encoded once.
 
-    The task id and the separator are kept as bytes, and each id hashes them
-    and the rest in one go: the same digest as ``stable_id``. (A blake2b
-    state kept per task and copied per id was no faster, and held 448 bytes
-    in every open task.)
+    The run is part of every id: a task id reused by a new root (an
+    orchestrator's retry under the same job id) is a new run whose
+    TaskStarted, warnings and TaskFinished must not collide with the first
+    run's in a sink keyed on the event id. The prefix is kept as bytes, and
+    each id hashes it and the rest in one go: the same digest as
+    ``stable_id``. (A blake2b state kept per task and copied per id was no
+    faster, and held 448 bytes in every open task.)
     """
 
-    __slots__ = ("_prefix", "_task_id")
+    __slots__ = ("_prefix", "_run_id", "_task_id")
 
-    def __init__(self, task_id: str) -> None:
+    def __init__(self, task_id: str, run_id: str) -> None:
         self._task_id = task_id
-        self._prefix = f"{task_id}\x1f".encode("utf-8", "surrogatepass")
+        self._run_id = run_id
+        self._prefix = f"{task_id}\x1f{run_id}\x1f".encode("utf-8", "surrogatepass")
 
     def id(self, *parts: object) -> str:
         if not parts:
-            return stable_id(self._task_id)
+            return stable_id(self._task_id, self._run_id)
         raw = self._prefix + "\x1f".join([str(p) for p in parts]).encode("utf-8", "surrogatepass")
         return hashlib.blake2b(raw, digest_size=16).hexdigest()
 

@@ -1,0 +1,98 @@
+"""``spanvisor approvals``: the approval requests waiting for an answer, of
+every task and every replica (``GET /v1/control/approvals``), with the
+exact command that answers each.
+
+Exit status: 0 listed (even none), 1 refused (a bad token), 2 nothing
+answered at the URL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from spanvisor.config import Config
+from spanvisor.control.client import DEFAULT_URL, ENV_URL, HttpSource, token_from_env
+
+QUESTION_WIDTH = 48
+
+
+def _age(seconds: Any) -> str:
+    if not isinstance(seconds, int | float):
+        return "-"
+    s = int(seconds)
+    return f"{s}s" if s < 120 else f"{s // 60}m" if s < 7200 else f"{s // 3600}h"
+
+
+def _timeout(item: dict[str, Any]) -> str:
+    t = item.get("timeout_s")
+    return "none" if not isinstance(t, int | float) else f"{t:g}s"
+
+
+def clip(text: str, width: int) -> str:
+    """One line, at most ``width`` characters (agent text: control characters go)."""
+    flat = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def table(items: list[dict[str, Any]]) -> str:
+    """A plain table, one request a line, then the command that answers each."""
+    if not items:
+        return "No open approval requests."
+    head = ("TASK", "RUN", "APPROVAL", "QUESTION", "AGENT", "AGE", "TIMEOUT")
+    rows = [
+        (
+            clip(str(x.get("task_id")), 32),
+            str(x.get("run_id")),
+            clip(str(x.get("approval_id")), 16),
+            clip(str(x.get("question") or ""), QUESTION_WIDTH),
+            clip(str(x.get("agent_id")), 20),
+            _age(x.get("age_s")),
+            _timeout(x),
+        )
+        for x in items
+    ]
+    widths = [max(len(r[i]) for r in (head, *rows)) for i in range(len(head))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in (head, *rows)]
+    lines.append("")
+    lines.append("Answer with:")
+    lines += [f"  {x.get('answer')}   (or: reject)" for x in items]
+    return "\n".join(lines)
+
+
+def handler(args: argparse.Namespace, config: Config) -> int:
+    url = args.url or config.get("control_url") or os.environ.get(ENV_URL) or DEFAULT_URL
+    token = args.token or config.get("decide_token") or config.get("control_token") or token_from_env()
+    client = HttpSource(url, token, request_timeout_s=args.timeout)
+    status, doc = client.approvals(args.agent)
+    if status == 0:
+        print(f"spanvisor: no answer from the control API: {doc.get('error') or 'unreachable'}", file=sys.stderr)
+        return 2
+    if status != 200:
+        print(f"spanvisor: the control API said HTTP {status}: {doc.get('error') or ''}", file=sys.stderr)
+        return 1
+    items = [x for x in doc.get("approvals") or [] if isinstance(x, dict)]
+    if args.json:
+        print(json.dumps({"approvals": items}, ensure_ascii=False, indent=2))
+    else:
+        print(table(items))
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("approvals", help="list the approval requests waiting for an answer")
+    p.add_argument("--agent", help="only this agent's requests")
+    p.add_argument("--json", action="store_true", help="JSON, as the control API gives it")
+    p.add_argument("--url", help=f"control API (default: ${ENV_URL} or {DEFAULT_URL})")
+    p.add_argument(
+        "--token",
+        help="bearer token (default: $SPANVISOR_DECIDE_TOKEN, $SPANVISOR_CONTROL_TOKEN or $SPANVISOR_OTLP_TOKEN)",
+    )
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the answer (default 10)")
+    p.set_defaults(func=handler)
+
+
+__all__ = ["clip", "handler", "register", "table"]

@@ -1,0 +1,300 @@
+"""A run's record in the shared store, and the rules a decision meets there.
+
+A *run* is one task root span: key (trace id, root span id), id
+:func:`spanvisor.events.run_id_of`. Its record holds what every replica must
+agree on before a person's decision is applied: the run's state (running,
+finished, failed, lost), its approval requests (open, decided or expired,
+each with the digest of its question) and the decisions recorded on it. The
+control log (:mod:`.log`) reads and writes it in one compare-and-set, so a
+decision and an expiry racing for one request cannot both win.
+
+Everything here is pure: a record in, a changed record and a verdict out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from spanvisor.events import ApprovalRequest, Decision, RefusalCode, TaskView
+from spanvisor.readable import decided
+
+# Most decisions one run keeps; beyond, new ones are refused (a runaway script).
+MAX_PER_RUN = 200
+# Most requests one run keeps (open and closed).
+MAX_REQUESTS = 100
+RunState = Literal["running", "finished", "failed", "lost"]
+RequestState = Literal["open", "decided", "expired"]
+
+_FIELDS = frozenset(f.name for f in dataclasses.fields(Decision))
+_REQ_FIELDS = ("approval_id", "question", "options", "timeout_s", "requested_ns", "digest")
+
+
+def run_key(task_id: str, run_id: str) -> str:
+    """The store key of a run: the run id first (fixed length), then the task id."""
+    return f"{run_id}:{task_id}"
+
+
+def decision_to_dict(d: Decision) -> dict[str, Any]:
+    return dataclasses.asdict(d)
+
+
+def decision_from_dict(x: Mapping[str, Any]) -> Decision | None:
+    """A stored decision; None for anything malformed (never raises)."""
+    try:
+        d = Decision(**{k: v for k, v in x.items() if k in _FIELDS})
+    except (TypeError, ValueError):
+        return None
+    ok = isinstance(d.intervention_id, str) and isinstance(d.task_id, str) and isinstance(d.time_ns, int)
+    return d if ok and d.action in ("approve", "reject", "cancel", "retry", "acknowledge") else None
+
+
+def request_to_dict(r: ApprovalRequest) -> dict[str, Any]:
+    out = {k: getattr(r, k) for k in _REQ_FIELDS}
+    out["options"] = list(r.options)
+    return out
+
+
+def request_from_dict(x: Any) -> ApprovalRequest | None:
+    if not isinstance(x, Mapping):
+        return None
+    try:
+        return ApprovalRequest(
+            approval_id=str(x["approval_id"]),
+            question=str(x["question"]),
+            options=tuple(str(o) for o in x.get("options") or ("approve", "reject")),
+            timeout_s=float(x["timeout_s"]) if x.get("timeout_s") is not None else None,
+            requested_ns=int(x.get("requested_ns") or 0),
+            digest=str(x.get("digest") or ""),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def expires_ns(r: ApprovalRequest) -> int | None:
+    return r.requested_ns + int(r.timeout_s * 1e9) if r.timeout_s and r.requested_ns else None
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What a decision met in its run's record. ``outcome``: applied,
+    duplicate (this very decision was recorded before), or refused with a
+    ``code`` and a ``reason`` a person can read."""
+
+    outcome: Literal["applied", "duplicate", "refused"]
+    code: RefusalCode | None = None
+    reason: str | None = None
+    prior: Decision | None = None
+    request: ApprovalRequest | None = None
+
+
+def new_record(view: TaskView) -> dict[str, Any]:
+    return {
+        "v": 0,
+        "task_id": view.task_id,
+        "run_id": view.run_id,
+        "trace_id": view.trace_id,
+        "root_span_id": view.root_span_id,
+        "agent_id": view.agent_id,
+        "state": "running",
+        "outcome": None,
+        "started_ns": view.started_ns,
+        "ended_ns": None,
+        "requests": {},
+        "items": [],
+    }
+
+
+def decisions_of(rec: Mapping[str, Any] | None) -> list[Decision]:
+    items = rec.get("items") if isinstance(rec, Mapping) else None
+    if not isinstance(items, list):
+        return []
+    return [d for d in (decision_from_dict(x) for x in items if isinstance(x, Mapping)) if d is not None]
+
+
+def requests_of(rec: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
+    reqs = rec.get("requests") if isinstance(rec, Mapping) else None
+    return {k: dict(v) for k, v in reqs.items() if isinstance(v, Mapping)} if isinstance(reqs, Mapping) else {}
+
+
+def state_of(rec: Mapping[str, Any] | None) -> RunState | None:
+    s = rec.get("state") if isinstance(rec, Mapping) else None
+    return s if s in ("running", "finished", "failed", "lost") else None
+
+
+def is_open(req: Mapping[str, Any], now_ns: int) -> bool:
+    if req.get("state") != "open":
+        return False
+    r = request_from_dict(req)
+    end = expires_ns(r) if r is not None else None
+    return end is None or now_ns < end
+
+
+def open_requests(rec: Mapping[str, Any] | None, now_ns: int) -> list[ApprovalRequest]:
+    out = [request_from_dict(r) for r in requests_of(rec).values() if is_open(r, now_ns)]
+    return sorted((r for r in out if r is not None), key=lambda r: (r.requested_ns, r.approval_id))
+
+
+# --- changes (each returns True when the record changed) --------------------
+
+
+def add_request(rec: dict[str, Any], req: ApprovalRequest) -> bool:
+    """Register a request; the first of an approval id stands (a question
+    asked again under the same id is the same request, or, changed, one no
+    button of the first may answer)."""
+    reqs = requests_of(rec)
+    known = reqs.get(req.approval_id)
+    if known is not None:
+        if known.get("state") == "open" and known.get("digest") != req.digest:
+            # The question changed under the same id: what was shown no longer
+            # holds; the new question replaces it, and old buttons are refused.
+            reqs[req.approval_id] = {**request_to_dict(req), "state": "open"}
+            rec["requests"] = reqs
+            return True
+        return False
+    if len(reqs) >= MAX_REQUESTS or state_of(rec) != "running":
+        return False
+    reqs[req.approval_id] = {**request_to_dict(req), "state": "open"}
+    rec["requests"] = reqs
+    return True
+
+
+def close_request(rec: dict[str, Any], approval_id: str, state: RequestState, at_ns: int, why: str) -> bool:
+    reqs = requests_of(rec)
+    req = reqs.get(approval_id)
+    if req is None or req.get("state") != "open":
+        return False
+    reqs[approval_id] = {**req, "state": state, "closed_ns": at_ns, "why": why}
+    rec["requests"] = reqs
+    return True
+
+
+def expire_due(rec: dict[str, Any], now_ns: int) -> list[str]:
+    """Close as expired every open request whose timeout has passed."""
+    out = []
+    for aid, req in requests_of(rec).items():
+        if req.get("state") == "open" and not is_open(req, now_ns):
+            close_request(rec, aid, "expired", now_ns, "its timeout passed")
+            out.append(aid)
+    return out
+
+
+def finish(rec: dict[str, Any], outcome: str, at_ns: int) -> list[str]:
+    """The run ended: its state, and every open request closed as expired."""
+    state: RunState = "failed" if outcome == "error" else "lost" if outcome == "lost" else "finished"
+    rec["state"], rec["outcome"], rec["ended_ns"] = state, outcome, at_ns
+    out = []
+    for aid in list(requests_of(rec)):
+        if close_request(rec, aid, "expired", at_ns, f"the task ended ({outcome})"):
+            out.append(aid)
+    return out
+
+
+def _prior(items: list[Decision], d: Decision) -> Decision | None:
+    for p in items:
+        if p.intervention_id == d.intervention_id:
+            return p
+        if d.action in ("approve", "reject"):
+            if p.action in ("approve", "reject") and p.approval_id == d.approval_id:
+                return p
+        elif p.action == d.action:
+            return p
+    return None
+
+
+def who(d: Decision) -> str:
+    return f"<@{d.actor_id}>" if d.source == "slack" else (d.actor_name or d.actor_id)
+
+
+def describe(prior: Decision) -> str:
+    """ "already approved by @alice" (Slack renders <@U…> as the user's name)."""
+    return f"already {decided(prior.action)} by {who(prior)}"
+
+
+def judge(rec: Mapping[str, Any], d: Decision, now_ns: int) -> Verdict:
+    """Whether ``d`` applies to this run as it stands (nothing changed)."""
+    items = decisions_of(rec)
+    prior = _prior(items, d)
+    if prior is not None and prior.intervention_id == d.intervention_id:
+        return Verdict("duplicate", prior=prior)
+    state = state_of(rec) or "running"
+    if d.action in ("approve", "reject"):
+        raw = requests_of(rec).get(d.approval_id or "")
+        req = request_from_dict(raw) if raw is not None else None
+        if raw is None or req is None:
+            return Verdict("refused", "unknown_request", f"the task asked no approval {d.approval_id!r} in this run")
+        if prior is not None:
+            return Verdict("refused", "already_decided", describe(prior), prior, req)
+        if raw.get("state") == "expired" or (raw.get("state") == "open" and not is_open(raw, now_ns)):
+            return Verdict(
+                "refused", "expired", f"that request has expired ({raw.get('why') or 'timed out'})", None, req
+            )
+        if raw.get("state") != "open":
+            return Verdict("refused", "already_decided", "that request is already decided", None, req)
+        if state != "running":
+            return Verdict("refused", "expired", f"the task has already ended ({rec.get('outcome')})", None, req)
+        if d.digest is not None and d.digest != req.digest:
+            why = "the question changed since it was shown: look at the request again"
+            return Verdict("refused", "digest_mismatch", why, None, req)
+        return Verdict("applied", request=req)
+    if prior is not None:
+        return Verdict("refused", "already_decided", describe(prior), prior)
+    if d.action == "cancel":
+        if state != "running":
+            return Verdict("refused", "finished", f"the task has already finished ({rec.get('outcome')})")
+        return Verdict("applied")
+    # retry, acknowledge: a run that failed (or whose agent was lost)
+    if state == "running":
+        return Verdict("refused", "still_running", "the task is still running")
+    if state == "finished":
+        return Verdict(
+            "refused", "not_failed", f"only a failed task can be {decided(d.action)} (it is {rec.get('outcome')})"
+        )
+    return Verdict("applied")
+
+
+def apply(rec: dict[str, Any], d: Decision, now_ns: int) -> Verdict:
+    """:func:`judge`, and when applied, the decision recorded (and its request
+    closed as decided). An expired request found open is closed here too."""
+    v = judge(rec, d, now_ns)
+    if v.code == "expired" and d.approval_id:
+        close_request(rec, d.approval_id, "expired", now_ns, "its timeout passed")
+    if v.outcome != "applied":
+        return v
+    raw = rec.get("items")
+    items: list[Any] = raw if isinstance(raw, list) else []
+    if len(items) >= MAX_PER_RUN:
+        return Verdict("refused", "full", "this task holds too many decisions")
+    rec["items"] = [*items, decision_to_dict(d)]
+    if d.action in ("approve", "reject") and d.approval_id:
+        close_request(rec, d.approval_id, "decided", d.time_ns, d.intervention_id)
+    return v
+
+
+__all__ = [
+    "MAX_PER_RUN",
+    "RequestState",
+    "RunState",
+    "Verdict",
+    "add_request",
+    "apply",
+    "close_request",
+    "decision_from_dict",
+    "decision_to_dict",
+    "decisions_of",
+    "describe",
+    "expire_due",
+    "expires_ns",
+    "finish",
+    "judge",
+    "new_record",
+    "open_requests",
+    "request_from_dict",
+    "request_to_dict",
+    "requests_of",
+    "run_key",
+    "state_of",
+    "who",
+]

@@ -1,0 +1,192 @@
+"""What this process's tracker learns of runs, written to the shared control
+log so that every replica judges a decision by the same facts.
+
+The pipeline shows every event it dispatches to :meth:`RunSync.observe`
+(O(1) per event, on the pipeline's loop): a run that starts, an approval
+request that opens (or closes without an answer), a run that ends. Those
+facts are merged per run and written by :meth:`RunSync.flush`, in the
+background and before every decision is judged (so a decision on a request
+this process has just seen never finds the store behind).
+
+:meth:`RunSync.sweep` closes requests whose timeout has passed, in the store
+(whichever replica holds the task, or none: an agent that died) and in this
+process's view of the task, so the buttons go.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from spanvisor.control import runs
+from spanvisor.control.log import NAMESPACE, ControlLog
+from spanvisor.events import ApprovalRequest, Event, HumanIntervention, TaskFinished, TaskView
+from spanvisor.tracking import approvals
+
+if TYPE_CHECKING:
+    from spanvisor.tracking.tracker import TaskTracker
+
+logger = logging.getLogger("spanvisor.control")
+# Runs whose facts this process remembers having written (the oldest go first).
+MAX_KNOWN = 20_000
+# Runs waiting to be written; beyond, the oldest are dropped (logged once).
+MAX_PENDING = 50_000
+
+
+@dataclass(slots=True)
+class _Pending:
+    view: TaskView
+    opened: dict[str, ApprovalRequest] = field(default_factory=dict)
+    gone: set[str] = field(default_factory=set)
+    outcome: str | None = None
+    ended_ns: int = 0
+
+
+@dataclass(slots=True)
+class _Known:
+    requests: frozenset[tuple[str, str]] = frozenset()
+    finished: bool = False
+
+
+class RunSync:
+    def __init__(self, tracker: TaskTracker, dispatch: Callable[[list[Event]], None]) -> None:
+        self._tracker = tracker
+        self._dispatch = dispatch
+        self._known: OrderedDict[tuple[str, str], _Known] = OrderedDict()
+        self._pending: dict[tuple[str, str], _Pending] = {}
+        self._warned = False
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._pending)
+
+    def observe(self, events: Iterable[Event]) -> None:
+        for ev in events:
+            v = ev.task
+            if not v.run_id or isinstance(ev, HumanIntervention):
+                continue
+            key = (v.task_id, v.run_id)
+            known = self._known.get(key)
+            if known is None:
+                known = self._known[key] = _Known()
+                self._pending_of(key, v)
+                if len(self._known) > MAX_KNOWN:
+                    self._known.popitem(last=False)
+            elif known.finished:
+                continue
+            if v.approvals or known.requests:
+                now = frozenset((r.approval_id, r.digest) for r in v.approvals)
+                if now != known.requests:
+                    p = self._pending_of(key, v)
+                    for r in v.approvals:
+                        if (r.approval_id, r.digest) not in known.requests:
+                            p.opened[r.approval_id] = r
+                    p.gone |= {aid for aid, _ in known.requests} - {r.approval_id for r in v.approvals}
+                    known.requests = now
+            if isinstance(ev, TaskFinished):
+                p = self._pending_of(key, v)
+                p.outcome, p.ended_ns = ev.outcome, ev.time_ns
+                known.finished = True
+
+    def _pending_of(self, key: tuple[str, str], view: TaskView) -> _Pending:
+        p = self._pending.get(key)
+        if p is None:
+            p = self._pending[key] = _Pending(view)
+            if len(self._pending) > MAX_PENDING:
+                self._pending.pop(next(iter(self._pending)))
+                if not self._warned:
+                    self._warned = True
+                    logger.warning("the state store is behind: facts of the oldest runs were dropped")
+        else:
+            p.view = view
+        return p
+
+    async def flush(self, log: ControlLog) -> None:
+        """Write every fact seen so far; what fails stays for the next round."""
+        while self._pending:
+            key = next(iter(self._pending))
+            p = self._pending.pop(key)
+            try:
+                await self._write(log, p)
+            except Exception:
+                self._merge_back(key, p)
+                raise
+
+    def _merge_back(self, key: tuple[str, str], p: _Pending) -> None:
+        later = self._pending.pop(key, None)
+        if later is not None:
+            p.view = later.view
+            p.opened.update(later.opened)
+            p.gone |= later.gone
+            p.outcome, p.ended_ns = later.outcome or p.outcome, later.ended_ns or p.ended_ns
+        self._pending = {key: p, **self._pending}
+
+    async def _write(self, log: ControlLog, p: _Pending) -> None:
+        v = p.view
+        opened = [r for r in p.opened.values() if r.approval_id not in p.gone]
+        now = time.time_ns()
+
+        def change(rec: dict[str, Any] | None) -> tuple[dict[str, Any] | None, tuple[bool, list[str]]]:
+            fresh = rec is None
+            rec = runs.new_record(v) if rec is None else rec
+            changed = fresh
+            closed: list[str] = []
+            for r in opened:
+                changed = runs.add_request(rec, r) or changed
+            for aid in p.gone:
+                # Closed by the agent's own note (its timeout, or the answer it
+                # read): no decision may land on it after.
+                if runs.close_request(rec, aid, "expired", now, "the agent stopped waiting"):
+                    closed.append(aid)
+            if p.outcome is not None and runs.state_of(rec) == "running":
+                closed += runs.finish(rec, p.outcome, p.ended_ns or now)
+            return (rec if changed or closed or p.outcome is not None else None), (fresh, closed)
+
+        fresh, closed = await log.update(NAMESPACE, runs.run_key(v.task_id, v.run_id), change)
+        if fresh:
+            await log.add_run(v.task_id, v.run_id, v.started_ns)
+        if opened and p.outcome is None:
+            await log.list_open(v.task_id, v.run_id, v.agent_id, opened)
+        if closed or p.gone:
+            await log.unlist({(v.run_id, aid) for aid in (*closed, *p.gone)})
+
+    async def sweep(self, log: ControlLog) -> None:
+        """Close the requests whose timeout has passed (or whose run ended),
+        everywhere; drop what is no longer open from the open list."""
+        now = time.time_ns()
+        done: set[tuple[str, str]] = set()
+        for item in await log.open_list():
+            task_id, run_id, aid = item.get("task_id"), item.get("run_id"), item.get("approval_id")
+            if not (isinstance(task_id, str) and isinstance(run_id, str) and isinstance(aid, str)):
+                continue
+            r = runs.request_from_dict(item)
+            end = runs.expires_ns(r) if r is not None else None
+            if end is not None and end > now:
+                continue  # still open; decisions and ends unlist it themselves
+
+            def change(rec: dict[str, Any] | None, aid: str = aid) -> tuple[dict[str, Any] | None, bool]:
+                if rec is None:
+                    return None, False
+                return (
+                    (rec, True) if runs.close_request(rec, aid, "expired", now, "its timeout passed") else (None, False)
+                )
+
+            await log.update(NAMESPACE, runs.run_key(task_id, run_id), change)
+            done.add((run_id, aid))
+            self.close_here(task_id, run_id, [aid], now)
+        await log.unlist(done)
+
+    def close_here(self, task_id: str, run_id: str, approval_ids: Iterable[str], now_ns: int) -> None:
+        """Close requests the store says are expired in this process's view."""
+        st = approvals.find(self._tracker.states_of(task_id)[0], (), task_id, run_id)
+        if st is None:
+            return
+        out: list[Event] = [cp for cp in (approvals.expire(st, aid, now_ns) for aid in approval_ids) if cp is not None]
+        self._dispatch(out)
+
+
+__all__ = ["RunSync"]
