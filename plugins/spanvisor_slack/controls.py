@@ -130,7 +130,9 @@ def decided(view: TaskView, sfx: str, scale: float = 1.0) -> list[Block]:
     used = {d.action for d in view.decisions}
     task = ids.button_value(view.task_id, run_id=view.run_id)
     buttons: list[ButtonElement | None] = []
-    if not finished(view):
+    # A task that says it failed is offered Retry and Acknowledge from its
+    # first render: its end may reach us a moment after its status.
+    if not finished(view) and view.status != "error":
         if view.cancel_requested:
             if "cancel" not in used:  # asked before the decisions the view keeps
                 out.append(ContextBlock(block_id=f"sv-cancelled{sfx}", elements=[_md("🛑 Cancel requested")]))

@@ -203,6 +203,8 @@ class SlackSink(BaseSink):
         to the thread. A record made for it is *borrowed*: the worker adopts
         the task's parent from the state store and never posts one from a
         bare view (no parent anywhere: the lines are dropped, counted)."""
+        if ev.code == "unknown_task":
+            return  # refused: no such task, so no message to show it on (the audit keeps it)
         st = self._record_for(ev)
         if st is None:
             return

@@ -36,6 +36,7 @@ from tests.webhook.conftest import SECRET as WEBHOOK_SECRET
 from tests.webhook.conftest import Receiver, webhook_config
 
 from spanvisor.agent import ApprovalDecision, task
+from spanvisor.events import question_digest
 from spanvisor.otel.processor import SpanvisorSpanProcessor
 from spanvisor.pipeline.pipeline import Pipeline
 from spanvisor.receiver.admin import make_app
@@ -217,7 +218,9 @@ def test_an_agent_blocked_in_request_approval_is_released_by_a_signed_click(pg_s
             th.start()
             try:
                 parent, approve = await env.wait_button("T-approve", A.APPROVE)
-                assert json.loads(approve["value"]) == {"t": "T-approve", "a": "a1"}
+                value = json.loads(approve["value"])  # ids, the run and the question's digest; no agent text
+                assert {k: value[k] for k in ("t", "a")} == {"t": "T-approve", "a": "a1"}
+                assert len(value["r"]) == 12 and value["d"] == question_digest("Apply migration 0007 to prod?")
                 sent = await env.sender.interaction(env.click(parent, approve))
                 assert sent.status == 200 and sent.text == ""
                 await until(lambda: result, 15, "the agent to be released")
@@ -274,7 +277,7 @@ def test_a_retry_click_on_a_failed_task_is_delivered_once_to_the_webhook(pg_serv
             with pytest.raises(RuntimeError):
                 await asyncio.to_thread(fail)
             parent, retry = await env.wait_button("T-retry", A.RETRY)
-            assert json.loads(retry["value"]) == {"t": "T-retry"}
+            assert json.loads(retry["value"])["t"] == "T-retry" and set(json.loads(retry["value"])) == {"t", "r"}
             payload = env.click(parent, retry)
             assert (await env.sender.interaction(payload)).status == 200
 

@@ -12,6 +12,7 @@ import pytest
 from interact_support import SECRET, live
 from slack_support import run, until
 
+from spanvisor.events import question_digest, run_id_of
 from spanvisor_slack import actions as A
 from spanvisor_slack.actions import button_value
 
@@ -250,7 +251,10 @@ def test_the_parents_own_button_and_a_click_on_a_finished_task() -> None:
             parent = await env.awaiting("T10", "a1")
             await until(lambda: _button(parent.blocks, A.APPROVE) is not None, 10, "the Approve button")
             button = _button(parent.blocks, A.APPROVE)
-            assert button is not None and button["value"] == button_value("T10", "a1")
+            ctx = root.get_span_context()
+            run_id = run_id_of(f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}")
+            digest = question_digest("Apply migration 0007 to prod?")
+            assert button is not None and button["value"] == button_value("T10", "a1", run_id, digest)
             sender = env.one.sender
             assert sender is not None
             payload = env.fake.interactions.block_actions(

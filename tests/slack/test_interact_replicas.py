@@ -47,15 +47,17 @@ def test_a_click_on_the_other_replica_shows_on_the_one_parent() -> None:
     run(go(), 90)
 
 
-def test_a_decision_on_a_task_no_one_posted_makes_no_parent() -> None:
+def test_a_decision_on_a_task_no_one_runs_is_refused_and_makes_no_parent() -> None:
     async def go() -> None:
         async with live() as env:
             d = Decision("iid-1", "NOPARENT", "cancel", "U0ALICE", time.time_ns(), source="slack")
             verdict = await env.one.pipeline.control.decide(d)
-            assert verdict.outcome == "applied"
-            await until(env.one.interventions, 10, "the intervention")
+            assert (verdict.outcome, verdict.code) == ("denied", "unknown_task"), verdict
+            await until(env.one.interventions, 10, "the audited refusal")
+            assert [(e.outcome, e.code) for e in env.one.interventions()] == [("denied", "unknown_task")]
+            await asyncio.sleep(0.5)
             stats = env.one.pipeline.stats
-            await until(lambda: stats.value("dropped_total", reason="slack_no_parent", sink="slack") >= 1, 10, "drop")
+            assert stats.value("dropped_total", reason="slack_no_parent", sink="slack") == 0
             assert env.fake.parents() == [] and env.fake.calls_to("chat.postMessage") == []
 
     run(go(), 60)

@@ -165,8 +165,8 @@ class RunSync:
                 continue
             r = runs.request_from_dict(item)
             end = runs.expires_ns(r) if r is not None else None
-            if end is not None and end > now:
-                continue  # still open; decisions and ends unlist it themselves
+            if end is None or end > now:
+                continue  # still open (or open until its run ends); decisions and ends unlist it
 
             def change(rec: dict[str, Any] | None, aid: str = aid) -> tuple[dict[str, Any] | None, bool]:
                 if rec is None:

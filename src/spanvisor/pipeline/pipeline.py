@@ -333,11 +333,13 @@ class Pipeline:
         return len(spans)
 
     def _dispatch(self, events: list[Event], tails: bool = True) -> None:
+        # Facts of runs for the shared control log, before a failed task's end
+        # is held for its log tail: a Retry must find the run failed at once.
+        self.control.observe(events)
         if tails:
             events = self.logtails.enrich(events)  # every pump: held ends come due here
         if not events:
             return
-        self.control.observe(events)  # facts of runs, for the shared control log
         kinds = Counter(ev.kind for ev in events)  # counted once a pump, not once an event
         for kind, n in kinds.items():
             self.stats.inc("events_emitted_total", n, kind=kind)
