@@ -83,12 +83,13 @@ def interventions_table(rows: list[dict[str, Any]]) -> str:
             printable(r["action"], 12) + (f" {printable(r['approval_id'], 20)}" if r.get("approval_id") else ""),
             printable(_who(r), 32),
             printable(r.get("source") or "-", 8),
-            printable(r["outcome"], 8),
+            printable(r["outcome"] + (f" ({r['refusal']})" if r.get("refusal") else ""), 28),
+            printable(r.get("question") or "-", 60),
             printable(_note(r), 120),
         )
         for r in rows
     ]
-    header = ("TIME", "TASK", "AGENT", "ACTION", "WHO", "VIA", "OUTCOME", "REASON / COMMENT")
+    header = ("TIME", "TASK", "AGENT", "ACTION", "WHO", "VIA", "OUTCOME", "QUESTION", "REASON / COMMENT")
     return render_table(table, header, width=terminal_width())
 
 

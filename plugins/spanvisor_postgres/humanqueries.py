@@ -10,7 +10,8 @@ from spanvisor.readable import decided
 
 _COLUMNS = (
     "h.intervention_id, h.task_id, h.at, h.action, h.actor, h.actor_name, h.source, h.outcome, h.reason, "
-    "h.comment, h.approval_id, h.known, COALESCE(h.agent_id, t.agent_id) AS agent_id, t.task_name"
+    "h.comment, h.approval_id, h.known, COALESCE(h.agent_id, t.agent_id) AS agent_id, t.task_name, "
+    "h.run_id, h.question, h.question_digest, h.refusal"
 )
 
 
@@ -66,12 +67,18 @@ def who(row: dict[str, Any]) -> str:
 
 
 def detail(row: dict[str, Any]) -> str:
-    """``alice (U1) approved a1 via slack: ship it`` / ``U2 tried to approve: denied (not an approver)``."""
+    """``alice (U1) approved a1 “Deploy?” via slack: ship it`` / ``U2 tried to
+    approve a1: denied, expired (that request has expired)``."""
     action = str(row.get("action") or "?")
     what = f" {row['approval_id']}" if row.get("approval_id") else ""
+    if row.get("question"):
+        q = " ".join(str(row["question"]).split())
+        what += f" “{q if len(q) <= 80 else q[:79] + '…'}”"
     via = f" via {row['source']}" if row.get("source") else ""
     if row.get("outcome") == "denied":
         text = f"{who(row)} tried to {action}{what}{via}: denied"
+        if row.get("refusal"):
+            text += f", {row['refusal']}"
         if row.get("reason"):
             text += f" ({row['reason']})"
     else:

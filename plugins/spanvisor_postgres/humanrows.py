@@ -32,6 +32,10 @@ INTERVENTION_COLUMNS = (
     "time_ns",
     "known",
     "notes",
+    "run_id",
+    "question",
+    "question_digest",
+    "refusal",
 )
 LOG_COLUMNS = (
     "task_id",
@@ -80,7 +84,14 @@ def intervention_record(event: HumanIntervention, ts: Any) -> tuple[Any, ...]:
         d.time_ns,
         event.known,
     )
-    return (*record, json_text(notes, "notes", []))
+    req = event.request
+    asked = (
+        clean_text(d.run_id or event.task.run_id or None, "run_id", notes, ID_LIMIT),
+        clean_text(req.question if req is not None else None, "question", notes),
+        clean_text(req.digest if req is not None else d.digest, "question_digest", notes, ID_LIMIT),
+        event.code,
+    )
+    return (*record, json_text(notes, "notes", []), *asked)
 
 
 def log_records(event: TaskFinished, ts: Any) -> list[tuple[Any, ...]]:

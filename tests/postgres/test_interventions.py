@@ -26,6 +26,7 @@ from spanvisor.events import (
     ResultField,
     TaskFinished,
     TaskView,
+    question_digest,
     stable_id,
 )
 from spanvisor.sink import SinkResult
@@ -218,7 +219,8 @@ def test_interventions_table_json_and_filters(loaded: tuple[str, str], cli: Any)
     code, out = cli(url, "interventions")
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].split() == ["TIME", "TASK", "AGENT", "ACTION", "WHO", "VIA", "OUTCOME", "REASON", "/", "COMMENT"]
+    head = ["TIME", "TASK", "AGENT", "ACTION", "WHO", "VIA", "OUTCOME", "QUESTION", "REASON", "/", "COMMENT"]
+    assert lines[0].split() == head
     assert len(lines) == 2 + 3
     # Newest first: the cancel of a task this database has no row for, then the denied retry.
     assert "cancel" in lines[2] and "other-task" in lines[2]
@@ -312,16 +314,21 @@ def test_decisions_through_a_real_pipeline(pg_server: Any, tmp_path: Path) -> No
         assert pipeline.force_flush(20)
     finally:
         pipeline.shutdown(5.0)
-    assert [v.outcome for v in verdicts] == ["applied", "duplicate", "already_decided", "denied", "applied"]
+    assert [v.outcome for v in verdicts] == ["applied", "duplicate", "already_decided", "denied", "denied"]
+    assert verdicts[-1].code == "unknown_task"
 
     async def check() -> None:
         rows = await fetch(url, "SELECT * FROM human_interventions ORDER BY time_ns")
-        assert [(r["task_id"], r["action"], r["outcome"], r["known"]) for r in rows] == [
-            ("deploy-1", "approve", "applied", True),
-            ("deploy-1", "cancel", "denied", False),
-            ("not-here", "acknowledge", "applied", False),
+        assert [(r["task_id"], r["action"], r["outcome"], r["known"], r["refusal"]) for r in rows] == [
+            ("deploy-1", "approve", "applied", True, None),
+            ("deploy-1", "approve", "denied", False, "already_decided"),
+            ("deploy-1", "cancel", "denied", False, "denied"),
+            ("not-here", "acknowledge", "denied", False, "unknown_task"),
         ]
-        assert rows[0]["actor_name"] == "alice" and rows[1]["reason"] == "no"
+        assert rows[0]["actor_name"] == "alice" and rows[2]["reason"] == "no"
+        # What was approved, and who asked: the question, its digest, the agent, the run.
+        assert (rows[0]["question"], rows[0]["question_digest"]) == ("Apply?", question_digest("Apply?"))
+        assert rows[0]["agent_id"] == "rivet" and rows[0]["run_id"] and rows[1]["question"] == "Apply?"
         task = task_row(await fetch(url, "SELECT status, ended_at FROM agent_tasks WHERE task_id = 'deploy-1'"))
         assert task["status"] == "complete" and task["ended_at"] is not None
         assert await fetch(url, "SELECT 1 FROM agent_tasks WHERE task_id = 'not-here'") == []
