@@ -8,7 +8,8 @@ task's annotation: a claim on ``("grafana.intervention", "<task id>/intervention
 before the POST, the id put after it, and an ambiguous POST looked up by the
 intervention tag before posting again; the key sits under the task's id, so
 pruning the task removes it. The text is the person's and the agent's words
-stripped of control characters and cut, never escaped (Grafana shows text).
+stripped of control characters and cut, never escaped (Grafana shows text);
+an answer quotes the question it answered.
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ def intervention_text(event: HumanIntervention, max_text: int) -> str:
     else:
         head = f"{DECISION_STYLE.get(d.action, ('👤',))[0]} {decided(d.action)} by {_who(event)}{about}{via}"
     lines = [head]
+    if event.request is not None:  # what was decided, as the agent asked it
+        lines.append(f"Q: “{clean(event.request.question, MAX_FIELD)}”")
     v = event.task
     if v.trace_id:  # a bare view (ids only) names no agent or task
         name = clean(v.task_name or v.task_id, MAX_FIELD)

@@ -5,7 +5,9 @@ status. Agent text (the task name) goes in as a plain JSON string: the
 receiver is a program, not a chat, so nothing is escaped beyond JSON. For a
 task this process does not track (``known=False``, e.g. a retry of a task that
 finished and was forgotten) the view may carry only ids: the fields it does
-not know are null rather than placeholders.
+not know are null rather than placeholders. An answer quotes the question
+it answered (``request``: as the agent asked it, cut to
+:data:`QUESTION_LIMIT` characters, and its digest), and names the run.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 from spanvisor.events import Event, HumanIntervention
 
 TYPE = "spanvisor.intervention"
+QUESTION_LIMIT = 500
 
 
 def wanted(event: Event, actions: tuple[str, ...]) -> bool:
@@ -47,6 +50,10 @@ def payload(event: HumanIntervention) -> dict[str, Any]:
         "comment": d.comment,
         "time": rfc3339(d.time_ns),
         "source": d.source,
+        "run_id": d.run_id or v.run_id or None,
+        "request": None
+        if event.request is None
+        else {"question": _clip(event.request.question), "digest": event.request.digest},
         "task": {
             "agent_id": None if bare else v.agent_id,
             "task_name": v.task_name,
@@ -54,6 +61,10 @@ def payload(event: HumanIntervention) -> dict[str, Any]:
             "trace_id": v.trace_id or None,
         },
     }
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= QUESTION_LIMIT else text[: QUESTION_LIMIT - 1] + "…"
 
 
 def encode(body: dict[str, Any]) -> bytes:

@@ -348,16 +348,29 @@ def summary_text(event: TaskFinished, with_results: bool = True) -> str:
 
 def intervention_line(event: HumanIntervention) -> ThreadLine:
     """``✅ Approved by @alice: <comment>``, or ``🚫 @bob tried to approve: <reason>``.
-    Keyed by the intervention id, so a replayed decision is one line."""
+    Keyed by the intervention id, so a replayed decision is one line. An
+    answer quotes the question it answered (agent text, clipped: the detail
+    is escaped by each medium)."""
     d = event.decision
+    asked = f"Q: “{_clip_question(event.request.question)}”" if event.request is not None else None
     if event.outcome == "denied":
-        summary, detail = denied_text(d, actor(d)), event.reason or "not allowed"
+        summary = denied_text(d, actor(d))
+        detail = " · ".join(x for x in (event.reason or "not allowed", asked) if x)
         return ThreadLine(
             event.event_id, "denied", "🚫", summary, detail, key=f"denied:{d.intervention_id}", decision=d
         )
     emoji, summary = DECISION_STYLE[d.action][0], decision_text(d, actor(d))
     key = f"intervention:{d.intervention_id}"
-    return ThreadLine(event.event_id, "intervention", emoji, summary, d.comment or None, key=key, decision=d)
+    detail = "\n".join(x for x in (d.comment, asked) if x) or None
+    return ThreadLine(event.event_id, "intervention", emoji, summary, detail, key=key, decision=d)
+
+
+QUESTION_CLIP = 200
+
+
+def _clip_question(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= QUESTION_CLIP else flat[: QUESTION_CLIP - 1] + "…"
 
 
 __all__ = [

@@ -109,6 +109,8 @@ def test_an_approval_through_the_pipeline_shows_buttons_then_who_approved() -> N
             ask = fake.thread(parent)[0].blocks[0]["text"]["text"]
             assert ask == "✋ *Approval needed:* Apply 0007 to prod? &lt;!channel&gt; &lt;@U123&gt;"
             assert any(x.startswith("✅ Approved by <@U0ALICE>: go &lt;!channel&gt;") for x in lines)
+            # The line says what was approved: the question, escaped like any agent text.
+            assert any(x.endswith("\nQ: “Apply 0007 to prod? &lt;!channel&gt; &lt;@U123&gt;”") for x in lines), lines
             for m in [parent, *fake.thread(parent)]:
                 assert not LIVE.search(_shown(m))
         finally:

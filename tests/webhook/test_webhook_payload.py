@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 
 import pytest
 
 from spanvisor.config import ConfigError
-from spanvisor.events import Decision, HumanIntervention, TaskStarted, TaskView
+from spanvisor.events import ApprovalRequest, Decision, HumanIntervention, TaskStarted, TaskView, question_digest
 from spanvisor_webhook import WebhookSink
 from spanvisor_webhook.payload import encode, payload, rfc3339, wanted
 from spanvisor_webhook.settings import config_problem, where
@@ -52,6 +53,8 @@ def test_the_body_has_ids_the_decision_and_the_task() -> None:
         "comment": "go <@U1>",  # a person's own text, as typed: JSON is no chat
         "time": "2026-11-18T11:06:40.123Z",
         "source": "slack",
+        "run_id": None,
+        "request": None,
         "task": {"agent_id": "deployer", "task_name": 'Ship "it" <now>', "status": "error", "trace_id": "ab" * 16},
     }
     raw = encode(body)
@@ -117,3 +120,13 @@ def test_config_problems() -> None:
     assert "SECRET" in (config_problem("https://x/y", None) or "")
     assert config_problem("https://x/y", "s") is None
     assert where("https://user:pw@hooks.example:8443/path/tok?x=1") == "https://hooks.example:8443"
+
+
+def test_an_answer_quotes_the_question_it_answered_clipped() -> None:
+    asked = ApprovalRequest("a1", "Delete prod <db>? " + "x" * 600, digest=question_digest("q"))
+    d = dataclasses.replace(DECISION, action="approve", approval_id="a1", run_id="0123456789ab")
+    body = payload(intervention(decision=d, request=asked))
+    assert body["run_id"] == "0123456789ab"
+    assert body["request"]["digest"] == asked.digest
+    question = body["request"]["question"]
+    assert question.startswith("Delete prod <db>? ") and len(question) == 500 and question.endswith("…")
