@@ -361,8 +361,8 @@ def intervention_line(event: HumanIntervention) -> ThreadLine:
         )
     emoji, summary = DECISION_STYLE[d.action][0], decision_text(d, actor(d))
     key = f"intervention:{d.intervention_id}"
-    detail = "\n".join(x for x in (d.comment, asked) if x) or None
-    return ThreadLine(event.event_id, "intervention", emoji, summary, detail, key=key, decision=d)
+    said = "\n".join(x for x in (d.comment, asked) if x) or None
+    return ThreadLine(event.event_id, "intervention", emoji, summary, said, key=key, decision=d)
 
 
 QUESTION_CLIP = 200
