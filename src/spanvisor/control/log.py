@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 from spanvisor.control import runs
 from spanvisor.control.runs import decision_from_dict, decision_to_dict, run_key
-from spanvisor.events import ApprovalRequest, Decision
+from spanvisor.events import ApprovalRequest, Decision, TaskView
 from spanvisor.statestore import ConditionalStateStore, WatchableStateStore
 
 NAMESPACE = "decisions"
@@ -139,6 +139,30 @@ class ControlLog:
             return {"runs": got[-MAX_RUNS:]}, None
 
         await self.update(RUNS_NAMESPACE, task_id, change)
+
+    async def open_run(self, view: TaskView, requests: tuple[ApprovalRequest, ...] = ()) -> None:
+        """Record a run as running (if not recorded yet), with ``requests`` open."""
+
+        def change(rec: dict[str, Any] | None) -> tuple[dict[str, Any] | None, None]:
+            fresh = rec is None
+            rec = runs.new_record(view) if rec is None else rec
+            added = [runs.add_request(rec, r) for r in requests]
+            return (rec if fresh or any(added) else None), None
+
+        await self.update(NAMESPACE, run_key(view.task_id, view.run_id), change)
+        await self.add_run(view.task_id, view.run_id, view.started_ns)
+
+    async def apply(self, d: Decision, now_ns: int) -> runs.Verdict:
+        """Judge ``d`` against its run's record (``d.run_id`` named) and, when
+        it applies, record it: one compare-and-set."""
+
+        def change(rec: dict[str, Any] | None) -> tuple[dict[str, Any] | None, runs.Verdict]:
+            if rec is None:
+                return None, runs.Verdict("refused", "unknown_task", "no such run")
+            got = runs.apply(rec, d, now_ns)
+            return (rec if got.outcome == "applied" or got.code == "expired" else None), got
+
+        return await self.update(NAMESPACE, run_key(d.task_id, d.run_id), change)
 
     async def read(self, task_id: str, run_id: str | None = None) -> list[Decision]:
         """The decisions of one run (the latest of the task id when not named)."""

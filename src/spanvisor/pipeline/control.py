@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from spanvisor.control import runs
 from spanvisor.control.hub import Verdict, VerdictOutcome
-from spanvisor.control.log import NAMESPACE, ControlLog
+from spanvisor.control.log import ControlLog
 from spanvisor.events import Decision, Event, InterventionOutcome, RefusalCode, TaskView
 from spanvisor.pipeline.controlsync import RunSync
 from spanvisor.tracking import approvals
@@ -181,7 +181,6 @@ class PipelineControl:
             return await self._refuse(log, d, Verdict("denied", f"no {what} is known", code="unknown_task"))
         d = resolved
         now = time.time_ns()
-        key = runs.run_key(d.task_id, d.run_id)
         if denied is not None:
             rec = await log.record(d.task_id, d.run_id) or {}
             seen = runs.judge(rec, d, now)
@@ -190,13 +189,7 @@ class PipelineControl:
             v = Verdict("denied", denied, code=code or "denied", run_id=d.run_id, request=seen.request)
             return await self._refuse(log, d, v)
 
-        def change(rec: dict[str, Any] | None) -> tuple[dict[str, Any] | None, runs.Verdict]:
-            if rec is None:
-                return None, runs.Verdict("refused", "unknown_task", "no such run")
-            got = runs.apply(rec, d, now)
-            return (rec if got.outcome == "applied" or got.code == "expired" else None), got
-
-        got = await log.update(NAMESPACE, key, change)
+        got = await log.apply(d, now)
         if got.outcome == "applied":
             v = Verdict("applied", run_id=d.run_id, request=got.request)
             self.announce(d, v)
