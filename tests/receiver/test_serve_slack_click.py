@@ -16,7 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shlex
+import subprocess
+import sys
 import threading
+import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -24,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Tracer
 from prometheus_client.parser import text_string_to_metric_families
@@ -32,6 +38,8 @@ from tests.fakes.slack_sender import Sent, SignedSender
 from tests.fakes.slack_store import Message
 
 from spanvisor.agent import ApprovalDecision, task
+from spanvisor.events import question_digest
+from spanvisor.spans import conventions as cv
 from spanvisor_slack import actions as A
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout_s(180)]
@@ -225,7 +233,8 @@ def test_a_signed_click_on_the_parents_approve_button_releases_the_agent_and_eve
     tid = agent.task_id
     found = wait_until(lambda: served.button(tid, A.APPROVE), 60, "the parent to offer Approve")
     parent, approve = found
-    assert json.loads(approve["value"]) == {"t": tid, "a": "a1"}  # ids only
+    value = json.loads(approve["value"])  # ids and the digest of the question shown; no agent text
+    assert (value["t"], value["a"], value["d"]) == (tid, "a1", question_digest("Apply the fix to prod?"))
     assert served.status(tid) == "awaiting_approval"
     assert served.counter("approve", "applied") == 0.0
 
@@ -307,3 +316,145 @@ def test_unsigned_tampered_and_stale_posts_are_refused_and_change_nothing_and_st
     assert status["response_type"] == "ephemeral"
     shown = json.dumps(status, ensure_ascii=False)
     assert f"`{tid}`" in shown and "working" in shown
+
+
+# -- requests bound to what was asked -----------------------------------------------
+
+
+def _cli(served: Served, *argv: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPANVISOR_", "SLACK_", "OTEL_"))}
+    base = f"http://127.0.0.1:{served.serve.http}"
+    return subprocess.run(
+        [sys.executable, "-m", "spanvisor.cli", *argv, "--url", base],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def _asking(served: Served, task_id: str, question: str, timeout: float, hold: threading.Event) -> list[Any]:
+    """An agent that asks ``question`` (approval a1) in its own run of ``task_id``."""
+    out: list[Any] = []
+
+    def run() -> None:
+        with task("Deploy", agent_id="rivet", task_id=task_id, tracer=served.tracer) as t:
+            started = time.monotonic()
+            out.append(t.request_approval(question, timeout=timeout))
+            out.append(time.monotonic() - started)
+            hold.wait(60)
+
+    threading.Thread(target=run, daemon=True).start()
+    return out
+
+
+def test_a_decision_on_a_task_nobody_asked_is_refused_and_never_approves_a_later_question(served: Served) -> None:
+    tid = f"typo-{uuid.uuid4().hex[:6]}"
+    early = _cli(served, "approve", tid, "a1", "--as", "alice")
+    assert early.returncode == 1 and "unknown_task" in early.stderr, early
+    hold = threading.Event()
+    try:
+        result = _asking(served, tid, "Delete prod database?", 4.0, hold)
+        wait_until(lambda: result, 30, "the agent's own timeout")
+        decision, waited = result
+        assert decision.outcome == "timed_out" and waited >= 3.5, result
+        rows = served.rows(tid)
+        assert [(r["action"], r["outcome"], r["refusal"]) for r in rows] == [("approve", "denied", "unknown_task")]
+        parent = served.parent(tid)
+        assert parent is None or "Approved by" not in _shown(parent)
+    finally:
+        hold.set()
+
+
+def test_approvals_lists_the_request_and_its_command_answers_it(served: Served) -> None:
+    tid = f"list-{uuid.uuid4().hex[:6]}"
+    hold = threading.Event()
+    try:
+        result = _asking(served, tid, "Rotate the <prod> keys?", 120.0, hold)
+
+        def listed() -> list[dict[str, Any]]:
+            out = _cli(served, "approvals", "--json")
+            return (
+                [x for x in json.loads(out.stdout)["approvals"] if x["task_id"] == tid] if out.returncode == 0 else []
+            )
+
+        [item] = wait_until(listed, 30, "the request in spanvisor approvals")
+        assert item["question"] == "Rotate the <prod> keys?" and item["agent_id"] == "rivet"
+        assert item["timeout_s"] == 120.0 and item["digest"] == question_digest("Rotate the <prod> keys?")
+        table = _cli(served, "approvals", "--agent", "rivet")
+        assert table.returncode == 0 and tid in table.stdout and "Rotate the <prod> keys?" in table.stdout
+        assert item["answer"] in table.stdout
+        # The exact command printed answers it.
+        argv = shlex.split(item["answer"])[1:]
+        ok = _cli(served, *argv, "--as", "alice")
+        assert ok.returncode == 0 and "Approved" in ok.stdout, ok
+        wait_until(lambda: result, 30, "the agent to be released")
+        assert result[0].approved and result[0].by == "alice"
+        wait_until(lambda: not listed(), 30, "the request to leave the list")
+        [row] = wait_until(lambda: served.rows(tid), 30, "the row")
+        assert (row["question"], row["question_digest"], row["agent_id"], row["source"]) == (
+            "Rotate the <prod> keys?",
+            item["digest"],
+            "rivet",
+            "cli",
+        )
+    finally:
+        hold.set()
+
+
+def test_a_request_expires_on_the_server_and_its_buttons_go(served: Served) -> None:
+    """The agent asks with a timeout and dies (its spans stop): the request
+    closes as expired at its timeout, its buttons go, and a click after is
+    refused as expired and audited."""
+    tid = f"dies-{uuid.uuid4().hex[:6]}"
+    root = served.tracer.start_span("job", attributes={cv.TASK_ID: tid, cv.TASK_NAME: "job", cv.AGENT_ID: "rivet"})
+    rid = f"{root.get_span_context().span_id:016x}"
+    child = served.tracer.start_span("ask", context=trace.set_span_in_context(root))
+    child.set_attributes({cv.TASK_ROOT: rid, cv.TASK_ID: tid})
+    child.add_event(
+        cv.EVENT_APPROVAL_REQUEST, {cv.APPROVAL_ID: "a1", cv.APPROVAL_QUESTION: "Drop it?", cv.APPROVAL_TIMEOUT_S: 4.0}
+    )
+    child.end()  # and nothing more: the agent is gone
+    parent, approve = wait_until(lambda: served.button(tid, A.APPROVE), 60, "the Approve button")
+    wait_until(lambda: served.button(tid, A.APPROVE) is None, 30, "the buttons to go at expiry")
+    sent = served.post(served.click(parent, approve, APPROVER, "alice"))
+    assert sent.status == 200
+    rows = wait_until(lambda: served.rows(tid), 30, "the refusal's row")
+    assert [(r["outcome"], r["refusal"]) for r in rows] == [("denied", "expired")]
+    listed = json.loads(_cli(served, "approvals", "--json").stdout)["approvals"]
+    assert all(x["task_id"] != tid for x in listed)
+    root.end()
+
+
+def test_a_stale_button_is_refused(served: Served) -> None:
+    """Run 1 asks a1 and ends; run 2 of the same task id asks a1 another
+    question. Run 1's button (its run, its question's digest) is refused, and
+    so is a button that names run 2 with run 1's question."""
+    tid = f"stale-{uuid.uuid4().hex[:6]}"
+    hold1 = threading.Event()
+    first = _asking(served, tid, "Deploy to staging?", 2.0, hold1)
+    parent, old = wait_until(lambda: served.button(tid, A.APPROVE), 60, "run 1's Approve button")
+    wait_until(lambda: first, 30, "run 1 to time out")
+    hold1.set()
+    hold2 = threading.Event()
+    try:
+        second = _asking(served, tid, "Deploy to PROD?", 120.0, hold2)
+        run2 = wait_until(lambda: _run2(served, tid, json.loads(old["value"])["r"]), 30, "run 2's request")
+        stale = served.post(served.click(parent, old, APPROVER, "alice"))
+        assert stale.status == 200
+        forged = {**old, "value": json.dumps({**json.loads(old["value"]), "r": run2}, separators=(",", ":"))}
+        assert served.post(served.click(parent, forged, APPROVER, "alice")).status == 200
+        rows = wait_until(lambda: len(served.rows(tid)) >= 2 and served.rows(tid), 30, "both refusals audited")
+        assert sorted(r["refusal"] for r in rows) == ["digest_mismatch", "expired"], rows
+        assert all(r["outcome"] == "denied" for r in rows)
+        assert second == [], "run 2 was approved by a button of another question"
+    finally:
+        hold2.set()
+
+
+def _run2(served: Served, tid: str, run1: str) -> str | None:
+    url = f"http://127.0.0.1:{served.serve.http}/v1/control/tasks/{tid}"
+    with urllib.request.urlopen(url, timeout=20) as resp:
+        doc = json.loads(resp.read())
+    return doc["run_id"] if doc["run_id"] != run1 and doc["approvals"] else None
