@@ -1,4 +1,4 @@
-"""``/spanvisor``: ``status [agent]``, ``task <id>``, ``help``.
+"""``/spanvisor``: ``status [agent]``, ``task <id>``, ``approvals [agent]``, ``help``.
 
 Answers are ephemeral, every agent-controlled string escaped, within Block
 Kit's limits (at most :data:`MAX_LISTED` tasks, so far fewer than 50 blocks;
@@ -7,7 +7,9 @@ process tracks (``Control.open_tasks``): with replicas sharing a state store
 each holds only the tasks whose spans it received, and the footer says the
 list may be partial. ``task <id>`` shows the task as this process tracks it,
 else as the Slack sink last stored it in the shared state store (a finished
-task, or another replica's), and says so.
+task, or another replica's), and says so. ``approvals`` lists every open
+approval request from the shared control log (every replica's), with the
+command that answers each from a terminal.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ HELP = (
     "• `/spanvisor status` — running tasks (agent, task, status, progress, context, elapsed, thread)\n"
     "• `/spanvisor status <agent>` — only that agent's (a glob works: `rivet*`)\n"
     "• `/spanvisor task <task id>` — one task's summary and its thread\n"
+    "• `/spanvisor approvals [agent]` — approval requests waiting for an answer\n"
     "• `/spanvisor help` — this text\n"
     "Buttons on a task's message approve, reject, cancel, retry or acknowledge."
 )
@@ -94,6 +97,8 @@ class SlashAnswers:
             return await self.status(words[1] if len(words) > 1 else None)
         if verb == "task" and len(words) > 1:
             return await self.task(words[1])
+        if verb == "approvals":
+            return await self.approvals(words[1] if len(words) > 1 else None)
         return "spanvisor help", [_section(HELP)]
 
     async def _link(self, task_id: str) -> str | None:
@@ -134,6 +139,33 @@ class SlashAnswers:
             blocks.append(_context(" ".join(notes)))
         fallback = clip(f"{len(views)} running task(s)", 200)
         return fallback, blocks
+
+    async def approvals(self, agent: str | None) -> tuple[str, Blocks]:
+        """The open requests of every replica (the shared control log)."""
+        if self.control is None:
+            return "no pipeline", [_section("spanvisor takes no decisions here.")]
+        items = await self.control.open_requests()
+        if agent:
+            items = [x for x in items if fnmatch.fnmatchcase(str(x.get("agent_id") or ""), agent)]
+        items.sort(key=lambda x: int(x.get("requested_ns") or 0))
+        now = self.clock_ns()
+        who = f" of `{escape(agent)}`" if agent else ""
+        blocks: Blocks = [_section(f"*{len(items)} open approval request{'s' if len(items) != 1 else ''}{who}*")]
+        for x in items[:MAX_LISTED]:
+            age = max(0, (now - int(x.get("requested_ns") or now)) // 1_000_000_000)
+            timeout = x.get("timeout_s")
+            limit = f" · times out after {float(timeout):g}s" if isinstance(timeout, int | float) else ""
+            text = (
+                f"*{escape(str(x.get('agent_id') or 'unknown'))}* · `{escape(str(x.get('task_id')))}` · "
+                f"approval `{escape(str(x.get('approval_id')))}` · asked {age}s ago{limit}\n"
+                f"{escape(clip(str(x.get('question') or ''), 500))}\n"
+                f"`spanvisor approve {escape(str(x.get('task_id')))} {escape(str(x.get('approval_id')))}"
+                f" --run {escape(str(x.get('run_id')))}`"
+            )
+            blocks.append(_section(text))
+        if len(items) > MAX_LISTED:
+            blocks.append(_context(f"{len(items) - MAX_LISTED} more not shown."))
+        return clip(f"{len(items)} open approval request(s)", 200), blocks
 
     async def _stored_view(self, task_id: str) -> TaskView | None:
         """The newest view the Slack sink stored for the task (:mod:`.shared`,

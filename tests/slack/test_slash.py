@@ -157,3 +157,20 @@ def test_under_replicas_the_list_says_it_may_be_partial() -> None:
             assert "`T4`" in text and "this spanvisor replica only" in text
 
     run(go(), 60)
+
+
+def test_approvals_lists_every_open_request_escaped_with_its_command() -> None:
+    async def go() -> None:
+        async with live(replicas=2) as env:
+            env.ask("T8", "a1", question="Ship <!channel> now?")
+            await env.awaiting("T8", "a1")
+            # Asked on the replica that does not track the task: the list is the shared one.
+            body = await _ask(env, "approvals", replica=1)
+            text = json.dumps(body["blocks"])
+            assert "1 open approval request" in text and "`T8`" in text and "approval `a1`" in text
+            assert "Ship &lt;!channel&gt; now?" in text and "<!channel>" not in text
+            assert "spanvisor approve T8 a1 --run " in text
+            none = json.dumps((await _ask(env, "approvals nobody*"))["blocks"])
+            assert "0 open approval requests of `nobody*`" in none
+
+    run(go(), 60)
