@@ -324,11 +324,32 @@ class TaskTracker:
             return self._stamped(span, root_id.lower()[:32], notes, content)
         own = (span.trace_id, span.span_id)
         if own in self._tasks or self._partial.is_dormant(own):
-            # The unstamped root of a task its stamped children opened: it
-            # joins that task (stamps are optional for OTLP senders).
+            # The unstamped root of a task its stamped children (or its live
+            # records) opened: it joins that task (stamps are optional for
+            # OTLP senders), after its descendants still buffered.
             revived = self._revive(own, span.start_ns) or []
-            return [*revived, *self._absorb(own, span, notes)]
+            return [*revived, *self._adopt(span.trace_id, span.span_id, own), *self._absorb(own, span, notes)]
+        parent = span.parent_id
+        if parent is not None and (span.trace_id, parent) in self._tasks:
+            # A child of an open task's root: it is the task's now, and so is
+            # what of its subtree ended before it.
+            key = (span.trace_id, parent)
+            return [*self._adopt(span.trace_id, span.span_id, key), *self._absorb(key, span, notes)]
         return self._unstamped(span, notes, content)
+
+    def _adopt(self, trace_id: str, sid: str, key: Key) -> list[Event]:
+        """The buffered descendants of ``sid`` join task ``key``, in end order."""
+        buf = self._buffers.get(trace_id)
+        if buf is None:
+            return []
+        datas, taken = buf.take_below(sid)
+        self._pending_count -= taken
+        if not buf.spans:
+            self._buffers.pop(trace_id, None)
+        out: list[Event] = []
+        for d in sorted(datas, key=lambda s: (s.end_ns or 0, s.span_id)):
+            out.extend(self._absorb(key, d, list(d.notes)))
+        return out
 
     def _stamped(self, span: SpanData, root_id: str, notes: list[str], content: bool) -> list[Event]:
         key = (span.trace_id, root_id)
