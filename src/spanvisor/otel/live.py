@@ -45,7 +45,7 @@ from spanvisor.spans import conventions as cv
 
 log = logging.getLogger("spanvisor.live")
 
-HEARTBEAT_S = 30.0
+HEARTBEAT_S = 30.0  # SPANVISOR_HEARTBEAT overrides (seconds, or 30s / 1m)
 SEND_EVERY_S = 0.05
 MAX_QUEUED = 10_000
 # A task's end waits at most this long for its records to leave.
@@ -64,6 +64,7 @@ class LiveChannel:
         self._open: dict[int, tuple[Span, list[float]]] = {}  # span id -> (root, [last said, monotonic])
         self._lock = threading.Lock()  # one sender at a time: the thread, a task's end, exit
         self._stop = threading.Event()
+        self._heartbeat_s = _heartbeat_s()
         self._thread = threading.Thread(target=self._run, name="spanvisor-live", daemon=True)
         self._thread.start()
         atexit.register(self.close)
@@ -100,7 +101,7 @@ class LiveChannel:
     def _heartbeats(self) -> None:
         now = time.monotonic()
         for root, seen in list(self._open.values()):
-            if now - seen[0] >= HEARTBEAT_S:
+            if now - seen[0] >= self._heartbeat_s:
                 seen[0] = now
                 self._queue.append((root, cv.LIVE_HEARTBEAT, time.time_ns(), {}))
 
@@ -113,6 +114,20 @@ class LiveChannel:
     def close(self) -> None:
         self._stop.set()
         self.drain(flush=True)
+
+
+def _heartbeat_s() -> float:
+    raw = os.environ.get("SPANVISOR_HEARTBEAT", "").strip().lower()
+    if not raw:
+        return HEARTBEAT_S
+    scale = {"ms": 0.001, "s": 1.0, "m": 60.0}
+    unit = next((u for u in ("ms", "s", "m") if raw.endswith(u)), "")
+    try:
+        value = float(raw[: len(raw) - len(unit)] if unit else raw) * scale.get(unit, 1.0)
+    except ValueError:
+        log.warning("SPANVISOR_HEARTBEAT=%r is not a duration; heartbeats every %.0f s", raw, HEARTBEAT_S)
+        return HEARTBEAT_S
+    return value if value > 0 else HEARTBEAT_S
 
 
 def _exporters(multi: Any) -> list[Any]:

@@ -262,6 +262,7 @@ class TaskTracker:
                 if revived is None:
                     self.stats.inc("live_records_total", outcome="opened")
                     out.extend(self._open(key, opener(fact), [], initial=True))
+                    out.extend(self._claim_buffered(key))
                     continue
                 out.extend(revived)
                 st = self._tasks[key]
@@ -336,6 +337,17 @@ class TaskTracker:
             key = (span.trace_id, parent)
             return [*self._adopt(span.trace_id, span.span_id, key), *self._absorb(key, span, notes)]
         return self._unstamped(span, notes, content)
+
+    def _claim_buffered(self, key: Key) -> list[Event]:
+        """A task its start record opened: what of it waits in its trace's
+        buffer is its now (the root itself, held while its ancestry was
+        unknown, decided by that record; else the root's buffered subtree)."""
+        buf = self._buffers.get(key[0])
+        if buf is None:
+            return []
+        if key[1] in buf.held:
+            return self._resolve(key[0], buf, force=(key[1],))
+        return self._adopt(key[0], key[1], key)
 
     def _adopt(self, trace_id: str, sid: str, key: Key) -> list[Event]:
         """The buffered descendants of ``sid`` join task ``key``, in end order."""
@@ -448,7 +460,8 @@ class TaskTracker:
             self.stats.inc("duplicate_spans_total", 1 + len(datas))
             return []
         notes: list[str] = list(root.notes)
-        out = self._open(key, root, notes, initial=True)
+        # Its live records may have opened it meanwhile: then it continues.
+        out = self._open(key, root, notes, initial=True) if key not in self._tasks else []
         st = self._tasks[key]
         for d in sorted(datas, key=lambda s: (s.end_ns or 0, s.span_id)):
             # The root's events up to each child's end first, as in-process.
