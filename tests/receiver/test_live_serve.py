@@ -218,8 +218,11 @@ def test_an_agent_killed_mid_task_is_stalled_then_lost(served: Served, tmp_path:
         rows = _db(served.db_url, "SELECT kind FROM agent_checkpoints WHERE task_id = $1 AND kind = 'stalled'", tid)
         assert rows, "the stall is in the audit trail"
         wait_until(lambda: served.control(tid)["status"] == "lost", 40, "the task to be finished as lost")
-        [row] = _db(served.db_url, "SELECT status FROM agent_tasks WHERE task_id = $1", tid)
-        assert row["status"] == "lost"
+        wait_until(
+            lambda: _db(served.db_url, "SELECT status FROM agent_tasks WHERE task_id = $1", tid)[0]["status"] == "lost",
+            30,
+            "the audit trail to say lost",
+        )
         lost = [s for s in served.series("spanvisor_tasks_finished_total") if s.get("outcome") == "lost"]
         assert any(s["agent"] == "indexer" for s in lost), lost
         wait_until(lambda: "Lost (no sign of life)" in " ".join(served.thread(tid)), 30, "the lost summary")
