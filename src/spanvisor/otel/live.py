@@ -67,7 +67,14 @@ class LiveChannel:
         self._heartbeat_s = _heartbeat_s()
         self._thread = threading.Thread(target=self._run, name="spanvisor-live", daemon=True)
         self._thread.start()
-        atexit.register(self.close)
+        try:
+            # Before the pipeline's own exit flush (these hooks run
+            # last-registered first, and ahead of atexit): what the task said
+            # last must be in the pipeline, or handed to the log exporter,
+            # before either is shut down.
+            threading._register_atexit(self.close)  # type: ignore[attr-defined]
+        except Exception:
+            atexit.register(self.close)
 
     def say(self, root: Span, name: str, attrs: Mapping[str, Any], time_ns: int) -> None:
         """Queue one record (the agent's thread: O(1), never raises)."""
