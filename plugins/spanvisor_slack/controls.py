@@ -37,7 +37,7 @@ from . import text as t
 
 # Approvals shown with their buttons; the rest are counted.
 MAX_ASKS = 3
-TERMINAL = frozenset({"complete", "error", "cancelled"})
+TERMINAL = frozenset({"complete", "error", "cancelled", "lost"})
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")
 
 
@@ -145,7 +145,7 @@ def decided(view: TaskView, sfx: str, scale: float = 1.0) -> list[Block]:
                 style="danger",
             )
             buttons.append(_button("Cancel", ids.CANCEL, task, "danger", confirm=confirm))
-    elif view.status == "error":
+    elif view.status in ("error", "lost"):
         if "retry" not in used:
             buttons.append(_button("Retry", ids.RETRY, task, "primary"))
         if "acknowledge" not in used:

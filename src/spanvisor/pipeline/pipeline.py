@@ -50,6 +50,7 @@ from spanvisor.pipeline.sinkworker import SinkWorker
 from spanvisor.pipeline.spend import SpendSync
 from spanvisor.sink import Sink, SinkContext
 from spanvisor.spans.data import SpanData, from_sdk
+from spanvisor.spans.live import LiveFact
 from spanvisor.statestore import ConditionalStateStore, StateStore
 from spanvisor.stats import PipelineStats
 from spanvisor.tracking.taskstate import TrackerSettings
@@ -121,6 +122,11 @@ class Pipeline:
         """OpenTelemetry log records for the tasks' log tails (any thread)."""
         return self.logtails.add(records)
 
+    def submit_live(self, facts: Sequence[LiveFact]) -> bool:
+        """Live-channel records (any thread): through the inbox, so they keep
+        their order with the spans handed over around them."""
+        return bool(facts) and self._inbox.put(("live", facts))
+
     def inbox_free(self) -> int:
         return self._inbox.free()
 
@@ -174,10 +180,15 @@ class Pipeline:
 
             # Spans still waiting in a BatchSpanProcessor (the exporter path)
             # reach us now, while sinks can still do their I/O.
-            flush = getattr(trace.get_tracer_provider(), "force_flush", None)
+            from opentelemetry._logs import get_logger_provider
+
             deadline = min(EXIT_FLUSH_S, float(self.config.get("shutdown_timeout_s", EXIT_FLUSH_S)))
-            if flush is not None:
-                flush(int(deadline * 1000))
+            # Log records waiting in a BatchLogRecordProcessor too: a failed
+            # task's last lines are the ones logged just before the exit.
+            for provider in (trace.get_tracer_provider(), get_logger_provider()):
+                flush = getattr(provider, "force_flush", None)
+                if flush is not None:
+                    flush(int(deadline * 1000))
             self.shutdown(deadline)
         except Exception:
             log.exception("shutdown at interpreter exit failed")
@@ -314,6 +325,8 @@ class Pipeline:
             if self.path != "processor":
                 self.stats.inc("spans_received_total", path=self.path)
             return self.tracker.span_ended(light_span(item[1]))
+        if kind == "live":
+            return self.tracker.live(item[1])
         out: list[Event] = []
         self._track_batch(item[1], None, out)
         return out
