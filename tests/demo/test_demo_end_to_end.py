@@ -50,7 +50,13 @@ def _demo_answering_the_approval(env: dict[str, str], timeout: float = 120, *mor
         )
         time.sleep(0.05)
     assert asked is not None, "".join(lines)
-    answer = _run([*asked.group(1).split()[1:], "--as", "alice", "--comment", "go ahead"], env)
+    # The pending request, as `spanvisor approvals` lists it, answered with the command it prints.
+    url = [w for w in asked.group(1).split() if w.startswith("http")]
+    listed = _run(["approvals", *(["--url", *url] if url else [])], env)
+    assert listed.returncode == 0 and "Apply the fix to prod?" in listed.stdout, listed.stdout + listed.stderr
+    command = next(line.split("(or:")[0].split() for line in listed.stdout.splitlines() if "spanvisor approve" in line)
+    where = ["--url", *url] if url else []
+    answer = _run([*command[1:], *where, "--as", "alice", "--comment", "go ahead"], env)
     assert answer.returncode == 0 and "Approved" in answer.stdout, answer.stdout + answer.stderr
     code = proc.wait(max(1.0, deadline - time.monotonic()))
     reader.join(10)

@@ -134,6 +134,7 @@ def _ask_to_apply_the_fix(t: TaskHandle, clock: DemoPace) -> None:
     url = "" if clock.control_url.endswith(f":{DEMO_CONTROL_PORT}") else f" --url {clock.control_url}"
     print(
         f"\n🙋 [rivet] asks: Apply the fix to prod? (waiting {wait:g}s)\n"
+        f"   see it with: spanvisor approvals{url}   (every open request, with the command that answers it)\n"
         f"   answer with: spanvisor approve{url} {t.task_id} a1   (or: spanvisor reject{url} {t.task_id} a1)\n",
         flush=True,
     )
