@@ -321,6 +321,17 @@ def _rank(event: Event) -> tuple[bool, int, int]:
     return (is_terminal(event), event.task.seq, event.task.updated_ns or event.time_ns)
 
 
+def _timeline_rows(
+    event: Event, checkpoints: list[tuple[Any, ...]], artifacts: list[tuple[Any, ...]], logs: list[tuple[Any, ...]]
+) -> None:
+    if isinstance(event, _TIMELINE):
+        checkpoints.append(checkpoint_record(event))
+    elif isinstance(event, ArtifactAdded):
+        artifacts.append(artifact_record(event))
+    elif isinstance(event, TaskFinished):
+        logs.extend(log_records(event, ts))
+
+
 def batch_rows(events: Sequence[Event]) -> BatchRows:
     """All rows of a batch; task states folded to one per task, sorted by id
     so concurrent writers lock task rows in the same order (no deadlocks).
@@ -339,6 +350,9 @@ def batch_rows(events: Sequence[Event]) -> BatchRows:
     artifacts: list[tuple[Any, ...]] = []
     interventions: list[tuple[Any, ...]] = []
     logs: list[tuple[Any, ...]] = []
+    # The task row is the newest run's (a task id reused by a later root):
+    # a batch holding two runs folds only the newer one's events into it.
+    runs: dict[str, tuple[int, str]] = {}
     for event in events:
         tid = event.task.task_id
         if isinstance(event, HumanIntervention):
@@ -348,6 +362,16 @@ def batch_rows(events: Sequence[Event]) -> BatchRows:
                 # is not newer (it may carry ids only), so the task row stays.
                 continue
         v = event.task
+        run = (v.started_ns, v.root_span_id)
+        seen = runs.get(tid)
+        if seen != run:
+            if seen is not None and run < seen:
+                _timeline_rows(event, checkpoints, artifacts, logs)
+                continue  # an older run's event: its rows, not the task row
+            if seen is not None:
+                for fold in (best, first_end, started, activity, tokens):
+                    fold.pop(tid, None)
+            runs[tid] = run
         prev = best.get(tid)
         rank = _rank(event)
         if prev is None or rank > prev[0]:

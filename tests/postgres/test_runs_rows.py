@@ -37,3 +37,38 @@ def test_two_runs_of_one_task_id_keep_both_context_warning_rows(pg_server: Any, 
         assert len(rows) == 2, rows
 
     run(main)
+
+
+def test_the_task_row_follows_the_newest_run_in_one_batch_or_two(pg_server: Any, tmp_path: Path) -> None:
+    memory = InMemorySink()
+    config = Config.load(env={"SPANVISOR_DATA_DIR": str(tmp_path / "a")}, extra=()).with_values(shutdown_timeout_s=2.0)
+    agent = Agent([memory], config)
+    try:
+        try:
+            with agent.tracer.start_as_current_span("job", attributes={cv.TASK_ID: "job-6", cv.TASK_NAME: "job"}):
+                raise RuntimeError("run 1 fails")
+        except RuntimeError:
+            pass
+        with agent.tracer.start_as_current_span("job", attributes={cv.TASK_ID: "job-6", cv.TASK_NAME: "job"}):
+            pass
+        assert agent.flush()
+    finally:
+        agent.close()
+    events = list(memory.events)
+    ends = [e for e in events if isinstance(e, TaskFinished)]
+    assert [e.outcome for e in ends] == ["error", "complete"]
+    split = events.index(ends[0]) + 1
+
+    for n, batches in enumerate(([events], [events[:split], events[split:]], [events[split:], events[:split]])):
+        url = pg_server.database()
+
+        async def main(url: str = url, batches: list[list[Any]] = batches, n: int = n) -> None:
+            await export_all(url, tmp_path / f"b{n}", batches)
+            [row] = await fetch(url, "SELECT status, root_span_id, error_type, ended_at FROM agent_tasks")
+            assert (row["status"], row["root_span_id"], row["error_type"]) == (
+                "complete",
+                ends[1].task.root_span_id,
+                None,
+            ), (n, dict(row))
+
+        run(main)
