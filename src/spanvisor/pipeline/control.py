@@ -63,12 +63,13 @@ class PipelineControl:
         """Every event the pipeline dispatches (on its loop): facts of runs,
         written at once in the background (and before any decision)."""
         self.sync.observe(events)
-        if self.log is not None and self.sync.pending and (self._flushing is None or self._flushing.done()):
+        if self.log is not None and self.sync.urgent and (self._flushing is None or self._flushing.done()):
             self._flushing = asyncio.get_running_loop().create_task(self._flush_quietly(self.log))
 
     async def _flush_quietly(self, log: ControlLog) -> None:
         try:
-            await self.sync.flush(log)
+            while self.sync.urgent:  # a request seen while writing: written now too
+                await self.sync.flush(log)
         except Exception as exc:  # a store outage: the catch-up loop tries again
             logger.debug("writing facts of runs failed: %s", exc)
 
@@ -171,7 +172,7 @@ class PipelineControl:
 
     async def _decide(self, d: Decision, denied: str | None, code: RefusalCode | None) -> Verdict:
         log = await self._ready_log()
-        await self.sync.flush(log)  # what this process has seen is in the store first
+        await self.sync.flush(log, d.task_id)  # what this process has seen of the task is in the store first
         before = await log.denied_before(d.intervention_id)
         if before is not None:
             return Verdict("denied", before)  # a refused click replayed: refused again, audited once
@@ -224,7 +225,7 @@ class PipelineControl:
     async def run(self, task_id: str, run_id: str | None = None) -> Mapping[str, Any] | None:
         async def go() -> Mapping[str, Any] | None:
             log = await self._ready_log()
-            await self.sync.flush(log)
+            await self.sync.flush(log, task_id)
             rid = run_id or next(reversed(await log.runs_of(task_id)), None)
             return await log.record(task_id, rid) if rid else None
 

@@ -59,10 +59,18 @@ class RunSync:
         self._known: OrderedDict[tuple[str, str], _Known] = OrderedDict()
         self._pending: dict[tuple[str, str], _Pending] = {}
         self._warned = False
+        self._urgent = False
 
     @property
     def pending(self) -> bool:
         return bool(self._pending)
+
+    @property
+    def urgent(self) -> bool:
+        """A request opened or closed since the last write: written at once (a
+        person may be shown it any moment); runs starting and ending wait for
+        the next round, so a short task's start and end are one write."""
+        return self._urgent
 
     def observe(self, events: Iterable[Event]) -> None:
         for ev in events:
@@ -87,6 +95,7 @@ class RunSync:
                             p.opened[r.approval_id] = r
                     p.gone |= {aid for aid, _ in known.requests} - {r.approval_id for r in v.approvals}
                     known.requests = now
+                    self._urgent = True
             if isinstance(ev, TaskFinished):
                 p = self._pending_of(key, v)
                 p.outcome, p.ended_ns = ev.outcome, ev.time_ns
@@ -105,11 +114,16 @@ class RunSync:
             p.view = view
         return p
 
-    async def flush(self, log: ControlLog) -> None:
-        """Write every fact seen so far; what fails stays for the next round."""
-        while self._pending:
-            key = next(iter(self._pending))
-            p = self._pending.pop(key)
+    async def flush(self, log: ControlLog, task_id: str | None = None) -> None:
+        """Write every fact seen so far (only the runs of ``task_id`` when
+        given: a decision waits for its own task's facts, not a backlog);
+        what fails stays for the next round."""
+        if task_id is None:
+            self._urgent = False
+        for key in [k for k in self._pending if task_id is None or k[0] == task_id]:
+            p = self._pending.pop(key, None)
+            if p is None:
+                continue
             try:
                 await self._write(log, p)
             except Exception:
