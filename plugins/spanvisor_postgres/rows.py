@@ -2,15 +2,13 @@
 
 One event gives at most one timeline row (checkpoint, warning, artifact or
 intervention; a finish also its log tail) and a task state, except a
-``HumanIntervention`` with ``known=False``, which leaves the task row alone. Task states of one batch are folded per task with
-the same forward-only rule the SQL upsert applies (see ``writer.TASK_UPSERT``),
-so a batch of 500 checkpoints of one task is one upsert, not 500.
+``HumanIntervention`` with ``known=False``, which leaves the task row alone.
+A batch's task states are folded per task by :mod:`.batch`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,14 +19,12 @@ from spanvisor.events import (
     ContextForecast,
     ContextWarning,
     Event,
-    HumanIntervention,
     TaskFinished,
     TaskResumed,
     TaskStalled,
-    TaskStarted,
 )
 
-from .humanrows import intervention_record, log_records, results_json
+from .humanrows import results_json
 from .sanitize import ID_LIMIT, LONG_TEXT_LIMIT, clean_text, json_text
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -296,113 +292,3 @@ def artifact_record(event: ArtifactAdded) -> tuple[Any, ...]:
         clean_text(a.kind, "artifact.kind", notes, ID_LIMIT),
     )
     return (*record, json_text(notes, "notes", []))
-
-
-@dataclasses.dataclass(slots=True)
-class BatchRows:
-    tasks: list[tuple[Any, ...]]
-    checkpoints: list[tuple[Any, ...]]
-    artifacts: list[tuple[Any, ...]]
-    interventions: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
-    logs: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
-
-    def tables(self) -> tuple[list[tuple[Any, ...]], ...]:
-        """The rows in ``writer.TABLES`` order."""
-        return (self.tasks, self.checkpoints, self.artifacts, self.interventions, self.logs)
-
-
-# isinstance with a tuple: a union type is checked more slowly, once an event.
-_TIMELINE = (Checkpoint, ContextWarning, ContextForecast, BudgetWarning, TaskStalled, TaskResumed)
-
-
-def _rank(event: Event) -> tuple[bool, int, int]:
-    # The upsert's order without building the row: terminal first, then the
-    # newest view by seq (time breaks ties of views from before seq existed).
-    return (is_terminal(event), event.task.seq, event.task.updated_ns or event.time_ns)
-
-
-def _timeline_rows(
-    event: Event, checkpoints: list[tuple[Any, ...]], artifacts: list[tuple[Any, ...]], logs: list[tuple[Any, ...]]
-) -> None:
-    if isinstance(event, _TIMELINE):
-        checkpoints.append(checkpoint_record(event))
-    elif isinstance(event, ArtifactAdded):
-        artifacts.append(artifact_record(event))
-    elif isinstance(event, TaskFinished):
-        logs.extend(log_records(event, ts))
-
-
-def batch_rows(events: Sequence[Event]) -> BatchRows:
-    """All rows of a batch; task states folded to one per task, sorted by id
-    so concurrent writers lock task rows in the same order (no deadlocks).
-
-    Only the two deciding events of each task (the most advanced one and
-    the earliest terminal one) are turned into full task rows; the rest
-    count through cheap aggregates. That keeps a 512-event batch of a few
-    tasks from sanitising 512 task states.
-    """
-    best: dict[str, tuple[tuple[bool, int, int], Event]] = {}  # with its rank, worked out once
-    first_end: dict[str, Event] = {}
-    started: dict[str, int] = {}
-    activity: dict[str, int] = {}
-    tokens: dict[str, tuple[int, int]] = {}
-    checkpoints: list[tuple[Any, ...]] = []
-    artifacts: list[tuple[Any, ...]] = []
-    interventions: list[tuple[Any, ...]] = []
-    logs: list[tuple[Any, ...]] = []
-    # The task row is the newest run's (a task id reused by a later root):
-    # a batch holding two runs folds only the newer one's events into it.
-    runs: dict[str, tuple[int, str]] = {}
-    for event in events:
-        tid = event.task.task_id
-        if isinstance(event, HumanIntervention):
-            interventions.append(intervention_record(event, ts))
-            if not event.known:
-                # The task is not open where the decision was taken: its view
-                # is not newer (it may carry ids only), so the task row stays.
-                continue
-        v = event.task
-        run = (v.started_ns, v.root_span_id)
-        seen = runs.get(tid)
-        if seen != run:
-            if seen is not None and run < seen:
-                _timeline_rows(event, checkpoints, artifacts, logs)
-                continue  # an older run's event: its rows, not the task row
-            if seen is not None:
-                for fold in (best, first_end, started, activity, tokens):
-                    fold.pop(tid, None)
-            runs[tid] = run
-        prev = best.get(tid)
-        rank = _rank(event)
-        if prev is None or rank > prev[0]:
-            best[tid] = (rank, event)
-        s = v.started_ns or event.time_ns
-        started[tid] = min(started.get(tid, s), s)
-        i, o = tokens.get(tid, (0, 0))
-        tokens[tid] = (max(i, v.input_tokens), max(o, v.output_tokens))
-        if isinstance(event, TaskFinished):
-            end = first_end.get(tid)
-            if end is None or _rank(event) < _rank(end):
-                first_end[tid] = event
-            logs.extend(log_records(event, ts))
-        elif not isinstance(event, HumanIntervention):  # a person's click is not the agent's activity
-            activity[tid] = max(activity.get(tid, event.time_ns), event.time_ns)
-        if isinstance(event, _TIMELINE):
-            checkpoints.append(checkpoint_record(event))
-        elif isinstance(event, ArtifactAdded):
-            artifacts.append(artifact_record(event))
-        elif not isinstance(event, TaskStarted | TaskFinished | HumanIntervention):
-            raise TypeError(f"not an event: {type(event).__name__}")
-    tasks = []
-    for tid in sorted(best):
-        row = task_row(best[tid][1])
-        values = row.values
-        values["started_at"] = ts(started[tid])
-        values["input_tokens"], values["output_tokens"] = tokens[tid]
-        act = activity.get(tid)
-        values["last_checkpoint_at"] = ts(act) if act is not None else None
-        end = first_end.get(tid)
-        if end is not None:
-            values["ended_at"] = ts(end.task.ended_ns or end.time_ns)
-        tasks.append(row.record())
-    return BatchRows(tasks, checkpoints, artifacts, interventions, logs)

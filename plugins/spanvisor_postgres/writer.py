@@ -37,8 +37,9 @@ import asyncpg
 from spanvisor.codec import event_to_dict
 from spanvisor.events import Event
 
+from .batch import batch_rows
 from .humanrows import INTERVENTION_COLUMNS, LOG_COLUMNS
-from .rows import ARTIFACT_COLUMNS, CHECKPOINT_COLUMNS, TASK_COLUMNS, batch_rows
+from .rows import ARTIFACT_COLUMNS, CHECKPOINT_COLUMNS, TASK_COLUMNS
 
 log = logging.getLogger("spanvisor.postgres")
 

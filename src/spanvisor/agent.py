@@ -180,9 +180,8 @@ class TaskHandle:
 
     def _decisions(self) -> TaskFeed:
         if self._feed is None:
-            ctx = self.span.get_span_context()
-            run = run_id_of(format(ctx.trace_id, "032x"), format(ctx.span_id, "016x"))
-            self._feed = TaskFeed(self.task_id, run_id=run)  # this run's decisions, not an earlier run's
+            c = self.span.get_span_context()  # this run's decisions, never an earlier run's:
+            self._feed = TaskFeed(self.task_id, run_id=run_id_of(f"{c.trace_id:032x}", f"{c.span_id:016x}"))
         return self._feed
 
     def _note(self, event: str, attrs: dict[str, AttributeValue]) -> None:

@@ -174,3 +174,41 @@ def test_emit_approval_that_never_reaches_the_control_api_exits_3(cli: Run, serv
     # the server's: it closes when its timeout passes).
     wait_for(lambda: serve.task(task)["state"] == "running", what="the run")
     assert serve.task(task)["decisions"] == []
+
+
+def test_approvals_lists_the_request_and_approve_prints_its_question(cli: Run, serve: _Serve) -> None:
+    task = f"shell-{uuid.uuid4().hex[:8]}"
+    question = "Rotate <the> keys?"
+    endpoint = ("--endpoint", serve.base, "--token", TOKEN)
+    common = ("--url", serve.base, "--token", TOKEN)
+    assert cli("emit", "start", "--task", task, "--agent", "sh", "--name", "rotate", *endpoint)[0] == 0
+    code, out, _ = cli("approvals", *common)
+    assert code == 0 and task not in out
+    result: list[int] = []
+    asker = threading.Thread(
+        target=lambda: result.append(
+            main(["emit", "approval", "--task", task, "--question", question, "--wait", "60", *endpoint])
+        ),
+        daemon=True,
+    )
+    asker.start()
+    wait_for(lambda: serve.task(task)["approvals"], what="the open request")
+    code, out, err = cli("approvals", *common, "--json")
+    assert code == 0, (out, err)
+    out = out[out.index("{") :]  # after the asker's own line (same process, same stdout)
+    [item] = [x for x in json.loads(out)["approvals"] if x["task_id"] == task]
+    assert item["question"] == question and item["agent_id"] == "sh"
+    code, out, _ = cli("approvals", *common, "--agent", "sh")
+    assert code == 0 and task in out and question in out and item["answer"] in out
+    assert cli("approvals", *common, "--agent", "nobody")[1].startswith("No open approval requests")
+    # A digest of another question: refused, and the request stays open.
+    aid = item["approval_id"]
+    code, _, err = cli("approve", task, aid, *common, "--digest", "0" * 16)
+    assert code == 1 and "digest_mismatch" in err, err
+    code, out, _ = cli("approve", task, aid, *common, "--as", "alice")
+    assert code == 0 and f"Question: {question}" in out and "Approved" in out, out
+    asker.join(30)
+    assert result == [0]
+    code, _, err = cli("approve", task, "nope", *common)
+    assert code == 1 and "unknown_request" in err
+    assert cli("approvals", *common, "--url", "http://127.0.0.1:9", "--timeout", "2")[0] == 2

@@ -152,13 +152,13 @@ class ControlLog:
         await self.update(NAMESPACE, run_key(view.task_id, view.run_id), change)
         await self.add_run(view.task_id, view.run_id, view.started_ns)
 
-    async def apply(self, d: Decision, now_ns: int) -> runs.Verdict:
+    async def apply(self, d: Decision, now_ns: int) -> runs.Judgement:
         """Judge ``d`` against its run's record (``d.run_id`` named) and, when
         it applies, record it: one compare-and-set."""
 
-        def change(rec: dict[str, Any] | None) -> tuple[dict[str, Any] | None, runs.Verdict]:
+        def change(rec: dict[str, Any] | None) -> tuple[dict[str, Any] | None, runs.Judgement]:
             if rec is None:
-                return None, runs.Verdict("refused", "unknown_task", "no such run")
+                return None, runs.Judgement("refused", "unknown_task", "no such run")
             got = runs.apply(rec, d, now_ns)
             return (rec if got.outcome == "applied" or got.code == "expired" else None), got
 

@@ -78,7 +78,7 @@ def expires_ns(r: ApprovalRequest) -> int | None:
 
 
 @dataclass(frozen=True, slots=True)
-class Verdict:
+class Judgement:
     """What a decision met in its run's record. ``outcome``: applied,
     duplicate (this very decision was recorded before), or refused with a
     ``code`` and a ``reason`` a person can read."""
@@ -213,49 +213,49 @@ def describe(prior: Decision) -> str:
     return f"already {decided(prior.action)} by {who(prior)}"
 
 
-def judge(rec: Mapping[str, Any], d: Decision, now_ns: int) -> Verdict:
+def judge(rec: Mapping[str, Any], d: Decision, now_ns: int) -> Judgement:
     """Whether ``d`` applies to this run as it stands (nothing changed)."""
     items = decisions_of(rec)
     prior = _prior(items, d)
     if prior is not None and prior.intervention_id == d.intervention_id:
-        return Verdict("duplicate", prior=prior)
+        return Judgement("duplicate", prior=prior)
     state = state_of(rec) or "running"
     if d.action in ("approve", "reject"):
         raw = requests_of(rec).get(d.approval_id or "")
         req = request_from_dict(raw) if raw is not None else None
         if raw is None or req is None:
-            return Verdict("refused", "unknown_request", f"the task asked no approval {d.approval_id!r} in this run")
+            return Judgement("refused", "unknown_request", f"the task asked no approval {d.approval_id!r} in this run")
         if prior is not None:
-            return Verdict("refused", "already_decided", describe(prior), prior, req)
+            return Judgement("refused", "already_decided", describe(prior), prior, req)
         if raw.get("state") == "expired" or (raw.get("state") == "open" and not is_open(raw, now_ns)):
-            return Verdict(
+            return Judgement(
                 "refused", "expired", f"that request has expired ({raw.get('why') or 'timed out'})", None, req
             )
         if raw.get("state") != "open":
-            return Verdict("refused", "already_decided", "that request is already decided", None, req)
+            return Judgement("refused", "already_decided", "that request is already decided", None, req)
         if state != "running":
-            return Verdict("refused", "expired", f"the task has already ended ({rec.get('outcome')})", None, req)
+            return Judgement("refused", "expired", f"the task has already ended ({rec.get('outcome')})", None, req)
         if d.digest is not None and d.digest != req.digest:
             why = "the question changed since it was shown: look at the request again"
-            return Verdict("refused", "digest_mismatch", why, None, req)
-        return Verdict("applied", request=req)
+            return Judgement("refused", "digest_mismatch", why, None, req)
+        return Judgement("applied", request=req)
     if prior is not None:
-        return Verdict("refused", "already_decided", describe(prior), prior)
+        return Judgement("refused", "already_decided", describe(prior), prior)
     if d.action == "cancel":
         if state != "running":
-            return Verdict("refused", "finished", f"the task has already finished ({rec.get('outcome')})")
-        return Verdict("applied")
+            return Judgement("refused", "finished", f"the task has already finished ({rec.get('outcome')})")
+        return Judgement("applied")
     # retry, acknowledge: a run that failed (or whose agent was lost)
     if state == "running":
-        return Verdict("refused", "still_running", "the task is still running")
+        return Judgement("refused", "still_running", "the task is still running")
     if state == "finished":
-        return Verdict(
+        return Judgement(
             "refused", "not_failed", f"only a failed task can be {decided(d.action)} (it is {rec.get('outcome')})"
         )
-    return Verdict("applied")
+    return Judgement("applied")
 
 
-def apply(rec: dict[str, Any], d: Decision, now_ns: int) -> Verdict:
+def apply(rec: dict[str, Any], d: Decision, now_ns: int) -> Judgement:
     """:func:`judge`, and when applied, the decision recorded (and its request
     closed as decided). An expired request found open is closed here too."""
     v = judge(rec, d, now_ns)
@@ -266,7 +266,7 @@ def apply(rec: dict[str, Any], d: Decision, now_ns: int) -> Verdict:
     raw = rec.get("items")
     items: list[Any] = raw if isinstance(raw, list) else []
     if len(items) >= MAX_PER_RUN:
-        return Verdict("refused", "full", "this task holds too many decisions")
+        return Judgement("refused", "full", "this task holds too many decisions")
     rec["items"] = [*items, decision_to_dict(d)]
     if d.action in ("approve", "reject") and d.approval_id:
         close_request(rec, d.approval_id, "decided", d.time_ns, d.intervention_id)
@@ -275,9 +275,9 @@ def apply(rec: dict[str, Any], d: Decision, now_ns: int) -> Verdict:
 
 __all__ = [
     "MAX_PER_RUN",
+    "Judgement",
     "RequestState",
     "RunState",
-    "Verdict",
     "add_request",
     "apply",
     "close_request",

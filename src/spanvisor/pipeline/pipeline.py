@@ -346,9 +346,7 @@ class Pipeline:
         return len(spans)
 
     def _dispatch(self, events: list[Event], tails: bool = True) -> None:
-        # Facts of runs for the shared control log, before a failed task's end
-        # is held for its log tail: a Retry must find the run failed at once.
-        self.control.observe(events)
+        self.control.observe(events)  # runs' facts for the control log, before a failed end is held below
         if tails:
             events = self.logtails.enrich(events)  # every pump: held ends come due here
         if not events:
