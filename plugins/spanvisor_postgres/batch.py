@@ -83,9 +83,10 @@ def batch_rows(events: Sequence[Event]) -> BatchRows:
     artifacts: list[tuple[Any, ...]] = []
     interventions: list[tuple[Any, ...]] = []
     logs: list[tuple[Any, ...]] = []
-    # The task row is the newest run's (a task id reused by a later root):
-    # a batch holding two runs folds only the newer one's events into it.
-    runs: dict[str, tuple[int, str]] = {}
+    # The task row is the newest run's (a task id reused by a later root,
+    # started after the earlier run ended): a batch holding two runs folds
+    # only the newer one's events into it.
+    runs: dict[str, tuple[str, int | None]] = {}  # task id -> (run id, its end when seen)
     for event in events:
         tid = event.task.task_id
         if isinstance(event, HumanIntervention):
@@ -95,16 +96,17 @@ def batch_rows(events: Sequence[Event]) -> BatchRows:
                 # is not newer (it may carry ids only), so the task row stays.
                 continue
         v = event.task
-        run = (v.started_ns, v.root_span_id)
         seen = runs.get(tid)
-        if seen != run:
-            if seen is not None and run < seen:
-                _timeline_rows(event, checkpoints, artifacts, logs)
-                continue  # an older run's event: its rows, not the task row
-            if seen is not None:
+        if seen is not None and seen[0] != v.run_id:
+            if seen[1] is not None and v.started_ns >= seen[1]:
                 for fold in (best, first_end, started, activity, tokens):
                     fold.pop(tid, None)
-            runs[tid] = run
+                seen = None
+            elif v.ended_ns is not None and v.ended_ns <= started.get(tid, v.ended_ns + 1):
+                _timeline_rows(event, checkpoints, artifacts, logs)
+                continue  # an earlier run's event: its rows, not the task row
+        if seen is None or seen[0] == v.run_id:
+            runs[tid] = (v.run_id, v.ended_ns)
         prev = best.get(tid)
         rank = _rank(event)
         if prev is None or rank > prev[0]:

@@ -48,14 +48,20 @@ WriteMethod = Literal["unnest", "copy", "executemany"]
 # State columns follow the newest view (highest TaskView.seq; time only breaks
 # ties between views written before seq existed); a terminal state beats any
 # open one, so a late or replayed older event never moves a task backwards.
-# A task id reused by a later root is a new run: its first view replaces the
-# row (every column); an older run's late event changes nothing.
-_NEWER_RUN = "(EXCLUDED.root_span_id <> t.root_span_id AND EXCLUDED.started_at > t.started_at)"
-_SAME_RUN = "EXCLUDED.root_span_id = t.root_span_id"
+# A task id reused by a later root, started after the row's run ended, is a
+# new run: its first view replaces the row (every column). Anything else
+# (a replica's partial view of the same run) follows the rules below.
+_NEWER_RUN = (
+    "(EXCLUDED.root_span_id <> t.root_span_id AND t.ended_at IS NOT NULL AND EXCLUDED.started_at >= t.ended_at)"
+)
+# An earlier run's view, ended before the row's run started: changes nothing.
+_OLDER_RUN = (
+    "(EXCLUDED.root_span_id <> t.root_span_id AND EXCLUDED.ended_at IS NOT NULL AND EXCLUDED.ended_at <= t.started_at)"
+)
 _FORWARD = (
-    f"({_NEWER_RUN} OR ({_SAME_RUN} AND ((t.ended_at IS NULL AND EXCLUDED.ended_at IS NOT NULL)"
+    f"({_NEWER_RUN} OR (t.ended_at IS NULL AND EXCLUDED.ended_at IS NOT NULL)"
     " OR ((t.ended_at IS NULL) = (EXCLUDED.ended_at IS NULL)"
-    " AND (EXCLUDED.seq, EXCLUDED.updated_ns) > (t.seq, t.updated_ns)))))"
+    " AND (EXCLUDED.seq, EXCLUDED.updated_ns) > (t.seq, t.updated_ns)))"
 )
 _STATE = (
     "agent_name",
@@ -95,17 +101,14 @@ _MERGED = {
     "error_stacktrace": "COALESCE(EXCLUDED.error_stacktrace, t.error_stacktrace)",
 }
 _SETS = [f"{c} = CASE WHEN {_FORWARD} THEN EXCLUDED.{c} ELSE t.{c} END" for c in _STATE]
-_SETS += [
-    f"{c} = CASE WHEN {_NEWER_RUN} THEN EXCLUDED.{c} WHEN {_SAME_RUN} THEN {expr} ELSE t.{c} END"
-    for c, expr in _MERGED.items()
-]
+_SETS += [f"{c} = CASE WHEN {_NEWER_RUN} THEN EXCLUDED.{c} ELSE {expr} END" for c, expr in _MERGED.items()]
 _SETS += [f"{c} = CASE WHEN {_NEWER_RUN} THEN EXCLUDED.{c} ELSE t.{c} END" for c in ("trace_id", "root_span_id")]
 _TASK_CONFLICT = (
     f"ON CONFLICT (task_id) DO UPDATE SET {', '.join(_SETS)} "
     # Skip the write (and a dead tuple) when nothing would change: replays are free.
-    f"WHERE {_NEWER_RUN} OR ({_SAME_RUN} AND ({_FORWARD} OR EXCLUDED.started_at < t.started_at"
+    f"WHERE NOT {_OLDER_RUN} AND ({_FORWARD} OR EXCLUDED.started_at < t.started_at"
     " OR EXCLUDED.input_tokens > t.input_tokens OR EXCLUDED.output_tokens > t.output_tokens"
-    " OR EXCLUDED.last_checkpoint_at > COALESCE(t.last_checkpoint_at, '-infinity')))"
+    " OR EXCLUDED.last_checkpoint_at > COALESCE(t.last_checkpoint_at, '-infinity'))"
 )
 
 _ONCE = "ON CONFLICT (event_id) DO NOTHING"
