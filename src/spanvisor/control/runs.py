@@ -33,8 +33,9 @@ _REQ_FIELDS = ("approval_id", "question", "options", "timeout_s", "requested_ns"
 
 
 def run_key(task_id: str, run_id: str) -> str:
-    """The store key of a run: the run id first (fixed length), then the task id."""
-    return f"{run_id}:{task_id}"
+    """The store key of a run: under its task's id, so pruning the task
+    removes it with the task's other keys."""
+    return f"{task_id}/run/{run_id}"
 
 
 def decision_to_dict(d: Decision) -> dict[str, Any]:

@@ -61,7 +61,10 @@ class PipelineControl:
 
     def observe(self, events: list[Event]) -> None:
         """Every event the pipeline dispatches (on its loop): facts of runs,
-        written at once in the background (and before any decision)."""
+        written at once in the background (and before any decision). None
+        without a control log (a state store that cannot compare-and-set)."""
+        if self.log is None:
+            return
         self.sync.observe(events)
         if self.log is not None and self.sync.urgent and (self._flushing is None or self._flushing.done()):
             self._flushing = asyncio.get_running_loop().create_task(self._flush_quietly(self.log))
