@@ -269,8 +269,10 @@ class _Ended:
         return self._ctx
 
 
-# Hoisted: read for every span that ends.
-_CONTENT_KEYS = cv.CONTENT_KEYS
+# Hoisted: read for every span that ends. Every key the tracker reads other
+# than a stamp (a budget on a root that otherwise carries only its name and
+# agent id is one): such a span is read whole.
+_FULL_KEYS = cv.FULL_READ_KEYS
 _STAMP_KEYS = cv.STAMP_KEYS
 _EVENT_NAMES = cv.KNOWN_EVENTS | {cv.EVENT_EXCEPTION}
 _is_result = operator.methodcaller("startswith", cv.RESULT_PREFIX)
@@ -291,7 +293,7 @@ def light_span(span: Any) -> SpanData:
         attrs = attrs._dict  # ended: the SDK no longer writes it
     stamps: dict[str, Any] = {}
     if attrs:
-        if not _CONTENT_KEYS.isdisjoint(attrs) or any(map(_is_result, attrs)):
+        if not _FULL_KEYS.isdisjoint(attrs) or any(map(_is_result, attrs)):
             return _full(span)  # results live on a root that may carry only stamps
         stamps = {k: v for k, v in attrs.items() if k in _STAMP_KEYS}
     evs = _events_of(span) if sdk else None
@@ -341,7 +343,7 @@ def _light_compact(t: tuple[Any, ...]) -> SpanData:
     ctx, parent, name, start, end, attrs, evs, status, resource = t
     stamps: dict[str, Any] = {}
     if attrs:
-        if not _CONTENT_KEYS.isdisjoint(attrs) or any(map(_is_result, attrs)):
+        if not _FULL_KEYS.isdisjoint(attrs) or any(map(_is_result, attrs)):
             return from_sdk(_Ended(t))  # type: ignore[arg-type]  # read as an SDK span
         stamps = {k: v for k, v in attrs.items() if k in _STAMP_KEYS}
     if evs and any(e.name in _EVENT_NAMES for e in evs):
