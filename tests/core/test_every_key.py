@@ -30,7 +30,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import spanvisor.tracking
 from spanvisor.events import BudgetWarning, Event, TaskFinished
 from spanvisor.otel.processor import stamp_for
-from spanvisor.pipeline.sdkspans import compact_end, light_span
+from spanvisor.pipeline.handover import compact_end
+from spanvisor.pipeline.sdkspans import light_span
 from spanvisor.receiver.decode import EXCEPTION_KEYS, decode_request
 from spanvisor.spans import conventions as cv
 from spanvisor.spans.data import SpanData, from_sdk

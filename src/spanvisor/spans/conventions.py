@@ -221,6 +221,25 @@ READ_KEYS: Final = KNOWN_KEYS | frozenset(
 # key the tracker starts to read reaches it on every path
 # (tests/core/test_every_key.py checks the tracker reads nothing else).
 FULL_READ_KEYS: Final = READ_KEYS - STAMP_KEYS
+# What names a task and its agent and makes a span a task root: set when
+# the root starts and true for the whole task. The processor keeps these as
+# the root started, for a root whose attribute limit drops them later.
+IDENTITY_KEYS: Final = (
+    TASK_NAME,
+    TASK_ID,
+    TASK_ROOT,
+    AGENT_ID,
+    AGENT_NAME,
+    GEN_AI_AGENT_ID,
+    GEN_AI_AGENT_NAME,
+    GEN_AI_OPERATION,
+    OI_KIND,
+    TL_KIND,
+    TL_ENTITY,
+    REPO,
+    BUDGET_USD,
+    BUDGET_TOKENS,
+)
 # Attributes of span events (checkpoints, artifacts, approvals), read from the
 # event, never from a span's attributes: every path keeps a known event whole.
 EVENT_KEYS: Final = frozenset(

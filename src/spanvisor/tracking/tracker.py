@@ -231,6 +231,8 @@ class TaskTracker:
                 return []
         # What was changed on the way in (a clamped time) goes with its events.
         notes: list[str] = list(span.notes)
+        if span.dropped_attributes:  # by the sender's limit: what we never got
+            self.stats.inc("span_attributes_dropped_total", span.dropped_attributes)
         key = self._span_task.pop(span.span_id, None)
         if key is not None:
             out: list[Event] = []
