@@ -90,12 +90,13 @@ def play(specs: Sequence[SpanSpec], provider: TracerProvider, ids: _Ids) -> None
     tracer = provider.get_tracer("agent")
     steps: list[tuple[int, int, int, str, Any]] = []
     for i, s in enumerate(specs):
-        steps.append((s.start_ns, 0, i, "start", s))
+        # In true time; each span reports its own clock's times (clock skew).
+        steps.append((s.true(s.start_ns), 0, i, "start", s))
         for t, u in s.updates:
-            steps.append((t, 1, i, "update", (s, u)))
+            steps.append((s.true(t), 1, i, "update", (s, u)))
         for e in s.events:
-            steps.append((e.time_ns, 2, i, "event", (s, e)))
-        steps.append((s.end_ns, 3, -s.start_ns, "end", s))
+            steps.append((s.true(e.time_ns), 2, i, "event", (s, e)))
+        steps.append((s.true(s.end_ns), 3, -s.true(s.start_ns), "end", s))
     steps.sort(key=lambda x: (x[0], x[1], x[2]))
     live: dict[str, Any] = {}
     for _, _, _, kind, item in steps:

@@ -40,11 +40,12 @@ from ._invariants import check_stream, final_states
 from ._paths import exporter_run, processor_run, receiver_run, unstamped_spans
 from ._trees import SpanSpec
 
-# Strings of conventions that name no span attribute: event names, the
-# attributes of events (read from the event), the results' prefix and unit
-# suffix (read by prefix on every path), and the resource's service name.
+# Strings of conventions that name no span attribute: event names (the live
+# channel's log records too), the attributes of events (read from the event),
+# the results' prefix and unit suffix (read by prefix on every path), and the
+# resource's service name.
 NOT_SPAN_KEYS = (
-    cv.KNOWN_EVENTS
+    cv.LIVE_EVENTS
     | cv.EVENT_KEYS
     | EXCEPTION_KEYS
     | {cv.EVENT_EXCEPTION, cv.RESULT_PREFIX, cv.RESULT_UNIT_SUFFIX, cv.SERVICE_NAME}

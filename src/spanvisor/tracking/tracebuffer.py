@@ -62,7 +62,8 @@ class TraceBuffer:
 
     def take_below(self, sid: str) -> tuple[list[SpanData], int]:
         """Remove the buffered descendants of ``sid`` (buffered or not itself):
-        their data, and how many entries left the buffer."""
+        their data in the order they arrived, and how many entries left the
+        buffer."""
         children: dict[str, list[str]] = {}
         for child, p in self.spans.items():
             if p.parent_id is not None:
@@ -75,9 +76,9 @@ class TraceBuffer:
             stack.extend(children.get(below, ()))
         taken = 0
         datas: list[SpanData] = []
-        for below in members:
-            if below not in self.spans:
-                continue
+        below_sid = set(members)
+        # The buffer keeps arrival order: the order a task's spans take effect in.
+        for below in [s for s in self.spans if s in below_sid]:
             p = self.spans.pop(below)
             taken += 1
             self.held.pop(below, None)

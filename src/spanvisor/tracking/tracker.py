@@ -352,7 +352,7 @@ class TaskTracker:
         return self._adopt(key[0], key[1], key)
 
     def _adopt(self, trace_id: str, sid: str, key: Key) -> list[Event]:
-        """The buffered descendants of ``sid`` join task ``key``, in end order."""
+        """The buffered descendants of ``sid`` join task ``key``, in the order they arrived."""
         buf = self._buffers.get(trace_id)
         if buf is None:
             return []
@@ -361,7 +361,7 @@ class TaskTracker:
         if not buf.spans:
             self._buffers.pop(trace_id, None)
         out: list[Event] = []
-        for d in sorted(datas, key=lambda s: (s.end_ns or 0, s.span_id)):
+        for d in datas:  # as they arrived (docs/conventions.md#clock-skew)
             out.extend(self._absorb(key, d, list(d.notes)))
         return out
 
@@ -465,7 +465,7 @@ class TaskTracker:
         # Its live records may have opened it meanwhile: then it continues.
         out = self._open(key, root, notes, initial=True) if key not in self._tasks else []
         st = self._tasks[key]
-        for d in sorted(datas, key=lambda s: (s.end_ns or 0, s.span_id)):
+        for d in datas:  # as they arrived, never by end times from other clocks (docs/conventions.md#clock-skew)
             # The root's events up to each child's end first, as in-process.
             out.extend(st.absorb(root, [], is_root=True, until_ns=d.end_ns or 0))
             out.extend(self._absorb(key, d, list(d.notes)))
