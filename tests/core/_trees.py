@@ -102,7 +102,7 @@ def stamp_trees(specs: Sequence[SpanSpec]) -> None:
     """Compute the stamps the processor would set, in start order
     (with the processor's own ``stamp_for``)."""
     by_id = {s.span_id: s for s in specs}
-    for s in sorted(specs, key=lambda s: (s.start_ns, s.span_id)):
+    for s in sorted(specs, key=lambda s: (s.true(s.start_ns), s.span_id)):  # as the processor sees them start
         parent = by_id.get(s.parent_id) if s.parent_id else None
         if parent is not None and parent.stamp:
             s.stamp = dict(parent.stamp)

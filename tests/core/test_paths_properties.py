@@ -33,7 +33,18 @@ from ._trees import SpanSpec
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-@given(specs=traces(max_traces=2, max_children=6, root_parent=True, clean_root_updates=True), seed=st.integers(0, 99))
+@given(
+    specs=traces(
+        max_traces=2,
+        max_children=6,
+        root_parent=True,
+        clean_root_updates=True,
+        many_attributes=True,
+        skew=True,
+        parallel=True,
+    ),
+    seed=st.integers(0, 99),
+)
 def test_processor_exporter_and_receiver_tell_the_same_story(specs: list[SpanSpec], seed: int) -> None:
     specs = clean_specs(specs)
     in_process, stamped = processor_run(specs)
@@ -51,5 +62,25 @@ def test_processor_exporter_and_receiver_tell_the_same_story(specs: list[SpanSpe
         check_against_specs(events, specs)
         assert roots_of(events) == roots, name
     want = final_states(in_process)
+    # A root given more attributes than the SDK keeps loses its name and agent
+    # where no processor saw it start: read as a task by its results
+    # (docs/conventions.md#attribute-limits), named after its span.
+    limited = {f"{s.trace_id}-{s.span_id}" for s in specs if len(s.attrs_at(s.end_ns, stamped=True)) > SDK_LIMIT}
     for name, events in runs.items():
-        assert final_states(events) == want, name
+        got = final_states(events)
+        if "unstamped" in name:
+            got, want_here = _without_identity(got, limited), _without_identity(want, limited)
+        else:
+            want_here = want
+        assert got == want_here, name
+
+
+SDK_LIMIT = 128
+_IDENTITY = ("task_name", "agent_id", "agent_name")
+
+
+def _without_identity(states: dict[str, dict[str, object]], tasks: set[str]) -> dict[str, dict[str, object]]:
+    return {
+        t: {k: v for k, v in state.items() if k not in _IDENTITY} if t in tasks else state
+        for t, state in states.items()
+    }
