@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util import BoundedList
 
 from spanvisor.spans import conventions as cv
-from spanvisor.spans.data import LIMIT_NOTE, SpanData, from_sdk
+from spanvisor.spans.data import LIMIT_NOTE, SpanData
 
 
 def events_of(span: Any) -> tuple[Any, ...] | None:
@@ -218,7 +218,11 @@ class LiveRoot:
 
     @property
     def attributes(self) -> Any:
-        return self.read(from_sdk(self.span, {})).attributes
+        attrs = self.span.attributes
+        if not getattr(self.span, "dropped_attributes", 0):
+            return attrs  # the usual root: as from_sdk reads any span
+        kept = self.kept
+        return {**attrs, **{k: kept[k] for k in cv.IDENTITY_KEYS if k in kept and k not in attrs}}
 
     @property
     def dropped_attributes(self) -> int:
