@@ -40,8 +40,8 @@ def _agent(provider: TracerProvider) -> None:
     ctx = trace.set_span_in_context(root)
     with tracer.start_as_current_span("chat", context=ctx, attributes={cv.GEN_AI_OPERATION: "chat"}) as call:
         call.set_attributes({cv.GEN_AI_INPUT: 100, cv.GEN_AI_OUTPUT: 10})
-    with tracer.start_as_current_span("grep", context=ctx):
-        pass
+    with tracer.start_as_current_span("grep", context=ctx) as tool:
+        tool.set_attributes({f"http.header.x{i}": "v" for i in range(RESULTS)})  # a member over the limit too
     root.end()
 
 
@@ -84,6 +84,8 @@ def test_in_process_a_root_given_130_results_before_its_first_child_starts_and_f
     root = next(s for s in exported if s.parent is None)
     assert root.attributes[cv.TASK_NAME] == "nightly" and cv.TASK_ROOT in root.attributes
     assert root.dropped_attributes > 0 and len(root.attributes) <= 128  # the limit still holds
+    tool = next(s for s in exported if s.name == "grep")
+    assert tool.attributes[cv.TASK_ROOT] == root.attributes[cv.TASK_ROOT] and len(tool.attributes) <= 128
 
 
 def test_exporter_path_a_root_with_130_results_is_still_a_task() -> None:
