@@ -11,14 +11,16 @@ heartbeat every :data:`HEARTBEAT_S` while the task says nothing else.
 
 Where the records go is decided once per TracerProvider (:func:`channel`):
 
-* the provider runs ``SpanvisorSpanProcessor``: nowhere; the processor reads
-  the open root itself, and a record would say it twice;
 * it exports to ``SpanvisorSpanExporter``: straight into that pipeline;
-* it exports elsewhere: through the global SDK ``LoggerProvider`` when one
-  is set (``OTEL_LOGS_EXPORTER``, a distro), else through one of our own
-  with an OTLP log exporter aimed where the spans go (same protocol,
-  endpoint and headers), shut down at interpreter exit;
-* it exports nothing (no SDK): nowhere.
+* it exports elsewhere (an OTLP exporter to a Collector): through the global
+  SDK ``LoggerProvider`` when one is set (``OTEL_LOGS_EXPORTER``, a distro),
+  else through one of our own with an OTLP log exporter aimed where the
+  spans go (same protocol, endpoint and headers), shut down at exit. This
+  holds next to ``SpanvisorSpanProcessor`` too: the spans that leave need
+  their live records; the in-process tracker ignores records about roots it
+  reads itself, so nothing is said twice;
+* it runs only ``SpanvisorSpanProcessor``, or exports nothing: nowhere (the
+  processor reads the open root itself).
 
 ``SPANVISOR_LIVE_CHANNEL=off`` turns it off. On the agent's thread a record
 costs a tuple and a ``deque.append`` (:meth:`LiveChannel.say`); a daemon
@@ -214,8 +216,8 @@ def _find(multi: Any, resource: Any) -> LiveChannel | None:
     from spanvisor.otel.exporter import SpanvisorSpanExporter
     from spanvisor.otel.processor import SpanvisorSpanProcessor
 
-    exporters = _exporters(multi)
-    if not exporters or any(isinstance(e, SpanvisorSpanProcessor) for e in exporters):
+    exporters = [e for e in _exporters(multi) if not isinstance(e, SpanvisorSpanProcessor)]
+    if not exporters:
         return None
     for e in exporters:
         if isinstance(e, SpanvisorSpanExporter):
