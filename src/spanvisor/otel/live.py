@@ -43,6 +43,7 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace import Span
 
+from spanvisor.config.parsers import p_duration
 from spanvisor.spans import conventions as cv
 
 log = logging.getLogger("spanvisor.live")
@@ -126,13 +127,13 @@ class LiveChannel:
 
 
 def _heartbeat_s() -> float:
-    raw = os.environ.get("SPANVISOR_HEARTBEAT", "").strip().lower()
+    # Read as the configuration reads it (the same parser; an agent's helper
+    # does not load the whole configuration for one number).
+    raw = os.environ.get("SPANVISOR_HEARTBEAT", "").strip()
     if not raw:
         return HEARTBEAT_S
-    scale = {"ms": 0.001, "s": 1.0, "m": 60.0}
-    unit = next((u for u in ("ms", "s", "m") if raw.endswith(u)), "")
     try:
-        value = float(raw[: len(raw) - len(unit)] if unit else raw) * scale.get(unit, 1.0)
+        value = p_duration(raw)
     except ValueError:
         log.warning("SPANVISOR_HEARTBEAT=%r is not a duration; heartbeats every %.0f s", raw, HEARTBEAT_S)
         return HEARTBEAT_S
@@ -237,7 +238,7 @@ _found = threading.Lock()
 def channel(tracer: Any) -> LiveChannel | None:
     """The live channel for the spans of ``tracer`` (an SDK tracer; found
     once per TracerProvider), or None."""
-    if os.environ.get("SPANVISOR_LIVE_CHANNEL", "auto").strip().lower() in ("off", "false", "0", "no"):
+    if os.environ.get("SPANVISOR_LIVE_CHANNEL", "auto").strip().lower() == "off":
         return None
     tracer = getattr(tracer, "_tracer", tracer)  # a ProxyTracer: the tracer it stands for now
     multi = getattr(tracer, "span_processor", None)
