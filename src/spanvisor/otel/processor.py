@@ -27,7 +27,7 @@ into their task. The stamp goes straight into the new span's attribute dict
 ``SPANVISOR_STAMP_SPANS=false`` turns stamping off.
 
 A root goes into the inbox with its attributes as it started
-(:class:`spanvisor.pipeline.handover.LiveRoot`): an agent giving it more
+(:class:`spanvisor.pipeline.handover.StartedRoot`): an agent giving it more
 attributes than the span's limit makes the SDK drop the oldest, its task's
 identity first, before the pipeline reads it. A task span that ends with
 attributes dropped gets that identity back (``_on_ending``, see
@@ -47,7 +47,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from spanvisor.config import Config
 from spanvisor.otel.attach import PipelineOwner
-from spanvisor.pipeline.handover import LiveRoot, compact_end, member_start
+from spanvisor.pipeline.handover import StartedRoot, compact_end, member_start
 from spanvisor.pipeline.pipeline import Pipeline
 from spanvisor.sink import Sink
 from spanvisor.spans import conventions as cv
@@ -80,7 +80,7 @@ class _Stamp:
         self.ended = started_late
         self.started_late = started_late
         self._late: _Stamp | None = None
-        # The root's attributes as it started, stamp included (see LiveRoot).
+        # The root's attributes as it started, stamp included (see StartedRoot).
         self.root_attrs: dict[str, Any] = {}
 
     def late(self) -> _Stamp:
@@ -259,7 +259,7 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
                 # The root, read live with the identity it starts with: one
                 # C-level copy of at most the limit's worth of keys, roots only.
                 stamp.root_attrs = _attrs_now(span)
-                self.pipeline.submit_start(LiveRoot(span, stamp.root_attrs))
+                self.pipeline.submit_start(StartedRoot(span, stamp.root_attrs))
             else:
                 self.pipeline.submit_start(span)
         except Exception:  # never into the agent

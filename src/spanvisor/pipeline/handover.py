@@ -2,7 +2,7 @@
 
 A task's member spans go into the inbox in a compact form (:func:`member_start`,
 :func:`compact_end`) so that an ended span does not keep the SDK's objects
-alive in the inbox; its root goes in as a :class:`LiveRoot`, read live by the
+alive in the inbox; its root goes in as a :class:`StartedRoot`, read live by the
 pipeline with the identity it started with. :mod:`.sdkspans` reads them all.
 """
 
@@ -165,7 +165,7 @@ class Ended:
         return self._ctx
 
 
-class LiveRoot:
+class StartedRoot:
     """A task root as the processor hands its start over: the live SDK span
     and its attributes as they were when it started (``kept``: the processor
     saw them in ``on_start``).

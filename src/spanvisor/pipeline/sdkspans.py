@@ -12,7 +12,7 @@ lock. Any other shape falls back to :func:`spanvisor.spans.data.from_sdk`,
 which the results equal (``tests/core/test_sdkspans.py``).
 
 The processor hands over the spans of a task in a compact form and its root
-as a :class:`~.handover.LiveRoot` (:mod:`.handover`); these read every form.
+as a :class:`~.handover.StartedRoot` (:mod:`.handover`); these read every form.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from opentelemetry.sdk.trace import Event as SdkEvent
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
-from spanvisor.pipeline.handover import Ended, LiveRoot, events_of
+from spanvisor.pipeline.handover import Ended, StartedRoot, events_of
 from spanvisor.spans import conventions as cv
 from spanvisor.spans.data import MAX_AHEAD_NS, SpanData, SpanEventData, from_sdk, limited
 
@@ -159,7 +159,7 @@ def snapshot_live(span: Any) -> SpanData | None:
     """An open root as it is now: its attributes and events so far (the
     events converted once, however often it is read)."""
     try:
-        if type(span) is LiveRoot:
+        if type(span) is StartedRoot:
             return span.read(_from_sdk(span.span, {}))
         return _from_sdk(span, {})
     except Exception:
