@@ -112,3 +112,26 @@ def test_receiver_path_stamped_upstream_keeps_the_task_name() -> None:
     finally:
         processor.pipeline.shutdown(2.0)
     _one_task(receiver_run(stamped, random.Random(4)), "nightly")
+
+
+def test_in_process_a_root_started_with_130_results_is_still_a_task() -> None:
+    """Named and given its results all at its start: the SDK drops the name
+    before the processor sees it; read at its end by its results, as on the
+    end-order paths."""
+    memory = InMemorySink()
+    processor = SpanvisorSpanProcessor(sinks=[memory], config=_config())
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("agent")
+    first = {cv.TASK_NAME: "nightly", cv.AGENT_ID: "rivet"}
+    results = {f"{cv.RESULT_PREFIX}r{i}": i for i in range(RESULTS)}
+    try:
+        with tracer.start_as_current_span("nightly run", attributes={**first, **results}):
+            with tracer.start_as_current_span("chat", attributes={cv.GEN_AI_OPERATION: "chat"}) as call:
+                call.set_attributes({cv.GEN_AI_INPUT: 100, cv.GEN_AI_OUTPUT: 10})
+        assert processor.force_flush(10_000)
+    finally:
+        processor.pipeline.shutdown(2.0)
+    check_stream(memory.events, all_finished=True)
+    finished = [e for e in memory.events if isinstance(e, TaskFinished)]
+    assert [e.task.task_name for e in finished] == ["nightly run"]

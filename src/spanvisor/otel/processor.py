@@ -178,6 +178,10 @@ def _put_back(span: Any, stamp: _Stamp, span_id: int) -> None:
             d[k] = v
 
 
+def _has_results(attrs: Any) -> bool:
+    return any(k.startswith(cv.RESULT_PREFIX) for k in attrs)
+
+
 def _attrs_now(span: Span) -> dict[str, Any]:
     attrs = span._attributes
     if type(attrs) is BoundedAttributes and type(attrs._dict) is dict:
@@ -295,11 +299,12 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
             stamp = self._open.pop(ctx.span_id, None)
             if stamp is None:
                 attrs = span.attributes
-                if attrs and cv.is_root_candidate(attrs):
+                if attrs and (cv.is_root_candidate(attrs) or (span.dropped_attributes and _has_results(attrs))):
                     # It became an agent or task span only through attributes
-                    # set after it started: the tracker takes it from its end,
-                    # as the end-order paths do (a few dict lookups per
-                    # unrelated span end).
+                    # set after it started, or its limit dropped what named
+                    # it (its results still say it is a task root): the
+                    # tracker takes it from its end, as the end-order paths
+                    # do (a few dict lookups per unrelated span end).
                     self.pipeline.submit_end(span)
                 return
             if stamp.ended:
