@@ -178,6 +178,12 @@ def _put_back(span: Any, stamp: _Stamp, span_id: int) -> None:
             d[k] = v
 
 
+def _dropped(span: Any) -> int:
+    """The SDK's count of the span's dropped attributes (its own field: the
+    public property checks the type first)."""
+    return int(getattr(span._attributes, "dropped", 0))
+
+
 def _has_results(attrs: Any) -> bool:
     return any(k.startswith(cv.RESULT_PREFIX) for k in attrs)
 
@@ -299,7 +305,7 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
             stamp = self._open.pop(ctx.span_id, None)
             if stamp is None:
                 attrs = span.attributes
-                if attrs and (cv.is_root_candidate(attrs) or (span.dropped_attributes and _has_results(attrs))):
+                if attrs and (cv.is_root_candidate(attrs) or (_dropped(span) and _has_results(attrs))):
                     # It became an agent or task span only through attributes
                     # set after it started, or its limit dropped what named
                     # it (its results still say it is a task root): the
