@@ -3,8 +3,9 @@
 The agent may report occupancy itself (``agent.context.tokens`` /
 ``agent.context.limit``); it then wins over model calls whatever order spans
 arrive in. Otherwise every chat-like model call updates its conversation
-(:mod:`spanvisor.occupancy`) and the task shows the fullest active one, with
-that conversation's model and window. Embeddings and other calls that hold no
+(:mod:`spanvisor.tracking.occupancy`: the call that started last is its
+latest, so parallel calls ending out of order do not lower it) and the task
+shows the fullest active one, with that conversation's model and window. Embeddings and other calls that hold no
 conversation add to token totals only.
 """
 
