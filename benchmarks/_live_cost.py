@@ -14,6 +14,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import sysconfig
 import threading
 import time
 from dataclasses import dataclass, field
@@ -224,7 +225,8 @@ def agent_cost(reps: int, tasks: int, profile: bool) -> tuple[Costs, str]:
                     prof.disable()
             buf = io.StringIO()
             pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(15)
-            prof_text = buf.getvalue()
+            repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+            prof_text = buf.getvalue().replace(sysconfig.get_paths()["purelib"] + "/", "").replace(repo + "/", "")
     finally:
         os.environ.pop("SPANVISOR_LIVE_CHANNEL", None)
         provider.shutdown()
