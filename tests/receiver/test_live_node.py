@@ -85,7 +85,12 @@ def _node_modules() -> Path:
     npm = ["npm", "ci", "--no-audit", "--no-fund", "--ignore-scripts", "--prefer-offline"]
     try:
         done = subprocess.run(npm, cwd=staging, check=False, capture_output=True, text=True, timeout=300)
-        why = "" if done.returncode == 0 else (done.stderr.strip() or done.stdout.strip())[-600:]
+        said = [
+            line
+            for line in (done.stderr or done.stdout).splitlines()
+            if line.strip() and not line.startswith("npm warn")
+        ]
+        why = "" if done.returncode == 0 else " | ".join(said[:3])[:400] or f"exit status {done.returncode}"
     except subprocess.TimeoutExpired:
         why = "no answer in 300 s"
     if why:
@@ -173,6 +178,12 @@ _VARYING = (
 )
 
 
+def _same_text(text: str, task_id: str) -> str:
+    for pattern, same in _VARYING:
+        text = re.sub(pattern, same, text)
+    return text.replace(task_id, "<task>")
+
+
 def _same(served: Served, task_id: str) -> Any:
     """What a parent shows, with what differs between two runs of one task
     made equal: its ids, block ids (they count updates) and durations."""
@@ -184,11 +195,7 @@ def _same(served: Served, task_id: str) -> Any:
             return {k: norm(x) for k, x in v.items() if k != "block_id"}
         if isinstance(v, list):
             return [norm(x) for x in v]
-        if isinstance(v, str):
-            for pattern, same in _VARYING:
-                v = re.sub(pattern, same, v)
-            return v.replace(task_id, "<task>")
-        return v
+        return _same_text(v, task_id) if isinstance(v, str) else v
 
     return norm({"text": m.text, "blocks": m.blocks, "attachments": m.attachments})
 
@@ -222,7 +229,7 @@ def _python_helper_task(served: Served, task_id: str, paused: threading.Event) -
 
 
 def test_a_node_agent_is_live_while_open_and_gets_the_parent_the_python_helper_gets(
-    served: Served, node_agent: list[str], tmp_path: Path
+    node_agent: list[str], served: Served, tmp_path: Path
 ) -> None:
     tid = f"node-{uuid.uuid4().hex[:8]}"
     env = _agent_env(served, tmp_path, OTEL_SERVICE_NAME="node-pod-1", OTEL_BSP_SCHEDULE_DELAY="1000")
@@ -263,6 +270,10 @@ def test_a_node_agent_is_live_while_open_and_gets_the_parent_the_python_helper_g
     for t in (tid, py_tid):
         wait_until(lambda t=t: _complete(served, t), 30, f"{t} complete")
     wait_until(lambda: _same(served, tid) == _same(served, py_tid), 10, "the same final parent for both agents")
+    # The same story in the thread, each line once.
+    node_thread, py_thread = ([_same_text(line, t) for line in served.thread(t) if line] for t in (tid, py_tid))
+    assert node_thread == py_thread, f"Node:   {node_thread}\nPython: {py_thread}"
+    assert node_thread and "Verified the new schema" in " ".join(node_thread), node_thread
     # One parent per task, never a second one for the root's end.
     parents = [m for m in served.slack.parents() if (m.metadata or {}).get("event_payload", {}).get("task_id") == tid]
     assert len(parents) == 1
