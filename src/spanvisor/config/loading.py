@@ -176,10 +176,8 @@ def plugin_settings() -> list[Setting]:
     return out
 
 
-# SPANVISOR_* variables read outside the settings table (the last two by the
-# agent helper's live channel: an agent's environment is often also where
-# `spanvisor emit` runs).
-OTHER_VARIABLES = frozenset({"SPANVISOR_CONFIG", "SPANVISOR_LIVE", "SPANVISOR_HEARTBEAT", "SPANVISOR_LIVE_CHANNEL"})
+# SPANVISOR_* variables read outside the settings table.
+OTHER_VARIABLES = frozenset({"SPANVISOR_CONFIG", "SPANVISOR_LIVE"})
 
 
 def unknown_keys(settings: Sequence[Setting], env: Mapping[str, str], table: Mapping[str, Any], path: str) -> list[str]:
