@@ -270,8 +270,14 @@ def test_a_node_agent_is_live_while_open_and_gets_the_parent_the_python_helper_g
     for t in (tid, py_tid):
         wait_until(lambda t=t: _complete(served, t), 30, f"{t} complete")
     wait_until(lambda: _same(served, tid) == _same(served, py_tid), 10, "the same final parent for both agents")
-    # The same story in the thread, each line once.
-    node_thread, py_thread = ([_same_text(line, t) for line in served.thread(t) if line] for t in (tid, py_tid))
+
+    # The same story in the thread, each line once, up to the summary.
+    def story(t: str) -> list[str]:
+        return [_same_text(line, t) for line in served.thread(t) if line]
+
+    for t in (tid, py_tid):
+        wait_until(lambda t=t: any(line.startswith("Complete") for line in story(t)), 30, f"{t}'s summary")
+    node_thread, py_thread = story(tid), story(py_tid)
     assert node_thread == py_thread, f"Node:   {node_thread}\nPython: {py_thread}"
     assert node_thread and "Verified the new schema" in " ".join(node_thread), node_thread
     # One parent per task, never a second one for the root's end.

@@ -127,6 +127,13 @@ async function main() {
       }),
     ],
   });
+  // Both providers flush what they hold (the root span, the last records).
+  // Telemetry that cannot be sent is reported, never the agent's failure.
+  const flush = async () => {
+    for (const r of await Promise.allSettled([tracerProvider.shutdown(), loggerProvider.shutdown()])) {
+      if (r.status === "rejected") console.error(`live-agent: telemetry not sent: ${r.reason}`);
+    }
+  };
   const tracer = tracerProvider.getTracer("live-agent");
   const logger = loggerProvider.getLogger("live-agent");
 
@@ -136,6 +143,16 @@ async function main() {
     "agent.id": "sprocket",
     "agent.steps": ["plan", "apply", "verify"],
   });
+  // Stopped from outside: the task ends as cancelled instead of going silent
+  // (spanvisor would call it stalled, then lost).
+  for (const signal of ["SIGINT", "SIGTERM"]) {
+    process.once(signal, async () => {
+      t.set("agent.status", "cancelled");
+      t.end(new Error(`stopped by ${signal}`));
+      await flush();
+      process.exit(signal === "SIGINT" ? 130 : 143);
+    });
+  }
   let failure;
   try {
     t.checkpoint("Planning the migration", { progress: 20, step: "plan" });
@@ -147,7 +164,7 @@ async function main() {
     if (pause) {
       const lines = createInterface({ input: process.stdin });
       console.log("paused");
-      await once(lines, "line");
+      await Promise.race([once(lines, "line"), once(lines, "close")]); // a line, or stdin's end
       lines.close();
     }
     t.checkpoint("Verified the new schema", { progress: 100, step: "verify" });
@@ -156,8 +173,7 @@ async function main() {
     failure = err;
   } finally {
     t.end(failure);
-    // Both providers flush what they hold: the root span and the last records.
-    await Promise.all([tracerProvider.shutdown(), loggerProvider.shutdown()]);
+    await flush();
   }
   console.log(`task=${taskId} trace_id=${t.root.spanContext().traceId} root_span_id=${t.root.spanContext().spanId}`);
   if (failure) throw failure;
