@@ -9,7 +9,8 @@
 //
 // Options: --task-id ID (default: a fresh one), --pause (after the "apply"
 // checkpoint, print "paused" and wait for a line on stdin before finishing:
-// the task stays open meanwhile and heartbeats keep it alive).
+// the task stays open meanwhile and heartbeats keep it alive). Ctrl-C or
+// SIGTERM ends the task as cancelled.
 // Environment: OTEL_EXPORTER_OTLP_ENDPOINT (read by the exporters; they add
 // /v1/traces and /v1/logs), OTEL_SERVICE_NAME, OTEL_BSP_SCHEDULE_DELAY and
 // OTEL_BLRP_SCHEDULE_DELAY (ms), SPANVISOR_HEARTBEAT (e.g. 30s, 500ms).
