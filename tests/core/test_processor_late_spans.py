@@ -3,7 +3,8 @@
 Work that outlives its task's root, on a real TracerProvider: a span that
 ends after the root ended, one that starts under the ended root, and one that
 starts under a still-open child of it. Each is counted once in
-``late_spans_total`` and changes nothing the sinks see. Exceptions caught in
+``late_spans_total``; one that changes the task's totals (a model call)
+becomes a TaskCorrected after TaskFinished, as on the end-order paths. Exceptions caught in
 the hooks are counted in ``processor_errors_total`` and reach Prometheus.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 from opentelemetry import trace
 from prometheus_client import CollectorRegistry
 
-from spanvisor.events import TaskFinished
+from spanvisor.events import TaskCorrected, TaskFinished
 from spanvisor.spans import conventions as cv
 from spanvisor.testing import InMemorySink
 from spanvisor_prometheus import PrometheusSink
@@ -55,8 +56,11 @@ def test_spans_starting_after_the_root_ended_are_late_once_each(agent: Agent, me
     assert agent.flush()
     # nested, chat, fire and forget, and the poller that outlived the root.
     assert _late(agent) == 4
-    assert [e.kind for e in memory.events] == ["TaskStarted", "TaskFinished"]
+    # The late model call corrects the finished task's totals (the late-span rule).
+    assert [e.kind for e in memory.events] == ["TaskStarted", "TaskFinished", "TaskCorrected"]
     assert memory.of_type(TaskFinished)[0].task.input_tokens == 0
+    corrected = memory.of_type(TaskCorrected)[0]
+    assert (corrected.task.input_tokens, corrected.added_input_tokens, corrected.task.status) == (500, 500, "complete")
     # Still stamped: exported elsewhere, they belong to their task.
     task_id = memory.events[0].task.task_id
     stamped = {s.name: (s.attributes or {}).get(cv.TASK_ID) for s in agent.exported.get_finished_spans()}
