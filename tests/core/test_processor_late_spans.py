@@ -18,7 +18,7 @@ from spanvisor.spans import conventions as cv
 from spanvisor.testing import InMemorySink
 from spanvisor_prometheus import PrometheusSink
 
-from ._sdk import Agent
+from ._sdk import Agent, _config
 
 
 def _late(a: Agent) -> float:
@@ -65,6 +65,30 @@ def test_spans_starting_after_the_root_ended_are_late_once_each(agent: Agent, me
     task_id = memory.events[0].task.task_id
     stamped = {s.name: (s.attributes or {}).get(cv.TASK_ID) for s in agent.exported.get_finished_spans()}
     assert stamped["fire and forget"] == stamped["nested"] == stamped["chat"] == task_id
+
+
+def test_late_work_is_its_tasks_without_stamps_too(memory: InMemorySink) -> None:
+    """Stamping off: a call started after the root ended, under a child still
+    running, is known as the task's all the same (the processor knows) and
+    corrects its totals, as one that started before the root ended does."""
+    agent = Agent([memory], _config(SPANVISOR_STAMP_SPANS="false"))
+    try:
+        root = agent.tracer.start_span("task", attributes={cv.TASK_NAME: "t"})
+        child = agent.tracer.start_span("worker", context=trace.set_span_in_context(root))
+        before = agent.tracer.start_span("chat", context=trace.set_span_in_context(child))
+        root.end()
+        after = agent.tracer.start_span("chat", context=trace.set_span_in_context(child))
+        for span, n in ((before, 300), (after, 700)):
+            span.set_attributes({cv.GEN_AI_OPERATION: "chat", cv.GEN_AI_INPUT: n, cv.GEN_AI_OUTPUT: 1})
+            span.end()
+        child.end()
+        assert agent.flush()
+        assert not any(cv.TASK_ID in (s.attributes or {}) for s in agent.exported.get_finished_spans())
+        assert [e.kind for e in memory.events] == ["TaskStarted", "TaskFinished", "TaskCorrected", "TaskCorrected"]
+        assert [e.task.input_tokens for e in memory.of_type(TaskCorrected)] == [300, 1000]
+        assert _late(agent) == 3
+    finally:
+        agent.close()
 
 
 def test_unrelated_spans_and_later_tasks_are_not_late(agent: Agent, memory: InMemorySink) -> None:

@@ -146,7 +146,7 @@ class TaskTracker:
     def _absorb(self, key: Key, span: SpanData, notes: list[str]) -> list[Event]:
         st = self._tasks.get(key)
         if st is None:  # a member of a task that has finished: late (tracking/late.py)
-            return self._late(key, span, notes, True) if pair_key(*key) in self._finished else []
+            return self._late(key, span, notes, can_cause_events(span)) if pair_key(*key) in self._finished else []
         self._tasks.move_to_end(key)
         self.stats.inc("spans_in_tasks_total")
         is_root = span.span_id == key[1]
@@ -363,7 +363,7 @@ class TaskTracker:
             out.extend(st.absorb(root, [], is_root=True, until_ns=d.end_ns or 0))
             out.extend(self._absorb(key, d, list(d.notes)))
         out.extend(self._absorb(key, root, notes))
-        out.extend(e for d in after for e in self._late(key, d, list(d.notes), True))
+        out.extend(e for d in after for e in self._late(key, d, list(d.notes), can_cause_events(d)))
         return out
 
     def _bound_pending(self) -> None:
