@@ -169,6 +169,9 @@ class TaskMetrics:
         if task is None:
             task = self._task(t.task_id, agent, (t.started_ns / 1e9) or ts, ts)
         if task is not None:
+            # One label for one task: the agent as its first event named it,
+            # so started and finished (and its tokens) count under one name.
+            agent = task.agent
             # Every kind that reaches an open task is activity; only later:
             # a replayed old event cannot move the clock back.
             task.last_activity_s = max(task.last_activity_s, ts)
