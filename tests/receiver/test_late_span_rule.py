@@ -10,6 +10,7 @@ and the processor never counted the late tokens at all.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
@@ -19,7 +20,6 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 from tests.core._invariants import check_stream, final_states
 from tests.core._sdk import Agent, _config
 
-from conftest import RunningReceiver
 from spanvisor.events import Event, TaskCorrected, TaskFinished
 from spanvisor.otel.exporter import SpanvisorSpanExporter
 from spanvisor.pipeline.pipeline import Pipeline
@@ -82,7 +82,7 @@ def _check(events: list[Event]) -> None:
 
 
 def test_a_call_ending_after_its_root_is_one_correction_on_every_path(
-    receiver: RunningReceiver, pipeline: Pipeline, sink: InMemorySink
+    receiver: Any, pipeline: Pipeline, sink: InMemorySink
 ) -> None:
     in_process, spans = _in_process()
     exported = _exporter(spans)
@@ -102,7 +102,7 @@ def test_a_call_ending_after_its_root_is_one_correction_on_every_path(
         assert [e.event_id for e in events] == [e.event_id for e in in_process], name
 
 
-def test_serve_over_grpc_says_the_same(receiver: RunningReceiver, pipeline: Pipeline, sink: InMemorySink) -> None:
+def test_serve_over_grpc_says_the_same(receiver: Any, pipeline: Pipeline, sink: InMemorySink) -> None:
     in_process, spans = _in_process()
     exp = GrpcExporter(endpoint=receiver.grpc_target, insecure=True)
     try:
