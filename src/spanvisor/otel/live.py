@@ -11,14 +11,16 @@ heartbeat every :data:`HEARTBEAT_S` while the task says nothing else.
 
 Where the records go is decided once per TracerProvider (:func:`channel`):
 
-* the provider runs ``SpanvisorSpanProcessor``: nowhere; the processor reads
-  the open root itself, and a record would say it twice;
 * it exports to ``SpanvisorSpanExporter``: straight into that pipeline;
-* it exports elsewhere: through the global SDK ``LoggerProvider`` when one
-  is set (``OTEL_LOGS_EXPORTER``, a distro), else through one of our own
-  with an OTLP log exporter aimed where the spans go (same protocol,
-  endpoint and headers), shut down at interpreter exit;
-* it exports nothing (no SDK): nowhere.
+* it exports elsewhere (an OTLP exporter to a Collector): through the global
+  SDK ``LoggerProvider`` when one is set (``OTEL_LOGS_EXPORTER``, a distro),
+  else through one of our own with an OTLP log exporter aimed where the
+  spans go (same protocol, endpoint and headers), shut down at exit. This
+  holds next to ``SpanvisorSpanProcessor`` too: the spans that leave need
+  their live records; the in-process tracker ignores records about roots it
+  reads itself, so nothing is said twice;
+* it runs only ``SpanvisorSpanProcessor``, or exports nothing: nowhere (the
+  processor reads the open root itself).
 
 ``SPANVISOR_LIVE_CHANNEL=off`` turns it off. On the agent's thread a record
 costs a tuple and a ``deque.append`` (:meth:`LiveChannel.say`); a daemon
@@ -41,6 +43,7 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace import Span
 
+from spanvisor.config.parsers import p_duration
 from spanvisor.spans import conventions as cv
 
 log = logging.getLogger("spanvisor.live")
@@ -67,7 +70,14 @@ class LiveChannel:
         self._heartbeat_s = _heartbeat_s()
         self._thread = threading.Thread(target=self._run, name="spanvisor-live", daemon=True)
         self._thread.start()
-        atexit.register(self.close)
+        try:
+            # Before the pipeline's own exit flush (these hooks run
+            # last-registered first, and ahead of atexit): what the task said
+            # last must be in the pipeline, or handed to the log exporter,
+            # before either is shut down.
+            threading._register_atexit(self.close)  # type: ignore[attr-defined]
+        except Exception:
+            atexit.register(self.close)
 
     def say(self, root: Span, name: str, attrs: Mapping[str, Any], time_ns: int) -> None:
         """Queue one record (the agent's thread: O(1), never raises)."""
@@ -117,13 +127,13 @@ class LiveChannel:
 
 
 def _heartbeat_s() -> float:
-    raw = os.environ.get("SPANVISOR_HEARTBEAT", "").strip().lower()
+    # Read as the configuration reads it (the same parser; an agent's helper
+    # does not load the whole configuration for one number).
+    raw = os.environ.get("SPANVISOR_HEARTBEAT", "").strip()
     if not raw:
         return HEARTBEAT_S
-    scale = {"ms": 0.001, "s": 1.0, "m": 60.0}
-    unit = next((u for u in ("ms", "s", "m") if raw.endswith(u)), "")
     try:
-        value = float(raw[: len(raw) - len(unit)] if unit else raw) * scale.get(unit, 1.0)
+        value = p_duration(raw)
     except ValueError:
         log.warning("SPANVISOR_HEARTBEAT=%r is not a duration; heartbeats every %.0f s", raw, HEARTBEAT_S)
         return HEARTBEAT_S
@@ -207,8 +217,8 @@ def _find(multi: Any, resource: Any) -> LiveChannel | None:
     from spanvisor.otel.exporter import SpanvisorSpanExporter
     from spanvisor.otel.processor import SpanvisorSpanProcessor
 
-    exporters = _exporters(multi)
-    if not exporters or any(isinstance(e, SpanvisorSpanProcessor) for e in exporters):
+    exporters = [e for e in _exporters(multi) if not isinstance(e, SpanvisorSpanProcessor)]
+    if not exporters:
         return None
     for e in exporters:
         if isinstance(e, SpanvisorSpanExporter):
@@ -228,7 +238,7 @@ _found = threading.Lock()
 def channel(tracer: Any) -> LiveChannel | None:
     """The live channel for the spans of ``tracer`` (an SDK tracer; found
     once per TracerProvider), or None."""
-    if os.environ.get("SPANVISOR_LIVE_CHANNEL", "auto").strip().lower() in ("off", "false", "0", "no"):
+    if os.environ.get("SPANVISOR_LIVE_CHANNEL", "auto").strip().lower() == "off":
         return None
     tracer = getattr(tracer, "_tracer", tracer)  # a ProxyTracer: the tracer it stands for now
     multi = getattr(tracer, "span_processor", None)
