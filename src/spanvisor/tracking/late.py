@@ -49,7 +49,6 @@ def correct(st: TaskState, span: SpanData, notes: list[str]) -> list[Event]:
     st.update(**{f: getattr(before, f) for f in VIEW_FIELDS})
     st.last_ns = last
     if not changed:
-        st.cost_nano = nano
         return []
     st.update(**changed)
     t = st.next_time(span.end_ns or last)
