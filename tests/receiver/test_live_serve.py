@@ -169,7 +169,7 @@ def test_the_parent_shows_name_progress_and_step_while_the_root_is_open_and_one_
     finally:
         done.set()
         th.join(30)
-    wait_until(lambda: "complete" in served.shown(tid).lower(), 30, "the parent to show the task complete")
+    wait_until(lambda: "· complete" in served.shown(tid), 30, "the parent to show the task complete")
     # One agent, one name: the agent id, not the sender's service.name.
     [row] = _db(served.db_url, "SELECT agent_id FROM agent_tasks WHERE task_id = $1", tid)
     assert row["agent_id"] == "sprocket"
@@ -257,7 +257,7 @@ def test_a_shell_agent_has_one_name_and_is_live_from_emit_start(served: Served) 
     assert served.control(tid)["status"] in ("starting", "working"), served.control(tid)
     done = _emit(served, "finish", "--task", tid, "--agent", "shell-bot", "--name", "Nightly backup")
     assert done.returncode == 0, done.stdout + done.stderr
-    wait_until(lambda: "complete" in served.shown(tid).lower(), 30, "the shell task complete")
+    wait_until(lambda: "· complete" in served.shown(tid), 30, "the shell task complete")
     wait_until(
         lambda: (
             [r["agent_id"] for r in _db(served.db_url, "SELECT agent_id FROM agent_tasks WHERE task_id = $1", tid)]
