@@ -221,8 +221,16 @@ class StartedRoot:
         attrs = self.span.attributes
         if not getattr(self.span, "dropped_attributes", 0):
             return attrs  # the usual root: as from_sdk reads any span
+        for _ in range(3):  # the agent's thread may write meanwhile (as data._copy retries)
+            try:
+                now = dict(attrs)
+                break
+            except RuntimeError:
+                continue
+        else:
+            now = {}
         kept = self.kept
-        return {**attrs, **{k: kept[k] for k in cv.IDENTITY_KEYS if k in kept and k not in attrs}}
+        return {**now, **{k: kept[k] for k in cv.IDENTITY_KEYS if k in kept and k not in now}}
 
     @property
     def dropped_attributes(self) -> int:
