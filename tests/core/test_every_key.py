@@ -6,7 +6,8 @@ decoder turns only ``READ_KEYS`` into values: a key the tracker starts to read
 must be in that one list (``spans/conventions.py``), or a path loses it.
 
 * the tracker's reads, found in its source, are all in the list;
-* every key of the list (and a result) survives each path as the full read has it;
+* every key of the list (and a result) survives each path as the full read has it,
+  and gives the same events on the processor, exporter and receiver paths;
 * a root's budget gives the same budget and warnings on every path.
 """
 
@@ -203,3 +204,28 @@ def test_a_root_budget_warns_on_every_path() -> None:
     want = final_states(runs["processor"])
     for name, events in runs.items():
         assert final_states(events) == want, name
+
+
+def _task_with(key: str, value: Any) -> list[SpanSpec]:
+    """A root and a model call under it, each carrying ``key`` (as the agent sets it)."""
+    trace_id = f"{3:032x}"
+    root = SpanSpec(trace_id, f"{1:016x}", None, "run", 1_000_000_000, 1_000_900_000)
+    root.start_attrs = {cv.TASK_NAME: "keyed", cv.AGENT_ID: "rivet", key: value}
+    call = SpanSpec(trace_id, f"{2:016x}", root.span_id, "chat", 1_000_100_000, 1_000_200_000)
+    call.start_attrs = {cv.GEN_AI_OPERATION: "chat", cv.GEN_AI_REQUEST_MODEL: "gpt-4o", key: value}
+    call.updates = [(call.end_ns, {cv.GEN_AI_INPUT: 700, cv.GEN_AI_OUTPUT: 70})]
+    return [root, call]
+
+
+@pytest.mark.parametrize("key", [*sorted(cv.FULL_READ_KEYS), cv.RESULT_PREFIX + "files"])
+def test_every_read_key_gives_the_same_events_on_every_path(key: str) -> None:
+    specs = _task_with(key, _value(key))
+    in_process, stamped = processor_run(specs)
+    runs = {
+        "processor": in_process,
+        "exporter stamped": exporter_run(stamped),
+        "receiver stamped": receiver_run(stamped, random.Random(5)),
+    }
+    for name, events in runs.items():
+        check_stream(events, all_finished=True)
+        assert final_states(events) == final_states(in_process), (name, key)
