@@ -21,14 +21,16 @@ from spanvisor.events import (
     ContextWarning,
     Event,
     HumanIntervention,
+    TaskCorrected,
     TaskFinished,
     TaskResumed,
     TaskStalled,
     TaskStarted,
 )
 
+from .correctrows import corrected_artifacts, corrected_values
 from .humanrows import intervention_record, log_records
-from .rows import artifact_record, checkpoint_record, is_terminal, task_row, ts
+from .rows import CHECKPOINT_COLUMNS, artifact_record, checkpoint_record, is_terminal, task_row, ts
 
 
 @dataclasses.dataclass(slots=True)
@@ -61,6 +63,9 @@ def _timeline_rows(
         checkpoints.append(checkpoint_record(event))
     elif isinstance(event, ArtifactAdded):
         artifacts.append(artifact_record(event))
+    elif isinstance(event, TaskCorrected):
+        checkpoints.append(tuple(corrected_values(event, ts)[c] for c in CHECKPOINT_COLUMNS))
+        artifacts.extend(corrected_artifacts(event, ts))
     elif isinstance(event, TaskFinished):
         logs.extend(log_records(event, ts))
 
@@ -120,12 +125,15 @@ def batch_rows(events: Sequence[Event]) -> BatchRows:
             if end is None or _rank(event) < _rank(end):
                 first_end[tid] = event
             logs.extend(log_records(event, ts))
-        elif not isinstance(event, HumanIntervention):  # a person's click is not the agent's activity
+        elif not isinstance(event, HumanIntervention | TaskCorrected):  # a click, or after the end: no activity
             activity[tid] = max(activity.get(tid, event.time_ns), event.time_ns)
         if isinstance(event, _TIMELINE):
             checkpoints.append(checkpoint_record(event))
         elif isinstance(event, ArtifactAdded):
             artifacts.append(artifact_record(event))
+        elif isinstance(event, TaskCorrected):  # correctrows.py
+            checkpoints.append(tuple(corrected_values(event, ts)[c] for c in CHECKPOINT_COLUMNS))
+            artifacts.extend(corrected_artifacts(event, ts))
         elif not isinstance(event, TaskStarted | TaskFinished | HumanIntervention):
             raise TypeError(f"not an event: {type(event).__name__}")
     tasks = []

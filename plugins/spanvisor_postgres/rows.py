@@ -1,7 +1,8 @@
 """Events to table rows: pure code, no I/O.
 
 One event gives at most one timeline row (checkpoint, warning, artifact or
-intervention; a finish also its log tail) and a task state, except a
+intervention; a finish also its log tail; a correction after the end its
+artifacts too, ``correctrows``) and a task state, except a
 ``HumanIntervention`` with ``known=False``, which leaves the task row alone.
 A batch's task states are folded per task by :mod:`.batch`.
 """

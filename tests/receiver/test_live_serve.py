@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -168,7 +169,7 @@ def test_the_parent_shows_name_progress_and_step_while_the_root_is_open_and_one_
     finally:
         done.set()
         th.join(30)
-    wait_until(lambda: "complete" in served.shown(tid).lower(), 30, "the parent to show the task complete")
+    wait_until(lambda: "· complete" in served.shown(tid), 30, "the parent to show the task complete")
     # One agent, one name: the agent id, not the sender's service.name.
     [row] = _db(served.db_url, "SELECT agent_id FROM agent_tasks WHERE task_id = $1", tid)
     assert row["agent_id"] == "sprocket"
@@ -229,3 +230,42 @@ def test_an_agent_killed_mid_task_is_stalled_then_lost(served: Served, tmp_path:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def _emit(served: Served, *args: str) -> subprocess.CompletedProcess[str]:
+    endpoint = f"http://127.0.0.1:{served.serve.http}"
+    return subprocess.run(
+        [sys.executable, "-m", "spanvisor.cli", "emit", *args, "--endpoint", endpoint],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if k != "OTEL_SERVICE_NAME"},
+    )
+
+
+def test_a_shell_agent_has_one_name_and_is_live_from_emit_start(served: Served) -> None:
+    tid = f"shell-{uuid.uuid4().hex[:8]}"
+    start = _emit(served, "start", "--task", tid, "--agent", "shell-bot", "--name", "Nightly backup")
+    assert start.returncode == 0, start.stdout + start.stderr
+    wait_until(lambda: "Nightly backup" in served.shown(tid), 30, "the shell task's parent, named")
+    # Several root holds with only heartbeats: still open, never put aside.
+    for _ in range(3):
+        time.sleep(ROOT_HOLD_S)
+        beat = _emit(served, "heartbeat", "--task", tid, "--agent", "shell-bot")
+        assert beat.returncode == 0, beat.stdout + beat.stderr
+    assert served.control(tid)["status"] in ("starting", "working"), served.control(tid)
+    done = _emit(served, "finish", "--task", tid, "--agent", "shell-bot", "--name", "Nightly backup")
+    assert done.returncode == 0, done.stdout + done.stderr
+    wait_until(lambda: "· complete" in served.shown(tid), 30, "the shell task complete")
+    wait_until(
+        lambda: (
+            [r["agent_id"] for r in _db(served.db_url, "SELECT agent_id FROM agent_tasks WHERE task_id = $1", tid)]
+            == ["shell-bot"]
+        ),
+        30,
+        "the audit trail to name the shell agent",
+    )
+    for name in ("spanvisor_tasks_started_total", "spanvisor_tasks_finished_total"):
+        agents = {s["agent"] for s in served.series(name)}
+        assert "shell-bot" in agents and "spanvisor-emit" not in agents, (name, agents)

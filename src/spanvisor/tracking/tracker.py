@@ -31,7 +31,7 @@ from spanvisor.spans import sanitize as sz
 from spanvisor.spans.data import SpanData, read_live_sdk_span
 from spanvisor.spans.live import LiveFact
 from spanvisor.stats import PipelineStats
-from spanvisor.tracking import stalls
+from spanvisor.tracking import late, stalls
 from spanvisor.tracking.edges import ClosedTasks, PartialTasks
 from spanvisor.tracking.live import LiveRoots, opener
 from spanvisor.tracking.recent import RecentKeys, pair_key
@@ -168,8 +168,8 @@ class TaskTracker:
 
     def _absorb(self, key: Key, span: SpanData, notes: list[str]) -> list[Event]:
         st = self._tasks.get(key)
-        if st is None:
-            return []
+        if st is None:  # a member of a task that has finished: late (tracking/late.py)
+            return self._late(key, span, notes, can_cause_events(span)) if pair_key(*key) in self._finished else []
         self._tasks.move_to_end(key)
         self.stats.inc("spans_in_tasks_total")
         is_root = span.span_id == key[1]
@@ -299,6 +299,8 @@ class TaskTracker:
                 return []
         # What was changed on the way in (a clamped time) goes with its events.
         notes: list[str] = list(span.notes)
+        if span.dropped_attributes:  # by the sender's limit: what we never got
+            self.stats.inc("span_attributes_dropped_total", span.dropped_attributes)
         key = self._span_task.pop(span.span_id, None)
         if key is not None:
             out: list[Event] = []
@@ -350,7 +352,7 @@ class TaskTracker:
         return self._adopt(key[0], key[1], key)
 
     def _adopt(self, trace_id: str, sid: str, key: Key) -> list[Event]:
-        """The buffered descendants of ``sid`` join task ``key``, in end order."""
+        """The buffered descendants of ``sid`` join task ``key``, in the order they arrived."""
         buf = self._buffers.get(trace_id)
         if buf is None:
             return []
@@ -359,7 +361,7 @@ class TaskTracker:
         if not buf.spans:
             self._buffers.pop(trace_id, None)
         out: list[Event] = []
-        for d in sorted(datas, key=lambda s: (s.end_ns or 0, s.span_id)):
+        for d in datas:  # as they arrived (docs/conventions.md#clock-skew)
             out.extend(self._absorb(key, d, list(d.notes)))
         return out
 
@@ -396,8 +398,7 @@ class TaskTracker:
         return out
 
     def _late(self, key: Key, span: SpanData, notes: list[str], content: bool) -> list[Event]:
-        """A span of a task that finished here: its events leave with the
-        finished view, corrected; the task is not reopened (see :mod:`.edges`)."""
+        """A span of a task that finished here: a TaskCorrected or nothing (:mod:`.late`, :mod:`.edges`)."""
         self.stats.inc("late_spans_total")
         if span.span_id == key[1]:
             return []  # the root again, resent without anything to dedup it by
@@ -407,7 +408,7 @@ class TaskTracker:
                 self.stats.drop("late_span", detail="a span came after its task had finished and been forgotten")
             return []
         self.stats.inc("spans_in_tasks_total")
-        return st.absorb(span, notes, is_root=False)
+        return late.correct(st, span, notes)
 
     def _unstamped(self, span: SpanData, notes: list[str], content: bool) -> list[Event]:
         a = span.attributes
@@ -453,21 +454,22 @@ class TaskTracker:
         return out
 
     def _emit_subtree(self, trace_id: str, buf: TraceBuffer, root_sid: str) -> list[Event]:
-        root, datas, taken = buf.take_subtree(root_sid)
+        root, on_time, after, taken = buf.take_subtree(root_sid)  # after the root arrived: late
         self._pending_count -= taken
         key = (trace_id, root_sid)
         if pair_key(*key) in self._finished:  # the same task resent after it finished
-            self.stats.inc("duplicate_spans_total", 1 + len(datas))
+            self.stats.inc("duplicate_spans_total", taken)
             return []
         notes: list[str] = list(root.notes)
         # Its live records may have opened it meanwhile: then it continues.
         out = self._open(key, root, notes, initial=True) if key not in self._tasks else []
         st = self._tasks[key]
-        for d in sorted(datas, key=lambda s: (s.end_ns or 0, s.span_id)):
+        for d in on_time:  # as they arrived, never by end times from other clocks (docs/conventions.md#clock-skew)
             # The root's events up to each child's end first, as in-process.
             out.extend(st.absorb(root, [], is_root=True, until_ns=d.end_ns or 0))
             out.extend(self._absorb(key, d, list(d.notes)))
         out.extend(self._absorb(key, root, notes))
+        out.extend(e for d in after for e in self._late(key, d, list(d.notes), can_cause_events(d)))
         return out
 
     def _bound_pending(self) -> None:
