@@ -176,7 +176,7 @@ class TaskHandle:
         (sanitised as the tracker reads it), else ``<trace id>-<root span id>``."""
         if self._task_id is None:
             from spanvisor.spans import sanitize as sz
-            from spanvisor.tracking.tracker import default_task_id
+            from spanvisor.tracking.tasktable import default_task_id
 
             ctx = self.span.get_span_context()
             raw = (getattr(self.span, "attributes", None) or {}).get(cv.TASK_ID)
