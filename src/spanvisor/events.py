@@ -40,20 +40,6 @@ Action = Literal["approve", "reject", "cancel", "retry", "acknowledge"]
 # applied: recorded and in force; denied: refused (not an approver, a
 # finished task, an approval already decided), recorded for the audit only.
 InterventionOutcome = Literal["applied", "denied"]
-# Why a decision was refused, as a code kept in the audit (docs/interventions.md).
-RefusalCode = Literal[
-    "unknown_task",
-    "unknown_request",
-    "already_decided",
-    "expired",
-    "finished",
-    "not_failed",
-    "still_running",
-    "not_approver",
-    "digest_mismatch",
-    "full",
-    "denied",
-]
 
 
 def stable_id(*parts: object) -> str:
@@ -355,8 +341,8 @@ class HumanIntervention(TaskEvent):
     # The request it answers (approve and reject), as the decider was shown
     # it; None for other actions or a request nobody asked.
     request: ApprovalRequest | None = None
-    # Why it was refused (outcome "denied"), as a code.
-    code: RefusalCode | None = None
+    # Why it was refused (outcome "denied"), as a code: spanvisor.control.runs.RefusalCode.
+    code: str | None = None
 
 
 Event: TypeAlias = (
@@ -391,7 +377,6 @@ __all__ = [
     "InterventionOutcome",
     "LogLine",
     "Outcome",
-    "RefusalCode",
     "ResultField",
     "Status",
     "TaskCorrected",

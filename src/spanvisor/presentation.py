@@ -31,6 +31,7 @@ from spanvisor.events import (
 from spanvisor.readable import (  # re-exported: sinks have always taken duration and usd from here
     DECISION_STYLE,
     actor,
+    asked_text,
     corrected_text,
     decision_text,
     denied_text,
@@ -365,7 +366,7 @@ def intervention_line(event: HumanIntervention) -> ThreadLine:
     answer quotes the question it answered (agent text, clipped: the detail
     is escaped by each medium)."""
     d = event.decision
-    asked = f"Q: “{_clip_question(event.request.question)}”" if event.request is not None else None
+    asked = asked_text(event.request.question) if event.request is not None else None
     if event.outcome == "denied":
         summary = denied_text(d, actor(d))
         detail = " · ".join(x for x in (event.reason or "not allowed", asked) if x)
@@ -376,14 +377,6 @@ def intervention_line(event: HumanIntervention) -> ThreadLine:
     key = f"intervention:{d.intervention_id}"
     said = "\n".join(x for x in (d.comment, asked) if x) or None
     return ThreadLine(event.event_id, "intervention", emoji, summary, said, key=key, decision=d)
-
-
-QUESTION_CLIP = 200
-
-
-def _clip_question(text: str) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= QUESTION_CLIP else flat[: QUESTION_CLIP - 1] + "…"
 
 
 __all__ = [

@@ -129,6 +129,12 @@ def decision_text(d: Decision, who: str) -> str:
     return f"{DECISION_STYLE[d.action][1]} by {who}"
 
 
+def asked_text(question: str, limit: int = 200) -> str:
+    """``Q: “Apply the fix to prod?”``: what a decision answered, on one line, clipped."""
+    flat = " ".join(question.split())
+    return f"Q: “{flat if len(flat) <= limit else flat[: limit - 1] + '…'}”"
+
+
 def denied_text(d: Decision, who: str) -> str:
     """``<who> tried to approve``."""
     return f"{who} tried to {DECISION_STYLE[d.action][2]}"
@@ -157,6 +163,7 @@ __all__ = [
     "DECISION_VERBS",
     "MAX_RESULTS",
     "actor",
+    "asked_text",
     "clock",
     "corrected_text",
     "decided",

@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from spanvisor.events import ApprovalRequest, Decision, RefusalCode, TaskView
+from spanvisor.control.runs import RefusalCode
+from spanvisor.events import ApprovalRequest, Decision, TaskView
 
 VerdictOutcome = Literal["applied", "duplicate", "already_decided", "denied", "full"]
 # Refusals that name something that is not there: the control API answers 404.

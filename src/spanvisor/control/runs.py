@@ -18,13 +18,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from spanvisor.events import ApprovalRequest, Decision, RefusalCode, TaskView
+from spanvisor.events import ApprovalRequest, Decision, TaskView
 from spanvisor.readable import decided
 
 # Most decisions one run keeps; beyond, new ones are refused (a runaway script).
 MAX_PER_RUN = 200
 # Most requests one run keeps (open and closed).
 MAX_REQUESTS = 100
+# Why a decision was refused, as a code kept in the audit (docs/interventions.md).
+RefusalCode = Literal[
+    "unknown_task",
+    "unknown_request",
+    "already_decided",
+    "expired",
+    "finished",
+    "not_failed",
+    "still_running",
+    "not_approver",
+    "digest_mismatch",
+    "full",
+    "denied",
+]
 RunState = Literal["running", "finished", "failed", "lost"]
 RequestState = Literal["open", "decided", "expired"]
 
@@ -277,6 +291,7 @@ def apply(rec: dict[str, Any], d: Decision, now_ns: int) -> Judgement:
 __all__ = [
     "MAX_PER_RUN",
     "Judgement",
+    "RefusalCode",
     "RequestState",
     "RunState",
     "add_request",

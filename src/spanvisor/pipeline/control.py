@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from spanvisor.control import runs
 from spanvisor.control.hub import Verdict, VerdictOutcome
 from spanvisor.control.log import ControlLog
-from spanvisor.events import Decision, Event, InterventionOutcome, RefusalCode, TaskView
+from spanvisor.control.runs import RefusalCode
+from spanvisor.events import Decision, Event, InterventionOutcome, TaskView
 from spanvisor.pipeline.controlsync import RunSync
 from spanvisor.tracking import approvals
 

@@ -22,7 +22,6 @@ from spanvisor.events import (
     Event,
     HumanIntervention,
     InterventionOutcome,
-    RefusalCode,
     TaskView,
     question_digest,
 )
@@ -163,7 +162,7 @@ def as_event(
     reason: str | None,
     *,
     request: ApprovalRequest | None = None,
-    code: RefusalCode | None = None,
+    code: str | None = None,
 ) -> HumanIntervention:
     """The decision as its run's event. Applied on a run open here, it
     changes the task's state (``known``); denied, or on a run that finished
@@ -216,7 +215,7 @@ def _detached(
     outcome: InterventionOutcome,
     reason: str | None,
     request: ApprovalRequest | None,
-    code: RefusalCode | None,
+    code: str | None,
 ) -> HumanIntervention:
     return HumanIntervention(
         event_id=decision.intervention_id,
