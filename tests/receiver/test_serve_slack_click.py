@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -458,3 +459,31 @@ def _run2(served: Served, tid: str, run1: str) -> str | None:
     with urllib.request.urlopen(url, timeout=20) as resp:
         doc = json.loads(resp.read())
     return doc["run_id"] if doc["run_id"] != run1 and doc["approvals"] else None
+
+
+def test_while_an_agent_waits_a_made_up_approval_and_a_retry_are_refused(served: Served) -> None:
+    tid = f"wait-{uuid.uuid4().hex[:6]}"
+    hold = threading.Event()
+    try:
+        result = _asking(served, tid, "Migrate?", 120.0, hold)
+        wait_until(lambda: served.button(tid, A.APPROVE), 60, "the request")
+        base = f"http://127.0.0.1:{served.serve.http}/v1/control/tasks/{tid}/decisions"
+
+        def post(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+            req = urllib.request.Request(
+                base, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"}
+            )
+            try:
+                with urllib.request.urlopen(req, timeout=20) as resp:
+                    return resp.status, json.loads(resp.read())
+            except urllib.error.HTTPError as exc:
+                return exc.code, json.loads(exc.read())
+
+        assert post({"action": "approve", "approval_id": "zz", "actor": "alice"})[0] == 404
+        status, doc = post({"action": "retry", "actor": "alice"})
+        assert (status, doc["code"]) == (409, "still_running"), doc
+        assert result == [] and served.decisions(tid) == []
+        rows = wait_until(lambda: len(served.rows(tid)) == 2 and served.rows(tid), 30, "both refusals audited")
+        assert sorted(r["refusal"] for r in rows) == ["still_running", "unknown_request"]
+    finally:
+        hold.set()
