@@ -150,6 +150,8 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
         # Ended roots, oldest first, bounded. OrderedDict: popitem is one C
         # call, safe when several agent threads end roots at once.
         self._ended: OrderedDict[int, _Stamp] = OrderedDict()
+        # Traces whose spans go to the tracker in end order (see on_end).
+        self._end_order: OrderedDict[int, None] = OrderedDict()
         # Stamps serve spans exported elsewhere (a Collector to `spanvisor
         # serve`); an agent whose spans go nowhere else can turn them off.
         self._stamp = bool(self.pipeline.config.get("stamp_spans", True))
@@ -225,6 +227,17 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
                     # set after it started: the tracker takes it from its end,
                     # as the end-order paths do (a few dict lookups per
                     # unrelated span end).
+                    self.pipeline.submit_end(span)
+                elif ctx.trace_id in self._end_order or (attrs and cv.has_known_key(attrs)):
+                    # A span of no task known at its start, yet one spanvisor
+                    # reads: its task root may become one only at its end
+                    # (LangGraph's instrumentations set the keys late). The
+                    # trace then goes over in end order, as on the exporter
+                    # path, and the tracker's buffer groups it.
+                    if ctx.trace_id not in self._end_order:
+                        self._end_order[ctx.trace_id] = None
+                        if len(self._end_order) > MAX_ENDED_ROOTS:
+                            self._end_order.popitem(last=False)
                     self.pipeline.submit_end(span)
                 return
             if stamp.ended:

@@ -79,6 +79,8 @@ GEN_AI_CACHE_READ: Final = "gen_ai.usage.cache_read.input_tokens"
 GEN_AI_CACHE_WRITE: Final = "gen_ai.usage.cache_creation.input_tokens"
 # A cost an instrumentation already computed, in US dollars (preferred to ours).
 GEN_AI_COST: Final = "gen_ai.usage.cost"
+# Pydantic AI's price of the call (from genai-prices, with the provider it knows).
+OPERATION_COST: Final = "operation.cost"
 GEN_AI_TOOL_NAME: Final = "gen_ai.tool.name"
 # create_agent only creates an agent (often on a remote service): it is not
 # a task, and treating it as one would open a task per agent creation.
@@ -96,6 +98,7 @@ OI_SESSION: Final = "session.id"
 OI_CACHE_READ: Final = "llm.token_count.prompt_details.cache_read"
 OI_CACHE_WRITE: Final = "llm.token_count.prompt_details.cache_write"
 OI_COST: Final = "llm.cost.total"
+OI_TOOL_NAME: Final = "tool.name"
 
 # --- OpenLLMetry / Traceloop -------------------------------------------------
 TL_KIND: Final = "traceloop.span.kind"
@@ -103,6 +106,9 @@ TL_ENTITY: Final = "traceloop.entity.name"
 TL_TOTAL_OLD: Final = "llm.usage.total_tokens"
 TL_PROMPT_OLD: Final = "llm.usage.prompt_tokens"  # older OpenLLMetry versions
 TL_COMPLETION_OLD: Final = "llm.usage.completion_tokens"
+# OpenLLMetry's LangChain instrumentation writes the model "unknown" and keeps
+# LangChain's own name of it here.
+TL_LS_MODEL: Final = "traceloop.association.properties.ls_model_name"
 
 SERVICE_NAME: Final = "service.name"
 
@@ -182,11 +188,32 @@ def is_agent_span(attrs: Mapping[str, Any]) -> bool:
 
 
 def is_model_call(attrs: Mapping[str, Any]) -> bool:
-    """A model call whose token usage counts, whatever stamps it carries."""
+    """A model call whose token usage counts, whatever stamps it carries.
+
+    An agent, chain or tool span that carries token counts reports the totals
+    of the calls beneath it (smolagents' AGENT spans): never a call itself."""
     op = attrs.get(GEN_AI_OPERATION)
-    if op in GEN_AI_MODEL_OPS or attrs.get(OI_KIND) == "LLM":
+    kind = attrs.get(OI_KIND)
+    if op in GEN_AI_MODEL_OPS or kind == "LLM":
         return True
+    if op in NOT_MODEL_OPS or kind in OI_NOT_MODEL_KINDS or attrs.get(TL_KIND) in TL_NOT_MODEL_KINDS:
+        return False
     return any(k in attrs for k in (GEN_AI_INPUT, GEN_AI_PROMPT_OLD, OI_PROMPT, TL_TOTAL_OLD, TL_PROMPT_OLD))
+
+
+# Spans whose token counts, if any, are totals of the model calls beneath them.
+NOT_MODEL_OPS: Final = GEN_AI_AGENT_OPS | {"create_agent", "execute_tool"}
+OI_NOT_MODEL_KINDS: Final = frozenset({"AGENT", "CHAIN", "TOOL"})
+TL_NOT_MODEL_KINDS: Final = frozenset({"agent", "workflow", "task", "tool"})
+
+
+def is_tool_call(attrs: Mapping[str, Any]) -> bool:
+    """A tool the agent ran: a step of its task (name, duration, error)."""
+    return attrs.get(GEN_AI_OPERATION) == "execute_tool" or attrs.get(OI_KIND) == "TOOL" or attrs.get(TL_KIND) == "tool"
+
+
+def tool_name(attrs: Mapping[str, Any], span_name: str) -> Any:
+    return first(attrs, GEN_AI_TOOL_NAME, OI_TOOL_NAME, TL_ENTITY) or span_name
 
 
 # Model calls whose tokens count but that hold no conversation: their prompt
@@ -211,6 +238,10 @@ READ_KEYS: Final = KNOWN_KEYS | frozenset(
         OI_CACHE_WRITE,
         GEN_AI_COST,
         OI_COST,
+        OPERATION_COST,
+        GEN_AI_TOOL_NAME,
+        OI_TOOL_NAME,
+        TL_LS_MODEL,
         BUDGET_USD,
         BUDGET_TOKENS,
     }
@@ -234,8 +265,11 @@ def cache_usage(attrs: Mapping[str, Any]) -> tuple[Any, Any]:
     return first(attrs, GEN_AI_CACHE_READ, OI_CACHE_READ), first(attrs, GEN_AI_CACHE_WRITE, OI_CACHE_WRITE)
 
 
+REPORTED_COST_KEYS: Final = (OI_COST, GEN_AI_COST, OPERATION_COST)
+
+
 def reported_cost(attrs: Mapping[str, Any]) -> Any:
-    return first(attrs, OI_COST, GEN_AI_COST)
+    return first(attrs, *REPORTED_COST_KEYS)
 
 
 def is_root_candidate(attrs: Mapping[str, Any]) -> bool:
@@ -270,7 +304,10 @@ def task_name(attrs: Mapping[str, Any], span_name: str) -> Any:
 
 
 def model_name(attrs: Mapping[str, Any]) -> Any:
-    return first(attrs, GEN_AI_RESPONSE_MODEL, GEN_AI_REQUEST_MODEL, OI_MODEL)
+    found = first(attrs, GEN_AI_RESPONSE_MODEL, GEN_AI_REQUEST_MODEL, OI_MODEL)
+    if found == "unknown":
+        return first(attrs, TL_LS_MODEL) or found
+    return found
 
 
 def usage(attrs: Mapping[str, Any]) -> tuple[Any, Any]:
