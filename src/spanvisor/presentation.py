@@ -115,6 +115,7 @@ LineKind = Literal[
     "started",
     "milestone",
     "step",
+    "tool",
     "warning",
     "forecast",
     "budget",
@@ -194,6 +195,8 @@ class ThreadPolicy:
         if isinstance(event, TaskStarted):
             return out
         if isinstance(event, Checkpoint):
+            if event.source == "tool_call":
+                return [tool_line(event)]
             reached = [m for m in self.milestones if v.progress is not None and v.progress >= m > st.milestone]
             if reached:
                 st.milestone = reached[-1]
@@ -295,6 +298,19 @@ class ThreadPolicy:
                 )
             )
         return out
+
+
+def tool_line(event: Checkpoint) -> ThreadLine:
+    """A tool the agent ran: its name and duration, and why it failed."""
+    a = event.attributes
+    took = a.get("duration_s")
+    detail = str(a.get("tool") or "tool")
+    if isinstance(took, int | float):
+        detail += f" ({took * 1000:.0f} ms)" if took < 1 else f" ({duration(took)})"
+    error = a.get("error")
+    if error:
+        return ThreadLine(event.event_id, "tool", "⚠️", "Tool failed", f"{detail}: {error}")
+    return ThreadLine(event.event_id, "tool", "🔧", "Tool", detail)
 
 
 def budget_line(event: BudgetWarning) -> ThreadLine:

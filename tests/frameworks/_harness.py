@@ -1,0 +1,133 @@
+"""One framework run through spanvisor, and what a person would see of it.
+
+Each path is a real TracerProvider: ``processor`` (in-process, start order)
+or ``exporter`` (``SpanvisorSpanExporter`` behind a ``SimpleSpanProcessor``,
+end order), recording into an ``InMemorySink`` and the console sink (what
+the Slack parent and thread show). ``gpt-4o``'s window is set to 10,000
+tokens so a realistic run crosses the 70 % and 85 % levels.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pytest
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+from spanvisor.config import Config
+from spanvisor.events import Checkpoint, ContextWarning, Event, TaskFinished, TaskStarted
+from spanvisor.otel.exporter import SpanvisorSpanExporter
+from spanvisor.otel.processor import SpanvisorSpanProcessor
+from spanvisor.testing import InMemorySink
+from spanvisor_console import ConsoleSink
+
+from ..conftest import missing
+from ..core._invariants import check_stream
+
+Path = Literal["processor", "exporter"]
+PATHS: tuple[Path, ...] = ("processor", "exporter")
+WINDOW = 10_000
+SERVICE = "frameworks-test-service"
+
+
+def need(module: str) -> None:
+    """The framework's import: a skip on a developer's machine without the
+    extra, a failure under CI (``make test`` installs it)."""
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        missing(f"{module} ({exc})", 'pip install -e ".[frameworks-test]"')
+
+
+def config() -> Config:
+    return Config.load(env={}, extra=()).with_values(
+        shutdown_timeout_s=2.0, model_context_windows={"gpt-4o": WINDOW}
+    )
+
+
+@dataclass
+class Run:
+    """The provider a framework is instrumented with, and what spanvisor made of it."""
+
+    path: Path
+    provider: TracerProvider
+    memory: InMemorySink
+    console: io.StringIO
+    _owner: SpanvisorSpanProcessor | SpanvisorSpanExporter = field(repr=False)
+
+    def flush(self) -> list[Event]:
+        self.provider.force_flush()
+        assert self._owner.force_flush(10_000)
+        return list(self.memory.events)
+
+
+@contextmanager
+def spanvisor(path: Path) -> Iterator[Run]:
+    memory = InMemorySink()
+    out = io.StringIO()
+    sinks = [memory, ConsoleSink(stream=out, interval_s=3600)]
+    provider = TracerProvider(resource=Resource.create({"service.name": SERVICE}), shutdown_on_exit=False)
+    owner: SpanvisorSpanProcessor | SpanvisorSpanExporter
+    if path == "processor":
+        owner = SpanvisorSpanProcessor(sinks=sinks, config=config())
+        provider.add_span_processor(owner)
+    else:
+        owner = SpanvisorSpanExporter(sinks=sinks, config=config())
+        provider.add_span_processor(SimpleSpanProcessor(owner))
+    run = Run(path, provider, memory, out, owner)
+    try:
+        yield run
+    finally:
+        owner.pipeline.shutdown(2.0)
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One task as a person sees it."""
+
+    started: TaskStarted
+    finished: TaskFinished
+    events: tuple[Event, ...]
+
+    @property
+    def model_calls(self) -> list[Checkpoint]:
+        return [e for e in self.events if isinstance(e, Checkpoint) and e.source == "model_call"]
+
+    @property
+    def tools(self) -> list[str]:
+        return [
+            str(e.attributes["tool"]) for e in self.events if isinstance(e, Checkpoint) and e.source == "tool_call"
+        ]
+
+    @property
+    def warnings(self) -> list[float]:
+        return [e.threshold for e in self.events if isinstance(e, ContextWarning)]
+
+
+def tasks(events: Sequence[Event]) -> list[Seen]:
+    """Every task, in the order they started; the stream checker first."""
+    check_stream(events, all_finished=True)
+    out: list[Seen] = []
+    for e in events:
+        if isinstance(e, TaskStarted):
+            own = tuple(x for x in events if x.task_id == e.task_id)
+            fin = [x for x in own if isinstance(x, TaskFinished)]
+            out.append(Seen(e, fin[-1], own))
+    return out
+
+
+def one_task(events: Sequence[Event]) -> Seen:
+    found = tasks(events)
+    assert len(found) == 1, [(t.started.task.task_name, t.started.task.agent_id) for t in found]
+    return found[0]
+
+
+def param_paths() -> pytest.MarkDecorator:
+    return pytest.mark.parametrize("path", PATHS)
