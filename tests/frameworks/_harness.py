@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import pytest
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from spanvisor.config import Config
@@ -47,9 +48,7 @@ def need(module: str) -> None:
 
 
 def config() -> Config:
-    return Config.load(env={}, extra=()).with_values(
-        shutdown_timeout_s=2.0, model_context_windows={"gpt-4o": WINDOW}
-    )
+    return Config.load(env={}, extra=()).with_values(shutdown_timeout_s=2.0, model_context_windows={"gpt-4o": WINDOW})
 
 
 @dataclass
@@ -68,23 +67,44 @@ class Run:
         return list(self.memory.events)
 
 
+class Switch(SpanProcessor):
+    """One provider for a whole module, its spans going to this test's path:
+    an instrumentation that keeps its first tracer after ``uninstrument``
+    (OpenLLMetry's LangChain one) is instrumented once."""
+
+    def __init__(self) -> None:
+        self.target: SpanProcessor | None = None
+        self.provider = TracerProvider(resource=Resource.create({"service.name": SERVICE}), shutdown_on_exit=False)
+        self.provider.add_span_processor(self)
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        if self.target is not None:
+            self.target.on_start(span, parent_context)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if self.target is not None:
+            self.target.on_end(span)
+
+
 @contextmanager
-def spanvisor(path: Path) -> Iterator[Run]:
+def spanvisor(path: Path, switch: Switch | None = None) -> Iterator[Run]:
     memory = InMemorySink()
     out = io.StringIO()
     sinks = [memory, ConsoleSink(stream=out, interval_s=3600)]
-    provider = TracerProvider(resource=Resource.create({"service.name": SERVICE}), shutdown_on_exit=False)
+    if switch is None:
+        switch = Switch()
     owner: SpanvisorSpanProcessor | SpanvisorSpanExporter
     if path == "processor":
         owner = SpanvisorSpanProcessor(sinks=sinks, config=config())
-        provider.add_span_processor(owner)
+        switch.target = owner
     else:
         owner = SpanvisorSpanExporter(sinks=sinks, config=config())
-        provider.add_span_processor(SimpleSpanProcessor(owner))
-    run = Run(path, provider, memory, out, owner)
+        switch.target = SimpleSpanProcessor(owner)
+    run = Run(path, switch.provider, memory, out, owner)
     try:
         yield run
     finally:
+        switch.target = None
         owner.pipeline.shutdown(2.0)
 
 
@@ -102,9 +122,7 @@ class Seen:
 
     @property
     def tools(self) -> list[str]:
-        return [
-            str(e.attributes["tool"]) for e in self.events if isinstance(e, Checkpoint) and e.source == "tool_call"
-        ]
+        return [str(e.attributes["tool"]) for e in self.events if isinstance(e, Checkpoint) and e.source == "tool_call"]
 
     @property
     def warnings(self) -> list[float]:

@@ -81,9 +81,13 @@ def triage(fail: bool = False) -> Agent[Any]:
         name="expert",
         instructions="Explain the fault.",
         tools=[lookup],
-        model=Scripted([([call("lookup", '{"code": "F47"}', "e1")], 5_000, 60), ([message("a worn bearing")], 8_800, 80)]),
+        model=Scripted(
+            [([call("lookup", '{"code": "F47"}', "e1")], 5_000, 60), ([message("a worn bearing")], 8_800, 80)]
+        ),
     )
-    second: Step = (RuntimeError("model backend down"), 0, 0) if fail else ([call("transfer_to_expert", "{}", "t2")], 3_000, 60)
+    second: Step = (
+        (RuntimeError("model backend down"), 0, 0) if fail else ([call("transfer_to_expert", "{}", "t2")], 3_000, 60)
+    )
     return Agent(
         name="triage",
         instructions="Route the fault.",

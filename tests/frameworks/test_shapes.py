@@ -1,0 +1,36 @@
+"""Span shapes of the frameworks that are not in the matrix as whole runs
+(docs/frameworks.md says why), read through the conventions mapping."""
+
+from __future__ import annotations
+
+from spanvisor.spans import conventions as cv
+
+
+def test_an_agent_span_with_run_totals_is_no_model_call() -> None:
+    # smolagents + OpenInference: the AGENT span carries the run's totals.
+    totals = {cv.OI_KIND: "AGENT", cv.OI_PROMPT: 13_800, cv.OI_COMPLETION: 280, cv.OI_TOTAL: 14_080}
+    assert cv.role(totals) == "agent" and not cv.is_model_call(totals)
+    for kind in ("CHAIN", "TOOL"):
+        assert not cv.is_model_call({**totals, cv.OI_KIND: kind})
+    # Pydantic AI's invoke_agent, OpenLLMetry's workflow and task spans.
+    assert not cv.is_model_call({cv.GEN_AI_OPERATION: "invoke_agent", cv.GEN_AI_INPUT: 5})
+    assert not cv.is_model_call({cv.TL_KIND: "workflow", cv.TL_PROMPT_OLD: 5})
+    # A call is still a call, in every convention.
+    assert cv.is_model_call({cv.OI_KIND: "LLM", cv.OI_PROMPT: 5})
+    assert cv.is_model_call({cv.GEN_AI_OPERATION: "chat", cv.GEN_AI_INPUT: 5})
+    assert cv.is_model_call({cv.GEN_AI_INPUT: 5})
+
+
+def test_tool_spans_in_every_convention() -> None:
+    assert cv.is_tool_call({cv.GEN_AI_OPERATION: "execute_tool", cv.GEN_AI_TOOL_NAME: "lookup"})
+    assert cv.is_tool_call({cv.OI_KIND: "TOOL", cv.OI_TOOL_NAME: "lookup"})
+    assert cv.is_tool_call({cv.TL_KIND: "tool", cv.TL_ENTITY: "lookup"})
+    assert cv.tool_name({cv.OI_TOOL_NAME: "lookup"}, "SimpleTool") == "lookup"
+    assert cv.tool_name({cv.OI_KIND: "TOOL"}, "handoff to expert") == "handoff to expert"
+    assert not cv.is_tool_call({cv.OI_KIND: "LLM"})
+
+
+def test_openllmetry_unknown_model_reads_langchains_name() -> None:
+    a = {cv.GEN_AI_RESPONSE_MODEL: "unknown", cv.TL_LS_MODEL: "gpt-4o"}
+    assert cv.model_name(a) == "gpt-4o"
+    assert cv.model_name({cv.GEN_AI_RESPONSE_MODEL: "unknown"}) == "unknown"
