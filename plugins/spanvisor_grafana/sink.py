@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 
 NAMESPACE = "grafana.annotation"
 SHOWN = "grafana.shown"
-TERMINAL = frozenset({"complete", "error", "cancelled"})
+TERMINAL = frozenset({"complete", "error", "cancelled", "lost"})
 SEEN_EVENTS = 50_000
 log = logging.getLogger("spanvisor.grafana")
 

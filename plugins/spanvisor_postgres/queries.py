@@ -16,7 +16,7 @@ from spanvisor.presentation import usd
 from .humanqueries import PRUNE_ORPHAN_INTERVENTIONS, task_interventions
 from .humanqueries import detail as intervention_detail
 
-TERMINAL = ("complete", "error", "cancelled")
+TERMINAL = ("complete", "error", "cancelled", "lost")
 # What `spanvisor tasks --status` takes: a task status, or "running" for every
 # task that has not ended (whatever its status).
 STATUS_FILTERS: tuple[str, ...] = ("running", *get_args(Status))

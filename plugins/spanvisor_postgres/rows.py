@@ -121,7 +121,7 @@ class TaskRow:
         return tuple(self.values[c] for c in TASK_COLUMNS)
 
 
-_TERMINAL = frozenset({"complete", "error", "cancelled"})
+_TERMINAL = frozenset({"complete", "error", "cancelled", "lost"})
 
 
 def is_terminal(event: Event) -> bool:

@@ -313,6 +313,7 @@ _LABELLED = frozenset(
         "sink_latency_seconds",
         "queue_depth",
         "evicted_tasks_total",
+        "live_records_total",
         "outbox_events",
     }
 )

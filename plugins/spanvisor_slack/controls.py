@@ -37,7 +37,7 @@ from . import text as t
 
 # Approvals shown with their buttons; the rest are counted.
 MAX_ASKS = 3
-TERMINAL = frozenset({"complete", "error", "cancelled"})
+TERMINAL = frozenset({"complete", "error", "cancelled", "lost"})
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")
 
 

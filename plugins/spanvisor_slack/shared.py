@@ -65,7 +65,7 @@ from .transport import Clock, Transport
 TAKEOVER_S = 30.0
 GEN_BITS = 16
 SEQ_BITS = 40
-TERMINAL = frozenset({"complete", "error", "cancelled"})
+TERMINAL = frozenset({"complete", "error", "cancelled", "lost"})
 
 
 def is_final(event: Event) -> bool:

@@ -19,6 +19,11 @@ The way back, from people to the agent (docs/interventions.md)::
 
 reads decisions from this process's pipeline, or from ``spanvisor serve``'s
 control API when ``SPANVISOR_CONTROL_URL`` is set (:mod:`spanvisor.control.client`).
+
+When the task's spans leave the process (OTLP to a Collector, or the
+exporter path), what these helpers write on the open root is also said on
+the live channel (:mod:`spanvisor.otel.live`): log records, so that
+``spanvisor serve`` shows the task's name, progress and steps while it runs.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ import functools
 import inspect
 import itertools
 import logging
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
@@ -41,6 +47,7 @@ from spanvisor.control.feed import ApprovalDecision, CancelRequested, TaskFeed
 from spanvisor.spans import conventions as cv
 
 if TYPE_CHECKING:
+    from spanvisor.otel.live import LiveChannel
     from spanvisor.tracking.budgets import BudgetState
 
 log = logging.getLogger("spanvisor.agent")
@@ -83,6 +90,19 @@ class TaskHandle:
         self._approval_numbers = itertools.count(1)
         self._feed: TaskFeed | None = None
         self._task_id: str | None = None
+        # Where the root's facts are said while it is open (None: nowhere).
+        self._live: LiveChannel | None = None
+
+    def _say(self, name: str, attrs: Mapping[str, Any], time_ns: int | None = None) -> None:
+        if self._live is not None:
+            try:
+                self._live.say(self.span, name, attrs, time_ns or time.time_ns())
+            except Exception:  # telemetry must never break the agent
+                log.exception("could not say %s on the live channel", name)
+
+    def _set(self, key: str, value: AttributeValue) -> None:
+        self.span.set_attribute(key, value)
+        self._say(cv.LIVE_TASK_UPDATE, {key: value})
 
     def checkpoint(
         self,
@@ -94,32 +114,25 @@ class TaskHandle:
         **attrs: Any,
     ) -> None:
         """Add an ``agent.checkpoint`` event to the task's root span."""
-        self.span.add_event(
-            cv.EVENT_CHECKPOINT,
-            _attrs(
-                **{
-                    cv.MESSAGE: message,
-                    cv.PROGRESS: progress,
-                    cv.STEP: step,
-                    cv.STATUS: status,
-                },
-                **attrs,
-            ),
-        )
+        values = _attrs(**{cv.MESSAGE: message, cv.PROGRESS: progress, cv.STEP: step, cv.STATUS: status}, **attrs)
+        t = time.time_ns()  # the event and its live record are one fact: one time
+        self.span.add_event(cv.EVENT_CHECKPOINT, values, timestamp=t)
+        self._say(cv.EVENT_CHECKPOINT, values, t)
 
     def artifact(self, name: str, *, uri: str | None = None, kind: str | None = None) -> None:
-        self.span.add_event(
-            cv.EVENT_ARTIFACT, _attrs(**{cv.ARTIFACT_NAME: name, cv.ARTIFACT_URI: uri, cv.ARTIFACT_KIND: kind})
-        )
+        values = _attrs(**{cv.ARTIFACT_NAME: name, cv.ARTIFACT_URI: uri, cv.ARTIFACT_KIND: kind})
+        t = time.time_ns()
+        self.span.add_event(cv.EVENT_ARTIFACT, values, timestamp=t)
+        self._say(cv.EVENT_ARTIFACT, values, t)
 
     def set_status(self, status: str) -> None:
-        self.span.set_attribute(cv.STATUS, status)
+        self._set(cv.STATUS, status)
 
     def result(self, name: str, value: float | int | str | bool, unit: str | None = None) -> None:
         """A result of the task (``agent.result.<name>``, unit in ``….unit``): in its summary."""
-        self.span.set_attribute(cv.RESULT_PREFIX + name, value)
+        self._set(cv.RESULT_PREFIX + name, value)
         if unit:
-            self.span.set_attribute(f"{cv.RESULT_PREFIX}{name}{cv.RESULT_UNIT_SUFFIX}", unit)
+            self._set(f"{cv.RESULT_PREFIX}{name}{cv.RESULT_UNIT_SUFFIX}", unit)
 
     @property
     def budget(self) -> BudgetState | None:
@@ -144,9 +157,9 @@ class TaskHandle:
 
     def set_context(self, tokens: int, limit: int | None = None) -> None:
         """Report context-window occupancy yourself (when no model span does)."""
-        self.span.set_attribute(cv.CONTEXT_TOKENS, tokens)
+        self._set(cv.CONTEXT_TOKENS, tokens)
         if limit is not None:
-            self.span.set_attribute(cv.CONTEXT_LIMIT, limit)
+            self._set(cv.CONTEXT_LIMIT, limit)
 
     # -- the way back: approvals and cancel (docs/interventions.md) -------------
 
@@ -279,6 +292,11 @@ class TaskHandle:
     def _close(self) -> None:
         if self._feed is not None:
             self._feed.close()
+        if self._live is not None:
+            try:
+                self._live.closed(self.span)
+            except Exception:
+                log.exception("could not flush the live channel")
 
 
 class task:
@@ -322,6 +340,15 @@ class task:
         self._token = otel_context.attach(trace.set_span_in_context(span))
         self.handle = TaskHandle(span, self._tracer)
         self._var_token = _current.set(self.handle)
+        try:
+            from spanvisor.otel.live import channel
+
+            live = channel(self._tracer)
+            if live is not None:
+                self.handle._live = live
+                live.opened(span, self._attributes, getattr(span, "start_time", None) or time.time_ns())
+        except Exception:  # telemetry must never break the agent
+            log.exception("no live channel for task %s", self._name)
         return self.handle
 
     def __exit__(

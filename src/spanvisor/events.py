@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Literal, TypeAlias
+from typing import Literal, TypeAlias, get_args
 
 Status = Literal[
     "starting",
@@ -24,8 +24,13 @@ Status = Literal[
     "error",
     "complete",
     "cancelled",
+    "lost",
 ]
-Outcome = Literal["complete", "error", "cancelled"]
+# lost: the task gave no sign of life for SPANVISOR_LOST_AFTER (its agent
+# died without ending its root), so spanvisor finished it.
+Outcome = Literal["complete", "error", "cancelled", "lost"]
+# The statuses a task ends in: every sink's one test for "finished".
+TERMINAL: frozenset[str] = frozenset(get_args(Outcome))
 WarningLevel = Literal["warning", "critical"]
 # What a budget covers: this task, its agent today, everything today or this month.
 BudgetScope = Literal["task", "agent_day", "day", "month"]

@@ -51,6 +51,7 @@ STATUS_STYLE: dict[str, tuple[str, str, str]] = {
     "error": (":x:", "❌", "#d32f2f"),
     "complete": (":white_check_mark:", "✅", "#2e7d32"),
     "cancelled": (":no_entry_sign:", "🚫", "#616161"),
+    "lost": (":ghost:", "👻", "#455a64"),
 }
 
 
@@ -86,7 +87,7 @@ def elapsed(view: TaskView, now_ns: int) -> float:
 
 
 # How a finished task's last step reads: it no longer runs ("▶").
-_FINAL_MARK = {"complete": "✓", "error": "✗", "cancelled": "⏹"}
+_FINAL_MARK = {"complete": "✓", "error": "✗", "cancelled": "⏹", "lost": "?"}
 
 
 def steps_line(view: TaskView) -> str | None:
@@ -347,8 +348,13 @@ def cost_text(v: TaskView) -> str | None:
 def summary_text(event: TaskFinished, with_results: bool = True) -> str:
     """One line: outcome, duration, tokens, cost, outliers, artifacts, then results."""
     v = event.task
+    head = (
+        f"Lost (no sign of life) after {duration(event.duration_s)}"
+        if event.outcome == "lost"
+        else f"{event.outcome.capitalize()} in {duration(event.duration_s)}"
+    )
     parts = [
-        f"{event.outcome.capitalize()} in {duration(event.duration_s)}",
+        head,
         f"tokens in {v.input_tokens:,} / out {v.output_tokens:,}",
     ]
     cost = cost_text(v)

@@ -45,7 +45,11 @@ METRICS: dict[str, tuple[str, str]] = {
     "open_tasks": ("gauge", "Tasks the tracker has open."),
     "evicted_tasks_total": (
         "counter",
-        "Tasks evicted from the tracker, by reason (finished, capacity, expired, partial).",
+        "Tasks evicted from the tracker, by reason (finished, capacity, expired, partial, lost).",
+    ),
+    "live_records_total": (
+        "counter",
+        "Live-channel log records (agent.task.start, agent.checkpoint, heartbeats ...) read by the tracker, by outcome (opened, read, late).",
     ),
     "outbox_events": ("gauge", "Events waiting in a durable outbox, by sink."),
     "late_spans_total": (

@@ -15,6 +15,12 @@ derived from the task id, never random:
 * ``approval`` sends an ``agent.approval.request`` on a child span, waits
   for a person's answer on the control API, then sends the answer back as
   ``agent.approval.decision`` (:mod:`spanvisor.cli.emit_approval`).
+* ``start`` also sends an ``agent.task.start`` log record in the root's
+  context, and ``heartbeat`` an ``agent.task.heartbeat``
+  (:mod:`spanvisor.cli.emit_live`): OTLP carries the root only at
+  ``finish``, and these make the task live meanwhile (never put aside as a
+  partial task; stalled when the shell agent goes silent, lost if it never
+  finishes).
 * ``finish`` sends the root span itself (same stamp, ``agent.status``, ERROR
   status on failure), which closes the task. Its start time comes from the
   ``start`` call, kept in ``<data_dir>/emit/``, or ``--started-ns``.
@@ -225,6 +231,29 @@ def handler(args: argparse.Namespace, config: Config) -> int:
         print("spanvisor emit artifact: give --name, --uri or both", file=sys.stderr)
         return 2
     now = time.time_ns()
+    if args.kind in ("start", "heartbeat"):
+        from spanvisor.cli import emit_live
+
+        trace_id, root_id = task_ids(args.task)
+        said = {
+            cv.TASK_ID: args.task,
+            **_attrs(
+                **{
+                    cv.AGENT_ID: args.agent,
+                    cv.TASK_NAME: getattr(args, "name", None),
+                    cv.REPO: getattr(args, "repo", None),
+                    cv.AGENT_NAME: getattr(args, "agent_name", None),
+                }
+            ),
+        }
+        name = cv.LIVE_TASK_START if args.kind == "start" else cv.LIVE_HEARTBEAT
+        service = os.environ.get("OTEL_SERVICE_NAME") or "spanvisor-emit"
+        if not emit_live.send(args, service, trace_id, root_id, name, said, now):
+            print(f"spanvisor emit: the receiver did not accept the {name} record (see the log above)", flush=True)
+            if args.kind == "heartbeat":
+                return 1
+        if args.kind == "heartbeat":
+            return 0
     spans = build_spans(args, config, now)
     exporter = _exporter(args)
     try:
@@ -292,6 +321,9 @@ def register(subparsers: Any) -> None:
     art.add_argument("--name", help="default: the last part of --uri")
     art.add_argument("--uri")
     art.add_argument("--kind", dest="artifact_kind")
+
+    beat = kinds.add_parser("heartbeat", help="the task is still alive (no progress to report)")
+    common(beat)
 
     fin = kinds.add_parser("finish", help="the task ends")
     common(fin)

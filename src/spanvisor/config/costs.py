@@ -61,8 +61,16 @@ COST_SETTINGS: tuple[Setting, ...] = (
         "SPANVISOR_STALL_AFTER",
         p_duration,
         600.0,
-        "A running task with no span activity for this long is marked stalled (0: never).",
+        "A running task with no sign of life (a span, a live-channel record or heartbeat) for this long is marked stalled (0: never).",
         "a duration, e.g. 10m",
+    ),
+    Setting(
+        "lost_after_s",
+        "SPANVISOR_LOST_AFTER",
+        p_duration,
+        86_400.0,
+        "A running task with no sign of life for this long is finished as lost: its agent died without ending it (0: never).",
+        "a duration, e.g. 24h",
     ),
     Setting(
         "stall_after_by_agent",

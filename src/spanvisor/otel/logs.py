@@ -37,6 +37,8 @@ from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportRes
 from spanvisor.otel.attach import default_pipeline
 from spanvisor.pipeline.logtail import LogIn, clip, severity_of
 from spanvisor.pipeline.pipeline import Pipeline
+from spanvisor.spans import conventions as cv
+from spanvisor.spans.live import LiveFact, root_of
 
 log = logging.getLogger("spanvisor")
 
@@ -81,6 +83,30 @@ def log_in(record: ReadableLogRecord | ReadWriteLogRecord, spans: Any = None) ->
     )
 
 
+def live_fact(record: ReadableLogRecord | ReadWriteLogRecord) -> LiveFact | None:
+    """The live-channel fact an SDK log record is (:mod:`spanvisor.spans.live`),
+    or None for any other record (a log line, for the tails)."""
+    r = record.log_record
+    attrs = r.attributes
+    name = getattr(r, "event_name", None) or (attrs.get("event.name") if attrs else None)
+    if name not in cv.LIVE_EVENTS or not r.trace_id:
+        return None
+    a = dict(attrs) if attrs else {}
+    root = root_of(format(r.span_id, "016x") if r.span_id else "", a)
+    if root is None:
+        return None
+    resource = getattr(record, "resource", None)
+    svc = resource.attributes.get(cv.SERVICE_NAME) if resource is not None else None
+    return LiveFact(
+        format(r.trace_id, "032x"),
+        root,
+        str(name),
+        r.timestamp or r.observed_timestamp or 0,
+        a,
+        {cv.SERVICE_NAME: svc} if svc is not None else {},
+    )
+
+
 class SpanvisorLogProcessor(LogRecordProcessor):
     """``logger_provider.add_log_record_processor(SpanvisorLogProcessor(span_processor))``."""
 
@@ -96,6 +122,10 @@ class SpanvisorLogProcessor(LogRecordProcessor):
 
     def on_emit(self, log_record: ReadWriteLogRecord) -> None:
         try:
+            fact = live_fact(log_record)
+            if fact is not None:
+                self.pipeline.submit_live((fact,))
+                return
             self._submit((log_in(log_record, self._spans),))
         except Exception:  # never into the agent
             self._errors += 1
@@ -115,7 +145,12 @@ class SpanvisorLogExporter(LogRecordExporter):
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         try:
-            self.pipeline.submit_logs([log_in(r) for r in batch])
+            facts = [f for f in map(live_fact, batch) if f is not None]
+            if facts:
+                self.pipeline.submit_live(facts)
+            self.pipeline.submit_logs(
+                [log_in(r) for r in batch if live_fact(r) is None] if facts else [log_in(r) for r in batch]
+            )
             return LogRecordExportResult.SUCCESS
         except Exception:
             return LogRecordExportResult.FAILURE
@@ -145,4 +180,4 @@ def install_log_processor(source: Any = None) -> bool:
         return False
 
 
-__all__ = ["SpanvisorLogExporter", "SpanvisorLogProcessor", "install_log_processor", "log_in"]
+__all__ = ["SpanvisorLogExporter", "SpanvisorLogProcessor", "install_log_processor", "live_fact", "log_in"]

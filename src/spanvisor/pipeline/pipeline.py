@@ -50,6 +50,7 @@ from spanvisor.pipeline.sinkworker import SinkWorker
 from spanvisor.pipeline.spend import SpendSync
 from spanvisor.sink import Sink, SinkContext
 from spanvisor.spans.data import SpanData, from_sdk
+from spanvisor.spans.live import LiveFact
 from spanvisor.statestore import ConditionalStateStore, StateStore
 from spanvisor.stats import PipelineStats
 from spanvisor.tracking.taskstate import TrackerSettings
@@ -120,6 +121,11 @@ class Pipeline:
     def submit_logs(self, records: Sequence[Any]) -> bool:
         """OpenTelemetry log records for the tasks' log tails (any thread)."""
         return self.logtails.add(records)
+
+    def submit_live(self, facts: Sequence[LiveFact]) -> bool:
+        """Live-channel records (any thread): through the inbox, so they keep
+        their order with the spans handed over around them."""
+        return bool(facts) and self._inbox.put(("live", facts))
 
     def inbox_free(self) -> int:
         return self._inbox.free()
@@ -314,6 +320,8 @@ class Pipeline:
             if self.path != "processor":
                 self.stats.inc("spans_received_total", path=self.path)
             return self.tracker.span_ended(light_span(item[1]))
+        if kind == "live":
+            return self.tracker.live(item[1])
         out: list[Event] = []
         self._track_batch(item[1], None, out)
         return out

@@ -1,4 +1,12 @@
-"""OTLP logs in (``POST /v1/logs``, ``LogsService/Export``): each task's log tail.
+"""OTLP logs in (``POST /v1/logs``, ``LogsService/Export``): each task's log
+tail, and the live channel.
+
+A record named (``event_name``, or an ``event.name`` attribute from older
+senders) as one of the live channel's events (:mod:`spanvisor.spans.live`)
+is a fact about its task's open root: it becomes a
+:class:`~spanvisor.spans.live.LiveFact`, attributes and all, and goes to the
+tracker through the pipeline's inbox; it is not a log line. Every other
+record is a candidate for a tail:
 
 Only what a tail shows becomes Python: per record its trace and span id,
 time, severity, the scope's name (Python's logger name) and the body (a
@@ -26,11 +34,18 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from spanvisor.pipeline.logtail import MAX_LINE, LogIn, severity_of
 from spanvisor.receiver import otlp_json
 from spanvisor.receiver.decode import any_value
+from spanvisor.spans import conventions as cv
+from spanvisor.spans.live import LiveFact, root_of
+
+# The most attributes read of one live record (a root's start lists its
+# attributes; the SDK's own limit is 128).
+MAX_LIVE_ATTRIBUTES = 256
 
 
 @dataclass(slots=True)
 class DecodedLogs:
     records: list[LogIn] = field(default_factory=list)
+    live: list[LiveFact] = field(default_factory=list)
     rejected: int = 0
     reasons: list[str] = field(default_factory=list)
 
@@ -55,11 +70,36 @@ def _body(value: Any) -> Any:
     return v[:MAX_LINE] if isinstance(v, str) else v
 
 
+def _event_name(rec: Any) -> str | None:
+    name: str = rec.event_name
+    if name:
+        return name
+    for kv in rec.attributes:  # older senders: an event.name attribute
+        if kv.key == "event.name":
+            v = any_value(kv.value)
+            return v if isinstance(v, str) else None
+    return None
+
+
+def _live(rec: Any, name: str, tid: int, resource: dict[str, Any], out: DecodedLogs) -> None:
+    sid = rec.span_id
+    attrs = {kv.key: any_value(kv.value) for kv in rec.attributes[:MAX_LIVE_ATTRIBUTES]}
+    root = root_of(sid.hex() if sid else "", attrs)
+    if not tid or root is None:
+        out.reject(f"a {name} record needs the task's trace id and its root span id (the span it was emitted in)")
+        return
+    out.live.append(
+        LiveFact(format(tid, "032x"), root, name, rec.time_unix_nano or rec.observed_time_unix_nano, attrs, resource)
+    )
+
+
 def decode_logs(req: ExportLogsServiceRequest) -> DecodedLogs:
     out = DecodedLogs()
     append = out.records.append
     ids: dict[bytes, int] = {}  # trace ids repeat across a request's records
+    live_names = cv.LIVE_EVENTS
     for rl in req.resource_logs:
+        resource: dict[str, Any] | None = None
         for sl in rl.scope_logs:
             scope = sl.scope.name or None
             for rec in sl.log_records:
@@ -76,6 +116,14 @@ def decode_logs(req: ExportLogsServiceRequest) -> DecodedLogs:
                 sid = rec.span_id
                 if sid and len(sid) != 8:
                     out.reject("invalid span_id (must be empty or 8 bytes)")
+                    continue
+                name = _event_name(rec) if rec.event_name or rec.attributes else None
+                if name in live_names:
+                    if resource is None:
+                        resource = {
+                            kv.key: any_value(kv.value) for kv in rl.resource.attributes if kv.key == cv.SERVICE_NAME
+                        }
+                    _live(rec, name, tid, resource, out)
                     continue
                 sev = rec.severity_number or severity_of(rec.severity_text)
                 append(
@@ -101,10 +149,14 @@ def parse_logs_json(body: bytes) -> ExportLogsServiceRequest:
 
 
 def hand_over(pipeline: Any, decoded: DecodedLogs) -> None:
-    """The records to the pipeline's log tails (which never refuse: bounded)."""
+    """The records to the pipeline's log tails (which never refuse: bounded),
+    the live facts to its inbox (counted as a drop there when full)."""
     submit = getattr(pipeline, "submit_logs", None)
     if submit is not None and decoded.records:
         submit(decoded.records)
+    live = getattr(pipeline, "submit_live", None)
+    if live is not None and decoded.live:
+        live(decoded.live)
 
 
 __all__ = ["DecodedLogs", "decode_logs", "hand_over", "parse_logs_json"]

@@ -48,6 +48,13 @@ APPROVAL_TIMEOUT_S: Final = "agent.approval.timeout_s"
 # On the decision event: approve, reject or timed_out; and who decided.
 APPROVAL_OUTCOME: Final = "agent.approval.outcome"
 APPROVAL_DECIDED_BY: Final = "agent.approval.decided_by"
+# The live channel (spans/live.py): what an agent says of its task's open
+# root as OpenTelemetry log records (event.name), since OTLP carries a span
+# only once it has ended. The root's span events (agent.checkpoint,
+# agent.artifact, agent.approval.*) travel under their own names.
+LIVE_TASK_START: Final = "agent.task.start"
+LIVE_TASK_UPDATE: Final = "agent.task.update"
+LIVE_HEARTBEAT: Final = "agent.task.heartbeat"
 # agent.result.<name> on the root: the task's results (a number, string or
 # boolean); agent.result.<name>.unit names a result's unit.
 RESULT_PREFIX: Final = "agent.result."
@@ -152,6 +159,8 @@ KNOWN_KEYS: Final = frozenset(
     }
 )
 KNOWN_EVENTS: Final = frozenset({EVENT_CHECKPOINT, EVENT_ARTIFACT, EVENT_APPROVAL_REQUEST, EVENT_APPROVAL_DECISION})
+# Every event.name a log record of the live channel may carry.
+LIVE_EVENTS: Final = KNOWN_EVENTS | frozenset({LIVE_TASK_START, LIVE_TASK_UPDATE, LIVE_HEARTBEAT})
 # The keys of a task's state (tracking/fields.py says which value wins).
 STATE_KEYS: Final = (PROGRESS, STEP, STEPS, MESSAGE, STATUS, CONTEXT_LIMIT, CONTEXT_TOKENS)
 # What the processor stamps on every span of a task. A span with only these

@@ -1,13 +1,16 @@
-"""Tasks that went quiet: no span activity for their agent's stall time
+"""Tasks that went quiet: no sign of life for their agent's stall time
 (``SPANVISOR_STALL_AFTER``, 10 min by default, per agent in
-``SPANVISOR_STALL_AFTER_BY_AGENT``; 0 turns it off).
+``SPANVISOR_STALL_AFTER_BY_AGENT``; 0 turns it off), or for much longer.
 
-The tracker notes when each open task last saw a span (a start in-process,
-an end on every path) and checks once a second: a task quiet for longer gets
-a ``TaskStalled`` and the ``stalled`` mark, cleared by a ``TaskResumed`` when
-a span arrives again. Only a replica that holds the task open can say it (a
-replica that saw only some children lets the task sleep after
-``SPANVISOR_ROOT_HOLD``: see docs/deploy.md).
+The tracker notes when each open task last showed a sign of life (a span
+starting in-process, a span ending on every path, a live-channel record or
+heartbeat) and checks once a second: a task quiet for longer gets a
+``TaskStalled`` and the ``stalled`` mark, cleared by a ``TaskResumed`` when
+life comes back. One quiet for ``SPANVISOR_LOST_AFTER`` (24 h by default) is
+finished as ``lost``: its agent died without ending its root, and no sink
+should show it running for ever. Only a replica that holds the task open
+can say either (a replica that saw only some children, and no live record,
+lets the task sleep after ``SPANVISOR_ROOT_HOLD``: see docs/deploy.md).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ Key = tuple[str, str]
 class StallSettings:
     after_s: float = 600.0
     by_agent: Mapping[str, float] = field(default_factory=dict)
+    lost_after_s: float = 86_400.0
 
     def limit(self, agent: str) -> float:
         return self.by_agent.get(agent, self.after_s)
@@ -63,6 +67,13 @@ class StallWatch:
             if limit > 0 and now - last >= limit:
                 out.append((st, now - last))
         return out
+
+    def lost(self, tasks: Mapping[Key, TaskState], now: float) -> list[tuple[Key, float]]:
+        """Open tasks quiet for the lost time, with how long."""
+        limit = self.settings.lost_after_s
+        if limit <= 0:
+            return []
+        return [(key, now - last) for key, last in self.seen.items() if now - last >= limit and key in tasks]
 
 
 def root_moved(state: TaskState, snap: SpanData) -> bool:

@@ -54,6 +54,7 @@ class TrackerSettings:
             ),
             stalls=StallSettings(
                 after_s=float(c.get("stall_after_s", 600.0)),
+                lost_after_s=float(c.get("lost_after_s", 86_400.0)),
                 by_agent=c.get("stall_after_by_agent") or {},
             ),
         )

@@ -360,13 +360,15 @@ class TaskState:
         started = min(v.started_ns, root.start_ns) if v.started_ns else root.start_ns
         return self._finished(outcome, root.end_ns or root.start_ns, started, err, notes)
 
-    def abandon(self, now_ns: int, reason: str) -> TaskFinished:
-        """Finish a task spanvisor had to stop tracking, so that every sink
-        still sees exactly one TaskFinished for it (and no task stays
-        "running" in metrics forever)."""
+    def abandon(
+        self, now_ns: int, reason: str, outcome: Outcome = "cancelled", error_type: str = "SpanvisorEvicted"
+    ) -> TaskFinished:
+        """Finish a task spanvisor had to stop tracking (evicted, or lost:
+        its agent went silent), so that every sink still sees exactly one
+        TaskFinished for it (and no task stays "running" in metrics forever)."""
         self.finished = True
         calls.publish_budget(self)
-        return self._finished("cancelled", now_ns, self.view.started_ns, ("SpanvisorEvicted", reason, None), [reason])
+        return self._finished(outcome, now_ns, self.view.started_ns, (error_type, reason, None), [reason])
 
     def _finished(self, outcome: Outcome, end: int, started: int, err: Error, notes: list[str]) -> TaskFinished:
         end = max(end, self.last_ns)

@@ -55,29 +55,35 @@ class TraceBuffer:
     def take_subtree(self, root_sid: str) -> tuple[SpanData, list[SpanData], int]:
         """Remove ``root_sid`` and its buffered descendants: (the root's data,
         the descendants' data, how many entries left the buffer)."""
-        children: dict[str, list[str]] = {}
-        for sid, p in self.spans.items():
-            if p.parent_id is not None:
-                children.setdefault(p.parent_id, []).append(sid)
-        members: list[str] = []
-        stack = list(children.get(root_sid, ()))
-        while stack:
-            sid = stack.pop()
-            members.append(sid)
-            stack.extend(children.get(sid, ()))
+        datas, taken = self.take_below(root_sid)
         root = self.spans.pop(root_sid)
-        taken = 1
+        assert root.data is not None
+        return root.data, datas, taken + 1
+
+    def take_below(self, sid: str) -> tuple[list[SpanData], int]:
+        """Remove the buffered descendants of ``sid`` (buffered or not itself):
+        their data, and how many entries left the buffer."""
+        children: dict[str, list[str]] = {}
+        for child, p in self.spans.items():
+            if p.parent_id is not None:
+                children.setdefault(p.parent_id, []).append(child)
+        members: list[str] = []
+        stack = list(children.get(sid, ()))
+        while stack:
+            below = stack.pop()
+            members.append(below)
+            stack.extend(children.get(below, ()))
+        taken = 0
         datas: list[SpanData] = []
-        for sid in members:
-            if sid not in self.spans:
+        for below in members:
+            if below not in self.spans:
                 continue
-            p = self.spans.pop(sid)
+            p = self.spans.pop(below)
             taken += 1
-            self.held.pop(sid, None)
+            self.held.pop(below, None)
             if p.data is not None:
                 datas.append(p.data)
-        assert root.data is not None
-        return root.data, datas, taken
+        return datas, taken
 
 
 def can_cause_events(span: SpanData) -> bool:

@@ -29,15 +29,20 @@ from spanvisor.events import Event
 from spanvisor.spans import conventions as cv
 from spanvisor.spans import sanitize as sz
 from spanvisor.spans.data import SpanData, read_live_sdk_span
+from spanvisor.spans.live import LiveFact
 from spanvisor.stats import PipelineStats
 from spanvisor.tracking import stalls
 from spanvisor.tracking.edges import ClosedTasks, PartialTasks
+from spanvisor.tracking.live import LiveRoots, opener
 from spanvisor.tracking.recent import RecentKeys, pair_key
 from spanvisor.tracking.stalls import StallWatch
 from spanvisor.tracking.taskcontext import TrackerSettings
 from spanvisor.tracking.taskindex import Key, TaskIndex
 from spanvisor.tracking.taskstate import TaskState
 from spanvisor.tracking.tracebuffer import PENDING_TTL_S, PendingSpan, TraceBuffer, can_cause_events
+
+# What a stamped descendant that opens its task lends it before the root comes.
+_OPENER_KEYS = frozenset({cv.TASK_ID, cv.TASK_ROOT, cv.AGENT_ID})
 
 
 def default_task_id(trace_id: str, root_span_id: str) -> str:
@@ -79,6 +84,7 @@ class TaskTracker:
         self._closed = ClosedTasks()
         self._by_task = TaskIndex()
         self._stalls = StallWatch(self.settings.stalls)
+        self._live_roots = LiveRoots()
         # A task opened from a descendant sleeps once idle as long as a root is held.
         self._partial = PartialTasks(root_hold_s if partial_idle_s is None else partial_idle_s, self._max_open)
 
@@ -107,13 +113,17 @@ class TaskTracker:
         self._tasks[key] = st
         self._by_task.add(task_id, key, self._tasks, self._closed)
         self._stalls.touch(key, self._clock())
-        return [*self._bound_open(span.start_ns), *st.started(st.view.started_ns, notes)]
+        out = [*self._bound_open(span.start_ns), *st.started(st.view.started_ns, notes)]
+        for fact in self._live_roots.take(key):  # live records that came before the task
+            out.extend(self._live_read(key, st, fact))
+        return out
 
     def _bound_open(self, now_ns: int) -> list[Event]:
         evicted: list[Event] = []
         while len(self._tasks) > self._max_open:
             old, old_st = self._tasks.popitem(last=False)
             self._live.pop(old, None)
+            self._live_roots.forget(old)
             self.stats.inc("evicted_tasks_total", reason="capacity")
             if old in self._partial:
                 # Its root is elsewhere (or later): it sleeps, unfinished here.
@@ -138,10 +148,23 @@ class TaskTracker:
         ev = st.finish(root, notes)
         self._tasks.pop(key, None)
         self._live.pop(key, None)
+        self._live_roots.forget(key)
         self._closed.add(key, st, self._clock())
         self._finished.remember(pair_key(*key))
         self.stats.inc("evicted_tasks_total", reason="finished")
         return [ev]
+
+    def _lose(self, key: Key, idle_s: float) -> list[Event]:
+        """Finish a task whose agent went silent for the lost time."""
+        st = self._tasks.pop(key)
+        self._live.pop(key, None)
+        self._live_roots.forget(key)
+        self._partial.root_seen(key)
+        self._closed.add(key, st, self._clock())
+        self._finished.remember(pair_key(*key))
+        self.stats.inc("evicted_tasks_total", reason="lost")
+        why = f"no sign of life for {round(idle_s)} s (SPANVISOR_LOST_AFTER): the agent died without ending the task"
+        return [st.abandon(max(self._wall(), st.last_ns), why, "lost", "SpanvisorLost")]
 
     def _absorb(self, key: Key, span: SpanData, notes: list[str]) -> list[Event]:
         st = self._tasks.get(key)
@@ -217,6 +240,50 @@ class TaskTracker:
                 out.extend(st.absorb(snap, [], is_root=True, now_ns=now))
         return out
 
+    # -- the live channel (every path; spans/live.py) ---------------------------
+
+    def live(self, facts: Iterable[LiveFact]) -> list[Event]:
+        """Live-channel records: facts of open roots, each read as a poll of
+        its root at the record's time (:mod:`.live`)."""
+        out: list[Event] = []
+        for fact in facts:
+            key = (fact.trace_id, fact.root_span_id)
+            if key in self._live:
+                continue  # read live in this process: its poll says all this
+            st = self._tasks.get(key)
+            if st is None:
+                if pair_key(*key) in self._finished:
+                    self.stats.inc("live_records_total", outcome="late")  # its root's end said it all
+                    continue
+                revived = self._revive(key, fact.time_ns)
+                if revived is None and fact.name != cv.LIVE_TASK_START:
+                    self._live_roots.wait(key, fact, self._clock())
+                    continue
+                if revived is None:
+                    self.stats.inc("live_records_total", outcome="opened")
+                    out.extend(self._open(key, opener(fact), [], initial=True))
+                    continue
+                out.extend(revived)
+                st = self._tasks[key]
+            self.stats.inc("live_records_total", outcome="read")
+            out.extend(self._live_read(key, st, fact))
+        return out
+
+    def _live_read(self, key: Key, st: TaskState, fact: LiveFact) -> list[Event]:
+        if key in self._live:
+            return []
+        # Its root is alive and speaking: not a partial task that may sleep.
+        self._partial.root_seen(key)
+        now = self._clock()
+        idle = now - self._stalls.touch(key, now)
+        out = [stalls.resumed(st, idle, fact.time_ns)] if st.working["stalled"] else []
+        if fact.name == cv.LIVE_HEARTBEAT:
+            return out
+        v = st.view
+        snap = self._live_roots.root(key, v.task_name or "", v.started_ns, fact.resource).read(*key, fact)
+        out.extend(st.absorb(snap, [], is_root=True, now_ns=fact.time_ns))
+        return out
+
     # -- in end order (every path) ---------------------------------------------
 
     def span_ended(self, span: SpanData) -> list[Event]:
@@ -257,11 +324,32 @@ class TaskTracker:
             return self._stamped(span, root_id.lower()[:32], notes, content)
         own = (span.trace_id, span.span_id)
         if own in self._tasks or self._partial.is_dormant(own):
-            # The unstamped root of a task its stamped children opened: it
-            # joins that task (stamps are optional for OTLP senders).
+            # The unstamped root of a task its stamped children (or its live
+            # records) opened: it joins that task (stamps are optional for
+            # OTLP senders), after its descendants still buffered.
             revived = self._revive(own, span.start_ns) or []
-            return [*revived, *self._absorb(own, span, notes)]
+            return [*revived, *self._adopt(span.trace_id, span.span_id, own), *self._absorb(own, span, notes)]
+        parent = span.parent_id
+        if parent is not None and (span.trace_id, parent) in self._tasks:
+            # A child of an open task's root: it is the task's now, and so is
+            # what of its subtree ended before it.
+            key = (span.trace_id, parent)
+            return [*self._adopt(span.trace_id, span.span_id, key), *self._absorb(key, span, notes)]
         return self._unstamped(span, notes, content)
+
+    def _adopt(self, trace_id: str, sid: str, key: Key) -> list[Event]:
+        """The buffered descendants of ``sid`` join task ``key``, in end order."""
+        buf = self._buffers.get(trace_id)
+        if buf is None:
+            return []
+        datas, taken = buf.take_below(sid)
+        self._pending_count -= taken
+        if not buf.spans:
+            self._buffers.pop(trace_id, None)
+        out: list[Event] = []
+        for d in sorted(datas, key=lambda s: (s.end_ns or 0, s.span_id)):
+            out.extend(self._absorb(key, d, list(d.notes)))
+        return out
 
     def _stamped(self, span: SpanData, root_id: str, notes: list[str], content: bool) -> list[Event]:
         key = (span.trace_id, root_id)
@@ -285,7 +373,10 @@ class TaskTracker:
             else:
                 # A descendant arrived first: open from the task's ids alone;
                 # the span's own identity fills gaps until the root arrives.
-                stamps = {k: v for k, v in span.attributes.items() if k in (cv.TASK_ID, cv.TASK_ROOT)}
+                # The stamp names the task's agent too (the processor and
+                # the helpers copy the root's): every sink shows that name
+                # from TaskStarted on, not the sender's service.name.
+                stamps = {k: v for k, v in span.attributes.items() if k in _OPENER_KEYS}
                 opener = SpanData(span.trace_id, root_id, None, "", span.start_ns, None, stamps, resource=span.resource)
                 out.extend(self._open(key, opener, notes))
                 self._partial.opened(key, self._clock())
@@ -381,6 +472,10 @@ class TaskTracker:
         idle partial tasks to sleep and forget old closed ones."""
         now = self._clock()
         for key in self._partial.due(now):
+            if (waiting := self._tasks.get(key)) is not None and waiting.working["approvals"]:
+                # Waiting for a person is a sign of life: it stays open here.
+                self._partial.opened(key, now)
+                continue
             st = self._tasks.pop(key, None)
             if st is not None:
                 self._live.pop(key, None)
@@ -389,6 +484,16 @@ class TaskTracker:
         self._partial.expire(now)
         self._closed.expire(now)
         out: list[Event] = [stalls.stalled(st, idle, self._wall()) for st, idle in self._stalls.quiet(self._tasks, now)]
+        for key, idle in self._stalls.lost(self._tasks, now):
+            out.extend(self._lose(key, idle))
+        self._live_roots.expire(now)
+        if self._live_roots.dropped:
+            self.stats.drop(
+                "live_unclaimed",
+                self._live_roots.dropped,
+                detail="live-channel records whose task never opened here; route logs by trace id with the traces",
+            )
+            self._live_roots.dropped = 0
         for trace_id, buf in list(self._buffers.items()):
             due = [sid for sid, deadline in buf.held.items() if deadline <= now]
             if due:

@@ -1,0 +1,142 @@
+"""Open roots as the live channel tells them (:mod:`spanvisor.spans.live`).
+
+For each task the live channel speaks of, a :class:`LiveRoot` holds what its
+records said of the open root: its start time and name, the attributes set
+so far (the start's, then each update's) and the events at the latest
+instant. Each record becomes a *snapshot of the open root*, which
+``TaskState.absorb`` reads exactly as it reads a poll of the live root
+in-process: the same events-seen set (an event is known by time, name and
+rank at that time), the same attribute rules. So when the root's span ends
+and is read whole, nothing the channel already said is said again: a
+checkpoint carried both by a record and by the root's span event is one
+fact, with one event id.
+
+Records about a task that is not open here yet (logs ahead of traces, a
+checkpoint before its start record) wait in :class:`LiveRoots` (bounded by
+tasks, records and age; what goes is counted) until the task opens.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from spanvisor.spans import conventions as cv
+from spanvisor.spans.data import SpanData, SpanEventData
+from spanvisor.spans.live import LiveFact
+
+Key = tuple[str, str]  # (trace id, root span id)
+
+MAX_WAITING_TASKS = 10_000
+MAX_WAITING_FACTS = 64
+WAITING_TTL_S = 600.0
+
+# Keys of a record that say where it belongs, not what the root says.
+_ROUTING = frozenset({cv.TASK_ROOT, "event.name"})
+
+
+def root_attributes(fact: LiveFact) -> dict[str, Any]:
+    """What a start or update record says the root's attributes are."""
+    return {k: v for k, v in fact.attributes.items() if k not in _ROUTING}
+
+
+def opener(fact: LiveFact) -> SpanData:
+    """The root as it starts, from its start record."""
+    a = root_attributes(fact)
+    name = a.get(cv.TASK_NAME)
+    return SpanData(
+        fact.trace_id,
+        fact.root_span_id,
+        None,
+        name if isinstance(name, str) else "",
+        fact.time_ns,
+        None,
+        a,
+        resource=fact.resource,
+    )
+
+
+@dataclass(slots=True)
+class LiveRoot:
+    name: str
+    start_ns: int
+    attributes: dict[str, Any]
+    resource: Mapping[str, Any]
+    # The events of the latest instant, in the order said: the rank of an
+    # event among those with its time and name is part of its identity.
+    instant: list[SpanEventData] = field(default_factory=list)
+    instant_ns: int = -1
+
+    def read(self, trace_id: str, root_id: str, fact: LiveFact) -> SpanData:
+        """The open root as of ``fact``: the attributes said so far and the
+        event ``fact`` carries (with the others of its instant)."""
+        events: tuple[SpanEventData, ...] = ()
+        if fact.name in cv.KNOWN_EVENTS:
+            if fact.time_ns != self.instant_ns:
+                self.instant = []
+                self.instant_ns = fact.time_ns
+            self.instant.append(SpanEventData(fact.name, fact.time_ns, root_attributes(fact)))
+            events = tuple(self.instant)
+        elif fact.name in (cv.LIVE_TASK_START, cv.LIVE_TASK_UPDATE):
+            self.attributes.update(root_attributes(fact))
+        return SpanData(
+            trace_id, root_id, None, self.name, self.start_ns, None, self.attributes, events, resource=self.resource
+        )
+
+
+@dataclass(slots=True)
+class _Waiting:
+    since: float
+    facts: list[LiveFact]
+
+
+class LiveRoots:
+    """Each live task's :class:`LiveRoot`, and records waiting for their task."""
+
+    def __init__(self) -> None:
+        self._roots: dict[Key, LiveRoot] = {}
+        self._waiting: OrderedDict[Key, _Waiting] = OrderedDict()
+        self.dropped = 0  # records that waited in vain (counted by the tracker)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._roots
+
+    def root(self, key: Key, name: str, start_ns: int, resource: Mapping[str, Any]) -> LiveRoot:
+        lr = self._roots.get(key)
+        if lr is None:
+            lr = self._roots[key] = LiveRoot(name, start_ns, {}, resource)
+        return lr
+
+    def forget(self, key: Key) -> None:
+        self._roots.pop(key, None)
+        self._waiting.pop(key, None)
+
+    def wait(self, key: Key, fact: LiveFact, now: float) -> None:
+        w = self._waiting.get(key)
+        if w is None:
+            w = self._waiting[key] = _Waiting(now, [])
+            while len(self._waiting) > MAX_WAITING_TASKS:
+                _, gone = self._waiting.popitem(last=False)
+                self.dropped += len(gone.facts)
+        if len(w.facts) >= MAX_WAITING_FACTS:
+            w.facts.pop(0)
+            self.dropped += 1
+        w.facts.append(fact)
+
+    def take(self, key: Key) -> list[LiveFact]:
+        """The records that waited for ``key``'s task, oldest first."""
+        w = self._waiting.pop(key, None)
+        return [] if w is None else w.facts
+
+    def expire(self, now: float) -> None:
+        while self._waiting:
+            key, w = next(iter(self._waiting.items()))
+            if now - w.since <= WAITING_TTL_S:
+                return
+            del self._waiting[key]
+            self.dropped += len(w.facts)
+
+
+__all__ = ["LiveRoot", "LiveRoots", "opener", "root_attributes"]
