@@ -72,7 +72,9 @@ def live_records(specs: Sequence[SpanSpec], rng: random.Random) -> list[Any]:
     return list(exported.get_finished_logs())
 
 
-def _live_run(spans: Sequence[ReadableSpan], records: Sequence[Any], rng: random.Random, logs_first: float) -> list[Event]:
+def _live_run(
+    spans: Sequence[ReadableSpan], records: Sequence[Any], rng: random.Random, logs_first: float
+) -> list[Event]:
     memory = InMemorySink()
     pipeline = Pipeline(_config(), [memory], path="receiver").start()
     try:

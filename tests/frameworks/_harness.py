@@ -1,16 +1,20 @@
 """One framework run through spanvisor, and what a person would see of it.
 
-Each path is a real TracerProvider: ``processor`` (in-process, start order)
-or ``exporter`` (``SpanvisorSpanExporter`` behind a ``SimpleSpanProcessor``,
-end order), recording into an ``InMemorySink`` and the console sink (what
-the Slack parent and thread show). ``gpt-4o``'s window is set to 10,000
+Each path is a real TracerProvider: ``processor`` (in-process, start order),
+``exporter`` (``SpanvisorSpanExporter`` behind a ``SimpleSpanProcessor``,
+end order) or ``serve`` (the OTLP/HTTP exporter to spanvisor's receiver on
+loopback, as behind a Collector: end order, no stamps), recording into an
+``InMemorySink`` and the console sink (what the Slack parent and thread show). ``gpt-4o``'s window is set to 10,000
 tokens so a realistic run crosses the 70 % and 85 % levels.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import importlib
 import io
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,6 +22,7 @@ from typing import Literal
 
 import pytest
 from opentelemetry.context import Context
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -26,14 +31,17 @@ from spanvisor.config import Config
 from spanvisor.events import Checkpoint, ContextWarning, Event, TaskFinished, TaskStarted
 from spanvisor.otel.exporter import SpanvisorSpanExporter
 from spanvisor.otel.processor import SpanvisorSpanProcessor
+from spanvisor.pipeline.pipeline import Pipeline
+from spanvisor.receiver.server import Receiver, ReceiverSettings
+from spanvisor.sink import Sink
 from spanvisor.testing import InMemorySink
 from spanvisor_console import ConsoleSink
 
 from ..conftest import missing
 from ..core._invariants import check_stream
 
-Path = Literal["processor", "exporter"]
-PATHS: tuple[Path, ...] = ("processor", "exporter")
+Path = Literal["processor", "exporter", "serve"]
+PATHS: tuple[Path, ...] = ("processor", "exporter", "serve")
 WINDOW = 10_000
 SERVICE = "frameworks-test-service"
 
@@ -51,6 +59,39 @@ def config() -> Config:
     return Config.load(env={}, extra=()).with_values(shutdown_timeout_s=2.0, model_context_windows={"gpt-4o": WINDOW})
 
 
+class Serve:
+    """spanvisor's OTLP receiver (what ``spanvisor serve`` runs) on its own
+    loop thread, on free loopback ports, over a receiver-path pipeline."""
+
+    def __init__(self, sinks: list[Sink]) -> None:
+        self.pipeline = Pipeline(config=config(), sinks=sinks, path="receiver").start()
+        assert self.pipeline.wait_ready(30), "the sinks did not start"
+        settings = dataclasses.replace(
+            ReceiverSettings.from_config(Config.load(env={})),
+            bind="127.0.0.1",
+            http_port=0,
+            grpc_port=0,
+            admin_port=0,
+            journal_path=None,
+        )
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.receiver = Receiver(self.pipeline, settings)
+        asyncio.run_coroutine_threadsafe(self.receiver.start(), self.loop).result(30)
+        self.url = f"http://127.0.0.1:{self.receiver.http_port}/v1/traces"
+
+    def force_flush(self, timeout_millis: int) -> bool:
+        return self.pipeline.force_flush(timeout_millis / 1000)
+
+    def close(self) -> None:
+        stop = self.receiver.stop(self.pipeline.shutdown)
+        asyncio.run_coroutine_threadsafe(stop, self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
 @dataclass
 class Run:
     """The provider a framework is instrumented with, and what spanvisor made of it."""
@@ -59,7 +100,7 @@ class Run:
     provider: TracerProvider
     memory: InMemorySink
     console: io.StringIO
-    _owner: SpanvisorSpanProcessor | SpanvisorSpanExporter = field(repr=False)
+    _owner: SpanvisorSpanProcessor | SpanvisorSpanExporter | Serve = field(repr=False)
 
     def flush(self) -> list[Event]:
         self.provider.force_flush()
@@ -90,22 +131,28 @@ class Switch(SpanProcessor):
 def spanvisor(path: Path, switch: Switch | None = None) -> Iterator[Run]:
     memory = InMemorySink()
     out = io.StringIO()
-    sinks = [memory, ConsoleSink(stream=out, interval_s=3600)]
+    sinks: list[Sink] = [memory, ConsoleSink(stream=out, interval_s=3600)]
     if switch is None:
         switch = Switch()
-    owner: SpanvisorSpanProcessor | SpanvisorSpanExporter
+    owner: SpanvisorSpanProcessor | SpanvisorSpanExporter | Serve
     if path == "processor":
         owner = SpanvisorSpanProcessor(sinks=sinks, config=config())
         switch.target = owner
-    else:
+    elif path == "exporter":
         owner = SpanvisorSpanExporter(sinks=sinks, config=config())
         switch.target = SimpleSpanProcessor(owner)
+    else:
+        owner = Serve(sinks)
+        switch.target = SimpleSpanProcessor(OTLPSpanExporter(endpoint=owner.url, timeout=20))
     run = Run(path, switch.provider, memory, out, owner)
     try:
         yield run
     finally:
         switch.target = None
-        owner.pipeline.shutdown(2.0)
+        if isinstance(owner, Serve):
+            owner.close()
+        else:
+            owner.pipeline.shutdown(2.0)
 
 
 @dataclass(frozen=True)
