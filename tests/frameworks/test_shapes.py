@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
+from opentelemetry.trace import Status, StatusCode
+
 from spanvisor.spans import conventions as cv
+
+from ._harness import Path, param_paths, spanvisor, tasks
 
 
 def test_an_agent_span_with_run_totals_is_no_model_call() -> None:
@@ -34,3 +38,28 @@ def test_openllmetry_unknown_model_reads_langchains_name() -> None:
     a = {cv.GEN_AI_RESPONSE_MODEL: "unknown", cv.TL_LS_MODEL: "gpt-4o"}
     assert cv.model_name(a) == "gpt-4o"
     assert cv.model_name({cv.GEN_AI_RESPONSE_MODEL: "unknown"}) == "unknown"
+
+
+@param_paths()
+def test_a_wrapper_fails_with_its_last_named_agent_only(path: Path) -> None:
+    """The raw shape of the Agents SDK's runs: a nameless AGENT root over named
+    AGENT spans. An unnamed nested agent (a smolagents managed agent) that
+    fails decides nothing."""
+    with spanvisor(path) as run:
+        tracer = run.provider.get_tracer("shape")
+        agent = {cv.OI_KIND: "AGENT"}
+        with tracer.start_as_current_span("Agent workflow", attributes=agent):
+            with tracer.start_as_current_span("triage", attributes=agent) as first:
+                first.set_attribute(cv.AGENT_NAME, "triage")
+            with tracer.start_as_current_span("expert", attributes=agent) as last:
+                last.set_attribute(cv.AGENT_NAME, "expert")
+                last.set_status(Status(StatusCode.ERROR, "Error in agent run: boom"))
+        with tracer.start_as_current_span("planner.run", attributes=agent):
+            with tracer.start_as_current_span("helper.run", attributes=agent) as helper:
+                helper.set_status(Status(StatusCode.ERROR, "handled"))
+        failed, handled = tasks(run.flush())
+    assert (failed.finished.task.task_name, failed.finished.task.agent_id) == ("triage", "triage")
+    assert failed.finished.outcome == "error"
+    assert failed.finished.error_message == "Error in agent run: boom"
+    assert handled.finished.task.task_name == "planner.run"
+    assert handled.finished.outcome == "complete"

@@ -5,8 +5,9 @@ child's error (often handled: "retry 1 of 3") is the reported cause only when
 the root failed without saying why.
 
 A root that names no agent (the OpenAI Agents SDK's "Agent workflow") is a
-wrapper: the agent spans inside it run the task, and the last of them to end
-says how it went. Its failure fails the task even when the wrapper ends OK.
+wrapper: the named agent spans inside it run the task, and the last of them
+to end says how it went. Its failure fails the task even when the wrapper
+ends OK.
 """
 
 from __future__ import annotations
@@ -72,7 +73,8 @@ class ErrorInfo:
             self.child, self._child_at = (None, msg, None), at
 
     def agent_ended(self, span: SpanData, notes: list[str]) -> None:
-        """A nested agent span ended: the latest one decides a wrapper's outcome."""
+        """A nested agent span naming its agent ended: the latest one decides a
+        wrapper's outcome."""
         last = (span.end_ns or 0, span.span_id, span.error)
         if self._last_agent is None or last[:2] > self._last_agent[:2]:
             self._last_agent = last

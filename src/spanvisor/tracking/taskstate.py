@@ -219,7 +219,7 @@ class TaskState:
             out.extend(calls.model_call(self, span, notes))
         elif not is_root and cv.is_tool_call(a):
             out.extend(calls.tool_call(self, span, notes))
-        if not is_root and cv.is_agent_span(a):
+        if self.identity.wrapper and not is_root and cv.is_agent_span(a) and cv.agent_name(a) is not None:
             self.errors.agent_ended(span, notes)
         if span.error and not is_root:
             self.errors.span_failed(span, notes)
