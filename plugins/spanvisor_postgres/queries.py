@@ -146,6 +146,17 @@ def _model_call(r: Any) -> dict[str, Any]:
     }
 
 
+def _tool_call_detail(attrs: dict[str, Any]) -> str:
+    """``lookup (12 ms)``, and why it failed: ``lookup (3 ms) · failed: timeout``."""
+    detail = str(attrs.get("tool") or "tool")
+    took = attrs.get("duration_s")
+    if isinstance(took, int | float) and not isinstance(took, bool):
+        detail += f" ({took * 1000:.0f} ms)" if took < 1 else f" ({took:.1f} s)"
+    if attrs.get("error"):
+        detail += f" · failed: {attrs['error']}"
+    return detail
+
+
 def _model_call_detail(call: dict[str, Any]) -> str:
     parts = [call["model"] or "model call", f"{call['input_tokens']:,} in / {call['output_tokens']:,} out tokens"]
     if call["cost_usd"] is not None:
@@ -231,6 +242,9 @@ async def timeline(conn: Any, task: dict[str, Any]) -> list[dict[str, Any]]:
             facts = _WARNINGS[r["kind"]](r, _attrs(r))
             entry.update(facts)
             detail = facts.pop("detail")
+        elif r["source"] == "tool_call":
+            entry["kind"] = "tool_call"
+            detail = _tool_call_detail(_attrs(r))
         elif r["source"] == "model_call":
             entry["kind"] = "model_call"
             call = _model_call(r)
