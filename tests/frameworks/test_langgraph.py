@@ -1,12 +1,12 @@
-"""LangGraph with OpenLLMetry's LangChain instrumentation, offline on
-LangChain's fake chat model with tool calls. (OpenInference's LangChain
-instrumentation is partial: docs/frameworks.md says why.)
+"""LangGraph with OpenLLMetry's and OpenInference's LangChain
+instrumentations, offline on LangChain's fake chat model with tool calls.
 
 A ReAct graph "triage" makes 3 model calls (2,000 → 8,800 input tokens on
 gpt-4o) and 2 tool calls, one of which runs a second graph, "expert"; a
-second run fails on its second model call. OpenLLMetry gives its spans their
-keys only after they start, so the processor sends such traces to the
-tracker in end order.
+second run fails on its second model call. Both instrumentations give their
+spans their keys only after they start (OpenLLMetry: the operation;
+OpenInference: the span kind, at the span's end), so the processor sends
+such traces to the tracker in end order.
 """
 
 from __future__ import annotations
@@ -21,11 +21,16 @@ from ._harness import Path, Run, Switch, need, one_task, param_paths, spanvisor
 
 need("langgraph")
 need("opentelemetry.instrumentation.langchain")
+need("openinference.instrumentation.langchain")
 
+from langchain_core.callbacks import BaseCallbackManager  # noqa: E402
 from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel  # noqa: E402
 from langchain_core.messages import AIMessage, BaseMessage  # noqa: E402
 from langchain_core.outputs import ChatResult  # noqa: E402
 from langchain_core.tools import tool  # noqa: E402
+from langgraph.pregel import Pregel  # noqa: E402
+from langgraph.types import Command  # noqa: E402
+from openinference.instrumentation.langchain import LangChainInstrumentor  # noqa: E402
 from opentelemetry.instrumentation.langchain import LangchainInstrumentor  # noqa: E402
 
 with warnings.catch_warnings():
@@ -60,6 +65,12 @@ def ai(content: str = "", calls: tuple[tuple[str, dict[str, str]], ...] = (), t_
 
 
 _OPENLLMETRY = Switch()
+_OPENLLMETRY_WRAPS: list[tuple[Any, str]] = [
+    (BaseCallbackManager, "__init__"),
+    (Pregel, "stream"),
+    (Pregel, "astream"),
+    (Command, "__init__"),
+]
 
 
 @tool
@@ -102,6 +113,22 @@ def run_graph(fail: bool = False) -> None:
 def openllmetry(path: Path) -> Iterator[Run]:
     with spanvisor(path, _OPENLLMETRY) as run:
         instrumentor = LangchainInstrumentor()
+        # Its uninstrument leaves what it wrapped wrapped (its callback
+        # handler stays on LangChain's callback manager): put them back.
+        wrapped = [(owner, name, vars(owner)[name]) for owner, name in _OPENLLMETRY_WRAPS]
+        instrumentor.instrument(tracer_provider=run.provider)
+        try:
+            yield run
+        finally:
+            instrumentor.uninstrument()
+            for owner, name, original in wrapped:
+                setattr(owner, name, original)
+
+
+@pytest.fixture
+def openinference(path: Path) -> Iterator[Run]:
+    with spanvisor(path) as run:
+        instrumentor = LangChainInstrumentor()
         instrumentor.instrument(tracer_provider=run.provider)
         try:
             yield run
@@ -129,6 +156,33 @@ def test_openllmetry_a_graph_run_is_one_task(openllmetry: Run) -> None:
 def test_openllmetry_a_failing_run_is_a_failed_task(openllmetry: Run) -> None:
     run_graph(fail=True)
     task = one_task(openllmetry.flush())
+    assert task.finished.outcome == "error"
+    assert task.finished.error_type == "RuntimeError"
+    assert task.finished.error_message == "model backend down"
+    assert task.tools == ["lookup"]
+
+
+@param_paths()
+def test_openinference_a_graph_run_is_one_task(openinference: Run) -> None:
+    run_graph()
+    task = one_task(openinference.flush())
+    v = task.finished.task
+    assert task.finished.outcome == "complete"
+    # The graph run's CHAIN span is the task; its agent-node turns (AGENT
+    # spans) and the expert's graph fold into it.
+    assert v.task_name == "triage"
+    assert len(task.model_calls) == 4
+    assert v.input_tokens == 2_000 + 5_000 + 8_800 + 600
+    assert v.model == "gpt-4o" and v.context_limit == 10_000
+    assert task.warnings == [0.70, 0.85]
+    assert task.tools == ["lookup", "ask_expert"]
+    assert v.cost_usd > 0 and v.unpriced_calls == 0
+
+
+@param_paths()
+def test_openinference_a_failing_run_is_a_failed_task(openinference: Run) -> None:
+    run_graph(fail=True)
+    task = one_task(openinference.flush())
     assert task.finished.outcome == "error"
     assert task.finished.error_type == "RuntimeError"
     assert task.finished.error_message == "model backend down"

@@ -63,3 +63,13 @@ def test_a_wrapper_fails_with_its_last_named_agent_only(path: Path) -> None:
     assert failed.finished.error_message == "Error in agent run: boom"
     assert handled.finished.task.task_name == "planner.run"
     assert handled.finished.outcome == "complete"
+
+
+def test_a_langgraph_run_is_an_agent_span_and_its_nodes_are_not() -> None:
+    run = {cv.OI_KIND: "CHAIN", cv.OI_METADATA: '{"ls_integration": "langgraph"}'}
+    node = {cv.OI_KIND: "CHAIN", cv.OI_METADATA: '{"ls_integration": "langgraph", "langgraph_node": "agent"}'}
+    assert cv.is_agent_span(run) and cv.is_root_candidate(run)
+    assert not cv.is_agent_span(node)
+    assert not cv.is_agent_span({cv.OI_KIND: "CHAIN"})
+    assert not cv.is_agent_span({cv.OI_KIND: "LLM", cv.OI_METADATA: '{"ls_integration": "langgraph"}'})
+    assert not cv.is_agent_span({cv.OI_KIND: "CHAIN", cv.OI_METADATA: 7})

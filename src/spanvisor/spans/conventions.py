@@ -106,6 +106,12 @@ OI_CACHE_READ: Final = "llm.token_count.prompt_details.cache_read"
 OI_CACHE_WRITE: Final = "llm.token_count.prompt_details.cache_write"
 OI_COST: Final = "llm.cost.total"
 OI_TOOL_NAME: Final = "tool.name"
+# OpenInference's LangChain instrumentation: LangChain's run metadata, as JSON.
+# A LangGraph graph run is a CHAIN whose metadata names LangGraph and no node
+# of a graph (its nodes' spans carry "langgraph_node"); it is the agent run.
+OI_METADATA: Final = "metadata"
+_LANGGRAPH_RUN: Final = '"ls_integration": "langgraph"'
+_LANGGRAPH_NODE: Final = '"langgraph_node"'
 
 # --- OpenLLMetry / Traceloop -------------------------------------------------
 TL_KIND: Final = "traceloop.span.kind"
@@ -189,11 +195,17 @@ def role(attrs: Mapping[str, Any]) -> Role:
 
 def is_agent_span(attrs: Mapping[str, Any]) -> bool:
     """An agent span in one of the standard conventions (our stamps aside)."""
+    kind = attrs.get(OI_KIND)
     return (
         attrs.get(GEN_AI_OPERATION) in GEN_AI_AGENT_OPS
-        or attrs.get(OI_KIND) == "AGENT"
+        or kind == "AGENT"
         or attrs.get(TL_KIND) == "agent"
+        or (kind == "CHAIN" and is_langgraph_run(attrs.get(OI_METADATA)))
     )
+
+
+def is_langgraph_run(metadata: Any) -> bool:
+    return metadata.__class__ is str and _LANGGRAPH_RUN in metadata and _LANGGRAPH_NODE not in metadata
 
 
 def is_model_call(attrs: Mapping[str, Any]) -> bool:
@@ -250,6 +262,7 @@ READ_KEYS: Final = KNOWN_KEYS | frozenset(
         OPERATION_COST,
         GEN_AI_TOOL_NAME,
         OI_TOOL_NAME,
+        OI_METADATA,
         TL_LS_MODEL,
         BUDGET_USD,
         BUDGET_TOKENS,
