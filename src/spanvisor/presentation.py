@@ -303,14 +303,12 @@ class ThreadPolicy:
 
 def tool_line(event: Checkpoint) -> ThreadLine:
     """A tool the agent ran: its name and duration, and why it failed."""
-    a = event.attributes
-    took = a.get("duration_s")
+    a, took = event.attributes, event.attributes.get("duration_s")
     detail = str(a.get("tool") or "tool")
     if isinstance(took, int | float):
         detail += f" ({took * 1000:.0f} ms)" if took < 1 else f" ({duration(took)})"
-    error = a.get("error")
-    if error:
-        return ThreadLine(event.event_id, "tool", "⚠️", "Tool failed", f"{detail}: {error}")
+    if a.get("error"):
+        return ThreadLine(event.event_id, "tool", "⚠️", "Tool failed", f"{detail}: {a['error']}")
     return ThreadLine(event.event_id, "tool", "🔧", "Tool", detail)
 
 

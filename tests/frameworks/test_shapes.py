@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from opentelemetry.trace import Status, StatusCode
 
+from spanvisor.events import Checkpoint
 from spanvisor.spans import conventions as cv
 
 from ._harness import Path, param_paths, spanvisor, tasks
@@ -73,3 +74,22 @@ def test_a_langgraph_run_is_an_agent_span_and_its_nodes_are_not() -> None:
     assert not cv.is_agent_span({cv.OI_KIND: "CHAIN"})
     assert not cv.is_agent_span({cv.OI_KIND: "LLM", cv.OI_METADATA: '{"ls_integration": "langgraph"}'})
     assert not cv.is_agent_span({cv.OI_KIND: "CHAIN", cv.OI_METADATA: 7})
+
+
+@param_paths()
+def test_a_failed_tool_is_a_step_with_its_error(path: Path) -> None:
+    with spanvisor(path) as run:
+        tracer = run.provider.get_tracer("shape")
+        with tracer.start_as_current_span("invoke_agent triage", attributes={cv.GEN_AI_OPERATION: "invoke_agent"}):
+            tool = {cv.GEN_AI_OPERATION: "execute_tool", cv.GEN_AI_TOOL_NAME: "fetch <sales>"}
+            with tracer.start_as_current_span("execute_tool fetch", attributes=tool) as span:
+                span.record_exception(TimeoutError("warehouse timeout"))
+                span.set_status(Status(StatusCode.ERROR, "TimeoutError"))
+        (task,) = tasks(run.flush())
+        steps = [e for e in task.events if isinstance(e, Checkpoint) and e.source == "tool_call"]
+        assert len(steps) == 1 and steps[0].changed == ()
+        assert steps[0].attributes["tool"] == "fetch <sales>"
+        assert steps[0].attributes["error"] == "warehouse timeout"
+        assert isinstance(steps[0].attributes["duration_s"], float)
+        assert task.finished.outcome == "complete"  # a failed tool the agent got past fails nothing
+        assert "Tool failed: fetch <sales> (" in run.console.getvalue()

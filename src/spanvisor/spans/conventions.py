@@ -106,9 +106,8 @@ OI_CACHE_READ: Final = "llm.token_count.prompt_details.cache_read"
 OI_CACHE_WRITE: Final = "llm.token_count.prompt_details.cache_write"
 OI_COST: Final = "llm.cost.total"
 OI_TOOL_NAME: Final = "tool.name"
-# OpenInference's LangChain instrumentation: LangChain's run metadata, as JSON.
-# A LangGraph graph run is a CHAIN whose metadata names LangGraph and no node
-# of a graph (its nodes' spans carry "langgraph_node"); it is the agent run.
+# LangChain's run metadata (JSON): a LangGraph graph run, the agent's run, is a
+# CHAIN whose metadata names LangGraph and no node (its nodes' spans do).
 OI_METADATA: Final = "metadata"
 _LANGGRAPH_RUN: Final = '"ls_integration": "langgraph"'
 _LANGGRAPH_NODE: Final = '"langgraph_node"'
@@ -119,8 +118,7 @@ TL_ENTITY: Final = "traceloop.entity.name"
 TL_TOTAL_OLD: Final = "llm.usage.total_tokens"
 TL_PROMPT_OLD: Final = "llm.usage.prompt_tokens"  # older OpenLLMetry versions
 TL_COMPLETION_OLD: Final = "llm.usage.completion_tokens"
-# OpenLLMetry's LangChain instrumentation writes the model "unknown" and keeps
-# LangChain's own name of it here.
+# Where OpenLLMetry's LangChain spans keep the model they call "unknown".
 TL_LS_MODEL: Final = "traceloop.association.properties.ls_model_name"
 
 SERVICE_NAME: Final = "service.name"
@@ -209,10 +207,8 @@ def is_langgraph_run(metadata: Any) -> bool:
 
 
 def is_model_call(attrs: Mapping[str, Any]) -> bool:
-    """A model call whose token usage counts, whatever stamps it carries.
-
-    An agent, chain or tool span that carries token counts reports the totals
-    of the calls beneath it (smolagents' AGENT spans): never a call itself."""
+    """A model call whose token usage counts, whatever stamps it carries (an
+    agent, chain or tool span's tokens are its calls' totals: smolagents)."""
     op = attrs.get(GEN_AI_OPERATION)
     kind = attrs.get(OI_KIND)
     if op in GEN_AI_MODEL_OPS or kind == "LLM":
@@ -287,11 +283,8 @@ def cache_usage(attrs: Mapping[str, Any]) -> tuple[Any, Any]:
     return first(attrs, GEN_AI_CACHE_READ, OI_CACHE_READ), first(attrs, GEN_AI_CACHE_WRITE, OI_CACHE_WRITE)
 
 
-REPORTED_COST_KEYS: Final = (OI_COST, GEN_AI_COST, OPERATION_COST)
-
-
 def reported_cost(attrs: Mapping[str, Any]) -> Any:
-    return first(attrs, *REPORTED_COST_KEYS)
+    return first(attrs, OI_COST, GEN_AI_COST, OPERATION_COST)
 
 
 def is_root_candidate(attrs: Mapping[str, Any]) -> bool:
@@ -327,9 +320,7 @@ def task_name(attrs: Mapping[str, Any], span_name: str) -> Any:
 
 def model_name(attrs: Mapping[str, Any]) -> Any:
     found = first(attrs, GEN_AI_RESPONSE_MODEL, GEN_AI_REQUEST_MODEL, OI_MODEL)
-    if found == "unknown":
-        return first(attrs, TL_LS_MODEL) or found
-    return found
+    return (first(attrs, TL_LS_MODEL) or found) if found == "unknown" else found
 
 
 def usage(attrs: Mapping[str, Any]) -> tuple[Any, Any]:
