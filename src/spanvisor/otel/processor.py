@@ -20,8 +20,8 @@ start after that never reach the tracker; those that started before still
 hand their end over, so the tracker forgets their membership.
 
 A span that belongs to no task known at its start but carries a key
-spanvisor reads (or whose trace already sent one) goes to the tracker at its
-end, as on the exporter path: some instrumentations (OpenLLMetry's and
+spanvisor reads, an event or an error (or whose trace already sent one) goes
+to the tracker at its end, as on the exporter path: some instrumentations (OpenLLMetry's and
 OpenInference's LangChain ones) set the keys that make a span an agent span
 only after it starts, and its children must still reach its task.
 
@@ -234,12 +234,17 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
                     # as the end-order paths do (a few dict lookups per
                     # unrelated span end).
                     self.pipeline.submit_end(span)
-                elif ctx.trace_id in self._end_order or (attrs and cv.has_known_key(attrs)):
-                    # A span of no task known at its start, yet one spanvisor
-                    # reads: its task root may become one only at its end
-                    # (LangGraph's instrumentations set the keys late). The
-                    # trace then goes over in end order, as on the exporter
-                    # path, and the tracker's buffer groups it.
+                elif (
+                    ctx.trace_id in self._end_order
+                    or (attrs and cv.has_known_key(attrs))
+                    or span.events
+                    or not span.status.is_ok
+                ):
+                    # A span of no task known at its start, yet one that can
+                    # tell spanvisor something: its task root may become one
+                    # only at its end (LangGraph's instrumentations set the
+                    # keys late). The trace then goes over in end order, as on
+                    # the exporter path, and the tracker's buffer groups it.
                     if ctx.trace_id not in self._end_order:
                         self._end_order[ctx.trace_id] = None
                         if len(self._end_order) > MAX_ENDED_ROOTS:
