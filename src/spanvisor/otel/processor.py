@@ -234,7 +234,7 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
                     # as the end-order paths do (a few dict lookups per
                     # unrelated span end).
                     self.pipeline.submit_end(span)
-                elif (
+                elif span.parent is not None and (
                     ctx.trace_id in self._end_order
                     or (attrs and cv.has_known_key(attrs))
                     or span.events
@@ -245,6 +245,8 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
                     # only at its end (LangGraph's instrumentations set the
                     # keys late). The trace then goes over in end order, as on
                     # the exporter path, and the tracker's buffer groups it.
+                    # (A trace's own root that is no task joins none: it
+                    # stays here, like a bare model call outside any agent.)
                     if ctx.trace_id not in self._end_order:
                         self._end_order[ctx.trace_id] = None
                         if len(self._end_order) > MAX_ENDED_ROOTS:
