@@ -39,6 +39,7 @@ from spanvisor.readable import (  # re-exported: sinks have always taken duratio
 )
 
 NONE = "\u2013"  # an en dash: "no value yet"
+TOOL_FAILED = "Tool failed"  # the summary of a failed tool's line (a sink may show only those)
 
 # status -> (emoji shortcode, unicode emoji, colour)
 STATUS_STYLE: dict[str, tuple[str, str, str]] = {
@@ -308,7 +309,7 @@ def tool_line(event: Checkpoint) -> ThreadLine:
     if isinstance(took, int | float):
         detail += f" ({took * 1000:.0f} ms)" if took < 1 else f" ({duration(took)})"
     if a.get("error"):
-        return ThreadLine(event.event_id, "tool", "⚠️", "Tool failed", f"{detail}: {a['error']}")
+        return ThreadLine(event.event_id, "tool", "⚠️", TOOL_FAILED, f"{detail}: {a['error']}")
     return ThreadLine(event.event_id, "tool", "🔧", "Tool", detail)
 
 
