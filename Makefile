@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 SRC    := src plugins tests benchmarks
 
-.PHONY: install demo test lint typecheck unit bench clean
+.PHONY: install demo demo-serve test lint typecheck unit bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "spanvisor needs Python 3.11+, found " + sys.version.split()[0])'
@@ -22,6 +22,11 @@ install: $(STAMP)
 # console unless SLACK_BOT_TOKEN is set, /metrics on 9464.
 demo: $(STAMP)
 	$(BIN)/spanvisor demo
+
+# The same agents behind spanvisor serve's OTLP receiver, as behind a
+# Collector: spans and the live channel's log records over OTLP/HTTP.
+demo-serve: $(STAMP)
+	$(BIN)/spanvisor demo --via-serve
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(SRC)

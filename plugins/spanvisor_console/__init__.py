@@ -137,7 +137,9 @@ class ConsoleSink(BaseSink):
             self._last_card.pop(v.task_id, None)
             return [self.render_card(v, ev.time_ns)]
         if v.ended_ns is not None:
-            return []  # a late span's correction of a finished task: its card was printed
+            # A correction after the end (TaskCorrected): its card was printed;
+            # the thread line below says what the late span added.
+            return []
         if isinstance(ev, TaskStarted) or status_changed or (due and not self._quiet):
             self._last_card[v.task_id] = (now, v.status)
             return [self.render_card(v, ev.time_ns)]

@@ -8,8 +8,8 @@ key, so the annotation id lives in the state store under
 id put after it, so a restarted sink or another replica patches the same
 annotation. A TaskFinished whose start was never posted creates the whole
 region in one POST. Other events are ignored, except those that correct a
-finished task (a span that arrived after its root: its view is final, with a
-higher ``seq``), which PATCH the region's text and tags again.
+finished task (``TaskCorrected``: a span that ended after its root; its view
+is final, with a higher ``seq``), which PATCH the region's text and tags again.
 
 With replicas, the region shows the newest *final* view (``TaskView.seq``):
 each finish or correction is recorded under ``("grafana.shown", task_id)``
@@ -362,7 +362,8 @@ class GrafanaAnnotationSink(BaseSink):
 
 
 def _corrects(event: Event) -> bool:
-    """An event after a task's end (a late span): its view is final."""
+    """An event after a task's end (a TaskCorrected, the late-span rule; or a
+    late view from an older replica): its view is final, its totals newer."""
     v = event.task
     if isinstance(event, TaskStarted | TaskFinished | HumanIntervention):
         # A decision carries the view it was taken on (or one not known

@@ -223,8 +223,21 @@ def _budget(r: Any, attrs: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-# Timeline rows of the warning kinds, each with its own facts and sentence.
-_WARNINGS = {"context_forecast": _forecast, "budget_warning": _budget}
+def _corrected(r: Any, attrs: dict[str, Any]) -> dict[str, Any]:
+    """A correction after the task's end (the late-span rule): what the late span added."""
+    added = {k: attrs.get(k) for k in ("input_tokens", "output_tokens", "cost_usd", "unpriced_calls")}
+    n = {k: v if isinstance(v, int | float) and not isinstance(v, bool) else 0 for k, v in added.items()}
+    parts = [f"+{n['input_tokens']:,} in / +{n['output_tokens']:,} out tokens"]
+    parts += [f"+{usd(n['cost_usd'])}"] if n["cost_usd"] else []
+    parts += [f"+{n['unpriced_calls']} unpriced"] if n["unpriced_calls"] else []
+    arts = attrs.get("artifacts") if isinstance(attrs.get("artifacts"), list) else []
+    parts += [f"+{len(arts)} artifact{'s' if len(arts) != 1 else ''}"] if arts else []
+    detail = f"corrected: {' · '.join(parts)} from work that ended after the task"
+    return {"detail": detail, "span_id": attrs.get("span_id"), **{f"added_{k}": v for k, v in n.items()}}
+
+
+# Timeline rows of the warning kinds and corrections, each with its own facts and sentence.
+_WARNINGS = {"context_forecast": _forecast, "budget_warning": _budget, "corrected": _corrected}
 
 
 async def timeline(conn: Any, task: dict[str, Any]) -> list[dict[str, Any]]:

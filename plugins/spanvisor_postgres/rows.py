@@ -1,7 +1,8 @@
 """Events to table rows: pure code, no I/O.
 
 One event gives at most one timeline row (checkpoint, warning, artifact or
-intervention; a finish also its log tail) and a task state, except a
+intervention; a finish also its log tail; a correction after the end its
+artifacts too, ``correctrows``) and a task state, except a
 ``HumanIntervention`` with ``known=False``, which leaves the task row alone. Task states of one batch are folded per task with
 the same forward-only rule the SQL upsert applies (see ``writer.TASK_UPSERT``),
 so a batch of 500 checkpoints of one task is one upsert, not 500.
@@ -22,12 +23,14 @@ from spanvisor.events import (
     ContextWarning,
     Event,
     HumanIntervention,
+    TaskCorrected,
     TaskFinished,
     TaskResumed,
     TaskStalled,
     TaskStarted,
 )
 
+from .correctrows import corrected_artifacts, corrected_values
 from .humanrows import intervention_record, log_records, results_json
 from .sanitize import ID_LIMIT, LONG_TEXT_LIMIT, clean_text, json_text
 
@@ -361,12 +364,15 @@ def batch_rows(events: Sequence[Event]) -> BatchRows:
             if end is None or _rank(event) < _rank(end):
                 first_end[tid] = event
             logs.extend(log_records(event, ts))
-        elif not isinstance(event, HumanIntervention):  # a person's click is not the agent's activity
+        elif not isinstance(event, HumanIntervention | TaskCorrected):  # a click, or after the end: no activity
             activity[tid] = max(activity.get(tid, event.time_ns), event.time_ns)
         if isinstance(event, _TIMELINE):
             checkpoints.append(checkpoint_record(event))
         elif isinstance(event, ArtifactAdded):
             artifacts.append(artifact_record(event))
+        elif isinstance(event, TaskCorrected):  # correctrows.py
+            checkpoints.append(tuple(corrected_values(event, ts)[c] for c in CHECKPOINT_COLUMNS))
+            artifacts.extend(corrected_artifacts(event, ts))
         elif not isinstance(event, TaskStarted | TaskFinished | HumanIntervention):
             raise TypeError(f"not an event: {type(event).__name__}")
     tasks = []

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Final
 
-from spanvisor.events import BudgetWarning, Checkpoint, TaskView
+from spanvisor.events import BudgetWarning, Checkpoint, TaskCorrected, TaskView
 from spanvisor_prometheus.series import CounterData, Exemplar
 
 SCOPES: Final = ("task", "agent_day", "day", "month")
@@ -93,6 +93,17 @@ class SpendMetrics:
         if usd:
             self._spend(cp.task.agent_id, cp.time_ns, usd)
         return True
+
+    def corrected(self, ev: TaskCorrected, agent: str, model: str, exemplar: Exemplar) -> None:
+        """What a late span added to a finished task (its ``TaskCorrected``):
+        its cost under the task's model, and its unpriced calls."""
+        if ev.added_unpriced_calls > 0:
+            n = float(ev.added_unpriced_calls)
+            self.unpriced.inc((agent,), n, exemplar._replace(value=n))
+        usd = ev.added_cost_usd
+        if _number(usd) and usd:
+            self.cost.inc((agent, model), float(usd), exemplar._replace(value=float(usd)))
+            self._spend(ev.task.agent_id, ev.time_ns, float(usd))
 
     def forecast(self, agent: str, exemplar: Exemplar) -> None:
         self.forecasts.inc((agent,), 1.0, exemplar)

@@ -26,6 +26,7 @@ from spanvisor.events import (
     ContextWarning,
     Event,
     HumanIntervention,
+    TaskCorrected,
     TaskFinished,
     TaskResumed,
     TaskStalled,
@@ -160,10 +161,17 @@ class TaskMetrics:
         ts = ev.time_ns / 1e9
         trace = t.trace_id[:MAX_EXEMPLAR_TRACE_CHARS]
         one = _exemplar(Exemplar, (trace, 1.0, ts))
+        if type(ev) is TaskCorrected:
+            assert isinstance(ev, TaskCorrected)
+            self._corrected(ev, agent, trace, one)
+            return
         task = self.open.get(t.task_id)
         if task is None:
             task = self._task(t.task_id, agent, (t.started_ns / 1e9) or ts, ts)
         if task is not None:
+            # One label for one task: the agent as its first event named it,
+            # so started and finished (and its tokens) count under one name.
+            agent = task.agent
             # Every kind that reaches an open task is activity; only later:
             # a replayed old event cannot move the clock back.
             task.last_activity_s = max(task.last_activity_s, ts)
@@ -234,6 +242,19 @@ class TaskMetrics:
             d = out - task.output_tokens
             task.output_tokens = out
             self.tokens.inc((agent, "output"), d, Exemplar(trace, d, ts))
+
+    def _corrected(self, ev: TaskCorrected, agent: str, trace: str, one: Exemplar) -> None:
+        """A late span's correction of a finished task: what it added, counted
+        once (by its event id, like every event). A task whose end was not
+        seen here is still open: its view's totals say it, as for any event."""
+        task, ts = self.open.get(ev.task_id), ev.time_ns / 1e9
+        if task is not None:
+            self._tokens(task, agent, ev.task.input_tokens, ev.task.output_tokens, trace, ts)
+        else:
+            for kind, d in (("input", ev.added_input_tokens), ("output", ev.added_output_tokens)):
+                if d > 0:
+                    self.tokens.inc((agent, kind), d, Exemplar(trace, d, ts))
+        self.spend.corrected(ev, agent, self.models.label(agent, ev.task.model), one)
 
     def _progress(self, agent: str, ts: float) -> None:
         # max(): a replayed old event must not move the stall clock back.

@@ -143,7 +143,7 @@ def decided(view: TaskView, sfx: str, scale: float = 1.0) -> list[Block]:
                 style="danger",
             )
             buttons.append(_button("Cancel", ids.CANCEL, task, "danger", confirm=confirm))
-    elif view.status == "error":
+    elif view.status in ("error", "lost"):
         if "retry" not in used:
             buttons.append(_button("Retry", ids.RETRY, task, "primary"))
         if "acknowledge" not in used:

@@ -104,7 +104,7 @@ def card_statuses(view: TaskView) -> list[tuple[str, CardStatus]]:
             status = "pending"
         elif k < current:
             status = "complete"
-        elif view.status == "error":
+        elif view.status in ("error", "lost"):  # lost: its agent died on this step
             status = "error"
         elif view.status == "cancelled":
             status = "pending"  # stopped, not failed: nothing runs any more

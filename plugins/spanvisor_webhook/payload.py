@@ -1,4 +1,5 @@
-"""What one webhook says: a HumanIntervention as compact JSON.
+"""What one webhook says: a HumanIntervention as compact JSON. Only those
+are sent; task events (TaskStarted … TaskFinished, TaskCorrected) are not.
 
 Ids, the decision and the person's own comment, and the task's names and
 status. Agent text (the task name) goes in as a plain JSON string: the

@@ -57,12 +57,19 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+_PLAIN = frozenset({str, bool, int, float})
+
+
 def _attrs(**values: Any) -> dict[str, AttributeValue]:
     out: dict[str, AttributeValue] = {}
     for key, value in values.items():
         if value is None:
             continue
-        if isinstance(value, list | tuple):
+        # Exact types first: a checkpoint's few plain values are the usual
+        # case, on the agent's thread (isinstance against unions is slower).
+        if type(value) in _PLAIN:
+            out[key] = value
+        elif isinstance(value, list | tuple):
             out[key] = [str(x) for x in value]
         elif isinstance(value, str | bool | int | float):
             out[key] = value

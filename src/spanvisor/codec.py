@@ -27,6 +27,7 @@ from spanvisor.events import (
     HumanIntervention,
     LogLine,
     ResultField,
+    TaskCorrected,
     TaskFinished,
     TaskResumed,
     TaskStalled,
@@ -49,6 +50,7 @@ EVENT_TYPES: dict[str, type[Any]] = {
         TaskResumed,
         ArtifactAdded,
         TaskFinished,
+        TaskCorrected,
         HumanIntervention,
     )
 }
@@ -94,6 +96,8 @@ def event_to_dict(event: Event) -> dict[str, Any]:
             value = _view_to_dict(value)
         elif f.name == "artifact":
             value = _artifact_to_dict(value)
+        elif f.name == "added_artifacts":
+            value = [_artifact_to_dict(a) for a in value]
         elif f.name in ("decision", "log_tail"):
             value = _plain(value)
         elif f.name in ("notes", "changed", "outliers"):
@@ -190,6 +194,13 @@ _EVENT_CHECKS: dict[str, Callable[[Any], bool]] = {
     "error_message": _opt(_is_str),
     "stacktrace": _opt(_is_str),
     "outliers": _str_list,
+    # TaskCorrected
+    "span_id": _is_str,
+    "added_input_tokens": _is_int,
+    "added_output_tokens": _is_int,
+    "added_cost_usd": _is_num,
+    "added_unpriced_calls": _is_int,
+    "added_artifacts": lambda x: isinstance(x, list),
     # HumanIntervention
     "reason": _opt(_is_str),
     "known": lambda x: isinstance(x, bool),
@@ -307,6 +318,9 @@ def event_from_dict(d: Mapping[str, Any]) -> Event:
         kwargs["log_tail"] = _items_from(LogLine, d["log_tail"], "log_tail")
     if cls is ArtifactAdded:
         kwargs["artifact"] = _artifact_from(d.get("artifact"), "artifact")
+    if "added_artifacts" in kwargs:
+        added = kwargs["added_artifacts"]
+        kwargs["added_artifacts"] = tuple(_artifact_from(a, f"added_artifacts[{i}]") for i, a in enumerate(added))
     for name in ("notes", "changed", "outliers"):
         if name in kwargs:
             kwargs[name] = tuple(kwargs[name])

@@ -281,6 +281,23 @@ class TaskFinished(TaskEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TaskCorrected(TaskEvent):
+    """A span of the task ended after its root (async work that outlived the
+    task) and changed its totals: the late-span rule (docs/conventions.md).
+    ``task`` is the finished view with its totals corrected (tokens, cost,
+    unpriced calls, artifacts; status, outcome and the rest as finished);
+    the ``added_*`` fields say what this span added. Only TaskCorrected may
+    follow a task's TaskFinished; ``event_id`` derives from the late span."""
+
+    span_id: str
+    added_input_tokens: int = 0
+    added_output_tokens: int = 0
+    added_cost_usd: float = 0.0
+    added_unpriced_calls: int = 0
+    added_artifacts: tuple[Artifact, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class HumanIntervention(TaskEvent):
     """A person acted on the task (approve, reject, cancel, retry,
     acknowledge), or tried to and was refused (``outcome="denied"``, with the
@@ -306,6 +323,7 @@ Event: TypeAlias = (
     | TaskResumed
     | ArtifactAdded
     | TaskFinished
+    | TaskCorrected
     | HumanIntervention
 )
 
@@ -329,6 +347,7 @@ __all__ = [
     "Outcome",
     "ResultField",
     "Status",
+    "TaskCorrected",
     "TaskEvent",
     "TaskFinished",
     "TaskResumed",

@@ -21,6 +21,7 @@ from spanvisor.events import (
     Decision,
     Event,
     HumanIntervention,
+    TaskCorrected,
     TaskFinished,
     TaskResumed,
     TaskStalled,
@@ -30,6 +31,7 @@ from spanvisor.events import (
 from spanvisor.readable import (  # re-exported: sinks have always taken duration and usd from here
     DECISION_STYLE,
     actor,
+    corrected_text,
     decision_text,
     denied_text,
     duration,
@@ -129,6 +131,7 @@ LineKind = Literal[
     "approval",
     "intervention",
     "denied",
+    "corrected",
 ]
 
 
@@ -185,6 +188,10 @@ class ThreadPolicy:
         if isinstance(event, HumanIntervention):
             # Keeps no state: a decision may come for a task long finished.
             return [intervention_line(event)]
+        if isinstance(event, TaskCorrected):  # after its task's end: no state either
+            return [
+                ThreadLine(event.event_id, "corrected", "🧾", corrected_text(event), key=f"corrected:{event.span_id}")
+            ]
         st = self._tasks.get(event.task_id)
         if st is None:
             while len(self._tasks) >= self.max_tasks:

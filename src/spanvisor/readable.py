@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from spanvisor.events import Decision, LogLine, ResultField
+from spanvisor.events import Decision, LogLine, ResultField, TaskCorrected
 
 
 def duration(seconds: float) -> str:
@@ -134,12 +134,31 @@ def denied_text(d: Decision, who: str) -> str:
     return f"{who} tried to {DECISION_STYLE[d.action][2]}"
 
 
+def corrected_text(event: TaskCorrected) -> str:
+    """``corrected: +5,000 input tokens, +$0.02 from a call that ended after the task``."""
+    added = [
+        f"+{n:,} {what}"
+        for n, what in (
+            (event.added_input_tokens, "input tokens"),
+            (event.added_output_tokens, "output tokens"),
+            (event.added_unpriced_calls, "unpriced calls" if event.added_unpriced_calls != 1 else "unpriced call"),
+            (len(event.added_artifacts), "artifacts" if len(event.added_artifacts) != 1 else "artifact"),
+        )
+        if n
+    ]
+    if event.added_cost_usd:
+        added.insert(2, f"+{usd(event.added_cost_usd)}")
+    origin = "a call" if event.added_input_tokens or event.added_output_tokens else "work"
+    return f"corrected: {', '.join(added) or 'totals'} from {origin} that ended after the task"
+
+
 __all__ = [
     "DECISION_STYLE",
     "DECISION_VERBS",
     "MAX_RESULTS",
     "actor",
     "clock",
+    "corrected_text",
     "decided",
     "decision_text",
     "denied_text",

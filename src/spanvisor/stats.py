@@ -54,7 +54,7 @@ METRICS: dict[str, tuple[str, str]] = {
     "outbox_events": ("gauge", "Events waiting in a durable outbox, by sink."),
     "late_spans_total": (
         "counter",
-        "Spans that arrived after their task had finished (written within the late window on end-order paths).",
+        "Spans that ended after their task had finished (read as TaskCorrected within the late window, every path).",
     ),
     "span_times_clamped_total": (
         "counter",

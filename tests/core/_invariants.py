@@ -11,6 +11,7 @@ from spanvisor.events import (
     ContextWarning,
     Event,
     HumanIntervention,
+    TaskCorrected,
     TaskFinished,
     TaskStarted,
     TaskView,
@@ -68,8 +69,9 @@ def check_stream(
 ) -> None:
     """The one stream checker every property test uses, on every path.
 
-    Unique ids; per task: TaskStarted first and once, TaskFinished last and at
-    most once (exactly once with ``all_finished``); event times never go back
+    Unique ids; per task: TaskStarted first and once, TaskFinished at most
+    once (exactly once with ``all_finished``) and followed only by
+    TaskCorrected (the late-span rule); event times never go back
     and ``seq`` counts 1, 2, 3…; token totals and ``updated_ns`` never
     decrease; every view sane; every level fires once per crossing and
     re-arms only after a view shows the ratio ``HYSTERESIS`` below it."""
@@ -91,8 +93,10 @@ def check_stream(
         assert sum(isinstance(e, TaskStarted) for e in evs) == 1, task_id
         finished = [i for i, e in enumerate(evs) if isinstance(e, TaskFinished)]
         assert len(finished) <= 1, task_id
+        before_end = evs[: finished[0]] if finished else evs
+        assert not any(isinstance(e, TaskCorrected) for e in before_end), ("a correction before the end", kinds)
         if finished:
-            assert finished[0] == len(evs) - 1, "events after TaskFinished"
+            _check_corrections(task_id, evs[finished[0] :])
         elif all_finished:
             raise AssertionError(f"task {task_id} never finished: {kinds}")
         assert [e.task.seq for e in evs] == list(range(1, len(evs) + 1)), (task_id, [e.task.seq for e in evs])
@@ -116,6 +120,24 @@ def check_stream(
                 for t in thresholds:
                     if ratio < t - HYSTERESIS:
                         armed[t] = True
+
+
+def _check_corrections(task_id: str, tail: Sequence[Event]) -> None:
+    """The late-span rule: after TaskFinished only TaskCorrected follows, each
+    the finished view with totals that never decrease and nothing else moved."""
+    end = tail[0]
+    assert all(isinstance(e, TaskCorrected) for e in tail[1:]), ("events after TaskFinished", [e.kind for e in tail])
+    for a, b in itertools.pairwise(tail):
+        assert isinstance(b, TaskCorrected)
+        assert b.task.seq > a.task.seq and b.task.cost_usd >= a.task.cost_usd - 1e-9, task_id
+        assert b.task.unpriced_calls >= a.task.unpriced_calls and set(a.task.artifacts) <= set(b.task.artifacts)
+        assert (b.task.status, b.task.ended_ns, b.task.progress) == (
+            end.task.status,
+            end.task.ended_ns,
+            end.task.progress,
+        )
+        assert b.added_input_tokens == b.task.input_tokens - a.task.input_tokens, task_id
+        assert b.added_output_tokens == b.task.output_tokens - a.task.output_tokens, task_id
 
 
 def check_against_specs(events: Sequence[Event], specs: Sequence[SpanSpec]) -> None:
@@ -199,11 +221,14 @@ def final_states(events: Sequence[Event]) -> dict[str, dict[str, object]]:
     """Each finished task's final view, as the fields every path must agree on."""
     out: dict[str, dict[str, object]] = {}
     for e in events:
-        if isinstance(e, TaskFinished):
+        if isinstance(e, TaskFinished | TaskCorrected):  # a correction's view is the newer final one
             state: dict[str, object] = {f: getattr(e.task, f) for f in FINAL_FIELDS}
             state["artifacts"] = sorted(e.task.artifacts, key=repr)  # arrival order may differ
-            state["outcome"] = e.outcome
-            state["error"] = (e.error_type, e.error_message)
+            if isinstance(e, TaskFinished):
+                state["outcome"] = e.outcome
+                state["error"] = (e.error_type, e.error_message)
+            elif e.task_id in out:
+                state["outcome"], state["error"] = out[e.task_id]["outcome"], out[e.task_id]["error"]
             out[e.task_id] = state
     return out
 

@@ -306,3 +306,39 @@ def traces(
             members.append(child)
         specs.extend(trace)
     return specs
+
+
+@st.composite
+def late_children(draw: st.DrawFn, specs: list[SpanSpec], max_late: int = 3) -> list[SpanSpec]:
+    """``specs`` with work that outlives each task root added (the late-span
+    rule): direct children of the root that start while it runs and end after
+    it (model calls, an artifact, plain spans), and some that start after the
+    root has ended (under a context captured before). Direct children only:
+    an unstamped end-order path knows a late span's task from its parent."""
+    roots = [s for s in specs if cv.is_root_candidate(s.start_attrs) and s.span_id.endswith("0" * 12)]
+    out = list(specs)
+    for root in roots:
+        for i in range(draw(st.integers(0, max_late))):
+            after = draw(st.integers(0, 3)) == 0  # starts after the root ended
+            lo = root.end_ns + 1 if after else draw(st.integers(root.start_ns + 1, root.end_ns - 1))
+            end = draw(st.integers(max(lo, root.end_ns) + 1, root.end_ns + 2_000_000))
+            sid = f"{root.span_id[:4]}{0xF00 + i:012x}"
+            child = SpanSpec(root.trace_id, sid, root.span_id, f"late {i}", lo, end)
+            kind = draw(st.sampled_from(["model", "model", "artifact", "plain"]))
+            if kind == "model":
+                child.start_attrs = {
+                    cv.GEN_AI_OPERATION: "chat",
+                    cv.GEN_AI_REQUEST_MODEL: draw(st.sampled_from(MODELS[:3])),
+                }
+                child.updates = [
+                    (end, {cv.GEN_AI_INPUT: draw(clean_tokens), cv.GEN_AI_OUTPUT: draw(st.integers(0, 8_000))})
+                ]
+            elif kind == "artifact":
+                name = f"{sid}-art"
+                child.events = [
+                    SpanEventData(cv.EVENT_ARTIFACT, end, {cv.ARTIFACT_NAME: name, cv.ARTIFACT_URI: f"s3://b/{name}"})
+                ]
+            else:
+                child.start_attrs = {"http.request.method": "GET"}
+            out.append(child)
+    return out

@@ -156,3 +156,22 @@ def test_unknown_toml_keys_and_variables_are_named_with_the_closest_setting(tmp_
     assert any("SPANVISOR_SINK;" in u and "'SPANVISOR_SINKS'" in u for u in loaded.unknown), loaded.unknown
     assert Config.load(env={"SPANVISOR_SINKS": "console"}).unknown == ()
     assert main(["--config", str(toml), "check"]) == 2
+
+
+def test_every_variable_the_code_reads_is_known() -> None:
+    """A SPANVISOR_* variable read anywhere (the agent helper reads some)
+    must not make `spanvisor emit` or `serve` refuse to start when an
+    agent's environment sets it."""
+    import re
+
+    from spanvisor.config.loading import unknown_keys
+
+    root = Path(__file__).resolve().parents[2]
+    read = {
+        m.group(1)
+        for base in ("src", "plugins")
+        for path in (root / base).rglob("*.py")
+        for m in re.finditer(r"[\"'](SPANVISOR_[A-Z0-9_]+)[\"']", path.read_text())
+    }
+    assert {"SPANVISOR_HEARTBEAT", "SPANVISOR_LIVE_CHANNEL", "SPANVISOR_SINKS"} <= read
+    assert unknown_keys(Config.load(env={}).settings, dict.fromkeys(read, ""), {}, "") == []

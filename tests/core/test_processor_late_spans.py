@@ -3,7 +3,8 @@
 Work that outlives its task's root, on a real TracerProvider: a span that
 ends after the root ended, one that starts under the ended root, and one that
 starts under a still-open child of it. Each is counted once in
-``late_spans_total`` and changes nothing the sinks see. Exceptions caught in
+``late_spans_total``; one that changes the task's totals (a model call)
+becomes a TaskCorrected after TaskFinished, as on the end-order paths. Exceptions caught in
 the hooks are counted in ``processor_errors_total`` and reach Prometheus.
 """
 
@@ -12,12 +13,12 @@ from __future__ import annotations
 from opentelemetry import trace
 from prometheus_client import CollectorRegistry
 
-from spanvisor.events import TaskFinished
+from spanvisor.events import TaskCorrected, TaskFinished
 from spanvisor.spans import conventions as cv
 from spanvisor.testing import InMemorySink
 from spanvisor_prometheus import PrometheusSink
 
-from ._sdk import Agent
+from ._sdk import Agent, _config
 
 
 def _late(a: Agent) -> float:
@@ -55,12 +56,39 @@ def test_spans_starting_after_the_root_ended_are_late_once_each(agent: Agent, me
     assert agent.flush()
     # nested, chat, fire and forget, and the poller that outlived the root.
     assert _late(agent) == 4
-    assert [e.kind for e in memory.events] == ["TaskStarted", "TaskFinished"]
+    # The late model call corrects the finished task's totals (the late-span rule).
+    assert [e.kind for e in memory.events] == ["TaskStarted", "TaskFinished", "TaskCorrected"]
     assert memory.of_type(TaskFinished)[0].task.input_tokens == 0
+    corrected = memory.of_type(TaskCorrected)[0]
+    assert (corrected.task.input_tokens, corrected.added_input_tokens, corrected.task.status) == (500, 500, "complete")
     # Still stamped: exported elsewhere, they belong to their task.
     task_id = memory.events[0].task.task_id
     stamped = {s.name: (s.attributes or {}).get(cv.TASK_ID) for s in agent.exported.get_finished_spans()}
     assert stamped["fire and forget"] == stamped["nested"] == stamped["chat"] == task_id
+
+
+def test_late_work_is_its_tasks_without_stamps_too(memory: InMemorySink) -> None:
+    """Stamping off: a call started after the root ended, under a child still
+    running, is known as the task's all the same (the processor knows) and
+    corrects its totals, as one that started before the root ended does."""
+    agent = Agent([memory], _config(SPANVISOR_STAMP_SPANS="false"))
+    try:
+        root = agent.tracer.start_span("task", attributes={cv.TASK_NAME: "t"})
+        child = agent.tracer.start_span("worker", context=trace.set_span_in_context(root))
+        before = agent.tracer.start_span("chat", context=trace.set_span_in_context(child))
+        root.end()
+        after = agent.tracer.start_span("chat", context=trace.set_span_in_context(child))
+        for span, n in ((before, 300), (after, 700)):
+            span.set_attributes({cv.GEN_AI_OPERATION: "chat", cv.GEN_AI_INPUT: n, cv.GEN_AI_OUTPUT: 1})
+            span.end()
+        child.end()
+        assert agent.flush()
+        assert not any(cv.TASK_ID in (s.attributes or {}) for s in agent.exported.get_finished_spans())
+        assert [e.kind for e in memory.events] == ["TaskStarted", "TaskFinished", "TaskCorrected", "TaskCorrected"]
+        assert [e.task.input_tokens for e in memory.of_type(TaskCorrected)] == [300, 1000]
+        assert _late(agent) == 3
+    finally:
+        agent.close()
 
 
 def test_unrelated_spans_and_later_tasks_are_not_late(agent: Agent, memory: InMemorySink) -> None:

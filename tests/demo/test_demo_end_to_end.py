@@ -29,11 +29,11 @@ def _run(args: list[str], env: dict[str, str], timeout: float = 120) -> subproce
     )
 
 
-def _demo_answering_the_approval(env: dict[str, str], timeout: float = 120) -> tuple[int, str]:
+def _demo_answering_the_approval(env: dict[str, str], timeout: float = 120, *more: str) -> tuple[int, str]:
     """``demo --fast`` whose rivet waits up to 60 s for its approval, answered
     with ``spanvisor approve`` (the command the demo prints) as soon as asked."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "spanvisor.cli", "demo", "--fast", "--approval-wait", "60"],
+        [sys.executable, "-m", "spanvisor.cli", "demo", "--fast", "--approval-wait", "60", *more],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -57,7 +57,10 @@ def _demo_answering_the_approval(env: dict[str, str], timeout: float = 120) -> t
     return code, "".join(lines)
 
 
-def test_demo_shows_three_agents_and_leaves_them_in_the_audit_trail(pg_server: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("via", ["processor", "serve"])
+def test_demo_shows_three_agents_and_leaves_them_in_the_audit_trail(pg_server: Any, tmp_path: Path, via: str) -> None:
+    """In-process, and with ``--via-serve`` (the agents export OTLP spans and
+    live-channel log records to serve's receiver): the same story."""
     url = pg_server.database()
     env = {
         **os.environ,
@@ -67,8 +70,10 @@ def test_demo_shows_three_agents_and_leaves_them_in_the_audit_trail(pg_server: A
         "SPANVISOR_CONSOLE_COLOR": "never",
     }
     env.pop("SLACK_BOT_TOKEN", None)
-    code, out = _demo_answering_the_approval(env)
+    code, out = _demo_answering_the_approval(env, 120, *(["--via-serve"] if via == "serve" else []))
     assert code == 0, out
+    if via == "serve":
+        assert "through spanvisor serve's OTLP receiver" in out
     # Issue 11: rivet asked, `spanvisor approve` answered while the demo waited.
     assert "🙋 [rivet] asks: Apply the fix to prod?" in out
     assert "✅ [rivet] Approved by alice (go ahead): applying the fix to prod" in out

@@ -17,6 +17,7 @@ from spanvisor.cli.main import main
 from spanvisor.events import Checkpoint, stable_id
 from spanvisor.spans import conventions as cv
 from spanvisor_postgres import PostgresSink
+from tests.core._late import late_call_events
 
 from ._events import task_stream
 from .conftest import make_config, make_ctx, run
@@ -141,3 +142,31 @@ def test_the_calls_own_model_and_tokens_when_the_row_names_them(
     assert code == 0
     calls = [detail for kind, detail in _rows(out) if kind == "model_call"]
     assert calls == [f"{EMBED} · 300 in / 0 out tokens · context 2,000 / 200,000 (1%)"]
+
+
+def test_a_correction_after_the_end_reads_as_what_was_added(
+    db_url: str, cli: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A TaskCorrected (the late-span rule) through the real sink: a timeline
+    row of kind corrected after the finish, saying what the late call added;
+    the task's totals are the corrected ones."""
+    events = late_call_events("T-cli-late", artifact=True)
+
+    async def load() -> None:
+        sink = PostgresSink()
+        await sink.start(make_ctx(make_config(tmp_path_factory.mktemp("corrected"), db_url)))
+        await sink.export(events)
+        await sink.shutdown(5)
+
+    run(load)
+    code, out = cli(db_url, "task", "T-cli-late")
+    assert code == 0
+    rows = _rows(out)
+    [detail] = [d for k, d in rows if k == "corrected"]
+    assert detail.startswith("corrected: +5,000 in / +10 out tokens")
+    assert detail.endswith("+1 artifact from work that ended after the task")
+    code, out = cli(db_url, "task", "T-cli-late", "--json")
+    doc = json.loads(out)
+    [entry] = [e for e in doc["timeline"] if e["kind"] == "corrected"]
+    assert (entry["added_input_tokens"], entry["added_output_tokens"]) == (5_000, 10)
+    assert doc["task"]["input_tokens"] == 6_000

@@ -15,11 +15,13 @@ from spanvisor.events import (
     ArtifactAdded,
     Checkpoint,
     ContextWarning,
+    TaskCorrected,
     TaskFinished,
     TaskStarted,
     TaskView,
 )
 from spanvisor.spans.conventions import STATUSES
+from tests.core._late import late_call_events
 
 from ._events import task_stream
 
@@ -88,6 +90,16 @@ events = st.one_of(
         error_message=opt_text,
         stacktrace=opt_text,
     ),
+    st.builds(
+        TaskCorrected,
+        **common,
+        span_id=text,
+        added_input_tokens=ints,
+        added_output_tokens=ints,
+        added_cost_usd=floats,
+        added_unpriced_calls=ints,
+        added_artifacts=st.lists(artifacts, max_size=3).map(tuple),
+    ),
 )
 
 
@@ -102,6 +114,16 @@ def test_round_trip_through_json_text(event: Any) -> None:
 def test_every_kind_of_a_real_stream_round_trips() -> None:
     for event in task_stream(1, outcome="error"):
         assert event_from_dict(event_to_dict(event)) == event
+    corrected = late_call_events(artifact=True)[-1]
+    assert isinstance(corrected, TaskCorrected) and corrected.added_artifacts
+    assert event_from_dict(json.loads(json.dumps(event_to_dict(corrected)))) == corrected
+
+
+def test_a_bad_added_artifact_names_the_field() -> None:
+    d = event_to_dict(late_call_events(artifact=True)[-1])
+    d["added_artifacts"] = [{"uri": "s3://x"}]
+    with pytest.raises(CodecError, match=r"added_artifacts\[0\]\.name is missing"):
+        event_from_dict(d)
 
 
 @pytest.mark.parametrize(

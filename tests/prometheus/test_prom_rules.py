@@ -51,6 +51,7 @@ def test_every_alert_follows_the_house_rules() -> None:
         "SpanvisorContextWindowCritical",
         "SpanvisorTaskFailureRatioHigh",
         "SpanvisorTaskStalled",
+        "SpanvisorTaskLost",
         "SpanvisorTaskRunningTooLong",
         "SpanvisorBudgetExceeded",
         "SpanvisorDailySpendHigh",

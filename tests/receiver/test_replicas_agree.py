@@ -7,7 +7,10 @@ two children of each task are sent after its root (async tools that end
 after it). Scenarios: the issue's minimal reproducer; spans sprayed at
 random; sprayed with one replica SIGKILLed and restarted mid-stream; routed
 by trace id. In every one: each task's Slack parent ends on its final state,
-named; every checkpoint and model-call row is there exactly once; no span is
+named; every model call is there exactly once, as a model-call row or (when
+it reached the root's replica after the root) a correction row (the late-span
+rule); every checkpoint event once, except those of steps the root's replica
+got after the root (the rule says no more than their totals); no span is
 dropped as too late; and after the hold time no replica keeps a task open.
 Slack calls per task under spraying stay within 1.5x of routing.
 """
@@ -34,6 +37,10 @@ N_TASKS = 20
 STEPS = 5  # each: a model call and a step with a checkpoint event
 REPLICAS = 3
 calls_per_task: dict[str, float] = {}
+# Per task, its "step" spans sent after its root: on the root's replica they
+# are late, and a late span's checkpoint event is not said (conventions.md,
+# the late-span rule); on another replica they are part of a partial task.
+late_steps: dict[str, int] = {}
 
 
 class Replicas:
@@ -117,23 +124,32 @@ class Replicas:
             [parent] = parents[t]
             assert shown_status(parent) == outcome, (t, parent.text)
             assert f"Diagnose {t}" in (parent.text or ""), (t, parent.text)
-        want = {(t, s): steps for t in tasks for s in ("event", "model_call")}
 
         def rows() -> dict[tuple[str, str], int]:
             found = db(
                 self.db_url,
-                "SELECT task_id, source, count(*) AS n FROM agent_checkpoints"
-                " WHERE task_id = ANY($1) AND source IN ('event', 'model_call') GROUP BY task_id, source",
+                "SELECT task_id, COALESCE(source, kind) AS what, count(*) AS n FROM agent_checkpoints"
+                " WHERE task_id = ANY($1) AND (source IN ('event', 'model_call') OR kind = 'corrected')"
+                " GROUP BY task_id, COALESCE(source, kind)",
                 list(tasks),
             )
-            return {(r["task_id"], r["source"]): r["n"] for r in found}
+            return {(r["task_id"], r["what"]): r["n"] for r in found}
+
+        def wrong() -> dict[str, tuple[int, int, int]]:
+            got = rows()
+            out = {}
+            for t in tasks:
+                calls = got.get((t, "model_call"), 0) + got.get((t, "corrected"), 0)
+                events = got.get((t, "event"), 0)
+                if calls != steps or not steps - late_steps.get(t, 0) <= events <= steps:
+                    out[t] = (calls, events, late_steps.get(t, 0))
+            return out
 
         # A restarted replica may still be replaying its journal: its rows come, each once.
         try:
-            wait_until(lambda: rows() == want, 30, "every checkpoint and model-call row", every=0.5)
+            wait_until(lambda: not wrong(), 30, "every model call and checkpoint row", every=0.5)
         finally:
-            got = rows()
-            assert got == want, {k: (got.get(k), n) for k, n in want.items() if got.get(k) != n}
+            assert not wrong(), f"(model calls, checkpoint events, late steps) of {steps}: {wrong()}"
         states = db(self.db_url, "SELECT task_id, status FROM agent_tasks WHERE task_id = ANY($1)", list(tasks))
         assert {r["task_id"]: r["status"] for r in states} == dict.fromkeys(tasks, outcome)
         # Late spans were written, none dropped; after the hold time nothing stays open.
@@ -199,6 +215,8 @@ def _task_spans(prefix: str, seed: int) -> list[list[ReadableSpan]]:
         root, rest = spans[-1], spans[:-1]
         stamped = [s for s in rest if (s.attributes or {}).get("agent.task.root_span_id")]
         late = rng.sample(stamped, rng.randint(1, 2))
+        task = str((root.attributes or {}).get("agent.task.id"))
+        late_steps[task] = sum(s.name == "step" for s in late)
         out.append([s for s in rest if s not in late] + [root] + late)
     return out
 
@@ -239,6 +257,7 @@ def test_the_minimal_reproducer(replicas: Replicas) -> None:
     replicas.send(0, [chats[0], steps[0], root])
     replicas.send(1, [chats[1], steps[1]])
     replicas.send(0, [chats[2], steps[2]])
+    late_steps["R0"] = 1  # steps[2], after the root on A
     replicas.wait_done(["R0"])
     replicas.check(["R0"], steps=3)
 

@@ -21,7 +21,10 @@ Every model call names its provider and model, so each task's cost is priced
 config, so it works however the pipeline is configured.
 
 The agents use only the OpenTelemetry API and :mod:`spanvisor.agent`; the
-processor on their TracerProvider feeds whatever sinks config selects.
+processor on their TracerProvider feeds whatever sinks config selects. With
+``--via-serve`` they export OTLP to the receiver of ``spanvisor serve`` in
+front of the same sinks instead (:mod:`spanvisor.cli.demo_serve`), as agents
+behind a Collector do, and the live channel keeps the story live.
 """
 
 from __future__ import annotations
@@ -216,8 +219,10 @@ def durable_sinks_unable_to_write(pipeline: Pipeline) -> list[str]:
     return problems
 
 
-def run_demo(config: Config, seconds: float = 20.0, linger_s: float = 0.0, approval_wait_s: float = 20.0) -> int:
-    pipeline = Pipeline(config, path="processor").start()
+def run_demo(
+    config: Config, seconds: float = 20.0, linger_s: float = 0.0, approval_wait_s: float = 20.0, via_serve: bool = False
+) -> int:
+    pipeline = Pipeline(config, path="receiver" if via_serve else "processor").start()
     problems = durable_sinks_unable_to_write(pipeline)
     if problems:
         pipeline.shutdown(5.0)
@@ -229,24 +234,36 @@ def run_demo(config: Config, seconds: float = 20.0, linger_s: float = 0.0, appro
         return 1
     from spanvisor.receiver.control_thread import ControlApiThread
 
-    # On loopback with no token: only this machine's `spanvisor approve` reaches it.
-    control_api = ControlApiThread(pipeline, "127.0.0.1", DEMO_CONTROL_PORT)
-    control_api.start()
     resource = Resource.create({"service.name": "spanvisor-demo"})
-    provider = TracerProvider(resource=resource)
-    processor = SpanvisorSpanProcessor(pipeline=pipeline)
-    provider.add_span_processor(processor)
+    if via_serve:
+        from opentelemetry import _logs
+
+        from spanvisor.cli.demo_serve import LocalServe, agent_providers, read_decisions_from
+
+        # serve's receiver carries the control API on its OTLP/HTTP port.
+        control_api: Any = LocalServe(pipeline, config).start()
+        provider, logs = agent_providers(control_api.url, resource, fast=seconds < 10)
+        _logs.set_logger_provider(logs)  # the helper's live channel goes through it too
+        read_decisions_from(control_api.url)
+    else:
+        # On loopback with no token: only this machine's `spanvisor approve` reaches it.
+        control_api = ControlApiThread(pipeline, "127.0.0.1", DEMO_CONTROL_PORT)
+        control_api.start()
+        provider = TracerProvider(resource=resource)
+        processor = SpanvisorSpanProcessor(pipeline=pipeline)
+        provider.add_span_processor(processor)
+        # The agents' stdlib logging, through the OTel SDK's handler: log tails.
+        logs = LoggerProvider(resource=resource)
+        logs.add_log_record_processor(SpanvisorLogProcessor(processor))
     tracer = provider.get_tracer("spanvisor.demo")
-    # The agents' stdlib logging, through the OTel SDK's handler: log tails.
-    logs = LoggerProvider(resource=resource)
-    logs.add_log_record_processor(SpanvisorLogProcessor(processor))
     handler = LoggingHandler(level=logging.INFO, logger_provider=logs)
     agent_logs = logging.getLogger("sprocket")
     agent_logs.addHandler(handler)
     agent_logs.setLevel(logging.INFO)
     agent_logs.propagate = False  # the console shows them in the error line, not twice
     names = ", ".join(getattr(s, "name", "?") for s in pipeline.sinks) or "none"
-    print(f"spanvisor demo: 3 agents for ~{seconds:.0f}s into sinks: {names}", flush=True)
+    how = f" through spanvisor serve's OTLP receiver at {control_api.url}" if via_serve else ""
+    print(f"spanvisor demo: 3 agents for ~{seconds:.0f}s{how} into sinks: {names}", flush=True)
     print(f"control API: {control_api.url} (spanvisor approve/reject/cancel answer the agents)", flush=True)
     port = config.get("metrics_port")
     if port and any(getattr(s, "serves_admin", False) for s in pipeline.sinks):
@@ -270,6 +287,10 @@ def run_demo(config: Config, seconds: float = 20.0, linger_s: float = 0.0, appro
         th.start()
     for th in threads:
         th.join()
+    if via_serve:
+        # The agents' exporters hand over what they still hold, as at an exit.
+        provider.shutdown()
+        logs.shutdown()
     control_api.stop()
     agent_logs.removeHandler(handler)
     flushed = pipeline.force_flush(30.0)

@@ -49,7 +49,7 @@ def cmd_demo(args: argparse.Namespace, config: Config) -> int:
         config = config.with_values(**overrides)
     seconds = 3.0 if args.fast else args.seconds
     wait = args.approval_wait if args.approval_wait is not None else (1.0 if args.fast else 20.0)
-    return run_demo(config, seconds=seconds, linger_s=args.linger, approval_wait_s=wait)
+    return run_demo(config, seconds=seconds, linger_s=args.linger, approval_wait_s=wait, via_serve=args.via_serve)
 
 
 def cmd_check(args: argparse.Namespace, config: Config) -> int:
@@ -107,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="S",
         help="how long rivet waits for `spanvisor approve` (default 20; 1 with --fast)",
+    )
+    demo.add_argument(
+        "--via-serve",
+        action="store_true",
+        help="the agents export OTLP to spanvisor serve's receiver (as behind a Collector) instead of running the processor",
     )
     demo.set_defaults(func=cmd_demo)
 

@@ -86,6 +86,23 @@ CORE_SETTINGS: tuple[Setting, ...] = (
         "a duration, e.g. 1s",
     ),
     Setting(
+        "live_channel",
+        "SPANVISOR_LIVE_CHANNEL",
+        p_choice("auto", "off"),
+        "auto",
+        "Whether the agent helpers also say what they write on a task's open root as OpenTelemetry log records "
+        "when its spans leave the process (docs/conventions.md#the-live-channel).",
+        "auto or off",
+    ),
+    Setting(
+        "heartbeat_s",
+        "SPANVISOR_HEARTBEAT",
+        p_duration,
+        30.0,
+        "How often the agent helpers send a live-channel heartbeat for an open task that says nothing else.",
+        "a duration, e.g. 30s",
+    ),
+    Setting(
         "replica_id",
         "SPANVISOR_REPLICA_ID",
         p_opt_str,

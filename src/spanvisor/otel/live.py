@@ -11,19 +11,23 @@ heartbeat every :data:`HEARTBEAT_S` while the task says nothing else.
 
 Where the records go is decided once per TracerProvider (:func:`channel`):
 
-* the provider runs ``SpanvisorSpanProcessor``: nowhere; the processor reads
-  the open root itself, and a record would say it twice;
 * it exports to ``SpanvisorSpanExporter``: straight into that pipeline;
-* it exports elsewhere: through the global SDK ``LoggerProvider`` when one
-  is set (``OTEL_LOGS_EXPORTER``, a distro), else through one of our own
-  with an OTLP log exporter aimed where the spans go (same protocol,
-  endpoint and headers), shut down at interpreter exit;
-* it exports nothing (no SDK): nowhere.
+* it exports elsewhere (an OTLP exporter to a Collector): through the global
+  SDK ``LoggerProvider`` when one is set (``OTEL_LOGS_EXPORTER``, a distro),
+  else through one of our own with an OTLP log exporter aimed where the
+  spans go (same protocol, endpoint and headers), shut down at exit. This
+  holds next to ``SpanvisorSpanProcessor`` too: the spans that leave need
+  their live records; the in-process tracker ignores records about roots it
+  reads itself, so nothing is said twice;
+* it runs only ``SpanvisorSpanProcessor``, or exports nothing: nowhere (the
+  processor reads the open root itself).
 
 ``SPANVISOR_LIVE_CHANNEL=off`` turns it off. On the agent's thread a record
-costs a tuple and a ``deque.append`` (:meth:`LiveChannel.say`); a daemon
-thread emits them every :data:`SEND_EVERY_S`, sends heartbeats, and flushes
-at a task's end and at exit, so nothing said before a crash stays behind.
+costs a tuple and a ``deque.append`` (:meth:`LiveChannel.say`), and a task's
+end only asks for a flush; a daemon thread emits the records every
+:data:`SEND_EVERY_S` (at once when a task ends), sends heartbeats and
+flushes, so the agent never waits on the network; at interpreter exit what
+is left is sent, waiting at most :data:`END_FLUSH_MS`.
 """
 
 from __future__ import annotations
@@ -41,11 +45,12 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace import Span
 
+from spanvisor.config.parsers import p_duration
 from spanvisor.spans import conventions as cv
 
 log = logging.getLogger("spanvisor.live")
 
-HEARTBEAT_S = 30.0
+HEARTBEAT_S = 30.0  # SPANVISOR_HEARTBEAT overrides (seconds, or 30s / 1m)
 SEND_EVERY_S = 0.05
 MAX_QUEUED = 10_000
 # A task's end waits at most this long for its records to leave.
@@ -55,34 +60,48 @@ Record = tuple[Span, str, int, Mapping[str, Any]]
 
 
 class LiveChannel:
-    """Records for one destination: queued on the agent's thread, sent from ours."""
+    """Records for one destination: queued on the agent's thread, sent from ours.
+
+    The agent's thread only appends (:meth:`say`) and, at a task's end, asks
+    for a flush (:meth:`closed`); every send and flush, which may wait on a
+    network that is down, happens on the channel's own thread. At
+    interpreter exit :meth:`close` sends what is left, waiting at most
+    :data:`END_FLUSH_MS`.
+    """
 
     def __init__(self, send: Callable[[list[Record]], None], flush: Callable[[int], object] | None) -> None:
         self._send = send
         self._flush = flush
         self._queue: deque[Record] = deque(maxlen=MAX_QUEUED)
         self._open: dict[int, tuple[Span, list[float]]] = {}  # span id -> (root, [last said, monotonic])
-        self._lock = threading.Lock()  # one sender at a time: the thread, a task's end, exit
+        self._lock = threading.Lock()  # one sender at a time: the thread, exit
         self._stop = threading.Event()
+        self._flush_due = threading.Event()
+        self._heartbeat_s = _heartbeat_s()
         self._thread = threading.Thread(target=self._run, name="spanvisor-live", daemon=True)
         self._thread.start()
-        atexit.register(self.close)
+        try:
+            # Before the pipeline's own exit flush (these hooks run
+            # last-registered first, and ahead of atexit): what the task said
+            # last must be in the pipeline, or handed to the log exporter,
+            # before either is shut down.
+            threading._register_atexit(self.close)  # type: ignore[attr-defined]
+        except Exception:
+            atexit.register(self.close)
 
     def say(self, root: Span, name: str, attrs: Mapping[str, Any], time_ns: int) -> None:
-        """Queue one record (the agent's thread: O(1), never raises)."""
+        """Queue one record (the agent's thread: one append, never raises)."""
         self._queue.append((root, name, time_ns, attrs))
-        seen = self._open.get(root.get_span_context().span_id)
-        if seen is not None:
-            seen[1][0] = time.monotonic()
 
     def opened(self, root: Span, attrs: Mapping[str, Any], start_ns: int) -> None:
         self._open[root.get_span_context().span_id] = (root, [time.monotonic()])
         self.say(root, cv.LIVE_TASK_START, attrs, start_ns)
 
     def closed(self, root: Span) -> None:
-        """The task ended: its records (and any before them) leave now."""
+        """The task ended: its records (and any before them) leave now, from
+        the channel's thread; the agent does not wait for them."""
         self._open.pop(root.get_span_context().span_id, None)
-        self.drain(flush=True)
+        self._flush_due.set()
 
     def drain(self, flush: bool = False) -> None:
         with self._lock:
@@ -91,28 +110,62 @@ class LiveChannel:
                 batch.append(self._queue.popleft())
             try:
                 if batch:
+                    self._said(batch)
                     self._send(batch)
                 if flush and self._flush is not None:
                     self._flush(END_FLUSH_MS)
             except Exception:  # telemetry never breaks the agent
                 log.exception("could not send %d live-channel records", len(batch))
 
+    def _said(self, batch: list[Record]) -> None:
+        """A root that said something is alive: its heartbeat can wait."""
+        now = time.monotonic()
+        for root, _, _, _ in batch:
+            seen = self._open.get(root.get_span_context().span_id)
+            if seen is not None:
+                seen[1][0] = now
+
     def _heartbeats(self) -> None:
         now = time.monotonic()
         for root, seen in list(self._open.values()):
-            if now - seen[0] >= HEARTBEAT_S:
+            if now - seen[0] >= self._heartbeat_s:
                 seen[0] = now
                 self._queue.append((root, cv.LIVE_HEARTBEAT, time.time_ns(), {}))
 
     def _run(self) -> None:
-        while not self._stop.wait(SEND_EVERY_S):
+        while not self._stop.is_set():
+            flush = self._flush_due.wait(SEND_EVERY_S)
+            if self._stop.is_set():
+                return
+            self._flush_due.clear()
+            if self._queue:
+                self.drain(flush)  # what was said first, so no heartbeat for a busy root
             self._heartbeats()
             if self._queue:
-                self.drain()
+                self.drain(flush)
 
     def close(self) -> None:
+        """At exit: send what is left, waiting at most END_FLUSH_MS (a
+        network that is down must not hold the agent's exit)."""
         self._stop.set()
-        self.drain(flush=True)
+        self._flush_due.set()
+        last = threading.Thread(target=self.drain, args=(True,), name="spanvisor-live-exit", daemon=True)
+        last.start()
+        last.join(END_FLUSH_MS / 1000)
+
+
+def _heartbeat_s() -> float:
+    # Read as the configuration reads it (the same parser; an agent's helper
+    # does not load the whole configuration for one number).
+    raw = os.environ.get("SPANVISOR_HEARTBEAT", "").strip()
+    if not raw:
+        return HEARTBEAT_S
+    try:
+        value = p_duration(raw)
+    except ValueError:
+        log.warning("SPANVISOR_HEARTBEAT=%r is not a duration; heartbeats every %.0f s", raw, HEARTBEAT_S)
+        return HEARTBEAT_S
+    return value if value > 0 else HEARTBEAT_S
 
 
 def _exporters(multi: Any) -> list[Any]:
@@ -192,8 +245,8 @@ def _find(multi: Any, resource: Any) -> LiveChannel | None:
     from spanvisor.otel.exporter import SpanvisorSpanExporter
     from spanvisor.otel.processor import SpanvisorSpanProcessor
 
-    exporters = _exporters(multi)
-    if not exporters or any(isinstance(e, SpanvisorSpanProcessor) for e in exporters):
+    exporters = [e for e in _exporters(multi) if not isinstance(e, SpanvisorSpanProcessor)]
+    if not exporters:
         return None
     for e in exporters:
         if isinstance(e, SpanvisorSpanExporter):
@@ -213,7 +266,7 @@ _found = threading.Lock()
 def channel(tracer: Any) -> LiveChannel | None:
     """The live channel for the spans of ``tracer`` (an SDK tracer; found
     once per TracerProvider), or None."""
-    if os.environ.get("SPANVISOR_LIVE_CHANNEL", "auto").strip().lower() in ("off", "false", "0", "no"):
+    if os.environ.get("SPANVISOR_LIVE_CHANNEL", "auto").strip().lower() == "off":
         return None
     tracer = getattr(tracer, "_tracer", tracer)  # a ProxyTracer: the tracer it stands for now
     multi = getattr(tracer, "span_processor", None)

@@ -14,10 +14,12 @@ the garbage collections the agent's thread runs. The root goes in as it is:
 the tracker reads it live.
 
 Work that outlives its task's root (a span ending after the root ended, or
-starting under it afterwards) is counted once, at its end, in
-``late_spans_total``. The processor knows: it saw the root end. Spans that
-start after that never reach the tracker; those that started before still
-hand their end over, so the tracker forgets their membership.
+starting under it afterwards) is handed over at its end like any member:
+the tracker reads it under the late-span rule (``tracking/late.py``: a
+``TaskCorrected`` when it changed the task's totals, as on the end-order
+paths) and counts it in ``late_spans_total``. A span that starts after the
+root ended is not handed over at its start (the task is closed); its end
+carries the task's stamp.
 
 A span that belongs to no task known at its start but carries a key
 spanvisor reads, an event or an error (or whose trace already sent one) goes
@@ -138,6 +140,14 @@ def _stamp_for_root(span: Span, attrs: Any) -> _Stamp:
     return _Stamp(stamp_for(format(ctx.trace_id, "032x"), format(ctx.span_id, "016x"), attrs), ctx.span_id)
 
 
+def _with_stamp(ended: Any, stamp: _Stamp) -> Any:
+    """A :func:`compact_end` tuple with the stamp among its attributes (the
+    span's own values win); anything else as it is."""
+    if type(ended) is not tuple:
+        return ended
+    return (*ended[:5], {**stamp.attrs, **ended[5]}, *ended[6:])
+
+
 class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
     """Add to a TracerProvider: ``provider.add_span_processor(SpanvisorSpanProcessor())``.
 
@@ -196,8 +206,8 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
             if self._stamp:
                 self._write_stamp(span, stamp)
             if stamp.ended:
-                # Its task's root has ended: late work, counted at its end and
-                # kept from the tracker, which has closed the task.
+                # Its task's root has ended: late work, handed over at its
+                # end only (the tracker has closed the task).
                 self._open[span.get_span_context().span_id] = stamp.late()
                 return
             self._open[span.get_span_context().span_id] = stamp
@@ -254,11 +264,13 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
                     self.pipeline.submit_end(span)
                 return
             if stamp.ended:
-                self._count("late_spans_total")
-                if stamp.started_late:
+                # Work that outlived its task's root: the tracker reads it as
+                # late (the late-span rule, tracking/late.py) and counts it.
+                # One that started after the root ended was never handed over:
+                # its stamp names its task, written here if not on the span.
+                if stamp.started_late and not self._stamp:
+                    self.pipeline.submit_end(_with_stamp(compact_end(span), stamp))
                     return
-                # Started while the task was open: the tracker holds its
-                # membership and forgets it at its end (with no event).
             elif stamp.root_id == ctx.span_id:
                 stamp.ended = True
                 self._ended[ctx.span_id] = stamp

@@ -180,10 +180,15 @@ class Pipeline:
 
             # Spans still waiting in a BatchSpanProcessor (the exporter path)
             # reach us now, while sinks can still do their I/O.
-            flush = getattr(trace.get_tracer_provider(), "force_flush", None)
+            from opentelemetry._logs import get_logger_provider
+
             deadline = min(EXIT_FLUSH_S, float(self.config.get("shutdown_timeout_s", EXIT_FLUSH_S)))
-            if flush is not None:
-                flush(int(deadline * 1000))
+            # Log records waiting in a BatchLogRecordProcessor too: a failed
+            # task's last lines are the ones logged just before the exit.
+            for provider in (trace.get_tracer_provider(), get_logger_provider()):
+                flush = getattr(provider, "force_flush", None)
+                if flush is not None:
+                    flush(int(deadline * 1000))
             self.shutdown(deadline)
         except Exception:
             log.exception("shutdown at interpreter exit failed")

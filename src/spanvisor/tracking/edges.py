@@ -1,16 +1,17 @@
-"""Tasks at the edges of one tracker's view, for replicas and late work.
+"""Tasks at the edges of one tracker's view, for late work and replicas.
 
-Under ``spanvisor serve`` with several replicas, a task's spans may be spread
-over them (spraying, a restart, a load-balancing ring that changed). Two
-kinds of task then need care; see ``docs/deploy.md#replicas``.
+Work can outlive its task's root, and under ``spanvisor serve`` with
+several replicas a task's spans may be spread over them (spraying, a
+restart, a load-balancing ring that changed). Two kinds of task then need
+care; see ``docs/deploy.md#replicas``.
 
 * :class:`ClosedTasks`: the state of tasks that finished here, kept for
-  :data:`LATE_WINDOW_S` (at most :data:`MAX_CLOSED` of them). A span of such
-  a task that arrives after its root (async work that outlives it, a
-  Collector retry) is absorbed into that state: its events leave with their
-  stable ids and the finished view, corrected where the span changes totals
-  (tokens, artifacts). The task is never reopened: no second ``TaskStarted``
-  or ``TaskFinished``. Later than the window, such a span is dropped and
+  :data:`LATE_WINDOW_S` (at most :data:`MAX_CLOSED` of them), on every path.
+  A span of such a task that ends after its root (async work that outlives
+  it, a Collector retry) is read into that state under the late-span rule
+  (:mod:`.late`): one ``TaskCorrected`` when it changed the task's totals,
+  nothing else. The task is never reopened: no second ``TaskStarted`` or
+  ``TaskFinished``. Later than the window, such a span is dropped and
   counted (``dropped_total{reason="late_span"}``).
 * :class:`PartialTasks`: open tasks this tracker opened from a descendant
   (a stamped child arrived first) and whose root it has not absorbed. One

@@ -31,7 +31,7 @@ from spanvisor.spans import sanitize as sz
 from spanvisor.spans.data import SpanData, read_live_sdk_span
 from spanvisor.spans.live import LiveFact
 from spanvisor.stats import PipelineStats
-from spanvisor.tracking import stalls
+from spanvisor.tracking import late, stalls
 from spanvisor.tracking.edges import ClosedTasks, PartialTasks
 from spanvisor.tracking.live import LiveRoots, opener
 from spanvisor.tracking.recent import RecentKeys, pair_key
@@ -168,8 +168,8 @@ class TaskTracker:
 
     def _absorb(self, key: Key, span: SpanData, notes: list[str]) -> list[Event]:
         st = self._tasks.get(key)
-        if st is None:
-            return []
+        if st is None:  # a member of a task that has finished: late (tracking/late.py)
+            return self._late(key, span, notes, can_cause_events(span)) if pair_key(*key) in self._finished else []
         self._tasks.move_to_end(key)
         self.stats.inc("spans_in_tasks_total")
         is_root = span.span_id == key[1]
@@ -262,6 +262,7 @@ class TaskTracker:
                 if revived is None:
                     self.stats.inc("live_records_total", outcome="opened")
                     out.extend(self._open(key, opener(fact), [], initial=True))
+                    out.extend(self._claim_buffered(key))
                     continue
                 out.extend(revived)
                 st = self._tasks[key]
@@ -337,6 +338,17 @@ class TaskTracker:
             return [*self._adopt(span.trace_id, span.span_id, key), *self._absorb(key, span, notes)]
         return self._unstamped(span, notes, content)
 
+    def _claim_buffered(self, key: Key) -> list[Event]:
+        """A task its start record opened: what of it waits in its trace's
+        buffer is its now (the root itself, held while its ancestry was
+        unknown, decided by that record; else the root's buffered subtree)."""
+        buf = self._buffers.get(key[0])
+        if buf is None:
+            return []
+        if key[1] in buf.held:
+            return self._resolve(key[0], buf, force=(key[1],))
+        return self._adopt(key[0], key[1], key)
+
     def _adopt(self, trace_id: str, sid: str, key: Key) -> list[Event]:
         """The buffered descendants of ``sid`` join task ``key``, in end order."""
         buf = self._buffers.get(trace_id)
@@ -384,8 +396,7 @@ class TaskTracker:
         return out
 
     def _late(self, key: Key, span: SpanData, notes: list[str], content: bool) -> list[Event]:
-        """A span of a task that finished here: its events leave with the
-        finished view, corrected; the task is not reopened (see :mod:`.edges`)."""
+        """A span of a task that finished here: a TaskCorrected or nothing (:mod:`.late`, :mod:`.edges`)."""
         self.stats.inc("late_spans_total")
         if span.span_id == key[1]:
             return []  # the root again, resent without anything to dedup it by
@@ -395,7 +406,7 @@ class TaskTracker:
                 self.stats.drop("late_span", detail="a span came after its task had finished and been forgotten")
             return []
         self.stats.inc("spans_in_tasks_total")
-        return st.absorb(span, notes, is_root=False)
+        return late.correct(st, span, notes)
 
     def _unstamped(self, span: SpanData, notes: list[str], content: bool) -> list[Event]:
         a = span.attributes
@@ -448,13 +459,15 @@ class TaskTracker:
             self.stats.inc("duplicate_spans_total", 1 + len(datas))
             return []
         notes: list[str] = list(root.notes)
-        out = self._open(key, root, notes, initial=True)
-        st = self._tasks[key]
-        for d in sorted(datas, key=lambda s: (s.end_ns or 0, s.span_id)):
+        # Its live records may have opened it meanwhile: then it continues.
+        out = self._open(key, root, notes, initial=True) if key not in self._tasks else []
+        st, (on_time, after) = self._tasks[key], late.split(datas, root.end_ns)  # after the root: late
+        for d in on_time:
             # The root's events up to each child's end first, as in-process.
             out.extend(st.absorb(root, [], is_root=True, until_ns=d.end_ns or 0))
             out.extend(self._absorb(key, d, list(d.notes)))
         out.extend(self._absorb(key, root, notes))
+        out.extend(e for d in after for e in self._late(key, d, list(d.notes), can_cause_events(d)))
         return out
 
     def _bound_pending(self) -> None:

@@ -1,0 +1,82 @@
+"""Rows for a correction after a task's end (``TaskCorrected``, the late-span
+rule): pure code, no I/O.
+
+The task row takes the corrected view like any newer one (its ``seq`` is
+higher; ``writer.TASK_UPSERT``). The timeline gets one row of kind
+``corrected`` (keyed by the event id) whose attributes say what the late
+span added, and each artifact it added gets a ``task_artifacts`` row keyed
+by an id derived from the event's and the artifact's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from spanvisor.events import TaskCorrected, stable_id
+
+from .sanitize import ID_LIMIT, clean_text, json_text
+
+
+def corrected_values(event: TaskCorrected, ts: Callable[[int], datetime]) -> dict[str, Any]:
+    """The timeline row, by column name (``rows.CHECKPOINT_COLUMNS`` orders it)."""
+    v = event.task
+    notes: list[str] = list(event.notes)
+    added = {
+        "span_id": event.span_id,
+        "input_tokens": event.added_input_tokens,
+        "output_tokens": event.added_output_tokens,
+        "cost_usd": event.added_cost_usd,
+        "unpriced_calls": event.added_unpriced_calls,
+        "artifacts": [a.name for a in event.added_artifacts],
+    }
+    values: dict[str, Any] = {
+        "event_id": clean_text(event.event_id, "event_id", notes, ID_LIMIT),
+        "task_id": clean_text(v.task_id, "task_id", notes, ID_LIMIT),
+        "agent_id": clean_text(v.agent_id, "agent_id", notes, ID_LIMIT),
+        "kind": "corrected",
+        "at": ts(event.time_ns),
+        "time_ns": event.time_ns,
+        "status": clean_text(v.status, "status", notes, ID_LIMIT),
+        "progress": v.progress,
+        "step": clean_text(v.step, "step", notes),
+        "message": clean_text(v.message, "message", notes),
+        "source": None,
+        "context_tokens": v.context_tokens,
+        "context_limit": v.context_limit,
+        "input_tokens": v.input_tokens,
+        "output_tokens": v.output_tokens,
+        "level": None,
+        "threshold": None,
+        "ratio": None,
+        "changed": json_text(
+            ["tokens"] if event.added_input_tokens or event.added_output_tokens else [], "changed", notes
+        ),
+        "attributes": json_text(added, "attributes", notes),
+        "seq": v.seq,
+        "cost_usd": event.added_cost_usd or None,
+    }
+    values["notes"] = json_text(notes, "notes", [])
+    return values
+
+
+def corrected_artifacts(event: TaskCorrected, ts: Callable[[int], datetime]) -> list[tuple[Any, ...]]:
+    """A ``task_artifacts`` row (``rows.ARTIFACT_COLUMNS``) per artifact the late span added."""
+    out = []
+    for a in event.added_artifacts:
+        notes: list[str] = list(event.notes)
+        out.append(
+            (
+                stable_id(event.event_id, "artifact", a.name, a.uri, a.kind),
+                clean_text(event.task.task_id, "task_id", notes, ID_LIMIT),
+                clean_text(event.task.agent_id, "agent_id", notes, ID_LIMIT),
+                ts(event.time_ns),
+                event.time_ns,
+                clean_text(a.name, "artifact.name", notes),
+                clean_text(a.uri, "artifact.uri", notes),
+                clean_text(a.kind, "artifact.kind", notes, ID_LIMIT),
+                json_text(notes, "notes", []),
+            )
+        )
+    return out

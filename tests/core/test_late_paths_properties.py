@@ -1,0 +1,131 @@
+"""The late-span rule on every path, on random trees with work that outlives
+its task root (``late_children``): after TaskFinished only TaskCorrected
+follows, and every path ends every task on the same final view (totals
+included) with the same corrections.
+
+* the tracker alone: the processor's order (start, polls, end) against the
+  end-order paths' (every span at its end, in end-time order, in batches),
+  stamped and not;
+* the real paths: the processor on a TracerProvider, the exporter (stamped
+  and unstamped spans) and the receiver (OTLP protobuf decoded), as in
+  ``test_paths_properties``, and the receiver's scan of the body as
+  received (what ``serve`` does over HTTP and gRPC).
+"""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.trace import ReadableSpan
+
+from spanvisor.events import Event, TaskCorrected
+from spanvisor.pipeline.pipeline import Pipeline
+from spanvisor.receiver.decode import decode_request
+from spanvisor.testing import InMemorySink
+from spanvisor.tracking.tracker import TaskTracker
+
+from ._invariants import check_against_specs, check_stream, expected_roots, final_states, roots_of
+from ._sdk import _config
+from ._strategies import late_children, traces
+from ._trees import FakeClock, SpanSpec, feed_start_order, stamp_trees
+from .test_paths_properties import _exporter_run, _processor_run, _receiver_run, _unstamped_spans, clean_specs
+
+SLOW = settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
+
+
+@st.composite
+def late_trees(draw: st.DrawFn) -> list[SpanSpec]:
+    base = draw(traces(max_traces=2, max_children=5, root_parent=True, clean_root_updates=True))
+    specs: list[SpanSpec] = draw(late_children(base))
+    return specs
+
+
+def _corrections(events: list[Event]) -> list[tuple[str, str, int, int]]:
+    return sorted(
+        (e.task_id, e.event_id, e.task.input_tokens, e.task.output_tokens)
+        for e in events
+        if isinstance(e, TaskCorrected)
+    )
+
+
+def _by_end_time(
+    tracker: TaskTracker, specs: list[SpanSpec], stamped: bool, clock: FakeClock, batch: int
+) -> list[Event]:
+    """``span_ended`` in the order spans end (deeper first on a tie), as an
+    exporter sends them; held roots expire between batches."""
+    order = sorted(specs, key=lambda s: (s.end_ns, -s.start_ns))
+    out: list[Event] = []
+    for i in range(0, len(order), batch):
+        for s in order[i : i + batch]:
+            out += tracker.span_ended(s.data(None, stamped=stamped))
+        out += tracker.expire()
+    clock.advance(10_000)
+    return out + tracker.expire()
+
+
+def _scan_run(spans: list[ReadableSpan], rng: random.Random) -> list[Event]:
+    """The receiver as ``serve`` runs it: each body decoded with its bytes at hand."""
+    memory = InMemorySink()
+    pipeline = Pipeline(_config(), [memory], path="receiver").start()
+    try:
+        i = 0
+        while i < len(spans):
+            n = rng.randint(1, 8)
+            body = encode_spans(spans[i : i + n]).SerializeToString()
+            decoded = decode_request(ExportTraceServiceRequest.FromString(body), body=body)
+            assert decoded.rejected == 0, decoded.reasons
+            assert pipeline.submit_spans(decoded.spans)
+            i += n
+        assert pipeline.force_flush(10.0)
+    finally:
+        pipeline.shutdown(2.0)
+    return memory.events
+
+
+@SLOW
+@given(specs=late_trees(), data=st.data())
+def test_the_tracker_gives_one_rule_in_every_order(specs: list[SpanSpec], data: st.DataObject) -> None:
+    stamp_trees(specs)
+    in_process = feed_start_order(TaskTracker(clock=FakeClock()), specs)
+    check_stream(in_process, all_finished=True)
+    check_against_specs(in_process, specs)
+    want = final_states(in_process)
+    for stamped in (True, False):
+        clock = FakeClock()
+        batch = data.draw(st.integers(1, 8), label="batch")
+        ended = _by_end_time(TaskTracker(clock=clock), specs, stamped, clock, batch)
+        check_stream(ended, all_finished=True)
+        check_against_specs(ended, specs)
+        assert final_states(ended) == want, f"stamped={stamped}"
+        assert _corrections(ended) == _corrections(in_process), f"stamped={stamped}"
+
+
+@SLOW
+@given(specs=late_trees(), seed=st.integers(0, 99))
+def test_every_real_path_gives_the_same_corrections(specs: list[SpanSpec], seed: int) -> None:
+    specs = clean_specs(specs)
+    in_process, stamped = _processor_run(specs)
+    unstamped = _unstamped_spans(specs)
+    runs = {
+        "processor": in_process,
+        "exporter stamped": _exporter_run(stamped),
+        "exporter unstamped": _exporter_run(unstamped),
+        "receiver stamped": _receiver_run(stamped, random.Random(seed)),
+        "receiver unstamped": _receiver_run(unstamped, random.Random(seed + 1)),
+        "serve's scan stamped": _scan_run(stamped, random.Random(seed + 2)),
+        "serve's scan unstamped": _scan_run(unstamped, random.Random(seed + 3)),
+    }
+    roots = expected_roots(specs)
+    want, corrections = final_states(in_process), _corrections(in_process)
+    for name, events in runs.items():
+        check_stream(events, all_finished=True)
+        check_against_specs(events, specs)
+        assert roots_of(events) == roots, name
+        assert final_states(events) == want, name
+        assert _corrections(events) == corrections, name

@@ -1,0 +1,271 @@
+"""Live through a real ``spanvisor serve``: the live channel end to end.
+
+Agents here use only the OpenTelemetry SDK's OTLP exporters (spans through a
+BatchSpanProcessor with its default 5 s delay, the helper's live records
+through the OTLP log exporter it sets up aimed at the same serve), never
+spanvisor's pipeline. While a task's root is still open:
+
+* the Slack parent shows its name, progress and current step;
+* a task waiting for a person stays ``awaiting_approval`` on the control
+  API and open in ``spanvisor_tasks_running`` long past SPANVISOR_ROOT_HOLD;
+* an agent killed mid-task is stalled after SPANVISOR_STALL_AFTER (a thread
+  line in Slack, a timeline row in PostgreSQL) and finished as ``lost``
+  after SPANVISOR_LOST_AFTER;
+* one agent has one name: Slack, PostgreSQL and every Prometheus series say
+  the agent's id, never the sender's service.name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import Tracer
+from prometheus_client.parser import text_string_to_metric_families
+from serve_proc import FakeSlackThread, ServeProcess, slack_env, wait_until
+from tests.fakes.slack_store import Message
+
+from spanvisor.agent import task
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout_s(240)]
+
+ROOT_HOLD_S = 2
+STALL_AFTER_S = 6
+LOST_AFTER_S = 14
+
+
+def _db(url: str, sql: str, *args: Any) -> list[dict[str, Any]]:
+    import asyncpg
+
+    async def q() -> list[dict[str, Any]]:
+        conn = await asyncpg.connect(url)
+        try:
+            return [dict(r) for r in await conn.fetch(sql, *args)]
+        finally:
+            await conn.close()
+
+    return asyncio.run(q())
+
+
+def _shown(msg: Message) -> str:
+    return json.dumps({"text": msg.text, "blocks": msg.blocks, "attachments": msg.attachments}, ensure_ascii=False)
+
+
+@dataclass
+class Served:
+    serve: ServeProcess
+    slack: FakeSlackThread
+    db_url: str
+    tracer: Tracer
+
+    def parent(self, task_id: str) -> Message | None:
+        for m in self.slack.parents():
+            if (m.metadata or {}).get("event_payload", {}).get("task_id") == task_id:
+                return m
+        return None
+
+    def shown(self, task_id: str) -> str:
+        m = self.parent(task_id)
+        return _shown(m) if m is not None else ""
+
+    def thread(self, task_id: str) -> list[str]:
+        parent = self.parent(task_id)
+        if parent is None:
+            return []
+        return [m.text or "" for m in self.slack.on_loop(lambda: self.slack.fake.thread(parent))]
+
+    def control(self, task_id: str) -> dict[str, Any]:
+        url = f"http://127.0.0.1:{self.serve.http}/v1/control/tasks/{task_id}"
+        with urllib.request.urlopen(url, timeout=20) as resp:
+            return dict(json.loads(resp.read()))
+
+    def series(self, name: str) -> list[dict[str, str]]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.serve.admin}/metrics", timeout=20) as resp:
+            text = resp.read().decode()
+        return [
+            dict(s.labels, value=str(s.value))
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if s.name == name
+        ]
+
+
+@pytest.fixture(scope="module")
+def served(pg_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    db_url = pg_server.database()
+    slack = FakeSlackThread()
+    data = tmp_path_factory.mktemp("serve-live")
+    env = slack_env(
+        data,
+        slack.base_url,
+        SPANVISOR_DATABASE_URL=db_url,
+        SPANVISOR_STATE_STORE="postgres",
+        SPANVISOR_SINKS="postgres,slack,prometheus",
+        SPANVISOR_ROOT_HOLD=f"{ROOT_HOLD_S}s",
+        SPANVISOR_STALL_AFTER=f"{STALL_AFTER_S}s",
+        SPANVISOR_LOST_AFTER=f"{LOST_AFTER_S}s",
+    )
+    for leaked in ("SPANVISOR_OTLP_TOKEN", "SPANVISOR_CONTROL_TOKEN", "SLACK_APP_TOKEN"):
+        env.pop(leaked, None)
+    serve = ServeProcess(data, env)
+    mp = pytest.MonkeyPatch()
+    provider = TracerProvider(resource=Resource.create({"service.name": "worker-pod-3"}), shutdown_on_exit=False)
+    try:
+        mp.setenv("SPANVISOR_CONTROL_URL", f"http://127.0.0.1:{serve.http}")
+        # A live agent says it is alive more often than the stall time here.
+        mp.setenv("SPANVISOR_HEARTBEAT", "1s")
+        mp.delenv("SPANVISOR_CONTROL_TOKEN", raising=False)
+        mp.delenv("SPANVISOR_OTLP_TOKEN", raising=False)
+        mp.delenv("SPANVISOR_LIVE_CHANNEL", raising=False)
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=serve.url, timeout=20)))
+        yield Served(serve, slack, db_url, provider.get_tracer("agent"))
+    finally:
+        provider.shutdown()
+        mp.undo()
+        serve.stop()
+        slack.close()
+
+
+def test_the_parent_shows_name_progress_and_step_while_the_root_is_open_and_one_agent_name_everywhere(
+    served: Served,
+) -> None:
+    tid = f"migrate-{uuid.uuid4().hex[:8]}"
+    done = threading.Event()
+
+    def agent() -> None:
+        with task(
+            "Migrate billing", agent_id="sprocket", task_id=tid, steps=["plan", "apply", "verify"], tracer=served.tracer
+        ) as t:
+            t.checkpoint("Planning the migration", progress=20, step="plan")
+            done.wait(60)
+
+    th = threading.Thread(target=agent, daemon=True)
+    th.start()
+    try:
+        shown = wait_until(
+            lambda: (s := served.shown(tid)) and "Migrate billing" in s and "Planning the migration" in s and s,
+            30,
+            "the parent to show the open task's name and checkpoint",
+        )
+        assert "20%" in shown or "20 %" in shown, shown
+        assert "plan" in shown
+        assert served.control(tid)["status"] == "working"
+    finally:
+        done.set()
+        th.join(30)
+    wait_until(lambda: "· complete" in served.shown(tid), 30, "the parent to show the task complete")
+    # One agent, one name: the agent id, not the sender's service.name.
+    [row] = _db(served.db_url, "SELECT agent_id FROM agent_tasks WHERE task_id = $1", tid)
+    assert row["agent_id"] == "sprocket"
+    for name in ("spanvisor_tasks_started_total", "spanvisor_tasks_finished_total"):
+        agents = {s["agent"] for s in served.series(name)}
+        assert "sprocket" in agents and "worker-pod-3" not in agents, (name, agents)
+
+
+def test_a_task_waiting_for_a_person_stays_open_past_the_root_hold(served: Served) -> None:
+    tid = f"deploy-{uuid.uuid4().hex[:8]}"
+    answers: list[Any] = []
+
+    def agent() -> None:
+        with task("Deploy to prod", agent_id="rivet", task_id=tid, tracer=served.tracer) as t:
+            answers.append(t.request_approval("Apply the fix to prod?", timeout=4 * ROOT_HOLD_S + 6))
+
+    th = threading.Thread(target=agent, daemon=True)
+    th.start()
+    try:
+        wait_until(lambda: served.control(tid)["status"] == "awaiting_approval", 30, "the request to show")
+        # Several root holds later, the task is still open and still waiting.
+        time.sleep(4 * ROOT_HOLD_S)
+        state = served.control(tid)
+        assert state["status"] == "awaiting_approval", state
+        assert [a["approval_id"] for a in state["approvals"]] == ["a1"]
+        running = [s for s in served.series("spanvisor_tasks_running") if s["agent"] == "rivet"]
+        assert running and float(running[0]["value"]) >= 1.0, running
+        assert not any("No activity" in line for line in served.thread(tid)), "a waiting agent is alive"
+    finally:
+        th.join(60)
+    assert answers and answers[0].outcome == "timed_out"
+
+
+def test_an_agent_killed_mid_task_is_stalled_then_lost(served: Served, tmp_path: Path) -> None:
+    tid = f"reindex-{uuid.uuid4().hex[:8]}"
+    agent = Path(__file__).with_name("live_agent.py")
+    proc = subprocess.Popen(
+        [sys.executable, str(agent), served.serve.url, tid], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == b"ready"
+        wait_until(lambda: "Scanning shards" in served.shown(tid), 30, "the open task's checkpoint in Slack")
+        proc.kill()  # no goodbye: its root never ends
+        proc.wait(10)
+        wait_until(lambda: any("No activity" in line for line in served.thread(tid)), 30, "the stall line")
+        rows = _db(served.db_url, "SELECT kind FROM agent_checkpoints WHERE task_id = $1 AND kind = 'stalled'", tid)
+        assert rows, "the stall is in the audit trail"
+        wait_until(lambda: served.control(tid)["status"] == "lost", 40, "the task to be finished as lost")
+        wait_until(
+            lambda: _db(served.db_url, "SELECT status FROM agent_tasks WHERE task_id = $1", tid)[0]["status"] == "lost",
+            30,
+            "the audit trail to say lost",
+        )
+        lost = [s for s in served.series("spanvisor_tasks_finished_total") if s.get("outcome") == "lost"]
+        assert any(s["agent"] == "indexer" for s in lost), lost
+        wait_until(lambda: "Lost (no sign of life)" in " ".join(served.thread(tid)), 30, "the lost summary")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def _emit(served: Served, *args: str) -> subprocess.CompletedProcess[str]:
+    endpoint = f"http://127.0.0.1:{served.serve.http}"
+    return subprocess.run(
+        [sys.executable, "-m", "spanvisor.cli", "emit", *args, "--endpoint", endpoint],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if k != "OTEL_SERVICE_NAME"},
+    )
+
+
+def test_a_shell_agent_has_one_name_and_is_live_from_emit_start(served: Served) -> None:
+    tid = f"shell-{uuid.uuid4().hex[:8]}"
+    start = _emit(served, "start", "--task", tid, "--agent", "shell-bot", "--name", "Nightly backup")
+    assert start.returncode == 0, start.stdout + start.stderr
+    wait_until(lambda: "Nightly backup" in served.shown(tid), 30, "the shell task's parent, named")
+    # Several root holds with only heartbeats: still open, never put aside.
+    for _ in range(3):
+        time.sleep(ROOT_HOLD_S)
+        beat = _emit(served, "heartbeat", "--task", tid, "--agent", "shell-bot")
+        assert beat.returncode == 0, beat.stdout + beat.stderr
+    assert served.control(tid)["status"] in ("starting", "working"), served.control(tid)
+    done = _emit(served, "finish", "--task", tid, "--agent", "shell-bot", "--name", "Nightly backup")
+    assert done.returncode == 0, done.stdout + done.stderr
+    wait_until(lambda: "· complete" in served.shown(tid), 30, "the shell task complete")
+    wait_until(
+        lambda: (
+            [r["agent_id"] for r in _db(served.db_url, "SELECT agent_id FROM agent_tasks WHERE task_id = $1", tid)]
+            == ["shell-bot"]
+        ),
+        30,
+        "the audit trail to name the shell agent",
+    )
+    for name in ("spanvisor_tasks_started_total", "spanvisor_tasks_finished_total"):
+        agents = {s["agent"] for s in served.series(name)}
+        assert "shell-bot" in agents and "spanvisor-emit" not in agents, (name, agents)
