@@ -12,6 +12,7 @@ from typing import Any, get_args
 
 from spanvisor.events import Status
 from spanvisor.presentation import usd
+from spanvisor.readable import tool_step
 
 from .humanqueries import PRUNE_ORPHAN_INTERVENTIONS, task_interventions
 from .humanqueries import detail as intervention_detail
@@ -146,17 +147,6 @@ def _model_call(r: Any) -> dict[str, Any]:
     }
 
 
-def _tool_call_detail(attrs: dict[str, Any]) -> str:
-    """``lookup (12 ms)``, and why it failed: ``lookup (3 ms) · failed: timeout``."""
-    detail = str(attrs.get("tool") or "tool")
-    took = attrs.get("duration_s")
-    if isinstance(took, int | float) and not isinstance(took, bool):
-        detail += f" ({took * 1000:.0f} ms)" if took < 1 else f" ({took:.1f} s)"
-    if attrs.get("error"):
-        detail += f" · failed: {attrs['error']}"
-    return detail
-
-
 def _model_call_detail(call: dict[str, Any]) -> str:
     parts = [call["model"] or "model call", f"{call['input_tokens']:,} in / {call['output_tokens']:,} out tokens"]
     if call["cost_usd"] is not None:
@@ -257,7 +247,8 @@ async def timeline(conn: Any, task: dict[str, Any]) -> list[dict[str, Any]]:
             detail = facts.pop("detail")
         elif r["source"] == "tool_call":
             entry["kind"] = "tool_call"
-            detail = _tool_call_detail(_attrs(r))
+            step, error = tool_step(_attrs(r))
+            detail = step if error is None else f"{step} · failed: {error}"
         elif r["source"] == "model_call":
             entry["kind"] = "model_call"
             call = _model_call(r)

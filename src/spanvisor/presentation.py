@@ -37,6 +37,7 @@ from spanvisor.readable import (  # re-exported: sinks have always taken duratio
     duration,
     log_tail_text,
     results,
+    tool_step,
     usd,
 )
 
@@ -205,7 +206,10 @@ class ThreadPolicy:
             return out
         if isinstance(event, Checkpoint):
             if event.source == "tool_call":
-                return [tool_line(event)]
+                step, error = tool_step(event.attributes)
+                if error:
+                    return [ThreadLine(event.event_id, "tool", "⚠️", TOOL_FAILED, f"{step}: {error}")]
+                return [ThreadLine(event.event_id, "tool", "🔧", "Tool", step)]
             reached = [m for m in self.milestones if v.progress is not None and v.progress >= m > st.milestone]
             if reached:
                 st.milestone = reached[-1]
@@ -307,17 +311,6 @@ class ThreadPolicy:
                 )
             )
         return out
-
-
-def tool_line(event: Checkpoint) -> ThreadLine:
-    """A tool the agent ran: its name and duration, and why it failed."""
-    a, took = event.attributes, event.attributes.get("duration_s")
-    detail = str(a.get("tool") or "tool")
-    if isinstance(took, int | float):
-        detail += f" ({took * 1000:.0f} ms)" if took < 1 else f" ({duration(took)})"
-    if a.get("error"):
-        return ThreadLine(event.event_id, "tool", "⚠️", TOOL_FAILED, f"{detail}: {a['error']}")
-    return ThreadLine(event.event_id, "tool", "🔧", "Tool", detail)
 
 
 def budget_line(event: BudgetWarning) -> ThreadLine:
