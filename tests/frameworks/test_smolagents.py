@@ -29,6 +29,8 @@ from smolagents import OpenAIModel, ToolCallingAgent, tool  # noqa: E402
 
 from spanvisor.events import TaskFinished, TaskStarted  # noqa: E402
 
+from ..core._invariants import check_stream  # noqa: E402
+
 Reply = tuple[str, dict[str, str], int]
 
 
@@ -163,6 +165,7 @@ def test_a_failing_run_never_finishes_its_task(instrumented: Run) -> None:
     with pytest.raises(Exception, match="model backend down"):
         contextvars.copy_context().run(triage(fail=True).run, "Diagnose fault F47")
     events = instrumented.flush()
+    check_stream(events)
     # smolagents leaves the run's AGENT span open: no task ends. In process
     # the task is open (it stalls); behind an exporter the root never leaves.
     assert not [e for e in events if isinstance(e, TaskFinished)]
