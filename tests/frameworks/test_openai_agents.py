@@ -118,6 +118,8 @@ def test_a_run_is_one_task_named_after_its_agent(instrumented: Run) -> None:
     # The root says "Agent workflow" and names no agent: the first agent does.
     assert v.task_name == "triage"
     assert v.agent_id == "triage" and v.agent_name == "triage"
+    # The handed-off agent never takes the card's name over.
+    assert not [e for e in task.events if "expert" in (e.task.agent_id, e.task.agent_name, e.task.task_name)]
     assert len(task.model_calls) == 4
     assert v.input_tokens == 2_000 + 3_000 + 5_000 + 8_800
     assert v.model == "gpt-4o" and v.context_limit == 10_000
