@@ -56,6 +56,10 @@ METRICS: dict[str, tuple[str, str]] = {
         "counter",
         "Spans that ended after their task had finished (read as TaskCorrected within the late window, every path).",
     ),
+    "span_attributes_dropped_total": (
+        "counter",
+        "Attributes the sender's attribute limit dropped from spans spanvisor read (a task's identity is kept; noted on the task).",
+    ),
     "span_times_clamped_total": (
         "counter",
         "Spans whose start or end time was out of range and clamped on the way in (the reason is in the events' notes).",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from hypothesis import strategies as st
@@ -113,6 +114,24 @@ checkpoint_attrs = st.dictionaries(
 )
 
 
+budgets = st.dictionaries(
+    st.sampled_from([cv.BUDGET_TOKENS, cv.BUDGET_USD]),
+    st.one_of(st.integers(1, 300_000), st.floats(0.01, 50.0), junk_values),
+    min_size=1,
+    max_size=2,
+)
+# A task's results: agent.result.<name> on its root (a number, string or boolean).
+results = st.dictionaries(
+    st.sampled_from([f"{cv.RESULT_PREFIX}{n}" for n in ("files", "passed", "summary", "score")]),
+    st.one_of(st.integers(-5, 500), st.booleans(), st.sampled_from(["ok", "partial", ""]), junk_values),
+    min_size=1,
+    max_size=3,
+)
+# More results than the SDK keeps attributes (128): it drops the oldest, the
+# task's name and agent first. Set on the root right after it starts.
+MANY_RESULTS = {f"{cv.RESULT_PREFIX}r{i}": i for i in range(130)}
+
+
 @st.composite
 def root_attrs(draw: st.DrawFn, index: int) -> dict[str, Any]:
     kind = draw(st.sampled_from(["ours", "ours_id", "genai", "openinference", "traceloop"]))
@@ -130,6 +149,10 @@ def root_attrs(draw: st.DrawFn, index: int) -> dict[str, Any]:
         attrs = {cv.TL_KIND: "agent", cv.TL_ENTITY: "tl-agent"}
     if draw(st.booleans()):
         attrs.update(draw(state_updates))
+    if draw(st.integers(0, 3)) == 0:
+        attrs.update(draw(budgets))
+    if draw(st.integers(0, 3)) == 0:
+        attrs.update(draw(results))
     return attrs
 
 
@@ -242,6 +265,10 @@ def traces(
     root_parent: bool = False,
     late_roots: bool = False,
     clean_root_updates: bool = False,
+    many_attributes: bool = False,
+    skew: bool = False,
+    parallel: bool = False,
+    task_ids: Callable[[int], str] | None = None,
 ) -> list[SpanSpec]:
     """Task trees. ``nested``: children start after and end before their
     parent. ``ends_out_of_order``: a child may end after its parent (async
@@ -250,11 +277,20 @@ def traces(
     root may become one only through attributes set after it started (then
     with no nested root under it: nothing can know at a child's start that
     its parent will become a task later). ``clean_root_updates``: attributes
-    set on the open root carry valid values only."""
+    set on the open root carry valid values only. ``many_attributes``: a root
+    of ours (named, with no task id) may be given more results than the SDK's
+    attribute limit right after it starts. ``skew``: a child subtree may run
+    on a service whose clock is off (``SpanSpec.clock_ns``). ``parallel``: a
+    model call may have a twin in its conversation that starts after it and
+    ends before it (parallel streaming calls ending out of order).
+    ``task_ids``: the ``agent.task.id`` of the roots that carry one, by trace
+    index (a hook for reused task ids). ``ends_out_of_order`` is the hook for
+    late children."""
     specs: list[SpanSpec] = []
     for ti in range(draw(st.integers(1, max_traces))):
         trace_id = f"{ti + 1:032x}"
-        base = 1_000_000_000 * (ti + 1)
+        # Far enough from zero that a clock 3 s behind still reads a valid time.
+        base = 5_000_000_000 * (ti + 1)
         duration = draw(st.integers(10_000, 1_000_000))
         trace: list[SpanSpec] = []
         root_parent_id = None
@@ -265,6 +301,8 @@ def traces(
             root_parent_id = outer.span_id
         root = SpanSpec(trace_id, f"{ti + 1:04x}{0:012x}", root_parent_id, f"agent run {ti}", base, base + duration)
         root.start_attrs = draw(root_attrs(ti))
+        if task_ids is not None and cv.TASK_ID in root.start_attrs:
+            root.start_attrs[cv.TASK_ID] = task_ids(ti)
         root.events = draw(span_events(base, base + duration, f"t{ti}-root"))
         for _ in range(draw(st.integers(0, 2))):
             updates = clean_state_updates() if clean_root_updates else state_updates
@@ -275,6 +313,13 @@ def traces(
             root.updates.insert(0, (base + 1, root.start_attrs))
             root.updates.sort(key=lambda u: u[0])
             root.start_attrs = {}
+        if many_attributes and draw(st.integers(0, 3)) == 0:
+            # Named at its start, given more than the SDK keeps before its
+            # first child: ours only, with no task id (an end-order path
+            # without stamps cannot know a dropped id) and no late identity.
+            root.start_attrs = {cv.TASK_NAME: f"task {ti}", cv.AGENT_ID: "rivet"}
+            root.updates = [(base + 1, dict(MANY_RESULTS))]
+            late = False
         root.error = draw(st.booleans())
         root.status_message = draw(st.one_of(st.none(), st.just("boom"), junk_values))
         trace.append(root)
@@ -304,8 +349,40 @@ def traces(
             child.status_message = "child failed" if child.error else None
             trace.append(child)
             members.append(child)
+            if parallel and usage and end - start > 4 and draw(st.booleans()):
+                trace.append(_twin(child, usage, draw(st.integers(start + 1, (start + end) // 2)), draw))
+        if skew and len(members) > 1 and draw(st.booleans()):
+            _skew(trace, draw(st.sampled_from(members[1:])), draw(st.sampled_from(CLOCK_OFFSETS)))
         specs.extend(trace)
     return specs
+
+
+# How far a service's clock may be off: behind or ahead, by a little or by seconds.
+CLOCK_OFFSETS = (-3_000_000_000, -500_000_000, 500_000_000, 3_000_000_000)
+
+
+def _twin(call: SpanSpec, usage: dict[str, Any], start: int, draw: st.DrawFn) -> SpanSpec:
+    """A model call of ``call``'s conversation (same parent, same attributes)
+    that starts after it and ends before it, with a larger prompt."""
+    end = draw(st.integers(start + 1, call.end_ns - 1))
+    twin = SpanSpec(call.trace_id, call.span_id[:4] + "f" + call.span_id[5:], call.parent_id, call.name, start, end)
+    twin.start_attrs = dict(call.start_attrs)
+    more = {k: (v + 1_000 if isinstance(v, int) and not isinstance(v, bool) else v) for k, v in usage.items()}
+    twin.updates = [(end, more)]
+    return twin
+
+
+def _skew(trace: list[SpanSpec], top: SpanSpec, offset: int) -> None:
+    """``top`` and its descendants run on a clock ``offset`` off the true time."""
+    below = {top.span_id}
+    for s in trace:  # parents come before their children in a trace
+        if s is top or s.parent_id in below:
+            below.add(s.span_id)
+            s.clock_ns = offset
+            s.start_ns += offset
+            s.end_ns += offset
+            s.updates = [(t + offset, u) for t, u in s.updates]
+            s.events = [SpanEventData(e.name, e.time_ns + offset, e.attributes) for e in s.events]
 
 
 @st.composite

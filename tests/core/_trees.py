@@ -57,6 +57,15 @@ class SpanSpec:
     resource: dict[str, Any] = field(default_factory=dict)
     # The processor's stamp, once computed (see stamp_trees).
     stamp: dict[str, str] = field(default_factory=dict)
+    # How far the clock of this span's service is off the true time: its
+    # times (start, end, updates, events) read true time plus this. The
+    # drivers play spans in true time, so a span on a clock behind ends
+    # later than its end time says (clock skew between services).
+    clock_ns: int = 0
+
+    def true(self, t: int) -> int:
+        """When a time this span reports happened, in true time."""
+        return t - self.clock_ns
 
     def attrs_at(self, t: int, stamped: bool) -> dict[str, Any]:
         out = dict(self.start_attrs)
@@ -93,7 +102,7 @@ def stamp_trees(specs: Sequence[SpanSpec]) -> None:
     """Compute the stamps the processor would set, in start order
     (with the processor's own ``stamp_for``)."""
     by_id = {s.span_id: s for s in specs}
-    for s in sorted(specs, key=lambda s: (s.start_ns, s.span_id)):
+    for s in sorted(specs, key=lambda s: (s.true(s.start_ns), s.span_id)):  # as the processor sees them start
         parent = by_id.get(s.parent_id) if s.parent_id else None
         if parent is not None and parent.stamp:
             s.stamp = dict(parent.stamp)
@@ -118,12 +127,13 @@ def feed_start_order(
     checkpoints the agent added since.
     """
     clock = [0]
-    tracker.snapshot = lambda live: live.data(clock[0] + lag, stamped=True)
+    # A live root is read as of now on its own clock.
+    tracker.snapshot = lambda live: live.data(clock[0] + live.clock_ns + lag, stamped=True)
     timeline: list[tuple[int, int, int, Any]] = []
     for i, s in enumerate(specs):
-        timeline.append((s.start_ns, 0, i, ("start", s)))
+        timeline.append((s.true(s.start_ns), 0, i, ("start", s)))
         # Deeper spans end first when ends coincide.
-        timeline.append((s.end_ns, 2, -s.start_ns, ("end", s)))
+        timeline.append((s.true(s.end_ns), 2, -s.true(s.start_ns), ("end", s)))
     for p in poll_times:
         timeline.append((p, 1, 0, ("poll", None)))
     timeline.sort(key=lambda x: (x[0], x[1], x[2]))
@@ -162,16 +172,24 @@ def end_order(specs: Sequence[SpanSpec], rng: random.Random) -> list[SpanSpec]:
     return out
 
 
+def ended_order(specs: Sequence[SpanSpec]) -> list[SpanSpec]:
+    """The order the spans end in, in true time, as one exporter sends them
+    (deeper spans first when ends coincide)."""
+    return sorted(specs, key=lambda s: (s.true(s.end_ns), -s.true(s.start_ns), s.span_id))
+
+
 def feed_end_order(
     tracker: TaskTracker,
     specs: Sequence[SpanSpec],
-    rng: random.Random,
+    rng: random.Random | None,
     stamped: bool,
     clock: FakeClock | None = None,
     batch: int = 7,
 ) -> list[Event]:
-    """Play the spans through ``span_ended`` only, in batches, then expire held roots."""
-    order = end_order(specs, rng)
+    """Play the spans through ``span_ended`` only, in batches, then expire
+    held roots. ``rng``: a random order in which every span comes after its
+    descendants; None: the order they ended in (:func:`ended_order`)."""
+    order = end_order(specs, rng) if rng is not None else ended_order(specs)
     out: list[Event] = []
     for i in range(0, len(order), batch):
         for s in order[i : i + batch]:

@@ -29,10 +29,10 @@ from spanvisor.testing import InMemorySink
 from spanvisor.tracking.tracker import TaskTracker
 
 from ._invariants import check_against_specs, check_stream, expected_roots, final_states, roots_of
+from ._paths import clean_specs, exporter_run, processor_run, receiver_run, unstamped_spans
 from ._sdk import _config
 from ._strategies import late_children, traces
 from ._trees import FakeClock, SpanSpec, feed_start_order, stamp_trees
-from .test_paths_properties import _exporter_run, _processor_run, _receiver_run, _unstamped_spans, clean_specs
 
 SLOW = settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
@@ -110,14 +110,14 @@ def test_the_tracker_gives_one_rule_in_every_order(specs: list[SpanSpec], data: 
 @given(specs=late_trees(), seed=st.integers(0, 99))
 def test_every_real_path_gives_the_same_corrections(specs: list[SpanSpec], seed: int) -> None:
     specs = clean_specs(specs)
-    in_process, stamped = _processor_run(specs)
-    unstamped = _unstamped_spans(specs)
+    in_process, stamped = processor_run(specs)
+    unstamped = unstamped_spans(specs)
     runs = {
         "processor": in_process,
-        "exporter stamped": _exporter_run(stamped),
-        "exporter unstamped": _exporter_run(unstamped),
-        "receiver stamped": _receiver_run(stamped, random.Random(seed)),
-        "receiver unstamped": _receiver_run(unstamped, random.Random(seed + 1)),
+        "exporter stamped": exporter_run(stamped),
+        "exporter unstamped": exporter_run(unstamped),
+        "receiver stamped": receiver_run(stamped, random.Random(seed)),
+        "receiver unstamped": receiver_run(unstamped, random.Random(seed + 1)),
         "serve's scan stamped": _scan_run(stamped, random.Random(seed + 2)),
         "serve's scan unstamped": _scan_run(unstamped, random.Random(seed + 3)),
     }

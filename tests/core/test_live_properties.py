@@ -42,10 +42,10 @@ from spanvisor.spans import conventions as cv
 from spanvisor.testing import InMemorySink
 
 from ._invariants import check_against_specs, check_stream, expected_roots, final_states, roots_of
+from ._paths import clean_specs, processor_run, unstamped_spans
 from ._sdk import _config
 from ._strategies import traces
 from ._trees import SpanSpec
-from .test_paths_properties import _processor_run, _unstamped_spans, clean_specs
 
 
 def live_records(specs: Sequence[SpanSpec], rng: random.Random) -> list[Any]:
@@ -121,12 +121,12 @@ def _live_run(
 )
 def test_live_records_and_spans_tell_the_processors_story(specs: list[SpanSpec], seed: int, logs_first: float) -> None:
     specs = clean_specs(specs)
-    in_process, stamped = _processor_run(specs)
+    in_process, stamped = processor_run(specs)
     rng = random.Random(seed)
     records = live_records(specs, rng)
     runs = {
         "live + stamped spans": _live_run(stamped, records, random.Random(seed), logs_first),
-        "live + unstamped spans": _live_run(_unstamped_spans(specs), records, random.Random(seed + 1), logs_first),
+        "live + unstamped spans": _live_run(unstamped_spans(specs), records, random.Random(seed + 1), logs_first),
     }
     roots = expected_roots(specs)
     want = final_states(in_process)

@@ -44,7 +44,9 @@ def _finished(events: list[Event]) -> dict[str, TaskFinished]:
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(specs=traces(root_parent=True, late_roots=True, clean_root_updates=True), data=st.data())
+@given(
+    specs=traces(root_parent=True, late_roots=True, clean_root_updates=True, skew=True, parallel=True), data=st.data()
+)
 def test_every_order_gives_the_same_ids_and_final_state(specs: list[SpanSpec], data: st.DataObject) -> None:
     """The processor's order (with polls and a pump lag), and end order with and
     without stamps, in random batches: same span-caused event ids, and the

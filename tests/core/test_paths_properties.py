@@ -17,168 +17,15 @@ view, field by field.
 
 from __future__ import annotations
 
-import math
 import random
-from collections.abc import Sequence
-from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from opentelemetry import trace
-from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.id_generator import IdGenerator
-from opentelemetry.trace import Status, StatusCode
-
-from spanvisor.events import Event
-from spanvisor.otel.exporter import SpanvisorSpanExporter
-from spanvisor.otel.processor import SpanvisorSpanProcessor
-from spanvisor.pipeline.pipeline import Pipeline
-from spanvisor.receiver.decode import decode_request
-from spanvisor.testing import InMemorySink
 
 from ._invariants import check_against_specs, check_stream, expected_roots, final_states, roots_of
-from ._sdk import _config
+from ._paths import clean_specs, exporter_run, processor_run, receiver_run, unstamped_spans
 from ._strategies import traces
 from ._trees import SpanSpec
-
-INT64 = 2**63 - 1
-
-
-class _Ids(IdGenerator):
-    """Hands the SDK the ids of the spec being played."""
-
-    def __init__(self) -> None:
-        self.span_id = 0
-        self.trace_id = 0
-
-    def generate_span_id(self) -> int:
-        return self.span_id
-
-    def generate_trace_id(self) -> int:
-        return self.trace_id
-
-
-def _value(v: Any) -> Any:
-    """What an agent can set through the SDK and OTLP can carry (the junk the
-    generator also makes is covered by the tracker-level properties)."""
-    if isinstance(v, bool | float):
-        return None if isinstance(v, float) and not math.isfinite(v) else v
-    if isinstance(v, int):
-        return v if -INT64 <= v <= INT64 else None
-    if isinstance(v, str):
-        try:
-            v.encode("utf-8")
-        except UnicodeEncodeError:
-            return None
-        return v
-    if isinstance(v, list) and v and all(isinstance(x, str) for x in v):
-        return v
-    return None
-
-
-def _attrs(a: dict[str, Any]) -> dict[str, Any]:
-    return {k: x for k, v in a.items() if (x := _value(v)) is not None}
-
-
-def clean_specs(specs: list[SpanSpec]) -> list[SpanSpec]:
-    """The specs as the SDK will hold them, so the checker judges what was sent."""
-    for s in specs:
-        s.start_attrs = _attrs(s.start_attrs)
-        s.updates = [(t, _attrs(u)) for t, u in s.updates]
-        s.events = [type(e)(e.name, e.time_ns, _attrs(dict(e.attributes))) for e in s.events]
-        s.status_message = s.status_message if isinstance(_value(s.status_message), str) else None
-    return specs
-
-
-def play(specs: Sequence[SpanSpec], provider: TracerProvider, ids: _Ids) -> None:
-    """Run the specs on the provider in time order, with their own ids and times."""
-    tracer = provider.get_tracer("agent")
-    steps: list[tuple[int, int, int, str, Any]] = []
-    for i, s in enumerate(specs):
-        steps.append((s.start_ns, 0, i, "start", s))
-        for t, u in s.updates:
-            steps.append((t, 1, i, "update", (s, u)))
-        for e in s.events:
-            steps.append((e.time_ns, 2, i, "event", (s, e)))
-        steps.append((s.end_ns, 3, -s.start_ns, "end", s))
-    steps.sort(key=lambda x: (x[0], x[1], x[2]))
-    live: dict[str, Any] = {}
-    for _, _, _, kind, item in steps:
-        if kind == "start":
-            s = item
-            ids.span_id, ids.trace_id = int(s.span_id, 16), int(s.trace_id, 16)
-            parent = live.get(s.parent_id) if s.parent_id else None
-            ctx = trace.set_span_in_context(parent) if parent is not None else None
-            live[s.span_id] = tracer.start_span(s.name, context=ctx, attributes=s.start_attrs, start_time=s.start_ns)
-        elif kind == "update":
-            s, u = item
-            live[s.span_id].set_attributes(u)
-        elif kind == "event":
-            s, e = item
-            live[s.span_id].add_event(e.name, dict(e.attributes), timestamp=e.time_ns)
-        else:
-            s = item
-            if s.error:
-                live[s.span_id].set_status(Status(StatusCode.ERROR, s.status_message))
-            live[s.span_id].end(end_time=s.end_ns)
-
-
-def _processor_run(specs: Sequence[SpanSpec]) -> tuple[list[Event], list[ReadableSpan]]:
-    ids = _Ids()
-    memory = InMemorySink()
-    processor = SpanvisorSpanProcessor(sinks=[memory], config=_config())
-    captured = InMemorySpanExporter()
-    provider = TracerProvider(id_generator=ids, shutdown_on_exit=False)
-    provider.add_span_processor(processor)
-    provider.add_span_processor(SimpleSpanProcessor(captured))
-    try:
-        play(specs, provider, ids)
-        assert processor.force_flush(10_000)
-    finally:
-        processor.pipeline.shutdown(2.0)
-    return memory.events, list(captured.get_finished_spans())
-
-
-def _unstamped_spans(specs: Sequence[SpanSpec]) -> list[ReadableSpan]:
-    ids = _Ids()
-    captured = InMemorySpanExporter()
-    provider = TracerProvider(id_generator=ids, shutdown_on_exit=False)
-    provider.add_span_processor(SimpleSpanProcessor(captured))
-    play(specs, provider, ids)
-    return list(captured.get_finished_spans())
-
-
-def _exporter_run(spans: Sequence[ReadableSpan]) -> list[Event]:
-    memory = InMemorySink()
-    exporter = SpanvisorSpanExporter(sinks=[memory], config=_config())
-    try:
-        exporter.export(spans)
-        assert exporter.force_flush(10_000)
-    finally:
-        exporter.pipeline.shutdown(2.0)
-    return memory.events
-
-
-def _receiver_run(spans: Sequence[ReadableSpan], rng: random.Random) -> list[Event]:
-    memory = InMemorySink()
-    pipeline = Pipeline(_config(), [memory], path="receiver").start()
-    try:
-        i = 0
-        while i < len(spans):
-            n = rng.randint(1, 8)
-            body = encode_spans(list(spans[i : i + n])).SerializeToString()
-            decoded = decode_request(ExportTraceServiceRequest.FromString(body))
-            assert decoded.rejected == 0, decoded.reasons
-            assert pipeline.submit_spans(decoded.spans)
-            i += n
-        assert pipeline.force_flush(10.0)
-    finally:
-        pipeline.shutdown(2.0)
-    return memory.events
 
 
 @settings(
@@ -186,17 +33,28 @@ def _receiver_run(spans: Sequence[ReadableSpan], rng: random.Random) -> list[Eve
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-@given(specs=traces(max_traces=2, max_children=6, root_parent=True, clean_root_updates=True), seed=st.integers(0, 99))
+@given(
+    specs=traces(
+        max_traces=2,
+        max_children=6,
+        root_parent=True,
+        clean_root_updates=True,
+        many_attributes=True,
+        skew=True,
+        parallel=True,
+    ),
+    seed=st.integers(0, 99),
+)
 def test_processor_exporter_and_receiver_tell_the_same_story(specs: list[SpanSpec], seed: int) -> None:
     specs = clean_specs(specs)
-    in_process, stamped = _processor_run(specs)
-    unstamped = _unstamped_spans(specs)
+    in_process, stamped = processor_run(specs)
+    unstamped = unstamped_spans(specs)
     runs = {
         "processor": in_process,
-        "exporter stamped": _exporter_run(stamped),
-        "exporter unstamped": _exporter_run(unstamped),
-        "receiver stamped": _receiver_run(stamped, random.Random(seed)),
-        "receiver unstamped": _receiver_run(unstamped, random.Random(seed + 1)),
+        "exporter stamped": exporter_run(stamped),
+        "exporter unstamped": exporter_run(unstamped),
+        "receiver stamped": receiver_run(stamped, random.Random(seed)),
+        "receiver unstamped": receiver_run(unstamped, random.Random(seed + 1)),
     }
     roots = expected_roots(specs)
     for name, events in runs.items():
@@ -204,5 +62,25 @@ def test_processor_exporter_and_receiver_tell_the_same_story(specs: list[SpanSpe
         check_against_specs(events, specs)
         assert roots_of(events) == roots, name
     want = final_states(in_process)
+    # A root given more attributes than the SDK keeps loses its name and agent
+    # where no processor saw it start: read as a task by its results
+    # (docs/conventions.md#attribute-limits), named after its span.
+    limited = {f"{s.trace_id}-{s.span_id}" for s in specs if len(s.attrs_at(s.end_ns, stamped=True)) > SDK_LIMIT}
     for name, events in runs.items():
-        assert final_states(events) == want, name
+        got = final_states(events)
+        if "unstamped" in name:
+            got, want_here = _without_identity(got, limited), _without_identity(want, limited)
+        else:
+            want_here = want
+        assert got == want_here, name
+
+
+SDK_LIMIT = 128
+_IDENTITY = ("task_name", "agent_id", "agent_name")
+
+
+def _without_identity(states: dict[str, dict[str, object]], tasks: set[str]) -> dict[str, dict[str, object]]:
+    return {
+        t: {k: v for k, v in state.items() if k not in _IDENTITY} if t in tasks else state
+        for t, state in states.items()
+    }

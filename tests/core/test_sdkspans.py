@@ -12,7 +12,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, SpanProcessor, TracerProvider
 from opentelemetry.trace import Status, StatusCode
 
-from spanvisor.pipeline.sdkspans import MemberStart, compact_end, light_span, member_start, snapshot_live
+from spanvisor.pipeline.handover import MemberStart, compact_end, member_start
+from spanvisor.pipeline.sdkspans import light_span, snapshot_live
 from spanvisor.spans import conventions as cv
 from spanvisor.spans.data import MAX_AHEAD_NS, SpanData, from_sdk
 

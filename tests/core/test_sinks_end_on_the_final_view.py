@@ -34,9 +34,9 @@ from spanvisor_slack.blocks import parent_payload
 from tests.fakes.slack_api import FakeSlack
 
 from ._invariants import check_stream
+from ._paths import _Ids, clean_specs, play
 from ._strategies import traces
 from ._trees import SpanSpec
-from .test_paths_properties import _Ids, clean_specs, play
 
 pytestmark = pytest.mark.slow
 

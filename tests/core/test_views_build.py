@@ -31,8 +31,8 @@ def test_slot_builder_falls_back_and_builds_occupancies() -> None:
     from spanvisor.tracking.occupancy import Occupancy, new_occupancy
     from spanvisor.tracking.views import slot_builder
 
-    built = new_occupancy(10, 100, "m", 5, "s")
-    made = Occupancy(10, 100, "m", 5, "s")
+    built = new_occupancy(10, 100, "m", 5, "s", 2)
+    made = Occupancy(10, 100, "m", 5, "s", 2)
     assert type(built) is Occupancy and built == made and hash(built) == hash(made) and built.ratio == 0.1
 
     @dataclass

@@ -27,6 +27,12 @@ def default_pipeline(path: str) -> Pipeline:
     both never doubles an agent's events."""
     global _default  # noqa: PLW0603 - one pipeline per process, by design
     with _lock:
+        if _default is not None and _default.closed:
+            # Shut down (a provider's shutdown, a test's teardown): a processor
+            # or exporter made now would drop every span into its closed
+            # inbox. It gets a new one, which the next owners share.
+            log.info("spanvisor: the default pipeline was shut down; starting a new one")
+            _default = None
         if _default is None:
             from spanvisor.logs import configure_logging
 
@@ -45,6 +51,9 @@ class PipelineOwner:
     ) -> None:
         if pipeline is None and sinks is None and config is None:
             pipeline = default_pipeline(path)
+        elif pipeline is not None and pipeline.closed:
+            # Attaching would drop every span without a word.
+            raise ValueError(f"spanvisor {path}: the pipeline given has been shut down; pass a new one")
         self.pipeline = pipeline or Pipeline(config, sinks, path=path)
         self.pipeline.start()
 

@@ -6,7 +6,7 @@ everything else happens on the pipeline's thread. An exception caught in a
 hook is counted in ``processor_errors_total``.
 
 A member span of a task (not its root) goes into the inbox in a compact form
-(:func:`spanvisor.pipeline.sdkspans.member_start` and ``compact_end``: a
+(:func:`spanvisor.pipeline.handover.member_start` and ``compact_end``: a
 tuple of its ids, times, name, status and attribute dict), not as the SDK's
 span: so the SDK's objects for it (locks, attribute wrapper, event and link
 lists) are freed when the span ends instead of surviving in the inbox into
@@ -33,6 +33,13 @@ elsewhere, through a Collector to ``spanvisor serve``, can still be grouped
 into their task. The stamp goes straight into the new span's attribute dict
 (see :func:`_write_direct`: a tenth of the SDK's validated write).
 ``SPANVISOR_STAMP_SPANS=false`` turns stamping off.
+
+A root goes into the inbox with its attributes as it started
+(:class:`spanvisor.pipeline.handover.StartedRoot`): an agent giving it more
+attributes than the span's limit makes the SDK drop the oldest, its task's
+identity first, before the pipeline reads it. A task span that ends with
+attributes dropped gets that identity back (``_on_ending``, see
+:func:`_put_back`), so every exporter sends the task.
 """
 
 from __future__ import annotations
@@ -48,8 +55,8 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from spanvisor.config import Config
 from spanvisor.otel.attach import PipelineOwner
+from spanvisor.pipeline.handover import StartedRoot, compact_end, member_start
 from spanvisor.pipeline.pipeline import Pipeline
-from spanvisor.pipeline.sdkspans import compact_end, member_start
 from spanvisor.sink import Sink
 from spanvisor.spans import conventions as cv
 from spanvisor.spans import sanitize as sz
@@ -72,7 +79,7 @@ class _Stamp:
     they were never handed to the tracker.
     """
 
-    __slots__ = ("_late", "attrs", "ended", "longest", "root_id", "started_late")
+    __slots__ = ("_late", "attrs", "ended", "longest", "root_attrs", "root_id", "started_late")
 
     def __init__(self, attrs: dict[str, str], root_id: int, started_late: bool = False) -> None:
         self.attrs = attrs
@@ -81,11 +88,21 @@ class _Stamp:
         self.ended = started_late
         self.started_late = started_late
         self._late: _Stamp | None = None
+        # The root's attributes as it started, stamp included (see StartedRoot).
+        self.root_attrs: dict[str, Any] = {}
 
     def late(self) -> _Stamp:
         if self._late is None:
             self._late = _Stamp(self.attrs, self.root_id, started_late=True)
         return self._late
+
+    def lost(self, span_id: int) -> dict[str, Any]:
+        """What the span should carry of its task's identity: the root all
+        of it as it started, a member the stamp."""
+        if span_id == self.root_id:
+            kept = self.root_attrs
+            return {k: kept[k] for k in cv.IDENTITY_KEYS if k in kept}
+        return self.attrs
 
 
 def stamp_for(trace_hex: str, root_hex: str, attrs: Any) -> dict[str, str]:
@@ -133,6 +150,57 @@ def _write_direct(span: Span, stamp: _Stamp) -> bool:
         return True
     except Exception:
         return False
+
+
+def _put_back(span: Any, stamp: _Stamp, span_id: int) -> None:
+    """A span whose attribute limit dropped some of its attributes, as it
+    ends: the identity of its task that went with them goes back.
+
+    The SDK drops the oldest attributes first, and a task's name, agent and
+    stamp are set first: a root given more results than the limit would
+    reach a Collector and ``spanvisor serve`` as no task at all. Put back
+    into the ended span's own dict (the public setter refuses an ended span)
+    before any processor's ``on_end`` reads it, so every exporter sends it;
+    within the limit, as the SDK would had they been set last: each takes
+    the place of the oldest other attribute, counted in the span's dropped
+    count like the SDK's own drops.
+    """
+    attrs = span._attributes
+    if type(attrs) is not BoundedAttributes or not attrs.dropped:
+        return
+    d = attrs._dict
+    if type(d) is not dict:
+        return
+    want = stamp.lost(span_id)
+    limit = attrs.maxlen
+    with attrs._lock:
+        for k, v in want.items():
+            if k in d:
+                continue
+            if limit is not None and len(d) >= limit:
+                oldest = next((x for x in d if x not in want), None)
+                if oldest is None:
+                    return  # a limit smaller than the identity itself
+                del d[oldest]
+                attrs.dropped += 1
+            d[k] = v
+
+
+def _dropped(span: Any) -> int:
+    """The SDK's count of the span's dropped attributes (its own field: the
+    public property checks the type first)."""
+    return int(getattr(span._attributes, "dropped", 0))
+
+
+def _has_results(attrs: Any) -> bool:
+    return any(k.startswith(cv.RESULT_PREFIX) for k in attrs)
+
+
+def _attrs_now(span: Span) -> dict[str, Any]:
+    attrs = span._attributes
+    if type(attrs) is BoundedAttributes and type(attrs._dict) is dict:
+        return dict(attrs._dict)
+    return dict(span.attributes or {})
 
 
 def _stamp_for_root(span: Span, attrs: Any) -> _Stamp:
@@ -213,8 +281,13 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
             self._open[span.get_span_context().span_id] = stamp
             if parent is not None and self._stamp:
                 # A member: the tracker needs its ids, not the live span
-                # (sdkspans.member_start says why and what stays readable).
+                # (handover.member_start says why and what stays readable).
                 self.pipeline.submit_start(member_start(span, parent))
+            elif parent is None:
+                # The root, read live with the identity it starts with: one
+                # C-level copy of at most the limit's worth of keys, roots only.
+                stamp.root_attrs = _attrs_now(span)
+                self.pipeline.submit_start(StartedRoot(span, stamp.root_attrs))
             else:
                 self.pipeline.submit_start(span)
         except Exception:  # never into the agent
@@ -230,6 +303,18 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
         present = [k for k in current if k in _STAMP_KEYS] if current else ()
         span.set_attributes({k: v for k, v in stamp.attrs.items() if k not in present} if present else stamp.attrs)
 
+    def _on_ending(self, span: Span) -> None:
+        """The SDK's hook between a span's end and every processor's
+        ``on_end`` (SDK 1.40+, the oldest supported): a getattr per span."""
+        try:
+            if getattr(span._attributes, "dropped", 0):
+                ctx = span.get_span_context()
+                stamp = self._open.get(ctx.span_id)
+                if stamp is not None:
+                    _put_back(span, stamp, ctx.span_id)
+        except Exception:
+            self._count("processor_errors_total")
+
     def on_end(self, span: ReadableSpan) -> None:
         try:
             ctx = span.get_span_context()
@@ -238,11 +323,12 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
             stamp = self._open.pop(ctx.span_id, None)
             if stamp is None:
                 attrs = span.attributes
-                if attrs and cv.is_root_candidate(attrs):
+                if attrs and (cv.is_root_candidate(attrs) or (_dropped(span) and _has_results(attrs))):
                     # It became an agent or task span only through attributes
-                    # set after it started: the tracker takes it from its end,
-                    # as the end-order paths do (a few dict lookups per
-                    # unrelated span end).
+                    # set after it started, or its limit dropped what named
+                    # it (its results still say it is a task root): the
+                    # tracker takes it from its end, as the end-order paths
+                    # do (a few dict lookups per unrelated span end).
                     self.pipeline.submit_end(span)
                 elif span.parent is not None and (
                     ctx.trace_id in self._end_order

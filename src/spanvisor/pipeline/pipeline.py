@@ -110,6 +110,11 @@ class Pipeline:
         self.stats.gauge("inbox_depth", lambda: float(len(self._inbox)))
         self.stats.gauge("open_tasks", lambda: float(self.tracker.open_tasks))
 
+    @property
+    def closed(self) -> bool:
+        """Shut down: whatever is handed over now is dropped (and counted)."""
+        return self._closed
+
     # -- producers (any thread; never block, never raise) ------------------------
 
     def submit_start(self, span: Any) -> None:

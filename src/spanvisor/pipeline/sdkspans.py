@@ -11,9 +11,8 @@ key to copy it) and ``span.events`` copies the event list twice under a
 lock. Any other shape falls back to :func:`spanvisor.spans.data.from_sdk`,
 which the results equal (``tests/core/test_sdkspans.py``).
 
-The processor hands over the spans of a task in a compact form
-(:func:`member_start`, :func:`compact_end`), so that an ended span does not
-keep the SDK's objects alive in the inbox; these read both forms.
+The processor hands over the spans of a task in a compact form and its root
+as a :class:`~.handover.StartedRoot` (:mod:`.handover`); these read every form.
 """
 
 from __future__ import annotations
@@ -21,17 +20,16 @@ from __future__ import annotations
 import operator
 import time
 import weakref
-from collections import deque
 from typing import Any
 
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import Event as SdkEvent
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import StatusCode
 
+from spanvisor.pipeline.handover import Ended, StartedRoot, events_of
 from spanvisor.spans import conventions as cv
-from spanvisor.spans.data import MAX_AHEAD_NS, SpanData, SpanEventData, from_sdk
+from spanvisor.spans.data import MAX_AHEAD_NS, SpanData, SpanEventData, from_sdk, limited
 
 # The open roots' events as last converted, by span: a root is re-read on
 # every member span with a known key that ends (to order its checkpoints
@@ -54,17 +52,6 @@ def _plain(attrs: Any) -> dict[str, Any] | None:
     return None
 
 
-def _events_of(span: Any) -> tuple[Any, ...] | None:
-    """The span's SDK events now, oldest first; None when not a BoundedList."""
-    evs: Any = span._events
-    if type(evs) is not BoundedList:
-        return None
-    dq = getattr(evs, "_dq", None)  # private to the SDK (not in its stubs)
-    if type(dq) is not deque:
-        return None
-    return tuple(dq) if dq else ()
-
-
 def _convert(ev: Any, now: int) -> SpanEventData | None:
     if type(ev) is not SdkEvent:
         return None
@@ -81,7 +68,7 @@ def _read(span: Any, resource: dict[str, Any] | None) -> SpanData | None:
     ``resource`` None: the provider's resource attributes, shared (they are
     the same object for every span of a provider and never change)."""
     attrs = _plain(span._attributes)
-    events = _events_of(span)
+    events = events_of(span)
     if attrs is None or events is None:
         return None
     now = time.time_ns()
@@ -114,6 +101,9 @@ def _read(span: Any, resource: dict[str, Any] | None) -> SpanData | None:
     if resource is None:
         r = span._resource
         resource = dict(r.attributes) if r is not None else {}
+    dropped = span._attributes.dropped
+    if dropped:
+        return _limited(span, resource, attrs, converted, dropped)
     return SpanData(
         trace_id=format(ctx.trace_id, "032x") if ctx else "0" * 32,
         span_id=format(ctx.span_id, "016x") if ctx else "0" * 16,
@@ -127,6 +117,30 @@ def _read(span: Any, resource: dict[str, Any] | None) -> SpanData | None:
         status_message=status.description if status is not None else None,
         parent_remote=bool(parent is not None and parent.is_remote),
         resource=resource,
+    )
+
+
+def _limited(
+    span: Any, resource: dict[str, Any], attrs: dict[str, Any], events: tuple[SpanEventData, ...], dropped: int
+) -> SpanData:
+    """:func:`_read`'s result for a span whose attribute limit dropped some (rare)."""
+    read, note = limited(attrs, span._name, dropped)
+    ctx, parent, status = span._context, span._parent, span._status
+    return SpanData(
+        trace_id=format(ctx.trace_id, "032x") if ctx else "0" * 32,
+        span_id=format(ctx.span_id, "016x") if ctx else "0" * 16,
+        parent_id=format(parent.span_id, "016x") if parent is not None else None,
+        name=span._name,
+        start_ns=span._start_time or 0,
+        end_ns=span._end_time,
+        attributes=read,
+        events=events,
+        error=status is not None and status.status_code is StatusCode.ERROR,
+        status_message=status.description if status is not None else None,
+        parent_remote=bool(parent is not None and parent.is_remote),
+        resource=resource,
+        notes=(note,),
+        dropped_attributes=dropped,
     )
 
 
@@ -145,132 +159,17 @@ def snapshot_live(span: Any) -> SpanData | None:
     """An open root as it is now: its attributes and events so far (the
     events converted once, however often it is read)."""
     try:
+        if type(span) is StartedRoot:
+            return span.read(_from_sdk(span.span, {}))
         return _from_sdk(span, {})
     except Exception:
         return None
 
 
-class MemberStart(tuple[Any, ...]):
-    """A member span's start as the processor hands it over: its context, its
-    parent's, its name, start time, attribute dict and resource (see
-    :func:`member_start`). Read like an SDK span where the pipeline reads one
-    (``get_span_context()``, ``parent``, and :func:`from_sdk` when the tracker
-    does not know its parent), as it is at that moment."""
-
-    __slots__ = ()
-
-    def get_span_context(self) -> Any:
-        return self[0]
-
-    @property
-    def parent(self) -> Any:
-        return self[1]
-
-    @property
-    def name(self) -> str:
-        return str(self[2])
-
-    @property
-    def start_time(self) -> int:
-        return int(self[3])
-
-    @property
-    def end_time(self) -> None:
-        return None  # its end comes through its own entry
-
-    @property
-    def attributes(self) -> Any:
-        return self[4]
-
-    @property
-    def events(self) -> tuple[()]:
-        return ()
-
-    @property
-    def status(self) -> None:
-        return None
-
-    @property
-    def resource(self) -> Any:
-        return self[5]
-
-
-def member_start(span: Any, parent: Any) -> Any:
-    """What the processor puts in the inbox for a stamped span starting in a
-    task, on the agent's thread: a :class:`MemberStart`, or the span itself
-    when it is not the SDK's usual shape.
-
-    Why: the live span in the inbox keeps all of the SDK's objects for it
-    (its locks, attribute wrapper, event and link lists) alive until the
-    pipeline thread gets to it, long after the span has ended when the
-    pipeline is behind. Every garbage collection meanwhile scans them, and
-    most run on the agent's thread, which allocates the most. The pipeline
-    needs only the ids (the tracker records the membership); should the
-    tracker not know the parent, it reads the span's attributes (the same
-    dict the SDK writes) to count it as late work, as it would the span.
-    """
-    try:
-        attrs = span._attributes
-        d = attrs._dict if type(attrs) is BoundedAttributes else None
-        if type(d) is not dict:
-            return span
-        return MemberStart((span._context, parent, span._name, span._start_time, d, span._resource))
-    except Exception:  # another Span class: handed over as it is
-        return span
-
-
-def compact_end(span: Any) -> Any:
-    """What the processor puts in the inbox for a member span that ended, on
-    the agent's thread: a plain tuple of what :func:`light_span` reads (see
-    :func:`member_start` for why), or the span when it is not the SDK's
-    usual shape."""
-    if type(span) is not ReadableSpan:
-        return span
-    try:
-        attrs = span._attributes
-        d = attrs._dict if type(attrs) is BoundedAttributes else None
-        evs = _events_of(span)
-    except Exception:  # not the SDK's usual insides: handed over as it is
-        return span
-    if type(d) is not dict or evs is None:
-        return span
-    return (
-        span._context,
-        span._parent,
-        span._name,
-        span._start_time,
-        span._end_time,
-        d,
-        evs,
-        span._status,
-        span._resource,
-    )
-
-
-class _Ended:
-    """A :func:`compact_end` tuple read as an ended SDK span (for from_sdk)."""
-
-    __slots__ = ("_ctx", "attributes", "end_time", "events", "name", "parent", "resource", "start_time", "status")
-
-    def __init__(self, t: tuple[Any, ...]) -> None:
-        (
-            self._ctx,
-            self.parent,
-            self.name,
-            self.start_time,
-            self.end_time,
-            self.attributes,
-            self.events,
-            self.status,
-            self.resource,
-        ) = t
-
-    def get_span_context(self) -> Any:
-        return self._ctx
-
-
-# Hoisted: read for every span that ends.
-_CONTENT_KEYS = cv.CONTENT_KEYS
+# Hoisted: read for every span that ends. Every key the tracker reads other
+# than a stamp (a budget on a root that otherwise carries only its name and
+# agent id is one): such a span is read whole.
+_FULL_KEYS = cv.FULL_READ_KEYS
 _STAMP_KEYS = cv.STAMP_KEYS
 _EVENT_NAMES = cv.KNOWN_EVENTS | {cv.EVENT_EXCEPTION}
 _is_result = operator.methodcaller("startswith", cv.RESULT_PREFIX)
@@ -287,14 +186,16 @@ def light_span(span: Any) -> SpanData:
         return _light_compact(span)
     sdk = isinstance(span, ReadableSpan)
     attrs = span._attributes if sdk else span.attributes
+    dropped = 0
     if type(attrs) is BoundedAttributes:
+        dropped = attrs.dropped
         attrs = attrs._dict  # ended: the SDK no longer writes it
     stamps: dict[str, Any] = {}
     if attrs:
-        if not _CONTENT_KEYS.isdisjoint(attrs) or any(map(_is_result, attrs)):
+        if not _FULL_KEYS.isdisjoint(attrs) or any(map(_is_result, attrs)):
             return _full(span)  # results live on a root that may carry only stamps
         stamps = {k: v for k, v in attrs.items() if k in _STAMP_KEYS}
-    evs = _events_of(span) if sdk else None
+    evs = events_of(span) if sdk else None
     if evs is None:
         evs = tuple(span.events)
     if evs and any(e.name in _EVENT_NAMES for e in evs):
@@ -305,7 +206,7 @@ def light_span(span: Any) -> SpanData:
     else:
         ctx, parent, status, resource = span.get_span_context(), span.parent, span.status, span.resource
         name, start, end = span.name, span.start_time, span.end_time
-    return _stamps_only(ctx, parent, name, start, end, stamps, status, resource)
+    return _stamps_only(ctx, parent, name, start, end, stamps, status, resource, dropped)
 
 
 def _stamps_only(
@@ -317,6 +218,7 @@ def _stamps_only(
     stamps: dict[str, Any],
     status: Any,
     resource: Any,
+    dropped: int,
 ) -> SpanData:
     """A span that carries nothing but its ids and stamps, as the tracker reads it."""
     return SpanData(
@@ -333,20 +235,21 @@ def _stamps_only(
         # The provider's resource names the agent (service.name) when nothing
         # else does; shared by every span, so referenced, not copied.
         resource=resource.attributes if resource else {},
+        dropped_attributes=dropped,
     )
 
 
 def _light_compact(t: tuple[Any, ...]) -> SpanData:
     """:func:`light_span` of a :func:`compact_end` tuple."""
-    ctx, parent, name, start, end, attrs, evs, status, resource = t
+    ctx, parent, name, start, end, attrs, evs, status, resource, dropped = t
     stamps: dict[str, Any] = {}
     if attrs:
-        if not _CONTENT_KEYS.isdisjoint(attrs) or any(map(_is_result, attrs)):
-            return from_sdk(_Ended(t))  # type: ignore[arg-type]  # read as an SDK span
+        if not _FULL_KEYS.isdisjoint(attrs) or any(map(_is_result, attrs)):
+            return from_sdk(Ended(t))  # type: ignore[arg-type]  # read as an SDK span
         stamps = {k: v for k, v in attrs.items() if k in _STAMP_KEYS}
     if evs and any(e.name in _EVENT_NAMES for e in evs):
-        return from_sdk(_Ended(t))  # type: ignore[arg-type]
-    return _stamps_only(ctx, parent, name, start, end, stamps, status, resource)
+        return from_sdk(Ended(t))  # type: ignore[arg-type]
+    return _stamps_only(ctx, parent, name, start, end, stamps, status, resource, dropped)
 
 
 def _full(span: Any) -> SpanData:

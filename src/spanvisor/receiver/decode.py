@@ -52,7 +52,7 @@ from spanvisor.spans.conventions import (
     RESULT_PREFIX,
     SERVICE_NAME,
 )
-from spanvisor.spans.data import MAX_AHEAD_NS, SpanData, SpanEventData, clamp_times
+from spanvisor.spans.data import MAX_AHEAD_NS, SpanData, SpanEventData, clamp_times, limited
 
 _ERROR = Status.STATUS_CODE_ERROR
 # W3C/OTLP span flags: bit 8 says the parent is known, bit 9 that it is remote.
@@ -166,6 +166,7 @@ def _read_keys(span: Any, events: Any) -> dict[str, Any] | None:
     id link)."""
     attrs: dict[str, Any] = {}
     keyed = False
+    results = False
     read = _READ.get
     for kv in span.attributes:
         key = kv.key
@@ -176,6 +177,7 @@ def _read_keys(span: Any, events: Any) -> dict[str, Any] | None:
             if not key.startswith(RESULT_PREFIX):
                 continue
             known = False
+            results = True
         keyed = keyed or known
         v = kv.value
         if v.WhichOneof("value") == "string_value":  # most values: any_value's first case, inline
@@ -194,6 +196,10 @@ def _read_keys(span: Any, events: Any) -> dict[str, Any] | None:
                 keyed = True
             elif name == EVENT_EXCEPTION:
                 failed = True
+    if results and not keyed and span.dropped_attributes_count:
+        # Results with their root's identity dropped by the sender's limit
+        # (spans.data.limited reads it as a task root).
+        keyed = True
     return attrs if keyed or failed else None
 
 
@@ -240,6 +246,11 @@ def _full(
     if start > now + MAX_AHEAD_NS or (end is not None and end > now + MAX_AHEAD_NS):
         start, end, note = clamp_times(start, end, now)
         notes = _clamped(out, trace_id, span_id, note)
+    dropped = span.dropped_attributes_count
+    read: Mapping[str, Any] = attrs
+    if dropped:
+        read, why = limited(attrs, span.name, dropped)
+        notes = (*notes, why)
     return SpanData(
         trace_id,
         span_id,
@@ -247,13 +258,14 @@ def _full(
         span.name,
         start,
         end,
-        attrs,
+        read,
         _events(events, now) if events else (),
         error,
         status.message or None if error else None,
         bool(span.flags & _IS_REMOTE),
         resource,
         notes,
+        dropped,
     )
 
 

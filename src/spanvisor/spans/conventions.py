@@ -30,7 +30,7 @@ CONTEXT_LIMIT: Final = "agent.context.limit"
 ARTIFACTS: Final = "agent.artifacts"
 
 # Budgets of one task (on its root, which always carries known keys, so these
-# need not be in KNOWN_KEYS): dollars and tokens.
+# need not be in KNOWN_KEYS; they are in READ_KEYS): dollars and tokens.
 BUDGET_USD: Final = "agent.budget.usd"
 BUDGET_TOKENS: Final = "agent.budget.tokens"
 
@@ -262,6 +262,46 @@ READ_KEYS: Final = KNOWN_KEYS | frozenset(
         TL_LS_MODEL,
         BUDGET_USD,
         BUDGET_TOKENS,
+    }
+)
+# A span carrying one of these (or a result, ``agent.result.*``) is read
+# whole on every path; one carrying only stamps keeps only its stamps (the
+# exporter's light path, pipeline/sdkspans.py). Derived from READ_KEYS, so a
+# key the tracker starts to read reaches it on every path
+# (tests/core/test_every_key.py checks the tracker reads nothing else).
+FULL_READ_KEYS: Final = READ_KEYS - STAMP_KEYS
+# What names a task and its agent and makes a span a task root: set when
+# the root starts and true for the whole task. The processor keeps these as
+# the root started, for a root whose attribute limit drops them later.
+IDENTITY_KEYS: Final = (
+    TASK_NAME,
+    TASK_ID,
+    TASK_ROOT,
+    AGENT_ID,
+    AGENT_NAME,
+    GEN_AI_AGENT_ID,
+    GEN_AI_AGENT_NAME,
+    GEN_AI_OPERATION,
+    OI_KIND,
+    TL_KIND,
+    TL_ENTITY,
+    REPO,
+    BUDGET_USD,
+    BUDGET_TOKENS,
+)
+# Attributes of span events (checkpoints, artifacts, approvals), read from the
+# event, never from a span's attributes: every path keeps a known event whole.
+EVENT_KEYS: Final = frozenset(
+    {
+        ARTIFACT_NAME,
+        ARTIFACT_URI,
+        ARTIFACT_KIND,
+        APPROVAL_ID,
+        APPROVAL_QUESTION,
+        APPROVAL_OPTIONS,
+        APPROVAL_TIMEOUT_S,
+        APPROVAL_OUTCOME,
+        APPROVAL_DECIDED_BY,
     }
 )
 

@@ -21,6 +21,8 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
+from spanvisor.spans import conventions as cv
+
 log = logging.getLogger("spanvisor.spans")
 
 # How far a span's times may run ahead of our clock (clock skew between
@@ -51,6 +53,9 @@ class SpanData:
     resource: Mapping[str, Any] = field(default_factory=dict)
     # Why a value of this span was changed on the way in, e.g. a clamped time.
     notes: tuple[str, ...] = ()
+    # Attributes the sender's attribute limit dropped (the SDK drops the
+    # oldest first: a task's identity and stamps go first).
+    dropped_attributes: int = 0
 
 
 def clamp_times(start_ns: int, end_ns: int | None, now_ns: int) -> tuple[int, int | None, str | None]:
@@ -109,6 +114,27 @@ def _log_sdk_clamp(name: str, note: str) -> None:
         log.warning("span %r: %s (logged once; later clamps are noted on the span only)", name, note)
 
 
+LIMIT_NOTE = "attribute(s) dropped by the sender's attribute limit"
+
+
+def limited(attrs: Mapping[str, Any], name: str, dropped: int) -> tuple[Mapping[str, Any], str]:
+    """A span whose attribute limit dropped ``dropped`` (> 0) of its
+    attributes, as the tracker reads it, and the note saying so.
+
+    The SDK drops the oldest attributes first, so a root given many results
+    loses its name, its agent and the processor's stamp before anything
+    else. Results are set on a task's root only: a span still carrying some,
+    with nothing left that names a task, is read as a task root named after
+    the span (the processor, which saw the root start, puts its identity
+    back before this is needed, see otel/processor.py)."""
+    note = f"{dropped} {LIMIT_NOTE} (OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT)"
+    if cv.TASK_ROOT in attrs or cv.is_root_candidate(attrs):
+        return attrs, note
+    if any(k.startswith(cv.RESULT_PREFIX) for k in attrs):
+        return {**attrs, cv.TASK_NAME: name}, note + "; a task root by its results, named after its span"
+    return attrs, note
+
+
 def from_sdk(span: ReadableSpan, resource_attrs: Mapping[str, Any] | None = None) -> SpanData:
     ctx = span.get_span_context()
     parent = span.parent
@@ -118,6 +144,14 @@ def from_sdk(span: ReadableSpan, resource_attrs: Mapping[str, Any] | None = None
     if note is not None:
         _log_sdk_clamp(span.name, note)
     events = tuple(SpanEventData(e.name, clamp_time(e.timestamp or 0, now), _copy(e.attributes)) for e in span.events)
+    attrs: Mapping[str, Any] = _copy(span.attributes)
+    notes = (note,) if note is not None else ()
+    dropped = getattr(span, "dropped_attributes", 0)
+    if type(dropped) is not int or dropped < 0:
+        dropped = 0
+    if dropped:
+        attrs, why = limited(attrs, span.name, dropped)
+        notes = (*notes, why)
     return SpanData(
         trace_id=trace_hex(ctx.trace_id) if ctx else "0" * 32,
         span_id=span_hex(ctx.span_id) if ctx else "0" * 16,
@@ -125,7 +159,7 @@ def from_sdk(span: ReadableSpan, resource_attrs: Mapping[str, Any] | None = None
         name=span.name,
         start_ns=start,
         end_ns=end,
-        attributes=_copy(span.attributes),
+        attributes=attrs,
         events=events,
         error=status is not None and status.status_code is StatusCode.ERROR,
         status_message=status.description if status is not None else None,
@@ -133,7 +167,8 @@ def from_sdk(span: ReadableSpan, resource_attrs: Mapping[str, Any] | None = None
         resource=resource_attrs
         if resource_attrs is not None
         else _copy(span.resource.attributes if span.resource else None),
-        notes=(note,) if note is not None else (),
+        notes=notes,
+        dropped_attributes=dropped,
     )
 
 

@@ -55,8 +55,10 @@ def model_call(state: TaskState, span: SpanData, notes: list[str]) -> list[Event
         "cost_usd": state.cost_nano / 1e9,
         "unpriced_calls": w["unpriced_calls"] + (cost.usd is None),
     }
-    # Occupancy is the latest call's prompt plus its output, per conversation.
-    changes.update(state.context.model_call(a, (span.span_id, span.parent_id), (t_in or 0) + (t_out or 0), model, end))
+    # Occupancy is the latest call's prompt plus its output, per conversation
+    # (latest: started last, see tracking/occupancy.py).
+    ids, times = (span.span_id, span.parent_id), (span.start_ns, end)
+    changes.update(state.context.model_call(a, ids, (t_in or 0) + (t_out or 0), model, times))
     if not state.finished:
         changes["status"] = state.fields.status_after(w, changes)
     state.update(**changes)

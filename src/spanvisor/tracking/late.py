@@ -31,14 +31,6 @@ from spanvisor.tracking.views import VIEW_FIELDS
 CORRECTED = ("input_tokens", "output_tokens", "cost_usd", "unpriced_calls", "artifacts")
 
 
-def split(spans: list[SpanData], root_end: int | None) -> tuple[list[SpanData], list[SpanData]]:
-    """A held root's descendants in end order: those that ended by the root's
-    end, and those after it (late, as the processor would find them)."""
-    spans = sorted(spans, key=lambda s: (s.end_ns or 0, s.span_id))
-    end = root_end or 0
-    return [s for s in spans if (s.end_ns or 0) <= end], [s for s in spans if (s.end_ns or 0) > end]
-
-
 def correct(st: TaskState, span: SpanData, notes: list[str]) -> list[Event]:
     """Read a late span into a finished task: a TaskCorrected, or nothing."""
     before, last, nano = st.view, st.last_ns, st.cost_nano
@@ -70,4 +62,4 @@ def correct(st: TaskState, span: SpanData, notes: list[str]) -> list[Event]:
     ]
 
 
-__all__ = ["CORRECTED", "correct", "split"]
+__all__ = ["CORRECTED", "correct"]

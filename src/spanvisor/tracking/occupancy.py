@@ -12,8 +12,12 @@ The rule, documented in ``docs/conventions.md#context-occupancy``:
 * a **conversation** is the model calls that share ``gen_ai.conversation.id``
   or, without it, the same parent span (the agent or sub-agent span that made
   the calls);
-* within a conversation the call that **ended last** gives the occupancy, so
-  the result does not depend on the order calls arrive in;
+* within a conversation the call that **started last** gives the occupancy
+  (ties: the one that ended last, then the span id), so the result does not
+  depend on the order calls arrive in, nor on the order parallel calls end
+  in: a long streaming call that started before a shorter one and ends after
+  it carries the older, smaller prompt, and would otherwise make the figure
+  fall and rise again, re-arming a warning within one rise;
 * a conversation is **active** while its last call ended less than
   ``ACTIVE_S`` before the task's latest call; the reported occupancy is the
   active conversation with the highest ratio to its window (or the most
@@ -54,13 +58,20 @@ class Occupancy:
     model: str | None
     end_ns: int
     span_id: str = ""  # breaks ties of calls that ended at the same time, the same way on every path
+    # When the call started: the call that started last is a conversation's latest.
+    start_ns: int = 0
+
+    @property
+    def order(self) -> tuple[int, int, str]:
+        """Which call of a conversation is its latest: the greatest."""
+        return (self.start_ns, self.end_ns, self.span_id)
 
     @property
     def ratio(self) -> float | None:
         return self.tokens / self.limit if self.limit else None
 
 
-# Occupancy(tokens, limit, model, end_ns, span_id), one a model call, built fast.
+# Occupancy(tokens, limit, model, end_ns, span_id, start_ns), one a model call, built fast.
 new_occupancy = slot_builder(Occupancy)
 
 
@@ -69,7 +80,7 @@ class Conversations:
     """The latest call of each conversation of one task (bounded)."""
 
     latest: dict[str, Occupancy] = field(default_factory=dict)
-    # The last HISTORY calls of each conversation, (end, tokens), in end order.
+    # The last HISTORY calls of each conversation, (start, tokens), in start order.
     history: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
     last_end_ns: int = -1
     # fullest() as of the last record (it is asked twice per call); None: stale.
@@ -82,13 +93,13 @@ class Conversations:
         self._fullest_known = False
         self.last_end_ns = max(self.last_end_ns, occ.end_ns)
         points = self.history.setdefault(key, [])
-        points.append((occ.end_ns, occ.tokens))
+        points.append((occ.start_ns, occ.tokens))
         if len(points) > 1 and points[-2] > points[-1]:
             points.sort()  # only a call that arrived out of order needs it
         if len(points) > HISTORY:
             del points[:-HISTORY]
         known = self.latest.get(key)
-        if known is not None and (known.end_ns, known.span_id) > (occ.end_ns, occ.span_id):
+        if known is not None and known.order > occ.order:
             return False
         self.latest[key] = occ
         if len(self.latest) > MAX_CONVERSATIONS:

@@ -3,8 +3,9 @@
 The agent may report occupancy itself (``agent.context.tokens`` /
 ``agent.context.limit``); it then wins over model calls whatever order spans
 arrive in. Otherwise every chat-like model call updates its conversation
-(:mod:`spanvisor.occupancy`) and the task shows the fullest active one, with
-that conversation's model and window. Embeddings and other calls that hold no
+(:mod:`spanvisor.tracking.occupancy`: the call that started last is its
+latest, so parallel calls ending out of order do not lower it) and the task
+shows the fullest active one, with that conversation's model and window. Embeddings and other calls that hold no
 conversation add to token totals only.
 """
 
@@ -70,17 +71,19 @@ class TaskContext:
         self.explicit_tokens = False
 
     def model_call(
-        self, attrs: Any, span: tuple[str, str | None], tokens: int, model: str | None, end_ns: int
+        self, attrs: Any, span: tuple[str, str | None], tokens: int, model: str | None, times: tuple[int, int]
     ) -> dict[str, Any]:
         """The view fields a model call changes (``context_tokens``,
         ``context_limit``, ``model``); nothing for calls that hold no conversation.
-        ``span``: the call's (span id, parent span id)."""
+        ``span``: the call's (span id, parent span id); ``times``: its (start, end)."""
         if not cv.holds_conversation(attrs):
             return {}
         raw_key = attrs.get(cv.GEN_AI_CONVERSATION)
         span_id, parent_id = span
         key = f"c:{raw_key}" if isinstance(raw_key, str) and raw_key else f"p:{parent_id or ''}"
-        self.conversations.record(key, new_occupancy(tokens, self.windows.lookup(model), model, end_ns, span_id))
+        start_ns, end_ns = times
+        occ = new_occupancy(tokens, self.windows.lookup(model), model, end_ns, span_id, start_ns)
+        self.conversations.record(key, occ)
         fullest = self.conversations.fullest()
         if fullest is None:
             return {}

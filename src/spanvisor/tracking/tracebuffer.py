@@ -52,17 +52,24 @@ class TraceBuffer:
             if hops > 10_000:  # a cycle in malformed input
                 return "root"
 
-    def take_subtree(self, root_sid: str) -> tuple[SpanData, list[SpanData], int]:
+    def take_subtree(self, root_sid: str) -> tuple[SpanData, list[SpanData], list[SpanData], int]:
         """Remove ``root_sid`` and its buffered descendants: (the root's data,
-        the descendants' data, how many entries left the buffer)."""
+        the descendants' data that arrived before it and after it, each in
+        arrival order, how many entries left the buffer). Those after it
+        ended after it (late), as the processor would have seen them end."""
+        arrived = {sid: i for i, sid in enumerate(self.spans)}
+        at = arrived[root_sid]
         datas, taken = self.take_below(root_sid)
         root = self.spans.pop(root_sid)
         assert root.data is not None
-        return root.data, datas, taken + 1
+        before = [d for d in datas if arrived[d.span_id] < at]
+        after = [d for d in datas if arrived[d.span_id] > at]
+        return root.data, before, after, taken + 1
 
     def take_below(self, sid: str) -> tuple[list[SpanData], int]:
         """Remove the buffered descendants of ``sid`` (buffered or not itself):
-        their data, and how many entries left the buffer."""
+        their data in the order they arrived, and how many entries left the
+        buffer."""
         children: dict[str, list[str]] = {}
         for child, p in self.spans.items():
             if p.parent_id is not None:
@@ -75,9 +82,9 @@ class TraceBuffer:
             stack.extend(children.get(below, ()))
         taken = 0
         datas: list[SpanData] = []
-        for below in members:
-            if below not in self.spans:
-                continue
+        below_sid = set(members)
+        # The buffer keeps arrival order: the order a task's spans take effect in.
+        for below in [s for s in self.spans if s in below_sid]:
             p = self.spans.pop(below)
             taken += 1
             self.held.pop(below, None)

@@ -299,6 +299,8 @@ class TaskTracker:
                 return []
         # What was changed on the way in (a clamped time) goes with its events.
         notes: list[str] = list(span.notes)
+        if span.dropped_attributes:  # by the sender's limit: what we never got
+            self.stats.inc("span_attributes_dropped_total", span.dropped_attributes)
         key = self._span_task.pop(span.span_id, None)
         if key is not None:
             out: list[Event] = []
@@ -350,7 +352,7 @@ class TaskTracker:
         return self._adopt(key[0], key[1], key)
 
     def _adopt(self, trace_id: str, sid: str, key: Key) -> list[Event]:
-        """The buffered descendants of ``sid`` join task ``key``, in end order."""
+        """The buffered descendants of ``sid`` join task ``key``, in the order they arrived."""
         buf = self._buffers.get(trace_id)
         if buf is None:
             return []
@@ -359,7 +361,7 @@ class TaskTracker:
         if not buf.spans:
             self._buffers.pop(trace_id, None)
         out: list[Event] = []
-        for d in sorted(datas, key=lambda s: (s.end_ns or 0, s.span_id)):
+        for d in datas:  # as they arrived (docs/conventions.md#clock-skew)
             out.extend(self._absorb(key, d, list(d.notes)))
         return out
 
@@ -452,17 +454,17 @@ class TaskTracker:
         return out
 
     def _emit_subtree(self, trace_id: str, buf: TraceBuffer, root_sid: str) -> list[Event]:
-        root, datas, taken = buf.take_subtree(root_sid)
+        root, on_time, after, taken = buf.take_subtree(root_sid)  # after the root arrived: late
         self._pending_count -= taken
         key = (trace_id, root_sid)
         if pair_key(*key) in self._finished:  # the same task resent after it finished
-            self.stats.inc("duplicate_spans_total", 1 + len(datas))
+            self.stats.inc("duplicate_spans_total", taken)
             return []
         notes: list[str] = list(root.notes)
         # Its live records may have opened it meanwhile: then it continues.
         out = self._open(key, root, notes, initial=True) if key not in self._tasks else []
-        st, (on_time, after) = self._tasks[key], late.split(datas, root.end_ns)  # after the root: late
-        for d in on_time:
+        st = self._tasks[key]
+        for d in on_time:  # as they arrived, never by end times from other clocks (docs/conventions.md#clock-skew)
             # The root's events up to each child's end first, as in-process.
             out.extend(st.absorb(root, [], is_root=True, until_ns=d.end_ns or 0))
             out.extend(self._absorb(key, d, list(d.notes)))

@@ -1,0 +1,249 @@
+"""What the processor hands the pipeline, on the agent's thread.
+
+A task's member spans go into the inbox in a compact form (:func:`member_start`,
+:func:`compact_end`) so that an ended span does not keep the SDK's objects
+alive in the inbox; its root goes in as a :class:`StartedRoot`, read live by the
+pipeline with the identity it started with. :mod:`.sdkspans` reads them all.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.util import BoundedList
+
+from spanvisor.spans import conventions as cv
+from spanvisor.spans.data import LIMIT_NOTE, SpanData
+
+
+def events_of(span: Any) -> tuple[Any, ...] | None:
+    """The span's SDK events now, oldest first; None when not a BoundedList."""
+    evs: Any = span._events
+    if type(evs) is not BoundedList:
+        return None
+    dq = getattr(evs, "_dq", None)  # private to the SDK (not in its stubs)
+    if type(dq) is not deque:
+        return None
+    return tuple(dq) if dq else ()
+
+
+class MemberStart(tuple[Any, ...]):
+    """A member span's start as the processor hands it over: its context, its
+    parent's, its name, start time, attribute dict and resource (see
+    :func:`member_start`). Read like an SDK span where the pipeline reads one
+    (``get_span_context()``, ``parent``, and :func:`from_sdk` when the tracker
+    does not know its parent), as it is at that moment."""
+
+    __slots__ = ()
+
+    def get_span_context(self) -> Any:
+        return self[0]
+
+    @property
+    def parent(self) -> Any:
+        return self[1]
+
+    @property
+    def name(self) -> str:
+        return str(self[2])
+
+    @property
+    def start_time(self) -> int:
+        return int(self[3])
+
+    @property
+    def end_time(self) -> None:
+        return None  # its end comes through its own entry
+
+    @property
+    def attributes(self) -> Any:
+        return self[4]
+
+    @property
+    def events(self) -> tuple[()]:
+        return ()
+
+    @property
+    def status(self) -> None:
+        return None
+
+    @property
+    def resource(self) -> Any:
+        return self[5]
+
+
+def member_start(span: Any, parent: Any) -> Any:
+    """What the processor puts in the inbox for a stamped span starting in a
+    task, on the agent's thread: a :class:`MemberStart`, or the span itself
+    when it is not the SDK's usual shape.
+
+    Why: the live span in the inbox keeps all of the SDK's objects for it
+    (its locks, attribute wrapper, event and link lists) alive until the
+    pipeline thread gets to it, long after the span has ended when the
+    pipeline is behind. Every garbage collection meanwhile scans them, and
+    most run on the agent's thread, which allocates the most. The pipeline
+    needs only the ids (the tracker records the membership); should the
+    tracker not know the parent, it reads the span's attributes (the same
+    dict the SDK writes) to count it as late work, as it would the span.
+    """
+    try:
+        attrs = span._attributes
+        d = attrs._dict if type(attrs) is BoundedAttributes else None
+        if type(d) is not dict:
+            return span
+        return MemberStart((span._context, parent, span._name, span._start_time, d, span._resource))
+    except Exception:  # another Span class: handed over as it is
+        return span
+
+
+def compact_end(span: Any) -> Any:
+    """What the processor puts in the inbox for a member span that ended, on
+    the agent's thread: a plain tuple of what :func:`light_span` reads (see
+    :func:`member_start` for why), or the span when it is not the SDK's
+    usual shape."""
+    if type(span) is not ReadableSpan:
+        return span
+    try:
+        attrs = span._attributes
+        if type(attrs) is not BoundedAttributes:
+            return span
+        d = attrs._dict
+        evs = events_of(span)
+        dropped = attrs.dropped
+    except Exception:  # not the SDK's usual insides: handed over as it is
+        return span
+    if type(d) is not dict or evs is None:
+        return span
+    return (
+        span._context,
+        span._parent,
+        span._name,
+        span._start_time,
+        span._end_time,
+        d,
+        evs,
+        span._status,
+        span._resource,
+        dropped,
+    )
+
+
+class Ended:
+    """A :func:`compact_end` tuple read as an ended SDK span (for from_sdk)."""
+
+    __slots__ = (
+        "_ctx",
+        "attributes",
+        "dropped_attributes",
+        "end_time",
+        "events",
+        "name",
+        "parent",
+        "resource",
+        "start_time",
+        "status",
+    )
+
+    def __init__(self, t: tuple[Any, ...]) -> None:
+        (
+            self._ctx,
+            self.parent,
+            self.name,
+            self.start_time,
+            self.end_time,
+            self.attributes,
+            self.events,
+            self.status,
+            self.resource,
+            self.dropped_attributes,
+        ) = t
+
+    def get_span_context(self) -> Any:
+        return self._ctx
+
+
+class StartedRoot:
+    """A task root as the processor hands its start over: the live SDK span
+    and its attributes as they were when it started (``kept``: the processor
+    saw them in ``on_start``).
+
+    Why: the pipeline reads the root later, on its own thread, and an agent
+    that gives the root more attributes than the span's limit meanwhile has
+    made the SDK drop the oldest, its task's name and the processor's stamp
+    first. Read through this, a root whose limit dropped attributes keeps
+    the identity it started with (``conventions.IDENTITY_KEYS``), so the
+    task starts, is polled and ends as the task it is. Reads like an SDK
+    span where the pipeline reads one (:func:`spanvisor.spans.data.from_sdk`).
+    """
+
+    __slots__ = ("kept", "span")
+
+    def __init__(self, span: Any, kept: dict[str, Any]) -> None:
+        self.span = span
+        self.kept = kept
+
+    def read(self, data: SpanData) -> SpanData:
+        """``data``, read from the live span, with the identity it lost put back."""
+        if not data.dropped_attributes:
+            return data
+        kept = self.kept
+        lost: dict[str, Any] = {k: kept[k] for k in cv.IDENTITY_KEYS if k in kept and k not in data.attributes}
+        if lost:
+            data.attributes = {**data.attributes, **lost}
+            # Noted once, with the root's end (its TaskFinished).
+            data.notes = tuple(n for n in data.notes if LIMIT_NOTE not in n)
+        return data
+
+    def get_span_context(self) -> Any:
+        return self.span.get_span_context()
+
+    @property
+    def parent(self) -> Any:
+        return self.span.parent
+
+    @property
+    def name(self) -> str:
+        return str(self.span.name)
+
+    @property
+    def start_time(self) -> int | None:
+        return self.span.start_time  # type: ignore[no-any-return]
+
+    @property
+    def end_time(self) -> int | None:
+        return self.span.end_time  # type: ignore[no-any-return]
+
+    @property
+    def attributes(self) -> Any:
+        attrs = self.span.attributes
+        if not getattr(self.span, "dropped_attributes", 0):
+            return attrs  # the usual root: as from_sdk reads any span
+        for _ in range(3):  # the agent's thread may write meanwhile (as data._copy retries)
+            try:
+                now = dict(attrs)
+                break
+            except RuntimeError:
+                continue
+        else:
+            now = {}
+        kept = self.kept
+        return {**now, **{k: kept[k] for k in cv.IDENTITY_KEYS if k in kept and k not in now}}
+
+    @property
+    def dropped_attributes(self) -> int:
+        return 0  # what the root's attributes lost is put back (see attributes)
+
+    @property
+    def events(self) -> Any:
+        return self.span.events
+
+    @property
+    def status(self) -> Any:
+        return self.span.status
+
+    @property
+    def resource(self) -> Any:
+        return self.span.resource
