@@ -23,9 +23,10 @@ carries the task's stamp.
 
 A span that belongs to no task known at its start but carries a key
 spanvisor reads, an event or an error (or whose trace already sent one) goes
-to the tracker at its end, as on the exporter path: some instrumentations (OpenLLMetry's and
-OpenInference's LangChain ones) set the keys that make a span an agent span
-only after it starts, and its children must still reach its task.
+to the tracker at its end, as on the exporter path: some instrumentations
+(OpenLLMetry's and OpenInference's LangChain ones) set the keys that make a
+span an agent span only after it starts, and its children must still reach
+its task.
 
 On start, the processor stamps every span of a task with ``agent.task.id``,
 ``agent.task.root_span_id`` and (when known) ``agent.id``, so spans exported
