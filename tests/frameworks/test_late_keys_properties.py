@@ -17,15 +17,15 @@ from hypothesis import HealthCheck, given, settings
 from ..core._invariants import check_against_specs, check_stream, expected_roots, final_states, roots_of
 from ..core._strategies import traces
 from ..core._trees import SpanSpec
-from ..core.test_paths_properties import _exporter_run, _processor_run, _unstamped_spans, clean_specs
+from ..core._paths import clean_specs, exporter_run, processor_run, unstamped_spans
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(specs=traces(max_traces=2, max_children=6, late_roots=True, clean_root_updates=True))
 def test_a_root_known_only_at_its_end_keeps_its_children_in_process(specs: list[SpanSpec]) -> None:
     specs = clean_specs(specs)
-    in_process, _ = _processor_run(specs)
-    end_order = _exporter_run(_unstamped_spans(specs))
+    in_process, _ = processor_run(specs)
+    end_order = exporter_run(unstamped_spans(specs))
     roots = expected_roots(specs)
     for name, events in (("processor", in_process), ("exporter", end_order)):
         check_stream(events, all_finished=True)

@@ -1,6 +1,7 @@
 """The span conventions spanvisor reads: the single source of truth.
 
-``docs/conventions.md`` documents every key here. Keys are matched exactly,
+``docs/conventions.md`` documents every key here (the context windows of
+common models are in :mod:`spanvisor.spans.windows`). Keys are matched exactly,
 never by prefix: OpenInference owns ``agent.name`` and upstream has an
 ``agent.threat.detection.*`` namespace, so ``agent.`` is not ours alone. The
 one prefix read is ``agent.result.`` (a task's results, on its root only).
@@ -109,8 +110,6 @@ OI_TOOL_NAME: Final = "tool.name"
 # LangChain's run metadata (JSON): a LangGraph graph run, the agent's run, is a
 # CHAIN whose metadata names LangGraph and no node (its nodes' spans do).
 OI_METADATA: Final = "metadata"
-_LANGGRAPH_RUN: Final = '"ls_integration": "langgraph"'
-_LANGGRAPH_NODE: Final = '"langgraph_node"'
 
 # --- OpenLLMetry / Traceloop -------------------------------------------------
 TL_KIND: Final = "traceloop.span.kind"
@@ -203,7 +202,9 @@ def is_agent_span(attrs: Mapping[str, Any]) -> bool:
 
 
 def is_langgraph_run(metadata: Any) -> bool:
-    return metadata.__class__ is str and _LANGGRAPH_RUN in metadata and _LANGGRAPH_NODE not in metadata
+    return (
+        metadata.__class__ is str and '"ls_integration": "langgraph"' in metadata and '"langgraph_node"' not in metadata
+    )
 
 
 def is_model_call(attrs: Mapping[str, Any]) -> bool:
@@ -373,65 +374,3 @@ def usage(attrs: Mapping[str, Any]) -> tuple[Any, Any]:
         first(attrs, GEN_AI_INPUT, GEN_AI_PROMPT_OLD, OI_PROMPT, TL_PROMPT_OLD),
         first(attrs, GEN_AI_OUTPUT, GEN_AI_COMPLETION_OLD, OI_COMPLETION, TL_COMPLETION_OLD),
     )
-
-
-# Context windows of common models, in tokens. Matched by longest prefix of
-# the (lower-cased) model name; config ``model_context_windows`` overrides.
-MODEL_CONTEXT_WINDOWS: Final[Mapping[str, int]] = {
-    "claude-opus-4": 200_000,
-    "claude-sonnet-4": 200_000,
-    "claude-haiku-4": 200_000,
-    "claude-3-7-sonnet": 200_000,
-    "claude-3-5-sonnet": 200_000,
-    "claude-3-5-haiku": 200_000,
-    "claude-3-opus": 200_000,
-    "claude-3-haiku": 200_000,
-    "claude": 200_000,
-    "gpt-5": 400_000,
-    "gpt-4.1": 1_047_576,
-    "gpt-4.5": 128_000,
-    "gpt-4o": 128_000,
-    "gpt-4-turbo": 128_000,
-    "gpt-4": 8_192,
-    "gpt-3.5-turbo": 16_385,
-    "o1-mini": 128_000,
-    "o1": 200_000,
-    "o3": 200_000,
-    "o4-mini": 200_000,
-    "gemini-2.5": 1_048_576,
-    "gemini-2.0": 1_048_576,
-    "gemini-1.5-pro": 2_097_152,
-    "gemini-1.5-flash": 1_048_576,
-    "llama-3.1": 128_000,
-    "llama-3.3": 128_000,
-    "mistral-large": 128_000,
-    "deepseek-chat": 128_000,
-    "deepseek-reasoner": 128_000,
-}
-
-
-class ContextWindows:
-    """Looks up a model's window: the built-in table plus overrides."""
-
-    def __init__(self, overrides: Mapping[str, int] | None = None) -> None:
-        table = {k.lower(): v for k, v in MODEL_CONTEXT_WINDOWS.items()}
-        table.update({k.lower(): v for k, v in (overrides or {}).items()})
-        # Longest prefix first, so "gpt-4o" wins over "gpt-4".
-        self._prefixes = sorted(table.items(), key=lambda kv: -len(kv[0]))
-        self._cache: dict[str, int | None] = {}
-
-    def lookup(self, model: str | None) -> int | None:
-        if not model:
-            return None
-        if model in self._cache:
-            return self._cache[model]
-        name = model.lower()
-        # Provider-qualified names such as "anthropic/claude-..." or
-        # "us.anthropic.claude-..." (Bedrock) match on their last part.
-        for sep in ("/", "anthropic."):
-            if sep in name:
-                name = name.rsplit(sep, 1)[1]
-        found = next((v for k, v in self._prefixes if name.startswith(k)), None)
-        if len(self._cache) < 4096:
-            self._cache[model] = found
-        return found
