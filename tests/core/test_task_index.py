@@ -91,7 +91,7 @@ def test_the_index_stays_bounded_by_what_is_held() -> None:
             clock.now += LATE_WINDOW_S + 1
             tracker.expire()
     # Rebuilt on an add once it outgrows what is held: never more than that bound.
-    assert len(tracker._by_task) <= 2 * (10 + MAX_CLOSED) + 1025
+    assert len(tracker.tasks.by_task) <= 2 * (10 + MAX_CLOSED) + 1025
     tracker.span_ended(_root(20_001, "task-last", end=True))
     assert tracker.states_of("task-last")[1] and tracker.states_of("task-1") == ([], [])
 

@@ -61,7 +61,7 @@ from spanvisor.pipeline.pipeline import Pipeline
 from spanvisor.sink import Sink
 from spanvisor.spans import conventions as cv
 from spanvisor.spans import sanitize as sz
-from spanvisor.tracking.tracker import default_task_id
+from spanvisor.tracking.tasktable import default_task_id
 
 log = logging.getLogger("spanvisor.processor")
 

@@ -37,11 +37,13 @@ from spanvisor.control import hub
 from spanvisor.control.log import ControlLog
 from spanvisor.events import Event
 from spanvisor.logs import install_redaction
+from spanvisor.pipeline import exiting
 from spanvisor.pipeline.admission import Admission
 from spanvisor.pipeline.assemble import build_sinks, open_state_store
 from spanvisor.pipeline.assemble import replica_id as _replica_id
 from spanvisor.pipeline.barrier import flush_workers
 from spanvisor.pipeline.control import PipelineControl
+from spanvisor.pipeline.exiting import EXIT_FLUSH_S
 from spanvisor.pipeline.inbox import Entry, Inbox
 from spanvisor.pipeline.logtail import LogTails
 from spanvisor.pipeline.rate import Rate
@@ -63,8 +65,6 @@ PUMP_INTERVAL_S = 0.05
 # a whole backlog at once kept the sinks (and the database) idle meanwhile,
 # and each database round trip of a batch waits for such a turn.
 PUMP_SLICE_S = 0.005
-# An agent that exits waits at most this long per flush for its sinks.
-EXIT_FLUSH_S = 5.0
 
 __all__ = ["EXIT_FLUSH_S", "Pipeline", "build_sinks"]
 
@@ -164,39 +164,8 @@ class Pipeline:
             self._thread.start()
             self._started.wait(10)
             hub.set_current(self.control)
-            try:
-                # Runs before atexit handlers and before concurrent.futures
-                # refuses new work (its hook, registered at import above, runs
-                # after ours: these hooks run last-registered first). The SDK
-                # shuts providers down from atexit, when a sink could no longer
-                # use a thread (sqlite, DNS, the loop's executor).
-                threading._register_atexit(self._at_exit)  # type: ignore[attr-defined]
-            except Exception:
-                log.debug("interpreter exit already under way; no exit flush")
+            exiting.register(lambda: exiting.at_exit(self))
         return self
-
-    def _at_exit(self) -> None:
-        """Flush and shut down while sinks can still use threads; the SDK's own
-        atexit shutdown, later, then finds the pipeline closed."""
-        if self._closed:
-            return
-        try:
-            from opentelemetry import trace
-
-            # Spans still waiting in a BatchSpanProcessor (the exporter path)
-            # reach us now, while sinks can still do their I/O.
-            from opentelemetry._logs import get_logger_provider
-
-            deadline = min(EXIT_FLUSH_S, float(self.config.get("shutdown_timeout_s", EXIT_FLUSH_S)))
-            # Log records waiting in a BatchLogRecordProcessor too: a failed
-            # task's last lines are the ones logged just before the exit.
-            for provider in (trace.get_tracer_provider(), get_logger_provider()):
-                flush = getattr(provider, "force_flush", None)
-                if flush is not None:
-                    flush(int(deadline * 1000))
-            self.shutdown(deadline)
-        except Exception:
-            log.exception("shutdown at interpreter exit failed")
 
     def wait_ready(self, timeout_s: float) -> bool:
         return self._ready.wait(timeout_s)

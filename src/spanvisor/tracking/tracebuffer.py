@@ -1,20 +1,25 @@
-"""Unstamped spans of one trace, waiting for their task root (end order).
+"""Unstamped spans waiting for their task root (end order).
 
 On the exporter and receiver paths a span without the processor's stamps
 cannot tell which task it belongs to until its ancestors are known. The
-tracker keeps such spans per trace: the ones that can cause events whole,
-the others only as links for ancestry. A root candidate is *held* until its
+tracker keeps such spans per trace (:class:`TraceBuffer`; all of them in
+:class:`PendingTraces`, bounded): the ones that can cause events whole, the
+others only as links for ancestry. A root candidate is *held* until its
 ancestry says whether it is a task root or nested in one (or its deadline
-passes); then its subtree leaves the buffer.
+passes, or its live records say it is one); then its :class:`Subtree`
+leaves the buffer and the tracker turns it into events.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from spanvisor.spans import conventions as cv
 from spanvisor.spans.data import SpanData
+from spanvisor.stats import PipelineStats
 
 PENDING_TTL_S = 3600.0
 
@@ -103,3 +108,117 @@ def can_cause_events(span: SpanData) -> bool:
     if a and not cv.CONTENT_KEYS.isdisjoint(a):
         return True
     return bool(span.events) and any(e.name in cv.KNOWN_EVENTS or e.name == cv.EVENT_EXCEPTION for e in span.events)
+
+
+class Subtree(NamedTuple):
+    """A decided task root and what of its trace waited with it."""
+
+    trace_id: str
+    root: SpanData
+    on_time: list[SpanData]  # arrived before the root, in arrival order
+    late: list[SpanData]  # arrived after it (ended after it, as in-process)
+    taken: int  # entries that left the buffer
+
+
+class PendingTraces:
+    """Every trace's buffer, oldest touched first, bounded in spans."""
+
+    def __init__(self, hold_s: float, max_spans: int, stats: PipelineStats, clock: Callable[[], float]) -> None:
+        self._hold_s = hold_s
+        self._max = max_spans
+        self._stats = stats
+        self._clock = clock
+        self._buffers: OrderedDict[str, TraceBuffer] = OrderedDict()
+        self._count = 0
+
+    def waiting(self, trace_id: str) -> bool:
+        return trace_id in self._buffers
+
+    def hold(self, span: SpanData, interesting: bool, candidate: bool) -> list[Subtree]:
+        """Keep ``span`` (whole, or as a link when it cannot cause events);
+        the task roots its arrival decides."""
+        tid = span.trace_id
+        buf = self._buffers.get(tid)
+        if buf is None:
+            buf = self._buffers[tid] = TraceBuffer()
+        self._buffers.move_to_end(tid)
+        buf.touched = self._clock()
+        buf.spans[span.span_id] = PendingSpan(
+            span.parent_id, span.parent_remote, span if interesting else None, candidate
+        )
+        self._count += 1
+        if candidate:
+            buf.held[span.span_id] = buf.touched + self._hold_s
+        out = self._resolve(tid, buf, ())
+        self._bound()
+        return out
+
+    def below(self, trace_id: str, sid: str) -> list[SpanData]:
+        """What waits of ``sid``'s subtree (not ``sid`` itself), in arrival order."""
+        buf = self._buffers.get(trace_id)
+        if buf is None:
+            return []
+        datas, taken = buf.take_below(sid)
+        self._taken(trace_id, buf, taken)
+        return datas
+
+    def decide(self, trace_id: str, root_sid: str) -> Subtree | None:
+        """``root_sid`` is a task root (its start record said so): its subtree,
+        if it was held here; None if it was not."""
+        buf = self._buffers.get(trace_id)
+        if buf is None or root_sid not in buf.held:
+            return None
+        del buf.held[root_sid]
+        sub = self._take(trace_id, buf, root_sid)
+        if not buf.spans:
+            self._buffers.pop(trace_id, None)
+        return sub
+
+    def expire(self, now: float) -> list[Subtree]:
+        """Held roots past their deadline (task roots now); stale traces forgotten."""
+        out: list[Subtree] = []
+        for tid, buf in list(self._buffers.items()):
+            due = [sid for sid, deadline in buf.held.items() if deadline <= now]
+            if due:
+                out.extend(self._resolve(tid, buf, due))
+            if tid in self._buffers and now - buf.touched > PENDING_TTL_S and not buf.held:
+                del self._buffers[tid]
+                self._count -= len(buf.spans)
+                self._stats.inc("evicted_tasks_total", reason="expired")
+        return out
+
+    def _resolve(self, trace_id: str, buf: TraceBuffer, force: Iterable[str]) -> list[Subtree]:
+        """Every held root candidate whose ancestry is now known."""
+        out: list[Subtree] = []
+        forced = set(force)
+        for sid in list(buf.held):
+            if sid not in buf.held:
+                continue
+            # A nested candidate stays held: its outer root takes it along, or
+            # its deadline passes and it becomes a task of its own.
+            if sid in forced or buf.ancestry(sid) == "root":
+                del buf.held[sid]
+                out.append(self._take(trace_id, buf, sid))
+        if not buf.spans:
+            self._buffers.pop(trace_id, None)
+        return out
+
+    def _take(self, trace_id: str, buf: TraceBuffer, root_sid: str) -> Subtree:
+        root, on_time, late, taken = buf.take_subtree(root_sid)
+        self._count -= taken
+        return Subtree(trace_id, root, on_time, late, taken)
+
+    def _taken(self, trace_id: str, buf: TraceBuffer, taken: int) -> None:
+        self._count -= taken
+        if not buf.spans:
+            self._buffers.pop(trace_id, None)
+
+    def _bound(self) -> None:
+        while self._count > self._max and self._buffers:
+            _, buf = self._buffers.popitem(last=False)
+            self._count -= len(buf.spans)
+            self._stats.drop(
+                "pending_spans_evicted",
+                len(buf.spans),
+                detail="too many spans waiting for their task root; raise the limit or route by trace id",
+            )

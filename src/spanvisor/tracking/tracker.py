@@ -21,32 +21,25 @@ finds its task through :mod:`.taskindex` and is applied by :mod:`.approvals`.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from spanvisor.events import Event
 from spanvisor.spans import conventions as cv
-from spanvisor.spans import sanitize as sz
 from spanvisor.spans.data import SpanData, read_live_sdk_span
 from spanvisor.spans.live import LiveFact
 from spanvisor.stats import PipelineStats
 from spanvisor.tracking import late, stalls
-from spanvisor.tracking.edges import ClosedTasks, PartialTasks
-from spanvisor.tracking.live import LiveRoots, opener
+from spanvisor.tracking.live import opener
 from spanvisor.tracking.recent import RecentKeys, pair_key
-from spanvisor.tracking.stalls import StallWatch
 from spanvisor.tracking.taskcontext import TrackerSettings
-from spanvisor.tracking.taskindex import Key, TaskIndex
+from spanvisor.tracking.taskindex import Key
 from spanvisor.tracking.taskstate import TaskState
-from spanvisor.tracking.tracebuffer import PENDING_TTL_S, PendingSpan, TraceBuffer, can_cause_events
+from spanvisor.tracking.tasktable import TaskTable
+from spanvisor.tracking.tracebuffer import PendingTraces, Subtree, can_cause_events
 
 # What a stamped descendant that opens its task lends it before the root comes.
 _OPENER_KEYS = frozenset({cv.TASK_ID, cv.TASK_ROOT, cv.AGENT_ID})
-
-
-def default_task_id(trace_id: str, root_span_id: str) -> str:
-    return f"{trace_id}-{root_span_id}"
 
 
 class TaskTracker:
@@ -66,27 +59,24 @@ class TaskTracker:
     ) -> None:
         self.settings = settings or TrackerSettings()
         self.stats = stats or PipelineStats()
-        self._max_open = max(1, max_open_tasks)
-        self._dedup_window = max(1, dedup_window)
-        self._hold_s = root_hold_s
-        self._max_pending = max_pending_spans
         self._clock = clock
         self._wall = wall_clock
-        self._tasks: OrderedDict[Key, TaskState] = OrderedDict()
+        self.tasks = TaskTable(
+            self.settings,
+            self.stats,
+            clock,
+            wall_clock,
+            max_open=max_open_tasks,
+            dedup_window=max(1, dedup_window),
+            partial_idle_s=root_hold_s if partial_idle_s is None else partial_idle_s,
+        )
+        t = self.tasks  # the table's records, by the names this class has always used
+        self._tasks, self._finished, self._closed, self._partial = t.open, t.finished, t.closed, t.partial
+        self._live, self._live_roots = t.polled, t.live_roots
         self._span_task: dict[str, Key] = {}
-        self._live: dict[Key, Any] = {}
-        # Compact keys (tracking/recent.py): the most a long stream leaves behind.
-        self._seen = RecentKeys(self._dedup_window)
-        self._finished = RecentKeys(self._dedup_window)
-        self._buffers: OrderedDict[str, TraceBuffer] = OrderedDict()
+        self._seen = RecentKeys(max(1, dedup_window))
+        self._pending = PendingTraces(root_hold_s, max_pending_spans, self.stats, clock)
         self.snapshot: Callable[[Any], SpanData | None] = snapshot or read_live_sdk_span
-        self._pending_count = 0
-        self._closed = ClosedTasks()
-        self._by_task = TaskIndex()
-        self._stalls = StallWatch(self.settings.stalls)
-        self._live_roots = LiveRoots()
-        # A task opened from a descendant sleeps once idle as long as a root is held.
-        self._partial = PartialTasks(root_hold_s if partial_idle_s is None else partial_idle_s, self._max_open)
 
     @property
     def open_tasks(self) -> int:
@@ -94,77 +84,17 @@ class TaskTracker:
 
     def states(self) -> tuple[list[TaskState], list[TaskState]]:
         """Open tasks' states and just-finished ones' (for :mod:`.approvals`)."""
-        return list(self._tasks.values()), self._closed.states()
+        return self.tasks.states()
 
     def states_of(self, task_id: str) -> tuple[list[TaskState], list[TaskState]]:
         """What ``states()`` holds of one task id, through an index (:mod:`.taskindex`)."""
-        return self._by_task.states(task_id, self._tasks, self._closed, self._clock())
+        return self.tasks.states_of(task_id)
 
     def _open(self, key: Key, span: SpanData, notes: list[str], initial: bool = False) -> list[Event]:
-        """Open a task. ``initial``: ``span`` is the root as it starts, so its
-        state attributes are the task's initial state (part of TaskStarted)."""
-        trace_id, root_id = key
-        raw_id = span.attributes.get(cv.TASK_ID)
-        task_id = sz.name(raw_id, cv.TASK_ID, notes) if raw_id is not None else None
-        task_id = task_id or default_task_id(trace_id, root_id)
-        st = TaskState.open(task_id, trace_id, root_id, span, self.settings, notes)
-        if initial:  # the root as it starts, or before its children are replayed (end order)
-            st.read_initial(span, notes)
-        self._tasks[key] = st
-        self._by_task.add(task_id, key, self._tasks, self._closed)
-        self._stalls.touch(key, self._clock())
-        out = [*self._bound_open(span.start_ns), *st.started(st.view.started_ns, notes)]
+        st, out = self.tasks.create(key, span, notes, initial)
         for fact in self._live_roots.take(key):  # live records that came before the task
             out.extend(self._live_read(key, st, fact))
         return out
-
-    def _bound_open(self, now_ns: int) -> list[Event]:
-        evicted: list[Event] = []
-        while len(self._tasks) > self._max_open:
-            old, old_st = self._tasks.popitem(last=False)
-            self._live.pop(old, None)
-            self._live_roots.forget(old)
-            self.stats.inc("evicted_tasks_total", reason="capacity")
-            if old in self._partial:
-                # Its root is elsewhere (or later): it sleeps, unfinished here.
-                self._partial.sleep(old, old_st, self._clock())
-                continue
-            self._finished.remember(pair_key(*old))
-            self.stats.drop("open_task_evicted", detail="more open tasks than SPANVISOR_MAX_OPEN_TASKS")
-            evicted.append(old_st.abandon(now_ns, f"evicted: more than {self._max_open} open tasks"))
-        return evicted
-
-    def _revive(self, key: Key, now_ns: int) -> list[Event] | None:
-        """A sleeping partial task gets a span: open again, state intact. None: not sleeping."""
-        st = self._partial.wake(key)
-        if st is None:
-            return None
-        self._tasks[key] = st
-        self._by_task.add(st.working["task_id"], key, self._tasks, self._closed)
-        self._partial.opened(key, self._clock())
-        return self._bound_open(now_ns)
-
-    def _finish(self, key: Key, st: TaskState, root: SpanData, notes: list[str]) -> list[Event]:
-        ev = st.finish(root, notes)
-        self._tasks.pop(key, None)
-        self._live.pop(key, None)
-        self._live_roots.forget(key)
-        self._closed.add(key, st, self._clock())
-        self._finished.remember(pair_key(*key))
-        self.stats.inc("evicted_tasks_total", reason="finished")
-        return [ev]
-
-    def _lose(self, key: Key, idle_s: float) -> list[Event]:
-        """Finish a task whose agent went silent for the lost time."""
-        st = self._tasks.pop(key)
-        self._live.pop(key, None)
-        self._live_roots.forget(key)
-        self._partial.root_seen(key)
-        self._closed.add(key, st, self._clock())
-        self._finished.remember(pair_key(*key))
-        self.stats.inc("evicted_tasks_total", reason="lost")
-        why = f"no sign of life for {round(idle_s)} s (SPANVISOR_LOST_AFTER): the agent died without ending the task"
-        return [st.abandon(max(self._wall(), st.last_ns), why, "lost", "SpanvisorLost")]
 
     def _absorb(self, key: Key, span: SpanData, notes: list[str]) -> list[Event]:
         st = self._tasks.get(key)
@@ -178,11 +108,10 @@ class TaskTracker:
             self._partial.root_seen(key)
         else:
             self._partial.touch(key, now)
-        idle = now - self._stalls.touch(key, now)
-        out = [stalls.resumed(st, idle, self._wall())] if st.working["stalled"] else []
+        out = self.tasks.alive(key, st, self._wall())
         out.extend(st.absorb(span, notes, is_root))
         if is_root and span.end_ns is not None:
-            out.extend(self._finish(key, st, span, notes))
+            out.extend(self.tasks.finish(key, st, span, notes))
         return out
 
     def add_member(self, span_id: str, parent_id: str) -> bool:
@@ -191,7 +120,7 @@ class TaskTracker:
         if key is None or key not in self._tasks:
             return False
         self._span_task[span_id] = key
-        self._stalls.touch(key, self._clock())  # a span starting is activity too
+        self.tasks.stalls.touch(key, self._clock())  # a span starting is activity too
         return True
 
     def span_started(self, span: SpanData, live: Any = None) -> list[Event]:
@@ -235,8 +164,7 @@ class TaskTracker:
             st = self._tasks.get(key)
             if st is not None:
                 if stalls.root_moved(st, snap):  # a checkpoint on the root is activity too
-                    idle = self._clock() - self._stalls.touch(key, self._clock())
-                    out.extend([stalls.resumed(st, idle, now)] if st.working["stalled"] else [])
+                    out.extend(self.tasks.alive(key, st, now))
                 out.extend(st.absorb(snap, [], is_root=True, now_ns=now))
         return out
 
@@ -255,7 +183,7 @@ class TaskTracker:
                 if pair_key(*key) in self._finished:
                     self.stats.inc("live_records_total", outcome="late")  # its root's end said it all
                     continue
-                revived = self._revive(key, fact.time_ns)
+                revived = self.tasks.revive(key, fact.time_ns)
                 if revived is None and fact.name != cv.LIVE_TASK_START:
                     self._live_roots.wait(key, fact, self._clock())
                     continue
@@ -275,9 +203,7 @@ class TaskTracker:
             return []
         # Its root is alive and speaking: not a partial task that may sleep.
         self._partial.root_seen(key)
-        now = self._clock()
-        idle = now - self._stalls.touch(key, now)
-        out = [stalls.resumed(st, idle, fact.time_ns)] if st.working["stalled"] else []
+        out = self.tasks.alive(key, st, fact.time_ns)
         if fact.name == cv.LIVE_HEARTBEAT:
             return out
         v = st.view
@@ -330,7 +256,7 @@ class TaskTracker:
             # The unstamped root of a task its stamped children (or its live
             # records) opened: it joins that task (stamps are optional for
             # OTLP senders), after its descendants still buffered.
-            revived = self._revive(own, span.start_ns) or []
+            revived = self.tasks.revive(own, span.start_ns) or []
             return [*revived, *self._adopt(span.trace_id, span.span_id, own), *self._absorb(own, span, notes)]
         parent = span.parent_id
         if parent is not None and (span.trace_id, parent) in self._tasks:
@@ -344,24 +270,13 @@ class TaskTracker:
         """A task its start record opened: what of it waits in its trace's
         buffer is its now (the root itself, held while its ancestry was
         unknown, decided by that record; else the root's buffered subtree)."""
-        buf = self._buffers.get(key[0])
-        if buf is None:
-            return []
-        if key[1] in buf.held:
-            return self._resolve(key[0], buf, force=(key[1],))
-        return self._adopt(key[0], key[1], key)
+        sub = self._pending.decide(*key)
+        return self._emit_subtree(sub) if sub is not None else self._adopt(key[0], key[1], key)
 
     def _adopt(self, trace_id: str, sid: str, key: Key) -> list[Event]:
         """The buffered descendants of ``sid`` join task ``key``, in the order they arrived."""
-        buf = self._buffers.get(trace_id)
-        if buf is None:
-            return []
-        datas, taken = buf.take_below(sid)
-        self._pending_count -= taken
-        if not buf.spans:
-            self._buffers.pop(trace_id, None)
         out: list[Event] = []
-        for d in datas:  # as they arrived (docs/conventions.md#clock-skew)
+        for d in self._pending.below(trace_id, sid):  # as they arrived (docs/conventions.md#clock-skew)
             out.extend(self._absorb(key, d, list(d.notes)))
         return out
 
@@ -372,7 +287,7 @@ class TaskTracker:
             return self._late(key, span, notes, content)
         out: list[Event] = []
         if key not in self._tasks:
-            revived = self._revive(key, span.start_ns)
+            revived = self.tasks.revive(key, span.start_ns)
             if revived is not None:
                 out.extend(revived)
             elif span.span_id == root_id:
@@ -420,101 +335,36 @@ class TaskTracker:
             # A child of a task that has already finished (a Collector retry
             # reordered batches): late, and never a task of its own.
             return self._late((span.trace_id, parent), span, notes, content)
-        buf = self._buffers.get(span.trace_id)
-        if buf is None:
-            if not interesting:
-                return []  # the fast path: most spans end here
-            buf = self._buffers[span.trace_id] = TraceBuffer()
-        self._buffers.move_to_end(span.trace_id)
-        buf.touched = self._clock()
-        buf.spans[span.span_id] = PendingSpan(
-            span.parent_id, span.parent_remote, span if interesting else None, candidate
-        )
-        self._pending_count += 1
-        if candidate:
-            buf.held[span.span_id] = buf.touched + self._hold_s
-        out = self._resolve(span.trace_id, buf, force=())
-        self._bound_pending()
-        return out
-
-    def _resolve(self, trace_id: str, buf: TraceBuffer, force: Iterable[str]) -> list[Event]:
-        """Decide every held root candidate whose ancestry is now known."""
+        if not interesting and not self._pending.waiting(span.trace_id):
+            return []  # the fast path: most spans end here
         out: list[Event] = []
-        forced = set(force)
-        for sid in list(buf.held):
-            if sid not in buf.held:
-                continue
-            # A nested candidate stays held: its outer root takes it along, or
-            # its deadline passes and it becomes a task of its own.
-            if sid in forced or buf.ancestry(sid) == "root":
-                del buf.held[sid]
-                out.extend(self._emit_subtree(trace_id, buf, sid))
-        if not buf.spans:
-            self._buffers.pop(trace_id, None)
+        for sub in self._pending.hold(span, interesting, candidate):
+            out.extend(self._emit_subtree(sub))
         return out
 
-    def _emit_subtree(self, trace_id: str, buf: TraceBuffer, root_sid: str) -> list[Event]:
-        root, on_time, after, taken = buf.take_subtree(root_sid)  # after the root arrived: late
-        self._pending_count -= taken
-        key = (trace_id, root_sid)
+    def _emit_subtree(self, sub: Subtree) -> list[Event]:
+        root = sub.root
+        key = (sub.trace_id, root.span_id)
         if pair_key(*key) in self._finished:  # the same task resent after it finished
-            self.stats.inc("duplicate_spans_total", taken)
+            self.stats.inc("duplicate_spans_total", sub.taken)
             return []
         notes: list[str] = list(root.notes)
         # Its live records may have opened it meanwhile: then it continues.
         out = self._open(key, root, notes, initial=True) if key not in self._tasks else []
         st = self._tasks[key]
-        for d in on_time:  # as they arrived, never by end times from other clocks (docs/conventions.md#clock-skew)
+        for d in sub.on_time:  # as they arrived, never by end times from other clocks (docs/conventions.md#clock-skew)
             # The root's events up to each child's end first, as in-process.
             out.extend(st.absorb(root, [], is_root=True, until_ns=d.end_ns or 0))
             out.extend(self._absorb(key, d, list(d.notes)))
         out.extend(self._absorb(key, root, notes))
-        out.extend(e for d in after for e in self._late(key, d, list(d.notes), can_cause_events(d)))
+        out.extend(e for d in sub.late for e in self._late(key, d, list(d.notes), can_cause_events(d)))
         return out
-
-    def _bound_pending(self) -> None:
-        while self._pending_count > self._max_pending and self._buffers:
-            _, buf = self._buffers.popitem(last=False)
-            self._pending_count -= len(buf.spans)
-            self.stats.drop(
-                "pending_spans_evicted",
-                len(buf.spans),
-                detail="too many spans waiting for their task root; raise the limit or route by trace id",
-            )
 
     def expire(self) -> list[Event]:
         """Release held roots past their deadline, forget stale buffers, put
-        idle partial tasks to sleep and forget old closed ones."""
-        now = self._clock()
-        for key in self._partial.due(now):
-            if (waiting := self._tasks.get(key)) is not None and waiting.working["approvals"]:
-                # Waiting for a person is a sign of life: it stays open here.
-                self._partial.opened(key, now)
-                continue
-            st = self._tasks.pop(key, None)
-            if st is not None:
-                self._live.pop(key, None)
-                self._partial.sleep(key, st, now)
-                self.stats.inc("evicted_tasks_total", reason="partial")
-        self._partial.expire(now)
-        self._closed.expire(now)
-        out: list[Event] = [stalls.stalled(st, idle, self._wall()) for st, idle in self._stalls.quiet(self._tasks, now)]
-        for key, idle in self._stalls.lost(self._tasks, now):
-            out.extend(self._lose(key, idle))
-        self._live_roots.expire(now)
-        if self._live_roots.dropped:
-            self.stats.drop(
-                "live_unclaimed",
-                self._live_roots.dropped,
-                detail="live-channel records whose task never opened here; route logs by trace id with the traces",
-            )
-            self._live_roots.dropped = 0
-        for trace_id, buf in list(self._buffers.items()):
-            due = [sid for sid, deadline in buf.held.items() if deadline <= now]
-            if due:
-                out.extend(self._resolve(trace_id, buf, force=due))
-            if trace_id in self._buffers and now - buf.touched > PENDING_TTL_S and not buf.held:
-                del self._buffers[trace_id]
-                self._pending_count -= len(buf.spans)
-                self.stats.inc("evicted_tasks_total", reason="expired")
+        idle partial tasks to sleep, forget old closed ones, say stalls and
+        lose the silent (:mod:`.tasktable`)."""
+        out = self.tasks.expire()
+        for sub in self._pending.expire(self._clock()):
+            out.extend(self._emit_subtree(sub))
         return out

@@ -1,46 +1,19 @@
-"""Optional helpers for agent authors, in pure OpenTelemetry API.
-
-They only write spans, attributes and events: nothing here knows about
-Slack, databases or spanvisor's pipeline, and they work with any SDK setup::
-
-    with task("Diagnose F47", agent_id="rivet") as t:
-        t.checkpoint("Routed to siemens SME", progress=30)
-        t.artifact("report.md", uri="s3://bucket/report.md")
-
-``checkpoint()`` at module level finds the innermost open ``task`` through a
-context variable, so deep helper code can report progress without passing
-the handle around.
-
-The way back, from people to the agent (docs/interventions.md)::
-
-    decision = t.request_approval("Apply migration 0007 to prod?", timeout=900)
-    if decision.approved: ...
-    t.raise_if_cancelled()
-
-reads decisions from this process's pipeline, or from ``spanvisor serve``'s
-control API when ``SPANVISOR_CONTROL_URL`` is set (:mod:`spanvisor.control.client`).
-
-When the task's spans leave the process (OTLP to a Collector, or the
-exporter path), what these helpers write on the open root is also said on
-the live channel (:mod:`spanvisor.otel.live`): log records, so that
-``spanvisor serve`` shows the task's name, progress and steps while it runs.
-"""
+"""A task's handle: what ``with task(...) as t`` gives, and everything it
+writes on the task's root (checkpoints, artifacts, status, results, context)
+or asks of people (approvals, cancel). Pure OpenTelemetry API; the live
+channel (:mod:`spanvisor.otel.live`) repeats the root's facts as log records
+when the spans leave the process."""
 
 from __future__ import annotations
 
-import contextvars
-import functools
-import inspect
 import itertools
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry.trace import Span
 from opentelemetry.util.types import AttributeValue
 
 from spanvisor.control.feed import ApprovalDecision, CancelRequested, TaskFeed
@@ -52,15 +25,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("spanvisor.agent")
 
-_current: contextvars.ContextVar[TaskHandle | None] = contextvars.ContextVar("spanvisor_task", default=None)
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
 _PLAIN = frozenset({str, bool, int, float})
 
 
-def _attrs(**values: Any) -> dict[str, AttributeValue]:
+def as_attributes(**values: Any) -> dict[str, AttributeValue]:
     out: dict[str, AttributeValue] = {}
     for key, value in values.items():
         if value is None:
@@ -121,13 +89,15 @@ class TaskHandle:
         **attrs: Any,
     ) -> None:
         """Add an ``agent.checkpoint`` event to the task's root span."""
-        values = _attrs(**{cv.MESSAGE: message, cv.PROGRESS: progress, cv.STEP: step, cv.STATUS: status}, **attrs)
+        values = as_attributes(
+            **{cv.MESSAGE: message, cv.PROGRESS: progress, cv.STEP: step, cv.STATUS: status}, **attrs
+        )
         t = time.time_ns()  # the event and its live record are one fact: one time
         self.span.add_event(cv.EVENT_CHECKPOINT, values, timestamp=t)
         self._say(cv.EVENT_CHECKPOINT, values, t)
 
     def artifact(self, name: str, *, uri: str | None = None, kind: str | None = None) -> None:
-        values = _attrs(**{cv.ARTIFACT_NAME: name, cv.ARTIFACT_URI: uri, cv.ARTIFACT_KIND: kind})
+        values = as_attributes(**{cv.ARTIFACT_NAME: name, cv.ARTIFACT_URI: uri, cv.ARTIFACT_KIND: kind})
         t = time.time_ns()
         self.span.add_event(cv.EVENT_ARTIFACT, values, timestamp=t)
         self._say(cv.EVENT_ARTIFACT, values, t)
@@ -176,7 +146,7 @@ class TaskHandle:
         (sanitised as the tracker reads it), else ``<trace id>-<root span id>``."""
         if self._task_id is None:
             from spanvisor.spans import sanitize as sz
-            from spanvisor.tracking.tracker import default_task_id
+            from spanvisor.tracking.tasktable import default_task_id
 
             ctx = self.span.get_span_context()
             raw = (getattr(self.span, "attributes", None) or {}).get(cv.TASK_ID)
@@ -210,7 +180,7 @@ class TaskHandle:
         aid = approval_id or f"a{next(self._approval_numbers)}"
         self._note(
             cv.EVENT_APPROVAL_REQUEST,
-            _attrs(
+            as_attributes(
                 **{
                     cv.APPROVAL_ID: aid,
                     cv.APPROVAL_QUESTION: question,
@@ -225,7 +195,9 @@ class TaskHandle:
         result = ApprovalDecision.of(found) if found is not None else ApprovalDecision.timed_out(aid)
         self._note(
             cv.EVENT_APPROVAL_DECISION,
-            _attrs(**{cv.APPROVAL_ID: aid, cv.APPROVAL_OUTCOME: result.outcome, cv.APPROVAL_DECIDED_BY: result.by}),
+            as_attributes(
+                **{cv.APPROVAL_ID: aid, cv.APPROVAL_OUTCOME: result.outcome, cv.APPROVAL_DECIDED_BY: result.by}
+            ),
         )
         return result
 
@@ -306,127 +278,4 @@ class TaskHandle:
                 log.exception("could not flush the live channel")
 
 
-class task:
-    """A task root span, as a sync or async context manager.
-
-    An exception marks the task as failed (cancelled for CancelledError and
-    KeyboardInterrupt) and propagates unchanged.
-    """
-
-    def __init__(
-        self,
-        name: str,
-        *,
-        agent_id: str | None = None,
-        agent_name: str | None = None,
-        task_id: str | None = None,
-        repo: str | None = None,
-        steps: Sequence[str] | None = None,
-        tracer: trace.Tracer | None = None,
-        **attributes: Any,
-    ) -> None:
-        self._tracer = tracer or trace.get_tracer("spanvisor.agent")
-        self._name = name
-        self._attributes = _attrs(
-            **{
-                cv.TASK_NAME: name,
-                cv.AGENT_ID: agent_id,
-                cv.AGENT_NAME: agent_name,
-                cv.TASK_ID: task_id,
-                cv.REPO: repo,
-                cv.STEPS: list(steps) if steps else None,
-            },
-            **attributes,
-        )
-        self._token: object | None = None
-        self._var_token: contextvars.Token[TaskHandle | None] | None = None
-        self.handle: TaskHandle | None = None
-
-    def __enter__(self) -> TaskHandle:
-        span = self._tracer.start_span(f"agent.task {self._name}", attributes=self._attributes)
-        self._token = otel_context.attach(trace.set_span_in_context(span))
-        self.handle = TaskHandle(span, self._tracer)
-        self._var_token = _current.set(self.handle)
-        try:
-            from spanvisor.otel.live import channel
-
-            live = channel(self._tracer)
-            if live is not None:
-                self.handle._live = live
-                live.opened(span, self._attributes, getattr(span, "start_time", None) or time.time_ns())
-        except Exception:  # telemetry must never break the agent
-            log.exception("no live channel for task %s", self._name)
-        return self.handle
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        assert self.handle is not None
-        span = self.handle.span
-        if exc is not None:
-            span.record_exception(exc)
-            if isinstance(exc, KeyboardInterrupt) or type(exc).__name__ in ("CancelledError", "CancelRequested"):
-                span.set_attribute(cv.STATUS, "cancelled")
-            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
-        span.end()
-        self.handle._close()
-        if self._var_token is not None:
-            _current.reset(self._var_token)
-        if self._token is not None:
-            otel_context.detach(self._token)  # type: ignore[arg-type]
-
-    async def __aenter__(self) -> TaskHandle:
-        return self.__enter__()
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
-
-
-def current_task() -> TaskHandle | None:
-    return _current.get()
-
-
-def checkpoint(message: str | None = None, *, progress: float | None = None, **attrs: Any) -> None:
-    """Report progress on the innermost open task (or the current span)."""
-    handle = _current.get()
-    if handle is None:
-        handle = TaskHandle(trace.get_current_span())
-    handle.checkpoint(message, progress=progress, **attrs)
-
-
-def agent_task(name: str | None = None, **task_kwargs: Any) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """Decorator: run the function as a task (sync or async)."""
-
-    def wrap(fn: Callable[P, R]) -> Callable[P, R]:
-        label = name or fn.__name__
-        if inspect.iscoroutinefunction(fn):
-
-            @functools.wraps(fn)
-            async def run_async(*args: P.args, **kwargs: P.kwargs) -> Any:
-                async with task(label, **task_kwargs):
-                    return await fn(*args, **kwargs)
-
-            return run_async  # type: ignore[return-value]
-
-        @functools.wraps(fn)
-        def run(*args: P.args, **kwargs: P.kwargs) -> R:
-            with task(label, **task_kwargs):
-                return fn(*args, **kwargs)
-
-        return run
-
-    return wrap
-
-
-__all__ = [
-    "ApprovalDecision",
-    "CancelRequested",
-    "OverBudget",
-    "TaskHandle",
-    "agent_task",
-    "checkpoint",
-    "current_task",
-    "task",
-]
+__all__ = ["ApprovalDecision", "CancelRequested", "OverBudget", "TaskHandle", "as_attributes"]

@@ -1,0 +1,144 @@
+"""Opening a task: the ``task`` context manager (sync and async), the
+``agent_task`` decorator, and the innermost open task of the current context
+(``current_task``, module-level ``checkpoint``)."""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+import logging
+import time
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
+
+from spanvisor.agent.handle import TaskHandle, as_attributes
+from spanvisor.spans import conventions as cv
+
+log = logging.getLogger("spanvisor.agent")
+
+_current: contextvars.ContextVar[TaskHandle | None] = contextvars.ContextVar("spanvisor_task", default=None)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class task:
+    """A task root span, as a sync or async context manager.
+
+    An exception marks the task as failed (cancelled for CancelledError and
+    KeyboardInterrupt) and propagates unchanged.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        agent_id: str | None = None,
+        agent_name: str | None = None,
+        task_id: str | None = None,
+        repo: str | None = None,
+        steps: Sequence[str] | None = None,
+        tracer: trace.Tracer | None = None,
+        **attributes: Any,
+    ) -> None:
+        self._tracer = tracer or trace.get_tracer("spanvisor.agent")
+        self._name = name
+        self._attributes = as_attributes(
+            **{
+                cv.TASK_NAME: name,
+                cv.AGENT_ID: agent_id,
+                cv.AGENT_NAME: agent_name,
+                cv.TASK_ID: task_id,
+                cv.REPO: repo,
+                cv.STEPS: list(steps) if steps else None,
+            },
+            **attributes,
+        )
+        self._token: object | None = None
+        self._var_token: contextvars.Token[TaskHandle | None] | None = None
+        self.handle: TaskHandle | None = None
+
+    def __enter__(self) -> TaskHandle:
+        span = self._tracer.start_span(f"agent.task {self._name}", attributes=self._attributes)
+        self._token = otel_context.attach(trace.set_span_in_context(span))
+        self.handle = TaskHandle(span, self._tracer)
+        self._var_token = _current.set(self.handle)
+        try:
+            from spanvisor.otel.live import channel
+
+            live = channel(self._tracer)
+            if live is not None:
+                self.handle._live = live
+                live.opened(span, self._attributes, getattr(span, "start_time", None) or time.time_ns())
+        except Exception:  # telemetry must never break the agent
+            log.exception("no live channel for task %s", self._name)
+        return self.handle
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        assert self.handle is not None
+        span = self.handle.span
+        if exc is not None:
+            span.record_exception(exc)
+            if isinstance(exc, KeyboardInterrupt) or type(exc).__name__ in ("CancelledError", "CancelRequested"):
+                span.set_attribute(cv.STATUS, "cancelled")
+            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+        span.end()
+        self.handle._close()
+        if self._var_token is not None:
+            _current.reset(self._var_token)
+        if self._token is not None:
+            otel_context.detach(self._token)  # type: ignore[arg-type]
+
+    async def __aenter__(self) -> TaskHandle:
+        return self.__enter__()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+
+def current_task() -> TaskHandle | None:
+    return _current.get()
+
+
+def checkpoint(message: str | None = None, *, progress: float | None = None, **attrs: Any) -> None:
+    """Report progress on the innermost open task (or the current span)."""
+    handle = _current.get()
+    if handle is None:
+        handle = TaskHandle(trace.get_current_span())
+    handle.checkpoint(message, progress=progress, **attrs)
+
+
+def agent_task(name: str | None = None, **task_kwargs: Any) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorator: run the function as a task (sync or async)."""
+
+    def wrap(fn: Callable[P, R]) -> Callable[P, R]:
+        label = name or fn.__name__
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def run_async(*args: P.args, **kwargs: P.kwargs) -> Any:
+                async with task(label, **task_kwargs):
+                    return await fn(*args, **kwargs)
+
+            return run_async  # type: ignore[return-value]
+
+        @functools.wraps(fn)
+        def run(*args: P.args, **kwargs: P.kwargs) -> R:
+            with task(label, **task_kwargs):
+                return fn(*args, **kwargs)
+
+        return run
+
+    return wrap
+
+
+__all__ = ["agent_task", "checkpoint", "current_task", "task"]

@@ -1,0 +1,179 @@
+"""The tasks one tracker holds, and their lives: open, asleep, finished, lost.
+
+:class:`TaskTable` owns every per-task record of a tracker: the open tasks
+(oldest touched first, bounded: past ``max_open`` the oldest is evicted and
+finished as cancelled, or put to sleep when its root is elsewhere), the
+partial ones opened from descendants (:mod:`.edges`), the recently finished
+ones (kept for late spans), the record of finished roots, the task-id index
+(:mod:`.taskindex`), the stall clock (:mod:`.stalls`) and the open roots read
+live in-process. It opens, revives, finishes and loses tasks and says what
+each costs in events; which span belongs to which task is the tracker's
+business (:mod:`.tracker`).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from spanvisor.events import Event
+from spanvisor.spans import conventions as cv
+from spanvisor.spans import sanitize as sz
+from spanvisor.spans.data import SpanData
+from spanvisor.stats import PipelineStats
+from spanvisor.tracking import stalls
+from spanvisor.tracking.edges import ClosedTasks, PartialTasks
+from spanvisor.tracking.live import LiveRoots
+from spanvisor.tracking.recent import RecentKeys, pair_key
+from spanvisor.tracking.stalls import StallWatch
+from spanvisor.tracking.taskcontext import TrackerSettings
+from spanvisor.tracking.taskindex import Key, TaskIndex
+from spanvisor.tracking.taskstate import TaskState
+
+
+def default_task_id(trace_id: str, root_span_id: str) -> str:
+    return f"{trace_id}-{root_span_id}"
+
+
+class TaskTable:
+    def __init__(
+        self,
+        settings: TrackerSettings,
+        stats: PipelineStats,
+        clock: Callable[[], float],
+        wall_clock: Callable[[], int],
+        *,
+        max_open: int,
+        dedup_window: int,
+        partial_idle_s: float,
+    ) -> None:
+        self.settings = settings
+        self.stats = stats
+        self.clock = clock
+        self.wall = wall_clock
+        self.max_open = max(1, max_open)
+        self.open: OrderedDict[Key, TaskState] = OrderedDict()
+        # Compact keys (tracking/recent.py): the most a long stream leaves behind.
+        self.finished = RecentKeys(dedup_window)
+        self.closed = ClosedTasks()
+        self.by_task = TaskIndex()
+        self.stalls = StallWatch(settings.stalls)
+        # A task opened from a descendant sleeps once idle as long as a root is held.
+        self.partial = PartialTasks(partial_idle_s, self.max_open)
+        self.polled: dict[Key, Any] = {}  # open roots read live in this process (SDK spans)
+        self.live_roots = LiveRoots()
+
+    def __len__(self) -> int:
+        return len(self.open)
+
+    def is_finished(self, key: Key) -> bool:
+        return pair_key(*key) in self.finished
+
+    def states(self) -> tuple[list[TaskState], list[TaskState]]:
+        """Open tasks' states and just-finished ones' (for :mod:`.approvals`)."""
+        return list(self.open.values()), self.closed.states()
+
+    def states_of(self, task_id: str) -> tuple[list[TaskState], list[TaskState]]:
+        """What ``states()`` holds of one task id, through an index (:mod:`.taskindex`)."""
+        return self.by_task.states(task_id, self.open, self.closed, self.clock())
+
+    def create(self, key: Key, span: SpanData, notes: list[str], initial: bool) -> tuple[TaskState, list[Event]]:
+        """Open a task. ``initial``: ``span`` is the root as it starts, so its
+        state attributes are the task's initial state (part of TaskStarted)."""
+        trace_id, root_id = key
+        raw_id = span.attributes.get(cv.TASK_ID)
+        task_id = sz.name(raw_id, cv.TASK_ID, notes) if raw_id is not None else None
+        task_id = task_id or default_task_id(trace_id, root_id)
+        st = TaskState.open(task_id, trace_id, root_id, span, self.settings, notes)
+        if initial:  # the root as it starts, or before its children are replayed (end order)
+            st.read_initial(span, notes)
+        self.open[key] = st
+        self.by_task.add(task_id, key, self.open, self.closed)
+        self.stalls.touch(key, self.clock())
+        return st, [*self._bound(span.start_ns), *st.started(st.view.started_ns, notes)]
+
+    def revive(self, key: Key, now_ns: int) -> list[Event] | None:
+        """A sleeping partial task gets a span: open again, state intact. None: not sleeping."""
+        st = self.partial.wake(key)
+        if st is None:
+            return None
+        self.open[key] = st
+        self.by_task.add(st.working["task_id"], key, self.open, self.closed)
+        self.partial.opened(key, self.clock())
+        return self._bound(now_ns)
+
+    def alive(self, key: Key, st: TaskState, now_ns: int) -> list[Event]:
+        """A sign of life: the stall clock starts again, and a stalled task resumes."""
+        now = self.clock()
+        idle = now - self.stalls.touch(key, now)
+        return [stalls.resumed(st, idle, now_ns)] if st.working["stalled"] else []
+
+    def finish(self, key: Key, st: TaskState, root: SpanData, notes: list[str]) -> list[Event]:
+        ev = st.finish(root, notes)
+        self._close(key, st, "finished")
+        return [ev]
+
+    def lose(self, key: Key, idle_s: float) -> list[Event]:
+        """Finish a task whose agent went silent for the lost time."""
+        st = self.open[key]
+        self._close(key, st, "lost")
+        why = f"no sign of life for {round(idle_s)} s (SPANVISOR_LOST_AFTER): the agent died without ending the task"
+        return [st.abandon(max(self.wall(), st.last_ns), why, "lost", "SpanvisorLost")]
+
+    def _close(self, key: Key, st: TaskState, reason: str) -> None:
+        self.open.pop(key, None)
+        self.polled.pop(key, None)
+        self.live_roots.forget(key)
+        self.partial.root_seen(key)
+        self.closed.add(key, st, self.clock())
+        self.finished.remember(pair_key(*key))
+        self.stats.inc("evicted_tasks_total", reason=reason)
+
+    def _bound(self, now_ns: int) -> list[Event]:
+        evicted: list[Event] = []
+        while len(self.open) > self.max_open:
+            old, old_st = self.open.popitem(last=False)
+            self.polled.pop(old, None)
+            self.live_roots.forget(old)
+            self.stats.inc("evicted_tasks_total", reason="capacity")
+            if old in self.partial:
+                # Its root is elsewhere (or later): it sleeps, unfinished here.
+                self.partial.sleep(old, old_st, self.clock())
+                continue
+            self.finished.remember(pair_key(*old))
+            self.stats.drop("open_task_evicted", detail="more open tasks than SPANVISOR_MAX_OPEN_TASKS")
+            evicted.append(old_st.abandon(now_ns, f"evicted: more than {self.max_open} open tasks"))
+        return evicted
+
+    def expire(self) -> list[Event]:
+        """Put idle partial tasks to sleep (not one waiting for a person),
+        forget old sleeping and closed ones, say stalls, lose the silent."""
+        now = self.clock()
+        for key in self.partial.due(now):
+            if (waiting := self.open.get(key)) is not None and waiting.working["approvals"]:
+                # Waiting for a person is a sign of life: it stays open here.
+                self.partial.opened(key, now)
+                continue
+            st = self.open.pop(key, None)
+            if st is not None:
+                self.polled.pop(key, None)
+                self.partial.sleep(key, st, now)
+                self.stats.inc("evicted_tasks_total", reason="partial")
+        self.partial.expire(now)
+        self.closed.expire(now)
+        out: list[Event] = [stalls.stalled(st, idle, self.wall()) for st, idle in self.stalls.quiet(self.open, now)]
+        for key, idle in self.stalls.lost(self.open, now):
+            out.extend(self.lose(key, idle))
+        self.live_roots.expire(now)
+        if self.live_roots.dropped:
+            self.stats.drop(
+                "live_unclaimed",
+                self.live_roots.dropped,
+                detail="live-channel records whose task never opened here; route logs by trace id with the traces",
+            )
+            self.live_roots.dropped = 0
+        return out
+
+
+__all__ = ["TaskTable", "default_task_id"]
