@@ -15,9 +15,9 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 
 from ..core._invariants import check_against_specs, check_stream, expected_roots, final_states, roots_of
+from ..core._paths import clean_specs, exporter_run, processor_run, unstamped_spans
 from ..core._strategies import traces
 from ..core._trees import SpanSpec
-from ..core._paths import clean_specs, exporter_run, processor_run, unstamped_spans
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
