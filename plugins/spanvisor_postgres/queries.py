@@ -12,6 +12,7 @@ from typing import Any, get_args
 
 from spanvisor.events import Status
 from spanvisor.presentation import usd
+from spanvisor.readable import tool_step
 
 from .humanqueries import PRUNE_ORPHAN_INTERVENTIONS, task_interventions
 from .humanqueries import detail as intervention_detail
@@ -244,6 +245,10 @@ async def timeline(conn: Any, task: dict[str, Any]) -> list[dict[str, Any]]:
             facts = _WARNINGS[r["kind"]](r, _attrs(r))
             entry.update(facts)
             detail = facts.pop("detail")
+        elif r["source"] == "tool_call":
+            entry["kind"] = "tool_call"
+            step, error = tool_step(_attrs(r))
+            detail = step if error is None else f"{step} · failed: {error}"
         elif r["source"] == "model_call":
             entry["kind"] = "model_call"
             call = _model_call(r)

@@ -193,6 +193,14 @@ SETTINGS: tuple[Setting, ...] = (
         "percentages, e.g. 25,50,75,100",
     ),
     Setting(
+        "slack_tool_lines",
+        "SPANVISOR_SLACK_TOOLS",
+        p_choice("all", "failed", "none"),
+        "all",
+        "Which tool calls get a thread line: all (consecutive ones merged), only failed ones, or none.",
+        "all, failed or none",
+    ),
+    Setting(
         "slack_broadcast_errors",
         "SPANVISOR_SLACK_BROADCAST_ERRORS",
         p_bool,

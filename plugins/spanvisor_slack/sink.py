@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 from spanvisor.config import Config, Setting
 from spanvisor.events import Event, HumanIntervention, TaskFinished
-from spanvisor.presentation import ThreadLine, ThreadPolicy
+from spanvisor.presentation import TOOL_FAILED, ThreadLine, ThreadPolicy
 from spanvisor.sink import AdminRoute, BaseSink, SinkContext, SinkResult
 
 from .record import MAX_PENDING_REPLIES, SlackTaskRecord
@@ -87,6 +87,7 @@ class SlackSink(BaseSink):
             broadcast_errors=bool(c.get("slack_broadcast_errors")),
             broadcast_critical=bool(c.get("slack_broadcast_critical")),
         )
+        self.tool_lines = str(c.get("slack_tool_lines", "all"))
         self.routes = tuple(c.get("slack_routes", ()))
         self.default_channel = c.get("slack_channel") or ("#dry-run" if dry else None)
         self.deliverer = Deliverer(
@@ -179,6 +180,10 @@ class SlackSink(BaseSink):
         """Queue thread lines within the per-task bound (the rest counted); True if any was queued."""
         queued = False
         for line in lines:
+            if line.kind == "tool" and (
+                self.tool_lines == "none" or (self.tool_lines == "failed" and line.summary != TOOL_FAILED)
+            ):
+                continue
             if len(st.replies) >= MAX_PENDING_REPLIES:
                 assert self.ctx is not None
                 self.ctx.stats.drop(

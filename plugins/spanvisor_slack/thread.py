@@ -21,7 +21,7 @@ from .failures import Failures
 from .record import SlackTaskRecord
 from .transport import Clock, Transport
 
-MERGEABLE = frozenset({"step", "artifact"})
+MERGEABLE = frozenset({"step", "tool", "artifact"})
 MERGE_MAX = 10
 
 

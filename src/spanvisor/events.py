@@ -220,13 +220,14 @@ class TaskStarted(TaskEvent):
     pass
 
 
-CheckpointSource = Literal["event", "state", "model_call", "span"]
+CheckpointSource = Literal["event", "state", "model_call", "tool_call", "span"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Checkpoint(TaskEvent):
     """The task moved: an ``agent.checkpoint`` event, a change of progress,
-    step, message or status, or a model call that changed token usage."""
+    step, message or status, a model call that changed token usage, or a
+    tool call that ended (``attributes``: ``tool``, ``duration_s``, ``error``)."""
 
     source: CheckpointSource = "event"
     # Fields that changed with this checkpoint, e.g. ("progress", "step").

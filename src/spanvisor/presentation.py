@@ -38,10 +38,12 @@ from spanvisor.readable import (  # re-exported: sinks have always taken duratio
     duration,
     log_tail_text,
     results,
+    tool_step,
     usd,
 )
 
 NONE = "\u2013"  # an en dash: "no value yet"
+TOOL_FAILED = "Tool failed"  # the summary of a failed tool's line (a sink may show only those)
 
 # status -> (emoji shortcode, unicode emoji, colour)
 STATUS_STYLE: dict[str, tuple[str, str, str]] = {
@@ -119,6 +121,7 @@ LineKind = Literal[
     "started",
     "milestone",
     "step",
+    "tool",
     "warning",
     "forecast",
     "budget",
@@ -203,6 +206,11 @@ class ThreadPolicy:
         if isinstance(event, TaskStarted):
             return out
         if isinstance(event, Checkpoint):
+            if event.source == "tool_call":
+                step, error = tool_step(event.attributes)
+                if error:
+                    return [ThreadLine(event.event_id, "tool", "⚠️", TOOL_FAILED, f"{step}: {error}")]
+                return [ThreadLine(event.event_id, "tool", "🔧", "Tool", step)]
             reached = [m for m in self.milestones if v.progress is not None and v.progress >= m > st.milestone]
             if reached:
                 st.milestone = reached[-1]

@@ -1,12 +1,12 @@
 """Values as people read them, the same in every sink: durations, dollars,
-numbers, a task's results and log lines, and what a person's decision reads
-as. Plain text; each sink escapes what came from spans or people for its
+numbers, a tool call, a task's results and log lines, and what a person's
+decision reads as. Plain text; each sink escapes what came from spans or people for its
 medium. :mod:`spanvisor.presentation` re-exports the names it always had.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 from spanvisor.events import Decision, LogLine, ResultField, TaskCorrected
@@ -19,6 +19,15 @@ def duration(seconds: float) -> str:
     if s < 3600:
         return f"{s // 60}m {s % 60:02d}s"
     return f"{s // 3600}h {s % 3600 // 60:02d}m"
+
+
+def tool_step(attrs: Mapping[str, object]) -> tuple[str, str | None]:
+    """A tool call's ``lookup (12 ms)``, and why it failed (None: it did not)."""
+    took, error = attrs.get("duration_s"), attrs.get("error")
+    text = str(attrs.get("tool") or "tool")
+    if isinstance(took, int | float) and not isinstance(took, bool):
+        text += f" ({took * 1000:.0f} ms)" if took < 1 else f" ({duration(took)})"
+    return text, (str(error) if error else None)
 
 
 def usd(value: float) -> str:

@@ -28,6 +28,7 @@ EMBED = "text-embedding-3-small"
 
 def _agent_task(config: Any) -> None:
     from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.trace import Status, StatusCode
 
     from spanvisor.otel.processor import SpanvisorSpanProcessor
 
@@ -44,6 +45,11 @@ def _agent_task(config: Any) -> None:
                     c.set_attributes(
                         {cv.GEN_AI_REQUEST_MODEL: SONNET, cv.GEN_AI_INPUT: tokens_in, cv.GEN_AI_OUTPUT: 800}
                     )
+            tool = {cv.GEN_AI_OPERATION: "execute_tool", cv.GEN_AI_TOOL_NAME: "fetch_sales"}
+            with tracer.start_as_current_span("execute_tool fetch_sales", attributes=tool):
+                pass
+            with tracer.start_as_current_span("execute_tool fetch_sales", attributes=tool) as failed:
+                failed.set_status(Status(StatusCode.ERROR, "warehouse timeout"))
             root.add_event(cv.EVENT_CHECKPOINT, {"message": "writing", cv.PROGRESS: 80})
         assert processor.force_flush(20_000)
     finally:
@@ -92,6 +98,14 @@ def test_model_calls_show_their_tokens_and_the_context(agent_url: str, cli: Any)
     doc = json.loads(out)
     calls_json = [e for e in doc["timeline"] if e["kind"] == "model_call"]
     assert [(e["input_tokens"], e["output_tokens"]) for e in calls_json] == [(12_000, 800), (30_000, 800)]
+
+
+def test_tool_calls_show_their_name_duration_and_failure(agent_url: str, cli: Any) -> None:
+    _, out = cli(agent_url, "task", "report-1")
+    tools = [detail for kind, detail in _rows(out) if kind == "tool_call"]
+    assert len(tools) == 2
+    assert tools[0].startswith("fetch_sales (") and tools[0].endswith(" ms)")
+    assert tools[1].endswith("· failed: warehouse timeout")
 
 
 def test_model_calls_name_their_model(agent_url: str, cli: Any) -> None:

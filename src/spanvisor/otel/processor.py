@@ -21,6 +21,13 @@ paths) and counts it in ``late_spans_total``. A span that starts after the
 root ended is not handed over at its start (the task is closed); its end
 carries the task's stamp.
 
+A span that belongs to no task known at its start but carries a key
+spanvisor reads, an event or an error (or whose trace already sent one) goes
+to the tracker at its end, as on the exporter path: some instrumentations
+(OpenLLMetry's and OpenInference's LangChain ones) set the keys that make a
+span an agent span only after it starts, and its children must still reach
+its task.
+
 On start, the processor stamps every span of a task with ``agent.task.id``,
 ``agent.task.root_span_id`` and (when known) ``agent.id``, so spans exported
 elsewhere, through a Collector to ``spanvisor serve``, can still be grouped
@@ -228,6 +235,8 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
         # Ended roots, oldest first, bounded. OrderedDict: popitem is one C
         # call, safe when several agent threads end roots at once.
         self._ended: OrderedDict[int, _Stamp] = OrderedDict()
+        # Traces whose spans go to the tracker in end order (see on_end).
+        self._end_order: OrderedDict[int, None] = OrderedDict()
         # Stamps serve spans exported elsewhere (a Collector to `spanvisor
         # serve`); an agent whose spans go nowhere else can turn them off.
         self._stamp = bool(self.pipeline.config.get("stamp_spans", True))
@@ -321,6 +330,24 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
                     # it (its results still say it is a task root): the
                     # tracker takes it from its end, as the end-order paths
                     # do (a few dict lookups per unrelated span end).
+                    self.pipeline.submit_end(span)
+                elif span.parent is not None and (
+                    ctx.trace_id in self._end_order
+                    or (attrs and cv.has_known_key(attrs))
+                    or span.events
+                    or not span.status.is_ok
+                ):
+                    # A span of no task known at its start, yet one that can
+                    # tell spanvisor something: its task root may become one
+                    # only at its end (LangGraph's instrumentations set the
+                    # keys late). The trace then goes over in end order, as on
+                    # the exporter path, and the tracker's buffer groups it.
+                    # (A trace's own root that is no task joins none: it
+                    # stays here, like a bare model call outside any agent.)
+                    if ctx.trace_id not in self._end_order:
+                        self._end_order[ctx.trace_id] = None
+                        if len(self._end_order) > MAX_ENDED_ROOTS:
+                            self._end_order.popitem(last=False)
                     self.pipeline.submit_end(span)
                 return
             if stamp.ended:

@@ -1,6 +1,7 @@
 """The span conventions spanvisor reads: the single source of truth.
 
-``docs/conventions.md`` documents every key here. Keys are matched exactly,
+``docs/conventions.md`` documents every key here (the context windows of
+common models are in :mod:`spanvisor.spans.windows`). Keys are matched exactly,
 never by prefix: OpenInference owns ``agent.name`` and upstream has an
 ``agent.threat.detection.*`` namespace, so ``agent.`` is not ours alone. The
 one prefix read is ``agent.result.`` (a task's results, on its root only).
@@ -86,6 +87,8 @@ GEN_AI_CACHE_READ: Final = "gen_ai.usage.cache_read.input_tokens"
 GEN_AI_CACHE_WRITE: Final = "gen_ai.usage.cache_creation.input_tokens"
 # A cost an instrumentation already computed, in US dollars (preferred to ours).
 GEN_AI_COST: Final = "gen_ai.usage.cost"
+# Pydantic AI's price of the call (from genai-prices, with the provider it knows).
+OPERATION_COST: Final = "operation.cost"
 GEN_AI_TOOL_NAME: Final = "gen_ai.tool.name"
 # create_agent only creates an agent (often on a remote service): it is not
 # a task, and treating it as one would open a task per agent creation.
@@ -103,6 +106,10 @@ OI_SESSION: Final = "session.id"
 OI_CACHE_READ: Final = "llm.token_count.prompt_details.cache_read"
 OI_CACHE_WRITE: Final = "llm.token_count.prompt_details.cache_write"
 OI_COST: Final = "llm.cost.total"
+OI_TOOL_NAME: Final = "tool.name"
+# LangChain's run metadata (JSON): a LangGraph graph run, the agent's run, is a
+# CHAIN whose metadata names LangGraph and no node (its nodes' spans do).
+OI_METADATA: Final = "metadata"
 
 # --- OpenLLMetry / Traceloop -------------------------------------------------
 TL_KIND: Final = "traceloop.span.kind"
@@ -110,6 +117,8 @@ TL_ENTITY: Final = "traceloop.entity.name"
 TL_TOTAL_OLD: Final = "llm.usage.total_tokens"
 TL_PROMPT_OLD: Final = "llm.usage.prompt_tokens"  # older OpenLLMetry versions
 TL_COMPLETION_OLD: Final = "llm.usage.completion_tokens"
+# Where OpenLLMetry's LangChain spans keep the model they call "unknown".
+TL_LS_MODEL: Final = "traceloop.association.properties.ls_model_name"
 
 SERVICE_NAME: Final = "service.name"
 
@@ -183,19 +192,46 @@ def role(attrs: Mapping[str, Any]) -> Role:
 
 def is_agent_span(attrs: Mapping[str, Any]) -> bool:
     """An agent span in one of the standard conventions (our stamps aside)."""
+    kind = attrs.get(OI_KIND)
     return (
         attrs.get(GEN_AI_OPERATION) in GEN_AI_AGENT_OPS
-        or attrs.get(OI_KIND) == "AGENT"
+        or kind == "AGENT"
         or attrs.get(TL_KIND) == "agent"
+        or (kind == "CHAIN" and is_langgraph_run(attrs.get(OI_METADATA)))
+    )
+
+
+def is_langgraph_run(metadata: Any) -> bool:
+    return (
+        metadata.__class__ is str and '"ls_integration": "langgraph"' in metadata and '"langgraph_node"' not in metadata
     )
 
 
 def is_model_call(attrs: Mapping[str, Any]) -> bool:
-    """A model call whose token usage counts, whatever stamps it carries."""
+    """A model call whose token usage counts, whatever stamps it carries (an
+    agent, chain or tool span's tokens are its calls' totals: smolagents)."""
     op = attrs.get(GEN_AI_OPERATION)
-    if op in GEN_AI_MODEL_OPS or attrs.get(OI_KIND) == "LLM":
+    kind = attrs.get(OI_KIND)
+    if op in GEN_AI_MODEL_OPS or kind == "LLM":
         return True
+    if op in NOT_MODEL_OPS or kind in OI_NOT_MODEL_KINDS or attrs.get(TL_KIND) in TL_NOT_MODEL_KINDS:
+        return False
     return any(k in attrs for k in (GEN_AI_INPUT, GEN_AI_PROMPT_OLD, OI_PROMPT, TL_TOTAL_OLD, TL_PROMPT_OLD))
+
+
+# Spans whose token counts, if any, are totals of the model calls beneath them.
+NOT_MODEL_OPS: Final = GEN_AI_AGENT_OPS | {"create_agent", "execute_tool"}
+OI_NOT_MODEL_KINDS: Final = frozenset({"AGENT", "CHAIN", "TOOL"})
+TL_NOT_MODEL_KINDS: Final = frozenset({"agent", "workflow", "task", "tool"})
+
+
+def is_tool_call(attrs: Mapping[str, Any]) -> bool:
+    """A tool the agent ran: a step of its task (name, duration, error)."""
+    return attrs.get(GEN_AI_OPERATION) == "execute_tool" or attrs.get(OI_KIND) == "TOOL" or attrs.get(TL_KIND) == "tool"
+
+
+def tool_name(attrs: Mapping[str, Any], span_name: str) -> Any:
+    return first(attrs, GEN_AI_TOOL_NAME, OI_TOOL_NAME, TL_ENTITY) or span_name
 
 
 # Model calls whose tokens count but that hold no conversation: their prompt
@@ -220,6 +256,11 @@ READ_KEYS: Final = KNOWN_KEYS | frozenset(
         OI_CACHE_WRITE,
         GEN_AI_COST,
         OI_COST,
+        OPERATION_COST,
+        GEN_AI_TOOL_NAME,
+        OI_TOOL_NAME,
+        OI_METADATA,
+        TL_LS_MODEL,
         BUDGET_USD,
         BUDGET_TOKENS,
     }
@@ -284,7 +325,7 @@ def cache_usage(attrs: Mapping[str, Any]) -> tuple[Any, Any]:
 
 
 def reported_cost(attrs: Mapping[str, Any]) -> Any:
-    return first(attrs, OI_COST, GEN_AI_COST)
+    return first(attrs, OI_COST, GEN_AI_COST, OPERATION_COST)
 
 
 def is_root_candidate(attrs: Mapping[str, Any]) -> bool:
@@ -319,7 +360,8 @@ def task_name(attrs: Mapping[str, Any], span_name: str) -> Any:
 
 
 def model_name(attrs: Mapping[str, Any]) -> Any:
-    return first(attrs, GEN_AI_RESPONSE_MODEL, GEN_AI_REQUEST_MODEL, OI_MODEL)
+    found = first(attrs, GEN_AI_RESPONSE_MODEL, GEN_AI_REQUEST_MODEL, OI_MODEL)
+    return (first(attrs, TL_LS_MODEL) or found) if found == "unknown" else found
 
 
 def usage(attrs: Mapping[str, Any]) -> tuple[Any, Any]:
@@ -332,65 +374,3 @@ def usage(attrs: Mapping[str, Any]) -> tuple[Any, Any]:
         first(attrs, GEN_AI_INPUT, GEN_AI_PROMPT_OLD, OI_PROMPT, TL_PROMPT_OLD),
         first(attrs, GEN_AI_OUTPUT, GEN_AI_COMPLETION_OLD, OI_COMPLETION, TL_COMPLETION_OLD),
     )
-
-
-# Context windows of common models, in tokens. Matched by longest prefix of
-# the (lower-cased) model name; config ``model_context_windows`` overrides.
-MODEL_CONTEXT_WINDOWS: Final[Mapping[str, int]] = {
-    "claude-opus-4": 200_000,
-    "claude-sonnet-4": 200_000,
-    "claude-haiku-4": 200_000,
-    "claude-3-7-sonnet": 200_000,
-    "claude-3-5-sonnet": 200_000,
-    "claude-3-5-haiku": 200_000,
-    "claude-3-opus": 200_000,
-    "claude-3-haiku": 200_000,
-    "claude": 200_000,
-    "gpt-5": 400_000,
-    "gpt-4.1": 1_047_576,
-    "gpt-4.5": 128_000,
-    "gpt-4o": 128_000,
-    "gpt-4-turbo": 128_000,
-    "gpt-4": 8_192,
-    "gpt-3.5-turbo": 16_385,
-    "o1-mini": 128_000,
-    "o1": 200_000,
-    "o3": 200_000,
-    "o4-mini": 200_000,
-    "gemini-2.5": 1_048_576,
-    "gemini-2.0": 1_048_576,
-    "gemini-1.5-pro": 2_097_152,
-    "gemini-1.5-flash": 1_048_576,
-    "llama-3.1": 128_000,
-    "llama-3.3": 128_000,
-    "mistral-large": 128_000,
-    "deepseek-chat": 128_000,
-    "deepseek-reasoner": 128_000,
-}
-
-
-class ContextWindows:
-    """Looks up a model's window: the built-in table plus overrides."""
-
-    def __init__(self, overrides: Mapping[str, int] | None = None) -> None:
-        table = {k.lower(): v for k, v in MODEL_CONTEXT_WINDOWS.items()}
-        table.update({k.lower(): v for k, v in (overrides or {}).items()})
-        # Longest prefix first, so "gpt-4o" wins over "gpt-4".
-        self._prefixes = sorted(table.items(), key=lambda kv: -len(kv[0]))
-        self._cache: dict[str, int | None] = {}
-
-    def lookup(self, model: str | None) -> int | None:
-        if not model:
-            return None
-        if model in self._cache:
-            return self._cache[model]
-        name = model.lower()
-        # Provider-qualified names such as "anthropic/claude-..." or
-        # "us.anthropic.claude-..." (Bedrock) match on their last part.
-        for sep in ("/", "anthropic."):
-            if sep in name:
-                name = name.rsplit(sep, 1)[1]
-        found = next((v for k, v in self._prefixes if name.startswith(k)), None)
-        if len(self._cache) < 4096:
-            self._cache[model] = found
-        return found

@@ -2,7 +2,8 @@
 and the events that say so.
 
 A call that ends with token usage gives a ``Checkpoint(source="model_call")``
-naming the call's own model, operation, tokens and cost; then a
+naming the call's own model, operation, tokens and cost (a tool that ends
+gives a ``Checkpoint(source="tool_call")``); then a
 ``ContextWarning`` per level the fullest conversation crossed, a
 ``ContextForecast`` when it is about to cross the next one, and a
 ``BudgetWarning`` per budget level its cost or tokens crossed (the task's,
@@ -82,6 +83,24 @@ def model_call(state: TaskState, span: SpanData, notes: list[str]) -> list[Event
     out.extend(_forecast(state, span.span_id, t, notes))
     out.extend(_budgets(state, cost.usd, t, notes))
     return out
+
+
+def tool_call(state: TaskState, span: SpanData, notes: list[str]) -> list[Event]:
+    """A tool that ended: a ``Checkpoint(source="tool_call")`` naming it, how
+    long it ran and, when it failed, why. It changes no field of the task."""
+    end = span.end_ns or 0
+    attributes: dict[str, object] = {
+        "tool": sz.name(cv.tool_name(span.attributes, span.name), "tool.name", notes) or "tool",
+        "duration_s": round(max(0, end - span.start_ns) / 1e9, 3),
+    }
+    if span.error:
+        failure = next((e.attributes for e in span.events if e.name == cv.EVENT_EXCEPTION), None)
+        raw = (failure or {}).get("exception.message") or span.status_message or "error"
+        attributes["error"] = sz.text(raw, "tool.error", notes, 500) or "error"
+    t = state.next_time(end)
+    return [
+        build_checkpoint(state.event_id("tool", span.span_id), t, state.view, tuple(notes), "tool_call", (), attributes)
+    ]
 
 
 def publish_budget(state: TaskState) -> None:
@@ -193,4 +212,4 @@ def budget_warnings(state: TaskState, now: int, notes: list[str], ledger: Sequen
     return out
 
 
-__all__ = ["budget_warnings", "context_warnings", "model_call", "publish_budget"]
+__all__ = ["budget_warnings", "context_warnings", "model_call", "publish_budget", "tool_call"]

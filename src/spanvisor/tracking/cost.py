@@ -62,7 +62,7 @@ class Pricer:
         self._rates: dict[tuple[str, str | None, int], FlatPrices | None] = {}
 
     def price(self, attrs: Mapping[str, Any], model: str | None, t_in: int, t_out: int, end_ns: int) -> CallCost:
-        reported = attrs.get(cv.OI_COST, attrs.get(cv.GEN_AI_COST))
+        reported = cv.reported_cost(attrs)
         reported_ok = isinstance(reported, int | float) and not isinstance(reported, bool)
         if reported_ok and math.isfinite(reported) and 0 <= reported < 1e6:
             return CallCost(float(reported), "reported")
@@ -92,6 +92,8 @@ class Pricer:
         self, model: str, provider: str | None, t_in: int, read: int, write: int, t_out: int, end_ns: int
     ) -> CallCost:
         if (model, provider) in self._unknown:
+            if provider is not None:
+                return self._genai_prices(model, None, t_in, read, write, t_out, end_ns)
             return CallCost(None, "unpriced")
         read, write = min(read, t_in), min(write, max(0, t_in - read))
         day = int(end_ns // DAY_NS) if end_ns > 0 else -1
@@ -114,6 +116,10 @@ class Pricer:
         except LookupError:
             if len(self._unknown) < 10_000:
                 self._unknown.add((model, provider))
+            if provider is not None:
+                # A provider genai-prices does not know (a framework's own
+                # name for a test or proxy model): the model's name alone.
+                return self._genai_prices(model, None, t_in, read, write, t_out, end_ns)
             return CallCost(None, "unpriced")
         except Exception as exc:  # a pricing bug must never cost the task its events
             log.warning("cannot price a call to %s: %s", model, exc)

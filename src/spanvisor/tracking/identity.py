@@ -4,6 +4,10 @@ The root has the last word. Until its value is known, another span of the
 task (a sub-agent carrying its own ``agent.task.name``, a stamped child that
 arrived first) may lend one; among those, the span that **started first**
 wins, so every arrival order names the task the same way.
+
+A root that is an agent span naming no agent (the OpenAI Agents SDK's
+"Agent workflow") is a *wrapper*: its span name only fills a gap, and the
+first nested agent span names the task with its own span name.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ class TaskIdentity:
     # The agent id came from service.name or nothing: any span may name it.
     agent_is_fallback: bool
     lent: dict[str, Rank] = field(default_factory=dict)
+    wrapper: bool = False
 
     def read(self, current: Mapping[str, Any], span: SpanData, notes: list[str], is_root: bool) -> dict[str, Any]:
         """The identity fields this span sets, given the task's ``current`` values."""
@@ -56,14 +61,16 @@ class TaskIdentity:
         rank = ROOT if is_root else (span.start_ns, span.span_id)
         changes: dict[str, Any] = {}
 
-        def offer(name: str, value: Any) -> None:
+        def offer(name: str, value: Any, weak: bool = False) -> None:
             if value is None:
                 return
             known = self.lent.get(name)
-            if is_root:
+            if weak:
+                wins = current[name] is None
+            elif is_root:
                 wins = True
-            elif current[name] is None:
-                wins = True  # a gap: any span may fill it
+            elif current[name] is None or (self.wrapper and name == "task_name" and name not in self.lent):
+                wins = True  # a gap (a wrapper's own span name is one): any span may fill it
             else:
                 # Set by a span other than the root: the one that started first wins.
                 wins = known is not None and known != ROOT and rank < known
@@ -84,8 +91,11 @@ class TaskIdentity:
         # The root's name may be its span name (an invoke_agent span); another
         # span only lends its explicit agent.task.name.
         raw_name = cv.task_name(a, span.name) if is_root else a.get(cv.TASK_NAME)
+        if raw_name is None and self.wrapper and cv.is_agent_span(a):
+            raw_name = span.name
         if raw_name is not None:
-            offer("task_name", sz.text(raw_name, cv.TASK_NAME, notes, 500))
+            weak = self.wrapper and is_root and cv.TASK_NAME not in a
+            offer("task_name", sz.text(raw_name, cv.TASK_NAME, notes, 500), weak)
         n = cv.agent_name(a)
         if n is not None:
             offer("agent_name", sz.name(n, "agent.name", notes))

@@ -3,6 +3,11 @@
 The root's own error wins: its exception event, else its status message. A
 child's error (often handled: "retry 1 of 3") is the reported cause only when
 the root failed without saying why.
+
+A root that names no agent (the OpenAI Agents SDK's "Agent workflow") is a
+wrapper: the named agent spans inside it run the task, and the last of them
+to end says how it went. Its failure fails the task even when the wrapper
+ends OK.
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ class ErrorInfo:
     child: Error = NO_ERROR
     _root_at: tuple[int, str] | None = None
     _child_at: tuple[int, str] | None = None
+    # (end, span id, failed) of the nested agent span that ended last.
+    _last_agent: tuple[int, str, bool] | None = None
 
     def exception_event(self, attrs: Mapping[str, Any], is_root: bool, at: tuple[int, str], notes: list[str]) -> None:
         known = self._root_at if is_root else self._child_at
@@ -65,6 +72,17 @@ class ErrorInfo:
             msg = sz.text(span.status_message or None, "status.message", notes)
             self.child, self._child_at = (None, msg, None), at
 
+    def agent_ended(self, span: SpanData, notes: list[str]) -> None:
+        """A nested agent span naming its agent ended: the latest one decides a
+        wrapper's outcome."""
+        last = (span.end_ns or 0, span.span_id, span.error)
+        if self._last_agent is None or last[:2] > self._last_agent[:2]:
+            self._last_agent = last
+
+    @property
+    def last_agent_failed(self) -> bool:
+        return self._last_agent is not None and self._last_agent[2]
+
     def reported(self, root: SpanData, notes: list[str]) -> Error:
         if self.root != NO_ERROR:
             return self.root
@@ -75,12 +93,14 @@ class ErrorInfo:
         return self.child
 
 
-def outcome_of(explicit_status: str | None, root: SpanData, errors: ErrorInfo) -> Outcome:
+def outcome_of(explicit_status: str | None, root: SpanData, errors: ErrorInfo, wrapper: bool = False) -> Outcome:
     # The span's ERROR status beats an agent's "complete": a crash after
     # the agent declared victory is still a crash. "cancelled" wins both.
     if explicit_status == "cancelled" or (root.error and errors.root[0] in _CANCEL_TYPES):
         return "cancelled"
     if root.error or explicit_status == "error":
+        return "error"
+    if wrapper and explicit_status is None and errors.last_agent_failed:
         return "error"
     return "complete"
 

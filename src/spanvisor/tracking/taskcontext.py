@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from spanvisor.spans import conventions as cv
+from spanvisor.spans.windows import ContextWindows
 from spanvisor.tracking.cost import BudgetSettings, Ledger, Pricer
 from spanvisor.tracking.occupancy import FORECAST_CALLS, Conversations, LevelGate, new_occupancy
 from spanvisor.tracking.outliers import OutlierBook
@@ -25,7 +26,7 @@ from spanvisor.tracking.stalls import StallSettings
 @dataclass
 class TrackerSettings:
     thresholds: tuple[float, ...] = (0.70, 0.85)
-    windows: cv.ContextWindows = field(default_factory=cv.ContextWindows)
+    windows: ContextWindows = field(default_factory=ContextWindows)
     pricer: Pricer = field(default_factory=Pricer)
     budgets: BudgetSettings = field(default_factory=BudgetSettings)
     # The spending of this tracker's tasks by agent, day and month (per
@@ -44,7 +45,7 @@ class TrackerSettings:
         config in tests gets the defaults)."""
         return cls(
             thresholds=tuple(c.get("context_thresholds", (0.70, 0.85))),
-            windows=cv.ContextWindows(c.get("model_context_windows") or {}),
+            windows=ContextWindows(c.get("model_context_windows") or {}),
             pricer=Pricer(c.get("model_prices") or {}),
             budgets=BudgetSettings(
                 levels=tuple(c.get("budget_levels") or (0.8, 1.0)),

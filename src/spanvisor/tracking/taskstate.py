@@ -9,6 +9,7 @@ changes produce which events is documented in
 * a change of progress, step, steps, message or status → ``Checkpoint(source="state")``;
 * a model call that ends with token usage → ``Checkpoint(source="model_call")``,
   then a ``ContextWarning`` for each level it crosses;
+* a tool call that ends → ``Checkpoint(source="tool_call")``;
 * an ``agent.artifact`` event or a new entry in ``agent.artifacts`` → ``ArtifactAdded``;
 * the root's end → ``TaskFinished``.
 
@@ -118,7 +119,9 @@ class TaskState:
             updated_ns=span.start_ns,
             budget_usd=settings.budgets.for_agent(settings.budgets.task_usd, agent_id),
         )
-        return cls(view, settings, identity=TaskIdentity(agent_is_fallback=named is None), last_ns=span.start_ns)
+        wrapper = named is None and cv.TASK_NAME not in a and cv.is_agent_span(a)
+        identity = TaskIdentity(agent_is_fallback=named is None, wrapper=wrapper)
+        return cls(view, settings, identity=identity, last_ns=span.start_ns)
 
     # -- helpers -------------------------------------------------------------
 
@@ -216,6 +219,10 @@ class TaskState:
             self.fields.forget(span.span_id)  # an ended span is read no more
         if cv.is_model_call(a):
             out.extend(calls.model_call(self, span, notes))
+        elif not is_root and cv.is_tool_call(a):
+            out.extend(calls.tool_call(self, span, notes))
+        if self.identity.wrapper and not is_root and cv.is_agent_span(a) and cv.agent_name(a) is not None:
+            self.errors.agent_ended(span, notes)
         if span.error and not is_root:
             self.errors.span_failed(span, notes)
         return out
@@ -349,7 +356,7 @@ class TaskState:
     def finish(self, root: SpanData, notes: list[str]) -> TaskFinished:
         self.finished = True
         calls.publish_budget(self)  # an ended task's budget is no one's to read
-        outcome = outcome_of(self.fields.explicit_status, root, self.errors)
+        outcome = outcome_of(self.fields.explicit_status, root, self.errors, self.identity.wrapper)
         err = self.errors.reported(root, notes) if outcome == "error" else NO_ERROR
         v = self.view
         started = min(v.started_ns, root.start_ns) if v.started_ns else root.start_ns

@@ -1,0 +1,202 @@
+"""One framework run through spanvisor, and what a person would see of it.
+
+Each path is a real TracerProvider: ``processor`` (in-process, start order),
+``exporter`` (``SpanvisorSpanExporter`` behind a ``SimpleSpanProcessor``,
+end order) or ``serve`` (the OTLP/HTTP exporter to spanvisor's receiver on
+loopback, as behind a Collector: end order, no stamps), recording into an
+``InMemorySink`` and the console sink (what the Slack parent and thread show). ``gpt-4o``'s window is set to 10,000
+tokens so a realistic run crosses the 70 % and 85 % levels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import importlib
+import io
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pytest
+from opentelemetry.context import Context
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+from spanvisor.config import Config
+from spanvisor.events import Checkpoint, ContextWarning, Event, TaskFinished, TaskStarted
+from spanvisor.otel.exporter import SpanvisorSpanExporter
+from spanvisor.otel.processor import SpanvisorSpanProcessor
+from spanvisor.pipeline.pipeline import Pipeline
+from spanvisor.receiver.server import Receiver, ReceiverSettings
+from spanvisor.sink import Sink
+from spanvisor.testing import InMemorySink
+from spanvisor_console import ConsoleSink
+
+from ..conftest import in_ci
+from ..core._invariants import check_stream
+
+Path = Literal["processor", "exporter", "serve"]
+PATHS: tuple[Path, ...] = ("processor", "exporter", "serve")
+WINDOW = 10_000
+SERVICE = "frameworks-test-service"
+
+
+def need(module: str) -> None:
+    """The framework's import: a skip on a developer's machine without the
+    extra, a failure under CI (``make test`` installs it)."""
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        msg = f"{module} is not available ({exc}; install: pip install -e '.[frameworks-test]')"
+        if in_ci():
+            pytest.fail(f"{msg}; CI={os.environ.get('CI')!r} requires it, so this test may not skip", pytrace=False)
+        pytest.skip(msg, allow_module_level=True)  # called as the module is imported
+
+
+def config() -> Config:
+    return Config.load(env={}, extra=()).with_values(shutdown_timeout_s=2.0, model_context_windows={"gpt-4o": WINDOW})
+
+
+class Serve:
+    """spanvisor's OTLP receiver (what ``spanvisor serve`` runs) on its own
+    loop thread, on free loopback ports, over a receiver-path pipeline."""
+
+    def __init__(self, sinks: list[Sink]) -> None:
+        self.pipeline = Pipeline(config=config(), sinks=sinks, path="receiver").start()
+        assert self.pipeline.wait_ready(30), "the sinks did not start"
+        settings = dataclasses.replace(
+            ReceiverSettings.from_config(Config.load(env={})),
+            bind="127.0.0.1",
+            http_port=0,
+            grpc_port=0,
+            admin_port=0,
+            journal_path=None,
+        )
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.receiver = Receiver(self.pipeline, settings)
+        asyncio.run_coroutine_threadsafe(self.receiver.start(), self.loop).result(30)
+        self.url = f"http://127.0.0.1:{self.receiver.http_port}/v1/traces"
+
+    def force_flush(self, timeout_millis: int) -> bool:
+        return self.pipeline.force_flush(timeout_millis / 1000)
+
+    def close(self) -> None:
+        stop = self.receiver.stop(self.pipeline.shutdown)
+        asyncio.run_coroutine_threadsafe(stop, self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+@dataclass
+class Run:
+    """The provider a framework is instrumented with, and what spanvisor made of it."""
+
+    path: Path
+    provider: TracerProvider
+    memory: InMemorySink
+    console: io.StringIO
+    _owner: SpanvisorSpanProcessor | SpanvisorSpanExporter | Serve = field(repr=False)
+
+    def flush(self) -> list[Event]:
+        self.provider.force_flush()
+        assert self._owner.force_flush(10_000)
+        return list(self.memory.events)
+
+
+class Switch(SpanProcessor):
+    """One provider for a whole module, its spans going to this test's path:
+    an instrumentation that keeps its first tracer after ``uninstrument``
+    (OpenLLMetry's LangChain one) is instrumented once."""
+
+    def __init__(self) -> None:
+        self.target: SpanProcessor | None = None
+        self.provider = TracerProvider(resource=Resource.create({"service.name": SERVICE}), shutdown_on_exit=False)
+        self.provider.add_span_processor(self)
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        if self.target is not None:
+            self.target.on_start(span, parent_context)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if self.target is not None:
+            self.target.on_end(span)
+
+
+@contextmanager
+def spanvisor(path: Path, switch: Switch | None = None) -> Iterator[Run]:
+    memory = InMemorySink()
+    out = io.StringIO()
+    sinks: list[Sink] = [memory, ConsoleSink(stream=out, interval_s=3600)]
+    if switch is None:
+        switch = Switch()
+    owner: SpanvisorSpanProcessor | SpanvisorSpanExporter | Serve
+    if path == "processor":
+        owner = SpanvisorSpanProcessor(sinks=sinks, config=config())
+        switch.target = owner
+    elif path == "exporter":
+        owner = SpanvisorSpanExporter(sinks=sinks, config=config())
+        switch.target = SimpleSpanProcessor(owner)
+    else:
+        owner = Serve(sinks)
+        switch.target = SimpleSpanProcessor(OTLPSpanExporter(endpoint=owner.url, timeout=20))
+    run = Run(path, switch.provider, memory, out, owner)
+    try:
+        yield run
+    finally:
+        switch.target = None
+        if isinstance(owner, Serve):
+            owner.close()
+        else:
+            owner.pipeline.shutdown(2.0)
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One task as a person sees it."""
+
+    started: TaskStarted
+    finished: TaskFinished
+    events: tuple[Event, ...]
+
+    @property
+    def model_calls(self) -> list[Checkpoint]:
+        return [e for e in self.events if isinstance(e, Checkpoint) and e.source == "model_call"]
+
+    @property
+    def tools(self) -> list[str]:
+        return [str(e.attributes["tool"]) for e in self.events if isinstance(e, Checkpoint) and e.source == "tool_call"]
+
+    @property
+    def warnings(self) -> list[float]:
+        return [e.threshold for e in self.events if isinstance(e, ContextWarning)]
+
+
+def tasks(events: Sequence[Event]) -> list[Seen]:
+    """Every task, in the order they started; the stream checker first."""
+    check_stream(events, all_finished=True)
+    out: list[Seen] = []
+    for e in events:
+        if isinstance(e, TaskStarted):
+            own = tuple(x for x in events if x.task_id == e.task_id)
+            fin = [x for x in own if isinstance(x, TaskFinished)]
+            out.append(Seen(e, fin[-1], own))
+    return out
+
+
+def one_task(events: Sequence[Event]) -> Seen:
+    found = tasks(events)
+    assert len(found) == 1, [(t.started.task.task_name, t.started.task.agent_id) for t in found]
+    return found[0]
+
+
+def param_paths() -> pytest.MarkDecorator:
+    return pytest.mark.parametrize("path", PATHS)
