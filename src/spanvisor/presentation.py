@@ -31,8 +31,8 @@ from spanvisor.events import (
 from spanvisor.readable import (  # re-exported: sinks have always taken duration and usd from here
     DECISION_STYLE,
     actor,
-    asked_text,
     corrected_text,
+    decision_detail,
     decision_text,
     denied_text,
     duration,
@@ -369,22 +369,16 @@ def summary_text(event: TaskFinished, with_results: bool = True) -> str:
 
 
 def intervention_line(event: HumanIntervention) -> ThreadLine:
-    """``✅ Approved by @alice: <comment>``, or ``🚫 @bob tried to approve: <reason>``.
-    Keyed by the intervention id, so a replayed decision is one line. An
-    answer quotes the question it answered (agent text, clipped: the detail
-    is escaped by each medium)."""
+    """``✅ Approved by @alice: <comment>``, or ``🚫 @bob tried to approve: <reason>``; one line per intervention id."""
     d = event.decision
-    asked = asked_text(event.request.question) if event.request is not None else None
     if event.outcome == "denied":
-        summary = denied_text(d, actor(d))
-        detail = " · ".join(x for x in (event.reason or "not allowed", asked) if x)
+        summary, detail = denied_text(d, actor(d)), decision_detail(event)
         return ThreadLine(
             event.event_id, "denied", "🚫", summary, detail, key=f"denied:{d.intervention_id}", decision=d
         )
     emoji, summary = DECISION_STYLE[d.action][0], decision_text(d, actor(d))
     key = f"intervention:{d.intervention_id}"
-    said = "\n".join(x for x in (d.comment, asked) if x) or None
-    return ThreadLine(event.event_id, "intervention", emoji, summary, said, key=key, decision=d)
+    return ThreadLine(event.event_id, "intervention", emoji, summary, decision_detail(event), key=key, decision=d)
 
 
 __all__ = [

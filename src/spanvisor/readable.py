@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
-from spanvisor.events import Decision, LogLine, ResultField, TaskCorrected
+from spanvisor.events import Decision, HumanIntervention, LogLine, ResultField, TaskCorrected
 
 
 def duration(seconds: float) -> str:
@@ -144,6 +144,16 @@ def asked_text(question: str, limit: int = 200) -> str:
     return f"Q: “{flat if len(flat) <= limit else flat[: limit - 1] + '…'}”"
 
 
+def decision_detail(event: HumanIntervention) -> str | None:
+    """A decision's thread-line detail (agent and people's text: each medium
+    escapes it): a refusal's reason, or the person's comment, then the
+    question it answered."""
+    asked = asked_text(event.request.question) if event.request is not None else None
+    if event.outcome == "denied":
+        return " · ".join(x for x in (event.reason or "not allowed", asked) if x)
+    return "\n".join(x for x in (event.decision.comment, asked) if x) or None
+
+
 def denied_text(d: Decision, who: str) -> str:
     """``<who> tried to approve``."""
     return f"{who} tried to {DECISION_STYLE[d.action][2]}"
@@ -176,6 +186,7 @@ __all__ = [
     "clock",
     "corrected_text",
     "decided",
+    "decision_detail",
     "decision_text",
     "denied_text",
     "duration",

@@ -34,7 +34,6 @@ from spanvisor.events import (
     TaskFinished,
     TaskStarted,
     TaskView,
-    run_id_of,
     stable_id,
 )
 from spanvisor.spans import conventions as cv
@@ -45,7 +44,7 @@ from spanvisor.tracking.fields import FactTime, TaskFields
 from spanvisor.tracking.identity import TaskIdentity
 from spanvisor.tracking.outcome import NO_ERROR, Error, ErrorInfo, outcome_of
 from spanvisor.tracking.taskcontext import TaskContext, TrackerSettings
-from spanvisor.tracking.views import VIEW_FIELDS, IdPrefix, build_checkpoint, build_view
+from spanvisor.tracking.views import VIEW_FIELDS, IdPrefix, build_checkpoint, build_view, new_view
 
 _EVENT_META = (cv.PROGRESS, cv.STEP, cv.STEPS, cv.MESSAGE, cv.STATUS, "message")
 
@@ -105,11 +104,10 @@ class TaskState:
         agent_name = sz.name(cv.agent_name(a), "agent.name", notes)
         named = sz.name(cv.agent_id(a), "agent.id", notes) or agent_name
         agent_id = named or sz.name(span.resource.get(cv.SERVICE_NAME), "service.name", notes) or "unknown"
-        view = TaskView(
+        view = new_view(  # its run_id from trace_id and root_span_id
             task_id=task_id,
             trace_id=trace_id,
             root_span_id=root_span_id,
-            run_id=run_id_of(trace_id, root_span_id),
             agent_id=agent_id,
             agent_name=agent_name,
             task_name=sz.text(cv.task_name(a, span.name), "agent.task.name", notes, 500),

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import fields
 from typing import Any, TypeVar
 
-from spanvisor.events import Checkpoint, TaskView, stable_id
+from spanvisor.events import Checkpoint, TaskView, run_id_of, stable_id
 
 VIEW_FIELDS = tuple(f.name for f in fields(TaskView))
 
@@ -44,6 +44,12 @@ def _view_builder() -> Callable[[Mapping[str, Any]], TaskView]:
 
 
 build_view = _view_builder()
+
+
+def new_view(**fields: Any) -> TaskView:
+    """A task's first view, its ``run_id`` derived from its trace and root span ids."""
+    return TaskView(**fields, run_id=run_id_of(fields["trace_id"], fields["root_span_id"]))
+
 
 T = TypeVar("T")
 
@@ -100,4 +106,4 @@ class IdPrefix:
         return hashlib.blake2b(raw, digest_size=16).hexdigest()
 
 
-__all__ = ["CHECKPOINT_FIELDS", "VIEW_FIELDS", "IdPrefix", "build_checkpoint", "build_view", "slot_builder"]
+__all__ = ["CHECKPOINT_FIELDS", "VIEW_FIELDS", "IdPrefix", "build_checkpoint", "build_view", "new_view", "slot_builder"]
