@@ -43,7 +43,7 @@ from spanvisor_grafana.errors import GrafanaError, PermanentError, TransientErro
 from spanvisor_grafana.interventions import INTERVENTION_TAG, on_intervention
 from spanvisor_grafana.settings import SETTINGS
 from spanvisor_grafana.store import GuardedStore
-from spanvisor_grafana.text import BASE_TAG, finish_payload, start_payload, task_tag
+from spanvisor_grafana.text import BASE_TAG, finish_payload, run_key, run_tag, start_payload, task_tag
 
 if TYPE_CHECKING:
     from spanvisor.config import Config, Setting
@@ -117,7 +117,7 @@ class GrafanaAnnotationSink(BaseSink):
         newest: dict[str, int] = {}
         for event in events:
             if _corrects(event):
-                newest[event.task_id] = max(newest.get(event.task_id, 0), event.task.seq)
+                newest[run_key(event.task)] = max(newest.get(run_key(event.task), 0), event.task.seq)
         for event in events:
             if event.event_id in self._done:
                 continue
@@ -128,7 +128,7 @@ class GrafanaAnnotationSink(BaseSink):
                     await self._on_finish(event)
                 elif isinstance(event, HumanIntervention):
                     await on_intervention(self, event)
-                elif _corrects(event) and event.task.seq == newest.get(event.task_id):
+                elif _corrects(event) and event.task.seq == newest.get(run_key(event.task)):
                     await self._on_correction(event)
             except TransientError as exc:
                 log.warning("grafana sink: %s; the batch will be retried", exc)
@@ -162,7 +162,7 @@ class GrafanaAnnotationSink(BaseSink):
 
     async def _on_start(self, event: TaskStarted) -> None:
         store = self._store()
-        task_id = event.task_id
+        task_id = run_key(event.task)  # one region per run
         if await store.get(NAMESPACE, task_id) is not None:
             return
         claim = await store.claim(NAMESPACE, task_id, self.owner, self._lease_s)
@@ -171,11 +171,11 @@ class GrafanaAnnotationSink(BaseSink):
             # finish path (or ours, once its lease lapses) completes the region.
             return
         body = start_payload(event.task, self._extra_tags, self._max_text, self._dashboard_uid)
-        await self._create(task_id, body)
+        await self._create(task_id, body, tag=run_tag(event.task))
 
     async def _newer_shown(self, event: Event) -> Mapping[str, Any] | None:
         """What a replica recorded as shown, when it is at least as new as ``event``."""
-        shown = await self._store().get(SHOWN, event.task_id)
+        shown = await self._store().get(SHOWN, run_key(event.task))
         seq = shown.get("seq") if shown is not None else None
         return shown if isinstance(seq, int) and seq >= event.task.seq else None
 
@@ -186,13 +186,13 @@ class GrafanaAnnotationSink(BaseSink):
             "error_type": event.error_type,
             "error_message": (event.error_message or "")[:2000] or None,
         }
-        await self._store().put_if_newer(SHOWN, event.task_id, value, event.task.seq, self.owner)
+        await self._store().put_if_newer(SHOWN, run_key(event.task), value, event.task.seq, self.owner)
 
     async def _on_correction(self, event: Event) -> None:
         """A late span changed a finished task's view: PATCH the region again."""
-        shown = await self._store().get(SHOWN, event.task_id)
+        shown = await self._store().get(SHOWN, run_key(event.task))
         seq = shown.get("seq") if shown is not None else None
-        value = await self._store().get(NAMESPACE, event.task_id)
+        value = await self._store().get(NAMESPACE, run_key(event.task))
         if shown is None or not isinstance(seq, int) or seq >= event.task.seq or value is None:
             return  # no finish shown yet (it carries the view), or a newer one is
         outcome = shown.get("outcome")
@@ -219,7 +219,8 @@ class GrafanaAnnotationSink(BaseSink):
 
     async def _finish(self, event: TaskFinished) -> None:
         store = self._store()
-        task_id = event.task_id
+        task_id = run_key(event.task)  # one region per run
+        tag = run_tag(event.task)
         body = finish_payload(event, self._extra_tags, self._max_text, self._dashboard_uid)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._client().retry_budget_s
@@ -236,7 +237,7 @@ class GrafanaAnnotationSink(BaseSink):
                     # Someone deleted the annotation in Grafana: make a new one (the
                     # tag lookup cannot find the deleted one, so no risk of adopting it).
                     log.warning("grafana sink: annotation %s is gone; creating it again", ann_id)
-                    await self._create(task_id, body)
+                    await self._create(task_id, body, tag=tag)
                 self._uncertain.pop(task_id, None)
                 return
             claim = await store.claim(NAMESPACE, task_id, self.owner, self._lease_s)
@@ -247,7 +248,7 @@ class GrafanaAnnotationSink(BaseSink):
                 # landed but whose id was never stored (a crash between the
                 # two, on any replica): one GET on this rare path rules it out.
                 self._mark_uncertain(task_id)
-                await self._create(task_id, body)
+                await self._create(task_id, body, tag=tag)
                 return
             # Another replica is creating it right now: wait for its id. If its
             # lease lapses instead, it may have posted without a put: look first.

@@ -67,11 +67,24 @@ def task_tag(task_id: str) -> str:
     return f"{TASK_HASH_KEY}:{digest[:TASK_HASH_HEX]}"
 
 
+def run_key(view: TaskView) -> str:
+    """Which annotation a view belongs to: one region per run of a task id (a
+    task id reused by a new root is a new run, ``TaskView.run_id``)."""
+    return f"{view.task_id}/{view.run_id}" if view.run_id else view.task_id
+
+
+def run_tag(view: TaskView) -> str | None:
+    """The tag that finds one run's region again (the task tag is shared by
+    every run of a task id, so the drill-down shows them all)."""
+    return clean_tag(f"run:{view.run_id}") if view.run_id else None
+
+
 def tags(view: TaskView, status: str, extra: Sequence[str]) -> list[str]:
     out = [BASE_TAG, clean_tag(f"agent:{view.agent_id}"), clean_tag(f"status:{status}")]
     if view.repo:
         out.append(clean_tag(f"repo:{view.repo}"))
     out.append(task_tag(view.task_id))
+    out.append(run_tag(view) or "")
     out.extend(clean_tag(t) for t in extra if clean_tag(t))
     # Order kept, duplicates dropped: Grafana would store them twice.
     return fit_tags(list(dict.fromkeys(t for t in out if t)))

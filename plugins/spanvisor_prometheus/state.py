@@ -165,9 +165,10 @@ class TaskMetrics:
             assert isinstance(ev, TaskCorrected)
             self._corrected(ev, agent, trace, one)
             return
-        task = self.open.get(t.task_id)
+        run = f"{t.task_id}/{t.run_id}"  # each run of a task id is a task of its own here
+        task = self.open.get(run)
         if task is None:
-            task = self._task(t.task_id, agent, (t.started_ns / 1e9) or ts, ts)
+            task = self._task(run, agent, (t.started_ns / 1e9) or ts, ts)
         if task is not None:
             # One label for one task: the agent as its first event named it,
             # so started and finished (and its tokens) count under one name.
@@ -247,7 +248,7 @@ class TaskMetrics:
         """A late span's correction of a finished task: what it added, counted
         once (by its event id, like every event). A task whose end was not
         seen here is still open: its view's totals say it, as for any event."""
-        task, ts = self.open.get(ev.task_id), ev.time_ns / 1e9
+        task, ts = self.open.get(f"{ev.task_id}/{ev.task.run_id}"), ev.time_ns / 1e9
         if task is not None:
             self._tokens(task, agent, ev.task.input_tokens, ev.task.output_tokens, trace, ts)
         else:
@@ -271,8 +272,8 @@ class TaskMetrics:
             self.duration.observe((agent, ev.outcome), float(d), Exemplar(trace, float(d), ts))
         else:
             self.rejected_values += 1
-        self.open.pop(t.task_id, None)
-        self._finished[t.task_id] = None
+        self.open.pop(f"{t.task_id}/{t.run_id}", None)
+        self._finished[f"{t.task_id}/{t.run_id}"] = None
         if len(self._finished) > self.max_open_tasks:
             self._finished.popitem(last=False)
 

@@ -62,6 +62,13 @@ def with_decisions(view: TaskView, extra: Iterable[Decision]) -> TaskView:
     )
 
 
+def parent_key(view: TaskView) -> str:
+    """Which Slack parent a view belongs to: one per run of a task id. A task
+    id reused by a new root (an orchestrator's retry of ``job-42``) is a new
+    run (``TaskView.run_id``) and gets a parent of its own, never run 1's."""
+    return f"{view.task_id}/{view.run_id}" if view.run_id else view.task_id
+
+
 @dataclass(eq=False)
 class SlackTaskRecord:
     view: TaskView
@@ -101,6 +108,11 @@ class SlackTaskRecord:
     @property
     def task_id(self) -> str:
         return self.view.task_id
+
+    @property
+    def key(self) -> str:
+        """Its parent message's key: one per run (:func:`parent_key`)."""
+        return parent_key(self.view)
 
     @property
     def dirty(self) -> bool:

@@ -2,7 +2,7 @@
 
 ``chat.postMessage`` has no idempotency key: after ``fatal_error``,
 ``internal_error`` or a timeout the message may exist. Every parent carries
-``metadata = {event_type: spanvisor_task, event_payload: {task_id}}``, so
+``metadata = {event_type: spanvisor_task, event_payload: {task_id, run_id}}``, so
 the sink looks for it in the channel's history instead of posting again:
 
 1. the channel's conversation ID (``conversations.history`` takes only an
@@ -45,9 +45,15 @@ def _next_cursor(data: Mapping[str, Any]) -> str:
     return str(meta.get("next_cursor") or "")
 
 
-def _ours(message: Mapping[str, Any], task_id: str) -> bool:
+def _ours(message: Mapping[str, Any], key: str) -> bool:
+    """Whether ``message`` is the parent of ``key`` (a task id and run: see
+    record.parent_key), by the metadata it was posted with."""
     meta = message.get("metadata") or {}
-    return bool(meta.get("event_type") == METADATA_TYPE and (meta.get("event_payload") or {}).get("task_id") == task_id)
+    if meta.get("event_type") != METADATA_TYPE:
+        return False
+    said = meta.get("event_payload") or {}
+    run = said.get("run_id")
+    return (f"{said.get('task_id')}/{run}" if run else said.get("task_id")) == key
 
 
 @dataclass
@@ -62,8 +68,8 @@ class ParentFinder:
         shutdown = self.deadline()
         return end if shutdown is None else min(end, shutdown)
 
-    async def find(self, task_id: str, channel: str, since: float) -> Search:
-        """Look for the task's parent, posted to ``channel`` (a name or an ID) after ``since``."""
+    async def find(self, key: str, channel: str, since: float) -> Search:
+        """Look for the parent of ``key`` (record.parent_key), posted to ``channel`` (a name or an ID) after ``since``."""
         end = self._end()
         cid, why = await self.channel_id(channel, end)
         if cid is None:
@@ -87,7 +93,7 @@ class ParentFinder:
                 error = out.failure.error if out.failure else "unknown"
                 return Search(cid, why=f"conversations.history answered {error}; add the channels:history scope")
             for message in out.data.get("messages") or []:
-                if _ours(message, task_id):
+                if _ours(message, key):
                     return Search(cid, str(message["ts"]))
             cursor = _next_cursor(out.data)
             if not out.data.get("has_more") or not cursor:

@@ -190,7 +190,7 @@ class SharedParent:
         assert st.ref is not None
         handled = st.version
         mine = version_of(st.view, st.view_final)
-        rec = await self.read(st.task_id)
+        rec = await self.read(st.key)
         if rec is None and st.borrowed and not st.view.seq:
             # A decision on a task whose view nobody stored, and ours is bare
             # (ids only): there is nothing to show it on. Its thread line goes on.
@@ -205,7 +205,7 @@ class SharedParent:
             shown, kept = (rec.shown, rec.decisions) if rec is not None else ({}, ())
             decisions = merge_decisions(kept, st.noted.values())
             new = Stored(mine, self.owner, st.view_final, st.view, self.wall(), shown, decisions=decisions)
-            if not (await self.claims.put_if_newer(self.ns, st.task_id, new.dump(), mine)).won:
+            if not (await self.claims.put_if_newer(self.ns, st.key, new.dump(), mine)).won:
                 return True  # a newer one was stored meanwhile: look again
             rec = new
         elif missing := rec.lacks(st.noted.values()):
@@ -216,7 +216,7 @@ class SharedParent:
                 merged = replace(
                     rec, version=rec.version + 1, owner=self.owner, written=self.wall(), decisions=decisions, digest=""
                 )
-                if not (await self.claims.put_if_newer(self.ns, st.task_id, merged.dump(), merged.version)).won:
+                if not (await self.claims.put_if_newer(self.ns, st.key, merged.dump(), merged.version)).won:
                     return True  # the record moved on meanwhile: look again
                 rec = merged
         if rec.is_shown and not st.repair:
@@ -253,7 +253,7 @@ class SharedParent:
         channel, ts = st.ref
 
         async def still_newest() -> bool:
-            now = await self.read(st.task_id)
+            now = await self.read(st.key)
             return now is None or now.version <= rec.version
 
         out = await self.transport.send(
@@ -284,7 +284,7 @@ class SharedParent:
         if owner != self.owner:
             version += 1  # a takeover: the record is ours from now on
         done = replace(rec, version=version, owner=self.owner, shown=self._shown_value(rec))
-        put = await self.claims.put_if_newer(self.ns, st.task_id, done.dump(), version)
+        put = await self.claims.put_if_newer(self.ns, st.key, done.dump(), version)
         if not put.won:
             newer = Stored.load(put.value)
             st.repair = newer is not None and newer.is_shown

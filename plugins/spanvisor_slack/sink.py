@@ -23,7 +23,7 @@ from spanvisor.events import Event, HumanIntervention, TaskFinished
 from spanvisor.presentation import TOOL_FAILED, ThreadLine, ThreadPolicy
 from spanvisor.sink import AdminRoute, BaseSink, SinkContext, SinkResult
 
-from .record import MAX_PENDING_REPLIES, SlackTaskRecord
+from .record import MAX_PENDING_REPLIES, SlackTaskRecord, parent_key
 from .settings import SETTINGS, home_channel, status_channels
 from .shared import is_final
 
@@ -131,7 +131,7 @@ class SlackSink(BaseSink):
         return SinkResult.SUCCESS
 
     def _accept(self, ev: Event) -> None:
-        if self._closed or ev.task_id in self._done:
+        if self._closed or parent_key(ev.task) in self._done:
             return
         if isinstance(ev, HumanIntervention) and not ev.known:
             self._accept_foreign(ev)
@@ -163,7 +163,7 @@ class SlackSink(BaseSink):
 
     def _record_for(self, ev: Event) -> SlackTaskRecord | None:
         """The task's record, made on its first event; None past the bound (counted)."""
-        st = self._tasks.get(ev.task_id)
+        st = self._tasks.get(parent_key(ev.task))
         if st is None:
             if len(self._tasks) >= MAX_OPEN_TASKS:
                 assert self.ctx is not None
@@ -171,7 +171,7 @@ class SlackSink(BaseSink):
                     "slack_too_many_tasks", sink="slack", detail=f"more than {MAX_OPEN_TASKS} open tasks"
                 )
                 return None
-            st = self._tasks[ev.task_id] = SlackTaskRecord(
+            st = self._tasks[parent_key(ev.task)] = SlackTaskRecord(
                 ev.task, home_channel(ev.task, self.routes, self.default_channel)
             )
         return st
@@ -228,14 +228,14 @@ class SlackSink(BaseSink):
         try:
             await self.deliverer.run(st)
         finally:
-            if self._tasks.get(st.task_id) is st:
-                del self._tasks[st.task_id]
+            if self._tasks.get(st.key) is st:
+                del self._tasks[st.key]
             # A task whose output stopped (a permanent error, a bug) stays
             # done: a fresh state for its next event would post a second parent.
             # Other tasks start again on their next event (a late span), and
             # adopt their parent from the state store.
             if st.dead:
-                self._done[st.task_id] = None
+                self._done[st.key] = None
                 while len(self._done) > DONE_MEMORY:
                     self._done.popitem(last=False)
 

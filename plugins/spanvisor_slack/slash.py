@@ -25,6 +25,7 @@ from spanvisor.events import TaskView
 from spanvisor.readable import clock, results
 from spanvisor.statestore import InMemoryStateStore, StateStore
 
+from .record import parent_key
 from .shared import Stored
 from .text import SECTION_TEXT, clip, escape
 from .webapi import InteractApi
@@ -101,10 +102,10 @@ class SlashAnswers:
             return await self.approvals(words[1] if len(words) > 1 else None)
         return "spanvisor help", [_section(HELP)]
 
-    async def _link(self, task_id: str) -> str | None:
-        """The task's thread, when its parent message is known."""
+    async def _link(self, key: str) -> str | None:
+        """The thread of ``key`` (record.parent_key), when its parent message is known."""
         try:
-            ref = await self.store.get(f"{self.namespace}.parent", task_id)
+            ref = await self.store.get(f"{self.namespace}.parent", key)
         except Exception:  # the store is away: no link
             return None
         if not ref or not ref.get("ts") or not ref.get("channel") or self.api is None:
@@ -124,7 +125,7 @@ class SlashAnswers:
             views = [v for v in views if fnmatch.fnmatchcase(v.agent_id, agent)]
         views.sort(key=lambda v: v.started_ns)
         shown = views[:MAX_LISTED]
-        links = await asyncio.gather(*(self._link(v.task_id) for v in shown))
+        links = await asyncio.gather(*(self._link(parent_key(v)) for v in shown))
         now = self.clock_ns()
         who = f" of `{escape(agent)}`" if agent else ""
         title = f"*{len(views)} running task{'s' if len(views) != 1 else ''}{who}*"
@@ -167,12 +168,22 @@ class SlashAnswers:
             blocks.append(_context(f"{len(items) - MAX_LISTED} more not shown."))
         return clip(f"{len(items)} open approval request(s)", 200), blocks
 
-    async def _stored_view(self, task_id: str) -> TaskView | None:
+    async def _key(self, task_id: str) -> str:
+        """The parent key of the task id's latest run (the shared control log
+        knows its runs); the bare id when it knows none."""
+        try:
+            rec = await self.control.run(task_id) if self.control is not None else None
+        except Exception:  # the store is away: the bare id
+            rec = None
+        run = rec.get("run_id") if rec else None
+        return f"{task_id}/{run}" if isinstance(run, str) and run else task_id
+
+    async def _stored_view(self, key: str) -> TaskView | None:
         """The newest view the Slack sink stored for the task (:mod:`.shared`,
         the record replicas agree on), with the decisions merged into it: how
         a finished task, or another replica's, last looked."""
         try:
-            raw = await self.store.get(f"{self.namespace}.view", task_id)
+            raw = await self.store.get(f"{self.namespace}.view", key)
         except Exception:  # the store is away: nothing to show from it
             return None
         rec = Stored.load(raw)
@@ -182,9 +193,10 @@ class SlashAnswers:
         task_id = task_id[:200]
         view = await self.control.task(task_id) if self.control is not None else None
         stored = view is None
+        key = parent_key(view) if view is not None else await self._key(task_id)
         if view is None:
-            view = await self._stored_view(task_id)
-        link = await self._link(task_id)
+            view = await self._stored_view(key)
+        link = await self._link(key)
         if view is None:
             text = f"spanvisor knows no task `{escape(task_id)}`: it is not open in this process"
             text += " and no Slack message was posted for it."

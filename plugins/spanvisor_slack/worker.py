@@ -163,7 +163,7 @@ class Deliverer:
 
     async def _ensure_parent(self, st: SlackTaskRecord) -> bool:
         ns = self._ns("parent")
-        claim = await self.claims.claim(ns, st.task_id)
+        claim = await self.claims.claim(ns, st.key)
         if claim.value is not None:
             self._adopt(st, claim.value)
             return True
@@ -173,11 +173,11 @@ class Deliverer:
         if st.borrowed:
             # Only a decision on a task nobody posted a parent for: never a
             # parent made of a bare view. The decision stays in the audit.
-            await self.claims.release(ns, st.task_id)
+            await self.claims.release(ns, st.key)
             self._orphan(st)
             return True
         if st.channel is None:
-            await self.claims.release(ns, st.task_id)
+            await self.claims.release(ns, st.key)
             self.failures.give_up(st, "slack_no_channel", "set SPANVISOR_SLACK_CHANNEL or a routing rule")
             return True
         # The conversation ID when it is known (configured as one, or learnt
@@ -191,7 +191,7 @@ class Deliverer:
         # the put below leaves this, and whoever takes the claim next (this
         # process restarted, or a replica) looks for that post first.
         await self.claims.put_if_newer(
-            self._ns("posting"), st.task_id, {"channel": channel, "since": started}, int(started * 1e6)
+            self._ns("posting"), st.key, {"channel": channel, "since": started}, int(started * 1e6)
         )
         built: dict[str, int] = {}
         posted_view: list[tuple[TaskView, bool, tuple[Decision, ...]]] = []
@@ -205,12 +205,15 @@ class Deliverer:
                 **p,
                 "unfurl_links": False,
                 "unfurl_media": False,
-                "metadata": {"event_type": METADATA_TYPE, "event_payload": {"task_id": st.task_id}},
+                "metadata": {
+                    "event_type": METADATA_TYPE,
+                    "event_payload": {"task_id": st.task_id, "run_id": st.view.run_id},
+                },
             }
 
         # The lease is renewed while the post waits (429 pause, channel
         # bucket, slow Slack) and checked right before the HTTP call.
-        async with self.claims.lease(ns, [st.task_id]) as lease:
+        async with self.claims.lease(ns, [st.key]) as lease:
             out = await self.transport.send(
                 "chat.postMessage", build, deadline=self.deadline, before_call=lease.confirm
             )
@@ -222,21 +225,21 @@ class Deliverer:
                     await self.shared.posted(st, *posted_view[0])
                 return True
             if out.decision and out.decision.kind == "ambiguous":
-                found = await self.finder.find(st.task_id, channel, started)
+                found = await self.finder.find(st.key, channel, started)
                 if found.channel_id is not None and found.ts is not None:
                     await self._posted(st, found.channel_id, found.ts, -1)
                     return True
                 # Slack may hold the message but we cannot tell: never post a
                 # second one. The claim is made final so replicas agree.
                 final = {"channel": found.channel_id or channel, "ts": None}
-                if await self.claims.settle(ns, st.task_id, final):
+                if await self.claims.settle(ns, st.key, final):
                     self.failures.give_up(
                         st,
                         "slack_ambiguous_post",
                         f"Slack answered an error after maybe posting, and the parent was not found: {found.why}",
                     )
                 return True
-        await self.claims.release(ns, st.task_id)
+        await self.claims.release(ns, st.key)
         self.failures.failed(st, out)
         return True
 
@@ -244,12 +247,12 @@ class Deliverer:
         """A parent an earlier holder of the claim may have posted without
         storing it (killed in between): found in the channel's history by
         its metadata, it is adopted instead of posted again."""
-        said = await self.claims.get(self._ns("posting"), st.task_id)
+        said = await self.claims.get(self._ns("posting"), st.key)
         if said is None:
             return False
         since = said.get("since")
         where = str(said.get("channel") or channel)
-        found = await self.finder.find(st.task_id, where, float(since) if isinstance(since, int | float) else 0.0)
+        found = await self.finder.find(st.key, where, float(since) if isinstance(since, int | float) else 0.0)
         if found.channel_id is None or found.ts is None:
             return False
         await self._posted(st, found.channel_id, found.ts, -1)
@@ -264,11 +267,11 @@ class Deliverer:
             st.sent_version = version
             st.sent_status = st.view.status if version == st.version else st.sent_status
         ns = self._ns("parent")
-        if await self.claims.settle(ns, st.task_id, {"channel": channel, "ts": ts}):
+        if await self.claims.settle(ns, st.key, {"channel": channel, "ts": ts}):
             return
         # Our lease lapsed (the store was away longer than it) and another
         # replica took the task over: its parent wins, ours goes.
-        stored = await self.claims.get(ns, st.task_id)
+        stored = await self.claims.get(ns, st.key)
         st.ref, st.sent_version, st.sent_status = None, -1, None
         if stored is None or stored.get("ts") != ts:
             await self.failures.delete_duplicate(channel, ts, "parent")
