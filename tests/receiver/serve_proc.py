@@ -151,6 +151,27 @@ class ServeProcess:
                 self.kill()
 
 
+def db_rows(url: str, sql: str, *args: Any) -> list[dict[str, Any]]:
+    """Rows of one query against serve's PostgreSQL, from a sync test."""
+    import asyncpg
+
+    async def q() -> list[dict[str, Any]]:
+        conn = await asyncpg.connect(url)
+        try:
+            return [dict(r) for r in await conn.fetch(sql, *args)]
+        finally:
+            await conn.close()
+
+    return asyncio.run(q())
+
+
+def message_text(msg: Any) -> str:
+    """All a Slack message shows (text, blocks, attachments), as one string."""
+    import json
+
+    return json.dumps({"text": msg.text, "blocks": msg.blocks, "attachments": msg.attachments}, ensure_ascii=False)
+
+
 def post(url: str, body: bytes, timeout: float = 15) -> bool:
     req = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/x-protobuf"})
     try:

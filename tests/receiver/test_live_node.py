@@ -37,8 +37,8 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from serve_proc import FakeSlackThread, ServeProcess, slack_env, wait_until
-from test_live_serve import Served, _db
+from serve_proc import FakeSlackThread, ServeProcess, db_rows, slack_env, wait_until
+from test_live_serve import Served
 from tests.conftest import missing
 
 from spanvisor.agent import task
@@ -170,9 +170,10 @@ def _agent_env(served: Served, tmp: Path, **extra: str) -> dict[str, str]:
     }
 
 
-# What differs between two runs of one task: trace ids, times taken.
+# What differs between two runs of one task: trace ids, run ids, times taken.
 _VARYING = (
     (r"\b[0-9a-f]{32}\b", "<trace>"),
+    (r'\\?"r\\?":\\?"[0-9a-f]{12}\\?"', '"r":"<run>"'),
     (r"(\*Elapsed\*\n)[^\s*]+", r"\1<t>"),
     (r"\bin \d+(\.\d+)?\s?(ms|s|m|min)\b", "in <t>"),
 )
@@ -286,7 +287,7 @@ def test_a_node_agent_is_live_while_open_and_gets_the_parent_the_python_helper_g
     shown = served.shown(tid)
     assert "Migrate billing" in shown and "100%" in shown and "sprocket" in shown
     # One agent, one name: agent.id, never either sender's service.name.
-    rows = _db(served.db_url, "SELECT task_id, agent_id FROM agent_tasks WHERE task_id = ANY($1)", [tid, py_tid])
+    rows = db_rows(served.db_url, "SELECT task_id, agent_id FROM agent_tasks WHERE task_id = ANY($1)", [tid, py_tid])
     assert {r["task_id"]: r["agent_id"] for r in rows} == {tid: "sprocket", py_tid: "sprocket"}
     for name in ("spanvisor_tasks_started_total", "spanvisor_tasks_finished_total"):
         agents = {s["agent"] for s in served.series(name)}
@@ -320,7 +321,7 @@ def test_emit_start_makes_a_shell_task_open_and_named_heartbeats_keep_it_and_sil
     assert served.control(tid)["status"] in ("starting", "working")
     # The shell agent goes silent: stalled, in Slack and in the audit trail.
     wait_until(stalled, STALL_AFTER_S + 30, "the stall line once the heartbeats stopped")
-    rows = _db(served.db_url, "SELECT kind FROM agent_checkpoints WHERE task_id = $1 AND kind = 'stalled'", tid)
+    rows = db_rows(served.db_url, "SELECT kind FROM agent_checkpoints WHERE task_id = $1 AND kind = 'stalled'", tid)
     assert rows, "the stall is in the audit trail"
     _emit(served, tmp_path, "finish", tid)
     wait_until(lambda: _complete(served, tid), 30, "the shell task complete")
@@ -338,5 +339,5 @@ def test_the_shell_example_reports_its_task_to_the_end(served: Served, tmp_path:
     assert "Migrate billing" in shown and "100%" in shown and "sprocket" in shown
     thread = " ".join(served.thread(tid))
     assert "Applying the migration" in thread and "No activity" not in thread
-    [row] = _db(served.db_url, "SELECT agent_id, status FROM agent_tasks WHERE task_id = $1", tid)
+    [row] = db_rows(served.db_url, "SELECT agent_id, status FROM agent_tasks WHERE task_id = $1", tid)
     assert row == {"agent_id": "sprocket", "status": "complete"}

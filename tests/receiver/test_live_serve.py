@@ -17,7 +17,6 @@ spanvisor's pipeline. While a task's root is still open:
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
@@ -38,7 +37,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Tracer
 from prometheus_client.parser import text_string_to_metric_families
-from serve_proc import FakeSlackThread, ServeProcess, slack_env, wait_until
+from serve_proc import FakeSlackThread, ServeProcess, db_rows, message_text, slack_env, wait_until
 from tests.fakes.slack_store import Message
 
 from spanvisor.agent import task
@@ -48,23 +47,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout_s(240)]
 ROOT_HOLD_S = 2
 STALL_AFTER_S = 6
 LOST_AFTER_S = 14
-
-
-def _db(url: str, sql: str, *args: Any) -> list[dict[str, Any]]:
-    import asyncpg
-
-    async def q() -> list[dict[str, Any]]:
-        conn = await asyncpg.connect(url)
-        try:
-            return [dict(r) for r in await conn.fetch(sql, *args)]
-        finally:
-            await conn.close()
-
-    return asyncio.run(q())
-
-
-def _shown(msg: Message) -> str:
-    return json.dumps({"text": msg.text, "blocks": msg.blocks, "attachments": msg.attachments}, ensure_ascii=False)
 
 
 @dataclass
@@ -82,7 +64,7 @@ class Served:
 
     def shown(self, task_id: str) -> str:
         m = self.parent(task_id)
-        return _shown(m) if m is not None else ""
+        return message_text(m) if m is not None else ""
 
     def thread(self, task_id: str) -> list[str]:
         parent = self.parent(task_id)
@@ -171,7 +153,7 @@ def test_the_parent_shows_name_progress_and_step_while_the_root_is_open_and_one_
         th.join(30)
     wait_until(lambda: "· complete" in served.shown(tid), 30, "the parent to show the task complete")
     # One agent, one name: the agent id, not the sender's service.name.
-    [row] = _db(served.db_url, "SELECT agent_id FROM agent_tasks WHERE task_id = $1", tid)
+    [row] = db_rows(served.db_url, "SELECT agent_id FROM agent_tasks WHERE task_id = $1", tid)
     assert row["agent_id"] == "sprocket"
     for name in ("spanvisor_tasks_started_total", "spanvisor_tasks_finished_total"):
         agents = {s["agent"] for s in served.series(name)}
@@ -216,11 +198,13 @@ def test_an_agent_killed_mid_task_is_stalled_then_lost(served: Served, tmp_path:
         proc.kill()  # no goodbye: its root never ends
         proc.wait(10)
         wait_until(lambda: any("No activity" in line for line in served.thread(tid)), 30, "the stall line")
-        rows = _db(served.db_url, "SELECT kind FROM agent_checkpoints WHERE task_id = $1 AND kind = 'stalled'", tid)
+        rows = db_rows(served.db_url, "SELECT kind FROM agent_checkpoints WHERE task_id = $1 AND kind = 'stalled'", tid)
         assert rows, "the stall is in the audit trail"
         wait_until(lambda: served.control(tid)["status"] == "lost", 40, "the task to be finished as lost")
         wait_until(
-            lambda: _db(served.db_url, "SELECT status FROM agent_tasks WHERE task_id = $1", tid)[0]["status"] == "lost",
+            lambda: (
+                db_rows(served.db_url, "SELECT status FROM agent_tasks WHERE task_id = $1", tid)[0]["status"] == "lost"
+            ),
             30,
             "the audit trail to say lost",
         )
@@ -260,7 +244,7 @@ def test_a_shell_agent_has_one_name_and_is_live_from_emit_start(served: Served) 
     wait_until(lambda: "· complete" in served.shown(tid), 30, "the shell task complete")
     wait_until(
         lambda: (
-            [r["agent_id"] for r in _db(served.db_url, "SELECT agent_id FROM agent_tasks WHERE task_id = $1", tid)]
+            [r["agent_id"] for r in db_rows(served.db_url, "SELECT agent_id FROM agent_tasks WHERE task_id = $1", tid)]
             == ["shell-bot"]
         ),
         30,

@@ -34,7 +34,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Tracer
 from prometheus_client.parser import text_string_to_metric_families
-from serve_proc import FakeSlackThread, ServeProcess, slack_env, wait_until
+from serve_proc import FakeSlackThread, ServeProcess, db_rows, message_text, slack_env, wait_until
 from tests.fakes.slack_sender import Sent, SignedSender
 from tests.fakes.slack_store import Message
 
@@ -49,27 +49,10 @@ SIGNING_SECRET = "e2e-signing-9c1f4d7a2b8e6f03a5d1"
 APPROVER = "U0ALICE"
 
 
-def _db(url: str, sql: str, *args: Any) -> list[dict[str, Any]]:
-    import asyncpg
-
-    async def q() -> list[dict[str, Any]]:
-        conn = await asyncpg.connect(url)
-        try:
-            return [dict(r) for r in await conn.fetch(sql, *args)]
-        finally:
-            await conn.close()
-
-    return asyncio.run(q())
-
-
 def _buttons(msg: Message) -> list[dict[str, Any]]:
     """Every interactive button of a message (top-level blocks and attachments)."""
     blocks = list(msg.blocks) + [b for a in msg.attachments for b in a.get("blocks", [])]
     return [e for b in blocks if b.get("type") == "actions" for e in b["elements"] if "value" in e]
-
-
-def _shown(msg: Message) -> str:
-    return json.dumps({"text": msg.text, "blocks": msg.blocks, "attachments": msg.attachments}, ensure_ascii=False)
 
 
 @dataclass
@@ -163,7 +146,7 @@ class Served:
         return [m.text or "" for m in self.slack.on_loop(lambda: self.slack.fake.thread(parent))]
 
     def rows(self, task_id: str) -> list[dict[str, Any]]:
-        return _db(self.db_url, "SELECT * FROM human_interventions WHERE task_id = $1 ORDER BY time_ns", task_id)
+        return db_rows(self.db_url, "SELECT * FROM human_interventions WHERE task_id = $1 ORDER BY time_ns", task_id)
 
     def decisions(self, task_id: str) -> list[dict[str, Any]]:
         url = f"http://127.0.0.1:{self.serve.http}/v1/control/tasks/{task_id}"
@@ -258,7 +241,7 @@ def test_a_signed_click_on_the_parents_approve_button_releases_the_agent_and_eve
     # The parent: who approved, and no Approve/Reject any more.
     def approved() -> Message | None:
         p = served.parent(tid)
-        return p if p is not None and f"✅ Approved by <@{APPROVER}>" in _shown(p) else None
+        return p if p is not None and f"✅ Approved by <@{APPROVER}>" in message_text(p) else None
 
     shown = wait_until(approved, 30, "the parent to say who approved")
     assert {b["action_id"] for b in _buttons(shown)}.isdisjoint({A.APPROVE, A.REJECT, A.COMMENT})
@@ -363,7 +346,7 @@ def test_a_decision_on_a_task_nobody_asked_is_refused_and_never_approves_a_later
         rows = served.rows(tid)
         assert [(r["action"], r["outcome"], r["refusal"]) for r in rows] == [("approve", "denied", "unknown_task")]
         parent = served.parent(tid)
-        assert parent is None or "Approved by" not in _shown(parent)
+        assert parent is None or "Approved by" not in message_text(parent)
     finally:
         hold.set()
 
