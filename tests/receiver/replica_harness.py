@@ -96,12 +96,15 @@ class Cluster:
         return out
 
     def shared_views(self, tasks: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The Slack sink's shared view of each task, by task id (its key is
+        ``<task_id>/<run_id>``: one parent per run; these tasks run once)."""
         rows = db(
             self.db_url,
-            "SELECT key, value FROM delivery_state WHERE namespace = 'slack.view' AND key = ANY($1)",
+            "SELECT key, value FROM delivery_state WHERE namespace = 'slack.view'"
+            " AND split_part(key, '/', 1) = ANY($1)",
             list(tasks),
         )
-        return {r["key"]: _json(r["value"]) for r in rows}
+        return {r["key"].split("/", 1)[0]: _json(r["value"]) for r in rows}
 
     def task_rows(self, tasks: Sequence[str]) -> dict[str, dict[str, Any]]:
         rows = db(

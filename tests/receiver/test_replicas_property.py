@@ -32,9 +32,10 @@ from hypothesis import strategies as st
 from replica_harness import Cluster, shown_status, wait_for
 from tests.core._trees import SpanSpec, stamp_trees
 
-from spanvisor.events import stable_id
+from spanvisor.events import run_id_of, stable_id
 from spanvisor.spans import conventions as cv
 from spanvisor.spans.data import SpanEventData
+from spanvisor.tracking.views import IdPrefix
 
 pytestmark = pytest.mark.slow
 
@@ -91,12 +92,14 @@ def tasks(draw: st.DrawFn) -> tuple[list[SpanSpec], list[int], list[int]]:
 def _row_ids(task: str, specs: list[SpanSpec], spans: set[str]) -> set[str]:
     """The ids of every row ``spans`` can cause (conventions.md#event-ids)."""
     out = set()
+    root = specs[0]
+    ids = IdPrefix(task, run_id_of(root.trace_id, root.span_id))  # every id names the run
     for s in specs:
         if s.span_id in spans:
-            out.add(stable_id(task, "model", s.span_id))
-            corrected = stable_id(task, "corrected", s.span_id)
+            out.add(ids.id("model", s.span_id))
+            corrected = ids.id("corrected", s.span_id)
             for ev in s.events:
-                out |= {stable_id(task, kind, s.span_id, ev.time_ns, 1) for kind in ("event", "artifact")}
+                out |= {ids.id(kind, s.span_id, ev.time_ns, 1) for kind in ("event", "artifact")}
                 out.add(stable_id(corrected, "artifact", ev.attributes.get(cv.ARTIFACT_NAME), None, None))
     return out
 
