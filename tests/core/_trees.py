@@ -202,9 +202,12 @@ def feed_end_order(
 
 
 def by_task(events: Iterable[Event]) -> dict[str, list[Event]]:
+    """Events per run of a task (``<task id>/<run id>``): a task id reused by
+    another root is another run, with its own story."""
     out: dict[str, list[Event]] = {}
     for e in events:
-        out.setdefault(e.task_id, []).append(e)
+        run = e.task.run_id
+        out.setdefault(f"{e.task_id}/{run}" if run else e.task_id, []).append(e)
     return out
 
 
