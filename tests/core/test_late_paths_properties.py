@@ -7,9 +7,9 @@ included) with the same corrections.
   end-order paths' (every span at its end, in end-time order, in batches),
   stamped and not;
 * the real paths: the processor on a TracerProvider, the exporter (stamped
-  and unstamped spans) and the receiver (OTLP protobuf decoded), as in
-  ``test_paths_properties``, and the receiver's scan of the body as
-  received (what ``serve`` does over HTTP and gRPC).
+  and unstamped spans) and the receiver (OTLP protobuf decoded from the body
+  as received, as ``serve`` does over HTTP and gRPC), as in
+  ``test_paths_properties``.
 """
 
 from __future__ import annotations
@@ -18,19 +18,12 @@ import random
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.sdk.trace import ReadableSpan
 
 from spanvisor.events import Event, TaskCorrected
-from spanvisor.pipeline.pipeline import Pipeline
-from spanvisor.receiver.decode import decode_request
-from spanvisor.testing import InMemorySink
 from spanvisor.tracking.tracker import TaskTracker
 
 from ._invariants import check_against_specs, check_stream, expected_roots, final_states, roots_of
 from ._paths import clean_specs, exporter_run, processor_run, receiver_run, unstamped_spans
-from ._sdk import _config
 from ._strategies import late_children, traces
 from ._trees import FakeClock, SpanSpec, feed_start_order, stamp_trees
 
@@ -69,25 +62,6 @@ def _by_end_time(
     return out + tracker.expire()
 
 
-def _scan_run(spans: list[ReadableSpan], rng: random.Random) -> list[Event]:
-    """The receiver as ``serve`` runs it: each body decoded with its bytes at hand."""
-    memory = InMemorySink()
-    pipeline = Pipeline(_config(), [memory], path="receiver").start()
-    try:
-        i = 0
-        while i < len(spans):
-            n = rng.randint(1, 8)
-            body = encode_spans(spans[i : i + n]).SerializeToString()
-            decoded = decode_request(ExportTraceServiceRequest.FromString(body), body=body)
-            assert decoded.rejected == 0, decoded.reasons
-            assert pipeline.submit_spans(decoded.spans)
-            i += n
-        assert pipeline.force_flush(10.0)
-    finally:
-        pipeline.shutdown(2.0)
-    return memory.events
-
-
 @SLOW
 @given(specs=late_trees(), data=st.data())
 def test_the_tracker_gives_one_rule_in_every_order(specs: list[SpanSpec], data: st.DataObject) -> None:
@@ -118,8 +92,6 @@ def test_every_real_path_gives_the_same_corrections(specs: list[SpanSpec], seed:
         "exporter unstamped": exporter_run(unstamped),
         "receiver stamped": receiver_run(stamped, random.Random(seed)),
         "receiver unstamped": receiver_run(unstamped, random.Random(seed + 1)),
-        "serve's scan stamped": _scan_run(stamped, random.Random(seed + 2)),
-        "serve's scan unstamped": _scan_run(unstamped, random.Random(seed + 3)),
     }
     roots = expected_roots(specs)
     want, corrections = final_states(in_process), _corrections(in_process)
