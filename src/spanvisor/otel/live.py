@@ -138,11 +138,14 @@ class LiveChannel:
             if self._stop.is_set():
                 return
             self._flush_due.clear()
-            if self._queue:
-                self.drain(flush)  # what was said first, so no heartbeat for a busy root
+            if self._queue or flush:
+                # What was said first (so no heartbeat for a busy root); at a
+                # task's end the exporter's queue too, even when this round
+                # found nothing new: its last records may have left already.
+                self.drain(flush)
             self._heartbeats()
             if self._queue:
-                self.drain(flush)
+                self.drain()
 
     def close(self) -> None:
         """At exit: send what is left, waiting at most END_FLUSH_MS (a
