@@ -18,9 +18,9 @@ ROOT = "0" * 15 + "2"
 T0 = 1_800_000_000 * 10**9
 
 
-def _record(budget_settings: BudgetSettings | None = None, agent: str = "rivet") -> TaskRecord:
+def _record(budget_settings: BudgetSettings | None = None, trace: str = TRACE) -> TaskRecord:
     s = TrackerSettings(budgets=budget_settings or BudgetSettings())
-    view = new_view(task_id="t", trace_id=TRACE, root_span_id=ROOT, agent_id=agent, started_ns=T0, updated_ns=T0)
+    view = new_view(task_id="t", trace_id=trace, root_span_id=ROOT, agent_id="rivet", started_ns=T0, updated_ns=T0)
     return TaskRecord(view, s, last_ns=T0)
 
 
@@ -80,14 +80,15 @@ def test_the_days_budget_is_the_ledgers_and_names_no_task() -> None:
 
 
 def test_the_agent_reads_its_budget_while_the_task_is_open() -> None:
-    rec = _record()
+    trace = "0" * 31 + "d"  # a task of its own: what is published is per process
+    rec = _record(trace=trace)
     taskbudget.publish(rec)
-    assert budgets.lookup(TRACE, ROOT) is None  # no budget: nothing to read
+    assert budgets.lookup(trace, ROOT) is None  # no budget: nothing to read
     taskbudget.read_root(rec, {cv.BUDGET_USD: 1.0}, [])
     _spend(rec, 1.5)
     taskbudget.warnings(rec, T0 + 1, [])
-    seen = budgets.lookup(TRACE, ROOT)
+    seen = budgets.lookup(trace, ROOT)
     assert seen is not None and seen.over and seen.used_usd == 1.5
     rec.finished = True
     taskbudget.publish(rec)
-    assert budgets.lookup(TRACE, ROOT) is None
+    assert budgets.lookup(trace, ROOT) is None

@@ -53,7 +53,7 @@ def model_call(state: TaskRecord, span: SpanData, notes: list[str]) -> CallEvent
     changes.update(state.context.model_call(a, ids, (t_in or 0) + (t_out or 0), model, times))
     if not state.finished:
         changes["status"] = state.fields.status_after(w, changes)
-    state.update(**changes)
+    state.apply(changes)
     t = state.next_time(end)
     # The call's own model, tokens and cost: the view shows the fullest
     # conversation's model, which an embeddings call does not change. Keys

@@ -36,6 +36,7 @@ class TaskRecord:
         "_w",
         "approvals_closed",
         "budget_from_root",
+        "budget_published",
         "budget_said",
         "context",
         "cost_nano",
@@ -70,6 +71,7 @@ class TaskRecord:
         # until the first warning (an empty set is 216 bytes in every task).
         self.budget_said: frozenset[tuple[str, float]] = frozenset()
         self.budget_from_root = False
+        self.budget_published = False  # an entry of .budgets is this task's to remove
         self.stalls = 0  # how often the task stalled (numbers its stall events)
         # Approvals decided or timed out: never reopened (a shared empty default).
         self.approvals_closed: frozenset[str] = frozenset()
@@ -104,6 +106,11 @@ class TaskRecord:
         return self._id_prefix.id(*parts)
 
     def update(self, **changes: Any) -> None:
+        self._w.update(changes)
+        self._view = None
+
+    def apply(self, changes: Mapping[str, Any]) -> None:
+        """:meth:`update` with a dict already made (no keyword repacking)."""
         self._w.update(changes)
         self._view = None
 

@@ -38,7 +38,7 @@ def read(
     if status != w["status"] and not state.finished:
         changes["status"] = status
     if changes:
-        state.update(**changes)
+        state.apply(changes)
     return tuple(changes)
 
 

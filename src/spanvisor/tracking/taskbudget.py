@@ -56,14 +56,17 @@ def agent_default(state: TaskRecord) -> bool:
 def publish(state: TaskRecord) -> None:
     """Let the agent read its task's budget state (tracking/budgets.py)."""
     w = state.working
-    key = (w["trace_id"], w["root_span_id"])
     if state.finished or (w["budget_usd"] is None and w["budget_tokens"] is None):
-        budgets.publish(key, None)
+        if state.budget_published:  # most tasks never have a budget: nothing to take back
+            budgets.publish((w["trace_id"], w["root_span_id"]), None)
+            state.budget_published = False
         return
     used_tokens = w["input_tokens"] + w["output_tokens"]
     budgets.publish(
-        key, BudgetState(w["cost_usd"], w["budget_usd"], used_tokens, w["budget_tokens"], w["unpriced_calls"])
+        (w["trace_id"], w["root_span_id"]),
+        BudgetState(w["cost_usd"], w["budget_usd"], used_tokens, w["budget_tokens"], w["unpriced_calls"]),
     )
+    state.budget_published = True
 
 
 def after_call(state: TaskRecord, usd: float | None, now: int, notes: list[str]) -> list[Event]:

@@ -27,6 +27,9 @@ class TaskContext:
         self.gate = LevelGate(settings.thresholds)
         self.explicit_limit: int | None = None
         self.explicit_tokens = False
+        # The ratio the gate last judged: the same ratio again crosses
+        # nothing and re-arms nothing (LevelGate.crossed is idempotent).
+        self._judged = -1.0
 
     def model_call(
         self, attrs: Any, span: tuple[str, str | None], tokens: int, model: str | None, times: tuple[int, int]
@@ -59,6 +62,9 @@ class TaskContext:
         if tokens is None or not limit:
             return []
         ratio = tokens / limit
+        if ratio == self._judged:
+            return []  # nothing moved since the last call: no level to cross
+        self._judged = ratio
         return [(level, n, ratio) for level, n in self.gate.crossed(ratio)]
 
     def forecast(self) -> tuple[float, int, float | None, int, int] | None:

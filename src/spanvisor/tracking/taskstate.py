@@ -135,7 +135,9 @@ class TaskState(TaskRecord):
                 # events, and never over a field a timed fact has set.
                 results.apply(self, a, notes)
                 out.extend(statefacts.attributes(self, span, None, now, notes))
-            out.extend(artifacts.from_list(self, a.get(cv.ARTIFACTS), now, notes))
+            raw_artifacts = a.get(cv.ARTIFACTS)
+            if raw_artifacts is not None:
+                out.extend(artifacts.from_list(self, raw_artifacts, now, notes))
         if span.events:
             # An open span read at now_ns: no event after it yet (it comes with the next read).
             limit = until_ns if until_ns is not None or ended else now_ns
