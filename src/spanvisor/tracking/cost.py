@@ -215,6 +215,13 @@ class Ledger:
         # day, made once (strftime and the f-strings were most of add()).
         self._day = DayNames()
         self._scopes: dict[tuple[str, str], tuple[tuple[BudgetScope, str, str, str, str], ...]] = {}
+        # key -> (budget, the lowest total in dollars at which a level not said
+        # yet is reached): below it a call can say nothing, and the levels are
+        # not walked. Only ever too low (merge() may add levels said), never
+        # too high, so a skipped check is one that would have said nothing.
+        self._next: dict[str, tuple[float, float]] = {}
+        self._levels: tuple[float, ...] = ()
+        self._levels_of: tuple[float, ...] | None = None
 
     # -- the tracker's path --------------------------------------------------
 
@@ -236,24 +243,34 @@ class Ledger:
         budgets = (s.for_agent(s.agent_day_usd, agent), s.day_usd, s.month_usd)
         own, meta, changed = self._own, self._meta, self._changed
         for (scope, subject, key, window, who), budget in zip(scopes, budgets, strict=True):
-            own[key] = own.get(key, 0) + nanos
+            total = own[key] = own.get(key, 0) + nanos
             if key not in meta:
                 meta[key] = (scope, subject, window, who)
             self._generation += 1  # _touch(key), inline: three keys a call
             changed[key] = self._generation
             if budget and budget > 0 and (not self._gated or window in self._open):
-                out.extend(self._due(key, budget, sorted(s.levels)))
+                below = self._next.get(key)
+                if below is not None and below[0] == budget and (total + self._others.get(key, 0)) / 1e9 < below[1]:
+                    continue  # no level within reach: nothing to say
+                out.extend(self._due(key, budget, self._sorted_levels()))
         self._latest_day = max(self._latest_day, day)
         if len(self._own) >= self._limit:
             self._forget_old()
             self._limit = max(MAX_KEYS, 2 * len(self._own))
         return out
 
+    def _sorted_levels(self) -> tuple[float, ...]:
+        levels = self.settings.levels
+        if levels is not self._levels_of:
+            self._levels, self._levels_of = tuple(sorted(levels)), levels
+            self._next.clear()
+        return self._levels
+
     def _touch(self, key: str) -> None:
         self._generation += 1
         self._changed[key] = self._generation
 
-    def _due(self, key: str, budget: float, levels: list[float]) -> list[Crossing]:
+    def _due(self, key: str, budget: float, levels: tuple[float, ...]) -> list[Crossing]:
         scope, subject, _, _ = self._meta[key]
         used = (self._own.get(key, 0) + self._others.get(key, 0)) / 1e9
         said = self._said.get(key)
@@ -265,12 +282,14 @@ class Ledger:
                 said.add(level)
                 self._touch(key)
                 out.append((scope, subject, level, used, budget))
+        reach = [level * budget - EPSILON for level in levels if level not in said]
+        self._next[key] = (budget, min(reach) if reach else math.inf)
         return out
 
     def _forget_old(self) -> None:
         today, month = self._latest_day, self._latest_day[:7]
         keep = {k for k, m in self._meta.items() if m[2] in (today, month)}
-        for table in (self._own, self._others, self._said, self._meta, self._changed):
+        for table in (self._own, self._others, self._said, self._meta, self._changed, self._next):
             for k in [k for k in table if k not in keep]:
                 del table[k]
         self._read &= {today, month}
