@@ -10,7 +10,7 @@ from spanvisor.spans import conventions as cv
 from spanvisor.spans.data import SpanData
 from spanvisor.spans.windows import ContextWindows
 from spanvisor.tracking import calls
-from spanvisor.tracking.cost import Pricer
+from spanvisor.tracking.prices import Pricer
 from spanvisor.tracking.record import TaskRecord
 from spanvisor.tracking.settings import TrackerSettings
 from spanvisor.tracking.views import new_view

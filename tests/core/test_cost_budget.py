@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from spanvisor.config import Config
 from spanvisor.events import BudgetWarning, Checkpoint, ContextForecast, ContextWarning, Event, TaskFinished
 from spanvisor.spans import conventions as cv
-from spanvisor.tracking.cost import BudgetSettings, Pricer
+from spanvisor.tracking.cost import BudgetSettings
+from spanvisor.tracking.prices import Pricer
 from spanvisor.tracking.taskcontext import TrackerSettings
 from spanvisor.tracking.tracker import TaskTracker
 

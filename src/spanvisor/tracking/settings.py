@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from spanvisor.spans.windows import ContextWindows
-from spanvisor.tracking.cost import BudgetSettings, Ledger, Pricer
+from spanvisor.tracking.cost import BudgetSettings, Ledger
 from spanvisor.tracking.outliers import OutlierBook
+from spanvisor.tracking.prices import Pricer
 
 
 @dataclass
