@@ -26,6 +26,11 @@ from spanvisor.tracking.settings import TrackerSettings
 from spanvisor.tracking.taskcontext import TaskContext
 from spanvisor.tracking.views import VIEW_FIELDS, IdPrefix, build_view
 
+# One empty frozenset for every task: ``frozenset()`` makes a new one per
+# call (216 bytes), and most tasks never fill these.
+_NONE_SAID: frozenset[tuple[str, float]] = frozenset()
+_NONE_CLOSED: frozenset[str] = frozenset()
+
 
 class TaskRecord:
     """One task's state (slotted: one per open and recently finished task)."""
@@ -69,12 +74,12 @@ class TaskRecord:
         self.cost_nano = 0  # the task's cost in nano-dollars (exact sums; cost_usd shows it)
         # (unit, level) of the task budget warned of: a shared empty frozenset
         # until the first warning (an empty set is 216 bytes in every task).
-        self.budget_said: frozenset[tuple[str, float]] = frozenset()
+        self.budget_said = _NONE_SAID
         self.budget_from_root = False
         self.budget_published = False  # an entry of .budgets is this task's to remove
         self.stalls = 0  # how often the task stalled (numbers its stall events)
         # Approvals decided or timed out: never reopened (a shared empty default).
-        self.approvals_closed: frozenset[str] = frozenset()
+        self.approvals_closed = _NONE_CLOSED
         # The working state is a plain dict; the frozen TaskView that events
         # carry is built only when one is needed (dataclasses.replace per
         # change was the tracker's largest cost).

@@ -20,6 +20,8 @@ from spanvisor.tracking.settings import TrackerSettings
 
 
 class TaskContext:
+    __slots__ = ("_judged", "conversations", "explicit_limit", "explicit_tokens", "gate", "thresholds", "windows")
+
     def __init__(self, settings: TrackerSettings) -> None:
         self.windows = settings.windows
         self.thresholds = settings.thresholds
