@@ -28,6 +28,7 @@ from spanvisor.events import Event
 from spanvisor.spans import conventions as cv
 from spanvisor.spans.data import SpanData, read_live_sdk_span
 from spanvisor.spans.live import LiveFact
+from spanvisor.spans.rootevents import EventCursor, read_sdk_events
 from spanvisor.stats import PipelineStats
 from spanvisor.tracking import late, stalls
 from spanvisor.tracking.live import opener
@@ -56,6 +57,7 @@ class TaskTracker:
         wall_clock: Callable[[], int] = time.time_ns,
         snapshot: Callable[[Any], SpanData | None] | None = None,
         partial_idle_s: float | None = None,
+        read_events: Callable[[Any, EventCursor], bool] = read_sdk_events,
     ) -> None:
         self.settings = settings or TrackerSettings()
         self.stats = stats or PipelineStats()
@@ -77,6 +79,11 @@ class TaskTracker:
         self._seen = RecentKeys(max(1, dedup_window))
         self._pending = PendingTraces(root_hold_s, max_pending_spans, self.stats, clock)
         self.snapshot: Callable[[Any], SpanData | None] = snapshot or read_live_sdk_span
+        # An open root's events as last read, so that a child's end reads only
+        # the root's new ones (spans/rootevents.py); False: the live object is
+        # not one it can follow, and the root is read whole.
+        self.read_events = read_events
+        self._cursors: dict[Key, EventCursor] = {}
 
     @property
     def open_tasks(self) -> int:
@@ -157,16 +164,44 @@ class TaskTracker:
         snapshot = self.snapshot
         now = self._wall() if now_ns is None else now_ns
         out: list[Event] = []
+        cursors = self._cursors
+        for key in [k for k in cursors if k not in self._live]:
+            del cursors[key]  # its task finished, or was let go
         for key, live in list(self._live.items()):
+            # Its new events first, then the whole root: what the read takes
+            # is taken as far as the cursor knows (so a later child's end hands
+            # it over no more).
+            cur = self._cursor(key, live)
             snap = snapshot(live)
             if snap is None or snap.end_ns is not None:
                 continue  # its end arrives through span_ended
             st = self._tasks.get(key)
             if st is not None:
+                if cur is not None:
+                    cur.until(now)
                 if stalls.root_moved(st, snap):  # a checkpoint on the root is activity too
                     out.extend(self.tasks.alive(key, st, now))
                 out.extend(st.absorb(snap, [], is_root=True, now_ns=now))
         return out
+
+    def _cursor(self, key: Key, live: Any) -> EventCursor | None:
+        """``key``'s cursor, given the root's new events; None when the root
+        is read whole instead."""
+        cur = self._cursors.get(key)
+        if cur is None:
+            cur = self._cursors[key] = EventCursor()
+        if cur.usable and self.read_events(live, cur):
+            return cur
+        cur.usable = False
+        return None
+
+    def _root_until(self, key: Key, live: Any, until_ns: int) -> SpanData | None:
+        """The open root as a read of its events up to ``until_ns`` needs it
+        (its events only: such a read takes none of its attributes)."""
+        cur = self._cursor(key, live)
+        if cur is None:
+            return self.snapshot(live)
+        return SpanData(key[0], key[1], None, "", 0, None, {}, cur.until(until_ns))
 
     # -- the live channel (every path; spans/live.py) ---------------------------
 
@@ -242,8 +277,8 @@ class TaskTracker:
                 # and one added since does not leak into this span's view.
                 # (The root may have ended since; its end arrives later, and
                 # the events read here are not read twice.)
-                snap = self.snapshot(live)
                 st = self._tasks.get(key)
+                snap = self._root_until(key, live, span.end_ns) if st is not None else None
                 if snap is not None and st is not None:
                     out.extend(st.absorb(snap, [], is_root=True, until_ns=span.end_ns))
             out.extend(self._absorb(key, span, notes))
@@ -352,9 +387,18 @@ class TaskTracker:
         # Its live records may have opened it meanwhile: then it continues.
         out = self._open(key, root, notes, initial=True) if key not in self._tasks else []
         st = self._tasks[key]
+        cur: EventCursor | None = None
         for d in sub.on_time:  # as they arrived, never by end times from other clocks (docs/conventions.md#clock-skew)
-            # The root's events up to each child's end first, as in-process.
-            out.extend(st.absorb(root, [], is_root=True, until_ns=d.end_ns or 0))
+            # The root's events up to each child's end first, as in-process;
+            # each new to the read (a cursor), not the root's every event per child.
+            if root.events:
+                if cur is None:
+                    cur = EventCursor()
+                    cur.add(list(root.events), 0)
+                until = d.end_ns or 0
+                evs = cur.until(until)
+                part = SpanData(key[0], key[1], None, "", 0, None, {}, evs)
+                out.extend(st.absorb(part, [], is_root=True, until_ns=until))
             out.extend(self._absorb(key, d, list(d.notes)))
         out.extend(self._absorb(key, root, notes))
         out.extend(e for d in sub.late for e in self._late(key, d, list(d.notes), can_cause_events(d)))
