@@ -38,16 +38,18 @@ from spanvisor.spans.data import MAX_AHEAD_NS, SpanEventData
 
 
 class EventCursor:
-    """One root's events as last read, and how many of them are taken."""
+    """One root's events as last read: those taken and those not yet."""
 
-    __slots__ = ("events", "first", "taken", "taken_max", "ordered", "usable")
+    __slots__ = ("done", "todo", "first", "taken_max", "ordered", "usable")
 
     def __init__(self) -> None:
-        self.events: deque[SpanEventData] = deque()
-        self.first = 0  # how many events the span lost from the front before events[0]
-        self.taken = 0  # events[:taken] were handed over up to a time they are within
+        # The span's events as last read, oldest first: handed over up to a
+        # time they are within (done), and not yet (todo).
+        self.done: deque[SpanEventData] = deque()
+        self.todo: deque[SpanEventData] = deque()
+        self.first = 0  # how many events the span lost from the front before the first of these
         self.taken_max = -1  # the latest time of an event ever taken
-        self.ordered = True  # events[taken:] in time order
+        self.ordered = True  # todo in time order
         # False once a read could not be followed (an event whose time had
         # to be clamped is read again each time, as a whole read does).
         self.usable = True
@@ -56,52 +58,48 @@ class EventCursor:
         """The span's events now begin at index ``first`` of all it was ever
         given (the older ones fell off), and ``new`` came after those read
         before."""
-        ev = self.events
-        while self.first < first and ev:
-            ev.popleft()  # fell off: a whole read would not see it either
+        done, todo = self.done, self.todo
+        while self.first < first and (done or todo):
+            # Fell off: a whole read would not see it either.
+            (done or todo).popleft()
             self.first += 1
-            if self.taken:
-                self.taken -= 1
-        if not ev:
+        if not done and not todo:
             self.first = first
         for e in new:
-            if len(ev) > self.taken and e.time_ns < ev[-1].time_ns:
+            if todo and e.time_ns < todo[-1].time_ns:
                 self.ordered = False
-            ev.append(e)
-        if len(ev) == self.taken:
+            todo.append(e)
+        if not todo:
             self.ordered = True
 
     def until(self, limit: int) -> tuple[SpanEventData, ...]:
         """What a read of the root's events up to ``limit`` must hand over;
         afterwards every event at or before ``limit`` counts as taken."""
-        ev, k = self.events, self.taken
-        if k == len(ev):
+        todo = self.todo
+        if not todo:
             return ()
-        if self.ordered and ev[k].time_ns > self.taken_max:
+        if self.ordered and todo[0].time_ns > self.taken_max:
             out: list[SpanEventData] = []
-            for e in islice(ev, k, None):
-                if e.time_ns > limit:
-                    break
+            take, keep = todo.popleft, self.done.append
+            while todo and todo[0].time_ns <= limit:
+                e = take()
+                keep(e)
                 out.append(e)
             if out:
-                self.taken = k + len(out)
-                self.taken_max = max(self.taken_max, out[-1].time_ns)
+                self.taken_max = out[-1].time_ns
             return tuple(out)
         return self._whole(limit)
 
     def _whole(self, limit: int) -> tuple[SpanEventData, ...]:
-        ev = self.events
-        everything = tuple(ev)
-        times = [e.time_ns for e in everything]
-        within = [t for t in times if t <= limit]
+        everything = (*self.done, *self.todo)
+        within = [e.time_ns for e in self.todo if e.time_ns <= limit]
         if within:
             self.taken_max = max(self.taken_max, *within)
-        k = self.taken
-        while k < len(times) and times[k] <= limit:
-            k += 1
-        self.taken = k
-        rest = times[k:]
-        self.ordered = all(a <= b for a, b in zip(rest, rest[1:], strict=False))
+        todo = self.todo
+        while todo and todo[0].time_ns <= limit:
+            self.done.append(todo.popleft())
+        times = [e.time_ns for e in todo]
+        self.ordered = all(a <= b for a, b in zip(times, times[1:], strict=False))
         return everything
 
 
@@ -127,7 +125,7 @@ def read_sdk_events(live: Any, cursor: EventCursor) -> bool:
     with lock:  # held by the agent's thread only around one append
         dropped = evs.dropped
         total = dropped + len(dq)
-        fresh = total - (cursor.first + len(cursor.events))
+        fresh = total - (cursor.first + len(cursor.done) + len(cursor.todo))
         raw = list(islice(reversed(dq), min(fresh, len(dq)))) if fresh > 0 else []
     raw.reverse()
     now = time.time_ns()
