@@ -24,6 +24,8 @@ from spanvisor.spans import conventions as cv
 from spanvisor.spans.data import SpanEventData, from_sdk
 from spanvisor.spans.rootevents import EventCursor, read_sdk_events
 from spanvisor.stats import PipelineStats
+from spanvisor.tracking.stalls import StallSettings
+from spanvisor.tracking.taskcontext import TrackerSettings
 from spanvisor.tracking.tracker import TaskTracker
 from tests.core._invariants import check_stream
 
@@ -31,7 +33,9 @@ T0 = 1_700_000_000_000_000_000
 MS = 1_000_000
 
 # An op: ("event", name, dt) a root event at T0 + dt ms; ("attr", progress);
-# ("child", dt) a model call ending at T0 + dt ms; ("poll", dt).
+# ("child", dt) a model call ending at T0 + dt ms; ("poll", dt); ("expire",
+# dt): stalls said (a task stalls after 5 ms, and a poll that finds news on
+# its root resumes it).
 _names = st.sampled_from([cv.EVENT_CHECKPOINT, cv.EVENT_CHECKPOINT, cv.EVENT_ARTIFACT, "agent.note"])
 _dt = st.integers(0, 40)  # few values: equal times and times out of order
 ops = st.lists(
@@ -40,6 +44,7 @@ ops = st.lists(
         st.tuples(st.just("attr"), st.integers(0, 100)),
         st.tuples(st.just("child"), _dt),
         st.tuples(st.just("poll"), _dt),
+        st.tuples(st.just("expire"), _dt),
     ),
     max_size=60,
 )
@@ -47,6 +52,7 @@ ops = st.lists(
 
 def _tracker(clock: list[int], read_events: Callable[[Any, EventCursor], bool]) -> TaskTracker:
     return TaskTracker(
+        TrackerSettings(stalls=StallSettings(after_s=0.005)),
         stats=PipelineStats(),
         clock=lambda: clock[0] / 1e9,
         wall_clock=lambda: clock[0],
@@ -100,7 +106,7 @@ def play(script: list[tuple[Any, ...]], limit: int) -> tuple[list[Event], list[E
         else:
             clock[0] = max(clock[0], T0 + op[1] * MS)
             for tr, o in zip(trackers, out, strict=True):
-                o.extend(tr.poll(now_ns=clock[0]))
+                o.extend(tr.poll(now_ns=clock[0]) if op[0] == "poll" else tr.expire())
     root.end(end_time=T0 + 50 * MS)
     clock[0] = T0 + 50 * MS
     data = from_sdk(root)

@@ -90,6 +90,18 @@ class EventCursor:
             return tuple(out)
         return self._whole(limit)
 
+    def unread(self, last_ns: int) -> tuple[SpanEventData, ...] | None:
+        """The events a whole read of the root (a poll) needs, or None when
+        only every event will do: those not taken yet, when they are in
+        time order, later than every taken one, and no taken event is later
+        than ``last_ns`` (the task's latest event: a poll asks whether the
+        root holds anything later, and a taken event that caused no event of
+        its own, an exception say, may be)."""
+        todo = self.todo
+        if self.ordered and self.taken_max <= last_ns and (not todo or todo[0].time_ns > self.taken_max):
+            return tuple(todo)
+        return None
+
     def _whole(self, limit: int) -> tuple[SpanEventData, ...]:
         everything = (*self.done, *self.todo)
         within = [e.time_ns for e in self.todo if e.time_ns <= limit]

@@ -21,6 +21,7 @@ finds its task through :mod:`.taskindex` and is applied by :mod:`.approvals`.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -178,6 +179,9 @@ class TaskTracker:
             st = self._tasks.get(key)
             if st is not None:
                 if cur is not None:
+                    unread = cur.unread(st.last_ns)
+                    if unread is not None:
+                        snap = replace(snap, events=unread)
                     cur.until(now)
                 if stalls.root_moved(st, snap):  # a checkpoint on the root is activity too
                     out.extend(self.tasks.alive(key, st, now))
