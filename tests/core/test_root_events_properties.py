@@ -76,15 +76,11 @@ def play(script: list[tuple[Any, ...]], limit: int) -> tuple[list[Event], list[E
     clock = [T0]
     trackers = (_tracker(clock, read_sdk_events), _tracker(clock, _whole))
     out: tuple[list[Event], list[Event]] = ([], [])
-    root = tracer.start_span(
-        "invoke_agent a", attributes={cv.TASK_NAME: "long", cv.AGENT_ID: "a"}, start_time=T0
-    )
+    root = tracer.start_span("invoke_agent a", attributes={cv.TASK_NAME: "long", cv.AGENT_ID: "a"}, start_time=T0)
     rid = format(root.get_span_context().span_id, "016x")
     for tr, o in zip(trackers, out, strict=True):
         o.extend(tr.span_started(from_sdk(root), live=root))
-    n = 0
-    for op in script:
-        n += 1
+    for n, op in enumerate(script, 1):
         if op[0] == "event":
             root.add_event(op[1], {"message": f"m{n}"}, timestamp=T0 + op[2] * MS)
         elif op[0] == "attr":

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from itertools import islice
+from itertools import islice, pairwise
 from typing import Any
 
 from opentelemetry.sdk.trace import Event as SdkEvent
@@ -40,7 +40,7 @@ from spanvisor.spans.data import MAX_AHEAD_NS, SpanEventData
 class EventCursor:
     """One root's events as last read: those taken and those not yet."""
 
-    __slots__ = ("done", "todo", "first", "taken_max", "ordered", "usable")
+    __slots__ = ("done", "first", "ordered", "taken_max", "todo", "usable")
 
     def __init__(self) -> None:
         # The span's events as last read, oldest first: handed over up to a
@@ -111,11 +111,11 @@ class EventCursor:
         while todo and todo[0].time_ns <= limit:
             self.done.append(todo.popleft())
         times = [e.time_ns for e in todo]
-        self.ordered = all(a <= b for a, b in zip(times, times[1:], strict=False))
+        self.ordered = all(a <= b for a, b in pairwise(times))
         return everything
 
 
-def _sdk_events(live: Any) -> BoundedList | None:
+def _sdk_events(live: Any) -> BoundedList[Any] | None:
     span = live if isinstance(live, ReadableSpan) else getattr(live, "span", None)
     if not isinstance(span, ReadableSpan):
         return None

@@ -21,8 +21,8 @@ finds its task through :mod:`.taskindex` and is applied by :mod:`.approvals`.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 from spanvisor.events import Event
