@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable, Container
+from dataclasses import replace
 from itertools import islice, pairwise
 from typing import Any
 
@@ -34,7 +36,7 @@ from opentelemetry.sdk.trace import Event as SdkEvent
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.util import BoundedList
 
-from spanvisor.spans.data import MAX_AHEAD_NS, SpanEventData
+from spanvisor.spans.data import MAX_AHEAD_NS, SpanData, SpanEventData
 
 
 class EventCursor:
@@ -153,4 +155,73 @@ def read_sdk_events(live: Any, cursor: EventCursor) -> bool:
     return True
 
 
-__all__ = ["EventCursor", "read_sdk_events"]
+Key = tuple[str, str]  # (trace id, root span id)
+
+
+def _events_only(key: Key, events: tuple[SpanEventData, ...]) -> SpanData:
+    """The root as a read of its events up to a time needs it: such a read
+    takes none of its attributes."""
+    return SpanData(key[0], key[1], None, "", 0, None, {}, events)
+
+
+class OpenRoots:
+    """Each open root's cursor, by task. ``read`` gives a cursor the root's
+    new events, or says False when it cannot follow the live object (then
+    the root is read whole, as before)."""
+
+    __slots__ = ("_cursors", "read")
+
+    def __init__(self, read: Callable[[Any, EventCursor], bool] = read_sdk_events) -> None:
+        self.read = read
+        self._cursors: dict[Key, EventCursor] = {}
+
+    def cursor(self, key: Key, live: Any) -> EventCursor | None:
+        """``key``'s cursor, given the root's new events; None: read it whole."""
+        cur = self._cursors.get(key)
+        if cur is None:
+            cur = self._cursors[key] = EventCursor()
+        if cur.usable and self.read(live, cur):
+            return cur
+        cur.usable = False
+        return None
+
+    def until(self, key: Key, live: Any, until_ns: int) -> SpanData | None:
+        """The root's events a read up to ``until_ns`` needs; None: read it whole."""
+        cur = self.cursor(key, live)
+        return None if cur is None else _events_only(key, cur.until(until_ns))
+
+    @staticmethod
+    def polled(cur: EventCursor, snap: SpanData, last_ns: int, now_ns: int) -> SpanData:
+        """``snap`` (the whole root, read after ``cur`` was given its new
+        events) as a poll at ``now_ns`` needs it; what the poll takes is
+        taken as far as the cursor knows."""
+        unread = cur.unread(last_ns)
+        cur.until(now_ns)
+        return snap if unread is None else replace(snap, events=unread)
+
+    def keep_only(self, keys: Container[Key]) -> None:
+        """Forget the cursors of roots no longer open."""
+        for key in [k for k in self._cursors if k not in keys]:
+            del self._cursors[key]
+
+    def forget(self, key: Key) -> None:
+        self._cursors.pop(key, None)
+
+
+class EndedRoot:
+    """An ended root whose buffered children are read in turn, its events
+    up to each child's end first (the end-order path): each read hands over
+    only the events not taken yet."""
+
+    __slots__ = ("_cursor", "_key")
+
+    def __init__(self, root: SpanData) -> None:
+        self._key = (root.trace_id, root.span_id)
+        self._cursor = EventCursor()
+        self._cursor.add(list(root.events), 0)
+
+    def until(self, until_ns: int) -> SpanData:
+        return _events_only(self._key, self._cursor.until(until_ns))
+
+
+__all__ = ["EndedRoot", "EventCursor", "OpenRoots", "read_sdk_events"]

@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import replace
 from typing import Any
 
 from spanvisor.events import Event
 from spanvisor.spans import conventions as cv
 from spanvisor.spans.data import SpanData, read_live_sdk_span
 from spanvisor.spans.live import LiveFact
-from spanvisor.spans.rootevents import EventCursor, read_sdk_events
+from spanvisor.spans.rootevents import EndedRoot, EventCursor, OpenRoots, read_sdk_events
 from spanvisor.stats import PipelineStats
 from spanvisor.tracking import late, stalls
 from spanvisor.tracking.live import opener
@@ -80,11 +79,8 @@ class TaskTracker:
         self._seen = RecentKeys(max(1, dedup_window))
         self._pending = PendingTraces(root_hold_s, max_pending_spans, self.stats, clock)
         self.snapshot: Callable[[Any], SpanData | None] = snapshot or read_live_sdk_span
-        # An open root's events as last read, so that a child's end reads only
-        # the root's new ones (spans/rootevents.py); False: the live object is
-        # not one it can follow, and the root is read whole.
-        self.read_events = read_events
-        self._cursors: dict[Key, EventCursor] = {}
+        # Open roots' events as last read: a read takes only the new ones.
+        self._roots = OpenRoots(read_events)
 
     @property
     def open_tasks(self) -> int:
@@ -119,6 +115,7 @@ class TaskTracker:
         out = self.tasks.alive(key, st, self._wall())
         out.extend(st.absorb(span, notes, is_root))
         if is_root and span.end_ns is not None:
+            self._roots.forget(key)  # the root is read whole, and no more
             out.extend(self.tasks.finish(key, st, span, notes))
         return out
 
@@ -165,47 +162,20 @@ class TaskTracker:
         snapshot = self.snapshot
         now = self._wall() if now_ns is None else now_ns
         out: list[Event] = []
-        cursors = self._cursors
-        for key in [k for k in cursors if k not in self._live]:
-            del cursors[key]  # its task finished, or was let go
+        self._roots.keep_only(self._live)
         for key, live in list(self._live.items()):
-            # Its new events first, then the whole root: what the read takes
-            # is taken as far as the cursor knows (so a later child's end hands
-            # it over no more).
-            cur = self._cursor(key, live)
+            cur = self._roots.cursor(key, live)  # its new events before the whole root
             snap = snapshot(live)
             if snap is None or snap.end_ns is not None:
                 continue  # its end arrives through span_ended
             st = self._tasks.get(key)
             if st is not None:
                 if cur is not None:
-                    unread = cur.unread(st.last_ns)
-                    if unread is not None:
-                        snap = replace(snap, events=unread)
-                    cur.until(now)
+                    snap = self._roots.polled(cur, snap, st.last_ns, now)
                 if stalls.root_moved(st, snap):  # a checkpoint on the root is activity too
                     out.extend(self.tasks.alive(key, st, now))
                 out.extend(st.absorb(snap, [], is_root=True, now_ns=now))
         return out
-
-    def _cursor(self, key: Key, live: Any) -> EventCursor | None:
-        """``key``'s cursor, given the root's new events; None when the root
-        is read whole instead."""
-        cur = self._cursors.get(key)
-        if cur is None:
-            cur = self._cursors[key] = EventCursor()
-        if cur.usable and self.read_events(live, cur):
-            return cur
-        cur.usable = False
-        return None
-
-    def _root_until(self, key: Key, live: Any, until_ns: int) -> SpanData | None:
-        """The open root as a read of its events up to ``until_ns`` needs it
-        (its events only: such a read takes none of its attributes)."""
-        cur = self._cursor(key, live)
-        if cur is None:
-            return self.snapshot(live)
-        return SpanData(key[0], key[1], None, "", 0, None, {}, cur.until(until_ns))
 
     # -- the live channel (every path; spans/live.py) ---------------------------
 
@@ -282,7 +252,7 @@ class TaskTracker:
                 # (The root may have ended since; its end arrives later, and
                 # the events read here are not read twice.)
                 st = self._tasks.get(key)
-                snap = self._root_until(key, live, span.end_ns) if st is not None else None
+                snap = None if st is None else self._roots.until(key, live, span.end_ns) or self.snapshot(live)
                 if snap is not None and st is not None:
                     out.extend(st.absorb(snap, [], is_root=True, until_ns=span.end_ns))
             out.extend(self._absorb(key, span, notes))
@@ -391,18 +361,13 @@ class TaskTracker:
         # Its live records may have opened it meanwhile: then it continues.
         out = self._open(key, root, notes, initial=True) if key not in self._tasks else []
         st = self._tasks[key]
-        cur: EventCursor | None = None
+        ended = EndedRoot(root) if root.events and sub.on_time else None
         for d in sub.on_time:  # as they arrived, never by end times from other clocks (docs/conventions.md#clock-skew)
-            # The root's events up to each child's end first, as in-process;
-            # each new to the read (a cursor), not the root's every event per child.
-            if root.events:
-                if cur is None:
-                    cur = EventCursor()
-                    cur.add(list(root.events), 0)
+            # The root's events up to each child's end first, as in-process
+            # (only those not read yet: spans/rootevents.py).
+            if ended is not None:
                 until = d.end_ns or 0
-                evs = cur.until(until)
-                part = SpanData(key[0], key[1], None, "", 0, None, {}, evs)
-                out.extend(st.absorb(part, [], is_root=True, until_ns=until))
+                out.extend(st.absorb(ended.until(until), [], is_root=True, until_ns=until))
             out.extend(self._absorb(key, d, list(d.notes)))
         out.extend(self._absorb(key, root, notes))
         out.extend(e for d in sub.late for e in self._late(key, d, list(d.notes), can_cause_events(d)))
