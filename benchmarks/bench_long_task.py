@@ -20,6 +20,11 @@ tenth.
 * **short**: tasks of 100 spans (99 children, 99 checkpoints) until as
   many spans have ended.
 
+Then the same shapes in end order, the tracker alone (as from the exporter
+or a receiver): unstamped children wait in their trace's buffer until the
+root ends with every checkpoint, and the root's events up to each child's
+end are read before that child.
+
 Each under the SDK's default span limits (128 events a span: the root's
 oldest checkpoints fall off while the task runs) and with the event limit
 raised above the task's checkpoints (every checkpoint stays on the root).
@@ -50,6 +55,10 @@ from spanvisor.events import Event
 from spanvisor.otel.processor import SpanvisorSpanProcessor
 from spanvisor.pipeline.pipeline import Pipeline
 from spanvisor.sink import BaseSink, SinkResult
+from spanvisor.spans.data import SpanData, SpanEventData
+from spanvisor.stats import PipelineStats
+from spanvisor.tracking.taskcontext import TrackerSettings
+from spanvisor.tracking.tracker import TaskTracker
 
 SHORT_SPANS = 100
 
@@ -172,6 +181,54 @@ def run(kind: str, children: int, event_limit: int | None, every: int, profile: 
     return per_span, a
 
 
+def _end_order_task(n: int, children: int, t0: int) -> list[SpanData]:
+    """One task as the exporter or the receiver gets it: unstamped children
+    (each waits in its trace's buffer until the root ends), then the root
+    with a checkpoint before each child's end."""
+    trace = format(n + 1, "032x")
+    root_id = format((n + 1) << 20, "016x")
+    us = 1_000
+    events = tuple(
+        SpanEventData("agent.checkpoint", t0 + i * 10 * us, {"message": f"step {i} done"}) for i in range(children)
+    )
+    kids = [
+        SpanData(
+            trace,
+            format(((n + 1) << 20) + i + 1, "016x"),
+            root_id,
+            "chat m",
+            t0 + i * 10 * us,
+            t0 + i * 10 * us + 5 * us,
+            {"gen_ai.operation.name": "chat", "gen_ai.request.model": "claude-sonnet-4-20250514"},
+        )
+        for i in range(children)
+    ]
+    attrs = {"agent.id": "rivet", "agent.task.name": f"Diagnose fault F{n}", "gen_ai.operation.name": "invoke_agent"}
+    root = SpanData(trace, root_id, None, "invoke_agent rivet", t0, t0 + children * 10 * us + us, attrs, events)
+    return [*kids, root]
+
+
+def run_end_order(kind: str, children: int) -> tuple[float, collections.Counter[str]]:
+    """CPU ns per span of a fresh tracker given the tasks in end order, and its events by kind."""
+    c = Config.load(env={}, extra=())
+    tracker = TaskTracker(TrackerSettings.from_config(c), stats=PipelineStats())
+    t0 = time.time_ns()
+    for span in _end_order_task(0, 20, t0):  # warm-up, untimed
+        tracker.span_ended(span)
+    count = 1 if kind == "long" else max(1, (children + 1) // SHORT_SPANS)
+    size = children if kind == "long" else SHORT_SPANS - 1
+    tasks = [_end_order_task(1 + n, size, t0) for n in range(count)]
+    kinds: collections.Counter[str] = collections.Counter()
+    c0 = time.thread_time_ns()
+    n = 0
+    for spans in tasks:
+        for span in spans:
+            for ev in tracker.span_ended(span):
+                kinds[ev.__class__.__name__] += 1
+        n += len(spans)
+    return (time.thread_time_ns() - c0) / n, kinds
+
+
 def _top(prof: cProfile.Profile, n: int = 25) -> str:
     buf = io.StringIO()
     pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(n)
@@ -212,6 +269,21 @@ def main(argv: list[str] | None = None) -> int:
         for kind in ("short", "long"):
             ev = ", ".join(f"{k} {v:,}" for k, v in sorted(counts[(label, kind)].items()))
             print(f"{'':>22}{kind} events: {ev}")
+    ends: dict[str, list[float]] = {}
+    end_kinds: dict[str, collections.Counter[str]] = {}
+    for _ in range(reps):
+        for kind in ("short", "long"):
+            per_span, end_kinds[kind] = run_end_order(kind, children)
+            ends.setdefault(kind, []).append(per_span)
+    short, long = statistics.median(ends["short"]), statistics.median(ends["long"])
+    print(
+        f"{'end order, buffered':>20}: {SHORT_SPANS}-span tasks {short / 1e3:7.1f} µs/span, one task of "
+        f"{children + 1:,} spans {long / 1e3:7.1f} µs/span: {long / short:.2f}x (the tracker alone, "
+        "unstamped children waiting for their root, as from the exporter or a receiver)"
+    )
+    for kind in ("short", "long"):
+        ev = ", ".join(f"{k} {v:,}" for k, v in sorted(end_kinds[kind].items()))
+        print(f"{'':>22}{kind} events: {ev}")
     if args.profile:
         _, a = run("long", children, limits["event limit raised"], max(1, args.every), profile=True)
         if a.prof is not None:
