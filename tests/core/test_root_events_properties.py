@@ -162,3 +162,6 @@ def test_a_cursor_follows_events_falling_off_the_front() -> None:
     cur.add([evs[9]], 7)  # 3..6 fell off, 4..6 never taken
     assert cur.until(100) == tuple(evs[7:10])
     assert cur.until(100) == ()
+    cur.add([SpanEventData("e", 5, {})], 10)  # earlier than a taken one: only a whole read will do
+    assert cur.until(100) is None
+    assert cur.until(100) == ()  # ... which took it

@@ -40,16 +40,17 @@ from spanvisor.spans.data import MAX_AHEAD_NS, SpanData, SpanEventData
 
 
 class EventCursor:
-    """One root's events as last read: those taken and those not yet."""
+    """One root's events as last read: how many were taken, and those not yet."""
 
     __slots__ = ("done", "first", "ordered", "taken_max", "todo", "usable")
 
     def __init__(self) -> None:
-        # The span's events as last read, oldest first: handed over up to a
-        # time they are within (done), and not yet (todo).
-        self.done: deque[SpanEventData] = deque()
+        # The span's events as last read, oldest first: how many were handed
+        # over up to a time they are within (done), and those not yet (todo).
+        # Taken events are not kept: a whole read reads the span again.
+        self.done = 0
         self.todo: deque[SpanEventData] = deque()
-        self.first = 0  # how many events the span lost from the front before the first of these
+        self.first = 0  # how many events the span lost from the front before these
         self.taken_max = -1  # the latest time of an event ever taken
         self.ordered = True  # todo in time order
         # False once a read could not be followed (an event whose time had
@@ -58,15 +59,17 @@ class EventCursor:
 
     def add(self, new: list[SpanEventData], first: int) -> None:
         """The span's events now begin at index ``first`` of all it was ever
-        given (the older ones fell off), and ``new`` came after those read
-        before."""
-        done, todo = self.done, self.todo
-        while self.first < first and (done or todo):
-            # Fell off: a whole read would not see it either.
-            (done or todo).popleft()
-            self.first += 1
-        if not done and not todo:
+        given (the older ones fell off: a whole read would not see them
+        either), and ``new`` came after those read before."""
+        lost = first - self.first
+        if lost > 0:
+            gone = min(lost, self.done)
+            self.done -= gone
+            todo = self.todo
+            for _ in range(min(lost - gone, len(todo))):
+                todo.popleft()
             self.first = first
+        todo = self.todo
         for e in new:
             if todo and e.time_ns < todo[-1].time_ns:
                 self.ordered = False
@@ -74,23 +77,30 @@ class EventCursor:
         if not todo:
             self.ordered = True
 
-    def until(self, limit: int) -> tuple[SpanEventData, ...]:
-        """What a read of the root's events up to ``limit`` must hand over;
-        afterwards every event at or before ``limit`` counts as taken."""
+    def until(self, limit: int) -> tuple[SpanEventData, ...] | None:
+        """What a read of the root's events up to ``limit`` must hand over,
+        or None when only a whole read is sure to give what a whole read
+        gives; afterwards every event at or before ``limit`` counts as taken."""
         todo = self.todo
         if not todo:
             return ()
         if self.ordered and todo[0].time_ns > self.taken_max:
             out: list[SpanEventData] = []
-            take, keep = todo.popleft, self.done.append
+            take = todo.popleft
             while todo and todo[0].time_ns <= limit:
-                e = take()
-                keep(e)
-                out.append(e)
+                out.append(take())
             if out:
+                self.done += len(out)
                 self.taken_max = out[-1].time_ns
             return tuple(out)
-        return self._whole(limit)
+        within = [e.time_ns for e in todo if e.time_ns <= limit]
+        if within:
+            self.taken_max = max(self.taken_max, *within)
+        while todo and todo[0].time_ns <= limit:
+            todo.popleft()
+            self.done += 1
+        self.ordered = all(a.time_ns <= b.time_ns for a, b in pairwise(todo))
+        return None
 
     def unread(self, last_ns: int) -> tuple[SpanEventData, ...] | None:
         """The events a whole read of the root (a poll) needs, or None when
@@ -103,18 +113,6 @@ class EventCursor:
         if self.ordered and self.taken_max <= last_ns and (not todo or todo[0].time_ns > self.taken_max):
             return tuple(todo)
         return None
-
-    def _whole(self, limit: int) -> tuple[SpanEventData, ...]:
-        everything = (*self.done, *self.todo)
-        within = [e.time_ns for e in self.todo if e.time_ns <= limit]
-        if within:
-            self.taken_max = max(self.taken_max, *within)
-        todo = self.todo
-        while todo and todo[0].time_ns <= limit:
-            self.done.append(todo.popleft())
-        times = [e.time_ns for e in todo]
-        self.ordered = all(a <= b for a, b in pairwise(times))
-        return everything
 
 
 def _sdk_events(live: Any) -> BoundedList[Any] | None:
@@ -139,7 +137,7 @@ def read_sdk_events(live: Any, cursor: EventCursor) -> bool:
     with lock:  # held by the agent's thread only around one append
         dropped = evs.dropped
         total = dropped + len(dq)
-        fresh = total - (cursor.first + len(cursor.done) + len(cursor.todo))
+        fresh = total - (cursor.first + cursor.done + len(cursor.todo))
         raw = list(islice(reversed(dq), min(fresh, len(dq)))) if fresh > 0 else []
     raw.reverse()
     now = time.time_ns()
@@ -186,9 +184,12 @@ class OpenRoots:
         return None
 
     def until(self, key: Key, live: Any, until_ns: int) -> SpanData | None:
-        """The root's events a read up to ``until_ns`` needs; None: read it whole."""
+        """The root's events a read up to ``until_ns`` needs; None: read it
+        whole (after its new events, so that the cursor has seen no event the
+        whole read has not)."""
         cur = self.cursor(key, live)
-        return None if cur is None else _events_only(key, cur.until(until_ns))
+        evs = None if cur is None else cur.until(until_ns)
+        return None if evs is None else _events_only(key, evs)
 
     @staticmethod
     def polled(cur: EventCursor, snap: SpanData, last_ns: int, now_ns: int) -> SpanData:
@@ -213,15 +214,17 @@ class EndedRoot:
     up to each child's end first (the end-order path): each read hands over
     only the events not taken yet."""
 
-    __slots__ = ("_cursor", "_key")
+    __slots__ = ("_cursor", "_key", "_root")
 
     def __init__(self, root: SpanData) -> None:
+        self._root = root
         self._key = (root.trace_id, root.span_id)
         self._cursor = EventCursor()
         self._cursor.add(list(root.events), 0)
 
     def until(self, until_ns: int) -> SpanData:
-        return _events_only(self._key, self._cursor.until(until_ns))
+        evs = self._cursor.until(until_ns)
+        return self._root if evs is None else _events_only(self._key, evs)
 
 
 __all__ = ["EndedRoot", "EventCursor", "OpenRoots", "read_sdk_events"]
