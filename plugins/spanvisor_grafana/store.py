@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
-from spanvisor.statestore import Claim, StateStore
+from spanvisor.statestores.api import Claim, StateStore
 from spanvisor_grafana.errors import TransientError
 
 

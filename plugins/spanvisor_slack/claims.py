@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, TypeVar
 
-from spanvisor.statestore import Claim, StateStore
+from spanvisor.statestores.api import Claim, StateStore
 from spanvisor.stats import PipelineStats
 
 from .retry import Failure, ServerErrorStrategy

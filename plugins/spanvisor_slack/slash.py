@@ -23,7 +23,7 @@ from typing import Any
 from spanvisor.control.hub import Control
 from spanvisor.events import TaskView
 from spanvisor.readable import clock, results
-from spanvisor.statestore import InMemoryStateStore, StateStore
+from spanvisor.statestores.api import InMemoryStateStore, StateStore
 
 from .record import parent_key
 from .shared import Stored

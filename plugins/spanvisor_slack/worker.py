@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from spanvisor.events import Decision, TaskView
-from spanvisor.statestore import StateStore
+from spanvisor.statestores.api import StateStore
 from spanvisor.stats import PipelineStats
 
 from .blocks import Look, parent_payload

@@ -32,7 +32,7 @@ from spanvisor.events import Event
 if TYPE_CHECKING:
     from spanvisor.config import Config, Setting
     from spanvisor.control.hub import Control
-    from spanvisor.statestore import StateStore
+    from spanvisor.statestores.api import StateStore
     from spanvisor.stats import PipelineStats
 
 ENTRY_POINT_GROUP = "spanvisor.sinks"

@@ -16,12 +16,12 @@ from typing import Any, TypeVar
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from spanvisor.budgets.spend import NAMESPACE, RETIRED, SpendSync, merged
 from spanvisor.config import Config
 from spanvisor.events import stable_id
-from spanvisor.pipeline.spend import NAMESPACE, RETIRED, SpendSync, merged
-from spanvisor.pipeline.statestore_local import LocalStateStore
 from spanvisor.sink import SinkContext
-from spanvisor.statestore import InMemoryStateStore, StateStore
+from spanvisor.statestores.api import InMemoryStateStore, StateStore
+from spanvisor.statestores.local import LocalStateStore
 from spanvisor.stats import PipelineStats
 from spanvisor.tracking.cost import BudgetSettings, Crossing, KeyShare, Ledger
 from spanvisor.tracking.outliers import MIN_HISTORY, OutlierBook

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from spanvisor.config import Config
-from spanvisor.pipeline.statestore_local import LocalStateStore
-from spanvisor.statestore import ConditionalStateStore, InMemoryStateStore
+from spanvisor.statestores.api import ConditionalStateStore, InMemoryStateStore
+from spanvisor.statestores.local import LocalStateStore
 
 
 async def _check(store: ConditionalStateStore) -> None:

@@ -32,12 +32,12 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from spanvisor.statestore import Claim
+from spanvisor.statestores.api import Claim
 
 if TYPE_CHECKING:
     from spanvisor.config import Config
 
-log = logging.getLogger("spanvisor.statestore")
+log = logging.getLogger("spanvisor.statestores.api")
 T = TypeVar("T")
 
 FILE_NAME = "state.db"
