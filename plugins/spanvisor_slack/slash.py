@@ -23,7 +23,8 @@ from typing import Any
 from spanvisor.control.hub import Control
 from spanvisor.events import TaskView
 from spanvisor.readable import clock, results
-from spanvisor.statestores.api import InMemoryStateStore, StateStore
+from spanvisor.statestores.api import StateStore
+from spanvisor.statestores.memory import InMemoryStateStore
 
 from .record import parent_key
 from .shared import Stored

@@ -19,7 +19,7 @@ from spanvisor.events import (
     stable_id,
 )
 from spanvisor.sink import SinkContext
-from spanvisor.statestores.api import InMemoryStateStore
+from spanvisor.statestores.memory import InMemoryStateStore
 from spanvisor.stats import PipelineStats
 from spanvisor_console import ConsoleSink
 

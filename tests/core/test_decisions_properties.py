@@ -34,7 +34,7 @@ from spanvisor.control.log import ControlLog
 from spanvisor.events import Decision, Event, HumanIntervention, question_digest
 from spanvisor.spans import conventions as cv
 from spanvisor.spans.data import SpanData, SpanEventData
-from spanvisor.statestores.api import InMemoryStateStore
+from spanvisor.statestores.memory import InMemoryStateStore
 from spanvisor.tracking.tracker import TaskTracker
 
 from ._invariants import check_stream

@@ -15,7 +15,7 @@ from spanvisor import presentation as pr
 from spanvisor.config import Config
 from spanvisor.events import TaskFinished, TaskView
 from spanvisor.sink import SinkContext
-from spanvisor.statestores.api import InMemoryStateStore
+from spanvisor.statestores.memory import InMemoryStateStore
 from spanvisor.stats import PipelineStats
 from spanvisor_console import ConsoleSink
 from spanvisor_slack.blocks import Look, parent_payload

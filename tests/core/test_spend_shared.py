@@ -20,8 +20,9 @@ from spanvisor.budgets.spend import NAMESPACE, RETIRED, SpendSync, merged
 from spanvisor.config import Config
 from spanvisor.events import stable_id
 from spanvisor.sink import SinkContext
-from spanvisor.statestores.api import InMemoryStateStore, StateStore
+from spanvisor.statestores.api import StateStore
 from spanvisor.statestores.local import LocalStateStore
+from spanvisor.statestores.memory import InMemoryStateStore
 from spanvisor.stats import PipelineStats
 from spanvisor.tracking.cost import BudgetSettings, Crossing, KeyShare, Ledger
 from spanvisor.tracking.outliers import MIN_HISTORY, OutlierBook

@@ -20,7 +20,7 @@ from tests.fakes.slack_store import Message
 from spanvisor.events import Decision, HumanIntervention, LogLine, ResultField
 from spanvisor.otel.processor import SpanvisorSpanProcessor
 from spanvisor.pipeline.pipeline import Pipeline
-from spanvisor.statestores.api import InMemoryStateStore
+from spanvisor.statestores.memory import InMemoryStateStore
 from spanvisor_slack import SlackSink, actions
 
 FAST: dict[str, Any] = {

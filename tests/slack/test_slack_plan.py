@@ -24,7 +24,7 @@ from tests.fakes.slack_blocks import InvalidBlocks, message_error, validate_atta
 from tests.fakes.slack_methods import TEXT_UPDATE, Answer, error
 
 from spanvisor.events import TaskView
-from spanvisor.statestores.api import InMemoryStateStore
+from spanvisor.statestores.memory import InMemoryStateStore
 from spanvisor.stats import PipelineStats
 from spanvisor_slack.blocks import Look, parent_payload
 from spanvisor_slack.plan import MAX_CARDS, PlanFallback, PlanSwitch, card_statuses

@@ -16,7 +16,7 @@ from slack_support import ManualClock, TaskScript, run, slack_env
 from tests.fakes.slack_api import FakeSlack
 
 from spanvisor.events import Checkpoint
-from spanvisor.statestores.api import InMemoryStateStore
+from spanvisor.statestores.memory import InMemoryStateStore
 from spanvisor_slack.shared import Stored, version_of
 from spanvisor_slack.worker import RETIRE_S
 
