@@ -19,8 +19,8 @@ import time
 from collections.abc import Sequence
 from typing import IO, ClassVar
 
-from spanvisor import presentation as pr
 from spanvisor.config import Config, Setting, p_bool, p_choice, p_duration
+from spanvisor.display import task as pr
 from spanvisor.events import Event, HumanIntervention, TaskFinished, TaskStarted, TaskView
 from spanvisor.sink import BaseSink, SinkContext, SinkResult
 

@@ -18,8 +18,8 @@ import hashlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from spanvisor.display.readable import DECISION_STYLE, decided
 from spanvisor.events import HumanIntervention
-from spanvisor.readable import DECISION_STYLE, decided
 from spanvisor_grafana.errors import TransientError
 from spanvisor_grafana.text import BASE_TAG, MAX_FIELD, MAX_TAG, clean, clean_tag, fit_tags, ms, task_tag
 

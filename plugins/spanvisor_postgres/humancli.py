@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from spanvisor.config import p_duration
+from spanvisor.display.readable import result_value
 from spanvisor.events import ResultField
-from spanvisor.readable import result_value
 
 from .output import say, terminal_width
 from .output import table as render_table
@@ -141,7 +141,7 @@ def result_field(item: Any) -> ResultField | None:
 
 def show_results(results: list[Any] | None) -> None:
     """``downtime_avoided: 1h 30m``: each result as the console and Slack
-    show it (:func:`spanvisor.readable.result_value`), all of them."""
+    show it (:func:`spanvisor.display.readable.result_value`), all of them."""
     fields = [f for f in map(result_field, results or ()) if f is not None]
     for i, f in enumerate(fields):
         say(f"{'results' if i == 0 else '':>9}  {printable(f'{f.name}: {result_value(f)}', 200)}")

@@ -10,9 +10,9 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any, get_args
 
+from spanvisor.display.readable import tool_step
+from spanvisor.display.task import usd
 from spanvisor.events import Status
-from spanvisor.presentation import usd
-from spanvisor.readable import tool_step
 
 from .humanqueries import PRUNE_ORPHAN_INTERVENTIONS, task_interventions
 from .humanqueries import detail as intervention_detail

@@ -34,8 +34,8 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from spanvisor.events import TaskView, stable_id
-from spanvisor.presentation import (
+from spanvisor.display.readable import decision_text, denied_text, results
+from spanvisor.display.task import (
     STATUS_STYLE,
     ThreadLine,
     context_usage,
@@ -46,7 +46,7 @@ from spanvisor.presentation import (
     steps_line,
     tokens,
 )
-from spanvisor.readable import decision_text, denied_text, results
+from spanvisor.events import TaskView, stable_id
 
 from . import controls
 from . import text as t

@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from spanvisor.config import Config, Setting
+from spanvisor.display.task import TOOL_FAILED, ThreadLine, ThreadPolicy
 from spanvisor.events import Event, HumanIntervention, TaskFinished
-from spanvisor.presentation import TOOL_FAILED, ThreadLine, ThreadPolicy
 from spanvisor.sink import AdminRoute, BaseSink, SinkContext, SinkResult
 
 from .record import MAX_PENDING_REPLIES, SlackTaskRecord, parent_key

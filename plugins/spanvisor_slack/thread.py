@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from spanvisor.presentation import ThreadLine
+from spanvisor.display.task import ThreadLine
 from spanvisor.stats import PipelineStats
 
 from .blocks import Look, alert_payload, reply_payload

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from spanvisor import presentation as pr
+from spanvisor.display import task as pr
+from spanvisor.display.readable import log_tail_text, result_value, results
 from spanvisor.events import (
     ApprovalRequest,
     Checkpoint,
@@ -17,7 +18,6 @@ from spanvisor.events import (
     TaskFinished,
     TaskView,
 )
-from spanvisor.readable import log_tail_text, result_value, results
 
 S = 1_000_000_000
 NOON = 1_763_812_980 * S  # 2025-11-22 12:03:00 UTC

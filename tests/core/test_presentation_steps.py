@@ -11,8 +11,8 @@ import dataclasses
 import io
 import json
 
-from spanvisor import presentation as pr
 from spanvisor.config import Config
+from spanvisor.display import task as pr
 from spanvisor.events import TaskFinished, TaskView
 from spanvisor.sink import SinkContext
 from spanvisor.statestores.memory import InMemoryStateStore

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from spanvisor.cli.main import main
+from spanvisor.display.task import usd
 from spanvisor.events import BudgetWarning, stable_id
-from spanvisor.presentation import usd
 from spanvisor.spans import conventions as cv
 from spanvisor.testing import InMemorySink
 from spanvisor_postgres import PostgresSink

@@ -12,6 +12,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from spanvisor.display.readable import (  # re-exported: sinks have always taken duration and usd from here
+    DECISION_STYLE,
+    actor,
+    corrected_text,
+    decision_detail,
+    decision_text,
+    denied_text,
+    duration,
+    log_tail_text,
+    results,
+    tool_step,
+    usd,
+)
 from spanvisor.events import (
     ArtifactAdded,
     BudgetWarning,
@@ -27,19 +40,6 @@ from spanvisor.events import (
     TaskStalled,
     TaskStarted,
     TaskView,
-)
-from spanvisor.readable import (  # re-exported: sinks have always taken duration and usd from here
-    DECISION_STYLE,
-    actor,
-    corrected_text,
-    decision_detail,
-    decision_text,
-    denied_text,
-    duration,
-    log_tail_text,
-    results,
-    tool_step,
-    usd,
 )
 
 NONE = "\u2013"  # an en dash: "no value yet"
