@@ -21,6 +21,7 @@ from typing import IO, ClassVar
 
 from spanvisor.config import Config, Setting, p_bool, p_choice, p_duration
 from spanvisor.display import task as pr
+from spanvisor.display.readable import duration
 from spanvisor.events import Event, HumanIntervention, TaskFinished, TaskStarted, TaskView
 from spanvisor.sink import BaseSink, SinkContext, SinkResult
 
@@ -154,7 +155,7 @@ class ConsoleSink(BaseSink):
         detail = [
             pr.progress_bar(v.progress),
             f"context {pr.context_usage(v, self._thresholds)}",
-            f"elapsed {pr.duration(pr.elapsed(v, now_ns))}",
+            f"elapsed {duration(pr.elapsed(v, now_ns))}",
         ]
         cost = pr.cost_text(v)
         if cost:

@@ -13,7 +13,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from spanvisor.display.task import STATUS_STYLE, duration
+from spanvisor.display.readable import duration
+from spanvisor.display.task import STATUS_STYLE
 from spanvisor.events import TaskFinished, TaskView
 
 # C0 and C1 control characters, DEL, and lone surrogates (they make invalid

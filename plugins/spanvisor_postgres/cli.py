@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from spanvisor.config import ConfigError, mask, p_duration
-from spanvisor.display.task import usd
+from spanvisor.display.readable import usd
 
 from .humancli import printable, show_extras, show_results, task_extras
 from .humancli import register as register_interventions

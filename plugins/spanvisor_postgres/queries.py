@@ -10,8 +10,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any, get_args
 
-from spanvisor.display.readable import tool_step
-from spanvisor.display.task import usd
+from spanvisor.display.readable import tool_step, usd
 from spanvisor.events import Status
 
 from .humanqueries import PRUNE_ORPHAN_INTERVENTIONS, task_interventions

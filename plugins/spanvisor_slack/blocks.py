@@ -34,13 +34,12 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from spanvisor.display.readable import decision_text, denied_text, results
+from spanvisor.display.readable import decision_text, denied_text, duration, results
 from spanvisor.display.task import (
     STATUS_STYLE,
     ThreadLine,
     context_usage,
     cost_text,
-    duration,
     elapsed,
     progress_bar,
     steps_line,

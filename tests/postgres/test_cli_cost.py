@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from spanvisor.cli.main import main
-from spanvisor.display.task import usd
+from spanvisor.display.readable import usd
 from spanvisor.events import BudgetWarning, stable_id
 from spanvisor.spans import conventions as cv
 from spanvisor.testing import InMemorySink

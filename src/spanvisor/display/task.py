@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from spanvisor.display.readable import (  # re-exported: sinks have always taken duration and usd from here
+from spanvisor.display.readable import (
     DECISION_STYLE,
     actor,
     corrected_text,
@@ -389,12 +389,10 @@ __all__ = [
     "budget_line",
     "context_usage",
     "cost_text",
-    "duration",
     "elapsed",
     "intervention_line",
     "progress_bar",
     "steps_line",
     "summary_text",
     "tokens",
-    "usd",
 ]
