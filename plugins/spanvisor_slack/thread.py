@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from spanvisor.display.task import ThreadLine
+from spanvisor.sink import Clock
 from spanvisor.stats import PipelineStats
 
 from .blocks import Look, alert_payload, reply_payload
 from .claims import Claims
 from .failures import Failures
 from .record import SlackTaskRecord
-from .transport import Clock, Transport
+from .transport import Transport
 
 MERGEABLE = frozenset({"step", "tool", "artifact"})
 MERGE_MAX = 10

@@ -44,6 +44,11 @@ class Claim:
     value: Mapping[str, Any] | None = None
 
 
+class StoreUnavailable(Exception):
+    """The state store failed or did not answer in time: nothing is known
+    about the key's state, and the caller tries again later."""
+
+
 @runtime_checkable
 class StateStore(Protocol):
     async def claim(self, namespace: str, key: str, owner: str, lease_s: float = 60.0) -> Claim: ...
