@@ -37,7 +37,6 @@ from slack_sdk.models.blocks import (
 from spanvisor.display.readable import decision_text, denied_text, duration, results
 from spanvisor.display.task import (
     STATUS_STYLE,
-    ThreadLine,
     context_usage,
     cost_text,
     elapsed,
@@ -45,6 +44,7 @@ from spanvisor.display.task import (
     steps_line,
     tokens,
 )
+from spanvisor.display.thread import ThreadLine
 from spanvisor.events import TaskView, stable_id
 
 from . import controls

@@ -23,7 +23,7 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
-from spanvisor.display.task import ThreadLine
+from spanvisor.display.thread import ThreadLine
 from spanvisor.events import Decision, Status, TaskView
 
 SEEN_PER_TASK = 4096

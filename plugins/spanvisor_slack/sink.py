@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from spanvisor.config import Config, Setting
-from spanvisor.display.task import TOOL_FAILED, ThreadLine, ThreadPolicy
+from spanvisor.display.thread import TOOL_FAILED, ThreadLine, ThreadPolicy
 from spanvisor.events import Event, HumanIntervention, TaskFinished
 from spanvisor.sink import AdminRoute, BaseSink, SinkContext, SinkResult
 

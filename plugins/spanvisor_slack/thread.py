@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from spanvisor.display.task import ThreadLine
+from spanvisor.display.thread import ThreadLine
 from spanvisor.sink import Clock
 from spanvisor.stats import PipelineStats
 

@@ -182,7 +182,7 @@ def test_the_day_rolls_over_for_agent_and_day_budgets() -> None:
 
 
 def test_budget_lines_say_what_and_how_much() -> None:
-    from spanvisor.display.task import budget_line
+    from spanvisor.display.thread import budget_line
 
     events = _run(_task([(200_000, 1_000)] * 2), _budgets(agent_day_usd={"*": 0.5}))
     lines = [budget_line(e).summary for e in events if isinstance(e, BudgetWarning)]
@@ -254,7 +254,7 @@ def test_a_task_far_above_its_agents_usual_says_so_in_the_summary() -> None:
 
 
 def test_a_quiet_task_stalls_once_and_resumes_with_a_line_each() -> None:
-    from spanvisor.display.task import ThreadPolicy
+    from spanvisor.display.thread import ThreadPolicy
     from spanvisor.events import TaskResumed, TaskStalled
     from spanvisor.tracking.stalls import StallSettings
 

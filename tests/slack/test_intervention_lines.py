@@ -232,7 +232,7 @@ def test_a_cancel_on_a_running_task_is_shown_without_waiting_for_the_interval() 
 def test_an_error_line_with_a_long_stack_and_log_tail_keeps_the_newest_lines_within_limits() -> None:
     from tests.fakes.slack_blocks import message_error
 
-    from spanvisor.display.task import ThreadPolicy
+    from spanvisor.display.thread import ThreadPolicy
     from spanvisor_slack.blocks import Look, problems, reply_payload
 
     task = TaskScript.new("T-long")
