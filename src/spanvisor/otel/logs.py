@@ -34,7 +34,7 @@ from opentelemetry._logs import SeverityNumber
 from opentelemetry.sdk._logs import LogRecordProcessor, ReadableLogRecord, ReadWriteLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 
-from spanvisor.logtails.tails import LogIn, clip, severity_of
+from spanvisor.logtails.records import LogIn, clip, severity_of
 from spanvisor.otel.attach import default_pipeline
 from spanvisor.pipeline.pipeline import Pipeline
 from spanvisor.spans import conventions as cv

@@ -31,7 +31,7 @@ from typing import Any
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-from spanvisor.logtails.tails import MAX_LINE, LogIn, severity_of
+from spanvisor.logtails.records import MAX_LINE, LogIn, severity_of
 from spanvisor.receiver import otlp_json
 from spanvisor.receiver.decode import any_value
 from spanvisor.spans import conventions as cv
