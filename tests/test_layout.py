@@ -1,4 +1,4 @@
-"""The house rules of issue 10 that a linter does not check.
+"""The house rules that a linter does not check.
 
 import-linter (``make lint``) checks that imports go one way; these check
 that no module grows past what a reader takes in at once, and that a class

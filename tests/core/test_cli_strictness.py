@@ -1,4 +1,4 @@
-"""Issue 13's CLI and config items owned by the core: sizes in decimal units,
+"""The CLI and config strictness the core owns: sizes in decimal units,
 JSON log times, `emit artifact --uri` alone, `--version`."""
 
 from __future__ import annotations

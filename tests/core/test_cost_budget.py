@@ -1,4 +1,4 @@
-"""Cost, budgets and context forecasts (issue 12), on the tracker's paths."""
+"""Cost, budgets and context forecasts, on the tracker's paths."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """`spanvisor emit start` leaves the status to the tracker: starting, then working.
 
-Issue 9: ``emit start`` used to send ``agent.status=starting`` explicitly, and
+The regression: ``emit start`` used to send ``agent.status=starting`` explicitly, and
 an explicit status sticks, so the task read "starting · 40 %" until
 ``finish``. Each call goes through the real OTLP HTTP exporter to a real
 receiver in front of a real pipeline.

@@ -1,5 +1,5 @@
 """What the console and Slack share for people's decisions, results and log
-tails (issues 11 and 15): the thread lines of ``ThreadPolicy`` and the text
+tails: the thread lines of ``ThreadPolicy`` and the text
 of ``summary_text``, on events as the tracker and the control hub make them."""
 
 from __future__ import annotations

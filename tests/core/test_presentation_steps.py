@@ -1,4 +1,4 @@
-"""A finished task shows no current step (issue 9): not "▶ Write report" once complete.
+"""A finished task shows no current step: not "▶ Write report" once complete.
 
 The console and Slack take the steps line from ``presentation.steps_line``;
 both are checked here on the views a real task produces.

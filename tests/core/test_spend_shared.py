@@ -1,4 +1,4 @@
-"""Day and month spending shared through the state store (issue 12):
+"""Day and month spending shared through the state store:
 pipelines/ledgers that share one store say each budget level once per scope
 and window, their totals are the sum, a restart keeps the day's total and
 does not say a level again, and ``SpendSync.report()`` says all of it."""

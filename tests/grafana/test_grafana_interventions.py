@@ -1,4 +1,4 @@
-"""A point annotation per person's decision, created once (issue 11), against
+"""A point annotation per person's decision, created once, against
 the fake Grafana: replays, restarts, replicas and an ambiguous POST."""
 
 from __future__ import annotations

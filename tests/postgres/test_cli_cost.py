@@ -1,4 +1,4 @@
-"""`spanvisor tasks` / `task` / `stats` show what tasks cost (issue 12).
+"""`spanvisor tasks` / `task` / `stats` show what tasks cost.
 
 A real agent (the OTel SDK and the in-process processor) writes through the
 real PostgreSQL sink: priced calls, one call of a model no price is known

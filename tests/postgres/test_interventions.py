@@ -1,4 +1,4 @@
-"""People's decisions, task results and log tails in the audit trail (issues 11, 15).
+"""People's decisions, task results and log tails in the audit trail.
 
 HumanIntervention rows are keyed by the intervention id; ``known=False``
 never touches the task row; results live on the task row and the log tail in

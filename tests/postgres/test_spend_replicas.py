@@ -1,4 +1,4 @@
-"""Budgets shared by replicas through the PostgreSQL state store (issue 12):
+"""Budgets shared by replicas through the PostgreSQL state store:
 concurrent replicas lose no spending and count none twice, each level is said
 once per scope and window (one event id), a restarted replica keeps the day's
 total and does not say a level again, and the outlier book is seeded from the

@@ -1,4 +1,4 @@
-"""The Grafana region of a task shows its newest final view (issue 17): a late
+"""The Grafana region of a task shows its newest final view: a late
 span's correction PATCHes it (outcome and error kept), and an older final
 view (the root delivered to two replicas, a replayed journal) never
 replaces a newer one."""

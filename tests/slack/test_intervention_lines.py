@@ -1,5 +1,5 @@
-"""People's decisions, results and log tails in Slack, end to end (issues 11
-and 15): through a real Pipeline with the OpenTelemetry SDK, or events
+"""People's decisions, results and log tails in Slack, end to end: through
+a real Pipeline with the OpenTelemetry SDK, or events
 straight into SlackSinks, against the fake Slack server. What the fake
 stores is what Slack would show."""
 

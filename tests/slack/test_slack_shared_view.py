@@ -1,4 +1,4 @@
-"""Replicas agree on what a task's parent shows (issue 17).
+"""Replicas agree on what a task's parent shows.
 
 Two Slack sinks share one state store and one fake Slack, as two `serve`
 replicas do. One (the root's replica) has the whole task; the other holds

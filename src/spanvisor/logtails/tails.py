@@ -1,4 +1,4 @@
-"""Each open task's last log records: the story of a failure (issue 15).
+"""Each open task's last log records: the story of a failure.
 
 Producers (the in-process :class:`~spanvisor.otel.logs.SpanvisorLogProcessor`,
 the log exporter, the receiver's ``/v1/logs`` and ``LogsService/Export``)

@@ -1,4 +1,4 @@
-"""OpenTelemetry logs in-process: each task's last log lines (issue 15).
+"""OpenTelemetry logs in-process: each task's last log lines.
 
 Two ways in, both into the pipeline's log tails
 (:mod:`spanvisor.logtails.tails`):
