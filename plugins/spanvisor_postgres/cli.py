@@ -210,7 +210,8 @@ def cmd_tasks(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_task(args: argparse.Namespace, config: Config) -> int:
-    from .queries import TaskNotFound, find_task, timeline
+    from .queries import TaskNotFound, find_task
+    from .timeline import timeline
 
     async def go(pool: Any) -> int:
         async with pool.acquire() as conn:
