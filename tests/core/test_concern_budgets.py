@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from spanvisor.budgets import board
+from spanvisor.budgets.ledger import BudgetSettings
 from spanvisor.events import BudgetWarning
 from spanvisor.spans import conventions as cv
-from spanvisor.tracking import budgets, taskbudget
-from spanvisor.tracking.cost import BudgetSettings
+from spanvisor.tracking import taskbudget
 from spanvisor.tracking.record import TaskRecord
 from spanvisor.tracking.settings import TrackerSettings
 from spanvisor.tracking.views import new_view
@@ -83,12 +84,12 @@ def test_the_agent_reads_its_budget_while_the_task_is_open() -> None:
     trace = "0" * 31 + "d"  # a task of its own: what is published is per process
     rec = _record(trace=trace)
     taskbudget.publish(rec)
-    assert budgets.lookup(trace, ROOT) is None  # no budget: nothing to read
+    assert board.lookup(trace, ROOT) is None  # no budget: nothing to read
     taskbudget.read_root(rec, {cv.BUDGET_USD: 1.0}, [])
     _spend(rec, 1.5)
     taskbudget.warnings(rec, T0 + 1, [])
-    seen = budgets.lookup(trace, ROOT)
+    seen = board.lookup(trace, ROOT)
     assert seen is not None and seen.over and seen.used_usd == 1.5
     rec.finished = True
     taskbudget.publish(rec)
-    assert budgets.lookup(trace, ROOT) is None
+    assert board.lookup(trace, ROOT) is None

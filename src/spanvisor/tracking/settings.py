@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from spanvisor.budgets.ledger import BudgetSettings, Ledger
+from spanvisor.budgets.outliers import OutlierBook
 from spanvisor.spans.windows import ContextWindows
-from spanvisor.tracking.cost import BudgetSettings, Ledger
-from spanvisor.tracking.outliers import OutlierBook
 from spanvisor.tracking.prices import Pricer
 
 

@@ -5,7 +5,7 @@ A task's budget comes from its root (``agent.budget.usd`` /
 ``agent.budget.tokens``) or, when the root sets none, its agent's default
 once the agent is known. Each level is said once per unit, whatever order
 the calls and the root's budget arrived in; the day and month levels are the
-:class:`~spanvisor.tracking.cost.Ledger`'s, added to per priced call. What
+:class:`~spanvisor.budgets.ledger.Ledger`'s, added to per priced call. What
 the agent reads in-process is published to :mod:`.budgets`.
 """
 
@@ -14,12 +14,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from spanvisor.budgets import board
+from spanvisor.budgets.board import BudgetState
+from spanvisor.budgets.ledger import EPSILON, Crossing
 from spanvisor.events import BudgetScope, BudgetUnit, BudgetWarning, Event, stable_id
 from spanvisor.spans import conventions as cv
 from spanvisor.spans import sanitize as sz
-from spanvisor.tracking import budgets
-from spanvisor.tracking.budgets import BudgetState
-from spanvisor.tracking.cost import EPSILON, Crossing
 from spanvisor.tracking.record import TaskRecord
 
 
@@ -54,15 +54,15 @@ def agent_default(state: TaskRecord) -> bool:
 
 
 def publish(state: TaskRecord) -> None:
-    """Let the agent read its task's budget state (tracking/budgets.py)."""
+    """Let the agent read its task's budget state (budgets/board.py)."""
     w = state.working
     if state.finished or (w["budget_usd"] is None and w["budget_tokens"] is None):
         if state.budget_published:  # most tasks never have a budget: nothing to take back
-            budgets.publish((w["trace_id"], w["root_span_id"]), None)
+            board.publish((w["trace_id"], w["root_span_id"]), None)
             state.budget_published = False
         return
     used_tokens = w["input_tokens"] + w["output_tokens"]
-    budgets.publish(
+    board.publish(
         (w["trace_id"], w["root_span_id"]),
         BudgetState(w["cost_usd"], w["budget_usd"], used_tokens, w["budget_tokens"], w["unpriced_calls"]),
     )

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from spanvisor.budgets.days import DayNames
 from spanvisor.events import BudgetScope
-from spanvisor.tracking.days import DayNames
 
 # Costs are summed in nano-dollars: a level reached within that is reached.
 EPSILON = 1e-9
