@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 SRC    := src plugins tests benchmarks
 
-.PHONY: install demo demo-serve test lint typecheck unit bench clean
+.PHONY: install demo demo-serve test lint typecheck unit bench clean compiled test-compiled
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "spanvisor needs Python 3.11+, found " + sys.version.split()[0])'
@@ -51,6 +51,26 @@ bench: $(STAMP)
 	  n=$$((n + 1)); echo "== [$$n/$$total] $$b ($$(( $$(date +%s) - start )) s so far)"; \
 	  timeout $(BENCH_TIMEOUT) $(BIN)/python -u $$b || { echo "== $$b failed or ran past $(BENCH_TIMEOUT) s"; exit 1; }; \
 	done; echo "== all $$total benchmarks done in $$(( $$(date +%s) - start )) s"
+
+# The optional compiled tracker (setup.py, SPANVISOR_COMPILE=1): the wheel
+# built with mypyc into build/compiled/site, used ahead of the editable source
+# (PYTHONPATH) by the same venv; the source tree and `make install` stay pure
+# Python. test-compiled runs the core suite and the golden run against it
+# (about 1 min to compile and 3 to test on 2 cores; not part of `make test`).
+COMPILED := build/compiled
+compiled: $(STAMP)
+	rm -rf $(COMPILED) && mkdir -p $(COMPILED)/site
+	SPANVISOR_COMPILE=1 $(BIN)/python -m pip wheel -q --disable-pip-version-check --no-deps -w $(COMPILED) .
+	cd $(COMPILED)/site && $(abspath $(BIN))/python -m zipfile -e ../spanvisor-*.whl .
+	@PYTHONPATH=$(COMPILED)/site $(BIN)/python -c 'import spanvisor.tracking.tracker as t, sys; \
+	  sys.exit(0 if t.__file__.endswith(".so") else "the wheel was built pure Python (no compiler?): " + t.__file__)'
+
+test-compiled: compiled
+	@pure=$$($(BIN)/python benchmarks/golden_events.py | tail -1); \
+	native=$$(PYTHONPATH=$(COMPILED)/site $(BIN)/python benchmarks/golden_events.py | tail -1); \
+	echo "golden, pure Python: $$pure"; echo "golden, compiled:    $$native"; \
+	test "$$pure" = "$$native" || { echo "the compiled tracker's events differ"; exit 1; }
+	PYTHONPATH=$(COMPILED)/site $(BIN)/pytest -q tests/core
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

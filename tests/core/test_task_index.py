@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from spanvisor.spans import conventions as cv
 from spanvisor.spans.data import SpanData
-from spanvisor.tracking.edges import LATE_WINDOW_S, MAX_CLOSED
+from spanvisor.tracking.edges import LATE_WINDOW_S, MAX_CLOSED, ClosedTasks
 from spanvisor.tracking.taskindex import TaskIndex
 from spanvisor.tracking.tracker import TaskTracker
 
@@ -98,15 +98,7 @@ def test_the_index_stays_bounded_by_what_is_held() -> None:
 
 def test_one_id_for_several_tasks() -> None:
     index = TaskIndex()
-    index.add("t", ("a", "1"), {}, _NoClosed())
-    index.add("t", ("b", "2"), {}, _NoClosed())
-    index.add("t", ("a", "1"), {}, _NoClosed())
+    index.add("t", ("a", "1"), {}, ClosedTasks())
+    index.add("t", ("b", "2"), {}, ClosedTasks())
+    index.add("t", ("a", "1"), {}, ClosedTasks())
     assert len(index) == 1
-
-
-class _NoClosed:
-    def __len__(self) -> int:
-        return 0
-
-    def states(self) -> list[object]:
-        return []

@@ -48,7 +48,10 @@ class SpanData:
     attributes: Mapping[str, Any]
     events: Sequence[SpanEventData] = ()
     error: bool = False
-    status_message: str | None = None
+    # str or None from the SDK and the decoder; typed object because a caller
+    # may hand anything, and every reader sanitises it (compiled code checks
+    # declared types when it reads them).
+    status_message: object = None
     parent_remote: bool = False
     resource: Mapping[str, Any] = field(default_factory=dict)
     # Why a value of this span was changed on the way in, e.g. a clamped time.

@@ -21,6 +21,7 @@ number. At or above EXACT the Decimal sum is used, as before.
 from __future__ import annotations
 
 from decimal import Decimal
+from operator import truediv
 from typing import Any
 
 Rates = tuple[Decimal, Decimal, Decimal, Decimal]
@@ -70,7 +71,10 @@ def dollars(flat: FlatPrices, plain_in: int, t_out: int, read: int, write: int) 
         (n_in, n_out, n_read, n_write), divisor = scaled
         n = plain_in * n_in + t_out * n_out + read * n_read + write * n_write
         if n < EXACT:
-            return n / divisor
+            # operator.truediv, not ``/``: compiled (mypyc) int / int goes
+            # through two doubles for ints below 2**63, rounding twice above 2**53.
+            exact: float = truediv(n, divisor)
+            return exact
     total = Decimal(plain_in) * per[0] + Decimal(t_out) * per[1]
     total += Decimal(read) * per[2] + Decimal(write) * per[3]
     return float(total / _MILLION)

@@ -46,7 +46,9 @@ def _name(raw: str, notes: list[str]) -> str | None:
 
 
 def _value(v: Any, key: str, notes: list[str]) -> float | int | str | bool | None:
-    if isinstance(v, bool | int):
+    if isinstance(v, bool):  # before int: compiled code narrowed to int would make True 1
+        return v
+    if isinstance(v, int):
         return v
     if isinstance(v, float):
         if math.isfinite(v):

@@ -29,7 +29,8 @@ def _view_builder() -> Callable[[Mapping[str, Any]], TaskView]:
     one ``__init__`` would make (equal, field by field); should that change,
     the plain constructor is used.
     """
-    if hasattr(TaskView, "__post_init__") or set(TaskView.__slots__) != set(VIEW_FIELDS):
+    # getattr: mypyc refuses ``__slots__`` read through a class (tracking is compiled optionally).
+    if hasattr(TaskView, "__post_init__") or set(getattr(TaskView, "__slots__", ())) != set(VIEW_FIELDS):
         return lambda w: TaskView(*[w[f] for f in VIEW_FIELDS])
     env: dict[str, Any] = {"new": object.__new__, "TaskView": TaskView}
     lines = ["def build(w):", "    v = new(TaskView)"]
