@@ -104,11 +104,11 @@ STALLED_QUEUE = 100
 LABELS = {
     "a": "(a) no processor",
     "b": "(b) BatchSpanProcessor + OTLP/HTTP",
+    "e": "(e) hooks alone, defaults (no stamps)",
+    "f": "(f) hooks alone, stamping",
     "c": "(c) spanvisor, sinks stalled",
-    "s": "(c') spanvisor, sinks stalled, no stamps",
+    "s": "(c') spanvisor, sinks stalled, stamping",
     "d": "(d) spanvisor, sink delivering",
-    "e": "(e) hooks only: spanvisor as shipped",
-    "g": "(g) hooks only: SPANVISOR_STAMP_SPANS=false",
 }
 PACE_S = 0.010
 
@@ -271,7 +271,7 @@ def setup_otlp(port: int) -> Callable[[], Setup]:
     return make
 
 
-def _spanvisor(sink: BaseSink, queue_size: int | None = None, stamp: bool = True) -> Setup:
+def _spanvisor(sink: BaseSink, queue_size: int | None = None, stamp: str = "auto") -> Setup:
     p = TracerProvider(resource=Resource.create({"service.name": "bench"}), shutdown_on_exit=False)
     config = _config()
     if queue_size is not None:
@@ -312,8 +312,10 @@ def setup_stalled() -> Setup:
     return _spanvisor(StalledSink(), queue_size=STALLED_QUEUE)
 
 
-def setup_stalled_unstamped() -> Setup:
-    return _spanvisor(StalledSink(), queue_size=STALLED_QUEUE, stamp=False)
+def setup_stalled_stamping() -> Setup:
+    # What another exporter on the provider would turn on (auto), forced
+    # here so that no other exporter's own cost is in the figure.
+    return _spanvisor(StalledSink(), queue_size=STALLED_QUEUE, stamp="on")
 
 
 def setup_memory() -> Setup:
@@ -331,7 +333,7 @@ class IdlePipeline(Pipeline):
         return self
 
 
-def hooks_only(stamp: bool) -> Callable[[], Setup]:
+def hooks_only(stamp: str) -> Callable[[], Setup]:
     def make() -> Setup:
         p = TracerProvider(resource=Resource.create({"service.name": "bench"}), shutdown_on_exit=False)
         pipe = IdlePipeline(_config().with_values(stamp_spans=stamp), [StalledSink()])
@@ -387,25 +389,34 @@ class GcClock:
 GC_CLOCK = GcClock()
 
 
-def measure(s: Setup, tasks: int, paced: bool) -> tuple[float, float, float, int]:
+def measure(s: Setup, tasks: int, paced: bool, keep_gc: bool = False) -> tuple[float, float, float, int]:
     """(wall ns/span, agent-thread CPU ns/span, of which in gc, full
     collections on the agent thread) for one block of tasks on one
     configuration."""
     tracer = s.provider.get_tracer("bench")
     # Every block starts from the same heap: none pays for the garbage the
-    # previous one left (outside the timed region).
+    # previous one left (outside the timed region). Then, unless --gc, the
+    # collector is off while the block runs: where a collection falls is
+    # the largest source of noise between blocks (one full collection is
+    # worth a thousand spans' hooks), and its cost depends on the whole
+    # process's heap, not on the configuration.
     gc.collect()
     GC_CLOCK.reset(threading.get_ident())
     wall = cpu = 0
     clock, thread_clock = time.perf_counter_ns, time.thread_time_ns
-    for i in range(tasks):
-        c0, t0 = thread_clock(), clock()
-        run_task(tracer, i)
-        wall += clock() - t0
-        cpu += thread_clock() - c0
-        s.between()
-        if paced:
-            time.sleep(PACE_S)
+    if not keep_gc:
+        gc.disable()
+    try:
+        for i in range(tasks):
+            c0, t0 = thread_clock(), clock()
+            run_task(tracer, i)
+            wall += clock() - t0
+            cpu += thread_clock() - c0
+            s.between()
+            if paced:
+                time.sleep(PACE_S)
+    finally:
+        gc.enable()
     gc_ns, full = GC_CLOCK.ns, GC_CLOCK.full
     GC_CLOCK.reset(0)
     s.drain()
@@ -482,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="fewer spans and reps, for a smoke run")
     ap.add_argument("--profile", action="store_true", help="cProfile the agent thread under (c) and the pipeline")
     ap.add_argument(
-        "--experiment", action="store_true", help="also run (e)-(g): the hooks alone, as shipped and two variants"
+        "--gc", action="store_true", help="leave the garbage collector on during the timed blocks (noisier)"
     )
     ap.add_argument("--only", default="", help="comma-separated configuration keys to run (a and b always run)")
     args = ap.parse_args(argv)
@@ -497,13 +508,12 @@ def main(argv: list[str] | None = None) -> int:
     configs: dict[str, Callable[[], Setup]] = {
         "a": setup_none,
         "b": setup_otlp(port),
+        "e": hooks_only(stamp="auto"),
+        "f": hooks_only(stamp="on"),
         "c": setup_stalled,
-        "s": setup_stalled_unstamped,
+        "s": setup_stalled_stamping,
         "d": setup_memory,
     }
-    if args.experiment:
-        configs["e"] = hooks_only(stamp=True)
-        configs["g"] = hooks_only(stamp=False)
     if args.only:
         keep = {"a", "b", *args.only.split(",")}
         configs = {k: v for k, v in configs.items() if k in keep}
@@ -526,7 +536,7 @@ def main(argv: list[str] | None = None) -> int:
             order = keys[rep % len(keys) :] + keys[: rep % len(keys)]
             for mode, tasks in (("burst", burst_tasks), ("paced", paced_tasks)):
                 for key in order:
-                    wall, cpu, gc_ns, full = measure(setups[key], tasks, paced=mode == "paced")
+                    wall, cpu, gc_ns, full = measure(setups[key], tasks, paced=mode == "paced", keep_gc=args.gc)
                     r = results.setdefault((mode, key), Result())
                     r.wall.append(wall)
                     r.cpu.append(cpu)

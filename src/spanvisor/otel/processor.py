@@ -125,6 +125,9 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
         self._stamp_mode = stamp_mode(self.pipeline.config.get("stamp_spans", "auto"))
         # The provider's processors last looked at, and whether any is another's.
         self._seen: tuple[Any, bool] | None = None
+        # Bound once: the hooks run per span on the agent's thread.
+        self._submit_start = self.pipeline.submit_start
+        self._submit_end = self.pipeline.submit_end
 
     @property
     def _errors(self) -> int:
@@ -140,7 +143,7 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         try:
-            parent = span.parent
+            parent = span._parent  # the property's own field: a call less per span
             stamp = self._open.get(parent.span_id) if parent is not None else None
             if stamp is None:
                 attrs = span.attributes
@@ -154,7 +157,8 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
                     stamp = _stamp_for_root(span, attrs)
                     stamp.stamped = self._exported_elsewhere(span)
                     parent = None  # the task's root: the tracker keeps it to read it live
-            if len(self._open) >= MAX_OPEN_SPANS:
+            opened = self._open
+            if len(opened) >= MAX_OPEN_SPANS:
                 # Spans that never end would otherwise grow this map forever.
                 self.pipeline.stats.inbox_drop()
                 return
@@ -163,20 +167,21 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
             if stamp.ended:
                 # Its task's root has ended: late work, handed over at its
                 # end only (the tracker has closed the task).
-                self._open[span.get_span_context().span_id] = stamp.late()
+                opened[span._context.span_id] = stamp.late()  # type: ignore[union-attr]
                 return
-            self._open[span.get_span_context().span_id] = stamp
-            if parent is not None and stamp.stamped:
-                # A member: the tracker needs its ids, not the live span
-                # (handover.member_start says why and what stays readable).
-                self.pipeline.submit_start(member_start(span, parent))
-            elif parent is None:
+            opened[span._context.span_id] = stamp  # type: ignore[union-attr]
+            if parent is None:
                 # The root, read live with the identity it starts with: one
                 # C-level copy of at most the limit's worth of keys, roots only.
                 stamp.root_attrs = _attrs_now(span)
-                self.pipeline.submit_start(StartedRoot(span, stamp.root_attrs))
+                self._submit_start(StartedRoot(span, stamp.root_attrs))
+            elif stamp.stamped:
+                # A member: the tracker needs its ids, not the live span
+                # (handover.member_start says why and what stays readable).
+                self._submit_start(member_start(span, parent))
             else:
-                self.pipeline.submit_start(span)
+                # Nothing to read on this thread: one bounded append.
+                self._submit_start(span)
         except Exception:  # never into the agent
             self._count("processor_errors_total")
 
@@ -236,7 +241,7 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
                     # it (its results still say it is a task root): the
                     # tracker takes it from its end, as the end-order paths
                     # do (a few dict lookups per unrelated span end).
-                    self.pipeline.submit_end(span)
+                    self._submit_end(span)
                 elif span.parent is not None and (
                     ctx.trace_id in self._end_order
                     or (attrs and cv.has_known_key(attrs))
@@ -254,7 +259,7 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
                         self._end_order[ctx.trace_id] = None
                         if len(self._end_order) > MAX_ENDED_ROOTS:
                             self._end_order.popitem(last=False)
-                    self.pipeline.submit_end(span)
+                    self._submit_end(span)
                 return
             if stamp.ended:
                 # Work that outlived its task's root: the tracker reads it as
@@ -262,16 +267,16 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
                 # One that started after the root ended was never handed over:
                 # its stamp names its task, written here if not on the span.
                 if stamp.started_late and not stamp.stamped:
-                    self.pipeline.submit_end(with_stamp(compact_end(span), stamp))
+                    self._submit_end(with_stamp(compact_end(span), stamp))
                     return
             elif stamp.root_id == ctx.span_id:
                 stamp.ended = True
                 self._ended[ctx.span_id] = stamp
                 if len(self._ended) > MAX_ENDED_ROOTS:
                     self._ended.popitem(last=False)
-                self.pipeline.submit_end(span)
+                self._submit_end(span)
                 return
             # A member: what the tracker reads of it, not the SDK's objects.
-            self.pipeline.submit_end(compact_end(span))
+            self._submit_end(compact_end(span))
         except Exception:
             self._count("processor_errors_total")
