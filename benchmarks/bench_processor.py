@@ -75,10 +75,13 @@ import asyncio
 import cProfile
 import gc
 import io
+import json
 import logging
+import math
 import os
 import platform
 import pstats
+import random
 import statistics
 import subprocess
 import sys
@@ -111,6 +114,15 @@ LABELS = {
     "d": "(d) spanvisor, sink delivering",
 }
 PACE_S = 0.010
+# Many short interleaved rounds rather than a few long blocks: drift on a
+# shared machine hits every configuration alike, and the medians of 60
+# paired differences move by hundredths between runs where 12 moved by
+# tenths (see report()).
+REPS = 60
+BURST_TASKS = 10
+PACED_TASKS = 10
+WARM_ROUNDS = 2
+BOOTSTRAP = 400
 
 # A tiny OTLP/HTTP endpoint in its own process, as a Collector would be:
 # it must not share the GIL with the agent being measured.
@@ -489,22 +501,37 @@ def profile_pipeline(tasks: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Cost per span on the agent's thread.")
-    ap.add_argument("--reps", type=int, default=12)
+    ap.add_argument("--reps", type=int, default=REPS, help=f"interleaved rounds (default {REPS})")
     ap.add_argument("--quick", action="store_true", help="fewer spans and reps, for a smoke run")
     ap.add_argument("--profile", action="store_true", help="cProfile the agent thread under (c) and the pipeline")
     ap.add_argument(
         "--gc", action="store_true", help="leave the garbage collector on during the timed blocks (noisier)"
     )
     ap.add_argument("--only", default="", help="comma-separated configuration keys to run (a and b always run)")
+    ap.add_argument(
+        "--no-pin", action="store_true", help="do not pin this process to one CPU and the endpoint to another"
+    )
+    ap.add_argument("--raw", default="", help="write every round's figures to this JSON file")
     args = ap.parse_args(argv)
     bsp_log = logging.getLogger("opentelemetry.sdk._shared_internal")
     bsp_log.addHandler(BSP_DROPS)
     bsp_log.propagate = False
     logging.getLogger("spanvisor").setLevel(logging.CRITICAL)  # drops are expected under (c); counted below
-    burst_tasks, paced_tasks = (10, 8) if args.quick else (30, 15)
-    reps = 4 if args.quick else args.reps
+    burst_tasks, paced_tasks = (BURST_TASKS, PACED_TASKS) if not args.quick else (4, 2)
+    reps = 6 if args.quick else args.reps
 
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    pinned = not args.no_pin and len(cpus) >= 2
+    if pinned:
+        # Every thread of this process (the agent's, BSP's worker, the
+        # pipeline's: all made after this) on one CPU, the endpoint on
+        # another. Whether a background thread happened to run beside the
+        # agent on the other core, or took turns with it, changed the
+        # agent thread's CPU per span from one run to the next.
+        os.sched_setaffinity(0, {cpus[-1]})
     endpoint, port = start_endpoint()
+    if pinned:
+        os.sched_setaffinity(endpoint.pid, {cpus[0]})
     configs: dict[str, Callable[[], Setup]] = {
         "a": setup_none,
         "b": setup_otlp(port),
@@ -526,10 +553,13 @@ def main(argv: list[str] | None = None) -> int:
         for key in keys:  # built once, warmed up: first-call costs, caches
             setups[key] = configs[key]()
             tracer = setups[key].provider.get_tracer("bench")
-            for i in range(5):
+            for i in range(10):
                 run_task(tracer, i)
                 setups[key].between()
             setups[key].drain()
+        for _ in range(WARM_ROUNDS):  # untimed: every configuration in its steady state
+            for key in keys:
+                measure(setups[key], burst_tasks, paced=False, keep_gc=args.gc)
         for rep in range(reps):
             # Rotated each repetition: no configuration always runs right
             # after the same other one.
@@ -556,9 +586,13 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"spanvisor bench_processor: python {platform.python_version()}, {os.cpu_count()} CPUs, "
         f"{reps} reps, {burst_tasks}/{paced_tasks} tasks x {SPANS_PER_TASK} spans per rep (burst/paced), "
+        f"{'pinned to CPU ' + str(cpus[-1]) if pinned else 'not pinned'}, gc {'on' if args.gc else 'off'} in blocks, "
         f"{elapsed:.0f} s"
     )
     report(results, list(configs))
+    if args.raw:
+        with open(args.raw, "w") as f:
+            json.dump({f"{m}/{k}": {"cpu": r.cpu, "wall": r.wall} for (m, k), r in results.items()}, f)
     pipe_ns = pipeline_cost(burst_tasks, reps)
     print()
     print(
@@ -572,6 +606,26 @@ def main(argv: list[str] | None = None) -> int:
         print("cProfile of the pipeline thread (one pump over the same spans), sorted by own time:")
         print(profile_pipeline(burst_tasks))
     return 0
+
+
+def paired_ratio(xs: list[float], as_: list[float], bs: list[float]) -> tuple[float, float, float]:
+    """(x-a)/(b-a) as median(x-a) / median(b-a), the differences paired
+    within each round (measured next to each other, so the machine's drift
+    cancels), and the quartiles of that ratio over bootstrap resamples of
+    the rounds. A median of per-round ratios divides by one small noisy
+    difference each round and has heavy tails: it moved by tenths."""
+    dx = [x - a for x, a in zip(xs, as_, strict=True)]
+    db = [b - a for b, a in zip(bs, as_, strict=True)]
+
+    def ratio(idx: Sequence[int]) -> float:
+        den = statistics.median(db[i] for i in idx)
+        return statistics.median(dx[i] for i in idx) / den if den else math.nan
+
+    n = len(dx)
+    rng = random.Random(0)
+    boot = sorted(ratio([rng.randrange(n) for _ in range(n)]) for _ in range(BOOTSTRAP))
+    q1, _, q3 = _quartiles(boot)
+    return ratio(range(n)), q1, q3
 
 
 def _quartiles(vals: list[float]) -> tuple[float, float, float]:
@@ -621,14 +675,13 @@ def report(results: dict[tuple[str, str], Result], keys: list[str]) -> None:
             parts = []
             for name, field_name in (("CPU", "cpu"), ("wall", "wall")):
                 xs, as_, bs = getattr(x, field_name), getattr(a, field_name), getattr(b, field_name)
-                per_rep = [(xv - av) / (bv - av) for xv, av, bv in zip(xs, as_, bs, strict=True) if bv != av]
-                if not per_rep:
-                    parts.append(f"{name} n/a")
-                    continue
-                q1, q2, q3 = _quartiles(per_rep)
-                parts.append(f"{name} {q2:.2f} [{q1:.2f}-{q3:.2f}]")
+                r, q1, q3 = paired_ratio(xs, as_, bs)
+                parts.append(f"{name} {r:.2f} [{q1:.2f}-{q3:.2f}]")
             ratios.append(f"{mode}: ({key}-a)/(b-a) = " + ", ".join(parts))
-    print("ratios: median of the per-repetition ratios [quartiles]")
+    print(
+        "ratios (x-a)/(b-a): median over the rounds of x-a, over the median of b-a, each difference within "
+        "one round [quartiles of the same ratio over bootstrap resamples of the rounds]"
+    )
     print("\n".join(ratios))
     print()
     print("markdown:")
