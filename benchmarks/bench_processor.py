@@ -1,31 +1,30 @@
 """Cost per span on the agent's thread: no processor, OTLP/HTTP, spanvisor.
 
-Run: ``.venv/bin/python benchmarks/bench_processor.py`` (about 60 s on an
-idle 2-core machine). Options: ``--reps N`` (default 12); ``--experiment``
-also runs (e) and (g), the processor's hooks alone with no pipeline thread,
-with and without stamps, to show where the agent-thread time goes (what the
-inbox holds is freed between tasks, outside the timed region: where an
-inbox entry keeps the SDK's span alive, as the root's does, freeing it is
-not counted there, while with a pipeline thread it runs on that thread);
-``--profile`` prints a cProfile of the agent thread under (c) and of the
-pipeline thread; ``--quick`` is a smoke run.
+Run: ``.venv/bin/python benchmarks/bench_processor.py`` (about 3 minutes on
+a 2-core machine). Options: ``--reps N`` (rounds, default 60), ``--only``,
+``--gc`` (leave the collector on in the timed blocks), ``--no-pin``,
+``--raw FILE`` (every round's figures, as JSON), ``--profile`` (a cProfile
+of the agent thread under (c) and of the pipeline thread), ``--quick``.
 
-Configurations, all measured in ONE run, interleaved per repetition (the
-order rotates each repetition, so no configuration always follows the same
-neighbour) so that drift on a shared machine hits them equally:
+Configurations, all measured in ONE run, interleaved per round (the order
+rotates each round, so no configuration always follows the same neighbour)
+so that drift on a shared machine hits them equally:
 
 * (a) a TracerProvider with no processor: what the SDK itself costs;
 * (b) a BatchSpanProcessor with the OTLP/HTTP protobuf exporter, pointed at a
   local endpoint (a subprocess on 127.0.0.1 answering 200 to POST /v1/traces);
+* (e) spanvisor's hooks alone at the defaults: the processor on a pipeline
+  whose thread never runs (its inbox emptied between tasks, untimed). No
+  other processor is on the provider, so ``SPANVISOR_STAMP_SPANS=auto``
+  writes no stamps: the goal's "default settings, no other exporter";
+* (f) (e) stamping (``SPANVISOR_STAMP_SPANS=true``: what another exporter on
+  the provider turns on; its own cost is (b), left out here);
 * (c) SpanvisorSpanProcessor whose only sink is stalled: its ``export`` awaits
   an asyncio.Event that is never set, so its queue (cut to 100 events here so
   that it is full for most of the run) fills and drops;
-* (c') (c) without stamps;
+* (c') (c) stamping;
 * (d) SpanvisorSpanProcessor with a sink that delivers: it counts the events
-  and keeps only the last 100 (``CountingSink``). A sink that kept every event
-  for ever (the test helper ``InMemorySink``) would grow the heap every full
-  collection scans, which no real sink does (they write and forget); until
-  this version (d) used ``InMemorySink``.
+  and keeps only the last 100 (``CountingSink``).
 
 The trace shape is a realistic agent task of 91 spans: an agent root span
 with ``agent.*`` attributes, then 10 turns, each one model call
@@ -41,31 +40,29 @@ Two modes:
 * ``paced``: a 10 ms pause after each task, as an agent waiting on its model
   would; background work mostly runs in the pauses.
 
-Method. Every configuration is built once and warmed up (5 tasks); then
-each repetition runs one short block of tasks on each configuration in turn
-(30 burst, as many as one measurement had before, and 15 paced; 12
-repetitions), so that load changing on a shared machine hits all of them
-alike. Before a block, ``gc.collect()`` (outside the
-timed region): every block starts from the same heap and none inherits the
-collector's debt of the one before it (the collections its own spans cause
-are all inside the timed region). After a block, also outside it, the
-configuration's background thread works off what the block left (BSP's
-``force_flush``; spanvisor's pipeline until its inbox is empty), so the next
-block of any configuration starts with nothing queued. Reported per
-configuration, per span (start + end, including the agent's own attribute
-writes): wall time of the agent's work (includes waiting for the GIL while a
-background thread runs), the agent thread's CPU time
-(``time.thread_time_ns``: the work done on that thread, robust to other
-processes on a shared machine), both as medians over the blocks, and the part
-of that CPU time spent in garbage collections that ran on the agent's thread
-(timed with ``gc.callbacks``; mean over the blocks, with the number of full
-collections). The ratio (x-a)/(b-a), 1.0 when a configuration adds as much
-per span as the OTLP exporter does, is computed within each repetition (x, a
-and b measured next to each other) and its median and quartiles over the
-repetitions are given: the quartiles say how far a single figure can be
-trusted. The notes (drops, events, what was left in the inbox) are totals
-over the whole run. Then the CPU cost per span of the pipeline thread (the
-tracker), measured alone.
+Method. Every configuration is built once and warmed up (10 tasks, then
+two untimed rounds); then each of 60 rounds runs one short block of tasks
+on each configuration in turn (10 tasks burst, 10 paced). The process is
+pinned to one CPU and the endpoint to the other (``--no-pin`` not to):
+whether a background thread (BSP's worker, spanvisor's pipeline) ran beside
+the agent on the other core or took turns with it changed the agent's CPU
+per span from run to run. Before a block, ``gc.collect()``, and the
+collector is off while the block runs (``--gc`` leaves it on): where a
+collection falls was the largest noise between blocks, and what it costs
+depends on the whole heap, not on the configuration. After a block, also
+untimed, the configuration's background thread works off what the block
+left (BSP's ``force_flush``; spanvisor's pipeline until its inbox is empty).
+Reported per configuration, per span (start + end, including the agent's
+own attribute writes): wall time of the agent's work and the agent thread's
+CPU time (``time.thread_time_ns``: robust to other processes on a shared
+machine), medians over the rounds. The ratio (x-a)/(b-a), 1.0 when a
+configuration adds as much per span as the OTLP exporter does, is the
+median over the rounds of x-a over the median of b-a, each difference taken
+within one round; its quartiles come from bootstrap resamples of the
+rounds. (A median of per-round ratios divides by one small, noisy b-a each
+round: two runs of 12 rounds gave medians 0.52 and 1.44.) The notes (drops,
+events, what was left in the inbox) are totals over the whole run. Then the
+CPU cost per span of the pipeline thread (the tracker), measured alone.
 """
 
 from __future__ import annotations
