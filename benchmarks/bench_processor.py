@@ -42,7 +42,7 @@ Two modes:
 
 Method. Every configuration is built once and warmed up (10 tasks, then
 two untimed rounds); then each of 60 rounds runs one short block of tasks
-on each configuration in turn (10 tasks burst, 10 paced). The process is
+on each configuration in turn (10 tasks burst, 15 paced). The process is
 pinned to one CPU and the endpoint to the other (``--no-pin`` not to):
 whether a background thread (BSP's worker, spanvisor's pipeline) ran beside
 the agent on the other core or took turns with it changed the agent's CPU
@@ -117,7 +117,7 @@ PACE_S = 0.010
 # tenths (see report()).
 REPS = 60
 BURST_TASKS = 10
-PACED_TASKS = 10
+PACED_TASKS = 15
 WARM_ROUNDS = 2
 BOOTSTRAP = 400
 
