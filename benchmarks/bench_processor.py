@@ -1,6 +1,6 @@
 """Cost per span on the agent's thread: no processor, OTLP/HTTP, spanvisor.
 
-Run: ``.venv/bin/python benchmarks/bench_processor.py`` (about 3 minutes on
+Run: ``.venv/bin/python benchmarks/bench_processor.py`` (about 3.5 minutes on
 a 2-core machine). Options: ``--reps N`` (rounds, default 60), ``--only``,
 ``--gc`` (leave the collector on in the timed blocks), ``--no-pin``,
 ``--raw FILE`` (every round's figures, as JSON), ``--profile`` (a cProfile
