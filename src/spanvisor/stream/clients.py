@@ -1,0 +1,128 @@
+"""The connected SSE clients: slots per token, wake-ups, and cutting off.
+
+Records enter the ring on the pipeline's loop (or a database listener's);
+clients live on the HTTP server's loop. One wake-up per loop per append
+(``call_soon_threadsafe``, coalesced) sets each waiting client's event, and
+checks every client's lag on the way: a client more than ``queue`` events
+behind the newest (its writes stalled: it stopped reading) is cut off, its
+connection aborted and counted in ``spanvisor_dropped_total{reason=
+"stream_slow_client", sink="stream"}``. Nothing here waits on a client, so
+a stalled one slows neither the pipeline nor the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from spanvisor.stats import PipelineStats
+from spanvisor.stream.ring import Ring
+
+
+@dataclass(eq=False)
+class Client:
+    cursor: int
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    transport: Any = None
+    # Replaying from the feed, below the ring: its lag is not the ring's.
+    catching_up: bool = False
+    cut: bool = False
+    closing: bool = False
+
+
+class LoopClients:
+    """The clients served on one event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, ring: Ring, owner: Clients) -> None:
+        self.loop = loop
+        self.ring = ring
+        self.owner = owner
+        self.clients: set[Client] = set()
+        self._pending = False
+        ring.listen(self.wake_threadsafe)
+
+    def wake_threadsafe(self) -> None:
+        if self._pending:
+            return
+        self._pending = True
+        try:
+            self.loop.call_soon_threadsafe(self._wake)
+        except RuntimeError:  # that loop is closed: its clients are gone
+            self.ring.unlisten(self.wake_threadsafe)
+
+    def _wake(self) -> None:
+        self._pending = False
+        ring, bound = self.ring, self.owner.queue
+        for c in list(self.clients):
+            if not c.catching_up and (c.cursor < ring.floor or ring.behind(c.cursor) > bound):
+                self.owner.cut_off(c)
+            c.wake.set()
+
+
+class Clients:
+    """Every stream client of one process, for one ring."""
+
+    def __init__(self, ring: Ring, stats: PipelineStats, max_per_token: int, queue: int) -> None:
+        self.ring = ring
+        self.stats = stats
+        self.max_per_token = max_per_token
+        self.queue = min(queue, ring.size)
+        self._lock = threading.Lock()
+        self._slots: dict[str, int] = {}
+        self._loops: dict[asyncio.AbstractEventLoop, LoopClients] = {}
+        stats.gauge("stream_clients", lambda: float(sum(self._slots.values())))
+
+    def acquire(self, token: str) -> bool:
+        with self._lock:
+            n = self._slots.get(token, 0)
+            if n >= self.max_per_token:
+                return False
+            self._slots[token] = n + 1
+            return True
+
+    def release(self, token: str) -> None:
+        with self._lock:
+            n = self._slots.get(token, 0) - 1
+            if n > 0:
+                self._slots[token] = n
+            else:
+                self._slots.pop(token, None)
+
+    def add(self, client: Client) -> None:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            lc = self._loops.get(loop)
+            if lc is None:
+                lc = self._loops[loop] = LoopClients(loop, self.ring, self)
+        lc.clients.add(client)
+
+    def remove(self, client: Client) -> None:
+        lc = self._loops.get(asyncio.get_running_loop())
+        if lc is not None:
+            lc.clients.discard(client)
+
+    def cut_off(self, client: Client) -> None:
+        if client.cut:
+            return
+        client.cut = True
+        transport = client.transport
+        if transport is not None:
+            transport.abort()  # a write waiting on a client that never reads fails now
+        self.stats.drop(
+            "stream_slow_client",
+            sink="stream",
+            detail=f"an event stream client fell more than {self.queue} events behind and was cut off "
+            "(it reconnects with Last-Event-ID; raise SPANVISOR_STREAM_CLIENT_QUEUE for slow readers)",
+        )
+
+    def close_all(self) -> None:
+        """End every stream now (the server is stopping)."""
+        for lc in list(self._loops.values()):
+            for c in list(lc.clients):
+                c.closing = True
+                lc.loop.call_soon_threadsafe(c.wake.set)
+
+
+__all__ = ["Client", "Clients", "LoopClients"]
