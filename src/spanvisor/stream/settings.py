@@ -74,4 +74,15 @@ SETTINGS: tuple[Setting, ...] = (
     ),
 )
 
-__all__ = ["SETTINGS"]
+
+
+def value(config: Any, name: str) -> Any:
+    """A stream setting, its default when this configuration was loaded
+    without the sinks' tables (tests, tools)."""
+    got = config.get(name)
+    if got is not None:
+        return got
+    return next(s.default for s in SETTINGS if s.name == name)
+
+
+__all__ = ["SETTINGS", "value"]

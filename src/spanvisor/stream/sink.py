@@ -26,7 +26,7 @@ from spanvisor.sink import AdminRoute, BaseSink, SinkContext, SinkResult
 from spanvisor.stream.body import body, encode, kind_of
 from spanvisor.stream.feed import EventFeed, feed_names, open_feed
 from spanvisor.stream.ring import Item, Ring
-from spanvisor.stream.settings import SETTINGS
+from spanvisor.stream.settings import SETTINGS, value
 
 if TYPE_CHECKING:
     from spanvisor.config import Config, Setting
@@ -67,7 +67,7 @@ class StreamSink(BaseSink):
         self.feed = await open_feed(feed_choice(cfg), cfg, ctx.shared)
         holder: list[Ring] = []
         floor = await self.feed.start(lambda records: holder[0].append(records) if holder else None)
-        ring = Ring(self.feed.epoch, int(cfg["stream_buffer"]), float(cfg["stream_buffer_age_s"]), floor)
+        ring = Ring(self.feed.epoch, int(value(cfg, "stream_buffer")), float(value(cfg, "stream_buffer_age_s")), floor)
         holder.append(ring)
         self.ring = ring
         ctx.stats.gauge("stream_buffer_events", lambda: float(ring.head - ring.floor))
@@ -107,7 +107,7 @@ class StreamSink(BaseSink):
 def feed_choice(config: Config) -> str:
     """``SPANVISOR_STREAM_FEED``; ``auto`` is the feed registered under the
     name of a sink this configuration runs (PostgreSQL), else ``memory``."""
-    choice = str(config.get("stream_feed") or "auto").lower()
+    choice = str(value(config, "stream_feed")).lower()
     if choice != "auto":
         return choice
     from spanvisor.sink import available_sinks

@@ -33,6 +33,7 @@ from spanvisor.events import Status
 from spanvisor.stream.body import SCHEMA_VERSION, _snake
 from spanvisor.stream.clients import Client, Clients
 from spanvisor.stream.ring import Item, Ring, event_id_field, frame
+from spanvisor.stream.settings import value
 from spanvisor.stream.sink import StreamSink, find
 
 PATH = "/v1/events"
@@ -128,7 +129,7 @@ def clients_of(sink: StreamSink) -> Clients:
         assert sink.ring is not None and sink.ctx is not None
         cfg = sink.ctx.config
         sink.clients = Clients(
-            sink.ring, sink.ctx.stats, int(cfg["stream_max_clients"]), int(cfg["stream_client_queue"])
+            sink.ring, sink.ctx.stats, int(value(cfg, "stream_max_clients")), int(value(cfg, "stream_client_queue"))
         )
     clients: Clients = sink.clients
     return clients
@@ -165,7 +166,7 @@ async def _stream(
 ) -> web.StreamResponse:
     ring = sink.ring
     assert ring is not None and sink.ctx is not None
-    heartbeat = max(0.05, float(sink.ctx.config["stream_heartbeat_s"]))
+    heartbeat = max(0.05, float(value(sink.ctx.config, "stream_heartbeat_s")))
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )
