@@ -5,6 +5,7 @@ made by the real OTel SDK, posted as OTLP/HTTP."""
 
 from __future__ import annotations
 
+import random
 import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -12,11 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.id_generator import IdGenerator
 
 from spanvisor.stream.sink import StreamSink
 from spanvisor.testing import InMemorySink
-from tests.receiver.agent_traces import request_for
+from tests.receiver.agent_traces import Capture, agent_task, request_for
 from tests.receiver.conftest import RunningReceiver, local_settings, make_pipeline
 
 TOKEN = "s3cret-token"
@@ -54,6 +58,33 @@ class Served:
         )
         with urllib.request.urlopen(req, timeout=10) as resp:
             assert resp.status == 200
+
+
+class _SeededIds(IdGenerator):
+    """Ids from a private generator: hypothesis seeds the global ``random``
+    alike for every example, and the SDK's ids come from it, so two examples
+    would send the same span ids (and the receiver drop them as duplicates)."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = random.Random(f"ids-{seed}")
+
+    def generate_span_id(self) -> int:
+        return self.rng.getrandbits(64) or 1
+
+    def generate_trace_id(self) -> int:
+        return self.rng.getrandbits(128) or 1
+
+
+def tasks(n: int, seed: int, agent_id: str = "rivet", **kw: Any) -> list[ReadableSpan]:
+    """``n`` agent tasks ``T<seed>-<i>`` made by the real SDK (see agent_traces)."""
+    cap = Capture()
+    tp = TracerProvider(resource=Resource.create({"service.name": "agent-svc"}), id_generator=_SeededIds(seed))
+    tp.add_span_processor(SimpleSpanProcessor(cap))
+    rng = random.Random(seed)
+    for i in range(n):
+        agent_task(tp.get_tracer("agent"), f"T{seed}-{i}", rng, agent_id=agent_id, **kw)
+    tp.shutdown()
+    return cap.spans
 
 
 def serve_stream(tmp_path: Path, **env: str) -> Served:

@@ -94,7 +94,9 @@ def test_a_position_the_stream_no_longer_holds_gets_a_reset(tmp_path: Path) -> N
         assert frames[0].event == "reset" and frames[0].doc["type"] == "spanvisor.reset"
         # The reset's id resumes from now: nothing is replayed twice after it.
         assert frames[0].id == s.head() + ":"
-        other, _ = run(read(s.events_url, until=lambda f: len(f) >= 1, **kw(headers={**AUTH, "Last-Event-ID": "mdead:3:x"})))
+        other, _ = run(
+            read(s.events_url, until=lambda f: len(f) >= 1, **kw(headers={**AUTH, "Last-Event-ID": "mdead:3:x"}))
+        )
         assert other[0].event == "reset"
     finally:
         s.receiver.close()

@@ -3,8 +3,9 @@
 Records enter the ring on the pipeline's loop (or a database listener's);
 clients live on the HTTP server's loop. One wake-up per loop per append
 (``call_soon_threadsafe``, coalesced) sets each waiting client's event, and
-checks every client's lag on the way: a client more than ``queue`` events
-behind the newest (its writes stalled: it stopped reading) is cut off, its
+checks every client's queue on the way: a client whose write has not
+returned while more than ``queue`` newer events arrived (it stopped reading)
+is cut off, its
 connection aborted and counted in ``spanvisor_dropped_total{reason=
 "stream_slow_client", sink="stream"}``. Nothing here waits on a client, so
 a stalled one slows neither the pipeline nor the others.
@@ -26,6 +27,9 @@ class Client:
     cursor: int
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     transport: Any = None
+    # The last position of the write in flight (None: not writing): the
+    # events after it are the client's queue.
+    writing_to: int | None = None
     # Replaying from the feed, below the ring: its lag is not the ring's.
     catching_up: bool = False
     cut: bool = False
@@ -56,7 +60,9 @@ class LoopClients:
         self._pending = False
         ring, bound = self.ring, self.owner.queue
         for c in list(self.clients):
-            if not c.catching_up and (c.cursor < ring.floor or ring.behind(c.cursor) > bound):
+            # Only a client whose write is stalled has a queue: one that is
+            # about to read a burst from the ring is not behind.
+            if c.writing_to is not None and not c.catching_up and ring.behind(c.writing_to) > bound:
                 self.owner.cut_off(c)
             c.wake.set()
 

@@ -75,7 +75,6 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 
-
 def value(config: Any, name: str) -> Any:
     """A stream setting, its default when this configuration was loaded
     without the sinks' tables (tests, tools)."""

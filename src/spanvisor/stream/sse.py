@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import socket
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, get_args
@@ -43,6 +44,7 @@ PAGE = 500
 MAX_ID = 256
 # How often a waiting stream looks whether its client went away.
 LIVENESS_S = 1.0
+SEND_BUFFER = 64 * 1024
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -171,6 +173,7 @@ async def _stream(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )
     await response.prepare(request)
+    _small_send_buffer(request)
     opening = b"retry: 2000\n: spanvisor event stream v%d\n\n" % SCHEMA_VERSION
     client = Client(cursor=ring.head, transport=request.transport)
     if start is not None:
@@ -191,6 +194,17 @@ async def _stream(
     return response
 
 
+def _small_send_buffer(request: web.Request) -> None:
+    """A client that stops reading is noticed by its queue, not hidden for
+    megabytes in the kernel's send buffer (which loopback grows to several)."""
+    sock = request.transport.get_extra_info("socket") if request.transport is not None else None
+    try:
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+    except OSError:
+        pass  # not a TCP socket (a test's), or refused: the default buffer
+
+
 async def _follow(
     response: web.StreamResponse, sink: StreamSink, ring: Ring, client: Client, filters: Filters, heartbeat: float
 ) -> None:
@@ -206,7 +220,9 @@ async def _follow(
         if records:
             chunk = b"".join([r.frame for r in records if filters.match(r.item)])
             if chunk:
+                client.writing_to = records[-1].pos
                 await response.write(chunk)
+                client.writing_to = None
                 idle_since = loop.time()
             client.cursor = records[-1].pos
             continue
@@ -215,7 +231,9 @@ async def _follow(
             return
         left = idle_since + heartbeat - loop.time()
         if left <= 0:
+            client.writing_to = client.cursor
             await response.write(b": heartbeat\n\n")
+            client.writing_to = None
             idle_since = loop.time()
             continue
         try:
