@@ -51,6 +51,9 @@ class StreamSink(BaseSink):
     name = "stream"
     settings: ClassVar[Sequence[Setting]] = SETTINGS
     serves_admin: ClassVar[bool] = True
+    # Each pump's events go out at once (SinkWorker reads it): a batch delay
+    # would be latency for every client and save nothing here.
+    batch_delay_s: ClassVar[float] = 0.0
 
     def __init__(self) -> None:
         super().__init__()
