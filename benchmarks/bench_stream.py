@@ -32,13 +32,12 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
 
 from tests.receiver.conftest import RunningReceiver, local_settings, make_pipeline, wait_for  # noqa: E402
-from tests.stream._sse import read  # noqa: E402
+from tests.stream._sse import Frame, read  # noqa: E402
 from tests.stream.conftest import AUTH, TOKEN, Served, tasks  # noqa: E402
 
 from spanvisor.events import Event, TaskFinished  # noqa: E402
@@ -76,7 +75,7 @@ def latencies(client_on: Served, post_to: Served, timing: TimingSink, n_tasks: i
     arrived: dict[str, float] = {}
 
     async def go() -> None:
-        def seen(frames: list[Any]) -> bool:
+        def seen(frames: list[Frame]) -> bool:
             now = time.perf_counter()
             for f in frames[len(arrived) :]:
                 arrived[f.event_id] = now
@@ -145,59 +144,68 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tasks", type=int, default=200)
     ap.add_argument("--clients", type=int, default=1000)
+    ap.add_argument("--parts", default="latency,replicas,load", help="comma-separated: latency, replicas, load")
     ap.add_argument("--quick", action="store_true", help="a smoke run: 20 tasks, 50 clients")
     args = ap.parse_args()
     if args.quick:
         args.tasks, args.clients = 20, 50
     base = Path(tempfile.mkdtemp(prefix="bench-stream-"))
     try:
-        s, timing = serve(base / "one")
-        try:
-            report("event -> SSE client, one process", latencies(s, s, timing, args.tasks, 1))
-        finally:
-            s.receiver.close()
-
-        from spanvisor_postgres.embedded import EmbeddedPostgres
-
-        pg = EmbeddedPostgres(base / "postgres", durable=False)
-        url = pg.acquire()
-        try:
-            env = {"SPANVISOR_DATABASE_URL": url, "SPANVISOR_STREAM_FEED": "postgres"}
-            a, _ = serve(base / "a", SPANVISOR_REPLICA_ID="a", **env)
-            b, timing_b = serve(base / "b", SPANVISOR_REPLICA_ID="b", **env)
+        parts = set(args.parts.split(","))
+        if "latency" in parts:
+            s, timing = serve(base / "one")
             try:
-                report(
-                    "event -> SSE client, across replicas (PostgreSQL feed)", latencies(a, b, timing_b, args.tasks, 2)
-                )
+                report("event -> SSE client, one process", latencies(s, s, timing, args.tasks, 1))
             finally:
-                a.receiver.close()
-                b.receiver.close()
-        finally:
-            pg.release()
-
-        s, timing = serve(base / "load", SPANVISOR_STREAM_MAX_CLIENTS=str(args.clients + 10))
-        try:
-            ingest(s, timing, 20, 3)  # warm-up
-            alone = ingest(s, timing, args.tasks, 4)
-            child = subprocess.Popen(
-                [sys.executable, "-c", CLIENTS % TOKEN, s.events_url, str(args.clients)],
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            assert child.stdout is not None
-            line = child.stdout.readline().strip()
-            with_clients = ingest(s, timing, args.tasks, 5)
-            dropped = s.receiver.pipeline.stats.value("dropped_total", reason="stream_slow_client", sink="stream")
-            child.terminate()
-            child.wait(10)
-            print(f"ingest, no stream client: {alone:,.0f} spans/s", flush=True)
-            print(f"ingest, {line} clients reading: {with_clients:,.0f} spans/s; ratio {with_clients / alone:.2f}; "
-                  f"clients cut off: {dropped:.0f}", flush=True)  # fmt: skip
-        finally:
-            s.receiver.close()
+                s.receiver.close()
+        if "replicas" in parts:
+            replicas(base, args.tasks)
+        if "load" in parts:
+            load(base, args.tasks, args.clients)
         print(f"({os.cpu_count()} cores, Python {sys.version.split()[0]}, one run each)")
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def replicas(base: Path, n_tasks: int) -> None:
+    from spanvisor_postgres.embedded import EmbeddedPostgres
+
+    pg = EmbeddedPostgres(base / "postgres", durable=False)
+    url = pg.acquire()
+    try:
+        env = {"SPANVISOR_DATABASE_URL": url, "SPANVISOR_STREAM_FEED": "postgres"}
+        a, _ = serve(base / "a", SPANVISOR_REPLICA_ID="a", **env)
+        b, timing_b = serve(base / "b", SPANVISOR_REPLICA_ID="b", **env)
+        try:
+            report("event -> SSE client, across replicas (PostgreSQL feed)", latencies(a, b, timing_b, n_tasks, 2))
+        finally:
+            a.receiver.close()
+            b.receiver.close()
+    finally:
+        pg.release()
+
+
+def load(base: Path, n_tasks: int, clients: int) -> None:
+    s, timing = serve(base / "load", SPANVISOR_STREAM_MAX_CLIENTS=str(clients + 10))
+    try:
+        ingest(s, timing, 20, 3)  # warm-up
+        alone = ingest(s, timing, n_tasks, 4)
+        child = subprocess.Popen(
+            [sys.executable, "-c", CLIENTS % TOKEN, s.events_url, str(clients)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert child.stdout is not None
+        line = child.stdout.readline().strip()
+        with_clients = ingest(s, timing, n_tasks, 5)
+        dropped = s.receiver.pipeline.stats.value("dropped_total", reason="stream_slow_client", sink="stream")
+        child.terminate()
+        child.wait(10)
+        print(f"ingest, no stream client: {alone:,.0f} spans/s", flush=True)
+        print(f"ingest, {line} clients reading: {with_clients:,.0f} spans/s; ratio {with_clients / alone:.2f}; "
+              f"clients cut off: {dropped:.0f}", flush=True)  # fmt: skip
+    finally:
+        s.receiver.close()
 
 
 if __name__ == "__main__":

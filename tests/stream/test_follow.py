@@ -27,7 +27,7 @@ def test_follow_prints_every_event_of_a_run(tmp_path: Path) -> None:
         out, err = proc.communicate(timeout=30)
         assert proc.returncode == 0, err
         lines = out.splitlines()
-        events = s.sink.events
+        events = wait_for(lambda: len(s.sink.events) == 18 and s.sink.events, what="the pipeline's own sink")
         assert len(lines) == len(events) == 18
         for line, e in zip(lines, events, strict=True):
             assert kind_of(e) in line and e.task_id in line

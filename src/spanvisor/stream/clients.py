@@ -21,6 +21,8 @@ from typing import Any
 from spanvisor.stats import PipelineStats
 from spanvisor.stream.ring import Ring
 
+WAKE_GAP_S = 0.025
+
 
 @dataclass(eq=False)
 class Client:
@@ -45,6 +47,7 @@ class LoopClients:
         self.owner = owner
         self.clients: set[Client] = set()
         self._pending = False
+        self._last = 0.0
         ring.listen(self.wake_threadsafe)
 
     def wake_threadsafe(self) -> None:
@@ -52,12 +55,22 @@ class LoopClients:
             return
         self._pending = True
         try:
-            self.loop.call_soon_threadsafe(self._wake)
+            self.loop.call_soon_threadsafe(self._schedule)
         except RuntimeError:  # that loop is closed: its clients are gone
             self.ring.unlisten(self.wake_threadsafe)
 
+    def _schedule(self) -> None:
+        # At most one round of wake-ups per WAKE_GAP_S: under load each client
+        # then writes several batches at once, one syscall instead of many.
+        wait = self._last + WAKE_GAP_S - self.loop.time()
+        if wait > 0:
+            self.loop.call_later(wait, self._wake)
+        else:
+            self._wake()
+
     def _wake(self) -> None:
         self._pending = False
+        self._last = self.loop.time()
         ring, bound = self.ring, self.owner.queue
         for c in list(self.clients):
             # Only a client whose write is stalled has a queue: one that is
