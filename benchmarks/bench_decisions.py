@@ -1,5 +1,5 @@
 """Click → agent: how long a person's decision takes to reach the agent
-waiting in ``t.request_approval`` (issue 11's goal: p95 < 1 s on loopback).
+waiting in ``t.request_approval`` (the goal: p95 < 1 s on loopback).
 
     .venv/bin/python benchmarks/bench_decisions.py [--rounds 50] [--quick] [--database-url URL]
 

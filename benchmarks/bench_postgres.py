@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 from spanvisor.config import Config  # noqa: E402
 from spanvisor.events import Checkpoint, Event, TaskStarted, TaskView, stable_id  # noqa: E402
 from spanvisor.sink import SinkContext, SinkResult  # noqa: E402
-from spanvisor.statestore import InMemoryStateStore  # noqa: E402
+from spanvisor.statestores.memory import InMemoryStateStore  # noqa: E402
 from spanvisor.stats import PipelineStats  # noqa: E402
 from spanvisor_postgres import PostgresSink  # noqa: E402
 from spanvisor_postgres.embedded import EmbeddedPostgres  # noqa: E402

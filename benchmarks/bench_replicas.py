@@ -1,5 +1,5 @@
 """Replicas that agree: Slack calls per task and time to the final state under
-routing by trace id, spraying, and a ring change (issue 17).
+routing by trace id, spraying, and a ring change.
 
     .venv/bin/python benchmarks/bench_replicas.py [--tasks 60] [--quick]     # about 90 s
 

@@ -1,4 +1,4 @@
-"""The house rules of issue 10 that a linter does not check.
+"""The house rules that a linter does not check.
 
 import-linter (``make lint``) checks that imports go one way; these check
 that no module grows past what a reader takes in at once, and that a class
@@ -63,3 +63,22 @@ def test_the_core_folders_are_the_flow_a_span_takes() -> None:
     for folder, successor in nexts.items():
         doc = ast.get_docstring(ast.parse((core / folder / "__init__.py").read_text(encoding="utf-8"))) or ""
         assert successor in doc, (folder, doc)
+
+
+def test_every_core_folder_and_module_has_its_place_in_the_import_contracts() -> None:
+    """A new folder or flat module of the core is placed in a layer or among
+    the shared modules of ``[tool.importlinter]``, so imports into and out of
+    it are checked like the others' (``make lint``)."""
+    import tomllib
+
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["importlinter"]
+    named: set[str] = set()
+    for c in contracts["contracts"]:
+        for key in ("layers", "source_modules"):
+            for entry in c.get(key, ()):
+                named.update(part.strip() for part in entry.replace(":", "|").split("|"))
+    core = ROOT / "src" / "spanvisor"
+    parts = {p.name for p in core.iterdir() if (p / "__init__.py").exists()}
+    parts |= {p.stem for p in core.glob("*.py") if p.stem != "__init__"}
+    unplaced = {p for p in parts if not any(n == f"spanvisor.{p}" or n.startswith(f"spanvisor.{p}.") for n in named)}
+    assert not unplaced, f"place these in [tool.importlinter]: {sorted(unplaced)}"

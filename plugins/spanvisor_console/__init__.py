@@ -19,8 +19,10 @@ import time
 from collections.abc import Sequence
 from typing import IO, ClassVar
 
-from spanvisor import presentation as pr
 from spanvisor.config import Config, Setting, p_bool, p_choice, p_duration
+from spanvisor.display import task as pr
+from spanvisor.display import thread
+from spanvisor.display.readable import duration
 from spanvisor.events import Event, HumanIntervention, TaskFinished, TaskStarted, TaskView
 from spanvisor.sink import BaseSink, SinkContext, SinkResult
 
@@ -81,7 +83,7 @@ class ConsoleSink(BaseSink):
         self._color = False
         self._quiet = False
         self._thresholds: tuple[float, ...] = (0.7, 0.85)  # until start() reads the config
-        self._policy = pr.ThreadPolicy()
+        self._policy = thread.ThreadPolicy()
         self._last_card: dict[str, tuple[float, str]] = {}
         self._seen: dict[str, None] = {}
 
@@ -154,7 +156,7 @@ class ConsoleSink(BaseSink):
         detail = [
             pr.progress_bar(v.progress),
             f"context {pr.context_usage(v, self._thresholds)}",
-            f"elapsed {pr.duration(pr.elapsed(v, now_ns))}",
+            f"elapsed {duration(pr.elapsed(v, now_ns))}",
         ]
         cost = pr.cost_text(v)
         if cost:
@@ -171,7 +173,7 @@ class ConsoleSink(BaseSink):
             parts.append("   artifacts: " + ", ".join(clean(a.name, 60) for a in v.artifacts[:5]))
         return "\n".join(parts)
 
-    def _thread_line(self, v: TaskView, line: pr.ThreadLine) -> str:
+    def _thread_line(self, v: TaskView, line: thread.ThreadLine) -> str:
         # A bare view (a decision on a task not known here) has no agent: name the task.
         who = clean(v.agent_name or v.agent_id, 30) if v.trace_id else clean(f"task {v.task_id}", 40)
         # Summaries are ours, but a person's name (decisions) or a result's

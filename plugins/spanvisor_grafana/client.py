@@ -21,25 +21,17 @@ import asyncio
 import json
 import random
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 import aiohttp
 
-from spanvisor.sink import retry_after_seconds
+from spanvisor.sink import Clock, retry_after_seconds
 from spanvisor_grafana.errors import GrafanaError, PermanentError, TransientError
 
 MAX_RETRY_AFTER_S = 300.0
 MAX_BODY = 1 << 16
 
-__all__ = ["Clock", "GrafanaClient", "GrafanaError", "LoopClock", "PermanentError", "TransientError"]
-
-
-class Clock(Protocol):
-    """Monotonic seconds and a way to wait: all the client's retry policy reads."""
-
-    def now(self) -> float: ...
-
-    async def sleep(self, seconds: float) -> None: ...
+__all__ = ["GrafanaClient", "GrafanaError", "LoopClock", "PermanentError", "TransientError"]
 
 
 class LoopClock:

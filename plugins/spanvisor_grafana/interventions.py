@@ -15,16 +15,14 @@ an answer quotes the question it answered.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
+from spanvisor.display.readable import DECISION_STYLE, decided
 from spanvisor.events import HumanIntervention
-from spanvisor.readable import DECISION_STYLE, decided
 from spanvisor_grafana.errors import TransientError
+from spanvisor_grafana.store import GuardedStore
 from spanvisor_grafana.text import BASE_TAG, MAX_FIELD, MAX_TAG, clean, clean_tag, fit_tags, ms, task_tag
-
-if TYPE_CHECKING:
-    from spanvisor_grafana.sink import GrafanaAnnotationSink
 
 INTERVENTIONS = "grafana.intervention"
 INTERVENTION_TAG = "intervention"
@@ -99,7 +97,33 @@ def intervention_payload(
     return body
 
 
-async def on_intervention(sink: GrafanaAnnotationSink, event: HumanIntervention) -> None:
+class Annotator(Protocol):
+    """What a point needs of the sink that creates it: the sink's settings and
+    the claim, POST and lookup it also creates task annotations with. Named
+    here so this module does not import the sink that calls it."""
+
+    owner: str
+    _lease_s: float
+    _extra_tags: tuple[str, ...]
+    _max_text: int
+    _dashboard_uid: str | None
+
+    def _store(self) -> GuardedStore: ...
+
+    def _mark_uncertain(self, task_id: str) -> None: ...
+
+    async def _create(
+        self,
+        task_id: str,
+        body: Mapping[str, Any],
+        *,
+        namespace: str = ...,
+        tag: str | None = None,
+        uncertain: str | None = None,
+    ) -> None: ...
+
+
+async def on_intervention(sink: Annotator, event: HumanIntervention) -> None:
     """Create the point once (per intervention id, across restarts and replicas)."""
     store = sink._store()
     key = state_key(event)

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from spanvisor.events import Event, HumanIntervention, TaskFinished, TaskStarted
 from spanvisor.sink import BaseSink, SinkContext, SinkResult
+from spanvisor.statestores.api import StoreUnavailable
 from spanvisor_grafana.errors import GrafanaError, PermanentError, TransientError
 from spanvisor_grafana.interventions import INTERVENTION_TAG, on_intervention
 from spanvisor_grafana.settings import SETTINGS
@@ -47,7 +48,8 @@ from spanvisor_grafana.text import BASE_TAG, finish_payload, run_key, run_tag, s
 
 if TYPE_CHECKING:
     from spanvisor.config import Config, Setting
-    from spanvisor_grafana.client import Clock, GrafanaClient
+    from spanvisor.sink import Clock
+    from spanvisor_grafana.client import GrafanaClient
 
 NAMESPACE = "grafana.annotation"
 SHOWN = "grafana.shown"
@@ -130,7 +132,7 @@ class GrafanaAnnotationSink(BaseSink):
                     await on_intervention(self, event)
                 elif _corrects(event) and event.task.seq == newest.get(run_key(event.task)):
                     await self._on_correction(event)
-            except TransientError as exc:
+            except (TransientError, StoreUnavailable) as exc:
                 log.warning("grafana sink: %s; the batch will be retried", exc)
                 return SinkResult.RETRY
             except PermanentError as exc:

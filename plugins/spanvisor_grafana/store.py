@@ -2,8 +2,9 @@
 
 A state store (PostgreSQL for replicas) can be briefly away. That is an
 outage like Grafana's own, not a bug: the batch must come back later, so
-its errors become :class:`StoreUnavailable`, a :class:`TransientError` the
-sink turns into RETRY without remembering the event.
+its errors become :class:`~spanvisor.statestores.api.StoreUnavailable`, which
+the sink, as for a :class:`TransientError`, turns into RETRY without
+remembering the event.
 """
 
 from __future__ import annotations
@@ -12,12 +13,8 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
-from spanvisor.statestore import Claim, StateStore
+from spanvisor.statestores.api import Claim, StateStore, StoreUnavailable
 from spanvisor_grafana.errors import TransientError
-
-
-class StoreUnavailable(TransientError):
-    """The state store failed; nothing is known about the key's state."""
 
 
 class GuardedStore:

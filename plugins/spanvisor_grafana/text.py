@@ -13,8 +13,9 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from spanvisor.display.readable import duration
+from spanvisor.display.task import STATUS_STYLE
 from spanvisor.events import TaskFinished, TaskView
-from spanvisor.presentation import STATUS_STYLE, duration
 
 # C0 and C1 control characters, DEL, and lone surrogates (they make invalid
 # JSON for Go's decoder). Newline and tab stay: they format the text.

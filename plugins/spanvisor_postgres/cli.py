@@ -11,26 +11,23 @@ empty one. Tables fit the terminal; a closed pipe ends them quietly.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from spanvisor.config import ConfigError, mask, p_duration
-from spanvisor.presentation import usd
+from spanvisor.display.readable import usd
 
+from .clirun import guard
 from .humancli import printable, show_extras, show_results, task_extras
 from .humancli import register as register_interventions
-from .output import ReaderGone, flush, say, silence_stdout, terminal_width
+from .output import print_json, say, terminal_width
 from .output import table as render_table
 from .queries import STATUS_FILTERS, cost_text
 
 if TYPE_CHECKING:
     from spanvisor.config import Config
-
-T = TypeVar("T")
 
 
 def _duration_arg(v: str) -> float:
@@ -80,74 +77,6 @@ def register(subparsers: Any) -> None:
 
 
 # --- plumbing -------------------------------------------------------------------
-
-
-def no_database(config: Config) -> str | None:
-    """Why there is no audit database to read, or None when there is one."""
-    from .db import embedded_root
-
-    root = embedded_root(config)
-    if config.get("database_url") or config.get("embedded_db") or (root / "pgdata" / "PG_VERSION").exists():
-        return None
-    return (
-        "no audit database is configured, so there is nothing to read (and none was created).\n"
-        "  Set SPANVISOR_DATABASE_URL=postgresql://... to the database your agents or 'spanvisor serve' write to,\n"
-        "  or use the embedded one: pip install 'spanvisor[embedded]' and set SPANVISOR_EMBEDDED_DB=true\n"
-        "  where your agents run ('spanvisor demo' and 'spanvisor serve' turn it on themselves).\n"
-        f"  No embedded database in {root}."
-    )
-
-
-def _run_with_db(config: Config, fn: Callable[[Any], Awaitable[T]], auto_migrate: bool = True) -> T:
-    from .db import Database
-
-    async def main() -> T:
-        db = Database(config, embedded=not config.get("database_url"), auto_migrate=auto_migrate)
-        try:
-            return await fn(await db.get_pool())
-        finally:
-            await db.close()
-
-    return asyncio.run(main())
-
-
-def _guard(config: Config, fn: Callable[[Any], Awaitable[int]], auto_migrate: bool = True) -> int:
-    from .queries import TaskNotFound
-    from .writer import TransientDbError
-
-    why = no_database(config)
-    if why is not None:
-        print(f"spanvisor: {why}", file=sys.stderr)
-        return 3
-    try:
-        code = _run_with_db(config, fn, auto_migrate)
-        flush()
-        return code
-    except ReaderGone:
-        silence_stdout()
-        return 0
-    except TaskNotFound as exc:
-        print(f"spanvisor: {exc}", file=sys.stderr)
-        return 1
-    except (TimeoutError, TransientDbError, OSError) as exc:
-        where = mask(config.get("database_url")) if config.get("database_url") else "the embedded database"
-        print(
-            f"spanvisor: cannot reach {where}: {exc}\n"
-            "  check SPANVISOR_DATABASE_URL (or unset it to use the embedded database) "
-            "and that the server accepts connections; 'spanvisor check' tests it.",
-            file=sys.stderr,
-        )
-        return 3
-
-
-def _json_default(v: Any) -> Any:
-    if isinstance(v, datetime):
-        return v.isoformat()
-    return str(v)
-
-
-def _print_json(value: Any) -> None:
-    say(json.dumps(value, default=_json_default, ensure_ascii=False, indent=None))
 
 
 def _when(dt: datetime | None) -> str:
@@ -214,7 +143,7 @@ def cmd_migrate(args: argparse.Namespace, config: Config) -> int:
         say(f"applied {', '.join(applied)}" if applied else f"schema is current (version {version})")
         return 0
 
-    return _guard(config, go, auto_migrate=False)
+    return guard(config, go, auto_migrate=False)
 
 
 def cmd_db_url(args: argparse.Namespace, config: Config) -> int:
@@ -252,7 +181,7 @@ def cmd_tasks(args: argparse.Namespace, config: Config) -> int:
         rows = await list_tasks(pool, args.status, args.agent, args.since, args.limit)
         if args.json:
             for r in rows:
-                _print_json(r)
+                print_json(r)
             return 0
         if not rows:
             say("no tasks match")
@@ -277,11 +206,12 @@ def cmd_tasks(args: argparse.Namespace, config: Config) -> int:
         say(_table(table, (*header, "LAST MESSAGE"), right=(3, 5, 6, 7)))
         return 0
 
-    return _guard(config, go)
+    return guard(config, go)
 
 
 def cmd_task(args: argparse.Namespace, config: Config) -> int:
-    from .queries import TaskNotFound, find_task, timeline
+    from .queries import TaskNotFound, find_task
+    from .timeline import timeline
 
     async def go(pool: Any) -> int:
         async with pool.acquire() as conn:
@@ -293,7 +223,7 @@ def cmd_task(args: argparse.Namespace, config: Config) -> int:
                 if not extras["interventions"]:
                     raise
                 if args.json:
-                    _print_json({"task": None, "timeline": [], **extras})
+                    print_json({"task": None, "timeline": [], **extras})
                 else:
                     say(f"no task row for {printable(args.task_id, 200)}; its interventions:")
                     show_extras(extras)
@@ -301,7 +231,7 @@ def cmd_task(args: argparse.Namespace, config: Config) -> int:
             entries = await timeline(conn, task)
             extras = await task_extras(conn, task["task_id"])
         if args.json:
-            _print_json({"task": task, "timeline": entries, **extras})
+            print_json({"task": task, "timeline": entries, **extras})
             return 0
         ctx = "-"
         if task["context_tokens"] is not None:
@@ -346,7 +276,7 @@ def cmd_task(args: argparse.Namespace, config: Config) -> int:
         show_extras({"log_tail": extras["log_tail"]})
         return 0
 
-    return _guard(config, go)
+    return guard(config, go)
 
 
 def cmd_stats(args: argparse.Namespace, config: Config) -> int:
@@ -356,7 +286,7 @@ def cmd_stats(args: argparse.Namespace, config: Config) -> int:
         rows = await agent_stats(pool, args.since)
         if args.json:
             for r in rows:
-                _print_json(r)
+                print_json(r)
             return 0
         if not rows:
             say("no tasks in that window")
@@ -379,7 +309,7 @@ def cmd_stats(args: argparse.Namespace, config: Config) -> int:
         say(_table(table, header, right=(1, 2, 3, 4, 5, 6, 7, 8)))
         return 0
 
-    return _guard(config, go)
+    return guard(config, go)
 
 
 def cmd_prune(args: argparse.Namespace, config: Config) -> int:
@@ -390,4 +320,4 @@ def cmd_prune(args: argparse.Namespace, config: Config) -> int:
         say(f"deleted {deleted} tasks inactive for more than {_dur(args.older_than)} with their rows")
         return 0
 
-    return _guard(config, go)
+    return guard(config, go)

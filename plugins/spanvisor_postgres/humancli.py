@@ -14,10 +14,11 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from spanvisor.config import p_duration
+from spanvisor.display.readable import result_value
 from spanvisor.events import ResultField
-from spanvisor.readable import result_value
 
-from .output import say, terminal_width
+from .clirun import guard
+from .output import print_json, say, terminal_width
 from .output import table as render_table
 
 if TYPE_CHECKING:
@@ -100,14 +101,13 @@ def _who(row: dict[str, Any]) -> str:
 
 
 def cmd_interventions(args: argparse.Namespace, config: Config) -> int:
-    from .cli import _guard, _print_json
     from .humanqueries import list_interventions
 
     async def go(pool: Any) -> int:
         rows = await list_interventions(pool, args.task, args.since, max(1, args.limit))
         if args.json:
             for r in rows:
-                _print_json(r)
+                print_json(r)
             return 0
         if not rows:
             say("no interventions match")
@@ -115,7 +115,7 @@ def cmd_interventions(args: argparse.Namespace, config: Config) -> int:
         say(interventions_table(rows))
         return 0
 
-    return _guard(config, go)
+    return guard(config, go)
 
 
 async def task_extras(conn: Any, task_id: str) -> dict[str, Any]:
@@ -141,7 +141,7 @@ def result_field(item: Any) -> ResultField | None:
 
 def show_results(results: list[Any] | None) -> None:
     """``downtime_avoided: 1h 30m``: each result as the console and Slack
-    show it (:func:`spanvisor.readable.result_value`), all of them."""
+    show it (:func:`spanvisor.display.readable.result_value`), all of them."""
     fields = [f for f in map(result_field, results or ()) if f is not None]
     for i, f in enumerate(fields):
         say(f"{'results' if i == 0 else '':>9}  {printable(f'{f.name}: {result_value(f)}', 200)}")

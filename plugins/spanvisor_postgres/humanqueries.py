@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from spanvisor.readable import decided
+from spanvisor.display.readable import decided
 
 _COLUMNS = (
     "h.intervention_id, h.task_id, h.at, h.action, h.actor, h.actor_name, h.source, h.outcome, h.reason, "

@@ -3,9 +3,12 @@ exit when the reader of a pipe goes away (``spanvisor tasks --json | head -1``).
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
 
 ELLIPSIS = "…"
 # A column is never cut below this many characters ("ab…").
@@ -92,3 +95,14 @@ def table(
         ).rstrip()
 
     return "\n".join([line(header), GAP.join("─" * w for w in widths), *(line(r) for r in rows)])
+
+
+def _json_default(v: Any) -> Any:
+    if isinstance(v, datetime):
+        return v.isoformat()
+    return str(v)
+
+
+def print_json(value: Any) -> None:
+    """One JSON object per line (dates in ISO 8601)."""
+    say(json.dumps(value, default=_json_default, ensure_ascii=False, indent=None))

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from spanvisor.statestore import Claim
+from spanvisor.statestores.api import Claim
 
 from . import history
 from .db import Database, open_shared, release_shared, shared_pool

@@ -1,4 +1,4 @@
-"""People's decisions and task results as metrics (issues 11 and 15).
+"""People's decisions and task results as metrics.
 
 * ``spanvisor_interventions_total{action,outcome}``: every HumanIntervention,
   applied or denied. Both labels come from fixed lists (an action outside

@@ -1,4 +1,4 @@
-"""Cost, budget and forecast metrics (issue 12), from the tracker's events.
+"""Cost, budget and forecast metrics, from the tracker's events.
 
 * ``cost_usd_total{agent,model}``: the estimated cost each model-call
   checkpoint names (its ``cost_usd`` attribute: the instrumentation's own

@@ -34,19 +34,18 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from spanvisor.events import TaskView, stable_id
-from spanvisor.presentation import (
+from spanvisor.display.readable import decision_text, denied_text, duration, results
+from spanvisor.display.task import (
     STATUS_STYLE,
-    ThreadLine,
     context_usage,
     cost_text,
-    duration,
     elapsed,
     progress_bar,
     steps_line,
     tokens,
 )
-from spanvisor.readable import decision_text, denied_text, results
+from spanvisor.display.thread import ThreadLine
+from spanvisor.events import TaskView, stable_id
 
 from . import controls
 from . import text as t

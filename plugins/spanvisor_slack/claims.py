@@ -26,18 +26,14 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, TypeVar
 
-from spanvisor.statestore import Claim, StateStore
+from spanvisor.sink import Clock
+from spanvisor.statestores.api import Claim, StateStore, StoreUnavailable
 from spanvisor.stats import PipelineStats
 
 from .retry import Failure, ServerErrorStrategy
-from .transport import Clock
 
 log = logging.getLogger("spanvisor.slack")
 T = TypeVar("T")
-
-
-class StoreUnavailable(Exception):
-    """The shutdown deadline passed while the state store did not answer."""
 
 
 @dataclass

@@ -29,8 +29,8 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
+from spanvisor.display.readable import DECISION_STYLE, actor, clock, decision_text
 from spanvisor.events import ApprovalRequest, Decision, TaskView
-from spanvisor.readable import DECISION_STYLE, actor, clock, decision_text
 
 from . import actions as ids
 from . import text as t

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from spanvisor.control.hub import Control, Verdict
-from spanvisor.statestore import StateStore
+from spanvisor.statestores.api import StateStore
 from spanvisor.stats import PipelineStats
 
 from .interact import (

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from spanvisor.display.readable import DECISION_STYLE, decided
 from spanvisor.events import Action, Decision, stable_id
-from spanvisor.readable import DECISION_STYLE, decided
 
 from . import actions as A
 from .text import clip, escape

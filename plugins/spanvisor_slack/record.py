@@ -23,8 +23,8 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
+from spanvisor.display.thread import ThreadLine
 from spanvisor.events import Decision, Status, TaskView
-from spanvisor.presentation import ThreadLine
 
 SEEN_PER_TASK = 4096
 MAX_PENDING_REPLIES = 1000

@@ -22,7 +22,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .transport import Clock, Transport
+from spanvisor.sink import Clock
+
+from .transport import Transport
 
 METADATA_TYPE = "spanvisor_task"
 PAGE_SIZE = 200  # Slack suggests no more than 200 items a page

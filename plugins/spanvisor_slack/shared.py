@@ -55,12 +55,13 @@ from typing import Any
 from spanvisor.codec import CodecError, event_from_dict, event_to_dict
 from spanvisor.control.log import decision_from_dict, decision_to_dict
 from spanvisor.events import Checkpoint, Decision, Event, TaskFinished, TaskView, stable_id
+from spanvisor.sink import Clock
 
 from .blocks import Look, parent_payload
 from .claims import Claims
 from .failures import Failures
 from .record import SlackTaskRecord, merge_decisions, with_decisions
-from .transport import Clock, Transport
+from .transport import Transport
 
 TAKEOVER_S = 30.0
 GEN_BITS = 16

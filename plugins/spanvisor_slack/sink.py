@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from spanvisor.config import Config, Setting
+from spanvisor.display.thread import TOOL_FAILED, ThreadLine, ThreadPolicy
 from spanvisor.events import Event, HumanIntervention, TaskFinished
-from spanvisor.presentation import TOOL_FAILED, ThreadLine, ThreadPolicy
 from spanvisor.sink import AdminRoute, BaseSink, SinkContext, SinkResult
 
 from .record import MAX_PENDING_REPLIES, SlackTaskRecord, parent_key
@@ -53,17 +53,19 @@ class SlackSink(BaseSink):
         return bool(config.get("slack_token") or config.get("slack_dry_run"))
 
     async def start(self, ctx: SinkContext) -> None:
+        from spanvisor.sink import MonotonicClock
+
         from .blocks import Look
         from .plan import PlanFallback, PlanSwitch
         from .retry import default_strategies
-        from .transport import Clock, DryRunClient, SlackClient, Transport
+        from .transport import DryRunClient, SlackClient, Transport
         from .worker import Deliverer
 
         await super().start(ctx)
         c = ctx.config
         self.config = c
         dry = bool(c.get("slack_dry_run"))
-        clock = self._clock_arg or Clock()
+        clock = self._clock_arg or MonotonicClock()
         client = self._client_arg
         if client is None:
             token = c.get("slack_token")

@@ -21,9 +21,10 @@ from collections.abc import Callable
 from typing import Any
 
 from spanvisor.control.hub import Control
+from spanvisor.display.readable import clock, results
 from spanvisor.events import TaskView
-from spanvisor.readable import clock, results
-from spanvisor.statestore import InMemoryStateStore, StateStore
+from spanvisor.statestores.api import StateStore
+from spanvisor.statestores.memory import InMemoryStateStore
 
 from .record import parent_key
 from .shared import Stored

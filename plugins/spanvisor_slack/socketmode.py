@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from spanvisor.readable import duration
+from spanvisor.display.readable import duration
 
 from .intake import Intake
 

@@ -12,14 +12,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from spanvisor.presentation import ThreadLine
+from spanvisor.display.thread import ThreadLine
+from spanvisor.sink import Clock
 from spanvisor.stats import PipelineStats
 
 from .blocks import Look, alert_payload, reply_payload
 from .claims import Claims
 from .failures import Failures
 from .record import SlackTaskRecord
-from .transport import Clock, Transport
+from .transport import Transport
 
 MERGEABLE = frozenset({"step", "tool", "artifact"})
 MERGE_MAX = 10

@@ -8,7 +8,6 @@ sink's background tasks, never in ``export``.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import logging
@@ -17,6 +16,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from spanvisor.sink import Clock, MonotonicClock
+
 from .channels import ChannelDirectory
 from .retry import Failure, RetryStrategy, RetryVerdict, decide, default_strategies
 
@@ -24,16 +25,6 @@ log = logging.getLogger("spanvisor.slack")
 # Methods that read: sent as GET with query parameters, as slack_sdk's own
 # wrappers send them (not every read method takes a JSON body).
 READ_METHODS = frozenset({"conversations.history", "conversations.list", "chat.getPermalink"})
-
-
-class Clock:
-    """Monotonic time and sleeping; tests inject a manual one."""
-
-    def now(self) -> float:
-        return time.monotonic()
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(max(0.0, seconds))
 
 
 class ApiClient(Protocol):
@@ -143,7 +134,7 @@ class CallOutcome:
 @dataclass
 class Transport:
     client: ApiClient
-    clock: Clock = field(default_factory=Clock)
+    clock: Clock = field(default_factory=MonotonicClock)
     channel_interval_s: float = 1.0
     # Slack allows "about one message per second per channel, with short
     # bursts": a token bucket of this many posts refilled one per interval.

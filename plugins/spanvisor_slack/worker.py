@@ -26,17 +26,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from spanvisor.events import Decision, TaskView
-from spanvisor.statestore import StateStore
+from spanvisor.sink import Clock
+from spanvisor.statestores.api import StateStore, StoreUnavailable
 from spanvisor.stats import PipelineStats
 
 from .blocks import Look, parent_payload
-from .claims import Claims, StoreUnavailable
+from .claims import Claims
 from .failures import Failures
 from .record import SlackTaskRecord, merge_decisions
 from .recovery import METADATA_TYPE, ParentFinder
 from .shared import SharedParent
 from .thread import ThreadPoster
-from .transport import Clock, Transport
+from .transport import Transport
 
 log = logging.getLogger("spanvisor.slack")
 RETIRE_S = 300.0

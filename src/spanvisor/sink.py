@@ -17,6 +17,7 @@ entry-point group, the built-in ones exactly like a third-party one.
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import enum
 import logging
@@ -32,7 +33,7 @@ from spanvisor.events import Event
 if TYPE_CHECKING:
     from spanvisor.config import Config, Setting
     from spanvisor.control.hub import Control
-    from spanvisor.statestore import StateStore
+    from spanvisor.statestores.api import StateStore
     from spanvisor.stats import PipelineStats
 
 ENTRY_POINT_GROUP = "spanvisor.sinks"
@@ -137,6 +138,25 @@ class BaseSink:
         connect: ...")``. Called from any thread (``/readyz``), so it must only
         read what the sink recorded on its last attempt: no I/O, no blocking."""
         return True, "ok"
+
+
+class Clock(Protocol):
+    """Monotonic seconds and a way to wait: all a sink's retry and backoff
+    policy reads of time, so tests can inject a manual one."""
+
+    def now(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class MonotonicClock:
+    """``time.monotonic`` and ``asyncio.sleep``: the clock sinks use unless given one."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, seconds))
 
 
 class SinkLoadError(Exception):

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from spanvisor.cli import emit
+from spanvisor.cli import emit_spans
 from spanvisor.cli.main import build_parser, main
 from spanvisor.config import Config
 from spanvisor.pipeline.pipeline import Pipeline
@@ -225,7 +225,7 @@ def test_emit_through_main_then_tasks_task_and_stats(cli: Run, receiver: _Receiv
 
     code, out, err = cli("emit", "start", *common, "--name", "Deploy 42", "--repo", "acme/web", "Starting")
     assert code == 0, out + err
-    trace_id, root_id = emit.task_ids(task)
+    trace_id, root_id = emit_spans.task_ids(task)
     assert out.strip() == f"task={task} trace_id={trace_id:032x} root_span_id={root_id:016x}"
     code, out, err = cli("emit", "checkpoint", *common, "--progress", "50", "--step", "validate", "Validating")
     assert (code, out) == (0, ""), err

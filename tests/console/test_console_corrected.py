@@ -8,7 +8,7 @@ import io
 
 from spanvisor.config import Config
 from spanvisor.sink import SinkContext
-from spanvisor.statestore import InMemoryStateStore
+from spanvisor.statestores.memory import InMemoryStateStore
 from spanvisor.stats import PipelineStats
 from spanvisor_console import ConsoleSink
 from tests.core._late import late_call_events

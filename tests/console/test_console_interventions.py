@@ -1,5 +1,5 @@
-"""The console sink and people's decisions (issue 11), results and log tails
-(issue 15): a line per decision, never a card from a view not known here."""
+"""The console sink and people's decisions, results and log tails:
+a line per decision, never a card from a view not known here."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from spanvisor.events import (
     stable_id,
 )
 from spanvisor.sink import SinkContext
-from spanvisor.statestore import InMemoryStateStore
+from spanvisor.statestores.memory import InMemoryStateStore
 from spanvisor.stats import PipelineStats
 from spanvisor_console import ConsoleSink
 

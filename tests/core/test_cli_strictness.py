@@ -1,4 +1,4 @@
-"""Issue 13's CLI and config items owned by the core: sizes in decimal units,
+"""The CLI and config strictness the core owns: sizes in decimal units,
 JSON log times, `emit artifact --uri` alone, `--version`."""
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def test_json_log_times_are_rfc3339_with_milliseconds_and_zone() -> None:
 
 
 def test_emit_artifact_with_only_a_uri_is_named_after_its_last_part(tmp_path: object) -> None:
-    from spanvisor.cli.emit import build_spans
+    from spanvisor.cli.emit_spans import build_spans
 
     args = build_parser().parse_args(["emit", "artifact", "--task", "T-1", "--uri", "s3://bucket/reports/out.md"])
     config = Config.load(env={"SPANVISOR_DATA_DIR": str(tmp_path)})

@@ -146,7 +146,7 @@ def test_secrets_in_urls_and_dsns_are_masked_and_redacted() -> None:
 
 
 def test_unknown_toml_keys_and_variables_are_named_with_the_closest_setting(tmp_path: Path) -> None:
-    """Issue 13: a misspelt key must not be silently ignored."""
+    """A misspelt key must not be silently ignored."""
     from spanvisor.cli.main import main
 
     toml = tmp_path / "spanvisor.toml"

@@ -20,7 +20,7 @@ from spanvisor.events import Checkpoint, Decision, HumanIntervention
 from spanvisor.otel.processor import SpanvisorSpanProcessor
 from spanvisor.pipeline.pipeline import Pipeline
 from spanvisor.spans import conventions as cv
-from spanvisor.statestore import InMemoryStateStore
+from spanvisor.statestores.memory import InMemoryStateStore
 from spanvisor.testing import InMemorySink
 
 from ._invariants import check_stream

@@ -1,4 +1,4 @@
-"""Cost, budgets and context forecasts (issue 12), on the tracker's paths."""
+"""Cost, budgets and context forecasts, on the tracker's paths."""
 
 from __future__ import annotations
 
@@ -182,7 +182,7 @@ def test_the_day_rolls_over_for_agent_and_day_budgets() -> None:
 
 
 def test_budget_lines_say_what_and_how_much() -> None:
-    from spanvisor.presentation import budget_line
+    from spanvisor.display.thread import budget_line
 
     events = _run(_task([(200_000, 1_000)] * 2), _budgets(agent_day_usd={"*": 0.5}))
     lines = [budget_line(e).summary for e in events if isinstance(e, BudgetWarning)]
@@ -234,7 +234,7 @@ def test_a_forecast_is_said_once_per_level_until_it_re_arms() -> None:
 
 
 def test_a_task_far_above_its_agents_usual_says_so_in_the_summary() -> None:
-    from spanvisor.presentation import summary_text
+    from spanvisor.display.task import summary_text
     from spanvisor.tracking.outliers import MIN_HISTORY
 
     tracker = TaskTracker()
@@ -254,8 +254,8 @@ def test_a_task_far_above_its_agents_usual_says_so_in_the_summary() -> None:
 
 
 def test_a_quiet_task_stalls_once_and_resumes_with_a_line_each() -> None:
+    from spanvisor.display.thread import ThreadPolicy
     from spanvisor.events import TaskResumed, TaskStalled
-    from spanvisor.presentation import ThreadPolicy
     from spanvisor.tracking.stalls import StallSettings
 
     clock = FakeClock()

@@ -29,12 +29,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from spanvisor.control import runs
+from spanvisor.control.judge import PipelineControl
 from spanvisor.control.log import ControlLog
 from spanvisor.events import Decision, Event, HumanIntervention, question_digest
-from spanvisor.pipeline.control import PipelineControl
 from spanvisor.spans import conventions as cv
 from spanvisor.spans.data import SpanData, SpanEventData
-from spanvisor.statestore import InMemoryStateStore
+from spanvisor.statestores.memory import InMemoryStateStore
 from spanvisor.tracking.tracker import TaskTracker
 
 from ._invariants import check_stream

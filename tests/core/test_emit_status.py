@@ -1,6 +1,6 @@
 """`spanvisor emit start` leaves the status to the tracker: starting, then working.
 
-Issue 9: ``emit start`` used to send ``agent.status=starting`` explicitly, and
+The regression: ``emit start`` used to send ``agent.status=starting`` explicitly, and
 an explicit status sticks, so the task read "starting · 40 %" until
 ``finish``. Each call goes through the real OTLP HTTP exporter to a real
 receiver in front of a real pipeline.
@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from spanvisor.cli import emit
+from spanvisor.cli import emit, emit_spans
 from spanvisor.config import Config
 from spanvisor.events import Checkpoint, TaskFinished, TaskStarted
 from spanvisor.pipeline.pipeline import Pipeline
@@ -79,7 +79,7 @@ def test_start_sets_no_explicit_status() -> None:
     import argparse
 
     args = argparse.Namespace(kind="start", task="t", agent="a", name="T", repo=None, message=None, agent_name=None)
-    (span,) = emit.build_spans(args, Config.load(env={}, extra=[]), now_ns=10**18)
+    (span,) = emit_spans.build_spans(args, Config.load(env={}, extra=[]), now_ns=10**18)
     assert cv.STATUS not in (span.attributes or {})
 
 

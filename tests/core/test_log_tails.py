@@ -21,8 +21,9 @@ from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
 from opentelemetry.trace import Status, StatusCode
 
 from spanvisor.events import Checkpoint, TaskFinished, TaskStarted, TaskView
+from spanvisor.logtails.records import MAX_TAIL_BYTES, LogIn
+from spanvisor.logtails.tails import MAX_PENDING_TRACES, LogTails
 from spanvisor.otel.logs import SpanvisorLogExporter, SpanvisorLogProcessor
-from spanvisor.pipeline.logtail import MAX_PENDING_TRACES, MAX_TAIL_BYTES, LogIn, LogTails
 from spanvisor.spans import conventions as cv
 from spanvisor.stats import PipelineStats
 from spanvisor.testing import InMemorySink

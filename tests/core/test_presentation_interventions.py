@@ -1,12 +1,14 @@
 """What the console and Slack share for people's decisions, results and log
-tails (issues 11 and 15): the thread lines of ``ThreadPolicy`` and the text
+tails: the thread lines of ``ThreadPolicy`` and the text
 of ``summary_text``, on events as the tracker and the control hub make them."""
 
 from __future__ import annotations
 
 import dataclasses
 
-from spanvisor import presentation as pr
+from spanvisor.display import task as pr
+from spanvisor.display import thread
+from spanvisor.display.readable import log_tail_text, result_value, results
 from spanvisor.events import (
     ApprovalRequest,
     Checkpoint,
@@ -17,7 +19,6 @@ from spanvisor.events import (
     TaskFinished,
     TaskView,
 )
-from spanvisor.readable import log_tail_text, result_value, results
 
 S = 1_000_000_000
 NOON = 1_763_812_980 * S  # 2025-11-22 12:03:00 UTC
@@ -47,7 +48,7 @@ def _finished(outcome: str = "complete", **kw: object) -> TaskFinished:
 
 
 def test_decisions_become_keyed_thread_lines() -> None:
-    policy = pr.ThreadPolicy()
+    policy = thread.ThreadPolicy()
     d = _decision("approve", approval_id="a1", comment="<!channel> ship it")
     [line] = policy.lines(HumanIntervention(event_id=d.intervention_id, time_ns=NOON, task=_view(), decision=d))
     assert (line.kind, line.emoji, line.summary, line.detail) == (
@@ -72,7 +73,7 @@ def test_a_denied_click_is_a_thread_line_not_a_broadcast() -> None:
     ev = HumanIntervention(
         event_id="i-2", time_ns=NOON, task=_view(), decision=d, outcome="denied", reason="not an approver"
     )
-    [line] = pr.ThreadPolicy(broadcast_errors=True).lines(ev)
+    [line] = thread.ThreadPolicy(broadcast_errors=True).lines(ev)
     assert (line.kind, line.summary, line.detail, line.broadcast) == (
         "denied",
         "@U0BOB tried to approve",
@@ -83,7 +84,7 @@ def test_a_denied_click_is_a_thread_line_not_a_broadcast() -> None:
 
 
 def test_an_opened_approval_is_announced_once() -> None:
-    policy = pr.ThreadPolicy()
+    policy = thread.ThreadPolicy()
     ask = ApprovalRequest("a1", "Apply migration 0007 to prod?")
     v1 = _view(status="awaiting_approval", approvals=(ask,))
     first = policy.lines(Checkpoint(event_id="c1", time_ns=NOON, task=v1, changed=("approvals", "status")))
@@ -118,7 +119,7 @@ def test_results_read_as_people_write_them() -> None:
 
 def test_the_summary_carries_results_and_the_error_line_the_log_tail() -> None:
     res = (ResultField("ARR gain (1h)", 4820, "usd"), ResultField("PRs opened", 3))
-    lines = pr.ThreadPolicy().lines(_finished("complete", results=res))
+    lines = thread.ThreadPolicy().lines(_finished("complete", results=res))
     [summary] = lines
     assert summary.summary.endswith("· ARR gain (1h): $4,820 · PRs opened: 3")
     assert summary.lead == "Complete in 3m 10s · tokens in 0 / out 0"
@@ -129,7 +130,7 @@ def test_the_summary_carries_results_and_the_error_line_the_log_tail() -> None:
         LogLine(NOON + 1 * S, "WARNING", "retrying <@U123> & co", "app.db"),
         LogLine(NOON + 2 * S, "ERROR", "connection refused"),
     )
-    error, _ = pr.ThreadPolicy().lines(_finished("error", error_type="OperationalError", log_tail=tail))
+    error, _ = thread.ThreadPolicy().lines(_finished("error", error_type="OperationalError", log_tail=tail))
     assert error.kind == "error"
     assert error.logs == "12:03:01 WARNING app.db: retrying <@U123> & co\n12:03:02 ERROR connection refused"
     assert log_tail_text(()) is None

@@ -1,4 +1,4 @@
-"""A finished task shows no current step (issue 9): not "▶ Write report" once complete.
+"""A finished task shows no current step: not "▶ Write report" once complete.
 
 The console and Slack take the steps line from ``presentation.steps_line``;
 both are checked here on the views a real task produces.
@@ -11,11 +11,11 @@ import dataclasses
 import io
 import json
 
-from spanvisor import presentation as pr
 from spanvisor.config import Config
+from spanvisor.display import task as pr
 from spanvisor.events import TaskFinished, TaskView
 from spanvisor.sink import SinkContext
-from spanvisor.statestore import InMemoryStateStore
+from spanvisor.statestores.memory import InMemoryStateStore
 from spanvisor.stats import PipelineStats
 from spanvisor_console import ConsoleSink
 from spanvisor_slack.blocks import Look, parent_payload

@@ -1,4 +1,4 @@
-"""In-process late spans and the processor's own errors are counted (issue 9).
+"""In-process late spans and the processor's own errors are counted.
 
 Work that outlives its task's root, on a real TracerProvider: a span that
 ends after the root ended, one that starts under the ended root, and one that

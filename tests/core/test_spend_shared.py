@@ -1,4 +1,4 @@
-"""Day and month spending shared through the state store (issue 12):
+"""Day and month spending shared through the state store:
 pipelines/ledgers that share one store say each budget level once per scope
 and window, their totals are the sum, a restart keeps the day's total and
 does not say a level again, and ``SpendSync.report()`` says all of it."""
@@ -16,12 +16,13 @@ from typing import Any, TypeVar
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from spanvisor.budgets.spend import NAMESPACE, RETIRED, SpendSync, merged
 from spanvisor.config import Config
 from spanvisor.events import stable_id
-from spanvisor.pipeline.spend import NAMESPACE, RETIRED, SpendSync, merged
-from spanvisor.pipeline.statestore_local import LocalStateStore
 from spanvisor.sink import SinkContext
-from spanvisor.statestore import InMemoryStateStore, StateStore
+from spanvisor.statestores.api import StateStore
+from spanvisor.statestores.local import LocalStateStore
+from spanvisor.statestores.memory import InMemoryStateStore
 from spanvisor.stats import PipelineStats
 from spanvisor.tracking.cost import BudgetSettings, Crossing, KeyShare, Ledger
 from spanvisor.tracking.outliers import MIN_HISTORY, OutlierBook

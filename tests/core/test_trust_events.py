@@ -1,4 +1,4 @@
-"""Regression tests for what the tracker shows (issue 9, items 1-5), on the real SDK.
+"""Regression tests for what the tracker shows on the real SDK.
 
 Each test is written from the issue's reproducer and failed before its fix.
 """
@@ -107,12 +107,12 @@ def test_an_unstamped_root_after_stamped_children_finishes_the_same_task() -> No
     done = events[-1]
     assert isinstance(done, TaskFinished)
     assert (done.task.progress, done.task.message, done.task.input_tokens) == (90, "almost", 1_000)
-    assert done.task.task_name == "invoke_agent researcher"  # issue 16: named on every path
+    assert done.task.task_name == "invoke_agent researcher"  # named on every path
     assert tracker.open_tasks == 0
 
 
 def test_stamped_end_order_names_an_agent_root_with_children() -> None:
-    """Issue 16: an invoke_agent root with one child, stamped, in end order."""
+    """An invoke_agent root with one child, stamped, in end order."""
     specs = _tree_with_stamped_children(stamp_root=True)
     events = feed_end_order(TaskTracker(), specs, random.Random(1), stamped=True)
     assert events[-1].task.task_name == "invoke_agent researcher"

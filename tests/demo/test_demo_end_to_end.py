@@ -80,7 +80,7 @@ def test_demo_shows_three_agents_and_leaves_them_in_the_audit_trail(pg_server: A
     assert code == 0, out
     if via == "serve":
         assert "through spanvisor serve's OTLP receiver" in out
-    # Issue 11: rivet asked, `spanvisor approve` answered while the demo waited.
+    # A decision: rivet asked, `spanvisor approve` answered while the demo waited.
     assert "🙋 [rivet] asks: Apply the fix to prod?" in out
     assert "✅ [rivet] Approved by alice (go ahead): applying the fix to prod" in out
     # The console shows what Slack would: a card per task and its thread.
@@ -90,14 +90,14 @@ def test_demo_shows_three_agents_and_leaves_them_in_the_audit_trail(pg_server: A
     assert "past the 70% warning level" in out and "past the 85% critical level" in out
     assert "Artifact: diagnosis-F47.md" in out
     assert "dropped 0" in out
-    # Issue 15: the failing agent's own log lines on its error line, the
+    # Log tails: the failing agent's own log lines on its error line, the
     # password in its connection string redacted; results in the summaries.
     assert "last log lines:" in out and "postgresql://migrator:****@orders-db" in out, out
     assert "hunter2" not in out
     assert "orders_archive exists from an earlier partial run" in out
     assert "downtime_avoided: 1h 30m" in out and "sensors_correlated: 37" in out
     assert "shards_read: 11" in out
-    # Issue 12: each task's cost, a budget warning and a context forecast.
+    # Cost: each task's cost, a budget warning and a context forecast.
     summaries = [line for line in out.splitlines() if "✅ [" in line or "❌ [" in line]
     for agent in ("rivet", "sprocket", "gauge"):
         assert any(f"[{agent}]" in s and " · ~$" in s for s in summaries), (agent, summaries)
@@ -141,7 +141,7 @@ def test_demo_shows_three_agents_and_leaves_them_in_the_audit_trail(pg_server: A
 
 
 def test_demo_against_the_fake_slack_gives_one_live_message_and_thread_per_task(tmp_path: Path) -> None:
-    """Issue 4's done-when: `spanvisor demo` with a token and the fake Slack's
+    """`spanvisor demo` with a token and the fake Slack's
     base URL posts one parent per task, edits it to the final state, and tells
     each task's story in its thread."""
     import asyncio

@@ -12,7 +12,8 @@ from tests.fakes.grafana_api import FakeGrafana
 from spanvisor.config import Config
 from spanvisor.events import Artifact, TaskFinished, TaskStarted, TaskView, stable_id
 from spanvisor.sink import SinkContext
-from spanvisor.statestore import InMemoryStateStore, StateStore
+from spanvisor.statestores.api import StateStore
+from spanvisor.statestores.memory import InMemoryStateStore
 from spanvisor.stats import PipelineStats
 from spanvisor_grafana import GrafanaAnnotationSink
 from spanvisor_grafana.settings import SETTINGS

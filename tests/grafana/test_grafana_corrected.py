@@ -10,7 +10,7 @@ from tests.fakes.grafana_api import FakeGrafana
 
 from spanvisor.config import Config
 from spanvisor.sink import SinkContext, SinkResult
-from spanvisor.statestore import InMemoryStateStore
+from spanvisor.statestores.memory import InMemoryStateStore
 from spanvisor.stats import PipelineStats
 from spanvisor_grafana import GrafanaAnnotationSink
 from spanvisor_grafana.settings import SETTINGS

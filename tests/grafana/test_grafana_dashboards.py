@@ -24,7 +24,7 @@ from grafana_dash import (
     variables_used,
 )
 
-# The metric names fixed by the metrics contract (issue 5), histograms expanded.
+# The metric names fixed by the metrics contract (docs/observability.md), histograms expanded.
 _HISTOGRAMS = {"spanvisor_task_duration_seconds", "spanvisor_sink_latency_seconds"}
 CONTRACT = {
     "spanvisor_tasks_started_total",
@@ -35,7 +35,7 @@ CONTRACT = {
     "spanvisor_context_utilization_ratio",
     "spanvisor_context_warnings_total",
     "spanvisor_tokens_total",
-    # Issue 12: cost, budgets, forecasts.
+    # Cost, budgets, forecasts.
     "spanvisor_cost_usd_total",
     "spanvisor_unpriced_model_calls_total",
     "spanvisor_budget_used_ratio",
@@ -158,7 +158,7 @@ def test_prometheus_queries_use_only_contract_metrics(name: str) -> None:
             "spanvisor_context_utilization_ratio",
             "spanvisor_context_warnings_total",
             "spanvisor_tokens_total",
-            # Issue 9: the agents' checkpoints and their model calls, apart.
+            # The agents' checkpoints and their model calls, apart.
             "spanvisor_checkpoints_total",
             "spanvisor_model_calls_total",
             "spanvisor_dropped_total",
@@ -168,7 +168,7 @@ def test_prometheus_queries_use_only_contract_metrics(name: str) -> None:
             "spanvisor_outbox_events",
             # The stall panel shows what SpanvisorTaskStalled alerts on.
             "spanvisor_stalest_task_activity_timestamp_seconds",
-            # Issue 12: cost per model, and the budgets the alerts watch.
+            # Cost per model, and the budgets the alerts watch.
             "spanvisor_cost_usd_total",
             "spanvisor_budget_used_ratio",
             "up",

@@ -1,4 +1,4 @@
-"""A point annotation per person's decision, created once (issue 11), against
+"""A point annotation per person's decision, created once, against
 the fake Grafana: replays, restarts, replicas and an ambiguous POST."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from tests.fakes.grafana_api import FakeGrafana
 
 from spanvisor.events import Decision, HumanIntervention, TaskView, stable_id
 from spanvisor.sink import SinkResult
-from spanvisor.statestore import InMemoryStateStore
+from spanvisor.statestores.memory import InMemoryStateStore
 from spanvisor_grafana.interventions import INTERVENTIONS, intervention_tag, state_key
 from spanvisor_grafana.sink import NAMESPACE
 from spanvisor_grafana.text import task_tag

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from tests.fakes.grafana_api import FakeGrafana
 
 from spanvisor.sink import SinkResult
-from spanvisor.statestore import Claim, InMemoryStateStore
+from spanvisor.statestores.api import Claim
+from spanvisor.statestores.memory import InMemoryStateStore
 from spanvisor.stats import PipelineStats
 from spanvisor_grafana.sink import NAMESPACE
 from spanvisor_grafana.text import MAX_TAG, task_tag

@@ -13,7 +13,7 @@ from tests.fakes.grafana_api import FakeGrafana
 
 from spanvisor.config import Config
 from spanvisor.sink import SinkResult
-from spanvisor.statestore import InMemoryStateStore
+from spanvisor.statestores.memory import InMemoryStateStore
 from spanvisor.stats import PipelineStats
 from spanvisor_grafana import GrafanaAnnotationSink
 from spanvisor_grafana.client import parse_retry_after

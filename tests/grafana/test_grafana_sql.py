@@ -91,7 +91,7 @@ def _seed_sql() -> list[tuple[str, tuple[Any, ...]]]:
                 ),
             )
         )
-    # Issue 12: a priced model call, a context forecast and a budget warning.
+    # Cost: a priced model call, a context forecast and a budget warning.
     for i, (kind, source, level, threshold, ratio, attributes, cost) in enumerate(
         (
             (

@@ -11,7 +11,7 @@ import pytest
 
 from spanvisor.config import Config
 from spanvisor.sink import SinkContext
-from spanvisor.statestore import InMemoryStateStore
+from spanvisor.statestores.memory import InMemoryStateStore
 from spanvisor.stats import PipelineStats
 from tests.conftest_pg import PgServer
 

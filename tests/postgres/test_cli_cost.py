@@ -1,4 +1,4 @@
-"""`spanvisor tasks` / `task` / `stats` show what tasks cost (issue 12).
+"""`spanvisor tasks` / `task` / `stats` show what tasks cost.
 
 A real agent (the OTel SDK and the in-process processor) writes through the
 real PostgreSQL sink: priced calls, one call of a model no price is known
@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from spanvisor.cli.main import main
+from spanvisor.display.readable import usd
 from spanvisor.events import BudgetWarning, stable_id
-from spanvisor.presentation import usd
 from spanvisor.spans import conventions as cv
 from spanvisor.testing import InMemorySink
 from spanvisor_postgres import PostgresSink

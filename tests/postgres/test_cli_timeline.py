@@ -1,4 +1,4 @@
-"""`spanvisor task`: model-call rows of the timeline show the call, not a bare status (issue 9).
+"""`spanvisor task`: model-call rows of the timeline show the call, not a bare status.
 
 A real agent (the OTel SDK and the in-process processor) writes through the
 real PostgreSQL sink; the timeline is read back through ``spanvisor.cli.main``.

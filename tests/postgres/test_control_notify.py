@@ -17,7 +17,7 @@ from typing import Any
 from spanvisor.control.log import NAMESPACE, ControlLog, decision_to_dict
 from spanvisor.control.runs import run_key
 from spanvisor.events import ApprovalRequest, Decision, TaskView, question_digest, run_id_of
-from spanvisor.statestore import WatchableStateStore
+from spanvisor.statestores.api import WatchableStateStore
 from spanvisor_postgres.statestore import PostgresStateStore
 
 from .conftest import fetch, make_config, run

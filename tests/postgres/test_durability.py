@@ -129,7 +129,7 @@ WRITER = textwrap.dedent("""
     from spanvisor.config import Config
     from spanvisor.sink import SinkContext
     from spanvisor.stats import PipelineStats
-    from spanvisor.statestore import InMemoryStateStore
+    from spanvisor.statestores.memory import InMemoryStateStore
     from spanvisor_postgres import PostgresSink
     from spanvisor_postgres.settings import SETTINGS
     from tests.postgres._events import task_stream

@@ -1,4 +1,4 @@
-"""People's decisions, task results and log tails in the audit trail (issues 11, 15).
+"""People's decisions, task results and log tails in the audit trail.
 
 HumanIntervention rows are keyed by the intervention id; ``known=False``
 never touches the task row; results live on the task row and the log tail in
@@ -248,7 +248,7 @@ def test_task_shows_results_interventions_and_log_tail(loaded: tuple[str, str], 
     code, out = cli(url, "task", tid)
     assert code == 0
     head, timeline, *rest = out.split("\n\n")
-    # Each result as the console and Slack show it (spanvisor.readable).
+    # Each result as the console and Slack show it (spanvisor.display.readable).
     assert "  results  arr_gain_1h: $4,820" in head
     assert "           prs_opened: 3" in head and "precision: 0.94" in head and "verified: yes" in head
     assert "           downtime_avoided: 1h 30m" in head and "5400" not in head

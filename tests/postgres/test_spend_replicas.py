@@ -1,4 +1,4 @@
-"""Budgets shared by replicas through the PostgreSQL state store (issue 12):
+"""Budgets shared by replicas through the PostgreSQL state store:
 concurrent replicas lose no spending and count none twice, each level is said
 once per scope and window (one event id), a restarted replica keeps the day's
 total and does not say a level again, and the outlier book is seeded from the
@@ -21,10 +21,10 @@ from hypothesis import strategies as st
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Status, StatusCode
 
+from spanvisor.budgets.spend import NAMESPACE, SpendSync
 from spanvisor.events import BudgetWarning, TaskFinished, stable_id
 from spanvisor.otel.processor import SpanvisorSpanProcessor
 from spanvisor.pipeline.pipeline import Pipeline
-from spanvisor.pipeline.spend import NAMESPACE, SpendSync
 from spanvisor.sink import SinkContext
 from spanvisor.spans import conventions as cv
 from spanvisor.stats import PipelineStats

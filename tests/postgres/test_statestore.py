@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from spanvisor.statestore import StateStore
+from spanvisor.statestores.api import StateStore
 from spanvisor_postgres import PostgresSink
 from spanvisor_postgres.db import POOL_KEY
 from spanvisor_postgres.statestore import PostgresStateStore

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from spanvisor.statestore import ConditionalStateStore, InMemoryStateStore
+from spanvisor.statestores.api import ConditionalStateStore
+from spanvisor.statestores.memory import InMemoryStateStore
 from spanvisor_postgres.statestore import PostgresStateStore
 
 from .conftest import make_config, run

@@ -23,7 +23,7 @@ from spanvisor.events import (
     stable_id,
 )
 from spanvisor.sink import SinkContext, SinkResult
-from spanvisor.statestore import InMemoryStateStore
+from spanvisor.statestores.memory import InMemoryStateStore
 from spanvisor.stats import PipelineStats
 from spanvisor_prometheus import PrometheusSink
 from spanvisor_prometheus.settings import SETTINGS

@@ -1,4 +1,4 @@
-"""Cost, budget and forecast metrics (issue 12): a real agent through the real
+"""Cost, budget and forecast metrics: a real agent through the real
 tracker, and hand-built ledger warnings for the day and month scopes (the
 pipeline does not hand budgets from config to the tracker yet)."""
 

@@ -1,4 +1,4 @@
-"""People's decisions and task results in Prometheus (issues 11 and 15):
+"""People's decisions and task results in Prometheus:
 ``spanvisor_interventions_total{action,outcome}``, results only when
 configured, and a view not known here (``known=False``) never moves a task."""
 

@@ -1,6 +1,6 @@
 """Model calls have their own counter; spanvisor_checkpoints_total counts the agent's checkpoints.
 
-Issue 9: every model call with token usage was also counted in
+The regression: every model call with token usage was also counted in
 ``spanvisor_checkpoints_total``, doubling the overview's "Checkpoints/s".
 """
 

@@ -70,7 +70,7 @@ MUST_RETURN_DATA = [
     'spanvisor_tokens_total{direction="input"}',
     'spanvisor_tokens_total{direction="output"}',
     "spanvisor_last_checkpoint_timestamp_seconds",
-    # Issue 12: every demo task is priced; rivet passes its budget; gauge's context is forecast.
+    # Cost: every demo task is priced; rivet passes its budget; gauge's context is forecast.
     "spanvisor_cost_usd_total",
     "sum by (model) (increase(spanvisor_cost_usd_total[5m]))",
     'spanvisor_budget_warnings_total{scope="task",level="critical"}',

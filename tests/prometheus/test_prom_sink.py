@@ -43,7 +43,7 @@ def test_counts_from_a_stream() -> None:
     assert val(reg, "spanvisor_tasks_finished_total", agent="rivet", repo="acme/app", outcome="complete") == 1
     assert val(reg, "spanvisor_tasks_finished_total", agent="rivet", repo="acme/app", outcome="error") == 1
     assert val(reg, "spanvisor_tasks_finished_total", agent="bolt", repo="acme/app", outcome="cancelled") == 1
-    # The agents' own checkpoints, and model calls apart (issue 9: they used to add up).
+    # The agents' own checkpoints, and model calls apart (they used to add up).
     assert val(reg, "spanvisor_checkpoints_total", agent="rivet") == 4
     assert val(reg, "spanvisor_checkpoints_total", agent="bolt") == 5
     assert val(reg, "spanvisor_model_calls_total", agent="rivet", model=SONNET) == 4

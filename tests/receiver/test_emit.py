@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from conftest import RunningReceiver, local_settings
-from spanvisor.cli import emit
+from spanvisor.cli import emit, emit_spans
 from spanvisor.config import Config
 from spanvisor.events import ArtifactAdded, Checkpoint, TaskFinished, TaskStarted
 from spanvisor.pipeline.pipeline import Pipeline
@@ -89,5 +89,5 @@ def test_emit_wrong_token_fails(
 
 
 def test_ids_are_deterministic() -> None:
-    assert emit.task_ids("a") == emit.task_ids("a")
-    assert emit.task_ids("a") != emit.task_ids("b")
+    assert emit_spans.task_ids("a") == emit_spans.task_ids("a")
+    assert emit_spans.task_ids("a") != emit_spans.task_ids("b")

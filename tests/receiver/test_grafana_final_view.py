@@ -1,4 +1,4 @@
-"""The Grafana region of a task shows its newest final view (issue 17): a late
+"""The Grafana region of a task shows its newest final view: a late
 span's correction PATCHes it (outcome and error kept), and an older final
 view (the root delivered to two replicas, a replayed journal) never
 replaces a newer one."""
@@ -14,7 +14,7 @@ from tests.fakes.grafana_api import FakeGrafana
 from spanvisor.config import Config
 from spanvisor.events import Checkpoint, TaskFinished, TaskStarted, TaskView
 from spanvisor.sink import SinkContext, SinkResult
-from spanvisor.statestore import InMemoryStateStore
+from spanvisor.statestores.memory import InMemoryStateStore
 from spanvisor.stats import PipelineStats
 from spanvisor_grafana import GrafanaAnnotationSink
 from spanvisor_grafana.settings import SETTINGS

@@ -1,4 +1,4 @@
-"""Replicas that agree (issue 17): three `spanvisor serve` processes, one
+"""Replicas that agree: three `spanvisor serve` processes, one
 PostgreSQL (audit trail and state store), one strict fake Slack.
 
 Tasks are a stamped root and 10 children (5 model calls, 5 steps with a

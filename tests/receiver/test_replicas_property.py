@@ -1,4 +1,4 @@
-"""Replicas agree with one replica (issue 17), as a property.
+"""Replicas agree with one replica, as a property.
 
 A task's spans (stamped, as the processor leaves them) go to three
 in-process replicas in a random assignment and a random order (children

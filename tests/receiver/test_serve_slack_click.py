@@ -1,4 +1,4 @@
-"""The whole click flow through a real ``spanvisor serve`` (issue 11).
+"""The whole click flow through a real ``spanvisor serve``.
 
 An agent (the real OpenTelemetry SDK exporting OTLP/HTTP to serve, reading
 decisions from serve's control API) blocks in ``request_approval``. The

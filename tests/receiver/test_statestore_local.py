@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from spanvisor.config import Config
-from spanvisor.pipeline.statestore_local import RETENTION_S, LocalStateStore
 from spanvisor.receiver.serve import serve_config
-from spanvisor.statestore import ConditionalStateStore, StateStore, load_state_store_factory
+from spanvisor.statestores.api import ConditionalStateStore, StateStore, load_state_store_factory
+from spanvisor.statestores.local import RETENTION_S, LocalStateStore
 
 
 class ManualClock:

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from spanvisor.config import Config
-from spanvisor.pipeline.statestore_local import LocalStateStore
-from spanvisor.statestore import ConditionalStateStore, InMemoryStateStore
+from spanvisor.statestores.api import ConditionalStateStore
+from spanvisor.statestores.local import LocalStateStore
+from spanvisor.statestores.memory import InMemoryStateStore
 
 
 async def _check(store: ConditionalStateStore) -> None:

@@ -28,7 +28,7 @@ from spanvisor.otel.processor import SpanvisorSpanProcessor
 from spanvisor.pipeline.pipeline import Pipeline
 from spanvisor.receiver.admin import make_app
 from spanvisor.spans import conventions as cv
-from spanvisor.statestore import InMemoryStateStore
+from spanvisor.statestores.memory import InMemoryStateStore
 from spanvisor.testing import InMemorySink
 from spanvisor_slack import SlackSink
 from spanvisor_slack.actions import button_value

@@ -26,12 +26,11 @@ from spanvisor.events import (
     TaskView,
     stable_id,
 )
-from spanvisor.sink import SinkContext
-from spanvisor.statestore import InMemoryStateStore
+from spanvisor.sink import Clock, SinkContext
+from spanvisor.statestores.memory import InMemoryStateStore
 from spanvisor.stats import PipelineStats
 from spanvisor_slack import SlackSink
 from spanvisor_slack.settings import SETTINGS
-from spanvisor_slack.transport import Clock
 
 T = TypeVar("T")
 BASE_NS = 1_760_000_000_000_000_000

@@ -1,4 +1,4 @@
-"""The whole click flow in one process (issue 11): one Pipeline with the
+"""The whole click flow in one process: one Pipeline with the
 Slack sink (the fake Slack), the webhook sink (a real receiver on loopback
 verifying every request with ``spanvisor_webhook.verify``), the Prometheus
 sink and the PostgreSQL sink; clicks signed as Slack signs them and POSTed to

@@ -1,5 +1,5 @@
-"""People's decisions, results and log tails in Slack, end to end (issues 11
-and 15): through a real Pipeline with the OpenTelemetry SDK, or events
+"""People's decisions, results and log tails in Slack, end to end: through
+a real Pipeline with the OpenTelemetry SDK, or events
 straight into SlackSinks, against the fake Slack server. What the fake
 stores is what Slack would show."""
 
@@ -20,7 +20,7 @@ from tests.fakes.slack_store import Message
 from spanvisor.events import Decision, HumanIntervention, LogLine, ResultField
 from spanvisor.otel.processor import SpanvisorSpanProcessor
 from spanvisor.pipeline.pipeline import Pipeline
-from spanvisor.statestore import InMemoryStateStore
+from spanvisor.statestores.memory import InMemoryStateStore
 from spanvisor_slack import SlackSink, actions
 
 FAST: dict[str, Any] = {
@@ -232,7 +232,7 @@ def test_a_cancel_on_a_running_task_is_shown_without_waiting_for_the_interval() 
 def test_an_error_line_with_a_long_stack_and_log_tail_keeps_the_newest_lines_within_limits() -> None:
     from tests.fakes.slack_blocks import message_error
 
-    from spanvisor.presentation import ThreadPolicy
+    from spanvisor.display.thread import ThreadPolicy
     from spanvisor_slack.blocks import Look, problems, reply_payload
 
     task = TaskScript.new("T-long")

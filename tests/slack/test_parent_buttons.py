@@ -1,5 +1,5 @@
-"""The parent's buttons by state and the decisions it shows (issue 11), its
-results (issue 15): rendered from views as the tracker makes them, in both
+"""The parent's buttons by state and the decisions it shows, its
+results: rendered from views as the tracker makes them, in both
 layouts (plan block and steps as text), and checked against what Slack
 accepts (the fake's validator) and against live mentions."""
 

@@ -12,7 +12,7 @@ from slack_support import TaskScript, run, slack_env, until
 from tests.fakes.slack_api import FakeSlack, channel_id
 
 from spanvisor.events import Event
-from spanvisor.statestore import InMemoryStateStore
+from spanvisor.statestores.memory import InMemoryStateStore
 from spanvisor_slack import SlackSink
 
 FAST = {"slack_update_interval_s": 0.0, "slack_reply_interval_s": 0.0, "slack_channel_interval_s": 0.0}

@@ -1,5 +1,5 @@
 """The parent shows the newest view by the tracker's sequence, not by time:
-clock skew and equal timestamps cannot keep an older view (issue 9)."""
+clock skew and equal timestamps cannot keep an older view."""
 
 from __future__ import annotations
 

@@ -24,14 +24,15 @@ from tests.fakes.slack_blocks import InvalidBlocks, message_error, validate_atta
 from tests.fakes.slack_methods import TEXT_UPDATE, Answer, error
 
 from spanvisor.events import TaskView
-from spanvisor.statestore import InMemoryStateStore
+from spanvisor.sink import MonotonicClock
+from spanvisor.statestores.memory import InMemoryStateStore
 from spanvisor.stats import PipelineStats
 from spanvisor_slack.blocks import Look, parent_payload
 from spanvisor_slack.plan import MAX_CARDS, PlanFallback, PlanSwitch, card_statuses
 from spanvisor_slack.record import SlackTaskRecord
 from spanvisor_slack.retry import Failure, default_strategies
 from spanvisor_slack.settings import SETTINGS
-from spanvisor_slack.transport import Clock, SlackClient, Transport
+from spanvisor_slack.transport import SlackClient, Transport
 from spanvisor_slack.worker import Deliverer
 
 STEPS = ("Read the logs", "Correlate <!channel> sensors", "Write the report")
@@ -262,14 +263,14 @@ async def wired(mode: str, fake: FakeSlack | None = None) -> AsyncIterator[Wire]
     switch = PlanSwitch(mode)
     stats = PipelineStats()
     client = SlackClient("xoxb-plan", fake.base_url, 5.0)
-    transport = Transport(client, Clock(), 0.0, strategies=(PlanFallback(switch), *default_strategies()))
+    transport = Transport(client, MonotonicClock(), 0.0, strategies=(PlanFallback(switch), *default_strategies()))
     deliverer = Deliverer(
         transport=transport,
         store=InMemoryStateStore(),
         stats=stats,
         look=Look(plan=switch),
         owner="test-replica",
-        clock=Clock(),
+        clock=MonotonicClock(),
         update_interval_s=0.0,
         reply_interval_s=0.0,
     )

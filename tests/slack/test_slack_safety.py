@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from slack_support import TaskScript, run, slack_env
 from tests.fakes.slack_api import validate_blocks
 
+from spanvisor.display.thread import ThreadLine
 from spanvisor.events import Artifact, TaskView
-from spanvisor.presentation import ThreadLine
 from spanvisor_slack import text as t
 from spanvisor_slack.blocks import Look, parent_payload, problems, reply_payload
 

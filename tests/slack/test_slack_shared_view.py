@@ -1,4 +1,4 @@
-"""Replicas agree on what a task's parent shows (issue 17).
+"""Replicas agree on what a task's parent shows.
 
 Two Slack sinks share one state store and one fake Slack, as two `serve`
 replicas do. One (the root's replica) has the whole task; the other holds
@@ -16,7 +16,7 @@ from slack_support import ManualClock, TaskScript, run, slack_env
 from tests.fakes.slack_api import FakeSlack
 
 from spanvisor.events import Checkpoint
-from spanvisor.statestore import InMemoryStateStore
+from spanvisor.statestores.memory import InMemoryStateStore
 from spanvisor_slack.shared import Stored, version_of
 from spanvisor_slack.worker import RETIRE_S
 

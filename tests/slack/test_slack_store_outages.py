@@ -10,7 +10,8 @@ from tests.fakes.slack_api import FakeSlack
 from tests.slack.slack_support import TaskScript, run, slack_config, slack_env, until
 
 from spanvisor.sink import SinkContext
-from spanvisor.statestore import Claim, InMemoryStateStore
+from spanvisor.statestores.api import Claim
+from spanvisor.statestores.memory import InMemoryStateStore
 from spanvisor.stats import PipelineStats
 from spanvisor_slack import SlackSink
 

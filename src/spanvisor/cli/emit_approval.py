@@ -27,6 +27,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
+from spanvisor.cli.emit_spans import build_spans, span_exporter
 from spanvisor.config import Config
 from spanvisor.control.client import DEFAULT_URL, ENV_URL, HttpSource, token_from_env
 from spanvisor.control.feed import ApprovalDecision, TaskFeed
@@ -62,11 +63,9 @@ def control_url(args: argparse.Namespace, config: Config) -> str:
 def _send(args: argparse.Namespace, config: Config, kind: str, **values: Any) -> bool:
     from opentelemetry.sdk.trace.export import SpanExportResult
 
-    from spanvisor.cli.emit import _exporter, build_spans
-
     ns = argparse.Namespace(**{**vars(args), "kind": kind, **values})
     spans = build_spans(ns, config, time.time_ns())
-    exporter = _exporter(args)
+    exporter = span_exporter(args)
     try:
         return exporter.export(spans) is SpanExportResult.SUCCESS
     finally:

@@ -1,4 +1,4 @@
-"""The settings of cost, budgets and early warnings (issue 12): prices the
+"""The settings of cost, budgets and early warnings: prices the
 operator knows better than genai-prices, the budgets spanvisor warns about,
 and when a quiet task counts as stalled."""
 

@@ -1,6 +1,6 @@
 """What a process offers to record people's decisions and read them back.
 
-The pipeline implements :class:`Control` (``spanvisor.pipeline.control``); the
+The pipeline implements :class:`Control` (``spanvisor.control.judge``); the
 Slack sink (through ``SinkContext.control``), the control API of ``spanvisor
 serve`` and in-process agents (through :func:`current`) use it. Each method is
 a coroutine that may be awaited on any event loop: the implementation hops to

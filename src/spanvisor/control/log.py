@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 from spanvisor.control import runs
 from spanvisor.control.runs import decision_from_dict, decision_to_dict, run_key
 from spanvisor.events import ApprovalRequest, Decision, TaskView
-from spanvisor.statestore import ConditionalStateStore, WatchableStateStore
+from spanvisor.statestores.api import ConditionalStateStore, WatchableStateStore
 
 NAMESPACE = "decisions"
 RUNS_NAMESPACE = "runs"

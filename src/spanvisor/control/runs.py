@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from spanvisor.display.readable import decided
 from spanvisor.events import ApprovalRequest, Decision, TaskView
-from spanvisor.readable import decided
 
 # Most decisions one run keeps; beyond, new ones are refused (a runaway script).
 MAX_PER_RUN = 200

@@ -1,7 +1,7 @@
-"""OpenTelemetry logs in-process: each task's last log lines (issue 15).
+"""OpenTelemetry logs in-process: each task's last log lines.
 
 Two ways in, both into the pipeline's log tails
-(:mod:`spanvisor.pipeline.logtail`):
+(:mod:`spanvisor.logtails.tails`):
 
 * :class:`SpanvisorLogProcessor`, a ``LogRecordProcessor`` next to the span
   processor: ``logger_provider.add_log_record_processor(
@@ -34,8 +34,8 @@ from opentelemetry._logs import SeverityNumber
 from opentelemetry.sdk._logs import LogRecordProcessor, ReadableLogRecord, ReadWriteLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 
+from spanvisor.logtails.records import LogIn, clip, severity_of
 from spanvisor.otel.attach import default_pipeline
-from spanvisor.pipeline.logtail import LogIn, clip, severity_of
 from spanvisor.pipeline.pipeline import Pipeline
 from spanvisor.spans import conventions as cv
 from spanvisor.spans.live import LiveFact, root_of

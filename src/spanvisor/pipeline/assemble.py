@@ -19,8 +19,9 @@ from typing import Any
 
 from spanvisor.config import Config
 from spanvisor.sink import Sink, available_sinks, load_sink_class
-from spanvisor.statestore import ENTRY_POINT_GROUP as STATE_STORES
-from spanvisor.statestore import InMemoryStateStore, StateStore, load_state_store_factory
+from spanvisor.statestores.api import ENTRY_POINT_GROUP as STATE_STORES
+from spanvisor.statestores.api import StateStore, load_state_store_factory
+from spanvisor.statestores.memory import InMemoryStateStore
 
 log = logging.getLogger("spanvisor.pipeline")
 

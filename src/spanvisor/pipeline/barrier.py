@@ -7,10 +7,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from spanvisor.pipeline.sinkworker import SinkWorker
+from typing import Protocol
 
 log = logging.getLogger("spanvisor.pipeline")
 
@@ -33,7 +30,17 @@ class Barrier:
                 log.exception("barrier callback failed")
 
 
-async def flush_workers(workers: Sequence[SinkWorker], deadline: float) -> bool:
+class Queue(Protocol):
+    """What a flush needs of a sink worker: the worker's queue takes the
+    barrier, and its sink flushes. Named here so the worker, which passes
+    barriers, and the flush, which sends them, do not import each other."""
+
+    def put_barrier(self, barrier: Barrier) -> None: ...
+
+    async def force_flush(self, timeout_s: float) -> bool: ...
+
+
+async def flush_workers(workers: Sequence[Queue], deadline: float) -> bool:
     """Pass a barrier through every worker's queue, then flush each sink: True
     when all got there and flushed before ``deadline`` (a monotonic time)."""
     if not workers:

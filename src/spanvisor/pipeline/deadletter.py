@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -29,6 +30,10 @@ from typing import Any, Literal, TypeVar
 
 from spanvisor.codec import event_from_dict, event_to_dict
 from spanvisor.events import Event
+from spanvisor.stats import PipelineStats
+
+# The sink worker's logger: a dead letter is the worker's news.
+log = logging.getLogger("spanvisor.pipeline")
 
 # Rows kept per sink; past it, new dead letters are dropped and counted.
 MAX_PER_SINK = 10_000
@@ -178,4 +183,34 @@ async def off_loop(fn: Callable[..., T], *args: Any) -> T:
         return fn(*args)
 
 
-__all__ = ["MAX_PER_SINK", "DeadLetter", "DeadLetterStore", "off_loop", "store_dir"]
+async def set_aside(
+    store: DeadLetterStore, sink: str, event: Event, error: str, attempts: int, stats: PipelineStats
+) -> None:
+    """Set ``event`` aside for ``sink``, which failed ``attempts`` times on it:
+    stored, counted and logged once; or, when the store is full or cannot be
+    written, dropped and counted with the reason."""
+    added: str
+    try:
+        added = await off_loop(store.add, sink, event, error, attempts)
+    except Exception as exc:
+        added = f"could not be written to {store.path}: {exc}"
+    if added not in ("added", "again"):
+        reason = "dead_letter_full" if added == "full" else "dead_letter_error"
+        why = f"{store.path} holds {store.max_per_sink} of them; see `spanvisor deadletter`"
+        stats.drop(reason, sink=sink, detail=f"events sink {sink} failed on: {why if added == 'full' else added}")
+        return
+    stats.inc("sink_dead_letters_total", sink=sink)
+    log.error(
+        "sink %s failed %d times on event %s (%s of task %s): %s; it is set aside in the dead-letter "
+        "store and the rest go on (see `spanvisor deadletter list --sink %s`)",
+        sink,
+        attempts,
+        event.event_id,
+        event.kind,
+        event.task_id,
+        error,
+        sink,
+    )
+
+
+__all__ = ["MAX_PER_SINK", "DeadLetter", "DeadLetterStore", "off_loop", "set_aside", "store_dir"]

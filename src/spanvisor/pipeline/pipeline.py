@@ -32,28 +32,28 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 
+from spanvisor.budgets.spend import SpendSync
 from spanvisor.config import Config
 from spanvisor.control import hub
+from spanvisor.control.judge import PipelineControl
 from spanvisor.control.log import ControlLog
 from spanvisor.events import Event
 from spanvisor.logs import install_redaction
+from spanvisor.logtails.tails import LogTails
 from spanvisor.pipeline import exiting
 from spanvisor.pipeline.admission import Admission
 from spanvisor.pipeline.assemble import build_sinks, open_state_store
 from spanvisor.pipeline.assemble import replica_id as _replica_id
 from spanvisor.pipeline.barrier import flush_workers
-from spanvisor.pipeline.control import PipelineControl
 from spanvisor.pipeline.exiting import EXIT_FLUSH_S
 from spanvisor.pipeline.inbox import Entry, Inbox
-from spanvisor.pipeline.logtail import LogTails
 from spanvisor.pipeline.rate import Rate
 from spanvisor.pipeline.sdkspans import light_span, snapshot_live
 from spanvisor.pipeline.sinkworker import SinkWorker
-from spanvisor.pipeline.spend import SpendSync
 from spanvisor.sink import Sink, SinkContext
 from spanvisor.spans.data import SpanData, from_sdk
 from spanvisor.spans.live import LiveFact
-from spanvisor.statestore import ConditionalStateStore, StateStore
+from spanvisor.statestores.api import ConditionalStateStore, StateStore
 from spanvisor.stats import PipelineStats
 from spanvisor.tracking.taskstate import TrackerSettings
 from spanvisor.tracking.tracker import TaskTracker

@@ -31,10 +31,10 @@ from spanvisor.pipeline.handover import Ended, StartedRoot, events_of
 from spanvisor.spans import conventions as cv
 from spanvisor.spans.data import MAX_AHEAD_NS, SpanData, SpanEventData, from_sdk, limited
 
-# The open roots' events as last converted, by span: a root is re-read on
-# every member span with a known key that ends (to order its checkpoints
-# before that span) and on every poll, and its events only grow. Weak: an
-# entry leaves with the span.
+# The open roots' events as last converted, by span: a root is read whole
+# on every poll (for its attributes; the tracker takes only its new events,
+# spans/rootevents.py) and its events only grow. Weak: an entry leaves with
+# the span.
 _converted: weakref.WeakKeyDictionary[Any, tuple[tuple[Any, ...], tuple[SpanEventData, ...]]] = (
     weakref.WeakKeyDictionary()
 )

@@ -38,7 +38,7 @@ from typing import cast
 from spanvisor.config import Config
 from spanvisor.events import Event
 from spanvisor.pipeline.barrier import Barrier
-from spanvisor.pipeline.deadletter import DeadLetterStore, off_loop, store_dir
+from spanvisor.pipeline.deadletter import DeadLetterStore, off_loop, set_aside, store_dir
 from spanvisor.pipeline.rate import Rate
 from spanvisor.pipeline.taskhold import TaskHold
 from spanvisor.sink import Sink, SinkContext, SinkResult
@@ -320,31 +320,7 @@ class SinkWorker:
     async def _set_aside(self, event: Event, error: str) -> None:
         if self._dead_letters is None:
             self._dead_letters = DeadLetterStore(store_dir(self.ctx.config.data_dir))
-        store = self._dead_letters
-        added: str
-        try:
-            added = await off_loop(store.add, self.name, event, error, POISON_ATTEMPTS)
-        except Exception as exc:
-            added = f"could not be written to {store.path}: {exc}"
-        if added not in ("added", "again"):
-            reason = "dead_letter_full" if added == "full" else "dead_letter_error"
-            why = f"{store.path} holds {store.max_per_sink} of them; see `spanvisor deadletter`"
-            self.stats.drop(
-                reason, sink=self.name, detail=f"events sink {self.name} failed on: {why if added == 'full' else added}"
-            )
-            return
-        self.stats.inc("sink_dead_letters_total", sink=self.name)
-        log.error(
-            "sink %s failed %d times on event %s (%s of task %s): %s; it is set aside in the dead-letter "
-            "store and the rest go on (see `spanvisor deadletter list --sink %s`)",
-            self.name,
-            POISON_ATTEMPTS,
-            event.event_id,
-            event.kind,
-            event.task_id,
-            error,
-            self.name,
-        )
+        await set_aside(self._dead_letters, self.name, event, error, POISON_ATTEMPTS, self.stats)
 
     def _deadline_drop(self, n: int) -> None:
         if n:

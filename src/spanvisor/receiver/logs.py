@@ -10,7 +10,7 @@ record is a candidate for a tail:
 
 Only what a tail shows becomes Python: per record its trace and span id,
 time, severity, the scope's name (Python's logger name) and the body (a
-string cut to :data:`spanvisor.pipeline.logtail.MAX_LINE`, any other value
+string cut to :data:`spanvisor.logtails.tails.MAX_LINE`, any other value
 made text later, only if it is shown). Attributes and the resource are not
 read. Records go straight to the pipeline's log tails
 (:meth:`Pipeline.submit_logs`), which keep those of traces with a task and
@@ -31,7 +31,7 @@ from typing import Any
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-from spanvisor.pipeline.logtail import MAX_LINE, LogIn, severity_of
+from spanvisor.logtails.records import MAX_LINE, LogIn, severity_of
 from spanvisor.receiver import otlp_json
 from spanvisor.receiver.decode import any_value
 from spanvisor.spans import conventions as cv

@@ -218,7 +218,7 @@ def state_store_choice(config: Config) -> str:
     what it posted (the in-memory store forgets it)."""
     from importlib.metadata import entry_points
 
-    from spanvisor.statestore import ENTRY_POINT_GROUP
+    from spanvisor.statestores.api import ENTRY_POINT_GROUP
 
     choice = str(config.get("state_store") or "auto").lower()
     if choice != "auto":

@@ -21,7 +21,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from spanvisor.codec import event_to_dict
+from spanvisor.codec import EVENT_TYPES, event_to_dict
 from spanvisor.events import Event, HumanIntervention, TaskView
 
 SCHEMA_VERSION = 1
@@ -41,6 +41,10 @@ def kind_of(event: Event) -> str:
 
 def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+# Every kind, as ``kind_of`` names them.
+KINDS: tuple[str, ...] = tuple(sorted("intervention" if n == "HumanIntervention" else _snake(n) for n in EVENT_TYPES))
 
 
 def rfc3339(time_ns: int) -> str:
@@ -151,6 +155,7 @@ def encode(doc: dict[str, Any]) -> bytes:
 
 __all__ = [
     "INTERVENTION_TYPE",
+    "KINDS",
     "QUESTION_LIMIT",
     "SCHEMA_VERSION",
     "body",

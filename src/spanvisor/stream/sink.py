@@ -27,6 +27,7 @@ from spanvisor.stream.body import body, encode, kind_of
 from spanvisor.stream.feed import EventFeed, feed_names, open_feed
 from spanvisor.stream.ring import Item, Ring
 from spanvisor.stream.settings import SETTINGS, value
+from spanvisor.stream.sse import admin_handler
 
 if TYPE_CHECKING:
     from spanvisor.config import Config, Setting
@@ -54,6 +55,8 @@ class StreamSink(BaseSink):
     # Each pump's events go out at once (SinkWorker reads it): a batch delay
     # would be latency for every client and save nothing here.
     batch_delay_s: ClassVar[float] = 0.0
+    # How the SSE handlers find this sink among a pipeline's (spanvisor.stream.sse.find).
+    serves_event_stream: ClassVar[bool] = True
 
     def __init__(self) -> None:
         super().__init__()
@@ -98,8 +101,6 @@ class StreamSink(BaseSink):
                 log.debug("event feed close: %s", exc)
 
     def admin_routes(self) -> Sequence[AdminRoute]:
-        from spanvisor.stream.sse import admin_handler
-
         return (("GET", "/v1/events", admin_handler(self)),)
 
     @classmethod

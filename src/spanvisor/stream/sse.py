@@ -25,27 +25,47 @@ import json
 import socket
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, get_args
+from typing import TYPE_CHECKING, Any, Protocol, get_args
 
-from aiohttp import web
-
-from spanvisor.codec import EVENT_TYPES
 from spanvisor.events import Status
-from spanvisor.stream.body import SCHEMA_VERSION, _snake
+from spanvisor.stream.body import KINDS, SCHEMA_VERSION
 from spanvisor.stream.clients import Client, Clients
+from spanvisor.stream.feed import EventFeed
 from spanvisor.stream.ring import Item, Ring, event_id_field, frame
 from spanvisor.stream.settings import value
-from spanvisor.stream.sink import StreamSink, find
 
 PATH = "/v1/events"
-KINDS = tuple(sorted("intervention" if n == "HumanIntervention" else _snake(n) for n in EVENT_TYPES))
 STATUSES = get_args(Status)
 PAGE = 500
 MAX_ID = 256
 # How often a waiting stream looks whether its client went away.
 LIVENESS_S = 1.0
 SEND_BUFFER = 64 * 1024
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+if TYPE_CHECKING:
+    # Imported where it is used: Config.load imports every sink class (and so
+    # this module), and an agent process must not pay for aiohttp.
+    from aiohttp import web
+
+Handler = Callable[["web.Request"], Awaitable["web.StreamResponse"]]
+
+
+class StreamSink(Protocol):
+    """What this module reads of the stream sink (``stream.sink`` imports
+    this module for its admin route, so it is named here, not imported)."""
+
+    ring: Ring | None
+    feed: EventFeed | None
+    ctx: Any
+    clients: Any
+
+
+def find(pipeline: Any) -> StreamSink | None:
+    """The pipeline's stream sink (the sink that serves ``/v1/events``)."""
+    for sink in getattr(pipeline, "sinks", ()):
+        if getattr(sink, "serves_event_stream", False):
+            found: StreamSink = sink
+            return found
+    return None
 
 
 class _Bad(Exception):
@@ -123,6 +143,8 @@ def bearer_matches(header: str | None, token: bytes) -> bool:
 
 
 def _error(status: int, message: str, **headers: str) -> web.Response:
+    from aiohttp import web
+
     return web.json_response({"error": message}, status=status, headers=headers or None)
 
 
@@ -169,6 +191,8 @@ async def _stream(
     ring = sink.ring
     assert ring is not None and sink.ctx is not None
     heartbeat = max(0.05, float(value(sink.ctx.config, "stream_heartbeat_s")))
+    from aiohttp import web
+
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )

@@ -192,7 +192,7 @@ def budget_warnings(state: TaskState, now: int, notes: list[str], ledger: Sequen
             BudgetWarning(
                 # Once per level and scope (and day or month): whichever call crossed it.
                 # A ledger scope's id names no task, so replicas (or a restart) that
-                # both say it give one id, which the sinks dedupe (pipeline/spend.py).
+                # both say it give one id, which the sinks dedupe (budgets/spend.py).
                 event_id=(
                     state.event_id("budget", scope, unit, subject, level)
                     if scope == "task"

@@ -13,7 +13,7 @@ on its root (or get its agent's default); an agent may have a daily dollar
 budget, and all agents together a daily and a monthly one. Each level (80 %
 and 100 % by default) is said once per scope and per day or month. Day and
 month totals are this process's spending plus what other owners stored:
-:class:`spanvisor.pipeline.spend.SpendSync` shares them through the state
+:class:`spanvisor.budgets.spend.SpendSync` shares them through the state
 store (PostgreSQL: every replica and a restarted ``serve`` see the same
 totals; the in-memory store: this process only). See ``docs/budgets.md``.
 
@@ -183,7 +183,7 @@ class Ledger:
 
     A key's total is this process's own spending plus what other owners
     (replicas, or this replica before a restart) put in the state store, as
-    :class:`spanvisor.pipeline.spend.SpendSync` last read it. A level is said
+    :class:`spanvisor.budgets.spend.SpendSync` last read it. A level is said
     when the total is at or past it and nobody has said it yet, so a total
     that rose through another replica's spending is said at the next call.
     Once :meth:`share` is called, a window's levels wait until its stored

@@ -28,6 +28,7 @@ from spanvisor.events import Event
 from spanvisor.spans import conventions as cv
 from spanvisor.spans.data import SpanData, read_live_sdk_span
 from spanvisor.spans.live import LiveFact
+from spanvisor.spans.rootevents import EndedRoot, EventCursor, OpenRoots, read_sdk_events
 from spanvisor.stats import PipelineStats
 from spanvisor.tracking import late, stalls
 from spanvisor.tracking.live import opener
@@ -56,6 +57,7 @@ class TaskTracker:
         wall_clock: Callable[[], int] = time.time_ns,
         snapshot: Callable[[Any], SpanData | None] | None = None,
         partial_idle_s: float | None = None,
+        read_events: Callable[[Any, EventCursor], bool] = read_sdk_events,
     ) -> None:
         self.settings = settings or TrackerSettings()
         self.stats = stats or PipelineStats()
@@ -77,6 +79,8 @@ class TaskTracker:
         self._seen = RecentKeys(max(1, dedup_window))
         self._pending = PendingTraces(root_hold_s, max_pending_spans, self.stats, clock)
         self.snapshot: Callable[[Any], SpanData | None] = snapshot or read_live_sdk_span
+        # Open roots' events as last read: a read takes only the new ones.
+        self._roots = OpenRoots(read_events)
 
     @property
     def open_tasks(self) -> int:
@@ -111,6 +115,7 @@ class TaskTracker:
         out = self.tasks.alive(key, st, self._wall())
         out.extend(st.absorb(span, notes, is_root))
         if is_root and span.end_ns is not None:
+            self._roots.forget(key)  # the root is read whole, and no more
             out.extend(self.tasks.finish(key, st, span, notes))
         return out
 
@@ -157,12 +162,16 @@ class TaskTracker:
         snapshot = self.snapshot
         now = self._wall() if now_ns is None else now_ns
         out: list[Event] = []
+        self._roots.keep_only(self._live)
         for key, live in list(self._live.items()):
+            cur = self._roots.cursor(key, live)  # its new events before the whole root
             snap = snapshot(live)
             if snap is None or snap.end_ns is not None:
                 continue  # its end arrives through span_ended
             st = self._tasks.get(key)
             if st is not None:
+                if cur is not None:
+                    snap = self._roots.polled(cur, snap, st.last_ns, now)
                 if stalls.root_moved(st, snap):  # a checkpoint on the root is activity too
                     out.extend(self.tasks.alive(key, st, now))
                 out.extend(st.absorb(snap, [], is_root=True, now_ns=now))
@@ -242,8 +251,8 @@ class TaskTracker:
                 # and one added since does not leak into this span's view.
                 # (The root may have ended since; its end arrives later, and
                 # the events read here are not read twice.)
-                snap = self.snapshot(live)
                 st = self._tasks.get(key)
+                snap = None if st is None else self._roots.until(key, live, span.end_ns) or self.snapshot(live)
                 if snap is not None and st is not None:
                     out.extend(st.absorb(snap, [], is_root=True, until_ns=span.end_ns))
             out.extend(self._absorb(key, span, notes))
@@ -352,9 +361,13 @@ class TaskTracker:
         # Its live records may have opened it meanwhile: then it continues.
         out = self._open(key, root, notes, initial=True) if key not in self._tasks else []
         st = self._tasks[key]
+        ended = EndedRoot(root) if root.events and sub.on_time else None
         for d in sub.on_time:  # as they arrived, never by end times from other clocks (docs/conventions.md#clock-skew)
-            # The root's events up to each child's end first, as in-process.
-            out.extend(st.absorb(root, [], is_root=True, until_ns=d.end_ns or 0))
+            # The root's events up to each child's end first, as in-process
+            # (only those not read yet: spans/rootevents.py).
+            if ended is not None:
+                until = d.end_ns or 0
+                out.extend(st.absorb(ended.until(until), [], is_root=True, until_ns=until))
             out.extend(self._absorb(key, d, list(d.notes)))
         out.extend(self._absorb(key, root, notes))
         out.extend(e for d in sub.late for e in self._late(key, d, list(d.notes), can_cause_events(d)))

@@ -1,7 +1,7 @@
 """Values as people read them, the same in every sink: durations, dollars,
 numbers, a tool call, a task's results and log lines, and what a person's
 decision reads as. Plain text; each sink escapes what came from spans or people for its
-medium. :mod:`spanvisor.presentation` re-exports the names it always had.
+medium.
 """
 
 from __future__ import annotations

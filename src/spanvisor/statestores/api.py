@@ -4,7 +4,8 @@ Slack has no idempotency key on ``chat.postMessage`` and Grafana none on
 ``POST /api/annotations``, so "create the parent message for task T" must be
 claimed before it is done, and its result (channel and ts, annotation id)
 stored where a restarted process or another replica reads it back. The
-in-memory store serves one process; the PostgreSQL store (plugin
+in-memory store (:mod:`.memory`) serves one process, the local one
+(:mod:`.local`) the processes sharing a data dir; the PostgreSQL store (plugin
 ``spanvisor_postgres``, entry-point group ``spanvisor.state_stores``) serves
 replicas sharing a database.
 
@@ -27,8 +28,6 @@ are not claimed: a namespace uses either claims or versions.
 
 from __future__ import annotations
 
-import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -43,6 +42,11 @@ class Claim:
     won: bool
     # The value stored by whoever completed the key, if anyone has.
     value: Mapping[str, Any] | None = None
+
+
+class StoreUnavailable(Exception):
+    """The state store failed or did not answer in time: nothing is known
+    about the key's state, and the caller tries again later."""
 
 
 @runtime_checkable
@@ -101,77 +105,6 @@ class WatchableStateStore(Protocol):
         (the caller keeps polling). Calling it again is cheap and re-makes
         a lost listening connection."""
         ...
-
-
-@dataclass(slots=True)
-class _Entry:
-    owner: str
-    expires: float
-    value: Mapping[str, Any] | None
-    version: int | None = None
-
-
-class InMemoryStateStore:
-    """One process's store. Bounded: the oldest keys go first."""
-
-    def __init__(self, max_keys: int = 100_000, clock: Any = time.monotonic) -> None:
-        self._entries: OrderedDict[tuple[str, str], _Entry] = OrderedDict()
-        self._max_keys = max_keys
-        self._clock = clock
-
-    async def claim(self, namespace: str, key: str, owner: str, lease_s: float = 60.0) -> Claim:
-        now = self._clock()
-        entry = self._entries.get((namespace, key))
-        if entry is not None:
-            if entry.value is not None:
-                return Claim(won=False, value=entry.value)
-            if entry.owner != owner and entry.expires > now:
-                return Claim(won=False)
-        self._entries[(namespace, key)] = _Entry(owner, now + lease_s, None)
-        self._entries.move_to_end((namespace, key))
-        while len(self._entries) > self._max_keys:
-            self._entries.popitem(last=False)
-        return Claim(won=True)
-
-    async def put(self, namespace: str, key: str, value: Mapping[str, Any], owner: str) -> None:
-        self._entries[(namespace, key)] = _Entry(owner, float("inf"), dict(value))
-
-    async def put_if_owner(self, namespace: str, key: str, value: Mapping[str, Any], owner: str) -> bool:
-        entry = self._entries.get((namespace, key))
-        if entry is not None:
-            if entry.value is not None:
-                return entry.owner == owner and entry.value == dict(value)
-            if entry.owner != owner and entry.expires > self._clock():
-                return False
-        await self.put(namespace, key, value, owner)
-        return True
-
-    async def put_if_newer(self, namespace: str, key: str, value: Mapping[str, Any], version: int, owner: str) -> Claim:
-        entry = self._entries.get((namespace, key))
-        stored = entry.version if entry is not None and entry.value is not None else None
-        if (
-            entry is not None
-            and stored is not None
-            and (stored > version or (stored == version and entry.owner != owner))
-        ):
-            return Claim(won=False, value=entry.value)
-        self._entries[(namespace, key)] = _Entry(owner, float("inf"), dict(value), version)
-        self._entries.move_to_end((namespace, key))
-        while len(self._entries) > self._max_keys:
-            self._entries.popitem(last=False)
-        return Claim(won=True)
-
-    async def get(self, namespace: str, key: str) -> Mapping[str, Any] | None:
-        entry = self._entries.get((namespace, key))
-        return None if entry is None else entry.value
-
-    async def release(self, namespace: str, key: str, owner: str) -> None:
-        entry = self._entries.get((namespace, key))
-        if entry is not None and entry.owner == owner and entry.value is None:
-            del self._entries[(namespace, key)]
-
-    async def close(self) -> None:
-        return None
 
 
 def load_state_store_factory(name: str) -> Any:

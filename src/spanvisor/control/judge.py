@@ -6,7 +6,7 @@ once in the control log and announced to every sink as a
 
 What this process knows of a task is never a reason to apply a decision:
 every replica reads the same record. What it learns of runs reaches that
-record through :class:`~spanvisor.pipeline.controlsync.RunSync`, written
+record through :class:`~spanvisor.control.runsync.RunSync`, written
 before each decision is judged.
 
 Everything runs on the pipeline's loop (the tracker is that thread's alone);
@@ -26,8 +26,8 @@ from spanvisor.control import runs
 from spanvisor.control.hub import Verdict, VerdictOutcome
 from spanvisor.control.log import ControlLog
 from spanvisor.control.runs import RefusalCode
+from spanvisor.control.runsync import RunSync
 from spanvisor.events import Decision, Event, InterventionOutcome, TaskView
-from spanvisor.pipeline.controlsync import RunSync
 from spanvisor.tracking import approvals
 
 if TYPE_CHECKING:

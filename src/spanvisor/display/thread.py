@@ -1,10 +1,9 @@
-"""What a task looks like to a person: shared by the console and Slack sinks.
-
-The console shows exactly what Slack would, so both take their content from
-here: status styles, the progress bar, context usage, and the policy that
-decides which events become thread lines. Text that came from spans or
-from people (``detail``, ``code``, ``logs``, ``fields``, a decision's comment
-and actor name) is returned raw; each sink escapes it for its medium.
+"""Which events become lines in a task's thread, and what each line says:
+shared by the console and Slack sinks, so both show the same lines. Plain
+checkpoints make none; a milestone, a step, a failed tool, a warning, a
+person's decision or the task's end each make one, keyed so a replay never
+posts it twice. Text that came from spans or people is returned raw; each
+sink escapes it for its medium.
 """
 
 from __future__ import annotations
@@ -12,6 +11,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from spanvisor.display.readable import (
+    DECISION_STYLE,
+    actor,
+    corrected_text,
+    decision_detail,
+    decision_text,
+    denied_text,
+    duration,
+    log_tail_text,
+    results,
+    tool_step,
+    usd,
+)
+from spanvisor.display.task import STATUS_STYLE, summary_text
 from spanvisor.events import (
     ArtifactAdded,
     BudgetWarning,
@@ -26,95 +39,9 @@ from spanvisor.events import (
     TaskResumed,
     TaskStalled,
     TaskStarted,
-    TaskView,
-)
-from spanvisor.readable import (  # re-exported: sinks have always taken duration and usd from here
-    DECISION_STYLE,
-    actor,
-    corrected_text,
-    decision_detail,
-    decision_text,
-    denied_text,
-    duration,
-    log_tail_text,
-    results,
-    tool_step,
-    usd,
 )
 
-NONE = "\u2013"  # an en dash: "no value yet"
 TOOL_FAILED = "Tool failed"  # the summary of a failed tool's line (a sink may show only those)
-
-# status -> (emoji shortcode, unicode emoji, colour)
-STATUS_STYLE: dict[str, tuple[str, str, str]] = {
-    "starting": (":hourglass_flowing_sand:", "⏳", "#9e9e9e"),
-    "working": (":gear:", "⚙️", "#2196f3"),
-    "waiting": (":double_vertical_bar:", "⏸️", "#ffc107"),
-    "blocked": (":no_entry:", "⛔", "#ff5722"),
-    "awaiting_approval": (":raised_hand:", "✋", "#9c27b0"),
-    "context_warning": (":warning:", "⚠️", "#ff9800"),
-    "error": (":x:", "❌", "#d32f2f"),
-    "complete": (":white_check_mark:", "✅", "#2e7d32"),
-    "cancelled": (":no_entry_sign:", "🚫", "#616161"),
-    "lost": (":ghost:", "👻", "#455a64"),
-}
-
-
-def progress_bar(progress: float | None, width: int = 10) -> str:
-    if progress is None:
-        return "▱" * width + " " + NONE
-    filled = round(max(0.0, min(100.0, progress)) / 100 * width)
-    return "▰" * filled + "▱" * (width - filled) + f" {progress:.0f}%"
-
-
-def tokens(n: int | None) -> str:
-    return NONE if n is None else f"{n:,}"
-
-
-def context_usage(view: TaskView, thresholds: tuple[float, ...] = (0.7, 0.85)) -> str:
-    """``50,000 / 200,000 (25%)``, marked once a warning level is reached."""
-    if view.context_tokens is None:
-        return NONE
-    if not view.context_limit:
-        return f"{tokens(view.context_tokens)} / unknown window"
-    ratio = view.context_ratio or 0.0
-    mark = ""
-    if thresholds and ratio >= thresholds[-1]:
-        mark = " 🔴"
-    elif thresholds and ratio >= thresholds[0]:
-        mark = " 🟠"
-    return f"{tokens(view.context_tokens)} / {tokens(view.context_limit)} ({ratio:.0%}){mark}"
-
-
-def elapsed(view: TaskView, now_ns: int) -> float:
-    end = view.ended_ns or max(now_ns, view.updated_ns)
-    return max(0.0, (end - view.started_ns) / 1e9)
-
-
-# How a finished task's last step reads: it no longer runs ("▶").
-_FINAL_MARK = {"complete": "✓", "error": "✗", "cancelled": "⏹", "lost": "?"}
-
-
-def steps_line(view: TaskView) -> str | None:
-    """``done → *current* → next``: at most one step either side.
-
-    Once the task has finished (its status is complete, error or cancelled)
-    no step is current: the last step reads done (✓), failed (✗) or stopped
-    (⏹), and no next step is shown.
-    """
-    if not view.steps:
-        return view.step
-    i = view.step_index
-    if i is None:
-        return " → ".join(view.steps[:3]) + (" → …" if len(view.steps) > 3 else "")
-    final = _FINAL_MARK.get(view.status)
-    parts = []
-    if i > 0:
-        parts.append(f"✓ {view.steps[i - 1]}")
-    parts.append(f"{final or '▶'} {view.steps[i]}")
-    if final is None and i + 1 < len(view.steps):
-        parts.append(view.steps[i + 1])
-    return f"({i + 1}/{len(view.steps)}) " + " → ".join(parts)
 
 
 LineKind = Literal[
@@ -335,39 +262,6 @@ def budget_line(event: BudgetWarning) -> ThreadLine:
     )
 
 
-def cost_text(v: TaskView) -> str | None:
-    """``~$1.27`` (estimate), with the calls no price is known for; None: no model call yet."""
-    if not v.cost_usd and not v.unpriced_calls:
-        return None
-    if not v.cost_usd:
-        return f"cost unknown ({v.unpriced_calls} unpriced call{'s' if v.unpriced_calls != 1 else ''})"
-    unpriced = f" + {v.unpriced_calls} unpriced" if v.unpriced_calls else ""
-    return f"~{usd(v.cost_usd)}{unpriced}"
-
-
-def summary_text(event: TaskFinished, with_results: bool = True) -> str:
-    """One line: outcome, duration, tokens, cost, outliers, artifacts, then results."""
-    v = event.task
-    head = (
-        f"Lost (no sign of life) after {duration(event.duration_s)}"
-        if event.outcome == "lost"
-        else f"{event.outcome.capitalize()} in {duration(event.duration_s)}"
-    )
-    parts = [
-        head,
-        f"tokens in {v.input_tokens:,} / out {v.output_tokens:,}",
-    ]
-    cost = cost_text(v)
-    if cost:
-        parts.append(cost)
-    parts.extend(event.outliers)
-    if v.artifacts:
-        parts.append(f"{len(v.artifacts)} artifact{'s' if len(v.artifacts) != 1 else ''}")
-    if with_results:
-        parts.extend(f"{name}: {value}" for name, value in results(v.results))
-    return " · ".join(parts)
-
-
 def intervention_line(event: HumanIntervention) -> ThreadLine:
     """``✅ Approved by @alice: <comment>``, or ``🚫 @bob tried to approve: <reason>``; one line per intervention id."""
     d = event.decision
@@ -381,20 +275,4 @@ def intervention_line(event: HumanIntervention) -> ThreadLine:
     return ThreadLine(event.event_id, "intervention", emoji, summary, decision_detail(event), key=key, decision=d)
 
 
-__all__ = [
-    "NONE",
-    "STATUS_STYLE",
-    "ThreadLine",
-    "ThreadPolicy",
-    "budget_line",
-    "context_usage",
-    "cost_text",
-    "duration",
-    "elapsed",
-    "intervention_line",
-    "progress_bar",
-    "steps_line",
-    "summary_text",
-    "tokens",
-    "usd",
-]
+__all__ = ["TOOL_FAILED", "LineKind", "ThreadLine", "ThreadPolicy", "budget_line", "intervention_line"]

@@ -7,7 +7,7 @@ SIGKILL, adopts what was posted instead of posting it again. Several
 processes on one host may share the file (SQLite locks it); replicas on
 different hosts need the PostgreSQL store.
 
-The semantics are those of :class:`spanvisor.statestore.InMemoryStateStore`
+The semantics are those of :class:`spanvisor.statestores.memory.InMemoryStateStore`
 and the PostgreSQL store: a claim is a lease (wall-clock time, so it
 survives a restart), a key with a value is settled, ``put_if_owner`` settles
 only for the claim's owner, ``put_if_newer`` writes only a newer version.
@@ -32,12 +32,12 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from spanvisor.statestore import Claim
+from spanvisor.statestores.api import Claim
 
 if TYPE_CHECKING:
     from spanvisor.config import Config
 
-log = logging.getLogger("spanvisor.statestore")
+log = logging.getLogger("spanvisor.statestores.api")
 T = TypeVar("T")
 
 FILE_NAME = "state.db"
@@ -81,7 +81,7 @@ def _load(raw: str | None) -> Mapping[str, Any] | None:
 
 
 class LocalStateStore:
-    """A :class:`~spanvisor.statestore.ConditionalStateStore` in a SQLite file."""
+    """A :class:`~spanvisor.statestores.api.ConditionalStateStore` in a SQLite file."""
 
     def __init__(self, path: str | Path, clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path)

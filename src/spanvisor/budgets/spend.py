@@ -55,7 +55,8 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from spanvisor.sink import SinkContext
-from spanvisor.statestore import ConditionalStateStore, InMemoryStateStore, StateStore
+from spanvisor.statestores.api import ConditionalStateStore, StateStore
+from spanvisor.statestores.memory import InMemoryStateStore
 from spanvisor.tracking.cost import KeyShare, Ledger
 from spanvisor.tracking.outliers import HISTORY, MAX_AGENTS, OutlierBook, TaskHistory
 
