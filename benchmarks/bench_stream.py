@@ -14,8 +14,9 @@
    database's insert, NOTIFY and read back).
 3. **1,000 clients**: ingest throughput (spans posted as OTLP/HTTP until the
    pipeline has made every task's events) with no stream client, then with
-   ``--clients`` clients connected and reading (a subprocess, so their work
-   is not this process's GIL), one run each; the ratio.
+   ``--clients`` clients connected and reading every event, then reading
+   only ``task_finished`` (a subprocess, so their parsing is not this
+   process's GIL, but on the same cores), one run each; the ratios.
 """
 
 from __future__ import annotations
@@ -190,20 +191,23 @@ def load(base: Path, n_tasks: int, clients: int) -> None:
     try:
         ingest(s, timing, 20, 3)  # warm-up
         alone = ingest(s, timing, n_tasks, 4)
-        child = subprocess.Popen(
-            [sys.executable, "-c", CLIENTS % TOKEN, s.events_url, str(clients)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert child.stdout is not None
-        line = child.stdout.readline().strip()
-        with_clients = ingest(s, timing, n_tasks, 5)
-        dropped = s.receiver.pipeline.stats.value("dropped_total", reason="stream_slow_client", sink="stream")
-        child.terminate()
-        child.wait(10)
         print(f"ingest, no stream client: {alone:,.0f} spans/s", flush=True)
-        print(f"ingest, {line} clients reading: {with_clients:,.0f} spans/s; ratio {with_clients / alone:.2f}; "
-              f"clients cut off: {dropped:.0f}", flush=True)  # fmt: skip
+        # Every client reading every event, then clients that follow only the ends.
+        for seed, (what, query) in enumerate((("every event", ""), ("task_finished only", "?kind=task_finished")), 5):
+            child = subprocess.Popen(
+                [sys.executable, "-c", CLIENTS % TOKEN, s.events_url + query, str(clients)],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            assert child.stdout is not None
+            line = child.stdout.readline().strip()
+            with_clients = ingest(s, timing, n_tasks, seed)
+            dropped = s.receiver.pipeline.stats.value("dropped_total", reason="stream_slow_client", sink="stream")
+            child.terminate()
+            child.wait(10)
+            wait_for(lambda: s.receiver.pipeline.stats.value("stream_clients") == 0, 60, "the clients gone")
+            print(f"ingest, {line} clients reading {what}: {with_clients:,.0f} spans/s; "
+                  f"ratio {with_clients / alone:.2f}; clients cut off so far: {dropped:.0f}", flush=True)  # fmt: skip
     finally:
         s.receiver.close()
 

@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 Handler = Callable[["web.Request"], Awaitable["web.StreamResponse"]]
 
 
-class StreamSink(Protocol):
+class StreamSource(Protocol):
     """What this module reads of the stream sink (``stream.sink`` imports
     this module for its admin route, so it is named here, not imported)."""
 
@@ -59,16 +59,16 @@ class StreamSink(Protocol):
     clients: Any
 
 
-def find(pipeline: Any) -> StreamSink | None:
+def find(pipeline: Any) -> StreamSource | None:
     """The pipeline's stream sink (the sink that serves ``/v1/events``)."""
     for sink in getattr(pipeline, "sinks", ()):
         if getattr(sink, "serves_event_stream", False):
-            found: StreamSink = sink
+            found: StreamSource = sink
             return found
     return None
 
 
-class _Bad(Exception):
+class _BadQuery(Exception):
     """Bad input: a 400 with this message."""
 
 
@@ -93,11 +93,11 @@ def _values(raw: str | None, what: str, allowed: Iterable[str] | None = None) ->
         return None
     values = frozenset(v.strip() for v in raw.split(",") if v.strip())
     if any(len(v) > MAX_ID or any(ord(c) < 32 for c in v) for v in values):
-        raise _Bad(f"{what}: a value is too long or holds control characters")
+        raise _BadQuery(f"{what}: a value is too long or holds control characters")
     if allowed is not None:
         unknown = sorted(values - set(allowed))
         if unknown:
-            raise _Bad(f"unknown {what} {', '.join(unknown)[:200]}; known: {', '.join(allowed)}")
+            raise _BadQuery(f"unknown {what} {', '.join(unknown)[:200]}; known: {', '.join(allowed)}")
     return values
 
 
@@ -117,7 +117,7 @@ def position_of(raw: str | None) -> tuple[str, int] | None:
     epoch, _, rest = raw.strip().partition(":")
     pos, _, _event_id = rest.partition(":")
     if not epoch or len(raw) > MAX_ID or not pos.isascii() or not pos.isdigit():
-        raise _Bad("Last-Event-ID / after must be an id this stream sent (<epoch>:<position>:<event id>)")
+        raise _BadQuery("Last-Event-ID / after must be an id this stream sent (<epoch>:<position>:<event id>)")
     return epoch, int(pos)
 
 
@@ -148,7 +148,7 @@ def _error(status: int, message: str, **headers: str) -> web.Response:
     return web.json_response({"error": message}, status=status, headers=headers or None)
 
 
-def clients_of(sink: StreamSink) -> Clients:
+def clients_of(sink: StreamSource) -> Clients:
     if sink.clients is None:
         assert sink.ring is not None and sink.ctx is not None
         cfg = sink.ctx.config
@@ -164,7 +164,7 @@ def _tokens(config: Any) -> list[bytes]:
     return [str(t).encode() for t in (config.get("otlp_token"), config.get("decide_token")) if t]
 
 
-async def serve(request: web.Request, sink: StreamSink | None, tokens: list[bytes]) -> web.StreamResponse:
+async def serve(request: web.Request, sink: StreamSource | None, tokens: list[bytes]) -> web.StreamResponse:
     header = request.headers.get("Authorization")
     if tokens and not any(bearer_matches(header, t) for t in tokens):
         return _error(401, "missing or wrong bearer token", **{"WWW-Authenticate": "Bearer"})
@@ -173,7 +173,7 @@ async def serve(request: web.Request, sink: StreamSink | None, tokens: list[byte
     try:
         filters = filters_of(request.query)
         start = position_of(request.headers.get("Last-Event-ID") or request.query.get("after"))
-    except _Bad as exc:
+    except _BadQuery as exc:
         return _error(400, str(exc))
     clients = clients_of(sink)
     key = (header or "").strip()
@@ -186,7 +186,7 @@ async def serve(request: web.Request, sink: StreamSink | None, tokens: list[byte
 
 
 async def _stream(
-    request: web.Request, sink: StreamSink, clients: Clients, filters: Filters, start: tuple[str, int] | None
+    request: web.Request, sink: StreamSource, clients: Clients, filters: Filters, start: tuple[str, int] | None
 ) -> web.StreamResponse:
     ring = sink.ring
     assert ring is not None and sink.ctx is not None
@@ -230,7 +230,7 @@ def _small_send_buffer(request: web.Request) -> None:
 
 
 async def _follow(
-    response: web.StreamResponse, sink: StreamSink, ring: Ring, client: Client, filters: Filters, heartbeat: float
+    response: web.StreamResponse, sink: StreamSource, ring: Ring, client: Client, filters: Filters, heartbeat: float
 ) -> None:
     loop = asyncio.get_running_loop()
     idle_since = loop.time()
@@ -269,7 +269,7 @@ async def _follow(
 
 
 async def _catch_up(
-    response: web.StreamResponse, sink: StreamSink, ring: Ring, client: Client, filters: Filters
+    response: web.StreamResponse, sink: StreamSource, ring: Ring, client: Client, filters: Filters
 ) -> None:
     """Below the ring: a page from the feed, or a reset when it is gone."""
     client.catching_up = True
@@ -286,7 +286,7 @@ async def _catch_up(
     client.cursor = rows[-1][0]
 
 
-def admin_handler(sink: StreamSink) -> Handler:
+def admin_handler(sink: StreamSource) -> Handler:
     """``/v1/events`` on the admin port of ``spanvisor serve``."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
