@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from spanvisor.stats import PipelineStats
-from spanvisor.stream.ring import Ring
+from spanvisor.stream.ring import Record, Ring
 
 WAKE_GAP_S = 0.025
+WAKE_PAGE = 500
 
 
 @dataclass(eq=False)
@@ -34,6 +35,10 @@ class Client:
     writing_to: int | None = None
     # Replaying from the feed, below the ring: its lag is not the ring's.
     catching_up: bool = False
+    # Waiting for a wake-up (its cursor may then be moved past what it skips).
+    waiting: bool = False
+    # Which events it wants: an object with match(item) (sse.Filters), None: all.
+    filters: Any = None
     cut: bool = False
     closing: bool = False
 
@@ -72,11 +77,27 @@ class LoopClients:
         self._pending = False
         self._last = self.loop.time()
         ring, bound = self.ring, self.owner.queue
+        new: dict[int, list[Record] | None] = {}
         for c in list(self.clients):
             # Only a client whose write is stalled has a queue: one that is
             # about to read a burst from the ring is not behind.
             if c.writing_to is not None and not c.catching_up and ring.behind(c.writing_to) > bound:
                 self.owner.cut_off(c)
+            elif c.waiting and c.filters is not None:
+                # A waiting client none of whose new events pass its filters
+                # is moved past them here, not woken: a thousand filtered
+                # clients cost one loop over the new events, not a thousand tasks.
+                if c.cursor not in new:
+                    new[c.cursor] = ring.after(c.cursor, WAKE_PAGE)
+                records = new[c.cursor]
+                if (
+                    records is not None
+                    and len(records) < WAKE_PAGE
+                    and not any(c.filters.match(r.item) for r in records)
+                ):
+                    if records:
+                        c.cursor = records[-1].pos
+                    continue
             c.wake.set()
 
 

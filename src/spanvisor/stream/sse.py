@@ -199,7 +199,8 @@ async def _stream(
     await response.prepare(request)
     _small_send_buffer(request)
     opening = b"retry: 2000\n: spanvisor event stream v%d\n\n" % SCHEMA_VERSION
-    client = Client(cursor=ring.head, transport=request.transport)
+    every = filters == Filters()
+    client = Client(cursor=ring.head, transport=request.transport, filters=None if every else filters)
     if start is not None:
         epoch, pos = start
         if epoch != ring.epoch:
@@ -262,10 +263,13 @@ async def _follow(
             continue
         try:
             # asyncio.timeout, not wait_for: no task per wait, for a thousand clients.
+            client.waiting = True
             async with asyncio.timeout(min(LIVENESS_S, left)):
                 await client.wake.wait()
         except TimeoutError:
             pass
+        finally:
+            client.waiting = False
 
 
 async def _catch_up(
