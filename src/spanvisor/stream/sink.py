@@ -70,7 +70,8 @@ class StreamSink(BaseSink):
         if self.ring is not None:  # start may be retried by the worker
             return
         cfg = ctx.config
-        self.feed = await open_feed(feed_choice(cfg), cfg, ctx.shared)
+        if self.feed is None:  # kept across a retried start: opened once, closed once
+            self.feed = await open_feed(feed_choice(cfg), cfg, ctx.shared)
         holder: list[Ring] = []
         floor = await self.feed.start(lambda records: holder[0].append(records) if holder else None)
         ring = Ring(self.feed.epoch, int(value(cfg, "stream_buffer")), float(value(cfg, "stream_buffer_age_s")), floor)
