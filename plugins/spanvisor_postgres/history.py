@@ -1,11 +1,11 @@
 """Recent complete tasks per agent, from ``agent_tasks``: what the tracker's
-outlier book (``spanvisor.tracking.outliers``) is seeded with at start, so a
+outlier book (``spanvisor.budgets.outliers``) is seeded with at start, so a
 restarted ``serve`` or a new replica judges "3.4x this agent's usual cost"
 against the database's history rather than only the tasks it saw itself.
 
 The core reaches it through the state store: a store with a
 ``recent_tasks(n, max_agents)`` method is a
-:class:`spanvisor.tracking.outliers.TaskHistory`;
+:class:`spanvisor.budgets.outliers.TaskHistory`;
 :class:`~spanvisor_postgres.statestore.PostgresStateStore` answers it with
 :func:`recent_tasks` on its pool.
 """

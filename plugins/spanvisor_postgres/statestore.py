@@ -142,7 +142,7 @@ class PostgresStateStore:
 
     async def recent_tasks(self, n: int, max_agents: int) -> dict[str, list[tuple[float, float, float]]]:
         """Each agent's last complete tasks (tokens, cost, duration), oldest
-        first: the outlier book's history (spanvisor.tracking.outliers.TaskHistory)."""
+        first: the outlier book's history (spanvisor.budgets.outliers.TaskHistory)."""
         return await history.recent_tasks(await self._pool(), n, max_agents)
 
     async def get(self, namespace: str, key: str) -> Mapping[str, Any] | None:

@@ -301,7 +301,7 @@ class TaskFinished(TaskEvent):
     error_message: str | None = None
     stacktrace: str | None = None
     # How the task stands against its agent's recent ones, e.g. "3.4x this
-    # agent's usual cost" (tracking/outliers.py); empty when usual.
+    # agent's usual cost" (budgets/outliers.py); empty when usual.
     outliers: tuple[str, ...] = ()
     # The task's last log records (OpenTelemetry logs with its trace id), oldest
     # first, bounded: the story of a failure.

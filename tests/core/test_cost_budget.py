@@ -12,10 +12,11 @@ from genai_prices import Usage, calc_price
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from spanvisor.budgets.ledger import BudgetSettings
 from spanvisor.config import Config
 from spanvisor.events import BudgetWarning, Checkpoint, ContextForecast, ContextWarning, Event, TaskFinished
 from spanvisor.spans import conventions as cv
-from spanvisor.tracking.cost import BudgetSettings, Pricer
+from spanvisor.tracking.prices import Pricer
 from spanvisor.tracking.taskcontext import TrackerSettings
 from spanvisor.tracking.tracker import TaskTracker
 
@@ -234,8 +235,8 @@ def test_a_forecast_is_said_once_per_level_until_it_re_arms() -> None:
 
 
 def test_a_task_far_above_its_agents_usual_says_so_in_the_summary() -> None:
+    from spanvisor.budgets.outliers import MIN_HISTORY
     from spanvisor.display.task import summary_text
-    from spanvisor.tracking.outliers import MIN_HISTORY
 
     tracker = TaskTracker()
     events: list[Event] = []

@@ -7,7 +7,7 @@ import statistics
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spanvisor.tracking.outliers import _p95_and_median
+from spanvisor.budgets.outliers import _p95_and_median
 
 _value = st.one_of(st.integers(0, 10**12), st.floats(0, 1e9, allow_nan=False, allow_infinity=False))
 

@@ -16,16 +16,13 @@ from typing import Any, TypeVar
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from spanvisor.budgets.ledger import BudgetSettings, Crossing, KeyShare, Ledger
+from spanvisor.budgets.outliers import MIN_HISTORY, OutlierBook
 from spanvisor.budgets.spend import NAMESPACE, RETIRED, SpendSync, merged
-from spanvisor.config import Config
 from spanvisor.events import stable_id
-from spanvisor.sink import SinkContext
 from spanvisor.statestores.api import StateStore
 from spanvisor.statestores.local import LocalStateStore
 from spanvisor.statestores.memory import InMemoryStateStore
-from spanvisor.stats import PipelineStats
-from spanvisor.tracking.cost import BudgetSettings, Crossing, KeyShare, Ledger
-from spanvisor.tracking.outliers import MIN_HISTORY, OutlierBook
 
 T = TypeVar("T")
 NOV_22 = int(datetime(2026, 11, 22, 12, tzinfo=UTC).timestamp() * 1e9)
@@ -36,13 +33,9 @@ def _run(coro: Callable[[], Awaitable[T]]) -> T:
     return asyncio.run(coro())  # type: ignore[arg-type]
 
 
-def _ctx(store: StateStore, owner: str) -> SinkContext:
-    return SinkContext(config=Config.load(env={}), state_store=store, stats=PipelineStats(), replica_id=owner)
-
-
 def _sync(store: StateStore, owner: str, ledger: Ledger | None = None, **kw: Any) -> SpendSync:
     sync = SpendSync(ledger or Ledger(BudgetSettings(**BUDGETS)), every_s=3600, clock=lambda: NOV_22, **kw)
-    sync.start(_ctx(store, owner))
+    sync.start(store, owner)
     return sync
 
 
@@ -51,7 +44,7 @@ def _said(crossings: list[Crossing]) -> list[tuple[str, str, float]]:
 
 
 def _event_id(scope: str, subject: str, level: float) -> str:
-    # What tracking/calls.py gives a ledger scope's BudgetWarning.
+    # What tracking/taskbudget.py gives a ledger scope's BudgetWarning.
     return stable_id("budget", scope, "usd", subject, level)
 
 
@@ -265,7 +258,7 @@ def test_an_agent_process_hands_its_figures_to_retired_at_exit() -> None:
 
 
 def test_the_ledger_forgets_old_days_and_stays_bounded() -> None:
-    from spanvisor.tracking.cost import MAX_KEYS
+    from spanvisor.budgets.ledger import MAX_KEYS
 
     ledger = Ledger(BudgetSettings(day_usd=1.0))
     day = 86_400 * 10**9

@@ -21,16 +21,14 @@ from hypothesis import strategies as st
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Status, StatusCode
 
+from spanvisor.budgets.ledger import BudgetSettings, Crossing, Ledger
+from spanvisor.budgets.outliers import MIN_HISTORY, OutlierBook
 from spanvisor.budgets.spend import NAMESPACE, SpendSync
 from spanvisor.events import BudgetWarning, TaskFinished, stable_id
 from spanvisor.otel.processor import SpanvisorSpanProcessor
 from spanvisor.pipeline.pipeline import Pipeline
-from spanvisor.sink import SinkContext
 from spanvisor.spans import conventions as cv
-from spanvisor.stats import PipelineStats
 from spanvisor.testing import InMemorySink
-from spanvisor.tracking.cost import BudgetSettings, Crossing, Ledger
-from spanvisor.tracking.outliers import MIN_HISTORY, OutlierBook
 from spanvisor_postgres.sink import PostgresSink
 from spanvisor_postgres.statestore import PostgresStateStore
 
@@ -91,7 +89,7 @@ def test_concurrent_replicas_lose_nothing_and_say_each_level_once_by_id(
         syncs = []
         for owner, store in zip(("replica-a", "replica-b"), stores, strict=True):
             sync = SpendSync(Ledger(BudgetSettings(**BUDGETS)), every_s=3600, clock=lambda: when)
-            sync.start(SinkContext(config=config, state_store=store, stats=PipelineStats(), replica_id=owner))
+            sync.start(store, owner)
             assert await sync.ready()
             syncs.append(sync)
         said: list[tuple[str, str, float]] = []
@@ -243,7 +241,7 @@ def test_the_outlier_book_is_seeded_from_the_agents_recent_tasks(pg_server: Any,
             assert all(h[1] == pytest.approx(0.01) and h[2] >= 0 for h in history["vera"])
             book = OutlierBook()
             sync = SpendSync(Ledger(BudgetSettings()), book)
-            sync.start(SinkContext(config=config, state_store=store, stats=PipelineStats(), replica_id="x"))
+            sync.start(store, "x")
             await sync.ready()
             assert sync.seeded == MIN_HISTORY + 5  # all it has: fewer than HISTORY
             assert book.judge("vera", 4_000, 0.01, 0.0) == ("4.0x this agent's usual tokens",)

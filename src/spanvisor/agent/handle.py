@@ -21,8 +21,8 @@ from spanvisor.events import run_id_of
 from spanvisor.spans import conventions as cv
 
 if TYPE_CHECKING:
+    from spanvisor.budgets.board import BudgetState
     from spanvisor.otel.live import LiveChannel
-    from spanvisor.tracking.budgets import BudgetState
 
 log = logging.getLogger("spanvisor.agent")
 
@@ -118,8 +118,8 @@ class TaskHandle:
         ``used_tokens``/``budget_tokens``, ``over``), as spanvisor's in-process
         pipeline last counted it, else as the control API reports it
         (``SPANVISOR_CONTROL_URL``); None without a budget or either. Costs are estimates."""
+        from spanvisor.budgets.board import BudgetState, lookup
         from spanvisor.control.client import remote_budget
-        from spanvisor.tracking.budgets import BudgetState, lookup
 
         ctx = self.span.get_span_context()
         state = lookup(format(ctx.trace_id, "032x"), format(ctx.span_id, "016x"))

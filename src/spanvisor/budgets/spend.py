@@ -1,6 +1,6 @@
 """Spending totals shared through the state store, and the budget report.
 
-The tracker's :class:`~spanvisor.tracking.cost.Ledger` counts what this
+The tracker's :class:`~spanvisor.budgets.ledger.Ledger` counts what this
 process spends per agent and day, per day and per month, and decides budget
 levels from that plus what other owners stored. ``SpendSync`` keeps the two
 in step, on the pipeline's loop, every ``SYNC_EVERY_S`` and at ``stop``.
@@ -12,7 +12,7 @@ in step, on the pipeline's loop, every ``SYNC_EVERY_S`` and at ``stop``.
     {"v": 7, "keys": {"day:2026-11-22": {"scope": "day", "subject": "2026-11-22",
         "agent": "", "by": {"<owner>": <nano-dollars>, ...}, "said": [0.8]}, ...}}
 
-Each owner (``SinkContext.replica_id``: host and data directory for ``serve``,
+Each owner (the sinks' replica id: host and data directory for ``serve``,
 so stable across its restarts) writes only its own *cumulative* figure under
 ``by``; a key's total is the sum over owners. Writing absolute figures, not
 deltas, makes a retried write harmless (nothing counted twice), and a
@@ -40,7 +40,7 @@ of one process handed the same store share totals), but levels are not held
 for a first read, as there is nothing from before to read.
 
 **History.** A store that also offers ``recent_tasks``
-(:class:`~spanvisor.tracking.outliers.TaskHistory`) seeds the tracker's
+(:class:`~spanvisor.budgets.outliers.TaskHistory`) seeds the tracker's
 outlier book at start.
 """
 
@@ -54,11 +54,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from spanvisor.sink import SinkContext
+from spanvisor.budgets.ledger import KeyShare, Ledger
+from spanvisor.budgets.outliers import HISTORY, MAX_AGENTS, OutlierBook, TaskHistory
 from spanvisor.statestores.api import ConditionalStateStore, StateStore
 from spanvisor.statestores.memory import InMemoryStateStore
-from spanvisor.tracking.cost import KeyShare, Ledger
-from spanvisor.tracking.outliers import HISTORY, MAX_AGENTS, OutlierBook, TaskHistory
 
 log = logging.getLogger("spanvisor.spend")
 T = TypeVar("T")
@@ -104,11 +103,12 @@ class SpendSync:
 
     # -- lifecycle (the pipeline's loop) ----------------------------------------
 
-    def start(self, ctx: SinkContext) -> None:
-        """Called on the pipeline loop once the state store is open; never raises."""
-        store = ctx.state_store
+    def start(self, store: StateStore, replica_id: str = "") -> None:
+        """Called on the pipeline loop once the state store is open; never raises.
+        ``replica_id``: the sinks' (``SinkContext.replica_id``), so that totals
+        and sink claims name one owner the same way."""
         self._store = store
-        self._me = ctx.replica_id or self._me
+        self._me = replica_id or self._me
         self._loop = asyncio.get_running_loop()
         self._lock = asyncio.Lock()
         self._started_at = time.monotonic()

@@ -208,7 +208,7 @@ class Pipeline:
         ctx.control = self.control
         if isinstance(store, ConditionalStateStore):
             self.control.attach(ControlLog(store, ctx.replica_id))
-        self.spend.start(ctx)
+        self.spend.start(ctx.state_store, ctx.replica_id)
         await self.spend.ready(2.0)  # the day's shared totals before the first call is tracked
         self._ctx = ctx
         self._workers = [SinkWorker(s, ctx, self.config) for s in self.sinks]

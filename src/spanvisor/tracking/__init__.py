@@ -1,4 +1,6 @@
 """2. Spans grouped into tasks, and the domain events they cause: the
-``tracker`` finds each span's task, a ``taskstate`` per task turns spans into
-events in time order (with ``identity``, ``taskcontext``/``occupancy`` and
-``outcome``). Pure code: no I/O, no threads. Next: :mod:`spanvisor.pipeline`."""
+``tracker`` finds each span's task; per task, a ``record`` holds its state as
+data and ``taskstate`` routes each span to the concerns that read it
+(``statefacts``, ``calls``, ``taskbudget``, ``approvals``, ``artifacts``,
+``results``, ``stalls``), which take the record and return events and import
+nothing back. Pure code: no I/O, no threads. Next: :mod:`spanvisor.pipeline`."""

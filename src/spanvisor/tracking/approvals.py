@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from spanvisor.events import (
     ApprovalRequest,
@@ -27,9 +27,7 @@ from spanvisor.events import (
 )
 from spanvisor.spans import conventions as cv
 from spanvisor.spans import sanitize as sz
-
-if TYPE_CHECKING:
-    from spanvisor.tracking.taskstate import TaskState
+from spanvisor.tracking.record import TaskRecord
 
 # Most open requests a task holds, and decisions its view keeps.
 MAX_OPEN = 20
@@ -60,7 +58,7 @@ def request_from(attrs: Any, time_ns: int, notes: list[str]) -> ApprovalRequest 
     )
 
 
-def on_request(st: TaskState, event_id: str, time_ns: int, attrs: Any, notes: list[str]) -> list[Event]:
+def on_request(st: TaskRecord, event_id: str, time_ns: int, attrs: Any, notes: list[str]) -> list[Event]:
     """Like ``agent.checkpoint``, every request event is a Checkpoint, even one
     that changes nothing (a request already answered, or repeated): the
     events of a task's spans are the same whichever order the spans arrive
@@ -70,7 +68,7 @@ def on_request(st: TaskState, event_id: str, time_ns: int, attrs: Any, notes: li
     return [_checkpoint(st, event_id, time_ns, _open(st, request_from(attrs, time_ns, notes)), notes)]
 
 
-def _open(st: TaskState, req: ApprovalRequest | None) -> tuple[str, ...]:
+def _open(st: TaskRecord, req: ApprovalRequest | None) -> tuple[str, ...]:
     w = st.working
     if req is None or req.approval_id in st.approvals_closed:
         return ()
@@ -93,7 +91,7 @@ def _when(r: ApprovalRequest) -> tuple[int, str]:
     return (r.requested_ns, r.approval_id)
 
 
-def on_decision(st: TaskState, event_id: str, time_ns: int, attrs: Any, notes: list[str]) -> list[Event]:
+def on_decision(st: TaskRecord, event_id: str, time_ns: int, attrs: Any, notes: list[str]) -> list[Event]:
     """The agent's note of the answer it read (or of its own timeout); a
     Checkpoint even when the request was not open (see :func:`on_request`)."""
     if st.finished:
@@ -103,7 +101,7 @@ def on_decision(st: TaskState, event_id: str, time_ns: int, attrs: Any, notes: l
     return [_checkpoint(st, event_id, time_ns, changed, notes)]
 
 
-def intervene(st: TaskState, decision: Decision, notes: list[str]) -> HumanIntervention:
+def intervene(st: TaskRecord, decision: Decision, notes: list[str]) -> HumanIntervention:
     """A person's applied decision on an open task: its state after it."""
     if decision.action in ("approve", "reject") and decision.approval_id:
         _close(st, decision.approval_id)
@@ -116,11 +114,11 @@ def intervene(st: TaskState, decision: Decision, notes: list[str]) -> HumanInter
     )
 
 
-def is_open(st: TaskState, approval_id: str) -> bool:
+def is_open(st: TaskRecord, approval_id: str) -> bool:
     return any(r.approval_id == approval_id for r in st.working["approvals"])
 
 
-def _close(st: TaskState, approval_id: str) -> tuple[str, ...]:
+def _close(st: TaskRecord, approval_id: str) -> tuple[str, ...]:
     """Close one request; the fields that changed (none if it was not open)."""
     st.approvals_closed = st.approvals_closed | {approval_id}
     w = st.working
@@ -135,7 +133,7 @@ def _close(st: TaskState, approval_id: str) -> tuple[str, ...]:
     return tuple(changes)
 
 
-def _checkpoint(st: TaskState, event_id: str, time_ns: int, changed: tuple[str, ...], notes: list[str]) -> Checkpoint:
+def _checkpoint(st: TaskRecord, event_id: str, time_ns: int, changed: tuple[str, ...], notes: list[str]) -> Checkpoint:
     t = st.next_time(time_ns)
     return Checkpoint(event_id=event_id, time_ns=t, task=st.view, notes=tuple(notes), source="event", changed=changed)
 
@@ -155,8 +153,8 @@ __all__ = [
 
 
 def as_event(
-    open_states: Iterable[TaskState],
-    closed_states: Iterable[TaskState],
+    open_states: Iterable[TaskRecord],
+    closed_states: Iterable[TaskRecord],
     decision: Decision,
     outcome: InterventionOutcome,
     reason: str | None,
@@ -179,8 +177,8 @@ def as_event(
 
 
 def find(
-    open_states: Iterable[TaskState], closed_states: Iterable[TaskState], task_id: str, run_id: str = ""
-) -> TaskState | None:
+    open_states: Iterable[TaskRecord], closed_states: Iterable[TaskRecord], task_id: str, run_id: str = ""
+) -> TaskRecord | None:
     """The state of the task with this id (and run, when given), open or
     just finished here."""
     for st in (*open_states, *closed_states):
@@ -190,7 +188,7 @@ def find(
     return None
 
 
-def expire(st: TaskState, approval_id: str, now_ns: int) -> Checkpoint | None:
+def expire(st: TaskRecord, approval_id: str, now_ns: int) -> Checkpoint | None:
     """A request the server closed as expired (its timeout passed, and no
     answer came): closed here too, so its buttons go. None when not open."""
     if st.finished:
@@ -230,7 +228,7 @@ def _detached(
     )
 
 
-def catch_up(st: TaskState, decision: Decision) -> Checkpoint | None:
+def catch_up(st: TaskRecord, decision: Decision) -> Checkpoint | None:
     """A decision another process recorded and announced, applied to this
     process's state of the task: the view catches up (the request closes,
     the decision is listed) as a state checkpoint, not a second

@@ -35,6 +35,8 @@ _RUNNING = (None, "starting", "working", "waiting", "context_warning", "awaiting
 
 
 class TaskFields:
+    __slots__ = ("attrs_seen", "context", "explicit_status", "fact_time", "thresholds")
+
     def __init__(self, context: TaskContext, thresholds: Sequence[float]) -> None:
         self.context = context
         self.thresholds = thresholds

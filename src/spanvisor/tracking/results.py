@@ -27,6 +27,7 @@ from typing import Any
 from spanvisor.events import ResultField
 from spanvisor.spans import conventions as cv
 from spanvisor.spans import sanitize as sz
+from spanvisor.tracking.record import TaskRecord
 
 MAX_RESULTS = 20
 MAX_NAME = 64
@@ -97,8 +98,8 @@ def read(attrs: Mapping[str, Any], current: tuple[ResultField, ...], notes: list
     return current if same else fresh
 
 
-def apply(state: Any, attrs: Mapping[str, Any] | None, notes: list[str]) -> None:
-    """Read a root's results into a task's working state (TaskState)."""
+def apply(state: TaskRecord, attrs: Mapping[str, Any] | None, notes: list[str]) -> None:
+    """Read a root's results into a task's record."""
     if not attrs:
         return
     current = state.working["results"]

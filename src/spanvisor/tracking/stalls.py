@@ -18,26 +18,14 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from spanvisor.events import Event, TaskResumed, TaskStalled
 from spanvisor.spans.conventions import STATE_KEYS
 from spanvisor.spans.data import SpanData
-
-if TYPE_CHECKING:
-    from spanvisor.tracking.taskstate import TaskState
+from spanvisor.tracking.record import TaskRecord
+from spanvisor.tracking.settings import StallSettings
 
 Key = tuple[str, str]
-
-
-@dataclass
-class StallSettings:
-    after_s: float = 600.0
-    by_agent: Mapping[str, float] = field(default_factory=dict)
-    lost_after_s: float = 86_400.0
-
-    def limit(self, agent: str) -> float:
-        return self.by_agent.get(agent, self.after_s)
 
 
 @dataclass
@@ -52,7 +40,7 @@ class StallWatch:
         self.seen[key] = now
         return last
 
-    def quiet(self, tasks: Mapping[Key, TaskState], now: float) -> list[tuple[TaskState, float]]:
+    def quiet(self, tasks: Mapping[Key, TaskRecord], now: float) -> list[tuple[TaskRecord, float]]:
         """Open tasks quiet past their limit and not yet said to be; tasks no
         longer open are forgotten here."""
         out = []
@@ -68,7 +56,7 @@ class StallWatch:
                 out.append((st, now - last))
         return out
 
-    def lost(self, tasks: Mapping[Key, TaskState], now: float) -> list[tuple[Key, float]]:
+    def lost(self, tasks: Mapping[Key, TaskRecord], now: float) -> list[tuple[Key, float]]:
         """Open tasks quiet for the lost time, with how long."""
         limit = self.settings.lost_after_s
         if limit <= 0:
@@ -76,7 +64,7 @@ class StallWatch:
         return [(key, now - last) for key, last in self.seen.items() if now - last >= limit and key in tasks]
 
 
-def root_moved(state: TaskState, snap: SpanData) -> bool:
+def root_moved(state: TaskRecord, snap: SpanData) -> bool:
     """Whether a snapshot of the open root holds news (an event later than the
     task's last, or changed state attributes), without reading it."""
     if any(e.time_ns > state.last_ns for e in snap.events):
@@ -86,14 +74,14 @@ def root_moved(state: TaskState, snap: SpanData) -> bool:
     return current != state.fields.attrs_seen.get(snap.span_id, {})
 
 
-def stalled(state: TaskState, idle_s: float, now_ns: int | None = None) -> Event:
+def stalled(state: TaskRecord, idle_s: float, now_ns: int | None = None) -> Event:
     state.update(stalled=True)
     t = state.next_time(now_ns if now_ns is not None else time.time_ns())
     n = state.stalls = state.stalls + 1
     return TaskStalled(event_id=state.event_id("stalled", n), time_ns=t, task=state.view, idle_s=round(idle_s, 1))
 
 
-def resumed(state: TaskState, idle_s: float, now_ns: int) -> Event:
+def resumed(state: TaskRecord, idle_s: float, now_ns: int) -> Event:
     state.update(stalled=False)
     t = state.next_time(now_ns)
     return TaskResumed(

@@ -12,57 +12,16 @@ conversation add to token totals only.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Any
 
 from spanvisor.spans import conventions as cv
-from spanvisor.spans.windows import ContextWindows
-from spanvisor.tracking.cost import BudgetSettings, Ledger, Pricer
 from spanvisor.tracking.occupancy import FORECAST_CALLS, Conversations, LevelGate, new_occupancy
-from spanvisor.tracking.outliers import OutlierBook
-from spanvisor.tracking.stalls import StallSettings
-
-
-@dataclass
-class TrackerSettings:
-    thresholds: tuple[float, ...] = (0.70, 0.85)
-    windows: ContextWindows = field(default_factory=ContextWindows)
-    pricer: Pricer = field(default_factory=Pricer)
-    budgets: BudgetSettings = field(default_factory=BudgetSettings)
-    # The spending of this tracker's tasks by agent, day and month (per
-    # process): shared state, kept here because every task of the tracker adds to it.
-    ledger: Ledger = field(init=False)
-    # Each agent's recent finished tasks, to say when one is far off its usual.
-    outliers: OutlierBook = field(default_factory=OutlierBook)
-    stalls: StallSettings = field(default_factory=StallSettings)
-
-    def __post_init__(self) -> None:
-        self.ledger = Ledger(self.budgets)
-
-    @classmethod
-    def from_config(cls, c: Any) -> TrackerSettings:
-        """From a :class:`spanvisor.config.Config` (read with ``get``: a partial
-        config in tests gets the defaults)."""
-        return cls(
-            thresholds=tuple(c.get("context_thresholds", (0.70, 0.85))),
-            windows=ContextWindows(c.get("model_context_windows") or {}),
-            pricer=Pricer(c.get("model_prices") or {}),
-            budgets=BudgetSettings(
-                levels=tuple(c.get("budget_levels") or (0.8, 1.0)),
-                task_usd=c.get("budget_task_usd") or {},
-                agent_day_usd=c.get("budget_agent_day_usd") or {},
-                day_usd=c.get("budget_day_usd"),
-                month_usd=c.get("budget_month_usd"),
-            ),
-            stalls=StallSettings(
-                after_s=float(c.get("stall_after_s", 600.0)),
-                lost_after_s=float(c.get("lost_after_s", 86_400.0)),
-                by_agent=c.get("stall_after_by_agent") or {},
-            ),
-        )
+from spanvisor.tracking.settings import TrackerSettings
 
 
 class TaskContext:
+    __slots__ = ("_judged", "conversations", "explicit_limit", "explicit_tokens", "gate", "thresholds", "windows")
+
     def __init__(self, settings: TrackerSettings) -> None:
         self.windows = settings.windows
         self.thresholds = settings.thresholds
@@ -70,6 +29,9 @@ class TaskContext:
         self.gate = LevelGate(settings.thresholds)
         self.explicit_limit: int | None = None
         self.explicit_tokens = False
+        # The ratio the gate last judged: the same ratio again crosses
+        # nothing and re-arms nothing (LevelGate.crossed is idempotent).
+        self._judged = -1.0
 
     def model_call(
         self, attrs: Any, span: tuple[str, str | None], tokens: int, model: str | None, times: tuple[int, int]
@@ -102,6 +64,9 @@ class TaskContext:
         if tokens is None or not limit:
             return []
         ratio = tokens / limit
+        if ratio == self._judged:
+            return []  # nothing moved since the last call: no level to cross
+        self._judged = ratio
         return [(level, n, ratio) for level, n in self.gate.crossed(ratio)]
 
     def forecast(self) -> tuple[float, int, float | None, int, int] | None:
@@ -139,4 +104,5 @@ class TaskContext:
         return "critical" if level == top and len(self.thresholds) > 1 else "warning"
 
 
+# TrackerSettings lives in .settings; still importable from here.
 __all__ = ["TaskContext", "TrackerSettings"]

@@ -17,78 +17,36 @@ changes produce which events is documented in
 previous event, and ``TaskView.seq`` grows by one per event; a fact that
 arrives late is shown at the time it became known, with the state as of
 then. Which value each field shows is :mod:`.fields`'s rule.
+
+**Components.** The task's state is a :class:`~.record.TaskRecord`; each
+concern is a module that takes the record and returns the events it causes,
+and imports nothing back: :mod:`.statefacts` (state fields), :mod:`.calls`
+(model and tool calls, occupancy), :mod:`.taskbudget` (budgets and cost),
+:mod:`.approvals`, :mod:`.artifacts` and :mod:`.results`, :mod:`.stalls`.
+``TaskState`` is the record plus the routing: which part of a span goes to
+which concern, in which order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import InitVar, dataclass, field
 from typing import Any
 
-from spanvisor.events import (
-    Artifact,
-    ArtifactAdded,
-    Checkpoint,
-    Event,
-    Outcome,
-    TaskFinished,
-    TaskStarted,
-    TaskView,
-    stable_id,
-)
+from spanvisor.events import Event, Outcome, TaskFinished, TaskStarted
 from spanvisor.spans import conventions as cv
 from spanvisor.spans import sanitize as sz
 from spanvisor.spans.data import SpanData
-from spanvisor.tracking import approvals, artifacts, calls, results
-from spanvisor.tracking.fields import FactTime, TaskFields
+from spanvisor.tracking import approvals, artifacts, calls, results, statefacts, taskbudget
 from spanvisor.tracking.identity import TaskIdentity
-from spanvisor.tracking.outcome import NO_ERROR, Error, ErrorInfo, outcome_of
-from spanvisor.tracking.taskcontext import TaskContext, TrackerSettings
-from spanvisor.tracking.views import VIEW_FIELDS, IdPrefix, build_checkpoint, build_view, new_view
+from spanvisor.tracking.outcome import NO_ERROR, Error, outcome_of
+from spanvisor.tracking.record import TaskRecord
+from spanvisor.tracking.settings import TrackerSettings
+from spanvisor.tracking.views import new_view
 
-_EVENT_META = (cv.PROGRESS, cv.STEP, cv.STEPS, cv.MESSAGE, cv.STATUS, "message")
 
+class TaskState(TaskRecord):
+    """One task: its record, and the routing of a span's parts to the concerns."""
 
-@dataclass
-class TaskState:
-    initial: InitVar[TaskView]
-    settings: TrackerSettings
-    identity: TaskIdentity = field(default_factory=lambda: TaskIdentity(agent_is_fallback=False))
-    events_seen: dict[str, set[tuple[int, str, int]]] = field(default_factory=dict)
-    state_seen: dict[str, int] = field(default_factory=dict)
-    errors: ErrorInfo = field(default_factory=ErrorInfo)
-    finished: bool = False
-    last_ns: int = 0
-    cost_nano: int = 0  # the task's cost in nano-dollars (exact sums; cost_usd shows it)
-    # (unit, level) of the task budget warned of: a shared empty frozenset
-    # until the first warning (an empty set is 216 bytes in every task).
-    budget_said: frozenset[tuple[str, float]] = frozenset()
-    budget_from_root: bool = False
-    stalls: int = 0  # how often the task stalled (numbers its stall events)
-    approvals_closed: frozenset[str] = frozenset()  # decided or timed out: never reopened (shared empty default)
-    # The working state is a plain dict; the frozen TaskView that events carry
-    # is built only when one is needed (dataclasses.replace per change was
-    # the tracker's largest cost).
-    _w: dict[str, Any] = field(init=False, repr=False)
-    _view: TaskView | None = field(init=False, repr=False, default=None)
-    _id_prefix: IdPrefix | None = field(init=False, repr=False, default=None)
-
-    def __post_init__(self, initial: TaskView) -> None:
-        self._w = {f: getattr(initial, f) for f in VIEW_FIELDS}
-        self._view = initial
-        self.context = TaskContext(self.settings)
-        self.fields = TaskFields(self.context, self.settings.thresholds)
-
-    @property
-    def working(self) -> Mapping[str, Any]:
-        """The task's current fields, by TaskView field name (read-only use)."""
-        return self._w
-
-    @property
-    def view(self) -> TaskView:
-        if self._view is None:
-            self._view = build_view(self._w)
-        return self._view
+    __slots__ = ()
 
     @classmethod
     def open(
@@ -121,34 +79,12 @@ class TaskState:
         identity = TaskIdentity(agent_is_fallback=named is None, wrapper=wrapper)
         return cls(view, settings, identity=identity, last_ns=span.start_ns)
 
-    # -- helpers -------------------------------------------------------------
-
-    def event_id(self, *parts: object) -> str:
-        """``stable_id(task_id, run_id, *parts)``, hashed once per task."""
-        if self._id_prefix is None:
-            self._id_prefix = IdPrefix(self._w["task_id"], self._w["run_id"])
-        return self._id_prefix.id(*parts)
-
-    def update(self, **changes: Any) -> None:
-        self._w.update(changes)
-        self._view = None
-
-    def next_time(self, t: int) -> int:
-        """The time of the next event, never before the previous one; ``seq`` grows."""
-        t = max(t, self.last_ns)
-        self.last_ns = t
-        w = self._w
-        w["seq"] += 1
-        w["updated_ns"] = max(w["updated_ns"], t)
-        self._view = None
-        return t
-
     def read_initial(self, span: SpanData, notes: list[str]) -> None:
         """The root's attributes as the task opens: its initial state, part of
         TaskStarted."""
-        self._read_state(self.fields.attr_changes(span.span_id, span.attributes), notes, None)
+        statefacts.read_initial(self, span, notes)
         if span.attributes:
-            self._read_budget(span.attributes, notes)
+            taskbudget.read_root(self, span.attributes, notes)
             results.apply(self, span.attributes, notes)
 
     def started(self, time_ns: int, notes: list[str]) -> list[Event]:
@@ -183,22 +119,25 @@ class TaskState:
         ended = span.end_ns is not None
         now = span.end_ns if span.end_ns is not None else (now_ns if now_ns is not None else self.last_ns)
         if until_ns is None:
-            if span.resource and self._w["agent_id"] == "unknown":
+            w = self._w
+            if span.resource and w["agent_id"] == "unknown":
                 svc = sz.name(span.resource.get(cv.SERVICE_NAME), "service.name", notes)
                 if svc:
                     self.update(agent_id=svc)
-            who = self.identity.read(self._w, span, notes, is_root)
+            who = self.identity.read(w, span, notes, is_root)
             if who:
                 self.update(**who)
-            budget_changed = "agent_id" in who and self._default_budget()
-            if (is_root and a and self._read_budget(a, notes)) or budget_changed:
-                out.extend(calls.budget_warnings(self, now, notes))
+            budget_changed = "agent_id" in who and taskbudget.agent_default(self)
+            if (is_root and a and taskbudget.read_root(self, a, notes)) or budget_changed:
+                out.extend(taskbudget.warnings(self, now, notes))
             if is_root:
                 # The root's attributes are the task's defaults: read before its
                 # events, and never over a field a timed fact has set.
                 results.apply(self, a, notes)
-                out.extend(self._attribute_state(span, None, now, notes))
-            out.extend(self._read_artifacts(a.get(cv.ARTIFACTS), now, notes))
+                out.extend(statefacts.attributes(self, span, None, now, notes))
+            raw_artifacts = a.get(cv.ARTIFACTS)
+            if raw_artifacts is not None:
+                out.extend(artifacts.from_list(self, raw_artifacts, now, notes))
         if span.events:
             # An open span read at now_ns: no event after it yet (it comes with the next read).
             limit = until_ns if until_ns is not None or ended else now_ns
@@ -213,10 +152,14 @@ class TaskState:
             return out
         if not is_root:
             # A child's state attributes are a timed fact at its end.
-            out.extend(self._attribute_state(span, (span.end_ns or 0, span.span_id, 1 << 30), now, notes))
+            out.extend(statefacts.attributes(self, span, (span.end_ns or 0, span.span_id, 1 << 30), now, notes))
             self.fields.forget(span.span_id)  # an ended span is read no more
         if cv.is_model_call(a):
-            out.extend(calls.model_call(self, span, notes))
+            events, usd = calls.model_call(self, span, notes)
+            if events:
+                out.extend(events)
+                # The budget is published here, nothing changing before it.
+                out.extend(taskbudget.after_call(self, usd, events[0].time_ns, notes))
         elif not is_root and cv.is_tool_call(a):
             out.extend(calls.tool_call(self, span, notes))
         if self.identity.wrapper and not is_root and cv.is_agent_span(a) and cv.agent_name(a) is not None:
@@ -224,33 +167,6 @@ class TaskState:
         if span.error and not is_root:
             self.errors.span_failed(span, notes)
         return out
-
-    def _default_budget(self) -> bool:
-        """The agent's default task budget, once the agent is known and the
-        root set none; True when it changed."""
-        if self.budget_from_root:
-            return False
-        b = self.settings.budgets
-        default = b.for_agent(b.task_usd, self._w["agent_id"])
-        if default == self._w["budget_usd"]:
-            return False
-        self.update(budget_usd=default)
-        return True
-
-    def _read_budget(self, a: Any, notes: list[str]) -> bool:
-        """The task's budgets from its root; True when one changed."""
-        usd = sz.number(a.get(cv.BUDGET_USD), cv.BUDGET_USD, notes) if cv.BUDGET_USD in a else None
-        tokens = sz.tokens(a.get(cv.BUDGET_TOKENS), cv.BUDGET_TOKENS, notes) if cv.BUDGET_TOKENS in a else None
-        changes: dict[str, Any] = {}
-        if usd is not None and usd > 0:
-            self.budget_from_root = True
-            if usd != self._w["budget_usd"]:
-                changes["budget_usd"] = usd
-        if tokens and tokens != self._w["budget_tokens"]:
-            changes["budget_tokens"] = tokens
-        if changes:
-            self.update(**changes)
-        return bool(changes)
 
     def _read_events(self, span: SpanData, notes: list[str], is_root: bool, until_ns: int | None) -> list[Event]:
         # Events are known by (time, name, n-th of that pair), not by
@@ -266,94 +182,29 @@ class TaskState:
             if ident in seen or (until_ns is not None and ev.time_ns > until_ns):
                 continue
             seen.add(ident)
-            out.extend(self._span_event(span, n, ev.name, ev.time_ns, ev.attributes, notes, is_root))
+            out.extend(self._span_event(span.span_id, n, ev.name, ev.time_ns, ev.attributes, notes, is_root))
         return out
-
-    def _attribute_state(self, span: SpanData, timed: FactTime | None, now: int, notes: list[str]) -> list[Event]:
-        if self.fields.carries_none(span.span_id, span.attributes):
-            return []  # a model call, say: no state attribute, nothing changed
-        changed = self._read_state(self.fields.attr_changes(span.span_id, span.attributes), notes, timed)
-        if not changed or self.finished:
-            return []
-        out: list[Event] = [self._state_checkpoint(span.span_id, changed, now, notes)]
-        if "context_tokens" in changed or "context_limit" in changed:
-            out.extend(calls.context_warnings(self, now, notes))
-        return out
-
-    def _read_state(
-        self, src: Any, notes: list[str], timed: FactTime | None, plain_message: bool = False
-    ) -> tuple[str, ...]:
-        """Apply the state fields ``src`` carries (see :mod:`.fields`); the fields that changed."""
-        if not src:
-            return ()  # most spans carry no state: no change, not even of status
-        changes = self.fields.changes(self._w, src, notes, timed, plain_message)
-        status = self.fields.status_after(self._w, changes)
-        if status != self._w["status"] and not self.finished:
-            changes["status"] = status
-        if changes:
-            self.update(**changes)
-        return tuple(changes)
-
-    def _state_checkpoint(self, span_id: str, changed: tuple[str, ...], now: int, notes: list[str]) -> Checkpoint:
-        w = self._w
-        key = stable_id(
-            w["status"], w["progress"], w["step"], w["steps"], w["message"], w["context_tokens"], w["context_limit"]
-        )
-        n = self.state_seen.get(key, 0) + 1
-        self.state_seen[key] = n
-        t = self.next_time(now)
-        return build_checkpoint(
-            self.event_id("state", span_id, key, n), t, self.view, tuple(notes), "state", changed, {}
-        )
 
     def _span_event(
-        self,
-        span: SpanData,
-        index: int,
-        name: str,
-        time_ns: int,
-        attrs: Any,
-        notes: list[str],
-        is_root: bool,
+        self, span_id: str, index: int, name: str, time_ns: int, attrs: Any, notes: list[str], is_root: bool
     ) -> list[Event]:
         if name == cv.EVENT_CHECKPOINT:
-            changed = self._read_state(attrs, notes, (time_ns, span.span_id, index), plain_message=True)
-            extras = {k: sz.jsonable(x, k, notes) for k, x in list(attrs.items())[:50] if k not in _EVENT_META}
-            t = self.next_time(time_ns)
-            event_id = self.event_id("event", span.span_id, time_ns, index)
-            cp = build_checkpoint(event_id, t, self.view, tuple(notes), "event", changed, extras)
-            if "context_tokens" in changed or "context_limit" in changed:
-                return [cp, *calls.context_warnings(self, t, notes)]
-            return [cp]
+            return statefacts.checkpoint_event(self, span_id, index, time_ns, attrs, notes)
         if name == cv.EVENT_ARTIFACT:
-            event_id = self.event_id("artifact", span.span_id, time_ns, index)
-            return self._add_artifact(artifacts.from_event(attrs, notes), event_id, time_ns, notes)
+            event_id = self.event_id("artifact", span_id, time_ns, index)
+            return artifacts.add(self, artifacts.from_event(attrs, notes), event_id, time_ns, notes)
         if name == cv.EVENT_EXCEPTION:
-            self.errors.exception_event(attrs, is_root, (time_ns, span.span_id), notes)
+            self.errors.exception_event(attrs, is_root, (time_ns, span_id), notes)
         elif name in (cv.EVENT_APPROVAL_REQUEST, cv.EVENT_APPROVAL_DECISION):
             read = approvals.on_request if name == cv.EVENT_APPROVAL_REQUEST else approvals.on_decision
-            return read(self, self.event_id(name, span.span_id, time_ns, index), time_ns, attrs, notes)
+            return read(self, self.event_id(name, span_id, time_ns, index), time_ns, attrs, notes)
         return []
 
-    def _read_artifacts(self, raw: Any, now: int, notes: list[str]) -> list[Event]:
-        if raw is None:
-            return []
-        out: list[Event] = []
-        for item, art in artifacts.new_from_list(raw, self._w["artifacts"], notes):
-            out.extend(self._add_artifact(art, self.event_id("artifact", item), now, notes))
-        return out
-
-    def _add_artifact(self, art: Artifact, event_id: str, now: int, notes: list[str]) -> list[Event]:
-        known = self._w["artifacts"]
-        if art in known or len(known) >= sz.MAX_LIST:
-            return []
-        self.update(artifacts=(*known, art))
-        t = self.next_time(now)
-        return [ArtifactAdded(event_id=event_id, time_ns=t, task=self.view, notes=tuple(notes), artifact=art)]
+    # -- the end -------------------------------------------------------------
 
     def finish(self, root: SpanData, notes: list[str]) -> TaskFinished:
         self.finished = True
-        calls.publish_budget(self)  # an ended task's budget is no one's to read
+        taskbudget.publish(self)  # an ended task's budget is no one's to read
         outcome = outcome_of(self.fields.explicit_status, root, self.errors, self.identity.wrapper)
         err = self.errors.reported(root, notes) if outcome == "error" else NO_ERROR
         v = self.view
@@ -367,7 +218,7 @@ class TaskState:
         its agent went silent), so that every sink still sees exactly one
         TaskFinished for it (and no task stays "running" in metrics forever)."""
         self.finished = True
-        calls.publish_budget(self)
+        taskbudget.publish(self)
         return self._finished(outcome, now_ns, self.view.started_ns, (error_type, reason, None), [reason])
 
     def _finished(self, outcome: Outcome, end: int, started: int, err: Error, notes: list[str]) -> TaskFinished:

@@ -26,8 +26,8 @@ from spanvisor.tracking import stalls
 from spanvisor.tracking.edges import ClosedTasks, PartialTasks
 from spanvisor.tracking.live import LiveRoots
 from spanvisor.tracking.recent import RecentKeys, pair_key
+from spanvisor.tracking.settings import TrackerSettings
 from spanvisor.tracking.stalls import StallWatch
-from spanvisor.tracking.taskcontext import TrackerSettings
 from spanvisor.tracking.taskindex import Key, TaskIndex
 from spanvisor.tracking.taskstate import TaskState
 

@@ -1,14 +1,7 @@
-"""What model calls cost, and which budgets that spending crosses.
+"""Which budgets model calls' spending crosses (their prices are
+:mod:`.prices`').
 
-**Prices.** A call's cost is, in order: the cost its instrumentation already
-put on the span (``llm.cost.total``, ``gen_ai.usage.cost``); an operator's
-price for the model (``SPANVISOR_MODEL_PRICES``, longest prefix of the model
-name, per million tokens); else `genai-prices`_ for the model and provider at
-the call's time (historical prices apply), with cache reads and writes priced
-apart. A model no source knows is **unpriced**: counted, never guessed.
-Prices are estimates.
-
-**Budgets.** A task may carry ``agent.budget.usd`` / ``agent.budget.tokens``
+A task may carry ``agent.budget.usd`` / ``agent.budget.tokens``
 on its root (or get its agent's default); an agent may have a daily dollar
 budget, and all agents together a daily and a monthly one. Each level (80 %
 and 100 % by default) is said once per scope and per day or month. Day and
@@ -16,134 +9,21 @@ month totals are this process's spending plus what other owners stored:
 :class:`spanvisor.budgets.spend.SpendSync` shares them through the state
 store (PostgreSQL: every replica and a restarted ``serve`` see the same
 totals; the in-memory store: this process only). See ``docs/budgets.md``.
-
-.. _genai-prices: https://github.com/pydantic/genai-prices
 """
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
+from spanvisor.budgets.days import DayNames
 from spanvisor.events import BudgetScope
-from spanvisor.spans import conventions as cv
-from spanvisor.spans import sanitize as sz
-from spanvisor.tracking.days import DayNames
-from spanvisor.tracking.flatprices import FlatPrices, dollars, flat_prices
-
-log = logging.getLogger("spanvisor.cost")
 
 # Costs are summed in nano-dollars: a level reached within that is reached.
 EPSILON = 1e-9
-
-CostSource = Literal["reported", "configured", "genai-prices", "unpriced"]
-# A price per million tokens: input, output, cached input read (None: as input).
-Price = tuple[float, float, float | None]
-
-
-@dataclass(frozen=True, slots=True)
-class CallCost:
-    usd: float | None
-    source: CostSource
-
-
-class Pricer:
-    """Prices model calls; ``overrides`` map a model name prefix to a Price."""
-
-    def __init__(self, overrides: Mapping[str, Price] | None = None) -> None:
-        self._overrides = sorted(((k.lower(), v) for k, v in (overrides or {}).items()), key=lambda kv: -len(kv[0]))
-        self._calc: Any = None
-        self._unknown: set[tuple[str, str | None]] = set()
-        # (model, provider, UTC day) -> flat prices, or None for tiered ones
-        self._rates: dict[tuple[str, str | None, int], FlatPrices | None] = {}
-
-    def price(self, attrs: Mapping[str, Any], model: str | None, t_in: int, t_out: int, end_ns: int) -> CallCost:
-        reported = cv.reported_cost(attrs)
-        reported_ok = isinstance(reported, int | float) and not isinstance(reported, bool)
-        if reported_ok and math.isfinite(reported) and 0 <= reported < 1e6:
-            return CallCost(float(reported), "reported")
-        if not model:
-            return CallCost(None, "unpriced")
-        read = write = 0
-        if not _CACHE_KEYS.isdisjoint(attrs):  # most calls say nothing of a cache
-            raw_read, raw_write = cv.cache_usage(attrs)
-            read = sz.tokens(raw_read, "cache_read", []) or 0
-            write = sz.tokens(raw_write, "cache_write", []) or 0
-        configured = self._configured(model) if self._overrides else None
-        if configured is not None:
-            per_in, per_out, per_read = configured
-            cached = min(read, t_in)
-            usd = (
-                (t_in - cached) * per_in + cached * (per_in if per_read is None else per_read) + t_out * per_out
-            ) / 1e6
-            return CallCost(usd, "configured")
-        provider = sz.name(cv.provider(attrs), "provider", [])
-        return self._genai_prices(model, provider, t_in, read, write, t_out, end_ns)
-
-    def _configured(self, model: str) -> Price | None:
-        name = model.lower()
-        return next((p for k, p in self._overrides if name.startswith(k)), None)
-
-    def _genai_prices(
-        self, model: str, provider: str | None, t_in: int, read: int, write: int, t_out: int, end_ns: int
-    ) -> CallCost:
-        if (model, provider) in self._unknown:
-            if provider is not None:
-                return self._genai_prices(model, None, t_in, read, write, t_out, end_ns)
-            return CallCost(None, "unpriced")
-        read, write = min(read, t_in), min(write, max(0, t_in - read))
-        day = int(end_ns // DAY_NS) if end_ns > 0 else -1
-        try:
-            rates = self._rates.get((model, provider, day), _MISSING)
-            if rates is _MISSING:
-                # genai-prices' own calculation, once per model, provider and
-                # day (prices change by date): ~150 us a call was a third of
-                # the pipeline thread's time under an all-agent load.
-                result = self._calc_price(model, provider, t_in, read, write, t_out, end_ns)
-                rates = flat_prices(result.model_price)
-                if len(self._rates) < 4096:
-                    self._rates[(model, provider, day)] = rates
-                if rates is None:
-                    return CallCost(float(result.total_price), "genai-prices")
-            if rates is None:  # tiered or unusual prices: genai-prices decides every call
-                result = self._calc_price(model, provider, t_in, read, write, t_out, end_ns)
-                return CallCost(float(result.total_price), "genai-prices")
-            return CallCost(dollars(rates, t_in - read - write, t_out, read, write), "genai-prices")
-        except LookupError:
-            if len(self._unknown) < 10_000:
-                self._unknown.add((model, provider))
-            if provider is not None:
-                # A provider genai-prices does not know (a framework's own
-                # name for a test or proxy model): the model's name alone.
-                return self._genai_prices(model, None, t_in, read, write, t_out, end_ns)
-            return CallCost(None, "unpriced")
-        except Exception as exc:  # a pricing bug must never cost the task its events
-            log.warning("cannot price a call to %s: %s", model, exc)
-            return CallCost(None, "unpriced")
-
-    def _calc_price(
-        self, model: str, provider: str | None, t_in: int, read: int, write: int, t_out: int, end_ns: int
-    ) -> Any:
-        if self._calc is None:
-            # Imported on first use, on the pipeline's thread: never in an agent's import.
-            from genai_prices import Usage, calc_price
-
-            self._calc = (Usage, calc_price)
-        usage_cls, calc = self._calc
-        usage = usage_cls(
-            input_tokens=t_in, cache_read_tokens=read or None, cache_write_tokens=write or None, output_tokens=t_out
-        )
-        when = datetime.fromtimestamp(end_ns / 1e9, UTC) if end_ns > 0 else None
-        return calc(usage, model_ref=model, provider_id=provider, genai_request_timestamp=when)
-
-
-DAY_NS = 86_400 * 10**9
-_CACHE_KEYS = frozenset({cv.GEN_AI_CACHE_READ, cv.OI_CACHE_READ, cv.GEN_AI_CACHE_WRITE, cv.OI_CACHE_WRITE})
-_MISSING: Any = object()
 
 
 @dataclass
@@ -215,6 +95,13 @@ class Ledger:
         # day, made once (strftime and the f-strings were most of add()).
         self._day = DayNames()
         self._scopes: dict[tuple[str, str], tuple[tuple[BudgetScope, str, str, str, str], ...]] = {}
+        # key -> (budget, the lowest total in dollars at which a level not said
+        # yet is reached): below it a call can say nothing, and the levels are
+        # not walked. Only ever too low (merge() may add levels said), never
+        # too high, so a skipped check is one that would have said nothing.
+        self._next: dict[str, tuple[float, float]] = {}
+        self._levels: tuple[float, ...] = ()
+        self._levels_of: tuple[float, ...] | None = None
 
     # -- the tracker's path --------------------------------------------------
 
@@ -236,24 +123,34 @@ class Ledger:
         budgets = (s.for_agent(s.agent_day_usd, agent), s.day_usd, s.month_usd)
         own, meta, changed = self._own, self._meta, self._changed
         for (scope, subject, key, window, who), budget in zip(scopes, budgets, strict=True):
-            own[key] = own.get(key, 0) + nanos
+            total = own[key] = own.get(key, 0) + nanos
             if key not in meta:
                 meta[key] = (scope, subject, window, who)
             self._generation += 1  # _touch(key), inline: three keys a call
             changed[key] = self._generation
             if budget and budget > 0 and (not self._gated or window in self._open):
-                out.extend(self._due(key, budget, sorted(s.levels)))
+                below = self._next.get(key)
+                if below is not None and below[0] == budget and (total + self._others.get(key, 0)) / 1e9 < below[1]:
+                    continue  # no level within reach: nothing to say
+                out.extend(self._due(key, budget, self._sorted_levels()))
         self._latest_day = max(self._latest_day, day)
         if len(self._own) >= self._limit:
             self._forget_old()
             self._limit = max(MAX_KEYS, 2 * len(self._own))
         return out
 
+    def _sorted_levels(self) -> tuple[float, ...]:
+        levels = self.settings.levels
+        if levels is not self._levels_of:
+            self._levels, self._levels_of = tuple(sorted(levels)), levels
+            self._next.clear()
+        return self._levels
+
     def _touch(self, key: str) -> None:
         self._generation += 1
         self._changed[key] = self._generation
 
-    def _due(self, key: str, budget: float, levels: list[float]) -> list[Crossing]:
+    def _due(self, key: str, budget: float, levels: tuple[float, ...]) -> list[Crossing]:
         scope, subject, _, _ = self._meta[key]
         used = (self._own.get(key, 0) + self._others.get(key, 0)) / 1e9
         said = self._said.get(key)
@@ -265,12 +162,14 @@ class Ledger:
                 said.add(level)
                 self._touch(key)
                 out.append((scope, subject, level, used, budget))
+        reach = [level * budget - EPSILON for level in levels if level not in said]
+        self._next[key] = (budget, min(reach) if reach else math.inf)
         return out
 
     def _forget_old(self) -> None:
         today, month = self._latest_day, self._latest_day[:7]
         keep = {k for k, m in self._meta.items() if m[2] in (today, month)}
-        for table in (self._own, self._others, self._said, self._meta, self._changed):
+        for table in (self._own, self._others, self._said, self._meta, self._changed, self._next):
             for k in [k for k in table if k not in keep]:
                 del table[k]
         self._read &= {today, month}
@@ -377,4 +276,4 @@ def _parse_entry(entry: Any, window: str) -> tuple[KeyMeta, dict[str, int], set[
     return (scope, subject, window, agent), nanos, levels
 
 
-__all__ = ["EPSILON", "BudgetSettings", "CallCost", "Crossing", "KeyShare", "Ledger", "Price", "Pricer"]
+__all__ = ["EPSILON", "BudgetSettings", "Crossing", "KeyShare", "Ledger"]

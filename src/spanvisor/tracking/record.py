@@ -1,0 +1,133 @@
+"""One task's state as data: the record every concern of a task reads and
+changes.
+
+A :class:`TaskRecord` holds the task's working fields (by ``TaskView`` field
+name), what its concerns remember between spans (events and state already
+said, errors, budget levels said, approvals closed, stall count), and three
+operations every concern needs: :meth:`~TaskRecord.update` a field,
+:meth:`~TaskRecord.next_time` for the next event (time order, ``seq``), and
+:meth:`~TaskRecord.event_id`. It imports no concern: the concerns
+(:mod:`.calls`, :mod:`.taskbudget`, :mod:`.approvals`, :mod:`.stalls`,
+:mod:`.statefacts`, :mod:`.artifacts`, :mod:`.results`) each take a record
+and return the events they cause, and :class:`~.taskstate.TaskState` routes
+a span to them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from spanvisor.events import TaskView
+from spanvisor.tracking.fields import TaskFields
+from spanvisor.tracking.identity import TaskIdentity
+from spanvisor.tracking.outcome import ErrorInfo
+from spanvisor.tracking.settings import TrackerSettings
+from spanvisor.tracking.taskcontext import TaskContext
+from spanvisor.tracking.views import VIEW_FIELDS, IdPrefix, build_view
+
+# One empty frozenset for every task: ``frozenset()`` makes a new one per
+# call (216 bytes), and most tasks never fill these.
+_NONE_SAID: frozenset[tuple[str, float]] = frozenset()
+_NONE_CLOSED: frozenset[str] = frozenset()
+
+
+class TaskRecord:
+    """One task's state (slotted: one per open and recently finished task)."""
+
+    __slots__ = (
+        "_id_prefix",
+        "_view",
+        "_w",
+        "approvals_closed",
+        "budget_from_root",
+        "budget_published",
+        "budget_said",
+        "context",
+        "cost_nano",
+        "errors",
+        "events_seen",
+        "fields",
+        "finished",
+        "identity",
+        "last_ns",
+        "settings",
+        "stalls",
+        "state_seen",
+    )
+
+    def __init__(
+        self,
+        initial: TaskView,
+        settings: TrackerSettings,
+        identity: TaskIdentity | None = None,
+        last_ns: int = 0,
+    ) -> None:
+        self.settings = settings
+        self.identity = identity if identity is not None else TaskIdentity(agent_is_fallback=False)
+        # span id -> the (time, name, n-th) of its span events already read
+        self.events_seen: dict[str, set[tuple[int, str, int]]] = {}
+        self.state_seen: dict[str, int] = {}  # state checkpoint key -> how often said
+        self.errors = ErrorInfo()
+        self.finished = False
+        self.last_ns = last_ns
+        self.cost_nano = 0  # the task's cost in nano-dollars (exact sums; cost_usd shows it)
+        # (unit, level) of the task budget warned of: a shared empty frozenset
+        # until the first warning (an empty set is 216 bytes in every task).
+        self.budget_said = _NONE_SAID
+        self.budget_from_root = False
+        self.budget_published = False  # an entry of .budgets is this task's to remove
+        self.stalls = 0  # how often the task stalled (numbers its stall events)
+        # Approvals decided or timed out: never reopened (a shared empty default).
+        self.approvals_closed = _NONE_CLOSED
+        # The working state is a plain dict; the frozen TaskView that events
+        # carry is built only when one is needed (dataclasses.replace per
+        # change was the tracker's largest cost).
+        self._w: dict[str, Any] = {f: getattr(initial, f) for f in VIEW_FIELDS}
+        self._view: TaskView | None = initial
+        self._id_prefix: IdPrefix | None = None
+        self.context = TaskContext(settings)
+        self.fields = TaskFields(self.context, settings.thresholds)
+
+    def __repr__(self) -> str:
+        w = self._w
+        return f"{type(self).__name__}(task_id={w['task_id']!r}, run_id={w['run_id']!r}, seq={w['seq']})"
+
+    @property
+    def working(self) -> Mapping[str, Any]:
+        """The task's current fields, by TaskView field name (read-only use)."""
+        return self._w
+
+    @property
+    def view(self) -> TaskView:
+        if self._view is None:
+            self._view = build_view(self._w)
+        return self._view
+
+    def event_id(self, *parts: object) -> str:
+        """``stable_id(task_id, run_id, *parts)``, hashed once per task."""
+        if self._id_prefix is None:
+            self._id_prefix = IdPrefix(self._w["task_id"], self._w["run_id"])
+        return self._id_prefix.id(*parts)
+
+    def update(self, **changes: Any) -> None:
+        self._w.update(changes)
+        self._view = None
+
+    def apply(self, changes: Mapping[str, Any]) -> None:
+        """:meth:`update` with a dict already made (no keyword repacking)."""
+        self._w.update(changes)
+        self._view = None
+
+    def next_time(self, t: int) -> int:
+        """The time of the next event, never before the previous one; ``seq`` grows."""
+        t = max(t, self.last_ns)
+        self.last_ns = t
+        w = self._w
+        w["seq"] += 1
+        w["updated_ns"] = max(w["updated_ns"], t)
+        self._view = None
+        return t
+
+
+__all__ = ["TaskRecord"]

@@ -1,0 +1,66 @@
+"""What one tracker is configured with: context levels and windows, prices,
+budgets, stall times. Plain data, read by every concern of a task and
+imported by none of them back."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from spanvisor.budgets.ledger import BudgetSettings, Ledger
+from spanvisor.budgets.outliers import OutlierBook
+from spanvisor.spans.windows import ContextWindows
+from spanvisor.tracking.prices import Pricer
+
+
+@dataclass
+class StallSettings:
+    after_s: float = 600.0
+    by_agent: Mapping[str, float] = field(default_factory=dict)
+    lost_after_s: float = 86_400.0
+
+    def limit(self, agent: str) -> float:
+        return self.by_agent.get(agent, self.after_s)
+
+
+@dataclass
+class TrackerSettings:
+    thresholds: tuple[float, ...] = (0.70, 0.85)
+    windows: ContextWindows = field(default_factory=ContextWindows)
+    pricer: Pricer = field(default_factory=Pricer)
+    budgets: BudgetSettings = field(default_factory=BudgetSettings)
+    # The spending of this tracker's tasks by agent, day and month (per
+    # process): shared state, kept here because every task of the tracker adds to it.
+    ledger: Ledger = field(init=False)
+    # Each agent's recent finished tasks, to say when one is far off its usual.
+    outliers: OutlierBook = field(default_factory=OutlierBook)
+    stalls: StallSettings = field(default_factory=StallSettings)
+
+    def __post_init__(self) -> None:
+        self.ledger = Ledger(self.budgets)
+
+    @classmethod
+    def from_config(cls, c: Any) -> TrackerSettings:
+        """From a :class:`spanvisor.config.Config` (read with ``get``: a partial
+        config in tests gets the defaults)."""
+        return cls(
+            thresholds=tuple(c.get("context_thresholds", (0.70, 0.85))),
+            windows=ContextWindows(c.get("model_context_windows") or {}),
+            pricer=Pricer(c.get("model_prices") or {}),
+            budgets=BudgetSettings(
+                levels=tuple(c.get("budget_levels") or (0.8, 1.0)),
+                task_usd=c.get("budget_task_usd") or {},
+                agent_day_usd=c.get("budget_agent_day_usd") or {},
+                day_usd=c.get("budget_day_usd"),
+                month_usd=c.get("budget_month_usd"),
+            ),
+            stalls=StallSettings(
+                after_s=float(c.get("stall_after_s", 600.0)),
+                lost_after_s=float(c.get("lost_after_s", 86_400.0)),
+                by_agent=c.get("stall_after_by_agent") or {},
+            ),
+        )
+
+
+__all__ = ["StallSettings", "TrackerSettings"]
