@@ -1,5 +1,6 @@
 """Two replicas on one PostgreSQL: a client on A sees what B's pipeline
-made, in B's order, and resumes on A from an id B's stream sent."""
+made, in B's order, and resumes on A from an id B's stream sent; a third
+whose memory is too small replays from the table."""
 
 from __future__ import annotations
 
@@ -44,6 +45,13 @@ def test_a_client_on_one_replica_sees_the_other_s_events(pg_server: PgServer, tm
         from_b, _ = run(read(f"{b.events_url}?after={start}", until=lambda f: len(f) >= 4, **kw()))
         rest, _ = run(read(f"{a.events_url}?after={from_b[3].id}", until=lambda f: len(f) >= len(on_a) - 4, **kw()))
         assert [f.event_id for f in rest] == on_a[4:]
+        # A replica whose memory holds two events replays the rest from PostgreSQL.
+        c = serve_stream(tmp_path / "c", SPANVISOR_REPLICA_ID="c", SPANVISOR_STREAM_BUFFER="2", **env)
+        try:
+            replayed, _ = run(read(f"{c.events_url}?after={start}", until=lambda f: len(f) >= len(on_a), **kw()))
+            assert [f.event_id for f in replayed] == on_a
+        finally:
+            c.receiver.close()
     finally:
         a.receiver.close()
         b.receiver.close()

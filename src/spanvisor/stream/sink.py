@@ -64,12 +64,15 @@ class StreamSink(BaseSink):
         self.feed: EventFeed | None = None
         # The clients' registry (one per process); set by the SSE module.
         self.clients: Any = None
+        # The pipeline's loop: the feed's connections live there.
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self, ctx: SinkContext) -> None:
         await super().start(ctx)
         if self.ring is not None:  # start may be retried by the worker
             return
         cfg = ctx.config
+        self.loop = asyncio.get_running_loop()
         if self.feed is None:  # kept across a retried start: opened once, closed once
             self.feed = await open_feed(feed_choice(cfg), cfg, ctx.shared)
         holder: list[Ring] = []

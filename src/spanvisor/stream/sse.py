@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
 import socket
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from spanvisor.stream.ring import Item, Ring, event_id_field, frame
 from spanvisor.stream.settings import value
 
 PATH = "/v1/events"
+log = logging.getLogger("spanvisor.stream")
 STATUSES = get_args(Status)
 PAGE = 500
 MAX_ID = 256
@@ -57,6 +59,7 @@ class StreamSource(Protocol):
     feed: EventFeed | None
     ctx: Any
     clients: Any
+    loop: asyncio.AbstractEventLoop | None
 
 
 def find(pipeline: Any) -> StreamSource | None:
@@ -214,6 +217,8 @@ async def _stream(
         await _follow(response, sink, ring, client, filters, heartbeat)
     except (ConnectionError, RuntimeError, asyncio.CancelledError):
         pass  # the client went away or was cut off; it resumes with Last-Event-ID
+    except Exception as exc:  # the feed could not replay (its database is away): the client retries
+        log.warning("event stream: a client's replay failed (%s: %s); its stream ends", type(exc).__name__, exc)
     finally:
         clients.remove(client)
     return response
@@ -277,7 +282,7 @@ async def _catch_up(
 ) -> None:
     """Below the ring: a page from the feed, or a reset when it is gone."""
     client.catching_up = True
-    rows = await sink.feed.since(client.cursor, PAGE) if sink.feed is not None else None
+    rows = await _since(sink, client.cursor)
     if not rows:
         head = ring.head
         await response.write(reset_frame(ring, head, "that position is older than the stream keeps"))
@@ -288,6 +293,19 @@ async def _catch_up(
     if chunk:
         await response.write(chunk)
     client.cursor = rows[-1][0]
+
+
+async def _since(sink: StreamSource, cursor: int) -> list[tuple[int, Item]] | None:
+    """The feed's page after ``cursor``, read on the pipeline's loop (where
+    the feed's connections live). A feed that cannot answer ends the stream:
+    the client comes back with its Last-Event-ID (``retry:``), not a reset."""
+    feed, loop = sink.feed, sink.loop
+    if feed is None:
+        return None
+    here = asyncio.get_running_loop()
+    if loop is None or loop is here:
+        return await feed.since(cursor, PAGE)
+    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(feed.since(cursor, PAGE), loop))
 
 
 def admin_handler(sink: StreamSource) -> Handler:
