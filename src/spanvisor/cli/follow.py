@@ -49,14 +49,16 @@ def event_line(kind: str, doc: dict[str, Any]) -> str:
         what = f"{doc.get('outcome')} in {float(doc.get('duration_s') or 0):.1f}s"
         if doc.get("error_message"):
             what += f": {doc['error_message']}"
-    elif kind in ("context_warning", "budget_warning", "context_forecast"):
-        what = (
-            f"{doc.get('level')} at {float(doc.get('ratio') or 0):.0%}"
-            if kind != "budget_warning"
-            else (f"{doc.get('scope')} {doc.get('unit')} {doc.get('used')}/{doc.get('budget')}")
-        )
+    elif kind == "context_warning":
+        what = f"{doc.get('level')}: context at {float(doc.get('ratio') or 0):.0%}"
+    elif kind == "context_forecast":
+        what = f"context at {float(doc.get('ratio') or 0):.0%}, {doc.get('threshold')} in ~{doc.get('calls')} calls"
+    elif kind == "budget_warning":
+        what = f"{doc.get('scope')} budget: {doc.get('used')} of {doc.get('budget')} {doc.get('unit')}"
     else:
         what = str(task.get("message") or task.get("step") or task.get("status") or "")
+        if kind == "checkpoint" and doc.get("changed"):
+            what += f" ({doc.get('source')}: {', '.join(map(str, doc['changed']))})"
     return clip(f"{t} {kind:<16} {doc.get('task_id')} {what}", 160)
 
 
