@@ -3,6 +3,7 @@ of the pipeline, in order, as its public body; filters, tokens, limits."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -118,5 +119,22 @@ def test_the_connection_cap_per_token(tmp_path: Path) -> None:
                 return codes[2]
 
         assert run(go()) == 429
+    finally:
+        s.receiver.close()
+
+
+def test_an_idle_stream_gets_heartbeat_comments(tmp_path: Path) -> None:
+    s = serve_stream(tmp_path, SPANVISOR_STREAM_HEARTBEAT="0.2")
+    try:
+
+        async def go() -> bytes:
+            got = b""
+            async with aiohttp.ClientSession() as session, session.get(s.events_url, headers=AUTH) as r:
+                while got.count(b": heartbeat\n\n") < 2:
+                    got += await asyncio.wait_for(r.content.read(4096), 5)
+            return got
+
+        raw = run(go())
+        assert raw.startswith(b"retry: 2000\n") and b"event:" not in raw
     finally:
         s.receiver.close()
