@@ -33,8 +33,6 @@ def test_a_client_sees_every_event_in_order_as_its_public_body(served: Served) -
     url = f"{served.events_url}?after={served.head()}"
 
     async def go() -> list[Frame]:
-        import asyncio
-
         reader = asyncio.ensure_future(read(url, until=lambda f: finished(f, 3), **kw()))
         await asyncio.sleep(0.2)
         await asyncio.to_thread(served.post, task_spans(3, seed=7))
