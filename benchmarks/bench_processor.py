@@ -1,31 +1,30 @@
 """Cost per span on the agent's thread: no processor, OTLP/HTTP, spanvisor.
 
-Run: ``.venv/bin/python benchmarks/bench_processor.py`` (about 60 s on an
-idle 2-core machine). Options: ``--reps N`` (default 12); ``--experiment``
-also runs (e) and (g), the processor's hooks alone with no pipeline thread,
-with and without stamps, to show where the agent-thread time goes (what the
-inbox holds is freed between tasks, outside the timed region: where an
-inbox entry keeps the SDK's span alive, as the root's does, freeing it is
-not counted there, while with a pipeline thread it runs on that thread);
-``--profile`` prints a cProfile of the agent thread under (c) and of the
-pipeline thread; ``--quick`` is a smoke run.
+Run: ``.venv/bin/python benchmarks/bench_processor.py`` (about 3.5 minutes on
+a 2-core machine). Options: ``--reps N`` (rounds, default 60), ``--only``,
+``--gc`` (leave the collector on in the timed blocks), ``--no-pin``,
+``--raw FILE`` (every round's figures, as JSON), ``--profile`` (a cProfile
+of the agent thread under (c) and of the pipeline thread), ``--quick``.
 
-Configurations, all measured in ONE run, interleaved per repetition (the
-order rotates each repetition, so no configuration always follows the same
-neighbour) so that drift on a shared machine hits them equally:
+Configurations, all measured in ONE run, interleaved per round (the order
+rotates each round, so no configuration always follows the same neighbour)
+so that drift on a shared machine hits them equally:
 
 * (a) a TracerProvider with no processor: what the SDK itself costs;
 * (b) a BatchSpanProcessor with the OTLP/HTTP protobuf exporter, pointed at a
   local endpoint (a subprocess on 127.0.0.1 answering 200 to POST /v1/traces);
+* (e) spanvisor's hooks alone at the defaults: the processor on a pipeline
+  whose thread never runs (its inbox emptied between tasks, untimed). No
+  other processor is on the provider, so ``SPANVISOR_STAMP_SPANS=auto``
+  writes no stamps: the goal's "default settings, no other exporter";
+* (f) (e) stamping (``SPANVISOR_STAMP_SPANS=true``: what another exporter on
+  the provider turns on; its own cost is (b), left out here);
 * (c) SpanvisorSpanProcessor whose only sink is stalled: its ``export`` awaits
   an asyncio.Event that is never set, so its queue (cut to 100 events here so
   that it is full for most of the run) fills and drops;
-* (c') (c) without stamps;
+* (c') (c) stamping;
 * (d) SpanvisorSpanProcessor with a sink that delivers: it counts the events
-  and keeps only the last 100 (``CountingSink``). A sink that kept every event
-  for ever (the test helper ``InMemorySink``) would grow the heap every full
-  collection scans, which no real sink does (they write and forget); until
-  this version (d) used ``InMemorySink``.
+  and keeps only the last 100 (``CountingSink``).
 
 The trace shape is a realistic agent task of 91 spans: an agent root span
 with ``agent.*`` attributes, then 10 turns, each one model call
@@ -41,31 +40,29 @@ Two modes:
 * ``paced``: a 10 ms pause after each task, as an agent waiting on its model
   would; background work mostly runs in the pauses.
 
-Method. Every configuration is built once and warmed up (5 tasks); then
-each repetition runs one short block of tasks on each configuration in turn
-(30 burst, as many as one measurement had before, and 15 paced; 12
-repetitions), so that load changing on a shared machine hits all of them
-alike. Before a block, ``gc.collect()`` (outside the
-timed region): every block starts from the same heap and none inherits the
-collector's debt of the one before it (the collections its own spans cause
-are all inside the timed region). After a block, also outside it, the
-configuration's background thread works off what the block left (BSP's
-``force_flush``; spanvisor's pipeline until its inbox is empty), so the next
-block of any configuration starts with nothing queued. Reported per
-configuration, per span (start + end, including the agent's own attribute
-writes): wall time of the agent's work (includes waiting for the GIL while a
-background thread runs), the agent thread's CPU time
-(``time.thread_time_ns``: the work done on that thread, robust to other
-processes on a shared machine), both as medians over the blocks, and the part
-of that CPU time spent in garbage collections that ran on the agent's thread
-(timed with ``gc.callbacks``; mean over the blocks, with the number of full
-collections). The ratio (x-a)/(b-a), 1.0 when a configuration adds as much
-per span as the OTLP exporter does, is computed within each repetition (x, a
-and b measured next to each other) and its median and quartiles over the
-repetitions are given: the quartiles say how far a single figure can be
-trusted. The notes (drops, events, what was left in the inbox) are totals
-over the whole run. Then the CPU cost per span of the pipeline thread (the
-tracker), measured alone.
+Method. Every configuration is built once and warmed up (10 tasks, then
+two untimed rounds); then each of 60 rounds runs one short block of tasks
+on each configuration in turn (10 tasks burst, 15 paced). The process is
+pinned to one CPU and the endpoint to the other (``--no-pin`` not to):
+whether a background thread (BSP's worker, spanvisor's pipeline) ran beside
+the agent on the other core or took turns with it changed the agent's CPU
+per span from run to run. Before a block, ``gc.collect()``, and the
+collector is off while the block runs (``--gc`` leaves it on): where a
+collection falls was the largest noise between blocks, and what it costs
+depends on the whole heap, not on the configuration. After a block, also
+untimed, the configuration's background thread works off what the block
+left (BSP's ``force_flush``; spanvisor's pipeline until its inbox is empty).
+Reported per configuration, per span (start + end, including the agent's
+own attribute writes): wall time of the agent's work and the agent thread's
+CPU time (``time.thread_time_ns``: robust to other processes on a shared
+machine), medians over the rounds. The ratio (x-a)/(b-a), 1.0 when a
+configuration adds as much per span as the OTLP exporter does, is the
+median over the rounds of x-a over the median of b-a, each difference taken
+within one round; its quartiles come from bootstrap resamples of the
+rounds. (A median of per-round ratios divides by one small, noisy b-a each
+round: two runs of 12 rounds gave medians 0.52 and 1.44.) The notes (drops,
+events, what was left in the inbox) are totals over the whole run. Then the
+CPU cost per span of the pipeline thread (the tracker), measured alone.
 """
 
 from __future__ import annotations
@@ -75,10 +72,13 @@ import asyncio
 import cProfile
 import gc
 import io
+import json
 import logging
+import math
 import os
 import platform
 import pstats
+import random
 import statistics
 import subprocess
 import sys
@@ -104,13 +104,22 @@ STALLED_QUEUE = 100
 LABELS = {
     "a": "(a) no processor",
     "b": "(b) BatchSpanProcessor + OTLP/HTTP",
+    "e": "(e) hooks alone, defaults (no stamps)",
+    "f": "(f) hooks alone, stamping",
     "c": "(c) spanvisor, sinks stalled",
-    "s": "(c') spanvisor, sinks stalled, no stamps",
+    "s": "(c') spanvisor, sinks stalled, stamping",
     "d": "(d) spanvisor, sink delivering",
-    "e": "(e) hooks only: spanvisor as shipped",
-    "g": "(g) hooks only: SPANVISOR_STAMP_SPANS=false",
 }
 PACE_S = 0.010
+# Many short interleaved rounds rather than a few long blocks: drift on a
+# shared machine hits every configuration alike, and the medians of 60
+# paired differences move by hundredths between runs where 12 moved by
+# tenths (see report()).
+REPS = 60
+BURST_TASKS = 10
+PACED_TASKS = 15
+WARM_ROUNDS = 2
+BOOTSTRAP = 400
 
 # A tiny OTLP/HTTP endpoint in its own process, as a Collector would be:
 # it must not share the GIL with the agent being measured.
@@ -271,7 +280,7 @@ def setup_otlp(port: int) -> Callable[[], Setup]:
     return make
 
 
-def _spanvisor(sink: BaseSink, queue_size: int | None = None, stamp: bool = True) -> Setup:
+def _spanvisor(sink: BaseSink, queue_size: int | None = None, stamp: str = "auto") -> Setup:
     p = TracerProvider(resource=Resource.create({"service.name": "bench"}), shutdown_on_exit=False)
     config = _config()
     if queue_size is not None:
@@ -312,8 +321,10 @@ def setup_stalled() -> Setup:
     return _spanvisor(StalledSink(), queue_size=STALLED_QUEUE)
 
 
-def setup_stalled_unstamped() -> Setup:
-    return _spanvisor(StalledSink(), queue_size=STALLED_QUEUE, stamp=False)
+def setup_stalled_stamping() -> Setup:
+    # What another exporter on the provider would turn on (auto), forced
+    # here so that no other exporter's own cost is in the figure.
+    return _spanvisor(StalledSink(), queue_size=STALLED_QUEUE, stamp="on")
 
 
 def setup_memory() -> Setup:
@@ -331,7 +342,7 @@ class IdlePipeline(Pipeline):
         return self
 
 
-def hooks_only(stamp: bool) -> Callable[[], Setup]:
+def hooks_only(stamp: str) -> Callable[[], Setup]:
     def make() -> Setup:
         p = TracerProvider(resource=Resource.create({"service.name": "bench"}), shutdown_on_exit=False)
         pipe = IdlePipeline(_config().with_values(stamp_spans=stamp), [StalledSink()])
@@ -387,25 +398,34 @@ class GcClock:
 GC_CLOCK = GcClock()
 
 
-def measure(s: Setup, tasks: int, paced: bool) -> tuple[float, float, float, int]:
+def measure(s: Setup, tasks: int, paced: bool, keep_gc: bool = False) -> tuple[float, float, float, int]:
     """(wall ns/span, agent-thread CPU ns/span, of which in gc, full
     collections on the agent thread) for one block of tasks on one
     configuration."""
     tracer = s.provider.get_tracer("bench")
     # Every block starts from the same heap: none pays for the garbage the
-    # previous one left (outside the timed region).
+    # previous one left (outside the timed region). Then, unless --gc, the
+    # collector is off while the block runs: where a collection falls is
+    # the largest source of noise between blocks (one full collection is
+    # worth a thousand spans' hooks), and its cost depends on the whole
+    # process's heap, not on the configuration.
     gc.collect()
     GC_CLOCK.reset(threading.get_ident())
     wall = cpu = 0
     clock, thread_clock = time.perf_counter_ns, time.thread_time_ns
-    for i in range(tasks):
-        c0, t0 = thread_clock(), clock()
-        run_task(tracer, i)
-        wall += clock() - t0
-        cpu += thread_clock() - c0
-        s.between()
-        if paced:
-            time.sleep(PACE_S)
+    if not keep_gc:
+        gc.disable()
+    try:
+        for i in range(tasks):
+            c0, t0 = thread_clock(), clock()
+            run_task(tracer, i)
+            wall += clock() - t0
+            cpu += thread_clock() - c0
+            s.between()
+            if paced:
+                time.sleep(PACE_S)
+    finally:
+        gc.enable()
     gc_ns, full = GC_CLOCK.ns, GC_CLOCK.full
     GC_CLOCK.reset(0)
     s.drain()
@@ -478,32 +498,46 @@ def profile_pipeline(tasks: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Cost per span on the agent's thread.")
-    ap.add_argument("--reps", type=int, default=12)
+    ap.add_argument("--reps", type=int, default=REPS, help=f"interleaved rounds (default {REPS})")
     ap.add_argument("--quick", action="store_true", help="fewer spans and reps, for a smoke run")
     ap.add_argument("--profile", action="store_true", help="cProfile the agent thread under (c) and the pipeline")
     ap.add_argument(
-        "--experiment", action="store_true", help="also run (e)-(g): the hooks alone, as shipped and two variants"
+        "--gc", action="store_true", help="leave the garbage collector on during the timed blocks (noisier)"
     )
     ap.add_argument("--only", default="", help="comma-separated configuration keys to run (a and b always run)")
+    ap.add_argument(
+        "--no-pin", action="store_true", help="do not pin this process to one CPU and the endpoint to another"
+    )
+    ap.add_argument("--raw", default="", help="write every round's figures to this JSON file")
     args = ap.parse_args(argv)
     bsp_log = logging.getLogger("opentelemetry.sdk._shared_internal")
     bsp_log.addHandler(BSP_DROPS)
     bsp_log.propagate = False
     logging.getLogger("spanvisor").setLevel(logging.CRITICAL)  # drops are expected under (c); counted below
-    burst_tasks, paced_tasks = (10, 8) if args.quick else (30, 15)
-    reps = 4 if args.quick else args.reps
+    burst_tasks, paced_tasks = (BURST_TASKS, PACED_TASKS) if not args.quick else (4, 2)
+    reps = 6 if args.quick else args.reps
 
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    pinned = not args.no_pin and len(cpus) >= 2
+    if pinned:
+        # Every thread of this process (the agent's, BSP's worker, the
+        # pipeline's: all made after this) on one CPU, the endpoint on
+        # another. Whether a background thread happened to run beside the
+        # agent on the other core, or took turns with it, changed the
+        # agent thread's CPU per span from one run to the next.
+        os.sched_setaffinity(0, {cpus[-1]})
     endpoint, port = start_endpoint()
+    if pinned:
+        os.sched_setaffinity(endpoint.pid, {cpus[0]})
     configs: dict[str, Callable[[], Setup]] = {
         "a": setup_none,
         "b": setup_otlp(port),
+        "e": hooks_only(stamp="auto"),
+        "f": hooks_only(stamp="on"),
         "c": setup_stalled,
-        "s": setup_stalled_unstamped,
+        "s": setup_stalled_stamping,
         "d": setup_memory,
     }
-    if args.experiment:
-        configs["e"] = hooks_only(stamp=True)
-        configs["g"] = hooks_only(stamp=False)
     if args.only:
         keep = {"a", "b", *args.only.split(",")}
         configs = {k: v for k, v in configs.items() if k in keep}
@@ -516,17 +550,20 @@ def main(argv: list[str] | None = None) -> int:
         for key in keys:  # built once, warmed up: first-call costs, caches
             setups[key] = configs[key]()
             tracer = setups[key].provider.get_tracer("bench")
-            for i in range(5):
+            for i in range(10):
                 run_task(tracer, i)
                 setups[key].between()
             setups[key].drain()
+        for _ in range(WARM_ROUNDS):  # untimed: every configuration in its steady state
+            for key in keys:
+                measure(setups[key], burst_tasks, paced=False, keep_gc=args.gc)
         for rep in range(reps):
             # Rotated each repetition: no configuration always runs right
             # after the same other one.
             order = keys[rep % len(keys) :] + keys[: rep % len(keys)]
             for mode, tasks in (("burst", burst_tasks), ("paced", paced_tasks)):
                 for key in order:
-                    wall, cpu, gc_ns, full = measure(setups[key], tasks, paced=mode == "paced")
+                    wall, cpu, gc_ns, full = measure(setups[key], tasks, paced=mode == "paced", keep_gc=args.gc)
                     r = results.setdefault((mode, key), Result())
                     r.wall.append(wall)
                     r.cpu.append(cpu)
@@ -546,9 +583,13 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"spanvisor bench_processor: python {platform.python_version()}, {os.cpu_count()} CPUs, "
         f"{reps} reps, {burst_tasks}/{paced_tasks} tasks x {SPANS_PER_TASK} spans per rep (burst/paced), "
+        f"{'pinned to CPU ' + str(cpus[-1]) if pinned else 'not pinned'}, gc {'on' if args.gc else 'off'} in blocks, "
         f"{elapsed:.0f} s"
     )
     report(results, list(configs))
+    if args.raw:
+        with open(args.raw, "w") as f:
+            json.dump({f"{m}/{k}": {"cpu": r.cpu, "wall": r.wall} for (m, k), r in results.items()}, f)
     pipe_ns = pipeline_cost(burst_tasks, reps)
     print()
     print(
@@ -562,6 +603,26 @@ def main(argv: list[str] | None = None) -> int:
         print("cProfile of the pipeline thread (one pump over the same spans), sorted by own time:")
         print(profile_pipeline(burst_tasks))
     return 0
+
+
+def paired_ratio(xs: list[float], as_: list[float], bs: list[float]) -> tuple[float, float, float]:
+    """(x-a)/(b-a) as median(x-a) / median(b-a), the differences paired
+    within each round (measured next to each other, so the machine's drift
+    cancels), and the quartiles of that ratio over bootstrap resamples of
+    the rounds. A median of per-round ratios divides by one small noisy
+    difference each round and has heavy tails: it moved by tenths."""
+    dx = [x - a for x, a in zip(xs, as_, strict=True)]
+    db = [b - a for b, a in zip(bs, as_, strict=True)]
+
+    def ratio(idx: Sequence[int]) -> float:
+        den = statistics.median(db[i] for i in idx)
+        return statistics.median(dx[i] for i in idx) / den if den else math.nan
+
+    n = len(dx)
+    rng = random.Random(0)
+    boot = sorted(ratio([rng.randrange(n) for _ in range(n)]) for _ in range(BOOTSTRAP))
+    q1, _, q3 = _quartiles(boot)
+    return ratio(range(n)), q1, q3
 
 
 def _quartiles(vals: list[float]) -> tuple[float, float, float]:
@@ -611,14 +672,13 @@ def report(results: dict[tuple[str, str], Result], keys: list[str]) -> None:
             parts = []
             for name, field_name in (("CPU", "cpu"), ("wall", "wall")):
                 xs, as_, bs = getattr(x, field_name), getattr(a, field_name), getattr(b, field_name)
-                per_rep = [(xv - av) / (bv - av) for xv, av, bv in zip(xs, as_, bs, strict=True) if bv != av]
-                if not per_rep:
-                    parts.append(f"{name} n/a")
-                    continue
-                q1, q2, q3 = _quartiles(per_rep)
-                parts.append(f"{name} {q2:.2f} [{q1:.2f}-{q3:.2f}]")
+                r, q1, q3 = paired_ratio(xs, as_, bs)
+                parts.append(f"{name} {r:.2f} [{q1:.2f}-{q3:.2f}]")
             ratios.append(f"{mode}: ({key}-a)/(b-a) = " + ", ".join(parts))
-    print("ratios: median of the per-repetition ratios [quartiles]")
+    print(
+        "ratios (x-a)/(b-a): median over the rounds of x-a, over the median of b-a, each difference within "
+        "one round [quartiles of the same ratio over bootstrap resamples of the rounds]"
+    )
     print("\n".join(ratios))
     print()
     print("markdown:")

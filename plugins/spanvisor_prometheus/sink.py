@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from prometheus_client.registry import Collector, CollectorRegistry
 
     from spanvisor.config import Config, Setting
+    from spanvisor.stats import PipelineStats
+    from spanvisor_prometheus.selfmetrics import SelfMetrics
     from spanvisor_prometheus.server import MetricsServer
 
 SHARED_REGISTRY_KEY = "prometheus.registry"
@@ -32,7 +34,9 @@ class PrometheusSink(BaseSink):
     ``registry``: where the collectors are registered; by default a fresh
     registry per sink, never prometheus_client's global one. Under
     ``spanvisor serve`` the same registry is served on the admin port
-    (``admin_routes``), so this sink runs there even if not listed.
+    (``admin_routes``). When serve's ``SPANVISOR_SINKS`` names other sinks
+    only, this sink does not run: the admin port serves the pipeline's
+    self-metrics alone (:meth:`admin_service`), so no event is counted here.
     """
 
     name = "prometheus"
@@ -56,6 +60,14 @@ class PrometheusSink(BaseSink):
 
     def admin_routes(self) -> Sequence[AdminRoute]:
         return (("GET", "/metrics", self._serve_metrics),)
+
+    @classmethod
+    def admin_service(cls, stats: PipelineStats) -> SelfMetrics:
+        """``/metrics`` without this sink: the pipeline's self-metrics and
+        the build info, for serve's admin port when the sink is not configured."""
+        from spanvisor_prometheus.selfmetrics import SelfMetrics
+
+        return SelfMetrics(stats)
 
     async def _serve_metrics(self, request: Any) -> Any:
         if self._metrics_handler is None:

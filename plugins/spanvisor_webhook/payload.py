@@ -9,18 +9,17 @@ finished and was forgotten) the view may carry only ids: the fields it does
 not know are null rather than placeholders. An answer quotes the question
 it answered (``request``: as the agent asked it, cut to
 :data:`QUESTION_LIMIT` characters, and its digest), and names the run.
+The body is built in the core (:mod:`spanvisor.stream.body`), one schema
+with the event stream's.
 """
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime
 from typing import Any
 
 from spanvisor.events import Event, HumanIntervention
-
-TYPE = "spanvisor.intervention"
-QUESTION_LIMIT = 500
+from spanvisor.stream.body import INTERVENTION_TYPE as TYPE
+from spanvisor.stream.body import QUESTION_LIMIT, encode, intervention_body, rfc3339
 
 
 def wanted(event: Event, actions: tuple[str, ...]) -> bool:
@@ -32,42 +31,10 @@ def wanted(event: Event, actions: tuple[str, ...]) -> bool:
     )
 
 
-def rfc3339(time_ns: int) -> str:
-    """UTC with milliseconds, ``2026-11-22T14:30:00.123Z``."""
-    return datetime.fromtimestamp(time_ns / 1e9, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def payload(event: HumanIntervention) -> dict[str, Any]:
-    d = event.decision
-    v = event.task
-    bare = v.trace_id == ""  # a view with only ids (see HumanIntervention)
-    return {
-        "type": TYPE,
-        "intervention_id": d.intervention_id,
-        "task_id": d.task_id,
-        "action": d.action,
-        "approval_id": d.approval_id,
-        "actor": {"id": d.actor_id, "name": d.actor_name},
-        "comment": d.comment,
-        "time": rfc3339(d.time_ns),
-        "source": d.source,
-        "run_id": d.run_id or v.run_id or None,
-        "request": None
-        if event.request is None
-        else {"question": _clip(event.request.question), "digest": event.request.digest},
-        "task": {
-            "agent_id": None if bare else v.agent_id,
-            "task_name": v.task_name,
-            "status": None if bare else v.status,
-            "trace_id": v.trace_id or None,
-        },
-    }
+    """The intervention's public body (:mod:`spanvisor.stream.body`): the
+    event stream sends the same JSON."""
+    return intervention_body(event)
 
 
-def _clip(text: str) -> str:
-    return text if len(text) <= QUESTION_LIMIT else text[: QUESTION_LIMIT - 1] + "…"
-
-
-def encode(body: dict[str, Any]) -> bytes:
-    """Compact JSON; ASCII-only, so text with lone surrogates still encodes."""
-    return json.dumps(body, separators=(",", ":")).encode("ascii")
+__all__ = ["QUESTION_LIMIT", "TYPE", "encode", "payload", "rfc3339", "wanted"]

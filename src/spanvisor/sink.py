@@ -106,8 +106,10 @@ class BaseSink:
     # queue would drop, and readiness follows its health().
     durable: ClassVar[bool] = False
     # True if the sink serves routes on `spanvisor serve`'s admin port
-    # (admin_routes): serve then runs it even when SPANVISOR_SINKS omits it,
-    # so the port always has them.
+    # (admin_routes). serve runs it with SPANVISOR_SINKS=auto; when an explicit
+    # list omits it, serve runs no sink of it (no worker, no events) and asks
+    # the class for `admin_service(stats)` instead, if it has one: an object
+    # with admin_routes() only (the Prometheus plugin's self-metrics).
     serves_admin: ClassVar[bool] = False
 
     def __init__(self) -> None:

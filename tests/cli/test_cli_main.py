@@ -42,6 +42,7 @@ SCRIPT = "spanvisor.cli.main:main"
 # Subcommands whose main() tests live elsewhere.
 TESTED_ELSEWHERE = {
     "approvals": "tests/cli/test_decide.py (main(['approvals', ...]) against a real receiver)",
+    "follow": "tests/stream/test_follow.py (python -m spanvisor.cli follow against a real receiver)",
     "demo": "tests/demo/test_demo_end_to_end.py (python -m spanvisor.cli.main demo --fast)",
     "serve": "tests/receiver/serve_proc.py (python -m spanvisor.cli serve)",
     "migrate": "tests/postgres/test_cli.py::test_migrate_is_a_no_op_on_a_current_schema",

@@ -35,3 +35,58 @@ def test_remembers_the_last_size_distinct_keys(keys: list[int], size: int) -> No
             del model[:-size]
         assert set(window) == set(model)
         assert len(window) == len(model) <= size
+
+
+HEX = "0123456789abcdef"
+# OTLP-shaped keys (kept in the fixed-width table) and others (kept apart),
+# few enough that keys come back and the small tables probe and shift.
+otlp_keys = st.integers(0, 40).map(lambda i: f"{i:032x}" + HEX[i % 16] * 16)
+other_keys = st.one_of(
+    st.integers(0, 10).map(lambda i: f"k{i}"),
+    st.integers(0, 10).map(lambda i: ("t", f"s{i}")),
+    st.integers(0, 5).map(lambda i: f"{i:032x}".upper() + "A" * 16),  # not lower-case: kept apart, exactly
+)
+
+
+@given(st.lists(st.one_of(otlp_keys, other_keys), max_size=300), st.integers(1, 12))
+def test_fixed_width_window_matches_a_model(keys: list[object], size: int) -> None:
+    window = RecentKeys(size)
+    model: list[object] = []
+    for key in keys:
+        new = key not in model
+        assert (key in window) is not new
+        assert window.remember(key) is new  # type: ignore[arg-type]
+        if new:
+            model.append(key)
+            del model[:-size]
+        assert len(window) == len(model)
+        assert list(window) == model  # oldest first
+        for k in model:
+            assert k in window
+
+
+def test_upper_and_lower_case_ids_are_different_keys() -> None:
+    window = RecentKeys(10)
+    lower = "0af7651916cd43dd8448eb211c80319cb7ad6b7169203331"
+    assert window.remember(lower)
+    assert lower.upper() not in window
+    assert window.remember(lower.upper())
+
+
+def test_a_long_stream_through_a_small_window() -> None:
+    """Thousands of OTLP keys through a window of 100, some coming back:
+    every answer as a model's (probe runs wrapping around, shifted on
+    every forget)."""
+    import random
+
+    rng = random.Random(7)
+    window, model = RecentKeys(100), list[str]()
+    for _ in range(20_000):
+        key = f"{rng.randrange(400):032x}{rng.randrange(2):016x}"
+        new = key not in model
+        assert (key in window) is not new
+        assert window.remember(key) is new
+        if new:
+            model.append(key)
+            del model[:-100]
+    assert list(window) == model

@@ -25,6 +25,8 @@ TABLES = {
     "delivery_state",
     "quarantine",
     "schema_migrations",
+    "stream_events",  # the event stream's shared feed (docs/events.md)
+    "stream_meta",
 }
 
 

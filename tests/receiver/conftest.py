@@ -78,13 +78,15 @@ def requests(pipeline: Pipeline, transport: str, outcome: str) -> float:
 class RunningReceiver:
     """A Receiver on a private event loop thread, for sync OTel exporters."""
 
-    def __init__(self, pipeline: Any, settings: ReceiverSettings, **start: Any) -> None:
+    def __init__(
+        self, pipeline: Any, settings: ReceiverSettings, admin_extra: Sequence[Any] = (), **start: Any
+    ) -> None:
         """``start``: passed to :meth:`Receiver.start` (``rebuild``, ``start_pipeline``)."""
         self.pipeline = pipeline
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.receiver = Receiver(pipeline, settings)
+        self.receiver = Receiver(pipeline, settings, admin_extra=admin_extra)
         self.call(self.receiver.start(**start))
 
     def call(self, coro: Any, timeout: float = 30) -> Any:

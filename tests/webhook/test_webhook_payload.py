@@ -45,6 +45,7 @@ def test_the_body_has_ids_the_decision_and_the_task() -> None:
     body = payload(intervention())
     assert body == {
         "type": "spanvisor.intervention",
+        "v": 1,
         "intervention_id": "iv-1",
         "task_id": "T1",
         "action": "retry",

@@ -49,6 +49,7 @@ from spanvisor.otel.logs import SpanvisorLogProcessor
 from spanvisor.otel.processor import SpanvisorSpanProcessor
 from spanvisor.pipeline.pipeline import Pipeline
 from spanvisor.spans import conventions as cv
+from spanvisor.stream.sink import attach as attach_stream
 
 
 class DemoPace:
@@ -223,7 +224,9 @@ def durable_sinks_unable_to_write(pipeline: Pipeline) -> list[str]:
 def run_demo(
     config: Config, seconds: float = 20.0, linger_s: float = 0.0, approval_wait_s: float = 20.0, via_serve: bool = False
 ) -> int:
-    pipeline = Pipeline(config, path="receiver" if via_serve else "processor").start()
+    pipeline = Pipeline(config, path="receiver" if via_serve else "processor")
+    attach_stream(pipeline)  # GET /v1/events on the control API, for `spanvisor follow`
+    pipeline.start()
     problems = durable_sinks_unable_to_write(pipeline)
     if problems:
         pipeline.shutdown(5.0)
@@ -266,6 +269,7 @@ def run_demo(
     how = f" through spanvisor serve's OTLP receiver at {control_api.url}" if via_serve else ""
     print(f"spanvisor demo: 3 agents for ~{seconds:.0f}s{how} into sinks: {names}", flush=True)
     print(f"control API: {control_api.url} (spanvisor approve/reject/cancel answer the agents)", flush=True)
+    print(f"live events: spanvisor follow --url {control_api.url} (in another terminal)", flush=True)
     port = config.get("metrics_port")
     if port and any(getattr(s, "serves_admin", False) for s in pipeline.sinks):
         host = config.get("metrics_host") or "127.0.0.1"

@@ -125,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
         "spanvisor.cli.deadletter",
         "spanvisor.cli.decide",
         "spanvisor.cli.approvals",
+        "spanvisor.cli.follow",
     ):
         try:
             importlib.import_module(module).register(sub)

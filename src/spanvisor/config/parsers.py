@@ -51,6 +51,14 @@ def p_bool(v: Any) -> bool:
     raise ValueError(v)
 
 
+def p_auto_bool(v: Any) -> str:
+    """``auto``, or a yes/no (``true``/``on``... or ``false``/``off``...), as
+    ``"auto"``, ``"on"`` or ``"off"``."""
+    if isinstance(v, str) and v.strip().lower() == "auto":
+        return "auto"
+    return "on" if p_bool(v) else "off"
+
+
 def p_int(v: Any) -> int:
     if isinstance(v, bool):
         raise ValueError(v)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from spanvisor.config.parsers import (
     Setting,
-    p_bool,
+    p_auto_bool,
     p_choice,
     p_duration,
     p_int,
@@ -114,11 +114,13 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     Setting(
         "stamp_spans",
         "SPANVISOR_STAMP_SPANS",
-        p_bool,
-        True,
+        p_auto_bool,
+        "auto",
         "Stamp agent.task.id, agent.task.root_span_id and agent.id on every span of a task (in-process), so spans "
-        "exported to a Collector can be grouped; off saves the agent a few microseconds per span.",
-        "true or false",
+        "exported elsewhere (a Collector to spanvisor serve) can be grouped. auto: only when the TracerProvider has "
+        "another span processor (an exporter) beside spanvisor's when the task starts; true forces stamping (spans "
+        "leaving another way), false turns it off.",
+        "auto, true or false",
     ),
     Setting(
         "root_hold_s",

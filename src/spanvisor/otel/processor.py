@@ -31,16 +31,22 @@ its task.
 On start, the processor stamps every span of a task with ``agent.task.id``,
 ``agent.task.root_span_id`` and (when known) ``agent.id``, so spans exported
 elsewhere, through a Collector to ``spanvisor serve``, can still be grouped
-into their task. The stamp goes straight into the new span's attribute dict
-(see :func:`_write_direct`: a tenth of the SDK's validated write).
-``SPANVISOR_STAMP_SPANS=false`` turns stamping off.
+into their task. Only then: with ``SPANVISOR_STAMP_SPANS=auto`` (the
+default) a task is stamped when, as its root starts, the TracerProvider has
+a span processor other than this one (see :meth:`_exported_elsewhere`); a
+span that leaves the process through nothing else needs no stamp, and an
+agent without another exporter pays none. ``true`` forces stamping (spans
+leaving some other way), ``false`` turns it off. The decision holds for the
+whole task. The stamp is written in one locked write straight into the new
+span's attribute dict (see :func:`spanvisor.otel.stamp.write_direct`: a tenth of the SDK's
+validated write), else in one ``set_attributes`` call.
 
 A root goes into the inbox with its attributes as it started
 (:class:`spanvisor.pipeline.handover.StartedRoot`): an agent giving it more
 attributes than the span's limit makes the SDK drop the oldest, its task's
 identity first, before the pipeline reads it. A task span that ends with
 attributes dropped gets that identity back (``_on_ending``, see
-:func:`_put_back`), so every exporter sends the task.
+:func:`put_back`), so every exporter sends the task.
 """
 
 from __future__ import annotations
@@ -56,12 +62,11 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from spanvisor.config import Config
 from spanvisor.otel.attach import PipelineOwner
+from spanvisor.otel.stamp import Stamp, put_back, stamp_for, stamp_mode, with_stamp, write_direct
 from spanvisor.pipeline.handover import StartedRoot, compact_end, member_start
 from spanvisor.pipeline.pipeline import Pipeline
 from spanvisor.sink import Sink
 from spanvisor.spans import conventions as cv
-from spanvisor.spans import sanitize as sz
-from spanvisor.tracking.tasktable import default_task_id
 
 log = logging.getLogger("spanvisor.processor")
 
@@ -70,121 +75,6 @@ MAX_OPEN_SPANS = 1_000_000
 # known as late work of its task rather than taken for an unrelated span.
 MAX_ENDED_ROOTS = 10_000
 _STAMP_KEYS = frozenset({cv.TASK_ROOT, cv.TASK_ID, cv.AGENT_ID, cv.TASK_NAME})
-
-
-class _Stamp:
-    """One task as the processor sees it, shared by all its open spans.
-
-    ``ended`` flips when the root ends (on the agent's thread that ends it).
-    ``started_late`` marks the twin that spans starting after that share:
-    they were never handed to the tracker.
-    """
-
-    __slots__ = ("_late", "attrs", "ended", "longest", "root_attrs", "root_id", "started_late")
-
-    def __init__(self, attrs: dict[str, str], root_id: int, started_late: bool = False) -> None:
-        self.attrs = attrs
-        self.longest = max(map(len, attrs.values()), default=0)
-        self.root_id = root_id
-        self.ended = started_late
-        self.started_late = started_late
-        self._late: _Stamp | None = None
-        # The root's attributes as it started, stamp included (see StartedRoot).
-        self.root_attrs: dict[str, Any] = {}
-
-    def late(self) -> _Stamp:
-        if self._late is None:
-            self._late = _Stamp(self.attrs, self.root_id, started_late=True)
-        return self._late
-
-    def lost(self, span_id: int) -> dict[str, Any]:
-        """What the span should carry of its task's identity: the root all
-        of it as it started, a member the stamp."""
-        if span_id == self.root_id:
-            kept = self.root_attrs
-            return {k: kept[k] for k in cv.IDENTITY_KEYS if k in kept}
-        return self.attrs
-
-
-def stamp_for(trace_hex: str, root_hex: str, attrs: Any) -> dict[str, str]:
-    """The stamp written on every span of the task whose root is described."""
-    task_id = sz.name(attrs.get(cv.TASK_ID), cv.TASK_ID, []) or default_task_id(trace_hex, root_hex)
-    stamp = {cv.TASK_ROOT: root_hex, cv.TASK_ID: task_id}
-    # Sanitised exactly as the tracker reads it, so both ends agree on the id.
-    agent_id = sz.name(cv.agent_id(attrs), cv.AGENT_ID, []) or sz.name(cv.agent_name(attrs), cv.AGENT_NAME, [])
-    if agent_id is not None:
-        stamp[cv.AGENT_ID] = agent_id
-    # The task name stays on the root: each stamp key costs every span of
-    # the task a validated attribute write on the agent's thread.
-    return stamp
-
-
-def _write_direct(span: Span, stamp: _Stamp) -> bool:
-    """Write the stamp straight into the span's attribute dict; False when
-    that is not certain to be what ``set_attributes`` would do (then it is
-    used instead).
-
-    ``set_attributes`` validates every value and takes two locks: about 6 µs
-    a span here, most of the processor's cost on the agent's thread. The
-    stamp's values are strings we made and checked, and ``on_start`` runs
-    inside ``start_span``, before the agent holds the span: written under the
-    attributes' own lock, within the span's attribute limits, the result is
-    the same. This reads SDK internals (``BoundedAttributes._dict``), so any
-    surprise in their shape falls back to the public call.
-    """
-    try:
-        attrs = span._attributes
-        if type(attrs) is not BoundedAttributes or attrs._immutable:
-            return False
-        d = attrs._dict
-        if type(d) is not dict:
-            return False
-        new = stamp.attrs
-        limit, width = attrs.maxlen, attrs.max_value_len
-        if limit is not None and len(d) + len(new) > limit:
-            return False  # the SDK would drop the oldest keys: let it
-        if width is not None and stamp.longest > width:
-            return False  # the SDK would cut the values: let it
-        with attrs._lock:
-            for k, v in new.items():
-                d.setdefault(k, v)  # the agent's own value wins
-        return True
-    except Exception:
-        return False
-
-
-def _put_back(span: Any, stamp: _Stamp, span_id: int) -> None:
-    """A span whose attribute limit dropped some of its attributes, as it
-    ends: the identity of its task that went with them goes back.
-
-    The SDK drops the oldest attributes first, and a task's name, agent and
-    stamp are set first: a root given more results than the limit would
-    reach a Collector and ``spanvisor serve`` as no task at all. Put back
-    into the ended span's own dict (the public setter refuses an ended span)
-    before any processor's ``on_end`` reads it, so every exporter sends it;
-    within the limit, as the SDK would had they been set last: each takes
-    the place of the oldest other attribute, counted in the span's dropped
-    count like the SDK's own drops.
-    """
-    attrs = span._attributes
-    if type(attrs) is not BoundedAttributes or not attrs.dropped:
-        return
-    d = attrs._dict
-    if type(d) is not dict:
-        return
-    want = stamp.lost(span_id)
-    limit = attrs.maxlen
-    with attrs._lock:
-        for k, v in want.items():
-            if k in d:
-                continue
-            if limit is not None and len(d) >= limit:
-                oldest = next((x for x in d if x not in want), None)
-                if oldest is None:
-                    return  # a limit smaller than the identity itself
-                del d[oldest]
-                attrs.dropped += 1
-            d[k] = v
 
 
 def _dropped(span: Any) -> int:
@@ -204,17 +94,9 @@ def _attrs_now(span: Span) -> dict[str, Any]:
     return dict(span.attributes or {})
 
 
-def _stamp_for_root(span: Span, attrs: Any) -> _Stamp:
+def _stamp_for_root(span: Span, attrs: Any) -> Stamp:
     ctx = span.get_span_context()
-    return _Stamp(stamp_for(format(ctx.trace_id, "032x"), format(ctx.span_id, "016x"), attrs), ctx.span_id)
-
-
-def _with_stamp(ended: Any, stamp: _Stamp) -> Any:
-    """A :func:`compact_end` tuple with the stamp among its attributes (the
-    span's own values win); anything else as it is."""
-    if type(ended) is not tuple:
-        return ended
-    return (*ended[:5], {**stamp.attrs, **ended[5]}, *ended[6:])
+    return Stamp(stamp_for(format(ctx.trace_id, "032x"), format(ctx.span_id, "016x"), attrs), ctx.span_id)
 
 
 class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
@@ -231,15 +113,21 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
         pipeline: Pipeline | None = None,
     ) -> None:
         PipelineOwner.__init__(self, "processor", sinks, config, pipeline)
-        self._open: dict[int, _Stamp] = {}
+        self._open: dict[int, Stamp] = {}
         # Ended roots, oldest first, bounded. OrderedDict: popitem is one C
         # call, safe when several agent threads end roots at once.
-        self._ended: OrderedDict[int, _Stamp] = OrderedDict()
+        self._ended: OrderedDict[int, Stamp] = OrderedDict()
         # Traces whose spans go to the tracker in end order (see on_end).
         self._end_order: OrderedDict[int, None] = OrderedDict()
         # Stamps serve spans exported elsewhere (a Collector to `spanvisor
-        # serve`); an agent whose spans go nowhere else can turn them off.
-        self._stamp = bool(self.pipeline.config.get("stamp_spans", True))
+        # serve`): "auto" stamps a task when another processor can send its
+        # spans out, "on" always, "off" never.
+        self._stamp_mode = stamp_mode(self.pipeline.config.get("stamp_spans", "auto"))
+        # The provider's processors last looked at, and whether any is another's.
+        self._seen: tuple[Any, bool] | None = None
+        # Bound once: the hooks run per span on the agent's thread.
+        self._submit_start = self.pipeline.submit_start
+        self._submit_end = self.pipeline.submit_end
 
     @property
     def _errors(self) -> int:
@@ -255,7 +143,7 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         try:
-            parent = span.parent
+            parent = span._parent  # the property's own field: a call less per span
             stamp = self._open.get(parent.span_id) if parent is not None else None
             if stamp is None:
                 attrs = span.attributes
@@ -267,36 +155,59 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
                         return  # the usual unrelated span
                 else:
                     stamp = _stamp_for_root(span, attrs)
+                    stamp.stamped = self._exported_elsewhere(span)
                     parent = None  # the task's root: the tracker keeps it to read it live
-            if len(self._open) >= MAX_OPEN_SPANS:
+            opened = self._open
+            if len(opened) >= MAX_OPEN_SPANS:
                 # Spans that never end would otherwise grow this map forever.
                 self.pipeline.stats.inbox_drop()
                 return
-            if self._stamp:
+            if stamp.stamped:
                 self._write_stamp(span, stamp)
             if stamp.ended:
                 # Its task's root has ended: late work, handed over at its
                 # end only (the tracker has closed the task).
-                self._open[span.get_span_context().span_id] = stamp.late()
+                opened[span._context.span_id] = stamp.late()  # type: ignore[union-attr]
                 return
-            self._open[span.get_span_context().span_id] = stamp
-            if parent is not None and self._stamp:
-                # A member: the tracker needs its ids, not the live span
-                # (handover.member_start says why and what stays readable).
-                self.pipeline.submit_start(member_start(span, parent))
-            elif parent is None:
+            opened[span._context.span_id] = stamp  # type: ignore[union-attr]
+            if parent is None:
                 # The root, read live with the identity it starts with: one
                 # C-level copy of at most the limit's worth of keys, roots only.
                 stamp.root_attrs = _attrs_now(span)
-                self.pipeline.submit_start(StartedRoot(span, stamp.root_attrs))
+                self._submit_start(StartedRoot(span, stamp.root_attrs))
+            elif stamp.stamped:
+                # A member: the tracker needs its ids, not the live span
+                # (handover.member_start says why and what stays readable).
+                self._submit_start(member_start(span, parent))
             else:
-                self.pipeline.submit_start(span)
+                # Nothing to read on this thread: one bounded append.
+                self._submit_start(span)
         except Exception:  # never into the agent
             self._count("processor_errors_total")
 
+    def _exported_elsewhere(self, span: Span) -> bool:
+        """Whether a task starting with ``span`` is stamped: per the setting,
+        or for ``auto`` whether the provider that made the span runs a span
+        processor other than this one (its ``_span_processors``: a
+        BatchSpanProcessor with an exporter, say). Any other processor counts
+        (it may send spans out); a provider of another shape is stamped, as
+        before. Looked at once per task root, cached per processor tuple (the
+        SDK makes a new one when a processor is added)."""
+        mode = self._stamp_mode
+        if mode != "auto":
+            return mode == "on"
+        try:
+            procs = span._span_processor._span_processors  # type: ignore[attr-defined]
+        except AttributeError:
+            return True
+        seen = self._seen
+        if seen is None or seen[0] is not procs:
+            seen = self._seen = (procs, type(procs) is not tuple or any(p is not self for p in procs))
+        return seen[1]
+
     @staticmethod
-    def _write_stamp(span: Span, stamp: _Stamp) -> None:
-        if _write_direct(span, stamp):
+    def _write_stamp(span: Span, stamp: Stamp) -> None:
+        if write_direct(span, stamp):
             return
         current = span.attributes
         # One pass over the span's few keys and one locked write: a
@@ -312,7 +223,7 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
                 ctx = span.get_span_context()
                 stamp = self._open.get(ctx.span_id)
                 if stamp is not None:
-                    _put_back(span, stamp, ctx.span_id)
+                    put_back(span, stamp, ctx.span_id)
         except Exception:
             self._count("processor_errors_total")
 
@@ -330,7 +241,7 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
                     # it (its results still say it is a task root): the
                     # tracker takes it from its end, as the end-order paths
                     # do (a few dict lookups per unrelated span end).
-                    self.pipeline.submit_end(span)
+                    self._submit_end(span)
                 elif span.parent is not None and (
                     ctx.trace_id in self._end_order
                     or (attrs and cv.has_known_key(attrs))
@@ -348,24 +259,24 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
                         self._end_order[ctx.trace_id] = None
                         if len(self._end_order) > MAX_ENDED_ROOTS:
                             self._end_order.popitem(last=False)
-                    self.pipeline.submit_end(span)
+                    self._submit_end(span)
                 return
             if stamp.ended:
                 # Work that outlived its task's root: the tracker reads it as
                 # late (the late-span rule, tracking/late.py) and counts it.
                 # One that started after the root ended was never handed over:
                 # its stamp names its task, written here if not on the span.
-                if stamp.started_late and not self._stamp:
-                    self.pipeline.submit_end(_with_stamp(compact_end(span), stamp))
+                if stamp.started_late and not stamp.stamped:
+                    self._submit_end(with_stamp(compact_end(span), stamp))
                     return
             elif stamp.root_id == ctx.span_id:
                 stamp.ended = True
                 self._ended[ctx.span_id] = stamp
                 if len(self._ended) > MAX_ENDED_ROOTS:
                     self._ended.popitem(last=False)
-                self.pipeline.submit_end(span)
+                self._submit_end(span)
                 return
             # A member: what the tracker reads of it, not the SDK's objects.
-            self.pipeline.submit_end(compact_end(span))
+            self._submit_end(compact_end(span))
         except Exception:
             self._count("processor_errors_total")

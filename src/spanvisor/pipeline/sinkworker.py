@@ -79,7 +79,8 @@ class SinkWorker:
         self._queue: deque[Event | Barrier] = deque()
         self._size = config["queue_size"]
         self._batch = max(1, config["batch_size"])
-        self._delay = config["batch_delay_s"]
+        own_delay = getattr(sink, "batch_delay_s", None)  # a sink's own (the event stream's: 0)
+        self._delay = config["batch_delay_s"] if own_delay is None else float(own_delay)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False

@@ -8,7 +8,9 @@ database) is unreachable. ``/healthz`` only says the process answers.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from itertools import chain
+from typing import Any
 
 from aiohttp import web
 
@@ -16,10 +18,12 @@ from spanvisor.receiver.ingest import Ingest
 from spanvisor.sink import AdminHandler
 
 
-def make_app(ingest: Ingest, extra_ready: Callable[[], tuple[bool, str]]) -> web.Application:
+def make_app(ingest: Ingest, extra_ready: Callable[[], tuple[bool, str]], extra: Sequence[Any] = ()) -> web.Application:
     """The admin app: health and readiness, plus the routes the running sinks
     serve (``Sink.admin_routes()``: the Prometheus sink's ``/metrics``, the
-    Slack sink's ``/slack/interactions`` and ``/slack/commands``)."""
+    Slack sink's ``/slack/interactions`` and ``/slack/commands``), then those
+    of ``extra`` (objects with ``admin_routes()`` that take no events: the
+    self-metrics ``serve`` shows when the Prometheus sink does not run)."""
 
     async def healthz(request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
@@ -43,7 +47,7 @@ def make_app(ingest: Ingest, extra_ready: Callable[[], tuple[bool, str]]) -> web
         # up before the pipeline starts (for /healthz during a replay), and a
         # sink may know its routes only once started (Slack's interactivity
         # needs its config). The first sink to claim a path serves it.
-        for sink in sinks:
+        for sink in chain(sinks, extra):
             routes = getattr(sink, "admin_routes", None)
             for m, p, handler in routes() if routes is not None else ():
                 if p == path and m.upper() in (method, "*"):

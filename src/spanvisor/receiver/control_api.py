@@ -36,6 +36,7 @@ from spanvisor.control.hub import NOT_FOUND
 from spanvisor.control.log import decision_to_dict
 from spanvisor.events import ApprovalRequest, Decision, TaskView
 from spanvisor.receiver.ingest import bearer_matches
+from spanvisor.stream import sse
 
 PREFIX = "/v1/control"
 MAX_ID = 256
@@ -293,6 +294,8 @@ def add_routes(app: web.Application, pipeline: Any, token: str | None) -> None:
     app.router.add_get(PREFIX + "/budgets", guarded(budgets))
     app.router.add_get(PREFIX + "/approvals", guarded(list_approvals))
     app.router.add_route("*", PREFIX + "/{tail:.*}", guarded(unknown))
+    # The event stream (docs/events.md) takes the same token, read scope.
+    sse.add_routes(app, pipeline, token)
 
 
 def make_app(pipeline: Any, token: str | None = None) -> web.Application:

@@ -3,8 +3,10 @@
 One process, one pipeline. Agents (or, usually, an OpenTelemetry Collector)
 export OTLP here; ``docs/deploy.md`` explains what a 2xx means, how to size
 it and how replicas share one PostgreSQL. ``serve`` turns on the embedded
-PostgreSQL when no database URL is set, and always runs the Prometheus sink
-so ``/metrics`` on the admin port has something to show. Without the
+PostgreSQL when no database URL is set. ``/metrics`` on the admin port is the
+Prometheus sink's when it runs (``SPANVISOR_SINKS=auto``, the default, runs
+it; an explicit list only if it names it), and otherwise the pipeline's
+self-metrics alone, with no sink counting events for it. Without the
 PostgreSQL sink its state store is the local one (a SQLite file in the data
 dir), so a restart never posts a Slack parent twice.
 """
@@ -16,6 +18,7 @@ import asyncio
 import logging
 import math
 import signal
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -245,20 +248,50 @@ def _sink_names(config: Config) -> list[str]:
 
 
 def serve_sinks(config: Config) -> list[Any]:
-    """The configured sinks, plus every installed sink that serves the admin
-    port (``serves_admin``, e.g. ``/metrics``) even if the list omits it."""
+    """The configured sinks. With ``SPANVISOR_SINKS=auto`` (the default) also
+    every installed sink that serves the admin port (``serves_admin``, e.g.
+    the Prometheus sink's ``/metrics``); an explicit list runs exactly what it
+    names, and the admin port gets :func:`admin_services` instead."""
     from spanvisor.pipeline.assemble import build_sinks as core_build
-    from spanvisor.sink import available_sinks
 
     sinks = core_build(config)
+    if not _auto(config):
+        return sinks
     running = {type(s) for s in sinks}
-    for name, cls in available_sinks().items():
-        if getattr(cls, "serves_admin", False) and cls not in running:
+    for name, cls in _admin_classes():
+        if cls not in running:
             try:
                 sinks.append(cls())
             except Exception as exc:  # a broken plugin must not stop serve
                 log.warning("sink %r for the admin port is unavailable: %s", name, exc)
     return sinks
+
+
+def admin_services(sinks: Sequence[Any], stats: Any) -> list[Any]:
+    """For each installed sink that serves the admin port and does not run:
+    its ``admin_service(stats)``, routes that take no events (the Prometheus
+    plugin's: the pipeline's self-metrics on ``/metrics``)."""
+    running = {type(s) for s in sinks}
+    services = []
+    for name, cls in _admin_classes():
+        make = getattr(cls, "admin_service", None)
+        if cls in running or make is None:
+            continue
+        try:
+            services.append(make(stats))
+        except Exception as exc:  # a broken plugin must not stop serve
+            log.warning("admin routes of sink %r are unavailable: %s", name, exc)
+    return services
+
+
+def _auto(config: Config) -> bool:
+    return [str(n) for n in config.get("sinks") or ()] in ([], ["auto"])
+
+
+def _admin_classes() -> list[tuple[str, type[Any]]]:
+    from spanvisor.sink import available_sinks
+
+    return [(name, cls) for name, cls in sorted(available_sinks().items()) if getattr(cls, "serves_admin", False)]
 
 
 def check_tls(config: Config) -> None:
@@ -300,7 +333,8 @@ async def run(config: Config, stop: asyncio.Event | None = None) -> int:
 
     check_tls(config)
     pipeline = Pipeline(config=config, sinks=serve_sinks(config), path="receiver")
-    receiver = Receiver(pipeline, ReceiverSettings.from_config(config))
+    extra = admin_services(pipeline.sinks, pipeline.stats)
+    receiver = Receiver(pipeline, ReceiverSettings.from_config(config), admin_extra=extra)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

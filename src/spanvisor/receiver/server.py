@@ -84,9 +84,12 @@ def journal_path(config: Any) -> Path:
 
 
 class Receiver:
-    def __init__(self, pipeline: PipelineLike, settings: ReceiverSettings) -> None:
+    def __init__(self, pipeline: PipelineLike, settings: ReceiverSettings, admin_extra: Sequence[Any] = ()) -> None:
+        """``admin_extra``: objects with ``admin_routes()`` served after the
+        pipeline's sinks' (what serves ``/metrics`` when no sink does)."""
         self.pipeline = pipeline
         self.settings = settings
+        self.admin_extra = tuple(admin_extra)
         s = settings
         self.journal = (
             SpanJournal(s.journal_path, s.journal_max_bytes, s.journal_sync) if s.journal_path is not None else None
@@ -140,7 +143,7 @@ class Receiver:
         # The admin port comes up first, so /healthz answers during replay.
         if s.admin_port is not None:
             runner, self.admin_port = await self._site(
-                admin.make_app(self.ingest, self._ready), s.admin_bind or s.bind, s.admin_port, None
+                admin.make_app(self.ingest, self._ready, self.admin_extra), s.admin_bind or s.bind, s.admin_port, None
             )
             self._runners.append(runner)
         if self.journal is not None:

@@ -3,27 +3,36 @@
 The duplicate window (the last ``SPANVISOR_DEDUP_WINDOW`` spans that carry
 content) and the record of finished tasks (as many tasks) are the largest
 things a long-running ``serve`` holds once they are full: one entry per span
-or task, hundreds of thousands of them. An entry was a ``(trace id, span
-id)`` tuple in an ``OrderedDict``: the tuple, both id strings it pinned
-after the span itself was gone, and the ordered dict's links, 219 bytes an
-entry on the project mix (278 for a finished task, whose trace id no other
-entry shares), more at 200,000 entries. Here an entry is one string, the
-two ids joined (97 bytes), in a set, with a deque for the order. In-process,
-3 million spans of the project mix (the duplicate window full, the record
-of finished tasks at 70,000): 108 MB resident, not 146.
+or task, hundreds of thousands of them. An entry was one Python string in a
+set beside a deque (about 150 bytes with its share of the tables), allocated
+as the window filled: the record of finished tasks fills only after millions
+of spans (200,000 tasks), so a server's memory rose for hours.
+
+Here an entry takes a fixed width in memory set aside once, nothing per
+entry: its key as 24 bytes (trace id and span id in binary) in a ring, its
+hash (8 bytes) beside it, and a 4-byte slot in an open-addressing table
+(linear probing, at most half full). 200,000 entries take 8.4 MB, mapped
+anonymously so that pages the window has not reached yet cost nothing. The
+key is exact: a lookup compares the whole 24 bytes, never a hash alone, so
+there are no false positives (no span dropped as a duplicate that is not
+one) and no false negatives within the window (a finished task is forgotten
+only when 200,000 newer ones have finished, as before: never sooner, so a
+late span of it never opens a ghost task). Keys of any other shape (a test's
+short ids) are kept exactly in a set beside the ring, in the same order.
 
 :func:`pair_key` joins the ids only when the span id has OTLP's width (16
 hex digits): two such pairs join to the same string only if both ids are
-equal. Any other pair (a test's short ids) stays a tuple, which never
-equals a string: the key is exact either way, so nothing is dropped as a
-duplicate that is not one.
+equal. Any other pair stays a tuple, which never equals a string.
 """
 
 from __future__ import annotations
 
-from collections import deque
+import mmap
+from collections.abc import Hashable, Iterator
 
 SPAN_ID_CHARS = 16  # an OTLP span id in hex
+KEY_BYTES = 24  # a trace id (16 bytes) and a span id (8) in binary
+_HEX_CHARS = 2 * KEY_BYTES
 
 RecentKey = str | tuple[str, str]
 
@@ -33,37 +42,146 @@ def pair_key(trace_id: str, span_id: str) -> RecentKey:
     return trace_id + span_id if len(span_id) == SPAN_ID_CHARS else (trace_id, span_id)
 
 
-class RecentKeys(set[RecentKey]):
+def _binary(key: Hashable) -> bytes | None:
+    """The key as 24 bytes when it is 48 lower-case hex digits (what OTLP
+    ids joined by :func:`pair_key` are), else None. Exact: only a key that
+    the bytes spell back is taken, so two keys never share bytes."""
+    if type(key) is not str or len(key) != _HEX_CHARS:
+        return None
+    try:
+        b = bytes.fromhex(key)
+    except ValueError:
+        return None
+    return b if len(b) == KEY_BYTES and b.hex() == key else None
+
+
+def _zeroed(nbytes: int) -> mmap.mmap:
+    """Zeroed memory, touched only where written (anonymous map)."""
+    return mmap.mmap(-1, max(nbytes, 1))
+
+
+class RecentKeys:
     """The last ``size`` distinct keys remembered; the oldest is forgotten first.
 
-    A set (so a lookup is the set's own, in C) with the order in a deque
-    beside it. Add keys only with :meth:`remember`, which keeps the bound;
-    O(1). A key remembered again while still known keeps its place (as an
-    ``OrderedDict`` assignment would). Full (200,000 keys, the default), the
-    set and deque take about 50 bytes a key besides the key itself; a dict
-    took 85 to 105 (its table grows to three times what it holds once keys
-    are deleted), an ``OrderedDict`` 151. Below 50,000 keys a set's table
-    grows fourfold and is the larger one, which matters less: a server
-    runs with its windows full.
+    Add keys only with :meth:`remember` (O(1), the bound kept); ask with
+    ``in``. A key remembered again while still known keeps its place.
     """
 
-    __slots__ = ("_order", "_size")
+    __slots__ = ("_count", "_hashes", "_ids", "_maps", "_mask", "_next", "_other_keys", "_others", "_size", "_table")
 
     def __init__(self, size: int) -> None:
-        super().__init__()
-        self._size = max(1, size)
-        self._order: deque[RecentKey] = deque()
+        n = self._size = max(1, size)
+        slots = 1 << max(3, (2 * n - 1).bit_length())  # at least twice the entries
+        self._mask = slots - 1
+        self._maps = (_zeroed(slots * 4), _zeroed(n * 8), _zeroed(n * KEY_BYTES))
+        # A table slot holds a ring position + 1 (0: empty).
+        self._table = memoryview(self._maps[0]).cast("i")
+        self._hashes = memoryview(self._maps[1]).cast("q")
+        self._ids = self._maps[2]
+        self._next = 0  # the ring position the next key takes
+        self._count = 0  # keys held
+        # Keys of another shape, by ring position, and the other way round.
+        self._others: dict[int, Hashable] = {}
+        self._other_keys: dict[Hashable, int] = {}
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __contains__(self, key: object) -> bool:
+        # Inlined (_binary, _slot): a lookup per span on the tracker's thread.
+        if type(key) is str and len(key) == _HEX_CHARS:
+            try:
+                b = bytes.fromhex(key)
+            except ValueError:
+                b = b""
+            if len(b) == KEY_BYTES and b.hex() == key:
+                h = hash(b)
+                table, hashes, ids, mask = self._table, self._hashes, self._ids, self._mask
+                i = h & mask
+                while e := table[i]:
+                    p = e - 1
+                    if hashes[p] == h and ids[p * KEY_BYTES : p * KEY_BYTES + KEY_BYTES] == b:
+                        return True
+                    i = (i + 1) & mask
+                return False
+        return key in self._other_keys
+
+    def __iter__(self) -> Iterator[Hashable]:
+        start = (self._next - self._count) % self._size
+        for k in range(self._count):
+            p = (start + k) % self._size
+            other = self._others.get(p, self)
+            if other is not self:
+                yield other
+            else:
+                yield self._ids[p * KEY_BYTES : (p + 1) * KEY_BYTES].hex()
 
     def remember(self, key: RecentKey) -> bool:
         """Remember ``key``; False when it was known already."""
-        if key in self:
-            return False
-        self.add(key)
-        order = self._order
-        order.append(key)
-        if len(order) > self._size:
-            self.discard(order.popleft())
+        b = _binary(key)
+        if b is None:
+            if key in self._other_keys:
+                return False
+            p = self._take()
+            self._others[p] = key
+            self._other_keys[key] = p
+            return True
+        h = hash(b)
+        table, hashes, ids, mask = self._table, self._hashes, self._ids, self._mask
+        i = h & mask
+        while e := table[i]:
+            p = e - 1
+            if hashes[p] == h and ids[p * KEY_BYTES : p * KEY_BYTES + KEY_BYTES] == b:
+                return False
+            i = (i + 1) & mask
+        if self._count == self._size:
+            # Forgetting the oldest key may open a slot before this one on
+            # the key's probe run (where a lookup would stop): probe again.
+            p = self._take()
+            i = h & mask
+            while table[i]:
+                i = (i + 1) & mask
+        else:
+            p = self._take()
+        ids[p * KEY_BYTES : p * KEY_BYTES + KEY_BYTES] = b
+        hashes[p] = h
+        table[i] = p + 1
         return True
+
+    def _take(self) -> int:
+        """The next ring position, its old key forgotten when the ring is full."""
+        p = self._next
+        self._next = (p + 1) % self._size
+        if self._count == self._size:
+            self._forget(p)
+        else:
+            self._count += 1
+        return p
+
+    def _forget(self, p: int) -> None:
+        other = self._others.pop(p, self)
+        if other is not self:
+            del self._other_keys[other]
+            return
+        table, hashes, mask = self._table, self._hashes, self._mask
+        i = hashes[p] & mask
+        while table[i] != p + 1:
+            i = (i + 1) & mask
+        # Backward-shift deletion: later entries of the probe run move into
+        # the hole unless their home slot lies after it, so that every
+        # lookup still finds its key without tombstones.
+        j = i
+        while True:
+            j = (j + 1) & mask
+            e = table[j]
+            if not e:
+                break
+            home = hashes[e - 1] & mask
+            stays = (i < home <= j) if i <= j else (home > i or home <= j)
+            if not stays:
+                table[i] = e
+                i = j
+        table[i] = 0
 
 
 __all__ = ["SPAN_ID_CHARS", "RecentKey", "RecentKeys", "pair_key"]

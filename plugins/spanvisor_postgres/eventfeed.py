@@ -1,0 +1,179 @@
+"""The event stream's feed in PostgreSQL: every replica serves every event.
+
+``publish`` inserts this replica's items into ``stream_events`` (migration
+0011) under a transaction-scoped advisory lock and notifies the
+``spanvisor_events`` channel: the lock makes sequence order commit order,
+so a reader that has seen position N has seen all below it. Every replica
+(this one too) listens on a connection of its own and, on a notification or
+at the latest every second (a lost notification, a reconnect), reads the
+rows after the last position it delivered, in order, into its ring. Per-task
+order holds because one replica's pipeline publishes a task's events in
+order, each batch in one transaction.
+
+``since`` serves clients the ring no longer covers, from the table, back to
+``SPANVISOR_STREAM_RETENTION`` (older rows are pruned by whichever replica
+gets there, and the prune mark makes positions before it a reset). Built
+through the ``spanvisor.event_feeds`` entry point; shares the pipeline's
+pool (:mod:`spanvisor_postgres.db`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+
+from spanvisor.stream.feed import Deliver
+from spanvisor.stream.ring import Item
+from spanvisor.stream.settings import value
+
+from .db import Database, open_shared, release_shared, shared_pool
+
+if TYPE_CHECKING:
+    from spanvisor.config import Config
+
+CHANNEL = "spanvisor_events"
+# An arbitrary constant naming "the event stream's writers" among advisory locks.
+LOCK_KEY = 0x5350_5354_5245_414D & 0x7FFF_FFFF_FFFF_FFFF
+POLL_S = 1.0
+PRUNE_EVERY_S = 60.0
+PAGE = 1000
+log = logging.getLogger("spanvisor.postgres")
+
+_INSERT = """
+INSERT INTO stream_events (event_id, kind, task_id, agent_id, status, data, replica)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (event_id) DO NOTHING
+"""
+_AFTER = """
+SELECT pos, event_id, kind, task_id, agent_id, status, data FROM stream_events
+WHERE pos > $1 ORDER BY pos LIMIT $2
+"""
+_PRUNE = """
+WITH gone AS (
+    DELETE FROM stream_events WHERE recorded_at < clock_timestamp() - make_interval(secs => $1) RETURNING pos
+)
+UPDATE stream_meta SET pruned_through = GREATEST(pruned_through, (SELECT max(pos) FROM gone))
+WHERE EXISTS (SELECT 1 FROM gone)
+"""
+
+
+def _item(row: Any) -> tuple[int, Item]:
+    return int(row["pos"]), Item(
+        event_id=row["event_id"],
+        kind=row["kind"],
+        task_id=row["task_id"],
+        agent_id=row["agent_id"],
+        status=row["status"],
+        data=str(row["data"]).encode("ascii"),
+    )
+
+
+class PostgresEventFeed:
+    def __init__(self, db: Database, shared: dict[str, Any], config: Config) -> None:
+        self._db = db
+        self._shared = shared
+        self._retention_s = float(value(config, "stream_retention_s"))
+        self._replica = str(config.get("replica_id") or "")
+        self.epoch = ""
+        self._cursor = 0
+        self._deliver: Deliver | None = None
+        self._listener: Any = None
+        self._notified = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._last_prune = 0.0
+
+    @classmethod
+    async def open(cls, config: Config, shared: dict[str, Any]) -> PostgresEventFeed:
+        return cls(await open_shared(config, shared), shared, config)
+
+    async def start(self, deliver: Deliver) -> int:
+        pool = await shared_pool(self._db, self._shared)
+        await self._listen()  # before the head is read: nothing committed after it is missed
+        row = await pool.fetchrow(
+            "SELECT epoch, (SELECT coalesce(max(pos), 0) FROM stream_events) AS head FROM stream_meta"
+        )
+        self.epoch, self._cursor = str(row["epoch"]), int(row["head"])
+        self._deliver = deliver
+        self._task = asyncio.get_running_loop().create_task(self._follow(), name="spanvisor-event-feed")
+        return self._cursor
+
+    async def publish(self, items: Sequence[Item]) -> bool:
+        pool = await shared_pool(self._db, self._shared)
+        rows = [
+            (i.event_id, i.kind, i.task_id, i.agent_id, i.status, i.data.decode("ascii"), self._replica) for i in items
+        ]
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
+            await conn.executemany(_INSERT, rows)
+            await conn.execute("SELECT pg_notify($1, '')", CHANNEL)
+        self._notified.set()  # this replica reads its own rows back at once
+        return True
+
+    async def since(self, after: int, limit: int) -> list[tuple[int, Item]] | None:
+        pool = await shared_pool(self._db, self._shared)
+        pruned = await pool.fetchval("SELECT pruned_through FROM stream_meta")
+        if after < int(pruned or 0):
+            return None
+        return [_item(r) for r in await pool.fetch(_AFTER, after, limit)]
+
+    async def _listen(self) -> None:
+        if self._listener is not None and not self._listener.is_closed():
+            return
+        conn = await asyncpg.connect(self._db.url, timeout=10.0)
+        await conn.add_listener(CHANNEL, lambda *_: self._notified.set())
+        self._listener = conn
+
+    async def _follow(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._notified.wait(), POLL_S)
+            self._notified.clear()
+            try:
+                await self._listen()
+                await self._read()
+                if time.monotonic() - self._last_prune > PRUNE_EVERY_S:
+                    self._last_prune = time.monotonic()
+                    pool = await shared_pool(self._db, self._shared)
+                    await pool.execute(_PRUNE, self._retention_s)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database is away: polled again, the cursor kept
+                if self._listener is not None and self._listener.is_closed():
+                    self._listener = None
+                log.debug("event feed: %s; retrying", exc)
+                await asyncio.sleep(POLL_S)
+
+    async def _read(self) -> None:
+        pool = await shared_pool(self._db, self._shared)
+        while True:
+            rows = await pool.fetch(_AFTER, self._cursor, PAGE)
+            if not rows:
+                return
+            records = [_item(r) for r in rows]
+            self._cursor = records[-1][0]
+            if self._deliver is not None:
+                self._deliver(records)
+            if len(rows) < PAGE:
+                return
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            try:
+                await listener.close(timeout=2.0)
+            except Exception:  # closing anyway
+                listener.terminate()
+        await release_shared(self._db, self._shared)
+
+
+__all__ = ["CHANNEL", "PostgresEventFeed"]

@@ -1,0 +1,182 @@
+"""``spanvisor follow``: the event stream in a terminal (``GET /v1/events``).
+
+On a terminal: a live table of the open tasks (status, a progress bar,
+step, tokens, cost), redrawn as events arrive, above the latest event
+lines. Piped: one line per event, nothing redrawn. It reconnects by itself
+with ``Last-Event-ID`` (no event lost or shown twice across a drop), and on
+``event: reset`` forgets the table and starts again from what comes next.
+Exit status: 0 after ``--events`` events or Ctrl-C, 1 refused (a bad token
+or bad filters), 2 nothing answered at the URL before the first event.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from spanvisor.cli.approvals import clip
+from spanvisor.config import Config
+from spanvisor.control.client import DEFAULT_URL, ENV_URL, token_from_env
+
+BAR = 20
+LINES = 15
+BACKOFF_MAX_S = 5.0
+TERMINAL = ("complete", "error", "cancelled", "lost")
+
+
+def bar(progress: Any, width: int = BAR) -> str:
+    if not isinstance(progress, int | float):
+        return "·" * width
+    filled = max(0, min(width, round(width * float(progress) / 100)))
+    return "█" * filled + "░" * (width - filled) + f" {float(progress):3.0f}%"
+
+
+def event_line(kind: str, doc: dict[str, Any]) -> str:
+    """One event as a line: time, kind, task, and what it says."""
+    t = str(doc.get("time") or "")[11:19]
+    task = doc.get("task") or {}
+    what = ""
+    if kind == "intervention":
+        actor = (doc.get("actor") or {}).get("name") or (doc.get("actor") or {}).get("id")
+        what = f"{doc.get('action')} by {actor}" + (f": {doc['comment']}" if doc.get("comment") else "")
+    elif kind == "task_finished":
+        what = f"{doc.get('outcome')} in {float(doc.get('duration_s') or 0):.1f}s"
+        if doc.get("error_message"):
+            what += f": {doc['error_message']}"
+    elif kind == "context_warning":
+        what = f"{doc.get('level')}: context at {float(doc.get('ratio') or 0):.0%}"
+    elif kind == "context_forecast":
+        what = f"context at {float(doc.get('ratio') or 0):.0%}, {doc.get('threshold')} in ~{doc.get('calls')} calls"
+    elif kind == "budget_warning":
+        what = f"{doc.get('scope')} budget: {doc.get('used')} of {doc.get('budget')} {doc.get('unit')}"
+    else:
+        what = str(task.get("message") or task.get("step") or task.get("status") or "")
+        if kind == "checkpoint" and doc.get("changed"):
+            what += f" ({doc.get('source')}: {', '.join(map(str, doc['changed']))})"
+    return clip(f"{t} {kind:<16} {doc.get('task_id')} {what}", 160)
+
+
+@dataclass
+class View:
+    """The open tasks and the latest lines, as the stream told them."""
+
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    lines: deque[str] = field(default_factory=lambda: deque(maxlen=LINES))
+
+    def take(self, kind: str, doc: dict[str, Any]) -> str:
+        line = event_line(kind, doc)
+        self.lines.append(line)
+        task_id = str(doc.get("task_id"))
+        task = doc.get("task") or {}
+        if kind != "intervention" and task:
+            if task.get("status") in TERMINAL:
+                self.tasks.pop(task_id, None)
+            else:
+                self.tasks[task_id] = task
+        return line
+
+    def render(self) -> str:
+        out = [f"{'TASK':<24} {'AGENT':<12} {'STATUS':<18} {'PROGRESS':<{BAR + 5}} {'TOKENS':>8} {'COST':>8}  STEP"]
+        for task_id, t in sorted(self.tasks.items()):
+            tokens = int(t.get("input_tokens") or 0) + int(t.get("output_tokens") or 0)
+            out.append(
+                f"{clip(task_id, 24):<24} {clip(str(t.get('agent_id')), 12):<12} {clip(str(t.get('status')), 18):<18} "
+                f"{bar(t.get('progress')):<{BAR + 5}} {tokens:>8} {float(t.get('cost_usd') or 0):>8.4f}  "
+                f"{clip(str(t.get('step') or ''), 30)}"
+            )
+        if not self.tasks:
+            out.append("(no open task)")
+        return "\n".join([*out, "", *self.lines])
+
+
+async def follow(url: str, token: str | None, query: dict[str, str], out: TextIO, events: int | None) -> int:
+    import aiohttp
+
+    live = out.isatty()
+    view = View()
+    last_id: str | None = None
+    seen = 0
+    backoff = 0.5
+    connected_once = False
+    while True:
+        headers = {"Accept": "text/event-stream"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        if last_id:
+            headers["Last-Event-ID"] = last_id
+        try:
+            timeout = aiohttp.ClientTimeout(total=None, sock_read=60)
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                session.get(url.rstrip("/") + "/v1/events", params=query, headers=headers) as resp,
+            ):
+                if resp.status != 200:
+                    print(f"spanvisor: the event stream said HTTP {resp.status}: {await resp.text()}", file=sys.stderr)
+                    if resp.status in (401, 400, 403, 404):
+                        return 1
+                    raise ConnectionError(f"HTTP {resp.status}")
+                connected_once = True
+                backoff = 0.5
+                fields: dict[str, str] = {}
+                async for raw in resp.content:
+                    line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                    if line:
+                        if not line.startswith(":"):
+                            name, _, value = line.partition(":")
+                            fields[name] = value[1:] if value.startswith(" ") else value
+                        continue
+                    if "data" not in fields:
+                        fields = {}
+                        continue
+                    kind, data = fields.get("event", "message"), fields["data"]
+                    last_id = fields.get("id", last_id)
+                    fields = {}
+                    if kind == "reset":
+                        view.tasks.clear()
+                        view.lines.append("— reset: the stream lost our place; showing what comes next —")
+                    else:
+                        printed = view.take(kind, json.loads(data))
+                        if not live:
+                            print(printed, file=out, flush=True)
+                        seen += 1
+                    if live:
+                        out.write("\x1b[H\x1b[2J" + view.render() + "\n")
+                        out.flush()
+                    if events is not None and seen >= events:
+                        return 0
+        except (aiohttp.ClientError, ConnectionError, OSError, TimeoutError) as exc:
+            if not connected_once:
+                print(f"spanvisor: no event stream at {url}: {exc}", file=sys.stderr)
+                return 2
+        await asyncio.sleep(backoff)  # the server ended the stream or the connection dropped: resume
+        backoff = min(BACKOFF_MAX_S, backoff * 2)
+
+
+def handler(args: argparse.Namespace, config: Config) -> int:
+    url = args.url or config.get("control_url") or os.environ.get(ENV_URL) or DEFAULT_URL
+    token = args.token or config.get("control_token") or token_from_env()
+    query = {k: v for k, v in (("task", args.task), ("agent", args.agent), ("kind", args.kind)) if v}
+    try:
+        return asyncio.run(follow(url, token, query, sys.stdout, args.events))
+    except KeyboardInterrupt:
+        return 0
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("follow", help="follow the tasks live: the event stream in the terminal")
+    p.add_argument("--task", help="only these tasks (comma-separated ids)")
+    p.add_argument("--agent", help="only these agents (comma-separated)")
+    p.add_argument("--kind", help="only these event kinds (comma-separated, e.g. task_finished,intervention)")
+    p.add_argument("--url", help=f"spanvisor serve or the demo (default: ${ENV_URL} or {DEFAULT_URL})")
+    p.add_argument("--token", help="bearer token (default: $SPANVISOR_CONTROL_TOKEN or $SPANVISOR_OTLP_TOKEN)")
+    p.add_argument("--events", type=int, help="stop after this many events")
+    p.set_defaults(func=handler)
+
+
+__all__ = ["View", "bar", "event_line", "follow", "handler", "register"]

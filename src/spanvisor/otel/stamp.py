@@ -1,0 +1,150 @@
+"""The processor's stamp: a task's identity written on each of its spans.
+
+What :class:`spanvisor.otel.processor.SpanvisorSpanProcessor` writes on the
+spans of a task as they start (``docs/conventions.md``, "Stamps written by the
+processor") and puts back on one whose attribute limit dropped it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.sdk.trace import Span
+
+from spanvisor.spans import conventions as cv
+from spanvisor.spans import sanitize as sz
+from spanvisor.tracking.tasktable import default_task_id
+
+
+class Stamp:
+    """One task as the processor sees it, shared by all its open spans.
+
+    ``ended`` flips when the root ends (on the agent's thread that ends it).
+    ``started_late`` marks the twin that spans starting after that share:
+    they were never handed to the tracker.
+    """
+
+    __slots__ = ("_late", "attrs", "ended", "longest", "root_attrs", "root_id", "stamped", "started_late")
+
+    def __init__(self, attrs: dict[str, str], root_id: int, started_late: bool = False, stamped: bool = True) -> None:
+        self.attrs = attrs
+        self.longest = max(map(len, attrs.values()), default=0)
+        self.root_id = root_id
+        self.ended = started_late
+        self.started_late = started_late
+        # Whether this task's spans carry the stamp (decided at its root's start).
+        self.stamped = stamped
+        self._late: Stamp | None = None
+        # The root's attributes as it started, stamp included (see StartedRoot).
+        self.root_attrs: dict[str, Any] = {}
+
+    def late(self) -> Stamp:
+        if self._late is None:
+            self._late = Stamp(self.attrs, self.root_id, started_late=True, stamped=self.stamped)
+        return self._late
+
+    def lost(self, span_id: int) -> dict[str, Any]:
+        """What the span should carry of its task's identity: the root all
+        of it as it started, a member the stamp."""
+        if span_id == self.root_id:
+            kept = self.root_attrs
+            return {k: kept[k] for k in cv.IDENTITY_KEYS if k in kept}
+        return self.attrs
+
+
+def stamp_for(trace_hex: str, root_hex: str, attrs: Any) -> dict[str, str]:
+    """The stamp written on every span of the task whose root is described."""
+    task_id = sz.name(attrs.get(cv.TASK_ID), cv.TASK_ID, []) or default_task_id(trace_hex, root_hex)
+    stamp = {cv.TASK_ROOT: root_hex, cv.TASK_ID: task_id}
+    # Sanitised exactly as the tracker reads it, so both ends agree on the id.
+    agent_id = sz.name(cv.agent_id(attrs), cv.AGENT_ID, []) or sz.name(cv.agent_name(attrs), cv.AGENT_NAME, [])
+    if agent_id is not None:
+        stamp[cv.AGENT_ID] = agent_id
+    # The task name stays on the root: each stamp key costs every span of
+    # the task a validated attribute write on the agent's thread.
+    return stamp
+
+
+def write_direct(span: Span, stamp: Stamp) -> bool:
+    """Write the stamp straight into the span's attribute dict; False when
+    that is not certain to be what ``set_attributes`` would do (then it is
+    used instead).
+
+    ``set_attributes`` validates every value and takes two locks: about 6 µs
+    a span here, most of the processor's cost on the agent's thread. The
+    stamp's values are strings we made and checked, and ``on_start`` runs
+    inside ``start_span``, before the agent holds the span: written under the
+    attributes' own lock, within the span's attribute limits, the result is
+    the same. This reads SDK internals (``BoundedAttributes._dict``), so any
+    surprise in their shape falls back to the public call.
+    """
+    try:
+        attrs = span._attributes
+        if type(attrs) is not BoundedAttributes or attrs._immutable:
+            return False
+        d = attrs._dict
+        if type(d) is not dict:
+            return False
+        new = stamp.attrs
+        limit, width = attrs.maxlen, attrs.max_value_len
+        if limit is not None and len(d) + len(new) > limit:
+            return False  # the SDK would drop the oldest keys: let it
+        if width is not None and stamp.longest > width:
+            return False  # the SDK would cut the values: let it
+        with attrs._lock:
+            for k, v in new.items():
+                d.setdefault(k, v)  # the agent's own value wins
+        return True
+    except Exception:
+        return False
+
+
+def put_back(span: Any, stamp: Stamp, span_id: int) -> None:
+    """A span whose attribute limit dropped some of its attributes, as it
+    ends: the identity of its task that went with them goes back.
+
+    The SDK drops the oldest attributes first, and a task's name, agent and
+    stamp are set first: a root given more results than the limit would
+    reach a Collector and ``spanvisor serve`` as no task at all. Put back
+    into the ended span's own dict (the public setter refuses an ended span)
+    before any processor's ``on_end`` reads it, so every exporter sends it;
+    within the limit, as the SDK would had they been set last: each takes
+    the place of the oldest other attribute, counted in the span's dropped
+    count like the SDK's own drops.
+    """
+    attrs = span._attributes
+    if type(attrs) is not BoundedAttributes or not attrs.dropped:
+        return
+    d = attrs._dict
+    if type(d) is not dict:
+        return
+    want = stamp.lost(span_id)
+    limit = attrs.maxlen
+    with attrs._lock:
+        for k, v in want.items():
+            if k in d:
+                continue
+            if limit is not None and len(d) >= limit:
+                oldest = next((x for x in d if x not in want), None)
+                if oldest is None:
+                    return  # a limit smaller than the identity itself
+                del d[oldest]
+                attrs.dropped += 1
+            d[k] = v
+
+
+def stamp_mode(value: Any) -> str:
+    """``SPANVISOR_STAMP_SPANS`` as "auto", "on" or "off" (a bool from code too)."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    v = str(value).strip().lower()
+    return v if v in ("auto", "on", "off") else "auto"
+
+
+def with_stamp(ended: Any, stamp: Stamp) -> Any:
+    """A :func:`compact_end` tuple with the stamp among its attributes (the
+    span's own values win); anything else as it is."""
+    if type(ended) is not tuple:
+        return ended
+    return (*ended[:5], {**stamp.attrs, **ended[5]}, *ended[6:])

@@ -1,0 +1,152 @@
+"""StreamSink: the pipeline's events, in order, into the event stream.
+
+A sink like the others, so the stream gets every event in the tracker's
+order through its own bounded queue and worker: a stream nobody reads, or a
+database feed that is away, can only fill that queue (``queue_full`` for
+sink ``stream``), never slow the tracker or another sink. ``export`` builds
+each event's public body once (:mod:`spanvisor.stream.body`) and publishes
+the batch to the feed, which gives it positions and hands it to the ring the
+SSE clients read (:mod:`spanvisor.stream.sse`). Fanning out to clients
+happens on the HTTP server's loop, not here.
+
+Never chosen by ``SPANVISOR_SINKS=auto``: ``spanvisor serve`` runs it
+(``serves_admin``: ``/v1/events`` is on its admin port too), and a process
+that serves a control API adds it with :func:`attach`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from spanvisor.events import Event, HumanIntervention
+from spanvisor.sink import AdminRoute, BaseSink, SinkContext, SinkResult
+from spanvisor.stream.body import body, encode, kind_of
+from spanvisor.stream.feed import EventFeed, feed_names, open_feed
+from spanvisor.stream.ring import Item, Ring
+from spanvisor.stream.settings import SETTINGS, value
+from spanvisor.stream.sse import admin_handler
+
+if TYPE_CHECKING:
+    from spanvisor.config import Config, Setting
+
+log = logging.getLogger("spanvisor.stream")
+
+
+def item_of(event: Event) -> Item:
+    v = event.task
+    bare = isinstance(event, HumanIntervention) and v.trace_id == ""
+    return Item(
+        event_id=event.event_id,
+        kind=kind_of(event),
+        task_id=v.task_id,
+        agent_id=None if bare else v.agent_id,
+        status=None if bare else v.status,
+        data=encode(body(event)),
+    )
+
+
+class StreamSink(BaseSink):
+    name = "stream"
+    settings: ClassVar[Sequence[Setting]] = SETTINGS
+    serves_admin: ClassVar[bool] = True
+    # Each pump's events go out at once (SinkWorker reads it): a batch delay
+    # would be latency for every client and save nothing here.
+    batch_delay_s: ClassVar[float] = 0.0
+    # How the SSE handlers find this sink among a pipeline's (spanvisor.stream.sse.find).
+    serves_event_stream: ClassVar[bool] = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ring: Ring | None = None
+        self.feed: EventFeed | None = None
+        # The clients' registry (one per process); set by the SSE module.
+        self.clients: Any = None
+        # The pipeline's loop: the feed's connections live there.
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    async def start(self, ctx: SinkContext) -> None:
+        await super().start(ctx)
+        if self.ring is not None:  # start may be retried by the worker
+            return
+        cfg = ctx.config
+        self.loop = asyncio.get_running_loop()
+        if self.feed is None:  # kept across a retried start: opened once, closed once
+            self.feed = await open_feed(feed_choice(cfg), cfg, ctx.shared)
+        holder: list[Ring] = []
+        floor = await self.feed.start(lambda records: holder[0].append(records) if holder else None)
+        ring = Ring(self.feed.epoch, int(value(cfg, "stream_buffer")), float(value(cfg, "stream_buffer_age_s")), floor)
+        holder.append(ring)
+        self.ring = ring
+        ctx.stats.gauge("stream_buffer_events", lambda: float(ring.head - ring.floor))
+
+    async def export(self, events: Sequence[Event]) -> SinkResult:
+        if self.feed is None:
+            return SinkResult.RETRY
+        items = [item_of(e) for e in events]
+        if not items:
+            return SinkResult.SUCCESS
+        try:
+            ok = await self.feed.publish(items)
+        except Exception as exc:  # the feed's own bug or its database: retried with backoff
+            log.warning("event stream: cannot publish %d events (%s); retrying", len(items), exc)
+            return SinkResult.RETRY
+        return SinkResult.SUCCESS if ok else SinkResult.RETRY
+
+    async def shutdown(self, timeout_s: float) -> None:
+        if self.ring is not None:
+            self.ring.close()
+        if self.feed is not None:
+            try:
+                await asyncio.wait_for(self.feed.close(), max(0.1, timeout_s))
+            except Exception as exc:  # stopping: nothing left to tell a client
+                log.debug("event feed close: %s", exc)
+
+    def admin_routes(self) -> Sequence[AdminRoute]:
+        return (("GET", "/v1/events", admin_handler(self)),)
+
+    @classmethod
+    async def check(cls, config: Config) -> list[tuple[str, bool, str]]:
+        return [("stream", True, f"GET /v1/events; feed {feed_choice(config)}")]
+
+
+def feed_choice(config: Config) -> str:
+    """``SPANVISOR_STREAM_FEED``; ``auto`` is the feed registered under the
+    name of a sink this configuration runs (PostgreSQL), else ``memory``."""
+    choice = str(value(config, "stream_feed")).lower()
+    if choice != "auto":
+        return choice
+    from spanvisor.sink import available_sinks
+
+    names = [str(n) for n in config.get("sinks") or ()]
+    if names in ([], ["auto"]):
+        names = []
+        for name, cls in available_sinks().items():
+            try:
+                if cls.enabled(config):
+                    names.append(name)
+            except Exception:  # a broken plugin does not run either
+                continue
+    return next((n for n in sorted(names) if n in feed_names()), "memory")
+
+
+def attach(pipeline: Any) -> StreamSink:
+    """The pipeline's stream sink, added before it starts when it has none:
+    for a process that serves the control API itself (the demo)."""
+    found = find(pipeline)
+    if found is None:
+        found = StreamSink()
+        pipeline.sinks.append(found)
+    return found
+
+
+def find(pipeline: Any) -> StreamSink | None:
+    for sink in getattr(pipeline, "sinks", ()):
+        if isinstance(sink, StreamSink):
+            return sink
+    return None
+
+
+__all__ = ["StreamSink", "attach", "feed_choice", "find", "item_of"]

@@ -1,0 +1,339 @@
+"""``GET /v1/events``: the event stream as Server-Sent Events.
+
+Served on ``spanvisor serve``'s OTLP/HTTP port next to the control API (its
+bearer token, read scope: the OTLP token or the decide token), on its admin
+port, and on a control API a process serves itself (the demo's). One SSE
+event per domain event::
+
+    id: <epoch>:<position>:<event id>
+    event: <kind>
+    data: <the public JSON body (spanvisor.stream.body), one line>
+
+Query: ``task``, ``agent``, ``kind``, ``status`` (each a comma-separated
+list; an event passes when it matches every filter given) and ``after`` (a
+position, as ``Last-Event-ID``). ``Last-Event-ID`` or ``after`` resumes
+right after that event; a position the ring and the feed no longer hold, or
+of another epoch, gets ``event: reset`` and the stream goes on from now.
+Idle streams get a comment line every ``SPANVISOR_STREAM_HEARTBEAT``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import socket
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, get_args
+
+from spanvisor.events import Status
+from spanvisor.stream.body import KINDS, SCHEMA_VERSION
+from spanvisor.stream.clients import Client, Clients
+from spanvisor.stream.feed import EventFeed
+from spanvisor.stream.ring import Item, Ring, event_id_field, frame
+from spanvisor.stream.settings import value
+
+PATH = "/v1/events"
+log = logging.getLogger("spanvisor.stream")
+STATUSES = get_args(Status)
+PAGE = 500
+MAX_ID = 256
+# How often a waiting stream looks whether its client went away.
+LIVENESS_S = 1.0
+SEND_BUFFER = 64 * 1024
+if TYPE_CHECKING:
+    # Imported where it is used: Config.load imports every sink class (and so
+    # this module), and an agent process must not pay for aiohttp.
+    from aiohttp import web
+
+Handler = Callable[["web.Request"], Awaitable["web.StreamResponse"]]
+
+
+class StreamSource(Protocol):
+    """What this module reads of the stream sink (``stream.sink`` imports
+    this module for its admin route, so it is named here, not imported)."""
+
+    ring: Ring | None
+    feed: EventFeed | None
+    ctx: Any
+    clients: Any
+    loop: asyncio.AbstractEventLoop | None
+
+
+def find(pipeline: Any) -> StreamSource | None:
+    """The pipeline's stream sink (the sink that serves ``/v1/events``)."""
+    for sink in getattr(pipeline, "sinks", ()):
+        if getattr(sink, "serves_event_stream", False):
+            found: StreamSource = sink
+            return found
+    return None
+
+
+class _BadQuery(Exception):
+    """Bad input: a 400 with this message."""
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    tasks: frozenset[str] | None = None
+    agents: frozenset[str] | None = None
+    kinds: frozenset[str] | None = None
+    statuses: frozenset[str] | None = None
+
+    def match(self, item: Item) -> bool:
+        return (
+            (self.tasks is None or item.task_id in self.tasks)
+            and (self.agents is None or item.agent_id in self.agents)
+            and (self.kinds is None or item.kind in self.kinds)
+            and (self.statuses is None or item.status in self.statuses)
+        )
+
+
+def _values(raw: str | None, what: str, allowed: Iterable[str] | None = None) -> frozenset[str] | None:
+    if raw is None or raw.strip() == "":
+        return None
+    values = frozenset(v.strip() for v in raw.split(",") if v.strip())
+    if any(len(v) > MAX_ID or any(ord(c) < 32 for c in v) for v in values):
+        raise _BadQuery(f"{what}: a value is too long or holds control characters")
+    if allowed is not None:
+        unknown = sorted(values - set(allowed))
+        if unknown:
+            raise _BadQuery(f"unknown {what} {', '.join(unknown)[:200]}; known: {', '.join(allowed)}")
+    return values
+
+
+def filters_of(query: Any) -> Filters:
+    return Filters(
+        tasks=_values(query.get("task"), "task"),
+        agents=_values(query.get("agent"), "agent"),
+        kinds=_values(query.get("kind"), "kind", KINDS),
+        statuses=_values(query.get("status"), "status", STATUSES),
+    )
+
+
+def position_of(raw: str | None) -> tuple[str, int] | None:
+    """``(epoch, position)`` from a ``Last-Event-ID`` or ``after``; None when absent."""
+    if raw is None or raw.strip() == "":
+        return None
+    epoch, _, rest = raw.strip().partition(":")
+    pos, _, _event_id = rest.partition(":")
+    if not epoch or len(raw) > MAX_ID or not pos.isascii() or not pos.isdigit():
+        raise _BadQuery("Last-Event-ID / after must be an id this stream sent (<epoch>:<position>:<event id>)")
+    return epoch, int(pos)
+
+
+def reset_frame(ring: Ring, pos: int, why: str) -> bytes:
+    doc = {
+        "type": "spanvisor.reset",
+        "v": SCHEMA_VERSION,
+        "reason": why,
+        "hint": "re-read the state (GET /v1/control/tasks/{task_id}); the stream goes on from now",
+    }
+    data = json.dumps(doc, separators=(",", ":")).encode("ascii")
+    return f"id: {event_id_field(ring.epoch, pos)}\nevent: reset\ndata: ".encode("ascii") + data + b"\n\n"
+
+
+def bearer_matches(header: str | None, token: bytes) -> bool:
+    """``Authorization: Bearer <token>``, compared in constant time: the
+    receiver's rule (``receiver.ingest``), which this layer may not import."""
+    if not header:
+        return False
+    scheme, _, credentials = header.encode().strip().partition(b" ")
+    same = hmac.compare_digest(credentials.strip(), token)
+    return same and scheme.lower() == b"bearer"
+
+
+def _error(status: int, message: str, **headers: str) -> web.Response:
+    from aiohttp import web
+
+    return web.json_response({"error": message}, status=status, headers=headers or None)
+
+
+def clients_of(sink: StreamSource) -> Clients:
+    if sink.clients is None:
+        assert sink.ring is not None and sink.ctx is not None
+        cfg = sink.ctx.config
+        sink.clients = Clients(
+            sink.ring, sink.ctx.stats, int(value(cfg, "stream_max_clients")), int(value(cfg, "stream_client_queue"))
+        )
+    clients: Clients = sink.clients
+    return clients
+
+
+def _tokens(config: Any) -> list[bytes]:
+    """Read scope: the OTLP token (what the control API's reads take) or the decide token."""
+    return [str(t).encode() for t in (config.get("otlp_token"), config.get("decide_token")) if t]
+
+
+async def serve(request: web.Request, sink: StreamSource | None, tokens: list[bytes]) -> web.StreamResponse:
+    header = request.headers.get("Authorization")
+    if tokens and not any(bearer_matches(header, t) for t in tokens):
+        return _error(401, "missing or wrong bearer token", **{"WWW-Authenticate": "Bearer"})
+    if sink is None or sink.ring is None or sink.ctx is None:
+        return _error(503, "this process serves no event stream yet (starting, or no stream sink)")
+    try:
+        filters = filters_of(request.query)
+        start = position_of(request.headers.get("Last-Event-ID") or request.query.get("after"))
+    except _BadQuery as exc:
+        return _error(400, str(exc))
+    clients = clients_of(sink)
+    key = (header or "").strip()
+    if not clients.acquire(key):
+        return _error(429, f"at most {clients.max_per_token} event streams per token", **{"Retry-After": "5"})
+    try:
+        return await _stream(request, sink, clients, filters, start)
+    finally:
+        clients.release(key)
+
+
+async def _stream(
+    request: web.Request, sink: StreamSource, clients: Clients, filters: Filters, start: tuple[str, int] | None
+) -> web.StreamResponse:
+    ring = sink.ring
+    assert ring is not None and sink.ctx is not None
+    heartbeat = max(0.05, float(value(sink.ctx.config, "stream_heartbeat_s")))
+    from aiohttp import web
+
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
+    await response.prepare(request)
+    _small_send_buffer(request)
+    opening = b"retry: 2000\n: spanvisor event stream v%d\n\n" % SCHEMA_VERSION
+    every = filters == Filters()
+    client = Client(cursor=ring.head, transport=request.transport, filters=None if every else filters)
+    if start is not None:
+        epoch, pos = start
+        if epoch != ring.epoch:
+            opening += reset_frame(ring, client.cursor, "the stream restarted or is another one (another epoch)")
+        else:
+            client.cursor = pos
+            client.catching_up = pos < ring.floor
+    clients.add(client)
+    try:
+        await response.write(opening)
+        await _follow(response, sink, ring, client, filters, heartbeat)
+    except (ConnectionError, RuntimeError, asyncio.CancelledError):
+        pass  # the client went away or was cut off; it resumes with Last-Event-ID
+    except Exception as exc:  # the feed could not replay (its database is away): the client retries
+        log.warning("event stream: a client's replay failed (%s: %s); its stream ends", type(exc).__name__, exc)
+    finally:
+        clients.remove(client)
+    return response
+
+
+def _small_send_buffer(request: web.Request) -> None:
+    """A client that stops reading is noticed by its queue, not hidden for
+    megabytes in the kernel's send buffer (which loopback grows to several)."""
+    sock = request.transport.get_extra_info("socket") if request.transport is not None else None
+    try:
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+    except OSError:
+        pass  # not a TCP socket (a test's), or refused: the default buffer
+
+
+async def _follow(
+    response: web.StreamResponse, sink: StreamSource, ring: Ring, client: Client, filters: Filters, heartbeat: float
+) -> None:
+    loop = asyncio.get_running_loop()
+    idle_since = loop.time()
+    while not (client.cut or client.closing or ring.closed):
+        client.wake.clear()
+        records = ring.after(client.cursor, PAGE)
+        if records is None:
+            await _catch_up(response, sink, ring, client, filters)
+            continue
+        client.catching_up = False
+        if records:
+            chunk = b"".join([r.frame for r in records if filters.match(r.item)])
+            if chunk:
+                client.writing_to = records[-1].pos
+                await response.write(chunk)
+                client.writing_to = None
+                idle_since = loop.time()
+            client.cursor = records[-1].pos
+            continue
+        transport = client.transport
+        if transport is None or transport.is_closing():
+            return
+        left = idle_since + heartbeat - loop.time()
+        if left <= 0:
+            client.writing_to = client.cursor
+            await response.write(b": heartbeat\n\n")
+            client.writing_to = None
+            idle_since = loop.time()
+            continue
+        try:
+            # asyncio.timeout, not wait_for: no task per wait, for a thousand clients.
+            client.waiting = True
+            async with asyncio.timeout(min(LIVENESS_S, left)):
+                await client.wake.wait()
+        except TimeoutError:
+            pass
+        finally:
+            client.waiting = False
+
+
+async def _catch_up(
+    response: web.StreamResponse, sink: StreamSource, ring: Ring, client: Client, filters: Filters
+) -> None:
+    """Below the ring: a page from the feed, or a reset when it is gone."""
+    client.catching_up = True
+    rows = await _since(sink, client.cursor)
+    if not rows:
+        head = ring.head
+        await response.write(reset_frame(ring, head, "that position is older than the stream keeps"))
+        client.cursor = head
+        client.catching_up = False
+        return
+    chunk = b"".join([frame(ring.epoch, pos, item) for pos, item in rows if filters.match(item)])
+    if chunk:
+        await response.write(chunk)
+    client.cursor = rows[-1][0]
+
+
+async def _since(sink: StreamSource, cursor: int) -> list[tuple[int, Item]] | None:
+    """The feed's page after ``cursor``, read on the pipeline's loop (where
+    the feed's connections live). A feed that cannot answer ends the stream:
+    the client comes back with its Last-Event-ID (``retry:``), not a reset."""
+    feed, loop = sink.feed, sink.loop
+    if feed is None:
+        return None
+    here = asyncio.get_running_loop()
+    if loop is None or loop is here:
+        return await feed.since(cursor, PAGE)
+    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(feed.since(cursor, PAGE), loop))
+
+
+def admin_handler(sink: StreamSource) -> Handler:
+    """``/v1/events`` on the admin port of ``spanvisor serve``."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        config = sink.ctx.config if sink.ctx is not None else None
+        return await serve(request, sink, _tokens(config) if config is not None else [])
+
+    return handle
+
+
+def add_routes(app: web.Application, pipeline: Any, token: str | None) -> None:
+    """``/v1/events`` on an app that serves the control API (its token, read scope)."""
+    config = getattr(pipeline, "config", None)
+    decide = config.get("decide_token") if config is not None else None
+    tokens = [t.encode() for t in (token, decide) if isinstance(t, str) and t]
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        return await serve(request, find(pipeline), tokens)
+
+    async def closing(app: web.Application) -> None:
+        sink = find(pipeline)
+        if sink is not None and sink.clients is not None:
+            sink.clients.close_all()
+
+    app.router.add_get(PATH, handle)
+    app.on_shutdown.append(closing)
+
+
+__all__ = ["KINDS", "PATH", "STATUSES", "Filters", "add_routes", "admin_handler", "filters_of", "position_of"]

@@ -1,0 +1,65 @@
+"""``spanvisor follow`` as a real subprocess against a real receiver: one
+line per event when piped, the table of open tasks when rendered."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from spanvisor.cli.follow import View, bar
+from spanvisor.stream.body import body, kind_of
+from tests.receiver.conftest import wait_for
+from tests.stream.conftest import TOKEN, serve_stream, tasks
+
+
+def test_follow_prints_every_event_of_a_run(tmp_path: Path) -> None:
+    s = serve_stream(tmp_path)
+    try:
+        spans = tasks(2, seed=41, checkpoints=2, plain_per_step=0)
+        cmd = [sys.executable, "-m", "spanvisor.cli", "follow", "--url", s.base, "--token", TOKEN, "--agent", "rivet"]
+        proc = subprocess.Popen([*cmd, "--events", "18"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_for(
+            lambda: s.receiver.pipeline.stats.value("stream_clients") == 1 or proc.poll() is not None, 30, "follow"
+        )
+        s.post(spans)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        lines = out.splitlines()
+        events = wait_for(lambda: len(s.sink.events) == 18 and s.sink.events, what="the pipeline's own sink")
+        assert len(lines) == len(events) == 18
+        for line, e in zip(lines, events, strict=True):
+            assert kind_of(e) in line and e.task_id in line
+    finally:
+        s.receiver.close()
+
+
+def test_follow_says_when_nothing_answers() -> None:
+    start = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "spanvisor.cli", "follow", "--url", "http://127.0.0.1:9"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2 and "no event stream" in done.stderr
+    assert time.monotonic() - start < 30
+
+
+def test_the_table_shows_open_tasks_with_progress_and_forgets_finished_ones() -> None:
+    from spanvisor.events import TaskFinished, TaskStarted, TaskView
+
+    v = TaskView(
+        task_id="T1", trace_id="ab" * 16, root_span_id="cd" * 8, agent_id="rivet", status="working", progress=50
+    )
+    view = View()
+    view.take("task_started", body(TaskStarted(event_id="e1", time_ns=1, task=v)))
+    shown = view.render()
+    assert "T1" in shown and bar(50) in shown and "█" * 10 in shown
+    done = TaskView(task_id="T1", trace_id="ab" * 16, root_span_id="cd" * 8, agent_id="rivet", status="complete")
+    view.take(
+        "task_finished", body(TaskFinished(event_id="e2", time_ns=2, task=done, outcome="complete", duration_s=1))
+    )
+    assert "(no open task)" in view.render() and "task_finished" in view.render()
