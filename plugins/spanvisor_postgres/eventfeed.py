@@ -45,9 +45,15 @@ PRUNE_EVERY_S = 60.0
 PAGE = 1000
 log = logging.getLogger("spanvisor.postgres")
 
+# One statement a batch (arrays unnested in order), not one a row: a
+# batch's rows keep their order in the sequence and the lock is held for one
+# round trip.
 _INSERT = """
 INSERT INTO stream_events (event_id, kind, task_id, agent_id, status, data, replica)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
+SELECT e, k, t, a, s, d, $7
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
+    WITH ORDINALITY AS u(e, k, t, a, s, d, n)
+ORDER BY n
 ON CONFLICT (event_id) DO NOTHING
 """
 _AFTER = """
@@ -105,12 +111,17 @@ class PostgresEventFeed:
 
     async def publish(self, items: Sequence[Item]) -> bool:
         pool = await shared_pool(self._db, self._shared)
-        rows = [
-            (i.event_id, i.kind, i.task_id, i.agent_id, i.status, i.data.decode("ascii"), self._replica) for i in items
-        ]
+        columns = (
+            [i.event_id for i in items],
+            [i.kind for i in items],
+            [i.task_id for i in items],
+            [i.agent_id for i in items],
+            [i.status for i in items],
+            [i.data.decode("ascii") for i in items],
+        )
         async with pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
-            await conn.executemany(_INSERT, rows)
+            await conn.execute(_INSERT, *columns, self._replica)
             await conn.execute("SELECT pg_notify($1, '')", CHANNEL)
         self._notified.set()  # this replica reads its own rows back at once
         return True
