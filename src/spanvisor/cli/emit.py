@@ -78,7 +78,7 @@ def handler(args: argparse.Namespace, config: Config) -> int:
         if args.kind == "heartbeat":
             return 0
     spans = emit_spans.build_spans(args, config, now)
-    exporter = emit_spans.span_exporter(args)
+    exporter = emit_spans.otlp_exporter(args)
     try:
         ok = exporter.export(spans) is SpanExportResult.SUCCESS
     finally:

@@ -27,7 +27,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from spanvisor.cli.emit_spans import build_spans, span_exporter
+from spanvisor.cli.emit_spans import build_spans, otlp_exporter
 from spanvisor.config import Config
 from spanvisor.control.client import DEFAULT_URL, ENV_URL, HttpSource, token_from_env
 from spanvisor.control.feed import ApprovalDecision, TaskFeed
@@ -65,7 +65,7 @@ def _send(args: argparse.Namespace, config: Config, kind: str, **values: Any) ->
 
     ns = argparse.Namespace(**{**vars(args), "kind": kind, **values})
     spans = build_spans(ns, config, time.time_ns())
-    exporter = span_exporter(args)
+    exporter = otlp_exporter(args)
     try:
         return exporter.export(spans) is SpanExportResult.SUCCESS
     finally:

@@ -15,32 +15,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from collections.abc import Mapping
 from typing import Any
 
+from spanvisor.cli.emit_spans import otlp_exporter
+
 log = logging.getLogger("spanvisor.emit")
-
-
-def _log_exporter(args: argparse.Namespace) -> Any:
-    headers = {"authorization": f"Bearer {args.token}"} if args.token else None
-    if args.protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as Grpc
-
-        endpoint = (
-            args.endpoint
-            or os.environ.get("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT")
-            or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-        )
-        return Grpc(endpoint=endpoint, headers=headers, timeout=args.timeout)
-    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as Http
-
-    endpoint = args.endpoint
-    if endpoint:
-        base = endpoint.rstrip("/")
-        base = base[: -len("/v1/traces")] if base.endswith("/v1/traces") else base
-        endpoint = base + "/v1/logs"
-    return Http(endpoint=endpoint, headers=headers, timeout=args.timeout)
 
 
 def send(
@@ -53,7 +33,7 @@ def send(
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-    exporter = _log_exporter(args)
+    exporter = otlp_exporter(args, "logs")
     results: list[Any] = []
     export = exporter.export
 

@@ -32,23 +32,37 @@ def state_file(config: Config, task: str) -> Path:
     return config.data_dir / "emit" / f"{digest}.json"
 
 
-def span_exporter(args: argparse.Namespace) -> Any:
+def otlp_exporter(args: argparse.Namespace, signal: str = "traces") -> Any:
+    """The OTLP exporter of ``signal`` (``traces`` or ``logs``) the emit
+    arguments name: the protocol, the endpoint (a base URL; for HTTP the
+    signal's path is put on it, replacing the other signal's) and the token."""
     headers = {"authorization": f"Bearer {args.token}"} if args.token else None
     if args.protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as Grpc
-
         endpoint = (
             args.endpoint
-            or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            or os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT")
             or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
         )
-        return Grpc(endpoint=endpoint, headers=headers, timeout=args.timeout)
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as Http
+        if signal == "logs":
+            from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcLogs
 
+            return GrpcLogs(endpoint=endpoint, headers=headers, timeout=args.timeout)
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpans
+
+        return GrpcSpans(endpoint=endpoint, headers=headers, timeout=args.timeout)
     endpoint = args.endpoint
-    if endpoint and not endpoint.rstrip("/").endswith("/v1/traces"):
-        endpoint = endpoint.rstrip("/") + "/v1/traces"
-    return Http(endpoint=endpoint, headers=headers, timeout=args.timeout)
+    if endpoint:
+        base = endpoint.rstrip("/")
+        for path in ("/v1/traces", "/v1/logs"):
+            base = base.removesuffix(path)
+        endpoint = f"{base}/v1/{signal}"
+    if signal == "logs":
+        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpLogs
+
+        return HttpLogs(endpoint=endpoint, headers=headers, timeout=args.timeout)
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpans
+
+    return HttpSpans(endpoint=endpoint, headers=headers, timeout=args.timeout)
 
 
 def given(**kw: Any) -> dict[str, Any]:

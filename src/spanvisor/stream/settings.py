@@ -4,21 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from spanvisor.config import Setting, p_duration, p_int, p_str
-
-
-def p_positive(v: Any) -> int:
-    n = p_int(v)
-    if n < 1:
-        raise ValueError(v)
-    return n
-
+from spanvisor.config import Setting, p_duration, p_pos_int, p_str
 
 SETTINGS: tuple[Setting, ...] = (
     Setting(
         "stream_buffer",
         "SPANVISOR_STREAM_BUFFER",
-        p_positive,
+        p_pos_int,
         10_000,
         "Events the event stream keeps in memory for clients that reconnect (GET /v1/events).",
         "a number of events",
@@ -42,7 +34,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "stream_client_queue",
         "SPANVISOR_STREAM_CLIENT_QUEUE",
-        p_positive,
+        p_pos_int,
         1_000,
         "Events a stream client may fall behind before it is cut off (at most SPANVISOR_STREAM_BUFFER).",
         "a number of events",
@@ -50,7 +42,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "stream_max_clients",
         "SPANVISOR_STREAM_MAX_CLIENTS",
-        p_positive,
+        p_pos_int,
         100,
         "Open event streams per bearer token (per process); more get 429.",
         "a number",
