@@ -96,3 +96,22 @@ def test_the_setting_is_auto_by_default_and_checked() -> None:
     assert Config.load(env={"SPANVISOR_STAMP_SPANS": "False"}, extra=())["stamp_spans"] == "off"
     with pytest.raises(ConfigError):
         Config.load(env={"SPANVISOR_STAMP_SPANS": "sometimes"}, extra=())
+
+
+def test_a_member_of_an_unstamped_task_keeps_its_own_attributes_past_the_limit() -> None:
+    """The stamp goes back into a span that dropped attributes only when the
+    span had it: a member of an unstamped task gives none of its own up."""
+    from opentelemetry.sdk.trace import SpanLimits
+
+    sink = InMemorySink()
+    processor = SpanvisorSpanProcessor(sinks=[sink], config=Config.load(env={}, extra=()))
+    provider = TracerProvider(shutdown_on_exit=False, span_limits=SpanLimits(max_span_attributes=5))
+    provider.add_span_processor(processor)  # no other processor: auto does not stamp
+    tracer = provider.get_tracer("agent")
+    with tracer.start_as_current_span("invoke_agent rivet", attributes=ROOT_ATTRS):
+        with tracer.start_as_current_span("tool") as member:
+            for i in range(7):
+                member.set_attribute(f"k{i}", i)
+    assert dict(member.attributes or {}) == {f"k{i}": i for i in range(2, 7)}  # the SDK's own drops only
+    assert processor.force_flush(10_000)
+    processor.pipeline.shutdown(2.0)

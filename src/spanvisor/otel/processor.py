@@ -222,7 +222,9 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
             if getattr(span._attributes, "dropped", 0):
                 ctx = span.get_span_context()
                 stamp = self._open.get(ctx.span_id)
-                if stamp is not None:
+                # A member of an unstamped task never had the stamp: nothing
+                # of its own may make room for it.
+                if stamp is not None and (stamp.stamped or ctx.span_id == stamp.root_id):
                     put_back(span, stamp, ctx.span_id)
         except Exception:
             self._count("processor_errors_total")
