@@ -364,7 +364,7 @@ def test_metrics_from_the_prometheus_sink(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("scheme", ["Bearer", "bearer", "BeArEr"])
 def test_bearer_scheme_any_case(scheme: str) -> None:
-    from spanvisor.receiver.ingest import bearer_matches
+    from spanvisor.control.bearer import bearer_matches
 
     assert bearer_matches(f"{scheme} s3cret", b"s3cret")
     assert bearer_matches(f"{scheme} s3cret".encode(), b"s3cret")

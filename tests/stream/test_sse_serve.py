@@ -14,7 +14,7 @@ from spanvisor.stream.body import body, kind_of
 from tests.receiver.agent_traces import task_spans
 from tests.receiver.conftest import wait_for
 from tests.stream._sse import Frame, read, run
-from tests.stream.conftest import AUTH, Served, kw, serve_stream
+from tests.stream.conftest import AUTH, TOKEN, Served, kw, serve_stream
 
 
 def finished(frames: list[Frame], n: int) -> bool:
@@ -109,7 +109,8 @@ def test_the_connection_cap_per_token(tmp_path: Path) -> None:
             async with aiohttp.ClientSession() as session:
                 a = await session.get(s.events_url, headers=AUTH)
                 b = await session.get(s.events_url, headers=AUTH)
-                c = await session.get(s.events_url, headers=AUTH)
+                # The same token written otherwise is the same token's slot.
+                c = await session.get(s.events_url, headers={"Authorization": f"bearer   {TOKEN}"})
                 codes = (a.status, b.status, c.status)
                 for r in (a, b, c):
                     r.close()
@@ -136,3 +137,14 @@ def test_an_idle_stream_gets_heartbeat_comments(tmp_path: Path) -> None:
         assert raw.startswith(b"retry: 2000\n") and b"event:" not in raw
     finally:
         s.receiver.close()
+
+
+def test_a_frame_carries_an_event_id_in_any_script() -> None:
+    """A person's decision id is any printable text: its frame is UTF-8, as
+    SSE is, so one such id cannot stop the stream."""
+    from spanvisor.stream.ring import Item, frame
+
+    item = Item(
+        event_id="approve-José-✓", kind="human_intervention", task_id="t", agent_id=None, status=None, data=b"{}"
+    )
+    assert frame("p1", 7, item) == "id: p1:7:approve-José-✓\nevent: human_intervention\ndata: {}\n\n".encode()

@@ -31,11 +31,11 @@ from typing import Any
 from aiohttp import web
 
 from spanvisor.control import runs
+from spanvisor.control.bearer import bearer_matches
 from spanvisor.control.client import ACTIONS, MAX_WAIT_S
 from spanvisor.control.hub import NOT_FOUND
 from spanvisor.control.log import decision_to_dict
 from spanvisor.events import ApprovalRequest, Decision, TaskView
-from spanvisor.receiver.ingest import bearer_matches
 from spanvisor.stream import sse
 
 PREFIX = "/v1/control"

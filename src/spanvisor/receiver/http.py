@@ -30,9 +30,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from spanvisor.control.bearer import bearer_matches
 from spanvisor.receiver import control_api
 from spanvisor.receiver.decode import decode_request
-from spanvisor.receiver.ingest import Ingest, Refusal, bearer_matches
+from spanvisor.receiver.ingest import Ingest, Refusal
 from spanvisor.receiver.logs import decode_logs, hand_over, parse_logs_json
 from spanvisor.receiver.otlp_json import OtlpJsonError, parse_request, to_json
 

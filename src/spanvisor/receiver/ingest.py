@@ -27,7 +27,6 @@ tracker's open tasks (every sink already has their events), the rest are
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import math
 import time
@@ -58,18 +57,6 @@ class PipelineLike(Protocol):
     def ready(self) -> tuple[bool, str]: ...
 
     def force_flush(self, timeout_s: float = 30.0) -> bool: ...
-
-
-def bearer_matches(header: str | bytes | None, token: bytes) -> bool:
-    """``Authorization: Bearer <token>``; the scheme in any case (RFC 7235)."""
-    if not header:
-        return False
-    raw = header.encode() if isinstance(header, str) else bytes(header)
-    scheme, _, credentials = raw.strip().partition(b" ")
-    # Compared in constant time whatever the scheme, so the answer's timing
-    # says nothing about the token.
-    same = hmac.compare_digest(credentials.strip(), token)
-    return same and scheme.lower() == b"bearer"
 
 
 @dataclass(frozen=True, slots=True)

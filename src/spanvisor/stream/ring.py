@@ -52,7 +52,10 @@ def event_id_field(epoch: str, pos: int, event_id: str = "") -> str:
 
 def frame(epoch: str, pos: int, item: Item) -> bytes:
     head = f"id: {event_id_field(epoch, pos, item.event_id)}\nevent: {item.kind}\ndata: "
-    return head.encode("ascii") + item.data + b"\n\n"
+    # UTF-8, as SSE is: a person's decision id may be any printable text
+    # (control characters, which would end the line, are refused where it
+    # comes in).
+    return head.encode("utf-8") + item.data + b"\n\n"
 
 
 class Ring:

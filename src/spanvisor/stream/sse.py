@@ -20,7 +20,6 @@ Idle streams get a comment line every ``SPANVISOR_STREAM_HEARTBEAT``.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import socket
@@ -28,6 +27,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, get_args
 
+from spanvisor.control.bearer import bearer_matches
 from spanvisor.events import Status
 from spanvisor.stream.body import KINDS, SCHEMA_VERSION
 from spanvisor.stream.clients import Client, Clients
@@ -135,16 +135,6 @@ def reset_frame(ring: Ring, pos: int, why: str) -> bytes:
     return f"id: {event_id_field(ring.epoch, pos)}\nevent: reset\ndata: ".encode("ascii") + data + b"\n\n"
 
 
-def bearer_matches(header: str | None, token: bytes) -> bool:
-    """``Authorization: Bearer <token>``, compared in constant time: the
-    receiver's rule (``receiver.ingest``), which this layer may not import."""
-    if not header:
-        return False
-    scheme, _, credentials = header.encode().strip().partition(b" ")
-    same = hmac.compare_digest(credentials.strip(), token)
-    return same and scheme.lower() == b"bearer"
-
-
 def _error(status: int, message: str, **headers: str) -> web.Response:
     from aiohttp import web
 
@@ -169,7 +159,8 @@ def _tokens(config: Any) -> list[bytes]:
 
 async def serve(request: web.Request, sink: StreamSource | None, tokens: list[bytes]) -> web.StreamResponse:
     header = request.headers.get("Authorization")
-    if tokens and not any(bearer_matches(header, t) for t in tokens):
+    matched = [i for i, t in enumerate(tokens) if bearer_matches(header, t)]
+    if tokens and not matched:
         return _error(401, "missing or wrong bearer token", **{"WWW-Authenticate": "Bearer"})
     if sink is None or sink.ring is None or sink.ctx is None:
         return _error(503, "this process serves no event stream yet (starting, or no stream sink)")
@@ -179,7 +170,9 @@ async def serve(request: web.Request, sink: StreamSource | None, tokens: list[by
     except _BadQuery as exc:
         return _error(400, str(exc))
     clients = clients_of(sink)
-    key = (header or "").strip()
+    # The token that matched, not the header as written: spaces or the
+    # scheme's case would make another key for the same token.
+    key = f"token {matched[0]}" if matched else "no token"
     if not clients.acquire(key):
         return _error(429, f"at most {clients.max_per_token} event streams per token", **{"Retry-After": "5"})
     try:

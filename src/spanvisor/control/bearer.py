@@ -1,0 +1,21 @@
+"""The bearer-token check every HTTP entry point of ``serve`` shares: OTLP
+ingest, the control API and the event stream."""
+
+from __future__ import annotations
+
+import hmac
+
+
+def bearer_matches(header: str | bytes | None, token: bytes) -> bool:
+    """``Authorization: Bearer <token>``; the scheme in any case (RFC 7235)."""
+    if not header:
+        return False
+    raw = header.encode() if isinstance(header, str) else bytes(header)
+    scheme, _, credentials = raw.strip().partition(b" ")
+    # Compared in constant time whatever the scheme, so the answer's timing
+    # says nothing about the token.
+    same = hmac.compare_digest(credentials.strip(), token)
+    return same and scheme.lower() == b"bearer"
+
+
+__all__ = ["bearer_matches"]
