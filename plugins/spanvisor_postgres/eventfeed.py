@@ -102,7 +102,10 @@ class PostgresEventFeed:
         pool = await shared_pool(self._db, self._shared)
         await self._listen()  # before the head is read: nothing committed after it is missed
         row = await pool.fetchrow(
-            "SELECT epoch, (SELECT coalesce(max(pos), 0) FROM stream_events) AS head FROM stream_meta"
+            # Past what was pruned even when pruning emptied the table: a
+            # client resuming below that gets a reset, not a silent gap.
+            "SELECT epoch, GREATEST((SELECT coalesce(max(pos), 0) FROM stream_events), pruned_through) AS head"
+            " FROM stream_meta"
         )
         self.epoch, self._cursor = str(row["epoch"]), int(row["head"])
         self._deliver = deliver
@@ -128,10 +131,13 @@ class PostgresEventFeed:
 
     async def since(self, after: int, limit: int) -> list[tuple[int, Item]] | None:
         pool = await shared_pool(self._db, self._shared)
+        rows = await pool.fetch(_AFTER, after, limit)
+        # Read after the rows: a prune by another replica between the two
+        # reads would otherwise hide the rows it took without a reset.
         pruned = await pool.fetchval("SELECT pruned_through FROM stream_meta")
         if after < int(pruned or 0):
             return None
-        return [_item(r) for r in await pool.fetch(_AFTER, after, limit)]
+        return [_item(r) for r in rows]
 
     async def _listen(self) -> None:
         if self._listener is not None and not self._listener.is_closed():
