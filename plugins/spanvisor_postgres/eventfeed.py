@@ -122,9 +122,15 @@ class PostgresEventFeed:
             [i.status for i in items],
             [i.data.decode("ascii") for i in items],
         )
-        async with pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
-            await conn.execute(_INSERT, *columns, self._replica)
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
+                await conn.execute(_INSERT, *columns, self._replica)
+        except asyncpg.DataError:  # the batch's own values: the worker isolates the event
+            raise
+        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:  # the database: the sink retries
+            log.warning("event stream: cannot write %d events to PostgreSQL (%s); retrying", len(items), exc)
+            return False
             await conn.execute("SELECT pg_notify($1, '')", CHANNEL)
         self._notified.set()  # this replica reads its own rows back at once
         return True

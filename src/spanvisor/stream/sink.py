@@ -90,9 +90,11 @@ class StreamSink(BaseSink):
             return SinkResult.SUCCESS
         try:
             ok = await self.feed.publish(items)
-        except Exception as exc:  # the feed's own bug or its database: retried with backoff
+        except (OSError, TimeoutError) as exc:  # the network to its database: retried with backoff
             log.warning("event stream: cannot publish %d events (%s); retrying", len(items), exc)
             return SinkResult.RETRY
+        # Anything else raised is the batch's or a bug's: the worker's
+        # isolation finds the event and sets it aside, the rest go on.
         return SinkResult.SUCCESS if ok else SinkResult.RETRY
 
     async def shutdown(self, timeout_s: float) -> None:
