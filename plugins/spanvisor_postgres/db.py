@@ -140,3 +140,14 @@ async def release_shared(db: Database, shared: dict[str, Any], timeout_s: float 
         shared.pop(DB_KEY, None)
         shared.pop(POOL_KEY, None)
     await db.close(timeout_s)
+
+
+async def close_listener(listener: Any) -> None:
+    """Close a LISTEN connection of its own (the state store's, the event
+    feed's); one that will not close in time is terminated."""
+    if listener is None:
+        return
+    try:
+        await listener.close(timeout=2.0)
+    except Exception:  # closing anyway
+        listener.terminate()

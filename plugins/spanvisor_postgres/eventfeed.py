@@ -32,7 +32,7 @@ from spanvisor.stream.feed import Deliver
 from spanvisor.stream.ring import Item
 from spanvisor.stream.settings import value
 
-from .db import Database, open_shared, release_shared, shared_pool
+from .db import Database, close_listener, open_shared, release_shared, shared_pool
 
 if TYPE_CHECKING:
     from spanvisor.config import Config
@@ -191,11 +191,7 @@ class PostgresEventFeed:
             with contextlib.suppress(BaseException):
                 await self._task
         listener, self._listener = self._listener, None
-        if listener is not None:
-            try:
-                await listener.close(timeout=2.0)
-            except Exception:  # closing anyway
-                listener.terminate()
+        await close_listener(listener)
         await release_shared(self._db, self._shared)
 
 

@@ -32,7 +32,7 @@ import asyncpg
 from spanvisor.statestores.api import Claim
 
 from . import history
-from .db import Database, open_shared, release_shared, shared_pool
+from .db import Database, close_listener, open_shared, release_shared, shared_pool
 
 if TYPE_CHECKING:
     from spanvisor.config import Config
@@ -198,9 +198,5 @@ class PostgresStateStore:
         if not self._closed:
             self._closed = True
             listener, self._listener = self._listener, None
-            if listener is not None:
-                try:
-                    await listener.close(timeout=2.0)
-                except Exception:  # closing anyway
-                    listener.terminate()
+            await close_listener(listener)
             await release_shared(self._db, self._shared)
