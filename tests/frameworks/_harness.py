@@ -19,7 +19,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 from opentelemetry.context import Context
@@ -200,3 +200,15 @@ def one_task(events: Sequence[Event]) -> Seen:
 
 def param_paths() -> pytest.MarkDecorator:
     return pytest.mark.parametrize("path", PATHS)
+
+
+@contextmanager
+def instrumented_run(path: Path, instrumentor: Any, switch: Switch | None = None) -> Iterator[Run]:
+    """spanvisor on ``path`` with a framework's instrumentor on its provider,
+    uninstrumented afterwards (the next test's instrumentor starts clean)."""
+    with spanvisor(path, switch) as run:
+        instrumentor.instrument(tracer_provider=run.provider)
+        try:
+            yield run
+        finally:
+            instrumentor.uninstrument()

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from ._harness import Path, Run, Switch, need, one_task, param_paths, spanvisor
+from ._harness import Path, Run, Switch, instrumented_run, need, one_task, param_paths, spanvisor
 
 need("langgraph")
 need("opentelemetry.instrumentation.langchain")
@@ -127,63 +127,54 @@ def openllmetry(path: Path) -> Iterator[Run]:
 
 @pytest.fixture
 def openinference(path: Path) -> Iterator[Run]:
-    with spanvisor(path) as run:
-        instrumentor = LangChainInstrumentor()
-        instrumentor.instrument(tracer_provider=run.provider)
-        try:
-            yield run
-        finally:
-            instrumentor.uninstrument()
+    with instrumented_run(path, LangChainInstrumentor()) as run:
+        yield run
+
+
+def assert_graph_task(task: Any, name: str) -> None:
+    """The graph's run as one complete task: its four model calls, their
+    tokens and context warnings, both tools, priced."""
+    v = task.finished.task
+    assert task.finished.outcome == "complete"
+    assert v.task_name == name
+    assert len(task.model_calls) == 4
+    assert v.input_tokens == 2_000 + 5_000 + 8_800 + 600
+    assert v.model == "gpt-4o" and v.context_limit == 10_000
+    assert task.warnings == [0.70, 0.85]
+    assert task.tools == ["lookup", "ask_expert"]
+    assert v.cost_usd > 0 and v.unpriced_calls == 0
+
+
+def assert_failed_graph_task(task: Any) -> None:
+    assert task.finished.outcome == "error"
+    assert task.finished.error_type == "RuntimeError"
+    assert task.finished.error_message == "model backend down"
+    assert task.tools == ["lookup"]
 
 
 @param_paths()
 def test_openllmetry_a_graph_run_is_one_task(openllmetry: Run) -> None:
     run_graph()
     task = one_task(openllmetry.flush())
-    v = task.finished.task
-    assert task.finished.outcome == "complete"
-    assert v.task_name == "invoke_agent triage"
-    assert v.agent_name == "triage"
-    assert len(task.model_calls) == 4
-    assert v.input_tokens == 2_000 + 5_000 + 8_800 + 600
-    assert v.model == "gpt-4o" and v.context_limit == 10_000
-    assert task.warnings == [0.70, 0.85]
-    assert task.tools == ["lookup", "ask_expert"]
-    assert v.cost_usd > 0 and v.unpriced_calls == 0
+    assert_graph_task(task, "invoke_agent triage")
+    assert task.finished.task.agent_name == "triage"
 
 
 @param_paths()
 def test_openllmetry_a_failing_run_is_a_failed_task(openllmetry: Run) -> None:
     run_graph(fail=True)
-    task = one_task(openllmetry.flush())
-    assert task.finished.outcome == "error"
-    assert task.finished.error_type == "RuntimeError"
-    assert task.finished.error_message == "model backend down"
-    assert task.tools == ["lookup"]
+    assert_failed_graph_task(one_task(openllmetry.flush()))
 
 
 @param_paths()
 def test_openinference_a_graph_run_is_one_task(openinference: Run) -> None:
     run_graph()
-    task = one_task(openinference.flush())
-    v = task.finished.task
-    assert task.finished.outcome == "complete"
     # The graph run's CHAIN span is the task; its agent-node turns (AGENT
     # spans) and the expert's graph fold into it.
-    assert v.task_name == "triage"
-    assert len(task.model_calls) == 4
-    assert v.input_tokens == 2_000 + 5_000 + 8_800 + 600
-    assert v.model == "gpt-4o" and v.context_limit == 10_000
-    assert task.warnings == [0.70, 0.85]
-    assert task.tools == ["lookup", "ask_expert"]
-    assert v.cost_usd > 0 and v.unpriced_calls == 0
+    assert_graph_task(one_task(openinference.flush()), "triage")
 
 
 @param_paths()
 def test_openinference_a_failing_run_is_a_failed_task(openinference: Run) -> None:
     run_graph(fail=True)
-    task = one_task(openinference.flush())
-    assert task.finished.outcome == "error"
-    assert task.finished.error_type == "RuntimeError"
-    assert task.finished.error_message == "model backend down"
-    assert task.tools == ["lookup"]
+    assert_failed_graph_task(one_task(openinference.flush()))

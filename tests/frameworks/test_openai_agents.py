@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from ._harness import Path, Run, need, one_task, param_paths, spanvisor
+from ._harness import Path, Run, instrumented_run, need, one_task, param_paths
 
 need("agents")
 need("openinference.instrumentation.openai_agents")
@@ -99,13 +99,8 @@ def triage(fail: bool = False) -> Agent[Any]:
 
 @pytest.fixture
 def instrumented(path: Path) -> Iterator[Run]:
-    with spanvisor(path) as run:
-        instrumentor = OpenAIAgentsInstrumentor()
-        instrumentor.instrument(tracer_provider=run.provider)
-        try:
-            yield run
-        finally:
-            instrumentor.uninstrument()
+    with instrumented_run(path, OpenAIAgentsInstrumentor()) as run:
+        yield run
 
 
 @param_paths()

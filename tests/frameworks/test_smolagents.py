@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from ._harness import Path, Run, Switch, need, one_task, param_paths, spanvisor
+from ._harness import Path, Run, Switch, instrumented_run, need, one_task, param_paths
 
 need("smolagents")
 need("openinference.instrumentation.smolagents")
@@ -132,13 +132,8 @@ _SWITCH = Switch()
 
 @pytest.fixture
 def instrumented(path: Path) -> Iterator[Run]:
-    with spanvisor(path, _SWITCH) as run:
-        instrumentor = SmolagentsInstrumentor()
-        instrumentor.instrument(tracer_provider=run.provider)
-        try:
-            yield run
-        finally:
-            instrumentor.uninstrument()
+    with instrumented_run(path, SmolagentsInstrumentor(), _SWITCH) as run:
+        yield run
 
 
 @param_paths()
