@@ -63,7 +63,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from spanvisor.config import Config
 from spanvisor.otel.attach import PipelineOwner
 from spanvisor.otel.stamp import Stamp, put_back, stamp_for, stamp_mode, with_stamp, write_direct
-from spanvisor.pipeline.handover import StartedRoot, compact_end, member_start
+from spanvisor.pipeline.handover import StartedRoot, compact_end
 from spanvisor.pipeline.pipeline import Pipeline
 from spanvisor.sink import Sink
 from spanvisor.spans import conventions as cv
@@ -128,6 +128,18 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
         # Bound once: the hooks run per span on the agent's thread.
         self._submit_start = self.pipeline.submit_start
         self._submit_end = self.pipeline.submit_end
+        # The usual span's hand-over inlined: a bounded append to the inbox's
+        # deque (``limit`` is 0 once it is closed; the slow path counts drops).
+        self._inbox = self.pipeline._inbox
+        self._items = self._inbox._items
+        self._append = self._items.append
+        # The SDK calls every processor's ``_on_ending`` for every span. Until
+        # a task is stamped or another processor reads its spans nothing needs
+        # putting back there (a root's identity goes back in on_end): a
+        # C-level function that ignores its argument costs a third of a
+        # Python no-op. Swapped for _put_back_dropped at such a task's root.
+        self._on_ending = id  # type: ignore[method-assign,assignment]
+        self._putting_back = False
 
     @property
     def _errors(self) -> int:
@@ -144,58 +156,75 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         try:
             parent = span._parent  # the property's own field: a call less per span
-            stamp = self._open.get(parent.span_id) if parent is not None else None
-            if stamp is None:
-                attrs = span.attributes
-                if not attrs or not cv.is_root_candidate(attrs):
-                    if parent is None or not self._ended:
+            if parent is not None:
+                stamp = self._open.get(parent.span_id)
+                if stamp is not None and not stamp.ended:
+                    # A member of an open task, the usual span: its id
+                    # remembered, the stamp written when the task is stamped,
+                    # and the span itself appended to the inbox (bounded; the
+                    # pipeline reads its ids). Anything full: the slow path.
+                    opened, inbox = self._open, self._inbox
+                    if len(opened) < MAX_OPEN_SPANS and len(self._items) < inbox.limit:
+                        if stamp.stamped:
+                            self._write_stamp(span, stamp)
+                        opened[span._context.span_id] = stamp  # type: ignore[union-attr]
+                        self._append(("start", span))
                         return
-                    stamp = self._ended.get(parent.span_id)
-                    if stamp is None:
-                        return  # the usual unrelated span
-                else:
-                    stamp = _stamp_for_root(span, attrs)
-                    stamp.stamped = self._exported_elsewhere(span)
-                    parent = None  # the task's root: the tracker keeps it to read it live
-            opened = self._open
-            if len(opened) >= MAX_OPEN_SPANS:
-                # Spans that never end would otherwise grow this map forever.
-                self.pipeline.stats.inbox_drop()
-                return
-            if stamp.stamped:
-                self._write_stamp(span, stamp)
-            if stamp.ended:
-                # Its task's root has ended: late work, handed over at its
-                # end only (the tracker has closed the task).
-                opened[span._context.span_id] = stamp.late()  # type: ignore[union-attr]
-                return
-            opened[span._context.span_id] = stamp  # type: ignore[union-attr]
-            if parent is None:
-                # The root, read live with the identity it starts with: one
-                # C-level copy of at most the limit's worth of keys, roots only.
-                stamp.root_attrs = _attrs_now(span)
-                self._submit_start(StartedRoot(span, stamp.root_attrs))
-            elif stamp.stamped:
-                # A member: the tracker needs its ids, not the live span
-                # (handover.member_start says why and what stays readable).
-                self._submit_start(member_start(span, parent))
-            else:
-                # Nothing to read on this thread: one bounded append.
-                self._submit_start(span)
+            self._start(span, parent)
         except Exception:  # never into the agent
             self._count("processor_errors_total")
 
-    def _exported_elsewhere(self, span: Span) -> bool:
-        """Whether a task starting with ``span`` is stamped: per the setting,
-        or for ``auto`` whether the provider that made the span runs a span
-        processor other than this one (its ``_span_processors``: a
-        BatchSpanProcessor with an exporter, say). Any other processor counts
-        (it may send spans out); a provider of another shape is stamped, as
-        before. Looked at once per task root, cached per processor tuple (the
-        SDK makes a new one when a processor is added)."""
-        mode = self._stamp_mode
-        if mode != "auto":
-            return mode == "on"
+    def _start(self, span: Span, parent: Any) -> None:
+        """:meth:`on_start` of anything but a member of an open task with room
+        for it: a root, late work, an unrelated span, or a full map or inbox."""
+        stamp = self._open.get(parent.span_id) if parent is not None else None
+        if stamp is None:
+            attrs = span.attributes
+            if not attrs or not cv.is_root_candidate(attrs):
+                if parent is None or not self._ended:
+                    return
+                stamp = self._ended.get(parent.span_id)
+                if stamp is None:
+                    return  # the usual unrelated span
+            else:
+                stamp = _stamp_for_root(span, attrs)
+                others = self._others(span)
+                stamp.stamped = others if self._stamp_mode == "auto" else self._stamp_mode == "on"
+                if others or stamp.stamped:
+                    # Another processor reads this task's spans (or they carry
+                    # the stamp): a span whose limit drops its identity gets it
+                    # back before any processor's on_end reads it.
+                    self._on_ending = self._put_back_dropped  # type: ignore[method-assign]
+                    self._putting_back = True
+                parent = None  # the task's root: the tracker keeps it to read it live
+        opened = self._open
+        if len(opened) >= MAX_OPEN_SPANS:
+            # Spans that never end would otherwise grow this map forever.
+            self.pipeline.stats.inbox_drop()
+            return
+        if stamp.stamped:
+            self._write_stamp(span, stamp)
+        if stamp.ended:
+            # Its task's root has ended: late work, handed over at its
+            # end only (the tracker has closed the task).
+            opened[span._context.span_id] = stamp.late()  # type: ignore[union-attr]
+            return
+        opened[span._context.span_id] = stamp  # type: ignore[union-attr]
+        if parent is None:
+            # The root, read live with the identity it starts with: one
+            # C-level copy of at most the limit's worth of keys, roots only.
+            stamp.root_attrs = _attrs_now(span)
+            self._submit_start(StartedRoot(span, stamp.root_attrs))
+        else:
+            self._submit_start(span)  # a member, the inbox full: counted there
+
+    def _others(self, span: Span) -> bool:
+        """Whether the provider that made ``span`` runs a span processor
+        other than this one (its ``_span_processors``: a BatchSpanProcessor
+        with an exporter, say). Any other processor counts (it may send spans
+        out); a provider of another shape counts as having one. Looked at
+        once per task root, cached per processor tuple (the SDK makes a new
+        one when a processor is added)."""
         try:
             procs = span._span_processor._span_processors  # type: ignore[attr-defined]
         except AttributeError:
@@ -215,70 +244,88 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
         present = [k for k in current if k in _STAMP_KEYS] if current else ()
         span.set_attributes({k: v for k, v in stamp.attrs.items() if k not in present} if present else stamp.attrs)
 
-    def _on_ending(self, span: Span) -> None:
-        """The SDK's hook between a span's end and every processor's
-        ``on_end`` (SDK 1.40+, the oldest supported): a getattr per span."""
+    def _put_back_dropped(self, span: Span) -> None:
+        """The SDK's ``_on_ending`` hook (between a span's end and every
+        processor's ``on_end``, SDK 1.40+), once a task's spans are stamped
+        or another processor reads them: a task span whose limit dropped
+        attributes gets its task's identity back (:func:`put_back`). Until
+        then ``_on_ending`` is a C-level no-op (see ``__init__``)."""
         try:
-            if getattr(span._attributes, "dropped", 0):
-                ctx = span.get_span_context()
-                stamp = self._open.get(ctx.span_id)
+            if span._attributes.dropped:  # type: ignore[union-attr]
+                ctx = span._context
+                stamp = self._open.get(ctx.span_id)  # type: ignore[union-attr]
                 # A member of an unstamped task never had the stamp: nothing
                 # of its own may make room for it.
-                if stamp is not None and (stamp.stamped or ctx.span_id == stamp.root_id):
-                    put_back(span, stamp, ctx.span_id)
+                if stamp is not None and (stamp.stamped or ctx.span_id == stamp.root_id):  # type: ignore[union-attr]
+                    put_back(span, stamp, ctx.span_id)  # type: ignore[union-attr]
         except Exception:
             self._count("processor_errors_total")
 
     def on_end(self, span: ReadableSpan) -> None:
         try:
-            ctx = span.get_span_context()
-            if ctx is None:
-                return
-            stamp = self._open.pop(ctx.span_id, None)
-            if stamp is None:
-                attrs = span.attributes
-                if attrs and (cv.is_root_candidate(attrs) or (_dropped(span) and _has_results(attrs))):
-                    # It became an agent or task span only through attributes
-                    # set after it started, or its limit dropped what named
-                    # it (its results still say it is a task root): the
-                    # tracker takes it from its end, as the end-order paths
-                    # do (a few dict lookups per unrelated span end).
-                    self._submit_end(span)
-                elif span.parent is not None and (
-                    ctx.trace_id in self._end_order
-                    or (attrs and cv.has_known_key(attrs))
-                    or span.events
-                    or not span.status.is_ok
+            ctx = span._context
+            if ctx is not None:
+                sid = ctx.span_id
+                stamp = self._open.pop(sid, None)
+                if (
+                    stamp is not None
+                    and not stamp.ended
+                    and sid != stamp.root_id
+                    and len(self._items) < self._inbox.limit
                 ):
-                    # A span of no task known at its start, yet one that can
-                    # tell spanvisor something: its task root may become one
-                    # only at its end (LangGraph's instrumentations set the
-                    # keys late). The trace then goes over in end order, as on
-                    # the exporter path, and the tracker's buffer groups it.
-                    # (A trace's own root that is no task joins none: it
-                    # stays here, like a bare model call outside any agent.)
-                    if ctx.trace_id not in self._end_order:
-                        self._end_order[ctx.trace_id] = None
-                        if len(self._end_order) > MAX_ENDED_ROOTS:
-                            self._end_order.popitem(last=False)
-                    self._submit_end(span)
-                return
-            if stamp.ended:
-                # Work that outlived its task's root: the tracker reads it as
-                # late (the late-span rule, tracking/late.py) and counts it.
-                # One that started after the root ended was never handed over:
-                # its stamp names its task, written here if not on the span.
-                if stamp.started_late and not stamp.stamped:
-                    self._submit_end(with_stamp(compact_end(span), stamp))
+                    # A member of an open task, the usual span: the span as it
+                    # is, one bounded append (see the module's docstring).
+                    self._append(("end", span))
                     return
-            elif stamp.root_id == ctx.span_id:
-                stamp.ended = True
-                self._ended[ctx.span_id] = stamp
-                if len(self._ended) > MAX_ENDED_ROOTS:
-                    self._ended.popitem(last=False)
-                self._submit_end(span)
-                return
-            # A member: what the tracker reads of it, not the SDK's objects.
-            self._submit_end(compact_end(span))
+                self._end(span, ctx, stamp)
         except Exception:
             self._count("processor_errors_total")
+
+    def _end(self, span: ReadableSpan, ctx: Any, stamp: Stamp | None) -> None:
+        """:meth:`on_end` of anything but a member of an open task with room for it."""
+        if stamp is None:
+            attrs = span.attributes
+            if attrs and (cv.is_root_candidate(attrs) or (_dropped(span) and _has_results(attrs))):
+                # It became an agent or task span only through attributes
+                # set after it started, or its limit dropped what named
+                # it (its results still say it is a task root): the
+                # tracker takes it from its end, as the end-order paths
+                # do (a few dict lookups per unrelated span end).
+                self._submit_end(span)
+            elif span.parent is not None and (
+                ctx.trace_id in self._end_order
+                or (attrs and cv.has_known_key(attrs))
+                or span.events
+                or not span.status.is_ok
+            ):
+                # A span of no task known at its start, yet one that can
+                # tell spanvisor something: its task root may become one
+                # only at its end (LangGraph's instrumentations set the
+                # keys late). The trace then goes over in end order, as on
+                # the exporter path, and the tracker's buffer groups it.
+                # (A trace's own root that is no task joins none: it
+                # stays here, like a bare model call outside any agent.)
+                if ctx.trace_id not in self._end_order:
+                    self._end_order[ctx.trace_id] = None
+                    if len(self._end_order) > MAX_ENDED_ROOTS:
+                        self._end_order.popitem(last=False)
+                self._submit_end(span)
+            return
+        if stamp.ended:
+            # Work that outlived its task's root: the tracker reads it as
+            # late (the late-span rule, tracking/late.py) and counts it.
+            # One that started after the root ended was never handed over:
+            # its stamp names its task, written here if not on the span.
+            if stamp.started_late and not stamp.stamped:
+                self._submit_end(with_stamp(compact_end(span), stamp))
+                return
+        elif stamp.root_id == ctx.span_id:
+            if not self._putting_back and _dropped(span):
+                # No other processor reads this root (else _on_ending did
+                # this before any on_end): its identity back for the tracker.
+                put_back(span, stamp, ctx.span_id)
+            stamp.ended = True
+            self._ended[ctx.span_id] = stamp
+            if len(self._ended) > MAX_ENDED_ROOTS:
+                self._ended.popitem(last=False)
+        self._submit_end(span)  # the inbox full: counted there

@@ -31,18 +31,29 @@ class Inbox:
     def __init__(self, size: int, stats: PipelineStats) -> None:
         self.size = size
         self.stats = stats
-        self.closed = False
+        # Entries taken while open: ``size``, 0 once closed. The processor's
+        # hooks read it to append straight to ``_items`` (their one bounded
+        # append), falling back to put() to be counted when it is reached.
+        self.limit = size
         self._items: deque[Entry] = deque()
         # Spans in the receiver's batches still here: one entry holds hundreds.
         self._spans = 0
         self._lock = threading.Lock()
+
+    @property
+    def closed(self) -> bool:
+        return self.limit == 0
+
+    @closed.setter
+    def closed(self, value: bool) -> None:
+        self.limit = 0 if value else self.size
 
     def __len__(self) -> int:
         return len(self._items)
 
     def put(self, entry: Entry) -> bool:
         """A span start or end from any thread; False (and counted) when full or closed."""
-        if self.closed or len(self._items) >= self.size:
+        if len(self._items) >= self.limit:
             self.stats.inbox_drop()
             return False
         self._items.append(entry)
