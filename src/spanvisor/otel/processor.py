@@ -75,6 +75,27 @@ MAX_OPEN_SPANS = 1_000_000
 # known as late work of its task rather than taken for an unrelated span.
 MAX_ENDED_ROOTS = 10_000
 _STAMP_KEYS = frozenset({cv.TASK_ROOT, cv.TASK_ID, cv.AGENT_ID, cv.TASK_NAME})
+# Every key ``cv.is_root_candidate`` reads: a span carrying none of them is no
+# root (one C-level pass over its few keys before the full test).
+_ROOT_KEYS = frozenset({cv.TASK_NAME, cv.TASK_ID, cv.GEN_AI_OPERATION, cv.OI_KIND, cv.TL_KIND})
+
+
+# What :meth:`SpanvisorSpanProcessor._start` returns for a span of no task it knows.
+_UNKNOWN = object()
+
+
+class _Tasks:
+    """The open tasks' spans as one thread sees them (see the module's docstring)."""
+
+    __slots__ = ("end_order", "ended", "open")
+
+    def __init__(self) -> None:
+        self.open: dict[int, Stamp] = {}
+        # Ended roots, oldest first, bounded. OrderedDict: popitem is one C
+        # call, safe when several agent threads end roots at once.
+        self.ended: OrderedDict[int, Stamp] = OrderedDict()
+        # Traces whose spans go to the tracker in end order (see _end).
+        self.end_order: OrderedDict[int, None] = OrderedDict()
 
 
 def _dropped(span: Any) -> int:
@@ -113,12 +134,11 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
         pipeline: Pipeline | None = None,
     ) -> None:
         PipelineOwner.__init__(self, "processor", sinks, config, pipeline)
-        self._open: dict[int, Stamp] = {}
-        # Ended roots, oldest first, bounded. OrderedDict: popitem is one C
-        # call, safe when several agent threads end roots at once.
-        self._ended: OrderedDict[int, Stamp] = OrderedDict()
-        # Traces whose spans go to the tracker in end order (see on_end).
-        self._end_order: OrderedDict[int, None] = OrderedDict()
+        # Tasks the hooks classify on the agent's thread (once stamping), and
+        # those the pipeline's thread classifies from the spans handed over as
+        # they are (until then).
+        self._mine = _Tasks()
+        self._theirs = _Tasks()
         # Stamps serve spans exported elsewhere (a Collector to `spanvisor
         # serve`): "auto" stamps a task when another processor can send its
         # spans out, "on" always, "off" never.
@@ -128,18 +148,20 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
         # Bound once: the hooks run per span on the agent's thread.
         self._submit_start = self.pipeline.submit_start
         self._submit_end = self.pipeline.submit_end
-        # The usual span's hand-over inlined: a bounded append to the inbox's
-        # deque (``limit`` is 0 once it is closed; the slow path counts drops).
+        # The hand-over inlined: one bounded append to the inbox's deque
+        # (its ``limit`` is 0 once closed), a drop counted when full.
         self._inbox = self.pipeline._inbox
         self._items = self._inbox._items
         self._append = self._items.append
+        self._drop = self.pipeline.stats.inbox_drop
+        self._replay_start_ = self._replay_start
+        self._replay_end_ = self._replay_end
         # The SDK calls every processor's ``_on_ending`` for every span. Until
         # a task is stamped or another processor reads its spans nothing needs
-        # putting back there (a root's identity goes back in on_end): a
+        # putting back there (the pipeline puts a root's identity back): a
         # C-level function that ignores its argument costs a third of a
-        # Python no-op. Swapped for _put_back_dropped at such a task's root.
+        # Python no-op. Swapped for _put_back_dropped when classifying starts.
         self._on_ending = id  # type: ignore[method-assign,assignment]
-        self._putting_back = False
 
     @property
     def _errors(self) -> int:
@@ -153,78 +175,110 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
         except Exception:
             pass
 
+    # -- the agent's thread ----------------------------------------------------
+
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        """The default: nothing to write on the span, so nothing to look up.
+        A possible task root's attributes are copied as it starts (see
+        StartedRoot); every span goes over as it is, one bounded append, and
+        the pipeline's thread tells which task it belongs to."""
         try:
-            parent = span._parent  # the property's own field: a call less per span
-            if parent is not None:
-                stamp = self._open.get(parent.span_id)
-                if stamp is not None and not stamp.ended:
-                    # A member of an open task, the usual span: its id
-                    # remembered, the stamp written when the task is stamped,
-                    # and the span itself appended to the inbox (bounded; the
-                    # pipeline reads its ids). Anything full: the slow path.
-                    opened, inbox = self._open, self._inbox
-                    if len(opened) < MAX_OPEN_SPANS and len(self._items) < inbox.limit:
-                        if stamp.stamped:
-                            self._write_stamp(span, stamp)
-                        opened[span._context.span_id] = stamp  # type: ignore[union-attr]
-                        self._append(("start", span))
-                        return
-            self._start(span, parent)
+            try:
+                d = span._attributes._dict  # type: ignore[union-attr]
+            except AttributeError:  # not the SDK's usual insides
+                d = span.attributes
+            if d and not _ROOT_KEYS.isdisjoint(d) and cv.is_root_candidate(d):
+                if self._starts_classifying(span):
+                    self._on_start_classifying(span)
+                else:
+                    self._hand_over(StartedRoot(span, _attrs_now(span)), self._replay_start_)
+            elif len(self._items) < self._inbox.limit:
+                self._append(("raw", self._replay_start_, span))
+            else:
+                self._drop()
         except Exception:  # never into the agent
             self._count("processor_errors_total")
 
-    def _start(self, span: Span, parent: Any) -> None:
-        """:meth:`on_start` of anything but a member of an open task with room
-        for it: a root, late work, an unrelated span, or a full map or inbox."""
-        stamp = self._open.get(parent.span_id) if parent is not None else None
-        if stamp is None:
-            attrs = span.attributes
-            if not attrs or not cv.is_root_candidate(attrs):
-                if parent is None or not self._ended:
-                    return
-                stamp = self._ended.get(parent.span_id)
-                if stamp is None:
-                    return  # the usual unrelated span
+    def on_end(self, span: ReadableSpan) -> None:
+        try:
+            if len(self._items) < self._inbox.limit:
+                self._append(("raw", self._replay_end_, span))
             else:
-                stamp = _stamp_for_root(span, attrs)
-                others = self._others(span)
-                stamp.stamped = others if self._stamp_mode == "auto" else self._stamp_mode == "on"
-                if others or stamp.stamped:
-                    # Another processor reads this task's spans (or they carry
-                    # the stamp): a span whose limit drops its identity gets it
-                    # back before any processor's on_end reads it.
-                    self._on_ending = self._put_back_dropped  # type: ignore[method-assign]
-                    self._putting_back = True
-                parent = None  # the task's root: the tracker keeps it to read it live
-        opened = self._open
-        if len(opened) >= MAX_OPEN_SPANS:
-            # Spans that never end would otherwise grow this map forever.
-            self.pipeline.stats.inbox_drop()
-            return
-        if stamp.stamped:
-            self._write_stamp(span, stamp)
-        if stamp.ended:
-            # Its task's root has ended: late work, handed over at its
-            # end only (the tracker has closed the task).
-            opened[span._context.span_id] = stamp.late()  # type: ignore[union-attr]
-            return
-        opened[span._context.span_id] = stamp  # type: ignore[union-attr]
-        if parent is None:
-            # The root, read live with the identity it starts with: one
-            # C-level copy of at most the limit's worth of keys, roots only.
-            stamp.root_attrs = _attrs_now(span)
-            self._submit_start(StartedRoot(span, stamp.root_attrs))
+                self._drop()
+        except Exception:
+            self._count("processor_errors_total")
+
+    def _on_start_classifying(self, span: Span, parent_context: Context | None = None) -> None:
+        """``on_start`` once the hooks classify (see :meth:`_starts_classifying`)."""
+        try:
+            parent = span._parent  # the property's own field: a call less per span
+            if parent is not None:
+                stamp = self._mine.open.get(parent.span_id)
+                if stamp is not None and not stamp.ended:
+                    # A member of an open task, the usual span: its id
+                    # remembered, its stamp written, the span itself appended.
+                    opened = self._mine.open
+                    if len(opened) < MAX_OPEN_SPANS and len(self._items) < self._inbox.limit:
+                        if stamp.stamped:
+                            write_direct(span, stamp) or self._write_stamp(span, stamp)
+                        opened[span._context.span_id] = stamp  # type: ignore[union-attr]
+                        self._append(("start", span))
+                        return
+            got = self._start(self._mine, span, parent, span.attributes)
+            if got is _UNKNOWN:
+                # No task known here: one the pipeline's thread classifies
+                # (begun before classifying started), or none at all.
+                self._hand_over(span, self._replay_start_)
+            elif got is not None:
+                self._submit_start(got)
+        except Exception:  # never into the agent
+            self._count("processor_errors_total")
+
+    def _on_end_classifying(self, span: ReadableSpan) -> None:
+        """``on_end`` once the hooks classify."""
+        try:
+            ctx = span._context
+            if ctx is None:
+                return
+            sid = ctx.span_id
+            stamp = self._mine.open.pop(sid, None)
+            if stamp is None:
+                self._hand_over(span, self._replay_end_)  # as in _on_start_classifying
+                return
+            if not stamp.ended and sid != stamp.root_id and len(self._items) < self._inbox.limit:
+                self._append(("end", span))  # a member of an open task, the usual span
+                return
+            got = self._end(self._mine, span, ctx, stamp)
+            if got is not None:
+                self._submit_end(got)
+        except Exception:
+            self._count("processor_errors_total")
+
+    def _hand_over(self, span: Any, replay: Any) -> None:
+        if len(self._items) < self._inbox.limit:
+            self._append(("raw", replay, span))
         else:
-            self._submit_start(span)  # a member, the inbox full: counted there
+            self._drop()
+
+    def _starts_classifying(self, span: Span) -> bool:
+        """At a possible task root: whether its task's spans must be known on
+        this thread (stamped, or read by another processor, whose on_end must
+        see an identity put back); if so the hooks classify from now on."""
+        if self._stamp_mode == "on" or self._others(span):
+            # Instance attributes, for good: the SDK calls these per span, and
+            # a branch in every call costs what the swap saves.
+            self._on_ending = self._put_back_dropped  # type: ignore[method-assign]
+            self.on_end = self._on_end_classifying  # type: ignore[method-assign]
+            self.on_start = self._on_start_classifying  # type: ignore[method-assign]
+            return True
+        return False
 
     def _others(self, span: Span) -> bool:
         """Whether the provider that made ``span`` runs a span processor
         other than this one (its ``_span_processors``: a BatchSpanProcessor
         with an exporter, say). Any other processor counts (it may send spans
-        out); a provider of another shape counts as having one. Looked at
-        once per task root, cached per processor tuple (the SDK makes a new
-        one when a processor is added)."""
+        out); a provider of another shape counts as having one. Cached per
+        processor tuple (the SDK makes a new one when a processor is added)."""
         try:
             procs = span._span_processor._span_processors  # type: ignore[attr-defined]
         except AttributeError:
@@ -236,8 +290,7 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
 
     @staticmethod
     def _write_stamp(span: Span, stamp: Stamp) -> None:
-        if write_direct(span, stamp):
-            return
+        """The stamp through the SDK's public call (when :func:`write_direct` cannot)."""
         current = span.attributes
         # One pass over the span's few keys and one locked write: a
         # ``key in attributes`` miss costs an exception inside the SDK.
@@ -246,14 +299,13 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
 
     def _put_back_dropped(self, span: Span) -> None:
         """The SDK's ``_on_ending`` hook (between a span's end and every
-        processor's ``on_end``, SDK 1.40+), once a task's spans are stamped
-        or another processor reads them: a task span whose limit dropped
-        attributes gets its task's identity back (:func:`put_back`). Until
-        then ``_on_ending`` is a C-level no-op (see ``__init__``)."""
+        processor's ``on_end``, SDK 1.40+) once the hooks classify: a task
+        span whose limit dropped attributes gets its task's identity back
+        (:func:`put_back`) before any processor reads it."""
         try:
             if span._attributes.dropped:  # type: ignore[union-attr]
                 ctx = span._context
-                stamp = self._open.get(ctx.span_id)  # type: ignore[union-attr]
+                stamp = self._mine.open.get(ctx.span_id)  # type: ignore[union-attr]
                 # A member of an unstamped task never had the stamp: nothing
                 # of its own may make room for it.
                 if stamp is not None and (stamp.stamped or ctx.span_id == stamp.root_id):  # type: ignore[union-attr]
@@ -261,28 +313,78 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
         except Exception:
             self._count("processor_errors_total")
 
-    def on_end(self, span: ReadableSpan) -> None:
+    # -- the pipeline's thread: spans handed over as they are --------------------
+
+    def _replay_start(self, got: Any) -> tuple[str, Any] | None:
+        """A span's start as the hooks would have classified it, in the order
+        they ran: a :class:`StartedRoot` was a possible root as it started."""
+        try:
+            if type(got) is StartedRoot:
+                span, attrs = got.span, got.kept
+            else:
+                span, attrs = got, None
+            out = self._start(self._theirs, span, span._parent, attrs, got)
+        except Exception:  # a hook's error, caught where the hook's work now runs
+            self._count("processor_errors_total")
+            return None
+        return ("start", out) if out is not None and out is not _UNKNOWN else None
+
+    def _replay_end(self, span: Any) -> tuple[str, Any] | None:
         try:
             ctx = span._context
-            if ctx is not None:
-                sid = ctx.span_id
-                stamp = self._open.pop(sid, None)
-                if (
-                    stamp is not None
-                    and not stamp.ended
-                    and sid != stamp.root_id
-                    and len(self._items) < self._inbox.limit
-                ):
-                    # A member of an open task, the usual span: the span as it
-                    # is, one bounded append (see the module's docstring).
-                    self._append(("end", span))
-                    return
-                self._end(span, ctx, stamp)
+            if ctx is None:
+                return None
+            out = self._end(self._theirs, span, ctx, self._theirs.open.pop(ctx.span_id, None))
         except Exception:
             self._count("processor_errors_total")
+            return None
+        return ("end", out) if out is not None else None
 
-    def _end(self, span: ReadableSpan, ctx: Any, stamp: Stamp | None) -> None:
-        """:meth:`on_end` of anything but a member of an open task with room for it."""
+    # -- either thread: the classification ------------------------------------------
+
+    def _start(self, tasks: _Tasks, span: Span, parent: Any, attrs: Any, root: Any = None) -> Any:
+        """What a span's start hands the tracker (None: nothing; ``_UNKNOWN``:
+        nothing, and the span is in no task known to ``tasks``): anything but
+        a member of an open task with room for it. ``attrs``: its attributes
+        as it started (on the pipeline's thread, a possible root's only)."""
+        stamp = tasks.open.get(parent.span_id) if parent is not None else None
+        if stamp is None:
+            if not attrs or not cv.is_root_candidate(attrs):
+                if parent is None or not tasks.ended:
+                    return _UNKNOWN
+                stamp = tasks.ended.get(parent.span_id)
+                if stamp is None:
+                    return _UNKNOWN  # the usual unrelated span
+            else:
+                stamp = _stamp_for_root(span, attrs)
+                mode = self._stamp_mode
+                stamp.stamped = tasks is self._mine and (mode == "on" or (mode == "auto" and self._others(span)))
+                parent = None  # the task's root: the tracker keeps it to read it live
+        opened = tasks.open
+        if len(opened) >= MAX_OPEN_SPANS:
+            # Spans that never end would otherwise grow this map forever.
+            self.pipeline.stats.inbox_drop()
+            return None
+        if stamp.stamped and not write_direct(span, stamp):
+            self._write_stamp(span, stamp)
+        if stamp.ended:
+            # Its task's root has ended: late work, handed over at its
+            # end only (the tracker has closed the task).
+            opened[span._context.span_id] = stamp.late()  # type: ignore[union-attr]
+            return None
+        opened[span._context.span_id] = stamp  # type: ignore[union-attr]
+        if parent is None:
+            # The root, read live with the identity it starts with: one
+            # C-level copy of at most the limit's worth of keys, roots only.
+            if type(root) is StartedRoot:
+                stamp.root_attrs = root.kept
+                return root
+            stamp.root_attrs = _attrs_now(span)
+            return StartedRoot(span, stamp.root_attrs)
+        return span  # a member (the inbox was full on the fast path: counted again)
+
+    def _end(self, tasks: _Tasks, span: ReadableSpan, ctx: Any, stamp: Stamp | None) -> Any:
+        """What a span's end hands the tracker (None: nothing)."""
         if stamp is None:
             attrs = span.attributes
             if attrs and (cv.is_root_candidate(attrs) or (_dropped(span) and _has_results(attrs))):
@@ -291,9 +393,9 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
                 # it (its results still say it is a task root): the
                 # tracker takes it from its end, as the end-order paths
                 # do (a few dict lookups per unrelated span end).
-                self._submit_end(span)
-            elif span.parent is not None and (
-                ctx.trace_id in self._end_order
+                return span
+            if span.parent is not None and (
+                ctx.trace_id in tasks.end_order
                 or (attrs and cv.has_known_key(attrs))
                 or span.events
                 or not span.status.is_ok
@@ -305,27 +407,26 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
                 # the exporter path, and the tracker's buffer groups it.
                 # (A trace's own root that is no task joins none: it
                 # stays here, like a bare model call outside any agent.)
-                if ctx.trace_id not in self._end_order:
-                    self._end_order[ctx.trace_id] = None
-                    if len(self._end_order) > MAX_ENDED_ROOTS:
-                        self._end_order.popitem(last=False)
-                self._submit_end(span)
-            return
+                if ctx.trace_id not in tasks.end_order:
+                    tasks.end_order[ctx.trace_id] = None
+                    if len(tasks.end_order) > MAX_ENDED_ROOTS:
+                        tasks.end_order.popitem(last=False)
+                return span
+            return None
         if stamp.ended:
             # Work that outlived its task's root: the tracker reads it as
             # late (the late-span rule, tracking/late.py) and counts it.
             # One that started after the root ended was never handed over:
             # its stamp names its task, written here if not on the span.
             if stamp.started_late and not stamp.stamped:
-                self._submit_end(with_stamp(compact_end(span), stamp))
-                return
+                return with_stamp(compact_end(span), stamp)
         elif stamp.root_id == ctx.span_id:
-            if not self._putting_back and _dropped(span):
-                # No other processor reads this root (else _on_ending did
-                # this before any on_end): its identity back for the tracker.
+            if tasks is self._theirs and _dropped(span):
+                # No other processor read this root (else the hooks would
+                # classify): its identity back before the tracker reads it.
                 put_back(span, stamp, ctx.span_id)
             stamp.ended = True
-            self._ended[ctx.span_id] = stamp
-            if len(self._ended) > MAX_ENDED_ROOTS:
-                self._ended.popitem(last=False)
-        self._submit_end(span)  # the inbox full: counted there
+            tasks.ended[ctx.span_id] = stamp
+            if len(tasks.ended) > MAX_ENDED_ROOTS:
+                tasks.ended.popitem(last=False)
+        return span

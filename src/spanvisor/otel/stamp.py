@@ -93,8 +93,11 @@ def write_direct(span: Span, stamp: Stamp) -> bool:
         if width is not None and stamp.longest > width:
             return False  # the SDK would cut the values: let it
         with attrs._lock:
-            for k, v in new.items():
-                d.setdefault(k, v)  # the agent's own value wins
+            if new.keys().isdisjoint(d):
+                d.update(new)  # the usual span: none of the stamp's keys of its own
+            else:
+                for k, v in new.items():
+                    d.setdefault(k, v)  # the agent's own value wins
         return True
     except Exception:
         return False
