@@ -103,6 +103,18 @@ def write_direct(span: Span, stamp: Stamp) -> bool:
         return False
 
 
+def write_stamp(span: Span, stamp: Stamp) -> None:
+    """The stamp on a starting span: :func:`write_direct`, else one
+    ``set_attributes`` call with the keys the span does not have."""
+    if write_direct(span, stamp):
+        return
+    current = span.attributes
+    # One pass over the span's few keys and one locked write: a
+    # ``key in attributes`` miss costs an exception inside the SDK.
+    present = [k for k in current if k in cv.STAMP_KEYS] if current else ()
+    span.set_attributes({k: v for k, v in stamp.attrs.items() if k not in present} if present else stamp.attrs)
+
+
 def put_back(span: Any, stamp: Stamp, span_id: int) -> None:
     """A span whose attribute limit dropped some of its attributes, as it
     ends: the identity of its task that went with them goes back.
