@@ -76,7 +76,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from spanvisor.config import Config
 from spanvisor.otel.attach import PipelineOwner
 from spanvisor.otel.classify import MAX_OPEN_SPANS, ROOT_KEYS, UNKNOWN, Tasks, attrs_now, end, start
-from spanvisor.otel.stamp import put_back, stamp_for, stamp_mode, write_stamp
+from spanvisor.otel.stamp import put_back, set_stamp, stamp_for, stamp_mode, write_direct
 from spanvisor.pipeline.handover import StartedRoot
 from spanvisor.pipeline.pipeline import Pipeline
 from spanvisor.sink import Sink
@@ -105,6 +105,7 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
         # those the pipeline's thread classifies from the spans handed over as
         # they are (until then).
         self._mine = Tasks()
+        self._opened = self._mine.open  # read per span
         self._theirs = Tasks()
         # Stamps serve spans exported elsewhere (a Collector to `spanvisor
         # serve`): "auto" stamps a task when another processor can send its
@@ -180,17 +181,21 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
         try:
             parent = span._parent  # the property's own field: a call less per span
             if parent is not None:
-                stamp = self._mine.open.get(parent.span_id)
-                if stamp is not None and not stamp.ended:
+                opened = self._opened
+                stamp = opened.get(parent.span_id)
+                if (
+                    stamp is not None
+                    and not stamp.ended
+                    and len(opened) < MAX_OPEN_SPANS
+                    and len(self._items) < self._inbox.limit
+                ):
                     # A member of an open task, the usual span: its id
                     # remembered, its stamp written, the span itself appended.
-                    opened = self._mine.open
-                    if len(opened) < MAX_OPEN_SPANS and len(self._items) < self._inbox.limit:
-                        if stamp.stamped:
-                            write_stamp(span, stamp)
-                        opened[span._context.span_id] = stamp  # type: ignore[union-attr]
-                        self._append(("start", span))
-                        return
+                    if stamp.stamped and not write_direct(span, stamp):
+                        set_stamp(span, stamp)  # the SDK's public call
+                    opened[span._context.span_id] = stamp  # type: ignore[union-attr]
+                    self._append(("start", span))
+                    return
             got = start(self._mine, span, parent, span.attributes, self._stamps, self._drop)
             if got is UNKNOWN:
                 # No task known here: one the pipeline's thread classifies
@@ -208,7 +213,7 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
             if ctx is None:
                 return
             sid = ctx.span_id
-            stamp = self._mine.open.pop(sid, None)
+            stamp = self._opened.pop(sid, None)
             if stamp is None:
                 self._hand_over(span, self._replay_end_)  # as in _on_start_classifying
                 return

@@ -104,10 +104,13 @@ def write_direct(span: Span, stamp: Stamp) -> bool:
 
 
 def write_stamp(span: Span, stamp: Stamp) -> None:
-    """The stamp on a starting span: :func:`write_direct`, else one
-    ``set_attributes`` call with the keys the span does not have."""
-    if write_direct(span, stamp):
-        return
+    """The stamp on a starting span: :func:`write_direct`, else :func:`set_stamp`."""
+    if not write_direct(span, stamp):
+        set_stamp(span, stamp)
+
+
+def set_stamp(span: Span, stamp: Stamp) -> None:
+    """The stamp through the SDK's public call, with the keys the span does not have."""
     current = span.attributes
     # One pass over the span's few keys and one locked write: a
     # ``key in attributes`` miss costs an exception inside the SDK.
