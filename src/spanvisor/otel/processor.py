@@ -23,7 +23,9 @@ Two hand-overs:
   classify on the agent's thread, for good: the stamp is written as a span
   starts, and another processor's ``on_end`` must see an identity put back
   (``_on_ending``). A span of no task they know (one of a task begun before,
-  or none) still goes over as it is.
+  or none) still goes over as it is. (A possible root starting then inside
+  a task begun before starts a task of its own: the hooks never saw that
+  task's spans. Only when another processor is added while tasks run.)
 
 The classification. A member span of a task goes to the tracker at its
 start (ids only) and its end; its root goes in as a :class:`StartedRoot`,
@@ -122,6 +124,7 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
         self._items = self._inbox._items
         self._append = self._items.append
         self._drop = self.pipeline.stats.inbox_drop
+        # Bound once: every entry handed over as it is carries one.
         self._replay_start_ = self._replay_start
         self._replay_end_ = self._replay_end
         # The SDK calls every processor's ``_on_ending`` for every span. Until
