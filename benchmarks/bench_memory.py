@@ -2,8 +2,10 @@
 
     .venv/bin/python benchmarks/bench_memory.py [--tasks 10000] [--spans 1000000] [--quick]
 
-Starts a real ``spanvisor serve`` at its defaults (journal on; sink:
-Prometheus, which keeps little) and reads its resident set size (VmRSS,
+Starts a real ``spanvisor serve`` at its defaults (journal on; the sinks a
+default ``serve`` runs without PostgreSQL or a terminal: Prometheus and the
+event stream, whose in-memory ring keeps the last 10,000 events for
+clients that reconnect; ``--sinks`` to choose) and reads its resident set size (VmRSS,
 ``/proc``) once every span sent so far has been tracked (the inbox empty
 again, from ``/metrics``):
 
@@ -83,12 +85,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tasks", type=int, default=10_000, help="open tasks")
     ap.add_argument("--spans", type=int, default=1_000_000, help="spans streamed")
+    ap.add_argument("--sinks", default="prometheus,stream", help="SPANVISOR_SINKS (before: prometheus)")
     ap.add_argument("--quick", action="store_true", help="a smoke run: 1,000 tasks, 100,000 spans")
     a = ap.parse_args()
     if a.quick:
         a.tasks, a.spans = 1000, 100_000
     print(f"Python {platform.python_version()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f} at start")
-    srv = Server(tempfile.mkdtemp(prefix="spanvisor-bench-mem-"))
+    print(f"sinks: {a.sinks}")
+    srv = Server(tempfile.mkdtemp(prefix="spanvisor-bench-mem-"), sinks=a.sinks)
     try:
         settle(srv)
         base = rss_mb(srv.proc.pid)
