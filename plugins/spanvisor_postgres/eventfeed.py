@@ -126,12 +126,14 @@ class PostgresEventFeed:
             async with pool.acquire() as conn, conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
                 await conn.execute(_INSERT, *columns, self._replica)
+                # Sent at commit: the other replicas read the rows at once
+                # instead of at their next poll.
+                await conn.execute("SELECT pg_notify($1, '')", CHANNEL)
         except asyncpg.DataError:  # the batch's own values: the worker isolates the event
             raise
         except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:  # the database: the sink retries
             log.warning("event stream: cannot write %d events to PostgreSQL (%s); retrying", len(items), exc)
             return False
-            await conn.execute("SELECT pg_notify($1, '')", CHANNEL)
         self._notified.set()  # this replica reads its own rows back at once
         return True
 

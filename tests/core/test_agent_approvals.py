@@ -9,40 +9,16 @@ import asyncio
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from spanvisor.agent import ApprovalDecision, CancelRequested, TaskHandle, task
-from spanvisor.config import Config
 from spanvisor.control import hub
 from spanvisor.events import Checkpoint, Decision, HumanIntervention, TaskFinished
 from spanvisor.testing import InMemorySink
 
-from ._sdk import Agent
-
-
-def wait_for(cond: Callable[[], Any], timeout: float = 20.0, what: str = "a condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := cond()):
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.02)
-    return value
-
-
-@pytest.fixture
-def live(tmp_path: Path) -> Iterator[tuple[Agent, InMemorySink]]:
-    memory = InMemorySink()
-    config = Config.load(env={"SPANVISOR_DATA_DIR": str(tmp_path)}, extra=()).with_values(shutdown_timeout_s=2.0)
-    a = Agent([memory], config)
-    assert a.processor.pipeline.wait_ready(30)
-    # The agents read this process's Control: the first pipeline started.
-    assert hub.current() is a.processor.pipeline.control, "a pipeline another test started is still running"
-    yield a, memory
-    a.close()
+from ._sdk import Agent, wait_for
 
 
 def decide(action: str, task_id: str, approval_id: str | None = None, actor: str = "alice", **kw: Any) -> Any:

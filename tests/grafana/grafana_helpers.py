@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -139,3 +139,37 @@ def with_fake(test: Callable[[FakeGrafana], Awaitable[None]], **kw: Any) -> None
             await test(fake)
 
     run(main())
+
+
+def seeded_database(pg_server: Any, rows: Iterable[tuple[str, tuple[Any, ...]]]) -> str:
+    """A new migrated database holding ``rows`` (statement, arguments); its URL."""
+    url: str = pg_server.database()
+
+    async def seed() -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(url)
+        try:
+            for sql, args in rows:
+                await conn.execute(sql, *args)
+        finally:
+            await conn.close()
+
+    asyncio.run(seed())
+    return url
+
+
+def read_only(url: str, sql: str) -> list[Any]:
+    """``sql``'s rows, run the way Grafana's reader should: read-only."""
+
+    async def go() -> list[Any]:
+        import asyncpg
+
+        conn = await asyncpg.connect(url)
+        try:
+            async with conn.transaction(readonly=True):
+                return list(await conn.fetch(sql))
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())

@@ -16,7 +16,6 @@ default is an ``__inputs`` entry, so Grafana's import asks for them.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import subprocess
@@ -43,6 +42,7 @@ from grafana_dash import (
     queries,
     variables_used,
 )
+from grafana_helpers import read_only, seeded_database
 from tests.conftest import require
 
 BOARDS = dashboards()
@@ -197,41 +197,14 @@ def _seed() -> list[tuple[str, tuple[Any, ...]]]:
 
 @pytest.fixture(scope="module")
 def hostile_db(pg_server: Any) -> str:
-    url: str = pg_server.database()
-
-    async def seed() -> None:
-        import asyncpg
-
-        conn = await asyncpg.connect(url)
-        try:
-            for sql, args in _seed():
-                await conn.execute(sql, *args)
-        finally:
-            await conn.close()
-
-    asyncio.run(seed())
-    return url
-
-
-def _fetch(url: str, sql: str) -> list[Any]:
-    async def go() -> list[Any]:
-        import asyncpg
-
-        conn = await asyncpg.connect(url)
-        try:
-            async with conn.transaction(readonly=True):
-                return list(await conn.fetch(sql))
-        finally:
-            await conn.close()
-
-    return asyncio.run(go())
+    return seeded_database(pg_server, _seed())
 
 
 @pytest.mark.parametrize("query", [q for q in ALL_QUERIES if q.kind == "sql"], ids=str)
 def test_sql_with_a_hostile_task_and_agent_runs_and_finds_only_them(hostile_db: str, query: Query) -> None:
     values = _variables(query, HOSTILE_AGENT, HOSTILE_TASK)
     sql = expand_sql(interpolate(query.text, values), {}, NOW - timedelta(hours=6), NOW)
-    rows = _fetch(hostile_db, sql)
+    rows = read_only(hostile_db, sql)
     assert rows, f"{query}: no rows for the hostile task\n{sql}"
     values_seen = {v for r in rows for v in r.values() if isinstance(v, str)}
     assert not values_seen & {DECOY_AGENT, "decoy-task"}, f"{query}: matched the decoy\n{sql}"

@@ -9,12 +9,12 @@ return the columns Grafana reads.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from grafana_dash import Query, dashboards, expand_sql, queries
+from grafana_helpers import read_only, seeded_database
 
 BOARDS = dashboards()
 SQL_QUERIES = [q for name, d in BOARDS.items() for q in queries(name, d) if q.kind == "sql"]
@@ -166,35 +166,7 @@ def _seed_sql() -> list[tuple[str, tuple[Any, ...]]]:
 
 @pytest.fixture(scope="module")
 def audit_db(pg_server: Any) -> str:
-    url: str = pg_server.database()
-
-    async def seed() -> None:
-        import asyncpg
-
-        conn = await asyncpg.connect(url)
-        try:
-            for sql, args in _seed_sql():
-                await conn.execute(sql, *args)
-        finally:
-            await conn.close()
-
-    asyncio.run(seed())
-    return url
-
-
-def _run(url: str, sql: str) -> list[Any]:
-    async def go() -> list[Any]:
-        import asyncpg
-
-        conn = await asyncpg.connect(url)
-        try:
-            # Grafana's reader should not write: run each query read-only.
-            async with conn.transaction(readonly=True):
-                return list(await conn.fetch(sql))
-        finally:
-            await conn.close()
-
-    return asyncio.run(go())
+    return seeded_database(pg_server, _seed_sql())
 
 
 def _variables(q: Query, agent: str) -> dict[str, Any]:
@@ -211,7 +183,7 @@ def test_there_are_sql_queries_everywhere() -> None:
 @pytest.mark.parametrize("query", SQL_QUERIES, ids=str)
 def test_sql_runs_on_the_audit_schema_and_returns_rows(audit_db: str, query: Query) -> None:
     sql = expand_sql(query.text, _variables(query, AGENT), NOW - timedelta(hours=6), NOW)
-    rows = _run(audit_db, sql)
+    rows = read_only(audit_db, sql)
     assert rows, f"{query}: no rows for the seeded task\n{sql}"
     if query.where.startswith("annotation"):
         cols = set(rows[0].keys())
@@ -229,13 +201,13 @@ def test_sql_runs_on_the_audit_schema_and_returns_rows(audit_db: str, query: Que
 @pytest.mark.parametrize("query", SQL_QUERIES, ids=str)
 def test_sql_survives_a_hostile_agent_id(audit_db: str, query: Query) -> None:
     sql = expand_sql(query.text, _variables(query, ODD_AGENT), NOW - timedelta(hours=6), NOW)
-    _run(audit_db, sql)
-    assert _run(audit_db, "SELECT count(*) AS n FROM agent_tasks")[0]["n"] == 4
+    read_only(audit_db, sql)
+    assert read_only(audit_db, "SELECT count(*) AS n FROM agent_tasks")[0]["n"] == 4
 
 
 def test_timeline_holds_every_kind(audit_db: str) -> None:
     (timeline,) = [q for q in SQL_QUERIES if "Timeline" in q.where]
-    rows = _run(audit_db, expand_sql(timeline.text, {"agent": AGENT, "task": TASK}, NOW - timedelta(hours=6), NOW))
+    rows = read_only(audit_db, expand_sql(timeline.text, {"agent": AGENT, "task": TASK}, NOW - timedelta(hours=6), NOW))
     kinds = [r["kind"] for r in rows]
     assert set(kinds) == {
         "started",
@@ -255,7 +227,7 @@ def test_timeline_holds_every_kind(audit_db: str) -> None:
 
 def test_timeline_reads_cost_forecast_and_budget_rows(audit_db: str) -> None:
     (timeline,) = [q for q in SQL_QUERIES if "Timeline" in q.where]
-    rows = _run(audit_db, expand_sql(timeline.text, {"agent": AGENT, "task": TASK}, NOW - timedelta(hours=6), NOW))
+    rows = read_only(audit_db, expand_sql(timeline.text, {"agent": AGENT, "task": TASK}, NOW - timedelta(hours=6), NOW))
     by_kind = {r["kind"]: r for r in rows}
     assert by_kind["model_call"]["cost_usd"] == 0.75
     assert by_kind["model_call"]["detail"].startswith("claude-sonnet-4-5 · 1000 in / 10 out")
@@ -265,11 +237,11 @@ def test_timeline_reads_cost_forecast_and_budget_rows(audit_db: str) -> None:
 
 def test_timeline_and_recent_interventions_read_decisions(audit_db: str) -> None:
     (timeline,) = [q for q in SQL_QUERIES if "Timeline" in q.where]
-    rows = _run(audit_db, expand_sql(timeline.text, {"agent": AGENT, "task": TASK}, NOW - timedelta(hours=6), NOW))
+    rows = read_only(audit_db, expand_sql(timeline.text, {"agent": AGENT, "task": TASK}, NOW - timedelta(hours=6), NOW))
     details = [r["detail"] for r in rows if r["kind"] == "intervention"]
     assert details == ["approve by U123: looks fine", "mallory tried to cancel via slack: denied (not allowed)"]
     recent = _panel("Recent interventions")
-    rows = _run(audit_db, expand_sql(recent.text, _variables(recent, AGENT), NOW - timedelta(hours=6), NOW))
+    rows = read_only(audit_db, expand_sql(recent.text, _variables(recent, AGENT), NOW - timedelta(hours=6), NOW))
     assert [(r["action"], r["outcome"], r["who"], r["agent_id"]) for r in rows] == [
         ("cancel", "denied", "mallory (U9)", AGENT),
         ("approve", "applied", "U123", AGENT),
@@ -283,13 +255,15 @@ def _panel(title: str) -> Query:
 
 def test_cost_panels_sum_per_agent_and_day_and_rank_tasks(audit_db: str) -> None:
     variables = {"agent": [AGENT, "bolt"], "task": TASK}
-    per_day = _run(
+    per_day = read_only(
         audit_db, expand_sql(_panel("Cost per agent per day").text, variables, NOW - timedelta(hours=6), NOW)
     )
     # One row per UTC day (two when the seeded half hour spans midnight).
     assert {r["metric"] for r in per_day} == {AGENT}
     assert sum(r["cost_usd"] for r in per_day) == 0.75
-    ranked = _run(audit_db, expand_sql(_panel("Most expensive tasks").text, variables, NOW - timedelta(hours=6), NOW))
+    ranked = read_only(
+        audit_db, expand_sql(_panel("Most expensive tasks").text, variables, NOW - timedelta(hours=6), NOW)
+    )
     # task-old cost most, but started outside the range.
     assert [r["task_id"] for r in ranked] == [TASK, "task-running"]
     assert ranked[0]["budget_used"] == 0.75 and ranked[1]["budget_used"] is None

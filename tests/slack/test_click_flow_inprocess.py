@@ -223,7 +223,7 @@ def test_an_agent_blocked_in_request_approval_is_released_by_a_signed_click(pg_s
                 assert len(value["r"]) == 12 and value["d"] == question_digest("Apply migration 0007 to prod?")
                 sent = await env.sender.interaction(env.click(parent, approve))
                 assert sent.status == 200 and sent.text == ""
-                await until(lambda: result, 15, "the agent to be released")
+                await until(lambda: result, 60, "the agent to be released")
                 [decision] = result
                 assert decision.approved and decision.by == "alice" and decision.approval_id == "a1"
 
@@ -240,25 +240,25 @@ def test_an_agent_blocked_in_request_approval_is_released_by_a_signed_click(pg_s
                     p = env.parent("T-approve")
                     return p is not None and f"✅ Approved by <@{APPROVER}>" in _shown(p)
 
-                await until(approved, 15, "the parent to say who approved")
+                await until(approved, 60, "the parent to say who approved")
                 shown = env.parent("T-approve")
                 assert shown is not None
                 assert {b["action_id"] for b in _buttons(shown)}.isdisjoint({A.APPROVE, A.REJECT, A.COMMENT})
                 await until(
                     lambda: any(x.startswith(f"✅ Approved by <@{APPROVER}>") for x in env.thread("T-approve")),
-                    15,
+                    60,
                     "the thread line",
                 )
                 await env.wait_counter("approve", "applied", 1.0)
-                await until(env.answers, 15, "the ephemeral answer")
+                await until(env.answers, 60, "the ephemeral answer")
                 assert env.answers()[0].startswith("✅ Approved `a1`")
                 # SPANVISOR_WEBHOOK_ACTIONS defaults to all: the orchestrator hears of the approval too.
-                await until(env.webhook.delivered, 15, "the webhook delivery of the approval")
+                await until(env.webhook.delivered, 60, "the webhook delivery of the approval")
                 [seen] = env.webhook.delivered()
                 assert seen.json["action"] == "approve" and seen.intervention_id == decision.intervention_id
             finally:
                 finish.set()
-                await asyncio.to_thread(th.join, 15)
+                await asyncio.to_thread(th.join, 60)
 
     run(go(), 100)
 
@@ -281,7 +281,7 @@ def test_a_retry_click_on_a_failed_task_is_delivered_once_to_the_webhook(pg_serv
             payload = env.click(parent, retry)
             assert (await env.sender.interaction(payload)).status == 200
 
-            await until(env.webhook.delivered, 15, "the webhook delivery")
+            await until(env.webhook.delivered, 60, "the webhook delivery")
             [row] = await env.wait_rows("T-retry", 1)
             assert (row["action"], row["outcome"], row["actor"]) == ("retry", "applied", APPROVER)
             [seen] = env.webhook.delivered()
@@ -295,11 +295,11 @@ def test_a_retry_click_on_a_failed_task_is_delivered_once_to_the_webhook(pg_serv
             assert body["actor"]["id"] == APPROVER and body["source"] == "slack"
             await until(
                 lambda: any(x.startswith(f"🔁 Retry requested by <@{APPROVER}>") for x in env.thread("T-retry")),
-                15,
+                60,
                 "the thread line",
             )
             await env.wait_counter("retry", "applied", 1.0)
-            await until(env.answers, 15, "the ephemeral answer")
+            await until(env.answers, 60, "the ephemeral answer")
             assert env.answers()[0].startswith("🔁 Retry requested")
 
             # The same click again (Slack retrying, or a replay inside the window):
@@ -308,7 +308,7 @@ def test_a_retry_click_on_a_failed_task_is_delivered_once_to_the_webhook(pg_serv
             assert (await env.sender.interaction(payload)).status == 200
             await until(
                 lambda: env.pipeline.stats.value("slack_interactions_total", outcome="replay") == replays + 1,
-                15,
+                60,
                 "the replay to be dropped",
             )
             assert await asyncio.to_thread(env.pipeline.force_flush, 10)

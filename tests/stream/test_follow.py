@@ -3,6 +3,7 @@ line per event when piped, the table of open tasks when rendered."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
@@ -10,8 +11,10 @@ from pathlib import Path
 
 from spanvisor.cli.follow import View, bar
 from spanvisor.stream.body import body, kind_of
-from tests.receiver.conftest import wait_for
-from tests.stream.conftest import TOKEN, serve_stream, tasks
+from spanvisor.stream.sink import StreamSink
+from spanvisor.testing import InMemorySink
+from tests.receiver.conftest import RunningReceiver, local_settings, make_pipeline, wait_for
+from tests.stream.conftest import TOKEN, Served, serve_stream, tasks
 
 
 def test_follow_prints_every_event_of_a_run(tmp_path: Path) -> None:
@@ -35,16 +38,41 @@ def test_follow_prints_every_event_of_a_run(tmp_path: Path) -> None:
         s.receiver.close()
 
 
+def test_follow_started_before_the_server_waits_for_it(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cmd = [sys.executable, "-m", "spanvisor.cli", "follow", "--url", f"http://127.0.0.1:{port}", "--token", TOKEN]
+    proc = subprocess.Popen(
+        [*cmd, "--events", "9", "--wait", "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stderr is not None
+        assert "waiting for the event stream" in proc.stderr.readline()
+        sink, stream = InMemorySink(), StreamSink()
+        pipeline = make_pipeline(tmp_path / "data", [sink, stream], plugins=True, SPANVISOR_OTLP_TOKEN=TOKEN)
+        s = Served(RunningReceiver(pipeline, local_settings(tmp_path, token=TOKEN, http_port=port)), sink, stream)
+        try:
+            wait_for(lambda: s.receiver.pipeline.stats.value("stream_clients") == 1 or proc.poll() is not None, 60)
+            s.post(tasks(1, seed=43, checkpoints=2, plain_per_step=0))
+            out, _ = proc.communicate(timeout=30)
+        finally:
+            s.receiver.close()
+    finally:
+        proc.kill()
+    assert proc.returncode == 0 and len(out.splitlines()) == 9
+
+
 def test_follow_says_when_nothing_answers() -> None:
     start = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "spanvisor.cli", "follow", "--url", "http://127.0.0.1:9"],
+        [sys.executable, "-m", "spanvisor.cli", "follow", "--url", "http://127.0.0.1:9", "--wait", "1"],
         check=False,
         capture_output=True,
         text=True,
         timeout=30,
     )
-    assert done.returncode == 2 and "no event stream" in done.stderr
+    assert done.returncode == 2 and "waiting for the event stream" in done.stderr and "no event stream" in done.stderr
     assert time.monotonic() - start < 30
 
 

@@ -16,6 +16,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -95,7 +96,14 @@ class View:
         return "\n".join([*out, "", *self.lines])
 
 
-async def follow(url: str, token: str | None, query: dict[str, str], out: TextIO, events: int | None) -> int:
+async def follow(
+    url: str, token: str | None, query: dict[str, str], out: TextIO, events: int | None, wait_s: float | None = None
+) -> int:
+    """Print the stream until ``events`` were seen (or forever).
+
+    ``wait_s``: how long to keep trying while nothing has answered yet (None:
+    until interrupted; 0: give up at once). Started beside ``make demo`` or a
+    ``serve`` that is still starting, it waits for it instead of failing."""
     import aiohttp
 
     live = out.isatty()
@@ -104,6 +112,7 @@ async def follow(url: str, token: str | None, query: dict[str, str], out: TextIO
     seen = 0
     backoff = 0.5
     connected_once = False
+    waiting_since: float | None = None
     while True:
         headers = {"Accept": "text/event-stream"}
         if token:
@@ -152,8 +161,14 @@ async def follow(url: str, token: str | None, query: dict[str, str], out: TextIO
                         return 0
         except (aiohttp.ClientError, ConnectionError, OSError, TimeoutError) as exc:
             if not connected_once:
-                print(f"spanvisor: no event stream at {url}: {exc}", file=sys.stderr)
-                return 2
+                now = time.monotonic()
+                if waiting_since is None:
+                    waiting_since = now
+                    if wait_s != 0:
+                        print(f"spanvisor: waiting for the event stream at {url} ({exc}) …", file=sys.stderr)
+                if wait_s is not None and now - waiting_since >= wait_s:
+                    print(f"spanvisor: no event stream at {url}: {exc}", file=sys.stderr)
+                    return 2
         await asyncio.sleep(backoff)  # the server ended the stream or the connection dropped: resume
         backoff = min(BACKOFF_MAX_S, backoff * 2)
 
@@ -163,7 +178,7 @@ def handler(args: argparse.Namespace, config: Config) -> int:
     token = args.token or config.get("control_token") or token_from_env()
     query = {k: v for k, v in (("task", args.task), ("agent", args.agent), ("kind", args.kind)) if v}
     try:
-        return asyncio.run(follow(url, token, query, sys.stdout, args.events))
+        return asyncio.run(follow(url, token, query, sys.stdout, args.events, args.wait))
     except KeyboardInterrupt:
         return 0
 
@@ -176,6 +191,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--url", help=f"spanvisor serve or the demo (default: ${ENV_URL} or {DEFAULT_URL})")
     p.add_argument("--token", help="bearer token (default: $SPANVISOR_CONTROL_TOKEN or $SPANVISOR_OTLP_TOKEN)")
     p.add_argument("--events", type=int, help="stop after this many events")
+    p.add_argument(
+        "--wait",
+        type=float,
+        metavar="SECONDS",
+        help="while nothing answers yet, keep trying this long (default: until interrupted; 0: exit 2 at once)",
+    )
     p.set_defaults(func=handler)
 
 
