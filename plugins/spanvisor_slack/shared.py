@@ -66,6 +66,8 @@ from .transport import Transport
 TAKEOVER_S = 30.0
 GEN_BITS = 16
 SEQ_BITS = 40
+
+
 def version_of(view: TaskView, final: bool) -> int:
     return ((int(final) << SEQ_BITS) | min(max(view.seq, 0), (1 << SEQ_BITS) - 1)) << GEN_BITS
 

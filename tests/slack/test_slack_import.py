@@ -16,5 +16,5 @@ assert "slack_sdk" not in sys.modules, sorted(m for m in sys.modules if m.starts
 
 
 def test_finding_the_sinks_imports_no_slack_sdk() -> None:
-    done = subprocess.run([sys.executable, "-c", FIND_SINKS], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-c", FIND_SINKS], check=False, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
