@@ -1,6 +1,6 @@
 """Facts of runs written to the control log: side by side for runs without
 approval requests, every run written once, a failed write kept for the next
-round, and a run waiting to be written holding only its view's ids."""
+round, and an ended run waiting to be written holding only its view's ids."""
 
 from __future__ import annotations
 
@@ -94,10 +94,13 @@ def test_a_failed_write_stays_for_the_next_round() -> None:
     asyncio.run(go())
 
 
-def test_a_run_waiting_to_be_written_keeps_only_the_ids_of_its_view() -> None:
+def test_an_ended_run_waiting_to_be_written_keeps_only_the_ids_of_its_view() -> None:
     sync = RunSync(TaskTracker(), lambda _: None)
-    sync.observe(_run("t1", "r1"))
+    started, finished = _run("t1", "r1")
+    sync.observe([started])
     (p,) = sync._pending.values()
+    assert p.view is started.task  # open: the tracker's view, shared
+    sync.observe([finished])
     assert (p.view.task_id, p.view.run_id, p.view.agent_id, p.view.started_ns) == ("t1", "r1", "agent", 5)
     assert p.view.repo is None and p.view.model is None and p.view.step is None
     assert p.opened is None and p.gone == frozenset()

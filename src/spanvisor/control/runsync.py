@@ -57,7 +57,7 @@ def _ids_of(view: TaskView) -> TaskView:
 
 @dataclass(slots=True)
 class _Pending:
-    view: TaskView  # only its ids (_ids_of)
+    view: TaskView  # only its ids (_ids_of) once the run has ended
     # None and an empty frozenset until a request opens or closes (most runs
     # have none): a backlog of runs waiting to be written holds no empty
     # dict and set each.
@@ -121,20 +121,23 @@ class RunSync:
                     self._urgent = True
             if isinstance(ev, TaskFinished):
                 p = self._pending_of(key, v)
+                # The tracker lets go of a finished task's view: here only
+                # its ids stay (an open task's view is the tracker's too).
+                p.view = _ids_of(v)
                 p.outcome, p.ended_ns = ev.outcome, ev.time_ns
                 known.finished = True
 
     def _pending_of(self, key: tuple[str, str], view: TaskView) -> _Pending:
         p = self._pending.get(key)
         if p is None:
-            p = self._pending[key] = _Pending(_ids_of(view))
+            p = self._pending[key] = _Pending(view)
             if len(self._pending) > MAX_PENDING:
                 self._pending.pop(next(iter(self._pending)))
                 if not self._warned:
                     self._warned = True
                     logger.warning("the state store is behind: facts of the oldest runs were dropped")
         else:
-            p.view = _ids_of(view)
+            p.view = view
         return p
 
     async def flush(self, log: ControlLog, task_id: str | None = None) -> None:
