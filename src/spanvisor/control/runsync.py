@@ -37,7 +37,7 @@ MAX_KNOWN = 20_000
 # Runs waiting to be written; beyond, the oldest are dropped (logged once).
 MAX_PENDING = 50_000
 # Runs without approval requests written side by side (RunSync._side_by_side).
-WRITE_AT_ONCE = 64
+WRITE_AT_ONCE = 256
 
 
 def _ids_of(view: TaskView) -> TaskView:

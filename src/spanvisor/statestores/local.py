@@ -46,7 +46,7 @@ FILE_NAME = "state.db"
 RETENTION_S = 7 * 24 * 3600.0
 PRUNE_EVERY_S = 3600.0
 # Calls queued together that run in one transaction (LocalStateStore._serve).
-MAX_BATCH = 256
+MAX_BATCH = 1024
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS state (
