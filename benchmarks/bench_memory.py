@@ -90,7 +90,9 @@ class Tracer:
             for old in self.out.glob("snap*"):
                 old.unlink()
             self.env = {
-                "PYTHONPATH": str(Path(__file__).resolve().parent / "_memtrace"),
+                "PYTHONPATH": os.pathsep.join(
+                    p for p in (str(Path(__file__).resolve().parent / "_memtrace"), os.environ.get("PYTHONPATH")) if p
+                ),
                 "MEMTRACE_DIR": str(self.out),
                 "MEMTRACE_FRAMES": str(frames),
                 **({"MEMTRACE_TRIM": "1"} if trim else {}),
