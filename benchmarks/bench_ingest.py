@@ -96,11 +96,11 @@ def cpu_seconds(pid: int) -> float:
 
 
 class Server:
-    def __init__(self, data_dir: str) -> None:
+    def __init__(self, data_dir: str, sinks: str = "prometheus") -> None:
         env = {
             **os.environ,
             "SPANVISOR_DATA_DIR": data_dir,
-            "SPANVISOR_SINKS": "prometheus",
+            "SPANVISOR_SINKS": sinks,
             "SPANVISOR_EMBEDDED_DB": "false",
             "SPANVISOR_OTLP_BIND": "127.0.0.1",
             "SPANVISOR_OTLP_HTTP_PORT": "0",

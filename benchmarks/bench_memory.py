@@ -2,8 +2,10 @@
 
     .venv/bin/python benchmarks/bench_memory.py [--tasks 10000] [--spans 1000000] [--quick]
 
-Starts a real ``spanvisor serve`` at its defaults (journal on; sink:
-Prometheus, which keeps little) and reads its resident set size (VmRSS,
+Starts a real ``spanvisor serve`` at its defaults (journal on; the sinks a
+default ``serve`` runs without PostgreSQL or a terminal: Prometheus and the
+event stream, whose in-memory ring keeps the last 10,000 events for
+clients that reconnect; ``--sinks`` to choose) and reads its resident set size (VmRSS,
 ``/proc``) once every span sent so far has been tracked (the inbox empty
 again, from ``/metrics``):
 
@@ -21,6 +23,14 @@ again, from ``/metrics``):
    still sees the record grow (see src/spanvisor/tracking/recent.py).
 
 Four clients, honouring Retry-After, as in ``bench_ingest.py``.
+
+``--trace DIR``: where each KB goes. ``serve`` runs under tracemalloc
+(``benchmarks/_memtrace``; its RSS is then larger, so read the figures of
+a run without it) and writes a snapshot at each sample; the run ends with
+the Python heap the open tasks added a task, by file, and what grew from the
+middle sample of the stream to the last, by line. ``--trim`` also reads RSS
+after glibc's ``malloc_trim(0)`` at each sample: what the allocator kept of
+freed memory, against objects still alive.
 """
 
 from __future__ import annotations
@@ -29,9 +39,11 @@ import argparse
 import math
 import os
 import platform
+import signal
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -66,6 +78,67 @@ def send(srv: Server, tpl: Template, first: int, count: int) -> int:
     return int(run.drive("http", [srv])["spans"])
 
 
+class Tracer:
+    """Snapshots of ``serve``'s Python heap (``--trace``), one a sample."""
+
+    def __init__(self, out: str | None, frames: int, trim: bool) -> None:
+        self.out = Path(out) if out else None
+        self.env: dict[str, str] = {}
+        self.snaps: list[Path] = []
+        if self.out is not None:
+            self.out.mkdir(parents=True, exist_ok=True)
+            for old in self.out.glob("snap*"):
+                old.unlink()
+            self.env = {
+                "PYTHONPATH": os.pathsep.join(
+                    p for p in (str(Path(__file__).resolve().parent / "_memtrace"), os.environ.get("PYTHONPATH")) if p
+                ),
+                "MEMTRACE_DIR": str(self.out),
+                "MEMTRACE_FRAMES": str(frames),
+                **({"MEMTRACE_TRIM": "1"} if trim else {}),
+            }
+
+    def sample(self, srv: Server) -> str:
+        if self.out is None:
+            return ""
+        n = len(self.snaps)
+        done = self.out / f"snap{n}.txt"
+        os.kill(srv.proc.pid, signal.SIGUSR1)
+        deadline = time.monotonic() + 120
+        while not done.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.snaps.append(self.out / f"snap{n}.pickle")
+        rss, traced, trimmed = done.read_text().split()
+        return f" [traced heap {traced} MB; RSS {rss} MB, {trimmed} after malloc_trim]"
+
+    def report(self, tasks: int) -> None:
+        if len(self.snaps) < 3:
+            return
+        load = tracemalloc.Snapshot.load
+        rest, opened, mid, last = load(str(self.snaps[0])), load(str(self.snaps[1])), None, None
+        print(f"\nPython heap the {tasks:,} open tasks added, by file (bytes a task):")
+        diff = opened.compare_to(rest, "filename")
+        print(f"  {sum(d.size_diff for d in diff) / tasks:7,.0f}  in all")
+        for d in diff[:20]:
+            print(f"  {d.size_diff / tasks:7,.0f}  {_short(d.traceback[0].filename)}")
+        if len(self.snaps) >= 5:
+            mid, last = load(str(self.snaps[2 + (len(self.snaps) - 2) // 2 - 1])), load(str(self.snaps[-1]))
+            diff = last.compare_to(mid, "lineno")
+            print(
+                f"\nfrom the middle of the stream to its end: {sum(d.size_diff for d in diff) / 2**20:+.1f} MB, by line:"
+            )
+            for d in diff[:15]:
+                f = d.traceback[0]
+                print(f"  {d.size_diff / 2**20:+7.2f} MB {d.count_diff:+9,}  {_short(f.filename)}:{f.lineno}")
+
+
+def _short(filename: str) -> str:
+    for mark in ("/src/", "/plugins/", "/site-packages/"):
+        if mark in filename:
+            return filename.split(mark, 1)[1]
+    return filename
+
+
 def windows_full(tpl: Template) -> str:
     """After how many spans of ``tpl`` the tracker's two windows are full, at the defaults."""
     window = int(Config.load(env={}, extra=())["dedup_window"])
@@ -83,16 +156,28 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tasks", type=int, default=10_000, help="open tasks")
     ap.add_argument("--spans", type=int, default=1_000_000, help="spans streamed")
+    ap.add_argument("--sinks", default="prometheus,stream", help="SPANVISOR_SINKS (before: prometheus)")
+    ap.add_argument("--trace", metavar="DIR", help="serve under tracemalloc, a snapshot a sample in DIR")
+    ap.add_argument("--frames", type=int, default=1, help="--trace: frames a traceback")
+    ap.add_argument("--trim", action="store_true", help="--trace: RSS after malloc_trim(0) too")
     ap.add_argument("--quick", action="store_true", help="a smoke run: 1,000 tasks, 100,000 spans")
     a = ap.parse_args()
     if a.quick:
         a.tasks, a.spans = 1000, 100_000
     print(f"Python {platform.python_version()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f} at start")
-    srv = Server(tempfile.mkdtemp(prefix="spanvisor-bench-mem-"))
+    print(f"sinks: {a.sinks}")
+    tracer = Tracer(a.trace, a.frames, a.trim)
+    saved = dict(os.environ)
+    os.environ.update(tracer.env)  # the server's environment is a copy of ours
+    try:
+        srv = Server(tempfile.mkdtemp(prefix="spanvisor-bench-mem-"), sinks=a.sinks)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
     try:
         settle(srv)
         base = rss_mb(srv.proc.pid)
-        print(f"serve at rest: RSS {base:,.0f} MB", flush=True)
+        print(f"serve at rest: RSS {base:,.0f} MB{tracer.sample(srv)}", flush=True)
         small = Template(MIXES["small"], roots=False)
         check_unique(small.copy(1), small.copy(2))
         requests = math.ceil(a.tasks / MIXES["small"].tasks)
@@ -102,7 +187,7 @@ def main() -> None:
         after = rss_mb(srv.proc.pid)
         print(
             f"{opened:,} open tasks: RSS {after:,.0f} MB (+{after - base:,.0f} MB, "
-            f"{1024 * (after - base) / opened:.1f} KB a task)",
+            f"{1024 * (after - base) / opened:.1f} KB a task){tracer.sample(srv)}",
             flush=True,
         )
         mix = Template(MIXES["mix"])
@@ -115,7 +200,7 @@ def main() -> None:
             sent += send(srv, mix, first + tenth * per_tenth, per_tenth)
             settle(srv)
             samples.append((sent, rss_mb(srv.proc.pid)))
-            print(f"  {sent:>9,} spans streamed: RSS {samples[-1][1]:,.0f} MB", flush=True)
+            print(f"  {sent:>9,} spans streamed: RSS {samples[-1][1]:,.0f} MB{tracer.sample(srv)}", flush=True)
         elapsed = time.monotonic() - t0
         late = [r for _, r in samples[5:]]
         print(
@@ -123,6 +208,7 @@ def main() -> None:
             f"{min(late):,.0f}-{max(late):,.0f} MB over the second half (spread {max(late) - min(late):,.0f} MB)"
         )
         print(windows_full(mix))
+        tracer.report(opened)
     finally:
         srv.stop()
 

@@ -16,7 +16,9 @@ so that drift on a shared machine hits them equally:
 * (e) spanvisor's hooks alone at the defaults: the processor on a pipeline
   whose thread never runs (its inbox emptied between tasks, untimed). No
   other processor is on the provider, so ``SPANVISOR_STAMP_SPANS=auto``
-  writes no stamps: the goal's "default settings, no other exporter";
+  writes no stamps: the goal's "default settings, no other exporter". The
+  hooks then hand every span over as it is; finding its task is the
+  pipeline thread's work (in its figure at the end, not here);
 * (f) (e) stamping (``SPANVISOR_STAMP_SPANS=true``: what another exporter on
   the provider turns on; its own cost is (b), left out here);
 * (c) SpanvisorSpanProcessor whose only sink is stalled: its ``export`` awaits

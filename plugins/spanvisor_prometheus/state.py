@@ -5,8 +5,9 @@ No metrics library here: the sink feeds events in, and a custom collector
 Plain dicts keep the per-event cost to a few dictionary operations, and a
 custom collector lets us emit exactly the series we want (no ``_created``).
 
-Every event is counted once by ``event_id`` (a bounded LRU of seen ids),
-because the pipeline may deliver an event again after a retry or a replay.
+Every event is counted once by ``event_id`` (a bounded window of the last
+ids seen, fixed-width keys set aside once: see RecentKeys), because the
+pipeline may deliver an event again after a retry or a replay.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from spanvisor.events import (
     TaskStalled,
     TaskStarted,
 )
+from spanvisor.tracking.recent import RecentKeys
 from spanvisor_prometheus.human import HumanMetrics
 from spanvisor_prometheus.labels import LabelCap, PairCap
 from spanvisor_prometheus.series import MAX_EXEMPLAR_TRACE_CHARS, CounterData, Exemplar, HistogramData
@@ -40,6 +42,8 @@ from spanvisor_prometheus.spend import SpendMetrics, task_budget_ratio
 # Exemplar(trace, value, ts) without the NamedTuple's Python-level __new__
 # (one or two an event): the same tuple of the same type.
 _exemplar = tuple.__new__
+
+EVENT_ID_BYTES = 16  # an event id: 32 hex digits (spanvisor.events.stable_id)
 
 # Agent tasks run from seconds to hours.
 DURATION_BUCKETS: tuple[float, ...] = (
@@ -102,7 +106,11 @@ class TaskMetrics:
         self.models = PairCap(max_models)
         self.dedup_window = dedup_window
         self.max_open_tasks = max_open_tasks
-        self._seen: OrderedDict[str, None] = OrderedDict()
+        # An event id is 32 hex digits: 16 bytes in a ring, with its hash and
+        # a table slot (about 40 bytes an id, nothing allocated per event);
+        # as an ordered dict of strings it was about 190 bytes an id and grew
+        # for the first million spans of a long-running serve.
+        self._seen = RecentKeys(dedup_window, width=EVENT_ID_BYTES)
         # Finished task ids, so a late event cannot reopen a finished task.
         self._finished: OrderedDict[str, None] = OrderedDict()
         self.open: OrderedDict[str, OpenTask] = OrderedDict()
@@ -130,19 +138,14 @@ class TaskMetrics:
     def absorb(self, events: list[Event] | tuple[Event, ...]) -> int:
         """Count a batch; returns how many events were new."""
         new = 0
-        seen = self._seen
-        window = self.dedup_window
+        remember = self._seen.remember
         absorb_one = self._absorb_one
         with self.lock:
             for ev in events:
-                # Each event once (a replay or a retried batch repeats them): inline, as this runs for every event.
-                event_id = ev.event_id
-                if event_id in seen:
+                # Each event once (a replay or a retried batch repeats them).
+                if not remember(ev.event_id):
                     self.duplicates += 1
                     continue
-                seen[event_id] = None
-                if len(seen) > window:
-                    seen.popitem(last=False)
                 absorb_one(ev)
                 new += 1
         return new

@@ -24,13 +24,23 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from spanvisor.display.thread import ThreadLine
-from spanvisor.events import Decision, Status, TaskView
+from spanvisor.events import Decision, Event, Status, TaskFinished, TaskView
 
 SEEN_PER_TASK = 4096
 MAX_PENDING_REPLIES = 1000
 # Decisions a parent shows (as the tracker keeps in a view), and those a record notes.
 SHOWN_DECISIONS = 5
 MAX_NOTED = 20
+
+# Here, not in shared.py: the sink module needs it and must not import
+# slack_sdk (through the block builders) when Slack is not configured.
+TERMINAL = frozenset({"complete", "error", "cancelled", "lost"})
+
+
+def is_final(event: Event) -> bool:
+    """TaskFinished, or any later event of a finished task (its view is final)."""
+    v = event.task
+    return isinstance(event, TaskFinished) or (v.ended_ns is not None and v.status in TERMINAL)
 
 
 def merge_decisions(*groups: Iterable[Decision], keep: int = MAX_NOTED) -> tuple[Decision, ...]:

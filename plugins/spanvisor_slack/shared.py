@@ -54,7 +54,7 @@ from typing import Any
 
 from spanvisor.codec import CodecError, event_from_dict, event_to_dict
 from spanvisor.control.log import decision_from_dict, decision_to_dict
-from spanvisor.events import Checkpoint, Decision, Event, TaskFinished, TaskView, stable_id
+from spanvisor.events import Checkpoint, Decision, TaskView, stable_id
 from spanvisor.sink import Clock
 
 from .blocks import Look, parent_payload
@@ -66,13 +66,6 @@ from .transport import Transport
 TAKEOVER_S = 30.0
 GEN_BITS = 16
 SEQ_BITS = 40
-TERMINAL = frozenset({"complete", "error", "cancelled", "lost"})
-
-
-def is_final(event: Event) -> bool:
-    """TaskFinished, or any later event of a finished task (its view is final)."""
-    v = event.task
-    return isinstance(event, TaskFinished) or (v.ended_ns is not None and v.status in TERMINAL)
 
 
 def version_of(view: TaskView, final: bool) -> int:

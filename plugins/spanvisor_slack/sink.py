@@ -23,9 +23,8 @@ from spanvisor.display.thread import TOOL_FAILED, ThreadLine, ThreadPolicy
 from spanvisor.events import Event, HumanIntervention, TaskFinished
 from spanvisor.sink import AdminRoute, BaseSink, SinkContext, SinkResult
 
-from .record import MAX_PENDING_REPLIES, SlackTaskRecord, parent_key
+from .record import MAX_PENDING_REPLIES, SlackTaskRecord, is_final, parent_key
 from .settings import SETTINGS, home_channel, status_channels
-from .shared import is_final
 
 log = logging.getLogger("spanvisor.slack")
 MAX_OPEN_TASKS = 10_000

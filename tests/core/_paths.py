@@ -119,14 +119,20 @@ def play(specs: Sequence[SpanSpec], provider: TracerProvider, ids: _Ids) -> None
             live[s.span_id].end(end_time=s.end_ns)
 
 
-def processor_run(specs: Sequence[SpanSpec]) -> tuple[list[Event], list[ReadableSpan]]:
+def processor_run(
+    specs: Sequence[SpanSpec], *, alone: bool = False, stamp: str = "auto"
+) -> tuple[list[Event], list[ReadableSpan]]:
+    """The processor's events and the spans another processor got (none when
+    ``alone``: then, at the default ``stamp``, the hooks hand every span over
+    as it is and the pipeline's thread tells its task)."""
     ids = _Ids()
     memory = InMemorySink()
-    processor = SpanvisorSpanProcessor(sinks=[memory], config=_config())
+    processor = SpanvisorSpanProcessor(sinks=[memory], config=_config(SPANVISOR_STAMP_SPANS=stamp))
     captured = InMemorySpanExporter()
     provider = TracerProvider(id_generator=ids, shutdown_on_exit=False)
     provider.add_span_processor(processor)
-    provider.add_span_processor(SimpleSpanProcessor(captured))
+    if not alone:
+        provider.add_span_processor(SimpleSpanProcessor(captured))
     try:
         play(specs, provider, ids)
         assert processor.force_flush(10_000)

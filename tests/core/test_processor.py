@@ -20,6 +20,8 @@ from opentelemetry.trace import Status, StatusCode
 
 from spanvisor.events import ArtifactAdded, Checkpoint, Event, TaskFinished, TaskStarted
 from spanvisor.otel.exporter import SpanvisorSpanExporter
+from spanvisor.otel.processor import SpanvisorSpanProcessor
+from spanvisor.pipeline.pipeline import Pipeline
 from spanvisor.sink import BaseSink, SinkResult
 from spanvisor.spans import conventions as cv
 from spanvisor.testing import InMemorySink
@@ -200,6 +202,9 @@ def test_a_stalled_sink_blocks_neither_span_end_nor_flush_nor_shutdown(memory: I
 def test_hooks_swallow_their_own_errors(agent: Agent) -> None:
     agent.processor.on_start(object())  # type: ignore[arg-type]
     agent.processor.on_end(object())  # type: ignore[arg-type]
+    # Handed over as they are by default: what tells their task runs on
+    # the pipeline's thread, and counts its errors the same way.
+    agent.flush()
     assert agent.processor._errors == 2
 
 
@@ -270,3 +275,27 @@ def test_exporter_behind_a_batch_processor(memory: InMemorySink) -> None:
         assert events[-1].task.input_tokens == 10
     finally:
         exporter.pipeline.shutdown(2.0)
+
+
+def test_alone_the_hooks_hand_spans_over_as_they_are_and_count_a_full_inbox() -> None:
+    """No other processor, nothing stamped: each hook is one bounded append
+    of the span as it is (the pipeline's thread finds its task), and what a
+    full inbox refuses is counted, never raised into the agent."""
+    pipeline = Pipeline(_config(SPANVISOR_INBOX_SIZE="4"), [InMemorySink()])  # never started: nothing drains
+    processor = SpanvisorSpanProcessor(pipeline=pipeline)
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("agent")
+    with tracer.start_as_current_span("invoke_agent", attributes={cv.AGENT_ID: "a", cv.TASK_NAME: "t"}) as root:
+        for _ in range(5):
+            with tracer.start_as_current_span("tool"):
+                pass
+    assert processor._on_ending is id  # nothing to put back: no other processor reads the spans
+    kinds = [entry[0] for entry in pipeline._inbox._items]
+    assert kinds == ["raw"] * 4
+    assert pipeline._inbox._items[0][2].span is root  # the root with its attributes as it started
+    assert pipeline._inbox._items[1][2] is not root  # a member, as it is
+    pipeline.stats.sync_inbox_drops()
+    # 12 hook calls (6 spans, start and end), 4 taken.
+    assert pipeline.stats.value("dropped_total", reason="inbox_full", sink="") == 8
+    assert processor._errors == 0

@@ -48,9 +48,16 @@ other_keys = st.one_of(
 )
 
 
-@given(st.lists(st.one_of(otlp_keys, other_keys), max_size=300), st.integers(1, 12))
-def test_fixed_width_window_matches_a_model(keys: list[object], size: int) -> None:
-    window = RecentKeys(size)
+# Event ids (32 hex digits: a 16-byte window, the Prometheus sink's); the
+# 48-digit OTLP keys are then of another width and kept apart, exactly.
+event_ids = st.integers(0, 40).map(lambda i: f"{i * 7919:032x}")
+
+
+@given(
+    st.lists(st.one_of(otlp_keys, other_keys, event_ids), max_size=300), st.integers(1, 12), st.sampled_from([24, 16])
+)
+def test_fixed_width_window_matches_a_model(keys: list[object], size: int, width: int) -> None:
+    window = RecentKeys(size, width=width)
     model: list[object] = []
     for key in keys:
         new = key not in model

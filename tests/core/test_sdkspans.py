@@ -5,14 +5,13 @@ root's events grow, past the SDK's event limit, and with times out of range."""
 from __future__ import annotations
 
 import time
-import weakref
 from typing import Any
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, SpanProcessor, TracerProvider
 from opentelemetry.trace import Status, StatusCode
 
-from spanvisor.pipeline.handover import MemberStart, compact_end, member_start
+from spanvisor.pipeline.handover import compact_end
 from spanvisor.pipeline.sdkspans import light_span, snapshot_live
 from spanvisor.spans import conventions as cv
 from spanvisor.spans.data import MAX_AHEAD_NS, SpanData, from_sdk
@@ -173,32 +172,9 @@ def test_a_compact_end_reads_as_the_span_it_came_from() -> None:
     assert light_span(compact_end(call)) == from_sdk(call)
 
 
-def test_a_member_start_holds_no_sdk_object_but_reads_as_the_span() -> None:
-    starts = Starts()
-    provider = TracerProvider(resource=Resource.create({"service.name": "svc"}), shutdown_on_exit=False)
-    provider.add_span_processor(starts)
-    tracer = provider.get_tracer("t")
-    with tracer.start_as_current_span("root"):
-        span = tracer.start_span("member", attributes={cv.TASK_ROOT: "00000000000000aa", "k": 1})
-    entry = member_start(span, span.parent)
-    assert isinstance(entry, MemberStart)
-    assert entry.get_span_context() == span.get_span_context() and entry.parent == span.parent
-    # What the pipeline reads when the tracker does not know the parent: the
-    # span as it is at that moment (attributes written since included).
-    span.set_attribute("later", "x")
-    assert from_sdk(entry) == from_sdk(span)
-    span.end()
-    ref = weakref.ref(span)
-    del span
-    starts.started.clear()
-    assert ref() is None  # the entry kept no SDK object alive
-    assert from_sdk(entry).attributes["later"] == "x"
-
-
 def test_a_span_of_another_shape_is_handed_over_as_it_is() -> None:
     class Other:
         name = "other"
 
     other = Other()
-    assert member_start(other, None) is other
     assert compact_end(other) is other

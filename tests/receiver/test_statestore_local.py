@@ -183,3 +183,26 @@ def test_the_pipeline_opens_the_chosen_store(tmp_path: Path) -> None:
         assert (tmp_path / "state.db").is_file()
     finally:
         pipeline.shutdown(5)
+
+
+def test_calls_queued_together_answer_as_one_at_a_time(tmp_path: Path) -> None:
+    """Calls queued meanwhile run in one transaction: the same answers as one
+    by one, in order, and a call that fails fails alone."""
+
+    async def main() -> None:
+        store = await _open(tmp_path / "s.db", ManualClock())
+        try:
+            bad = store._call(lambda conn: conn.execute("SELECT * FROM no_such_table"))
+            claims = [store.claim("ns", "same", f"owner{i}") for i in range(50)]
+            puts = [store.put_if_newer("v", f"k{i % 10}", {"i": i}, i, "o") for i in range(100)]
+            got = await asyncio.gather(bad, *claims, *puts, return_exceptions=True)
+            assert isinstance(got[0], Exception)  # that call only
+            won = [c.won for c in got[1:51]]
+            assert won == [True] + [False] * 49  # the first in the queue, as one by one
+            assert all(c.won for c in got[51:])  # each a newer version than the last of its key
+            for k in range(10):
+                assert await store.get("v", f"k{k}") == {"i": 90 + k}
+        finally:
+            await store.close()
+
+    run(main)

@@ -93,11 +93,29 @@ def write_direct(span: Span, stamp: Stamp) -> bool:
         if width is not None and stamp.longest > width:
             return False  # the SDK would cut the values: let it
         with attrs._lock:
-            for k, v in new.items():
-                d.setdefault(k, v)  # the agent's own value wins
+            if new.keys().isdisjoint(d):
+                d.update(new)  # the usual span: none of the stamp's keys of its own
+            else:
+                for k, v in new.items():
+                    d.setdefault(k, v)  # the agent's own value wins
         return True
     except Exception:
         return False
+
+
+def write_stamp(span: Span, stamp: Stamp) -> None:
+    """The stamp on a starting span: :func:`write_direct`, else :func:`set_stamp`."""
+    if not write_direct(span, stamp):
+        set_stamp(span, stamp)
+
+
+def set_stamp(span: Span, stamp: Stamp) -> None:
+    """The stamp through the SDK's public call, with the keys the span does not have."""
+    current = span.attributes
+    # One pass over the span's few keys and one locked write: a
+    # ``key in attributes`` miss costs an exception inside the SDK.
+    present = [k for k in current if k in cv.STAMP_KEYS] if current else ()
+    span.set_attributes({k: v for k, v in stamp.attrs.items() if k not in present} if present else stamp.attrs)
 
 
 def put_back(span: Any, stamp: Stamp, span_id: int) -> None:

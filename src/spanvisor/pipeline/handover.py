@@ -1,9 +1,11 @@
-"""What the processor hands the pipeline, on the agent's thread.
+"""What the processor hands the pipeline.
 
-A task's member spans go into the inbox in a compact form (:func:`member_start`,
-:func:`compact_end`) so that an ended span does not keep the SDK's objects
-alive in the inbox; its root goes in as a :class:`StartedRoot`, read live by the
-pipeline with the identity it started with. :mod:`.sdkspans` reads them all.
+Spans go into the inbox as they are (the SDK's span; building a compact copy
+on the agent's thread cost it more than keeping the SDK's objects alive until
+the pipeline frees them: docs/performance.md). A task's root goes in as a
+:class:`StartedRoot`, read live by the pipeline with the identity it started
+with; late work that started after its root ended as a :func:`compact_end`
+tuple carrying its task's stamp. :mod:`.sdkspans` reads them all.
 """
 
 from __future__ import annotations
@@ -30,80 +32,11 @@ def events_of(span: Any) -> tuple[Any, ...] | None:
     return tuple(dq) if dq else ()
 
 
-class MemberStart(tuple[Any, ...]):
-    """A member span's start as the processor hands it over: its context, its
-    parent's, its name, start time, attribute dict and resource (see
-    :func:`member_start`). Read like an SDK span where the pipeline reads one
-    (``get_span_context()``, ``parent``, and :func:`from_sdk` when the tracker
-    does not know its parent), as it is at that moment."""
-
-    __slots__ = ()
-
-    def get_span_context(self) -> Any:
-        return self[0]
-
-    @property
-    def parent(self) -> Any:
-        return self[1]
-
-    @property
-    def name(self) -> str:
-        return str(self[2])
-
-    @property
-    def start_time(self) -> int:
-        return int(self[3])
-
-    @property
-    def end_time(self) -> None:
-        return None  # its end comes through its own entry
-
-    @property
-    def attributes(self) -> Any:
-        return self[4]
-
-    @property
-    def events(self) -> tuple[()]:
-        return ()
-
-    @property
-    def status(self) -> None:
-        return None
-
-    @property
-    def resource(self) -> Any:
-        return self[5]
-
-
-def member_start(span: Any, parent: Any) -> Any:
-    """What the processor puts in the inbox for a stamped span starting in a
-    task, on the agent's thread: a :class:`MemberStart`, or the span itself
-    when it is not the SDK's usual shape.
-
-    Why: the live span in the inbox keeps all of the SDK's objects for it
-    (its locks, attribute wrapper, event and link lists) alive until the
-    pipeline thread gets to it, long after the span has ended when the
-    pipeline is behind. Every garbage collection meanwhile scans them, and
-    most run on the agent's thread, which allocates the most. The pipeline
-    needs only the ids (the tracker records the membership); should the
-    tracker not know the parent, it reads the span's attributes (the same
-    dict the SDK writes) to count it as late work, as it would the span.
-    """
-    try:
-        attrs = span._attributes
-        d = attrs._dict if type(attrs) is BoundedAttributes else None
-        if type(d) is not dict:
-            return span
-        return MemberStart((span._context, parent, span._name, span._start_time, d, span._resource))
-    except Exception:  # another Span class: handed over as it is
-        return span
-
-
 def compact_end(span: Any) -> Any:
-    """What the processor puts in the inbox for a member span that ended, on
-    the agent's thread: a plain tuple of what :func:`light_span` reads (see
-    :func:`member_start` for why), or the span when it is not the SDK's
-    usual shape."""
+    """An ended span as a plain tuple of what :func:`light_span` reads (so
+    that :func:`spanvisor.otel.stamp.with_stamp` can add its task's stamp
+    without touching the span), or the span when it is not the SDK's usual
+    shape."""
     if type(span) is not ReadableSpan:
         return span
     try:

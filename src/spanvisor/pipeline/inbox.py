@@ -5,11 +5,14 @@ BatchSpanProcessor, the receiver) only append to a bounded deque: no lock,
 no I/O, no wake-up syscall. A full inbox drops the span and counts it
 (``dropped_total{reason="inbox_full"}``, folded in on the pipeline thread).
 
-Entries are ``("start", span)``, ``("end", span)`` or
-``("spans", [SpanData, ...])`` (one receiver batch). A span is an SDK span,
-or, for a member span of a task from the processor, the compact form of
-:mod:`spanvisor.pipeline.sdkspans` (``member_start``, ``compact_end``), which
-keeps none of the SDK's objects alive while it waits here. The bound is about spans:
+Entries are ``("start", span)``, ``("end", span)``,
+``("raw", classify, span)`` (a span the processor handed over as it is:
+``classify`` turns it into a start or end entry, or nothing, on the
+pipeline's thread) or ``("spans", [SpanData, ...])`` (one receiver batch). A
+span is an SDK span or one of :mod:`spanvisor.pipeline.handover`'s forms. The
+processor's hooks append to ``_items`` themselves while it holds fewer than
+``limit`` entries (:meth:`Inbox.put`'s check, without the call), and count
+the drop as it does (``stats.inbox_drop``) when it is full. The bound is about spans:
 a receiver batch counts as its number of spans, under a short lock, so a
 request is refused (503) rather than accepted and dropped later.
 """
@@ -31,18 +34,29 @@ class Inbox:
     def __init__(self, size: int, stats: PipelineStats) -> None:
         self.size = size
         self.stats = stats
-        self.closed = False
+        # Entries taken while open: ``size``, 0 once closed. The processor's
+        # hooks read it to append straight to ``_items`` (their one bounded
+        # append), falling back to put() to be counted when it is reached.
+        self.limit = size
         self._items: deque[Entry] = deque()
         # Spans in the receiver's batches still here: one entry holds hundreds.
         self._spans = 0
         self._lock = threading.Lock()
+
+    @property
+    def closed(self) -> bool:
+        return self.limit == 0
+
+    @closed.setter
+    def closed(self, value: bool) -> None:
+        self.limit = 0 if value else self.size
 
     def __len__(self) -> int:
         return len(self._items)
 
     def put(self, entry: Entry) -> bool:
         """A span start or end from any thread; False (and counted) when full or closed."""
-        if self.closed or len(self._items) >= self.size:
+        if len(self._items) >= self.limit:
             self.stats.inbox_drop()
             return False
         self._items.append(entry)

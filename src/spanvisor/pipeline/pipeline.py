@@ -303,6 +303,11 @@ class Pipeline:
             if self.path != "processor":
                 self.stats.inc("spans_received_total", path=self.path)
             return self.tracker.span_ended(light_span(item[1]))
+        if kind == "raw":
+            # A span the processor handed over as it is, with what tells its
+            # task on this thread (in hook order): nothing, or a start or end.
+            entry = item[1](item[2])
+            return self._track(entry) if entry is not None else []
         if kind == "live":
             return self.tracker.live(item[1])
         out: list[Event] = []

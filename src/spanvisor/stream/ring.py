@@ -9,7 +9,10 @@ is here and a client whose position is below it must replay from the feed
 (a database) or start over (``event: reset``).
 
 Each record carries its SSE frame, built once when it enters the ring, so a
-thousand clients write the same bytes and encode nothing.
+thousand clients write the same bytes and encode nothing. The frame holds
+the body, so the record's item keeps what the clients' filters read and not
+the body again (about 1 KB an event: a full ring of 10,000 held each body
+twice).
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ class Item:
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """An item at its position in the stream."""
+    """An item at its position in the stream; ``item.data`` is empty (the
+    body is in ``frame``)."""
 
     pos: int
     item: Item
@@ -96,7 +100,8 @@ class Ring:
             for pos, item in records:
                 if pos <= last:
                     continue
-                self._records.append(Record(pos, item, frame(self.epoch, pos, item), now))
+                bare = Item(item.event_id, item.kind, item.task_id, item.agent_id, item.status, b"")
+                self._records.append(Record(pos, bare, frame(self.epoch, pos, item), now))
                 last = pos
             self._trim(now)
             listeners = list(self._listeners)

@@ -32,7 +32,6 @@ from collections.abc import Hashable, Iterator
 
 SPAN_ID_CHARS = 16  # an OTLP span id in hex
 KEY_BYTES = 24  # a trace id (16 bytes) and a span id (8) in binary
-_HEX_CHARS = 2 * KEY_BYTES
 
 RecentKey = str | tuple[str, str]
 
@@ -42,17 +41,18 @@ def pair_key(trace_id: str, span_id: str) -> RecentKey:
     return trace_id + span_id if len(span_id) == SPAN_ID_CHARS else (trace_id, span_id)
 
 
-def _binary(key: Hashable) -> bytes | None:
-    """The key as 24 bytes when it is 48 lower-case hex digits (what OTLP
-    ids joined by :func:`pair_key` are), else None. Exact: only a key that
-    the bytes spell back is taken, so two keys never share bytes."""
-    if type(key) is not str or len(key) != _HEX_CHARS:
+def _binary(key: Hashable, width: int = KEY_BYTES) -> bytes | None:
+    """The key as ``width`` bytes when it is ``2 * width`` lower-case hex
+    digits (what OTLP ids joined by :func:`pair_key` are, or an event id),
+    else None. Exact: only a key that the bytes spell back is taken, so two
+    keys never share bytes."""
+    if type(key) is not str or len(key) != 2 * width:
         return None
     try:
         b = bytes.fromhex(key)
     except ValueError:
         return None
-    return b if len(b) == KEY_BYTES and b.hex() == key else None
+    return b if len(b) == width and b.hex() == key else None
 
 
 def _zeroed(nbytes: int) -> mmap.mmap:
@@ -65,15 +65,32 @@ class RecentKeys:
 
     Add keys only with :meth:`remember` (O(1), the bound kept); ask with
     ``in``. A key remembered again while still known keeps its place.
+    ``width``: the bytes of a key kept in the ring (24: a trace id and a
+    span id; 16: an event id, 32 hex digits).
     """
 
-    __slots__ = ("_count", "_hashes", "_ids", "_maps", "_mask", "_next", "_other_keys", "_others", "_size", "_table")
+    __slots__ = (
+        "_count",
+        "_hashes",
+        "_hex",
+        "_ids",
+        "_maps",
+        "_mask",
+        "_next",
+        "_other_keys",
+        "_others",
+        "_size",
+        "_table",
+        "_width",
+    )
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, width: int = KEY_BYTES) -> None:
         n = self._size = max(1, size)
+        self._width = width
+        self._hex = 2 * width
         slots = 1 << max(3, (2 * n - 1).bit_length())  # at least twice the entries
         self._mask = slots - 1
-        self._maps = (_zeroed(slots * 4), _zeroed(n * 8), _zeroed(n * KEY_BYTES))
+        self._maps = (_zeroed(slots * 4), _zeroed(n * 8), _zeroed(n * width))
         # A table slot holds a ring position + 1 (0: empty).
         self._table = memoryview(self._maps[0]).cast("i")
         self._hashes = memoryview(self._maps[1]).cast("q")
@@ -89,18 +106,19 @@ class RecentKeys:
 
     def __contains__(self, key: object) -> bool:
         # Inlined (_binary, _slot): a lookup per span on the tracker's thread.
-        if type(key) is str and len(key) == _HEX_CHARS:
+        w = self._width
+        if type(key) is str and len(key) == self._hex:
             try:
                 b = bytes.fromhex(key)
             except ValueError:
                 b = b""
-            if len(b) == KEY_BYTES and b.hex() == key:
+            if len(b) == w and b.hex() == key:
                 h = hash(b)
                 table, hashes, ids, mask = self._table, self._hashes, self._ids, self._mask
                 i = h & mask
                 while e := table[i]:
                     p = e - 1
-                    if hashes[p] == h and ids[p * KEY_BYTES : p * KEY_BYTES + KEY_BYTES] == b:
+                    if hashes[p] == h and ids[p * w : p * w + w] == b:
                         return True
                     i = (i + 1) & mask
                 return False
@@ -114,11 +132,12 @@ class RecentKeys:
             if other is not self:
                 yield other
             else:
-                yield self._ids[p * KEY_BYTES : (p + 1) * KEY_BYTES].hex()
+                yield self._ids[p * self._width : (p + 1) * self._width].hex()
 
-    def remember(self, key: RecentKey) -> bool:
+    def remember(self, key: Hashable) -> bool:
         """Remember ``key``; False when it was known already."""
-        b = _binary(key)
+        w = self._width
+        b = _binary(key, w)
         if b is None:
             if key in self._other_keys:
                 return False
@@ -131,7 +150,7 @@ class RecentKeys:
         i = h & mask
         while e := table[i]:
             p = e - 1
-            if hashes[p] == h and ids[p * KEY_BYTES : p * KEY_BYTES + KEY_BYTES] == b:
+            if hashes[p] == h and ids[p * w : p * w + w] == b:
                 return False
             i = (i + 1) & mask
         if self._count == self._size:
@@ -143,7 +162,7 @@ class RecentKeys:
                 i = (i + 1) & mask
         else:
             p = self._take()
-        ids[p * KEY_BYTES : p * KEY_BYTES + KEY_BYTES] = b
+        ids[p * w : p * w + w] = b
         hashes[p] = h
         table[i] = p + 1
         return True

@@ -1,0 +1,169 @@
+"""Which task a span belongs to, as the processor's hooks see spans start and end.
+
+:class:`spanvisor.otel.processor.SpanvisorSpanProcessor` runs this on the
+agent's thread once a task is stamped or another processor reads its spans,
+and on the pipeline's thread otherwise (replaying the hooks in the order they
+ran, on spans handed over as they are): the same decisions either way, each
+thread with its own :class:`Tasks`.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.sdk.trace import ReadableSpan, Span
+
+from spanvisor.otel.stamp import Stamp, put_back, stamp_for, with_stamp, write_stamp
+from spanvisor.pipeline.handover import StartedRoot, compact_end
+from spanvisor.spans import conventions as cv
+
+MAX_OPEN_SPANS = 1_000_000
+# Roots remembered after they end, so a span started under one afterwards is
+# known as late work of its task rather than taken for an unrelated span.
+MAX_ENDED_ROOTS = 10_000
+# Every key ``cv.is_root_candidate`` reads: a span carrying none of them is no
+# root (one C-level pass over its few keys before the full test).
+ROOT_KEYS = frozenset({cv.TASK_NAME, cv.TASK_ID, cv.GEN_AI_OPERATION, cv.OI_KIND, cv.TL_KIND})
+
+
+# What :func:`start` returns for a span of no task it knows.
+UNKNOWN = object()
+
+
+class Tasks:
+    """The open tasks' spans as one thread sees them (see the module's docstring)."""
+
+    __slots__ = ("end_order", "ended", "open")
+
+    def __init__(self) -> None:
+        self.open: dict[int, Stamp] = {}
+        # Ended roots, oldest first, bounded. OrderedDict: popitem is one C
+        # call, safe when several agent threads end roots at once.
+        self.ended: OrderedDict[int, Stamp] = OrderedDict()
+        # Traces whose spans go to the tracker in end order (see :func:`end`).
+        self.end_order: OrderedDict[int, None] = OrderedDict()
+
+
+def _dropped(span: Any) -> int:
+    """The SDK's count of the span's dropped attributes (its own field: the
+    public property checks the type first)."""
+    return int(getattr(span._attributes, "dropped", 0))
+
+
+def _has_results(attrs: Any) -> bool:
+    return any(k.startswith(cv.RESULT_PREFIX) for k in attrs)
+
+
+def attrs_now(span: Span) -> dict[str, Any]:
+    attrs = span._attributes
+    if type(attrs) is BoundedAttributes and type(attrs._dict) is dict:
+        return dict(attrs._dict)
+    return dict(span.attributes or {})
+
+
+def _stamp_for_root(span: Span, attrs: Any) -> Stamp:
+    ctx = span.get_span_context()
+    return Stamp(stamp_for(format(ctx.trace_id, "032x"), format(ctx.span_id, "016x"), attrs), ctx.span_id)
+
+
+def start(
+    tasks: Tasks,
+    span: Span,
+    parent: Any,
+    attrs: Any,
+    stamps: Callable[[Span], bool],
+    drop: Callable[[], None],
+    root: Any = None,
+) -> Any:
+    """What a span's start hands the tracker (None: nothing; ``UNKNOWN``:
+    nothing, and the span is in no task ``tasks`` knows). ``attrs``: its
+    attributes as it started (on the pipeline's thread, a possible root's
+    only, whose ``root`` is a :class:`StartedRoot`); ``stamps``: whether
+    the task a root starts gets stamped; ``drop``: counts a span not taken."""
+    stamp = tasks.open.get(parent.span_id) if parent is not None else None
+    if stamp is None:
+        if not attrs or not cv.is_root_candidate(attrs):
+            if parent is None or not tasks.ended:
+                return UNKNOWN
+            stamp = tasks.ended.get(parent.span_id)
+            if stamp is None:
+                return UNKNOWN  # the usual unrelated span
+        else:
+            stamp = _stamp_for_root(span, attrs)
+            stamp.stamped = stamps(span)
+            parent = None  # the task's root: the tracker keeps it to read it live
+    opened = tasks.open
+    if len(opened) >= MAX_OPEN_SPANS:
+        # Spans that never end would otherwise grow this map forever.
+        drop()
+        return None
+    if stamp.stamped:
+        write_stamp(span, stamp)
+    if stamp.ended:
+        # Its task's root has ended: late work, handed over at its
+        # end only (the tracker has closed the task).
+        opened[span._context.span_id] = stamp.late()  # type: ignore[union-attr]
+        return None
+    opened[span._context.span_id] = stamp  # type: ignore[union-attr]
+    if parent is None:
+        # The root, read live with the identity it starts with: one
+        # C-level copy of at most the limit's worth of keys, roots only.
+        if type(root) is StartedRoot:
+            stamp.root_attrs = root.kept
+            return root
+        stamp.root_attrs = attrs_now(span)
+        return StartedRoot(span, stamp.root_attrs)
+    return span  # a member (the inbox was full on the fast path: counted again)
+
+
+def end(tasks: Tasks, span: ReadableSpan, ctx: Any, stamp: Stamp | None, restore: bool) -> Any:
+    """What a span's end hands the tracker (None: nothing). ``restore``: a
+    root's identity is put back here (no other processor read it)."""
+    if stamp is None:
+        attrs = span.attributes
+        if attrs and (cv.is_root_candidate(attrs) or (_dropped(span) and _has_results(attrs))):
+            # It became an agent or task span only through attributes
+            # set after it started, or its limit dropped what named
+            # it (its results still say it is a task root): the
+            # tracker takes it from its end, as the end-order paths
+            # do (a few dict lookups per unrelated span end).
+            return span
+        if span.parent is not None and (
+            ctx.trace_id in tasks.end_order
+            or (attrs and cv.has_known_key(attrs))
+            or span.events
+            or not span.status.is_ok
+        ):
+            # A span of no task known at its start, yet one that can
+            # tell spanvisor something: its task root may become one
+            # only at its end (LangGraph's instrumentations set the
+            # keys late). The trace then goes over in end order, as on
+            # the exporter path, and the tracker's buffer groups it.
+            # (A trace's own root that is no task joins none: it
+            # stays here, like a bare model call outside any agent.)
+            if ctx.trace_id not in tasks.end_order:
+                tasks.end_order[ctx.trace_id] = None
+                if len(tasks.end_order) > MAX_ENDED_ROOTS:
+                    tasks.end_order.popitem(last=False)
+            return span
+        return None
+    if stamp.ended:
+        # Work that outlived its task's root: the tracker reads it as
+        # late (the late-span rule, tracking/late.py) and counts it.
+        # One that started after the root ended was never handed over:
+        # its stamp names its task, written here if not on the span.
+        if stamp.started_late and not stamp.stamped:
+            return with_stamp(compact_end(span), stamp)
+    elif stamp.root_id == ctx.span_id:
+        if restore and _dropped(span):
+            # No other processor read this root (else the hooks would
+            # classify): its identity back before the tracker reads it.
+            put_back(span, stamp, ctx.span_id)
+        stamp.ended = True
+        tasks.ended[ctx.span_id] = stamp
+        if len(tasks.ended) > MAX_ENDED_ROOTS:
+            tasks.ended.popitem(last=False)
+    return span
