@@ -19,7 +19,11 @@ Starts its own embedded PostgreSQL (fsync on) in a temporary directory.
    by running the same payload through the tracker) is visible on another
    connection. Persisted spans/s = acknowledged spans / that time.
    Runs: all agent spans with one client (the goal's case) and with four;
-   the project mix with one client; all agent spans with two replicas.
+   the project mix with one client; all agent spans with two replicas; and
+   all agent spans, one client, with ``SPANVISOR_SINKS=auto``: the sinks a
+   default serve runs (without a Slack token: console, postgres, the
+   Prometheus sink for the admin port's /metrics, and the event stream
+   with its PostgreSQL feed).
 
 It reports spanvisor's figures only: no other product is run or quoted.
 """
@@ -50,7 +54,8 @@ from agent_traces import request_for  # type: ignore[import-not-found]  # noqa: 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest  # noqa: E402
 from tests.fakes.slack_api import FakeSlack  # noqa: E402
 
-from _payloads import MIXES, Mix, Template, check_unique  # noqa: E402
+from _payloads import MIXES, Template, check_unique  # noqa: E402
+from _rowcount import Counter  # noqa: E402
 from spanvisor.events import ArtifactAdded, Checkpoint, ContextWarning, TaskFinished  # noqa: E402
 from spanvisor.receiver.decode import decode_request  # noqa: E402
 from spanvisor.tracking.tracker import TaskTracker  # noqa: E402
@@ -230,41 +235,11 @@ def rows_per_request(tpl: Template) -> tuple[int, int]:
     return rows, tasks
 
 
-class Counter:
-    """Rows of one run so far, over one kept connection (task ids of a run
-    share a range: ``r<request:08d>t<task:03d>``, see ``_payloads``)."""
-
-    def __init__(self, url: str, first: int, last: int) -> None:
-        import asyncpg
-
-        self.loop = asyncio.new_event_loop()
-        self.conn = self.loop.run_until_complete(asyncpg.connect(url))
-        self.lo, self.hi = f"r{first:08d}", f"r{last:08d}"
-
-    def now(self) -> tuple[int, int]:
-        async def both() -> tuple[int, int]:
-            rows = await self.conn.fetchval(
-                "SELECT count(*) FROM agent_checkpoints WHERE task_id >= $1 AND task_id < $2", self.lo, self.hi
-            )
-            done = await self.conn.fetchval(
-                "SELECT count(*) FROM agent_tasks WHERE task_id >= $1 AND task_id < $2 AND ended_at IS NOT NULL",
-                self.lo,
-                self.hi,
-            )
-            return int(rows), int(done)
-
-        return self.loop.run_until_complete(both())
-
-    def close(self) -> None:
-        self.loop.run_until_complete(self.conn.close())
-        self.loop.close()
-
-
 def throughput(
-    base: Path, db_url: str, mix: Mix, tpl: Template, first: int, clients: int, seconds: float, replicas: int = 1
+    base: Path, db_url: str, tpl: Template, first: int, clients: int, seconds: float, replicas: int, sinks: str
 ) -> dict[str, float]:
     """Persisted spans/s through `serve` at defaults (see the module doc)."""
-    servers = [serve(base / f"tp-{first}-{r}", db_url, "postgres", None) for r in range(replicas)]
+    servers = [serve(base / f"tp-{first}-{r}", db_url, sinks, None) for r in range(replicas)]
     per_rows, per_tasks = rows_per_request(tpl)
     # Enough unique bodies for 40,000 spans/s per replica; a run that uses them all stops early.
     count = min(3000, int(seconds * 40_000 * replicas / tpl.n_spans) + clients)
@@ -351,27 +326,30 @@ def main() -> None:
     if a.quick:
         a.seconds, a.latency_tasks = 2.0, 2
     print(f"Python {platform.python_version()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f} at start")
-    runs: list[tuple[str, int, int]] = [("agent", 1, 1), ("agent", 4, 1), ("mix", 1, 1), ("agent", 4, 2)]
-    if a.quick:
-        runs = [("agent", 1, 1), ("mix", 1, 1)]
+    runs = [
+        ("agent", 1, 1, "postgres"),
+        ("agent", 1, 1, "auto"),
+        ("agent", 4, 1, "postgres"),
+        ("mix", 1, 1, "postgres"),
+    ]
+    runs += [("agent", 4, 2, "postgres")] if not a.quick else []
     templates = {name: Template(MIXES[name]) for name in {r[0] for r in runs}}
     for tpl in templates.values():
         check_unique(tpl.copy(1), tpl.copy(2))
     base = Path(tempfile.mkdtemp(prefix="spanvisor-bench-e2e-"))
     pg = EmbeddedPostgres(base / "postgres")
-    results: list[tuple[str, int, int, dict[str, float]]] = []
+    results: list[tuple[str, int, int, str, dict[str, float]]] = []
     try:
         print("starting the embedded PostgreSQL (fsync on) …", flush=True)
         url = pg.acquire()
         asyncio.run(migrated(url))  # before serve starts, so the first query finds the tables
         to_row, to_slack = latency(base, url, tasks=a.latency_tasks)
         first = 1
-        for name, clients, replicas in runs:
-            tpl = templates[name]
-            print(f"  persisted: {name}, {clients} client(s), {replicas} replica(s) …", flush=True)
-            r = throughput(base, url, MIXES[name], tpl, first, clients, a.seconds, replicas)
+        for name, clients, replicas, sinks in runs:
+            print(f"  persisted: {name}, {clients} client(s), {replicas} replica(s), sinks {sinks} …", flush=True)
+            r = throughput(base, url, templates[name], first, clients, a.seconds, replicas, sinks)
             first += 100_000
-            results.append((name, clients, replicas, r))
+            results.append((name, clients, replicas, sinks, r))
             print(
                 f"    {r['spans']:,.0f} spans acknowledged in {r['sent_s']:.1f} s ({r['offered_s']:,.0f}/s), "
                 f"every row visible after {r['persisted_s']:.1f} s{'' if r['complete'] else ' (INCOMPLETE)'}",
@@ -389,9 +367,10 @@ def main() -> None:
         "receipt (HTTP 200) -> parent chat.postMessage at the fake Slack: "
         f"p50 {pct(to_slack, 50) * 1000:.0f} ms, p95 {pct(to_slack, 95) * 1000:.0f} ms"
     )
-    for name, clients, replicas, r in results:
+    for name, clients, replicas, sinks, r in results:
         print(
-            f"{name:<5} {clients} client(s), {replicas} replica(s): {r['spans_s']:>7,.0f} spans/s persisted "
+            f"{name:<5} {clients} client(s), {replicas} replica(s), sinks {sinks:<8}: {r['spans_s']:>7,.0f} spans/s "
+            "persisted "
             f"({r['rows_s']:,.0f} timeline rows/s; {int(r['refused'])} 503s, {r['waited']:.1f} s waited on "
             "Retry-After)"
         )
