@@ -16,6 +16,7 @@ so text with lone surrogates still encodes.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from datetime import UTC, datetime
@@ -34,19 +35,23 @@ _COMMON = ("v", "kind", "event_id", "time_ns", "task", "notes")
 def kind_of(event: Event) -> str:
     """``task_started``, ``checkpoint``, ``context_warning`` … ``intervention``:
     the SSE ``event:`` name and the ``?kind=`` filter's vocabulary."""
-    if isinstance(event, HumanIntervention):
-        return "intervention"
-    return _snake(type(event).__name__)
+    return _KIND_OF[type(event)]
 
 
 def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
+# By class, so naming an event's kind is one look-up (it is done per event).
+_KIND_OF: dict[type[Any], str] = {
+    cls: "intervention" if cls is HumanIntervention else _snake(n) for n, cls in EVENT_TYPES.items()
+}
 # Every kind, as ``kind_of`` names them.
-KINDS: tuple[str, ...] = tuple(sorted("intervention" if n == "HumanIntervention" else _snake(n) for n in EVENT_TYPES))
+KINDS: tuple[str, ...] = tuple(sorted(_KIND_OF.values()))
 
 
+# Cached: a task's start time repeats in every one of its events' bodies.
+@functools.lru_cache(maxsize=4096)
 def rfc3339(time_ns: int) -> str:
     """UTC with milliseconds, ``2026-11-22T14:30:00.123Z``."""
     return datetime.fromtimestamp(time_ns / 1e9, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

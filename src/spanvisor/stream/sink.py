@@ -4,7 +4,8 @@ A sink like the others, so the stream gets every event in the tracker's
 order through its own bounded queue and worker: a stream nobody reads, or a
 database feed that is away, can only fill that queue (``queue_full`` for
 sink ``stream``), never slow the tracker or another sink. ``export`` builds
-each event's public body once (:mod:`spanvisor.stream.body`) and publishes
+each event's public body once (:mod:`spanvisor.stream.body`, encoded
+by :mod:`spanvisor.stream.encoded`) and publishes
 the batch to the feed, which gives it positions and hands it to the ring the
 SSE clients read (:mod:`spanvisor.stream.sse`). Fanning out to clients
 happens on the HTTP server's loop, not here.
@@ -23,7 +24,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from spanvisor.events import Event, HumanIntervention
 from spanvisor.sink import AdminRoute, BaseSink, SinkContext, SinkResult
-from spanvisor.stream.body import body, encode, kind_of
+from spanvisor.stream.body import kind_of
+from spanvisor.stream.encoded import encoded
 from spanvisor.stream.feed import EventFeed, feed_names, open_feed
 from spanvisor.stream.ring import Item, Ring
 from spanvisor.stream.settings import SETTINGS, value
@@ -44,7 +46,7 @@ def item_of(event: Event) -> Item:
         task_id=v.task_id,
         agent_id=None if bare else v.agent_id,
         status=None if bare else v.status,
-        data=encode(body(event)),
+        data=encoded(event),
     )
 
 
