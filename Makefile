@@ -12,7 +12,9 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "installing spanvisor and its dev tools into $(VENV) …"
 	@$(BIN)/python -m pip install -q --disable-pip-version-check -U pip
-	@$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev]"
+	@# Editable, so pure Python (edits take effect); SPANVISOR_COMPILE=0 spares
+	@# the build environment mypy, which only a compiled wheel needs (setup.py).
+	@SPANVISOR_COMPILE=0 $(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev]"
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
@@ -52,8 +54,8 @@ bench: $(STAMP)
 	  timeout $(BENCH_TIMEOUT) $(BIN)/python -u $$b || { echo "== $$b failed or ran past $(BENCH_TIMEOUT) s"; exit 1; }; \
 	done; echo "== all $$total benchmarks done in $$(( $$(date +%s) - start )) s"
 
-# The optional compiled tracker (setup.py, SPANVISOR_COMPILE=1): the wheel
-# built with mypyc into build/compiled/site, used ahead of the editable source
+# The compiled tracker (setup.py: a wheel compiles by default, an editable
+# install never): the wheel built with mypyc into build/compiled/site, used ahead of the editable source
 # (PYTHONPATH) by the same venv; the source tree and `make install` stay pure
 # Python. test-compiled runs the core suite and the golden run against it
 # (about 1 min to compile and 3 to test on 2 cores; not part of `make test`).

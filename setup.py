@@ -1,18 +1,21 @@
-"""An optional compiled tracker: ``SPANVISOR_COMPILE=1 pip install .`` (or
-``pip wheel .``) compiles the tracker's modules with mypyc; without it the
-build is pure Python, as ``make install`` (editable) and every default
-install are.
+"""The compiled tracker: a wheel built from this source (``pip wheel .``,
+``pip install .``, ``python -m build``) compiles the tracker's modules with
+mypyc where a C compiler works; an editable install (``make install``,
+``pip install -e .``) stays pure Python, so an edit takes effect at once.
 
-The compiled modules are the same source: the wheel holds the ``.py`` files
-beside the extension modules, and Python imports an extension first. Where
-no C compiler works, each extension is optional: the build warns and the
-wheel is pure Python. Everything else about the package is in
+``SPANVISOR_COMPILE=0`` builds pure Python (and does not ask for mypy);
+``SPANVISOR_COMPILE=1`` compiles an editable install too (nothing uses
+that). The compiled modules are the same source: the wheel holds the
+``.py`` files beside the extension modules, and Python imports an extension
+first. Where no C compiler works, each extension is optional: the build
+warns and the wheel is pure Python. Everything else about the package is in
 ``pyproject.toml``. Measured: docs/performance.md, "A compiled tracker".
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from setuptools import setup
@@ -40,21 +43,54 @@ def native_paths() -> list[str]:
     return [p for p in paths if p not in NOT_NATIVE] + list(NATIVE_EXTRA)
 
 
+def _setting() -> str:
+    return os.environ.get("SPANVISOR_COMPILE", "").strip().lower()
+
+
+# The setuptools commands that build what is installed. Metadata commands
+# (egg_info, dist_info) need no extension; setuptools runs this file with
+# ``editable_wheel`` for ``pip install -e``, which stays pure.
+_BUILDS = frozenset({"bdist_wheel", "build", "build_ext", "install", "bdist"})
+
+
+def wanted() -> bool:
+    """Compile: a wheel by default, an editable install only when asked.
+    When pip asks for the build's requirements (``egg_info``) a wheel and an
+    editable install cannot be told apart, so mypy is asked for unless
+    SPANVISOR_COMPILE=0 (what ``make install`` sets)."""
+    setting = _setting()
+    if setting in ("0", "false", "no"):
+        return False
+    building = not _BUILDS.isdisjoint(sys.argv[1:])
+    if setting in ("1", "true", "yes"):
+        return building or "editable_wheel" in sys.argv
+    return building
+
+
 def ext_modules() -> list[object]:
-    if os.environ.get("SPANVISOR_COMPILE", "") not in ("1", "true", "yes"):
+    if not wanted():
         return []
     try:
         from mypyc.build import mypycify
     except ImportError:  # setup_requires brings mypy under pip's build isolation
-        print("spanvisor: SPANVISOR_COMPILE is set but mypyc is missing: building pure Python")
+        print("spanvisor: mypyc is missing: building pure Python")
         return []
-    exts = mypycify(native_paths(), opt_level="3", group_name="spanvisor")
+    try:
+        exts = mypycify(native_paths(), opt_level="3", group_name="spanvisor")
+    except (Exception, SystemExit) as exc:  # mypy found an error: the source still works
+        print(f"spanvisor: mypyc could not compile the tracker ({exc!r}): building pure Python")
+        return []
     for ext in exts:
         ext.optional = True  # no working compiler: warn and ship the pure-Python source
     return list(exts)
 
 
+# mypyc type-checks the compiled modules as `mypy --strict` does, so the
+# packages they import (and the rest of spanvisor they reach) must be there
+# at build time, where pip has not installed the dependencies yet.
+COMPILE_REQUIRES = ["mypy>=1.10", "opentelemetry-sdk>=1.40", "genai-prices>=0.2"]
+
 setup(
     ext_modules=ext_modules(),
-    setup_requires=["mypy>=1.10"] if os.environ.get("SPANVISOR_COMPILE", "") in ("1", "true", "yes") else [],
+    setup_requires=[] if _setting() in ("0", "false", "no") else COMPILE_REQUIRES,
 )

@@ -14,7 +14,12 @@ agent span:
    protobuf and OTLP/gRPC;
 4. two replicas sharing the 2 cores against one, in alternating rounds
    (``--rounds``), the median ratio: load from elsewhere on a shared machine
-   moves both sides of each round alike.
+   moves both sides of each round alike. Each side also says where the
+   machine's cores went while sending (/proc/stat: the servers, this load
+   generator, other work), and the rounds' median of spans per server
+   CPU-second, two against one: a ``serve`` is bound by its one GIL, so two
+   make 2x only when they get two cores, and this says whether the second
+   replica costs anything per span or was only short of a core.
 
 Every request carries fresh trace, span and task ids (a resent body would be
 dropped as duplicates and measure nothing). Bodies are made before the clock
@@ -67,6 +72,21 @@ def rate(fn, n_spans: int, seconds: float = 1.5) -> float:  # type: ignore[no-un
         fn()
         k += 1
     return k * n_spans / (time.perf_counter() - t0)
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, over all cores
+    (/proc/stat): what other work on a shared machine left to the run."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    hz = os.sysconf("SC_CLK_TCK")
+    return (sum(fields) - idle) / hz, sum(fields) / hz
+
+
+def own_cpu() -> float:
+    """This process's CPU so far (every thread: the load generator)."""
+    t = os.times()
+    return t.user + t.system
 
 
 def cpu_seconds(pid: int) -> float:
@@ -221,6 +241,8 @@ class Run:
         target = self.http_client if kind == "http" else self.grpc_client
         threads = [threading.Thread(target=target, args=(i, servers[i % len(servers)])) for i in range(self.clients)]
         cpu0 = sum(cpu_seconds(s.proc.pid) for s in servers)
+        busy0, total0 = machine_busy()
+        own0 = own_cpu()
         t0 = time.monotonic()
         self.stop_at = t0 + self.seconds
         for t in threads:
@@ -228,6 +250,9 @@ class Run:
         for t in threads:
             t.join()
         sent_s = time.monotonic() - t0
+        busy1, total1 = machine_busy()
+        own1 = own_cpu()
+        cpu_sending = sum(cpu_seconds(s.proc.pid) for s in servers) - cpu0
         # Tracked: until every accepted span has left the inbox (bounded wait).
         while time.monotonic() - t0 < self.seconds * 20 and any(s.inbox_depth() > 0 for s in servers):
             time.sleep(0.05)
@@ -240,6 +265,11 @@ class Run:
             "cpu_us": 1e6 * cpu / max(1, acked),
             "refused": sum(self.refused),
             "spans": acked,
+            # While sending, in cores: the whole machine busy (of os.cpu_count()),
+            # this load generator, and the servers.
+            "busy_cores": (busy1 - busy0) / max(1e-9, total1 - total0) * (os.cpu_count() or 1),
+            "client_cores": (own1 - own0) / sent_s,
+            "server_cores": cpu_sending / sent_s,
         }
 
 
@@ -307,6 +337,7 @@ def main() -> None:
         print(f"\n  two replicas against one, OTLP/HTTP, {a.rounds} alternating rounds of {a.seconds / 2:g} s:")
         for m in mixes:
             ratios = []
+            per_cpu = []
             for _ in range(a.rounds):
                 pair = []
                 for n in (1, 2):
@@ -314,12 +345,26 @@ def main() -> None:
                     first += made
                     pair.append(r)
                 ratios.append(pair[1]["tracked"] / pair[0]["tracked"])
+                per_cpu.append(pair[0]["cpu_us"] / pair[1]["cpu_us"])
                 print(
                     f"    {m.name:<5} one {pair[0]['tracked']:>8,.0f}, two {pair[1]['tracked']:>8,.0f} spans/s tracked: "
                     f"{ratios[-1]:.2f}x ({int(pair[1]['refused'])} refusals)",
                     flush=True,
                 )
+                # Where the cores went while sending: two GIL-bound servers need
+                # two cores, which the load generator and others' work share.
+                for n, r in zip((1, 2), pair, strict=True):
+                    print(
+                        f"      {n} replica(s), while sending: machine {r['busy_cores']:.2f} of {os.cpu_count()} cores "
+                        f"busy: servers {r['server_cores']:.2f}, load generator {r['client_cores']:.2f}, "
+                        f"other work {r['busy_cores'] - r['server_cores'] - r['client_cores']:.2f}",
+                        flush=True,
+                    )
             print(f"  {m.name}: two replicas / one, median of {len(ratios)} rounds = {statistics.median(ratios):.2f}")
+            # Spans per server CPU-second, two replicas against one: 1.0 when a
+            # second replica costs nothing per span (no shared state to pay
+            # for), so the ratio above is the cores the servers were given.
+            print(f"  {m.name}: spans per server CPU-second, two / one, median = {statistics.median(per_cpu):.2f}")
     finally:
         for srv in servers:
             srv.stop()

@@ -48,3 +48,17 @@ def test_tiered_or_odd_prices_are_not_flat() -> None:
     assert odd is not None and odd[0] is None  # the Decimal sum, every call
     negative = flat_prices(SimpleNamespace(input_mtok=Decimal(-2)))
     assert negative is not None and dollars(negative, 1_000_000, 0, 0, 0) == -2.0
+
+
+def test_a_warmed_pricer_prices_as_a_cold_one() -> None:
+    """serve warms its pricer before it is ready (the genai-prices import
+    stalled the first model call): warming caches no rate a call would then
+    read, so every price is the one a cold pricer gives."""
+    from spanvisor.tracking.prices import Pricer
+
+    warm, cold = Pricer(), Pricer()
+    warm.warm()
+    end_ns = 1_760_000_000 * 10**9
+    for model, provider in (("gpt-4o", "openai"), ("claude-sonnet-4-5", "anthropic"), ("no-such-model", None)):
+        attrs = {"gen_ai.system": provider} if provider else {}
+        assert warm.price(attrs, model, 1234, 56, end_ns) == cold.price(attrs, model, 1234, 56, end_ns)

@@ -84,6 +84,24 @@ def test_rate_is_what_drained_lately_and_none_when_idle() -> None:
     assert never_stale.per_s() == pytest.approx(100, rel=0.05)
 
 
+def test_timed_work_counts_from_its_start_after_idling() -> None:
+    """A sink's batch says when its export began: the first batches after a
+    start (or an idle spell) give a rate at once, so admission has an
+    estimate while the sink's queue is first filling, rather than none."""
+    clock = Clock()
+    untimed, timed = Rate(clock=clock), Rate(clock=clock)
+    began = clock.t
+    clock.t += 0.3  # one batch of 300 took 0.3 s
+    untimed.add(300)
+    timed.add(300, began)
+    assert untimed.per_s() is None  # how long those took is unknown
+    assert timed.per_s() == pytest.approx(1000, rel=0.05)
+    # A start time after now (another clock) is not believed.
+    odd = Rate(clock=clock)
+    odd.add(300, clock.t + 5)
+    assert odd.per_s() is None
+
+
 def test_retry_after_is_whole_seconds_never_early_and_bounded(tmp_path: Path) -> None:
     assert Refusal("x", 0.2).retry_after_header == "1"
     assert Refusal("x", 1.0).retry_after_header == "1"

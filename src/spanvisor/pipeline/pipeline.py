@@ -224,6 +224,10 @@ class Pipeline:
 
     async def _when_started(self) -> None:
         await asyncio.gather(*(w.started.wait() for w in self._workers))
+        if self.path == "receiver":
+            # Ready means ready to track at full pace: the price tables are
+            # imported now, not by the first model call on the pump.
+            await asyncio.to_thread(self.tracker.settings.pricer.warm)
         install_redaction()  # sinks' modules create their loggers lazily
         self._ready.set()
 

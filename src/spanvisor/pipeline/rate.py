@@ -35,13 +35,21 @@ class Rate:
         self._last = 0.0
         self._rate = 0.0
 
-    def add(self, n: int) -> None:
+    def add(self, n: int, started: float | None = None) -> None:
+        """``n`` more items done; ``started``: when the work on them began
+        (this clock), if known, e.g. a sink's export call."""
         now = self._clock()
         if self._since is None or now - self._last > STALE_S:
             # First work after idling: measure from here, not from the idle
-            # start; how long these n took is unknown, so they do not count.
-            self._since, self._count, self._last = now, 0, now
-            return
+            # start; how long these n took is unknown, so they do not count,
+            # unless the caller timed them. A durable sink's first batches
+            # are what admission waits on right after a start: without
+            # them a sink that had filled its queue in the first second had
+            # no rate, and every request waited its whole wait for nothing.
+            if started is None or not started <= now:
+                self._since, self._count, self._last = now, 0, now
+                return
+            self._since, self._count = started, 0
         self._count += n
         self._last = now
         dt = now - self._since

@@ -241,6 +241,7 @@ class SinkWorker:
         while True:
             error = ""
             t0 = time.perf_counter()
+            began = time.monotonic()  # the delivery rate's clock
             try:
                 result = await self.sink.export(part)
             except Exception as exc:
@@ -259,7 +260,7 @@ class SinkWorker:
             self.stats.inc("sink_deliveries_total", sink=self.name, outcome=getattr(result, "value", str(result)))
             if result is SinkResult.SUCCESS or result is SinkResult.FAILURE:
                 self._hold.answers += 1
-                self._delivered.add(len(part))
+                self._delivered.add(len(part), began)
                 if result is SinkResult.FAILURE:
                     self.stats.drop(
                         "sink_failure", len(part), sink=self.name, detail=f"sink {self.name} rejected a batch"

@@ -70,6 +70,15 @@ class Pricer:
         provider = sz.name(cv.provider(attrs), "provider", [])
         return self._genai_prices(model, provider, t_in, read, write, t_out, end_ns)
 
+    def warm(self) -> None:
+        """Import genai-prices and price one call now, off the hot path: for
+        a receiver, before it accepts spans (its first model call otherwise
+        stalls the pipeline thread ~0.3 s on the import). Never in an agent."""
+        try:
+            self._calc_price("gpt-4o", "openai", 1, 0, 0, 1, 0)
+        except Exception as exc:  # pricing then says why on its first call
+            log.debug("genai-prices warm-up: %s", exc)
+
     def _configured(self, model: str) -> Price | None:
         name = model.lower()
         return next((p for k, p in self._overrides if name.startswith(k)), None)
