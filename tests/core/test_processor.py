@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -281,8 +282,22 @@ def test_alone_the_hooks_hand_spans_over_as_they_are_and_count_a_full_inbox() ->
     """No other processor, nothing stamped: each hook is one bounded append
     of the span as it is (the pipeline's thread finds its task), and what a
     full inbox refuses is counted, never raised into the agent."""
-    pipeline = Pipeline(_config(SPANVISOR_INBOX_SIZE="4"), [InMemorySink()])  # never started: nothing drains
-    processor = SpanvisorSpanProcessor(pipeline=pipeline)
+    pipeline = Pipeline(_config(SPANVISOR_INBOX_SIZE="4"), [InMemorySink()])
+    processor = SpanvisorSpanProcessor(pipeline=pipeline)  # starts the pipeline
+    # The pipeline's loop held while the hooks run, so nothing drains the
+    # inbox meanwhile; released (and the pipeline shut down) at the end.
+    held, gate = threading.Event(), threading.Event()
+    assert pipeline._loop is not None
+    pipeline._loop.call_soon_threadsafe(lambda: (held.set(), gate.wait(30)))
+    assert held.wait(10)
+    try:
+        _fill_a_small_inbox(processor, pipeline)
+    finally:
+        gate.set()
+        pipeline.shutdown(2.0)
+
+
+def _fill_a_small_inbox(processor: SpanvisorSpanProcessor, pipeline: Pipeline) -> None:
     provider = TracerProvider(shutdown_on_exit=False)
     provider.add_span_processor(processor)
     tracer = provider.get_tracer("agent")

@@ -60,14 +60,19 @@ _SEVERITY: dict[Any, int] = {s: s.value for s in SeverityNumber}
 _new = tuple.__new__  # LogIn's own __new__ is Python code, twice the cost
 
 
-def log_in(record: ReadableLogRecord | ReadWriteLogRecord, spans: Any = None) -> LogIn:
-    """The fields a tail needs of an SDK log record, by reference. ``spans``:
-    the span processor's open task spans by id, when known."""
+def log_in(record: ReadableLogRecord | ReadWriteLogRecord, spans: Any = None, traces: Any = None) -> LogIn:
+    """The fields a tail needs of an SDK log record, by reference. ``spans``
+    and ``traces``: the span processor's open task spans by span id and the
+    traces of its open task roots by trace id, when known (a record of
+    either is a task's, of neither is none's)."""
     r = record.log_record
     sev = r.severity_number
     n = _SEVERITY.get(sev, 0) if sev is not None else severity_of(r.severity_text)
     scope = record.instrumentation_scope
     sid = r.span_id
+    in_task: bool | None = None
+    if spans is not None and sid:
+        in_task = sid in spans or (traces is not None and r.trace_id in traces)
     return _new(
         LogIn,
         (
@@ -78,7 +83,7 @@ def log_in(record: ReadableLogRecord | ReadWriteLogRecord, spans: Any = None) ->
             r.severity_text,
             scope.name if scope is not None else None,
             clip(r.body),
-            (sid in spans) if spans is not None and sid else None,
+            in_task,
         ),
     )
 
@@ -116,8 +121,9 @@ class SpanvisorLogProcessor(LogRecordProcessor):
         # The span processor's open task spans: a record of one belongs to a
         # task even before the pipeline has heard of it (and one of a span
         # outside every task is dropped at once).
-        spans = getattr(source, "_open", None)
+        spans, traces = getattr(source, "_opened", None), getattr(source, "task_traces", None)
         self._spans: dict[int, Any] | None = spans if isinstance(spans, dict) else None
+        self._traces: dict[int, int] | None = traces if isinstance(traces, dict) else None
         self._errors = 0
 
     def on_emit(self, log_record: ReadWriteLogRecord) -> None:
@@ -126,7 +132,7 @@ class SpanvisorLogProcessor(LogRecordProcessor):
             if fact is not None:
                 self.pipeline.submit_live((fact,))
                 return
-            self._submit((log_in(log_record, self._spans),))
+            self._submit((log_in(log_record, self._spans, self._traces),))
         except Exception:  # never into the agent
             self._errors += 1
 

@@ -88,6 +88,9 @@ __all__ = ["SpanvisorSpanProcessor", "stamp_for"]  # stamp_for: where callers ha
 
 log = logging.getLogger("spanvisor.processor")
 
+# Open task roots' traces the log processor can look up (task_traces).
+MAX_TASK_TRACES = 10_000
+
 
 class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
     """Add to a TracerProvider: ``provider.add_span_processor(SpanvisorSpanProcessor())``.
@@ -108,6 +111,13 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
         # they are (until then).
         self._mine = Tasks()
         self._opened = self._mine.open  # read per span
+        # Traces whose possible task root started here, by trace id (the
+        # root's span id), while the root is open: what the log processor
+        # reads, on the agent's thread, to keep a record of a task the
+        # pipeline has not heard of yet. Written at a root's start (the
+        # hooks' slow path), removed when the pipeline's thread sees the root
+        # end; bounded.
+        self.task_traces: dict[int, int] = {}
         self._theirs = Tasks()
         # Stamps serve spans exported elsewhere (a Collector to `spanvisor
         # serve`): "auto" stamps a task when another processor can send its
@@ -159,6 +169,7 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
             except AttributeError:  # not the SDK's usual insides
                 d = span.attributes
             if d and not ROOT_KEYS.isdisjoint(d) and cv.is_root_candidate(d):
+                self._task_trace(span)
                 if self._starts_classifying(span):
                     self._on_start_classifying(span)
                 else:
@@ -228,6 +239,14 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
                 self._submit_end(got)
         except Exception:
             self._count("processor_errors_total")
+
+    def _task_trace(self, span: Span) -> None:
+        ctx = span._context
+        if ctx is not None:
+            traces = self.task_traces
+            traces[ctx.trace_id] = ctx.span_id
+            if len(traces) > MAX_TASK_TRACES:
+                traces.pop(next(iter(traces)), None)  # the oldest: a root that never ended
 
     def _hand_over(self, span: Any, replay: Any) -> None:
         if len(self._items) < self._inbox.limit:
@@ -305,7 +324,10 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
             ctx = span._context
             if ctx is None:
                 return None
-            out = end(self._theirs, span, ctx, self._theirs.open.pop(ctx.span_id, None), restore=True)
+            stamp = self._theirs.open.pop(ctx.span_id, None)
+            if stamp is not None and stamp.root_id == ctx.span_id and self.task_traces.get(ctx.trace_id) == ctx.span_id:
+                self.task_traces.pop(ctx.trace_id, None)
+            out = end(self._theirs, span, ctx, stamp, restore=True)
         except Exception:
             self._count("processor_errors_total")
             return None
