@@ -104,3 +104,26 @@ def test_an_ended_run_waiting_to_be_written_keeps_only_the_ids_of_its_view() -> 
     assert (p.view.task_id, p.view.run_id, p.view.agent_id, p.view.started_ns) == ("t1", "r1", "agent", 5)
     assert p.view.repo is None and p.view.model is None and p.view.step is None
     assert p.opened is None and p.gone == frozenset()
+
+
+def test_a_run_whose_listing_failed_is_listed_on_the_next_round() -> None:
+    """The run's record written, adding it to its task's list of runs failed:
+    the next round finds the record and still lists the run."""
+
+    async def go() -> None:
+        store = FailingStore("t5")  # the key of task t5's list of runs
+        sync, log = RunSync(TaskTracker(), lambda _: None), ControlLog(store)
+        sync.observe(_run("t5", "r5"))
+        try:
+            await sync.flush(log)
+        except OSError:
+            pass
+        else:
+            raise AssertionError("the failed listing was not reported")
+        assert runs.state_of(await log.record("t5", "r5")) == "finished"  # the record went in
+        store.bad_key = ""
+        await sync.flush(log)
+        assert not sync.pending
+        assert await log.runs_of("t5") == ["r5"]
+
+    asyncio.run(go())

@@ -65,6 +65,10 @@ class _Pending:
     gone: frozenset[str] = frozenset()
     outcome: str | None = None
     ended_ns: int = 0
+    # Its record was created but not yet added to its task's list of runs
+    # (the add failed after the record was written: the retry finds the
+    # record, so it must remember to add it).
+    unlisted: bool = False
 
 
 @dataclass(slots=True)
@@ -81,6 +85,16 @@ class RunSync:
         self._pending: dict[tuple[str, str], _Pending] = {}
         self._warned = False
         self._urgent = False
+        # One batch of writes at a time: a catch-up, a decision's own flush
+        # and a sweep run on the same loop, and two updates of one record in
+        # flight at once would each read the other's old value (the state
+        # store keeps the later write whole).
+        self._writing: asyncio.Lock | None = None
+
+    def _lock(self) -> asyncio.Lock:
+        if self._writing is None:
+            self._writing = asyncio.Lock()
+        return self._writing
 
     @property
     def pending(self) -> bool:
@@ -148,15 +162,17 @@ class RunSync:
             self._urgent = False
         keys = [k for k in self._pending if task_id is None or k[0] == task_id]
         while keys:
-            batch = self._side_by_side(keys)
-            keys = keys[len(batch) :]
-            pending = [(k, p) for k in batch if (p := self._pending.pop(k, None)) is not None]
-            done = await asyncio.gather(*(self._write(log, p) for _, p in pending), return_exceptions=True)
-            failed = [(k, p, e) for (k, p), e in zip(pending, done, strict=True) if isinstance(e, BaseException)]
-            for k, p, _ in reversed(failed):
-                self._merge_back(k, p)
-            if failed:
-                raise failed[0][2]
+            # Locked a batch at a time, not the whole flush: a decision's own
+            # flush waits for one batch of a long catch-up, not all of it.
+            async with self._lock():
+                batch = self._side_by_side(keys)
+                keys = keys[len(batch) :]
+                pending = [(k, p) for k in batch if (p := self._pending.pop(k, None)) is not None]
+                done = await asyncio.gather(*(self._write(log, p) for _, p in pending), return_exceptions=True)
+                failed = [(k, p, e) for (k, p), e in zip(pending, done, strict=True) if isinstance(e, BaseException)]
+                if failed:
+                    self._merge_back([(k, p) for k, p, _ in failed])
+                    raise failed[0][2]
 
     def _side_by_side(self, keys: list[tuple[str, str]]) -> list[tuple[str, str]]:
         """The first runs of ``keys`` that may be written at once: each write
@@ -177,15 +193,21 @@ class RunSync:
             tasks.add(key[0])
         return batch
 
-    def _merge_back(self, key: tuple[str, str], p: _Pending) -> None:
-        later = self._pending.pop(key, None)
-        if later is not None:
-            p.view = later.view
-            if later.opened:
-                p.opened = {**(p.opened or {}), **later.opened}
-            p.gone |= later.gone
-            p.outcome, p.ended_ns = later.outcome or p.outcome, later.ended_ns or p.ended_ns
-        self._pending = {key: p, **self._pending}
+    def _merge_back(self, failed: list[tuple[tuple[str, str], _Pending]]) -> None:
+        """Runs whose write failed go back first, with what was seen of them
+        meanwhile: one rebuild of the waiting runs, however many failed (a
+        rebuild per run blocked the loop for a backlog of tens of thousands)."""
+        back: dict[tuple[str, str], _Pending] = {}
+        for key, p in failed:
+            later = self._pending.pop(key, None)
+            if later is not None:
+                p.view = later.view
+                if later.opened:
+                    p.opened = {**(p.opened or {}), **later.opened}
+                p.gone |= later.gone
+                p.outcome, p.ended_ns = later.outcome or p.outcome, later.ended_ns or p.ended_ns
+            back[key] = p
+        self._pending = {**back, **self._pending}
 
     async def _write(self, log: ControlLog, p: _Pending) -> None:
         v = p.view
@@ -210,7 +232,10 @@ class RunSync:
 
         fresh, closed = await log.update(NAMESPACE, runs.run_key(v.task_id, v.run_id), change)
         if fresh:
+            p.unlisted = True
+        if p.unlisted:
             await log.add_run(v.task_id, v.run_id, v.started_ns)
+            p.unlisted = False
         if opened and p.outcome is None:
             await log.list_open(v.task_id, v.run_id, v.agent_id, opened)
         if closed or p.gone:
@@ -219,6 +244,10 @@ class RunSync:
     async def sweep(self, log: ControlLog) -> None:
         """Close the requests whose timeout has passed (or whose run ended),
         everywhere; drop what is no longer open from the open list."""
+        async with self._lock():  # not beside a flush's writes of the same records
+            await self._sweep(log)
+
+    async def _sweep(self, log: ControlLog) -> None:
         now = time.time_ns()
         done: set[tuple[str, str]] = set()
         for item in await log.open_list():
