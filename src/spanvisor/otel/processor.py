@@ -69,6 +69,7 @@ reads it; on the pipeline's thread otherwise, before the tracker reads it.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -117,7 +118,13 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
         # pipeline has not heard of yet. Written at a root's start (the
         # hooks' slow path), removed when the pipeline's thread sees the root
         # end; bounded.
-        self.task_traces: dict[int, int] = {}
+        self.task_traces: OrderedDict[int, int] = OrderedDict()
+        # Spans whose end a full inbox refused: the pipeline's thread still
+        # closes them in its classification (as the hooks did when they
+        # classified: the end is lost, not the bookkeeping), or its map of
+        # open spans would keep them for good. Bounded (the inbox's size or
+        # MAX_TASK_TRACES, the larger).
+        self._lost: deque[Any] = deque(maxlen=max(self.pipeline._inbox.size, MAX_TASK_TRACES))
         self._theirs = Tasks()
         # Stamps serve spans exported elsewhere (a Collector to `spanvisor
         # serve`): "auto" stamps a task when another processor can send its
@@ -169,11 +176,11 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
             except AttributeError:  # not the SDK's usual insides
                 d = span.attributes
             if d and not ROOT_KEYS.isdisjoint(d) and cv.is_root_candidate(d):
-                self._task_trace(span)
                 if self._starts_classifying(span):
                     self._on_start_classifying(span)
                 else:
                     self._hand_over(StartedRoot(span, attrs_now(span)), self._replay_start_)
+                self._task_trace(span)
             elif len(self._items) < self._inbox.limit:
                 self._append(("raw", self._replay_start_, span))
             else:
@@ -187,6 +194,7 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
                 self._append(("raw", self._replay_end_, span))
             else:
                 self._drop()
+                self._lost.append(span)
         except Exception:
             self._count("processor_errors_total")
 
@@ -241,18 +249,26 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
             self._count("processor_errors_total")
 
     def _task_trace(self, span: Span) -> None:
-        ctx = span._context
-        if ctx is not None:
-            traces = self.task_traces
-            traces[ctx.trace_id] = ctx.span_id
-            if len(traces) > MAX_TASK_TRACES:
-                traces.pop(next(iter(traces)), None)  # the oldest: a root that never ended
+        """Its trace has an open task root now (for the log processor). The
+        first root of a trace keeps it (a nested one does not take it over);
+        the oldest goes past the bound (a root whose end never came)."""
+        try:
+            ctx = span._context
+            if ctx is not None:
+                traces = self.task_traces
+                traces.setdefault(ctx.trace_id, ctx.span_id)
+                if len(traces) > MAX_TASK_TRACES:
+                    traces.popitem(last=False)
+        except Exception:  # the log tails' hint only; the span went over already
+            self._count("processor_errors_total")
 
     def _hand_over(self, span: Any, replay: Any) -> None:
         if len(self._items) < self._inbox.limit:
             self._append(("raw", replay, span))
         else:
             self._drop()
+            if replay is self._replay_end_:
+                self._lost.append(span)
 
     def _starts_classifying(self, span: Span) -> bool:
         """At a possible task root: whether its task's spans must be known on
@@ -314,10 +330,32 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
             else:
                 span, attrs = got, None
             out = start(self._theirs, span, span._parent, attrs, _never, self._drop, got)
+            if self._lost and not self._items:
+                self._settle_lost()
         except Exception:  # a hook's error, caught where the hook's work now runs
             self._count("processor_errors_total")
             return None
         return ("start", out) if out is not None and out is not UNKNOWN else None
+
+    def _settle_lost(self) -> None:
+        """Close in the classification the spans whose end was refused, once
+        the inbox is empty: every start handed over before the refusal has
+        been replayed by then (a span whose start was refused too is not
+        open, and nothing is left of it)."""
+        lost = self._lost
+        while lost:
+            span = lost.popleft()
+            ctx = span._context
+            if ctx is not None and ctx.span_id in self._theirs.open:
+                self._close(span)
+
+    def _close(self, span: Any) -> None:
+        ctx = span._context
+        stamp = self._theirs.open.pop(ctx.span_id, None)
+        if stamp is not None:
+            if stamp.root_id == ctx.span_id and self.task_traces.get(ctx.trace_id) == ctx.span_id:
+                self.task_traces.pop(ctx.trace_id, None)
+            end(self._theirs, span, ctx, stamp, restore=False)  # what it returns was refused
 
     def _replay_end(self, span: Any) -> tuple[str, Any] | None:
         try:
@@ -328,6 +366,8 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
             if stamp is not None and stamp.root_id == ctx.span_id and self.task_traces.get(ctx.trace_id) == ctx.span_id:
                 self.task_traces.pop(ctx.trace_id, None)
             out = end(self._theirs, span, ctx, stamp, restore=True)
+            if self._lost and not self._items:
+                self._settle_lost()
         except Exception:
             self._count("processor_errors_total")
             return None
