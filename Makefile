@@ -5,15 +5,14 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 SRC    := src plugins tests benchmarks
 
-.PHONY: install demo demo-serve test lint typecheck unit bench compiled test-compiled clean
+.PHONY: install demo demo-serve test lint typecheck unit bench wheel compiled test-compiled clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "spanvisor needs Python 3.11+, found " + sys.version.split()[0])'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "installing spanvisor and its dev tools into $(VENV) …"
 	@$(BIN)/python -m pip install -q --disable-pip-version-check -U pip
-	@# Editable, so pure Python (edits take effect); SPANVISOR_COMPILE=0 spares
-	@# the build environment mypy, which only a compiled wheel needs (setup.py).
+	@# Editable, so pure Python: edits take effect (setup.py).
 	@SPANVISOR_COMPILE=0 $(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev]"
 	@rm -f $(VENV)/.installed-*
 	@touch $@
@@ -54,8 +53,13 @@ bench: $(STAMP)
 	  timeout $(BENCH_TIMEOUT) $(BIN)/python -u $$b || { echo "== $$b failed or ran past $(BENCH_TIMEOUT) s"; exit 1; }; \
 	done; echo "== all $$total benchmarks done in $$(( $$(date +%s) - start )) s"
 
-# The compiled tracker (setup.py: a wheel compiles by default, an editable
-# install never): the wheel built with mypyc into build/compiled/site, used ahead of the editable source
+# The wheel to publish: the tracker compiled with mypyc where a C compiler
+# works (setup.py, SPANVISOR_COMPILE=1), pure Python otherwise; into dist/.
+wheel: $(STAMP)
+	SPANVISOR_COMPILE=1 $(BIN)/python -m pip wheel -q --disable-pip-version-check --no-deps -w dist .
+
+# The compiled tracker (setup.py, SPANVISOR_COMPILE=1): the wheel built with
+# mypyc into build/compiled/site, used ahead of the editable source
 # (PYTHONPATH) by the same venv; the source tree and `make install` stay pure
 # Python. test-compiled runs the core suite and the golden run against it
 # (about 1 min to compile and 3 to test on 2 cores; not part of `make test`).

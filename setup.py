@@ -1,15 +1,17 @@
-"""The compiled tracker: a wheel built from this source (``pip wheel .``,
-``pip install .``, ``python -m build``) compiles the tracker's modules with
-mypyc where a C compiler works; an editable install (``make install``,
-``pip install -e .``) stays pure Python, so an edit takes effect at once.
+"""The compiled tracker: ``SPANVISOR_COMPILE=1`` compiles the tracker's
+modules with mypyc where a C compiler works; the wheels the project
+publishes are built that way (``make wheel``), as black's and mypy's are.
+Any other build is pure Python: a plain ``pip install .`` or ``pip install
+-e .`` needs neither mypy nor a compiler (an offline build from a
+wheelhouse works), and an editable install stays pure so an edit takes
+effect at once.
 
-``SPANVISOR_COMPILE=0`` builds pure Python (and does not ask for mypy);
-``SPANVISOR_COMPILE=1`` compiles an editable install too (nothing uses
-that). The compiled modules are the same source: the wheel holds the
-``.py`` files beside the extension modules, and Python imports an extension
-first. Where no C compiler works, each extension is optional: the build
-warns and the wheel is pure Python. Everything else about the package is in
-``pyproject.toml``. Measured: docs/performance.md, "A compiled tracker".
+The compiled modules are the same source: the wheel holds the ``.py``
+files beside the extension modules, and Python imports an extension first.
+Where no C compiler works, each extension is optional: the build warns and
+the wheel is pure Python; a mypy error also falls back to pure Python.
+Everything else about the package is in ``pyproject.toml``. Measured:
+docs/performance.md, "A compiled tracker".
 """
 
 from __future__ import annotations
@@ -47,24 +49,18 @@ def _setting() -> str:
     return os.environ.get("SPANVISOR_COMPILE", "").strip().lower()
 
 
-# The setuptools commands that build what is installed. Metadata commands
-# (egg_info, dist_info) need no extension; setuptools runs this file with
-# ``editable_wheel`` for ``pip install -e``, which stays pure.
-_BUILDS = frozenset({"bdist_wheel", "build", "build_ext", "install", "bdist"})
+# The setuptools commands that build what is installed (metadata commands,
+# egg_info and dist_info, need no extension); ``editable_wheel`` is
+# ``pip install -e``.
+_BUILDS = frozenset({"bdist_wheel", "build", "build_ext", "install", "bdist", "editable_wheel"})
 
 
 def wanted() -> bool:
-    """Compile: a wheel by default, an editable install only when asked.
-    When pip asks for the build's requirements (``egg_info``) a wheel and an
-    editable install cannot be told apart, so mypy is asked for unless
-    SPANVISOR_COMPILE=0 (what ``make install`` sets)."""
-    setting = _setting()
-    if setting in ("0", "false", "no"):
-        return False
-    building = not _BUILDS.isdisjoint(sys.argv[1:])
-    if setting in ("1", "true", "yes"):
-        return building or "editable_wheel" in sys.argv
-    return building
+    """Compile only when asked (SPANVISOR_COMPILE=1) and building: pip asks
+    for a build's requirements before it says which build it is, so a
+    default that compiled would make every build from source fetch mypy
+    (and fail offline)."""
+    return _setting() in ("1", "true", "yes") and not _BUILDS.isdisjoint(sys.argv[1:])
 
 
 def ext_modules() -> list[object]:
@@ -92,5 +88,5 @@ COMPILE_REQUIRES = ["mypy>=1.10", "opentelemetry-sdk>=1.40", "genai-prices>=0.2"
 
 setup(
     ext_modules=ext_modules(),
-    setup_requires=[] if _setting() in ("0", "false", "no") else COMPILE_REQUIRES,
+    setup_requires=COMPILE_REQUIRES if _setting() in ("1", "true", "yes") else [],
 )
