@@ -60,16 +60,16 @@ class CodecError(ValueError):
     pass
 
 
-def _artifact_to_dict(a: Artifact) -> dict[str, Any]:
+def artifact_to_dict(a: Artifact) -> dict[str, Any]:
     return {"name": a.name, "uri": a.uri, "kind": a.kind}
 
 
-def _plain(value: Any) -> Any:
+def plain_value(value: Any) -> Any:
     """A value object (or a tuple of them) as JSON-safe dicts and lists."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: plain_value(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, tuple | list):
-        return [_plain(x) for x in value]
+        return [plain_value(x) for x in value]
     return value
 
 
@@ -78,11 +78,11 @@ def _view_to_dict(v: TaskView) -> dict[str, Any]:
     for f in dataclasses.fields(v):
         value = getattr(v, f.name)
         if f.name == "artifacts":
-            value = [_artifact_to_dict(a) for a in value]
+            value = [artifact_to_dict(a) for a in value]
         elif f.name == "steps":
             value = list(value)
         elif f.name in _VIEW_ITEMS:
-            value = _plain(value)
+            value = plain_value(value)
         out[f.name] = value
     return out
 
@@ -95,11 +95,11 @@ def event_to_dict(event: Event) -> dict[str, Any]:
         if f.name == "task":
             value = _view_to_dict(value)
         elif f.name == "artifact":
-            value = _artifact_to_dict(value)
+            value = artifact_to_dict(value)
         elif f.name == "added_artifacts":
-            value = [_artifact_to_dict(a) for a in value]
+            value = [artifact_to_dict(a) for a in value]
         elif f.name in ("decision", "log_tail", "request"):
-            value = _plain(value)
+            value = plain_value(value)
         elif f.name in ("notes", "changed", "outliers"):
             value = list(value)
         elif f.name == "attributes":
@@ -337,4 +337,12 @@ def event_from_dict(d: Mapping[str, Any]) -> Event:
     return event
 
 
-__all__ = ["CODEC_VERSION", "EVENT_TYPES", "CodecError", "event_from_dict", "event_to_dict"]
+__all__ = [
+    "CODEC_VERSION",
+    "EVENT_TYPES",
+    "CodecError",
+    "artifact_to_dict",
+    "event_from_dict",
+    "event_to_dict",
+    "plain_value",
+]

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
-from spanvisor.codec import EVENT_TYPES
+from spanvisor.codec import EVENT_TYPES, artifact_to_dict, plain_value
 from spanvisor.events import Event, HumanIntervention
 from spanvisor.stream.body import _COMMON, SCHEMA_VERSION, _snake, body, encode, rfc3339, task_json
 
@@ -34,23 +34,14 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
 _ENVELOPE = ("type", "v", "event_id", "task_id", "run_id", "seq", "time", "notes", "task")
 
 
-def _plain(value: Any) -> Any:
-    """As the codec writes a value object (or a tuple of them)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, tuple | list):
-        return [_plain(x) for x in value]
-    return value
-
-
 def _as_codec(name: str) -> Callable[[Any], Any]:
     """The codec's conversion of a kind's field (codec.event_to_dict)."""
     if name == "artifact":
-        return lambda a: {"name": a.name, "uri": a.uri, "kind": a.kind}
+        return artifact_to_dict
     if name == "added_artifacts":
-        return lambda xs: [{"name": a.name, "uri": a.uri, "kind": a.kind} for a in xs]
+        return lambda xs: [artifact_to_dict(a) for a in xs]
     if name in ("decision", "log_tail", "request"):
-        return _plain
+        return plain_value
     if name in ("notes", "changed", "outliers"):
         return list
     if name == "attributes":
