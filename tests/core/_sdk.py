@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry.sdk.trace import TracerProvider
@@ -34,13 +33,3 @@ class Agent:
 
     def close(self, timeout_s: float = 2.0) -> None:
         self.processor.pipeline.shutdown(timeout_s)
-
-
-def wait_for(cond: Callable[[], Any], timeout: float = 20.0, what: str = "a condition") -> Any:
-    """``cond()``'s first true value, polled; fails past ``timeout`` (a hang guard)."""
-    deadline = time.monotonic() + timeout
-    while not (value := cond()):
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.02)
-    return value

@@ -17,8 +17,9 @@ from spanvisor.agent import ApprovalDecision, CancelRequested, TaskHandle, task
 from spanvisor.control import hub
 from spanvisor.events import Checkpoint, Decision, HumanIntervention, TaskFinished
 from spanvisor.testing import InMemorySink
+from tests.receiver.conftest import wait_for
 
-from ._sdk import Agent, wait_for
+from ._sdk import Agent
 
 
 def decide(action: str, task_id: str, approval_id: str | None = None, actor: str = "alice", **kw: Any) -> Any:

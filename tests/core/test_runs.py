@@ -18,9 +18,10 @@ from spanvisor.control import hub
 from spanvisor.events import ContextWarning, Decision, HumanIntervention, TaskFinished, TaskStarted
 from spanvisor.spans import conventions as cv
 from spanvisor.testing import InMemorySink
+from tests.receiver.conftest import wait_for
 
 from ._invariants import check_stream
-from ._sdk import Agent, wait_for
+from ._sdk import Agent
 
 
 def decide(action: str, task_id: str, actor: str = "alice") -> Any:
