@@ -2,7 +2,9 @@
 
 ``publish`` inserts this replica's items into ``stream_events`` (migration
 0011) under a transaction-scoped advisory lock and notifies the
-``spanvisor_events`` channel: the lock makes sequence order commit order,
+``spanvisor_events`` channel, in the PostgreSQL sink's transaction when
+that sink runs in the same pipeline (:mod:`spanvisor_postgres.streamrows`)
+and in one of its own otherwise: the lock makes sequence order commit order,
 so a reader that has seen position N has seen all below it. Every replica
 (this one too) listens on a connection of its own and, on a notification or
 at the latest every second (a lost notification, a reconnect), reads the
@@ -33,29 +35,19 @@ from spanvisor.stream.ring import Item
 from spanvisor.stream.settings import value
 
 from .db import Database, close_listener, open_shared, release_shared, shared_pool
+from .streamrows import CHANNEL, SHARED_KEY, StreamRows, write_rows
 
 if TYPE_CHECKING:
     from spanvisor.config import Config
 
-CHANNEL = "spanvisor_events"
-# An arbitrary constant naming "the event stream's writers" among advisory locks.
-LOCK_KEY = 0x5350_5354_5245_414D & 0x7FFF_FFFF_FFFF_FFFF
 POLL_S = 1.0
 PRUNE_EVERY_S = 60.0
 PAGE = 1000
+# How long a batch offered to the audit writer's transaction waits to be
+# taken before the feed writes it itself (the writer idle or degraded).
+CARRY_WAIT_S = 0.5
 log = logging.getLogger("spanvisor.postgres")
 
-# One statement a batch (arrays unnested in order), not one a row: a
-# batch's rows keep their order in the sequence and the lock is held for one
-# round trip.
-_INSERT = """
-INSERT INTO stream_events (event_id, kind, task_id, agent_id, status, data, replica)
-SELECT e, k, t, a, s, d, $7
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
-    WITH ORDINALITY AS u(e, k, t, a, s, d, n)
-ORDER BY n
-ON CONFLICT (event_id) DO NOTHING
-"""
 _AFTER = """
 SELECT pos, event_id, kind, task_id, agent_id, status, data FROM stream_events
 WHERE pos > $1 ORDER BY pos LIMIT $2
@@ -123,12 +115,9 @@ class PostgresEventFeed:
             [i.data.decode("ascii") for i in items],
         )
         try:
-            async with pool.acquire() as conn, conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
-                await conn.execute(_INSERT, *columns, self._replica)
-                # Sent at commit: the other replicas read the rows at once
-                # instead of at their next poll.
-                await conn.execute("SELECT pg_notify($1, '')", CHANNEL)
+            if not await self._carried(columns):
+                async with pool.acquire() as conn, conn.transaction():
+                    await write_rows(conn, columns, self._replica)
         except asyncpg.DataError:  # the batch's own values: the worker isolates the event
             raise
         except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:  # the database: the sink retries
@@ -136,6 +125,19 @@ class PostgresEventFeed:
             return False
         self._notified.set()  # this replica reads its own rows back at once
         return True
+
+    async def _carried(self, columns: Sequence[list[Any]]) -> bool:
+        """True when the audit writer's transaction committed the batch."""
+        carrier: StreamRows | None = self._shared.get(SHARED_KEY)
+        if carrier is None:  # no PostgreSQL sink in this pipeline
+            return False
+        offer = carrier.offer(columns, self._replica)
+        try:
+            return await asyncio.wait_for(asyncio.shield(offer.done), CARRY_WAIT_S)
+        except TimeoutError:
+            if carrier.withdraw(offer):
+                return False
+            return await offer.done  # taken meanwhile: its transaction decides
 
     async def since(self, after: int, limit: int) -> list[tuple[int, Item]] | None:
         pool = await shared_pool(self._db, self._shared)

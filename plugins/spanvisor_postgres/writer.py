@@ -2,7 +2,8 @@
 
 One transaction per batch: task states upserted forward-only, timeline rows
 inserted ``ON CONFLICT (event_id) DO NOTHING`` (interventions on their
-intervention id, log tails on ``(task_id, pos)``). Three ways, measured by
+intervention id, log tails on ``(task_id, pos)``), and the event stream's
+rows waiting for it (:mod:`spanvisor_postgres.streamrows`). Three ways, measured by
 ``benchmarks/bench_postgres.py``:
 
 * ``copy`` (the default): COPY into session temp tables, then one
@@ -40,6 +41,7 @@ from spanvisor.events import Event
 from .batch import batch_rows
 from .humanrows import INTERVENTION_COLUMNS, LOG_COLUMNS
 from .rows import ARTIFACT_COLUMNS, CHECKPOINT_COLUMNS, TASK_COLUMNS
+from .streamrows import Offer, StreamRows, settle, write_taken
 
 log = logging.getLogger("spanvisor.postgres")
 
@@ -223,10 +225,16 @@ def _columns(records: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
 
 
 async def _write_rows(
-    conn: Any, events: Sequence[Event], method: WriteMethod, one: str | None = None, staged: bool = False
+    conn: Any,
+    events: Sequence[Event],
+    method: WriteMethod,
+    one: str | None = None,
+    staged: bool = False,
+    carry: StreamRows | None = None,
 ) -> None:
     """``one``: the one-statement write (:func:`unnest_statement`), for
-    ``unnest``; ``staged``: the temp tables exist on ``conn``."""
+    ``unnest``; ``staged``: the temp tables exist on ``conn``; ``carry``: the
+    event stream's batches waiting to be written in this transaction."""
     rows = batch_rows(events)
     if method == "unnest" and one is not None:
         args: list[list[Any]] = []
@@ -234,17 +242,27 @@ async def _write_rows(
             args.extend(_columns(records, len(columns)))
         await conn.execute(one, *args)
         return
-    async with conn.transaction():
-        for (table, _, _), records in zip(TABLES, rows.tables(), strict=True):
-            statement = _STATEMENTS[table]
-            if not records:
-                continue
-            # COPY has a fixed cost per call; a handful of rows go faster as statements.
-            if method != "executemany" and len(records) >= COPY_MIN_ROWS:
-                await _stage_and_insert(conn, table, records, staged)
-                staged = True
-            else:
-                await conn.executemany(statement, records)
+    taken: list[Offer] = []
+    try:
+        async with conn.transaction():
+            for (table, _, _), records in zip(TABLES, rows.tables(), strict=True):
+                statement = _STATEMENTS[table]
+                if not records:
+                    continue
+                # COPY has a fixed cost per call; a handful of rows go faster as statements.
+                if method != "executemany" and len(records) >= COPY_MIN_ROWS:
+                    await _stage_and_insert(conn, table, records, staged)
+                    staged = True
+                else:
+                    await conn.executemany(statement, records)
+            # Last, so the stream's advisory lock is held only until the commit.
+            taken = carry.take() if carry is not None else []
+            if taken:
+                await write_taken(conn, taken)
+    except BaseException:
+        settle(taken, committed=False)  # handed back: the feed writes them itself
+        raise
+    settle(taken, committed=True)
 
 
 async def quarantine(conn: Any, event_id: str | None, task_id: str | None, reason: str, payload: Any) -> None:
@@ -275,6 +293,9 @@ class Writer:
         self.quarantined = 0
         self._conn: Any = None  # kept between batches
         self._statement: str | None = None
+        # The event stream's feed offers its batches here when it runs beside
+        # this writer (spanvisor_postgres.streamrows); None: it does not.
+        self.stream_rows: StreamRows | None = None
 
     @property
     def pool(self) -> Any:
@@ -343,7 +364,7 @@ class Writer:
         try:
             conn = await self._connection()
             try:
-                await _write_rows(conn, events, self.method, self._statement, staged=True)
+                await _write_rows(conn, events, self.method, self._statement, staged=True, carry=self.stream_rows)
                 return
             except Exception as exc:
                 if classify(exc) is TransientDbError:

@@ -1,7 +1,9 @@
 """The stream's PostgreSQL feed through a database outage: the events made
 meanwhile wait in the stream sink's queue and reach the table, and so every
 client, once the database is back, in the pipeline's order, none twice and
-none missing; a batch written notifies the other replicas at commit."""
+none missing; a batch written notifies the other replicas at commit. Both
+with the feed writing alone and with the PostgreSQL sink beside it, whose
+transactions then carry the feed's rows (shown by their ``xmin``)."""
 
 from __future__ import annotations
 
@@ -29,10 +31,13 @@ async def _migrated(url: str) -> None:
 
 
 @pytest.mark.slow
-def test_an_outage_delays_the_stream_and_loses_or_doubles_nothing(own_pg_server: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("audit", [False, True], ids=["feed-alone", "with-the-audit-writer"])
+def test_an_outage_delays_the_stream_and_loses_or_doubles_nothing(
+    own_pg_server: Any, tmp_path: Path, audit: bool
+) -> None:
     url = own_pg_server.url()
     run(_migrated(url))
-    s = serve_stream(tmp_path, SPANVISOR_DATABASE_URL=url, SPANVISOR_STREAM_FEED="postgres")
+    s = serve_stream(tmp_path, audit, SPANVISOR_DATABASE_URL=url, SPANVISOR_STREAM_FEED="postgres")
     try:
         start = s.head()
         s.post(tasks(2, seed=51))
@@ -46,6 +51,8 @@ def test_an_outage_delays_the_stream_and_loses_or_doubles_nothing(own_pg_server:
         frames, _ = run(read(f"{s.events_url}?after={start}", until=lambda f: len(f) >= len(made), timeout=60, **kw()))
         assert [f.event_id for f in frames] == made
         assert run(_count(url)) == len(made)  # one row each, retries included
+        if audit:
+            wait_for(lambda: run(_carried(url)) > 0, what="stream rows committed with audit rows")
     finally:
         s.receiver.close()
 
@@ -54,6 +61,20 @@ async def _count(url: str) -> int:
     conn = await asyncpg.connect(url)
     try:
         return int(await conn.fetchval("SELECT count(*) FROM stream_events"))
+    finally:
+        await conn.close()
+
+
+async def _carried(url: str) -> int:
+    """Stream rows committed in the same transaction as an audit row."""
+    conn = await asyncpg.connect(url)
+    try:
+        return int(
+            await conn.fetchval(
+                "SELECT count(*) FROM stream_events s JOIN agent_checkpoints c USING (event_id)"
+                " WHERE s.xmin::text = c.xmin::text"
+            )
+        )
     finally:
         await conn.close()
 

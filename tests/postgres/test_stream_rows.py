@@ -1,0 +1,115 @@
+"""The event stream's rows in the audit writer's transaction: a batch the
+stream's PostgreSQL feed offers commits with the audit rows the writer was
+writing (one transaction: the same ``xmin``); a batch the writer's failed
+transaction took, or one no writer takes in time, is written by the feed
+itself, once; after the sink stops the feed writes alone again."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from spanvisor.events import Checkpoint, Event, stable_id
+from spanvisor.sink import SinkResult
+from spanvisor.stream.sink import item_of
+from spanvisor_postgres import PostgresSink
+from spanvisor_postgres.eventfeed import CARRY_WAIT_S, PostgresEventFeed
+from spanvisor_postgres.streamrows import SHARED_KEY
+
+from ._events import T0, task_stream, view
+from .conftest import fetch, make_config, make_ctx, run
+
+
+async def _started(tmp_path: Path, url: str) -> tuple[PostgresSink, PostgresEventFeed]:
+    ctx = make_ctx(make_config(tmp_path, url))
+    sink = PostgresSink()
+    await sink.start(ctx)
+    feed = await PostgresEventFeed.open(ctx.config, ctx.shared)
+    await feed.start(lambda records: None)
+    return sink, feed
+
+
+async def _publish_during(feed: PostgresEventFeed, sink: PostgresSink, stream: list[Event], audit: list[Event]) -> bool:
+    published = asyncio.ensure_future(feed.publish([item_of(e) for e in stream]))
+    await asyncio.sleep(0.05)  # offered and waiting
+    assert await sink.export(audit) is SinkResult.SUCCESS
+    return await published
+
+
+def test_an_offered_batch_commits_in_the_audit_transaction(pg_server: Any, tmp_path: Path) -> None:
+    url = pg_server.database()
+    events = task_stream(1, checkpoints=20)
+
+    async def main() -> None:
+        sink, feed = await _started(tmp_path, url)
+        try:
+            assert await _publish_during(feed, sink, events, events)
+        finally:
+            await sink.shutdown(5)
+            await feed.close()
+        rows = await fetch(
+            url,
+            "SELECT s.event_id, s.xmin::text = c.xmin::text AS same FROM stream_events s"
+            " JOIN agent_checkpoints c USING (event_id) ORDER BY s.pos",
+        )
+        timeline = [e.event_id for e in events if e.kind in ("Checkpoint", "ContextWarning")]
+        assert [r["event_id"] for r in rows] == timeline  # in the pipeline's order
+        assert all(r["same"] for r in rows)  # one transaction for both tables
+        assert len(await fetch(url, "SELECT 1 FROM stream_events")) == len(events)
+
+    run(main)
+
+
+def test_a_failed_audit_transaction_hands_the_batch_back(pg_server: Any, tmp_path: Path) -> None:
+    url = pg_server.database()
+    good = task_stream(2, checkpoints=5)
+    # Beyond int64: the audit batch fails and is retried event by event.
+    bad = Checkpoint(
+        event_id=stable_id("too-big", 2),
+        time_ns=T0 + 7,
+        task=dataclasses.replace(view(2), input_tokens=2**70, updated_ns=T0 + 7, seq=99),
+    )
+
+    async def main() -> None:
+        sink, feed = await _started(tmp_path, url)
+        try:
+            assert await _publish_during(feed, sink, good, [*good[:3], bad, *good[3:]])
+            assert await feed.publish([item_of(e) for e in good])  # again: nothing doubles
+        finally:
+            await sink.shutdown(5)
+            await feed.close()
+        stream = [r["event_id"] for r in await fetch(url, "SELECT event_id FROM stream_events ORDER BY pos")]
+        assert stream == [e.event_id for e in good]
+        assert [r["event_id"] for r in await fetch(url, "SELECT event_id FROM quarantine")] == [bad.event_id]
+
+    run(main)
+
+
+def test_without_a_writer_in_time_or_at_all_the_feed_writes_alone(pg_server: Any, tmp_path: Path) -> None:
+    url = pg_server.database()
+    first, second = task_stream(3, checkpoints=3), task_stream(4, checkpoints=3)
+
+    async def main() -> None:
+        sink, feed = await _started(tmp_path, url)
+        ctx = sink.ctx
+        assert ctx is not None and SHARED_KEY in ctx.shared
+        try:
+            loop = asyncio.get_running_loop()
+            began = loop.time()
+            assert await feed.publish([item_of(e) for e in first])  # the sink exports nothing
+            assert loop.time() - began >= CARRY_WAIT_S * 0.9
+        finally:
+            await sink.shutdown(5)
+        assert SHARED_KEY not in ctx.shared
+        try:
+            began = asyncio.get_running_loop().time()
+            assert await feed.publish([item_of(e) for e in second])
+            assert asyncio.get_running_loop().time() - began < CARRY_WAIT_S
+        finally:
+            await feed.close()
+        stream = [r["event_id"] for r in await fetch(url, "SELECT event_id FROM stream_events ORDER BY pos")]
+        assert stream == [e.event_id for e in [*first, *second]]
+
+    run(main)
