@@ -8,7 +8,9 @@ and in one of its own otherwise: the lock makes sequence order commit order,
 so a reader that has seen position N has seen all below it. Every replica
 (this one too) listens on a connection of its own and, on a notification or
 at the latest every second (a lost notification, a reconnect), reads the
-rows after the last position it delivered, in order, into its ring. Per-task
+rows after the last position it delivered, in order, into its ring; its own
+rows come back without their bodies, which it still holds from publishing
+them (by event id, until read back; a row it does not hold is read whole). Per-task
 order holds because one replica's pipeline publishes a task's events in
 order, each batch in one transaction.
 
@@ -52,6 +54,16 @@ _AFTER = """
 SELECT pos, event_id, kind, task_id, agent_id, status, data FROM stream_events
 WHERE pos > $1 ORDER BY pos LIMIT $2
 """
+# Following the table: this replica's own rows come back without their body,
+# which the feed still holds from publishing them (a NULL $3 matches none).
+_FOLLOW = """
+SELECT pos, event_id, kind, task_id, agent_id, status, CASE WHEN replica = $3 THEN NULL ELSE data END AS data
+FROM stream_events WHERE pos > $1 ORDER BY pos LIMIT $2
+"""
+_ONE = "SELECT pos, event_id, kind, task_id, agent_id, status, data FROM stream_events WHERE pos = $1"
+# Most items published and not yet read back that the feed keeps; one it no
+# longer holds (or a row of an earlier run of this replica) is read whole.
+OWN_MAX = 100_000
 _PRUNE = """
 WITH gone AS (
     DELETE FROM stream_events WHERE recorded_at < clock_timestamp() - make_interval(secs => $1) RETURNING pos
@@ -85,6 +97,9 @@ class PostgresEventFeed:
         self._notified = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._last_prune = 0.0
+        self._closed = False
+        # Items this replica published, by event id, until read back in order.
+        self._own: dict[str, Item] = {}
 
     @classmethod
     async def open(cls, config: Config, shared: dict[str, Any]) -> PostgresEventFeed:
@@ -106,6 +121,12 @@ class PostgresEventFeed:
 
     async def publish(self, items: Sequence[Item]) -> bool:
         pool = await shared_pool(self._db, self._shared)
+        if self._replica:
+            own = self._own
+            for i in items:
+                own[i.event_id] = i
+            while len(own) > OWN_MAX:
+                del own[next(iter(own))]
         columns = (
             [i.event_id for i in items],
             [i.kind for i in items],
@@ -157,7 +178,10 @@ class PostgresEventFeed:
         self._listener = conn
 
     async def _follow(self) -> None:
-        while True:
+        # Not `while True`: on Python 3.11 wait_for swallows a cancellation
+        # that lands as the notification arrives, and close() would wait on
+        # a follower that never ends.
+        while not self._closed:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._notified.wait(), POLL_S)
             self._notified.clear()
@@ -179,10 +203,20 @@ class PostgresEventFeed:
     async def _read(self) -> None:
         pool = await shared_pool(self._db, self._shared)
         while True:
-            rows = await pool.fetch(_AFTER, self._cursor, PAGE)
+            rows = await pool.fetch(_FOLLOW, self._cursor, PAGE, self._replica or None)
             if not rows:
                 return
-            records = [_item(r) for r in rows]
+            records: list[tuple[int, Item]] = []
+            own = self._own
+            for r in rows:
+                if r["data"] is not None:
+                    records.append(_item(r))
+                    continue
+                item = own.pop(r["event_id"], None)
+                if item is None:  # not held (an earlier run's, or evicted): read whole
+                    records.append(_item(await pool.fetchrow(_ONE, r["pos"])))
+                else:
+                    records.append((int(r["pos"]), item))
             self._cursor = records[-1][0]
             if self._deliver is not None:
                 self._deliver(records)
@@ -190,6 +224,7 @@ class PostgresEventFeed:
                 return
 
     async def close(self) -> None:
+        self._closed = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(BaseException):

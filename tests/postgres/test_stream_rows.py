@@ -2,7 +2,9 @@
 stream's PostgreSQL feed offers commits with the audit rows the writer was
 writing (one transaction: the same ``xmin``); a batch the writer's failed
 transaction took, or one no writer takes in time, is written by the feed
-itself, once; after the sink stops the feed writes alone again."""
+itself, once; after the sink stops the feed writes alone again. A replica
+reads its own rows back without their bodies, and the rows of an earlier
+run of the same replica whole."""
 
 from __future__ import annotations
 
@@ -111,5 +113,37 @@ def test_without_a_writer_in_time_or_at_all_the_feed_writes_alone(pg_server: Any
             await feed.close()
         stream = [r["event_id"] for r in await fetch(url, "SELECT event_id FROM stream_events ORDER BY pos")]
         assert stream == [e.event_id for e in [*first, *second]]
+
+    run(main)
+
+
+def test_own_rows_read_back_without_bodies_and_an_earlier_run_s_whole(pg_server: Any, tmp_path: Path) -> None:
+    url = pg_server.database()
+    events = task_stream(5, checkpoints=4)
+    items = [item_of(e) for e in events]
+
+    async def main() -> None:
+        config = make_config(tmp_path, url, replica_id="r1")
+        got: dict[str, list[Any]] = {"now": [], "later": []}
+        now = await PostgresEventFeed.open(config, {})
+        later = await PostgresEventFeed.open(config, {})  # the same replica, another run: holds nothing
+        await now.start(got["now"].extend)
+        await later.start(got["later"].extend)
+        try:
+            assert await now.publish(items[:10])
+            assert await later.publish(items[10:])
+            want = [(i.event_id, i.data) for i in items]
+            for feed in ("now", "later"):
+                for _ in range(100):
+                    if len(got[feed]) >= len(items):
+                        break
+                    await asyncio.sleep(0.05)
+                assert [(i.event_id, i.data) for _, i in got[feed]] == want, feed
+                assert [p for p, _ in got[feed]] == sorted(p for p, _ in got[feed])
+            assert got["now"] == got["later"]
+            assert now._own == {} and later._own == {}  # every held item was read back
+        finally:
+            await now.close()
+            await later.close()
 
     run(main)
