@@ -52,7 +52,7 @@ def test_an_outage_delays_the_stream_and_loses_or_doubles_nothing(
         assert [f.event_id for f in frames] == made
         assert run(_count(url)) == len(made)  # one row each, retries included
         if audit:
-            wait_for(lambda: run(_carried(url)) > 0, what="stream rows committed with audit rows")
+            wait_until(lambda: run(_carried(url)) > 0, what="stream rows committed with audit rows")
     finally:
         s.receiver.close()
 
