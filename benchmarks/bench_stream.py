@@ -11,7 +11,10 @@
 2. **Across replicas**: two pipelines and receivers on one (embedded)
    PostgreSQL with the PostgreSQL feed; spans posted to B, the client on A;
    dispatch on B to arrival on A (one process, one clock: the path is the
-   database's insert, NOTIFY and read back).
+   database's insert, NOTIFY and read back). Then one pipeline with the
+   PostgreSQL feed and the PostgreSQL sink, as a default ``serve`` with a
+   database runs them: the feed's rows wait for the audit writer's next
+   transaction.
 3. **1,000 clients**: ingest throughput (spans posted as OTLP/HTTP until the
    pipeline has made every task's events) with no stream client, then with
    ``--clients`` clients connected and reading every event, then reading
@@ -33,6 +36,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
@@ -64,11 +68,18 @@ class TimingSink(InMemorySink):
         return await super().export(events)
 
 
-def serve(data: Path, **env: str) -> tuple[Served, TimingSink]:
+def serve(data: Path, audit: bool = False, **env: str) -> tuple[Served, TimingSink]:
+    """``audit``: the PostgreSQL sink runs too, as in a default ``serve``
+    with a database: its transactions then carry the feed's rows."""
     from spanvisor.stream.sink import StreamSink
 
     timing, stream = TimingSink(), StreamSink()
-    pipeline = make_pipeline(data, [timing, stream], plugins=True, SPANVISOR_OTLP_TOKEN=TOKEN, **env)
+    sinks: list[Any] = [timing, stream]
+    if audit:
+        from spanvisor_postgres import PostgresSink
+
+        sinks.append(PostgresSink())
+    pipeline = make_pipeline(data, sinks, plugins=True, SPANVISOR_OTLP_TOKEN=TOKEN, **env)
     receiver = RunningReceiver(pipeline, local_settings(data, token=TOKEN))
     return Served(receiver, timing, stream), timing
 
@@ -183,6 +194,16 @@ def replicas(base: Path, n_tasks: int) -> None:
         finally:
             a.receiver.close()
             b.receiver.close()
+        # The default serve with a database: the feed's rows ride in the
+        # audit writer's transactions (its batch delay, SPANVISOR_BATCH_DELAY).
+        c, timing_c = serve(base / "c", audit=True, SPANVISOR_REPLICA_ID="c", **env)
+        try:
+            report(
+                "event -> SSE client, one process, PostgreSQL feed with the PostgreSQL sink",
+                latencies(c, c, timing_c, n_tasks, 12),
+            )
+        finally:
+            c.receiver.close()
     finally:
         pg.release()
 

@@ -45,8 +45,9 @@ if TYPE_CHECKING:
 POLL_S = 1.0
 PRUNE_EVERY_S = 60.0
 PAGE = 1000
-# How long a batch offered to the audit writer's transaction waits to be
-# taken before the feed writes it itself (the writer idle or degraded).
+# How long a batch offered to the audit writer's transaction (only while it
+# is writing) may wait before the feed writes it itself: a safety bound, as
+# the writer hands back what it did not take when its write ends.
 CARRY_WAIT_S = 0.5
 log = logging.getLogger("spanvisor.postgres")
 
@@ -150,7 +151,7 @@ class PostgresEventFeed:
     async def _carried(self, columns: Sequence[list[Any]]) -> bool:
         """True when the audit writer's transaction committed the batch."""
         carrier: StreamRows | None = self._shared.get(SHARED_KEY)
-        if carrier is None:  # no PostgreSQL sink in this pipeline
+        if carrier is None or not carrier.busy:  # no PostgreSQL sink here, or it is idle
             return False
         offer = carrier.offer(columns, self._replica)
         try:

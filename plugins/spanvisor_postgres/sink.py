@@ -185,7 +185,8 @@ class PostgresSink(BaseSink):
 
     async def _replay_once(self) -> bool:
         """Deliver one chunk of the outbox; False when the database is still away."""
-        from .writer import TransientDbError, quarantine
+        from .sanitize import quarantine
+        from .writer import TransientDbError
 
         assert self.outbox is not None
         items = await self.outbox.peek(REPLAY_BATCH)

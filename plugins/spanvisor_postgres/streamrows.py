@@ -5,7 +5,8 @@ each stream batch was a second writer's transaction beside the audit
 writer's: its own connection (a reset round trip at every release), BEGIN,
 the advisory lock, the insert, the notification, COMMIT and its fsync. Now
 :meth:`PostgresEventFeed.publish <spanvisor_postgres.eventfeed.PostgresEventFeed.publish>`
-offers its batch here, and the audit writer's next transaction takes it:
+offers its batch here while the audit writer is writing, and that
+transaction takes it just before its commit:
 the same advisory lock (taken just before the insert, so it is held only
 until that transaction's commit), the same ``INSERT``, the same
 notification at that commit. One commit a batch for both tables.
@@ -13,16 +14,19 @@ notification at that commit. One commit a batch for both tables.
 The guarantees stay the feed's: the lock still makes sequence order commit
 order across replicas; the rows and their notification commit together;
 a batch is taken whole, in the order offered, by exactly one transaction.
-What the writer does not take in time (it is idle, or degraded while the
-database is away) is withdrawn and the feed writes it in a transaction of
-its own as before; what a failed transaction took is handed back the same
-way, and ``ON CONFLICT (event_id) DO NOTHING`` keeps a retried row single.
+While the writer is idle the feed writes in a transaction of its own as
+before, so a quiet stream's clients do not wait for the writer's batch
+delay. What arrives after the writer took its offers, what a failed
+transaction took, and what is not taken in time (a safety bound) are handed
+back and written the same way; ``ON CONFLICT (event_id) DO NOTHING`` keeps
+a retried row single.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 # The pipeline's shared dict: the PostgreSQL sink registers the carrier there.
@@ -68,6 +72,9 @@ class StreamRows:
 
     def __init__(self) -> None:
         self._offers: list[Offer] = []
+        # True while the audit writer is inside a write: only then is a batch
+        # offered (an idle writer would keep the stream's clients waiting).
+        self.busy = False
 
     def offer(self, columns: Sequence[list[Any]], replica: str) -> Offer:
         offer = Offer(columns, replica)
@@ -93,8 +100,10 @@ async def write_rows(conn: Any, columns: Sequence[list[Any]], replica: str) -> N
     await conn.execute(INSERT, *columns, replica)
 
 
-async def write_taken(conn: Any, taken: Sequence[Offer]) -> None:
-    """The taken batches' rows, inside ``conn``'s open transaction, in the order offered."""
+async def write_offered(conn: Any, carrier: StreamRows | None) -> list[Offer]:
+    """The batches offered so far, written inside ``conn``'s open
+    transaction in the order offered; settle them after it ends."""
+    taken = carrier.take() if carrier is not None else []
     by_replica: dict[str, list[list[Any]]] = {}
     for offer in taken:  # one feed per pipeline: one replica name in practice
         columns = by_replica.setdefault(offer.replica, [[] for _ in offer.columns])
@@ -102,6 +111,22 @@ async def write_taken(conn: Any, taken: Sequence[Offer]) -> None:
             column.extend(values)
     for replica, columns in by_replica.items():
         await write_rows(conn, columns, replica)
+    return taken
+
+
+@contextlib.asynccontextmanager
+async def writing(carrier: StreamRows | None) -> AsyncIterator[None]:
+    """The audit writer's write: offers are taken meanwhile; what was
+    offered after the write took its batches is handed back at its end."""
+    if carrier is None:
+        yield
+        return
+    carrier.busy = True
+    try:
+        yield
+    finally:
+        carrier.busy = False
+        settle(carrier.take(), committed=False)
 
 
 def settle(taken: Sequence[Offer], committed: bool) -> None:
@@ -110,4 +135,15 @@ def settle(taken: Sequence[Offer], committed: bool) -> None:
             offer.done.set_result(committed)
 
 
-__all__ = ["CHANNEL", "INSERT", "LOCK_KEY", "SHARED_KEY", "Offer", "StreamRows", "settle", "write_rows", "write_taken"]
+__all__ = [
+    "CHANNEL",
+    "INSERT",
+    "LOCK_KEY",
+    "SHARED_KEY",
+    "Offer",
+    "StreamRows",
+    "settle",
+    "write_offered",
+    "write_rows",
+    "writing",
+]

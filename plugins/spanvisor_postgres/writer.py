@@ -28,7 +28,6 @@ never blocks the rest.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -41,7 +40,8 @@ from spanvisor.events import Event
 from .batch import batch_rows
 from .humanrows import INTERVENTION_COLUMNS, LOG_COLUMNS
 from .rows import ARTIFACT_COLUMNS, CHECKPOINT_COLUMNS, TASK_COLUMNS
-from .streamrows import Offer, StreamRows, settle, write_taken
+from .sanitize import quarantine
+from .streamrows import Offer, StreamRows, settle, write_offered, writing
 
 log = logging.getLogger("spanvisor.postgres")
 
@@ -256,32 +256,11 @@ async def _write_rows(
                 else:
                     await conn.executemany(statement, records)
             # Last, so the stream's advisory lock is held only until the commit.
-            taken = carry.take() if carry is not None else []
-            if taken:
-                await write_taken(conn, taken)
+            taken = await write_offered(conn, carry)
     except BaseException:
         settle(taken, committed=False)  # handed back: the feed writes them itself
         raise
     settle(taken, committed=True)
-
-
-async def quarantine(conn: Any, event_id: str | None, task_id: str | None, reason: str, payload: Any) -> None:
-    # ensure_ascii: NULs and surrogates become escapes, so any payload fits in text.
-    text = json.dumps(payload, ensure_ascii=True, default=repr)
-    await conn.execute(
-        "INSERT INTO quarantine (event_id, task_id, reason, payload) VALUES ($1, $2, $3, $4)"
-        " ON CONFLICT (event_id) DO NOTHING",
-        _safe(event_id),
-        _safe(task_id),
-        _safe(reason),
-        text,
-    )
-
-
-def _safe(s: str | None) -> str | None:
-    if s is None:
-        return None
-    return s.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")[:4096]
 
 
 class Writer:
@@ -361,6 +340,10 @@ class Writer:
     async def write(self, events: Sequence[Event]) -> None:
         if not events:
             return
+        async with writing(self.stream_rows):
+            await self._write(events)
+
+    async def _write(self, events: Sequence[Event]) -> None:
         try:
             conn = await self._connection()
             try:

@@ -1,8 +1,9 @@
 """The event stream's rows in the audit writer's transaction: a batch the
 stream's PostgreSQL feed offers commits with the audit rows the writer was
 writing (one transaction: the same ``xmin``); a batch the writer's failed
-transaction took, or one no writer takes in time, is written by the feed
-itself, once; after the sink stops the feed writes alone again. A replica
+transaction took, one offered after the writer took its batches, or one
+offered while the writer is idle, is written by the feed itself, once;
+after the sink stops the feed writes alone again. A replica
 reads its own rows back without their bodies, and the rows of an earlier
 run of the same replica whole."""
 
@@ -18,7 +19,7 @@ from spanvisor.sink import SinkResult
 from spanvisor.stream.sink import item_of
 from spanvisor_postgres import PostgresSink
 from spanvisor_postgres.eventfeed import CARRY_WAIT_S, PostgresEventFeed
-from spanvisor_postgres.streamrows import SHARED_KEY
+from spanvisor_postgres.streamrows import SHARED_KEY, StreamRows, settle, writing
 
 from ._events import T0, task_stream, view
 from .conftest import fetch, make_config, make_ctx, run
@@ -34,10 +35,12 @@ async def _started(tmp_path: Path, url: str) -> tuple[PostgresSink, PostgresEven
 
 
 async def _publish_during(feed: PostgresEventFeed, sink: PostgresSink, stream: list[Event], audit: list[Event]) -> bool:
-    published = asyncio.ensure_future(feed.publish([item_of(e) for e in stream]))
-    await asyncio.sleep(0.05)  # offered and waiting
-    assert await sink.export(audit) is SinkResult.SUCCESS
-    return await published
+    exporting = asyncio.ensure_future(sink.export(audit))
+    await asyncio.sleep(0)  # the writer is inside its transaction, waiting on the database
+    assert sink.writer is not None and sink.writer.stream_rows is not None and sink.writer.stream_rows.busy
+    published = await feed.publish([item_of(e) for e in stream])
+    assert await exporting is SinkResult.SUCCESS
+    return published
 
 
 def test_an_offered_batch_commits_in_the_audit_transaction(pg_server: Any, tmp_path: Path) -> None:
@@ -89,7 +92,24 @@ def test_a_failed_audit_transaction_hands_the_batch_back(pg_server: Any, tmp_pat
     run(main)
 
 
-def test_without_a_writer_in_time_or_at_all_the_feed_writes_alone(pg_server: Any, tmp_path: Path) -> None:
+def test_what_comes_after_the_take_is_handed_back_when_the_write_ends() -> None:
+    async def main() -> None:
+        carrier = StreamRows()
+        assert not carrier.busy
+        async with writing(carrier):
+            assert carrier.busy
+            first = carrier.offer([["e1"]], "r")
+            taken = carrier.take()  # what the transaction does before its commit
+            late = carrier.offer([["e2"]], "r")
+            settle(taken, committed=True)
+            assert not late.done.done()
+        assert not carrier.busy
+        assert first.done.result() is True and late.done.result() is False
+
+    asyncio.run(main())
+
+
+def test_an_idle_writer_or_none_leaves_the_feed_to_write_alone(pg_server: Any, tmp_path: Path) -> None:
     url = pg_server.database()
     first, second = task_stream(3, checkpoints=3), task_stream(4, checkpoints=3)
 
@@ -100,8 +120,8 @@ def test_without_a_writer_in_time_or_at_all_the_feed_writes_alone(pg_server: Any
         try:
             loop = asyncio.get_running_loop()
             began = loop.time()
-            assert await feed.publish([item_of(e) for e in first])  # the sink exports nothing
-            assert loop.time() - began >= CARRY_WAIT_S * 0.9
+            assert await feed.publish([item_of(e) for e in first])  # the writer is idle: no wait for it
+            assert loop.time() - began < CARRY_WAIT_S
         finally:
             await sink.shutdown(5)
         assert SHARED_KEY not in ctx.shared
