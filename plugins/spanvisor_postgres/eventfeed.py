@@ -49,6 +49,8 @@ PAGE = 1000
 # is writing) may wait before the feed writes it itself: a safety bound, as
 # the writer hands back what it did not take when its write ends.
 CARRY_WAIT_S = 0.5
+# How long a batch the writer took may keep the feed waiting for its commit.
+TAKEN_WAIT_S = 30.0
 log = logging.getLogger("spanvisor.postgres")
 
 _AFTER = """
@@ -159,7 +161,12 @@ class PostgresEventFeed:
         except TimeoutError:
             if carrier.withdraw(offer):
                 return False
-            return await offer.done  # taken meanwhile: its transaction decides
+        try:  # taken meanwhile: its transaction decides
+            return await asyncio.wait_for(asyncio.shield(offer.done), TAKEN_WAIT_S)
+        except TimeoutError:
+            # Written by us instead: the lock makes our insert wait for that
+            # transaction's end, and ON CONFLICT keeps a row it committed single.
+            return False
 
     async def since(self, after: int, limit: int) -> list[tuple[int, Item]] | None:
         pool = await shared_pool(self._db, self._shared)

@@ -100,10 +100,9 @@ async def write_rows(conn: Any, columns: Sequence[list[Any]], replica: str) -> N
     await conn.execute(INSERT, *columns, replica)
 
 
-async def write_offered(conn: Any, carrier: StreamRows | None) -> list[Offer]:
-    """The batches offered so far, written inside ``conn``'s open
-    transaction in the order offered; settle them after it ends."""
-    taken = carrier.take() if carrier is not None else []
+async def write_taken(conn: Any, taken: Sequence[Offer]) -> None:
+    """The taken batches' rows, inside ``conn``'s open transaction, in the
+    order offered; the caller settles them when the transaction ends."""
     by_replica: dict[str, list[list[Any]]] = {}
     for offer in taken:  # one feed per pipeline: one replica name in practice
         columns = by_replica.setdefault(offer.replica, [[] for _ in offer.columns])
@@ -111,7 +110,6 @@ async def write_offered(conn: Any, carrier: StreamRows | None) -> list[Offer]:
             column.extend(values)
     for replica, columns in by_replica.items():
         await write_rows(conn, columns, replica)
-    return taken
 
 
 @contextlib.asynccontextmanager
@@ -143,7 +141,7 @@ __all__ = [
     "Offer",
     "StreamRows",
     "settle",
-    "write_offered",
     "write_rows",
+    "write_taken",
     "writing",
 ]

@@ -41,7 +41,7 @@ from .batch import batch_rows
 from .humanrows import INTERVENTION_COLUMNS, LOG_COLUMNS
 from .rows import ARTIFACT_COLUMNS, CHECKPOINT_COLUMNS, TASK_COLUMNS
 from .sanitize import quarantine
-from .streamrows import Offer, StreamRows, settle, write_offered, writing
+from .streamrows import Offer, StreamRows, settle, write_taken, writing
 
 log = logging.getLogger("spanvisor.postgres")
 
@@ -256,7 +256,9 @@ async def _write_rows(
                 else:
                     await conn.executemany(statement, records)
             # Last, so the stream's advisory lock is held only until the commit.
-            taken = await write_offered(conn, carry)
+            # Taken before any await, so a failure below hands them back.
+            taken = carry.take() if carry is not None else []
+            await write_taken(conn, taken)
     except BaseException:
         settle(taken, committed=False)  # handed back: the feed writes them itself
         raise

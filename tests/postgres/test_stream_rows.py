@@ -14,6 +14,9 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+import pytest
+
 from spanvisor.events import Checkpoint, Event, stable_id
 from spanvisor.sink import SinkResult
 from spanvisor.stream.sink import item_of
@@ -88,6 +91,33 @@ def test_a_failed_audit_transaction_hands_the_batch_back(pg_server: Any, tmp_pat
         stream = [r["event_id"] for r in await fetch(url, "SELECT event_id FROM stream_events ORDER BY pos")]
         assert stream == [e.event_id for e in good]
         assert [r["event_id"] for r in await fetch(url, "SELECT event_id FROM quarantine")] == [bad.event_id]
+
+    run(main)
+
+
+def test_stream_rows_postgresql_refuses_fail_alone(pg_server: Any, tmp_path: Path) -> None:
+    """A NUL in a stream row fails the writer's transaction after it took the
+    batch: the batch is handed back, the audit rows go in (event by event, none
+    quarantined), and the feed's own write raises for the stream's isolation."""
+    url = pg_server.database()
+    events = task_stream(6, checkpoints=4)
+    bad = [dataclasses.replace(item_of(e), data=b'{"x":"\x00"}') for e in events[:2]]
+
+    async def main() -> None:
+        sink, feed = await _started(tmp_path, url)
+        try:
+            exporting = asyncio.ensure_future(sink.export(events))
+            await asyncio.sleep(0)
+            with pytest.raises(asyncpg.DataError):
+                await feed.publish(bad)
+            assert await exporting is SinkResult.SUCCESS
+        finally:
+            await sink.shutdown(5)
+            await feed.close()
+        assert await fetch(url, "SELECT 1 FROM stream_events") == []
+        assert await fetch(url, "SELECT 1 FROM quarantine") == []
+        timeline = [e for e in events if e.kind in ("Checkpoint", "ContextWarning")]
+        assert len(await fetch(url, "SELECT 1 FROM agent_checkpoints")) == len(timeline)
 
     run(main)
 
