@@ -120,7 +120,7 @@ class TaskState(TaskRecord):
         now = span.end_ns if span.end_ns is not None else (now_ns if now_ns is not None else self.last_ns)
         if until_ns is None:
             w = self._w
-            if span.resource and w["agent_id"] == "unknown":
+            if span.resource and w.agent_id == "unknown":
                 svc = sz.name(span.resource.get(cv.SERVICE_NAME), "service.name", notes)
                 if svc:
                     self.update(agent_id=svc)
@@ -228,9 +228,7 @@ class TaskState(TaskRecord):
         w = self._w
         duration_s = max(0.0, (end - started) / 1e9)
         usual = (
-            self.settings.outliers.judge(
-                w["agent_id"], w["input_tokens"] + w["output_tokens"], w["cost_usd"], duration_s
-            )
+            self.settings.outliers.judge(w.agent_id, w.input_tokens + w.output_tokens, w.cost_usd, duration_s)
             if outcome == "complete"
             else ()
         )
