@@ -64,7 +64,7 @@ def test_a_call_without_usage_changes_nothing() -> None:
     rec = _record()
     before = rec.view
     assert calls.model_call(rec, _call(1, None, None), []) == ([], None)
-    assert rec.view is before and rec.cost_nano == 0
+    assert rec.view == before and rec.cost_nano == 0
 
 
 def test_an_unknown_model_is_unpriced_and_counted() -> None:

@@ -53,7 +53,6 @@ def model_call(state: TaskRecord, span: SpanData, notes: list[str]) -> CallEvent
     state.context.model_call(w, a, ids, (t_in or 0) + (t_out or 0), model, times)
     if not state.finished:
         w.status = state.fields.status_after(w, _NO_CHANGES)
-    state.changed()
     t = state.next_time(end)
     # The call's own model, tokens and cost: the view shows the fullest
     # conversation's model, which an embeddings call does not change. Keys

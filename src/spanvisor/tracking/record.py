@@ -38,7 +38,6 @@ class TaskRecord:
 
     __slots__ = (
         "_id_prefix",
-        "_view",
         "_w",
         "approvals_closed",
         "budget_from_root",
@@ -82,10 +81,10 @@ class TaskRecord:
         # Approvals decided or timed out: never reopened (a shared empty default).
         self.approvals_closed = _NONE_CLOSED
         # The working fields; the frozen TaskView that events carry is built
-        # only when one is needed (dataclasses.replace per change was the
-        # tracker's largest cost).
+        # when an event needs one (dataclasses.replace per change was the
+        # tracker's largest cost), and not kept: nearly every event changes a
+        # field first, and a kept view was about 290 bytes in every open task.
         self._w = Working(initial)
-        self._view: TaskView | None = initial
         self._id_prefix: IdPrefix | None = None
         self.context = TaskContext(settings)
         self.fields = TaskFields(self.context, settings.thresholds)
@@ -96,15 +95,13 @@ class TaskRecord:
 
     @property
     def working(self) -> Working:
-        """The task's current fields (read them; change them through
-        :meth:`update`, :meth:`apply` or :meth:`changed`, which drop the view)."""
+        """The task's current fields."""
         return self._w
 
     @property
     def view(self) -> TaskView:
-        if self._view is None:
-            self._view = build_view(self._w)
-        return self._view
+        """The task's state as a new frozen view (every event carries its own)."""
+        return build_view(self._w)
 
     def event_id(self, *parts: object) -> str:
         """``stable_id(task_id, run_id, *parts)``, hashed once per task."""
@@ -114,22 +111,14 @@ class TaskRecord:
 
     def update(self, **changes: Any) -> None:
         self._w.apply(changes)
-        self._view = None
 
     def apply(self, changes: Mapping[str, Any]) -> None:
         """:meth:`update` with a dict already made (no keyword repacking)."""
         self._w.apply(changes)
-        self._view = None
-
-    def changed(self) -> None:
-        """The working fields were set directly (``working.x = ...``): the
-        view is built again when next asked for."""
-        self._view = None
 
     def restore(self, view: TaskView) -> None:
         """Every working field back to ``view``'s."""
         self._w.load(view)
-        self._view = None
 
     def next_time(self, t: int) -> int:
         """The time of the next event, never before the previous one; ``seq`` grows."""
@@ -138,7 +127,6 @@ class TaskRecord:
         w = self._w
         w.seq += 1
         w.updated_ns = max(w.updated_ns, t)
-        self._view = None
         return t
 
 

@@ -207,8 +207,8 @@ class TaskState(TaskRecord):
         taskbudget.publish(self)  # an ended task's budget is no one's to read
         outcome = outcome_of(self.fields.explicit_status, root, self.errors, self.identity.wrapper)
         err = self.errors.reported(root, notes) if outcome == "error" else NO_ERROR
-        v = self.view
-        started = min(v.started_ns, root.start_ns) if v.started_ns else root.start_ns
+        w = self._w
+        started = min(w.started_ns, root.start_ns) if w.started_ns else root.start_ns
         return self._finished(outcome, root.end_ns or root.start_ns, started, err, notes)
 
     def abandon(
@@ -219,7 +219,7 @@ class TaskState(TaskRecord):
         TaskFinished for it (and no task stays "running" in metrics forever)."""
         self.finished = True
         taskbudget.publish(self)
-        return self._finished(outcome, now_ns, self.view.started_ns, (error_type, reason, None), [reason])
+        return self._finished(outcome, now_ns, self._w.started_ns, (error_type, reason, None), [reason])
 
     def _finished(self, outcome: Outcome, end: int, started: int, err: Error, notes: list[str]) -> TaskFinished:
         end = max(end, self.last_ns)

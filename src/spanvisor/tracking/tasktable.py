@@ -91,7 +91,7 @@ class TaskTable:
         self.open[key] = st
         self.by_task.add(task_id, key, self.open, self.closed)
         self.stalls.touch(key, self.clock())
-        return st, [*self._bound(span.start_ns), *st.started(st.view.started_ns, notes)]
+        return st, [*self._bound(span.start_ns), *st.started(st.working.started_ns, notes)]
 
     def revive(self, key: Key, now_ns: int) -> list[Event] | None:
         """A sleeping partial task gets a span: open again, state intact. None: not sleeping."""
