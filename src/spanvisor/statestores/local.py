@@ -93,6 +93,10 @@ class LocalStateStore:
         )
         self._thread: threading.Thread | None = None
         self._next_prune = 0.0
+        # When the open transaction pruned: the next prune is due an hour
+        # from then only once it commits (a batch rolled back undid the
+        # prune too, and must not put the next one off for an hour).
+        self._pruned_at: float | None = None
 
     @classmethod
     async def open(cls, config: Config, shared: dict[str, Any] | None = None) -> LocalStateStore:
@@ -154,9 +158,8 @@ class LocalStateStore:
         finally:
             conn.close()
 
-    @staticmethod
     def _run_together(
-        conn: sqlite3.Connection, ops: list[tuple[Callable[[sqlite3.Connection], Any], Future[Any]]]
+        self, conn: sqlite3.Connection, ops: list[tuple[Callable[[sqlite3.Connection], Any], Future[Any]]]
     ) -> bool:
         """All of ``ops`` in one transaction; False (nothing written, nothing
         answered) when one raised: then each runs alone, as it would have."""
@@ -169,13 +172,14 @@ class LocalStateStore:
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            self._settle(committed=False)
             return False
+        self._settle(committed=True)
         for (_, fut), result in zip(ops, results, strict=True):
             fut.set_result(result)
         return True
 
-    @staticmethod
-    def _run_alone(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], Any], fut: Future[Any]) -> None:
+    def _run_alone(self, conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], Any], fut: Future[Any]) -> None:
         try:
             conn.execute("BEGIN IMMEDIATE")
             result = fn(conn)
@@ -183,9 +187,16 @@ class LocalStateStore:
         except BaseException as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            self._settle(committed=False)
             fut.set_exception(exc)
         else:
+            self._settle(committed=True)
             fut.set_result(result)
+
+    def _settle(self, committed: bool) -> None:
+        if self._pruned_at is not None and committed:
+            self._next_prune = self._pruned_at + PRUNE_EVERY_S
+        self._pruned_at = None
 
     async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._thread is None:
@@ -196,7 +207,7 @@ class LocalStateStore:
 
     def _prune(self, conn: sqlite3.Connection) -> int:
         now = self._clock()
-        self._next_prune = now + PRUNE_EVERY_S
+        self._pruned_at = now
         # Settled keys by age; unsettled claims only once their lease is long gone too.
         cur = conn.execute(
             "DELETE FROM state WHERE updated_at < ? AND (value IS NOT NULL OR lease_expires < ?)",
@@ -205,7 +216,7 @@ class LocalStateStore:
         return cur.rowcount
 
     def _maybe_prune(self, conn: sqlite3.Connection) -> None:
-        if self._clock() >= self._next_prune:
+        if self._pruned_at is None and self._clock() >= self._next_prune:
             n = self._prune(conn)
             if n:
                 log.info("local state store: pruned %d keys older than %.0f days", n, RETENTION_S / 86400)
