@@ -16,7 +16,6 @@ process's view of the task, so the buttons go.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -24,20 +23,22 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from spanvisor.control import runs
-from spanvisor.control.log import NAMESPACE, ControlLog
+from spanvisor.control.log import NAMESPACE, RUNS_NAMESPACE, ControlLog, listing
 from spanvisor.events import ApprovalRequest, Event, HumanIntervention, TaskFinished, TaskView
 from spanvisor.tracking import approvals
 
 if TYPE_CHECKING:
     from spanvisor.tracking.tracker import TaskTracker
 
-logger = logging.getLogger("spanvisor.control")
 # Runs whose facts this process remembers having written (the oldest go first).
 MAX_KNOWN = 20_000
-# Runs waiting to be written; beyond, the oldest are dropped (logged once).
+# Runs waiting to be written; beyond, the oldest are dropped (counted in
+# spanvisor_dropped_total{reason="control_log_behind"}, logged once).
 MAX_PENDING = 50_000
 # Runs without approval requests written side by side (RunSync._side_by_side).
 WRITE_AT_ONCE = 256
+# The same in one transaction, with a store that batches (the local store).
+WRITE_IN_ONE = 1024
 
 
 def _ids_of(view: TaskView) -> TaskView:
@@ -83,13 +84,13 @@ class RunSync:
         self._dispatch = dispatch
         self._known: OrderedDict[tuple[str, str], _Known] = OrderedDict()
         self._pending: dict[tuple[str, str], _Pending] = {}
-        self._warned = False
         self._urgent = False
         # One batch of writes at a time: a catch-up, a decision's own flush
         # and a sweep run on the same loop, and two updates of one record in
         # flight at once would each read the other's old value (the state
         # store keeps the later write whole).
         self._writing: asyncio.Lock | None = None
+        tracker.stats.gauge("control_runs_waiting", lambda: float(len(self._pending)))
 
     def _lock(self) -> asyncio.Lock:
         if self._writing is None:
@@ -147,9 +148,9 @@ class RunSync:
             p = self._pending[key] = _Pending(view)
             if len(self._pending) > MAX_PENDING:
                 self._pending.pop(next(iter(self._pending)))
-                if not self._warned:
-                    self._warned = True
-                    logger.warning("the state store is behind: facts of the oldest runs were dropped")
+                self._tracker.stats.drop(
+                    "control_log_behind", detail="the state store is behind: facts of the oldest runs waiting"
+                )
         else:
             p.view = view
         return p
@@ -165,33 +166,43 @@ class RunSync:
             # Locked a batch at a time, not the whole flush: a decision's own
             # flush waits for one batch of a long catch-up, not all of it.
             async with self._lock():
-                batch = self._side_by_side(keys)
+                batch, quiet = self._side_by_side(keys, log.batches)
                 keys = keys[len(batch) :]
                 pending = [(k, p) for k in batch if (p := self._pending.pop(k, None)) is not None]
+                if quiet and log.batches:
+                    try:
+                        await self._write_together(log, [p for _, p in pending])
+                    except BaseException:
+                        self._merge_back(pending)
+                        raise
+                    continue
                 done = await asyncio.gather(*(self._write(log, p) for _, p in pending), return_exceptions=True)
                 failed = [(k, p, e) for (k, p), e in zip(pending, done, strict=True) if isinstance(e, BaseException)]
                 if failed:
                     self._merge_back([(k, p) for k, p, _ in failed])
                     raise failed[0][2]
 
-    def _side_by_side(self, keys: list[tuple[str, str]]) -> list[tuple[str, str]]:
-        """The first runs of ``keys`` that may be written at once: each write
-        waits for the pipeline's loop a few times, so one at a time a busy
-        loop fell behind the runs it finishes (tens of thousands waiting, and
-        their facts dropped past MAX_PENDING). Runs without approval
-        requests touch only their own record and their task's list of runs:
-        up to WRITE_AT_ONCE of those, one per task id. A run with requests
-        (they share the open list) is written alone, in order."""
+    def _side_by_side(self, keys: list[tuple[str, str]], in_one: bool) -> tuple[list[tuple[str, str]], bool]:
+        """The first runs of ``keys`` that may be written at once, and whether
+        they are all quiet: each write waits for the pipeline's loop a few
+        times, so one at a time a busy loop fell behind the runs it finishes
+        (tens of thousands waiting, and their facts dropped past
+        MAX_PENDING). Runs without approval requests touch only their own
+        record and their task's list of runs: up to WRITE_AT_ONCE of those,
+        one per task id, or up to WRITE_IN_ONE in one transaction of a store
+        that batches (``in_one``: applied in order, so a task id may repeat).
+        A run with requests (they share the open list) is written alone, in
+        order."""
         batch: list[tuple[str, str]] = []
         tasks: set[str] = set()
-        for key in keys[:WRITE_AT_ONCE]:
+        for key in keys[: WRITE_IN_ONE if in_one else WRITE_AT_ONCE]:
             p, known = self._pending.get(key), self._known.get(key)
             quiet = p is None or not (p.opened or p.gone or (known is not None and known.requests))
-            if not quiet or key[0] in tasks:
-                return batch or [key]
+            if not quiet or (key[0] in tasks and not in_one):
+                return (batch, True) if batch else ([key], quiet)
             batch.append(key)
             tasks.add(key[0])
-        return batch
+        return batch, True
 
     def _merge_back(self, failed: list[tuple[tuple[str, str], _Pending]]) -> None:
         """Runs whose write failed go back first, with what was seen of them
@@ -209,28 +220,29 @@ class RunSync:
             back[key] = p
         self._pending = {**back, **self._pending}
 
+    async def _write_together(self, log: ControlLog, pending: list[_Pending]) -> None:
+        """Quiet runs' records and their places in their tasks' lists of runs,
+        in one transaction of the store: one wait for the loop and a few for
+        the GIL, for up to WRITE_IN_ONE runs."""
+        now = time.time_ns()
+        updates: list[tuple[str, str, Callable[[dict[str, Any] | None], tuple[dict[str, Any] | None, Any]]]] = []
+        for p in pending:
+            v = p.view
+            updates.append((NAMESPACE, runs.run_key(v.task_id, v.run_id), _record_change(p, [], now)))
+            updates.append((RUNS_NAMESPACE, v.task_id, listing(v.run_id, v.started_ns)))
+        results = await log.update_many(updates)
+        closed = set()
+        for p, (_, shut) in zip(pending, results[::2], strict=True):
+            p.unlisted = False
+            closed |= {(p.view.run_id, aid) for aid in shut}
+        if closed:  # requests another process listed, closed by the run's end
+            await log.unlist(closed)
+
     async def _write(self, log: ControlLog, p: _Pending) -> None:
         v = p.view
         opened = [r for r in (p.opened or {}).values() if r.approval_id not in p.gone]
         now = time.time_ns()
-
-        def change(rec: dict[str, Any] | None) -> tuple[dict[str, Any] | None, tuple[bool, list[str]]]:
-            fresh = rec is None
-            rec = runs.new_record(v) if rec is None else rec
-            changed = fresh
-            closed: list[str] = []
-            for r in opened:
-                changed = runs.add_request(rec, r) or changed
-            for aid in p.gone:
-                # Closed by the agent's own note (its timeout, or the answer it
-                # read): no decision may land on it after.
-                if runs.close_request(rec, aid, "expired", now, "the agent stopped waiting"):
-                    closed.append(aid)
-            if p.outcome is not None and runs.state_of(rec) == "running":
-                closed += runs.finish(rec, p.outcome, p.ended_ns or now)
-            return (rec if changed or closed or p.outcome is not None else None), (fresh, closed)
-
-        fresh, closed = await log.update(NAMESPACE, runs.run_key(v.task_id, v.run_id), change)
+        fresh, closed = await log.update(NAMESPACE, runs.run_key(v.task_id, v.run_id), _record_change(p, opened, now))
         if fresh:
             p.unlisted = True
         if p.unlisted:
@@ -278,6 +290,32 @@ class RunSync:
             return
         out: list[Event] = [cp for cp in (approvals.expire(st, aid, now_ns) for aid in approval_ids) if cp is not None]
         self._dispatch(out)
+
+
+def _record_change(
+    p: _Pending, opened: list[ApprovalRequest], now: int
+) -> Callable[[dict[str, Any] | None], tuple[dict[str, Any] | None, tuple[bool, list[str]]]]:
+    """What a run's facts change in its record: created if new, ``opened``
+    requests added, requests gone closed, finished; (fresh, closed ids)."""
+    v = p.view
+
+    def change(rec: dict[str, Any] | None) -> tuple[dict[str, Any] | None, tuple[bool, list[str]]]:
+        fresh = rec is None
+        rec = runs.new_record(v) if rec is None else rec
+        changed = fresh
+        closed: list[str] = []
+        for r in opened:
+            changed = runs.add_request(rec, r) or changed
+        for aid in p.gone:
+            # Closed by the agent's own note (its timeout, or the answer it
+            # read): no decision may land on it after.
+            if runs.close_request(rec, aid, "expired", now, "the agent stopped waiting"):
+                closed.append(aid)
+        if p.outcome is not None and runs.state_of(rec) == "running":
+            closed += runs.finish(rec, p.outcome, p.ended_ns or now)
+        return (rec if changed or closed or p.outcome is not None else None), (fresh, closed)
+
+    return change
 
 
 __all__ = ["RunSync"]
