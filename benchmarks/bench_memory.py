@@ -40,9 +40,11 @@ heap (objects above 512 bytes, C libraries), file-backed pages, and what
 from __future__ import annotations
 
 import argparse
+import http.client
 import math
 import os
 import platform
+import re
 import signal
 import sys
 import tempfile
@@ -66,6 +68,18 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return math.nan
+
+
+def waiting_runs(srv: Server) -> str:
+    """Runs whose facts wait for the control log (the state store), from /metrics."""
+    conn = http.client.HTTPConnection("127.0.0.1", srv.admin, timeout=10)
+    try:
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+    finally:
+        conn.close()
+    m = re.search(r"^spanvisor_control_runs_waiting(?:\{[^}]*\})? (\S+)$", text, re.M)
+    return f", {float(m.group(1)):,.0f} runs waiting for the control log" if m else ""
 
 
 def settle(srv: Server, timeout_s: float = 120.0) -> None:
@@ -226,7 +240,10 @@ def main() -> None:
             sent += send(srv, mix, first + tenth * per_tenth, per_tenth)
             settle(srv)
             samples.append((sent, rss_mb(srv.proc.pid)))
-            print(f"  {sent:>9,} spans streamed: RSS {samples[-1][1]:,.0f} MB{tracer.sample(srv)}", flush=True)
+            print(
+                f"  {sent:>9,} spans streamed: RSS {samples[-1][1]:,.0f} MB{waiting_runs(srv)}{tracer.sample(srv)}",
+                flush=True,
+            )
         elapsed = time.monotonic() - t0
         late = [r for _, r in samples[5:]]
         print(
