@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from prom_streams import S, view
-from spanvisor_prometheus.state import TaskMetrics
 
 from spanvisor.events import Checkpoint, TaskFinished, TaskStarted, stable_id
+from spanvisor_prometheus.state import TaskMetrics
 
 T0 = 1_700_000_000 * S
 
@@ -18,7 +18,9 @@ def test_open_and_finished_tasks_keep_the_newest_within_their_bound() -> None:
     assert m.evicted_open == 3
     m.absorb(
         [
-            TaskFinished(event_id=stable_id("end", n), time_ns=v.started_ns + S, task=v, outcome="complete", duration_s=1.0)
+            TaskFinished(
+                event_id=stable_id("end", n), time_ns=v.started_ns + S, task=v, outcome="complete", duration_s=1.0
+            )
             for n, v in enumerate(views)
         ]
     )
