@@ -7,6 +7,7 @@ dropped and counted."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 from spanvisor.control import runs
 from spanvisor.control.log import ControlLog
 from spanvisor.control.runsync import MAX_PENDING, WRITE_IN_ONE, RunSync
-from spanvisor.events import Event, TaskFinished, TaskStarted, TaskView
+from spanvisor.events import ApprovalRequest, Event, TaskFinished, TaskStarted, TaskView
 from spanvisor.statestores.api import Change, Claim
 from spanvisor.statestores.local import LocalStateStore
 from spanvisor.statestores.memory import InMemoryStateStore
@@ -203,3 +204,22 @@ def test_runs_beyond_the_bound_are_dropped_and_counted() -> None:
     assert tracker.stats.value("dropped_total", reason="control_log_behind", sink="") == 5
     assert tracker.stats.value("control_runs_waiting") == MAX_PENDING
     assert ("t0", "r") not in sync._pending and ("t5", "r") in sync._pending
+
+
+def test_a_run_that_ended_with_a_request_open_is_still_written_alone() -> None:
+    """Its write closes the request in the shared open list, so it is never
+    side by side with others, before it ended or after."""
+    sync = RunSync(TaskTracker(), lambda _: None)
+    asked = dataclasses.replace(_view("t1", "r1"), approvals=(ApprovalRequest("a1", "Deploy?"),))
+    sync.observe([TaskStarted(event_id="s1", time_ns=10, task=asked)])
+    sync.observe(_run("t0", "r0"))
+    keys = list(sync._pending)
+    assert keys[0] == ("t1", "r1")
+    assert sync._side_by_side(keys, in_one=True) == ([("t1", "r1")], False)
+    asyncio.run(sync.flush(ControlLog(InMemoryStateStore())))  # its request written and listed
+    sync.observe([TaskFinished(event_id="f1", time_ns=20, task=asked, outcome="complete", duration_s=1.0)])
+    sync.observe(_run("t2", "r2"))
+    keys = list(sync._pending)
+    assert keys[0] == ("t1", "r1") and not sync._pending[keys[0]].opened
+    assert sync._side_by_side(keys, in_one=True) == ([("t1", "r1")], False)
+    assert sync._side_by_side(keys[1:], in_one=True) == ([("t2", "r2")], True)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -72,17 +71,22 @@ class _Pending:
     unlisted: bool = False
 
 
-@dataclass(slots=True)
-class _Known:
-    requests: frozenset[tuple[str, str]] = frozenset()
-    finished: bool = False
+# What is known of a run: its open requests (approval id, digest) while it
+# runs (most runs: the one empty frozenset), then _FINISHED, or _ASKED when
+# it ended with requests open (its write still touches the shared open list).
+# A value, not an object a run: with the plain dict about 100 bytes an open
+# task less.
+_FINISHED = None
+_ASKED = "asked"
+_Known = frozenset[tuple[str, str]] | str | None
+_UNSEEN: Any = object()
 
 
 class RunSync:
     def __init__(self, tracker: TaskTracker, dispatch: Callable[[list[Event]], None]) -> None:
         self._tracker = tracker
         self._dispatch = dispatch
-        self._known: OrderedDict[tuple[str, str], _Known] = OrderedDict()
+        self._known: dict[tuple[str, str], _Known] = {}  # oldest first
         self._pending: dict[tuple[str, str], _Pending] = {}
         self._urgent = False
         # One batch of writes at a time: a catch-up, a decision's own flush
@@ -114,25 +118,25 @@ class RunSync:
             if not v.run_id or isinstance(ev, HumanIntervention):
                 continue
             key = (v.task_id, v.run_id)
-            known = self._known.get(key)
-            if known is None:
-                known = self._known[key] = _Known()
+            known = self._known.get(key, _UNSEEN)
+            if known is _UNSEEN:
+                known = self._known[key] = frozenset()
                 self._pending_of(key, v)
                 if len(self._known) > MAX_KNOWN:
-                    self._known.popitem(last=False)
-            elif known.finished:
-                continue
-            if v.approvals or known.requests:
+                    del self._known[next(iter(self._known))]
+            elif not isinstance(known, frozenset):
+                continue  # ended
+            if v.approvals or known:
                 now = frozenset((r.approval_id, r.digest) for r in v.approvals)
-                if now != known.requests:
+                if now != known:
                     p = self._pending_of(key, v)
                     for r in v.approvals:
-                        if (r.approval_id, r.digest) not in known.requests:
+                        if (r.approval_id, r.digest) not in known:
                             if p.opened is None:
                                 p.opened = {}
                             p.opened[r.approval_id] = r
-                    p.gone |= {aid for aid, _ in known.requests} - {r.approval_id for r in v.approvals}
-                    known.requests = now
+                    p.gone |= {aid for aid, _ in known} - {r.approval_id for r in v.approvals}
+                    self._known[key] = now
                     self._urgent = True
             if isinstance(ev, TaskFinished):
                 p = self._pending_of(key, v)
@@ -140,7 +144,7 @@ class RunSync:
                 # its ids stay (an open task's view is the tracker's too).
                 p.view = _ids_of(v)
                 p.outcome, p.ended_ns = ev.outcome, ev.time_ns
-                known.finished = True
+                self._known[key] = _ASKED if self._known[key] else _FINISHED
 
     def _pending_of(self, key: tuple[str, str], view: TaskView) -> _Pending:
         p = self._pending.get(key)
@@ -197,7 +201,8 @@ class RunSync:
         tasks: set[str] = set()
         for key in keys[: WRITE_IN_ONE if in_one else WRITE_AT_ONCE]:
             p, known = self._pending.get(key), self._known.get(key)
-            quiet = p is None or not (p.opened or p.gone or (known is not None and known.requests))
+            asked = known == _ASKED or (isinstance(known, frozenset) and known)
+            quiet = p is None or not (p.opened or p.gone or asked)
             if not quiet or (key[0] in tasks and not in_one):
                 return (batch, True) if batch else ([key], quiet)
             batch.append(key)
