@@ -37,7 +37,7 @@ MAX_PENDING = 50_000
 # Runs without approval requests written side by side (RunSync._side_by_side).
 WRITE_AT_ONCE = 256
 # The same in one transaction, with a store that batches (the local store).
-WRITE_IN_ONE = 1024
+WRITE_IN_ONE = 256
 
 
 def _ids_of(view: TaskView) -> TaskView:
