@@ -37,9 +37,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
 
-from tests.receiver.conftest import RunningReceiver, local_settings, make_pipeline, wait_for  # noqa: E402
+from tests.receiver.conftest import RunningReceiver, local_settings, make_pipeline  # noqa: E402
 from tests.stream._sse import Frame, read  # noqa: E402
 from tests.stream.conftest import AUTH, TOKEN, Served, tasks  # noqa: E402
+from tests.waiting import wait_until  # noqa: E402
 
 from spanvisor.events import Event, TaskFinished  # noqa: E402
 from spanvisor.sink import SinkResult  # noqa: E402
@@ -137,7 +138,7 @@ def ingest(s: Served, timing: TimingSink, n_tasks: int, seed: int) -> float:
     start = time.perf_counter()
     for b in bodies:
         s.post(b)
-    wait_for(lambda: len(timing.of_type(TaskFinished)) >= before + n_tasks, 300, "every task")
+    wait_until(lambda: len(timing.of_type(TaskFinished)) >= before + n_tasks, 300, "every task")
     return len(spans) / (time.perf_counter() - start)
 
 
@@ -205,7 +206,7 @@ def load(base: Path, n_tasks: int, clients: int) -> None:
             dropped = s.receiver.pipeline.stats.value("dropped_total", reason="stream_slow_client", sink="stream")
             child.terminate()
             child.wait(10)
-            wait_for(lambda: s.receiver.pipeline.stats.value("stream_clients") == 0, 60, "the clients gone")
+            wait_until(lambda: s.receiver.pipeline.stats.value("stream_clients") == 0, 60, "the clients gone")
             print(f"ingest, {line} clients reading {what}: {with_clients:,.0f} spans/s; "
                   f"ratio {with_clients / alone:.2f}; clients cut off so far: {dropped:.0f}", flush=True)  # fmt: skip
     finally:
