@@ -9,7 +9,10 @@ fails on are set aside in the dead-letter store (docs/architecture.md).
 Two optional members tell the pipeline more: ``durable`` (``SUCCESS`` means
 stored durably; the receiver pushes back rather than let this sink drop) and
 ``health()`` (whether the sink can write now; a durable sink that cannot makes
-``/readyz`` answer 503). A sink may also serve HTTP routes on ``spanvisor
+``/readyz`` answer 503), and ``paced`` (the receiver waits for this sink's
+queue too while the sink delivers, but not while it delivers nothing: the
+event stream, which may lose events during its database's outage but not
+because spans came in faster than it encodes them). A sink may also serve HTTP routes on ``spanvisor
 serve``'s admin port (``admin_routes()``, e.g. the Prometheus sink's
 ``/metrics``): the core names no sink. Sinks are found through the ``spanvisor.sinks``
 entry-point group, the built-in ones exactly like a third-party one.
@@ -76,7 +79,7 @@ class SinkContext:
 class Sink(Protocol):
     """Receives domain events. Every method must return, never raise.
 
-    Optional, read with ``getattr``: ``durable: bool`` and
+    Optional, read with ``getattr``: ``durable: bool``, ``paced: bool`` and
     ``health() -> tuple[bool, str]`` (see :class:`BaseSink`).
     """
 
@@ -105,6 +108,11 @@ class BaseSink:
     # through its outbox): the receiver then answers 503 before this sink's
     # queue would drop, and readiness follows its health().
     durable: ClassVar[bool] = False
+    # True if the receiver should wait for this sink's queue as for a durable
+    # one, but only while the sink delivers: a sink that delivers nothing
+    # lately (its backend away) must not refuse spans for the durable sinks,
+    # and drops what its queue cannot hold, counted.
+    paced: ClassVar[bool] = False
     # True if the sink serves routes on `spanvisor serve`'s admin port
     # (admin_routes). serve runs it with SPANVISOR_SINKS=auto; when an explicit
     # list omits it, serve runs no sink of it (no worker, no events) and asks

@@ -1,7 +1,8 @@
 """What the receiver may hand the pipeline, and how soon there will be room.
 
 Two things bound it: the inbox (receiver spans waiting for the tracker) and
-every durable sink's queue (a sink that must not drop: PostgreSQL). The
+every durable sink's queue (a sink that must not drop: PostgreSQL), with a
+paced sink's (the event stream's) while it delivers. The
 receiver asks before it reads a request (:meth:`Admission.room_in`) and
 waits for room it is told is coming soon, or answers 503 with how soon.
 
@@ -40,11 +41,12 @@ class Admission:
             return BACKLOG_MIN_SPANS
         return int(max(BACKLOG_MIN_SPANS, rate * BACKLOG_S))
 
-    def durable_room(self, extra: int) -> bool:
-        return all(w.has_room(extra) for w in self._workers() if w.durable)
+    def sinks_room(self, extra: int) -> bool:
+        """Whether every sink the receiver waits for has room for ``extra`` more events."""
+        return all(w.has_room(extra) for w in self._workers() if w.holds_intake())
 
     def accepting(self, n: int) -> bool:
-        return self._inbox.has_room_for(n, self.backlog_limit()) and self.durable_room(0)
+        return self._inbox.has_room_for(n, self.backlog_limit()) and self.sinks_room(0)
 
     def room_in(self, n: int) -> float | None:
         """0.0 when ``n`` more spans fit now (:meth:`accepting`); otherwise
@@ -61,9 +63,11 @@ class Admission:
             # No rate yet (the tracker has just started): look again shortly.
             wait = max(wait, UNKNOWN_S if tracked is None else tracked, 1e-3)
         for w in self._workers():
-            if w.durable:
+            if w.holds_intake():
                 drained = w.seconds_to_room()
                 if drained is None:
-                    return None
+                    if w.durable:
+                        return None
+                    continue  # a paced sink that stopped delivering since: not waited for
                 wait = max(wait, drained)
         return wait

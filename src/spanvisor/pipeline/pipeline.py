@@ -250,10 +250,10 @@ class Pipeline:
             until = now + slice_s if slice_s is not None else None
             events: list[Event] = []
             spans = 0
-            # A durable sink near its bound: the receiver's batches stay in the
-            # inbox. It fills and the receiver answers 503, rather than
-            # accepted spans being dropped later.
-            for item in self._inbox.drain(lambda: self._admission.durable_room(len(events))):
+            # A durable (or delivering paced) sink near its bound: the
+            # receiver's batches stay in the inbox. It fills and the receiver
+            # answers 503, rather than accepted spans being dropped later.
+            for item in self._inbox.drain(lambda: self._admission.sinks_room(len(events))):
                 if item[0] == "spans":
                     # A receiver batch is hundreds of spans: it is cut at the
                     # slice's end too, the rest put back at the head.

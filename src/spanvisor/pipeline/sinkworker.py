@@ -74,6 +74,7 @@ class SinkWorker:
         self.sink = sink
         self.name = str(getattr(sink, "name", type(sink).__name__))
         self.durable = bool(getattr(sink, "durable", False))
+        self.paced = bool(getattr(sink, "paced", False))
         self.ctx = ctx
         self.stats = ctx.stats
         self._queue: deque[Event | Barrier] = deque()
@@ -101,6 +102,11 @@ class SinkWorker:
         # Durable sinks push back (the receiver answers 503) before they would drop.
         return bool(self._events_queued + n <= self._size * ADMIT_FRACTION)
 
+    def holds_intake(self) -> bool:
+        """Whether the receiver waits for this sink's queue now: always for a
+        durable sink; for a paced one only while it delivers."""
+        return self.durable or (self.paced and self._delivered.per_s() is not None)
+
     def seconds_to_room(self, n: int = 0) -> float | None:
         """0.0 when :meth:`has_room` holds; else about how long until it does
         at the sink's recent delivery rate; None when the sink delivered
@@ -111,12 +117,13 @@ class SinkWorker:
         return self._delivered.seconds_for(over)
 
     def put_many(self, events: Sequence[Event]) -> None:
-        # A durable sink's admission is controlled upstream (``has_room``): the
-        # receiver answers 503 before its queue passes 80 %. Spans already
+        # A durable (or delivering paced) sink's admission is controlled
+        # upstream (``has_room``): the receiver answers 503 before its queue
+        # passes 80 %. Spans already
         # accepted may still produce more events than that margin, so a
         # durable queue stretches to 10x before it drops anything: accepted
         # audit events are not lost to a race between two pump cycles.
-        limit = self._size * 10 if self.durable else self._size
+        limit = self._size * 10 if self.durable or self.paced else self._size
         room = limit - self._events_queued
         if room < len(events):
             dropped = len(events) - max(0, room)

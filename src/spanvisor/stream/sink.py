@@ -3,7 +3,8 @@
 A sink like the others, so the stream gets every event in the tracker's
 order through its own bounded queue and worker: a stream nobody reads, or a
 database feed that is away, can only fill that queue (``queue_full`` for
-sink ``stream``), never slow the tracker or another sink. ``export`` builds
+sink ``stream``), never slow the tracker or another sink. It is ``paced``:
+while it delivers, the receiver waits for its queue as for a durable sink's. ``export`` builds
 each event's public body once (:mod:`spanvisor.stream.body`, encoded
 by :mod:`spanvisor.stream.encoded`) and publishes
 the batch to the feed, which gives it positions and hands it to the ring the
@@ -59,6 +60,12 @@ class StreamSink(BaseSink):
     batch_delay_s: ClassVar[float] = 0.0
     # How the SSE handlers find this sink among a pipeline's (spanvisor.stream.sse.find).
     serves_event_stream: ClassVar[bool] = True
+    # The receiver waits for the stream's queue while it delivers: spans
+    # coming in faster than the stream encodes them are a reason to answer
+    # 503, not to lose events every client would miss. While its database
+    # feed is away it delivers nothing and is not waited for (the audit
+    # trail goes on; what the queue cannot hold is dropped, counted).
+    paced: ClassVar[bool] = True
 
     def __init__(self) -> None:
         super().__init__()
