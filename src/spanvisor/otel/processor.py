@@ -71,15 +71,15 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict, deque
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, SynchronousMultiSpanProcessor
 
 from spanvisor.config import Config
 from spanvisor.otel.attach import PipelineOwner
-from spanvisor.otel.classify import MAX_OPEN_SPANS, ROOT_KEYS, UNKNOWN, Tasks, attrs_now, end, start
-from spanvisor.otel.stamp import put_back, set_stamp, stamp_for, stamp_mode, write_direct
+from spanvisor.otel.classify import MAX_OPEN_SPANS, UNKNOWN, Tasks, attrs_now, end, start
+from spanvisor.otel.stamp import put_back, restored, set_stamp, stamp_for, stamp_mode, write_direct
 from spanvisor.pipeline.handover import StartedRoot
 from spanvisor.pipeline.pipeline import Pipeline
 from spanvisor.sink import Sink
@@ -88,6 +88,17 @@ from spanvisor.spans import conventions as cv
 __all__ = ["SpanvisorSpanProcessor", "stamp_for"]  # stamp_for: where callers have always found it
 
 log = logging.getLogger("spanvisor.processor")
+
+# What on_start reads of every span's attributes (module globals: one cached
+# lookup each in the hook).
+TASK_NAME, TASK_ID, GEN_AI_OPERATION, OI_KIND, TL_KIND = (
+    cv.TASK_NAME,
+    cv.TASK_ID,
+    cv.GEN_AI_OPERATION,
+    cv.OI_KIND,
+    cv.TL_KIND,
+)
+AGENT_OPS = cv.GEN_AI_AGENT_OPS
 
 # Open task roots' traces the log processor can look up (task_traces).
 MAX_TASK_TRACES = 10_000
@@ -141,15 +152,22 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
         self._items = self._inbox._items
         self._append = self._items.append
         self._drop = self.pipeline.stats.inbox_drop
-        # Bound once: every entry handed over as it is carries one.
-        self._replay_start_ = self._replay_start
-        self._replay_end_ = self._replay_end
+        # Spans handed over as they are go in bare, no tuple (see
+        # spanvisor.pipeline.inbox): the inbox turns them back into entries
+        # with _replay. One processor per inbox does so; another on the same
+        # (the process-wide default pipeline) tags its own, with a tuple.
+        if self._inbox.replay is None:
+            self._inbox.replay = self._replay
+        else:
+            self._append = _tagging(self._append, self._replay)
         # The SDK calls every processor's ``_on_ending`` for every span. Until
         # a task is stamped or another processor reads its spans nothing needs
         # putting back there (the pipeline puts a root's identity back): a
         # C-level function that ignores its argument costs a third of a
         # Python no-op. Swapped for _put_back_dropped when classifying starts.
         self._on_ending = id  # type: ignore[method-assign,assignment]
+        # Whether on_end puts an identity back itself (see _starts_classifying).
+        self._ends_first = False
 
     @property
     def _errors(self) -> int:
@@ -175,14 +193,22 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
                 d = span._attributes._dict  # type: ignore[union-attr]
             except AttributeError:  # not the SDK's usual insides
                 d = span.attributes
-            if d and not ROOT_KEYS.isdisjoint(d) and cv.is_root_candidate(d):
+            # cv.is_root_candidate, with the usual span (none of the keys, or
+            # a model call's operation) told in a few lookups: classify's
+            # root_at_start, inlined (a call is a tenth of what it costs).
+            if d and (
+                TASK_NAME in d
+                or TASK_ID in d
+                or d.get(GEN_AI_OPERATION) in AGENT_OPS
+                or ((OI_KIND in d or TL_KIND in d) and cv.is_root_candidate(d))
+            ):
                 if self._starts_classifying(span):
                     self._on_start_classifying(span)
                 else:
-                    self._hand_over(StartedRoot(span, attrs_now(span)), self._replay_start_)
+                    self._hand_over(StartedRoot(span, attrs_now(span)))
                 self._task_trace(span)
             elif len(self._items) < self._inbox.limit:
-                self._append(("raw", self._replay_start_, span))
+                self._append(span)
             else:
                 self._drop()
         except Exception:  # never into the agent
@@ -191,7 +217,7 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
     def on_end(self, span: ReadableSpan) -> None:
         try:
             if len(self._items) < self._inbox.limit:
-                self._append(("raw", self._replay_end_, span))
+                self._append(span)  # the SDK's ReadableSpan: an end (see _replay)
             else:
                 self._drop()
                 self._lost.append(span)
@@ -222,7 +248,7 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
             if got is UNKNOWN:
                 # No task known here: one the pipeline's thread classifies
                 # (begun before classifying started), or none at all.
-                self._hand_over(span, self._replay_start_)
+                self._hand_over(span)
             elif got is not None:
                 self._submit_start(got)
         except Exception:  # never into the agent
@@ -237,12 +263,20 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
             sid = ctx.span_id
             stamp = self._opened.pop(sid, None)
             if stamp is None:
-                self._hand_over(span, self._replay_end_)  # as in _on_start_classifying
+                self._hand_over(span, end=True)  # as in _on_start_classifying
                 return
+            if self._ends_first:
+                # First of the provider's processors, called in turn: here is
+                # still before any other's on_end (see _starts_classifying).
+                try:
+                    if span._attributes.dropped:  # type: ignore[union-attr]
+                        self._put_back(span, stamp, sid)
+                except Exception:  # the span still goes over
+                    self._count("processor_errors_total")
             if not stamp.ended and sid != stamp.root_id and len(self._items) < self._inbox.limit:
                 self._append(("end", span))  # a member of an open task, the usual span
                 return
-            got = end(self._mine, span, ctx, stamp, restore=False)
+            got = end(self._mine, span, ctx, stamp, None)
             if got is not None:
                 self._submit_end(got)
         except Exception:
@@ -262,12 +296,12 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
         except Exception:  # the log tails' hint only; the span went over already
             self._count("processor_errors_total")
 
-    def _hand_over(self, span: Any, replay: Any) -> None:
+    def _hand_over(self, span: Any, end: bool = False) -> None:
         if len(self._items) < self._inbox.limit:
-            self._append(("raw", replay, span))
+            self._append(span)
         else:
             self._drop()
-            if replay is self._replay_end_:
+            if end:
                 self._lost.append(span)
 
     def _starts_classifying(self, span: Span) -> bool:
@@ -276,8 +310,15 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
         see an identity put back); if so the hooks classify from now on."""
         if self._stamp_mode == "on" or self._others(span):
             # Instance attributes, for good: the SDK calls these per span, and
-            # a branch in every call costs what the swap saves.
-            self._on_ending = self._put_back_dropped  # type: ignore[method-assign]
+            # a branch in every call costs what the swap saves. An identity
+            # is put back before any other processor's on_end reads the span:
+            # in on_end itself when this processor's is called first (added
+            # first, to a provider that calls its processors in turn; others
+            # are only ever added after it), else in _on_ending, which the
+            # SDK calls for every span (a Python call each).
+            self._ends_first = self._first(span)
+            if not self._ends_first:
+                self._on_ending = self._put_back_dropped  # type: ignore[method-assign]
             self.on_end = self._on_end_classifying  # type: ignore[method-assign]
             self.on_start = self._on_start_classifying  # type: ignore[method-assign]
             return True
@@ -298,8 +339,33 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
             seen = self._seen = (procs, type(procs) is not tuple or any(p is not self for p in procs))
         return seen[1]
 
+    def _first(self, span: Span) -> bool:
+        """Whether the provider that made ``span`` calls this processor's
+        ``on_end`` first, before any other's: the SDK's synchronous
+        multi-processor, with this one first in its tuple."""
+        try:
+            multi = span._span_processor  # type: ignore[attr-defined]
+            procs = multi._span_processors  # type: ignore[attr-defined]
+        except AttributeError:
+            return False
+        return (
+            type(multi) is SynchronousMultiSpanProcessor and type(procs) is tuple and bool(procs) and procs[0] is self
+        )
+
+    def _put_back(self, span: Any, stamp: Any, sid: int) -> None:
+        """A task span whose limit dropped attributes gets its task's
+        identity back (:func:`put_back`). A member of an unstamped task never
+        had the stamp: nothing of its own may make room for it."""
+        if stamp.stamped or sid == stamp.root_id:
+            put_back(span, stamp, sid)
+
     def _stamps(self, span: Span) -> bool:
         """Whether the task whose root ``span`` is gets stamped (the setting)."""
+        if self._ends_first and not self._first(span):
+            # A root of another provider, where this processor is not called
+            # first: identities are put back in _on_ending from now on.
+            self._ends_first = False
+            self._on_ending = self._put_back_dropped  # type: ignore[method-assign]
         mode = self._stamp_mode
         return mode == "on" or (mode == "auto" and self._others(span))
 
@@ -312,14 +378,24 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
             if span._attributes.dropped:  # type: ignore[union-attr]
                 ctx = span._context
                 stamp = self._mine.open.get(ctx.span_id)  # type: ignore[union-attr]
-                # A member of an unstamped task never had the stamp: nothing
-                # of its own may make room for it.
-                if stamp is not None and (stamp.stamped or ctx.span_id == stamp.root_id):  # type: ignore[union-attr]
-                    put_back(span, stamp, ctx.span_id)  # type: ignore[union-attr]
+                if stamp is not None:
+                    self._put_back(span, stamp, ctx.span_id)  # type: ignore[union-attr]
         except Exception:
             self._count("processor_errors_total")
 
     # -- the pipeline's thread: spans handed over as they are --------------------
+
+    def _replay(self, item: Any) -> tuple[Any, ...] | None:
+        """A bare item of this processor's as an inbox entry (None: nothing
+        to track). The SDK hands ``on_end`` a ``ReadableSpan`` made at the
+        span's end (``Span._readable_span``) and ``on_start`` the ``Span``
+        itself, a subclass: the type tells an end from a start."""
+        t = type(item)
+        if t is ReadableSpan:
+            return self._replay_end(item)
+        if t is tuple:
+            return cast("tuple[Any, ...]", item)  # a classified entry another processor's tag wrapped
+        return self._replay_start(item)
 
     def _replay_start(self, got: Any) -> tuple[str, Any] | None:
         """A span's start as the hooks would have classified it, in the order
@@ -355,7 +431,23 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
         if stamp is not None:
             if stamp.root_id == ctx.span_id and self.task_traces.get(ctx.trace_id) == ctx.span_id:
                 self.task_traces.pop(ctx.trace_id, None)
-            end(self._theirs, span, ctx, stamp, restore=False)  # what it returns was refused
+            end(self._theirs, span, ctx, stamp, None)  # what it returns was refused
+
+    def _restore(self, span: Any, stamp: Any, sid: int) -> Any:
+        """What the tracker reads of a root whose limit dropped attributes
+        (the pipeline's thread): its task's identity put back into the span
+        itself when no processor but this one is on its provider now (the
+        SDK only ever adds processors: none then read it as it ended), so
+        every later reader agrees; else into a copy (:func:`restored`):
+        another processor, added while the task ran, may be reading the
+        span on its own thread, and a write beside its read could break its
+        export (a dict changing size while it is iterated)."""
+        source = stamp.source
+        procs = getattr(source, "_span_processors", None)
+        if type(procs) is tuple and all(p is self for p in procs):
+            put_back(span, stamp, sid)
+            return span
+        return restored(span, stamp, sid)
 
     def _replay_end(self, span: Any) -> tuple[str, Any] | None:
         try:
@@ -365,13 +457,23 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
             stamp = self._theirs.open.pop(ctx.span_id, None)
             if stamp is not None and stamp.root_id == ctx.span_id and self.task_traces.get(ctx.trace_id) == ctx.span_id:
                 self.task_traces.pop(ctx.trace_id, None)
-            out = end(self._theirs, span, ctx, stamp, restore=True)
+            out = end(self._theirs, span, ctx, stamp, self._restore)
             if self._lost and not self._items:
                 self._settle_lost()
         except Exception:
             self._count("processor_errors_total")
             return None
         return ("end", out) if out is not None else None
+
+
+def _tagging(append: Any, replay: Any) -> Any:
+    """An append that wraps each item in a ``("raw", replay, item)`` entry:
+    for a processor whose inbox another processor's bare items use."""
+
+    def tag(item: Any) -> None:
+        append(("raw", replay, item))
+
+    return tag
 
 
 def _never(span: Span) -> bool:
