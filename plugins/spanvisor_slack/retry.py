@@ -40,6 +40,10 @@ RETRYABLE = frozenset(
     {"service_unavailable", "request_timeout", "ratelimited", "rate_limited", "connection", "http_5xx"}
 )
 
+# Jitter from a generator of our own: drawing from the global one would move
+# the sequence of an agent that seeds ``random`` to replay its own runs.
+_JITTER = random.Random()
+
 
 @dataclass(frozen=True, slots=True)
 class Failure:
@@ -74,7 +78,7 @@ class RateLimitStrategy(RetryStrategy):
         if failure.status != 429 and failure.error not in {"ratelimited", "rate_limited"}:
             return None
         wait = failure.retry_after_s if failure.retry_after_s is not None else self.default_s
-        return RetryVerdict("rate_limited", wait + random.uniform(0, self.jitter_s), pause_method=True)
+        return RetryVerdict("rate_limited", wait + _JITTER.uniform(0, self.jitter_s), pause_method=True)
 
 
 class ServerErrorStrategy(RetryStrategy):
@@ -88,7 +92,7 @@ class ServerErrorStrategy(RetryStrategy):
         if failure.error not in RETRYABLE and not 500 <= failure.status < 600:
             return None
         ceiling = min(self.cap_s, self.base_s * 2 ** min(failure.attempt - 1, 16))
-        return RetryVerdict("retry", random.uniform(ceiling / 2, ceiling))
+        return RetryVerdict("retry", _JITTER.uniform(ceiling / 2, ceiling))
 
 
 class AmbiguousStrategy(RetryStrategy):

@@ -22,6 +22,7 @@ from spanvisor.config import Config
 from spanvisor.pipeline.pipeline import Pipeline
 from spanvisor.receiver.server import Receiver, ReceiverSettings
 from spanvisor.testing import InMemorySink
+from tests.waiting import wait_until
 
 TOKEN = "decide-s3cret"
 Run = Any
@@ -87,17 +88,6 @@ def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp
     return call
 
 
-def wait_for(cond: Any, timeout: float = 30.0, what: str = "a condition") -> Any:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not (value := cond()):
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.05)
-    return value
-
-
 def test_cancel_ack_and_retry_exit_codes(cli: Run, serve: _Serve) -> None:
     task = f"T-{uuid.uuid4().hex[:8]}"
     common = ("--url", serve.base, "--token", TOKEN)
@@ -106,7 +96,7 @@ def test_cancel_ack_and_retry_exit_codes(cli: Run, serve: _Serve) -> None:
     code, _, err = cli("cancel", task, *common, "--as", "alice")
     assert code == 1 and "unknown_task" in err and f"no task {task}" in err, err
     assert cli("emit", "start", "--task", task, "--agent", "sh", "--name", "deploy", *endpoint)[0] == 0
-    wait_for(lambda: serve.task(task)["state"] == "running", what="the run in the shared record")
+    wait_until(lambda: serve.task(task)["state"] == "running", what="the run in the shared record")
     code, out, _ = cli("cancel", task, *common, "--as", "alice", "--intervention-id", "click-1")
     assert code == 0 and "Cancel requested: task" in out
     code, out, _ = cli("cancel", task, *common, "--as", "alice", "--intervention-id", "click-1")
@@ -117,7 +107,7 @@ def test_cancel_ack_and_retry_exit_codes(cli: Run, serve: _Serve) -> None:
     code, _, err = cli("ack", task, *common, "--comment", "on it")
     assert code == 1 and "still running" in err, err
     assert cli("emit", "finish", "--task", task, "--status", "error", *endpoint)[0] == 0
-    wait_for(lambda: serve.task(task)["state"] == "failed", what="the run to fail")
+    wait_until(lambda: serve.task(task)["state"] == "failed", what="the run to fail")
     code, out, _ = cli("ack", task, *common, "--comment", "on it")
     assert code == 0 and "Acknowledged" in out
     code, _, err = cli("retry", task, "--url", serve.base, "--token", "wrong")
@@ -143,14 +133,14 @@ def test_emit_approval_waits_for_the_answer(cli: Run, serve: _Serve, answer: str
         daemon=True,
     )
     asker.start()
-    wait_for(lambda: serve.task(task)["approvals"], what="the open request")
+    wait_until(lambda: serve.task(task)["approvals"], what="the open request")
     assert serve.task(task)["approvals"][0]["approval_id"] == aid
     code, _, _ = cli(answer, task, aid, "--url", serve.base, "--token", TOKEN, "--as", "alice", "--comment", "ok")
     assert code == 0
     asker.join(30)
     assert result == [expected]
     # The shell agent's note of the answer and the decision both closed it.
-    wait_for(lambda: serve.task(task)["status"] == "working", what="working again")
+    wait_until(lambda: serve.task(task)["status"] == "working", what="working again")
 
 
 def test_emit_approval_times_out_with_exit_2(cli: Run, serve: _Serve) -> None:
@@ -158,7 +148,7 @@ def test_emit_approval_times_out_with_exit_2(cli: Run, serve: _Serve) -> None:
     args = ("--endpoint", serve.base, "--token", TOKEN)
     code, out, _ = cli("emit", "approval", "--task", task, "--question", "Now?", "--id", "x1", "--wait", "0.5", *args)
     assert code == 2 and "timed out" in out
-    wait_for(lambda: serve.task(task)["status"] not in ("unknown", "awaiting_approval"), what="the request closed")
+    wait_until(lambda: serve.task(task)["status"] not in ("unknown", "awaiting_approval"), what="the request closed")
     code, _, err = cli("approve", task, "x1", "--url", serve.base, "--token", TOKEN)
     assert code == 1 and "expired" in err, "the agent's timeout closed the request"
 
@@ -172,7 +162,7 @@ def test_emit_approval_that_never_reaches_the_control_api_exits_3(cli: Run, serv
     assert code == 3 and "never answered" in err, err
     # The request reached serve; nothing was sent back for it (its expiry is
     # the server's: it closes when its timeout passes).
-    wait_for(lambda: serve.task(task)["state"] == "running", what="the run")
+    wait_until(lambda: serve.task(task)["state"] == "running", what="the run")
     assert serve.task(task)["decisions"] == []
 
 
@@ -192,7 +182,7 @@ def test_approvals_lists_the_request_and_approve_prints_its_question(cli: Run, s
         daemon=True,
     )
     asker.start()
-    wait_for(lambda: serve.task(task)["approvals"], what="the open request")
+    wait_until(lambda: serve.task(task)["approvals"], what="the open request")
     code, out, err = cli("approvals", *common, "--json")
     assert code == 0, (out, err)
     out = out[out.index("{") :]  # after the asker's own line (same process, same stdout)

@@ -17,7 +17,7 @@ from spanvisor.agent import ApprovalDecision, CancelRequested, TaskHandle, task
 from spanvisor.control import hub
 from spanvisor.events import Checkpoint, Decision, HumanIntervention, TaskFinished
 from spanvisor.testing import InMemorySink
-from tests.receiver.conftest import wait_for
+from tests.waiting import wait_until
 
 from ._sdk import Agent
 
@@ -69,7 +69,7 @@ def test_a_decision_on_the_pipeline_releases_the_waiting_agent(live: tuple[Agent
     assert asking.asked.wait(10) and asking.handle is not None
     task_id = asking.handle.task_id
     # The request reaches the tracker while the root is still open (a child span).
-    wait_for(lambda: agent.flush() and awaiting(memory, task_id), what="awaiting_approval")
+    wait_until(lambda: agent.flush() and awaiting(memory, task_id), what="awaiting_approval")
     verdict = decide(action, task_id, "a1", comment="looks <fine>")
     assert verdict.outcome == "applied", verdict
     result = asking.join()
@@ -115,7 +115,7 @@ def test_an_explicit_task_id_and_approval_id_are_what_the_decision_names(live: t
 
     th = threading.Thread(target=run, daemon=True)
     th.start()
-    wait_for(lambda: agent.flush() and awaiting(memory, task_id), what="awaiting_approval")
+    wait_until(lambda: agent.flush() and awaiting(memory, task_id), what="awaiting_approval")
     assert decide("approve", task_id, "ship-it").outcome == "applied"
     th.join(30)
     assert asking_done and asking_done[0].approved
@@ -133,7 +133,7 @@ def test_the_async_form_is_released_the_same_way(live: tuple[Agent, InMemorySink
 
     th = threading.Thread(target=lambda: asyncio.run(main()), daemon=True)
     th.start()
-    wait_for(lambda: handle and agent.flush() and awaiting(memory, handle[0].task_id), what="awaiting_approval")
+    wait_until(lambda: handle and agent.flush() and awaiting(memory, handle[0].task_id), what="awaiting_approval")
     assert decide("reject", handle[0].task_id, "a1").outcome == "applied"
     th.join(30)
     assert out and out[0].outcome == "reject"
@@ -169,9 +169,9 @@ def test_cancel_is_seen_by_cancel_requested_raise_if_cancelled_and_on_cancel(
 
     th = threading.Thread(target=run, daemon=True)
     th.start()
-    wait_for(lambda: handle, what="the task to start")
+    wait_until(lambda: handle, what="the task to start")
     task_id = handle[0].task_id
-    wait_for(lambda: agent.flush() and memory.for_task(task_id), what="the task to be tracked")
+    wait_until(lambda: agent.flush() and memory.for_task(task_id), what="the task to be tracked")
     assert decide("cancel", task_id, actor="carol").outcome == "applied"
     assert called.wait(20), "on_cancel was called"
     th.join(20)

@@ -14,8 +14,7 @@ import asyncio
 import dataclasses
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+
 
 from spanvisor.config import Config
 from spanvisor.events import Event, TaskFinished
@@ -55,16 +55,6 @@ def make_pipeline(tmp_path: Path, sinks: Sequence[Sink], plugins: bool = False, 
     pipeline = Pipeline(config=config, sinks=list(sinks), path="receiver").start()
     assert pipeline.wait_ready(30), "the sinks did not start"
     return pipeline
-
-
-def wait_for(cond: Callable[[], Any], timeout: float = 20, what: str = "a condition") -> Any:
-    """Poll ``cond`` until truthy, failing after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not (value := cond()):
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.02)
-    return value
 
 
 def finished(sink: InMemorySink) -> list[str]:

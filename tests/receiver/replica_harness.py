@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from serve_proc import FakeSlackThread, wait_until
+from serve_proc import FakeSlackThread
+from tests.waiting import wait_until
 
 from spanvisor.config import Config
 from spanvisor.pipeline.pipeline import Pipeline
@@ -35,10 +36,6 @@ def replica_env(db_url: str, slack_url: str, replica: str) -> dict[str, str]:
         "SPANVISOR_ROOT_HOLD": "1s",
         "SPANVISOR_BATCH_DELAY": "20ms",
     }
-
-
-def wait_for(cond: Any, timeout: float, what: str) -> Any:
-    return wait_until(cond, timeout, what, every=0.02)
 
 
 def make_pipeline(tmp: Path, sinks: Sequence[Sink], **env: str) -> Pipeline:
@@ -130,7 +127,7 @@ class Cluster:
             parents = self.parents()
             return all(len(parents.get(t, ())) == 1 and shown_status(parents[t][0]) in FINAL for t in tasks)
 
-        wait_for(done, timeout, f"a final Slack parent for each of {len(tasks)} tasks")
+        wait_until(done, timeout, f"a final Slack parent for each of {len(tasks)} tasks")
 
 
 def shown_status(message: Any) -> str | None:

@@ -10,24 +10,13 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-
-def wait_until(cond: Callable[[], Any], timeout: float, what: str, every: float = 0.05) -> Any:
-    """Poll ``cond`` until it is truthy; fail with ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(every)
+from tests.waiting import wait_until
 
 
 class FakeSlackThread:

@@ -15,8 +15,9 @@ import pytest
 from agent_traces import request_for, task_spans
 from test_grpc import _export_raw
 from test_http import post
+from tests.waiting import wait_until
 
-from conftest import RunningReceiver, StalledDurableSink, local_settings, make_pipeline, requests, wait_for
+from conftest import RunningReceiver, StalledDurableSink, local_settings, make_pipeline, requests
 from spanvisor.pipeline.pipeline import Pipeline
 from spanvisor.pipeline.rate import Rate
 from spanvisor.receiver.ingest import MAX_RETRY_S, MIN_RETRY_S, Ingest, Refusal
@@ -32,7 +33,7 @@ def _fill(r: RunningReceiver, pipeline: Pipeline) -> None:
         if status == 503:
             return
         assert status == 200
-        wait_for(lambda: pipeline.stats.value("inbox_depth") == 0, what="the pipeline to pump its inbox")
+        wait_until(lambda: pipeline.stats.value("inbox_depth") == 0, what="the pipeline to pump its inbox")
     raise AssertionError("a stalled durable sink must push back")
 
 

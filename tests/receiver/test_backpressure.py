@@ -16,6 +16,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 from opentelemetry.sdk.trace.export import SpanExportResult
 from test_http import post
+from tests.waiting import wait_until
 
 from conftest import (
     RunningReceiver,
@@ -24,7 +25,6 @@ from conftest import (
     local_settings,
     make_pipeline,
     requests,
-    wait_for,
 )
 from spanvisor.pipeline.pipeline import Pipeline
 
@@ -36,7 +36,7 @@ def _pumped(pipeline: Pipeline) -> None:
     # The pipeline admits spans by the durable queue's room when they arrive,
     # not by the events still waiting in its inbox: let the pump turn them
     # into events before sending more, as a steady client would.
-    wait_for(lambda: pipeline.stats.value("inbox_depth") == 0, what="the pipeline to pump its inbox")
+    wait_until(lambda: pipeline.stats.value("inbox_depth") == 0, what="the pipeline to pump its inbox")
 
 
 @pytest.mark.slow

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from serve_proc import ServeProcess, wait_until
+from serve_proc import ServeProcess
+from tests.waiting import wait_until
 
 from conftest import RunningReceiver, local_settings, make_pipeline
 from spanvisor.testing import InMemorySink

@@ -37,9 +37,10 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from serve_proc import FakeSlackThread, ServeProcess, db_rows, slack_env, wait_until
+from serve_proc import FakeSlackThread, ServeProcess, db_rows, slack_env
 from test_live_serve import Served
 from tests.conftest import missing
+from tests.waiting import wait_until
 
 from spanvisor.agent import task
 

@@ -37,8 +37,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Tracer
 from prometheus_client.parser import text_string_to_metric_families
-from serve_proc import FakeSlackThread, ServeProcess, db_rows, message_text, slack_env, wait_until
+from serve_proc import FakeSlackThread, ServeProcess, db_rows, message_text, slack_env
 from tests.fakes.slack_store import Message
+from tests.waiting import wait_until
 
 from spanvisor.agent import task
 

@@ -11,8 +11,9 @@ from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExport
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from tests.waiting import wait_until
 
-from conftest import RunningReceiver, wait_for
+from conftest import RunningReceiver
 from spanvisor.events import ResultField, TaskFinished
 from spanvisor.pipeline.pipeline import Pipeline
 from spanvisor.spans import conventions as cv
@@ -48,7 +49,7 @@ def test_results_from_a_root_reach_taskview(
         exporter = GrpcSpanExporter(endpoint=receiver.grpc_target, insecure=True)
     _complete_a_task(exporter)
     assert pipeline.force_flush(10)
-    [done] = wait_for(lambda: sink.of_type(TaskFinished), what="the task's end")
+    [done] = wait_until(lambda: sink.of_type(TaskFinished), what="the task's end")
     assert done.outcome == "complete"
     assert done.task.results == (
         ResultField("arr_gain", 4820, "USD"),

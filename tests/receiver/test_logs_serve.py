@@ -23,8 +23,9 @@ from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import Status, StatusCode
+from tests.waiting import wait_until
 
-from conftest import RunningReceiver, local_settings, wait_for
+from conftest import RunningReceiver, local_settings
 from spanvisor.events import TaskFinished
 from spanvisor.pipeline.pipeline import Pipeline
 from spanvisor.spans import conventions as cv
@@ -69,7 +70,7 @@ class _Agent:
 
 def _tail(pipeline: Pipeline, sink: InMemorySink) -> list[tuple[str, str]]:
     assert pipeline.force_flush(10)
-    [done] = wait_for(lambda: sink.of_type(TaskFinished), what="the task's end")
+    [done] = wait_until(lambda: sink.of_type(TaskFinished), what="the task's end")
     assert done.outcome == "error"
     return [(line.level, line.message) for line in done.log_tail]
 
@@ -231,7 +232,7 @@ def test_logs_that_arrive_after_the_failed_root_still_make_its_tail(
         "application/json",
     )
     assert status == 200
-    wait_for(lambda: pipeline.stats.value("spans_in_tasks_total") >= 1, what="the root to be tracked")
+    wait_until(lambda: pipeline.stats.value("spans_in_tasks_total") >= 1, what="the root to be tracked")
     record = {
         "timeUnixNano": "1700000000000000000",
         "severityNumber": 17,
@@ -242,5 +243,5 @@ def test_logs_that_arrive_after_the_failed_root_still_make_its_tail(
     logs = {"resourceLogs": [{"scopeLogs": [{"scope": {"name": "late.agent"}, "logRecords": [record]}]}]}
     status, _ = _post(base + "/v1/logs", json.dumps(logs).encode(), "application/json")
     assert status == 200
-    [done] = wait_for(lambda: sink.of_type(TaskFinished), what="the task's end")
+    [done] = wait_until(lambda: sink.of_type(TaskFinished), what="the task's end")
     assert [(line.level, line.message) for line in done.log_tail] == [("ERROR", "disk full on /var")]

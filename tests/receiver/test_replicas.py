@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 from agent_traces import request_for, task_spans
-from serve_proc import FakeSlackThread, ServeProcess, post, slack_env, wait_until
+from serve_proc import FakeSlackThread, ServeProcess, post, slack_env
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -29,7 +29,8 @@ import pytest
 from agent_traces import agent_task, make_provider, request_for
 from opentelemetry.sdk.trace import ReadableSpan
 from replica_harness import FINAL, db, shown_status
-from serve_proc import FakeSlackThread, ServeProcess, post, slack_env, wait_until
+from serve_proc import FakeSlackThread, ServeProcess, post, slack_env
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 

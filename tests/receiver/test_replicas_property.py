@@ -29,8 +29,9 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from replica_harness import Cluster, shown_status, wait_for
+from replica_harness import Cluster, shown_status
 from tests.core._trees import SpanSpec, stamp_trees
+from tests.waiting import wait_until
 
 from spanvisor.events import run_id_of, stable_id
 from spanvisor.spans import conventions as cv
@@ -157,7 +158,7 @@ def test_replicas_agree_with_one_replica(clusters: tuple[Cluster, Cluster]) -> N
     one_task()
     assert sent
     # A replica that had only children of a task holds it no longer than the hold time (1 s).
-    wait_for(lambda: many.open_tasks() == [0] * REPLICAS, 15, "no open tasks on any replica")
+    wait_until(lambda: many.open_tasks() == [0] * REPLICAS, 15, "no open tasks on any replica")
     assert all(p.stats.value("dropped_total", reason="late_span", sink="") == 0 for p in many.pipelines)
 
 

@@ -16,7 +16,8 @@ import pytest
 from agent_traces import task_spans
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 from opentelemetry.sdk.trace.export import SpanExportResult
-from serve_proc import FakeSlackThread, ServeProcess, slack_env, wait_until
+from serve_proc import FakeSlackThread, ServeProcess, slack_env
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 

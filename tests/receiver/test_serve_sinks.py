@@ -15,8 +15,9 @@ from typing import Any
 from agent_traces import request_for, task_spans
 from prometheus_client.parser import text_string_to_metric_families
 from test_http import post
+from tests.waiting import wait_until
 
-from conftest import RunningReceiver, local_settings, wait_for
+from conftest import RunningReceiver, local_settings
 from spanvisor.config import Config
 from spanvisor.pipeline.pipeline import Pipeline
 from spanvisor.receiver.serve import admin_services, serve_config, serve_sinks
@@ -56,7 +57,7 @@ def test_sinks_postgres_runs_no_prometheus_sink(tmp_path: Path, pg_server: Any) 
         assert _worker_sinks(pipeline) == {"postgres"}
         assert [type(e).__name__ for e in extra] == ["SelfMetrics"]
         assert post(r.http_url, request_for(task_spans(1)).SerializeToString())[0] == 200
-        wait_for(lambda: pipeline.stats.value("sink_deliveries_total", sink="postgres", outcome="success") > 0)
+        wait_until(lambda: pipeline.stats.value("sink_deliveries_total", sink="postgres", outcome="success") > 0)
         found = _scrape(r.admin_url)
         # the pipeline's own counters, read from its stats at scrape time
         assert {"transport": "http", "outcome": "ok"} in found["spanvisor_receiver_requests_total"]
@@ -75,6 +76,6 @@ def test_sinks_auto_runs_the_prometheus_sink(tmp_path: Path) -> None:
         assert "prometheus" in _worker_sinks(pipeline)
         assert extra == []  # the sink itself serves /metrics
         assert post(r.http_url, request_for(task_spans(1)).SerializeToString())[0] == 200
-        wait_for(lambda: "spanvisor_tasks_started_total" in _scrape(r.admin_url), what="task metrics")
+        wait_until(lambda: "spanvisor_tasks_started_total" in _scrape(r.admin_url), what="task metrics")
     finally:
         r.close()

@@ -34,9 +34,10 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Tracer
 from prometheus_client.parser import text_string_to_metric_families
-from serve_proc import FakeSlackThread, ServeProcess, db_rows, message_text, slack_env, wait_until
+from serve_proc import FakeSlackThread, ServeProcess, db_rows, message_text, slack_env
 from tests.fakes.slack_sender import Sent, SignedSender
 from tests.fakes.slack_store import Message
+from tests.waiting import wait_until
 
 from spanvisor.agent import ApprovalDecision, task
 from spanvisor.events import question_digest

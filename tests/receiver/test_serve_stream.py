@@ -34,8 +34,9 @@ from tests.core._strategies import traces
 from tests.core._trees import SpanSpec
 from tests.core.test_paths_properties import SDK_LIMIT, _without_identity
 from tests.core.test_sinks_end_on_the_final_view import _config, _fields, _row_matches, _rows, _SlackThread
+from tests.waiting import wait_until
 
-from conftest import RunningReceiver, local_settings, wait_for
+from conftest import RunningReceiver, local_settings
 from spanvisor.events import TaskFinished
 from spanvisor.pipeline.pipeline import Pipeline
 from spanvisor.testing import InMemorySink
@@ -82,7 +83,7 @@ def _serve(
                 _send(HttpExporter(endpoint=receiver.http_url), spans, rng)
             else:
                 _send(GrpcExporter(endpoint=receiver.grpc_target, insecure=True), spans, rng)
-            wait_for(lambda: len(memory.of_type(TaskFinished)) >= tasks, what=f"{tasks} tasks to finish")
+            wait_until(lambda: len(memory.of_type(TaskFinished)) >= tasks, what=f"{tasks} tasks to finish")
             assert pipeline.force_flush(30.0)
             look = slack_sink.deliverer.look
         finally:

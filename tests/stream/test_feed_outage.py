@@ -15,9 +15,9 @@ import pytest
 from spanvisor.events import TaskFinished
 from spanvisor_postgres.eventfeed import CHANNEL
 from spanvisor_postgres.migrate import migrate
-from tests.receiver.conftest import wait_for
 from tests.stream._sse import read, run
 from tests.stream.conftest import kw, serve_stream, tasks
+from tests.waiting import wait_until
 
 
 async def _migrated(url: str) -> None:
@@ -36,10 +36,10 @@ def test_an_outage_delays_the_stream_and_loses_or_doubles_nothing(own_pg_server:
     try:
         start = s.head()
         s.post(tasks(2, seed=51))
-        wait_for(lambda: len(s.sink.of_type(TaskFinished)) == 2, what="the first tasks")
+        wait_until(lambda: len(s.sink.of_type(TaskFinished)) == 2, what="the first tasks")
         own_pg_server.stop()
         s.post(tasks(3, seed=52))  # accepted: the receiver's journal and the pipeline do not need the database
-        wait_for(lambda: len(s.sink.of_type(TaskFinished)) == 5, what="the pipeline, database down")
+        wait_until(lambda: len(s.sink.of_type(TaskFinished)) == 5, what="the pipeline, database down")
         own_pg_server.start()
         own_pg_server.wait_ready()
         made = [e.event_id for e in s.sink.events]

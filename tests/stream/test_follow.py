@@ -13,8 +13,9 @@ from spanvisor.cli.follow import View, bar
 from spanvisor.stream.body import body, kind_of
 from spanvisor.stream.sink import StreamSink
 from spanvisor.testing import InMemorySink
-from tests.receiver.conftest import RunningReceiver, local_settings, make_pipeline, wait_for
+from tests.receiver.conftest import RunningReceiver, local_settings, make_pipeline
 from tests.stream.conftest import TOKEN, Served, serve_stream, tasks
+from tests.waiting import wait_until
 
 
 def test_follow_prints_every_event_of_a_run(tmp_path: Path) -> None:
@@ -23,14 +24,14 @@ def test_follow_prints_every_event_of_a_run(tmp_path: Path) -> None:
         spans = tasks(2, seed=41, checkpoints=2, plain_per_step=0)
         cmd = [sys.executable, "-m", "spanvisor.cli", "follow", "--url", s.base, "--token", TOKEN, "--agent", "rivet"]
         proc = subprocess.Popen([*cmd, "--events", "18"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        wait_for(
+        wait_until(
             lambda: s.receiver.pipeline.stats.value("stream_clients") == 1 or proc.poll() is not None, 30, "follow"
         )
         s.post(spans)
         out, err = proc.communicate(timeout=30)
         assert proc.returncode == 0, err
         lines = out.splitlines()
-        events = wait_for(lambda: len(s.sink.events) == 18 and s.sink.events, what="the pipeline's own sink")
+        events = wait_until(lambda: len(s.sink.events) == 18 and s.sink.events, what="the pipeline's own sink")
         assert len(lines) == len(events) == 18
         for line, e in zip(lines, events, strict=True):
             assert kind_of(e) in line and e.task_id in line
@@ -53,7 +54,7 @@ def test_follow_started_before_the_server_waits_for_it(tmp_path: Path) -> None:
         pipeline = make_pipeline(tmp_path / "data", [sink, stream], plugins=True, SPANVISOR_OTLP_TOKEN=TOKEN)
         s = Served(RunningReceiver(pipeline, local_settings(tmp_path, token=TOKEN, http_port=port)), sink, stream)
         try:
-            wait_for(lambda: s.receiver.pipeline.stats.value("stream_clients") == 1 or proc.poll() is not None, 60)
+            wait_until(lambda: s.receiver.pipeline.stats.value("stream_clients") == 1 or proc.poll() is not None, 60)
             s.post(tasks(1, seed=43, checkpoints=2, plain_per_step=0))
             out, _ = proc.communicate(timeout=30)
         finally:

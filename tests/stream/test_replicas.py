@@ -9,9 +9,9 @@ from pathlib import Path
 
 from spanvisor.events import TaskFinished
 from tests.conftest_pg import PgServer
-from tests.receiver.conftest import wait_for
 from tests.stream._sse import read, run
 from tests.stream.conftest import kw, serve_stream, tasks
+from tests.waiting import wait_until
 
 
 def test_a_client_on_one_replica_sees_the_other_s_events(pg_server: PgServer, tmp_path: Path) -> None:
@@ -38,7 +38,7 @@ def test_a_client_on_one_replica_sees_the_other_s_events(pg_server: PgServer, tm
             return [f.event_id for f in frames]
 
         on_a = run(go())
-        wait_for(lambda: len(b.sink.of_type(TaskFinished)) == 3, what="B's pipeline")
+        wait_until(lambda: len(b.sink.of_type(TaskFinished)) == 3, what="B's pipeline")
         assert on_a == [e.event_id for e in b.sink.events]
         assert a.sink.events == []  # A's pipeline made none of them
         # An id B's stream sent resumes on A, exactly after it.

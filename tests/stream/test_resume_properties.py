@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 
 from spanvisor.events import TaskFinished
 from tests.core._invariants import check_stream
-from tests.receiver.conftest import wait_for
 from tests.stream._sse import Frame, read, run
 from tests.stream.conftest import AUTH, Served, serve_stream, tasks
+from tests.waiting import wait_until
 
 _seeds = itertools.count(100)
 
@@ -69,7 +69,7 @@ def test_the_union_of_what_a_client_saw_is_the_pipeline_s_events(shared: Served,
     finally:
         sender.join(30)
     # The stream has no batch delay: the in-memory sink may still be waiting for its batch.
-    wait_for(lambda: sum(isinstance(e, TaskFinished) and e.task_id in ids for e in s.sink.events) == 3, what="sink")
+    wait_until(lambda: sum(isinstance(e, TaskFinished) and e.task_id in ids for e in s.sink.events) == 3, what="sink")
     mine = [e for e in s.sink.events if e.task_id in ids]
     got = [f.event_id for f in saw if f.doc["task_id"] in ids]
     assert len(got) == len(set(got)), "a duplicate after a resume"

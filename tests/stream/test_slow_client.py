@@ -9,9 +9,9 @@ import socket
 from pathlib import Path
 
 from spanvisor.events import TaskFinished
-from tests.receiver.conftest import wait_for
 from tests.stream._sse import read, run
 from tests.stream.conftest import TOKEN, kw, serve_stream, tasks
+from tests.waiting import wait_until
 
 
 def stalled_client(port: int) -> socket.socket:
@@ -31,7 +31,7 @@ def test_a_client_that_never_reads_is_cut_off_and_counted(tmp_path: Path) -> Non
         port = s.receiver.receiver.http_port
         assert port is not None
         stalled = stalled_client(port)
-        wait_for(lambda: s.receiver.pipeline.stats.value("stream_clients") == 1, what="the stalled client")
+        wait_until(lambda: s.receiver.pipeline.stats.value("stream_clients") == 1, what="the stalled client")
         start = s.head()
         n = 40
 
@@ -52,10 +52,10 @@ def test_a_client_that_never_reads_is_cut_off_and_counted(tmp_path: Path) -> Non
             return len(frames)
 
         seen = run(go())
-        wait_for(lambda: len(s.sink.of_type(TaskFinished)) == n, what="every task in the pipeline's sink")
+        wait_until(lambda: len(s.sink.of_type(TaskFinished)) == n, what="every task in the pipeline's sink")
         assert seen == len(s.sink.events)
         stats = s.receiver.pipeline.stats
-        wait_for(lambda: stats.value("dropped_total", reason="stream_slow_client", sink="stream") == 1, what="a cut")
+        wait_until(lambda: stats.value("dropped_total", reason="stream_slow_client", sink="stream") == 1, what="a cut")
         # Its connection is gone: what it never read ends in an EOF or a reset.
         stalled.settimeout(10)
         try:
@@ -63,6 +63,6 @@ def test_a_client_that_never_reads_is_cut_off_and_counted(tmp_path: Path) -> Non
                 pass
         except ConnectionResetError:
             pass
-        wait_for(lambda: stats.value("stream_clients") == 0, what="the slot freed")
+        wait_until(lambda: stats.value("stream_clients") == 0, what="the slot freed")
     finally:
         s.receiver.close()

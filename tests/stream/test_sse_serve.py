@@ -12,9 +12,9 @@ import aiohttp
 from spanvisor.events import Event, TaskFinished
 from spanvisor.stream.body import body, kind_of
 from tests.receiver.agent_traces import task_spans
-from tests.receiver.conftest import wait_for
 from tests.stream._sse import Frame, read, run
 from tests.stream.conftest import AUTH, TOKEN, Served, kw, serve_stream
+from tests.waiting import wait_until
 
 
 def finished(frames: list[Frame], n: int) -> bool:
@@ -40,7 +40,7 @@ def test_a_client_sees_every_event_in_order_as_its_public_body(served: Served) -
         return frames
 
     frames = run(go())
-    wait_for(lambda: len(served.sink.of_type(TaskFinished)) == 3, what="the in-memory sink")
+    wait_until(lambda: len(served.sink.of_type(TaskFinished)) == 3, what="the in-memory sink")
     assert seen(frames) == expected(served.sink.events)
     assert all(f.id is not None and f.id.startswith(served.head().split(":")[0] + ":") for f in frames)
     # The admin port serves the same stream, from the same positions.
@@ -51,8 +51,10 @@ def test_a_client_sees_every_event_in_order_as_its_public_body(served: Served) -
 def test_filters_pick_tasks_agents_kinds_and_statuses(served: Served) -> None:
     start = served.head()
     served.post(task_spans(2, seed=8))
-    wait_for(lambda: len(served.sink.of_type(TaskFinished)) == 2, what="two tasks")
-    wait_for(lambda: served.stream.ring is not None and served.stream.ring.head >= len(served.sink.events), what="ring")
+    wait_until(lambda: len(served.sink.of_type(TaskFinished)) == 2, what="two tasks")
+    wait_until(
+        lambda: served.stream.ring is not None and served.stream.ring.head >= len(served.sink.events), what="ring"
+    )
     every = served.sink.events
 
     def fetch(query: str) -> list[str]:
@@ -88,7 +90,7 @@ def test_a_position_the_stream_no_longer_holds_gets_a_reset(tmp_path: Path) -> N
     try:
         start = s.head()
         s.post(task_spans(2, seed=9))
-        wait_for(lambda: len(s.sink.of_type(TaskFinished)) == 2, what="two tasks")
+        wait_until(lambda: len(s.sink.of_type(TaskFinished)) == 2, what="two tasks")
         frames, _ = run(read(f"{s.events_url}?after={start}", until=lambda f: len(f) >= 1, **kw()))
         assert frames[0].event == "reset" and frames[0].doc["type"] == "spanvisor.reset"
         # The reset's id resumes from now: nothing is replayed twice after it.

@@ -39,16 +39,9 @@ from spanvisor.otel.processor import SpanvisorSpanProcessor  # noqa: E402
 from spanvisor.pipeline.pipeline import Pipeline  # noqa: E402
 from spanvisor.testing import InMemorySink  # noqa: E402
 from spanvisor_webhook import WebhookSink, verify  # noqa: E402
+from tests.waiting import wait_until  # noqa: E402
 
 SECRET = "whsec-3f9a7c1e0b2d4a6f8e1c3b5d7f9a0c2e"
-
-
-def wait_for(cond: Callable[[], bool], timeout_s: float = 15.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.02)
 
 
 def free_port() -> int:
@@ -175,7 +168,7 @@ class Running:
     def running_task(self, task_id: str) -> Iterator[Span]:
         attrs = {"agent.task.id": task_id, "agent.task.name": "Crawl", "agent.id": "crawler"}
         with self.tracer.start_as_current_span("crawl", attributes=attrs) as root:
-            wait_for(lambda: any(e.task_id == task_id for e in self.memory.events), what="the task's start")
+            wait_until(lambda: any(e.task_id == task_id for e in self.memory.events), what="the task's start")
             yield root
 
     def dropped(self, reason: str) -> float:

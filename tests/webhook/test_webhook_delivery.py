@@ -11,7 +11,8 @@ from collections.abc import Callable
 import pytest
 
 from spanvisor.events import HumanIntervention
-from tests.webhook.conftest import SECRET, Receiver, Running, free_port, wait_for
+from tests.waiting import wait_until
+from tests.webhook.conftest import SECRET, Receiver, Running, free_port
 
 Start = Callable[..., Running]
 pytestmark = pytest.mark.timeout_s(60)
@@ -24,7 +25,7 @@ def test_a_retry_is_delivered_once_signed_with_ids_and_the_task(receiver: Receiv
         "T1", "retry", "iv-retry-1", actor_name="Alice", comment='again, "carefully" <b>', source="cli"
     )
     assert verdict.outcome == "applied"
-    wait_for(lambda: len(receiver.delivered()) == 1, what="the delivery")
+    wait_until(lambda: len(receiver.delivered()) == 1, what="the delivery")
     assert run.pipeline.force_flush(10)
 
     assert len(receiver.requests) == 1  # nothing else is sent: no task events, no second copy
@@ -60,7 +61,7 @@ def test_only_applied_interventions_of_the_chosen_actions_are_sent(receiver: Rec
         assert run.decide("T-run", "acknowledge", "iv-denied").outcome == "denied"  # still running
         assert run.decide("T-failed", "retry", "iv-not-chosen").outcome == "applied"
         assert run.decide("T-run", "cancel", "iv-cancel").outcome == "applied"
-        wait_for(lambda: len(receiver.delivered()) == 1, what="the cancel")
+        wait_until(lambda: len(receiver.delivered()) == 1, what="the cancel")
     assert run.pipeline.force_flush(10)
     assert [r.intervention_id for r in receiver.requests] == ["iv-cancel"]
     task = receiver.requests[0].json["task"]
@@ -72,7 +73,7 @@ def test_a_replayed_decision_is_delivered_once(receiver: Receiver, start_pipelin
     run.failed_task("T1")
     outcomes = [run.decide("T1", "retry", "iv-same").outcome for _ in range(3)]
     assert outcomes == ["applied", "duplicate", "duplicate"]
-    wait_for(lambda: len(receiver.delivered()) == 1, what="the delivery")
+    wait_until(lambda: len(receiver.delivered()) == 1, what="the delivery")
     assert run.decide("T1", "retry", "iv-same").outcome == "duplicate"  # replayed after delivery too
     # Another click on the same task is another intervention, but the first retry won.
     assert run.decide("T1", "retry", "iv-other", actor_id="U2").outcome == "already_decided"
@@ -85,7 +86,7 @@ def test_a_receiver_answering_503_gets_it_once_it_is_back(receiver: Receiver, st
     run = start_pipeline(receiver.url)
     run.failed_task("T1")
     run.decide("T1", "retry", "iv-1")
-    wait_for(lambda: len(receiver.delivered()) == 1, what="the delivery after the outage")
+    wait_until(lambda: len(receiver.delivered()) == 1, what="the delivery after the outage")
     assert run.pipeline.force_flush(10)
     assert [r.status for r in receiver.requests] == [503, 503, 503, 200]
     # Every attempt carries the same id and a valid signature of its own.
@@ -103,15 +104,17 @@ def test_a_receiver_whose_port_is_closed_gets_it_once_it_listens(start_pipeline:
         run.decide("T1", "retry", "iv-1")
         stats = run.pipeline.stats
         # Down for a few attempts (0.5 + 1 + 2 s of backoff).
-        wait_for(lambda: stats.value("webhook_requests_total", sink="webhook", outcome="retry") >= 3, what="3 refusals")
+        wait_until(
+            lambda: stats.value("webhook_requests_total", sink="webhook", outcome="retry") >= 3, what="3 refusals"
+        )
         assert not run.sink.health()[0] and "127.0.0.1" in run.sink.health()[1]
         assert not run.pipeline.force_flush(0.5)  # it says it has not delivered
         # Meanwhile the sink's pipeline queue does not fill with the tasks' other events.
         with run.running_task("T2") as root:
             root.add_event("agent.checkpoint", {"message": "halfway"})
-        wait_for(lambda: stats.value("queue_depth", sink="webhook") == 0, what="an empty queue")
+        wait_until(lambda: stats.value("queue_depth", sink="webhook") == 0, what="an empty queue")
         receiver.open()
-        wait_for(lambda: len(receiver.delivered()) == 1, timeout_s=40, what="the delivery once the port is open")
+        wait_until(lambda: len(receiver.delivered()) == 1, timeout=40, what="the delivery once the port is open")
         assert run.pipeline.force_flush(10)
         assert [r.intervention_id for r in receiver.requests] == ["iv-1"]
         assert run.sink.health() == (True, "ok")
@@ -124,7 +127,7 @@ def test_retry_after_is_honoured(receiver: Receiver, start_pipeline: Start) -> N
     run = start_pipeline(receiver.url)
     run.failed_task("T1")
     run.decide("T1", "retry", "iv-1")
-    wait_for(lambda: len(receiver.delivered()) == 1, what="the delivery after the rate limit")
+    wait_until(lambda: len(receiver.delivered()) == 1, what="the delivery after the rate limit")
     first, second = receiver.requests
     assert first.status == 429
     assert second.at - first.at >= 1.9  # not the 0.5 s backoff: the receiver asked for 2 s
@@ -140,7 +143,7 @@ def test_a_400_is_not_retried_and_is_counted(
     run.failed_task("T2")
     run.decide("T1", "retry", "iv-refused")
     run.decide("T2", "retry", "iv-fine")
-    wait_for(lambda: len(receiver.delivered()) == 1, what="the next intervention")
+    wait_until(lambda: len(receiver.delivered()) == 1, what="the next intervention")
     assert run.pipeline.force_flush(10)
     assert [(r.intervention_id, r.status) for r in receiver.requests] == [("iv-refused", 400), ("iv-fine", 200)]
     assert run.dropped("webhook_rejected") == 1
@@ -157,7 +160,7 @@ def test_a_wrong_secret_fails_the_receivers_check_and_is_not_retried(receiver: R
     run = start_pipeline(receiver.url, secret="whsec-someone-elses")
     run.failed_task("T1")
     run.decide("T1", "retry", "iv-1")
-    wait_for(lambda: len(receiver.requests) == 1, what="the attempt")
+    wait_until(lambda: len(receiver.requests) == 1, what="the attempt")
     assert run.pipeline.force_flush(10)
     assert not receiver.requests[0].verified and receiver.requests[0].status == 401
     assert len(receiver.requests) == 1 and run.dropped("webhook_rejected") == 1
@@ -169,11 +172,11 @@ def test_what_is_left_at_shutdown_is_sent_by_the_next_start(start_pipeline: Star
         first = start_pipeline(receiver.url)
         first.failed_task("T1")
         first.decide("T1", "retry", "iv-1")
-        wait_for(lambda: not first.sink.health()[0], what="a failed attempt")
+        wait_until(lambda: not first.sink.health()[0], what="a failed attempt")
         first.pipeline.shutdown(3)
         receiver.open()
         second = start_pipeline(receiver.url)  # same data directory: the same outbox
-        wait_for(lambda: len(receiver.delivered()) == 1, what="the delivery by the next start")
+        wait_until(lambda: len(receiver.delivered()) == 1, what="the delivery by the next start")
         assert second.pipeline.force_flush(10)
         assert [r.intervention_id for r in receiver.requests] == ["iv-1"]
         assert receiver.requests[0].json["task_id"] == "T1"
@@ -185,7 +188,7 @@ def test_an_intervention_too_old_to_act_on_is_given_up(receiver: Receiver, start
     run = start_pipeline(receiver.url, SPANVISOR_WEBHOOK_MAX_AGE="0")
     run.failed_task("T1")
     run.decide("T1", "retry", "iv-1")
-    wait_for(lambda: run.dropped("webhook_expired") == 1, what="the expiry")
+    wait_until(lambda: run.dropped("webhook_expired") == 1, what="the expiry")
     assert run.pipeline.force_flush(10)
     assert receiver.requests == []
 
@@ -200,6 +203,6 @@ def test_two_agents_on_one_data_directory_both_flush(receiver: Receiver, start_p
     second.failed_task("T2")
     first.decide("T1", "retry", "iv-first")
     second.decide("T2", "retry", "iv-second")
-    wait_for(lambda: {r.intervention_id for r in receiver.delivered()} == {"iv-first", "iv-second"}, what="both")
+    wait_until(lambda: {r.intervention_id for r in receiver.delivered()} == {"iv-first", "iv-second"}, what="both")
     assert first.pipeline.force_flush(10)
     assert second.pipeline.force_flush(10)
