@@ -8,21 +8,18 @@ counted in ``processor_errors_total``.
 Two hand-overs:
 
 * **By default** (no other span processor on the provider, nothing to
-  stamp) each hook is one bounded append of the span as it is to the inbox
-  (a drop counted in ``dropped_total{reason="inbox_full"}`` when full), and
-  ``_on_ending`` is a C-level no-op. Only a span whose start attributes
-  could make it a task root does more: they are copied as it starts
-  (:class:`StartedRoot`). The pipeline's thread tells which task each span
-  belongs to (:meth:`~SpanvisorSpanProcessor._replay_start`,
-  :meth:`~SpanvisorSpanProcessor._replay_end`), replaying the classification
-  below in the order the hooks ran: the same decisions, off the agent's
-  thread. The span as it is, not a compact copy: building one cost the agent
-  more than keeping the SDK's objects alive until the pipeline frees them
-  (docs/performance.md).
+  stamp) each hook is one bounded append of the span as it is to the inbox,
+  bare, no tuple (a drop counted in ``dropped_total{reason="inbox_full"}``
+  when full), and ``_on_ending`` is a C-level no-op. Only a span whose start
+  attributes could make it a task root does more: they are copied as it
+  starts (:class:`StartedRoot`). The pipeline's thread tells which task each
+  span belongs to (:mod:`spanvisor.otel.replay`), replaying the
+  classification below in the order the hooks ran: the same decisions, off
+  the agent's thread (docs/performance.md).
 * **Once a task is stamped or another processor reads its spans**, the hooks
   classify on the agent's thread, for good: the stamp is written as a span
   starts, and another processor's ``on_end`` must see an identity put back
-  (``_on_ending``). A span of no task they know (one of a task begun before,
+  (in ``on_end`` when spanvisor's is called first, else ``_on_ending``). A span of no task they know (one of a task begun before,
   or none) still goes over as it is. (A possible root starting then inside
   a task begun before starts a task of its own: the hooks never saw that
   task's spans. Only when another processor is added while tasks run.)
@@ -71,7 +68,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict, deque
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, SynchronousMultiSpanProcessor
@@ -79,7 +76,8 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, Synchrono
 from spanvisor.config import Config
 from spanvisor.otel.attach import PipelineOwner
 from spanvisor.otel.classify import MAX_OPEN_SPANS, UNKNOWN, Tasks, attrs_now, end, start
-from spanvisor.otel.stamp import put_back, restored, set_stamp, stamp_for, stamp_mode, write_direct
+from spanvisor.otel.replay import MAX_TASK_TRACES, Replay
+from spanvisor.otel.stamp import put_back, set_stamp, stamp_for, stamp_mode, write_direct
 from spanvisor.pipeline.handover import StartedRoot
 from spanvisor.pipeline.pipeline import Pipeline
 from spanvisor.sink import Sink
@@ -100,11 +98,8 @@ TASK_NAME, TASK_ID, GEN_AI_OPERATION, OI_KIND, TL_KIND = (
 )
 AGENT_OPS = cv.GEN_AI_AGENT_OPS
 
-# Open task roots' traces the log processor can look up (task_traces).
-MAX_TASK_TRACES = 10_000
 
-
-class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
+class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor, Replay):
     """Add to a TracerProvider: ``provider.add_span_processor(SpanvisorSpanProcessor())``.
 
     ``sinks``: sink instances; without them, sinks are built from config.
@@ -127,8 +122,13 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
         # root's span id), while the root is open: what the log processor
         # reads, on the agent's thread, to keep a record of a task the
         # pipeline has not heard of yet. Written at a root's start (the
-        # hooks' slow path), removed when the pipeline's thread sees the root
-        # end; bounded.
+        # hooks' slow path), removed when the pipeline's thread sees the last
+        # open task root of the trace end (see _root_ended); bounded. One
+        # window stays: a root starting after another of its trace ended,
+        # while the pipeline is between that end and this start, finds the
+        # trace still hinted and the pipeline then drops it until it reaches
+        # this start (the same drain, unless the inbox is deep): a record
+        # emitted in it is taken for none's.
         self.task_traces: OrderedDict[int, int] = OrderedDict()
         # Spans whose end a full inbox refused: the pipeline's thread still
         # closes them in its classification (as the hooks did when they
@@ -137,6 +137,9 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
         # MAX_TASK_TRACES, the larger).
         self._lost: deque[Any] = deque(maxlen=max(self.pipeline._inbox.size, MAX_TASK_TRACES))
         self._theirs = Tasks()
+        # The open task roots of each trace, as the pipeline's thread
+        # classifies them (its own: see _root_ended). Bounded.
+        self._trace_roots: dict[int, list[int]] = {}
         # Stamps serve spans exported elsewhere (a Collector to `spanvisor
         # serve`): "auto" stamps a task when another processor can send its
         # spans out, "on" always, "off" never.
@@ -383,88 +386,6 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
         except Exception:
             self._count("processor_errors_total")
 
-    # -- the pipeline's thread: spans handed over as they are --------------------
-
-    def _replay(self, item: Any) -> tuple[Any, ...] | None:
-        """A bare item of this processor's as an inbox entry (None: nothing
-        to track). The SDK hands ``on_end`` a ``ReadableSpan`` made at the
-        span's end (``Span._readable_span``) and ``on_start`` the ``Span``
-        itself, a subclass: the type tells an end from a start."""
-        t = type(item)
-        if t is ReadableSpan:
-            return self._replay_end(item)
-        if t is tuple:
-            return cast("tuple[Any, ...]", item)  # a classified entry another processor's tag wrapped
-        return self._replay_start(item)
-
-    def _replay_start(self, got: Any) -> tuple[str, Any] | None:
-        """A span's start as the hooks would have classified it, in the order
-        they ran: a :class:`StartedRoot` was a possible root as it started."""
-        try:
-            if type(got) is StartedRoot:
-                span, attrs = got.span, got.kept
-            else:
-                span, attrs = got, None
-            out = start(self._theirs, span, span._parent, attrs, _never, self._drop, got)
-            if self._lost and not self._items:
-                self._settle_lost()
-        except Exception:  # a hook's error, caught where the hook's work now runs
-            self._count("processor_errors_total")
-            return None
-        return ("start", out) if out is not None and out is not UNKNOWN else None
-
-    def _settle_lost(self) -> None:
-        """Close in the classification the spans whose end was refused, once
-        the inbox is empty: every start handed over before the refusal has
-        been replayed by then (a span whose start was refused too is not
-        open, and nothing is left of it)."""
-        lost = self._lost
-        while lost:
-            span = lost.popleft()
-            ctx = span._context
-            if ctx is not None and ctx.span_id in self._theirs.open:
-                self._close(span)
-
-    def _close(self, span: Any) -> None:
-        ctx = span._context
-        stamp = self._theirs.open.pop(ctx.span_id, None)
-        if stamp is not None:
-            if stamp.root_id == ctx.span_id and self.task_traces.get(ctx.trace_id) == ctx.span_id:
-                self.task_traces.pop(ctx.trace_id, None)
-            end(self._theirs, span, ctx, stamp, None)  # what it returns was refused
-
-    def _restore(self, span: Any, stamp: Any, sid: int) -> Any:
-        """What the tracker reads of a root whose limit dropped attributes
-        (the pipeline's thread): its task's identity put back into the span
-        itself when no processor but this one is on its provider now (the
-        SDK only ever adds processors: none then read it as it ended), so
-        every later reader agrees; else into a copy (:func:`restored`):
-        another processor, added while the task ran, may be reading the
-        span on its own thread, and a write beside its read could break its
-        export (a dict changing size while it is iterated)."""
-        source = stamp.source
-        procs = getattr(source, "_span_processors", None)
-        if type(procs) is tuple and all(p is self for p in procs):
-            put_back(span, stamp, sid)
-            return span
-        return restored(span, stamp, sid)
-
-    def _replay_end(self, span: Any) -> tuple[str, Any] | None:
-        try:
-            ctx = span._context
-            if ctx is None:
-                return None
-            stamp = self._theirs.open.pop(ctx.span_id, None)
-            if stamp is not None and stamp.root_id == ctx.span_id and self.task_traces.get(ctx.trace_id) == ctx.span_id:
-                self.task_traces.pop(ctx.trace_id, None)
-            out = end(self._theirs, span, ctx, stamp, self._restore)
-            if self._lost and not self._items:
-                self._settle_lost()
-        except Exception:
-            self._count("processor_errors_total")
-            return None
-        return ("end", out) if out is not None else None
-
 
 def _tagging(append: Any, replay: Any) -> Any:
     """An append that wraps each item in a ``("raw", replay, item)`` entry:
@@ -474,7 +395,3 @@ def _tagging(append: Any, replay: Any) -> Any:
         append(("raw", replay, item))
 
     return tag
-
-
-def _never(span: Span) -> bool:
-    return False  # what the pipeline's thread classifies is never stamped
