@@ -71,13 +71,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, SynchronousMultiSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from spanvisor.config import Config
 from spanvisor.otel.attach import PipelineOwner
 from spanvisor.otel.classify import MAX_OPEN_SPANS, UNKNOWN, Tasks, attrs_now, end, start
 from spanvisor.otel.replay import MAX_TASK_TRACES, Replay
-from spanvisor.otel.stamp import put_back, set_stamp, stamp_for, stamp_mode, write_direct
+from spanvisor.otel.stamp import called_first, put_back, set_stamp, stamp_for, stamp_mode, write_direct
 from spanvisor.pipeline.handover import StartedRoot
 from spanvisor.pipeline.pipeline import Pipeline
 from spanvisor.sink import Sink
@@ -163,6 +163,13 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor, Replay):
             self._inbox.replay = self._replay
         else:
             self._append = _tagging(self._append, self._replay)
+        # An end goes in unchecked while no start was refused: ``on_end`` is
+        # the append itself, no Python frame. Each end is of a span whose
+        # start went in (and is still open), so the inbox holds at most
+        # ``limit`` entries plus one per open span; once a start is refused,
+        # ends are checked (_on_end_checked) until the inbox has room again.
+        self._plain_end = True
+        self.on_end = self._append  # type: ignore[method-assign,assignment]
         # The SDK calls every processor's ``_on_ending`` for every span. Until
         # a task is stamped or another processor reads its spans nothing needs
         # putting back there (the pipeline puts a root's identity back): a
@@ -213,14 +220,24 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor, Replay):
             elif len(self._items) < self._inbox.limit:
                 self._append(span)
             else:
-                self._drop()
+                self._refused()
         except Exception:  # never into the agent
             self._count("processor_errors_total")
 
     def on_end(self, span: ReadableSpan) -> None:
+        """Not called at the defaults: ``on_end`` is the inbox's C-level
+        append itself (see __init__) until ``on_start`` finds the inbox
+        full."""
+        self._append(span)  # the SDK's ReadableSpan: an end (see _replay)
+
+    def _on_end_checked(self, span: ReadableSpan) -> None:
+        """``on_end`` once a start was refused: the bound checked again,
+        until the inbox has room."""
         try:
             if len(self._items) < self._inbox.limit:
                 self._append(span)  # the SDK's ReadableSpan: an end (see _replay)
+                if self.on_end is not self._append and self._plain_end:
+                    self.on_end = self._append  # type: ignore[method-assign,assignment]
             else:
                 self._drop()
                 self._lost.append(span)
@@ -285,27 +302,20 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor, Replay):
         except Exception:
             self._count("processor_errors_total")
 
-    def _task_trace(self, span: Span) -> None:
-        """Its trace has an open task root now (for the log processor). The
-        first root of a trace keeps it (a nested one does not take it over);
-        the oldest goes past the bound (a root whose end never came)."""
-        try:
-            ctx = span._context
-            if ctx is not None:
-                traces = self.task_traces
-                traces.setdefault(ctx.trace_id, ctx.span_id)
-                if len(traces) > MAX_TASK_TRACES:
-                    traces.popitem(last=False)
-        except Exception:  # the log tails' hint only; the span went over already
-            self._count("processor_errors_total")
-
     def _hand_over(self, span: Any, end: bool = False) -> None:
         if len(self._items) < self._inbox.limit:
             self._append(span)
-        else:
+        elif end:
             self._drop()
-            if end:
-                self._lost.append(span)
+            self._lost.append(span)
+        else:
+            self._refused()
+
+    def _refused(self) -> None:
+        """A start the full inbox refused: counted, and ends checked again."""
+        self._drop()
+        if self._plain_end:
+            self.on_end = self._on_end_checked  # type: ignore[method-assign]
 
     def _starts_classifying(self, span: Span) -> bool:
         """At a possible task root: whether its task's spans must be known on
@@ -319,9 +329,10 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor, Replay):
             # first, to a provider that calls its processors in turn; others
             # are only ever added after it), else in _on_ending, which the
             # SDK calls for every span (a Python call each).
-            self._ends_first = self._first(span)
+            self._ends_first = called_first(self, span)
             if not self._ends_first:
                 self._on_ending = self._put_back_dropped  # type: ignore[method-assign]
+            self._plain_end = False
             self.on_end = self._on_end_classifying  # type: ignore[method-assign]
             self.on_start = self._on_start_classifying  # type: ignore[method-assign]
             return True
@@ -342,19 +353,6 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor, Replay):
             seen = self._seen = (procs, type(procs) is not tuple or any(p is not self for p in procs))
         return seen[1]
 
-    def _first(self, span: Span) -> bool:
-        """Whether the provider that made ``span`` calls this processor's
-        ``on_end`` first, before any other's: the SDK's synchronous
-        multi-processor, with this one first in its tuple."""
-        try:
-            multi = span._span_processor  # type: ignore[attr-defined]
-            procs = multi._span_processors  # type: ignore[attr-defined]
-        except AttributeError:
-            return False
-        return (
-            type(multi) is SynchronousMultiSpanProcessor and type(procs) is tuple and bool(procs) and procs[0] is self
-        )
-
     def _put_back(self, span: Any, stamp: Any, sid: int) -> None:
         """A task span whose limit dropped attributes gets its task's
         identity back (:func:`put_back`). A member of an unstamped task never
@@ -364,7 +362,7 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor, Replay):
 
     def _stamps(self, span: Span) -> bool:
         """Whether the task whose root ``span`` is gets stamped (the setting)."""
-        if self._ends_first and not self._first(span):
+        if self._ends_first and not called_first(self, span):
             # A root of another provider, where this processor is not called
             # first: identities are put back in _on_ending from now on.
             self._ends_first = False

@@ -40,6 +40,20 @@ class Replay:
     def _count(self, name: str) -> None:
         """A counter bump (the processor's)."""
 
+    def _task_trace(self, span: Span) -> None:
+        """Its trace has an open task root now (for the log processor). The
+        first root of a trace keeps it (a nested one does not take it over);
+        the oldest goes past the bound (a root whose end never came)."""
+        try:
+            ctx = span._context
+            if ctx is not None:
+                traces = self.task_traces
+                traces.setdefault(ctx.trace_id, ctx.span_id)
+                if len(traces) > MAX_TASK_TRACES:
+                    traces.popitem(last=False)
+        except Exception:  # the log tails' hint only; the span went over already
+            self._count("processor_errors_total")
+
     def _replay(self, item: Any) -> tuple[Any, ...] | None:
         """A bare item of this processor's as an inbox entry (None: nothing
         to track). The SDK hands ``on_end`` a ``ReadableSpan`` made at the

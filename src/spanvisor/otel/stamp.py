@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from opentelemetry.attributes import BoundedAttributes
-from opentelemetry.sdk.trace import Span
+from opentelemetry.sdk.trace import Span, SynchronousMultiSpanProcessor
 
 from spanvisor.pipeline.handover import compact_end
 from spanvisor.spans import conventions as cv
@@ -191,6 +191,21 @@ def restored(span: Any, stamp: Stamp, span_id: int) -> Any:
         d = dict(t[5])
     pushed = _put_back_into(d, stamp.lost(span_id), attrs.maxlen)
     return (*t[:5], d, *t[6:9], t[9] + pushed)
+
+
+def called_first(processor: Any, span: Any) -> bool:
+    """Whether the provider that made ``span`` calls ``processor``'s
+    ``on_end`` first, before any other's: the SDK's synchronous
+    multi-processor, with it first in its tuple (then an identity put back
+    in its ``on_end`` is there before any other processor reads the span)."""
+    try:
+        multi = span._span_processor
+        procs = multi._span_processors
+    except AttributeError:
+        return False
+    return (
+        type(multi) is SynchronousMultiSpanProcessor and type(procs) is tuple and bool(procs) and procs[0] is processor
+    )
 
 
 def stamp_mode(value: Any) -> str:
