@@ -77,7 +77,7 @@ from spanvisor.config import Config
 from spanvisor.otel.attach import PipelineOwner
 from spanvisor.otel.classify import MAX_OPEN_SPANS, UNKNOWN, Tasks, attrs_now, end, start
 from spanvisor.otel.replay import MAX_TASK_TRACES, Replay
-from spanvisor.otel.stamp import called_first, put_back, set_stamp, stamp_for, stamp_mode, write_direct
+from spanvisor.otel.stamp import called_first, put_back_task, set_stamp, stamp_for, stamp_mode, write_direct
 from spanvisor.pipeline.handover import StartedRoot
 from spanvisor.pipeline.pipeline import Pipeline
 from spanvisor.sink import Sink
@@ -225,19 +225,19 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor, Replay):
             self._count("processor_errors_total")
 
     def on_end(self, span: ReadableSpan) -> None:
-        """Not called at the defaults: ``on_end`` is the inbox's C-level
-        append itself (see __init__) until ``on_start`` finds the inbox
-        full."""
+        """Not called: the instance's ``on_end`` is set in __init__."""
         self._append(span)  # the SDK's ReadableSpan: an end (see _replay)
 
     def _on_end_checked(self, span: ReadableSpan) -> None:
         """``on_end`` once a start was refused: the bound checked again,
         until the inbox has room."""
+        if not self._plain_end:  # the hooks classify now (swapped on another thread)
+            self._on_end_classifying(span)
+            return
         try:
             if len(self._items) < self._inbox.limit:
                 self._append(span)  # the SDK's ReadableSpan: an end (see _replay)
-                if self.on_end is not self._append and self._plain_end:
-                    self.on_end = self._append  # type: ignore[method-assign,assignment]
+                self._swap_end(self._append)
             else:
                 self._drop()
                 self._lost.append(span)
@@ -290,7 +290,7 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor, Replay):
                 # still before any other's on_end (see _starts_classifying).
                 try:
                     if span._attributes.dropped:  # type: ignore[union-attr]
-                        self._put_back(span, stamp, sid)
+                        put_back_task(span, stamp, sid)
                 except Exception:  # the span still goes over
                     self._count("processor_errors_total")
             if not stamp.ended and sid != stamp.root_id and len(self._items) < self._inbox.limit:
@@ -314,8 +314,16 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor, Replay):
     def _refused(self) -> None:
         """A start the full inbox refused: counted, and ends checked again."""
         self._drop()
+        self._swap_end(self._on_end_checked)
+
+    def _swap_end(self, to: Any) -> None:
+        """``on_end`` swapped while spans go over as they are. Another agent
+        thread may start classifying meanwhile (it clears ``_plain_end``,
+        then swaps): the check after the swap puts its ``on_end`` back."""
         if self._plain_end:
-            self.on_end = self._on_end_checked  # type: ignore[method-assign]
+            self.on_end = to  # type: ignore[method-assign]
+            if not self._plain_end:
+                self.on_end = self._on_end_classifying  # type: ignore[method-assign]
 
     def _starts_classifying(self, span: Span) -> bool:
         """At a possible task root: whether its task's spans must be known on
@@ -353,13 +361,6 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor, Replay):
             seen = self._seen = (procs, type(procs) is not tuple or any(p is not self for p in procs))
         return seen[1]
 
-    def _put_back(self, span: Any, stamp: Any, sid: int) -> None:
-        """A task span whose limit dropped attributes gets its task's
-        identity back (:func:`put_back`). A member of an unstamped task never
-        had the stamp: nothing of its own may make room for it."""
-        if stamp.stamped or sid == stamp.root_id:
-            put_back(span, stamp, sid)
-
     def _stamps(self, span: Span) -> bool:
         """Whether the task whose root ``span`` is gets stamped (the setting)."""
         if self._ends_first and not called_first(self, span):
@@ -380,7 +381,7 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor, Replay):
                 ctx = span._context
                 stamp = self._mine.open.get(ctx.span_id)  # type: ignore[union-attr]
                 if stamp is not None:
-                    self._put_back(span, stamp, ctx.span_id)  # type: ignore[union-attr]
+                    put_back_task(span, stamp, ctx.span_id)  # type: ignore[union-attr]
         except Exception:
             self._count("processor_errors_total")
 

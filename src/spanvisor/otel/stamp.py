@@ -161,6 +161,13 @@ def put_back(span: Any, stamp: Stamp, span_id: int) -> None:
         attrs.dropped += _put_back_into(d, stamp.lost(span_id), attrs.maxlen)
 
 
+def put_back_task(span: Any, stamp: Stamp, span_id: int) -> None:
+    """:func:`put_back` on a span of the task: a member of an unstamped task
+    never had the stamp, so nothing of its own may make room for it."""
+    if stamp.stamped or span_id == stamp.root_id:
+        put_back(span, stamp, span_id)
+
+
 def _put_back_into(d: dict[str, Any], want: dict[str, Any], limit: int | None) -> int:
     """``want``'s keys missing from ``d`` put back, each in the place of the
     oldest other key when ``d`` is at ``limit``; how many were pushed out."""
