@@ -25,13 +25,12 @@ from setuptools import setup
 # The modules the tracker's profile spends its time in. Left out, with the
 # reason: spans/data.py (SpanData is built by callers that may hand a field
 # something else than its type says; a compiled dataclass would refuse it),
-# tracking/recent.py (a set subclass, which mypyc cannot compile natively),
 # the receiver's decode (5 % faster compiled: its time is protobuf's), and
 # events.py (the events' slotted dataclasses are built by a slot setter
 # that only a Python class allows; sinks and codecs read them everywhere).
 NATIVE_DIRS = ("src/spanvisor/tracking", "src/spanvisor/spans")
 NATIVE_EXTRA = ("src/spanvisor/budgets/ledger.py",)
-NOT_NATIVE = {"src/spanvisor/spans/data.py", "src/spanvisor/tracking/recent.py"}
+NOT_NATIVE = {"src/spanvisor/spans/data.py"}
 
 
 def native_paths() -> list[str]:

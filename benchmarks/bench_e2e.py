@@ -23,7 +23,10 @@ Starts its own embedded PostgreSQL (fsync on) in a temporary directory.
    all agent spans, one client, with ``SPANVISOR_SINKS=auto``: the sinks a
    default serve runs (without a Slack token: console, postgres, the
    Prometheus sink for the admin port's /metrics, and the event stream
-   with its PostgreSQL feed).
+   with its PostgreSQL feed). Each run also says how many events a sink
+   dropped (``spanvisor_dropped_total`` on serve's /metrics): a sink that
+   is not durable (the event stream) drops when it falls behind instead of
+   slowing admission, which the persisted figure alone would not show.
 
 It reports spanvisor's figures only: no other product is run or quoted.
 """
@@ -87,6 +90,10 @@ class SlackThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
 
 
+# Each serve's admin port, by its process: read for what it dropped.
+ADMIN_PORTS: dict[int, int] = {}
+
+
 def serve(
     data_dir: Path, db_url: str, sinks: str, slack_url: str | None, **extra: str
 ) -> tuple[subprocess.Popen[bytes], int]:
@@ -116,6 +123,7 @@ def serve(
     while time.time() < deadline:
         m = re.search(r"http=(\d+) grpc=\d+ admin=(\d+)", log.read_text())
         if m and ready(int(m.group(2))):
+            ADMIN_PORTS[proc.pid] = int(m.group(2))
             return proc, int(m.group(1))
         if proc.poll() is not None:
             break
@@ -131,6 +139,21 @@ def ready(admin_port: int) -> bool:
             return resp.status == 200
     except (urllib.error.URLError, OSError):
         return False
+
+
+def dropped(proc: subprocess.Popen[bytes]) -> int:
+    """Events the serve dropped (``spanvisor_dropped_total``, every reason
+    and sink, from its /metrics): a sink that cannot keep up (the event
+    stream's is not durable, so it drops rather than slowing admission)
+    shows here, never in the persisted figure."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{ADMIN_PORTS[proc.pid]}/metrics", timeout=10) as resp:
+            text = resp.read().decode()
+    except (urllib.error.URLError, OSError, KeyError):
+        return -1
+    return sum(
+        int(float(line.rsplit(" ", 1)[1])) for line in text.splitlines() if line.startswith("spanvisor_dropped_total{")
+    )
 
 
 def post(port: int, body: bytes, stop_at: float = float("inf")) -> tuple[bool, int, float]:
@@ -284,6 +307,8 @@ def throughput(
                 break
             time.sleep(0.1)
         persisted_s = time.monotonic() - t0
+        time.sleep(0.5)  # the other sinks finish what the audit rows did not wait for
+        lost = sum(dropped(proc) for proc, _ in servers)
     finally:
         counter.close()
         for proc, _ in servers:
@@ -300,6 +325,7 @@ def throughput(
         "refused": state["refused"],
         "waited": state["waited"],
         "given_up": state["given_up"],
+        "dropped": lost,
         "offered_s": spans / sent_s,
         "bodies_left": len(bodies) - state["next"],
     }
@@ -352,7 +378,8 @@ def main() -> None:
             results.append((name, clients, replicas, sinks, r))
             print(
                 f"    {r['spans']:,.0f} spans acknowledged in {r['sent_s']:.1f} s ({r['offered_s']:,.0f}/s), "
-                f"every row visible after {r['persisted_s']:.1f} s{'' if r['complete'] else ' (INCOMPLETE)'}",
+                f"every row visible after {r['persisted_s']:.1f} s{'' if r['complete'] else ' (INCOMPLETE)'}, "
+                f"{int(r['dropped']):,} events dropped",
                 flush=True,
             )
     finally:
@@ -372,7 +399,7 @@ def main() -> None:
             f"{name:<5} {clients} client(s), {replicas} replica(s), sinks {sinks:<8}: {r['spans_s']:>7,.0f} spans/s "
             "persisted "
             f"({r['rows_s']:,.0f} timeline rows/s; {int(r['refused'])} 503s, {r['waited']:.1f} s waited on "
-            "Retry-After)"
+            f"Retry-After; {int(r['dropped']):,} events dropped by a sink)"
         )
 
 

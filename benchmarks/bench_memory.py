@@ -30,15 +30,21 @@ a run without it) and writes a snapshot at each sample; the run ends with
 the Python heap the open tasks added a task, by file, and what grew from the
 middle sample of the stream to the last, by line. ``--trim`` also reads RSS
 after glibc's ``malloc_trim(0)`` at each sample: what the allocator kept of
-freed memory, against objects still alive.
+freed memory, against objects still alive. ``--layout DIR`` (without
+tracemalloc, so RSS is the real one): where RSS lies at each sample, in
+pymalloc's arenas (and the bytes of live objects in them), glibc malloc's
+heap (objects above 512 bytes, C libraries), file-backed pages, and what
+``malloc_trim(0)`` gives back.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import math
 import os
 import platform
+import re
 import signal
 import sys
 import tempfile
@@ -64,6 +70,18 @@ def rss_mb(pid: int) -> float:
     return math.nan
 
 
+def waiting_runs(srv: Server) -> str:
+    """Runs whose facts wait for the control log (the state store), from /metrics."""
+    conn = http.client.HTTPConnection("127.0.0.1", srv.admin, timeout=10)
+    try:
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+    finally:
+        conn.close()
+    m = re.search(r"^spanvisor_control_runs_waiting(?:\{[^}]*\})? (\S+)$", text, re.M)
+    return f", {float(m.group(1)):,.0f} runs waiting for the control log" if m else ""
+
+
 def settle(srv: Server, timeout_s: float = 120.0) -> None:
     """Until the inbox is empty (every span sent so far tracked)."""
     deadline = time.monotonic() + timeout_s
@@ -81,11 +99,22 @@ def send(srv: Server, tpl: Template, first: int, count: int) -> int:
 class Tracer:
     """Snapshots of ``serve``'s Python heap (``--trace``), one a sample."""
 
-    def __init__(self, out: str | None, frames: int, trim: bool) -> None:
+    def __init__(self, out: str | None, frames: int, trim: bool, layout: str | None = None) -> None:
         self.out = Path(out) if out else None
+        self.layout = Path(layout) if layout else None
         self.env: dict[str, str] = {}
         self.snaps: list[Path] = []
-        if self.out is not None:
+        if self.layout is not None:
+            self.layout.mkdir(parents=True, exist_ok=True)
+            for old in self.layout.glob("layout*"):
+                old.unlink()
+            self.env = {
+                "PYTHONPATH": os.pathsep.join(
+                    p for p in (str(Path(__file__).resolve().parent / "_memtrace"), os.environ.get("PYTHONPATH")) if p
+                ),
+                "MEMTRACE_LAYOUT": str(self.layout),
+            }
+        elif self.out is not None:
             self.out.mkdir(parents=True, exist_ok=True)
             for old in self.out.glob("snap*"):
                 old.unlink()
@@ -99,6 +128,14 @@ class Tracer:
             }
 
     def sample(self, srv: Server) -> str:
+        if self.layout is not None:
+            done = self.layout / f"layout{len(self.snaps)}.txt"
+            self.snaps.append(done)
+            os.kill(srv.proc.pid, signal.SIGUSR1)
+            deadline = time.monotonic() + 120
+            while not done.exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            return "\n    [" + done.read_text().strip() + "]"
         if self.out is None:
             return ""
         n = len(self.snaps)
@@ -112,7 +149,7 @@ class Tracer:
         return f" [traced heap {traced} MB; RSS {rss} MB, {trimmed} after malloc_trim]"
 
     def report(self, tasks: int) -> None:
-        if len(self.snaps) < 3:
+        if self.layout is not None or len(self.snaps) < 3:
             return
         load = tracemalloc.Snapshot.load
         rest, opened, mid, last = load(str(self.snaps[0])), load(str(self.snaps[1])), None, None
@@ -160,13 +197,16 @@ def main() -> None:
     ap.add_argument("--trace", metavar="DIR", help="serve under tracemalloc, a snapshot a sample in DIR")
     ap.add_argument("--frames", type=int, default=1, help="--trace: frames a traceback")
     ap.add_argument("--trim", action="store_true", help="--trace: RSS after malloc_trim(0) too")
+    ap.add_argument(
+        "--layout", metavar="DIR", help="no tracing: where RSS lies at each sample (pymalloc, malloc, files)"
+    )
     ap.add_argument("--quick", action="store_true", help="a smoke run: 1,000 tasks, 100,000 spans")
     a = ap.parse_args()
     if a.quick:
         a.tasks, a.spans = 1000, 100_000
     print(f"Python {platform.python_version()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f} at start")
     print(f"sinks: {a.sinks}")
-    tracer = Tracer(a.trace, a.frames, a.trim)
+    tracer = Tracer(a.trace, a.frames, a.trim, a.layout)
     saved = dict(os.environ)
     os.environ.update(tracer.env)  # the server's environment is a copy of ours
     try:
@@ -200,7 +240,10 @@ def main() -> None:
             sent += send(srv, mix, first + tenth * per_tenth, per_tenth)
             settle(srv)
             samples.append((sent, rss_mb(srv.proc.pid)))
-            print(f"  {sent:>9,} spans streamed: RSS {samples[-1][1]:,.0f} MB{tracer.sample(srv)}", flush=True)
+            print(
+                f"  {sent:>9,} spans streamed: RSS {samples[-1][1]:,.0f} MB{waiting_runs(srv)}{tracer.sample(srv)}",
+                flush=True,
+            )
         elapsed = time.monotonic() - t0
         late = [r for _, r in samples[5:]]
         print(

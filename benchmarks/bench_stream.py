@@ -11,7 +11,10 @@
 2. **Across replicas**: two pipelines and receivers on one (embedded)
    PostgreSQL with the PostgreSQL feed; spans posted to B, the client on A;
    dispatch on B to arrival on A (one process, one clock: the path is the
-   database's insert, NOTIFY and read back).
+   database's insert, NOTIFY and read back). Then one pipeline with the
+   PostgreSQL feed and the PostgreSQL sink, as a default ``serve`` with a
+   database runs them: the feed's rows wait for the audit writer's next
+   transaction.
 3. **1,000 clients**: ingest throughput (spans posted as OTLP/HTTP until the
    pipeline has made every task's events) with no stream client, then with
    ``--clients`` clients connected and reading every event, then reading
@@ -33,13 +36,15 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
 
-from tests.receiver.conftest import RunningReceiver, local_settings, make_pipeline, wait_for  # noqa: E402
+from tests.receiver.conftest import RunningReceiver, local_settings, make_pipeline  # noqa: E402
 from tests.stream._sse import Frame, read  # noqa: E402
 from tests.stream.conftest import AUTH, TOKEN, Served, tasks  # noqa: E402
+from tests.waiting import wait_until  # noqa: E402
 
 from spanvisor.events import Event, TaskFinished  # noqa: E402
 from spanvisor.sink import SinkResult  # noqa: E402
@@ -63,11 +68,18 @@ class TimingSink(InMemorySink):
         return await super().export(events)
 
 
-def serve(data: Path, **env: str) -> tuple[Served, TimingSink]:
+def serve(data: Path, audit: bool = False, **env: str) -> tuple[Served, TimingSink]:
+    """``audit``: the PostgreSQL sink runs too, as in a default ``serve``
+    with a database: its transactions then carry the feed's rows."""
     from spanvisor.stream.sink import StreamSink
 
     timing, stream = TimingSink(), StreamSink()
-    pipeline = make_pipeline(data, [timing, stream], plugins=True, SPANVISOR_OTLP_TOKEN=TOKEN, **env)
+    sinks: list[Any] = [timing, stream]
+    if audit:
+        from spanvisor_postgres import PostgresSink
+
+        sinks.append(PostgresSink())
+    pipeline = make_pipeline(data, sinks, plugins=True, SPANVISOR_OTLP_TOKEN=TOKEN, **env)
     receiver = RunningReceiver(pipeline, local_settings(data, token=TOKEN))
     return Served(receiver, timing, stream), timing
 
@@ -137,7 +149,7 @@ def ingest(s: Served, timing: TimingSink, n_tasks: int, seed: int) -> float:
     start = time.perf_counter()
     for b in bodies:
         s.post(b)
-    wait_for(lambda: len(timing.of_type(TaskFinished)) >= before + n_tasks, 300, "every task")
+    wait_until(lambda: len(timing.of_type(TaskFinished)) >= before + n_tasks, 300, "every task")
     return len(spans) / (time.perf_counter() - start)
 
 
@@ -182,6 +194,16 @@ def replicas(base: Path, n_tasks: int) -> None:
         finally:
             a.receiver.close()
             b.receiver.close()
+        # The default serve with a database: the feed's rows ride in the
+        # audit writer's transactions (its batch delay, SPANVISOR_BATCH_DELAY).
+        c, timing_c = serve(base / "c", audit=True, SPANVISOR_REPLICA_ID="c", **env)
+        try:
+            report(
+                "event -> SSE client, one process, PostgreSQL feed with the PostgreSQL sink",
+                latencies(c, c, timing_c, n_tasks, 12),
+            )
+        finally:
+            c.receiver.close()
     finally:
         pg.release()
 
@@ -205,7 +227,7 @@ def load(base: Path, n_tasks: int, clients: int) -> None:
             dropped = s.receiver.pipeline.stats.value("dropped_total", reason="stream_slow_client", sink="stream")
             child.terminate()
             child.wait(10)
-            wait_for(lambda: s.receiver.pipeline.stats.value("stream_clients") == 0, 60, "the clients gone")
+            wait_until(lambda: s.receiver.pipeline.stats.value("stream_clients") == 0, 60, "the clients gone")
             print(f"ingest, {line} clients reading {what}: {with_clients:,.0f} spans/s; "
                   f"ratio {with_clients / alone:.2f}; clients cut off so far: {dropped:.0f}", flush=True)  # fmt: skip
     finally:

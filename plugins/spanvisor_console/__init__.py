@@ -1,12 +1,22 @@
 """The console sink: what Slack would show, in the terminal.
 
 It is the default when no Slack token is configured (log-only mode) and
-what ``spanvisor demo`` shows. Each task gets a status card (the Slack parent
-message) when it starts, on every status change and at most once per
-``console_interval`` otherwise; thread lines (milestones, warnings, errors,
-artifacts, people's decisions, the summary with its results, a failure's
-last log lines) print as they happen, indented under the task. A decision on
-a task not known here (``known=False``) prints its line and no card.
+what ``spanvisor demo`` shows. With ``console_detail`` at ``cards`` each task
+gets a status card (the Slack parent message) when it starts, on every
+status change and at most once per ``console_interval`` otherwise; thread
+lines (milestones, warnings, errors, artifacts, people's decisions, the
+summary with its results, a failure's last log lines) print as they happen,
+indented under the task. A decision on a task not known here
+(``known=False``) prints its line and no card.
+
+At ``tasks`` it prints a log, not a screen: one line when a task starts,
+one when it ends (outcome, duration, tokens, cost) and one per person's
+decision; checkpoints print nothing. ``auto`` (the default) is ``tasks``
+under ``spanvisor serve``, whose output is a service's log read by a
+platform team beside PostgreSQL, ``/v1/events`` and ``/metrics`` (and where
+cards for every agent of a fleet would also cost a share of the one core
+the pipeline has), and ``cards`` everywhere else (the demo, in-process).
+
 Agent text is stripped of control characters so a span cannot move the
 cursor or recolour the terminal.
 """
@@ -74,6 +84,15 @@ class ConsoleSink(BaseSink):
             "Print only thread lines, no status cards between start and finish.",
             "true or false",
         ),
+        Setting(
+            "console_detail",
+            "SPANVISOR_CONSOLE_DETAIL",
+            p_choice("auto", "cards", "tasks"),
+            "auto",
+            "cards: status cards and thread lines, what Slack would show. tasks: one line per task start, "
+            "task end and decision. auto: tasks under spanvisor serve, cards elsewhere.",
+            "auto, cards or tasks",
+        ),
     )
 
     def __init__(self, stream: IO[str] | None = None, interval_s: float | None = None) -> None:
@@ -82,6 +101,7 @@ class ConsoleSink(BaseSink):
         self._interval = interval_s
         self._color = False
         self._quiet = False
+        self._tasks_only = False
         self._thresholds: tuple[float, ...] = (0.7, 0.85)  # until start() reads the config
         self._policy = thread.ThreadPolicy()
         self._last_card: dict[str, tuple[float, str]] = {}
@@ -102,12 +122,22 @@ class ConsoleSink(BaseSink):
         mode = c.get("console_color", "auto")
         self._color = mode == "always" or (mode == "auto" and self._stream.isatty())
         self._quiet = bool(c.get("console_quiet_checkpoints", False))
+        # serve_config turns auto into tasks for `spanvisor serve`.
+        self._tasks_only = c.get("console_detail", "auto") == "tasks"
         self._thresholds = tuple(c.get("context_thresholds", (0.7, 0.85)))
 
     def _fmt(self, style: str, text: str) -> str:
         return f"{_ANSI[style]}{text}{_ANSI['reset']}" if self._color else text
 
     async def export(self, events: Sequence[Event]) -> SinkResult:
+        lines = self._task_lines(events) if self._tasks_only else self._cards(events)
+        if lines:
+            out = self._stream or sys.stdout
+            out.write("\n".join(lines) + "\n")
+            out.flush()
+        return SinkResult.SUCCESS
+
+    def _cards(self, events: Sequence[Event]) -> list[str]:
         lines: list[str] = []
         now = time.monotonic()
         for ev in events:
@@ -119,11 +149,32 @@ class ConsoleSink(BaseSink):
             lines.extend(self._card(ev, now))
             for line in self._policy.lines(ev):
                 lines.append(self._thread_line(ev.task, line))
-        if lines:
-            out = self._stream or sys.stdout
-            out.write("\n".join(lines) + "\n")
-            out.flush()
-        return SinkResult.SUCCESS
+        return lines
+
+    def _task_lines(self, events: Sequence[Event]) -> list[str]:
+        lines: list[str] = []
+        for ev in events:
+            kind = type(ev)
+            # Checkpoints, warnings and the rest: skipped before any other work.
+            if kind is not TaskStarted and kind is not TaskFinished and kind is not HumanIntervention:
+                continue
+            if ev.event_id in self._seen:
+                continue  # a replayed event: printed already
+            self._seen[ev.event_id] = None
+            if len(self._seen) > 100_000:
+                self._seen.pop(next(iter(self._seen)))
+            v = ev.task
+            if isinstance(ev, HumanIntervention):
+                lines.append(self._thread_line(v, thread.intervention_line(ev)))
+                continue
+            _, emoji, _ = pr.STATUS_STYLE.get(v.status, pr.STATUS_STYLE["working"])
+            head = f"{emoji} {clean(v.agent_name or v.agent_id, 60)} · {clean(v.task_name or v.task_id, 120)}"
+            if isinstance(ev, TaskFinished):
+                lines.append(f"{head} · {clean(pr.summary_text(ev, with_results=False), 300)}")
+            else:
+                named = f" (task {clean(v.task_id, 80)})" if v.task_name and v.task_name != v.task_id else ""
+                lines.append(f"{head} · started{named}")
+        return lines
 
     def _card(self, ev: Event, now: float) -> list[str]:
         v = ev.task

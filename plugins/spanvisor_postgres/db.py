@@ -98,6 +98,7 @@ class Database:
             command_timeout=timeout,
             timeout=min(timeout, 10.0),
             max_inactive_connection_lifetime=60.0,
+            reset=_keep_session,
         )
 
     async def close(self, timeout_s: float = 5.0) -> None:
@@ -113,6 +114,18 @@ class Database:
                 await asyncio.to_thread(self.embedded.release)
             except Exception as exc:  # stopping is best effort; the next run adopts it
                 log.warning("could not stop the embedded PostgreSQL: %s", exc)
+
+
+async def _keep_session(conn: Any) -> None:
+    """A released connection's reset: nothing beyond asyncpg's own (an open
+    transaction rolled back, listener callbacks dropped). asyncpg's default
+    also sends ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``,
+    a round trip at every release on the pipeline's loop, for session state
+    this plugin never leaves on a pooled connection: its advisory locks are
+    transaction-scoped (the migration's session lock is released in its own
+    ``finally``), it declares no cursors outside transactions, sets no
+    session variables, and listens on connections of its own."""
+    return None
 
 
 async def open_shared(config: Config, shared: dict[str, Any]) -> Database:

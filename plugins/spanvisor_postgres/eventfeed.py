@@ -2,11 +2,15 @@
 
 ``publish`` inserts this replica's items into ``stream_events`` (migration
 0011) under a transaction-scoped advisory lock and notifies the
-``spanvisor_events`` channel: the lock makes sequence order commit order,
+``spanvisor_events`` channel, in the PostgreSQL sink's transaction when
+that sink runs in the same pipeline (:mod:`spanvisor_postgres.streamrows`)
+and in one of its own otherwise: the lock makes sequence order commit order,
 so a reader that has seen position N has seen all below it. Every replica
 (this one too) listens on a connection of its own and, on a notification or
 at the latest every second (a lost notification, a reconnect), reads the
-rows after the last position it delivered, in order, into its ring. Per-task
+rows after the last position it delivered, in order, into its ring; its own
+rows come back without their bodies, which it still holds from publishing
+them (by event id, until read back; a row it does not hold is read whole). Per-task
 order holds because one replica's pipeline publishes a task's events in
 order, each batch in one transaction.
 
@@ -33,33 +37,36 @@ from spanvisor.stream.ring import Item
 from spanvisor.stream.settings import value
 
 from .db import Database, close_listener, open_shared, release_shared, shared_pool
+from .streamrows import CHANNEL, SHARED_KEY, StreamRows, write_rows
 
 if TYPE_CHECKING:
     from spanvisor.config import Config
 
-CHANNEL = "spanvisor_events"
-# An arbitrary constant naming "the event stream's writers" among advisory locks.
-LOCK_KEY = 0x5350_5354_5245_414D & 0x7FFF_FFFF_FFFF_FFFF
 POLL_S = 1.0
 PRUNE_EVERY_S = 60.0
 PAGE = 1000
+# How long a batch offered to the audit writer's transaction (only while it
+# is writing) may wait before the feed writes it itself: a safety bound, as
+# the writer hands back what it did not take when its write ends.
+CARRY_WAIT_S = 0.5
+# How long a batch the writer took may keep the feed waiting for its commit.
+TAKEN_WAIT_S = 30.0
 log = logging.getLogger("spanvisor.postgres")
 
-# One statement a batch (arrays unnested in order), not one a row: a
-# batch's rows keep their order in the sequence and the lock is held for one
-# round trip.
-_INSERT = """
-INSERT INTO stream_events (event_id, kind, task_id, agent_id, status, data, replica)
-SELECT e, k, t, a, s, d, $7
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
-    WITH ORDINALITY AS u(e, k, t, a, s, d, n)
-ORDER BY n
-ON CONFLICT (event_id) DO NOTHING
-"""
 _AFTER = """
 SELECT pos, event_id, kind, task_id, agent_id, status, data FROM stream_events
 WHERE pos > $1 ORDER BY pos LIMIT $2
 """
+# Following the table: this replica's own rows come back without their body,
+# which the feed still holds from publishing them (a NULL $3 matches none).
+_FOLLOW = """
+SELECT pos, event_id, kind, task_id, agent_id, status, CASE WHEN replica = $3 THEN NULL ELSE data END AS data
+FROM stream_events WHERE pos > $1 ORDER BY pos LIMIT $2
+"""
+_ONE = "SELECT pos, event_id, kind, task_id, agent_id, status, data FROM stream_events WHERE pos = $1"
+# Most items published and not yet read back that the feed keeps; one it no
+# longer holds (or a row of an earlier run of this replica) is read whole.
+OWN_MAX = 100_000
 _PRUNE = """
 WITH gone AS (
     DELETE FROM stream_events WHERE recorded_at < clock_timestamp() - make_interval(secs => $1) RETURNING pos
@@ -93,6 +100,9 @@ class PostgresEventFeed:
         self._notified = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._last_prune = 0.0
+        self._closed = False
+        # Items this replica published, by event id, until read back in order.
+        self._own: dict[str, Item] = {}
 
     @classmethod
     async def open(cls, config: Config, shared: dict[str, Any]) -> PostgresEventFeed:
@@ -114,6 +124,12 @@ class PostgresEventFeed:
 
     async def publish(self, items: Sequence[Item]) -> bool:
         pool = await shared_pool(self._db, self._shared)
+        if self._replica:
+            own = self._own
+            for i in items:
+                own[i.event_id] = i
+            while len(own) > OWN_MAX:
+                del own[next(iter(own))]
         columns = (
             [i.event_id for i in items],
             [i.kind for i in items],
@@ -123,12 +139,9 @@ class PostgresEventFeed:
             [i.data.decode("ascii") for i in items],
         )
         try:
-            async with pool.acquire() as conn, conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
-                await conn.execute(_INSERT, *columns, self._replica)
-                # Sent at commit: the other replicas read the rows at once
-                # instead of at their next poll.
-                await conn.execute("SELECT pg_notify($1, '')", CHANNEL)
+            if not await self._carried(columns):
+                async with pool.acquire() as conn, conn.transaction():
+                    await write_rows(conn, columns, self._replica)
         except asyncpg.DataError:  # the batch's own values: the worker isolates the event
             raise
         except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:  # the database: the sink retries
@@ -136,6 +149,24 @@ class PostgresEventFeed:
             return False
         self._notified.set()  # this replica reads its own rows back at once
         return True
+
+    async def _carried(self, columns: Sequence[list[Any]]) -> bool:
+        """True when the audit writer's transaction committed the batch."""
+        carrier: StreamRows | None = self._shared.get(SHARED_KEY)
+        if carrier is None or not carrier.busy:  # no PostgreSQL sink here, or it is idle
+            return False
+        offer = carrier.offer(columns, self._replica)
+        try:
+            return await asyncio.wait_for(asyncio.shield(offer.done), CARRY_WAIT_S)
+        except TimeoutError:
+            if carrier.withdraw(offer):
+                return False
+        try:  # taken meanwhile: its transaction decides
+            return await asyncio.wait_for(asyncio.shield(offer.done), TAKEN_WAIT_S)
+        except TimeoutError:
+            # Written by us instead: the lock makes our insert wait for that
+            # transaction's end, and ON CONFLICT keeps a row it committed single.
+            return False
 
     async def since(self, after: int, limit: int) -> list[tuple[int, Item]] | None:
         pool = await shared_pool(self._db, self._shared)
@@ -155,7 +186,10 @@ class PostgresEventFeed:
         self._listener = conn
 
     async def _follow(self) -> None:
-        while True:
+        # Not `while True`: on Python 3.11 wait_for swallows a cancellation
+        # that lands as the notification arrives, and close() would wait on
+        # a follower that never ends.
+        while not self._closed:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._notified.wait(), POLL_S)
             self._notified.clear()
@@ -177,10 +211,20 @@ class PostgresEventFeed:
     async def _read(self) -> None:
         pool = await shared_pool(self._db, self._shared)
         while True:
-            rows = await pool.fetch(_AFTER, self._cursor, PAGE)
+            rows = await pool.fetch(_FOLLOW, self._cursor, PAGE, self._replica or None)
             if not rows:
                 return
-            records = [_item(r) for r in rows]
+            records: list[tuple[int, Item]] = []
+            own = self._own
+            for r in rows:
+                if r["data"] is not None:
+                    records.append(_item(r))
+                    continue
+                item = own.pop(r["event_id"], None)
+                if item is None:  # not held (an earlier run's, or evicted): read whole
+                    records.append(_item(await pool.fetchrow(_ONE, r["pos"])))
+                else:
+                    records.append((int(r["pos"]), item))
             self._cursor = records[-1][0]
             if self._deliver is not None:
                 self._deliver(records)
@@ -188,6 +232,7 @@ class PostgresEventFeed:
                 return
 
     async def close(self) -> None:
+        self._closed = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(BaseException):

@@ -5,7 +5,8 @@ PostgreSQL ``text`` and ``jsonb`` reject NUL characters and lone surrogates
 rejects NaN and infinities, and a megabyte message has no place in an audit
 row. Each fix is recorded as a note (``"message: 3 NUL characters removed"``)
 that lands in the row's ``notes`` column, so the audit shows that the stored
-value differs from what the agent sent.
+value differs from what the agent sent. :func:`quarantine` stores what
+PostgreSQL still refused, as escaped JSON text.
 """
 
 from __future__ import annotations
@@ -118,3 +119,22 @@ def json_text(value: Any, field: str, notes: list[str]) -> str:
     if text and len(text) <= TEXT_LIMIT and ("\\u" not in text or not _BAD_ESCAPE.search(text)):
         return text
     return dumps(clean_json(value, field, notes))
+
+
+async def quarantine(conn: Any, event_id: str | None, task_id: str | None, reason: str, payload: Any) -> None:
+    # ensure_ascii: NULs and surrogates become escapes, so any payload fits in text.
+    text = json.dumps(payload, ensure_ascii=True, default=repr)
+    await conn.execute(
+        "INSERT INTO quarantine (event_id, task_id, reason, payload) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT (event_id) DO NOTHING",
+        _safe(event_id),
+        _safe(task_id),
+        _safe(reason),
+        text,
+    )
+
+
+def _safe(s: str | None) -> str | None:
+    if s is None:
+        return None
+    return s.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")[:4096]

@@ -29,6 +29,7 @@ from spanvisor.pipeline.outbox import Outbox, OutboxFull
 from spanvisor.sink import BaseSink, SinkContext, SinkResult
 
 from .settings import SETTINGS
+from .streamrows import SHARED_KEY, StreamRows, settle
 
 if TYPE_CHECKING:
     from spanvisor.config import Config, Setting
@@ -84,6 +85,9 @@ class PostgresSink(BaseSink):
             log.warning("postgres outbox holds %d events from an earlier run; replaying them", self.outbox.size)
         self.db = await open_shared(ctx.config, ctx.shared)
         self.writer = Writer(None, self.write_method)
+        # The event stream's PostgreSQL feed, if it runs in this pipeline,
+        # hands its batches to this writer's transactions from now on.
+        self.writer.stream_rows = ctx.shared.setdefault(SHARED_KEY, StreamRows())
         try:
             await self._probe()
             self._health = (True, "ok")
@@ -181,7 +185,8 @@ class PostgresSink(BaseSink):
 
     async def _replay_once(self) -> bool:
         """Deliver one chunk of the outbox; False when the database is still away."""
-        from .writer import TransientDbError, quarantine
+        from .sanitize import quarantine
+        from .writer import TransientDbError
 
         assert self.outbox is not None
         items = await self.outbox.peek(REPLAY_BATCH)
@@ -310,6 +315,11 @@ class PostgresSink(BaseSink):
             except (TimeoutError, Exception):
                 self._replayer.cancel()
         if self.writer is not None:
+            carrier, self.writer.stream_rows = self.writer.stream_rows, None
+            if carrier is not None and self.ctx is not None:
+                if self.ctx.shared.get(SHARED_KEY) is carrier:
+                    del self.ctx.shared[SHARED_KEY]
+                settle(carrier.take(), committed=False)  # the feed writes them itself
             await self.writer.close()
         if self.outbox is not None:
             if self.outbox.size:

@@ -2,7 +2,8 @@
 
 One transaction per batch: task states upserted forward-only, timeline rows
 inserted ``ON CONFLICT (event_id) DO NOTHING`` (interventions on their
-intervention id, log tails on ``(task_id, pos)``). Three ways, measured by
+intervention id, log tails on ``(task_id, pos)``), and the event stream's
+rows waiting for it (:mod:`spanvisor_postgres.streamrows`). Three ways, measured by
 ``benchmarks/bench_postgres.py``:
 
 * ``copy`` (the default): COPY into session temp tables, then one
@@ -27,7 +28,6 @@ never blocks the rest.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -40,6 +40,8 @@ from spanvisor.events import Event
 from .batch import batch_rows
 from .humanrows import INTERVENTION_COLUMNS, LOG_COLUMNS
 from .rows import ARTIFACT_COLUMNS, CHECKPOINT_COLUMNS, TASK_COLUMNS
+from .sanitize import quarantine
+from .streamrows import Offer, StreamRows, settle, write_taken, writing
 
 log = logging.getLogger("spanvisor.postgres")
 
@@ -223,10 +225,16 @@ def _columns(records: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
 
 
 async def _write_rows(
-    conn: Any, events: Sequence[Event], method: WriteMethod, one: str | None = None, staged: bool = False
+    conn: Any,
+    events: Sequence[Event],
+    method: WriteMethod,
+    one: str | None = None,
+    staged: bool = False,
+    carry: StreamRows | None = None,
 ) -> None:
     """``one``: the one-statement write (:func:`unnest_statement`), for
-    ``unnest``; ``staged``: the temp tables exist on ``conn``."""
+    ``unnest``; ``staged``: the temp tables exist on ``conn``; ``carry``: the
+    event stream's batches waiting to be written in this transaction."""
     rows = batch_rows(events)
     if method == "unnest" and one is not None:
         args: list[list[Any]] = []
@@ -234,36 +242,27 @@ async def _write_rows(
             args.extend(_columns(records, len(columns)))
         await conn.execute(one, *args)
         return
-    async with conn.transaction():
-        for (table, _, _), records in zip(TABLES, rows.tables(), strict=True):
-            statement = _STATEMENTS[table]
-            if not records:
-                continue
-            # COPY has a fixed cost per call; a handful of rows go faster as statements.
-            if method != "executemany" and len(records) >= COPY_MIN_ROWS:
-                await _stage_and_insert(conn, table, records, staged)
-                staged = True
-            else:
-                await conn.executemany(statement, records)
-
-
-async def quarantine(conn: Any, event_id: str | None, task_id: str | None, reason: str, payload: Any) -> None:
-    # ensure_ascii: NULs and surrogates become escapes, so any payload fits in text.
-    text = json.dumps(payload, ensure_ascii=True, default=repr)
-    await conn.execute(
-        "INSERT INTO quarantine (event_id, task_id, reason, payload) VALUES ($1, $2, $3, $4)"
-        " ON CONFLICT (event_id) DO NOTHING",
-        _safe(event_id),
-        _safe(task_id),
-        _safe(reason),
-        text,
-    )
-
-
-def _safe(s: str | None) -> str | None:
-    if s is None:
-        return None
-    return s.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")[:4096]
+    taken: list[Offer] = []
+    try:
+        async with conn.transaction():
+            for (table, _, _), records in zip(TABLES, rows.tables(), strict=True):
+                statement = _STATEMENTS[table]
+                if not records:
+                    continue
+                # COPY has a fixed cost per call; a handful of rows go faster as statements.
+                if method != "executemany" and len(records) >= COPY_MIN_ROWS:
+                    await _stage_and_insert(conn, table, records, staged)
+                    staged = True
+                else:
+                    await conn.executemany(statement, records)
+            # Last, so the stream's advisory lock is held only until the commit.
+            # Taken before any await, so a failure below hands them back.
+            taken = carry.take() if carry is not None else []
+            await write_taken(conn, taken)
+    except BaseException:
+        settle(taken, committed=False)  # handed back: the feed writes them itself
+        raise
+    settle(taken, committed=True)
 
 
 class Writer:
@@ -275,6 +274,9 @@ class Writer:
         self.quarantined = 0
         self._conn: Any = None  # kept between batches
         self._statement: str | None = None
+        # The event stream's feed offers its batches here when it runs beside
+        # this writer (spanvisor_postgres.streamrows); None: it does not.
+        self.stream_rows: StreamRows | None = None
 
     @property
     def pool(self) -> Any:
@@ -340,10 +342,14 @@ class Writer:
     async def write(self, events: Sequence[Event]) -> None:
         if not events:
             return
+        async with writing(self.stream_rows):
+            await self._write(events)
+
+    async def _write(self, events: Sequence[Event]) -> None:
         try:
             conn = await self._connection()
             try:
-                await _write_rows(conn, events, self.method, self._statement, staged=True)
+                await _write_rows(conn, events, self.method, self._statement, staged=True, carry=self.stream_rows)
                 return
             except Exception as exc:
                 if classify(exc) is TransientDbError:

@@ -78,6 +78,7 @@ METRICS: dict[str, tuple[str, str]] = {
     "receiver_requests_total": ("counter", "OTLP export requests, by transport (http, grpc) and outcome."),
     "receiver_spans_rejected_total": ("counter", "Spans rejected as invalid (reported in partial_success)."),
     "receiver_journal_bytes": ("gauge", "Size of the receiver's durable span journal."),
+    "control_runs_waiting": ("gauge", "Runs whose facts wait to be written to the control log (state store)."),
     "duplicate_spans_total": (
         "counter",
         "Span ends seen again within the dedup window and not counted twice.",

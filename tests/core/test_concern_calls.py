@@ -64,7 +64,7 @@ def test_a_call_without_usage_changes_nothing() -> None:
     rec = _record()
     before = rec.view
     assert calls.model_call(rec, _call(1, None, None), []) == ([], None)
-    assert rec.view is before and rec.cost_nano == 0
+    assert rec.view == before and rec.cost_nano == 0
 
 
 def test_an_unknown_model_is_unpriced_and_counted() -> None:
@@ -105,10 +105,10 @@ def test_a_steady_climb_is_forecast_before_the_level() -> None:
 
 def test_a_tool_call_changes_no_field() -> None:
     rec = _record()
-    before = dict(rec.working)
+    before = rec.working.as_dict()
     span = SpanData(TRACE, "9" * 16, ROOT, "search", T0, T0 + 2 * S, {cv.GEN_AI_TOOL_NAME: "search"}, error=True)
     (cp,) = calls.tool_call(rec, span, [])
     assert isinstance(cp, Checkpoint) and cp.source == "tool_call"
     assert cp.attributes == {"tool": "search", "duration_s": 2.0, "error": "error"}
-    after = dict(rec.working)
+    after = rec.working.as_dict()
     assert {k for k in after if after[k] != before[k]} == {"seq", "updated_ns"}

@@ -244,10 +244,12 @@ def test_enrich_two_tasks_of_one_trace_and_late_events() -> None:
     tails.enrich(
         [TaskStarted(event_id="s1", time_ns=100, task=first), TaskStarted(event_id="s2", time_ns=300, task=second)]
     )
+    assert tails._per_trace == {tid: 2}  # kept only for a trace of more than one open task
     tails.add([LogIn(tid, 1, 150, 13, None, "a", "first's warning"), LogIn(tid, 1, 160, 9, None, "a", "first's info")])
     tails.add([LogIn(tid, 2, 350, 17, None, "b", "second's error")])
     [one] = tails.enrich([_done(first, "cancelled", 200)])
     assert isinstance(one, TaskFinished)
+    assert tails._per_trace == {} and tails._known == {tid}  # one open task left
     # The info line came into the trace's kept lines ahead of the second's
     # error; each task takes those of its own time.
     assert [line.message for line in one.log_tail] == ["first's warning", "first's info"]

@@ -1,18 +1,23 @@
 """Facts of runs written to the control log: side by side for runs without
-approval requests, every run written once, a failed write kept for the next
-round, and an ended run waiting to be written holding only its view's ids."""
+approval requests (many in one transaction with the local store), every run
+written once, a failed write kept for the next round, an ended run waiting
+to be written holding only its view's ids, and runs beyond the bound
+dropped and counted."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from spanvisor.control import runs
 from spanvisor.control.log import ControlLog
-from spanvisor.control.runsync import RunSync
-from spanvisor.events import Event, TaskFinished, TaskStarted, TaskView
-from spanvisor.statestores.api import Claim
+from spanvisor.control.runsync import MAX_PENDING, WRITE_IN_ONE, RunSync
+from spanvisor.events import ApprovalRequest, Event, TaskFinished, TaskStarted, TaskView
+from spanvisor.statestores.api import Change, Claim
+from spanvisor.statestores.local import LocalStateStore
 from spanvisor.statestores.memory import InMemoryStateStore
 from spanvisor.tracking.tracker import TaskTracker
 
@@ -127,3 +132,94 @@ def test_a_run_whose_listing_failed_is_listed_on_the_next_round() -> None:
         assert await log.runs_of("t5") == ["r5"]
 
     asyncio.run(go())
+
+
+class CountingLocalStore(LocalStateStore):
+    """The local store (batches), counting its calls; ``fail`` batches refused."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.batches: list[int] = []
+        self.fail = 0
+
+    async def update_many(self, updates: Sequence[tuple[str, str, Change]], owner: str) -> None:
+        if self.fail:
+            self.fail -= 1
+            raise OSError("the store is away")
+        self.batches.append(len(updates))
+        await super().update_many(updates, owner)
+
+
+def test_with_the_local_store_runs_are_written_many_in_one_transaction(tmp_path: Path) -> None:
+    """A store that batches takes up to WRITE_IN_ONE runs (records and lists
+    of runs) in one call, a task id's runs in order among them; the records
+    are those written one at a time; a failed batch goes back whole and is
+    written on the next round; a record another process wrote is updated
+    (compare-and-set at its version + 1)."""
+
+    async def go() -> None:
+        store = CountingLocalStore(tmp_path / "state.db")
+        await store.start()
+        try:
+            sync, log = RunSync(TaskTracker(), lambda _: None), ControlLog(store)
+            assert log.batches
+            # Another process recorded t7's run as running (version 1).
+            await ControlLog(store, owner="other").open_run(_view("t7", "r7"))
+            for i in range(WRITE_IN_ONE + 100):
+                sync.observe(_run(f"t{i}", f"r{i}"))
+            for r in ("a", "b", "c"):
+                sync.observe(_run("shared", r))
+            store.fail = 1
+            try:
+                await sync.flush(log)
+            except OSError:
+                pass
+            else:
+                raise AssertionError("the failed batch was not reported")
+            assert len(sync._pending) == WRITE_IN_ONE + 103  # nothing lost
+            await sync.flush(log)
+            assert not sync.pending
+            assert store.batches == [2 * WRITE_IN_ONE, 2 * 103]  # a record and a listing a run
+            for i in range(WRITE_IN_ONE + 100):
+                rec = await log.record(f"t{i}", f"r{i}")
+                assert runs.state_of(rec) == "finished"
+                assert rec is not None and rec["agent_id"] == "agent" and rec["started_ns"] == 5
+            assert (await log.record("t7", "r7") or {})["v"] == 2  # the other process's version + 1
+            assert sorted(await log.runs_of("shared")) == ["a", "b", "c"]
+            assert await log.runs_of("t9") == ["r9"]
+        finally:
+            await store.close()
+
+    asyncio.run(go())
+
+
+def test_runs_beyond_the_bound_are_dropped_and_counted() -> None:
+    """With the store away, at most MAX_PENDING runs wait; the oldest beyond
+    are dropped, each counted in spanvisor_dropped_total{reason="control_log_behind"},
+    and spanvisor_control_runs_waiting says how many wait."""
+    tracker = TaskTracker()
+    sync = RunSync(tracker, lambda _: None)
+    for i in range(MAX_PENDING + 5):
+        sync.observe(_run(f"t{i}", "r"))
+    assert tracker.stats.value("dropped_total", reason="control_log_behind", sink="") == 5
+    assert tracker.stats.value("control_runs_waiting") == MAX_PENDING
+    assert ("t0", "r") not in sync._pending and ("t5", "r") in sync._pending
+
+
+def test_a_run_that_ended_with_a_request_open_is_still_written_alone() -> None:
+    """Its write closes the request in the shared open list, so it is never
+    side by side with others, before it ended or after."""
+    sync = RunSync(TaskTracker(), lambda _: None)
+    asked = dataclasses.replace(_view("t1", "r1"), approvals=(ApprovalRequest("a1", "Deploy?"),))
+    sync.observe([TaskStarted(event_id="s1", time_ns=10, task=asked)])
+    sync.observe(_run("t0", "r0"))
+    keys = list(sync._pending)
+    assert keys[0] == ("t1", "r1")
+    assert sync._side_by_side(keys, in_one=True) == ([("t1", "r1")], False)
+    asyncio.run(sync.flush(ControlLog(InMemoryStateStore())))  # its request written and listed
+    sync.observe([TaskFinished(event_id="f1", time_ns=20, task=asked, outcome="complete", duration_s=1.0)])
+    sync.observe(_run("t2", "r2"))
+    keys = list(sync._pending)
+    assert keys[0] == ("t1", "r1") and not sync._pending[keys[0]].opened
+    assert sync._side_by_side(keys, in_one=True) == ([("t1", "r1")], False)
+    assert sync._side_by_side(keys[1:], in_one=True) == ([("t2", "r2")], True)

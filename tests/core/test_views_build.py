@@ -5,7 +5,8 @@ from __future__ import annotations
 import pickle
 
 from spanvisor.events import Checkpoint, TaskView
-from spanvisor.tracking.views import CHECKPOINT_FIELDS, VIEW_FIELDS, build_checkpoint, build_view
+from spanvisor.tracking.views import CHECKPOINT_FIELDS, build_checkpoint, build_view
+from spanvisor.tracking.working import Working
 
 
 def test_build_checkpoint_is_the_constructors_checkpoint() -> None:
@@ -21,7 +22,7 @@ def test_build_checkpoint_is_the_constructors_checkpoint() -> None:
 
 def test_build_view_is_the_constructors_view() -> None:
     view = TaskView(task_id="t", trace_id="a" * 32, root_span_id="b" * 16, agent_id="rivet", progress=0.5, seq=9)
-    built = build_view({f: getattr(view, f) for f in VIEW_FIELDS})
+    built = build_view(Working(view))
     assert type(built) is TaskView and built == view and repr(built) == repr(view) and hash(built) == hash(view)
 
 

@@ -4,14 +4,18 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from spanvisor.config import Config
 from spanvisor.receiver.serve import serve_config
-from spanvisor.statestores.api import ConditionalStateStore, StateStore, load_state_store_factory
-from spanvisor.statestores.local import RETENTION_S, LocalStateStore
+from spanvisor.statestores.api import Claim, ConditionalStateStore, StateStore, load_state_store_factory
+from spanvisor.statestores.local import PRUNE_EVERY_S, RETENTION_S, LocalStateStore
 
 
 class ManualClock:
@@ -146,6 +150,55 @@ def test_old_keys_are_pruned(tmp_path: Path) -> None:
             assert await store.get("ns", "old") is None
             assert (await store.claim("ns", "old-claim", "b")).won  # its lease lapsed long ago, and it is gone
             assert await store.get("ns", "young") == {"v": 2}
+        finally:
+            await store.close()
+
+    run(main)
+
+
+def test_a_prune_rolled_back_is_not_put_off(tmp_path: Path) -> None:
+    """A prune is part of the transaction of the call that ran it: when that
+    transaction rolls back (a call of its batch failed, or the call itself),
+    the prune is undone, and the next call prunes again instead of an hour later."""
+
+    def bad(conn: Any) -> None:
+        conn.execute("SELECT * FROM no_such_table")
+
+    async def main() -> None:
+        clock = ManualClock()
+        store = await _open(tmp_path / "s.db", clock)
+
+        def prune_then_fail(conn: Any) -> None:
+            store._maybe_prune(conn)
+            bad(conn)
+
+        try:
+            await store.put("ns", "old", {"v": 1}, "a")
+            clock.now += RETENTION_S + 10
+            # Alone: a call that prunes, then fails.
+            with pytest.raises(sqlite3.OperationalError):
+                await store._call(prune_then_fail)
+            assert await store.get("ns", "old") == {"v": 1}  # rolled back with it
+            assert (await store.claim("ns", "next", "a")).won
+            assert await store.get("ns", "old") is None
+
+            # In a batch: the store's thread held while a claim (which prunes)
+            # and a failing call queue up, so they run in one transaction.
+            await store.put("ns", "old2", {"v": 2}, "a")
+            clock.now += RETENTION_S + PRUNE_EVERY_S + 10
+            gate = threading.Event()
+            held = asyncio.ensure_future(store._call(lambda conn: gate.wait(5)))
+            while store._ops.qsize():
+                await asyncio.sleep(0.01)
+            claim = asyncio.ensure_future(store.claim("ns", "next2", "a"))
+            failing = asyncio.ensure_future(store._call(bad))
+            await asyncio.sleep(0.05)
+            gate.set()
+            got = await asyncio.gather(held, claim, failing, return_exceptions=True)
+            assert isinstance(got[1], Claim) and got[1].won
+            assert isinstance(got[2], sqlite3.OperationalError)
+            # The batch rolled back (and its prune); the claim alone pruned again.
+            assert await store.get("ns", "old2") is None
         finally:
             await store.close()
 

@@ -87,9 +87,16 @@ def tasks(n: int, seed: int, agent_id: str = "rivet", **kw: Any) -> list[Readabl
     return cap.spans
 
 
-def serve_stream(tmp_path: Path, **env: str) -> Served:
+def serve_stream(tmp_path: Path, audit: bool = False, **env: str) -> Served:
+    """``audit``: the PostgreSQL sink runs too (its writer's transactions
+    then carry the stream feed's rows)."""
     sink, stream = InMemorySink(), StreamSink()
-    pipeline = make_pipeline(tmp_path / "data", [sink, stream], plugins=True, SPANVISOR_OTLP_TOKEN=TOKEN, **env)
+    sinks: list[Any] = [sink, stream]
+    if audit:
+        from spanvisor_postgres import PostgresSink
+
+        sinks.append(PostgresSink())
+    pipeline = make_pipeline(tmp_path / "data", sinks, plugins=True, SPANVISOR_OTLP_TOKEN=TOKEN, **env)
     receiver = RunningReceiver(pipeline, local_settings(tmp_path, token=TOKEN))
     return Served(receiver, sink, stream)
 

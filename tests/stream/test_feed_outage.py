@@ -1,7 +1,10 @@
 """The stream's PostgreSQL feed through a database outage: the events made
 meanwhile wait in the stream sink's queue and reach the table, and so every
 client, once the database is back, in the pipeline's order, none twice and
-none missing; a batch written notifies the other replicas at commit."""
+none missing; a batch written notifies the other replicas at commit. Both
+with the feed writing alone and with the PostgreSQL sink beside it, whose
+transactions carry the feed's rows while it is writing
+(tests/postgres/test_stream_rows.py shows that by the rows' ``xmin``)."""
 
 from __future__ import annotations
 
@@ -29,10 +32,13 @@ async def _migrated(url: str) -> None:
 
 
 @pytest.mark.slow
-def test_an_outage_delays_the_stream_and_loses_or_doubles_nothing(own_pg_server: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("audit", [False, True], ids=["feed-alone", "with-the-audit-writer"])
+def test_an_outage_delays_the_stream_and_loses_or_doubles_nothing(
+    own_pg_server: Any, tmp_path: Path, audit: bool
+) -> None:
     url = own_pg_server.url()
     run(_migrated(url))
-    s = serve_stream(tmp_path, SPANVISOR_DATABASE_URL=url, SPANVISOR_STREAM_FEED="postgres")
+    s = serve_stream(tmp_path, audit, SPANVISOR_DATABASE_URL=url, SPANVISOR_STREAM_FEED="postgres")
     try:
         start = s.head()
         s.post(tasks(2, seed=51))

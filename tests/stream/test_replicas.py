@@ -1,11 +1,14 @@
 """Two replicas on one PostgreSQL: a client on A sees what B's pipeline
 made, in B's order, and resumes on A from an id B's stream sent; a third
-whose memory is too small replays from the table."""
+whose memory is too small replays from the table. With the feed writing
+alone and with the PostgreSQL sink's transactions carrying its rows."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+
+import pytest
 
 from spanvisor.events import TaskFinished
 from tests.conftest_pg import PgServer
@@ -14,11 +17,12 @@ from tests.stream.conftest import kw, serve_stream, tasks
 from tests.waiting import wait_until
 
 
-def test_a_client_on_one_replica_sees_the_other_s_events(pg_server: PgServer, tmp_path: Path) -> None:
+@pytest.mark.parametrize("audit", [False, True], ids=["feed-alone", "with-the-audit-writer"])
+def test_a_client_on_one_replica_sees_the_other_s_events(pg_server: PgServer, tmp_path: Path, audit: bool) -> None:
     url = pg_server.database()
     env = {"SPANVISOR_DATABASE_URL": url, "SPANVISOR_STREAM_FEED": "postgres"}
-    a = serve_stream(tmp_path / "a", SPANVISOR_REPLICA_ID="a", **env)
-    b = serve_stream(tmp_path / "b", SPANVISOR_REPLICA_ID="b", **env)
+    a = serve_stream(tmp_path / "a", audit, SPANVISOR_REPLICA_ID="a", **env)
+    b = serve_stream(tmp_path / "b", audit, SPANVISOR_REPLICA_ID="b", **env)
     try:
         assert a.stream.ring is not None and b.stream.ring is not None
         assert a.stream.ring.epoch == b.stream.ring.epoch and a.stream.ring.epoch.startswith("p")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from spanvisor.stream.ring import Item, Ring, frame
 
 
@@ -24,3 +27,81 @@ def test_a_record_keeps_its_body_once_in_its_frame() -> None:
             whole.status,
         )
     assert ring.after(0) is None  # below the floor: replay or reset
+
+
+_KINDS = ("checkpoint", "task_started", "task_finished")
+
+
+@st.composite
+def _steps(draw: st.DrawFn) -> list[tuple[str, int]]:
+    """Appends of a few positions (gaps and replays among them), reads and
+    lags at any position, clock moves that age records out."""
+    return draw(
+        st.lists(
+            st.one_of(
+                st.tuples(st.just("append"), st.integers(0, 12)),
+                st.tuples(st.just("after"), st.integers(-2, 200)),
+                st.tuples(st.just("behind"), st.integers(-2, 200)),
+                st.tuples(st.just("tick"), st.integers(0, 3)),
+            ),
+            max_size=60,
+        )
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    steps=_steps(),
+    size=st.integers(1, 40),
+    hot=st.integers(1, 6),
+    block=st.integers(1, 5),
+    limit=st.integers(1, 12),
+    gaps=st.lists(st.integers(1, 3), min_size=1, max_size=5),
+)
+def test_a_compressed_ring_answers_as_a_plain_list_of_records(
+    steps: list[tuple[str, int]], size: int, hot: int, block: int, limit: int, gaps: list[int]
+) -> None:
+    """Older records are kept compressed in blocks: every answer (records,
+    their frames and fields, the floor, the head, the lag) is the one a plain
+    list of the last ``size`` records not older than ``age_s`` gives."""
+    clock = [1000.0]
+    ring = Ring("ep", size=size, age_s=5.0, hot=hot, block=block, clock=lambda: clock[0])
+    model: list[tuple[int, Item, float]] = []
+    floor, pos, n = 0, 0, 0
+
+    def trim() -> None:
+        nonlocal floor
+        while model and (len(model) > size or clock[0] - model[0][2] > 5.0):
+            floor = model.pop(0)[0]
+
+    for op, arg in steps:
+        if op == "append":
+            batch = []
+            for _ in range(arg):
+                n += 1
+                pos += gaps[n % len(gaps)]
+                agent = None if n % 4 == 0 else f"agent{n % 3}"
+                item = Item(f"e{n}", _KINDS[n % 3], f"task é{n % 5}", agent, "running" if n % 2 else None, b"{}" * n)
+                batch.append((pos, item))
+            replay = [(p, i) for p, i in batch[: arg // 3]]  # already in the ring: skipped
+            ring.append(batch + replay)
+            model.extend((p, i, clock[0]) for p, i in batch)
+            trim()
+        elif op == "tick":
+            clock[0] += arg
+        elif op == "after":
+            trim()
+            got = ring.after(arg, limit)
+            assert ring.floor == floor
+            if arg < floor:
+                assert got is None
+                continue
+            want = [(p, i) for p, i, _ in model if p > arg][:limit]
+            assert got is not None
+            assert [r.pos for r in got] == [p for p, _ in want]
+            for r, (p, i) in zip(got, want, strict=True):
+                assert r.frame == frame("ep", p, i)
+                assert r.item == Item(i.event_id, i.kind, i.task_id, i.agent_id, i.status, b"")
+        else:
+            assert ring.behind(arg) == sum(1 for p, _, _ in model if p > arg)
+        assert ring.head == (model[-1][0] if model else floor)

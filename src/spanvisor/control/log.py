@@ -22,13 +22,13 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from spanvisor.control import runs
 from spanvisor.control.runs import decision_from_dict, decision_to_dict, run_key
 from spanvisor.events import ApprovalRequest, Decision, TaskView
-from spanvisor.statestores.api import ConditionalStateStore, WatchableStateStore
+from spanvisor.statestores.api import BatchStateStore, Change, ConditionalStateStore, WatchableStateStore
 
 NAMESPACE = "decisions"
 RUNS_NAMESPACE = "runs"
@@ -45,6 +45,20 @@ POLL_S = 0.2
 WATCHED_POLL_S = 2.0
 _ATTEMPTS = 40
 T = TypeVar("T")
+
+
+def listing(run_id: str, started_ns: int) -> Callable[[dict[str, Any] | None], tuple[dict[str, Any] | None, None]]:
+    """The change that adds a run to its task's list of runs (none when listed)."""
+
+    def change(value: dict[str, Any] | None) -> tuple[dict[str, Any] | None, None]:
+        got = list(value.get("runs") or []) if value else []
+        if any(isinstance(p, list) and p and p[0] == run_id for p in got):
+            return None, None
+        got.append([run_id, started_ns])
+        got.sort(key=lambda p: (p[1] if isinstance(p[1], int) else 0, str(p[0])))
+        return {"runs": got[-MAX_RUNS:]}, None
+
+    return change
 
 
 def _version(raw: Mapping[str, Any] | None) -> int:
@@ -130,15 +144,41 @@ class ControlLog:
         return [p[0] for p in sorted(pairs, key=lambda p: (p[1] if isinstance(p[1], int) else 0, p[0]))]
 
     async def add_run(self, task_id: str, run_id: str, started_ns: int) -> None:
-        def change(value: dict[str, Any] | None) -> tuple[dict[str, Any] | None, None]:
-            got = list(value.get("runs") or []) if value else []
-            if any(isinstance(p, list) and p and p[0] == run_id for p in got):
-                return None, None
-            got.append([run_id, started_ns])
-            got.sort(key=lambda p: (p[1] if isinstance(p[1], int) else 0, str(p[0])))
-            return {"runs": got[-MAX_RUNS:]}, None
+        await self.update(RUNS_NAMESPACE, task_id, listing(run_id, started_ns))
 
-        await self.update(RUNS_NAMESPACE, task_id, change)
+    @property
+    def batches(self) -> bool:
+        """Whether :meth:`update_many` writes in one transaction of the store."""
+        return isinstance(self.store, BatchStateStore)
+
+    async def update_many(
+        self, updates: Sequence[tuple[str, str, Callable[[dict[str, Any] | None], tuple[dict[str, Any] | None, T]]]]
+    ) -> list[T]:
+        """:meth:`update` of each key in order, in one transaction of a
+        :class:`BatchStateStore` (no other writer comes between a read and
+        its write, so each is a compare-and-set that wins); each change's
+        result. The changes run on the store's thread."""
+        store = self.store
+        assert isinstance(store, BatchStateStore)
+        results: list[Any] = [None] * len(updates)
+
+        def versioned(i: int, change: Callable[[dict[str, Any] | None], tuple[dict[str, Any] | None, T]]) -> Change:
+            def apply(raw: Mapping[str, Any] | None) -> tuple[Mapping[str, Any], int] | None:
+                value, results[i] = change(dict(raw) if isinstance(raw, Mapping) else None)
+                if value is None:
+                    return None
+                value["v"] = version = _version(raw) + 1
+                return value, version
+
+            return apply
+
+        await store.update_many([(ns, key, versioned(i, ch)) for i, (ns, key, ch) in enumerate(updates)], self.owner)
+        decided = {key for ns, key, _ in updates if ns == NAMESPACE}
+        if decided:
+            self._wake()
+            for key in decided:
+                await self._notify(key)
+        return results
 
     async def open_run(self, view: TaskView, requests: tuple[ApprovalRequest, ...] = ()) -> None:
         """Record a run as running (if not recorded yet), with ``requests`` open."""

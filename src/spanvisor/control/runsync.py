@@ -16,28 +16,28 @@ process's view of the task, so the buttons go.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from spanvisor.control import runs
-from spanvisor.control.log import NAMESPACE, ControlLog
+from spanvisor.control.log import NAMESPACE, RUNS_NAMESPACE, ControlLog, listing
 from spanvisor.events import ApprovalRequest, Event, HumanIntervention, TaskFinished, TaskView
 from spanvisor.tracking import approvals
 
 if TYPE_CHECKING:
     from spanvisor.tracking.tracker import TaskTracker
 
-logger = logging.getLogger("spanvisor.control")
 # Runs whose facts this process remembers having written (the oldest go first).
 MAX_KNOWN = 20_000
-# Runs waiting to be written; beyond, the oldest are dropped (logged once).
+# Runs waiting to be written; beyond, the oldest are dropped (counted in
+# spanvisor_dropped_total{reason="control_log_behind"}, logged once).
 MAX_PENDING = 50_000
 # Runs without approval requests written side by side (RunSync._side_by_side).
 WRITE_AT_ONCE = 256
+# The same in one transaction, with a store that batches (the local store).
+WRITE_IN_ONE = 256
 
 
 def _ids_of(view: TaskView) -> TaskView:
@@ -71,25 +71,33 @@ class _Pending:
     unlisted: bool = False
 
 
-@dataclass(slots=True)
-class _Known:
-    requests: frozenset[tuple[str, str]] = frozenset()
-    finished: bool = False
+# What is known of a run: its open requests (approval id, digest) while it
+# runs (most runs: the one empty frozenset), then _FINISHED, or _ASKED when
+# it ended with requests open (its write still touches the shared open list).
+# A value, not an object a run: with the plain dict about 100 bytes an open
+# task less.
+_FINISHED = None
+_ASKED = "asked"
+_Known = frozenset[tuple[str, str]] | str | None
+_UNSEEN: Any = object()
+# One empty frozenset for every run without requests (Python makes a new one,
+# 216 bytes, for each ``frozenset()``).
+_NO_REQUESTS: frozenset[tuple[str, str]] = frozenset()
 
 
 class RunSync:
     def __init__(self, tracker: TaskTracker, dispatch: Callable[[list[Event]], None]) -> None:
         self._tracker = tracker
         self._dispatch = dispatch
-        self._known: OrderedDict[tuple[str, str], _Known] = OrderedDict()
+        self._known: dict[tuple[str, str], _Known] = {}  # oldest first
         self._pending: dict[tuple[str, str], _Pending] = {}
-        self._warned = False
         self._urgent = False
         # One batch of writes at a time: a catch-up, a decision's own flush
         # and a sweep run on the same loop, and two updates of one record in
         # flight at once would each read the other's old value (the state
         # store keeps the later write whole).
         self._writing: asyncio.Lock | None = None
+        tracker.stats.gauge("control_runs_waiting", lambda: float(len(self._pending)))
 
     def _lock(self) -> asyncio.Lock:
         if self._writing is None:
@@ -113,25 +121,25 @@ class RunSync:
             if not v.run_id or isinstance(ev, HumanIntervention):
                 continue
             key = (v.task_id, v.run_id)
-            known = self._known.get(key)
-            if known is None:
-                known = self._known[key] = _Known()
+            known = self._known.get(key, _UNSEEN)
+            if known is _UNSEEN:
+                known = self._known[key] = _NO_REQUESTS
                 self._pending_of(key, v)
                 if len(self._known) > MAX_KNOWN:
-                    self._known.popitem(last=False)
-            elif known.finished:
-                continue
-            if v.approvals or known.requests:
+                    del self._known[next(iter(self._known))]
+            elif not isinstance(known, frozenset):
+                continue  # ended
+            if v.approvals or known:
                 now = frozenset((r.approval_id, r.digest) for r in v.approvals)
-                if now != known.requests:
+                if now != known:
                     p = self._pending_of(key, v)
                     for r in v.approvals:
-                        if (r.approval_id, r.digest) not in known.requests:
+                        if (r.approval_id, r.digest) not in known:
                             if p.opened is None:
                                 p.opened = {}
                             p.opened[r.approval_id] = r
-                    p.gone |= {aid for aid, _ in known.requests} - {r.approval_id for r in v.approvals}
-                    known.requests = now
+                    p.gone |= {aid for aid, _ in known} - {r.approval_id for r in v.approvals}
+                    self._known[key] = now
                     self._urgent = True
             if isinstance(ev, TaskFinished):
                 p = self._pending_of(key, v)
@@ -139,7 +147,7 @@ class RunSync:
                 # its ids stay (an open task's view is the tracker's too).
                 p.view = _ids_of(v)
                 p.outcome, p.ended_ns = ev.outcome, ev.time_ns
-                known.finished = True
+                self._known[key] = _ASKED if self._known[key] else _FINISHED
 
     def _pending_of(self, key: tuple[str, str], view: TaskView) -> _Pending:
         p = self._pending.get(key)
@@ -147,9 +155,9 @@ class RunSync:
             p = self._pending[key] = _Pending(view)
             if len(self._pending) > MAX_PENDING:
                 self._pending.pop(next(iter(self._pending)))
-                if not self._warned:
-                    self._warned = True
-                    logger.warning("the state store is behind: facts of the oldest runs were dropped")
+                self._tracker.stats.drop(
+                    "control_log_behind", detail="the state store is behind: facts of the oldest runs waiting"
+                )
         else:
             p.view = view
         return p
@@ -165,33 +173,44 @@ class RunSync:
             # Locked a batch at a time, not the whole flush: a decision's own
             # flush waits for one batch of a long catch-up, not all of it.
             async with self._lock():
-                batch = self._side_by_side(keys)
+                batch, quiet = self._side_by_side(keys, log.batches)
                 keys = keys[len(batch) :]
                 pending = [(k, p) for k in batch if (p := self._pending.pop(k, None)) is not None]
+                if quiet and log.batches:
+                    try:
+                        await self._write_together(log, [p for _, p in pending])
+                    except BaseException:
+                        self._merge_back(pending)
+                        raise
+                    continue
                 done = await asyncio.gather(*(self._write(log, p) for _, p in pending), return_exceptions=True)
                 failed = [(k, p, e) for (k, p), e in zip(pending, done, strict=True) if isinstance(e, BaseException)]
                 if failed:
                     self._merge_back([(k, p) for k, p, _ in failed])
                     raise failed[0][2]
 
-    def _side_by_side(self, keys: list[tuple[str, str]]) -> list[tuple[str, str]]:
-        """The first runs of ``keys`` that may be written at once: each write
-        waits for the pipeline's loop a few times, so one at a time a busy
-        loop fell behind the runs it finishes (tens of thousands waiting, and
-        their facts dropped past MAX_PENDING). Runs without approval
-        requests touch only their own record and their task's list of runs:
-        up to WRITE_AT_ONCE of those, one per task id. A run with requests
-        (they share the open list) is written alone, in order."""
+    def _side_by_side(self, keys: list[tuple[str, str]], in_one: bool) -> tuple[list[tuple[str, str]], bool]:
+        """The first runs of ``keys`` that may be written at once, and whether
+        they are all quiet: each write waits for the pipeline's loop a few
+        times, so one at a time a busy loop fell behind the runs it finishes
+        (tens of thousands waiting, and their facts dropped past
+        MAX_PENDING). Runs without approval requests touch only their own
+        record and their task's list of runs: up to WRITE_AT_ONCE of those,
+        one per task id, or up to WRITE_IN_ONE in one transaction of a store
+        that batches (``in_one``: applied in order, so a task id may repeat).
+        A run with requests (they share the open list) is written alone, in
+        order."""
         batch: list[tuple[str, str]] = []
         tasks: set[str] = set()
-        for key in keys[:WRITE_AT_ONCE]:
+        for key in keys[: WRITE_IN_ONE if in_one else WRITE_AT_ONCE]:
             p, known = self._pending.get(key), self._known.get(key)
-            quiet = p is None or not (p.opened or p.gone or (known is not None and known.requests))
-            if not quiet or key[0] in tasks:
-                return batch or [key]
+            asked = known == _ASKED or (isinstance(known, frozenset) and known)
+            quiet = p is None or not (p.opened or p.gone or asked)
+            if not quiet or (key[0] in tasks and not in_one):
+                return (batch, True) if batch else ([key], quiet)
             batch.append(key)
             tasks.add(key[0])
-        return batch
+        return batch, True
 
     def _merge_back(self, failed: list[tuple[tuple[str, str], _Pending]]) -> None:
         """Runs whose write failed go back first, with what was seen of them
@@ -209,28 +228,29 @@ class RunSync:
             back[key] = p
         self._pending = {**back, **self._pending}
 
+    async def _write_together(self, log: ControlLog, pending: list[_Pending]) -> None:
+        """Quiet runs' records and their places in their tasks' lists of runs,
+        in one transaction of the store: one wait for the loop and a few for
+        the GIL, for up to WRITE_IN_ONE runs."""
+        now = time.time_ns()
+        updates: list[tuple[str, str, Callable[[dict[str, Any] | None], tuple[dict[str, Any] | None, Any]]]] = []
+        for p in pending:
+            v = p.view
+            updates.append((NAMESPACE, runs.run_key(v.task_id, v.run_id), _record_change(p, [], now)))
+            updates.append((RUNS_NAMESPACE, v.task_id, listing(v.run_id, v.started_ns)))
+        results = await log.update_many(updates)
+        closed = set()
+        for p, (_, shut) in zip(pending, results[::2], strict=True):
+            p.unlisted = False
+            closed |= {(p.view.run_id, aid) for aid in shut}
+        if closed:  # requests another process listed, closed by the run's end
+            await log.unlist(closed)
+
     async def _write(self, log: ControlLog, p: _Pending) -> None:
         v = p.view
         opened = [r for r in (p.opened or {}).values() if r.approval_id not in p.gone]
         now = time.time_ns()
-
-        def change(rec: dict[str, Any] | None) -> tuple[dict[str, Any] | None, tuple[bool, list[str]]]:
-            fresh = rec is None
-            rec = runs.new_record(v) if rec is None else rec
-            changed = fresh
-            closed: list[str] = []
-            for r in opened:
-                changed = runs.add_request(rec, r) or changed
-            for aid in p.gone:
-                # Closed by the agent's own note (its timeout, or the answer it
-                # read): no decision may land on it after.
-                if runs.close_request(rec, aid, "expired", now, "the agent stopped waiting"):
-                    closed.append(aid)
-            if p.outcome is not None and runs.state_of(rec) == "running":
-                closed += runs.finish(rec, p.outcome, p.ended_ns or now)
-            return (rec if changed or closed or p.outcome is not None else None), (fresh, closed)
-
-        fresh, closed = await log.update(NAMESPACE, runs.run_key(v.task_id, v.run_id), change)
+        fresh, closed = await log.update(NAMESPACE, runs.run_key(v.task_id, v.run_id), _record_change(p, opened, now))
         if fresh:
             p.unlisted = True
         if p.unlisted:
@@ -278,6 +298,32 @@ class RunSync:
             return
         out: list[Event] = [cp for cp in (approvals.expire(st, aid, now_ns) for aid in approval_ids) if cp is not None]
         self._dispatch(out)
+
+
+def _record_change(
+    p: _Pending, opened: list[ApprovalRequest], now: int
+) -> Callable[[dict[str, Any] | None], tuple[dict[str, Any] | None, tuple[bool, list[str]]]]:
+    """What a run's facts change in its record: created if new, ``opened``
+    requests added, requests gone closed, finished; (fresh, closed ids)."""
+    v = p.view
+
+    def change(rec: dict[str, Any] | None) -> tuple[dict[str, Any] | None, tuple[bool, list[str]]]:
+        fresh = rec is None
+        rec = runs.new_record(v) if rec is None else rec
+        changed = fresh
+        closed: list[str] = []
+        for r in opened:
+            changed = runs.add_request(rec, r) or changed
+        for aid in p.gone:
+            # Closed by the agent's own note (its timeout, or the answer it
+            # read): no decision may land on it after.
+            if runs.close_request(rec, aid, "expired", now, "the agent stopped waiting"):
+                closed.append(aid)
+        if p.outcome is not None and runs.state_of(rec) == "running":
+            closed += runs.finish(rec, p.outcome, p.ended_ns or now)
+        return (rec if changed or closed or p.outcome is not None else None), (fresh, closed)
+
+    return change
 
 
 __all__ = ["RunSync"]

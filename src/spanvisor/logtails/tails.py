@@ -110,6 +110,8 @@ class LogTails:
         self._pending: dict[int, _Ring] = {}
         # Pipeline thread only: open task id -> trace id, and tasks per trace.
         self._open: dict[str, int] = {}
+        # Open tasks per trace, for traces with more than one (the others
+        # have one: a dict entry an open task less, about 50 bytes).
         self._per_trace: dict[int, int] = {}
         self._seq = itertools.count()
         self._lock = threading.Lock()  # the counts below, one addition at a time
@@ -253,8 +255,9 @@ class LogTails:
             # A task that never finishes here cannot pin its ring for ever.
             self._forget(*next(iter(self._open.items())))
         self._open[view.task_id] = tid
-        self._per_trace[tid] = self._per_trace.get(tid, 0) + 1
-        if tid not in self._known:
+        if tid in self._known:
+            self._per_trace[tid] = self._per_trace.get(tid, 1) + 1
+        else:
             # Known first, so a producer that misses the pending ring from now
             # on makes (or finds) the task's ring.
             self._known.add(tid)
@@ -273,9 +276,10 @@ class LogTails:
         self._open.pop(task_id, None)
         left = self._per_trace.get(tid, 1) - 1
         if left <= 0:
-            self._per_trace.pop(tid, None)
             self._known.discard(tid)
             self._tasks.pop(tid, None)
+        if left <= 1:
+            self._per_trace.pop(tid, None)
         else:
             self._per_trace[tid] = left
         return left

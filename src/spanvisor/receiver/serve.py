@@ -195,11 +195,16 @@ def register(subparsers: Any) -> None:
 
 def serve_config(config: Config, args: argparse.Namespace | None = None) -> Config:
     """The config ``serve`` runs with: its own settings merged, embedded DB on,
-    and the local state store for ``auto`` unless a sink brings a shared one
+    the console (if it runs) at one line per task, and the local state store for ``auto`` unless a sink brings a shared one
     (see :func:`state_store_choice`)."""
     overrides: dict[str, Any] = {}
-    if config.sources.get("embedded_db", "default") == "default" and "embedded_db" in {s.name for s in config.settings}:
+    names = {s.name for s in config.settings}
+    if config.sources.get("embedded_db", "default") == "default" and "embedded_db" in names:
         overrides["embedded_db"] = True
+    # A service's log, not a screen: the console (when it runs) prints a line
+    # per task start, end and decision instead of every card.
+    if "console_detail" in names and config.get("console_detail") == "auto":
+        overrides["console_detail"] = "tasks"
     for flag, name in (
         ("bind", "otlp_bind"),
         ("http_port", "otlp_http_port"),

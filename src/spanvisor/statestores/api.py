@@ -28,7 +28,7 @@ are not claimed: a namespace uses either claims or versions.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, Protocol, runtime_checkable
@@ -85,6 +85,27 @@ class ConditionalStateStore(StateStore, Protocol):
         value=<the stored value>)``, and nothing was written. A version is an
         integer the caller derives from what makes a value newer.
         """
+        ...
+
+
+# What update_many applies to one key: the stored value (None when absent)
+# -> (the value to store, its version), or None to leave the key as it is.
+Change = Callable[[Mapping[str, Any] | None], tuple[Mapping[str, Any], int] | None]
+
+
+@runtime_checkable
+class BatchStateStore(Protocol):
+    """A store that can read and write many keys in one transaction (the
+    local SQLite store: each SQLite call lets go of the GIL and waits for it
+    again, so a key at a time falls behind a busy process)."""
+
+    async def update_many(self, updates: Sequence[tuple[str, str, Change]], owner: str) -> None:
+        """Each ``(namespace, key, change)`` in order, all in one transaction
+        that no other writer interleaves: ``change`` gets the key's value (as
+        changed earlier in the batch, if it was) and its result is stored by
+        ``owner`` at the version it names, as a won ``put_if_newer`` would.
+        A change that raises writes nothing of the batch, and the call raises.
+        Changes run on the store's thread: they must only compute."""
         ...
 
 

@@ -27,12 +27,12 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from spanvisor.statestores.api import Claim
+from spanvisor.statestores.api import Change, Claim
 
 if TYPE_CHECKING:
     from spanvisor.config import Config
@@ -70,6 +70,21 @@ _UPSERT = (
     " value = excluded.value, updated_at = excluded.updated_at, version = excluded.version"
 )
 
+# Many keys in one statement each way (a JSON array of rows in, one out):
+# one SQLite step each, so the store's thread waits for the GIL twice a
+# batch instead of twice a key.
+_READ_MANY = (
+    "SELECT json_group_array(json_array(s.namespace, s.key, s.value)) FROM json_each(?) AS w"
+    " JOIN state AS s ON s.namespace = json_extract(w.value, '$[0]') AND s.key = json_extract(w.value, '$[1]')"
+)
+_WRITE_MANY = (
+    "INSERT INTO state (namespace, key, owner, lease_expires, value, updated_at, version)"
+    " SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), NULL,"
+    " json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]') FROM json_each(?) WHERE true"
+    " ON CONFLICT (namespace, key) DO UPDATE SET owner = excluded.owner, lease_expires = NULL,"
+    " value = excluded.value, updated_at = excluded.updated_at, version = excluded.version"
+)
+
 
 def _dump(value: Mapping[str, Any]) -> str:
     return json.dumps(dict(value), default=str, sort_keys=True)
@@ -93,6 +108,10 @@ class LocalStateStore:
         )
         self._thread: threading.Thread | None = None
         self._next_prune = 0.0
+        # When the open transaction pruned: the next prune is due an hour
+        # from then only once it commits (a batch rolled back undid the
+        # prune too, and must not put the next one off for an hour).
+        self._pruned_at: float | None = None
 
     @classmethod
     async def open(cls, config: Config, shared: dict[str, Any] | None = None) -> LocalStateStore:
@@ -154,9 +173,8 @@ class LocalStateStore:
         finally:
             conn.close()
 
-    @staticmethod
     def _run_together(
-        conn: sqlite3.Connection, ops: list[tuple[Callable[[sqlite3.Connection], Any], Future[Any]]]
+        self, conn: sqlite3.Connection, ops: list[tuple[Callable[[sqlite3.Connection], Any], Future[Any]]]
     ) -> bool:
         """All of ``ops`` in one transaction; False (nothing written, nothing
         answered) when one raised: then each runs alone, as it would have."""
@@ -169,13 +187,14 @@ class LocalStateStore:
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            self._settle(committed=False)
             return False
+        self._settle(committed=True)
         for (_, fut), result in zip(ops, results, strict=True):
             fut.set_result(result)
         return True
 
-    @staticmethod
-    def _run_alone(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], Any], fut: Future[Any]) -> None:
+    def _run_alone(self, conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], Any], fut: Future[Any]) -> None:
         try:
             conn.execute("BEGIN IMMEDIATE")
             result = fn(conn)
@@ -183,9 +202,16 @@ class LocalStateStore:
         except BaseException as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            self._settle(committed=False)
             fut.set_exception(exc)
         else:
+            self._settle(committed=True)
             fut.set_result(result)
+
+    def _settle(self, committed: bool) -> None:
+        if self._pruned_at is not None and committed:
+            self._next_prune = self._pruned_at + PRUNE_EVERY_S
+        self._pruned_at = None
 
     async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._thread is None:
@@ -196,7 +222,7 @@ class LocalStateStore:
 
     def _prune(self, conn: sqlite3.Connection) -> int:
         now = self._clock()
-        self._next_prune = now + PRUNE_EVERY_S
+        self._pruned_at = now
         # Settled keys by age; unsettled claims only once their lease is long gone too.
         cur = conn.execute(
             "DELETE FROM state WHERE updated_at < ? AND (value IS NOT NULL OR lease_expires < ?)",
@@ -205,7 +231,7 @@ class LocalStateStore:
         return cur.rowcount
 
     def _maybe_prune(self, conn: sqlite3.Connection) -> None:
-        if self._clock() >= self._next_prune:
+        if self._pruned_at is None and self._clock() >= self._next_prune:
             n = self._prune(conn)
             if n:
                 log.info("local state store: pruned %d keys older than %.0f days", n, RETENTION_S / 86400)
@@ -262,6 +288,33 @@ class LocalStateStore:
             return Claim(won=True)
 
         return await self._call(op)
+
+    async def update_many(self, updates: Sequence[tuple[str, str, Change]], owner: str) -> None:
+        """:class:`~spanvisor.statestores.api.BatchStateStore`: every key read
+        in one statement and every change written in one, so a batch waits
+        for the GIL a few times, not a few times a key."""
+        if not updates:
+            return
+        wanted = json.dumps(sorted({(ns, key) for ns, key, _ in updates}))
+
+        def op(conn: sqlite3.Connection) -> None:
+            (rows,) = conn.execute(_READ_MANY, (wanted,)).fetchone()
+            values: dict[tuple[str, str], Mapping[str, Any] | None] = {
+                (ns, key): _load(raw) for ns, key, raw in json.loads(rows)
+            }
+            changed: dict[tuple[str, str], tuple[str, int]] = {}
+            for ns, key, change in updates:
+                got = change(values.get((ns, key)))
+                if got is not None:
+                    value, version = got
+                    values[(ns, key)] = value
+                    changed[(ns, key)] = (_dump(value), version)
+            if changed:
+                now = self._clock()
+                rows_out = [[ns, key, owner, raw, now, version] for (ns, key), (raw, version) in changed.items()]
+                conn.execute(_WRITE_MANY, (json.dumps(rows_out),))
+
+        await self._call(op)
 
     async def get(self, namespace: str, key: str) -> Mapping[str, Any] | None:
         def op(conn: sqlite3.Connection) -> Mapping[str, Any] | None:

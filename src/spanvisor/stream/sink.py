@@ -76,7 +76,10 @@ class StreamSink(BaseSink):
         cfg = ctx.config
         self.loop = asyncio.get_running_loop()
         if self.feed is None:  # kept across a retried start: opened once, closed once
-            self.feed = await open_feed(feed_choice(cfg), cfg, ctx.shared)
+            # The feed names this replica's rows by the pipeline's replica id
+            # when none is configured (a database feed reads its own back cheaper).
+            named = cfg if cfg.get("replica_id") or not ctx.replica_id else cfg.with_values(replica_id=ctx.replica_id)
+            self.feed = await open_feed(feed_choice(cfg), named, ctx.shared)
         holder: list[Ring] = []
         floor = await self.feed.start(lambda records: holder[0].append(records) if holder else None)
         ring = Ring(self.feed.epoch, int(value(cfg, "stream_buffer")), float(value(cfg, "stream_buffer_age_s")), floor)

@@ -72,7 +72,7 @@ def _open(st: TaskRecord, req: ApprovalRequest | None) -> tuple[str, ...]:
     w = st.working
     if req is None or req.approval_id in st.approvals_closed:
         return ()
-    open_ = w["approvals"]
+    open_ = w.approvals
     same = next((r for r in open_ if r.approval_id == req.approval_id), None)
     if (same is not None and _when(same) <= _when(req)) or (same is None and len(open_) >= MAX_OPEN):
         return ()
@@ -80,8 +80,8 @@ def _open(st: TaskRecord, req: ApprovalRequest | None) -> tuple[str, ...]:
     # then id: the same tuple whatever order the requests arrived in.
     others = tuple(r for r in open_ if r is not same)
     changes: dict[str, Any] = {"approvals": tuple(sorted((*others, req), key=_when))}
-    status = st.fields.status_after({**w, **changes}, {})
-    if status != w["status"]:
+    status = st.fields.status_after(w, changes)
+    if status != w.status:
         changes["status"] = status
     st.update(**changes)
     return tuple(changes)
@@ -105,9 +105,9 @@ def intervene(st: TaskRecord, decision: Decision, notes: list[str]) -> HumanInte
     """A person's applied decision on an open task: its state after it."""
     if decision.action in ("approve", "reject") and decision.approval_id:
         _close(st, decision.approval_id)
-    elif decision.action == "cancel" and not st.working["cancel_requested"]:
+    elif decision.action == "cancel" and not st.working.cancel_requested:
         st.update(cancel_requested=True)
-    st.update(decisions=(*st.working["decisions"], decision)[-MAX_DECISIONS:])
+    st.update(decisions=(*st.working.decisions, decision)[-MAX_DECISIONS:])
     t = st.next_time(decision.time_ns)
     return HumanIntervention(
         event_id=decision.intervention_id, time_ns=t, task=st.view, notes=tuple(notes), decision=decision
@@ -115,19 +115,19 @@ def intervene(st: TaskRecord, decision: Decision, notes: list[str]) -> HumanInte
 
 
 def is_open(st: TaskRecord, approval_id: str) -> bool:
-    return any(r.approval_id == approval_id for r in st.working["approvals"])
+    return any(r.approval_id == approval_id for r in st.working.approvals)
 
 
 def _close(st: TaskRecord, approval_id: str) -> tuple[str, ...]:
     """Close one request; the fields that changed (none if it was not open)."""
     st.approvals_closed = st.approvals_closed | {approval_id}
     w = st.working
-    left = tuple(r for r in w["approvals"] if r.approval_id != approval_id)
-    if len(left) == len(w["approvals"]):
+    left = tuple(r for r in w.approvals if r.approval_id != approval_id)
+    if len(left) == len(w.approvals):
         return ()
     changes: dict[str, Any] = {"approvals": left}
-    status = st.fields.status_after({**w, **changes}, {})
-    if status != w["status"]:
+    status = st.fields.status_after(w, changes)
+    if status != w.status:
         changes["status"] = status
     st.update(**changes)
     return tuple(changes)
@@ -183,7 +183,7 @@ def find(
     just finished here."""
     for st in (*open_states, *closed_states):
         w = st.working
-        if w["task_id"] == task_id and (not run_id or w["run_id"] == run_id):
+        if w.task_id == task_id and (not run_id or w.run_id == run_id):
             return st
     return None
 
@@ -233,17 +233,17 @@ def catch_up(st: TaskRecord, decision: Decision) -> Checkpoint | None:
     process's state of the task: the view catches up (the request closes,
     the decision is listed) as a state checkpoint, not a second
     intervention. None when there is nothing to catch up."""
-    if st.finished or any(d.intervention_id == decision.intervention_id for d in st.working["decisions"]):
+    if st.finished or any(d.intervention_id == decision.intervention_id for d in st.working.decisions):
         return None
     changed: tuple[str, ...] = ()
     if decision.action in ("approve", "reject") and decision.approval_id:
         changed = _close(st, decision.approval_id)
-    elif decision.action == "cancel" and not st.working["cancel_requested"]:
+    elif decision.action == "cancel" and not st.working.cancel_requested:
         st.update(cancel_requested=True)
         changed = ("cancel_requested",)
     if not changed:
         return None
-    st.update(decisions=(*st.working["decisions"], decision)[-MAX_DECISIONS:])
+    st.update(decisions=(*st.working.decisions, decision)[-MAX_DECISIONS:])
     t = st.next_time(decision.time_ns)
     return Checkpoint(
         event_id=st.event_id("decision", decision.intervention_id),

@@ -40,7 +40,7 @@ def from_list(state: TaskRecord, raw: Any, now: int, notes: list[str]) -> list[E
     if raw is None:
         return []
     out: list[Event] = []
-    for item, art in new_from_list(raw, state.working["artifacts"], notes):
+    for item, art in new_from_list(raw, state.working.artifacts, notes):
         out.extend(add(state, art, state.event_id("artifact", item), now, notes))
     return out
 
@@ -48,7 +48,7 @@ def from_list(state: TaskRecord, raw: Any, now: int, notes: list[str]) -> list[E
 def add(state: TaskRecord, art: Artifact, event_id: str, now: int, notes: list[str]) -> list[Event]:
     """``ArtifactAdded`` for an artifact the task does not list yet (at most
     ``sanitize.MAX_LIST``)."""
-    known = state.working["artifacts"]
+    known = state.working.artifacts
     if art in known or len(known) >= sz.MAX_LIST:
         return []
     state.update(artifacts=(*known, art))

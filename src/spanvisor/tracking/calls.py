@@ -24,6 +24,7 @@ from spanvisor.tracking.views import build_checkpoint
 # A model call's events, and its price in dollars (None: unpriced, or no call).
 CallEvents = tuple[list[Event], float | None]
 _NO_CALL: CallEvents = ([], None)
+_NO_CHANGES: dict[str, Any] = {}  # read only
 
 
 def model_call(state: TaskRecord, span: SpanData, notes: list[str]) -> CallEvents:
@@ -41,19 +42,17 @@ def model_call(state: TaskRecord, span: SpanData, notes: list[str]) -> CallEvent
     cost = state.settings.pricer.price(a, model, t_in or 0, t_out or 0, end)
     # Summed in whole nano-dollars, so every arrival order gives the same total.
     state.cost_nano += round((cost.usd or 0.0) * 1e9)
-    changes: dict[str, Any] = {
-        "input_tokens": w["input_tokens"] + (t_in or 0),
-        "output_tokens": w["output_tokens"] + (t_out or 0),
-        "cost_usd": state.cost_nano / 1e9,
-        "unpriced_calls": w["unpriced_calls"] + (cost.usd is None),
-    }
+    w.input_tokens += t_in or 0
+    w.output_tokens += t_out or 0
+    w.cost_usd = state.cost_nano / 1e9
+    if cost.usd is None:
+        w.unpriced_calls += 1
     # Occupancy is the latest call's prompt plus its output, per conversation
     # (latest: started last, see tracking/occupancy.py).
     ids, times = (span.span_id, span.parent_id), (span.start_ns, end)
-    changes.update(state.context.model_call(a, ids, (t_in or 0) + (t_out or 0), model, times))
+    state.context.model_call(w, a, ids, (t_in or 0) + (t_out or 0), model, times)
     if not state.finished:
-        changes["status"] = state.fields.status_after(w, changes)
-    state.apply(changes)
+        w.status = state.fields.status_after(w, _NO_CHANGES)
     t = state.next_time(end)
     # The call's own model, tokens and cost: the view shows the fullest
     # conversation's model, which an embeddings call does not change. Keys
@@ -95,8 +94,11 @@ def tool_call(state: TaskRecord, span: SpanData, notes: list[str]) -> list[Event
 
 def context_warnings(state: TaskRecord, now: int, notes: list[str]) -> list[Event]:
     w = state.working
+    tokens, limit = w.context_tokens, w.context_limit
+    if tokens is None or not limit:
+        return []  # no occupancy known: no level to cross
     out: list[Event] = []
-    for level, n, ratio in state.context.crossed(w["context_tokens"], w["context_limit"]):
+    for level, n, ratio in state.context.crossed(tokens, limit):
         t = state.next_time(now)
         out.append(
             ContextWarning(
@@ -107,8 +109,8 @@ def context_warnings(state: TaskRecord, now: int, notes: list[str]) -> list[Even
                 level="critical" if state.context.level_name(level) == "critical" else "warning",
                 threshold=level,
                 ratio=ratio,
-                tokens=w["context_tokens"],
-                limit=w["context_limit"],
+                tokens=tokens,
+                limit=limit,
             )
         )
     return out

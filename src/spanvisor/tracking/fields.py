@@ -17,6 +17,7 @@ from spanvisor.events import Status
 from spanvisor.spans import conventions as cv
 from spanvisor.spans import sanitize as sz
 from spanvisor.tracking.taskcontext import TaskContext
+from spanvisor.tracking.working import Working
 
 # (time, span id, n-th): orders timed facts; the span id and position break
 # ties the same way on every path.
@@ -78,7 +79,7 @@ class TaskFields:
         return True
 
     def changes(
-        self, w: Mapping[str, Any], src: Any, notes: list[str], timed: FactTime | None, plain_message: bool
+        self, w: Working, src: Any, notes: list[str], timed: FactTime | None, plain_message: bool
     ) -> dict[str, Any]:
         """The view fields ``src`` changes (progress, step, steps, message,
         context; an explicit status is recorded, the status itself is derived by
@@ -88,20 +89,20 @@ class TaskFields:
         changes: dict[str, Any] = {}
         if cv.PROGRESS in src:
             p = sz.progress(src[cv.PROGRESS], notes)
-            if p is not None and self._wins("progress", timed) and p != w["progress"]:
+            if p is not None and self._wins("progress", timed) and p != w.progress:
                 changes["progress"] = p
         if cv.STEP in src:
             s = sz.name(src[cv.STEP], cv.STEP, notes)
-            if s is not None and self._wins("step", timed) and s != w["step"]:
+            if s is not None and self._wins("step", timed) and s != w.step:
                 changes["step"] = s
         if cv.STEPS in src:
             steps = sz.string_list(src[cv.STEPS], cv.STEPS, notes)
-            if steps and self._wins("steps", timed) and steps != w["steps"]:
+            if steps and self._wins("steps", timed) and steps != w.steps:
                 changes["steps"] = steps
         msg_key = cv.MESSAGE if cv.MESSAGE in src else ("message" if plain_message and "message" in src else None)
         if msg_key is not None:
             m = sz.text(src[msg_key], cv.MESSAGE, notes)
-            if m is not None and self._wins("message", timed) and m != w["message"]:
+            if m is not None and self._wins("message", timed) and m != w.message:
                 changes["message"] = m
         if cv.STATUS in src:
             raw = sz.name(src[cv.STATUS], cv.STATUS, notes)
@@ -115,7 +116,7 @@ class TaskFields:
             lim = sz.tokens(src[cv.CONTEXT_LIMIT], cv.CONTEXT_LIMIT, notes)
             if lim and self._wins("context_limit", timed):
                 self.context.explicit_limit = lim
-                if lim != w["context_limit"]:
+                if lim != w.context_limit:
                     changes["context_limit"] = lim
         if cv.CONTEXT_TOKENS in src:
             t = sz.tokens(src[cv.CONTEXT_TOKENS], cv.CONTEXT_TOKENS, notes)
@@ -123,21 +124,21 @@ class TaskFields:
                 # The agent reports occupancy itself: it wins over model calls
                 # from then on, whatever order the spans arrive in.
                 self.context.explicit_tokens = True
-                if t != w["context_tokens"]:
+                if t != w.context_tokens:
                     changes["context_tokens"] = t
         return changes
 
-    def status_after(self, w: Mapping[str, Any], changes: Mapping[str, Any]) -> Status:
+    def status_after(self, w: Working, changes: Mapping[str, Any]) -> Status:
         """The derived status once ``changes`` apply: explicit wins, then the window."""
         explicit = self.explicit_status
         # An open approval request outranks a plain running status, never an
         # outcome or a block the agent declared.
-        if w["approvals"] and explicit in _RUNNING:
+        if changes.get("approvals", w.approvals) and explicit in _RUNNING:
             return "awaiting_approval"
         if explicit is not None:
             return explicit
-        tokens = changes.get("context_tokens", w["context_tokens"])
-        limit = changes.get("context_limit", w["context_limit"])
+        tokens = changes.get("context_tokens", w.context_tokens)
+        limit = changes.get("context_limit", w.context_limit)
         if tokens is not None and limit and self.thresholds and tokens / limit >= self.thresholds[0]:
             return "context_warning"
         return "working"

@@ -12,13 +12,13 @@ first nested agent span names the task with its own span name.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from spanvisor.spans import conventions as cv
 from spanvisor.spans import sanitize as sz
 from spanvisor.spans.data import SpanData
+from spanvisor.tracking.working import Working
 
 Rank = tuple[int, str]  # (start time, span id) of the span a value came from
 ROOT: Rank = (-1, "")  # the root's own values outrank every other span's
@@ -31,7 +31,7 @@ class TaskIdentity:
     lent: dict[str, Rank] = field(default_factory=dict)
     wrapper: bool = False
 
-    def read(self, current: Mapping[str, Any], span: SpanData, notes: list[str], is_root: bool) -> dict[str, Any]:
+    def read(self, current: Working, span: SpanData, notes: list[str], is_root: bool) -> dict[str, Any]:
         """The identity fields this span sets, given the task's ``current`` values."""
         a = span.attributes
         if not a:
@@ -39,9 +39,9 @@ class TaskIdentity:
         if not is_root:
             if not (
                 self.agent_is_fallback
-                or current["repo"] is None
-                or current["task_name"] is None
-                or current["agent_name"] is None
+                or current.repo is None
+                or current.task_name is None
+                or current.agent_name is None
                 or self.lent
             ):
                 return {}  # the usual span: nothing to learn about the task's identity
@@ -50,7 +50,7 @@ class TaskIdentity:
                 if cv.AGENT_ID not in a and cv.GEN_AI_AGENT_ID not in a:
                     return {}
                 v = cv.agent_id(a)
-                if v.__class__ is str and v == current["agent_id"] and not self.agent_is_fallback:
+                if v.__class__ is str and v == current.agent_id and not self.agent_is_fallback:
                     # The task's agent again. ``v`` equals a value sanitising
                     # gave, so it is clean and says nothing; only a span that
                     # started before the one that lent it takes its place.
@@ -60,29 +60,32 @@ class TaskIdentity:
                     return {}
         rank = ROOT if is_root else (span.start_ns, span.span_id)
         changes: dict[str, Any] = {}
+        gap_agent = False  # the agent id came from service.name or nothing: a gap
+
+        def known_value(name: str) -> Any:
+            return None if gap_agent and name == "agent_id" else current[name]
 
         def offer(name: str, value: Any, weak: bool = False) -> None:
             if value is None:
                 return
             known = self.lent.get(name)
             if weak:
-                wins = current[name] is None
+                wins = known_value(name) is None
             elif is_root:
                 wins = True
-            elif current[name] is None or (self.wrapper and name == "task_name" and name not in self.lent):
+            elif known_value(name) is None or (self.wrapper and name == "task_name" and name not in self.lent):
                 wins = True  # a gap (a wrapper's own span name is one): any span may fill it
             else:
                 # Set by a span other than the root: the one that started first wins.
                 wins = known is not None and known != ROOT and rank < known
             if wins:
                 self.lent[name] = rank
-                if value != current[name]:
+                if value != known_value(name):
                     changes[name] = value
 
         agent = sz.name(cv.agent_id(a), cv.AGENT_ID, notes) or sz.name(cv.agent_name(a), "agent.name", notes)
         if agent is not None and (is_root or self.agent_is_fallback or "agent_id" in self.lent):
-            if self.agent_is_fallback:
-                current = {**current, "agent_id": None}  # service.name or "unknown": a gap
+            gap_agent = self.agent_is_fallback
             offer("agent_id", agent)
             if "agent_id" in self.lent:
                 self.agent_is_fallback = False

@@ -26,7 +26,6 @@ from __future__ import annotations
 from spanvisor.events import Event, TaskCorrected
 from spanvisor.spans.data import SpanData
 from spanvisor.tracking.taskstate import TaskState
-from spanvisor.tracking.views import VIEW_FIELDS
 
 CORRECTED = ("input_tokens", "output_tokens", "cost_usd", "unpriced_calls", "artifacts")
 
@@ -38,7 +37,7 @@ def correct(st: TaskState, span: SpanData, notes: list[str]) -> list[Event]:
     w = st.working
     changed = {f: w[f] for f in CORRECTED if w[f] != getattr(before, f)}
     # Back to the finished view, then only the totals moved forward.
-    st.update(**{f: getattr(before, f) for f in VIEW_FIELDS})
+    st.restore(before)
     st.last_ns = last
     if not changed:
         return []

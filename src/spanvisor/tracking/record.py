@@ -1,8 +1,8 @@
 """One task's state as data: the record every concern of a task reads and
 changes.
 
-A :class:`TaskRecord` holds the task's working fields (by ``TaskView`` field
-name), what its concerns remember between spans (events and state already
+A :class:`TaskRecord` holds the task's working fields (a
+:class:`~.working.Working`, one attribute per ``TaskView`` field), what its concerns remember between spans (events and state already
 said, errors, budget levels said, approvals closed, stall count), and three
 operations every concern needs: :meth:`~TaskRecord.update` a field,
 :meth:`~TaskRecord.next_time` for the next event (time order, ``seq``), and
@@ -24,7 +24,8 @@ from spanvisor.tracking.identity import TaskIdentity
 from spanvisor.tracking.outcome import ErrorInfo
 from spanvisor.tracking.settings import TrackerSettings
 from spanvisor.tracking.taskcontext import TaskContext
-from spanvisor.tracking.views import VIEW_FIELDS, IdPrefix, build_view
+from spanvisor.tracking.views import IdPrefix, build_view
+from spanvisor.tracking.working import Working
 
 # One empty frozenset for every task: ``frozenset()`` makes a new one per
 # call (216 bytes), and most tasks never fill these.
@@ -37,7 +38,6 @@ class TaskRecord:
 
     __slots__ = (
         "_id_prefix",
-        "_view",
         "_w",
         "approvals_closed",
         "budget_from_root",
@@ -80,53 +80,53 @@ class TaskRecord:
         self.stalls = 0  # how often the task stalled (numbers its stall events)
         # Approvals decided or timed out: never reopened (a shared empty default).
         self.approvals_closed = _NONE_CLOSED
-        # The working state is a plain dict; the frozen TaskView that events
-        # carry is built only when one is needed (dataclasses.replace per
-        # change was the tracker's largest cost).
-        self._w: dict[str, Any] = {f: getattr(initial, f) for f in VIEW_FIELDS}
-        self._view: TaskView | None = initial
+        # The working fields; the frozen TaskView that events carry is built
+        # when an event needs one (dataclasses.replace per change was the
+        # tracker's largest cost), and not kept: nearly every event changes a
+        # field first, and a kept view was about 290 bytes in every open task.
+        self._w = Working(initial)
         self._id_prefix: IdPrefix | None = None
         self.context = TaskContext(settings)
         self.fields = TaskFields(self.context, settings.thresholds)
 
     def __repr__(self) -> str:
         w = self._w
-        return f"{type(self).__name__}(task_id={w['task_id']!r}, run_id={w['run_id']!r}, seq={w['seq']})"
+        return f"{type(self).__name__}(task_id={w.task_id!r}, run_id={w.run_id!r}, seq={w.seq})"
 
     @property
-    def working(self) -> Mapping[str, Any]:
-        """The task's current fields, by TaskView field name (read-only use)."""
+    def working(self) -> Working:
+        """The task's current fields."""
         return self._w
 
     @property
     def view(self) -> TaskView:
-        if self._view is None:
-            self._view = build_view(self._w)
-        return self._view
+        """The task's state as a new frozen view (every event carries its own)."""
+        return build_view(self._w)
 
     def event_id(self, *parts: object) -> str:
         """``stable_id(task_id, run_id, *parts)``, hashed once per task."""
         if self._id_prefix is None:
-            self._id_prefix = IdPrefix(self._w["task_id"], self._w["run_id"])
+            self._id_prefix = IdPrefix(self._w.task_id, self._w.run_id)
         return self._id_prefix.id(*parts)
 
     def update(self, **changes: Any) -> None:
-        self._w.update(changes)
-        self._view = None
+        self._w.apply(changes)
 
     def apply(self, changes: Mapping[str, Any]) -> None:
         """:meth:`update` with a dict already made (no keyword repacking)."""
-        self._w.update(changes)
-        self._view = None
+        self._w.apply(changes)
+
+    def restore(self, view: TaskView) -> None:
+        """Every working field back to ``view``'s."""
+        self._w.load(view)
 
     def next_time(self, t: int) -> int:
         """The time of the next event, never before the previous one; ``seq`` grows."""
         t = max(t, self.last_ns)
         self.last_ns = t
         w = self._w
-        w["seq"] += 1
-        w["updated_ns"] = max(w["updated_ns"], t)
-        self._view = None
+        w.seq += 1
+        w.updated_ns = max(w.updated_ns, t)
         return t
 
 

@@ -104,7 +104,7 @@ def apply(state: TaskRecord, attrs: Mapping[str, Any] | None, notes: list[str]) 
     """Read a root's results into a task's record."""
     if not attrs:
         return
-    current = state.working["results"]
+    current = state.working.results
     fresh = read(attrs, current, notes)
     if fresh is not current:
         state.update(results=fresh)

@@ -49,9 +49,9 @@ class StallWatch:
             if st is None or st.finished:
                 del self.seen[key]
                 continue
-            if st.working["stalled"]:
+            if st.working.stalled:
                 continue
-            limit = self.settings.limit(st.working["agent_id"])
+            limit = self.settings.limit(st.working.agent_id)
             if limit > 0 and now - last >= limit:
                 out.append((st, now - last))
         return out

@@ -35,7 +35,7 @@ def read(
     w = state.working
     changes = state.fields.changes(w, src, notes, timed, plain_message)
     status = state.fields.status_after(w, changes)
-    if status != w["status"] and not state.finished:
+    if status != w.status and not state.finished:
         changes["status"] = status
     if changes:
         state.apply(changes)
@@ -80,9 +80,7 @@ def _state_checkpoint(
     state: TaskRecord, span_id: str, changed: tuple[str, ...], now: int, notes: list[str]
 ) -> Checkpoint:
     w = state.working
-    key = stable_id(
-        w["status"], w["progress"], w["step"], w["steps"], w["message"], w["context_tokens"], w["context_limit"]
-    )
+    key = stable_id(w.status, w.progress, w.step, w.steps, w.message, w.context_tokens, w.context_limit)
     n = state.state_seen.get(key, 0) + 1
     state.state_seen[key] = n
     t = state.next_time(now)

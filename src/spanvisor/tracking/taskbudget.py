@@ -31,9 +31,9 @@ def read_root(state: TaskRecord, a: Any, notes: list[str]) -> bool:
     changes: dict[str, Any] = {}
     if usd is not None and usd > 0:
         state.budget_from_root = True
-        if usd != w["budget_usd"]:
+        if usd != w.budget_usd:
             changes["budget_usd"] = usd
-    if tokens and tokens != w["budget_tokens"]:
+    if tokens and tokens != w.budget_tokens:
         changes["budget_tokens"] = tokens
     if changes:
         state.update(**changes)
@@ -46,8 +46,8 @@ def agent_default(state: TaskRecord) -> bool:
     if state.budget_from_root:
         return False
     b = state.settings.budgets
-    default = b.for_agent(b.task_usd, state.working["agent_id"])
-    if default == state.working["budget_usd"]:
+    default = b.for_agent(b.task_usd, state.working.agent_id)
+    if default == state.working.budget_usd:
         return False
     state.update(budget_usd=default)
     return True
@@ -56,22 +56,22 @@ def agent_default(state: TaskRecord) -> bool:
 def publish(state: TaskRecord) -> None:
     """Let the agent read its task's budget state (budgets/board.py)."""
     w = state.working
-    if state.finished or (w["budget_usd"] is None and w["budget_tokens"] is None):
+    if state.finished or (w.budget_usd is None and w.budget_tokens is None):
         if state.budget_published:  # most tasks never have a budget: nothing to take back
-            board.publish((w["trace_id"], w["root_span_id"]), None)
+            board.publish((w.trace_id, w.root_span_id), None)
             state.budget_published = False
         return
-    used_tokens = w["input_tokens"] + w["output_tokens"]
+    used_tokens = w.input_tokens + w.output_tokens
     board.publish(
-        (w["trace_id"], w["root_span_id"]),
-        BudgetState(w["cost_usd"], w["budget_usd"], used_tokens, w["budget_tokens"], w["unpriced_calls"]),
+        (w.trace_id, w.root_span_id),
+        BudgetState(w.cost_usd, w.budget_usd, used_tokens, w.budget_tokens, w.unpriced_calls),
     )
     state.budget_published = True
 
 
 def after_call(state: TaskRecord, usd: float | None, now: int, notes: list[str]) -> list[Event]:
     """A priced call's spending added to the ledger, and the levels it crossed."""
-    ledger = state.settings.ledger.add(state.working["agent_id"], usd, now) if usd else []
+    ledger = state.settings.ledger.add(state.working.agent_id, usd, now) if usd else []
     return warnings(state, now, notes, ledger)
 
 
@@ -79,13 +79,13 @@ def warnings(state: TaskRecord, now: int, notes: list[str], ledger: Sequence[Cro
     """The task's own budget levels reached and not said yet (whatever order the
     calls and the root's budget arrived in), then the ledger's crossings."""
     w = state.working
-    if not ledger and w["budget_usd"] is None and w["budget_tokens"] is None:
+    if not ledger and w.budget_usd is None and w.budget_tokens is None:
         # The usual call: no budget on the task, no day or month level crossed.
         publish(state)
         return []
     found: list[tuple[BudgetScope, BudgetUnit, str, float, float, float]] = []
-    used_tokens = w["input_tokens"] + w["output_tokens"]
-    for unit, used, budget in (("usd", w["cost_usd"], w["budget_usd"]), ("tokens", used_tokens, w["budget_tokens"])):
+    used_tokens = w.input_tokens + w.output_tokens
+    for unit, used, budget in (("usd", w.cost_usd, w.budget_usd), ("tokens", used_tokens, w.budget_tokens)):
         if not budget or budget <= 0:
             continue
         for level in state.settings.budgets.levels:

@@ -17,6 +17,7 @@ from typing import Any
 from spanvisor.spans import conventions as cv
 from spanvisor.tracking.occupancy import FORECAST_CALLS, Conversations, LevelGate, new_occupancy
 from spanvisor.tracking.settings import TrackerSettings
+from spanvisor.tracking.working import Working
 
 
 class TaskContext:
@@ -34,13 +35,19 @@ class TaskContext:
         self._judged = -1.0
 
     def model_call(
-        self, attrs: Any, span: tuple[str, str | None], tokens: int, model: str | None, times: tuple[int, int]
-    ) -> dict[str, Any]:
-        """The view fields a model call changes (``context_tokens``,
-        ``context_limit``, ``model``); nothing for calls that hold no conversation.
+        self,
+        w: Working,
+        attrs: Any,
+        span: tuple[str, str | None],
+        tokens: int,
+        model: str | None,
+        times: tuple[int, int],
+    ) -> None:
+        """Set the working fields a model call changes (``context_tokens``,
+        ``context_limit``, ``model``); none for calls that hold no conversation.
         ``span``: the call's (span id, parent span id); ``times``: its (start, end)."""
         if not cv.holds_conversation(attrs):
-            return {}
+            return
         raw_key = attrs.get(cv.GEN_AI_CONVERSATION)
         span_id, parent_id = span
         key = f"c:{raw_key}" if isinstance(raw_key, str) and raw_key else f"p:{parent_id or ''}"
@@ -49,15 +56,14 @@ class TaskContext:
         self.conversations.record(key, occ)
         fullest = self.conversations.fullest()
         if fullest is None:
-            return {}
+            return
         best = fullest[1]
         # All from the fullest conversation alone, so every arrival order agrees.
-        changes: dict[str, Any] = {"model": best.model}
+        w.model = best.model
         if not self.explicit_tokens:
-            changes["context_tokens"] = best.tokens
+            w.context_tokens = best.tokens
         if self.explicit_limit is None:
-            changes["context_limit"] = best.limit
-        return changes
+            w.context_limit = best.limit
 
     def crossed(self, tokens: int | None, limit: int | None) -> list[tuple[float, int, float]]:
         """Levels crossed now: (level, crossing number, ratio)."""

@@ -38,7 +38,7 @@ class TaskIndex:
             self._keys = {}
             for st in (*tasks.values(), *closed.states()):
                 w = st.working
-                self._add(w["task_id"], (w["trace_id"], w["root_span_id"]))
+                self._add(w.task_id, (w.trace_id, w.root_span_id))
 
     def _add(self, task_id: str, key: Key) -> None:
         found = self._keys.get(task_id)
@@ -63,11 +63,11 @@ class TaskIndex:
         for key in (found,) if isinstance(found, tuple) else tuple(found):
             st = tasks.get(key)
             if st is not None:
-                if st.working["task_id"] == task_id:
+                if st.working.task_id == task_id:
                     open_states.append(st)
             else:
                 st = closed.get(key, now)
-                if st is not None and st.working["task_id"] == task_id:
+                if st is not None and st.working.task_id == task_id:
                     closed_states.append(st)
         return open_states, closed_states
 

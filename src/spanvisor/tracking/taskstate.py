@@ -120,7 +120,7 @@ class TaskState(TaskRecord):
         now = span.end_ns if span.end_ns is not None else (now_ns if now_ns is not None else self.last_ns)
         if until_ns is None:
             w = self._w
-            if span.resource and w["agent_id"] == "unknown":
+            if span.resource and w.agent_id == "unknown":
                 svc = sz.name(span.resource.get(cv.SERVICE_NAME), "service.name", notes)
                 if svc:
                     self.update(agent_id=svc)
@@ -207,8 +207,8 @@ class TaskState(TaskRecord):
         taskbudget.publish(self)  # an ended task's budget is no one's to read
         outcome = outcome_of(self.fields.explicit_status, root, self.errors, self.identity.wrapper)
         err = self.errors.reported(root, notes) if outcome == "error" else NO_ERROR
-        v = self.view
-        started = min(v.started_ns, root.start_ns) if v.started_ns else root.start_ns
+        w = self._w
+        started = min(w.started_ns, root.start_ns) if w.started_ns else root.start_ns
         return self._finished(outcome, root.end_ns or root.start_ns, started, err, notes)
 
     def abandon(
@@ -219,7 +219,7 @@ class TaskState(TaskRecord):
         TaskFinished for it (and no task stays "running" in metrics forever)."""
         self.finished = True
         taskbudget.publish(self)
-        return self._finished(outcome, now_ns, self.view.started_ns, (error_type, reason, None), [reason])
+        return self._finished(outcome, now_ns, self._w.started_ns, (error_type, reason, None), [reason])
 
     def _finished(self, outcome: Outcome, end: int, started: int, err: Error, notes: list[str]) -> TaskFinished:
         end = max(end, self.last_ns)
@@ -228,9 +228,7 @@ class TaskState(TaskRecord):
         w = self._w
         duration_s = max(0.0, (end - started) / 1e9)
         usual = (
-            self.settings.outliers.judge(
-                w["agent_id"], w["input_tokens"] + w["output_tokens"], w["cost_usd"], duration_s
-            )
+            self.settings.outliers.judge(w.agent_id, w.input_tokens + w.output_tokens, w.cost_usd, duration_s)
             if outcome == "complete"
             else ()
         )

@@ -91,7 +91,7 @@ class TaskTable:
         self.open[key] = st
         self.by_task.add(task_id, key, self.open, self.closed)
         self.stalls.touch(key, self.clock())
-        return st, [*self._bound(span.start_ns), *st.started(st.view.started_ns, notes)]
+        return st, [*self._bound(span.start_ns), *st.started(st.working.started_ns, notes)]
 
     def revive(self, key: Key, now_ns: int) -> list[Event] | None:
         """A sleeping partial task gets a span: open again, state intact. None: not sleeping."""
@@ -99,7 +99,7 @@ class TaskTable:
         if st is None:
             return None
         self.open[key] = st
-        self.by_task.add(st.working["task_id"], key, self.open, self.closed)
+        self.by_task.add(st.working.task_id, key, self.open, self.closed)
         self.partial.opened(key, self.clock())
         return self._bound(now_ns)
 
@@ -107,7 +107,7 @@ class TaskTable:
         """A sign of life: the stall clock starts again, and a stalled task resumes."""
         now = self.clock()
         idle = now - self.stalls.touch(key, now)
-        return [stalls.resumed(st, idle, now_ns)] if st.working["stalled"] else []
+        return [stalls.resumed(st, idle, now_ns)] if st.working.stalled else []
 
     def finish(self, key: Key, st: TaskState, root: SpanData, notes: list[str]) -> list[Event]:
         ev = st.finish(root, notes)
@@ -151,7 +151,7 @@ class TaskTable:
         forget old sleeping and closed ones, say stalls, lose the silent."""
         now = self.clock()
         for key in self.partial.due(now):
-            if (waiting := self.open.get(key)) is not None and waiting.working["approvals"]:
+            if (waiting := self.open.get(key)) is not None and waiting.working.approvals:
                 # Waiting for a person is a sign of life: it stays open here.
                 self.partial.opened(key, now)
                 continue

@@ -215,8 +215,8 @@ class TaskTracker:
         out = self.tasks.alive(key, st, fact.time_ns)
         if fact.name == cv.LIVE_HEARTBEAT:
             return out
-        v = st.view
-        snap = self._live_roots.root(key, v.task_name or "", v.started_ns, fact.resource).read(*key, fact)
+        w = st.working
+        snap = self._live_roots.root(key, w.task_name or "", w.started_ns, fact.resource).read(*key, fact)
         out.extend(st.absorb(snap, [], is_root=True, now_ns=fact.time_ns))
         return out
 
