@@ -1,7 +1,8 @@
 """Cost per span on the agent's thread: no processor, OTLP/HTTP, spanvisor.
 
 Run: ``.venv/bin/python benchmarks/bench_processor.py`` (about 3.5 minutes on
-a 2-core machine). Options: ``--reps N`` (rounds, default 60), ``--only``,
+a 2-core machine). Options: ``--reps N`` (rounds, default 60),
+``--processes N`` (fresh processes the rounds are split among, default 3), ``--only``,
 ``--gc`` (leave the collector on in the timed blocks), ``--no-pin``,
 ``--raw FILE`` (every round's figures, as JSON), ``--profile`` (a cProfile
 of the agent thread under (c) and of the pipeline thread), ``--quick``.
@@ -42,9 +43,14 @@ Two modes:
 * ``paced``: a 10 ms pause after each task, as an agent waiting on its model
   would; background work mostly runs in the pauses.
 
-Method. Every configuration is built once and warmed up (10 tasks, then
-two untimed rounds); then each of 60 rounds runs one short block of tasks
-on each configuration in turn (10 tasks burst, 15 paced). The process is
+Method. The 60 rounds are split among three fresh processes run one after
+another (``--processes``), pooled at the end: one process's heap layout
+(where its configurations' objects landed) moved every round of that
+process alike, so a run in one process carried it whole; the ratio of each
+process alone is printed beside the pooled one. In each process every
+configuration is built once and warmed up (10 tasks, then two untimed
+rounds); then each round runs one short block of tasks on each
+configuration in turn (10 tasks burst, 15 paced). The process is
 pinned to one CPU and the endpoint to the other (``--no-pin`` not to):
 whether a background thread (BSP's worker, spanvisor's pipeline) ran beside
 the agent on the other core or took turns with it changed the agent's CPU
@@ -84,6 +90,7 @@ import random
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import deque
@@ -121,6 +128,8 @@ REPS = 60
 BURST_TASKS = 10
 PACED_TASKS = 15
 WARM_ROUNDS = 2
+# The rounds are split among this many fresh processes, run one after another.
+PROCESSES = 3
 BOOTSTRAP = 400
 
 # A tiny OTLP/HTTP endpoint in its own process, as a Collector would be:
@@ -498,27 +507,19 @@ def profile_pipeline(tasks: int) -> str:
     return _top(prof)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="Cost per span on the agent's thread.")
-    ap.add_argument("--reps", type=int, default=REPS, help=f"interleaved rounds (default {REPS})")
-    ap.add_argument("--quick", action="store_true", help="fewer spans and reps, for a smoke run")
-    ap.add_argument("--profile", action="store_true", help="cProfile the agent thread under (c) and the pipeline")
-    ap.add_argument(
-        "--gc", action="store_true", help="leave the garbage collector on during the timed blocks (noisier)"
-    )
-    ap.add_argument("--only", default="", help="comma-separated configuration keys to run (a and b always run)")
-    ap.add_argument(
-        "--no-pin", action="store_true", help="do not pin this process to one CPU and the endpoint to another"
-    )
-    ap.add_argument("--raw", default="", help="write every round's figures to this JSON file")
-    args = ap.parse_args(argv)
-    bsp_log = logging.getLogger("opentelemetry.sdk._shared_internal")
-    bsp_log.addHandler(BSP_DROPS)
-    bsp_log.propagate = False
-    logging.getLogger("spanvisor").setLevel(logging.CRITICAL)  # drops are expected under (c); counted below
-    burst_tasks, paced_tasks = (BURST_TASKS, PACED_TASKS) if not args.quick else (4, 2)
-    reps = 6 if args.quick else args.reps
+def _keys(only: str) -> list[str]:
+    keys = ["a", "b", "e", "f", "c", "s", "d"]
+    if only:
+        keep = {"a", "b", *only.split(",")}
+        keys = [k for k in keys if k in keep]
+    return keys
 
+
+def run_rounds(
+    args: argparse.Namespace, keys: list[str], reps: int, burst_tasks: int, paced_tasks: int
+) -> tuple[dict[tuple[str, str], Result], str]:
+    """Every configuration built and warmed up in this process, then
+    ``reps`` interleaved rounds; and where the process was pinned."""
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     pinned = not args.no_pin and len(cpus) >= 2
     if pinned:
@@ -531,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
     endpoint, port = start_endpoint()
     if pinned:
         os.sched_setaffinity(endpoint.pid, {cpus[0]})
-    configs: dict[str, Callable[[], Setup]] = {
+    every: dict[str, Callable[[], Setup]] = {
         "a": setup_none,
         "b": setup_otlp(port),
         "e": hooks_only(stamp="auto"),
@@ -540,13 +541,9 @@ def main(argv: list[str] | None = None) -> int:
         "s": setup_stalled_stamping,
         "d": setup_memory,
     }
-    if args.only:
-        keep = {"a", "b", *args.only.split(",")}
-        configs = {k: v for k, v in configs.items() if k in keep}
+    configs = {k: every[k] for k in keys}
     results: dict[tuple[str, str], Result] = {}
-    t_start = time.monotonic()
     gc.callbacks.append(GC_CLOCK)
-    keys = list(configs)
     setups: dict[str, Setup] = {}
     try:
         for key in keys:  # built once, warmed up: first-call costs, caches
@@ -581,14 +578,97 @@ def main(argv: list[str] | None = None) -> int:
         gc.callbacks.remove(GC_CLOCK)
         endpoint.terminate()
         endpoint.wait(5)
+    return results, ("pinned to CPU " + str(cpus[-1]) if pinned else "not pinned")
+
+
+def _save(path: str, results: dict[tuple[str, str], Result], pinned_to: str) -> None:
+    with open(path, "w") as f:
+        json.dump({"pinned": pinned_to, "results": {f"{m}/{k}": vars(r) for (m, k), r in results.items()}}, f)
+
+
+def _load(path: str) -> tuple[dict[tuple[str, str], Result], str]:
+    with open(path) as f:
+        got = json.load(f)
+    out = {}
+    for name, fields in got["results"].items():
+        mode, key = name.split("/")
+        out[(mode, key)] = Result(**fields)
+    return out, str(got["pinned"])
+
+
+def _pool(by_process: list[dict[tuple[str, str], Result]]) -> dict[tuple[str, str], Result]:
+    """The processes' rounds as one run's (each round's differences stay
+    within its own process)."""
+    out: dict[tuple[str, str], Result] = {}
+    for results in by_process:
+        for k, r in results.items():
+            p = out.setdefault(k, Result())
+            p.wall += r.wall
+            p.cpu += r.cpu
+            p.gc += r.gc
+            p.full_gcs += r.full_gcs
+            p.extra += r.extra
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Cost per span on the agent's thread.")
+    ap.add_argument("--reps", type=int, default=REPS, help=f"interleaved rounds (default {REPS})")
+    ap.add_argument("--quick", action="store_true", help="fewer spans and reps, for a smoke run")
+    ap.add_argument("--profile", action="store_true", help="cProfile the agent thread under (c) and the pipeline")
+    ap.add_argument(
+        "--gc", action="store_true", help="leave the garbage collector on during the timed blocks (noisier)"
+    )
+    ap.add_argument("--only", default="", help="comma-separated configuration keys to run (a and b always run)")
+    ap.add_argument(
+        "--no-pin", action="store_true", help="do not pin this process to one CPU and the endpoint to another"
+    )
+    ap.add_argument("--raw", default="", help="write every round's figures to this JSON file")
+    ap.add_argument(
+        "--processes",
+        type=int,
+        default=PROCESSES,
+        help=f"fresh processes the rounds are split among, one after another (default {PROCESSES})",
+    )
+    ap.add_argument("--child", default="", help=argparse.SUPPRESS)  # one process's rounds, as JSON, to this file
+    args = ap.parse_args(argv)
+    bsp_log = logging.getLogger("opentelemetry.sdk._shared_internal")
+    bsp_log.addHandler(BSP_DROPS)
+    bsp_log.propagate = False
+    logging.getLogger("spanvisor").setLevel(logging.CRITICAL)  # drops are expected under (c); counted below
+    burst_tasks, paced_tasks = (BURST_TASKS, PACED_TASKS) if not args.quick else (4, 2)
+    reps = 6 if args.quick else args.reps
+    processes = max(1, min(args.processes, reps)) if not args.child else 1
+    keys = _keys(args.only)
+    t_start = time.monotonic()
+    if processes == 1:
+        results, pinned_to = run_rounds(args, keys, reps, burst_tasks, paced_tasks)
+        by_process = [results]
+        if args.child:
+            _save(args.child, results, pinned_to)
+            return 0
+    else:
+        # Each share of the rounds in a fresh process, one after another:
+        # what one process's heap layout does to its configurations' figures
+        # averages out over several, where one process gave it to every
+        # round of a run (see benchmarks/README.md).
+        by_process, pinned_to = [], ""
+        share = [reps // processes + (i < reps % processes) for i in range(processes)]
+        for n in share:
+            with tempfile.NamedTemporaryFile(suffix=".json") as tmp:
+                child = [*(argv if argv is not None else sys.argv[1:]), "--reps", str(n), "--child", tmp.name]
+                subprocess.run([sys.executable, __file__, *child], check=True)
+                got, pinned_to = _load(tmp.name)
+                by_process.append(got)
+        results = _pool(by_process)
     elapsed = time.monotonic() - t_start
     print(
         f"spanvisor bench_processor: python {platform.python_version()}, {os.cpu_count()} CPUs, "
-        f"{reps} reps, {burst_tasks}/{paced_tasks} tasks x {SPANS_PER_TASK} spans per rep (burst/paced), "
-        f"{'pinned to CPU ' + str(cpus[-1]) if pinned else 'not pinned'}, gc {'on' if args.gc else 'off'} in blocks, "
-        f"{elapsed:.0f} s"
+        f"{reps} reps in {processes} process{'es' if processes > 1 else ''}, "
+        f"{burst_tasks}/{paced_tasks} tasks x {SPANS_PER_TASK} spans per rep (burst/paced), "
+        f"{pinned_to}, gc {'on' if args.gc else 'off'} in blocks, {elapsed:.0f} s"
     )
-    report(results, list(configs))
+    report(results, keys, by_process)
     if args.raw:
         with open(args.raw, "w") as f:
             json.dump({f"{m}/{k}": {"cpu": r.cpu, "wall": r.wall} for (m, k), r in results.items()}, f)
@@ -634,7 +714,9 @@ def _quartiles(vals: list[float]) -> tuple[float, float, float]:
     return q1, q2, q3
 
 
-def report(results: dict[tuple[str, str], Result], keys: list[str]) -> None:
+def report(
+    results: dict[tuple[str, str], Result], keys: list[str], by_process: list[dict[tuple[str, str], Result]]
+) -> None:
     wall = {k: statistics.median(r.wall) for k, r in results.items()}
     cpu = {k: statistics.median(r.cpu) for k, r in results.items()}
     gc_ns = {k: statistics.fmean(r.gc) for k, r in results.items()}
@@ -676,6 +758,10 @@ def report(results: dict[tuple[str, str], Result], keys: list[str]) -> None:
                 xs, as_, bs = getattr(x, field_name), getattr(a, field_name), getattr(b, field_name)
                 r, q1, q3 = paired_ratio(xs, as_, bs)
                 parts.append(f"{name} {r:.2f} [{q1:.2f}-{q3:.2f}]")
+            if len(by_process) > 1:
+                # How far one process's rounds alone would have put it.
+                each = [paired_ratio(p[(mode, key)].cpu, p[(mode, "a")].cpu, p[(mode, "b")].cpu)[0] for p in by_process]
+                parts.append("CPU by process " + " ".join(f"{v:.2f}" for v in each))
             ratios.append(f"{mode}: ({key}-a)/(b-a) = " + ", ".join(parts))
     print(
         "ratios (x-a)/(b-a): median over the rounds of x-a, over the median of b-a, each difference within "

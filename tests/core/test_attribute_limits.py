@@ -11,7 +11,9 @@ is counted (``span_attributes_dropped_total``) and noted once on the task.
 from __future__ import annotations
 
 import random
+import threading
 
+import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -45,12 +47,15 @@ def _agent(provider: TracerProvider) -> None:
     root.end()
 
 
-def _spans(processor: SpanvisorSpanProcessor | None = None) -> list[ReadableSpan]:
+def _spans(processor: SpanvisorSpanProcessor | None = None, *, after: bool = False) -> list[ReadableSpan]:
+    """``after``: the other processor added first, spanvisor's second."""
     captured = InMemorySpanExporter()
     provider = TracerProvider(shutdown_on_exit=False)
-    if processor is not None:
+    if processor is not None and not after:
         provider.add_span_processor(processor)
     provider.add_span_processor(SimpleSpanProcessor(captured))
+    if processor is not None and after:
+        provider.add_span_processor(processor)
     _agent(provider)
     return list(captured.get_finished_spans())
 
@@ -66,11 +71,15 @@ def _one_task(events: list[Event], name: str, *, noted: bool = True) -> None:
         assert any(LIMIT_NOTE in n for e in events for n in e.notes), "the loss is noted on the task"
 
 
-def test_in_process_a_root_given_130_results_before_its_first_child_starts_and_finishes() -> None:
+@pytest.mark.parametrize("after", [False, True], ids=["spanvisor first", "spanvisor after the exporter"])
+def test_in_process_a_root_given_130_results_before_its_first_child_starts_and_finishes(after: bool) -> None:
+    """First, the processor puts the identity back in its own on_end (called
+    before the exporter's); after another processor, in ``_on_ending``."""
     memory = InMemorySink()
     processor = SpanvisorSpanProcessor(sinks=[memory], config=_config())
     try:
-        exported = _spans(processor)
+        exported = _spans(processor, after=after)
+        assert (processor._on_ending is id) is not after
         assert processor.force_flush(10_000)
         assert processor.pipeline.stats.value("span_attributes_dropped_total") > 0
     finally:
@@ -135,3 +144,41 @@ def test_in_process_a_root_started_with_130_results_is_still_a_task() -> None:
     check_stream(memory.events, all_finished=True)
     finished = [e for e in memory.events if isinstance(e, TaskFinished)]
     assert [e.task.task_name for e in finished] == ["nightly run"]
+
+
+def test_a_processor_added_while_the_task_runs_reads_the_root_untouched_by_the_pipeline() -> None:
+    """Alone as the root starts, the processor hands spans over as they are
+    and the pipeline puts a dropped identity back. An exporter added while
+    the task runs reads the root on its own thread: the pipeline then puts
+    the identity back into a copy for the tracker, never into the span that
+    exporter may be reading (a dict changing size under its iteration)."""
+    memory = InMemorySink()
+    processor = SpanvisorSpanProcessor(sinks=[memory], config=_config())
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("agent")
+    captured = InMemorySpanExporter()
+    gate = threading.Event()
+    try:
+        root = tracer.start_span("nightly run", attributes={cv.TASK_NAME: "nightly", cv.AGENT_ID: "rivet"})
+        for i in range(RESULTS):
+            root.set_attribute(f"{cv.RESULT_PREFIX}r{i}", i)
+        provider.add_span_processor(SimpleSpanProcessor(captured))
+        assert processor._on_ending is id  # the hooks still hand spans over as they are
+        with tracer.start_as_current_span("chat", context=trace.set_span_in_context(root)) as call:
+            call.set_attributes({cv.GEN_AI_OPERATION: "chat", cv.GEN_AI_INPUT: 100, cv.GEN_AI_OUTPUT: 10})
+        # The pipeline held until the root has ended and been exported.
+        assert processor.pipeline._loop is not None
+        processor.pipeline._loop.call_soon_threadsafe(lambda: gate.wait(30))
+        root.end()
+        exported = next(s for s in captured.get_finished_spans() if s.parent is None)
+        before = dict(exported.attributes or {})
+        gate.set()
+        assert processor.force_flush(10_000)
+    finally:
+        gate.set()
+        processor.pipeline.shutdown(2.0)
+    assert cv.TASK_NAME not in before  # dropped by the SDK: nothing put it back on this thread
+    assert dict(exported.attributes or {}) == before  # nor on the pipeline's
+    _one_task(memory.events, "nightly")
+    assert memory.events[-1].task.agent_id == "rivet"

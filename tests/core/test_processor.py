@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from opentelemetry import context as otel_context
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Status, StatusCode
 
@@ -281,7 +281,8 @@ def test_exporter_behind_a_batch_processor(memory: InMemorySink) -> None:
 def test_alone_the_hooks_hand_spans_over_as_they_are_and_count_a_full_inbox() -> None:
     """No other processor, nothing stamped: each hook is one bounded append
     of the span as it is (the pipeline's thread finds its task), and what a
-    full inbox refuses is counted, never raised into the agent."""
+    full inbox refuses is counted, never raised into the agent. Once the
+    inbox has room again, an end goes in unchecked again."""
     pipeline = Pipeline(_config(SPANVISOR_INBOX_SIZE="4"), [InMemorySink()])
     processor = SpanvisorSpanProcessor(pipeline=pipeline)  # starts the pipeline
     # The pipeline's loop held while the hooks run, so nothing drains the
@@ -298,6 +299,11 @@ def test_alone_the_hooks_hand_spans_over_as_they_are_and_count_a_full_inbox() ->
     # pipeline's classification: nothing stays open for good.
     assert pipeline.force_flush(10)
     assert processor._theirs.open == {} and processor.task_traces == {}
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(processor)
+    with provider.get_tracer("agent").start_as_current_span("tool"):
+        pass
+    assert processor.on_end == processor._append
     pipeline.shutdown(2.0)
 
 
@@ -310,11 +316,17 @@ def _fill_a_small_inbox(processor: SpanvisorSpanProcessor, pipeline: Pipeline) -
             with tracer.start_as_current_span("tool"):
                 pass
     assert processor._on_ending is id  # nothing to put back: no other processor reads the spans
-    kinds = [entry[0] for entry in pipeline._inbox._items]
-    assert kinds == ["raw"] * 4
-    assert pipeline._inbox._items[0][2].span is root  # the root with its attributes as it started
-    assert pipeline._inbox._items[1][2] is not root  # a member, as it is
+    # Bare, no tuple: the span as it is (a start: the SDK's Span; an end: the
+    # ReadableSpan it hands on_end); the inbox turns them into entries.
+    # The end of a span whose start went in goes in unchecked (on_end is the
+    # inbox's append itself) until a start is refused; then ends are checked
+    # too: the root's start, two tools' starts and ends, then refusals.
+    items = list(pipeline._inbox._items)
+    assert len(items) == 5 and not any(type(x) is tuple for x in items)
+    assert processor.on_end == processor._on_end_checked
+    assert items[0].span is root  # the root with its attributes as it started
+    assert type(items[1]) is not ReadableSpan and items[1] is not root  # a member's start, as it is
     pipeline.stats.sync_inbox_drops()
-    # 12 hook calls (6 spans, start and end), 4 taken.
-    assert pipeline.stats.value("dropped_total", reason="inbox_full", sink="") == 8
+    # 12 hook calls (6 spans, start and end), 5 taken.
+    assert pipeline.stats.value("dropped_total", reason="inbox_full", sink="") == 7
     assert processor._errors == 0

@@ -16,7 +16,7 @@ from typing import Any
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import ReadableSpan, Span
 
-from spanvisor.otel.stamp import Stamp, put_back, stamp_for, with_stamp, write_stamp
+from spanvisor.otel.stamp import Stamp, stamp_for, with_stamp, write_stamp
 from spanvisor.pipeline.handover import StartedRoot, compact_end
 from spanvisor.spans import conventions as cv
 
@@ -66,7 +66,9 @@ def attrs_now(span: Span) -> dict[str, Any]:
 
 def _stamp_for_root(span: Span, attrs: Any) -> Stamp:
     ctx = span.get_span_context()
-    return Stamp(stamp_for(format(ctx.trace_id, "032x"), format(ctx.span_id, "016x"), attrs), ctx.span_id)
+    stamp = Stamp(stamp_for(format(ctx.trace_id, "032x"), format(ctx.span_id, "016x"), attrs), ctx.span_id)
+    stamp.source = getattr(span, "_span_processor", None)
+    return stamp
 
 
 def start(
@@ -119,9 +121,11 @@ def start(
     return span  # a member (the inbox was full on the fast path: counted again)
 
 
-def end(tasks: Tasks, span: ReadableSpan, ctx: Any, stamp: Stamp | None, restore: bool) -> Any:
-    """What a span's end hands the tracker (None: nothing). ``restore``: a
-    root's identity is put back here (no other processor read it)."""
+def end(tasks: Tasks, span: ReadableSpan, ctx: Any, stamp: Stamp | None, restore: Callable[..., Any] | None) -> Any:
+    """What a span's end hands the tracker (None: nothing). ``restore``: what
+    the tracker reads of a root whose limit dropped attributes, its identity
+    back (the hooks put it back before any processor's ``on_end`` when they
+    classify; then None)."""
     if stamp is None:
         attrs = span.attributes
         if attrs and (cv.is_root_candidate(attrs) or (_dropped(span) and _has_results(attrs))):
@@ -158,12 +162,10 @@ def end(tasks: Tasks, span: ReadableSpan, ctx: Any, stamp: Stamp | None, restore
         if stamp.started_late and not stamp.stamped:
             return with_stamp(compact_end(span), stamp)
     elif stamp.root_id == ctx.span_id:
-        if restore and _dropped(span):
-            # No other processor read this root (else the hooks would
-            # classify): its identity back before the tracker reads it.
-            put_back(span, stamp, ctx.span_id)
         stamp.ended = True
         tasks.ended[ctx.span_id] = stamp
         if len(tasks.ended) > MAX_ENDED_ROOTS:
             tasks.ended.popitem(last=False)
+        if restore is not None and _dropped(span):
+            return restore(span, stamp, ctx.span_id)  # its identity back before the tracker reads it
     return span

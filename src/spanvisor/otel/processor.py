@@ -8,21 +8,18 @@ counted in ``processor_errors_total``.
 Two hand-overs:
 
 * **By default** (no other span processor on the provider, nothing to
-  stamp) each hook is one bounded append of the span as it is to the inbox
-  (a drop counted in ``dropped_total{reason="inbox_full"}`` when full), and
-  ``_on_ending`` is a C-level no-op. Only a span whose start attributes
-  could make it a task root does more: they are copied as it starts
-  (:class:`StartedRoot`). The pipeline's thread tells which task each span
-  belongs to (:meth:`~SpanvisorSpanProcessor._replay_start`,
-  :meth:`~SpanvisorSpanProcessor._replay_end`), replaying the classification
-  below in the order the hooks ran: the same decisions, off the agent's
-  thread. The span as it is, not a compact copy: building one cost the agent
-  more than keeping the SDK's objects alive until the pipeline frees them
-  (docs/performance.md).
+  stamp) each hook is one bounded append of the span as it is to the inbox,
+  bare, no tuple (a drop counted in ``dropped_total{reason="inbox_full"}``
+  when full), and ``_on_ending`` is a C-level no-op. Only a span whose start
+  attributes could make it a task root does more: they are copied as it
+  starts (:class:`StartedRoot`). The pipeline's thread tells which task each
+  span belongs to (:mod:`spanvisor.otel.replay`), replaying the
+  classification below in the order the hooks ran: the same decisions, off
+  the agent's thread (docs/performance.md).
 * **Once a task is stamped or another processor reads its spans**, the hooks
   classify on the agent's thread, for good: the stamp is written as a span
   starts, and another processor's ``on_end`` must see an identity put back
-  (``_on_ending``). A span of no task they know (one of a task begun before,
+  (in ``on_end`` when spanvisor's is called first, else ``_on_ending``). A span of no task they know (one of a task begun before,
   or none) still goes over as it is. (A possible root starting then inside
   a task begun before starts a task of its own: the hooks never saw that
   task's spans. Only when another processor is added while tasks run.)
@@ -78,8 +75,9 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from spanvisor.config import Config
 from spanvisor.otel.attach import PipelineOwner
-from spanvisor.otel.classify import MAX_OPEN_SPANS, ROOT_KEYS, UNKNOWN, Tasks, attrs_now, end, start
-from spanvisor.otel.stamp import put_back, set_stamp, stamp_for, stamp_mode, write_direct
+from spanvisor.otel.classify import MAX_OPEN_SPANS, UNKNOWN, Tasks, attrs_now, end, start
+from spanvisor.otel.replay import MAX_TASK_TRACES, Replay
+from spanvisor.otel.stamp import called_first, put_back_task, set_stamp, stamp_for, stamp_mode, write_direct
 from spanvisor.pipeline.handover import StartedRoot
 from spanvisor.pipeline.pipeline import Pipeline
 from spanvisor.sink import Sink
@@ -89,11 +87,19 @@ __all__ = ["SpanvisorSpanProcessor", "stamp_for"]  # stamp_for: where callers ha
 
 log = logging.getLogger("spanvisor.processor")
 
-# Open task roots' traces the log processor can look up (task_traces).
-MAX_TASK_TRACES = 10_000
+# What on_start reads of every span's attributes (module globals: one cached
+# lookup each in the hook).
+TASK_NAME, TASK_ID, GEN_AI_OPERATION, OI_KIND, TL_KIND = (
+    cv.TASK_NAME,
+    cv.TASK_ID,
+    cv.GEN_AI_OPERATION,
+    cv.OI_KIND,
+    cv.TL_KIND,
+)
+AGENT_OPS = cv.GEN_AI_AGENT_OPS
 
 
-class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
+class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor, Replay):
     """Add to a TracerProvider: ``provider.add_span_processor(SpanvisorSpanProcessor())``.
 
     ``sinks``: sink instances; without them, sinks are built from config.
@@ -116,8 +122,13 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
         # root's span id), while the root is open: what the log processor
         # reads, on the agent's thread, to keep a record of a task the
         # pipeline has not heard of yet. Written at a root's start (the
-        # hooks' slow path), removed when the pipeline's thread sees the root
-        # end; bounded.
+        # hooks' slow path), removed when the pipeline's thread sees the last
+        # open task root of the trace end (see _root_ended); bounded. One
+        # window stays: a root starting after another of its trace ended,
+        # while the pipeline is between that end and this start, finds the
+        # trace still hinted and the pipeline then drops it until it reaches
+        # this start (the same drain, unless the inbox is deep): a record
+        # emitted in it is taken for none's.
         self.task_traces: OrderedDict[int, int] = OrderedDict()
         # Spans whose end a full inbox refused: the pipeline's thread still
         # closes them in its classification (as the hooks did when they
@@ -126,6 +137,9 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
         # MAX_TASK_TRACES, the larger).
         self._lost: deque[Any] = deque(maxlen=max(self.pipeline._inbox.size, MAX_TASK_TRACES))
         self._theirs = Tasks()
+        # The open task roots of each trace, as the pipeline's thread
+        # classifies them (its own: see _root_ended). Bounded.
+        self._trace_roots: dict[int, list[int]] = {}
         # Stamps serve spans exported elsewhere (a Collector to `spanvisor
         # serve`): "auto" stamps a task when another processor can send its
         # spans out, "on" always, "off" never.
@@ -141,15 +155,29 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
         self._items = self._inbox._items
         self._append = self._items.append
         self._drop = self.pipeline.stats.inbox_drop
-        # Bound once: every entry handed over as it is carries one.
-        self._replay_start_ = self._replay_start
-        self._replay_end_ = self._replay_end
+        # Spans handed over as they are go in bare, no tuple (see
+        # spanvisor.pipeline.inbox): the inbox turns them back into entries
+        # with _replay. One processor per inbox does so; another on the same
+        # (the process-wide default pipeline) tags its own, with a tuple.
+        if self._inbox.replay is None:
+            self._inbox.replay = self._replay
+        else:
+            self._append = _tagging(self._append, self._replay)
+        # An end goes in unchecked while no start was refused: ``on_end`` is
+        # the append itself, no Python frame. Each end is of a span whose
+        # start went in (and is still open), so the inbox holds at most
+        # ``limit`` entries plus one per open span; once a start is refused,
+        # ends are checked (_on_end_checked) until the inbox has room again.
+        self._plain_end = True
+        self.on_end = self._append  # type: ignore[method-assign,assignment]
         # The SDK calls every processor's ``_on_ending`` for every span. Until
         # a task is stamped or another processor reads its spans nothing needs
         # putting back there (the pipeline puts a root's identity back): a
         # C-level function that ignores its argument costs a third of a
         # Python no-op. Swapped for _put_back_dropped when classifying starts.
         self._on_ending = id  # type: ignore[method-assign,assignment]
+        # Whether on_end puts an identity back itself (see _starts_classifying).
+        self._ends_first = False
 
     @property
     def _errors(self) -> int:
@@ -175,23 +203,41 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
                 d = span._attributes._dict  # type: ignore[union-attr]
             except AttributeError:  # not the SDK's usual insides
                 d = span.attributes
-            if d and not ROOT_KEYS.isdisjoint(d) and cv.is_root_candidate(d):
+            # cv.is_root_candidate, with the usual span (none of the keys, or
+            # a model call's operation) told in a few lookups: classify's
+            # root_at_start, inlined (a call is a tenth of what it costs).
+            if d and (
+                TASK_NAME in d
+                or TASK_ID in d
+                or d.get(GEN_AI_OPERATION) in AGENT_OPS
+                or ((OI_KIND in d or TL_KIND in d) and cv.is_root_candidate(d))
+            ):
                 if self._starts_classifying(span):
                     self._on_start_classifying(span)
                 else:
-                    self._hand_over(StartedRoot(span, attrs_now(span)), self._replay_start_)
+                    self._hand_over(StartedRoot(span, attrs_now(span)))
                 self._task_trace(span)
             elif len(self._items) < self._inbox.limit:
-                self._append(("raw", self._replay_start_, span))
+                self._append(span)
             else:
-                self._drop()
+                self._refused()
         except Exception:  # never into the agent
             self._count("processor_errors_total")
 
     def on_end(self, span: ReadableSpan) -> None:
+        """Not called: the instance's ``on_end`` is set in __init__."""
+        self._append(span)  # the SDK's ReadableSpan: an end (see _replay)
+
+    def _on_end_checked(self, span: ReadableSpan) -> None:
+        """``on_end`` once a start was refused: the bound checked again,
+        until the inbox has room."""
+        if not self._plain_end:  # the hooks classify now (swapped on another thread)
+            self._on_end_classifying(span)
+            return
         try:
             if len(self._items) < self._inbox.limit:
-                self._append(("raw", self._replay_end_, span))
+                self._append(span)  # the SDK's ReadableSpan: an end (see _replay)
+                self._swap_end(self._append)
             else:
                 self._drop()
                 self._lost.append(span)
@@ -222,7 +268,7 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
             if got is UNKNOWN:
                 # No task known here: one the pipeline's thread classifies
                 # (begun before classifying started), or none at all.
-                self._hand_over(span, self._replay_start_)
+                self._hand_over(span)
             elif got is not None:
                 self._submit_start(got)
         except Exception:  # never into the agent
@@ -237,38 +283,47 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
             sid = ctx.span_id
             stamp = self._opened.pop(sid, None)
             if stamp is None:
-                self._hand_over(span, self._replay_end_)  # as in _on_start_classifying
+                self._hand_over(span, end=True)  # as in _on_start_classifying
                 return
+            if self._ends_first:
+                # First of the provider's processors, called in turn: here is
+                # still before any other's on_end (see _starts_classifying).
+                try:
+                    if span._attributes.dropped:  # type: ignore[union-attr]
+                        put_back_task(span, stamp, sid)
+                except Exception:  # the span still goes over
+                    self._count("processor_errors_total")
             if not stamp.ended and sid != stamp.root_id and len(self._items) < self._inbox.limit:
                 self._append(("end", span))  # a member of an open task, the usual span
                 return
-            got = end(self._mine, span, ctx, stamp, restore=False)
+            got = end(self._mine, span, ctx, stamp, None)
             if got is not None:
                 self._submit_end(got)
         except Exception:
             self._count("processor_errors_total")
 
-    def _task_trace(self, span: Span) -> None:
-        """Its trace has an open task root now (for the log processor). The
-        first root of a trace keeps it (a nested one does not take it over);
-        the oldest goes past the bound (a root whose end never came)."""
-        try:
-            ctx = span._context
-            if ctx is not None:
-                traces = self.task_traces
-                traces.setdefault(ctx.trace_id, ctx.span_id)
-                if len(traces) > MAX_TASK_TRACES:
-                    traces.popitem(last=False)
-        except Exception:  # the log tails' hint only; the span went over already
-            self._count("processor_errors_total")
-
-    def _hand_over(self, span: Any, replay: Any) -> None:
+    def _hand_over(self, span: Any, end: bool = False) -> None:
         if len(self._items) < self._inbox.limit:
-            self._append(("raw", replay, span))
-        else:
+            self._append(span)
+        elif end:
             self._drop()
-            if replay is self._replay_end_:
-                self._lost.append(span)
+            self._lost.append(span)
+        else:
+            self._refused()
+
+    def _refused(self) -> None:
+        """A start the full inbox refused: counted, and ends checked again."""
+        self._drop()
+        self._swap_end(self._on_end_checked)
+
+    def _swap_end(self, to: Any) -> None:
+        """``on_end`` swapped while spans go over as they are. Another agent
+        thread may start classifying meanwhile (it clears ``_plain_end``,
+        then swaps): the check after the swap puts its ``on_end`` back."""
+        if self._plain_end:
+            self.on_end = to  # type: ignore[method-assign]
+            if not self._plain_end:
+                self.on_end = self._on_end_classifying  # type: ignore[method-assign]
 
     def _starts_classifying(self, span: Span) -> bool:
         """At a possible task root: whether its task's spans must be known on
@@ -276,8 +331,16 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
         see an identity put back); if so the hooks classify from now on."""
         if self._stamp_mode == "on" or self._others(span):
             # Instance attributes, for good: the SDK calls these per span, and
-            # a branch in every call costs what the swap saves.
-            self._on_ending = self._put_back_dropped  # type: ignore[method-assign]
+            # a branch in every call costs what the swap saves. An identity
+            # is put back before any other processor's on_end reads the span:
+            # in on_end itself when this processor's is called first (added
+            # first, to a provider that calls its processors in turn; others
+            # are only ever added after it), else in _on_ending, which the
+            # SDK calls for every span (a Python call each).
+            self._ends_first = called_first(self, span)
+            if not self._ends_first:
+                self._on_ending = self._put_back_dropped  # type: ignore[method-assign]
+            self._plain_end = False
             self.on_end = self._on_end_classifying  # type: ignore[method-assign]
             self.on_start = self._on_start_classifying  # type: ignore[method-assign]
             return True
@@ -300,6 +363,11 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
 
     def _stamps(self, span: Span) -> bool:
         """Whether the task whose root ``span`` is gets stamped (the setting)."""
+        if self._ends_first and not called_first(self, span):
+            # A root of another provider, where this processor is not called
+            # first: identities are put back in _on_ending from now on.
+            self._ends_first = False
+            self._on_ending = self._put_back_dropped  # type: ignore[method-assign]
         mode = self._stamp_mode
         return mode == "on" or (mode == "auto" and self._others(span))
 
@@ -312,67 +380,17 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor):
             if span._attributes.dropped:  # type: ignore[union-attr]
                 ctx = span._context
                 stamp = self._mine.open.get(ctx.span_id)  # type: ignore[union-attr]
-                # A member of an unstamped task never had the stamp: nothing
-                # of its own may make room for it.
-                if stamp is not None and (stamp.stamped or ctx.span_id == stamp.root_id):  # type: ignore[union-attr]
-                    put_back(span, stamp, ctx.span_id)  # type: ignore[union-attr]
+                if stamp is not None:
+                    put_back_task(span, stamp, ctx.span_id)  # type: ignore[union-attr]
         except Exception:
             self._count("processor_errors_total")
 
-    # -- the pipeline's thread: spans handed over as they are --------------------
 
-    def _replay_start(self, got: Any) -> tuple[str, Any] | None:
-        """A span's start as the hooks would have classified it, in the order
-        they ran: a :class:`StartedRoot` was a possible root as it started."""
-        try:
-            if type(got) is StartedRoot:
-                span, attrs = got.span, got.kept
-            else:
-                span, attrs = got, None
-            out = start(self._theirs, span, span._parent, attrs, _never, self._drop, got)
-            if self._lost and not self._items:
-                self._settle_lost()
-        except Exception:  # a hook's error, caught where the hook's work now runs
-            self._count("processor_errors_total")
-            return None
-        return ("start", out) if out is not None and out is not UNKNOWN else None
+def _tagging(append: Any, replay: Any) -> Any:
+    """An append that wraps each item in a ``("raw", replay, item)`` entry:
+    for a processor whose inbox another processor's bare items use."""
 
-    def _settle_lost(self) -> None:
-        """Close in the classification the spans whose end was refused, once
-        the inbox is empty: every start handed over before the refusal has
-        been replayed by then (a span whose start was refused too is not
-        open, and nothing is left of it)."""
-        lost = self._lost
-        while lost:
-            span = lost.popleft()
-            ctx = span._context
-            if ctx is not None and ctx.span_id in self._theirs.open:
-                self._close(span)
+    def tag(item: Any) -> None:
+        append(("raw", replay, item))
 
-    def _close(self, span: Any) -> None:
-        ctx = span._context
-        stamp = self._theirs.open.pop(ctx.span_id, None)
-        if stamp is not None:
-            if stamp.root_id == ctx.span_id and self.task_traces.get(ctx.trace_id) == ctx.span_id:
-                self.task_traces.pop(ctx.trace_id, None)
-            end(self._theirs, span, ctx, stamp, restore=False)  # what it returns was refused
-
-    def _replay_end(self, span: Any) -> tuple[str, Any] | None:
-        try:
-            ctx = span._context
-            if ctx is None:
-                return None
-            stamp = self._theirs.open.pop(ctx.span_id, None)
-            if stamp is not None and stamp.root_id == ctx.span_id and self.task_traces.get(ctx.trace_id) == ctx.span_id:
-                self.task_traces.pop(ctx.trace_id, None)
-            out = end(self._theirs, span, ctx, stamp, restore=True)
-            if self._lost and not self._items:
-                self._settle_lost()
-        except Exception:
-            self._count("processor_errors_total")
-            return None
-        return ("end", out) if out is not None else None
-
-
-def _never(span: Span) -> bool:
-    return False  # what the pipeline's thread classifies is never stamped
+    return tag

@@ -6,10 +6,16 @@ no I/O, no wake-up syscall. A full inbox drops the span and counts it
 (``dropped_total{reason="inbox_full"}``, folded in on the pipeline thread).
 
 Entries are ``("start", span)``, ``("end", span)``,
-``("raw", classify, span)`` (a span the processor handed over as it is:
+``("raw", classify, span)`` (a span a processor handed over as it is:
 ``classify`` turns it into a start or end entry, or nothing, on the
 pipeline's thread) or ``("spans", [SpanData, ...])`` (one receiver batch). A
-span is an SDK span or one of :mod:`spanvisor.pipeline.handover`'s forms. The
+span is an SDK span or one of :mod:`spanvisor.pipeline.handover`'s forms.
+The processor that owns the inbox's :attr:`Inbox.replay` appends its spans
+bare, no tuple (an SDK ``Span`` or a ``StartedRoot`` at a start, the
+``ReadableSpan`` the SDK hands ``on_end`` at an end): :meth:`Inbox.drain`
+turns each into an entry with ``replay`` as it takes it. A tuple built per
+hook, kept until the pipeline frees it, was a tenth of the hooks' cost on
+the agent's thread (docs/performance.md). The
 processor's hooks append to ``_items`` themselves while it holds fewer than
 ``limit`` entries (:meth:`Inbox.put`'s check, without the call), and count
 the drop as it does (``stats.inbox_drop``) when it is full. The bound is about spans:
@@ -38,7 +44,11 @@ class Inbox:
         # hooks read it to append straight to ``_items`` (their one bounded
         # append), falling back to put() to be counted when it is reached.
         self.limit = size
-        self._items: deque[Entry] = deque()
+        self._items: deque[Any] = deque()
+        # What turns a bare item (see the module's docstring) into an entry,
+        # or None (nothing to track): set by the one processor that appends
+        # bare items; any other processor on this inbox tags its own.
+        self.replay: Callable[[Any], Entry | None] | None = None
         # Spans in the receiver's batches still here: one entry holds hundreds.
         self._spans = 0
         self._lock = threading.Lock()
@@ -96,14 +106,22 @@ class Inbox:
         """The entries present now, oldest first. A receiver batch is taken
         only while ``may_take_spans()`` says so; otherwise it and everything
         behind it stay for a later pump."""
-        for _ in range(len(self._items)):
-            entry = self._items[0]
+        items = self._items
+        for _ in range(len(items)):
+            entry = items[0]
+            if type(entry) is not tuple:
+                items.popleft()
+                replay = self.replay
+                got = replay(entry) if replay is not None else None
+                if got is not None:
+                    yield got
+                continue
             if entry[0] == "spans":
                 if not may_take_spans():
                     return
                 with self._lock:
                     self._spans -= len(entry[1])
-            self._items.popleft()
+            items.popleft()
             yield entry
 
     def clear(self) -> None:
