@@ -342,7 +342,8 @@ class Writer:
     async def write(self, events: Sequence[Event]) -> None:
         if not events:
             return
-        async with writing(self.stream_rows):
+        # The one-statement write commits on its own and carries no stream rows.
+        async with writing(self.stream_rows if self.method != "unnest" else None):
             await self._write(events)
 
     async def _write(self, events: Sequence[Event]) -> None:
