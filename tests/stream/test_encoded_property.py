@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -24,6 +25,7 @@ from spanvisor.events import (
     TaskFinished,
     TaskResumed,
     TaskStalled,
+    TaskView,
 )
 from spanvisor.stream.body import body, encode
 from spanvisor.stream.encoded import encoded
@@ -126,3 +128,53 @@ def test_a_real_task_stream_and_a_late_span_encode_alike() -> None:
     assert {type(e).__name__ for e in stream} >= {"TaskStarted", "Checkpoint", "TaskFinished", "TaskCorrected"}
     for event in stream:
         assert encoded(event) == encode(body(event))
+
+
+class _Label(str):
+    """A str subclass: the C encoder writes it as a string, a fast path must too."""
+
+
+class _Thing:
+    def __str__(self) -> str:
+        return "a thing"
+
+
+# Values of any type in any field the body shows: the view's types are not
+# enforced, and the member-by-member writer must fall back exactly as the
+# encoder of the whole dict does (NaN and infinities, -0.0, bools where ints
+# go, str and int subclasses, an object only str() can write).
+odd_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    text,
+    text.map(_Label),
+    st.just(_Thing()),
+    st.lists(text, max_size=2).map(tuple),
+)
+view_fields = st.sampled_from([f.name for f in dataclasses.fields(TaskView) if f.name not in ("decisions",)])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(view_fields, odd_values), max_size=6))
+def test_any_value_in_any_view_field_encodes_alike(changes: list[tuple[str, Any]]) -> None:
+    event = task_stream(1)[1]
+    moved = dataclasses.replace(event, task=dataclasses.replace(event.task, **dict(changes)))
+    try:
+        expected = encode(body(moved))
+    except Exception as exc:  # a wrong type where a tuple goes, a time the datetime cannot hold
+        with pytest.raises(type(exc)):
+            encoded(moved)
+        return
+    assert encoded(moved) == expected
+
+
+def test_an_attribute_that_refers_to_itself_raises_as_before() -> None:
+    looped: dict[str, Any] = {}
+    looped["self"] = looped
+    event = dataclasses.replace(task_stream(1)[1], attributes=looped)
+    with pytest.raises(ValueError, match="Circular reference"):
+        encode(body(event))
+    with pytest.raises(ValueError, match="Circular reference"):
+        encoded(event)
