@@ -49,6 +49,10 @@ class PostgresSink(BaseSink):
     name = "postgres"
     durable = True
     settings: ClassVar[Sequence[Setting]] = SETTINGS
+    # Behind, up to 4 batches in one transaction (SinkWorker reads it): most of
+    # a write's cost is per transaction (its statements' round trips, the
+    # commit's fsync, the stream rows it carries).
+    catch_up_batches: ClassVar[int] = 4
 
     def __init__(self, write_method: WriteMethod = "copy") -> None:
         super().__init__()

@@ -80,6 +80,11 @@ class SinkWorker:
         self._queue: deque[Event | Barrier] = deque()
         self._size = config["queue_size"]
         self._batch = max(1, config["batch_size"])
+        # A sink whose cost is mostly per call (a transaction and its round
+        # trips and commit) may take up to this many batches in one call while
+        # more than one is queued (its own ``catch_up_batches``): behind, it
+        # catches up in fewer, larger calls; keeping up, it gets batch_size.
+        self._catch_up = self._batch * max(1, int(getattr(sink, "catch_up_batches", 1)))
         own_delay = getattr(sink, "batch_delay_s", None)  # a sink's own (the event stream's: 0)
         self._delay = config["batch_delay_s"] if own_delay is None else float(own_delay)
         self._wake = asyncio.Event()
@@ -214,10 +219,11 @@ class SinkWorker:
                     except TimeoutError:
                         pass
             batch: list[Event] = []
+            most = self._catch_up if self._events_queued > self._batch else self._batch
             if not self._barriers:  # the usual case: no Barrier in the queue
                 take = cast("Callable[[], Event]", self._queue.popleft)
-                batch = [take() for _ in range(min(self._batch, len(self._queue)))]
-            while self._queue and len(batch) < self._batch and not isinstance(self._queue[0], Barrier):
+                batch = [take() for _ in range(min(most, len(self._queue)))]
+            while self._queue and len(batch) < most and not isinstance(self._queue[0], Barrier):
                 item = self._queue.popleft()
                 assert not isinstance(item, Barrier)
                 batch.append(item)

@@ -58,6 +58,9 @@ class StreamSink(BaseSink):
     # Each pump's events go out at once (SinkWorker reads it): a batch delay
     # would be latency for every client and save nothing here.
     batch_delay_s: ClassVar[float] = 0.0
+    # Behind, up to 4 batches in one publish (SinkWorker reads it): its rows
+    # ride in the PostgreSQL writer's transactions, which take that many.
+    catch_up_batches: ClassVar[int] = 4
     # How the SSE handlers find this sink among a pipeline's (spanvisor.stream.sse.find).
     serves_event_stream: ClassVar[bool] = True
     # The receiver waits for the stream's queue while it delivers: spans
