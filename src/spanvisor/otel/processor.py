@@ -213,10 +213,11 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor, Replay):
                 or ((OI_KIND in d or TL_KIND in d) and cv.is_root_candidate(d))
             ):
                 if self._starts_classifying(span):
+                    # No log hint: ``_opened`` tells (nothing took a hint back).
                     self._on_start_classifying(span)
                 else:
                     self._hand_over(StartedRoot(span, attrs_now(span)))
-                self._task_trace(span)
+                    self._task_trace(span)
             elif len(self._items) < self._inbox.limit:
                 self._append(span)
             else:
