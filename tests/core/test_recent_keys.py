@@ -97,3 +97,18 @@ def test_a_long_stream_through_a_small_window() -> None:
             model.append(key)
             del model[:-100]
     assert list(window) == model
+
+
+def test_the_table_grows_with_the_keys_not_the_bound() -> None:
+    """A window of 200,000 holding a few thousand keys keeps a table for
+    those (its pages are RSS as soon as a key lands anywhere in them), and
+    every key is still found after each doubling."""
+    window = RecentKeys(200_000)
+    keys = [f"{i * 7919:032x}{i:016x}" for i in range(3000)]
+    for key in keys:
+        assert window.remember(key)
+    table_bytes = len(window._maps[0])
+    assert 4 * 2 * 3000 <= table_bytes <= 4 * 8192  # at least twice the keys, not 2**19 slots
+    assert all(k in window for k in keys)
+    assert not window.remember(keys[0])
+    assert f"{1:032x}{0:016x}" not in window
