@@ -65,8 +65,10 @@ class TaskRecord:
     ) -> None:
         self.settings = settings
         self.identity = identity if identity is not None else TaskIdentity(agent_is_fallback=False)
-        # span id -> the (time, name, n-th) of its span events already read
-        self.events_seen: dict[str, set[tuple[int, str, int]]] = {}
+        # span id -> the (time, name, n-th) of its span events already read;
+        # None until a span with events is read (an empty dict is 64 bytes
+        # in every open task).
+        self.events_seen: dict[str, set[tuple[int, str, int]]] | None = None
         self.state_seen: dict[str, int] = {}  # state checkpoint key -> how often said
         self.errors = ErrorInfo()
         self.finished = False

@@ -142,12 +142,12 @@ class TaskState(TaskRecord):
             # An open span read at now_ns: no event after it yet (it comes with the next read).
             limit = until_ns if until_ns is not None or ended else now_ns
             out.extend(self._read_events(span, notes, is_root, limit))
-            if ended and not is_root:
+            if ended and not is_root and self.events_seen is not None:
                 self.events_seen.pop(span.span_id, None)
                 if not self.events_seen:
                     # An emptied dict keeps its grown table (184 bytes, not 64)
                     # in every task whose child spans carried events.
-                    self.events_seen = {}
+                    self.events_seen = None
         if until_ns is not None or not ended:
             return out
         if not is_root:
@@ -173,7 +173,10 @@ class TaskState(TaskRecord):
         # position: the SDK keeps only the newest 128 events of a span, so
         # positions shift between two polls while this identity does not.
         out: list[Event] = []
-        seen = self.events_seen.setdefault(span.span_id, set())
+        by_span = self.events_seen
+        if by_span is None:
+            by_span = self.events_seen = {}
+        seen = by_span.setdefault(span.span_id, set())
         counts: dict[tuple[int, str], int] = {}
         for ev in sorted(span.events, key=lambda e: e.time_ns) if len(span.events) > 1 else span.events:
             pair = (ev.time_ns, ev.name)
