@@ -14,9 +14,9 @@ hash (8 bytes) beside it, and a 4-byte slot in an open-addressing table
 (linear probing, at most half full). 200,000 entries take 8.4 MB, mapped
 privately and anonymously so that pages the window has not reached yet cost
 nothing: the ring and the hashes fill in order, and the table, which a key's
-hash reaches anywhere, starts at 8 slots and doubles as keys come (up to
-twice the entries), so a window of a few thousand keys keeps a table of a
-few pages, not 2 MB of them. The
+hash reaches anywhere, starts at 16,384 slots and doubles as keys come (up
+to twice the entries), so a window of 20,000 keys keeps a table of 256 KB,
+not the 2 MB of a full one. The
 key is exact: a lookup compares the whole 24 bytes, never a hash alone, so
 there are no false positives (no span dropped as a duplicate that is not
 one) and no false negatives within the window (a finished task is forgotten
@@ -64,7 +64,10 @@ def _binary(key: Hashable, width: int = KEY_BYTES) -> bytes | None:
 # finished-task record before any task finished); a private one reads as
 # the zero page until written.
 _PRIVATE = getattr(mmap, "MAP_PRIVATE", 0) | getattr(mmap, "MAP_ANONYMOUS", 0)
-FIRST_SLOTS = 8  # the table's first size; it doubles up to twice the entries
+# The table's first size (64 KB: 8,192 keys before it first doubles, so a
+# tracker that never sees more pays no rehash); it doubles up to twice the
+# entries, each doubling putting every key back once.
+FIRST_SLOTS = 1 << 14
 
 
 def _zeroed(nbytes: int) -> mmap.mmap:
