@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -102,7 +103,9 @@ class PostgresEventFeed:
         self._last_prune = 0.0
         self._closed = False
         # Items this replica published, by event id, until read back in order.
-        self._own: dict[str, Item] = {}
+        # OrderedDict: a plain dict's oldest key, found to evict it, is behind
+        # the holes of every item read back since, O(n) an eviction.
+        self._own: OrderedDict[str, Item] = OrderedDict()
 
     @classmethod
     async def open(cls, config: Config, shared: dict[str, Any]) -> PostgresEventFeed:
@@ -129,7 +132,7 @@ class PostgresEventFeed:
             for i in items:
                 own[i.event_id] = i
             while len(own) > OWN_MAX:
-                del own[next(iter(own))]
+                own.popitem(last=False)
         columns = (
             [i.event_id for i in items],
             [i.kind for i in items],

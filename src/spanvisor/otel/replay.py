@@ -36,7 +36,7 @@ class Replay:
 
     task_traces: OrderedDict[int, int]
     _theirs: Tasks
-    _trace_roots: dict[int, list[int]]
+    _trace_roots: OrderedDict[int, list[int]]
     _lost: deque[Any]
     _items: deque[Any]
 
@@ -104,7 +104,7 @@ class Replay:
         roots.append(ctx.span_id)
         self.task_traces.setdefault(ctx.trace_id, ctx.span_id)
         if len(self._trace_roots) > MAX_TASK_TRACES:
-            self._trace_roots.pop(next(iter(self._trace_roots)))
+            self._trace_roots.popitem(last=False)
 
     def _root_ended(self, ctx: Any) -> None:
         """A task root's end, in the pipeline's classification: its trace
