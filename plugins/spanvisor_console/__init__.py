@@ -35,11 +35,15 @@ from spanvisor.display import thread
 from spanvisor.display.readable import duration
 from spanvisor.events import Event, HumanIntervention, TaskFinished, TaskStarted, TaskView
 from spanvisor.sink import BaseSink, SinkContext, SinkResult
+from spanvisor.tracking.recent import RecentKeys
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _ANSI = {"bold": "\x1b[1m", "dim": "\x1b[2m", "reset": "\x1b[0m"}
 # Most log-tail lines printed under a failed task's error line.
 LOG_LINES = 20
+# Events remembered as printed; an event id is 32 hex digits (16 bytes).
+SEEN_MAX = 100_000
+EVENT_ID_BYTES = 16
 
 
 def clean(text: str | None, limit: int = 300) -> str:
@@ -105,7 +109,9 @@ class ConsoleSink(BaseSink):
         self._thresholds: tuple[float, ...] = (0.7, 0.85)  # until start() reads the config
         self._policy = thread.ThreadPolicy()
         self._last_card: dict[str, tuple[float, str]] = {}
-        self._seen: dict[str, None] = {}
+        # The last events printed, to skip a replayed one: a fixed ring (a
+        # plain dict's eviction scanned the holes at its front, O(n) each).
+        self._seen = RecentKeys(SEEN_MAX, width=EVENT_ID_BYTES)
 
     @classmethod
     def enabled(cls, config: Config) -> bool:
@@ -141,11 +147,8 @@ class ConsoleSink(BaseSink):
         lines: list[str] = []
         now = time.monotonic()
         for ev in events:
-            if ev.event_id in self._seen:
+            if not self._seen.remember(ev.event_id):
                 continue  # a replayed event: printed already
-            self._seen[ev.event_id] = None
-            if len(self._seen) > 100_000:
-                self._seen.pop(next(iter(self._seen)))
             lines.extend(self._card(ev, now))
             for line in self._policy.lines(ev):
                 lines.append(self._thread_line(ev.task, line))
@@ -158,11 +161,8 @@ class ConsoleSink(BaseSink):
             # Checkpoints, warnings and the rest: skipped before any other work.
             if kind is not TaskStarted and kind is not TaskFinished and kind is not HumanIntervention:
                 continue
-            if ev.event_id in self._seen:
+            if not self._seen.remember(ev.event_id):
                 continue  # a replayed event: printed already
-            self._seen[ev.event_id] = None
-            if len(self._seen) > 100_000:
-                self._seen.pop(next(iter(self._seen)))
             v = ev.task
             if isinstance(ev, HumanIntervention):
                 lines.append(self._thread_line(v, thread.intervention_line(ev)))

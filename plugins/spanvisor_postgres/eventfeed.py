@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -102,7 +103,11 @@ class PostgresEventFeed:
         self._last_prune = 0.0
         self._closed = False
         # Items this replica published, by event id, until read back in order.
-        self._own: dict[str, Item] = {}
+        # OrderedDict: a plain dict's oldest key, found to evict it, is behind
+        # the holes of every item read back since, O(n) an eviction.
+        self._own: OrderedDict[str, Item] = OrderedDict()
+        # Own rows gone before they could be read whole (logged once).
+        self.skipped_rows = 0
 
     @classmethod
     async def open(cls, config: Config, shared: dict[str, Any]) -> PostgresEventFeed:
@@ -129,7 +134,7 @@ class PostgresEventFeed:
             for i in items:
                 own[i.event_id] = i
             while len(own) > OWN_MAX:
-                del own[next(iter(own))]
+                own.popitem(last=False)
         columns = (
             [i.event_id for i in items],
             [i.kind for i in items],
@@ -216,20 +221,37 @@ class PostgresEventFeed:
                 return
             records: list[tuple[int, Item]] = []
             own = self._own
+            held: list[str] = []
             for r in rows:
                 if r["data"] is not None:
                     records.append(_item(r))
                     continue
-                item = own.pop(r["event_id"], None)
-                if item is None:  # not held (an earlier run's, or evicted): read whole
-                    records.append(_item(await pool.fetchrow(_ONE, r["pos"])))
-                else:
+                item = own.get(r["event_id"])
+                if item is not None:
                     records.append((int(r["pos"]), item))
-            self._cursor = records[-1][0]
-            if self._deliver is not None:
+                    held.append(r["event_id"])
+                    continue
+                # Not held (an earlier run's, or evicted): read whole. Gone
+                # meanwhile (another replica pruned it): skipped, counted.
+                whole = await pool.fetchrow(_ONE, r["pos"])
+                if whole is None or whole["data"] is None:
+                    self._skipped(int(r["pos"]))
+                else:
+                    records.append(_item(whole))
+            if self._deliver is not None and records:
                 self._deliver(records)
+            # Only once delivered: a delivery that failed (or a cancellation
+            # before it) reads the same rows again, bodies still held.
+            self._cursor = int(rows[-1]["pos"])
+            for event_id in held:
+                own.pop(event_id, None)
             if len(rows) < PAGE:
                 return
+
+    def _skipped(self, pos: int) -> None:
+        if not self.skipped_rows:
+            log.warning("event stream: row %d was gone when read whole (pruned?); skipped, and counted", pos)
+        self.skipped_rows += 1
 
     async def close(self) -> None:
         self._closed = True

@@ -76,5 +76,21 @@ async def migrate(conn: Any) -> list[str]:
             applied_now.append(f"{m.version:04d}_{m.name}")
             log.info("applied migration %04d_%s", m.version, m.name)
     finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
+        await _unlock(conn)
     return applied_now
+
+
+async def _unlock(conn: Any) -> None:
+    """The migration's session lock released. Should that fail (a timeout, a
+    cancellation, a connection gone bad) the connection is terminated, which
+    ends its session and the lock with it: the pool resets nothing at release
+    (``db._keep_session``), so a pooled connection would otherwise keep the
+    lock and every other replica's migration would wait on it for good. The
+    migration's own outcome stands; only a cancellation goes on up."""
+    try:
+        await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
+    except BaseException as exc:
+        conn.terminate()
+        if not isinstance(exc, Exception):
+            raise
+        log.warning("releasing the migration lock failed (%s); its connection was closed instead", exc)

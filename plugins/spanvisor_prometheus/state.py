@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -111,10 +112,12 @@ class TaskMetrics:
         # for the first million spans of a long-running serve.
         self._seen = RecentKeys(dedup_window, width=EVENT_ID_BYTES)
         # Finished task ids, so a late event cannot reopen a finished task.
-        # Plain dicts, oldest first (insertion order): an ordered dict's
-        # links cost about 50 bytes an open task more.
-        self._finished: dict[str, None] = {}
-        self.open: dict[str, OpenTask] = {}
+        # Oldest first. Ordered dicts, though their links cost about 50 bytes
+        # a task more: a plain dict's first key, taken to evict it, is found
+        # by scanning the holes earlier deletions left at its front, O(n) an
+        # eviction once full (28 us at 100,000 keys against 0.2 us).
+        self._finished: OrderedDict[str, None] = OrderedDict()
+        self.open: OrderedDict[str, OpenTask] = OrderedDict()
         self.known_agents: set[str] = set()
         self.last_progress_s: dict[str, float] = {}
         self.started = CounterData("agent", "repo")
@@ -233,7 +236,7 @@ class TaskMetrics:
         if len(self.open) > self.max_open_tasks:
             # The tracker evicts abandoned tasks without an event; the oldest
             # task here is the likeliest abandoned one.
-            del self.open[next(iter(self.open))]
+            self.open.popitem(last=False)
             self.evicted_open += 1
         return task
 
@@ -279,7 +282,7 @@ class TaskMetrics:
         self.open.pop(f"{t.task_id}/{t.run_id}", None)
         self._finished[f"{t.task_id}/{t.run_id}"] = None
         if len(self._finished) > self.max_open_tasks:
-            del self._finished[next(iter(self._finished))]
+            self._finished.popitem(last=False)
 
     # --- reading (call with ``lock`` held) ---------------------------------
 

@@ -11,6 +11,7 @@ that fails.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import dataclasses
 import sys
 import threading
@@ -142,3 +143,28 @@ def receiver(pipeline: Pipeline, tmp_path: Path) -> Iterator[RunningReceiver]:
     r = RunningReceiver(pipeline, local_settings(tmp_path))
     yield r
     r.close()
+
+
+def close_live_channels() -> None:
+    """Stop every live channel the agent helpers opened (one per
+    TracerProvider, kept until exit) and shut down the log providers they
+    own: otherwise their threads outlive the test, and an OTLP log
+    exporter retrying against a stopped serve draws its jitter from the
+    global ``random`` while a later test's hypothesis strategy runs."""
+    from spanvisor.otel import live
+
+    channels = [c for c in live._channels.values() if c is not None]
+    live._channels.clear()  # a provider used again gets a channel anew
+    for ch in channels:
+        ch.close()
+        ch._thread.join(5.0)
+        owner = getattr(ch._flush, "__self__", None)
+        if owner is not None:  # our own LoggerProvider, shut down at exit otherwise
+            atexit.unregister(owner.shutdown)
+            owner.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def _no_live_channel_left() -> Iterator[None]:
+    yield
+    close_live_channels()

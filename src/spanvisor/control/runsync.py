@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -89,7 +90,9 @@ class RunSync:
     def __init__(self, tracker: TaskTracker, dispatch: Callable[[list[Event]], None]) -> None:
         self._tracker = tracker
         self._dispatch = dispatch
-        self._known: dict[tuple[str, str], _Known] = {}  # oldest first
+        # Oldest first. OrderedDict: evicting a plain dict's first key scans
+        # the holes its earlier evictions left, O(n) an eviction once full.
+        self._known: OrderedDict[tuple[str, str], _Known] = OrderedDict()
         self._pending: dict[tuple[str, str], _Pending] = {}
         self._urgent = False
         # One batch of writes at a time: a catch-up, a decision's own flush
@@ -126,7 +129,7 @@ class RunSync:
                 known = self._known[key] = _NO_REQUESTS
                 self._pending_of(key, v)
                 if len(self._known) > MAX_KNOWN:
-                    del self._known[next(iter(self._known))]
+                    self._known.popitem(last=False)
             elif not isinstance(known, frozenset):
                 continue  # ended
             if v.approvals or known:

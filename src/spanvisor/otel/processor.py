@@ -124,7 +124,7 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor, Replay):
         self._theirs = Tasks()
         # The open task roots of each trace, as the pipeline's thread
         # classifies them (its own: see _root_ended). Bounded.
-        self._trace_roots: dict[int, list[int]] = {}
+        self._trace_roots: OrderedDict[int, list[int]] = OrderedDict()
         # Stamps serve spans exported elsewhere (a Collector to `spanvisor
         # serve`): "auto" stamps a task when another processor can send its
         # spans out, "on" always, "off" never.

@@ -24,6 +24,11 @@ from spanvisor.pipeline.handover import StartedRoot
 # Open task roots' traces the log processor can look up (task_traces).
 MAX_TASK_TRACES = 10_000
 
+# Whether a bare item of a type is an end (see Replay._replay), per type:
+# one dict lookup a start, where a subclass check through the SDK's ABC
+# metaclass costs several times that. A handful of types ever.
+_IS_END: dict[type, bool] = {StartedRoot: False}
+
 
 class Replay:
     """The pipeline-thread half of the processor (a base class: the hooks
@@ -31,7 +36,7 @@ class Replay:
 
     task_traces: OrderedDict[int, int]
     _theirs: Tasks
-    _trace_roots: dict[int, list[int]]
+    _trace_roots: OrderedDict[int, list[int]]
     _lost: deque[Any]
     _items: deque[Any]
 
@@ -56,15 +61,23 @@ class Replay:
 
     def _replay(self, item: Any) -> tuple[Any, ...] | None:
         """A bare item of this processor's as an inbox entry (None: nothing
-        to track). The SDK hands ``on_end`` a ``ReadableSpan`` made at the
-        span's end (``Span._readable_span``) and ``on_start`` the ``Span``
-        itself, a subclass: the type tells an end from a start."""
+        to track). The contract, since ``on_end`` is the inbox's bare append
+        (no frame to tag the item in): a start is a live ``Span`` (or a
+        :class:`StartedRoot`), an end a ``ReadableSpan`` that is no ``Span``.
+        The SDK's ``Span.end`` hands ``on_end`` a fresh ``ReadableSpan``
+        (``Span._readable_span``), the exact class: one type check tells it.
+        Any other ``ReadableSpan`` that is no ``Span`` (a wrapper's subclass)
+        is an end too, told off that path. A live ``Span`` handed to
+        ``on_end`` (no SDK does: tests pin it) would read as a start."""
         t = type(item)
         if t is ReadableSpan:
             return self._replay_end(item)
         if t is tuple:
             return cast("tuple[Any, ...]", item)  # a classified entry another processor's tag wrapped
-        return self._replay_start(item)
+        is_end = _IS_END.get(t)
+        if is_end is None:
+            is_end = _IS_END[t] = issubclass(t, ReadableSpan) and not issubclass(t, Span)
+        return self._replay_end(item) if is_end else self._replay_start(item)
 
     def _replay_start(self, got: Any) -> tuple[str, Any] | None:
         """A span's start as the hooks would have classified it, in the order
@@ -91,7 +104,7 @@ class Replay:
         roots.append(ctx.span_id)
         self.task_traces.setdefault(ctx.trace_id, ctx.span_id)
         if len(self._trace_roots) > MAX_TASK_TRACES:
-            self._trace_roots.pop(next(iter(self._trace_roots)))
+            self._trace_roots.popitem(last=False)
 
     def _root_ended(self, ctx: Any) -> None:
         """A task root's end, in the pipeline's classification: its trace

@@ -27,13 +27,19 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
+from time import monotonic
 from typing import Any
 
 from spanvisor.spans.data import SpanData
 from spanvisor.stats import PipelineStats
 
 Entry = tuple[Any, ...]
+
+# How many items a drain takes between two looks at its deadline: 64 bare
+# items are a few tens of microseconds on the pipeline's thread, nothing
+# against a pump's slice, and the clock is read once for all of them.
+CHECK_EVERY = 64
 
 
 class Inbox:
@@ -52,6 +58,10 @@ class Inbox:
         # Spans in the receiver's batches still here: one entry holds hundreds.
         self._spans = 0
         self._lock = threading.Lock()
+        # The last drain's: whether it stopped on its deadline with items
+        # left, and how many bare items it took that replayed to nothing.
+        self.stopped = False
+        self.skipped = 0
 
     @property
     def closed(self) -> bool:
@@ -102,27 +112,47 @@ class Inbox:
             self._spans += len(spans)
         self._items.appendleft(("spans", spans))
 
-    def drain(self, may_take_spans: Callable[[], bool]) -> Iterator[Entry]:
+    def drain(self, may_take_spans: Callable[[], bool], until: float | None = None) -> Generator[Entry, None, None]:
         """The entries present now, oldest first. A receiver batch is taken
         only while ``may_take_spans()`` says so; otherwise it and everything
-        behind it stay for a later pump."""
+        behind it stay for a later pump.
+
+        With ``until`` (a ``time.monotonic()`` time) the drain stops once it
+        is past, checked every ``CHECK_EVERY`` items taken whether they gave
+        an entry or not (the pump read the clock after every entry, about as
+        much as the drain's own work on a bare item), and sets
+        :attr:`stopped`: bare items that replay to nothing
+        (spans of no task) yield nothing the caller could time, and a run of
+        them held a pump far past its slice. Once the drain ends or is closed,
+        :attr:`skipped` is how many such items it took."""
         items = self._items
-        for _ in range(len(items)):
-            entry = items[0]
-            if type(entry) is not tuple:
-                items.popleft()
-                replay = self.replay
-                got = replay(entry) if replay is not None else None
-                if got is not None:
-                    yield got
-                continue
-            if entry[0] == "spans":
-                if not may_take_spans():
+        replay = self.replay
+        self.stopped = False
+        skipped = 0
+        mask = CHECK_EVERY - 1  # a local: the check is paid per item
+        try:
+            for i in range(1, len(items) + 1):
+                if not i & mask and until is not None and monotonic() >= until:
+                    self.stopped = True
                     return
-                with self._lock:
-                    self._spans -= len(entry[1])
-            items.popleft()
-            yield entry
+                entry = items[0]
+                if type(entry) is not tuple:
+                    items.popleft()
+                    got = replay(entry) if replay is not None else None
+                    if got is None:
+                        skipped += 1
+                    else:
+                        yield got
+                    continue
+                if entry[0] == "spans":
+                    if not may_take_spans():
+                        return
+                    with self._lock:
+                        self._spans -= len(entry[1])
+                items.popleft()
+                yield entry
+        finally:
+            self.skipped = skipped
 
     def clear(self) -> None:
         with self._lock:

@@ -28,6 +28,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from contextlib import closing
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -250,29 +251,31 @@ class Pipeline:
             until = now + slice_s if slice_s is not None else None
             events: list[Event] = []
             spans = 0
+            inbox = self._inbox
             # A durable (or delivering paced) sink near its bound: the
             # receiver's batches stay in the inbox. It fills and the receiver
             # answers 503, rather than accepted spans being dropped later.
-            for item in self._inbox.drain(lambda: self._admission.sinks_room(len(events))):
-                if item[0] == "spans":
-                    # A receiver batch is hundreds of spans: it is cut at the
-                    # slice's end too, the rest put back at the head.
-                    done = self._track_batch(item[1], until, events)
-                    spans += done
-                    if done < len(item[1]):
-                        self._inbox.put_back(item[1][done:])
-                        more = True
-                        break
-                else:
-                    spans += 1
-                    try:
-                        events.extend(self._track(item))
-                    except Exception as exc:  # one bad span must not cost the others their events
-                        self.stats.drop("tracker_error", detail=f"{type(exc).__name__}: {exc}")
-                        log.exception("tracker error on one span; it is skipped")
-                if until is not None and time.monotonic() >= until:
-                    more = len(self._inbox) > 0
-                    break
+            # The drain stops at the slice's end itself (see Inbox.drain).
+            with closing(inbox.drain(lambda: self._admission.sinks_room(len(events)), until)) as drain:
+                for item in drain:
+                    if item[0] == "spans":
+                        # A receiver batch is hundreds of spans: it is cut at the
+                        # slice's end too, the rest put back at the head.
+                        done = self._track_batch(item[1], until, events)
+                        spans += done
+                        if done < len(item[1]):
+                            inbox.put_back(item[1][done:])
+                            more = True
+                            break
+                    else:
+                        spans += 1
+                        try:
+                            events.extend(self._track(item))
+                        except Exception as exc:  # one bad span must not cost the others their events
+                            self.stats.drop("tracker_error", detail=f"{type(exc).__name__}: {exc}")
+                            log.exception("tracker error on one span; it is skipped")
+            more = more or inbox.stopped
+            spans += inbox.skipped  # spans of no task: they took the pump's time too
             if spans:
                 self._tracked.add(spans)
             if not more and now - self._last_poll >= self.config["poll_interval_s"]:
