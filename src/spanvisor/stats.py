@@ -22,7 +22,7 @@ Labels = tuple[tuple[str, str], ...]
 METRICS: dict[str, tuple[str, str]] = {
     "spans_received_total": (
         "counter",
-        "Spans handed to spanvisor, by path (processor, exporter, receiver).",
+        "Spans handed to spanvisor, by path (exporter, receiver: every span; processor: the spans of tasks).",
     ),
     "spans_in_tasks_total": ("counter", "Spans that belonged to a task and were tracked."),
     "log_records_total": (
