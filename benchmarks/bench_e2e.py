@@ -128,6 +128,9 @@ def serve(
         if proc.poll() is not None:
             break
         time.sleep(0.1)
+    # A serve left running would load every later figure of the run.
+    proc.kill()
+    proc.wait()
     raise RuntimeError("serve did not become ready:\n" + log.read_text())
 
 

@@ -1,6 +1,6 @@
 """The processor's hooks on their own, and what handing spans over costs.
 
-Run: ``flock /work/wt/bench.lock .venv/bin/python benchmarks/bench_hooks.py``
+Run: ``.venv/bin/python benchmarks/bench_hooks.py``
 (about 20 s). A quick look for iterating on the hooks, beside
 ``bench_processor.py`` (the goal's figures):
 

@@ -124,6 +124,9 @@ class Server:
             if self.proc.poll() is not None:
                 break
             time.sleep(0.1)
+        # A serve left running would load every later figure of the run.
+        self.proc.kill()
+        self.proc.wait()
         raise RuntimeError("serve did not become ready:\n" + self.log.read_text())
 
     def ready(self) -> bool:

@@ -2,7 +2,7 @@
 
 Run: ``.venv/bin/python benchmarks/bench_processor.py`` (about 3.5 minutes on
 a 2-core machine). Options: ``--reps N`` (rounds, default 60),
-``--processes N`` (fresh processes the rounds are split among, default 3), ``--only``,
+``--processes N`` (fresh processes the rounds are split among, default 6), ``--only``,
 ``--gc`` (leave the collector on in the timed blocks), ``--no-pin``,
 ``--raw FILE`` (every round's figures, as JSON), ``--profile`` (a cProfile
 of the agent thread under (c) and of the pipeline thread), ``--quick``.
@@ -43,13 +43,17 @@ Two modes:
 * ``paced``: a 10 ms pause after each task, as an agent waiting on its model
   would; background work mostly runs in the pauses.
 
-Method. The 60 rounds are split among three fresh processes run one after
+Method. The 60 rounds are split among six fresh processes run one after
 another (``--processes``), pooled at the end: one process's heap layout
 (where its configurations' objects landed) moved every round of that
 process alike, so a run in one process carried it whole; the ratio of each
-process alone is printed beside the pooled one. In each process every
-configuration is built once and warmed up (10 tasks, then two untimed
-rounds); then each round runs one short block of tasks on each
+process alone is printed beside the pooled one. The spread between
+processes was the largest part of the gap between two runs (the rounds of
+one process agree within a few hundredths), so six processes of ten rounds
+halve its share against three of twenty (√2 less spread) in about the same
+time: one untimed warm-up round each instead of two. In each process every
+configuration is built once and warmed up (10 tasks, then one untimed
+round); then each round runs one short block of tasks on each
 configuration in turn (10 tasks burst, 15 paced). The process is
 pinned to one CPU and the endpoint to the other (``--no-pin`` not to):
 whether a background thread (BSP's worker, spanvisor's pipeline) ran beside
@@ -127,9 +131,10 @@ PACE_S = 0.010
 REPS = 60
 BURST_TASKS = 10
 PACED_TASKS = 15
-WARM_ROUNDS = 2
-# The rounds are split among this many fresh processes, run one after another.
-PROCESSES = 3
+WARM_ROUNDS = 1
+# The rounds are split among this many fresh processes, run one after another
+# (the spread between processes, not between rounds, moved a run's medians).
+PROCESSES = 6
 BOOTSTRAP = 400
 
 # A tiny OTLP/HTTP endpoint in its own process, as a Collector would be:

@@ -17,6 +17,7 @@ import logging
 import warnings
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from opentelemetry import trace
@@ -68,12 +69,15 @@ _STEP = st.one_of(
 )
 
 
+@pytest.mark.parametrize("stamp", ["auto", "on"], ids=["as they are", "the hooks classify"])
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(steps=st.lists(_STEP, max_size=30))
 # Two tasks side by side in one trace, the first ending first.
 @example(steps=[("root", 0, 0), ("root", 0, 1), ("end", 0, 0), ("catch up", 0, 0), ("log", 0, 1)])
-def test_a_record_of_an_open_task_is_never_said_to_be_in_none(steps: list[tuple[str, int, int]]) -> None:
-    pipeline = _Idle(_config(), [InMemorySink()])
+def test_a_record_of_an_open_task_is_never_said_to_be_in_none(stamp: str, steps: list[tuple[str, int, int]]) -> None:
+    """Spans handed over as they are (the default), and classified by the
+    hooks (stamping): there the first root left its trace's hint behind."""
+    pipeline = _Idle(_config().with_values(stamp_spans=stamp), [InMemorySink()])
     processor = SpanvisorSpanProcessor(pipeline=pipeline)
     provider = TracerProvider(shutdown_on_exit=False)
     provider.add_span_processor(processor)
@@ -120,3 +124,27 @@ def test_a_record_of_an_open_task_is_never_said_to_be_in_none(steps: list[tuple[
     finally:
         logger.removeHandler(handler)
         logs.shutdown()
+
+
+def test_a_hinted_root_whose_start_was_refused_takes_its_hint_with_it() -> None:
+    """A possible root whose start a full inbox refused is hinted by the
+    hooks (its records are kept for the task its end may still make) but
+    never a task root in the pipeline's classification: its end takes the
+    hint back (handed over, or refused too), or it stayed until 10,000 other
+    traces pushed it out."""
+    for end_refused in (False, True):
+        pipeline = _Idle(_config().with_values(inbox_size=4), [InMemorySink()])
+        processor = SpanvisorSpanProcessor(pipeline=pipeline)
+        provider = TracerProvider(shutdown_on_exit=False)
+        provider.add_span_processor(processor)
+        tracer = provider.get_tracer("agent")
+        filler = [tracer.start_span(f"plain {i}") for i in range(4)]  # the inbox full
+        root = tracer.start_span("task", attributes={cv.TASK_NAME: "t"})  # refused
+        assert root.get_span_context().trace_id in processor.task_traces  # hinted all the same
+        if not end_refused:
+            pipeline._pump()
+        root.end()
+        for span in filler:
+            span.end()
+        pipeline._pump()
+        assert processor.task_traces == {} and processor._trace_roots == {}, end_refused

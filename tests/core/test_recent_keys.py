@@ -97,3 +97,42 @@ def test_a_long_stream_through_a_small_window() -> None:
             model.append(key)
             del model[:-100]
     assert list(window) == model
+
+
+def test_the_table_grows_with_the_keys_not_the_bound() -> None:
+    """A window of 200,000 holding 20,000 keys keeps a table for those (its
+    pages are RSS as soon as a key lands anywhere in them), and every key
+    is still found after each doubling."""
+    window = RecentKeys(200_000)
+    keys = [f"{i * 7919:032x}{i:016x}" for i in range(20_000)]
+    for key in keys:
+        assert window.remember(key)
+    table_bytes = len(window._maps[0])
+    assert 4 * 2 * 20_000 <= table_bytes <= 4 * 65_536  # twice the keys at least, not 2**19 slots
+    assert all(k in window for k in keys)
+    assert not window.remember(keys[0])
+    assert f"{1:032x}{0:016x}" not in window
+
+
+def test_a_window_that_grows_then_forgets_answers_as_a_model() -> None:
+    """Keys of both shapes through a window of 12,000: the table doubles
+    past its first size while the ring fills, then keys are forgotten
+    oldest first; every answer as a model's."""
+    import random
+    from collections import OrderedDict
+
+    rng = random.Random(11)
+    window, model = RecentKeys(12_000), OrderedDict[object, None]()
+    for step in range(40_000):
+        key: object = f"{rng.randrange(30_000):032x}{rng.randrange(2):016x}"
+        if step % 97 == 0:
+            key = ("t", f"s{rng.randrange(50)}")  # another shape, kept apart
+        new = key not in model
+        assert (key in window) is not new
+        assert window.remember(key) is new  # type: ignore[arg-type]
+        if new:
+            model[key] = None
+            if len(model) > 12_000:
+                model.popitem(last=False)
+    assert list(window) == list(model)
+    assert len(window._maps[0]) == 4 * 32_768  # grown once, to its full size

@@ -43,24 +43,8 @@ to the tracker at its end, as on the exporter path: some instrumentations
 span an agent span only after it starts, and its children must still reach
 its task.
 
-Stamps: the processor writes ``agent.task.id``, ``agent.task.root_span_id``
-and (when known) ``agent.id`` on every span of a task as it starts, so spans
-exported elsewhere, through a Collector to ``spanvisor serve``, can still be
-grouped into their task. Only then: with ``SPANVISOR_STAMP_SPANS=auto`` (the
-default) a task is stamped when, as its root starts, the TracerProvider has
-a span processor other than this one (see :meth:`_others`); ``true`` forces
-stamping (spans leaving some other way), ``false`` turns it off. The
-decision holds for the whole task. The stamp is written in one locked write
-straight into the new span's attribute dict (see
-:func:`spanvisor.otel.stamp.write_direct`: a tenth of the SDK's validated
-write), else in one ``set_attributes`` call.
-
-A root's attributes as it started go with it (:class:`StartedRoot`): an
-agent giving it more attributes than the span's limit makes the SDK drop the
-oldest, its task's identity first, before the pipeline reads it. A task span
-that ends with attributes dropped gets that identity back (:func:`put_back`):
-in ``_on_ending``, before any processor's ``on_end``, when another processor
-reads it; on the pipeline's thread otherwise, before the tracker reads it.
+Stamps, and a task's identity put back past the attribute limit: see
+:mod:`spanvisor.otel.stamp`.
 """
 
 from __future__ import annotations
@@ -70,14 +54,15 @@ from collections import OrderedDict, deque
 from collections.abc import Sequence
 from typing import Any
 
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from spanvisor.config import Config
 from spanvisor.otel.attach import PipelineOwner
-from spanvisor.otel.classify import MAX_OPEN_SPANS, UNKNOWN, Tasks, attrs_now, end, start
+from spanvisor.otel.classify import MAX_OPEN_SPANS, UNKNOWN, Tasks, attrs_now, attrs_of, end, start
 from spanvisor.otel.replay import MAX_TASK_TRACES, Replay
-from spanvisor.otel.stamp import called_first, put_back_task, set_stamp, stamp_for, stamp_mode, write_direct
+from spanvisor.otel.stamp import called_first, put_back_task, stamp_for, stamp_mode, write_stamp
 from spanvisor.pipeline.handover import StartedRoot
 from spanvisor.pipeline.pipeline import Pipeline
 from spanvisor.sink import Sink
@@ -213,10 +198,11 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor, Replay):
                 or ((OI_KIND in d or TL_KIND in d) and cv.is_root_candidate(d))
             ):
                 if self._starts_classifying(span):
+                    # No log hint: ``_opened`` tells (nothing took a hint back).
                     self._on_start_classifying(span)
                 else:
                     self._hand_over(StartedRoot(span, attrs_now(span)))
-                self._task_trace(span)
+                    self._task_trace(span)
             elif len(self._items) < self._inbox.limit:
                 self._append(span)
             else:
@@ -250,21 +236,39 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor, Replay):
             parent = span._parent  # the property's own field: a call less per span
             if parent is not None:
                 opened = self._opened
-                stamp = opened.get(parent.span_id)
+                # A SpanContext is a tuple: [1] is its span id without the
+                # property's Python call (twice a span here, once in on_end).
+                stamp = opened.get(parent[1])
                 if (
                     stamp is not None
                     and not stamp.ended
                     and len(opened) < MAX_OPEN_SPANS
                     and len(self._items) < self._inbox.limit
                 ):
-                    # A member of an open task, the usual span: its id
-                    # remembered, its stamp written, the span itself appended.
-                    if stamp.stamped and not write_direct(span, stamp):
-                        set_stamp(span, stamp)  # the SDK's public call
-                    opened[span._context.span_id] = stamp  # type: ignore[union-attr]
+                    # A member of an open task, the usual span: its stamp
+                    # written, its id remembered, the span itself appended.
+                    if stamp.stamped:
+                        # write_direct inlined (the call was a fifth of this
+                        # hook): one update, the lock only when another
+                        # processor saw the span first (see spanvisor.otel.stamp).
+                        attrs: Any = span._attributes
+                        d = attrs._dict if type(attrs) is BoundedAttributes and attrs.max_value_len is None else None
+                        if (
+                            d is not None
+                            and (attrs.maxlen is None or len(d) + stamp.count <= attrs.maxlen)
+                            and stamp.keys.isdisjoint(d)
+                        ):
+                            if self._ends_first:
+                                d.update(stamp.attrs)
+                            else:
+                                with attrs._lock:
+                                    d.update(stamp.attrs)
+                        else:
+                            write_stamp(span, stamp)  # widths, the agent's own values, or the public call
+                    opened[span._context[1]] = stamp  # type: ignore[index]
                     self._append(("start", span))
                     return
-            got = start(self._mine, span, parent, span.attributes, self._stamps, self._drop)
+            got = start(self._mine, span, parent, attrs_of(span), self._stamps, self._drop)
             if got is UNKNOWN:
                 # No task known here: one the pipeline's thread classifies
                 # (begun before classifying started), or none at all.
@@ -280,7 +284,7 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor, Replay):
             ctx = span._context
             if ctx is None:
                 return
-            sid = ctx.span_id
+            sid = ctx[1]  # its span id (see _on_start_classifying)
             stamp = self._opened.pop(sid, None)
             if stamp is None:
                 self._hand_over(span, end=True)  # as in _on_start_classifying

@@ -117,17 +117,23 @@ class Replay:
         lost = self._lost
         while lost:
             span = lost.popleft()
-            ctx = span._context
-            if ctx is not None and ctx.span_id in self._theirs.open:
+            if span._context is not None:
                 self._close(span)
 
     def _close(self, span: Any) -> None:
         ctx = span._context
         stamp = self._theirs.open.pop(ctx.span_id, None)
+        self._hint_ended(ctx, stamp)
         if stamp is not None:
-            if stamp.root_id == ctx.span_id:
-                self._root_ended(ctx)
             end(self._theirs, span, ctx, stamp, None)  # what it returns was refused
+
+    def _hint_ended(self, ctx: Any, stamp: Any) -> None:
+        """A span's end, for the log processor's hint: a task root's, or that
+        of a span the hooks hinted that never started a task here (its start
+        refused by a full inbox): the hint goes with it, else it stayed until
+        evicted."""
+        if (stamp is not None and stamp.root_id == ctx.span_id) or self.task_traces.get(ctx.trace_id) == ctx.span_id:
+            self._root_ended(ctx)
 
     def _restore(self, span: Any, stamp: Any, sid: int) -> Any:
         """What the tracker reads of a root whose limit dropped attributes
@@ -150,9 +156,10 @@ class Replay:
             ctx = span._context
             if ctx is None:
                 return None
-            stamp = self._theirs.open.pop(ctx.span_id, None)
-            if stamp is not None and stamp.root_id == ctx.span_id:
-                self._root_ended(ctx)
+            sid = ctx.span_id
+            stamp = self._theirs.open.pop(sid, None)
+            if (stamp is not None and stamp.root_id == sid) or self.task_traces.get(ctx.trace_id) == sid:
+                self._root_ended(ctx)  # _hint_ended inlined: every span's end
             out = end(self._theirs, span, ctx, stamp, self._restore)
             if self._lost and not self._items:
                 self._settle_lost()

@@ -3,6 +3,29 @@
 What :class:`spanvisor.otel.processor.SpanvisorSpanProcessor` writes on the
 spans of a task as they start (``docs/conventions.md``, "Stamps written by the
 processor") and puts back on one whose attribute limit dropped it.
+
+Stamps: the processor writes ``agent.task.id``, ``agent.task.root_span_id``
+and (when known) ``agent.id`` on every span of a task as it starts, so spans
+exported elsewhere, through a Collector to ``spanvisor serve``, can still be
+grouped into their task. Only then: with ``SPANVISOR_STAMP_SPANS=auto`` (the
+default) a task is stamped when, as its root starts, the TracerProvider has
+a span processor other than this one (the processor's ``_others``); ``true``
+forces stamping (spans leaving some other way), ``false`` turns it off. The
+decision holds for the whole task. The stamp is written straight into the
+new span's attribute dict in one ``dict.update`` (:func:`write_direct`, which
+a member's ``on_start`` inlines: a tenth of the SDK's validated write), else
+in one ``set_attributes`` call. ``on_start`` runs inside ``start_span``,
+before the agent holds the span: when spanvisor's processor is the
+provider's first, no other code holds it yet and no other thread can be
+writing to it, so the write takes the attributes' lock only when another
+processor saw the span first.
+
+A root's attributes as it started go with it (``StartedRoot``): an agent
+giving it more attributes than the span's limit makes the SDK drop the
+oldest, its task's identity first, before the pipeline reads it. A task span
+that ends with attributes dropped gets that identity back (:func:`put_back`):
+in ``_on_ending``, before any processor's ``on_end``, when another processor
+reads it; on the pipeline's thread otherwise, before the tracker reads it.
 """
 
 from __future__ import annotations
@@ -29,6 +52,7 @@ class Stamp:
     __slots__ = (
         "_late",
         "attrs",
+        "count",
         "ended",
         "keys",
         "longest",
@@ -41,6 +65,7 @@ class Stamp:
 
     def __init__(self, attrs: dict[str, str], root_id: int, started_late: bool = False, stamped: bool = True) -> None:
         self.attrs = attrs
+        self.count = len(attrs)
         self.keys = frozenset(attrs)
         self.longest = max(map(len, attrs.values()), default=0)
         self.root_id = root_id

@@ -151,17 +151,23 @@ class StartedRoot:
 
     @property
     def attributes(self) -> Any:
+        # Copied first, the dropped count read after: the agent's thread may
+        # be writing the root meanwhile, and a copy taken after its limit
+        # dropped the identity then always sees the count that says so.
+        # (Checking the count first and returning the live view let a copy
+        # made later miss the identity with nothing put back: the task was
+        # lost.)
         attrs = self.span.attributes
-        if not getattr(self.span, "dropped_attributes", 0):
-            return attrs  # the usual root: as from_sdk reads any span
         for _ in range(3):  # the agent's thread may write meanwhile (as data._copy retries)
             try:
-                now = dict(attrs)
+                now = dict(attrs) if attrs else {}
                 break
-            except RuntimeError:
+            except (RuntimeError, KeyError):  # a key dropped between the SDK's keys and its read
                 continue
         else:
             now = {}
+        if not getattr(self.span, "dropped_attributes", 0):
+            return now  # the usual root
         kept = self.kept
         return {**now, **{k: kept[k] for k in cv.IDENTITY_KEYS if k in kept and k not in now}}
 

@@ -32,6 +32,8 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
+_NOTHING: dict[str, Any] = {}  # never written: what a span not remembered carried
+
 _RUNNING = (None, "starting", "working", "waiting", "context_warning", "awaiting_approval")
 
 
@@ -44,8 +46,10 @@ class TaskFields:
         self.explicit_status: Status | None = None
         # field -> the time of the timed fact that set it
         self.fact_time: dict[str, FactTime] = {}
-        # span id -> its state attributes as last read (only spans that carry any)
-        self.attrs_seen: dict[str, dict[str, Any]] = {}
+        # span id -> its state attributes as last read (only spans that carry
+        # any); None while none is remembered: an emptied dict keeps its grown
+        # table (184 bytes) in every task whose spans carried state.
+        self.attrs_seen: dict[str, dict[str, Any]] | None = None
 
     def attr_changes(self, span_id: str, a: Any) -> dict[str, Any]:
         """The state attributes of this span that changed since it was last read.
@@ -54,18 +58,33 @@ class TaskFields:
         keeps a stale attribute from undoing a later checkpoint event.
         """
         current = {k: a[k] for k in STATE_KEYS if k in a} if a else {}
-        before = self.attrs_seen.pop(span_id, None) or {}
+        before = self._pop(span_id) or {}
         if current:  # remembered only for spans that carry state: memory per task stays small
+            if self.attrs_seen is None:
+                self.attrs_seen = {}
             self.attrs_seen[span_id] = current
         return {k: v for k, v in current.items() if k not in before or not _same(before[k], v)}
 
     def carries_none(self, span_id: str, a: Any) -> bool:
         """No state attribute on this span, now or when it was last read:
         :meth:`attr_changes` would find nothing."""
-        return (not a or _STATE_KEYSET.isdisjoint(a)) and span_id not in self.attrs_seen
+        return (not a or _STATE_KEYSET.isdisjoint(a)) and (self.attrs_seen is None or span_id not in self.attrs_seen)
 
     def forget(self, span_id: str) -> None:
-        self.attrs_seen.pop(span_id, None)
+        self._pop(span_id)
+
+    def seen(self, span_id: str) -> Mapping[str, Any]:
+        """The span's state attributes as last read (empty: none)."""
+        return self.attrs_seen.get(span_id, _NOTHING) if self.attrs_seen is not None else _NOTHING
+
+    def _pop(self, span_id: str) -> dict[str, Any] | None:
+        seen = self.attrs_seen
+        if seen is None:
+            return None
+        out = seen.pop(span_id, None)
+        if not seen:
+            self.attrs_seen = None
+        return out
 
     def _wins(self, name: str, timed: FactTime | None) -> bool:
         """May this source set ``name``? Defaults only where no timed fact has;

@@ -12,7 +12,7 @@ first nested agent span names the task with its own span name.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from spanvisor.spans import conventions as cv
@@ -28,7 +28,9 @@ ROOT: Rank = (-1, "")  # the root's own values outrank every other span's
 class TaskIdentity:
     # The agent id came from service.name or nothing: any span may name it.
     agent_is_fallback: bool
-    lent: dict[str, Rank] = field(default_factory=dict)
+    # field -> the rank of the span that lent it; None until one does (an
+    # empty dict is 64 bytes in every open task).
+    lent: dict[str, Rank] | None = None
     wrapper: bool = False
 
     def read(self, current: Working, span: SpanData, notes: list[str], is_root: bool) -> dict[str, Any]:
@@ -54,9 +56,10 @@ class TaskIdentity:
                     # The task's agent again. ``v`` equals a value sanitising
                     # gave, so it is clean and says nothing; only a span that
                     # started before the one that lent it takes its place.
-                    known = self.lent.get("agent_id")
+                    lent = self.lent
+                    known = lent.get("agent_id") if lent else None
                     if known is not None and known != ROOT and (span.start_ns, span.span_id) < known:
-                        self.lent["agent_id"] = (span.start_ns, span.span_id)
+                        self._lend("agent_id", (span.start_ns, span.span_id))
                     return {}
         rank = ROOT if is_root else (span.start_ns, span.span_id)
         changes: dict[str, Any] = {}
@@ -68,26 +71,26 @@ class TaskIdentity:
         def offer(name: str, value: Any, weak: bool = False) -> None:
             if value is None:
                 return
-            known = self.lent.get(name)
+            known = self.lent.get(name) if self.lent else None
             if weak:
                 wins = known_value(name) is None
             elif is_root:
                 wins = True
-            elif known_value(name) is None or (self.wrapper and name == "task_name" and name not in self.lent):
+            elif known_value(name) is None or (self.wrapper and name == "task_name" and not self.lends(name)):
                 wins = True  # a gap (a wrapper's own span name is one): any span may fill it
             else:
                 # Set by a span other than the root: the one that started first wins.
                 wins = known is not None and known != ROOT and rank < known
             if wins:
-                self.lent[name] = rank
+                self._lend(name, rank)
                 if value != known_value(name):
                     changes[name] = value
 
         agent = sz.name(cv.agent_id(a), cv.AGENT_ID, notes) or sz.name(cv.agent_name(a), "agent.name", notes)
-        if agent is not None and (is_root or self.agent_is_fallback or "agent_id" in self.lent):
+        if agent is not None and (is_root or self.agent_is_fallback or self.lends("agent_id")):
             gap_agent = self.agent_is_fallback
             offer("agent_id", agent)
-            if "agent_id" in self.lent:
+            if self.lends("agent_id"):
                 self.agent_is_fallback = False
         if cv.REPO in a:
             offer("repo", sz.text(a.get(cv.REPO), cv.REPO, notes, 256))
@@ -103,6 +106,15 @@ class TaskIdentity:
         if n is not None:
             offer("agent_name", sz.name(n, "agent.name", notes))
         return changes
+
+    def lends(self, name: str) -> bool:
+        """Whether a span lent ``name``'s value."""
+        return self.lent is not None and name in self.lent
+
+    def _lend(self, name: str, rank: Rank) -> None:
+        if self.lent is None:
+            self.lent = {}
+        self.lent[name] = rank
 
 
 # Keys other than the agent id a span other than the root may lend a value from.

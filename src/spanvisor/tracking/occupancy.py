@@ -154,8 +154,11 @@ class LevelGate:
     level minus the hysteresis."""
 
     levels: Sequence[float]
-    fired: dict[float, bool] = field(default_factory=dict)
-    crossings: dict[float, int] = field(default_factory=dict)
+    # Whether each level is fired, and how often it was crossed: None until
+    # the first crossing (most tasks never cross one; an empty dict is 64
+    # bytes in every open task).
+    fired: dict[float, bool] | None = None
+    crossings: dict[float, int] | None = None
 
     # Levels a forecast was said for since they last re-armed: a shared empty
     # frozenset until the first (most tasks never get one; an empty set is
@@ -165,13 +168,19 @@ class LevelGate:
     def crossed(self, ratio: float) -> list[tuple[float, int]]:
         """The levels this ratio crosses now, each with its crossing number."""
         out: list[tuple[float, int]] = []
+        fired = self.fired
         for level in self.levels:
-            if ratio >= level and not self.fired.get(level):
-                self.fired[level] = True
-                n = self.crossings[level] = self.crossings.get(level, 0) + 1
+            if ratio >= level and not (fired is not None and fired.get(level)):
+                if fired is None:
+                    fired = self.fired = {}
+                fired[level] = True
+                crossings = self.crossings
+                if crossings is None:
+                    crossings = self.crossings = {}
+                n = crossings[level] = crossings.get(level, 0) + 1
                 out.append((level, n))
-            elif self.fired.get(level) and ratio < level - HYSTERESIS:
-                self.fired[level] = False
+            elif fired is not None and fired.get(level) and ratio < level - HYSTERESIS:
+                fired[level] = False
                 if level in self.forecast:
                     self.forecast -= {level}
         return out
@@ -179,7 +188,7 @@ class LevelGate:
     def next_level(self, ratio: float) -> float | None:
         """The lowest level above ``ratio`` still to be forecast, if any."""
         for level in self.levels:
-            if ratio < level and not self.fired.get(level) and level not in self.forecast:
+            if ratio < level and not (self.fired and self.fired.get(level)) and level not in self.forecast:
                 return level
         return None
 

@@ -12,7 +12,11 @@ Here an entry takes a fixed width in memory set aside once, nothing per
 entry: its key as 24 bytes (trace id and span id in binary) in a ring, its
 hash (8 bytes) beside it, and a 4-byte slot in an open-addressing table
 (linear probing, at most half full). 200,000 entries take 8.4 MB, mapped
-anonymously so that pages the window has not reached yet cost nothing. The
+privately and anonymously so that pages the window has not reached yet cost
+nothing: the ring and the hashes fill in order, and the table, which a key's
+hash reaches anywhere, starts at 16,384 slots and doubles as keys come (up
+to twice the entries), so a window of 20,000 keys keeps a table of 256 KB,
+not the 2 MB of a full one. The
 key is exact: a lookup compares the whole 24 bytes, never a hash alone, so
 there are no false positives (no span dropped as a duplicate that is not
 one) and no false negatives within the window (a finished task is forgotten
@@ -55,8 +59,21 @@ def _binary(key: Hashable, width: int = KEY_BYTES) -> bytes | None:
     return b if len(b) == width and b.hex() == key else None
 
 
+# Private, not mmap's default (shared): a read of a shared anonymous page
+# allocates it, so lookups in an empty table filled RSS (2 MB for the
+# finished-task record before any task finished); a private one reads as
+# the zero page until written.
+_PRIVATE = getattr(mmap, "MAP_PRIVATE", 0) | getattr(mmap, "MAP_ANONYMOUS", 0)
+# The table's first size (64 KB: 8,192 keys before it first doubles, so a
+# tracker that never sees more pays no rehash); it doubles up to twice the
+# entries, each doubling putting every key back once.
+FIRST_SLOTS = 1 << 14
+
+
 def _zeroed(nbytes: int) -> mmap.mmap:
-    """Zeroed memory, touched only where written (anonymous map)."""
+    """Zeroed memory, taken by the OS only where written (anonymous map)."""
+    if _PRIVATE:
+        return mmap.mmap(-1, max(nbytes, 1), flags=_PRIVATE)
     return mmap.mmap(-1, max(nbytes, 1))
 
 
@@ -76,6 +93,7 @@ class RecentKeys:
         "_ids",
         "_maps",
         "_mask",
+        "_max_slots",
         "_next",
         "_other_keys",
         "_others",
@@ -88,7 +106,10 @@ class RecentKeys:
         n = self._size = max(1, size)
         self._width = width
         self._hex = 2 * width
-        slots = 1 << max(3, (2 * n - 1).bit_length())  # at least twice the entries
+        # At full size the table has at least twice the entries; it starts
+        # small and doubles while the ring fills (see _grow).
+        self._max_slots = 1 << max(3, (2 * n - 1).bit_length())
+        slots = min(FIRST_SLOTS, self._max_slots)
         self._mask = slots - 1
         self._maps = (_zeroed(slots * 4), _zeroed(n * 8), _zeroed(n * width))
         # A table slot holds a ring position + 1 (0: empty).
@@ -153,6 +174,14 @@ class RecentKeys:
             if hashes[p] == h and ids[p * w : p * w + w] == b:
                 return False
             i = (i + 1) & mask
+        if mask + 1 < self._max_slots and 2 * (self._count + 1) > mask + 1:
+            # More than half full with this key: a table twice the size
+            # first (amortised O(1); it never shrinks), then probe it.
+            self._grow()
+            table, mask = self._table, self._mask
+            i = h & mask
+            while table[i]:
+                i = (i + 1) & mask
         if self._count == self._size:
             # Forgetting the oldest key may open a slot before this one on
             # the key's probe run (where a lookup would stop): probe again.
@@ -166,6 +195,29 @@ class RecentKeys:
         hashes[p] = h
         table[i] = p + 1
         return True
+
+    def _grow(self) -> None:
+        """The table at twice its size, every key of the ring put back from
+        its stored hash (no key is hashed again)."""
+        slots = 2 * (self._mask + 1)
+        new_map = _zeroed(slots * 4)
+        table = memoryview(new_map).cast("i")
+        mask = slots - 1
+        hashes, others, size = self._hashes, self._others, self._size
+        start = self._next - self._count
+        for k in range(self._count):
+            p = (start + k) % size
+            if p in others:
+                continue
+            i = hashes[p] & mask
+            while table[i]:
+                i = (i + 1) & mask
+            table[i] = p + 1
+        old_view, old_map = self._table, self._maps[0]
+        self._table, self._mask = table, mask
+        self._maps = (new_map, self._maps[1], self._maps[2])
+        old_view.release()  # the map cannot close while a view holds it
+        old_map.close()  # its pages go back to the OS now
 
     def _take(self) -> int:
         """The next ring position, its old key forgotten when the ring is full."""

@@ -65,10 +65,13 @@ class TaskRecord:
     ) -> None:
         self.settings = settings
         self.identity = identity if identity is not None else TaskIdentity(agent_is_fallback=False)
-        # span id -> the (time, name, n-th) of its span events already read
-        self.events_seen: dict[str, set[tuple[int, str, int]]] = {}
+        # span id -> the (time, name, n-th) of its span events already read;
+        # None until a span with events is read (an empty dict is 64 bytes
+        # in every open task).
+        self.events_seen: dict[str, set[tuple[int, str, int]]] | None = None
         self.state_seen: dict[str, int] = {}  # state checkpoint key -> how often said
-        self.errors = ErrorInfo()
+        # None until a span reports an error (most tasks never see one).
+        self.errors: ErrorInfo | None = None
         self.finished = False
         self.last_ns = last_ns
         self.cost_nano = 0  # the task's cost in nano-dollars (exact sums; cost_usd shows it)
@@ -108,6 +111,12 @@ class TaskRecord:
         if self._id_prefix is None:
             self._id_prefix = IdPrefix(self._w.task_id, self._w.run_id)
         return self._id_prefix.id(*parts)
+
+    def error_info(self) -> ErrorInfo:
+        """The task's errors, made when the first one is reported."""
+        if self.errors is None:
+            self.errors = ErrorInfo()
+        return self.errors
 
     def update(self, **changes: Any) -> None:
         self._w.apply(changes)

@@ -71,7 +71,7 @@ def root_moved(state: TaskRecord, snap: SpanData) -> bool:
         return True
     a = snap.attributes
     current = {k: a[k] for k in STATE_KEYS if k in a} if a else {}
-    return current != state.fields.attrs_seen.get(snap.span_id, {})
+    return current != state.fields.seen(snap.span_id)
 
 
 def stalled(state: TaskRecord, idle_s: float, now_ns: int | None = None) -> Event:

@@ -27,7 +27,9 @@ class TaskContext:
         self.windows = settings.windows
         self.thresholds = settings.thresholds
         self.conversations = Conversations()
-        self.gate = LevelGate(settings.thresholds)
+        # None until the task reaches a level or a forecast is said (64
+        # bytes in every open task otherwise; most never reach one).
+        self.gate: LevelGate | None = None
         self.explicit_limit: int | None = None
         self.explicit_tokens = False
         # The ratio the gate last judged: the same ratio again crosses
@@ -73,7 +75,15 @@ class TaskContext:
         if ratio == self._judged:
             return []  # nothing moved since the last call: no level to cross
         self._judged = ratio
-        return [(level, n, ratio) for level, n in self.gate.crossed(ratio)]
+        gate = self.gate
+        if gate is None:
+            for level in self.thresholds:
+                if ratio >= level:
+                    break
+            else:
+                return []  # below every level, none fired: nothing to cross or re-arm
+            gate = self.gate = LevelGate(self.thresholds)
+        return [(level, n, ratio) for level, n in gate.crossed(ratio)]
 
     def forecast(self) -> tuple[float, int, float | None, int, int] | None:
         """(level, calls, eta_s, tokens, limit) when the fullest conversation is
@@ -85,7 +95,16 @@ class TaskContext:
         limit = self.explicit_limit or occ.limit
         if not limit:
             return None
-        level = self.gate.next_level(occ.tokens / limit)
+        ratio = occ.tokens / limit
+        gate = self.gate
+        if gate is not None:
+            level = gate.next_level(ratio)
+        else:  # nothing fired nor forecast yet: the lowest level above the ratio
+            level = None
+            for lv in self.thresholds:
+                if ratio < lv:
+                    level = lv
+                    break
         if level is None:
             return None
         target = math.ceil(level * limit)
@@ -102,7 +121,9 @@ class TaskContext:
         eta = self.conversations.calls_to(key, target)
         if eta is None or eta[0] > FORECAST_CALLS:
             return None
-        self.gate.forecast |= {level}
+        if gate is None:
+            gate = self.gate = LevelGate(self.thresholds)
+        gate.forecast |= {level}
         return level, eta[0], eta[1], occ.tokens, limit
 
     def level_name(self, level: float) -> str:

@@ -37,10 +37,13 @@ from spanvisor.spans import sanitize as sz
 from spanvisor.spans.data import SpanData
 from spanvisor.tracking import approvals, artifacts, calls, results, statefacts, taskbudget
 from spanvisor.tracking.identity import TaskIdentity
-from spanvisor.tracking.outcome import NO_ERROR, Error, outcome_of
+from spanvisor.tracking.outcome import NO_ERROR, Error, ErrorInfo, outcome_of
 from spanvisor.tracking.record import TaskRecord
 from spanvisor.tracking.settings import TrackerSettings
 from spanvisor.tracking.views import new_view
+
+# What a task that saw no error reports at its end (read, never written).
+_NO_ERRORS = ErrorInfo()
 
 
 class TaskState(TaskRecord):
@@ -142,12 +145,12 @@ class TaskState(TaskRecord):
             # An open span read at now_ns: no event after it yet (it comes with the next read).
             limit = until_ns if until_ns is not None or ended else now_ns
             out.extend(self._read_events(span, notes, is_root, limit))
-            if ended and not is_root:
+            if ended and not is_root and self.events_seen is not None:
                 self.events_seen.pop(span.span_id, None)
                 if not self.events_seen:
                     # An emptied dict keeps its grown table (184 bytes, not 64)
                     # in every task whose child spans carried events.
-                    self.events_seen = {}
+                    self.events_seen = None
         if until_ns is not None or not ended:
             return out
         if not is_root:
@@ -163,9 +166,9 @@ class TaskState(TaskRecord):
         elif not is_root and cv.is_tool_call(a):
             out.extend(calls.tool_call(self, span, notes))
         if self.identity.wrapper and not is_root and cv.is_agent_span(a) and cv.agent_name(a) is not None:
-            self.errors.agent_ended(span, notes)
+            self.error_info().agent_ended(span, notes)
         if span.error and not is_root:
-            self.errors.span_failed(span, notes)
+            self.error_info().span_failed(span, notes)
         return out
 
     def _read_events(self, span: SpanData, notes: list[str], is_root: bool, until_ns: int | None) -> list[Event]:
@@ -173,7 +176,10 @@ class TaskState(TaskRecord):
         # position: the SDK keeps only the newest 128 events of a span, so
         # positions shift between two polls while this identity does not.
         out: list[Event] = []
-        seen = self.events_seen.setdefault(span.span_id, set())
+        by_span = self.events_seen
+        if by_span is None:
+            by_span = self.events_seen = {}
+        seen = by_span.setdefault(span.span_id, set())
         counts: dict[tuple[int, str], int] = {}
         for ev in sorted(span.events, key=lambda e: e.time_ns) if len(span.events) > 1 else span.events:
             pair = (ev.time_ns, ev.name)
@@ -194,7 +200,7 @@ class TaskState(TaskRecord):
             event_id = self.event_id("artifact", span_id, time_ns, index)
             return artifacts.add(self, artifacts.from_event(attrs, notes), event_id, time_ns, notes)
         if name == cv.EVENT_EXCEPTION:
-            self.errors.exception_event(attrs, is_root, (time_ns, span_id), notes)
+            self.error_info().exception_event(attrs, is_root, (time_ns, span_id), notes)
         elif name in (cv.EVENT_APPROVAL_REQUEST, cv.EVENT_APPROVAL_DECISION):
             read = approvals.on_request if name == cv.EVENT_APPROVAL_REQUEST else approvals.on_decision
             return read(self, self.event_id(name, span_id, time_ns, index), time_ns, attrs, notes)
@@ -205,8 +211,9 @@ class TaskState(TaskRecord):
     def finish(self, root: SpanData, notes: list[str]) -> TaskFinished:
         self.finished = True
         taskbudget.publish(self)  # an ended task's budget is no one's to read
-        outcome = outcome_of(self.fields.explicit_status, root, self.errors, self.identity.wrapper)
-        err = self.errors.reported(root, notes) if outcome == "error" else NO_ERROR
+        errors = self.errors if self.errors is not None else _NO_ERRORS
+        outcome = outcome_of(self.fields.explicit_status, root, errors, self.identity.wrapper)
+        err = errors.reported(root, notes) if outcome == "error" else NO_ERROR
         w = self._w
         started = min(w.started_ns, root.start_ns) if w.started_ns else root.start_ns
         return self._finished(outcome, root.end_ns or root.start_ns, started, err, notes)

@@ -92,38 +92,7 @@ class Working:
     seq: int
 
     def __init__(self, view: TaskView) -> None:
-        self.task_id = view.task_id
-        self.trace_id = view.trace_id
-        self.root_span_id = view.root_span_id
-        self.agent_id = view.agent_id
-        self.agent_name = view.agent_name
-        self.run_id = view.run_id
-        self.task_name = view.task_name
-        self.repo = view.repo
-        self.status = view.status
-        self.progress = view.progress
-        self.step = view.step
-        self.steps = view.steps
-        self.message = view.message
-        self.model = view.model
-        self.context_tokens = view.context_tokens
-        self.context_limit = view.context_limit
-        self.input_tokens = view.input_tokens
-        self.output_tokens = view.output_tokens
-        self.artifacts = view.artifacts
-        self.started_ns = view.started_ns
-        self.updated_ns = view.updated_ns
-        self.ended_ns = view.ended_ns
-        self.cost_usd = view.cost_usd
-        self.unpriced_calls = view.unpriced_calls
-        self.budget_usd = view.budget_usd
-        self.budget_tokens = view.budget_tokens
-        self.stalled = view.stalled
-        self.approvals = view.approvals
-        self.decisions = view.decisions
-        self.cancel_requested = view.cancel_requested
-        self.results = view.results
-        self.seq = view.seq
+        self.load(view)
 
     def load(self, view: TaskView) -> None:
         """Every field back to ``view``'s (a late span's correction starts from the finished view)."""
