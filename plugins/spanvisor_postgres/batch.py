@@ -1,7 +1,7 @@
 """A batch of events to table rows: task states folded per task (pure code, no I/O).
 
 Task states of one batch are folded per task with the same forward-only rule
-the SQL upsert applies (see ``writer``), so a batch of 500 checkpoints of one
+the SQL upsert applies (see ``tables``), so a batch of 500 checkpoints of one
 task is one upsert, not 500; a task id reused by a later root folds only its
 newest run into the task row (the older run's events still give their
 timeline rows). One event's rows are :mod:`.rows`'s.
@@ -42,7 +42,7 @@ class BatchRows:
     logs: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
 
     def tables(self) -> tuple[list[tuple[Any, ...]], ...]:
-        """The rows in ``writer.TABLES`` order."""
+        """The rows in ``tables.TABLES`` order."""
         return (self.tasks, self.checkpoints, self.artifacts, self.interventions, self.logs)
 
 

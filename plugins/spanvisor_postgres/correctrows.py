@@ -2,7 +2,7 @@
 rule): pure code, no I/O.
 
 The task row takes the corrected view like any newer one (its ``seq`` is
-higher; ``writer.TASK_UPSERT``). The timeline gets one row of kind
+higher; ``tables.TASK_UPSERT``). The timeline gets one row of kind
 ``corrected`` (keyed by the event id) whose attributes say what the late
 span added, and each artifact it added gets a ``task_artifacts`` row keyed
 by an id derived from the event's and the artifact's.

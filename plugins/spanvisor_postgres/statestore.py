@@ -24,12 +24,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from spanvisor.statestores.api import Claim
+from spanvisor.statestores.api import Change, Claim
 
 from . import history
 from .db import Database, close_listener, open_shared, release_shared, shared_pool
@@ -82,9 +82,38 @@ RETURNING true
 
 _GET = "SELECT value FROM delivery_state WHERE namespace = $1 AND key = $2"
 
+# update_many, in one transaction: every absent key gets a row with no value
+# first (what another writer inserts meanwhile waits for the commit and then
+# finds the batch's version), then every key's row is locked and read, in
+# one order, so no other writer comes between a read and its write.
+_HOLD_MANY = """
+INSERT INTO delivery_state (namespace, key, owner, lease_expires, value, updated_at)
+SELECT ns, k, $3, NULL, NULL, clock_timestamp() FROM unnest($1::text[], $2::text[]) AS u(ns, k) ORDER BY ns, k
+ON CONFLICT (namespace, key) DO NOTHING
+RETURNING namespace, key
+"""
+_READ_MANY = """
+SELECT s.namespace, s.key, s.value::text FROM delivery_state AS s
+JOIN unnest($1::text[], $2::text[]) AS u(ns, k) ON s.namespace = u.ns AND s.key = u.k
+ORDER BY s.namespace, s.key FOR UPDATE OF s
+"""
+# Written as a won put_if_newer writes; the rows held for a key no change
+# wrote are removed again.
+_WRITE_MANY = """
+WITH w AS (
+    UPDATE delivery_state AS s
+    SET owner = $5, lease_expires = NULL, value = u.v::jsonb, updated_at = clock_timestamp(), version = u.ver
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) AS u(ns, k, v, ver)
+    WHERE s.namespace = u.ns AND s.key = u.k
+)
+DELETE FROM delivery_state AS s USING unnest($6::text[], $7::text[]) AS u(ns, k)
+WHERE s.namespace = u.ns AND s.key = u.k AND s.value IS NULL
+"""
+
 # One channel for every namespace; the payload is "<namespace>\n<key>".
 CHANNEL = "spanvisor_state"
 _NOTIFY = "SELECT pg_notify($1, $2)"
+_NOTIFY_MANY = "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p"
 MAX_PAYLOAD = 7_900  # PostgreSQL refuses notification payloads of 8,000 bytes or more
 log = logging.getLogger("spanvisor.postgres")
 
@@ -140,6 +169,39 @@ class PostgresStateStore:
                 return Claim(won=True)
             return Claim(won=False, value=_load(await conn.fetchval(_GET, namespace, key)))
 
+    async def update_many(self, updates: Sequence[tuple[str, str, Change]], owner: str) -> None:
+        """:class:`~spanvisor.statestores.api.BatchStateStore`: many keys in
+        five round trips (BEGIN, the absent keys held, every key locked and
+        read, every change written, COMMIT) instead of a read and a write a key."""
+        if not updates:
+            return
+        keys = sorted({(ns, key) for ns, key, _ in updates})
+        namespaces, names = [k[0] for k in keys], [k[1] for k in keys]
+        pool = await self._pool()
+        async with pool.acquire() as conn, conn.transaction():
+            held = {(r[0], r[1]) for r in await conn.fetch(_HOLD_MANY, namespaces, names, owner)}
+            values: dict[tuple[str, str], Mapping[str, Any] | None] = {
+                (r[0], r[1]): _load(r[2]) for r in await conn.fetch(_READ_MANY, namespaces, names)
+            }
+            changed: dict[tuple[str, str], tuple[str, int]] = {}
+            for ns, key, change in updates:
+                got = change(values.get((ns, key)))
+                if got is not None:
+                    value, version = got
+                    values[(ns, key)] = value
+                    changed[(ns, key)] = (json.dumps(dict(value), default=str), int(version))
+            unused = sorted(held - changed.keys())
+            await conn.execute(
+                _WRITE_MANY,
+                [k[0] for k in changed],
+                [k[1] for k in changed],
+                [v[0] for v in changed.values()],
+                [v[1] for v in changed.values()],
+                owner,
+                [k[0] for k in unused],
+                [k[1] for k in unused],
+            )
+
     async def recent_tasks(self, n: int, max_agents: int) -> dict[str, list[tuple[float, float, float]]]:
         """Each agent's last complete tasks (tokens, cost, duration), oldest
         first: the outlier book's history (spanvisor.budgets.outliers.TaskHistory)."""
@@ -158,6 +220,15 @@ class PostgresStateStore:
         if len(payload.encode("utf-8", "surrogatepass")) < MAX_PAYLOAD:
             pool = await self._pool()
             await pool.execute(_NOTIFY, CHANNEL, payload)
+
+    async def notify_many(self, namespace: str, keys: Sequence[str]) -> None:
+        """:meth:`notify` of each key, in one statement."""
+        payloads = [
+            p for p in (f"{namespace}\n{key}" for key in keys) if len(p.encode("utf-8", "surrogatepass")) < MAX_PAYLOAD
+        ]
+        if payloads:
+            pool = await self._pool()
+            await pool.execute(_NOTIFY_MANY, CHANNEL, payloads)
 
     async def watch(self, namespace: str, on_change: Callable[[str], None]) -> bool:
         subscribers = self._watchers.setdefault(namespace, [])

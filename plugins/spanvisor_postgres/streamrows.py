@@ -100,6 +100,34 @@ async def write_rows(conn: Any, columns: Sequence[list[Any]], replica: str) -> N
     await conn.execute(INSERT, *columns, replica)
 
 
+# The audit writer's COPY path stages the taken rows (in offered order, ``n``)
+# and writes them in its last statement, with the lock and notification
+# (:data:`STAGED_INSERT`): no round trip of their own.
+STAGE = "_stage_stream_events"
+STAGE_COLUMNS = ("n", "event_id", "kind", "task_id", "agent_id", "status", "data", "replica")
+CREATE_STAGE = (
+    f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (n bigint, event_id text, kind text, task_id text,"
+    " agent_id text, status text, data text, replica text) ON COMMIT DELETE ROWS;"
+)
+# Constants only: this runs in a multi-statement simple query.
+STAGED_INSERT = (
+    f"SELECT pg_advisory_xact_lock({LOCK_KEY}), pg_notify('{CHANNEL}', '');"
+    " INSERT INTO stream_events (event_id, kind, task_id, agent_id, status, data, replica)"
+    f" SELECT event_id, kind, task_id, agent_id, status, data, replica FROM {STAGE} ORDER BY n"
+    " ON CONFLICT (event_id) DO NOTHING;"
+)
+
+
+def staged_records(taken: Sequence[Offer]) -> list[tuple[Any, ...]]:
+    """The taken batches' rows for :data:`STAGE`, numbered in the order offered."""
+    records: list[tuple[Any, ...]] = []
+    for offer in taken:
+        replica = offer.replica
+        start = len(records)
+        records.extend((start + i, *row, replica) for i, row in enumerate(zip(*offer.columns, strict=True)))
+    return records
+
+
 async def write_taken(conn: Any, taken: Sequence[Offer]) -> None:
     """The taken batches' rows, inside ``conn``'s open transaction, in the
     order offered; the caller settles them when the transaction ends."""
@@ -135,12 +163,17 @@ def settle(taken: Sequence[Offer], committed: bool) -> None:
 
 __all__ = [
     "CHANNEL",
+    "CREATE_STAGE",
     "INSERT",
     "LOCK_KEY",
     "SHARED_KEY",
+    "STAGE",
+    "STAGED_INSERT",
+    "STAGE_COLUMNS",
     "Offer",
     "StreamRows",
     "settle",
+    "staged_records",
     "write_rows",
     "write_taken",
     "writing",

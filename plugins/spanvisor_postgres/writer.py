@@ -6,8 +6,9 @@ intervention id, log tails on ``(task_id, pos)``), and the event stream's
 rows waiting for it (:mod:`spanvisor_postgres.streamrows`). Three ways, measured by
 ``benchmarks/bench_postgres.py``:
 
-* ``copy`` (the default): COPY into session temp tables, then one
-  ``INSERT … SELECT … ON CONFLICT`` per table.
+* ``copy`` (the default): COPY into session temp tables, then every
+  table's ``INSERT … SELECT … ON CONFLICT``, the stream's rows and the
+  COMMIT in one query: BEGIN, a round trip per table with rows, and one.
 * ``unnest``: the whole batch in one statement (one array per column into
   ``INSERT … SELECT * FROM unnest(…)``, the three inserts data-modifying
   CTEs of one ``WITH``): one round trip instead of about seven, but a third
@@ -28,6 +29,7 @@ never blocks the rest.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -37,110 +39,24 @@ import asyncpg
 from spanvisor.codec import event_to_dict
 from spanvisor.events import Event
 
-from .batch import batch_rows
-from .humanrows import INTERVENTION_COLUMNS, LOG_COLUMNS
-from .rows import ARTIFACT_COLUMNS, CHECKPOINT_COLUMNS, TASK_COLUMNS
+from .batch import BatchRows, batch_rows
 from .sanitize import quarantine
-from .streamrows import Offer, StreamRows, settle, write_taken, writing
+from .streamrows import (
+    STAGE,
+    STAGE_COLUMNS,
+    STAGED_INSERT,
+    Offer,
+    StreamRows,
+    settle,
+    staged_records,
+    write_taken,
+    writing,
+)
+from .tables import FROM_STAGE, STAGE_TABLES, STAGES, STATEMENTS, TABLES, alias
 
 log = logging.getLogger("spanvisor.postgres")
 
 WriteMethod = Literal["unnest", "copy", "executemany"]
-
-# State columns follow the newest view (highest TaskView.seq; time only breaks
-# ties between views written before seq existed); a terminal state beats any
-# open one, so a late or replayed older event never moves a task backwards.
-# A task id reused by a later root, started after the row's run ended, is a
-# new run: its first view replaces the row (every column). Anything else
-# (a replica's partial view of the same run) follows the rules below.
-_NEWER_RUN = (
-    "(EXCLUDED.root_span_id <> t.root_span_id AND t.ended_at IS NOT NULL AND EXCLUDED.started_at >= t.ended_at)"
-)
-# An earlier run's view, ended before the row's run started: changes nothing.
-_OLDER_RUN = (
-    "(EXCLUDED.root_span_id <> t.root_span_id AND EXCLUDED.ended_at IS NOT NULL AND EXCLUDED.ended_at <= t.started_at)"
-)
-_FORWARD = (
-    f"({_NEWER_RUN} OR (t.ended_at IS NULL AND EXCLUDED.ended_at IS NOT NULL)"
-    " OR ((t.ended_at IS NULL) = (EXCLUDED.ended_at IS NULL)"
-    " AND (EXCLUDED.seq, EXCLUDED.updated_ns) > (t.seq, t.updated_ns)))"
-)
-_STATE = (
-    "agent_name",
-    "task_name",
-    "repo",
-    "status",
-    "progress",
-    "step",
-    "steps",
-    "message",
-    "model",
-    "context_tokens",
-    "context_limit",
-    "artifacts",
-    "updated_at",
-    "updated_ns",
-    "duration_s",
-    "last_event_id",
-    "notes",
-    "seq",
-    "cost_usd",
-    "unpriced_calls",
-    "budget_usd",
-    "budget_tokens",
-    "results",
-)
-_MERGED = {
-    "started_at": "LEAST(t.started_at, EXCLUDED.started_at)",
-    "ended_at": "COALESCE(t.ended_at, EXCLUDED.ended_at)",
-    "input_tokens": "GREATEST(t.input_tokens, EXCLUDED.input_tokens)",
-    "output_tokens": "GREATEST(t.output_tokens, EXCLUDED.output_tokens)",
-    "last_checkpoint_at": "GREATEST(t.last_checkpoint_at, EXCLUDED.last_checkpoint_at)",
-    # Only TaskFinished carries the error; a view corrected after it (a late
-    # span) must not erase it.
-    "error_type": "COALESCE(EXCLUDED.error_type, t.error_type)",
-    "error_message": "COALESCE(EXCLUDED.error_message, t.error_message)",
-    "error_stacktrace": "COALESCE(EXCLUDED.error_stacktrace, t.error_stacktrace)",
-}
-_SETS = [f"{c} = CASE WHEN {_FORWARD} THEN EXCLUDED.{c} ELSE t.{c} END" for c in _STATE]
-_SETS += [f"{c} = CASE WHEN {_NEWER_RUN} THEN EXCLUDED.{c} ELSE {expr} END" for c, expr in _MERGED.items()]
-_SETS += [f"{c} = CASE WHEN {_NEWER_RUN} THEN EXCLUDED.{c} ELSE t.{c} END" for c in ("trace_id", "root_span_id")]
-_TASK_CONFLICT = (
-    f"ON CONFLICT (task_id) DO UPDATE SET {', '.join(_SETS)} "
-    # Skip the write (and a dead tuple) when nothing would change: replays are free.
-    f"WHERE NOT {_OLDER_RUN} AND ({_FORWARD} OR EXCLUDED.started_at < t.started_at"
-    " OR EXCLUDED.input_tokens > t.input_tokens OR EXCLUDED.output_tokens > t.output_tokens"
-    " OR EXCLUDED.last_checkpoint_at > COALESCE(t.last_checkpoint_at, '-infinity'))"
-)
-
-_ONCE = "ON CONFLICT (event_id) DO NOTHING"
-# Every table a batch writes, in the order of ``BatchRows.tables()``: each row
-# keyed by what makes it unique, so a replay inserts nothing twice.
-TABLES = (
-    ("agent_tasks", TASK_COLUMNS, _TASK_CONFLICT),
-    ("agent_checkpoints", CHECKPOINT_COLUMNS, _ONCE),
-    ("task_artifacts", ARTIFACT_COLUMNS, _ONCE),
-    ("human_interventions", INTERVENTION_COLUMNS, "ON CONFLICT (intervention_id) DO NOTHING"),
-    ("task_logs", LOG_COLUMNS, "ON CONFLICT (task_id, pos) DO NOTHING"),
-)
-_STAGES = {table: (columns, conflict) for table, columns, conflict in TABLES}
-
-
-def _alias(table: str) -> str:
-    return " AS t" if table == "agent_tasks" else ""
-
-
-def _insert(table: str, columns: Sequence[str], conflict: str) -> str:
-    params = ", ".join(f"${i + 1}" for i in range(len(columns)))
-    return f"INSERT INTO {table}{_alias(table)} ({', '.join(columns)}) VALUES ({params}) {conflict}"
-
-
-_STATEMENTS = {table: _insert(table, columns, conflict) for table, columns, conflict in TABLES}
-CHECKPOINT_INSERT = _STATEMENTS["agent_checkpoints"]
-ARTIFACT_INSERT = _STATEMENTS["task_artifacts"]
-TASK_UPSERT = _STATEMENTS["agent_tasks"]
-# Below this many rows, statements beat COPY's fixed cost (measured: bench_postgres.py).
-COPY_MIN_ROWS = 16
 
 
 class TransientDbError(Exception):
@@ -178,21 +94,38 @@ def classify(exc: BaseException) -> type[Exception]:
     return TransientDbError
 
 
-# ON COMMIT DELETE ROWS: a temp table lives as long as its connection, and is
-# empty at the start of every transaction. One per table of TABLES.
-STAGE_TABLES = " ".join(
-    f"CREATE TEMP TABLE IF NOT EXISTS _stage_{t} (LIKE {t} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS;" for t in _STAGES
-)
-
-
-async def _stage_and_insert(conn: Any, table: str, records: list[tuple[Any, ...]], staged: bool) -> None:
-    columns, conflict = _STAGES[table]
-    stage = f"_stage_{table}"
-    if not staged:
-        await conn.execute(STAGE_TABLES)
-    await conn.copy_records_to_table(stage, records=records, columns=columns)
-    cols = ", ".join(columns)
-    await conn.execute(f"INSERT INTO {table}{_alias(table)} ({cols}) SELECT {cols} FROM {stage} {conflict}")
+async def _copy_batch(conn: Any, rows: BatchRows, staged: bool, carry: StreamRows | None) -> None:
+    """One transaction in as few round trips as COPY allows: BEGIN, one COPY
+    per table with rows (asyncpg sends a COPY's rows without waiting for the
+    server's go-ahead: one round trip each), the stream's taken rows staged
+    the same way, then one simple query (several statements, no arguments)
+    with every ``INSERT … SELECT`` in ``TABLES`` order, the stream's lock,
+    insert and notification, and the COMMIT. A table without rows in the
+    batch costs nothing."""
+    taken: list[Offer] = []
+    try:
+        await conn.execute("BEGIN" if staged else f"BEGIN; {STAGE_TABLES}")
+        statements: list[str] = []
+        for (table, columns, _), records in zip(TABLES, rows.tables(), strict=True):
+            if records:
+                await conn.copy_records_to_table(f"_stage_{table}", records=records, columns=columns)
+                statements.append(FROM_STAGE[table])
+        # Last, so the stream's advisory lock is held only until the commit.
+        # Taken before any await, so a failure below hands them back.
+        taken = carry.take() if carry is not None else []
+        if taken:
+            await conn.copy_records_to_table(STAGE, records=staged_records(taken), columns=STAGE_COLUMNS)
+            statements.append(STAGED_INSERT)
+        statements.append("COMMIT;")
+        await conn.execute(" ".join(statements))
+    except BaseException:
+        settle(taken, committed=False)  # handed back: the feed writes them itself
+        if not conn.is_closed() and conn.is_in_transaction():
+            # An error anywhere in the last query skips the rest of it, COMMIT too.
+            with contextlib.suppress(Exception):
+                await conn.execute("ROLLBACK")
+        raise
+    settle(taken, committed=True)
 
 
 _COLUMN_TYPES = (
@@ -212,7 +145,7 @@ async def unnest_statement(conn: Any) -> str:
             n += 1
             arrays.append(f"${n}::{types[c]}[]")
         ctes.append(
-            f"{table} AS (INSERT INTO {table}{_alias(table)} ({', '.join(columns)}) "
+            f"{table} AS (INSERT INTO {table}{alias(table)} ({', '.join(columns)}) "
             f"SELECT * FROM unnest({', '.join(arrays)}) {conflict})"
         )
     return f"WITH {', '.join(ctes)} SELECT 1"
@@ -242,19 +175,15 @@ async def _write_rows(
             args.extend(_columns(records, len(columns)))
         await conn.execute(one, *args)
         return
+    if method == "copy":
+        await _copy_batch(conn, rows, staged, carry)
+        return
     taken: list[Offer] = []
     try:
         async with conn.transaction():
             for (table, _, _), records in zip(TABLES, rows.tables(), strict=True):
-                statement = _STATEMENTS[table]
-                if not records:
-                    continue
-                # COPY has a fixed cost per call; a handful of rows go faster as statements.
-                if method != "executemany" and len(records) >= COPY_MIN_ROWS:
-                    await _stage_and_insert(conn, table, records, staged)
-                    staged = True
-                else:
-                    await conn.executemany(statement, records)
+                if records:
+                    await conn.executemany(STATEMENTS[table], records)
             # Last, so the stream's advisory lock is held only until the commit.
             # Taken before any await, so a failure below hands them back.
             taken = carry.take() if carry is not None else []
@@ -311,8 +240,9 @@ class Writer:
             conn = await self._connection()
             if self.method == "copy":
                 # asyncpg reads each table's column types on its first COPY.
-                for table, (columns, _) in _STAGES.items():
+                for table, (columns, _) in STAGES.items():
                     await conn.copy_records_to_table(f"_stage_{table}", records=[], columns=columns)
+                await conn.copy_records_to_table(STAGE, records=[], columns=STAGE_COLUMNS)
             elif self._statement is not None:
                 empty: list[list[Any]] = [[] for _, columns, _ in TABLES for _ in columns]
                 await conn.execute(self._statement, *empty)

@@ -88,3 +88,58 @@ def test_a_data_error_quarantines_only_the_culprit(pg_server: Any, tmp_path: Pat
         assert stored == {e.event_id for e in good if e.kind in ("Checkpoint", "ContextWarning")}
 
     run(main)
+
+
+class _Counted:
+    """The writer's real connection, counting the calls that wait on the server."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._conn, name)
+        if name not in ("execute", "executemany", "copy_records_to_table", "fetch"):
+            return attr
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append(name)
+            return await attr(*args, **kwargs)
+
+        return counted
+
+
+def test_a_copy_batch_is_begin_a_copy_per_table_with_rows_and_one_query(pg_server: Any, tmp_path: Path) -> None:
+    """Tasks and checkpoints, no artifact, intervention or log: BEGIN, two
+    COPYs, the stream's two offered batches in one COPY, and one query with
+    the inserts, the stream's lock and rows, and the COMMIT; the stream rows
+    keep the order they were offered in."""
+    url = pg_server.database()
+    events = [e for e in task_stream(1, checkpoints=30, finish=False) if e.kind != "ArtifactAdded"]
+    stream = [[f"s{i}" for i in range(n, n + 3)] for n in (0, 3)]
+
+    async def main() -> None:
+        sink = PostgresSink()
+        await sink.start(make_ctx(make_config(tmp_path, url)))
+        try:
+            writer = sink.writer
+            assert writer is not None and writer.stream_rows is not None
+            assert await sink.export(events[:2]) is SinkResult.SUCCESS
+            counted = writer._conn = _Counted(writer._conn)
+            offers = [
+                writer.stream_rows.offer([ids, ["Checkpoint"] * 3, ["t"] * 3, [None] * 3, [None] * 3, ["{}"] * 3], "r")
+                for ids in stream
+            ]
+            assert await sink.export(events[2:]) is SinkResult.SUCCESS
+            assert [await o.done for o in offers] == [True, True]
+            assert counted.calls == ["execute", *["copy_records_to_table"] * 3, "execute"]
+            assert not counted._conn.is_in_transaction()
+            writer._conn = counted._conn
+        finally:
+            await sink.shutdown(5)
+        rows = await fetch(url, "SELECT event_id, replica FROM stream_events ORDER BY pos")
+        assert [(r["event_id"], r["replica"]) for r in rows] == [(i, "r") for ids in stream for i in ids]
+        timeline = [e for e in events if e.kind in ("Checkpoint", "ContextWarning")]
+        assert len(await fetch(url, "SELECT 1 FROM agent_checkpoints")) == len(timeline)
+
+    run(main)

@@ -176,8 +176,16 @@ class ControlLog:
         decided = {key for ns, key, _ in updates if ns == NAMESPACE}
         if decided:
             self._wake()
-            for key in decided:
-                await self._notify(key)
+            # A store that notifies many keys at once (PostgreSQL: one round trip).
+            many = getattr(self.store, "notify_many", None)
+            if many is None:
+                for key in decided:
+                    await self._notify(key)
+            else:
+                try:
+                    await many(NAMESPACE, sorted(decided))
+                except Exception:  # best effort, as one key's notification
+                    pass
         return results
 
     async def open_run(self, view: TaskView, requests: tuple[ApprovalRequest, ...] = ()) -> None:
