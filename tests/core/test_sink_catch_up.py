@@ -103,3 +103,54 @@ def test_any_other_sink_gets_at_most_a_batch(tmp_path: Path, exporter_for: list[
     sink = GatedSink()
     _deliver(tmp_path, exporter_for, sink)
     assert max(sink.sizes) == BATCH, sink.sizes
+
+
+class HeldOnCatchUp(InMemorySink):
+    """Holds its first export until ``gate``, then its first catch-up
+    export (more than a batch) while ``holding`` is set."""
+
+    name = "held-on-catch-up"
+    catch_up_batches: ClassVar[int] = 4
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.holding = threading.Event()
+        self.first = threading.Event()
+        self.held = False
+
+    async def export(self, events: Sequence[Event]) -> SinkResult:
+        if not self.first.is_set():
+            self.first.set()
+            while not self.gate.is_set():  # the first batch: let the rest queue behind it
+                await asyncio.sleep(0.01)
+        elif len(events) > BATCH and not self.held:
+            self.held = True
+            self.holding.set()
+            while self.holding.is_set():  # until the test has looked
+                await asyncio.sleep(0.01)
+        return await super().export(events)
+
+
+def test_a_catch_up_export_still_counts_against_admission(
+    tmp_path: Path, exporter_for: list[SpanvisorSpanExporter]
+) -> None:
+    """The batches a catch-up took out of the queue count against the
+    receiver's admission while they are out (on a retry, say), past the one
+    batch an export always could hold."""
+    sink = HeldOnCatchUp()
+    config = Config.load(env={"SPANVISOR_DATA_DIR": str(tmp_path)}, extra=()).with_values(batch_size=BATCH)
+    exporter = SpanvisorSpanExporter(sinks=[sink], config=config)
+    exporter_for.append(exporter)
+    exporter.export(_spans())
+    worker = next(w for w in exporter.pipeline._workers if w.name == sink.name)
+    wait_until(sink.first.is_set, what="the first export")
+    wait_until(lambda: worker._events_queued > 4 * BATCH, what="more than a catch-up queued")
+    sink.gate.set()
+    wait_until(sink.holding.is_set, what="a catch-up export held")
+    room = int(worker._size * 0.8) - worker._events_queued
+    assert worker._in_flight == 4 * BATCH
+    assert worker.has_room(room - 3 * BATCH)
+    assert not worker.has_room(room - 3 * BATCH + 1)
+    sink.holding.clear()
+    wait_until(lambda: worker._events_queued == 0 and worker._in_flight == 0, what="the sink to catch up")

@@ -105,7 +105,14 @@ class SinkWorker:
 
     def has_room(self, n: int = 1) -> bool:
         # Durable sinks push back (the receiver answers 503) before they would drop.
-        return bool(self._events_queued + n <= self._size * ADMIT_FRACTION)
+        return bool(self._held() + n <= self._size * ADMIT_FRACTION)
+
+    def _held(self) -> int:
+        """Events queued, plus those of a catch-up export past one batch: a
+        catch-up takes several batches out of the queue at once, and while
+        they wait on a retry they must still count against admission, as
+        one batch's worth always could not."""
+        return self._events_queued + max(0, self._in_flight - self._batch)
 
     def holds_intake(self) -> bool:
         """Whether the receiver waits for this sink's queue now: always for a
@@ -116,7 +123,7 @@ class SinkWorker:
         """0.0 when :meth:`has_room` holds; else about how long until it does
         at the sink's recent delivery rate; None when the sink delivered
         nothing lately (down, stalled or starting: no honest estimate)."""
-        over = self._events_queued + n - self._size * ADMIT_FRACTION
+        over = self._held() + n - self._size * ADMIT_FRACTION
         if over <= 0:
             return 0.0
         return self._delivered.seconds_for(over)
