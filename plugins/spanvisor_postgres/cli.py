@@ -139,6 +139,9 @@ def cmd_migrate(args: argparse.Namespace, config: Config) -> int:
     async def go(pool: Any) -> int:
         async with pool.acquire() as conn:
             applied = await migrate(conn)
+        # A connection of its own: migrate ends the one it used should
+        # releasing its lock fail.
+        async with pool.acquire() as conn:
             version = await conn.fetchval("SELECT max(version) FROM schema_migrations")
         say(f"applied {', '.join(applied)}" if applied else f"schema is current (version {version})")
         return 0

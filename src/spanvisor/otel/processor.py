@@ -249,8 +249,8 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor, Replay):
                     # written, its id remembered, the span itself appended.
                     if stamp.stamped:
                         # write_direct inlined (the call was a fifth of this
-                        # hook): one update, the lock only when another
-                        # processor saw the span first (see spanvisor.otel.stamp).
+                        # hook): one update, the lock unless the span is of the root's
+                        # provider, which calls this first (see spanvisor.otel.stamp).
                         attrs: Any = span._attributes
                         d = attrs._dict if type(attrs) is BoundedAttributes and attrs.max_value_len is None else None
                         if (
@@ -258,7 +258,7 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor, Replay):
                             and (attrs.maxlen is None or len(d) + stamp.count <= attrs.maxlen)
                             and stamp.keys.isdisjoint(d)
                         ):
-                            if self._ends_first:
+                            if self._ends_first and span._span_processor is stamp.source:
                                 d.update(stamp.attrs)
                             else:
                                 with attrs._lock:

@@ -112,7 +112,7 @@ class SinkWorker:
         catch-up takes several batches out of the queue at once, and while
         they wait on a retry they must still count against admission, as
         one batch's worth always could not."""
-        return self._events_queued + max(0, self._in_flight - self._batch)
+        return self._events_queued + max(0, self._in_flight - int(self._batch))
 
     def holds_intake(self) -> bool:
         """Whether the receiver waits for this sink's queue now: always for a
