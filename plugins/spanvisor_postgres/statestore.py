@@ -29,13 +29,18 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from spanvisor.statestores.api import Change, Claim
+from spanvisor.statestores.api import Change, Claim, apply_changes
 
 from . import history
 from .db import Database, close_listener, open_shared, release_shared, shared_pool
 
 if TYPE_CHECKING:
     from spanvisor.config import Config
+
+
+def _dump(value: Mapping[str, Any]) -> str:
+    return json.dumps(dict(value), default=str)
+
 
 _CLAIM = """
 INSERT INTO delivery_state AS s (namespace, key, owner, lease_expires, value, updated_at)
@@ -154,17 +159,17 @@ class PostgresStateStore:
 
     async def put(self, namespace: str, key: str, value: Mapping[str, Any], owner: str) -> None:
         pool = await self._pool()
-        await pool.execute(_PUT, namespace, key, owner, json.dumps(dict(value), default=str))
+        await pool.execute(_PUT, namespace, key, owner, _dump(value))
 
     async def put_if_owner(self, namespace: str, key: str, value: Mapping[str, Any], owner: str) -> bool:
         pool = await self._pool()
-        won = await pool.fetchval(_PUT_IF_OWNER, namespace, key, owner, json.dumps(dict(value), default=str))
+        won = await pool.fetchval(_PUT_IF_OWNER, namespace, key, owner, _dump(value))
         return bool(won)
 
     async def put_if_newer(self, namespace: str, key: str, value: Mapping[str, Any], version: int, owner: str) -> Claim:
         pool = await self._pool()
         async with pool.acquire() as conn:
-            raw = json.dumps(dict(value), default=str)
+            raw = _dump(value)
             if await conn.fetchval(_PUT_IF_NEWER, namespace, key, owner, raw, int(version)):
                 return Claim(won=True)
             return Claim(won=False, value=_load(await conn.fetchval(_GET, namespace, key)))
@@ -183,13 +188,7 @@ class PostgresStateStore:
             values: dict[tuple[str, str], Mapping[str, Any] | None] = {
                 (r[0], r[1]): _load(r[2]) for r in await conn.fetch(_READ_MANY, namespaces, names)
             }
-            changed: dict[tuple[str, str], tuple[str, int]] = {}
-            for ns, key, change in updates:
-                got = change(values.get((ns, key)))
-                if got is not None:
-                    value, version = got
-                    values[(ns, key)] = value
-                    changed[(ns, key)] = (json.dumps(dict(value), default=str), int(version))
+            changed = apply_changes(updates, values, _dump)
             unused = sorted(held - changed.keys())
             await conn.execute(
                 _WRITE_MANY,

@@ -32,7 +32,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from spanvisor.statestores.api import Change, Claim
+from spanvisor.statestores.api import Change, Claim, apply_changes
 
 if TYPE_CHECKING:
     from spanvisor.config import Config
@@ -302,13 +302,7 @@ class LocalStateStore:
             values: dict[tuple[str, str], Mapping[str, Any] | None] = {
                 (ns, key): _load(raw) for ns, key, raw in json.loads(rows)
             }
-            changed: dict[tuple[str, str], tuple[str, int]] = {}
-            for ns, key, change in updates:
-                got = change(values.get((ns, key)))
-                if got is not None:
-                    value, version = got
-                    values[(ns, key)] = value
-                    changed[(ns, key)] = (_dump(value), version)
+            changed = apply_changes(updates, values, _dump)
             if changed:
                 now = self._clock()
                 rows_out = [[ns, key, owner, raw, now, version] for (ns, key), (raw, version) in changed.items()]
