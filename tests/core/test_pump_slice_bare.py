@@ -102,3 +102,14 @@ def test_a_task_among_spans_of_no_task_gives_the_same_events_in_slices() -> None
     whole = _kinds(sliced=False)
     assert "TaskFinished" in whole
     assert _kinds(sliced=True) == whole
+
+
+def test_a_drain_past_its_deadline_stops_after_the_entry_it_gave() -> None:
+    """What the caller does with an entry (tracking it) costs far more than
+    reading the clock: the drain looks after each one, not every 64 items."""
+    inbox = Inbox(1000, PipelineStats())
+    inbox.replay = lambda item: ("live", item)
+    for i in range(200):
+        inbox._items.append(i)
+    assert list(inbox.drain(lambda: True, until=time.monotonic() - 1.0)) == [("live", 0)]
+    assert inbox.stopped and len(inbox) == 199

@@ -118,10 +118,10 @@ class Inbox:
         behind it stay for a later pump.
 
         With ``until`` (a ``time.monotonic()`` time) the drain stops once it
-        is past, checked every ``CHECK_EVERY`` items taken whether they gave
-        an entry or not (the pump read the clock after every entry, about as
-        much as the drain's own work on a bare item), and sets
-        :attr:`stopped`: bare items that replay to nothing
+        is past, checked after every entry it gave (the caller's work on one
+        costs microseconds, the clock tens of nanoseconds) and every
+        ``CHECK_EVERY`` items taken (a bare item's own work costs about what
+        the clock does), and sets :attr:`stopped`: bare items that replay to nothing
         (spans of no task) yield nothing the caller could time, and a run of
         them held a pump far past its slice. Once the drain ends or is closed,
         :attr:`skipped` is how many such items it took."""
@@ -141,8 +141,11 @@ class Inbox:
                     got = replay(entry) if replay is not None else None
                     if got is None:
                         skipped += 1
-                    else:
-                        yield got
+                        continue
+                    yield got
+                    if until is not None and monotonic() >= until:
+                        self.stopped = True  # what the caller did with it took the slice
+                        return
                     continue
                 if entry[0] == "spans":
                     if not may_take_spans():
@@ -151,6 +154,9 @@ class Inbox:
                         self._spans -= len(entry[1])
                 items.popleft()
                 yield entry
+                if until is not None and monotonic() >= until:
+                    self.stopped = True
+                    return
         finally:
             self.skipped = skipped
 
