@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 from spanvisor.stream.ring import Item, Ring, frame
 
 
-def test_a_record_keeps_its_body_once_in_its_frame() -> None:
-    ring = Ring("ep", size=3, age_s=60.0)
+def test_a_compressed_record_keeps_its_body_once_in_its_frame() -> None:
+    ring = Ring("ep", size=3, age_s=60.0, hot=1, block=1)
     items = [Item(f"e{i}", "checkpoint", f"t{i}", "agent", "running", b'{"n": %d}' % i) for i in range(5)]
     ring.append(list(enumerate(items, start=1)))
     got = ring.after(2)
@@ -18,7 +18,8 @@ def test_a_record_keeps_its_body_once_in_its_frame() -> None:
     for r in got:
         whole = items[r.pos - 1]
         assert r.frame == frame("ep", r.pos, whole)  # what a client is sent: the body in full
-        assert r.item.data == b""  # not a second copy
+        # Compressed (all but the one hot record): not a second copy.
+        assert r.item.data == (whole.data if r.pos == 5 else b"")
         assert (r.item.event_id, r.item.kind, r.item.task_id, r.item.agent_id, r.item.status) == (
             whole.event_id,
             whole.kind,
@@ -27,6 +28,18 @@ def test_a_record_keeps_its_body_once_in_its_frame() -> None:
             whole.status,
         )
     assert ring.after(0) is None  # below the floor: replay or reset
+
+
+def test_a_hot_record_keeps_the_item_it_was_given_and_its_frame() -> None:
+    # The newest records keep the item as it came (the body twice, for at
+    # most `hot` records): no copy without its body is made for every event.
+    ring = Ring("ep", size=100, age_s=60.0, hot=8, block=4)
+    items = [Item(f"e{i}", "checkpoint", f"t{i}", None, None, b'{"n": "\u00e9 %d"}' % i) for i in range(6)]
+    ring.append(list(enumerate(items, start=1)))
+    got = ring.after(0)
+    assert got is not None
+    assert [r.item for r in got] == items
+    assert [r.frame for r in got] == [frame("ep", p, it) for p, it in enumerate(items, start=1)]
 
 
 _KINDS = ("checkpoint", "task_started", "task_finished")
@@ -101,7 +114,8 @@ def test_a_compressed_ring_answers_as_a_plain_list_of_records(
             assert [r.pos for r in got] == [p for p, _ in want]
             for r, (p, i) in zip(got, want, strict=True):
                 assert r.frame == frame("ep", p, i)
-                assert r.item == Item(i.event_id, i.kind, i.task_id, i.agent_id, i.status, b"")
+                # The filters' fields; the body only while hot (the frame has it).
+                assert r.item in (i, Item(i.event_id, i.kind, i.task_id, i.agent_id, i.status, b""))
         else:
             assert ring.behind(arg) == sum(1 for p, _, _ in model if p > arg)
         assert ring.head == (model[-1][0] if model else floor)

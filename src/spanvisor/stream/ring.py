@@ -30,6 +30,7 @@ from array import array
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 # The newest records kept as they are, and how many older ones are
 # compressed together (larger blocks compress little better: 13.6 against
@@ -52,10 +53,12 @@ class Item:
     data: bytes  # the public body, encoded (spanvisor.stream.body)
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """An item at its position in the stream; ``item.data`` is empty (the
-    body is in ``frame``)."""
+class Record(NamedTuple):
+    """An item at its position in the stream. Readers take the body from
+    ``frame``; ``item`` is for the filters (its ``data`` is the body while the
+    record is hot and empty once it was compressed). A named tuple, not a
+    frozen dataclass: one is made for every event of every replica, and a
+    tuple is built without a setattr per field."""
 
     pos: int
     item: Item
@@ -153,14 +156,18 @@ class Ring:
         if not records:
             return
         now = self._clock()
+        epoch = self.epoch
         with self._lock:
             hot = self._records
             last = hot[-1].pos if hot else self.floor
+            add = hot.append
             for pos, item in records:
                 if pos <= last:
                     continue
-                bare = Item(item.event_id, item.kind, item.task_id, item.agent_id, item.status, b"")
-                hot.append(Record(pos, bare, frame(self.epoch, pos, item), now))
+                # The item as it came (no bare copy: a block drops its body
+                # when it compresses), and frame()'s bytes written inline.
+                head = f"id: {epoch}:{pos}:{item.event_id}\nevent: {item.kind}\ndata: "
+                add(Record(pos, item, b"".join((head.encode("utf-8"), item.data, b"\n\n")), now))
                 last = pos
             self._trim(now)
             # Only a ring that keeps more than its hot records compresses.
