@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from spanvisor.stream.feed import Deliver
+from spanvisor.stream.feed import Deliver, Lost
 from spanvisor.stream.ring import Item
 from spanvisor.stream.settings import value
 
@@ -97,6 +97,7 @@ class PostgresEventFeed:
         self.epoch = ""
         self._cursor = 0
         self._deliver: Deliver | None = None
+        self._lost: Lost | None = None
         self._listener: Any = None
         self._notified = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -106,14 +107,15 @@ class PostgresEventFeed:
         # OrderedDict: a plain dict's oldest key, found to evict it, is behind
         # the holes of every item read back since, O(n) an eviction.
         self._own: OrderedDict[str, Item] = OrderedDict()
-        # Own rows gone before they could be read whole (logged once).
+        # Own rows gone before they could be read whole: told to ``lost`` (the
+        # stream sink's drop counter), or logged once without one.
         self.skipped_rows = 0
 
     @classmethod
     async def open(cls, config: Config, shared: dict[str, Any]) -> PostgresEventFeed:
         return cls(await open_shared(config, shared), shared, config)
 
-    async def start(self, deliver: Deliver) -> int:
+    async def start(self, deliver: Deliver, lost: Lost | None = None) -> int:
         pool = await shared_pool(self._db, self._shared)
         await self._listen()  # before the head is read: nothing committed after it is missed
         row = await pool.fetchrow(
@@ -123,7 +125,7 @@ class PostgresEventFeed:
             " FROM stream_meta"
         )
         self.epoch, self._cursor = str(row["epoch"]), int(row["head"])
-        self._deliver = deliver
+        self._deliver, self._lost = deliver, lost
         self._task = asyncio.get_running_loop().create_task(self._follow(), name="spanvisor-event-feed")
         return self._cursor
 
@@ -223,13 +225,16 @@ class PostgresEventFeed:
             own = self._own
             held: list[str] = []
             for r in rows:
-                if r["data"] is not None:
+                # By position (_FOLLOW's columns): a row of this replica's own
+                # is read back for every event it publishes.
+                if r[6] is not None:
                     records.append(_item(r))
                     continue
-                item = own.get(r["event_id"])
+                event_id = r[1]
+                item = own.get(event_id)
                 if item is not None:
-                    records.append((int(r["pos"]), item))
-                    held.append(r["event_id"])
+                    records.append((r[0], item))
+                    held.append(event_id)
                     continue
                 # Not held (an earlier run's, or evicted): read whole. Gone
                 # meanwhile (another replica pruned it): skipped, counted.
@@ -243,14 +248,18 @@ class PostgresEventFeed:
             # Only once delivered: a delivery that failed (or a cancellation
             # before it) reads the same rows again, bodies still held.
             self._cursor = int(rows[-1]["pos"])
+            pop = own.pop
             for event_id in held:
-                own.pop(event_id, None)
+                pop(event_id, None)
             if len(rows) < PAGE:
                 return
 
     def _skipped(self, pos: int) -> None:
-        if not self.skipped_rows:
-            log.warning("event stream: row %d was gone when read whole (pruned?); skipped, and counted", pos)
+        why = f"event stream row {pos} was gone when read whole (pruned by another replica?); its clients miss it"
+        if self._lost is not None:
+            self._lost(1, why)  # counted, the first one logged, by the stream sink
+        elif not self.skipped_rows:
+            log.warning("%s; skipped, and counted", why)
         self.skipped_rows += 1
 
     async def close(self) -> None:

@@ -80,3 +80,41 @@ def test_an_own_row_gone_before_it_is_read_whole_is_skipped_and_counted(
             await writer.close()
 
     run(main)
+
+
+def test_a_row_the_stream_sink_could_not_deliver_is_a_counted_drop_on_metrics(
+    pg_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The skipped row reaches /metrics as spanvisor_dropped_total{reason=
+    "stream_row_gone",sink="stream"}, as the stream's other drops do."""
+    from prometheus_client import generate_latest
+
+    from spanvisor.stream.sink import StreamSink
+    from spanvisor_prometheus.selfmetrics import SelfMetrics
+
+    from .conftest import make_ctx
+
+    url = pg_server.database()
+    items = [item_of(e) for e in task_stream(9, checkpoints=3)]
+    monkeypatch.setattr(eventfeed, "_ONE", eventfeed._ONE + " AND false")
+
+    async def main() -> None:
+        config = make_config(tmp_path, url, replica_id="r3", sinks=["postgres"])
+        ctx = make_ctx(config)
+        sink = StreamSink()
+        await sink.start(ctx)
+        writer = await PostgresEventFeed.open(config, {})  # this replica's earlier run: the sink holds none of it
+        await writer.start(lambda records: None)
+        try:
+            assert isinstance(sink.feed, PostgresEventFeed)
+            assert await writer.publish(items)
+            feed = sink.feed
+            await _until(lambda: feed.skipped_rows == len(items), "the sink's feed past the gone rows")
+            assert ctx.stats.value("dropped_total", reason="stream_row_gone", sink="stream") == len(items)
+            text = generate_latest(SelfMetrics(ctx.stats).registry).decode()
+            assert f'spanvisor_dropped_total{{reason="stream_row_gone",sink="stream"}} {float(len(items))}' in text
+        finally:
+            await writer.close()
+            await sink.shutdown(5.0)
+
+    run(main)

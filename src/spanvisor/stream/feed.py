@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 ENTRY_POINT_GROUP = "spanvisor.event_feeds"
 Deliver = Callable[[Sequence[tuple[int, Item]]], None]
+# Events of the stream a feed could not deliver (how many, why): the stream
+# sink counts them as drops (spanvisor_dropped_total{sink="stream"}).
+Lost = Callable[[int, str], None]
 log = logging.getLogger("spanvisor.stream")
 
 
@@ -33,8 +36,9 @@ class EventFeed(Protocol):
     # Names the position space: positions of two epochs are not comparable.
     epoch: str
 
-    async def start(self, deliver: Deliver) -> int:
-        """Begin delivering; returns the position the stream starts after."""
+    async def start(self, deliver: Deliver, lost: Lost | None = None) -> int:
+        """Begin delivering; returns the position the stream starts after.
+        ``lost`` is told of every recorded event the feed had to skip."""
         ...
 
     async def publish(self, items: Sequence[Item]) -> bool:
@@ -57,8 +61,8 @@ class MemoryFeed:
         self._next = 1
         self._deliver: Deliver | None = None
 
-    async def start(self, deliver: Deliver) -> int:
-        self._deliver = deliver
+    async def start(self, deliver: Deliver, lost: Lost | None = None) -> int:
+        self._deliver = deliver  # delivers in publish: nothing to lose
         return 0
 
     async def publish(self, items: Sequence[Item]) -> bool:
@@ -93,4 +97,4 @@ async def open_feed(choice: str, config: Config, shared: dict[str, Any]) -> Even
     return MemoryFeed()
 
 
-__all__ = ["ENTRY_POINT_GROUP", "Deliver", "EventFeed", "MemoryFeed", "feed_names", "open_feed"]
+__all__ = ["ENTRY_POINT_GROUP", "Deliver", "EventFeed", "Lost", "MemoryFeed", "feed_names", "open_feed"]

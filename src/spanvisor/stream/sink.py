@@ -91,7 +91,12 @@ class StreamSink(BaseSink):
             named = cfg if cfg.get("replica_id") or not ctx.replica_id else cfg.with_values(replica_id=ctx.replica_id)
             self.feed = await open_feed(feed_choice(cfg), named, ctx.shared)
         holder: list[Ring] = []
-        floor = await self.feed.start(lambda records: holder[0].append(records) if holder else None)
+        stats = ctx.stats
+
+        def lost(count: int, why: str) -> None:
+            stats.drop("stream_row_gone", count, sink=self.name, detail=why)
+
+        floor = await self.feed.start(lambda records: holder[0].append(records) if holder else None, lost)
         ring = Ring(self.feed.epoch, int(value(cfg, "stream_buffer")), float(value(cfg, "stream_buffer_age_s")), floor)
         holder.append(ring)
         self.ring = ring
