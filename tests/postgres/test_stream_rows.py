@@ -101,7 +101,7 @@ def test_stream_rows_postgresql_refuses_fail_alone(pg_server: Any, tmp_path: Pat
     quarantined), and the feed's own write raises for the stream's isolation."""
     url = pg_server.database()
     events = task_stream(6, checkpoints=4)
-    bad = [dataclasses.replace(item_of(e), data=b'{"x":"\x00"}') for e in events[:2]]
+    bad = [item_of(e)._replace(data=b'{"x":"\x00"}') for e in events[:2]]
 
     async def main() -> None:
         sink, feed = await _started(tmp_path, url)

@@ -29,7 +29,6 @@ import zlib
 from array import array
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import NamedTuple
 
 # The newest records kept as they are, and how many older ones are
@@ -41,9 +40,10 @@ BLOCK = 64
 _CACHED = 4
 
 
-@dataclass(frozen=True, slots=True)
-class Item:
-    """One event as the stream sends it, before it has a position."""
+class Item(NamedTuple):
+    """One event as the stream sends it, before it has a position. A named
+    tuple (immutable, built without a setattr per field): one is made for
+    every event the stream publishes."""
 
     event_id: str
     kind: str
@@ -57,8 +57,7 @@ class Record(NamedTuple):
     """An item at its position in the stream. Readers take the body from
     ``frame``; ``item`` is for the filters (its ``data`` is the body while the
     record is hot and empty once it was compressed). A named tuple, not a
-    frozen dataclass: one is made for every event of every replica, and a
-    tuple is built without a setattr per field."""
+    frozen dataclass: one is made for every event of every replica."""
 
     pos: int
     item: Item
