@@ -34,7 +34,7 @@ def test_a_hot_record_keeps_the_item_it_was_given_and_its_frame() -> None:
     # The newest records keep the item as it came (the body twice, for at
     # most `hot` records): no copy without its body is made for every event.
     ring = Ring("ep", size=100, age_s=60.0, hot=8, block=4)
-    items = [Item(f"e{i}", "checkpoint", f"t{i}", None, None, b'{"n": "\u00e9 %d"}' % i) for i in range(6)]
+    items = [Item(f"e{i}", "checkpoint", f"t{i}", None, None, b'{"n": "\\u00e9 %d"}' % i) for i in range(6)]
     ring.append(list(enumerate(items, start=1)))
     got = ring.after(0)
     assert got is not None
