@@ -28,20 +28,10 @@ The classification. A member span of a task goes to the tracker at its
 start (ids only) and its end; its root goes in as a :class:`StartedRoot`,
 read live by the tracker.
 
-Work that outlives its task's root (a span ending after the root ended, or
-starting under it afterwards) is handed over at its end like any member:
-the tracker reads it under the late-span rule (``tracking/late.py``: a
-``TaskCorrected`` when it changed the task's totals, as on the end-order
-paths) and counts it in ``late_spans_total``. A span that starts after the
-root ended is not handed over at its start (the task is closed); its end
-carries the task's stamp.
-
-A span that belongs to no task known at its start but carries a key
-spanvisor reads, an event or an error (or whose trace already sent one) goes
-to the tracker at its end, as on the exporter path: some instrumentations
-(OpenLLMetry's and OpenInference's LangChain ones) set the keys that make a
-span an agent span only after it starts, and its children must still reach
-its task.
+Late work (a span ending after its root ended, or starting under it
+afterwards) and a span of no task known at its start that carries a key
+spanvisor reads, an event or an error: see :mod:`spanvisor.otel.classify`
+(the tracker reads the first under the late-span rule, ``tracking/late.py``).
 
 Stamps, and a task's identity put back past the attribute limit: see
 :mod:`spanvisor.otel.stamp`.
@@ -81,6 +71,8 @@ TASK_NAME, TASK_ID, GEN_AI_OPERATION, OI_KIND, TL_KIND = (
     cv.OI_KIND,
     cv.TL_KIND,
 )
+# The stamp's other keys (all it can hold: see stamp_for), read by a member's on_start.
+TASK_ROOT, AGENT_ID = cv.TASK_ROOT, cv.AGENT_ID
 AGENT_OPS = cv.GEN_AI_AGENT_OPS
 
 
@@ -210,9 +202,8 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor, Replay):
         except Exception:  # never into the agent
             self._count("processor_errors_total")
 
-    def on_end(self, span: ReadableSpan) -> None:
-        """Not called: the instance's ``on_end`` is set in __init__."""
-        self._append(span)  # the SDK's ReadableSpan: an end (see _replay)
+    def on_end(self, span: ReadableSpan) -> None:  # not called: set in __init__
+        self._append(span)
 
     def _on_end_checked(self, span: ReadableSpan) -> None:
         """``on_end`` once a start was refused: the bound checked again,
@@ -248,17 +239,19 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor, Replay):
                     # A member of an open task, the usual span: its stamp
                     # written, its id remembered, the span itself appended.
                     if stamp.stamped:
-                        # write_direct inlined (the call was a fifth of this
-                        # hook): one update, the lock unless the span is of the root's
-                        # provider, which calls this first (see spanvisor.otel.stamp).
+                        # write_direct inlined: one update, the lock unless the
+                        # span's provider calls this first (Stamp.direct); three
+                        # ``not in`` cost half of a frozenset's isdisjoint.
                         attrs: Any = span._attributes
                         d = attrs._dict if type(attrs) is BoundedAttributes and attrs.max_value_len is None else None
                         if (
                             d is not None
                             and (attrs.maxlen is None or len(d) + stamp.count <= attrs.maxlen)
-                            and stamp.keys.isdisjoint(d)
+                            and TASK_ROOT not in d
+                            and TASK_ID not in d
+                            and AGENT_ID not in d
                         ):
-                            if self._ends_first and span._span_processor is stamp.source:
+                            if span._span_processor is stamp.direct:
                                 d.update(stamp.attrs)
                             else:
                                 with attrs._lock:
@@ -269,6 +262,10 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor, Replay):
                     self._append(("start", span))
                     return
             got = start(self._mine, span, parent, attrs_of(span), self._stamps, self._drop)
+            if type(got) is StartedRoot:
+                root = self._opened.get(span._context[1])  # type: ignore[index]
+                if root is not None and root.stamped and called_first(self, span):
+                    root.direct = root.source
             if got is UNKNOWN:
                 # No task known here: one the pipeline's thread classifies
                 # (begun before classifying started), or none at all.
@@ -297,8 +294,11 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor, Replay):
                         put_back_task(span, stamp, sid)
                 except Exception:  # the span still goes over
                     self._count("processor_errors_total")
-            if not stamp.ended and sid != stamp.root_id and len(self._items) < self._inbox.limit:
-                self._append(("end", span))  # a member of an open task, the usual span
+            if not stamp.ended and sid != stamp.root_id:
+                # A member of an open task, the usual span, unchecked: each
+                # span in ``_opened`` ends once, so the inbox holds at most its
+                # limit plus one per open span (as the defaults' plain ends).
+                self._append(("end", span))
                 return
             got = end(self._mine, span, ctx, stamp, None)
             if got is not None:

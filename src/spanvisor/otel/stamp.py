@@ -53,6 +53,7 @@ class Stamp:
         "_late",
         "attrs",
         "count",
+        "direct",
         "ended",
         "keys",
         "longest",
@@ -79,6 +80,12 @@ class Stamp:
         # The root's provider's span processors (the SDK's multi-processor):
         # whether any other may read its spans (see restored).
         self.source: Any = None
+        # ``source`` when this task is stamped and spanvisor's processor is
+        # the first its provider calls, else None: a member whose
+        # ``_span_processor`` is this gets the stamp without the lock (one
+        # identity check in ``on_start`` for the three it stands for; see
+        # write_direct). Set by the processor as the root starts.
+        self.direct: Any = None
 
     def late(self) -> Stamp:
         if self._late is None:

@@ -156,7 +156,13 @@ class StartedRoot:
         # dropped the identity then always sees the count that says so.
         # (Checking the count first and returning the live view let a copy
         # made later miss the identity with nothing put back: the task was
-        # lost.)
+        # lost.) No copy falls between the SDK's drop of the oldest key and
+        # its ``dropped += 1``: both happen in one section under the
+        # attributes' lock, and ``dict`` of the live view takes the keys
+        # through ``BoundedAttributes.__iter__``, which lists them under that
+        # lock while the span is open (a value read after it whose key went
+        # meanwhile raises KeyError: retried). Once ended the attributes are
+        # immutable: nothing drops.
         attrs = self.span.attributes
         for _ in range(3):  # the agent's thread may write meanwhile (as data._copy retries)
             try:
