@@ -3,14 +3,19 @@
 Run: ``.venv/bin/python benchmarks/bench_long_task.py`` (about a minute).
 Options: ``--children N`` (default 10,000), ``--reps N`` (default 3, medians
 reported), ``--every N`` spans the agent ends between two pumps (default
-50), ``--profile`` prints a cProfile of one long task's pumps, ``--quick``
+50), ``--poll-every N`` spans between two polls of the open roots (default
+500), ``--profile`` prints a cProfile of one long task's pumps, ``--quick``
 is a smoke run.
 
 A real SDK ``TracerProvider`` with ``SpanvisorSpanProcessor`` and a
 pipeline whose thread never starts: the benchmark plays the agent and,
 every ``--every`` spans, the pipeline thread (one ``_pump``, timed alone
 with this thread's CPU clock), so the pipeline reads the open root while
-the agent is still writing it, as it does in a real process. Every child is
+the agent is still writing it, as it does in a real process. The pipeline
+thread also re-reads the open roots (and expires what is due) once a second
+of wall time; here that is every ``--poll-every`` spans instead, as for an
+agent ending 500 spans a second, so every run does the same work and emits
+the same events however fast the machine is. Every child is
 a model call or a tool call (each makes the tracker re-read the open root
 up to its end, to order the root's checkpoints before it), and the agent
 adds a checkpoint to its root after every child and sets its progress every
@@ -39,6 +44,7 @@ import argparse
 import collections
 import cProfile
 import io
+import math
 import os
 import platform
 import pstats
@@ -82,7 +88,7 @@ class IdlePipeline(Pipeline):
 class Agent:
     """The agent's side and the timed pumps of one configuration."""
 
-    def __init__(self, event_limit: int | None, every: int) -> None:
+    def __init__(self, event_limit: int | None, every: int, poll_every: int = 500) -> None:
         limits = SpanLimits(max_events=event_limit) if event_limit is not None else SpanLimits()
         self.provider = TracerProvider(
             resource=Resource.create({"service.name": "bench"}), span_limits=limits, shutdown_on_exit=False
@@ -91,7 +97,9 @@ class Agent:
         self.provider.add_span_processor(SpanvisorSpanProcessor(pipeline=self.pipe))
         self.tracer: Tracer = self.provider.get_tracer("bench")
         self.every = every
+        self.poll_every = poll_every
         self.ended = 0
+        self.polled_at = 0
         self.cpu_ns = 0
         self.kinds: collections.Counter[str] = collections.Counter()
         self.prof: cProfile.Profile | None = None
@@ -110,6 +118,13 @@ class Agent:
             self.pump()
 
     def pump(self) -> None:
+        # The pipeline polls and expires when a second of wall time has
+        # passed since it last did: how often would follow the machine's
+        # speed. These pumps do it when poll_every spans have ended instead.
+        due = self.ended - self.polled_at >= self.poll_every
+        if due:
+            self.polled_at = self.ended
+        self.pipe._last_poll = self.pipe._last_expire = -math.inf if due else math.inf
         if self.prof is not None:
             self.prof.enable()
         c0 = time.thread_time_ns()
@@ -161,12 +176,14 @@ class Agent:
         self.provider.shutdown()
 
 
-def run(kind: str, children: int, event_limit: int | None, every: int, profile: bool = False) -> tuple[float, Agent]:
+def run(
+    kind: str, children: int, event_limit: int | None, every: int, poll_every: int, profile: bool = False
+) -> tuple[float, Agent]:
     """CPU ns per span on the pipeline thread, and the agent (its counts)."""
-    a = Agent(event_limit, every)
+    a = Agent(event_limit, every, poll_every)
     a.task(0, 20)  # warm-up, untimed: imports, the first priced call
     a.pump()
-    a.cpu_ns, a.ended, a.kinds = 0, 0, collections.Counter()
+    a.cpu_ns, a.ended, a.polled_at, a.kinds = 0, 0, 0, collections.Counter()
     if profile:
         a.prof = cProfile.Profile()
     spans = children + 1
@@ -240,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--children", type=int, default=10_000)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--every", type=int, default=50)
+    ap.add_argument("--poll-every", type=int, default=500)
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args(argv)
@@ -251,12 +269,13 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(reps):  # interleaved: drift on a shared machine hits every configuration alike
         for label, limit in limits.items():
             for kind in ("short", "long"):
-                per_span, a = run(kind, children, limit, max(1, args.every))
+                per_span, a = run(kind, children, limit, max(1, args.every), max(1, args.poll_every))
                 figures.setdefault((label, kind), []).append(per_span)
                 counts[(label, kind)] = a.kinds
     print(
         f"spanvisor bench_long_task: python {platform.python_version()}, {os.cpu_count()} CPUs, "
-        f"{children:,} children, a pump every {args.every} spans, {reps} reps (medians), "
+        f"{children:,} children, a pump every {args.every} spans, a poll every {args.poll_every}, "
+        f"{reps} reps (medians), "
         f"load {os.getloadavg()[0]:.1f}, {time.monotonic() - t0:.0f} s"
     )
     for label in limits:
@@ -285,7 +304,9 @@ def main(argv: list[str] | None = None) -> int:
         ev = ", ".join(f"{k} {v:,}" for k, v in sorted(end_kinds[kind].items()))
         print(f"{'':>22}{kind} events: {ev}")
     if args.profile:
-        _, a = run("long", children, limits["event limit raised"], max(1, args.every), profile=True)
+        _, a = run(
+            "long", children, limits["event limit raised"], max(1, args.every), max(1, args.poll_every), profile=True
+        )
         if a.prof is not None:
             print("\ncProfile of the long task's pumps (event limit raised), sorted by own time:")
             print(_top(a.prof))

@@ -2,6 +2,7 @@
 
 * The PostgreSQL fixtures live in tests/conftest_pg.py.
 * tests/deadline.py gives every test a deadline (``@pytest.mark.timeout_s``).
+* tests/threads.py fails a test that leaves a thread running.
 * :func:`require` is the one way to ask for a tool that may be missing: a
   skip with the install command on a developer's machine, a failure under CI,
   so nothing is skipped silently there.
@@ -16,7 +17,7 @@ from typing import NoReturn
 
 import pytest
 
-pytest_plugins = ["tests.conftest_pg", "tests.deadline"]
+pytest_plugins = ["tests.conftest_pg", "tests.deadline", "tests.threads"]
 
 # What installs each tool we may ask for. Debian packages for the binaries
 # (.ci/run installs them); pip extras for the Python side.

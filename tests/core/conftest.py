@@ -5,6 +5,7 @@ agent reads its decisions from)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 from spanvisor.config import Config
 from spanvisor.control import hub
 from spanvisor.testing import InMemorySink
+from tests.waiting import wait_until
 
 from ._sdk import Agent
 
@@ -38,4 +40,11 @@ def live(tmp_path: Path) -> Iterator[tuple[Agent, InMemorySink]]:
     # The agents read this process's Control: the first pipeline started.
     assert hub.current() is a.processor.pipeline.control, "a pipeline another test started is still running"
     yield a, memory
+    # A finished task's cancel watcher ends after its current poll of this
+    # pipeline; with the pipeline gone first, that poll waits out its timeout.
+    wait_until(
+        lambda: not any(t.name.startswith("spanvisor-cancel-") for t in threading.enumerate()),
+        30,
+        "the tasks' cancel watchers to end",
+    )
     a.close()

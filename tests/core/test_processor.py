@@ -275,6 +275,7 @@ def test_exporter_behind_a_batch_processor(memory: InMemorySink) -> None:
         assert events[-1].task.task_name == "invoke_agent planner"
         assert events[-1].task.input_tokens == 10
     finally:
+        provider.shutdown()
         exporter.pipeline.shutdown(2.0)
 
 

@@ -340,5 +340,14 @@ def test_the_shell_example_reports_its_task_to_the_end(served: Served, tmp_path:
     assert "Migrate billing" in shown and "100%" in shown and "sprocket" in shown
     thread = " ".join(served.thread(tid))
     assert "Applying the migration" in thread and "No activity" not in thread
-    [row] = db_rows(served.db_url, "SELECT agent_id, status FROM agent_tasks WHERE task_id = $1", tid)
+    # The audit writer is a sink of its own: its row may follow Slack's view.
+    [row] = wait_until(
+        lambda: [
+            r
+            for r in db_rows(served.db_url, "SELECT agent_id, status FROM agent_tasks WHERE task_id = $1", tid)
+            if r["status"] != "working"
+        ],
+        30,
+        "the task's row to leave working",
+    )
     assert row == {"agent_id": "sprocket", "status": "complete"}

@@ -39,7 +39,7 @@ from tests.fakes.slack_sender import Sent, SignedSender
 from tests.fakes.slack_store import Message
 from tests.waiting import wait_until
 
-from spanvisor.agent import ApprovalDecision, task
+from spanvisor.agent import task
 from spanvisor.events import question_digest
 from spanvisor.spans import conventions as cv
 from spanvisor_slack import actions as A
@@ -57,28 +57,31 @@ def _buttons(msg: Message) -> list[dict[str, Any]]:
 
 
 @dataclass
-class Agent:
-    """One task of the agent, on its own thread, blocked in request_approval."""
+class Waiter:
+    """An agent's task on its own thread: it asks approval a1, then holds its
+    task open until ``hold`` is set. It must end with its test (a thread left
+    waiting would export spans, and draw from the global ``random``, during
+    later tests): see :meth:`Served.end_waiters`."""
 
     task_id: str
-    result: list[ApprovalDecision] = field(default_factory=list)
-    finish: threading.Event = field(default_factory=threading.Event)
+    question: str
+    timeout: float
+    result: list[Any] = field(default_factory=list)
+    hold: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
 
-    def start(self, tracer: Tracer) -> Agent:
+    def start(self, tracer: Tracer, timed: bool = False) -> Waiter:
         def run() -> None:
             with task("Deploy", agent_id="rivet", task_id=self.task_id, tracer=tracer) as t:
-                self.result.append(t.request_approval("Apply the fix to prod?", timeout=120))
-                self.finish.wait(60)
+                started = time.monotonic()
+                self.result.append(t.request_approval(self.question, timeout=self.timeout))
+                if timed:
+                    self.result.append(time.monotonic() - started)
+                self.hold.wait(60)
 
         self.thread = threading.Thread(target=run, name=f"agent-{self.task_id}", daemon=True)
         self.thread.start()
         return self
-
-    def stop(self) -> None:
-        self.finish.set()
-        if self.thread is not None:
-            self.thread.join(30)
 
 
 @dataclass
@@ -87,16 +90,47 @@ class Served:
     slack: FakeSlackThread
     db_url: str
     tracer: Tracer
-    agents: list[Agent] = field(default_factory=list)
+    waiters: list[Waiter] = field(default_factory=list)
 
     @property
     def sender(self) -> SignedSender:
         return SignedSender(f"http://127.0.0.1:{self.serve.admin}", SIGNING_SECRET)
 
-    def agent(self, prefix: str) -> Agent:
-        a = Agent(f"{prefix}-{uuid.uuid4().hex[:8]}").start(self.tracer)
-        self.agents.append(a)
-        return a
+    def agent(self, prefix: str) -> Waiter:
+        """An agent asking "Apply the fix to prod?" with the default's long timeout."""
+        return self.asking(f"{prefix}-{uuid.uuid4().hex[:8]}", "Apply the fix to prod?", 120.0)
+
+    def asking(self, task_id: str, question: str, timeout: float, timed: bool = False) -> Waiter:
+        w = Waiter(task_id, question, timeout).start(self.tracer, timed)
+        self.waiters.append(w)
+        return w
+
+    def end_waiters(self) -> None:
+        """Release the agents a test left waiting (a rejection through the
+        control API, as a person would answer) and wait for their threads."""
+        waiters, self.waiters = self.waiters, []
+        for w in waiters:
+            if not w.result and w.thread is not None and w.thread.is_alive():
+                self.decide(w.task_id, {"action": "reject", "approval_id": "a1", "actor": "cleanup"})
+            w.hold.set()
+        for w in waiters:
+            if w.thread is not None:
+                w.thread.join(30)
+                assert not w.thread.is_alive(), f"the agent of {w.task_id} did not end"
+
+    def decide(self, task_id: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """POST a decision to serve's control API: its status and answer."""
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.serve.http}/v1/control/tasks/{task_id}/decisions",
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=20) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
 
     def parent(self, task_id: str) -> Message | None:
         parents: list[Message] = self.slack.parents()
@@ -201,14 +235,18 @@ def served(pg_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=serve.url, timeout=20)))
         env_ = Served(serve, slack, db_url, provider.get_tracer("agent"))
         yield env_
-        for a in env_.agents:
-            a.stop()
     finally:
         provider.shutdown()
         mp.undo()
         serve.stop()
         slack.close()
     assert "e2e-signing" not in "".join(p.read_text(errors="replace") for p in serve.logs), "the secret was logged"
+
+
+@pytest.fixture(autouse=True)
+def _agents_end_with_their_test(served: Served) -> Iterator[None]:
+    yield
+    served.end_waiters()
 
 
 def test_a_signed_click_on_the_parents_approve_button_releases_the_agent_and_every_sink_shows_it(
@@ -319,73 +357,48 @@ def _cli(served: Served, *argv: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _asking(served: Served, task_id: str, question: str, timeout: float, hold: threading.Event) -> list[Any]:
-    """An agent that asks ``question`` (approval a1) in its own run of ``task_id``."""
-    out: list[Any] = []
-
-    def run() -> None:
-        with task("Deploy", agent_id="rivet", task_id=task_id, tracer=served.tracer) as t:
-            started = time.monotonic()
-            out.append(t.request_approval(question, timeout=timeout))
-            out.append(time.monotonic() - started)
-            hold.wait(60)
-
-    threading.Thread(target=run, daemon=True).start()
-    return out
-
-
 def test_a_decision_on_a_task_nobody_asked_is_refused_and_never_approves_a_later_question(served: Served) -> None:
     tid = f"typo-{uuid.uuid4().hex[:6]}"
     early = _cli(served, "approve", tid, "a1", "--as", "alice")
     assert early.returncode == 1 and "unknown_task" in early.stderr, early
-    hold = threading.Event()
-    try:
-        result = _asking(served, tid, "Delete prod database?", 4.0, hold)
-        wait_until(lambda: result, 30, "the agent's own timeout")
-        decision, waited = result
-        assert decision.outcome == "timed_out" and waited >= 3.5, result
-        rows = served.rows(tid)
-        assert [(r["action"], r["outcome"], r["refusal"]) for r in rows] == [("approve", "denied", "unknown_task")]
-        parent = served.parent(tid)
-        assert parent is None or "Approved by" not in message_text(parent)
-    finally:
-        hold.set()
+    result = served.asking(tid, "Delete prod database?", 4.0, timed=True).result
+    wait_until(lambda: result, 30, "the agent's own timeout")
+    decision, waited = result
+    assert decision.outcome == "timed_out" and waited >= 3.5, result
+    rows = served.rows(tid)
+    assert [(r["action"], r["outcome"], r["refusal"]) for r in rows] == [("approve", "denied", "unknown_task")]
+    parent = served.parent(tid)
+    assert parent is None or "Approved by" not in message_text(parent)
 
 
 def test_approvals_lists_the_request_and_its_command_answers_it(served: Served) -> None:
     tid = f"list-{uuid.uuid4().hex[:6]}"
-    hold = threading.Event()
-    try:
-        result = _asking(served, tid, "Rotate the <prod> keys?", 120.0, hold)
+    result = served.asking(tid, "Rotate the <prod> keys?", 120.0).result
 
-        def listed() -> list[dict[str, Any]]:
-            out = _cli(served, "approvals", "--json")
-            return (
-                [x for x in json.loads(out.stdout)["approvals"] if x["task_id"] == tid] if out.returncode == 0 else []
-            )
+    def listed() -> list[dict[str, Any]]:
+        out = _cli(served, "approvals", "--json")
+        return [x for x in json.loads(out.stdout)["approvals"] if x["task_id"] == tid] if out.returncode == 0 else []
 
-        [item] = wait_until(listed, 30, "the request in spanvisor approvals")
-        assert item["question"] == "Rotate the <prod> keys?" and item["agent_id"] == "rivet"
-        assert item["timeout_s"] == 120.0 and item["digest"] == question_digest("Rotate the <prod> keys?")
-        table = _cli(served, "approvals", "--agent", "rivet")
-        assert table.returncode == 0 and tid in table.stdout and "Rotate the <prod> keys?" in table.stdout
-        assert item["answer"] in table.stdout
-        # The exact command printed answers it.
-        argv = shlex.split(item["answer"])[1:]
-        ok = _cli(served, *argv, "--as", "alice")
-        assert ok.returncode == 0 and "Approved" in ok.stdout, ok
-        wait_until(lambda: result, 30, "the agent to be released")
-        assert result[0].approved and result[0].by == "alice"
-        wait_until(lambda: not listed(), 30, "the request to leave the list")
-        [row] = wait_until(lambda: served.rows(tid), 30, "the row")
-        assert (row["question"], row["question_digest"], row["agent_id"], row["source"]) == (
-            "Rotate the <prod> keys?",
-            item["digest"],
-            "rivet",
-            "cli",
-        )
-    finally:
-        hold.set()
+    [item] = wait_until(listed, 30, "the request in spanvisor approvals")
+    assert item["question"] == "Rotate the <prod> keys?" and item["agent_id"] == "rivet"
+    assert item["timeout_s"] == 120.0 and item["digest"] == question_digest("Rotate the <prod> keys?")
+    table = _cli(served, "approvals", "--agent", "rivet")
+    assert table.returncode == 0 and tid in table.stdout and "Rotate the <prod> keys?" in table.stdout
+    assert item["answer"] in table.stdout
+    # The exact command printed answers it.
+    argv = shlex.split(item["answer"])[1:]
+    ok = _cli(served, *argv, "--as", "alice")
+    assert ok.returncode == 0 and "Approved" in ok.stdout, ok
+    wait_until(lambda: result, 30, "the agent to be released")
+    assert result[0].approved and result[0].by == "alice"
+    wait_until(lambda: not listed(), 30, "the request to leave the list")
+    [row] = wait_until(lambda: served.rows(tid), 30, "the row")
+    assert (row["question"], row["question_digest"], row["agent_id"], row["source"]) == (
+        "Rotate the <prod> keys?",
+        item["digest"],
+        "rivet",
+        "cli",
+    )
 
 
 def test_a_request_expires_on_the_server_and_its_buttons_go(served: Served) -> None:
@@ -417,25 +430,20 @@ def test_a_stale_button_is_refused(served: Served) -> None:
     question. Run 1's button (its run, its question's digest) is refused, and
     so is a button that names run 2 with run 1's question."""
     tid = f"stale-{uuid.uuid4().hex[:6]}"
-    hold1 = threading.Event()
-    first = _asking(served, tid, "Deploy to staging?", 2.0, hold1)
+    run1 = served.asking(tid, "Deploy to staging?", 2.0)
     parent, old = wait_until(lambda: served.button(tid, A.APPROVE), 60, "run 1's Approve button")
-    wait_until(lambda: first, 30, "run 1 to time out")
-    hold1.set()
-    hold2 = threading.Event()
-    try:
-        second = _asking(served, tid, "Deploy to PROD?", 120.0, hold2)
-        run2 = wait_until(lambda: _run2(served, tid, json.loads(old["value"])["r"]), 30, "run 2's request")
-        stale = served.post(served.click(parent, old, APPROVER, "alice"))
-        assert stale.status == 200
-        forged = {**old, "value": json.dumps({**json.loads(old["value"]), "r": run2}, separators=(",", ":"))}
-        assert served.post(served.click(parent, forged, APPROVER, "alice")).status == 200
-        rows = wait_until(lambda: len(served.rows(tid)) >= 2 and served.rows(tid), 30, "both refusals audited")
-        assert sorted(r["refusal"] for r in rows) == ["digest_mismatch", "expired"], rows
-        assert all(r["outcome"] == "denied" for r in rows)
-        assert second == [], "run 2 was approved by a button of another question"
-    finally:
-        hold2.set()
+    wait_until(lambda: run1.result, 30, "run 1 to time out")
+    run1.hold.set()
+    second = served.asking(tid, "Deploy to PROD?", 120.0).result
+    run2 = wait_until(lambda: _run2(served, tid, json.loads(old["value"])["r"]), 30, "run 2's request")
+    stale = served.post(served.click(parent, old, APPROVER, "alice"))
+    assert stale.status == 200
+    forged = {**old, "value": json.dumps({**json.loads(old["value"]), "r": run2}, separators=(",", ":"))}
+    assert served.post(served.click(parent, forged, APPROVER, "alice")).status == 200
+    rows = wait_until(lambda: len(served.rows(tid)) >= 2 and served.rows(tid), 30, "both refusals audited")
+    assert sorted(r["refusal"] for r in rows) == ["digest_mismatch", "expired"], rows
+    assert all(r["outcome"] == "denied" for r in rows)
+    assert second == [], "run 2 was approved by a button of another question"
 
 
 def _run2(served: Served, tid: str, run1: str) -> str | None:
@@ -447,27 +455,11 @@ def _run2(served: Served, tid: str, run1: str) -> str | None:
 
 def test_while_an_agent_waits_a_made_up_approval_and_a_retry_are_refused(served: Served) -> None:
     tid = f"wait-{uuid.uuid4().hex[:6]}"
-    hold = threading.Event()
-    try:
-        result = _asking(served, tid, "Migrate?", 120.0, hold)
-        wait_until(lambda: served.button(tid, A.APPROVE), 60, "the request")
-        base = f"http://127.0.0.1:{served.serve.http}/v1/control/tasks/{tid}/decisions"
-
-        def post(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-            req = urllib.request.Request(
-                base, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"}
-            )
-            try:
-                with urllib.request.urlopen(req, timeout=20) as resp:
-                    return resp.status, json.loads(resp.read())
-            except urllib.error.HTTPError as exc:
-                return exc.code, json.loads(exc.read())
-
-        assert post({"action": "approve", "approval_id": "zz", "actor": "alice"})[0] == 404
-        status, doc = post({"action": "retry", "actor": "alice"})
-        assert (status, doc["code"]) == (409, "still_running"), doc
-        assert result == [] and served.decisions(tid) == []
-        rows = wait_until(lambda: len(served.rows(tid)) == 2 and served.rows(tid), 30, "both refusals audited")
-        assert sorted(r["refusal"] for r in rows) == ["still_running", "unknown_request"]
-    finally:
-        hold.set()
+    result = served.asking(tid, "Migrate?", 120.0).result
+    wait_until(lambda: served.button(tid, A.APPROVE), 60, "the request")
+    assert served.decide(tid, {"action": "approve", "approval_id": "zz", "actor": "alice"})[0] == 404
+    status, doc = served.decide(tid, {"action": "retry", "actor": "alice"})
+    assert (status, doc["code"]) == (409, "still_running"), doc
+    assert result == [] and served.decisions(tid) == []
+    rows = wait_until(lambda: len(served.rows(tid)) == 2 and served.rows(tid), 30, "both refusals audited")
+    assert sorted(r["refusal"] for r in rows) == ["still_running", "unknown_request"]
