@@ -235,15 +235,20 @@ def lookup(table: tuple[Provider, ...], model_ref: str, provider_id: str | None,
         if start is None or day >= date.fromisoformat(start):
             chosen = four
             break
-    return _Price(*(None if v is None else Decimal(v) for v in chosen))
+    per_in, per_out, read, write = (None if v is None else Decimal(v) for v in chosen)
+    return _Price(per_in, per_out, read, write)
 
 
 class _Price:
-    __slots__ = PRICE_KEYS
+    """The four prices under genai-prices' names (what flat_prices reads)."""
 
-    def __init__(self, *values: Decimal | None) -> None:
-        for key, value in zip(PRICE_KEYS, values, strict=True):
-            setattr(self, key, value)
+    def __init__(
+        self, per_in: Decimal | None, per_out: Decimal | None, read: Decimal | None, write: Decimal | None
+    ) -> None:
+        self.input_mtok = per_in
+        self.output_mtok = per_out
+        self.cache_read_mtok = read
+        self.cache_write_mtok = write
 
 
 __all__ = ["PRICE_KEYS", "Provider", "build", "export", "find", "load", "lookup", "matches"]
