@@ -190,8 +190,9 @@ def _match(table: tuple[Provider, ...], p: Provider, model_ref: str, fall_back: 
     if fall_back:
         for pid in p[3]:
             other = next((q for q in table if q[0] == pid), None)
-            if other is not None and (m := _match(table, other, model_ref, False)):
-                return m
+            found = None if other is None else _match(table, other, model_ref, False)
+            if found is not None:
+                return found
     return None
 
 
