@@ -104,12 +104,12 @@ class Pricer:
         read, write = min(read, t_in), min(write, max(0, t_in - read))
         day = int(end_ns // DAY_NS) if end_ns > 0 else -1
         try:
-            rates = self._rates.get((model, provider, day), _MISSING)
+            rates: FlatPrices | None = self._rates.get((model, provider, day), _MISSING)
             if rates is _MISSING:
                 # genai-prices' own calculation, once per model, provider and
                 # day (prices change by date): ~150 us a call was a third of
                 # the pipeline thread's time under an all-agent load.
-                listed = None
+                listed: Any = None
                 if self._table is not None:
                     when = datetime.fromtimestamp(end_ns / 1e9, UTC) if end_ns > 0 else datetime.now(UTC)
                     listed = pricetable.lookup(self._table, model, provider, when.date())
