@@ -104,7 +104,7 @@ class Pricer:
         read, write = min(read, t_in), min(write, max(0, t_in - read))
         day = int(end_ns // DAY_NS) if end_ns > 0 else -1
         try:
-            rates: FlatPrices | None = self._rates.get((model, provider, day), _MISSING)
+            rates: Any = self._rates.get((model, provider, day), _MISSING)
             if rates is _MISSING:
                 # genai-prices' own calculation, once per model, provider and
                 # day (prices change by date): ~150 us a call was a third of
