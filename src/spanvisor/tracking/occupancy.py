@@ -75,13 +75,23 @@ class Occupancy:
 new_occupancy = slot_builder(Occupancy)
 
 
+class Conversation:
+    """One conversation's latest call and its last HISTORY calls, (start,
+    tokens) in start order: one object a conversation, not an entry in
+    each of two dicts (a one-entry dict is 184 bytes in every open task)."""
+
+    __slots__ = ("latest", "points")
+
+    def __init__(self, latest: Occupancy | None) -> None:
+        self.latest = latest
+        self.points: list[tuple[int, int]] = []
+
+
 @dataclass(slots=True)  # one in every task: no __dict__
 class Conversations:
     """The latest call of each conversation of one task (bounded)."""
 
-    latest: dict[str, Occupancy] = field(default_factory=dict)
-    # The last HISTORY calls of each conversation, (start, tokens), in start order.
-    history: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    by_key: dict[str, Conversation] = field(default_factory=dict)
     last_end_ns: int = -1
     # fullest() as of the last record (it is asked twice per call); None: stale.
     _fullest: tuple[str, Occupancy] | None = field(default=None, repr=False)
@@ -92,21 +102,28 @@ class Conversations:
         conversation keeps the occupancy (a call that arrived out of order)."""
         self._fullest_known = False
         self.last_end_ns = max(self.last_end_ns, occ.end_ns)
-        points = self.history.setdefault(key, [])
+        conv = self.by_key.get(key)
+        if conv is None:
+            conv = self.by_key[key] = Conversation(None)
+        points = conv.points
         points.append((occ.start_ns, occ.tokens))
         if len(points) > 1 and points[-2] > points[-1]:
             points.sort()  # only a call that arrived out of order needs it
         if len(points) > HISTORY:
             del points[:-HISTORY]
-        known = self.latest.get(key)
+        known = conv.latest
         if known is not None and known.order > occ.order:
             return False
-        self.latest[key] = occ
-        if len(self.latest) > MAX_CONVERSATIONS:
-            oldest = min(self.latest, key=lambda k: self.latest[k].end_ns)
-            del self.latest[oldest]
-            self.history.pop(oldest, None)
+        conv.latest = occ
+        if len(self.by_key) > MAX_CONVERSATIONS:
+            oldest = min(self.by_key, key=lambda k: _end_of(self.by_key[k]))
+            del self.by_key[oldest]
         return True
+
+    def points(self, key: str) -> list[tuple[int, int]]:
+        """The conversation's last HISTORY calls, (start, tokens), in start order."""
+        conv = self.by_key.get(key)
+        return [] if conv is None else conv.points
 
     def fullest(self) -> tuple[str, Occupancy] | None:
         """The fullest conversation still active, or None before any call."""
@@ -118,8 +135,9 @@ class Conversations:
         horizon = self.last_end_ns - int(ACTIVE_S * 1e9)
         best: tuple[str, Occupancy] | None = None
         best_rank: tuple[float, int, int, str, str] = (-1.0, -1, -1, "", "")
-        for key, occ in self.latest.items():
-            if occ.end_ns < horizon:
+        for key, conv in self.by_key.items():
+            occ = conv.latest
+            if occ is None or occ.end_ns < horizon:
                 continue
             ratio = occ.ratio
             # Ties go to the later call, then by ids: never by arrival order.
@@ -131,7 +149,7 @@ class Conversations:
     def calls_to(self, key: str, tokens: int) -> tuple[int, float | None] | None:
         """(calls, seconds) until the conversation reaches ``tokens`` at its
         recent rate, or None when its trend says nothing (see the module doc)."""
-        points = self.history.get(key, [])
+        points = self.points(key)
         if len(points) < MIN_CALLS:
             return None
         steps = sorted([b[1] - a[1] for a, b in itertools.pairwise(points)])
@@ -146,6 +164,10 @@ class Conversations:
         calls = math.ceil(left / per_call)
         gap_ns = (points[-1][0] - points[0][0]) / (len(points) - 1)
         return calls, (calls * gap_ns / 1e9 if gap_ns > 0 else None)
+
+
+def _end_of(conv: Conversation) -> int:
+    return -1 if conv.latest is None else conv.latest.end_ns
 
 
 @dataclass(slots=True)  # one in every task: no __dict__
@@ -193,4 +215,13 @@ class LevelGate:
         return None
 
 
-__all__ = ["ACTIVE_S", "FORECAST_CALLS", "HYSTERESIS", "MIN_CALLS", "Conversations", "LevelGate", "Occupancy"]
+__all__ = [
+    "ACTIVE_S",
+    "FORECAST_CALLS",
+    "HYSTERESIS",
+    "MIN_CALLS",
+    "Conversation",
+    "Conversations",
+    "LevelGate",
+    "Occupancy",
+]

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from spanvisor.spans import conventions as cv
 from spanvisor.spans import sanitize as sz
+from spanvisor.tracking import pricetable
 from spanvisor.tracking.flatprices import FlatPrices, dollars, flat_prices
 
 log = logging.getLogger("spanvisor.cost")
@@ -46,6 +47,8 @@ class Pricer:
         self._unknown: set[tuple[str, str | None]] = set()
         # (model, provider, UTC day) -> flat prices, or None for tiered ones
         self._rates: dict[tuple[str, str | None, int], FlatPrices | None] = {}
+        # genai-prices' models as plain data (:mod:`.pricetable`), once warmed
+        self._table: tuple[pricetable.Provider, ...] | None = None
 
     def price(self, attrs: Mapping[str, Any], model: str | None, t_in: int, t_out: int, end_ns: int) -> CallCost:
         reported = cv.reported_cost(attrs)
@@ -71,9 +74,17 @@ class Pricer:
         return self._genai_prices(model, provider, t_in, read, write, t_out, end_ns)
 
     def warm(self) -> None:
-        """Import genai-prices and price one call now, off the hot path: for
-        a receiver, before it accepts spans (its first model call otherwise
-        stalls the pipeline thread ~0.3 s on the import). Never in an agent."""
+        """Read genai-prices' models now, off the hot path: for a receiver,
+        before it accepts spans (its first model call otherwise stalls the
+        pipeline thread ~0.3 s on the import). They are read in a child
+        process (:mod:`.pricetable`), so that this process never holds
+        genai-prices; should that fail, genai-prices is imported here, as
+        without the table. Never in an agent."""
+        try:
+            self._table = pricetable.build()
+            return
+        except Exception as exc:
+            log.info("genai-prices read in this process (its table's process failed: %s)", exc)
         try:
             self._calc_price("gpt-4o", "openai", 1, 0, 0, 1, 0)
         except Exception as exc:  # pricing then says why on its first call
@@ -93,17 +104,26 @@ class Pricer:
         read, write = min(read, t_in), min(write, max(0, t_in - read))
         day = int(end_ns // DAY_NS) if end_ns > 0 else -1
         try:
-            rates = self._rates.get((model, provider, day), _MISSING)
+            rates: Any = self._rates.get((model, provider, day), _MISSING)
             if rates is _MISSING:
                 # genai-prices' own calculation, once per model, provider and
                 # day (prices change by date): ~150 us a call was a third of
                 # the pipeline thread's time under an all-agent load.
-                result = self._calc_price(model, provider, t_in, read, write, t_out, end_ns)
-                rates = flat_prices(result.model_price)
+                listed: Any = None
+                if self._table is not None:
+                    when = datetime.fromtimestamp(end_ns / 1e9, UTC) if end_ns > 0 else datetime.now(UTC)
+                    listed = pricetable.lookup(self._table, model, provider, when.date())
+                if listed is not None:
+                    rates = flat_prices(listed)
+                else:  # no table, or prices the table does not hold
+                    result = self._calc_price(model, provider, t_in, read, write, t_out, end_ns)
+                    rates = flat_prices(result.model_price)
+                    if rates is None:
+                        if len(self._rates) < 4096:
+                            self._rates[(model, provider, day)] = rates
+                        return CallCost(float(result.total_price), "genai-prices")
                 if len(self._rates) < 4096:
                     self._rates[(model, provider, day)] = rates
-                if rates is None:
-                    return CallCost(float(result.total_price), "genai-prices")
             if rates is None:  # tiered or unusual prices: genai-prices decides every call
                 result = self._calc_price(model, provider, t_in, read, write, t_out, end_ns)
                 return CallCost(float(result.total_price), "genai-prices")

@@ -108,7 +108,7 @@ class TaskContext:
         if level is None:
             return None
         target = math.ceil(level * limit)
-        points = self.conversations.history.get(key)
+        points = self.conversations.points(key)
         if (
             points
             and 0 <= (rise := points[-1][1] - points[0][1]) < 1 << 40
