@@ -18,6 +18,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+from tests.waiting import wait_until
 
 from conftest import (
     RunningReceiver,
@@ -335,8 +336,12 @@ def test_readyz_follows_the_real_pipeline(tmp_path: Path) -> None:
     pipeline = Pipeline(config=config, sinks=[FailsToStart()], path="receiver").start()
     r = RunningReceiver(pipeline, local_settings(tmp_path))
     try:
-        status, text = _get(r.admin_url + "/readyz")
-        assert status == 503 and b"fails-to-start" in text, text
+
+        def names_it() -> bool:
+            status, text = _get(r.admin_url + "/readyz")
+            return status == 503 and b"fails-to-start" in text
+
+        wait_until(names_it, 30, "readyz naming the sink that failed to start")
         assert _get(r.admin_url + "/healthz")[0] == 200  # alive all the same
     finally:
         r.close()

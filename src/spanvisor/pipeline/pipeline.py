@@ -174,11 +174,13 @@ class Pipeline:
     def ready(self) -> tuple[bool, str]:
         """Whether every sink started and every durable sink can write now
         (its ``health()``), with the reason when not. Any thread; no I/O."""
-        if not self._ready.is_set():
-            return False, "sinks starting"
+        # A sink that failed is named at once, not after the rest of the
+        # start (the price table's read can take a second).
         failed = [w.name for w in self._workers if w.start_error]
         if failed:
             return False, "sinks failed to start: " + ", ".join(failed)
+        if not self._ready.is_set():
+            return False, "sinks starting"
         for w in self._workers:
             if w.durable:
                 ok, why = w.health()

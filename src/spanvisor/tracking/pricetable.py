@@ -23,6 +23,7 @@ import json
 import re
 import subprocess
 import sys
+import threading
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -102,9 +103,25 @@ def main() -> None:
 # -- in the receiver: read back, and looked up as genai-prices does --------------
 
 
+# Read once per interpreter: the table is immutable, and a process that
+# starts several pipelines (the test suite, replicas in one process) would
+# otherwise pay the child's second each time.
+_BUILT: dict[str, tuple[Provider, ...]] = {}
+_BUILT_LOCK = threading.Lock()
+
+
 def build(timeout_s: float = 120.0) -> tuple[Provider, ...]:
-    """The table, from a child process; raises (with the child's error) when
-    genai-prices cannot be imported or read there."""
+    """The table, from a child process (once per interpreter); raises (with
+    the child's error) when genai-prices cannot be imported or read there."""
+    with _BUILT_LOCK:
+        table = _BUILT.get(sys.executable)
+        if table is None:
+            table = _from_child(timeout_s)
+            _BUILT[sys.executable] = table
+        return table
+
+
+def _from_child(timeout_s: float) -> tuple[Provider, ...]:
     done = subprocess.run(
         [sys.executable, "-c", "from spanvisor.tracking.pricetable import main; main()"],
         capture_output=True,
