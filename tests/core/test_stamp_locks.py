@@ -131,3 +131,26 @@ def test_a_copy_of_a_live_root_waits_for_the_sdks_drop_and_its_count() -> None:
     assert not copier.is_alive()
     assert got[cv.TASK_NAME] == "nightly" and got[cv.AGENT_ID] == "rivet"
     root.end()
+
+
+def test_members_that_end_after_the_processor_shut_down_are_not_kept() -> None:
+    # An agent may go on using its tracers after its app shut spanvisor down:
+    # nothing drains the inbox then, so its spans must not pile up in it.
+    config = Config.load(env={}, extra=()).with_values(stamp_spans="on")
+    proc = SpanvisorSpanProcessor(sinks=[InMemorySink()], config=config)
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(proc)
+    tracer = provider.get_tracer("agent")
+    try:
+        root = tracer.start_span(
+            "invoke_agent rivet", attributes={cv.GEN_AI_OPERATION: "invoke_agent", cv.AGENT_ID: "rivet"}
+        )
+        ctx = trace.set_span_in_context(root)
+        proc.shutdown()
+        held = len(proc._items)
+        for _ in range(200):
+            tracer.start_span("tool", context=ctx).end()
+        assert len(proc._items) <= held
+        root.end()
+    finally:
+        provider.shutdown()

@@ -294,10 +294,10 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor, Replay):
                         put_back_task(span, stamp, sid)
                 except Exception:  # the span still goes over
                     self._count("processor_errors_total")
-            if not stamp.ended and sid != stamp.root_id:
-                # A member of an open task, the usual span, unchecked: each
-                # span in ``_opened`` ends once, so the inbox holds at most its
-                # limit plus one per open span (as the defaults' plain ends).
+            if not stamp.ended and sid != stamp.root_id and self._inbox.limit:
+                # A member of an open task, unchecked: each span in ``_opened``
+                # ends once, so the inbox holds its limit plus one per open span
+                # (a closed inbox, limit 0, refuses and counts them below).
                 self._append(("end", span))
                 return
             got = end(self._mine, span, ctx, stamp, None)
