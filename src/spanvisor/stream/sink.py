@@ -19,6 +19,7 @@ that serves a control API adds it with :func:`attach`.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -96,7 +97,16 @@ class StreamSink(BaseSink):
         def lost(count: int, why: str) -> None:
             stats.drop("stream_row_gone", count, sink=self.name, detail=why)
 
-        floor = await self.feed.start(lambda records: holder[0].append(records) if holder else None, lost)
+        def deliver(records: Any) -> None:
+            if holder:
+                holder[0].append(records)
+
+        # ``lost`` came after the protocol's first version: a feed whose
+        # ``start`` takes only ``deliver`` is started as before.
+        if "lost" in _parameters(self.feed.start):
+            floor = await self.feed.start(deliver, lost)
+        else:
+            floor = await self.feed.start(deliver)
         ring = Ring(self.feed.epoch, int(value(cfg, "stream_buffer")), float(value(cfg, "stream_buffer_age_s")), floor)
         holder.append(ring)
         self.ring = ring
@@ -169,6 +179,13 @@ def find(pipeline: Any) -> StreamSink | None:
         if isinstance(sink, StreamSink):
             return sink
     return None
+
+
+def _parameters(fn: Any) -> set[str]:
+    try:
+        return set(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):  # no signature to read: the first version's call
+        return set()
 
 
 __all__ = ["StreamSink", "attach", "feed_choice", "find", "item_of"]
