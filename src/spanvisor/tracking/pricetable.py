@@ -107,6 +107,7 @@ def main() -> None:
 # starts several pipelines (the test suite, replicas in one process) would
 # otherwise pay the child's second each time.
 _BUILT: dict[str, tuple[Provider, ...]] = {}
+_FAILED: dict[str, Exception] = {}
 _BUILT_LOCK = threading.Lock()
 
 
@@ -114,16 +115,23 @@ def build(timeout_s: float = 120.0) -> tuple[Provider, ...]:
     """The table, from a child process (once per interpreter); raises (with
     the child's error) when genai-prices cannot be imported or read there."""
     with _BUILT_LOCK:
+        failed = _FAILED.get(sys.executable)
+        if failed is not None:  # a child that failed once fails again: not every pipeline's second
+            raise failed
         table = _BUILT.get(sys.executable)
         if table is None:
-            table = _from_child(timeout_s)
+            try:
+                table = _from_child(timeout_s)
+            except Exception as exc:
+                _FAILED[sys.executable] = exc
+                raise
             _BUILT[sys.executable] = table
         return table
 
 
 def _from_child(timeout_s: float) -> tuple[Provider, ...]:
     done = subprocess.run(
-        [sys.executable, "-c", "from spanvisor.tracking.pricetable import main; main()"],
+        [sys.executable, "-P", "-c", "from spanvisor.tracking.pricetable import main; main()"],
         capture_output=True,
         timeout=timeout_s,
         check=False,
