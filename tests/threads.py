@@ -64,7 +64,9 @@ def _target(t: threading.Thread) -> tuple[str, str]:
 
 
 def exempt(t: threading.Thread) -> bool:
-    return t is threading.main_thread() or _target(t) in EXEMPT_TARGETS
+    # A native thread seen from Python cannot be joined (nor ended from here).
+    dummy = isinstance(t, threading._DummyThread)
+    return t is threading.main_thread() or dummy or _target(t) in EXEMPT_TARGETS
 
 
 def _claim(owner: Owner) -> None:

@@ -42,9 +42,11 @@ def live(tmp_path: Path) -> Iterator[tuple[Agent, InMemorySink]]:
     yield a, memory
     # A finished task's cancel watcher ends after its current poll of this
     # pipeline; with the pipeline gone first, that poll waits out its timeout.
-    wait_until(
-        lambda: not any(t.name.startswith("spanvisor-cancel-") for t in threading.enumerate()),
-        30,
-        "the tasks' cancel watchers to end",
-    )
-    a.close()
+    try:
+        wait_until(
+            lambda: not any(t.name.startswith("spanvisor-cancel-") for t in threading.enumerate()),
+            30,
+            "the tasks' cancel watchers to end",
+        )
+    finally:
+        a.close()

@@ -172,10 +172,8 @@ class Pipeline:
         return self._ready.wait(timeout_s)
 
     def ready(self) -> tuple[bool, str]:
-        """Whether every sink started and every durable sink can write now
-        (its ``health()``), with the reason when not. Any thread; no I/O."""
-        # A sink that failed is named at once, not after the rest of the
-        # start (the price table's read can take a second).
+        """Whether every sink started and every durable sink can write now,
+        with the reason (a failed sink's at once). Any thread; no I/O."""
         failed = [w.name for w in self._workers if w.start_error]
         if failed:
             return False, "sinks failed to start: " + ", ".join(failed)
