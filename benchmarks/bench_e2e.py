@@ -27,6 +27,11 @@ Starts its own embedded PostgreSQL (fsync on) in a temporary directory.
    dropped (``spanvisor_dropped_total`` on serve's /metrics): a sink that
    is not durable (the event stream) drops when it falls behind instead of
    slowing admission, which the persisted figure alone would not show.
+   And where the CPU went while sending (``_cpuwatch``): serve's threads
+   together and its busiest one (the pipeline's), PostgreSQL's processes,
+   and this client, in cores: one thread near 1.0 is the pipeline's limit,
+   serve's threads near 1.0 the GIL's, a sum near the core count the
+   machine's.
 
 It reports spanvisor's figures only: no other product is run or quoted.
 """
@@ -57,6 +62,7 @@ from agent_traces import request_for  # type: ignore[import-not-found]  # noqa: 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest  # noqa: E402
 from tests.fakes.slack_api import FakeSlack  # noqa: E402
 
+from _cpuwatch import cores, snapshot  # noqa: E402
 from _payloads import MIXES, Template, check_unique  # noqa: E402
 from _rowcount import Counter  # noqa: E402
 from spanvisor.events import ArtifactAdded, Checkpoint, ContextWarning, TaskFinished  # noqa: E402
@@ -297,9 +303,12 @@ def throughput(
     threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
     for t in threads:
         t.start()
+    time.sleep(min(0.5, seconds / 4))  # past the first requests' start-up
+    cpu_from = snapshot([proc.pid for proc, _ in servers])
     for t in threads:
         t.join()
     sent_s = time.monotonic() - t0
+    cpu = cores(cpu_from, snapshot([proc.pid for proc, _ in servers]))
     acked = int(state["acked"])
     want_rows, want_done = acked * per_rows, acked * per_tasks
     rows = done = 0
@@ -331,6 +340,7 @@ def throughput(
         "dropped": lost,
         "offered_s": spans / sent_s,
         "bodies_left": len(bodies) - state["next"],
+        **{f"cpu_{k}": v for k, v in cpu.items()},
     }
 
 
@@ -403,6 +413,10 @@ def main() -> None:
             "persisted "
             f"({r['rows_s']:,.0f} timeline rows/s; {int(r['refused'])} 503s, {r['waited']:.1f} s waited on "
             f"Retry-After; {int(r['dropped']):,} events dropped by a sink)"
+        )
+        print(
+            f"{'':<11}CPU while sending, in cores: serve {r['cpu_serve']:.2f} (its busiest thread "
+            f"{r['cpu_busiest']:.2f}), PostgreSQL {r['cpu_postgres']:.2f}, this client {r['cpu_client']:.2f}"
         )
 
 
