@@ -28,10 +28,11 @@ import pytest
 
 # The embedded servers' files go to RAM when it has room for them: fsync is
 # off, so a disk only ever got them to delete them again, and once written
-# back, deleting a session's cluster (hundreds of databases of ~12 MB)
+# back, deleting a session's cluster (1.4 GB: over a hundred databases)
 # took two minutes of the suite's time on a VM's disk (tmpfs: a second).
 SHM = Path("/dev/shm")
-# Free bytes /dev/shm must have: what a whole session's cluster needs, twice.
+# Free bytes /dev/shm must have: four times what a whole session's cluster
+# reached (1.4 GB, every test module's databases and the template).
 SHM_NEEDS = 6 * 2**30
 PREFIXES = ("spanvisor-test-pg-", "spanvisor-outage-")
 
