@@ -13,9 +13,11 @@ every ``--every`` spans, the pipeline thread (one ``_pump``, timed alone
 with this thread's CPU clock), so the pipeline reads the open root while
 the agent is still writing it, as it does in a real process. The pipeline
 thread also re-reads the open roots (and expires what is due) once a second
-of wall time; here that is every ``--poll-every`` spans instead, as for an
-agent ending 500 spans a second, so every run does the same work and emits
-the same events however fast the machine is. Every child is
+of wall time, once its inbox is worked off; here that is at every
+``--poll-every``-th span exactly instead (a pump that goes on until it has
+polled, whatever the inbox holds), as for an agent ending 500 spans a
+second, so every run does the same work and emits the same events however
+fast the machine is and whatever ``--every`` leaves queued. Every child is
 a model call or a tool call (each makes the tracker re-read the open root
 up to its end, to order the root's checkpoints before it), and the agent
 adds a checkpoint to its root after every child and sets its progress every
@@ -99,7 +101,7 @@ class Agent:
         self.every = every
         self.poll_every = poll_every
         self.ended = 0
-        self.polled_at = 0
+        self.polls = 0
         self.cpu_ns = 0
         self.kinds: collections.Counter[str] = collections.Counter()
         self.prof: cProfile.Profile | None = None
@@ -114,25 +116,32 @@ class Agent:
 
     def span_done(self) -> None:
         self.ended += 1
-        if self.ended % self.every == 0:
+        if self.ended % self.poll_every == 0:
+            self.pump(poll=True)
+        elif self.ended % self.every == 0:
             self.pump()
 
-    def pump(self) -> None:
+    def pump(self, poll: bool = False) -> None:
         # The pipeline polls and expires when a second of wall time has
-        # passed since it last did: how often would follow the machine's
-        # speed. These pumps do it when poll_every spans have ended instead.
-        due = self.ended - self.polled_at >= self.poll_every
-        if due:
-            self.polled_at = self.ended
-        self.pipe._last_poll = self.pipe._last_expire = -math.inf if due else math.inf
+        # passed since it last did, and polls only once its inbox is worked
+        # off: how often would follow the machine's speed and the backlog.
+        # Here both happen at every poll_every-th span, whatever the inbox
+        # holds then: the pump goes on until the poll has run.
+        pipe = self.pipe
+        pipe._last_poll = pipe._last_expire = -math.inf if poll else math.inf
         if self.prof is not None:
             self.prof.enable()
         c0 = time.thread_time_ns()
-        while self.pipe._pump():
-            pass
+        for _ in range(1_000_000):
+            if not pipe._pump() and not (poll and pipe._last_poll == -math.inf):
+                break
+        else:
+            raise RuntimeError("the pipeline's pump never polled the open roots")
         self.cpu_ns += time.thread_time_ns() - c0
         if self.prof is not None:
             self.prof.disable()
+        if poll:
+            self.polls += 1
 
     def task(self, n: int, children: int) -> None:
         tracer = self.tracer
@@ -183,7 +192,7 @@ def run(
     a = Agent(event_limit, every, poll_every)
     a.task(0, 20)  # warm-up, untimed: imports, the first priced call
     a.pump()
-    a.cpu_ns, a.ended, a.polled_at, a.kinds = 0, 0, 0, collections.Counter()
+    a.cpu_ns, a.ended, a.polls, a.kinds = 0, 0, 0, collections.Counter()
     if profile:
         a.prof = cProfile.Profile()
     spans = children + 1
@@ -266,12 +275,14 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     figures: dict[tuple[str, str], list[float]] = {}
     counts: dict[tuple[str, str], collections.Counter[str]] = {}
+    polls: dict[tuple[str, str], int] = {}
     for _ in range(reps):  # interleaved: drift on a shared machine hits every configuration alike
         for label, limit in limits.items():
             for kind in ("short", "long"):
                 per_span, a = run(kind, children, limit, max(1, args.every), max(1, args.poll_every))
                 figures.setdefault((label, kind), []).append(per_span)
                 counts[(label, kind)] = a.kinds
+                polls[(label, kind)] = a.polls
     print(
         f"spanvisor bench_long_task: python {platform.python_version()}, {os.cpu_count()} CPUs, "
         f"{children:,} children, a pump every {args.every} spans, a poll every {args.poll_every}, "
@@ -287,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         for kind in ("short", "long"):
             ev = ", ".join(f"{k} {v:,}" for k, v in sorted(counts[(label, kind)].items()))
-            print(f"{'':>22}{kind} events: {ev}")
+            print(f"{'':>22}{kind} events ({polls[(label, kind)]} polls): {ev}")
     ends: dict[str, list[float]] = {}
     end_kinds: dict[str, collections.Counter[str]] = {}
     for _ in range(reps):

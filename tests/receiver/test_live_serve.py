@@ -8,9 +8,9 @@ spanvisor's pipeline. While a task's root is still open:
 * the Slack parent shows its name, progress and current step;
 * a task waiting for a person stays ``awaiting_approval`` on the control
   API and open in ``spanvisor_tasks_running`` long past SPANVISOR_ROOT_HOLD;
-* an agent killed mid-task is stalled after SPANVISOR_STALL_AFTER (a thread
-  line in Slack, a timeline row in PostgreSQL) and finished as ``lost``
-  after SPANVISOR_LOST_AFTER;
+* an agent killed mid-task is stalled after its stall time
+  (SPANVISOR_STALL_AFTER_BY_AGENT: a thread line in Slack, a timeline row in
+  PostgreSQL) and finished as ``lost`` after SPANVISOR_LOST_AFTER;
 * one agent has one name: Slack, PostgreSQL and every Prometheus series say
   the agent's id, never the sender's service.name.
 """
@@ -46,8 +46,15 @@ from spanvisor.agent import task
 pytestmark = [pytest.mark.slow, pytest.mark.timeout_s(240)]
 
 ROOT_HOLD_S = 2
+# Longer than any gap between the signs of life of a live agent here (a
+# shell agent's heartbeats come a root hold and a process start apart).
 STALL_AFTER_S = 6
-LOST_AFTER_S = 14
+# The agent killed mid-task goes quiet for good: it alone is stalled sooner
+# (its heartbeats came every second until the kill), and every task is
+# lost past the other agents' longest quiet with room to spare.
+KILLED_AGENT = "indexer"  # live_agent.py's agent id
+KILLED_STALL_AFTER_S = 3
+LOST_AFTER_S = 9
 
 
 @dataclass
@@ -102,6 +109,7 @@ def served(pg_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         SPANVISOR_SINKS="postgres,slack,prometheus",
         SPANVISOR_ROOT_HOLD=f"{ROOT_HOLD_S}s",
         SPANVISOR_STALL_AFTER=f"{STALL_AFTER_S}s",
+        SPANVISOR_STALL_AFTER_BY_AGENT=f"{KILLED_AGENT}={KILLED_STALL_AFTER_S}",
         SPANVISOR_LOST_AFTER=f"{LOST_AFTER_S}s",
     )
     for leaked in ("SPANVISOR_OTLP_TOKEN", "SPANVISOR_CONTROL_TOKEN", "SLACK_APP_TOKEN"):
@@ -210,7 +218,7 @@ def test_an_agent_killed_mid_task_is_stalled_then_lost(served: Served, tmp_path:
             "the audit trail to say lost",
         )
         lost = [s for s in served.series("spanvisor_tasks_finished_total") if s.get("outcome") == "lost"]
-        assert any(s["agent"] == "indexer" for s in lost), lost
+        assert any(s["agent"] == KILLED_AGENT for s in lost), lost
         wait_until(lambda: "Lost (no sign of life)" in " ".join(served.thread(tid)), 30, "the lost summary")
     finally:
         if proc.poll() is None:

@@ -88,13 +88,22 @@ def test_a_paced_sink_that_stopped_delivering_is_not_waited_for(tmp_path: Path) 
         wait_until(lambda: sink.calls >= 2, 20, "the sink's second export (where it stops)")
         # Past the rate's staleness the sink no longer counts as delivering.
         time.sleep(STALE_S + 0.5)
-        statuses = [post(r.http_url, request_for(task_spans(20, seed=s)).SerializeToString())[0] for s in range(2, 60)]
+
+        def dropped() -> float:
+            return float(pipeline.stats.value("dropped_total", reason="queue_full", sink="stoppedpaced"))
+
+        # Until its queue overflows, and a few requests more with it full
+        # (each request takes a while to build: no more than that is sent).
+        statuses: list[int] = []
+        full_at: int | None = None
+        for seed in range(2, 60):
+            statuses.append(post(r.http_url, request_for(task_spans(20, seed=seed)).SerializeToString())[0])
+            if full_at is None and dropped() > 0:
+                full_at = len(statuses)
+            if full_at is not None and len(statuses) >= full_at + 3:
+                break
         assert set(statuses) == {200}, "spans refused for a paced sink that delivers nothing"
-        wait_until(
-            lambda: pipeline.stats.value("dropped_total", reason="queue_full", sink="stoppedpaced") > 0,
-            20,
-            "the stopped sink's drops counted",
-        )
+        wait_until(lambda: dropped() > 0, 20, "the stopped sink's drops counted")
     finally:
         sink.gate.set()
         r.close()

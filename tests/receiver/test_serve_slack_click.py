@@ -20,188 +20,24 @@ import os
 import shlex
 import subprocess
 import sys
-import threading
-import time
-import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from click_harness import APPROVER, SIGNING_SECRET, Served, buttons
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.trace import Tracer
-from prometheus_client.parser import text_string_to_metric_families
-from serve_proc import FakeSlackThread, ServeProcess, db_rows, message_text, slack_env
-from tests.fakes.slack_sender import Sent, SignedSender
+from serve_proc import FakeSlackThread, ServeProcess, message_text, slack_env
 from tests.fakes.slack_store import Message
 from tests.waiting import wait_until
 
-from spanvisor.agent import task
 from spanvisor.events import question_digest
 from spanvisor.spans import conventions as cv
 from spanvisor_slack import actions as A
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout_s(180)]
-
-SIGNING_SECRET = "e2e-signing-9c1f4d7a2b8e6f03a5d1"
-APPROVER = "U0ALICE"
-
-
-def _buttons(msg: Message) -> list[dict[str, Any]]:
-    """Every interactive button of a message (top-level blocks and attachments)."""
-    blocks = list(msg.blocks) + [b for a in msg.attachments for b in a.get("blocks", [])]
-    return [e for b in blocks if b.get("type") == "actions" for e in b["elements"] if "value" in e]
-
-
-@dataclass
-class Waiter:
-    """An agent's task on its own thread: it asks approval a1, then holds its
-    task open until ``hold`` is set. It must end with its test (a thread left
-    waiting would export spans, and draw from the global ``random``, during
-    later tests): see :meth:`Served.end_waiters`."""
-
-    task_id: str
-    question: str
-    timeout: float
-    result: list[Any] = field(default_factory=list)
-    hold: threading.Event = field(default_factory=threading.Event)
-    thread: threading.Thread | None = None
-
-    def start(self, tracer: Tracer, timed: bool = False) -> Waiter:
-        def run() -> None:
-            with task("Deploy", agent_id="rivet", task_id=self.task_id, tracer=tracer) as t:
-                started = time.monotonic()
-                self.result.append(t.request_approval(self.question, timeout=self.timeout))
-                if timed:
-                    self.result.append(time.monotonic() - started)
-                self.hold.wait(60)
-
-        self.thread = threading.Thread(target=run, name=f"agent-{self.task_id}", daemon=True)
-        self.thread.start()
-        return self
-
-
-@dataclass
-class Served:
-    serve: ServeProcess
-    slack: FakeSlackThread
-    db_url: str
-    tracer: Tracer
-    waiters: list[Waiter] = field(default_factory=list)
-
-    @property
-    def sender(self) -> SignedSender:
-        return SignedSender(f"http://127.0.0.1:{self.serve.admin}", SIGNING_SECRET)
-
-    def agent(self, prefix: str) -> Waiter:
-        """An agent asking "Apply the fix to prod?" with the default's long timeout."""
-        return self.asking(f"{prefix}-{uuid.uuid4().hex[:8]}", "Apply the fix to prod?", 120.0)
-
-    def asking(self, task_id: str, question: str, timeout: float, timed: bool = False) -> Waiter:
-        w = Waiter(task_id, question, timeout).start(self.tracer, timed)
-        self.waiters.append(w)
-        return w
-
-    def end_waiters(self) -> None:
-        """Release the agents a test left waiting (a rejection through the
-        control API, as a person would answer) and wait for their threads."""
-        waiters, self.waiters = self.waiters, []
-        for w in waiters:
-            if not w.result and w.thread is not None and w.thread.is_alive():
-                self.decide(w.task_id, {"action": "reject", "approval_id": "a1", "actor": "cleanup"})
-            w.hold.set()
-        for w in waiters:
-            if w.thread is not None:
-                w.thread.join(30)
-                assert not w.thread.is_alive(), f"the agent of {w.task_id} did not end"
-
-    def decide(self, task_id: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        """POST a decision to serve's control API: its status and answer."""
-        req = urllib.request.Request(
-            f"http://127.0.0.1:{self.serve.http}/v1/control/tasks/{task_id}/decisions",
-            data=json.dumps(body).encode(),
-            method="POST",
-            headers={"Content-Type": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(req, timeout=20) as resp:
-                return resp.status, json.loads(resp.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read())
-
-    def parent(self, task_id: str) -> Message | None:
-        parents: list[Message] = self.slack.parents()
-        for m in parents:
-            if (m.metadata or {}).get("event_payload", {}).get("task_id") == task_id:
-                return m
-        return None
-
-    def button(self, task_id: str, action_id: str) -> tuple[Message, dict[str, Any]] | None:
-        parent = self.parent(task_id)
-        if parent is None:
-            return None
-        found = [b for b in _buttons(parent) if b["action_id"] == action_id]
-        return (parent, found[0]) if found else None
-
-    def click(self, parent: Message, button: dict[str, Any], user_id: str, user_name: str) -> dict[str, Any]:
-        """What Slack sends when ``user_id`` presses ``button`` on ``parent``."""
-        return dict(
-            self.slack.on_loop(
-                lambda: self.slack.fake.interactions.block_actions(
-                    channel_id=parent.channel,
-                    message_ts=parent.ts,
-                    action_id=button["action_id"],
-                    value=button["value"],
-                    user_id=user_id,
-                    user_name=user_name,
-                )
-            )
-        )
-
-    def post(self, payload: dict[str, Any], **kw: Any) -> Sent:
-        return asyncio.run(self.sender.interaction(payload, **kw))
-
-    def answers(self) -> list[dict[str, Any]]:
-        """Ephemeral answers the fake recorded: response_url posts, then chat.postEphemeral."""
-
-        def read() -> list[dict[str, Any]]:
-            i = self.slack.fake.interactions
-            out = [dict(r.body) for r in i.responses]
-            return out + [{"text": e.text, "blocks": e.blocks, "ephemeral_to": e.user} for e in i.ephemerals]
-
-        return list(self.slack.on_loop(read))
-
-    def thread(self, task_id: str) -> list[str]:
-        parent = self.parent(task_id)
-        if parent is None:
-            return []
-        return [m.text or "" for m in self.slack.on_loop(lambda: self.slack.fake.thread(parent))]
-
-    def rows(self, task_id: str) -> list[dict[str, Any]]:
-        return db_rows(self.db_url, "SELECT * FROM human_interventions WHERE task_id = $1 ORDER BY time_ns", task_id)
-
-    def decisions(self, task_id: str) -> list[dict[str, Any]]:
-        url = f"http://127.0.0.1:{self.serve.http}/v1/control/tasks/{task_id}"
-        with urllib.request.urlopen(url, timeout=20) as resp:
-            return list(json.loads(resp.read())["decisions"])
-
-    def status(self, task_id: str) -> str:
-        url = f"http://127.0.0.1:{self.serve.http}/v1/control/tasks/{task_id}"
-        with urllib.request.urlopen(url, timeout=20) as resp:
-            return str(json.loads(resp.read())["status"])
-
-    def counter(self, action: str, outcome: str) -> float:
-        """``spanvisor_interventions_total{action,outcome}`` from serve's admin port."""
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.serve.admin}/metrics", timeout=20) as resp:
-            text = resp.read().decode()
-        for family in text_string_to_metric_families(text):
-            for s in family.samples:
-                if s.name == "spanvisor_interventions_total" and s.labels == {"action": action, "outcome": outcome}:
-                    return float(s.value)
-        return 0.0
 
 
 @pytest.fixture(scope="module")
@@ -283,7 +119,7 @@ def test_a_signed_click_on_the_parents_approve_button_releases_the_agent_and_eve
         return p if p is not None and f"✅ Approved by <@{APPROVER}>" in message_text(p) else None
 
     shown = wait_until(approved, 30, "the parent to say who approved")
-    assert {b["action_id"] for b in _buttons(shown)}.isdisjoint({A.APPROVE, A.REJECT, A.COMMENT})
+    assert {b["action_id"] for b in buttons(shown)}.isdisjoint({A.APPROVE, A.REJECT, A.COMMENT})
     # The thread: a line for it.
     wait_until(
         lambda: any(x.startswith(f"✅ Approved by <@{APPROVER}>") for x in served.thread(tid)), 30, "the thread line"
