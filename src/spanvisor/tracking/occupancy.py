@@ -99,7 +99,8 @@ class Conversations:
     by_key: dict[str, Conversation] | None = None
     last_end_ns: int = -1
     # fullest() as of the last record (it is asked twice per call); None: stale.
-    _fullest: tuple[str, Occupancy] | None = field(default=None, repr=False)
+    # (The conversation, not a (key, call) tuple: 56 bytes less a task.)
+    _fullest: Conversation | None = field(default=None, repr=False)
     _fullest_known: bool = field(default=False, repr=False)
 
     def record(self, key: str, occ: Occupancy) -> bool:
@@ -160,22 +161,24 @@ class Conversations:
         """The fullest conversation still active, or None before any call."""
         if not self._fullest_known:
             self._fullest, self._fullest_known = self._find_fullest(), True
-        return self._fullest
+        conv = self._fullest
+        if conv is None or conv.latest is None:
+            return None
+        return conv.key, conv.latest
 
-    def _find_fullest(self) -> tuple[str, Occupancy] | None:
+    def _find_fullest(self) -> Conversation | None:
         horizon = self.last_end_ns - int(ACTIVE_S * 1e9)
-        best: tuple[str, Occupancy] | None = None
+        best: Conversation | None = None
         best_rank: tuple[float, int, int, str, str] = (-1.0, -1, -1, "", "")
         for conv in self.all():
             occ = conv.latest
             if occ is None or occ.end_ns < horizon:
                 continue
-            key = conv.key
             ratio = occ.ratio
             # Ties go to the later call, then by ids: never by arrival order.
-            rank = (ratio if ratio is not None else -1.0, occ.tokens, occ.end_ns, occ.span_id, key)
+            rank = (ratio if ratio is not None else -1.0, occ.tokens, occ.end_ns, occ.span_id, conv.key)
             if best is None or rank > best_rank:
-                best, best_rank = (key, occ), rank
+                best, best_rank = conv, rank
         return best
 
     def calls_to(self, key: str, tokens: int) -> tuple[int, float | None] | None:
