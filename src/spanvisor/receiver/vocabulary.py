@@ -1,5 +1,5 @@
-"""One copy of each string value that many tasks repeat: model and agent
-names, providers, operations, span kinds, task names, repos, steps.
+"""One copy of each string value that many open tasks keep: agent and
+model names, task names, repos, steps and statuses.
 
 protobuf makes a new ``str`` for every value it is asked for, so without
 this every open task kept its own copy of its agent's name and its model's
@@ -23,8 +23,10 @@ from typing import Final
 
 from spanvisor.spans import conventions as cv
 
-# Span attributes whose string values repeat across tasks (a name or kind,
-# never an id or a message).
+# Span attributes whose string values repeat across tasks and that a task
+# keeps while open (never an id or a message). Keys only read in passing
+# (operation, span kind, provider, tool) are left out: each shared value is
+# a dict lookup on the decoder's path.
 SHARED_KEYS: Final = frozenset(
     {
         cv.AGENT_ID,
@@ -33,21 +35,12 @@ SHARED_KEYS: Final = frozenset(
         cv.REPO,
         cv.STATUS,
         cv.STEP,
-        cv.GEN_AI_OPERATION,
         cv.GEN_AI_AGENT_ID,
         cv.GEN_AI_AGENT_NAME,
         cv.GEN_AI_REQUEST_MODEL,
         cv.GEN_AI_RESPONSE_MODEL,
-        cv.GEN_AI_PROVIDER,
-        cv.GEN_AI_SYSTEM,
-        cv.GEN_AI_TOOL_NAME,
-        cv.OI_KIND,
         cv.OI_MODEL,
-        cv.OI_PROVIDER,
-        cv.OI_TOOL_NAME,
-        cv.TL_KIND,
         cv.TL_ENTITY,
-        cv.TL_REQUEST_TYPE,
         cv.TL_LS_MODEL,
     }
 )
