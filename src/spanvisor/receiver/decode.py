@@ -44,6 +44,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.trace.v1.trace_pb2 import Status, TracesData
 
 from spanvisor.receiver.scan import keyed_spans, scope_bytes
+from spanvisor.receiver.vocabulary import SHARED_KEYS, VOCABULARY
 from spanvisor.spans.conventions import (
     EVENT_EXCEPTION,
     KNOWN_EVENTS,
@@ -76,6 +77,9 @@ SPAN_KEYS = READ_KEYS
 # What the tracker reads of an exception event (tracking/outcome.py).
 EXCEPTION_KEYS = frozenset({"exception.type", "exception.message", "exception.stacktrace"})
 _RESOURCE_KEYS = frozenset({SERVICE_NAME})
+_SHARED_ANY = SHARED_KEYS | _RESOURCE_KEYS  # shared where attributes() reads them: events, resources
+_shared = VOCABULARY.table.get
+_share = VOCABULARY.share
 
 
 @dataclass(slots=True)
@@ -151,12 +155,15 @@ def attributes(kvs: Iterable[Any], keys: frozenset[str] | None = None) -> dict[s
             continue
         value = any_value(kv.value)
         if value is not None:
-            out[key] = value
+            out[key] = _share(value) if key in _SHARED_ANY and type(value) is str else value
     return out
 
 
-# Each key the tracker reads -> whether it makes a span keyed on its own.
-_READ = {k: k in KNOWN_KEYS for k in SPAN_KEYS}
+# Each key the tracker reads -> _KEYED if it makes a span keyed on its own, plus
+# _SHARED if its string values repeat across tasks (one copy in .vocabulary).
+_KEYED = 1
+_SHARED = 2
+_READ = {k: (_KEYED if k in KNOWN_KEYS else 0) | (_SHARED if k in SHARED_KEYS else 0) for k in SPAN_KEYS}
 
 
 def _read_keys(span: Any, events: Any) -> dict[str, Any] | None:
@@ -170,20 +177,23 @@ def _read_keys(span: Any, events: Any) -> dict[str, Any] | None:
     read = _READ.get
     for kv in span.attributes:
         key = kv.key
-        known = read(key)
-        if known is None:
+        flags = read(key)
+        if flags is None:
             # A task's results (agent.result.*) are read on its root: kept,
             # and like the budgets they make no span keyed on their own.
             if not key.startswith(RESULT_PREFIX):
                 continue
-            known = False
+            flags = 0
             results = True
-        keyed = keyed or known
+        if flags & _KEYED:
+            keyed = True
         v = kv.value
         if v.WhichOneof("value") == "string_value":  # most values: any_value's first case, inline
             value = v.string_value
             if len(value) > MAX_STRING:
                 value = value[:MAX_STRING]
+            elif flags & _SHARED:
+                value = _shared(value) or _share(value)
         else:
             value = any_value(v)
         if value is not None:
@@ -247,15 +257,17 @@ def _full(
         start, end, note = clamp_times(start, end, now)
         notes = _clamped(out, trace_id, span_id, note)
     dropped = span.dropped_attributes_count
+    name = span.name  # a task's name when it names none: shared as the names are
+    name = _shared(name) or _share(name)
     read: Mapping[str, Any] = attrs
     if dropped:
-        read, why = limited(attrs, span.name, dropped)
+        read, why = limited(attrs, name, dropped)
         notes = (*notes, why)
     return SpanData(
         trace_id,
         span_id,
         parent.hex() if parent else None,
-        span.name,
+        name,
         start,
         end,
         read,

@@ -76,13 +76,14 @@ new_occupancy = slot_builder(Occupancy)
 
 
 class Conversation:
-    """One conversation's latest call and its last HISTORY calls, (start,
-    tokens) in start order: one object a conversation, not an entry in
-    each of two dicts (a one-entry dict is 184 bytes in every open task)."""
+    """One conversation's key, its latest call and its last HISTORY calls,
+    (start, tokens) in start order: one object a conversation, not an entry
+    in each of two dicts (a one-entry dict is 184 bytes in every open task)."""
 
-    __slots__ = ("latest", "points")
+    __slots__ = ("key", "latest", "points")
 
-    def __init__(self, latest: Occupancy | None) -> None:
+    def __init__(self, key: str, latest: Occupancy | None) -> None:
+        self.key = key
         self.latest = latest
         self.points: list[tuple[int, int]] = []
 
@@ -91,10 +92,15 @@ class Conversation:
 class Conversations:
     """The latest call of each conversation of one task (bounded)."""
 
-    by_key: dict[str, Conversation] = field(default_factory=dict)
+    # The task's first conversation while it is its only one (most tasks
+    # hold one, and a one-entry dict is 184 bytes in every open task); every
+    # conversation by key from the second on, in the order they came.
+    only: Conversation | None = None
+    by_key: dict[str, Conversation] | None = None
     last_end_ns: int = -1
     # fullest() as of the last record (it is asked twice per call); None: stale.
-    _fullest: tuple[str, Occupancy] | None = field(default=None, repr=False)
+    # (The conversation, not a (key, call) tuple: 56 bytes less a task.)
+    _fullest: Conversation | None = field(default=None, repr=False)
     _fullest_known: bool = field(default=False, repr=False)
 
     def record(self, key: str, occ: Occupancy) -> bool:
@@ -102,9 +108,9 @@ class Conversations:
         conversation keeps the occupancy (a call that arrived out of order)."""
         self._fullest_known = False
         self.last_end_ns = max(self.last_end_ns, occ.end_ns)
-        conv = self.by_key.get(key)
+        conv = self._get(key)
         if conv is None:
-            conv = self.by_key[key] = Conversation(None)
+            conv = self._add(key)
         points = conv.points
         points.append((occ.start_ns, occ.tokens))
         if len(points) > 1 and points[-2] > points[-1]:
@@ -115,35 +121,64 @@ class Conversations:
         if known is not None and known.order > occ.order:
             return False
         conv.latest = occ
-        if len(self.by_key) > MAX_CONVERSATIONS:
-            oldest = min(self.by_key, key=lambda k: _end_of(self.by_key[k]))
-            del self.by_key[oldest]
+        by_key = self.by_key
+        if by_key is not None and len(by_key) > MAX_CONVERSATIONS:
+            oldest = min(by_key, key=lambda k: _end_of(by_key[k]))
+            del by_key[oldest]
         return True
+
+    def _get(self, key: str) -> Conversation | None:
+        only = self.only
+        if only is not None:
+            return only if only.key == key else None
+        by_key = self.by_key
+        return None if by_key is None else by_key.get(key)
+
+    def _add(self, key: str) -> Conversation:
+        conv = Conversation(key, None)
+        only = self.only
+        if only is not None:  # the second conversation: both by key from now on
+            self.by_key = {only.key: only, key: conv}
+            self.only = None
+        elif self.by_key is None:
+            self.only = conv
+        else:
+            self.by_key[key] = conv
+        return conv
+
+    def all(self) -> list[Conversation]:
+        """Every conversation, in the order they came."""
+        if self.only is not None:
+            return [self.only]
+        return [] if self.by_key is None else list(self.by_key.values())
 
     def points(self, key: str) -> list[tuple[int, int]]:
         """The conversation's last HISTORY calls, (start, tokens), in start order."""
-        conv = self.by_key.get(key)
+        conv = self._get(key)
         return [] if conv is None else conv.points
 
     def fullest(self) -> tuple[str, Occupancy] | None:
         """The fullest conversation still active, or None before any call."""
         if not self._fullest_known:
             self._fullest, self._fullest_known = self._find_fullest(), True
-        return self._fullest
+        conv = self._fullest
+        if conv is None or conv.latest is None:
+            return None
+        return conv.key, conv.latest
 
-    def _find_fullest(self) -> tuple[str, Occupancy] | None:
+    def _find_fullest(self) -> Conversation | None:
         horizon = self.last_end_ns - int(ACTIVE_S * 1e9)
-        best: tuple[str, Occupancy] | None = None
+        best: Conversation | None = None
         best_rank: tuple[float, int, int, str, str] = (-1.0, -1, -1, "", "")
-        for key, conv in self.by_key.items():
+        for conv in self.all():
             occ = conv.latest
             if occ is None or occ.end_ns < horizon:
                 continue
             ratio = occ.ratio
             # Ties go to the later call, then by ids: never by arrival order.
-            rank = (ratio if ratio is not None else -1.0, occ.tokens, occ.end_ns, occ.span_id, key)
+            rank = (ratio if ratio is not None else -1.0, occ.tokens, occ.end_ns, occ.span_id, conv.key)
             if best is None or rank > best_rank:
-                best, best_rank = (key, occ), rank
+                best, best_rank = conv, rank
         return best
 
     def calls_to(self, key: str, tokens: int) -> tuple[int, float | None] | None:

@@ -18,13 +18,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from spanvisor.events import TaskView
+from spanvisor.events import TaskView, stable_id
 from spanvisor.tracking.fields import TaskFields
 from spanvisor.tracking.identity import TaskIdentity
 from spanvisor.tracking.outcome import ErrorInfo
 from spanvisor.tracking.settings import TrackerSettings
 from spanvisor.tracking.taskcontext import TaskContext
-from spanvisor.tracking.views import IdPrefix, build_view
+from spanvisor.tracking.views import build_view, id_prefix, prefixed_id
 from spanvisor.tracking.working import Working
 
 # One empty frozenset for every task: ``frozenset()`` makes a new one per
@@ -88,7 +88,9 @@ class TaskRecord:
         # tracker's largest cost), and not kept: nearly every event changes a
         # field first, and a kept view was about 290 bytes in every open task.
         self._w = Working(initial)
-        self._id_prefix: IdPrefix | None = None
+        # The run's id prefix, encoded at the first event id (bare bytes: an
+        # IdPrefix object was 56 bytes more in every open task).
+        self._id_prefix: bytes | None = None
         self.context = TaskContext(settings)
         self.fields = TaskFields(self.context, settings.thresholds)
 
@@ -107,10 +109,14 @@ class TaskRecord:
         return build_view(self._w)
 
     def event_id(self, *parts: object) -> str:
-        """``stable_id(task_id, run_id, *parts)``, hashed once per task."""
-        if self._id_prefix is None:
-            self._id_prefix = IdPrefix(self._w.task_id, self._w.run_id)
-        return self._id_prefix.id(*parts)
+        """``stable_id(task_id, run_id, *parts)``, the prefix encoded once per task."""
+        w = self._w
+        if not parts:
+            return stable_id(w.task_id, w.run_id)
+        prefix = self._id_prefix
+        if prefix is None:
+            prefix = self._id_prefix = id_prefix(w.task_id, w.run_id)
+        return prefixed_id(prefix, parts)
 
     def error_info(self) -> ErrorInfo:
         """The task's errors, made when the first one is reported."""

@@ -103,9 +103,12 @@ class TaskTable:
         self.partial.opened(key, self.clock())
         return self._bound(now_ns)
 
-    def alive(self, key: Key, st: TaskState, now_ns: int) -> list[Event]:
-        """A sign of life: the stall clock starts again, and a stalled task resumes."""
-        now = self.clock()
+    def alive(self, key: Key, st: TaskState, now_ns: int, now: float | None = None) -> list[Event]:
+        """A sign of life: the stall clock starts again, and a stalled task resumes.
+        ``now``: the monotonic clock if the caller read it already (one float
+        kept for the task, not one per table)."""
+        if now is None:
+            now = self.clock()
         idle = now - self.stalls.touch(key, now)
         return [stalls.resumed(st, idle, now_ns)] if st.working.stalled else []
 

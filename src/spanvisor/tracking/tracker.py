@@ -112,7 +112,7 @@ class TaskTracker:
             self._partial.root_seen(key)
         else:
             self._partial.touch(key, now)
-        out = self.tasks.alive(key, st, self._wall())
+        out = self.tasks.alive(key, st, self._wall(), now)
         out.extend(st.absorb(span, notes, is_root))
         if is_root and span.end_ns is not None:
             self._roots.forget(key)  # the root is read whole, and no more

@@ -98,13 +98,33 @@ class IdPrefix:
     def __init__(self, task_id: str, run_id: str) -> None:
         self._task_id = task_id
         self._run_id = run_id
-        self._prefix = f"{task_id}\x1f{run_id}\x1f".encode("utf-8", "surrogatepass")
+        self._prefix = id_prefix(task_id, run_id)
 
     def id(self, *parts: object) -> str:
         if not parts:
             return stable_id(self._task_id, self._run_id)
-        raw = self._prefix + "\x1f".join([str(p) for p in parts]).encode("utf-8", "surrogatepass")
-        return hashlib.blake2b(raw, digest_size=16).hexdigest()
+        return prefixed_id(self._prefix, parts)
 
 
-__all__ = ["CHECKPOINT_FIELDS", "VIEW_FIELDS", "IdPrefix", "build_checkpoint", "build_view", "new_view", "slot_builder"]
+def id_prefix(task_id: str, run_id: str) -> bytes:
+    """The first parts of every id of one run of a task, encoded."""
+    return f"{task_id}\x1f{run_id}\x1f".encode("utf-8", "surrogatepass")
+
+
+def prefixed_id(prefix: bytes, parts: tuple[object, ...]) -> str:
+    """``stable_id(task_id, run_id, *parts)`` (``parts`` not empty) from the run's :func:`id_prefix`."""
+    raw = prefix + "\x1f".join([str(p) for p in parts]).encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(raw, digest_size=16).hexdigest()
+
+
+__all__ = [
+    "CHECKPOINT_FIELDS",
+    "VIEW_FIELDS",
+    "IdPrefix",
+    "build_checkpoint",
+    "build_view",
+    "id_prefix",
+    "new_view",
+    "prefixed_id",
+    "slot_builder",
+]

@@ -1,0 +1,82 @@
+"""One copy of each string value that many open tasks keep: agent and
+model names, task names, repos, steps and statuses.
+
+protobuf makes a new ``str`` for every value it is asked for, so without
+this every open task kept its own copy of its agent's name and its model's
+(about 120 bytes a task on the memory benchmark's small tasks, more with
+task names and repos). The decoder passes the values of
+:data:`SHARED_KEYS` and the resource's ``service.name`` through
+:meth:`Vocabulary.share`, which hands back the first equal string it kept.
+
+The values come from agents, so the table is bounded: at most
+:data:`MAX_ENTRIES` strings of at most :data:`MAX_LENGTH` characters (a
+longer value is never kept). When it is full it is emptied and starts
+again: a client sending a unique value per span makes it fill and empty
+over and over, never grow, and the names that repeat are back in it within
+a request or two. Sharing changes no value, only which equal object a
+span holds: events are the same.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from spanvisor.spans import conventions as cv
+
+# Span attributes whose string values repeat across tasks and that a task
+# keeps while open (never an id or a message). Keys only read in passing
+# (operation, span kind, provider, tool) are left out: each shared value is
+# a dict lookup on the decoder's path.
+SHARED_KEYS: Final = frozenset(
+    {
+        cv.AGENT_ID,
+        cv.AGENT_NAME,
+        cv.TASK_NAME,
+        cv.REPO,
+        cv.STATUS,
+        cv.STEP,
+        cv.GEN_AI_AGENT_ID,
+        cv.GEN_AI_AGENT_NAME,
+        cv.GEN_AI_REQUEST_MODEL,
+        cv.GEN_AI_RESPONSE_MODEL,
+        cv.OI_MODEL,
+        cv.TL_ENTITY,
+        cv.TL_LS_MODEL,
+    }
+)
+# At most this many strings kept: about 1 MB at the longest (MAX_LENGTH
+# characters, the str and its dict entry), far less for real names.
+MAX_ENTRIES: Final = 4096
+# A value longer than this is no name: returned as it is, never kept.
+MAX_LENGTH: Final = 200
+
+
+class Vocabulary:
+    """A bounded table of shared strings (see the module's docstring)."""
+
+    __slots__ = ("emptied", "table")
+
+    def __init__(self) -> None:
+        # Read directly by the decoder for its hits: one dict lookup.
+        self.table: dict[str, str] = {}
+        self.emptied = 0  # how often it filled and started again
+
+    def share(self, s: str) -> str:
+        """The kept string equal to ``s``, else ``s`` (kept if short enough)."""
+        kept = self.table.get(s)
+        if kept is not None:
+            return kept
+        if len(s) > MAX_LENGTH:
+            return s
+        if len(self.table) >= MAX_ENTRIES:
+            self.table.clear()
+            self.emptied += 1
+        self.table[s] = s
+        return s
+
+
+# The receiver's one table (decoding runs on the receiver's threads: a
+# dict's get and set are each atomic, and a race only costs a second copy).
+VOCABULARY: Final = Vocabulary()
+
+__all__ = ["MAX_ENTRIES", "MAX_LENGTH", "SHARED_KEYS", "VOCABULARY", "Vocabulary"]
