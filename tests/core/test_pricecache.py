@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -29,24 +30,34 @@ def child_json() -> bytes:
     return json.dumps(priceexport.export(), separators=(",", ":")).encode()
 
 
-@pytest.fixture
-def children(monkeypatch: pytest.MonkeyPatch, child_json: bytes) -> list[float]:
-    """The child process, counted (its JSON made once for the module: the real one takes a second)."""
-    runs: list[float] = []
+def _child(monkeypatch: pytest.MonkeyPatch, out: bytes) -> list[list[str]]:
+    """The table's child process, stood in for by ``out`` and counted.
+    ``subprocess.run`` is what is replaced: compiled, pricetable calls its
+    own functions directly, past any patch of them."""
+    runs: list[list[str]] = []
+    real = subprocess.run
 
-    def child(timeout_s: float) -> bytes:
-        runs.append(timeout_s)
-        return child_json
+    def run(args: Any, *rest: Any, **kwargs: Any) -> Any:
+        if "spanvisor.tracking.priceexport" not in " ".join(map(str, args)):
+            return real(args, *rest, **kwargs)
+        runs.append(list(args))
+        return subprocess.CompletedProcess(args, 0, stdout=out, stderr=b"")
 
-    monkeypatch.setattr(pricetable, "_from_child", child)
+    monkeypatch.setattr(subprocess, "run", run)
     return runs
+
+
+@pytest.fixture
+def children(monkeypatch: pytest.MonkeyPatch, child_json: bytes) -> list[list[str]]:
+    """The child process, counted (its JSON made once for the module: the real one takes a second)."""
+    return _child(monkeypatch, child_json)
 
 
 def _cost_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == "spanvisor.cost"]
 
 
-def test_the_second_start_reads_the_file_instead_of_the_child(tmp_path: Path, children: list[float]) -> None:
+def test_the_second_start_reads_the_file_instead_of_the_child(tmp_path: Path, children: list[list[str]]) -> None:
     first = pricetable.build(tmp_path)
     assert len(children) == 1
     assert (tmp_path / pricecache.FILE_NAME).is_file()
@@ -65,7 +76,7 @@ def test_the_real_child_writes_a_file_that_reads_back_as_its_table(tmp_path: Pat
     assert cached is not None and pricetable.load(cached) == table
 
 
-def test_a_pricer_warmed_with_a_data_dir_prices_from_the_file(tmp_path: Path, children: list[float]) -> None:
+def test_a_pricer_warmed_with_a_data_dir_prices_from_the_file(tmp_path: Path, children: list[list[str]]) -> None:
     Pricer().warm(tmp_path)
     pricetable._BUILT.clear()
     p = Pricer()
@@ -89,7 +100,7 @@ def test_a_pricer_warmed_with_a_data_dir_prices_from_the_file(tmp_path: Path, ch
     ],
 )
 def test_a_damaged_file_is_ignored_with_one_line_and_replaced(
-    tmp_path: Path, children: list[float], caplog: pytest.LogCaptureFixture, damage: Any
+    tmp_path: Path, children: list[list[str]], caplog: pytest.LogCaptureFixture, damage: Any
 ) -> None:
     table = pricetable.build(tmp_path)
     path = tmp_path / pricecache.FILE_NAME
@@ -104,7 +115,7 @@ def test_a_damaged_file_is_ignored_with_one_line_and_replaced(
 
 
 def test_a_file_for_another_genai_prices_or_format_is_stale(
-    tmp_path: Path, children: list[float], caplog: pytest.LogCaptureFixture, child_json: bytes
+    tmp_path: Path, children: list[list[str]], caplog: pytest.LogCaptureFixture, child_json: bytes
 ) -> None:
     path = tmp_path / pricecache.FILE_NAME
     real = pricecache.key()
@@ -123,7 +134,11 @@ def test_a_file_for_another_genai_prices_or_format_is_stale(
 
 @pytest.mark.parametrize("how", ["a file where the data dir would be", "a read-only file system"])
 def test_a_data_dir_that_cannot_be_written_costs_the_child_and_one_line(
-    tmp_path: Path, children: list[float], caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, how: str
+    tmp_path: Path,
+    children: list[list[str]],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    how: str,
 ) -> None:
     data_dir = tmp_path / "data"
     if how.startswith("a file"):
@@ -148,7 +163,7 @@ def test_a_data_dir_that_cannot_be_written_costs_the_child_and_one_line(
 
 
 def test_without_genai_prices_installed_there_is_no_file(
-    tmp_path: Path, children: list[float], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, children: list[list[str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def missing(name: str) -> str:
         raise pricecache.metadata.PackageNotFoundError(name)
@@ -164,6 +179,6 @@ def test_a_child_that_read_another_genai_prices_is_not_cached(
 ) -> None:
     other = json.loads(child_json)
     other["genai_prices"] = "0.0.1"
-    monkeypatch.setattr(pricetable, "_from_child", lambda timeout_s: json.dumps(other).encode())
+    _child(monkeypatch, json.dumps(other).encode())
     pricetable.build(tmp_path)
     assert not (tmp_path / pricecache.FILE_NAME).exists()

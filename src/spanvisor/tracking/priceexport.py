@@ -44,13 +44,13 @@ def rule(clause: Any) -> list[Any]:
 
 
 def _value(price: Any) -> Any:
-    from genai_prices import types
+    from genai_prices.types import TieredPrices
 
     if price is None:
         return None
     if isinstance(price, Decimal):
         return str(price)
-    if isinstance(price, types.TieredPrices) and all(t.start.__class__ is int for t in price.tiers):
+    if isinstance(price, TieredPrices) and all(t.start.__class__ is int for t in price.tiers):
         # genai-prices keeps them sorted by start; the order is kept as is
         return [str(price.base), [[t.start, str(t.price)] for t in price.tiers]]
     raise ValueError(f"a price the table does not carry: {price!r}")
@@ -84,13 +84,13 @@ def _micros(t: time) -> int:
 
 
 def _when(constraint: Any) -> Any:
-    from genai_prices import types
+    from genai_prices.types import StartDateConstraint, TimeOfDateConstraint
 
     if constraint is None:
         return None
-    if isinstance(constraint, types.StartDateConstraint):
+    if isinstance(constraint, StartDateConstraint):
         return constraint.start_date.isoformat()
-    if isinstance(constraint, types.TimeOfDateConstraint):
+    if isinstance(constraint, TimeOfDateConstraint):
         return [_micros(constraint.start_time), _micros(constraint.end_time)]
     raise ValueError(f"a constraint the table does not carry: {constraint!r}")
 
@@ -98,10 +98,11 @@ def _when(constraint: Any) -> Any:
 def prices(model: Any) -> list[Any] | None:
     """A model's prices as the table carries them, or None (genai-prices
     prices its calls in process)."""
-    from genai_prices import types
+    # classes by name: compiled by mypyc, ``from genai_prices import types`` here gave None
+    from genai_prices.types import ModelPrice
 
     listed: list[tuple[Any, Any]]
-    if isinstance(model.prices, types.ModelPrice):
+    if isinstance(model.prices, ModelPrice):
         listed = [(None, model.prices)]
     else:
         listed = [(c.constraint, c.prices) for c in model.prices]
