@@ -228,7 +228,7 @@ class Pipeline:
         if self.path == "receiver":
             # Ready means ready to track at full pace: the price tables are
             # imported now, not by the first model call on the pump.
-            await asyncio.to_thread(self.tracker.settings.pricer.warm)
+            await asyncio.to_thread(self.tracker.settings.pricer.warm, self.config.data_dir)
         install_redaction()  # sinks' modules create their loggers lazily
         self._ready.set()
 

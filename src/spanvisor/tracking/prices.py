@@ -18,12 +18,14 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 from spanvisor.spans import conventions as cv
 from spanvisor.spans import sanitize as sz
 from spanvisor.tracking import pricetable
 from spanvisor.tracking.flatprices import FlatPrices, dollars, flat_prices
+from spanvisor.tracking.pricerates import Schedule
 
 log = logging.getLogger("spanvisor.cost")
 
@@ -45,8 +47,9 @@ class Pricer:
         self._overrides = sorted(((k.lower(), v) for k, v in (overrides or {}).items()), key=lambda kv: -len(kv[0]))
         self._calc: Any = None
         self._unknown: set[tuple[str, str | None]] = set()
-        # (model, provider, UTC day) -> flat prices, or None for tiered ones
-        self._rates: dict[tuple[str, str | None, int], FlatPrices | None] = {}
+        # (model, provider, UTC day) -> flat prices, the table's schedule of
+        # tiered or hourly ones, or None (genai-prices prices every call)
+        self._rates: dict[tuple[str, str | None, int], FlatPrices | Schedule | None] = {}
         # genai-prices' models as plain data (:mod:`.pricetable`), once warmed
         self._table: tuple[pricetable.Provider, ...] | None = None
 
@@ -73,15 +76,16 @@ class Pricer:
         provider = sz.name(cv.provider(attrs), "provider", [])
         return self._genai_prices(model, provider, t_in, read, write, t_out, end_ns)
 
-    def warm(self) -> None:
+    def warm(self, cache_dir: Path | None = None) -> None:
         """Read genai-prices' models now, off the hot path: for a receiver,
         before it accepts spans (its first model call otherwise stalls the
         pipeline thread ~0.3 s on the import). They are read in a child
-        process (:mod:`.pricetable`), so that this process never holds
-        genai-prices; should that fail, genai-prices is imported here, as
-        without the table. Never in an agent."""
+        process, or from the table's cache file in ``cache_dir``
+        (:mod:`.pricetable`), so that this process never holds genai-prices;
+        should that fail, genai-prices is imported here, as without the
+        table. Never in an agent."""
         try:
-            self._table = pricetable.build()
+            self._table = pricetable.build(cache_dir)
             return
         except Exception as exc:
             log.info("genai-prices read in this process (its table's process failed: %s)", exc)
@@ -114,19 +118,22 @@ class Pricer:
                     when = datetime.fromtimestamp(end_ns / 1e9, UTC) if end_ns > 0 else datetime.now(UTC)
                     listed = pricetable.lookup(self._table, model, provider, when.date())
                 if listed is not None:
-                    rates = flat_prices(listed)
+                    rates = listed
                 else:  # no table, or prices the table does not hold
                     result = self._calc_price(model, provider, t_in, read, write, t_out, end_ns)
-                    rates = flat_prices(result.model_price)
+                    # prices by the hour of the day change within the day: never cached
+                    rates = None if _by_hour(result.model) else flat_prices(result.model_price)
                     if rates is None:
                         if len(self._rates) < 4096:
                             self._rates[(model, provider, day)] = rates
                         return CallCost(float(result.total_price), "genai-prices")
                 if len(self._rates) < 4096:
                     self._rates[(model, provider, day)] = rates
-            if rates is None:  # tiered or unusual prices: genai-prices decides every call
+            if rates is None:  # without the table, tiered or hourly prices: genai-prices decides every call
                 result = self._calc_price(model, provider, t_in, read, write, t_out, end_ns)
                 return CallCost(float(result.total_price), "genai-prices")
+            if isinstance(rates, Schedule):  # the table's tiered or hourly prices
+                return CallCost(rates.dollars(t_in, read, write, t_out, end_ns), "genai-prices")
             return CallCost(dollars(rates, t_in - read - write, t_out, read, write), "genai-prices")
         except LookupError:
             if len(self._unknown) < 10_000:
@@ -154,6 +161,14 @@ class Pricer:
         )
         when = datetime.fromtimestamp(end_ns / 1e9, UTC) if end_ns > 0 else None
         return calc(usage, model_ref=model, provider_id=provider, genai_request_timestamp=when)
+
+
+def _by_hour(model: Any) -> bool:
+    """Whether a genai-prices model has prices by the time of day (DeepSeek's off-peak hours)."""
+    listed = getattr(model, "prices", None)
+    return isinstance(listed, list) and any(
+        type(getattr(c, "constraint", None)).__name__ == "TimeOfDateConstraint" for c in listed
+    )
 
 
 DAY_NS = 86_400 * 10**9

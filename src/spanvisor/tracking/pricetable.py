@@ -1,20 +1,23 @@
-"""genai-prices' models and flat prices as plain data, built in a short
-child process so that ``serve`` never holds the library.
+"""genai-prices' models and prices as plain data, built in a short child
+process (or read from its cache file) so that ``serve`` never holds the
+library.
 
 genai-prices with pydantic and httpx weighs 15-18 MB of RSS, kept for the
 process's life once imported (its objects lie spread over pymalloc's arenas
 among everyone else's; releasing them gives nothing back). A ``serve``
 needs of it only which model a call's name and provider mean and that
-model's four per-million-token prices on the call's day. So a child process
-imports genai-prices, writes its providers and models as JSON (the match
-rules, the dated prices) and exits; the receiver reads it back as tuples
-and strings. :func:`lookup` follows genai-prices' own lookup
-(``DataSnapshot.find_provider_model`` and ``ModelInfo.get_prices``, without
-a price context, as spanvisor calls it) step for step; a model whose prices
-are not four flat numbers by date (tiered prices, off-peak hours) answers
-None and is priced by genai-prices in process, as before.
-``tests/core/test_pricetable.py`` checks every model genai-prices knows, by
-its names and providers, against genai-prices itself.
+model's per-million-token prices at the call's time. So a child process
+imports genai-prices, writes its providers and models as JSON
+(:mod:`.priceexport`: the match rules, the dated, hourly and tiered prices)
+and exits; the receiver reads it back as tuples and strings, and keeps it
+in the data dir for the next start (:mod:`.pricecache`). :func:`find`
+follows genai-prices' own lookup (``DataSnapshot.find_provider_model``)
+step for step, and :mod:`.pricerates` its calculation, without a price
+context, as spanvisor calls it. A model whose prices hold what the table
+does not carry (a per-request fee beside hourly or tiered prices; none in
+genai-prices' data today) answers None and is priced by genai-prices in
+process, as before. ``tests/core/test_pricetable.py`` checks every model
+genai-prices knows, by its names and providers, against genai-prices itself.
 """
 
 from __future__ import annotations
@@ -25,82 +28,24 @@ import subprocess
 import sys
 import threading
 from datetime import date
-from decimal import Decimal
+from pathlib import Path
 from typing import Any
+
+from spanvisor.tracking import pricecache
+from spanvisor.tracking.flatprices import FlatPrices
+from spanvisor.tracking.pricerates import Four, Prices, Schedule, When, as_value, on_day
 
 # A match rule: ("equals" | "starts_with" | "ends_with" | "contains" |
 # "regex", text) or ("or" | "and", (rule, ...)).
 Rule = tuple[str, Any]
-# A model: its rule, and its prices newest rule last as genai-prices keeps
-# them: (start day or None, the four prices as strings or None), or None when
-# they are not flat numbers by date.
-Model = tuple[Rule, tuple[tuple[str | None, tuple[str | None, ...]], ...] | None]
+# A model: its rule, and its prices as :mod:`.pricerates` reads them, or None
+# when the table does not carry them.
+Model = tuple[Rule, Prices | None]
 # A provider: id, its model rule, its provider rule, its fallback providers, its models.
 Provider = tuple[str, Rule | None, Rule | None, tuple[str, ...], tuple[Model, ...]]
 
-PRICE_KEYS = ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok")
 _COMPACT_DATE = re.compile(r"(-)(20\d{2})(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])(?=-|:|$)")
-
-
-# -- in the child: genai-prices to plain data ------------------------------------
-
-
-def _rule(clause: Any) -> Rule:
-    for kind in ("equals", "starts_with", "ends_with", "contains", "regex"):
-        if hasattr(clause, kind):
-            return (kind, getattr(clause, kind))
-    if hasattr(clause, "or_"):
-        return ("or", [_rule(c) for c in clause.or_])
-    if hasattr(clause, "and_"):
-        return ("and", [_rule(c) for c in clause.and_])
-    raise TypeError(f"unknown genai-prices match clause {type(clause).__name__}")
-
-
-def _four(price: Any) -> tuple[str | None, ...] | None:
-    values = [getattr(price, key, None) for key in PRICE_KEYS]
-    if not all(v is None or isinstance(v, Decimal) for v in values):
-        return None  # tiered
-    return tuple(None if v is None else str(v) for v in values)
-
-
-def _prices(model: Any) -> list[Any] | None:
-    from genai_prices import types
-
-    if isinstance(model.prices, types.ModelPrice):
-        four = _four(model.prices)
-        return None if four is None else [[None, four]]
-    out: list[Any] = []
-    for conditional in model.prices:
-        constraint, four = conditional.constraint, _four(conditional.prices)
-        if four is None or not (constraint is None or isinstance(constraint, types.StartDateConstraint)):
-            return None  # tiered, or prices by the hour of the day
-        out.append([None if constraint is None else constraint.start_date.isoformat(), four])
-    return out or None
-
-
-def export() -> dict[str, Any]:
-    """genai-prices' bundled providers as JSON-able data."""
-    from genai_prices import __version__
-    from genai_prices.data_snapshot import get_snapshot
-
-    providers = [
-        [
-            p.id,
-            None if p.model_match is None else _rule(p.model_match),
-            None if p.provider_match is None else _rule(p.provider_match),
-            list(p.fallback_model_providers or ()),
-            [[_rule(m.match), _prices(m)] for m in p.models],
-        ]
-        for p in get_snapshot().providers
-    ]
-    return {"genai_prices": __version__, "providers": providers}
-
-
-def main() -> None:
-    json.dump(export(), sys.stdout, separators=(",", ":"))
-
-
-# -- in the receiver: read back, and looked up as genai-prices does --------------
+_CHILD = "from spanvisor.tracking.priceexport import main; main()"
 
 
 # Read once per interpreter: the table is immutable, and a process that
@@ -111,9 +56,11 @@ _FAILED: dict[str, Exception] = {}
 _BUILT_LOCK = threading.Lock()
 
 
-def build(timeout_s: float = 120.0) -> tuple[Provider, ...]:
-    """The table, from a child process (once per interpreter); raises (with
-    the child's error) when genai-prices cannot be imported or read there."""
+def build(cache_dir: Path | None = None, timeout_s: float = 120.0) -> tuple[Provider, ...]:
+    """The table (once per interpreter): from ``cache_dir``'s cache file
+    when it is there for the installed genai-prices, else from a child
+    process (and then cached there); raises (with the child's error) when
+    genai-prices cannot be imported or read there."""
     with _BUILT_LOCK:
         failed = _FAILED.get(sys.executable)
         if failed is not None:  # a child that failed once fails again: not every pipeline's second
@@ -121,7 +68,7 @@ def build(timeout_s: float = 120.0) -> tuple[Provider, ...]:
         table = _BUILT.get(sys.executable)
         if table is None:
             try:
-                table = _from_child(timeout_s)
+                table = _read(cache_dir, timeout_s)
             except Exception as exc:
                 _FAILED[sys.executable] = exc
                 raise
@@ -129,9 +76,29 @@ def build(timeout_s: float = 120.0) -> tuple[Provider, ...]:
         return table
 
 
-def _from_child(timeout_s: float) -> tuple[Provider, ...]:
+def _read(cache_dir: Path | None, timeout_s: float) -> tuple[Provider, ...]:
+    key = pricecache.key() if cache_dir is not None else None
+    path = None if cache_dir is None else cache_dir / pricecache.FILE_NAME
+    if path is not None and key is not None:
+        cached = pricecache.read(path, key)
+        if cached is not None:
+            try:
+                return load(cached)
+            except Exception as exc:  # a file that matched but does not read: the child's, as without one
+                pricecache.log.info("price table cache %s ignored (%s): reading genai-prices' data again", path, exc)
+    raw = _from_child(timeout_s)
+    data = json.loads(raw)
+    table = load(data)
+    # kept only when the child read the genai-prices the key names (its
+    # path could differ from this process's: it runs without the working directory)
+    if path is not None and key is not None and data.get("genai_prices") == key["genai_prices"]:
+        pricecache.write(path, key, raw)
+    return table
+
+
+def _from_child(timeout_s: float) -> bytes:
     done = subprocess.run(
-        [sys.executable, "-P", "-c", "from spanvisor.tracking.pricetable import main; main()"],
+        [sys.executable, "-P", "-c", _CHILD],
         capture_output=True,
         timeout=timeout_s,
         check=False,
@@ -139,33 +106,50 @@ def _from_child(timeout_s: float) -> tuple[Provider, ...]:
     if done.returncode != 0:
         lines = done.stderr.decode(errors="replace").strip().splitlines()
         raise RuntimeError(lines[-1] if lines else f"the price table's process exited {done.returncode}")
-    return load(json.loads(done.stdout))
+    return done.stdout
 
 
 def load(data: dict[str, Any]) -> tuple[Provider, ...]:
+    """The table from its JSON (the child's output)."""
     strings: dict[str, str] = {}
 
-    def text(s: str) -> str:
+    def text(s: Any) -> str:
+        if not isinstance(s, str):
+            raise ValueError(f"not a string: {s!r}")
         return strings.setdefault(s, s)
 
     def rule(r: Any) -> Rule:
         kind, arg = r
         if kind in ("or", "and"):
             return (text(kind), tuple(rule(x) for x in arg))
+        if kind not in ("equals", "starts_with", "ends_with", "contains", "regex"):
+            raise ValueError(f"not a match rule: {kind!r}")
         return (text(kind), text(arg))
+
+    def when(w: Any) -> When:
+        if w is None:
+            return None
+        if isinstance(w, str):
+            return text(w)
+        start, end = w
+        return (int(start), int(end))
+
+    def four(f: Any) -> Four:
+        a, b, c, d = (as_value(v) for v in f)
+        return (a, b, c, d)
 
     def model(m: Any) -> Model:
         prices = m[1]
         if prices is None:
             return (rule(m[0]), None)
-        return (rule(m[0]), tuple((day, tuple(None if v is None else text(v) for v in four)) for day, four in prices))
+        return (rule(m[0]), tuple((when(w), four(f)) for w, f in prices))
 
     return tuple(
         (
             text(pid),
             None if mm is None else rule(mm),
             None if pm is None else rule(pm),
-            tuple(fallback),
+            tuple(text(f) for f in fallback),
             tuple(model(m) for m in models),
         )
         for pid, mm, pm, fallback, models in data["providers"]
@@ -249,32 +233,15 @@ def find(table: tuple[Provider, ...], model_ref: str, provider_id: str | None) -
     return found
 
 
-def lookup(table: tuple[Provider, ...], model_ref: str, provider_id: str | None, day: date) -> Any:
-    """The model's prices on ``day`` (UTC) as an object with genai-prices'
-    four attributes (Decimals or None), for :func:`.flatprices.flat_prices`;
-    None when they are not flat by date (genai-prices prices the call)."""
+def lookup(
+    table: tuple[Provider, ...], model_ref: str, provider_id: str | None, day: date
+) -> FlatPrices | Schedule | None:
+    """The model's rates on ``day`` (UTC): :mod:`.flatprices` rates, or a
+    :class:`.pricerates.Schedule` when they depend on the call's input
+    tokens or time of day; None when the table does not carry its prices
+    (genai-prices prices the call). LookupError as genai-prices raises it."""
     _, prices = find(table, model_ref, provider_id)
-    if prices is None:
-        return None
-    chosen = prices[0][1]
-    for start, four in reversed(prices):  # the last active price wins
-        if start is None or day >= date.fromisoformat(start):
-            chosen = four
-            break
-    per_in, per_out, read, write = (None if v is None else Decimal(v) for v in chosen)
-    return _Price(per_in, per_out, read, write)
+    return None if prices is None else on_day(prices, day)
 
 
-class _Price:
-    """The four prices under genai-prices' names (what flat_prices reads)."""
-
-    def __init__(
-        self, per_in: Decimal | None, per_out: Decimal | None, read: Decimal | None, write: Decimal | None
-    ) -> None:
-        self.input_mtok = per_in
-        self.output_mtok = per_out
-        self.cache_read_mtok = read
-        self.cache_write_mtok = write
-
-
-__all__ = ["PRICE_KEYS", "Provider", "build", "export", "find", "load", "lookup", "matches"]
+__all__ = ["Provider", "build", "find", "load", "lookup", "matches"]

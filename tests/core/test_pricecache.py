@@ -1,0 +1,184 @@
+"""The price table's cache file in the data dir: read in place of the child
+process when it was written for the installed genai-prices; a stale, torn or
+edited one is ignored (one log line) and replaced; a data dir that cannot be
+written to costs only the child."""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from spanvisor.tracking import pricecache, priceexport, pricetable
+from spanvisor.tracking.prices import Pricer
+
+
+@pytest.fixture(autouse=True)
+def _fresh(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test builds its table anew (the table is otherwise read once per interpreter)."""
+    monkeypatch.setattr(pricetable, "_BUILT", {})
+    monkeypatch.setattr(pricetable, "_FAILED", {})
+
+
+@pytest.fixture(scope="module")
+def child_json() -> bytes:
+    return json.dumps(priceexport.export(), separators=(",", ":")).encode()
+
+
+def _child(monkeypatch: pytest.MonkeyPatch, out: bytes) -> list[list[str]]:
+    """The table's child process, stood in for by ``out`` and counted.
+    ``subprocess.run`` is what is replaced: compiled, pricetable calls its
+    own functions directly, past any patch of them."""
+    runs: list[list[str]] = []
+    real = subprocess.run
+
+    def run(args: Any, *rest: Any, **kwargs: Any) -> Any:
+        if "spanvisor.tracking.priceexport" not in " ".join(map(str, args)):
+            return real(args, *rest, **kwargs)
+        runs.append(list(args))
+        return subprocess.CompletedProcess(args, 0, stdout=out, stderr=b"")
+
+    monkeypatch.setattr(subprocess, "run", run)
+    return runs
+
+
+@pytest.fixture
+def children(monkeypatch: pytest.MonkeyPatch, child_json: bytes) -> list[list[str]]:
+    """The child process, counted (its JSON made once for the module: the real one takes a second)."""
+    return _child(monkeypatch, child_json)
+
+
+def _cost_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "spanvisor.cost"]
+
+
+def test_the_second_start_reads_the_file_instead_of_the_child(tmp_path: Path, children: list[list[str]]) -> None:
+    first = pricetable.build(tmp_path)
+    assert len(children) == 1
+    assert (tmp_path / pricecache.FILE_NAME).is_file()
+    assert [p.name for p in tmp_path.iterdir()] == [pricecache.FILE_NAME]  # no temporary file left
+    pricetable._BUILT.clear()
+    assert pricetable.build(tmp_path) == first
+    assert len(children) == 1
+
+
+def test_the_real_child_writes_a_file_that_reads_back_as_its_table(tmp_path: Path) -> None:
+    table = pricetable.build(tmp_path)
+    pricetable._BUILT.clear()
+    key = pricecache.key()
+    assert key is not None and key["format"] == priceexport.FORMAT
+    cached = pricecache.read(tmp_path / pricecache.FILE_NAME, key)
+    assert cached is not None and pricetable.load(cached) == table
+
+
+def test_a_pricer_warmed_with_a_data_dir_prices_from_the_file(tmp_path: Path, children: list[list[str]]) -> None:
+    Pricer().warm(tmp_path)
+    pricetable._BUILT.clear()
+    p = Pricer()
+    p.warm(tmp_path)
+    assert len(children) == 1 and p._table is not None
+    assert p.price({"gen_ai.system": "openai"}, "gpt-4o", 1000, 100, 1).source == "genai-prices"
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda raw: raw[: len(raw) // 2], id="torn"),
+        pytest.param(lambda raw: raw.replace(b'"starts_with"', b'"ends_with"', 1), id="edited"),
+        pytest.param(
+            lambda raw: b"%s\n%s" % (raw.partition(b"\n")[0], raw.partition(b"\n")[2].replace(b"0", b"1", 9)),
+            id="digits changed",
+        ),
+        pytest.param(lambda raw: b"\x00\xff not json at all", id="garbage"),
+        pytest.param(lambda raw: b"", id="empty"),
+        pytest.param(lambda raw: b"[1, 2]\n" + raw.partition(b"\n")[2], id="a header that is no object"),
+    ],
+)
+def test_a_damaged_file_is_ignored_with_one_line_and_replaced(
+    tmp_path: Path, children: list[list[str]], caplog: pytest.LogCaptureFixture, damage: Any
+) -> None:
+    table = pricetable.build(tmp_path)
+    path = tmp_path / pricecache.FILE_NAME
+    good = path.read_bytes()
+    path.write_bytes(damage(good))
+    pricetable._BUILT.clear()
+    with caplog.at_level(logging.INFO, "spanvisor.cost"):
+        assert pricetable.build(tmp_path) == table
+    assert len(children) == 2
+    assert len(_cost_lines(caplog)) == 1 and " ignored (" in _cost_lines(caplog)[0]
+    assert path.read_bytes() == good  # replaced by the child's
+
+
+def test_a_file_for_another_genai_prices_or_format_is_stale(
+    tmp_path: Path, children: list[list[str]], caplog: pytest.LogCaptureFixture, child_json: bytes
+) -> None:
+    path = tmp_path / pricecache.FILE_NAME
+    real = pricecache.key()
+    assert real is not None
+    stale = [{**real, "genai_prices": "0.0.1"}, {**real, "format": priceexport.FORMAT - 1}, {**real, "data": [1, 2]}]
+    for other in stale:
+        pricecache.write(path, other, child_json)
+        pricetable._BUILT.clear()
+        caplog.clear()
+        with caplog.at_level(logging.INFO, "spanvisor.cost"):
+            pricetable.build(tmp_path)
+        assert len(_cost_lines(caplog)) == 1 and "is for" in _cost_lines(caplog)[0]
+        assert json.loads(path.read_bytes().partition(b"\n")[0])["key"] == real
+    assert len(children) == 3
+
+
+@pytest.mark.parametrize("how", ["a file where the data dir would be", "a read-only file system"])
+def test_a_data_dir_that_cannot_be_written_costs_the_child_and_one_line(
+    tmp_path: Path,
+    children: list[list[str]],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    how: str,
+) -> None:
+    data_dir = tmp_path / "data"
+    if how.startswith("a file"):
+        data_dir.write_text("")
+    else:
+        data_dir.mkdir()
+
+        def read_only(*args: Any, **kwargs: Any) -> Any:
+            raise OSError(errno.EROFS, "Read-only file system")
+
+        monkeypatch.setattr(pricecache.tempfile, "mkstemp", read_only)
+    for _start in range(2):  # two starts: each pays the child, each says so once
+        pricetable._BUILT.clear()
+        caplog.clear()
+        p = Pricer()
+        with caplog.at_level(logging.INFO, "spanvisor.cost"):
+            p.warm(data_dir)
+        assert p._table is not None
+        assert len(_cost_lines(caplog)) == 1 and "not cached" in _cost_lines(caplog)[0]
+    assert len(children) == 2
+    assert not (tmp_path / "data" / pricecache.FILE_NAME).exists() or how.startswith("a file")
+
+
+def test_without_genai_prices_installed_there_is_no_file(
+    tmp_path: Path, children: list[list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def missing(name: str) -> str:
+        raise pricecache.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(pricecache.metadata, "version", missing)
+    assert pricecache.key() is None
+    pricetable.build(tmp_path)
+    assert len(children) == 1 and not (tmp_path / pricecache.FILE_NAME).exists()
+
+
+def test_a_child_that_read_another_genai_prices_is_not_cached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, child_json: bytes
+) -> None:
+    other = json.loads(child_json)
+    other["genai_prices"] = "0.0.1"
+    _child(monkeypatch, json.dumps(other).encode())
+    pricetable.build(tmp_path)
+    assert not (tmp_path / pricecache.FILE_NAME).exists()
