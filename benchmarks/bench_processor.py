@@ -1,7 +1,7 @@
 """Cost per span on the agent's thread: no processor, OTLP/HTTP, spanvisor.
 
 Run: ``.venv/bin/python benchmarks/bench_processor.py`` (about 4 minutes
-for ``--only e,f`` on a loaded 2-core machine, 7 for every configuration).
+for ``--only e,f`` on a loaded 2-core machine, 5.5 for every configuration).
 Options: ``--method tasks|blocks`` (below; default tasks), ``--reps N``
 (cycles, default 240; rounds under ``--method blocks``, default 60),
 ``--block N`` (timed tasks in a row, default 5), ``--processes N`` (fresh
