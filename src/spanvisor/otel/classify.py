@@ -178,6 +178,7 @@ def end(tasks: Tasks, span: ReadableSpan, ctx: Any, stamp: Stamp | None, restore
             return with_stamp(compact_end(span), stamp)
     elif stamp.root_id == ctx.span_id:
         stamp.ended = True
+        stamp.direct = None  # members starting now are late (on_start's first check)
         tasks.ended[ctx.span_id] = stamp
         if len(tasks.ended) > MAX_ENDED_ROOTS:
             tasks.ended.popitem(last=False)

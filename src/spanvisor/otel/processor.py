@@ -52,7 +52,7 @@ from spanvisor.config import Config
 from spanvisor.otel.attach import PipelineOwner
 from spanvisor.otel.classify import MAX_OPEN_SPANS, UNKNOWN, Tasks, attrs_now, attrs_of, end, start
 from spanvisor.otel.replay import MAX_TASK_TRACES, Replay
-from spanvisor.otel.stamp import called_first, put_back_task, stamp_for, stamp_mode, write_stamp
+from spanvisor.otel.stamp import called_first, direct_stamp, put_back_task, stamp_for, stamp_mode, write_stamp
 from spanvisor.pipeline.handover import StartedRoot
 from spanvisor.pipeline.pipeline import Pipeline
 from spanvisor.sink import Sink
@@ -98,14 +98,12 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor, Replay):
         # Traces whose possible task root started here, by trace id (the
         # root's span id), while the root is open: what the log processor
         # reads, on the agent's thread, to keep a record of a task the
-        # pipeline has not heard of yet. Written at a root's start (the
-        # hooks' slow path), removed when the pipeline's thread sees the last
-        # open task root of the trace end (see _root_ended); bounded. One
-        # window stays: a root starting after another of its trace ended,
-        # while the pipeline is between that end and this start, finds the
-        # trace still hinted and the pipeline then drops it until it reaches
-        # this start (the same drain, unless the inbox is deep): a record
-        # emitted in it is taken for none's.
+        # pipeline has not heard of yet. Written at a root's start, removed
+        # when the pipeline's thread sees the trace's last open task root end
+        # (see _root_ended); bounded. One window stays: a root starting after
+        # another of its trace ended, while the pipeline is between that end
+        # and this start, finds the trace still hinted and the pipeline drops
+        # it until it reaches this start: a record emitted in it is none's.
         self.task_traces: OrderedDict[int, int] = OrderedDict()
         # Spans whose end a full inbox refused: the pipeline's thread still
         # closes them in its classification (as the hooks did when they
@@ -230,18 +228,21 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor, Replay):
                 # A SpanContext is a tuple: [1] is its span id without the
                 # property's Python call (twice a span here, once in on_end).
                 stamp = opened.get(parent[1])
-                if (
-                    stamp is not None
-                    and not stamp.ended
-                    and len(opened) < MAX_OPEN_SPANS
-                    and len(self._items) < self._inbox.limit
-                ):
+                if stamp is not None and len(opened) < MAX_OPEN_SPANS and len(self._items) < self._inbox.limit:
                     # A member of an open task, the usual span: its stamp
                     # written, its id remembered, the span itself appended.
-                    if stamp.stamped:
-                        # write_direct inlined: one update, the lock unless the
-                        # span's provider calls this first (Stamp.direct); three
-                        # ``not in`` cost half of a frozenset's isdisjoint.
+                    if span._span_processor is stamp.direct:
+                        # Stamped, open (None once the root ended), made by the
+                        # root's provider, which calls this first: its limits
+                        # were read at the root (Stamp.room), no lock needed.
+                        d = span._attributes._dict  # type: ignore[union-attr]
+                        if len(d) <= stamp.room and TASK_ROOT not in d and TASK_ID not in d and AGENT_ID not in d:
+                            d.update(stamp.attrs)
+                        else:
+                            write_stamp(span, stamp)  # near the limit, or the agent's own values
+                    elif stamp.ended:
+                        stamp = None  # work that outlived its root: classified below
+                    elif stamp.stamped:  # write_direct inlined, under the lock
                         attrs: Any = span._attributes
                         d = attrs._dict if type(attrs) is BoundedAttributes and attrs.max_value_len is None else None
                         if (
@@ -251,21 +252,19 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor, Replay):
                             and TASK_ID not in d
                             and AGENT_ID not in d
                         ):
-                            if span._span_processor is stamp.direct:
+                            with attrs._lock:
                                 d.update(stamp.attrs)
-                            else:
-                                with attrs._lock:
-                                    d.update(stamp.attrs)
                         else:
-                            write_stamp(span, stamp)  # widths, the agent's own values, or the public call
-                    opened[span._context[1]] = stamp  # type: ignore[index]
-                    self._append(("start", span))
-                    return
+                            write_stamp(span, stamp)
+                    if stamp is not None:
+                        opened[span._context[1]] = stamp  # type: ignore[index]
+                        self._append(("start", span))
+                        return
             got = start(self._mine, span, parent, attrs_of(span), self._stamps, self._drop)
             if type(got) is StartedRoot:
                 root = self._opened.get(span._context[1])  # type: ignore[index]
                 if root is not None and root.stamped and called_first(self, span):
-                    root.direct = root.source
+                    direct_stamp(root, span)
             if got is UNKNOWN:
                 # No task known here: one the pipeline's thread classifies
                 # (begun before classifying started), or none at all.

@@ -30,6 +30,7 @@ reads it; on the pipeline's thread otherwise, before the tracker reads it.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from opentelemetry.attributes import BoundedAttributes
@@ -57,6 +58,7 @@ class Stamp:
         "ended",
         "keys",
         "longest",
+        "room",
         "root_attrs",
         "root_id",
         "source",
@@ -84,8 +86,12 @@ class Stamp:
         # the first its provider calls, else None: a member whose
         # ``_span_processor`` is this gets the stamp without the lock (one
         # identity check in ``on_start`` for the three it stands for; see
-        # write_direct). Set by the processor as the root starts.
+        # write_direct). Set by the processor as the root starts
+        # (direct_stamp), and None again once the root ends.
         self.direct: Any = None
+        # With ``direct``: the most attributes a member may hold for the
+        # stamp to go in whole, within its provider's count limit.
+        self.room = 0
 
     def late(self) -> Stamp:
         if self._late is None:
@@ -99,6 +105,18 @@ class Stamp:
             kept = self.root_attrs
             return {k: kept[k] for k in cv.IDENTITY_KEYS if k in kept}
         return self.attrs
+
+
+def direct_stamp(stamp: Stamp, root: Any) -> None:
+    """``stamp.direct`` (and ``room``) from its task's root, once the
+    processor knows its provider calls it first: only when the provider's
+    spans cut no values (``max_value_len``), so that a member made by that
+    provider takes the stamp in one ``dict.update`` after one identity check
+    (every tracer of a provider shares its span limits)."""
+    attrs = root._attributes
+    if type(attrs) is BoundedAttributes and attrs.max_value_len is None:
+        stamp.room = sys.maxsize if attrs.maxlen is None else attrs.maxlen - stamp.count
+        stamp.direct = stamp.source
 
 
 def stamp_for(trace_hex: str, root_hex: str, attrs: Any) -> dict[str, str]:
