@@ -52,23 +52,13 @@ def scratch_dir() -> Path | None:
     return SHM if roomy and os.access(SHM, os.W_OK | os.X_OK) else None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def sweep_stale_servers(older_than_s: float = 600.0) -> list[Path]:
     """Stop and delete the servers in /dev/shm of sessions that ended without
     their teardown (a deadline's hard exit, a kill): in RAM they would hold
     their memory until a reboot. A server some live process holds, or one
     made in the last ``older_than_s`` (it may not have its holder yet), is
     left alone. Returns the directories deleted."""
-    from spanvisor_postgres.embedded import EmbeddedPostgres
+    from spanvisor_postgres.embedded import EmbeddedPostgres, _pid_alive
 
     gone = []
     for d in SHM.glob("spanvisor-*"):
@@ -76,7 +66,7 @@ def sweep_stale_servers(older_than_s: float = 600.0) -> list[Path]:
             if not d.name.startswith(PREFIXES) or time.time() - d.stat().st_mtime < older_than_s:
                 continue
             holders = (d / "postgres" / "holders").read_text().split() if (d / "postgres" / "holders").exists() else []
-            if any(_alive(int(p)) for p in holders if p.isdigit()):
+            if any(_pid_alive(int(p)) for p in holders if p.isdigit()):
                 continue
             EmbeddedPostgres(d / "postgres", durable=False).stop()
         except Exception:
