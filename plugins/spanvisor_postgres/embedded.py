@@ -61,6 +61,24 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _postmaster_of(pid: int, pgdata: Path) -> bool:
+    """Whether ``pid`` is alive and, where /proc can tell, the postmaster of
+    ``pgdata`` (a postmaster works in its data directory). After a crash the
+    pid left in ``postmaster.pid`` may belong to any process: taking it for
+    the server would leave the server unstarted, and ``pg_ctl stop`` would
+    signal that process."""
+    if not _pid_alive(pid):
+        return False
+    if not os.path.isdir("/proc/self"):
+        return True  # no /proc: alive is all we can know
+    try:
+        return os.path.samefile(f"/proc/{pid}/cwd", pgdata)
+    except FileNotFoundError:
+        return False  # it ended meanwhile
+    except OSError:
+        return True  # not ours to look into (another user's): alive is all we can know
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -218,7 +236,7 @@ class EmbeddedPostgres:
             lines = pidfile.read_text().splitlines()
         except OSError:
             return False
-        return bool(lines) and lines[0].strip().isdigit() and _pid_alive(int(lines[0]))
+        return bool(lines) and lines[0].strip().isdigit() and _postmaster_of(int(lines[0]), self.pgdata)
 
     def _start_server(self) -> None:
         port_file = self.root / "port"
