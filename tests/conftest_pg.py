@@ -58,17 +58,18 @@ def sweep_stale_servers(older_than_s: float = 600.0) -> list[Path]:
     their memory until a reboot. A server some live process holds, or one
     made in the last ``older_than_s`` (it may not have its holder yet), is
     left alone. Returns the directories deleted."""
-    from spanvisor_postgres.embedded import EmbeddedPostgres, _pid_alive
+    from spanvisor_postgres.embedded import EmbeddedPostgres
 
     gone = []
     for d in SHM.glob("spanvisor-*"):
         try:
             if not d.name.startswith(PREFIXES) or time.time() - d.stat().st_mtime < older_than_s:
                 continue
-            holders = (d / "postgres" / "holders").read_text().split() if (d / "postgres" / "holders").exists() else []
-            if any(_pid_alive(int(p)) for p in holders if p.isdigit()):
-                continue
-            EmbeddedPostgres(d / "postgres", durable=False).stop()
+            server = EmbeddedPostgres(d / "postgres", durable=False)
+            with server._locked():  # the lock its holders are written under
+                if server._holders():  # the live ones
+                    continue
+            server.stop()  # only a postmaster of its own data directory is signalled
         except Exception:
             continue  # another session's, half made or half gone: not ours to judge
         shutil.rmtree(d, ignore_errors=True)
@@ -159,7 +160,8 @@ def pg_server() -> Iterator[PgServer]:
     # /tmp/pytest-of-<user> to 0700, and the server (a separate user when we
     # run as root) would lose its way to its files.
     scratch = scratch_dir()
-    if scratch == SHM:
+    # Whatever this session uses: leftovers are what would leave /dev/shm without room.
+    if SHM.is_dir() and os.access(SHM, os.W_OK | os.X_OK):
         sweep_stale_servers()
     base = Path(tempfile.mkdtemp(prefix=PREFIXES[0], dir=scratch))
     embedded = EmbeddedPostgres(base / "postgres", durable=False)
