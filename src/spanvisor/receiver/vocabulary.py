@@ -44,8 +44,9 @@ SHARED_KEYS: Final = frozenset(
         cv.TL_LS_MODEL,
     }
 )
-# At most this many strings kept: about 1 MB at the longest (MAX_LENGTH
-# characters, the str and its dict entry), far less for real names.
+# At most this many strings kept: about 1 MB at the longest in ASCII
+# (MAX_LENGTH characters, the str and its dict entry), 3.6 MB if every one
+# takes 4 bytes a character; far less for real names.
 MAX_ENTRIES: Final = 4096
 # A value longer than this is no name: returned as it is, never kept.
 MAX_LENGTH: Final = 200
