@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -29,19 +30,26 @@ def _threads(pid: int) -> dict[int, float]:
     return out
 
 
-def _postgres() -> dict[int, float]:
+def _postgres(postmaster: int) -> dict[int, float]:
+    """The bench's own server: its postmaster and the processes it forked
+    (backends, writers), not another session's servers on the machine."""
     out: dict[int, float] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv0 = f.read().split(b"\0", 1)[0]
-            if argv0.endswith(b"postgres") or argv0.startswith(b"postgres:"):
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            if int(entry) == postmaster or ppid == postmaster:
                 out[int(entry)] = _cpu(f"/proc/{entry}/stat")
-        except OSError:
+        except (OSError, ValueError):
             continue
     return out
+
+
+def postmaster_of(pgdata: Path) -> int:
+    """The postmaster's pid from its data directory's ``postmaster.pid``."""
+    return int(pgdata.joinpath("postmaster.pid").read_text().split()[0])
 
 
 @dataclass(frozen=True)
@@ -52,11 +60,11 @@ class Snapshot:
     client: float
 
 
-def snapshot(serve_pids: list[int]) -> Snapshot:
+def snapshot(serve_pids: list[int], postmaster: int) -> Snapshot:
     return Snapshot(
         at=time.monotonic(),
         serve={pid: _threads(pid) for pid in serve_pids},
-        postgres=_postgres(),
+        postgres=_postgres(postmaster),
         client=_cpu(f"/proc/{os.getpid()}/stat"),
     )
 

@@ -62,7 +62,7 @@ from agent_traces import request_for  # type: ignore[import-not-found]  # noqa: 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest  # noqa: E402
 from tests.fakes.slack_api import FakeSlack  # noqa: E402
 
-from _cpuwatch import cores, snapshot  # noqa: E402
+from _cpuwatch import cores, postmaster_of, snapshot  # noqa: E402
 from _payloads import MIXES, Template, check_unique  # noqa: E402
 from _rowcount import Counter  # noqa: E402
 from spanvisor.events import ArtifactAdded, Checkpoint, ContextWarning, TaskFinished  # noqa: E402
@@ -304,11 +304,12 @@ def throughput(
     for t in threads:
         t.start()
     time.sleep(min(0.5, seconds / 4))  # past the first requests' start-up
-    cpu_from = snapshot([proc.pid for proc, _ in servers])
+    postmaster = postmaster_of(base / "postgres" / "pgdata")
+    cpu_from = snapshot([proc.pid for proc, _ in servers], postmaster)
     for t in threads:
         t.join()
     sent_s = time.monotonic() - t0
-    cpu = cores(cpu_from, snapshot([proc.pid for proc, _ in servers]))
+    cpu = cores(cpu_from, snapshot([proc.pid for proc, _ in servers], postmaster))
     acked = int(state["acked"])
     want_rows, want_done = acked * per_rows, acked * per_tasks
     rows = done = 0
