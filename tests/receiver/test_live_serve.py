@@ -51,10 +51,12 @@ ROOT_HOLD_S = 2
 STALL_AFTER_S = 6
 # The agent killed mid-task goes quiet for good: it alone is stalled sooner
 # (its heartbeats came every second until the kill), and every task is
-# lost past the other agents' longest quiet with room to spare.
+# lost past the other agents' longest quiet with room to spare: the shell
+# agent's first quiet is the wait for Slack's parent, a root hold and an
+# emit process's start, which a loaded machine stretches past 9 s.
 KILLED_AGENT = "indexer"  # live_agent.py's agent id
 KILLED_STALL_AFTER_S = 3
-LOST_AFTER_S = 9
+LOST_AFTER_S = 12
 
 
 @dataclass
