@@ -3,16 +3,26 @@ not run the table's child process (about a second of CPU: Python's start
 and genai-prices' import) on every start.
 
 The file is one line of JSON naming what the table was read from (the
-table's format, genai-prices' version, the size and time of its data
-module) and the SHA-256 of the rest, then the table as the child printed
-it. It is read in place of the child only when that line matches the
-installed genai-prices and the digest the bytes; anything else (another
-version, a torn or edited file, one that is not there) is ignored with one
-log line, and the table read from the child replaces it. It is written to
-a temporary file beside it and renamed over it, so a reader sees the old
+table's format, spanvisor's export code, genai-prices' version, the size
+and time of its data module) and the SHA-256 of the rest, then the table as
+the child printed it. It is read in place of the child only when that line
+matches what is installed, the digest the bytes, and the table passes
+:func:`.pricetable.load`'s checks; anything else (another version, a torn
+or damaged file, one that is not a regular file or is too large, prices
+that are no prices, one that is not there) is ignored with one log line,
+and the table read from the child replaces it. It is written to a
+temporary file beside it and renamed over it, so a reader sees the old
 file or the new one, never a part. A data dir that cannot be written to
 costs the child on every start, nothing else: the cache is only an
 optimisation.
+
+The digest detects damage, not tampering: whoever can write the data dir
+can write a file with a matching digest. The file is trusted as much as
+the data dir is (the journal and ``state.db`` are there too); the checks
+are against damage and obvious nonsense (a price NaN or negative, a regex
+that does not compile, a FIFO that would block the start), not against a
+crafted file: a regex that backtracks catastrophically, say, is not
+detected.
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ import hashlib
 import json
 import logging
 import os
+import stat
 import tempfile
 from importlib import metadata, util
 from pathlib import Path
@@ -31,6 +42,10 @@ from spanvisor.tracking.priceexport import FORMAT
 log = logging.getLogger("spanvisor.cost")
 
 FILE_NAME = "pricetable.json"
+# The most a cache file may hold: the table is 0.26 MB (genai-prices 0.2.3,
+# 2,330 models); 60 times that leaves room for genai-prices' data to grow
+# for years, and refuses a file that would take the start's memory.
+MAX_BYTES = 16 * 1024 * 1024
 
 
 def key() -> dict[str, Any] | None:
@@ -55,13 +70,15 @@ def read(path: Path, wanted: dict[str, Any]) -> dict[str, Any] | None:
     """The table the file holds when it was written for ``wanted``; else
     None, said in one line when there was a file."""
     try:
-        raw = path.read_bytes()
+        raw = _read_bytes(path)
     except (FileNotFoundError, NotADirectoryError):
         return None  # none yet (what writing it says, if it cannot be written)
     except OSError as exc:
         log.info("price table cache %s not read (%s): reading genai-prices' data again", path, exc)
         return None
     try:
+        if raw is None:
+            raise ValueError(f"not a regular file of at most {MAX_BYTES} bytes")
         head, _, body = raw.partition(b"\n")
         header = json.loads(head)
         if not isinstance(header, dict):
@@ -79,6 +96,19 @@ def read(path: Path, wanted: dict[str, Any]) -> dict[str, Any] | None:
     except ValueError as exc:  # json's errors are ValueErrors too
         log.info("price table cache %s ignored (%s): reading genai-prices' data again", path, exc)
         return None
+
+
+def _read_bytes(path: Path) -> bytes | None:
+    """The file's bytes; None when it is not a regular file (a FIFO would
+    block the read, and the start, for ever; a device might never end) or holds
+    more than MAX_BYTES."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_BYTES:
+            return None
+        raw = f.read(MAX_BYTES + 1)
+    return None if len(raw) > MAX_BYTES else raw
 
 
 def write(path: Path, wanted: dict[str, Any], table_json: bytes) -> None:
@@ -101,4 +131,4 @@ def write(path: Path, wanted: dict[str, Any], table_json: bytes) -> None:
                 pass
 
 
-__all__ = ["FILE_NAME", "key", "read", "write"]
+__all__ = ["FILE_NAME", "MAX_BYTES", "key", "read", "write"]
