@@ -6,6 +6,7 @@ written to costs only the child."""
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import logging
 import os
@@ -122,7 +123,12 @@ def test_a_file_for_another_genai_prices_or_format_is_stale(
     path = tmp_path / pricecache.FILE_NAME
     real = pricecache.key()
     assert real is not None
-    stale = [{**real, "genai_prices": "0.0.1"}, {**real, "format": priceexport.FORMAT - 1}, {**real, "data": [1, 2]}]
+    stale = [
+        {**real, "genai_prices": "0.0.1"},
+        {**real, "format": priceexport.FORMAT - 1},
+        {**real, "data": [1, 2]},
+        {**real, "export": "0" * 64},  # another spanvisor's export code, FORMAT the same
+    ]
     for other in stale:
         pricecache.write(path, other, child_json)
         pricetable._BUILT.clear()
@@ -131,7 +137,23 @@ def test_a_file_for_another_genai_prices_or_format_is_stale(
             pricetable.build(tmp_path)
         assert len(_cost_lines(caplog)) == 1 and "is for" in _cost_lines(caplog)[0]
         assert json.loads(path.read_bytes().partition(b"\n")[0])["key"] == real
-    assert len(children) == 3
+    assert len(children) == len(stale)
+
+
+def test_the_key_names_the_export_codes_source(tmp_path: Path) -> None:
+    key = pricecache.key()
+    source = Path(priceexport.__file__).with_name("priceexport.py").read_bytes()
+    assert key is not None and key["export"] == hashlib.sha256(source).hexdigest()
+    # compiled: the extension's stub is loaded, the .py beside it is what says the code
+    stub = tmp_path / "priceexport.cpython-312-x86_64-linux-gnu.so"
+    stub.write_bytes(b"a stub")
+    assert pricecache.export_digest(str(stub)) == hashlib.sha256(b"a stub").hexdigest()
+    (tmp_path / "priceexport.py").write_bytes(b"FORMAT = 2")
+    assert pricecache.export_digest(str(stub)) == hashlib.sha256(b"FORMAT = 2").hexdigest()
+    # nothing to read: spanvisor's version (beside FORMAT in the key)
+    version = f"spanvisor {pricecache.metadata.version('spanvisor')}"
+    assert pricecache.export_digest(str(tmp_path / "gone" / "priceexport.py")) == version
+    assert pricecache.export_digest(None) == version
 
 
 @pytest.mark.parametrize("how", ["a file where the data dir would be", "a read-only file system"])

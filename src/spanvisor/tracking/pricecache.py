@@ -3,9 +3,9 @@ not run the table's child process (about a second of CPU: Python's start
 and genai-prices' import) on every start.
 
 The file is one line of JSON naming what the table was read from (the
-table's format, spanvisor's export code, genai-prices' version, the size
-and time of its data module) and the SHA-256 of the rest, then the table as
-the child printed it. It is read in place of the child only when that line
+table's format, the SHA-256 of spanvisor's export code, genai-prices'
+version, the size and time of its data module) and the SHA-256 of the
+rest, then the table as the child printed it. It is read in place of the child only when that line
 matches what is installed, the digest the bytes, and the table passes
 :func:`.pricetable.load`'s checks; anything else (another version, a torn
 or damaged file, one that is not a regular file or is too large, prices
@@ -37,6 +37,7 @@ from importlib import metadata, util
 from pathlib import Path
 from typing import Any
 
+from spanvisor.tracking import priceexport
 from spanvisor.tracking.priceexport import FORMAT
 
 log = logging.getLogger("spanvisor.cost")
@@ -63,7 +64,28 @@ def key() -> dict[str, Any] | None:
             data = [st.st_size, st.st_mtime_ns]
         except OSError:
             pass  # no data module to stat (a zipped or compiled install): the version alone
-    return {"format": FORMAT, "genai_prices": version, "data": data}
+    return {"format": FORMAT, "export": export_digest(priceexport.__file__), "genai_prices": version, "data": data}
+
+
+def export_digest(module_file: str | None) -> str:
+    """What the export code (:mod:`.priceexport`, loaded from ``module_file``)
+    is: the SHA-256 of its source, so that a spanvisor whose export writes
+    another table reads no table an older one wrote, FORMAT bumped or not.
+    Compiled, the module is an extension whose code lies in the group's
+    shared library (the module's own file is a stub that does not change
+    with it), so the ``.py`` the wheel holds beside it is read first; else
+    the file the module was loaded from; else spanvisor's version."""
+    if module_file:
+        loaded = Path(module_file)
+        for candidate in (loaded.with_name(loaded.name.split(".", 1)[0] + ".py"), loaded):
+            try:
+                return hashlib.sha256(candidate.read_bytes()).hexdigest()
+            except OSError:
+                continue
+    try:  # the package's metadata: importing spanvisor's own __init__ here would cross the layers
+        return f"spanvisor {metadata.version('spanvisor')}"
+    except metadata.PackageNotFoundError:
+        return "spanvisor, version unknown"
 
 
 def read(path: Path, wanted: dict[str, Any]) -> dict[str, Any] | None:
@@ -131,4 +153,4 @@ def write(path: Path, wanted: dict[str, Any], table_json: bytes) -> None:
                 pass
 
 
-__all__ = ["FILE_NAME", "MAX_BYTES", "key", "read", "write"]
+__all__ = ["FILE_NAME", "MAX_BYTES", "export_digest", "key", "read", "write"]
