@@ -12,6 +12,7 @@ import logging
 import os
 import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -340,3 +341,22 @@ def test_a_fifo_in_place_of_the_file_does_not_block_the_start_and_is_replaced(
             pytest.fail("reading the cache blocked on a FIFO")
     assert built and len(_cost_lines(caplog)) == 1 and " ignored (" in _cost_lines(caplog)[0]
     assert path.is_file() and len(children) == 1
+
+
+def test_a_write_removes_a_killed_writers_temporary_file_but_not_a_fresh_one(
+    tmp_path: Path, children: list[list[str]]
+) -> None:
+    """A serve killed between its temporary file and the rename leaves the
+    file; the next write removes it once a minute old, never one that a
+    writer beside (a replica) may still be writing."""
+    dead = tmp_path / f".{pricecache.FILE_NAME}.k1ll3d.tmp"
+    fresh = tmp_path / f".{pricecache.FILE_NAME}.wr1t1ng.tmp"
+    other = tmp_path / ".other.json.0ld.tmp"
+    for f in (dead, fresh, other):
+        f.write_bytes(b"{")
+    old = time.time() - pricecache.STALE_TMP_S - 5
+    for f in (dead, other):
+        os.utime(f, (old, old))
+    pricetable.build(tmp_path)
+    assert len(children) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([pricecache.FILE_NAME, fresh.name, other.name])

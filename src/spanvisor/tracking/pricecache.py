@@ -12,9 +12,10 @@ or damaged file, one that is not a regular file or is too large, prices
 that are no prices, one that is not there) is ignored with one log line,
 and the table read from the child replaces it. It is written to a
 temporary file beside it and renamed over it, so a reader sees the old
-file or the new one, never a part. A data dir that cannot be written to
-costs the child on every start, nothing else: the cache is only an
-optimisation.
+file or the new one, never a part; a write removes the temporary files
+left by a writer killed before its rename, once a minute old. A data dir
+that cannot be written to costs the child on every start, nothing else:
+the cache is only an optimisation.
 
 The digest detects damage, not tampering: whoever can write the data dir
 can write a file with a matching digest. The file is trusted as much as
@@ -33,6 +34,7 @@ import logging
 import os
 import stat
 import tempfile
+import time
 from importlib import metadata, util
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,9 @@ FILE_NAME = "pricetable.json"
 # 2,330 models); 60 times that leaves room for genai-prices' data to grow
 # for years, and refuses a file that would take the start's memory.
 MAX_BYTES = 16 * 1024 * 1024
+# How old a temporary file beside the cache file must be to be a dead
+# writer's: a write takes milliseconds, a minute is far past any live one.
+STALE_TMP_S = 60.0
 
 
 def key() -> dict[str, Any] | None:
@@ -120,6 +125,26 @@ def read(path: Path, wanted: dict[str, Any]) -> dict[str, Any] | None:
         return None
 
 
+def _remove_leftovers(path: Path) -> None:
+    """Remove the temporary files a writer killed before its rename left
+    beside ``path``; only those older than STALE_TMP_S, never another
+    writer's (a replica's) that is still being written."""
+    prefix, now = f".{path.name}.", time.time()
+    try:
+        with os.scandir(path.parent) as entries:
+            for entry in entries:
+                if not (entry.name.startswith(prefix) and entry.name.endswith(".tmp")):
+                    continue
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                    if stat.S_ISREG(st.st_mode) and now - st.st_mtime > STALE_TMP_S:
+                        os.unlink(entry.path)
+                except OSError:
+                    pass  # gone already (another writer's sweep), or not ours to remove
+    except OSError:
+        pass  # the table is written: a leftover stays until the next write
+
+
 def _read_bytes(path: Path) -> bytes | None:
     """The file's bytes; None when it is not a regular file (a FIFO would
     block the read, and the start, for ever; a device might never end) or holds
@@ -144,6 +169,7 @@ def write(path: Path, wanted: dict[str, Any], table_json: bytes) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(header.encode() + b"\n" + table_json)
         os.replace(tmp, path)
+        _remove_leftovers(path)
     except OSError as exc:
         log.info("price table not cached in %s (%s): the next start reads genai-prices' data again", path, exc)
         if tmp:
@@ -153,4 +179,4 @@ def write(path: Path, wanted: dict[str, Any], table_json: bytes) -> None:
                 pass
 
 
-__all__ = ["FILE_NAME", "MAX_BYTES", "export_digest", "key", "read", "write"]
+__all__ = ["FILE_NAME", "MAX_BYTES", "STALE_TMP_S", "export_digest", "key", "read", "write"]
