@@ -246,3 +246,33 @@ def test_without_genai_prices_the_table_fails_and_pricing_is_as_without_it(monke
     p.warm()  # falls back to genai-prices in this process
     assert p._table is None
     assert p.price({}, "gpt-4o", 10, 10, 0).source == "genai-prices"
+
+
+def _a_price_change() -> tuple[str, str, datetime]:
+    """A model, its provider and the midnight (UTC) its price changes at."""
+    for p in get_snapshot().providers:
+        for m in p.models:
+            if isinstance(m.prices, list):
+                for c in m.prices:
+                    if isinstance(c.constraint, types.StartDateConstraint):
+                        s = c.constraint.start_date
+                        change = datetime(s.year, s.month, s.day, tzinfo=UTC)
+                        before, after = (_ns(change + timedelta(hours=h)) for h in (-12, 12))
+                        usage = (1_000_000, 0, 0, 0)
+                        if _genai_prices(m.id, p.id, usage, before) != _genai_prices(m.id, p.id, usage, after):
+                            return m.id, p.id, change
+    raise AssertionError("genai-prices' data holds no price that changes on a date")
+
+
+def test_a_call_just_before_a_price_change_does_not_price_that_days_other_calls() -> None:
+    """genai-prices sees a call 1 ns before midnight at midnight (its float
+    seconds round up): that call costs the next day's price, and the calls
+    of the day before still cost the day before's."""
+    model, provider, change = _a_price_change()
+    last_ns, noon = _ns(change) - 1, _ns(change - timedelta(hours=12))
+    table, plain = Pricer(), Pricer()
+    table.warm()
+    for pricer in (table, plain):
+        for end_ns in (last_ns, noon, _ns(change) + 1):
+            got = pricer.price({"gen_ai.system": provider}, model, 1_000_000, 0, end_ns)
+            assert got.usd == _genai_prices(model, provider, (1_000_000, 0, 0, 0), end_ns), (pricer, end_ns)

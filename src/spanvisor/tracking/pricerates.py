@@ -17,6 +17,7 @@ never reports, zero on every call).
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -130,11 +131,52 @@ class _Price:
 
 
 def as_value(raw: Any) -> Value:
-    """A price read back from JSON (lists where the table keeps tuples)."""
-    if raw is None or isinstance(raw, str):
-        return raw
+    """A price read back from JSON (lists where the table keeps tuples);
+    ValueError for one that is no price: not a finite decimal string >= 0,
+    or tiers whose starts are not ascending ints >= 0."""
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        return _decimal(raw)
     base, tiers = raw
-    return (str(base), tuple((int(start), str(price)) for start, price in tiers))
+    out: list[tuple[int, str]] = []
+    for start, price in tiers:
+        if not isinstance(start, int) or isinstance(start, bool) or start < 0 or (out and start <= out[-1][0]):
+            raise ValueError(f"not ascending tier starts: {tiers!r}")
+        out.append((start, _decimal(price)))
+    return (_decimal(base), tuple(out))
 
 
-__all__ = ["Bands", "Four", "Prices", "Schedule", "Value", "When", "as_value", "on_day"]
+def as_when(raw: Any) -> When:
+    """When a price applies, read back from JSON; ValueError for a day that
+    is no ISO date or a daily interval that is not two times of the day."""
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        date.fromisoformat(raw)
+        return raw
+    start, end = raw
+    for t in (start, end):
+        if not isinstance(t, int) or isinstance(t, bool) or not 0 <= t < _DAY_US:
+            raise ValueError(f"not a daily interval: {raw!r}")
+    return (start, end)
+
+
+def _decimal(raw: Any) -> str:
+    """``raw`` when it is a price: a decimal string, finite (as the float
+    the rates are made of too) and not negative."""
+    if not isinstance(raw, str):
+        raise ValueError(f"not a price: {raw!r}")
+    try:
+        value = Decimal(raw)
+    except ArithmeticError:  # decimal's InvalidOperation
+        raise ValueError(f"not a price: {raw!r}") from None
+    if not value.is_finite() or value < 0 or not math.isfinite(float(value)):
+        raise ValueError(f"not a price: {raw!r}")
+    return raw
+
+
+_DAY_US = 86_400 * 1_000_000
+
+
+__all__ = ["Bands", "Four", "Prices", "Schedule", "Value", "When", "as_value", "as_when", "on_day"]

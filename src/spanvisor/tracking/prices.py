@@ -17,7 +17,7 @@ import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -106,7 +106,7 @@ class Pricer:
                 return self._genai_prices(model, None, t_in, read, write, t_out, end_ns)
             return CallCost(None, "unpriced")
         read, write = min(read, t_in), min(write, max(0, t_in - read))
-        day = int(end_ns // DAY_NS) if end_ns > 0 else -1
+        day = _utc_day(end_ns)
         try:
             rates: Any = self._rates.get((model, provider, day), _MISSING)
             if rates is _MISSING:
@@ -115,8 +115,7 @@ class Pricer:
                 # the pipeline thread's time under an all-agent load.
                 listed: Any = None
                 if self._table is not None:
-                    when = datetime.fromtimestamp(end_ns / 1e9, UTC) if end_ns > 0 else datetime.now(UTC)
-                    listed = pricetable.lookup(self._table, model, provider, when.date())
+                    listed = pricetable.lookup(self._table, model, provider, date.fromordinal(day))
                 if listed is not None:
                     rates = listed
                 else:  # no table, or prices the table does not hold
@@ -163,6 +162,22 @@ class Pricer:
         return calc(usage, model_ref=model, provider_id=provider, genai_request_timestamp=when)
 
 
+def _utc_day(end_ns: int) -> int:
+    """The UTC day (its ordinal) genai-prices prices a call ending at
+    ``end_ns`` on (<= 0: today): the rates' cache key and the day the table
+    is read for, one value for both. genai-prices is given the call's time
+    as a float of seconds rounded to the microsecond, which within a
+    microsecond of midnight can fall on the other day than the
+    nanoseconds' (the next day's prices cached under today's key, for the
+    rest of the day); only there is the datetime made."""
+    if end_ns <= 0:
+        return datetime.now(UTC).toordinal()
+    days, rest = divmod(end_ns, DAY_NS)
+    if _NEAR_MIDNIGHT_NS <= rest <= DAY_NS - _NEAR_MIDNIGHT_NS:
+        return _EPOCH_DAY + days
+    return datetime.fromtimestamp(end_ns / 1e9, UTC).toordinal()
+
+
 def _by_hour(model: Any) -> bool:
     """Whether a genai-prices model has prices by the time of day (DeepSeek's off-peak hours)."""
     listed = getattr(model, "prices", None)
@@ -172,6 +187,10 @@ def _by_hour(model: Any) -> bool:
 
 
 DAY_NS = 86_400 * 10**9
+_EPOCH_DAY = date(1970, 1, 1).toordinal()
+# How near midnight the float seconds may round over it: a microsecond of
+# rounding and the float's own error (a quarter microsecond today), with room
+_NEAR_MIDNIGHT_NS = 1_000_000
 _CACHE_KEYS = frozenset({cv.GEN_AI_CACHE_READ, cv.OI_CACHE_READ, cv.GEN_AI_CACHE_WRITE, cv.OI_CACHE_WRITE})
 _MISSING: Any = object()
 

@@ -33,7 +33,7 @@ from typing import Any
 
 from spanvisor.tracking import pricecache
 from spanvisor.tracking.flatprices import FlatPrices
-from spanvisor.tracking.pricerates import Four, Prices, Schedule, When, as_value, on_day
+from spanvisor.tracking.pricerates import Four, Prices, Schedule, When, as_value, as_when, on_day
 
 # A match rule: ("equals" | "starts_with" | "ends_with" | "contains" |
 # "regex", text) or ("or" | "and", (rule, ...)).
@@ -110,7 +110,11 @@ def _from_child(timeout_s: float) -> bytes:
 
 
 def load(data: dict[str, Any]) -> tuple[Provider, ...]:
-    """The table from its JSON (the child's output)."""
+    """The table from its JSON (the child's output, or its cache file's);
+    ValueError (or the TypeError of a shape unpacked) for data that is no
+    table: a price not a finite decimal >= 0, tier starts not ascending
+    ints >= 0, a daily interval not within the day, a regex that does not
+    compile."""
     strings: dict[str, str] = {}
 
     def text(s: Any) -> str:
@@ -124,15 +128,16 @@ def load(data: dict[str, Any]) -> tuple[Provider, ...]:
             return (text(kind), tuple(rule(x) for x in arg))
         if kind not in ("equals", "starts_with", "ends_with", "contains", "regex"):
             raise ValueError(f"not a match rule: {kind!r}")
+        if kind == "regex":
+            try:  # compiled now: an invalid one fails the load, not a call's pricing
+                re.compile(text(arg))
+            except re.error as exc:
+                raise ValueError(f"not a regex: {arg!r} ({exc})") from None
         return (text(kind), text(arg))
 
     def when(w: Any) -> When:
-        if w is None:
-            return None
-        if isinstance(w, str):
-            return text(w)
-        start, end = w
-        return (int(start), int(end))
+        w = as_when(w)
+        return text(w) if isinstance(w, str) else w
 
     def four(f: Any) -> Four:
         a, b, c, d = (as_value(v) for v in f)
