@@ -11,7 +11,7 @@ files beside the extension modules, and Python imports an extension first.
 Where no C compiler works, each extension is optional: the build warns and
 the wheel is pure Python; a mypy error also falls back to pure Python.
 Everything else about the package is in ``pyproject.toml``. Measured:
-docs/performance.md, "A compiled tracker".
+benchmarks/HISTORY.md, "A compiled tracker".
 """
 
 from __future__ import annotations

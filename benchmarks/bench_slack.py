@@ -14,6 +14,12 @@ Run: ``.venv/bin/python benchmarks/bench_slack.py`` (about 35 s; loopback only).
    we measure export -> the fake server receiving the call that carries it;
    for plain checkpoints, export -> the first parent edit that shows them
    (bounded by the 5 s coalescing interval by design).
+3. Parent latency under a backlog: one channel at Slack's one post per
+   second scaled 20x (the fake and the sink's pacing both), 100 finished
+   tasks with 4 thread replies each queued, then 20 new tasks start: export
+   of each new ``TaskStarted`` -> the fake receiving its parent, against
+   how long the old replies take to drain (parents go first, see
+   ``spanvisor_slack/turns.py``). ``--backlog`` runs this part alone.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "slack")]
 
-from slack_support import ManualClock, TaskScript, slack_env  # noqa: E402
+from slack_support import ManualClock, TaskScript, slack_env, until  # noqa: E402
 from tests.fakes.slack_api import FakeSlack  # noqa: E402
 
 CHAT = ("chat.postMessage", "chat.update")
@@ -129,6 +135,37 @@ async def latency(shared: bool) -> tuple[list[float], list[float], int]:
         await fake.stop()
 
 
+async def backlog(old: int = 100, new: int = 20, rate: float = 20.0) -> tuple[list[float], float]:
+    """(each new parent's latency, seconds the old replies took to drain), in real seconds."""
+    async with slack_env(
+        channel_rate=rate, slack_channel_interval_s=1 / rate, slack_reply_interval_s=0.0, flush_s=120
+    ) as env:
+        fake = env.fake
+        olds = [TaskScript.new(f"old-{i}", task_name=f"Old {i}") for i in range(old)]
+        for t in olds:
+            await env.send(t.started())
+        for t in olds:
+            await env.send(
+                *(t.checkpoint(progress=p, message=f"at {p}") for p in (30.0, 60.0, 90.0)), t.finished("complete")
+            )
+        await until(lambda: len(fake.parents()) >= old, 120, "the old parents")
+        t0 = time.monotonic()
+        sent: dict[str, float] = {}
+        for i in range(new):
+            task = TaskScript.new(f"new-{i}", task_name=f"New {i}")
+            await env.send(task.started())
+            sent[task.view.task_id] = time.monotonic()
+        await env.sink.force_flush(120)
+        posted = {
+            str(c.args["metadata"]["event_payload"]["task_id"]): c.at
+            for c in fake.calls_to("chat.postMessage", ok=True)
+            if not c.args.get("thread_ts") and isinstance(c.args.get("metadata"), dict)
+        }
+        lat = [posted[tid] - at for tid, at in sent.items() if tid in posted]
+        replies = [c.at for c in fake.calls_to("chat.postMessage", ok=True) if c.args.get("thread_ts")]
+        return lat, max(replies) - t0 if replies else 0.0
+
+
 def _shows(body: str, i: int) -> bool:
     """The parent shows checkpoint i or a later one of the same task."""
     at = body.find("Last action*\\n")
@@ -142,6 +179,9 @@ def _shows(body: str, i: int) -> bool:
 
 
 async def main() -> None:
+    if "--backlog" in sys.argv:
+        await print_backlog()
+        return
     print("Slack calls per task (60 s task, compressed clock, default settings)")
     print(f"{'checkpoints/s':>14} {'naive':>8} {'spanvisor':>10}")
     for rate in (1, 10, 100) if not DEBUG else ():
@@ -160,6 +200,16 @@ async def main() -> None:
             f"  plain checkpoint -> visible in the parent:  n={len(plain)} "
             f"p50={statistics.median(plain):.3f}s p95={pct(plain, 95):.3f}s (5 s coalescing by design)"
         )
+    await print_backlog()
+
+
+async def print_backlog() -> None:
+    lat, drain = await backlog()
+    print("\nnew parents behind 400 queued replies of 100 finished tasks, one channel at 20 posts/s")
+    print(
+        f"  TaskStarted -> parent posted: n={len(lat)} p50={statistics.median(lat):.3f}s max={max(lat):.3f}s "
+        f"(the old replies took {drain:.1f} s to drain)"
+    )
 
 
 if __name__ == "__main__":

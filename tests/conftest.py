@@ -1,8 +1,10 @@
 """Suite-wide fixtures and helpers.
 
 * The PostgreSQL fixtures live in tests/conftest_pg.py.
-* tests/deadline.py gives every test a deadline (``@pytest.mark.timeout_s``).
+* tests/deadline.py gives every test a deadline (``@pytest.mark.timeout_s``);
+  tests/budget.py names failures as they happen and ends a run past its budget.
 * tests/threads.py fails a test that leaves a thread running.
+* tests/examples.py sets Hypothesis' settings (``TEST_EXAMPLES``).
 * :func:`require` is the one way to ask for a tool that may be missing: a
   skip with the install command on a developer's machine, a failure under CI,
   so nothing is skipped silently there.
@@ -17,7 +19,13 @@ from typing import NoReturn
 
 import pytest
 
-pytest_plugins = ["tests.conftest_pg", "tests.deadline", "tests.threads"]
+pytest_plugins = ["tests.conftest_pg", "tests.deadline", "tests.budget", "tests.threads", "tests.examples"]
+
+# pytest-xdist's workers are started with COLUMNS=80 and LINES=24; the CLI
+# reads COLUMNS as the terminal's width and would cut its tables to it. The
+# tests that mean a width set one; the rest see what a pipe sees.
+for _size in ("COLUMNS", "LINES"):
+    os.environ.pop(_size, None)
 
 # What installs each tool we may ask for. Debian packages for the binaries
 # (.ci/run installs them); pip extras for the Python side.
@@ -61,3 +69,17 @@ def require(tool: str) -> str:
     if path is None:
         missing(tool)
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _price_table() -> None:
+    """The price table, read once for the session's own process before any
+    test (a pipeline reads it once per interpreter, from a child process):
+    otherwise the first test to build a pipeline pays the child's second or
+    two inside its own flush deadline. Subprocess agents still read theirs."""
+    from spanvisor.tracking import pricetable
+
+    try:
+        pricetable.build(None)
+    except Exception as exc:  # the tests of pricing say why; the rest go on without it
+        print(f"price table not read for the session: {exc}")

@@ -4,12 +4,17 @@ pytest-timeout is not among the allowed dependencies; this is its "signal"
 method, small. Each test (setup, call and teardown together) gets
 ``DEFAULT_DEADLINE_S`` seconds, or what ``@pytest.mark.timeout_s(N)`` says.
 When the time is up, a SIGALRM in the main thread dumps the stacks of all
-threads (faulthandler) into the failure report and fails the test with
-``pytest.fail`` (a BaseException, so no ``except Exception`` in the code
-under test swallows it). If the test is stuck where a signal cannot reach it
+threads (faulthandler) into the failure report and fails the test by
+raising :class:`DeadlineExceeded`: a BaseException, so no ``except
+Exception`` in the code under test swallows it, and not pytest's own
+``Failed``, which Hypothesis takes for a failing example: it would go on
+shrinking and replaying a test already past its time. If the test is stuck where a signal cannot reach it
 (inside C code that never returns to the interpreter), faulthandler's own
 watchdog thread dumps the stacks again to the real stderr ``GRACE_S`` later
-and ends the process: the run still stops, with the reason on screen.
+and ends the process: the run still stops, with the reason on screen. A few
+seconds before that, the processes the test started (servers, agents) are
+killed: an orphan left running would hold a core, or a port, for the rest of
+the run and fail the tests after it.
 
 The timer is cancelled after each test's teardown. Off the main thread (a
 runner that runs tests in threads) or without SIGALRM (Windows) it does
@@ -25,6 +30,7 @@ import signal
 import tempfile
 import threading
 from collections.abc import Generator
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -32,9 +38,15 @@ import pytest
 
 DEFAULT_DEADLINE_S = 300.0
 # After the SIGALRM failure: how long the test may take to unwind before
-# faulthandler ends the process.
-GRACE_S = 60.0
+# faulthandler ends the process (TEST_DEADLINE_GRACE_S: the harness's own test).
+GRACE_S = float(os.environ.get("TEST_DEADLINE_GRACE_S", "60"))
+# The share of that after which the process's descendants are killed.
+KILL_AT = 0.9
 MARKER = "timeout_s"
+
+
+class DeadlineExceeded(BaseException):
+    """A test ran past its deadline (its message carries every thread's stack)."""
 
 
 class _Deadline:
@@ -51,6 +63,8 @@ class _Deadline:
         # is suspended: the backstop's dump must not go into a capture file
         # that nobody reads once the process is gone.
         self.real_stderr: int | None = None
+        # Set when the test ends in time after all: the reaper must not kill.
+        self.unwound = threading.Event()
 
 
 _state = _Deadline()
@@ -91,7 +105,46 @@ def disarm() -> None:
     signal.signal(signal.SIGALRM, _state.previous if _state.previous is not None else signal.SIG_DFL)
     if _state.fired:
         faulthandler.cancel_dump_traceback_later()
+        _state.unwound.set()
     _state.armed = _state.fired = False
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes below ``pid`` (children first), read from /proc; none
+    where there is no /proc."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # gone meanwhile
+            continue
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses
+        fields = text[text.rfind(")") + 2 :].split()
+        if len(fields) > 1 and fields[1].isdigit():
+            parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def reap_later(nodeid: str, unwound: threading.Event) -> None:
+    """Kill what the hung test started, before the backstop ends this
+    process, unless the test unwinds first."""
+    if unwound.wait(GRACE_S * KILL_AT):
+        return
+    killed = []
+    for child in descendants(os.getpid()):
+        try:
+            os.kill(child, signal.SIGKILL)
+            killed.append(str(child))
+        except OSError:
+            continue
+    if killed and _state.real_stderr is not None:
+        os.write(_state.real_stderr, f"+++ {nodeid}: killed its processes {', '.join(killed)}\n".encode())
 
 
 def _stacks() -> str:
@@ -112,10 +165,14 @@ def _expired(signum: int, frame: FrameType | None) -> None:
     if _state.real_stderr is not None:
         os.write(_state.real_stderr, f"\n+++ {_state.nodeid}: deadline of {_state.limit_s:g} s passed\n".encode())
         faulthandler.dump_traceback_later(GRACE_S, exit=True, file=_state.real_stderr)
-    pytest.fail(
+        _state.unwound = threading.Event()
+        reaper = threading.Thread(
+            target=reap_later, args=(_state.nodeid, _state.unwound), name="deadline-reaper", daemon=True
+        )
+        reaper.start()
+    raise DeadlineExceeded(
         f"Timeout: {_state.nodeid} ran longer than its deadline of {_state.limit_s:g} s "
-        f"(@pytest.mark.{MARKER}(N) sets another).\nStacks of all threads, most recent call first:\n{stacks}",
-        pytrace=True,
+        f"(@pytest.mark.{MARKER}(N) sets another).\nStacks of all threads, most recent call first:\n{stacks}"
     )
 
 

@@ -1,7 +1,8 @@
-"""The test harness itself: the per-test deadline and ``require``.
+"""The test harness itself: the per-test deadline, the session's budget and ``require``.
 
 A hang must fail its test (with every thread's stack) instead of holding CI
-until its limit, and a missing tool must fail under CI instead of skipping.
+until its limit; a run past its budget must end with its report; a missing
+tool must fail under CI instead of skipping.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from tests import deadline
+from tests import budget, deadline
 from tests.conftest import in_ci, missing, require
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,6 +91,149 @@ def test_a_hanging_test_fails_with_stacks_and_the_next_tests_run(tmp_path: Path)
     assert "Current thread 0x" in text and "\nE       Thread 0x" in text  # the helper thread too
     assert "line 12 in test_hangs_on_an_event" in text  # the line it hung on
     assert "in run_until_complete" in text  # the event loop, waiting in select()
+
+
+SLOW_PROPERTY = textwrap.dedent(
+    """
+    import time
+
+    from hypothesis import given, settings, strategies as st
+    import pytest
+
+
+    @pytest.mark.timeout_s(1)
+    @settings(max_examples=1000, deadline=None, database=None)
+    @given(st.integers())
+    def test_slow_examples(n):
+        time.sleep(0.2)
+    """
+)
+
+
+@pytest.mark.timeout_s(120)
+def test_a_property_test_past_its_deadline_fails_at_once(tmp_path: Path) -> None:
+    # Hypothesis takes pytest.fail for a failing example and goes on
+    # shrinking and replaying it: past the deadline, until the backstop
+    # ended the whole process.
+    (tmp_path / "test_slow_property.py").write_text(SLOW_PROPERTY)
+    (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = --strict-markers -p no:cacheprovider\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TEST_DEADLINE_GRACE_S": "20"}
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "tests.deadline", "-q", "--rootdir", str(tmp_path)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    text = out.stdout + out.stderr
+    assert out.returncode == 1 and "1 failed" in out.stdout, text
+    assert "ran longer than its deadline of 1 s" in text, text
+    assert "DeadlineExceeded" in text and "Timeout (0:00:20)!" not in text, text  # not the backstop
+    assert "Falsifying example" not in text, text  # no shrinking
+
+
+UNENDING = textwrap.dedent(
+    """
+    import subprocess
+    import sys
+    import time
+
+    import pytest
+
+
+    @pytest.mark.timeout_s(1)
+    def test_swallows_its_timeout(tmp_path_factory):
+        child = subprocess.Popen(["sleep", "300"])
+        open(sys.argv[-1] + ".pid", "w").write(str(child.pid))
+        while True:  # a test that never unwinds: only the backstop ends it
+            try:
+                time.sleep(60)
+            except BaseException:
+                pass
+    """
+)
+
+
+@pytest.mark.timeout_s(120)
+def test_the_backstop_kills_what_a_hung_test_started(tmp_path: Path) -> None:
+    (tmp_path / "test_unending.py").write_text(UNENDING)
+    (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = --strict-markers -p no:cacheprovider\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TEST_DEADLINE_GRACE_S": "10"}
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "tests.deadline", "-q", "--rootdir", str(tmp_path), "test_unending.py"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    text = out.stdout + out.stderr
+    assert out.returncode != 0, text
+    pid = int((tmp_path / "test_unending.py.pid").read_text())
+    assert f"test_unending.py::test_swallows_its_timeout: killed its processes {pid}" in text, text
+    assert "deadline of 1 s passed" in text, text
+    with pytest.raises(ProcessLookupError):  # killed, and reaped by init once its parent ended
+        for _ in range(100):
+            os.kill(pid, 0)
+            time.sleep(0.05)
+
+
+BUDGETED = textwrap.dedent(
+    """
+    import time
+
+
+    def test_fails():
+        assert False
+
+
+    def test_spends_the_budget():
+        time.sleep(1.5)
+
+
+    def test_not_run_a():
+        pass
+
+
+    def test_not_run_b():
+        pass
+    """
+)
+
+
+@pytest.mark.timeout_s(240)
+@pytest.mark.parametrize("workers", [[], ["-n", "1"]], ids=["one-process", "xdist"])
+def test_a_run_past_its_budget_ends_with_its_report(tmp_path: Path, workers: list[str]) -> None:
+    (tmp_path / "test_budgeted.py").write_text(BUDGETED)
+    (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = --strict-markers -p no:cacheprovider\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TEST_BUDGET_S": "1"}
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "tests.budget", "-q", "--rootdir", str(tmp_path), *workers],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    text = out.stdout + out.stderr
+    assert out.returncode == 2, text  # interrupted: red
+    # The failure is named when it happens, before the summary.
+    named = text.index("\nFAILED test_budgeted.py::test_fails (call, ")
+    assert named < text.index("short test summary info"), text
+    assert "spent the session's budget of 1 s (TEST_BUDGET_S)" in text, text
+    assert "test_not_run_b" not in text and " 2 passed" not in text, text
+
+
+def test_a_budget_that_is_not_a_number_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_BUDGET_S", "an hour")
+    with pytest.raises(pytest.UsageError, match="TEST_BUDGET_S must be a number"):
+        budget.budget_s()
+    monkeypatch.setenv("TEST_BUDGET_S", "0")
+    assert budget.budget_s() is None
 
 
 def test_the_deadline_is_armed_during_a_test() -> None:

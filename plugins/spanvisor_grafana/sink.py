@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 
 NAMESPACE = "grafana.annotation"
 SHOWN = "grafana.shown"
-TERMINAL = frozenset({"complete", "error", "cancelled", "lost"})
+TERMINAL = frozenset({"complete", "error", "cancelled", "lost", "evicted"})
 SEEN_EVENTS = 50_000
 log = logging.getLogger("spanvisor.grafana")
 
@@ -82,6 +82,10 @@ class GrafanaAnnotationSink(BaseSink):
     @classmethod
     def enabled(cls, config: Config) -> bool:
         return bool(config.get("grafana_url") and config.get("grafana_token"))
+
+    def imports(self, config: Config) -> Sequence[str]:
+        """What start imports (spanvisor.sink.BaseSink.imports)."""
+        return ("spanvisor_grafana.client",)
 
     async def start(self, ctx: SinkContext) -> None:
         from spanvisor_grafana.client import GrafanaClient

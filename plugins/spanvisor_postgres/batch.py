@@ -15,22 +15,16 @@ from typing import Any
 
 from spanvisor.events import (
     ArtifactAdded,
-    BudgetWarning,
-    Checkpoint,
-    ContextForecast,
-    ContextWarning,
     Event,
     HumanIntervention,
     TaskCorrected,
     TaskFinished,
-    TaskResumed,
-    TaskStalled,
     TaskStarted,
 )
 
-from .correctrows import corrected_artifacts, corrected_values
+from .correctrows import corrected_artifacts, corrected_values, fact_rows
 from .humanrows import intervention_record, log_records
-from .rows import CHECKPOINT_COLUMNS, artifact_record, checkpoint_record, is_terminal, task_row, ts
+from .rows import CHECKPOINT_COLUMNS, TIMELINE, artifact_record, checkpoint_record, is_terminal, task_row, ts
 
 
 @dataclasses.dataclass(slots=True)
@@ -46,8 +40,7 @@ class BatchRows:
         return (self.tasks, self.checkpoints, self.artifacts, self.interventions, self.logs)
 
 
-# isinstance with a tuple: a union type is checked more slowly, once an event.
-_TIMELINE = (Checkpoint, ContextWarning, ContextForecast, BudgetWarning, TaskStalled, TaskResumed)
+_TIMELINE = TIMELINE
 
 
 def _rank(event: Event) -> tuple[bool, int, int]:
@@ -66,6 +59,7 @@ def _timeline_rows(
     elif isinstance(event, TaskCorrected):
         checkpoints.append(tuple(corrected_values(event, ts)[c] for c in CHECKPOINT_COLUMNS))
         artifacts.extend(corrected_artifacts(event, ts))
+        fact_rows(event, checkpoints, artifacts)
     elif isinstance(event, TaskFinished):
         logs.extend(log_records(event, ts))
 
@@ -134,6 +128,7 @@ def batch_rows(events: Sequence[Event]) -> BatchRows:
         elif isinstance(event, TaskCorrected):  # correctrows.py
             checkpoints.append(tuple(corrected_values(event, ts)[c] for c in CHECKPOINT_COLUMNS))
             artifacts.extend(corrected_artifacts(event, ts))
+            fact_rows(event, checkpoints, artifacts)
         elif not isinstance(event, TaskStarted | TaskFinished | HumanIntervention):
             raise TypeError(f"not an event: {type(event).__name__}")
     tasks = []

@@ -6,6 +6,12 @@ higher; ``tables.TASK_UPSERT``). The timeline gets one row of kind
 ``corrected`` (keyed by the event id) whose attributes say what the late
 span added, and each artifact it added gets a ``task_artifacts`` row keyed
 by an id derived from the event's and the artifact's.
+
+A span that ended before its task's root but arrived after it carries its
+``facts``, the events it would have caused: each is written as the row it
+would have been (its own id, time and view, so a replay or another replica's
+copy of the same event is one row), marked ``arrived_late``. Its artifacts
+are then in those rows, not again under the correction's id.
 """
 
 from __future__ import annotations
@@ -14,8 +20,9 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from spanvisor.events import TaskCorrected, stable_id
+from spanvisor.events import ArtifactAdded, TaskCorrected, stable_id
 
+from .rows import TIMELINE, artifact_record, checkpoint_record
 from .sanitize import ID_LIMIT, clean_text, json_text
 
 
@@ -30,6 +37,8 @@ def corrected_values(event: TaskCorrected, ts: Callable[[int], datetime]) -> dic
         "cost_usd": event.added_cost_usd,
         "unpriced_calls": event.added_unpriced_calls,
         "artifacts": [a.name for a in event.added_artifacts],
+        "arrived_late": event.arrived_late,
+        "facts": [f.event_id for f in event.facts],
     }
     values: dict[str, Any] = {
         "event_id": clean_text(event.event_id, "event_id", notes, ID_LIMIT),
@@ -56,14 +65,18 @@ def corrected_values(event: TaskCorrected, ts: Callable[[int], datetime]) -> dic
         "attributes": json_text(added, "attributes", notes),
         "seq": v.seq,
         "cost_usd": event.added_cost_usd or None,
+        "arrived_late": event.arrived_late,
     }
     values["notes"] = json_text(notes, "notes", [])
     return values
 
 
 def corrected_artifacts(event: TaskCorrected, ts: Callable[[int], datetime]) -> list[tuple[Any, ...]]:
-    """A ``task_artifacts`` row (``rows.ARTIFACT_COLUMNS``) per artifact the late span added."""
-    out = []
+    """A ``task_artifacts`` row (``rows.ARTIFACT_COLUMNS``) per artifact the late span added
+    (one that arrived late has them as facts: :func:`fact_rows`)."""
+    out: list[tuple[Any, ...]] = []
+    if event.arrived_late:
+        return out
     for a in event.added_artifacts:
         notes: list[str] = list(event.notes)
         out.append(
@@ -77,6 +90,16 @@ def corrected_artifacts(event: TaskCorrected, ts: Callable[[int], datetime]) -> 
                 clean_text(a.uri, "artifact.uri", notes),
                 clean_text(a.kind, "artifact.kind", notes, ID_LIMIT),
                 json_text(notes, "notes", []),
+                False,
             )
         )
     return out
+
+
+def fact_rows(event: TaskCorrected, checkpoints: list[tuple[Any, ...]], artifacts: list[tuple[Any, ...]]) -> None:
+    """The rows of a late span's facts, marked arrived late."""
+    for fact in event.facts:
+        if isinstance(fact, ArtifactAdded):
+            artifacts.append(artifact_record(fact, arrived_late=True))
+        elif isinstance(fact, TIMELINE):
+            checkpoints.append(checkpoint_record(fact, arrived_late=True))

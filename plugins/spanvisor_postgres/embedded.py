@@ -249,6 +249,10 @@ class EmbeddedPostgres:
         opts = f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories=''"
         if not self.durable:
             opts += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+            # A throwaway server's background work is wasted: the test suite
+            # runs four with hundreds of short-lived databases each, and
+            # autovacuum's visits and timed checkpoints took a third of a core.
+            opts += " -c autovacuum=off -c checkpoint_timeout=30min -c bgwriter_lru_maxpages=0 -c wal_writer_delay=1s"
         self._run(
             "pg_ctl", "-D", str(self.pgdata), "-l", str(self.root / "server.log"), "-o", opts, "-w", "-t", "30", "start"
         )

@@ -15,7 +15,7 @@ from spanvisor.events import Status
 
 from .humanqueries import PRUNE_ORPHAN_INTERVENTIONS
 
-TERMINAL = ("complete", "error", "cancelled", "lost")
+TERMINAL = ("complete", "error", "cancelled", "lost", "evicted")
 # What `spanvisor tasks --status` takes: a task status, or "running" for every
 # task that has not ended (whatever its status).
 STATUS_FILTERS: tuple[str, ...] = ("running", *get_args(Status))

@@ -54,8 +54,9 @@ CHECKPOINT_COLUMNS = (
     "notes",
     "seq",
     "cost_usd",
+    "arrived_late",
 )
-ARTIFACT_COLUMNS = ("event_id", "task_id", "agent_id", "at", "time_ns", "name", "uri", "kind", "notes")
+ARTIFACT_COLUMNS = ("event_id", "task_id", "agent_id", "at", "time_ns", "name", "uri", "kind", "notes", "arrived_late")
 TASK_COLUMNS = (
     "task_id",
     "trace_id",
@@ -118,7 +119,7 @@ class TaskRow:
         return tuple(self.values[c] for c in TASK_COLUMNS)
 
 
-_TERMINAL = frozenset({"complete", "error", "cancelled", "lost"})
+_TERMINAL = frozenset({"complete", "error", "cancelled", "lost", "evicted"})
 
 
 def is_terminal(event: Event) -> bool:
@@ -178,6 +179,8 @@ def task_row(event: Event) -> TaskRow:
 
 
 TimelineEvent = Checkpoint | ContextWarning | ContextForecast | BudgetWarning | TaskStalled | TaskResumed
+# The same, for isinstance: a union type is checked more slowly, once an event.
+TIMELINE = (Checkpoint, ContextWarning, ContextForecast, BudgetWarning, TaskStalled, TaskResumed)
 
 
 def _timeline_fields(event: TimelineEvent, notes: list[str]) -> tuple[str, Any, Any, Any, Any, Any, Any, Any]:
@@ -240,7 +243,7 @@ def _changed(changed: tuple[str, ...], notes: list[str]) -> str:
     return text
 
 
-def checkpoint_record(event: TimelineEvent) -> tuple[Any, ...]:
+def checkpoint_record(event: TimelineEvent, arrived_late: bool = False) -> tuple[Any, ...]:
     v = event.task
     notes: list[str] = list(event.notes)
     if type(event) is Checkpoint:  # most rows: _timeline_fields' last case, inline
@@ -276,10 +279,10 @@ def checkpoint_record(event: TimelineEvent) -> tuple[Any, ...]:
         changed,
         attributes,
     )
-    return (*record, json_text(notes, "notes", []), v.seq, cost)
+    return (*record, json_text(notes, "notes", []), v.seq, cost, arrived_late)
 
 
-def artifact_record(event: ArtifactAdded) -> tuple[Any, ...]:
+def artifact_record(event: ArtifactAdded, arrived_late: bool = False) -> tuple[Any, ...]:
     notes: list[str] = list(event.notes)
     a = event.artifact
     record = (
@@ -292,4 +295,4 @@ def artifact_record(event: ArtifactAdded) -> tuple[Any, ...]:
         clean_text(a.uri, "artifact.uri", notes),
         clean_text(a.kind, "artifact.kind", notes, ID_LIMIT),
     )
-    return (*record, json_text(notes, "notes", []))
+    return (*record, json_text(notes, "notes", []), arrived_late)

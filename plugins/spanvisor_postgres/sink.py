@@ -74,6 +74,16 @@ class PostgresSink(BaseSink):
     def enabled(cls, config: Config) -> bool:
         return bool(config.get("database_url")) or bool(config.get("embedded_db"))
 
+    def imports(self, config: Config) -> Sequence[str]:
+        """What start, the writer and the replay import (spanvisor.sink.BaseSink.imports),
+        with what the standard library imports on their way: importlib.resources'
+        readers (the migrations' files), shutil's grp and pwd (the embedded server's)."""
+        names = ["asyncpg", "spanvisor_postgres.db", "spanvisor_postgres.writer", "spanvisor_postgres.sanitize"]
+        names += ["spanvisor_postgres.queries", "importlib.readers", "importlib.resources.readers"]
+        if config.get("embedded_db") and not config.get("database_url"):
+            names += ["grp", "pwd"]
+        return names
+
     async def start(self, ctx: SinkContext) -> None:
         from .db import open_shared
         from .writer import Writer
@@ -314,9 +324,11 @@ class PostgresSink(BaseSink):
         self._closing = True
         self._wake.set()
         if self._replayer is not None:
-            try:
-                await asyncio.wait_for(self._replayer, max(0.1, deadline - time.monotonic()))
-            except (TimeoutError, Exception):
+            # Half what is left: a replayer stuck connecting must leave the
+            # closes below their time. Not wait_for: it would wait out the
+            # cancellation too, and a connect attempt may take long to unwind.
+            await asyncio.wait([self._replayer], timeout=max(0.1, (deadline - time.monotonic()) / 2))
+            if not self._replayer.done():
                 self._replayer.cancel()
         if self.writer is not None:
             carrier, self.writer.stream_rows = self.writer.stream_rows, None

@@ -131,9 +131,15 @@ def _corrected(r: Any, attrs: dict[str, Any]) -> dict[str, Any]:
     parts = [f"+{n['input_tokens']:,} in / +{n['output_tokens']:,} out tokens"]
     parts += [f"+{usd(n['cost_usd'])}"] if n["cost_usd"] else []
     parts += [f"+{n['unpriced_calls']} unpriced"] if n["unpriced_calls"] else []
-    arts = attrs.get("artifacts") if isinstance(attrs.get("artifacts"), list) else []
+    raw_arts, raw_facts = attrs.get("artifacts"), attrs.get("facts")
+    arts: list[Any] = raw_arts if isinstance(raw_arts, list) else []
     parts += [f"+{len(arts)} artifact{'s' if len(arts) != 1 else ''}"] if arts else []
-    detail = f"corrected: {' · '.join(parts)} from work that ended after the task"
+    facts: list[Any] = raw_facts if isinstance(raw_facts, list) else []
+    if attrs.get("arrived_late") is True:
+        kept = f" ({len(facts)} event{'s' if len(facts) != 1 else ''} kept, marked arrived late)"
+        detail = f"corrected: {' · '.join(parts)} from work that ended before the task but arrived after it{kept}"
+    else:
+        detail = f"corrected: {' · '.join(parts)} from work that ended after the task"
     return {"detail": detail, "span_id": attrs.get("span_id"), **{f"added_{k}": v for k, v in n.items()}}
 
 

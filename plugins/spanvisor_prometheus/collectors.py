@@ -76,7 +76,7 @@ class TaskCollector(Collector):
                 ),
                 _counter(
                     "tasks_finished",
-                    "Tasks finished, by agent, repo and outcome (complete, error, cancelled).",
+                    "Tasks finished, by agent, repo and outcome (complete, error, cancelled, lost, evicted).",
                     m.finished,
                 ),
                 _histogram("task_duration_seconds", "Task duration from start to finish.", m.duration),

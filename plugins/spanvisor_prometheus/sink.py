@@ -80,6 +80,14 @@ class PrometheusSink(BaseSink):
     def enabled(cls, config: Config) -> bool:
         return config.get("metrics_port") is not None
 
+    def imports(self, config: Config) -> Sequence[str]:
+        """What start imports (spanvisor.sink.BaseSink.imports); the server's
+        only when it serves a port."""
+        names = ["spanvisor_prometheus.collectors"]
+        if config.get("metrics_port") is not None:
+            names += ["spanvisor_prometheus.server", "prometheus_client.aiohttp"]
+        return names
+
     async def start(self, ctx: SinkContext) -> None:
         from spanvisor import __version__
         from spanvisor_prometheus.collectors import (

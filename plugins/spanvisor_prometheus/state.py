@@ -263,6 +263,9 @@ class TaskMetrics:
                 if d > 0:
                     self.tokens.inc((agent, kind), d, Exemplar(trace, d, ts))
         self.spend.corrected(ev, agent, self.models.label(agent, ev.task.model), one)
+        for fact in ev.facts:  # calls that ended before the end and arrived after it
+            if isinstance(fact, Checkpoint) and fact.source == "model_call":
+                self.model_calls.inc((agent, self.models.label(agent, _call_model(fact))), 1.0, one)
 
     def _progress(self, agent: str, ts: float) -> None:
         # max(): a replayed old event must not move the stall clock back.

@@ -17,6 +17,7 @@ for its shape); any other actor shows as the text it is.
 
 from __future__ import annotations
 
+import json
 import re
 
 from slack_sdk.models.blocks import (
@@ -37,7 +38,7 @@ from . import text as t
 
 # Approvals shown with their buttons; the rest are counted.
 MAX_ASKS = 3
-TERMINAL = frozenset({"complete", "error", "cancelled", "lost"})
+TERMINAL = frozenset({"complete", "error", "cancelled", "lost", "evicted"})
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")
 
 
@@ -75,6 +76,25 @@ def _button(
     return ButtonElement(text=label, action_id=action_id, value=value, style=style, confirm=confirm)
 
 
+def action_text(req: ApprovalRequest, scale: float = 1.0) -> str:
+    """What the approval would let the agent run, and the request's details:
+    shown before the buttons, since the decision binds to them (agent text,
+    escaped; the arguments as the canonical JSON the digest covers)."""
+    parts = []
+    if req.details:
+        parts.append(t.safe(req.details, max(80, int(600 * scale))))
+    if req.action:
+        try:
+            doc = json.loads(req.action)
+        except ValueError:
+            doc = {}
+        doc = doc if isinstance(doc, dict) else {}
+        tool = doc.get("tool")
+        args = json.dumps(doc.get("arguments", {}), ensure_ascii=False, sort_keys=True, indent=1)
+        parts.append(f"*Action:* `{t.safe(str(tool), 120)}`\n" + t.code_block(args, max(200, int(1200 * scale))))
+    return "\n".join(parts)
+
+
 def _ask(view: TaskView, req: ApprovalRequest, i: int, sfx: str, scale: float) -> list[Block]:
     by = ""
     if req.timeout_s and req.requested_ns:
@@ -85,6 +105,9 @@ def _ask(view: TaskView, req: ApprovalRequest, i: int, sfx: str, scale: float) -
             block_id=f"sv-ask-{i}{sfx}", text=_md(t.clip(f"✋ *Approval needed*\n{question}{by}", t.SECTION_TEXT))
         )
     ]
+    shown = action_text(req, scale)
+    if shown:
+        blocks.append(SectionBlock(block_id=f"sv-ask-action-{i}{sfx}", text=_md(t.clip(shown, t.SECTION_TEXT))))
     value = ids.button_value(view.task_id, req.approval_id, view.run_id, req.digest or None)
     options = set(req.options) & {"approve", "reject"} or {"approve", "reject"}
     buttons = [

@@ -106,8 +106,8 @@ def card_statuses(view: TaskView) -> list[tuple[str, CardStatus]]:
             status = "complete"
         elif view.status in ("error", "lost"):  # lost: its agent died on this step
             status = "error"
-        elif view.status == "cancelled":
-            status = "pending"  # stopped, not failed: nothing runs any more
+        elif view.status in ("cancelled", "evicted"):
+            status = "pending"  # stopped (or no longer followed), not failed
         else:
             status = "in_progress"
         out.append((name, status))

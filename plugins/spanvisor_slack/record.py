@@ -34,7 +34,7 @@ MAX_NOTED = 20
 
 # Here, not in shared.py: the sink module needs it and must not import
 # slack_sdk (through the block builders) when Slack is not configured.
-TERMINAL = frozenset({"complete", "error", "cancelled", "lost"})
+TERMINAL = frozenset({"complete", "error", "cancelled", "lost", "evicted"})
 
 
 def is_final(event: Event) -> bool:

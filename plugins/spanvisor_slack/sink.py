@@ -51,6 +51,21 @@ class SlackSink(BaseSink):
     def enabled(cls, config: Config) -> bool:
         return bool(config.get("slack_token") or config.get("slack_dry_run"))
 
+    def imports(self, config: Config) -> Sequence[str]:
+        """What start and the deliverer import (spanvisor.sink.BaseSink.imports):
+        slack_sdk only when it posts, its interactivity only when configured."""
+        names = ["spanvisor_slack.blocks", "spanvisor_slack.plan", "spanvisor_slack.retry"]
+        names += ["spanvisor_slack.transport", "spanvisor_slack.worker"]
+        dry = bool(config.get("slack_dry_run"))
+        if not dry and self._client_arg is None and config.get("slack_token"):
+            names += ["aiohttp", "slack_sdk.web.async_client", "slack_sdk.errors"]
+        if not dry and (config.get("slack_app_token") or config.get("slack_signing_secret")):
+            names += ["spanvisor_slack.interactivity", "aiohttp", "slack_sdk.web.async_client", "slack_sdk.errors"]
+            names += ["slack_sdk.webhook.async_client", "slack_sdk.signature"]
+            if config.get("slack_app_token"):
+                names += ["slack_sdk.socket_mode.aiohttp", "slack_sdk.socket_mode.response"]
+        return names
+
     async def start(self, ctx: SinkContext) -> None:
         from spanvisor.sink import MonotonicClock
 

@@ -21,9 +21,12 @@ from .claims import Claims
 from .failures import Failures
 from .record import SlackTaskRecord
 from .transport import Transport
+from .turns import PARENT
 
 MERGEABLE = frozenset({"step", "tool", "artifact"})
 MERGE_MAX = 10
+# How long to wait for a line another replica is posting before looking again.
+IN_FLIGHT_WAIT_S = 0.25
 
 
 @dataclass
@@ -49,10 +52,19 @@ class ThreadPoster:
             group.append(st.replies.popleft())
         ns = self._ns("reply")
         todo: list[ThreadLine] = []
-        for line in group:
+        for i, line in enumerate(group):
             claim = await self.claims.claim(ns, f"{st.task_id}/{line.reply_key}")
             if claim.won and claim.value is None:
                 todo.append(line)
+            elif not claim.won and claim.value is None:
+                # Another replica is posting this line right now: a later
+                # line must not pass it in the thread, so it and what follows
+                # wait for the next pass.
+                st.replies.extendleft(reversed(group[i:]))
+                if not todo:
+                    await self.clock.sleep(IN_FLIGHT_WAIT_S)
+                    return True
+                break
         if not todo:
             return True
         keys = [f"{st.task_id}/{line.reply_key}" for line in todo]
@@ -122,6 +134,8 @@ class ThreadPoster:
                 },
                 deadline=self.deadline,
                 before_call=lease.confirm,
+                # Top level in its channel, like a parent: not behind thread replies.
+                rank=PARENT,
             )
             if out.claim_lost:  # another replica posts this alert
                 return True

@@ -2,8 +2,9 @@
 
 One :class:`Transport` per sink: one ``AsyncWebClient`` on one aiohttp
 session, a pause per method after HTTP 429 (shared by every task), and a
-spacing per channel for posts (about one per second). Calls run only in the
-sink's background tasks, never in ``export``.
+spacing per channel for posts (about one per second), handed out parents
+first (:mod:`.turns`). Calls run only in the sink's background tasks, never
+in ``export``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from spanvisor.sink import Clock, MonotonicClock
 
 from .channels import ChannelDirectory
 from .retry import Failure, RetryStrategy, RetryVerdict, decide, default_strategies
+from .turns import REPLY, ChannelTurns
 
 log = logging.getLogger("spanvisor.slack")
 # Methods that read: sent as GET with query parameters, as slack_sdk's own
@@ -144,7 +146,9 @@ class Transport:
     paused_until: dict[str, float] = field(default_factory=dict)
     # Learns each channel name's ID from the posts' answers.
     channels: ChannelDirectory = field(default_factory=ChannelDirectory)
-    _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.turns = ChannelTurns(self.clock, self.channel_interval_s, self.channel_burst, self.channels)
 
     async def send(
         self,
@@ -153,17 +157,19 @@ class Transport:
         *,
         deadline: Callable[[], float | None] = lambda: None,
         before_call: Callable[[], Awaitable[bool]] | None = None,
+        rank: int = REPLY,
     ) -> CallOutcome:
         """Call ``method`` until it succeeds, fails for good, or the deadline
         passes. ``build`` runs before each attempt, so a retried edit sends
         the latest state. ``before_call`` runs after the wait for the turn,
         right before each HTTP request; False cancels the call (a post whose
-        claim was taken over while it waited)."""
+        claim was taken over while it waited). ``rank``: a post's place in
+        its channel's queue (:data:`~.turns.PARENT` goes first)."""
         attempt = 0
         while True:
             attempt += 1
             payload = build()
-            if not await self._wait_turn(method, payload, deadline()):
+            if not await self._wait_turn(method, payload, deadline(), rank):
                 return CallOutcome(failure=Failure(method, "deadline"), decision=RetryVerdict("retry"))
             if before_call is not None and not await before_call():
                 return CallOutcome(failure=Failure(method, CLAIM_LOST), decision=RetryVerdict("permanent"))
@@ -192,26 +198,21 @@ class Transport:
                 cid = str(data["channel"])
                 self.channels.learn(channel, cid)
                 # Posts by name and by ID share one bucket: Slack limits the channel.
-                if channel in self._buckets and cid not in self._buckets:
-                    self._buckets[cid] = self._buckets[channel]
+                self.turns.learned(channel, cid)
             return CallOutcome(data=data)
 
-    async def _wait_turn(self, method: str, payload: Mapping[str, Any], end: float | None) -> bool:
+    async def _wait_turn(self, method: str, payload: Mapping[str, Any], end: float | None, rank: int) -> bool:
         """Wait for the method's 429 pause and, for posts, the channel's turn."""
+
+        def paused_until() -> float:
+            return self.paused_until.get(method, 0.0)
+
+        if method == "chat.postMessage" and self.channel_interval_s > 0:
+            return await self.turns.take(str(payload.get("channel", "")), rank, paused_until, end)
         while True:
             now = self.clock.now()
-            wait = self.paused_until.get(method, 0.0) - now
-            key, level = None, 0.0
-            if method == "chat.postMessage" and self.channel_interval_s > 0:
-                channel = str(payload.get("channel", ""))
-                key = self.channels.known(channel) or channel
-                level, last = self._buckets.get(key, (float(self.channel_burst), now))
-                level = min(float(self.channel_burst), level + (now - last) / self.channel_interval_s)
-                self._buckets[key] = (level, now)
-                wait = max(wait, (1.0 - level) * self.channel_interval_s)
+            wait = paused_until() - now
             if wait <= 0:
-                if key is not None:
-                    self._buckets[key] = (level - 1.0, now)
                 return True
             if end is not None and now + wait > end:
                 return False

@@ -38,6 +38,7 @@ from .recovery import METADATA_TYPE, ParentFinder
 from .shared import SharedParent
 from .thread import ThreadPoster
 from .transport import Transport
+from .turns import PARENT
 
 log = logging.getLogger("spanvisor.slack")
 RETIRE_S = 300.0
@@ -215,8 +216,10 @@ class Deliverer:
         # The lease is renewed while the post waits (429 pause, channel
         # bucket, slow Slack) and checked right before the HTTP call.
         async with self.claims.lease(ns, [st.key]) as lease:
+            # A task's first message goes ahead of other tasks' thread replies
+            # in the channel's queue (.turns): none waits behind a backlog.
             out = await self.transport.send(
-                "chat.postMessage", build, deadline=self.deadline, before_call=lease.confirm
+                "chat.postMessage", build, deadline=self.deadline, before_call=lease.confirm, rank=PARENT
             )
             if out.claim_lost:  # another replica took it over; the next pass reads its ref
                 return True

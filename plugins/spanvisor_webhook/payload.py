@@ -1,5 +1,8 @@
-"""What one webhook says: a HumanIntervention as compact JSON. Only those
-are sent; task events (TaskStarted … TaskFinished, TaskCorrected) are not.
+"""What one webhook says: a HumanIntervention as compact JSON. Only applied
+ones are sent (an orchestrator acting on ``retry`` must never see a retry
+that was refused; the body says ``"outcome":"applied"`` all the same, as the
+event stream's, which sends refused ones too); task events (TaskStarted …
+TaskFinished, TaskCorrected) are not.
 
 Ids, the decision and the person's own comment, and the task's names and
 status. Agent text (the task name) goes in as a plain JSON string: the

@@ -99,6 +99,10 @@ class WebhookSink(BaseSink):
     def enabled(cls, config: Config) -> bool:
         return bool(config.get("webhook_url"))
 
+    def imports(self, config: Config) -> Sequence[str]:
+        """What start imports (spanvisor.sink.BaseSink.imports)."""
+        return ("spanvisor_webhook.client",)
+
     async def start(self, ctx: SinkContext) -> None:
         await super().start(ctx)
         cfg = ctx.config

@@ -104,6 +104,8 @@ def event_to_dict(event: Event) -> dict[str, Any]:
             value = list(value)
         elif f.name == "attributes":
             value = dict(value)
+        elif f.name == "facts":  # TaskCorrected: the events a late span would have caused
+            value = [event_to_dict(x) for x in value]
         out[f.name] = value
     return out
 
@@ -202,6 +204,8 @@ _EVENT_CHECKS: dict[str, Callable[[Any], bool]] = {
     "added_cost_usd": _is_num,
     "added_unpriced_calls": _is_int,
     "added_artifacts": lambda x: isinstance(x, list),
+    "arrived_late": lambda x: isinstance(x, bool),
+    "facts": lambda x: isinstance(x, list),
     # HumanIntervention
     "reason": _opt(_is_str),
     "known": lambda x: isinstance(x, bool),
@@ -252,6 +256,9 @@ _ITEM_CHECKS: dict[type[Any], dict[str, Callable[[Any], bool]]] = {
         "timeout_s": _opt(_is_num),
         "requested_ns": _is_int,
         "digest": _is_str,
+        "agent": _is_str,
+        "details": _opt(_is_str),
+        "action": _opt(_is_str),
     },
     Decision: {
         "intervention_id": _is_str,
@@ -304,6 +311,19 @@ def _view_from(x: Any) -> TaskView:
     return TaskView(**kwargs)
 
 
+# What a late span's facts can be: the events a span causes before its task's end.
+_FACT_KINDS = frozenset({"Checkpoint", "ContextWarning", "ContextForecast", "BudgetWarning", "ArtifactAdded"})
+
+
+def _fact_from(x: Any, where: str) -> Event:
+    if not isinstance(x, Mapping) or x.get("kind") not in _FACT_KINDS:
+        raise CodecError(f"{where} must be one of {', '.join(sorted(_FACT_KINDS))}")
+    try:
+        return event_from_dict(x)
+    except CodecError as exc:
+        raise CodecError(f"{where}: {exc}") from None
+
+
 def event_from_dict(d: Mapping[str, Any]) -> Event:
     """The event ``event_to_dict`` made; :class:`CodecError` on bad input."""
     if not isinstance(d, Mapping):
@@ -333,6 +353,8 @@ def event_from_dict(d: Mapping[str, Any]) -> Event:
             kwargs[name] = tuple(kwargs[name])
     if "attributes" in kwargs:
         kwargs["attributes"] = dict(kwargs["attributes"])
+    if "facts" in kwargs:
+        kwargs["facts"] = tuple(_fact_from(x, f"facts[{i}]") for i, x in enumerate(kwargs["facts"]))
     event: Event = cls(**kwargs)
     return event
 

@@ -25,10 +25,13 @@ Status = Literal[
     "complete",
     "cancelled",
     "lost",
+    "evicted",
 ]
 # lost: the task gave no sign of life for SPANVISOR_LOST_AFTER (its agent
-# died without ending its root), so spanvisor finished it.
-Outcome = Literal["complete", "error", "cancelled", "lost"]
+# died without ending its root), so spanvisor finished it. evicted: spanvisor
+# stopped tracking it for capacity (SPANVISOR_MAX_OPEN_TASKS); nobody
+# cancelled it and its agent may still be working.
+Outcome = Literal["complete", "error", "cancelled", "lost", "evicted"]
 # The statuses a task ends in: every sink's one test for "finished".
 TERMINAL: frozenset[str] = frozenset(get_args(Outcome))
 WarningLevel = Literal["warning", "critical"]
@@ -82,9 +85,13 @@ class ApprovalRequest:
     options: tuple[str, ...] = ("approve", "reject")
     timeout_s: float | None = None
     requested_ns: int = 0
-    # question_digest(question, options): the request's identity with its
-    # task, run and approval id.
+    # canonical.approval_digest of all a person is shown (older records:
+    # question_digest). The agent the request names, more text, and the
+    # action it asks to run (canonical JSON of {"tool", "arguments"}).
     digest: str = ""
+    agent: str = ""
+    details: str | None = None
+    action: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,12 +319,11 @@ class TaskFinished(TaskEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TaskCorrected(TaskEvent):
-    """A span of the task ended after its root (async work that outlived the
-    task) and changed its totals: the late-span rule (docs/conventions.md).
-    ``task`` is the finished view with its totals corrected (tokens, cost,
-    unpriced calls, artifacts; status, outcome and the rest as finished);
-    the ``added_*`` fields say what this span added. Only TaskCorrected may
-    follow a task's TaskFinished; ``event_id`` derives from the late span."""
+    """A span of a finished task arrived: the late-span rule (docs/conventions.md).
+    ``task`` is the finished view, totals corrected; ``added_*`` say what the span
+    added. One that ended before its root and arrived after it (``arrived_late``)
+    brings ``facts``: the events it would have caused, each with its own id, time
+    and view. Only TaskCorrected follows TaskFinished; its id derives from the span."""
 
     span_id: str
     added_input_tokens: int = 0
@@ -325,24 +331,22 @@ class TaskCorrected(TaskEvent):
     added_cost_usd: float = 0.0
     added_unpriced_calls: int = 0
     added_artifacts: tuple[Artifact, ...] = ()
+    arrived_late: bool = False
+    facts: tuple[TaskEvent, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HumanIntervention(TaskEvent):
-    """A person acted on the task (approve, reject, cancel, retry,
-    acknowledge), or tried to and was refused (``outcome="denied"``, with the
-    ``reason``). ``event_id`` is the decision's intervention id. ``task`` is the
-    task's view after the decision when this process tracks the task; for a
-    task it does not (finished and forgotten, or tracked by another replica)
-    it carries only ids, ``known`` is False, and sinks leave the task's own
-    state alone."""
+    """A person acted on the task, or tried to and was refused (``outcome="denied"``,
+    with the ``reason``). ``event_id`` is the decision's intervention id. ``task`` is
+    the view after the decision where this process tracks the task; else (finished
+    and forgotten, another replica's) only ids, ``known`` False: sinks leave it alone."""
 
     decision: Decision
     outcome: InterventionOutcome = "applied"
     reason: str | None = None
     known: bool = True
-    # The request it answers (approve and reject), as the decider was shown
-    # it; None for other actions or a request nobody asked.
+    # The request it answers (approve, reject) as the decider saw it; else None.
     request: ApprovalRequest | None = None
     # Why it was refused (outcome "denied"), as a code: spanvisor.control.runs.RefusalCode.
     code: str | None = None

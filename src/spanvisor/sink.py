@@ -16,6 +16,10 @@ because spans came in faster than it encodes them). A sink may also serve HTTP r
 serve``'s admin port (``admin_routes()``, e.g. the Prometheus sink's
 ``/metrics``): the core names no sink. Sinks are found through the ``spanvisor.sinks``
 entry-point group, the built-in ones exactly like a third-party one.
+A sink that imports modules lazily (in ``start``, ``export`` or its own
+tasks) names them in ``imports(config)``: the pipeline imports them on the
+thread that builds it, never on its own thread while an agent runs
+(docs/architecture.md, "Imports").
 """
 
 from __future__ import annotations
@@ -79,8 +83,9 @@ class SinkContext:
 class Sink(Protocol):
     """Receives domain events. Every method must return, never raise.
 
-    Optional, read with ``getattr``: ``durable: bool``, ``paced: bool`` and
-    ``health() -> tuple[bool, str]`` (see :class:`BaseSink`).
+    Optional, read with ``getattr``: ``durable: bool``, ``paced: bool``,
+    ``health() -> tuple[bool, str]`` and ``imports(config) -> Sequence[str]``
+    (see :class:`BaseSink`).
     """
 
     name: str
@@ -138,6 +143,15 @@ class BaseSink:
 
     async def shutdown(self, timeout_s: float) -> None:
         return None
+
+    def imports(self, config: Config) -> Sequence[str]:
+        """The modules this sink imports lazily with ``config`` (in ``start``,
+        ``export``, its own tasks), by name: the pipeline imports them on the
+        thread that builds it, before the pipeline's thread starts. A module
+        half imported on spanvisor's thread is visible to the agent's
+        threads in ``sys.modules`` (openai reads ``sys.modules["httpx"]`` on
+        every request). None by default."""
+        return ()
 
     def admin_routes(self) -> Sequence[AdminRoute]:
         """HTTP routes for the admin port of ``spanvisor serve``; none by default."""

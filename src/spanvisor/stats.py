@@ -45,16 +45,21 @@ METRICS: dict[str, tuple[str, str]] = {
     "open_tasks": ("gauge", "Tasks the tracker has open."),
     "evicted_tasks_total": (
         "counter",
-        "Tasks evicted from the tracker, by reason (finished, capacity, expired, partial, lost).",
+        "Tasks evicted from the tracker, by reason (finished, capacity, expired, partial, lost). A capacity eviction "
+        "finishes the task as evicted (unconfirmed start-only tasks first, then the idlest not waiting for a person).",
     ),
     "live_records_total": (
         "counter",
-        "Live-channel log records (agent.task.start, agent.checkpoint, heartbeats ...) read by the tracker, by outcome (opened, read, late).",
+        "Live-channel log records (agent.task.start, agent.checkpoint, heartbeats ...) read by the tracker, by outcome (opened, read, late, waiting: for its task's start, refused: a start at capacity).",
     ),
     "outbox_events": ("gauge", "Events waiting in a durable outbox, by sink."),
     "late_spans_total": (
         "counter",
         "Spans that ended after their task had finished (read as TaskCorrected within the late window, every path).",
+    ),
+    "late_span_arrival_seconds": (
+        "histogram",
+        "How long after its task finished a late span arrived, by kind: arrived_late (it ended before its root: its facts are kept) or outlived (it ended after the root).",
     ),
     "span_attributes_dropped_total": (
         "counter",
@@ -79,6 +84,14 @@ METRICS: dict[str, tuple[str, str]] = {
     "receiver_spans_rejected_total": ("counter", "Spans rejected as invalid (reported in partial_success)."),
     "receiver_journal_bytes": ("gauge", "Size of the receiver's durable span journal."),
     "control_runs_waiting": ("gauge", "Runs whose facts wait to be written to the control log (state store)."),
+    "coding_agent_records_total": (
+        "counter",
+        "Log records of coding-agent CLIs (Claude Code, Codex, Gemini CLI) read as tasks, by outcome (read, or why not: no_session_id, unreadable_attributes, ...).",
+    ),
+    "coding_agent_spans_ignored_total": (
+        "counter",
+        "Spans coding-agent CLIs sent themselves, set aside: their sessions are read from their log records.",
+    ),
     "duplicate_spans_total": (
         "counter",
         "Span ends seen again within the dedup window and not counted twice.",
@@ -86,6 +99,8 @@ METRICS: dict[str, tuple[str, str]] = {
 }
 
 LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# Histograms whose values are not latencies: their own bounded buckets.
+BUCKETS: dict[str, tuple[float, ...]] = {"late_span_arrival_seconds": (1.0, 10.0, 60.0, 600.0)}
 
 
 @dataclass
@@ -161,7 +176,8 @@ class PipelineStats:
         with self._lock:
             h = self.histograms.get(key)
             if h is None:
-                h = self.histograms[key] = Histogram()
+                b = BUCKETS.get(name, LATENCY_BUCKETS)
+                h = self.histograms[key] = Histogram(b, [0] * (len(b) + 1))
             h.observe(value)
 
     def gauge(self, name: str, fn: Callable[[], float], **labels: str) -> None:

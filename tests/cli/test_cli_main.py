@@ -50,6 +50,8 @@ TESTED_ELSEWHERE = {
     "db url (external)": "tests/postgres/test_cli.py::test_db_url_masks_external",
     "assets": "tests/packaging/test_wheel.py (python -m spanvisor.cli assets export, from the installed wheel)",
     "approve": "tests/cli/test_decide.py",
+    "hook": "tests/cli/test_hook.py (python -m spanvisor.cli hook … with each CLI's stdin)",
+    "run": "tests/cli/test_run.py (main(['run', …, '--', a fake claude]))",
     "reject": "tests/cli/test_decide.py",
     "cancel": "tests/cli/test_decide.py",
     "retry": "tests/cli/test_decide.py",

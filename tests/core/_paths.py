@@ -38,6 +38,12 @@ from ._trees import SpanSpec
 
 INT64 = 2**63 - 1
 
+# Generous: a drawn example may carry a million-character message, and with
+# the suite in several processes on 2 cores a flush of it can take seconds.
+# A pipeline that is done returns at once, so a passing run waits no longer.
+FLUSH_S = 30
+SHUTDOWN_S = 10.0
+
 
 class _Ids(IdGenerator):
     """Hands the SDK the ids of the spec being played."""
@@ -135,9 +141,9 @@ def processor_run(
         provider.add_span_processor(SimpleSpanProcessor(captured))
     try:
         play(specs, provider, ids)
-        assert processor.force_flush(10_000)
+        assert processor.force_flush(FLUSH_S * 1000)
     finally:
-        processor.pipeline.shutdown(2.0)
+        processor.pipeline.shutdown(SHUTDOWN_S)
     return memory.events, list(captured.get_finished_spans())
 
 
@@ -155,9 +161,9 @@ def exporter_run(spans: Sequence[ReadableSpan]) -> list[Event]:
     exporter = SpanvisorSpanExporter(sinks=[memory], config=_config())
     try:
         exporter.export(spans)
-        assert exporter.force_flush(10_000)
+        assert exporter.force_flush(FLUSH_S * 1000)
     finally:
-        exporter.pipeline.shutdown(2.0)
+        exporter.pipeline.shutdown(SHUTDOWN_S)
     return memory.events
 
 
@@ -174,7 +180,7 @@ def receiver_run(spans: Sequence[ReadableSpan], rng: random.Random) -> list[Even
             assert decoded.rejected == 0, decoded.reasons
             assert pipeline.submit_spans(decoded.spans)
             i += n
-        assert pipeline.force_flush(10.0)
+        assert pipeline.force_flush(FLUSH_S)
     finally:
-        pipeline.shutdown(2.0)
+        pipeline.shutdown(SHUTDOWN_S)
     return memory.events

@@ -28,10 +28,11 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from spanvisor.canonical import approval_digest
 from spanvisor.control import runs
 from spanvisor.control.judge import PipelineControl
 from spanvisor.control.log import ControlLog
-from spanvisor.events import Decision, Event, HumanIntervention, question_digest
+from spanvisor.events import Decision, Event, HumanIntervention, question_digest, run_id_of
 from spanvisor.spans import conventions as cv
 from spanvisor.spans.data import SpanData, SpanEventData
 from spanvisor.statestores.memory import InMemoryStateStore
@@ -150,7 +151,16 @@ async def _run(ops: list[tuple[Any, ...]]) -> tuple[World, list[tuple[Decision, 
             if how == "expired":
                 attrs[cv.APPROVAL_TIMEOUT_S] = 0.000001
             w.span(i, cv.EVENT_APPROVAL_REQUEST, attrs)
-            w.asked.setdefault((w.root, aid), question_digest(question))
+            # The request's digest covers its task, run and approval id too.
+            digest = approval_digest(
+                agent="",
+                task=TASK,
+                run=run_id_of(TRACE, w.root),
+                approval_id=aid,
+                question=question,
+                options=("approve", "reject"),
+            )
+            w.asked.setdefault((w.root, aid), digest)
         elif kind == "note" and not w.ended:
             w.span(i, cv.EVENT_APPROVAL_DECISION, {cv.APPROVAL_ID: o[1], cv.APPROVAL_OUTCOME: "timed_out"})
         elif kind == "person":

@@ -73,6 +73,9 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
             "OTEL_LOGS_EXPORTER": "none",
             "OTEL_SERVICE_NAME": "f47-agent",
             "PYTHONUNBUFFERED": "1",
+            # No library instrumentation: the frameworks installed for the
+            # test suite take a minute to import, and none is under test here.
+            "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "*",
         }
     )
     env.update(extra)

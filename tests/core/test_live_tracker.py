@@ -116,3 +116,30 @@ def test_a_partial_task_waiting_for_a_person_stays_open_past_the_root_hold() -> 
     assert tr.open_tasks == 1
     [[st], _] = tr.states_of("job-1")
     assert st.view.status == "awaiting_approval"
+
+
+def test_a_task_rebuilt_after_a_restart_is_newer_than_anything_its_clock_said_before() -> None:
+    # The first process: the task stalls and resumes (the clock's events,
+    # in no record), then takes one more update.
+    clock = FakeClock()
+    first = tracker(clock, after_s=60.0, lost_after_s=3600.0)
+    records = [fact(cv.LIVE_TASK_START, 1_000, START), fact(cv.LIVE_TASK_UPDATE, 2_000, {cv.PROGRESS: 10.0})]
+    said = first.live(records[:1]) + first.live(records[1:])
+    clock.advance(61)
+    said += first.expire()
+    later = fact(cv.LIVE_TASK_UPDATE, 3_000, {cv.PROGRESS: 20.0})
+    records.append(later)
+    said += first.live([later])
+    assert kinds(said)[-3:] == ["TaskStalled", "TaskResumed", "Checkpoint"]
+    newest = max(e.task.seq for e in said)
+    # The restart: the same records rebuild the task, short of the clock's events.
+    second = tracker(clock, after_s=60.0, lost_after_s=3600.0)
+    rebuilt = second.live(records[:1]) + second.live(records[1:2]) + second.live(records[2:])
+    assert max(e.task.seq for e in rebuilt) < newest  # what every sink would refuse
+    assert second.rebuilt() == 1
+    [update] = second.live([fact(cv.LIVE_TASK_UPDATE, 4_000, {cv.PROGRESS: 30.0})])
+    assert update.task.seq > newest and update.task.progress == 30.0
+    # Its next stall does not take the first one's id.
+    clock.advance(61)
+    [stall] = second.expire()
+    assert isinstance(stall, TaskStalled) and stall.event_id not in {e.event_id for e in said}

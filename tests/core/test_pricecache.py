@@ -34,20 +34,33 @@ def child_json() -> bytes:
     return json.dumps(priceexport.export(), separators=(",", ":")).encode()
 
 
+class _StandIn:
+    """The table's child, as far as pricetable uses ``subprocess.Popen``."""
+
+    def __init__(self, args: list[str], out: bytes) -> None:
+        self.args, self._out, self.returncode = args, out, 0
+
+    def communicate(self, timeout: float | None = None) -> tuple[bytes, bytes]:
+        return self._out, b""
+
+    def kill(self) -> None:
+        self.returncode = -9
+
+
 def _child(monkeypatch: pytest.MonkeyPatch, out: bytes) -> list[list[str]]:
     """The table's child process, stood in for by ``out`` and counted.
-    ``subprocess.run`` is what is replaced: compiled, pricetable calls its
+    ``subprocess.Popen`` is what is replaced: compiled, pricetable calls its
     own functions directly, past any patch of them."""
     runs: list[list[str]] = []
-    real = subprocess.run
+    real = subprocess.Popen
 
-    def run(args: Any, *rest: Any, **kwargs: Any) -> Any:
+    def popen(args: Any, *rest: Any, **kwargs: Any) -> Any:
         if "spanvisor.tracking.priceexport" not in " ".join(map(str, args)):
             return real(args, *rest, **kwargs)
         runs.append(list(args))
-        return subprocess.CompletedProcess(args, 0, stdout=out, stderr=b"")
+        return _StandIn(list(args), out)
 
-    monkeypatch.setattr(subprocess, "run", run)
+    monkeypatch.setattr(subprocess, "Popen", popen)
     return runs
 
 

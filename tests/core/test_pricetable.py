@@ -103,6 +103,9 @@ def _flat_theirs(model: str, provider: str | None, day: date) -> Any:
     return flat_prices(result.model_price)
 
 
+# Every model of genai-prices, priced both ways: 80-90 s alone, CPU-bound, so
+# over 300 s on a loaded machine.
+@pytest.mark.timeout_s(900)
 def test_every_model_by_its_names_and_providers_is_found_and_priced_as_genai_prices_does() -> None:
     checked = 0
     for model, provider in _cases():

@@ -268,7 +268,7 @@ def test_open_tasks_are_capped_and_evictions_counted() -> None:
     assert tracker.open_tasks == 3
     # An evicted task still finishes once, so no sink shows it running forever.
     evicted = [e for e in events if isinstance(e, TaskFinished)]
-    assert [(e.task.task_name, e.outcome) for e in evicted] == [("task 0", "cancelled"), ("task 1", "cancelled")]
+    assert [(e.task.task_name, e.outcome) for e in evicted] == [("task 0", "evicted"), ("task 1", "evicted")]
     # Its root's late end adds nothing.
     for s in specs:
         events += tracker.span_ended(s.data(None, stamped=False))

@@ -54,6 +54,9 @@ Scenarios are picked by token, like python-slack-sdk's
 - anything after a ``~`` is ignored (``xoxb-5xx-2~SECRET``), so a test can
   look for a marker in logs.
 
+``hold()`` makes every call wait until ``release()`` (a Slack that is slow
+for as long as a test needs, e.g. to keep a sink draining).
+
 Channels ``#archived`` and ``#missing`` answer is_archived and
 channel_not_found. Every call is recorded in ``calls``; messages are kept in
 ``messages`` by channel ID and ts, deleted ones in ``deleted``.
@@ -137,6 +140,8 @@ class FakeSlack:
         self._token_calls: dict[str, int] = {}
         self._runner: web.AppRunner | None = None
         self.base_url = ""
+        self._open = asyncio.Event()
+        self._open.set()
 
     @classmethod
     def tier3(cls, **kw: Any) -> FakeSlack:
@@ -168,6 +173,13 @@ class FakeSlack:
         await self.socket.close()
         if self._runner:
             await self._runner.cleanup()
+
+    def hold(self) -> None:
+        """Calls wait (unanswered) until :meth:`release`."""
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
 
     # --- queries for tests ---------------------------------------------
 
@@ -206,6 +218,7 @@ class FakeSlack:
 
     async def _handle(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
+        await self._open.wait()
         args = await self._args(request)
         auth = request.headers.get("Authorization", "")
         token = auth[7:] if auth.startswith("Bearer ") else args.pop("token", None)

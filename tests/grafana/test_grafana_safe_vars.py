@@ -304,18 +304,18 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     )
     base = f"http://127.0.0.1:{web}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while True:
             if server.poll() is not None:
                 pytest.fail(f"prometheus exited: {(tmp / 'prometheus.log').read_text()[-2000:]}")
             try:
                 r = _api(base, "count(spanvisor_tasks_running) >= 2")
-            except OSError:
+            except (OSError, ValueError):  # not listening yet, or "Service Unavailable" while it starts
                 r = {}
             if r.get("status") == "success" and r["data"]["result"]:
                 break
             if time.monotonic() > deadline:
-                pytest.fail("Prometheus scraped no series within 30 s")
+                pytest.fail("Prometheus scraped no series within 60 s")
             time.sleep(0.2)
         yield base
     finally:

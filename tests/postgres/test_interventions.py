@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from spanvisor.canonical import approval_digest
 from spanvisor.cli.main import main
 from spanvisor.events import (
     Decision,
@@ -26,7 +27,6 @@ from spanvisor.events import (
     ResultField,
     TaskFinished,
     TaskView,
-    question_digest,
     stable_id,
 )
 from spanvisor.sink import SinkResult
@@ -327,7 +327,15 @@ def test_decisions_through_a_real_pipeline(pg_server: Any, tmp_path: Path) -> No
         ]
         assert rows[0]["actor_name"] == "alice" and rows[2]["reason"] == "no"
         # What was approved, and who asked: the question, its digest, the agent, the run.
-        assert (rows[0]["question"], rows[0]["question_digest"]) == ("Apply?", question_digest("Apply?"))
+        asked = approval_digest(
+            agent="",
+            task="deploy-1",
+            run=rows[0]["run_id"],
+            approval_id="a1",
+            question="Apply?",
+            options=("approve", "reject"),
+        )
+        assert (rows[0]["question"], rows[0]["question_digest"]) == ("Apply?", asked)
         assert rows[0]["agent_id"] == "rivet" and rows[0]["run_id"] and rows[1]["question"] == "Apply?"
         task = task_row(await fetch(url, "SELECT status, ended_at FROM agent_tasks WHERE task_id = 'deploy-1'"))
         assert task["status"] == "complete" and task["ended_at"] is not None

@@ -30,7 +30,7 @@ async def export_all(url: str, data_dir: Path, batches: list[list[Any]], method:
     try:
         for batch in batches:
             assert await sink.export(batch) is SinkResult.SUCCESS
-        assert await sink.force_flush(5)
+        assert await sink.force_flush(20)
     finally:
         await sink.shutdown(5)
 

@@ -37,6 +37,13 @@ class FakeSlackThread:
 
         return asyncio.run_coroutine_threadsafe(call(), self.loop).result(10)
 
+    def hold(self) -> None:
+        """The fake answers nothing until :meth:`release`."""
+        self.on_loop(self.fake.hold)
+
+    def release(self) -> None:
+        self.on_loop(self.fake.release)
+
     def parent_posts(self) -> int:
         """chat.postMessage calls that created a parent (no thread_ts), ok or not."""
         return int(
@@ -74,6 +81,10 @@ def slack_env(data_dir: Path, slack_url: str, **extra: str) -> dict[str, str]:
         "SPANVISOR_SLACK_REPLY_INTERVAL": "10ms",
         **extra,
     }
+
+
+# How much of each serve log a failed test shows.
+LOG_TAIL = 6000
 
 
 class ServeProcess:
@@ -138,6 +149,11 @@ class ServeProcess:
                 self.terminate(60)
             except subprocess.TimeoutExpired:
                 self.kill()
+        # Captured by pytest and shown only when the test failed: what serve
+        # said is the first thing to read then.
+        for log in self.logs:
+            text = log.read_text(errors="replace") if log.exists() else ""
+            print(f"--- {log.name}, its last {LOG_TAIL:,} characters ---\n{text[-LOG_TAIL:]}")
 
 
 def db_rows(url: str, sql: str, *args: Any) -> list[dict[str, Any]]:

@@ -35,8 +35,13 @@ SMALL_QUEUE = {"SPANVISOR_QUEUE_SIZE": "200", "SPANVISOR_BATCH_SIZE": "8"}
 def _pumped(pipeline: Pipeline) -> None:
     # The pipeline admits spans by the durable queue's room when they arrive,
     # not by the events still waiting in its inbox: let the pump turn them
-    # into events before sending more, as a steady client would.
-    wait_until(lambda: pipeline.stats.value("inbox_depth") == 0, what="the pipeline to pump its inbox")
+    # into events before sending more, as a steady client would. A batch the
+    # stalled sink has no room for stays in the inbox while the pipeline
+    # pushes back: the next request finds that out.
+    wait_until(
+        lambda: pipeline.stats.value("inbox_depth") == 0 or not pipeline.accepting(1),
+        what="the pipeline to pump its inbox or push back",
+    )
 
 
 @pytest.mark.slow
@@ -58,8 +63,15 @@ def test_http_stalled_sink_503_then_resumed_without_loss(tmp_path: Path) -> None
             _pumped(pipeline)
         assert refused is not None, "a stalled durable sink must push back"
         assert requests(pipeline, "http", "retry") == 1
+
         # The real exporter retries after Retry-After; the gate opens meanwhile.
-        threading.Timer(1.5, sink.gate.set).start()
+        # Opened once that first try was refused (not on a timer: a loaded
+        # machine could start the exporter after the gate opened).
+        def open_after_refusal() -> None:
+            wait_until(lambda: requests(pipeline, "http", "retry") >= 2, 60, "the exporter's refused first try")
+            sink.gate.set()
+
+        threading.Thread(target=open_after_refusal, daemon=True).start()
         exp = HttpExporter(endpoint=r.http_url, timeout=20)
         for spans in batches[refused:]:
             assert exp.export(spans) is SpanExportResult.SUCCESS

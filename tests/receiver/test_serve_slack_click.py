@@ -33,7 +33,7 @@ from serve_proc import FakeSlackThread, ServeProcess, message_text, slack_env
 from tests.fakes.slack_store import Message
 from tests.waiting import wait_until
 
-from spanvisor.events import question_digest
+from spanvisor.canonical import approval_digest
 from spanvisor.spans import conventions as cv
 from spanvisor_slack import actions as A
 
@@ -93,7 +93,15 @@ def test_a_signed_click_on_the_parents_approve_button_releases_the_agent_and_eve
     found = wait_until(lambda: served.button(tid, A.APPROVE), 60, "the parent to offer Approve")
     parent, approve = found
     value = json.loads(approve["value"])  # ids and the digest of the question shown; no agent text
-    assert (value["t"], value["a"], value["d"]) == (tid, "a1", question_digest("Apply the fix to prod?"))
+    asked = approval_digest(
+        agent="rivet",
+        task=tid,
+        run=value["r"],
+        approval_id="a1",
+        question="Apply the fix to prod?",
+        options=("approve", "reject"),
+    )
+    assert (value["t"], value["a"], value["d"]) == (tid, "a1", asked)
     assert served.status(tid) == "awaiting_approval"
     assert served.counter("approve", "applied") == 0.0
 
@@ -217,7 +225,15 @@ def test_approvals_lists_the_request_and_its_command_answers_it(served: Served) 
 
     [item] = wait_until(listed, 30, "the request in spanvisor approvals")
     assert item["question"] == "Rotate the <prod> keys?" and item["agent_id"] == "rivet"
-    assert item["timeout_s"] == 120.0 and item["digest"] == question_digest("Rotate the <prod> keys?")
+    asked = approval_digest(
+        agent="rivet",
+        task=tid,
+        run=item["run_id"],
+        approval_id="a1",
+        question="Rotate the <prod> keys?",
+        options=("approve", "reject"),
+    )
+    assert item["timeout_s"] == 120.0 and item["digest"] == asked
     table = _cli(served, "approvals", "--agent", "rivet")
     assert table.returncode == 0 and tid in table.stdout and "Rotate the <prod> keys?" in table.stdout
     assert item["answer"] in table.stdout
@@ -266,7 +282,9 @@ def test_a_stale_button_is_refused(served: Served) -> None:
     question. Run 1's button (its run, its question's digest) is refused, and
     so is a button that names run 2 with run 1's question."""
     tid = f"stale-{uuid.uuid4().hex[:6]}"
-    run1 = served.asking(tid, "Deploy to staging?", 2.0)
+    # Long enough for the button to reach Slack before the request expires
+    # (under load a parent's post took longer than 2 s).
+    run1 = served.asking(tid, "Deploy to staging?", 10.0)
     parent, old = wait_until(lambda: served.button(tid, A.APPROVE), 60, "run 1's Approve button")
     wait_until(lambda: run1.result, 30, "run 1 to time out")
     run1.hold.set()

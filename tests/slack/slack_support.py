@@ -36,7 +36,7 @@ T = TypeVar("T")
 BASE_NS = 1_760_000_000_000_000_000
 
 
-def run(coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
+def run(coro: Coroutine[Any, Any, T], timeout: float = 90.0) -> T:
     return asyncio.run(asyncio.wait_for(coro, timeout))
 
 

@@ -36,7 +36,7 @@ from tests.webhook.conftest import SECRET as WEBHOOK_SECRET
 from tests.webhook.conftest import Receiver, webhook_config
 
 from spanvisor.agent import ApprovalDecision, task
-from spanvisor.events import question_digest
+from spanvisor.canonical import approval_digest
 from spanvisor.otel.processor import SpanvisorSpanProcessor
 from spanvisor.pipeline.pipeline import Pipeline
 from spanvisor.receiver.admin import make_app
@@ -220,7 +220,15 @@ def test_an_agent_blocked_in_request_approval_is_released_by_a_signed_click(pg_s
                 parent, approve = await env.wait_button("T-approve", A.APPROVE)
                 value = json.loads(approve["value"])  # ids, the run and the question's digest; no agent text
                 assert {k: value[k] for k in ("t", "a")} == {"t": "T-approve", "a": "a1"}
-                assert len(value["r"]) == 12 and value["d"] == question_digest("Apply migration 0007 to prod?")
+                asked = approval_digest(
+                    agent="rivet",
+                    task="T-approve",
+                    run=value["r"],
+                    approval_id="a1",
+                    question="Apply migration 0007 to prod?",
+                    options=("approve", "reject"),
+                )
+                assert len(value["r"]) == 12 and value["d"] == asked
                 sent = await env.sender.interaction(env.click(parent, approve))
                 assert sent.status == 200 and sent.text == ""
                 await until(lambda: result, 60, "the agent to be released")
@@ -281,9 +289,10 @@ def test_a_retry_click_on_a_failed_task_is_delivered_once_to_the_webhook(pg_serv
             payload = env.click(parent, retry)
             assert (await env.sender.interaction(payload)).status == 200
 
-            await until(env.webhook.delivered, 60, "the webhook delivery")
+            # The audit row first: a refused click says why there, not as a missing delivery.
             [row] = await env.wait_rows("T-retry", 1)
-            assert (row["action"], row["outcome"], row["actor"]) == ("retry", "applied", APPROVER)
+            assert (row["action"], row["outcome"], row["actor"]) == ("retry", "applied", APPROVER), row.get("reason")
+            await until(env.webhook.delivered, 60, "the webhook delivery")
             [seen] = env.webhook.delivered()
             assert seen.verified and seen.intervention_id == row["intervention_id"]
             body = seen.json

@@ -12,7 +12,8 @@ import pytest
 from interact_support import SECRET, live
 from slack_support import run, until
 
-from spanvisor.events import question_digest, run_id_of
+from spanvisor.canonical import approval_digest
+from spanvisor.events import HumanIntervention, run_id_of
 from spanvisor_slack import actions as A
 from spanvisor_slack.actions import button_value
 
@@ -83,6 +84,9 @@ def test_a_replayed_payload_is_acked_and_applied_once() -> None:
                 assert (await sender.interaction(payload)).status == 200
             await until(env.answers, 10, "the answer")
             await env.one.pipeline.control.decisions("T3")
+            # The intervention reaches the sinks after the answer is sent; wait for it, then
+            # give a doubled one the same time to show.
+            await until(env.one.interventions, 10, "the HumanIntervention")
             await asyncio.sleep(0.5)
             assert [d.action for d in await env.one.decisions("T3")] == ["reject"]
             assert len(env.answers()) == 1, env.answers()
@@ -146,10 +150,16 @@ def test_the_same_click_on_two_replicas_is_recorded_and_applied_once() -> None:
             assert (await a.sender.interaction(payload)).status == 200
             await until(env.answers, 10, "the answer")
             assert (await b.sender.interaction(payload)).status == 200
+
+            def applied() -> list[HumanIntervention]:
+                return [e for r in env.replicas for e in r.interventions() if e.outcome == "applied"]
+
+            # The intervention reaches the sinks after the answer is sent; wait for it, then
+            # give a doubled one the same time to show.
+            await until(applied, 10, "the applied intervention")
             await asyncio.sleep(0.5)
             assert len(await a.decisions("T6")) == 1 and len(await b.decisions("T6")) == 1
-            applied = [e for r in env.replicas for e in r.interventions() if e.outcome == "applied"]
-            assert len(applied) == 1 and len(env.answers()) == 1
+            assert len(applied()) == 1 and len(env.answers()) == 1
 
     run(go(), 60)
 
@@ -253,7 +263,14 @@ def test_the_parents_own_button_and_a_click_on_a_finished_task() -> None:
             button = _button(parent.blocks, A.APPROVE)
             ctx = root.get_span_context()
             run_id = run_id_of(f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}")
-            digest = question_digest("Apply migration 0007 to prod?")
+            digest = approval_digest(
+                agent="",
+                task="T10",
+                run=run_id,
+                approval_id="a1",
+                question="Apply migration 0007 to prod?",
+                options=("approve", "reject"),
+            )
             assert button is not None and button["value"] == button_value("T10", "a1", run_id, digest)
             sender = env.one.sender
             assert sender is not None

@@ -59,6 +59,9 @@ def test_an_unacked_envelope_is_sent_again_and_applied_once() -> None:
             await until(lambda: sent.acked, 10, "the second ack")
             assert sent.sent == 2 and sent.lost_acks == 1
             await until(env.answers, 10, "the answer")
+            # The intervention reaches the sinks after the answer is sent; wait for it, then
+            # give a doubled one the same time to show.
+            await until(env.one.interventions, 10, "the HumanIntervention")
             await asyncio.sleep(0.5)
             assert [d.action for d in await env.one.decisions("S2")] == ["reject"]
             assert len(env.answers()) == 1

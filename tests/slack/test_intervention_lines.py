@@ -130,7 +130,7 @@ def test_a_failed_task_shows_its_log_tail_then_an_acknowledge_rerenders_its_pare
             )
             await env.send(task.started(), task.checkpoint(progress=40.0))
             await env.send(task.finished("error", error_type="ImportError", error_message="boom", log_tail=tail))
-            assert await env.sink.force_flush(10)
+            assert await env.sink.force_flush(20)
             parent = _parent(env.fake, "T-fail")
             assert parent is not None
             assert _action_ids(parent) == [actions.RETRY, actions.ACKNOWLEDGE]
@@ -154,7 +154,7 @@ def test_a_failed_task_shows_its_log_tail_then_an_acknowledge_rerenders_its_pare
             parent = _parent(env.fake, "T-fail")
             assert parent is not None and _action_ids(parent) == [actions.RETRY]
             assert not LIVE.search(_shown(parent))
-            assert await env.sink.force_flush(10)
+            assert await env.sink.force_flush(20)
             assert any(x.startswith("👀 Acknowledged by <@U0BOB>") for x in _thread(env.fake, "T-fail"))
 
     run(main())
@@ -170,7 +170,7 @@ def test_two_replicas_merge_decisions_on_a_finished_task() -> None:
             async with slack_env(fake=fake, store=store, **FAST) as a, slack_env(fake=fake, store=store, **FAST) as b:
                 await a.send(task.started(), task.checkpoint(progress=90.0, results=res))
                 await a.send(task.finished("error", error_type="Timeout"))
-                assert await a.sink.force_flush(10)
+                assert await a.sink.force_flush(20)
                 # Replica b never saw the task: a click there names only ids.
                 bare = TaskScript.new("T-two").view
                 ack = Decision("click-a", "T-two", "acknowledge", "U0BOB", NOON, source="slack")
@@ -186,7 +186,7 @@ def test_two_replicas_merge_decisions_on_a_finished_task() -> None:
                     return "Acknowledged by <@U0BOB>" in text and "Retry requested by <@U0ALICE>" in text
 
                 await until(both, 10, "the parent to show both decisions")
-                assert await a.sink.force_flush(10) and await b.sink.force_flush(10)
+                assert await a.sink.force_flush(20) and await b.sink.force_flush(20)
             parent = _parent(fake, "T-two")
             assert parent is not None and len(fake.parents()) == 1
             assert _action_ids(parent) == []

@@ -36,12 +36,12 @@ def test_a_restart_mid_task_continues_the_same_thread() -> None:
             ]
             async with slack_env(fake=fake, store=store, **FAST) as env:
                 await env.send(*first)
-                assert await env.sink.force_flush(5)
+                assert await env.sink.force_flush(20)
             # A new process: the pipeline replays what it had not acknowledged, then goes on.
             async with slack_env(fake=fake, store=store, **FAST) as env:
                 await env.send(*first[1:])
                 await env.send(task.checkpoint(progress=60.0, message="c"), task.finished("complete"))
-                assert await env.sink.force_flush(5)
+                assert await env.sink.force_flush(20)
             assert len(fake.parents()) == 1
             assert _heads(fake) == ["25%", "50%", "Complete"]
             parent = fake.parents()[0]
@@ -72,7 +72,7 @@ def test_two_replicas_fed_the_same_events_post_one_parent_and_each_reply_once() 
                     await a.send(*events[i : i + 3])
                     await asyncio.sleep(0)  # interleave: A's workers start before B sees the batch
                     await b.send(*events[i : i + 3])
-                assert await a.sink.force_flush(10) and await b.sink.force_flush(10)
+                assert await a.sink.force_flush(30) and await b.sink.force_flush(30)
             assert len(fake.parents()) == 10
             for p in fake.parents():
                 assert [m.text.split(" ")[0] for m in fake.thread(p)] == ["25%", "Artifact:", "75%", "Complete"]
@@ -111,7 +111,7 @@ def test_a_parent_posted_by_a_process_killed_before_storing_it_is_found_not_post
             await asyncio.sleep(0.6)
             async with slack_env(fake=fake, store=store, **fast) as env:
                 await env.send(*first, task.finished("complete"))
-                assert await env.sink.force_flush(10)
+                assert await env.sink.force_flush(20)
             assert len(fake.parents()) == 1
             assert len(fake.calls_to("conversations.history")) >= 1
             assert "complete" in fake.parents()[0].blocks[0]["text"]["text"]
@@ -126,7 +126,7 @@ def test_fatal_error_after_the_post_finds_the_message_instead_of_posting_again()
         async with slack_env("xoxb-fatal-after-post", channel_rate=100.0, **FAST) as env:
             task = TaskScript.new("amb")
             await env.send(task.started(), task.checkpoint(progress=30.0), task.finished("complete"))
-            assert await env.sink.force_flush(10)
+            assert await env.sink.force_flush(20)
             # Looked for by the channel's ID, which Slack's history wants.
             (history,) = env.fake.calls_to("conversations.history")
             assert history.response["ok"] and history.args["channel"] == channel_id("agents")
@@ -145,7 +145,7 @@ def test_an_ambiguous_post_that_cannot_be_found_is_never_repeated(caplog: pytest
         async with slack_env("xoxb-fatal-after-post-nohistory", **FAST) as env:
             task = TaskScript.new("amb2")
             await env.send(task.started(), task.checkpoint(progress=30.0), task.finished("complete"))
-            assert await env.sink.force_flush(10)
+            assert await env.sink.force_flush(20)
             assert len(env.fake.calls_to("chat.postMessage")) == 1 and len(env.fake.parents()) == 1
             assert not env.fake.calls_to("chat.update")
             assert env.stats.value("dropped_total", reason="slack_ambiguous_post", sink="slack") >= 1
@@ -153,7 +153,7 @@ def test_an_ambiguous_post_that_cannot_be_found_is_never_repeated(caplog: pytest
             sink = SlackSink()
             await sink.start(env.sink.ctx)  # type: ignore[arg-type]
             await sink.export([task.finished("complete")])
-            assert await sink.force_flush(5)
+            assert await sink.force_flush(20)
             await sink.shutdown(1)
             assert len(env.fake.calls_to("chat.postMessage")) == 1
 
@@ -184,7 +184,7 @@ def test_status_rules_post_a_pointer_to_the_thread_in_the_alert_channel() -> Non
         ) as env:
             a, b = TaskScript.new("t-ops", agent="ops-bot"), TaskScript.new("t-def", agent="other")
             await env.send(a.started(), b.started(), a.finished("error", error_type="Boom"), b.finished("complete"))
-            assert await env.sink.force_flush(5)
+            assert await env.sink.force_flush(20)
             assert len(env.fake.parents("#ops")) == 1 and len(env.fake.parents("#agents")) == 1
             alerts = env.fake.parents("#agent-alerts")
             assert len(alerts) == 1 and "|open thread>" in alerts[0].text
@@ -198,7 +198,7 @@ def test_dry_run_validates_and_logs_without_sending(caplog: pytest.LogCaptureFix
         async with slack_env(None, slack_dry_run=True, slack_token=None, **FAST) as env:  # type: ignore[arg-type]
             task = TaskScript.new("dry")
             await env.send(task.started(), task.checkpoint(progress=50.0), task.finished("complete"))
-            assert await env.sink.force_flush(5)
+            assert await env.sink.force_flush(20)
             assert env.fake.calls == []
             sent = env.sink.client.sent  # type: ignore[attr-defined]
             # The parent (already showing the final state), the 50% milestone, the summary.

@@ -17,13 +17,13 @@ def test_a_late_call_corrects_the_parent_and_says_so_in_the_thread() -> None:
     async def main() -> None:
         async with slack_env(**FAST) as env:
             await env.send(*events[:-1])
-            assert await env.sink.force_flush(5)
+            assert await env.sink.force_flush(20)
             [parent] = env.fake.parents()
             shown = f"{parent.text} {parent.blocks} {parent.attachments}"
             assert "1,000" in shown and "6,000" not in shown
             await env.send(events[-1])
             await env.send(events[-1])  # delivered twice: said once
-            assert await env.sink.force_flush(5)
+            assert await env.sink.force_flush(20)
             [parent] = env.fake.parents()
             shown = f"{parent.text} {parent.blocks} {parent.attachments}"
             assert "6,000" in shown and "complete" in shown.lower()

@@ -50,7 +50,7 @@ async def _demo(env: Env) -> tuple[TaskScript, TaskScript, TaskScript]:
     await env.send(ok.finished("complete"))
     await env.send(ctx.checkpoint(progress=80.0, input_tokens=500_000, output_tokens=9_000))
     await env.send(ctx.finished("complete"))
-    assert await env.sink.force_flush(10)
+    assert await env.sink.force_flush(20)
     return ok, bad, ctx
 
 

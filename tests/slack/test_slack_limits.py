@@ -33,7 +33,7 @@ def test_10000_checkpoints_over_60_simulated_seconds_give_a_bounded_number_of_ca
             for _ in range(50):
                 clock.advance(1.0)
                 await asyncio.sleep(0.005)
-            assert await env.sink.force_flush(5)
+            assert await env.sink.force_flush(20)
             parent = env.fake.parents()[0]
             assert "complete" in parent.blocks[0]["text"]["text"]
             assert "tool call 9999" in str(parent.attachments)
@@ -68,7 +68,7 @@ def test_a_storm_of_429s_never_blocks_export_and_the_final_state_arrives() -> No
                     i += 1
                     await asyncio.sleep(0.005)  # the agent's pace
                 await env.send(task.checkpoint(progress=100.0, message="last words"), task.finished("complete"))
-                assert await env.sink.force_flush(10)
+                assert await env.sink.force_flush(20)
                 parent = fake.parents()[0]
                 assert "complete" in parent.blocks[0]["text"]["text"] and "last words" in str(parent.attachments)
                 limited = [c for c in fake.calls if c.status == 429]
@@ -101,7 +101,7 @@ def test_permanent_errors_are_not_retried_and_are_logged_once_with_the_fix(
             for n in range(3):
                 t = TaskScript.new(f"t{n}")
                 await env.send(t.started(), t.checkpoint(progress=50.0), t.finished("complete"))
-            assert await env.sink.force_flush(5)
+            assert await env.sink.force_flush(20)
             assert len(env.fake.calls) == 3  # one attempt per task, nothing else
             assert not env.fake.calls_to("chat.update")
             assert env.stats.value("dropped_total", reason=f"slack_{error}", sink="slack") >= 3
@@ -144,9 +144,9 @@ def test_duplicate_events_are_ignored() -> None:
             events = [t.started(), t.checkpoint(progress=30.0), t.artifact("a.txt"), t.finished("complete")]
             await env.send(*events)
             await env.send(*events)
-            assert await env.sink.force_flush(5)
+            assert await env.sink.force_flush(20)
             await env.send(*events)  # after the task is done
-            assert await env.sink.force_flush(5)
+            assert await env.sink.force_flush(20)
             parent = env.fake.parents()[0]
             assert [m.text.split(":")[0] for m in env.fake.thread(parent)] == [
                 "25% reached",

@@ -29,7 +29,7 @@ async def _shown(*batches: list[Event]) -> str:
     async with slack_env(**FAST) as env:
         for batch in batches:
             await env.send(*batch)
-        assert await env.sink.force_flush(5)
+        assert await env.sink.force_flush(20)
         (parent,) = env.fake.parents()
         return str(parent.attachments)
 
@@ -71,7 +71,7 @@ def test_the_finished_view_wins_over_any_later_non_final_one() -> None:
             started, finished = task.started(), task.finished("complete")
             straggler = task.checkpoint(progress=10.0, message="late checkpoint")  # higher seq, not final
             await env.send(started, finished, straggler)
-            assert await env.sink.force_flush(5)
+            assert await env.sink.force_flush(20)
             (parent,) = env.fake.parents()
             assert "complete" in parent.blocks[0]["text"]["text"]
             assert "late checkpoint" not in str(parent.attachments)

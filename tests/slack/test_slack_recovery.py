@@ -25,7 +25,7 @@ def test_a_parent_pushed_past_the_first_page_by_a_busy_channel_is_found() -> Non
         async with slack_env("xoxb-fatal-after-post-busy", **FAST) as env:
             task = TaskScript.new("busy", task_name="Crowded")
             await env.send(task.started(), task.checkpoint(progress=30.0), task.finished("complete"))
-            assert await env.sink.force_flush(10)
+            assert await env.sink.force_flush(20)
 
             lists = env.fake.calls_to("conversations.list", ok=True)
             assert len(lists) == 2 and lists[1].args.get("cursor")  # paged to find #agents
@@ -47,7 +47,7 @@ def test_a_channel_configured_by_id_needs_no_lookup() -> None:
         async with slack_env("xoxb-fatal-after-post-nolist", slack_channel=AGENTS, **FAST) as env:
             task = TaskScript.new("by-id")
             await env.send(task.started(), task.finished("complete"))
-            assert await env.sink.force_flush(10)
+            assert await env.sink.force_flush(20)
             assert not env.fake.calls_to("conversations.list")
             (parent,) = env.fake.parents()
             assert parent.edits >= 1
@@ -61,7 +61,7 @@ def test_a_name_that_cannot_be_resolved_ends_the_task_once_with_the_fix(caplog: 
         async with slack_env("xoxb-fatal-after-post-nolist", **FAST) as env:
             task = TaskScript.new("no-list")
             await env.send(task.started(), task.checkpoint(progress=30.0), task.finished("complete"))
-            assert await env.sink.force_flush(10)
+            assert await env.sink.force_flush(20)
             assert len(env.fake.calls_to("chat.postMessage")) == 1  # never posted again
             assert not env.fake.calls_to("conversations.history")  # never asked with a name
             assert env.stats.value("dropped_total", reason="slack_ambiguous_post", sink="slack") >= 1
@@ -77,7 +77,7 @@ def test_every_post_teaches_the_sink_its_channel_id() -> None:
         async with slack_env(**FAST) as env:
             task = TaskScript.new("learn")
             await env.send(task.started())
-            assert await env.sink.force_flush(5)
+            assert await env.sink.force_flush(20)
             assert env.sink.transport.channels.known("#agents") == AGENTS
             assert env.sink.transport.channels.known("agents") == AGENTS
             assert env.sink.transport.channels.known("#ops") is None

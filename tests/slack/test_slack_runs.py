@@ -18,7 +18,7 @@ def test_each_run_of_a_reused_task_id_gets_its_own_parent() -> None:
     async def main() -> None:
         async with slack_env(**FAST) as env:
             await env.send(*events)
-            assert await env.sink.force_flush(5)
+            assert await env.sink.force_flush(20)
             parents = env.fake.parents()
             assert len(parents) == 2, [p.text for p in parents]
             first, second = sorted((f"{p.text} {p.blocks}" for p in parents), key=lambda t: "attempt 2" in t)

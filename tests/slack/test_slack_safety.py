@@ -52,7 +52,7 @@ def test_mentions_links_and_control_characters_are_shown_as_typed(caplog: pytest
                 await env.send(task.started(), task.checkpoint(progress=50.0, step=bad, message=bad))
                 await env.send(task.artifact(bad, bad), task.warning("critical", 90, 100, 0.85))
                 await env.send(task.finished("error", error_type=bad, error_message=bad, stacktrace=bad))
-            assert await env.sink.force_flush(10)
+            assert await env.sink.force_flush(20)
             calls = [c for c in env.fake.calls if c.method.startswith("chat.")]
             assert calls and all(c.response.get("ok") for c in calls)
             sent = _sent_text(calls)
@@ -180,7 +180,7 @@ def test_the_token_never_reaches_logs(token: str, parents: int, logged: str, cap
         async with slack_env(token, **FAST) as env:
             task = TaskScript.new("tok")
             await env.send(task.started(), task.checkpoint(progress=30.0), task.finished("error", error_type="E"))
-            assert await env.sink.force_flush(10)
+            assert await env.sink.force_flush(20)
             assert len(env.fake.parents()) == parents
             # Every call carried the token, marker included.
             assert env.fake.calls and all(c.token == token for c in env.fake.calls)

@@ -54,11 +54,11 @@ def test_a_partial_view_arriving_after_the_final_one_changes_nothing() -> None:
             whole, part = _whole("T1"), _partial("T1")
             async with slack_env(fake=fake, store=store, **FAST) as a, slack_env(fake=fake, store=store, **FAST) as b:
                 await a.send(whole.started(), whole.checkpoint(progress=50.0), whole.finished("complete"))
-                assert await a.sink.force_flush(5)
+                assert await a.sink.force_flush(20)
                 before = _updates(fake)
                 # Many events on the other replica: a higher seq, not final.
                 await b.send(part.started(), *[part.checkpoint(progress=float(p)) for p in range(10, 40)])
-                assert await b.sink.force_flush(5)
+                assert await b.sink.force_flush(20)
                 assert _updates(fake) == before
             assert len(fake.parents()) == 1
             shown = _text(fake)
@@ -76,12 +76,12 @@ def test_a_parent_posted_from_a_partial_view_ends_on_the_final_one() -> None:
             whole, part = _whole("T2"), _partial("T2")
             async with slack_env(fake=fake, store=store, **FAST) as a, slack_env(fake=fake, store=store, **FAST) as b:
                 await b.send(part.started(), part.checkpoint(progress=30.0))
-                assert await b.sink.force_flush(5)
+                assert await b.sink.force_flush(20)
                 assert "working" in _text(fake) and "Diagnose F47" not in _text(fake)
                 await a.send(whole.started(), whole.checkpoint(progress=60.0), whole.finished("error"))
-                assert await a.sink.force_flush(5)
+                assert await a.sink.force_flush(20)
                 await b.send(part.checkpoint(progress=35.0))  # more of the partial view: never over the final
-                assert await b.sink.force_flush(5)
+                assert await b.sink.force_flush(20)
             assert len(fake.parents()) == 1
             assert "error" in _text(fake) and "Diagnose F47" in _text(fake)
             stored = Stored.load(await store.get("slack.view", "T2"))
@@ -104,7 +104,7 @@ def test_a_late_span_corrects_the_finished_parent() -> None:
                 started = whole.started()
                 finished = whole.finished("complete")
                 await a.send(started, replace(finished, task=replace(finished.task, input_tokens=1234)))
-                assert await a.sink.force_flush(5)
+                assert await a.sink.force_flush(20)
                 assert "1,234" in _text(fake) or "1234" in _text(fake)
                 v = replace(finished.task, input_tokens=1234)
                 late = Checkpoint(
@@ -114,7 +114,7 @@ def test_a_late_span_corrects_the_finished_parent() -> None:
                     source="model_call",
                 )
                 await a.send(late)
-                assert await a.sink.force_flush(5)
+                assert await a.sink.force_flush(20)
             assert len(fake.parents()) == 1
             assert ("5,678" in _text(fake) or "5678" in _text(fake)) and "complete" in _text(fake)
         finally:
@@ -139,7 +139,7 @@ def test_edits_coalesce_across_replicas() -> None:
                     await (a if p % 2 else b).send((one if p % 2 else two).checkpoint(progress=float(p)))
                     if p % 2:
                         one.checkpoint()  # the replicas' seqs grow unevenly
-                assert await a.sink.force_flush(5) and await b.sink.force_flush(5)
+                assert await a.sink.force_flush(20) and await b.sink.force_flush(20)
             assert len(fake.parents()) == 1
             assert _updates(fake) <= 2
         finally:
@@ -158,13 +158,13 @@ def test_a_final_view_its_owner_never_showed_is_shown_by_another_replica() -> No
             whole, part = _whole("T5"), _partial("T5")
             async with slack_env(fake=fake, store=store, **FAST) as b:
                 await b.send(part.started(), part.checkpoint(progress=10.0))
-                assert await b.sink.force_flush(5)
+                assert await b.sink.force_flush(20)
                 whole.started()
                 final = whole.finished("complete").task
                 dead = Stored(version_of(final, True), "gone-replica", True, final, written=0.0, shown={})
                 assert (await store.put_if_newer("slack.view", "T5", dead.dump(), dead.version, "gone-replica")).won
                 await b.send(part.checkpoint(progress=20.0))
-                assert await b.sink.force_flush(5)
+                assert await b.sink.force_flush(20)
             assert "complete" in _text(fake) and "Diagnose F47" in _text(fake)
             stored = Stored.load(await store.get("slack.view", "T5"))
             assert stored is not None and stored.is_shown and stored.version == dead.version + 1
@@ -182,7 +182,7 @@ def test_an_idle_partial_task_retires_and_a_later_event_adopts_its_parent() -> N
             part = _partial("T6")
             async with slack_env(fake=fake, store=store, clock=clock, **FAST) as b:
                 await b.send(part.started(), part.checkpoint(progress=10.0))
-                assert await b.sink.force_flush(5)
+                assert await b.sink.force_flush(20)
                 assert b.stats.value("slack_open_tasks") == 1
                 clock.advance(RETIRE_S + 1)
                 for _ in range(100):
@@ -191,7 +191,7 @@ def test_an_idle_partial_task_retires_and_a_later_event_adopts_its_parent() -> N
                     await asyncio.sleep(0.01)
                 assert b.stats.value("slack_open_tasks") == 0
                 await b.send(part.checkpoint(progress=20.0))
-                assert await b.sink.force_flush(5)
+                assert await b.sink.force_flush(20)
             assert len(fake.parents()) == 1 and len(fake.calls_to("chat.postMessage")) == 1
         finally:
             await fake.stop()

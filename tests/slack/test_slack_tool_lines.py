@@ -42,7 +42,7 @@ def test_tool_lines_follow_the_setting(mode: str, want: list[str]) -> None:
             await env.send(s.started())
             await env.send(tool(s, "lookup"), tool(s, "fetch <sales>", "timeout"), tool(s, "route"))
             await env.send(s.finished("complete"))
-            assert await env.sink.force_flush(10)
+            assert await env.sink.force_flush(20)
             (parent,) = env.fake.parents("#agents")
             shown = json.dumps([m.blocks for m in env.fake.thread(parent)], ensure_ascii=False)
             for detail in want:

@@ -92,3 +92,17 @@ def test_the_table_shows_open_tasks_with_progress_and_forgets_finished_ones() ->
         "task_finished", body(TaskFinished(event_id="e2", time_ns=2, task=done, outcome="complete", duration_s=1))
     )
     assert "(no open task)" in view.render() and "task_finished" in view.render()
+
+
+def test_a_refused_decision_is_shown_as_refused_and_an_applied_one_as_before() -> None:
+    from spanvisor.cli.follow import event_line
+    from spanvisor.events import Decision, HumanIntervention, TaskView
+
+    v = TaskView(task_id="T1", trace_id="ab" * 16, root_span_id="cd" * 8, agent_id="rivet", status="working")
+    d = Decision("iv-1", "T1", "retry", "U1", 1, actor_name="alice")
+    applied = event_line("intervention", body(HumanIntervention(event_id="iv-1", time_ns=1, task=v, decision=d)))
+    assert applied.endswith("T1 retry by alice")
+    refused = HumanIntervention(
+        event_id="iv-1", time_ns=1, task=v, decision=d, outcome="denied", reason="not failed", code="not_failed"
+    )
+    assert event_line("intervention", body(refused)).endswith("T1 refused (not_failed): retry by alice")

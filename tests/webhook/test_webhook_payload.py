@@ -57,6 +57,9 @@ def test_the_body_has_ids_the_decision_and_the_task() -> None:
         "run_id": None,
         "request": None,
         "task": {"agent_id": "deployer", "task_name": 'Ship "it" <now>', "status": "error", "trace_id": "ab" * 16},
+        "outcome": "applied",
+        "code": None,
+        "reason": None,
     }
     raw = encode(body)
     assert b": " not in raw and b", " not in raw  # compact
@@ -77,6 +80,14 @@ def test_text_that_is_not_valid_unicode_still_encodes() -> None:
 
 def test_rfc3339() -> None:
     assert rfc3339(0) == "1970-01-01T00:00:00.000Z"
+
+
+def test_a_refused_decision_says_so_with_its_code() -> None:
+    """What the event stream sends for one (the webhook does not send it)."""
+    body = payload(intervention(outcome="denied", reason="task T1 is not failed", code="not_failed"))
+    assert (body["outcome"], body["code"], body["reason"]) == ("denied", "not_failed", "task T1 is not failed")
+    assert payload(intervention(outcome="denied", reason="no"))["code"] == "denied"  # always a code when refused
+    assert not wanted(intervention(outcome="denied", code="not_failed"), ())
 
 
 def test_only_applied_interventions_of_the_chosen_actions_are_wanted() -> None:

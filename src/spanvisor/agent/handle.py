@@ -16,9 +16,13 @@ from opentelemetry import trace
 from opentelemetry.trace import Span
 from opentelemetry.util.types import AttributeValue
 
+from spanvisor.canonical import approval_digest, canonical_json, check_action
 from spanvisor.control.feed import ApprovalDecision, CancelRequested, TaskFeed
-from spanvisor.events import run_id_of
+from spanvisor.control.permits import permit
+from spanvisor.control.runs import Permit
+from spanvisor.events import ApprovalRequest, run_id_of
 from spanvisor.spans import conventions as cv
+from spanvisor.tracking.approvals import request_from
 
 if TYPE_CHECKING:
     from spanvisor.budgets.board import BudgetState
@@ -64,6 +68,8 @@ class TaskHandle:
         self.span = span
         self._tracer = tracer or trace.get_tracer("spanvisor.agent")
         self._approval_numbers = itertools.count(1)
+        # approval id -> the request as asked (what its digest covers).
+        self._asked: dict[str, ApprovalRequest] = {}
         self._feed: TaskFeed | None = None
         self._task_id: str | None = None
         # Where the root's facts are said while it is open (None: nowhere).
@@ -178,23 +184,72 @@ class TaskHandle:
         except Exception:  # telemetry must never break the agent
             log.exception("could not emit %s", event)
 
-    def _ask(self, question: str, approval_id: str | None, options: Sequence[str], timeout: float) -> str:
+    def _ask(
+        self,
+        question: str,
+        approval_id: str | None,
+        options: Sequence[str],
+        timeout: float,
+        details: str | None = None,
+        action: Mapping[str, Any] | None = None,
+    ) -> str:
         aid = approval_id or f"a{next(self._approval_numbers)}"
-        self._note(
-            cv.EVENT_APPROVAL_REQUEST,
-            as_attributes(
-                **{
-                    cv.APPROVAL_ID: aid,
-                    cv.APPROVAL_QUESTION: question,
-                    cv.APPROVAL_OPTIONS: list(options),
-                    cv.APPROVAL_TIMEOUT_S: float(timeout),
-                }
-            ),
-        )
+        values: dict[str, Any] = {
+            cv.APPROVAL_ID: aid,
+            cv.APPROVAL_QUESTION: question,
+            cv.APPROVAL_OPTIONS: list(options),
+            cv.APPROVAL_TIMEOUT_S: float(timeout),
+            cv.APPROVAL_DETAILS: details,
+            cv.APPROVAL_ACTION: canonical_json(check_action(action)) if action is not None else None,
+        }
+        agent = (getattr(self.span, "attributes", None) or {}).get(cv.AGENT_ID)
+        if isinstance(agent, str):
+            values[cv.APPROVAL_AGENT] = agent
+        attrs = as_attributes(**values)
+        # What the receiving end will make of it, digest and all: the same code.
+        c = self.span.get_span_context()
+        req = request_from(attrs, 0, [], self.task_id, run_id_of(f"{c.trace_id:032x}", f"{c.span_id:016x}"))
+        if req is not None:
+            self._asked[aid] = req
+        self._note(cv.EVENT_APPROVAL_REQUEST, attrs)
         return aid
 
+    def _expect(self, aid: str) -> Callable[[Mapping[str, Any] | None], str | None]:
+        req = self._asked[aid]
+        c = self.span.get_span_context()
+        run = run_id_of(f"{c.trace_id:032x}", f"{c.span_id:016x}")
+
+        def digest(action: Mapping[str, Any] | None) -> str | None:
+            try:
+                checked = check_action(action) if action is not None else None
+            except ValueError:
+                return None
+            return approval_digest(
+                agent=req.agent,
+                task=self.task_id,
+                run=run,
+                approval_id=aid,
+                question=req.question,
+                options=req.options,
+                details=req.details,
+                action=checked,
+            )
+
+        return digest
+
     def _answered(self, aid: str, found: Any) -> ApprovalDecision:
-        result = ApprovalDecision.of(found) if found is not None else ApprovalDecision.timed_out(aid)
+        if found is None:
+            result = ApprovalDecision.timed_out(aid)
+        elif aid in self._asked:
+            feed = self._decisions()
+
+            def consume(action: Mapping[str, Any] | None) -> Permit:
+                return permit(feed.source(), self.task_id, aid, action, found.run_id or feed.run_id)
+
+            req = self._asked[aid]
+            result = ApprovalDecision.of(found, expect=self._expect(aid), asked_digest=req.digest, consume=consume)
+        else:
+            result = ApprovalDecision.of(found)
         self._note(
             cv.EVENT_APPROVAL_DECISION,
             as_attributes(
@@ -210,6 +265,8 @@ class TaskHandle:
         approval_id: str | None = None,
         options: Sequence[str] = ("approve", "reject"),
         timeout: float = 900.0,
+        details: str | None = None,
+        action: Mapping[str, Any] | None = None,
     ) -> ApprovalDecision:
         """Ask a person and wait for the answer (at most ``timeout`` seconds).
 
@@ -219,9 +276,19 @@ class TaskHandle:
         ``agent.approval.decision`` with the outcome. ``approval_id``
         defaults to ``a1``, ``a2``, ... in the order this handle asks (the
         same in a rerun of the task, which then reads the earlier answers).
-        Returns ``timed_out`` at once when nothing can answer. Never raises.
+        ``details`` is more text for the person; ``action`` is what the
+        agent will run if approved, ``{"tool": name, "arguments": {...}}``
+        (JSON): both are shown and bound into the request's digest. Check
+        the action against the decision right before running it:
+        ``decision.permits(action)`` is true once, for exactly that action.
+        Returns ``timed_out`` at once when nothing can answer, or when the
+        action is not valid JSON of that shape (logged). Never raises.
         """
-        aid = self._ask(question, approval_id, options, timeout)
+        try:
+            aid = self._ask(question, approval_id, options, timeout, details, action)
+        except ValueError as exc:
+            log.error("approval not asked: %s", exc)
+            return ApprovalDecision.timed_out(approval_id or "")
         try:
             found = self._decisions().wait_approval(aid, timeout)
         except Exception:
@@ -236,11 +303,18 @@ class TaskHandle:
         approval_id: str | None = None,
         options: Sequence[str] = ("approve", "reject"),
         timeout: float = 900.0,  # noqa: ASYNC109 - the same signature as request_approval
+        details: str | None = None,
+        action: Mapping[str, Any] | None = None,
     ) -> ApprovalDecision:
         """:meth:`request_approval` for async agents: the waiting happens in
         short polls on a worker thread, so the event loop stays free and
-        cancelling the coroutine stops it."""
-        aid = self._ask(question, approval_id, options, timeout)
+        cancelling the coroutine stops it. ``decision.permits(action)``
+        makes one blocking call: run it in a thread from a busy loop."""
+        try:
+            aid = self._ask(question, approval_id, options, timeout, details, action)
+        except ValueError as exc:
+            log.error("approval not asked: %s", exc)
+            return ApprovalDecision.timed_out(approval_id or "")
         try:
             found = await self._decisions().wait_approval_async(aid, timeout)
         except Exception:

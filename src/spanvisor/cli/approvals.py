@@ -14,6 +14,7 @@ import os
 import sys
 from typing import Any
 
+from spanvisor.canonical import canonical_json
 from spanvisor.config import Config
 from spanvisor.control.client import DEFAULT_URL, ENV_URL, HttpSource, token_from_env
 
@@ -38,6 +39,22 @@ def clip(text: str, width: int) -> str:
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
+def action_line(item: dict[str, Any], width: int = 300) -> str:
+    """The action a request would let run (tool and arguments as canonical
+    JSON) and its details, on one line; "" for a plain question."""
+    parts = []
+    action = item.get("action")
+    if isinstance(action, dict):
+        try:
+            args = canonical_json(action.get("arguments", {}))
+        except ValueError:
+            args = "?"
+        parts.append(f"runs {clip(str(action.get('tool')), 64)} {clip(args, width)}")
+    if item.get("details"):
+        parts.append(f"details: {clip(str(item['details']), width)}")
+    return "; ".join(parts)
+
+
 def table(items: list[dict[str, Any]]) -> str:
     """A plain table, one request a line, then the command that answers each."""
     if not items:
@@ -57,6 +74,10 @@ def table(items: list[dict[str, Any]]) -> str:
     ]
     widths = [max(len(r[i]) for r in (head, *rows)) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in (head, *rows)]
+    for x in items:
+        shown = action_line(x)
+        if shown:
+            lines.append(f"  {clip(str(x.get('task_id')), 32)} {clip(str(x.get('approval_id')), 16)}: {shown}")
     lines.append("")
     lines.append("Answer with:")
     lines += [f"  {x.get('answer')}   (or: reject)" for x in items]
@@ -95,4 +116,4 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=handler)
 
 
-__all__ = ["clip", "handler", "register", "table"]
+__all__ = ["action_line", "clip", "handler", "register", "table"]

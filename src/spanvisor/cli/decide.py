@@ -11,7 +11,9 @@ one run of a task id used more than once (default: the latest).
 Exit status: 0 applied (or the same decision was already recorded), 1
 refused (no such task or request, someone decided first, the request
 expired, the task finished, a bad token or request; the reason is printed),
-2 nothing answered at the URL.
+2 nothing answered at the URL, 3 the server answered but could not record
+it now (its state store is unavailable): run the same command again, with
+the ``--intervention-id`` the message prints, so it is recorded once.
 """
 
 from __future__ import annotations
@@ -20,14 +22,17 @@ import argparse
 import getpass
 import os
 import sys
+import uuid
 from typing import Any
 
+from spanvisor.cli.approvals import action_line
 from spanvisor.config import Config
-from spanvisor.control.client import DEFAULT_URL, ENV_URL, HttpSource, Sent, token_from_env
+from spanvisor.control.client import DEFAULT_URL, ENV_URL, STORE_DOWN, HttpSource, Sent, token_from_env
 
 EXIT_APPLIED = 0
 EXIT_REFUSED = 1
 EXIT_UNREACHABLE = 2
+EXIT_RETRY = 3
 _DONE = {"approve": "approved", "reject": "rejected", "cancel": "cancel requested", "retry": "retry requested"}
 _DONE["acknowledge"] = "acknowledged"
 
@@ -42,11 +47,21 @@ def default_actor() -> str:
 def exit_code(sent: Sent) -> int:
     if sent.ok:
         return EXIT_APPLIED
+    if sent.retryable:
+        return EXIT_RETRY
     return EXIT_UNREACHABLE if sent.outcome == "unreachable" else EXIT_REFUSED
 
 
-def describe(sent: Sent, action: str, task: str, approval: str | None) -> str:
+def describe(sent: Sent, action: str, task: str, approval: str | None, intervention_id: str | None = None) -> str:
     what = f"task {task}" + (f", approval {approval}" if approval else "")
+    if sent.retryable:
+        cause = "its state store is unavailable" if sent.code == STORE_DOWN else sent.reason
+        after = f"{sent.retry_after_s:g} s" if sent.retry_after_s is not None else "a few seconds"
+        again = f" with --intervention-id {intervention_id}" if intervention_id else ""
+        return (
+            f"spanvisor: not recorded, retry: the server could not record the decision now ({cause}); "
+            f"run the same command again in {after}{again} (it is recorded once)"
+        )
     if sent.outcome == "applied":
         note = f" ({sent.reason})" if sent.reason else ""
         return f"{_DONE[action].capitalize()}: {what}{note}"
@@ -67,6 +82,8 @@ def shown(client: HttpSource, task: str, approval: str, run: str | None) -> tupl
     for r in doc.get("approvals") or ():
         if isinstance(r, dict) and r.get("approval_id") == approval:
             print(f"Question: {_clip(str(r.get('question') or ''))}", flush=True)
+            if r.get("action") or r.get("details"):
+                print(f"Action: {action_line(r)}", flush=True)
             rid = doc.get("run_id")
             return (rid if isinstance(rid, str) else run), str(r.get("digest") or "") or None
     return run, None
@@ -85,18 +102,20 @@ def handler(args: argparse.Namespace, config: Config) -> int:
     run, digest = args.run, getattr(args, "digest", None)
     if approval is not None and digest is None:
         run, digest = shown(client, args.task, approval, run)
+    # Named here, so that the line asking to retry can name it too.
+    iid = args.intervention_id or uuid.uuid4().hex
     sent = client.decide(
         args.task,
         args.action,
         args.actor or default_actor(),
         approval_id=approval,
         comment=args.comment,
-        intervention_id=args.intervention_id,
+        intervention_id=iid,
         source="cli",
         run_id=run,
         digest=digest,
     )
-    line = describe(sent, args.action, args.task, approval)
+    line = describe(sent, args.action, args.task, approval, iid)
     print(line, file=sys.stdout if sent.ok else sys.stderr, flush=True)
     return exit_code(sent)
 
@@ -133,4 +152,4 @@ def register(subparsers: Any) -> None:
     add("ack", "acknowledge", "acknowledge a failed task (someone is on it)", False)
 
 
-__all__ = ["EXIT_APPLIED", "EXIT_REFUSED", "EXIT_UNREACHABLE", "exit_code", "handler", "register"]
+__all__ = ["EXIT_APPLIED", "EXIT_REFUSED", "EXIT_RETRY", "EXIT_UNREACHABLE", "exit_code", "handler", "register"]

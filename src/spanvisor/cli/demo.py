@@ -229,12 +229,14 @@ def run_demo(
     pipeline.start()
     problems = durable_sinks_unable_to_write(pipeline)
     if problems:
-        pipeline.shutdown(5.0)
+        # Said first, then stopped: nothing ran yet, so there is nothing to
+        # flush, and a longer stop only added its sinks' retry warnings.
         print(
             "spanvisor demo: a sink that stores the events cannot write, so the demo would only wait:", file=sys.stderr
         )
         for problem in problems:
             print(f"  {problem}", file=sys.stderr)
+        pipeline.shutdown(1.0)
         return 1
     from spanvisor.receiver.control_thread import ControlApiThread
 

@@ -10,10 +10,18 @@ it read (so the task leaves awaiting_approval, whoever answered) and prints
 it. Exit status: 0 approved, 1 rejected, 2 timed out (no decision in
 ``--wait`` seconds), 3 the request was not accepted by the receiver, or the
 control API never answered in all that time (a wrong URL or token: nothing
-is sent back then, and the request stays open).
+is sent back then, and the request stays open), 4 approved but the action
+was not permitted (``--action``: already used once, or not the action
+approved).
 
-The approval id defaults to one derived from the question (``q-`` and 8 hex
-digits), so the same question in the same task is the same approval, from
+With ``--action '{"tool": "migrate", "arguments": {"target": "prod"}}'``
+(and ``--details TEXT``) the person is shown what will run and approves
+exactly that: after an approve, the action is checked and consumed on the
+control API (``POST …/approvals/{id}/permit``), and the exit status is 0
+only when it is permitted, once.
+
+The approval id defaults to one derived from the question (with the action
+and details when given; ``q-`` and 8 hex digits), so the same question in the same task is the same approval, from
 any process: a script rerun after a crash reads the answer already given.
 """
 
@@ -21,25 +29,42 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import sys
 import time
 from typing import Any
 from urllib.parse import urlsplit
 
+from spanvisor.canonical import canonical_json, check_action
 from spanvisor.cli.emit_spans import build_spans, otlp_exporter
 from spanvisor.config import Config
 from spanvisor.control.client import DEFAULT_URL, ENV_URL, HttpSource, token_from_env
 from spanvisor.control.feed import ApprovalDecision, TaskFeed
+from spanvisor.control.permits import permit_http
 
 EXIT_APPROVED = 0
 EXIT_REJECTED = 1
 EXIT_TIMED_OUT = 2
 EXIT_NOT_SENT = 3
+# Approved, but the check before running refused the action (already used,
+# or not the action approved).
+EXIT_NOT_PERMITTED = 4
 
 
-def approval_id_for(question: str) -> str:
-    return "q-" + hashlib.blake2b(question.encode(), digest_size=4).hexdigest()
+def approval_id_for(question: str, action_json: str | None = None, details: str | None = None) -> str:
+    """From the question alone (as before) for a plain question; with an
+    action or details, from all of them: another action is another request."""
+    key = question if action_json is None and details is None else f"{question}\x1f{action_json}\x1f{details}"
+    return "q-" + hashlib.blake2b(key.encode(), digest_size=4).hexdigest()
+
+
+def action_arg(raw: str | None) -> tuple[dict[str, Any] | None, str | None]:
+    """--action JSON: the checked action and its canonical JSON (or Nones)."""
+    if raw is None:
+        return None, None
+    action = check_action(json.loads(raw))
+    return action, canonical_json(action)
 
 
 def control_url(args: argparse.Namespace, config: Config) -> str:
@@ -73,8 +98,13 @@ def _send(args: argparse.Namespace, config: Config, kind: str, **values: Any) ->
 
 
 def handler(args: argparse.Namespace, config: Config) -> int:
-    aid = args.approval_id or approval_id_for(args.question)
-    if not _send(args, config, "approval", approval_id=aid):
+    try:
+        action, action_json = action_arg(args.action)
+    except (ValueError, RecursionError) as exc:
+        print(f"spanvisor emit approval: --action is not a valid action: {exc}", file=sys.stderr)
+        return EXIT_NOT_SENT
+    aid = args.approval_id or approval_id_for(args.question, action_json, args.details)
+    if not _send(args, config, "approval", approval_id=aid, action_json=action_json):
         print("spanvisor emit approval: the receiver did not accept the request (see the log above)", file=sys.stderr)
         return EXIT_NOT_SENT
     print(f"asked: task={args.task} approval={aid}", flush=True)
@@ -96,15 +126,37 @@ def handler(args: argparse.Namespace, config: Config) -> int:
     words = {"approve": "approved", "reject": "rejected", "timed_out": "timed out"}[result.outcome]
     line = words + (f" by {result.by}" if result.by else "") + (f": {result.comment}" if result.comment else "")
     print(line, flush=True)
+    if result.outcome == "approve" and action is not None:
+        # Checked where it runs: approved for exactly this action, once.
+        run = found.run_id if found is not None else None
+        got = permit_http(client, args.task, aid, action, run or None)
+        if not got.permitted:
+            print(f"spanvisor emit approval: not permitted: {got.reason}", file=sys.stderr)
+            return EXIT_NOT_PERMITTED
+        print(f"permitted: {action['tool']}", flush=True)
     return {"approve": EXIT_APPROVED, "reject": EXIT_REJECTED}.get(result.outcome, EXIT_TIMED_OUT)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--question", required=True, help="what to ask (agent.approval.question)")
     p.add_argument("--id", dest="approval_id", help="approval id (default: derived from the question)")
+    p.add_argument(
+        "--action",
+        help='what will run if approved, JSON {"tool": NAME, "arguments": {...}}: shown to the person, bound into '
+        "the approval, and checked (once) before the exit status 0",
+    )
+    p.add_argument("--details", help="more text for the person (part of what the approval binds to)")
     p.add_argument("--wait", type=float, default=900.0, help="seconds to wait for an answer (default 900)")
     p.add_argument("--url", help=f"control API (default: ${ENV_URL}, the OTLP/HTTP endpoint's host, or {DEFAULT_URL})")
     p.set_defaults(func=handler)
 
 
-__all__ = ["EXIT_APPROVED", "EXIT_NOT_SENT", "EXIT_REJECTED", "EXIT_TIMED_OUT", "add_arguments", "handler"]
+__all__ = [
+    "EXIT_APPROVED",
+    "EXIT_NOT_PERMITTED",
+    "EXIT_NOT_SENT",
+    "EXIT_REJECTED",
+    "EXIT_TIMED_OUT",
+    "add_arguments",
+    "handler",
+]

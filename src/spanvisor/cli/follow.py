@@ -28,7 +28,7 @@ from spanvisor.control.client import DEFAULT_URL, ENV_URL, token_from_env
 BAR = 20
 LINES = 15
 BACKOFF_MAX_S = 5.0
-TERMINAL = ("complete", "error", "cancelled", "lost")
+TERMINAL = ("complete", "error", "cancelled", "lost", "evicted")
 
 
 def bar(progress: Any, width: int = BAR) -> str:
@@ -46,6 +46,8 @@ def event_line(kind: str, doc: dict[str, Any]) -> str:
     if kind == "intervention":
         actor = (doc.get("actor") or {}).get("name") or (doc.get("actor") or {}).get("id")
         what = f"{doc.get('action')} by {actor}" + (f": {doc['comment']}" if doc.get("comment") else "")
+        if doc.get("outcome") == "denied":  # refused: nothing was done
+            what = f"refused ({doc.get('code') or 'denied'}): {what}"
     elif kind == "task_finished":
         what = f"{doc.get('outcome')} in {float(doc.get('duration_s') or 0):.1f}s"
         if doc.get("error_message"):

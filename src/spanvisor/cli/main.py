@@ -126,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
         "spanvisor.cli.decide",
         "spanvisor.cli.approvals",
         "spanvisor.cli.follow",
+        "spanvisor.cli.run",
+        "spanvisor.cli.hook",
     ):
         try:
             importlib.import_module(module).register(sub)

@@ -34,6 +34,7 @@ from typing import Any, Protocol
 from spanvisor.control import hub
 from spanvisor.control.log import decision_from_dict, decision_to_dict
 from spanvisor.events import Decision
+from spanvisor.statestores.api import outage_of
 
 log = logging.getLogger("spanvisor.control")
 
@@ -45,6 +46,8 @@ DEFAULT_URL = "http://127.0.0.1:4318"
 # The longest wait the control API grants one request.
 MAX_WAIT_S = 60.0
 ACTIONS = ("approve", "reject", "cancel", "retry", "acknowledge")
+# The cause the control API names when its state store is away (503).
+STORE_DOWN = "state_store_unavailable"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +65,10 @@ class Sent:
 
     ``outcome``: the control API's verdict (applied, duplicate,
     already_decided, denied, full), or ``unauthorized``, ``bad_request``,
-    ``unreachable``. ``http_status`` is 0 when nothing answered.
+    ``unreachable``, or ``unavailable``: the server could not record it now
+    (its state store is away; ``code`` names the cause) and asks to be
+    tried again after ``retry_after_s``, with the same intervention id so
+    that it is recorded once. ``http_status`` is 0 when nothing answered.
     """
 
     outcome: str
@@ -72,10 +78,17 @@ class Sent:
     # the question it answered or was refused on, as the server has it.
     code: str | None = None
     question: str | None = None
+    # When to try again (``unavailable``), from the answer's Retry-After.
+    retry_after_s: float | None = None
 
     @property
     def ok(self) -> bool:
         return self.outcome in ("applied", "duplicate")
+
+    @property
+    def retryable(self) -> bool:
+        """Not recorded now, to be sent again (the same intervention id)."""
+        return self.outcome == "unavailable"
 
 
 class DecisionSource(Protocol):
@@ -124,6 +137,8 @@ class InProcessSource:
         try:
             verdict = _run_on_pipeline(control, lambda: control.decide(decision), timeout_s)
         except Exception as exc:
+            if outage_of(exc) is not None:  # as the control API's 503: send it again later
+                return Sent("unavailable", f"the state store is unavailable ({type(exc).__name__})", 0, STORE_DOWN)
             return Sent("unreachable", f"{type(exc).__name__}: {exc}")
         question = verdict.request.question if verdict.request is not None else None
         return Sent(verdict.outcome, verdict.reason, 200, verdict.code, question)
@@ -180,6 +195,13 @@ class HttpSource:
         self, method: str, url: str, body: Mapping[str, Any] | None, timeout_s: float
     ) -> tuple[int, dict[str, Any]]:
         """(HTTP status, JSON body); status 0 and the error when nothing answered."""
+        status, doc, _ = self._exchange(method, url, body, timeout_s)
+        return status, doc
+
+    def _exchange(
+        self, method: str, url: str, body: Mapping[str, Any] | None, timeout_s: float
+    ) -> tuple[int, dict[str, Any], float | None]:
+        """:meth:`_request` and the answer's ``Retry-After`` in seconds, if any."""
         data = json.dumps(body).encode() if body is not None else None
         headers = self._headers()
         if data is not None:
@@ -192,25 +214,31 @@ class HttpSource:
                 else urllib.request.urlopen(req, timeout=timeout_s)
             )
             with opened as resp:
-                return int(resp.status), _json(resp.read())
+                return int(resp.status), _json(resp.read()), None
         except urllib.error.HTTPError as exc:
             try:
                 payload = _json(exc.read())
             except OSError:
                 payload = {}
-            return int(exc.code), payload
+            return int(exc.code), payload, _retry_after(exc.headers.get("Retry-After") if exc.headers else None)
         except (urllib.error.URLError, OSError, ValueError) as exc:
-            return 0, {"error": str(getattr(exc, "reason", exc))}
+            return 0, {"error": str(getattr(exc, "reason", exc))}, None
 
     def get_task(
         self, task_id: str, after: int = 0, wait_s: float = 0.0, run_id: str | None = None
     ) -> tuple[int, dict[str, Any]]:
+        status, doc, _ = self._get_task(task_id, after, wait_s, run_id)
+        return status, doc
+
+    def _get_task(
+        self, task_id: str, after: int, wait_s: float, run_id: str | None
+    ) -> tuple[int, dict[str, Any], float | None]:
         wait = max(0.0, min(wait_s, MAX_WAIT_S))
         q: dict[str, Any] = {"after": after, "wait": f"{wait:g}"}
         if run_id:
             q["run"] = run_id
         query = urllib.parse.urlencode(q)
-        return self._request("GET", f"{self.task_url(task_id)}?{query}", None, wait + self.request_timeout_s)
+        return self._exchange("GET", f"{self.task_url(task_id)}?{query}", None, wait + self.request_timeout_s)
 
     def approvals(self, agent: str | None = None) -> tuple[int, dict[str, Any]]:
         """``GET /v1/control/approvals``: every open request (of one agent)."""
@@ -220,7 +248,7 @@ class HttpSource:
     def poll(self, task_id: str, after: int, wait_s: float, run_id: str | None = None) -> Poll | None:
         deadline = time.monotonic() + max(0.0, wait_s)
         while True:
-            status, doc = self.get_task(task_id, after, max(0.0, deadline - time.monotonic()), run_id)
+            status, doc, retry_after = self._get_task(task_id, after, max(0.0, deadline - time.monotonic()), run_id)
             if status == 200:
                 self.answered = True
                 with self._lock:
@@ -231,12 +259,15 @@ class HttpSource:
                 nxt = doc.get("next")
                 return Poll(got, nxt if isinstance(nxt, int) and nxt >= after else after + len(got))
             self.last_failure = f"HTTP {status}" if status else str(doc.get("error") or "unreachable")
+            if status == 503 and doc.get("error"):
+                self.last_failure += f": {doc['error']}"
             if status in (401, 403) and not self._warned:
                 self._warned = True
                 log.warning("the control API at %s refused the token (HTTP %d); set %s", self.url, status, ENV_TOKEN)
             with self._lock:
                 self._backoff = min(5.0, max(0.2, self._backoff * 2))
-                pause = self._backoff
+                # The server's own hint (its state store is away) when it gives one.
+                pause = max(self._backoff, retry_after or 0.0)
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
@@ -265,11 +296,16 @@ class HttpSource:
             body["digest"] = digest
         if comment:
             body["comment"] = comment
-        status, doc = self._request("POST", f"{self.task_url(task_id)}/decisions", body, self.request_timeout_s)
+        status, doc, retry_after = self._exchange(
+            "POST", f"{self.task_url(task_id)}/decisions", body, self.request_timeout_s
+        )
         reason = doc.get("reason") or doc.get("error")
         reason = str(reason) if reason is not None else None
         if status == 0:
             return Sent("unreachable", reason, 0)
+        if status == 503 and (retry_after is not None or doc.get("cause")):
+            cause = doc.get("cause")
+            return Sent("unavailable", reason, status, str(cause) if cause else None, retry_after_s=retry_after)
         if status in (200, 404, 409) and isinstance(doc.get("outcome"), str):
             return Sent(doc["outcome"], reason, status, doc.get("code"), doc.get("question"))
         if status in (401, 403):
@@ -279,6 +315,16 @@ class HttpSource:
         if status == 404:
             return Sent("unreachable", reason or f"no control API at {self.url}", status)
         return Sent("unreachable", reason or f"HTTP {status}", status)
+
+
+def _retry_after(raw: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` of delta-seconds (what the control API
+    sends), at most a minute; None when absent or not a number."""
+    try:
+        n = float(raw) if raw else None
+    except ValueError:
+        return None
+    return None if n is None or not n >= 0 else min(n, MAX_WAIT_S)
 
 
 def _json(raw: bytes) -> dict[str, Any]:
@@ -334,6 +380,7 @@ __all__ = [
     "ENV_TOKEN",
     "ENV_URL",
     "MAX_WAIT_S",
+    "STORE_DOWN",
     "DecisionSource",
     "HttpSource",
     "InProcessSource",

@@ -18,11 +18,12 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from spanvisor.control.client import DecisionSource, Poll, source_from_env
+from spanvisor.control.runs import Permit
 from spanvisor.events import Decision
 
 log = logging.getLogger("spanvisor.agent")
@@ -43,7 +44,11 @@ class ApprovalDecision:
     ``outcome``: ``approve``, ``reject`` or ``timed_out`` (no answer within
     the timeout, or nothing that could answer). ``by``: who decided (a name,
     or an id such as a Slack user id), None when timed out. ``at_ns``: when
-    it was decided (or when the wait ended).
+    it was decided (or when the wait ended). ``digest``: of the request the
+    decider was shown (None: the open request's, as the server has it).
+
+    Before running the action, check it: :meth:`permits` is true only for an
+    approve of exactly that action, and only once.
     """
 
     outcome: ApprovalOutcome
@@ -52,15 +57,65 @@ class ApprovalDecision:
     comment: str | None = None
     approval_id: str = ""
     intervention_id: str | None = None
+    digest: str | None = None
+    task_id: str = ""
+    run_id: str = ""
+    # Set by the helper that asked: the digest of the request with a given
+    # action (None for an action that is not valid), the request's own, and
+    # the check that consumes the approval where it is recorded.
+    expect: Callable[[Mapping[str, Any] | None], str | None] | None = field(default=None, compare=False, repr=False)
+    asked_digest: str | None = None
+    consume: Callable[[Mapping[str, Any] | None], Permit] | None = field(default=None, compare=False, repr=False)
+    _used: list[Permit] = field(default_factory=list, compare=False, repr=False)
 
     @property
     def approved(self) -> bool:
         return self.outcome == "approve"
 
+    def check(self, action: Mapping[str, Any] | None) -> Permit:
+        """Whether ``action`` may run now on this decision, with the reason;
+        consumes the approval when it may (see :meth:`permits`)."""
+        if self.outcome != "approve":
+            return Permit(False, f"the request was not approved ({self.outcome})", "not_approved")
+        if self._used:
+            return Permit(False, "this approval was already used", "consumed")
+        if self.expect is None or self.consume is None or self.asked_digest is None:
+            return Permit(False, "this decision was not read for a request asked here", "denied")
+        want = self.expect(action)
+        if want is None or want != self.asked_digest:
+            return Permit(False, "that is not the action the request asked for", "digest_mismatch", want)
+        self._used.append(Permit(False, "checking", "consumed"))
+        try:
+            got = self.consume(action)
+        except Exception as exc:  # never into the agent: refused
+            log.exception("checking approval %s failed", self.approval_id)
+            got = Permit(False, f"{type(exc).__name__}: {exc}", "denied")
+        self._used[0] = got
+        return got
+
+    def permits(self, action: Mapping[str, Any] | None) -> bool:
+        """True only for an approve whose digest is that of ``action`` (with
+        the request's agent, task, run, question, options and details), and
+        only the first time: the approval is consumed where it is recorded,
+        so a second check (here, after a restart, on another replica) is
+        false. Never raises."""
+        return self.check(action).permitted
+
     @classmethod
-    def of(cls, d: Decision) -> ApprovalDecision:
+    def of(cls, d: Decision, **extra: Any) -> ApprovalDecision:
         outcome: ApprovalOutcome = "approve" if d.action == "approve" else "reject"
-        return cls(outcome, d.actor_name or d.actor_id, d.time_ns, d.comment, d.approval_id or "", d.intervention_id)
+        return cls(
+            outcome,
+            d.actor_name or d.actor_id,
+            d.time_ns,
+            d.comment,
+            d.approval_id or "",
+            d.intervention_id,
+            d.digest,
+            d.task_id,
+            d.run_id,
+            **extra,
+        )
 
     @classmethod
     def timed_out(cls, approval_id: str) -> ApprovalDecision:

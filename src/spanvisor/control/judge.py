@@ -218,6 +218,33 @@ class PipelineControl:
             self.announce(d, v)
         return v
 
+    async def permit(
+        self,
+        task_id: str,
+        approval_id: str,
+        action: Mapping[str, Any] | None,
+        run_id: str | None = None,
+        by: str = "agent",
+    ) -> runs.Permit:
+        """Whether ``action`` may run on approval ``approval_id`` of the run
+        (the task id's latest run that asked it, when none is named), and
+        the approval consumed when it may: once, across every replica."""
+
+        async def go() -> runs.Permit:
+            log = await self._ready_log()
+            await self.sync.flush(log, task_id)
+            rid = run_id
+            if not rid:
+                for known in reversed(await log.runs_of(task_id)):
+                    if approval_id in runs.requests_of(await log.record(task_id, known)):
+                        rid = known
+                        break
+            if not rid:
+                return runs.Permit(False, f"no run of task {task_id} asked approval {approval_id!r}", "unknown_request")
+            return await log.permit(task_id, rid, approval_id, action, time.time_ns(), by)
+
+        return await self._hop(go)
+
     async def decisions(
         self, task_id: str, after: int = 0, wait_s: float = 0.0, run_id: str | None = None
     ) -> list[Decision]:

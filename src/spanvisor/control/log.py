@@ -212,6 +212,20 @@ class ControlLog:
 
         return await self.update(NAMESPACE, run_key(d.task_id, d.run_id), change)
 
+    async def permit(
+        self, task_id: str, run_id: str, approval_id: str, action: Mapping[str, Any] | None, now_ns: int, by: str
+    ) -> runs.Permit:
+        """:func:`runs.permit` in one compare-and-set: of two replicas (or an
+        agent and its restarted self) checking one approval, one wins."""
+
+        def change(rec: dict[str, Any] | None) -> tuple[dict[str, Any] | None, runs.Permit]:
+            if rec is None:
+                return None, runs.Permit(False, "no such run", "unknown_task")
+            got = runs.permit(rec, approval_id, action, now_ns, by)
+            return (rec if got.permitted else None), got
+
+        return await self.update(NAMESPACE, run_key(task_id, run_id), change)
+
     async def read(self, task_id: str, run_id: str | None = None) -> list[Decision]:
         """The decisions of one run (the latest of the task id when not named)."""
         if run_id is None:

@@ -18,8 +18,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from spanvisor.canonical import approval_digest, check_action
 from spanvisor.display.readable import decided
-from spanvisor.events import ApprovalRequest, Decision, TaskView
+from spanvisor.events import ApprovalRequest, Decision, TaskView, question_digest
 
 # Most decisions one run keeps; beyond, new ones are refused (a runaway script).
 MAX_PER_RUN = 200
@@ -36,6 +37,8 @@ RefusalCode = Literal[
     "still_running",
     "not_approver",
     "digest_mismatch",
+    "not_approved",
+    "consumed",
     "full",
     "denied",
 ]
@@ -43,7 +46,17 @@ RunState = Literal["running", "finished", "failed", "lost"]
 RequestState = Literal["open", "decided", "expired"]
 
 _FIELDS = frozenset(f.name for f in dataclasses.fields(Decision))
-_REQ_FIELDS = ("approval_id", "question", "options", "timeout_s", "requested_ns", "digest")
+_REQ_FIELDS = (
+    "approval_id",
+    "question",
+    "options",
+    "timeout_s",
+    "requested_ns",
+    "digest",
+    "agent",
+    "details",
+    "action",
+)
 
 
 def run_key(task_id: str, run_id: str) -> str:
@@ -83,9 +96,23 @@ def request_from_dict(x: Any) -> ApprovalRequest | None:
             timeout_s=float(x["timeout_s"]) if x.get("timeout_s") is not None else None,
             requested_ns=int(x.get("requested_ns") or 0),
             digest=str(x.get("digest") or ""),
+            agent=str(x.get("agent") or ""),
+            details=str(x["details"]) if x.get("details") is not None else None,
+            action=str(x["action"]) if x.get("action") is not None else None,
         )
     except (KeyError, TypeError, ValueError):
         return None
+
+
+def fits(req: ApprovalRequest, digest: str) -> bool:
+    """Whether a decision carrying ``digest`` answers ``req`` as it stands.
+    Besides the request's digest, a plain question (no details, no action)
+    still takes the digest of its question and options that clients sent
+    before digests covered the whole request: what they showed is all
+    there is to it, and the decision names its task, run and approval id."""
+    if digest == req.digest:
+        return True
+    return req.action is None and req.details is None and digest == question_digest(req.question, req.options)
 
 
 def expires_ns(r: ApprovalRequest) -> int | None:
@@ -250,8 +277,8 @@ def judge(rec: Mapping[str, Any], d: Decision, now_ns: int) -> Judgement:
             return Judgement("refused", "already_decided", "that request is already decided", None, req)
         if state != "running":
             return Judgement("refused", "expired", f"the task has already ended ({rec.get('outcome')})", None, req)
-        if d.digest is not None and d.digest != req.digest:
-            why = "the question changed since it was shown: look at the request again"
+        if d.digest is not None and not fits(req, d.digest):
+            why = "the question or its action changed since it was shown: look at the request again"
             return Judgement("refused", "digest_mismatch", why, None, req)
         return Judgement("applied", request=req)
     if prior is not None:
@@ -291,6 +318,7 @@ def apply(rec: dict[str, Any], d: Decision, now_ns: int) -> Judgement:
 __all__ = [
     "MAX_PER_RUN",
     "Judgement",
+    "Permit",
     "RefusalCode",
     "RequestState",
     "RunState",
@@ -304,9 +332,11 @@ __all__ = [
     "expire_due",
     "expires_ns",
     "finish",
+    "fits",
     "judge",
     "new_record",
     "open_requests",
+    "permit",
     "request_from_dict",
     "request_to_dict",
     "requests_of",
@@ -314,3 +344,53 @@ __all__ = [
     "state_of",
     "who",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class Permit:
+    """Whether an action may run now on the strength of an approval:
+    ``permitted`` once, for the action whose digest the approval names."""
+
+    permitted: bool
+    reason: str
+    code: RefusalCode | None = None
+    digest: str | None = None
+
+
+def permit(rec: dict[str, Any], approval_id: str, action: Mapping[str, Any] | None, now_ns: int, by: str) -> Permit:
+    """Check ``action`` against the approval ``approval_id`` of this run and,
+    when it is the action approved, consume the approval (recorded in the
+    run's ``consumed``): a second check of the same approval is refused."""
+    raw = requests_of(rec).get(approval_id)
+    req = request_from_dict(raw) if raw is not None else None
+    if req is None:
+        return Permit(False, f"the task asked no approval {approval_id!r} in this run", "unknown_request")
+    try:
+        checked = check_action(action) if action is not None else None
+    except ValueError as exc:
+        return Permit(False, f"not a valid action: {exc}", "digest_mismatch")
+    want = approval_digest(
+        agent=req.agent,
+        task=str(rec.get("task_id") or ""),
+        run=str(rec.get("run_id") or ""),
+        approval_id=approval_id,
+        question=req.question,
+        options=req.options,
+        details=req.details,
+        action=checked,
+    )
+    if want != req.digest:
+        return Permit(False, "that is not the action the request asked for", "digest_mismatch", want)
+    d = next((x for x in decisions_of(rec) if x.action in ("approve", "reject") and x.approval_id == approval_id), None)
+    if d is None or d.action != "approve":
+        what = "rejected" if d is not None else "not decided"
+        return Permit(False, f"approval {approval_id} was {what}", "not_approved", want)
+    if d.digest is not None and not fits(req, d.digest):
+        return Permit(False, "the approval was given for another request", "digest_mismatch", want)
+    consumed = rec.get("consumed")
+    used = dict(consumed) if isinstance(consumed, Mapping) else {}
+    if approval_id in used:
+        return Permit(False, f"approval {approval_id} was already used", "consumed", want)
+    used[approval_id] = {"at_ns": now_ns, "digest": want, "by": by, "decision": d.intervention_id}
+    rec["consumed"] = used
+    return Permit(True, f"approved by {who(d)}", None, want)

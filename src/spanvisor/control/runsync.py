@@ -171,6 +171,12 @@ class RunSync:
         what fails stays for the next round."""
         if task_id is None:
             self._urgent = False
+        else:
+            # A round already under way may have taken this task's runs and
+            # be writing them: they are no longer waiting here, yet not in
+            # the store. Its batch ends first, so the decision reads them.
+            async with self._lock():
+                pass
         keys = [k for k in self._pending if task_id is None or k[0] == task_id]
         while keys:
             # Locked a batch at a time, not the whole flush: a decision's own

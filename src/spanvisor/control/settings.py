@@ -39,6 +39,26 @@ SETTINGS: tuple[Setting, ...] = (
         "a string",
         secret=True,
     ),
+    # Read by `spanvisor run` and `spanvisor hook` (the coding-agent CLIs'
+    # launcher and permission hook), which run next to the agent.
+    Setting(
+        "otlp_endpoint",
+        "SPANVISOR_OTLP_ENDPOINT",
+        p_opt_str,
+        None,
+        "OTLP/HTTP endpoint `spanvisor run` points a coding-agent CLI's telemetry at, and `spanvisor hook` sends "
+        "its approval requests to: `spanvisor serve` or a Collector. Unset: http://127.0.0.1:4318.",
+        "a URL",
+    ),
+    Setting(
+        "hook_policy",
+        "SPANVISOR_HOOK_POLICY",
+        p_opt_str,
+        None,
+        "Policy file (TOML) of `spanvisor hook`: which tool calls are allowed, denied or asked of a person. "
+        "Unset: every call is asked.",
+        "a file path",
+    ),
 )
 
 __all__ = ["SETTINGS"]

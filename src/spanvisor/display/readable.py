@@ -9,7 +9,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
-from spanvisor.events import Decision, HumanIntervention, LogLine, ResultField, TaskCorrected
+from spanvisor.events import (
+    BudgetWarning,
+    Checkpoint,
+    ContextForecast,
+    ContextWarning,
+    Decision,
+    HumanIntervention,
+    LogLine,
+    ResultField,
+    TaskCorrected,
+)
 
 
 def duration(seconds: float) -> str:
@@ -173,8 +183,26 @@ def corrected_text(event: TaskCorrected) -> str:
     ]
     if event.added_cost_usd:
         added.insert(2, f"+{usd(event.added_cost_usd)}")
+    if event.arrived_late:  # one line for what the late span told, never a reopened task
+        told = _told(event)
+        return f"corrected: {', '.join([*told, *added]) or 'totals'} from work that ended before the task but arrived after it"
     origin = "a call" if event.added_input_tokens or event.added_output_tokens else "work"
     return f"corrected: {', '.join(added) or 'totals'} from {origin} that ended after the task"
+
+
+def _told(event: TaskCorrected) -> list[str]:
+    """A late span's facts, counted: ``1 checkpoint``, ``2 tool calls`` …
+    (its artifacts are said with the totals)."""
+    counts: dict[str, int] = {}
+    for f in event.facts:
+        if isinstance(f, Checkpoint):
+            name = {"model_call": "model call", "tool_call": "tool call"}.get(f.source, "checkpoint")
+        elif isinstance(f, ContextWarning | ContextForecast | BudgetWarning):
+            name = "warning"
+        else:
+            continue
+        counts[name] = counts.get(name, 0) + 1
+    return [f"{n} {name}{'s' if n != 1 else ''}" for name, n in counts.items()]
 
 
 __all__ = [

@@ -34,6 +34,7 @@ STATUS_STYLE: dict[str, tuple[str, str, str]] = {
     "complete": (":white_check_mark:", "✅", "#2e7d32"),
     "cancelled": (":no_entry_sign:", "🚫", "#616161"),
     "lost": (":ghost:", "👻", "#455a64"),
+    "evicted": (":eject:", "⏏️", "#795548"),
 }
 
 
@@ -69,7 +70,7 @@ def elapsed(view: TaskView, now_ns: int) -> float:
 
 
 # How a finished task's last step reads: it no longer runs ("▶").
-_FINAL_MARK = {"complete": "✓", "error": "✗", "cancelled": "⏹", "lost": "?"}
+_FINAL_MARK = {"complete": "✓", "error": "✗", "cancelled": "⏹", "lost": "?", "evicted": "⏏"}
 
 
 def steps_line(view: TaskView) -> str | None:
@@ -107,11 +108,13 @@ def cost_text(v: TaskView) -> str | None:
 def summary_text(event: TaskFinished, with_results: bool = True) -> str:
     """One line: outcome, duration, tokens, cost, outliers, artifacts, then results."""
     v = event.task
-    head = (
-        f"Lost (no sign of life) after {duration(event.duration_s)}"
-        if event.outcome == "lost"
-        else f"{event.outcome.capitalize()} in {duration(event.duration_s)}"
-    )
+    if event.outcome == "lost":
+        head = f"Lost (no sign of life) after {duration(event.duration_s)}"
+    elif event.outcome == "evicted":
+        # Not the agent's outcome: spanvisor stopped following the task.
+        head = f"Evicted (no longer tracked: too many open tasks) after {duration(event.duration_s)}"
+    else:
+        head = f"{event.outcome.capitalize()} in {duration(event.duration_s)}"
     parts = [
         head,
         f"tokens in {v.input_tokens:,} / out {v.output_tokens:,}",

@@ -12,7 +12,8 @@ import threading
 from collections.abc import Sequence
 
 from spanvisor.config import Config
-from spanvisor.pipeline.pipeline import EXIT_FLUSH_S, Pipeline
+from spanvisor.pipeline.exiting import EXIT_FLUSH_S
+from spanvisor.pipeline.pipeline import Pipeline
 from spanvisor.sink import Sink
 from spanvisor.stats import PipelineStats
 

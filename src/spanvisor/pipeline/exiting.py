@@ -12,6 +12,7 @@ drains into the pipeline before this runs).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import Callable
@@ -50,3 +51,27 @@ def at_exit(pipeline: Any) -> None:
 
 
 __all__ = ["EXIT_FLUSH_S", "at_exit", "register"]
+
+
+# How long the loop's last tasks get to end once it has stopped.
+SETTLE_S = 0.5
+
+
+def settle(loop: asyncio.AbstractEventLoop, timeout_s: float = SETTLE_S) -> None:
+    """Cancel what still runs on the stopped ``loop`` and let it end, as
+    ``asyncio.run`` does: a shutdown cut short (its time ran out on a loaded
+    machine) would otherwise leave its task pending when the loop closes,
+    and Python prints "Task was destroyed but it is pending" and the
+    cancelled gather's traceback to the agent's stderr."""
+    tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    if not tasks:
+        return
+    for t in tasks:
+        t.cancel()
+    try:
+        loop.run_until_complete(asyncio.wait(tasks, timeout=timeout_s))
+    except Exception as exc:  # the loop is going away either way
+        log.debug("settling the pipeline loop: %r", exc)
+    for t in tasks:
+        if t.done() and not t.cancelled():
+            t.exception()  # retrieved: an ending task's error is not printed as "never retrieved"

@@ -10,12 +10,10 @@
     receiver          ──┘   bounded)
 
 Producers only append to a bounded deque (:mod:`spanvisor.pipeline.inbox`): no lock, no I/O, no wake-up
-syscall. Each sink has its own bounded queue and worker, so a slow Slack
-never stalls PostgreSQL; events keep their order because one tracker feeds
-every queue in order and each worker exports its batches one at a time.
-All sink I/O runs with OpenTelemetry instrumentation suppressed, so an
-instrumented aiohttp or asyncpg cannot feed spans back into the agent's
-provider.
+syscall. Each sink has its own bounded queue and worker, so a slow Slack never stalls PostgreSQL; events
+keep their order because one tracker feeds every queue in order and each worker exports its batches one
+at a time. All sink I/O runs with OpenTelemetry instrumentation suppressed, so an instrumented aiohttp
+or asyncpg cannot feed spans back into the agent's provider.
 """
 
 from __future__ import annotations
@@ -43,12 +41,12 @@ from spanvisor.logs import install_redaction
 from spanvisor.logtails.tails import LogTails
 from spanvisor.pipeline import exiting
 from spanvisor.pipeline.admission import Admission
-from spanvisor.pipeline.assemble import build_sinks, open_state_store
+from spanvisor.pipeline.assemble import build_sinks, open_state_store, prepare, table_within, warm_prices
 from spanvisor.pipeline.assemble import replica_id as _replica_id
 from spanvisor.pipeline.barrier import flush_workers
-from spanvisor.pipeline.exiting import EXIT_FLUSH_S
 from spanvisor.pipeline.inbox import Entry, Inbox
 from spanvisor.pipeline.rate import Rate
+from spanvisor.pipeline.readiness import readiness
 from spanvisor.pipeline.sdkspans import light_span, snapshot_live
 from spanvisor.pipeline.sinkworker import SinkWorker
 from spanvisor.sink import Sink, SinkContext
@@ -67,7 +65,7 @@ PUMP_INTERVAL_S = 0.05
 # and each database round trip of a batch waits for such a turn.
 PUMP_SLICE_S = 0.005
 
-__all__ = ["EXIT_FLUSH_S", "Pipeline", "build_sinks"]
+__all__ = ["Pipeline", "build_sinks"]
 
 
 class Pipeline:
@@ -93,6 +91,8 @@ class Pipeline:
         )
         self.sinks: list[Sink] = list(sinks) if sinks is not None else build_sinks(self.config)
         self._state_store = state_store
+        # What this pipeline's thread would import, imported here, before it starts.
+        self._store_factory = prepare(c, self.sinks, self.tracker.settings.pricer, path)
         self._inbox = Inbox(int(c["inbox_size"]), self.stats)
         # Spans tracked per second while the pump works: how soon the inbox has room.
         self._tracked = Rate(stale_s=None)
@@ -133,6 +133,11 @@ class Pipeline:
         their order with the spans handed over around them."""
         return bool(facts) and self._inbox.put(("live", facts))
 
+    def submit_replayed(self) -> bool:
+        """The journal's replay is handed over (any thread): in order after it,
+        ``TaskTracker.rebuilt``. False: no room yet, try again."""
+        return bool(self._inbox.put(("replayed",)))
+
     def inbox_free(self) -> int:
         return self._inbox.free()
 
@@ -172,19 +177,8 @@ class Pipeline:
         return self._ready.wait(timeout_s)
 
     def ready(self) -> tuple[bool, str]:
-        """Whether every sink started and every durable sink can write now,
-        with the reason (a failed sink's at once). Any thread; no I/O."""
-        failed = [w.name for w in self._workers if w.start_error]
-        if failed:
-            return False, "sinks failed to start: " + ", ".join(failed)
-        if not self._ready.is_set():
-            return False, "sinks starting"
-        for w in self._workers:
-            if w.durable:
-                ok, why = w.health()
-                if not ok:
-                    return False, f"{w.name}: {why}"
-        return True, "ok"
+        """Whether every sink started and every durable sink can write now (:mod:`.readiness`)."""
+        return readiness(self._workers, self._ready.is_set())
 
     def _run(self) -> None:
         # Everything on this thread, and every task it creates, inherits the
@@ -198,15 +192,16 @@ class Pipeline:
         try:
             loop.run_forever()
         finally:
+            exiting.settle(loop)
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
     async def _main(self) -> None:
-        store = self._state_store or await open_state_store(self.config, self.sinks, self.shared)
-        ctx = SinkContext(
-            config=self.config, state_store=store, stats=self.stats, shared=self.shared, replica_id=self.replica_id()
-        )
-        ctx.control = self.control
+        c = self.config  # the price table is read while the store opens; calls are priced with it
+        warm_prices(self.tracker.settings.pricer, c.data_dir, self.path == "receiver")
+        store = self._state_store or await open_state_store(c, self.sinks, self.shared, self._store_factory)
+        ctx = SinkContext(config=c, state_store=store, stats=self.stats, shared=self.shared)
+        ctx.replica_id, ctx.control = self.replica_id(), self.control
         if isinstance(store, ConditionalStateStore):
             self.control.attach(ControlLog(store, ctx.replica_id))
         self.spend.start(ctx.state_store, ctx.replica_id)
@@ -215,6 +210,7 @@ class Pipeline:
         self._workers = [SinkWorker(s, ctx, self.config) for s in self.sinks]
         for w in self._workers:
             w.launch()
+        await table_within(self.tracker.settings.pricer, float("inf"))  # or a flush or shutdown stops waiting
         self._ready_task = asyncio.get_running_loop().create_task(self._when_started())
         while not self._closed:
             # A backlog is worked off in slices with the loop let go between
@@ -225,18 +221,12 @@ class Pipeline:
 
     async def _when_started(self) -> None:
         await asyncio.gather(*(w.started.wait() for w in self._workers))
-        if self.path == "receiver":
-            # Ready means ready to track at full pace: the price tables are
-            # imported now, not by the first model call on the pump.
-            await asyncio.to_thread(self.tracker.settings.pricer.warm, self.config.data_dir)
         install_redaction()  # sinks' modules create their loggers lazily
         self._ready.set()
 
     def replica_id(self) -> str:
         """Who this pipeline is to the state store (:func:`spanvisor.pipeline.assemble.replica_id`)."""
         return _replica_id(self.config, self.path)
-
-    # -- the pipeline thread -------------------------------------------------------
 
     def _pump(self, slice_s: float | None = None) -> bool:
         """Track what the inbox holds (at most ``slice_s`` of it) and hand the
@@ -313,6 +303,9 @@ class Pipeline:
             return self._track(entry) if entry is not None else []
         if kind == "live":
             return self.tracker.live(item[1])
+        if kind == "replayed":
+            self.tracker.rebuilt()
+            return []
         out: list[Event] = []
         self._track_batch(item[1], None, out)
         return out
@@ -357,6 +350,7 @@ class Pipeline:
             return None
 
     async def _flush(self, deadline: float) -> bool:
+        await table_within(self.tracker.settings.pricer, time.monotonic() + max(0.0, deadline - time.monotonic()) / 2)
         while not self._ready.is_set() and time.monotonic() < deadline:  # noqa: ASYNC110 - a threading.Event
             await asyncio.sleep(0.02)  # sinks are still starting
         self._last_poll = 0.0
@@ -374,15 +368,21 @@ class Pipeline:
             self._closed = self._inbox.closed = True
             return
         deadline = time.monotonic() + timeout_s
-        self.force_flush(timeout_s * 0.8)
-        self._closed = self._inbox.closed = True
+        # First: a pipeline shutting down is no longer where this process's
+        # agents read decisions, even if a stuck sink holds its shutdown.
         hub.clear_current(self.control)
+        self.tracker.settings.pricer.abandon("spanvisor shut down before the price table was read")
+        # The flush may wait its whole share for a sink that cannot deliver (a
+        # database that is down). The closes get at least `floor` even when it
+        # overran (a loaded machine): an unclosed sink cannot say what it kept.
+        self.force_flush(timeout_s * 0.6)
+        self._closed = self._inbox.closed = True
+        floor = timeout_s * 0.3
 
         async def stop() -> None:
             self._main_task.cancel()
-            # Inside the time _call gives this coroutine, so its accounting
-            # (drops at the deadline) runs rather than being cancelled with it.
-            budget = max(0.0, deadline - time.monotonic()) * 0.85
+            # Within _call's time, so its accounting (drops at the deadline) runs, not cancelled with it.
+            budget = max(deadline - time.monotonic(), floor) * 0.85
             await self.spend.stop()
             await self.control.close()
             await asyncio.gather(*(w.shutdown(budget) for w in self._workers))
@@ -393,8 +393,8 @@ class Pipeline:
                 except Exception as exc:
                     log.warning("state store close failed: %s", exc)
 
-        self._call(stop, max(0.1, deadline - time.monotonic()))
+        self._call(stop, max(floor, deadline - time.monotonic()))
         loop = self._loop
         if loop is not None and loop.is_running():
             loop.call_soon_threadsafe(loop.stop)
-        self._thread.join(max(0.1, deadline - time.monotonic()))
+        self._thread.join(max(2 * exiting.SETTLE_S, deadline - time.monotonic()))

@@ -15,6 +15,10 @@ serve`` behind the same bearer token as ``/v1/traces``. JSON in and out.
 * ``GET /v1/control/budgets``: the shared spending totals, when the pipeline
   keeps them.
 
+While the state store is unavailable every route answers 503 with
+``Retry-After`` and a JSON body naming the cause; anything else that fails
+is a JSON 500 (:mod:`spanvisor.receiver.control_errors`).
+
 docs/interventions.md has examples of each.
 """
 
@@ -36,6 +40,8 @@ from spanvisor.control.client import ACTIONS, MAX_WAIT_S
 from spanvisor.control.hub import NOT_FOUND
 from spanvisor.control.log import decision_to_dict
 from spanvisor.events import ApprovalRequest, Decision, TaskView
+from spanvisor.receiver import permit_api
+from spanvisor.receiver.control_errors import ControlFailures
 from spanvisor.stream import sse
 
 PREFIX = "/v1/control"
@@ -95,6 +101,10 @@ def approval_json(r: ApprovalRequest) -> dict[str, Any]:
         "requested_ns": r.requested_ns,
         "digest": r.digest,
         "expires_ns": runs.expires_ns(r),
+        # What the approval binds to besides the question (docs/interventions.md).
+        "agent": r.agent,
+        "details": r.details,
+        "action": json.loads(r.action) if r.action else None,
     }
 
 
@@ -183,6 +193,7 @@ def add_routes(app: web.Application, pipeline: Any, token: str | None) -> None:
     config = getattr(pipeline, "config", None)
     decide = config.get("decide_token") if config is not None else None
     deciders = decide.encode() if isinstance(decide, str) and decide else expected
+    failures = ControlFailures()
 
     def control() -> Any:
         c = getattr(pipeline, "control", None)
@@ -202,8 +213,16 @@ def add_routes(app: web.Application, pipeline: Any, token: str | None) -> None:
                 return await handler(request)
             except _Bad as exc:
                 return _error(400, str(exc))
+            except web.HTTPException:
+                raise
+            except Exception as exc:
+                return failed(request, exc)
 
         return run
+
+    def failed(request: web.Request, exc: Exception) -> web.Response:
+        status, doc, headers = failures.answer(request.method, request.path, exc)
+        return _reply(status, doc, **headers)
 
     async def get_task(request: web.Request) -> web.Response:
         task_id = _ident(request.match_info["task_id"], "task id")
@@ -293,6 +312,10 @@ def add_routes(app: web.Application, pipeline: Any, token: str | None) -> None:
     app.router.add_post(PREFIX + "/tasks/{task_id}/decisions", guarded(post_decision, deciders))
     app.router.add_get(PREFIX + "/budgets", guarded(budgets))
     app.router.add_get(PREFIX + "/approvals", guarded(list_approvals))
+    # Checking an approved action where it runs (the agent's OTLP token).
+    app.router.add_post(
+        PREFIX + "/tasks/{task_id}/approvals/{approval_id}/permit", guarded(permit_api.handler(control))
+    )
     app.router.add_route("*", PREFIX + "/{tail:.*}", guarded(unknown))
     # The event stream (docs/events.md) takes the same token, read scope.
     sse.add_routes(app, pipeline, token)

@@ -1,33 +1,23 @@
 """OTLP protobuf to :class:`SpanData`: only what the tracker reads becomes Python.
 
-Most spans in an agent's trace (HTTP calls, database queries, framework
-internals) carry no key the conventions know. The tracker only needs their
-``(trace_id, span_id, parent_id)`` to connect a keyed descendant to its task,
-so those spans become an id link with no attribute at all. Within a span
-that does carry a known key, only the keys the tracker reads
-(:data:`SPAN_KEYS`, which is ``conventions.READ_KEYS``: every known key,
-plus those that place or price a model call and a task's budgets) are
-turned into Python values, and a task's results (``agent.result.*``, a
-prefix check on keys not otherwise known); the rest (prompts, completions,
-HTTP details, often most of the bytes) stay in the protobuf. Events likewise: ``agent.checkpoint`` and
-``agent.artifact`` whole (their extra attributes go into the checkpoint),
-``exception`` with its three ``exception.*`` keys, any other event not at
-all. Of the resource, only ``service.name`` (FIELD-NOTES: a naive walk of
-every attribute ran at ~54k spans/s against ~700k for the parse alone).
+Most spans (HTTP calls, database queries, framework internals) carry no
+key the conventions know: the tracker only needs their ids to connect a
+keyed descendant to its task, so they become id links with no attribute.
+Of a keyed span, only the keys the tracker reads (:data:`SPAN_KEYS`, which
+is ``conventions.READ_KEYS``) and its results (``agent.result.*``) become
+Python values; the rest (prompts, completions, often most of the bytes)
+stay in the protobuf. Events likewise: ``agent.checkpoint`` and
+``agent.artifact`` whole, ``exception`` with its three ``exception.*``
+keys, no other. Of the resource, only ``service.name`` (FIELD-NOTES: a
+naive walk of every attribute ran at ~54k spans/s against ~700k).
 
-Whether a span is keyed is decided while walking its keys, which it needs
-anyway, never by serialising it again. A span whose bytes cannot hold a
-known key skips even that (:func:`.scan.keyed_spans`: a few C-level searches of
-its scope's serialised form, which is split into its spans only when a
-marker is found): a whole scope of an instrumentation library's spans is
-ruled out in one scan, and so are the plain spans of a scope shared with
-agent spans.
-
-The journal stores request bodies as received (see :mod:`.journal`), so
-replaying one runs it through this same function: a replayed span is the
-very same :class:`SpanData` the live path produced. Times are clamped
-against the receive time (:func:`spanvisor.spans.data.clamp_times`), which
-the journal keeps, so a replayed span's clamped times are the live ones too.
+A span is known keyed while walking its keys, never by serialising it
+again; one whose bytes cannot hold a known key skips even that
+(:func:`.scan.keyed_spans`). A request's spans leave in the order they came
+(the skew rule: docs/conventions.md#clock-skew). The journal keeps request
+bodies as received, so a replay runs this same function: the same
+:class:`SpanData` in the same order, times clamped against the receive time
+the journal keeps.
 """
 
 from __future__ import annotations
@@ -52,6 +42,7 @@ from spanvisor.spans.conventions import (
     READ_KEYS,
     RESULT_PREFIX,
     SERVICE_NAME,
+    is_coding_agents_own,
 )
 from spanvisor.spans.data import MAX_AHEAD_NS, SpanData, SpanEventData, clamp_times, limited
 
@@ -93,6 +84,7 @@ class Decoded:
     # Spans whose times were out of range and clamped, and the first such note.
     clamped: int = 0
     clamp_note: str | None = None
+    ignored: int = 0  # a coding-agent CLI's own spans, set aside (read from its log records)
 
     @property
     def reason(self) -> str:
@@ -345,6 +337,9 @@ def decode_request(
                 if attrs is not None:
                     if resource is None:
                         resource = attributes(rs.resource.attributes, _RESOURCE_KEYS) or _EMPTY
+                    if is_coding_agents_own(resource, attrs):
+                        out.ignored += 1
+                        continue
                     append(_full(span, trace_hex, sid.hex(), parent, attrs, resource, out, events))
                     out.keyed += 1
                     continue

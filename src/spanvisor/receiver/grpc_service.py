@@ -13,6 +13,10 @@ generated servicer would parse first and answer UNKNOWN). Room is checked
 before parsing too (:meth:`Ingest.admit`), so a refusal costs no decode; the
 journal keeps those same bytes. Logs get the same token check, admission and
 answers, and go to the log tails (:mod:`.logs`: not journaled).
+
+While ``serve`` drains at a graceful stop the server keeps running and
+admission answers every export UNAVAILABLE with the ``RetryInfo``; it stops
+(the port closes) at the end of the drain.
 """
 
 from __future__ import annotations
@@ -36,9 +40,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from spanvisor.control.bearer import bearer_matches
+from spanvisor.receiver.codingcalls import accept_calls
 from spanvisor.receiver.decode import decode_request
+from spanvisor.receiver.drain import InFlight
 from spanvisor.receiver.ingest import Ingest, Refusal
-from spanvisor.receiver.logs import decode_logs, hand_over
+from spanvisor.receiver.logs import decode_logs
 
 log = logging.getLogger("spanvisor.receiver")
 
@@ -60,9 +66,11 @@ LOGS_SERVICE = "opentelemetry.proto.collector.logs.v1.LogsService"
 
 
 class TraceService:
-    def __init__(self, ingest: Ingest, token: str | None) -> None:
+    def __init__(self, ingest: Ingest, token: str | None, inflight: InFlight | None = None) -> None:
         self.ingest = ingest
         self._expected = token.encode() if token else None
+        # Exports being handled: a graceful stop waits for them to hand over.
+        self.inflight = inflight or InFlight()
 
     def _authorized(self, context: Any) -> bool:
         if self._expected is None:
@@ -97,6 +105,10 @@ class TraceService:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"body is not a protobuf {message.__name__}: {exc}")
 
     async def Export(self, body: bytes, context: Any) -> ExportTraceServiceResponse:
+        with self.inflight.request():
+            return await self._export(body, context)
+
+    async def _export(self, body: bytes, context: Any) -> ExportTraceServiceResponse:
         ingest = self.ingest
         request = await self._admitted(body, context, ExportTraceServiceRequest)
         decoded = decode_request(request, body=body)
@@ -121,10 +133,18 @@ class LogsService(TraceService):
     """``LogsService/Export``: the same checks, then the log tails."""
 
     async def Export(self, body: bytes, context: Any) -> ExportLogsServiceResponse:  # type: ignore[override]
+        with self.inflight.request():
+            return await self._export_logs(body, context)
+
+    async def _export_logs(self, body: bytes, context: Any) -> ExportLogsServiceResponse:
         ingest = self.ingest
         request = await self._admitted(body, context, ExportLogsServiceRequest)
         decoded = decode_logs(request)
-        hand_over(ingest.pipeline, decoded)
+        refusal = await ingest.accept_logs(decoded)  # live records journaled first
+        if refusal is None:
+            refusal = await accept_calls(ingest, decoded)  # coding-agent calls, journaled
+        if refusal is not None:
+            await self._retry_later(context, refusal)
         resp = ExportLogsServiceResponse()
         if decoded.rejected:
             resp.partial_success.rejected_log_records = decoded.rejected
@@ -133,7 +153,7 @@ class LogsService(TraceService):
         return resp
 
 
-def make_server(ingest: Ingest, token: str | None, max_body_bytes: int) -> Any:
+def make_server(ingest: Ingest, token: str | None, max_body_bytes: int, inflight: InFlight | None = None) -> Any:
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", max_body_bytes),
@@ -141,7 +161,7 @@ def make_server(ingest: Ingest, token: str | None, max_body_bytes: int) -> Any:
         ],
         compression=None,
     )
-    service = TraceService(ingest, token)
+    service = TraceService(ingest, token, inflight)
     # No request_deserializer: Export gets the bytes and parses after the auth check.
     handler = grpc.method_handlers_generic_handler(
         SERVICE,
@@ -151,7 +171,7 @@ def make_server(ingest: Ingest, token: str | None, max_body_bytes: int) -> Any:
             )
         },
     )
-    logs = LogsService(ingest, token)
+    logs = LogsService(ingest, token, inflight)
     logs_handler = grpc.method_handlers_generic_handler(
         LOGS_SERVICE,
         {

@@ -11,12 +11,19 @@ Room is checked before the body is read (:meth:`Ingest.admit`): a refusal
 parses nothing, and aiohttp discards the unread body. Logs get the same
 token check, admission and answers, and go to the log tails
 (:mod:`.logs`: not journaled).
+
+While ``serve`` drains at a graceful stop the port stays open: exports are
+refused by admission (503 + ``Retry-After``), and the control API's routes
+by :func:`_refuse_while_draining` with a JSON 503, since the pipeline they
+act on is shutting down.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import zlib
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from google.protobuf.message import DecodeError, Message
@@ -32,9 +39,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from spanvisor.control.bearer import bearer_matches
 from spanvisor.receiver import control_api
+from spanvisor.receiver.codingcalls import accept_calls
 from spanvisor.receiver.decode import decode_request
+from spanvisor.receiver.drain import InFlight
 from spanvisor.receiver.ingest import Ingest, Refusal
-from spanvisor.receiver.logs import decode_logs, hand_over, parse_logs_json
+from spanvisor.receiver.logs import decode_logs, parse_logs_json
 from spanvisor.receiver.otlp_json import OtlpJsonError, parse_request, to_json
 
 log = logging.getLogger("spanvisor.receiver")
@@ -138,10 +147,53 @@ async def _read_admitted(
     return body, gzipped, reply_type
 
 
-def make_app(ingest: Ingest, token: str | None, max_body_bytes: int) -> web.Application:
+OTLP_PATHS = frozenset({"/v1/traces", "/v1/logs"})
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _refuse_while_draining(
+    ingest: Ingest, draining: Callable[[], bool]
+) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Every route but the exports (admission refuses those in their own
+    format) answers 503 + ``Retry-After`` while the receiver drains."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: _Handler) -> web.StreamResponse:
+        if request.path in OTLP_PATHS or not draining():
+            return await handler(request)
+        ingest.count("http", "retry")
+        doc = {"error": "spanvisor is shutting down; retry on another replica or after the restart"}
+        return web.Response(
+            status=503,
+            text=json.dumps(doc),
+            content_type=JSON,
+            headers={"Retry-After": Refusal("draining", ingest.retry_after_s).retry_after_header},
+        )
+
+    return middleware
+
+
+def make_app(
+    ingest: Ingest,
+    token: str | None,
+    max_body_bytes: int,
+    inflight: InFlight | None = None,
+    draining: Callable[[], bool] = lambda: False,
+) -> web.Application:
+    """``inflight`` counts the exports being handled (a graceful stop waits
+    for them); ``draining`` is true while the receiver drains."""
     expected = token.encode() if token else None
+    tracked = inflight or InFlight()
 
     async def export(request: web.Request) -> web.Response:
+        with tracked.request():
+            return await _export(request)
+
+    async def export_logs(request: web.Request) -> web.Response:
+        with tracked.request():
+            return await _export_logs(request)
+
+    async def _export(request: web.Request) -> web.Response:
         got = await _read_admitted(request, ingest, expected, max_body_bytes)
         if isinstance(got, web.Response):
             return got
@@ -179,7 +231,7 @@ def make_app(ingest: Ingest, token: str | None, max_body_bytes: int) -> web.Appl
         ingest.count("http", "partial" if decoded.rejected else "ok")
         return _reply(200, resp, reply_type)
 
-    async def export_logs(request: web.Request) -> web.Response:
+    async def _export_logs(request: web.Request) -> web.Response:
         got = await _read_admitted(request, ingest, expected, max_body_bytes)
         if isinstance(got, web.Response):
             return got
@@ -193,7 +245,11 @@ def make_app(ingest: Ingest, token: str | None, max_body_bytes: int) -> web.Appl
             ingest.count("http", "bad_request")
             return _error(400, _INVALID_ARGUMENT, f"body is not a protobuf ExportLogsServiceRequest: {exc}", reply_type)
         decoded = decode_logs(req)
-        hand_over(ingest.pipeline, decoded)
+        refusal = await ingest.accept_logs(decoded)  # live records journaled first
+        if refusal is None:
+            refusal = await accept_calls(ingest, decoded)  # coding-agent calls, journaled
+        if refusal is not None:
+            return _retry_later(ingest, refusal, reply_type)
         resp = ExportLogsServiceResponse()
         if decoded.rejected:
             resp.partial_success.rejected_log_records = decoded.rejected
@@ -203,7 +259,11 @@ def make_app(ingest: Ingest, token: str | None, max_body_bytes: int) -> web.Appl
 
     # aiohttp would inflate gzip bodies itself, unbounded per chunk; doing
     # it here lets max_length cap the memory a compressed bomb can take.
-    app = web.Application(client_max_size=max_body_bytes, handler_args={"auto_decompress": False})
+    app = web.Application(
+        client_max_size=max_body_bytes,
+        handler_args={"auto_decompress": False},
+        middlewares=[_refuse_while_draining(ingest, draining)],
+    )
     app.router.add_post("/v1/traces", export)
     app.router.add_post("/v1/logs", export_logs)
     control_api.add_routes(app, ingest.pipeline, token)

@@ -37,8 +37,10 @@ from typing import Any, Protocol
 from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
 
 from spanvisor.receiver.decode import Decoded, decode_links, decode_request
-from spanvisor.receiver.journal import JournalFull, Row, SpanJournal, body_of
+from spanvisor.receiver.journal import LIVE, JournalFull, Row, SpanJournal, body_of
+from spanvisor.receiver.logs import DecodedLogs, hand_over, live_of
 from spanvisor.spans.data import SpanData
+from spanvisor.spans.live import LiveFact
 from spanvisor.stats import PipelineStats
 
 log = logging.getLogger("spanvisor.receiver")
@@ -106,6 +108,7 @@ class Ingest:
         self._journaled_waiting = 0  # requests journaled, waiting for room
         self.stats = pipeline.stats
         self._clamp_logged = False
+        self._started_ns = time.time_ns()  # when this process began to listen (see live_of)
         if journal is not None:
             self.stats.gauge("receiver_journal_bytes", lambda: float(journal.size_bytes))
 
@@ -174,6 +177,8 @@ class Ingest:
             self.stats.inc("receiver_spans_rejected_total", decoded.rejected)
         if decoded.clamped:
             self._count_clamped(decoded)
+        if decoded.ignored:
+            self.stats.inc("coding_agent_spans_ignored_total", decoded.ignored)
         spans = decoded.spans
         if not spans:
             return None
@@ -206,6 +211,34 @@ class Ingest:
             self._journaled_waiting -= 1
         return None
 
+    async def accept_logs(self, decoded: DecodedLogs) -> Refusal | None:
+        """Journal a logs request's live records (before any 2xx, as spans),
+        then hand the request over; a refusal when its live records can be
+        neither kept nor handed over, with nothing of it kept."""
+        entry: int | None = None
+        journal = self.journal
+        if decoded.live and decoded.live_request is not None and journal is not None:
+            try:
+                entry = await journal.append_live(decoded.live_request.SerializeToString())
+            except Exception as exc:  # full, disk error: never ack what isn't stored
+                log.warning("refusing live-channel records: the span journal cannot take them: %s", exc)
+                return Refusal("the span journal cannot be written", self.retry_after_s * 5)
+        if not hand_over(self.pipeline, decoded):
+            if entry is not None and journal is not None:
+                journal.discard(entry)
+            return Refusal("the pipeline's inbox is full", self.retry_after_s)
+        return None
+
+    def live_of(self, row: Row) -> list[LiveFact] | None:
+        """An entry's live-channel records (None: it holds spans), heard when
+        received, later by the time no process was listening (a restart is
+        no silence of the agent's: see :attr:`SpanJournal.heard_through_ns`)."""
+        if row[3] != LIVE or self.journal is None:
+            return None
+        body = body_of(row[2])
+        shift = max(0, self._started_ns - self.journal.heard_through_ns) if self.journal.heard_through_ns else 0
+        return live_of(body or b"", row[1] + shift)
+
     async def _entries(self, after_id: int, through_id: int | None, since_ns: int) -> Any:
         """Journal entries in id order, read in a thread a batch at a time."""
         assert self.journal is not None
@@ -236,7 +269,7 @@ class Ingest:
         spans.extend(decode_links(links, recv_ns))
         return spans
 
-    async def rebuild(self, retention_s: float, into: Callable[[Sequence[SpanData]], object]) -> int:
+    async def rebuild(self, retention_s: float, into: Callable[[Sequence[SpanData | LiveFact]], object]) -> int:
         """Feed the delivered entries to ``into`` (the tracker, not yet running):
         its open tasks come back as they were, and nothing is sent anywhere."""
         if self.journal is None or not self.journal.delivered_through:
@@ -244,6 +277,10 @@ class Ingest:
         since = time.time_ns() - int(retention_s * 1e9)
         total = 0
         async for row in self._entries(0, self.journal.delivered_through, since):
+            facts = self.live_of(row)
+            if facts is not None:
+                await asyncio.to_thread(into, facts)
+                continue
             spans = self.spans_of(row)
             await asyncio.to_thread(into, spans)
             total += len(spans)
@@ -257,12 +294,25 @@ class Ingest:
             return 0
         since = time.time_ns() - int(retention_s * 1e9)
         trimmed = await self.journal.trim(since)
-        total = 0
+        total = entries = 0
         async for row in self._entries(self.journal.delivered_through, None, since):
+            entries += 1
+            facts = self.live_of(row)
+            if facts is not None:
+                while not hand_over(self.pipeline, DecodedLogs(live=facts)):
+                    await sleep(0.05)
+                continue
             spans = self.spans_of(row)
             while not self.pipeline.submit_spans(spans):
                 await sleep(0.05)
             total += len(spans)
+        # The replayed tasks were rebuilt from records alone: once the
+        # pipeline has tracked them, they leave room for the clock's events
+        # of the process that was killed (TaskTracker.rebuilt).
+        replayed = getattr(self.pipeline, "submit_replayed", None)
+        if entries and replayed is not None:
+            while not replayed():
+                await sleep(0.05)
         if total or trimmed:
             log.info(
                 "span journal: replayed %d spans received after entry %d, trimmed %d old entries",

@@ -71,11 +71,16 @@ _MIGRATE = (
     " DROP TABLE span_journal_v1;"
 )
 _DELIVERED = "delivered_through"
+_HEARD = "heard_through_ns"  # the wall clock of the last trim: the process was listening then
 _MAX_GROUP = 256
 Row = tuple[int, int, bytes, bytes]
 
 # An entry holding a request body starts with BODY and one of these codecs.
 BODY = b"\x00"
+# ``links`` of an entry holding live-channel records (an ExportLogsServiceRequest
+# of those alone) rather than spans: never a multiple of 33 bytes, so never
+# read as the links of the old format.
+LIVE = b"live"
 GZIP = b"g"  # the body as received, gzip
 ZLIB = b"z"  # compressed here
 GZIP_MAGIC = b"\x1f\x8b"
@@ -117,6 +122,9 @@ class SpanJournal:
         self._lock = threading.Lock()
         # Entries up to this id were delivered by every sink (read at open).
         self.delivered_through = 0
+        # The last time the previous process is known to have been listening
+        # (its newest entry or its last trim; wall clock, ns; 0: never).
+        self.heard_through_ns = 0
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -136,10 +144,16 @@ class SpanJournal:
             conn.executescript(_SCHEMA)
             row = conn.execute("SELECT coalesce(sum(length(keyed) + length(links)), 0) FROM span_journal").fetchone()
             mark = conn.execute("SELECT value FROM journal_meta WHERE key = ?", (_DELIVERED,)).fetchone()
+            heard = conn.execute(
+                "SELECT max(v) FROM (SELECT max(recv_ns) AS v FROM span_journal"
+                " UNION ALL SELECT value FROM journal_meta WHERE key = ?)",
+                (_HEARD,),
+            ).fetchone()
         finally:
             conn.close()
         self._bytes = int(row[0])
         self.delivered_through = int(mark[0]) if mark else 0
+        self.heard_through_ns = int(heard[0] or 0) if heard else 0
         self._thread = threading.Thread(target=self._writer, name="spanvisor-journal", daemon=True)
         self._thread.start()
 
@@ -159,6 +173,11 @@ class SpanJournal:
         """Commit one request body as received (protobuf, or gzip as it came);
         returns the entry id once durable. Compressed in the writer thread."""
         return await self.append(body, b"", recv_ns, compress=True)
+
+    async def append_live(self, body: bytes, recv_ns: int | None = None) -> int:
+        """Commit a request of live-channel records (``ExportLogsServiceRequest``
+        protobuf); replayed in order with the spans, pruned with them."""
+        return await self.append(body, LIVE, recv_ns, compress=True)
 
     async def append(self, keyed: bytes, links: bytes, recv_ns: int | None = None, *, compress: bool = False) -> int:
         """Commit one entry; returns its id once durable. ``compress``:
@@ -266,6 +285,11 @@ class SpanJournal:
                 else:
                     value, size = self._delete(conn, "recv_ns < ?", arg)
                     delta -= size
+                    conn.execute(
+                        "INSERT INTO journal_meta (key, value) VALUES (?, ?)"
+                        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                        (_HEARD, time.time_ns()),
+                    )
                 if fut is not None:
                     results.append((kind, fut, value))
             conn.execute("COMMIT")

@@ -16,16 +16,22 @@ read. Records go straight to the pipeline's log tails
 (:meth:`Pipeline.submit_logs`), which keep those of traces with a task and
 count the rest.
 
-**Not journaled.** A tail is best effort: logs are not written to the span
-journal, a restart loses the tails of open tasks, and logs take no room in
-the inbox (a request is still refused with 503/UNAVAILABLE when the pipeline
-is full or not accepting, like spans, so that nothing is parsed under
-overload). A record with a malformed trace or span id is rejected in
-``partial_success``; one with no trace id is valid OTLP and only counted.
+**The live channel is journaled, tails are not.** A request's live records
+(only those, re-encoded as an ``ExportLogsServiceRequest`` of their own) are
+committed to the span journal before the 2xx, like spans, and replayed in
+order with them at start (:mod:`.ingest`), so an open live task keeps its
+name, progress, waiting approvals and last sign of life through a restart.
+A tail is best effort: a restart loses the tails of open tasks, and logs
+take no room in the inbox (a request is still refused with 503/UNAVAILABLE
+when the pipeline is full or not accepting, like spans, so that nothing is
+parsed under overload). A record with a malformed trace or span id is
+rejected in ``partial_success``; one with no trace id is valid OTLP and only
+counted.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +39,8 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 
 from spanvisor.logtails.records import MAX_LINE, LogIn, severity_of
 from spanvisor.receiver import otlp_json
+from spanvisor.receiver.codingagents.batch import Batch as CodingBatch
+from spanvisor.receiver.codingagents.batch import claim as claim_coding
 from spanvisor.receiver.decode import any_value
 from spanvisor.spans import conventions as cv
 from spanvisor.spans.live import LiveFact, root_of
@@ -46,8 +54,12 @@ MAX_LIVE_ATTRIBUTES = 256
 class DecodedLogs:
     records: list[LogIn] = field(default_factory=list)
     live: list[LiveFact] = field(default_factory=list)
+    # The live records alone, as a request of their own: what the journal keeps.
+    live_request: ExportLogsServiceRequest | None = None
     rejected: int = 0
     reasons: list[str] = field(default_factory=list)
+    # Records of coding-agent CLIs (receiver/codingagents): facts and calls, not log lines.
+    coding: CodingBatch | None = None
 
     @property
     def reason(self) -> str:
@@ -81,25 +93,42 @@ def _event_name(rec: Any) -> str | None:
     return None
 
 
-def _live(rec: Any, name: str, tid: int, resource: dict[str, Any], out: DecodedLogs) -> None:
+def _live(rec: Any, name: str, tid: int, resource: dict[str, Any], out: DecodedLogs, heard_ns: int) -> bool:
     sid = rec.span_id
     attrs = {kv.key: any_value(kv.value) for kv in rec.attributes[:MAX_LIVE_ATTRIBUTES]}
     root = root_of(sid.hex() if sid else "", attrs)
     if not tid or root is None:
         out.reject(f"a {name} record needs the task's trace id and its root span id (the span it was emitted in)")
-        return
-    out.live.append(
-        LiveFact(format(tid, "032x"), root, name, rec.time_unix_nano or rec.observed_time_unix_nano, attrs, resource)
-    )
+        return False
+    t = rec.time_unix_nano or rec.observed_time_unix_nano
+    out.live.append(LiveFact(format(tid, "032x"), root, name, t, attrs, resource, heard_ns))
+    return True
 
 
-def decode_logs(req: ExportLogsServiceRequest) -> DecodedLogs:
+def _keep(out: DecodedLogs, rl: Any, rec: Any, first: bool) -> None:
+    """``rec`` into the request of live records (``first``: the first of its
+    resource, which goes with its service name only)."""
+    req = out.live_request
+    if req is None:
+        req = out.live_request = ExportLogsServiceRequest()
+    if first:
+        kept = req.resource_logs.add()
+        kept.resource.attributes.extend(kv for kv in rl.resource.attributes if kv.key == cv.SERVICE_NAME)
+        kept.scope_logs.add()
+    req.resource_logs[-1].scope_logs[-1].log_records.append(rec)
+
+
+def decode_logs(req: ExportLogsServiceRequest, heard_ns: int | None = None) -> DecodedLogs:
+    """``heard_ns``: when the records were received (now by default; a
+    replayed journal entry's own time)."""
     out = DecodedLogs()
+    heard = time.time_ns() if heard_ns is None else heard_ns
     append = out.records.append
     ids: dict[bytes, int] = {}  # trace ids repeat across a request's records
     live_names = cv.LIVE_EVENTS
     for rl in req.resource_logs:
         resource: dict[str, Any] | None = None
+        kept = False  # a live record of this resource is in out.live_request
         for sl in rl.scope_logs:
             scope = sl.scope.name or None
             for rec in sl.log_records:
@@ -118,12 +147,16 @@ def decode_logs(req: ExportLogsServiceRequest) -> DecodedLogs:
                     out.reject("invalid span_id (must be empty or 8 bytes)")
                     continue
                 name = _event_name(rec) if rec.event_name or rec.attributes else None
+                if name is not None and claim_coding(rec, name, rl.resource, out):
+                    continue
                 if name in live_names:
                     if resource is None:
                         resource = {
                             kv.key: any_value(kv.value) for kv in rl.resource.attributes if kv.key == cv.SERVICE_NAME
                         }
-                    _live(rec, name, tid, resource, out)
+                    if _live(rec, name, tid, resource, out, heard):
+                        _keep(out, rl, rec, not kept)
+                        kept = True
                     continue
                 sev = rec.severity_number or severity_of(rec.severity_text)
                 append(
@@ -137,6 +170,8 @@ def decode_logs(req: ExportLogsServiceRequest) -> DecodedLogs:
                         _body(rec.body),
                     )
                 )
+    if out.coding is not None:
+        out.coding.finish(out.live)
     return out
 
 
@@ -148,15 +183,22 @@ def parse_logs_json(body: bytes) -> ExportLogsServiceRequest:
     return otlp_json.parse_as(doc, ExportLogsServiceRequest())
 
 
-def hand_over(pipeline: Any, decoded: DecodedLogs) -> None:
+def live_of(body: bytes, heard_ns: int) -> list[LiveFact]:
+    """The live records a journal entry holds (:meth:`DecodedLogs.live_request`),
+    heard at ``heard_ns``."""
+    return decode_logs(ExportLogsServiceRequest.FromString(body), heard_ns).live
+
+
+def hand_over(pipeline: Any, decoded: DecodedLogs) -> bool:
     """The records to the pipeline's log tails (which never refuse: bounded),
-    the live facts to its inbox (counted as a drop there when full)."""
+    the live facts to its inbox. False: the inbox had no room for them."""
     submit = getattr(pipeline, "submit_logs", None)
     if submit is not None and decoded.records:
         submit(decoded.records)
     live = getattr(pipeline, "submit_live", None)
     if live is not None and decoded.live:
-        live(decoded.live)
+        return bool(live(decoded.live))
+    return True
 
 
-__all__ = ["DecodedLogs", "decode_logs", "hand_over", "parse_logs_json"]
+__all__ = ["DecodedLogs", "decode_logs", "hand_over", "live_of", "parse_logs_json"]

@@ -314,6 +314,7 @@ def tracker_rebuild(pipeline: Any) -> Any:
     """Spans every sink already had go straight into the (not yet running)
     tracker; their events are dropped, and so are the counts: the process
     that received them counted them."""
+    from spanvisor.spans.live import LiveFact
     from spanvisor.stats import PipelineStats
 
     tracker = pipeline.tracker
@@ -323,13 +324,26 @@ def tracker_rebuild(pipeline: Any) -> Any:
         try:
             for span in spans:
                 try:
-                    tracker.span_ended(span)
+                    if isinstance(span, LiveFact):  # a journaled live-channel record
+                        tracker.live([span])
+                    else:
+                        tracker.span_ended(span)
                 except Exception:  # the live replay and live spans go on without it
                     log.exception("span journal: a span could not be rebuilt; skipped")
         finally:
             tracker.stats = counted
 
     return rebuild
+
+
+def start_rebuilt(pipeline: Any) -> None:
+    """Start the pipeline on a tracker the journal rebuilt: its rebuilt tasks
+    first leave room for the events of the clock no record holds
+    (``TaskTracker.rebuilt``)."""
+    rebuilt = pipeline.tracker.rebuilt()
+    if rebuilt:
+        log.info("span journal: %d open tasks rebuilt", rebuilt)
+    pipeline.start()
 
 
 async def run(config: Config, stop: asyncio.Event | None = None) -> int:
@@ -349,7 +363,7 @@ async def run(config: Config, stop: asyncio.Event | None = None) -> int:
             pass
     try:
         # The pipeline starts inside, once the journal has rebuilt its tracker.
-        await receiver.start(rebuild=tracker_rebuild(pipeline), start_pipeline=pipeline.start)
+        await receiver.start(rebuild=tracker_rebuild(pipeline), start_pipeline=lambda: start_rebuilt(pipeline))
     except OSError as exc:
         log.error("cannot listen: %s", exc)
         await receiver.stop(pipeline.shutdown)

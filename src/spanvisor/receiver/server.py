@@ -5,10 +5,11 @@ journals and hands spans over, so a slow sink never stalls a socket here.
 Start order: admin port, journal open, the tracker rebuilt from the
 entries every sink already had, the pipeline started (when ``start`` is
 given it), the other entries replayed, then listeners, then ``ready``. Stop
-order: stop accepting (``/readyz`` false, new requests get 503), let
-in-flight requests finish, close listeners, flush and drain the pipeline,
-mark the journal delivered if every sink got everything (see
-:mod:`.delivery`), close the journal, all within one deadline.
+order: stop accepting (``/readyz`` false, new requests get 503 /
+UNAVAILABLE with the retry hint, on listeners that stay open), let in-flight
+exports finish, flush and drain the pipeline, mark the journal delivered if
+every sink got everything (see :mod:`.delivery`), close the listeners and
+the journal, all within one deadline (see :mod:`.drain`).
 """
 
 from __future__ import annotations
@@ -26,9 +27,12 @@ from aiohttp import web
 
 from spanvisor.receiver import admin, grpc_service, http
 from spanvisor.receiver.delivery import DeliveryWatch
+from spanvisor.receiver.drain import InFlight
+from spanvisor.receiver.httplog import MalformedRequests, ServerLog
 from spanvisor.receiver.ingest import Ingest, PipelineLike
 from spanvisor.receiver.journal import SpanJournal
 from spanvisor.spans.data import SpanData
+from spanvisor.spans.live import LiveFact
 
 log = logging.getLogger("spanvisor.receiver")
 
@@ -102,6 +106,8 @@ class Receiver:
         self.grpc_port: int | None = None
         self.admin_port: int | None = None
         self._runners: list[web.AppRunner] = []
+        self._malformed: list[MalformedRequests] = []
+        self.inflight = InFlight()
         self._http_runner: web.AppRunner | None = None
         self._grpc: Any = None
         self._state = "starting"
@@ -121,9 +127,14 @@ class Receiver:
         return ctx
 
     async def _site(
-        self, app: web.Application, host: str, port: int, tls: ssl.SSLContext | None
+        self, app: web.Application, host: str, port: int, tls: ssl.SSLContext | None, name: str, transport: str
     ) -> tuple[web.AppRunner, int]:
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=self.settings.shutdown_timeout_s)
+        # Counted like any refused request (outcome "malformed"), logged once per interval.
+        malformed = MalformedRequests(name, on_malformed=lambda: self.ingest.count(transport, "malformed"))
+        self._malformed.append(malformed)
+        runner = web.AppRunner(
+            app, access_log=None, shutdown_timeout=self.settings.shutdown_timeout_s, logger=ServerLog(malformed)
+        )
         await runner.setup()
         site = web.TCPSite(runner, host, port, ssl_context=tls, reuse_address=True)
         await site.start()
@@ -132,18 +143,23 @@ class Receiver:
 
     async def start(
         self,
-        rebuild: Callable[[Sequence[SpanData]], object] | None = None,
+        rebuild: Callable[[Sequence[SpanData | LiveFact]], object] | None = None,
         start_pipeline: Callable[[], object] | None = None,
     ) -> None:
-        """Start serving. ``rebuild`` takes the spans every sink already had
-        (the tracker's ``span_ended``, before its pipeline runs); without it
+        """Start serving. ``rebuild`` takes the spans and live records every
+        sink already had (the tracker's, before its pipeline runs); without it
         they are skipped. ``start_pipeline`` runs after the rebuild and
         before the replay (the pipeline must not run during a rebuild)."""
         s = self.settings
         # The admin port comes up first, so /healthz answers during replay.
         if s.admin_port is not None:
             runner, self.admin_port = await self._site(
-                admin.make_app(self.ingest, self._ready, self.admin_extra), s.admin_bind or s.bind, s.admin_port, None
+                admin.make_app(self.ingest, self._ready, self.admin_extra),
+                s.admin_bind or s.bind,
+                s.admin_port,
+                None,
+                "admin",
+                "admin",
             )
             self._runners.append(runner)
         if self.journal is not None:
@@ -159,10 +175,12 @@ class Receiver:
             self._trim_task = asyncio.create_task(self._trim_loop())
         tls = self._ssl()
         if s.http_port is not None:
-            app = http.make_app(self.ingest, s.token, s.max_body_bytes)
-            self._http_runner, self.http_port = await self._site(app, s.bind, s.http_port, tls)
+            app = http.make_app(
+                self.ingest, s.token, s.max_body_bytes, self.inflight, lambda: self._state == "draining"
+            )
+            self._http_runner, self.http_port = await self._site(app, s.bind, s.http_port, tls, "OTLP/HTTP", "http")
         if s.grpc_port is not None:
-            self._grpc = grpc_service.make_server(self.ingest, s.token, s.max_body_bytes)
+            self._grpc = grpc_service.make_server(self.ingest, s.token, s.max_body_bytes, self.inflight)
             addr = f"{s.bind}:{s.grpc_port}"
             if tls is not None and s.tls_cert and s.tls_key:
                 creds = await asyncio.to_thread(grpc_service.server_credentials, s.tls_cert, s.tls_key)
@@ -203,16 +221,20 @@ class Receiver:
                 log.warning("span journal trim failed: %s", exc)
 
     async def stop(self, drain: Callable[[float], object] | None = None) -> None:
-        """Stop within ``shutdown_timeout_s``; ``drain(timeout_s)`` shuts the pipeline down."""
+        """Stop within ``shutdown_timeout_s``; ``drain(timeout_s)`` shuts the pipeline down.
+
+        The listeners stay open while the pipeline drains: new exports get
+        503 + ``Retry-After`` / UNAVAILABLE + ``RetryInfo`` (a client told
+        when to come back, instead of a refused connection that looks like a
+        dead replica), and close at the end."""
         deadline = time.monotonic() + self.settings.shutdown_timeout_s
         served = self._state == "serving"
         self._state = "draining"
         self.ingest.accepting = False
-        if self._grpc is not None:
-            # Grace lets in-flight Exports finish; new ones are refused.
-            await self._grpc.stop(max(0.1, (deadline - time.monotonic()) / 2))
-        if self._http_runner is not None:
-            await self._http_runner.cleanup()
+        # Exports admitted before this point hand their spans over first, so
+        # the flush below (and the journal's delivered mark) covers them.
+        if not await self.inflight.idle(max(0.1, (deadline - time.monotonic()) / 4)):
+            log.warning("stopping: %d requests still in flight; draining without them", self.inflight.count)
         if self._trim_task is not None:
             self._trim_task.cancel()
         if drain is not None:
@@ -223,11 +245,22 @@ class Receiver:
             self.delivered = self.watch.verdict(bool(flushed))
             if self.journal is not None and self.journal.is_open and served:
                 await self._mark(*self.delivered)
+        await self._close_listeners(deadline)
         if self.journal is not None:
             await asyncio.to_thread(self.journal.close)
         for runner in self._runners:
             await runner.cleanup()
+        for malformed in self._malformed:
+            malformed.close()
         self._state = "stopped"
+
+    async def _close_listeners(self, deadline: float) -> None:
+        """The OTLP ports close: what is in flight now is only refusals."""
+        grace = max(0.1, min(1.0, deadline - time.monotonic()))
+        if self._grpc is not None:
+            await self._grpc.stop(grace)
+        if self._http_runner is not None:
+            await self._http_runner.cleanup()
 
     async def _mark(self, delivered: bool, why: str) -> None:
         assert self.journal is not None

@@ -46,6 +46,12 @@ APPROVAL_ID: Final = "agent.approval.id"
 APPROVAL_QUESTION: Final = "agent.approval.question"
 APPROVAL_OPTIONS: Final = "agent.approval.options"
 APPROVAL_TIMEOUT_S: Final = "agent.approval.timeout_s"
+# What the person is shown besides the question (text), the action the
+# request asks to run (canonical JSON of {"tool", "arguments"}), and the
+# agent the request names: all three are in the request's digest.
+APPROVAL_DETAILS: Final = "agent.approval.details"
+APPROVAL_ACTION: Final = "agent.approval.action"
+APPROVAL_AGENT: Final = "agent.approval.agent_id"
 # On the decision event: approve, reject or timed_out; and who decided.
 APPROVAL_OUTCOME: Final = "agent.approval.outcome"
 APPROVAL_DECIDED_BY: Final = "agent.approval.decided_by"
@@ -121,6 +127,13 @@ TL_COMPLETION_OLD: Final = "llm.usage.completion_tokens"
 TL_LS_MODEL: Final = "traceloop.association.properties.ls_model_name"
 
 SERVICE_NAME: Final = "service.name"
+# The service names coding-agent CLIs export under (Claude Code, Codex CLI,
+# Gemini CLI). Their sessions are read from their log records
+# (spanvisor.receiver.codingagents); their own spans are set aside unless
+# stamped with a task root (docs/coding-agents.md).
+CODING_AGENT_SERVICES: Final = frozenset(
+    {"claude-code", "codex_exec", "codex_tui", "codex_cli_rs", "codex-cli", "codex", "gemini-cli"}
+)
 
 # Every key the tracker reads. A span carrying none of them (and no stamp) is
 # skipped without further work: in real agent traces that is most spans.
@@ -301,6 +314,9 @@ EVENT_KEYS: Final = frozenset(
         APPROVAL_QUESTION,
         APPROVAL_OPTIONS,
         APPROVAL_TIMEOUT_S,
+        APPROVAL_DETAILS,
+        APPROVAL_ACTION,
+        APPROVAL_AGENT,
         APPROVAL_OUTCOME,
         APPROVAL_DECIDED_BY,
     }
@@ -326,6 +342,12 @@ def cache_usage(attrs: Mapping[str, Any]) -> tuple[Any, Any]:
 
 def reported_cost(attrs: Mapping[str, Any]) -> Any:
     return first(attrs, OI_COST, GEN_AI_COST, OPERATION_COST)
+
+
+def is_coding_agents_own(resource: Mapping[str, Any], attrs: Mapping[str, Any]) -> bool:
+    """A span a coding-agent CLI sent itself (not one spanvisor made of its
+    log records, which carry a task root stamp): set aside."""
+    return resource.get(SERVICE_NAME) in CODING_AGENT_SERVICES and TASK_ROOT not in attrs
 
 
 def is_root_candidate(attrs: Mapping[str, Any]) -> bool:

@@ -43,6 +43,9 @@ class LiveFact:
     time_ns: int
     attributes: Mapping[str, Any]
     resource: Mapping[str, Any] = field(default_factory=dict)
+    # When the receiver heard it (wall clock, ns; 0: just now): a sign of
+    # life's own time, so one replayed after a restart is not news.
+    heard_ns: int = 0
 
 
 def root_of(span_hex: str, attributes: Mapping[str, Any]) -> str | None:

@@ -32,6 +32,8 @@ MODEL_CONTEXT_WINDOWS: Final[Mapping[str, int]] = {
     "o1": 200_000,
     "o3": 200_000,
     "o4-mini": 200_000,
+    # Gemini CLI's default models (gemini-3-pro-preview, gemini-2.5-pro/flash).
+    "gemini-3": 1_048_576,
     "gemini-2.5": 1_048_576,
     "gemini-2.0": 1_048_576,
     "gemini-1.5-pro": 2_097_152,

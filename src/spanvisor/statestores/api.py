@@ -49,6 +49,40 @@ class StoreUnavailable(Exception):
     about the key's state, and the caller tries again later."""
 
 
+# SQLSTATE classes and codes that say "the database is away or busy, try
+# again", not "this request is wrong": connection exceptions (08),
+# insufficient resources (53), operator intervention (57: shutting down,
+# starting up), system errors (58), serialization failures and deadlocks.
+_AWAY_CLASSES = ("08", "53", "57", "58")
+_AWAY_CODES = ("40001", "40P01")
+# A driver's own "the connection is gone" errors, named rather than imported
+# (the core imports no database driver): asyncpg's, SQLite's.
+_AWAY_NAMES = frozenset(
+    {"InterfaceError", "ConnectionDoesNotExistError", "InternalClientError", "OperationalError", "PoolClosedError"}
+)
+
+
+def outage_of(exc: BaseException) -> str | None:
+    """Why ``exc`` means the store cannot be reached now (the exception's
+    type name), or None when it is something else (a bug, bad data). Looks
+    through the causes a wrapper chained (``raise … from``) too."""
+    seen: BaseException | None = exc
+    for _ in range(6):
+        if seen is None:
+            return None
+        if isinstance(seen, StoreUnavailable | OSError | TimeoutError):
+            return type(seen).__name__
+        state = getattr(seen, "sqlstate", None)
+        if isinstance(state, str) and (state[:2] in _AWAY_CLASSES or state in _AWAY_CODES):
+            return type(seen).__name__
+        if any(
+            c.__name__ in _AWAY_NAMES and c.__module__.startswith(("asyncpg", "sqlite3")) for c in type(seen).__mro__
+        ):
+            return type(seen).__name__
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 @runtime_checkable
 class StateStore(Protocol):
     async def claim(self, namespace: str, key: str, owner: str, lease_s: float = 60.0) -> Claim: ...

@@ -5,7 +5,8 @@ same JSON, so a tool that reads one reads the other. Every body has
 ``type`` (``spanvisor.<kind>``) and ``v`` (:data:`SCHEMA_VERSION`, bumped
 only for an incompatible change; fields are only ever added within a
 version). An intervention's body is the webhook's (ids, the decision, the
-person's comment, the question it answered, the task's names and status);
+person's comment, the question it answered, the task's names and status,
+whether it was applied or refused and why);
 a task event's body carries the task as of that event (:func:`task_json`)
 and the fields of its kind, as the codec writes them.
 
@@ -20,10 +21,10 @@ import functools
 import json
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from spanvisor.codec import EVENT_TYPES, event_to_dict
-from spanvisor.events import Event, HumanIntervention, TaskView
+from spanvisor.events import Event, HumanIntervention, TaskCorrected, TaskView
 
 SCHEMA_VERSION = 1
 INTERVENTION_TYPE = "spanvisor.intervention"
@@ -76,6 +77,8 @@ def body(event: Event) -> dict[str, Any]:
     for name, value in event_to_dict(event).items():
         if name not in _COMMON:
             out[name] = value
+    if isinstance(event, TaskCorrected):  # a late span's facts, each in this same shape
+        out["facts"] = [body(cast(Event, f)) for f in event.facts]
     return out
 
 
@@ -121,7 +124,10 @@ def task_json(v: TaskView) -> dict[str, Any]:
 
 
 def intervention_body(event: HumanIntervention) -> dict[str, Any]:
-    """A decision: what the webhook sink POSTs and the stream sends."""
+    """A decision: what the webhook sink POSTs and the stream sends.
+    ``outcome`` is ``applied`` or ``denied`` (refused: nothing was done);
+    a refused one carries ``code`` (spanvisor.control.runs.RefusalCode, e.g.
+    ``expired``, ``already_decided``) and ``reason``."""
     d = event.decision
     v = event.task
     bare = v.trace_id == ""  # a view with only ids (see HumanIntervention)
@@ -146,6 +152,11 @@ def intervention_body(event: HumanIntervention) -> dict[str, Any]:
             "status": None if bare else v.status,
             "trace_id": v.trace_id or None,
         },
+        # Added after the fields above (a version only ever adds): whether the
+        # decision took effect; a refused one says why, as a code and in words.
+        "outcome": event.outcome,
+        "code": (event.code or "denied") if event.outcome == "denied" else None,
+        "reason": event.reason,
     }
 
 

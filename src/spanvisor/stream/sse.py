@@ -10,10 +10,12 @@ event per domain event::
     data: <the public JSON body (spanvisor.stream.body), one line>
 
 Query: ``task``, ``agent``, ``kind``, ``status`` (each a comma-separated
-list; an event passes when it matches every filter given) and ``after`` (a
+list; an event passes when it matches every filter given; an empty value or
+an unknown kind or status is a 400 naming the parameter) and ``after`` (a
 position, as ``Last-Event-ID``). ``Last-Event-ID`` or ``after`` resumes
-right after that event; a position the ring and the feed no longer hold, or
-of another epoch, gets ``event: reset`` and the stream goes on from now.
+right after that event; a position the ring and the feed no longer hold,
+one past the newest event, or one of another epoch, gets ``event: reset``
+and the stream goes on from now.
 Idle streams get a comment line every ``SPANVISOR_STREAM_HEARTBEAT``.
 """
 
@@ -72,7 +74,11 @@ def find(pipeline: Any) -> StreamSource | None:
 
 
 class _BadQuery(Exception):
-    """Bad input: a 400 with this message."""
+    """Bad input: a 400 with this message, naming the ``parameter``."""
+
+    def __init__(self, parameter: str, message: str) -> None:
+        super().__init__(message)
+        self.parameter = parameter
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,37 +97,57 @@ class Filters:
         )
 
 
-def _values(raw: str | None, what: str, allowed: Iterable[str] | None = None) -> frozenset[str] | None:
-    if raw is None or raw.strip() == "":
+def _values(query: Any, what: str, allowed: Iterable[str] | None = None) -> frozenset[str] | None:
+    """The comma-separated values of parameter ``what`` (given more than once:
+    all of them); None when it is absent. A filter that could match nothing
+    by mistake (``?kind=``, ``?kind=,``, ``?task=a,,b``) is a 400, not a
+    stream that stays silent."""
+    getall = getattr(query, "getall", None)
+    raws = list(getall(what, [])) if getall is not None else [r for r in (query.get(what),) if r is not None]
+    if not raws:
         return None
-    values = frozenset(v.strip() for v in raw.split(",") if v.strip())
-    if any(len(v) > MAX_ID or any(ord(c) < 32 for c in v) for v in values):
-        raise _BadQuery(f"{what}: a value is too long or holds control characters")
+    parts = [v.strip() for raw in raws for v in raw.split(",")]
+    if any(not v for v in parts):
+        raise _BadQuery(what, f"{what}: an empty value (write {what}=a,b, or leave {what} out to take every one)")
+    values = frozenset(parts)
+    if any(len(v) > MAX_ID or any(ord(c) < 32 or ord(c) == 127 for c in v) for v in values):
+        raise _BadQuery(what, f"{what}: a value is longer than {MAX_ID} characters or holds control characters")
     if allowed is not None:
         unknown = sorted(values - set(allowed))
         if unknown:
-            raise _BadQuery(f"unknown {what} {', '.join(unknown)[:200]}; known: {', '.join(allowed)}")
+            raise _BadQuery(what, f"unknown {what} {', '.join(unknown)[:200]}; known: {', '.join(allowed)}")
     return values
 
 
 def filters_of(query: Any) -> Filters:
     return Filters(
-        tasks=_values(query.get("task"), "task"),
-        agents=_values(query.get("agent"), "agent"),
-        kinds=_values(query.get("kind"), "kind", KINDS),
-        statuses=_values(query.get("status"), "status", STATUSES),
+        tasks=_values(query, "task"),
+        agents=_values(query, "agent"),
+        kinds=_values(query, "kind", KINDS),
+        statuses=_values(query, "status", STATUSES),
     )
 
 
-def position_of(raw: str | None) -> tuple[str, int] | None:
+def position_of(raw: str | None, parameter: str = "after") -> tuple[str, int] | None:
     """``(epoch, position)`` from a ``Last-Event-ID`` or ``after``; None when absent."""
     if raw is None or raw.strip() == "":
         return None
     epoch, _, rest = raw.strip().partition(":")
     pos, _, _event_id = rest.partition(":")
     if not epoch or len(raw) > MAX_ID or not pos.isascii() or not pos.isdigit():
-        raise _BadQuery("Last-Event-ID / after must be an id this stream sent (<epoch>:<position>:<event id>)")
+        raise _BadQuery(
+            parameter, f"{parameter} must be an id this stream sent (<epoch>:<position>:<event id>), or be left out"
+        )
     return epoch, int(pos)
+
+
+def start_of(request: web.Request) -> tuple[str, int] | None:
+    """Where the client resumes: ``Last-Event-ID`` (what ``EventSource``
+    sends), else ``?after=``."""
+    header = request.headers.get("Last-Event-ID")
+    if header:
+        return position_of(header, "Last-Event-ID")
+    return position_of(request.query.get("after"), "after")
 
 
 def reset_frame(ring: Ring, pos: int, why: str) -> bytes:
@@ -135,10 +161,11 @@ def reset_frame(ring: Ring, pos: int, why: str) -> bytes:
     return f"id: {event_id_field(ring.epoch, pos)}\nevent: reset\ndata: ".encode("ascii") + data + b"\n\n"
 
 
-def _error(status: int, message: str, **headers: str) -> web.Response:
+def _error(status: int, message: str, parameter: str | None = None, **headers: str) -> web.Response:
     from aiohttp import web
 
-    return web.json_response({"error": message}, status=status, headers=headers or None)
+    doc = {"error": message} if parameter is None else {"error": message, "parameter": parameter}
+    return web.json_response(doc, status=status, headers=headers or None)
 
 
 def clients_of(sink: StreamSource) -> Clients:
@@ -166,9 +193,15 @@ async def serve(request: web.Request, sink: StreamSource | None, tokens: list[by
         return _error(503, "this process serves no event stream yet (starting, or no stream sink)")
     try:
         filters = filters_of(request.query)
-        start = position_of(request.headers.get("Last-Event-ID") or request.query.get("after"))
+        start = start_of(request)
     except _BadQuery as exc:
-        return _error(400, str(exc))
+        return _error(400, str(exc), exc.parameter)
+    ahead: bool | None = False
+    try:
+        ahead = start is not None and start[0] == sink.ring.epoch and not await _recorded(sink, start[1])
+    except Exception as exc:  # the feed's database is away: the stream ends, the client comes back
+        log.warning("event stream: cannot look a resume position up (%s); the client retries", type(exc).__name__)
+        ahead = None
     clients = clients_of(sink)
     # The token that matched, not the header as written: spaces or the
     # scheme's case would make another key for the same token.
@@ -176,14 +209,23 @@ async def serve(request: web.Request, sink: StreamSource | None, tokens: list[by
     if not clients.acquire(key):
         return _error(429, f"at most {clients.max_per_token} event streams per token", **{"Retry-After": "5"})
     try:
-        return await _stream(request, sink, clients, filters, start)
+        return await _stream(request, sink, clients, filters, start, ahead)
     finally:
         clients.release(key)
 
 
 async def _stream(
-    request: web.Request, sink: StreamSource, clients: Clients, filters: Filters, start: tuple[str, int] | None
+    request: web.Request,
+    sink: StreamSource,
+    clients: Clients,
+    filters: Filters,
+    start: tuple[str, int] | None,
+    ahead: bool | None = False,
 ) -> web.StreamResponse:
+    """``ahead``: the client's position is past the newest event (a reset);
+    None: that could not be told (the feed is away), so the stream ends at
+    once and the client comes back with its ``Last-Event-ID`` (an
+    ``EventSource`` treats an error status as final, an ended stream not)."""
     ring = sink.ring
     assert ring is not None and sink.ctx is not None
     heartbeat = max(0.05, float(value(sink.ctx.config, "stream_heartbeat_s")))
@@ -201,9 +243,16 @@ async def _stream(
         epoch, pos = start
         if epoch != ring.epoch:
             opening += reset_frame(ring, client.cursor, "the stream restarted or is another one (another epoch)")
+        elif ahead:
+            # Never a position of this stream: waiting for the stream to get
+            # there would be silence, then events past one it never sent.
+            opening += reset_frame(ring, client.cursor, "that position is newer than the stream's newest event")
         else:
             client.cursor = pos
             client.catching_up = pos < ring.floor
+    if ahead is None:
+        await response.write(opening)
+        return response
     clients.add(client)
     try:
         await response.write(opening)
@@ -288,7 +337,19 @@ async def _catch_up(
     client.cursor = rows[-1][0]
 
 
-async def _since(sink: StreamSource, cursor: int) -> list[tuple[int, Item]] | None:
+async def _recorded(sink: StreamSource, pos: int) -> bool:
+    """Whether ``pos`` (of this epoch) is a position the stream reached. Up
+    to the ring's head it is; past it, a shared feed may hold what another
+    replica recorded and this ring has not read yet: a row at or after it
+    says so."""
+    ring = sink.ring
+    if ring is None or pos <= ring.head:
+        return True
+    rows = await _since(sink, pos - 1, 1)
+    return bool(rows)
+
+
+async def _since(sink: StreamSource, cursor: int, limit: int = PAGE) -> list[tuple[int, Item]] | None:
     """The feed's page after ``cursor``, read on the pipeline's loop (where
     the feed's connections live). A feed that cannot answer ends the stream:
     the client comes back with its Last-Event-ID (``retry:``), not a reset."""
@@ -297,8 +358,8 @@ async def _since(sink: StreamSource, cursor: int) -> list[tuple[int, Item]] | No
         return None
     here = asyncio.get_running_loop()
     if loop is None or loop is here:
-        return await feed.since(cursor, PAGE)
-    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(feed.since(cursor, PAGE), loop))
+        return await feed.since(cursor, limit)
+    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(feed.since(cursor, limit), loop))
 
 
 def admin_handler(sink: StreamSource) -> Handler:

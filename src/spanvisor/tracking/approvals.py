@@ -11,10 +11,12 @@ reopen.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
+from spanvisor.canonical import MAX_DETAILS, approval_digest, canonical_json, check_action
 from spanvisor.events import (
     ApprovalRequest,
     Checkpoint,
@@ -23,7 +25,6 @@ from spanvisor.events import (
     HumanIntervention,
     InterventionOutcome,
     TaskView,
-    question_digest,
 )
 from spanvisor.spans import conventions as cv
 from spanvisor.spans import sanitize as sz
@@ -35,8 +36,13 @@ MAX_DECISIONS = 5
 DEFAULT_OPTIONS = ("approve", "reject")
 
 
-def request_from(attrs: Any, time_ns: int, notes: list[str]) -> ApprovalRequest | None:
-    """The request an ``agent.approval.request`` event carries; None without an id."""
+def request_from(
+    attrs: Any, time_ns: int, notes: list[str], task_id: str = "", run_id: str = ""
+) -> ApprovalRequest | None:
+    """The request an ``agent.approval.request`` event carries, with its
+    digest in the run ``run_id`` of task ``task_id``; None without an id or
+    with an action that is not a valid one (it could never be approved as
+    asked: the agent's wait times out)."""
     approval_id = sz.name(attrs.get(cv.APPROVAL_ID), cv.APPROVAL_ID, notes)
     if not approval_id:
         notes.append(f"{cv.EVENT_APPROVAL_REQUEST}: no {cv.APPROVAL_ID}; ignored")
@@ -48,13 +54,36 @@ def request_from(attrs: Any, time_ns: int, notes: list[str]) -> ApprovalRequest 
         named = tuple(o for o in (sz.name(x, cv.APPROVAL_OPTIONS, notes) for x in raw[:5]) if o)
         options = named or DEFAULT_OPTIONS
     timeout = sz.number(attrs.get(cv.APPROVAL_TIMEOUT_S), cv.APPROVAL_TIMEOUT_S, notes)
+    details = sz.text(attrs.get(cv.APPROVAL_DETAILS), cv.APPROVAL_DETAILS, notes, MAX_DETAILS)
+    agent = sz.name(attrs.get(cv.APPROVAL_AGENT), cv.APPROVAL_AGENT, notes) or ""
+    action: dict[str, Any] | None = None
+    raw_action = attrs.get(cv.APPROVAL_ACTION)
+    if raw_action is not None:
+        try:
+            action = check_action(json.loads(raw_action) if isinstance(raw_action, str) else None)
+        except (ValueError, RecursionError) as exc:
+            notes.append(f"{cv.EVENT_APPROVAL_REQUEST} {approval_id}: {cv.APPROVAL_ACTION} refused ({exc}); ignored")
+            return None
+    digest = approval_digest(
+        agent=agent,
+        task=task_id,
+        run=run_id,
+        approval_id=approval_id,
+        question=question,
+        options=options,
+        details=details,
+        action=action,
+    )
     return ApprovalRequest(
         approval_id=approval_id,
         question=question,
         options=options,
         timeout_s=timeout if timeout is not None and timeout > 0 else None,
         requested_ns=time_ns,
-        digest=question_digest(question, options),
+        digest=digest,
+        agent=agent,
+        details=details,
+        action=canonical_json(action) if action is not None else None,
     )
 
 
@@ -65,7 +94,15 @@ def on_request(st: TaskRecord, event_id: str, time_ns: int, attrs: Any, notes: l
     in (a child's note of the answer may come before the root's request)."""
     if st.finished:
         return []  # a late span's request: the task is over, nothing to ask
-    return [_checkpoint(st, event_id, time_ns, _open(st, request_from(attrs, time_ns, notes)), notes)]
+    return [
+        _checkpoint(
+            st,
+            event_id,
+            time_ns,
+            _open(st, request_from(attrs, time_ns, notes, st.working.task_id, st.working.run_id)),
+            notes,
+        )
+    ]
 
 
 def _open(st: TaskRecord, req: ApprovalRequest | None) -> tuple[str, ...]:

@@ -7,12 +7,13 @@ care; see ``docs/deploy.md#replicas``.
 
 * :class:`ClosedTasks`: the state of tasks that finished here, kept for
   :data:`LATE_WINDOW_S` (at most :data:`MAX_CLOSED` of them), on every path.
-  A span of such a task that ends after its root (async work that outlives
-  it, a Collector retry) is read into that state under the late-span rule
-  (:mod:`.late`): one ``TaskCorrected`` when it changed the task's totals,
-  nothing else. The task is never reopened: no second ``TaskStarted`` or
-  ``TaskFinished``. Later than the window, such a span is dropped and
-  counted (``dropped_total{reason="late_span"}``).
+  A span of such a task arriving now (async work that outlived it, a
+  Collector retry, another replica's batch) is read into that state under
+  the late-span rule (:mod:`.late`): one ``TaskCorrected`` carrying its facts
+  when it ended before the root, correcting the totals either way. The task
+  is never reopened: no second ``TaskStarted`` or ``TaskFinished``. Later
+  than the window, such a span is dropped and counted
+  (``dropped_total{reason="late_span"}``).
 * :class:`PartialTasks`: open tasks this tracker opened from a descendant
   (a stamped child arrived first) and whose root it has not absorbed. One
   left untouched for the idle time (``root_hold_s``) is no longer open here
@@ -65,6 +66,11 @@ class ClosedTasks:
         if kept is None or now - kept.since > self._window_s:
             return None
         return kept.state
+
+    def age(self, key: Key, now: float) -> float | None:
+        """Seconds since the task finished here (how late a span of it arrives)."""
+        kept = self._kept.get(key)
+        return None if kept is None else max(0.0, now - kept.since)
 
     def states(self) -> list[TaskState]:
         return [k.state for k in self._kept.values()]

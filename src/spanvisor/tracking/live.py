@@ -125,6 +125,11 @@ class LiveRoots:
             self.dropped += 1
         w.facts.append(fact)
 
+    def start_of(self, key: Key) -> LiveFact | None:
+        """The start record waiting for ``key``'s task (refused at capacity), if any."""
+        w = self._waiting.get(key)
+        return None if w is None else next((f for f in w.facts if f.name == cv.LIVE_TASK_START), None)
+
     def take(self, key: Key) -> list[LiveFact]:
         """The records that waited for ``key``'s task, oldest first."""
         w = self._waiting.pop(key, None)

@@ -28,6 +28,7 @@ detected.
 
 from __future__ import annotations
 
+import email.parser  # noqa: F401 - what importlib.metadata imports on its first read, here rather than on the pipeline's thread
 import hashlib
 import json
 import logging

@@ -8,6 +8,16 @@ call's time (historical prices apply), with cache reads and writes priced
 apart. A model no source knows is **unpriced**: counted, never guessed.
 Prices are estimates. What the spending crosses is :mod:`.cost`'s.
 
+genai-prices is read as plain data (:mod:`.pricetable`: built in a child
+process or read from its cache file), on every path. The library itself is
+imported only by the thread that built the Pricer (an agent's, building its
+processor; a test's) or, once :meth:`Pricer.warm` allows it, by any (``serve``,
+where no agent's code runs): on spanvisor's own thread in an agent, a
+half-done import of genai-prices (and httpx) is visible in ``sys.modules`` to
+the agent's threads, and openai reads ``sys.modules["httpx"]`` on every
+request. A call only the library could price is then unpriced, with the
+reason said once.
+
 .. _genai-prices: https://github.com/pydantic/genai-prices
 """
 
@@ -15,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -30,8 +41,15 @@ from spanvisor.tracking.pricerates import Schedule
 log = logging.getLogger("spanvisor.cost")
 
 CostSource = Literal["reported", "configured", "genai-prices", "unpriced"]
+# How long pricing waits for a table being read (see Pricer.expect_table):
+# the child takes about a second of CPU; a start under load, several.
+TABLE_WAIT_S = 30.0
 # A price per million tokens: input, output, cached input read (None: as input).
 Price = tuple[float, float, float | None]
+
+
+class PricesUnavailable(Exception):
+    """genai-prices may not be imported on this thread (see the module's doc)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +70,14 @@ class Pricer:
         self._rates: dict[tuple[str, str | None, int], FlatPrices | Schedule | None] = {}
         # genai-prices' models as plain data (:mod:`.pricetable`), once warmed
         self._table: tuple[pricetable.Provider, ...] | None = None
+        # Set while no table is being read; cleared by expect_table until warm ends.
+        self._settled = threading.Event()
+        self._settled.set()
+        # The thread that may import genai-prices (None: any; see the module's doc).
+        self._importer: threading.Thread | None = threading.current_thread()
+        # Why genai-prices cannot price here (the table's failure), and whether it was said.
+        self._unavailable: str | None = None
+        self._said = False
 
     def price(self, attrs: Mapping[str, Any], model: str | None, t_in: int, t_out: int, end_ns: int) -> CallCost:
         reported = cv.reported_cost(attrs)
@@ -76,19 +102,65 @@ class Pricer:
         provider = sz.name(cv.provider(attrs), "provider", [])
         return self._genai_prices(model, provider, t_in, read, write, t_out, end_ns)
 
-    def warm(self, cache_dir: Path | None = None) -> None:
-        """Read genai-prices' models now, off the hot path: for a receiver,
-        before it accepts spans (its first model call otherwise stalls the
-        pipeline thread ~0.3 s on the import). They are read in a child
-        process, or from the table's cache file in ``cache_dir``
-        (:mod:`.pricetable`), so that this process never holds genai-prices;
-        should that fail, genai-prices is imported here, as without the
-        table. Never in an agent."""
+    def expect_table(self) -> None:
+        """A :meth:`warm` is on its way (on another thread): pricing waits
+        for it (at most TABLE_WAIT_S) rather than price without the table.
+        Called on the pricing thread before it starts the warm-up."""
+        if self._table is None:
+            self._settled.clear()
+
+    @property
+    def reading(self) -> bool:
+        """A :meth:`warm` is under way and pricing would wait for it."""
+        return not self._settled.is_set()
+
+    def stop_waiting(self, why: str) -> None:
+        """Price without the table from now on while it is still being read
+        (a pipeline shutting down: its last events must not wait for the
+        child's second, nor be lost at exit for it). Calls only the table or
+        genai-prices could price are unpriced, and why is said once."""
+        if self._table is None and not self._settled.is_set():
+            self._unavailable = self._unavailable or why
+            self._settled.set()
+
+    def abandon(self, why: str) -> None:
+        """:meth:`stop_waiting`, and stop the table's child if it still runs
+        (the process is shutting down: its exit must not wait for it)."""
+        self.stop_waiting(why)
+        pricetable.abandon()
+
+    def warm(self, cache_dir: Path | None = None, *, may_import: bool = True, timeout_s: float = 120.0) -> None:
+        """Read genai-prices' models now, off the hot path, before the first
+        call is priced. They are read in a child process, or from the
+        table's cache file in ``cache_dir`` (:mod:`.pricetable`), so that
+        this process never holds genai-prices. Should that fail: with
+        ``may_import`` (``serve``) genai-prices is imported here, as without
+        the table, and any thread may import it from now on; without (an
+        agent), calls only genai-prices could price are unpriced, and why
+        is said once. ``timeout_s``: the most the child may take."""
         try:
-            self._table = pricetable.build(cache_dir)
+            self._table = pricetable.build(cache_dir, timeout_s)
             return
+        except pricetable.Abandoned:
+            return  # shutting down: pricing already stopped waiting
         except Exception as exc:
+            if not may_import:
+                self._unavailable = f"the price table could not be read ({exc})"
+                return
             log.info("genai-prices read in this process (its table's process failed: %s)", exc)
+        finally:
+            if may_import:
+                self._importer = None
+            self._settled.set()
+        try:
+            self._calc_price("gpt-4o", "openai", 1, 0, 0, 1, 0)
+        except Exception as exc:  # pricing then says why on its first call
+            log.debug("genai-prices warm-up: %s", exc)
+
+    def import_here(self) -> None:
+        """Import genai-prices on this thread now (the one that built the
+        Pricer), with its lazily imported data: for an agent whose
+        interpreter cannot run the table's child process."""
         try:
             self._calc_price("gpt-4o", "openai", 1, 0, 0, 1, 0)
         except Exception as exc:  # pricing then says why on its first call
@@ -110,6 +182,8 @@ class Pricer:
         try:
             rates: Any = self._rates.get((model, provider, day), _MISSING)
             if rates is _MISSING:
+                if not self._settled.is_set():  # the table is being read: priced with it
+                    self._settled.wait(TABLE_WAIT_S)
                 # genai-prices' own calculation, once per model, provider and
                 # day (prices change by date): ~150 us a call was a third of
                 # the pipeline thread's time under an all-agent load.
@@ -142,6 +216,11 @@ class Pricer:
                 # name for a test or proxy model): the model's name alone.
                 return self._genai_prices(model, None, t_in, read, write, t_out, end_ns)
             return CallCost(None, "unpriced")
+        except PricesUnavailable as exc:
+            if not self._said:
+                self._said = True
+                log.warning("model calls only genai-prices could price are unpriced in this process: %s", exc)
+            return CallCost(None, "unpriced")
         except Exception as exc:  # a pricing bug must never cost the task its events
             log.warning("cannot price a call to %s: %s", model, exc)
             return CallCost(None, "unpriced")
@@ -150,7 +229,14 @@ class Pricer:
         self, model: str, provider: str | None, t_in: int, read: int, write: int, t_out: int, end_ns: int
     ) -> Any:
         if self._calc is None:
-            # Imported on first use, on the pipeline's thread: never in an agent's import.
+            importer = self._importer
+            if importer is not None and importer is not threading.current_thread():
+                raise PricesUnavailable(
+                    self._unavailable
+                    or "genai-prices is not imported on spanvisor's thread while the agent runs, and the price table "
+                    "does not hold these prices"
+                )
+            # Imported on first use: never in an agent's import of spanvisor.
             from genai_prices import Usage, calc_price
 
             self._calc = (Usage, calc_price)

@@ -23,6 +23,7 @@ genai-prices knows, by its names and providers, against genai-prices itself.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -54,6 +55,14 @@ _CHILD = "from spanvisor.tracking.priceexport import main; main()"
 _BUILT: dict[str, tuple[Provider, ...]] = {}
 _FAILED: dict[str, Exception] = {}
 _BUILT_LOCK = threading.Lock()
+# The child reading the table, while it runs: a process exiting does not
+# wait for it (see abandon).
+_CHILDREN: set[subprocess.Popen[bytes]] = set()
+_CHILDREN_LOCK = threading.Lock()
+
+
+class Abandoned(RuntimeError):
+    """The table's child was stopped: its process is shutting down."""
 
 
 def build(cache_dir: Path | None = None, timeout_s: float = 120.0) -> tuple[Provider, ...]:
@@ -69,6 +78,8 @@ def build(cache_dir: Path | None = None, timeout_s: float = 120.0) -> tuple[Prov
         if table is None:
             try:
                 table = _read(cache_dir, timeout_s)
+            except Abandoned:
+                raise  # not a failure of the child: a later pipeline may read it
             except Exception as exc:
                 _FAILED[sys.executable] = exc
                 raise
@@ -96,17 +107,43 @@ def _read(cache_dir: Path | None, timeout_s: float) -> tuple[Provider, ...]:
     return table
 
 
+def can_run_child() -> bool:
+    """Whether this interpreter can start the table's child: an embedded
+    one may have no executable to run."""
+    return bool(sys.executable) and os.access(sys.executable, os.X_OK)
+
+
+def abandon() -> None:
+    """Stop any child reading the table now (a pipeline shutting down: an
+    agent's exit must not wait for it, nor leave it running)."""
+    with _CHILDREN_LOCK:
+        children = list(_CHILDREN)
+    for child in children:
+        try:
+            child.kill()
+        except OSError:  # already gone
+            pass
+
+
 def _from_child(timeout_s: float) -> bytes:
-    done = subprocess.run(
-        [sys.executable, "-P", "-c", _CHILD],
-        capture_output=True,
-        timeout=timeout_s,
-        check=False,
-    )
-    if done.returncode != 0:
-        lines = done.stderr.decode(errors="replace").strip().splitlines()
-        raise RuntimeError(lines[-1] if lines else f"the price table's process exited {done.returncode}")
-    return done.stdout
+    child = subprocess.Popen([sys.executable, "-P", "-c", _CHILD], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    with _CHILDREN_LOCK:
+        _CHILDREN.add(child)
+    try:
+        out, err = child.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.communicate()
+        raise
+    finally:
+        with _CHILDREN_LOCK:
+            _CHILDREN.discard(child)
+    if child.returncode in (-9, -15):
+        raise Abandoned("the price table's process was stopped at shutdown")
+    if child.returncode != 0:
+        lines = err.decode(errors="replace").strip().splitlines()
+        raise RuntimeError(lines[-1] if lines else f"the price table's process exited {child.returncode}")
+    return out
 
 
 def load(data: dict[str, Any]) -> tuple[Provider, ...]:
@@ -249,4 +286,4 @@ def lookup(
     return None if prices is None else on_day(prices, day)
 
 
-__all__ = ["Provider", "build", "find", "load", "lookup", "matches"]
+__all__ = ["Provider", "build", "can_run_child", "find", "load", "lookup", "matches"]

@@ -135,6 +135,15 @@ class TaskRecord:
         """Every working field back to ``view``'s."""
         self._w.load(view)
 
+    def leave_room(self, events: int, stalls: int) -> None:
+        """Skip ``events`` numbers of ``seq`` and ``stalls`` stall numbers: a
+        task rebuilt from its records after a restart may have had that many
+        events no record holds (stalls, resumes, lost: the clock's), and its
+        next event must still be newer than any of them in every sink, its
+        next stall not take an earlier one's id."""
+        self._w.seq += max(0, events)
+        self.stalls += max(0, stalls)
+
     def next_time(self, t: int) -> int:
         """The time of the next event, never before the previous one; ``seq`` grows."""
         t = max(t, self.last_ns)

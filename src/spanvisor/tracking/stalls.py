@@ -15,8 +15,9 @@ lets the task sleep after ``SPANVISOR_ROOT_HOLD``: see docs/deploy.md).
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from spanvisor.events import Event, TaskResumed, TaskStalled
@@ -89,4 +90,23 @@ def resumed(state: TaskRecord, idle_s: float, now_ns: int) -> Event:
     )
 
 
-__all__ = ["StallSettings", "StallWatch", "resumed", "root_moved", "stalled"]
+def leave_room(tasks: Iterable[TaskRecord], settings: StallSettings, now_ns: int) -> int:
+    """Tasks rebuilt from their records after a restart: the clock's events
+    (a stall, its resume, a loss) are in no record, so each task's ``seq``
+    and stall count fall short of what the last process reached, and every
+    sink keeps the view with the highest ``seq``: it would refuse the
+    task's next views. Each skips as many as it can have had: one stall per
+    stall time of its age, plus one, a resume for each, and a loss.
+    Returns how many tasks."""
+    n = 0
+    for st in tasks:
+        w = st.working
+        limit = settings.limit(w.agent_id)
+        age_s = max(0.0, (now_ns - w.started_ns) / 1e9) if w.started_ns else 0.0
+        quiet = math.ceil(age_s / limit) + 1 if limit > 0 else 0
+        st.leave_room(2 * quiet + 1, quiet)
+        n += 1
+    return n
+
+
+__all__ = ["StallSettings", "StallWatch", "leave_room", "resumed", "root_moved", "stalled"]

@@ -219,11 +219,12 @@ class TaskState(TaskRecord):
         return self._finished(outcome, root.end_ns or root.start_ns, started, err, notes)
 
     def abandon(
-        self, now_ns: int, reason: str, outcome: Outcome = "cancelled", error_type: str = "SpanvisorEvicted"
+        self, now_ns: int, reason: str, outcome: Outcome = "evicted", error_type: str = "SpanvisorEvicted"
     ) -> TaskFinished:
-        """Finish a task spanvisor had to stop tracking (evicted, or lost:
-        its agent went silent), so that every sink still sees exactly one
-        TaskFinished for it (and no task stays "running" in metrics forever)."""
+        """Finish a task spanvisor had to stop tracking (evicted for capacity,
+        or lost: its agent went silent), so that every sink still sees exactly
+        one TaskFinished for it (and no task stays "running" in metrics
+        forever). Never ``cancelled``: nobody cancelled it."""
         self.finished = True
         taskbudget.publish(self)
         return self._finished(outcome, now_ns, self._w.started_ns, (error_type, reason, None), [reason])

@@ -1,8 +1,9 @@
 """The tasks one tracker holds, and their lives: open, asleep, finished, lost.
 
 :class:`TaskTable` owns every per-task record of a tracker: the open tasks
-(oldest touched first, bounded: past ``max_open`` the oldest is evicted and
-finished as cancelled, or put to sleep when its root is elsewhere), the
+(oldest touched first, bounded: past ``max_open`` one is evicted by the
+rule of :meth:`TaskTable._victim` and finished as ``evicted``, or put to
+sleep when its root is elsewhere), the
 partial ones opened from descendants (:mod:`.edges`), the recently finished
 ones (kept for late spans), the record of finished roots, the task-id index
 (:mod:`.taskindex`), the stall clock (:mod:`.stalls`) and the open roots read
@@ -21,6 +22,7 @@ from spanvisor.events import Event
 from spanvisor.spans import conventions as cv
 from spanvisor.spans import sanitize as sz
 from spanvisor.spans.data import SpanData
+from spanvisor.spans.live import LiveFact
 from spanvisor.stats import PipelineStats
 from spanvisor.tracking import stalls
 from spanvisor.tracking.edges import ClosedTasks, PartialTasks
@@ -30,6 +32,14 @@ from spanvisor.tracking.settings import TrackerSettings
 from spanvisor.tracking.stalls import StallWatch
 from spanvisor.tracking.taskindex import Key, TaskIndex
 from spanvisor.tracking.taskstate import TaskState
+
+# The most tasks waiting for a person passed over to find one to evict: past
+# it the table is all but full of them, and the oldest goes (one eviction
+# stays O(1)).
+MAX_SKIPPED = 256
+# Activity this recent protects a task from eviction by a newcomer nobody
+# confirmed yet, when stall detection is off (else the stall time).
+RECENT_S = 600.0
 
 
 def default_task_id(trace_id: str, root_span_id: str) -> str:
@@ -63,6 +73,10 @@ class TaskTable:
         self.partial = PartialTasks(partial_idle_s, self.max_open)
         self.polled: dict[Key, Any] = {}  # open roots read live in this process (SDK spans)
         self.live_roots = LiveRoots()
+        # Tasks a live start record opened with nothing heard since (oldest
+        # first): the first to go past max_open, since one token can send
+        # any number of them. Any later record, span or poll confirms one.
+        self.unconfirmed: OrderedDict[Key, None] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self.open)
@@ -78,9 +92,13 @@ class TaskTable:
         """What ``states()`` holds of one task id, through an index (:mod:`.taskindex`)."""
         return self.by_task.states(task_id, self.open, self.closed, self.clock())
 
-    def create(self, key: Key, span: SpanData, notes: list[str], initial: bool) -> tuple[TaskState, list[Event]]:
+    def create(
+        self, key: Key, span: SpanData, notes: list[str], initial: bool, *, unconfirmed: bool = False, heard_ns: int = 0
+    ) -> tuple[TaskState, list[Event]]:
         """Open a task. ``initial``: ``span`` is the root as it starts, so its
-        state attributes are the task's initial state (part of TaskStarted)."""
+        state attributes are the task's initial state (part of TaskStarted).
+        ``unconfirmed``: opened by a live start record alone, heard at
+        ``heard_ns`` (its stall clock starts then)."""
         trace_id, root_id = key
         raw_id = span.attributes.get(cv.TASK_ID)
         task_id = sz.name(raw_id, cv.TASK_ID, notes) if raw_id is not None else None
@@ -90,8 +108,10 @@ class TaskTable:
             st.read_initial(span, notes)
         self.open[key] = st
         self.by_task.add(task_id, key, self.open, self.closed)
-        self.stalls.touch(key, self.clock())
-        return st, [*self._bound(span.start_ns), *st.started(st.working.started_ns, notes)]
+        self.stalls.touch(key, self.heard(heard_ns))
+        if unconfirmed:
+            self.unconfirmed[key] = None
+        return st, [*self._bound(span.start_ns, key), *st.started(st.working.started_ns, notes)]
 
     def revive(self, key: Key, now_ns: int) -> list[Event] | None:
         """A sleeping partial task gets a span: open again, state intact. None: not sleeping."""
@@ -101,7 +121,7 @@ class TaskTable:
         self.open[key] = st
         self.by_task.add(st.working.task_id, key, self.open, self.closed)
         self.partial.opened(key, self.clock())
-        return self._bound(now_ns)
+        return self._bound(now_ns, key)
 
     def alive(self, key: Key, st: TaskState, now_ns: int, now: float | None = None) -> list[Event]:
         """A sign of life: the stall clock starts again, and a stalled task resumes.
@@ -109,8 +129,32 @@ class TaskTable:
         kept for the task, not one per table)."""
         if now is None:
             now = self.clock()
+        self.unconfirmed.pop(key, None)
+        if key in self.open:
+            self.open.move_to_end(key)  # the idlest go first past max_open
         idle = now - self.stalls.touch(key, now)
         return [stalls.resumed(st, idle, now_ns)] if st.working.stalled else []
+
+    def heard(self, heard_ns: int) -> float:
+        """The tracker's clock at wall time ``heard_ns`` (0: now): a record
+        replayed from the journal is as old as when it was heard."""
+        now = self.clock()
+        return now - max(0, self.wall() - heard_ns) / 1e9 if heard_ns else now
+
+    def live_read(self, key: Key, st: TaskState, fact: LiveFact) -> list[Event]:
+        """One live-channel record of an open task: a sign of life as of when
+        it was heard, and unless a heartbeat, a reading of the open root."""
+        if key in self.polled:
+            return []
+        # Its root is alive and speaking: not a partial task that may sleep.
+        self.partial.root_seen(key)
+        out = self.alive(key, st, fact.time_ns, self.heard(fact.heard_ns))
+        if fact.name == cv.LIVE_HEARTBEAT:
+            return out
+        w = st.working
+        snap = self.live_roots.root(key, w.task_name or "", w.started_ns, fact.resource).read(*key, fact)
+        out.extend(st.absorb(snap, [], is_root=True, now_ns=fact.time_ns))
+        return out
 
     def finish(self, key: Key, st: TaskState, root: SpanData, notes: list[str]) -> list[Event]:
         ev = st.finish(root, notes)
@@ -126,6 +170,7 @@ class TaskTable:
 
     def _close(self, key: Key, st: TaskState, reason: str) -> None:
         self.open.pop(key, None)
+        self.unconfirmed.pop(key, None)
         self.polled.pop(key, None)
         self.live_roots.forget(key)
         self.partial.root_seen(key)
@@ -133,10 +178,64 @@ class TaskTable:
         self.finished.remember(pair_key(*key))
         self.stats.inc("evicted_tasks_total", reason=reason)
 
-    def _bound(self, now_ns: int) -> list[Event]:
+    def admits(self, key: Key) -> bool:
+        """Whether a task only a start record vouches for may open: there is
+        room, or a task to make room with (another unconfirmed one, or one
+        idle for longer than the stall time and waiting for nobody). Else it
+        is refused (counted): a flood of start records never pushes out work
+        in progress."""
+        if len(self.open) < self.max_open or key in self.open:
+            return True
+        victim = self._victim(None)
+        if victim is not None:
+            last = self.stalls.seen.get(victim)
+            if victim in self.unconfirmed or last is None or self.clock() - last >= self._recent_s():
+                return True
+        self.stats.drop(
+            "open_task_refused",
+            detail="a start record for a new task when SPANVISOR_MAX_OPEN_TASKS are open and all recently active",
+        )
+        return False
+
+    def _recent_s(self) -> float:
+        after = self.settings.stalls.after_s
+        return after if after > 0 else RECENT_S
+
+    def _victim(self, newcomer: Key | None) -> Key | None:
+        """Who goes past max_open: the oldest unconfirmed task, else the
+        idlest not waiting for a person (those are passed over, at most
+        :data:`MAX_SKIPPED` of them), else the idlest. Never ``newcomer``
+        while another task is open."""
+        for key in self.unconfirmed:  # oldest first: at most the newcomer is passed
+            if key != newcomer:
+                return key
+        skipped = 0
+        first: Key | None = None
+        open_ = self.open
+        while open_:
+            key = next(iter(open_))
+            if key == newcomer and len(open_) == 1:
+                return None
+            st = open_[key]
+            if key != newcomer and not st.working.approvals:
+                return key
+            if first is None and key != newcomer:
+                first = key
+            skipped += 1
+            if skipped > min(MAX_SKIPPED, len(open_)):
+                break
+            open_.move_to_end(key)  # waiting for a person: looked at again last
+        return first
+
+    def _bound(self, now_ns: int, newcomer: Key | None = None) -> list[Event]:
         evicted: list[Event] = []
         while len(self.open) > self.max_open:
-            old, old_st = self.open.popitem(last=False)
+            old = self._victim(newcomer)
+            if old is None:
+                return evicted
+            old_st = self.open.pop(old)
+            unconfirmed = old in self.unconfirmed
+            self.unconfirmed.pop(old, None)
             self.polled.pop(old, None)
             self.live_roots.forget(old)
             self.stats.inc("evicted_tasks_total", reason="capacity")
@@ -145,8 +244,15 @@ class TaskTable:
                 self.partial.sleep(old, old_st, self.clock())
                 continue
             self.finished.remember(pair_key(*old))
-            self.stats.drop("open_task_evicted", detail="more open tasks than SPANVISOR_MAX_OPEN_TASKS")
-            evicted.append(old_st.abandon(now_ns, f"evicted: more than {self.max_open} open tasks"))
+            if unconfirmed:
+                self.stats.drop(
+                    "open_task_unconfirmed_evicted",
+                    detail="a task only its start record spoke of, evicted past SPANVISOR_MAX_OPEN_TASKS",
+                )
+            else:
+                self.stats.drop("open_task_evicted", detail="more open tasks than SPANVISOR_MAX_OPEN_TASKS")
+            why = f"evicted: more than {self.max_open} open tasks (SPANVISOR_MAX_OPEN_TASKS); no longer tracked"
+            evicted.append(old_st.abandon(now_ns, why))
         return evicted
 
     def expire(self) -> list[Event]:
@@ -161,6 +267,7 @@ class TaskTable:
             st = self.open.pop(key, None)
             if st is not None:
                 self.polled.pop(key, None)
+                self.unconfirmed.pop(key, None)
                 self.partial.sleep(key, st, now)
                 self.stats.inc("evicted_tasks_total", reason="partial")
         self.partial.expire(now)

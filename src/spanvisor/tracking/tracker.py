@@ -94,10 +94,10 @@ class TaskTracker:
         """What ``states()`` holds of one task id, through an index (:mod:`.taskindex`)."""
         return self.tasks.states_of(task_id)
 
-    def _open(self, key: Key, span: SpanData, notes: list[str], initial: bool = False) -> list[Event]:
-        st, out = self.tasks.create(key, span, notes, initial)
+    def _open(self, key: Key, span: SpanData, notes: list[str], initial: bool = False, **how: Any) -> list[Event]:
+        st, out = self.tasks.create(key, span, notes, initial, **how)
         for fact in self._live_roots.take(key):  # live records that came before the task
-            out.extend(self._live_read(key, st, fact))
+            out.extend(self.tasks.live_read(key, st, fact))
         return out
 
     def _absorb(self, key: Key, span: SpanData, notes: list[str]) -> list[Event]:
@@ -193,31 +193,30 @@ class TaskTracker:
                     self.stats.inc("live_records_total", outcome="late")  # its root's end said it all
                     continue
                 revived = self.tasks.revive(key, fact.time_ns)
-                if revived is None and fact.name != cv.LIVE_TASK_START:
-                    self._live_roots.wait(key, fact, self._clock())
-                    continue
                 if revived is None:
-                    self.stats.inc("live_records_total", outcome="opened")
-                    out.extend(self._open(key, opener(fact), [], initial=True))
-                    out.extend(self._claim_buffered(key))
+                    out.extend(self._live_open(key, fact))
                     continue
                 out.extend(revived)
                 st = self._tasks[key]
             self.stats.inc("live_records_total", outcome="read")
-            out.extend(self._live_read(key, st, fact))
+            out.extend(self.tasks.live_read(key, st, fact))
         return out
 
-    def _live_read(self, key: Key, st: TaskState, fact: LiveFact) -> list[Event]:
-        if key in self._live:
+    def _live_open(self, key: Key, fact: LiveFact) -> list[Event]:
+        """A record of a task not open here. Its start record (this one, or
+        one that waits) opens it, when the table admits it (a flood of
+        start records never pushes out work in progress: tasktable.admits);
+        else the record waits for its task (tracking/live.py)."""
+        start = fact if fact.name == cv.LIVE_TASK_START else self._live_roots.start_of(key)
+        if start is None or not self.tasks.admits(key):
+            self.stats.inc("live_records_total", outcome="waiting" if start is None else "refused")
+            self._live_roots.wait(key, fact, self._clock())
             return []
-        # Its root is alive and speaking: not a partial task that may sleep.
-        self._partial.root_seen(key)
-        out = self.tasks.alive(key, st, fact.time_ns)
-        if fact.name == cv.LIVE_HEARTBEAT:
-            return out
-        w = st.working
-        snap = self._live_roots.root(key, w.task_name or "", w.started_ns, fact.resource).read(*key, fact)
-        out.extend(st.absorb(snap, [], is_root=True, now_ns=fact.time_ns))
+        self.stats.inc("live_records_total", outcome="opened")
+        out = self._open(key, opener(start), [], initial=True, unconfirmed=start is fact, heard_ns=start.heard_ns)
+        if start is not fact:
+            out.extend(self.tasks.live_read(key, self._tasks[key], fact))
+        out.extend(self._claim_buffered(key))
         return out
 
     # -- in end order (every path) ---------------------------------------------
@@ -326,12 +325,17 @@ class TaskTracker:
         self.stats.inc("late_spans_total")
         if span.span_id == key[1]:
             return []  # the root again, resent without anything to dedup it by
-        st = self._closed.get(key, self._clock())
+        now = self._clock()
+        st = self._closed.get(key, now)
         if st is None:
             if content:
                 self.stats.drop("late_span", detail="a span came after its task had finished and been forgotten")
             return []
         self.stats.inc("spans_in_tasks_total")
+        # How long after its task's end it came, by when it ended: a Collector
+        # that reorders shows as arrived_late, async work as outlived.
+        kind = "arrived_late" if late.arrived_late(st, span) else "outlived"
+        self.stats.observe("late_span_arrival_seconds", self._closed.age(key, now) or 0.0, kind=kind)
         return late.correct(st, span, notes)
 
     def _unstamped(self, span: SpanData, notes: list[str], content: bool) -> list[Event]:
@@ -372,6 +376,12 @@ class TaskTracker:
         out.extend(self._absorb(key, root, notes))
         out.extend(e for d in sub.late for e in self._late(key, d, list(d.notes), can_cause_events(d)))
         return out
+
+    def rebuilt(self) -> int:
+        """The open tasks were rebuilt from journaled records (``spanvisor
+        serve`` after a restart): each leaves room for the clock's events the
+        last process said (:func:`.stalls.leave_room`). Returns how many."""
+        return stalls.leave_room(self._tasks.values(), self.tasks.stalls.settings, self._wall())
 
     def expire(self) -> list[Event]:
         """Release held roots past their deadline, forget stale buffers, put

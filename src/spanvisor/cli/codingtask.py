@@ -1,0 +1,165 @@
+"""A coding-agent session's task, as ``spanvisor run`` and ``spanvisor hook``
+name it and speak of it over OTLP.
+
+Both are separate processes from the receiver that builds the task out of
+the CLI's own telemetry, and from each other: so the task's trace id and
+root span id are derived from its key, never drawn. The key is the
+launcher's ``spanvisor.task.id`` (a fresh id it puts in the CLI's
+``OTEL_RESOURCE_ATTRIBUTES``; a hook, run by the CLI, inherits it), else the
+CLI's session id.
+
+The derivation is the receiver's coding-agent adapter's
+(:mod:`spanvisor.receiver.codingagents.ids`), so that every record of the
+session, the launcher's and the hook's included, names one task.
+
+What goes out reuses ``spanvisor emit``'s senders: live-channel records
+(:func:`spanvisor.cli.emit_live.send`) while the task runs, and its root
+span, ended with the outcome, through :func:`spanvisor.cli.emit_spans.otlp_exporter`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+import urllib.parse
+from collections.abc import Mapping
+from typing import Any
+
+from spanvisor.cli import emit_live
+from spanvisor.cli.emit_spans import otlp_exporter
+from spanvisor.receiver.codingagents import ids
+from spanvisor.spans import conventions as cv
+
+RESOURCE_TASK_ID = "spanvisor.task.id"
+RESOURCE_TASK_NAME = "spanvisor.task.name"
+ENV_ENDPOINT = "SPANVISOR_OTLP_ENDPOINT"
+DEFAULT_ENDPOINT = "http://127.0.0.1:4318"
+
+# service.name each CLI reports (Codex says codex_tui in its interactive UI).
+SERVICES = {"claude-code": "claude-code", "codex": "codex_exec", "gemini": "gemini-cli"}
+
+
+def task_ids(service: str, key: str, launched: bool) -> tuple[int, int]:
+    """(trace id, root span id) of the session's task keyed ``key``;
+    ``launched`` when the key is the launcher's ``spanvisor.task.id``. The
+    receiver's adapter derives the same ids from the same key."""
+    trace_hex, span_hex = ids.launcher_task_ids(key) if launched else ids.task_ids(service, key)
+    return int(trace_hex, 16), int(span_hex, 16)
+
+
+def resource_attributes(env: Mapping[str, str]) -> dict[str, str]:
+    """``OTEL_RESOURCE_ATTRIBUTES`` decoded (key=value pairs, percent-encoded)."""
+    out: dict[str, str] = {}
+    for part in env.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
+        key, sep, value = part.partition("=")
+        if sep and key.strip():
+            out[urllib.parse.unquote(key.strip())] = urllib.parse.unquote(value.strip())
+    return out
+
+
+def with_resource(env: Mapping[str, str], attrs: Mapping[str, str]) -> str:
+    """The user's ``OTEL_RESOURCE_ATTRIBUTES`` with ``attrs`` added (ours win),
+    every key and value percent-encoded as the OTel spec asks."""
+    merged = {**resource_attributes(env), **attrs}
+    return ",".join(f"{urllib.parse.quote(k, safe='')}={urllib.parse.quote(v, safe='')}" for k, v in merged.items())
+
+
+def launched_task(env: Mapping[str, str]) -> str | None:
+    """The launcher's task id, if this process runs under ``spanvisor run``."""
+    return resource_attributes(env).get(RESOURCE_TASK_ID) or None
+
+
+def endpoint_from(explicit: str | None, env: Mapping[str, str] | None = None) -> str:
+    e = os.environ if env is None else env
+    return (explicit or e.get(ENV_ENDPOINT) or DEFAULT_ENDPOINT).rstrip("/")
+
+
+def otlp_args(endpoint: str, token: str | None, timeout: float) -> argparse.Namespace:
+    """The arguments ``emit``'s exporters read: OTLP/HTTP to ``endpoint``."""
+    return argparse.Namespace(endpoint=endpoint, protocol="http/protobuf", token=token, timeout=timeout)
+
+
+class SessionTask:
+    """One session's task: its id, ids and where its records go."""
+
+    def __init__(self, task_id: str, service: str, launched: bool, target: argparse.Namespace) -> None:
+        self.task_id = task_id
+        self.service = service
+        self.trace_id, self.root_id = task_ids(service, task_id, launched)
+        self.target = target
+
+    def record(self, name: str, attrs: Mapping[str, Any], at: int | None = None) -> bool:
+        """One live-channel record in the task root's context."""
+        said = {cv.TASK_ID: self.task_id, **attrs}
+        return emit_live.send(self.target, self.service, self.trace_id, self.root_id, name, said, at or time.time_ns())
+
+    def end(self, name: str, started_ns: int, status: str, error: str | None, message: str | None) -> bool:
+        """The task's root span, ended now with ``status`` (complete, error,
+        cancelled): what closes the task whatever the CLI managed to send."""
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+        from opentelemetry.sdk.trace.export import SpanExportResult
+        from opentelemetry.sdk.trace.id_generator import IdGenerator
+        from opentelemetry.trace import Status, StatusCode
+
+        trace_id, root_id = self.trace_id, self.root_id
+        ended: list[ReadableSpan] = []
+
+        class Ids(IdGenerator):
+            def generate_trace_id(self) -> int:
+                return trace_id
+
+            def generate_span_id(self) -> int:
+                return root_id
+
+            def is_trace_id_random(self) -> bool:
+                return False
+
+        class Keep(SpanProcessor):
+            def on_end(self, span: ReadableSpan) -> None:
+                ended.append(span)
+
+        resource = Resource.create(
+            {"service.name": self.service, RESOURCE_TASK_ID: self.task_id, RESOURCE_TASK_NAME: name}
+        )
+        provider = TracerProvider(resource=resource, id_generator=Ids())
+        provider.add_span_processor(Keep())
+        attrs: dict[str, Any] = {
+            cv.TASK_ID: self.task_id,
+            cv.TASK_ROOT: format(root_id, "016x"),
+            cv.TASK_NAME: name,
+            cv.AGENT_ID: self.service,
+            cv.STATUS: status,
+        }
+        if message:
+            attrs[cv.MESSAGE] = message
+        now = time.time_ns()
+        span = provider.get_tracer("spanvisor.run").start_span(name, start_time=started_ns, attributes=attrs)
+        if status == "error":
+            span.set_status(Status(StatusCode.ERROR, error or "failed"))
+            span.add_event(
+                cv.EVENT_EXCEPTION, {"exception.type": "AgentFailed", "exception.message": error or "failed"}
+            )
+        span.end(end_time=max(now, started_ns))
+        exporter = otlp_exporter(self.target)
+        try:
+            return exporter.export(ended) is SpanExportResult.SUCCESS
+        finally:
+            exporter.shutdown()
+
+
+__all__ = [
+    "DEFAULT_ENDPOINT",
+    "ENV_ENDPOINT",
+    "RESOURCE_TASK_ID",
+    "RESOURCE_TASK_NAME",
+    "SERVICES",
+    "SessionTask",
+    "endpoint_from",
+    "launched_task",
+    "otlp_args",
+    "resource_attributes",
+    "task_ids",
+    "with_resource",
+]

@@ -1,0 +1,260 @@
+"""``spanvisor run -- claude -p "…"`` (or ``codex exec …``, ``gemini …``):
+a coding-agent session as a task whose end is never missed.
+
+The launcher gives the session a fresh task id and a name (``--name``, else
+the prompt, clipped and redacted), points the CLI's telemetry at spanvisor
+(``--endpoint`` / ``SPANVISOR_OTLP_ENDPOINT``, or a Collector) with the
+task's id and name in ``OTEL_RESOURCE_ATTRIBUTES``, opens the task with an
+``agent.task.start`` record, runs the CLI with the user's terminal (stdin
+and stderr its own; stdout too, or read for the result: see
+:mod:`spanvisor.cli.run_result`), sends heartbeats while it runs, forwards
+SIGINT and SIGTERM to it, and at its exit ends the task's root span:
+complete (exit 0, and the result, where there is one, says success), error
+(the exit code, Claude Code's ``is_error``/``terminal_reason``, Codex's
+error event) or cancelled (a signal). It exits with the CLI's exit code
+(128 + N for a CLI killed by signal N). Nothing spanvisor cannot send
+stops the CLI: it is said once on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from types import FrameType
+from typing import Any
+
+from spanvisor.cli import codingtask as ct
+from spanvisor.cli.run_result import ResultReader, plan
+from spanvisor.config import Config
+from spanvisor.logs import redact
+from spanvisor.spans import conventions as cv
+
+NAME_CHARS = 80
+_BINARIES = {"claude": "claude-code", "codex": "codex", "gemini": "gemini"}
+_SUBCOMMANDS = {"exec", "e", "run"}
+_VALUE_OPTIONS = {"-m", "--model", "-c", "--config", "--output-format", "-s", "--sandbox", "--settings", "-C", "--cd"}
+
+
+def cli_of(argv0: str) -> str | None:
+    base = os.path.basename(argv0)
+    for suffix in (".js", ".cmd", ".exe"):
+        base = base.removesuffix(suffix)
+    return _BINARIES.get(base)
+
+
+def prompt_of(args: Sequence[str]) -> str | None:
+    """The prompt in a CLI's arguments: the value of ``-p``/``--print``/
+    ``--prompt`` when it is not an option, else the last plain argument."""
+    rest = list(args[1:])
+    for i, a in enumerate(rest):
+        flag = a in ("-p", "--print", "--prompt", "-i", "--prompt-interactive")
+        if flag and i + 1 < len(rest) and not rest[i + 1].startswith("-"):
+            return rest[i + 1]
+        if a.startswith("--prompt="):
+            return a.split("=", 1)[1]
+    plain = [
+        a
+        for i, a in enumerate(rest)
+        if not a.startswith("-") and (i == 0 or rest[i - 1] not in _VALUE_OPTIONS) and a not in _SUBCOMMANDS
+    ]
+    return plain[-1] if plain else None
+
+
+def task_name(explicit: str | None, args: Sequence[str], cli: str) -> str:
+    raw = explicit or prompt_of(args) or f"{cli} session"
+    name = redact(" ".join(raw.split()))
+    return name if len(name) <= NAME_CHARS else name[: NAME_CHARS - 1] + "…"
+
+
+def _toml_str(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def telemetry(
+    cli: str, argv: list[str], env: Mapping[str, str], endpoint: str, token: str | None, resource: str
+) -> tuple[list[str], dict[str, str]]:
+    """The CLI's arguments and environment with its telemetry aimed at ``endpoint``."""
+    out = dict(env)
+    out["OTEL_RESOURCE_ATTRIBUTES"] = resource
+    if token:
+        out["OTEL_EXPORTER_OTLP_HEADERS"] = f"authorization=Bearer%20{token}"
+    if cli == "claude-code":
+        out.update(
+            CLAUDE_CODE_ENABLE_TELEMETRY="1",
+            OTEL_LOGS_EXPORTER="otlp",
+            OTEL_METRICS_EXPORTER="otlp",
+            OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
+            OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
+            # Each event within a second, not Claude Code's default 5 s.
+            OTEL_LOGS_EXPORT_INTERVAL="1000",
+            OTEL_METRIC_EXPORT_INTERVAL="10000",
+        )
+    elif cli == "gemini":
+        out.update(
+            GEMINI_TELEMETRY_ENABLED="true",
+            GEMINI_TELEMETRY_TARGET="local",
+            GEMINI_TELEMETRY_OTLP_ENDPOINT=endpoint,
+            GEMINI_TELEMETRY_OTLP_PROTOCOL="http",
+        )
+    elif cli == "codex":
+        # -c overrides on top of the user's own config.toml (kept as is).
+        headers = f", headers = {{ authorization = {_toml_str('Bearer ' + token)} }}" if token else ""
+        extra: list[str] = []
+        for key, path in (("exporter", "logs"), ("trace_exporter", "traces"), ("metrics_exporter", "metrics")):
+            value = (
+                f'{{ otlp-http = {{ endpoint = {_toml_str(f"{endpoint}/v1/{path}")}, protocol = "binary"{headers} }} }}'
+            )
+            extra += ["-c", f"otel.{key}={value}"]
+        argv = [argv[0], *extra, *argv[1:]]
+    return argv, out
+
+
+class _Beat:
+    """Heartbeats while the CLI runs: the task stays live when the CLI says
+    nothing for a while (a long tool call), and stalls only if the launcher dies."""
+
+    def __init__(self, task: ct.SessionTask, every_s: float) -> None:
+        self.task, self.every_s = task, every_s
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="spanvisor-run-heartbeat", daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.wait(self.every_s):
+            try:
+                self.task.record(cv.LIVE_HEARTBEAT, {})
+            except Exception:  # a missed heartbeat is only a missed heartbeat
+                pass
+
+
+def handler(args: argparse.Namespace, config: Config) -> int:
+    argv = list(args.command)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    if not argv:
+        print(
+            "spanvisor run: give the command after --, e.g. spanvisor run -- claude -p 'fix the tests'", file=sys.stderr
+        )
+        return 2
+    cli = args.cli or cli_of(argv[0])
+    if cli is None:
+        print(
+            f"spanvisor run: {os.path.basename(argv[0])!r} is not claude, codex or gemini; say which with --cli",
+            file=sys.stderr,
+        )
+        return 2
+    endpoint = ct.endpoint_from(args.endpoint)
+    task_id = args.task_id or f"{cli}-{uuid.uuid4().hex[:16]}"
+    name = task_name(args.name, argv, cli)
+    service = ct.SERVICES[cli]
+    env = os.environ
+    resource = ct.with_resource(env, {ct.RESOURCE_TASK_ID: task_id, ct.RESOURCE_TASK_NAME: name})
+    child_argv, child_env = telemetry(cli, argv, env, endpoint, args.token, resource)
+    child_env[ct.ENV_ENDPOINT] = endpoint  # where the CLI's hooks send their requests
+    child_argv, mode = plan(cli, child_argv)
+    task = ct.SessionTask(task_id, service, True, ct.otlp_args(endpoint, args.token, args.timeout))
+    started = time.time_ns()
+    print(f"spanvisor run: task {task_id} ({name}) → {endpoint}", file=sys.stderr, flush=True)
+    said = {cv.TASK_NAME: name, cv.AGENT_ID: service}
+    if not _quietly(lambda: task.record(cv.LIVE_TASK_START, said, started)):
+        print(f"spanvisor run: {endpoint} did not take the task's start; the CLI runs anyway", file=sys.stderr)
+    every = float(config.get("heartbeat_s") or 0.0)
+    beat = _Beat(task, every) if every > 0 else None
+    if beat is not None:
+        beat.thread.start()
+    try:
+        code, signalled, reading = _supervise(child_argv, child_env, mode)
+    finally:
+        if beat is not None:
+            beat.stop.set()
+    if code is None:
+        return 127
+    if signalled or code < 0:
+        status, error = "cancelled", None
+    elif code == 0 and not reading.failed:
+        status, error = "complete", None
+    else:
+        status = "error"
+        error = reading.error or f"{os.path.basename(argv[0])} exited with code {code}"
+        if reading.error and code != 0:
+            error = f"{error} (exit code {code})"
+    message = {"complete": "Finished", "error": "Failed", "cancelled": "Cancelled"}[status]
+    if not _quietly(lambda: task.end(name, started, status, error, message)):
+        print(f"spanvisor run: {endpoint} did not take the task's end ({status})", file=sys.stderr)
+    return 128 - code if code < 0 else code
+
+
+def _quietly(send: Any) -> bool:
+    try:
+        return bool(send())
+    except Exception as exc:
+        print(f"spanvisor run: sending failed ({type(exc).__name__})", file=sys.stderr)
+        return False
+
+
+def _supervise(argv: list[str], env: dict[str, str], mode: Any) -> tuple[int | None, bool, ResultReader]:
+    """Run the CLI to its end, forwarding SIGINT/SIGTERM; (exit code, whether
+    a signal was forwarded, what its output said)."""
+    reading = ResultReader(mode)
+    piped = mode != "passthrough"
+    try:
+        proc = subprocess.Popen(
+            argv, env=env, stdout=subprocess.PIPE if piped else None, text=piped, bufsize=1 if piped else -1
+        )
+    except OSError as exc:
+        print(f"spanvisor run: cannot start {argv[0]}: {exc.strerror or exc}", file=sys.stderr)
+        return None, False, reading
+    forwarded: list[int] = []
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        forwarded.append(signum)
+        try:
+            proc.send_signal(signum)
+        except OSError:
+            pass
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        if piped and proc.stdout is not None:
+            for line in proc.stdout:
+                shown = reading.line(line)
+                if shown:
+                    sys.stdout.write(shown)
+                    sys.stdout.flush()
+            reading.finish()
+        code = proc.wait()
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    return code, bool(forwarded), reading
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "run",
+        help="run claude -p, codex exec or gemini as a supervised task (telemetry to spanvisor, the end reported)",
+    )
+    p.add_argument("--name", help="task name (default: the prompt, clipped)")
+    p.add_argument("--cli", choices=("claude-code", "codex", "gemini"), help="which CLI (default: from the command)")
+    p.add_argument(
+        "--endpoint",
+        help=f"OTLP/HTTP endpoint: spanvisor serve or a Collector (default: ${ct.ENV_ENDPOINT} or {ct.DEFAULT_ENDPOINT})",
+    )
+    p.add_argument(
+        "--token",
+        default=os.environ.get("SPANVISOR_OTLP_TOKEN"),
+        help="bearer token of the endpoint (default: $SPANVISOR_OTLP_TOKEN)",
+    )
+    p.add_argument("--task-id", help="the task id (default: a fresh one)")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to send each record (default 10)")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="-- then the CLI and its arguments")
+    p.set_defaults(func=handler)
+
+
+__all__ = ["cli_of", "handler", "prompt_of", "register", "task_name", "telemetry"]

@@ -1,0 +1,90 @@
+"""Codex CLI (``service.name`` ``codex_exec`` or ``codex_tui``): records
+named ``codex.<event>`` in ``event.name``, each with ``conversation.id``.
+
+Token counts come on the ``codex.sse_event`` of kind ``response.completed``;
+OpenAI counts cached input inside the input and reasoning inside the
+output, as GenAI does. Codex reports no cost (priced from tokens).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+from spanvisor.receiver.codingagents.reading import (
+    LIFE,
+    MAX_NAME,
+    Reading,
+    clean,
+    command,
+    integer,
+    number,
+    string,
+    truth,
+)
+
+CLI: Final = "Codex CLI"
+SERVICES: Final = frozenset({"codex_exec", "codex_tui", "codex_cli_rs", "codex-cli", "codex"})
+SESSION_KEYS: Final = ("conversation.id", "session.id")
+PROVIDER: Final = "openai"
+
+
+def _prompt(a: Mapping[str, Any]) -> Reading:
+    return Reading("prompt", text=clean(a.get("prompt"), MAX_NAME))
+
+
+def _sse(a: Mapping[str, Any]) -> Reading:
+    kind = a.get("event.kind")
+    tokens_in = integer(a, "input_token_count")
+    if kind != "response.completed" or tokens_in is None:
+        return LIFE
+    return Reading(
+        "call",
+        model=string(a, "model", "slug"),
+        provider=PROVIDER,
+        input_tokens=tokens_in,
+        output_tokens=integer(a, "output_token_count"),
+        cache_read=integer(a, "cached_token_count"),
+        duration_ms=number(a, "duration_ms"),
+    )
+
+
+def _request(a: Mapping[str, Any]) -> Reading:
+    status = integer(a, "http.response.status_code")
+    err = clean(a.get("error.message"), 200)
+    if err is None and (status is None or status < 400):
+        return LIFE
+    attempt = integer(a, "attempt")
+    where = f" (HTTP {status}" + (f", attempt {attempt}" if attempt else "") + ")" if status else ""
+    return Reading("warning", text=f"API error{where}: {err or 'request failed'}")
+
+
+def _tool(a: Mapping[str, Any]) -> Reading:
+    ok = truth(a, "success")
+    return Reading(
+        "tool",
+        tool=string(a, "tool_name"),
+        text=command(a.get("arguments")),
+        duration_ms=number(a, "duration_ms"),
+        failed=ok is False,
+        error="the tool reported a failure" if ok is False else None,
+    )
+
+
+def _decision(a: Mapping[str, Any]) -> Reading:
+    decision = str(a.get("decision", "")).lower()
+    if decision not in ("denied", "abort", "reject", "rejected"):
+        return LIFE
+    tool = clean(a.get("tool_name"), 60) or "a tool"
+    source = clean(a.get("source"), 40)
+    return Reading("warning", text=f"Denied: {tool}" + (f" (by {source})" if source else ""))
+
+
+EVENTS: Final[Mapping[str, Callable[[Mapping[str, Any]], Reading]]] = {
+    "codex.conversation_starts": lambda a: LIFE,
+    "codex.user_prompt": _prompt,
+    "codex.api_request": _request,
+    "codex.sse_event": _sse,
+    "codex.tool_result": _tool,
+    "codex.tool_decision": _decision,
+}

@@ -1,0 +1,60 @@
+"""``POST /v1/control/tasks/{task_id}/approvals/{approval_id}/permit``: the
+check an agent in any language makes right before it runs an approved
+action. Body ``{"action": {"tool", "arguments"} | null, "run_id"?}``;
+answer ``{"permitted": bool, "reason", "code", "digest"}`` (200 either
+way: a refusal is an answer, not an error). Permitted once: the approval is
+consumed in the run's shared record (docs/interventions.md)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from aiohttp import web
+
+MAX_BODY = 16 * 1024
+_ID_LIMIT = 256
+
+
+def _reply(status: int, doc: Mapping[str, Any]) -> web.Response:
+    return web.Response(status=status, text=json.dumps(doc, ensure_ascii=False), content_type="application/json")
+
+
+def _ident(value: Any, limit: int = _ID_LIMIT) -> str | None:
+    if not isinstance(value, str) or not value.strip() or len(value) > limit:
+        return None
+    return None if any(ord(c) < 32 or ord(c) == 127 for c in value) else value
+
+
+def handler(control: Callable[[], Any]) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def permit(request: web.Request) -> web.Response:
+        task_id = _ident(request.match_info["task_id"])
+        approval_id = _ident(request.match_info["approval_id"])
+        if task_id is None or approval_id is None:
+            return _reply(400, {"error": "task id and approval id must be short printable strings"})
+        raw = await request.content.read(MAX_BODY + 1)
+        if len(raw) > MAX_BODY:
+            return _reply(400, {"error": f"the body is larger than {MAX_BODY} bytes"})
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError as exc:
+            return _reply(400, {"error": f"the body is not JSON: {exc}"})
+        if not isinstance(body, Mapping):
+            return _reply(400, {"error": "the body must be a JSON object"})
+        action = body.get("action")
+        if action is not None and not isinstance(action, Mapping):
+            return _reply(400, {"error": "action must be a JSON object {tool, arguments} or null"})
+        run_id = body.get("run_id") or None
+        if run_id is not None and _ident(run_id, 64) is None:
+            return _reply(400, {"error": "run_id must be a short printable string"})
+        check = getattr(control(), "permit", None)
+        if check is None:
+            return _reply(503, {"error": "this process cannot check approvals"})
+        got = await check(task_id, approval_id, action, run_id, "api")
+        return _reply(200, {"permitted": got.permitted, "reason": got.reason, "code": got.code, "digest": got.digest})
+
+    return permit
+
+
+__all__ = ["handler"]

@@ -1,0 +1,147 @@
+"""``spanvisor run``: a fake ``claude`` (the real OTel SDK exporting log
+records, a stream-json result line) under the launcher against a real
+receiver: the task ends complete, failed (with the result's error) or
+cancelled (a forwarded SIGTERM), the user sees the usual text output, and
+the CLI got its telemetry settings."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from spanvisor.cli import codingtask as ct
+from spanvisor.cli.main import main
+from spanvisor.cli.run import prompt_of, task_name, telemetry
+from tests.cli.coding_harness import TOKEN, Serve, clean_env
+from tests.waiting import wait_until
+
+FAKE = Path(__file__).with_name("fake_claude.py")
+
+
+def test_each_cli_gets_its_telemetry_settings_and_the_task_in_its_resource() -> None:
+    env = {"OTEL_RESOURCE_ATTRIBUTES": "team=a b,deployment.environment=ci", "HOME": "/h"}
+    resource = ct.with_resource(env, {ct.RESOURCE_TASK_ID: "T-1", ct.RESOURCE_TASK_NAME: "fix, the=tests 100%"})
+    assert ct.resource_attributes({"OTEL_RESOURCE_ATTRIBUTES": resource}) == {
+        "team": "a b",
+        "deployment.environment": "ci",
+        "spanvisor.task.id": "T-1",
+        "spanvisor.task.name": "fix, the=tests 100%",
+    }
+    assert "spanvisor.task.name=fix%2C%20the%3Dtests%20100%25" in resource
+    argv, out = telemetry("codex", ["codex", "exec", "fix it"], env, "http://sv:4318", "tok", resource)
+    assert argv[:2] == ["codex", "-c"] and argv[-2:] == ["exec", "fix it"]
+    logs = argv[2]
+    assert logs == (
+        'otel.exporter={ otlp-http = { endpoint = "http://sv:4318/v1/logs", protocol = "binary", '
+        'headers = { authorization = "Bearer tok" } } }'
+    )
+    assert out["OTEL_RESOURCE_ATTRIBUTES"] == resource and out["HOME"] == "/h"
+    _, gem = telemetry("gemini", ["gemini", "-p", "x"], env, "http://sv:4318", None, resource)
+    assert (gem["GEMINI_TELEMETRY_ENABLED"], gem["GEMINI_TELEMETRY_OTLP_PROTOCOL"]) == ("true", "http")
+    assert gem["GEMINI_TELEMETRY_OTLP_ENDPOINT"] == "http://sv:4318" and "OTEL_EXPORTER_OTLP_HEADERS" not in gem
+    assert prompt_of(["codex", "exec", "-m", "gpt-5", "fix the flaky test"]) == "fix the flaky test"
+    assert prompt_of(["claude", "-p", "say hi", "--model", "x"]) == "say hi"
+    assert task_name(None, ["claude", "-p", "use token xoxb-123-abc   now"], "claude-code") == "use token xox?-**** now"
+    assert len(task_name(None, ["claude", "-p", "x" * 500], "claude-code")) == 80
+
+
+def test_the_launcher_and_the_hook_name_the_task_the_receiver_derives() -> None:
+    from spanvisor.receiver.codingagents.ids import launcher_task_ids, session_task
+
+    trace_hex, root_hex = launcher_task_ids("T-1")
+    assert ct.task_ids("claude-code", "T-1", launched=True) == (int(trace_hex, 16), int(root_hex, 16))
+    _, trace_hex, root_hex = session_task("claude-code", "sess-9")
+    assert ct.task_ids("claude-code", "sess-9", launched=False) == (int(trace_hex, 16), int(root_hex, 16))
+
+
+@pytest.fixture
+def serve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Serve]:
+    clean_env(monkeypatch, tmp_path)
+    s = Serve(tmp_path / "serve")
+    yield s
+    s.close()
+
+
+def _claude(tmp_path: Path) -> Path:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    exe = bin_dir / "claude"
+    exe.write_text(f"#!{sys.executable}\nimport runpy\nrunpy.run_path({str(FAKE)!r}, run_name='__main__')\n")
+    exe.chmod(0o755)
+    return exe
+
+
+def _run(serve: Serve, exe: Path, task: str, *extra: str) -> int:
+    args = ["run", "--task-id", task, "--endpoint", serve.base, "--token", TOKEN, "--", str(exe), "-p", "fix the tests"]
+    return main([*args, *extra])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout_s(900)
+def test_a_run_that_succeeds_is_complete_and_shows_the_usual_output(
+    serve: Serve, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    record = tmp_path / "record.json"
+    monkeypatch.setenv("FAKE_RECORD", str(record))
+    monkeypatch.setenv("FAKE_MODE", "ok")
+    task = f"claude-code-{uuid.uuid4().hex[:8]}"
+    assert _run(serve, _claude(tmp_path), task) == 0
+    assert capsys.readouterr().out == "All tests pass.\n", "what claude -p prints, not the stream-json lines"
+    seen: dict[str, Any] = json.loads(record.read_text())
+    assert seen["argv"][1:] == ["--output-format", "stream-json", "--verbose", "-p", "fix the tests"]
+    env = seen["env"]
+    assert env["CLAUDE_CODE_ENABLE_TELEMETRY"] == "1" and env["OTEL_LOGS_EXPORTER"] == "otlp"
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == serve.base and env["OTEL_EXPORTER_OTLP_PROTOCOL"] == "http/protobuf"
+    assert env["OTEL_EXPORTER_OTLP_HEADERS"] == f"authorization=Bearer%20{TOKEN}"
+    attrs = ct.resource_attributes(env)
+    assert attrs["spanvisor.task.id"] == task and attrs["spanvisor.task.name"] == "fix the tests"
+    assert env["SPANVISOR_OTLP_ENDPOINT"] == serve.base, "the CLI's hooks know where to ask"
+    done = wait_until(lambda: serve.finished(task), 240, "the task's end")
+    assert done.outcome == "complete" and done.task.task_name == "fix the tests", done
+
+
+@pytest.mark.slow
+@pytest.mark.timeout_s(900)
+def test_a_failed_result_fails_the_task_with_its_error(
+    serve: Serve, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FAKE_RECORD", str(tmp_path / "record.json"))
+    monkeypatch.setenv("FAKE_MODE", "error")
+    task = f"claude-code-{uuid.uuid4().hex[:8]}"
+    assert _run(serve, _claude(tmp_path), task) == 1
+    assert capsys.readouterr().out == "API Error: 529 overloaded\n"
+    done = wait_until(lambda: serve.finished(task), 240, "the task's end")
+    assert done.outcome == "error"
+    assert done.error_message is not None and "api_error" in done.error_message and "529" in done.error_message
+
+
+@pytest.mark.slow
+@pytest.mark.timeout_s(900)
+def test_a_sigterm_is_forwarded_and_the_task_is_cancelled(
+    serve: Serve, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record = tmp_path / "record.json"
+    monkeypatch.setenv("FAKE_RECORD", str(record))
+    monkeypatch.setenv("FAKE_MODE", "hang")
+    task = f"claude-code-{uuid.uuid4().hex[:8]}"
+    running = Path(str(record) + ".running")
+
+    def stop_us() -> None:
+        wait_until(running.exists, 300, "the CLI to run")
+        os.kill(os.getpid(), signal.SIGTERM)  # as a CI job's timeout would stop the launcher
+
+    killer = threading.Thread(target=stop_us, daemon=True)
+    killer.start()
+    assert _run(serve, _claude(tmp_path), task) == 128 + signal.SIGTERM
+    killer.join(10)
+    done = wait_until(lambda: serve.finished(task), 240, "the task's end")
+    assert done.outcome == "cancelled"

@@ -1,0 +1,36 @@
+"""The approval message shows the action before the buttons: the tool and
+its arguments (agent text, escaped: it never pings anyone)."""
+
+from __future__ import annotations
+
+from spanvisor.events import ApprovalRequest, TaskView
+from spanvisor_slack import controls
+
+
+def _texts(blocks: list) -> list[str]:
+    return [b.text.text for b in blocks if getattr(b, "text", None) is not None]
+
+
+def test_the_action_and_details_are_shown_escaped() -> None:
+    req = ApprovalRequest(
+        "a1",
+        "Run the migration?",
+        digest="d" * 64,
+        details="orders DB <!channel>",
+        action='{"arguments":{"target":"prod <@U1>","version":7},"tool":"migrate"}',
+    )
+    view = TaskView(task_id="t1", trace_id="", root_span_id="", agent_id="rivet", run_id="r1", approvals=(req,))
+    texts = _texts(controls.asks(view, "-x"))
+    shown = next(t for t in texts if "Action:" in t)
+    assert "`migrate`" in shown and '"target": "prod &lt;@U1&gt;"' in shown and "&lt;!channel&gt;" in shown
+    assert "<@U1>" not in shown and "<!channel>" not in shown
+    # A plain question: no action block.
+    plain = TaskView(
+        task_id="t1",
+        trace_id="",
+        root_span_id="",
+        agent_id="rivet",
+        run_id="r1",
+        approvals=(ApprovalRequest("a2", "Ship?", digest="e" * 64),),
+    )
+    assert not any("Action:" in t for t in _texts(controls.asks(plain, "-x")))
