@@ -61,7 +61,7 @@ _CHILDREN: set[subprocess.Popen[bytes]] = set()
 _CHILDREN_LOCK = threading.Lock()
 
 
-class Abandoned(RuntimeError):
+class Abandoned(Exception):
     """The table's child was stopped: its process is shutting down."""
 
 
