@@ -93,7 +93,9 @@ def on_request(st: TaskRecord, event_id: str, time_ns: int, attrs: Any, notes: l
     events of a task's spans are the same whichever order the spans arrive
     in (a child's note of the answer may come before the root's request)."""
     if st.finished:
-        return []  # a late span's request: the task is over, nothing to ask
+        # A late span's request: nothing opens on a finished task, but the
+        # agent did ask, and the audit trail keeps what it said.
+        return [_checkpoint(st, event_id, time_ns, (), notes)]
     return [
         _checkpoint(
             st,
@@ -131,8 +133,8 @@ def _when(r: ApprovalRequest) -> tuple[int, str]:
 def on_decision(st: TaskRecord, event_id: str, time_ns: int, attrs: Any, notes: list[str]) -> list[Event]:
     """The agent's note of the answer it read (or of its own timeout); a
     Checkpoint even when the request was not open (see :func:`on_request`)."""
-    if st.finished:
-        return []
+    if st.finished:  # a late span's note: nothing to close, the fact stays
+        return [_checkpoint(st, event_id, time_ns, (), notes)]
     approval_id = sz.name(attrs.get(cv.APPROVAL_ID), cv.APPROVAL_ID, notes)
     changed = _close(st, approval_id) if approval_id else ()
     return [_checkpoint(st, event_id, time_ns, changed, notes)]
