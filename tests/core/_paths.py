@@ -24,6 +24,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.id_generator import IdGenerator
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Status, StatusCode
 
 from spanvisor.events import Event
@@ -165,6 +166,30 @@ def exporter_run(spans: Sequence[ReadableSpan]) -> list[Event]:
     finally:
         exporter.pipeline.shutdown(SHUTDOWN_S)
     return memory.events
+
+
+def in_scopes(spans: Sequence[ReadableSpan], rng: random.Random, n: int = 3) -> list[ReadableSpan]:
+    """The same spans, each from one of ``n`` instrumentation scopes drawn
+    at random (a framework's tracer and the LLM client's, say): the OTLP
+    encoder then groups every request by scope."""
+    scopes = [InstrumentationScope(f"example.scope{i}") for i in range(n)]
+    return [
+        ReadableSpan(
+            name=s.name,
+            context=s.context,
+            parent=s.parent,
+            resource=s.resource,
+            attributes=s.attributes,
+            events=s.events,
+            links=s.links,
+            kind=s.kind,
+            status=s.status,
+            start_time=s.start_time,
+            end_time=s.end_time,
+            instrumentation_scope=rng.choice(scopes),
+        )
+        for s in spans
+    ]
 
 
 def receiver_run(spans: Sequence[ReadableSpan], rng: random.Random) -> list[Event]:

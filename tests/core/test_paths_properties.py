@@ -22,8 +22,10 @@ import random
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from spanvisor.events import TaskCorrected
+
 from ._invariants import check_against_specs, check_stream, expected_roots, final_states, roots_of
-from ._paths import clean_specs, exporter_run, processor_run, receiver_run, unstamped_spans
+from ._paths import clean_specs, exporter_run, in_scopes, processor_run, receiver_run, unstamped_spans
 from ._strategies import traces
 from ._trees import SpanSpec
 
@@ -73,6 +75,43 @@ def test_processor_exporter_and_receiver_tell_the_same_story(specs: list[SpanSpe
         else:
             want_here = want
         assert got == want_here, name
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(
+    specs=traces(max_traces=2, max_children=6, root_parent=True, clean_root_updates=True, parallel=True),
+    seed=st.integers(0, 99),
+)
+def test_requests_grouped_by_scope_tell_the_in_process_story(specs: list[SpanSpec], seed: int) -> None:
+    """The OTLP encoder groups each request by instrumentation scope, so a
+    root can precede another scope's call that ended before it; the
+    receiver reads one resource's scopes in end order again, and every task
+    ends as in-process, with the same corrections (none that in-process has
+    not). One provider is one clock here (no skew: across resources, spans
+    keep the order they came in)."""
+    specs = clean_specs(specs)
+    in_process, stamped = processor_run(specs)
+    rng = random.Random(seed)
+    runs = {
+        "receiver stamped": receiver_run(in_scopes(stamped, rng), rng),
+        "receiver unstamped": receiver_run(in_scopes(unstamped_spans(specs), rng), rng),
+    }
+    roots, want = expected_roots(specs), final_states(in_process)
+    corrections = sorted(e.event_id for e in in_process if isinstance(e, TaskCorrected))
+    limited = {f"{s.trace_id}-{s.span_id}" for s in specs if len(s.attrs_at(s.end_ns, stamped=True)) > SDK_LIMIT}
+    for name, events in runs.items():
+        check_stream(events, all_finished=True)
+        check_against_specs(events, specs)
+        assert roots_of(events) == roots, name
+        got, want_here = final_states(events), want
+        if "unstamped" in name:
+            got, want_here = _without_identity(got, limited), _without_identity(want, limited)
+        assert got == want_here, name
+        assert sorted(e.event_id for e in events if isinstance(e, TaskCorrected)) == corrections, name
 
 
 SDK_LIMIT = 128

@@ -14,7 +14,8 @@ naive walk of every attribute ran at ~54k spans/s against ~700k).
 A span is known keyed while walking its keys, never by serialising it
 again; one whose bytes cannot hold a known key skips even that
 (:func:`.scan.keyed_spans`). A request's spans leave in the order they came
-(the skew rule: docs/conventions.md#clock-skew). The journal keeps request
+(the skew rule: docs/conventions.md#clock-skew), one resource's scopes
+merged back into end order (:mod:`.endorder`). The journal keeps request
 bodies as received, so a replay runs this same function: the same
 :class:`SpanData` in the same order, times clamped against the receive time
 the journal keeps.
@@ -33,6 +34,7 @@ from typing import Any
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Status, TracesData
 
+from spanvisor.receiver.endorder import in_end_order
 from spanvisor.receiver.scan import keyed_spans, scope_bytes
 from spanvisor.receiver.vocabulary import SHARED_KEYS, VOCABULARY
 from spanvisor.spans.conventions import (
@@ -303,7 +305,10 @@ def decode_request(
         resource: Mapping[str, Any] | None = None
         scopes = rs.scope_spans
         as_received = received[r] if received is not None and len(received[r]) == len(scopes) else None
+        bounds: list[int] | None = [] if len(scopes) > 1 else None  # where each scope begins
         for s, ss in enumerate(scopes):
+            if bounds is not None:
+                bounds.append(len(spans))
             # Instrumentation libraries get their own scope, so a whole scope
             # of HTTP or database spans is usually ruled out in one scan;
             # where keyed and plain spans share a scope, the same scan says
@@ -365,6 +370,8 @@ def decode_request(
                         notes,
                     )
                 )
+        if bounds is not None:
+            in_end_order(spans, bounds)
     return out
 
 
