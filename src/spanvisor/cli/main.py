@@ -21,6 +21,7 @@ from typing import Any
 from spanvisor import __version__
 from spanvisor.config import Config, ConfigError
 from spanvisor.logs import configure_logging
+from spanvisor.sink import SinkLoadError
 
 log = logging.getLogger("spanvisor")
 DEMO_METRICS_PORT = 9464
@@ -38,7 +39,13 @@ def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
 
 def cmd_demo(args: argparse.Namespace, config: Config) -> int:
     from spanvisor.cli.demo import run_demo
+    from spanvisor.sink import load_sink_class
 
+    # The demo's agents run the in-process pipeline, which leaves out a sink
+    # it cannot load: here a misspelt name is the one-line error instead.
+    for name in config["sinks"]:
+        if name != "auto":
+            load_sink_class(name)
     overrides: dict[str, Any] = {}
     names = {s.name for s in config.settings}
     if "embedded_db" in names and config.sources.get("embedded_db") == "default":
@@ -163,6 +170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args, config))
     except ConfigError as exc:
         print(f"spanvisor: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except SinkLoadError as exc:
+        print(f"spanvisor: configuration error: SPANVISOR_SINKS: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from spanvisor.config import Config
-from spanvisor.sink import Sink, available_sinks, load_sink_class
+from spanvisor.sink import Sink, SinkLoadError, available_sinks, load_sink_class
 from spanvisor.statestores.api import ENTRY_POINT_GROUP as STATE_STORES
 from spanvisor.statestores.api import StateStore, load_state_store_factory
 from spanvisor.statestores.memory import InMemoryStateStore
@@ -38,14 +38,27 @@ _MISSING: Any = object()
 AGENT_TABLE_S = 120.0
 
 
-def build_sinks(config: Config) -> list[Sink]:
-    """Instantiate the sinks config asks for, through the entry-point group."""
+def build_sinks(config: Config, in_agent: bool = False) -> list[Sink]:
+    """Instantiate the sinks config asks for, through the entry-point group.
+
+    A name no sink has is a :class:`SinkLoadError`, which the CLI prints as
+    one line; in an agent's process (``in_agent``: the processor and the
+    exporter) a misspelt sink must not stop the agent, so it is left out
+    and said once, in one line naming the setting."""
     names = list(config["sinks"])
     if names in ([], ["auto"]):
         found = available_sinks()
         chosen = [name for name, cls in sorted(found.items()) if _enabled(cls, config)]
         return [found[name]() for name in chosen]
-    return [load_sink_class(name)() for name in names]
+    if not in_agent:
+        return [load_sink_class(name)() for name in names]
+    sinks: list[Sink] = []
+    for name in names:
+        try:
+            sinks.append(load_sink_class(name)())
+        except SinkLoadError as exc:
+            log.error("configuration error: SPANVISOR_SINKS: %s; the agent runs on without it", exc)
+    return sinks
 
 
 def _enabled(cls: Any, config: Config) -> bool:

@@ -89,7 +89,7 @@ class Pipeline:
             root_hold_s=c["root_hold_s"],
             stats=self.stats,
         )
-        self.sinks: list[Sink] = list(sinks) if sinks is not None else build_sinks(self.config)
+        self.sinks: list[Sink] = list(sinks) if sinks is not None else build_sinks(c, in_agent=path != "receiver")
         self._state_store = state_store
         # What this pipeline's thread would import, imported here, before it starts.
         self._store_factory = prepare(c, self.sinks, self.tracker.settings.pricer, path)

@@ -46,6 +46,15 @@ def p_port(v: Any) -> int | None:
     return n
 
 
+def port_flag(v: str) -> int | None:
+    """A port given on the command line: what ``p_port`` accepts, or argparse's
+    one-line usage error."""
+    try:
+        return p_port(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{v!r} is not a port: give 0-65535 (0: any free one) or 'off'") from None
+
+
 def p_size(v: Any) -> int:
     """Bytes, from ``16777216``, ``64KiB``, ``16MiB``, ``2GiB`` (binary) or
     ``64KB``, ``16MB``, ``2GB`` (decimal, as disk makers count)."""
@@ -187,9 +196,9 @@ def register(subparsers: Any) -> None:
         "serve", help="receive OTLP traces (HTTP 4318, gRPC 4317) and run the pipeline"
     )
     p.add_argument("--bind", help="override SPANVISOR_OTLP_BIND")
-    p.add_argument("--http-port", type=int, help="override SPANVISOR_OTLP_HTTP_PORT")
-    p.add_argument("--grpc-port", type=int, help="override SPANVISOR_OTLP_GRPC_PORT")
-    p.add_argument("--admin-port", type=int, help="override SPANVISOR_ADMIN_PORT")
+    p.add_argument("--http-port", type=port_flag, help="override SPANVISOR_OTLP_HTTP_PORT")
+    p.add_argument("--grpc-port", type=port_flag, help="override SPANVISOR_OTLP_GRPC_PORT")
+    p.add_argument("--admin-port", type=port_flag, help="override SPANVISOR_ADMIN_PORT")
     p.set_defaults(func=handler)
 
 
