@@ -77,6 +77,22 @@ def test_follow_says_when_nothing_answers() -> None:
     assert time.monotonic() - start < 30
 
 
+def test_follow_exits_at_once_on_a_url_that_cannot_name_a_server() -> None:
+    """Waiting helps a server still starting, never a malformed URL: without
+    --wait it would have waited for ever."""
+    for url, why in (("localhost:4318", "is not a URL"), ("http://[bad", "is not a URL")):
+        done = subprocess.run(
+            [sys.executable, "-m", "spanvisor.cli", "follow", "--url", url],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 2, done
+        assert done.stderr.startswith(f"spanvisor: {url} {why} ("), done.stderr
+        assert "give --url http://HOST:PORT" in done.stderr and "waiting" not in done.stderr
+
+
 def test_the_table_shows_open_tasks_with_progress_and_forgets_finished_ones() -> None:
     from spanvisor.events import TaskFinished, TaskStarted, TaskView
 

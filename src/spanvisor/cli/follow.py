@@ -161,6 +161,12 @@ async def follow(
                         out.flush()
                     if events is not None and seen >= events:
                         return 0
+        except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError, aiohttp.ClientConnectorDNSError) as exc:
+            # Waiting helps a server that is still starting, never a URL
+            # that cannot name one.
+            why = "cannot find its host" if isinstance(exc, aiohttp.ClientConnectorDNSError) else "is not a URL"
+            print(f"spanvisor: {url} {why} ({exc}); give --url http://HOST:PORT", file=sys.stderr)
+            return 2
         except (aiohttp.ClientError, ConnectionError, OSError, TimeoutError) as exc:
             if not connected_once:
                 now = time.monotonic()
