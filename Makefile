@@ -22,11 +22,13 @@ install: $(STAMP)
 # The main job on embedded defaults: embedded PostgreSQL, Slack rendered in the
 # console unless SLACK_BOT_TOKEN is set, /metrics on 9464.
 demo: $(STAMP)
+	@echo "spanvisor is in $(BIN): 'source $(BIN)/activate' puts it on PATH"
 	$(BIN)/spanvisor demo
 
 # The same agents behind spanvisor serve's OTLP receiver, as behind a
 # Collector: spans and the live channel's log records over OTLP/HTTP.
 demo-serve: $(STAMP)
+	@echo "spanvisor is in $(BIN): 'source $(BIN)/activate' puts it on PATH"
 	$(BIN)/spanvisor demo --via-serve
 
 lint: $(STAMP)

@@ -29,6 +29,11 @@ def _run(args: list[str], env: dict[str, str], timeout: float = 120) -> subproce
     )
 
 
+def _pasted(command: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """A printed command as a person pastes it into a shell."""
+    return subprocess.run(command, shell=True, check=False, env=env, capture_output=True, text=True, timeout=120)
+
+
 def _demo_answering_the_approval(env: dict[str, str], timeout: float = 120, *more: str) -> tuple[int, str]:
     """``demo --fast`` whose rivet waits up to 60 s for its approval, answered
     with ``spanvisor approve`` (the command the demo prints) as soon as asked."""
@@ -45,18 +50,16 @@ def _demo_answering_the_approval(env: dict[str, str], timeout: float = 120, *mor
     deadline = time.monotonic() + timeout
     asked = None
     while asked is None and proc.poll() is None and time.monotonic() < deadline:
-        asked = next(
-            (m for line in list(lines) if (m := re.search(r"answer with: (spanvisor approve[^(]*)", line))), None
-        )
+        asked = next((m for line in list(lines) if (m := re.search(r"see it with: ([^(]*approvals[^(]*)", line))), None)
         time.sleep(0.05)
     assert asked is not None, "".join(lines)
-    # The pending request, as `spanvisor approvals` lists it, answered with the command it prints.
-    url = [w for w in asked.group(1).split() if w.startswith("http")]
-    listed = _run(["approvals", *(["--url", *url] if url else [])], env)
+    # Pasted into a shell as printed (the program's name as it can be run
+    # there, the --url it needs): the pending request, as `approvals` lists
+    # it, answered with the command it prints.
+    listed = _pasted(asked.group(1), env)
     assert listed.returncode == 0 and "Apply the fix to prod?" in listed.stdout, listed.stdout + listed.stderr
-    command = next(line.split("(or:")[0].split() for line in listed.stdout.splitlines() if "spanvisor approve" in line)
-    where = ["--url", *url] if url else []
-    answer = _run([*command[1:], *where, "--as", "alice", "--comment", "go ahead"], env)
+    command = next(line.split("(or:")[0] for line in listed.stdout.splitlines() if " approve " in line)
+    answer = _pasted(f"{command} --as alice --comment 'go ahead'", env)
     assert answer.returncode == 0 and "Approved" in answer.stdout, answer.stdout + answer.stderr
     code = proc.wait(max(1.0, deadline - time.monotonic()))
     reader.join(10)

@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 from spanvisor.canonical import canonical_json
+from spanvisor.cli.pasteable import with_name
 from spanvisor.config import Config
 from spanvisor.control.client import DEFAULT_URL, ENV_URL, HttpSource, token_from_env
 
@@ -55,8 +56,9 @@ def action_line(item: dict[str, Any], width: int = 300) -> str:
     return "; ".join(parts)
 
 
-def table(items: list[dict[str, Any]]) -> str:
-    """A plain table, one request a line, then the command that answers each."""
+def table(items: list[dict[str, Any]], url: str | None = None) -> str:
+    """A plain table, one request a line, then the command that answers
+    each, as it works when pasted (``url``: the ``--url`` this was given)."""
     if not items:
         return "No open approval requests."
     head = ("TASK", "RUN", "APPROVAL", "QUESTION", "AGENT", "AGE", "TIMEOUT")
@@ -80,7 +82,7 @@ def table(items: list[dict[str, Any]]) -> str:
             lines.append(f"  {clip(str(x.get('task_id')), 32)} {clip(str(x.get('approval_id')), 16)}: {shown}")
     lines.append("")
     lines.append("Answer with:")
-    lines += [f"  {x.get('answer')}   (or: reject)" for x in items]
+    lines += [f"  {with_name(str(x.get('answer')), url)}   (or: reject)" for x in items]
     return "\n".join(lines)
 
 
@@ -99,7 +101,7 @@ def handler(args: argparse.Namespace, config: Config) -> int:
     if args.json:
         print(json.dumps({"approvals": items}, ensure_ascii=False, indent=2))
     else:
-        print(table(items))
+        print(table(items, args.url))
     return 0
 
 

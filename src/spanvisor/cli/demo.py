@@ -44,6 +44,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
 from spanvisor.agent import TaskHandle, task
+from spanvisor.cli.pasteable import command_name
 from spanvisor.config import Config
 from spanvisor.otel.logs import SpanvisorLogProcessor
 from spanvisor.otel.processor import SpanvisorSpanProcessor
@@ -133,10 +134,11 @@ def rivet(tracer: trace.Tracer, clock: DemoPace) -> None:
 def _ask_to_apply_the_fix(t: TaskHandle, clock: DemoPace) -> None:
     wait = clock.approval_wait_s
     url = "" if clock.control_url.endswith(f":{DEMO_CONTROL_PORT}") else f" --url {clock.control_url}"
+    me = command_name()
     print(
         f"\n🙋 [rivet] asks: Apply the fix to prod? (waiting {wait:g}s)\n"
-        f"   see it with: spanvisor approvals{url}   (every open request, with the command that answers it)\n"
-        f"   answer with: spanvisor approve{url} {t.task_id} a1   (or: spanvisor reject{url} {t.task_id} a1)\n",
+        f"   see it with: {me} approvals{url}   (every open request, with the command that answers it)\n"
+        f"   answer with: {me} approve{url} {t.task_id} a1   (or: {me} reject{url} {t.task_id} a1)\n",
         flush=True,
     )
     decision = t.request_approval("Apply the fix to prod?", approval_id="a1", timeout=wait)
@@ -270,8 +272,9 @@ def run_demo(
     names = ", ".join(getattr(s, "name", "?") for s in pipeline.sinks) or "none"
     how = f" through spanvisor serve's OTLP receiver at {control_api.url}" if via_serve else ""
     print(f"spanvisor demo: 3 agents for ~{seconds:.0f}s{how} into sinks: {names}", flush=True)
-    print(f"control API: {control_api.url} (spanvisor approve/reject/cancel answer the agents)", flush=True)
-    print(f"live events: spanvisor follow --url {control_api.url} (in another terminal)", flush=True)
+    me = command_name()
+    print(f"control API: {control_api.url} ({me} approve/reject/cancel answer the agents)", flush=True)
+    print(f"live events: {me} follow --url {control_api.url} (in another terminal)", flush=True)
     port = config.get("metrics_port")
     if port and any(getattr(s, "serves_admin", False) for s in pipeline.sinks):
         host = config.get("metrics_host") or "127.0.0.1"
