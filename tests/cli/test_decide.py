@@ -189,7 +189,9 @@ def test_approvals_lists_the_request_and_approve_prints_its_question(cli: Run, s
     [item] = [x for x in json.loads(out)["approvals"] if x["task_id"] == task]
     assert item["question"] == question and item["agent_id"] == "sh"
     code, out, _ = cli("approvals", *common, "--agent", "sh")
-    assert code == 0 and task in out and question in out and item["answer"] in out
+    # The command to paste carries the --url this was given.
+    pasted = item["answer"].replace("spanvisor approve ", f"spanvisor approve --url {serve.base} ", 1)
+    assert code == 0 and task in out and question in out and pasted in out, out
     assert cli("approvals", *common, "--agent", "nobody")[1].startswith("No open approval requests")
     # A digest of another question: refused, and the request stays open.
     aid = item["approval_id"]

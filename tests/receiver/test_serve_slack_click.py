@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shlex
 import subprocess
 import sys
 import urllib.request
@@ -236,10 +235,15 @@ def test_approvals_lists_the_request_and_its_command_answers_it(served: Served) 
     assert item["timeout_s"] == 120.0 and item["digest"] == asked
     table = _cli(served, "approvals", "--agent", "rivet")
     assert table.returncode == 0 and tid in table.stdout and "Rotate the <prod> keys?" in table.stdout
-    assert item["answer"] in table.stdout
-    # The exact command printed answers it.
-    argv = shlex.split(item["answer"])[1:]
-    ok = _cli(served, *argv, "--as", "alice")
+    # The exact command printed answers it, pasted into a shell as printed
+    # (this is `python -m spanvisor.cli`: the program is named so where PATH
+    # has no spanvisor of this environment, and the --url is in it).
+    printed = next(line for line in table.stdout.splitlines() if " approve " in line).split("(or:")[0].strip()
+    assert printed.endswith(item["answer"].removeprefix("spanvisor approve")), table.stdout
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPANVISOR_", "SLACK_", "OTEL_"))}
+    ok = subprocess.run(
+        f"{printed} --as alice", shell=True, check=False, env=env, capture_output=True, text=True, timeout=60
+    )
     assert ok.returncode == 0 and "Approved" in ok.stdout, ok
     wait_until(lambda: result, 30, "the agent to be released")
     assert result[0].approved and result[0].by == "alice"

@@ -19,16 +19,17 @@ import sys
 def command_name() -> str:
     """How to run this spanvisor from the shell it was started in."""
     started = sys.argv[0] if sys.argv and sys.argv[0] else ""
-    if os.path.basename(started) != "spanvisor":  # python -m spanvisor.cli
-        found = shutil.which("spanvisor")
+    found = shutil.which("spanvisor")
+    if os.path.basename(started) == "spanvisor":  # the console script
+        if found and os.path.realpath(found) == os.path.realpath(started):
+            return "spanvisor"
+        return shlex.quote(started)
+    if started.endswith(os.path.join("spanvisor", "cli", "__main__.py")):  # python -m spanvisor.cli
         ours = os.path.dirname(os.path.abspath(sys.executable))  # this environment's scripts
         if found and os.path.dirname(os.path.abspath(found)) == ours:
             return "spanvisor"
         return f"{shlex.quote(sys.executable)} -m spanvisor.cli"
-    found = shutil.which("spanvisor")
-    if found and os.path.realpath(found) == os.path.realpath(started):
-        return "spanvisor"
-    return shlex.quote(started)
+    return "spanvisor"  # main() called by other code, which knows the name
 
 
 def with_name(command: str, url: str | None = None) -> str:
