@@ -75,6 +75,12 @@ def register(subparsers: Any) -> None:
     prune.add_argument("--batch", type=int, default=500, help="tasks per transaction (default 500)")
     prune.set_defaults(func=cmd_prune)
 
+    audit = subparsers.add_parser("audit", help="the decision log: 'audit verify' checks its hash chain")
+    audit_sub = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
+    audit_sub.add_parser(
+        "verify", help="recompute the decision log's hash chain; names the first row changed, deleted or reordered"
+    ).set_defaults(func=cmd_audit_verify)
+
 
 # --- plumbing -------------------------------------------------------------------
 
@@ -322,5 +328,17 @@ def cmd_prune(args: argparse.Namespace, config: Config) -> int:
         deleted = await prune(pool, args.older_than, batch=max(1, args.batch))
         say(f"deleted {deleted} tasks inactive for more than {_dur(args.older_than)} with their rows")
         return 0
+
+    return guard(config, go)
+
+
+def cmd_audit_verify(args: argparse.Namespace, config: Config) -> int:
+    from .auditchain import report, verify
+
+    async def go(pool: Any) -> int:
+        async with pool.acquire() as conn:
+            verdict = await verify(conn)
+        say(report(verdict))
+        return 1 if verdict.problems else 0
 
     return guard(config, go)

@@ -155,6 +155,11 @@ _PRUNE_STATE_KEYS = (
 )
 
 
+# What the decision log's removal records say of the rows prune deletes
+# (migration 0013): for this transaction only.
+_PRUNING = "SELECT set_config('spanvisor.removing', 'pruned', true)"
+
+
 async def prune(pool: Any, older_than_s: float, batch: int = 500, max_batches: int | None = None) -> int:
     """Delete tasks inactive for longer than ``older_than_s`` with all their rows.
 
@@ -179,6 +184,7 @@ async def prune(pool: Any, older_than_s: float, batch: int = 500, max_batches: i
             ]
             if not ids:
                 break
+            await conn.execute(_PRUNING)
             for table in ("agent_checkpoints", "task_artifacts", "human_interventions", "task_logs", "quarantine"):
                 await conn.execute(f"DELETE FROM {table} WHERE task_id = ANY($1::text[])", ids)
             for statement in _PRUNE_STATE_KEYS:
@@ -188,7 +194,8 @@ async def prune(pool: Any, older_than_s: float, batch: int = 500, max_batches: i
         if len(ids) < batch:
             break
     for _ in range(max_batches or 1_000_000):
-        async with pool.acquire() as conn:
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute(_PRUNING)
             status = await conn.execute(PRUNE_ORPHAN_INTERVENTIONS, cutoff, batch)
         if not status.endswith(f" {batch}"):
             break

@@ -57,6 +57,7 @@ TESTED_ELSEWHERE = {
     "retry": "tests/cli/test_decide.py",
     "ack": "tests/cli/test_decide.py",
     "interventions": "tests/postgres/test_interventions.py",
+    "audit": "tests/postgres/test_audit_chain.py",
 }
 TESTED_HERE = {"check", "version", "emit", "tasks", "task", "stats", "prune", "db", "deadletter"}
 TOKEN = "cli-s3cret"

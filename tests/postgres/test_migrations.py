@@ -21,6 +21,7 @@ TABLES = {
     "agent_checkpoints",
     "task_artifacts",
     "human_interventions",
+    "human_interventions_removed",  # the decision log's removed links (docs/audit.md)
     "task_logs",
     "delivery_state",
     "quarantine",
