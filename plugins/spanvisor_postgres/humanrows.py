@@ -57,6 +57,11 @@ LOG_MESSAGE_LIMIT = 2_000
 RESULT_LIMIT = 50
 
 
+# ``attributes``: whether who decided was proven (Slack's signed user, a
+# person's own token) or only claimed; in the row's hash (the decision log).
+_IDENTITY = {True: '{"verified": true}', False: '{"verified": false}'}
+
+
 def _is_bare(view: TaskView) -> bool:
     # A view with ids only: the task was not known where the decision was taken.
     return view.trace_id == ""
@@ -74,7 +79,7 @@ def intervention_record(event: HumanIntervention, ts: Any) -> tuple[Any, ...]:
         clean_text(d.actor_id, "actor", notes, ID_LIMIT),
         clean_text(d.action, "action", notes, ID_LIMIT),
         clean_text(d.comment, "comment", notes),
-        "{}",
+        _IDENTITY[d.verified],
         event.outcome,
         clean_text(event.reason, "reason", notes),
         clean_text(d.approval_id, "approval_id", notes, ID_LIMIT),

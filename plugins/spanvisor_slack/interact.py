@@ -162,6 +162,7 @@ def _block_actions(payload: Mapping[str, Any]) -> list[Interaction]:
             approval_id=value.approval_id if action in ("approve", "reject") else None,
             actor_name=name,
             source="slack",
+            verified=True,  # Slack's signed (or Socket Mode's authenticated) user
             run_id=value.run_id,
             digest=value.digest if action in ("approve", "reject") else None,
         )
@@ -203,6 +204,7 @@ def _submission(payload: Mapping[str, Any]) -> Click | None:
         actor_name=name,
         comment=comment[: A.MAX_COMMENT] if comment else None,
         source="slack",
+        verified=True,
         run_id=value.run_id,
         digest=value.digest,
     )

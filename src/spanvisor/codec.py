@@ -272,6 +272,7 @@ _ITEM_CHECKS: dict[type[Any], dict[str, Callable[[Any], bool]]] = {
         "source": _is_str,
         "run_id": _is_str,
         "digest": _opt(_is_str),
+        "verified": lambda x: isinstance(x, bool),
     },
     ResultField: {"name": _is_str, "value": _is_scalar, "unit": _opt(_is_str)},
     LogLine: {"time_ns": _is_int, "level": _is_str, "message": _is_str, "logger": _opt(_is_str)},

@@ -109,14 +109,14 @@ class Decision:
     approval_id: str | None = None
     actor_name: str | None = None
     comment: str | None = None
-    # Where it came from: "slack", "cli", "api".
-    source: str = "api"
+    source: str = "api"  # where it came from: "slack", "cli", "api"
     # The run it applies to (run_id_of the task's root); "" until resolved:
     # the pipeline names the latest run of the task id before recording.
     run_id: str = ""
     # The digest of the question the decider was shown (approve and reject);
     # None: the caller showed none, and the open request's is taken.
     digest: str | None = None
+    verified: bool = False  # who decided was proven (Slack's signed user, their own token), not claimed
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,8 @@ from spanvisor.cli.emit_approval import approval_id_for
 from spanvisor.cli.main import main
 from tests.waiting import wait_until
 
-from .test_decide import TOKEN, Run, _Serve, cli, serve  # noqa: F401 - fixtures
+from .conftest import Run
+from .test_decide import TOKEN, _Serve, serve  # noqa: F401 - fixtures
 
 STAGING = {"tool": "migrate", "arguments": {"target": "staging"}}
 PROD = {"tool": "migrate", "arguments": {"target": "prod"}}

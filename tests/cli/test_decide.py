@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import threading
 import urllib.request
 import uuid
@@ -31,9 +30,10 @@ Run = Any
 class _Serve:
     """A receiver on its own loop thread in front of a real pipeline."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, **env: str) -> None:
         config = Config.load(
             env={
+                **env,
                 "SPANVISOR_DATA_DIR": str(data_dir),
                 "SPANVISOR_OTLP_BIND": "127.0.0.1",
                 "SPANVISOR_OTLP_HTTP_PORT": "0",
@@ -72,20 +72,6 @@ def serve(tmp_path: Path) -> Iterator[_Serve]:
     s = _Serve(tmp_path / "serve")
     yield s
     s.close()
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Run:
-    for name in [n for n in os.environ if n.startswith(("SPANVISOR_", "OTEL_", "SLACK_"))]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("SPANVISOR_DATA_DIR", str(tmp_path / "cli"))
-
-    def call(*argv: str) -> tuple[int, str, str]:
-        code = main(list(argv))
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return call
 
 
 def test_cancel_ack_and_retry_exit_codes(cli: Run, serve: _Serve) -> None:

@@ -28,6 +28,7 @@ from typing import Any
 from spanvisor.cli.approvals import action_line
 from spanvisor.config import Config
 from spanvisor.control.client import DEFAULT_URL, ENV_URL, STORE_DOWN, HttpSource, Sent, token_from_env
+from spanvisor.control.deciders import ANONYMOUS_NAME, new_token, token_hash, valid_name
 
 EXIT_APPLIED = 0
 EXIT_REFUSED = 1
@@ -52,6 +53,16 @@ def exit_code(sent: Sent) -> int:
     return EXIT_UNREACHABLE if sent.outcome == "unreachable" else EXIT_REFUSED
 
 
+def _as(sent: Sent) -> str:
+    """Who the server recorded: a person its deciders file proved, or the
+    anonymous operator of a shared token (what --as said is then not used)."""
+    if sent.verified and sent.decided_by:
+        return f", as {sent.decided_by} (verified by your token)"
+    if sent.decided_by == ANONYMOUS_NAME:
+        return f", as {ANONYMOUS_NAME} (a shared token: SPANVISOR_DECIDERS gives people tokens of their own)"
+    return ""
+
+
 def describe(sent: Sent, action: str, task: str, approval: str | None, intervention_id: str | None = None) -> str:
     what = f"task {task}" + (f", approval {approval}" if approval else "")
     if sent.retryable:
@@ -64,7 +75,7 @@ def describe(sent: Sent, action: str, task: str, approval: str | None, intervent
         )
     if sent.outcome == "applied":
         note = f" ({sent.reason})" if sent.reason else ""
-        return f"{_DONE[action].capitalize()}: {what}{note}"
+        return f"{_DONE[action].capitalize()}: {what}{note}{_as(sent)}"
     if sent.outcome == "duplicate":
         return f"Already recorded (the same decision): {what}"
     if sent.outcome == "unreachable":
@@ -150,6 +161,25 @@ def register(subparsers: Any) -> None:
     add("cancel", "cancel", "ask a running task to stop (the agent reads it back)", False)
     add("retry", "retry", "ask for a failed task to be retried", False)
     add("ack", "acknowledge", "acknowledge a failed task (someone is on it)", False)
+    token = subparsers.add_parser(
+        "decider-token", help="make a person's own token for deciding, and the SPANVISOR_DECIDERS lines naming it"
+    )
+    token.add_argument("name", help="the person (letters, digits and ._@-), as decisions will name them")
+    token.set_defaults(func=cmd_decider_token)
+
+
+def cmd_decider_token(args: argparse.Namespace, config: Config) -> int:
+    """A new token for one person: theirs to keep; the server keeps its hash."""
+    name = args.name
+    if not valid_name(name):
+        print(f"spanvisor: {name!r} is not a decider's name: 1-64 letters, digits and ._@-", file=sys.stderr)
+        return 2
+    secret = new_token()
+    print(f"token for {name} (give it to {name} only; the server keeps only its hash):\n  {secret}\n")
+    print("add to the server's SPANVISOR_DECIDERS file:")
+    print(f'  [people.{name}]\n  token_sha256 = "{token_hash(secret)}"\n')
+    print(f"{name} decides with it: SPANVISOR_DECIDE_TOKEN=<the token> spanvisor approve TASK APPROVAL")
+    return 0
 
 
 __all__ = ["EXIT_APPLIED", "EXIT_REFUSED", "EXIT_RETRY", "EXIT_UNREACHABLE", "exit_code", "handler", "register"]

@@ -18,4 +18,13 @@ def bearer_matches(header: str | bytes | None, token: bytes) -> bool:
     return same and scheme.lower() == b"bearer"
 
 
-__all__ = ["bearer_matches"]
+def bearer_token(header: str | bytes | None) -> str | None:
+    """The token of ``Authorization: Bearer <token>``, or None."""
+    if not header:
+        return None
+    raw = header.decode("latin-1") if isinstance(header, bytes) else header
+    scheme, _, credentials = raw.strip().partition(" ")
+    return credentials.strip() or None if scheme.lower() == "bearer" else None
+
+
+__all__ = ["bearer_matches", "bearer_token"]

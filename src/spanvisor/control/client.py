@@ -80,6 +80,9 @@ class Sent:
     question: str | None = None
     # When to try again (``unavailable``), from the answer's Retry-After.
     retry_after_s: float | None = None
+    # Who the server recorded as deciding, and whether it verified them.
+    decided_by: str | None = None
+    verified: bool = False
 
     @property
     def ok(self) -> bool:
@@ -307,7 +310,9 @@ class HttpSource:
             cause = doc.get("cause")
             return Sent("unavailable", reason, status, str(cause) if cause else None, retry_after_s=retry_after)
         if status in (200, 404, 409) and isinstance(doc.get("outcome"), str):
-            return Sent(doc["outcome"], reason, status, doc.get("code"), doc.get("question"))
+            by, sure = doc.get("decided_by"), doc.get("verified") is True
+            by = by if isinstance(by, str) else None
+            return Sent(doc["outcome"], reason, status, doc.get("code"), doc.get("question"), None, by, sure)
         if status in (401, 403):
             return Sent("unauthorized", reason or "missing or wrong bearer token", status)
         if status == 400:

@@ -39,6 +39,16 @@ SETTINGS: tuple[Setting, ...] = (
         "a string",
         secret=True,
     ),
+    Setting(
+        "deciders_file",
+        "SPANVISOR_DECIDERS",
+        p_opt_str,
+        None,
+        "On `spanvisor serve`: a TOML file of people and the SHA-256 of each one's token "
+        "(`spanvisor decider-token NAME` makes one). A decision posted with a person's token is theirs, verified; "
+        "one posted with the shared decide token is an anonymous operator's. Unset: the name a decision gives.",
+        "a file path",
+    ),
     # Read by `spanvisor run` and `spanvisor hook` (the coding-agent CLIs'
     # launcher and permission hook), which run next to the agent.
     Setting(

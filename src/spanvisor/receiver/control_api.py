@@ -30,13 +30,16 @@ import shlex
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
 
 from spanvisor.control import runs
-from spanvisor.control.bearer import bearer_matches
+from spanvisor.control.bearer import bearer_matches, bearer_token
 from spanvisor.control.client import ACTIONS, MAX_WAIT_S
+from spanvisor.control.deciders import ANONYMOUS_ID, ANONYMOUS_NAME
+from spanvisor.control.deciders import from_config as deciders_of
 from spanvisor.control.hub import NOT_FOUND
 from spanvisor.control.log import decision_to_dict
 from spanvisor.events import ApprovalRequest, Decision, TaskView
@@ -193,6 +196,7 @@ def add_routes(app: web.Application, pipeline: Any, token: str | None) -> None:
     config = getattr(pipeline, "config", None)
     decide = config.get("decide_token") if config is not None else None
     deciders = decide.encode() if isinstance(decide, str) and decide else expected
+    people = deciders_of(config)  # people known by their own tokens: their decisions are verified
     failures = ControlFailures()
 
     def control() -> Any:
@@ -207,7 +211,9 @@ def add_routes(app: web.Application, pipeline: Any, token: str | None) -> None:
         """The bearer token first, then the handler; bad input is a 400."""
 
         async def run(request: web.Request) -> web.Response:
-            if needs is not None and not bearer_matches(request.headers.get("Authorization"), needs):
+            header = request.headers.get("Authorization")
+            person = people.who(bearer_token(header)) if people is not None else None
+            if person is None and needs is not None and not bearer_matches(header, needs):
                 return _error(401, "missing or wrong bearer token", **{"WWW-Authenticate": "Bearer"})
             try:
                 return await handler(request)
@@ -282,6 +288,10 @@ def add_routes(app: web.Application, pipeline: Any, token: str | None) -> None:
         except ValueError as exc:
             raise _Bad(f"the body is not JSON: {exc}") from None
         decision = decision_from_body(task_id, body)
+        if people is not None:  # who decided is the token's, never what the body says
+            person = people.who(bearer_token(request.headers.get("Authorization")))
+            who = (person.name, person.name) if person is not None else (ANONYMOUS_ID, ANONYMOUS_NAME)
+            decision = replace(decision, actor_id=who[0], actor_name=who[1], verified=person is not None)
         verdict = await control().decide(decision)
         doc: dict[str, Any] = {
             "outcome": verdict.outcome,
@@ -289,6 +299,8 @@ def add_routes(app: web.Application, pipeline: Any, token: str | None) -> None:
             "code": verdict.code,
             "intervention_id": decision.intervention_id,
             "run_id": verdict.run_id or None,
+            "decided_by": decision.actor_name or decision.actor_id,
+            "verified": decision.verified,
         }
         if verdict.request is not None:
             doc["question"] = verdict.request.question

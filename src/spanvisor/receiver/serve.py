@@ -32,6 +32,7 @@ from spanvisor.config import (
     p_opt_str,
     p_str,
 )
+from spanvisor.control.deciders import from_config as deciders_of
 
 log = logging.getLogger("spanvisor.serve")
 
@@ -393,4 +394,6 @@ async def run(config: Config, stop: asyncio.Event | None = None) -> int:
 
 
 def handler(args: argparse.Namespace, config: Config) -> int:
-    return asyncio.run(run(serve_config(config, args)))
+    config = serve_config(config, args)
+    deciders_of(config)  # a bad SPANVISOR_DECIDERS file is one line, before anything starts
+    return asyncio.run(run(config))

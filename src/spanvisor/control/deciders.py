@@ -1,0 +1,122 @@
+"""Who decides: people known by their own tokens.
+
+A decision posted with the shared decide token says who decided in a
+free-text field (``spanvisor approve --as NAME``): anyone holding that token
+can be anyone. With ``SPANVISOR_DECIDERS`` set to a file of people and the
+SHA-256 of each one's token, a decision posted with a person's token is
+that person's, whatever it claims, and is recorded as verified; one posted
+with the shared token is an **anonymous operator's**, shown as such. Slack
+decisions are verified by Slack's signature and name the Slack user.
+
+The file (TOML) holds hashes, never tokens, so reading it gives nobody a
+token::
+
+    [people.alice]
+    token_sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+    groups = ["sre"]
+
+``spanvisor decider-token alice`` makes a token and prints the lines to add.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from spanvisor.config import ConfigError
+
+ANONYMOUS_ID = "anonymous"
+ANONYMOUS_NAME = "anonymous operator"
+_NAME = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
+_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+
+class DecidersError(ConfigError):
+    """The deciders file cannot be used (its path and why, in one line)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    name: str
+    groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Deciders:
+    """People by the SHA-256 (hex) of their tokens."""
+
+    by_hash: dict[str, Person]
+
+    def who(self, token: str | None) -> Person | None:
+        """The person whose token this is, or None."""
+        if not token:
+            return None
+        return self.by_hash.get(token_hash(token))
+
+
+def valid_name(name: str) -> bool:
+    return bool(_NAME.match(name)) and name != ANONYMOUS_ID
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def load(path: str | Path) -> Deciders:
+    """Read a deciders file; :class:`DecidersError` says what is wrong."""
+    try:
+        with open(path, "rb") as f:
+            doc = tomllib.load(f)
+    except OSError as exc:
+        raise DecidersError(f"SPANVISOR_DECIDERS: cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise DecidersError(f"SPANVISOR_DECIDERS: {path} is not valid TOML: {exc}") from None
+    people = doc.get("people")
+    if not isinstance(people, dict) or not people:
+        raise DecidersError(f"SPANVISOR_DECIDERS: {path} has no [people.NAME] tables")
+    by_hash: dict[str, Person] = {}
+    for name, entry in people.items():
+        where = f"SPANVISOR_DECIDERS: {path}: people.{name}"
+        if not valid_name(name):
+            raise DecidersError(f"{where}: a name is 1-64 letters, digits and ._@- (and not {ANONYMOUS_ID!r})")
+        if not isinstance(entry, dict):
+            raise DecidersError(f"{where} must be a table")
+        digest = entry.get("token_sha256")
+        if not isinstance(digest, str) or not _HEX.match(digest.lower()):
+            raise DecidersError(f"{where}.token_sha256 must be 64 hex digits (the SHA-256 of the person's token)")
+        groups = entry.get("groups", [])
+        if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
+            raise DecidersError(f"{where}.groups must be a list of strings")
+        if digest.lower() in by_hash:
+            raise DecidersError(f"{where}: the same token as people.{by_hash[digest.lower()].name}")
+        by_hash[digest.lower()] = Person(name, tuple(groups))
+    return Deciders(by_hash)
+
+
+def from_config(config: Any) -> Deciders | None:
+    """The people ``SPANVISOR_DECIDERS`` names, or None when it is unset."""
+    path = config.get("deciders_file") if config is not None else None
+    return load(path) if isinstance(path, str) and path else None
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+__all__ = [
+    "ANONYMOUS_ID",
+    "ANONYMOUS_NAME",
+    "Deciders",
+    "DecidersError",
+    "Person",
+    "from_config",
+    "load",
+    "new_token",
+    "token_hash",
+    "valid_name",
+]
