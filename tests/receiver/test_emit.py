@@ -61,6 +61,28 @@ def test_emit_calls_form_one_task(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert final.started_ns < final.ended_ns  # type: ignore[operator]
 
 
+def test_a_progress_out_of_range_is_sent_in_range_and_said(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A script's arithmetic (150, -3) must not fail its task, nor pass silently."""
+    monkeypatch.setenv("SPANVISOR_DATA_DIR", str(tmp_path))
+    sink = InMemorySink()
+    config = Config.load(env={"SPANVISOR_DATA_DIR": str(tmp_path)}, extra=[])
+    pipeline = Pipeline(config=config, sinks=[sink], path="receiver").start()
+    r = RunningReceiver(pipeline, local_settings(tmp_path, token="s3cret"))
+    endpoint = f"http://127.0.0.1:{r.receiver.http_port}"
+    try:
+        base = ["emit", "checkpoint", "--task", "pct-1", "--agent", "sh", "--endpoint", endpoint, "--token", "s3cret"]
+        assert emit.main([*base, "--progress", "150", "Almost"]) == 0
+        assert "spanvisor emit: --progress 150 is outside 0-100: sent as 100" in capsys.readouterr().err
+        assert pipeline.force_flush(30)
+        assert any(isinstance(e, Checkpoint) and e.task.progress == 100 for e in sink.events)
+        assert emit.main([*base, "--progress", "-3"]) == 0
+        assert "--progress -3 is outside 0-100: sent as 0" in capsys.readouterr().err
+    finally:
+        r.close()
+
+
 def test_emit_wrong_token_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pipeline: Pipeline, sink: InMemorySink
 ) -> None:

@@ -53,6 +53,12 @@ def handler(args: argparse.Namespace, config: Config) -> int:
     if args.kind == "artifact" and not (args.name or args.uri):
         print("spanvisor emit artifact: give --name, --uri or both", file=sys.stderr)
         return 2
+    progress = getattr(args, "progress", None)
+    if progress is not None and not 0 <= progress <= 100:
+        # A script's arithmetic must not fail its task: sent within range, and said.
+        sent = 100.0 if progress > 100 else 0.0  # below 0, or not a number
+        print(f"spanvisor emit: --progress {progress:g} is outside 0-100: sent as {sent:g}", file=sys.stderr)
+        args.progress = sent
     now = time.time_ns()
     if args.kind in ("start", "heartbeat"):
         from spanvisor.cli import emit_live
