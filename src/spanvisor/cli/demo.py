@@ -276,10 +276,15 @@ def run_demo(
     print(f"control API: {control_api.url} ({me} approve/reject/cancel answer the agents)", flush=True)
     print(f"live events: {me} follow --url {control_api.url} (in another terminal)", flush=True)
     port = config.get("metrics_port")
-    if port and any(getattr(s, "serves_admin", False) for s in pipeline.sinks):
+    admin = [s for s in pipeline.sinks if hasattr(s, "bound_port")]  # the sink serving /metrics
+    # Only a port it bound, once started: another process may hold it.
+    bound = [s.bound_port for s in admin if s.bound_port] if port and admin and pipeline.wait_ready(30) else []
+    if bound:
         host = config.get("metrics_host") or "127.0.0.1"
+        where = bound[0]
         print(
-            f"metrics: http://{host}:{port}/metrics (add --linger 60 to keep it up after the agents finish)", flush=True
+            f"metrics: http://{host}:{where}/metrics (add --linger 60 to keep it up after the agents finish)",
+            flush=True,
         )
     print(flush=True)
     errors: list[BaseException] = []
