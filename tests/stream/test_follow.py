@@ -122,3 +122,25 @@ def test_a_refused_decision_is_shown_as_refused_and_an_applied_one_as_before() -
         event_id="iv-1", time_ns=1, task=v, decision=d, outcome="denied", reason="not failed", code="not_failed"
     )
     assert event_line("intervention", body(refused)).endswith("T1 refused (not_failed): retry by alice")
+
+
+def test_a_process_without_a_stream_sink_says_so_and_follow_does_not_wait(tmp_path: Path) -> None:
+    """An explicit SPANVISOR_SINKS without 'stream': GET /v1/events is a 404
+    naming the setting (a 503 told clients to wait for ever), and follow
+    exits with that line."""
+    from tests.cli.test_decide import TOKEN as DECIDE_TOKEN
+    from tests.cli.test_decide import _Serve
+
+    served = _Serve(tmp_path / "serve")  # a pipeline whose only sink is in memory
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "spanvisor.cli", "follow", "--url", served.base, "--token", DECIDE_TOKEN],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        served.close()
+    assert done.returncode == 1, done
+    assert "HTTP 404" in done.stderr and "SPANVISOR_SINKS names no 'stream'" in done.stderr, done.stderr

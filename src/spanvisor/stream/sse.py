@@ -189,8 +189,10 @@ async def serve(request: web.Request, sink: StreamSource | None, tokens: list[by
     matched = [i for i, t in enumerate(tokens) if bearer_matches(header, t)]
     if tokens and not matched:
         return _error(401, "missing or wrong bearer token", **{"WWW-Authenticate": "Bearer"})
-    if sink is None or sink.ring is None or sink.ctx is None:
-        return _error(503, "this process serves no event stream yet (starting, or no stream sink)")
+    if sink is None:  # for good, not "yet": a client must not wait for it
+        return _error(404, "this process runs no event stream: SPANVISOR_SINKS names no 'stream' (add it, or use auto)")
+    if sink.ring is None or sink.ctx is None:
+        return _error(503, "this process serves no event stream yet (starting)")
     try:
         filters = filters_of(request.query)
         start = start_of(request)
