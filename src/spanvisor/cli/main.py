@@ -39,6 +39,7 @@ def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
 
 def cmd_demo(args: argparse.Namespace, config: Config) -> int:
     from spanvisor.cli.demo import run_demo
+    from spanvisor.cli.quietpipe import QuietPipe
     from spanvisor.sink import load_sink_class
 
     # The demo's agents run the in-process pipeline, which leaves out a sink
@@ -56,7 +57,12 @@ def cmd_demo(args: argparse.Namespace, config: Config) -> int:
         config = config.with_values(**overrides)
     seconds = 3.0 if args.fast else args.seconds
     wait = args.approval_wait if args.approval_wait is not None else (1.0 if args.fast else 20.0)
-    return run_demo(config, seconds=seconds, linger_s=args.linger, approval_wait_s=wait, via_serve=args.via_serve)
+    real = sys.stdout
+    sys.stdout = QuietPipe(real)  # type: ignore[assignment]  # `spanvisor demo | head`: the agents go on
+    try:
+        return run_demo(config, seconds=seconds, linger_s=args.linger, approval_wait_s=wait, via_serve=args.via_serve)
+    finally:
+        sys.stdout = real
 
 
 def cmd_check(args: argparse.Namespace, config: Config) -> int:
