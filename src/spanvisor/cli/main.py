@@ -20,6 +20,7 @@ from typing import Any
 
 from spanvisor import __version__
 from spanvisor.config import Config, ConfigError
+from spanvisor.config.conflicts import conflicts
 from spanvisor.logs import configure_logging
 from spanvisor.sink import SinkLoadError
 
@@ -69,6 +70,8 @@ def cmd_check(args: argparse.Namespace, config: Config) -> int:
     from spanvisor.pipeline.pipeline import build_sinks
 
     print(_table(config.rows(), ("setting", "environment", "value", "source")))
+    for line in conflicts(config):
+        print(f"\nwarning: {line}")
     try:
         sinks = build_sinks(config)
     except Exception as exc:

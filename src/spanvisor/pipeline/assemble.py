@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from spanvisor.config import Config
+from spanvisor.config.conflicts import conflicts
 from spanvisor.sink import Sink, SinkLoadError, available_sinks, load_sink_class
 from spanvisor.statestores.api import ENTRY_POINT_GROUP as STATE_STORES
 from spanvisor.statestores.api import StateStore, load_state_store_factory
@@ -78,6 +79,8 @@ def prepare(config: Config, sinks: Sequence[Sink], pricer: Pricer, path: str) ->
     the agent's threads run is, half done, visible to them in
     ``sys.modules`` (openai reads ``sys.modules["httpx"]`` on every request).
     Returns the state store's factory for :func:`open_state_store`."""
+    for line in conflicts(config):  # said once per pipeline; the values stay as given
+        log.warning("configuration: %s", line)
     for sink in sinks:
         wanted = getattr(sink, "imports", None)
         try:
