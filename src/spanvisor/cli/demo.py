@@ -322,5 +322,6 @@ def run_demo(
         flush=True,
     )
     if any(getattr(s, "durable", False) for s in pipeline.sinks):
-        print("audit trail: run `spanvisor tasks` and `spanvisor task <id>`", flush=True)
+        me = command_name()
+        print(f"audit trail: run `{me} tasks` and `{me} task <id>`", flush=True)
     return 1 if errors or not flushed else 0
