@@ -32,7 +32,7 @@ from spanvisor.config import (
     p_opt_str,
     p_str,
 )
-from spanvisor.control.deciders import from_config as deciders_of
+from spanvisor.receiver.preflight import preflight
 
 log = logging.getLogger("spanvisor.serve")
 
@@ -395,5 +395,5 @@ async def run(config: Config, stop: asyncio.Event | None = None) -> int:
 
 def handler(args: argparse.Namespace, config: Config) -> int:
     config = serve_config(config, args)
-    deciders_of(config)  # a bad SPANVISOR_DECIDERS file is one line, before anything starts
+    preflight(config)  # a bad people file, another serve on this journal: one line, before anything starts
     return asyncio.run(run(config))

@@ -1,0 +1,53 @@
+"""What ``spanvisor serve`` checks before it starts anything.
+
+* The people file (``SPANVISOR_DECIDERS``): a bad one is one line.
+* The data dir's journal: one ``serve`` at a time. A second ``serve`` on
+  the same data dir replayed the running one's journal to its console (and
+  would have taken its acknowledged spans a second time) before failing on
+  the port. It now holds a lock beside the journal for its whole life and
+  stops at once, with one line naming the other's pid, when another holds
+  it. The lock is ``flock``: released when the process ends however it
+  ends, so a killed ``serve`` never leaves it behind.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from typing import Any
+
+from spanvisor.config import ConfigError
+from spanvisor.control.deciders import from_config as deciders_of
+
+# The lock's file descriptor, held open for the process's life.
+_HELD: list[int] = []
+
+
+def preflight(config: Any) -> None:
+    """Raise :class:`ConfigError` (one line) for what would stop ``serve``."""
+    deciders_of(config)
+    if config.get("journal"):
+        hold_journal(config)
+
+
+def hold_journal(config: Any) -> None:
+    from spanvisor.receiver.server import journal_path
+
+    path = journal_path(config).with_name("serve.lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        other = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise ConfigError(
+            f"another spanvisor serve (pid {other}) runs on this data dir ({config.data_dir}); "
+            "stop it, or give this one its own SPANVISOR_DATA_DIR (each serve keeps its own journal)"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    _HELD.append(fd)
+
+
+__all__ = ["hold_journal", "preflight"]

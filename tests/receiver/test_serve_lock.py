@@ -1,0 +1,55 @@
+"""One `spanvisor serve` per data dir's journal.
+
+A second serve on the same data dir replayed the running one's journal to
+its console before failing on a port. It now stops at once, before
+replaying anything, with one line naming the other's pid; a serve that was
+killed leaves no lock behind.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from serve_proc import ServeProcess
+
+
+def _env(data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPANVISOR_", "SLACK_", "OTEL_"))}
+    env.update(
+        SPANVISOR_DATA_DIR=str(data_dir),
+        SPANVISOR_SINKS="console",
+        SPANVISOR_OTLP_BIND="127.0.0.1",
+        SPANVISOR_OTLP_HTTP_PORT="0",
+        SPANVISOR_OTLP_GRPC_PORT="0",
+        SPANVISOR_ADMIN_PORT="0",
+    )
+    return env
+
+
+def test_a_second_serve_on_the_same_journal_stops_at_once_and_a_killed_one_leaves_no_lock(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    first = ServeProcess(data, _env(data))
+    try:
+        assert first.proc is not None
+        second = subprocess.run(
+            [sys.executable, "-m", "spanvisor.cli", "serve"],
+            env=_env(data),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert second.returncode == 2, second
+        assert second.stderr.strip().splitlines() == [
+            f"spanvisor: configuration error: another spanvisor serve (pid {first.proc.pid}) runs on this data dir "
+            f"({data}); stop it, or give this one its own SPANVISOR_DATA_DIR (each serve keeps its own journal)"
+        ]
+        assert "journal" not in second.stdout and "replay" not in second.stdout.lower()  # nothing was replayed
+        first.kill()
+        first.start()  # the kill left no lock: the same data dir serves again
+        assert first.alive
+    finally:
+        first.stop()
