@@ -1,6 +1,7 @@
 """What ``spanvisor serve`` checks before it starts anything.
 
-* The people file (``SPANVISOR_DECIDERS``): a bad one is one line.
+* The sinks it names and the people file (``SPANVISOR_DECIDERS``): a
+  misspelt sink or a bad file is one line.
 * The data dir's journal: one ``serve`` at a time. A second ``serve`` on
   the same data dir replayed the running one's journal to its console (and
   would have taken its acknowledged spans a second time) before failing on
@@ -18,13 +19,18 @@ from typing import Any
 
 from spanvisor.config import ConfigError
 from spanvisor.control.deciders import from_config as deciders_of
+from spanvisor.sink import load_sink_class
 
 # The lock's file descriptor, held open for the process's life.
 _HELD: list[int] = []
 
 
 def preflight(config: Any) -> None:
-    """Raise :class:`ConfigError` (one line) for what would stop ``serve``."""
+    """Raise :class:`ConfigError` (or :class:`SinkLoadError`), one line, for
+    what would stop ``serve``: before the lock, which makes the data dir."""
+    for name in config.get("sinks") or ():
+        if name != "auto":
+            load_sink_class(str(name))
     deciders_of(config)
     if config.get("journal"):
         hold_journal(config)
