@@ -46,6 +46,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from spanvisor.agent import TaskHandle, task
 from spanvisor.cli.pasteable import command_name
 from spanvisor.config import Config
+from spanvisor.control.client import HttpSource
 from spanvisor.otel.logs import SpanvisorLogProcessor
 from spanvisor.otel.processor import SpanvisorSpanProcessor
 from spanvisor.pipeline.pipeline import Pipeline
@@ -131,17 +132,40 @@ def rivet(tracer: trace.Tracer, clock: DemoPace) -> None:
         t.result("sensors_correlated", 37)
 
 
+def _say_once_held(url: str, task_id: str, approval_id: str, hint: str, answered: threading.Event) -> None:
+    """Print the hint once the control API lists the request: through
+    ``serve`` the request reaches it a moment after the agent asks, and a
+    decision typed in that moment was refused as unknown. Said after 10 s
+    anyway; never once the agent has its answer."""
+    client = HttpSource(url, None, request_timeout_s=2.0)
+    deadline = time.monotonic() + 10.0
+    while not answered.is_set() and time.monotonic() < deadline:
+        status, doc = client.approvals()
+        held = doc.get("approvals") if status == 200 else None
+        if any(x.get("task_id") == task_id and x.get("approval_id") == approval_id for x in held or ()):
+            break
+        answered.wait(0.05)
+    if not answered.is_set():
+        print(hint, flush=True)
+
+
 def _ask_to_apply_the_fix(t: TaskHandle, clock: DemoPace) -> None:
     wait = clock.approval_wait_s
     url = "" if clock.control_url.endswith(f":{DEMO_CONTROL_PORT}") else f" --url {clock.control_url}"
     me = command_name()
-    print(
+    hint = (
         f"\n🙋 [rivet] asks: Apply the fix to prod? (waiting {wait:g}s)\n"
         f"   see it with: {me} approvals{url}   (every open request, with the command that answers it)\n"
-        f"   answer with: {me} approve{url} {t.task_id} a1   (or: {me} reject{url} {t.task_id} a1)\n",
-        flush=True,
+        f"   answer with: {me} approve{url} {t.task_id} a1   (or: {me} reject{url} {t.task_id} a1)\n"
     )
+    answered = threading.Event()
+    watcher = threading.Thread(
+        target=_say_once_held, args=(clock.control_url, t.task_id, "a1", hint, answered), name="demo-hint", daemon=True
+    )
+    watcher.start()
     decision = t.request_approval("Apply the fix to prod?", approval_id="a1", timeout=wait)
+    answered.set()
+    watcher.join(5)
     by = f" by {decision.by}" if decision.by else ""
     note = f" ({decision.comment})" if decision.comment else ""
     if decision.approved:
