@@ -14,14 +14,12 @@ import asyncio
 import dataclasses
 import importlib.metadata
 import json
-import os
 import re
 import shutil
 import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -33,6 +31,7 @@ from spanvisor.pipeline.pipeline import Pipeline
 from spanvisor.receiver.server import Receiver, ReceiverSettings
 from spanvisor_postgres import PostgresSink
 from spanvisor_postgres.settings import SETTINGS as PG_SETTINGS
+from tests.cli.conftest import Run
 from tests.conftest_pg import PgServer
 from tests.postgres._events import task_stream
 from tests.postgres.conftest import fetch, make_config, make_ctx, run
@@ -62,22 +61,6 @@ TESTED_ELSEWHERE = {
 }
 TESTED_HERE = {"check", "version", "emit", "tasks", "task", "stats", "prune", "db", "deadletter"}
 TOKEN = "cli-s3cret"
-Run = Any  # the ``cli`` fixture: (*argv) -> (exit code, stdout, stderr)
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Run:
-    """main(argv) in a clean environment: only the SPANVISOR_* a test sets."""
-    for name in [n for n in os.environ if n.startswith(("SPANVISOR_", "OTEL_", "SLACK_"))]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("SPANVISOR_DATA_DIR", str(tmp_path / "data"))
-
-    def call(*argv: str) -> tuple[int, str, str]:
-        code = main(list(argv))
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return call
 
 
 @pytest.fixture

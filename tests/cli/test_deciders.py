@@ -53,11 +53,17 @@ def _decisions(serve: _Serve, task: str) -> list[dict[str, Any]]:
     return list(serve.task(task)["decisions"])
 
 
-def test_a_persons_token_decides_as_that_person_whatever_it_claims(cli: Run, serve: _Serve) -> None:
+def _running_task(cli: Run, serve: _Serve) -> str:
+    """A shell agent's task, running in the shared record."""
     task = f"T-{uuid.uuid4().hex[:8]}"
     endpoint = ("--endpoint", serve.base, "--token", TOKEN)
     assert cli("emit", "start", "--task", task, "--agent", "sh", "--name", "deploy", *endpoint)[0] == 0
     wait_until(lambda: serve.task(task)["state"] == "running", what="the run in the shared record")
+    return task
+
+
+def test_a_persons_token_decides_as_that_person_whatever_it_claims(cli: Run, serve: _Serve) -> None:
+    task = _running_task(cli, serve)
     code, out, _ = cli("cancel", task, "--url", serve.base, "--token", ALICE, "--as", "mallory")
     assert code == 0 and "as alice (verified by your token)" in out, out
     [d] = wait_until(lambda: _decisions(serve, task), 30, "the decision")
@@ -65,10 +71,7 @@ def test_a_persons_token_decides_as_that_person_whatever_it_claims(cli: Run, ser
 
 
 def test_the_shared_token_decides_as_an_anonymous_operator(cli: Run, serve: _Serve) -> None:
-    task = f"T-{uuid.uuid4().hex[:8]}"
-    endpoint = ("--endpoint", serve.base, "--token", TOKEN)
-    assert cli("emit", "start", "--task", task, "--agent", "sh", "--name", "deploy", *endpoint)[0] == 0
-    wait_until(lambda: serve.task(task)["state"] == "running", what="the run in the shared record")
+    task = _running_task(cli, serve)
     code, out, _ = cli("cancel", task, "--url", serve.base, "--token", SHARED, "--as", "alice")
     assert code == 0 and f"as {ANONYMOUS_NAME} (a shared token" in out, out
     [d] = wait_until(lambda: _decisions(serve, task), 30, "the decision")

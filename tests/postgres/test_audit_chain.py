@@ -24,7 +24,7 @@ from spanvisor.cli.main import main
 from spanvisor_postgres.auditchain import GENESIS, verify
 from spanvisor_postgres.queries import prune
 
-from .conftest import fetch, make_config
+from .conftest import fetch
 from .test_interventions import bare, decision, intervention
 from .test_sink_basic import export_all
 
@@ -171,8 +171,6 @@ def test_verify_names_the_first_broken_link_and_nothing_else(
 
 def test_a_decision_after_pruning_continues_the_chain(pg_server: Any, tmp_path: Path) -> None:
     url = pg_server.database()
-    config_db = make_config(tmp_path, url)
-    assert config_db.get("database_url") == url
 
     async def go() -> tuple[Any, list[Any]]:
         await export_all(url, tmp_path, [_decisions("chain-gone", 2)])

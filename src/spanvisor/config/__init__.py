@@ -12,7 +12,7 @@ shows everything in one table. Precedence: environment, then the TOML file
 This module is the public face: ``from spanvisor.config import Config, Setting, p_duration``.
 """
 
-from spanvisor.config.loading import Config, mask, plugin_settings
+from spanvisor.config.loading import Config, mask, plugin_settings, read_toml
 from spanvisor.config.parsers import (
     ConfigError,
     Parser,
@@ -55,4 +55,5 @@ __all__ = [
     "p_ratios",
     "p_str",
     "plugin_settings",
+    "read_toml",
 ]

@@ -75,13 +75,7 @@ class Config:
         path = toml_path or env.get("SPANVISOR_CONFIG")
         table: dict[str, Any] = {}
         if path:
-            try:
-                with open(path, "rb") as f:
-                    doc = tomllib.load(f)
-            except OSError as exc:
-                raise ConfigError(f"SPANVISOR_CONFIG: cannot read {path}: {exc.strerror}") from None
-            except tomllib.TOMLDecodeError as exc:
-                raise ConfigError(f"SPANVISOR_CONFIG: {path} is not valid TOML: {exc}") from None
+            doc = read_toml(path, "SPANVISOR_CONFIG")
             table = dict(doc.get("spanvisor", doc))
         values: dict[str, Any] = {}
         sources: dict[str, str] = {}
@@ -122,6 +116,18 @@ class Config:
                 )
             )
         return out
+
+
+def read_toml(path: str | os.PathLike[str], setting: str) -> dict[str, Any]:
+    """A TOML file a setting names; :class:`ConfigError`, one line naming
+    the setting, when it cannot be read or parsed."""
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"{setting}: cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{setting}: {path} is not valid TOML: {exc}") from None
 
 
 def _show(v: Any) -> str:

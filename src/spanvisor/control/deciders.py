@@ -23,12 +23,11 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from spanvisor.config import ConfigError
+from spanvisor.config import ConfigError, read_toml
 
 ANONYMOUS_ID = "anonymous"
 ANONYMOUS_NAME = "anonymous operator"
@@ -70,12 +69,9 @@ def token_hash(token: str) -> str:
 def load(path: str | Path) -> Deciders:
     """Read a deciders file; :class:`DecidersError` says what is wrong."""
     try:
-        with open(path, "rb") as f:
-            doc = tomllib.load(f)
-    except OSError as exc:
-        raise DecidersError(f"SPANVISOR_DECIDERS: cannot read {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise DecidersError(f"SPANVISOR_DECIDERS: {path} is not valid TOML: {exc}") from None
+        doc = read_toml(path, "SPANVISOR_DECIDERS")
+    except ConfigError as exc:
+        raise DecidersError(str(exc)) from None
     people = doc.get("people")
     if not isinstance(people, dict) or not people:
         raise DecidersError(f"SPANVISOR_DECIDERS: {path} has no [people.NAME] tables")
