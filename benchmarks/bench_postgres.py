@@ -1,13 +1,16 @@
 """PostgreSQL audit trail: rows/s persisted (one statement, COPY, executemany), export-to-visible latency.
 
-Run: .venv/bin/python benchmarks/bench_postgres.py [--rows 100000]
+Run: .venv/bin/python benchmarks/bench_postgres.py [--rows 100000] [--calls] [--methods copy]
 
 Starts its own embedded PostgreSQL (fsync on, as in production use) in a
 temporary directory, drives ``PostgresSink.export`` the way the pipeline
 does (batches of SPANVISOR_BATCH_SIZE = 512 events) and prints one table:
 ``unnest`` (the default: the batch in one statement, one round trip),
 ``copy`` (COPY into staging tables) and ``executemany``.
-Takes well under a minute on a 2-core machine.
+Takes well under a minute on a 2-core machine. ``--calls`` makes every
+second checkpoint a model call (its tokens and cost in its attributes) and
+finishes every task at the end, as agents' streams are; ``--methods`` runs
+only the write methods named (comma-separated).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from spanvisor.config import Config  # noqa: E402
-from spanvisor.events import Checkpoint, Event, TaskStarted, TaskView, stable_id  # noqa: E402
+from spanvisor.events import Checkpoint, Event, TaskFinished, TaskStarted, TaskView, stable_id  # noqa: E402
 from spanvisor.sink import SinkContext, SinkResult  # noqa: E402
 from spanvisor.statestores.memory import InMemoryStateStore  # noqa: E402
 from spanvisor.stats import PipelineStats  # noqa: E402
@@ -38,8 +41,9 @@ from spanvisor_postgres.settings import SETTINGS  # noqa: E402
 T0 = time.time_ns()
 
 
-def checkpoints(tasks: int, per_task: int, tag: str) -> list[Event]:
-    """Realistic checkpoints: tasks interleaved, each with a message and a few attributes."""
+def checkpoints(tasks: int, per_task: int, tag: str, calls: bool = False) -> list[Event]:
+    """Realistic checkpoints: tasks interleaved, each with a message and a few attributes
+    (``calls``: every second one a model call, and every task finished at the end)."""
     out: list[Event] = []
     views = []
     for t in range(tasks):
@@ -74,14 +78,28 @@ def checkpoints(tasks: int, per_task: int, tag: str) -> list[Event]:
                 updated_ns=now,
             )
             views[t] = v
+            call = calls and i % 2 == 1
+            attributes: dict[str, object] = {"batch": i, "tool": "sql"}
+            if call:
+                attributes = {"model": "gpt-4o", "input_tokens": 500, "output_tokens": 50, "cost_usd": 0.00175}
+                attributes["cost_source"] = "table"
             out.append(
                 Checkpoint(
                     event_id=stable_id(tag, t, i),
                     time_ns=now,
                     task=v,
-                    source="event",
-                    changed=("progress", "message"),
-                    attributes={"batch": i, "tool": "sql"},
+                    source="model_call" if call else "event",
+                    changed=("tokens",) if call else ("progress", "message"),
+                    attributes=attributes,
+                )
+            )
+    if calls:
+        end = T0 + (per_task + 1) * 1_000_000
+        for t, prev in enumerate(views):
+            v = dataclasses.replace(prev, status="complete", ended_ns=end + t, updated_ns=end + t)
+            out.append(
+                TaskFinished(
+                    event_id=stable_id(tag, t, "end"), time_ns=end + t, task=v, outcome="complete", duration_s=1.0
                 )
             )
     return out
@@ -105,9 +123,11 @@ async def fresh_db(admin_url: str, name: str) -> str:
     return url
 
 
-async def throughput(admin_url: str, tmp: Path, method: str, rows: int, batch: int, tasks: int = 200) -> float:
+async def throughput(
+    admin_url: str, tmp: Path, method: str, rows: int, batch: int, tasks: int = 200, calls: bool = False
+) -> float:
     url = await fresh_db(admin_url, f"bench_{method}_{tasks}")
-    events = checkpoints(tasks, rows // tasks, method)
+    events = checkpoints(tasks, rows // tasks, method, calls)
     sink = PostgresSink(write_method=method)  # type: ignore[arg-type]
     await sink.start(SinkContext(config(tmp / method, url), InMemoryStateStore(), PipelineStats()))
     n_rows = sum(1 for e in events if isinstance(e, Checkpoint))
@@ -155,7 +175,11 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=512)
+    parser.add_argument("--calls", action="store_true", help="every second checkpoint a model call; tasks finish")
+    parser.add_argument("--methods", default="unnest,copy,executemany", help="comma-separated write methods")
     args = parser.parse_args()
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    kind = "checkpoint and model-call rows/s" if args.calls else "checkpoint rows/s"
     base = Path(tempfile.mkdtemp(prefix="spanvisor-bench-pg-"))
     server = EmbeddedPostgres(base / "postgres")  # durable: fsync on
     try:
@@ -169,11 +193,11 @@ async def main() -> None:
         # 10 tasks at once is a busy team's agents; 200 interleaved tasks is
         # the harsh case, where each batch also upserts ~200 task rows.
         for tasks in (10, 200):
-            for method in ("unnest", "copy", "executemany"):
-                rate = await throughput(admin, base, method, args.rows, args.batch, tasks)
+            for method in methods:
+                rate = await throughput(admin, base, method, args.rows, args.batch, tasks, args.calls)
                 results.append(
                     (
-                        f"checkpoint rows/s, {tasks} tasks, batches of {args.batch}, {method}",
+                        f"{kind}, {tasks} tasks, batches of {args.batch}, {method}",
                         f"{rate:,.0f}",
                         ">= 20,000",
                     )
