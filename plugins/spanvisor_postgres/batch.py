@@ -15,6 +15,7 @@ from typing import Any
 
 from spanvisor.events import (
     ArtifactAdded,
+    Checkpoint,
     Event,
     HumanIntervention,
     TaskCorrected,
@@ -34,6 +35,9 @@ class BatchRows:
     artifacts: list[tuple[Any, ...]]
     interventions: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
     logs: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
+    # A finished task's totals may move: the batch finishes or corrects a
+    # task, or brings a model call (``finaltotals.RECOUNT``).
+    recount: bool = False
 
     def tables(self) -> tuple[list[tuple[Any, ...]], ...]:
         """The rows in ``tables.TABLES`` order."""
@@ -64,9 +68,12 @@ def _timeline_rows(
         logs.extend(log_records(event, ts))
 
 
-def batch_rows(events: Sequence[Event]) -> BatchRows:
+def batch_rows(events: Sequence[Event], writer: str = "") -> BatchRows:
     """All rows of a batch; task states folded to one per task, sorted by id
     so concurrent writers lock task rows in the same order (no deadlocks).
+
+    ``writer`` names who writes them (a replica id; "" for no one in
+    particular), so a task two writers wrote is known as shared.
 
     Only the two deciding events of each task (the most advanced one and
     the earliest terminal one) are turned into full task rows; the rest
@@ -82,6 +89,7 @@ def batch_rows(events: Sequence[Event]) -> BatchRows:
     artifacts: list[tuple[Any, ...]] = []
     interventions: list[tuple[Any, ...]] = []
     logs: list[tuple[Any, ...]] = []
+    recount = False
     # The task row is the newest run's (a task id reused by a later root,
     # started after the earlier run ended): a batch holding two runs folds
     # only the newer one's events into it.
@@ -104,6 +112,7 @@ def batch_rows(events: Sequence[Event]) -> BatchRows:
             elif v.ended_ns is not None and v.ended_ns <= started.get(tid, v.ended_ns + 1):
                 _timeline_rows(event, checkpoints, artifacts, logs)
                 continue  # an earlier run's event: its rows, not the task row
+        recount = recount or v.ended_ns is not None
         if seen is None or seen[0] == v.run_id:
             runs[tid] = (v.run_id, v.ended_ns)
         prev = best.get(tid)
@@ -123,6 +132,7 @@ def batch_rows(events: Sequence[Event]) -> BatchRows:
             activity[tid] = max(activity.get(tid, event.time_ns), event.time_ns)
         if isinstance(event, _TIMELINE):
             checkpoints.append(checkpoint_record(event))
+            recount = recount or (type(event) is Checkpoint and event.source == "model_call")
         elif isinstance(event, ArtifactAdded):
             artifacts.append(artifact_record(event))
         elif isinstance(event, TaskCorrected):  # correctrows.py
@@ -136,6 +146,7 @@ def batch_rows(events: Sequence[Event]) -> BatchRows:
         row = task_row(best[tid][1])
         values = row.values
         values["started_at"] = ts(started[tid])
+        values["writer"] = writer
         values["input_tokens"], values["output_tokens"] = tokens[tid]
         act = activity.get(tid)
         values["last_checkpoint_at"] = ts(act) if act is not None else None
@@ -143,7 +154,7 @@ def batch_rows(events: Sequence[Event]) -> BatchRows:
         if end is not None:
             values["ended_at"] = ts(end.task.ended_ns or end.time_ns)
         tasks.append(row.record())
-    return BatchRows(tasks, checkpoints, artifacts, interventions, logs)
+    return BatchRows(tasks, checkpoints, artifacts, interventions, logs, recount)
 
 
 __all__ = ["BatchRows", "batch_rows"]

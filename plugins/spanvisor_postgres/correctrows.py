@@ -22,6 +22,7 @@ from typing import Any
 
 from spanvisor.events import ArtifactAdded, TaskCorrected, stable_id
 
+from .finaltotals import call_id
 from .rows import TIMELINE, artifact_record, checkpoint_record
 from .sanitize import ID_LIMIT, clean_text, json_text
 
@@ -40,6 +41,10 @@ def corrected_values(event: TaskCorrected, ts: Callable[[int], datetime]) -> dic
         "arrived_late": event.arrived_late,
         "facts": [f.event_id for f in event.facts],
     }
+    call = call_id(event)
+    if call is not None:  # outlived work's call, counted once in the final totals (finaltotals.py)
+        added["call_id"] = call
+        added["root_span_id"] = v.root_span_id
     values: dict[str, Any] = {
         "event_id": clean_text(event.event_id, "event_id", notes, ID_LIMIT),
         "task_id": clean_text(v.task_id, "task_id", notes, ID_LIMIT),

@@ -93,6 +93,9 @@ TASK_COLUMNS = (
     "budget_usd",
     "budget_tokens",
     "results",
+    # Which replica or process wrote the row: a finished task more than one
+    # wrote has its totals recounted (finaltotals.py). Set by the batch.
+    "writer",
 )
 
 
@@ -175,6 +178,7 @@ def task_row(event: Event) -> TaskRow:
     values["unpriced_calls"] = v.unpriced_calls
     values["budget_usd"] = v.budget_usd
     values["budget_tokens"] = v.budget_tokens
+    values["writer"] = ""
     return TaskRow(values, terminal, values["updated_ns"], started_ns, activity)
 
 

@@ -98,7 +98,7 @@ class PostgresSink(BaseSink):
         if self.outbox.size:
             log.warning("postgres outbox holds %d events from an earlier run; replaying them", self.outbox.size)
         self.db = await open_shared(ctx.config, ctx.shared)
-        self.writer = Writer(None, self.write_method)
+        self.writer = Writer(None, self.write_method, ctx.replica_id)
         # The event stream's PostgreSQL feed, if it runs in this pipeline,
         # hands its batches to this writer's transactions from now on.
         self.writer.stream_rows = ctx.shared.setdefault(SHARED_KEY, StreamRows())

@@ -70,12 +70,21 @@ _MERGED = {
 _SETS = [f"{c} = CASE WHEN {_FORWARD} THEN EXCLUDED.{c} ELSE t.{c} END" for c in _STATE]
 _SETS += [f"{c} = CASE WHEN {_NEWER_RUN} THEN EXCLUDED.{c} ELSE {expr} END" for c, expr in _MERGED.items()]
 _SETS += [f"{c} = CASE WHEN {_NEWER_RUN} THEN EXCLUDED.{c} ELSE t.{c} END" for c in ("trace_id", "root_span_id")]
+# Another writer (a replica, an agent process) upserting the row makes it
+# shared: its final totals are then recounted (finaltotals.py). A row from
+# before writers were named ('') takes the next writer's name.
+_OTHER_WRITER = "(t.writer <> '' AND EXCLUDED.writer <> '' AND t.writer <> EXCLUDED.writer)"
+_SETS += [
+    f"writer = CASE WHEN {_NEWER_RUN} OR t.writer = '' THEN EXCLUDED.writer ELSE t.writer END",
+    f"shared = CASE WHEN {_NEWER_RUN} THEN false ELSE t.shared OR {_OTHER_WRITER} END",
+]
 _TASK_CONFLICT = (
     f"ON CONFLICT (task_id) DO UPDATE SET {', '.join(_SETS)} "
     # Skip the write (and a dead tuple) when nothing would change: replays are free.
     f"WHERE NOT {_OLDER_RUN} AND ({_FORWARD} OR EXCLUDED.started_at < t.started_at"
     " OR EXCLUDED.input_tokens > t.input_tokens OR EXCLUDED.output_tokens > t.output_tokens"
-    " OR EXCLUDED.last_checkpoint_at > COALESCE(t.last_checkpoint_at, '-infinity'))"
+    " OR EXCLUDED.last_checkpoint_at > COALESCE(t.last_checkpoint_at, '-infinity')"
+    f" OR (t.writer = '' AND EXCLUDED.writer <> '') OR (NOT t.shared AND {_OTHER_WRITER}))"
 )
 
 _ONCE = "ON CONFLICT (event_id) DO NOTHING"

@@ -7,8 +7,9 @@ rows waiting for it (:mod:`spanvisor_postgres.streamrows`). Three ways, measured
 ``benchmarks/bench_postgres.py``:
 
 * ``copy`` (the default): COPY into session temp tables, then every
-  table's ``INSERT … SELECT … ON CONFLICT``, the stream's rows and the
-  COMMIT in one query: BEGIN, a round trip per table with rows, and one.
+  table's ``INSERT … SELECT … ON CONFLICT``, the recount of finished
+  tasks' totals (:mod:`spanvisor_postgres.finaltotals`), the stream's rows
+  and the COMMIT in one query: BEGIN, a round trip per table with rows, and one.
 * ``unnest``: the whole batch in one statement (one array per column into
   ``INSERT … SELECT * FROM unnest(…)``, the three inserts data-modifying
   CTEs of one ``WITH``): one round trip instead of about seven, but a third
@@ -40,6 +41,7 @@ from spanvisor.codec import event_to_dict
 from spanvisor.events import Event
 
 from .batch import BatchRows, batch_rows
+from .finaltotals import RECOUNT, RECOUNT_STAGED
 from .sanitize import quarantine
 from .streamrows import (
     STAGE,
@@ -110,6 +112,8 @@ async def _copy_batch(conn: Any, rows: BatchRows, staged: bool, carry: StreamRow
             if records:
                 await conn.copy_records_to_table(f"_stage_{table}", records=records, columns=columns)
                 statements.append(FROM_STAGE[table])
+        if rows.recount and rows.tasks:
+            statements.append(RECOUNT_STAGED)
         # Last, so the stream's advisory lock is held only until the commit.
         # Taken before any await, so a failure below hands them back.
         taken = carry.take() if carry is not None else []
@@ -164,16 +168,23 @@ async def _write_rows(
     one: str | None = None,
     staged: bool = False,
     carry: StreamRows | None = None,
+    writer: str = "",
 ) -> None:
     """``one``: the one-statement write (:func:`unnest_statement`), for
     ``unnest``; ``staged``: the temp tables exist on ``conn``; ``carry``: the
-    event stream's batches waiting to be written in this transaction."""
-    rows = batch_rows(events)
+    event stream's batches waiting to be written in this transaction;
+    ``writer``: who writes (``Writer.writer_id``)."""
+    rows = batch_rows(events, writer)
     if method == "unnest" and one is not None:
         args: list[list[Any]] = []
         for (_, columns, _), records in zip(TABLES, rows.tables(), strict=True):
             args.extend(_columns(records, len(columns)))
         await conn.execute(one, *args)
+        # Its own transaction: the one statement cannot read the rows it
+        # inserts. A recount, so a failure here is made good by the task's
+        # next batch.
+        if rows.recount and rows.tasks:
+            await conn.execute(RECOUNT, [r[0] for r in rows.tasks])
         return
     if method == "copy":
         await _copy_batch(conn, rows, staged, carry)
@@ -184,6 +195,8 @@ async def _write_rows(
             for (table, _, _), records in zip(TABLES, rows.tables(), strict=True):
                 if records:
                     await conn.executemany(STATEMENTS[table], records)
+            if rows.recount and rows.tasks:
+                await conn.execute(RECOUNT, [r[0] for r in rows.tasks])
             # Last, so the stream's advisory lock is held only until the commit.
             # Taken before any await, so a failure below hands them back.
             taken = carry.take() if carry is not None else []
@@ -197,9 +210,12 @@ async def _write_rows(
 class Writer:
     """Writes batches through a pool; raises only :class:`TransientDbError`."""
 
-    def __init__(self, pool: Any, method: WriteMethod = "copy") -> None:
+    def __init__(self, pool: Any, method: WriteMethod = "copy", writer_id: str = "") -> None:
         self._pool = pool
         self.method: WriteMethod = method
+        # This replica or process (SinkContext.replica_id): a task more than
+        # one writer wrote has its final totals recounted (finaltotals.py).
+        self.writer_id = writer_id
         self.quarantined = 0
         self._conn: Any = None  # kept between batches
         self._statement: str | None = None
@@ -280,7 +296,15 @@ class Writer:
         try:
             conn = await self._connection()
             try:
-                await _write_rows(conn, events, self.method, self._statement, staged=True, carry=self.stream_rows)
+                await _write_rows(
+                    conn,
+                    events,
+                    self.method,
+                    self._statement,
+                    staged=True,
+                    carry=self.stream_rows,
+                    writer=self.writer_id,
+                )
                 return
             except Exception as exc:
                 if classify(exc) is TransientDbError:
@@ -294,7 +318,7 @@ class Writer:
             )
             for event in events:
                 try:
-                    await _write_rows(conn, [event], "executemany")
+                    await _write_rows(conn, [event], "executemany", writer=self.writer_id)
                 except Exception as exc:
                     if classify(exc) is TransientDbError:
                         raise

@@ -105,7 +105,10 @@ class Cluster:
 
     def task_rows(self, tasks: Sequence[str]) -> dict[str, dict[str, Any]]:
         rows = db(
-            self.db_url, "SELECT task_id, status, task_name FROM agent_tasks WHERE task_id = ANY($1)", list(tasks)
+            self.db_url,
+            "SELECT task_id, status, task_name, input_tokens, output_tokens, cost_usd, unpriced_calls"
+            " FROM agent_tasks WHERE task_id = ANY($1)",
+            list(tasks),
         )
         return {r["task_id"]: dict(r) for r in rows}
 

@@ -6,7 +6,9 @@ The audit trail keeps all three checkpoints, each once: child3 ended before
 the root and arrived after it, so A writes its checkpoint as the row it
 would have been, marked ``arrived_late``. Before the late-span rule was
 about when a span ended, child3's "step 3" was lost (a late span that
-changed no total caused nothing).
+changed no total caused nothing). The task row counts all three calls once,
+B's included, also when a retry brings child3 to B as well (the recount
+of its model-call rows); before it, the row held what A received.
 """
 
 from __future__ import annotations
@@ -69,9 +71,10 @@ def test_a_split_task_keeps_every_checkpoint_once(tmp_path: Path, pg_server: Any
             cluster.db_url, "SELECT attributes FROM agent_checkpoints WHERE task_id = $1 AND kind = 'corrected'", TASK
         )
         assert len(corrected) == 1
-        # The task row ends finished, counting what the root's replica received (docs/deploy.md#replicas).
-        [task] = db(cluster.db_url, "SELECT status, input_tokens FROM agent_tasks WHERE task_id = $1", TASK)
-        assert task["status"] == "complete" and task["input_tokens"] >= 100 + 300
+        # The task row ends finished, counting every call once, B's included (the recount).
+        totals = "SELECT status, input_tokens, output_tokens FROM agent_tasks WHERE task_id = $1"
+        [task] = db(cluster.db_url, totals, TASK)
+        assert (task["status"], task["input_tokens"], task["output_tokens"]) == ("complete", 600, 3)
         # The other replica's copy of child3 (a Collector retry to B) is the same rows: none twice.
         before = db(cluster.db_url, "SELECT count(*) AS n FROM agent_checkpoints WHERE task_id = $1", TASK)
         cluster.send(1, [c3])
@@ -83,5 +86,7 @@ def test_a_split_task_keeps_every_checkpoint_once(tmp_path: Path, pg_server: Any
             TASK,
         )
         assert steps[0]["n"] == 3 and after[0]["n"] >= before[0]["n"]
+        [task] = db(cluster.db_url, totals, TASK)
+        assert (task["input_tokens"], task["output_tokens"]) == (600, 3)  # the retried call is not counted twice
     finally:
         cluster.close()

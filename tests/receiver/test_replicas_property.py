@@ -7,16 +7,18 @@ the assignment and order:
 
 * one Slack parent per task, and the shared view in the state store are
   final, with the outcome, name and agent one replica shows;
-* the PostgreSQL task row ends in the same state;
+* the PostgreSQL task row ends in the same state, with the same totals
+  (tokens, cost, unpriced calls: a finished task's are recounted from its
+  model-call rows, each once whichever replica received it);
 * the rows the spans cause (checkpoint events, model calls, artifacts) are
   the same, each once, those of spans sent after the root included: they
   ended before it, so the root's replica keeps their events as a
   correction's facts (the late-span rule), another replica reads them as
   part of a partial task, and either way each row has the id it has in
   time;
-* the final view counts the tokens of every model call its root's replica
-  received, late ones included (one replica: all of them; see
-  docs/deploy.md#replicas for why a replica's view is its own);
+* the shared view (what Slack shows) counts the tokens of every model call
+  its root's replica received, late ones included (one replica: all of
+  them; see docs/deploy.md#replicas for why a replica's view is its own);
 * no replica keeps a task open once the hold time has passed.
 """
 
@@ -101,6 +103,8 @@ def _state(cluster: Cluster, task: str) -> dict[str, Any]:
         "name": shared["view"]["task_name"],
         "agent": shared["view"]["agent_id"],
         "row": (row["status"], row["task_name"]),
+        # The audit trail's final totals: every call once, whichever replica got it.
+        "totals": (row["input_tokens"], row["output_tokens"], row["cost_usd"], row["unpriced_calls"]),
         "rows": cluster.event_rows([task])[task],
     }
 
@@ -125,6 +129,7 @@ def test_replicas_agree_with_one_replica(clusters: tuple[Cluster, Cluster]) -> N
         one.wait_final([task])
         got, want = _state(many, task), _state(one, task)
         assert got == want
+        assert got["totals"][0] == sum(s.start_attrs.get(cv.GEN_AI_INPUT, 0) for s in specs)
         assert len(got["rows"]) == len(set(got["rows"]))
         # Every row a span can cause is there, whichever replica got it, in time or late.
         kinds = {r[1] for r in got["rows"]}
