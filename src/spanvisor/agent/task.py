@@ -23,6 +23,25 @@ from spanvisor.spans import conventions as cv
 log = logging.getLogger("spanvisor.agent")
 
 _current: contextvars.ContextVar[TaskHandle | None] = contextvars.ContextVar("spanvisor_task", default=None)
+# Said once per process: a list, so the flag is set without `global`.
+_warned_no_provider: list[bool] = []
+NO_PROVIDER = (
+    "spanvisor: task %r is not recorded: no OpenTelemetry SDK TracerProvider is set, so its spans go nowhere. "
+    "Call opentelemetry.trace.set_tracer_provider(provider) with the provider that has SpanvisorSpanProcessor, "
+    "or run the agent under opentelemetry-instrument (README: Use it from an agent)."
+)
+
+
+def _warn_if_no_provider(name: str, span: trace.Span) -> None:
+    """Say once that the helpers found no SDK provider: a task would otherwise
+    be dropped without a word (a span a sampler dropped is not this)."""
+    if _warned_no_provider or span.is_recording():
+        return
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider | trace.NoOpTracerProvider):
+        _warned_no_provider.append(True)
+        log.warning(NO_PROVIDER, name)
+
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -47,6 +66,7 @@ class task:
         **attributes: Any,
     ) -> None:
         self._tracer = tracer or trace.get_tracer("spanvisor.agent")
+        self._own_tracer = tracer is None
         self._name = name
         self._attributes = as_attributes(
             **{
@@ -65,6 +85,8 @@ class task:
 
     def __enter__(self) -> TaskHandle:
         span = self._tracer.start_span(f"agent.task {self._name}", attributes=self._attributes)
+        if self._own_tracer:
+            _warn_if_no_provider(self._name, span)
         self._token = otel_context.attach(trace.set_span_in_context(span))
         self.handle = TaskHandle(span, self._tracer)
         self._var_token = _current.set(self.handle)

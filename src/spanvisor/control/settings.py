@@ -20,6 +20,17 @@ SETTINGS: tuple[Setting, ...] = (
         "a URL",
     ),
     Setting(
+        "control_listen",
+        "SPANVISOR_CONTROL_LISTEN",
+        p_opt_str,
+        None,
+        "In an agent's process (the processor or exporter): serve the control API on this address, so "
+        "`spanvisor approvals --url http://ADDRESS` and `spanvisor approve` in a terminal answer the agent "
+        "without Slack or `spanvisor serve`. SPANVISOR_CONTROL_TOKEN, when set, is required of callers. "
+        "Unset: not served.",
+        "host:port or a port, e.g. 127.0.0.1:4320",
+    ),
+    Setting(
         "control_token",
         "SPANVISOR_CONTROL_TOKEN",
         p_opt_str,

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Sequence
 
 from spanvisor.config import Config
+from spanvisor.otel.controlport import serve_control, stop_control
 from spanvisor.pipeline.exiting import EXIT_FLUSH_S
 from spanvisor.pipeline.pipeline import Pipeline
 from spanvisor.sink import Sink
@@ -57,6 +58,8 @@ class PipelineOwner:
             raise ValueError(f"spanvisor {path}: the pipeline given has been shut down; pass a new one")
         self.pipeline = pipeline or Pipeline(config, sinks, path=path)
         self.pipeline.start()
+        # SPANVISOR_CONTROL_LISTEN: people answer this agent from a terminal.
+        serve_control(self.pipeline)
 
     @property
     def stats(self) -> PipelineStats:
@@ -74,3 +77,4 @@ class PipelineOwner:
             self.pipeline.shutdown(min(EXIT_FLUSH_S, float(self.pipeline.config.get("shutdown_timeout_s", 20.0))))
         except Exception:
             log.exception("spanvisor %s shutdown failed", self.pipeline.path)
+        stop_control(self.pipeline)
