@@ -1,14 +1,17 @@
-"""One `spanvisor serve` per data dir's journal.
+"""One `spanvisor serve` per data dir's journal, and none on a held port.
 
 A second serve on the same data dir replayed the running one's journal to
 its console before failing on a port. It now stops at once, before
 replaying anything, with one line naming the other's pid; a serve that was
-killed leaves no lock behind.
+killed leaves no lock behind. A serve whose port another process listens
+on stops the same way, naming the port and its setting, before replaying
+its journal (it used to replay it to the console, then fail on the bind).
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -53,3 +56,27 @@ def test_a_second_serve_on_the_same_journal_stops_at_once_and_a_killed_one_leave
         assert first.alive
     finally:
         first.stop()
+
+
+def test_a_held_port_stops_serve_before_it_replays_anything(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    first = ServeProcess(data, _env(data))  # leaves a journal behind it
+    first.stop()
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        env = dict(_env(data), SPANVISOR_OTLP_HTTP_PORT=str(port))
+        second = subprocess.run(
+            [sys.executable, "-m", "spanvisor.cli", "serve"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert second.returncode == 2, second
+    [line] = second.stderr.strip().splitlines()
+    assert line.startswith(f"spanvisor: configuration error: port {port} (SPANVISOR_OTLP_HTTP_PORT) on 127.0.0.1 ")
+    assert "in use by another process" in line and "--http-port" in line
+    assert "journal" not in second.stdout and "replay" not in second.stdout.lower()

@@ -9,12 +9,18 @@
   stops at once, with one line naming the other's pid, when another holds
   it. The lock is ``flock``: released when the process ends however it
   ends, so a killed ``serve`` never leaves it behind.
+* Its ports: one another process listens on stops ``serve`` at once with
+  one line naming the port and its setting, before the journal is
+  replayed (it used to replay it to its console, then fail on the bind).
+  A bind test, so a port taken in the instant between is still the
+  listener's own error.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import socket
 from typing import Any
 
 from spanvisor.config import ConfigError
@@ -32,8 +38,40 @@ def preflight(config: Any) -> None:
         if name != "auto":
             load_sink_class(str(name))
     deciders_of(config)
+    ports_free(config)
     if config.get("journal"):
         hold_journal(config)
+
+
+# (setting, its environment variable, serve's flag), per listener.
+_PORTS = (
+    ("otlp_http_port", "SPANVISOR_OTLP_HTTP_PORT", "--http-port", "otlp_bind"),
+    ("otlp_grpc_port", "SPANVISOR_OTLP_GRPC_PORT", "--grpc-port", "otlp_bind"),
+    ("admin_port", "SPANVISOR_ADMIN_PORT", "--admin-port", "admin_bind"),
+)
+
+
+def ports_free(config: Any) -> None:
+    """:class:`ConfigError` naming the first listener whose port another process holds."""
+    for key, env, flag, bind_key in _PORTS:
+        port = config.get(key)
+        if not port:  # off, or any free port
+            continue
+        host = str(config.get(bind_key) or config.get("otlp_bind") or "0.0.0.0")
+        try:
+            family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        except OSError:
+            continue  # an address that does not resolve: the listener says so itself
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            # As the listeners bind: a port in TIME_WAIT is free, one a process listens on is not.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                raise ConfigError(
+                    f"port {port} ({env}) on {host} is in use by another process ({exc.strerror}); "
+                    f"stop it, or give serve another port ({env} or {flag})"
+                ) from None
 
 
 def hold_journal(config: Any) -> None:
@@ -56,4 +94,4 @@ def hold_journal(config: Any) -> None:
     _HELD.append(fd)
 
 
-__all__ = ["hold_journal", "preflight"]
+__all__ = ["hold_journal", "ports_free", "preflight"]
