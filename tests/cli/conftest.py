@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +16,13 @@ Run = Any  # the ``cli`` fixture: (*argv) -> (exit code, stdout, stderr)
 
 
 @pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Run:
-    """main(argv) in a clean environment: only the SPANVISOR_* a test sets."""
+def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Run]:
+    """main(argv) in a clean environment: only the SPANVISOR_* a test sets.
+
+    main() sets up the ``spanvisor`` logger's handler on the stderr it sees,
+    which is this test's capture: put back the one before, or a later test's
+    log line (a migration's, on another thread) writes to a closed file and
+    Python prints a "Logging error" into that test's stderr."""
     for name in [n for n in os.environ if n.startswith(("SPANVISOR_", "OTEL_", "SLACK_"))]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("SPANVISOR_DATA_DIR", str(tmp_path / "data"))
@@ -25,4 +32,10 @@ def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp
         out = capsys.readouterr()
         return code, out.out, out.err
 
-    return call
+    logger = logging.getLogger("spanvisor")
+    before = (list(logger.handlers), getattr(logger, "_spanvisor_handler", None), logger.level, logger.propagate)
+    yield call
+    logger.handlers[:] = before[0]
+    logger._spanvisor_handler = before[1]  # type: ignore[attr-defined]
+    logger.setLevel(before[2])
+    logger.propagate = before[3]

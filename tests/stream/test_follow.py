@@ -144,3 +144,71 @@ def test_a_process_without_a_stream_sink_says_so_and_follow_does_not_wait(tmp_pa
         served.close()
     assert done.returncode == 1, done
     assert "HTTP 404" in done.stderr and "SPANVISOR_SINKS names no 'stream'" in done.stderr, done.stderr
+
+
+def test_ids_money_and_ratios_are_shown_as_tasks_shows_them() -> None:
+    """Twelve-character ids, dollars, percentages (it showed 65-character ids,
+    "0.85 in ~3 calls" and "1.14 of 1.25 usd")."""
+    from spanvisor.cli.follow import event_line
+    from spanvisor.events import BudgetWarning, ContextForecast, TaskStarted, TaskView
+
+    long_id = "4f0c2e1d9a7b" + "x" * 53
+    v = TaskView(
+        task_id=long_id, trace_id="ab" * 16, root_span_id="cd" * 8, agent_id="rivet", status="working",
+        input_tokens=12_345, output_tokens=678, cost_usd=1.14,
+    )  # fmt: skip
+    forecast = ContextForecast(
+        event_id="f", time_ns=1, task=v, threshold=0.85, ratio=0.73, tokens=146_000, limit=200_000, calls=3, eta_s=None
+    )
+    line = event_line("context_forecast", body(forecast))
+    assert line.endswith("4f0c2e1d9a7b context at 73%: 85% in about 3 calls") and long_id not in line
+    budget = BudgetWarning(event_id="b", time_ns=1, task=v, scope="task", unit="usd", level=0.9, used=1.14, budget=1.25)
+    assert event_line("budget_warning", body(budget)).endswith("task budget at 90%: $1.14 of $1.25")
+    view = View()
+    view.take("task_started", body(TaskStarted(event_id="s", time_ns=1, task=v)))
+    row = view.render().splitlines()[1]
+    assert row.startswith("4f0c2e1d9a7b rivet") and "12,345/678" in row and "$1.14" in row
+
+
+def test_a_request_shows_its_question_and_the_command_that_answers_it() -> None:
+    """Once as lines when piped, and under the table while it waits, with the
+    --url follow was given, as `spanvisor approvals` prints it."""
+    from spanvisor.cli.follow import short_id
+    from spanvisor.events import ApprovalRequest, Checkpoint, TaskView
+
+    ask = ApprovalRequest(approval_id="a1", question="Apply the fix to prod?", digest="d" * 16)
+    v = TaskView(
+        task_id="T-approve-1", trace_id="ab" * 16, root_span_id="cd" * 8, agent_id="rivet", run_id="r1",
+        status="awaiting_approval", approvals=(ask,),
+    )  # fmt: skip
+    view = View(url="http://127.0.0.1:9999")
+    first = view.take("checkpoint", body(Checkpoint(event_id="c1", time_ns=1, task=v))).splitlines()
+    assert len(first) == 3 and "Apply the fix to prod?" in first[1]
+    command = first[2].strip()
+    assert command.endswith(
+        "approve --url http://127.0.0.1:9999 T-approve-1 a1 --run r1 --digest " + "d" * 16 + "   (or: reject)"
+    )
+    again = view.take("checkpoint", body(Checkpoint(event_id="c2", time_ns=2, task=v)))
+    assert len(again.splitlines()) == 1  # said once per request
+    shown = view.render()
+    assert "Waiting for a person:" in shown and f"✋ {short_id(v.task_id)} a1: Apply the fix to prod?" in shown
+    assert command in shown
+
+
+def test_follow_says_when_the_stream_ended_and_stops(tmp_path: Path) -> None:
+    """A stream that ends and does not come back within --wait (the demo has
+    finished) is one line and exit 0, not a wait for ever."""
+    s = serve_stream(tmp_path)
+    cmd = [sys.executable, "-m", "spanvisor.cli", "follow", "--url", s.base, "--token", TOKEN, "--wait", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: s.receiver.pipeline.stats.value("stream_clients") == 1 or proc.poll() is not None, 30)
+        s.post(tasks(1, seed=44, checkpoints=1, plain_per_step=0))
+        wait_until(lambda: len(s.sink.events) >= 3, 30, "the events")
+    finally:
+        s.receiver.close()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    [said] = [line for line in err.splitlines() if "ended" in line]
+    assert said.startswith(f"spanvisor: the event stream at {s.base} ended and did not come back within 1s")
+    assert out.strip()

@@ -5,8 +5,13 @@ step, tokens, cost), redrawn as events arrive, above the latest event
 lines. Piped: one line per event, nothing redrawn. It reconnects by itself
 with ``Last-Event-ID`` (no event lost or shown twice across a drop), and on
 ``event: reset`` forgets the table and starts again from what comes next.
-Exit status: 0 after ``--events`` events or Ctrl-C, 1 refused (a bad token
-or bad filters), 2 nothing answered at the URL before the first event.
+Task ids are shown as ``spanvisor tasks`` shows them (12 characters),
+money as dollars, ratios as percentages; a task waiting for a person shows
+its question and the command that answers it, as it works when pasted.
+Exit status: 0 after ``--events`` events, Ctrl-C, or a stream that ended
+and did not come back within ``--wait`` (default 30 s; said in one line),
+1 refused (a bad token or bad filters), 2 nothing answered at the URL
+before the first event.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import argparse
 import asyncio
 import json
 import os
+import shlex
 import sys
 import time
 from collections import deque
@@ -22,13 +28,52 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from spanvisor.cli.approvals import clip
+from spanvisor.cli.pasteable import with_name
 from spanvisor.config import Config
 from spanvisor.control.client import DEFAULT_URL, ENV_URL, token_from_env
+from spanvisor.display.readable import usd
 
 BAR = 20
 LINES = 15
 BACKOFF_MAX_S = 5.0
 TERMINAL = ("complete", "error", "cancelled", "lost", "evicted")
+SHORT_ID = 12  # as `spanvisor tasks` shows a task id
+# How long a stream that ended is tried again before follow says so and exits.
+ENDED_WAIT_S = 30.0
+
+
+def short_id(task_id: Any) -> str:
+    return str(task_id)[:SHORT_ID]
+
+
+def _pct(ratio: Any) -> str:
+    return f"{float(ratio):.0%}" if isinstance(ratio, int | float) else "?"
+
+
+def _amount(value: Any, unit: Any) -> str:
+    if not isinstance(value, int | float):
+        return "?"
+    return usd(float(value)) if unit == "usd" else f"{value:,.0f} tokens"
+
+
+def answer_lines(task_id: str, run_id: Any, task: dict[str, Any], url: str | None) -> list[str]:
+    """Each open request of a task: its question, then the command that
+    answers it (as ``spanvisor approvals`` prints it, with ``--url``)."""
+    out = []
+    for a in task.get("approvals") or ():
+        if not isinstance(a, dict):
+            continue
+        q = shlex.quote
+        command = f"spanvisor approve {q(task_id)} {q(str(a.get('approval_id')))}"
+        if run_id:
+            command += f" --run {q(str(run_id))}"
+        if a.get("digest"):
+            command += f" --digest {q(str(a['digest']))}"
+        out.append(
+            f"  ✋ {short_id(task_id)} {clip(str(a.get('approval_id')), 16)}: {clip(str(a.get('question')), 100)}"
+        )
+        out.append(f"     {with_name(command, url)}   (or: reject)")
+    return out
 
 
 def bar(progress: Any, width: int = BAR) -> str:
@@ -53,16 +98,23 @@ def event_line(kind: str, doc: dict[str, Any]) -> str:
         if doc.get("error_message"):
             what += f": {doc['error_message']}"
     elif kind == "context_warning":
-        what = f"{doc.get('level')}: context at {float(doc.get('ratio') or 0):.0%}"
+        what = f"{doc.get('level')}: context at {_pct(doc.get('ratio'))}"
     elif kind == "context_forecast":
-        what = f"context at {float(doc.get('ratio') or 0):.0%}, {doc.get('threshold')} in ~{doc.get('calls')} calls"
+        calls = doc.get("calls")
+        what = f"context at {_pct(doc.get('ratio'))}: {_pct(doc.get('threshold'))} in about {calls} call" + (
+            "" if calls == 1 else "s"
+        )
     elif kind == "budget_warning":
-        what = f"{doc.get('scope')} budget: {doc.get('used')} of {doc.get('budget')} {doc.get('unit')}"
+        unit = doc.get("unit")
+        what = (
+            f"{doc.get('scope')} budget at {_pct(doc.get('level'))}: "
+            f"{_amount(doc.get('used'), unit)} of {_amount(doc.get('budget'), unit)}"
+        )
     else:
         what = str(task.get("message") or task.get("step") or task.get("status") or "")
         if kind == "checkpoint" and doc.get("changed"):
             what += f" ({doc.get('source')}: {', '.join(map(str, doc['changed']))})"
-    return clip(f"{t} {kind:<16} {doc.get('task_id')} {what}", 160)
+    return clip(f"{t} {kind:<16} {short_id(doc.get('task_id'))} {what}", 160)
 
 
 @dataclass
@@ -71,45 +123,70 @@ class View:
 
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
     lines: deque[str] = field(default_factory=lambda: deque(maxlen=LINES))
+    runs: dict[str, Any] = field(default_factory=dict)  # task id -> its run, for the answer commands
+    url: str | None = None  # the --url follow was given: the answer commands carry it
 
     def take(self, kind: str, doc: dict[str, Any]) -> str:
+        """The event's line; with a request it newly waits on, the lines that answer it."""
         line = event_line(kind, doc)
         self.lines.append(line)
         task_id = str(doc.get("task_id"))
         task = doc.get("task") or {}
         if kind != "intervention" and task:
+            before = {a.get("approval_id") for a in (self.tasks.get(task_id) or {}).get("approvals") or ()}
             if task.get("status") in TERMINAL:
                 self.tasks.pop(task_id, None)
+                self.runs.pop(task_id, None)
             else:
                 self.tasks[task_id] = task
+                self.runs[task_id] = doc.get("run_id")
+                asked = [a for a in task.get("approvals") or () if a.get("approval_id") not in before]
+                if asked:
+                    more = answer_lines(task_id, doc.get("run_id"), {"approvals": asked}, self.url)
+                    return "\n".join([line, *more])
         return line
 
     def render(self) -> str:
-        out = [f"{'TASK':<24} {'AGENT':<12} {'STATUS':<18} {'PROGRESS':<{BAR + 5}} {'TOKENS':>8} {'COST':>8}  STEP"]
+        head = f"{'TASK':<{SHORT_ID}} {'AGENT':<12} {'STATUS':<18} {'PROGRESS':<{BAR + 5}}"
+        out = [f"{head} {'TOKENS IN/OUT':>17} {'COST':>8}  STEP"]
+        waiting: list[str] = []
         for task_id, t in sorted(self.tasks.items()):
-            tokens = int(t.get("input_tokens") or 0) + int(t.get("output_tokens") or 0)
+            tokens = f"{int(t.get('input_tokens') or 0):,}/{int(t.get('output_tokens') or 0):,}"
             out.append(
-                f"{clip(task_id, 24):<24} {clip(str(t.get('agent_id')), 12):<12} {clip(str(t.get('status')), 18):<18} "
-                f"{bar(t.get('progress')):<{BAR + 5}} {tokens:>8} {float(t.get('cost_usd') or 0):>8.4f}  "
-                f"{clip(str(t.get('step') or ''), 30)}"
+                f"{short_id(task_id):<{SHORT_ID}} {clip(str(t.get('agent_id')), 12):<12} "
+                f"{clip(str(t.get('status')), 18):<18} {bar(t.get('progress')):<{BAR + 5}} {tokens:>17} "
+                f"{usd(float(t.get('cost_usd') or 0)):>8}  {clip(str(t.get('step') or ''), 30)}"
             )
+            waiting += answer_lines(task_id, self.runs.get(task_id), t, self.url)
         if not self.tasks:
             out.append("(no open task)")
+        if waiting:
+            out += ["", "Waiting for a person:", *waiting]
         return "\n".join([*out, "", *self.lines])
 
 
 async def follow(
-    url: str, token: str | None, query: dict[str, str], out: TextIO, events: int | None, wait_s: float | None = None
+    url: str,
+    token: str | None,
+    query: dict[str, str],
+    out: TextIO,
+    events: int | None,
+    wait_s: float | None = None,
+    given_url: str | None = None,
 ) -> int:
     """Print the stream until ``events`` were seen (or forever).
 
     ``wait_s``: how long to keep trying while nothing has answered yet (None:
     until interrupted; 0: give up at once). Started beside ``make demo`` or a
-    ``serve`` that is still starting, it waits for it instead of failing."""
+    ``serve`` that is still starting, it waits for it instead of failing.
+    Once connected, a stream that ends is tried again for ``wait_s`` (default
+    :data:`ENDED_WAIT_S`: a restarting ``serve`` comes back), then it says
+    so and returns 0. ``given_url``: the ``--url`` to put in the commands
+    it prints."""
     import aiohttp
 
     live = out.isatty()
-    view = View()
+    view = View(url=given_url)
     last_id: str | None = None
     seen = 0
     backoff = 0.5
@@ -133,6 +210,7 @@ async def follow(
                         return 1
                     raise ConnectionError(f"HTTP {resp.status}")
                 connected_once = True
+                waiting_since = None
                 backoff = 0.5
                 fields: dict[str, str] = {}
                 async for raw in resp.content:
@@ -168,15 +246,24 @@ async def follow(
             print(f"spanvisor: {url} {why} ({exc}); give --url http://HOST:PORT", file=sys.stderr)
             return 2
         except (aiohttp.ClientError, ConnectionError, OSError, TimeoutError) as exc:
+            now = time.monotonic()
+            if waiting_since is None:
+                waiting_since = now
+                if not connected_once and wait_s != 0:
+                    print(f"spanvisor: waiting for the event stream at {url} ({exc}) …", file=sys.stderr)
             if not connected_once:
-                now = time.monotonic()
-                if waiting_since is None:
-                    waiting_since = now
-                    if wait_s != 0:
-                        print(f"spanvisor: waiting for the event stream at {url} ({exc}) …", file=sys.stderr)
                 if wait_s is not None and now - waiting_since >= wait_s:
                     print(f"spanvisor: no event stream at {url}: {exc}", file=sys.stderr)
                     return 2
+            else:
+                limit = ENDED_WAIT_S if wait_s is None else wait_s
+                if now - waiting_since >= limit:
+                    print(
+                        f"spanvisor: the event stream at {url} ended and did not come back within {limit:g}s "
+                        f"({exc}); stopped after {seen} events",
+                        file=sys.stderr,
+                    )
+                    return 0
         await asyncio.sleep(backoff)  # the server ended the stream or the connection dropped: resume
         backoff = min(BACKOFF_MAX_S, backoff * 2)
 
@@ -186,7 +273,7 @@ def handler(args: argparse.Namespace, config: Config) -> int:
     token = args.token or config.get("control_token") or token_from_env()
     query = {k: v for k, v in (("task", args.task), ("agent", args.agent), ("kind", args.kind)) if v}
     try:
-        return asyncio.run(follow(url, token, query, sys.stdout, args.events, args.wait))
+        return asyncio.run(follow(url, token, query, sys.stdout, args.events, args.wait, args.url))
     except KeyboardInterrupt:
         return 0
 
@@ -203,9 +290,10 @@ def register(subparsers: Any) -> None:
         "--wait",
         type=float,
         metavar="SECONDS",
-        help="while nothing answers yet, keep trying this long (default: until interrupted; 0: exit 2 at once)",
+        help="while nothing answers yet, keep trying this long (default: until interrupted; 0: exit 2 at once); "
+        f"once connected, how long a stream that ended is tried again before follow stops (default {ENDED_WAIT_S:g})",
     )
     p.set_defaults(func=handler)
 
 
-__all__ = ["View", "bar", "event_line", "follow", "handler", "register"]
+__all__ = ["View", "answer_lines", "bar", "event_line", "follow", "handler", "register", "short_id"]
