@@ -20,6 +20,12 @@ Run: ``.venv/bin/python benchmarks/bench_slack.py`` (about 35 s; loopback only).
    of each new ``TaskStarted`` -> the fake receiving its parent, against
    how long the old replies take to drain (parents go first, see
    ``spanvisor_slack/turns.py``). ``--backlog`` runs this part alone.
+4. A tool-heavy task at Slack's real limit (the fake at one post per second
+   per channel, bursts of 4; the sink's default pacing, real time): 500
+   tool calls over 10 s with a milestone at every 25 %. Posts and edits for
+   the task, each milestone's export -> its post (the thread's lag), and
+   the last call's export -> the work log's edit that counts all 500.
+   ``--tools`` runs this part alone.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "slack")]
 
 from slack_support import ManualClock, TaskScript, slack_env, until  # noqa: E402
 from tests.fakes.slack_api import FakeSlack  # noqa: E402
+
+from spanvisor.events import Checkpoint  # noqa: E402
 
 CHAT = ("chat.postMessage", "chat.update")
 DEBUG = "-v" in sys.argv
@@ -166,6 +174,52 @@ async def backlog(old: int = 100, new: int = 20, rate: float = 20.0) -> tuple[li
         return lat, max(replies) - t0 if replies else 0.0
 
 
+async def tool_heavy(calls: int = 500, seconds: float = 10.0) -> dict[str, float]:
+    async with slack_env(flush_s=120) as env:  # the fake's default: 1 post/s per channel, bursts of 4
+        task = TaskScript.new("tools-500", "gauge", task_name="Tool-heavy")
+        await env.send(task.started())
+        sent: dict[str, float] = {}
+        last_call = 0.0
+        for i in range(calls):
+            eid, t = task._next()
+            attrs = {"tool": f"read_shard_{i % 3}", "duration_s": 0.002}
+            await env.send(Checkpoint(event_id=eid, time_ns=t, task=task.view, source="tool_call", attributes=attrs))
+            last_call = time.monotonic()
+            if (i + 1) % (calls // 4) == 0:
+                pct_done = 100 * (i + 1) / calls
+                await env.send(task.checkpoint(progress=pct_done, message=f"{i + 1} calls"))
+                sent[f"{pct_done:.0f}% reached"] = time.monotonic()
+            await asyncio.sleep(seconds / calls)
+        await env.send(task.finished("complete"))
+        await env.sink.force_flush(120)
+        posts = env.fake.calls_to("chat.postMessage", ok=True)
+        edits = env.fake.calls_to("chat.update", ok=True)
+        lags = [
+            next(c.at for c in posts if what in str(c.args.get("text"))) - at
+            for what, at in sent.items()
+            if any(what in str(c.args.get("text")) for c in posts)
+        ]
+        shown = [c.at for c in edits if f"{calls} tool calls" in str(c.args.get("text"))]
+        return {
+            "posts": len(posts),
+            "edits": len(edits),
+            "milestones": len(lags),
+            "lag_max": max(lags) if lags else float("nan"),
+            "log_lag": (min(shown) - last_call) if shown else float("nan"),
+        }
+
+
+async def print_tool_heavy() -> None:
+    r = await tool_heavy()
+    print("\na task with 500 tool calls over 10 s and 4 milestones, one channel at Slack's 1 post/s (real time)")
+    print(
+        f"  posts {r['posts']:.0f} (parent, work log, milestones, summary), edits {r['edits']:.0f}; "
+        f"milestones posted {r['milestones']:.0f}/4, export -> post max {r['lag_max']:.2f}s; "
+        f"last call -> the log showing all 500: {r['log_lag']:.2f}s"
+    )
+    print("  (a reply per 10 merged calls, the rule before work logs, is 50 posts: 50 s of this channel's posts)")
+
+
 def _shows(body: str, i: int) -> bool:
     """The parent shows checkpoint i or a later one of the same task."""
     at = body.find("Last action*\\n")
@@ -181,6 +235,9 @@ def _shows(body: str, i: int) -> bool:
 async def main() -> None:
     if "--backlog" in sys.argv:
         await print_backlog()
+        return
+    if "--tools" in sys.argv:
+        await print_tool_heavy()
         return
     print("Slack calls per task (60 s task, compressed clock, default settings)")
     print(f"{'checkpoints/s':>14} {'naive':>8} {'spanvisor':>10}")
@@ -201,6 +258,7 @@ async def main() -> None:
             f"p50={statistics.median(plain):.3f}s p95={pct(plain, 95):.3f}s (5 s coalescing by design)"
         )
     await print_backlog()
+    await print_tool_heavy()
 
 
 async def print_backlog() -> None:

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field, replace
 from spanvisor.display.thread import ThreadLine
 from spanvisor.events import Decision, Event, Status, TaskFinished, TaskView
 
+from .worklog import WorkLog
+
 SEEN_PER_TASK = 4096
 MAX_PENDING_REPLIES = 1000
 # Decisions a parent shows (as the tracker keeps in a view), and those a record notes.
@@ -114,6 +116,7 @@ class SlackTaskRecord:
     # shows the decision on the one another replica or an earlier run posted.
     borrowed: bool = False
     orphan: bool = False  # borrowed, and the task has no parent to show it on
+    log: WorkLog | None = None  # the open work log: tool and step lines gathered (.worklog)
 
     @property
     def task_id(self) -> str:
@@ -138,7 +141,8 @@ class SlackTaskRecord:
         if self.dead:
             return not self.busy
         shown = self.ref is not None or self.orphan
-        return shown and not self.dirty and not self.replies and not self.alerts and not self.busy
+        logged = self.log is None or not self.log.dirty
+        return shown and logged and not self.dirty and not self.replies and not self.alerts and not self.busy
 
     @property
     def shown_view(self) -> TaskView:

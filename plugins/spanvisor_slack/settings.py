@@ -197,7 +197,7 @@ SETTINGS: tuple[Setting, ...] = (
         "SPANVISOR_SLACK_TOOLS",
         p_choice("all", "failed", "none"),
         "all",
-        "Which tool calls get a thread line: all (consecutive ones merged), only failed ones, or none.",
+        "Which tool calls go in the task's work log (one thread reply, edited in place): all, only failed ones, or none.",
         "all, failed or none",
     ),
     Setting(

@@ -22,6 +22,7 @@ from .failures import Failures
 from .record import SlackTaskRecord
 from .transport import Transport
 from .turns import PARENT
+from .worklog import FOLD_MAX, GATHERED, WorkLog
 
 MERGEABLE = frozenset({"step", "tool", "artifact"})
 MERGE_MAX = 10
@@ -43,12 +44,19 @@ class ThreadPoster:
     def _ns(self, what: str) -> str:
         return f"{self.namespace}.{what}"
 
+    def _same_run(self, first: ThreadLine, nxt: ThreadLine) -> bool:
+        """``nxt`` goes in the same reply as ``first``: a run of one kind, or
+        tool and step lines together (a work log's first post)."""
+        if first.kind in GATHERED:
+            return nxt.kind in GATHERED
+        return first.kind in MERGEABLE and nxt.kind == first.kind
+
     async def post_replies(self, st: SlackTaskRecord) -> bool:
         assert st.ref is not None
+        if st.replies[0].kind in GATHERED and st.log is not None and st.log.open:
+            return await self._fold(st, st.log)
         group = [st.replies.popleft()]
-        while (
-            group[0].kind in MERGEABLE and st.replies and st.replies[0].kind == group[0].kind and len(group) < MERGE_MAX
-        ):
+        while st.replies and len(group) < MERGE_MAX and self._same_run(group[0], st.replies[0]):
             group.append(st.replies.popleft())
         ns = self._ns("reply")
         todo: list[ThreadLine] = []
@@ -90,6 +98,7 @@ class ThreadPoster:
                 return True
             st.last_reply = self.clock.now()
             value: dict[str, Any] = {"ts": out.data.get("ts")} if out.ok and out.data else {"ts": None}
+            self._logged(st, todo, value["ts"] if out.ok else None)
             if out.ok or (out.decision and out.decision.kind == "ambiguous"):
                 # Posted, or maybe posted: either way never post it again.
                 won = [await self.claims.settle(ns, key, value) for key in keys]
@@ -107,6 +116,56 @@ class ThreadPoster:
         for key in keys:
             await self.claims.release(ns, key)
         self.failures.failed(st, out, lost=len(todo), reply=True)
+        return True
+
+    def _logged(self, st: SlackTaskRecord, posted: list[ThreadLine], ts: Any) -> None:
+        """After a reply: a run of tool and step lines opens the task's work log."""
+        if posted[0].kind in GATHERED and isinstance(ts, str) and ts:
+            st.log = WorkLog(ts, list(posted), shown=len(posted), last_edit=self.clock.now())
+
+    async def _fold(self, st: SlackTaskRecord, log: WorkLog) -> bool:
+        """Tool and step lines into the open work log: claimed and settled as
+        replies (never posted again, here or by a replica), shown by its next
+        edit. No post, so the channel's next reply does not wait for them."""
+        if len(log.lines) - log.shown >= FOLD_MAX:
+            # A backlog as long as one edit should show: edit now, fold after.
+            return await self.edit_log(st)
+        ns = self._ns("reply")
+        while st.replies and st.replies[0].kind in GATHERED and len(log.lines) - log.shown < FOLD_MAX:
+            line = st.replies.popleft()
+            key = f"{st.task_id}/{line.reply_key}"
+            claim = await self.claims.claim(ns, key)
+            if claim.won and claim.value is None:
+                if await self.claims.settle(ns, key, {"ts": log.ts, "logged": True}):
+                    log.lines.append(line)
+            elif not claim.won and claim.value is None:
+                # Another replica is posting it: it and what follows wait.
+                st.replies.appendleft(line)
+                await self.clock.sleep(IN_FLIGHT_WAIT_S)
+                break
+        return True
+
+    async def edit_log(self, st: SlackTaskRecord) -> bool:
+        """Show the work log's folded lines: one ``chat.update`` of its reply."""
+        log = st.log
+        assert log is not None and st.ref is not None
+        count = len(log.lines)
+        out = await self.transport.send(
+            "chat.update",
+            lambda: {"channel": st.ref[0] if st.ref else "", "ts": log.ts, **reply_payload(log.view(), self.look)},
+            deadline=self.deadline,
+        )
+        log.last_edit = self.clock.now()
+        if out.ok:
+            log.shown = count
+            return True
+        if out.decision is not None and out.decision.kind in ("retry", "ambiguous"):
+            return True  # the next pass edits it again
+        # A permanent error (the reply deleted, say): the log is closed and
+        # the next tool call starts another; what it held stays counted.
+        why = out.failure.error if out.failure else "?"
+        self.failures.count_drop("slack_worklog_edit", count - log.shown, f"editing a work log failed: {why}")
+        log.shown, log.open = count, False
         return True
 
     async def post_alert(self, st: SlackTaskRecord) -> bool:
@@ -139,7 +198,7 @@ class ThreadPoster:
             )
             if out.claim_lost:  # another replica posts this alert
                 return True
-            st.last_reply = self.clock.now()
+            st.last_reply = self.clock.now()  # an alert is in another channel: the log stays open
             if out.ok:
                 posted = (out.data or {}).get("ts")
                 if not await self.claims.settle(ns, key, {"ts": posted}) and posted:

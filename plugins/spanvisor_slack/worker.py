@@ -2,8 +2,10 @@
 
 Order within a task: the parent is posted (claimed first, so a restart or a
 replica continues the same thread), a status change edits it at once, thread
-replies follow in order at most one per ``reply_interval_s``, and other
-changes edit the parent at most once per ``update_interval_s``. What an edit
+replies follow in order at most one per ``reply_interval_s`` (tool calls
+and step changes gathered into a work log reply, :mod:`.worklog`, edited
+at most once per ``update_interval_s``), and other changes edit the parent
+at most once per ``update_interval_s``. What an edit
 shows is the task's newest view among replicas (:class:`~.shared.SharedParent`).
 The thread is :class:`~.thread.ThreadPoster`'s, failures are
 :class:`~.failures.Failures`' and the search after an ambiguous post is
@@ -125,6 +127,8 @@ class Deliverer:
             due = self._retire_at(st)
         if st.replies or st.alerts:
             due = min(due, st.last_reply + self.reply_interval_s)
+        if st.log is not None and st.log.dirty:
+            due = min(due, st.log.last_edit + self.update_interval_s)
         if due <= now:
             return
         st.wake.clear()
@@ -148,6 +152,8 @@ class Deliverer:
             return await self._update_parent(st)
         if (st.replies or st.alerts) and (hurry or now >= st.last_reply + self.reply_interval_s):
             return await (self.thread.post_replies(st) if st.replies else self.thread.post_alert(st))
+        if st.log is not None and st.log.dirty and (hurry or now >= st.log.last_edit + self.update_interval_s):
+            return await self.thread.edit_log(st)
         if (st.dirty or st.repair) and (hurry or st.repair or now >= self._edit_due(st)):
             return await self._update_parent(st)
         return False

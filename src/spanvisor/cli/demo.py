@@ -247,6 +247,28 @@ def durable_sinks_unable_to_write(pipeline: Pipeline) -> list[str]:
     return problems
 
 
+# How long the demo waits for its sinks once the agents are done, and how
+# often it says what it waits for. Slack at its real limit (about a post a
+# second per channel) takes a while for three tasks' threads; a wait that
+# says so is better than failing.
+DELIVER_S = 120.0
+DELIVER_SAY_S = 5.0
+
+
+def deliver(pipeline: Any, limit_s: float = DELIVER_S, every_s: float = DELIVER_SAY_S) -> bool:
+    """Flush the sinks, with a progress line every ``every_s`` while they deliver."""
+    start = time.monotonic()
+    while True:
+        if pipeline.force_flush(every_s):
+            return True
+        waited = time.monotonic() - start
+        if waited >= limit_s:
+            return False
+        busy = [str(getattr(s, "name", "?")) for s in pipeline.sinks if (getattr(s, "pending", lambda: 0)() or 0) > 0]
+        what = ", ".join(busy) if busy else "the sinks"
+        print(f"   … still delivering to {what} ({waited:.0f}s; Slack takes about one post a second)", flush=True)
+
+
 def run_demo(
     config: Config, seconds: float = 20.0, linger_s: float = 0.0, approval_wait_s: float = 20.0, via_serve: bool = False
 ) -> int:
@@ -330,12 +352,13 @@ def run_demo(
         # The agents' exporters hand over what they still hold, as at an exit.
         provider.shutdown()
         logs.shutdown()
-    control_api.stop()
     agent_logs.removeHandler(handler)
-    flushed = pipeline.force_flush(30.0)
+    flushed = deliver(pipeline)
     if linger_s > 0:
         print(f"\nlingering {linger_s:.0f}s (metrics and sinks stay up)…", flush=True)
         time.sleep(linger_s)
+    # Up until here, so `spanvisor follow` sees every event, the last included.
+    control_api.stop()
     stats = pipeline.stats
     dropped = stats.total("dropped_total")
     pipeline.shutdown(30.0)

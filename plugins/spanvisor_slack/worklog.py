@@ -1,0 +1,77 @@
+"""A task's work log: its tool calls and step changes gathered into one
+thread message, edited in place.
+
+Slack takes about one post per second per channel. A task that calls
+hundreds of tools used to queue a reply for every ten of them, and its
+thread fell minutes behind while its milestones, warnings and the next
+tasks' replies waited in the same queue. Now a task's tool and step lines
+are one reply: the first is posted where it happens in the thread, and the
+rest are folded into it and shown by editing it at most once per update
+interval (``chat.update``, which takes no turn in the channel's posts). The
+log counts every call and shows the newest lines; milestones, warnings,
+decisions, errors and the summary are still replies of their own, in order,
+so the thread reads as the task's story with its work log near the top.
+
+Each folded line is claimed and settled like any reply (its value names the
+log's ``ts``), so a replica or a restart never posts it again. What a log
+shows is what this process folded into it: a replica that holds part of a
+task keeps a log of its own, and a restarted process starts a new one with
+its next tool call. A process that stops before its next edit leaves the
+log as its last edit showed it (the calls are in the event stream and the
+audit trail all the same). An edit Slack refuses for good (the reply was
+deleted) closes the log, counted in ``spanvisor_dropped_total
+{reason="slack_worklog_edit"}``; the next call starts another.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from spanvisor.display.thread import ThreadLine
+
+# The kinds of line a work log gathers.
+GATHERED = frozenset({"tool", "step"})
+# The newest lines a log shows below its count; older ones are counted.
+SHOWN = 8
+# Lines folded in one pass (a backlog is folded over several passes).
+FOLD_MAX = 200
+
+
+@dataclass
+class WorkLog:
+    """The open work log of one task."""
+
+    ts: str
+    lines: list[ThreadLine] = field(default_factory=list)
+    shown: int = 0  # how many of ``lines`` Slack shows (posted or edited)
+    open: bool = True  # False after an edit Slack refused for good
+    last_edit: float = float("-inf")  # transport clock
+
+    @property
+    def dirty(self) -> bool:
+        return self.shown != len(self.lines)
+
+    def view(self) -> list[ThreadLine]:
+        """The lines to render: a count of the whole log, then its newest lines."""
+        newest = self.lines[-SHOWN:]
+        if len(self.lines) <= SHOWN:
+            return newest
+        tools = Counter(line.detail.split(" (")[0] for line in self.lines if line.kind == "tool" and line.detail)
+        top = ", ".join(f"{name} x{n}" for name, n in tools.most_common(4))
+        steps = sum(1 for line in self.lines if line.kind == "step")
+        calls = sum(1 for line in self.lines if line.kind == "tool")
+        said = f"{calls} tool call{'s' if calls != 1 else ''}" + (
+            f", {steps} step change{'s' if steps != 1 else ''}" if steps else ""
+        )
+        head = ThreadLine(
+            f"worklog:{self.lines[0].event_id}",
+            "tool",
+            "🗒️",
+            f"Work log: {said}",
+            f"{top}; the newest {len(newest)} below" if top else f"the newest {len(newest)} below",
+        )
+        return [head, *newest]
+
+
+__all__ = ["FOLD_MAX", "GATHERED", "SHOWN", "WorkLog"]
