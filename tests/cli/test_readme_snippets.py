@@ -11,6 +11,11 @@ pasted, each in a fresh Python process with the default configuration
   prints, pasted into a shell (before, nothing in-process could answer it:
   it waited out its 900 s).
 * "The programmatic API": runs and its asserts hold.
+* The zero-code line (``opentelemetry-instrument``) with the helpers block
+  as its agent, and the ``spanvisor assets`` lines.
+
+Not run here: ``make demo``/``make test`` (the fresh-clone check runs
+them), ``pip install`` (no network) and ``spanvisor serve`` (its own tests).
 
 The one change to what is pasted: the README's port 4320 becomes a free one,
 so parallel test processes do not collide.
@@ -116,3 +121,36 @@ def test_asking_a_person_is_answered_from_a_terminal(tmp_path: Path) -> None:
         proc.kill()
     assert proc.returncode == 0, out
     assert "Applied orders-2" in out and "complete" in out, out
+
+
+def _sh_block(containing: str) -> list[str]:
+    """The command lines of the README's sh block that holds ``containing``, comments cut."""
+    blocks = re.findall(r"```sh\n(.*?)```", README.read_text(), re.S)
+    [block] = [b for b in blocks if containing in b]
+    return [line.split("  #")[0].strip() for line in block.strip().splitlines()]
+
+
+def test_the_zero_code_line_supervises_the_helpers_agent(tmp_path: Path) -> None:
+    """`OTEL_TRACES_EXPORTER=otlp,spanvisor opentelemetry-instrument python
+    agent.py`, with the helpers block as agent.py and nothing listening for
+    OTLP (the otlp exporter fails; spanvisor's does its work)."""
+    [line] = _sh_block("OTEL_TRACES_EXPORTER=")
+    (tmp_path / "agent.py").write_text(_blocks("python")[1])
+    env = _env(tmp_path, OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{_free_port()}", OTEL_EXPORTER_OTLP_TIMEOUT="1")
+    done = subprocess.run(
+        ["bash", "-c", line], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Diagnose F47" in done.stdout and "complete" in done.stdout, done.stdout + done.stderr
+
+
+def test_the_assets_lines_list_and_write_the_files(tmp_path: Path) -> None:
+    listed, export = _sh_block("spanvisor assets list")
+    env = _env(tmp_path)
+    for line in (listed, export):
+        done = subprocess.run(
+            ["bash", "-c", line], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert done.returncode == 0, done.stderr
+    written = [p for p in (tmp_path / "spanvisor-assets").rglob("*") if p.is_file()]
+    assert any(p.suffix == ".json" for p in written) and any(p.suffix in (".yml", ".yaml") for p in written)
