@@ -123,6 +123,13 @@ def test_demo_shows_three_agents_and_leaves_them_in_the_audit_trail(pg_server: A
 
     table = _run(["tasks"], env)
     assert "TASK" in table.stdout and "sprocket" in table.stdout and "error" in table.stdout
+    # The demo's last hint, pasted as printed: `… tasks` and `… task <id>`.
+    printed = re.search(r"audit trail: run `([^`]+)` and `([^`]+) <id>`", out)
+    assert printed is not None, out
+    pasted = _pasted(printed.group(1), env)
+    assert pasted.returncode == 0 and "sprocket" in pasted.stdout, pasted.stdout + pasted.stderr
+    one = _pasted(f"{printed.group(2)} {by_agent['gauge']['task_id'][:12]}", env)
+    assert one.returncode == 0 and "gateway-30d-summary.md" in one.stdout, one.stdout + one.stderr
 
     gauge = by_agent["gauge"]["task_id"]
     detail = _run(["task", gauge[:12], "--json"], env)
