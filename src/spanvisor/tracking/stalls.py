@@ -90,7 +90,7 @@ def resumed(state: TaskRecord, idle_s: float, now_ns: int) -> Event:
     )
 
 
-def leave_room(tasks: Iterable[TaskRecord], settings: StallSettings, now_ns: int) -> int:
+def room_after_rebuild(tasks: Iterable[TaskRecord], settings: StallSettings, now_ns: int) -> int:
     """Tasks rebuilt from their records after a restart: the clock's events
     (a stall, its resume, a loss) are in no record, so each task's ``seq``
     and stall count fall short of what the last process reached, and every
@@ -109,4 +109,4 @@ def leave_room(tasks: Iterable[TaskRecord], settings: StallSettings, now_ns: int
     return n
 
 
-__all__ = ["StallSettings", "StallWatch", "leave_room", "resumed", "root_moved", "stalled"]
+__all__ = ["StallSettings", "StallWatch", "resumed", "room_after_rebuild", "root_moved", "stalled"]

@@ -380,8 +380,8 @@ class TaskTracker:
     def rebuilt(self) -> int:
         """The open tasks were rebuilt from journaled records (``spanvisor
         serve`` after a restart): each leaves room for the clock's events the
-        last process said (:func:`.stalls.leave_room`). Returns how many."""
-        return stalls.leave_room(self._tasks.values(), self.tasks.stalls.settings, self._wall())
+        last process said (:func:`.stalls.room_after_rebuild`). Returns how many."""
+        return stalls.room_after_rebuild(self._tasks.values(), self.tasks.stalls.settings, self._wall())
 
     def expire(self) -> list[Event]:
         """Release held roots past their deadline, forget stale buffers, put
