@@ -38,7 +38,7 @@ from aiohttp import web
 from spanvisor.control import runs
 from spanvisor.control.bearer import bearer_matches, bearer_token
 from spanvisor.control.client import ACTIONS, MAX_WAIT_S
-from spanvisor.control.deciders import ANONYMOUS_ID, ANONYMOUS_NAME
+from spanvisor.control.deciders import ANONYMOUS_ID, ANONYMOUS_NAME, Person
 from spanvisor.control.deciders import from_config as deciders_of
 from spanvisor.control.hub import NOT_FOUND
 from spanvisor.control.log import decision_to_dict
@@ -48,6 +48,8 @@ from spanvisor.receiver.control_errors import ControlFailures
 from spanvisor.stream import sse
 
 PREFIX = "/v1/control"
+# The request's key for the person its token names (SPANVISOR_DECIDERS), or None.
+PERSON: web.RequestKey[Person | None] = web.RequestKey("spanvisor.person", object)  # type: ignore[arg-type]
 MAX_ID = 256
 MAX_ACTOR = 128
 MAX_COMMENT = 500
@@ -215,6 +217,7 @@ def add_routes(app: web.Application, pipeline: Any, token: str | None) -> None:
             person = people.who(bearer_token(header)) if people is not None else None
             if person is None and needs is not None and not bearer_matches(header, needs):
                 return _error(401, "missing or wrong bearer token", **{"WWW-Authenticate": "Bearer"})
+            request[PERSON] = person  # looked up once: the handler reads it here
             try:
                 return await handler(request)
             except _Bad as exc:
@@ -289,7 +292,7 @@ def add_routes(app: web.Application, pipeline: Any, token: str | None) -> None:
             raise _Bad(f"the body is not JSON: {exc}") from None
         decision = decision_from_body(task_id, body)
         if people is not None:  # who decided is the token's, never what the body says
-            person = people.who(bearer_token(request.headers.get("Authorization")))
+            person = request.get(PERSON)
             who = (person.name, person.name) if person is not None else (ANONYMOUS_ID, ANONYMOUS_NAME)
             decision = replace(decision, actor_id=who[0], actor_name=who[1], verified=person is not None)
         verdict = await control().decide(decision)
