@@ -209,3 +209,12 @@ async def slack_env(
         await sink.shutdown(flush_s)
         if own_fake:
             await fake.stop()
+
+
+def tool(script: TaskScript, name: str, error: str | None = None) -> Checkpoint:
+    """A tool call that ended (12 ms), failed with ``error`` when given, as the tracker says it."""
+    eid, t = script._next()
+    attrs: dict[str, Any] = {"tool": name, "duration_s": 0.012}
+    if error:
+        attrs["error"] = error
+    return Checkpoint(event_id=eid, time_ns=t, task=script.view, source="tool_call", attributes=attrs)

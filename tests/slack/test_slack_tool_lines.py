@@ -4,12 +4,9 @@ the failed ones, or none (``SPANVISOR_SLACK_TOOLS``)."""
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
-from slack_support import TaskScript, run, slack_env
-
-from spanvisor.events import Checkpoint
+from slack_support import TaskScript, run, slack_env, tool
 
 FAST = {
     "slack_update_interval_s": 0.2,
@@ -17,14 +14,6 @@ FAST = {
     "slack_channel_interval_s": 0.0,
     "channel_rate": 100.0,
 }
-
-
-def tool(script: TaskScript, name: str, error: str | None = None) -> Checkpoint:
-    eid, t = script._next()
-    attrs: dict[str, Any] = {"tool": name, "duration_s": 0.012}
-    if error:
-        attrs["error"] = error
-    return Checkpoint(event_id=eid, time_ns=t, task=script.view, source="tool_call", attributes=attrs)
 
 
 @pytest.mark.parametrize(

@@ -14,17 +14,9 @@ import json
 import time
 from typing import Any
 
-from slack_support import TaskScript, run, slack_env
+from slack_support import TaskScript, run, slack_env, tool
 
 from spanvisor.events import Checkpoint
-
-
-def tool(script: TaskScript, name: str, error: str | None = None) -> Checkpoint:
-    eid, t = script._next()
-    attrs: dict[str, Any] = {"tool": name, "duration_s": 0.012}
-    if error:
-        attrs["error"] = error
-    return Checkpoint(event_id=eid, time_ns=t, task=script.view, source="tool_call", attributes=attrs)
 
 
 def _texts(env: Any, parent: Any) -> list[str]:
