@@ -121,23 +121,23 @@ class ThreadPoster:
     def _logged(self, st: SlackTaskRecord, posted: list[ThreadLine], ts: Any) -> None:
         """After a reply: a run of tool and step lines opens the task's work log."""
         if posted[0].kind in GATHERED and isinstance(ts, str) and ts:
-            st.log = WorkLog(ts, list(posted), shown=len(posted), last_edit=self.clock.now())
+            st.log = WorkLog.posted(ts, posted, self.clock.now())
 
     async def _fold(self, st: SlackTaskRecord, log: WorkLog) -> bool:
         """Tool and step lines into the open work log: claimed and settled as
         replies (never posted again, here or by a replica), shown by its next
         edit. No post, so the channel's next reply does not wait for them."""
-        if len(log.lines) - log.shown >= FOLD_MAX:
+        if log.lines - log.shown >= FOLD_MAX:
             # A backlog as long as one edit should show: edit now, fold after.
             return await self.edit_log(st)
         ns = self._ns("reply")
-        while st.replies and st.replies[0].kind in GATHERED and len(log.lines) - log.shown < FOLD_MAX:
+        while st.replies and st.replies[0].kind in GATHERED and log.lines - log.shown < FOLD_MAX:
             line = st.replies.popleft()
             key = f"{st.task_id}/{line.reply_key}"
             claim = await self.claims.claim(ns, key)
             if claim.won and claim.value is None:
                 if await self.claims.settle(ns, key, {"ts": log.ts, "logged": True}):
-                    log.lines.append(line)
+                    log.add(line)
             elif not claim.won and claim.value is None:
                 # Another replica is posting it: it and what follows wait.
                 st.replies.appendleft(line)
@@ -149,7 +149,7 @@ class ThreadPoster:
         """Show the work log's folded lines: one ``chat.update`` of its reply."""
         log = st.log
         assert log is not None and st.ref is not None
-        count = len(log.lines)
+        count = log.lines
         out = await self.transport.send(
             "chat.update",
             lambda: {"channel": st.ref[0] if st.ref else "", "ts": log.ts, **reply_payload(log.view(), self.look)},
@@ -198,7 +198,7 @@ class ThreadPoster:
             )
             if out.claim_lost:  # another replica posts this alert
                 return True
-            st.last_reply = self.clock.now()  # an alert is in another channel: the log stays open
+            st.last_reply = self.clock.now()
             if out.ok:
                 posted = (out.data or {}).get("ts")
                 if not await self.claims.settle(ns, key, {"ts": posted}) and posted:

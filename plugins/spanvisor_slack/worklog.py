@@ -25,7 +25,7 @@ deleted) closes the log, counted in ``spanvisor_dropped_total
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from spanvisor.display.thread import ThreadLine
@@ -40,32 +40,52 @@ FOLD_MAX = 200
 
 @dataclass
 class WorkLog:
-    """The open work log of one task."""
+    """The open work log of one task: counts and its newest lines, so a task
+    with thousands of calls holds no more than :data:`SHOWN` of them."""
 
     ts: str
-    lines: list[ThreadLine] = field(default_factory=list)
-    shown: int = 0  # how many of ``lines`` Slack shows (posted or edited)
+    first_id: str  # the event id of its first line: names the count line
+    lines: int = 0  # lines folded into it, the posted ones included
+    shown: int = 0  # how many of them Slack shows (posted or edited)
     open: bool = True  # False after an edit Slack refused for good
     last_edit: float = float("-inf")  # transport clock
+    newest: deque[ThreadLine] = field(default_factory=lambda: deque(maxlen=SHOWN))
+    tools: Counter[str] = field(default_factory=Counter)  # calls by tool name
+    steps: int = 0
+
+    @classmethod
+    def posted(cls, ts: str, lines: list[ThreadLine], now: float) -> WorkLog:
+        """The log a reply of ``lines`` opened."""
+        log = cls(ts, lines[0].event_id, last_edit=now)
+        for line in lines:
+            log.add(line)
+        log.shown = log.lines
+        return log
 
     @property
     def dirty(self) -> bool:
-        return self.shown != len(self.lines)
+        return self.shown != self.lines
+
+    def add(self, line: ThreadLine) -> None:
+        self.lines += 1
+        self.newest.append(line)
+        if line.kind == "step":
+            self.steps += 1
+        else:
+            self.tools[(line.detail or "tool").split(" (")[0]] += 1
 
     def view(self) -> list[ThreadLine]:
         """The lines to render: a count of the whole log, then its newest lines."""
-        newest = self.lines[-SHOWN:]
-        if len(self.lines) <= SHOWN:
+        newest = list(self.newest)
+        if self.lines <= SHOWN:
             return newest
-        tools = Counter(line.detail.split(" (")[0] for line in self.lines if line.kind == "tool" and line.detail)
-        top = ", ".join(f"{name} x{n}" for name, n in tools.most_common(4))
-        steps = sum(1 for line in self.lines if line.kind == "step")
-        calls = sum(1 for line in self.lines if line.kind == "tool")
+        top = ", ".join(f"{name} x{n}" for name, n in self.tools.most_common(4))
+        calls = sum(self.tools.values())
         said = f"{calls} tool call{'s' if calls != 1 else ''}" + (
-            f", {steps} step change{'s' if steps != 1 else ''}" if steps else ""
+            f", {self.steps} step change{'s' if self.steps != 1 else ''}" if self.steps else ""
         )
         head = ThreadLine(
-            f"worklog:{self.lines[0].event_id}",
+            f"worklog:{self.first_id}",
             "tool",
             "🗒️",
             f"Work log: {said}",
