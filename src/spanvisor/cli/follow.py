@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import json
 import os
-import shlex
 import sys
 import time
 from collections import deque
@@ -31,7 +30,7 @@ from spanvisor.cli.approvals import clip
 from spanvisor.cli.pasteable import with_name
 from spanvisor.config import Config
 from spanvisor.control.client import DEFAULT_URL, ENV_URL, token_from_env
-from spanvisor.display.readable import usd
+from spanvisor.display.readable import answer_command, usd
 
 BAR = 20
 LINES = 15
@@ -63,12 +62,8 @@ def answer_lines(task_id: str, run_id: Any, task: dict[str, Any], url: str | Non
     for a in task.get("approvals") or ():
         if not isinstance(a, dict):
             continue
-        q = shlex.quote
-        command = f"spanvisor approve {q(task_id)} {q(str(a.get('approval_id')))}"
-        if run_id:
-            command += f" --run {q(str(run_id))}"
-        if a.get("digest"):
-            command += f" --digest {q(str(a['digest']))}"
+        digest = a.get("digest")
+        command = answer_command(task_id, str(run_id or ""), str(a.get("approval_id")), str(digest or "") or None)
         out.append(
             f"  ✋ {short_id(task_id)} {clip(str(a.get('approval_id')), 16)}: {clip(str(a.get('question')), 100)}"
         )

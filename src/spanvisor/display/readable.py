@@ -6,6 +6,7 @@ medium.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
@@ -205,11 +206,24 @@ def _told(event: TaskCorrected) -> list[str]:
     return [f"{n} {name}{'s' if n != 1 else ''}" for name, n in counts.items()]
 
 
+def answer_command(task_id: str, run_id: str | None, approval_id: str, digest: str | None) -> str:
+    """The command that approves a request, as a person pastes it (the
+    CLI puts its own name and ``--url`` in: ``cli.pasteable.with_name``)."""
+    q = shlex.quote
+    command = f"spanvisor approve {q(task_id)} {q(approval_id)}"
+    if run_id:
+        command += f" --run {q(run_id)}"
+    if digest:
+        command += f" --digest {q(digest)}"
+    return command
+
+
 __all__ = [
     "DECISION_STYLE",
     "DECISION_VERBS",
     "MAX_RESULTS",
     "actor",
+    "answer_command",
     "asked_text",
     "clock",
     "corrected_text",

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import shlex
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -42,14 +41,15 @@ from spanvisor.control.deciders import ANONYMOUS_ID, ANONYMOUS_NAME, Person
 from spanvisor.control.deciders import from_config as deciders_of
 from spanvisor.control.hub import NOT_FOUND
 from spanvisor.control.log import decision_to_dict
+from spanvisor.display.readable import answer_command
 from spanvisor.events import ApprovalRequest, Decision, TaskView
 from spanvisor.receiver import permit_api
 from spanvisor.receiver.control_errors import ControlFailures
 from spanvisor.stream import sse
 
 PREFIX = "/v1/control"
-# The request's key for the person its token names (SPANVISOR_DECIDERS), or None.
-PERSON: web.RequestKey[Person | None] = web.RequestKey("spanvisor.person", object)  # type: ignore[arg-type]
+# The request's key for the person its token names (SPANVISOR_DECIDERS); absent: none.
+PERSON = web.RequestKey("spanvisor.person", Person)
 MAX_ID = 256
 MAX_ACTOR = 128
 MAX_COMMENT = 500
@@ -125,14 +125,9 @@ def open_json(item: Mapping[str, Any], now_ns: int) -> dict[str, Any] | None:
         run_id=run_id,
         agent_id=agent if isinstance(agent, str) else "unknown",
         age_s=max(0.0, (now_ns - r.requested_ns) / 1e9) if r.requested_ns else None,
-        answer=answer_command(task_id, run_id, r),
+        answer=answer_command(task_id, run_id, r.approval_id, r.digest),
     )
     return doc
-
-
-def answer_command(task_id: str, run_id: str, r: ApprovalRequest) -> str:
-    q = shlex.quote
-    return f"spanvisor approve {q(task_id)} {q(r.approval_id)} --run {run_id} --digest {r.digest}"
 
 
 def budget_json(v: TaskView) -> dict[str, Any]:
@@ -217,7 +212,8 @@ def add_routes(app: web.Application, pipeline: Any, token: str | None) -> None:
             person = people.who(bearer_token(header)) if people is not None else None
             if person is None and needs is not None and not bearer_matches(header, needs):
                 return _error(401, "missing or wrong bearer token", **{"WWW-Authenticate": "Bearer"})
-            request[PERSON] = person  # looked up once: the handler reads it here
+            if person is not None:  # looked up once: the handler reads it here
+                request[PERSON] = person
             try:
                 return await handler(request)
             except _Bad as exc:
@@ -343,4 +339,4 @@ def make_app(pipeline: Any, token: str | None = None) -> web.Application:
     return app
 
 
-__all__ = ["PREFIX", "add_routes", "answer_command", "decision_from_body", "make_app", "open_json"]
+__all__ = ["PREFIX", "add_routes", "decision_from_body", "make_app", "open_json"]
