@@ -27,10 +27,8 @@ def call_id(event: TaskCorrected) -> str | None:
     docs/conventions.md#event-ids), or None when the correction added no
     call (artifacts only) or its span ended within the task (its facts are
     the rows)."""
-    if event.arrived_late:
-        return None
-    e = event
-    if not (e.added_input_tokens or e.added_output_tokens or e.added_unpriced_calls or e.added_cost_usd):
+    added = (event.added_input_tokens, event.added_output_tokens, event.added_unpriced_calls, event.added_cost_usd)
+    if event.arrived_late or not any(added):
         return None
     return stable_id(event.task.task_id, event.task.run_id, "model", event.span_id)
 

@@ -62,6 +62,22 @@ class FakeSlackThread:
         self.thread.join(5)
 
 
+def console_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    """A `serve` of its own: none of the caller's SPANVISOR_/SLACK_/OTEL_
+    settings, the console sink, loopback, any free ports."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPANVISOR_", "SLACK_", "OTEL_"))}
+    env.update(
+        SPANVISOR_DATA_DIR=str(data_dir),
+        SPANVISOR_SINKS="console",
+        SPANVISOR_OTLP_BIND="127.0.0.1",
+        SPANVISOR_OTLP_HTTP_PORT="0",
+        SPANVISOR_OTLP_GRPC_PORT="0",
+        SPANVISOR_ADMIN_PORT="0",
+        **extra,
+    )
+    return env
+
+
 def slack_env(data_dir: Path, slack_url: str, **extra: str) -> dict[str, str]:
     return {
         **os.environ,

@@ -6,7 +6,6 @@ agent exporting OTLP with ``SPANVISOR_CONTROL_URL`` set is released by
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -19,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from serve_proc import ServeProcess
+from serve_proc import ServeProcess, console_env
+from tests.receiver.conftest import RunningReceiver, local_settings, make_pipeline
 from tests.waiting import wait_until
 
-from conftest import RunningReceiver, local_settings, make_pipeline
 from spanvisor.testing import InMemorySink
 
 TOKEN = "ctl-s3cret"
@@ -176,18 +175,7 @@ def test_unknown_routes_are_404_and_budgets_say_why_they_are_missing(api: Runnin
 
 
 def _serve_env(data_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPANVISOR_", "SLACK_", "OTEL_"))}
-    env.update(
-        SPANVISOR_DATA_DIR=str(data_dir),
-        SPANVISOR_SINKS="console",
-        SPANVISOR_OTLP_BIND="127.0.0.1",
-        SPANVISOR_OTLP_HTTP_PORT="0",
-        SPANVISOR_OTLP_GRPC_PORT="0",
-        SPANVISOR_ADMIN_PORT="0",
-        SPANVISOR_OTLP_TOKEN=TOKEN,
-        SPANVISOR_SHUTDOWN_TIMEOUT="10s",
-    )
-    return env
+    return console_env(data_dir, SPANVISOR_OTLP_TOKEN=TOKEN, SPANVISOR_SHUTDOWN_TIMEOUT="10s")
 
 
 def cli(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:

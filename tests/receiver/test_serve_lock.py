@@ -10,36 +10,22 @@ its journal (it used to replay it to the console, then fail on the bind).
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
-from serve_proc import ServeProcess
-
-
-def _env(data_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPANVISOR_", "SLACK_", "OTEL_"))}
-    env.update(
-        SPANVISOR_DATA_DIR=str(data_dir),
-        SPANVISOR_SINKS="console",
-        SPANVISOR_OTLP_BIND="127.0.0.1",
-        SPANVISOR_OTLP_HTTP_PORT="0",
-        SPANVISOR_OTLP_GRPC_PORT="0",
-        SPANVISOR_ADMIN_PORT="0",
-    )
-    return env
+from serve_proc import ServeProcess, console_env
 
 
 def test_a_second_serve_on_the_same_journal_stops_at_once_and_a_killed_one_leaves_no_lock(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    first = ServeProcess(data, _env(data))
+    first = ServeProcess(data, console_env(data))
     try:
         assert first.proc is not None
         second = subprocess.run(
             [sys.executable, "-m", "spanvisor.cli", "serve"],
-            env=_env(data),
+            env=console_env(data),
             capture_output=True,
             text=True,
             timeout=60,
@@ -60,13 +46,13 @@ def test_a_second_serve_on_the_same_journal_stops_at_once_and_a_killed_one_leave
 
 def test_a_held_port_stops_serve_before_it_replays_anything(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    first = ServeProcess(data, _env(data))  # leaves a journal behind it
+    first = ServeProcess(data, console_env(data))  # leaves a journal behind it
     first.stop()
     with socket.socket() as held:
         held.bind(("127.0.0.1", 0))
         held.listen()
         port = held.getsockname()[1]
-        env = dict(_env(data), SPANVISOR_OTLP_HTTP_PORT=str(port))
+        env = dict(console_env(data), SPANVISOR_OTLP_HTTP_PORT=str(port))
         second = subprocess.run(
             [sys.executable, "-m", "spanvisor.cli", "serve"],
             env=env,
