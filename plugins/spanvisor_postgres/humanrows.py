@@ -62,6 +62,25 @@ RESULT_LIMIT = 50
 _IDENTITY = {True: '{"verified": true}', False: '{"verified": false}'}
 
 
+def _attributes(event: HumanIntervention, notes: list[str]) -> str:
+    """Who decided, proven or claimed; and, when there is more to it, the
+    count of a request several people approve, the action asked next to the
+    one an edit approved instead, and the grant that decided."""
+    d, req = event.decision, event.request
+    more: dict[str, Any] = {}
+    if event.votes_needed > 1:
+        more.update(votes=event.votes, votes_needed=event.votes_needed)
+    if d.edited is not None:
+        more.update(edited=d.edited, asked=req.action if req is not None else None)
+    if d.grant_id is not None:
+        more["grant_id"] = d.grant_id
+    if req is not None and req.requester:
+        more["requester"] = req.requester
+    if not more:
+        return _IDENTITY[d.verified]
+    return json_text({"verified": d.verified, **more}, "attributes", notes)
+
+
 def _is_bare(view: TaskView) -> bool:
     # A view with ids only: the task was not known where the decision was taken.
     return view.trace_id == ""
@@ -79,7 +98,7 @@ def intervention_record(event: HumanIntervention, ts: Any) -> tuple[Any, ...]:
         clean_text(d.actor_id, "actor", notes, ID_LIMIT),
         clean_text(d.action, "action", notes, ID_LIMIT),
         clean_text(d.comment, "comment", notes),
-        _IDENTITY[d.verified],
+        _attributes(event, notes),
         event.outcome,
         clean_text(event.reason, "reason", notes),
         clean_text(d.approval_id, "approval_id", notes, ID_LIMIT),

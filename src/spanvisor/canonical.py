@@ -28,6 +28,8 @@ MAX_TOOL = 128
 MAX_ACTION_BYTES = 8 * 1024
 MAX_DEPTH = 16
 MAX_DETAILS = 2000
+# Most people one request may require (a typo of 20 must not lock it for ever).
+MAX_APPROVERS = 5
 _SHORT = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
@@ -190,12 +192,27 @@ def approval_digest(
     return hashlib.sha256(canonical_json(doc).encode("utf-8")).hexdigest()
 
 
+def clamp_approvers(n: Any, notes: list[str]) -> int:
+    """``agent.approval.approvers_required`` as a count of people, 1..MAX."""
+    if n is None:
+        return 1
+    if isinstance(n, bool) or not isinstance(n, int | float) or not math.isfinite(n):
+        notes.append(f"agent.approval.approvers_required: {n!r} is not a number; 1")
+        return 1
+    got = min(max(int(n), 1), MAX_APPROVERS)
+    if got != n:
+        notes.append(f"agent.approval.approvers_required: {n} clamped to {got}")
+    return got
+
+
 __all__ = [
     "MAX_ACTION_BYTES",
+    "MAX_APPROVERS",
     "MAX_DETAILS",
     "NotCanonical",
     "approval_digest",
     "canonical_json",
     "check_action",
+    "clamp_approvers",
     "es_number",
 ]

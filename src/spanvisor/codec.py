@@ -210,6 +210,8 @@ _EVENT_CHECKS: dict[str, Callable[[Any], bool]] = {
     "reason": _opt(_is_str),
     "known": lambda x: isinstance(x, bool),
     "code": _opt(_is_str),
+    "votes": _is_int,
+    "votes_needed": _is_int,
 }
 
 
@@ -259,6 +261,8 @@ _ITEM_CHECKS: dict[type[Any], dict[str, Callable[[Any], bool]]] = {
         "agent": _is_str,
         "details": _opt(_is_str),
         "action": _opt(_is_str),
+        "approvers": _is_int,
+        "requester": _opt(_is_str),
     },
     Decision: {
         "intervention_id": _is_str,
@@ -273,6 +277,8 @@ _ITEM_CHECKS: dict[type[Any], dict[str, Callable[[Any], bool]]] = {
         "run_id": _is_str,
         "digest": _opt(_is_str),
         "verified": lambda x: isinstance(x, bool),
+        "edited": _opt(_is_str),
+        "grant_id": _opt(_is_str),
     },
     ResultField: {"name": _is_str, "value": _is_scalar, "unit": _opt(_is_str)},
     LogLine: {"time_ns": _is_int, "level": _is_str, "message": _is_str, "logger": _opt(_is_str)},

@@ -27,9 +27,8 @@ Status = Literal[
     "lost",
     "evicted",
 ]
-# lost: the task gave no sign of life for SPANVISOR_LOST_AFTER (its agent
-# died without ending its root), so spanvisor finished it. evicted: spanvisor
-# stopped tracking it for capacity (SPANVISOR_MAX_OPEN_TASKS); nobody
+# lost: no sign of life for SPANVISOR_LOST_AFTER (its agent died), so spanvisor
+# finished it. evicted: dropped for capacity (SPANVISOR_MAX_OPEN_TASKS); nobody
 # cancelled it and its agent may still be working.
 Outcome = Literal["complete", "error", "cancelled", "lost", "evicted"]
 # The statuses a task ends in: every sink's one test for "finished".
@@ -54,18 +53,14 @@ def stable_id(*parts: object) -> str:
 
 
 def run_id_of(trace_id: str, root_span_id: str) -> str:
-    """A run's id: one task root span, named by its (trace id, root span id).
-
-    Twelve hex digits of a stable hash, so replays of the same spans keep it
-    and a task id reused by another root is another run."""
+    """A run's id: one task root span, named by its (trace id, root span id), as
+    12 hex digits of a stable hash (replays keep it; a reused task id is another run)."""
     return stable_id("run", trace_id, root_span_id)[:12]
 
 
 def question_digest(question: str, options: tuple[str, ...] = ("approve", "reject")) -> str:
-    """What a person is shown of a request, hashed: its question and its
-    options. A decision carries the digest of what its decider saw, and is
-    refused when the open request's differs (the question changed under the
-    same approval id)."""
+    """What a person was shown of a request before digests covered its action
+    (question and options), hashed: older clients' decisions still carry it."""
     return stable_id("question", question, *options)[:16]
 
 
@@ -92,6 +87,10 @@ class ApprovalRequest:
     agent: str = ""
     details: str | None = None
     action: str | None = None
+    # Distinct verified people who must approve, and who asked (never one of
+    # them); neither is in the digest: the server's policy may raise the first.
+    approvers: int = 1
+    requester: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +116,10 @@ class Decision:
     # None: the caller showed none, and the open request's is taken.
     digest: str | None = None
     verified: bool = False  # who decided was proven (Slack's signed user, their own token), not claimed
+    # An approve with edited arguments: the action approved instead (canonical
+    # JSON, same tool). A decision a standing grant made names the grant.
+    edited: str | None = None
+    grant_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,31 +169,25 @@ class TaskView:
     started_ns: int = 0
     updated_ns: int = 0
     ended_ns: int | None = None
-    # Estimated cost of the task's priced model calls, in US dollars
-    # (genai-prices, or the instrumentation's own figure); calls no price is
-    # known for are counted in unpriced_calls, never guessed.
+    # Estimated cost of the priced model calls in US dollars (genai-prices or the
+    # instrumentation's figure); calls without a known price: unpriced_calls.
     cost_usd: float = 0.0
     unpriced_calls: int = 0
-    # The task's own budget (agent.budget.usd / agent.budget.tokens on the
-    # root, or the agent's default from config); None: none set.
+    # The task's budget (agent.budget.* on the root, else its agent's); None: none.
     budget_usd: float | None = None
     budget_tokens: int | None = None
-    # No span activity for the agent's stall time (TaskStalled), until some
-    # comes back (TaskResumed).
+    # No span activity for the agent's stall time (TaskStalled) until TaskResumed.
     stalled: bool = False
-    # Approval requests not yet decided (agent.approval.request events); while
-    # any is open the status is awaiting_approval.
+    # Approval requests not yet decided: while any is open, awaiting_approval.
     approvals: tuple[ApprovalRequest, ...] = ()
-    # The task's recent human decisions, oldest first (at most a few), for the
-    # parent message's "Approved by @alice · 12:03" lines.
+    # The task's few recent decisions, oldest first ("Approved by @alice · 12:03").
     decisions: tuple[Decision, ...] = ()
     # Someone asked the task to stop; the agent decides when (it reads it back).
     cancel_requested: bool = False
     # agent.result.<name> on the root, in the order first seen.
     results: tuple[ResultField, ...] = ()
-    # Grows by one with every event of the task that leaves the tracker. Sinks
-    # keep the view with the highest seq: unlike time_ns it has no ties and
-    # no clock skew, so an older view can never replace a newer one.
+    # Grows by one with every event of the task that leaves the tracker. Sinks keep
+    # the highest: unlike time_ns it has no ties and no skew, so an older view never wins.
     seq: int = 0
 
     @property
@@ -350,6 +347,9 @@ class HumanIntervention(TaskEvent):
     request: ApprovalRequest | None = None
     # Why it was refused (outcome "denied"), as a code: spanvisor.control.runs.RefusalCode.
     code: str | None = None
+    # An approve of a request several people must approve: "1 of 2"; 0: one decides.
+    votes: int = 0
+    votes_needed: int = 0
 
 
 Event: TypeAlias = (

@@ -192,6 +192,8 @@ class TaskHandle:
         timeout: float,
         details: str | None = None,
         action: Mapping[str, Any] | None = None,
+        approvers: int = 1,
+        requester: str | None = None,
     ) -> str:
         aid = approval_id or f"a{next(self._approval_numbers)}"
         values: dict[str, Any] = {
@@ -201,6 +203,8 @@ class TaskHandle:
             cv.APPROVAL_TIMEOUT_S: float(timeout),
             cv.APPROVAL_DETAILS: details,
             cv.APPROVAL_ACTION: canonical_json(check_action(action)) if action is not None else None,
+            cv.APPROVAL_APPROVERS: approvers if approvers != 1 else None,
+            cv.APPROVAL_REQUESTER: requester or self._owner(),
         }
         agent = (getattr(self.span, "attributes", None) or {}).get(cv.AGENT_ID)
         if isinstance(agent, str):
@@ -213,6 +217,15 @@ class TaskHandle:
             self._asked[aid] = req
         self._note(cv.EVENT_APPROVAL_REQUEST, attrs)
         return aid
+
+    def _owner(self) -> str | None:
+        """``agent.owner`` on the task's root, else on the tracer provider's
+        resource: the person this agent works for."""
+        raw = (getattr(self.span, "attributes", None) or {}).get(cv.OWNER)
+        if raw is None:
+            resource = getattr(trace.get_tracer_provider(), "resource", None)
+            raw = getattr(resource, "attributes", {}).get(cv.OWNER)
+        return raw if isinstance(raw, str) and raw else None
 
     def _expect(self, aid: str) -> Callable[[Mapping[str, Any] | None], str | None]:
         req = self._asked[aid]
@@ -267,6 +280,8 @@ class TaskHandle:
         timeout: float = 900.0,
         details: str | None = None,
         action: Mapping[str, Any] | None = None,
+        approvers: int = 1,
+        requester: str | None = None,
     ) -> ApprovalDecision:
         """Ask a person and wait for the answer (at most ``timeout`` seconds).
 
@@ -280,12 +295,17 @@ class TaskHandle:
         agent will run if approved, ``{"tool": name, "arguments": {...}}``
         (JSON): both are shown and bound into the request's digest. Check
         the action against the decision right before running it:
-        ``decision.permits(action)`` is true once, for exactly that action.
+        ``decision.permits(decision.action_to_run(action))`` is true once,
+        for exactly the action approved (an approver may have edited its
+        arguments). ``approvers``: how many distinct, verified people must
+        approve; ``requester``: who asked (the person this agent works
+        for), who may not approve it (default: ``agent.owner`` on the task
+        or its resource).
         Returns ``timed_out`` at once when nothing can answer, or when the
         action is not valid JSON of that shape (logged). Never raises.
         """
         try:
-            aid = self._ask(question, approval_id, options, timeout, details, action)
+            aid = self._ask(question, approval_id, options, timeout, details, action, approvers, requester)
         except ValueError as exc:
             log.error("approval not asked: %s", exc)
             return ApprovalDecision.timed_out(approval_id or "")
@@ -305,13 +325,15 @@ class TaskHandle:
         timeout: float = 900.0,  # noqa: ASYNC109 - the same signature as request_approval
         details: str | None = None,
         action: Mapping[str, Any] | None = None,
+        approvers: int = 1,
+        requester: str | None = None,
     ) -> ApprovalDecision:
         """:meth:`request_approval` for async agents: the waiting happens in
         short polls on a worker thread, so the event loop stays free and
         cancelling the coroutine stops it. ``decision.permits(action)``
         makes one blocking call: run it in a thread from a busy loop."""
         try:
-            aid = self._ask(question, approval_id, options, timeout, details, action)
+            aid = self._ask(question, approval_id, options, timeout, details, action, approvers, requester)
         except ValueError as exc:
             log.error("approval not asked: %s", exc)
             return ApprovalDecision.timed_out(approval_id or "")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import os
 import sys
 import uuid
@@ -75,6 +76,9 @@ def describe(sent: Sent, action: str, task: str, approval: str | None, intervent
         )
     if sent.outcome == "applied":
         note = f" ({sent.reason})" if sent.reason else ""
+        if sent.votes_needed > 1 and sent.votes < sent.votes_needed:
+            more = sent.votes_needed - sent.votes
+            return f"Approval {sent.votes} of {sent.votes_needed} counted: {what}{_as(sent)}; {more} more needed"
         return f"{_DONE[action].capitalize()}: {what}{note}{_as(sent)}"
     if sent.outcome == "duplicate":
         return f"Already recorded (the same decision): {what}"
@@ -84,9 +88,9 @@ def describe(sent: Sent, action: str, task: str, approval: str | None, intervent
     return f"Refused ({sent.outcome.replace('_', ' ')}{code}): {sent.reason or what}"
 
 
-def shown(client: HttpSource, task: str, approval: str, run: str | None) -> tuple[str | None, str | None]:
-    """The open request as the server has it: (run id, digest), the question
-    printed first; (run, None) when it is not open (the server says why)."""
+def shown(client: HttpSource, task: str, approval: str, run: str | None) -> tuple[str | None, dict[str, Any] | None]:
+    """The open request as the server has it: (run id, the request), the
+    question printed first; (run, None) when it is not open (the server says why)."""
     status, doc = client.get_task(task, run_id=run)
     if status != 200:
         return run, None
@@ -95,9 +99,27 @@ def shown(client: HttpSource, task: str, approval: str, run: str | None) -> tupl
             print(f"Question: {_clip(str(r.get('question') or ''))}", flush=True)
             if r.get("action") or r.get("details"):
                 print(f"Action: {action_line(r)}", flush=True)
+            if isinstance(r.get("approvers"), int) and r["approvers"] > 1:
+                by = ", ".join(str(x) for x in r.get("approved_by") or ()) or "nobody yet"
+                print(f"Needs: {r['approvers']} people (approved so far: {by})", flush=True)
             rid = doc.get("run_id")
-            return (rid if isinstance(rid, str) else run), str(r.get("digest") or "") or None
+            return (rid if isinstance(rid, str) else run), r
     return run, None
+
+
+def edited_action(request: dict[str, Any] | None, raw: str) -> dict[str, Any] | str:
+    """The action with the arguments ``raw`` (a JSON object) in place of the
+    request's, or why it cannot be."""
+    action = (request or {}).get("action")
+    if not isinstance(action, dict) or not isinstance(action.get("tool"), str):
+        return "that request names no action whose arguments could be edited"
+    try:
+        arguments = json.loads(raw)
+    except ValueError as exc:
+        return f"--edit-arguments is not JSON: {exc}"
+    if not isinstance(arguments, dict):
+        return "--edit-arguments must be a JSON object"
+    return {"tool": action["tool"], "arguments": arguments}
 
 
 def _clip(text: str, limit: int = 500) -> str:
@@ -111,8 +133,18 @@ def handler(args: argparse.Namespace, config: Config) -> int:
     client = HttpSource(url, token, request_timeout_s=args.timeout)
     approval = getattr(args, "approval", None)
     run, digest = args.run, getattr(args, "digest", None)
-    if approval is not None and digest is None:
-        run, digest = shown(client, args.task, approval, run)
+    request: dict[str, Any] | None = None
+    if approval is not None and (digest is None or getattr(args, "edit_arguments", None)):
+        run, request = shown(client, args.task, approval, run)
+        digest = digest or (str(request.get("digest") or "") or None if request is not None else None)
+    edited = None
+    if getattr(args, "edit_arguments", None):
+        got = edited_action(request, args.edit_arguments)
+        if isinstance(got, str):
+            print(f"spanvisor: {got}", file=sys.stderr)
+            return EXIT_REFUSED
+        edited = got
+        print(f"Approving with arguments: {json.dumps(got['arguments'], sort_keys=True)}", flush=True)
     # Named here, so that the line asking to retry can name it too.
     iid = args.intervention_id or uuid.uuid4().hex
     sent = client.decide(
@@ -125,6 +157,7 @@ def handler(args: argparse.Namespace, config: Config) -> int:
         source="cli",
         run_id=run,
         digest=digest,
+        edited=edited,
     )
     line = describe(sent, args.action, args.task, approval, iid)
     print(line, file=sys.stdout if sent.ok else sys.stderr, flush=True)
@@ -141,6 +174,13 @@ def register(subparsers: Any) -> None:
                 "--digest",
                 help="the digest of the question you were shown (`spanvisor approvals` prints it); "
                 "default: the open request's, after printing its question",
+            )
+        if action == "approve":
+            p.add_argument(
+                "--edit-arguments",
+                metavar="JSON",
+                help="approve the request's action with these arguments instead (a JSON object; same tool): "
+                "the agent runs them, and the audit keeps both",
             )
         p.add_argument("--run", help="the run of a task id used more than once (default: the latest)")
         p.add_argument("--comment", help="a note kept with the decision (at most 500 characters)")

@@ -24,6 +24,8 @@ import hashlib
 import json
 import os
 import sys
+import urllib.parse
+from collections.abc import Mapping
 from typing import Any
 
 from spanvisor.cli import codingtask as ct
@@ -120,11 +122,19 @@ def opened(task: ct.SessionTask) -> bool:
 
 
 def ask(
-    call: hc.Call, raw: bytes, policy: Policy, task: ct.SessionTask | None, args: argparse.Namespace, config: Config
+    call: hc.Call,
+    raw: bytes,
+    policy: Policy,
+    task: ct.SessionTask | None,
+    args: argparse.Namespace,
+    config: Config,
+    approvers: int = 1,
 ) -> int:
-    """A person decides: open the request, wait, answer."""
+    """A person decides (or ``approvers`` people do): open the request, wait,
+    check the approval against this very call (consuming it), answer."""
     from spanvisor.control.client import HttpSource, token_from_env
     from spanvisor.control.feed import ApprovalDecision, TaskFeed
+    from spanvisor.control.permits import permit_http
 
     def unreachable(why: str) -> int:
         if policy.on_unreachable == "allow":
@@ -139,7 +149,7 @@ def ask(
     if status != 200:
         return unreachable(f"the control API at {client.url} cannot be reached ({_why(status)})")
     aid = approval_id(task, call, raw)
-    request = {
+    request: dict[str, Any] = {
         cv.APPROVAL_ID: aid,
         cv.APPROVAL_QUESTION: call.question(),
         cv.APPROVAL_TIMEOUT_S: policy.timeout_s,
@@ -147,6 +157,10 @@ def ask(
         APPROVAL_ACTION: json.dumps(call.action(), sort_keys=True, separators=(",", ":"), default=str),
         "gen_ai.tool.name": call.tool,
     }
+    if approvers > 1:
+        request[cv.APPROVAL_APPROVERS] = approvers
+    if (asker := owner(os.environ)) is not None:
+        request[cv.APPROVAL_REQUESTER] = asker
     if not (opened(task) and task.record(cv.EVENT_APPROVAL_REQUEST, request)):
         return unreachable(f"the approval request could not be sent to {task.target.endpoint}")
     found = TaskFeed(task.task_id, lambda: client).wait_approval(aid, policy.timeout_s)
@@ -164,10 +178,27 @@ def ask(
         reason = f"{'approved' if answer == 'allow' else 'rejected'} by {by}" + (
             f": {result.comment}" if result.comment else ""
         )
+    if answer == "allow" and result.edited is not None:
+        answer, reason = "deny", f"{by} approved other arguments, which a hook cannot hand to the CLI: run it again"
+    elif answer == "allow" and result.outcome == "approve":
+        # The approval must be for this very call, and is used here, once.
+        checked = permit_http(client, task.task_id, aid, json.loads(request[APPROVAL_ACTION]), result.run_id or None)
+        if not checked.permitted:
+            answer, reason = "deny", f"approved, but the check where it runs refused it: {checked.reason}"
     note = {cv.APPROVAL_ID: aid, cv.APPROVAL_OUTCOME: result.outcome, cv.APPROVAL_DECIDED_BY: by}
     if not task.record(cv.EVENT_APPROVAL_DECISION, note):
         print("spanvisor hook: the answer could not be noted on the task", file=sys.stderr)
     return _emit(call.cli, call.event, answer, f"spanvisor: {reason}")
+
+
+def owner(env: Mapping[str, str]) -> str | None:
+    """``agent.owner`` in OTEL_RESOURCE_ATTRIBUTES: the person the coding
+    agent works for, who may not approve its requests."""
+    for part in env.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
+        key, _, value = part.partition("=")
+        if key.strip() == cv.OWNER and value.strip():
+            return urllib.parse.unquote(value.strip())
+    return None
 
 
 def _why(status: int) -> str:
@@ -200,7 +231,7 @@ def handler(args: argparse.Namespace, config: Config) -> int:
             return _emit(
                 call.cli, call.event, ruling.verdict, f"spanvisor: {ruling.reason or word + ' by ' + ruling.by}"
             )
-        return ask(call, raw, policy, session_task(call, args, 10.0), args, config)
+        return ask(call, raw, policy, session_task(call, args, 10.0), args, config, ruling.approvers)
     except Exception as exc:  # never a traceback, never the input: deny and say why
         return _emit(cli, call.event, "deny", f"spanvisor hook failed ({type(exc).__name__}); denied")
 

@@ -23,6 +23,7 @@ A TOML file (``SPANVISOR_HOOK_POLICY`` or ``--policy``)::
     name = "prod"
     command_regex = "\\bkubectl\\b.*\\bprod\\b"    # searched in the target
     decision = "ask"
+    approvers = 2                                   # two people, never the requester
 
 The first rule that matches decides. A rule matches when each of its
 conditions does: ``tool`` (one glob or a list), ``command`` (globs over the
@@ -41,13 +42,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from spanvisor.canonical import MAX_APPROVERS
+
 Verdict = Literal["allow", "ask", "deny"]
 Fallback = Literal["allow", "deny"]
 VERDICTS: tuple[Verdict, ...] = ("allow", "ask", "deny")
 FALLBACKS: tuple[Fallback, ...] = ("allow", "deny")
 DEFAULT_TIMEOUT_S = 300.0
 _TOP = {"default", "timeout", "on_timeout", "on_unreachable", "rule"}
-_RULE = {"name", "tool", "command", "command_regex", "decision", "reason"}
+_RULE = {"name", "tool", "command", "command_regex", "decision", "reason", "approvers"}
 
 
 class PolicyError(ValueError):
@@ -62,6 +65,7 @@ class Rule:
     commands: tuple[str, ...] = ()
     regex: re.Pattern[str] | None = None
     reason: str | None = None
+    approvers: int = 1  # an "ask": how many distinct verified people must approve
 
     def matches(self, tool: str, target: str | None) -> bool:
         if self.tools and not any(fnmatch.fnmatchcase(tool, g) for g in self.tools):
@@ -84,6 +88,7 @@ class Ruling:
     verdict: Verdict
     by: str
     reason: str | None = None
+    approvers: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +102,7 @@ class Policy:
     def decide(self, tool: str, target: str | None) -> Ruling:
         for rule in self.rules:
             if rule.matches(tool, target):
-                return Ruling(rule.decision, f"policy:{rule.name}", rule.reason)
+                return Ruling(rule.decision, f"policy:{rule.name}", rule.reason, rule.approvers)
         return Ruling(self.default, "policy:default")
 
 
@@ -138,7 +143,12 @@ def _rule(raw: Any, index: int) -> Rule:
     reason = raw.get("reason")
     if reason is not None and not isinstance(reason, str):
         raise PolicyError(f"{where}: reason must be a string")
-    return Rule(name, decision, tools, commands, regex, reason)
+    approvers = raw.get("approvers", 1)
+    if isinstance(approvers, bool) or not isinstance(approvers, int) or not 1 <= approvers <= MAX_APPROVERS:
+        raise PolicyError(f"{where}: approvers must be a whole number from 1 to {MAX_APPROVERS}")
+    if approvers > 1 and decision != "ask":
+        raise PolicyError(f'{where}: approvers is for decision = "ask"')
+    return Rule(name, decision, tools, commands, regex, reason, approvers)
 
 
 def parse(doc: dict[str, Any]) -> Policy:

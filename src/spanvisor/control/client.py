@@ -9,10 +9,9 @@ agent's plain thread can use them:
 * :class:`HttpSource`: the control API of ``spanvisor serve``
   (``SPANVISOR_CONTROL_URL``), long-polled with the standard library only.
 
-:func:`source_from_env` picks one: the URL when it is set, else the
-in-process pipeline, else none. Reading never raises into the agent: a
-source that cannot be reached answers ``None`` and the caller tries again
-(the HTTP source backs off on its own).
+:func:`source_from_env` picks one: the URL when set, else the in-process
+pipeline, else none. Reading never raises into the agent: a source that
+cannot be reached answers ``None``, and the caller tries again.
 """
 
 from __future__ import annotations
@@ -40,7 +39,6 @@ log = logging.getLogger("spanvisor.control")
 
 ENV_URL = "SPANVISOR_CONTROL_URL"
 ENV_TOKEN = "SPANVISOR_CONTROL_TOKEN"
-# The receiver's OTLP token: the control API sits behind the same one.
 ENV_OTLP_TOKEN = "SPANVISOR_OTLP_TOKEN"
 DEFAULT_URL = "http://127.0.0.1:4318"
 # The longest wait the control API grants one request.
@@ -52,8 +50,7 @@ STORE_DOWN = "state_store_unavailable"
 
 @dataclass(frozen=True, slots=True)
 class Poll:
-    """One read of a task's decisions: those past ``after``, and the cursor
-    (``next``) to read on from."""
+    """One read of a task's decisions: those past ``after``, and the cursor ``next``."""
 
     decisions: tuple[Decision, ...]
     next: int
@@ -62,14 +59,11 @@ class Poll:
 @dataclass(frozen=True, slots=True)
 class Sent:
     """What became of a decision sent with :meth:`HttpSource.decide`.
-
-    ``outcome``: the control API's verdict (applied, duplicate,
-    already_decided, denied, full), or ``unauthorized``, ``bad_request``,
-    ``unreachable``, or ``unavailable``: the server could not record it now
-    (its state store is away; ``code`` names the cause) and asks to be
-    tried again after ``retry_after_s``, with the same intervention id so
-    that it is recorded once. ``http_status`` is 0 when nothing answered.
-    """
+    ``outcome``: the control API's verdict (applied, duplicate, already_decided,
+    denied, full), or ``unauthorized``, ``bad_request``, ``unreachable``, or
+    ``unavailable``: the server could not record it now (``code`` names the
+    cause); send it again after ``retry_after_s`` with the same intervention id
+    (recorded once). ``http_status`` is 0 when nothing answered."""
 
     outcome: str
     reason: str | None = None
@@ -80,9 +74,12 @@ class Sent:
     question: str | None = None
     # When to try again (``unavailable``), from the answer's Retry-After.
     retry_after_s: float | None = None
-    # Who the server recorded as deciding, and whether it verified them.
+    # Who the server recorded as deciding, and whether it verified them; for a
+    # request several people must approve, this approve's count (1 of 2).
     decided_by: str | None = None
     verified: bool = False
+    votes: int = 0
+    votes_needed: int = 0
 
     @property
     def ok(self) -> bool:
@@ -288,8 +285,9 @@ class HttpSource:
         source: str = "cli",
         run_id: str | None = None,
         digest: str | None = None,
+        edited: Mapping[str, Any] | None = None,
     ) -> Sent:
-        body: dict[str, Any] = {"action": action, "actor": actor, "source": source}
+        body: dict[str, Any] = {"action": action, "actor": actor, "source": source, "edited": edited}
         body["intervention_id"] = intervention_id or uuid.uuid4().hex
         if approval_id is not None:
             body["approval_id"] = approval_id
@@ -312,7 +310,9 @@ class HttpSource:
         if status in (200, 404, 409) and isinstance(doc.get("outcome"), str):
             by, sure = doc.get("decided_by"), doc.get("verified") is True
             by = by if isinstance(by, str) else None
-            return Sent(doc["outcome"], reason, status, doc.get("code"), doc.get("question"), None, by, sure)
+            n, of = doc.get("votes"), doc.get("votes_needed")
+            tally = (n, of) if isinstance(n, int) and isinstance(of, int) else (0, 0)
+            return Sent(doc["outcome"], reason, status, doc.get("code"), doc.get("question"), None, by, sure, *tally)
         if status in (401, 403):
             return Sent("unauthorized", reason or "missing or wrong bearer token", status)
         if status == 400:

@@ -15,6 +15,7 @@ decision yet", and a callback's exception is logged.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 import time
@@ -67,6 +68,13 @@ class ApprovalDecision:
     asked_digest: str | None = None
     consume: Callable[[Mapping[str, Any] | None], Permit] | None = field(default=None, compare=False, repr=False)
     _used: list[Permit] = field(default_factory=list, compare=False, repr=False)
+    # The action as the approver edited it (same tool, other arguments): the
+    # one to run, and the only one the approval permits. None: as asked.
+    edited: Mapping[str, Any] | None = None
+
+    def action_to_run(self, asked: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+        """The action to run: the approver's edit of ``asked``, else ``asked``."""
+        return self.edited if self.edited is not None else asked
 
     @property
     def approved(self) -> bool:
@@ -82,8 +90,10 @@ class ApprovalDecision:
         if self.expect is None or self.consume is None or self.asked_digest is None:
             return Permit(False, "this decision was not read for a request asked here", "denied")
         want = self.expect(action)
-        if want is None or want != self.asked_digest:
-            return Permit(False, "that is not the action the request asked for", "digest_mismatch", want)
+        approved = self.asked_digest if self.edited is None else self.expect(self.edited)
+        if want is None or want != approved:
+            what = "the action the request asked for" if self.edited is None else "the arguments the approver set"
+            return Permit(False, f"that is not {what}", "digest_mismatch", want)
         self._used.append(Permit(False, "checking", "consumed"))
         try:
             got = self.consume(action)
@@ -104,6 +114,11 @@ class ApprovalDecision:
     @classmethod
     def of(cls, d: Decision, **extra: Any) -> ApprovalDecision:
         outcome: ApprovalOutcome = "approve" if d.action == "approve" else "reject"
+        if d.edited is not None and outcome == "approve":
+            try:
+                extra["edited"] = json.loads(d.edited)
+            except ValueError:  # a record no server writes: nothing is permitted
+                extra["edited"], extra["expect"] = {}, None
         return cls(
             outcome,
             d.actor_name or d.actor_id,

@@ -41,6 +41,9 @@ class Verdict:
     # The run it was judged against, and the request it answers (as asked).
     run_id: str = ""
     request: ApprovalRequest | None = None
+    # An approve counted toward a request several people must approve (1 of 2).
+    votes: int = 0
+    votes_needed: int = 0
 
     @property
     def ok(self) -> bool:

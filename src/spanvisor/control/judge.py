@@ -147,7 +147,17 @@ class PipelineControl:
     def announce(self, d: Decision, v: Verdict) -> None:
         outcome: InterventionOutcome = "applied" if v.outcome == "applied" else "denied"
         open_states, closed_states = self._tracker.states_of(d.task_id)
-        ev = approvals.as_event(open_states, closed_states, d, outcome, v.reason, request=v.request, code=v.code)
+        ev = approvals.as_event(
+            open_states,
+            closed_states,
+            d,
+            outcome,
+            v.reason,
+            request=v.request,
+            code=v.code,
+            votes=v.votes,
+            votes_needed=v.votes_needed,
+        )
         self._dispatch([ev])
 
     async def decide(
@@ -196,9 +206,9 @@ class PipelineControl:
 
         got = await log.apply(d, now)
         if got.outcome == "applied":
-            v = Verdict("applied", run_id=d.run_id, request=got.request)
+            v = Verdict("applied", run_id=d.run_id, request=got.request, votes=got.votes, votes_needed=got.votes_needed)
             self.announce(d, v)
-            if d.action in ("approve", "reject") and d.approval_id:
+            if d.action in ("approve", "reject") and d.approval_id and got.decides:
                 await log.unlist({(d.run_id, d.approval_id)})
             return v
         if got.outcome == "duplicate":

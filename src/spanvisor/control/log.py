@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from spanvisor.control import runs
+from spanvisor.control import consume, runs
 from spanvisor.control.runs import decision_from_dict, decision_to_dict, run_key
 from spanvisor.events import ApprovalRequest, Decision, TaskView
 from spanvisor.statestores.api import BatchStateStore, Change, ConditionalStateStore, WatchableStateStore
@@ -215,13 +215,13 @@ class ControlLog:
     async def permit(
         self, task_id: str, run_id: str, approval_id: str, action: Mapping[str, Any] | None, now_ns: int, by: str
     ) -> runs.Permit:
-        """:func:`runs.permit` in one compare-and-set: of two replicas (or an
+        """:func:`consume.permit` in one compare-and-set: of two replicas (or an
         agent and its restarted self) checking one approval, one wins."""
 
         def change(rec: dict[str, Any] | None) -> tuple[dict[str, Any] | None, runs.Permit]:
             if rec is None:
                 return None, runs.Permit(False, "no such run", "unknown_task")
-            got = runs.permit(rec, approval_id, action, now_ns, by)
+            got = consume.permit(rec, approval_id, action, now_ns, by)
             return (rec if got.permitted else None), got
 
         return await self.update(NAMESPACE, run_key(task_id, run_id), change)

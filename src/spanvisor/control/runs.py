@@ -18,7 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from spanvisor.canonical import approval_digest, check_action
+from spanvisor.canonical import MAX_APPROVERS
+from spanvisor.control import quorum
 from spanvisor.display.readable import decided
 from spanvisor.events import ApprovalRequest, Decision, TaskView, question_digest
 
@@ -41,6 +42,11 @@ RefusalCode = Literal[
     "consumed",
     "full",
     "denied",
+    # quorum.RefusalCode: the rules of who approves and what an edit changes
+    "own_request",
+    "bad_edit",
+    "unverified",
+    "already_voted",
 ]
 RunState = Literal["running", "finished", "failed", "lost"]
 RequestState = Literal["open", "decided", "expired"]
@@ -56,6 +62,8 @@ _REQ_FIELDS = (
     "agent",
     "details",
     "action",
+    "approvers",
+    "requester",
 )
 
 
@@ -99,6 +107,8 @@ def request_from_dict(x: Any) -> ApprovalRequest | None:
             agent=str(x.get("agent") or ""),
             details=str(x["details"]) if x.get("details") is not None else None,
             action=str(x["action"]) if x.get("action") is not None else None,
+            approvers=min(max(int(x.get("approvers") or 1), 1), MAX_APPROVERS),
+            requester=str(x["requester"]) if x.get("requester") is not None else None,
         )
     except (KeyError, TypeError, ValueError):
         return None
@@ -130,6 +140,14 @@ class Judgement:
     reason: str | None = None
     prior: Decision | None = None
     request: ApprovalRequest | None = None
+    # An approve of a request several people must approve: the count with it,
+    # and the count needed; it decides the request only when they meet.
+    votes: int = 0
+    votes_needed: int = 0
+
+    @property
+    def decides(self) -> bool:
+        return self.votes >= self.votes_needed
 
 
 def new_record(view: TaskView) -> dict[str, Any]:
@@ -153,6 +171,13 @@ def decisions_of(rec: Mapping[str, Any] | None) -> list[Decision]:
     items = rec.get("items") if isinstance(rec, Mapping) else None
     if not isinstance(items, list):
         return []
+    return [d for d in (decision_from_dict(x) for x in items if isinstance(x, Mapping)) if d is not None]
+
+
+def votes_of(raw_request: Mapping[str, Any]) -> list[Decision]:
+    """The approvals counted so far on a request several people must approve."""
+    got = raw_request.get("votes")
+    items = got if isinstance(got, list) else []
     return [d for d in (decision_from_dict(x) for x in items if isinstance(x, Mapping)) if d is not None]
 
 
@@ -280,7 +305,17 @@ def judge(rec: Mapping[str, Any], d: Decision, now_ns: int) -> Judgement:
         if d.digest is not None and not fits(req, d.digest):
             why = "the question or its action changed since it was shown: look at the request again"
             return Judgement("refused", "digest_mismatch", why, None, req)
-        return Judgement("applied", request=req)
+        if d.action == "reject":  # anyone's reject ends it
+            return Judgement("applied", request=req)
+        earlier = votes_of(raw)
+        if (again := next((v for v in earlier if v.intervention_id == d.intervention_id), None)) is not None:
+            return Judgement("duplicate", prior=again)
+        if (no := quorum.refusal(req, earlier, d)) is not None:
+            return Judgement("refused", no[0], no[1], None, req)
+        many = req.approvers > 1
+        return Judgement(
+            "applied", request=req, votes=len(earlier) + 1 if many else 0, votes_needed=req.approvers if many else 0
+        )
     if prior is not None:
         return Judgement("refused", "already_decided", describe(prior), prior)
     if d.action == "cancel":
@@ -309,6 +344,12 @@ def apply(rec: dict[str, Any], d: Decision, now_ns: int) -> Judgement:
     items: list[Any] = raw if isinstance(raw, list) else []
     if len(items) >= MAX_PER_RUN:
         return Judgement("refused", "full", "this task holds too many decisions")
+    if not v.decides:  # a vote: kept on its request, which stays open
+        reqs = requests_of(rec)
+        raw_req = reqs[d.approval_id or ""]
+        reqs[d.approval_id or ""] = {**raw_req, "votes": [*(raw_req.get("votes") or []), decision_to_dict(d)]}
+        rec["requests"] = reqs
+        return v
     rec["items"] = [*items, decision_to_dict(d)]
     if d.action in ("approve", "reject") and d.approval_id:
         close_request(rec, d.approval_id, "decided", d.time_ns, d.intervention_id)
@@ -336,12 +377,12 @@ __all__ = [
     "judge",
     "new_record",
     "open_requests",
-    "permit",
     "request_from_dict",
     "request_to_dict",
     "requests_of",
     "run_key",
     "state_of",
+    "votes_of",
     "who",
 ]
 
@@ -355,42 +396,3 @@ class Permit:
     reason: str
     code: RefusalCode | None = None
     digest: str | None = None
-
-
-def permit(rec: dict[str, Any], approval_id: str, action: Mapping[str, Any] | None, now_ns: int, by: str) -> Permit:
-    """Check ``action`` against the approval ``approval_id`` of this run and,
-    when it is the action approved, consume the approval (recorded in the
-    run's ``consumed``): a second check of the same approval is refused."""
-    raw = requests_of(rec).get(approval_id)
-    req = request_from_dict(raw) if raw is not None else None
-    if req is None:
-        return Permit(False, f"the task asked no approval {approval_id!r} in this run", "unknown_request")
-    try:
-        checked = check_action(action) if action is not None else None
-    except ValueError as exc:
-        return Permit(False, f"not a valid action: {exc}", "digest_mismatch")
-    want = approval_digest(
-        agent=req.agent,
-        task=str(rec.get("task_id") or ""),
-        run=str(rec.get("run_id") or ""),
-        approval_id=approval_id,
-        question=req.question,
-        options=req.options,
-        details=req.details,
-        action=checked,
-    )
-    if want != req.digest:
-        return Permit(False, "that is not the action the request asked for", "digest_mismatch", want)
-    d = next((x for x in decisions_of(rec) if x.action in ("approve", "reject") and x.approval_id == approval_id), None)
-    if d is None or d.action != "approve":
-        what = "rejected" if d is not None else "not decided"
-        return Permit(False, f"approval {approval_id} was {what}", "not_approved", want)
-    if d.digest is not None and not fits(req, d.digest):
-        return Permit(False, "the approval was given for another request", "digest_mismatch", want)
-    consumed = rec.get("consumed")
-    used = dict(consumed) if isinstance(consumed, Mapping) else {}
-    if approval_id in used:
-        return Permit(False, f"approval {approval_id} was already used", "consumed", want)
-    used[approval_id] = {"at_ns": now_ns, "digest": want, "by": by, "decision": d.intervention_id}
-    rec["consumed"] = used
-    return Permit(True, f"approved by {who(d)}", None, want)

@@ -162,7 +162,12 @@ def decision_detail(event: HumanIntervention) -> str | None:
     asked = asked_text(event.request.question) if event.request is not None else None
     if event.outcome == "denied":
         return " · ".join(x for x in (event.reason or "not allowed", asked) if x)
-    return "\n".join(x for x in (event.decision.comment, asked) if x) or None
+    d = event.decision
+    tally = f"{event.votes} of {event.votes_needed} approvals" if event.votes_needed > 1 else None
+    if tally and event.votes < event.votes_needed:
+        tally += f": {event.votes_needed - event.votes} more needed"
+    how = f"with other arguments: {d.edited}" if d.edited else ("under a standing grant" if d.grant_id else None)
+    return "\n".join(x for x in (tally, how, d.comment, asked) if x) or None
 
 
 def denied_text(d: Decision, who: str) -> str:

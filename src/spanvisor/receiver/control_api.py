@@ -34,6 +34,7 @@ from typing import Any
 
 from aiohttp import web
 
+from spanvisor.canonical import canonical_json, check_action
 from spanvisor.control import runs
 from spanvisor.control.bearer import bearer_matches, bearer_token
 from spanvisor.control.client import ACTIONS, MAX_WAIT_S
@@ -41,6 +42,7 @@ from spanvisor.control.deciders import ANONYMOUS_ID, ANONYMOUS_NAME, Person
 from spanvisor.control.deciders import from_config as deciders_of
 from spanvisor.control.hub import NOT_FOUND
 from spanvisor.control.log import decision_to_dict
+from spanvisor.control.runs import who
 from spanvisor.display.readable import answer_command
 from spanvisor.events import ApprovalRequest, Decision, TaskView
 from spanvisor.receiver import permit_api
@@ -110,6 +112,9 @@ def approval_json(r: ApprovalRequest) -> dict[str, Any]:
         "agent": r.agent,
         "details": r.details,
         "action": json.loads(r.action) if r.action else None,
+        # Who must approve: this many distinct verified people, never the requester.
+        "approvers": r.approvers,
+        "requester": r.requester,
     }
 
 
@@ -169,7 +174,16 @@ def decision_from_body(task_id: str, body: Any) -> Decision:
         if action not in ("approve", "reject"):
             raise _Bad(f"digest is only for approve and reject, not {action}")
         digest = _ident(digest, "digest", 64)
+    edited = body.get("edited")
+    if edited is not None:
+        if action != "approve":
+            raise _Bad(f"edited is only for approve, not {action}")
+        try:
+            edited = canonical_json(check_action(edited))
+        except (ValueError, RecursionError) as exc:
+            raise _Bad(f"edited must be an action {{tool, arguments}}: {exc}") from None
     return Decision(
+        edited=edited,
         intervention_id=iid,
         task_id=task_id,
         action=action,
@@ -251,7 +265,13 @@ def add_routes(app: web.Application, pipeline: Any, token: str | None) -> None:
             "runs": await c.runs(task_id),
             "state": state or "unknown",
             "status": view.status if view is not None else (state or "unknown"),
-            "approvals": [approval_json(r) for r in runs.open_requests(rec, now)],
+            "approvals": [
+                {
+                    **approval_json(r),
+                    "approved_by": [who(v) for v in runs.votes_of(runs.requests_of(rec)[r.approval_id])],
+                }
+                for r in runs.open_requests(rec, now)
+            ],
             "decisions": [decision_to_dict(d) for d in new],
             "next": int(after) + len(new),
             "cancel_requested": any(d.action == "cancel" for d in every)
@@ -300,6 +320,8 @@ def add_routes(app: web.Application, pipeline: Any, token: str | None) -> None:
             "run_id": verdict.run_id or None,
             "decided_by": decision.actor_name or decision.actor_id,
             "verified": decision.verified,
+            "votes": verdict.votes,
+            "votes_needed": verdict.votes_needed,
         }
         if verdict.request is not None:
             doc["question"] = verdict.request.question

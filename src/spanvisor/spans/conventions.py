@@ -39,31 +39,32 @@ EVENT_CHECKPOINT: Final = "agent.checkpoint"
 EVENT_ARTIFACT: Final = "agent.artifact"
 EVENT_EXCEPTION: Final = "exception"
 # A question to a person, and the agent's note of the answer it read back
-# (docs/interventions.md). Attributes of both:
+# (docs/interventions.md). The details, the action (canonical JSON of {"tool",
+# "arguments"}) and the agent are in the request's digest; how many distinct
+# people must approve (1..5) and who asked (who may not approve) are not.
 EVENT_APPROVAL_REQUEST: Final = "agent.approval.request"
 EVENT_APPROVAL_DECISION: Final = "agent.approval.decision"
 APPROVAL_ID: Final = "agent.approval.id"
 APPROVAL_QUESTION: Final = "agent.approval.question"
 APPROVAL_OPTIONS: Final = "agent.approval.options"
 APPROVAL_TIMEOUT_S: Final = "agent.approval.timeout_s"
-# What the person is shown besides the question (text), the action the
-# request asks to run (canonical JSON of {"tool", "arguments"}), and the
-# agent the request names: all three are in the request's digest.
 APPROVAL_DETAILS: Final = "agent.approval.details"
 APPROVAL_ACTION: Final = "agent.approval.action"
 APPROVAL_AGENT: Final = "agent.approval.agent_id"
+APPROVAL_APPROVERS: Final = "agent.approval.approvers_required"
+APPROVAL_REQUESTER: Final = "agent.approval.requester"
+# Whom an agent works for (task or resource attribute): the default requester.
+OWNER: Final = "agent.owner"
 # On the decision event: approve, reject or timed_out; and who decided.
 APPROVAL_OUTCOME: Final = "agent.approval.outcome"
 APPROVAL_DECIDED_BY: Final = "agent.approval.decided_by"
-# The live channel (spans/live.py): what an agent says of its task's open
-# root as OpenTelemetry log records (event.name), since OTLP carries a span
-# only once it has ended. The root's span events (agent.checkpoint,
-# agent.artifact, agent.approval.*) travel under their own names.
+# The live channel (spans/live.py): what an agent says of its open root as log
+# records (event.name; OTLP carries a span only once ended). Its span events
+# travel under their own names.
 LIVE_TASK_START: Final = "agent.task.start"
 LIVE_TASK_UPDATE: Final = "agent.task.update"
 LIVE_HEARTBEAT: Final = "agent.task.heartbeat"
-# agent.result.<name> on the root: the task's results (a number, string or
-# boolean); agent.result.<name>.unit names a result's unit.
+# agent.result.<name> on the root: a result (number, string, boolean); ….unit: its unit.
 RESULT_PREFIX: Final = "agent.result."
 RESULT_UNIT_SUFFIX: Final = ".unit"
 # Attributes of an agent.artifact event.
@@ -135,8 +136,8 @@ CODING_AGENT_SERVICES: Final = frozenset(
     {"claude-code", "codex_exec", "codex_tui", "codex_cli_rs", "codex-cli", "codex", "gemini-cli"}
 )
 
-# Every key the tracker reads. A span carrying none of them (and no stamp) is
-# skipped without further work: in real agent traces that is most spans.
+# Every key the tracker reads. A span with none of them (and no stamp) is skipped
+# at once: in real agent traces that is most spans.
 KNOWN_KEYS: Final = frozenset(
     {
         AGENT_ID,
@@ -179,8 +180,7 @@ KNOWN_EVENTS: Final = frozenset({EVENT_CHECKPOINT, EVENT_ARTIFACT, EVENT_APPROVA
 LIVE_EVENTS: Final = KNOWN_EVENTS | frozenset({LIVE_TASK_START, LIVE_TASK_UPDATE, LIVE_HEARTBEAT})
 # The keys of a task's state (tracking/fields.py says which value wins).
 STATE_KEYS: Final = (PROGRESS, STEP, STEPS, MESSAGE, STATUS, CONTEXT_LIMIT, CONTEXT_TOKENS)
-# What the processor stamps on every span of a task. A span with only these
-# needs no attribute copy beyond them.
+# What the processor stamps on every span of a task (a span with only these needs no copy).
 STAMP_KEYS: Final = frozenset({TASK_ROOT, TASK_ID, AGENT_ID, TASK_NAME})
 CONTENT_KEYS: Final = KNOWN_KEYS - STAMP_KEYS
 
@@ -317,6 +317,8 @@ EVENT_KEYS: Final = frozenset(
         APPROVAL_DETAILS,
         APPROVAL_ACTION,
         APPROVAL_AGENT,
+        APPROVAL_APPROVERS,
+        APPROVAL_REQUESTER,
         APPROVAL_OUTCOME,
         APPROVAL_DECIDED_BY,
     }

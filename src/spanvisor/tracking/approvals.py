@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
-from spanvisor.canonical import MAX_DETAILS, approval_digest, canonical_json, check_action
+from spanvisor.canonical import MAX_DETAILS, approval_digest, canonical_json, check_action, clamp_approvers
 from spanvisor.events import (
     ApprovalRequest,
     Checkpoint,
@@ -74,7 +74,11 @@ def request_from(
         details=details,
         action=action,
     )
+    approvers = clamp_approvers(attrs.get(cv.APPROVAL_APPROVERS), notes)
+    requester = sz.name(attrs.get(cv.APPROVAL_REQUESTER), cv.APPROVAL_REQUESTER, notes)
     return ApprovalRequest(
+        approvers=approvers,
+        requester=requester or None,
         approval_id=approval_id,
         question=question,
         options=options,
@@ -140,13 +144,17 @@ def on_decision(st: TaskRecord, event_id: str, time_ns: int, attrs: Any, notes: 
     return [_checkpoint(st, event_id, time_ns, changed, notes)]
 
 
-def intervene(st: TaskRecord, decision: Decision, notes: list[str]) -> HumanIntervention:
-    """A person's applied decision on an open task: its state after it."""
+def intervene(st: TaskRecord, decision: Decision, notes: list[str], decides: bool = True) -> HumanIntervention:
+    """A person's applied decision on an open task: its state after it. An
+    approve that is one vote of several (``decides`` False) leaves its
+    request open."""
     if decision.action in ("approve", "reject") and decision.approval_id:
-        _close(st, decision.approval_id)
+        if decides:
+            _close(st, decision.approval_id)
     elif decision.action == "cancel" and not st.working.cancel_requested:
         st.update(cancel_requested=True)
-    st.update(decisions=(*st.working.decisions, decision)[-MAX_DECISIONS:])
+    if decides:  # a vote is not yet the answer: the parent message lists answers
+        st.update(decisions=(*st.working.decisions, decision)[-MAX_DECISIONS:])
     t = st.next_time(decision.time_ns)
     return HumanIntervention(
         event_id=decision.intervention_id, time_ns=t, task=st.view, notes=tuple(notes), decision=decision
@@ -200,6 +208,8 @@ def as_event(
     *,
     request: ApprovalRequest | None = None,
     code: str | None = None,
+    votes: int = 0,
+    votes_needed: int = 0,
 ) -> HumanIntervention:
     """The decision as its run's event. Applied on a run open here, it
     changes the task's state (``known``); denied, or on a run that finished
@@ -207,12 +217,19 @@ def as_event(
     notes: list[str] = []
     st = find(open_states, (), decision.task_id, decision.run_id)
     if st is not None and outcome == "applied" and not st.finished:
-        return replace(intervene(st, decision, notes), request=request)
+        return replace(
+            intervene(st, decision, notes, votes >= votes_needed),
+            request=request,
+            votes=votes,
+            votes_needed=votes_needed,
+        )
     st = st or find((), closed_states, decision.task_id, decision.run_id)
-    if st is not None:
-        return _detached(decision, st.view, outcome, reason, request, code)
     bare = TaskView(task_id=decision.task_id, trace_id="", root_span_id="", agent_id="unknown", run_id=decision.run_id)
-    return _detached(decision, bare, outcome, reason, request, code)
+    return replace(
+        _detached(decision, st.view if st is not None else bare, outcome, reason, request, code),
+        votes=votes,
+        votes_needed=votes_needed,
+    )
 
 
 def find(

@@ -1,0 +1,87 @@
+"""Who may approve a request, how many must, and what an edit may change.
+
+A request may need several people (:attr:`ApprovalRequest.approvers`): each
+approve before the last is a *vote*, kept on the request in the run's
+record; the request is decided by the approve that completes the count (or
+by any reject), and only that decision is one agents read back. Every vote
+must come from a person whose identity was proven (Slack's signed user, a
+person's own token): a name anyone can type cannot count as a second
+person. The request's requester never approves it, alone or as a vote.
+
+An approver may change the action's arguments (never its tool): the agent
+receives the edited action, and the approval permits that action, not the
+one asked. Votes on one request must agree on the arguments.
+
+Everything here is pure.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+from spanvisor.canonical import MAX_APPROVERS, canonical_json, check_action
+from spanvisor.events import ApprovalRequest, Decision
+
+# Why an approve may not count (besides the rules every decision meets).
+RefusalCode = Literal["own_request", "bad_edit", "unverified", "already_voted"]
+
+
+def person(d: Decision) -> str:
+    """One person, as far as the decision proves it: a Slack user id is
+    another namespace than a name the deciders file knows."""
+    return f"slack:{d.actor_id}" if d.source == "slack" else f"person:{d.actor_id}"
+
+
+def is_requester(d: Decision, requester: str | None) -> bool:
+    if not requester:
+        return False
+    r = requester.strip().casefold()
+    return r in (d.actor_id.strip().casefold(), (d.actor_name or "").strip().casefold())
+
+
+def edit_error(req: ApprovalRequest, edited: str) -> str | None:
+    """Why ``edited`` cannot stand for the request's action (None: it can)."""
+    if req.action is None:
+        return "the request names no action to edit"
+    try:
+        new = check_action(json.loads(edited))
+    except (ValueError, RecursionError) as exc:
+        return f"the edited action is not valid: {exc}"
+    old = json.loads(req.action)
+    if new.get("tool") != old.get("tool"):
+        return f"an edit may change the arguments, not the tool ({old.get('tool')!r})"
+    if canonical_json(new) != edited:
+        return "the edited action is not in canonical JSON"
+    return None
+
+
+def refusal(req: ApprovalRequest, earlier: list[Decision], d: Decision) -> tuple[RefusalCode, str] | None:
+    """Why the approve ``d`` may not count on ``req`` after the votes
+    ``earlier`` (code, reason), or None."""
+    if is_requester(d, req.requester):
+        return "own_request", f"{req.requester} asked for this: someone else must approve it"
+    if d.edited is not None and (why := edit_error(req, d.edited)) is not None:
+        return "bad_edit", why
+    if req.approvers <= 1:
+        return None
+    if not d.verified:
+        return "unverified", (
+            f"this request needs {req.approvers} people whose identity is proven: "
+            "decide from Slack or with your own token (SPANVISOR_DECIDERS)"
+        )
+    if any(person(v) == person(d) for v in earlier):
+        return "already_voted", f"you already approved: it needs {req.approvers - len(earlier)} more people"
+    if earlier and earlier[0].edited != d.edited:
+        return "bad_edit", "the approvals before yours approved other arguments: approve those, or reject"
+    return None
+
+
+__all__ = [
+    "MAX_APPROVERS",
+    "RefusalCode",
+    "edit_error",
+    "is_requester",
+    "person",
+    "refusal",
+]
