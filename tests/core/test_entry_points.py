@@ -30,6 +30,7 @@ EXAMPLE_PKG = ROOT / "tests" / "example_sink_pkg"
 
 BUILTIN_SINKS = {
     "console": "ConsoleSink",
+    "decisionlogs": "DecisionLogSink",
     "postgres": "PostgresSink",
     "slack": "SlackSink",
     "prometheus": "PrometheusSink",
