@@ -134,7 +134,9 @@ def handler(args: argparse.Namespace, config: Config) -> int:
     approval = getattr(args, "approval", None)
     run, digest = args.run, getattr(args, "digest", None)
     request: dict[str, Any] | None = None
-    if approval is not None and (digest is None or getattr(args, "edit_arguments", None)):
+    if approval is not None and (
+        digest is None or getattr(args, "edit_arguments", None) or getattr(args, "for_run", False)
+    ):
         run, request = shown(client, args.task, approval, run)
         digest = digest or (str(request.get("digest") or "") or None if request is not None else None)
     edited = None
@@ -161,7 +163,28 @@ def handler(args: argparse.Namespace, config: Config) -> int:
     )
     line = describe(sent, args.action, args.task, approval, iid)
     print(line, file=sys.stdout if sent.ok else sys.stderr, flush=True)
+    if sent.outcome == "applied" and getattr(args, "for_run", False):
+        return grant_run(client, args.task, run, request) or exit_code(sent)
     return exit_code(sent)
+
+
+def grant_run(client: HttpSource, task: str, run: str | None, request: dict[str, Any] | None) -> int:
+    """``approve --for-run``: a standing grant of the request's tool for the
+    rest of this run (a day at most). 0 granted, else 1 (why is printed)."""
+    action = (request or {}).get("action")
+    tool = action.get("tool") if isinstance(action, dict) else None
+    if not isinstance(tool, str) or not run or any(c in tool for c in "*?["):
+        print("spanvisor: --for-run needs a request with an action (its tool is granted)", file=sys.stderr)
+        return EXIT_REFUSED
+    body = {"tool": tool, "for_s": 86_400, "task_id": task, "run_id": run, "comment": "approve --for-run"}
+    status, doc = client._request("POST", f"{client.url}/v1/control/grants", body, client.request_timeout_s)
+    if status != 201:
+        print(f"spanvisor: approved, but no grant for the run (HTTP {status}): {doc.get('error')}", file=sys.stderr)
+        return EXIT_REFUSED
+    print(
+        f"Granted {doc.get('grant_id')}: {tool} for the rest of run {run} (spanvisor grants revoke {doc.get('grant_id')})"
+    )
+    return EXIT_APPLIED
 
 
 def register(subparsers: Any) -> None:
@@ -181,6 +204,11 @@ def register(subparsers: Any) -> None:
                 metavar="JSON",
                 help="approve the request's action with these arguments instead (a JSON object; same tool): "
                 "the agent runs them, and the audit keeps both",
+            )
+            p.add_argument(
+                "--for-run",
+                action="store_true",
+                help="and approve this tool for the rest of this run (a standing grant; needs your own token)",
             )
         p.add_argument("--run", help="the run of a task id used more than once (default: the latest)")
         p.add_argument("--comment", help="a note kept with the decision (at most 500 characters)")

@@ -12,7 +12,10 @@ it. Exit status: 0 approved, 1 rejected, 2 timed out (no decision in
 control API never answered in all that time (a wrong URL or token: nothing
 is sent back then, and the request stays open), 4 approved but the action
 was not permitted (``--action``: already used once, or not the action
-approved).
+approved). ``--approvers 2`` asks for two distinct, verified people;
+``--requester NAME`` names who asked (they may not approve). An approver
+may approve other arguments for the same tool: the action then checked
+is that one, printed as ``edited: {json}`` for the script to run.
 
 With ``--action '{"tool": "migrate", "arguments": {"target": "prod"}}'``
 (and ``--details TEXT``) the person is shown what will run and approves
@@ -127,8 +130,12 @@ def handler(args: argparse.Namespace, config: Config) -> int:
     line = words + (f" by {result.by}" if result.by else "") + (f": {result.comment}" if result.comment else "")
     print(line, flush=True)
     if result.outcome == "approve" and action is not None:
-        # Checked where it runs: approved for exactly this action, once.
+        # Checked where it runs: approved for exactly this action (or the
+        # arguments the approver set instead: printed for the script), once.
         run = found.run_id if found is not None else None
+        if result.edited is not None:
+            action = dict(result.edited)
+            print(f"edited: {canonical_json(action)}", flush=True)
         got = permit_http(client, args.task, aid, action, run or None)
         if not got.permitted:
             print(f"spanvisor emit approval: not permitted: {got.reason}", file=sys.stderr)
@@ -146,6 +153,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "the approval, and checked (once) before the exit status 0",
     )
     p.add_argument("--details", help="more text for the person (part of what the approval binds to)")
+    p.add_argument(
+        "--approvers", type=int, help="how many distinct people with proven identities must approve (1-5; default 1)"
+    )
+    p.add_argument("--requester", help="who asks (the person this agent works for): they may not approve it")
     p.add_argument("--wait", type=float, default=900.0, help="seconds to wait for an answer (default 900)")
     p.add_argument("--url", help=f"control API (default: ${ENV_URL}, the OTLP/HTTP endpoint's host, or {DEFAULT_URL})")
     p.set_defaults(func=handler)

@@ -141,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
         "spanvisor.cli.deadletter",
         "spanvisor.cli.decide",
         "spanvisor.cli.approvals",
+        "spanvisor.cli.grants",
         "spanvisor.cli.follow",
         "spanvisor.cli.run",
         "spanvisor.cli.hook",

@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from spanvisor.control import runs
+from spanvisor.control import grants, runs
 from spanvisor.control.hub import Verdict, VerdictOutcome
 from spanvisor.control.log import ControlLog
 from spanvisor.control.runs import RefusalCode
@@ -98,8 +98,12 @@ class PipelineControl:
     async def catch_up(self) -> None:
         assert self.log is not None
         await self.sync.flush(self.log)
-        for st in [s for s in self._tracker.states()[0] if s.working["approvals"]]:
+        held = [s for s in self._tracker.states()[0] if s.working["approvals"]]
+        standing = grants.grants_of(await self.log.store.get(grants.NAMESPACE, grants.KEY)) if held else []
+        for st in held:
             w = st.working
+            if standing:
+                await self._by_grant(w["task_id"], w["run_id"], standing)
             rec = await self.log.record(w["task_id"], w["run_id"])
             out: list[Event] = []
             for d in runs.decisions_of(rec):
@@ -111,6 +115,42 @@ class PipelineControl:
             gone = [aid for aid, r in runs.requests_of(rec).items() if r.get("state") == "expired"]
             self.sync.close_here(w["task_id"], w["run_id"], gone, now)
         await self.sync.sweep(self.log)
+
+    async def _by_grant(self, task_id: str, run_id: str, standing: list[grants.Grant]) -> None:
+        """Approve the run's open requests that a live grant covers (and no
+        person has started to approve), as the grant's decision."""
+        assert self.log is not None
+        rec = await self.log.record(task_id, run_id)
+        now = time.time_ns()
+        agent = str((rec or {}).get("agent_id") or "")
+        for req in runs.open_requests(rec, now):
+            g = grants.find(standing, req, agent, task_id, run_id, now)
+            if g is not None and not runs.votes_of(runs.requests_of(rec)[req.approval_id]):
+                await self._decide(grants.decision(g, req, task_id, run_id, now), None, None)
+
+    async def list_grants(self) -> list[grants.Grant]:
+        async def go() -> list[grants.Grant]:
+            log = await self._ready_log()
+            return grants.grants_of(await log.store.get(grants.NAMESPACE, grants.KEY))
+
+        return await self._hop(go)
+
+    async def add_grant(self, g: grants.Grant) -> grants.Grant:
+        async def go() -> grants.Grant:
+            log = await self._ready_log()
+            await log.update(grants.NAMESPACE, grants.KEY, lambda v: (grants.add(v, g, time.time_ns()), None))
+            return g
+
+        return await self._hop(go)
+
+    async def revoke_grant(self, grant_id: str, by: str) -> grants.Grant | None:
+        async def go() -> grants.Grant | None:
+            log = await self._ready_log()
+            return await log.update(
+                grants.NAMESPACE, grants.KEY, lambda v: grants.revoke(v, grant_id, by, time.time_ns())
+            )
+
+        return await self._hop(go)
 
     async def close(self) -> None:
         task = getattr(self, "_sync", None)

@@ -45,7 +45,7 @@ from spanvisor.control.log import decision_to_dict
 from spanvisor.control.runs import who
 from spanvisor.display.readable import answer_command
 from spanvisor.events import ApprovalRequest, Decision, TaskView
-from spanvisor.receiver import permit_api
+from spanvisor.receiver import grants_api, permit_api
 from spanvisor.receiver.control_errors import ControlFailures
 from spanvisor.stream import sse
 
@@ -349,6 +349,10 @@ def add_routes(app: web.Application, pipeline: Any, token: str | None) -> None:
     app.router.add_post(
         PREFIX + "/tasks/{task_id}/approvals/{approval_id}/permit", guarded(permit_api.handler(control))
     )
+    listing, make, revoke = grants_api.handlers(control, lambda r: r.get(PERSON))
+    app.router.add_get(PREFIX + "/grants", guarded(listing))
+    app.router.add_post(PREFIX + "/grants", guarded(make, deciders))
+    app.router.add_delete(PREFIX + "/grants/{grant_id}", guarded(revoke, deciders))
     app.router.add_route("*", PREFIX + "/{tail:.*}", guarded(unknown))
     # The event stream (docs/events.md) takes the same token, read scope.
     sse.add_routes(app, pipeline, token)
