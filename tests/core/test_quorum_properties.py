@@ -2,14 +2,17 @@
 requests with actions (one or two approvers, with or without a requester),
 decisions from verified people and a shared-token operator through Slack,
 the CLI and the API on two replicas (one restarted now and then), edits of
-the arguments (and of the tool), replayed clicks and checks where the
-action runs.
+the arguments (and of the tool), standing grants (live, expired, revoked,
+for this run or another, made by the requester), replayed clicks and
+checks where the action runs.
 
 Whatever the order, an action runs only when a set of applied approvals
 from distinct people, none of them the requester (and every one verified
-when more than one is needed), reached the request's count; it runs the
-arguments the last approval set (the asked ones without an edit); at most
-once per request; and the agent never reads a vote as the answer.
+when more than one is needed), reached the request's count, or a grant
+live when it decided covered it (one approver needed, its maker not the
+requester, its tool glob and run matching); it runs the arguments the last
+approval set (the asked ones without an edit, always with a grant); at
+most once per request; and the agent never reads a vote as the answer.
 """
 
 from __future__ import annotations
@@ -23,12 +26,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from spanvisor.canonical import canonical_json
-from spanvisor.control import quorum
+from spanvisor.control import grants, quorum, runs
 from spanvisor.control.runs import Permit
-from spanvisor.events import Decision, HumanIntervention
+from spanvisor.events import Decision, HumanIntervention, run_id_of
 from spanvisor.spans import conventions as cv
 
-from .test_decisions_properties import TASK, World
+from .test_decisions_properties import TASK, TRACE, World
 
 APPROVALS = ("a1", "a2")
 PEOPLE = ("alice", "bob", "carol", "anon")
@@ -59,10 +62,22 @@ person = st.tuples(
 check = st.tuples(
     st.just("check"), st.sampled_from(APPROVALS), st.sampled_from(["staging", "prod", "dev"]), st.sampled_from("ab")
 )
-# Weighted toward what makes a story: people deciding and agents checking.
-op = st.one_of(
-    request, person, person, person, check, check, st.tuples(st.just("replay")), st.tuples(st.just("restart"))
+grant = st.tuples(
+    st.just("grant"),
+    st.sampled_from(["alice", "bob"]),
+    st.sampled_from(["migrate", "migr*", "deploy"]),
+    st.sampled_from(["any", "this_run", "other_run"]),
+    st.sampled_from(["live", "expired"]),
 )
+revoke = st.tuples(st.just("revoke"))
+tick = st.tuples(st.just("tick"))
+replay = st.tuples(st.just("replay"))
+restart = st.tuples(st.just("restart"))
+# Weighted toward what makes a story: people deciding, grants, agents
+# checking (one_of would count a strategy listed twice once).
+op = st.sampled_from(
+    [request, person, person, person, check, check, check, grant, grant, revoke, tick, tick, replay, restart]
+).flatmap(lambda s: s)
 
 
 def decision(i: int, verb: str, aid: str, who: str, channel: str, edit: str) -> Decision:
@@ -86,7 +101,7 @@ def decision(i: int, verb: str, aid: str, who: str, channel: str, edit: str) -> 
     )
 
 
-async def _run(ops: list[tuple[Any, ...]]) -> tuple[World, list[tuple[Any, ...]]]:
+async def _run(ops: list[tuple[Any, ...]]) -> tuple[World, list[tuple[Any, ...]], dict[str, grants.Grant]]:
     w = World()
     w.span(0, cv.EVENT_CHECKPOINT, {cv.PROGRESS: 1})
     # approval id -> the request as last asked: (target, approvers, requester)
@@ -124,24 +139,68 @@ async def _run(ops: list[tuple[Any, ...]]) -> tuple[World, list[tuple[Any, ...]]
             assert v.outcome != "applied", ("a replayed click counted twice", last)
         elif o[0] == "check":
             _, aid, target, where = o
+            target = asked[aid][0] if target == "asked" and aid in asked else target
             assert w.a.log is not None
             await w.a.sync.flush(w.a.log)  # the agent asked before it checks
             got: Permit = await (w.a if where == "a" else w.b).permit(TASK, aid, action(target))
-            checks.append((aid, target, got, asked.get(aid), list(applied.get(aid, ()))))
+            by_grant = [d for d in runs.decisions_of(await w.a.run(TASK)) if d.grant_id and d.approval_id == aid]
+            checks.append((aid, target, got, asked.get(aid), [*applied.get(aid, ()), *by_grant]))
         elif o[0] == "restart":
             w.restart_b()
+        elif o[0] == "grant":
+            _, who, tool, scope, state = o
+            now = time.time_ns()
+            run = {"any": None, "this_run": run_id_of(TRACE, w.root), "other_run": "0" * 12}[scope]
+            g = grants.Grant(
+                grant_id=f"g{i}",
+                by=who,
+                tool=tool,
+                created_ns=now,
+                expires_ns=now + (3600 * 10**9 if state == "live" else -1),
+                task_id=TASK if run else None,
+                run_id=run,
+            )
+            await (w.a if i % 2 else w.b).add_grant(g)
+        elif o[0] == "revoke":
+            kept = grants.grants_of(await w.store.get(grants.NAMESPACE, grants.KEY))
+            if kept:
+                await w.b.revoke_grant(kept[-1].grant_id, "carol")
+        elif o[0] == "tick":
+            await w.a.catch_up()  # the round that lets grants decide (also every 0.5 s)
     for c in [*w.controls, w.b]:
         await c.close()
-    return w, checks
+    made = {g.grant_id: g for g in grants.grants_of(await w.store.get(grants.NAMESPACE, grants.KEY))}
+    return w, checks, made
 
 
-def _assert_story(w: World, checks: list[tuple[Any, ...]]) -> None:
+def _assert_granted(
+    w: World, made: dict[str, grants.Grant], approvals: list[Decision], req: tuple[str, int, str | None], target: str
+) -> None:
+    """A grant decided: it was live then and covered exactly this request."""
+    asked_target, needed, requester = req
+    (d,) = approvals
+    g = made[str(d.grant_id)]
+    assert needed == 1, ("a grant decided for several people", g)
+    assert g.by.casefold() != (requester or "").casefold(), ("the requester's own grant decided", g)
+    assert d.time_ns < g.expires_ns, ("an expired grant decided", g)
+    assert g.revoked_ns is None or d.time_ns < g.revoked_ns, ("a revoked grant decided", g)
+    assert g.run_id in (None, run_id_of(TRACE, w.root)), ("another run's grant decided", g)
+    assert g.tool != "deploy", ("a grant for another tool decided", g)
+    assert target == asked_target and d.edited is None, ("a grant ran other arguments", target)
+
+
+def _assert_story(w: World, checks: list[tuple[Any, ...]], made: dict[str, grants.Grant]) -> None:
     used: set[str] = set()
     for aid, target, got, req, approvals in checks:
         if not got.permitted:
             continue
         assert req is not None
         asked_target, needed, requester = req
+        if any(d.grant_id for d in approvals):
+            _assert_granted(w, made, approvals, req, target)
+            assert aid not in used, ("an approval was used twice", aid)
+            used.add(aid)
+            continue
         people = {quorum.person(d) for d in approvals}
         assert len(people) >= needed, ("ran on fewer people than the request needs", approvals)
         assert not any(quorum.is_requester(d, requester) for d in approvals), ("the requester approved", approvals)
@@ -169,12 +228,32 @@ def _assert_story(w: World, checks: list[tuple[Any, ...]]) -> None:
 def test_an_action_runs_only_on_enough_distinct_people_never_the_requester(
     asked: tuple[Any, ...], ops: list[tuple[Any, ...]]
 ) -> None:
-    w, checks = asyncio.run(_run([*asked, *ops]))
-    _assert_story(w, checks)
+    w, checks, made = asyncio.run(_run([*asked, *ops]))
+    _assert_story(w, checks, made)
+
+
+# Grants against requests, revocations and checks, in any order: the rounds
+# that let grants decide happen often enough for their stories to be told.
+check_asked = st.tuples(st.just("check"), st.sampled_from(APPROVALS), st.just("asked"), st.sampled_from("ab"))
+grant_story = st.sampled_from([grant, grant, revoke, tick, tick, check_asked, check_asked, check, person]).flatmap(
+    lambda s: s
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    asked=st.tuples(request, request).map(lambda r: (("request", "a1", *r[0][2:]), ("request", "a2", *r[1][2:]))),
+    ops=st.lists(grant_story, min_size=4, max_size=20),
+)
+def test_a_grant_decides_only_while_live_and_only_what_it_covers(
+    asked: tuple[Any, ...], ops: list[tuple[Any, ...]]
+) -> None:
+    w, checks, made = asyncio.run(_run([*asked, *ops]))
+    _assert_story(w, checks, made)
 
 
 def _verdicts(ops: list[tuple[Any, ...]]) -> list[bool]:
-    _, checks = asyncio.run(_run(ops))
+    _, checks, _ = asyncio.run(_run(ops))
     return [c[2].permitted for c in checks]
 
 
@@ -226,3 +305,28 @@ def test_a_reject_by_anyone_ends_a_request_several_must_approve() -> None:
         ("check", "a1", "prod", "a"),
     ]
     assert _verdicts(ops) == [False]
+
+
+def test_expired_revoked_and_uncovering_grants_decide_nothing() -> None:
+    ops = [
+        ("request", "a1", "prod", 1, "alice"),
+        ("request", "a2", "prod", 2, None),
+        ("grant", "alice", "migrate", "any", "live"),  # alice asked a1: her grant is not for it
+        ("grant", "bob", "migr*", "other_run", "live"),
+        ("grant", "bob", "deploy", "any", "live"),
+        ("grant", "bob", "migrate", "any", "expired"),
+        ("tick",),
+        ("check", "a1", "prod", "a"),
+        ("check", "a2", "prod", "a"),  # two people: never a grant
+        ("grant", "carol", "migr*", "this_run", "live"),
+        ("revoke",),
+        ("tick",),
+        ("check", "a1", "prod", "b"),
+        ("grant", "carol", "migr*", "this_run", "live"),
+        ("tick",),
+        ("check", "a1", "staging", "a"),  # not the action asked
+        ("check", "a1", "prod", "b"),
+        ("check", "a1", "prod", "a"),  # used once
+        ("check", "a2", "prod", "b"),
+    ]
+    assert _verdicts(ops) == [False, False, False, False, True, False, False]
