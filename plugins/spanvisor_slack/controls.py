@@ -95,10 +95,20 @@ def action_text(req: ApprovalRequest, scale: float = 1.0) -> str:
     return "\n".join(parts)
 
 
+def quorum_text(req: ApprovalRequest) -> str:
+    """``Needs 2 people's approvals · alice asked for this and may not
+    approve it``: who may settle it, said before anyone clicks (each vote's
+    count is its own thread line)."""
+    parts = [f"Needs {req.approvers} people's approvals"] if req.approvers > 1 else []
+    if req.requester:
+        parts.append(f"{t.safe(req.requester, 60)} asked for this and may not approve it")
+    return "\n" + " · ".join(parts) if parts else ""
+
+
 def _ask(view: TaskView, req: ApprovalRequest, i: int, sfx: str, scale: float) -> list[Block]:
-    by = ""
+    by = quorum_text(req)
     if req.timeout_s and req.requested_ns:
-        by = f"\n_Times out {when(req.requested_ns + int(req.timeout_s * 1e9))}_"
+        by += f"\n_Times out {when(req.requested_ns + int(req.timeout_s * 1e9))}_"
     question = t.safe(req.question, max(80, int(1000 * scale)))
     blocks: list[Block] = [
         SectionBlock(

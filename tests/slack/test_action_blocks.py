@@ -34,3 +34,22 @@ def test_the_action_and_details_are_shown_escaped() -> None:
         approvals=(ApprovalRequest("a2", "Ship?", digest="e" * 64),),
     )
     assert not any("Action:" in t for t in _texts(controls.asks(plain, "-x")))
+
+
+def test_who_must_approve_is_said_before_anyone_clicks() -> None:
+    req = ApprovalRequest("a1", "Run the migration?", digest="d" * 64, approvers=2, requester="alice <!here>")
+    view = TaskView(task_id="t1", trace_id="", root_span_id="", agent_id="rivet", run_id="r1", approvals=(req,))
+    [ask] = [t for t in _texts(controls.asks(view, "-x")) if "Approval needed" in t]
+    assert "Needs 2 people's approvals · alice &lt;!here&gt; asked for this and may not approve it" in ask
+    assert "<!here>" not in ask
+    # One approver and no requester: nothing more to say.
+    one = TaskView(
+        task_id="t1",
+        trace_id="",
+        root_span_id="",
+        agent_id="rivet",
+        run_id="r1",
+        approvals=(ApprovalRequest("a2", "Ship?", digest="e" * 64),),
+    )
+    [ask] = [t for t in _texts(controls.asks(one, "-x")) if "Approval needed" in t]
+    assert ask == "✋ *Approval needed*\nShip?"
