@@ -65,7 +65,8 @@ _IDENTITY = {True: '{"verified": true}', False: '{"verified": false}'}
 def _attributes(event: HumanIntervention, notes: list[str]) -> str:
     """Who decided, proven or claimed; and, when there is more to it, the
     count of a request several people approve, the action asked next to the
-    one an edit approved instead, and the grant that decided."""
+    one an edit approved instead, the grant that decided, and the person a
+    Slack user is."""
     d, req = event.decision, event.request
     more: dict[str, Any] = {}
     if event.votes_needed > 1:
@@ -74,6 +75,8 @@ def _attributes(event: HumanIntervention, notes: list[str]) -> str:
         more.update(edited=d.edited, asked=req.action if req is not None else None)
     if d.grant_id is not None:
         more["grant_id"] = d.grant_id
+    if d.person is not None and d.person != d.actor_id:  # a Slack user the deciders file names
+        more["person"] = d.person
     if req is not None and req.requester:
         more["requester"] = req.requester
     if not more:

@@ -11,6 +11,8 @@ Both ways in (Socket Mode, HTTP) hand the raw payload to :class:`Intake`
    the click goes on: the control log is idempotent on the intervention id.
 2. **Who.** Someone not allowed (:class:`~.webapi.Approvers`) gets an
    ephemeral "not allowed" and the decision is recorded as denied (audited).
+   A Slack user the deciders file names (``slack_user``) decides as that
+   person, so deciding from Slack and with a token is one person.
 3. **Decide.** ``ctx.control.decide(decision)``; the :class:`Verdict` becomes
    the ephemeral answer: applied, already decided ("already approved by
    @x"), refused (why). A duplicate gets no answer.
@@ -19,11 +21,13 @@ Both ways in (Socket Mode, HTTP) hand the raw payload to :class:`Intake`
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from spanvisor.control.deciders import Deciders
 from spanvisor.control.hub import Control, Verdict
 from spanvisor.statestores.api import StateStore
 from spanvisor.stats import PipelineStats
@@ -61,9 +65,11 @@ class Intake:
         stats: PipelineStats,
         owner: str,
         slash: SlashAnswers,
+        people: Deciders | None = None,
     ) -> None:
         self.control, self.store, self.api = control, store, api
         self.approvers, self.stats, self.owner, self.slash = approvers, stats, owner, slash
+        self.people = people
         self._tasks: set[asyncio.Task[None]] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
 
@@ -175,6 +181,9 @@ class Intake:
 
     async def _click(self, item: Click) -> str:
         d = item.decision
+        known = self.people.on_slack(d.actor_id) if self.people is not None else None
+        if known is not None:
+            d = dataclasses.replace(d, person=known.name)
         if self.control is None:
             await self.api.answer(item.where, "⚠️ spanvisor cannot take decisions here (no pipeline).")
             return "error"

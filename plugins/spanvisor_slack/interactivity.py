@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from spanvisor.control.deciders import Deciders, DecidersError
+from spanvisor.control.deciders import from_config as deciders_of
 from spanvisor.sink import AdminRoute, SinkContext
 
 from .httpin import HttpIntake
@@ -33,7 +35,9 @@ class Interactivity:
             c.get("slack_group_ttl_s", 300.0),
         )
         self.slash = SlashAnswers(ctx.control, ctx.state_store, namespace, self.api)
-        self.intake = Intake(ctx.control, ctx.state_store, self.api, self.approvers, ctx.stats, owner, self.slash)
+        self.intake = Intake(
+            ctx.control, ctx.state_store, self.api, self.approvers, ctx.stats, owner, self.slash, _people(ctx)
+        )
         token, secret = c.get("slack_app_token"), c.get("slack_signing_secret")
         self.socket = SocketIntake(token, base_url, self.intake) if token else None
         self.http = HttpIntake(secret, self.intake) if secret else None
@@ -61,6 +65,16 @@ class Interactivity:
             await self.socket.close()
         await self.intake.drain(timeout_s)
         await self.api.close()
+
+
+def _people(ctx: SinkContext) -> Deciders | None:
+    """The people the deciders file names, to know them on Slack too (serve
+    checked the file at start; elsewhere a bad one is said once here)."""
+    try:
+        return deciders_of(ctx.config)
+    except DecidersError as exc:
+        log.warning("Slack decisions are not matched to people: %s", exc)
+        return None
 
 
 __all__ = ["Interactivity"]

@@ -277,6 +277,7 @@ _ITEM_CHECKS: dict[type[Any], dict[str, Callable[[Any], bool]]] = {
         "run_id": _is_str,
         "digest": _opt(_is_str),
         "verified": lambda x: isinstance(x, bool),
+        "person": _opt(_is_str),
         "edited": _opt(_is_str),
         "grant_id": _opt(_is_str),
     },

@@ -27,9 +27,8 @@ Status = Literal[
     "lost",
     "evicted",
 ]
-# lost: no sign of life for SPANVISOR_LOST_AFTER (its agent died), so spanvisor
-# finished it. evicted: dropped for capacity (SPANVISOR_MAX_OPEN_TASKS); nobody
-# cancelled it and its agent may still be working.
+# lost: no sign of life for SPANVISOR_LOST_AFTER (its agent died), so spanvisor finished it.
+# evicted: dropped for capacity (SPANVISOR_MAX_OPEN_TASKS); its agent may still be working.
 Outcome = Literal["complete", "error", "cancelled", "lost", "evicted"]
 # The statuses a task ends in: every sink's one test for "finished".
 TERMINAL: frozenset[str] = frozenset(get_args(Outcome))
@@ -39,8 +38,7 @@ BudgetScope = Literal["task", "agent_day", "day", "month"]
 BudgetUnit = Literal["usd", "tokens"]
 # What a person can do to a task (docs/interventions.md).
 Action = Literal["approve", "reject", "cancel", "retry", "acknowledge"]
-# applied: recorded and in force; denied: refused (not an approver, a
-# finished task, an approval already decided), recorded for the audit only.
+# applied: recorded and in force; denied: refused (not an approver, decided already …), audited only.
 InterventionOutcome = Literal["applied", "denied"]
 
 
@@ -116,8 +114,10 @@ class Decision:
     # None: the caller showed none, and the open request's is taken.
     digest: str | None = None
     verified: bool = False  # who decided was proven (Slack's signed user, their own token), not claimed
-    # An approve with edited arguments: the action approved instead (canonical
-    # JSON, same tool). A decision a standing grant made names the grant.
+    # The deciders file's person it is proven to be (their token, or a Slack user the file names): one
+    # person whatever the channel. An approve with edited arguments: the action approved instead
+    # (canonical JSON, same tool). A decision a standing grant made names the grant.
+    person: str | None = None
     edited: str | None = None
     grant_id: str | None = None
 

@@ -110,6 +110,12 @@ def test_decider_token_makes_a_token_whose_hash_it_prints(cli: Run, tmp_path: Pa
             '[people.a]\ntoken_sha256 = "' + "0" * 64 + '"\n[people.b]\ntoken_sha256 = "' + "0" * 64 + '"\n',
             "same token",
         ),
+        ('[people.a]\ntoken_sha256 = "' + "0" * 64 + '"\nslack_user = "alice"\n', "slack_user must be a Slack user id"),
+        (
+            '[people.a]\ntoken_sha256 = "' + "0" * 64 + '"\nslack_user = "U1AB"\n'
+            '[people.b]\ntoken_sha256 = "' + "1" * 64 + '"\nslack_user = "U1AB"\n',
+            "same slack_user",
+        ),
     ],
 )
 def test_a_bad_deciders_file_is_one_line_naming_the_setting(tmp_path: Path, text: str, says: str) -> None:
@@ -140,3 +146,10 @@ def test_serve_with_an_unreadable_deciders_file_stops_with_one_line(tmp_path: Pa
     assert out.returncode == 2, out
     assert "spanvisor: configuration error: SPANVISOR_DECIDERS: cannot read" in out.stderr, out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_a_person_may_name_their_slack_user_id(tmp_path: Path) -> None:
+    path = tmp_path / "d.toml"
+    path.write_text(f'[people.alice]\ntoken_sha256 = "{token_hash("t-a")}"\nslack_user = "U024BE7LH"\n')
+    people = load(path)
+    assert people.on_slack("U024BE7LH") == people.who("t-a") and people.on_slack("U999") is None

@@ -6,7 +6,10 @@ can be anyone. With ``SPANVISOR_DECIDERS`` set to a file of people and the
 SHA-256 of each one's token, a decision posted with a person's token is
 that person's, whatever it claims, and is recorded as verified; one posted
 with the shared token is an **anonymous operator's**, shown as such. Slack
-decisions are verified by Slack's signature and name the Slack user.
+decisions are verified by Slack's signature and name the Slack user. A
+person's entry may name their Slack user id (``slack_user``): their Slack
+decisions are then theirs too, so one person deciding from Slack and with
+a token is one person (a request two people must approve needs two).
 
 The file (TOML) holds hashes, never tokens, so reading it gives nobody a
 token::
@@ -14,6 +17,7 @@ token::
     [people.alice]
     token_sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
     groups = ["sre"]
+    slack_user = "U024BE7LH"   # optional
 
 ``spanvisor decider-token alice`` makes a token and prints the lines to add.
 """
@@ -33,6 +37,7 @@ ANONYMOUS_ID = "anonymous"
 ANONYMOUS_NAME = "anonymous operator"
 _NAME = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 _HEX = re.compile(r"^[0-9a-f]{64}$")
+_SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,20}$")
 
 
 class DecidersError(ConfigError):
@@ -43,6 +48,7 @@ class DecidersError(ConfigError):
 class Person:
     name: str
     groups: tuple[str, ...] = ()
+    slack_user: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +62,10 @@ class Deciders:
         if not token:
             return None
         return self.by_hash.get(token_hash(token))
+
+    def on_slack(self, user_id: str) -> Person | None:
+        """The person whose Slack user id this is, or None."""
+        return next((p for p in self.by_hash.values() if p.slack_user == user_id), None)
 
 
 def valid_name(name: str) -> bool:
@@ -90,7 +100,12 @@ def load(path: str | Path) -> Deciders:
             raise DecidersError(f"{where}.groups must be a list of strings")
         if digest.lower() in by_hash:
             raise DecidersError(f"{where}: the same token as people.{by_hash[digest.lower()].name}")
-        by_hash[digest.lower()] = Person(name, tuple(groups))
+        slack = entry.get("slack_user")
+        if slack is not None and (not isinstance(slack, str) or not _SLACK_USER.match(slack)):
+            raise DecidersError(f"{where}.slack_user must be a Slack user id such as U024BE7LH")
+        if slack is not None and (twin := next((p for p in by_hash.values() if p.slack_user == slack), None)):
+            raise DecidersError(f"{where}: the same slack_user as people.{twin.name}")
+        by_hash[digest.lower()] = Person(name, tuple(groups), slack)
     return Deciders(by_hash)
 
 

@@ -28,8 +28,11 @@ RefusalCode = Literal["own_request", "bad_edit", "unverified", "already_voted"]
 
 
 def person(d: Decision) -> str:
-    """One person, as far as the decision proves it: a Slack user id is
-    another namespace than a name the deciders file knows."""
+    """One person, as far as the decision proves it: the deciders file's
+    person when it names them (by token or Slack user id), else a Slack user
+    id, which is another namespace than a name."""
+    if d.person:
+        return f"person:{d.person}"
     return f"slack:{d.actor_id}" if d.source == "slack" else f"person:{d.actor_id}"
 
 
@@ -37,7 +40,8 @@ def is_requester(d: Decision, requester: str | None) -> bool:
     if not requester:
         return False
     r = requester.strip().casefold()
-    return r in (d.actor_id.strip().casefold(), (d.actor_name or "").strip().casefold())
+    names = (d.actor_id, d.actor_name or "", d.person or "")
+    return r in (n.strip().casefold() for n in names)
 
 
 def edit_error(req: ApprovalRequest, edited: str) -> str | None:

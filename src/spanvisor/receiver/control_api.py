@@ -310,7 +310,13 @@ def add_routes(app: web.Application, pipeline: Any, token: str | None) -> None:
         if people is not None:  # who decided is the token's, never what the body says
             person = request.get(PERSON)
             who = (person.name, person.name) if person is not None else (ANONYMOUS_ID, ANONYMOUS_NAME)
-            decision = replace(decision, actor_id=who[0], actor_name=who[1], verified=person is not None)
+            decision = replace(
+                decision,
+                actor_id=who[0],
+                actor_name=who[1],
+                verified=person is not None,
+                person=person.name if person is not None else None,
+            )
         verdict = await control().decide(decision)
         doc: dict[str, Any] = {
             "outcome": verdict.outcome,
