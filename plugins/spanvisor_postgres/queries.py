@@ -10,8 +10,11 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any, get_args
 
+from spanvisor.control import grants
+from spanvisor.control.log import REQUESTS_NAMESPACE
 from spanvisor.display.readable import usd
 from spanvisor.events import Status
+from spanvisor.statestores import chainhead
 
 from .humanqueries import PRUNE_ORPHAN_INTERVENTIONS
 
@@ -131,17 +134,21 @@ async def agent_stats(conn: Any, since_s: float | None = None) -> list[dict[str,
 
 
 # State-store keys of pruned tasks: the id itself (Slack parent, Grafana
-# annotation) and "<id>/<reply key>" (Slack replies and alerts). The prefix
+# annotation) and "<id>/<reply key>" (Slack replies and alerts), never in a
+# namespace whose keys are nobody's task (the open requests' list, standing
+# grants, the decision log's head): a task named "open" or "all" must not take
+# them with it. The prefix
 # test is a byte range on the text_pattern_ops index (migration 0002), with no
 # LIKE pattern to escape. A task id may itself contain "/", so a key that is,
 # or is under, a longer task that is kept ("a/b" or "a/b/summary" when pruning
 # "a" but not "a/b") is left alone: one primary-key probe per candidate.
+SHARED_NAMESPACES = [REQUESTS_NAMESPACE, grants.NAMESPACE, chainhead.NAMESPACE]
 _PRUNE_STATE_KEYS = (
-    "DELETE FROM delivery_state WHERE key = ANY($1::text[])",
+    "DELETE FROM delivery_state WHERE key = ANY($1::text[]) AND namespace <> ALL($2::text[])",
     """
     DELETE FROM delivery_state d
     USING unnest($1::text[]) AS p(id)
-    WHERE d.key ~>=~ (p.id || '/') AND d.key ~<~ (p.id || '0')
+    WHERE d.namespace <> ALL($2::text[]) AND d.key ~>=~ (p.id || '/') AND d.key ~<~ (p.id || '0')
       AND left(d.key, length(p.id) + 1) = p.id || '/'
       AND NOT EXISTS (
           SELECT 1 FROM agent_tasks t
@@ -188,7 +195,7 @@ async def prune(pool: Any, older_than_s: float, batch: int = 500, max_batches: i
             for table in ("agent_checkpoints", "task_artifacts", "human_interventions", "task_logs", "quarantine"):
                 await conn.execute(f"DELETE FROM {table} WHERE task_id = ANY($1::text[])", ids)
             for statement in _PRUNE_STATE_KEYS:
-                await conn.execute(statement, ids)
+                await conn.execute(statement, ids, SHARED_NAMESPACES)
             await conn.execute("DELETE FROM agent_tasks WHERE task_id = ANY($1::text[])", ids)
             deleted += len(ids)
         if len(ids) < batch:

@@ -8,7 +8,7 @@ from spanvisor_postgres.queries import prune
 
 from .conftest import fetch, run
 
-OLD = ("T-old", "a", "p%_\\", "slash/task")
+OLD = ("T-old", "a", "p%_\\", "slash/task", "open", "all", "head")
 LIVE = ("a/b", "T-older", "pzz", "p%_\\x", "slash")
 
 
@@ -23,8 +23,16 @@ def keys_of(task_id: str) -> list[tuple[str, str]]:
     ]
 
 
+# Records nobody's task owns, keyed like tasks that are pruned.
+SHARED = [("requests", "open"), ("grants", "all"), ("audit.chain", "head"), ("audit.chain", "head/x")]
+
+
 async def seed(conn: Any) -> None:
     await conn.execute("TRUNCATE agent_tasks, delivery_state")
+    for namespace, key in SHARED:
+        await conn.execute(
+            "INSERT INTO delivery_state (namespace, key, owner, value) VALUES ($1, $2, 'r1', '{}')", namespace, key
+        )
     for task_id, age in [(t, "400 days") for t in OLD] + [(t, "1 minute") for t in LIVE]:
         await conn.execute(
             "INSERT INTO agent_tasks (task_id, trace_id, root_span_id, agent_id, status, "
@@ -54,8 +62,9 @@ def test_prune_deletes_prefixed_keys_of_pruned_tasks_only(db_url: str) -> None:
             await pool.close()
         left = {(r["namespace"], r["key"]) for r in await fetch(db_url, "SELECT namespace, key FROM delivery_state")}
         # Every key of a live task stays: "a/b/summary" is not "a"'s, "T-older/..."
-        # does not start with "T-old/", LIKE wildcards in ids match nothing.
-        assert left == {k for t in LIVE for k in keys_of(t)}
+        # does not start with "T-old/", LIKE wildcards in ids match nothing;
+        # shared records named like a pruned task stay too.
+        assert left == {k for t in LIVE for k in keys_of(t)} | set(SHARED)
 
     run(main)
 
@@ -72,13 +81,14 @@ def test_prune_of_a_task_and_its_longer_sibling_in_one_batch(db_url: str) -> Non
             assert await prune(pool, 86400.0, batch=100) == len(OLD) + len(LIVE)
         finally:
             await pool.close()
-        assert await fetch(db_url, "SELECT namespace, key FROM delivery_state") == []
+        left = {(r["namespace"], r["key"]) for r in await fetch(db_url, "SELECT namespace, key FROM delivery_state")}
+        assert left == set(SHARED)
 
     run(main)
 
 
 def test_the_prefix_lookup_uses_the_pattern_index(db_url: str) -> None:
-    from spanvisor_postgres.queries import _PRUNE_STATE_KEYS
+    from spanvisor_postgres.queries import _PRUNE_STATE_KEYS, SHARED_NAMESPACES
 
     async def main() -> None:
         import asyncpg
@@ -86,7 +96,9 @@ def test_the_prefix_lookup_uses_the_pattern_index(db_url: str) -> None:
         conn: Any = await asyncpg.connect(db_url)
         try:
             await conn.execute("SET enable_seqscan = off")
-            plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + _PRUNE_STATE_KEYS[1], ["a", "b"]))
+            plan = "\n".join(
+                r[0] for r in await conn.fetch("EXPLAIN " + _PRUNE_STATE_KEYS[1], ["a", "b"], SHARED_NAMESPACES)
+            )
         finally:
             await conn.close()
         assert "delivery_state_key_pattern" in plan, plan
