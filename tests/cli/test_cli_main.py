@@ -58,6 +58,7 @@ TESTED_ELSEWHERE = {
     "interventions": "tests/postgres/test_interventions.py",
     "audit": "tests/postgres/test_audit_chain.py",
     "decider-token": "tests/cli/test_deciders.py",
+    "grants": "tests/cli/test_quorum_grants.py (add, list, revoke against a real receiver)",
 }
 TESTED_HERE = {"check", "version", "emit", "tasks", "task", "stats", "prune", "db", "deadletter"}
 TOKEN = "cli-s3cret"
