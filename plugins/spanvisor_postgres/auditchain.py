@@ -19,13 +19,19 @@ Removed rows leave their link in ``human_interventions_removed``, so pruning
 (``how = 'pruned'``) keeps the chain checkable; a row removed any other way
 is reported as deleted, with when. What a chain cannot show on its own: a rewrite of
 every link from some row to the newest, by someone who can write the table
-and its triggers. Keep the printed head (its number and hash) somewhere
-else, and a later verify that no longer reaches it shows the rewrite.
+and its triggers. So heads kept elsewhere are checked too: the checkpoints
+the sink records (``decision_chain_checkpoints``, migration 0015:
+:mod:`.checkpoints`) and one the operator gives (``--head SEQ:HASH``, from
+the log line or the webhook that carried it out of the database). A kept
+head the chain no longer passes through (its link gone, or another hash)
+is a rewrite, named with the range of links it must have started in.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 GENESIS = "0" * 64
@@ -39,6 +45,31 @@ SELECT r.chain_seq, r.intervention_id, NULL, r.row_hash, NULL, r.how, r.removed_
 ORDER BY seq
 """
 _UNLINKED = "SELECT intervention_id FROM human_interventions WHERE chain_seq IS NULL ORDER BY at LIMIT 5"
+_HAS_CHECKPOINTS = "SELECT to_regclass('decision_chain_checkpoints') IS NOT NULL"
+_CHECKPOINTS = "SELECT seq, row_hash, at FROM decision_chain_checkpoints ORDER BY seq"
+_HEAD_ARG = re.compile(r"^\s*(\d+)\s*:\s*([0-9a-fA-F]{64})\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class KeptHead:
+    """A link's number and hash kept apart from the chain, and whence."""
+
+    seq: int
+    hash: str
+    what: str  # "the checkpoint of <time>", "the head given"
+
+
+def parse_head(text: str) -> KeptHead:
+    """``SEQ:HASH`` (as the log line, the webhook or verify gave them)."""
+    m = _HEAD_ARG.match(text)
+    if m is None or int(m.group(1)) < 1:
+        raise ValueError(f"{text!r} is not SEQ:HASH (a link number and its 64 hex digits)")
+    return KeptHead(int(m.group(1)), m.group(2).lower(), "the head given")
+
+
+def checkpoint(seq: int, digest: str, at: datetime | None) -> KeptHead:
+    when = at.isoformat(timespec="seconds") if at is not None else "unknown time"
+    return KeptHead(seq, digest, f"the checkpoint of {when}")
 
 
 @dataclass
@@ -51,6 +82,39 @@ class ChainVerdict:
     head_seq: int = 0
     head_hash: str = GENESIS
     problems: list[str] = field(default_factory=list)
+    # Kept heads the chain still passes through, described for the report.
+    held: list[str] = field(default_factory=list)
+
+
+def check_kept(v: ChainVerdict, links: list[dict[str, Any]], kept: list[KeptHead]) -> None:
+    """Each kept head must still be a link with its hash. Links are chained,
+    so once one holds every link before it does: the first that does not
+    names where a rewrite began, after the last that held."""
+    hashes = {int(link["seq"]): link["hash"] for link in links}
+    held_at, checkpoints, newest = 0, 0, 0
+    for k in sorted(kept, key=lambda k: (k.seq, k.what)):
+        have = hashes.get(k.seq)
+        if have == k.hash:
+            held_at = k.seq
+            if k.what == "the head given":
+                v.held.append(f"the head given (link {k.seq})")
+            else:
+                checkpoints, newest = checkpoints + 1, k.seq
+            continue
+        since = f"from a link after {held_at}" if held_at else "from its first link"
+        if have is None:
+            v.problems.append(
+                f"link {k.seq} of {k.what} is no longer in the chain (it ends at link {max(hashes, default=0)}): links were "
+                f"removed or the chain rewritten, {since} on"
+            )
+        else:
+            v.problems.append(
+                f"link {k.seq} no longer has the hash of {k.what} ({k.hash}): the chain was rewritten {since} "
+                f"up to link {k.seq}"
+            )
+        break
+    if checkpoints:
+        v.held.insert(0, f"{checkpoints} checkpoint{'s' if checkpoints != 1 else ''} (newest: link {newest})")
 
 
 def walk(links: list[dict[str, Any]], unlinked: list[str]) -> ChainVerdict:
@@ -91,10 +155,16 @@ def walk(links: list[dict[str, Any]], unlinked: list[str]) -> ChainVerdict:
     return v
 
 
-async def verify(conn: Any) -> ChainVerdict:
+async def verify(conn: Any, given: KeptHead | None = None) -> ChainVerdict:
+    """The chain walked, and checked against its recorded checkpoints and
+    ``given`` (a head the operator kept)."""
     links = [dict(r) for r in await conn.fetch(_LINKS)]
     unlinked = [r["intervention_id"] for r in await conn.fetch(_UNLINKED)]
-    return walk(links, unlinked)
+    verdict = walk(links, unlinked)
+    recorded = await conn.fetch(_CHECKPOINTS) if await conn.fetchval(_HAS_CHECKPOINTS) else []
+    kept = [checkpoint(int(r["seq"]), r["row_hash"], r["at"]) for r in recorded]
+    check_kept(verdict, links, [*kept, *([given] if given is not None else [])])
+    return verdict
 
 
 def report(v: ChainVerdict) -> str:
@@ -102,7 +172,8 @@ def report(v: ChainVerdict) -> str:
     counts = f"{v.links} links ({v.present} rows{', ' + removed if removed else ''})"
     if v.problems:
         return "\n".join(["decision log: NOT intact", *(f"  {p}" for p in v.problems), f"  checked up to: {counts}"])
-    return f"decision log intact: {counts}; head {v.head_seq} {v.head_hash}"
+    held = f"; passes through {' and '.join(v.held)}" if v.held else ""
+    return f"decision log intact: {counts}; head {v.head_seq} {v.head_hash}{held}"
 
 
-__all__ = ["GENESIS", "ChainVerdict", "report", "verify", "walk"]
+__all__ = ["GENESIS", "ChainVerdict", "KeptHead", "check_kept", "checkpoint", "parse_head", "report", "verify", "walk"]

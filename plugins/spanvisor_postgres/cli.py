@@ -37,6 +37,15 @@ def _duration_arg(v: str) -> float:
         raise argparse.ArgumentTypeError(f"{v!r} is not a duration (e.g. 30m, 1h, 7d)") from None
 
 
+def _head_arg(v: str) -> Any:
+    from .auditchain import parse_head
+
+    try:
+        return parse_head(v)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("migrate", help="apply the audit schema's pending migrations")
     p.set_defaults(func=cmd_migrate)
@@ -77,9 +86,16 @@ def register(subparsers: Any) -> None:
 
     audit = subparsers.add_parser("audit", help="the decision log: 'audit verify' checks its hash chain")
     audit_sub = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
-    audit_sub.add_parser(
+    verify = audit_sub.add_parser(
         "verify", help="recompute the decision log's hash chain; names the first row changed, deleted or reordered"
-    ).set_defaults(func=cmd_audit_verify)
+    )
+    verify.add_argument(
+        "--head",
+        type=_head_arg,
+        metavar="SEQ:HASH",
+        help="a head kept outside the database (the log line, the webhook): the chain must still pass through it",
+    )
+    verify.set_defaults(func=cmd_audit_verify)
 
 
 # --- plumbing -------------------------------------------------------------------
@@ -337,7 +353,7 @@ def cmd_audit_verify(args: argparse.Namespace, config: Config) -> int:
 
     async def go(pool: Any) -> int:
         async with pool.acquire() as conn:
-            verdict = await verify(conn)
+            verdict = await verify(conn, getattr(args, "head", None))
         say(report(verdict))
         return 1 if verdict.problems else 0
 

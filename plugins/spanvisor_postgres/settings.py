@@ -63,4 +63,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Delete tasks (and their rows) that ended longer ago than this; checked hourly by the sink. Unset: keep forever.",
         "a duration such as 90d, or none",
     ),
+    Setting(
+        "audit_checkpoint_interval",
+        "SPANVISOR_AUDIT_CHECKPOINT_INTERVAL",
+        p_opt_duration,
+        600.0,
+        "How often the sink checkpoints the decision log's chain head (when it moved): a row in "
+        "decision_chain_checkpoints, one log line, the shared state store (the webhook's source). 0: off.",
+        "a duration such as 10m, or 0",
+    ),
 )

@@ -28,6 +28,7 @@ from spanvisor.events import Event
 from spanvisor.pipeline.outbox import Outbox, OutboxFull
 from spanvisor.sink import BaseSink, SinkContext, SinkResult
 
+from .checkpoints import Checkpointer
 from .settings import SETTINGS
 from .streamrows import SHARED_KEY, StreamRows, settle
 
@@ -65,6 +66,10 @@ class PostgresSink(BaseSink):
         self._drained = asyncio.Event()
         self._closing = False
         self._replayer: asyncio.Task[None] | None = None
+        # The decision log's chain head, checkpointed in a task of its own
+        # (docs/audit.md): None when SPANVISOR_AUDIT_CHECKPOINT_INTERVAL is 0.
+        self.checkpointer: Checkpointer | None = None
+        self._checkpoints: asyncio.Task[None] | None = None
         self._last_outage_log = 0.0
         # What the last contact with the database said: read by health() from
         # any thread (a tuple is replaced whole, never changed in place).
@@ -113,6 +118,10 @@ class PostgresSink(BaseSink):
             log.warning("PostgreSQL is not reachable at start (%s); events go to the outbox until it is", exc)
         self._replayer = asyncio.create_task(self._replay_loop(), name="spanvisor-postgres-replay")
         self._wake.set()
+        interval = float(ctx.config.get("audit_checkpoint_interval") or 0.0)
+        if interval > 0:
+            self.checkpointer = Checkpointer(self._pool, ctx.state_store, ctx.replica_id, interval)
+            self._checkpoints = asyncio.create_task(self.checkpointer.run(), name="spanvisor-postgres-checkpoints")
 
     async def _pool(self) -> Any:
         from .db import shared_pool
@@ -330,6 +339,11 @@ class PostgresSink(BaseSink):
             await asyncio.wait([self._replayer], timeout=max(0.1, (deadline - time.monotonic()) / 2))
             if not self._replayer.done():
                 self._replayer.cancel()
+        if self.checkpointer is not None and self._checkpoints is not None:
+            self.checkpointer.stop()
+            await asyncio.wait([self._checkpoints], timeout=max(0.1, (deadline - time.monotonic()) / 4))
+            if not self._checkpoints.done():
+                self._checkpoints.cancel()
         if self.writer is not None:
             carrier, self.writer.stream_rows = self.writer.stream_rows, None
             if carrier is not None and self.ctx is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from spanvisor.config import Setting, p_duration, p_int, p_list, p_opt_str
+from spanvisor.config import Setting, p_bool, p_duration, p_int, p_list, p_opt_str
 
 ACTIONS = ("approve", "reject", "cancel", "retry", "acknowledge")
 
@@ -102,5 +102,14 @@ SETTINGS: tuple[Setting, ...] = (
         "Give up on an intervention after this many failed attempts in one process; 0: no limit "
         "(the age limit still applies).",
         "a non-negative integer",
+    ),
+    Setting(
+        "webhook_checkpoints",
+        "SPANVISOR_WEBHOOK_CHECKPOINTS",
+        p_bool,
+        False,
+        "Also send the decision log's chain head when it moves (a spanvisor.chain_checkpoint body, from the "
+        "postgres sink's checkpoints), so a head is kept outside the database. Off: only interventions are sent.",
+        "true or false",
     ),
 )

@@ -29,6 +29,9 @@ outbox holds only interventions, and keeps them across a restart: the next
 start sends what is left, with the same intervention id in the body and in
 ``X-Spanvisor-Intervention-Id``, so a receiver that saw a request whose
 answer we never got drops the second copy. Delivery is at least once.
+
+With ``webhook_checkpoints`` on, the decision log's chain head goes through
+the same outbox when it moves (:mod:`spanvisor_webhook.checkpoints`).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from spanvisor.events import Event, HumanIntervention
 from spanvisor.pipeline.outbox import Outbox, OutboxFull
 from spanvisor.sink import BaseSink, SinkContext, SinkResult
+from spanvisor_webhook.checkpoints import POLL_S, CheckpointWatch
 from spanvisor_webhook.payload import encode, payload, wanted
 from spanvisor_webhook.settings import SETTINGS, config_problem, where
 
@@ -76,9 +80,13 @@ class WebhookSink(BaseSink):
     settings: ClassVar[Sequence[Setting]] = SETTINGS
     durable: ClassVar[bool] = False  # see the class docstring
 
-    def __init__(self) -> None:
+    def __init__(self, checkpoint_poll_s: float = POLL_S) -> None:
         super().__init__()
         self.outbox: Outbox | None = None
+        # The chain head's watch, with webhook_checkpoints on.
+        self.checkpoints: CheckpointWatch | None = None
+        self._checkpoint_poll_s = checkpoint_poll_s
+        self._watcher: asyncio.Task[None] | None = None
         self.client: WebhookClient | None = None
         self._problem: str | None = "not started"
         self._actions: tuple[str, ...] = ()
@@ -124,6 +132,24 @@ class WebhookSink(BaseSink):
             self.client = WebhookClient(url, secret, float(cfg.get("webhook_timeout_s", 10.0)))
         if self._sender is None:
             self._sender = asyncio.get_running_loop().create_task(self._send_loop(), name="spanvisor-webhook-sender")
+        if cfg.get("webhook_checkpoints") and self._watcher is None:
+            self.checkpoints = CheckpointWatch(ctx.state_store, ctx.replica_id, self._queue, self._checkpoint_poll_s)
+            self._watcher = asyncio.get_running_loop().create_task(
+                self.checkpoints.run(), name="spanvisor-webhook-checkpoints"
+            )
+
+    async def _queue(self, items: list[dict[str, Any]]) -> bool:
+        """Put chain checkpoints in the outbox; False when it cannot take them
+        now (full, the disk): the watch tries again at its next read."""
+        if self.outbox is None:
+            return False
+        try:
+            await self.outbox.append(items)
+        except Exception as exc:
+            log.warning("webhook sink: cannot queue a chain checkpoint (%s); trying again", type(exc).__name__)
+            return False
+        self._wake.set()
+        return True
 
     # --- export: queue the interventions ------------------------------------
 
@@ -270,6 +296,11 @@ class WebhookSink(BaseSink):
         self._closing = True
         self._kick.set()
         self._wake.set()
+        if self.checkpoints is not None and self._watcher is not None:
+            self.checkpoints.stop()
+            await asyncio.wait([self._watcher], timeout=timeout_s * 0.2)
+            if not self._watcher.done():
+                self._watcher.cancel()
         if self._sender is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self._sender), timeout_s * 0.7)
@@ -299,4 +330,5 @@ class WebhookSink(BaseSink):
         if problem is not None:
             return [("webhook", False, problem)]
         actions = ", ".join(config.get("webhook_actions") or ()) or "all actions"
-        return [("webhook", True, f"POST to {where(url)}, signed; {actions}")]
+        also = "; and the decision log's chain checkpoints" if config.get("webhook_checkpoints") else ""
+        return [("webhook", True, f"POST to {where(url)}, signed; {actions}{also}")]

@@ -22,6 +22,7 @@ TABLES = {
     "task_artifacts",
     "human_interventions",
     "human_interventions_removed",  # the decision log's removed links (docs/audit.md)
+    "decision_chain_checkpoints",  # the decision log's chain heads, checkpointed (docs/audit.md)
     "task_logs",
     "delivery_state",
     "quarantine",
