@@ -44,6 +44,14 @@ CONVENTIONS = [
         {cv.GEN_AI_OPERATION: "invoke_agent", cv.GEN_AI_AGENT_NAME: "researcher", cv.GEN_AI_AGENT_ID: "res-1"},
         {cv.GEN_AI_OPERATION: "chat", cv.GEN_AI_PROVIDER: "anthropic", cv.GEN_AI_REQUEST_MODEL: "{model}"},
         (cv.GEN_AI_INPUT, cv.GEN_AI_OUTPUT),
+        "researcher",  # the name, stable, over an id a framework may make per object
+    ),
+    Convention(
+        "genai-id-only",
+        "invoke_agent",
+        {cv.GEN_AI_OPERATION: "invoke_agent", cv.GEN_AI_AGENT_ID: "res-1"},
+        {cv.GEN_AI_OPERATION: "chat", cv.GEN_AI_PROVIDER: "anthropic", cv.GEN_AI_REQUEST_MODEL: "{model}"},
+        (cv.GEN_AI_INPUT, cv.GEN_AI_OUTPUT),
         "res-1",
     ),
     Convention(
@@ -155,3 +163,22 @@ def test_configured_window_overrides_the_table() -> None:
         assert [(w.level, w.threshold, w.limit) for w in warnings] == [("warning", 0.5, 250_000)] * 2
     finally:
         agent.close()
+
+
+def test_an_agent_whose_id_is_new_each_run_is_one_agent_by_its_name() -> None:
+    """Semantic Kernel gives every agent object a new uuid as gen_ai.agent.id."""
+    import uuid
+
+    sink = InMemorySink()
+    agent = Agent([sink])
+    for _ in range(2):
+        attrs = {
+            cv.GEN_AI_OPERATION: "invoke_agent",
+            cv.GEN_AI_AGENT_NAME: "triage",
+            cv.GEN_AI_AGENT_ID: str(uuid.uuid4()),
+        }
+        with agent.tracer.start_as_current_span("invoke_agent triage", attributes=attrs):
+            pass
+    assert agent.flush()
+    agent.close()
+    assert [e.task.agent_id for e in sink.events if isinstance(e, TaskStarted)] == ["triage", "triage"]

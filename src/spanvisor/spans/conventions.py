@@ -58,9 +58,8 @@ OWNER: Final = "agent.owner"
 # On the decision event: approve, reject or timed_out; and who decided.
 APPROVAL_OUTCOME: Final = "agent.approval.outcome"
 APPROVAL_DECIDED_BY: Final = "agent.approval.decided_by"
-# The live channel (spans/live.py): what an agent says of its open root as log
-# records (event.name; OTLP carries a span only once ended). Its span events
-# travel under their own names.
+# The live channel (spans/live.py): what an agent says of its open root as log records
+# (event.name; OTLP carries a span only once ended). Its span events travel under their own names.
 LIVE_TASK_START: Final = "agent.task.start"
 LIVE_TASK_UPDATE: Final = "agent.task.update"
 LIVE_HEARTBEAT: Final = "agent.task.heartbeat"
@@ -97,8 +96,7 @@ GEN_AI_COST: Final = "gen_ai.usage.cost"
 # Pydantic AI's price of the call (from genai-prices, with the provider it knows).
 OPERATION_COST: Final = "operation.cost"
 GEN_AI_TOOL_NAME: Final = "gen_ai.tool.name"
-# create_agent only creates an agent (often on a remote service): it is not
-# a task, and treating it as one would open a task per agent creation.
+# create_agent only creates an agent (often remote): not a task, or every creation would open one.
 GEN_AI_AGENT_OPS: Final = frozenset({"invoke_agent", "invoke_workflow"})
 GEN_AI_MODEL_OPS: Final = frozenset({"chat", "text_completion", "generate_content", "embeddings"})
 
@@ -376,7 +374,9 @@ def agent_name(attrs: Mapping[str, Any]) -> Any:
 
 
 def agent_id(attrs: Mapping[str, Any]) -> Any:
-    return first(attrs, AGENT_ID, GEN_AI_AGENT_ID)
+    # gen_ai.agent.id only without a name: some frameworks make it per object (Semantic Kernel's uuid).
+    named = first(attrs, AGENT_NAME, GEN_AI_AGENT_NAME)
+    return first(attrs, AGENT_ID) or (None if named else first(attrs, GEN_AI_AGENT_ID))
 
 
 def task_name(attrs: Mapping[str, Any], span_name: str) -> Any:
