@@ -207,6 +207,13 @@ class Intake:
 
 def answer_text(verdict: Verdict, item: Click) -> str | None:
     """The ephemeral line for a verdict; None for a duplicate (no second answer)."""
+    if verdict.outcome == "applied" and verdict.votes_needed > 1 and verdict.votes < verdict.votes_needed:
+        more = verdict.votes_needed - verdict.votes
+        return clip(
+            f"🗳️ Your approval is {verdict.votes} of {verdict.votes_needed}: "
+            f"{more} more {'person' if more == 1 else 'people'} must approve before the agent goes on.",
+            2900,
+        )
     if verdict.outcome == "applied":
         return applied_text(item.decision)
     if verdict.outcome == "already_decided":

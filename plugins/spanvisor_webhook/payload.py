@@ -22,14 +22,17 @@ from typing import Any
 
 from spanvisor.events import Event, HumanIntervention
 from spanvisor.stream.body import INTERVENTION_TYPE as TYPE
-from spanvisor.stream.body import QUESTION_LIMIT, encode, intervention_body, rfc3339
+from spanvisor.stream.body import QUESTION_LIMIT, decides, encode, intervention_body, rfc3339
 
 
 def wanted(event: Event, actions: tuple[str, ...]) -> bool:
-    """An applied intervention of one of ``actions`` (all when empty)."""
+    """An applied intervention of one of ``actions`` (all when empty) that
+    settles what it names: one vote of two is no approval an orchestrator
+    may act on (the event stream still shows it)."""
     return (
         isinstance(event, HumanIntervention)
         and event.outcome == "applied"
+        and decides(event)
         and (not actions or event.decision.action in actions)
     )
 

@@ -60,6 +60,13 @@ def test_the_body_has_ids_the_decision_and_the_task() -> None:
         "outcome": "applied",
         "code": None,
         "reason": None,
+        "decides": True,
+        "votes": 0,
+        "votes_needed": 0,
+        "verified": False,
+        "person": None,
+        "edited": None,
+        "grant_id": None,
     }
     raw = encode(body)
     assert b": " not in raw and b", " not in raw  # compact
@@ -142,3 +149,15 @@ def test_an_answer_quotes_the_question_it_answered_clipped() -> None:
     assert body["request"]["digest"] == asked.digest
     question = body["request"]["question"]
     assert question.startswith("Delete prod <db>? ") and len(question) == 500 and question.endswith("…")
+
+
+def test_one_vote_of_two_is_not_sent_and_says_it_decides_nothing() -> None:
+    """An orchestrator acting on approve must not act on the first of two."""
+    vote = dataclasses.replace(DECISION, action="approve", approval_id="a1", verified=True, person="bob")
+    first = intervention(decision=vote, votes=1, votes_needed=2)
+    assert not wanted(first, ()) and payload(first)["decides"] is False
+    last = intervention(decision=dataclasses.replace(vote, intervention_id="iv-2"), votes=2, votes_needed=2)
+    assert wanted(last, ()) and payload(last)["decides"] is True
+    edited = dataclasses.replace(vote, edited='{"arguments":{"target":"dev"},"tool":"migrate"}', grant_id=None)
+    body = payload(intervention(decision=edited))
+    assert body["edited"] == {"arguments": {"target": "dev"}, "tool": "migrate"} and body["person"] == "bob"

@@ -157,7 +157,25 @@ def intervention_body(event: HumanIntervention) -> dict[str, Any]:
         "outcome": event.outcome,
         "code": (event.code or "denied") if event.outcome == "denied" else None,
         "reason": event.reason,
+        # Added later still. ``decides``: false for an approve that is one
+        # vote of several a request needs (``votes`` of ``votes_needed``): the
+        # request is still open, nothing may run on it yet. Who decided, proven
+        # or claimed; the arguments an approver set instead (the action that
+        # may run); the standing grant that decided.
+        "decides": decides(event),
+        "votes": event.votes,
+        "votes_needed": event.votes_needed,
+        "verified": d.verified,
+        "person": d.person,
+        "edited": json.loads(d.edited) if d.edited else None,
+        "grant_id": d.grant_id,
     }
+
+
+def decides(event: HumanIntervention) -> bool:
+    """Whether the decision settles what it names: every one does but an
+    approve that is one vote of several, short of the count."""
+    return not (event.votes_needed > 1 and event.votes < event.votes_needed)
 
 
 def _clip(text: str) -> str:
