@@ -141,3 +141,57 @@ def test_a_standing_grant_approves_until_revoked_and_needs_a_proven_person(cli: 
     agent = _ask(serve, task, "a1", MIGRATE, "--wait", "2")
     agent.communicate(timeout=60)
     assert agent.returncode == 2, "a revoked grant still approved"
+
+
+def test_approve_for_run_grants_the_tool_for_the_rest_of_that_run_only(cli: Run, serve: _Serve) -> None:
+    task = _task(cli, serve)
+    url = ("--url", serve.base)
+    agent = _ask(serve, task, "a1", MIGRATE)
+    try:
+        code, out, err = cli("approve", task, "a1", "--for-run", *url, *_as("bob"))
+        assert code == 0 and "Approved" in out and "for the rest of run" in out, (out, err)
+        assert agent.communicate(timeout=60)[0].count("permitted") == 1
+    finally:
+        agent.kill()
+    # The run's next request of that tool is approved by the grant, not a person.
+    agent = _ask(serve, task, "a2", {"tool": "migrate", "arguments": {"target": "prod", "version": 8}})
+    out, err = agent.communicate(timeout=60)
+    assert agent.returncode == 0 and "approved by bob" in out, (out, err)
+    [d] = [d for d in serve.task(task)["decisions"] if d["approval_id"] == "a2"]
+    assert d["source"] == "grant" and d["actor_id"] == "bob"
+    # Another task's run is not covered.
+    other = _task(cli, serve)
+    agent = _ask(serve, other, "a1", MIGRATE, "--wait", "2")
+    agent.communicate(timeout=60)
+    assert agent.returncode == 2, "a grant for one run approved another's request"
+
+
+def test_approve_for_run_on_a_vote_grants_nothing(cli: Run, serve: _Serve) -> None:
+    task = _task(cli, serve)
+    agent = _ask(serve, task, "a1", MIGRATE, "--approvers", "2", "--wait", "5")
+    try:
+        code, out, err = cli("approve", task, "a1", "--for-run", "--url", serve.base, *_as("bob"))
+        assert code == 1 and "one vote" in err, (out, err)
+        code, out, _ = cli("grants", "--url", serve.base, *_as("bob"))
+        assert code == 0 and "No standing grants" in out, out
+    finally:
+        agent.kill()
+
+
+def test_the_second_approver_is_shown_the_arguments_the_first_approved(cli: Run, serve: _Serve) -> None:
+    task = _task(cli, serve)
+    agent = _ask(serve, task, "a1", MIGRATE, "--approvers", "2")
+    try:
+        url = ("--url", serve.base)
+        edit = '{"target": "staging", "version": 7}'
+        assert cli("approve", task, "a1", "--edit-arguments", edit, *url, *_as("bob"))[0] == 0
+        code, out, err = cli("approve", task, "a1", *url, *_as("carol"))
+        assert code == 1 and "bad_edit" in err, (out, err)
+        shown = '{"target": "staging", "version": 7}'
+        assert f"Approved so far with other arguments: {shown} (approve those: --edit-arguments '{shown}')" in out
+        code, out, _ = cli("approve", task, "a1", "--edit-arguments", shown, *url, *_as("carol"))
+        assert code == 0 and "Approved" in out, out
+        out, err = agent.communicate(timeout=60)
+        assert agent.returncode == 0 and '"target":"staging"' in out, (out, err)
+    finally:
+        agent.kill()

@@ -301,6 +301,17 @@ def test_one_person_on_slack_and_with_a_token_is_one_person() -> None:
     assert _verdicts(ops) == [False, False, True]
 
 
+def test_a_request_that_names_its_requester_takes_only_proven_approvals() -> None:
+    ops = [
+        ("request", "a1", "prod", 1, "alice"),
+        ("person", "approve", "a1", "anon", "cli", "a", "none"),  # could be alice: refused
+        ("check", "a1", "prod", "a"),
+        ("person", "approve", "a1", "bob", "cli", "b", "none"),
+        ("check", "a1", "prod", "a"),
+    ]
+    assert _verdicts(ops) == [False, True]
+
+
 def test_the_requester_an_unproven_operator_and_a_repeat_vote_do_not_count() -> None:
     ops = [
         ("request", "a1", "prod", 2, "alice"),

@@ -102,6 +102,9 @@ def shown(client: HttpSource, task: str, approval: str, run: str | None) -> tupl
             if isinstance(r.get("approvers"), int) and r["approvers"] > 1:
                 by = ", ".join(str(x) for x in r.get("approved_by") or ()) or "nobody yet"
                 print(f"Needs: {r['approvers']} people (approved so far: {by})", flush=True)
+            if isinstance(r.get("approved_edit"), dict):
+                args = json.dumps(r["approved_edit"].get("arguments"), sort_keys=True)
+                print(f"Approved so far with other arguments: {args} (approve those: --edit-arguments '{args}')")
             rid = doc.get("run_id")
             return (rid if isinstance(rid, str) else run), r
     return run, None
@@ -164,6 +167,9 @@ def handler(args: argparse.Namespace, config: Config) -> int:
     line = describe(sent, args.action, args.task, approval, iid)
     print(line, file=sys.stdout if sent.ok else sys.stderr, flush=True)
     if sent.outcome == "applied" and getattr(args, "for_run", False):
+        if sent.votes_needed > 1 and sent.votes < sent.votes_needed:
+            print("spanvisor: no grant for the run: your approval was one vote, not the decision", file=sys.stderr)
+            return EXIT_REFUSED
         return grant_run(client, args.task, run, request) or exit_code(sent)
     return exit_code(sent)
 

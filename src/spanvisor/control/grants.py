@@ -128,14 +128,17 @@ def decision(g: Grant, req: ApprovalRequest, task_id: str, run_id: str, now_ns: 
     )
 
 
-def add(value: Mapping[str, Any] | None, g: Grant, now_ns: int) -> dict[str, Any]:
-    """The stored list with ``g``; ended grants past KEEP_ENDED_S dropped, and
-    beyond MAX_GRANTS the ended first, then the oldest."""
+def add(value: Mapping[str, Any] | None, g: Grant, now_ns: int) -> tuple[dict[str, Any] | None, bool]:
+    """The stored list with ``g`` (ended grants past KEEP_ENDED_S dropped, and
+    beyond MAX_GRANTS the oldest ended ones), and True; (None, False) when
+    MAX_GRANTS are live already: a live grant is never dropped to make room."""
     keep = [x for x in grants_of(value) if x.grant_id != g.grant_id]
     keep = [x for x in keep if x.live(now_ns) or now_ns - _ended_ns(x) < KEEP_ENDED_S * 10**9]
+    if sum(x.live(now_ns) for x in keep) >= MAX_GRANTS:
+        return None, False
     keep.append(g)
     keep.sort(key=lambda x: (x.live(now_ns), x.created_ns))
-    return {"items": [asdict(x) for x in keep[-MAX_GRANTS:]]}
+    return {"items": [asdict(x) for x in keep[-MAX_GRANTS:]]}, True
 
 
 def revoke(

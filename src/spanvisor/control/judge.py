@@ -135,11 +135,12 @@ class PipelineControl:
 
         return await self._hop(go)
 
-    async def add_grant(self, g: grants.Grant) -> grants.Grant:
-        async def go() -> grants.Grant:
+    async def add_grant(self, g: grants.Grant) -> bool:
+        """Keep ``g``; False when the most grants allowed are live already."""
+
+        async def go() -> bool:
             log = await self._ready_log()
-            await log.update(grants.NAMESPACE, grants.KEY, lambda v: (grants.add(v, g, time.time_ns()), None))
-            return g
+            return bool(await log.update(grants.NAMESPACE, grants.KEY, lambda v: grants.add(v, g, time.time_ns())))
 
         return await self._hop(go)
 

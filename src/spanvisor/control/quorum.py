@@ -6,7 +6,9 @@ record; the request is decided by the approve that completes the count (or
 by any reject), and only that decision is one agents read back. Every vote
 must come from a person whose identity was proven (Slack's signed user, a
 person's own token): a name anyone can type cannot count as a second
-person. The request's requester never approves it, alone or as a vote.
+person. The request's requester never approves it, alone or as a vote; so
+a request that names one takes only proven approvals too (a typed name
+cannot show it is not the requester's).
 
 An approver may change the action's arguments (never its tool): the agent
 receives the edited action, and the approval permits that action, not the
@@ -67,15 +69,21 @@ def refusal(req: ApprovalRequest, earlier: list[Decision], d: Decision) -> tuple
         return "own_request", f"{req.requester} asked for this: someone else must approve it"
     if d.edited is not None and (why := edit_error(req, d.edited)) is not None:
         return "bad_edit", why
-    if req.approvers <= 1:
+    if req.approvers <= 1 and not req.requester:
         return None
     if not d.verified:
+        # A name anyone can type proves neither a second person nor that the
+        # requester is not the one approving.
+        need = f"{req.approvers} people" if req.approvers > 1 else f"someone other than {req.requester}"
         return "unverified", (
-            f"this request needs {req.approvers} people whose identity is proven: "
+            f"this request needs {need} whose identity is proven: "
             "decide from Slack or with your own token (SPANVISOR_DECIDERS)"
         )
+    if req.approvers <= 1:
+        return None
     if any(person(v) == person(d) for v in earlier):
-        return "already_voted", f"you already approved: it needs {req.approvers - len(earlier)} more people"
+        more = req.approvers - len(earlier)
+        return "already_voted", f"you already approved: it needs {more} more {'person' if more == 1 else 'people'}"
     if earlier and earlier[0].edited != d.edited:
         return "bad_edit", "the approvals before yours approved other arguments: approve those, or reject"
     return None

@@ -198,6 +198,13 @@ def decision_from_body(task_id: str, body: Any) -> Decision:
     )
 
 
+def votes_json(votes: list[Decision]) -> dict[str, Any]:
+    """Who approved an open request so far, and the arguments they approved
+    instead of the asked ones (a later approval must approve the same)."""
+    edit = votes[0].edited if votes else None
+    return {"approved_by": [who(v) for v in votes], "approved_edit": json.loads(edit) if edit else None}
+
+
 def add_routes(app: web.Application, pipeline: Any, token: str | None) -> None:
     """Add the control routes to ``app`` (the OTLP/HTTP app, or the demo's).
     Reads take the OTLP ``token``; posting a decision takes the decide token
@@ -266,10 +273,7 @@ def add_routes(app: web.Application, pipeline: Any, token: str | None) -> None:
             "state": state or "unknown",
             "status": view.status if view is not None else (state or "unknown"),
             "approvals": [
-                {
-                    **approval_json(r),
-                    "approved_by": [who(v) for v in runs.votes_of(runs.requests_of(rec)[r.approval_id])],
-                }
+                {**approval_json(r), **votes_json(runs.votes_of(runs.requests_of(rec)[r.approval_id]))}
                 for r in runs.open_requests(rec, now)
             ],
             "decisions": [decision_to_dict(d) for d in new],

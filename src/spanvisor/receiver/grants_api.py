@@ -103,7 +103,9 @@ def handlers(control: Callable[[], Any], person: Callable[[web.Request], Person 
             g = new_grant(json.loads(raw or b"null"), who.name, time.time_ns())
         except ValueError as exc:
             return _reply(400, {"error": str(exc)})
-        await control().add_grant(g)
+        if not await control().add_grant(g):
+            why = f"{grants.MAX_GRANTS} grants are live already: revoke some (spanvisor grants revoke ID)"
+            return _reply(409, {"error": why})
         return _reply(201, grant_json(g, time.time_ns()))
 
     async def revoke(request: web.Request) -> web.Response:
