@@ -236,7 +236,8 @@ def _line_text(line: ThreadLine, limit: int, plain: bool = False) -> str:
     detail = t.safe(line.detail, limit) if line.detail else ""
     d = line.decision
     if d is not None and line.kind in ("intervention", "denied"):
-        said = decision_text(d, controls.who(d)) if line.kind == "intervention" else denied_text(d, controls.who(d))
+        who = controls.who(d)
+        said = decision_text(d, who, line.tally) if line.kind == "intervention" else denied_text(d, who)
         return f"{line.emoji} {said}" + (f": {detail}" if detail else "")
     if plain:  # the notification's text: the whole summary, results included
         return t.escape(line.summary) + (f": {detail}" if detail else "")

@@ -144,8 +144,11 @@ def actor(d: Decision) -> str:
     return d.actor_name or (f"@{d.actor_id}" if d.source == "slack" else d.actor_id)
 
 
-def decision_text(d: Decision, who: str) -> str:
-    """``Approved by <who>``; ``who`` in the medium's form (escaped, or a mention)."""
+def decision_text(d: Decision, who: str, tally: tuple[int, int] | None = None) -> str:
+    """``Approved by <who>``, or ``Approval 1 of 2 by <who>`` for a vote that
+    does not yet decide; ``who`` in the medium's form (escaped, or a mention)."""
+    if tally is not None and tally[0] < tally[1] and d.action == "approve":
+        return f"Approval {tally[0]} of {tally[1]} by {who}"
     return f"{DECISION_STYLE[d.action][1]} by {who}"
 
 
@@ -165,7 +168,7 @@ def decision_detail(event: HumanIntervention) -> str | None:
     d = event.decision
     tally = f"{event.votes} of {event.votes_needed} approvals" if event.votes_needed > 1 else None
     if tally and event.votes < event.votes_needed:
-        tally += f": {event.votes_needed - event.votes} more needed"
+        tally = f"{event.votes_needed - event.votes} more needed"
     how = f"with other arguments: {d.edited}" if d.edited else ("under a standing grant" if d.grant_id else None)
     return "\n".join(x for x in (tally, how, d.comment, asked) if x) or None
 

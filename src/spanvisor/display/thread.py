@@ -80,6 +80,8 @@ class ThreadLine:
     # show the actor as a mention rebuilds the summary with decision_text or
     # denied_text; ``summary`` names them as plain text.
     decision: Decision | None = None
+    # (approvals counted, approvals needed) of a request several people approve.
+    tally: tuple[int, int] | None = None
     # name/value pairs (result fields), raw. ``summary`` has them as text;
     # ``lead`` is the summary without them, for media that show them as fields.
     fields: tuple[tuple[str, str], ...] = ()
@@ -270,9 +272,13 @@ def intervention_line(event: HumanIntervention) -> ThreadLine:
         return ThreadLine(
             event.event_id, "denied", "🚫", summary, detail, key=f"denied:{d.intervention_id}", decision=d
         )
-    emoji, summary = DECISION_STYLE[d.action][0], decision_text(d, actor(d))
+    tally = (event.votes, event.votes_needed) if event.votes_needed > 1 else None
+    emoji = "🗳️" if tally and tally[0] < tally[1] else DECISION_STYLE[d.action][0]
+    summary = decision_text(d, actor(d), tally)
     key = f"intervention:{d.intervention_id}"
-    return ThreadLine(event.event_id, "intervention", emoji, summary, decision_detail(event), key=key, decision=d)
+    return ThreadLine(
+        event.event_id, "intervention", emoji, summary, decision_detail(event), key=key, decision=d, tally=tally
+    )
 
 
 __all__ = ["TOOL_FAILED", "LineKind", "ThreadLine", "ThreadPolicy", "budget_line", "intervention_line"]
