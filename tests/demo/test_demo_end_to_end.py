@@ -67,7 +67,7 @@ def _demo_answering_the_approval(env: dict[str, str], timeout: float = 120, *mor
 
 
 @pytest.mark.parametrize("via", ["processor", "serve"])
-def test_demo_shows_three_agents_and_leaves_them_in_the_audit_trail(pg_server: Any, tmp_path: Path, via: str) -> None:
+def test_demo_shows_its_agents_and_leaves_them_in_the_audit_trail(pg_server: Any, tmp_path: Path, via: str) -> None:
     """In-process, and with ``--via-serve`` (the agents export OTLP spans and
     live-channel log records to serve's receiver): the same story."""
     url = pg_server.database()
@@ -85,9 +85,20 @@ def test_demo_shows_three_agents_and_leaves_them_in_the_audit_trail(pg_server: A
         assert "through spanvisor serve's OTLP receiver" in out
     # A decision: rivet asked, `spanvisor approve` answered while the demo waited.
     assert "🙋 [rivet] asks: Apply the fix to prod?" in out
-    assert "✅ [rivet] Approved by alice (go ahead): applying the fix to prod" in out
+    # The demo's people have tokens of their own (for ledger's sign-off), so
+    # a tokenless answer is an anonymous operator's, whatever --as says.
+    assert "✅ [rivet] Approved by anonymous operator (go ahead): applying the fix to prod" in out
+    # ledger's sign-off: an action two people approve with the real CLI, each
+    # with their own token; checked where it runs, once; the chain verified.
+    assert "🙋 [ledger] asks: Run migration 0007 on the orders database in prod?" in out
+    assert "approve ledger-" in out and "--token $ALICE_TOKEN" in out and "--token $BOB_TOKEN" in out
+    assert "Approval 1 of 2 counted" in out and "as alice (verified by your token); 1 more needed" in out
+    assert "as bob (verified by your token)" in out
+    assert "✅ [ledger] approved by bob: running migration 0007 (checked where it runs)" in out
+    assert "a second check of the same approval: refused" in out
+    assert re.search(r"decision log: .+ audit verify\n +decision log intact: \d+ links", out), out
     # The console shows what Slack would: a card per task and its thread.
-    for agent in ("rivet", "sprocket", "gauge"):
+    for agent in ("rivet", "sprocket", "gauge", "ledger"):
         assert f"{agent} · complete" in out or f"{agent} · error" in out
     assert "❌ sprocket · error" in out and "RuntimeError" in out
     assert "past the 70% warning level" in out and "past the 85% critical level" in out
@@ -113,7 +124,8 @@ def test_demo_shows_three_agents_and_leaves_them_in_the_audit_trail(pg_server: A
     assert listed.returncode == 0, listed.stderr
     rows = [json.loads(line) for line in listed.stdout.splitlines() if line.strip()]
     by_agent = {r["agent_id"]: r for r in rows}
-    assert set(by_agent) == {"rivet", "sprocket", "gauge"}
+    assert set(by_agent) == {"rivet", "sprocket", "gauge", "ledger"}
+    assert by_agent["ledger"]["status"] == "complete"
     assert by_agent["rivet"]["status"] == "complete"
     assert by_agent["sprocket"]["status"] == "error"
     assert by_agent["gauge"]["status"] == "complete"
@@ -145,6 +157,8 @@ def test_demo_shows_three_agents_and_leaves_them_in_the_audit_trail(pg_server: A
     results = {r["name"]: r["value"] for r in rivet["task"]["results"]}
     assert results == {"downtime_avoided": 5400, "sensors_correlated": 37}, rivet["task"]["results"]
     assert [i["action"] for i in rivet["interventions"]] == ["approve"], rivet["interventions"]
+    ledger = json.loads(_run(["task", by_agent["ledger"]["task_id"][:12], "--json"], env).stdout)
+    assert [(i["actor"], i["outcome"]) for i in ledger["interventions"]] == [("alice", "applied"), ("bob", "applied")]
     sprocket = json.loads(_run(["task", by_agent["sprocket"]["task_id"][:12], "--json"], env).stdout)
     tail = " ".join(str(line) for line in sprocket["log_tail"])
     assert "already exists" in tail and "hunter2" not in tail, sprocket["log_tail"]
@@ -183,7 +197,7 @@ def test_demo_against_the_fake_slack_gives_one_live_message_and_thread_per_task(
         # Nobody answers here: rivet goes on after its short wait.
         assert "⌛ [rivet] No answer within 1s (timed out)" in demo.stdout
         parents = fake.parents()
-        assert len(parents) == 3, [p.text for p in parents]
+        assert len(parents) == 4, [p.text for p in parents]  # rivet, sprocket, gauge, ledger
         final = {p.text or "" for p in parents}
         assert any("complete" in t and "rivet" in t for t in final), final
         assert any("error" in t and "sprocket" in t for t in final), final

@@ -44,6 +44,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
 from spanvisor.agent import TaskHandle, task
+from spanvisor.cli import demo_signoff
 from spanvisor.cli.pasteable import command_name
 from spanvisor.config import Config
 from spanvisor.control.client import HttpSource
@@ -272,6 +273,7 @@ def deliver(pipeline: Any, limit_s: float = DELIVER_S, every_s: float = DELIVER_
 def run_demo(
     config: Config, seconds: float = 20.0, linger_s: float = 0.0, approval_wait_s: float = 20.0, via_serve: bool = False
 ) -> int:
+    config, signoff = demo_signoff.people(config)  # alice and bob, with tokens of their own
     pipeline = Pipeline(config, path="receiver" if via_serve else "processor")
     attach_stream(pipeline)  # GET /v1/events on the control API, for `spanvisor follow`
     pipeline.start()
@@ -317,7 +319,8 @@ def run_demo(
     agent_logs.propagate = False  # the console shows them in the error line, not twice
     names = ", ".join(getattr(s, "name", "?") for s in pipeline.sinks) or "none"
     how = f" through spanvisor serve's OTLP receiver at {control_api.url}" if via_serve else ""
-    print(f"spanvisor demo: 3 agents for ~{seconds:.0f}s{how} into sinks: {names}", flush=True)
+    count = len(AGENTS) + signoff.on
+    print(f"spanvisor demo: {count} agents for ~{seconds:.0f}s{how} into sinks: {names}", flush=True)
     me = command_name()
     print(f"control API: {control_api.url} ({me} approve/reject/cancel answer the agents)", flush=True)
     print(f"live events: {me} follow --url {control_api.url} (in another terminal)", flush=True)
@@ -343,7 +346,10 @@ def run_demo(
         except BaseException as exc:  # pragma: no cover - a bug in the demo itself
             errors.append(exc)
 
-    threads = [threading.Thread(target=run, args=(a,), name=a.__name__) for a in AGENTS]
+    def sign_off(tracer: trace.Tracer, clock: DemoPace) -> None:
+        demo_signoff.ledger(tracer, control_api.url, signoff, max(30.0, approval_wait_s))
+
+    threads = [threading.Thread(target=run, args=(a,), name=a.__name__) for a in (*AGENTS, sign_off)]
     for th in threads:
         th.start()
     for th in threads:
@@ -368,6 +374,8 @@ def run_demo(
         + ("" if flushed else "; some sinks did not flush in time"),
         flush=True,
     )
+    if any(getattr(s, "name", None) == "postgres" for s in pipeline.sinks) and flushed:
+        demo_signoff.verify_chain()
     if any(getattr(s, "durable", False) for s in pipeline.sinks):
         me = command_name()
         print(f"audit trail: run `{me} tasks` and `{me} task <id>`", flush=True)

@@ -1,0 +1,169 @@
+"""The demo's sign-off: an action two people must approve from the command
+line, checked where it runs, and the decision log verified at the end.
+
+* **ledger** asks to run migration 0007 on the orders database in prod: a
+  request with an action (``{"tool": "migrate", "arguments": …}``) that
+  two people must approve, asked for dana (the person the agent works for,
+  who may not approve it). Once approved it checks the action where it
+  runs (``decision.permits``), once: a second check is refused.
+* The demo plays **alice** and **bob**, people with tokens of their own (a
+  deciders file in the data directory, made anew each run, the tokens kept
+  in this process): each answers with the real ``spanvisor approve``, run
+  as a person would, its command and answer printed (the token as a
+  variable). alice's approval is one vote of two; bob's decides.
+* After the sinks have delivered, ``spanvisor audit verify`` recomputes the
+  decision log's hash chain in the audit trail, as printed.
+
+With a ``SPANVISOR_DECIDERS`` of the user's own, the demo's people are not
+in it: ledger is not run, and the demo says why.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from opentelemetry import trace
+
+from spanvisor.agent import task
+from spanvisor.cli.pasteable import command_name
+from spanvisor.config import Config
+from spanvisor.control.client import HttpSource
+from spanvisor.control.deciders import new_token, token_hash
+
+PEOPLE = ("alice", "bob")
+REQUESTER = "dana"
+ACTION = {"tool": "migrate", "arguments": {"database": "orders", "target": "prod", "version": 7}}
+QUESTION = "Run migration 0007 on the orders database in prod?"
+# A CLI process's start and one request, with room for a loaded machine.
+CLI_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class SignOff:
+    """The demo's people: their tokens, by name (None: not the demo's file)."""
+
+    tokens: dict[str, str] | None
+
+    @property
+    def on(self) -> bool:
+        return self.tokens is not None
+
+
+def people(config: Config) -> tuple[Config, SignOff]:
+    """``config`` with a deciders file naming the demo's people (unless the
+    user set one), and their tokens."""
+    if config.get("deciders_file"):
+        return config, SignOff(None)
+    tokens = {name: new_token() for name in PEOPLE}
+    path = Path(config.data_dir) / "demo-deciders.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "".join(f'[people.{n}]\ntoken_sha256 = "{token_hash(t)}"\n\n' for n, t in tokens.items())
+    path.write_text("# spanvisor demo: made anew each run (docs/interventions.md)\n" + text)
+    return config.with_values(deciders_file=str(path)), SignOff(tokens)
+
+
+def _cli(*argv: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "SPANVISOR_DECIDE_TOKEN"}
+    return subprocess.run(
+        [sys.executable, "-m", "spanvisor.cli", *argv],
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_S,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+def _said(result: subprocess.CompletedProcess[str]) -> None:
+    for line in (result.stdout + result.stderr).splitlines():
+        if line.strip():
+            print(f"      {line}", flush=True)
+
+
+def _answer(url: str, task_id: str, tokens: dict[str, str], asked: threading.Event) -> None:
+    """alice, then bob, once the control API holds the request."""
+    client = HttpSource(url, None, request_timeout_s=2.0)
+    deadline = time.monotonic() + 30.0
+    while time.monotonic() < deadline:
+        status, doc = client.approvals()
+        held = doc.get("approvals") if status == 200 else None
+        if any(x.get("task_id") == task_id and x.get("approval_id") == "a1" for x in held or ()):
+            break
+        time.sleep(0.05)
+    me = command_name()
+    for name, token in tokens.items():
+        if asked.is_set():
+            return  # the agent stopped waiting
+        print(f"👤 {name}: {me} approve {task_id} a1 --url {url} --token ${name.upper()}_TOKEN", flush=True)
+        _said(_cli("approve", task_id, "a1", "--url", url, "--token", token, "--comment", f"{name}: checked the plan"))
+
+
+def ledger(tracer: trace.Tracer, url: str, signoff: SignOff, wait_s: float) -> None:
+    """The agent asking for the sign-off (run on its own thread, like the others)."""
+    if signoff.tokens is None:
+        print("[ledger] not run: SPANVISOR_DECIDERS is your own file, without the demo's people", flush=True)
+        return
+    tid = f"ledger-{secrets.token_hex(3)}"
+    with task(
+        "Migrate orders to 0007 in prod", agent_id="ledger", task_id=tid, repo="shop/orders-db", tracer=tracer
+    ) as t:
+        with tracer.start_as_current_span(
+            "chat claude-sonnet-4-5",
+            attributes={
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": "anthropic",
+                "gen_ai.request.model": "claude-sonnet-4-5",
+            },
+        ) as span:  # planning the migration: a priced call like the other agents'
+            span.set_attribute("gen_ai.usage.input_tokens", 12_000)
+            span.set_attribute("gen_ai.usage.output_tokens", 900)
+        t.checkpoint("Migration 0007 planned: add orders.region, backfill", progress=30)
+        print(
+            f"\n🙋 [ledger] asks: {QUESTION} (two people must approve it, not {REQUESTER}, who asked)\n"
+            f"   action: migrate {json.dumps(ACTION['arguments'])}",
+            flush=True,
+        )
+        done = threading.Event()
+        people_thread = threading.Thread(
+            target=_answer, args=(url, t.task_id, signoff.tokens, done), name="demo-people", daemon=True
+        )
+        people_thread.start()
+        decision = t.request_approval(
+            QUESTION, approval_id="a1", action=ACTION, approvers=2, requester=REQUESTER, timeout=wait_s
+        )
+        done.set()
+        people_thread.join(CLI_TIMEOUT_S)
+        if not decision.approved:
+            print(f"⌛ [ledger] not approved ({decision.outcome}): migration not run", flush=True)
+            t.checkpoint("Migration not run (not approved)")
+            return
+        first, again = decision.check(ACTION), decision.check(ACTION)
+        if first.permitted:
+            print(f"✅ [ledger] {first.reason}: running migration 0007 (checked where it runs)", flush=True)
+            print(f"   a second check of the same approval: refused ({again.reason})", flush=True)
+            t.checkpoint(f"Migration 0007 applied ({first.reason})", progress=100)
+        else:
+            print(f"🚫 [ledger] not permitted: {first.reason}", flush=True)
+
+
+def verify_chain() -> None:
+    """The decision log's chain in the audit trail, recomputed as a person would."""
+    print(f"\ndecision log: {command_name()} audit verify", flush=True)
+    try:
+        result = _cli("audit", "verify")
+    except subprocess.TimeoutExpired:
+        print("      (no answer in time: run it yourself)", flush=True)
+        return
+    _said(result)
+
+
+__all__ = ["SignOff", "ledger", "people", "verify_chain"]
