@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from spanvisor.config import Setting, p_duration, p_opt_str
+from spanvisor.config import Setting, is_http_url, p_duration, p_opt_str
 
 Headers = tuple[tuple[str, str], ...]
 
@@ -57,12 +57,7 @@ def config_problem(endpoint: str | None) -> str | None:
     """Why the sink cannot export with this endpoint, or None."""
     if not endpoint:
         return "SPANVISOR_DECISION_LOGS_ENDPOINT is not set"
-    try:
-        parts = urlsplit(endpoint)
-        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port or 1) > 0
-    except ValueError:  # e.g. a port that is not a number
-        valid = False
-    if not valid:
+    if not is_http_url(endpoint):
         return "SPANVISOR_DECISION_LOGS_ENDPOINT must be an http(s) URL with a host, e.g. http://collector:4318/v1/logs"
     return None
 

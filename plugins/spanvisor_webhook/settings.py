@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from spanvisor.config import Setting, p_bool, p_duration, p_int, p_list, p_opt_str
+from spanvisor.config import Setting, is_http_url, p_bool, p_duration, p_int, p_list, p_opt_str
 
 ACTIONS = ("approve", "reject", "cancel", "retry", "acknowledge")
 
@@ -36,12 +36,7 @@ def config_problem(url: str | None, secret: str | None) -> str | None:
     """Why the sink cannot send with these settings, or None."""
     if not url:
         return "SPANVISOR_WEBHOOK_URL is not set"
-    try:
-        parts = urlsplit(url)
-        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port or 1) > 0
-    except ValueError:  # e.g. a port that is not a number
-        valid = False
-    if not valid:
+    if not is_http_url(url):
         return "SPANVISOR_WEBHOOK_URL must be an http(s) URL with a host"
     if not secret:
         return "SPANVISOR_WEBHOOK_SECRET is not set (nothing is sent unsigned)"

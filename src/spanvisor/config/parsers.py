@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 
 class ConfigError(ValueError):
@@ -26,6 +27,16 @@ class Setting:
     help: str
     accepts: str = ""
     secret: bool = False
+
+
+def is_http_url(url: str) -> bool:
+    """An http(s) URL with a host (and a port, if any, that is a number > 0):
+    what a sink that POSTs somewhere can send to."""
+    try:
+        parts = urlsplit(url)
+        return parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port or 1) > 0
+    except ValueError:  # e.g. a port that is not a number
+        return False
 
 
 # --- parsers: each takes a str (from env) or a TOML value ------------------
