@@ -73,7 +73,7 @@ def test_a_persons_token_decides_as_that_person_whatever_it_claims(cli: Run, ser
 def test_the_shared_token_decides_as_an_anonymous_operator(cli: Run, serve: _Serve) -> None:
     task = _running_task(cli, serve)
     code, out, _ = cli("cancel", task, "--url", serve.base, "--token", SHARED, "--as", "alice")
-    assert code == 0 and f"as {ANONYMOUS_NAME} (a shared token" in out, out
+    assert code == 0 and f"as {ANONYMOUS_NAME} (no token of your own" in out, out
     [d] = wait_until(lambda: _decisions(serve, task), 30, "the decision")
     assert (d["actor_id"], d["actor_name"], d["verified"]) == ("anonymous", ANONYMOUS_NAME, False)
 

@@ -60,7 +60,7 @@ def _as(sent: Sent) -> str:
     if sent.verified and sent.decided_by:
         return f", as {sent.decided_by} (verified by your token)"
     if sent.decided_by == ANONYMOUS_NAME:
-        return f", as {ANONYMOUS_NAME} (a shared token: SPANVISOR_DECIDERS gives people tokens of their own)"
+        return f", as {ANONYMOUS_NAME} (no token of your own: SPANVISOR_DECIDERS gives people one)"
     return ""
 
 

@@ -1,4 +1,4 @@
-"""``spanvisor demo``: three simulated agents, real OTel spans, every sink.
+"""``spanvisor demo``: simulated agents, real OTel spans, every sink.
 
 * **rivet** diagnoses a fault, walks its steps and completes with artifacts;
   its root carries a $1.25 budget (``agent.budget.usd``), which it passes:
@@ -14,7 +14,9 @@
   tail, a password in a connection string redacted;
 * **gauge** summarises a long log; its context grows by the same step every
   call, so a forecast ("at this rate, 70 % in about 3 calls") comes before
-  it crosses 70 %, then 85 % of its 200,000-token context window.
+  it crosses 70 %, then 85 % of its 200,000-token context window;
+* **ledger** asks for a migration two people approve with the real CLI;
+  the decision log's chain is verified at the end (:mod:`.demo_signoff`).
 
 Every model call names its provider and model, so each task's cost is priced
 (genai-prices) and shown as an estimate. The budget is a root attribute, not
@@ -347,7 +349,7 @@ def run_demo(
             errors.append(exc)
 
     def sign_off(tracer: trace.Tracer, clock: DemoPace) -> None:
-        demo_signoff.ledger(tracer, control_api.url, signoff, max(30.0, approval_wait_s))
+        demo_signoff.ledger(tracer, control_api.url, signoff, max(30.0, approval_wait_s), clock.tick)
 
     threads = [threading.Thread(target=run, args=(a,), name=a.__name__) for a in (*AGENTS, sign_off)]
     for th in threads:
@@ -374,8 +376,7 @@ def run_demo(
         + ("" if flushed else "; some sinks did not flush in time"),
         flush=True,
     )
-    if any(getattr(s, "name", None) == "postgres" for s in pipeline.sinks) and flushed:
-        demo_signoff.verify_chain()
+    demo_signoff.verify_chain(config, pipeline.sinks, flushed)
     if any(getattr(s, "durable", False) for s in pipeline.sinks):
         me = command_name()
         print(f"audit trail: run `{me} tasks` and `{me} task <id>`", flush=True)

@@ -12,7 +12,9 @@ line, checked where it runs, and the decision log verified at the end.
   as a person would, its command and answer printed (the token as a
   variable). alice's approval is one vote of two; bob's decides.
 * After the sinks have delivered, ``spanvisor audit verify`` recomputes the
-  decision log's hash chain in the audit trail, as printed.
+  decision log's hash chain in the audit trail, as printed, on the database
+  the demo wrote to; without an audit trail (no postgres sink) or with one
+  still behind, one line says why it was not verified.
 
 With a ``SPANVISOR_DECIDERS`` of the user's own, the demo's people are not
 in it: ledger is not run, and the demo says why.
@@ -27,8 +29,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from opentelemetry import trace
 
@@ -70,23 +74,30 @@ def people(config: Config) -> tuple[Config, SignOff]:
     return config.with_values(deciders_file=str(path)), SignOff(tokens)
 
 
-def _cli(*argv: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "SPANVISOR_DECIDE_TOKEN"}
+def _cli(*argv: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    # The people answer with their own tokens only: a decide token in this
+    # shell would otherwise be sent for them.
+    run_env = {k: v for k, v in os.environ.items() if k != "SPANVISOR_DECIDE_TOKEN"}
+    run_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "spanvisor.cli", *argv],
         capture_output=True,
         text=True,
         timeout=CLI_TIMEOUT_S,
-        env=env,
+        env=run_env,
         stdin=subprocess.DEVNULL,
         check=False,
     )
 
 
-def _said(result: subprocess.CompletedProcess[str]) -> None:
-    for line in (result.stdout + result.stderr).splitlines():
-        if line.strip():
-            print(f"      {line}", flush=True)
+def _said(result: subprocess.CompletedProcess[str]) -> list[str]:
+    return [f"      {line}" for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+
+
+def _say(lines: Iterable[str]) -> None:
+    # One write per command and its answer: the console sink prints from its
+    # own thread, and a card between a command and its answer read as part of it.
+    print("\n".join(lines), flush=True)
 
 
 def _answer(url: str, task_id: str, tokens: dict[str, str], asked: threading.Event) -> None:
@@ -103,12 +114,21 @@ def _answer(url: str, task_id: str, tokens: dict[str, str], asked: threading.Eve
     for name, token in tokens.items():
         if asked.is_set():
             return  # the agent stopped waiting
-        print(f"👤 {name}: {me} approve {task_id} a1 --url {url} --token ${name.upper()}_TOKEN", flush=True)
-        _said(_cli("approve", task_id, "a1", "--url", url, "--token", token, "--comment", f"{name}: checked the plan"))
+        shown = f"👤 {name}: {me} approve {task_id} a1 --url {url} --token ${name.upper()}_TOKEN"
+        try:
+            answer = _said(
+                _cli("approve", task_id, "a1", "--url", url, "--token", token, "--comment", f"{name}: checked the plan")
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            answer = [f"      (could not run it: {exc})"]
+        _say([shown, *answer])
 
 
-def ledger(tracer: trace.Tracer, url: str, signoff: SignOff, wait_s: float) -> None:
-    """The agent asking for the sign-off (run on its own thread, like the others)."""
+def ledger(
+    tracer: trace.Tracer, url: str, signoff: SignOff, wait_s: float, pause: Callable[[float], None] = lambda n: None
+) -> None:
+    """The agent asking for the sign-off (run on its own thread, like the
+    others); ``pause(n)`` is n of the demo's ticks."""
     if signoff.tokens is None:
         print("[ledger] not run: SPANVISOR_DECIDERS is your own file, without the demo's people", flush=True)
         return
@@ -116,6 +136,7 @@ def ledger(tracer: trace.Tracer, url: str, signoff: SignOff, wait_s: float) -> N
     with task(
         "Migrate orders to 0007 in prod", agent_id="ledger", task_id=tid, repo="shop/orders-db", tracer=tracer
     ) as t:
+        pause(2)  # the other agents under way first: a question before any card read as the demo's start
         with tracer.start_as_current_span(
             "chat claude-sonnet-4-5",
             attributes={
@@ -155,15 +176,50 @@ def ledger(tracer: trace.Tracer, url: str, signoff: SignOff, wait_s: float) -> N
             print(f"🚫 [ledger] not permitted: {first.reason}", flush=True)
 
 
-def verify_chain() -> None:
-    """The decision log's chain in the audit trail, recomputed as a person would."""
-    print(f"\ndecision log: {command_name()} audit verify", flush=True)
-    try:
-        result = _cli("audit", "verify")
-    except subprocess.TimeoutExpired:
-        print("      (no answer in time: run it yourself)", flush=True)
+# The settings that say which audit database the demo wrote to: handed to
+# `audit verify` as its environment, since the demo's own come from code
+# (embedded_db) or a --config file the subprocess is not given.
+_DATABASE_SETTINGS = ("data_dir", "database_url", "embedded_db")
+
+
+def database_env(config: Config) -> dict[str, str]:
+    """The environment that points a spanvisor command at ``config``'s audit database."""
+    env: dict[str, str] = {}
+    for s in config.settings:
+        if s.name in _DATABASE_SETTINGS:
+            value: Any = config.data_dir if s.name == "data_dir" else config.get(s.name)
+            if isinstance(value, bool):
+                env[s.env] = "true" if value else "false"
+            elif value is not None and value != "":
+                env[s.env] = str(value)
+            else:
+                env[s.env] = ""  # unset: an empty variable reads as not given
+    return env
+
+
+def verify_chain(config: Config, sinks: Iterable[Any], flushed: bool) -> None:
+    """The decision log's chain in the audit trail, recomputed as a person
+    would; one line saying why when it cannot be."""
+    me = command_name()
+    if not any(getattr(s, "name", None) == "postgres" for s in sinks):
+        print("\ndecision log: not verified: no audit trail among these sinks (postgres keeps it)", flush=True)
         return
-    _said(result)
+    if not flushed:
+        print(f"\ndecision log: not verified: the audit trail is behind (run `{me} audit verify` later)", flush=True)
+        return
+    print(f"\ndecision log: {me} audit verify", flush=True)
+    try:
+        result = _cli("audit", "verify", env=database_env(config))
+    except subprocess.TimeoutExpired:
+        print(f"      (no answer in {CLI_TIMEOUT_S:.0f}s: run it yourself)", flush=True)
+        return
+    except (OSError, subprocess.SubprocessError) as exc:
+        print(f"      (could not run it: {exc})", flush=True)
+        return
+    said = _said(result)
+    if not said:
+        said = [f"      (it ended with status {result.returncode} and said nothing)"]
+    _say(said)
 
 
-__all__ = ["SignOff", "ledger", "people", "verify_chain"]
+__all__ = ["SignOff", "database_env", "ledger", "people", "verify_chain"]

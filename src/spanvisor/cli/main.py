@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"spanvisor {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    demo = sub.add_parser("demo", help="run three simulated agents through every configured sink")
+    demo = sub.add_parser("demo", help="run four simulated agents through every configured sink")
     demo.add_argument("--fast", action="store_true", help="finish in about 3 seconds (for tests)")
     demo.add_argument("--seconds", type=float, default=20.0, help="how long the agents run (default 20)")
     demo.add_argument(
