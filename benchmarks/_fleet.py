@@ -1,0 +1,381 @@
+"""The client side of bench_fleet: coding-agent sessions on their own
+schedules, each exporting its log records as its CLI's OTel exporter does.
+
+A session emits its records through a real SDK ``LoggerProvider`` (its CLI's
+resource) whose processor hands each record to :class:`CliExporter` at the
+moment of ``emit``. That exporter batches as the CLI's SDK does and sends each
+batch as one OTLP/HTTP request made by the SDK's OTLP encoder (``encode_logs``,
+what every OTLP log exporter sends; Gemini CLI's as OTLP/JSON):
+
+* Claude Code and Gemini CLI use the JavaScript SDK's BatchLogRecordProcessor:
+  a timer starts when a record finds the batch empty and the batch goes when
+  it fires, ``scheduledDelayMillis`` later (Claude Code's
+  ``OTEL_LOGS_EXPORT_INTERVAL``, default 5000; Gemini CLI leaves the SDK's
+  default, 1000);
+* Codex CLI (the Rust SDK) exports on a fixed tick, about every 3 s, at a phase
+  of its own.
+
+Each tool call's command carries a marker (``fl<setup><session>n<call>``) that
+its Slack work log line shows, so the bench can find the first Slack call
+showing it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import http.client
+import json
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from coding_sessions import PROMPT, Rec, as_json  # type: ignore[import-not-found]
+from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
+from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult, SimpleLogRecordProcessor
+from opentelemetry.sdk.resources import Resource
+
+# (service.name, export behaviour, delay s) per CLI; see the module doc.
+CLIS: dict[str, tuple[str, str, float]] = {
+    "claude": ("claude-code", "timer", 5.0),
+    "codex": ("codex_exec", "tick", 3.0),
+    "gemini": ("gemini-cli", "timer", 1.0),
+}
+RETRYABLE = (429, 502, 503, 504)
+
+
+@dataclass
+class ToolCall:
+    session: int
+    i: int
+    emitted: float  # time.monotonic() when the SDK's emit handed it to the exporter
+    acked: float = float("nan")  # its batch's 2xx
+
+
+@dataclass
+class Sent:
+    """What the fleet sent and how serve answered, counted per attempt."""
+
+    statuses: Counter[str] = field(default_factory=Counter)
+    records: int = 0
+    requests: int = 0
+    unsent: int = 0  # records of batches never acknowledged
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class Poster:
+    """POSTs to serve's /v1/logs on a kept-alive connection per worker thread,
+    retrying what OTLP calls retryable after its Retry-After, as the exporters do."""
+
+    def __init__(self, port: int, sent: Sent, workers: int) -> None:
+        self.port, self.sent = port, sent
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fleet-post")
+        self.local = threading.local()
+
+    def _conn(self) -> http.client.HTTPConnection:
+        conn: http.client.HTTPConnection | None = getattr(self.local, "conn", None)
+        if conn is None:
+            conn = self.local.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        return conn
+
+    def post(self, body: bytes, ctype: str) -> bool:
+        for _ in range(6):  # bounded, like an exporter's retry budget
+            status, retry_after = 0, 1.0
+            try:
+                conn = self._conn()
+                conn.request("POST", "/v1/logs", body=body, headers={"Content-Type": ctype})
+                resp = conn.getresponse()
+                resp.read()
+                status = resp.status
+                retry_after = float(resp.headers.get("Retry-After") or 1)
+            except (OSError, http.client.HTTPException):
+                self.local.conn = None
+            with self.sent.lock:
+                self.sent.statuses[f"{status // 100}xx" if status not in RETRYABLE else str(status)] += 1
+            if 200 <= status < 300:
+                return True
+            if status and status not in RETRYABLE:
+                return False
+            time.sleep(min(retry_after, 5.0))
+        return False
+
+
+class FleetSession:
+    """One CLI session: its records, its exporter's batch and its tool calls."""
+
+    def __init__(self, setup: str, k: int, cli: str, run: str) -> None:
+        self.setup, self.k, self.cli = setup, k, cli
+        self.service, self.mode, self.delay = CLIS[cli]
+        self.session_id = f"fleet-{setup}-{k:03d}-{run}"
+        self.agent = f"fl-{setup}-{k:03d}"
+        self.rng = random.Random(f"{setup}-{k}")
+        self.tools: list[ToolCall] = []
+        self.batch: list[tuple[ReadableLogRecord, ToolCall | None]] = []
+        self.armed = False  # a timer (JS SDK) is running for the batch
+        self.done = False
+        self.pending: ToolCall | None = None
+        self.seq = 0
+        self.model_tokens = 20_000
+        resource = Resource.create(
+            {"service.name": self.service, "service.version": "fleet", "spanvisor.agent": self.agent}
+        )
+        self.provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
+        self.logger = self.provider.get_logger(f"com.{cli}.telemetry")
+
+    def marker(self, i: int) -> str:
+        return f"fl{self.setup}{self.k:03d}n{i:04d}"
+
+    # --- records, named and shaped as tests/receiver/coding_sessions.py's ---
+
+    def _emit(self, name: str, attrs: dict[str, Any], body: str | None = None) -> None:
+        if self.cli == "claude":
+            self.seq += 1
+            attrs = {"session.id": self.session_id, "prompt.id": "p-1", "event.sequence": self.seq, **attrs}
+            rec = Rec(f"claude_code.{name}", {**attrs, "event.name": name}, body=f"claude_code.{name}")
+        elif self.cli == "codex":
+            rec = Rec(
+                f"codex.{name}",
+                {"conversation.id": self.session_id, "event.name": f"codex.{name}", "model": "gpt-5-codex", **attrs},
+            )
+        else:
+            rec = Rec(
+                f"gemini_cli.{name}",
+                {"session.id": self.session_id, "installation.id": "i-1", "event.name": f"gemini_cli.{name}", **attrs},
+                body=body,
+            )
+        now = time.time_ns()
+        self.logger.emit(timestamp=now, observed_timestamp=now, body=rec.body, attributes=rec.attrs)
+
+    def prompt(self) -> None:
+        if self.cli == "codex":
+            self._emit("conversation_starts", {"approval_policy": "never", "sandbox_policy": "workspace-write"})
+        if self.cli == "gemini":
+            self._emit("config", {"model": "gemini-2.5-pro"}, "CLI configuration loaded.")
+        self._emit("user_prompt", {"prompt": PROMPT, "prompt_length": len(PROMPT)}, "User prompt.")
+
+    def model_call(self, seconds: float) -> None:
+        self.model_tokens += self.rng.randint(500, 2_500)  # the context grows, well under 70 % of any window
+        total = self.model_tokens
+        if self.cli == "claude":
+            time.sleep(seconds)
+            self._emit(
+                "api_request",
+                {
+                    "model": "claude-sonnet-4-5-20250929",
+                    "input_tokens": total // 10,
+                    "output_tokens": 600,
+                    "cache_read_tokens": total - total // 10 - 500,
+                    "cache_creation_tokens": 500,
+                    "cost_usd": 0.02,
+                    "duration_ms": int(seconds * 1000),
+                },
+            )
+        elif self.cli == "codex":
+            self._emit("api_request", {"http.response.status_code": 200, "attempt": 1, "duration_ms": 900})
+            self._emit("sse_event", {"event.kind": "response.created"})
+            time.sleep(seconds)
+            self._emit(
+                "sse_event",
+                {
+                    "event.kind": "response.completed",
+                    "input_token_count": total,
+                    "cached_token_count": total // 3,
+                    "output_token_count": 700,
+                    "reasoning_token_count": 200,
+                },
+            )
+        else:
+            self._emit("api_request", {"model": "gemini-2.5-pro", "prompt_id": "g-1"}, "API request.")
+            time.sleep(seconds)
+            self._emit(
+                "api_response",
+                {
+                    "model": "gemini-2.5-pro",
+                    "status_code": 200,
+                    "duration_ms": int(seconds * 1000),
+                    "prompt_id": "g-1",
+                    "input_token_count": total,
+                    "output_token_count": 500,
+                    "cached_content_token_count": total // 4,
+                    "thoughts_token_count": 150,
+                    "total_token_count": total + 650,
+                },
+                "API response.",
+            )
+
+    def tool_call(self, seconds: float) -> None:
+        i = len(self.tools)
+        m = self.marker(i)
+        if self.cli == "claude":
+            self._emit("tool_decision", {"tool_name": "Bash", "decision": "accept", "source": "config"})
+            time.sleep(seconds)
+            self.pending = ToolCall(self.k, i, 0.0)
+            self._emit(
+                "tool_result",
+                {
+                    "tool_name": "Bash",
+                    "success": "true",
+                    "duration_ms": int(seconds * 1000),
+                    "tool_input": json.dumps({"command": f"pytest -k {m}"}),
+                },
+            )
+        elif self.cli == "codex":
+            call = {"tool_name": "shell", "call_id": f"c{i}"}
+            self._emit("tool_decision", {**call, "decision": "approved", "source": "config"})
+            time.sleep(seconds)
+            self.pending = ToolCall(self.k, i, 0.0)
+            args = json.dumps({"command": ["bash", "-lc", f"rg {m}"]})
+            self._emit(
+                "tool_result",
+                {**call, "duration_ms": int(seconds * 1000), "success": "true", "output": "ok", "arguments": args},
+            )
+        else:
+            time.sleep(seconds)
+            self.pending = ToolCall(self.k, i, 0.0)
+            self._emit(
+                "tool_call",
+                {
+                    "function_name": "run_shell_command",
+                    "decision": "accept",
+                    "success": True,
+                    "duration_ms": int(seconds * 1000),
+                    "function_args": json.dumps({"command": f"ls {m}"}),
+                    "prompt_id": "g-1",
+                },
+                "Tool call.",
+            )
+
+
+class Fleet:
+    """Every session's exporter: batches kept per session, sent when due by
+    one scheduler thread (a heap of due times) through the poster's pool."""
+
+    def __init__(self, sessions: Sequence[FleetSession], poster: Poster) -> None:
+        self.sessions, self.poster = list(sessions), poster
+        self.sent = poster.sent
+        self.cv = threading.Condition()
+        self.heap: list[tuple[float, int]] = []
+        self.stopping = False
+        self.inflight = 0
+        for s in self.sessions:
+            s.provider.add_log_record_processor(SimpleLogRecordProcessor(_Handoff(self, s)))
+        self.thread = threading.Thread(target=self._run, name="fleet-export", daemon=True)
+
+    def start_ticks(self, t0: float) -> None:
+        with self.cv:
+            for s in self.sessions:
+                if s.mode == "tick":
+                    heapq.heappush(self.heap, (t0 + s.rng.uniform(0, s.delay), s.k))
+        self.thread.start()
+
+    def handed(self, s: FleetSession, record: ReadableLogRecord) -> None:
+        """The SDK's processor hands a record over at emit (the agent's thread)."""
+        tool, s.pending = s.pending, None
+        if tool is not None:
+            tool.emitted = time.monotonic()
+            s.tools.append(tool)
+        with self.cv:
+            s.batch.append((record, tool))
+            if s.mode == "timer" and not s.armed:
+                s.armed = True
+                heapq.heappush(self.heap, (time.monotonic() + s.delay, s.k))
+                self.cv.notify()
+
+    def _run(self) -> None:
+        by_k = {s.k: s for s in self.sessions}
+        while True:
+            with self.cv:
+                if self.stopping and not self.heap:
+                    return
+                now = time.monotonic()
+                if not self.heap or self.heap[0][0] > now:
+                    self.cv.wait(min(0.5, self.heap[0][0] - now) if self.heap else 0.5)
+                    continue
+                _, k = heapq.heappop(self.heap)
+                s = by_k[k]
+                batch, s.batch, s.armed = s.batch, [], False
+                if s.mode == "tick" and not (s.done and not batch):
+                    heapq.heappush(self.heap, (now + s.delay, k))
+                if batch:
+                    self.inflight += 1
+            if batch:
+                self.poster.pool.submit(self._export, s, batch)
+
+    def _export(self, s: FleetSession, batch: list[tuple[ReadableLogRecord, ToolCall | None]]) -> None:
+        try:
+            req = encode_logs([r for r, _ in batch])
+            if s.cli == "gemini":  # Gemini CLI's exporter speaks OTLP/JSON over HTTP
+                body, ctype = as_json(req), "application/json"
+            else:
+                body, ctype = req.SerializeToString(), "application/x-protobuf"
+            ok = self.poster.post(body, ctype)
+            acked = time.monotonic()
+            with self.sent.lock:
+                self.sent.requests += 1
+                self.sent.records += len(batch)
+                self.sent.unsent += 0 if ok else len(batch)
+            for _, tool in batch:
+                if tool is not None and ok:
+                    tool.acked = acked
+        finally:
+            with self.cv:
+                self.inflight -= 1
+                self.cv.notify()
+
+    def finish(self, timeout: float) -> bool:
+        """After the sessions' last records: every batch sent at its due time
+        (no early flush), then the scheduler stops. False if it took too long."""
+        deadline = time.monotonic() + timeout
+        for s in self.sessions:
+            s.done = True
+        with self.cv:
+            while any(s.batch for s in self.sessions) or self.inflight:
+                if time.monotonic() > deadline:
+                    return False
+                self.cv.wait(0.2)
+            self.stopping = True
+            self.heap.clear()
+            self.cv.notify()
+        self.thread.join(5)
+        self.poster.pool.shutdown(wait=True)
+        return True
+
+
+class _Handoff(LogRecordExporter):
+    def __init__(self, fleet: Fleet, session: FleetSession) -> None:
+        self.fleet, self.session = fleet, session
+
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        for record in batch:
+            self.fleet.handed(self.session, record)
+        return LogRecordExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        return None
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
+
+def run_session(s: FleetSession, t0: float, seconds: float) -> None:
+    """One session's life: a prompt, then turns of a model call and one to
+    three tool calls, a second or two of thought between tool calls, now and
+    then a new prompt; no new turn after ``seconds``."""
+    r = s.rng
+    end = t0 + seconds
+    time.sleep(max(0.0, t0 + r.uniform(0, min(5.0, seconds / 6)) - time.monotonic()))
+    s.prompt()
+    while time.monotonic() < end:
+        s.model_call(r.uniform(0.5, 2.0))
+        for _ in range(r.randint(1, 3)):
+            if time.monotonic() >= end:
+                break
+            s.tool_call(r.uniform(0.05, 1.0))
+            time.sleep(r.uniform(0.5, 2.5))
+        if r.random() < 0.1 and time.monotonic() < end:
+            s.prompt()

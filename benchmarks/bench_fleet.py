@@ -1,0 +1,396 @@
+"""A fleet of coding agents through one ``spanvisor serve``: every record
+acknowledged, nothing dropped, and how long a tool call takes to reach Slack.
+
+    .venv/bin/python benchmarks/bench_fleet.py [--sessions 100] [--seconds 60] [--quick]
+
+``--sessions`` (100) concurrent sessions, a third each Claude Code, Codex CLI
+and Gemini CLI, send their OTel log events to one ``spanvisor serve``
+subprocess over OTLP/HTTP for ``--seconds`` (60). Each session runs on its own
+thread and schedule as a CLI does: a prompt (now and then another), turns of a
+model call (0.5-2 s) and one to three tool calls (each 0.05-1 s, then 0.5-2.5 s
+of thought), so a tool call every few seconds. Its records are the CLI's
+(names and attributes as tests/receiver/coding_sessions.py's, emitted through
+the real SDK logger and encoded by the SDK's OTLP encoder; Gemini CLI's as
+OTLP/JSON) and leave in batches at each CLI's default export delay
+(``_fleet``): Claude Code every 5 s (``OTEL_LOGS_EXPORT_INTERVAL``'s default,
+the JavaScript SDK's timer from a batch's first record), Gemini CLI 1 s (the
+JavaScript SDK's default), Codex CLI a fixed ~3 s tick (FIELD-NOTES).
+
+``serve`` runs at its defaults (``SPANVISOR_SINKS=auto``: Slack, PostgreSQL,
+Prometheus, the event stream) with an embedded PostgreSQL (fsync on) and the
+local fake Slack (tests/fakes) at Slack's real limits, as its strict form:
+1 post/s per channel (burst 4) and ``chat.update`` at Tier 3, 50 a minute per
+workspace (burst 5); the Slack sink at its default pacing (a work log edited
+at most every 5 s, 1 post/s a channel). Two setups, each its own ``serve``:
+
+* (a) each session's task in a channel of its own (``SPANVISOR_SLACK_ROUTES``);
+* (b) every task in one channel: Slack's 1 post/s per channel binds, so 100
+  parents alone take 100 s there;
+* (c), only with ``--setups``: (a) with ``chat.update`` not limited, to tell
+  Slack's Tier 3 from the sink's own pacing.
+
+Measured per setup: OTLP answers (2xx, 4xx, 5xx and 503 per attempt, batches
+never acknowledged); serve's /metrics (``spanvisor_dropped_total``, receiver
+requests and coding-agent records by outcome); tasks in PostgreSQL against
+sessions, ``tool_call`` timeline rows against tool calls sent; latency from a
+tool call's record handed to the exporter (the SDK's emit) to the first fake
+Slack ``chat.postMessage``/``chat.update`` showing it or a later call of the
+same session (a work log shows its newest 8 lines and counts the rest), split
+into emit -> 2xx (the export delay) and 2xx -> Slack; tool calls not shown by
+the end of ``--drain`` (120 s) count as slower than any shown; Slack calls and
+429s; serve's and PostgreSQL's CPU while sending (``_cpuwatch``); the
+machine's load (/proc/loadavg) before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import math
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "receiver"), str(ROOT / "benchmarks")]
+
+from serve_proc import FakeSlackThread, ServeProcess  # type: ignore[import-not-found]  # noqa: E402
+
+from _cpuwatch import cores, postmaster_of, snapshot  # noqa: E402
+from _fleet import Fleet, FleetSession, Poster, Sent, run_session  # noqa: E402
+from spanvisor_postgres.embedded import EmbeddedPostgres  # noqa: E402
+
+MARK = re.compile(r"fl([abc])(\d{3})n(\d{4})")
+METRIC = re.compile(r"^spanvisor_(\w+)\{([^}]*)\}\s+(\S+)$")
+CLI_MIX = ("claude", "codex", "gemini")
+# The strict fake's own Tier 3 figure for chat.update (50 a minute, burst 5),
+# looked up by name as serve_proc is imported untyped: the fakes are checked
+# with the tests, not here.
+TIER3: tuple[float, int] = importlib.import_module("tests.fakes.slack_api").TIER3
+GOAL_S = 2.0
+# setup -> (what it is, a channel per session, chat.update at Tier 3)
+WANTED = ("dropped_total", "receiver_requests_total", "coding_agent_records_total", "live_records_total")
+SETUPS = {
+    "a": ("own channel each", True, True),
+    "b": ("one channel", False, True),
+    "c": ("own channel each, chat.update not limited (a diagnostic: the sink's own pacing)", True, False),
+}
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+class SlackWatch:
+    """The highest tool call of each session a Slack call showed, and when."""
+
+    def __init__(self, slack: FakeSlackThread, setup: str) -> None:
+        self.slack, self.setup = slack, setup
+        self.seen = 0
+        self.shown: dict[int, int] = {}
+        self.hits: dict[int, list[tuple[float, int]]] = defaultdict(list)  # session -> (call time, call shown)
+        self.calls: Counter[str] = Counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            calls = list(self.slack.fake.calls)  # appended on the fake's loop; a copy is a snapshot
+            for c in calls[self.seen :]:
+                self.calls[f"{c.method} {c.status}"] += 1
+                if c.method not in ("chat.postMessage", "chat.update") or not c.response.get("ok"):
+                    continue
+                best: dict[int, int] = {}
+                for setup, k, i in MARK.findall(str(c.args)):
+                    if setup == self.setup:
+                        best[int(k)] = max(best.get(int(k), -1), int(i))
+                for k, i in best.items():
+                    self.hits[k].append((c.at, i))
+                    self.shown[k] = max(self.shown.get(k, -1), i)
+            self.seen = len(calls)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+class Rows:
+    """Counts in serve's PostgreSQL over one kept connection."""
+
+    def __init__(self, url: str, prefix: str) -> None:
+        import asyncpg
+
+        self.loop = asyncio.new_event_loop()
+        self.conn = self.loop.run_until_complete(asyncpg.connect(url))
+        self.like = f"{prefix}%"
+
+    def count(self) -> tuple[int, int]:
+        """(tasks, tool_call timeline rows) of this setup's sessions."""
+
+        async def both() -> tuple[int, int]:
+            tasks = await self.conn.fetchval("SELECT count(*) FROM agent_tasks WHERE task_id LIKE $1", self.like)
+            tools = await self.conn.fetchval(
+                "SELECT count(*) FROM agent_checkpoints WHERE task_id LIKE $1 AND source = 'tool_call'", self.like
+            )
+            return int(tasks), int(tools)
+
+        return self.loop.run_until_complete(both())
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.conn.close())
+        self.loop.close()
+
+
+def metrics(admin: int) -> dict[str, Counter[str]]:
+    """serve's /metrics: each counter of interest by its labels."""
+    out: dict[str, Counter[str]] = defaultdict(Counter)
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=10) as resp:
+            text = resp.read().decode()
+    except (urllib.error.URLError, OSError):
+        return out
+    for line in text.splitlines():
+        m = METRIC.match(line)
+        if m and m.group(1) in WANTED:
+            labels = ",".join(sorted(x for x in m.group(2).split(",") if not x.startswith("sink=")))
+            out[m.group(1)][labels.replace('"', "")] += int(float(m.group(3)))
+    return out
+
+
+def start_serve(base: Path, db_url: str, slack_url: str, routes: str | None) -> ServeProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPANVISOR_", "SLACK_", "OTEL_"))}
+    env |= {
+        "SPANVISOR_DATA_DIR": str(base),
+        "SPANVISOR_DATABASE_URL": db_url,
+        "SLACK_BOT_TOKEN": "xoxb-fleet",
+        "SPANVISOR_SLACK_CHANNEL": "#agents",
+        "SPANVISOR_SLACK_BASE_URL": slack_url,
+        "SPANVISOR_OTLP_BIND": "127.0.0.1",
+        "SPANVISOR_OTLP_HTTP_PORT": "0",
+        "SPANVISOR_OTLP_GRPC_PORT": "0",
+        "SPANVISOR_ADMIN_PORT": "0",
+        # Only how long the stop at the end may drain a Slack backlog: not measured.
+        "SPANVISOR_SHUTDOWN_TIMEOUT": "10s",
+    }
+    if routes:
+        env["SPANVISOR_SLACK_ROUTES"] = routes
+    serve = ServeProcess(base, env, start=False)
+    serve.start(timeout=120)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # /readyz: PostgreSQL connected and migrated, every sink started
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{serve.admin}/readyz", timeout=5) as resp:
+                if resp.status == 200:
+                    return serve
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.2)
+    stop_serve(serve)
+    raise RuntimeError("serve did not become ready:\n" + serve.log_text()[-3000:])
+
+
+def stop_serve(serve: ServeProcess) -> None:
+    try:
+        serve.terminate(60)
+    except subprocess.TimeoutExpired:
+        serve.kill()
+
+
+def pct(xs: list[float], p: float) -> float:
+    """Nearest rank; a tool call never shown is +inf, slower than any shown."""
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, math.ceil(p / 100 * len(xs)) - 1)] if xs else float("nan")
+
+
+def sec(x: float) -> str:
+    return "not shown" if math.isinf(x) else f"{x:.2f} s"
+
+
+def run_setup(setup: str, base: Path, db_url: str, a: argparse.Namespace) -> dict[str, Any]:
+    label, per_channel, tier3 = SETUPS[setup]
+    print(f"\n({setup}) {a.sessions} sessions, {label}: starting serve …", flush=True)
+    run = f"{os.getpid() % 10_000:04d}"
+    sessions = [FleetSession(setup, k, CLI_MIX[k % 3], run) for k in range(a.sessions)]
+    limits = {"chat.update": TIER3, "chat.delete": TIER3} if tier3 else None
+    slack = FakeSlackThread(channel_rate=1.0, channel_burst=4, method_limits=limits)
+    watch = SlackWatch(slack, setup)
+    routes = ",".join(f"agent:{s.agent}=#{s.agent}" for s in sessions) if per_channel else None
+    serve = start_serve(base / f"serve-{setup}", db_url, slack.base_url, routes)
+    rows = Rows(db_url, f"fleet-{setup}-")
+    try:
+        sent = Sent()
+        fleet = Fleet(sessions, Poster(serve.http, sent, workers=min(32, a.sessions)))
+        postmaster = postmaster_of(base / "postgres" / "pgdata")
+        load_before = loadavg()
+        t0 = time.monotonic()
+        fleet.start_ticks(t0)
+        cpu_from = snapshot([serve.proc.pid], postmaster)
+        agents = [threading.Thread(target=run_session, args=(s, t0, a.seconds), daemon=True) for s in sessions]
+        for th in agents:
+            th.start()
+        for th in agents:
+            th.join(max(1.0, t0 + a.seconds + 30 - time.monotonic()))
+        cpu = cores(cpu_from, snapshot([serve.proc.pid], postmaster))
+        sending_s = time.monotonic() - t0
+        flushed = fleet.finish(30)
+        tools = [t for s in sessions for t in s.tools]
+        print(
+            f"  sent {sent.records:,} records in {sent.requests:,} requests over {sending_s:.0f} s "
+            f"({len(tools):,} tool calls); waiting up to {a.drain:.0f} s for Slack and PostgreSQL …",
+            flush=True,
+        )
+        last = time.monotonic()
+        deadline = last + a.drain
+        n_tasks = n_rows = 0
+        drained_s = float("nan")
+        while time.monotonic() < deadline:
+            n_tasks, n_rows = rows.count()
+            if n_rows >= len(tools) and all(watch.shown.get(s.k, -1) >= len(s.tools) - 1 for s in sessions):
+                drained_s = time.monotonic() - last
+                break
+            time.sleep(0.5)
+        n_tasks, n_rows = rows.count()
+        time.sleep(0.5)  # a last scrape after the sinks' own last writes
+        got = metrics(serve.admin)
+    finally:
+        rows.close()
+        stop_serve(serve)
+        watch.close()
+        slack.close()
+    to_slack, export, after_ack = [], [], []
+    by_cli: dict[str, tuple[list[float], list[float]]] = {c: ([], []) for c in CLI_MIX}
+    later = 0
+    for s in sessions:
+        hits = sorted(watch.hits.get(s.k, []))
+        for t in s.tools:
+            first = next(((at, j) for at, j in hits if at >= t.emitted and j >= t.i), None)
+            to_slack.append(math.inf if first is None else first[0] - t.emitted)
+            export.append(t.acked - t.emitted)
+            by_cli[s.cli][0].append(export[-1])
+            by_cli[s.cli][1].append(to_slack[-1])
+            if first is not None:
+                later += first[1] != t.i
+                after_ack.append(first[0] - t.acked)
+    return {
+        "setup": setup,
+        "label": label,
+        "sent": sent,
+        "flushed": flushed,
+        "tools": len(tools),
+        "tasks": n_tasks,
+        "rows": n_rows,
+        "to_slack": to_slack,
+        "export": export,
+        "after_ack": after_ack,
+        "by_cli": by_cli,
+        "later": later,
+        "drained_s": drained_s,
+        "metrics": got,
+        "slack": watch.calls,
+        "cpu": cpu,
+        "load": (load_before, loadavg()),
+    }
+
+
+def report(r: dict[str, Any], sessions: int) -> None:
+    sent: Sent = r["sent"]
+    m: dict[str, Counter[str]] = r["metrics"]
+    lat: list[float] = r["to_slack"]
+    shown = sum(1 for x in lat if not math.isinf(x))
+    dropped = sum(m["dropped_total"].values())
+    p95 = pct(lat, 95)
+    print(f"\n({r['setup']}) {sessions} sessions, {r['label']}")
+    print(
+        f"  OTLP answers per attempt: {dict(sorted(sent.statuses.items()))}; "
+        f"{sent.unsent} records never acknowledged{'' if r['flushed'] else '; the last batches did not all go'}"
+    )
+    print(
+        f"  serve: dropped {dropped} events {dict(m['dropped_total']) or ''}; requests {dict(m['receiver_requests_total'])}"
+    )
+    print(
+        f"  coding-agent records {dict(m['coding_agent_records_total'])}; live records {dict(m['live_records_total'])}"
+    )
+    print(
+        f"  PostgreSQL: {r['tasks']} tasks for {sessions} sessions; {r['rows']:,} tool_call rows for {r['tools']:,} sent"
+    )
+    print(
+        f"  tool call -> Slack: p50 {sec(pct(lat, 50))}, p95 {sec(p95)}, max {sec(max(lat, default=math.nan))}; "
+        f"{shown:,}/{len(lat):,} shown, {r['later']:,} first shown as a later call of the session; "
+        + (
+            f"all shown {r['drained_s']:.1f} s after the last tool call"
+            if not math.isnan(r["drained_s"])
+            else "not all shown by the end of the drain"
+        )
+    )
+    print(
+        f"    of which emit -> 2xx (export delay): p50 {sec(pct(r['export'], 50))}, p95 {sec(pct(r['export'], 95))}; "
+        f"2xx -> Slack: p50 {sec(pct(r['after_ack'], 50))}, p95 {sec(pct(r['after_ack'], 95))}; "
+        f"{sum(1 for x in lat if x < GOAL_S) / max(1, len(lat)):.0%} within {GOAL_S:.0f} s"
+    )
+    print(
+        "    by CLI, p95 emit -> 2xx / to Slack: "
+        + ", ".join(f"{c} {sec(pct(e, 95))} / {sec(pct(t, 95))}" for c, (e, t) in r["by_cli"].items())
+    )
+    sl: Counter[str] = r["slack"]
+    print("  Slack calls: " + ", ".join(f"{k} x{v}" for k, v in sorted(sl.items()) if k.startswith("chat.")))
+    c = r["cpu"]
+    print(
+        f"  CPU while sending, cores: serve {c['serve']:.2f} (busiest thread {c['busiest']:.2f}), "
+        f"PostgreSQL {c['postgres']:.2f}, this client {c['client']:.2f}; load {r['load'][0]} -> {r['load'][1]}"
+    )
+    ok = p95 < GOAL_S and dropped == 0 and sent.unsent == 0 and r["rows"] >= r["tools"] and r["tasks"] >= sessions
+    print(f"  goal (p95 < {GOAL_S:.0f} s, nothing dropped, every record and row): {'met' if ok else 'MISSED'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="A fleet of coding agents through one spanvisor serve.")
+    ap.add_argument("--sessions", type=int, default=100, help="concurrent sessions (a third of each CLI)")
+    ap.add_argument("--seconds", type=float, default=60.0, help="how long the sessions work")
+    ap.add_argument("--drain", type=float, default=120.0, help="longest wait for Slack and PostgreSQL after")
+    ap.add_argument(
+        "--setups", default="ab", help="a: a channel per session, b: one channel, c: (a) with chat.update unlimited"
+    )
+    ap.add_argument("--quick", action="store_true", help="20 sessions for 15 s, 45 s of drain")
+    a = ap.parse_args(argv)
+    if a.quick:
+        a.sessions, a.seconds, a.drain = 20, 15.0, 45.0
+    a.sessions = max(1, min(a.sessions, 999))
+    if not a.setups or set(a.setups) - set(SETUPS):
+        ap.error("--setups takes letters of abc")
+    print(
+        f"spanvisor bench_fleet: python {platform.python_version()}, {os.cpu_count()} CPUs, "
+        f"load (1, 5, 15 min) {loadavg()} at start",
+        flush=True,
+    )
+    base = Path(tempfile.mkdtemp(prefix="spanvisor-bench-fleet-"))
+    pg = EmbeddedPostgres(base / "postgres")
+    results = []
+    try:
+        print("starting the embedded PostgreSQL (fsync on) …", flush=True)
+        url = pg.acquire()
+        for setup in a.setups:
+            results.append(run_setup(setup, base, url, a))
+    finally:
+        pg.release()
+        shutil.rmtree(base, ignore_errors=True)
+    for r in results:
+        report(r, a.sessions)
+    print(f"\nload (1, 5, 15 min) {loadavg()} at the end")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
