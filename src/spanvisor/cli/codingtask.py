@@ -5,8 +5,9 @@ Both are separate processes from the receiver that builds the task out of
 the CLI's own telemetry, and from each other: so the task's trace id and
 root span id are derived from its key, never drawn. The key is the
 launcher's ``spanvisor.task.id`` (a fresh id it puts in the CLI's
-``OTEL_RESOURCE_ATTRIBUTES``; a hook, run by the CLI, inherits it), else the
-CLI's session id.
+``OTEL_RESOURCE_ATTRIBUTES`` for the CLI's telemetry, and in
+``SPANVISOR_TASK_ID`` for its hooks: Claude Code runs hooks without any
+``OTEL_*`` variable), else the CLI's session id.
 
 The derivation is the receiver's coding-agent adapter's
 (:mod:`spanvisor.receiver.codingagents.ids`), so that every record of the
@@ -34,6 +35,11 @@ from spanvisor.spans import conventions as cv
 RESOURCE_TASK_ID = "spanvisor.task.id"
 RESOURCE_TASK_NAME = "spanvisor.task.name"
 ENV_ENDPOINT = "SPANVISOR_OTLP_ENDPOINT"
+# What the launcher tells the CLI's hooks, in variables a CLI passes on:
+# Claude Code (2.1) removes every OTEL_* variable from a hook's environment,
+# so OTEL_RESOURCE_ATTRIBUTES alone would leave the hook without the task.
+ENV_TASK_ID = "SPANVISOR_TASK_ID"
+ENV_TASK_OWNER = "SPANVISOR_TASK_OWNER"
 DEFAULT_ENDPOINT = "http://127.0.0.1:4318"
 
 # service.name each CLI reports (Codex says codex_tui in its interactive UI).
@@ -66,8 +72,16 @@ def with_resource(env: Mapping[str, str], attrs: Mapping[str, str]) -> str:
 
 
 def launched_task(env: Mapping[str, str]) -> str | None:
-    """The launcher's task id, if this process runs under ``spanvisor run``."""
-    return resource_attributes(env).get(RESOURCE_TASK_ID) or None
+    """The launcher's task id, if this process runs under ``spanvisor run``:
+    ``SPANVISOR_TASK_ID``, else ``spanvisor.task.id`` in
+    ``OTEL_RESOURCE_ATTRIBUTES`` (a launcher of an older version)."""
+    return env.get(ENV_TASK_ID) or resource_attributes(env).get(RESOURCE_TASK_ID) or None
+
+
+def task_owner(env: Mapping[str, str]) -> str | None:
+    """The person the agent works for, who may not approve its requests:
+    ``SPANVISOR_TASK_OWNER``, else ``agent.owner`` in ``OTEL_RESOURCE_ATTRIBUTES``."""
+    return env.get(ENV_TASK_OWNER) or resource_attributes(env).get(cv.OWNER) or None
 
 
 def endpoint_from(explicit: str | None, env: Mapping[str, str] | None = None) -> str:
@@ -152,6 +166,8 @@ class SessionTask:
 __all__ = [
     "DEFAULT_ENDPOINT",
     "ENV_ENDPOINT",
+    "ENV_TASK_ID",
+    "ENV_TASK_OWNER",
     "RESOURCE_TASK_ID",
     "RESOURCE_TASK_NAME",
     "SERVICES",
@@ -161,5 +177,6 @@ __all__ = [
     "otlp_args",
     "resource_attributes",
     "task_ids",
+    "task_owner",
     "with_resource",
 ]

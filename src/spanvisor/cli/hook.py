@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import sys
-import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
@@ -192,13 +191,11 @@ def ask(
 
 
 def owner(env: Mapping[str, str]) -> str | None:
-    """``agent.owner`` in OTEL_RESOURCE_ATTRIBUTES: the person the coding
-    agent works for, who may not approve its requests."""
-    for part in env.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
-        key, _, value = part.partition("=")
-        if key.strip() == cv.OWNER and value.strip():
-            return urllib.parse.unquote(value.strip())
-    return None
+    """The person the coding agent works for, who may not approve its
+    requests: ``SPANVISOR_TASK_OWNER`` (the launcher copies it there), else
+    ``agent.owner`` in OTEL_RESOURCE_ATTRIBUTES (which Claude Code does not
+    pass to hooks)."""
+    return ct.task_owner(env)
 
 
 def _why(status: int) -> str:

@@ -157,6 +157,11 @@ def handler(args: argparse.Namespace, config: Config) -> int:
     resource = ct.with_resource(env, {ct.RESOURCE_TASK_ID: task_id, ct.RESOURCE_TASK_NAME: name})
     child_argv, child_env = telemetry(cli, argv, env, endpoint, args.token, resource)
     child_env[ct.ENV_ENDPOINT] = endpoint  # where the CLI's hooks send their requests
+    # The task, and who may not approve its requests, for the hooks: in
+    # SPANVISOR_* variables, which Claude Code passes on (it drops OTEL_*).
+    child_env[ct.ENV_TASK_ID] = task_id
+    if (asker := ct.task_owner(env)) is not None:
+        child_env[ct.ENV_TASK_OWNER] = asker
     child_argv, mode = plan(cli, child_argv)
     task = ct.SessionTask(task_id, service, True, ct.otlp_args(endpoint, args.token, args.timeout))
     started = time.time_ns()

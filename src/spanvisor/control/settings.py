@@ -71,6 +71,28 @@ SETTINGS: tuple[Setting, ...] = (
         "its approval requests to: `spanvisor serve` or a Collector. Unset: http://127.0.0.1:4318.",
         "a URL",
     ),
+    # Set by `spanvisor run` for the CLI it starts, read by `spanvisor hook`:
+    # Claude Code runs its hooks without any OTEL_* variable, so the task in
+    # OTEL_RESOURCE_ATTRIBUTES does not reach them.
+    Setting(
+        "run_task_id",
+        "SPANVISOR_TASK_ID",
+        p_opt_str,
+        None,
+        "The task `spanvisor run` started (set by it for the coding-agent CLI): `spanvisor hook` opens its "
+        "approval requests on this task. Unset: `spanvisor.task.id` in OTEL_RESOURCE_ATTRIBUTES, else the "
+        "CLI's session id.",
+        "a task id",
+    ),
+    Setting(
+        "run_task_owner",
+        "SPANVISOR_TASK_OWNER",
+        p_opt_str,
+        None,
+        "The person a coding agent works for, who may reject its tool calls but never approve them "
+        "(`spanvisor run` copies `agent.owner` of OTEL_RESOURCE_ATTRIBUTES here). Unset: `agent.owner`.",
+        "a person's name or Slack id",
+    ),
     Setting(
         "hook_policy",
         "SPANVISOR_HOOK_POLICY",
