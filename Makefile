@@ -54,7 +54,7 @@ TEST_EXAMPLES ?= 0.4
 # images set it), every process the tests start (hundreds of CLIs, agents
 # and servers) would compile the modules it imports again.
 unit: $(STAMP)
-	$(BIN)/python -m compileall -q -j 0 src plugins tests >/dev/null
+	$(BIN)/python -m compileall -q -j 0 -x node_modules src plugins tests >/dev/null
 	TEST_EXAMPLES=$(TEST_EXAMPLES) $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15 --durations-min=30
 
 test: lint typecheck unit

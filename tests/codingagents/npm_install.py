@@ -1,0 +1,61 @@
+"""The coding-agent CLIs, installed from the project's own files: ``npm ci``
+from ``npm/package-lock.json`` (exact versions, integrity hashes) into
+``npm/node_modules`` when it is missing or was installed from another
+lockfile. One install at a time (pytest-xdist workers share the folder);
+the registry is the only network it needs, and a hung install fails in
+minutes, not at CI's limit."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from tests.conftest import missing, require
+
+NPM_DIR = Path(__file__).parent / "npm"
+MODULES = NPM_DIR / "node_modules"
+BIN = MODULES / ".bin"
+# Written after a successful install: the lockfile's digest it came from.
+STAMP = MODULES / ".spanvisor-lock-sha256"
+INSTALL_TIMEOUT_S = 900.0
+INSTALL = "apt-get install nodejs npm (.ci/run installs them)"
+
+
+def _lock_digest() -> str:
+    return hashlib.sha256((NPM_DIR / "package-lock.json").read_bytes()).hexdigest()
+
+
+def _fresh() -> bool:
+    return STAMP.is_file() and STAMP.read_text().strip() == _lock_digest()
+
+
+def install() -> Path:
+    """The folder of the CLIs' executables (``claude``, ``codex``, ``gemini``)."""
+    for tool in ("node", "npm"):
+        if shutil.which(tool) is None:
+            missing(tool, INSTALL)
+    npm = require("npm")
+    # Outside the folder (npm ci empties node_modules; the tree stays clean).
+    key = hashlib.sha256(str(NPM_DIR.resolve()).encode()).hexdigest()[:16]
+    with (Path(tempfile.gettempdir()) / f"spanvisor-npm-{key}.lock").open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        if not _fresh():
+            try:
+                done = subprocess.run(
+                    [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+                    cwd=NPM_DIR,
+                    capture_output=True,
+                    text=True,
+                    timeout=INSTALL_TIMEOUT_S,
+                    check=False,
+                )
+            except subprocess.TimeoutExpired:
+                missing(f"the coding-agent CLIs (npm ci did not finish in {INSTALL_TIMEOUT_S:.0f} s)")
+            if done.returncode != 0:
+                missing(f"the coding-agent CLIs (npm ci exited {done.returncode}: {done.stderr[-2000:]})")
+            STAMP.write_text(_lock_digest())
+    return BIN

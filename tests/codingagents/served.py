@@ -1,0 +1,138 @@
+"""The matrix's ``spanvisor serve``: PostgreSQL (state store and audit
+trail), the fake Slack with a signing secret and one approver; and what the
+tests read back from it: the task's row and timeline, its control API view,
+the approval buttons of its Slack parent, a signed click on one."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from spanvisor_slack import actions as A
+from tests.fakes.slack_sender import SignedSender
+from tests.receiver.serve_proc import FakeSlackThread, ServeProcess, db_rows, slack_env
+
+SIGNING_SECRET = "matrix-signing-7d1e0c52b9a4f368"
+APPROVER = "U0ALICE"
+# The model every scripted run names, and the window serve gives it here: a
+# scripted growth of a few thousand tokens crosses 70 % and 85 % of it,
+# while the CLIs, which know the real window, see no reason to compact.
+MODEL = "claude-sonnet-4-5"
+WINDOWS = {MODEL: 10_000, "gemini-2.5-flash": 10_000, "gpt-5-codex": 10_000}
+# Without the launcher a session ends by liveness: short here, so a test sees it.
+STALL_AFTER_S = 4
+LOST_AFTER_S = 10
+
+
+def start_serve(db_url: str, slack: FakeSlackThread, data: Path) -> ServeProcess:
+    env = slack_env(
+        data,
+        slack.base_url,
+        SLACK_SIGNING_SECRET=SIGNING_SECRET,
+        SPANVISOR_SLACK_APPROVERS=APPROVER,
+        SPANVISOR_DATABASE_URL=db_url,
+        SPANVISOR_STATE_STORE="postgres",
+        SPANVISOR_SINKS="postgres,slack",
+        SPANVISOR_MODEL_CONTEXT_WINDOWS=",".join(f"{k}={v}" for k, v in WINDOWS.items()),
+        SPANVISOR_STALL_AFTER=f"{STALL_AFTER_S}s",
+        SPANVISOR_LOST_AFTER=f"{LOST_AFTER_S}s",
+        SPANVISOR_HEARTBEAT="1s",
+    )
+    for leaked in ("SPANVISOR_OTLP_TOKEN", "SPANVISOR_CONTROL_TOKEN", "SLACK_APP_TOKEN", "SPANVISOR_HOOK_POLICY"):
+        env.pop(leaked, None)
+    serve = ServeProcess(data, env, start=False)
+    serve.start(timeout=300)  # a loaded machine starts serve slowly
+    return serve
+
+
+@dataclass
+class Matrix:
+    serve: ServeProcess
+    slack: FakeSlackThread
+    db_url: str
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.serve.http}"
+
+    def task(self, task_id: str) -> dict[str, Any] | None:
+        rows = db_rows(self.db_url, "SELECT * FROM agent_tasks WHERE task_id = $1", task_id)
+        return rows[0] if rows else None
+
+    def tasks_of(self, agent: str) -> list[dict[str, Any]]:
+        return db_rows(self.db_url, "SELECT * FROM agent_tasks WHERE agent_id = $1", agent)
+
+    def timeline(self, task_id: str) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM agent_checkpoints WHERE task_id = $1 ORDER BY time_ns, seq"
+        return db_rows(self.db_url, sql, task_id)
+
+    def interventions(self, task_id: str) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM human_interventions WHERE task_id = $1 ORDER BY time_ns"
+        return db_rows(self.db_url, sql, task_id)
+
+    def control(self, task_id: str) -> dict[str, Any] | None:
+        """The control API's view of the task (None while it knows none)."""
+        try:
+            with urllib.request.urlopen(f"{self.endpoint}/v1/control/tasks/{task_id}", timeout=20) as resp:
+                doc: dict[str, Any] = json.loads(resp.read())
+                return doc
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return None
+            raise
+
+    def pending(self, task_id: str) -> list[dict[str, Any]]:
+        """Open approval requests of the task (``GET /v1/control/approvals``,
+        what ``spanvisor approvals`` lists)."""
+        with urllib.request.urlopen(f"{self.endpoint}/v1/control/approvals", timeout=20) as resp:
+            doc = json.loads(resp.read())
+        return [r for r in doc.get("approvals", []) if r.get("task_id") == task_id]
+
+    def spanvisor(self, *args: str) -> str:
+        """The spanvisor CLI as a person runs it; its stdout."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SPANVISOR_", "OTEL_", "SLACK_"))}
+        env["SPANVISOR_DATA_DIR"] = str(self.serve.data_dir / "cli")
+        done = subprocess.run(
+            [sys.executable, "-m", "spanvisor.cli", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+            check=False,
+        )
+        assert done.returncode == 0, f"spanvisor {' '.join(args)}: {done.returncode}\n{done.stdout}\n{done.stderr}"
+        return done.stdout
+
+    def approve_button(self, task_id: str) -> tuple[Any, dict[str, Any]] | None:
+        for parent in self.slack.parents():
+            if (parent.metadata or {}).get("event_payload", {}).get("task_id") != task_id:
+                continue
+            blocks = list(parent.blocks) + [b for a in parent.attachments for b in a.get("blocks", [])]
+            for block in blocks:
+                for e in block.get("elements", []) if block.get("type") == "actions" else []:
+                    if e.get("action_id") == A.APPROVE:
+                        return parent, e
+        return None
+
+    def click(self, parent: Any, button: dict[str, Any]) -> int:
+        """The approver's signed click on ``button``, posted as Slack posts it; the status."""
+        payload = self.slack.on_loop(
+            lambda: self.slack.fake.interactions.block_actions(
+                channel_id=parent.channel,
+                message_ts=parent.ts,
+                action_id=button["action_id"],
+                value=button["value"],
+                user_id=APPROVER,
+                user_name="alice",
+            )
+        )
+        sender = SignedSender(f"http://127.0.0.1:{self.serve.admin}", SIGNING_SECRET)
+        return asyncio.run(sender.interaction(dict(payload))).status
