@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
-from spanvisor.config import Setting, is_http_url, p_duration, p_opt_str
+from spanvisor.config import Setting, is_http_url, p_duration, p_opt_str, url_origin
 
 Headers = tuple[tuple[str, str], ...]
 
@@ -41,16 +41,8 @@ def p_timeout(v: Any) -> float:
     return seconds
 
 
-def where(url: str) -> str:
-    """``scheme://host:port`` of ``url``: all that logs show of it (a path or
-    query may hold a token)."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or "?"
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        return "<invalid url>"
-    return f"{parts.scheme}://{host}{port}"
+# What logs show of the URL (spanvisor.config.url_origin).
+where = url_origin
 
 
 def config_problem(endpoint: str | None) -> str | None:

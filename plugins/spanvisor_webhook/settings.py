@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
-from spanvisor.config import Setting, is_http_url, p_bool, p_duration, p_int, p_list, p_opt_str
+from spanvisor.config import Setting, is_http_url, p_bool, p_duration, p_int, p_list, p_opt_str, url_origin
 
 ACTIONS = ("approve", "reject", "cancel", "retry", "acknowledge")
 
@@ -20,16 +19,8 @@ def p_actions(v: Any) -> tuple[str, ...]:
     return names
 
 
-def where(url: str) -> str:
-    """``https://host:port`` of ``url``: all that logs show of it (a path or
-    query may hold a token)."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or "?"
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        return "<invalid url>"
-    return f"{parts.scheme}://{host}{port}"
+# What logs show of the URL (spanvisor.config.url_origin).
+where = url_origin
 
 
 def config_problem(url: str | None, secret: str | None) -> str | None:

@@ -31,6 +31,7 @@ from spanvisor.config.parsers import (
     p_ratio,
     p_ratios,
     p_str,
+    url_origin,
 )
 from spanvisor.config.table import CORE_SETTINGS, default_data_dir
 
@@ -58,4 +59,5 @@ __all__ = [
     "p_str",
     "plugin_settings",
     "read_toml",
+    "url_origin",
 ]

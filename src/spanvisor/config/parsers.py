@@ -39,6 +39,18 @@ def is_http_url(url: str) -> bool:
         return False
 
 
+def url_origin(url: str) -> str:
+    """``scheme://host:port`` of ``url``: all that logs show of a URL a sink
+    POSTs to (its path or query may hold a token)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "?"
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<invalid url>"
+    return f"{parts.scheme}://{host}{port}"
+
+
 # --- parsers: each takes a str (from env) or a TOML value ------------------
 
 
