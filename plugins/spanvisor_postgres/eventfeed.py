@@ -19,6 +19,18 @@ order, each batch in one transaction.
 gets there, and the prune mark makes positions before it a reset). Built
 through the ``spanvisor.event_feeds`` entry point; shares the pipeline's
 pool (:mod:`spanvisor_postgres.db`).
+
+Rows are written only while somebody may read them: ``stream_meta.wanted_until``
+(migration 0016) is set by a replica whose SSE client connects
+(:meth:`PostgresEventFeed.want`, before the client's start is read) to a
+retention ahead, and renewed while it has clients. Past it (no client
+anywhere for a retention: every position one held is pruned), ``recording``
+is False and the stream sink skips its events, neither encoded nor written;
+the first skip after a write marks the gap as pruned (a fresh position of the
+sequence, so every position recorded before it gets a reset, as a pruned one
+does), and every replica's follower drops its ring to past the mark. Until
+then a replica checks the mark before each batch it would skip, so a client
+that connects to any replica gets every event published after its connection.
 """
 
 from __future__ import annotations
@@ -28,7 +40,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -68,6 +80,22 @@ _ONE = "SELECT pos, event_id, kind, task_id, agent_id, status, data FROM stream_
 # Most items published and not yet read back that the feed keeps; one it no
 # longer holds (or a row of an earlier run of this replica) is read whole.
 OWN_MAX = 100_000
+# While nobody reads the stream: its skipped events become a gap no position
+# before it can resume across (positions below the mark are a reset).
+_GAP = (
+    "UPDATE stream_meta SET pruned_through = GREATEST(pruned_through,"
+    " nextval(pg_get_serial_sequence('stream_events', 'pos'))) RETURNING pruned_through"
+)
+_LEFT = "extract(epoch FROM wanted_until - clock_timestamp())"
+_WANT = (
+    "UPDATE stream_meta SET wanted_until = GREATEST(coalesce(wanted_until, '-infinity'),"
+    " clock_timestamp() + make_interval(secs => $1))"
+    f" RETURNING {_LEFT}"
+)
+_META = f"SELECT pruned_through, {_LEFT} AS left_s FROM stream_meta"
+# How often a replica with clients renews the mark (and reads it, and the
+# prune mark, when it has none).
+RENEW_S = 60.0
 _PRUNE = """
 WITH gone AS (
     DELETE FROM stream_events WHERE recorded_at < clock_timestamp() - make_interval(secs => $1) RETURNING pos
@@ -98,6 +126,15 @@ class PostgresEventFeed:
         self._cursor = 0
         self._deliver: Deliver | None = None
         self._lost: Lost | None = None
+        self._gap: Callable[[int], None] | None = None
+        # Whether this process has stream clients (set by the stream sink).
+        self.readers: Callable[[], bool] | None = None
+        # Recording until (time.monotonic()), as the shared mark last said.
+        self._wanted_until = 0.0
+        self._want_at = -RENEW_S
+        self._meta_at = 0.0
+        # A gap is marked and nothing was written since (the next skip needs no mark).
+        self._gap_open = False
         self._listener: Any = None
         self._notified = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -115,7 +152,7 @@ class PostgresEventFeed:
     async def open(cls, config: Config, shared: dict[str, Any]) -> PostgresEventFeed:
         return cls(await open_shared(config, shared), shared, config)
 
-    async def start(self, deliver: Deliver, lost: Lost | None = None) -> int:
+    async def start(self, deliver: Deliver, lost: Lost | None = None, gap: Callable[[int], None] | None = None) -> int:
         pool = await shared_pool(self._db, self._shared)
         await self._listen()  # before the head is read: nothing committed after it is missed
         row = await pool.fetchrow(
@@ -125,9 +162,64 @@ class PostgresEventFeed:
             " FROM stream_meta"
         )
         self.epoch, self._cursor = str(row["epoch"]), int(row["head"])
-        self._deliver, self._lost = deliver, lost
+        self._deliver, self._lost, self._gap = deliver, lost, gap
         self._task = asyncio.get_running_loop().create_task(self._follow(), name="spanvisor-event-feed")
         return self._cursor
+
+    async def recording(self) -> bool:
+        """Whether a client of any replica may read what is published now;
+        False once the gap is marked (the sink then skips the batch)."""
+        if time.monotonic() < self._wanted_until:
+            return True
+        pool = await shared_pool(self._db, self._shared)
+        try:
+            if self._wanted(await pool.fetchval(f"SELECT {_LEFT} FROM stream_meta")):
+                return True
+            if not self._gap_open:
+                self._skip_to(int(await pool.fetchval(_GAP)))
+                self._gap_open = True
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            log.debug("event stream: cannot read whether it is read (%s); recording", exc)
+            return True  # publish meets the same database and retries
+        return False
+
+    async def want(self) -> None:
+        """A client connected here: every replica records from now on, until
+        a retention after the last client (renewed while it stays)."""
+        pool = await shared_pool(self._db, self._shared)
+        self._want_at = time.monotonic()
+        self._wanted(await pool.fetchval(_WANT, self._retention_s))
+
+    def _wanted(self, left_s: Any) -> bool:
+        if left_s is None or float(left_s) <= 0:
+            return False
+        self._wanted_until = time.monotonic() + float(left_s)
+        return True
+
+    async def _meta(self) -> None:
+        """The follower's look at the marks, at most every POLL_S: renews
+        ``wanted`` while this process has clients, and skips another
+        replica's gap."""
+        now = time.monotonic()
+        if now - self._meta_at < POLL_S:
+            return
+        self._meta_at = now
+        if self.readers is not None and self.readers() and now - self._want_at >= RENEW_S:
+            await self.want()
+        pool = await shared_pool(self._db, self._shared)
+        row = await pool.fetchrow(_META)
+        self._wanted(row["left_s"])
+        self._skip_to(int(row["pruned_through"]))
+
+    def _skip_to(self, pruned: int) -> None:
+        """Past a gap (or a prune) beyond the cursor: the ring starts after it
+        (here at once for this replica's own mark, so a client that connects
+        next starts after it too)."""
+        if pruned > self._cursor:
+            self._cursor = pruned
+            self._own.clear()  # rows below it are not read back; later ones are read whole
+            if self._gap is not None:
+                self._gap(pruned)
 
     async def publish(self, items: Sequence[Item]) -> bool:
         pool = await shared_pool(self._db, self._shared)
@@ -154,6 +246,7 @@ class PostgresEventFeed:
         except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:  # the database: the sink retries
             log.warning("event stream: cannot write %d events to PostgreSQL (%s); retrying", len(items), exc)
             return False
+        self._gap_open = False
         self._notified.set()  # this replica reads its own rows back at once
         return True
 
@@ -202,6 +295,7 @@ class PostgresEventFeed:
             self._notified.clear()
             try:
                 await self._listen()
+                await self._meta()
                 await self._read()
                 if time.monotonic() - self._last_prune > PRUNE_EVERY_S:
                     self._last_prune = time.monotonic()

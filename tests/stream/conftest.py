@@ -5,6 +5,7 @@ made by the real OTel SDK, posted as OTLP/HTTP."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -45,8 +46,11 @@ class Served:
         return self.receiver.admin_url + "/v1/events"
 
     def head(self) -> str:
-        """An ``after`` value for "from now on"."""
-        assert self.stream.ring is not None
+        """An ``after`` value for "from now on": the position of a client
+        that was connected until now, so, as its connection did, it asks
+        the feed to record what follows (nobody reads an unrecorded stream)."""
+        assert self.stream.ring is not None and self.stream.loop is not None
+        asyncio.run_coroutine_threadsafe(self.stream.want(), self.stream.loop).result(10)
         return f"{self.stream.ring.epoch}:{self.stream.ring.head}"
 
     def post(self, spans: Sequence[ReadableSpan]) -> None:

@@ -68,6 +68,7 @@ def test_a_written_batch_notifies_the_other_replicas(pg_server: Any, tmp_path: P
     url = pg_server.database()
     s = serve_stream(tmp_path, SPANVISOR_DATABASE_URL=url, SPANVISOR_STREAM_FEED="postgres")
     try:
+        s.head()  # a client's position: the stream is read, so its batches are written
 
         async def listen() -> int:
             got: asyncio.Queue[str] = asyncio.Queue()

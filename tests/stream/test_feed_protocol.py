@@ -24,6 +24,7 @@ def test_a_feed_whose_start_takes_only_deliver_feeds_the_stream(tmp_path: Path) 
     pipeline = make_pipeline(tmp_path / "data", [sink, stream], plugins=True, SPANVISOR_OTLP_TOKEN=TOKEN)
     s = Served(RunningReceiver(pipeline, local_settings(tmp_path, token=TOKEN)), sink, stream)
     try:
+        s.head()  # a client's position: the stream is read, so it is recorded
         s.post(tasks(1, seed=47, checkpoints=2, plain_per_step=0))
         events = wait_until(lambda: s.sink.events, 30, "the pipeline's own sink")
         wait_until(

@@ -51,6 +51,7 @@ def finished(frames: list[Any]) -> bool:
 
 
 def test_a_position_past_the_newest_event_gets_a_reset(served: Served) -> None:
+    served.head()  # a client's position: the stream is read, so it is recorded
     served.post(task_spans(2, seed=71))
     _settled(served, 2)
     # The newest position itself is no edge: it resumes quietly.
@@ -62,6 +63,7 @@ def test_a_position_past_the_newest_event_gets_a_reset(served: Served) -> None:
 def test_a_position_past_the_newest_event_gets_a_reset_with_the_postgres_feed(pg_server: Any, tmp_path: Path) -> None:
     s = serve_stream(tmp_path, SPANVISOR_DATABASE_URL=pg_server.database(), SPANVISOR_STREAM_FEED="postgres")
     try:
+        s.head()  # a client's position: the stream is read, so it is recorded
         s.post(task_spans(2, seed=73))
         _settled(s, 2)
         frames, _ = run(read(f"{s.events_url}?after={s.head()}", idle=0.5, **kw()))

@@ -130,6 +130,11 @@ class Clients:
             else:
                 self._slots.pop(token, None)
 
+    def count(self) -> int:
+        """Streams open now (every token's)."""
+        with self._lock:
+            return sum(self._slots.values())
+
     def add(self, client: Client) -> None:
         loop = asyncio.get_running_loop()
         with self._lock:

@@ -1,8 +1,8 @@
 """A task event's public body as bytes, built cheaply: ``encode(body(event))``.
 
-The stream sink encodes every event the tracker emits, whether or not a
-client is connected (the ring replays to clients that come later), so this
-is on serve's busy path. The generic :func:`spanvisor.stream.body.body`
+While the stream is read (a client connected, or one of any replica within
+the retention: :mod:`spanvisor.stream.feed`) the stream sink encodes every
+event the tracker emits, so this is on serve's busy path. The generic :func:`spanvisor.stream.body.body`
 goes through the codec, which builds the whole view as a dict only for the
 body to drop it, and formats three datetimes per event. Here the envelope,
 the task and the kind's fields are encoded as three pieces of the same

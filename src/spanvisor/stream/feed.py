@@ -9,6 +9,17 @@ the ``spanvisor.event_feeds`` entry points (the PostgreSQL plugin's) records
 every replica's events in one table whose sequence is the position, and
 delivers all of them to every replica, so any replica serves the whole
 stream and resumes any client. The core names no such feed.
+
+Recording on demand: a feed may say whether anybody reads what it would
+record (``async recording() -> bool``) and be told that a client connected
+(``async want()``). While ``recording()`` is False the stream sink neither
+encodes nor publishes its events: nobody is connected and nobody holds a
+position that a later event could follow. The memory feed records once a
+client has connected to this process (positions exist only from then on);
+the PostgreSQL feed while a client of any replica is connected or left
+less than the retention ago, and marks what it skipped as pruned so a
+position from before it gets a reset. A feed without these methods records
+always.
 """
 
 from __future__ import annotations
@@ -60,6 +71,9 @@ class MemoryFeed:
         self.epoch = "m" + secrets.token_hex(4)
         self._next = 1
         self._deliver: Deliver | None = None
+        # No position of this epoch exists before a client connects: until
+        # then an event recorded here would be read by nobody.
+        self._wanted = False
 
     async def start(self, deliver: Deliver, lost: Lost | None = None) -> int:
         self._deliver = deliver  # delivers in publish: nothing to lose
@@ -71,6 +85,13 @@ class MemoryFeed:
         if self._deliver is not None:
             self._deliver(records)
         return True
+
+    async def recording(self) -> bool:
+        return self._wanted
+
+    async def want(self) -> None:
+        # For the process's life: a client that leaves may resume from the ring.
+        self._wanted = True
 
     async def since(self, after: int, limit: int) -> list[tuple[int, Item]] | None:
         return None

@@ -177,6 +177,23 @@ class Ring:
         for wake in listeners:
             wake()
 
+    def skip_to(self, pos: int) -> None:
+        """Events up to ``pos`` were not recorded (nobody read the stream):
+        the ring drops what it holds and starts after ``pos``, so a client
+        whose position is below it replays from the feed or gets a reset,
+        never a silent gap."""
+        with self._lock:
+            if pos <= (self._records[-1].pos if self._records else self.floor):
+                return
+            self._records.clear()
+            self._blocks.clear()
+            self._in_blocks = 0
+            self._cache = []
+            self.floor = pos
+            listeners = list(self._listeners)
+        for wake in listeners:
+            wake()
+
     def _trim(self, now: float) -> None:
         blocks, hot = self._blocks, self._records
         while blocks:

@@ -9,7 +9,10 @@ each event's public body once (:mod:`spanvisor.stream.body`, encoded
 by :mod:`spanvisor.stream.encoded`) and publishes
 the batch to the feed, which gives it positions and hands it to the ring the
 SSE clients read (:mod:`spanvisor.stream.sse`). Fanning out to clients
-happens on the HTTP server's loop, not here.
+happens on the HTTP server's loop, not here. While nobody reads the stream
+(the feed's ``recording``: no client yet, or none of any replica for a
+retention) a batch is only counted (``skipped``): encoding and recording
+it were about a quarter of a default serve's pipeline thread.
 
 Never chosen by ``SPANVISOR_SINKS=auto``: ``spanvisor serve`` runs it
 (``serves_admin``: ``/v1/events`` is on its admin port too), and a process
@@ -79,6 +82,9 @@ class StreamSink(BaseSink):
         self.clients: Any = None
         # The pipeline's loop: the feed's connections live there.
         self.loop: asyncio.AbstractEventLoop | None = None
+        # Events not encoded nor published because nobody read the stream
+        # (the feed's ``recording``): see spanvisor.stream.feed.
+        self.skipped = 0
 
     async def start(self, ctx: SinkContext) -> None:
         await super().start(ctx)
@@ -101,12 +107,22 @@ class StreamSink(BaseSink):
             if holder:
                 holder[0].append(records)
 
-        # ``lost`` came after the protocol's first version: a feed whose
-        # ``start`` takes only ``deliver`` is started as before.
-        if "lost" in _parameters(self.feed.start):
+        def gap(pos: int) -> None:
+            if holder:
+                holder[0].skip_to(pos)
+
+        # ``lost`` and ``gap`` came after the protocol's first version: a feed
+        # whose ``start`` takes only ``deliver`` is started as before.
+        start: Any = self.feed.start  # ``gap`` is not in the protocol's signature
+        params = _parameters(start)
+        if "gap" in params:
+            floor = await start(deliver, lost, gap=gap)
+        elif "lost" in params:
             floor = await self.feed.start(deliver, lost)
         else:
             floor = await self.feed.start(deliver)
+        if hasattr(self.feed, "readers"):  # renews the shared "wanted" while this process has clients
+            setattr(self.feed, "readers", self._has_clients)  # noqa: B010 - not in the feed protocol
         ring = Ring(self.feed.epoch, int(value(cfg, "stream_buffer")), float(value(cfg, "stream_buffer_age_s")), floor)
         holder.append(ring)
         self.ring = ring
@@ -115,9 +131,14 @@ class StreamSink(BaseSink):
     async def export(self, events: Sequence[Event]) -> SinkResult:
         if self.feed is None:
             return SinkResult.RETRY
-        items = [item_of(e) for e in events]
-        if not items:
+        if not events:
             return SinkResult.SUCCESS
+        if not await self._recording():
+            # Nobody reads the stream: no body encoded, no row written (a
+            # client that connects later starts after these events).
+            self.skipped += len(events)
+            return SinkResult.SUCCESS
+        items = [item_of(e) for e in events]
         try:
             ok = await self.feed.publish(items)
         except (OSError, TimeoutError) as exc:  # the network to its database: retried with backoff
@@ -126,6 +147,28 @@ class StreamSink(BaseSink):
         # Anything else raised is the batch's or a bug's: the worker's
         # isolation finds the event and sets it aside, the rest go on.
         return SinkResult.SUCCESS if ok else SinkResult.RETRY
+
+    async def _recording(self) -> bool:
+        recording = getattr(self.feed, "recording", None)
+        if recording is None:  # a feed without it records always
+            return True
+        try:
+            return bool(await recording())
+        except Exception as exc:  # cannot tell: record, as before
+            log.debug("event stream: recording() failed (%s); recording", exc)
+            return True
+
+    async def want(self) -> None:
+        """A client connected: record from now on (on the pipeline's loop,
+        before the client's starting position is read). Raises when the
+        feed cannot note it (its database is away): the client retries."""
+        want = getattr(self.feed, "want", None)
+        if want is not None:
+            await want()
+
+    def _has_clients(self) -> bool:
+        clients = self.clients
+        return clients is not None and clients.count() > 0
 
     async def shutdown(self, timeout_s: float) -> None:
         if self.ring is not None:

@@ -25,9 +25,9 @@ import asyncio
 import json
 import logging
 import socket
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, get_args
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, get_args
 
 from spanvisor.control.bearer import bearer_matches
 from spanvisor.events import Status
@@ -38,6 +38,7 @@ from spanvisor.stream.ring import Item, Ring, event_id_field, frame
 from spanvisor.stream.settings import value
 
 PATH = "/v1/events"
+T = TypeVar("T")
 log = logging.getLogger("spanvisor.stream")
 STATUSES = get_args(Status)
 PAGE = 500
@@ -62,6 +63,8 @@ class StreamSource(Protocol):
     ctx: Any
     clients: Any
     loop: asyncio.AbstractEventLoop | None
+
+    def want(self) -> Coroutine[Any, Any, None]: ...
 
 
 def find(pipeline: Any) -> StreamSource | None:
@@ -200,9 +203,10 @@ async def serve(request: web.Request, sink: StreamSource | None, tokens: list[by
         return _error(400, str(exc), exc.parameter)
     ahead: bool | None = False
     try:
+        await _on_feed_loop(sink, sink.want())  # before the start is read: what follows is recorded
         ahead = start is not None and start[0] == sink.ring.epoch and not await _recorded(sink, start[1])
     except Exception as exc:  # the feed's database is away: the stream ends, the client comes back
-        log.warning("event stream: cannot look a resume position up (%s); the client retries", type(exc).__name__)
+        log.warning("event stream: cannot start a client's stream (%s); the client retries", type(exc).__name__)
         ahead = None
     clients = clients_of(sink)
     # The token that matched, not the header as written: spaces or the
@@ -352,16 +356,17 @@ async def _recorded(sink: StreamSource, pos: int) -> bool:
 
 
 async def _since(sink: StreamSource, cursor: int, limit: int = PAGE) -> list[tuple[int, Item]] | None:
-    """The feed's page after ``cursor``, read on the pipeline's loop (where
-    the feed's connections live). A feed that cannot answer ends the stream:
+    """The feed's page after ``cursor``. A feed that cannot answer ends the stream:
     the client comes back with its Last-Event-ID (``retry:``), not a reset."""
-    feed, loop = sink.feed, sink.loop
-    if feed is None:
-        return None
-    here = asyncio.get_running_loop()
-    if loop is None or loop is here:
-        return await feed.since(cursor, limit)
-    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(feed.since(cursor, limit), loop))
+    return None if sink.feed is None else await _on_feed_loop(sink, sink.feed.since(cursor, limit))
+
+
+async def _on_feed_loop(sink: StreamSource, work: Coroutine[Any, Any, T]) -> T:
+    """``work`` run on the pipeline's loop, where the feed's connections live."""
+    loop = sink.loop
+    if loop is None or loop is asyncio.get_running_loop():
+        return await work
+    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, loop))
 
 
 def admin_handler(sink: StreamSource) -> Handler:
