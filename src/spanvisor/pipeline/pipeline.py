@@ -4,16 +4,15 @@
 
     agent thread(s)                      pipeline thread (owned asyncio loop)
     ───────────────                      ────────────────────────────────────
-    processor.on_start ─┐                ┌─ pump (every 50 ms) ─ TaskTracker ─┬─ SinkWorker(postgres) ─ sink.export
+    processor.on_start ─┐                ┌─ pump (5/50 ms) ─── TaskTracker ─┬─ SinkWorker(postgres) ─ sink.export
     processor.on_end  ──┼─▶ inbox ──────▶┤   poll open roots (every 1 s)      ├─ SinkWorker(slack)    ─ sink.export
     exporter.export   ──┤  (deque,       └─ expire held roots (every 1 s)     └─ SinkWorker(...)      ─ sink.export
     receiver          ──┘   bounded)
 
-Producers only append to a bounded deque (:mod:`spanvisor.pipeline.inbox`): no lock, no I/O, no wake-up
-syscall. Each sink has its own bounded queue and worker, so a slow Slack never stalls PostgreSQL; events
-keep their order because one tracker feeds every queue in order and each worker exports its batches one
-at a time. All sink I/O runs with OpenTelemetry instrumentation suppressed, so an instrumented aiohttp
-or asyncpg cannot feed spans back into the agent's provider.
+Producers only append to a bounded deque (:mod:`spanvisor.pipeline.inbox`): no lock, no I/O, no wake-up syscall.
+Each sink has its own bounded queue and worker, so a slow Slack never stalls PostgreSQL; events keep their order
+because one tracker feeds every queue in order and each worker exports its batches one at a time. Sink I/O runs
+with OpenTelemetry instrumentation suppressed: an instrumented aiohttp or asyncpg feeds no spans back.
 """
 
 from __future__ import annotations
@@ -60,6 +59,9 @@ from spanvisor.tracking.tracker import TaskTracker
 log = logging.getLogger("spanvisor.pipeline")
 
 PUMP_INTERVAL_S = 0.05
+# After a pump that found spans: spans held a whole interval are more live
+# objects for a young collection on the agent's thread (bench_agent_thread).
+PUMP_BUSY_INTERVAL_S = 0.005
 # Most a pump tracks before it lets the loop run the sinks: a pump that took
 # a whole backlog at once kept the sinks (and the database) idle meanwhile,
 # and each database round trip of a batch waits for such a turn.
@@ -96,6 +98,7 @@ class Pipeline:
         self._inbox = Inbox(int(c["inbox_size"]), self.stats)
         # Spans tracked per second while the pump works: how soon the inbox has room.
         self._tracked = Rate(stale_s=None)
+        self._pumped = False  # the last pump found spans: the next comes sooner
         self._admission = Admission(self._inbox, self._tracked, lambda: self._workers)
         self._workers: list[SinkWorker] = []
         self.control = PipelineControl(self.tracker, self._dispatch, lambda: self._loop)
@@ -129,13 +132,11 @@ class Pipeline:
         return self.logtails.add(records)
 
     def submit_live(self, facts: Sequence[LiveFact]) -> bool:
-        """Live-channel records (any thread): through the inbox, so they keep
-        their order with the spans handed over around them."""
+        """Live-channel records (any thread): through the inbox, in order with the spans around them."""
         return bool(facts) and self._inbox.put(("live", facts))
 
     def submit_replayed(self) -> bool:
-        """The journal's replay is handed over (any thread): in order after it,
-        ``TaskTracker.rebuilt``. False: no room yet, try again."""
+        """The journal's replay is handed over (any thread): ``TaskTracker.rebuilt`` after it. False: retry."""
         return bool(self._inbox.put(("replayed",)))
 
     def inbox_free(self) -> int:
@@ -146,8 +147,7 @@ class Pipeline:
         return self._admission.accepting(n)
 
     def room_in(self, n: int = 1) -> float | None:
-        """0.0 when ``n`` more receiver spans fit now, else about how many
-        seconds until they will (None: cannot be told); see :mod:`.admission`."""
+        """0.0 when ``n`` more receiver spans fit now, else about how many seconds until they will (None: unknown)."""
         return None if self._closed else self._admission.room_in(n)
 
     def submit_spans(self, spans: Sequence[SpanData]) -> bool:
@@ -217,7 +217,7 @@ class Pipeline:
             # them, so the sinks write (and the database works) while the
             # tracker goes on; with none, the pump waits for its interval.
             more = self._pump(PUMP_SLICE_S)
-            await asyncio.sleep(0 if more else PUMP_INTERVAL_S)
+            await asyncio.sleep(0 if more else PUMP_BUSY_INTERVAL_S if self._pumped else PUMP_INTERVAL_S)
 
     async def _when_started(self) -> None:
         await asyncio.gather(*(w.started.wait() for w in self._workers))
@@ -229,8 +229,8 @@ class Pipeline:
         return _replica_id(self.config, self.path)
 
     def _pump(self, slice_s: float | None = None) -> bool:
-        """Track what the inbox holds (at most ``slice_s`` of it) and hand the
-        events to the sinks; True when entries were left for the next slice."""
+        """Track what the inbox holds (at most ``slice_s`` of it) and hand the events to the sinks; True
+        when entries were left for the next slice."""
         more = False
         try:
             self.stats.sync_inbox_drops()
@@ -266,6 +266,7 @@ class Pipeline:
                             log.exception("tracker error on one span; it is skipped")
             more = more or inbox.stopped
             spans += inbox.skipped  # spans of no task: they took the pump's time too
+            self._pumped = spans > 0
             if spans:
                 self._tracked.add(spans)
             if not more and now - self._last_poll >= self.config["poll_interval_s"]:
@@ -311,8 +312,7 @@ class Pipeline:
         return out
 
     def _track_batch(self, spans: Sequence[SpanData], until: float | None, out: list[Event]) -> int:
-        """A receiver batch's spans in order, until ``until`` (checked every
-        few spans); how many were tracked."""
+        """A receiver batch's spans in order, until ``until`` (checked every few spans); how many were tracked."""
         span_ended, extend = self.tracker.span_ended, out.extend
         for i, span in enumerate(spans):
             if until is not None and i % 16 == 15 and time.monotonic() >= until:
