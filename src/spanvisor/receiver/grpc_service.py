@@ -13,6 +13,8 @@ generated servicer would parse first and answer UNKNOWN). Room is checked
 before parsing too (:meth:`Ingest.admit`), so a refusal costs no decode; the
 journal keeps those same bytes. Logs get the same token check, admission and
 answers, and go to the log tails (:mod:`.logs`: not journaled).
+``MetricsService/Export`` is checked the same way, acknowledged and not
+read (agents that export metrics to the same endpoint print no errors).
 
 While ``serve`` drains at a graceful stop the server keeps running and
 admission answers every export UNAVAILABLE with the ``RetryInfo``; it stops
@@ -33,6 +35,10 @@ from google.rpc.status_pb2 import Status  # type: ignore[import-untyped]
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest,
     ExportLogsServiceResponse,
+)
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -63,6 +69,7 @@ def retry_trailers(message: str, retry_after_s: float) -> tuple[tuple[str, bytes
 
 SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
 LOGS_SERVICE = "opentelemetry.proto.collector.logs.v1.LogsService"
+METRICS_SERVICE = "opentelemetry.proto.collector.metrics.v1.MetricsService"
 
 
 class TraceService:
@@ -153,6 +160,16 @@ class LogsService(TraceService):
         return resp
 
 
+class MetricsService(TraceService):
+    """``MetricsService/Export``: the same checks, then nothing (not read)."""
+
+    async def Export(self, body: bytes, context: Any) -> ExportMetricsServiceResponse:  # type: ignore[override]
+        with self.inflight.request():
+            await self._admitted(body, context, ExportMetricsServiceRequest)
+            self.ingest.count("grpc", "metrics_ignored")
+            return ExportMetricsServiceResponse()
+
+
 def make_server(ingest: Ingest, token: str | None, max_body_bytes: int, inflight: InFlight | None = None) -> Any:
     server = grpc.aio.server(
         options=[
@@ -180,7 +197,16 @@ def make_server(ingest: Ingest, token: str | None, max_body_bytes: int, inflight
             )
         },
     )
-    server.add_generic_rpc_handlers((handler, logs_handler))
+    metrics = MetricsService(ingest, token, inflight)
+    metrics_handler = grpc.method_handlers_generic_handler(
+        METRICS_SERVICE,
+        {
+            "Export": grpc.unary_unary_rpc_method_handler(
+                metrics.Export, response_serializer=ExportMetricsServiceResponse.SerializeToString
+            )
+        },
+    )
+    server.add_generic_rpc_handlers((handler, logs_handler, metrics_handler))
     return server
 
 

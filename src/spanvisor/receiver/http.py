@@ -1,5 +1,9 @@
 """OTLP/HTTP: ``POST /v1/traces`` and ``POST /v1/logs``, protobuf or JSON, gzip or not.
 
+``POST /v1/metrics`` is acknowledged and not read: agents that export
+metrics to the endpoint of their traces and logs (the coding-agent CLIs do
+by default) would otherwise print an exporter error for every 404.
+
 Answers follow the OTLP spec: 200 with an ``ExportTraceServiceResponse``
 (``partial_success`` when spans were rejected), 400 with a ``google.rpc.Status``
 for bad data (not retried), 413 above the decompressed size limit, 503 with
@@ -31,6 +35,10 @@ from google.rpc.status_pb2 import Status  # type: ignore[import-untyped]
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest,
     ExportLogsServiceResponse,
+)
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+    ExportMetricsServiceResponse,
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -147,7 +155,7 @@ async def _read_admitted(
     return body, gzipped, reply_type
 
 
-OTLP_PATHS = frozenset({"/v1/traces", "/v1/logs"})
+OTLP_PATHS = frozenset({"/v1/traces", "/v1/logs", "/v1/metrics"})
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -257,6 +265,22 @@ def make_app(
         ingest.count("http", "logs_partial" if decoded.rejected else "logs_ok")
         return _reply(200, resp, reply_type)
 
+    async def metrics(request: web.Request) -> web.Response:
+        got = await _read_admitted(request, ingest, expected, max_body_bytes)
+        if isinstance(got, web.Response):
+            return got
+        body, _, reply_type = got
+        try:
+            if request.content_type == JSON:
+                json.loads(body)
+            else:
+                ExportMetricsServiceRequest.FromString(body)
+        except (DecodeError, RecursionError, ValueError) as exc:
+            ingest.count("http", "bad_request")
+            return _error(400, _INVALID_ARGUMENT, f"body is not an ExportMetricsServiceRequest: {exc}", reply_type)
+        ingest.count("http", "metrics_ignored")
+        return _reply(200, ExportMetricsServiceResponse(), reply_type)
+
     # aiohttp would inflate gzip bodies itself, unbounded per chunk; doing
     # it here lets max_length cap the memory a compressed bomb can take.
     app = web.Application(
@@ -266,5 +290,6 @@ def make_app(
     )
     app.router.add_post("/v1/traces", export)
     app.router.add_post("/v1/logs", export_logs)
+    app.router.add_post("/v1/metrics", metrics)
     control_api.add_routes(app, ingest.pipeline, token)
     return app
