@@ -92,10 +92,12 @@ def telemetry(
             OTEL_METRICS_EXPORTER="otlp",
             OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
             OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
-            # Each event within a second, not Claude Code's default 5 s.
-            OTEL_LOGS_EXPORT_INTERVAL="1000",
-            OTEL_METRIC_EXPORT_INTERVAL="10000",
         )
+        # Each event within a second, not after Claude Code's default 5 s,
+        # unless the user chose an interval.
+        for key, ms in (("OTEL_LOGS_EXPORT_INTERVAL", "1000"), ("OTEL_METRIC_EXPORT_INTERVAL", "10000")):
+            if not out.get(key, "").strip():
+                out[key] = ms
     elif cli == "gemini":
         out.update(
             GEMINI_TELEMETRY_ENABLED="true",

@@ -8,8 +8,13 @@ ended, read by ``spanvisor run`` while the user still sees the run.
   launcher reads ``is_error``, ``subtype`` and ``terminal_reason``. A user's
   own ``stream-json`` or ``json`` is passed through untouched and read too.
 * Codex ``exec --json`` (only when the user asked for it: its default
-  output is for people): each JSONL event is passed through; ``turn.failed``
-  and ``error`` events give the error.
+  output is for people): each JSONL event is passed through. The last
+  ``turn.failed`` or ``turn.completed`` says how the run ended; an
+  ``error`` event alone does not (Codex also sends one for a stream it
+  reconnects, "Reconnecting... 1/5", and then completes), but its message
+  is the error when no ``turn.failed`` says one or the exit code is not 0.
+  An API's error body (OpenAI's ``{"error": {"message", "type"}}``, which
+  Codex passes on as it came) reads as ``type: message``.
 * Anything else: passed through as is; the exit code alone tells the end.
 """
 
@@ -50,15 +55,21 @@ class ResultReader:
                     shown = (result if isinstance(result, str) else "") + "\n"
             return shown
         if self.mode == "codex-json" and doc is not None:
-            kind = doc.get("type")
-            if kind in ("turn.failed", "error"):
-                self.failed = True
-                err = doc.get("error")
-                msg = err.get("message") if isinstance(err, dict) else doc.get("message")
-                self.error = str(msg) if msg else str(kind)
-            elif kind == "turn.completed":
-                self.saw_result = True
+            self._codex(doc)
         return text
+
+    def _codex(self, doc: dict[str, Any]) -> None:
+        kind = doc.get("type")
+        err = doc.get("error")
+        msg = err.get("message") if isinstance(err, dict) else doc.get("message")
+        said = _gist(msg) if isinstance(msg, str) and msg.strip() else None
+        if kind == "error":
+            self.error = said or self.error
+        elif kind == "turn.failed":
+            self.saw_result, self.failed = True, True
+            self.error = said or self.error or "the turn failed"
+        elif kind == "turn.completed":
+            self.saw_result, self.failed = True, False
 
     def finish(self) -> None:
         if self.mode == "claude-json":
@@ -76,6 +87,23 @@ class ResultReader:
             parts = [str(x) for x in (subtype if subtype != "success" else None, reason) if x]
             text = result if isinstance(result, str) and result else None
             self.error = ": ".join([*parts, text] if text else parts) or "the result says is_error"
+
+
+def _gist(message: str) -> str:
+    """An error message, with an API error body in it (after any prefix)
+    read as ``type: message``; any other text as it is."""
+    start = message.find("{")
+    if start >= 0:
+        try:
+            doc, _ = json.JSONDecoder().raw_decode(message[start:])
+        except ValueError:
+            doc = None
+        err = doc.get("error") if isinstance(doc, dict) else None
+        if isinstance(err, dict) and isinstance(err.get("message"), str) and err["message"]:
+            kind = err.get("type") or err.get("code")
+            said = f"{kind}: {err['message']}" if isinstance(kind, str) and kind else err["message"]
+            return (message[:start].strip() + " " + said).strip()
+    return message.strip()
 
 
 def _object(text: str) -> dict[str, Any] | None:

@@ -60,7 +60,9 @@ def event_of(rec: Any, name: str) -> str | None:
         body = rec.body.string_value if kind == "string_value" else None
         if body in claude.EVENTS:
             return body
-    return None
+    # Codex fills the record's event name with a source location and keeps
+    # its own name in the ``event.name`` attribute.
+    return codex.event_name(rec, name)
 
 
 @dataclass(slots=True)

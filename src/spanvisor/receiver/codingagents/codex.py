@@ -1,9 +1,16 @@
 """Codex CLI (``service.name`` ``codex_exec`` or ``codex_tui``): records
 named ``codex.<event>`` in ``event.name``, each with ``conversation.id``.
 
-Token counts come on the ``codex.sse_event`` of kind ``response.completed``;
+Token counts come on the ``codex.sse_event`` of kind ``response.completed``
+(Codex sends two such records per call, the first without counts);
 OpenAI counts cached input inside the input and reasoning inside the
 output, as GenAI does. Codex reports no cost (priced from tokens).
+
+Codex's log bridge (``opentelemetry-appender-tracing``) fills each record's
+``event_name`` field with its tracing call site (``event
+otel/src/events/session_telemetry.rs:703``), which changes with every
+build; its own name stays in the ``event.name`` attribute
+(:func:`event_name`).
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ CLI: Final = "Codex CLI"
 SERVICES: Final = frozenset({"codex_exec", "codex_tui", "codex_cli_rs", "codex-cli", "codex"})
 SESSION_KEYS: Final = ("conversation.id", "session.id")
 PROVIDER: Final = "openai"
+# How tracing names an event it was given no name for: "event <file>:<line>".
+CALL_SITE_PREFIX: Final = "event "
 
 
 def _prompt(a: Mapping[str, Any]) -> Reading:
@@ -82,9 +91,25 @@ def _decision(a: Mapping[str, Any]) -> Reading:
 
 EVENTS: Final[Mapping[str, Callable[[Mapping[str, Any]], Reading]]] = {
     "codex.conversation_starts": lambda a: LIFE,
+    "codex.startup_phase": lambda a: LIFE,
+    "codex.turn_ttft": lambda a: LIFE,
     "codex.user_prompt": _prompt,
     "codex.api_request": _request,
     "codex.sse_event": _sse,
     "codex.tool_result": _tool,
     "codex.tool_decision": _decision,
 }
+
+
+def event_name(rec: Any, name: str) -> str | None:
+    """The Codex event a record named ``name`` (its ``event_name`` field) is,
+    when that name is a tracing call site: its ``event.name`` attribute, if
+    a Codex event this module reads; else None. The attributes are looked
+    at only for a call-site name, so other senders' records cost nothing."""
+    if not name.startswith(CALL_SITE_PREFIX):
+        return None
+    for kv in rec.attributes:
+        if kv.key == "event.name":
+            value = kv.value.string_value if kv.value.WhichOneof("value") == "string_value" else ""
+            return value if value in EVENTS else None
+    return None

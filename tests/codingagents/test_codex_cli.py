@@ -1,0 +1,165 @@
+"""Codex CLI 0.169.0, the real CLI, offline against the fake Responses API,
+its telemetry (OTLP/HTTP protobuf) to a real serve (PostgreSQL, the fake
+Slack).
+
+Alone, a session is one task named from its prompt (the agent its
+``service.name``), its model calls and tokens counted once (cached input
+inside the input, reasoning inside the output), priced from the tokens
+(Codex reports no cost), its shell call a step with its command, its
+scripted context growth warned at 70 % and 85 %, and its end seen by
+liveness (lost): Codex says nothing of a session's end. Its own ~700
+internal spans make no second task. Under ``spanvisor run`` it ends
+complete, or failed with the API's error read from its ``--json`` events
+(Codex exits on an API error without sending its last batch of records).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.codingagents import codex_cli as cx
+from tests.codingagents.fake_http import FakeModelAPI
+from tests.codingagents.fake_openai import Tokens, fake_openai, function_outputs
+from tests.codingagents.script import Script, error, text, tool
+from tests.codingagents.served import Matrix
+from tests.waiting import wait_until
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout_s(600)]
+
+# Fresh input, output, cached input, (no cache writes), reasoning per call:
+# 7,040 of the 10,000-token window after the first call, 9,020 after the
+# second; the reasoning is part of the output.
+FIRST, LAST = Tokens(5_500, 40, 1_500, 0, 10), Tokens(7_000, 20, 2_000, 0, 5)
+WAIT_S = 120.0
+
+
+@pytest.fixture(scope="module")
+def api() -> Iterator[FakeModelAPI]:
+    fake = fake_openai()
+    try:
+        yield fake
+    finally:
+        fake.close()
+
+
+def _hello(marker: str) -> Script:
+    return Script([tool("exec_command", FIRST, cmd=f"echo hello-{marker}"), text("It printed hello.", LAST)])
+
+
+def _attrs(row: dict[str, Any]) -> dict[str, Any]:
+    a = row["attributes"]
+    return dict(json.loads(a) if isinstance(a, str) else a)
+
+
+def _checkpoints(matrix: Matrix, task_id: str, source: str) -> list[dict[str, Any]]:
+    return [c for c in matrix.timeline(task_id) if c["source"] == source]
+
+
+def _steps(matrix: Matrix, task_id: str) -> list[str]:
+    return [_attrs(c)["tool"] for c in _checkpoints(matrix, task_id, "tool_call")]
+
+
+def _row(matrix: Matrix, task_id: str, ended: bool = False, output: int = 0) -> dict[str, Any]:
+    def got() -> dict[str, Any] | None:
+        r = matrix.task(task_id)
+        if r is None or r["output_tokens"] < output or (ended and r["ended_at"] is None):
+            return None
+        return r
+
+    return dict(wait_until(got, WAIT_S, f"task {task_id}"))
+
+
+def _responses(api: FakeModelAPI, run_id: str) -> list[Any]:
+    return [s.body for s in api.requests(run_id) if s.path == "/v1/responses"]
+
+
+def test_a_session_alone_is_one_named_task_with_its_calls_priced_step_and_warnings_then_lost(
+    cli_bin: Path, matrix: Matrix, api: FakeModelAPI, tmp_path: Path
+) -> None:
+    run_id = api.script(uuid.uuid4().hex[:12], _hello("alone"))
+    env = cx.env(tmp_path / "home", api, run_id, matrix)
+    prompt = f"say hello with the shell ({run_id}), the key is sk-proj-SECRETSECRET1234"
+    ran = cx.codex(cli_bin, tmp_path / "work", env, prompt)
+    assert ran.code == 0 and cx.said(ran) == ["It printed hello."], ran.said()
+    session = cx.session_of(ran)
+    [usage] = [e["usage"] for e in cx.events(ran, "turn.completed")]
+    assert (usage["input_tokens"], usage["cached_input_tokens"], usage["output_tokens"]) == (16_000, 3_500, 60)
+    assert usage["reasoning_output_tokens"] == 15
+    [shell] = function_outputs(_responses(api, run_id)[-1])
+    assert "hello-alone" in shell, "the shell call ran"
+
+    row = _row(matrix, session, output=60)
+    # One task for the session, keyed by Codex's thread id, named from the prompt (redacted).
+    assert row["task_name"] == f"say hello with the shell ({run_id}), the key is sk-proj-****"
+    assert [r["task_id"] for r in matrix.tasks_of("codex_exec") if run_id in (r["task_name"] or "")] == [session]
+    assert (row["agent_id"], row["model"]) == ("codex_exec", cx.MODEL)
+    # The calls and their tokens once: cached input inside the input, reasoning inside the output.
+    calls = _checkpoints(matrix, session, "model_call")
+    assert [(_attrs(c)["input_tokens"], _attrs(c)["output_tokens"]) for c in calls] == [(7_000, 40), (9_000, 20)]
+    assert (row["input_tokens"], row["output_tokens"]) == (16_000, 60)
+    # Priced from the tokens: Codex reports no cost.
+    assert {_attrs(c)["cost_source"] for c in calls} == {"genai-prices"}
+    assert row["cost_usd"] > 0 and row["unpriced_calls"] == 0
+    # The shell call, a step with its command.
+    assert _steps(matrix, session) == ["exec_command(echo hello-alone)"]
+    warned = [(c["level"], c["threshold"]) for c in matrix.timeline(session) if c["kind"] == "context_warning"]
+    assert warned == [("warning", 0.7), ("critical", 0.85)]
+    assert (row["context_tokens"], row["context_limit"]) == (9_020, 10_000)
+    # No session end in Codex's telemetry: it ends by liveness.
+    ended = _row(matrix, session, ended=True)
+    assert (ended["status"], ended["error_type"]) == ("lost", "SpanvisorLost")
+    assert (ended["input_tokens"], ended["output_tokens"]) == (16_000, 60), "counted once, also at the end"
+    assert api.unexpected == []
+
+
+def test_under_the_launcher_the_session_ends_complete(
+    cli_bin: Path, matrix: Matrix, api: FakeModelAPI, tmp_path: Path
+) -> None:
+    run_id = api.script(uuid.uuid4().hex[:12], _hello("launched"))
+    task_id = f"codex-launched-{run_id}"
+    # No [otel] of the user's own: the launcher aims Codex's telemetry at serve.
+    env = cx.env(tmp_path / "home", api, run_id)
+    launcher = {"endpoint": matrix.endpoint, "task-id": task_id}
+    ran = cx.codex(cli_bin, tmp_path / "work", env, f"say hello under the launcher ({run_id})", launcher=launcher)
+    assert ran.code == 0 and cx.said(ran) == ["It printed hello."], ran.said()
+    row = _row(matrix, task_id, ended=True, output=60)
+    assert (row["status"], row["task_name"]) == ("complete", f"say hello under the launcher ({run_id})")
+    assert (row["agent_id"], row["model"]) == ("codex_exec", cx.MODEL)
+    assert (row["input_tokens"], row["output_tokens"]) == (16_000, 60)
+    assert row["cost_usd"] > 0 and row["unpriced_calls"] == 0
+    assert _steps(matrix, task_id) == ["exec_command(echo hello-launched)"]
+    assert [r["task_id"] for r in matrix.tasks_of("codex_exec") if run_id in (r["task_name"] or "")] == [task_id]
+    assert api.unexpected == []
+
+
+def test_an_api_error_fails_the_session_under_the_launcher_with_the_error(
+    cli_bin: Path, matrix: Matrix, api: FakeModelAPI, tmp_path: Path
+) -> None:
+    run_id = api.script(
+        uuid.uuid4().hex[:12],
+        Script(
+            [
+                tool("exec_command", FIRST, cmd="echo before-the-error"),
+                error(400, "invalid_request_error", "scripted: this request was refused"),
+            ]
+        ),
+    )
+    task_id = f"codex-failed-{run_id}"
+    env = cx.env(tmp_path / "home", api, run_id)
+    launcher = {"endpoint": matrix.endpoint, "task-id": task_id}
+    ran = cx.codex(cli_bin, tmp_path / "work", env, f"fail on the second call ({run_id})", launcher=launcher)
+    assert ran.code == 1, ran.said()
+    [failed] = cx.events(ran, "turn.failed")
+    assert "scripted: this request was refused" in failed["error"]["message"]
+    row = _row(matrix, task_id, ended=True)
+    assert (row["status"], row["task_name"]) == ("error", f"fail on the second call ({run_id})")
+    # The API's own message, read from the --json error event, with the exit code.
+    assert row["error_message"] == "invalid_request_error: scripted: this request was refused (exit code 1)"
+    # Codex exits on an API error without sending its last batch of
+    # records: the launcher's end is what says the session failed.
