@@ -91,7 +91,7 @@ class SpendMetrics:
         usd = float(cost)  # type: ignore[arg-type]
         self.cost.inc((agent, model), usd, exemplar._replace(value=usd))
         if usd:
-            self._spend(cp.task.agent_id, cp.time_ns, usd)
+            self.add_spent(cp.task.agent_id, cp.time_ns, usd)
         return True
 
     def corrected(self, ev: TaskCorrected, agent: str, model: str, exemplar: Exemplar) -> None:
@@ -103,7 +103,7 @@ class SpendMetrics:
         usd = ev.added_cost_usd
         if _number(usd) and usd:
             self.cost.inc((agent, model), float(usd), exemplar._replace(value=float(usd)))
-            self._spend(ev.task.agent_id, ev.time_ns, float(usd))
+            self.add_spent(ev.task.agent_id, ev.time_ns, float(usd))
 
     def forecast(self, agent: str, exemplar: Exemplar) -> None:
         self.forecasts.inc((agent,), 1.0, exemplar)
@@ -130,7 +130,7 @@ class SpendMetrics:
                 entry[1] = float(ev.budget)
         return True
 
-    def _spend(self, agent_id: str, time_ns: int, usd: float) -> None:
+    def add_spent(self, agent_id: str, time_ns: int, usd: float) -> None:
         """A later call's cost, added to the ledger subjects already warned about
         (the day is the event's, as the tracker's ledger takes it)."""
         if not any(self.ledger.values()):

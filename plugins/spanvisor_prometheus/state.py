@@ -35,7 +35,7 @@ from spanvisor.events import (
 )
 from spanvisor.tracking.recent import RecentKeys
 from spanvisor_prometheus.human import HumanMetrics
-from spanvisor_prometheus.labels import LabelCap, PairCap
+from spanvisor_prometheus.labels import MAX_LABEL_CHARS, LabelCap, PairCap
 from spanvisor_prometheus.series import MAX_EXEMPLAR_TRACE_CHARS, CounterData, Exemplar, HistogramData
 from spanvisor_prometheus.spend import SpendMetrics, task_budget_ratio
 
@@ -140,73 +140,138 @@ class TaskMetrics:
     # --- writing -----------------------------------------------------------
 
     def absorb(self, events: list[Event] | tuple[Event, ...]) -> int:
-        """Count a batch; returns how many events were new."""
+        """Count a batch; returns how many events were new.
+
+        The loop is written out for the commonest events (model calls and
+        the agents' own checkpoints, most of any load): the names it needs
+        bound once a batch, labels an admitted value takes found by one set
+        lookup, counters updated in place. Every other kind goes through
+        :meth:`_absorb_rest`, in the same order as before: one event at a
+        time, so every series, exemplar and overflow count is what handling
+        the events one by one gives (the property test holds it so).
+        """
         new = 0
         remember = self._seen.remember
-        absorb_one = self._absorb_one
+        agents, admitted = self.agents, self.agents.admitted
+        models, model_pairs = self.models, self.models.admitted
+        known_agents, open_get, progress = self.known_agents, self.open.get, self.last_progress_s
+        tokens_values, tokens_exemplars = self.tokens.values, self.tokens.exemplars
+        calls_values, calls_exemplars = self.model_calls.values, self.model_calls.exemplars
+        checkpoints_values, checkpoints_exemplars = self.checkpoints.values, self.checkpoints.exemplars
+        spend = self.spend
+        cost_values, cost_exemplars = spend.cost.values, spend.cost.exemplars
+        ledgers = spend.ledger.values()
         with self.lock:
             for ev in events:
                 # Each event once (a replay or a retried batch repeats them).
                 if not remember(ev.event_id):
                     self.duplicates += 1
                     continue
-                absorb_one(ev)
                 new += 1
+                kind = type(ev)
+                t = ev.task
+                if kind is HumanIntervention:
+                    assert isinstance(ev, HumanIntervention)
+                    # Counted, and nothing else: a person's click is not the agent's
+                    # activity, and a view not known here (known=False: finished,
+                    # another replica's, or ids only) must not open or move a task.
+                    self.human.intervention(
+                        ev, _exemplar(Exemplar, (t.trace_id[:MAX_EXEMPLAR_TRACE_CHARS], 1.0, ev.time_ns / 1e9))
+                    )
+                    continue
+                agent_id = t.agent_id
+                # An admitted value is its own label (LabelCap.label, without the call).
+                agent = agent_id if agent_id in admitted else agents.label(agent_id)
+                known_agents.add(agent)
+                ts = ev.time_ns / 1e9
+                trace = t.trace_id[:MAX_EXEMPLAR_TRACE_CHARS]
+                one = _exemplar(Exemplar, (trace, 1.0, ts))
+                if kind is TaskCorrected:
+                    assert isinstance(ev, TaskCorrected)
+                    self._corrected(ev, agent, trace, one)
+                    continue
+                run = f"{t.task_id}/{t.run_id}"  # each run of a task id is a task of its own here
+                task = open_get(run)
+                if task is None:
+                    task = self._task(run, agent, (t.started_ns / 1e9) or ts, ts)
+                if task is not None:
+                    # One label for one task: the agent as its first event named it,
+                    # so started and finished (and its tokens) count under one name.
+                    agent = task.agent
+                    # Every kind that reaches an open task is activity; only later:
+                    # a replayed old event cannot move the clock back.
+                    task.last_activity_s = max(task.last_activity_s, ts)
+                    # TaskView carries running totals; the counters grow by the difference.
+                    inp, out = t.input_tokens, t.output_tokens
+                    if inp > task.input_tokens:
+                        d = inp - task.input_tokens
+                        task.input_tokens = inp
+                        key = (agent, "input")
+                        tokens_values[key] = tokens_values.get(key, 0.0) + d
+                        tokens_exemplars[key] = _exemplar(Exemplar, (trace, d, ts))
+                    if out > task.output_tokens:
+                        d = out - task.output_tokens
+                        task.output_tokens = out
+                        key = (agent, "output")
+                        tokens_values[key] = tokens_values.get(key, 0.0) + d
+                        tokens_exemplars[key] = _exemplar(Exemplar, (trace, d, ts))
+                    # TaskView.context_ratio, without the property's call.
+                    occupied, limit = t.context_tokens, t.context_limit
+                    if occupied is not None and limit:
+                        ratio = occupied / limit
+                        # A float in range is what _clamp_ratio would return as it is.
+                        task.ratio = (
+                            ratio if type(ratio) is float and 0.0 <= ratio <= 1.0 else _clamp_ratio(ratio, task.ratio)
+                        )
+                    # Most tasks have no budget: no ratio to work out (None either way).
+                    budget = task_budget_ratio(t) if t.budget_usd or t.budget_tokens else None
+                    if budget is not None and (task.budget_ratio is None or budget > task.budget_ratio):
+                        task.budget_ratio = budget
+                if kind is not Checkpoint:
+                    self._absorb_rest(ev, kind, agent, task, trace, ts, one)
+                    continue
+                assert isinstance(ev, Checkpoint)
+                if ev.source == "model_call":
+                    # The call's own model (_call_model), its label asked once: asking
+                    # the cap twice would count an overflow twice.
+                    attrs = ev.attributes
+                    raw = attrs.get("model") if attrs else None
+                    if not (isinstance(raw, str) and raw):
+                        raw = t.model
+                    value = (raw or "")[:MAX_LABEL_CHARS]
+                    model = value if (agent, value) in model_pairs else models.label(agent, raw)
+                    key = (agent, model)
+                    calls_values[key] = calls_values.get(key, 0.0) + 1.0
+                    calls_exemplars[key] = one
+                    # SpendMetrics.model_call for its two common cases (no cost, or
+                    # a finite non-negative float); anything else goes through it.
+                    cost = attrs.get("cost_usd") if attrs else None
+                    if cost is None:
+                        if attrs and attrs.get("cost_source") == "unpriced":
+                            spend.unpriced.inc((agent,), 1.0, one)
+                    elif type(cost) is float and 0.0 <= cost < math.inf:
+                        cost_values[key] = cost_values.get(key, 0.0) + cost
+                        cost_exemplars[key] = _exemplar(Exemplar, (trace, cost, ts))
+                        if cost and any(ledgers):
+                            spend.add_spent(agent_id, ev.time_ns, cost)
+                    elif not spend.model_call(ev, agent, model, one):
+                        self.rejected_values += 1
+                else:
+                    own = (agent,)
+                    checkpoints_values[own] = checkpoints_values.get(own, 0.0) + 1.0
+                    checkpoints_exemplars[own] = one
+                # max(): a replayed old event must not move the stall clock back.
+                if ts > progress.get(agent, 0.0):
+                    progress[agent] = ts
         return new
 
-    def _absorb_one(self, ev: Event) -> None:
-        t = ev.task
-        if type(ev) is HumanIntervention:
-            assert isinstance(ev, HumanIntervention)
-            # Counted, and nothing else: a person's click is not the agent's
-            # activity, and a view not known here (known=False: finished,
-            # another replica's, or ids only) must not open or move a task.
-            self.human.intervention(ev, Exemplar(t.trace_id[:MAX_EXEMPLAR_TRACE_CHARS], 1.0, ev.time_ns / 1e9))
-            return
-        agent = self.agents.label(t.agent_id)
-        self.known_agents.add(agent)
-        ts = ev.time_ns / 1e9
-        trace = t.trace_id[:MAX_EXEMPLAR_TRACE_CHARS]
-        one = _exemplar(Exemplar, (trace, 1.0, ts))
-        if type(ev) is TaskCorrected:
-            assert isinstance(ev, TaskCorrected)
-            self._corrected(ev, agent, trace, one)
-            return
-        run = f"{t.task_id}/{t.run_id}"  # each run of a task id is a task of its own here
-        task = self.open.get(run)
-        if task is None:
-            task = self._task(run, agent, (t.started_ns / 1e9) or ts, ts)
-        if task is not None:
-            # One label for one task: the agent as its first event named it,
-            # so started and finished (and its tokens) count under one name.
-            agent = task.agent
-            # Every kind that reaches an open task is activity; only later:
-            # a replayed old event cannot move the clock back.
-            task.last_activity_s = max(task.last_activity_s, ts)
-            if t.input_tokens > task.input_tokens or t.output_tokens > task.output_tokens:
-                self._tokens(task, agent, t.input_tokens, t.output_tokens, trace, ts)
-            ratio = t.context_ratio
-            if ratio is not None:
-                # A float in range is what _clamp_ratio would return as it is.
-                task.ratio = ratio if type(ratio) is float and 0.0 <= ratio <= 1.0 else _clamp_ratio(ratio, task.ratio)
-            # Most tasks have no budget: no ratio to work out (None either way).
-            budget = task_budget_ratio(t) if t.budget_usd or t.budget_tokens else None
-            if budget is not None and (task.budget_ratio is None or budget > task.budget_ratio):
-                task.budget_ratio = budget
-        kind = type(ev)
-        if kind is Checkpoint:
-            assert isinstance(ev, Checkpoint)
-            if ev.source == "model_call":
-                # One label per call: asking the cap twice would count an overflow twice.
-                model = self.models.label(agent, _call_model(ev))
-                self.model_calls.inc((agent, model), 1.0, one)
-                if not self.spend.model_call(ev, agent, model, one):
-                    self.rejected_values += 1
-            else:
-                self.checkpoints.inc((agent,), 1.0, one)
-            self._progress(agent, ts)
-        elif kind is TaskStarted:
-            self.started.inc((agent, self.repos.label(agent, t.repo)), 1.0, one)
+    def _absorb_rest(
+        self, ev: Event, kind: type, agent: str, task: OpenTask | None, trace: str, ts: float, one: Exemplar
+    ) -> None:
+        """What an event other than a checkpoint counts (after :meth:`absorb`
+        has moved its open task)."""
+        if kind is TaskStarted:
+            self.started.inc((agent, self.repos.label(agent, ev.task.repo)), 1.0, one)
             self._progress(agent, ts)
         elif kind is ContextWarning:
             assert isinstance(ev, ContextWarning)
