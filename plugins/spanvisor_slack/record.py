@@ -117,6 +117,8 @@ class SlackTaskRecord:
     borrowed: bool = False
     orphan: bool = False  # borrowed, and the task has no parent to show it on
     log: WorkLog | None = None  # the open work log: tool and step lines gathered (.worklog)
+    # Earlier logs with lines folded in and not shown yet: edited when edits allow.
+    behind: list[WorkLog] = field(default_factory=list)
 
     @property
     def task_id(self) -> str:
@@ -141,7 +143,7 @@ class SlackTaskRecord:
         if self.dead:
             return not self.busy
         shown = self.ref is not None or self.orphan
-        logged = self.log is None or not self.log.dirty
+        logged = (self.log is None or not self.log.dirty) and not self.behind
         return shown and logged and not self.dirty and not self.replies and not self.alerts and not self.busy
 
     @property

@@ -102,6 +102,25 @@ def p_app_token(v: Any) -> str | None:
     return s
 
 
+def p_rate_limits(v: Any) -> tuple[tuple[str, float, int], ...]:
+    """``chat.update=50/4, conversations.list=20`` (calls a minute, optional burst),
+    comma-separated or a TOML list; ``method=0`` turns the pacing of a method off."""
+    out: list[tuple[str, float, int]] = []
+    for item in p_list(v):
+        method, sep, rhs = item.partition("=")
+        rate, _, burst = rhs.partition("/")
+        per_minute = float(rate)
+        n = int(burst) if burst.strip() else max(1, int(per_minute) // 12)  # as .pacing.Limit.tier
+        if not sep or not method.strip() or per_minute < 0 or n < 1:
+            raise ValueError(item)
+        out.append((method.strip(), per_minute, n))
+    return tuple(out)
+
+
+def p_opt_duration(v: Any) -> float | None:
+    return None if v is None or (isinstance(v, str) and not v.strip()) else p_duration(v)
+
+
 def p_template(v: Any) -> str | None:
     s = p_opt_str(v)
     if s is not None and not s.startswith(("https://", "http://")):
@@ -159,6 +178,24 @@ SETTINGS: tuple[Setting, ...] = (
         5.0,
         "Least time between two edits of a task's parent message (status changes go at once).",
         "a duration, e.g. 5s",
+    ),
+    Setting(
+        "slack_log_interval_s",
+        "SPANVISOR_SLACK_LOG_INTERVAL",
+        p_opt_duration,
+        None,
+        "Least time between two edits of a task's work log reply. Default: 1s, or the update interval if shorter.",
+        "a duration",
+    ),
+    Setting(
+        "slack_rate_limits",
+        "SPANVISOR_SLACK_RATE_LIMITS",
+        p_rate_limits,
+        (),
+        "Calls a minute (and burst) the sink allows itself per method, before sending, instead of Slack's "
+        "documented tiers (chat.update, chat.delete, conversations.history 50/4; conversations.list 20/1; "
+        "chat.getPermalink 100/8). method=0 turns a method's pacing off.",
+        "method=per_minute[/burst],... e.g. chat.update=50/4",
     ),
     Setting(
         "slack_reply_interval_s",

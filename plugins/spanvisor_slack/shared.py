@@ -60,10 +60,13 @@ from spanvisor.sink import Clock
 from .blocks import Look, parent_payload
 from .claims import Claims
 from .failures import Failures
+from .pacing import ROUTINE, URGENT, Interrupt
 from .record import SlackTaskRecord, merge_decisions, with_decisions
 from .transport import Transport
 
 TAKEOVER_S = 30.0
+# An edit that waited this long for its turn is rebuilt from a newer view.
+STALE_S = 1.0
 GEN_BITS = 16
 SEQ_BITS = 40
 
@@ -179,8 +182,10 @@ class SharedParent:
     async def read(self, task_id: str) -> Stored | None:
         return Stored.load(await self.claims.get(self.ns, task_id))
 
-    async def update(self, st: SlackTaskRecord) -> bool:
-        """One step towards the parent showing the newest view; False: wait."""
+    async def update(self, st: SlackTaskRecord, interrupt: Interrupt | None = None) -> bool:
+        """One step towards the parent showing the newest view; False: wait.
+        ``interrupt``: the edit's wait for Slack's budget may end early (a
+        reply of the task is due first); it is done on a later step."""
         assert st.ref is not None
         handled = st.version
         mine = version_of(st.view, st.view_final)
@@ -225,7 +230,7 @@ class SharedParent:
             st.not_before = self.clock.now() + wait
             st.sent_status = st.view.status
             return False
-        return await self._edit(st, rec, handled)
+        return await self._edit(st, rec, handled, interrupt)
 
     def _handled(self, st: SlackTaskRecord, handled: int, rec: Stored) -> None:
         st.sent_version, st.sent_status = handled, st.view.status
@@ -242,11 +247,17 @@ class SharedParent:
             wait = max(wait, at + self.update_interval_s - self.wall())
         return wait
 
-    async def _edit(self, st: SlackTaskRecord, rec: Stored, handled: int) -> bool:
+    async def _edit(self, st: SlackTaskRecord, rec: Stored, handled: int, interrupt: Interrupt | None) -> bool:
         assert st.ref is not None
         channel, ts = st.ref
+        asked = self.clock.now()
 
         async def still_newest() -> bool:
+            if st.version != handled and self.clock.now() - asked >= STALE_S:
+                # Our view moved on while the edit waited for Slack's budget:
+                # the turn is given back, the new view stored, and the edit
+                # (keeping its place) sends it: one call, not two.
+                return False
             now = await self.read(st.key)
             return now is None or now.version <= rec.version
 
@@ -255,9 +266,13 @@ class SharedParent:
             lambda: {"channel": channel, "ts": ts, **parent_payload(rec.shown_view, self.look, time.time_ns())},
             deadline=self.deadline,
             before_call=still_newest,
+            rank=URGENT if st.urgent or rec.final or st.repair else ROUTINE,
+            key=f"{channel}/{ts}",
+            interrupt=interrupt,
         )
-        if out.claim_lost:
-            return True  # a newer view was stored while we waited: start over
+        if out.claim_lost or out.deferred:
+            # A newer view was stored while we waited: start over; or a reply goes first.
+            return True
         if not out.ok:
             self.failures.failed(st, out)
             return True

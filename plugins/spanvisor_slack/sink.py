@@ -54,7 +54,7 @@ class SlackSink(BaseSink):
     def imports(self, config: Config) -> Sequence[str]:
         """What start and the deliverer import (spanvisor.sink.BaseSink.imports):
         slack_sdk only when it posts, its interactivity only when configured."""
-        names = ["spanvisor_slack.blocks", "spanvisor_slack.plan", "spanvisor_slack.retry"]
+        names = ["spanvisor_slack.blocks", "spanvisor_slack.plan", "spanvisor_slack.retry", "spanvisor_slack.pacing"]
         names += ["spanvisor_slack.transport", "spanvisor_slack.worker"]
         dry = bool(config.get("slack_dry_run"))
         if not dry and self._client_arg is None and config.get("slack_token"):
@@ -70,6 +70,7 @@ class SlackSink(BaseSink):
         from spanvisor.sink import MonotonicClock
 
         from .blocks import Look
+        from .pacing import limits_with
         from .plan import PlanFallback, PlanSwitch
         from .retry import default_strategies
         from .transport import DryRunClient, SlackClient, Transport
@@ -97,6 +98,7 @@ class SlackSink(BaseSink):
             on_call=lambda m: ctx.stats.inc("slack_calls_total", method=m),
             channel_burst=max(1, c.get("slack_channel_burst", 3)),
             strategies=(PlanFallback(plan), *default_strategies()),
+            limits=limits_with(tuple(c.get("slack_rate_limits", ()))),
         )
         self.policy = ThreadPolicy(
             milestones=tuple(c.get("slack_milestones", (25.0, 50.0, 75.0, 100.0))),
@@ -121,6 +123,7 @@ class SlackSink(BaseSink):
             clock=clock,
             update_interval_s=c.get("slack_update_interval_s", 5.0),
             reply_interval_s=c.get("slack_reply_interval_s", 0.5),
+            log_interval_s=c.get("slack_log_interval_s"),
             lease_s=c.get("slack_lease_s", 120.0),
             recover_s=2 * c.get("slack_timeout_s", 10.0),
             namespace="slack.dryrun" if dry else "slack",

@@ -19,6 +19,7 @@ from spanvisor.stats import PipelineStats
 from .blocks import Look, alert_payload, reply_payload
 from .claims import Claims
 from .failures import Failures
+from .pacing import LOG, Interrupt
 from .record import SlackTaskRecord
 from .transport import Transport
 from .turns import PARENT
@@ -51,12 +52,19 @@ class ThreadPoster:
             return nxt.kind in GATHERED
         return first.kind in MERGEABLE and nxt.kind == first.kind
 
-    async def post_replies(self, st: SlackTaskRecord) -> bool:
+    async def post_replies(self, st: SlackTaskRecord, scarce: bool = False) -> bool:
+        """The next run of replies. ``scarce``: edits cannot keep up
+        (:meth:`~.transport.Transport.edits_scarce`), so tool and step lines
+        are not folded into the open work log, whose edit would wait, but
+        posted now as a new log of all those waiting (its count and newest
+        lines); the older log is edited later if it owes lines (``behind``)."""
         assert st.ref is not None
-        if st.replies[0].kind in GATHERED and st.log is not None and st.log.open:
+        gathered = st.replies[0].kind in GATHERED
+        if gathered and st.log is not None and st.log.open and not scarce:
             return await self._fold(st, st.log)
+        most = FOLD_MAX if gathered and scarce else MERGE_MAX
         group = [st.replies.popleft()]
-        while st.replies and len(group) < MERGE_MAX and self._same_run(group[0], st.replies[0]):
+        while st.replies and len(group) < most and self._same_run(group[0], st.replies[0]):
             group.append(st.replies.popleft())
         ns = self._ns("reply")
         todo: list[ThreadLine] = []
@@ -83,7 +91,7 @@ class ThreadPoster:
                 lambda: {
                     "channel": channel,
                     "thread_ts": ts,
-                    **reply_payload(todo, self.look),
+                    **reply_payload(WorkLog.posted("", todo, 0.0).view() if gathered and scarce else todo, self.look),
                     "reply_broadcast": any(x.broadcast for x in todo),
                     "unfurl_links": False,
                     "unfurl_media": False,
@@ -121,6 +129,8 @@ class ThreadPoster:
     def _logged(self, st: SlackTaskRecord, posted: list[ThreadLine], ts: Any) -> None:
         """After a reply: a run of tool and step lines opens the task's work log."""
         if posted[0].kind in GATHERED and isinstance(ts, str) and ts:
+            if st.log is not None and st.log.open and st.log.dirty:
+                st.behind.append(st.log)  # lines folded into it still to show
             st.log = WorkLog.posted(ts, posted, self.clock.now())
 
     async def _fold(self, st: SlackTaskRecord, log: WorkLog) -> bool:
@@ -145,28 +155,45 @@ class ThreadPoster:
                 break
         return True
 
-    async def edit_log(self, st: SlackTaskRecord) -> bool:
-        """Show the work log's folded lines: one ``chat.update`` of its reply."""
-        log = st.log
+    async def edit_log(
+        self, st: SlackTaskRecord, log: WorkLog | None = None, interrupt: Interrupt | None = None
+    ) -> bool:
+        """Show a work log's folded lines (the open one unless ``log``): one
+        ``chat.update`` of its reply, built when its turn comes, so what was
+        folded while it waited goes in the same call."""
+        log = log or st.log
         assert log is not None and st.ref is not None
-        count = log.lines
+        channel = st.ref[0]
+        count = [log.lines]
+
+        def build() -> dict[str, Any]:
+            count[0] = log.lines
+            return {"channel": channel, "ts": log.ts, **reply_payload(log.view(), self.look)}
+
         out = await self.transport.send(
-            "chat.update",
-            lambda: {"channel": st.ref[0] if st.ref else "", "ts": log.ts, **reply_payload(log.view(), self.look)},
-            deadline=self.deadline,
+            "chat.update", build, deadline=self.deadline, rank=LOG, key=f"{channel}/{log.ts}", interrupt=interrupt
         )
+        if out.deferred:
+            return True  # a reply goes first; the edit keeps its place
         log.last_edit = self.clock.now()
         if out.ok:
-            log.shown = count
+            log.shown = count[0]
+            self._caught_up(st, log)
             return True
         if out.decision is not None and out.decision.kind in ("retry", "ambiguous"):
             return True  # the next pass edits it again
         # A permanent error (the reply deleted, say): the log is closed and
         # the next tool call starts another; what it held stays counted.
         why = out.failure.error if out.failure else "?"
-        self.failures.count_drop("slack_worklog_edit", count - log.shown, f"editing a work log failed: {why}")
-        log.shown, log.open = count, False
+        self.failures.count_drop("slack_worklog_edit", log.lines - log.shown, f"editing a work log failed: {why}")
+        log.shown, log.open = log.lines, False
+        self._caught_up(st, log)
         return True
+
+    @staticmethod
+    def _caught_up(st: SlackTaskRecord, log: WorkLog) -> None:
+        if log is not st.log and not log.dirty and log in st.behind:
+            st.behind.remove(log)
 
     async def post_alert(self, st: SlackTaskRecord) -> bool:
         target = st.alerts.popleft()

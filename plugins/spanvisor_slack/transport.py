@@ -1,10 +1,11 @@
 """Web API calls with Slack's rate limits, retries and error classes.
 
 One :class:`Transport` per sink: one ``AsyncWebClient`` on one aiohttp
-session, a pause per method after HTTP 429 (shared by every task), and a
-spacing per channel for posts (about one per second), handed out parents
-first (:mod:`.turns`). Calls run only in the sink's background tasks, never
-in ``export``.
+session, each limited method paced at its Slack tier before sending, best
+rank first (:mod:`.pacing`), a pause per method after HTTP 429 (shared by
+every task), and a spacing per channel for posts (about one per second),
+handed out parents first (:mod:`.turns`). Calls run only in the sink's
+background tasks, never in ``export``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any, Protocol
 from spanvisor.sink import Clock, MonotonicClock
 
 from .channels import ChannelDirectory
+from .pacing import EPSILON_S, LOG, ROUTINE, Interrupt, Limit, MethodPacer, default_limits
 from .retry import Failure, RetryStrategy, RetryVerdict, decide, default_strategies
 from .turns import REPLY, ChannelTurns
 
@@ -108,6 +110,10 @@ class DryRunClient:
 
 
 CLAIM_LOST = "claim_lost"
+DEFERRED = "deferred"
+# A work log edit expected to wait longer than this: edits are scarce, and a
+# tool call is posted as a reply of its own rather than folded into the log.
+SCARCE_S = 1.0
 
 
 def _seconds(v: str | None) -> float | None:
@@ -132,6 +138,11 @@ class CallOutcome:
         """``before_call`` said no: another owner holds the claim; nothing was sent."""
         return self.failure is not None and self.failure.error == CLAIM_LOST
 
+    @property
+    def deferred(self) -> bool:
+        """The caller's interrupt came before the method's turn: nothing was sent."""
+        return self.failure is not None and self.failure.error == DEFERRED
+
 
 @dataclass
 class Transport:
@@ -146,9 +157,23 @@ class Transport:
     paused_until: dict[str, float] = field(default_factory=dict)
     # Learns each channel name's ID from the posts' answers.
     channels: ChannelDirectory = field(default_factory=ChannelDirectory)
+    # Calls a minute (and burst) per method, kept before sending (.pacing).
+    limits: dict[str, Limit] = field(default_factory=default_limits)
 
     def __post_init__(self) -> None:
         self.turns = ChannelTurns(self.clock, self.channel_interval_s, self.channel_burst, self.channels)
+        self.pacer = MethodPacer(self.clock, self.limits)
+
+    def edits_scarce(self) -> bool:
+        """A work log edit queued now would wait past :data:`SCARCE_S`."""
+        pause = self.paused_until.get("chat.update", 0.0) - self.clock.now()
+        return max(pause, self.pacer.wait_estimate("chat.update", LOG)) > SCARCE_S
+
+    def edit_free(self) -> bool:
+        """An edit would go at once: no pause, no queue, a token in the bucket."""
+        return self.paused_until.get("chat.update", 0.0) <= self.clock.now() and (
+            self.pacer.wait_estimate("chat.update", ROUTINE) <= EPSILON_S
+        )
 
     async def send(
         self,
@@ -158,20 +183,43 @@ class Transport:
         deadline: Callable[[], float | None] = lambda: None,
         before_call: Callable[[], Awaitable[bool]] | None = None,
         rank: int = REPLY,
+        key: str = "",
+        interrupt: Interrupt | None = None,
     ) -> CallOutcome:
         """Call ``method`` until it succeeds, fails for good, or the deadline
-        passes. ``build`` runs before each attempt, so a retried edit sends
-        the latest state. ``before_call`` runs after the wait for the turn,
+        passes. ``build`` runs before each attempt (for a paced method after
+        the wait for its turn), so a retried or long-waiting edit sends the
+        latest state. ``before_call`` runs after the wait for the turn,
         right before each HTTP request; False cancels the call (a post whose
-        claim was taken over while it waited). ``rank``: a post's place in
-        its channel's queue (:data:`~.turns.PARENT` goes first)."""
+        claim was taken over while it waited; the turn is given back).
+        ``rank``: a post's place in its channel's queue
+        (:data:`~.turns.PARENT` goes first), or a paced call's in its
+        method's (:mod:`.pacing`); ``key`` names the message a paced call
+        acts on, and ``interrupt`` lets it step out of the wait (outcome
+        ``deferred``) keeping its place."""
         attempt = 0
         while True:
             attempt += 1
-            payload = build()
-            if not await self._wait_turn(method, payload, deadline(), rank):
-                return CallOutcome(failure=Failure(method, "deadline"), decision=RetryVerdict("retry"))
+            if self.pacer.limited(method):
+                took = await self.pacer.take(
+                    method,
+                    key=key,
+                    rank=rank,
+                    paused_until=lambda: self.paused_until.get(method, 0.0),
+                    end=deadline(),
+                    interrupt=interrupt,
+                )
+                if took != "go":
+                    why = DEFERRED if took == "deferred" else "deadline"
+                    return CallOutcome(failure=Failure(method, why), decision=RetryVerdict("retry"))
+                payload = build()
+            else:
+                payload = build()
+                if not await self._wait_turn(method, payload, deadline(), rank):
+                    return CallOutcome(failure=Failure(method, "deadline"), decision=RetryVerdict("retry"))
             if before_call is not None and not await before_call():
+                self.pacer.refund(method)
+                self.pacer.hold_place(method, key)
                 return CallOutcome(failure=Failure(method, CLAIM_LOST), decision=RetryVerdict("permanent"))
             try:
                 if self.on_call:
@@ -185,6 +233,8 @@ class Transport:
                 if d.pause_method:
                     until = self.clock.now() + d.delay_s
                     self.paused_until[method] = max(self.paused_until.get(method, 0.0), until)
+                    self.pacer.drained(method, self.paused_until[method])
+                    self.pacer.hold_place(method, key)
                     log.info("Slack rate-limited %s: pausing it for %.1fs", method, d.delay_s)
                     continue
                 end = deadline()

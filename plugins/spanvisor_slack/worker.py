@@ -35,6 +35,7 @@ from spanvisor.stats import PipelineStats
 from .blocks import Look, parent_payload
 from .claims import Claims
 from .failures import Failures
+from .pacing import Interrupt
 from .record import SlackTaskRecord, merge_decisions
 from .recovery import METADATA_TYPE, ParentFinder
 from .shared import SharedParent
@@ -60,10 +61,15 @@ class Deliverer:
     # How long to look for a parent after an ambiguous post before giving up.
     recover_s: float = 20.0
     namespace: str = "slack"
+    # Least time between two edits of a task's work log (None: the smaller
+    # of 1 s and ``update_interval_s``); Slack's edit budget paces it too.
+    log_interval_s: float | None = None
     flushing: Callable[[], bool] = lambda: False
     deadline: Callable[[], float | None] = lambda: None
 
     def __post_init__(self) -> None:
+        if self.log_interval_s is None:
+            self.log_interval_s = min(1.0, self.update_interval_s)
         self.claims = Claims(self.store, self.owner, self.clock, self.stats, self.lease_s, self.deadline)
         self.failures = Failures(self.transport, self.stats, self.deadline)
         self.thread = ThreadPoster(
@@ -128,7 +134,9 @@ class Deliverer:
         if st.replies or st.alerts:
             due = min(due, st.last_reply + self.reply_interval_s)
         if st.log is not None and st.log.dirty:
-            due = min(due, st.log.last_edit + self.update_interval_s)
+            due = min(due, st.log.last_edit + self._log_interval)
+        if st.behind:
+            due = now
         if due <= now:
             return
         st.wake.clear()
@@ -148,15 +156,36 @@ class Deliverer:
         if st.ref is None:
             return False if st.orphan else await self._ensure_parent(st)
         now, hurry = self.clock.now(), self.flushing()
-        if st.urgent:
+        replies_due = bool(st.replies or st.alerts) and (hurry or now >= st.last_reply + self.reply_interval_s)
+        # A status change edits the parent first, unless Slack's edit budget
+        # makes it wait: then a due reply (a tool call, a warning) goes first.
+        if st.urgent and not (replies_due and not self.transport.edit_free()):
             return await self._update_parent(st)
-        if (st.replies or st.alerts) and (hurry or now >= st.last_reply + self.reply_interval_s):
-            return await (self.thread.post_replies(st) if st.replies else self.thread.post_alert(st))
-        if st.log is not None and st.log.dirty and (hurry or now >= st.log.last_edit + self.update_interval_s):
-            return await self.thread.edit_log(st)
+        if replies_due:
+            if not st.replies:
+                return await self.thread.post_alert(st)
+            return await self.thread.post_replies(st, scarce=self.transport.edits_scarce())
+        if st.log is not None and st.log.dirty and (hurry or now >= st.log.last_edit + self._log_interval):
+            return await self.thread.edit_log(st, st.log, self._interrupt(st))
+        if st.behind:
+            return await self.thread.edit_log(st, st.behind[0], self._interrupt(st))
         if (st.dirty or st.repair) and (hurry or st.repair or now >= self._edit_due(st)):
             return await self._update_parent(st)
         return False
+
+    @property
+    def _log_interval(self) -> float:
+        return self.update_interval_s if self.log_interval_s is None else self.log_interval_s
+
+    def _interrupt(self, st: SlackTaskRecord) -> Interrupt:
+        """An edit waiting for Slack's budget steps out when a reply of its task is due."""
+
+        def due() -> float:
+            if not (st.replies or st.alerts):
+                return float("inf")
+            return float("-inf") if self.flushing() else st.last_reply + self.reply_interval_s
+
+        return Interrupt(st.wake, due)
 
     def _ns(self, what: str) -> str:
         return f"{self.namespace}.{what}"
@@ -307,4 +336,4 @@ class Deliverer:
         st.sent_status = None
 
     async def _update_parent(self, st: SlackTaskRecord) -> bool:
-        return await self.shared.update(st)
+        return await self.shared.update(st, self._interrupt(st))

@@ -1,0 +1,263 @@
+"""Slack's per-method limits kept before sending (``spanvisor_slack/pacing.py``):
+no bursts into 429s, edits of one message coalesced while they wait, thread
+replies ahead of waiting edits, one retry at a time after a 429, and nothing
+lost or posted twice. The real sink against the fake Slack's HTTP server; the
+fake enforces its per-method buckets in real time, so the tests that count
+429s run on the real clock (with the tier scaled up for time) and those that
+need exact turns run on a manual clock with the fake unlimited."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from slack_support import ManualClock, TaskScript, run, slack_env, tool, until
+from tests.fakes.slack_api import FakeSlack
+
+from spanvisor_slack.pacing import Limit, MethodPacer
+
+TOOL_NAME = re.compile(r"probe_\d+_\d+")
+
+
+def _thread_text(env: Any, parent: Any) -> list[str]:
+    return [json.dumps([m.text, m.blocks], ensure_ascii=False) for m in env.fake.thread(parent)]
+
+
+def _edits_of(fake: FakeSlack, ts: str) -> list[Any]:
+    return [c for c in fake.calls_to("chat.update") if c.args.get("ts") == ts]
+
+
+def _drops(env: Any) -> list[Any]:
+    return [k for k in env.stats.counters if k[0] == "dropped_total"]
+
+
+@pytest.mark.slow
+def test_paced_edits_never_draw_a_429_and_every_tool_call_shows_once() -> None:
+    # Tier 3 scaled up for time (300 a minute, burst 5 at the fake); the sink
+    # keeps the same tier with its own smaller burst, as it does for Slack's.
+    async def main() -> None:
+        fake = FakeSlack(
+            method_limits={"chat.update": (300.0, 5), "chat.delete": (300.0, 5)}, channel_rate=200, channel_burst=200
+        )
+        await fake.start()
+        try:
+            async with slack_env(
+                fake=fake,
+                flush_s=60,
+                slack_rate_limits="chat.update=300/3, chat.delete=300/3",
+                slack_update_interval_s=0.2,
+                slack_reply_interval_s=0.05,
+                slack_channel_interval_s=0.0,
+                slack_milestones="",
+            ) as env:
+                tasks = [TaskScript.new(f"paced-{k}", task_name=f"Paced {k}") for k in range(12)]
+                await env.send(*(t.started() for t in tasks))
+                await env.send(*(t.checkpoint("working") for t in tasks))
+                for i in range(8):  # 8 tool calls a task: a work log shows them all by name
+                    for k, t in enumerate(tasks):
+                        await env.send(tool(t, f"probe_{k}_{i}"), t.checkpoint("working", message=f"round {i}"))
+                    await asyncio.sleep(0.05)
+                await env.send(*(t.finished("complete") for t in tasks))
+                assert await env.sink.force_flush(60)
+                assert not [c for c in fake.calls_to("chat.update") if c.status == 429], "an edit drew a 429"
+                parents = fake.parents()
+                assert len(parents) == 12
+                for p in parents:
+                    assert "complete" in p.blocks[0]["text"]["text"], p.blocks[0]
+                    blocks = [json.dumps(m.blocks, ensure_ascii=False) for m in fake.thread(p)]
+                    names = [n for text in blocks for n in TOOL_NAME.findall(text)]
+                    k = int(names[0].split("_")[1]) if names else -1
+                    # Every tool call of the task once in its thread's final state: none lost, none twice.
+                    assert sorted(names) == sorted(f"probe_{k}_{i}" for i in range(8)), names
+                assert not _drops(env)
+        finally:
+            await fake.stop()
+
+    run(main())
+
+
+def test_edits_waiting_for_the_budget_coalesce_into_one_call_with_the_latest_view() -> None:
+    async def main() -> None:
+        clock = ManualClock()
+        async with slack_env(
+            clock=clock,
+            channel_rate=1000.0,
+            slack_channel_interval_s=0.0,
+            slack_rate_limits="chat.update=6/1",  # one edit every 10 s of the manual clock
+            slack_milestones="",
+        ) as env:
+            a, b = TaskScript.new("co-a", task_name="A"), TaskScript.new("co-b", task_name="B")
+            await env.send(a.started(), b.started())
+            await until(lambda: len(env.fake.parents()) == 2, what="both parents")
+            await env.send(a.checkpoint("waiting"))
+            await until(lambda: len(env.fake.calls_to("chat.update")) == 1, what="A's status edit")
+            for i in range(30):  # B changes while its edit waits for the budget
+                await env.send(b.checkpoint("waiting", message=f"step {i}"))
+                await asyncio.sleep(0.005)
+            await asyncio.sleep(0.2)
+            assert len(env.fake.calls_to("chat.update")) == 1  # nothing sent past the budget
+            clock.advance(10.0)
+            pb = next(p for p in env.fake.parents() if p.ts != env.fake.calls_to("chat.update")[0].args["ts"])
+            await until(lambda: _edits_of(env.fake, pb.ts), what="B's edit")
+            await asyncio.sleep(0.2)
+            (edit,) = _edits_of(env.fake, pb.ts)  # 30 changes, one call
+            assert "step 29" in json.dumps(edit.args, ensure_ascii=False)
+            assert not [c for c in env.fake.calls if c.status == 429]
+
+    run(main())
+
+
+def test_a_reply_goes_ahead_of_an_edit_waiting_for_the_budget_and_the_final_state_arrives() -> None:
+    async def main() -> None:
+        clock = ManualClock()
+        async with slack_env(
+            clock=clock,
+            channel_rate=1000.0,
+            slack_channel_interval_s=0.0,
+            slack_rate_limits="chat.update=6/1",
+            slack_milestones="",
+        ) as env:
+            s = TaskScript.new("prio", task_name="Prio")
+            await env.send(s.started())
+            await until(env.fake.parents, what="the parent")
+            await env.send(s.checkpoint("working"))
+            await until(lambda: len(env.fake.calls_to("chat.update")) == 1, what="the first edit")
+            await env.send(s.checkpoint("waiting"))  # this edit waits 10 s for the budget
+            await env.send(tool(s, "grep_logs"))
+            (parent,) = env.fake.parents()
+            await until(lambda: any("grep_logs" in x for x in _thread_text(env, parent)), what="the tool call")
+            assert len(env.fake.calls_to("chat.update")) == 1  # posted as a reply while the edit waits
+            await env.send(tool(s, "sed_config"))
+            clock.advance(0.5)  # the task's reply interval
+            await until(lambda: any("sed_config" in x for x in _thread_text(env, parent)), what="the next call")
+            assert len(env.fake.calls_to("chat.update")) == 1
+            await env.send(s.finished("complete"))
+            for _ in range(40):
+                clock.advance(1.0)
+                await asyncio.sleep(0.02)
+            assert await env.sink.force_flush(10)
+            (parent,) = env.fake.parents()
+            assert "complete" in parent.blocks[0]["text"]["text"]
+            thread = _thread_text(env, parent)
+            assert [i for i, x in enumerate(thread) if "grep_logs" in x] == [0]
+            assert [i for i, x in enumerate(thread) if "sed_config" in x] == [1]
+            assert "Complete" in thread[-1]
+            # The waiting status edit and the final one coalesced: at most one more edit each.
+            assert len(_edits_of(env.fake, parent.ts)) <= 3
+            assert not _drops(env)
+
+    run(main())
+
+
+@pytest.mark.slow
+def test_after_a_429_the_waiting_edits_retry_one_at_a_time() -> None:
+    # The sink allows itself far more than the fake (as when another process
+    # shares the token): the fake answers 429, and after each Retry-After one
+    # waiting edit goes, not all of them.
+    async def main() -> None:
+        fake = FakeSlack(method_limits={"chat.update": (60.0, 1)}, channel_rate=200, channel_burst=200)
+        await fake.start()
+        try:
+            async with slack_env(
+                fake=fake,
+                flush_s=60,
+                slack_rate_limits="chat.update=6000/100",
+                slack_update_interval_s=0.2,
+                slack_channel_interval_s=0.0,
+                slack_milestones="",
+            ) as env:
+                tasks = [TaskScript.new(f"storm-{k}", task_name=f"Storm {k}") for k in range(6)]
+                await env.send(*(t.started() for t in tasks))
+                await until(lambda: len(fake.parents()) == 6, what="the parents")
+                await env.send(*(t.checkpoint("working") for t in tasks))
+                await env.send(*(t.finished("complete") for t in tasks))
+                assert await env.sink.force_flush(60)
+                for p in fake.parents():
+                    assert "complete" in p.blocks[0]["text"]["text"]
+                edits = fake.calls_to("chat.update")
+                refused = sum(1 for c in edits if c.status == 429)
+                done = sum(1 for c in edits if c.status == 200)
+                # The first burst (all six at once) and then about one 429 per
+                # edit that got through, never one per waiting edit and second.
+                assert refused <= len(tasks) + done, (refused, done)
+                assert not _drops(env)
+        finally:
+            await fake.stop()
+
+    run(main())
+
+
+async def _drive(clock: ManualClock, jobs: list[asyncio.Task[Any]]) -> None:
+    """Run ``jobs`` to the end, moving the manual clock to each next sleeper."""
+    for _ in range(10_000):
+        for _ in range(20):
+            await asyncio.sleep(0)
+        if all(j.done() for j in jobs):
+            return
+        heap = clock._heap  # the test's own clock: its next wake-up
+        clock.advance(max(0.0, heap[0][0] - clock.t) if heap else 0.01)
+    raise AssertionError("the calls never all got their turn")
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    arrivals=st.lists(st.tuples(st.integers(0, 2), st.floats(0.0, 20.0)), min_size=1, max_size=25),
+    burst=st.integers(1, 5),
+    per_minute=st.sampled_from([6.0, 20.0, 50.0, 100.0]),
+)
+def test_the_pacer_never_grants_more_than_its_bucket_and_every_call_gets_a_turn(
+    arrivals: list[tuple[int, float]], burst: int, per_minute: float
+) -> None:
+    async def main() -> list[float]:
+        clock = ManualClock()
+        pacer = MethodPacer(clock, {"chat.update": Limit(per_minute, burst)})
+        granted: list[float] = []
+
+        async def call(rank: int, at: float, i: int) -> None:
+            await clock.sleep(at)
+            took = await pacer.take("chat.update", key=f"m{i}", rank=rank, paused_until=lambda: 0.0)
+            assert took == "go"
+            granted.append(clock.now())
+
+        jobs = [asyncio.create_task(call(r, at, i)) for i, (r, at) in enumerate(arrivals)]
+        await _drive(clock, jobs)
+        for j in jobs:
+            j.result()
+        return granted
+
+    granted = sorted(asyncio.run(main()))
+    assert len(granted) == len(arrivals)
+    rate = per_minute / 60.0
+    for i in range(len(granted)):
+        for j in range(i, len(granted)):
+            # Any window holds at most the burst plus what the rate refilled.
+            assert j - i + 1 <= burst + (granted[j] - granted[i]) * rate + 1e-6
+
+
+@settings(max_examples=30, deadline=None)
+@given(ranks=st.lists(st.integers(0, 2), min_size=2, max_size=12))
+def test_calls_waiting_together_go_best_rank_first_then_oldest(ranks: list[int]) -> None:
+    async def main() -> list[int]:
+        clock = ManualClock()
+        pacer = MethodPacer(clock, {"chat.update": Limit(60.0, 1)})
+        assert await pacer.take("chat.update", paused_until=lambda: 0.0) == "go"  # the bucket is empty
+        order: list[int] = []
+
+        async def call(i: int) -> None:
+            await pacer.take("chat.update", key=f"m{i}", rank=ranks[i], paused_until=lambda: 0.0)
+            order.append(i)
+
+        jobs = []
+        for i in range(len(ranks)):
+            jobs.append(asyncio.create_task(call(i)))
+            await asyncio.sleep(0)
+        await _drive(clock, jobs)
+        return order
+
+    order = asyncio.run(main())
+    assert order == sorted(range(len(ranks)), key=lambda i: (ranks[i], i))
