@@ -127,6 +127,8 @@ def replica(base: Path, name: str, db_url: str, slack: FakeSlackThread) -> Serve
         SPANVISOR_STATE_STORE="postgres",
         SPANVISOR_ROOT_HOLD=HOLD,
         SPANVISOR_SHUTDOWN_TIMEOUT="10s",
+        # The fake's edit limit above, not Slack's tier the sink paces at by default.
+        SPANVISOR_SLACK_RATE_LIMITS="chat.update=1250/16,chat.delete=1250/16",
     )
     return ServeProcess(base / name, env)
 
