@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.codingagents.agents import Ran, base_env, run
+from tests.codingagents.agents import Ran, Running, base_env, hook_command, run, start
 from tests.codingagents.fake_http import FakeModelAPI
 from tests.codingagents.served import Matrix
 
@@ -41,11 +41,36 @@ def env(home: Path, matrix: Matrix, api: FakeModelAPI, run_id: str, telemetry: b
     return out
 
 
+def add_hook(home: Path, timeout_s: int = 200, passed: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``spanvisor hook gemini --cli-timeout S`` as a ``BeforeTool`` hook in
+    the user's settings.json, with the same ``timeout`` (in milliseconds
+    there); ``passed``: variables let through the environment redaction
+    Gemini CLI applies to hooks when it is on (always under GitHub Actions)."""
+    path = home / ".gemini" / "settings.json"
+    settings: dict[str, Any] = json.loads(path.read_text())
+    command = f"{hook_command('gemini')} --cli-timeout {timeout_s}"
+    hook = {"type": "command", "command": command, "timeout": timeout_s * 1000}
+    settings["hooks"] = {"BeforeTool": [{"matcher": "*", "hooks": [hook]}]}
+    if passed:
+        settings["security"]["environmentVariableRedaction"] = {"allowed": list(passed)}
+    path.write_text(json.dumps(settings))
+    return settings
+
+
+def argv(bin_dir: Path, prompt: str) -> list[str]:
+    return [str(bin_dir / "gemini"), "-p", prompt, "-m", MODEL, "--yolo", "--output-format", "json"]
+
+
 def gemini(
     bin_dir: Path, work: Path, environ: dict[str, str], prompt: str, launcher: dict[str, str] | None = None
 ) -> Ran:
-    argv = [str(bin_dir / "gemini"), "-p", prompt, "-m", MODEL, "--yolo", "--output-format", "json"]
-    return run(argv, environ, work, launcher)
+    return run(argv(bin_dir, prompt), environ, work, launcher)
+
+
+def gemini_started(
+    bin_dir: Path, work: Path, environ: dict[str, str], prompt: str, launcher: dict[str, str] | None = None
+) -> Running:
+    return start(argv(bin_dir, prompt), environ, work, launcher)
 
 
 def session_of(ran: Ran) -> str:

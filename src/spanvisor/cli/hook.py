@@ -14,6 +14,9 @@ person's by the control API (``human_interventions``), the policy's as an
 It fails closed: a policy it cannot read, input it cannot read, a control
 API or receiver it cannot reach (unless ``on_unreachable = "allow"``) and
 any error of its own deny the call, with the reason shown to the agent.
+Gemini CLI runs the call when its hook times out, so under it the hook
+answers by the policy's ``on_timeout`` a few seconds before that limit
+(``--cli-timeout``, else Gemini CLI's default of 60 s).
 The tool input never reaches spanvisor's own logs or stderr.
 """
 
@@ -22,8 +25,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
 import sys
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -41,6 +46,13 @@ MAX_INPUT = 4 * 1024 * 1024
 # Records that only audit a policy decision must not hold the agent long.
 AUDIT_TIMEOUT_S = 3.0
 EXIT_BLOCK = 2
+# What each CLI gives a hook when its settings name no timeout, in seconds:
+# Gemini CLI runs the tool call when its hook times out, so the hook must
+# answer before then (Claude Code and Codex ask as usual, so no cap there).
+CLI_TIMEOUT_DEFAULT: dict[hc.Cli, float | None] = {"claude-code": None, "codex": None, "gemini": 60.0}
+# Room left before the CLI's limit for the answer, and for this process's
+# own start, which ``started`` does not see.
+MIN_MARGIN_S, MAX_MARGIN_S = 2.0, 10.0
 
 
 def _emit(cli: hc.Cli, event: str, answer: hc.Answer, reason: str) -> int:
@@ -120,6 +132,17 @@ def opened(task: ct.SessionTask) -> bool:
     return task.record(cv.LIVE_TASK_START, {cv.AGENT_ID: task.service})
 
 
+def wait_budget(policy: Policy, cli_timeout: float | None, elapsed: float) -> float:
+    """How long a person has: the policy's timeout, cut short so the answer
+    reaches the CLI before its own hook timeout (``cli_timeout``) does; 0
+    when there is no time left to ask."""
+    if cli_timeout is None:
+        return policy.timeout_s
+    margin = min(MAX_MARGIN_S, max(MIN_MARGIN_S, 0.15 * cli_timeout))
+    left = math.floor(cli_timeout - margin - elapsed)
+    return float(min(policy.timeout_s, max(0, left)))
+
+
 def ask(
     call: hc.Call,
     raw: bytes,
@@ -128,6 +151,7 @@ def ask(
     args: argparse.Namespace,
     config: Config,
     approvers: int = 1,
+    started: float | None = None,
 ) -> int:
     """A person decides (or ``approvers`` people do): open the request, wait,
     check the approval against this very call (consuming it), answer."""
@@ -142,6 +166,13 @@ def ask(
 
     if task is None:
         return unreachable("the hook input has no session_id and no spanvisor task is set, so no one can be asked")
+    t0 = time.monotonic() if started is None else started
+    limit = cli_timeout(args, call.cli)
+    wait_s = wait_budget(policy, limit, time.monotonic() - t0)
+    if wait_s <= 0:
+        word = "allowed" if policy.on_timeout == "allow" else "denied"
+        why = f"the CLI's hook timeout ({limit:g} s) leaves no time to ask a person; {word} by policy:on_timeout"
+        return _emit(call.cli, call.event, policy.on_timeout, f"spanvisor: {why}")
     token = args.token or config.get("control_token") or token_from_env()
     client = HttpSource(control_url(args, config), token, request_timeout_s=5.0)
     status, _ = client.get_task(task.task_id)
@@ -151,7 +182,7 @@ def ask(
     request: dict[str, Any] = {
         cv.APPROVAL_ID: aid,
         cv.APPROVAL_QUESTION: call.question(),
-        cv.APPROVAL_TIMEOUT_S: policy.timeout_s,
+        cv.APPROVAL_TIMEOUT_S: wait_s,
         APPROVAL_DETAILS: call.details(),
         APPROVAL_ACTION: json.dumps(call.action(), sort_keys=True, separators=(",", ":"), default=str),
         "gen_ai.tool.name": call.tool,
@@ -162,7 +193,9 @@ def ask(
         request[cv.APPROVAL_REQUESTER] = asker
     if not (opened(task) and task.record(cv.EVENT_APPROVAL_REQUEST, request)):
         return unreachable(f"the approval request could not be sent to {task.target.endpoint}")
-    found = TaskFeed(task.task_id, lambda: client).wait_approval(aid, policy.timeout_s)
+    # The probe and the request took time too: what is left of the CLI's limit.
+    wait_s = min(wait_s, wait_budget(policy, limit, time.monotonic() - t0))
+    found = TaskFeed(task.task_id, lambda: client).wait_approval(aid, wait_s)
     # The probe reached the control API: a wait that hears nothing after it
     # (a short timeout on a slow link, an outage) is nobody deciding in
     # time, answered by the policy's on_timeout (deny unless it says allow).
@@ -170,7 +203,7 @@ def ask(
     if result.outcome == "timed_out":
         answer: hc.Answer = policy.on_timeout
         by = "policy:on_timeout"
-        reason = f"no decision in {policy.timeout_s:g} s; {'allowed' if answer == 'allow' else 'denied'} by {by}"
+        reason = f"no decision in {wait_s:g} s; {'allowed' if answer == 'allow' else 'denied'} by {by}"
     else:
         answer = "allow" if result.approved else "deny"
         by = result.by or "someone"
@@ -198,6 +231,11 @@ def owner(env: Mapping[str, str]) -> str | None:
     return ct.task_owner(env)
 
 
+def cli_timeout(args: argparse.Namespace, cli: hc.Cli) -> float | None:
+    given: float | None = getattr(args, "cli_timeout", None)
+    return given if given is not None else CLI_TIMEOUT_DEFAULT[cli]
+
+
 def _why(status: int) -> str:
     if status == 0:
         return "no answer"
@@ -207,6 +245,7 @@ def _why(status: int) -> str:
 
 
 def handler(args: argparse.Namespace, config: Config) -> int:
+    started = time.monotonic()
     cli: hc.Cli = args.cli
     raw = sys.stdin.buffer.read(MAX_INPUT + 1)
     if len(raw) > MAX_INPUT:
@@ -228,7 +267,7 @@ def handler(args: argparse.Namespace, config: Config) -> int:
             return _emit(
                 call.cli, call.event, ruling.verdict, f"spanvisor: {ruling.reason or word + ' by ' + ruling.by}"
             )
-        return ask(call, raw, policy, session_task(call, args, 10.0), args, config, ruling.approvers)
+        return ask(call, raw, policy, session_task(call, args, 10.0), args, config, ruling.approvers, started)
     except Exception as exc:  # never a traceback, never the input: deny and say why
         return _emit(cli, call.event, "deny", f"spanvisor hook failed ({type(exc).__name__}); denied")
 
@@ -243,6 +282,13 @@ def register(subparsers: Any) -> None:
         "--policy",
         default=os.environ.get(ENV_POLICY),
         help=f"policy TOML file (default: ${ENV_POLICY}; none: every call asks a person)",
+    )
+    p.add_argument(
+        "--cli-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="the hook timeout the CLI's settings give this hook: a person then has until a few seconds before it "
+        "(Gemini CLI runs the call when its hook times out; default for gemini: 60, its own default)",
     )
     p.add_argument("--url", help="control API (default: $SPANVISOR_CONTROL_URL, else the OTLP endpoint)")
     p.add_argument("--token", help="control API token (default: $SPANVISOR_CONTROL_TOKEN)")

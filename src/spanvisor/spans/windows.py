@@ -12,6 +12,22 @@ from typing import Final
 # Context windows of common models, in tokens. Matched by longest prefix of
 # the (lower-cased) model name; config ``model_context_windows`` overrides.
 MODEL_CONTEXT_WINDOWS: Final[Mapping[str, int]] = {
+    # Claude: 1M where Anthropic's model pages (platform.claude.com/docs/en/
+    # models/<model>/overview, Nov 2026) say so *and* Claude Code 2.1.330
+    # runs the bare id with it (its stream-json modelUsage.contextWindow):
+    # Opus 4.7 and 4.8, and every 5.x model (Claude Code's default is
+    # claude-opus-5-5). Opus 4.6 and Sonnet 4.6 are 1M models on the API, but
+    # Claude Code runs their bare ids with 200k unless asked for "[1m]", so
+    # 200k stays here (a window taken too large would warn too late); a
+    # model id with the "[1m]" suffix is 1M whatever its family. Sonnet 4.5,
+    # Opus 4.5, Haiku 4.5 and older are 200k.
+    "claude-opus-5": 1_000_000,
+    "claude-sonnet-5": 1_000_000,
+    "claude-haiku-5-5": 1_000_000,
+    "claude-fable-5": 1_000_000,
+    "claude-mythos-5": 1_000_000,
+    "claude-opus-4-8": 1_000_000,
+    "claude-opus-4-7": 1_000_000,
     "claude-opus-4": 200_000,
     "claude-sonnet-4": 200_000,
     "claude-haiku-4": 200_000,
@@ -20,7 +36,7 @@ MODEL_CONTEXT_WINDOWS: Final[Mapping[str, int]] = {
     "claude-3-5-haiku": 200_000,
     "claude-3-opus": 200_000,
     "claude-3-haiku": 200_000,
-    "claude": 200_000,
+    "claude": 200_000,  # older and unknown Claude models
     "gpt-5": 400_000,
     "gpt-4.1": 1_047_576,
     "gpt-4.5": 128_000,
@@ -46,14 +62,23 @@ MODEL_CONTEXT_WINDOWS: Final[Mapping[str, int]] = {
 }
 
 
+# Claude Code's model id for a model run with the 1M window (``sonnet[1m]``).
+ONE_M_SUFFIX: Final = "[1m]"
+ONE_M: Final = 1_000_000
+
+
 class ContextWindows:
-    """Looks up a model's window: the built-in table plus overrides."""
+    """Looks up a model's window: the built-in table plus overrides (config
+    ``model_context_windows``), which replace or extend it, all matched by
+    longest prefix. A Claude Code id ending in ``[1m]`` is 1M unless an
+    override is what matched it."""
 
     def __init__(self, overrides: Mapping[str, int] | None = None) -> None:
-        table = {k.lower(): v for k, v in MODEL_CONTEXT_WINDOWS.items()}
-        table.update({k.lower(): v for k, v in (overrides or {}).items()})
+        own = {k.lower(): v for k, v in (overrides or {}).items()}
+        table = {k.lower(): v for k, v in MODEL_CONTEXT_WINDOWS.items()} | own
         # Longest prefix first, so "gpt-4o" wins over "gpt-4".
         self._prefixes = sorted(table.items(), key=lambda kv: -len(kv[0]))
+        self._own = frozenset(own)
         self._cache: dict[str, int | None] = {}
 
     def lookup(self, model: str | None) -> int | None:
@@ -61,13 +86,18 @@ class ContextWindows:
             return None
         if model in self._cache:
             return self._cache[model]
-        name = model.lower()
+        found = self._find(model.lower())
+        if len(self._cache) < 4096:
+            self._cache[model] = found
+        return found
+
+    def _find(self, name: str) -> int | None:
         # Provider-qualified names such as "anthropic/claude-..." or
         # "us.anthropic.claude-..." (Bedrock) match on their last part.
         for sep in ("/", "anthropic."):
             if sep in name:
                 name = name.rsplit(sep, 1)[1]
-        found = next((v for k, v in self._prefixes if name.startswith(k)), None)
-        if len(self._cache) < 4096:
-            self._cache[model] = found
+        key, found = next(((k, v) for k, v in self._prefixes if name.startswith(k)), ("", None))
+        if name.endswith(ONE_M_SUFFIX) and key not in self._own:
+            return ONE_M
         return found
