@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 SRC    := src plugins tests benchmarks
 
-.PHONY: install demo demo-serve test lint typecheck unit bench wheel compiled test-compiled clean
+.PHONY: install demo demo-serve test lint typecheck unit bench bench-peers wheel compiled test-compiled clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "spanvisor needs Python 3.11+, found " + sys.version.split()[0])'
@@ -59,15 +59,28 @@ unit: $(STAMP)
 
 test: lint typecheck unit
 
-# Every benchmark, one after another (about 10 minutes on 2 cores); each is
-# stopped after BENCH_TIMEOUT seconds. Figures go to stdout as they come.
+# Every benchmark but the peers' (bench-peers, below), one after another
+# (about 25 minutes on 2 cores); each is stopped after BENCH_TIMEOUT seconds.
+# Figures go to stdout as they come.
 BENCH_TIMEOUT ?= 900
+BENCHES := $(filter-out benchmarks/bench_peers.py,$(sort $(wildcard benchmarks/bench_*.py)))
 bench: $(STAMP)
-	@start=$$(date +%s); n=0; total=$$(ls benchmarks/bench_*.py | wc -l); \
-	for b in benchmarks/bench_*.py; do \
+	@start=$$(date +%s); n=0; total=$(words $(BENCHES)); \
+	for b in $(BENCHES); do \
 	  n=$$((n + 1)); echo "== [$$n/$$total] $$b ($$(( $$(date +%s) - start )) s so far)"; \
 	  timeout $(BENCH_TIMEOUT) $(BIN)/python -u $$b || { echo "== $$b failed or ran past $(BENCH_TIMEOUT) s"; exit 1; }; \
 	done; echo "== all $$total benchmarks done in $$(( $$(date +%s) - start )) s"
+
+# spanvisor beside Arize Phoenix and MLflow, the same OTLP bytes into each
+# (benchmarks/bench_peers.py; about 20 minutes). Each peer is installed once
+# from PyPI, pinned, into .bench-peers/<name>/ (several minutes the first
+# time), as are Langfuse's and Logfire's SDKs with spanvisor into
+# .bench-peers/agent-sdks/, whose python runs bench_agent_thread.py's (l)
+# and (g). BENCH_PEERS_ARGS passes options (e.g. --seconds 4 --rounds 1).
+BENCH_PEERS_ARGS ?=
+bench-peers: $(STAMP)
+	$(BIN)/python -u benchmarks/bench_peers.py --install-only
+	$(BIN)/python -u benchmarks/bench_peers.py $(BENCH_PEERS_ARGS)
 
 # The wheel to publish: the tracker compiled with mypyc where a C compiler
 # works (setup.py, SPANVISOR_COMPILE=1), pure Python otherwise; into dist/.
