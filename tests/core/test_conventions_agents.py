@@ -21,6 +21,7 @@ from opentelemetry.trace import Tracer
 from spanvisor.events import Checkpoint, ContextWarning, TaskFinished, TaskStarted
 from spanvisor.otel.exporter import SpanvisorSpanExporter
 from spanvisor.spans import conventions as cv
+from spanvisor.spans import current
 from spanvisor.testing import InMemorySink
 
 from ._invariants import check_stream
@@ -122,7 +123,7 @@ def test_known_model_window(conv: Convention, path: tuple[Tracer, InMemorySink, 
     assert len(sink.of_type(TaskStarted)) == 1
     done = events[-1]
     assert done.outcome == "complete"
-    assert done.task.task_name == conv.root_name
+    assert done.task.task_name == current.title(conv.root_name)  # a method path's title drops its method
     assert done.task.agent_id == conv.agent_id
     assert done.task.input_tokens == sum(c[0] for c in CALLS)
     assert done.task.output_tokens == sum(c[1] for c in CALLS)
@@ -182,3 +183,33 @@ def test_an_agent_whose_id_is_new_each_run_is_one_agent_by_its_name() -> None:
     assert agent.flush()
     agent.close()
     assert [e.task.agent_id for e in sink.events if isinstance(e, TaskStarted)] == ["triage", "triage"]
+
+
+def test_a_workflow_naming_no_agent_is_named_by_its_workflow_name() -> None:
+    """Google ADK's root: ``invoke_workflow triage`` with only gen_ai.workflow.name."""
+    sink = InMemorySink()
+    agent = Agent([sink])
+    root = {cv.GEN_AI_OPERATION: "invoke_workflow", current.GEN_AI_WORKFLOW_NAME: "triage"}
+    with agent.tracer.start_as_current_span("invoke_workflow triage", attributes=root):
+        sub = {cv.GEN_AI_OPERATION: "invoke_agent", cv.GEN_AI_AGENT_NAME: "expert"}
+        with agent.tracer.start_as_current_span("invoke_agent expert", attributes=sub):
+            pass
+    assert agent.flush()
+    agent.close()
+    check_stream(sink.events)
+    assert {(e.task.task_name, e.task.agent_id) for e in sink.events} == {("triage", "triage")}
+
+
+@pytest.mark.parametrize(("value", "shown"), [("TimeoutError", "TimeoutError"), ("_OTHER", None)])
+def test_a_failed_root_with_only_error_type_is_typed_by_it(value: str, shown: str | None) -> None:
+    from opentelemetry.trace import Status, StatusCode
+
+    sink = InMemorySink()
+    agent = Agent([sink])
+    attrs = {cv.GEN_AI_OPERATION: "invoke_agent", cv.GEN_AI_AGENT_NAME: "triage", current.ERROR_TYPE: value}
+    with agent.tracer.start_as_current_span("invoke_agent triage", attributes=attrs, record_exception=False) as span:
+        span.set_status(Status(StatusCode.ERROR))
+    assert agent.flush()
+    agent.close()
+    (done,) = sink.of_type(TaskFinished)
+    assert done.outcome == "error" and done.error_type == shown

@@ -150,19 +150,18 @@ def end(tasks: Tasks, span: ReadableSpan, ctx: Any, stamp: Stamp | None, restore
             # tracker takes it from its end, as the end-order paths
             # do (a few dict lookups per unrelated span end).
             return span
-        if span.parent is not None and (
-            ctx.trace_id in tasks.end_order
-            or (attrs and cv.has_known_key(attrs))
-            or span.events
-            or not span.status.is_ok
+        if ctx.trace_id in tasks.end_order or (
+            span.parent is not None and ((attrs and cv.has_known_key(attrs)) or span.events or not span.status.is_ok)
         ):
             # A span of no task known at its start, yet one that can
             # tell spanvisor something: its task root may become one
             # only at its end (LangGraph's instrumentations set the
             # keys late). The trace then goes over in end order, as on
-            # the exporter path, and the tracker's buffer groups it.
-            # (A trace's own root that is no task joins none: it
-            # stays here, like a bare model call outside any agent.)
+            # the exporter path, and the tracker's buffer groups it;
+            # its own root too, whose subtree may make it a task
+            # (LlamaIndex's top-level CHAIN). A trace's root that is
+            # no task and whose trace sent nothing over stays here,
+            # like a bare model call outside any agent.
             if ctx.trace_id not in tasks.end_order:
                 tasks.end_order[ctx.trace_id] = None
                 if len(tasks.end_order) > MAX_ENDED_ROOTS:

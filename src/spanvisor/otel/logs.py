@@ -131,7 +131,10 @@ class SpanvisorLogProcessor(LogRecordProcessor):
             fact = live_fact(log_record)
             if fact is not None:
                 self.pipeline.submit_live((fact,))
-                return
+                if fact.name != cv.EVENT_EXCEPTION:
+                    return
+            # An exception record is the task's error (live) and a line of
+            # its log tail, as on serve.
             self._submit((log_in(log_record, self._spans, self._traces),))
         except Exception:  # never into the agent
             self._errors += 1
@@ -151,12 +154,16 @@ class SpanvisorLogExporter(LogRecordExporter):
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         try:
-            facts = [f for f in map(live_fact, batch) if f is not None]
+            facts, tails = [], []
+            for record in batch:
+                fact = live_fact(record)
+                if fact is not None:
+                    facts.append(fact)
+                if fact is None or fact.name == cv.EVENT_EXCEPTION:  # an error is also a tail line
+                    tails.append(log_in(record))
             if facts:
                 self.pipeline.submit_live(facts)
-            self.pipeline.submit_logs(
-                [log_in(r) for r in batch if live_fact(r) is None] if facts else [log_in(r) for r in batch]
-            )
+            self.pipeline.submit_logs(tails)
             return LogRecordExportResult.SUCCESS
         except Exception:
             return LogRecordExportResult.FAILURE

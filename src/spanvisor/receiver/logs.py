@@ -5,8 +5,10 @@ A record named (``event_name``, or an ``event.name`` attribute from older
 senders) as one of the live channel's events (:mod:`spanvisor.spans.live`)
 is a fact about its task's open root: it becomes a
 :class:`~spanvisor.spans.live.LiveFact`, attributes and all, and goes to the
-tracker through the pipeline's inbox; it is not a log line. Every other
-record is a candidate for a tail:
+tracker through the pipeline's inbox; it is not a log line. An
+``exception`` record (span events are becoming log records) is both: the
+error of its task (``tracking/tasktable.py``) and a line of its tail. Every
+other record is a candidate for a tail:
 
 Only what a tail shows becomes Python: per record its trace and span id,
 time, severity, the scope's name (Python's logger name) and the body (a
@@ -157,7 +159,8 @@ def decode_logs(req: ExportLogsServiceRequest, heard_ns: int | None = None) -> D
                     if _live(rec, name, tid, resource, out, heard):
                         _keep(out, rl, rec, not kept)
                         kept = True
-                    continue
+                    if name != cv.EVENT_EXCEPTION:
+                        continue  # an exception is a fact of its task and a line of its tail
                 sev = rec.severity_number or severity_of(rec.severity_text)
                 append(
                     LogIn(

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any, Final, Literal, get_args
 
 from spanvisor.events import Outcome, Status
+from spanvisor.spans import current as now
 
 # --- our keys ---------------------------------------------------------------
 AGENT_ID: Final = "agent.id"
@@ -30,18 +31,15 @@ CONTEXT_TOKENS: Final = "agent.context.tokens"
 CONTEXT_LIMIT: Final = "agent.context.limit"
 ARTIFACTS: Final = "agent.artifacts"
 
-# Budgets of one task (on its root, which always carries known keys, so these
-# need not be in KNOWN_KEYS; they are in READ_KEYS): dollars and tokens.
+# Budgets of one task, dollars and tokens (on its root, which carries known keys: in READ_KEYS only).
 BUDGET_USD: Final = "agent.budget.usd"
 BUDGET_TOKENS: Final = "agent.budget.tokens"
 
 EVENT_CHECKPOINT: Final = "agent.checkpoint"
 EVENT_ARTIFACT: Final = "agent.artifact"
 EVENT_EXCEPTION: Final = "exception"
-# A question to a person, and the agent's note of the answer it read back
-# (docs/interventions.md). The details, the action (canonical JSON of {"tool",
-# "arguments"}) and the agent are in the request's digest; how many distinct
-# people must approve (1..5) and who asked (who may not approve) are not.
+# A question to a person, and the agent's note of the answer it read back (docs/interventions.md). The
+# request's digest covers the details, the action (canonical JSON of {"tool", "arguments"}) and the agent.
 EVENT_APPROVAL_REQUEST: Final = "agent.approval.request"
 EVENT_APPROVAL_DECISION: Final = "agent.approval.decision"
 APPROVAL_ID: Final = "agent.approval.id"
@@ -58,8 +56,7 @@ OWNER: Final = "agent.owner"
 # On the decision event: approve, reject or timed_out; and who decided.
 APPROVAL_OUTCOME: Final = "agent.approval.outcome"
 APPROVAL_DECIDED_BY: Final = "agent.approval.decided_by"
-# The live channel (spans/live.py): what an agent says of its open root as log records
-# (event.name; OTLP carries a span only once ended). Its span events travel under their own names.
+# The live channel (spans/live.py): what an agent says of its open root as log records (by event.name).
 LIVE_TASK_START: Final = "agent.task.start"
 LIVE_TASK_UPDATE: Final = "agent.task.update"
 LIVE_HEARTBEAT: Final = "agent.task.heartbeat"
@@ -71,8 +68,7 @@ ARTIFACT_NAME: Final = "agent.artifact.name"
 ARTIFACT_URI: Final = "agent.artifact.uri"
 ARTIFACT_KIND: Final = "agent.artifact.kind"
 
-# The values of agent.status and of a finished task's outcome; the event
-# types in spanvisor.events are the one definition.
+# The values of agent.status and of a finished task's outcome (defined by spanvisor.events).
 STATUSES: Final[tuple[str, ...]] = get_args(Status)
 OUTCOMES: Final[tuple[str, ...]] = get_args(Outcome)
 
@@ -97,7 +93,7 @@ GEN_AI_COST: Final = "gen_ai.usage.cost"
 OPERATION_COST: Final = "operation.cost"
 GEN_AI_TOOL_NAME: Final = "gen_ai.tool.name"
 # create_agent only creates an agent (often remote): not a task, or every creation would open one.
-GEN_AI_AGENT_OPS: Final = frozenset({"invoke_agent", "invoke_workflow"})
+GEN_AI_AGENT_OPS: Final = now.AGENT_OPS  # invoke_agent, invoke_workflow and the current names
 GEN_AI_MODEL_OPS: Final = frozenset({"chat", "text_completion", "generate_content", "embeddings"})
 
 # --- OpenInference ----------------------------------------------------------
@@ -126,16 +122,13 @@ TL_COMPLETION_OLD: Final = "llm.usage.completion_tokens"
 TL_LS_MODEL: Final = "traceloop.association.properties.ls_model_name"
 
 SERVICE_NAME: Final = "service.name"
-# The service names coding-agent CLIs export under (Claude Code, Codex CLI,
-# Gemini CLI). Their sessions are read from their log records
-# (spanvisor.receiver.codingagents); their own spans are set aside unless
-# stamped with a task root (docs/coding-agents.md).
+# The service names coding-agent CLIs export under: their sessions are read from their log records
+# (receiver/codingagents); their own spans are set aside unless stamped with a root (docs/coding-agents.md).
 CODING_AGENT_SERVICES: Final = frozenset(
     {"claude-code", "codex_exec", "codex_tui", "codex_cli_rs", "codex-cli", "codex", "gemini-cli"}
 )
 
-# Every key the tracker reads. A span with none of them (and no stamp) is skipped
-# at once: in real agent traces that is most spans.
+# Every key the tracker reads. A span with none of them (and no stamp) is skipped at once: most spans.
 KNOWN_KEYS: Final = frozenset(
     {
         AGENT_ID,
@@ -174,8 +167,10 @@ KNOWN_KEYS: Final = frozenset(
     }
 )
 KNOWN_EVENTS: Final = frozenset({EVENT_CHECKPOINT, EVENT_ARTIFACT, EVENT_APPROVAL_REQUEST, EVENT_APPROVAL_DECISION})
+# What spans say in events and agents may say as log records of the same name instead (spans/current.py).
+LOG_EVENTS: Final = KNOWN_EVENTS | {EVENT_EXCEPTION}
 # Every event.name a log record of the live channel may carry.
-LIVE_EVENTS: Final = KNOWN_EVENTS | frozenset({LIVE_TASK_START, LIVE_TASK_UPDATE, LIVE_HEARTBEAT})
+LIVE_EVENTS: Final = LOG_EVENTS | frozenset({LIVE_TASK_START, LIVE_TASK_UPDATE, LIVE_HEARTBEAT})
 # The keys of a task's state (tracking/fields.py says which value wins).
 STATE_KEYS: Final = (PROGRESS, STEP, STEPS, MESSAGE, STATUS, CONTEXT_LIMIT, CONTEXT_TOKENS)
 # What the processor stamps on every span of a task (a span with only these needs no copy).
@@ -186,12 +181,8 @@ Role = Literal["task", "agent", "model", "other"]
 
 
 def role(attrs: Mapping[str, Any]) -> Role:
-    """What a span is, from its attributes alone.
-
-    ``task``: carries our task keys. ``agent``: an agent span in one of the
-    standard conventions. Either can be a task root. ``model``: a model call
-    whose token usage counts. ``other``: anything else.
-    """
+    """What a span is, from its attributes alone: ``task`` (our task keys) or ``agent`` (an agent span
+    of a standard convention), either a possible root; ``model`` (a counted model call); ``other``."""
     if TASK_NAME in attrs or TASK_ID in attrs:
         return "task"
     if is_agent_span(attrs):
@@ -207,6 +198,7 @@ def is_agent_span(attrs: Mapping[str, Any]) -> bool:
     return (
         attrs.get(GEN_AI_OPERATION) in GEN_AI_AGENT_OPS
         or kind == "AGENT"
+        or now.is_internal_invocation(attrs)
         or attrs.get(TL_KIND) == "agent"
         or (kind == "CHAIN" and is_langgraph_run(attrs.get(OI_METADATA)))
     )
@@ -237,12 +229,14 @@ TL_NOT_MODEL_KINDS: Final = frozenset({"agent", "workflow", "task", "tool"})
 
 
 def is_tool_call(attrs: Mapping[str, Any]) -> bool:
-    """A tool the agent ran: a step of its task (name, duration, error)."""
-    return attrs.get(GEN_AI_OPERATION) == "execute_tool" or attrs.get(OI_KIND) == "TOOL" or attrs.get(TL_KIND) == "tool"
+    """A tool the agent ran: a step of its task (name, duration, error); an MCP ``tools/call`` too."""
+    op, kind, tl = attrs.get(GEN_AI_OPERATION), attrs.get(OI_KIND), attrs.get(TL_KIND)
+    return op == "execute_tool" or kind == "TOOL" or tl == "tool" or now.is_mcp_tool_call(attrs)
 
 
 def tool_name(attrs: Mapping[str, Any], span_name: str) -> Any:
-    return first(attrs, GEN_AI_TOOL_NAME, OI_TOOL_NAME, TL_ENTITY) or span_name
+    named = first(attrs, GEN_AI_TOOL_NAME, OI_TOOL_NAME, TL_ENTITY)
+    return named or (now.mcp_tool(span_name) if now.is_mcp_tool_call(attrs) else span_name)
 
 
 # Model calls whose tokens count but that hold no conversation: their prompt
@@ -250,37 +244,38 @@ def tool_name(attrs: Mapping[str, Any], span_name: str) -> Any:
 NO_CONVERSATION_OPS: Final = frozenset({"embeddings", "rerank", "retrieval"})
 TL_REQUEST_TYPE: Final = "llm.request.type"  # OpenLLMetry: chat, completion, embedding, rerank
 
-# Every key the tracker reads on a span that has a known key: a decoder that
-# keeps only these loses nothing (the conversation, provider, cache and cost
-# keys of a model call; the budgets on a root). KNOWN_KEYS alone decides
-# whether a span matters (the Collector filter lists exactly those).
-READ_KEYS: Final = KNOWN_KEYS | frozenset(
-    {
-        GEN_AI_CONVERSATION,
-        TL_REQUEST_TYPE,
-        GEN_AI_PROVIDER,
-        GEN_AI_SYSTEM,
-        OI_PROVIDER,
-        GEN_AI_CACHE_READ,
-        GEN_AI_CACHE_WRITE,
-        OI_CACHE_READ,
-        OI_CACHE_WRITE,
-        GEN_AI_COST,
-        OI_COST,
-        OPERATION_COST,
-        GEN_AI_TOOL_NAME,
-        OI_TOOL_NAME,
-        OI_METADATA,
-        TL_LS_MODEL,
-        BUDGET_USD,
-        BUDGET_TOKENS,
-    }
+# Every key the tracker reads on a span that has a known key: a decoder that keeps only these loses nothing
+# (a model call's conversation, provider, cache and cost keys; the budgets on a root; the current names of
+# spans/current.py). KNOWN_KEYS alone decides whether a span matters (the Collector filter lists those).
+READ_KEYS: Final = (
+    KNOWN_KEYS
+    | now.READ_KEYS
+    | frozenset(
+        {
+            GEN_AI_CONVERSATION,
+            TL_REQUEST_TYPE,
+            GEN_AI_PROVIDER,
+            GEN_AI_SYSTEM,
+            OI_PROVIDER,
+            GEN_AI_CACHE_READ,
+            GEN_AI_CACHE_WRITE,
+            OI_CACHE_READ,
+            OI_CACHE_WRITE,
+            GEN_AI_COST,
+            OI_COST,
+            OPERATION_COST,
+            GEN_AI_TOOL_NAME,
+            OI_TOOL_NAME,
+            OI_METADATA,
+            TL_LS_MODEL,
+            BUDGET_USD,
+            BUDGET_TOKENS,
+        }
+    )
 )
-# A span carrying one of these (or a result, ``agent.result.*``) is read
-# whole on every path; one carrying only stamps keeps only its stamps (the
-# exporter's light path, pipeline/sdkspans.py). Derived from READ_KEYS, so a
-# key the tracker starts to read reaches it on every path
-# (tests/core/test_every_key.py checks the tracker reads nothing else).
+# A span carrying one of these (or a result, ``agent.result.*``) is read whole on every path; one carrying
+# only stamps keeps only its stamps (pipeline/sdkspans.py). Derived from READ_KEYS, so a key the tracker
+# starts to read reaches it on every path (tests/core/test_every_key.py checks it reads nothing else).
 FULL_READ_KEYS: Final = READ_KEYS - STAMP_KEYS
 # What names a task and its agent and makes a span a task root: set when
 # the root starts and true for the whole task. The processor keeps these as
@@ -337,7 +332,8 @@ def provider(attrs: Mapping[str, Any]) -> Any:
 
 def cache_usage(attrs: Mapping[str, Any]) -> tuple[Any, Any]:
     """Raw (cache read, cache write) input tokens, part of the input tokens."""
-    return first(attrs, GEN_AI_CACHE_READ, OI_CACHE_READ), first(attrs, GEN_AI_CACHE_WRITE, OI_CACHE_WRITE)
+    write = first(attrs, now.GEN_AI_CACHE_WRITE_NEW, GEN_AI_CACHE_WRITE, OI_CACHE_WRITE)
+    return first(attrs, GEN_AI_CACHE_READ, OI_CACHE_READ), write
 
 
 def reported_cost(attrs: Mapping[str, Any]) -> Any:
@@ -370,17 +366,21 @@ def first(attrs: Mapping[str, Any], *keys: str) -> Any:
 
 
 def agent_name(attrs: Mapping[str, Any]) -> Any:
-    return first(attrs, AGENT_NAME, GEN_AI_AGENT_NAME, TL_ENTITY)
+    named = first(attrs, AGENT_NAME, GEN_AI_AGENT_NAME, TL_ENTITY)  # else CrewAI's role, or a workflow's name
+    if named is None:
+        return first(attrs, now.OI_GRAPH_NODE) if attrs.get(OI_KIND) == "AGENT" else now.workflow_name(attrs)
+    return named
 
 
 def agent_id(attrs: Mapping[str, Any]) -> Any:
-    # gen_ai.agent.id only without a name: some frameworks make it per object (Semantic Kernel's uuid).
+    """``agent.id``; else, only on a span naming no agent, ``gen_ai.agent.id`` (per object in Semantic Kernel)."""
     named = first(attrs, AGENT_NAME, GEN_AI_AGENT_NAME)
     return first(attrs, AGENT_ID) or (None if named else first(attrs, GEN_AI_AGENT_ID))
 
 
 def task_name(attrs: Mapping[str, Any], span_name: str) -> Any:
-    return first(attrs, TASK_NAME) or (span_name if is_agent_span(attrs) else None)
+    named = first(attrs, TASK_NAME)
+    return named or ((now.workflow_name(attrs) or now.title(span_name)) if is_agent_span(attrs) else None)
 
 
 def model_name(attrs: Mapping[str, Any]) -> Any:

@@ -6,8 +6,24 @@ arrived first) may lend one; among those, the span that **started first**
 wins, so every arrival order names the task the same way.
 
 A root that is an agent span naming no agent (the OpenAI Agents SDK's
-"Agent workflow") is a *wrapper*: its span name only fills a gap, and the
-first nested agent span names the task with its own span name.
+"Agent workflow", Google ADK's ``invoke_workflow``) is a *wrapper*: its span
+name only fills a gap, and the first nested agent span names the task with
+its own span name.
+
+Whether the root is a wrapper is decided again when better facts come
+(:meth:`TaskIdentity.decide`): at the root's end, from its final attributes,
+on every path. A task opened from a stamped descendant whose stamp names no
+agent has not seen its root yet: it is read as a wrapper *provisionally*
+(nested agent spans name it and their outcome is kept) until the root says
+what it is. A changed title or agent is a new fact at the time the span that
+says so is read: the events before it keep the values of their time.
+
+The run's main agent (``gen_ai.main_agent``) names the task over any other
+span but the root. The agent's identity, in order: the span's ``agent.id``; else its name
+(``agent.name``, ``gen_ai.agent.name``, OpenLLMetry's entity name); only a
+span that names no agent lends its ``gen_ai.agent.id`` (frameworks make that
+one per object: Semantic Kernel's uuid); else the resource's
+``service.name`` (:func:`spanvisor.spans.conventions.agent_id`).
 """
 
 from __future__ import annotations
@@ -16,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from spanvisor.spans import conventions as cv
+from spanvisor.spans import current as now
 from spanvisor.spans import sanitize as sz
 from spanvisor.spans.data import SpanData
 from spanvisor.tracking.working import Working
@@ -32,6 +49,43 @@ class TaskIdentity:
     # empty dict is 64 bytes in every open task).
     lent: dict[str, Rank] | None = None
     wrapper: bool = False
+    # Opened from a descendant whose stamp names no agent: ``wrapper`` is a
+    # guess until the root's end decides it.
+    provisional: bool = False
+    # The title came from a nested agent's span name, as a wrapper's does.
+    wrapper_named: bool = False
+    # While a wrapper: the explicit agent.task.name another span lent that
+    # started first, with its rank (what names the task should the root turn
+    # out no wrapper).
+    explicit: tuple[Rank, str] | None = None
+
+    def unknown_root(self, stamps: Any) -> None:
+        """The task opened from a stamped descendant, its root unseen: a stamp
+        naming no agent says the root named none as it started, so it may be
+        a wrapper (decided at the root's end: :meth:`decide`)."""
+        if cv.AGENT_ID not in stamps:
+            self.wrapper = self.provisional = True
+
+    def decide(self, root: Any) -> dict[str, Any]:
+        """The root's end: whether it is a wrapper, from its final attributes
+        (an agent span naming no agent and no task name). A root that turns
+        out no wrapper takes back the title a nested agent's span name gave
+        under the wrapper rule (the change it returns): the root names the
+        task, as in every order that saw the root first."""
+        was = self.wrapper
+        named = cv.agent_id(root) is not None or cv.agent_name(root) is not None
+        self.wrapper = not named and cv.TASK_NAME not in root and cv.is_agent_span(root)
+        self.provisional = False
+        if not was or self.wrapper or not self.wrapper_named:
+            return {}
+        self.wrapper_named = False
+        kept = self.explicit
+        if kept is None:
+            if self.lent is not None:
+                self.lent.pop("task_name", None)
+            return {"task_name": None}
+        self._lend("task_name", kept[0])
+        return {"task_name": kept[1]}
 
     def read(self, current: Working, span: SpanData, notes: list[str], is_root: bool) -> dict[str, Any]:
         """The identity fields this span sets, given the task's ``current`` values."""
@@ -61,16 +115,18 @@ class TaskIdentity:
                     if known is not None and known != ROOT and (span.start_ns, span.span_id) < known:
                         self._lend("agent_id", (span.start_ns, span.span_id))
                     return {}
-        rank = ROOT if is_root else (span.start_ns, span.span_id)
+        # The span of the run's main agent (gen_ai.main_agent) outranks every
+        # other span but the root: a sub-agent never names the task over it.
+        rank = ROOT if is_root else ((-1, span.span_id) if now.is_main_agent(a) else (span.start_ns, span.span_id))
         changes: dict[str, Any] = {}
         gap_agent = False  # the agent id came from service.name or nothing: a gap
 
         def known_value(name: str) -> Any:
             return None if gap_agent and name == "agent_id" else current[name]
 
-        def offer(name: str, value: Any, weak: bool = False) -> None:
+        def offer(name: str, value: Any, weak: bool = False) -> bool:
             if value is None:
-                return
+                return False
             known = self.lent.get(name) if self.lent else None
             if weak:
                 wins = known_value(name) is None
@@ -85,6 +141,7 @@ class TaskIdentity:
                 self._lend(name, rank)
                 if value != known_value(name):
                     changes[name] = value
+            return wins
 
         agent = sz.name(cv.agent_id(a), cv.AGENT_ID, notes) or sz.name(cv.agent_name(a), "agent.name", notes)
         if agent is not None and (is_root or self.agent_is_fallback or self.lends("agent_id")):
@@ -97,11 +154,17 @@ class TaskIdentity:
         # The root's name may be its span name (an invoke_agent span); another
         # span only lends its explicit agent.task.name.
         raw_name = cv.task_name(a, span.name) if is_root else a.get(cv.TASK_NAME)
-        if raw_name is None and self.wrapper and cv.is_agent_span(a):
-            raw_name = span.name
+        by_wrapper_rule = raw_name is None and self.wrapper and cv.is_agent_span(a)
+        if by_wrapper_rule:
+            raw_name = now.title(span.name)
         if raw_name is not None:
             weak = self.wrapper and is_root and cv.TASK_NAME not in a
-            offer("task_name", sz.text(raw_name, cv.TASK_NAME, notes, 500), weak)
+            value = sz.text(raw_name, cv.TASK_NAME, notes, 500)
+            if offer("task_name", value, weak):
+                self.wrapper_named = by_wrapper_rule
+            lends = self.wrapper and not is_root and not by_wrapper_rule
+            if lends and value is not None and (self.explicit is None or rank < self.explicit[0]):
+                self.explicit = (rank, value)
         n = cv.agent_name(a)
         if n is not None:
             offer("agent_name", sz.name(n, "agent.name", notes))
@@ -118,7 +181,9 @@ class TaskIdentity:
 
 
 # Keys other than the agent id a span other than the root may lend a value from.
-_LENDS_MORE = frozenset({cv.AGENT_NAME, cv.GEN_AI_AGENT_NAME, cv.TL_ENTITY, cv.REPO, cv.TASK_NAME})
+_LENDS_MORE = frozenset(
+    {cv.AGENT_NAME, cv.GEN_AI_AGENT_NAME, cv.TL_ENTITY, now.GEN_AI_WORKFLOW_NAME, cv.REPO, cv.TASK_NAME}
+)
 
 
 __all__ = ["ROOT", "TaskIdentity"]

@@ -2,12 +2,23 @@
 
 The root's own error wins: its exception event, else its status message. A
 child's error (often handled: "retry 1 of 3") is the reported cause only when
-the root failed without saying why.
+the root failed without saying why. Where a span records no exception event
+its type may still be in the OTel ``error.type`` attribute (the Microsoft
+Agent Framework writes only that unless told to record sensitive data): it
+types that span's error (``_OTHER``, the convention's "unknown", is not a type).
 
 A root that names no agent (the OpenAI Agents SDK's "Agent workflow") is a
 wrapper: the named agent spans inside it run the task, and the last of them
 to end says how it went. Its failure fails the task even when the wrapper
 ends OK.
+
+A root that never ends (smolagents raises out of a failing run without
+ending its AGENT span) is ended by the framework's own error spans: a failed
+*step* directly under the root (a span that is neither a model call nor a
+tool call: smolagents' ``Step n`` CHAIN) is kept (:attr:`ErrorInfo.step`),
+and once the task goes quiet for its agent's stall time (the root hold if
+longer, or if stall detection is off) the tracker finishes it as failed
+(``tracking/tasktable.py``), saying so in a note.
 """
 
 from __future__ import annotations
@@ -17,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from spanvisor.events import Outcome
+from spanvisor.spans import current as now
 from spanvisor.spans import sanitize as sz
 from spanvisor.spans.data import SpanData
 
@@ -50,6 +62,8 @@ class ErrorInfo:
     _child_at: tuple[int, str] | None = None
     # (end, span id, failed) of the nested agent span that ended last.
     _last_agent: tuple[int, str, bool] | None = None
+    # (end, span id, span name) of the earliest failed step directly under the root.
+    step: tuple[int, str, str] | None = None
 
     def exception_event(self, attrs: Mapping[str, Any], is_root: bool, at: tuple[int, str], notes: list[str]) -> None:
         known = self._root_at if is_root else self._child_at
@@ -66,11 +80,18 @@ class ErrorInfo:
             self.child, self._child_at = err, at
 
     def span_failed(self, span: SpanData, notes: list[str]) -> None:
-        """A failed child names its status message, as of its end."""
+        """A failed child names its status message and ``error.type``, as of its end."""
         at = (span.end_ns or 0, span.span_id)
         if self._child_at is None or at < self._child_at:
             msg = sz.text(span.status_message or None, "status.message", notes)
-            self.child, self._child_at = (None, msg, None), at
+            self.child, self._child_at = (error_type(span, notes), msg, None), at
+
+    def step_failed(self, span: SpanData) -> None:
+        """A failed step directly under the root (not a model or tool call):
+        what ends a task whose root never does."""
+        at = (span.end_ns or 0, span.span_id, span.name)
+        if self.step is None or at[:2] < self.step[:2]:
+            self.step = at
 
     def agent_ended(self, span: SpanData, notes: list[str]) -> None:
         """A nested agent span naming its agent ended: the latest one decides a
@@ -88,9 +109,18 @@ class ErrorInfo:
             return self.root
         # OTLP has no null string: an empty status message says nothing.
         msg = sz.text(root.status_message or None, "status.message", notes)
+        typed = error_type(root, notes)
         if msg is not None:
-            return (None, msg, None)
-        return self.child
+            return (typed, msg, None)
+        if self.child != NO_ERROR:
+            return self.child if self.child[0] is not None or typed is None else (typed, *self.child[1:])
+        return (typed, None, None)
+
+
+def error_type(span: SpanData, notes: list[str]) -> str | None:
+    """The span's ``error.type`` attribute, when it names a type."""
+    raw = span.attributes.get(now.ERROR_TYPE) if span.attributes else None
+    return None if raw is None or raw == "_OTHER" else sz.name(raw, now.ERROR_TYPE, notes)
 
 
 def outcome_of(explicit_status: str | None, root: SpanData, errors: ErrorInfo, wrapper: bool = False) -> Outcome:

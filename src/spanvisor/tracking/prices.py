@@ -34,6 +34,7 @@ from typing import Any, Literal
 
 from spanvisor.spans import conventions as cv
 from spanvisor.spans import sanitize as sz
+from spanvisor.spans.current import GEN_AI_CACHE_WRITE_NEW
 from spanvisor.tracking import pricetable
 from spanvisor.tracking.flatprices import FlatPrices, dollars, flat_prices
 from spanvisor.tracking.pricerates import Schedule
@@ -277,7 +278,9 @@ _EPOCH_DAY = date(1970, 1, 1).toordinal()
 # How near midnight the float seconds may round over it: a microsecond of
 # rounding and the float's own error (a quarter microsecond today), with room
 _NEAR_MIDNIGHT_NS = 1_000_000
-_CACHE_KEYS = frozenset({cv.GEN_AI_CACHE_READ, cv.OI_CACHE_READ, cv.GEN_AI_CACHE_WRITE, cv.OI_CACHE_WRITE})
+_CACHE_KEYS = frozenset(
+    {cv.GEN_AI_CACHE_READ, cv.OI_CACHE_READ, cv.GEN_AI_CACHE_WRITE, GEN_AI_CACHE_WRITE_NEW, cv.OI_CACHE_WRITE}
+)
 _MISSING: Any = object()
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from spanvisor.events import Event, TaskResumed, TaskStalled
 from spanvisor.spans.conventions import STATE_KEYS
+from spanvisor.spans.current import with_a2a_status
 from spanvisor.spans.data import SpanData
 from spanvisor.tracking.record import TaskRecord
 from spanvisor.tracking.settings import StallSettings
@@ -68,9 +69,14 @@ class StallWatch:
 def root_moved(state: TaskRecord, snap: SpanData) -> bool:
     """Whether a snapshot of the open root holds news (an event later than the
     task's last, or changed state attributes), without reading it."""
-    if any(e.time_ns > state.last_ns for e in snap.events):
-        return True
-    a = snap.attributes
+    if snap.events:
+        # An event read before (an exception recorded on a root that never
+        # ends) is no news, however late it is.
+        by_span = state.events_seen
+        seen = by_span.get(snap.span_id, ()) if by_span else ()
+        if any(e.time_ns > state.last_ns and (e.time_ns, e.name, 1) not in seen for e in snap.events):
+            return True
+    a = with_a2a_status(snap.attributes)  # as the task reads its root
     current = {k: a[k] for k in STATE_KEYS if k in a} if a else {}
     return current != state.fields.seen(snap.span_id)
 

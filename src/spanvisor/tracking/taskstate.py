@@ -29,11 +29,13 @@ which concern, in which order.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from spanvisor.events import Event, Outcome, TaskFinished, TaskStarted
 from spanvisor.spans import conventions as cv
 from spanvisor.spans import sanitize as sz
+from spanvisor.spans.current import with_a2a_status
 from spanvisor.spans.data import SpanData
 from spanvisor.tracking import approvals, artifacts, calls, results, statefacts, taskbudget
 from spanvisor.tracking.identity import TaskIdentity
@@ -44,6 +46,12 @@ from spanvisor.tracking.views import new_view
 
 # What a task that saw no error reports at its end (read, never written).
 _NO_ERRORS = ErrorInfo()
+
+
+def _a2a(root: SpanData) -> SpanData:
+    """The root, its ``a2a.task.state`` read as its ``agent.status`` (spans/current.py)."""
+    a = with_a2a_status(root.attributes)
+    return root if a is root.attributes else replace(root, attributes=a)
 
 
 class TaskState(TaskRecord):
@@ -85,7 +93,7 @@ class TaskState(TaskRecord):
     def read_initial(self, span: SpanData, notes: list[str]) -> None:
         """The root's attributes as the task opens: its initial state, part of
         TaskStarted."""
-        statefacts.read_initial(self, span, notes)
+        statefacts.read_initial(self, _a2a(span), notes)
         if span.attributes:
             taskbudget.read_root(self, span.attributes, notes)
             results.apply(self, span.attributes, notes)
@@ -127,6 +135,8 @@ class TaskState(TaskRecord):
                 svc = sz.name(span.resource.get(cv.SERVICE_NAME), "service.name", notes)
                 if svc:
                     self.update(agent_id=svc)
+            if is_root and ended and a and (back := self.identity.decide(a)):  # the root's word on being a wrapper
+                self.update(**back)
             who = self.identity.read(w, span, notes, is_root)
             if who:
                 self.update(**who)
@@ -137,7 +147,7 @@ class TaskState(TaskRecord):
                 # The root's attributes are the task's defaults: read before its
                 # events, and never over a field a timed fact has set.
                 results.apply(self, a, notes)
-                out.extend(statefacts.attributes(self, span, None, now, notes))
+                out.extend(statefacts.attributes(self, _a2a(span), None, now, notes))
             raw_artifacts = a.get(cv.ARTIFACTS)
             if raw_artifacts is not None:
                 out.extend(artifacts.from_list(self, raw_artifacts, now, notes))
@@ -157,6 +167,7 @@ class TaskState(TaskRecord):
             # A child's state attributes are a timed fact at its end.
             out.extend(statefacts.attributes(self, span, (span.end_ns or 0, span.span_id, 1 << 30), now, notes))
             self.fields.forget(span.span_id)  # an ended span is read no more
+        step = False  # neither a model call nor a tool call
         if cv.is_model_call(a):
             events, usd = calls.model_call(self, span, notes)
             if events:
@@ -165,10 +176,15 @@ class TaskState(TaskRecord):
                 out.extend(taskbudget.after_call(self, usd, events[0].time_ns, notes))
         elif not is_root and cv.is_tool_call(a):
             out.extend(calls.tool_call(self, span, notes))
+        else:
+            step = True
         if self.identity.wrapper and not is_root and cv.is_agent_span(a) and cv.agent_name(a) is not None:
             self.error_info().agent_ended(span, notes)
         if span.error and not is_root:
-            self.error_info().span_failed(span, notes)
+            errors = self.error_info()
+            errors.span_failed(span, notes)
+            if step and span.parent_id == self._w.root_span_id:
+                errors.step_failed(span)
         return out
 
     def _read_events(self, span: SpanData, notes: list[str], is_root: bool, until_ns: int | None) -> list[Event]:
@@ -217,6 +233,22 @@ class TaskState(TaskRecord):
         w = self._w
         started = min(w.started_ns, root.start_ns) if w.started_ns else root.start_ns
         return self._finished(outcome, root.end_ns or root.start_ns, started, err, notes)
+
+    def unended(self, idle_s: float) -> TaskFinished:
+        """Finish a task whose root never ended but whose step directly under
+        it failed (:attr:`.outcome.ErrorInfo.step`), once quiet: failed, with
+        the error its spans reported and a note saying why."""
+        self.finished = True
+        taskbudget.publish(self)
+        errors = self.error_info()
+        step = errors.step
+        name = step[2] if step is not None else ""
+        note = (
+            f"its root span never ended: finished as failed {round(idle_s)} s after its step {name!r} failed "
+            "and its spans went quiet"
+        )
+        end = step[0] if step is not None else self.last_ns
+        return self._finished("error", end, self._w.started_ns, errors.child, [note])
 
     def abandon(
         self, now_ns: int, reason: str, outcome: Outcome = "evicted", error_type: str = "SpanvisorEvicted"

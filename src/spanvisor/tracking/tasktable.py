@@ -21,12 +21,12 @@ from typing import Any
 from spanvisor.events import Event
 from spanvisor.spans import conventions as cv
 from spanvisor.spans import sanitize as sz
-from spanvisor.spans.data import SpanData
+from spanvisor.spans.data import SpanData, SpanEventData
 from spanvisor.spans.live import LiveFact
 from spanvisor.stats import PipelineStats
 from spanvisor.tracking import stalls
 from spanvisor.tracking.edges import ClosedTasks, PartialTasks
-from spanvisor.tracking.live import LiveRoots
+from spanvisor.tracking.live import LiveRoots, root_attributes
 from spanvisor.tracking.recent import RecentKeys, pair_key
 from spanvisor.tracking.settings import TrackerSettings
 from spanvisor.tracking.stalls import StallWatch
@@ -77,6 +77,9 @@ class TaskTable:
         # first): the first to go past max_open, since one token can send
         # any number of them. Any later record, span or poll confirms one.
         self.unconfirmed: OrderedDict[Key, None] = OrderedDict()
+        # Open tasks with a failed step under a root not ended yet (see
+        # TaskState.unended): finished as failed once quiet for the root hold.
+        self.failed_steps: dict[Key, None] = {}
 
     def __len__(self) -> int:
         return len(self.open)
@@ -156,10 +159,50 @@ class TaskTable:
         out.extend(st.absorb(snap, [], is_root=True, now_ns=fact.time_ns))
         return out
 
+    def exception_record(self, key: Key, fact: LiveFact) -> list[Event]:
+        """An ``exception`` log record (span events are becoming log records,
+        spans/current.py): read as the span event it stands for, of the root,
+        or of another span when the record names its root
+        (``agent.task.root_span_id``). An open task's only: it never opens or
+        waits for one (libraries record exceptions of no task). Any other
+        record: nothing."""
+        st = self.open.get(key)
+        if fact.name != cv.EVENT_EXCEPTION or st is None:
+            return []
+        event = SpanEventData(cv.EVENT_EXCEPTION, fact.time_ns, root_attributes(fact))
+        snap = SpanData(key[0], key[1], None, "", st.working.started_ns, None, {}, (event,))
+        return st.absorb(snap, [], is_root=cv.TASK_ROOT not in fact.attributes, until_ns=fact.time_ns)
+
     def finish(self, key: Key, st: TaskState, root: SpanData, notes: list[str]) -> list[Event]:
         ev = st.finish(root, notes)
         self._close(key, st, "finished")
         return [ev]
+
+    def step_failed(self, key: Key) -> None:
+        """A task's step under its open root failed (see :meth:`expire`)."""
+        self.failed_steps[key] = None
+
+    def _unended(self, now: float) -> list[Event]:
+        """Tasks whose step under the root failed, quiet since for their
+        agent's stall time (the root hold when stall detection is off, and
+        never less): the root never ended (smolagents' failing run), so they
+        are finished as failed. Not one waiting for a person. The stall time,
+        not the root hold: a step whose failure the agent got past may be
+        followed by a long model call, whose span says nothing until it ends."""
+        out: list[Event] = []
+        for key in list(self.failed_steps):
+            st = self.open.get(key)
+            if st is None or st.finished:
+                del self.failed_steps[key]
+                continue
+            last = self.stalls.seen.get(key)
+            quiet = max(self.partial.idle_s, self.stalls.settings.limit(st.working.agent_id))
+            if last is None or now - last < quiet or st.working.approvals:
+                continue
+            del self.failed_steps[key]
+            self._close(key, st, "finished")
+            out.append(st.unended(now - last))
+        return out
 
     def lose(self, key: Key, idle_s: float) -> list[Event]:
         """Finish a task whose agent went silent for the lost time."""
@@ -170,6 +213,7 @@ class TaskTable:
 
     def _close(self, key: Key, st: TaskState, reason: str) -> None:
         self.open.pop(key, None)
+        self.failed_steps.pop(key, None)
         self.unconfirmed.pop(key, None)
         self.polled.pop(key, None)
         self.live_roots.forget(key)
@@ -259,9 +303,11 @@ class TaskTable:
         """Put idle partial tasks to sleep (not one waiting for a person),
         forget old sleeping and closed ones, say stalls, lose the silent."""
         now = self.clock()
+        out: list[Event] = self._unended(now) if self.failed_steps else []
         for key in self.partial.due(now):
-            if (waiting := self.open.get(key)) is not None and waiting.working.approvals:
-                # Waiting for a person is a sign of life: it stays open here.
+            if ((waiting := self.open.get(key)) is not None and waiting.working.approvals) or key in self.failed_steps:
+                # Waiting for a person is a sign of life, and a failed step
+                # under a root that may never end is finished here: it stays open.
                 self.partial.opened(key, now)
                 continue
             st = self.open.pop(key, None)
@@ -272,7 +318,7 @@ class TaskTable:
                 self.stats.inc("evicted_tasks_total", reason="partial")
         self.partial.expire(now)
         self.closed.expire(now)
-        out: list[Event] = [stalls.stalled(st, idle, self.wall()) for st, idle in self.stalls.quiet(self.open, now)]
+        out.extend(stalls.stalled(st, idle, self.wall()) for st, idle in self.stalls.quiet(self.open, now))
         for key, idle in self.stalls.lost(self.open, now):
             out.extend(self.lose(key, idle))
         self.live_roots.expire(now)

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, NamedTuple
 
 from spanvisor.spans import conventions as cv
+from spanvisor.spans import current as now
 from spanvisor.spans.data import SpanData
 from spanvisor.stats import PipelineStats
 
@@ -110,6 +111,61 @@ def can_cause_events(span: SpanData) -> bool:
     return bool(span.events) and any(e.name in cv.KNOWN_EVENTS or e.name == cv.EVENT_EXCEPTION for e in span.events)
 
 
+def chain_run(span: SpanData, buf: TraceBuffer | None) -> SpanData | None:
+    """A span with no parent that ends as no task root: when it is a
+    framework's top-level run (an OpenInference CHAIN whose buffered subtree
+    holds a model call and no agent span: LlamaIndex's agent workflows), the
+    span as a task root, titled by its name without the method
+    (:mod:`spanvisor.spans.current`); else None. Decided at its end, on every
+    path (in process too, its trace goes over in end order)."""
+    if buf is None or not now.is_chain_run(span.attributes, span.parent_id) or cv.TASK_NAME in span.attributes:
+        return None
+    model = False
+    for p in buf.spans.values():
+        if p.candidate:
+            return None  # an agent span below is the task (CrewAI's), not this run
+        if not model and p.data is not None and cv.is_model_call(p.data.attributes):
+            model = True
+    if not model:
+        return None
+    return replace(span, attributes={**span.attributes, cv.TASK_NAME: now.title(span.name)})
+
+
+def unended_run(trace_id: str, buf: TraceBuffer) -> Subtree | None:
+    """A trace forgotten after waiting :data:`PENDING_TTL_S` for its root:
+    when a failed step under that missing root (an ERROR span neither a
+    model call nor a tool call, smolagents' ``Step n`` CHAIN) and a model
+    call below it say a run failed without ending its root, that run as a
+    failed task under a stand-in root (no name; its agent the service's),
+    saying why; else None (the trace is forgotten, as before)."""
+    failed = next(
+        (
+            p.data
+            for p in buf.spans.values()
+            if p.data is not None
+            and p.data.error
+            and p.parent_id is not None
+            and p.parent_id not in buf.spans
+            and not cv.is_model_call(p.data.attributes)
+            and not cv.is_tool_call(p.data.attributes)
+        ),
+        None,
+    )
+    if failed is None or failed.parent_id is None:
+        return None
+    members, _ = buf.take_below(failed.parent_id)
+    if not any(cv.is_model_call(d.attributes) for d in members):
+        return None
+    note = (
+        f"its root span never arrived: finished as failed, {PENDING_TTL_S:.0f} s after its step {failed.name!r} failed"
+    )
+    start = min(d.start_ns for d in members)
+    end = max(d.end_ns or d.start_ns for d in members)
+    parent = failed.parent_id
+    root = SpanData(trace_id, parent, None, "", start, end, {}, error=True, resource=failed.resource, notes=(note,))
+    return Subtree(trace_id, root, members, [], len(members))
+
+
 class Subtree(NamedTuple):
     """A decided task root and what of its trace waited with it."""
 
@@ -133,6 +189,9 @@ class PendingTraces:
 
     def waiting(self, trace_id: str) -> bool:
         return trace_id in self._buffers
+
+    def buffer(self, trace_id: str) -> TraceBuffer | None:
+        return self._buffers.get(trace_id)
 
     def hold(self, span: SpanData, interesting: bool, candidate: bool) -> list[Subtree]:
         """Keep ``span`` (whole, or as a link when it cannot cause events);
@@ -185,6 +244,9 @@ class PendingTraces:
                 del self._buffers[tid]
                 self._count -= len(buf.spans)
                 self._stats.inc("evicted_tasks_total", reason="expired")
+                run = unended_run(tid, buf)
+                if run is not None:
+                    out.append(run)
         return out
 
     def _resolve(self, trace_id: str, buf: TraceBuffer, force: Iterable[str]) -> list[Subtree]:

@@ -37,7 +37,7 @@ from spanvisor.tracking.taskcontext import TrackerSettings
 from spanvisor.tracking.taskindex import Key
 from spanvisor.tracking.taskstate import TaskState
 from spanvisor.tracking.tasktable import TaskTable
-from spanvisor.tracking.tracebuffer import PendingTraces, Subtree, can_cause_events
+from spanvisor.tracking.tracebuffer import PendingTraces, Subtree, can_cause_events, chain_run
 
 # What a stamped descendant that opens its task lends it before the root comes.
 _OPENER_KEYS = frozenset({cv.TASK_ID, cv.TASK_ROOT, cv.AGENT_ID})
@@ -114,6 +114,8 @@ class TaskTracker:
             self._partial.touch(key, now)
         out = self.tasks.alive(key, st, self._wall(), now)
         out.extend(st.absorb(span, notes, is_root))
+        if span.error and not is_root and st.errors is not None and st.errors.step is not None:
+            self.tasks.step_failed(key)
         if is_root and span.end_ns is not None:
             self._roots.forget(key)  # the root is read whole, and no more
             out.extend(self.tasks.finish(key, st, span, notes))
@@ -185,8 +187,9 @@ class TaskTracker:
         out: list[Event] = []
         for fact in facts:
             key = (fact.trace_id, fact.root_span_id)
-            if key in self._live:
-                continue  # read live in this process: its poll says all this
+            if key in self._live or fact.name == cv.EVENT_EXCEPTION:  # polled here: all but an exception said
+                out.extend(self.tasks.exception_record(key, fact))
+                continue
             st = self._tasks.get(key)
             if st is None:
                 if pair_key(*key) in self._finished:
@@ -308,14 +311,13 @@ class TaskTracker:
                 # never stamps the name) announces it.
                 return []
             else:
-                # A descendant arrived first: open from the task's ids alone;
-                # the span's own identity fills gaps until the root arrives.
-                # The stamp names the task's agent too (the processor and
-                # the helpers copy the root's): every sink shows that name
-                # from TaskStarted on, not the sender's service.name.
+                # A descendant arrived first: open from the task's ids alone; the span's own identity fills
+                # gaps until the root arrives. The stamp names the task's agent (the processor and the
+                # helpers copy the root's): every sink shows it from TaskStarted on, not the service.name.
                 stamps = {k: v for k, v in span.attributes.items() if k in _OPENER_KEYS}
                 opener = SpanData(span.trace_id, root_id, None, "", span.start_ns, None, stamps, resource=span.resource)
                 out.extend(self._open(key, opener, notes))
+                self._tasks[key].identity.unknown_root(stamps)
                 self._partial.opened(key, self._clock())
         out.extend(self._absorb(key, span, notes))
         return out
@@ -341,6 +343,8 @@ class TaskTracker:
     def _unstamped(self, span: SpanData, notes: list[str], content: bool) -> list[Event]:
         a = span.attributes
         candidate = bool(a) and cv.is_root_candidate(a)
+        if not candidate and span.parent_id is None and (run := chain_run(span, self._pending.buffer(span.trace_id))):
+            span, candidate = run, True  # a framework's top-level run (tracebuffer.chain_run)
         interesting = candidate or content
         parent = span.parent_id  # pair_key inlined below: nearly every plain span comes here
         done = parent is not None and (span.trace_id + parent if len(parent) == 16 else (span.trace_id, parent))
