@@ -2,10 +2,14 @@
 
 Each path is a real TracerProvider: ``processor`` (in-process, start order),
 ``exporter`` (``SpanvisorSpanExporter`` behind a ``SimpleSpanProcessor``,
-end order) or ``serve`` (the OTLP/HTTP exporter to spanvisor's receiver on
-loopback, as behind a Collector: end order, no stamps), recording into an
-``InMemorySink`` and the console sink (what the Slack parent and thread show). ``gpt-4o``'s window is set to 10,000
-tokens so a realistic run crosses the 70 % and 85 % levels.
+end order), ``serve`` (the OTLP/HTTP exporter to spanvisor's receiver on
+loopback, as behind a Collector: end order, no stamps) or ``stamped`` (the
+same receiver fed by an agent that also runs ``SpanvisorSpanProcessor``
+beside its OTLP exporter: with ``SPANVISOR_STAMP_SPANS=auto`` the processor
+sees another processor and stamps every span of a task as it starts, so the
+receiver groups spans by the stamp), recording into an ``InMemorySink`` and
+the console sink (what the Slack parent and thread show). ``gpt-4o``'s window
+is set to 10,000 tokens so a realistic run crosses the 70 % and 85 % levels.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ import importlib
 import io
 import os
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -25,7 +30,13 @@ import pytest
 from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import (
+    ReadableSpan,
+    Span,
+    SpanProcessor,
+    SynchronousMultiSpanProcessor,
+    TracerProvider,
+)
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from spanvisor.config import Config
@@ -41,8 +52,8 @@ from spanvisor_console import ConsoleSink
 from ..conftest import in_ci
 from ..core._invariants import check_stream
 
-Path = Literal["processor", "exporter", "serve"]
-PATHS: tuple[Path, ...] = ("processor", "exporter", "serve")
+Path = Literal["processor", "exporter", "serve", "stamped"]
+PATHS: tuple[Path, ...] = ("processor", "exporter", "serve", "stamped")
 WINDOW = 10_000
 SERVICE = "frameworks-test-service"
 
@@ -59,16 +70,18 @@ def need(module: str) -> None:
         pytest.skip(msg, allow_module_level=True)  # called as the module is imported
 
 
-def config() -> Config:
-    return Config.load(env={}, extra=()).with_values(shutdown_timeout_s=2.0, model_context_windows={"gpt-4o": WINDOW})
+def config(**overrides: Any) -> Config:
+    return Config.load(env={}, extra=()).with_values(
+        shutdown_timeout_s=2.0, model_context_windows={"gpt-4o": WINDOW}, **overrides
+    )
 
 
 class Serve:
     """spanvisor's OTLP receiver (what ``spanvisor serve`` runs) on its own
     loop thread, on free loopback ports, over a receiver-path pipeline."""
 
-    def __init__(self, sinks: list[Sink]) -> None:
-        self.pipeline = Pipeline(config=config(), sinks=sinks, path="receiver").start()
+    def __init__(self, sinks: list[Sink], **overrides: Any) -> None:
+        self.pipeline = Pipeline(config=config(**overrides), sinks=sinks, path="receiver").start()
         assert self.pipeline.wait_ready(30), "the sinks did not start"
         settings = dataclasses.replace(
             ReceiverSettings.from_config(Config.load(env={})),
@@ -105,9 +118,24 @@ class Run:
     memory: InMemorySink
     console: io.StringIO
     _owner: SpanvisorSpanProcessor | SpanvisorSpanExporter | Serve = field(repr=False)
+    # The agent's own spanvisor on the ``stamped`` path (its events unread).
+    _agent: SpanvisorSpanProcessor | None = field(default=None, repr=False)
+
+    def until(self, done: Callable[[list[Event]], bool], timeout_s: float = 30.0) -> list[Event]:
+        """The events once ``done`` says so (the pipeline's clock works: a
+        held root released, a quiet task finished), or as they are at the
+        timeout; never a timing assertion, only a wait."""
+        deadline = time.monotonic() + timeout_s
+        events = self.flush()
+        while not done(events) and time.monotonic() < deadline:
+            time.sleep(0.1)
+            events = self.flush()
+        return events
 
     def flush(self) -> list[Event]:
         self.provider.force_flush()
+        if self._agent is not None:
+            assert self._agent.force_flush(10_000)
         assert self._owner.force_flush(10_000)
         return list(self.memory.events)
 
@@ -130,29 +158,49 @@ class Switch(SpanProcessor):
         if self.target is not None:
             self.target.on_end(span)
 
+    def _on_ending(self, span: Span) -> None:
+        # The SDK's hook between a span's end and every on_end: where the
+        # stamping processor puts a dropped identity back.
+        if self.target is not None:
+            self.target._on_ending(span)
+
 
 @contextmanager
-def spanvisor(path: Path, switch: Switch | None = None) -> Iterator[Run]:
+def spanvisor(path: Path, switch: Switch | None = None, **overrides: Any) -> Iterator[Run]:
+    """spanvisor on ``path``; ``overrides``: settings of spanvisor's own
+    config there (the agent's spanvisor on ``stamped`` keeps the defaults)."""
     memory = InMemorySink()
     out = io.StringIO()
     sinks: list[Sink] = [memory, ConsoleSink(stream=out, interval_s=3600)]
     if switch is None:
         switch = Switch()
     owner: SpanvisorSpanProcessor | SpanvisorSpanExporter | Serve
+    agent: SpanvisorSpanProcessor | None = None
     if path == "processor":
-        owner = SpanvisorSpanProcessor(sinks=sinks, config=config())
+        owner = SpanvisorSpanProcessor(sinks=sinks, config=config(**overrides))
         switch.target = owner
     elif path == "exporter":
-        owner = SpanvisorSpanExporter(sinks=sinks, config=config())
+        owner = SpanvisorSpanExporter(sinks=sinks, config=config(**overrides))
         switch.target = SimpleSpanProcessor(owner)
     else:
-        owner = Serve(sinks)
-        switch.target = SimpleSpanProcessor(OTLPSpanExporter(endpoint=owner.url, timeout=20))
-    run = Run(path, switch.provider, memory, out, owner)
+        owner = Serve(sinks, **overrides)
+        export = SimpleSpanProcessor(OTLPSpanExporter(endpoint=owner.url, timeout=20))
+        if path == "serve":
+            switch.target = export
+        else:
+            # As an agent adds them: spanvisor's processor first, then its exporter.
+            agent = SpanvisorSpanProcessor(sinks=[InMemorySink()], config=config())
+            both = SynchronousMultiSpanProcessor()
+            both.add_span_processor(agent)
+            both.add_span_processor(export)
+            switch.target = both
+    run = Run(path, switch.provider, memory, out, owner, agent)
     try:
         yield run
     finally:
         switch.target = None
+        if agent is not None:
+            agent.pipeline.shutdown(2.0)
         if isinstance(owner, Serve):
             owner.close()
         else:
@@ -203,10 +251,10 @@ def param_paths() -> pytest.MarkDecorator:
 
 
 @contextmanager
-def instrumented_run(path: Path, instrumentor: Any, switch: Switch | None = None) -> Iterator[Run]:
+def instrumented_run(path: Path, instrumentor: Any, switch: Switch | None = None, **overrides: Any) -> Iterator[Run]:
     """spanvisor on ``path`` with a framework's instrumentor on its provider,
     uninstrumented afterwards (the next test's instrumentor starts clean)."""
-    with spanvisor(path, switch) as run:
+    with spanvisor(path, switch, **overrides) as run:
         instrumentor.instrument(tracer_provider=run.provider)
         try:
             yield run

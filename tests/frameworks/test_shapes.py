@@ -62,7 +62,7 @@ def test_a_wrapper_fails_with_its_last_named_agent_only(path: Path) -> None:
     assert (failed.finished.task.task_name, failed.finished.task.agent_id) == ("triage", "triage")
     assert failed.finished.outcome == "error"
     assert failed.finished.error_message == "Error in agent run: boom"
-    assert handled.finished.task.task_name == "planner.run"
+    assert handled.finished.task.task_name == "planner"  # never a method path
     assert handled.finished.outcome == "complete"
 
 
