@@ -57,7 +57,15 @@ unit: $(STAMP)
 	$(BIN)/python -m compileall -q -j 0 -x node_modules src plugins tests >/dev/null
 	TEST_EXAMPLES=$(TEST_EXAMPLES) $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15 --durations-min=30
 
-test: lint typecheck unit
+# The frameworks that need venvs of their own (tests/frameworks/_env.py) are
+# made in the background, one process each, while lint and the type check
+# run: their tests wait on each venv's lock, and a venv made before is reused.
+FRAMEWORK_ENVS := $(basename $(notdir $(wildcard tests/frameworks/envs/*.txt)))
+test: $(STAMP)
+	@for e in $(FRAMEWORK_ENVS); do \
+	  $(BIN)/python -m tests.frameworks._env $$e >$(VENV)/framework-env-$$e.log 2>&1 & \
+	done
+	@$(MAKE) --no-print-directory lint typecheck unit
 
 # Every benchmark but the peers' (bench-peers, below), one after another
 # (about 25 minutes on 2 cores); each is stopped after BENCH_TIMEOUT seconds.

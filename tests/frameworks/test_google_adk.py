@@ -1,0 +1,74 @@
+"""Google ADK with its native OTel GenAI spans, offline on a scripted model,
+in a venv of its own: ADK 2.x requires OpenTelemetry <= 1.44, so it runs
+with spanvisor installed against that version (tests/frameworks/_env.py,
+envs/otel-1.44.txt, scenario envs/google_adk_scenario.py).
+
+A triage LlmAgent makes 3 model calls (2,000 → 8,800 input tokens on
+gpt-4o), runs a tool and an expert agent as an AgentTool; the failing run
+fails on its second model call. ADK's spans: ``invoke_workflow triage``
+(naming no agent) over ``invoke_agent triage`` over ``generate_content
+gpt-4o`` and ``execute_tool`` spans; the AgentTool's ``execute_tool
+expert`` holds the expert's own ``invoke_workflow``/``invoke_agent`` pair.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from ._env import Runs, run_scenario
+from ._harness import Path, one_task, param_paths
+
+pytestmark = pytest.mark.timeout_s(900)  # the first test may make the venv
+
+
+@pytest.fixture(scope="module")
+def runs() -> Runs:
+    return run_scenario("otel-1.44", "google_adk_scenario", ("ok", "fail"))
+
+
+@param_paths()
+def test_a_run_is_one_task_named_after_its_agent(runs: Runs, path: Path) -> None:
+    run = runs[path, "ok"]
+    assert run.result == {"output": "Routed to the Siemens SME"}
+    task = one_task(run.events)
+    v = task.finished.task
+    assert task.finished.outcome == "complete"
+    assert v.task_name == "triage"  # the root's gen_ai.workflow.name
+    assert v.agent_id == "triage" and v.agent_name == "triage"
+    assert len(task.model_calls) == 4
+    assert v.input_tokens == 2_000 + 5_000 + 8_800 + 600
+    assert v.output_tokens == 4 * 80
+    assert v.model == "gpt-4o" and v.context_limit == 10_000
+    assert task.warnings == [0.70, 0.85]
+    assert task.tools == ["lookup", "expert"]
+    assert v.cost_usd > 0 and v.unpriced_calls == 0
+    assert "triage" in run.console and "lookup" in run.console
+
+
+@param_paths()
+def test_the_sub_agent_never_names_the_task(runs: Runs, path: Path) -> None:
+    task = one_task(runs[path, "ok"].events)
+    titles = {e.task.task_name for e in task.events}
+    assert not [t for t in titles if t and "expert" in t], titles
+
+
+@param_paths()
+def test_the_start_names_the_agent(runs: Runs, path: Path) -> None:
+    task = one_task(runs[path, "ok"].events)
+    assert task.started.task.agent_id == "triage"
+    # The root's gen_ai.workflow.name titles it; on ``stamped`` the task opens from a
+    # stamped child (the stamp names the agent, not the title) and is titled at the root's end.
+    assert task.started.task.task_name == (None if path == "stamped" else "triage")
+
+
+@param_paths()
+def test_a_failing_run_is_a_failed_task_with_its_error(runs: Runs, path: Path) -> None:
+    run = runs[path, "fail"]
+    assert run.result == {"error_type": "RuntimeError", "error_message": "model backend down"}
+    task = one_task(run.events)
+    assert task.finished.outcome == "error"
+    assert task.finished.error_type == "RuntimeError"
+    assert task.finished.error_message == "model backend down"
+    assert task.finished.task.agent_id == "triage"
+    assert len(task.model_calls) == 1
+    assert task.tools == ["lookup"]
