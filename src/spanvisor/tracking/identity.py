@@ -19,7 +19,8 @@ what it is. A changed title or agent is a new fact at the time the span that
 says so is read: the events before it keep the values of their time.
 
 The run's main agent (``gen_ai.main_agent``) names the task over any other
-span but the root. The agent's identity, in order: the span's ``agent.id``; else its name
+span but the root. A span other than the root lends the agent's name only
+when it names the task's agent (a sub-agent's name is its own). The agent's identity, in order: the span's ``agent.id``; else its name
 (``agent.name``, ``gen_ai.agent.name``, OpenLLMetry's entity name); only a
 span that names no agent lends its ``gen_ai.agent.id`` (frameworks make that
 one per object: Semantic Kernel's uuid); else the resource's
@@ -165,9 +166,13 @@ class TaskIdentity:
             lends = self.wrapper and not is_root and not by_wrapper_rule
             if lends and value is not None and (self.explicit is None or rank < self.explicit[0]):
                 self.explicit = (rank, value)
-        n = cv.agent_name(a)
-        if n is not None:
-            offer("agent_name", sz.name(n, "agent.name", notes))
+        n = sz.name(cv.agent_name(a), "agent.name", notes)
+        # A nested agent span names another agent than the task's (a sub-agent;
+        # its stamp says the task's agent.id, not its own), unless the task's
+        # agent came from the span names: then it names the task's agent.
+        sub_agent = not is_root and not gap_agent and cv.is_agent_span(a)
+        if n is not None and not (sub_agent and n != changes.get("agent_id", current.agent_id)):
+            offer("agent_name", n)
         return changes
 
     def lends(self, name: str) -> bool:
