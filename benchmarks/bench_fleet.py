@@ -1,7 +1,7 @@
 """A fleet of coding agents through one ``spanvisor serve``: every record
 acknowledged, nothing dropped, and how long a tool call takes to reach Slack.
 
-    .venv/bin/python benchmarks/bench_fleet.py [--sessions 100] [--seconds 60] [--quick]
+    .venv/bin/python benchmarks/bench_fleet.py [--sessions 100] [--seconds 60] [--quick] [--launched]
 
 ``--sessions`` (100) concurrent sessions, a third each Claude Code, Codex CLI
 and Gemini CLI, send their OTel log events to one ``spanvisor serve``
@@ -14,7 +14,8 @@ the real SDK logger and encoded by the SDK's OTLP encoder; Gemini CLI's as
 OTLP/JSON) and leave in batches at each CLI's default export delay
 (``_fleet``): Claude Code every 5 s (``OTEL_LOGS_EXPORT_INTERVAL``'s default,
 the JavaScript SDK's timer from a batch's first record), Gemini CLI 1 s (the
-JavaScript SDK's default), Codex CLI a fixed ~3 s tick (FIELD-NOTES).
+JavaScript SDK's default), Codex CLI a fixed ~3 s tick (FIELD-NOTES);
+with ``--launched`` Claude Code every 1 s, as under ``spanvisor run``.
 
 ``serve`` runs at its defaults (``SPANVISOR_SINKS=auto``: Slack, PostgreSQL,
 Prometheus, the event stream) with an embedded PostgreSQL (fsync on) and the
@@ -71,7 +72,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "receiver"), str(ROOT / "benchma
 from serve_proc import FakeSlackThread, ServeProcess  # type: ignore[import-not-found]  # noqa: E402
 
 from _cpuwatch import cores, postmaster_of, snapshot  # noqa: E402
-from _fleet import Fleet, FleetSession, Poster, Sent, run_session  # noqa: E402
+from _fleet import CLIS, Fleet, FleetSession, Poster, Sent, run_session  # noqa: E402
 from spanvisor_postgres.embedded import EmbeddedPostgres  # noqa: E402
 
 MARK = re.compile(r"fl([abc])(\d{3})n(\d{4})")
@@ -368,7 +369,15 @@ def main(argv: list[str] | None = None) -> int:
         "--setups", default="ab", help="a: a channel per session, b: one channel, c: (a) with chat.update unlimited"
     )
     ap.add_argument("--quick", action="store_true", help="20 sessions for 15 s, 45 s of drain")
+    ap.add_argument(
+        "--launched",
+        action="store_true",
+        help="Claude Code at the 1 s export delay `spanvisor run` sets (the SDK's default), not its own 5 s",
+    )
     a = ap.parse_args(argv)
+    if a.launched:
+        service, mode, _ = CLIS["claude"]
+        CLIS["claude"] = (service, mode, 1.0)
     if a.quick:
         a.sessions, a.seconds, a.drain = 20, 15.0, 45.0
     a.sessions = max(1, min(a.sessions, 999))
