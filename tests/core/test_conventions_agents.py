@@ -213,3 +213,27 @@ def test_a_failed_root_with_only_error_type_is_typed_by_it(value: str, shown: st
     agent.close()
     (done,) = sink.of_type(TaskFinished)
     assert done.outcome == "error" and done.error_type == shown
+
+
+def test_a_root_that_names_its_agent_just_after_starting_is_live_from_its_first_child() -> None:
+    """Strands and the Microsoft Agent Framework start the span, then set its keys."""
+    sink = InMemorySink()
+    agent = Agent([sink])
+    try:
+        with agent.tracer.start_as_current_span("invoke_agent triage") as root:
+            root.set_attributes({cv.GEN_AI_OPERATION: "invoke_agent", cv.GEN_AI_AGENT_NAME: "triage"})
+            with agent.tracer.start_as_current_span("cycle"):
+                calls = {cv.GEN_AI_OPERATION: "chat", cv.GEN_AI_REQUEST_MODEL: "gpt-4o"}
+                with agent.tracer.start_as_current_span("chat gpt-4o", attributes=calls) as chat:
+                    chat.set_attributes({"gen_ai.usage.input_tokens": 100, "gen_ai.usage.output_tokens": 10})
+                assert agent.flush()
+                # Mid-run: the task is open and the call, under a span still open, counted.
+                assert [e.task.task_name for e in sink.of_type(TaskStarted)] == ["invoke_agent triage"]
+                assert [c.source for c in sink.of_type(Checkpoint)] == ["model_call"]
+                assert not sink.of_type(TaskFinished)
+        assert agent.flush()
+    finally:
+        agent.close()
+    check_stream(sink.events)
+    (done,) = sink.of_type(TaskFinished)
+    assert done.task.agent_id == "triage" and done.task.input_tokens == 100

@@ -106,6 +106,8 @@ class EnvRun:
     result: dict[str, str]
     # Every span in end order: name, ids, parent, kind, status, attributes.
     spans: list[dict[str, Any]]
+    # On ``processor``: what the run's first tool call saw mid-run (envs/_live.py).
+    live: list[dict[str, Any]]
 
 
 Runs = dict[tuple[RunPath, str], EnvRun]
@@ -146,7 +148,8 @@ def run_scenario(env: str | None, scenario: str, cases: tuple[str, ...]) -> Runs
                         card = base.with_suffix(".console.txt").read_text()
                     result = json.loads(base.with_suffix(".result.json").read_text())
                     spans = [json.loads(x) for x in base.with_suffix(".spans.jsonl").read_text().splitlines()]
-                    runs[path, case] = EnvRun(events, card, result, spans)
+                    live = json.loads(base.with_suffix(".live.json").read_text())
+                    runs[path, case] = EnvRun(events, card, result, spans, live)
     finally:
         for serve in serves.values():
             serve.close()

@@ -51,6 +51,7 @@ from spanvisor_console import ConsoleSink
 
 from ..conftest import in_ci
 from ..core._invariants import check_stream
+from .envs import _live
 
 Path = Literal["processor", "exporter", "serve", "stamped"]
 PATHS: tuple[Path, ...] = ("processor", "exporter", "serve", "stamped")
@@ -248,6 +249,26 @@ def one_task(events: Sequence[Event]) -> Seen:
 
 def param_paths() -> pytest.MarkDecorator:
     return pytest.mark.parametrize("path", PATHS)
+
+
+@contextmanager
+def live(run: Run) -> Iterator[list[dict[str, Any]]]:
+    """Within: the run's first ``lookup`` tool call (``envs/_live.py``'s
+    probe, after the first model call) notes what the processor's sink
+    showed of the task at that moment, mid-run."""
+    assert run.path == "processor"
+    _live.arm(run.memory.events)
+    try:
+        yield _live.seen
+    finally:
+        _live.disarm()
+
+
+def shown_live(seen: list[dict[str, Any]]) -> bool:
+    """The task was shown at the run's first tool call. Its first model call
+    may not be yet: Google ADK's ``generate_content`` span stays open while
+    the tools it asked for run, so that call shows once they are done."""
+    return bool(seen) and seen[0]["started"]
 
 
 @contextmanager

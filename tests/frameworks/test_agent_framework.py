@@ -19,7 +19,7 @@ from __future__ import annotations
 import pytest
 
 from ._env import Runs, run_scenario
-from ._harness import Path, need, one_task, param_paths
+from ._harness import Path, need, one_task, param_paths, shown_live
 
 need("agent_framework")
 
@@ -66,3 +66,8 @@ def test_a_failing_run_names_its_error_type(runs: Runs, path: Path) -> None:
     # Without ENABLE_SENSITIVE_DATA the framework records no exception event and no status
     # description: the type is only in the OTel ``error.type`` attribute of the ERROR spans.
     assert one_task(runs[path, "fail"].events).finished.error_type == "RuntimeError"
+
+
+def test_the_task_is_live_while_it_runs(runs: Runs) -> None:
+    # In process, from inside the run's first tool call, after its first model call.
+    assert shown_live(runs["processor", "ok"].live), runs["processor", "ok"].live

@@ -16,7 +16,7 @@ from __future__ import annotations
 import pytest
 
 from ._env import Runs, run_scenario
-from ._harness import Path, one_task, param_paths
+from ._harness import Path, one_task, param_paths, shown_live
 
 pytestmark = pytest.mark.timeout_s(900)  # the first test may make the venv
 
@@ -72,3 +72,8 @@ def test_a_failing_run_is_a_failed_task_with_its_error(runs: Runs, path: Path) -
     assert task.finished.task.agent_id == "triage"
     assert len(task.model_calls) == 1
     assert task.tools == ["lookup"]
+
+
+def test_the_task_is_live_while_it_runs(runs: Runs) -> None:
+    # In process, from inside the run's first tool call, after its first model call.
+    assert shown_live(runs["processor", "ok"].live), runs["processor", "ok"].live

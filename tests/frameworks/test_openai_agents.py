@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from ._harness import Path, Run, instrumented_run, need, one_task, param_paths
+from ._harness import Path, Run, instrumented_run, live, need, one_task, param_paths, shown_live
+from .envs import _live
 
 need("agents")
 need("openinference.instrumentation.openai_agents")
@@ -73,6 +74,7 @@ class Scripted(Model):
 @function_tool
 def lookup(code: str) -> str:
     """Look up a fault code."""
+    _live.probe()  # mid-run: what spanvisor shows of the task so far
     return f"fault {code}: spindle vibration"
 
 
@@ -133,3 +135,11 @@ def test_a_failing_run_is_reported_failed(instrumented: Run) -> None:
     assert "model backend down" in (task.finished.error_message or "")
     assert task.finished.task.agent_id == "triage"
     assert task.tools == ["lookup"]
+
+
+@pytest.mark.parametrize("path", ["processor"])
+def test_the_task_is_live_while_it_runs(instrumented: Run) -> None:
+    # In process, from inside the run's first tool call, after its first model call.
+    with live(instrumented) as seen:
+        asyncio.run(Runner.run(triage(), "Diagnose fault F47"))
+    assert shown_live(seen), seen

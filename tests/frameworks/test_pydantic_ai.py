@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from ._harness import Path, Run, need, one_task, param_paths, spanvisor, tasks
+from ._harness import Path, Run, live, need, one_task, param_paths, shown_live, spanvisor, tasks
+from .envs import _live
 
 need("pydantic_ai")
 
@@ -49,6 +50,7 @@ def agents(fail_at: int | None = None) -> Agent[None, str]:
 
     @triage.tool_plain
     def lookup(code: str) -> str:
+        _live.probe()  # mid-run: what spanvisor shows of the task so far
         return f"fault {code}: spindle vibration"
 
     @triage.tool
@@ -116,3 +118,11 @@ def test_two_runs_are_two_tasks(instrumented: Run) -> None:
         _run(agents(fail_at=1))
     found = tasks(instrumented.flush())
     assert [t.finished.outcome for t in found] == ["complete", "error"]
+
+
+@pytest.mark.parametrize("path", ["processor"])
+def test_the_task_is_live_while_it_runs(instrumented: Run) -> None:
+    # In process, from inside the run's first tool call, after its first model call.
+    with live(instrumented) as seen:
+        _run(agents())
+    assert shown_live(seen), seen

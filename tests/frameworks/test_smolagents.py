@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from ._harness import Path, Run, Switch, instrumented_run, need, one_task, param_paths
+from ._harness import Path, Run, Switch, instrumented_run, live, need, one_task, param_paths, shown_live
+from .envs import _live
 
 need("smolagents")
 need("openinference.instrumentation.smolagents")
@@ -101,6 +102,7 @@ def lookup(code: str) -> str:
     Args:
         code: the fault code
     """
+    _live.probe()  # mid-run: what spanvisor shows of the task so far
     return f"fault {code}: spindle vibration"
 
 
@@ -186,3 +188,11 @@ def test_a_failing_run_is_finished_failed_by_its_failed_step(quick: Run) -> None
     assert any("root span never ended" in n for n in task.finished.notes)
     assert task.finished.task.task_name == ("triage" if quick.path == "processor" else None)
     assert task.tools == ["lookup"]
+
+
+@pytest.mark.parametrize("path", ["processor"])
+def test_the_task_is_live_while_it_runs(instrumented: Run) -> None:
+    # In process, from inside the run's first tool call, after its first model call.
+    with live(instrumented) as seen:
+        triage().run("Diagnose fault F47")
+    assert shown_live(seen), seen

@@ -36,10 +36,13 @@ UNKNOWN = object()
 class Tasks:
     """The open tasks' spans as one thread sees them (see the module's docstring)."""
 
-    __slots__ = ("end_order", "ended", "open")
+    __slots__ = ("end_order", "ended", "open", "unnamed")
 
     def __init__(self) -> None:
         self.open: dict[int, Stamp] = {}
+        # Trace roots that named no task as they started, still open, oldest
+        # first, bounded: a child's start looks at one again (see start).
+        self.unnamed: OrderedDict[int, Span] = OrderedDict()
         # Ended roots, oldest first, bounded. OrderedDict: popitem is one C
         # call, safe when several agent threads end roots at once.
         self.ended: OrderedDict[int, Stamp] = OrderedDict()
@@ -103,7 +106,12 @@ def start(
     stamp = tasks.open.get(parent.span_id) if parent is not None else None
     if stamp is None:
         if not attrs or not cv.is_root_candidate(attrs):
-            if parent is None or not tasks.ended:
+            if parent is None:
+                _unnamed(tasks, span)
+                return UNKNOWN
+            if tasks.unnamed and (late := _named_late(tasks, span, parent, stamps)) is not None:
+                return late
+            if not tasks.ended:
                 return UNKNOWN
             stamp = tasks.ended.get(parent.span_id)
             if stamp is None:
@@ -136,12 +144,47 @@ def start(
     return span  # a member (the inbox was full on the fast path: counted again)
 
 
+def _unnamed(tasks: Tasks, span: Span) -> None:
+    ctx = span._context
+    if ctx is not None:
+        tasks.unnamed[ctx.span_id] = span
+        if len(tasks.unnamed) > MAX_ENDED_ROOTS:
+            tasks.unnamed.popitem(last=False)
+
+
+def _named_late(tasks: Tasks, span: Span, parent: Any, stamps: Callable[[Span], bool]) -> StartedRoot | None:
+    """A child's start under a trace root that named no task as it started
+    but does now: frameworks that set their keys just after starting the
+    span (Strands, the Microsoft Agent Framework). The root's task opens
+    here, live, with its attributes as they are now (the caller then starts
+    the child again, a member now); None otherwise. Not for a trace already going over in end order
+    (its spans are the tracker's buffer's)."""
+    root = tasks.unnamed.get(parent.span_id)
+    if root is None or root._context is None or root._context.trace_id in tasks.end_order:
+        return None
+    attrs = attrs_of(root)
+    if not attrs or not cv.is_root_candidate(attrs):
+        return None
+    del tasks.unnamed[parent.span_id]
+    stamp = _stamp_for_root(root, attrs)
+    stamp.stamped = stamps(root)
+    if len(tasks.open) >= MAX_OPEN_SPANS:
+        return None
+    if stamp.stamped:
+        write_stamp(root, stamp)
+    stamp.root_attrs = attrs_now(root)
+    tasks.open[parent.span_id] = stamp
+    return StartedRoot(root, stamp.root_attrs)
+
+
 def end(tasks: Tasks, span: ReadableSpan, ctx: Any, stamp: Stamp | None, restore: Callable[..., Any] | None) -> Any:
     """What a span's end hands the tracker (None: nothing). ``restore``: what
     the tracker reads of a root whose limit dropped attributes, its identity
     back (the hooks put it back before any processor's ``on_end`` when they
     classify; then None)."""
     if stamp is None:
+        if span.parent is None and tasks.unnamed:
+            tasks.unnamed.pop(ctx.span_id, None)
         attrs = attrs_of(span)
         if attrs and (cv.is_root_candidate(attrs) or (_dropped(span) and _has_results(attrs))):
             # It became an agent or task span only through attributes

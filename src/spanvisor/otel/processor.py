@@ -90,9 +90,8 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor, Replay):
         pipeline: Pipeline | None = None,
     ) -> None:
         PipelineOwner.__init__(self, "processor", sinks, config, pipeline)
-        # Tasks the hooks classify on the agent's thread (once stamping), and
-        # those the pipeline's thread classifies from the spans handed over as
-        # they are (until then).
+        # Tasks the hooks classify on the agent's thread (once stamping), and those the
+        # pipeline's thread classifies from the spans handed over as they are (until then).
         self._mine = Tasks()
         self._opened = self._mine.open  # read per span
         # Traces whose possible task root started here, by trace id (the
@@ -115,9 +114,8 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor, Replay):
         # The open task roots of each trace, as the pipeline's thread
         # classifies them (its own: see _root_ended). Bounded.
         self._trace_roots: OrderedDict[int, list[int]] = OrderedDict()
-        # Stamps serve spans exported elsewhere (a Collector to `spanvisor
-        # serve`): "auto" stamps a task when another processor can send its
-        # spans out, "on" always, "off" never.
+        # Stamps serve spans exported elsewhere (a Collector to `spanvisor serve`): "auto"
+        # stamps a task when another processor can send its spans out, "on" always, "off" never.
         self._stamp_mode = stamp_mode(self.pipeline.config.get("stamp_spans", "auto"))
         # The provider's processors last looked at, and whether any is another's.
         self._seen: tuple[Any, bool] | None = None
@@ -262,9 +260,12 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor, Replay):
                         return
             got = start(self._mine, span, parent, attrs_of(span), self._stamps, self._drop)
             if type(got) is StartedRoot:
-                root = self._opened.get(span._context[1])  # type: ignore[index]
-                if root is not None and root.stamped and called_first(self, span):
-                    direct_stamp(root, span)
+                root = self._opened.get(got.span._context[1])
+                if root is not None and root.stamped and called_first(self, got.span):
+                    direct_stamp(root, got.span)
+                if got.span is not span:  # its parent, named late (classify.start): this one a member now
+                    self._submit_start(got)
+                    got = start(self._mine, span, parent, attrs_of(span), self._stamps, self._drop)
             if got is UNKNOWN:
                 # No task known here: one the pipeline's thread classifies
                 # (begun before classifying started), or none at all.

@@ -89,7 +89,9 @@ class Replay:
                 span, attrs = got, None
             out = start(self._theirs, span, span._parent, attrs, _never, self._drop, got)
             if type(out) is StartedRoot:
-                self._root_started(span._context)
+                self._root_started(out.span._context)
+                if out.span is not span:  # its parent, named late (classify.start): this start again, a member now
+                    self._items.appendleft(span)
             if self._lost and not self._items:
                 self._settle_lost()
         except Exception:  # a hook's error, caught where the hook's work now runs

@@ -10,8 +10,9 @@ harness builds each. On ``processor`` and ``exporter`` spanvisor runs here,
 a pipeline per run, and writes its events to OUT_DIR/PATH-CASE.events.jsonl
 and its console card to .console.txt; on ``serve`` and ``stamped`` the
 spans go over OTLP/HTTP to the run's URL.
-Each case also writes .result.json (its output, or its error) and
-.spans.jsonl (each span as it ended).
+Each case also writes .result.json (its output, or its error),
+.spans.jsonl (each span as it ended) and .live.json (on ``processor``, case ``ok``, what
+the run's first tool call saw of its task mid-run: _live.py).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import _live
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -120,10 +122,14 @@ def main(argv: list[str]) -> None:
         else:
             raise SystemExit(f"unknown path {path!r}")
         switch.targets = [target, SimpleSpanProcessor(spans)]
+        if path == "processor" and case == "ok":
+            _live.arm(memory.events)  # what the run's first tool call sees of it, mid-run
         try:
             result = {"output": str(module.CASES[case](provider))}
         except Exception as exc:
             result = {"error_type": type(exc).__name__, "error_message": str(exc)}
+        finally:
+            _live.disarm()
         provider.force_flush()
         switch.targets = []
         if agent is not None:
@@ -136,6 +142,9 @@ def main(argv: list[str]) -> None:
             owner.pipeline.shutdown(2.0)
         base = Path(out, f"{path}-{case}")
         base.with_suffix(".result.json").write_text(json.dumps(result))
+        base.with_suffix(".live.json").write_text(
+            json.dumps(_live.seen[:1] if path == "processor" and case == "ok" else [])
+        )
         base.with_suffix(".events.jsonl").write_text("".join(json.dumps(event_to_dict(e)) + "\n" for e in events))
         base.with_suffix(".console.txt").write_text(console.getvalue())
         spans_text = "".join(json.dumps(_span(s)) + "\n" for s in spans.get_finished_spans())

@@ -14,6 +14,7 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import _live
 from agent_framework import (
     Agent,
     BaseChatClient,
@@ -69,6 +70,7 @@ class ScriptedClient(FunctionInvocationLayer[Any], ChatTelemetryLayer[Any], Base
 
 def lookup(code: str) -> str:
     """Look up a fault code."""
+    _live.probe()  # mid-run: what spanvisor shows of the task so far
     return f"fault {code}: spindle vibration"
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import _live
 from _fake_openai import FakeOpenAI, Reply
 from autogen_agentchat.agents import AssistantAgent
 from autogen_agentchat.tools import AgentTool
@@ -25,6 +26,7 @@ _INSTRUMENTED: list[OpenAIInstrumentor] = []
 
 def lookup(code: str) -> str:
     """Look up a fault code."""
+    _live.probe()  # mid-run: what spanvisor shows of the task so far
     return f"fault {code}: spindle vibration"
 
 

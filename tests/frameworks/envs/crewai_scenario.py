@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import os
 
+import _live
+
 # CrewAI's own telemetry and trace upload (to its servers) off: this run is offline.
 os.environ["CREWAI_DISABLE_TELEMETRY"] = "true"
 os.environ["CREWAI_TRACING_ENABLED"] = "false"
@@ -31,6 +33,7 @@ _INSTRUMENTED: list[Any] = []
 @tool("lookup")
 def lookup(code: str) -> str:
     """Look up a fault code."""
+    _live.probe()  # mid-run: what spanvisor shows of the task so far
     return f"fault {code}: spindle vibration"
 
 

@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import AsyncGenerator
 from typing import Any
 
+import _live
 from google.adk.agents import LlmAgent
 from google.adk.models import BaseLlm, LlmRequest, LlmResponse
 from google.adk.runners import InMemoryRunner
@@ -46,6 +47,7 @@ class ScriptedLlm(BaseLlm):
 
 def lookup(code: str) -> str:
     """Look up a fault code."""
+    _live.probe()  # mid-run: what spanvisor shows of the task so far
     return f"fault {code}: spindle vibration"
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import _live
 from _fake_openai import FakeOpenAI, Reply
 from strands import Agent, tool
 from strands.models.openai import OpenAIModel
@@ -29,6 +30,7 @@ def lookup(code: str) -> str:
     Args:
         code: the fault code
     """
+    _live.probe()  # mid-run: what spanvisor shows of the task so far
     return f"fault {code}: spindle vibration"
 
 
