@@ -113,7 +113,11 @@ def read(path: Path, wanted: dict[str, Any]) -> dict[str, Any] | None:
             raise ValueError("no header")
         if header.get("key") != wanted:
             found = header.get("key")
-            log.info("price table cache %s is for %s, not %s: reading genai-prices' data again", path, found, wanted)
+            # One short line: which parts of the key differ, not both keys in full.
+            differ = sorted(k for k in wanted if not isinstance(found, dict) or found.get(k) != wanted[k])
+            log.info(
+                "price table cache %s is out of date (%s): reading genai-prices' data again", path, ", ".join(differ)
+            )
             return None
         if hashlib.sha256(body).hexdigest() != header.get("sha256"):
             raise ValueError("its digest does not match")
