@@ -48,15 +48,21 @@ INSTALL_TIMEOUT_S = 900.0
 RUN_TIMEOUT_S = 120.0
 
 
+def _checkout() -> str:
+    """This checkout's place (the editable install points at it): each
+    checkout has venvs of its own, and remakes only its own."""
+    return hashlib.sha256(str(ROOT.resolve()).encode()).hexdigest()[:8]
+
+
 def _digest(name: str) -> str:
     """What a venv is made from: its pins, what the editable install of
     spanvisor takes from pyproject.toml (its dependencies and entry points,
-    not the rest, so an unrelated edit does not remake a 1 GB venv), this
-    checkout's place (the editable install points at it) and Python."""
+    not the rest, so an unrelated edit does not remake a 1 GB venv) and
+    Python."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     made_of = [project.get(k) for k in ("dependencies", "entry-points", "scripts")]
     h = hashlib.sha256((ENVS / f"{name}.txt").read_bytes())
-    h.update(json.dumps([made_of, str(ROOT.resolve()), sys.version_info[:2]], sort_keys=True).encode())
+    h.update(json.dumps([made_of, sys.version_info[:2]], sort_keys=True).encode())
     return h.hexdigest()[:16]
 
 
@@ -69,15 +75,19 @@ def venv_python(name: str) -> Path:
     """The Python of venv ``name``, made first if needed."""
     cache = _cache()
     cache.mkdir(parents=True, exist_ok=True)
-    target = cache / f"{name}-{_digest(name)}"
+    mine = f"{name}-{_checkout()}"
+    target = cache / f"{mine}-{_digest(name)}"
     python = target / "bin" / "python"
     stamp = target / ".spanvisor-complete"
-    with (cache / f"{name}.lock").open("w") as held:
+    with (cache / f"{mine}.lock").open("w") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
         if stamp.is_file():
             return python
-        for old in cache.glob(f"{name}-*"):  # an earlier pin set, or a broken try
-            shutil.rmtree(old, ignore_errors=True)
+        # This checkout's venv of an earlier pin set, or a broken try; another
+        # checkout's (a second clone running its tests now) is left alone.
+        for old in cache.glob(f"{mine}-*"):
+            if old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
         env = {**os.environ, "SPANVISOR_COMPILE": "0", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
         steps = [
             [sys.executable, "-m", "venv", str(target)],
