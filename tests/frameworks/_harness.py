@@ -247,6 +247,22 @@ def one_task(events: Sequence[Event]) -> Seen:
     return found[0]
 
 
+def assert_the_scripted_run(task: Seen, tools: list[str]) -> None:
+    """The matrix's scripted run, complete: 3 calls of the triage agent
+    (2,000 → 8,800 input tokens on gpt-4o) and 1 of the expert inside it
+    (600), 80 output tokens each, counted once; both context levels crossed;
+    ``tools`` the steps; every call priced."""
+    v = task.finished.task
+    assert task.finished.outcome == "complete"
+    assert len(task.model_calls) == 4
+    assert v.input_tokens == 2_000 + 5_000 + 8_800 + 600
+    assert v.output_tokens == 4 * 80
+    assert v.model == "gpt-4o" and v.context_limit == WINDOW
+    assert task.warnings == [0.70, 0.85]
+    assert task.tools == tools
+    assert v.cost_usd > 0 and v.unpriced_calls == 0
+
+
 def param_paths() -> pytest.MarkDecorator:
     return pytest.mark.parametrize("path", PATHS)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import pytest
 
 from ._env import Runs, paths_failing, run_scenario
-from ._harness import Path, one_task, param_paths, shown_live
+from ._harness import Path, assert_the_scripted_run, one_task, param_paths, shown_live
 
 pytestmark = pytest.mark.timeout_s(900)  # the first test may make the venv
 
@@ -34,15 +34,8 @@ def test_a_run_is_one_task_with_its_calls_tools_and_delegation(runs: Runs, path:
     run = runs[path, "ok"]
     assert run.result == {"output": "Routed to the Siemens SME"}
     task = one_task(run.events)
-    v = task.finished.task
     assert task.finished.outcome == "complete"
-    assert len(task.model_calls) == 4
-    assert v.input_tokens == 2_000 + 5_000 + 8_800 + 600
-    assert v.output_tokens == 4 * 80
-    assert v.model == "gpt-4o" and v.context_limit == 10_000
-    assert task.warnings == [0.70, 0.85]
-    assert task.tools == ["lookup", "Delegate work to coworker"]
-    assert v.cost_usd > 0 and v.unpriced_calls == 0
+    assert_the_scripted_run(task, ["lookup", "Delegate work to coworker"])
 
 
 @paths_failing(
