@@ -237,3 +237,31 @@ def test_a_root_that_names_its_agent_just_after_starting_is_live_from_its_first_
     check_stream(sink.events)
     (done,) = sink.of_type(TaskFinished)
     assert done.task.agent_id == "triage" and done.task.input_tokens == 100
+
+
+def test_work_before_a_late_named_root_names_itself_is_kept() -> None:
+    """A call that started, and one that ended, before the root got its keys
+    still count once in the task that opens at a later child's start."""
+    sink = InMemorySink()
+    agent = Agent([sink])
+    call = {cv.GEN_AI_OPERATION: "chat", cv.GEN_AI_REQUEST_MODEL: "gpt-4o"}
+    usage = {"gen_ai.usage.input_tokens": 100, "gen_ai.usage.output_tokens": 10}
+    try:
+        with agent.tracer.start_as_current_span("invoke_agent triage") as root:
+            with agent.tracer.start_as_current_span("chat gpt-4o", attributes=call) as early:
+                early.set_attributes(usage)
+            spanning = agent.tracer.start_span("chat gpt-4o", attributes=call)
+            root.set_attributes({cv.GEN_AI_OPERATION: "invoke_agent", cv.GEN_AI_AGENT_NAME: "triage"})
+            with agent.tracer.start_as_current_span("chat gpt-4o", attributes=call) as late:
+                late.set_attributes(usage)
+            spanning.set_attributes(usage)
+            spanning.end()
+        assert agent.flush()
+    finally:
+        agent.close()
+    check_stream(sink.events)
+    assert len(sink.of_type(TaskStarted)) == 1
+    (done,) = sink.of_type(TaskFinished)
+    assert done.task.agent_id == "triage"
+    assert [c.source for c in sink.of_type(Checkpoint)].count("model_call") == 3
+    assert (done.task.input_tokens, done.task.output_tokens) == (300, 30)
