@@ -30,6 +30,7 @@ from spanvisor.config.parsers import (
     p_pos_int,
     p_ratio,
     p_ratios,
+    p_size,
     p_str,
     url_origin,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "p_pos_int",
     "p_ratio",
     "p_ratios",
+    "p_size",
     "p_str",
     "plugin_settings",
     "read_toml",

@@ -216,3 +216,20 @@ def p_choice(*choices: str) -> Parser:
         return s
 
     return parse
+
+
+def p_size(v: Any) -> int:
+    """Bytes, from ``16777216``, ``64KiB``, ``16MiB``, ``2GiB`` (binary) or
+    ``64KB``, ``16MB``, ``2GB`` (decimal, as disk makers count)."""
+    s = str(v).strip()
+    units = (("KiB", 1024), ("MiB", 1024**2), ("GiB", 1024**3), ("KB", 1000), ("MB", 1000**2), ("GB", 1000**3))
+    for suffix, mult in units:
+        if s.endswith(suffix):
+            number = float(s[: -len(suffix)])
+            if not math.isfinite(number) or number * mult < 1:
+                raise ValueError(v)
+            return int(number * mult)
+    n = p_int(s)
+    if n < 1:
+        raise ValueError(v)
+    return n

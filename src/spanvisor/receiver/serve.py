@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import math
 import signal
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,8 +29,10 @@ from spanvisor.config import (
     p_duration,
     p_int,
     p_opt_str,
+    p_size,
     p_str,
 )
+from spanvisor.receiver import heap
 from spanvisor.receiver.preflight import preflight
 
 log = logging.getLogger("spanvisor.serve")
@@ -54,23 +55,6 @@ def port_flag(v: str) -> int | None:
         return p_port(v)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{v!r} is not a port: give 0-65535 (0: any free one) or 'off'") from None
-
-
-def p_size(v: Any) -> int:
-    """Bytes, from ``16777216``, ``64KiB``, ``16MiB``, ``2GiB`` (binary) or
-    ``64KB``, ``16MB``, ``2GB`` (decimal, as disk makers count)."""
-    s = str(v).strip()
-    units = (("KiB", 1024), ("MiB", 1024**2), ("GiB", 1024**3), ("KB", 1000), ("MB", 1000**2), ("GB", 1000**3))
-    for suffix, mult in units:
-        if s.endswith(suffix):
-            number = float(s[: -len(suffix)])
-            if not math.isfinite(number) or number * mult < 1:
-                raise ValueError(v)
-            return int(number * mult)
-    n = p_int(s)
-    if n < 1:
-        raise ValueError(v)
-    return n
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -189,6 +173,7 @@ SETTINGS: tuple[Setting, ...] = (
         "Deadline for a graceful stop (SIGTERM/SIGINT): finish requests, drain the sinks.",
         "a duration",
     ),
+    *heap.SETTINGS,
 )
 
 
@@ -361,6 +346,7 @@ async def run(config: Config, stop: asyncio.Event | None = None) -> int:
     from spanvisor.receiver.server import Receiver, ReceiverSettings, journal_path
 
     check_tls(config)
+    tuned = heap.tune(config)
     pipeline = Pipeline(config=config, sinks=serve_sinks(config), path="receiver")
     extra = admin_services(pipeline.sinks, pipeline.stats)
     receiver = Receiver(pipeline, ReceiverSettings.from_config(config), admin_extra=extra)
@@ -387,7 +373,10 @@ async def run(config: Config, stop: asyncio.Event | None = None) -> int:
         )
         await receiver.stop(pipeline.shutdown)
         return 1
+    frozen = asyncio.create_task(heap.freeze_at_ready(pipeline.wait_ready)) if tuned else None
     await stop.wait()
+    if frozen is not None:
+        frozen.cancel()
     log.info("stopping: draining within %.0fs", config["shutdown_timeout_s"])
     await receiver.stop(pipeline.shutdown)
     return 0
