@@ -1,6 +1,7 @@
 """End to end through ``spanvisor serve``: OTLP in, PostgreSQL rows and Slack calls out.
 
     .venv/bin/python benchmarks/bench_e2e.py [--seconds 8] [--quick]     # about 2 minutes
+    make compiled && PYTHONPATH=build/compiled/site .venv/bin/python benchmarks/bench_e2e.py   # the published wheel's build
 
 Starts its own embedded PostgreSQL (fsync on) in a temporary directory.
 
@@ -365,7 +366,14 @@ def main() -> None:
     a = ap.parse_args()
     if a.quick:
         a.seconds, a.latency_tasks = 2.0, 2
-    print(f"Python {platform.python_version()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f} at start")
+    import spanvisor.tracking.tracker as tracker_module
+
+    # serve runs with this interpreter's path: a compiled build on PYTHONPATH (make compiled) is serve's too.
+    build = "compiled (mypyc)" if tracker_module.__file__.endswith(".so") else "pure Python"
+    print(
+        f"Python {platform.python_version()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f} at start, "
+        f"tracker {build}"
+    )
     runs = [
         ("agent", 1, 1, "postgres"),
         ("agent", 1, 1, "auto"),
