@@ -8,6 +8,7 @@ UNAVAILABLE rather than 400 / INVALID_ARGUMENT: nothing was read or parsed.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import grpc
@@ -20,7 +21,10 @@ from tests.waiting import wait_until
 from conftest import RunningReceiver, StalledDurableSink, local_settings, make_pipeline, requests
 from spanvisor.pipeline.pipeline import Pipeline
 from spanvisor.pipeline.rate import Rate
+from spanvisor.receiver.decode import Decoded
 from spanvisor.receiver.ingest import MAX_RETRY_S, MIN_RETRY_S, Ingest, Refusal
+from spanvisor.receiver.journal import SpanJournal
+from spanvisor.stats import PipelineStats
 
 SMALL_QUEUE = {"SPANVISOR_QUEUE_SIZE": "200", "SPANVISOR_BATCH_SIZE": "8"}
 NOT_PROTOBUF = b"\xff" * 64
@@ -124,3 +128,67 @@ def test_retry_after_is_whole_seconds_never_early_and_bounded(tmp_path: Path) ->
         assert pipeline.room_in(100) == 0.0
     finally:
         pipeline.shutdown(5)
+
+
+class _NoRateYet:
+    """A fresh serve's pipeline as the first burst finds it: room at
+    admission, then no room for the spans just journaled, and for a while no
+    estimate of when (its durable sink has finished no measured batch yet),
+    then room. Counts its answers rather than reading a clock."""
+
+    def __init__(self, unknown_polls: int) -> None:
+        self.stats = PipelineStats()
+        self.shared: dict[str, object] = {}
+        self.unknown_polls = unknown_polls
+        self.polls = 0
+        self.taken: list[object] = []
+
+    def room_in(self, n: int) -> float | None:
+        self.polls += 1
+        if self.polls == 1:
+            return 0.0  # admission: room now
+        return None if self.polls <= 1 + self.unknown_polls else 0.0
+
+    def submit_spans(self, spans: list[object]) -> bool:
+        if self.polls <= 1 + self.unknown_polls:
+            return False
+        self.taken.extend(spans)
+        return True
+
+    def inbox_free(self) -> int:
+        return 0
+
+    def ready(self) -> tuple[bool, str]:
+        return True, "ready"
+
+    def force_flush(self, timeout_s: float = 30.0) -> bool:
+        return True
+
+
+def test_a_journaled_request_waits_out_a_sink_with_no_estimate_yet(tmp_path: Path) -> None:
+    """Its journal write is done: a durable sink that has not measured its
+    first batches yet is waited for (as admission waits for one), not
+    answered 503 at once with the entry thrown away. Past the deadline it is
+    still refused, its entry discarded."""
+    spans = task_spans(1, seed=3)
+
+    async def run(unknown_polls: int) -> tuple[Refusal | None, _NoRateYet, list[object]]:
+        journal = SpanJournal(tmp_path / f"journal-{unknown_polls}.db", 10**9)
+        await asyncio.to_thread(journal.open)
+        try:
+            pipeline = _NoRateYet(unknown_polls)
+            ingest = Ingest(pipeline, journal)
+            ingest.accepting = True
+            refusal = await ingest.accept(Decoded(spans=list(spans)), b"body")
+            await asyncio.sleep(0.05)  # the journal's writer thread applies a discard
+            return refusal, pipeline, list(journal.read(0, 0))
+        finally:
+            journal.close()
+
+    refusal, pipeline, kept = asyncio.run(run(unknown_polls=20))  # about 0.2 s with no estimate
+    assert refusal is None
+    assert len(pipeline.taken) == len(spans)
+    assert len(kept) == 1  # acknowledged: its journal entry stays for a replay
+    refusal, pipeline, kept = asyncio.run(run(unknown_polls=10**6))  # never an estimate
+    assert refusal is not None and refusal.retry_after_s == 2.0  # SPANVISOR_RETRY_AFTER's default
+    assert pipeline.taken == [] and kept == []

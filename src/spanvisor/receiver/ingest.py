@@ -200,13 +200,18 @@ class Ingest:
         try:
             while not self.pipeline.submit_spans(spans):
                 # Other requests took the room while this one was journaled:
-                # new ones now wait behind it (see admit).
+                # new ones now wait behind it (see admit). No estimate (a
+                # fresh serve's durable sink before its first measured
+                # batches) is waited out to the deadline, as admit does:
+                # refused at once, a start's first burst was thrown away
+                # after its journal write and every client told to wait.
                 wait = self.room_in(len(spans)) if self.accepting else None
-                if wait is None or time.monotonic() + wait > deadline:
+                now = time.monotonic()
+                if not self.accepting or now >= deadline or (wait is not None and now + wait > deadline):
                     if entry is not None and self.journal is not None:
                         self.journal.discard(entry)
                     return self._refusal("the pipeline's inbox is full", wait)
-                await asyncio.sleep(min(max(wait, _POLL_S), _POLL_S * 5))
+                await asyncio.sleep(_POLL_S if wait is None else min(max(wait, _POLL_S), _POLL_S * 5))
         finally:
             self._journaled_waiting -= 1
         return None
