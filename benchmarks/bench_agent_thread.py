@@ -200,7 +200,9 @@ def build(key: str, port: int) -> tuple[Any, Callable[[], object], Callable[[], 
         LangfuseSpanProcessor = importlib.import_module(PEERS["l"]).LangfuseSpanProcessor
 
         p.add_span_processor(
-            LangfuseSpanProcessor(public_key="pk-lf-bench", secret_key="sk-lf-bench", base_url=f"http://127.0.0.1:{port}")
+            LangfuseSpanProcessor(
+                public_key="pk-lf-bench", secret_key="sk-lf-bench", base_url=f"http://127.0.0.1:{port}"
+            )
         )
     elif key == "s":
         proc = SpanvisorSpanProcessor(config=config)
