@@ -5,7 +5,7 @@ as a server does (in an agent's process spanvisor never touches it: the
 collector is the agent's).
 
 * **The young generation's threshold is raised** (``SPANVISOR_GC_YOUNG``,
-  50,000 against Python's 700). Nearly everything the pipeline makes for a
+  50,000 against Python's 700, 2,000 from 3.13). Nearly everything the pipeline makes for a
   span (its decoded form, events, rows) is freed by its reference count
   within a pump; at 700 a young collection ran every few hundred spans and
   walked the objects still in flight, promoting them, so the middle and
@@ -15,7 +15,9 @@ collector is the agent's).
   (``benchmarks/bench_memory.py``).
 * **Once ``serve`` is ready, what it holds then is frozen** (``gc.freeze``):
   modules, the price table and the tracker rebuilt from the journal are
-  never walked by a full collection again.
+  never walked by a full collection again. The price of it: what of them
+  later becomes garbage inside a reference cycle is never freed, at most
+  what ``serve`` held at ready (tens of MB).
 
 Neither changes what is freed or when a reference count frees it; objects
 in reference cycles are still collected, later.
@@ -52,7 +54,7 @@ SETTINGS: tuple[Setting, ...] = (
         "SPANVISOR_GC_YOUNG",
         p_young,
         DEFAULT_YOUNG,
-        "serve's young-generation threshold for Python's garbage collector (Python's own is 700); "
+        "serve's young-generation threshold for Python's garbage collector (Python's own is 700, 2,000 from 3.13); "
         "off keeps Python's collector exactly as it is (no freeze at ready either).",
         "a count of at least 100, or off",
     ),
