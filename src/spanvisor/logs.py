@@ -7,27 +7,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import sys
 import time
 from datetime import UTC, datetime
 from typing import Any
 
-# Slack tokens, bearer tokens, passwords in URLs, Grafana service-account tokens.
-_SECRETS = (
-    (re.compile(r"xox[abposr]-[A-Za-z0-9-]+"), "xox?-****"),
-    (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"), r"\1****"),
-    # user:password@host, where the password may itself contain "@".
-    (re.compile(r"(://[^:/@\s]+:)(\S+)(@[^@\s]*)"), r"\1****\3"),
-    (re.compile(r"glsa_[A-Za-z0-9_]+"), "glsa_****"),
-    (re.compile(r"(?i)(password\s*=\s*)[^\s&;]+"), r"\1****"),
-)
-
-
-def redact(text: str) -> str:
-    for pattern, repl in _SECRETS:
-        text = pattern.sub(repl, text)
-    return text
+from spanvisor.redaction import redact
 
 
 class RedactingFilter(logging.Filter):
