@@ -137,7 +137,7 @@ def test_plugin_settings_join_the_table() -> None:
 
 def test_secrets_in_urls_and_dsns_are_masked_and_redacted() -> None:
     from spanvisor.config import mask
-    from spanvisor.logs import redact
+    from spanvisor.redaction import redact
 
     assert mask("postgresql://svc:p@ss:w0rd@db:5432/audit") == "postgresql://svc:****@db:5432/audit"
     assert "s3cr3t" not in mask("postgresql://db/audit?password=s3cr3t&sslmode=require")

@@ -23,7 +23,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from spanvisor.logs import redact
+from spanvisor.redaction import redact
 
 Cli = Literal["claude-code", "codex", "gemini"]
 CLIS: tuple[Cli, ...] = ("claude-code", "codex", "gemini")

@@ -33,7 +33,7 @@ from typing import Any
 from spanvisor.cli import codingtask as ct
 from spanvisor.cli.run_result import ResultReader, plan
 from spanvisor.config import Config
-from spanvisor.logs import redact
+from spanvisor.redaction import redact
 from spanvisor.spans import conventions as cv
 
 NAME_CHARS = 80

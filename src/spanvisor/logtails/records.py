@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from spanvisor.events import LogLine
-from spanvisor.logs import redact
+from spanvisor.redaction import redact
 from spanvisor.spans import sanitize as sz
 
 # OTel severity numbers (logs data model): the first of each range.

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from spanvisor.logs import redact
+from spanvisor.redaction import redact
 
 Kind = Literal["prompt", "call", "tool", "warning", "life"]
 
