@@ -1,40 +1,50 @@
 """spanvisor: supervise AI agents from the OpenTelemetry spans they already emit.
 
-``SpanvisorSpanProcessor`` and ``SpanvisorSpanExporter`` are imported lazily
-so that ``import spanvisor`` stays cheap for code that only needs the events.
+Everything here is imported lazily: ``import spanvisor`` stays cheap for the
+gate (``spanvisor hook`` answers a coding agent's every tool call, and the
+events alone take about 30 ms to import) and for code that needs one part.
 """
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
-from spanvisor.events import (
-    Artifact,
-    ArtifactAdded,
-    Checkpoint,
-    ContextWarning,
-    Event,
-    TaskEvent,
-    TaskFinished,
-    TaskStarted,
-    TaskView,
-)
-
 if TYPE_CHECKING:
+    from spanvisor.events import (
+        Artifact,
+        ArtifactAdded,
+        Checkpoint,
+        ContextWarning,
+        Event,
+        TaskEvent,
+        TaskFinished,
+        TaskStarted,
+        TaskView,
+    )
     from spanvisor.otel.exporter import SpanvisorSpanExporter
     from spanvisor.otel.processor import SpanvisorSpanProcessor
 
 __version__ = "0.1.0"
 
+_LAZY = {
+    "Artifact": "spanvisor.events",
+    "ArtifactAdded": "spanvisor.events",
+    "Checkpoint": "spanvisor.events",
+    "ContextWarning": "spanvisor.events",
+    "Event": "spanvisor.events",
+    "TaskEvent": "spanvisor.events",
+    "TaskFinished": "spanvisor.events",
+    "TaskStarted": "spanvisor.events",
+    "TaskView": "spanvisor.events",
+    "SpanvisorSpanExporter": "spanvisor.otel.exporter",
+    "SpanvisorSpanProcessor": "spanvisor.otel.processor",
+}
+
 
 def __getattr__(name: str) -> Any:
-    if name == "SpanvisorSpanProcessor":
-        from spanvisor.otel.processor import SpanvisorSpanProcessor
-
-        return SpanvisorSpanProcessor
-    if name == "SpanvisorSpanExporter":
-        from spanvisor.otel.exporter import SpanvisorSpanExporter
-
-        return SpanvisorSpanExporter
-    raise AttributeError(name)
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'spanvisor' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
 
 
 __all__ = [

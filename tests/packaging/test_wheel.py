@@ -101,7 +101,7 @@ def test_the_wheel_has_the_license_urls_and_entry_points(wheel: Path) -> None:
     urls = dict(u.split(", ", 1) for u in meta.get_all("Project-URL") or [])
     assert {"Homepage", "Source", "Issues", "Documentation"} <= set(urls)
     assert all(u.startswith("https://") for u in urls.values())
-    assert "spanvisor = spanvisor.cli.main:main" in eps
+    assert "spanvisor = spanvisor.cli.entry:main" in eps
     section = eps.split("[spanvisor.commands]", 1)[1].split("\n\n", 1)[0]
     assert "assets = spanvisor.cli.assets:register" in section
     assert "postgres = spanvisor_postgres.cli:register" in section

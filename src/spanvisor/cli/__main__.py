@@ -2,6 +2,6 @@
 
 import sys
 
-from spanvisor.cli.main import main
+from spanvisor.cli.entry import main
 
 sys.exit(main())

@@ -89,6 +89,15 @@ def endpoint_from(explicit: str | None, env: Mapping[str, str] | None = None) ->
     return (explicit or e.get(ENV_ENDPOINT) or DEFAULT_ENDPOINT).rstrip("/")
 
 
+def otlp_endpoint(explicit: str | None, env: Mapping[str, str]) -> str:
+    """Where a session's records go: ``explicit``, ``SPANVISOR_OTLP_ENDPOINT``,
+    the OTLP/HTTP endpoint the CLI exports to, else the local default."""
+    if explicit or env.get(ENV_ENDPOINT):
+        return endpoint_from(explicit, env)
+    grpc = env.get("OTEL_EXPORTER_OTLP_PROTOCOL") == "grpc"
+    return (("" if grpc else env.get("OTEL_EXPORTER_OTLP_ENDPOINT")) or DEFAULT_ENDPOINT).rstrip("/")
+
+
 def otlp_args(endpoint: str, token: str | None, timeout: float) -> argparse.Namespace:
     """The arguments ``emit``'s exporters read: OTLP/HTTP to ``endpoint``."""
     return argparse.Namespace(endpoint=endpoint, protocol="http/protobuf", token=token, timeout=timeout)
@@ -100,6 +109,7 @@ class SessionTask:
     def __init__(self, task_id: str, service: str, launched: bool, target: argparse.Namespace) -> None:
         self.task_id = task_id
         self.service = service
+        self.launched = launched
         self.trace_id, self.root_id = task_ids(service, task_id, launched)
         self.target = target
 
@@ -175,6 +185,7 @@ __all__ = [
     "endpoint_from",
     "launched_task",
     "otlp_args",
+    "otlp_endpoint",
     "resource_attributes",
     "task_ids",
     "task_owner",

@@ -2,7 +2,7 @@
 
 * Claude Code ``PreToolUse`` and ``PermissionRequest``, and Codex
   ``PreToolUse``: stdin JSON with ``session_id``, ``hook_event_name``,
-  ``tool_name``, ``tool_input`` (and ``tool_use_id``); the answer is
+  ``tool_name``, ``tool_input`` (and ``tool_use_id``, ``cwd``); the answer is
   ``{"hookSpecificOutput": {"hookEventName": "PreToolUse",
   "permissionDecision": "allow|deny", "permissionDecisionReason": …}}`` or,
   for ``PermissionRequest``, ``{"hookSpecificOutput": {"hookEventName":
@@ -11,28 +11,36 @@
   ``tool_input``, ``timestamp``; the answer ``{"decision": "allow|deny",
   "reason": …}``.
 
-Exit status 0 with that JSON on stdout. Input the hook cannot read is
-denied with exit status 2 as well (every one of the CLIs treats 2 as "block
-this call, show stderr to the model"), since the shape of the answer it
-expects is then unknown.
+An allow is that JSON and exit status 0. Every other answer is a block: the
+deny JSON on stdout, the reason on stderr and exit status 2, which each of
+the CLIs reads as "block this call, show stderr to the model" (any other
+non-zero status is a non-blocking error to Claude Code and Gemini CLI: the
+call would run).
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from spanvisor.redaction import redact
+from spanvisor.redaction import clip_middle, redact
 
 Cli = Literal["claude-code", "codex", "gemini"]
 CLIS: tuple[Cli, ...] = ("claude-code", "codex", "gemini")
 Answer = Literal["allow", "deny"]
+EXIT_ALLOW = 0
+EXIT_BLOCK = 2
 
 # Where a tool's input names what it acts on, in order of preference.
-_TARGET_KEYS = ("command", "cmd", "file_path", "absolute_path", "path", "notebook_path", "url", "pattern", "query")
-MAX_TARGET = 4_000
+_SHELL_KEYS = ("command", "cmd")
+_PATH_KEYS = ("file_path", "absolute_path", "path", "notebook_path")
+_OTHER_KEYS = ("url", "pattern", "query")
+# What a person is shown of the target in a one-line question: the start and
+# the end (the whole is in the details and the action).
 MAX_QUESTION_TARGET = 300
+MAX_DETAILS = 8_000
 
 
 class BadInput(ValueError):
@@ -49,35 +57,61 @@ class Call:
     tool: str
     tool_input: dict[str, Any]
     call_id: str | None
+    cwd: str | None = None
+
+    @property
+    def command(self) -> str | None:
+        """The shell command the call runs, whole (an argv list is joined
+        with shell quoting, so its words stay words)."""
+        for key in _SHELL_KEYS:
+            value = self.tool_input.get(key)
+            if isinstance(value, list) and value and all(isinstance(x, str) for x in value):
+                return shlex.join(value)  # Codex may pass argv
+            if isinstance(value, str) and value:
+                return value
+        return None
+
+    @property
+    def path(self) -> str | None:
+        """The file the call acts on, as given."""
+        for key in _PATH_KEYS:
+            value = self.tool_input.get(key)
+            if isinstance(value, str) and value:
+                return value
+        return None
 
     @property
     def target(self) -> str | None:
         """What the call acts on: its command, else its path, URL or pattern."""
-        for key in _TARGET_KEYS:
+        found = self.command or self.path
+        if found is not None:
+            return found
+        for key in _OTHER_KEYS:
             value = self.tool_input.get(key)
-            if isinstance(value, list) and value and all(isinstance(x, str) for x in value):
-                value = " ".join(value)  # Codex may pass argv
             if isinstance(value, str) and value:
-                return value[:MAX_TARGET]
+                return value
         return None
 
     def question(self) -> str:
-        """What a person is asked: the tool and its target, clipped and redacted."""
+        """What a person is asked: the tool and its target, redacted, with
+        both ends of a long target shown."""
         target = self.target
         if target is None:
             return f"Allow {self.tool}?"
-        shown = redact(" ".join(target.split()))
-        if len(shown) > MAX_QUESTION_TARGET:
-            shown = shown[: MAX_QUESTION_TARGET - 1] + "…"
-        return f"Allow {self.tool}: {shown}?"
+        return f"Allow {self.tool}: {clip_middle(redact(' '.join(target.split())), MAX_QUESTION_TARGET)}?"
 
     def details(self) -> str:
         """The tool input as JSON, redacted (for the person deciding)."""
-        return redact(json.dumps(self.tool_input, sort_keys=True, ensure_ascii=False, default=str))[:8_000]
+        text = json.dumps(self.tool_input, sort_keys=True, ensure_ascii=False, default=str)
+        return clip_middle(redact(text), MAX_DETAILS)
 
     def action(self) -> dict[str, Any]:
         """The action a decision is bound to: the tool and its arguments."""
         return {"tool": self.tool, "arguments": self.tool_input}
+
+
+def default_event(cli: Cli) -> str:
+    return "BeforeTool" if cli == "gemini" else "PreToolUse"
 
 
 def parse(cli: Cli, raw: bytes | str) -> Call:
@@ -87,6 +121,8 @@ def parse(cli: Cli, raw: bytes | str) -> Call:
         doc = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise BadInput("the hook input is not JSON") from None
+    except RecursionError:
+        raise BadInput("the hook input is nested too deeply to read") from None
     if not isinstance(doc, dict):
         raise BadInput("the hook input is not a JSON object")
     tool = doc.get("tool_name")
@@ -97,12 +133,12 @@ def parse(cli: Cli, raw: bytes | str) -> Call:
         tool_input = {}
     if not isinstance(tool_input, dict):
         raise BadInput("the hook input's tool_input is not an object")
-    default_event = "BeforeTool" if cli == "gemini" else "PreToolUse"
-    event = doc.get("hook_event_name") or default_event
+    event = doc.get("hook_event_name") or default_event(cli)
     if not isinstance(event, str):
         raise BadInput("the hook input's hook_event_name is not a string")
     session = doc.get("session_id")
     call_id = doc.get("tool_use_id") or doc.get("call_id")
+    cwd = doc.get("cwd")
     return Call(
         cli=cli,
         event=event,
@@ -110,6 +146,7 @@ def parse(cli: Cli, raw: bytes | str) -> Call:
         tool=tool,
         tool_input=tool_input,
         call_id=call_id if isinstance(call_id, str) and call_id else None,
+        cwd=cwd if isinstance(cwd, str) and cwd else None,
     )
 
 
@@ -131,4 +168,15 @@ def reply(cli: Cli, event: str, answer: Answer, reason: str) -> dict[str, Any]:
     }
 
 
-__all__ = ["CLIS", "Answer", "BadInput", "Call", "Cli", "parse", "reply"]
+__all__ = [
+    "CLIS",
+    "EXIT_ALLOW",
+    "EXIT_BLOCK",
+    "Answer",
+    "BadInput",
+    "Call",
+    "Cli",
+    "default_event",
+    "parse",
+    "reply",
+]

@@ -1,0 +1,172 @@
+"""The gate's slow path: a person decides a call the policy asks about.
+
+It opens an approval request on the session's task, the way ``spanvisor
+emit approval`` does (a live-channel record to the OTLP endpoint, the
+answer long-polled from the control API), waits for a person (Slack
+buttons, ``spanvisor approve``, the control API), checks the approval
+against this very call (consuming it) and answers, all before the
+deadline (:mod:`spanvisor.gate.deadline`). A control API that answers 503
+(its database restarting) is waited out within the deadline; one that
+cannot be reached at all answers by the policy's ``on_unreachable``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import time
+from typing import Any
+
+from spanvisor.cli import codingtask as ct
+from spanvisor.config import Config
+from spanvisor.control.client import ENV_URL, HttpSource, token_from_env
+from spanvisor.control.feed import ApprovalDecision, TaskFeed
+from spanvisor.control.permits import permit_http
+from spanvisor.gate import contracts as gc
+from spanvisor.gate import notes
+from spanvisor.gate.answer import Answer
+from spanvisor.gate.deadline import Deadline, wait_budget
+from spanvisor.gate.policy import Policy, Ruling
+from spanvisor.spans import conventions as cv
+
+# The action a decision is bound to (tool and arguments, canonical JSON).
+APPROVAL_ACTION = "agent.approval.action"
+APPROVAL_DETAILS = "agent.approval.details"
+# The longest one request to the control API or the receiver may take.
+REQUEST_TIMEOUT_S = 5.0
+
+
+def session_task(call: gc.Call, args: argparse.Namespace, timeout: float) -> ct.SessionTask | None:
+    """The session's task: the launcher's when it started the CLI, else the
+    CLI's session id; None when there is neither."""
+    launched = ct.launched_task(os.environ)
+    key = launched or call.session_id
+    if not key:
+        return None
+    target = ct.otlp_args(ct.otlp_endpoint(args.endpoint, os.environ), args.otlp_token, timeout)
+    return ct.SessionTask(key, ct.SERVICES[call.cli], launched is not None, target)
+
+
+def approval_id(task: ct.SessionTask, call: gc.Call, raw: bytes) -> str:
+    """One per tool call: the CLI's call id, else the input itself (Gemini's
+    carries a timestamp), so a hook run twice for one call asks once."""
+    basis = call.call_id or hashlib.blake2b(raw, digest_size=16).hexdigest()
+    return "h-" + hashlib.blake2b(f"{task.task_id}\x1f{basis}".encode(), digest_size=6).hexdigest()
+
+
+def opened(task: ct.SessionTask) -> bool:
+    """Open the task when no launcher did: the receiver opens a session's task
+    from the CLI's own records too, but the hook may speak first."""
+    if ct.launched_task(os.environ) is not None:
+        return True
+    return task.record(cv.LIVE_TASK_START, {cv.AGENT_ID: task.service})
+
+
+def probe(client: HttpSource, task_id: str, deadline: Deadline) -> int:
+    """The control API's answer to a read of the task: a 503 (its state
+    store away, with Retry-After) is asked again until the deadline; what
+    cannot be reached at all (status 0) is said at once."""
+    pause = 0.2
+    while True:
+        status, _ = client.get_task(task_id)
+        if status != 503 or deadline.left() <= pause:
+            return status
+        time.sleep(pause)
+        pause = min(2.0, pause * 2)
+
+
+def ask(
+    call: gc.Call,
+    raw: bytes,
+    policy: Policy,
+    ruling: Ruling,
+    args: argparse.Namespace,
+    deadline: Deadline,
+    out: Answer,
+) -> int:
+    """A person decides (or ``ruling.approvers`` people do): open the
+    request, wait, check the approval against this very call (consuming
+    it), answer, then note the answer on the task."""
+
+    def unreachable(why: str) -> int:
+        if policy.on_unreachable == "allow":
+            return out.allow(f"spanvisor: {why}; allowed (on_unreachable = allow)")
+        return out.block(f"spanvisor: {why}; denied until a person can be asked")
+
+    task = session_task(call, args, min(REQUEST_TIMEOUT_S, deadline.left()))
+    if task is None:
+        return unreachable("the hook input has no session_id and no spanvisor task is set, so no one can be asked")
+    wait_s = wait_budget(policy.timeout_s, deadline)
+    if wait_s <= 0:
+        word = "allowed" if policy.on_timeout == "allow" else "denied"
+        why = f"the CLI's hook timeout ({deadline.cli_timeout:g} s) leaves no time to ask a person"
+        reason = f"spanvisor: {why}; {word} by policy:on_timeout"
+        return out.allow(reason) if policy.on_timeout == "allow" else out.block(reason)
+    config = Config.load()
+    token = args.token or config.get("control_token") or token_from_env()
+    explicit = args.url or os.environ.get(ENV_URL) or config.get("control_url")
+    url = str(explicit) if explicit else ct.otlp_endpoint(args.endpoint, os.environ)
+    client = HttpSource(url, token, request_timeout_s=min(REQUEST_TIMEOUT_S, max(0.5, deadline.left())))
+    status = probe(client, task.task_id, deadline)
+    if status != 200:
+        return unreachable(f"the control API at {client.url} cannot be reached ({_why(status)})")
+    aid = approval_id(task, call, raw)
+    request: dict[str, Any] = {
+        cv.APPROVAL_ID: aid,
+        cv.APPROVAL_QUESTION: call.question(),
+        cv.APPROVAL_TIMEOUT_S: wait_s,
+        APPROVAL_DETAILS: call.details(),
+        APPROVAL_ACTION: json.dumps(call.action(), sort_keys=True, separators=(",", ":"), default=str),
+        "gen_ai.tool.name": call.tool,
+    }
+    if ruling.approvers > 1:
+        request[cv.APPROVAL_APPROVERS] = ruling.approvers
+    if (asker := ct.task_owner(os.environ)) is not None:
+        request[cv.APPROVAL_REQUESTER] = asker
+    if not (opened(task) and task.record(cv.EVENT_APPROVAL_REQUEST, request)):
+        return unreachable(f"the approval request could not be sent to {task.target.endpoint}")
+    # The probe and the request took time too: what is left of the deadline.
+    wait_s = min(wait_s, wait_budget(policy.timeout_s, deadline))
+    found = TaskFeed(task.task_id, lambda: client).wait_approval(aid, wait_s)
+    # The probe reached the control API: a wait that hears nothing after it
+    # (a short timeout on a slow link, an outage) is nobody deciding in
+    # time, answered by the policy's on_timeout (deny unless it says allow).
+    result = ApprovalDecision.of(found) if found is not None else ApprovalDecision.timed_out(aid)
+    if result.outcome == "timed_out":
+        answer: gc.Answer = policy.on_timeout
+        by = "policy:on_timeout"
+        reason = f"no decision in {wait_s:g} s; {'allowed' if answer == 'allow' else 'denied'} by {by}"
+    else:
+        answer = "allow" if result.approved else "deny"
+        by = result.by or "someone"
+        reason = f"{'approved' if answer == 'allow' else 'rejected'} by {by}" + (
+            f": {result.comment}" if result.comment else ""
+        )
+    if answer == "allow" and result.edited is not None:
+        answer, reason = "deny", f"{by} approved other arguments, which a hook cannot hand to the CLI: run it again"
+    elif answer == "allow" and result.outcome == "approve":
+        # The approval must be for this very call, and is used here, once;
+        # a check that cannot finish before the deadline is a denial.
+        client.request_timeout_s = min(REQUEST_TIMEOUT_S, max(0.1, deadline.left()))
+        checked = permit_http(client, task.task_id, aid, json.loads(request[APPROVAL_ACTION]), result.run_id or None)
+        if not checked.permitted:
+            answer, reason = "deny", f"approved, but the check where it runs refused it: {checked.reason}"
+    code = out.allow(f"spanvisor: {reason}") if answer == "allow" else out.block(f"spanvisor: {reason}")
+    notes.keep(
+        notes.note("decision", call, aid, args.endpoint, approval_id=aid, outcome=result.outcome, by=by),
+        args.otlp_token,
+    )
+    return code
+
+
+def _why(status: int) -> str:
+    if status == 0:
+        return "no answer"
+    if status in (401, 403):
+        return f"HTTP {status}: the token was refused"
+    return f"HTTP {status}"
+
+
+__all__ = ["APPROVAL_ACTION", "APPROVAL_DETAILS", "approval_id", "ask", "session_task"]

@@ -1,0 +1,51 @@
+"""The gate's one answer to its CLI, written once whatever happens after.
+
+An allow is the CLI's allow JSON and exit status 0. Everything else is a
+block: the deny JSON, the reason on stderr and exit status 2 (each CLI
+reads 2 as "block, show stderr to the model"). An answer that cannot be
+written is a block too.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from spanvisor.gate import contracts as gc
+
+
+class Answer:
+    """What the hook says; the first answer stands."""
+
+    def __init__(self, cli: gc.Cli | None) -> None:
+        self.cli = cli
+        self.event: str | None = None
+        self.code: int | None = None
+
+    def allow(self, reason: str) -> int:
+        return self._write("allow", reason)
+
+    def block(self, reason: str) -> int:
+        return self._write("deny", reason)
+
+    def _write(self, answer: gc.Answer, reason: str) -> int:
+        if self.code is not None:
+            return self.code
+        self.code = gc.EXIT_ALLOW if answer == "allow" else gc.EXIT_BLOCK
+        try:
+            if self.cli is not None:
+                event = self.event or gc.default_event(self.cli)
+                sys.stdout.write(json.dumps(gc.reply(self.cli, event, answer, reason)) + "\n")
+                sys.stdout.flush()
+        except BaseException:  # an answer that cannot be written is a block
+            self.code = gc.EXIT_BLOCK
+        if self.code == gc.EXIT_BLOCK:
+            try:
+                sys.stderr.write(reason + "\n")
+                sys.stderr.flush()
+            except BaseException:
+                pass
+        return self.code
+
+
+__all__ = ["Answer"]
