@@ -68,7 +68,7 @@ _WRITE_OPS = {">": ">", ">|": ">", "&>": ">", ">>": ">>", "&>>": ">>", "<>": ">"
 _HARMLESS_SINKS = frozenset({"/dev/null", "/dev/stdout", "/dev/stderr", "/dev/tty", "-"})
 _FIND_EXEC = frozenset({"-exec", "-execdir", "-ok", "-okdir"})
 
-_PARSER = tree_sitter.Parser(tree_sitter.Language(tree_sitter_bash.language()))
+_BASH = tree_sitter.Language(tree_sitter_bash.language())
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +130,9 @@ def _source(command: str, walk: _Walk, depth: int) -> None:
     except UnicodeEncodeError:  # pragma: no cover - surrogatepass encodes every str
         walk.unread.append("the command is not text")
         return
-    root = _PARSER.parse(data).root_node
+    # A parser of its own per text: the grammar's scanner keeps state
+    # between parses, and a reused parser crashed on random text.
+    root = tree_sitter.Parser(_BASH).parse(data).root_node
     if root.has_error:
         walk.unread.append("the shell could not read it (a syntax error, or a form the parser does not know)")
     _node(root, walk, depth)

@@ -1,0 +1,252 @@
+"""The real ``spanvisor hook`` attacked as a CLI would run it: whatever
+stdin, policy file, signal or crash, the answer is that CLI's block (exit
+status 2, the deny JSON), and an allow (exit 0) only where the policy
+allows exactly that call."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from spanvisor.gate import contracts as gc
+from spanvisor.gate.policy import PolicyError, parse
+
+SPANVISOR = str(Path(sys.executable).with_name("spanvisor"))
+DENY_ALL = 'default = "deny"\n'
+ALLOW_LS = 'default = "deny"\n[[rule]]\nname = "ls"\ncommand = ["ls", "ls *"]\ndecision = "allow"\n'
+
+
+def env_for(tmp: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPANVISOR_", "OTEL_"))}
+    env["SPANVISOR_DATA_DIR"] = str(tmp / "data")
+    env["SPANVISOR_HOOK_DELIVERY"] = "off"
+    return env
+
+
+def run_hook(
+    tmp: Path, cli: str, stdin: bytes, policy: bytes | str, *args: str, extra: dict[str, str] | None = None
+) -> tuple[int, str, str]:
+    path = tmp / "policy.toml"
+    path.write_bytes(policy if isinstance(policy, bytes) else policy.encode())
+    proc = subprocess.run(
+        [SPANVISOR, "hook", cli, "--policy", str(path), *args],
+        check=False,
+        input=stdin,
+        capture_output=True,
+        env={**env_for(tmp), **(extra or {})},
+        timeout=120,
+    )
+    return proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
+
+
+def decision(cli: str, out: str) -> str | None:
+    """The decision in the CLI's shape, or None when stdout holds none."""
+    lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+    if not lines:
+        return None
+    doc = json.loads(lines[-1])
+    if cli == "gemini":
+        return str(doc["decision"])
+    inner = doc["hookSpecificOutput"]
+    return str(inner.get("permissionDecision") or inner["decision"]["behavior"])
+
+
+def assert_block(cli: str, code: int, out: str, err: str) -> None:
+    assert code == 2, (code, out, err)
+    assert decision(cli, out) in ("deny", None), out
+    assert "Traceback" not in err, err
+
+
+def call_bytes(command: str, cli: str = "claude-code") -> bytes:
+    return json.dumps({"session_id": "s1", "tool_name": "Bash", "tool_input": {"command": command}}).encode()
+
+
+HOSTILE_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.sampled_from(gc.CLIS),
+    st.one_of(
+        st.binary(max_size=200),
+        HOSTILE_JSON.map(lambda v: json.dumps(v).encode()),
+        st.builds(
+            lambda tool, value: json.dumps({"session_id": "s", "tool_name": tool, "tool_input": value}).encode(),
+            st.one_of(st.text(max_size=10), st.integers()),
+            HOSTILE_JSON,
+        ),
+        st.integers(1_000, 5_000).map(lambda n: b'{"tool_name": "Bash", "tool_input": ' + b"[" * n + b"]" * n + b"}"),
+    ),
+)
+def test_any_stdin_ends_in_a_block_under_a_deny_policy(tmp_path: Path, cli: str, stdin: bytes) -> None:
+    code, out, err = run_hook(tmp_path, cli, stdin, DENY_ALL)
+    assert_block(cli, code, out, err)
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.one_of(
+        st.binary(max_size=300),
+        st.text(max_size=200).map(lambda t: t.encode("utf-8", "surrogatepass")),
+        st.just(b'default = "allow"\n\xe9'),
+        st.just(b"x = " + b"[" * 3000 + b"]" * 3000),
+        st.just(b'default = "alow"\n'),
+    )
+)
+def test_any_policy_file_that_is_not_a_valid_policy_is_a_block(tmp_path: Path, policy: bytes) -> None:
+    code, out, err = run_hook(tmp_path, "claude-code", call_bytes("ls"), policy)
+    try:
+        import tomllib
+
+        valid = parse(tomllib.loads(policy.decode("utf-8")))
+    except (PolicyError, UnicodeDecodeError, ValueError, RecursionError):
+        valid = None
+    if valid is None:
+        assert_block("claude-code", code, out, err)
+    else:
+        assert code in (0, 2) and decision("claude-code", out) in ("allow", "deny")
+
+
+@pytest.mark.parametrize("cli", gc.CLIS)
+def test_chained_commands_are_blocked_and_plain_ones_allowed_by_the_real_hook(tmp_path: Path, cli: str) -> None:
+    for command in ("ls && touch pwned.txt", "ls; cat README.md", "ls | sh", "ls $(rm -rf ~/prod)", "ls\nrm x"):
+        code, out, err = run_hook(tmp_path, cli, call_bytes(command), ALLOW_LS)
+        assert_block(cli, code, out, err)
+    code, out, _ = run_hook(tmp_path, cli, call_bytes("ls -la"), ALLOW_LS)
+    assert (code, decision(cli, out)) == (0, "allow")
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _waiting_hook(tmp_path: Path, cli: str) -> subprocess.Popen[bytes]:
+    """The real hook with its stdin left open: it waits to read the call."""
+    (tmp_path / "policy.toml").write_text(DENY_ALL)
+    return subprocess.Popen(
+        [SPANVISOR, "hook", cli, "--policy", str(tmp_path / "policy.toml")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env_for(tmp_path),
+    )
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc for the child")
+@pytest.mark.parametrize("cli", gc.CLIS)
+def test_a_crash_of_the_deciding_process_is_a_block(tmp_path: Path, cli: str) -> None:
+    proc = _waiting_hook(tmp_path, cli)
+    try:
+        deadline = time.monotonic() + 60
+        while not (kids := _children(proc.pid)) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert kids, "the hook decides in a child process"
+        os.kill(kids[0], signal.SIGSEGV)  # as a native crash would end it
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert_block(cli, proc.returncode, out.decode(), err.decode())
+    assert "signal 11" in err.decode()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_a_signal_while_the_hook_waits_is_a_block(tmp_path: Path, sig: signal.Signals) -> None:
+    proc = _waiting_hook(tmp_path, "gemini")
+    try:
+        deadline = time.monotonic() + 60
+        while not _children(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert_block("gemini", proc.returncode, out.decode(), err.decode())
+
+
+class Blackhole:
+    """A server that accepts connections and never answers."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.held: list[socket.socket] = []
+        self.accepted = threading.Event()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.held.append(conn)
+            self.accepted.set()
+
+    def close(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept
+        except OSError:
+            pass
+        self.sock.close()
+        self.thread.join(10)
+        for c in self.held:
+            c.close()
+
+
+def test_a_silent_control_api_is_a_block_before_the_clis_timeout(tmp_path: Path) -> None:
+    hole = Blackhole()
+    try:
+        args = ("--cli-timeout", "4", "--url", hole.url, "--endpoint", hole.url)
+        stdin = json.dumps({"session_id": "s1", "tool_name": "Bash", "tool_input": {"command": "make"}}).encode()
+        code, out, err = run_hook(tmp_path, "gemini", stdin, 'default = "ask"\n', *args)
+        assert hole.accepted.is_set(), "the hook asked the control API"
+        assert_block("gemini", code, out, err)
+    finally:
+        hole.close()
+
+
+def test_the_policy_answer_imports_no_otel_asyncio_or_http_client(tmp_path: Path) -> None:
+    code, _, err = run_hook(
+        tmp_path, "claude-code", call_bytes("ls -la"), ALLOW_LS, extra={"PYTHONPROFILEIMPORTTIME": "1"}
+    )
+    assert code == 0
+    imported = {line.rsplit("|", 1)[-1].strip() for line in err.splitlines() if line.startswith("import time:")}
+    heavy = {m for m in imported if m.split(".")[0] in ("opentelemetry", "asyncio", "requests", "urllib3", "grpc")}
+    assert imported and not heavy, sorted(heavy)
+
+
+def test_the_answer_never_waits_for_the_note(tmp_path: Path) -> None:
+    """With the receiver silent, the policy's answer is given and the hook
+    has exited while its note's delivery still waits on the receiver."""
+    hole = Blackhole()
+    try:
+        env: dict[str, Any] = {"SPANVISOR_HOOK_DELIVERY": "on", "SPANVISOR_OTLP_ENDPOINT": hole.url}
+        code, out, _ = run_hook(tmp_path, "claude-code", call_bytes("ls"), ALLOW_LS, extra=env)
+        assert (code, decision("claude-code", out)) == (0, "allow")
+        assert hole.accepted.wait(60), "the detached delivery reached the receiver"
+        spool = tmp_path / "data" / "hook-spool"
+        assert [p for p in spool.iterdir() if p.suffix == ".json"], "the note waits in the spool, not lost"
+    finally:
+        hole.close()
