@@ -91,7 +91,7 @@ def test_policy_verdicts_answer_each_cli_in_its_own_shape_and_are_recorded(serve
     }
     codex = _session(CODEX_PRE)
     code, answer, _ = hook("codex", codex)
-    assert code == 2  # every block is exit status 2 as well as the deny JSON
+    assert code == 0
     assert answer == {
         "hookSpecificOutput": {
             "hookEventName": "PreToolUse",
@@ -102,7 +102,7 @@ def test_policy_verdicts_answer_each_cli_in_its_own_shape_and_are_recorded(serve
     permission = _session({**CLAUDE_PERMISSION, "tool_input": {"command": "rm -rf /"}})
     code, answer, _ = hook("claude-code", permission)
     assert (code, answer) == (
-        2,
+        0,
         {
             "hookSpecificOutput": {
                 "hookEventName": "PermissionRequest",
@@ -142,7 +142,7 @@ def test_unreadable_input_and_policy_are_denials_never_tracebacks(env: Path, tmp
     code, answer, err = hook("claude-code", secret, "--policy", str(bad))
     out = answer["hookSpecificOutput"]
     assert (
-        code == 2
+        code == 2  # a policy that cannot be read is a failure: exit status 2 as well
         and out["permissionDecision"] == "deny"
         and "default must be one of" in out["permissionDecisionReason"]
     )
@@ -152,7 +152,7 @@ def test_unreadable_input_and_policy_are_denials_never_tracebacks(env: Path, tmp
 def test_no_control_api_fails_closed_unless_the_policy_says_allow(env: Path, tmp_path: Path) -> None:
     args = ("--url", "http://127.0.0.1:9", "--endpoint", "http://127.0.0.1:9")
     code, answer, _ = hook("gemini", GEMINI_BEFORE | {"tool_input": {"command": "make deploy"}}, *args)
-    assert code == 2 and answer["decision"] == "deny"
+    assert code == 0 and answer["decision"] == "deny"
     assert "control API at http://127.0.0.1:9 cannot be reached" in answer["reason"]
     lenient = tmp_path / "lenient.toml"
     lenient.write_text('on_unreachable = "allow"\n')
@@ -187,7 +187,7 @@ def test_ask_waits_for_a_person_and_answers_with_their_decision(
     t.join(300)
     [(code, answer, _)] = result
     out = answer["hookSpecificOutput"]
-    assert code == (0 if expected == "allow" else 2) and out["permissionDecision"] == expected
+    assert code == 0 and out["permissionDecision"] == expected
     word = "approved" if verb == "approve" else "rejected"
     assert out["permissionDecisionReason"] == f"spanvisor: {word} by alice"
     # The person's decision is on the task's record (who and what).
@@ -214,4 +214,4 @@ def test_nobody_deciding_in_time_is_the_policys_timeout_outcome(
     code, answer, _ = hook(
         "gemini", _session(GEMINI_BEFORE | {"tool_input": {"command": "make"}}), "--policy", str(strict)
     )
-    assert (code, answer["decision"]) == (2, "deny") and "policy:on_timeout" in answer["reason"]
+    assert (code, answer["decision"]) == (0, "deny") and "policy:on_timeout" in answer["reason"]

@@ -62,7 +62,7 @@ def test_a_limit_too_short_to_ask_anyone_is_answered_at_once_by_on_timeout(
         "http://127.0.0.1:9",
     )
     code, out, _ = hook("gemini", payload, *args)
-    assert (code, out["decision"]) == (0 if answer == "allow" else 2, answer)
+    assert (code, out["decision"]) == (0, answer)
     assert "hook timeout (1 s) leaves no time to ask a person" in out["reason"]
     assert "by policy:on_timeout" in out["reason"]
     # Claude Code asks as before when its settings give no limit.

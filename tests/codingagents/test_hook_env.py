@@ -90,4 +90,4 @@ def test_a_hook_without_otel_variables_asks_on_the_launchers_task_naming_the_own
     assert main(["reject", task, req["approval_id"], "--url", serve.base, "--token", TOKEN, "--as", "bob"]) == 0
     asker.join(300)
     [(code, answer, _)] = result
-    assert code == 2 and answer["hookSpecificOutput"]["permissionDecision"] == "deny"
+    assert code == 0 and answer["hookSpecificOutput"]["permissionDecision"] == "deny"

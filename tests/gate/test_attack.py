@@ -63,9 +63,11 @@ def decision(cli: str, out: str) -> str | None:
     return str(inner.get("permissionDecision") or inner["decision"]["behavior"])
 
 
-def assert_block(cli: str, code: int, out: str, err: str) -> None:
-    assert code == 2, (code, out, err)
-    assert decision(cli, out) in ("deny", None), out
+def assert_block(cli: str, code: int, out: str, err: str, failure: bool = True) -> None:
+    """Blocked: a failure by exit status 2 (with or without the deny JSON), a
+    policy's deny by the deny JSON (exit 0, as the CLI documents it)."""
+    said = decision(cli, out)
+    assert (code == 2 and said in ("deny", None)) or (not failure and code == 0 and said == "deny"), (code, out, err)
     assert "Traceback" not in err, err
 
 
@@ -96,7 +98,7 @@ HOSTILE_JSON = st.recursive(
 )
 def test_any_stdin_ends_in_a_block_under_a_deny_policy(tmp_path: Path, cli: str, stdin: bytes) -> None:
     code, out, err = run_hook(tmp_path, cli, stdin, DENY_ALL)
-    assert_block(cli, code, out, err)
+    assert_block(cli, code, out, err, failure=False)
 
 
 @settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -127,7 +129,7 @@ def test_any_policy_file_that_is_not_a_valid_policy_is_a_block(tmp_path: Path, p
 def test_chained_commands_are_blocked_and_plain_ones_allowed_by_the_real_hook(tmp_path: Path, cli: str) -> None:
     for command in ("ls && touch pwned.txt", "ls; cat README.md", "ls | sh", "ls $(rm -rf ~/prod)", "ls\nrm x"):
         code, out, err = run_hook(tmp_path, cli, call_bytes(command), ALLOW_LS)
-        assert_block(cli, code, out, err)
+        assert_block(cli, code, out, err, failure=False)
     code, out, _ = run_hook(tmp_path, cli, call_bytes("ls -la"), ALLOW_LS)
     assert (code, decision(cli, out)) == (0, "allow")
 
@@ -222,7 +224,7 @@ def test_a_silent_control_api_is_a_block_before_the_clis_timeout(tmp_path: Path)
         stdin = json.dumps({"session_id": "s1", "tool_name": "Bash", "tool_input": {"command": "make"}}).encode()
         code, out, err = run_hook(tmp_path, "gemini", stdin, 'default = "ask"\n', *args)
         assert hole.accepted.is_set(), "the hook asked the control API"
-        assert_block("gemini", code, out, err)
+        assert_block("gemini", code, out, err, failure=False)
     finally:
         hole.close()
 

@@ -135,7 +135,7 @@ def decide(args: argparse.Namespace, out: Answer, started: float) -> int:
         return ask(call, raw, policy, ruling, args, deadline, out)
     word = "allowed" if ruling.verdict == "allow" else "denied"
     reason = f"spanvisor: {ruling.reason or word + ' by ' + ruling.by}"
-    code = out.allow(reason) if ruling.verdict == "allow" else out.block(reason)
+    code = out.allow(reason) if ruling.verdict == "allow" else out.deny(reason)
     _disarm()
     basis = call.call_id or hashlib.blake2b(raw, digest_size=16).hexdigest()
     notes.keep(notes.note("policy", call, basis, args.endpoint, verdict=ruling.verdict, by=ruling.by), args.otlp_token)

@@ -93,7 +93,7 @@ def ask(
     def unreachable(why: str) -> int:
         if policy.on_unreachable == "allow":
             return out.allow(f"spanvisor: {why}; allowed (on_unreachable = allow)")
-        return out.block(f"spanvisor: {why}; denied until a person can be asked")
+        return out.deny(f"spanvisor: {why}; denied until a person can be asked")
 
     task = session_task(call, args, min(REQUEST_TIMEOUT_S, deadline.left()))
     if task is None:
@@ -103,7 +103,7 @@ def ask(
         word = "allowed" if policy.on_timeout == "allow" else "denied"
         why = f"the CLI's hook timeout ({deadline.cli_timeout:g} s) leaves no time to ask a person"
         reason = f"spanvisor: {why}; {word} by policy:on_timeout"
-        return out.allow(reason) if policy.on_timeout == "allow" else out.block(reason)
+        return out.allow(reason) if policy.on_timeout == "allow" else out.deny(reason)
     config = Config.load()
     token = args.token or config.get("control_token") or token_from_env()
     explicit = args.url or os.environ.get(ENV_URL) or config.get("control_url")
@@ -153,7 +153,7 @@ def ask(
         checked = permit_http(client, task.task_id, aid, json.loads(request[APPROVAL_ACTION]), result.run_id or None)
         if not checked.permitted:
             answer, reason = "deny", f"approved, but the check where it runs refused it: {checked.reason}"
-    code = out.allow(f"spanvisor: {reason}") if answer == "allow" else out.block(f"spanvisor: {reason}")
+    code = out.allow(f"spanvisor: {reason}") if answer == "allow" else out.deny(f"spanvisor: {reason}")
     notes.keep(
         notes.note("decision", call, aid, args.endpoint, approval_id=aid, outcome=result.outcome, by=by),
         args.otlp_token,

@@ -1,9 +1,11 @@
 """The gate's one answer to its CLI, written once whatever happens after.
 
-An allow is the CLI's allow JSON and exit status 0. Everything else is a
-block: the deny JSON, the reason on stderr and exit status 2 (each CLI
-reads 2 as "block, show stderr to the model"). An answer that cannot be
-written is a block too.
+An allow is the CLI's allow JSON and exit status 0; a deny (a policy's, a
+person's, nobody deciding in time) is the CLI's deny JSON and exit status
+0, as each CLI documents it. Every failure is a block: the deny JSON, the
+reason on stderr and exit status 2 (each CLI reads 2 as "block, show
+stderr to the model"; any other status lets Claude Code and Gemini CLI run
+the call). An answer that cannot be written is a block too.
 """
 
 from __future__ import annotations
@@ -25,13 +27,16 @@ class Answer:
     def allow(self, reason: str) -> int:
         return self._write("allow", reason)
 
-    def block(self, reason: str) -> int:
-        return self._write("deny", reason)
+    def deny(self, reason: str) -> int:
+        return self._write("deny", reason, gc.EXIT_ALLOW)
 
-    def _write(self, answer: gc.Answer, reason: str) -> int:
+    def block(self, reason: str) -> int:
+        return self._write("deny", reason, gc.EXIT_BLOCK)
+
+    def _write(self, answer: gc.Answer, reason: str, code: int = gc.EXIT_ALLOW) -> int:
         if self.code is not None:
             return self.code
-        self.code = gc.EXIT_ALLOW if answer == "allow" else gc.EXIT_BLOCK
+        self.code = code
         try:
             if self.cli is not None:
                 event = self.event or gc.default_event(self.cli)
