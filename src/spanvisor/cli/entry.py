@@ -82,17 +82,17 @@ def _watch(argv: list[str]) -> int:
 
 
 def _block(argv: list[str], reason: str) -> int:
-    """The block in the CLI's shape, written by hand: nothing imported."""
+    """The block in the CLI's shape (the PreToolUse shape: exit status 2
+    blocks whatever the event)."""
+    import json  # standard library only, and only on a failure
+
     cli = argv[0] if argv else ""
+    doc = ""
     if cli == "gemini":
-        doc = '{"decision": "deny", "reason": "%s"}' % reason  # noqa: UP031
+        doc = json.dumps({"decision": "deny", "reason": reason})
     elif cli in ("claude-code", "codex"):
-        doc = (
-            '{"hookSpecificOutput": {"hookEventName": "PreToolUse", "permissionDecision": "deny", '
-            '"permissionDecisionReason": "%s"}}' % reason  # noqa: UP031
-        )
-    else:
-        doc = ""
+        inner = {"hookEventName": "PreToolUse", "permissionDecision": "deny", "permissionDecisionReason": reason}
+        doc = json.dumps({"hookSpecificOutput": inner})
     for stream, text in ((sys.stdout, doc), (sys.stderr, reason)):
         try:
             if text:
