@@ -20,17 +20,21 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from spanvisor.cli import codingtask as ct
 from spanvisor.gate import notes
-from spanvisor.spans import conventions as cv
+
+if TYPE_CHECKING:
+    from spanvisor.cli import codingtask as ct
 
 REQUEST_TIMEOUT_S = 3.0
+BACKOFF_S = 10.0
 
 
 def records(item: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """The live-channel records a note stands for."""
+    from spanvisor.spans import conventions as cv
+
     if item.get("kind") == "policy":
         allowed = item.get("verdict") == "allow"
         shown = str(item.get("question", "")).removeprefix("Allow ").removesuffix("?")
@@ -60,6 +64,8 @@ def records(item: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 
 def task_of(item: Mapping[str, Any]) -> ct.SessionTask | None:
+    from spanvisor.cli import codingtask as ct
+
     env: dict[str, str] = {k: str(v) for k, v in dict(item.get("env") or {}).items()}
     launched = ct.launched_task(env)
     key = launched or item.get("session_id")
@@ -77,6 +83,8 @@ def deliver_one(path: Path) -> bool:
         item = json.loads(path.read_bytes())
     except (OSError, ValueError):
         return True  # unreadable: nothing can be sent, nothing retried
+    from spanvisor.spans import conventions as cv
+
     task = task_of(item)
     if task is None:
         return True
@@ -107,12 +115,22 @@ def deliver(directory: Path | None = None) -> int:
                     _give_up(path, where)
                     continue
                 if not deliver_one(path):
+                    _back_off(where)
                     return sent
                 path.unlink(missing_ok=True)
                 sent += 1
     finally:
         os.close(lock)
     return sent
+
+
+def _back_off(where: Path) -> None:
+    """The receiver is away: no deliverer starts for a while (the next
+    hook call after it tries again)."""
+    try:
+        (where / notes.BACKOFF_FILE).write_text(str(time.time() + BACKOFF_S))
+    except OSError:
+        pass
 
 
 def _stale(path: Path) -> bool:

@@ -12,6 +12,7 @@ derived from them). The spool is private to the user (mode 0700).
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -118,11 +119,36 @@ def keep(item: dict[str, Any] | None, otlp_token: str | None) -> None:
     spawn_delivery(otlp_token)
 
 
+BACKOFF_FILE = ".retry-after"
+
+
+def _delivery_due(where: Path) -> bool:
+    """Whether a deliverer should start: none is running (it looks again
+    before it stops) and the last one did not find the receiver away in
+    the last while (its ``.retry-after``)."""
+    try:
+        if time.time() < float((where / BACKOFF_FILE).read_text() or 0):
+            return False
+    except (OSError, ValueError):
+        pass
+    try:
+        fd = os.open(where / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
 def spawn_delivery(otlp_token: str | None) -> None:
     """Start ``python -m spanvisor.cli.hook_notes`` in a session of its own,
     holding none of this process's pipes: the CLI reads the answer and goes
     on while the notes are sent."""
-    if os.environ.get(ENV_DELIVERY) == "off":
+    if os.environ.get(ENV_DELIVERY) == "off" or not _delivery_due(spool_dir()):
         return
     try:
         pid = os.fork()
@@ -144,6 +170,7 @@ def spawn_delivery(otlp_token: str | None) -> None:
 
 
 __all__ = [
+    "BACKOFF_FILE",
     "ENV_DELIVERY",
     "ENV_SPOOL",
     "GIVE_UP_S",

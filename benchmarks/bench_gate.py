@@ -1,0 +1,109 @@
+"""The gate's cost per tool call: from the CLI's spawn of ``spanvisor hook``
+to its answer, for a call a rule allows, one a rule denies and one no rule
+matches (answered by ``default = "deny"``), with the receiver down (its
+notes wait in the spool) and up-but-silent (a blackhole: the notes' delivery
+hangs, the answer must not), beside ``true`` (a process that does nothing)
+as the floor. Interleaved: one call of each case per round.
+
+    .venv/bin/python benchmarks/bench_gate.py [--calls 1000] [--quick]
+
+Figures are wall time of a whole process, as the CLI pays it (p50/p95/p99,
+ms), and the ratio to the floor from the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+SPANVISOR = str(Path(sys.executable).with_name("spanvisor"))
+POLICY = """default = "deny"
+[[rule]]
+name = "everyday"
+command = ["ls", "ls *", "git status"]
+decision = "allow"
+[[rule]]
+name = "no-rm"
+command = ["rm *"]
+decision = "deny"
+"""
+CALLS = {
+    "allowed by a rule": "ls -la",
+    "denied by a rule": "rm -rf build",
+    "no rule (default)": "make deploy",
+    "chained, allowed": "git status && ls -la | ls",
+}
+
+
+def blackhole() -> tuple[str, socket.socket]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(512)
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                held.append(sock.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    return f"http://127.0.0.1:{sock.getsockname()[1]}", sock
+
+
+def timed(argv: list[str], stdin: bytes, env: dict[str, str]) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(argv, input=stdin, capture_output=True, env=env, check=False)
+    return (time.perf_counter() - t0) * 1000
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--calls", type=int, default=1000)
+    ap.add_argument("--quick", action="store_true", help="100 calls per case")
+    args = ap.parse_args()
+    n = 100 if args.quick else args.calls
+    tmp = Path(tempfile.mkdtemp(prefix="bench-gate-"))
+    (tmp / "policy.toml").write_text(POLICY)
+    hole_url, hole = blackhole()
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("SPANVISOR_", "OTEL_"))}
+    receivers = {
+        "receiver down": {**base, "SPANVISOR_OTLP_ENDPOINT": "http://127.0.0.1:9"},
+        "receiver silent": {**base, "SPANVISOR_OTLP_ENDPOINT": hole_url},
+    }
+    for env in receivers.values():
+        env["SPANVISOR_DATA_DIR"] = str(tmp / "data")
+    cases: dict[str, tuple[list[str], bytes, dict[str, str]]] = {"true (floor)": (["true"], b"", base)}
+    for rname, env in receivers.items():
+        for cname, command in CALLS.items():
+            stdin = json.dumps({"session_id": "bench", "tool_name": "Bash", "tool_input": {"command": command}})
+            argv = [SPANVISOR, "hook", "claude-code", "--policy", str(tmp / "policy.toml")]
+            cases[f"{cname}, {rname}"] = (argv, stdin.encode(), env)
+    times: dict[str, list[float]] = {k: [] for k in cases}
+    for i in range(n):
+        for name, (argv, stdin, env) in cases.items():
+            times[name].append(timed(argv, stdin, env))
+        if (i + 1) % max(1, n // 10) == 0:
+            print(f"  {i + 1}/{n} rounds", file=sys.stderr, flush=True)
+    hole.close()
+    floor = statistics.median(times["true (floor)"])
+    print(f"{'case':48} {'p50':>7} {'p95':>7} {'p99':>7}  p50 over the floor (ms)")
+    for name, ts in times.items():
+        q = statistics.quantiles(ts, n=100)
+        p50 = statistics.median(ts)
+        print(f"{name:48} {p50:7.1f} {q[94]:7.1f} {q[98]:7.1f}  {p50 - floor:7.1f}")
+    print(f"calls per case: {n}; spool left: {len(list((tmp / 'data' / 'hook-spool').glob('*.json')))} notes")
+
+
+if __name__ == "__main__":
+    main()
