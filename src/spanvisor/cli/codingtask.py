@@ -21,29 +21,27 @@ span, ended with the outcome, through :func:`spanvisor.cli.emit_spans.otlp_expor
 from __future__ import annotations
 
 import argparse
-import os
 import time
 import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
-from spanvisor.cli import emit_live
-from spanvisor.cli.emit_spans import otlp_exporter
+from spanvisor.gate.session import (
+    DEFAULT_ENDPOINT,
+    ENV_ENDPOINT,
+    ENV_TASK_ID,
+    ENV_TASK_OWNER,
+    RESOURCE_TASK_ID,
+    SERVICES,
+    endpoint_from,
+    launched_task,
+    otlp_endpoint,
+    resource_attributes,
+)
 from spanvisor.receiver.codingagents import ids
 from spanvisor.spans import conventions as cv
 
-RESOURCE_TASK_ID = "spanvisor.task.id"
 RESOURCE_TASK_NAME = "spanvisor.task.name"
-ENV_ENDPOINT = "SPANVISOR_OTLP_ENDPOINT"
-# What the launcher tells the CLI's hooks, in variables a CLI passes on:
-# Claude Code (2.1) removes every OTEL_* variable from a hook's environment,
-# so OTEL_RESOURCE_ATTRIBUTES alone would leave the hook without the task.
-ENV_TASK_ID = "SPANVISOR_TASK_ID"
-ENV_TASK_OWNER = "SPANVISOR_TASK_OWNER"
-DEFAULT_ENDPOINT = "http://127.0.0.1:4318"
-
-# service.name each CLI reports (Codex says codex_tui in its interactive UI).
-SERVICES = {"claude-code": "claude-code", "codex": "codex_exec", "gemini": "gemini-cli"}
 
 
 def task_ids(service: str, key: str, launched: bool) -> tuple[int, int]:
@@ -54,16 +52,6 @@ def task_ids(service: str, key: str, launched: bool) -> tuple[int, int]:
     return int(trace_hex, 16), int(span_hex, 16)
 
 
-def resource_attributes(env: Mapping[str, str]) -> dict[str, str]:
-    """``OTEL_RESOURCE_ATTRIBUTES`` decoded (key=value pairs, percent-encoded)."""
-    out: dict[str, str] = {}
-    for part in env.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
-        key, sep, value = part.partition("=")
-        if sep and key.strip():
-            out[urllib.parse.unquote(key.strip())] = urllib.parse.unquote(value.strip())
-    return out
-
-
 def with_resource(env: Mapping[str, str], attrs: Mapping[str, str]) -> str:
     """The user's ``OTEL_RESOURCE_ATTRIBUTES`` with ``attrs`` added (ours win),
     every key and value percent-encoded as the OTel spec asks."""
@@ -71,31 +59,10 @@ def with_resource(env: Mapping[str, str], attrs: Mapping[str, str]) -> str:
     return ",".join(f"{urllib.parse.quote(k, safe='')}={urllib.parse.quote(v, safe='')}" for k, v in merged.items())
 
 
-def launched_task(env: Mapping[str, str]) -> str | None:
-    """The launcher's task id, if this process runs under ``spanvisor run``:
-    ``SPANVISOR_TASK_ID``, else ``spanvisor.task.id`` in
-    ``OTEL_RESOURCE_ATTRIBUTES`` (a launcher of an older version)."""
-    return env.get(ENV_TASK_ID) or resource_attributes(env).get(RESOURCE_TASK_ID) or None
-
-
 def task_owner(env: Mapping[str, str]) -> str | None:
     """The person the agent works for, who may not approve its requests:
     ``SPANVISOR_TASK_OWNER``, else ``agent.owner`` in ``OTEL_RESOURCE_ATTRIBUTES``."""
     return env.get(ENV_TASK_OWNER) or resource_attributes(env).get(cv.OWNER) or None
-
-
-def endpoint_from(explicit: str | None, env: Mapping[str, str] | None = None) -> str:
-    e = os.environ if env is None else env
-    return (explicit or e.get(ENV_ENDPOINT) or DEFAULT_ENDPOINT).rstrip("/")
-
-
-def otlp_endpoint(explicit: str | None, env: Mapping[str, str]) -> str:
-    """Where a session's records go: ``explicit``, ``SPANVISOR_OTLP_ENDPOINT``,
-    the OTLP/HTTP endpoint the CLI exports to, else the local default."""
-    if explicit or env.get(ENV_ENDPOINT):
-        return endpoint_from(explicit, env)
-    grpc = env.get("OTEL_EXPORTER_OTLP_PROTOCOL") == "grpc"
-    return (("" if grpc else env.get("OTEL_EXPORTER_OTLP_ENDPOINT")) or DEFAULT_ENDPOINT).rstrip("/")
 
 
 def otlp_args(endpoint: str, token: str | None, timeout: float) -> argparse.Namespace:
@@ -115,6 +82,8 @@ class SessionTask:
 
     def record(self, name: str, attrs: Mapping[str, Any], at: int | None = None) -> bool:
         """One live-channel record in the task root's context."""
+        from spanvisor.cli import emit_live
+
         said = {cv.TASK_ID: self.task_id, **attrs}
         return emit_live.send(self.target, self.service, self.trace_id, self.root_id, name, said, at or time.time_ns())
 
@@ -126,6 +95,8 @@ class SessionTask:
         from opentelemetry.sdk.trace.export import SpanExportResult
         from opentelemetry.sdk.trace.id_generator import IdGenerator
         from opentelemetry.trace import Status, StatusCode
+
+        from spanvisor.cli.emit_spans import otlp_exporter
 
         trace_id, root_id = self.trace_id, self.root_id
         ended: list[ReadableSpan] = []

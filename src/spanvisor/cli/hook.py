@@ -129,6 +129,7 @@ def decide(args: argparse.Namespace, out: Answer, started: float) -> int:
     except PolicyError as exc:
         return out.block(f"spanvisor: {exc}; denied until the policy is fixed")
     ruling = policy.decide(call)
+    decided_at = time.time_ns()
     if ruling.verdict == "ask":
         from spanvisor.cli.hook_ask import ask
 
@@ -138,7 +139,10 @@ def decide(args: argparse.Namespace, out: Answer, started: float) -> int:
     code = out.allow(reason) if ruling.verdict == "allow" else out.deny(reason)
     _disarm()
     basis = call.call_id or hashlib.blake2b(raw, digest_size=16).hexdigest()
-    notes.keep(notes.note("policy", call, basis, args.endpoint, verdict=ruling.verdict, by=ruling.by), args.otlp_token)
+    notes.keep(
+        notes.note("policy", call, basis, args.endpoint, decided_at, verdict=ruling.verdict, by=ruling.by),
+        args.otlp_token,
+    )
     return code
 
 

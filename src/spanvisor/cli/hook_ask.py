@@ -153,9 +153,10 @@ def ask(
         checked = permit_http(client, task.task_id, aid, json.loads(request[APPROVAL_ACTION]), result.run_id or None)
         if not checked.permitted:
             answer, reason = "deny", f"approved, but the check where it runs refused it: {checked.reason}"
+    decided_at = time.time_ns()
     code = out.allow(f"spanvisor: {reason}") if answer == "allow" else out.deny(f"spanvisor: {reason}")
     notes.keep(
-        notes.note("decision", call, aid, args.endpoint, approval_id=aid, outcome=result.outcome, by=by),
+        notes.note("decision", call, aid, args.endpoint, decided_at, approval_id=aid, outcome=result.outcome, by=by),
         args.otlp_token,
     )
     return code

@@ -1,13 +1,17 @@
-"""Audit notes the gate has yet to deliver: a spool of files.
+"""Audit notes: what the gate decided, on the session's task.
 
-A policy's answer never waits for the network: the note that records it
-(on the session's task, over OTLP) is written here first, as one file named
-by its stable id, and delivered after the answer by a detached process
-(``python -m spanvisor.cli.hook_notes``), by the next hook call's, or by
-the launcher at the session's end. A note leaves the spool only once the
-receiver took it; its id and its time are fixed when it is written, so a
-second delivery of it is the same record (the receiver's event ids are
-derived from them). The spool is private to the user (mode 0700).
+A note is written after the answer, never before it: the hook sends it
+itself (the CLI waits for the hook's exit, so a note sent before the exit
+is recorded before anything the CLI records of the call), within
+:data:`SEND_BUDGET_S`, to a plain-HTTP receiver. When that fails (the
+receiver down, slow or behind TLS), the note goes to a spool, one file
+named by its stable id, and a detached deliverer (``python -m
+spanvisor.gate.notes``) sends it, oldest first, removing it only once the
+receiver took it. A note's id and time are fixed when it is made, so a
+second delivery is the same record (the receiver's live facts are keyed by
+them). With the receiver away, deliveries back off for
+:data:`BACKOFF_S`; a note undelivered for a week moves to ``undelivered/``
+and is counted. The spool is private to the user (mode 0700).
 """
 
 from __future__ import annotations
@@ -18,17 +22,28 @@ import json
 import os
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from spanvisor.gate import otlp
 from spanvisor.gate.contracts import Call
+from spanvisor.gate.session import Session, otlp_endpoint, session_of
 
 ENV_SPOOL = "SPANVISOR_HOOK_SPOOL"
+ENV_DELIVERY = "SPANVISOR_HOOK_DELIVERY"
+ENV_TOKEN = "SPANVISOR_OTLP_TOKEN"
+# What the hook spends sending a note before it spools it instead: a
+# receiver on loopback answers in a few ms.
+SEND_BUDGET_S = 0.05
+REQUEST_TIMEOUT_S = 3.0
+BACKOFF_S = 10.0
+BACKOFF_FILE = ".retry-after"
 # A note undelivered this long is moved aside (kept, counted), not retried.
 GIVE_UP_S = 7 * 86_400
 
 
-def spool_dir(env: dict[str, str] | None = None) -> Path:
+def spool_dir(env: Mapping[str, str] | None = None) -> Path:
     e = os.environ if env is None else env
     explicit = e.get(ENV_SPOOL)
     if explicit:
@@ -39,15 +54,80 @@ def spool_dir(env: dict[str, str] | None = None) -> Path:
     return Path(state) / "spanvisor" / "hook-spool"
 
 
-def write(note: dict[str, Any], directory: Path | None = None) -> Path:
-    """Put ``note`` (with its ``id``) in the spool, atomically."""
+def note(kind: str, call: Call, basis: str, endpoint: str | None, at: int, **facts: Any) -> dict[str, Any] | None:
+    """A note on the session's task (None when the call names no task): its
+    id is stable for the call (``basis``) and the kind, and its time is
+    ``at``, when the decision was made."""
+    session = session_of(call.cli, call.session_id, os.environ)
+    if session is None:
+        return None
+    ident = hashlib.blake2b(f"{session.key}\x1f{basis}\x1f{kind}".encode(), digest_size=12).hexdigest()
+    records: list[tuple[str, dict[str, Any], int]] = []
+    if kind == "policy":
+        allowed = facts.get("verdict") == "allow"
+        shown = call.question().removeprefix("Allow ").removesuffix("?")
+        if not session.launched:  # the hook may speak before the CLI's own records open the task
+            records.append((otlp.LIVE_TASK_START, {otlp.TASK_ID: session.key, otlp.AGENT_ID: session.service}, at))
+        attrs = {
+            otlp.TASK_ID: session.key,
+            otlp.MESSAGE: f"{shown}: {'allowed' if allowed else 'denied'} by {facts.get('by')}",
+            otlp.APPROVAL_OUTCOME: "approve" if allowed else "reject",
+            otlp.APPROVAL_DECIDED_BY: str(facts.get("by")),
+            "gen_ai.tool.name": call.tool,
+        }
+        records.append((otlp.EVENT_CHECKPOINT, attrs, at))
+    else:
+        attrs = {
+            otlp.TASK_ID: session.key,
+            otlp.APPROVAL_ID: str(facts.get("approval_id")),
+            otlp.APPROVAL_OUTCOME: str(facts.get("outcome")),
+            otlp.APPROVAL_DECIDED_BY: str(facts.get("by")),
+        }
+        records.append((otlp.EVENT_APPROVAL_DECISION, attrs, at))
+    # Each record carries its own id: the receiver reads a resent one once.
+    records = [(name, {**attrs, otlp.RECORD_ID: f"{ident}.{i}"}, t) for i, (name, attrs, t) in enumerate(records)]
+    return {
+        "id": ident,
+        "kind": kind,
+        "session": [session.key, session.service, session.launched],
+        "endpoint": otlp_endpoint(endpoint, os.environ),
+        "records": records,
+    }
+
+
+def send(item: Mapping[str, Any], token: str | None, timeout_s: float) -> bool:
+    key, service, launched = item["session"]
+    trace_hex, span_hex = Session(str(key), str(service), bool(launched)).ids
+    records = [(str(n), dict(a), int(t)) for n, a, t in item["records"]]
+    return otlp.post(str(item["endpoint"]), token, otlp.encode(str(service), trace_hex, span_hex, records), timeout_s)
+
+
+def keep(item: dict[str, Any] | None, token: str | None) -> None:
+    """Send ``item`` now if the receiver answers at once, else spool it and
+    start its delivery; a note that cannot even be spooled is said on
+    stderr and costs nothing else."""
+    if item is None:
+        return
+    where = spool_dir()
+    if not _backing_off(where) and send(item, token, SEND_BUDGET_S):
+        return
+    try:
+        write(item, where)
+    except OSError as exc:
+        print(f"spanvisor hook: a note could not be spooled ({exc.strerror or exc})", file=sys.stderr)
+        return
+    spawn_delivery(token)
+
+
+def write(item: Mapping[str, Any], directory: Path | None = None) -> Path:
+    """Put ``item`` (with its ``id``) in the spool, atomically."""
     where = spool_dir() if directory is None else directory
     where.mkdir(mode=0o700, parents=True, exist_ok=True)
-    name = f"{time.time_ns():020d}-{note['id']}.json"
+    name = f"{time.time_ns():020d}-{item['id']}.json"
     tmp = where / f".{name}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        os.write(fd, json.dumps(note, separators=(",", ":"), default=str).encode())
+        os.write(fd, json.dumps(item, separators=(",", ":"), default=str).encode())
     finally:
         os.close(fd)
     final = where / name
@@ -73,82 +153,33 @@ def undelivered(directory: Path | None = None) -> int:
         return 0
 
 
-# What a note keeps of the environment: where it goes and whose task it is.
-NOTE_ENV = (
-    "SPANVISOR_TASK_ID",
-    "SPANVISOR_TASK_OWNER",
-    "SPANVISOR_OTLP_ENDPOINT",
-    "OTEL_RESOURCE_ATTRIBUTES",
-    "OTEL_EXPORTER_OTLP_ENDPOINT",
-    "OTEL_EXPORTER_OTLP_PROTOCOL",
-)
-ENV_DELIVERY = "SPANVISOR_HOOK_DELIVERY"
-
-
-def note(kind: str, call: Call, basis: str, endpoint: str | None, **facts: Any) -> dict[str, Any] | None:
-    """A note on the session's task (None when the call names no task):
-    its id is stable for the call (``basis``) and the kind, its time fixed."""
-    key = os.environ.get("SPANVISOR_TASK_ID") or call.session_id
-    if not key and "OTEL_RESOURCE_ATTRIBUTES" not in os.environ:
-        return None
-    ident = hashlib.blake2b(f"{key}\x1f{basis}\x1f{kind}".encode(), digest_size=12).hexdigest()
-    return {
-        "id": ident,
-        "kind": kind,
-        "cli": call.cli,
-        "session_id": call.session_id,
-        "env": {k: os.environ[k] for k in NOTE_ENV if k in os.environ},
-        "endpoint": endpoint,
-        "tool": call.tool,
-        "question": call.question(),
-        "at": time.time_ns(),
-        **facts,
-    }
-
-
-def keep(item: dict[str, Any] | None, otlp_token: str | None) -> None:
-    """Spool ``item`` and start its delivery; a note that cannot be spooled
-    is said on stderr and costs nothing else."""
-    if item is None:
-        return
+def _backing_off(where: Path) -> bool:
     try:
-        write(item)
-    except OSError as exc:
-        print(f"spanvisor hook: a note could not be spooled ({exc.strerror or exc})", file=sys.stderr)
-        return
-    spawn_delivery(otlp_token)
-
-
-BACKOFF_FILE = ".retry-after"
-
-
-def _delivery_due(where: Path) -> bool:
-    """Whether a deliverer should start: none is running (it looks again
-    before it stops) and the last one did not find the receiver away in
-    the last while (its ``.retry-after``)."""
-    try:
-        if time.time() < float((where / BACKOFF_FILE).read_text() or 0):
-            return False
+        return time.time() < float((where / BACKOFF_FILE).read_text() or 0)
     except (OSError, ValueError):
-        pass
+        return False
+
+
+def _locked(where: Path) -> bool:
     try:
         fd = os.open(where / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
     except OSError:
-        return True
+        return False
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
-        return False
+        return True
     finally:
         os.close(fd)
-    return True
+    return False
 
 
-def spawn_delivery(otlp_token: str | None) -> None:
-    """Start ``python -m spanvisor.cli.hook_notes`` in a session of its own,
-    holding none of this process's pipes: the CLI reads the answer and goes
-    on while the notes are sent."""
-    if os.environ.get(ENV_DELIVERY) == "off" or not _delivery_due(spool_dir()):
+def spawn_delivery(token: str | None) -> None:
+    """Start a deliverer in a session of its own, holding none of this
+    process's pipes (the CLI goes on once the hook exits), unless one runs
+    (it looks again before it stops) or the receiver was away a moment ago."""
+    where = spool_dir()
+    if os.environ.get(ENV_DELIVERY) == "off" or _backing_off(where) or _locked(where):
         return
     try:
         pid = os.fork()
@@ -162,24 +193,74 @@ def spawn_delivery(otlp_token: str | None) -> None:
         for n in (0, 1, 2):
             os.dup2(fd, n)
         env = dict(os.environ)
-        if otlp_token:
-            env["SPANVISOR_OTLP_TOKEN"] = otlp_token
-        os.execve(sys.executable, [sys.executable, "-m", "spanvisor.cli.hook_notes"], env)
+        if token:
+            env[ENV_TOKEN] = token
+        os.execve(sys.executable, [sys.executable, "-m", "spanvisor.gate.notes"], env)
     finally:
         os._exit(0)
 
 
+def deliver(directory: Path | None = None, token: str | None = None) -> int:
+    """Deliver what waits, one deliverer at a time; how many were sent."""
+    where = spool_dir() if directory is None else directory
+    token = token if token is not None else os.environ.get(ENV_TOKEN)
+    try:
+        where.mkdir(mode=0o700, parents=True, exist_ok=True)
+        lock = os.open(where / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return 0
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(lock)
+        return 0
+    sent = 0
+    try:
+        while waiting := pending(where):
+            for path in waiting:
+                if _stale(path):
+                    aside = where / "undelivered"
+                    aside.mkdir(mode=0o700, exist_ok=True)
+                    path.replace(aside / path.name)
+                    continue
+                try:
+                    item = json.loads(path.read_bytes())
+                    ok = send(item, token, REQUEST_TIMEOUT_S)
+                except (OSError, ValueError, KeyError, TypeError):
+                    ok = True  # not a note: nothing to send, nothing to retry
+                if not ok:
+                    (where / BACKOFF_FILE).write_text(str(time.time() + BACKOFF_S))
+                    return sent
+                path.unlink(missing_ok=True)
+                sent += 1
+    finally:
+        os.close(lock)
+    return sent
+
+
+def _stale(path: Path) -> bool:
+    try:
+        return time.time() - path.stat().st_mtime > GIVE_UP_S
+    except OSError:
+        return False
+
+
 __all__ = [
-    "BACKOFF_FILE",
+    "BACKOFF_S",
     "ENV_DELIVERY",
     "ENV_SPOOL",
     "GIVE_UP_S",
-    "NOTE_ENV",
+    "SEND_BUDGET_S",
+    "deliver",
     "keep",
     "note",
     "pending",
+    "send",
     "spawn_delivery",
     "spool_dir",
     "undelivered",
     "write",
 ]
+
+if __name__ == "__main__":
+    deliver()

@@ -34,7 +34,9 @@ MAX_WAITING_FACTS = 64
 WAITING_TTL_S = 600.0
 
 # Keys of a record that say where it belongs, not what the root says.
-_ROUTING = frozenset({cv.TASK_ROOT, "event.name"})
+_ROUTING = frozenset({cv.TASK_ROOT, "event.name", cv.RECORD_ID})
+# Record ids remembered per open root (the newest; older resends are rare).
+MAX_RECORD_IDS = 1024
 
 
 def root_attributes(fact: LiveFact) -> dict[str, Any]:
@@ -68,11 +70,17 @@ class LiveRoot:
     # event among those with its time and name is part of its identity.
     instant: list[SpanEventData] = field(default_factory=list)
     instant_ns: int = -1
+    # Ids of the records read (cv.RECORD_ID): a resent record adds nothing.
+    record_ids: dict[str, None] = field(default_factory=dict)
 
     def read(self, trace_id: str, root_id: str, fact: LiveFact) -> SpanData:
         """The open root as of ``fact``: the attributes said so far and the
         event ``fact`` carries (with the others of its instant)."""
         events: tuple[SpanEventData, ...] = ()
+        if self._resent(fact):
+            return SpanData(
+                trace_id, root_id, None, self.name, self.start_ns, None, self.attributes, (), resource=self.resource
+            )
         if fact.name in cv.KNOWN_EVENTS:
             if fact.time_ns != self.instant_ns:
                 self.instant = []
@@ -84,6 +92,17 @@ class LiveRoot:
         return SpanData(
             trace_id, root_id, None, self.name, self.start_ns, None, self.attributes, events, resource=self.resource
         )
+
+    def _resent(self, fact: LiveFact) -> bool:
+        rid = fact.attributes.get(cv.RECORD_ID)
+        if not isinstance(rid, str) or not rid:
+            return False
+        if rid in self.record_ids:
+            return True
+        self.record_ids[rid] = None
+        if len(self.record_ids) > MAX_RECORD_IDS:
+            del self.record_ids[next(iter(self.record_ids))]
+        return False
 
 
 @dataclass(slots=True)

@@ -1,0 +1,115 @@
+"""The gate's records over OTLP/HTTP, with the standard library only.
+
+A note is one or two live-channel log records on the session's task root,
+sent as OTLP/JSON (``POST …/v1/logs``, which the receiver reads like
+protobuf). A plain-HTTP endpoint is spoken to over a socket by hand (the
+standard ``http.client`` costs about 20 ms to import, more than the answer
+itself); an ``https`` one through ``urllib.request``.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import urllib.parse
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+# The live channel's names (spanvisor.spans.conventions, which the gate does
+# not import: it pulls in the events): tests/gate pins them to it.
+EVENT_CHECKPOINT = "agent.checkpoint"
+EVENT_APPROVAL_DECISION = "agent.approval.decision"
+LIVE_TASK_START = "agent.task.start"
+TASK_ID = "agent.task.id"
+AGENT_ID = "agent.id"
+MESSAGE = "agent.message"
+APPROVAL_ID = "agent.approval.id"
+APPROVAL_OUTCOME = "agent.approval.outcome"
+APPROVAL_DECIDED_BY = "agent.approval.decided_by"
+RECORD_ID = "agent.record.id"
+
+Record = tuple[str, Mapping[str, Any], int]  # (event name, attributes, time in ns)
+
+
+def _value(v: Any) -> dict[str, Any]:
+    if isinstance(v, bool):
+        return {"boolValue": v}
+    if isinstance(v, int):
+        return {"intValue": str(v)}
+    if isinstance(v, float):
+        return {"doubleValue": v}
+    return {"stringValue": str(v)}
+
+
+def encode(service: str, trace_hex: str, span_hex: str, records: Sequence[Record]) -> bytes:
+    """An ``ExportLogsServiceRequest`` as OTLP/JSON."""
+    logs = [
+        {
+            "timeUnixNano": str(at),
+            "observedTimeUnixNano": str(at),
+            "eventName": name,
+            "traceId": trace_hex,
+            "spanId": span_hex,
+            "flags": 1,
+            "attributes": [{"key": k, "value": _value(v)} for k, v in attrs.items()],
+            "body": {"stringValue": name},
+        }
+        for name, attrs, at in records
+    ]
+    resource = {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]}
+    doc = {
+        "resourceLogs": [
+            {"resource": resource, "scopeLogs": [{"scope": {"name": "spanvisor.hook"}, "logRecords": logs}]}
+        ]
+    }
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def post(endpoint: str, token: str | None, body: bytes, timeout_s: float) -> bool:
+    """POST ``body`` to ``endpoint``/v1/logs; True on a 2xx within
+    ``timeout_s``, False on anything else (refused, slow, an error)."""
+    parts = urllib.parse.urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
+    path = parts.path.rstrip("/") + "/v1/logs"
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    try:
+        if parts.scheme == "https":
+            return _post_tls(f"{parts.scheme}://{parts.netloc}{path}", headers, body, timeout_s)
+        return _post_plain(
+            parts.hostname or "127.0.0.1", parts.port or 80, parts.netloc, path, headers, body, timeout_s
+        )
+    except (OSError, ValueError):
+        return False
+
+
+def _post_plain(
+    host: str, port: int, netloc: str, path: str, headers: dict[str, str], body: bytes, timeout_s: float
+) -> bool:
+    deadline = time.monotonic() + timeout_s
+    head = [f"POST {path} HTTP/1.1", f"Host: {netloc}", f"Content-Length: {len(body)}", "Connection: close"]
+    head += [f"{k}: {v}" for k, v in headers.items()]
+    with socket.create_connection((host, port), timeout=max(0.001, timeout_s)) as sock:
+        sock.settimeout(max(0.001, deadline - time.monotonic()))
+        sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+        got = b""
+        while b"\r\n" not in got and len(got) < 4096:
+            sock.settimeout(max(0.001, deadline - time.monotonic()))
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            got += chunk
+    status = got.split(b"\r\n", 1)[0].split()
+    return len(status) >= 2 and status[1][:1] == b"2"
+
+
+def _post_tls(url: str, headers: dict[str, str], body: bytes, timeout_s: float) -> bool:
+    import urllib.request
+
+    req = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+        return 200 <= int(resp.status) < 300
+
+
+__all__ = ["Record", "encode", "post"]

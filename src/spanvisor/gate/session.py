@@ -1,0 +1,97 @@
+"""Whose task a tool call belongs to, and where its records go.
+
+The key is the launcher's ``spanvisor.task.id`` (``SPANVISOR_TASK_ID``,
+which every CLI passes to its hooks) when ``spanvisor run`` started the
+CLI, else the CLI's session id; the task's trace and root span ids are
+derived from it exactly as the receiver derives them
+(:mod:`spanvisor.receiver.codingagents.ids`, standard library only), so the
+hook, the launcher and the CLI's own records name one task.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from spanvisor.receiver.codingagents import ids
+
+RESOURCE_TASK_ID = "spanvisor.task.id"
+# What the launcher tells the CLI's hooks, in variables a CLI passes on:
+# Claude Code (2.1) removes every OTEL_* variable from a hook's environment,
+# so OTEL_RESOURCE_ATTRIBUTES alone would leave the hook without the task.
+ENV_TASK_ID = "SPANVISOR_TASK_ID"
+ENV_TASK_OWNER = "SPANVISOR_TASK_OWNER"
+ENV_ENDPOINT = "SPANVISOR_OTLP_ENDPOINT"
+DEFAULT_ENDPOINT = "http://127.0.0.1:4318"
+# service.name each CLI reports (Codex says codex_tui in its interactive UI).
+SERVICES = {"claude-code": "claude-code", "codex": "codex_exec", "gemini": "gemini-cli"}
+
+
+def resource_attributes(env: Mapping[str, str]) -> dict[str, str]:
+    """``OTEL_RESOURCE_ATTRIBUTES`` decoded (key=value pairs, percent-encoded)."""
+    out: dict[str, str] = {}
+    for part in env.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
+        key, sep, value = part.partition("=")
+        if sep and key.strip():
+            out[urllib.parse.unquote(key.strip())] = urllib.parse.unquote(value.strip())
+    return out
+
+
+def launched_task(env: Mapping[str, str]) -> str | None:
+    """The launcher's task id, if this process runs under ``spanvisor run``:
+    ``SPANVISOR_TASK_ID``, else ``spanvisor.task.id`` in
+    ``OTEL_RESOURCE_ATTRIBUTES`` (a launcher of an older version)."""
+    return env.get(ENV_TASK_ID) or resource_attributes(env).get(RESOURCE_TASK_ID) or None
+
+
+def endpoint_from(explicit: str | None, env: Mapping[str, str] | None = None) -> str:
+    e = os.environ if env is None else env
+    return (explicit or e.get(ENV_ENDPOINT) or DEFAULT_ENDPOINT).rstrip("/")
+
+
+def otlp_endpoint(explicit: str | None, env: Mapping[str, str]) -> str:
+    """Where a session's records go: ``explicit``, ``SPANVISOR_OTLP_ENDPOINT``,
+    the OTLP/HTTP endpoint the CLI exports to, else the local default."""
+    if explicit or env.get(ENV_ENDPOINT):
+        return endpoint_from(explicit, env)
+    grpc = env.get("OTEL_EXPORTER_OTLP_PROTOCOL") == "grpc"
+    return (("" if grpc else env.get("OTEL_EXPORTER_OTLP_ENDPOINT")) or DEFAULT_ENDPOINT).rstrip("/")
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A session's task: its key, service, and derived ids (hex)."""
+
+    key: str
+    service: str
+    launched: bool
+
+    @property
+    def ids(self) -> tuple[str, str]:
+        return ids.launcher_task_ids(self.key) if self.launched else ids.task_ids(self.service, self.key)
+
+
+def session_of(cli: str, session_id: str | None, env: Mapping[str, str]) -> Session | None:
+    launched = launched_task(env)
+    key = launched or session_id
+    if not key or cli not in SERVICES:
+        return None
+    return Session(key, SERVICES[cli], launched is not None)
+
+
+__all__ = [
+    "DEFAULT_ENDPOINT",
+    "ENV_ENDPOINT",
+    "ENV_TASK_ID",
+    "ENV_TASK_OWNER",
+    "RESOURCE_TASK_ID",
+    "SERVICES",
+    "Session",
+    "endpoint_from",
+    "launched_task",
+    "otlp_endpoint",
+    "resource_attributes",
+    "session_of",
+]
