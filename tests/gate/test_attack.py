@@ -8,10 +8,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from hypothesis import strategies as st
 
 from spanvisor.gate import contracts as gc
 from spanvisor.gate.policy import PolicyError, parse
+from tests.gate.blackhole import Blackhole
 
 SPANVISOR = str(Path(sys.executable).with_name("spanvisor"))
 DENY_ALL = 'default = "deny"\n'
@@ -182,39 +181,6 @@ def test_a_signal_while_the_hook_waits_is_a_block(tmp_path: Path, sig: signal.Si
     finally:
         proc.kill()
     assert_block("gemini", proc.returncode, out.decode(), err.decode())
-
-
-class Blackhole:
-    """A server that accepts connections and never answers."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.held: list[socket.socket] = []
-        self.accepted = threading.Event()
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.held.append(conn)
-            self.accepted.set()
-
-    def close(self) -> None:
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept
-        except OSError:
-            pass
-        self.sock.close()
-        self.thread.join(10)
-        for c in self.held:
-            c.close()
 
 
 def test_a_silent_control_api_is_a_block_before_the_clis_timeout(tmp_path: Path) -> None:

@@ -1,0 +1,156 @@
+"""What each real CLI does when its permission hook gives no answer in
+time, and when it exits with a status other than 0 and 2: the facts the
+gate's design rests on (docs/coding-agents-hooks.md#what-the-gate-guarantees).
+
+A hook that outlives the CLI's hook timeout, or that exits 1 (a Python
+traceback's status), is not a block to every CLI: the call may run. So the
+gate answers before the CLI's deadline and exits 0 or 2 on every path.
+Each case runs ``touch ran.txt`` through the CLI's shell tool behind such a
+hook (no spanvisor in it) and records whether the file appeared."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.codingagents import claude_code as cc
+from tests.codingagents import codex_cli as cx
+from tests.codingagents import gemini_cli as gm
+from tests.codingagents.agents import hook_command
+from tests.codingagents.fake_gemini import fake_gemini
+from tests.codingagents.fake_http import FakeModelAPI
+from tests.codingagents.fake_openai import fake_openai
+from tests.codingagents.script import Script, text, tool
+from tests.codingagents.served import Matrix
+from tests.gate.blackhole import Blackhole
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout_s(600)]
+
+# The hooks: one that sleeps past a 2 s hook timeout, one that exits 1.
+HOOKS = {"times out": "sleep 30", "exits 1": "echo failed >&2; exit 1"}
+# What each CLI did in the checks this file makes (pinned versions,
+# tests/codingagents/npm; Claude Code with Bash allowed by its settings, as
+# with its permission prompts answered "always"): every one ran the call.
+RAN = {(cli, case): True for cli in ("claude-code", "codex", "gemini") for case in HOOKS}
+
+
+@pytest.fixture(scope="module")
+def gemini_api() -> Iterator[FakeModelAPI]:
+    fake = fake_gemini()
+    try:
+        yield fake
+    finally:
+        fake.close()
+
+
+@pytest.fixture(scope="module")
+def openai_api() -> Iterator[FakeModelAPI]:
+    fake = fake_openai()
+    try:
+        yield fake
+    finally:
+        fake.close()
+
+
+def _claude(cli_bin: Path, matrix: Matrix, api: FakeModelAPI, tmp: Path, hook: str, timeout_s: int = 2) -> Path:
+    run_id = api.script(uuid.uuid4().hex[:12], Script([tool("Bash", command="touch ran.txt"), text("done")]))
+    settings = tmp / "settings.json"
+    entry = {"type": "command", "command": hook, "timeout": timeout_s}
+    # Shell calls allowed by the settings, so only the hook stands between:
+    # in -p mode Claude Code would otherwise refuse a shell call by itself.
+    doc = {
+        "permissions": {"allow": ["Bash"]},
+        "hooks": {"PreToolUse": [{"matcher": "*", "hooks": [entry]}]},
+    }
+    settings.write_text(json.dumps(doc))
+    work = tmp / "work"
+    work.mkdir()
+    cc.claude(cli_bin, work, cc.env(tmp / "home", matrix, api, run_id), f"touch it ({run_id})", settings=settings)
+    return work
+
+
+def _gemini(cli_bin: Path, matrix: Matrix, api: FakeModelAPI, tmp: Path, hook: str, timeout_s: int = 2) -> Path:
+    run_id = api.script(
+        uuid.uuid4().hex[:12], Script([tool("run_shell_command", command="touch ran.txt"), text("done")])
+    )
+    env = gm.env(tmp / "home", matrix, api, run_id)
+    path = tmp / "home" / ".gemini" / "settings.json"
+    settings = json.loads(path.read_text())
+    settings["hooks"] = {
+        "BeforeTool": [{"matcher": "*", "hooks": [{"type": "command", "command": hook, "timeout": timeout_s * 1000}]}]
+    }
+    path.write_text(json.dumps(settings))
+    work = tmp / "work"
+    work.mkdir()
+    gm.gemini(cli_bin, work, env, f"touch it ({run_id})")
+    return work
+
+
+def _codex(cli_bin: Path, api: FakeModelAPI, tmp: Path, hook: str, timeout_s: int = 2) -> Path:
+    run_id = api.script(uuid.uuid4().hex[:12], Script([tool("exec_command", cmd="touch ran.txt"), text("done")]))
+    env = cx.env(tmp / "home", api, run_id, None, hook=True)
+    config = Path(env["CODEX_HOME"]) / "config.toml"
+    lines = config.read_text().splitlines()
+    lines = [f"command = {json.dumps(hook)}" if ln.startswith("command = ") else ln for ln in lines]
+    lines = [f"timeout = {timeout_s}" if ln == "timeout = 200" else ln for ln in lines]
+    config.write_text("\n".join(lines) + "\n")
+    work = tmp / "work"
+    work.mkdir()
+    cx.codex(cli_bin, work, env, f"touch it ({run_id})", hook=True)
+    return work
+
+
+@pytest.mark.parametrize("case", list(HOOKS))
+@pytest.mark.parametrize("cli", ["claude-code", "codex", "gemini"])
+def test_what_the_cli_does_with_a_hook_that_gives_no_answer(
+    cli: str,
+    case: str,
+    cli_bin: Path,
+    matrix: Matrix,
+    anthropic: FakeModelAPI,
+    gemini_api: FakeModelAPI,
+    openai_api: FakeModelAPI,
+    tmp_path: Path,
+) -> None:
+    hook = HOOKS[case]
+    if cli == "claude-code":
+        work = _claude(cli_bin, matrix, anthropic, tmp_path, hook)
+    elif cli == "gemini":
+        work = _gemini(cli_bin, matrix, gemini_api, tmp_path, hook)
+    else:
+        work = _codex(cli_bin, openai_api, tmp_path, hook)
+    ran = (work / "ran.txt").exists()
+    assert ran == RAN[(cli, case)], f"{cli} with a hook that {case}: the call {'ran' if ran else 'did not run'}"
+
+
+@pytest.mark.parametrize("cli", ["claude-code", "codex", "gemini"])
+def test_the_gate_answers_before_the_clis_hook_timeout(
+    cli: str,
+    cli_bin: Path,
+    matrix: Matrix,
+    anthropic: FakeModelAPI,
+    gemini_api: FakeModelAPI,
+    openai_api: FakeModelAPI,
+    tmp_path: Path,
+) -> None:
+    """A person is asked through a control API that never answers, under a
+    4 s hook timeout: spanvisor's block comes first, so the call never runs."""
+    hole = Blackhole()
+    policy = tmp_path / "policy.toml"
+    policy.write_text('default = "ask"\n')
+    gate = f"{hook_command(cli)} --policy {policy} --cli-timeout 4 --url {hole.url} --endpoint {hole.url}"
+    try:
+        if cli == "claude-code":
+            work = _claude(cli_bin, matrix, anthropic, tmp_path, gate, timeout_s=4)
+        elif cli == "gemini":
+            work = _gemini(cli_bin, matrix, gemini_api, tmp_path, gate, timeout_s=4)
+        else:
+            work = _codex(cli_bin, openai_api, tmp_path, gate, timeout_s=4)
+    finally:
+        hole.close()
+    assert hole.accepted.is_set(), "the gate asked"
+    assert not (work / "ran.txt").exists(), f"{cli} ran the call: the gate answered after the CLI gave up on it"
