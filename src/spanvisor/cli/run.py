@@ -19,6 +19,7 @@ stops the CLI: it is said once on stderr.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import subprocess
@@ -31,8 +32,11 @@ from types import FrameType
 from typing import Any
 
 from spanvisor.cli import codingtask as ct
+from spanvisor.cli.run_records import Records
 from spanvisor.cli.run_result import ResultReader, plan
 from spanvisor.config import Config
+from spanvisor.gate import notes
+from spanvisor.gate.session import Session
 from spanvisor.redaction import redact
 from spanvisor.spans import conventions as cv
 
@@ -122,17 +126,14 @@ class _Beat:
     """Heartbeats while the CLI runs: the task stays live when the CLI says
     nothing for a while (a long tool call), and stalls only if the launcher dies."""
 
-    def __init__(self, task: ct.SessionTask, every_s: float) -> None:
-        self.task, self.every_s = task, every_s
+    def __init__(self, records: Records, every_s: float) -> None:
+        self.records, self.every_s = records, every_s
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="spanvisor-run-heartbeat", daemon=True)
 
     def _run(self) -> None:
         while not self.stop.wait(self.every_s):
-            try:
-                self.task.record(cv.LIVE_HEARTBEAT, {})
-            except Exception:  # a missed heartbeat is only a missed heartbeat
-                pass
+            self.records.say(cv.LIVE_HEARTBEAT, {})
 
 
 def handler(args: argparse.Namespace, config: Config) -> int:
@@ -168,11 +169,11 @@ def handler(args: argparse.Namespace, config: Config) -> int:
     task = ct.SessionTask(task_id, service, True, ct.otlp_args(endpoint, args.token, args.timeout))
     started = time.time_ns()
     print(f"spanvisor run: task {task_id} ({name}) → {endpoint}", file=sys.stderr, flush=True)
-    said = {cv.TASK_NAME: name, cv.AGENT_ID: service}
-    if not _quietly(lambda: task.record(cv.LIVE_TASK_START, said, started)):
-        print(f"spanvisor run: {endpoint} did not take the task's start; the CLI runs anyway", file=sys.stderr)
+    # The start goes from a background queue: the CLI starts now, up or down.
+    records = Records(Session(task_id, service, True), endpoint, args.token, task_id)
+    records.say(cv.LIVE_TASK_START, {cv.TASK_NAME: name, cv.AGENT_ID: service}, started)
     every = float(config.get("heartbeat_s") or 0.0)
-    beat = _Beat(task, every) if every > 0 else None
+    beat = _Beat(records, every) if every > 0 else None
     if beat is not None:
         beat.thread.start()
     try:
@@ -180,6 +181,12 @@ def handler(args: argparse.Namespace, config: Config) -> int:
     finally:
         if beat is not None:
             beat.stop.set()
+    left = records.close(within_s=min(args.timeout, 5.0))
+    if left or records.dropped:
+        print(f"spanvisor run: {left + records.dropped} of the launcher's records were not sent", file=sys.stderr)
+    # The hooks' notes that could not go at once: delivered now, the
+    # receiver permitting (else they wait for the next session's hooks).
+    _quietly(lambda: notes.deliver(token=args.token) >= 0)
     if code is None:
         return 127
     if signalled or code < 0:
@@ -192,6 +199,9 @@ def handler(args: argparse.Namespace, config: Config) -> int:
         if reading.error and code != 0:
             error = f"{error} (exit code {code})"
     message = {"complete": "Finished", "error": "Failed", "cancelled": "Cancelled"}[status]
+    # The exporter's own retry lines stay off the user's terminal: the
+    # outcome is said in one line below.
+    logging.getLogger("opentelemetry.exporter").setLevel(logging.CRITICAL)
     if not _quietly(lambda: task.end(name, started, status, error, message)):
         print(f"spanvisor run: {endpoint} did not take the task's end ({status})", file=sys.stderr)
     return 128 - code if code < 0 else code
