@@ -37,7 +37,7 @@ from tests.postgres._events import task_stream
 from tests.postgres.conftest import fetch, make_config, make_ctx, run
 
 # The console script (pyproject [project.scripts]) is this module's main.
-SCRIPT = "spanvisor.cli.main:main"
+SCRIPT = "spanvisor.cli.entry:main"
 # Subcommands whose main() tests live elsewhere.
 TESTED_ELSEWHERE = {
     "approvals": "tests/cli/test_decide.py (main(['approvals', ...]) against a real receiver)",
@@ -78,7 +78,12 @@ def db(pg_server: PgServer, monkeypatch: pytest.MonkeyPatch) -> str:
 def test_the_console_script_is_this_main() -> None:
     (script,) = [ep for ep in importlib.metadata.entry_points(group="console_scripts") if ep.name == "spanvisor"]
     assert script.value == SCRIPT
-    assert script.load() is main
+    # The console script sends `spanvisor hook …` to the gate and every other
+    # command to this main.
+    from spanvisor.cli import entry
+
+    assert script.load() is entry.main
+    assert "from spanvisor.cli.main import main as full" in Path(entry.__file__).read_text()
 
 
 def test_every_subcommand_registers_and_has_a_test() -> None:
