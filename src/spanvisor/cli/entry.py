@@ -19,7 +19,6 @@ import signal
 import sys
 
 _BLOCK = 2
-_ENV_INLINE = "SPANVISOR_HOOK_INLINE"
 
 
 def main() -> int:
@@ -28,8 +27,6 @@ def main() -> int:
         from spanvisor.cli.main import main as full
 
         return full()
-    if os.environ.get(_ENV_INLINE) == "1":
-        _exit(_decide(argv[1:]))
     _exit(_watch(argv[1:]))
     return _BLOCK  # pragma: no cover - _exit does not return
 

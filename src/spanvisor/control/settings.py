@@ -102,6 +102,24 @@ SETTINGS: tuple[Setting, ...] = (
         "Unset: every call is asked.",
         "a file path",
     ),
+    Setting(
+        "hook_spool",
+        "SPANVISOR_HOOK_SPOOL",
+        p_opt_str,
+        None,
+        "Where `spanvisor hook` keeps the audit notes the receiver has not taken yet. "
+        "Unset: `<SPANVISOR_DATA_DIR>/hook-spool` when that is set, else `~/.local/state/spanvisor/hook-spool`.",
+        "a directory path",
+    ),
+    Setting(
+        "hook_delivery",
+        "SPANVISOR_HOOK_DELIVERY",
+        p_opt_str,
+        None,
+        "`off`: `spanvisor hook` starts no background delivery of its spooled notes "
+        "(`spanvisor run` still delivers them at a session's end).",
+        "off",
+    ),
 )
 
 __all__ = ["SETTINGS"]

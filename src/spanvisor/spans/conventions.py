@@ -255,6 +255,7 @@ READ_KEYS: Final = (
     | now.READ_KEYS
     | frozenset(
         {
+            RECORD_ID,
             GEN_AI_CONVERSATION,
             TL_REQUEST_TYPE,
             GEN_AI_PROVIDER,
