@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import json
 import shlex
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from spanvisor.redaction import clip_middle, redact
 
@@ -47,8 +46,7 @@ class BadInput(ValueError):
     """The hook's stdin is not what the CLI documents."""
 
 
-@dataclass(frozen=True, slots=True)
-class Call:
+class Call(NamedTuple):
     """One tool call a CLI asks about."""
 
     cli: Cli

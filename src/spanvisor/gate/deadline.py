@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from spanvisor.gate.contracts import Cli
 
@@ -30,8 +30,7 @@ def margin_s(cli_timeout: float) -> float:
     return min(MAX_MARGIN_S, max(MIN_MARGIN_S, 0.15 * cli_timeout))
 
 
-@dataclass(frozen=True, slots=True)
-class Deadline:
+class Deadline(NamedTuple):
     """The monotonic time by which the answer must be written."""
 
     at: float

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import socket
 import time
-import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -69,6 +68,8 @@ def encode(service: str, trace_hex: str, span_hex: str, records: Sequence[Record
 def post(endpoint: str, token: str | None, body: bytes, timeout_s: float) -> bool:
     """POST ``body`` to ``endpoint``/v1/logs; True on a 2xx within
     ``timeout_s``, False on anything else (refused, slow, an error)."""
+    import urllib.parse  # after the answer: off the gate's fast path
+
     parts = urllib.parse.urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
     path = parts.path.rstrip("/") + "/v1/logs"
     headers = {"Content-Type": "application/json"}

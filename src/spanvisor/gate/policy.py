@@ -42,8 +42,7 @@ import fnmatch
 import os.path
 import re
 import tomllib
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from spanvisor.gate import shell
 from spanvisor.gate.contracts import Call
@@ -66,8 +65,7 @@ class PolicyError(ValueError):
     """The policy file cannot be read or says something unknown."""
 
 
-@dataclass(frozen=True, slots=True)
-class Subject:
+class Subject(NamedTuple):
     """One thing a call does, in the forms rules are matched against: an
     allow rule must match one of ``exact`` (what runs, resolved); deny and
     ask rules may match any of ``loose`` as well."""
@@ -77,8 +75,7 @@ class Subject:
     loose: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Rule:
+class Rule(NamedTuple):
     name: str
     decision: Verdict
     tools: tuple[str, ...] = ()
@@ -101,8 +98,7 @@ class Rule:
         return True
 
 
-@dataclass(frozen=True, slots=True)
-class Ruling:
+class Ruling(NamedTuple):
     """What the policy says of one call: the verdict and who said it
     (``policy:<rule name>``, ``policy:default`` or ``policy:unreadable``)."""
 
@@ -112,8 +108,7 @@ class Ruling:
     approvers: int = 1
 
 
-@dataclass(frozen=True, slots=True)
-class Policy:
+class Policy(NamedTuple):
     rules: tuple[Rule, ...] = ()
     default: Verdict = "ask"
     timeout_s: float = DEFAULT_TIMEOUT_S

@@ -11,9 +11,8 @@ hook, the launcher and the CLI's own records name one task.
 from __future__ import annotations
 
 import os
-import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from spanvisor.receiver.codingagents import ids
 
@@ -31,6 +30,8 @@ SERVICES = {"claude-code": "claude-code", "codex": "codex_exec", "gemini": "gemi
 
 def resource_attributes(env: Mapping[str, str]) -> dict[str, str]:
     """``OTEL_RESOURCE_ATTRIBUTES`` decoded (key=value pairs, percent-encoded)."""
+    import urllib.parse  # after the answer: off the gate's fast path
+
     out: dict[str, str] = {}
     for part in env.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
         key, sep, value = part.partition("=")
@@ -60,8 +61,7 @@ def otlp_endpoint(explicit: str | None, env: Mapping[str, str]) -> str:
     return (("" if grpc else env.get("OTEL_EXPORTER_OTLP_ENDPOINT")) or DEFAULT_ENDPOINT).rstrip("/")
 
 
-@dataclass(frozen=True, slots=True)
-class Session:
+class Session(NamedTuple):
     """A session's task: its key, service, and derived ids (hex)."""
 
     key: str

@@ -19,10 +19,9 @@ time, nesting past a bound) is reported, and the policy never allows it.
 from __future__ import annotations
 
 import os.path
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import tree_sitter
-import tree_sitter_bash
 
 # Deeper than any command a person writes: past it, a command is unread.
 MAX_DEPTH = 12
@@ -68,11 +67,39 @@ _WRITE_OPS = {">": ">", ">|": ">", "&>": ">", ">>": ">>", "&>>": ">>", "<>": ">"
 _HARMLESS_SINKS = frozenset({"/dev/null", "/dev/stdout", "/dev/stderr", "/dev/tty", "-"})
 _FIND_EXEC = frozenset({"-exec", "-execdir", "-ok", "-okdir"})
 
-_BASH = tree_sitter.Language(tree_sitter_bash.language())
+
+def _bash_language() -> tree_sitter.Language:
+    """The bash grammar. Its package's ``__init__`` imports
+    ``importlib.resources`` (for a query file the gate never reads), which
+    costs the hook more than the grammar itself: so the compiled binding is
+    loaded by itself when it can be, the package the usual way otherwise."""
+    try:
+        import importlib.machinery
+        import importlib.util
+
+        spec = importlib.util.find_spec("tree_sitter_bash")
+        where = spec.submodule_search_locations if spec is not None else None
+        for folder in where or ():
+            for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+                path = os.path.join(folder, "_binding" + suffix)
+                if os.path.exists(path):
+                    loader = importlib.machinery.ExtensionFileLoader("tree_sitter_bash._binding", path)
+                    binding = importlib.util.spec_from_file_location("tree_sitter_bash._binding", path, loader=loader)
+                    if binding is not None:
+                        module = importlib.util.module_from_spec(binding)
+                        loader.exec_module(module)
+                        return tree_sitter.Language(module.language())
+    except (ImportError, OSError, AttributeError):
+        pass
+    import tree_sitter_bash
+
+    return tree_sitter.Language(tree_sitter_bash.language())
 
 
-@dataclass(frozen=True, slots=True)
-class Unit:
+_BASH = _bash_language()
+
+
+class Unit(NamedTuple):
     """One thing the command runs: a simple command's words (quotes
     removed where the word is literal, as written where it is not), or a
     write redirection (``> path``)."""
@@ -92,8 +119,7 @@ class Unit:
         return base + self.text[len(self.name) :] if base else None
 
 
-@dataclass(frozen=True, slots=True)
-class Parsed:
+class Parsed(NamedTuple):
     """A command read: its units, and why any part of it could not be read
     (empty when all of it was)."""
 
@@ -105,10 +131,12 @@ class Parsed:
         return not self.unread
 
 
-@dataclass(slots=True)
 class _Walk:
-    units: list[Unit] = field(default_factory=list)
-    unread: list[str] = field(default_factory=list)
+    __slots__ = ("units", "unread")
+
+    def __init__(self) -> None:
+        self.units: list[Unit] = []
+        self.unread: list[str] = []
 
 
 def parse(command: str) -> Parsed:
