@@ -3,6 +3,7 @@ answers at once, else spooled and delivered once it is back, exactly once."""
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from spanvisor.gate import notes, otlp
 from spanvisor.gate.contracts import Call
 from spanvisor.spans import conventions as cv
+from spanvisor.spans import live
 from tests.cli.coding_harness import TOKEN, Serve, clean_env
 from tests.waiting import wait_until
 
@@ -29,9 +31,9 @@ def test_the_gates_names_are_the_conventions_names() -> None:
         "APPROVAL_ID",
         "APPROVAL_OUTCOME",
         "APPROVAL_DECIDED_BY",
-        "RECORD_ID",
     ):
         assert getattr(otlp, name) == getattr(cv, name), name
+    assert otlp.RECORD_ID == live.RECORD_ID
 
 
 def _closed_port() -> int:
@@ -54,7 +56,9 @@ def test_a_note_spooled_while_the_receiver_is_away_arrives_once_when_it_is_back(
     monkeypatch.setenv("SPANVISOR_HOOK_DELIVERY", "off")  # this test delivers by hand
     call = Call("claude-code", "PreToolUse", "sess-notes-1", "Bash", {"command": "ls -la"}, "toolu_1")
     away = f"http://127.0.0.1:{_closed_port()}"
-    item = notes.note("policy", call, "toolu_1", away, 1_700_000_000_000_000_000, verdict="allow", by="policy:ls")
+    item = notes.note(
+        "policy", call, "toolu_1", away, 1_700_000_000_000_000_000, os.environ, verdict="allow", by="policy:ls"
+    )
     notes.keep(item, TOKEN)
     assert len(notes.pending()) == 1, "the receiver is away: the note waits in the spool"
     assert notes.deliver(token=TOKEN) == 0 and len(notes.pending()) == 1, "still away: kept, not lost"
@@ -70,7 +74,9 @@ def test_a_note_spooled_while_the_receiver_is_away_arrives_once_when_it_is_back(
     item["endpoint"] = serve.base
     assert notes.send(item, TOKEN, 10.0)
     # A later note is the barrier: once it is in, the repeat was read too.
-    later = notes.note("policy", call, "toolu_2", serve.base, 1_700_000_001_000_000_000, verdict="deny", by="policy:x")
+    later = notes.note(
+        "policy", call, "toolu_2", serve.base, 1_700_000_001_000_000_000, os.environ, verdict="deny", by="policy:x"
+    )
     assert later is not None and notes.send(later, TOKEN, 10.0)
     both = wait_until(
         lambda: (

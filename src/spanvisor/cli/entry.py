@@ -17,6 +17,10 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from spanvisor.gate.contracts import Cli
 
 _BLOCK = 2
 
@@ -31,11 +35,11 @@ def main() -> int:
     return _BLOCK  # pragma: no cover - _exit does not return
 
 
-def _decide(argv: list[str]) -> int:
+def _decide(argv: list[str], stdin: bytes | None = None) -> int:
     try:
         from spanvisor.cli.hook import main as hook
 
-        return hook(argv)
+        return hook(argv, stdin=stdin)
     except BaseException as exc:  # the gate itself could not be imported
         return _block(argv, f"spanvisor hook failed to start ({type(exc).__name__}); denied")
 
@@ -55,14 +59,19 @@ def _watch(argv: list[str]) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT):
         signal.signal(sig, stop)
+    stdin: bytes | None = None
+    if os.environ.get("SPANVISOR_GATE_SOCKET") and argv:
+        stdin, answered = _ask_launcher(argv)
+        if answered is not None:
+            return answered
     try:
         child = os.fork()
     except OSError:
-        return _decide(argv)
+        return _decide(argv, stdin)
     if child == 0:
         for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT):
             signal.signal(sig, signal.SIG_DFL)
-        _exit(_decide(argv))
+        _exit(_decide(argv, stdin))
     while True:
         try:
             _, status = os.waitpid(child, 0)
@@ -76,6 +85,51 @@ def _watch(argv: list[str]) -> int:
         return os.WEXITSTATUS(status)
     how = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"status {status}"
     return _block(argv, f"spanvisor hook failed ({how}); denied")
+
+
+def _ask_launcher(argv: list[str]) -> tuple[bytes | None, int | None]:
+    """The launcher's answer (``spanvisor run``'s local gate), written out
+    here: (the stdin read, the exit status), the status None when the
+    launcher gave none and this process decides by itself."""
+    raw: bytes | None = None
+    try:
+        import time
+
+        from spanvisor.gate import local
+        from spanvisor.gate.deadline import Deadline, margin_s
+
+        raw = sys.stdin.buffer.read(16 * 1024 * 1024)
+        cli: Cli = "gemini" if argv[0] == "gemini" else "codex" if argv[0] == "codex" else "claude-code"
+        deadline = Deadline.for_cli(cli, _cli_timeout(argv), time.monotonic())
+        got = local.ask(os.environ[local.ENV_SOCKET], argv, raw, deadline.at + margin_s(deadline.cli_timeout) / 2)
+    except Exception:  # the launcher is an optimisation: decide here
+        return raw, None
+    if got is None:
+        return raw, None
+    code, out, err = got
+    if code not in (0, _BLOCK):
+        return raw, _block(argv, f"spanvisor hook: the launcher answered exit status {code}; denied")
+    for stream, text in ((sys.stdout, out), (sys.stderr, err)):
+        try:
+            stream.write(text)
+            stream.flush()
+        except BaseException:
+            if stream is sys.stdout:
+                code = _BLOCK
+    return raw, code
+
+
+def _cli_timeout(argv: list[str]) -> float | None:
+    for i, a in enumerate(argv):
+        value = a.split("=", 1)[1] if a.startswith("--cli-timeout=") else None
+        if a == "--cli-timeout" and i + 1 < len(argv):
+            value = argv[i + 1]
+        if value is not None:
+            try:
+                return float(value)
+            except ValueError:
+                return None
+    return None
 
 
 def _block(argv: list[str], reason: str) -> int:

@@ -23,8 +23,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TextIO
 
 from spanvisor.gate import contracts as gc
 from spanvisor.gate import notes
@@ -44,11 +44,12 @@ class Late(BaseException):
     """The backstop timer fired: the CLI's deadline is near."""
 
 
-def build_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+def build_parser(p: argparse.ArgumentParser, env: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
+    e = os.environ if env is None else env
     p.add_argument("cli", choices=gc.CLIS, help="which CLI calls (its input and answer shapes)")
     p.add_argument(
         "--policy",
-        default=os.environ.get(ENV_POLICY),
+        default=e.get(ENV_POLICY),
         help=f"policy TOML file (default: ${ENV_POLICY}; none: every call asks a person)",
     )
     p.add_argument(
@@ -67,22 +68,36 @@ def build_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--otlp-token",
-        default=os.environ.get("SPANVISOR_OTLP_TOKEN"),
+        default=e.get("SPANVISOR_OTLP_TOKEN"),
         help="bearer token of the OTLP endpoint (default: $SPANVISOR_OTLP_TOKEN)",
     )
     return p
 
 
-def main(argv: Sequence[str]) -> int:
-    """``spanvisor hook …``: always an answer in the CLI's contract."""
-    started = time.monotonic()
+def main(
+    argv: Sequence[str],
+    stdin: bytes | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+    started: float | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+) -> int:
+    """``spanvisor hook …``: always an answer in the CLI's contract. The
+    call is read from ``stdin`` when given (else this process's stdin), the
+    answer written to ``stdout``/``stderr`` when given; ``env`` and ``cwd``
+    are the hook process's when another process (the launcher) decides."""
+    t0 = time.monotonic() if started is None else started
     cli = next((c for c in gc.CLIS if argv and argv[0] == c), None)
+    e = os.environ if env is None else env
 
     def body(out: Answer) -> int:
-        args = build_parser(argparse.ArgumentParser(prog="spanvisor hook")).parse_args(list(argv))
-        return decide(args, out, started)
+        args = build_parser(argparse.ArgumentParser(prog="spanvisor hook"), e).parse_args(list(argv))
+        if cwd is not None and args.policy and not os.path.isabs(args.policy):
+            args.policy = os.path.join(cwd, args.policy)
+        return decide(args, out, t0, stdin, e, cwd)
 
-    return guarded(cli, body, help_asked="-h" in argv or "--help" in argv)
+    return guarded(cli, body, help_asked="-h" in argv or "--help" in argv, stdout=stdout, stderr=stderr)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -91,9 +106,15 @@ def run(args: argparse.Namespace) -> int:
     return guarded(args.cli, lambda out: decide(args, out, started))
 
 
-def guarded(cli: gc.Cli | None, body: Callable[[Answer], int], help_asked: bool = False) -> int:
+def guarded(
+    cli: gc.Cli | None,
+    body: Callable[[Answer], int],
+    help_asked: bool = False,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
     """``body``'s answer, or the CLI's block whatever it raised."""
-    out = Answer(cli)
+    out = Answer(cli, stdout, stderr)
     previous = _on_signals()
     try:
         return body(out)
@@ -112,11 +133,19 @@ def guarded(cli: gc.Cli | None, body: Callable[[Answer], int], help_asked: bool 
         _restore(previous)
 
 
-def decide(args: argparse.Namespace, out: Answer, started: float) -> int:
+def decide(
+    args: argparse.Namespace,
+    out: Answer,
+    started: float,
+    stdin: bytes | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+) -> int:
+    e = os.environ if env is None else env
     cli: gc.Cli = args.cli
     deadline = Deadline.for_cli(cli, args.cli_timeout, started)
     _backstop(deadline)
-    raw = sys.stdin.buffer.read(MAX_INPUT + 1)
+    raw = sys.stdin.buffer.read(MAX_INPUT + 1) if stdin is None else stdin
     if len(raw) > MAX_INPUT:
         return out.block(f"spanvisor: the hook input is over {MAX_INPUT} bytes; denied")
     try:
@@ -124,6 +153,8 @@ def decide(args: argparse.Namespace, out: Answer, started: float) -> int:
     except gc.BadInput as exc:
         return out.block(f"spanvisor: {exc}; denied")
     out.event = call.event
+    if call.cwd is None and cwd is not None:
+        call = call._replace(cwd=cwd)
     try:
         policy = load(args.policy)
     except PolicyError as exc:
@@ -133,15 +164,16 @@ def decide(args: argparse.Namespace, out: Answer, started: float) -> int:
     if ruling.verdict == "ask":
         from spanvisor.cli.hook_ask import ask
 
-        return ask(call, raw, policy, ruling, args, deadline, out)
+        return ask(call, raw, policy, ruling, args, deadline, out, e)
     word = "allowed" if ruling.verdict == "allow" else "denied"
     reason = f"spanvisor: {ruling.reason or word + ' by ' + ruling.by}"
     code = out.allow(reason) if ruling.verdict == "allow" else out.deny(reason)
     _disarm()
     basis = call.call_id or hashlib.blake2b(raw, digest_size=16).hexdigest()
     notes.keep(
-        notes.note("policy", call, basis, args.endpoint, decided_at, verdict=ruling.verdict, by=ruling.by),
+        notes.note("policy", call, basis, args.endpoint, decided_at, e, verdict=ruling.verdict, by=ruling.by),
         args.otlp_token,
+        e,
     )
     return code
 

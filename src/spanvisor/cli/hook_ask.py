@@ -15,8 +15,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from spanvisor.cli import codingtask as ct
@@ -38,14 +38,16 @@ APPROVAL_DETAILS = "agent.approval.details"
 REQUEST_TIMEOUT_S = 5.0
 
 
-def session_task(call: gc.Call, args: argparse.Namespace, timeout: float) -> ct.SessionTask | None:
+def session_task(
+    call: gc.Call, args: argparse.Namespace, timeout: float, env: Mapping[str, str]
+) -> ct.SessionTask | None:
     """The session's task: the launcher's when it started the CLI, else the
     CLI's session id; None when there is neither."""
-    launched = ct.launched_task(os.environ)
+    launched = ct.launched_task(env)
     key = launched or call.session_id
     if not key:
         return None
-    target = ct.otlp_args(ct.otlp_endpoint(args.endpoint, os.environ), args.otlp_token, timeout)
+    target = ct.otlp_args(ct.otlp_endpoint(args.endpoint, env), args.otlp_token, timeout)
     return ct.SessionTask(key, ct.SERVICES[call.cli], launched is not None, target)
 
 
@@ -59,7 +61,7 @@ def approval_id(task: ct.SessionTask, call: gc.Call, raw: bytes) -> str:
 def opened(task: ct.SessionTask) -> bool:
     """Open the task when no launcher did: the receiver opens a session's task
     from the CLI's own records too, but the hook may speak first."""
-    if ct.launched_task(os.environ) is not None:
+    if task.launched:
         return True
     return task.record(cv.LIVE_TASK_START, {cv.AGENT_ID: task.service})
 
@@ -85,6 +87,7 @@ def ask(
     args: argparse.Namespace,
     deadline: Deadline,
     out: Answer,
+    env: Mapping[str, str],
 ) -> int:
     """A person decides (or ``ruling.approvers`` people do): open the
     request, wait, check the approval against this very call (consuming
@@ -95,7 +98,7 @@ def ask(
             return out.allow(f"spanvisor: {why}; allowed (on_unreachable = allow)")
         return out.deny(f"spanvisor: {why}; denied until a person can be asked")
 
-    task = session_task(call, args, min(REQUEST_TIMEOUT_S, deadline.left()))
+    task = session_task(call, args, min(REQUEST_TIMEOUT_S, deadline.left()), env)
     if task is None:
         return unreachable("the hook input has no session_id and no spanvisor task is set, so no one can be asked")
     wait_s = wait_budget(policy.timeout_s, deadline)
@@ -104,10 +107,10 @@ def ask(
         why = f"the CLI's hook timeout ({deadline.cli_timeout:g} s) leaves no time to ask a person"
         reason = f"spanvisor: {why}; {word} by policy:on_timeout"
         return out.allow(reason) if policy.on_timeout == "allow" else out.deny(reason)
-    config = Config.load()
-    token = args.token or config.get("control_token") or token_from_env()
-    explicit = args.url or os.environ.get(ENV_URL) or config.get("control_url")
-    url = str(explicit) if explicit else ct.otlp_endpoint(args.endpoint, os.environ)
+    config = Config.load(env=env)
+    token = args.token or config.get("control_token") or token_from_env(env)
+    explicit = args.url or env.get(ENV_URL) or config.get("control_url")
+    url = str(explicit) if explicit else ct.otlp_endpoint(args.endpoint, env)
     client = HttpSource(url, token, request_timeout_s=min(REQUEST_TIMEOUT_S, max(0.5, deadline.left())))
     status = probe(client, task.task_id, deadline)
     if status != 200:
@@ -123,7 +126,7 @@ def ask(
     }
     if ruling.approvers > 1:
         request[cv.APPROVAL_APPROVERS] = ruling.approvers
-    if (asker := ct.task_owner(os.environ)) is not None:
+    if (asker := ct.task_owner(env)) is not None:
         request[cv.APPROVAL_REQUESTER] = asker
     if not (opened(task) and task.record(cv.EVENT_APPROVAL_REQUEST, request)):
         return unreachable(f"the approval request could not be sent to {task.target.endpoint}")
@@ -156,8 +159,11 @@ def ask(
     decided_at = time.time_ns()
     code = out.allow(f"spanvisor: {reason}") if answer == "allow" else out.deny(f"spanvisor: {reason}")
     notes.keep(
-        notes.note("decision", call, aid, args.endpoint, decided_at, approval_id=aid, outcome=result.outcome, by=by),
+        notes.note(
+            "decision", call, aid, args.endpoint, decided_at, env, approval_id=aid, outcome=result.outcome, by=by
+        ),
         args.otlp_token,
+        env,
     )
     return code
 

@@ -32,15 +32,17 @@ from types import FrameType
 from typing import Any
 
 from spanvisor.cli import codingtask as ct
+from spanvisor.cli.run_gate import LocalGate
 from spanvisor.cli.run_records import Records
 from spanvisor.cli.run_result import ResultReader, plan
 from spanvisor.config import Config
-from spanvisor.gate import notes
-from spanvisor.gate.session import Session
+from spanvisor.gate import local, notes
+from spanvisor.gate.session import TaskKey
 from spanvisor.redaction import redact
 from spanvisor.spans import conventions as cv
 
 NAME_CHARS = 80
+ENV_LOCAL_GATE = "SPANVISOR_LOCAL_GATE"
 _BINARIES = {"claude": "claude-code", "codex": "codex", "gemini": "gemini"}
 _SUBCOMMANDS = {"exec", "e", "run"}
 _VALUE_OPTIONS = {"-m", "--model", "-c", "--config", "--output-format", "-s", "--sandbox", "--settings", "-C", "--cd"}
@@ -165,12 +167,16 @@ def handler(args: argparse.Namespace, config: Config) -> int:
     child_env[ct.ENV_TASK_ID] = task_id
     if (asker := ct.task_owner(env)) is not None:
         child_env[ct.ENV_TASK_OWNER] = asker
+    # The session's hooks ask this process (a warm gate) over a private socket.
+    gate = _local_gate()
+    if gate is not None:
+        child_env[local.ENV_SOCKET] = gate.path
     child_argv, mode = plan(cli, child_argv)
     task = ct.SessionTask(task_id, service, True, ct.otlp_args(endpoint, args.token, args.timeout))
     started = time.time_ns()
     print(f"spanvisor run: task {task_id} ({name}) → {endpoint}", file=sys.stderr, flush=True)
     # The start goes from a background queue: the CLI starts now, up or down.
-    records = Records(Session(task_id, service, True), endpoint, args.token, task_id)
+    records = Records(TaskKey(task_id, service, True), endpoint, args.token, task_id)
     records.say(cv.LIVE_TASK_START, {cv.TASK_NAME: name, cv.AGENT_ID: service}, started)
     every = float(config.get("heartbeat_s") or 0.0)
     beat = _Beat(records, every) if every > 0 else None
@@ -181,6 +187,8 @@ def handler(args: argparse.Namespace, config: Config) -> int:
     finally:
         if beat is not None:
             beat.stop.set()
+    if gate is not None:
+        gate.close()
     left = records.close(within_s=min(args.timeout, 5.0))
     if left or records.dropped:
         print(f"spanvisor run: {left + records.dropped} of the launcher's records were not sent", file=sys.stderr)
@@ -205,6 +213,16 @@ def handler(args: argparse.Namespace, config: Config) -> int:
     if not _quietly(lambda: task.end(name, started, status, error, message)):
         print(f"spanvisor run: {endpoint} did not take the task's end ({status})", file=sys.stderr)
     return 128 - code if code < 0 else code
+
+
+def _local_gate() -> LocalGate | None:
+    if os.environ.get(ENV_LOCAL_GATE) == "off":
+        return None
+    try:
+        return LocalGate()
+    except OSError as exc:  # the hooks decide by themselves, as without a launcher
+        print(f"spanvisor run: no local gate ({exc.strerror or exc}); each hook decides by itself", file=sys.stderr)
+        return None
 
 
 def _quietly(send: Any) -> bool:

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from spanvisor.gate import otlp
-from spanvisor.gate.session import Session
+from spanvisor.gate.session import TaskKey
 
 MAX_QUEUED = 64
 RETRY_S = 2.0
@@ -31,7 +31,7 @@ REQUEST_TIMEOUT_S = 3.0
 class Records:
     """One session's launcher records, sent in the background."""
 
-    def __init__(self, session: Session, endpoint: str, token: str | None, task_id: str) -> None:
+    def __init__(self, session: TaskKey, endpoint: str, token: str | None, task_id: str) -> None:
         self.session, self.endpoint, self.token, self.task_id = session, endpoint, token, task_id
         self._queue: collections.deque[otlp.Record] = collections.deque()
         self._cond = threading.Condition()

@@ -120,6 +120,24 @@ SETTINGS: tuple[Setting, ...] = (
         "(`spanvisor run` still delivers them at a session's end).",
         "off",
     ),
+    Setting(
+        "local_gate",
+        "SPANVISOR_LOCAL_GATE",
+        p_opt_str,
+        None,
+        "`off`: `spanvisor run` opens no local gate, and each hook of its session decides by itself "
+        "(the gate's answers are the same; a hook call costs a cold start).",
+        "off",
+    ),
+    Setting(
+        "gate_socket",
+        "SPANVISOR_GATE_SOCKET",
+        p_opt_str,
+        None,
+        "Set by `spanvisor run` for the CLI it starts: the private socket its hooks ask the launcher's gate on. "
+        "Not for setting by hand.",
+        "a socket path",
+    ),
 )
 
 __all__ = ["SETTINGS"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import TextIO
 
 from spanvisor.gate import contracts as gc
 
@@ -19,10 +20,14 @@ from spanvisor.gate import contracts as gc
 class Answer:
     """What the hook says; the first answer stands."""
 
-    def __init__(self, cli: gc.Cli | None) -> None:
+    def __init__(self, cli: gc.Cli | None, stdout: TextIO | None = None, stderr: TextIO | None = None) -> None:
         self.cli = cli
         self.event: str | None = None
         self.code: int | None = None
+        # The process's own streams, unless the answer goes elsewhere (the
+        # launcher answers a hook over its socket).
+        self.stdout = stdout
+        self.stderr = stderr
 
     def allow(self, reason: str) -> int:
         return self._write("allow", reason)
@@ -40,14 +45,16 @@ class Answer:
         try:
             if self.cli is not None:
                 event = self.event or gc.default_event(self.cli)
-                sys.stdout.write(json.dumps(gc.reply(self.cli, event, answer, reason)) + "\n")
-                sys.stdout.flush()
+                out = self.stdout or sys.stdout
+                out.write(json.dumps(gc.reply(self.cli, event, answer, reason)) + "\n")
+                out.flush()
         except BaseException:  # an answer that cannot be written is a block
             self.code = gc.EXIT_BLOCK
         if self.code == gc.EXIT_BLOCK:
             try:
-                sys.stderr.write(reason + "\n")
-                sys.stderr.flush()
+                err = self.stderr or sys.stderr
+                err.write(reason + "\n")
+                err.flush()
             except BaseException:
                 pass
         return self.code

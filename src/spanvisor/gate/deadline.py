@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import math
 import time
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from spanvisor.gate.contracts import Cli
+if TYPE_CHECKING:
+    from spanvisor.gate.contracts import Cli
 
 # Each CLI's hook timeout when its settings give none, in seconds: Claude
 # Code's command hooks 600, Gemini CLI's 60 (its setting is in ms). Codex
 # documents none for command hooks; 600, as Claude Code, whose hook
 # contract it follows.
-CLI_TIMEOUT_DEFAULT: dict[Cli, float] = {"claude-code": 600.0, "codex": 600.0, "gemini": 60.0}
+CLI_TIMEOUT_DEFAULT: dict[str, float] = {"claude-code": 600.0, "codex": 600.0, "gemini": 60.0}
 # Room left before the CLI's limit for the answer to be read, and for this
 # process's own start, which the deadline does not see.
 MIN_MARGIN_S, MAX_MARGIN_S = 2.0, 10.0

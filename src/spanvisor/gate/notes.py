@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,7 +29,7 @@ from typing import Any
 
 from spanvisor.gate import otlp
 from spanvisor.gate.contracts import Call
-from spanvisor.gate.session import Session, otlp_endpoint, session_of
+from spanvisor.gate.session import TaskKey, otlp_endpoint, session_of
 
 ENV_SPOOL = "SPANVISOR_HOOK_SPOOL"
 ENV_DELIVERY = "SPANVISOR_HOOK_DELIVERY"
@@ -54,11 +55,13 @@ def spool_dir(env: Mapping[str, str] | None = None) -> Path:
     return Path(state) / "spanvisor" / "hook-spool"
 
 
-def note(kind: str, call: Call, basis: str, endpoint: str | None, at: int, **facts: Any) -> dict[str, Any] | None:
+def note(
+    kind: str, call: Call, basis: str, endpoint: str | None, at: int, env: Mapping[str, str], **facts: Any
+) -> dict[str, Any] | None:
     """A note on the session's task (None when the call names no task): its
     id is stable for the call (``basis``) and the kind, and its time is
     ``at``, when the decision was made."""
-    session = session_of(call.cli, call.session_id, os.environ)
+    session = session_of(call.cli, call.session_id, env)
     if session is None:
         return None
     ident = hashlib.blake2b(f"{session.key}\x1f{basis}\x1f{kind}".encode(), digest_size=12).hexdigest()
@@ -90,25 +93,26 @@ def note(kind: str, call: Call, basis: str, endpoint: str | None, at: int, **fac
         "id": ident,
         "kind": kind,
         "session": [session.key, session.service, session.launched],
-        "endpoint": otlp_endpoint(endpoint, os.environ),
+        "endpoint": otlp_endpoint(endpoint, env),
         "records": records,
     }
 
 
 def send(item: Mapping[str, Any], token: str | None, timeout_s: float) -> bool:
     key, service, launched = item["session"]
-    trace_hex, span_hex = Session(str(key), str(service), bool(launched)).ids
+    trace_hex, span_hex = TaskKey(str(key), str(service), bool(launched)).ids
     records = [(str(n), dict(a), int(t)) for n, a, t in item["records"]]
     return otlp.post(str(item["endpoint"]), token, otlp.encode(str(service), trace_hex, span_hex, records), timeout_s)
 
 
-def keep(item: dict[str, Any] | None, token: str | None) -> None:
+def keep(item: dict[str, Any] | None, token: str | None, env: Mapping[str, str] | None = None) -> None:
     """Send ``item`` now if the receiver answers at once, else spool it and
     start its delivery; a note that cannot even be spooled is said on
     stderr and costs nothing else."""
     if item is None:
         return
-    where = spool_dir()
+    e = os.environ if env is None else env
+    where = spool_dir(e)
     if not _backing_off(where) and send(item, token, SEND_BUDGET_S):
         return
     try:
@@ -116,7 +120,7 @@ def keep(item: dict[str, Any] | None, token: str | None) -> None:
     except OSError as exc:
         print(f"spanvisor hook: a note could not be spooled ({exc.strerror or exc})", file=sys.stderr)
         return
-    spawn_delivery(token)
+    spawn_delivery(token, e)
 
 
 def write(item: Mapping[str, Any], directory: Path | None = None) -> Path:
@@ -174,12 +178,18 @@ def _locked(where: Path) -> bool:
     return False
 
 
-def spawn_delivery(token: str | None) -> None:
+def spawn_delivery(token: str | None, env: Mapping[str, str] | None = None) -> None:
     """Start a deliverer in a session of its own, holding none of this
     process's pipes (the CLI goes on once the hook exits), unless one runs
     (it looks again before it stops) or the receiver was away a moment ago."""
-    where = spool_dir()
-    if os.environ.get(ENV_DELIVERY) == "off" or _backing_off(where) or _locked(where):
+    e = os.environ if env is None else env
+    where = spool_dir(e)
+    if e.get(ENV_DELIVERY) == "off" or _backing_off(where) or _locked(where):
+        return
+    if threading.active_count() > 1:
+        # A process with threads (the launcher answering its hooks) is not
+        # forked: it lives on, so a thread of its own delivers.
+        threading.Thread(target=deliver, args=(where, token), name="spanvisor-notes", daemon=True).start()
         return
     try:
         pid = os.fork()
@@ -192,10 +202,10 @@ def spawn_delivery(token: str | None) -> None:
         fd = os.open(os.devnull, os.O_RDWR)
         for n in (0, 1, 2):
             os.dup2(fd, n)
-        env = dict(os.environ)
+        child_env = dict(e)
         if token:
-            env[ENV_TOKEN] = token
-        os.execve(sys.executable, [sys.executable, "-m", "spanvisor.gate.notes"], env)
+            child_env[ENV_TOKEN] = token
+        os.execve(sys.executable, [sys.executable, "-m", "spanvisor.gate.notes"], child_env)
     finally:
         os._exit(0)
 

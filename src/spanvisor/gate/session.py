@@ -61,8 +61,8 @@ def otlp_endpoint(explicit: str | None, env: Mapping[str, str]) -> str:
     return (("" if grpc else env.get("OTEL_EXPORTER_OTLP_ENDPOINT")) or DEFAULT_ENDPOINT).rstrip("/")
 
 
-class Session(NamedTuple):
-    """A session's task: its key, service, and derived ids (hex)."""
+class TaskKey(NamedTuple):
+    """A session's task as the hook names it: its key, service, and derived ids (hex)."""
 
     key: str
     service: str
@@ -73,12 +73,12 @@ class Session(NamedTuple):
         return ids.launcher_task_ids(self.key) if self.launched else ids.task_ids(self.service, self.key)
 
 
-def session_of(cli: str, session_id: str | None, env: Mapping[str, str]) -> Session | None:
+def session_of(cli: str, session_id: str | None, env: Mapping[str, str]) -> TaskKey | None:
     launched = launched_task(env)
     key = launched or session_id
     if not key or cli not in SERVICES:
         return None
-    return Session(key, SERVICES[cli], launched is not None)
+    return TaskKey(key, SERVICES[cli], launched is not None)
 
 
 __all__ = [
@@ -88,7 +88,7 @@ __all__ = [
     "ENV_TASK_OWNER",
     "RESOURCE_TASK_ID",
     "SERVICES",
-    "Session",
+    "TaskKey",
     "endpoint_from",
     "launched_task",
     "otlp_endpoint",

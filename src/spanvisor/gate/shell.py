@@ -23,6 +23,8 @@ from typing import NamedTuple
 
 import tree_sitter
 
+from spanvisor.gate import words
+
 # Deeper than any command a person writes: past it, a command is unread.
 MAX_DEPTH = 12
 # Longer commands are not read (and so never allowed by a rule).
@@ -153,17 +155,21 @@ def _source(command: str, walk: _Walk, depth: int) -> None:
     if depth > MAX_DEPTH:
         walk.unread.append("commands nested deeper than the gate reads")
         return
-    try:
-        data = command.encode("utf-8", "surrogatepass")
-    except UnicodeEncodeError:  # pragma: no cover - surrogatepass encodes every str
-        walk.unread.append("the command is not text")
-        return
-    # A parser of its own per text: the grammar's scanner keeps state
-    # between parses, and a reused parser crashed on random text.
-    root = tree_sitter.Parser(_BASH).parse(data).root_node
+    data = command.encode("utf-8", "surrogatepass")
+    # The grammar's scanner crashes the process on some text with non-ASCII
+    # characters (found by fuzzing; none with ASCII alone). Bash reads every
+    # non-ASCII byte as part of a word, so each such character is parsed as
+    # as many ASCII letters, and the words are read from the real bytes by
+    # offset.
+    shape = data if data.isascii() else bytes(b if b < 0x80 else 0x78 for b in data)
+    root = tree_sitter.Parser(_BASH).parse(shape).root_node
     if root.has_error:
         walk.unread.append("the shell could not read it (a syntax error, or a form the parser does not know)")
-    _node(root, walk, depth)
+    words.SOURCE.stack.append(data)
+    try:
+        _node(root, walk, depth)
+    finally:
+        words.SOURCE.stack.pop()
 
 
 def _node(node: tree_sitter.Node, walk: _Walk, depth: int) -> None:
@@ -171,11 +177,11 @@ def _node(node: tree_sitter.Node, walk: _Walk, depth: int) -> None:
     if kind == "command":
         _command(node, walk, depth)
     elif kind in ("declaration_command", "unset_command"):
-        walk.units.append(Unit(" ".join(_word(c) for c in node.children), _text(node.children[0])))
+        walk.units.append(Unit(" ".join(words.word(c) for c in node.children), words.text(node.children[0])))
     elif kind == "variable_assignment":
         name = node.child_by_field_name("name")
-        if name is not None and _text(name) in _RISKY_VARS:
-            walk.units.append(Unit(_word(node), None))
+        if name is not None and words.text(name) in _RISKY_VARS:
+            walk.units.append(Unit(words.word(node), None))
     elif kind == "file_redirect":
         _redirect(node, walk)
     for child in node.children:
@@ -199,12 +205,12 @@ def _command(node: tree_sitter.Node, walk: _Walk, depth: int) -> None:
     name_node = node.child_by_field_name("name")
     if name_node is None:
         return
-    words = [name_node, *node.children_by_field_name("argument")]
+    argv = [name_node, *node.children_by_field_name("argument")]
     for assignment in (c for c in node.children if c.type == "variable_assignment"):
         var = assignment.child_by_field_name("name")
-        if var is not None and (_text(var) in _RISKY_VARS or _text(var).startswith(("LD_", "DYLD_"))):
-            walk.units.append(Unit(_word(assignment), None))
-    _argv([(_literal(w), _word(w)) for w in words], walk, depth)
+        if var is not None and (words.text(var) in _RISKY_VARS or words.text(var).startswith(("LD_", "DYLD_"))):
+            walk.units.append(Unit(words.word(assignment), None))
+    _argv([(words.literal(w), words.word(w)) for w in argv], walk, depth)
 
 
 def _argv(argv: list[tuple[str | None, str]], walk: _Walk, depth: int) -> None:
@@ -212,7 +218,7 @@ def _argv(argv: list[tuple[str | None, str]], walk: _Walk, depth: int) -> None:
     if not argv:
         return
     name = argv[0][0]
-    if name is None or not name or _globbing(name):
+    if name is None or not name or words.globbing(name):
         walk.unread.append(f"a command name the gate cannot know before it runs ({argv[0][1][:60]})")
         walk.units.append(Unit(" ".join(t for _, t in argv), None))
         return
@@ -301,99 +307,14 @@ def _redirect(node: tree_sitter.Node, walk: _Walk) -> None:
     dest = node.child_by_field_name("destination")
     if dest is None:
         return
-    literal = _literal(dest)
+    literal = words.literal(dest)
     if op == ">&" and (literal is None or literal.isdigit() or literal == "-"):
         if literal is None:
-            walk.units.append(Unit(f"> {_word(dest)}", None))
+            walk.units.append(Unit(f"> {words.word(dest)}", None))
         return
     if literal in _HARMLESS_SINKS:
         return
-    walk.units.append(Unit(f"{_WRITE_OPS[op]} {literal if literal is not None else _word(dest)}", None))
-
-
-def _text(node: tree_sitter.Node) -> str:
-    return (node.text or b"").decode("utf-8", "surrogatepass")
-
-
-def _word(node: tree_sitter.Node) -> str:
-    """A word as the gate shows and matches it: its literal value, else its
-    source text."""
-    literal = _literal(node)
-    return literal if literal is not None else _text(node)
-
-
-def _literal(node: tree_sitter.Node) -> str | None:
-    """The word's value when it has no expansion (quotes and escapes
-    removed); None when part of it is only known at run time."""
-    kind = node.type
-    if kind in ("word", "number", "command_name"):
-        if kind == "command_name":
-            return _literal(node.children[0]) if node.child_count == 1 else None
-        return _unescape(_text(node))
-    if kind == "raw_string":
-        return _text(node)[1:-1]
-    if kind == "string":
-        parts = [c for c in node.children if c.type not in ('"',)]
-        if all(c.type == "string_content" for c in parts):
-            return _unescape_dq("".join(_text(c) for c in parts))
-        return None
-    if kind == "concatenation":
-        values = [_literal(c) for c in node.children]
-        if any(v is None for v in values):
-            return None
-        joined = "".join(v or "" for v in values)
-        return None if _braces(joined) else joined
-    return None
-
-
-def _braces(text: str) -> bool:
-    """Whether bash would brace-expand ``text`` (``{rm,-rf,/}`` runs rm)."""
-    start = text.find("{")
-    while start != -1:
-        end = text.find("}", start)
-        if end == -1:
-            return False
-        inner = text[start + 1 : end]
-        if "," in inner or ".." in inner:
-            return True
-        start = text.find("{", start + 1)
-    return False
-
-
-def _globbing(name: str) -> bool:
-    return any(ch in name for ch in "*?[{") or name.startswith("~")
-
-
-def _unescape(text: str) -> str:
-    if "\\" not in text:
-        return text
-    out: list[str] = []
-    i = 0
-    while i < len(text):
-        if text[i] == "\\" and i + 1 < len(text):
-            if text[i + 1] != "\n":
-                out.append(text[i + 1])
-            i += 2
-            continue
-        out.append(text[i])
-        i += 1
-    return "".join(out)
-
-
-def _unescape_dq(text: str) -> str:
-    if "\\" not in text:
-        return text
-    out: list[str] = []
-    i = 0
-    while i < len(text):
-        if text[i] == "\\" and i + 1 < len(text) and text[i + 1] in '$`"\\\n':
-            if text[i + 1] != "\n":
-                out.append(text[i + 1])
-            i += 2
-            continue
-        out.append(text[i])
-        i += 1
-    return "".join(out)
+    walk.units.append(Unit(f"{_WRITE_OPS[op]} {literal if literal is not None else words.word(dest)}", None))
 
 
 __all__ = ["MAX_COMMAND", "Parsed", "Unit", "parse"]

@@ -60,9 +60,6 @@ APPROVAL_DECIDED_BY: Final = "agent.approval.decided_by"
 LIVE_TASK_START: Final = "agent.task.start"
 LIVE_TASK_UPDATE: Final = "agent.task.update"
 LIVE_HEARTBEAT: Final = "agent.task.heartbeat"
-# A sender's id for one live record (the gate's notes): a record whose id its
-# task already read is read once, so a resent record is never a second event.
-RECORD_ID: Final = "agent.record.id"
 # agent.result.<name> on the root: a result (number, string, boolean); ….unit: its unit.
 RESULT_PREFIX: Final = "agent.result."
 RESULT_UNIT_SUFFIX: Final = ".unit"
@@ -255,7 +252,6 @@ READ_KEYS: Final = (
     | now.READ_KEYS
     | frozenset(
         {
-            RECORD_ID,
             GEN_AI_CONVERSATION,
             TL_REQUEST_TYPE,
             GEN_AI_PROVIDER,

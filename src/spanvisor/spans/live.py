@@ -32,6 +32,11 @@ from typing import Any
 
 from spanvisor.spans import conventions as cv
 
+# A sender's id for one record (the coding-agent gate's notes, which may be
+# sent again from a spool): a record whose id its task already read is read
+# once, so a resent record is never a second event.
+RECORD_ID = "agent.record.id"
+
 
 @dataclass(frozen=True, slots=True)
 class LiveFact:

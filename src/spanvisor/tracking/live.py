@@ -25,7 +25,7 @@ from typing import Any
 
 from spanvisor.spans import conventions as cv
 from spanvisor.spans.data import SpanData, SpanEventData
-from spanvisor.spans.live import LiveFact
+from spanvisor.spans.live import RECORD_ID, LiveFact
 
 Key = tuple[str, str]  # (trace id, root span id)
 
@@ -34,7 +34,7 @@ MAX_WAITING_FACTS = 64
 WAITING_TTL_S = 600.0
 
 # Keys of a record that say where it belongs, not what the root says.
-_ROUTING = frozenset({cv.TASK_ROOT, "event.name", cv.RECORD_ID})
+_ROUTING = frozenset({cv.TASK_ROOT, "event.name", RECORD_ID})
 # Record ids remembered per open root (the newest; older resends are rare).
 MAX_RECORD_IDS = 1024
 
@@ -70,7 +70,7 @@ class LiveRoot:
     # event among those with its time and name is part of its identity.
     instant: list[SpanEventData] = field(default_factory=list)
     instant_ns: int = -1
-    # Ids of the records read (cv.RECORD_ID): a resent record adds nothing.
+    # Ids of the records read (RECORD_ID): a resent record adds nothing.
     record_ids: dict[str, None] = field(default_factory=dict)
 
     def read(self, trace_id: str, root_id: str, fact: LiveFact) -> SpanData:
@@ -94,7 +94,7 @@ class LiveRoot:
         )
 
     def _resent(self, fact: LiveFact) -> bool:
-        rid = fact.attributes.get(cv.RECORD_ID)
+        rid = fact.attributes.get(RECORD_ID)
         if not isinstance(rid, str) or not rid:
             return False
         if rid in self.record_ids:

@@ -1,0 +1,101 @@
+"""The launcher as the local gatekeeper: a hook asks over a private socket.
+
+``spanvisor run`` lives as long as the CLI and has the gate warm (the
+policy's parser, the shell grammar, the connection to ``serve``), so it
+listens on a Unix socket in a directory only its user can open
+(``SPANVISOR_GATE_SOCKET`` tells the CLI's hooks where). A hook sends its
+arguments and stdin and gets back the exit status and the text to write;
+one round trip to a warm process instead of loading the gate. A hook whose
+launcher is gone (refused, no answer in time) decides by itself, as
+without a launcher. Frames: a 4-byte big-endian length, then JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Mapping
+from typing import Any
+
+ENV_SOCKET = "SPANVISOR_GATE_SOCKET"
+MAX_FRAME = 16 * 1024 * 1024
+
+
+def frame(doc: dict[str, Any]) -> bytes:
+    data = json.dumps(doc, separators=(",", ":")).encode()
+    return len(data).to_bytes(4, "big") + data
+
+
+def read_frame(sock: socket.socket, deadline: float | None = None) -> dict[str, Any] | None:
+    """One frame's JSON object, or None on EOF, time out or garbage."""
+    head = _read(sock, 4, deadline)
+    if head is None:
+        return None
+    size = int.from_bytes(head, "big")
+    if size > MAX_FRAME:
+        return None
+    body = _read(sock, size, deadline)
+    if body is None:
+        return None
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _read(sock: socket.socket, n: int, deadline: float | None) -> bytes | None:
+    chunks: list[bytes] = []
+    got = 0
+    while got < n:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            sock.settimeout(left)
+        try:
+            chunk = sock.recv(min(n - got, 1 << 20))
+        except OSError:
+            return None
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def context(env: Mapping[str, str], cwd: str) -> dict[str, Any]:
+    """What a decision depends on beyond the call, as the hook process has
+    it: the working directory (a relative policy path, a relative file) and
+    the variables the gate reads (the policy, the task, where notes go, the
+    spool's home). The launcher decides with these, not its own."""
+    return {"cwd": cwd, "env": {k: v for k, v in env.items() if k.startswith(_CONTEXT) or k in _ALSO}}
+
+
+_CONTEXT = ("SPANVISOR_", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL")
+_ALSO = frozenset({"HOME", "XDG_STATE_HOME"})
+
+
+def ask(path: str, argv: list[str], stdin: bytes, deadline: float) -> tuple[int, str, str] | None:
+    """The launcher's answer to this hook call (exit status, stdout,
+    stderr), or None when it could not give one before ``deadline``."""
+    here = context({k: v for k, v in os.environ.items() if k != ENV_SOCKET}, os.getcwd())
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(max(0.001, deadline - time.monotonic()))
+            sock.connect(path)
+            sock.sendall(frame({"argv": argv, "stdin": stdin.decode("latin-1"), **here}))
+            doc = read_frame(sock, deadline)
+    except (OSError, ValueError):
+        return None
+    if doc is None:
+        return None
+    code, out, err = doc.get("code"), doc.get("stdout"), doc.get("stderr")
+    if not isinstance(code, int) or not isinstance(out, str) or not isinstance(err, str):
+        return None
+    return code, out, err
+
+
+__all__ = ["ENV_SOCKET", "MAX_FRAME", "ask", "context", "frame", "read_frame"]

@@ -1,0 +1,109 @@
+"""The words of a parsed shell command: what each is when it has no
+expansion (quotes and escapes removed), else its text as written; read from
+the real bytes of the command by offset (:mod:`.shell` parses a shape of
+it with non-ASCII characters as ASCII letters).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import tree_sitter
+
+
+class Source(threading.local):
+    """The bytes being read (a stack: ``bash -c`` strings nest), per thread."""
+
+    def __init__(self) -> None:
+        self.stack: list[bytes] = []
+
+
+SOURCE = Source()
+
+
+def text(node: tree_sitter.Node) -> str:
+    return SOURCE.stack[-1][node.start_byte : node.end_byte].decode("utf-8", "replace")
+
+
+def word(node: tree_sitter.Node) -> str:
+    """A word as the gate shows and matches it: its literal value, else its
+    source text."""
+    value = literal(node)
+    return value if value is not None else text(node)
+
+
+def literal(node: tree_sitter.Node) -> str | None:
+    """The word's value when it has no expansion (quotes and escapes
+    removed); None when part of it is only known at run time."""
+    kind = node.type
+    if kind in ("word", "number", "command_name"):
+        if kind == "command_name":
+            return literal(node.children[0]) if node.child_count == 1 else None
+        return unescape(text(node))
+    if kind == "raw_string":
+        return text(node)[1:-1]
+    if kind == "string":
+        parts = [c for c in node.children if c.type not in ('"',)]
+        if all(c.type == "string_content" for c in parts):
+            return unescape_dq("".join(text(c) for c in parts))
+        return None
+    if kind == "concatenation":
+        values = [literal(c) for c in node.children]
+        if any(v is None for v in values):
+            return None
+        joined = "".join(v or "" for v in values)
+        return None if braces(joined) else joined
+    return None
+
+
+def braces(text: str) -> bool:
+    """Whether bash would brace-expand ``text`` (``{rm,-rf,/}`` runs rm)."""
+    start = text.find("{")
+    while start != -1:
+        end = text.find("}", start)
+        if end == -1:
+            return False
+        inner = text[start + 1 : end]
+        if "," in inner or ".." in inner:
+            return True
+        start = text.find("{", start + 1)
+    return False
+
+
+def globbing(name: str) -> bool:
+    return any(ch in name for ch in "*?[{") or name.startswith("~")
+
+
+def unescape(text: str) -> str:
+    if "\\" not in text:
+        return text
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        if text[i] == "\\" and i + 1 < len(text):
+            if text[i + 1] != "\n":
+                out.append(text[i + 1])
+            i += 2
+            continue
+        out.append(text[i])
+        i += 1
+    return "".join(out)
+
+
+def unescape_dq(text: str) -> str:
+    if "\\" not in text:
+        return text
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        if text[i] == "\\" and i + 1 < len(text) and text[i + 1] in '$`"\\\n':
+            if text[i + 1] != "\n":
+                out.append(text[i + 1])
+            i += 2
+            continue
+        out.append(text[i])
+        i += 1
+    return "".join(out)
+
+
+__all__ = ["SOURCE", "braces", "globbing", "literal", "text", "word"]
