@@ -1,14 +1,16 @@
 """The gate's cost per tool call: from the CLI's spawn of ``spanvisor hook``
-to its answer, for a call a rule allows, one a rule denies and one no rule
-matches (answered by ``default = "deny"``), with the receiver down (its
-notes wait in the spool) and up-but-silent (a blackhole: the notes' delivery
-hangs, the answer must not), beside ``true`` (a process that does nothing)
-as the floor. Interleaved: one call of each case per round.
+to its exit, as the CLI pays it, for a call a rule allows, one a rule
+denies, one no rule matches (answered by ``default = "deny"``) and a
+chained command, each with the receiver down (the note goes to the spool)
+and up but silent (a blackhole: the note's send waits its 50 ms, then the
+spool), each as a cold command hook and through the launcher's local gate
+(what ``spanvisor run`` opens: here in this process), beside ``true`` (a
+process that does nothing) as the floor. Interleaved: one call of each case
+per round.
 
     .venv/bin/python benchmarks/bench_gate.py [--calls 1000] [--quick]
 
-Figures are wall time of a whole process, as the CLI pays it (p50/p95/p99,
-ms), and the ratio to the floor from the same run.
+Figures: p50/p95/p99 of the wall time in ms, and the p50 over the floor.
 """
 
 from __future__ import annotations
@@ -76,6 +78,10 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-gate-"))
     (tmp / "policy.toml").write_text(POLICY)
     hole_url, hole = blackhole()
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    from spanvisor.cli.run_gate import LocalGate
+
+    gate = LocalGate()
     base = {k: v for k, v in os.environ.items() if not k.startswith(("SPANVISOR_", "OTEL_"))}
     receivers = {
         "receiver down": {**base, "SPANVISOR_OTLP_ENDPOINT": "http://127.0.0.1:9"},
@@ -84,11 +90,13 @@ def main() -> None:
     for env in receivers.values():
         env["SPANVISOR_DATA_DIR"] = str(tmp / "data")
     cases: dict[str, tuple[list[str], bytes, dict[str, str]]] = {"true (floor)": (["true"], b"", base)}
-    for rname, env in receivers.items():
-        for cname, command in CALLS.items():
-            stdin = json.dumps({"session_id": "bench", "tool_name": "Bash", "tool_input": {"command": command}})
-            argv = [SPANVISOR, "hook", "claude-code", "--policy", str(tmp / "policy.toml")]
-            cases[f"{cname}, {rname}"] = (argv, stdin.encode(), env)
+    for setup in ("cold", "launcher"):
+        for rname, env in receivers.items():
+            for cname, command in CALLS.items():
+                stdin = json.dumps({"session_id": "bench", "tool_name": "Bash", "tool_input": {"command": command}})
+                argv = [SPANVISOR, "hook", "claude-code", "--policy", str(tmp / "policy.toml")]
+                run_env = {**env, "SPANVISOR_GATE_SOCKET": gate.path} if setup == "launcher" else env
+                cases[f"{setup}: {cname}, {rname}"] = (argv, stdin.encode(), run_env)
     times: dict[str, list[float]] = {k: [] for k in cases}
     for i in range(n):
         for name, (argv, stdin, env) in cases.items():
@@ -96,13 +104,16 @@ def main() -> None:
         if (i + 1) % max(1, n // 10) == 0:
             print(f"  {i + 1}/{n} rounds", file=sys.stderr, flush=True)
     hole.close()
+    answered = gate.answered
+    gate.close()
     floor = statistics.median(times["true (floor)"])
-    print(f"{'case':48} {'p50':>7} {'p95':>7} {'p99':>7}  p50 over the floor (ms)")
+    print(f"{'case':58} {'p50':>7} {'p95':>7} {'p99':>7}  p50 over the floor (ms)")
     for name, ts in times.items():
         q = statistics.quantiles(ts, n=100)
         p50 = statistics.median(ts)
-        print(f"{name:48} {p50:7.1f} {q[94]:7.1f} {q[98]:7.1f}  {p50 - floor:7.1f}")
-    print(f"calls per case: {n}; spool left: {len(list((tmp / 'data' / 'hook-spool').glob('*.json')))} notes")
+        print(f"{name:58} {p50:7.1f} {q[94]:7.1f} {q[98]:7.1f}  {p50 - floor:7.1f}")
+    spooled = len(list((tmp / "data" / "hook-spool").glob("*.json")))
+    print(f"calls per case: {n}; answered by the local gate: {answered}; notes left in the spool: {spooled}")
 
 
 if __name__ == "__main__":
