@@ -18,7 +18,9 @@ from typing import Any
 
 import pytest
 
+from spanvisor.cli import run_codex
 from tests.codingagents import codex_cli as cx
+from tests.codingagents.agents import run
 from tests.codingagents.fake_http import FakeModelAPI
 from tests.codingagents.fake_openai import fake_openai, function_outputs
 from tests.codingagents.script import Script, text, tool
@@ -153,3 +155,22 @@ def test_a_persons_approval_lets_the_command_run(
         return found or None
 
     assert wait_until(steps, WAIT_S, "the step") == [f"exec_command(echo approved-{how})"]
+
+
+def test_under_the_launcher_the_gate_runs_without_the_trust_flag(
+    cli_bin: Path, matrix: Matrix, api: FakeModelAPI, tmp_path: Path
+) -> None:
+    """``spanvisor run -- codex exec …`` as the docs show it: no trust flag
+    given, yet the gate stands in front of the call (the launcher vets that
+    every hook is spanvisor's and passes Codex's flag itself)."""
+    run_id = api.script(
+        uuid.uuid4().hex[:12], Script([tool("exec_command", cmd="rm -r build"), text("I left build alone.")])
+    )
+    env = _hooked(tmp_path, matrix, api, run_id, telemetry=False)
+    work = tmp_path / "work"
+    (work / "build").mkdir(parents=True)
+    (work / "build" / "keep.txt").write_text("still here")
+    argv = [a for a in cx.argv(cli_bin, f"clean the build folder ({run_id})", hook=True) if a != run_codex.FLAG]
+    ran = run(argv, env, work, {"endpoint": matrix.endpoint, "task-id": f"codex-trust-{run_id}"})
+    assert (work / "build" / "keep.txt").read_text() == "still here", "the gate ran and denied the command"
+    assert f"running them with {run_codex.FLAG}" in ran.stderr, ran.said()

@@ -32,6 +32,7 @@ from types import FrameType
 from typing import Any
 
 from spanvisor.cli import codingtask as ct
+from spanvisor.cli import run_codex
 from spanvisor.cli.run_gate import LocalGate
 from spanvisor.cli.run_records import Records
 from spanvisor.cli.run_result import ResultReader, plan
@@ -171,6 +172,10 @@ def handler(args: argparse.Namespace, config: Config) -> int:
     gate = _local_gate()
     if gate is not None:
         child_env[local.ENV_SOCKET] = gate.path
+    if cli == "codex":
+        child_argv, said = run_codex.trusted(child_argv, child_env, os.getcwd())
+        if said:
+            print(f"spanvisor run: {said}", file=sys.stderr)
     child_argv, mode = plan(cli, child_argv)
     task = ct.SessionTask(task_id, service, True, ct.otlp_args(endpoint, args.token, args.timeout))
     started = time.time_ns()
