@@ -56,8 +56,16 @@ def openai_api() -> Iterator[FakeModelAPI]:
         fake.close()
 
 
-def _claude(cli_bin: Path, matrix: Matrix, api: FakeModelAPI, tmp: Path, hook: str, timeout_s: int = 2) -> Path:
-    run_id = api.script(uuid.uuid4().hex[:12], Script([tool("Bash", command="touch ran.txt"), text("done")]))
+def _claude(
+    cli_bin: Path,
+    matrix: Matrix,
+    api: FakeModelAPI,
+    tmp: Path,
+    hook: str,
+    timeout_s: int = 2,
+    command: str = "touch ran.txt",
+) -> Path:
+    run_id = api.script(uuid.uuid4().hex[:12], Script([tool("Bash", command=command), text("done")]))
     settings = tmp / "settings.json"
     entry = {"type": "command", "command": hook, "timeout": timeout_s}
     # Shell calls allowed by the settings, so only the hook stands between:
@@ -73,10 +81,16 @@ def _claude(cli_bin: Path, matrix: Matrix, api: FakeModelAPI, tmp: Path, hook: s
     return work
 
 
-def _gemini(cli_bin: Path, matrix: Matrix, api: FakeModelAPI, tmp: Path, hook: str, timeout_s: int = 2) -> Path:
-    run_id = api.script(
-        uuid.uuid4().hex[:12], Script([tool("run_shell_command", command="touch ran.txt"), text("done")])
-    )
+def _gemini(
+    cli_bin: Path,
+    matrix: Matrix,
+    api: FakeModelAPI,
+    tmp: Path,
+    hook: str,
+    timeout_s: int = 2,
+    command: str = "touch ran.txt",
+) -> Path:
+    run_id = api.script(uuid.uuid4().hex[:12], Script([tool("run_shell_command", command=command), text("done")]))
     env = gm.env(tmp / "home", matrix, api, run_id)
     path = tmp / "home" / ".gemini" / "settings.json"
     settings = json.loads(path.read_text())
@@ -90,8 +104,10 @@ def _gemini(cli_bin: Path, matrix: Matrix, api: FakeModelAPI, tmp: Path, hook: s
     return work
 
 
-def _codex(cli_bin: Path, api: FakeModelAPI, tmp: Path, hook: str, timeout_s: int = 2) -> Path:
-    run_id = api.script(uuid.uuid4().hex[:12], Script([tool("exec_command", cmd="touch ran.txt"), text("done")]))
+def _codex(
+    cli_bin: Path, api: FakeModelAPI, tmp: Path, hook: str, timeout_s: int = 2, command: str = "touch ran.txt"
+) -> Path:
+    run_id = api.script(uuid.uuid4().hex[:12], Script([tool("exec_command", cmd=command), text("done")]))
     env = cx.env(tmp / "home", api, run_id, None, hook=True)
     config = Path(env["CODEX_HOME"]) / "config.toml"
     lines = config.read_text().splitlines()
@@ -154,3 +170,33 @@ def test_the_gate_answers_before_the_clis_hook_timeout(
         hole.close()
     assert hole.accepted.is_set(), "the gate asked"
     assert not (work / "ran.txt").exists(), f"{cli} ran the call: the gate answered after the CLI gave up on it"
+
+
+@pytest.mark.parametrize("cli", ["claude-code", "codex", "gemini"])
+def test_a_chained_command_is_blocked_by_the_gate_under_each_cli(
+    cli: str,
+    cli_bin: Path,
+    matrix: Matrix,
+    anthropic: FakeModelAPI,
+    gemini_api: FakeModelAPI,
+    openai_api: FakeModelAPI,
+    tmp_path: Path,
+) -> None:
+    """A policy that allows ``ls`` (and ``touch ok.txt``) and denies the rest:
+    the real CLI's ``ls && touch ran.txt`` (the reproducer that walked past a
+    glob) never runs, while ``touch ok.txt && ls``, every part allowed, does."""
+    policy = tmp_path / "policy.toml"
+    policy.write_text(
+        'default = "deny"\n[[rule]]\nname = "ls"\ncommand = ["ls", "ls *", "touch ok.txt"]\ndecision = "allow"\n'
+    )
+    gate = f"{hook_command(cli)} --policy {policy}"
+    for command, file, runs in (("ls && touch ran.txt", "ran.txt", False), ("touch ok.txt && ls", "ok.txt", True)):
+        where = tmp_path / file.split(".")[0]
+        where.mkdir()
+        if cli == "claude-code":
+            work = _claude(cli_bin, matrix, anthropic, where, gate, timeout_s=60, command=command)
+        elif cli == "gemini":
+            work = _gemini(cli_bin, matrix, gemini_api, where, gate, timeout_s=60, command=command)
+        else:
+            work = _codex(cli_bin, openai_api, where, gate, timeout_s=60, command=command)
+        assert (work / file).exists() == runs, f"{cli}: {command!r} {'did not run' if runs else 'ran'}"
