@@ -8,7 +8,16 @@ spool), each as a cold command hook and through the launcher's local gate
 process that does nothing) as the floor. Interleaved: one call of each case
 per round.
 
-    .venv/bin/python benchmarks/bench_gate.py [--calls 1000] [--quick]
+    .venv/bin/python benchmarks/bench_gate.py [--calls 1000] [--quick] [--spanvisor PATH]
+
+``--spanvisor`` names the command the CLI would run. The default is this
+venv's, an editable install, whose import finder costs every Python start
+about 10 ms that an installed wheel does not pay; to measure what users
+pay, install the wheel alone (the gate needs nothing but tree-sitter):
+
+    python3 -m venv /tmp/gate && .venv/bin/python -m pip wheel --no-deps -w /tmp/whl .
+    /tmp/gate/bin/pip install --no-deps /tmp/whl/spanvisor-*.whl tree-sitter tree-sitter-bash
+    .venv/bin/python benchmarks/bench_gate.py --spanvisor /tmp/gate/bin/spanvisor
 
 Figures: p50/p95/p99 of the wall time in ms, and the p50 over the floor.
 """
@@ -73,6 +82,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--calls", type=int, default=1000)
     ap.add_argument("--quick", action="store_true", help="100 calls per case")
+    ap.add_argument("--spanvisor", default=SPANVISOR, help="the spanvisor command to time (default: this venv's)")
     args = ap.parse_args()
     n = 100 if args.quick else args.calls
     tmp = Path(tempfile.mkdtemp(prefix="bench-gate-"))
@@ -94,7 +104,7 @@ def main() -> None:
         for rname, env in receivers.items():
             for cname, command in CALLS.items():
                 stdin = json.dumps({"session_id": "bench", "tool_name": "Bash", "tool_input": {"command": command}})
-                argv = [SPANVISOR, "hook", "claude-code", "--policy", str(tmp / "policy.toml")]
+                argv = [args.spanvisor, "hook", "claude-code", "--policy", str(tmp / "policy.toml")]
                 run_env = {**env, "SPANVISOR_GATE_SOCKET": gate.path} if setup == "launcher" else env
                 cases[f"{setup}: {cname}, {rname}"] = (argv, stdin.encode(), run_env)
     times: dict[str, list[float]] = {k: [] for k in cases}
