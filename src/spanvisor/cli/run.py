@@ -172,10 +172,11 @@ def handler(args: argparse.Namespace, config: Config) -> int:
     gate = _local_gate()
     if gate is not None:
         child_env[local.ENV_SOCKET] = gate.path
+    hooks_said: str | None = None
     if cli == "codex":
-        child_argv, said = run_codex.trusted(child_argv, child_env, os.getcwd())
-        if said:
-            print(f"spanvisor run: {said}", file=sys.stderr)
+        child_argv, hooks_said = run_codex.trusted(child_argv, child_env, os.getcwd())
+        if hooks_said:
+            print(f"spanvisor run: {hooks_said}", file=sys.stderr)
     child_argv, mode = plan(cli, child_argv)
     task = ct.SessionTask(task_id, service, True, ct.otlp_args(endpoint, args.token, args.timeout))
     started = time.time_ns()
@@ -183,6 +184,9 @@ def handler(args: argparse.Namespace, config: Config) -> int:
     # The start goes from a background queue: the CLI starts now, up or down.
     records = Records(TaskKey(task_id, service, True), endpoint, args.token, task_id)
     records.say(cv.LIVE_TASK_START, {cv.TASK_NAME: name, cv.AGENT_ID: service}, started)
+    if hooks_said and run_codex.FLAG not in child_argv:
+        # Codex may skip every hook silently: said on the task, not only here.
+        records.say(cv.EVENT_CHECKPOINT, {cv.MESSAGE: "⚠ Codex's hooks are not trusted: the gate may not run"})
     every = float(config.get("heartbeat_s") or 0.0)
     beat = _Beat(records, every) if every > 0 else None
     if beat is not None:
