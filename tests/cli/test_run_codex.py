@@ -3,9 +3,15 @@ configured hook is spanvisor's gate."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
+
 from spanvisor.cli import run_codex
+from tests.cli.coding_harness import TOKEN, Serve, clean_env
+from tests.waiting import wait_until
 
 GATE = '[[hooks.PreToolUse]]\nmatcher = "*"\n[[hooks.PreToolUse.hooks]]\ntype = "command"\ncommand = "spanvisor hook codex"\n'
 OTHER = '[[hooks.PreToolUse]]\n[[hooks.PreToolUse.hooks]]\ntype = "command"\ncommand = "./audit.sh"\n'
@@ -40,3 +46,24 @@ def test_no_hooks_no_flag(tmp_path: Path) -> None:
         ["codex", "exec", "x"],
         None,
     )
+
+
+def test_a_session_whose_hooks_would_not_run_carries_a_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clean_env(monkeypatch, tmp_path)
+    serve = Serve(tmp_path / "serve")
+    try:
+        fake = tmp_path / "bin" / "codex"  # the launcher knows the CLI by its name
+        fake.parent.mkdir()
+        fake.write_text("#!/bin/sh\nsleep 1\n")
+        fake.chmod(0o755)
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "SPANVISOR_OTLP_TOKEN": TOKEN}
+        env |= _home(tmp_path, GATE + OTHER.replace("PreToolUse", "PostToolUse"))
+        launcher = [sys.executable, "-m", "spanvisor.cli", "run", "--endpoint", serve.base, "--task-id", "cx-warn"]
+        ran = subprocess.run(
+            [*launcher, "--", str(fake), "exec", "hi"], env=env, capture_output=True, timeout=120, check=False
+        )
+        assert "may skip them all silently" in ran.stderr.decode()
+        cps = wait_until(lambda: serve.checkpoints("cx-warn"), 120, "the warning on the task")
+        assert any("hooks are not trusted" in str(c.task.message) for c in cps), cps
+    finally:
+        serve.close()
