@@ -43,6 +43,7 @@ from spanvisor.control.deciders import from_config as deciders_of
 from spanvisor.control.hub import NOT_FOUND
 from spanvisor.control.log import decision_to_dict
 from spanvisor.control.runs import who
+from spanvisor.display.approval import action_json
 from spanvisor.display.readable import answer_command
 from spanvisor.events import ApprovalRequest, Decision, TaskView
 from spanvisor.receiver import grants_api, permit_api
@@ -108,10 +109,12 @@ def approval_json(r: ApprovalRequest) -> dict[str, Any]:
         "requested_ns": r.requested_ns,
         "digest": r.digest,
         "expires_ns": runs.expires_ns(r),
-        # What the approval binds to besides the question (docs/interventions.md).
+        # What the approval binds to besides the question (docs/interventions.md),
+        # as a person is shown it: the action with its secrets masked (the
+        # digest binds the raw one, which the agent presents at the permit check).
         "agent": r.agent,
         "details": r.details,
-        "action": json.loads(r.action) if r.action else None,
+        "action": action_json(r.action),
         # Who must approve: this many distinct verified people, never the requester.
         "approvers": r.approvers,
         "requester": r.requester,
