@@ -53,10 +53,14 @@ _SECRET_KEY = re.compile(rf"(?i)(?:^|[_.-]|(?-i:(?<=[a-z])(?=[A-Z])))(?:{_SECRET
 
 
 def _masked(m: re.Match[str]) -> str:
-    """The match with its value group masked (quotes kept)."""
+    """The match with its value group masked (quotes kept, and the
+    punctuation that ends a sentence: "…--token=x?" stays a question)."""
     pre = m.group("pre") or ""
     q = m.group("q")
-    return f"{pre}{q}{MASK}{q}" if q else f"{pre}{MASK}"
+    if q:
+        return f"{pre}{q}{MASK}{q}"
+    v = m.group("v") or ""
+    return f"{pre}{MASK}{v[len(v.rstrip('?.!,')) :]}"
 
 
 _Rule = tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]
