@@ -11,7 +11,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from spanvisor.redaction import MASK, clip_middle, is_secret_key, redact, redact_json
+from spanvisor.redaction import MASK, _every_rule, clip_middle, is_secret_key, redact, redact_json
 
 ALNUM = string.ascii_letters + string.digits
 UPPER_DIGITS = string.ascii_uppercase + string.digits
@@ -252,3 +252,15 @@ def test_clip_middle_keeps_both_ends_within_the_limit(text: str, limit: int) -> 
         left_out, _, tail = rest.partition(" characters … ")
         assert text.startswith(head) and text.endswith(tail)
         assert int(left_out) == len(text) - len(head) - len(tail)
+
+
+@settings(max_examples=400)
+@given(text=st.text(string.printable, max_size=200) | _AROUND, shape=st.sampled_from(sorted(SHAPES)))
+def test_the_quick_check_never_skips_text_a_rule_would_mask(text: str, shape: str) -> None:
+    """Text with none of the triggers is returned untouched without running
+    the rules: that must never skip a secret the rules would mask."""
+    template = SHAPES[shape][0]
+    for candidate in (text, f"{text} {template.format('7Hq2Xv9LmN4pR8sT1wY6zA3bC5dE0fGk')} {text}"):
+        assert redact(candidate) == _every_rule(candidate)
+        swapped = candidate.swapcase()
+        assert redact(swapped) == _every_rule(swapped)
