@@ -42,8 +42,10 @@ from spanvisor.tracking.record import TaskRecord
 MAX_OPEN = 20
 MAX_DECISIONS = 5
 DEFAULT_OPTIONS = ("approve", "reject")
-# A question's characters a person is shown (start and end); text over
-# MAX_SHOWN_INPUT is cut to its two ends before it is redacted.
+# A question's characters a person is shown (start and end). Text is read
+# up to MAX_SHOWN_INPUT characters, where the receiver's decoder cuts every
+# string (receiver.vocabulary.MAX_STRING): a request reads the same in the
+# agent's process and behind serve.
 MAX_QUESTION = 500
 MAX_SHOWN_INPUT = 64 * 1024
 
@@ -54,14 +56,13 @@ def shown(value: Any, key: str, notes: list[str], limit: int) -> str | None:
     the start and the end with "… N characters …" between. The digest binds
     this text (what was shown) and the raw action."""
     if isinstance(value, str) and len(value) > MAX_SHOWN_INPUT:
-        half = MAX_SHOWN_INPUT // 2
-        value = f"{value[:half]} {value[-half:]}"
+        value = value[:MAX_SHOWN_INPUT]
     text = sz.text(value, key, notes, MAX_SHOWN_INPUT + 1)
     if text is None:
         return None
     text = redact(text)
     if len(text) > limit:
-        notes.append(f"{key}: {len(text):,} characters shown as their start and end ({limit:,})")
+        sz.note(notes, key, f"{len(text):,} characters shown as their start and end ({limit:,})")
         text = clip_middle(text, limit)
     return text
 
@@ -90,10 +91,8 @@ def request_from(
     raw_action = attrs.get(cv.APPROVAL_ACTION)
     if isinstance(raw_action, str) and len(raw_action) > MAX_ACTION_BYTES:
         # Cut on its way here (or simply too large): refused for its size.
-        notes.append(
-            f"{cv.EVENT_APPROVAL_REQUEST} {approval_id}: {cv.APPROVAL_ACTION} refused (over the "
-            f"{MAX_ACTION_BYTES:,} bytes a request may carry); ignored"
-        )
+        why = f"over the {MAX_ACTION_BYTES:,} bytes a request may carry"
+        sz.note(notes, cv.APPROVAL_ACTION, f"request {approval_id} refused ({why}); ignored")
         return None
     if raw_action is not None:
         try:
