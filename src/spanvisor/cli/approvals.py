@@ -86,22 +86,37 @@ def cut(item: dict[str, Any], width: int = ACTION_WIDTH) -> bool:
     return long_args or len(str(item.get("details") or "")) > width or len(str(item.get("question") or "")) > width
 
 
+def visible(text: str) -> str:
+    """Agent text safe for a terminal: every character that is not printable
+    (escape sequences, bidi overrides, zero-width ones) shown as its code,
+    so nothing can hide or reorder what is printed; newlines and tabs kept."""
+    return "".join(c if c.isprintable() or c in "\n\t" else f"\\u{ord(c):04x}" for c in text)
+
+
 def full(item: dict[str, Any]) -> str:
     """One request whole (``--full``): its question, details and action,
-    secrets masked, the arguments as indented JSON."""
+    secrets masked. Each argument on its own line as JSON; a text of several
+    lines (a file a Write would create) then as those lines, each after ``|``."""
     lines = [
         f"Task:      {item.get('task_id')}  (run {item.get('run_id')})",
         f"Approval:  {item.get('approval_id')}  digest {item.get('digest')}",
-        f"Question:  {redact(str(item.get('question') or ''))}",
+        f"Question:  {visible(redact(str(item.get('question') or '')))}",
     ]
     if item.get("details"):
-        lines.append(f"Details:   {redact(str(item['details']))}")
+        lines.append(f"Details:   {visible(redact(str(item['details'])))}")
     action = item.get("action")
     if isinstance(action, dict):
-        args = json.dumps(redact_json(action.get("arguments", {})), ensure_ascii=False, sort_keys=True, indent=2)
-        lines.append(f"Action:    {redact(str(action.get('tool')))}")
-        lines.append(f"Arguments ({len(args):,} characters):")
-        lines.append(args)
+        args = redact_json(action.get("arguments", {}))
+        size = len(canonical_json(args)) if isinstance(args, dict) else 0
+        lines.append(f"Action:    {visible(redact(str(action.get('tool'))))}")
+        lines.append(f"Arguments ({size:,} characters as canonical JSON):")
+        for key, value in sorted(args.items()) if isinstance(args, dict) else ():
+            if isinstance(value, str) and "\n" in value:
+                text = value.split("\n")
+                lines.append(f"  {visible(json.dumps(key, ensure_ascii=False))}: ({len(text):,} lines)")
+                lines += [f"    | {visible(x)}" for x in text]
+            else:
+                lines.append(f"  {visible(json.dumps(key, ensure_ascii=False))}: {json.dumps(value, sort_keys=True)}")
     if item.get("answer"):
         lines.append("")
         lines.append(f"Answer with: {item['answer']}   (or: reject)")
@@ -195,4 +210,4 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=handler)
 
 
-__all__ = ["action_line", "clip", "cut", "full", "handler", "register", "shown", "table"]
+__all__ = ["action_line", "clip", "cut", "full", "handler", "register", "shown", "table", "visible"]

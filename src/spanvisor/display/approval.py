@@ -40,7 +40,8 @@ class ShownAction:
         return len(self.arguments)
 
 
-@lru_cache(maxsize=64)
+# Small: an action may be a megabyte, and the cache holds it and its masked form.
+@lru_cache(maxsize=16)
 def shown_action(action: str | None) -> ShownAction | None:
     """The redacted form of a request's raw action; None for none."""
     if not action:
