@@ -113,3 +113,33 @@ def test_every_sink_s_view_of_the_request_is_masked() -> None:
         assert not _leaks(text), (where, _leaks(text))
     assert approval_json(req)["action"]["tool"] == "Bash" and approval_json(req)["digest"] == req.digest
     assert payload(event)["edited"] == {"tool": "Bash", "arguments": {"command": "gh release --token ****"}}
+
+
+def test_steps_messages_and_errors_are_masked_too() -> None:
+    """Everything else a task shows people reads through the same rules:
+    its step, steps and message, and its error's message and stack trace."""
+    from spanvisor.events import TaskFinished
+    from spanvisor.testing import InMemorySink
+
+    from ._sdk import Agent
+
+    sink = InMemorySink()
+    agent = Agent([sink])
+    try:
+        root = agent.tracer.start_span("deploy", attributes={cv.TASK_ID: "masked-1", cv.TASK_NAME: "deploy"})
+        root.set_attribute(cv.STEP, f"push with GITHUB_TOKEN={GH}")
+        root.set_attribute(cv.STEPS, ["build", f"curl -H 'Authorization: Bearer {ANTHROPIC}' x"])
+        root.set_attribute(cv.MESSAGE, "connecting to postgresql://svc:hunter2@db/app")
+        try:
+            raise RuntimeError(f"login failed for https://admin:hunter2@db.example.com with {AWS}")
+        except RuntimeError as exc:
+            root.record_exception(exc)
+        root.end()
+        assert agent.flush()
+        shown = repr(sink.events)
+        assert not _leaks(shown), _leaks(shown)
+        [done] = [e for e in sink.events if isinstance(e, TaskFinished)]
+        assert done.task.step == "push with GITHUB_TOKEN=****"
+        assert "postgresql://svc:****@db/app" in (done.task.message or "")
+    finally:
+        agent.close()
