@@ -22,7 +22,8 @@ A value that is a shell variable (``$TOKEN``) or a call (``get_password()``)
 is not a secret and stays. Masks keep the shape's prefix (``ghp_****``), so
 a person still sees what kind of secret was there; ``redact`` is idempotent.
 
-Standard library only (``re``): the gate imports it on its fast path. Every
+Only ``re`` at run time: the gate imports it on its fast path, and a rule is
+compiled when some text first holds one of its literals. Every
 pattern starts at a literal or a bounded run, so a megabyte of text costs
 one pass per rule.
 """
@@ -30,8 +31,12 @@ one pass per rule.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from typing import Any
+
+# Only ``re`` at run time (the gate's fast path); the rest for the type checker.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 MASK = "****"
 
@@ -63,123 +68,107 @@ def _masked(m: re.Match[str]) -> str:
     return f"{pre}{MASK}{v[len(v.rstrip('?.!,')) :]}"
 
 
-_Rule = tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]
+class _Rule:
+    """A pattern compiled on first use (the gate runs few of them), run on
+    ASCII text only when the text holds one of its ``triggers``: lowercase
+    literals that every match contains."""
+
+    __slots__ = ("_pattern", "repl", "source", "triggers")
+
+    def __init__(self, triggers: tuple[str, ...], source: str, repl: str | Callable[[re.Match[str]], str]) -> None:
+        self.triggers, self.source, self.repl = triggers, source, repl
+        self._pattern: re.Pattern[str] | None = None
+
+    def sub(self, text: str) -> str:
+        pattern = self._pattern
+        if pattern is None:
+            pattern = self._pattern = re.compile(self.source)
+        return pattern.sub(self.repl, text)
+
+
+# The keywords a name that holds a secret ends in (lowercased: "pass" covers
+# passw(or)d, "key" every *_key).
+_NAMED = ("token", "secret", "pass", "pwd", "key", "credential")
 
 _RULES: tuple[_Rule, ...] = (
     # PEM private keys, body and all (up to the END line, or the end of the text).
-    (
-        re.compile(
-            r"(-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY-----)[\s\S]*?(-----END [A-Z0-9 ]{0,40}PRIVATE KEY-----|\Z)"
-        ),
+    _Rule(
+        ("private key",),
+        r"(-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY-----)[\s\S]*?(-----END [A-Z0-9 ]{0,40}PRIVATE KEY-----|\Z)",
         rf"\1{MASK}\2",
     ),
     # Shapes of provider keys, whatever stands around them.
-    (re.compile(r"\b(gh[pousr]_)[A-Za-z0-9]{16,}"), rf"\1{MASK}"),
-    (re.compile(r"\bgithub_pat_[A-Za-z0-9_]{16,}"), f"github_pat_{MASK}"),
-    (re.compile(r"\bglpat-[A-Za-z0-9_-]{16,}"), f"glpat-{MASK}"),
-    (re.compile(r"\b(AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{12,}\b"), rf"\1{MASK}"),
-    (
-        re.compile(
-            r"(?<![A-Za-z0-9_-])(sk-(?:ant-(?:[a-z]{2,8}\d\d-)?|proj-|svcacct-|admin-)?)"
-            r"(?=[A-Za-z_-]{0,64}[0-9])[A-Za-z0-9_-]{16,}"
-        ),
+    _Rule(("ghp_", "gho_", "ghu_", "ghs_", "ghr_"), r"\b(gh[pousr]_)[A-Za-z0-9]{16,}", rf"\1{MASK}"),
+    _Rule(("github_pat_",), r"\bgithub_pat_[A-Za-z0-9_]{16,}", f"github_pat_{MASK}"),
+    _Rule(("glpat-",), r"\bglpat-[A-Za-z0-9_-]{16,}", f"glpat-{MASK}"),
+    _Rule(("akia", "asia", "abia", "acca"), r"\b(AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{12,}\b", rf"\1{MASK}"),
+    _Rule(
+        ("sk-",),
+        r"(?<![A-Za-z0-9_-])(sk-(?:ant-(?:[a-z]{2,8}\d\d-)?|proj-|svcacct-|admin-)?)"
+        r"(?=[A-Za-z_-]{0,64}[0-9])[A-Za-z0-9_-]{16,}",
         rf"\1{MASK}",
     ),
-    (re.compile(r"\b([rs]k_(?:live|test)_)[A-Za-z0-9]{10,}"), rf"\1{MASK}"),
-    (re.compile(r"\bAIza[0-9A-Za-z_-]{20,}"), f"AIza{MASK}"),
-    (re.compile(r"\bnpm_[A-Za-z0-9]{30,}"), f"npm_{MASK}"),
-    (re.compile(r"\bhf_[A-Za-z0-9]{30,}"), f"hf_{MASK}"),
-    (re.compile(r"\bxox[abposre]-[A-Za-z0-9-]{6,}"), f"xox?-{MASK}"),
-    (re.compile(r"\bxapp-[A-Za-z0-9-]{6,}"), f"xapp-{MASK}"),
-    (re.compile(r"(hooks\.slack\.com/(?:services|workflows|triggers)/)[A-Za-z0-9/_-]+"), rf"\1{MASK}"),
-    (re.compile(r"\bglsa_[A-Za-z0-9_]+"), f"glsa_{MASK}"),
-    (re.compile(r"\bglc_[A-Za-z0-9+/=_-]{16,}"), f"glc_{MASK}"),
-    (re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"), f"eyJ{MASK}"),
+    _Rule(("k_live_", "k_test_"), r"\b([rs]k_(?:live|test)_)[A-Za-z0-9]{10,}", rf"\1{MASK}"),
+    _Rule(("aiza",), r"\bAIza[0-9A-Za-z_-]{20,}", f"AIza{MASK}"),
+    _Rule(("npm_",), r"\bnpm_[A-Za-z0-9]{30,}", f"npm_{MASK}"),
+    _Rule(("hf_",), r"\bhf_[A-Za-z0-9]{30,}", f"hf_{MASK}"),
+    _Rule(("xox",), r"\bxox[abposre]-[A-Za-z0-9-]{6,}", f"xox?-{MASK}"),
+    _Rule(("xapp-",), r"\bxapp-[A-Za-z0-9-]{6,}", f"xapp-{MASK}"),
+    _Rule(("hooks.slack.com/",), r"(hooks\.slack\.com/(?:services|workflows|triggers)/)[A-Za-z0-9/_-]+", rf"\1{MASK}"),
+    _Rule(("glsa_",), r"\bglsa_[A-Za-z0-9_]+", f"glsa_{MASK}"),
+    _Rule(("glc_",), r"\bglc_[A-Za-z0-9+/=_-]{16,}", f"glc_{MASK}"),
+    _Rule(("eyj",), r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*", f"eyJ{MASK}"),
     # mysql -p<password> (no space: with one, -p prompts), sshpass -p <password>.
-    (
-        re.compile(rf"(?P<pre>\b(?i:mysql\w*|mariadb[\w-]*)\b[^\n|;&]{{0,512}}?\s-p){_VALUE}"),
-        _masked,
-    ),
-    (re.compile(rf"(?P<pre>\bsshpass\s+-p\s*){_VALUE}"), _masked),
+    _Rule(("mysql", "mariadb"), rf"(?P<pre>\b(?i:mysql\w*|mariadb[\w-]*)\b[^\n|;&]{{0,512}}?\s-p){_VALUE}", _masked),
+    _Rule(("sshpass",), rf"(?P<pre>\bsshpass\s+-p\s*){_VALUE}", _masked),
     # curl -u user:password, curl --user user:password.
-    (
-        re.compile(
-            rf"(?P<pre>\bcurl\b[^\n|;&]{{0,512}}?\s(?:-u\s*|--user[=\s]\s*)(?:\\?[\"'])?[^\s:\"'\\]{{1,128}}:){_VALUE}"
-        ),
+    _Rule(
+        ("curl",),
+        rf"(?P<pre>\bcurl\b[^\n|;&]{{0,512}}?\s(?:-u\s*|--user[=\s]\s*)(?:\\?[\"'])?[^\s:\"'\\]{{1,128}}:){_VALUE}",
         _masked,
     ),
     # --token=…, --password …, --api-key …, -token=… (the name ends in the keyword).
-    (
-        re.compile(rf"(?i)(?P<pre>(?<![\w-])--?(?:[a-z0-9][a-z0-9_-]{{0,24}}?)?{_SECRET_NAME}(?:=|[ \t]+)){_VALUE}"),
+    _Rule(
+        _NAMED,
+        rf"(?i)(?P<pre>(?<![\w-])--?(?:[a-z0-9][a-z0-9_-]{{0,24}}?)?{_SECRET_NAME}(?:=|[ \t]+)){_VALUE}",
         _masked,
     ),
     # user:password@ in a URL; the password may hold "@", not "/".
-    (re.compile(r"(://[^\s:/@\"'<>]{0,256}:)[^\s/\"'<>]{1,512}(@)"), rf"\1{MASK}\2"),
+    _Rule(("://",), r"(://[^\s:/@\"'<>]{0,256}:)[^\s/\"'<>]{1,512}(@)", rf"\1{MASK}\2"),
     # Authorization headers, any scheme (the scheme stays), and bare bearer tokens.
-    (
-        re.compile(
-            rf"""(?i)(?P<pre>\bauthorization(?:\\?["'])?[ \t]*[:=][ \t]*(?:\\?["'])?(?:[a-z][a-z0-9-]{{0,24}}[ \t]+)?+){_HEADER_VALUE}"""
-        ),
+    _Rule(
+        ("authorization",),
+        rf"""(?i)(?P<pre>\bauthorization(?:\\?["'])?[ \t]*[:=][ \t]*(?:\\?["'])?(?:[a-z][a-z0-9-]{{0,24}}[ \t]+)?+){_HEADER_VALUE}""",
         _masked,
     ),
-    (re.compile(r"(?i)\b(bearer\s+)(?![$%-])[A-Za-z0-9._~+/=-]+"), rf"\1{MASK}"),
+    _Rule(("bearer",), r"(?i)\b(bearer\s+)(?![$%-])[A-Za-z0-9._~+/=-]+", rf"\1{MASK}"),
     # NAME=value, "name": "value", ?access_token=value: a name that ends in a
     # secret's keyword; in capitals also any name ending in _KEY.
-    (re.compile(rf"""(?i)(?P<pre>{_SECRET_NAME}(?:\\?["'])?[ \t]*[=:][ \t]*){_VALUE}"""), _masked),
-    (re.compile(rf"""(?P<pre>(?<=[A-Z0-9])_KEY(?:\\?["'])?[ \t]*[=:][ \t]*){_VALUE}"""), _masked),
+    _Rule(_NAMED, rf"""(?i)(?P<pre>{_SECRET_NAME}(?:\\?["'])?[ \t]*[=:][ \t]*){_VALUE}""", _masked),
+    _Rule(("_key",), rf"""(?P<pre>(?<=[A-Z0-9])_KEY(?:\\?["'])?[ \t]*[=:][ \t]*){_VALUE}""", _masked),
 )
 
 
-# Every rule needs one of these in the text (lowercased): ASCII text holding
-# none is returned at once (most steps, messages and log lines), for the
-# price of a few substring searches instead of a scan per rule.
-_TRIGGERS = (
-    "://",
-    "key",
-    "token",
-    "secret",
-    "pass",
-    "pwd",
-    "credential",
-    "authorization",
-    "bearer",
-    "sk-",
-    "k_live_",
-    "k_test_",
-    "gh",
-    "github_pat_",
-    "glpat-",
-    "akia",
-    "asia",
-    "abia",
-    "acca",
-    "aiza",
-    "npm_",
-    "hf_",
-    "xox",
-    "xapp-",
-    "hooks.slack",
-    "glsa_",
-    "glc_",
-    "eyj",
-    "mysql",
-    "mariadb",
-    "curl",
-)
+# Every rule's triggers, once: text holding none is returned as it is.
+_TRIGGERS = tuple(sorted({t for rule in _RULES for t in rule.triggers}))
 
 
 def redact(text: str) -> str:
     """``text`` with every secret shape it knows masked."""
-    if text.isascii():
-        low = text.lower()
-        if not any(k in low for k in _TRIGGERS):
-            return text
-    return _every_rule(text)
+    if not text.isascii():
+        return _every_rule(text)  # case folding beyond ASCII: no quick check
+    low = text.lower()
+    if not any(t in low for t in _TRIGGERS):
+        return text  # most steps, messages and log lines: a few substring searches
+    for rule in _RULES:
+        if any(t in low for t in rule.triggers):
+            text = rule.sub(text)
+    return text
 
 
 def _every_rule(text: str) -> str:
-    for pattern, repl in _RULES:
-        text = pattern.sub(repl, text)
+    for rule in _RULES:
+        text = rule.sub(text)
     return text
 
 
