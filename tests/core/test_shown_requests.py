@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from spanvisor.canonical import approval_digest, canonical_json
-from spanvisor.display.approval import action_json, full_text, shown_action
+from spanvisor.display.approval import action_json, shown_action
 from spanvisor.events import Decision, HumanIntervention, TaskView
 from spanvisor.receiver.control_api import approval_json
 from spanvisor.spans import conventions as cv
@@ -72,7 +72,6 @@ def test_the_request_holds_the_shown_question_and_the_raw_action() -> None:
             "headers": {"Authorization": "****"},
         },
     }
-    assert not _leaks(full_text(req))
 
 
 def test_a_long_question_keeps_its_end() -> None:

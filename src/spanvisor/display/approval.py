@@ -22,8 +22,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from spanvisor.events import ApprovalRequest
-from spanvisor.redaction import clip_middle, redact, redact_json
+from spanvisor.redaction import redact, redact_json
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,22 +67,4 @@ def action_json(action: str | None) -> dict[str, Any] | None:
     return {"tool": shown.tool, "arguments": shown.value}
 
 
-def full_text(req: ApprovalRequest) -> str:
-    """Everything a person is shown of a request, whole: the question, the
-    details and the action (what ``Show full action`` and ``spanvisor
-    approvals --full`` give)."""
-    parts = [f"Question: {req.question}"]
-    if req.details:
-        parts.append(f"Details: {req.details}")
-    shown = shown_action(req.action)
-    if shown is not None:
-        parts.append(f"Action: {shown.tool}\nArguments:\n{shown.arguments}")
-    return "\n\n".join(parts)
-
-
-def clipped(text: str, limit: int) -> tuple[str, bool]:
-    """``text`` within ``limit`` characters (start and end kept), and whether it was cut."""
-    return clip_middle(text, limit), len(text) > limit
-
-
-__all__ = ["ShownAction", "action_json", "clipped", "full_text", "shown_action"]
+__all__ = ["ShownAction", "action_json", "shown_action"]
