@@ -14,6 +14,7 @@ again with :data:`SMALL_CHUNKS`.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from spanvisor.display.approval import shown_action
@@ -33,12 +34,16 @@ TITLE = "Approval request"
 
 def chunks(raw: str, limit: int = CHUNK) -> list[str]:
     """``raw`` escaped, in pieces of at most ``limit`` characters (each piece
-    cut before escaping, so no entity is split)."""
+    cut before escaping, so no entity is split; at a line's end when one is
+    in its second half, so a line is not split between two sections)."""
     out: list[str] = []
     i = 0
     while i < len(raw):
         size = limit
         while True:
+            if i + size < len(raw):
+                end = raw.rfind("\n", i + size // 2, i + size)
+                size = end + 1 - i if end != -1 else size
             piece = t.escape(raw[i : i + size])
             if len(piece) <= limit or size <= 1:
                 break
@@ -52,6 +57,31 @@ def _section(text: str) -> dict[str, Any]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": text, "verbatim": True}}
 
 
+def _fenced(raw: str) -> str:
+    return raw.replace("```", "`\u200b``")  # a code block's content cannot close it early
+
+
+def _readable(args: Any) -> list[tuple[str | None, list[str]]] | None:
+    """The arguments as a person reads them: the one-line ones as ``key:
+    JSON`` in one code block, each text of several lines (a file a Write
+    would create) under its name as those lines; None when they are not an
+    object (shown as JSON)."""
+    if not isinstance(args, dict):
+        return None
+    short = [f"{k}: {json.dumps(v, ensure_ascii=False, sort_keys=True)}" for k, v in sorted(args.items())]
+    short = [line for line, (_, v) in zip(short, sorted(args.items()), strict=True) if not _lines(v)]
+    parts: list[tuple[str | None, list[str]]] = [(None, chunks(_fenced("\n".join(short))))] if short else []
+    for key, value in sorted(args.items()):
+        if _lines(value):
+            n = value.count("\n") + 1
+            parts.append((f"*{t.safe(key, 200)}* ({n:,} lines)", chunks(_fenced(value))))
+    return parts
+
+
+def _lines(value: Any) -> bool:
+    return isinstance(value, str) and "\n" in value
+
+
 def full_modal(req: ApprovalRequest, task_id: str, max_chunks: int = MAX_CHUNKS) -> dict[str, Any]:
     """The modal for ``req`` of task ``task_id`` (no inputs: nothing is
     decided here; the message's buttons decide)."""
@@ -63,13 +93,21 @@ def full_modal(req: ApprovalRequest, task_id: str, max_chunks: int = MAX_CHUNKS)
         blocks += [_section(d) for d in details[1:]]
     action = shown_action(req.action)
     if action is not None:
-        body = action.arguments.replace("```", "`\u200b``")
-        pieces = chunks(body)
-        whole = len(pieces) <= max_chunks
-        if not whole:
-            pieces = chunks(clip_middle(body, max_chunks * CHUNK * 9 // 10))[:max_chunks]
         blocks.append(_section(f"*Action:* `{t.safe(action.tool, 120)}` · {action.chars:,} characters of arguments"))
-        blocks += [_section(f"```\n{p}\n```") for p in pieces]
+        parts = _readable(action.value)
+        whole = parts is not None and sum(len(p) for _, p in parts) <= max_chunks
+        if parts is not None and whole:
+            for heading, pieces in parts:
+                if heading:
+                    blocks.append(_section(heading))
+                blocks += [_section(f"```\n{p}\n```") for p in pieces]
+        else:
+            body = _fenced(action.arguments)
+            pieces = chunks(body)
+            whole = len(pieces) <= max_chunks
+            if not whole:
+                pieces = chunks(clip_middle(body, max_chunks * CHUNK * 9 // 10))[:max_chunks]
+            blocks += [_section(f"```\n{p}\n```") for p in pieces]
         if not whole:
             command = f"spanvisor approvals --full {task_id}/{req.approval_id}"
             note = f"Too long for Slack: its start and its end are shown. The whole: `{t.escape(command)}`"
