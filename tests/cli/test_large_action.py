@@ -80,3 +80,28 @@ def test_an_action_over_the_cap_is_refused_with_the_reason(cli: Run) -> None:
     attrs = {cv.APPROVAL_ID: "a1", cv.APPROVAL_QUESTION: "Write?", cv.APPROVAL_ACTION: json.dumps(huge)}
     assert request_from(attrs, 0, notes, "t", "r") is None
     assert any("over the 1,048,576 bytes a request may carry" in n for n in notes), notes
+
+
+def test_a_large_action_can_be_approved_with_other_arguments(cli: Run, serve: _Serve) -> None:  # noqa: F811
+    """The person removes the secret from the file before approving: the
+    agent runs the edited 70 kB file, and only that (a decision's body holds
+    an action as large as a request's)."""
+    endpoint = ("--endpoint", serve.base, "--token", TOKEN)
+    common = ("--url", serve.base, "--token", TOKEN)
+    task = "big-write-2"
+    assert cli("emit", "start", "--task", task, "--agent", "claude-code", "--name", "write", *endpoint)[0] == 0
+    argv = ["emit", "approval", "--task", task, "--question", QUESTION, "--wait", "60"]
+    argv += ["--action", json.dumps(WRITE), *endpoint]
+    result: list[int] = []
+    agent = threading.Thread(target=lambda: result.append(main(argv)), daemon=True)
+    agent.start()
+    aid = approval_id_for(QUESTION, canonical_json(WRITE), None)
+    wait_until(lambda: serve.task(task)["approvals"], what="the large request")
+    fixed = {**WRITE["arguments"], "content": CONTENT.replace(f"GITHUB_TOKEN={SECRET}\n", "")}
+    code, _, err = cli("approve", task, aid, "--as", "alice", "--edit-arguments", json.dumps(fixed), *common)
+    assert code == 0, err
+    agent.join(60)
+    assert result == [0]  # permitted: the edited action, once
+    edited = {"tool": "Write", "arguments": fixed}
+    assert _permit(serve, task, aid, edited)["code"] == "consumed"
+    assert _permit(serve, task, aid, WRITE)["code"] == "digest_mismatch"  # not what was approved
