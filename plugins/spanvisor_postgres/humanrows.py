@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from spanvisor.canonical import canonical_json
+from spanvisor.display.approval import action_json
 from spanvisor.events import HumanIntervention, TaskFinished, TaskView
 
 from .sanitize import ID_LIMIT, clean_text, json_text
@@ -72,7 +74,8 @@ def _attributes(event: HumanIntervention, notes: list[str]) -> str:
     if event.votes_needed > 1:
         more.update(votes=event.votes, votes_needed=event.votes_needed)
     if d.edited is not None:
-        more.update(edited=d.edited, asked=req.action if req is not None else None)
+        # As people are shown them: secrets masked (the digests bind the raw ones).
+        more.update(edited=shown(d.edited), asked=shown(req.action if req is not None else None))
     if d.grant_id is not None:
         more["grant_id"] = d.grant_id
     if d.person is not None and d.person != d.actor_id:  # a Slack user the deciders file names
@@ -82,6 +85,12 @@ def _attributes(event: HumanIntervention, notes: list[str]) -> str:
     if not more:
         return _IDENTITY[d.verified]
     return json_text({"verified": d.verified, **more}, "attributes", notes)
+
+
+def shown(action: str | None) -> str | None:
+    """An action's canonical JSON with its secrets masked (spanvisor.display.approval)."""
+    doc = action_json(action)
+    return canonical_json(doc) if doc is not None else None
 
 
 def _is_bare(view: TaskView) -> bool:

@@ -23,6 +23,10 @@ REJECT: Final = "spanvisor.reject"
 # Opens the comment modal (views.open); its submission approves or rejects.
 COMMENT: Final = "spanvisor.comment"
 CANCEL: Final = "spanvisor.cancel"
+# Opens a modal with the whole request (question, details, action), secrets
+# masked: shown when the message had to cut any of it.
+SHOW_FULL: Final = "spanvisor.show_full"
+FULL_CALLBACK: Final = "spanvisor.full"
 RETRY: Final = "spanvisor.retry"
 ACKNOWLEDGE: Final = "spanvisor.acknowledge"
 
@@ -42,7 +46,7 @@ ACTION_OF: Final[dict[str, Action]] = {
     RETRY: "retry",
     ACKNOWLEDGE: "acknowledge",
 }
-ACTION_IDS: Final = frozenset({*ACTION_OF, COMMENT})
+ACTION_IDS: Final = frozenset({*ACTION_OF, COMMENT, SHOW_FULL})
 # Slack's limit on a button's value.
 MAX_VALUE = 2000
 
@@ -95,6 +99,7 @@ __all__ = [
     "APPROVE",
     "CANCEL",
     "COMMENT",
+    "FULL_CALLBACK",
     "MAX_COMMENT",
     "MODAL_CALLBACK",
     "MODAL_CHOICE_ACTION",
@@ -103,6 +108,7 @@ __all__ = [
     "MODAL_COMMENT_BLOCK",
     "REJECT",
     "RETRY",
+    "SHOW_FULL",
     "ButtonValue",
     "button_value",
     "parse_value",

@@ -95,9 +95,10 @@ def _prefix(look: Look) -> str:
 
 
 def parent_payload(view: TaskView, look: Look, now_ns: int) -> Payload:
-    """The full parent message, shrunk until it fits Slack's limits."""
+    """The full parent message, shrunk until it fits Slack's limits (at the
+    last step, one open approval is shown with its buttons, the others counted)."""
     last: Payload = {}
-    for scale in (1.0, 0.5, 0.2, 0.05):
+    for scale in (1.0, 0.5, 0.2, 0.05, 0.01):
         last = _parent(view, look, now_ns, scale)
         if not problems(last):
             return last

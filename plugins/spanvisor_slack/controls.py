@@ -3,8 +3,11 @@
 
 * running, no approval open: *Cancel* (Slack asks to confirm), or, once
   someone asked, who did and when;
-* approvals open: for each of the first :data:`MAX_ASKS`, its question and
-  *Approve* / *Reject* / *Comment…* (the comment modal approves or rejects);
+* approvals open: for each of the first :data:`MAX_ASKS`, its question,
+  details and action (secrets masked, long text as its start and its end)
+  and *Approve* / *Reject* / *Comment…* (the comment modal approves or
+  rejects), plus *Show full action* when any of it was cut (a modal with
+  the whole request, :mod:`.fullview`);
 * failed (finished with status error): *Retry* and *Acknowledge*, each until
   someone used it;
 * any state: a line per decision, ``✅ Approved by @alice · 12:03: “ok”``.
@@ -17,7 +20,6 @@ for its shape); any other actor shows as the text it is.
 
 from __future__ import annotations
 
-import json
 import re
 
 from slack_sdk.models.blocks import (
@@ -30,6 +32,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
+from spanvisor.display.approval import shown_action as display_action
 from spanvisor.display.readable import DECISION_STYLE, actor, clock, decision_text
 from spanvisor.events import ApprovalRequest, Decision, TaskView
 
@@ -79,20 +82,24 @@ def _button(
 def action_text(req: ApprovalRequest, scale: float = 1.0) -> str:
     """What the approval would let the agent run, and the request's details:
     shown before the buttons, since the decision binds to them (agent text,
-    escaped; the arguments as the canonical JSON the digest covers)."""
+    secrets masked, escaped; long text as its start and its end)."""
+    return shown_action(req, scale)[0]
+
+
+def shown_action(req: ApprovalRequest, scale: float = 1.0) -> tuple[str, bool]:
+    """:func:`action_text` and whether it had to cut any of it (the message
+    then offers the whole in a modal)."""
     parts = []
+    cut = False
     if req.details:
-        parts.append(t.safe(req.details, max(80, int(600 * scale))))
-    if req.action:
-        try:
-            doc = json.loads(req.action)
-        except ValueError:
-            doc = {}
-        doc = doc if isinstance(doc, dict) else {}
-        tool = doc.get("tool")
-        args = json.dumps(doc.get("arguments", {}), ensure_ascii=False, sort_keys=True, indent=1)
-        parts.append(f"*Action:* `{t.safe(str(tool), 120)}`\n" + t.code_block(args, max(200, int(1200 * scale))))
-    return "\n".join(parts)
+        details, cut = t.middle(req.details, max(80, int(600 * scale)))
+        parts.append(details)
+    action = display_action(req.action)
+    if action is not None:
+        args, cut_args = t.code_middle(action.arguments, max(200, int(1200 * scale)))
+        cut = cut or cut_args
+        parts.append(f"*Action:* `{t.safe(action.tool, 120)}`\n" + args)
+    return "\n".join(parts), cut
 
 
 def quorum_text(req: ApprovalRequest) -> str:
@@ -109,13 +116,13 @@ def _ask(view: TaskView, req: ApprovalRequest, i: int, sfx: str, scale: float) -
     by = quorum_text(req)
     if req.timeout_s and req.requested_ns:
         by += f"\n_Times out {when(req.requested_ns + int(req.timeout_s * 1e9))}_"
-    question = t.safe(req.question, max(80, int(1000 * scale)))
+    question, cut = t.middle(req.question, max(80, int(1000 * scale)))
     blocks: list[Block] = [
         SectionBlock(
             block_id=f"sv-ask-{i}{sfx}", text=_md(t.clip(f"✋ *Approval needed*\n{question}{by}", t.SECTION_TEXT))
         )
     ]
-    shown = action_text(req, scale)
+    shown, cut_action = shown_action(req, scale)
     if shown:
         blocks.append(SectionBlock(block_id=f"sv-ask-action-{i}{sfx}", text=_md(t.clip(shown, t.SECTION_TEXT))))
     value = ids.button_value(view.task_id, req.approval_id, view.run_id, req.digest or None)
@@ -126,6 +133,14 @@ def _ask(view: TaskView, req: ApprovalRequest, i: int, sfx: str, scale: float) -
             _button("Approve", ids.APPROVE, value, "primary") if "approve" in options else None,
             _button("Reject", ids.REJECT, value, "danger") if "reject" in options else None,
             _button("Comment…", ids.COMMENT, value),
+            # The whole request, a click away, when the message shows only part of it.
+            _button(
+                "Show full action" if req.action else "Show full text",
+                ids.SHOW_FULL,
+                ids.button_value(view.task_id, req.approval_id, view.run_id),  # viewing binds to no digest
+            )
+            if cut or cut_action
+            else None,
         )
         if b is not None
     ]
@@ -139,10 +154,11 @@ def asks(view: TaskView, sfx: str, scale: float = 1.0) -> list[Block]:
     if finished(view) or not view.approvals:
         return []
     out: list[Block] = []
-    for i, req in enumerate(view.approvals[:MAX_ASKS]):
+    most = MAX_ASKS if scale >= 0.05 else 1  # the smallest message: one, and a count
+    for i, req in enumerate(view.approvals[:most]):
         out.extend(_ask(view, req, i, sfx, scale))
-    if len(view.approvals) > MAX_ASKS:
-        more = len(view.approvals) - MAX_ASKS
+    if len(view.approvals) > most:
+        more = len(view.approvals) - most
         out.append(
             ContextBlock(
                 block_id=f"sv-asks-more{sfx}",

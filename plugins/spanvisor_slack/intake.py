@@ -29,14 +29,17 @@ from typing import Any
 
 from spanvisor.control.deciders import Deciders
 from spanvisor.control.hub import Control, Verdict
+from spanvisor.control.runs import request_from_dict
 from spanvisor.statestores.api import StateStore
 from spanvisor.stats import PipelineStats
 
+from .fullview import SMALL_CHUNKS, full_modal
 from .interact import (
     Click,
     Command,
     Interaction,
     OpenComment,
+    OpenFull,
     applied_text,
     comment_modal,
     parse_command,
@@ -156,6 +159,8 @@ class Intake:
             return "command"
         if isinstance(item, OpenComment):
             return await self._open_comment(item)
+        if isinstance(item, OpenFull):
+            return await self._open_full(item)
         return await self._click(item)
 
     async def _open_comment(self, item: OpenComment) -> str:
@@ -178,6 +183,26 @@ class Intake:
             await self.api.answer(item.where, "⚠️ The comment form could not be opened; use Approve or Reject.")
             return "error"
         return "modal"
+
+    async def _open_full(self, item: OpenFull) -> str:
+        """The whole request in a modal, as the control log holds it (what
+        the digest binds), secrets masked: anyone who sees the message may
+        read it; deciding stays with the buttons."""
+        rec = await self.control.run(item.task_id, item.run_id or None) if self.control is not None else None
+        reqs = rec.get("requests") if rec is not None else None
+        req = request_from_dict(reqs.get(item.approval_id)) if isinstance(reqs, Mapping) else None
+        if req is None:
+            await self.api.answer(item.where, "⚠️ That request is no longer known here.")
+            return "error"
+        for chunks in (None, SMALL_CHUNKS):  # Slack refuses views too large overall: a smaller one then
+            view = full_modal(req, item.task_id) if chunks is None else full_modal(req, item.task_id, chunks)
+            if await self.api.call("views.open", trigger_id=item.trigger_id, view=view) is not None:
+                return "modal"
+        command = f"spanvisor approvals --full {item.task_id}/{item.approval_id}"
+        await self.api.answer(
+            item.where, f"⚠️ The full request could not be opened here; `{escape(command)}` prints it."
+        )
+        return "error"
 
     async def _click(self, item: Click) -> str:
         d = item.decision

@@ -5,7 +5,8 @@ Three shapes come in, over Socket Mode or HTTP alike:
 - ``block_actions``: a click on one of the parent's buttons (:mod:`.actions`);
   approve, reject, cancel, retry and acknowledge become a :class:`Click`
   carrying a :class:`~spanvisor.events.Decision`; *comment* becomes
-  :class:`OpenComment` (the modal is opened with ``views.open``);
+  :class:`OpenComment` (the modal is opened with ``views.open``), *show
+  full action* :class:`OpenFull` (a modal with the whole request);
 - ``view_submission`` of the comment modal: a :class:`Click` with the comment;
 - a slash command (``/spanvisor …``): a :class:`Command`.
 
@@ -70,6 +71,18 @@ class OpenComment:
 
 
 @dataclass(frozen=True, slots=True)
+class OpenFull:
+    """*Show full action*: the whole request in a modal (no decision)."""
+
+    task_id: str
+    approval_id: str
+    trigger_id: str
+    where: Where
+    key: str
+    run_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Command:
     text: str
     user_name: str | None
@@ -78,7 +91,7 @@ class Command:
     key: str
 
 
-Interaction = Click | OpenComment | Command
+Interaction = Click | OpenComment | OpenFull | Command
 
 
 def _s(x: Any, key: str) -> str | None:
@@ -143,6 +156,11 @@ def _block_actions(payload: Mapping[str, Any]) -> list[Interaction]:
             continue
         action_ts = _s(act, "action_ts") or ""
         iid = stable_id("slack", message_ts, action_ts, uid, action_id)
+        if action_id == A.SHOW_FULL:
+            trigger = _s(payload, "trigger_id")
+            if trigger is not None and value.approval_id is not None:
+                out.append(OpenFull(value.task_id, value.approval_id, trigger, where, iid, value.run_id))
+            continue
         if action_id == A.COMMENT:
             trigger = _s(payload, "trigger_id")
             if trigger is not None and value.approval_id is not None:
@@ -306,6 +324,7 @@ __all__ = [
     "Command",
     "Interaction",
     "OpenComment",
+    "OpenFull",
     "Where",
     "applied_text",
     "comment_modal",

@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from typing import Final
 
+from spanvisor.redaction import clip_middle
+
 ELLIPSIS: Final = "…"
 
 # Block Kit and Web API limits (docs.slack.dev, "Block Kit" reference).
@@ -76,3 +78,28 @@ def code_block(raw: str, limit: int) -> str:
     """A mrkdwn code block whose content cannot close it early."""
     body = escape(raw).replace("```", "`\u200b``")
     return "```\n" + clip_tail(body, limit - 8) + "\n```"
+
+
+def middle(raw: object, limit: int) -> tuple[str, bool]:
+    """Agent text escaped within ``limit`` characters, as its start and its
+    end with "… N characters …" between when it is longer (a dangerous tail
+    is never cut off), and whether it was cut. Clipped before escaping, so
+    no entity is cut in half; escaping can lengthen it, so the raw budget
+    shrinks until the escaped text fits."""
+    text = str(raw)
+    out = escape(text)
+    if len(out) <= limit:
+        return out, False
+    budget = limit
+    while True:
+        out = escape(clip_middle(text, budget))
+        if len(out) <= limit or budget <= 40:
+            return (out if len(out) <= limit else clip(out, limit)), True
+        budget = max(40, budget - (len(out) - limit) - 8)
+
+
+def code_middle(raw: str, limit: int) -> tuple[str, bool]:
+    """A mrkdwn code block of at most ``limit`` characters whose content
+    cannot close it early, long content cut in the middle; and whether it was cut."""
+    body, cut = middle(raw.replace("```", "`\u200b``"), limit - 8)
+    return "```\n" + body + "\n```", cut

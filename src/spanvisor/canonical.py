@@ -23,9 +23,12 @@ from typing import Any
 
 # The largest integer every JSON reader holds exactly (a double's mantissa).
 MAX_SAFE_INT = 2**53
-# Bounds of an action: its tool's name, its canonical size and nesting.
+# Bounds of an action: its tool's name, its canonical size and nesting. A
+# large Write is an action too: up to a megabyte opens a request a person
+# sees (clipped, the whole a click away) and decides; beyond, it is refused
+# with the reason. What a person is shown of it is in spanvisor.display.
 MAX_TOOL = 128
-MAX_ACTION_BYTES = 8 * 1024
+MAX_ACTION_BYTES = 1024 * 1024
 MAX_DEPTH = 16
 MAX_DETAILS = 2000
 # Most people one request may require (a typo of 20 must not lock it for ever).
@@ -151,7 +154,9 @@ def check_action(value: Any) -> dict[str, Any]:
     _depth(args, 1)
     size = len(canonical_json(action).encode("utf-8"))
     if size > MAX_ACTION_BYTES:
-        raise NotCanonical(f"the action is {size} bytes as canonical JSON, over {MAX_ACTION_BYTES}")
+        raise NotCanonical(
+            f"the action is {size:,} bytes as canonical JSON, over the {MAX_ACTION_BYTES:,} a request may carry"
+        )
     return action
 
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spanvisor.canonical import NotCanonical, approval_digest, canonical_json, check_action, es_number
+from spanvisor.canonical import MAX_ACTION_BYTES, NotCanonical, approval_digest, canonical_json, check_action, es_number
 
 # RFC 8785 appendix B: IEEE 754 bit patterns and their canonical text.
 APPENDIX_B = [
@@ -133,7 +133,9 @@ def test_actions_are_checked_and_bounded() -> None:
         with pytest.raises(NotCanonical):
             check_action(bad)
     with pytest.raises(NotCanonical):
-        check_action({"tool": "x", "arguments": {"blob": "a" * 9000}})
+        check_action({"tool": "x", "arguments": {"blob": "a" * (MAX_ACTION_BYTES + 1)}})
+    # A large Write is an action too: well over the old 8 KiB, under the cap.
+    assert check_action({"tool": "Write", "arguments": {"content": "a" * 50_000}})["tool"] == "Write"
     with pytest.raises(NotCanonical):
         check_action({"tool": "x", "arguments": {"n": float("nan")}})
 

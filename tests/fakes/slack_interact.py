@@ -9,7 +9,11 @@ Web API methods (answered as Slack documents them, HTTP 200 with
   the view is checked (a ``modal`` with a plain-text title of at most 24
   characters, ``callback_id`` ≤ 255, ``private_metadata`` ≤ 3,000, at most
   100 blocks, input blocks with a label and a known element, a submit
-  button when there are inputs) and kept in :attr:`Interactions.views`;
+  button when there are inputs, ``close``/``submit`` plain text of at most
+  24, section text at most 3,000, context 1 to 10 elements) and kept in
+  :attr:`Interactions.views`; ``view_too_large`` above
+  :attr:`Interactions.max_view_json` when a test sets it (Slack's own
+  threshold is undocumented);
 - ``chat.postEphemeral``: a channel, a user and text or blocks (the message
   rules of ``chat.postMessage``); kept in :attr:`Interactions.ephemerals`;
 - ``usergroups.list`` / ``usergroups.users.list``: the groups in
@@ -74,6 +78,9 @@ class Interactions:
     workspace: Workspace
     base: str = ""  # http://127.0.0.1:port (set when the server starts)
     trigger_ttl_s: float = 3.0
+    # Slack answers view_too_large for a view too large overall; its size is
+    # undocumented, so there is none unless a test sets one (JSON characters).
+    max_view_json: int | None = None
     groups: dict[str, tuple[str, list[str]]] = field(default_factory=dict)  # id -> (handle, users)
     views: dict[str, dict[str, Any]] = field(default_factory=dict)
     ephemerals: list[Ephemeral] = field(default_factory=list)
@@ -118,6 +125,8 @@ class Interactions:
         why = view_error(view)
         if why is not None:
             return error("invalid_arguments", response_metadata={"messages": [why]})
+        if self.max_view_json is not None and len(json.dumps(view, ensure_ascii=False)) > self.max_view_json:
+            return error("view_too_large")
         self._triggers[trigger] = (issued[0], True)
         vid = f"V{next(self._seq):010d}"
         stored = {**view, "id": vid, "hash": uuid.uuid4().hex[:12], "state": {"values": {}}}
@@ -261,6 +270,12 @@ def view_error(view: Any) -> str | None:
     title = view.get("title")
     if not isinstance(title, dict) or title.get("type") != "plain_text" or not 0 < len(str(title.get("text"))) <= 24:
         return "title: plain_text of at most 24 characters"
+    for button in ("close", "submit"):
+        b = view.get(button)
+        if b is not None and (
+            not isinstance(b, dict) or b.get("type") != "plain_text" or not 0 < len(str(b.get("text"))) <= 24
+        ):
+            return f"{button}: plain_text of at most 24 characters"
     if len(str(view.get("callback_id") or "")) > 255:
         return "callback_id: at most 255 characters"
     if len(str(view.get("private_metadata") or "")) > 3000:
@@ -287,7 +302,13 @@ def view_error(view: Any) -> str | None:
             text = b.get("text")
             if not isinstance(text, dict) or len(str(text.get("text"))) > 3000:
                 return "section text: at most 3000 characters"
-        elif b.get("type") not in ("context", "divider", "header", "actions"):
+        elif b.get("type") == "context":
+            elements = b.get("elements")
+            if not isinstance(elements, list) or not 0 < len(elements) <= 10:
+                return "context: 1 to 10 elements"
+            if any(not isinstance(e, dict) or len(str(e.get("text", ""))) > 3000 for e in elements):
+                return "context element text: at most 3000 characters"
+        elif b.get("type") not in ("divider", "header", "actions"):
             return f"block type {b.get('type')!r} not expected in a modal"
     if inputs and not isinstance(view.get("submit"), dict):
         return "a modal with inputs needs a submit button"

@@ -2,6 +2,11 @@
 every task and every replica (``GET /v1/control/approvals``), with the
 exact command that answers each.
 
+What each would let run is shown with its secrets masked (the same rules
+everywhere: spanvisor.redaction), and, when long, as its start and its end
+with "… N characters …" between: a dangerous tail is never cut off.
+``spanvisor approvals --full APPROVAL`` prints one request whole.
+
 Exit status: 0 listed (even none), 1 refused (a bad token), 2 nothing
 answered at the URL.
 """
@@ -18,8 +23,11 @@ from spanvisor.canonical import canonical_json
 from spanvisor.cli.pasteable import with_name
 from spanvisor.config import Config
 from spanvisor.control.client import DEFAULT_URL, ENV_URL, HttpSource, token_from_env
+from spanvisor.redaction import clip_middle, redact, redact_json
 
 QUESTION_WIDTH = 48
+# Characters of an action (and of details) the list and ``approve`` show.
+ACTION_WIDTH = 300
 
 
 def _age(seconds: Any) -> str:
@@ -34,26 +42,85 @@ def _timeout(item: dict[str, Any]) -> str:
     return "none" if not isinstance(t, int | float) else f"{t:g}s"
 
 
+def _flat(text: str) -> str:
+    return " ".join("".join(c if c.isprintable() else " " for c in text).split())
+
+
 def clip(text: str, width: int) -> str:
     """One line, at most ``width`` characters (agent text: control characters go)."""
-    flat = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    flat = _flat(text)
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
-def action_line(item: dict[str, Any], width: int = 300) -> str:
+def shown(text: str, width: int) -> str:
+    """Agent text as a person is shown it: one line, secrets masked, and
+    over ``width`` characters its start and its end (never only the start)."""
+    return clip_middle(_flat(redact(text)), width)
+
+
+def action_line(item: dict[str, Any], width: int = ACTION_WIDTH) -> str:
     """The action a request would let run (tool and arguments as canonical
-    JSON) and its details, on one line; "" for a plain question."""
+    JSON) and its details, on one line, secrets masked and long text cut in
+    the middle; "" for a plain question."""
     parts = []
     action = item.get("action")
     if isinstance(action, dict):
         try:
-            args = canonical_json(action.get("arguments", {}))
+            args = canonical_json(redact_json(action.get("arguments", {})))
         except ValueError:
             args = "?"
-        parts.append(f"runs {clip(str(action.get('tool')), 64)} {clip(args, width)}")
+        parts.append(f"runs {shown(str(action.get('tool')), 64)} {shown(args, width)}")
     if item.get("details"):
-        parts.append(f"details: {clip(str(item['details']), width)}")
+        parts.append(f"details: {shown(str(item['details']), width)}")
     return "; ".join(parts)
+
+
+def cut(item: dict[str, Any], width: int = ACTION_WIDTH) -> bool:
+    """Whether :func:`action_line` leaves part of the request out."""
+    action = item.get("action")
+    args = action.get("arguments", {}) if isinstance(action, dict) else None
+    try:
+        long_args = args is not None and len(canonical_json(redact_json(args))) > width
+    except ValueError:
+        long_args = False
+    return long_args or len(str(item.get("details") or "")) > width or len(str(item.get("question") or "")) > width
+
+
+def visible(text: str) -> str:
+    """Agent text safe for a terminal: every character that is not printable
+    (escape sequences, bidi overrides, zero-width ones) shown as its code,
+    so nothing can hide or reorder what is printed; newlines and tabs kept."""
+    return "".join(c if c.isprintable() or c in "\n\t" else f"\\u{ord(c):04x}" for c in text)
+
+
+def full(item: dict[str, Any]) -> str:
+    """One request whole (``--full``): its question, details and action,
+    secrets masked. Each argument on its own line as JSON; a text of several
+    lines (a file a Write would create) then as those lines, each after ``|``."""
+    lines = [
+        f"Task:      {item.get('task_id')}  (run {item.get('run_id')})",
+        f"Approval:  {item.get('approval_id')}  digest {item.get('digest')}",
+        f"Question:  {visible(redact(str(item.get('question') or '')))}",
+    ]
+    if item.get("details"):
+        lines.append(f"Details:   {visible(redact(str(item['details'])))}")
+    action = item.get("action")
+    if isinstance(action, dict):
+        args = redact_json(action.get("arguments", {}))
+        size = len(canonical_json(args)) if isinstance(args, dict) else 0
+        lines.append(f"Action:    {visible(redact(str(action.get('tool'))))}")
+        lines.append(f"Arguments ({size:,} characters as canonical JSON):")
+        for key, value in sorted(args.items()) if isinstance(args, dict) else ():
+            if isinstance(value, str) and "\n" in value:
+                text = value.split("\n")
+                lines.append(f"  {visible(json.dumps(key, ensure_ascii=False))}: ({len(text):,} lines)")
+                lines += [f"    | {visible(x)}" for x in text]
+            else:
+                lines.append(f"  {visible(json.dumps(key, ensure_ascii=False))}: {json.dumps(value, sort_keys=True)}")
+    if item.get("answer"):
+        lines.append("")
+        lines.append(f"Answer with: {item['answer']}   (or: reject)")
+    return "\n".join(lines)
 
 
 def table(items: list[dict[str, Any]], url: str | None = None) -> str:
@@ -67,7 +134,7 @@ def table(items: list[dict[str, Any]], url: str | None = None) -> str:
             clip(str(x.get("task_id")), 32),
             str(x.get("run_id")),
             clip(str(x.get("approval_id")), 16),
-            clip(str(x.get("question") or ""), QUESTION_WIDTH),
+            shown(str(x.get("question") or ""), QUESTION_WIDTH),
             clip(str(x.get("agent_id")), 20),
             _age(x.get("age_s")),
             _timeout(x),
@@ -77,9 +144,11 @@ def table(items: list[dict[str, Any]], url: str | None = None) -> str:
     widths = [max(len(r[i]) for r in (head, *rows)) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in (head, *rows)]
     for x in items:
-        shown = action_line(x)
-        if shown:
-            lines.append(f"  {clip(str(x.get('task_id')), 32)} {clip(str(x.get('approval_id')), 16)}: {shown}")
+        line = action_line(x)
+        if line:
+            lines.append(f"  {clip(str(x.get('task_id')), 32)} {clip(str(x.get('approval_id')), 16)}: {line}")
+        if cut(x):
+            lines.append(f"    (whole: spanvisor approvals --full {x.get('approval_id')})")
     lines.append("")
     lines.append("Answer with:")
     lines += [f"  {with_name(str(x.get('answer')), url)}   (or: reject)" for x in items]
@@ -98,6 +167,8 @@ def handler(args: argparse.Namespace, config: Config) -> int:
         print(f"spanvisor: the control API said HTTP {status}: {doc.get('error') or ''}", file=sys.stderr)
         return 1
     items = [x for x in doc.get("approvals") or [] if isinstance(x, dict)]
+    if args.full is not None:
+        return print_full(items, args.full)
     if args.json:
         print(json.dumps({"approvals": items}, ensure_ascii=False, indent=2))
     else:
@@ -105,10 +176,31 @@ def handler(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def print_full(items: list[dict[str, Any]], wanted: str) -> int:
+    """``--full APPROVAL`` (or ``TASK/APPROVAL`` when two tasks use one id)."""
+    task, _, approval = wanted.rpartition("/")
+    found = [x for x in items if x.get("approval_id") == approval and (not task or x.get("task_id") == task)]
+    if not found:
+        print(f"spanvisor: no open approval request {wanted!r}", file=sys.stderr)
+        return 1
+    if len(found) > 1:
+        names = ", ".join(f"{x.get('task_id')}/{approval}" for x in found)
+        print(f"spanvisor: {len(found)} open requests are called {approval!r}: name one ({names})", file=sys.stderr)
+        return 1
+    print(full(found[0]))
+    return 0
+
+
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("approvals", help="list the approval requests waiting for an answer")
     p.add_argument("--agent", help="only this agent's requests")
     p.add_argument("--json", action="store_true", help="JSON, as the control API gives it")
+    p.add_argument(
+        "--full",
+        metavar="APPROVAL",
+        help="print this one request whole: question, details and every argument of its action, secrets masked "
+        "(TASK/APPROVAL when two tasks have one approval id)",
+    )
     p.add_argument("--url", help=f"control API (default: ${ENV_URL} or {DEFAULT_URL})")
     p.add_argument(
         "--token",
@@ -118,4 +210,4 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=handler)
 
 
-__all__ = ["action_line", "clip", "handler", "register", "table"]
+__all__ = ["action_line", "clip", "cut", "full", "handler", "register", "shown", "table", "visible"]

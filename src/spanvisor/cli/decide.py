@@ -26,7 +26,8 @@ import sys
 import uuid
 from typing import Any
 
-from spanvisor.cli.approvals import action_line
+from spanvisor.cli.approvals import action_line, cut
+from spanvisor.cli.approvals import shown as shown_text
 from spanvisor.config import Config
 from spanvisor.control.client import DEFAULT_URL, ENV_URL, STORE_DOWN, HttpSource, Sent, token_from_env
 from spanvisor.control.deciders import ANONYMOUS_NAME, new_token, token_hash, valid_name
@@ -96,9 +97,11 @@ def shown(client: HttpSource, task: str, approval: str, run: str | None) -> tupl
         return run, None
     for r in doc.get("approvals") or ():
         if isinstance(r, dict) and r.get("approval_id") == approval:
-            print(f"Question: {_clip(str(r.get('question') or ''))}", flush=True)
+            print(f"Question: {shown_text(str(r.get('question') or ''), 500)}", flush=True)
             if r.get("action") or r.get("details"):
                 print(f"Action: {action_line(r)}", flush=True)
+            if cut(r):
+                print(f"(whole: spanvisor approvals --full {task}/{approval})", flush=True)
             if isinstance(r.get("approvers"), int) and r["approvers"] > 1:
                 by = ", ".join(str(x) for x in r.get("approved_by") or ()) or "nobody yet"
                 print(f"Needs: {r['approvers']} people (approved so far: {by})", flush=True)
@@ -123,11 +126,6 @@ def edited_action(request: dict[str, Any] | None, raw: str) -> dict[str, Any] | 
     if not isinstance(arguments, dict):
         return "--edit-arguments must be a JSON object"
     return {"tool": action["tool"], "arguments": arguments}
-
-
-def _clip(text: str, limit: int = 500) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def handler(args: argparse.Namespace, config: Config) -> int:

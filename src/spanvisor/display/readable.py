@@ -21,6 +21,7 @@ from spanvisor.events import (
     ResultField,
     TaskCorrected,
 )
+from spanvisor.redaction import clip_middle
 
 
 def duration(seconds: float) -> str:
@@ -153,9 +154,9 @@ def decision_text(d: Decision, who: str, tally: tuple[int, int] | None = None) -
 
 
 def asked_text(question: str, limit: int = 200) -> str:
-    """``Q: “Apply the fix to prod?”``: what a decision answered, on one line, clipped."""
-    flat = " ".join(question.split())
-    return f"Q: “{flat if len(flat) <= limit else flat[: limit - 1] + '…'}”"
+    """``Q: “Apply the fix to prod?”``: what a decision answered, on one
+    line, long as its start and its end."""
+    return f"Q: “{clip_middle(' '.join(question.split()), limit)}”"
 
 
 def decision_detail(event: HumanIntervention) -> str | None:

@@ -34,7 +34,7 @@ from typing import Any
 
 from aiohttp import web
 
-from spanvisor.canonical import canonical_json, check_action
+from spanvisor.canonical import MAX_ACTION_BYTES, canonical_json, check_action
 from spanvisor.control import runs
 from spanvisor.control.bearer import bearer_matches, bearer_token
 from spanvisor.control.client import ACTIONS, MAX_WAIT_S
@@ -43,6 +43,7 @@ from spanvisor.control.deciders import from_config as deciders_of
 from spanvisor.control.hub import NOT_FOUND
 from spanvisor.control.log import decision_to_dict
 from spanvisor.control.runs import who
+from spanvisor.display.approval import action_json
 from spanvisor.display.readable import answer_command
 from spanvisor.events import ApprovalRequest, Decision, TaskView
 from spanvisor.receiver import grants_api, permit_api
@@ -55,7 +56,10 @@ PERSON = web.RequestKey("spanvisor.person", Person)
 MAX_ID = 256
 MAX_ACTOR = 128
 MAX_COMMENT = 500
-MAX_BODY = 16 * 1024
+# A decision is small, but for the arguments an approver sets instead
+# (``edited``: an action, up to MAX_ACTION_BYTES of canonical JSON; escapes
+# may make its JSON longer).
+MAX_BODY = 2 * MAX_ACTION_BYTES + 16 * 1024
 SOURCES = ("api", "cli")
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 
@@ -108,10 +112,12 @@ def approval_json(r: ApprovalRequest) -> dict[str, Any]:
         "requested_ns": r.requested_ns,
         "digest": r.digest,
         "expires_ns": runs.expires_ns(r),
-        # What the approval binds to besides the question (docs/interventions.md).
+        # What the approval binds to besides the question (docs/interventions.md),
+        # as a person is shown it: the action with its secrets masked (the
+        # digest binds the raw one, which the agent presents at the permit check).
         "agent": r.agent,
         "details": r.details,
-        "action": json.loads(r.action) if r.action else None,
+        "action": action_json(r.action),
         # Who must approve: this many distinct verified people, never the requester.
         "approvers": r.approvers,
         "requester": r.requester,
@@ -298,7 +304,7 @@ def add_routes(app: web.Application, pipeline: Any, token: str | None) -> None:
         if request.content_length is not None and request.content_length > MAX_BODY:
             raise _Bad(f"the body is larger than {MAX_BODY} bytes")
         # read(n) returns what has arrived so far, up to n: read to the end.
-        raw = b""
+        raw = bytearray()
         while len(raw) <= MAX_BODY:
             chunk = await request.content.read(MAX_BODY + 1 - len(raw))
             if not chunk:
@@ -307,7 +313,7 @@ def add_routes(app: web.Application, pipeline: Any, token: str | None) -> None:
         if len(raw) > MAX_BODY:
             raise _Bad(f"the body is larger than {MAX_BODY} bytes")
         try:
-            body = json.loads(raw or b"null")
+            body = json.loads(bytes(raw) or b"null")
         except ValueError as exc:
             raise _Bad(f"the body is not JSON: {exc}") from None
         decision = decision_from_body(task_id, body)

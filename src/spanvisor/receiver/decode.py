@@ -36,7 +36,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Status, TracesData
 
 from spanvisor.receiver.endorder import in_end_order
 from spanvisor.receiver.scan import keyed_spans, scope_bytes
-from spanvisor.receiver.vocabulary import SHARED_KEYS, VOCABULARY
+from spanvisor.receiver.vocabulary import MAX_STRING, SHARED_KEYS, VOCABULARY, limit_of
 from spanvisor.spans.conventions import (
     EVENT_EXCEPTION,
     KNOWN_EVENTS,
@@ -57,9 +57,6 @@ _ZERO_SPAN = bytes(8)
 # Journal entries from before bodies were kept: 33 bytes of ancestry a span,
 # trace 16 + span 8 + parent 8 (zeros: none) + remote flag 1.
 LINK_SIZE = 33
-# Attribute strings longer than this are cut here; the tracker clamps again
-# to its own limits, this only bounds the memory one request can pin.
-MAX_STRING = 64 * 1024
 # Shared by every ancestry-only span: one object instead of two dicts a span.
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -98,12 +95,12 @@ class Decoded:
             self.reasons.append(why)
 
 
-def any_value(v: Any) -> Any:
-    """An OTLP AnyValue as a plain Python value (None when unset)."""
+def any_value(v: Any, limit: int = MAX_STRING) -> Any:
+    """An OTLP AnyValue as a plain Python value (None when unset), strings cut at ``limit``."""
     kind = v.WhichOneof("value")
     if kind == "string_value":
         s: str = v.string_value
-        return s if len(s) <= MAX_STRING else s[:MAX_STRING]
+        return s if len(s) <= limit else s[:limit]
     if kind == "int_value":
         return v.int_value
     if kind == "double_value":
@@ -147,7 +144,7 @@ def attributes(kvs: Iterable[Any], keys: frozenset[str] | None = None) -> dict[s
         key = kv.key
         if keys is not None and key not in keys:
             continue
-        value = any_value(kv.value)
+        value = any_value(kv.value, limit_of(key))
         if value is not None:
             out[key] = _share(value) if key in _SHARED_ANY and type(value) is str else value
     return out
@@ -185,7 +182,7 @@ def _read_keys(span: Any, events: Any) -> dict[str, Any] | None:
         if v.WhichOneof("value") == "string_value":  # most values: any_value's first case, inline
             value = v.string_value
             if len(value) > MAX_STRING:
-                value = value[:MAX_STRING]
+                value = value[: limit_of(key)]
             elif flags & _SHARED:
                 value = _shared(value) or _share(value)
         else:

@@ -44,6 +44,7 @@ from spanvisor.receiver import otlp_json
 from spanvisor.receiver.codingagents.batch import Batch as CodingBatch
 from spanvisor.receiver.codingagents.batch import claim as claim_coding
 from spanvisor.receiver.decode import any_value
+from spanvisor.receiver.vocabulary import limit_of
 from spanvisor.spans import conventions as cv
 from spanvisor.spans.live import LiveFact, root_of
 
@@ -97,7 +98,7 @@ def _event_name(rec: Any) -> str | None:
 
 def _live(rec: Any, name: str, tid: int, resource: dict[str, Any], out: DecodedLogs, heard_ns: int) -> bool:
     sid = rec.span_id
-    attrs = {kv.key: any_value(kv.value) for kv in rec.attributes[:MAX_LIVE_ATTRIBUTES]}
+    attrs = {kv.key: any_value(kv.value, limit_of(kv.key)) for kv in rec.attributes[:MAX_LIVE_ATTRIBUTES]}
     root = root_of(sid.hex() if sid else "", attrs)
     if not tid or root is None:
         out.reject(f"a {name} record needs the task's trace id and its root span id (the span it was emitted in)")

@@ -13,7 +13,11 @@ from typing import Any
 
 from aiohttp import web
 
-MAX_BODY = 16 * 1024
+from spanvisor.canonical import MAX_ACTION_BYTES
+
+# The action an agent presents is as large as the one it asked about (up to
+# MAX_ACTION_BYTES as canonical JSON; escapes may make its JSON longer).
+MAX_BODY = 2 * MAX_ACTION_BYTES + 16 * 1024
 _ID_LIMIT = 256
 
 
@@ -33,11 +37,16 @@ def handler(control: Callable[[], Any]) -> Callable[[web.Request], Awaitable[web
         approval_id = _ident(request.match_info["approval_id"])
         if task_id is None or approval_id is None:
             return _reply(400, {"error": "task id and approval id must be short printable strings"})
-        raw = await request.content.read(MAX_BODY + 1)
+        raw = bytearray()
+        while len(raw) <= MAX_BODY:  # one read gives what has arrived, not the whole body
+            chunk = await request.content.read(MAX_BODY + 1 - len(raw))
+            if not chunk:
+                break
+            raw += chunk
         if len(raw) > MAX_BODY:
             return _reply(400, {"error": f"the body is larger than {MAX_BODY} bytes"})
         try:
-            body = json.loads(raw or b"{}")
+            body = json.loads(bytes(raw) or b"{}")
         except ValueError as exc:
             return _reply(400, {"error": f"the body is not JSON: {exc}"})
         if not isinstance(body, Mapping):

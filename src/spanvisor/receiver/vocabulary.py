@@ -19,9 +19,26 @@ span holds: events are the same.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Final
 
+from spanvisor.canonical import MAX_ACTION_BYTES
 from spanvisor.spans import conventions as cv
+
+# Attribute strings longer than this are cut by the decoder; the tracker
+# clamps again to its own limits, this only bounds the memory one request
+# can pin. But for an approval request's action: its digest binds it whole,
+# so it is kept up to the cap a request may carry (and one character more,
+# so the tracker refuses what is over it for its size, not as cut JSON).
+MAX_STRING = 64 * 1024
+LONG_STRINGS: Final[Mapping[str, int]] = MappingProxyType({cv.APPROVAL_ACTION: MAX_ACTION_BYTES + 1})
+
+
+def limit_of(key: str) -> int:
+    """The longest string the decoder keeps of attribute ``key``."""
+    return LONG_STRINGS.get(key, MAX_STRING)
+
 
 # Span attributes whose string values repeat across tasks and that a task
 # keeps while open (never an id or a message). Keys only read in passing

@@ -24,7 +24,9 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from spanvisor.codec import EVENT_TYPES, event_to_dict
+from spanvisor.display.approval import action_json
 from spanvisor.events import Event, HumanIntervention, TaskCorrected, TaskView
+from spanvisor.redaction import clip_middle
 
 SCHEMA_VERSION = 1
 INTERVENTION_TYPE = "spanvisor.intervention"
@@ -167,7 +169,7 @@ def intervention_body(event: HumanIntervention) -> dict[str, Any]:
         "votes_needed": event.votes_needed,
         "verified": d.verified,
         "person": d.person,
-        "edited": json.loads(d.edited) if d.edited else None,
+        "edited": action_json(d.edited),  # secrets masked, as people are shown it
         "grant_id": d.grant_id,
     }
 
@@ -179,7 +181,9 @@ def decides(event: HumanIntervention) -> bool:
 
 
 def _clip(text: str) -> str:
-    return text if len(text) <= QUESTION_LIMIT else text[: QUESTION_LIMIT - 1] + "…"
+    """A question as people are shown it (redacted where it was read): its
+    start and its end when long."""
+    return clip_middle(text, QUESTION_LIMIT)
 
 
 def encode(doc: dict[str, Any]) -> bytes:

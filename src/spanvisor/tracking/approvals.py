@@ -16,7 +16,14 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
-from spanvisor.canonical import MAX_DETAILS, approval_digest, canonical_json, check_action, clamp_approvers
+from spanvisor.canonical import (
+    MAX_ACTION_BYTES,
+    MAX_DETAILS,
+    approval_digest,
+    canonical_json,
+    check_action,
+    clamp_approvers,
+)
 from spanvisor.events import (
     ApprovalRequest,
     Checkpoint,
@@ -26,6 +33,7 @@ from spanvisor.events import (
     InterventionOutcome,
     TaskView,
 )
+from spanvisor.redaction import clip_middle, redact
 from spanvisor.spans import conventions as cv
 from spanvisor.spans import sanitize as sz
 from spanvisor.tracking.record import TaskRecord
@@ -34,6 +42,29 @@ from spanvisor.tracking.record import TaskRecord
 MAX_OPEN = 20
 MAX_DECISIONS = 5
 DEFAULT_OPTIONS = ("approve", "reject")
+# A question's characters a person is shown (start and end). Text is read
+# up to MAX_SHOWN_INPUT characters, where the receiver's decoder cuts every
+# string (receiver.vocabulary.MAX_STRING): a request reads the same in the
+# agent's process and behind serve.
+MAX_QUESTION = 500
+MAX_SHOWN_INPUT = 64 * 1024
+
+
+def shown(value: Any, key: str, notes: list[str], limit: int) -> str | None:
+    """A question or details as every person and record is shown them:
+    secrets masked (spanvisor.redaction), then, over ``limit`` characters,
+    the start and the end with "… N characters …" between. The digest binds
+    this text (what was shown) and the raw action."""
+    if isinstance(value, str) and len(value) > MAX_SHOWN_INPUT:
+        value = value[:MAX_SHOWN_INPUT]
+    text = sz.text(value, key, notes, MAX_SHOWN_INPUT + 1)
+    if text is None:
+        return None
+    text = redact(text)
+    if len(text) > limit:
+        sz.note(notes, key, f"{len(text):,} characters shown as their start and end ({limit:,})")
+        text = clip_middle(text, limit)
+    return text
 
 
 def request_from(
@@ -47,17 +78,22 @@ def request_from(
     if not approval_id:
         notes.append(f"{cv.EVENT_APPROVAL_REQUEST}: no {cv.APPROVAL_ID}; ignored")
         return None
-    question = sz.text(attrs.get(cv.APPROVAL_QUESTION), cv.APPROVAL_QUESTION, notes, 500) or "Approve?"
+    question = shown(attrs.get(cv.APPROVAL_QUESTION), cv.APPROVAL_QUESTION, notes, MAX_QUESTION) or "Approve?"
     raw = attrs.get(cv.APPROVAL_OPTIONS)
     options: tuple[str, ...] = DEFAULT_OPTIONS
     if isinstance(raw, list | tuple) and raw:
         named = tuple(o for o in (sz.name(x, cv.APPROVAL_OPTIONS, notes) for x in raw[:5]) if o)
         options = named or DEFAULT_OPTIONS
     timeout = sz.number(attrs.get(cv.APPROVAL_TIMEOUT_S), cv.APPROVAL_TIMEOUT_S, notes)
-    details = sz.text(attrs.get(cv.APPROVAL_DETAILS), cv.APPROVAL_DETAILS, notes, MAX_DETAILS)
+    details = shown(attrs.get(cv.APPROVAL_DETAILS), cv.APPROVAL_DETAILS, notes, MAX_DETAILS)
     agent = sz.name(attrs.get(cv.APPROVAL_AGENT), cv.APPROVAL_AGENT, notes) or ""
     action: dict[str, Any] | None = None
     raw_action = attrs.get(cv.APPROVAL_ACTION)
+    if isinstance(raw_action, str) and len(raw_action) > MAX_ACTION_BYTES:
+        # Cut on its way here (or simply too large): refused for its size.
+        why = f"over the {MAX_ACTION_BYTES:,} bytes a request may carry"
+        sz.note(notes, cv.APPROVAL_ACTION, f"request {approval_id} refused ({why}); ignored")
+        return None
     if raw_action is not None:
         try:
             action = check_action(json.loads(raw_action) if isinstance(raw_action, str) else None)
@@ -196,6 +232,7 @@ __all__ = [
     "on_decision",
     "on_request",
     "request_from",
+    "shown",
 ]
 
 

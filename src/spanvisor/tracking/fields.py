@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from spanvisor.events import Status
+from spanvisor.redaction import redact
 from spanvisor.spans import conventions as cv
 from spanvisor.spans import sanitize as sz
 from spanvisor.tracking.taskcontext import TaskContext
@@ -112,15 +113,17 @@ class TaskFields:
                 changes["progress"] = p
         if cv.STEP in src:
             s = sz.name(src[cv.STEP], cv.STEP, notes)
+            s = redact(s) if s is not None else None  # shown to people: the one set of rules
             if s is not None and self._wins("step", timed) and s != w.step:
                 changes["step"] = s
         if cv.STEPS in src:
-            steps = sz.string_list(src[cv.STEPS], cv.STEPS, notes)
+            steps = tuple(redact(x) for x in sz.string_list(src[cv.STEPS], cv.STEPS, notes))
             if steps and self._wins("steps", timed) and steps != w.steps:
                 changes["steps"] = steps
         msg_key = cv.MESSAGE if cv.MESSAGE in src else ("message" if plain_message and "message" in src else None)
         if msg_key is not None:
             m = sz.text(src[msg_key], cv.MESSAGE, notes)
+            m = redact(m) if m is not None else None
             if m is not None and self._wins("message", timed) and m != w.message:
                 changes["message"] = m
         if cv.STATUS in src:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from spanvisor.events import Outcome
+from spanvisor.redaction import redact
 from spanvisor.spans import current as now
 from spanvisor.spans import sanitize as sz
 from spanvisor.spans.data import SpanData
@@ -69,10 +70,11 @@ class ErrorInfo:
         known = self._root_at if is_root else self._child_at
         if known is not None and known <= at:
             return
+        # Shown to people (Slack, the console, the audit): masked like every such text.
         err = (
             sz.name(attrs.get("exception.type"), "exception.type", notes),
-            sz.text(attrs.get("exception.message"), "exception.message", notes),
-            sz.text(attrs.get("exception.stacktrace"), "exception.stacktrace", notes, 8000),
+            _masked(sz.text(attrs.get("exception.message"), "exception.message", notes)),
+            _masked(sz.text(attrs.get("exception.stacktrace"), "exception.stacktrace", notes, 8000)),
         )
         if is_root:
             self.root, self._root_at = err, at
@@ -83,7 +85,7 @@ class ErrorInfo:
         """A failed child names its status message and ``error.type``, as of its end."""
         at = (span.end_ns or 0, span.span_id)
         if self._child_at is None or at < self._child_at:
-            msg = sz.text(span.status_message or None, "status.message", notes)
+            msg = _masked(sz.text(span.status_message or None, "status.message", notes))
             self.child, self._child_at = (error_type(span, notes), msg, None), at
 
     def step_failed(self, span: SpanData) -> None:
@@ -108,13 +110,17 @@ class ErrorInfo:
         if self.root != NO_ERROR:
             return self.root
         # OTLP has no null string: an empty status message says nothing.
-        msg = sz.text(root.status_message or None, "status.message", notes)
+        msg = _masked(sz.text(root.status_message or None, "status.message", notes))
         typed = error_type(root, notes)
         if msg is not None:
             return (typed, msg, None)
         if self.child != NO_ERROR:
             return self.child if self.child[0] is not None or typed is None else (typed, *self.child[1:])
         return (typed, None, None)
+
+
+def _masked(text: str | None) -> str | None:
+    return redact(text) if text is not None else None
 
 
 def error_type(span: SpanData, notes: list[str]) -> str | None:

@@ -11,27 +11,17 @@ sees them, and never logged.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from spanvisor.redaction import redact
+from spanvisor.redaction import clip_middle, redact
 
 Kind = Literal["prompt", "call", "tool", "warning", "life"]
 
 # A task name and a tool's command are short lines: a Slack header, a step.
 MAX_NAME = 80
 MAX_COMMAND = 120
-# Keys that hold secrets coding agents commonly see, beyond spanvisor's own
-# log rules (spanvisor.logs.redact): provider API keys and cloud tokens.
-_MORE_SECRETS = (
-    (re.compile(r"\b(sk-(?:ant-|proj-)?)[A-Za-z0-9_-]{8,}"), r"\1****"),
-    (re.compile(r"\bAKIA[0-9A-Z]{12,}"), "AKIA****"),
-    (re.compile(r"\b(gh[pousr]_)[A-Za-z0-9]{8,}"), r"\1****"),
-    (re.compile(r"\bAIza[0-9A-Za-z_-]{10,}"), "AIza****"),
-    (re.compile(r"(?i)\b((?:api[_-]?key|token|secret|passwd|password)\s*[=:]\s*)\S+"), r"\1****"),
-)
 # Values the CLIs send in place of content they were told not to log.
 _WITHHELD = frozenset({"<redacted>", "[redacted]", "redacted"})
 
@@ -56,18 +46,23 @@ class Reading:
 LIFE = Reading("life")
 
 
-def clean(value: Any, limit: int) -> str | None:
+def clean(value: Any, limit: int, *, middle: bool = False) -> str | None:
     """One line of at most ``limit`` characters, secrets redacted; None for
-    nothing or for a placeholder the CLI sends instead of withheld content."""
+    nothing or for a placeholder the CLI sends instead of withheld content.
+    ``middle``: a long value keeps its start and its end (a command's tail
+    is what it does), else its start."""
     if value is None:
         return None
     s = value if isinstance(value, str) else str(value)
-    s = " ".join(s[: limit * 4].split())
+    if middle and len(s) > limit * 32:
+        s = f"{s[: limit * 16]} {s[-limit * 16 :]}"
+    s = " ".join((s if middle else s[: limit * 4]).split())
     if not s or s.lower() in _WITHHELD:
         return None
+    # Redacted whole, then clipped: a secret cut in two would show its half.
     s = redact(s)
-    for pattern, repl in _MORE_SECRETS:
-        s = pattern.sub(repl, s)
+    if middle:
+        return clip_middle(s, limit)
     return s if len(s) <= limit else s[: limit - 1] + "…"
 
 
@@ -151,12 +146,12 @@ def command(raw: Any) -> str | None:
             v = value.get(k)
             if isinstance(v, list) and v and all(isinstance(x, str) for x in v):
                 # Codex: ["bash", "-lc", "ls -la"]: the script is what was run.
-                return clean(v[-1] if len(v) == 3 and v[1] in ("-c", "-lc") else " ".join(v), MAX_COMMAND)
+                return clean(v[-1] if len(v) == 3 and v[1] in ("-c", "-lc") else " ".join(v), MAX_COMMAND, middle=True)
             if isinstance(v, (str, int, float)) and not isinstance(v, bool):
-                return clean(v, MAX_COMMAND)
+                return clean(v, MAX_COMMAND, middle=True)
         return None
     if isinstance(value, str):
-        return clean(value, MAX_COMMAND)
+        return clean(value, MAX_COMMAND, middle=True)
     return None
 
 
