@@ -218,3 +218,21 @@ def test_the_answer_never_waits_for_the_note(tmp_path: Path) -> None:
         assert [p for p in spool.iterdir() if p.suffix == ".json"], "the note waits in the spool, not lost"
     finally:
         hole.close()
+
+
+def test_a_call_too_large_to_ask_about_is_denied_at_once_with_the_reason(tmp_path: Path) -> None:
+    """Over the 1 MiB a request may carry (a huge Write): the receiver would
+    refuse the request, so the hook says so instead of waiting out its time."""
+    hole = Blackhole()
+    try:
+        call = {
+            "session_id": "s1",
+            "tool_name": "Write",
+            "tool_input": {"file_path": "a.txt", "content": "y" * 1_100_000},
+        }
+        args = ("--url", hole.url, "--endpoint", hole.url, "--cli-timeout", "30")
+        code, out, err = run_hook(tmp_path, "claude-code", json.dumps(call).encode(), 'default = "ask"\n', *args)
+    finally:
+        hole.close()
+    assert code == 0 and decision("claude-code", out) == "deny", (code, out, err)
+    assert "bytes as canonical JSON" in out and not hole.accepted.is_set(), "refused before asking anyone"

@@ -19,6 +19,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from spanvisor.canonical import NotCanonical, check_action
 from spanvisor.cli import codingtask as ct
 from spanvisor.config import Config
 from spanvisor.control.client import ENV_URL, HttpSource, token_from_env
@@ -98,6 +99,10 @@ def ask(
             return out.allow(f"spanvisor: {why}; allowed (on_unreachable = allow)")
         return out.deny(f"spanvisor: {why}; denied until a person can be asked")
 
+    try:
+        check_action(call.action())
+    except NotCanonical as exc:  # the receiver would refuse the request: nobody could ever answer it
+        return out.deny(f"spanvisor: no one can be asked about this call ({exc}); denied")
     task = session_task(call, args, min(REQUEST_TIMEOUT_S, deadline.left()), env)
     if task is None:
         return unreachable("the hook input has no session_id and no spanvisor task is set, so no one can be asked")
