@@ -133,3 +133,43 @@ def test_a_persons_approval_lets_the_command_run(
     assert ended["status"] == "complete"
     steps = [c for c in matrix.timeline(task_id) if c["source"] == "tool_call"]
     assert [json.loads(c["attributes"])["tool"] for c in steps] == [f"Bash(echo approved-{how})"]
+
+
+def test_a_long_commands_dangerous_tail_is_shown_where_a_person_approves(
+    cli_bin: Path, matrix: Matrix, anthropic: FakeModelAPI, tmp_path: Path
+) -> None:
+    """A command of 4,000 characters of padding then the part that matters:
+    the Slack message a person approves from, `spanvisor approvals` and the
+    control API show its end, and the approval lets exactly it run."""
+    command = "echo " + "x" * 4_000 + " && echo the-dangerous-tail"
+    run_id = anthropic.script(uuid.uuid4().hex[:12], Script([tool("Bash", command=command), text("Done.")]))
+    task_id = f"cc-tail-{run_id}"
+    env, settings = _hooked(tmp_path, matrix, anthropic, run_id)
+    running = cc.claude_started(
+        cli_bin,
+        tmp_path / "work",
+        env,
+        f"run it ({run_id})",
+        settings,
+        {"endpoint": matrix.endpoint, "task-id": task_id},
+    )
+    try:
+
+        def asked() -> list[dict[str, Any]]:
+            if running.proc.poll() is not None:
+                raise AssertionError(f"the CLI ended before asking:\n{running.wait().said()}")
+            return matrix.pending(task_id)
+
+        [req] = wait_until(asked, WAIT_S, "the hook's approval request", every=0.2)
+        assert "the-dangerous-tail" in req["question"] and "characters" in req["question"]
+        listed = matrix.spanvisor("approvals", "--url", matrix.endpoint)
+        assert "the-dangerous-tail" in listed
+        parent, button = wait_until(lambda: matrix.approve_button(task_id), WAIT_S, "the Approve button in Slack")
+        assert "the-dangerous-tail" in json.dumps([parent.text, parent.blocks, parent.attachments])
+        assert matrix.click(parent, button) == 200
+        ran = running.wait()
+    finally:
+        running.stop()
+    assert ran.code == 0, ran.said()
+    [result] = _last_results(anthropic, run_id)
+    assert result_text(result).endswith("the-dangerous-tail"), "the approved command ran, whole"
