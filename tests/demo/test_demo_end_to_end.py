@@ -58,7 +58,12 @@ def _demo_answering_the_approval(env: dict[str, str], timeout: float = 120, *mor
     # it, answered with the command it prints.
     listed = _pasted(asked.group(1), env)
     assert listed.returncode == 0 and "Apply the fix to prod?" in listed.stdout, listed.stdout + listed.stderr
-    command = next(line.split("(or:")[0] for line in listed.stdout.splitlines() if " approve " in line)
+    # Under load another agent's request (ledger's, two people) may be open
+    # too: answer the one this test asked about, by its task.
+    task = next(line.split()[0] for line in listed.stdout.splitlines() if "Apply the fix to prod?" in line)
+    command = next(
+        line.split("(or:")[0] for line in listed.stdout.splitlines() if " approve " in line and f" {task} " in line
+    )
     answer = _pasted(f"{command} --as alice --comment 'go ahead'", env)
     assert answer.returncode == 0 and "Approved" in answer.stdout, answer.stdout + answer.stderr
     code = proc.wait(max(1.0, deadline - time.monotonic()))
