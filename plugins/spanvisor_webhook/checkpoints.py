@@ -89,7 +89,8 @@ class CheckpointWatch:
     async def _mark(self, head: ChainHead, queued: bool) -> bool:
         value = {**head.to_dict(), "by": self.owner, "queued": queued}
         if isinstance(self.store, ConditionalStateStore):
-            return (await self.store.put_if_newer(NAMESPACE, SENT_KEY, value, head.seq, self.owner)).won
+            # own: the winner of a head marks it queued, at the same version.
+            return (await self.store.put_if_newer(NAMESPACE, SENT_KEY, value, head.seq, self.owner, own=True)).won
         # A store without versions: not exact between replicas (the receiver's
         # dedupe on checkpoint_id covers a second copy).
         await self.store.put(NAMESPACE, SENT_KEY, value, self.owner)

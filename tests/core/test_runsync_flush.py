@@ -43,10 +43,12 @@ class FailingStore(InMemoryStateStore):
         super().__init__()
         self.bad_key = bad_key
 
-    async def put_if_newer(self, namespace: str, key: str, value: Mapping[str, Any], version: int, owner: str) -> Claim:
+    async def put_if_newer(
+        self, namespace: str, key: str, value: Mapping[str, Any], version: int, owner: str, *, own: bool = False
+    ) -> Claim:
         if key == self.bad_key:
             raise OSError("the store is away")
-        return await super().put_if_newer(namespace, key, value, version, owner)
+        return await super().put_if_newer(namespace, key, value, version, owner, own=own)
 
 
 def test_every_run_is_written_once_side_by_side() -> None:

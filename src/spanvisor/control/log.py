@@ -5,6 +5,8 @@ A run's record (:mod:`.runs`) lives in namespace ``decisions`` under
 :func:`~.runs.run_key`, changed only by compare-and-set (``put_if_newer`` at
 the record's version + 1): two processes changing one run at once both read
 version n, one writes n + 1 and the other loses, reads again and retries.
+The store refuses an equal version whoever writes it, and inside one
+process the changes of one key take turns (:meth:`ControlLog.update`).
 With the PostgreSQL state store every replica and every agent process sees
 the same records, so each checks a decision against the same facts. Next to
 the records: ``runs`` (task id -> its runs, oldest first: a decision naming
@@ -20,9 +22,12 @@ store's notifications are on: they are best effort).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import random
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from spanvisor.control import consume, runs
@@ -43,7 +48,7 @@ MAX_OPEN = 1000
 POLL_S = 0.2
 # The same while the store notifies changes: a safety net for a lost notification.
 WATCHED_POLL_S = 2.0
-_ATTEMPTS = 40
+_ATTEMPTS = 60
 T = TypeVar("T")
 
 
@@ -68,6 +73,14 @@ def _version(raw: Mapping[str, Any] | None) -> int:
     return v if isinstance(v, int) else 0
 
 
+@dataclass(slots=True)
+class _Turn:
+    """A key's lock, and how many coroutines hold or wait for it."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
+
+
 class ControlLog:
     def __init__(
         self,
@@ -77,9 +90,13 @@ class ControlLog:
         watched_poll_s: float = WATCHED_POLL_S,
     ) -> None:
         self.store = store
-        # Unique per log: the store lets an owner overwrite its own version, so
-        # two processes must never share one.
+        # Unique per log: who wrote a record, for a reader (the store's
+        # compare-and-set no longer depends on it).
         self.owner = f"{owner or 'control'}:{uuid.uuid4().hex[:12]}"
+        # Keys being changed here, each with its turn.
+        self._turns: dict[tuple[str, str], _Turn] = {}
+        # Compare-and-sets lost to another writer (another process), then retried.
+        self.conflicts = 0
         # Set (and replaced) on every change seen: a waiter holds the one it
         # read under, so a change between its read and its wait still wakes it.
         self._changed = asyncio.Event()
@@ -107,25 +124,49 @@ class ControlLog:
             except Exception:  # best effort, as above
                 return
 
+    @contextlib.asynccontextmanager
+    async def _serial(self, namespace: str, key: str) -> AsyncIterator[None]:
+        """One read-modify-write of a key at a time in this log: coroutines
+        that would only lose the compare-and-set to each other wait instead
+        (the store's compare-and-set still decides between processes)."""
+        turn = self._turns.get((namespace, key))
+        if turn is None:
+            turn = self._turns[(namespace, key)] = _Turn()
+        turn.users += 1
+        try:
+            async with turn.lock:
+                yield
+        finally:
+            turn.users -= 1
+            if not turn.users:
+                del self._turns[(namespace, key)]
+
     async def update(
         self, namespace: str, key: str, change: Callable[[dict[str, Any] | None], tuple[dict[str, Any] | None, T]]
     ) -> T:
         """Compare-and-set: ``change`` gets the stored value (a copy, or None)
-        and returns (the new value or None for no write, a result)."""
-        for _ in range(_ATTEMPTS):
-            raw = await self.store.get(namespace, key)
-            value, result = change(dict(raw) if isinstance(raw, Mapping) else None)
-            if value is None:
-                return result
-            version = _version(raw) + 1
-            value["v"] = version
-            claim = await self.store.put_if_newer(namespace, key, value, version, self.owner)
-            if claim.won:
-                if namespace == NAMESPACE:
-                    self._wake()
-                    await self._notify(key)
-                return result
-            await asyncio.sleep(0.005)  # another process wrote: read again
+        and returns (the new value or None for no write, a result). The
+        value read at version n is written at n + 1 only if the key is still
+        at n; otherwise it is read again and ``change`` runs again, so a
+        result answers the write that happened, never a lost one."""
+        async with self._serial(namespace, key):
+            for attempt in range(_ATTEMPTS):
+                raw = await self.store.get(namespace, key)
+                value, result = change(dict(raw) if isinstance(raw, Mapping) else None)
+                if value is None:
+                    return result
+                version = _version(raw) + 1
+                value["v"] = version
+                claim = await self.store.put_if_newer(namespace, key, value, version, self.owner)
+                if claim.won:
+                    if namespace == NAMESPACE:
+                        self._wake()
+                        await self._notify(key)
+                    return result
+                self.conflicts += 1
+                # Another process wrote: read again, after a pause that grows
+                # (with jitter, so two replicas do not collide in step).
+                await asyncio.sleep(random.uniform(0.001, 0.002 * min(attempt + 1, 25)))
         raise RuntimeError(f"could not update {namespace}/{key} (contention)")
 
     # -- runs ----------------------------------------------------------------

@@ -57,7 +57,8 @@ async def read_head(store: StateStore) -> ChainHead | None:
 async def advance(store: StateStore, head: ChainHead, owner: str) -> bool:
     """Publish ``head`` unless the store holds a newer one; True when written."""
     if isinstance(store, ConditionalStateStore):
-        claim = await store.put_if_newer(NAMESPACE, HEAD_KEY, head.to_dict(), head.seq, owner)
+        # own: the writer of a head may publish it again (the same link).
+        claim = await store.put_if_newer(NAMESPACE, HEAD_KEY, head.to_dict(), head.seq, owner, own=True)
         return claim.won
     # A store without versions (a third party's): read, compare, write. Not
     # atomic, so two writers racing may store the older of two heads until

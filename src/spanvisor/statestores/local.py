@@ -274,7 +274,9 @@ class LocalStateStore:
 
         return await self._call(op)
 
-    async def put_if_newer(self, namespace: str, key: str, value: Mapping[str, Any], version: int, owner: str) -> Claim:
+    async def put_if_newer(
+        self, namespace: str, key: str, value: Mapping[str, Any], version: int, owner: str, *, own: bool = False
+    ) -> Claim:
         raw = _dump(value)
 
         def op(conn: sqlite3.Connection) -> Claim:
@@ -282,7 +284,7 @@ class LocalStateStore:
                 "SELECT owner, version, value FROM state WHERE namespace = ? AND key = ?", (namespace, key)
             ).fetchone()
             newer = row is not None and row[1] is not None and row[2] is not None
-            if newer and (row[1] > version or (row[1] == version and row[0] != owner)):
+            if newer and (row[1] > version or (row[1] == version and not (own and row[0] == owner))):
                 return Claim(won=False, value=_load(row[2]))
             conn.execute(_UPSERT, (namespace, key, owner, None, raw, self._clock(), version))
             return Claim(won=True)

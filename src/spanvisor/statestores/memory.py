@@ -56,13 +56,16 @@ class InMemoryStateStore:
         await self.put(namespace, key, value, owner)
         return True
 
-    async def put_if_newer(self, namespace: str, key: str, value: Mapping[str, Any], version: int, owner: str) -> Claim:
+    async def put_if_newer(
+        self, namespace: str, key: str, value: Mapping[str, Any], version: int, owner: str, *, own: bool = False
+    ) -> Claim:
+        # No await between the read and the write: atomic on this loop.
         entry = self._entries.get((namespace, key))
         stored = entry.version if entry is not None and entry.value is not None else None
         if (
             entry is not None
             and stored is not None
-            and (stored > version or (stored == version and entry.owner != owner))
+            and (stored > version or (stored == version and not (own and entry.owner == owner)))
         ):
             return Claim(won=False, value=entry.value)
         self._entries[(namespace, key)] = _Entry(owner, float("inf"), dict(value), version)
