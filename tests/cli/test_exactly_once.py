@@ -1,0 +1,126 @@
+"""Decided once, recorded once, over HTTP: many calls at once against one
+``serve`` and against two replicas, on every state store (memory, the local
+SQLite file, PostgreSQL), give exact counts.
+
+* twelve permits of one approval: one permitted, the rest ``consumed``;
+* ten people deciding one request: one ``applied`` answer, the others
+  refused as already decided, and the record holds that one decision;
+* twenty requests of one run approved at once: twenty applied, twenty
+  recorded;
+* 150 grants made at once: 150 listed; revoked at once: every one revoked.
+
+(The cause they pin down: two coroutines of one process that read a
+record's version n both "won" n + 1.)
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from .exactly_once_support import ACTION, PEOPLE, Node, at_once, call, cluster, record, start_run
+
+KINDS = [("memory", 1), ("local", 1), ("local", 2), ("postgres", 1), ("postgres", 2)]
+
+
+@pytest.fixture(scope="module", params=KINDS, ids=[f"{k}-x{n}" for k, n in KINDS])
+def nodes(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Node]]:
+    kind, n = request.param
+    db_url = None
+    if kind == "postgres":
+        db_url = request.getfixturevalue("pg_server").database()
+    got, stop = cluster(tmp_path_factory.mktemp(f"{kind}{n}"), kind, n, db_url)
+    yield got
+    stop()
+
+
+def _task() -> str:
+    return f"T-{uuid.uuid4().hex[:8]}"
+
+
+def _by(nodes: list[Node], i: int) -> Node:
+    return nodes[i % len(nodes)]
+
+
+def test_an_approval_permits_once(nodes: list[Node]) -> None:
+    task = _task()
+    start_run(nodes[0], task, ["a1"])
+    status, doc = call(
+        nodes[0],
+        "POST",
+        f"/tasks/{task}/decisions",
+        {"action": "approve", "approval_id": "a1", "actor": "p0"},
+        "p0-own-t0ken",
+    )
+    assert status == 200 and doc["outcome"] == "applied", doc
+
+    def permit(i: int) -> Callable[[], tuple[int, dict[str, Any]]]:
+        return lambda: call(_by(nodes, i), "POST", f"/tasks/{task}/approvals/a1/permit", {"action": ACTION})
+
+    got = at_once([permit(i) for i in range(12)])
+    assert all(status == 200 for status, _ in got), got
+    assert sum(doc["permitted"] for _, doc in got) == 1, got
+    assert sorted(doc["code"] for _, doc in got if not doc["permitted"]) == ["consumed"] * 11
+
+
+def test_one_request_gets_one_outcome(nodes: list[Node]) -> None:
+    task = _task()
+    start_run(nodes[0], task, ["a1"])
+
+    def decide(i: int) -> Callable[[], tuple[int, dict[str, Any]]]:
+        body = {
+            "action": "approve" if i % 2 else "reject",
+            "approval_id": "a1",
+            "intervention_id": f"click-{i}",
+            "actor": "x",
+        }
+        return lambda: call(_by(nodes, i), "POST", f"/tasks/{task}/decisions", body, PEOPLE[f"p{i}"])
+
+    got = at_once([decide(i) for i in range(10)])
+    applied = [doc for status, doc in got if status == 200 and doc["outcome"] == "applied"]
+    assert len(applied) == 1, got
+    refused = [doc for status, doc in got if doc is not applied[0]]
+    assert all(doc["code"] == "already_decided" for doc in refused), refused
+    decisions = [d for d in record(nodes[-1], task)["decisions"] if d.get("approval_id") == "a1"]
+    assert [d["intervention_id"] for d in decisions] == [applied[0]["intervention_id"]]
+
+
+def test_every_request_of_a_run_is_decided_and_recorded(nodes: list[Node]) -> None:
+    task = _task()
+    asks = [f"a{i}" for i in range(20)]
+    start_run(nodes[0], task, asks)
+
+    def approve(i: int) -> Callable[[], tuple[int, dict[str, Any]]]:
+        body = {"action": "approve", "approval_id": asks[i], "actor": "x"}
+        return lambda: call(_by(nodes, i), "POST", f"/tasks/{task}/decisions", body, PEOPLE[f"p{i % len(PEOPLE)}"])
+
+    got = at_once([approve(i) for i in range(20)])
+    assert [(status, doc["outcome"]) for status, doc in got] == [(200, "applied")] * 20, got
+    decided = sorted(d["approval_id"] for d in record(nodes[-1], task)["decisions"])
+    assert decided == sorted(asks)
+
+
+def test_grants_are_made_and_revoked_exactly_as_answered(nodes: list[Node]) -> None:
+    def make(i: int) -> Callable[[], tuple[int, dict[str, Any]]]:
+        body = {"tool": f"tool-{i}", "for_s": 3600}
+        return lambda: call(_by(nodes, i), "POST", "/grants", body, PEOPLE[f"p{i % len(PEOPLE)}"])
+
+    made = at_once([make(i) for i in range(150)])
+    assert [status for status, _ in made] == [201] * 150, [d for s, d in made if s != 201][:3]
+    ids = {doc["grant_id"] for _, doc in made}
+    for node in nodes:
+        _status, doc = call(node, "GET", "/grants")
+        assert ids <= {g["grant_id"] for g in doc["grants"] if g["state"] == "live"}
+
+    def revoke(i: int, gid: str) -> Callable[[], tuple[int, dict[str, Any]]]:
+        return lambda: call(_by(nodes, i), "DELETE", f"/grants/{gid}", None, PEOPLE["p0"])
+
+    gone = at_once([revoke(i, gid) for i, gid in enumerate(sorted(ids))])
+    assert [status for status, _ in gone] == [200] * 150
+    for node in nodes:
+        _status, doc = call(node, "GET", "/grants")
+        states = {g["grant_id"]: g["state"] for g in doc["grants"]}
+        assert {states[gid] for gid in ids} == {"revoked"}
