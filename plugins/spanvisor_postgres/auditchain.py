@@ -25,6 +25,8 @@ the sink records (``decision_chain_checkpoints``, migration 0015:
 the log line or the webhook that carried it out of the database). A kept
 head the chain no longer passes through (its link gone, or another hash)
 is a rewrite, named with the range of links it must have started in.
+Then what the log says must hold (:mod:`.invariants`): one applied outcome
+per request, and a row for every decision the control log applied.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+from . import invariants
 
 GENESIS = "0" * 64
 
@@ -164,6 +168,7 @@ async def verify(conn: Any, given: KeptHead | None = None) -> ChainVerdict:
     recorded = await conn.fetch(_CHECKPOINTS) if await conn.fetchval(_HAS_CHECKPOINTS) else []
     kept = [checkpoint(int(r["seq"]), r["row_hash"], r["at"]) for r in recorded]
     check_kept(verdict, links, [*kept, *([given] if given is not None else [])])
+    verdict.problems += await invariants.check(conn)
     return verdict
 
 
