@@ -313,10 +313,11 @@ class PostgresSink(BaseSink):
         if not retention:
             return
         from .queries import prune
+        from .removals import floor_of
 
         try:
             pool = await self._pool()
-            deleted = await prune(pool, float(retention))
+            deleted = await prune(pool, float(retention), floor_s=floor_of(self.ctx.config))
             if deleted:
                 log.info("retention: deleted %d tasks older than %ss", deleted, retention)
         except Exception as exc:
