@@ -124,13 +124,18 @@ def at_once(calls: Sequence[Callable[[], Any]]) -> list[Any]:
         return list(pool.map(run, calls))
 
 
+def ask(node: Node, task: str, aid: str, action: dict[str, Any] = ACTION) -> None:
+    """The agent asks approval ``aid`` and does not wait."""
+    argv = ["emit", "approval", "--task", task, "--id", aid, "--question", f"Run {aid}?"]
+    main([*argv, "--action", json.dumps(action), "--wait", "0", "--endpoint", node.base, "--token", TOKEN])
+
+
 def start_run(node: Node, task: str, asks: Sequence[str], action: dict[str, Any] = ACTION) -> str:
     """A run of ``task`` with the approval requests ``asks`` open; its run id."""
     endpoint = ["--endpoint", node.base, "--token", TOKEN]
     assert main(["emit", "start", "--task", task, "--agent", "sh", "--name", "deploy", *endpoint]) == 0
     for aid in asks:
-        argv = ["emit", "approval", "--task", task, "--id", aid, "--question", f"Run {aid}?"]
-        main([*argv, "--action", json.dumps(action), "--wait", "0", *endpoint, "--url", node.base])
+        ask(node, task, aid, action)
 
     def opened() -> bool:
         status, doc = call(node, "GET", f"/tasks/{task}")
@@ -145,3 +150,8 @@ def record(node: Node, task: str) -> dict[str, Any]:
     status, doc = call(node, "GET", f"/tasks/{task}")
     assert status == 200
     return doc
+
+
+def granted(node: Node, task: str, grant_id: str) -> set[str]:
+    """The requests of the task's run that the grant approved."""
+    return {d["approval_id"] for d in record(node, task)["decisions"] if d.get("grant_id") == grant_id}

@@ -15,13 +15,17 @@ record's version n both "won" n + 1.)
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from .exactly_once_support import ACTION, PEOPLE, Node, at_once, call, cluster, record, start_run
+from tests.waiting import wait_until
+
+from .exactly_once_support import ACTION, PEOPLE, Node, ask, at_once, call, cluster, granted, record, start_run
 
 KINDS = [("memory", 1), ("local", 1), ("local", 2), ("postgres", 1), ("postgres", 2)]
 
@@ -124,3 +128,36 @@ def test_grants_are_made_and_revoked_exactly_as_answered(nodes: list[Node]) -> N
         _status, doc = call(node, "GET", "/grants")
         states = {g["grant_id"]: g["state"] for g in doc["grants"]}
         assert {states[gid] for gid in ids} == {"revoked"}
+
+
+def test_a_revoked_grant_approves_nothing_after_the_revoke_is_answered(nodes: list[Node]) -> None:
+    """The agent keeps asking (on the first node, which holds the run and
+    applies grants); the grant is revoked through the last: what the grant
+    had approved when the revoke was answered is all it ever approves."""
+    task = _task()
+    start_run(nodes[0], task, ["a0"])
+    status, g = call(nodes[-1], "POST", "/grants", {"tool": "migrate", "for_s": 600}, PEOPLE["p1"])
+    assert status == 201, g
+    wait_until(lambda: "a0" in granted(nodes[-1], task, g["grant_id"]), what="the grant approving", timeout=20)
+    stop = threading.Event()
+
+    def keep_asking() -> None:
+        i = 1
+        while not stop.is_set():
+            ask(nodes[0], task, f"a{i}")
+            i += 1
+
+    asker = threading.Thread(target=keep_asking, daemon=True)
+    asker.start()
+    try:
+        time.sleep(1.5)
+        status, doc = call(nodes[-1], "DELETE", f"/grants/{g['grant_id']}", None, PEOPLE["p0"])
+        assert status == 200 and doc["state"] == "revoked", doc
+        before = granted(nodes[-1], task, g["grant_id"])
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        asker.join(30)
+    time.sleep(2.0)  # four rounds of every node's grant sweep
+    assert granted(nodes[0], task, g["grant_id"]) == before
+    assert record(nodes[0], task)["approvals"], "the requests asked after the revoke stay open"

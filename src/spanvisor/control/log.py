@@ -28,9 +28,9 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from spanvisor.control import consume, runs
+from spanvisor.control import consume, grants, runs
 from spanvisor.control.runs import decision_from_dict, decision_to_dict, run_key
 from spanvisor.events import ApprovalRequest, Decision, TaskView
 from spanvisor.statestores.api import BatchStateStore, Change, ConditionalStateStore, WatchableStateStore
@@ -252,6 +252,37 @@ class ControlLog:
             return (rec if got.outcome == "applied" or got.code == "expired" else None), got
 
         return await self.update(NAMESPACE, run_key(d.task_id, d.run_id), change)
+
+    async def apply_granted(self, d: Decision, now_ns: int) -> runs.Judgement:
+        """:meth:`apply` of a standing grant's decision, only while its grant
+        is live, in one step with revocation: a revoke answered before it
+        is seen, and one answered after it came after the approval (one
+        transaction of a :class:`BatchStateStore` over both keys; inside a
+        process, the grants' turn held throughout)."""
+        live: list[bool] = [False]
+
+        def check(value: dict[str, Any] | None) -> tuple[None, None]:
+            g = next((g for g in grants.grants_of(value) if g.grant_id == d.grant_id), None)
+            live[0] = g is not None and g.live(now_ns)
+            return None, None
+
+        def change(rec: dict[str, Any] | None) -> tuple[dict[str, Any] | None, runs.Judgement]:
+            if not live[0]:
+                return None, runs.Judgement("refused", "denied", f"grant {d.grant_id} was revoked or has ended")
+            if rec is None:
+                return None, runs.Judgement("refused", "unknown_task", "no such run")
+            got = runs.apply(rec, d, now_ns)
+            return (rec if got.outcome == "applied" or got.code == "expired" else None), got
+
+        key = run_key(d.task_id, d.run_id)
+        async with self._serial(grants.NAMESPACE, grants.KEY):
+            if self.batches:
+                done = await self.update_many([(grants.NAMESPACE, grants.KEY, check), (NAMESPACE, key, change)])
+                return cast(runs.Judgement, done[1])
+            # One process's store (memory): its revokes wait for this turn.
+            raw = await self.store.get(grants.NAMESPACE, grants.KEY)
+            check(dict(raw) if isinstance(raw, Mapping) else None)
+            return await self.update(NAMESPACE, key, change)
 
     async def permit(
         self, task_id: str, run_id: str, approval_id: str, action: Mapping[str, Any] | None, now_ns: int, by: str
