@@ -167,6 +167,10 @@ def test_with_the_local_store_runs_are_written_many_in_one_transaction(tmp_path:
             assert log.batches
             # Another process recorded t7's run as running (version 1).
             await ControlLog(store, owner="other").open_run(_view("t7", "r7"))
+            # A single change goes through update_many on this store too (one
+            # step on its thread): the record, then the task's list of runs.
+            assert store.batches == [1, 1]
+            store.batches.clear()
             for i in range(WRITE_IN_ONE + 100):
                 sync.observe(_run(f"t{i}", f"r{i}"))
             for r in ("a", "b", "c"):

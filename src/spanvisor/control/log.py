@@ -6,7 +6,9 @@ A run's record (:mod:`.runs`) lives in namespace ``decisions`` under
 the record's version + 1): two processes changing one run at once both read
 version n, one writes n + 1 and the other loses, reads again and retries.
 The store refuses an equal version whoever writes it, and inside one
-process the changes of one key take turns (:meth:`ControlLog.update`).
+process the changes of one key take turns (:mod:`.turns`). On the local
+SQLite store (one writer thread) a change is read and written in one of its
+transactions instead (``update_many``), so nothing retries there.
 With the PostgreSQL state store every replica and every agent process sees
 the same records, so each checks a decision against the same facts. Next to
 the records: ``runs`` (task id -> its runs, oldest first: a decision naming
@@ -22,16 +24,15 @@ store's notifications are on: they are best effort).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 from spanvisor.control import consume, grants, runs
 from spanvisor.control.runs import decision_from_dict, decision_to_dict, run_key
+from spanvisor.control.turns import Turns
 from spanvisor.events import ApprovalRequest, Decision, TaskView
 from spanvisor.statestores.api import BatchStateStore, Change, ConditionalStateStore, WatchableStateStore
 
@@ -73,14 +74,6 @@ def _version(raw: Mapping[str, Any] | None) -> int:
     return v if isinstance(v, int) else 0
 
 
-@dataclass(slots=True)
-class _Turn:
-    """A key's lock, and how many coroutines hold or wait for it."""
-
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    users: int = 0
-
-
 class ControlLog:
     def __init__(
         self,
@@ -93,8 +86,8 @@ class ControlLog:
         # Unique per log: who wrote a record, for a reader (the store's
         # compare-and-set no longer depends on it).
         self.owner = f"{owner or 'control'}:{uuid.uuid4().hex[:12]}"
-        # Keys being changed here, each with its turn.
-        self._turns: dict[tuple[str, str], _Turn] = {}
+        # One coroutine at a time changes a key here (turns.py).
+        self._turns = Turns()
         # Compare-and-sets lost to another writer (another process), then retried.
         self.conflicts = 0
         # Set (and replaced) on every change seen: a waiter holds the one it
@@ -124,23 +117,6 @@ class ControlLog:
             except Exception:  # best effort, as above
                 return
 
-    @contextlib.asynccontextmanager
-    async def _serial(self, namespace: str, key: str) -> AsyncIterator[None]:
-        """One read-modify-write of a key at a time in this log: coroutines
-        that would only lose the compare-and-set to each other wait instead
-        (the store's compare-and-set still decides between processes)."""
-        turn = self._turns.get((namespace, key))
-        if turn is None:
-            turn = self._turns[(namespace, key)] = _Turn()
-        turn.users += 1
-        try:
-            async with turn.lock:
-                yield
-        finally:
-            turn.users -= 1
-            if not turn.users:
-                del self._turns[(namespace, key)]
-
     async def update(
         self, namespace: str, key: str, change: Callable[[dict[str, Any] | None], tuple[dict[str, Any] | None, T]]
     ) -> T:
@@ -149,7 +125,11 @@ class ControlLog:
         value read at version n is written at n + 1 only if the key is still
         at n; otherwise it is read again and ``change`` runs again, so a
         result answers the write that happened, never a lost one."""
-        async with self._serial(namespace, key):
+        if getattr(self.store, "single_writer", False) and self.batches:
+            # One step on the store's own thread (the local SQLite store):
+            # nothing comes between the read and the write, nothing retries.
+            return (await self.update_many([(namespace, key, change)]))[0]
+        async with self._turns.of(namespace, key):
             for attempt in range(_ATTEMPTS):
                 raw = await self.store.get(namespace, key)
                 value, result = change(dict(raw) if isinstance(raw, Mapping) else None)
@@ -275,7 +255,7 @@ class ControlLog:
             return (rec if got.outcome == "applied" or got.code == "expired" else None), got
 
         key = run_key(d.task_id, d.run_id)
-        async with self._serial(grants.NAMESPACE, grants.KEY):
+        async with self._turns.of(grants.NAMESPACE, grants.KEY):
             if self.batches:
                 done = await self.update_many([(grants.NAMESPACE, grants.KEY, check), (NAMESPACE, key, change)])
                 return cast(runs.Judgement, done[1])

@@ -100,6 +100,11 @@ def _load(raw: str | None) -> Mapping[str, Any] | None:
 class LocalStateStore:
     """A :class:`~spanvisor.statestores.api.ConditionalStateStore` in a SQLite file."""
 
+    # update_many is one transaction on this store's one thread: a caller's
+    # read-modify-write of a key is cheaper through it than a read and a
+    # compare-and-set (two trips to the thread, and retries under contention).
+    single_writer = True
+
     def __init__(self, path: str | Path, clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path)
         self._clock = clock
