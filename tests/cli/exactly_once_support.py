@@ -64,10 +64,15 @@ class Node:
         self.thread.join(5)
 
 
-def cluster(tmp: Path, kind: str, n: int, db_url: str | None = None) -> tuple[list[Node], Callable[[], None]]:
-    """``n`` nodes on one store of ``kind``; and how to stop them (and the stores)."""
+def cluster(
+    tmp: Path, kind: str, n: int, db_url: str | None = None, agents: dict[str, str] | None = None
+) -> tuple[list[Node], Callable[[], None]]:
+    """``n`` nodes on one store of ``kind``; and how to stop them (and the stores).
+    ``agents``: agent id -> its own token, in the deciders file."""
     deciders = tmp / "deciders.toml"
-    deciders.write_text("".join(f'[people.{p}]\ntoken_sha256 = "{token_hash(t)}"\n\n' for p, t in PEOPLE.items()))
+    text = "".join(f'[people.{p}]\ntoken_sha256 = "{token_hash(t)}"\n\n' for p, t in PEOPLE.items())
+    text += "".join(f'[agents.{a}]\ntoken_sha256 = "{token_hash(t)}"\n\n' for a, t in (agents or {}).items())
+    deciders.write_text(text)
     loops: list[asyncio.AbstractEventLoop] = []
     stores: list[LocalStateStore] = []
     nodes = []

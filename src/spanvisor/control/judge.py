@@ -280,6 +280,7 @@ class PipelineControl:
         action: Mapping[str, Any] | None,
         run_id: str | None = None,
         by: str = "agent",
+        agent: str | None = None,
     ) -> runs.Permit:
         """Whether ``action`` may run on approval ``approval_id`` of the run
         (the task id's latest run that asked it, when none is named), and
@@ -296,7 +297,7 @@ class PipelineControl:
                         break
             if not rid:
                 return runs.Permit(False, f"no run of task {task_id} asked approval {approval_id!r}", "unknown_request")
-            return await log.permit(task_id, rid, approval_id, action, time.time_ns(), by)
+            return await log.permit(task_id, rid, approval_id, action, time.time_ns(), by, agent)
 
         return await self._hop(go)
 

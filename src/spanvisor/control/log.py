@@ -265,14 +265,25 @@ class ControlLog:
             return await self.update(NAMESPACE, key, change)
 
     async def permit(
-        self, task_id: str, run_id: str, approval_id: str, action: Mapping[str, Any] | None, now_ns: int, by: str
+        self,
+        task_id: str,
+        run_id: str,
+        approval_id: str,
+        action: Mapping[str, Any] | None,
+        now_ns: int,
+        by: str,
+        agent: str | None = None,
     ) -> runs.Permit:
         """:func:`consume.permit` in one compare-and-set: of two replicas (or an
-        agent and its restarted self) checking one approval, one wins."""
+        agent and its restarted self) checking one approval, one wins. With
+        ``agent`` (proven by its own token), only an approval that agent asked."""
 
         def change(rec: dict[str, Any] | None) -> tuple[dict[str, Any] | None, runs.Permit]:
             if rec is None:
                 return None, runs.Permit(False, "no such run", "unknown_task")
+            asked = str((runs.requests_of(rec).get(approval_id) or {}).get("agent") or rec.get("agent_id") or "")
+            if agent is not None and asked != agent:
+                return None, runs.Permit(False, f"approval {approval_id} was asked by agent {asked!r}", "wrong_agent")
             got = consume.permit(rec, approval_id, action, now_ns, by)
             return (rec if got.permitted else None), got
 

@@ -40,6 +40,7 @@ RefusalCode = Literal[
     "digest_mismatch",
     "not_approved",
     "consumed",
+    "wrong_agent",
     "full",
     "denied",
     # quorum.RefusalCode: the rules of who approves and what an edit changes
