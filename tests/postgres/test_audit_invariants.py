@@ -100,4 +100,3 @@ def test_an_applied_decision_without_its_row_is_reported_then_recovered_once(pg_
         assert NOTE in rows[0][3]
 
     asyncio.run(go())
-
