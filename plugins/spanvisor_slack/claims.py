@@ -27,7 +27,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from spanvisor.sink import Clock
-from spanvisor.statestores.api import Claim, StateStore, StoreUnavailable
+from spanvisor.statestores.api import Claim, StateStore, StoreUnavailable, put_own
 from spanvisor.stats import PipelineStats
 
 from .retry import Failure, ServerErrorStrategy
@@ -105,7 +105,7 @@ class Claims:
         view is updated in place by its owner, one worker at a time."""
         conditional = self._put_if_newer
         if conditional is not None:
-            return await self._call("put", lambda: conditional(namespace, key, value, version, self.owner, own=True))
+            return await self._call("put", lambda: put_own(conditional, namespace, key, value, version, self.owner))
         # A store without versions: compare, then write. Two replicas may
         # interleave here; one process cannot.
         stored = await self.get(namespace, key)

@@ -107,3 +107,26 @@ def test_postgres_store(pg_server: Any, tmp_path: Path) -> None:
             await store.close()
 
     _run(main)
+
+
+def test_put_own_serves_a_store_from_before_own() -> None:
+    """A third party's store whose put_if_newer takes no ``own`` keyword is
+    called without it (it let an owner rewrite its own version anyway)."""
+    from spanvisor.statestores.api import Claim, put_own
+
+    calls: list[tuple[Any, ...]] = []
+
+    async def old(namespace: str, key: str, value: Any, version: int, owner: str) -> Claim:
+        calls.append((namespace, key, version, owner))
+        return Claim(won=True)
+
+    async def new(namespace: str, key: str, value: Any, version: int, owner: str, *, own: bool = False) -> Claim:
+        calls.append((namespace, key, version, owner, own))
+        return Claim(won=True)
+
+    async def main() -> None:
+        assert (await put_own(old, "n", "k", {}, 3, "me")).won
+        assert (await put_own(new, "n", "k", {}, 3, "me")).won
+
+    _run(main)
+    assert calls == [("n", "k", 3, "me"), ("n", "k", 3, "me", True)]

@@ -31,7 +31,8 @@ namespace uses either claims or versions.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import inspect
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, Protocol, runtime_checkable
@@ -129,6 +130,25 @@ class ConditionalStateStore(StateStore, Protocol):
         makes a value newer.
         """
         ...
+
+
+def put_own(
+    put_if_newer: Callable[..., Awaitable[Claim]],
+    namespace: str,
+    key: str,
+    value: Mapping[str, Any],
+    version: int,
+    owner: str,
+) -> Awaitable[Claim]:
+    """``put_if_newer(…, own=True)``, or without ``own`` for a store written
+    before it existed (such a store let an owner rewrite its version anyway)."""
+    try:
+        takes_own = "own" in inspect.signature(put_if_newer).parameters
+    except (TypeError, ValueError):
+        takes_own = True
+    if takes_own:
+        return put_if_newer(namespace, key, value, version, owner, own=True)
+    return put_if_newer(namespace, key, value, version, owner)
 
 
 # What update_many applies to one key: the stored value (None when absent)
