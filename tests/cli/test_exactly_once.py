@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from spanvisor.events import HumanIntervention
 from tests.waiting import wait_until
 
 from .exactly_once_support import ACTION, PEOPLE, Node, ask, at_once, call, cluster, granted, record, start_run
@@ -90,6 +91,17 @@ def test_one_request_gets_one_outcome(nodes: list[Node]) -> None:
     assert all(doc["code"] == "already_decided" for doc in refused), refused
     decisions = [d for d in record(nodes[-1], task)["decisions"] if d.get("approval_id") == "a1"]
     assert [d["intervention_id"] for d in decisions] == [applied[0]["intervention_id"]]
+
+    # What every sink is told (Slack, the webhook, the stream, the audit
+    # trail are such sinks): that one applied, every other refused.
+    def told() -> list[HumanIntervention]:
+        return [e for n in nodes for e in n.sink.of_type(HumanIntervention) if e.task_id == task]
+
+    wait_until(lambda: len(told()) == 10, what="every decision announced once", timeout=20)
+    outcomes = sorted((e.outcome, e.decision.intervention_id) for e in told())
+    assert outcomes == sorted(
+        [("applied", applied[0]["intervention_id"])] + [("denied", doc["intervention_id"]) for doc in refused]
+    ), outcomes
 
 
 def test_every_request_of_a_run_is_decided_and_recorded(nodes: list[Node]) -> None:
