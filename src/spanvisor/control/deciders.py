@@ -96,8 +96,8 @@ def load(path: str | Path) -> Deciders:
     except ConfigError as exc:
         raise DecidersError(str(exc)) from None
     people = doc.get("people")
-    if people is None and isinstance(doc.get("agents"), dict) and doc["agents"]:
-        people = {}  # agents' tokens only
+    if people is None and doc.get("agents"):
+        people = {}  # agents' tokens only (checked below)
     elif not isinstance(people, dict) or not people:
         raise DecidersError(f"SPANVISOR_DECIDERS: {path} has no [people.NAME] tables")
     by_hash: dict[str, Person] = {}
