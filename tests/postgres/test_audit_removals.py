@@ -174,3 +174,27 @@ def test_prune_removes_only_decisions_past_the_floor_and_stays_intact(pg_server:
         assert await _problems(url) == []
 
     asyncio.run(go())
+
+
+def test_a_prune_record_changed_by_the_owner_is_named(pg_server: Any, tmp_path: Path) -> None:
+    """The owner may turn the guard off: a prune record rewritten to cover
+    more is then a broken link of the prune chain."""
+    url = pg_server.database()
+
+    async def go() -> None:
+        await _setup(url, tmp_path)
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=1)
+        try:
+            await prune(pool, 1.0)
+        finally:
+            await pool.close()
+        assert await _problems(url) == []
+        await _run(
+            url,
+            "ALTER TABLE decision_prunes DISABLE TRIGGER decision_prunes_kept",
+            "UPDATE decision_prunes SET older_than_s = 1e7 WHERE seq = 1",
+        )
+        problems = await _problems(url)
+        assert problems and problems[0] == "prune record 1 was changed after it was written", problems
+
+    asyncio.run(go())
