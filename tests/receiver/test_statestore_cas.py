@@ -178,3 +178,31 @@ def test_postgres_store_is_linearisable(pg_server: Any, tmp_path: Path) -> None:
         for s in stores:
             loop.run_until_complete(s.close())
         loop.close()
+
+
+def test_in_memory_store_is_linearisable_across_threads() -> None:
+    """Pipelines of one process (each its own thread and loop) may share the
+    in-memory store: their control logs lose no update to each other."""
+    import threading
+
+    store = InMemoryStateStore()
+    key = f"threads{next(_keys)}"
+
+    def bump(value: dict[str, Any] | None) -> tuple[dict[str, Any] | None, None]:
+        return {"n": int((value or {}).get("n", 0)) + 1}, None
+
+    def worker() -> None:
+        log = ControlLog(store, owner="thread")
+
+        async def go() -> None:
+            await asyncio.gather(*(log.update(NS, key, bump) for _ in range(200)))
+
+        asyncio.run(go())
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    got = asyncio.run(store.get(NS, key))
+    assert got is not None and got["n"] == 600 and got["v"] == 600
