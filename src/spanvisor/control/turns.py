@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 
 
 @dataclass(slots=True)
-class _Turn:
+class _KeyTurn:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     users: int = 0  # coroutines holding or waiting for it
 
 
 class Turns:
     def __init__(self) -> None:
-        self._turns: dict[tuple[str, str], _Turn] = {}
+        self._turns: dict[tuple[str, str], _KeyTurn] = {}
 
     def __len__(self) -> int:
         return len(self._turns)
@@ -32,7 +32,7 @@ class Turns:
         """Held while the body runs; the next coroutine waiting goes then."""
         turn = self._turns.get((namespace, key))
         if turn is None:
-            turn = self._turns[(namespace, key)] = _Turn()
+            turn = self._turns[(namespace, key)] = _KeyTurn()
         turn.users += 1
         try:
             async with turn.lock:
