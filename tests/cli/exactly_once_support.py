@@ -151,6 +151,13 @@ def start_run(node: Node, task: str, asks: Sequence[str], action: dict[str, Any]
     return str(doc["run_id"])
 
 
+def key_of(task: str, aid: str) -> str:
+    """The permit secret ``spanvisor emit approval`` asked ``aid`` with (its data dir)."""
+    from spanvisor.cli.emit_approval import permit_secret
+
+    return permit_secret(Config.load(), task, aid)
+
+
 def record(node: Node, task: str) -> dict[str, Any]:
     status, doc = call(node, "GET", f"/tasks/{task}")
     assert status == 200

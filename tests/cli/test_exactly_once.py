@@ -26,7 +26,7 @@ import pytest
 from spanvisor.events import HumanIntervention
 from tests.waiting import wait_until
 
-from .exactly_once_support import ACTION, PEOPLE, Node, ask, at_once, call, cluster, granted, record, start_run
+from .exactly_once_support import ACTION, PEOPLE, Node, ask, at_once, call, cluster, granted, key_of, record, start_run
 
 KINDS = [("memory", 1), ("local", 1), ("local", 2), ("postgres", 1), ("postgres", 2)]
 
@@ -37,9 +37,12 @@ def nodes(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     db_url = None
     if kind == "postgres":
         db_url = request.getfixturevalue("pg_server").database()
-    got, stop = cluster(tmp_path_factory.mktemp(f"{kind}{n}"), kind, n, db_url)
-    yield got
-    stop()
+    tmp = tmp_path_factory.mktemp(f"{kind}{n}")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SPANVISOR_DATA_DIR", str(tmp / "agent"))  # the shell agent's emit state and permit secrets
+        got, stop = cluster(tmp, kind, n, db_url)
+        yield got
+        stop()
 
 
 def _task() -> str:
@@ -62,8 +65,10 @@ def test_an_approval_permits_once(nodes: list[Node]) -> None:
     )
     assert status == 200 and doc["outcome"] == "applied", doc
 
+    body = {"action": ACTION, "key": key_of(task, "a1")}
+
     def permit(i: int) -> Callable[[], tuple[int, dict[str, Any]]]:
-        return lambda: call(_by(nodes, i), "POST", f"/tasks/{task}/approvals/a1/permit", {"action": ACTION})
+        return lambda: call(_by(nodes, i), "POST", f"/tasks/{task}/approvals/a1/permit", body)
 
     got = at_once([permit(i) for i in range(12)])
     assert all(status == 200 for status, _ in got), got

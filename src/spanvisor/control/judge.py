@@ -281,6 +281,7 @@ class PipelineControl:
         run_id: str | None = None,
         by: str = "agent",
         agent: str | None = None,
+        key: str | None = None,
     ) -> runs.Permit:
         """Whether ``action`` may run on approval ``approval_id`` of the run
         (the task id's latest run that asked it, when none is named), and
@@ -297,7 +298,7 @@ class PipelineControl:
                         break
             if not rid:
                 return runs.Permit(False, f"no run of task {task_id} asked approval {approval_id!r}", "unknown_request")
-            return await log.permit(task_id, rid, approval_id, action, time.time_ns(), by, agent)
+            return await log.permit(task_id, rid, approval_id, action, time.time_ns(), by, agent, key)
 
         return await self._hop(go)
 

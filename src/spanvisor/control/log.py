@@ -273,6 +273,7 @@ class ControlLog:
         now_ns: int,
         by: str,
         agent: str | None = None,
+        key: str | None = None,
     ) -> runs.Permit:
         """:func:`consume.permit` in one compare-and-set: of two replicas (or an
         agent and its restarted self) checking one approval, one wins. With
@@ -284,7 +285,7 @@ class ControlLog:
             asked = str((runs.requests_of(rec).get(approval_id) or {}).get("agent") or rec.get("agent_id") or "")
             if agent is not None and asked != agent:
                 return None, runs.Permit(False, f"approval {approval_id} was asked by agent {asked!r}", "wrong_agent")
-            got = consume.permit(rec, approval_id, action, now_ns, by)
+            got = consume.permit(rec, approval_id, action, now_ns, by, key)
             return (rec if got.permitted else None), got
 
         return await self.update(NAMESPACE, run_key(task_id, run_id), change)

@@ -1,6 +1,7 @@
 """``POST /v1/control/tasks/{task_id}/approvals/{approval_id}/permit``: the
 check an agent in any language makes right before it runs an approved
-action. Body ``{"action": {"tool", "arguments"} | null, "run_id"?}``;
+action. Body ``{"action": {"tool", "arguments"} | null, "run_id"?, "key"?}``
+(``key``: the secret whose SHA-256 the request carried, when it did);
 answer ``{"permitted": bool, "reason", "code", "digest"}`` (200 either
 way: a refusal is an answer, not an error). Permitted once: the approval is
 consumed in the run's shared record (docs/interventions.md). When the
@@ -63,13 +64,16 @@ def handler(
         run_id = body.get("run_id") or None
         if run_id is not None and _ident(run_id, 64) is None:
             return _reply(400, {"error": "run_id must be a short printable string"})
+        key = body.get("key")
+        if key is not None and _ident(key) is None:
+            return _reply(400, {"error": "key must be a short printable string (the request's permit secret)"})
         check = getattr(control(), "permit", None)
         if check is None:
             return _reply(503, {"error": "this process cannot check approvals"})
         if agent is not None:
-            got = await check(task_id, approval_id, action, run_id, f"agent:{agent}", agent=agent)
+            got = await check(task_id, approval_id, action, run_id, f"agent:{agent}", agent=agent, key=key)
         else:
-            got = await check(task_id, approval_id, action, run_id, "api")
+            got = await check(task_id, approval_id, action, run_id, "api", key=key)
         return _reply(200, {"permitted": got.permitted, "reason": got.reason, "code": got.code, "digest": got.digest})
 
     return permit

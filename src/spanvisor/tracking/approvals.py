@@ -34,6 +34,7 @@ from spanvisor.tracking.record import TaskRecord
 MAX_OPEN = 20
 MAX_DECISIONS = 5
 DEFAULT_OPTIONS = ("approve", "reject")
+_HEX = frozenset("0123456789abcdef")
 
 
 def request_from(
@@ -76,7 +77,14 @@ def request_from(
     )
     approvers = clamp_approvers(attrs.get(cv.APPROVAL_APPROVERS), notes)
     requester = sz.name(attrs.get(cv.APPROVAL_REQUESTER), cv.APPROVAL_REQUESTER, notes)
+    key = attrs.get(cv.APPROVAL_PERMIT_KEY)
+    if key is not None and not (isinstance(key, str) and len(key) == 64 and set(key) <= _HEX):
+        notes.append(
+            f"{cv.EVENT_APPROVAL_REQUEST} {approval_id}: {cv.APPROVAL_PERMIT_KEY} is not 64 hex digits; ignored"
+        )
+        key = None
     return ApprovalRequest(
+        permit_key=key,
         approvers=approvers,
         requester=requester or None,
         approval_id=approval_id,
