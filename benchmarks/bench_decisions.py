@@ -2,6 +2,14 @@
 waiting in ``t.request_approval`` (the goal: p95 < 1 s on loopback).
 
     .venv/bin/python benchmarks/bench_decisions.py [--rounds 50] [--quick] [--database-url URL]
+    .venv/bin/python benchmarks/bench_decisions.py --cas BEFORE [--rounds 3] [--database-url URL]
+
+``--cas BEFORE``: the cost of the strict compare-and-set (issue 51):
+decisions and permits a second through the control log
+(``benchmarks/_cas_rate.py``) on each store (memory, local, and PostgreSQL
+with ``--database-url``), run alternately against revision BEFORE and the
+working tree (``interleave.py``'s checkout), medians and after/before
+ratios from the one interleaved run.
 
 About 35 s at the default 50 rounds (``--quick``: 5 rounds, about 5 s);
 loopback only. Each round an agent thread opens a task and asks for approval;
@@ -298,7 +306,13 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=50, help="clicks per path (default 50)")
     ap.add_argument("--quick", action="store_true", help="5 rounds per path")
     ap.add_argument("--database-url", help="a migrated PostgreSQL: also measure across two replicas")
+    ap.add_argument("--cas", metavar="BEFORE", help="decisions and permits a second against BEFORE, interleaved")
     args = ap.parse_args()
+    if args.cas:
+        from _cas_rate import interleaved
+
+        interleaved(args.cas, min(args.rounds, 3) if args.rounds == 50 else args.rounds, args.database_url)
+        return
     n = 5 if args.quick else args.rounds
     if n < 1:
         ap.error("--rounds must be at least 1")

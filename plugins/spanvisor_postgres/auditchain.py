@@ -17,7 +17,8 @@ the first link that does not hold:
 
 Removed rows leave their link in ``human_interventions_removed``, so pruning
 (``how = 'pruned'``) keeps the chain checkable; a row removed any other way
-is reported as deleted, with when. What a chain cannot show on its own: a rewrite of
+is reported as deleted, with when. A removal is ``pruned`` only when a
+prune record of its transaction made it (migration 0017, :mod:`.removals`). What a chain cannot show on its own: a rewrite of
 every link from some row to the newest, by someone who can write the table
 and its triggers. So heads kept elsewhere are checked too: the checkpoints
 the sink records (``decision_chain_checkpoints``, migration 0015:
@@ -25,6 +26,8 @@ the sink records (``decision_chain_checkpoints``, migration 0015:
 the log line or the webhook that carried it out of the database). A kept
 head the chain no longer passes through (its link gone, or another hash)
 is a rewrite, named with the range of links it must have started in.
+Then what the log says must hold (:mod:`.invariants`): one applied outcome
+per request, and a row for every decision the control log applied.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+from . import invariants, removals
 
 GENESIS = "0" * 64
 
@@ -155,15 +160,18 @@ def walk(links: list[dict[str, Any]], unlinked: list[str]) -> ChainVerdict:
     return v
 
 
-async def verify(conn: Any, given: KeptHead | None = None) -> ChainVerdict:
+async def verify(conn: Any, given: KeptHead | None = None, floor_s: float = removals.PRUNE_FLOOR_S) -> ChainVerdict:
     """The chain walked, and checked against its recorded checkpoints and
-    ``given`` (a head the operator kept)."""
+    ``given`` (a head the operator kept); the removals labelled pruned
+    against the prunes that made them (none younger than ``floor_s``)."""
     links = [dict(r) for r in await conn.fetch(_LINKS)]
     unlinked = [r["intervention_id"] for r in await conn.fetch(_UNLINKED)]
     verdict = walk(links, unlinked)
     recorded = await conn.fetch(_CHECKPOINTS) if await conn.fetchval(_HAS_CHECKPOINTS) else []
     kept = [checkpoint(int(r["seq"]), r["row_hash"], r["at"]) for r in recorded]
     check_kept(verdict, links, [*kept, *([given] if given is not None else [])])
+    verdict.problems += await removals.check(conn, floor_s)
+    verdict.problems += await invariants.check(conn)
     return verdict
 
 

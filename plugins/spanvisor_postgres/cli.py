@@ -339,9 +339,11 @@ def cmd_stats(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_prune(args: argparse.Namespace, config: Config) -> int:
     from .queries import prune
+    from .removals import floor_of
 
     async def go(pool: Any) -> int:
-        deleted = await prune(pool, args.older_than, batch=max(1, args.batch))
+        floor = floor_of(config)
+        deleted = await prune(pool, args.older_than, batch=max(1, args.batch), floor_s=floor)
         say(f"deleted {deleted} tasks inactive for more than {_dur(args.older_than)} with their rows")
         return 0
 
@@ -350,10 +352,12 @@ def cmd_prune(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_audit_verify(args: argparse.Namespace, config: Config) -> int:
     from .auditchain import report, verify
+    from .removals import floor_of
 
     async def go(pool: Any) -> int:
         async with pool.acquire() as conn:
-            verdict = await verify(conn, getattr(args, "head", None))
+            floor = floor_of(config)
+            verdict = await verify(conn, getattr(args, "head", None), floor)
         say(report(verdict))
         return 1 if verdict.problems else 0
 

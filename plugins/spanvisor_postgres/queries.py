@@ -17,6 +17,7 @@ from spanvisor.events import Status
 from spanvisor.statestores import chainhead
 
 from .humanqueries import PRUNE_ORPHAN_INTERVENTIONS
+from .removals import PRUNE_FLOOR_S, RECORD_FOR_ORPHANS, RECORD_FOR_TASKS
 
 TERMINAL = ("complete", "error", "cancelled", "lost", "evicted")
 # What `spanvisor tasks --status` takes: a task status, or "running" for every
@@ -162,18 +163,20 @@ _PRUNE_STATE_KEYS = (
 )
 
 
-# What the decision log's removal records say of the rows prune deletes
-# (migration 0013): for this transaction only.
-_PRUNING = "SELECT set_config('spanvisor.removing', 'pruned', true)"
-
-
-async def prune(pool: Any, older_than_s: float, batch: int = 500, max_batches: int | None = None) -> int:
+async def prune(
+    pool: Any, older_than_s: float, batch: int = 500, max_batches: int | None = None, floor_s: float = PRUNE_FLOOR_S
+) -> int:
     """Delete tasks inactive for longer than ``older_than_s`` with all their rows.
 
     Bounded batches, each its own short transaction, and ``SKIP LOCKED`` so
     a task being written right now is left for the next run: no long locks.
+    People's decisions go only once older than ``floor_s`` too, each
+    transaction that removes some with its prune record first (the proof
+    that retention removed them: :mod:`.removals`).
     """
     cutoff = _since(older_than_s)
+    keep_s = max(older_than_s, floor_s)
+    decided_before = _since(keep_s)
     deleted = 0
     n = 0
     while max_batches is None or n < max_batches:
@@ -191,8 +194,11 @@ async def prune(pool: Any, older_than_s: float, batch: int = 500, max_batches: i
             ]
             if not ids:
                 break
-            await conn.execute(_PRUNING)
-            for table in ("agent_checkpoints", "task_artifacts", "human_interventions", "task_logs", "quarantine"):
+            await conn.execute(RECORD_FOR_TASKS, keep_s, ids, decided_before)
+            await conn.execute(
+                "DELETE FROM human_interventions WHERE task_id = ANY($1::text[]) AND at < $2", ids, decided_before
+            )
+            for table in ("agent_checkpoints", "task_artifacts", "task_logs", "quarantine"):
                 await conn.execute(f"DELETE FROM {table} WHERE task_id = ANY($1::text[])", ids)
             for statement in _PRUNE_STATE_KEYS:
                 await conn.execute(statement, ids, SHARED_NAMESPACES)
@@ -202,8 +208,8 @@ async def prune(pool: Any, older_than_s: float, batch: int = 500, max_batches: i
             break
     for _ in range(max_batches or 1_000_000):
         async with pool.acquire() as conn, conn.transaction():
-            await conn.execute(_PRUNING)
-            status = await conn.execute(PRUNE_ORPHAN_INTERVENTIONS, cutoff, batch)
+            await conn.execute(RECORD_FOR_ORPHANS, keep_s, decided_before)
+            status = await conn.execute(PRUNE_ORPHAN_INTERVENTIONS, decided_before, batch)
         if not status.endswith(f" {batch}"):
             break
     for _ in range(max_batches or 1_000_000):

@@ -64,6 +64,15 @@ SETTINGS: tuple[Setting, ...] = (
         "a duration such as 90d, or none",
     ),
     Setting(
+        "audit_prune_floor",
+        "SPANVISOR_AUDIT_PRUNE_FLOOR",
+        p_duration,
+        86_400.0,
+        "Prune never removes a person's decision younger than this, and 'spanvisor audit verify' reports a removal "
+        "passed off as pruning of a younger one. Set it to your retention to hold every prune to it.",
+        "a duration such as 1d or 90d",
+    ),
+    Setting(
         "audit_checkpoint_interval",
         "SPANVISOR_AUDIT_CHECKPOINT_INTERVAL",
         p_opt_duration,

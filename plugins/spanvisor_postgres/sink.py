@@ -29,6 +29,7 @@ from spanvisor.pipeline.outbox import Outbox, OutboxFull
 from spanvisor.sink import BaseSink, SinkContext, SinkResult
 
 from .checkpoints import Checkpointer
+from .recorded import Recovery
 from .settings import SETTINGS
 from .streamrows import SHARED_KEY, StreamRows, settle
 
@@ -70,6 +71,9 @@ class PostgresSink(BaseSink):
         # (docs/audit.md): None when SPANVISOR_AUDIT_CHECKPOINT_INTERVAL is 0.
         self.checkpointer: Checkpointer | None = None
         self._checkpoints: asyncio.Task[None] | None = None
+        # Applied decisions without their row, written (docs/audit.md).
+        self.recovery: Recovery | None = None
+        self._recovering: asyncio.Task[None] | None = None
         self._last_outage_log = 0.0
         # What the last contact with the database said: read by health() from
         # any thread (a tuple is replaced whole, never changed in place).
@@ -118,10 +122,18 @@ class PostgresSink(BaseSink):
             log.warning("PostgreSQL is not reachable at start (%s); events go to the outbox until it is", exc)
         self._replayer = asyncio.create_task(self._replay_loop(), name="spanvisor-postgres-replay")
         self._wake.set()
+        if type(ctx.state_store).__module__ == "spanvisor_postgres.statestore":  # the control log is in this database
+            self.recovery = Recovery(self._pool, self._enqueue)
+            self._recovering = asyncio.create_task(self.recovery.run(), name="spanvisor-postgres-recovery")
         interval = float(ctx.config.get("audit_checkpoint_interval") or 0.0)
         if interval > 0:
             self.checkpointer = Checkpointer(self._pool, ctx.state_store, ctx.replica_id, interval)
             self._checkpoints = asyncio.create_task(self.checkpointer.run(), name="spanvisor-postgres-checkpoints")
+
+    async def _enqueue(self, events: Sequence[Event]) -> None:
+        assert self.outbox is not None
+        await self.outbox.append([event_to_dict(e) for e in events])
+        self._wake.set()
 
     async def _pool(self) -> Any:
         from .db import shared_pool
@@ -301,10 +313,11 @@ class PostgresSink(BaseSink):
         if not retention:
             return
         from .queries import prune
+        from .removals import floor_of
 
         try:
             pool = await self._pool()
-            deleted = await prune(pool, float(retention))
+            deleted = await prune(pool, float(retention), floor_s=floor_of(self.ctx.config))
             if deleted:
                 log.info("retention: deleted %d tasks older than %ss", deleted, retention)
         except Exception as exc:
@@ -332,6 +345,8 @@ class PostgresSink(BaseSink):
             await self.force_flush(max(0.0, (deadline - time.monotonic()) / 2))
         self._closing = True
         self._wake.set()
+        if self._recovering is not None:
+            self._recovering.cancel()
         if self._replayer is not None:
             # Half what is left: a replayer stuck connecting must leave the
             # closes below their time. Not wait_for: it would wait out the

@@ -8,7 +8,8 @@ died). A key with a value is settled for good and every later claim returns
 the value. ``put_if_owner`` settles it only for the owner of the claim, so a
 slow owner whose lease was taken over learns that it lost. ``put_if_newer``
 writes a versioned value only over an older version (the ``version`` column,
-migration 0004), in the same single statement.
+migration 0004), in the same single statement: an equal version loses,
+whoever wrote it.
 
 Built with ``await PostgresStateStore.open(config, shared)``; it shares the
 sink's pool through ``shared`` (see :mod:`spanvisor_postgres.db`).
@@ -71,9 +72,10 @@ ON CONFLICT (namespace, key) DO UPDATE
 RETURNING true
 """
 
-# A newer version, or the same version by the same owner (an owner updating
-# what it wrote, or a retry). No row: the stored version is newer, or equal
-# and another owner's.
+# A newer version only: of writers that read version n and write n + 1,
+# whoever they are, the row lock orders them and exactly one finds n. With
+# $6 (``own``) the owner of the stored version may also rewrite it. No row:
+# the stored version is newer or equal.
 _PUT_IF_NEWER = """
 INSERT INTO delivery_state AS s (namespace, key, owner, lease_expires, value, updated_at, version)
 VALUES ($1, $2, $3, NULL, $4::jsonb, clock_timestamp(), $5)
@@ -81,7 +83,7 @@ ON CONFLICT (namespace, key) DO UPDATE
     SET owner = EXCLUDED.owner, lease_expires = NULL, value = EXCLUDED.value,
         updated_at = EXCLUDED.updated_at, version = EXCLUDED.version
     WHERE s.version IS NULL OR s.value IS NULL OR s.version < EXCLUDED.version
-       OR (s.version = EXCLUDED.version AND s.owner = EXCLUDED.owner)
+       OR ($6::boolean AND s.version = EXCLUDED.version AND s.owner = EXCLUDED.owner)
 RETURNING true
 """
 
@@ -166,11 +168,13 @@ class PostgresStateStore:
         won = await pool.fetchval(_PUT_IF_OWNER, namespace, key, owner, _dump(value))
         return bool(won)
 
-    async def put_if_newer(self, namespace: str, key: str, value: Mapping[str, Any], version: int, owner: str) -> Claim:
+    async def put_if_newer(
+        self, namespace: str, key: str, value: Mapping[str, Any], version: int, owner: str, *, own: bool = False
+    ) -> Claim:
         pool = await self._pool()
         async with pool.acquire() as conn:
             raw = _dump(value)
-            if await conn.fetchval(_PUT_IF_NEWER, namespace, key, owner, raw, int(version)):
+            if await conn.fetchval(_PUT_IF_NEWER, namespace, key, owner, raw, int(version), bool(own)):
                 return Claim(won=True)
             return Claim(won=False, value=_load(await conn.fetchval(_GET, namespace, key)))
 

@@ -27,7 +27,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from spanvisor.sink import Clock
-from spanvisor.statestores.api import Claim, StateStore, StoreUnavailable
+from spanvisor.statestores.api import Claim, StateStore, StoreUnavailable, put_own
 from spanvisor.stats import PipelineStats
 
 from .retry import Failure, ServerErrorStrategy
@@ -100,10 +100,12 @@ class Claims:
         return await self._call("get", lambda: self.store.get(namespace, key))
 
     async def put_if_newer(self, namespace: str, key: str, value: Mapping[str, Any], version: int) -> Claim:
-        """Write ``value`` unless a newer version is stored (then: its value)."""
+        """Write ``value`` unless a newer version is stored (then: its value).
+        This replica may rewrite the version it stored (``own``): a task's
+        view is updated in place by its owner, one worker at a time."""
         conditional = self._put_if_newer
         if conditional is not None:
-            return await self._call("put", lambda: conditional(namespace, key, value, version, self.owner))
+            return await self._call("put", lambda: put_own(conditional, namespace, key, value, version, self.owner))
         # A store without versions: compare, then write. Two replicas may
         # interleave here; one process cannot.
         stored = await self.get(namespace, key)

@@ -31,7 +31,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from spanvisor.statestores.api import ConditionalStateStore, StateStore
+from spanvisor.statestores.api import ConditionalStateStore, StateStore, put_own
 from spanvisor.statestores.chainhead import NAMESPACE, ChainHead, head_from, read_head
 from spanvisor.stream.body import SCHEMA_VERSION, rfc3339
 
@@ -89,7 +89,8 @@ class CheckpointWatch:
     async def _mark(self, head: ChainHead, queued: bool) -> bool:
         value = {**head.to_dict(), "by": self.owner, "queued": queued}
         if isinstance(self.store, ConditionalStateStore):
-            return (await self.store.put_if_newer(NAMESPACE, SENT_KEY, value, head.seq, self.owner)).won
+            # own: the winner of a head marks it queued, at the same version.
+            return (await put_own(self.store.put_if_newer, NAMESPACE, SENT_KEY, value, head.seq, self.owner)).won
         # A store without versions: not exact between replicas (the receiver's
         # dedupe on checkpoint_id covers a second copy).
         await self.store.put(NAMESPACE, SENT_KEY, value, self.owner)

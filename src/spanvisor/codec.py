@@ -263,6 +263,7 @@ _ITEM_CHECKS: dict[type[Any], dict[str, Callable[[Any], bool]]] = {
         "action": _opt(_is_str),
         "approvers": _is_int,
         "requester": _opt(_is_str),
+        "permit_key": _opt(_is_str),
     },
     Decision: {
         "intervention_id": _is_str,

@@ -78,17 +78,17 @@ class ApprovalRequest:
     options: tuple[str, ...] = ("approve", "reject")
     timeout_s: float | None = None
     requested_ns: int = 0
-    # canonical.approval_digest of all a person is shown (older records:
-    # question_digest). The agent the request names, more text, and the
-    # action it asks to run (canonical JSON of {"tool", "arguments"}).
+    # canonical.approval_digest of all a person is shown (older records: question_digest). The agent
+    # the request names, more text, and the action it asks to run (canonical JSON of {"tool", "arguments"}).
     digest: str = ""
     agent: str = ""
     details: str | None = None
     action: str | None = None
-    # Distinct verified people who must approve, and who asked (never one of
-    # them); neither is in the digest: the server's policy may raise the first.
+    # Distinct verified people who must approve, who asked (never one of them), and the SHA-256 of the
+    # asker's secret (only it consumes the approval): none is in the digest (the server may raise the first).
     approvers: int = 1
     requester: str | None = None
+    permit_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -116,6 +116,12 @@ def test_decider_token_makes_a_token_whose_hash_it_prints(cli: Run, tmp_path: Pa
             '[people.b]\ntoken_sha256 = "' + "1" * 64 + '"\nslack_user = "U1AB"\n',
             "same slack_user",
         ),
+        ("[agents.sh]\ntoken_sha256 = 'abc'\n", "agents.sh.token_sha256 must be 64 hex digits"),
+        (
+            '[people.a]\ntoken_sha256 = "' + "0" * 64 + '"\n[agents.sh]\ntoken_sha256 = "' + "0" * 64 + '"\n',
+            "a token another person or agent has",
+        ),
+        ("agents = 3\n", "agents must be tables"),
     ],
 )
 def test_a_bad_deciders_file_is_one_line_naming_the_setting(tmp_path: Path, text: str, says: str) -> None:
@@ -153,3 +159,12 @@ def test_a_person_may_name_their_slack_user_id(tmp_path: Path) -> None:
     path.write_text(f'[people.alice]\ntoken_sha256 = "{token_hash("t-a")}"\nslack_user = "U024BE7LH"\n')
     people = load(path)
     assert people.on_slack("U024BE7LH") == people.who("t-a") and people.on_slack("U999") is None
+
+
+def test_agents_are_known_by_their_own_tokens(tmp_path: Path) -> None:
+    """[agents.ID]: the agent a permit with that token speaks for; a file of
+    agents alone is a valid file (no people decide by token then)."""
+    path = tmp_path / "d.toml"
+    path.write_text(f'[agents.sprocket]\ntoken_sha256 = "{token_hash("t-s")}"\n')
+    known = load(path)
+    assert known.agent("t-s") == "sprocket" and known.agent("t-x") is None and known.who("t-s") is None

@@ -120,6 +120,8 @@ def test_a_standing_grant_approves_until_revoked_and_needs_a_proven_person(cli: 
     assert code == 1 and "own token" in err, err
     code, out, _ = cli("grants", "add", "--tool", "migr*", "--agent", "sh", "--for", "1h", *url, *_as("alice"))
     assert code == 0 and "Granted g-" in out, out
+    # What --agent matches is said to be the agent's own claim.
+    assert "the agent's claim, not verified" in out, out
     gid = out.split("Granted ")[1].split(":")[0]
     task = _task(cli, serve)
     agent = _ask(serve, task, "a1", MIGRATE)

@@ -226,6 +226,7 @@ def _assert_story(
         assert requester not in people, ("the requester approved", approvals)
         if needed > 1:
             assert all(d.verified for d in approvals), ("an unproven person counted", approvals)
+            assert all(d.person for d in approvals), ("a Slack user the deciders file does not name counted", approvals)
         edits = {d.edited for d in approvals}
         assert len(edits) == 1, ("approvals of different arguments were combined", edits)
         (edited,) = edits
@@ -280,11 +281,15 @@ def test_two_people_are_needed_and_the_first_vote_alone_permits_nothing() -> Non
         ("request", "a1", "prod", 2, None),
         ("person", "approve", "a1", "alice", "cli", "a", "none"),
         ("check", "a1", "prod", "a"),
-        ("person", "approve", "a1", "alice", "slack", "b", "none"),  # another namespace: counts
+        # A Slack user the deciders file does not name: refused as unverified
+        # (it may be alice again, by another channel).
+        ("person", "approve", "a1", "alice", "slack", "b", "none"),
+        ("check", "a1", "prod", "b"),
+        ("person", "approve", "a1", "bob", "slack_known", "b", "none"),
         ("check", "a1", "prod", "b"),
         ("check", "a1", "prod", "a"),
     ]
-    assert _verdicts(ops) == [False, True, False]
+    assert _verdicts(ops) == [False, False, True, False]
 
 
 def test_one_person_on_slack_and_with_a_token_is_one_person() -> None:
@@ -320,10 +325,12 @@ def test_the_requester_an_unproven_operator_and_a_repeat_vote_do_not_count() -> 
         ("person", "approve", "a1", "bob", "cli", "b", "none"),
         ("person", "approve", "a1", "bob", "cli", "a", "none"),
         ("check", "a1", "prod", "a"),
-        ("person", "approve", "a1", "carol", "slack", "b", "none"),
+        ("person", "approve", "a1", "carol", "slack", "b", "none"),  # a Slack user the file does not name
+        ("check", "a1", "prod", "a"),
+        ("person", "approve", "a1", "carol", "slack_known", "b", "none"),
         ("check", "a1", "prod", "a"),
     ]
-    assert _verdicts(ops) == [False, True]
+    assert _verdicts(ops) == [False, False, True]
 
 
 def test_an_edit_runs_the_edited_arguments_and_never_another_tool() -> None:

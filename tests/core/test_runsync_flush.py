@@ -43,10 +43,12 @@ class FailingStore(InMemoryStateStore):
         super().__init__()
         self.bad_key = bad_key
 
-    async def put_if_newer(self, namespace: str, key: str, value: Mapping[str, Any], version: int, owner: str) -> Claim:
+    async def put_if_newer(
+        self, namespace: str, key: str, value: Mapping[str, Any], version: int, owner: str, *, own: bool = False
+    ) -> Claim:
         if key == self.bad_key:
             raise OSError("the store is away")
-        return await super().put_if_newer(namespace, key, value, version, owner)
+        return await super().put_if_newer(namespace, key, value, version, owner, own=own)
 
 
 def test_every_run_is_written_once_side_by_side() -> None:
@@ -165,6 +167,10 @@ def test_with_the_local_store_runs_are_written_many_in_one_transaction(tmp_path:
             assert log.batches
             # Another process recorded t7's run as running (version 1).
             await ControlLog(store, owner="other").open_run(_view("t7", "r7"))
+            # A single change goes through update_many on this store too (one
+            # step on its thread): the record, then the task's list of runs.
+            assert store.batches == [1, 1]
+            store.batches.clear()
             for i in range(WRITE_IN_ONE + 100):
                 sync.observe(_run(f"t{i}", f"r{i}"))
             for r in ("a", "b", "c"):

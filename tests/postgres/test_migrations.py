@@ -23,6 +23,7 @@ TABLES = {
     "human_interventions",
     "human_interventions_removed",  # the decision log's removed links (docs/audit.md)
     "decision_chain_checkpoints",  # the decision log's chain heads, checkpointed (docs/audit.md)
+    "decision_prunes",  # what prune removed from the decision log, proven (docs/audit.md)
     "task_logs",
     "delivery_state",
     "quarantine",

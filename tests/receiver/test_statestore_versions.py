@@ -1,5 +1,6 @@
 """put_if_newer: a versioned value is only ever replaced by a newer one, in
-memory, in the local SQLite store and in PostgreSQL (the replicas' store)."""
+memory, in the local SQLite store and in PostgreSQL (the replicas' store);
+an equal version only by its own writer, and only when it asks (``own``)."""
 
 from __future__ import annotations
 
@@ -25,12 +26,18 @@ async def _check(store: ConditionalStateStore) -> None:
     lost = await put("v", "t1", {"seq": 3}, 3, "b")
     assert not lost.won and lost.value == {"seq": 5}
     assert not (await put("v", "t1", {"seq": 5, "by": "b"}, 5, "b")).won
-    # The owner of a version may rewrite it (what it showed, a retried put).
-    assert (await put("v", "t1", {"seq": 5, "shown": True}, 5, "a")).won
+    # An equal version loses whoever writes it, its own writer too: two
+    # coroutines of one process that read n and write n + 1 never both win.
+    same = await put("v", "t1", {"seq": 5, "again": True}, 5, "a")
+    assert not same.won and same.value == {"seq": 5}
+    # Unless the owner asks to rewrite its own version in place (own=True):
+    # another owner still cannot.
+    assert not (await put("v", "t1", {"seq": 5, "by": "b"}, 5, "b", own=True)).won
+    assert (await put("v", "t1", {"seq": 5, "shown": True}, 5, "a", own=True)).won
     assert await store.get("v", "t1") == {"seq": 5, "shown": True}
     # Newer from anyone wins; then the old owner's own version is older.
     assert (await put("v", "t1", {"seq": 9}, 9, "b")).won
-    refused = await put("v", "t1", {"seq": 5, "shown": True}, 5, "a")
+    refused = await put("v", "t1", {"seq": 5, "shown": True}, 5, "a", own=True)
     assert not refused.won and refused.value == {"seq": 9}
     assert await store.get("v", "t1") == {"seq": 9}
     # Keys are independent; large versions fit (final views rank above 2**56).
@@ -100,3 +107,26 @@ def test_postgres_store(pg_server: Any, tmp_path: Path) -> None:
             await store.close()
 
     _run(main)
+
+
+def test_put_own_serves_a_store_from_before_own() -> None:
+    """A third party's store whose put_if_newer takes no ``own`` keyword is
+    called without it (it let an owner rewrite its own version anyway)."""
+    from spanvisor.statestores.api import Claim, put_own
+
+    calls: list[tuple[Any, ...]] = []
+
+    async def old(namespace: str, key: str, value: Any, version: int, owner: str) -> Claim:
+        calls.append((namespace, key, version, owner))
+        return Claim(won=True)
+
+    async def new(namespace: str, key: str, value: Any, version: int, owner: str, *, own: bool = False) -> Claim:
+        calls.append((namespace, key, version, owner, own))
+        return Claim(won=True)
+
+    async def main() -> None:
+        assert (await put_own(old, "n", "k", {}, 3, "me")).won
+        assert (await put_own(new, "n", "k", {}, 3, "me")).won
+
+    _run(main)
+    assert calls == [("n", "k", 3, "me"), ("n", "k", 3, "me", True)]

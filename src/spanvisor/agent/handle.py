@@ -6,8 +6,10 @@ when the spans leave the process."""
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import logging
+import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -70,6 +72,8 @@ class TaskHandle:
         self._approval_numbers = itertools.count(1)
         # approval id -> the request as asked (what its digest covers).
         self._asked: dict[str, ApprovalRequest] = {}
+        # Each request's permit secret: only this process consumes its approvals.
+        self._keys: dict[str, str] = {}
         self._feed: TaskFeed | None = None
         self._task_id: str | None = None
         # Where the root's facts are said while it is open (None: nowhere).
@@ -196,7 +200,9 @@ class TaskHandle:
         requester: str | None = None,
     ) -> str:
         aid = approval_id or f"a{next(self._approval_numbers)}"
+        secret = self._keys.setdefault(aid, secrets.token_hex(16))
         values: dict[str, Any] = {
+            cv.APPROVAL_PERMIT_KEY: hashlib.sha256(secret.encode()).hexdigest(),
             cv.APPROVAL_ID: aid,
             cv.APPROVAL_QUESTION: question,
             cv.APPROVAL_OPTIONS: list(options),
@@ -257,7 +263,9 @@ class TaskHandle:
             feed = self._decisions()
 
             def consume(action: Mapping[str, Any] | None) -> Permit:
-                return permit(feed.source(), self.task_id, aid, action, found.run_id or feed.run_id)
+                return permit(
+                    feed.source(), self.task_id, aid, action, found.run_id or feed.run_id, self._keys.get(aid)
+                )
 
             req = self._asked[aid]
             result = ApprovalDecision.of(found, expect=self._expect(aid), asked_digest=req.digest, consume=consume)

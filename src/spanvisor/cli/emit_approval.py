@@ -34,13 +34,14 @@ import argparse
 import hashlib
 import json
 import os
+import secrets
 import sys
 import time
 from typing import Any
 from urllib.parse import urlsplit
 
 from spanvisor.canonical import canonical_json, check_action
-from spanvisor.cli.emit_spans import build_spans, otlp_exporter
+from spanvisor.cli.emit_spans import build_spans, otlp_exporter, state_file
 from spanvisor.config import Config
 from spanvisor.control.client import DEFAULT_URL, ENV_URL, HttpSource, token_from_env
 from spanvisor.control.feed import ApprovalDecision, TaskFeed
@@ -88,6 +89,31 @@ def control_url(args: argparse.Namespace, config: Config) -> str:
     return DEFAULT_URL
 
 
+def permit_secret(config: Config, task: str, aid: str) -> str:
+    """The secret whose SHA-256 the request carries (only its holder consumes
+    the approval): kept next to the task's emit state in the data dir, so the
+    same question asked again (a script run again) keeps its first secret."""
+    path = state_file(config, task).with_suffix(".keys.json")
+    try:
+        known = json.loads(path.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if not isinstance(known, dict):
+        known = {}
+    got = known.get(aid)
+    if isinstance(got, str) and got:
+        return got
+    known[aid] = secrets.token_hex(16)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump(known, out)
+    except OSError:
+        pass  # this run still holds it; a later run of the script asks anew
+    return str(known[aid])
+
+
 def _send(args: argparse.Namespace, config: Config, kind: str, **values: Any) -> bool:
     from opentelemetry.sdk.trace.export import SpanExportResult
 
@@ -107,7 +133,9 @@ def handler(args: argparse.Namespace, config: Config) -> int:
         print(f"spanvisor emit approval: --action is not a valid action: {exc}", file=sys.stderr)
         return EXIT_NOT_SENT
     aid = args.approval_id or approval_id_for(args.question, action_json, args.details)
-    if not _send(args, config, "approval", approval_id=aid, action_json=action_json):
+    key = permit_secret(config, args.task, aid)
+    permit_key = hashlib.sha256(key.encode()).hexdigest()
+    if not _send(args, config, "approval", approval_id=aid, action_json=action_json, permit_key=permit_key):
         print("spanvisor emit approval: the receiver did not accept the request (see the log above)", file=sys.stderr)
         return EXIT_NOT_SENT
     print(f"asked: task={args.task} approval={aid}", flush=True)
@@ -136,7 +164,7 @@ def handler(args: argparse.Namespace, config: Config) -> int:
         if result.edited is not None:
             action = dict(result.edited)
             print(f"edited: {canonical_json(action)}", flush=True)
-        got = permit_http(client, args.task, aid, action, run or None)
+        got = permit_http(client, args.task, aid, action, run or None, key)
         if not got.permitted:
             print(f"spanvisor emit approval: not permitted: {got.reason}", file=sys.stderr)
             return EXIT_NOT_PERMITTED

@@ -75,6 +75,14 @@ def cmd_list(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+# What --agent matches is the agent's word, not a proof: any process holding
+# the OTLP token can send spans that name any agent.
+AGENT_CLAIM = (
+    "Note: --agent matches the name a run's own spans give its agent (agent.approval.agent_id, else the run's "
+    "agent): the agent's claim, not verified. Anything that may send spans to spanvisor can claim that name."
+)
+
+
 def cmd_add(args: argparse.Namespace, config: Config) -> int:
     try:
         for_s = p_duration(args.for_)
@@ -93,6 +101,8 @@ def cmd_add(args: argparse.Namespace, config: Config) -> int:
         f"Granted {doc.get('grant_id')}: {doc.get('tool')} by agent {doc.get('agent')}, {scope}, "
         f"for {_left(doc.get('expires_in_s'))}, by {doc.get('by')} (revoke: spanvisor grants revoke {doc.get('grant_id')})"
     )
+    if doc.get("agent") not in (None, "*"):
+        print(AGENT_CLAIM)
     return 0
 
 
@@ -124,7 +134,11 @@ def register(subparsers: Any) -> None:
     ls.set_defaults(func=cmd_list)
     add = verbs.add_parser("add", help="approve a tool ahead of time, for a while (needs your own token)")
     add.add_argument("--tool", required=True, help="a glob over the action's tool, e.g. Read or db.*")
-    add.add_argument("--agent", default="*", help="a glob over the agent (default: every agent)")
+    add.add_argument(
+        "--agent",
+        default="*",
+        help="a glob over the agent as its own spans name it: its claim, not verified (default: every agent)",
+    )
     add.add_argument(
         "--for", dest="for_", required=True, metavar="DURATION", help="how long, e.g. 30m, 2h (at most 30d)"
     )

@@ -10,6 +10,7 @@ out (the control log writes it in one compare-and-set).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -33,10 +34,18 @@ def digest_for(rec: Mapping[str, Any], req: ApprovalRequest, action: Mapping[str
     )
 
 
-def permit(rec: dict[str, Any], approval_id: str, action: Mapping[str, Any] | None, now_ns: int, by: str) -> Permit:
+def permit(
+    rec: dict[str, Any],
+    approval_id: str,
+    action: Mapping[str, Any] | None,
+    now_ns: int,
+    by: str,
+    key: str | None = None,
+) -> Permit:
     """Check ``action`` against the approval ``approval_id`` of this run and,
     when it is the action approved, consume the approval (recorded in the
-    run's ``consumed``): a second check of the same approval is refused."""
+    run's ``consumed``): a second check of the same approval is refused. A
+    request asked with a permit key is consumed only with its secret ``key``."""
     raw = requests_of(rec).get(approval_id)
     req = request_from_dict(raw) if raw is not None else None
     if req is None:
@@ -62,6 +71,9 @@ def permit(rec: dict[str, Any], approval_id: str, action: Mapping[str, Any] | No
     used = dict(consumed) if isinstance(consumed, Mapping) else {}
     if approval_id in used:
         return Permit(False, f"approval {approval_id} was already used", "consumed", want)
+    if req.permit_key and (key is None or hashlib.sha256(key.encode()).hexdigest() != req.permit_key):
+        why = "only the process that asked consumes this approval (its request carries a permit key)"
+        return Permit(False, why, "wrong_key", want)
     used[approval_id] = {"at_ns": now_ns, "digest": want, "by": by, "decision": d.intervention_id}
     rec["consumed"] = used
     return Permit(True, f"approved by {who(d)}", None, want)

@@ -20,6 +20,12 @@ token::
     slack_user = "U024BE7LH"   # optional
 
 ``spanvisor decider-token alice`` makes a token and prints the lines to add.
+
+The file may also name agents, by the SHA-256 of a token of their own
+(``[agents.sprocket] token_sha256 = "…"``). Once it does, consuming an
+approval (the permit endpoint) takes the asking agent's own token: the
+shared OTLP token only reads, and an agent's token consumes only the
+approvals its own runs asked.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +62,13 @@ class Deciders:
     """People by the SHA-256 (hex) of their tokens."""
 
     by_hash: dict[str, Person]
+    # Agents by the SHA-256 of their own tokens ([agents.ID]): the agent id
+    # a permit with that token may consume approvals of.
+    agents: dict[str, str] = field(default_factory=dict)
+
+    def agent(self, token: str | None) -> str | None:
+        """The agent whose token this is, or None."""
+        return self.agents.get(token_hash(token)) if token else None
 
     def who(self, token: str | None) -> Person | None:
         """The person whose token this is, or None."""
@@ -83,7 +96,9 @@ def load(path: str | Path) -> Deciders:
     except ConfigError as exc:
         raise DecidersError(str(exc)) from None
     people = doc.get("people")
-    if not isinstance(people, dict) or not people:
+    if people is None and doc.get("agents"):
+        people = {}  # agents' tokens only (checked below)
+    elif not isinstance(people, dict) or not people:
         raise DecidersError(f"SPANVISOR_DECIDERS: {path} has no [people.NAME] tables")
     by_hash: dict[str, Person] = {}
     for name, entry in people.items():
@@ -106,7 +121,25 @@ def load(path: str | Path) -> Deciders:
         if slack is not None and (twin := next((p for p in by_hash.values() if p.slack_user == slack), None)):
             raise DecidersError(f"{where}: the same slack_user as people.{twin.name}")
         by_hash[digest.lower()] = Person(name, tuple(groups), slack)
-    return Deciders(by_hash)
+    return Deciders(by_hash, _agents(doc.get("agents"), path, by_hash))
+
+
+def _agents(raw: Any, path: str | Path, people: dict[str, Person]) -> dict[str, str]:
+    """``[agents.ID] token_sha256 = "…"``: each agent's own token, for permits."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise DecidersError(f"SPANVISOR_DECIDERS: {path}: agents must be tables [agents.ID]")
+    got: dict[str, str] = {}
+    for agent, entry in raw.items():
+        where = f"SPANVISOR_DECIDERS: {path}: agents.{agent}"
+        digest = entry.get("token_sha256") if isinstance(entry, dict) else None
+        if not isinstance(digest, str) or not _HEX.match(digest.lower()):
+            raise DecidersError(f"{where}.token_sha256 must be 64 hex digits (the SHA-256 of the agent's token)")
+        if digest.lower() in people or digest.lower() in got:
+            raise DecidersError(f"{where}: a token another person or agent has")
+        got[digest.lower()] = str(agent)
+    return got
 
 
 def from_config(config: Any) -> Deciders | None:

@@ -126,7 +126,7 @@ class PipelineControl:
         for req in runs.open_requests(rec, now):
             g = grants.find(standing, req, agent, task_id, run_id, now)
             if g is not None and not runs.votes_of(runs.requests_of(rec)[req.approval_id]):
-                await self._decide(grants.decision(g, req, task_id, run_id, now), None, None)
+                await self._decide(grants.decision(g, req, task_id, run_id, now), None, None, granted=True)
 
     async def list_grants(self) -> list[grants.Grant]:
         async def go() -> list[grants.Grant]:
@@ -225,7 +225,9 @@ class PipelineControl:
             pick = next((r for ok, r in asked if ok), asked[0][1] if asked else pick)
         return dataclasses.replace(d, run_id=pick)
 
-    async def _decide(self, d: Decision, denied: str | None, code: RefusalCode | None) -> Verdict:
+    async def _decide(
+        self, d: Decision, denied: str | None, code: RefusalCode | None, granted: bool = False
+    ) -> Verdict:
         log = await self._ready_log()
         await self.sync.flush(log, d.task_id)  # what this process has seen of the task is in the store first
         before = await log.denied_before(d.intervention_id)
@@ -245,7 +247,9 @@ class PipelineControl:
             v = Verdict("denied", denied, code=code or "denied", run_id=d.run_id, request=seen.request)
             return await self._refuse(log, d, v)
 
-        got = await log.apply(d, now)
+        # A grant's decision holds only while the grant is live, checked in
+        # one step with a revoke (never on what an earlier read said).
+        got = await (log.apply_granted(d, now) if granted and d.grant_id else log.apply(d, now))
         if got.outcome == "applied":
             v = Verdict("applied", run_id=d.run_id, request=got.request, votes=got.votes, votes_needed=got.votes_needed)
             self.announce(d, v)
@@ -276,6 +280,8 @@ class PipelineControl:
         action: Mapping[str, Any] | None,
         run_id: str | None = None,
         by: str = "agent",
+        agent: str | None = None,
+        key: str | None = None,
     ) -> runs.Permit:
         """Whether ``action`` may run on approval ``approval_id`` of the run
         (the task id's latest run that asked it, when none is named), and
@@ -292,7 +298,7 @@ class PipelineControl:
                         break
             if not rid:
                 return runs.Permit(False, f"no run of task {task_id} asked approval {approval_id!r}", "unknown_request")
-            return await log.permit(task_id, rid, approval_id, action, time.time_ns(), by)
+            return await log.permit(task_id, rid, approval_id, action, time.time_ns(), by, agent, key)
 
         return await self._hop(go)
 

@@ -5,6 +5,10 @@ A run's record (:mod:`.runs`) lives in namespace ``decisions`` under
 :func:`~.runs.run_key`, changed only by compare-and-set (``put_if_newer`` at
 the record's version + 1): two processes changing one run at once both read
 version n, one writes n + 1 and the other loses, reads again and retries.
+The store refuses an equal version whoever writes it, and inside one
+process the changes of one key take turns (:mod:`.turns`). On the local
+SQLite store (one writer thread) a change is read and written in one of its
+transactions instead (``update_many``), so nothing retries there.
 With the PostgreSQL state store every replica and every agent process sees
 the same records, so each checks a decision against the same facts. Next to
 the records: ``runs`` (task id -> its runs, oldest first: a decision naming
@@ -20,13 +24,15 @@ store's notifications are on: they are best effort).
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from spanvisor.control import consume, runs
+from spanvisor.control import consume, grants, runs
 from spanvisor.control.runs import decision_from_dict, decision_to_dict, run_key
+from spanvisor.control.turns import Turns
 from spanvisor.events import ApprovalRequest, Decision, TaskView
 from spanvisor.statestores.api import BatchStateStore, Change, ConditionalStateStore, WatchableStateStore
 
@@ -43,7 +49,7 @@ MAX_OPEN = 1000
 POLL_S = 0.2
 # The same while the store notifies changes: a safety net for a lost notification.
 WATCHED_POLL_S = 2.0
-_ATTEMPTS = 40
+_ATTEMPTS = 60
 T = TypeVar("T")
 
 
@@ -77,9 +83,13 @@ class ControlLog:
         watched_poll_s: float = WATCHED_POLL_S,
     ) -> None:
         self.store = store
-        # Unique per log: the store lets an owner overwrite its own version, so
-        # two processes must never share one.
+        # Unique per log: who wrote a record, for a reader (the store's
+        # compare-and-set no longer depends on it).
         self.owner = f"{owner or 'control'}:{uuid.uuid4().hex[:12]}"
+        # One coroutine at a time changes a key here (turns.py).
+        self._turns = Turns()
+        # Compare-and-sets lost to another writer (another process), then retried.
+        self.conflicts = 0
         # Set (and replaced) on every change seen: a waiter holds the one it
         # read under, so a change between its read and its wait still wakes it.
         self._changed = asyncio.Event()
@@ -111,21 +121,32 @@ class ControlLog:
         self, namespace: str, key: str, change: Callable[[dict[str, Any] | None], tuple[dict[str, Any] | None, T]]
     ) -> T:
         """Compare-and-set: ``change`` gets the stored value (a copy, or None)
-        and returns (the new value or None for no write, a result)."""
-        for _ in range(_ATTEMPTS):
-            raw = await self.store.get(namespace, key)
-            value, result = change(dict(raw) if isinstance(raw, Mapping) else None)
-            if value is None:
-                return result
-            version = _version(raw) + 1
-            value["v"] = version
-            claim = await self.store.put_if_newer(namespace, key, value, version, self.owner)
-            if claim.won:
-                if namespace == NAMESPACE:
-                    self._wake()
-                    await self._notify(key)
-                return result
-            await asyncio.sleep(0.005)  # another process wrote: read again
+        and returns (the new value or None for no write, a result). The
+        value read at version n is written at n + 1 only if the key is still
+        at n; otherwise it is read again and ``change`` runs again, so a
+        result answers the write that happened, never a lost one."""
+        if getattr(self.store, "single_writer", False) and self.batches:
+            # One step on the store's own thread (the local SQLite store):
+            # nothing comes between the read and the write, nothing retries.
+            return (await self.update_many([(namespace, key, change)]))[0]
+        async with self._turns.of(namespace, key):
+            for attempt in range(_ATTEMPTS):
+                raw = await self.store.get(namespace, key)
+                value, result = change(dict(raw) if isinstance(raw, Mapping) else None)
+                if value is None:
+                    return result
+                version = _version(raw) + 1
+                value["v"] = version
+                claim = await self.store.put_if_newer(namespace, key, value, version, self.owner)
+                if claim.won:
+                    if namespace == NAMESPACE:
+                        self._wake()
+                        await self._notify(key)
+                    return result
+                self.conflicts += 1
+                # Another process wrote: read again, after a pause that grows
+                # (with jitter, so two replicas do not collide in step).
+                await asyncio.sleep(random.uniform(0.001, 0.002 * min(attempt + 1, 25)))
         raise RuntimeError(f"could not update {namespace}/{key} (contention)")
 
     # -- runs ----------------------------------------------------------------
@@ -212,16 +233,59 @@ class ControlLog:
 
         return await self.update(NAMESPACE, run_key(d.task_id, d.run_id), change)
 
+    async def apply_granted(self, d: Decision, now_ns: int) -> runs.Judgement:
+        """:meth:`apply` of a standing grant's decision, only while its grant
+        is live, in one step with revocation: a revoke answered before it
+        is seen, and one answered after it came after the approval (one
+        transaction of a :class:`BatchStateStore` over both keys; inside a
+        process, the grants' turn held throughout)."""
+        live: list[bool] = [False]
+
+        def check(value: dict[str, Any] | None) -> tuple[None, None]:
+            g = next((g for g in grants.grants_of(value) if g.grant_id == d.grant_id), None)
+            live[0] = g is not None and g.live(now_ns)
+            return None, None
+
+        def change(rec: dict[str, Any] | None) -> tuple[dict[str, Any] | None, runs.Judgement]:
+            if not live[0]:
+                return None, runs.Judgement("refused", "denied", f"grant {d.grant_id} was revoked or has ended")
+            if rec is None:
+                return None, runs.Judgement("refused", "unknown_task", "no such run")
+            got = runs.apply(rec, d, now_ns)
+            return (rec if got.outcome == "applied" or got.code == "expired" else None), got
+
+        key = run_key(d.task_id, d.run_id)
+        async with self._turns.of(grants.NAMESPACE, grants.KEY):
+            if self.batches:
+                done = await self.update_many([(grants.NAMESPACE, grants.KEY, check), (NAMESPACE, key, change)])
+                return cast(runs.Judgement, done[1])
+            # One process's store (memory): its revokes wait for this turn.
+            raw = await self.store.get(grants.NAMESPACE, grants.KEY)
+            check(dict(raw) if isinstance(raw, Mapping) else None)
+            return await self.update(NAMESPACE, key, change)
+
     async def permit(
-        self, task_id: str, run_id: str, approval_id: str, action: Mapping[str, Any] | None, now_ns: int, by: str
+        self,
+        task_id: str,
+        run_id: str,
+        approval_id: str,
+        action: Mapping[str, Any] | None,
+        now_ns: int,
+        by: str,
+        agent: str | None = None,
+        key: str | None = None,
     ) -> runs.Permit:
         """:func:`consume.permit` in one compare-and-set: of two replicas (or an
-        agent and its restarted self) checking one approval, one wins."""
+        agent and its restarted self) checking one approval, one wins. With
+        ``agent`` (proven by its own token), only an approval that agent asked."""
 
         def change(rec: dict[str, Any] | None) -> tuple[dict[str, Any] | None, runs.Permit]:
             if rec is None:
                 return None, runs.Permit(False, "no such run", "unknown_task")
-            got = consume.permit(rec, approval_id, action, now_ns, by)
+            asked = str((runs.requests_of(rec).get(approval_id) or {}).get("agent") or rec.get("agent_id") or "")
+            if agent is not None and asked != agent:
+                return None, runs.Permit(False, f"approval {approval_id} was asked by agent {asked!r}", "wrong_agent")
+            got = consume.permit(rec, approval_id, action, now_ns, by, key)
             return (rec if got.permitted else None), got
 
         return await self.update(NAMESPACE, run_key(task_id, run_id), change)

@@ -30,12 +30,19 @@ def permit_url(base: str, task_id: str, approval_id: str) -> str:
 
 
 def permit_http(
-    client: HttpSource, task_id: str, approval_id: str, action: Mapping[str, Any] | None, run_id: str | None = None
+    client: HttpSource,
+    task_id: str,
+    approval_id: str,
+    action: Mapping[str, Any] | None,
+    run_id: str | None = None,
+    key: str | None = None,
 ) -> Permit:
-    """``POST …/approvals/{approval}/permit`` with ``{"action", "run_id"?}``."""
+    """``POST …/approvals/{approval}/permit`` with ``{"action", "run_id"?, "key"?}``."""
     body: dict[str, Any] = {"action": dict(action) if action is not None else None}
     if run_id:
         body["run_id"] = run_id
+    if key:
+        body["key"] = key
     status, doc = client._request("POST", permit_url(client.url, task_id, approval_id), body, client.request_timeout_s)
     reason = doc.get("reason") or doc.get("error")
     if status == 200 and isinstance(doc.get("permitted"), bool):
@@ -52,13 +59,14 @@ def permit_in_process(
     action: Mapping[str, Any] | None,
     run_id: str | None = None,
     timeout_s: float = 30.0,
+    key: str | None = None,
 ) -> Permit:
     control = source.control
     check = getattr(control, "permit", None)
     if control is None or check is None:
         return Permit(False, "no spanvisor pipeline that records decisions runs in this process", "denied")
     try:
-        got = _run_on_pipeline(control, lambda: check(task_id, approval_id, action, run_id), timeout_s)
+        got = _run_on_pipeline(control, lambda: check(task_id, approval_id, action, run_id, key=key), timeout_s)
     except Exception as exc:
         return Permit(False, f"{type(exc).__name__}: {exc}", "denied")
     return got if isinstance(got, Permit) else Permit(False, "no answer", "denied")
@@ -70,13 +78,15 @@ def permit(
     approval_id: str,
     action: Mapping[str, Any] | None,
     run_id: str | None = None,
+    key: str | None = None,
 ) -> Permit:
-    """Ask ``source`` (the one the decision was read from) to permit and consume."""
+    """Ask ``source`` (the one the decision was read from) to permit and
+    consume; ``key``: the secret of a request asked with a permit key."""
     try:
         if isinstance(source, HttpSource):
-            return permit_http(source, task_id, approval_id, action, run_id)
+            return permit_http(source, task_id, approval_id, action, run_id, key)
         if isinstance(source, InProcessSource):
-            return permit_in_process(source, task_id, approval_id, action, run_id)
+            return permit_in_process(source, task_id, approval_id, action, run_id, key=key)
     except Exception as exc:  # never into the agent
         log.exception("checking approval %s of task %s failed", approval_id, task_id)
         return Permit(False, f"{type(exc).__name__}: {exc}", "denied")

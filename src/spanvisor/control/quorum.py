@@ -6,7 +6,9 @@ record; the request is decided by the approve that completes the count (or
 by any reject), and only that decision is one agents read back. Every vote
 must come from a person whose identity was proven (Slack's signed user, a
 person's own token): a name anyone can type cannot count as a second
-person. The request's requester never approves it, alone or as a vote; so
+person, and under a quorum a Slack user counts only when the deciders file
+maps it to a person (else one person, by Slack and by token, would count
+twice). The request's requester never approves it, alone or as a vote; so
 a request that names one takes only proven approvals too (a typed name
 cannot show it is not the requester's).
 
@@ -81,6 +83,13 @@ def refusal(req: ApprovalRequest, earlier: list[Decision], d: Decision) -> tuple
         )
     if req.approvers <= 1:
         return None
+    if d.source == "slack" and not d.person:
+        # A Slack user the deciders file does not name may be a person who
+        # also holds a token: counted by user id, one person would be two.
+        return "unverified", (
+            f"this request needs {req.approvers} people, each named in the deciders file (SPANVISOR_DECIDERS): "
+            "your Slack user is not mapped to a person there"
+        )
     if any(person(v) == person(d) for v in earlier):
         more = req.approvers - len(earlier)
         return "already_voted", f"you already approved: it needs {more} more {'person' if more == 1 else 'people'}"

@@ -40,6 +40,8 @@ RefusalCode = Literal[
     "digest_mismatch",
     "not_approved",
     "consumed",
+    "wrong_agent",
+    "wrong_key",
     "full",
     "denied",
     # quorum.RefusalCode: the rules of who approves and what an edit changes
@@ -52,19 +54,7 @@ RunState = Literal["running", "finished", "failed", "lost"]
 RequestState = Literal["open", "decided", "expired"]
 
 _FIELDS = frozenset(f.name for f in dataclasses.fields(Decision))
-_REQ_FIELDS = (
-    "approval_id",
-    "question",
-    "options",
-    "timeout_s",
-    "requested_ns",
-    "digest",
-    "agent",
-    "details",
-    "action",
-    "approvers",
-    "requester",
-)
+_REQ_FIELDS = tuple(f.name for f in dataclasses.fields(ApprovalRequest))  # a request is kept whole
 
 
 def run_key(task_id: str, run_id: str) -> str:
@@ -109,6 +99,7 @@ def request_from_dict(x: Any) -> ApprovalRequest | None:
             action=str(x["action"]) if x.get("action") is not None else None,
             approvers=min(max(int(x.get("approvers") or 1), 1), MAX_APPROVERS),
             requester=str(x["requester"]) if x.get("requester") is not None else None,
+            permit_key=str(x["permit_key"]) if x.get("permit_key") else None,
         )
     except (KeyError, TypeError, ValueError):
         return None

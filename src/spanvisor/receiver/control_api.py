@@ -53,6 +53,8 @@ from spanvisor.stream import sse
 PREFIX = "/v1/control"
 # The request's key for the person its token names (SPANVISOR_DECIDERS); absent: none.
 PERSON = web.RequestKey("spanvisor.person", Person)
+# The agent its own token names ([agents.ID] in SPANVISOR_DECIDERS); absent: none.
+AGENT = web.RequestKey("spanvisor.agent", str)
 MAX_ID = 256
 MAX_ACTOR = 128
 MAX_COMMENT = 500
@@ -231,16 +233,22 @@ def add_routes(app: web.Application, pipeline: Any, token: str | None) -> None:
             )
         return c
 
-    def guarded(handler: Handler, needs: bytes | None = expected) -> Handler:
-        """The bearer token first, then the handler; bad input is a 400."""
+    def guarded(handler: Handler, needs: bytes | None = expected, agents: bool = False) -> Handler:
+        """The bearer token first, then the handler; bad input is a 400.
+        ``agents``: an agent's own token is let in too (reads, permits)."""
 
         async def run(request: web.Request) -> web.Response:
             header = request.headers.get("Authorization")
-            person = people.who(bearer_token(header)) if people is not None else None
-            if person is None and needs is not None and not bearer_matches(header, needs):
+            token = bearer_token(header)
+            person = people.who(token) if people is not None else None
+            # An agent's own token ([agents.ID]) reads, and permits its own approvals.
+            agent = people.agent(token) if people is not None and agents else None
+            if person is None and agent is None and needs is not None and not bearer_matches(header, needs):
                 return _error(401, "missing or wrong bearer token", **{"WWW-Authenticate": "Bearer"})
             if person is not None:  # looked up once: the handler reads it here
                 request[PERSON] = person
+            if agent is not None:
+                request[AGENT] = agent
             try:
                 return await handler(request)
             except _Bad as exc:
@@ -357,13 +365,16 @@ def add_routes(app: web.Application, pipeline: Any, token: str | None) -> None:
     async def unknown(request: web.Request) -> web.Response:
         return _error(404, f"no control route {request.method} {request.path}")
 
-    app.router.add_get(PREFIX + "/tasks/{task_id}", guarded(get_task))
+    app.router.add_get(PREFIX + "/tasks/{task_id}", guarded(get_task, agents=True))
     app.router.add_post(PREFIX + "/tasks/{task_id}/decisions", guarded(post_decision, deciders))
-    app.router.add_get(PREFIX + "/budgets", guarded(budgets))
-    app.router.add_get(PREFIX + "/approvals", guarded(list_approvals))
+    app.router.add_get(PREFIX + "/budgets", guarded(budgets, agents=True))
+    app.router.add_get(PREFIX + "/approvals", guarded(list_approvals, agents=True))
     # Checking an approved action where it runs (the agent's OTLP token).
     app.router.add_post(
-        PREFIX + "/tasks/{task_id}/approvals/{approval_id}/permit", guarded(permit_api.handler(control))
+        PREFIX + "/tasks/{task_id}/approvals/{approval_id}/permit",
+        guarded(
+            permit_api.handler(control, lambda r: r.get(AGENT), bool(people is not None and people.agents)), agents=True
+        ),
     )
     listing, make, revoke = grants_api.handlers(control, lambda r: r.get(PERSON))
     app.router.add_get(PREFIX + "/grants", guarded(listing))

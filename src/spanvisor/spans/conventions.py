@@ -30,11 +30,9 @@ MESSAGE: Final = "agent.message"
 CONTEXT_TOKENS: Final = "agent.context.tokens"
 CONTEXT_LIMIT: Final = "agent.context.limit"
 ARTIFACTS: Final = "agent.artifacts"
-
 # Budgets of one task, dollars and tokens (on its root, which carries known keys: in READ_KEYS only).
 BUDGET_USD: Final = "agent.budget.usd"
 BUDGET_TOKENS: Final = "agent.budget.tokens"
-
 EVENT_CHECKPOINT: Final = "agent.checkpoint"
 EVENT_ARTIFACT: Final = "agent.artifact"
 EVENT_EXCEPTION: Final = "exception"
@@ -51,6 +49,7 @@ APPROVAL_ACTION: Final = "agent.approval.action"
 APPROVAL_AGENT: Final = "agent.approval.agent_id"
 APPROVAL_APPROVERS: Final = "agent.approval.approvers_required"
 APPROVAL_REQUESTER: Final = "agent.approval.requester"
+APPROVAL_PERMIT_KEY: Final = "agent.approval.permit_key_sha256"  # sha256 of the asker's secret: only it consumes
 # Whom an agent works for (task or resource attribute): the default requester.
 OWNER: Final = "agent.owner"
 # On the decision event: approve, reject or timed_out; and who decided.
@@ -312,6 +311,7 @@ EVENT_KEYS: Final = frozenset(
         APPROVAL_AGENT,
         APPROVAL_APPROVERS,
         APPROVAL_REQUESTER,
+        APPROVAL_PERMIT_KEY,
         APPROVAL_OUTCOME,
         APPROVAL_DECIDED_BY,
     }

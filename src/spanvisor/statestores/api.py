@@ -22,13 +22,17 @@ A value that gets *better* over time (the newest view of a task that replicas
 render: see ``docs/deploy.md#replicas``) is kept under a version with
 ``put_if_newer``: the write happens only when it is newer than what is
 stored, in one atomic step, so an older or partial view never replaces a
-newer or final one whatever order replicas write in. Keys written this way
-are not claimed: a namespace uses either claims or versions.
+newer or final one whatever order replicas write in. An equal version is
+not newer, whoever wrote it: read version n, write n + 1 is a true
+compare-and-set, and of two writers (two replicas, or two coroutines of one
+process) exactly one wins. Keys written this way are not claimed: a
+namespace uses either claims or versions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import inspect
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, Protocol, runtime_checkable
@@ -109,17 +113,42 @@ class ConditionalStateStore(StateStore, Protocol):
         """
         ...
 
-    async def put_if_newer(self, namespace: str, key: str, value: Mapping[str, Any], version: int, owner: str) -> Claim:
-        """Store ``value`` at ``version`` unless the key holds a newer one.
+    async def put_if_newer(
+        self, namespace: str, key: str, value: Mapping[str, Any], version: int, owner: str, *, own: bool = False
+    ) -> Claim:
+        """Store ``value`` at ``version`` only if the key holds an older one.
 
-        Writes when the key holds no versioned value, one with a lower
-        version, or this very version written by ``owner`` (an owner updates
-        what it wrote, and a retried put is harmless). Answers
-        ``Claim(won=True)`` when written; otherwise ``Claim(won=False,
-        value=<the stored value>)``, and nothing was written. A version is an
-        integer the caller derives from what makes a value newer.
+        Writes when the key holds no versioned value or one with a lower
+        version, whoever writes: this is a compare-and-set, so of writers
+        that all read version n and write n + 1, exactly one wins (two
+        coroutines of one process included). With ``own=True`` the owner of
+        the stored version may also rewrite that very version (a view its
+        writer updates in place, a mark it completes); never use it for a
+        read-modify-write. Answers ``Claim(won=True)`` when written;
+        otherwise ``Claim(won=False, value=<the stored value>)``, and nothing
+        was written. A version is an integer the caller derives from what
+        makes a value newer.
         """
         ...
+
+
+def put_own(
+    put_if_newer: Callable[..., Awaitable[Claim]],
+    namespace: str,
+    key: str,
+    value: Mapping[str, Any],
+    version: int,
+    owner: str,
+) -> Awaitable[Claim]:
+    """``put_if_newer(…, own=True)``, or without ``own`` for a store written
+    before it existed (such a store let an owner rewrite its version anyway)."""
+    try:
+        takes_own = "own" in inspect.signature(put_if_newer).parameters
+    except (TypeError, ValueError):
+        takes_own = True
+    if takes_own:
+        return put_if_newer(namespace, key, value, version, owner, own=True)
+    return put_if_newer(namespace, key, value, version, owner)
 
 
 # What update_many applies to one key: the stored value (None when absent)

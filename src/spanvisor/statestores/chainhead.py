@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from spanvisor.statestores.api import ConditionalStateStore, StateStore
+from spanvisor.statestores.api import ConditionalStateStore, StateStore, put_own
 
 NAMESPACE = "audit.chain"
 # The newest head any process published.
@@ -57,7 +57,8 @@ async def read_head(store: StateStore) -> ChainHead | None:
 async def advance(store: StateStore, head: ChainHead, owner: str) -> bool:
     """Publish ``head`` unless the store holds a newer one; True when written."""
     if isinstance(store, ConditionalStateStore):
-        claim = await store.put_if_newer(NAMESPACE, HEAD_KEY, head.to_dict(), head.seq, owner)
+        # own: the writer of a head may publish it again (the same link).
+        claim = await put_own(store.put_if_newer, NAMESPACE, HEAD_KEY, head.to_dict(), head.seq, owner)
         return claim.won
     # A store without versions (a third party's): read, compare, write. Not
     # atomic, so two writers racing may store the older of two heads until

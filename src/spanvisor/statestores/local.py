@@ -100,6 +100,11 @@ def _load(raw: str | None) -> Mapping[str, Any] | None:
 class LocalStateStore:
     """A :class:`~spanvisor.statestores.api.ConditionalStateStore` in a SQLite file."""
 
+    # update_many is one transaction on this store's one thread: a caller's
+    # read-modify-write of a key is cheaper through it than a read and a
+    # compare-and-set (two trips to the thread, and retries under contention).
+    single_writer = True
+
     def __init__(self, path: str | Path, clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path)
         self._clock = clock
@@ -274,7 +279,9 @@ class LocalStateStore:
 
         return await self._call(op)
 
-    async def put_if_newer(self, namespace: str, key: str, value: Mapping[str, Any], version: int, owner: str) -> Claim:
+    async def put_if_newer(
+        self, namespace: str, key: str, value: Mapping[str, Any], version: int, owner: str, *, own: bool = False
+    ) -> Claim:
         raw = _dump(value)
 
         def op(conn: sqlite3.Connection) -> Claim:
@@ -282,7 +289,7 @@ class LocalStateStore:
                 "SELECT owner, version, value FROM state WHERE namespace = ? AND key = ?", (namespace, key)
             ).fetchone()
             newer = row is not None and row[1] is not None and row[2] is not None
-            if newer and (row[1] > version or (row[1] == version and row[0] != owner)):
+            if newer and (row[1] > version or (row[1] == version and not (own and row[0] == owner))):
                 return Claim(won=False, value=_load(row[2]))
             conn.execute(_UPSERT, (namespace, key, owner, None, raw, self._clock(), version))
             return Claim(won=True)

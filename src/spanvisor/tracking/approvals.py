@@ -67,6 +67,9 @@ def shown(value: Any, key: str, notes: list[str], limit: int) -> str | None:
     return text
 
 
+_HEX = frozenset("0123456789abcdef")
+
+
 def request_from(
     attrs: Any, time_ns: int, notes: list[str], task_id: str = "", run_id: str = ""
 ) -> ApprovalRequest | None:
@@ -112,7 +115,14 @@ def request_from(
     )
     approvers = clamp_approvers(attrs.get(cv.APPROVAL_APPROVERS), notes)
     requester = sz.name(attrs.get(cv.APPROVAL_REQUESTER), cv.APPROVAL_REQUESTER, notes)
+    key = attrs.get(cv.APPROVAL_PERMIT_KEY)
+    if key is not None and not (isinstance(key, str) and len(key) == 64 and set(key) <= _HEX):
+        notes.append(
+            f"{cv.EVENT_APPROVAL_REQUEST} {approval_id}: {cv.APPROVAL_PERMIT_KEY} is not 64 hex digits; ignored"
+        )
+        key = None
     return ApprovalRequest(
+        permit_key=key,
         approvers=approvers,
         requester=requester or None,
         approval_id=approval_id,
