@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import secrets
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -121,7 +122,11 @@ def ask(
     if status != 200:
         return unreachable(f"the control API at {client.url} cannot be reached ({_why(status)})")
     aid = approval_id(task, call, raw)
+    # Only this process consumes the approval: the request carries the
+    # secret's digest, the permit the secret (never written anywhere).
+    secret = secrets.token_hex(16)
     request: dict[str, Any] = {
+        cv.APPROVAL_PERMIT_KEY: hashlib.sha256(secret.encode()).hexdigest(),
         cv.APPROVAL_ID: aid,
         cv.APPROVAL_QUESTION: call.question(),
         cv.APPROVAL_TIMEOUT_S: wait_s,
@@ -158,7 +163,8 @@ def ask(
         # The approval must be for this very call, and is used here, once;
         # a check that cannot finish before the deadline is a denial.
         client.request_timeout_s = min(REQUEST_TIMEOUT_S, max(0.1, deadline.left()))
-        checked = permit_http(client, task.task_id, aid, json.loads(request[APPROVAL_ACTION]), result.run_id or None)
+        action = json.loads(request[APPROVAL_ACTION])
+        checked = permit_http(client, task.task_id, aid, action, result.run_id or None, key=secret)
         if not checked.permitted:
             answer, reason = "deny", f"approved, but the check where it runs refused it: {checked.reason}"
     decided_at = time.time_ns()
