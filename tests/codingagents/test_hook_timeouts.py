@@ -56,6 +56,30 @@ def openai_api() -> Iterator[FakeModelAPI]:
         fake.close()
 
 
+class Clis:
+    """Each CLI run once behind a given hook, in a folder of its own: where
+    the command would have written."""
+
+    def __init__(
+        self, cli_bin: Path, matrix: Matrix, anthropic: FakeModelAPI, gemini: FakeModelAPI, openai: FakeModelAPI
+    ) -> None:
+        self.cli_bin, self.matrix, self.anthropic, self.gemini, self.openai = cli_bin, matrix, anthropic, gemini, openai
+
+    def run(self, cli: str, tmp: Path, hook: str, timeout_s: int = 2, command: str = "touch ran.txt") -> Path:
+        if cli == "claude-code":
+            return _claude(self.cli_bin, self.matrix, self.anthropic, tmp, hook, timeout_s, command)
+        if cli == "gemini":
+            return _gemini(self.cli_bin, self.matrix, self.gemini, tmp, hook, timeout_s, command)
+        return _codex(self.cli_bin, self.openai, tmp, hook, timeout_s, command)
+
+
+@pytest.fixture
+def clis(
+    cli_bin: Path, matrix: Matrix, anthropic: FakeModelAPI, gemini_api: FakeModelAPI, openai_api: FakeModelAPI
+) -> Clis:
+    return Clis(cli_bin, matrix, anthropic, gemini_api, openai_api)
+
+
 def _claude(
     cli_bin: Path,
     matrix: Matrix,
@@ -122,37 +146,15 @@ def _codex(
 
 @pytest.mark.parametrize("case", list(HOOKS))
 @pytest.mark.parametrize("cli", ["claude-code", "codex", "gemini"])
-def test_what_the_cli_does_with_a_hook_that_gives_no_answer(
-    cli: str,
-    case: str,
-    cli_bin: Path,
-    matrix: Matrix,
-    anthropic: FakeModelAPI,
-    gemini_api: FakeModelAPI,
-    openai_api: FakeModelAPI,
-    tmp_path: Path,
-) -> None:
+def test_what_the_cli_does_with_a_hook_that_gives_no_answer(cli: str, case: str, clis: Clis, tmp_path: Path) -> None:
     hook = HOOKS[case]
-    if cli == "claude-code":
-        work = _claude(cli_bin, matrix, anthropic, tmp_path, hook)
-    elif cli == "gemini":
-        work = _gemini(cli_bin, matrix, gemini_api, tmp_path, hook)
-    else:
-        work = _codex(cli_bin, openai_api, tmp_path, hook)
+    work = clis.run(cli, tmp_path, hook)
     ran = (work / "ran.txt").exists()
     assert ran == RAN[(cli, case)], f"{cli} with a hook that {case}: the call {'ran' if ran else 'did not run'}"
 
 
 @pytest.mark.parametrize("cli", ["claude-code", "codex", "gemini"])
-def test_the_gate_answers_before_the_clis_hook_timeout(
-    cli: str,
-    cli_bin: Path,
-    matrix: Matrix,
-    anthropic: FakeModelAPI,
-    gemini_api: FakeModelAPI,
-    openai_api: FakeModelAPI,
-    tmp_path: Path,
-) -> None:
+def test_the_gate_answers_before_the_clis_hook_timeout(cli: str, clis: Clis, tmp_path: Path) -> None:
     """A person is asked through a control API that never answers, under a
     4 s hook timeout: spanvisor's block comes first, so the call never runs."""
     hole = Blackhole()
@@ -160,12 +162,7 @@ def test_the_gate_answers_before_the_clis_hook_timeout(
     policy.write_text('default = "ask"\n')
     gate = f"{hook_command(cli)} --policy {policy} --cli-timeout 4 --url {hole.url} --endpoint {hole.url}"
     try:
-        if cli == "claude-code":
-            work = _claude(cli_bin, matrix, anthropic, tmp_path, gate, timeout_s=4)
-        elif cli == "gemini":
-            work = _gemini(cli_bin, matrix, gemini_api, tmp_path, gate, timeout_s=4)
-        else:
-            work = _codex(cli_bin, openai_api, tmp_path, gate, timeout_s=4)
+        work = clis.run(cli, tmp_path, gate, timeout_s=4)
     finally:
         hole.close()
     assert hole.accepted.is_set(), "the gate asked"
@@ -173,15 +170,7 @@ def test_the_gate_answers_before_the_clis_hook_timeout(
 
 
 @pytest.mark.parametrize("cli", ["claude-code", "codex", "gemini"])
-def test_a_chained_command_is_blocked_by_the_gate_under_each_cli(
-    cli: str,
-    cli_bin: Path,
-    matrix: Matrix,
-    anthropic: FakeModelAPI,
-    gemini_api: FakeModelAPI,
-    openai_api: FakeModelAPI,
-    tmp_path: Path,
-) -> None:
+def test_a_chained_command_is_blocked_by_the_gate_under_each_cli(cli: str, clis: Clis, tmp_path: Path) -> None:
     """A policy that allows ``ls`` (and ``touch ok.txt``) and denies the rest:
     the real CLI's ``ls && touch ran.txt`` (the reproducer that walked past a
     glob) never runs, while ``touch ok.txt && ls``, every part allowed, does."""
@@ -193,10 +182,5 @@ def test_a_chained_command_is_blocked_by_the_gate_under_each_cli(
     for command, file, runs in (("ls && touch ran.txt", "ran.txt", False), ("touch ok.txt && ls", "ok.txt", True)):
         where = tmp_path / file.split(".")[0]
         where.mkdir()
-        if cli == "claude-code":
-            work = _claude(cli_bin, matrix, anthropic, where, gate, timeout_s=60, command=command)
-        elif cli == "gemini":
-            work = _gemini(cli_bin, matrix, gemini_api, where, gate, timeout_s=60, command=command)
-        else:
-            work = _codex(cli_bin, openai_api, where, gate, timeout_s=60, command=command)
+        work = clis.run(cli, where, gate, timeout_s=60, command=command)
         assert (work / file).exists() == runs, f"{cli}: {command!r} {'did not run' if runs else 'ran'}"

@@ -74,13 +74,16 @@ def globbing(name: str) -> bool:
     return any(ch in name for ch in "*?[{") or name.startswith("~")
 
 
-def unescape(text: str) -> str:
+def unescape(text: str, escapable: str | None = None) -> str:
+    """``text`` with bash's backslash escapes removed: before any character
+    outside quotes, only before ``escapable`` ones inside double quotes; a
+    backslash-newline is a line continuation, nothing."""
     if "\\" not in text:
         return text
     out: list[str] = []
     i = 0
     while i < len(text):
-        if text[i] == "\\" and i + 1 < len(text):
+        if text[i] == "\\" and i + 1 < len(text) and (escapable is None or text[i + 1] in escapable):
             if text[i + 1] != "\n":
                 out.append(text[i + 1])
             i += 2
@@ -91,19 +94,7 @@ def unescape(text: str) -> str:
 
 
 def unescape_dq(text: str) -> str:
-    if "\\" not in text:
-        return text
-    out: list[str] = []
-    i = 0
-    while i < len(text):
-        if text[i] == "\\" and i + 1 < len(text) and text[i + 1] in '$`"\\\n':
-            if text[i + 1] != "\n":
-                out.append(text[i + 1])
-            i += 2
-            continue
-        out.append(text[i])
-        i += 1
-    return "".join(out)
+    return unescape(text, '$`"\\\n')
 
 
 __all__ = ["SOURCE", "braces", "globbing", "literal", "text", "word"]
