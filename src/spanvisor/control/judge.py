@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from spanvisor.control import grants, runs
+from spanvisor.control import faults, grants, runs
 from spanvisor.control.hub import Verdict, VerdictOutcome
 from spanvisor.control.log import ControlLog
 from spanvisor.control.runs import RefusalCode
@@ -100,6 +100,7 @@ class PipelineControl:
         await self.sync.flush(self.log)
         held = [s for s in self._tracker.states()[0] if s.working["approvals"]]
         standing = grants.grants_of(await self.log.store.get(grants.NAMESPACE, grants.KEY)) if held else []
+        caught: set[tuple[str, str]] = set()
         for st in held:
             w = st.working
             if standing:
@@ -110,10 +111,15 @@ class PipelineControl:
                 cp = approvals.catch_up(st, d)
                 if cp is not None:
                     out.append(cp)
+                    if d.approval_id and d.action in ("approve", "reject"):
+                        caught.add((w["run_id"], d.approval_id))
             self._dispatch(out)
             now = time.time_ns()
             gone = [aid for aid, r in runs.requests_of(rec).items() if r.get("state") == "expired"]
             self.sync.close_here(w["task_id"], w["run_id"], gone, now)
+        # Its deciding process stopped before unlisting it (a crash after
+        # the record): no longer listed as open.
+        await self.log.unlist(caught)
         await self.sync.sweep(self.log)
 
     async def _by_grant(self, task_id: str, run_id: str, standing: list[grants.Grant]) -> None:
@@ -243,21 +249,27 @@ class PipelineControl:
             rec = await log.record(d.task_id, d.run_id) or {}
             seen = runs.judge(rec, d, now)
             if seen.outcome == "duplicate":
-                return Verdict("duplicate", None, seen.prior, run_id=d.run_id)
+                return self._again(d, seen)
             v = Verdict("denied", denied, code=code or "denied", run_id=d.run_id, request=seen.request)
             return await self._refuse(log, d, v)
 
         # A grant's decision holds only while the grant is live, checked in
         # one step with a revoke (never on what an earlier read said).
+        await faults.stop_at(faults.BEFORE_LOG)
         got = await (log.apply_granted(d, now) if granted and d.grant_id else log.apply(d, now))
         if got.outcome == "applied":
+            await faults.stop_at(faults.BEFORE_ANSWER)
             v = Verdict("applied", run_id=d.run_id, request=got.request, votes=got.votes, votes_needed=got.votes_needed)
             self.announce(d, v)
             if d.action in ("approve", "reject") and d.approval_id and got.decides:
                 await log.unlist({(d.run_id, d.approval_id)})
             return v
         if got.outcome == "duplicate":
-            return Verdict("duplicate", None, got.prior, run_id=d.run_id)
+            if d.action in ("approve", "reject") and d.approval_id and got.votes >= got.votes_needed:
+                # Sent again after a crash between its record and its answer:
+                # the open list may still name the request.
+                await log.unlist({(d.run_id, d.approval_id)})
+            return self._again(d, got)
         outcome: VerdictOutcome = (
             "already_decided" if got.code == "already_decided" else "full" if got.code == "full" else "denied"
         )
@@ -266,6 +278,20 @@ class PipelineControl:
             await log.unlist({(d.run_id, d.approval_id)})
             self.sync.close_here(d.task_id, d.run_id, [d.approval_id], now)
         return await self._refuse(log, d, v)
+
+    @staticmethod
+    def _again(d: Decision, got: runs.Judgement) -> Verdict:
+        """The same decision again (its ``intervention_id``): answered as
+        already applied, with what the first answered; nothing announced."""
+        return Verdict(
+            "duplicate",
+            got.reason,
+            got.prior,
+            run_id=d.run_id,
+            request=got.request,
+            votes=got.votes,
+            votes_needed=got.votes_needed,
+        )
 
     async def _refuse(self, log: ControlLog, d: Decision, v: Verdict) -> Verdict:
         """Audit a refused decision once (its replays are refused the same way)."""
