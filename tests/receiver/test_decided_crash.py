@@ -22,7 +22,9 @@ SQLite one (the audit trail in PostgreSQL either way).
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
+import subprocess
 import threading
 import time
 import urllib.error
@@ -132,23 +134,33 @@ def test_a_kill_at_each_step_of_a_decision_leaves_it_applied_and_recorded_or_nei
         base = f"http://127.0.0.1:{serve.http}"
         task = f"T-{uuid.uuid4().hex[:8]}"
         _ask(base, task, ["a1"])
-        iid = f"click-{uuid.uuid4().hex[:8]}"
-        answer: list[tuple[int, dict[str, Any]]] = []
-        sender = threading.Thread(target=lambda: answer.append(_decide(base, task, "a1", iid)))
-        sender.start()
+        # A person approves with the CLI.
+        approve = ["approve", task, "a1", "--as", "alice", "--url", base, "--token", TOKEN]
+        done: list[subprocess.CompletedProcess[str]] = []
+        person = threading.Thread(target=lambda: done.append(cli(env, *approve)))
+        person.start()
         if step == faults.BEFORE_ROW:
-            wait_until(lambda: answer, 20, "the answer")
-            assert answer[0][0] == 200 and answer[0][1]["outcome"] == "applied", answer
-        wait_until(lambda: f"test fault point {step} reached" in serve.log_text(), 20, f"the decision at {step}")
+            wait_until(lambda: done, 30, "the answer")
+            assert done[0].returncode == 0 and "Approved: task" in done[0].stdout, done
+        wait_until(lambda: f"test fault point {step} reached" in serve.log_text(), 30, f"the decision at {step}")
 
         # What the kill finds.
-        assert (iid in _logged(store, url, data)) is (step != faults.BEFORE_LOG)
-        assert iid not in _rows(url)
-        assert bool(answer) is (step == faults.BEFORE_ROW)
+        logged = _logged(store, url, data)
+        assert len(logged) == (0 if step == faults.BEFORE_LOG else 1), logged
+        assert _rows(url) == {}
+        assert bool(done) is (step == faults.BEFORE_ROW)
         serve.kill()
-        sender.join(30)
-        if step != faults.BEFORE_ROW:
-            assert answer == [NO_ANSWER]
+        person.join(60)
+        if step == faults.BEFORE_ROW:
+            [iid] = logged
+        else:
+            # No answer: the CLI says so, and how to send it again safely.
+            said = done[0].stderr
+            assert done[0].returncode != 0 and "no answer from the control API" in said, said
+            m = re.search(r"--intervention-id (\S+) \(it is recorded once\)", said)
+            assert m is not None, said
+            iid = m.group(1)
+            assert logged <= {iid}
 
         serve.env = env  # restarted as usual, on the same data dir and database
         serve.start()
@@ -165,14 +177,18 @@ def test_a_kill_at_each_step_of_a_decision_leaves_it_applied_and_recorded_or_nei
             assert [d["intervention_id"] for d in seen["decisions"]] == [iid], seen
             wait_until(lambda: _rows(url).get(iid) == 1, 30, "the restarted sink to write the row")
 
-        # The caller sends it again, the same intervention_id.
-        status, doc = _decide(base, task, "a1", iid)
-        assert status == 200, doc
+        # The person sends it again as told: applied now, or already applied.
+        again = cli(env, *approve[:-4], "--url", base, "--token", TOKEN, "--intervention-id", iid)
+        assert again.returncode == 0, again.stdout + again.stderr
         if step == faults.BEFORE_LOG:
-            assert doc["outcome"] == "applied", doc
+            assert "Approved: task" in again.stdout, again.stdout
         else:
-            assert doc["outcome"] == "duplicate" and doc["reason"].startswith(f"already applied: {iid} "), doc
-        assert doc["question"] == "a1?" and doc["digest"], doc
+            assert "Already recorded (the same decision)" in again.stdout, again.stdout
+        # Over HTTP, what the answer says (now for every step: it is applied).
+        status, doc = _decide(base, task, "a1", iid)
+        assert status == 200 and doc["outcome"] == "duplicate", doc
+        assert doc["reason"] == f"already applied: {iid} was recorded before (approved by alice); nothing changed", doc
+        assert doc["question"] == "a1?" and doc["digest"] and doc["run_id"] == seen["run_id"], doc
         wait_until(lambda: _rows(url).get(iid) == 1, 30, "the row")
         wait_until(lambda: not _get(base, "/approvals")["approvals"], 10, "the request no longer listed as open")
         time.sleep(1.0)  # and nothing twice
