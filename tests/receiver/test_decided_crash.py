@@ -176,6 +176,8 @@ def test_a_kill_at_each_step_of_a_decision_leaves_it_applied_and_recorded_or_nei
             # restarted sink writes its row from the control log, unasked.
             assert [d["intervention_id"] for d in seen["decisions"]] == [iid], seen
             wait_until(lambda: _rows(url).get(iid) == 1, 30, "the restarted sink to write the row")
+            # Nor is it listed as open any more (the restarted process caught up on the run).
+            wait_until(lambda: not _get(base, "/approvals")["approvals"], 10, "the request no longer listed")
 
         # The person sends it again as told: applied now, or already applied.
         again = cli(env, *approve[:-4], "--url", base, "--token", TOKEN, "--intervention-id", iid)

@@ -100,7 +100,6 @@ class PipelineControl:
         await self.sync.flush(self.log)
         held = [s for s in self._tracker.states()[0] if s.working["approvals"]]
         standing = grants.grants_of(await self.log.store.get(grants.NAMESPACE, grants.KEY)) if held else []
-        caught: set[tuple[str, str]] = set()
         for st in held:
             w = st.working
             if standing:
@@ -111,15 +110,10 @@ class PipelineControl:
                 cp = approvals.catch_up(st, d)
                 if cp is not None:
                     out.append(cp)
-                    if d.approval_id and d.action in ("approve", "reject"):
-                        caught.add((w["run_id"], d.approval_id))
             self._dispatch(out)
             now = time.time_ns()
             gone = [aid for aid, r in runs.requests_of(rec).items() if r.get("state") == "expired"]
             self.sync.close_here(w["task_id"], w["run_id"], gone, now)
-        # Its deciding process stopped before unlisting it (a crash after
-        # the record): no longer listed as open.
-        await self.log.unlist(caught)
         await self.sync.sweep(self.log)
 
     async def _by_grant(self, task_id: str, run_id: str, standing: list[grants.Grant]) -> None:
