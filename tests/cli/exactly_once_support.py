@@ -1,6 +1,9 @@
 """Real receivers in front of real pipelines, one or two (replicas) sharing a
 state store (memory, the local SQLite file, PostgreSQL), and the HTTP calls
-the exactly-once tests fire at them from many threads at once."""
+the exactly-once tests fire at them from many threads at once. Each pipeline
+runs the real outputs too: the Slack sink (against the fake Slack), the
+webhook sink (to a receiver that verifies each request) and the event
+stream (``GET /v1/events``), beside an in-memory sink."""
 
 from __future__ import annotations
 
@@ -21,8 +24,14 @@ from spanvisor.pipeline.pipeline import Pipeline
 from spanvisor.receiver.server import Receiver, ReceiverSettings
 from spanvisor.statestores.api import StateStore
 from spanvisor.statestores.local import LocalStateStore
+from spanvisor.stream.sink import StreamSink
 from spanvisor.testing import InMemorySink
+from spanvisor_slack import SlackSink
+from spanvisor_webhook import WebhookSink
+from tests.receiver.serve_proc import FakeSlackThread
 from tests.waiting import wait_until
+from tests.webhook.conftest import SECRET as WEBHOOK_SECRET
+from tests.webhook.conftest import Receiver as WebhookReceiver
 
 TOKEN = "otlp-s3cret"
 DECIDE = "decide-s3cret"
@@ -30,10 +39,38 @@ PEOPLE = {f"p{i}": f"p{i}-own-t0ken" for i in range(12)}
 ACTION = {"tool": "migrate", "arguments": {"target": "prod"}}
 
 
+class Outputs:
+    """The real outputs' far ends, shared by every node: one fake Slack, one
+    webhook receiver."""
+
+    def __init__(self) -> None:
+        self.slack = FakeSlackThread()
+        self.webhook = WebhookReceiver().open()
+
+    def env(self) -> dict[str, str]:
+        return {
+            "SLACK_BOT_TOKEN": "xoxb-exactly-once",
+            "SPANVISOR_SLACK_CHANNEL": "#agents",
+            "SPANVISOR_SLACK_BASE_URL": self.slack.base_url,
+            "SPANVISOR_SLACK_CHANNEL_INTERVAL": "10ms",
+            "SPANVISOR_SLACK_UPDATE_INTERVAL": "200ms",
+            "SPANVISOR_SLACK_REPLY_INTERVAL": "10ms",
+            "SPANVISOR_WEBHOOK_URL": self.webhook.url,
+            "SPANVISOR_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "SPANVISOR_WEBHOOK_TIMEOUT": "2s",
+        }
+
+    def close(self) -> None:
+        self.webhook.stop()
+        self.slack.close()
+
+
 class Node:
     """One ``serve``: a receiver on its own loop thread and a pipeline."""
 
-    def __init__(self, data_dir: Path, deciders: Path, store: StateStore | None, **env: str) -> None:
+    def __init__(
+        self, data_dir: Path, deciders: Path, store: StateStore | None, outputs: Outputs | None = None, **env: str
+    ) -> None:
         config = Config.load(
             env={
                 "SPANVISOR_DATA_DIR": str(data_dir),
@@ -45,11 +82,14 @@ class Node:
                 "SPANVISOR_DECIDE_TOKEN": DECIDE,
                 "SPANVISOR_DECIDERS": str(deciders),
                 "SPANVISOR_JOURNAL": "off",
+                **(outputs.env() if outputs is not None else {}),
                 **env,
             }
         )
         self.sink = InMemorySink()
-        self.pipeline = Pipeline(config=config, sinks=[self.sink], path="receiver", state_store=store).start()
+        self.stream = StreamSink()
+        sinks: list[Any] = [self.sink] if outputs is None else [self.sink, SlackSink(), WebhookSink(), self.stream]
+        self.pipeline = Pipeline(config=config, sinks=sinks, path="receiver", state_store=store).start()
         assert self.pipeline.wait_ready(30)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
@@ -65,10 +105,16 @@ class Node:
 
 
 def cluster(
-    tmp: Path, kind: str, n: int, db_url: str | None = None, agents: dict[str, str] | None = None
+    tmp: Path,
+    kind: str,
+    n: int,
+    db_url: str | None = None,
+    agents: dict[str, str] | None = None,
+    outputs: Outputs | None = None,
 ) -> tuple[list[Node], Callable[[], None]]:
     """``n`` nodes on one store of ``kind``; and how to stop them (and the stores).
-    ``agents``: agent id -> its own token, in the deciders file."""
+    ``agents``: agent id -> its own token, in the deciders file; ``outputs``:
+    the real outputs' far ends, when the nodes run them."""
     deciders = tmp / "deciders.toml"
     text = "".join(f'[people.{p}]\ntoken_sha256 = "{token_hash(t)}"\n\n' for p, t in PEOPLE.items())
     text += "".join(f'[agents.{a}]\ntoken_sha256 = "{token_hash(t)}"\n\n' for a, t in (agents or {}).items())
@@ -90,7 +136,7 @@ def cluster(
         elif kind == "postgres":
             assert db_url is not None
             env |= {"SPANVISOR_STATE_STORE": "postgres", "SPANVISOR_DATABASE_URL": db_url}
-        nodes.append(Node(tmp / f"node{i}", deciders, store, **env))
+        nodes.append(Node(tmp / f"node{i}", deciders, store, outputs, **env))
 
     def stop() -> None:
         for node in nodes:

@@ -84,7 +84,15 @@ def describe(sent: Sent, action: str, task: str, approval: str | None, intervent
     if sent.outcome == "duplicate":
         return f"Already recorded (the same decision): {what}"
     if sent.outcome == "unreachable":
-        return f"spanvisor: no answer from the control API: {sent.reason or 'unreachable'}"
+        # A connection lost after the server recorded it: the same id again
+        # is told so ("Already recorded"), never a second decision.
+        again = (
+            f"; it may have been recorded: run the same command again with --intervention-id {intervention_id} "
+            "(it is recorded once)"
+            if intervention_id and sent.http_status == 0
+            else ""
+        )
+        return f"spanvisor: no answer from the control API: {sent.reason or 'unreachable'}{again}"
     code = f", {sent.code}" if sent.code and sent.code != sent.outcome else ""
     return f"Refused ({sent.outcome.replace('_', ' ')}{code}): {sent.reason or what}"
 

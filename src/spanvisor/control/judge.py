@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from spanvisor.control import grants, runs
+from spanvisor.control import faults, grants, runs
 from spanvisor.control.hub import Verdict, VerdictOutcome
 from spanvisor.control.log import ControlLog
 from spanvisor.control.runs import RefusalCode
@@ -243,21 +243,27 @@ class PipelineControl:
             rec = await log.record(d.task_id, d.run_id) or {}
             seen = runs.judge(rec, d, now)
             if seen.outcome == "duplicate":
-                return Verdict("duplicate", None, seen.prior, run_id=d.run_id)
+                return self._again(d, seen)
             v = Verdict("denied", denied, code=code or "denied", run_id=d.run_id, request=seen.request)
             return await self._refuse(log, d, v)
 
         # A grant's decision holds only while the grant is live, checked in
         # one step with a revoke (never on what an earlier read said).
+        await faults.stop_at(faults.BEFORE_LOG)
         got = await (log.apply_granted(d, now) if granted and d.grant_id else log.apply(d, now))
         if got.outcome == "applied":
+            await faults.stop_at(faults.BEFORE_ANSWER)
             v = Verdict("applied", run_id=d.run_id, request=got.request, votes=got.votes, votes_needed=got.votes_needed)
             self.announce(d, v)
             if d.action in ("approve", "reject") and d.approval_id and got.decides:
                 await log.unlist({(d.run_id, d.approval_id)})
             return v
         if got.outcome == "duplicate":
-            return Verdict("duplicate", None, got.prior, run_id=d.run_id)
+            if d.action in ("approve", "reject") and d.approval_id and got.votes >= got.votes_needed:
+                # Sent again after a crash between its record and its answer:
+                # the open list may still name the request.
+                await log.unlist({(d.run_id, d.approval_id)})
+            return self._again(d, got)
         outcome: VerdictOutcome = (
             "already_decided" if got.code == "already_decided" else "full" if got.code == "full" else "denied"
         )
@@ -266,6 +272,20 @@ class PipelineControl:
             await log.unlist({(d.run_id, d.approval_id)})
             self.sync.close_here(d.task_id, d.run_id, [d.approval_id], now)
         return await self._refuse(log, d, v)
+
+    @staticmethod
+    def _again(d: Decision, got: runs.Judgement) -> Verdict:
+        """The same decision again (its ``intervention_id``): answered as
+        already applied, with what the first answered; nothing announced."""
+        return Verdict(
+            "duplicate",
+            got.reason,
+            got.prior,
+            run_id=d.run_id,
+            request=got.request,
+            votes=got.votes,
+            votes_needed=got.votes_needed,
+        )
 
     async def _refuse(self, log: ControlLog, d: Decision, v: Verdict) -> Verdict:
         """Audit a refused decision once (its replays are refused the same way)."""

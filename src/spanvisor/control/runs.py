@@ -271,18 +271,31 @@ def describe(prior: Decision) -> str:
     return f"already {decided(prior.action)} by {who(prior)}"
 
 
+def _again(rec: Mapping[str, Any], prior: Decision, place: int) -> Judgement:
+    """This very decision was recorded before: its retry is told so, with what
+    it answered and, for a vote, its count (``place``; 0: the decision)."""
+    req = request_from_dict(requests_of(rec).get(prior.approval_id or ""))
+    n = req.approvers if req is not None and req.approvers > 1 and prior.action == "approve" else 0
+    why = f"already applied: {prior.intervention_id} was recorded before ({decided(prior.action)} by {who(prior)})"
+    return Judgement("duplicate", None, f"{why}; nothing changed", prior, req, (place or n) if n else 0, n)
+
+
 def judge(rec: Mapping[str, Any], d: Decision, now_ns: int) -> Judgement:
     """Whether ``d`` applies to this run as it stands (nothing changed)."""
     items = decisions_of(rec)
     prior = _prior(items, d)
     if prior is not None and prior.intervention_id == d.intervention_id:
-        return Judgement("duplicate", prior=prior)
+        return _again(rec, prior, 0)
     state = state_of(rec) or "running"
     if d.action in ("approve", "reject"):
         raw = requests_of(rec).get(d.approval_id or "")
         req = request_from_dict(raw) if raw is not None else None
         if raw is None or req is None:
             return Judgement("refused", "unknown_request", f"the task asked no approval {d.approval_id!r} in this run")
+        earlier = votes_of(raw)  # a vote sent again: counted, even on a request closed since
+        place = next((i for i, v in enumerate(earlier, 1) if v.intervention_id == d.intervention_id), 0)
+        if place:
+            return _again(rec, earlier[place - 1], place)
         if prior is not None:
             return Judgement("refused", "already_decided", describe(prior), prior, req)
         if raw.get("state") == "expired" or (raw.get("state") == "open" and not is_open(raw, now_ns)):
@@ -298,9 +311,6 @@ def judge(rec: Mapping[str, Any], d: Decision, now_ns: int) -> Judgement:
             return Judgement("refused", "digest_mismatch", why, None, req)
         if d.action == "reject":  # anyone's reject ends it
             return Judgement("applied", request=req)
-        earlier = votes_of(raw)
-        if (again := next((v for v in earlier if v.intervention_id == d.intervention_id), None)) is not None:
-            return Judgement("duplicate", prior=again)
         if (no := quorum.refusal(req, earlier, d)) is not None:
             return Judgement("refused", no[0], no[1], None, req)
         many = req.approvers > 1

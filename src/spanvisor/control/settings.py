@@ -138,6 +138,15 @@ SETTINGS: tuple[Setting, ...] = (
         "Not for setting by hand.",
         "a socket path",
     ),
+    Setting(
+        "test_fault",
+        "SPANVISOR_TEST_FAULT",
+        p_opt_str,
+        None,
+        "For spanvisor's own crash tests only: the step of a decision at which this process stops for good, "
+        "to be killed there (spanvisor.control.faults). Never set it: a decision held there is never answered.",
+        "decision.before_log, decision.before_answer or decision.before_row",
+    ),
 )
 
 __all__ = ["SETTINGS"]

@@ -192,6 +192,19 @@ def apply_changes(
 
 
 @runtime_checkable
+class ScannableStateStore(Protocol):
+    """A store that can list a namespace's values: what a process restarted
+    on it reads to find work a crash left half done (the applied decisions
+    of the control log that have no audit row yet: the local SQLite store;
+    the PostgreSQL sink searches its own store with SQL instead)."""
+
+    async def scan(self, namespace: str, since_s: float = 0.0) -> list[tuple[str, Mapping[str, Any]]]:
+        """Every ``(key, value)`` of ``namespace`` that has a value, written
+        at or after ``since_s`` (wall-clock seconds; 0: all of them)."""
+        ...
+
+
+@runtime_checkable
 class WatchableStateStore(Protocol):
     """A store that can tell every process that a key changed (PostgreSQL's
     LISTEN/NOTIFY), so that a waiter wakes at once instead of polling. Both

@@ -324,6 +324,19 @@ class LocalStateStore:
 
         return await self._call(op)
 
+    async def scan(self, namespace: str, since_s: float = 0.0) -> list[tuple[str, Mapping[str, Any]]]:
+        """:class:`~spanvisor.statestores.api.ScannableStateStore`: the keys
+        of ``namespace`` with a value, written at or after ``since_s``."""
+
+        def op(conn: sqlite3.Connection) -> list[tuple[str, Mapping[str, Any]]]:
+            rows = conn.execute(
+                "SELECT key, value FROM state WHERE namespace = ? AND value IS NOT NULL AND updated_at >= ?",
+                (namespace, since_s),
+            ).fetchall()
+            return [(str(key), value) for key, raw in rows if (value := _load(raw)) is not None]
+
+        return await self._call(op)
+
     async def release(self, namespace: str, key: str, owner: str) -> None:
         await self._call(
             lambda conn: conn.execute(
