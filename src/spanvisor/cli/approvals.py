@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any
 
 from spanvisor.canonical import canonical_json
+from spanvisor.cli.controlurl import control_target, unreachable_line
 from spanvisor.cli.pasteable import with_name
 from spanvisor.config import Config
 from spanvisor.control.client import DEFAULT_URL, ENV_URL, HttpSource, token_from_env
@@ -156,12 +156,12 @@ def table(items: list[dict[str, Any]], url: str | None = None) -> str:
 
 
 def handler(args: argparse.Namespace, config: Config) -> int:
-    url = args.url or config.get("control_url") or os.environ.get(ENV_URL) or DEFAULT_URL
+    url, source = control_target(args, config)
     token = args.token or config.get("decide_token") or config.get("control_token") or token_from_env()
     client = HttpSource(url, token, request_timeout_s=args.timeout)
     status, doc = client.approvals(args.agent)
     if status == 0:
-        print(f"spanvisor: no answer from the control API: {doc.get('error') or 'unreachable'}", file=sys.stderr)
+        print(unreachable_line(client.url, source, doc.get("error")), file=sys.stderr)
         return 2
     if status != 200:
         print(f"spanvisor: the control API said HTTP {status}: {doc.get('error') or ''}", file=sys.stderr)

@@ -209,10 +209,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 __all__ = [
     "EXIT_APPROVED",
     "EXIT_CANCELLED",
-    "EXIT_STATUSES",
     "EXIT_NOT_PERMITTED",
     "EXIT_NOT_SENT",
     "EXIT_REJECTED",
+    "EXIT_STATUSES",
     "EXIT_TIMED_OUT",
     "add_arguments",
     "handler",
