@@ -158,8 +158,7 @@ def test_check_reports_every_bad_setting_at_once(cli: Run, monkeypatch: pytest.M
     assert problems == [
         "  ✗ context_thresholds (env SPANVISOR_CONTEXT_THRESHOLDS) = '70,85' is invalid; "
         "accepted: ratios in (0, 1], e.g. 0.7,0.85",
-        "  ✗ grafana_retry_budget_s (env SPANVISOR_GRAFANA_RETRY_BUDGET) = 'soon' is invalid; "
-        "accepted: a duration",
+        "  ✗ grafana_retry_budget_s (env SPANVISOR_GRAFANA_RETRY_BUDGET) = 'soon' is invalid; accepted: a duration",
         "  ✗ unknown variable SPANVISOR_SINK; did you mean 'SPANVISOR_SINKS'?",
     ], out
 
@@ -194,7 +193,9 @@ def test_check_reads_the_hook_policy(cli: Run, monkeypatch: pytest.MonkeyPatch, 
         f"  ✗ SPANVISOR_HOOK_POLICY ({policy}): default must be one of allow, ask, deny, not 'alow'; "
         "the gate denies every coding-agent tool call until it is fixed"
     ) in out.splitlines()
-    policy.write_text('default = "allow"\n[[rule]]\nname = "no-rm"\ntool = "Bash"\ncommand = "rm *"\ndecision = "deny"\n')
+    policy.write_text(
+        'default = "allow"\n[[rule]]\nname = "no-rm"\ntool = "Bash"\ncommand = "rm *"\ndecision = "deny"\n'
+    )
     code, out, _ = cli("check")
     assert code == 0, out
     assert f"  ok hook policy {policy}: 1 rule, default allow, 300 s to decide, then deny" in out.splitlines()

@@ -81,3 +81,12 @@ def test_the_linger_hint_is_the_one_that_works_where_the_demo_was_started(monkey
     assert linger_hint(False).endswith(" demo --linger 60`")
     makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text()
     assert "spanvisor demo $(DEMO_ARGS)" in makefile and "spanvisor demo --via-serve $(DEMO_ARGS)" in makefile
+
+
+def test_the_readme_counts_the_demos_agents() -> None:
+    from spanvisor.cli.demo import AGENTS
+
+    count = len(AGENTS) + 1  # and ledger, the sign-off (demo_signoff)
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| `spanvisor demo"))
+    assert f"{['zero', 'one', 'two', 'three', 'four', 'five'][count]} simulated agents" in row, row
