@@ -69,3 +69,33 @@ def test_a_wrong_database_url_is_one_line_and_the_agent_exits_in_time(tmp_path: 
     # The exit: one shutdown of 2 s (SPANVISOR_SHUTDOWN_TIMEOUT), not a flush
     # of the providers and then a shutdown, each waiting on the database.
     assert ended - done < 2.0 + 1.5, (ended - done, out.stderr)
+
+
+def test_an_unreachable_slack_is_named_once_and_the_agent_exits_in_time(tmp_path: Path) -> None:
+    port = _closed_port()
+    base = f"http://127.0.0.1:{port}/api/"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPANVISOR_", "SLACK_", "OTEL_"))}
+    env.update(
+        SPANVISOR_DATA_DIR=str(tmp_path),
+        SLACK_BOT_TOKEN="xoxb-1-unreachable",
+        SPANVISOR_SLACK_CHANNEL="C0123",
+        SPANVISOR_SLACK_BASE_URL=base,
+        SPANVISOR_SINKS="slack",
+        SPANVISOR_SHUTDOWN_TIMEOUT="2s",
+        RUN_S="3",
+    )
+    script = tmp_path / "agent.py"
+    script.write_text(AGENT)
+    out = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    ended = time.time()
+    assert out.returncode == 0, out.stderr
+    done = float(next(line.split()[1] for line in out.stdout.splitlines() if line.startswith("DONE")))
+    said = [line for line in out.stderr.splitlines() if "Slack cannot be reached" in line]
+    assert len(said) == 1, out.stderr
+    assert f"Slack cannot be reached at {base} (SPANVISOR_SLACK_BASE_URL): " in said[0], said
+    dropped = [line for line in out.stderr.splitlines() if "slack undelivered" in line]
+    assert dropped and all(f"Slack did not answer at {base}" in line for line in dropped), out.stderr
+    assert "xoxb-1-unreachable" not in out.stderr
+    assert ended - done < 2.0 + 1.5, (ended - done, out.stderr)
