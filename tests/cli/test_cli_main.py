@@ -406,3 +406,26 @@ def test_deadletter_list_when_nothing_was_set_aside(cli: Run, tmp_path: Path) ->
     assert out.startswith("no dead letters in ") and str(tmp_path / "data") in out
     code, out, _ = cli("deadletter", "list", "--json")
     assert (code, out) == (0, "")
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (
+            ["taks"],
+            "spanvisor: unknown command 'taks'; did you mean 'tasks' or 'task'? (`spanvisor --help` lists them)",
+        ),
+        (["aprove"], "spanvisor: unknown command 'aprove'; did you mean 'approve' or 'approvals'?"),
+        (["emit", "strat"], "spanvisor emit: unknown kind 'strat'; did you mean 'start'?"),
+        (["zzz"], "spanvisor: unknown command 'zzz' (`spanvisor --help` lists them)"),
+    ],
+)
+def test_a_mistyped_command_gets_a_did_you_mean(capsys: pytest.CaptureFixture[str], argv: list[str], said: str) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    out = capsys.readouterr()
+    assert out.out == ""
+    last = out.err.strip().splitlines()[-1]
+    assert last.startswith(said), out.err
+    assert "choose from" not in out.err

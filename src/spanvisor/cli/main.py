@@ -19,6 +19,7 @@ from typing import Any
 
 from spanvisor import __version__
 from spanvisor.cli import check
+from spanvisor.cli.suggest import Parser
 from spanvisor.config import Config, ConfigError
 from spanvisor.logs import configure_logging
 from spanvisor.sink import SinkLoadError
@@ -61,9 +62,7 @@ def cmd_version(args: argparse.Namespace, config: Config) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="spanvisor", description="Supervise AI agents from their OpenTelemetry spans."
-    )
+    parser = Parser(prog="spanvisor", description="Supervise AI agents from their OpenTelemetry spans.")
     parser.add_argument("--config", metavar="FILE", help="TOML config file (default: $SPANVISOR_CONFIG)")
     parser.add_argument("--version", action="version", version=f"spanvisor {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
