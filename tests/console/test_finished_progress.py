@@ -11,7 +11,7 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from spanvisor.display.task import STATUS_STYLE
+from spanvisor.display.task import NONE, STATUS_STYLE
 from spanvisor.events import TaskView
 from spanvisor_console import ConsoleSink
 from spanvisor_slack.blocks import Look, parent_payload
@@ -26,7 +26,7 @@ def _view(status: str, value: float | None) -> TaskView:
 
 
 def _bars(text: str) -> list[str]:
-    return re.findall(r"[▰▱]{10} (?:\d+%|–)", text)
+    return re.findall(r"[▰▱]{10} (?:\d+%|" + NONE + ")", text)
 
 
 @given(status=statuses, value=progress)
@@ -39,7 +39,7 @@ def test_the_bar_of_a_complete_task_is_full_and_the_others_show_what_was_reporte
     if status == "complete":
         want = "▰▰▰▰▰▰▰▰▰▰ 100%"
     elif value is None:
-        want = "▱▱▱▱▱▱▱▱▱▱ –"
+        want = "▱▱▱▱▱▱▱▱▱▱ " + NONE
     else:
         filled = round(value / 100 * 10)
         want = "▰" * filled + "▱" * (10 - filled) + f" {value:.0f}%"
