@@ -20,7 +20,7 @@ from typing import Any
 
 from spanvisor.canonical import canonical_json
 from spanvisor.cli.controlurl import control_target, unreachable_line
-from spanvisor.cli.pasteable import with_name
+from spanvisor.cli.pasteable import command_name, with_name
 from spanvisor.config import Config
 from spanvisor.control.client import DEFAULT_URL, ENV_URL, HttpSource, token_from_env
 from spanvisor.redaction import clip_middle, redact, redact_json
@@ -152,6 +152,16 @@ def table(items: list[dict[str, Any]], url: str | None = None) -> str:
     lines.append("")
     lines.append("Answer with:")
     lines += [f"  {with_name(str(x.get('answer')), url)}   (or: reject)" for x in items]
+    people = [x for x in items if isinstance(x.get("approvers"), int) and x["approvers"] > 1]
+    if people:
+        # A shared token is nobody in particular: these count only people's own tokens (or Slack clicks).
+        lines.append("")
+        lines += [
+            f"{clip(str(x.get('task_id')), 32)} {x.get('approval_id')} needs {x['approvers']} people, each approving "
+            "with a token of their own (--token, or SPANVISOR_DECIDE_TOKEN): "
+            f"`{command_name()} decider-token NAME` makes one for serve's SPANVISOR_DECIDERS file"
+            for x in people
+        ]
     return "\n".join(lines)
 
 
