@@ -20,16 +20,17 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # The main job on embedded defaults: embedded PostgreSQL, Slack rendered in the
-# console unless SLACK_BOT_TOKEN is set, /metrics on 9464.
+# console unless SLACK_BOT_TOKEN is set, /metrics on 9464. DEMO_ARGS passes
+# options through: make demo DEMO_ARGS='--linger 60'.
 demo: $(STAMP)
 	@echo "spanvisor is in $(BIN): 'source $(BIN)/activate' puts it on PATH"
-	$(BIN)/spanvisor demo
+	$(BIN)/spanvisor demo $(DEMO_ARGS)
 
 # The same agents behind spanvisor serve's OTLP receiver, as behind a
 # Collector: spans and the live channel's log records over OTLP/HTTP.
 demo-serve: $(STAMP)
 	@echo "spanvisor is in $(BIN): 'source $(BIN)/activate' puts it on PATH"
-	$(BIN)/spanvisor demo --via-serve
+	$(BIN)/spanvisor demo --via-serve $(DEMO_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(SRC)

@@ -205,7 +205,7 @@ class ConsoleSink(BaseSink):
         name = clean(v.task_name or v.task_id, 120)
         parts = [self._fmt("bold", f"{head} — {name}")]
         detail = [
-            pr.progress_bar(v.progress),
+            pr.progress_bar(pr.progress_of(v)),
             f"context {pr.context_usage(v, self._thresholds)}",
             f"elapsed {duration(pr.elapsed(v, now_ns))}",
         ]

@@ -120,7 +120,9 @@ class PostgresSink(BaseSink):
             self._degraded = True
             self._health = (False, self._describe(exc))
             self._last_outage_log = time.monotonic()
-            log.warning("PostgreSQL is not reachable at start (%s); events go to the outbox until it is", exc)
+            log.warning(
+                "PostgreSQL is not reachable at start: %s; events go to the outbox until it is", self._health[1]
+            )
         self._replayer = asyncio.create_task(self._replay_loop(), name="spanvisor-postgres-replay")
         self._wake.set()
         self.recovery = recovery_for(ctx.state_store, self._pool, self._enqueue)
@@ -181,7 +183,9 @@ class PostgresSink(BaseSink):
             what = "cannot connect"
         else:
             what = "unavailable"
-        return f"{what} ({shown}): {type(root).__name__}: {root}"
+        # The setting that points there, unless it is the embedded server.
+        setting = ", SPANVISOR_DATABASE_URL" if self.db is not None and self.db.embedded is None else ""
+        return f"{what} ({shown}{setting}): {type(root).__name__}: {root}"
 
     async def export(self, events: Sequence[Event]) -> SinkResult:
         from .writer import TransientDbError

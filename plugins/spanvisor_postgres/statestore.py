@@ -151,6 +151,13 @@ class PostgresStateStore:
     async def _pool(self) -> Any:
         return await shared_pool(self._db, self._shared)
 
+    def describe(self) -> str:
+        """Where it is, as its setting names it (the URL masked): for the one
+        line said when it does not answer."""
+        if self._db.embedded is not None:
+            return self._db.shown_url
+        return f"PostgreSQL at {self._db.shown_url} (SPANVISOR_DATABASE_URL)"
+
     async def claim(self, namespace: str, key: str, owner: str, lease_s: float = 60.0) -> Claim:
         pool = await self._pool()
         async with pool.acquire() as conn:

@@ -41,6 +41,7 @@ from spanvisor.display.task import (
     cost_text,
     elapsed,
     progress_bar,
+    progress_of,
     steps_line,
     tokens,
 )
@@ -133,7 +134,7 @@ def _parent(view: TaskView, look: Look, now_ns: int, scale: float) -> Payload:
         look.plan.plan_built = True
     after_plan = controls.decided(view, sfx, scale)
     fields = [
-        f"*Progress*\n{progress_bar(view.progress)}",
+        f"*Progress*\n{progress_bar(progress_of(view))}",
         f"*Context*\n{context_usage(view, look.thresholds)}",
         f"*Elapsed*\n{duration(elapsed(view, now_ns))}",
         f"*Tokens*\nin {tokens(view.input_tokens)} · out {tokens(view.output_tokens)}"
@@ -167,7 +168,7 @@ def _parent(view: TaskView, look: Look, now_ns: int, scale: float) -> Payload:
     ]
     if buttons:
         body.append(ActionsBlock(block_id=f"sv-links{sfx}", elements=buttons))
-    fallback = f"{_prefix(look)}{t.escape(agent)} · {status} — {t.escape(name)} ({progress_bar(view.progress)})"
+    fallback = f"{_prefix(look)}{t.escape(agent)} · {status} — {t.escape(name)} ({progress_bar(progress_of(view))})"
     return {
         "text": t.clip(fallback, min(t.FALLBACK_TEXT, n(t.FALLBACK_TEXT))),
         # The plan among the top-level blocks: Slack's AI apps show it there.

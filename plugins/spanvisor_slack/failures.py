@@ -48,7 +48,10 @@ class Failures:
         self.stats.inc("slack_errors_total", error=error, method=f.method if f else "")
         if error == "deadline" or (out.decision and out.decision.kind in {"retry", "rate_limited"}):
             # Only a shutdown deadline ends retries: stop this task's output.
-            self.give_up(rec, "slack_undelivered", "shutdown deadline passed before Slack accepted it", lost)
+            client = self.transport.client
+            away = getattr(client, "unreachable_since", None) is not None
+            where = f"; Slack did not answer at {getattr(client, 'base_url', '?')}" if away else ""
+            self.give_up(rec, "slack_undelivered", "shutdown deadline passed before Slack accepted it" + where, lost)
             return
         if reply and error not in TASK_ENDING:
             self.count_drop(f"slack_{error}", max(1, lost), f"Slack answered {error}: {fix_for(error)}")

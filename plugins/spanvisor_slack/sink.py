@@ -292,11 +292,13 @@ class SlackSink(BaseSink):
                 w.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
             if left and self.ctx is not None:
+                away = getattr(self.client, "unreachable_since", None) is not None
                 self.ctx.stats.drop(
                     "slack_undelivered",
                     left,
                     sink="slack",
-                    detail="shutdown deadline passed with Slack updates pending",
+                    detail="shutdown deadline passed with Slack updates pending"
+                    + (f"; Slack did not answer at {getattr(self.client, 'base_url', '?')}" if away else ""),
                 )
             await self.client.close()
 

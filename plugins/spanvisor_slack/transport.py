@@ -53,6 +53,12 @@ class SlackClient:
         from slack_sdk.web.async_client import AsyncWebClient
 
         self._token = token
+        # Where calls go and what points there: named once when it does not answer.
+        self.base_url = base_url or "https://slack.com/api/"
+        self._pointed_by = (
+            "SPANVISOR_SLACK_BASE_URL" if base_url else "the default; SPANVISOR_SLACK_BASE_URL changes it"
+        )
+        self.unreachable_since: float | None = None
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s))
         kwargs: dict[str, Any] = {"base_url": base_url} if base_url else {}
         self._client = AsyncWebClient(
@@ -80,9 +86,29 @@ class SlackClient:
             # The request went out; Slack may have acted on it.
             raise CallError("timeout", 0) from None
         except (aiohttp.ClientError, OSError) as exc:
-            log.debug("connection error on %s: %s", method, self._redact(str(exc)))
+            self._unreachable(method, exc)
             raise CallError("connection", 0) from None
+        if self.unreachable_since is not None:
+            log.warning(
+                "Slack answers again at %s (after %.0f s)", self.base_url, time.monotonic() - self.unreachable_since
+            )
+            self.unreachable_since = None
         return dict(resp.data) if isinstance(resp.data, dict) else {}
+
+    def _unreachable(self, method: str, exc: BaseException) -> None:
+        """A connection that failed: said once per outage, with the URL and its setting."""
+        why = self._redact(str(exc)) or type(exc).__name__
+        if self.unreachable_since is not None:
+            log.debug("connection error on %s: %s", method, why)
+            return
+        self.unreachable_since = time.monotonic()
+        log.warning(
+            "Slack cannot be reached at %s (%s): %s; updates wait and are retried with backoff "
+            "(said again when it answers)",
+            self.base_url,
+            self._pointed_by,
+            why,
+        )
 
     def _redact(self, s: str) -> str:
         return s.replace(self._token, "****") if self._token else s

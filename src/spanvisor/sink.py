@@ -124,6 +124,10 @@ class BaseSink:
     # the class for `admin_service(stats)` instead, if it has one: an object
     # with admin_routes() only (the Prometheus plugin's self-metrics).
     serves_admin: ClassVar[bool] = False
+    # Set on an instance added for the user rather than configured (serve's
+    # admin-port sinks, the demo's event stream): /readyz then names it by
+    # ``role`` (what it does), if the class has one, not as a sink.
+    implicit: bool = False
 
     def __init__(self) -> None:
         self.ctx: SinkContext | None = None

@@ -126,12 +126,10 @@ def test_check_with_a_reachable_database(cli: Run, db: str, monkeypatch: pytest.
     monkeypatch.setenv("SPANVISOR_SINKS", "postgres")
     code, out, err = cli("check")
     assert code == 0, out + err
-    header = out.splitlines()[0].split()
-    assert header == ["setting", "environment", "value", "source"]
-    assert re.search(r"^database_url\s+SPANVISOR_DATABASE_URL\s+\S+\s+env SPANVISOR_DATABASE_URL$", out, re.M)
+    assert out.splitlines()[0] == "configuration is valid", out
+    assert re.search(r"^  database_url\s+SPANVISOR_DATABASE_URL\s+\S+\s+env SPANVISOR_DATABASE_URL$", out, re.M), out
     assert "\nsinks: postgres\n" in out
-    assert re.search(r"^  ok   postgres \S+: reachable, schema version \d+$", out, re.M), out
-    assert out.rstrip().endswith("configuration is valid")
+    assert re.search(r"^  ok postgres \S+: reachable, schema version \d+$", out, re.M), out
     password = urlsplit(db).password
     if password:
         assert password not in out + err
@@ -143,23 +141,89 @@ def test_check_with_an_unreachable_database_fails(cli: Run, monkeypatch: pytest.
     monkeypatch.setenv("SPANVISOR_DB_COMMAND_TIMEOUT", "2s")
     code, out, err = cli("check")
     assert code == 1
-    assert re.search(r"^  FAIL postgres postgresql://u:\*+@127\.0\.0\.1:1/nope: ", out, re.M), out
-    assert out.rstrip().endswith("1 check(s) failed")
+    assert out.splitlines()[0] == "configuration is NOT valid: 1 check failed", out
+    assert re.search(r"^  ✗ postgres postgresql://u:\*+@127\.0\.0\.1:1/nope: ", out, re.M), out
     assert "hunter2" not in out + err
 
 
-def test_check_reports_a_bad_setting_as_a_configuration_error(cli: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_check_reports_every_bad_setting_at_once(cli: Run, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SPANVISOR_GRAFANA_RETRY_BUDGET", "soon")
+    monkeypatch.setenv("SPANVISOR_CONTEXT_THRESHOLDS", "70,85")
+    monkeypatch.setenv("SPANVISOR_SINK", "console")
     code, out, err = cli("check")
-    assert code == 2 and out == ""
-    assert err.startswith("spanvisor: configuration error: grafana_retry_budget_s")
-    assert "'soon' is invalid; accepted: a duration" in err
+    assert code == 2 and err == "", err
+    lines = out.splitlines()
+    assert lines[0] == "configuration is NOT valid: 3 problems", out
+    problems = lines[lines.index("problems:") + 1 : lines.index("problems:") + 4]
+    assert problems == [
+        "  ✗ context_thresholds (env SPANVISOR_CONTEXT_THRESHOLDS) = '70,85' is invalid; "
+        "accepted: ratios in (0, 1], e.g. 0.7,0.85",
+        "  ✗ grafana_retry_budget_s (env SPANVISOR_GRAFANA_RETRY_BUDGET) = 'soon' is invalid; accepted: a duration",
+        "  ✗ unknown variable SPANVISOR_SINK; did you mean 'SPANVISOR_SINKS'?",
+    ], out
 
 
-def test_check_with_no_sink_configured_is_valid(cli: Run) -> None:
+def test_check_with_no_sink_configured_is_valid_and_short(cli: Run) -> None:
     code, out, _ = cli("check")
     assert code == 0
-    assert "\nsinks: console\n" in out and out.rstrip().endswith("configuration is valid")
+    assert out.splitlines()[0] == "configuration is valid"
+    assert "\nsinks: console\n" in out
+    # Only what was set (the test's data directory), not the whole table.
+    assert len(out.splitlines()) < 15, out
+    assert "set (1 of " in out and "--all shows every one" in out
+
+
+def test_check_all_prints_every_setting(cli: Run) -> None:
+    code, out, _ = cli("check", "--all")
+    assert code == 0 and out.splitlines()[0] == "configuration is valid"
+    header = next(line for line in out.splitlines() if line.startswith("setting "))
+    assert header.split() == ["setting", "environment", "value", "source"]
+    assert re.search(r"^context_thresholds\s+SPANVISOR_CONTEXT_THRESHOLDS\s+0.7,0.85\s+default$", out, re.M), out
+
+
+def test_check_reads_the_hook_policy(cli: Run, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A policy the gate cannot read denies every coding-agent tool call:
+    check says so, first."""
+    policy = tmp_path / "policy.toml"
+    policy.write_text('default = "alow"\n')
+    monkeypatch.setenv("SPANVISOR_HOOK_POLICY", str(policy))
+    code, out, _ = cli("check")
+    assert code == 2 and out.splitlines()[0] == "configuration is NOT valid: 1 problem", out
+    assert (
+        f"  ✗ SPANVISOR_HOOK_POLICY ({policy}): default must be one of allow, ask, deny, not 'alow'; "
+        "the gate denies every coding-agent tool call until it is fixed"
+    ) in out.splitlines()
+    policy.write_text(
+        'default = "allow"\n[[rule]]\nname = "no-rm"\ntool = "Bash"\ncommand = "rm *"\ndecision = "deny"\n'
+    )
+    code, out, _ = cli("check")
+    assert code == 0, out
+    assert f"  ok hook policy {policy}: 1 rule, default allow, 300 s to decide, then deny" in out.splitlines()
+
+
+def test_check_reads_the_deciders_file(cli: Run, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    deciders = tmp_path / "deciders.toml"
+    deciders.write_text('[people.alice]\ntoken_sha256 = "abc"\n')
+    monkeypatch.setenv("SPANVISOR_DECIDERS", str(deciders))
+    code, out, _ = cli("check")
+    assert code == 2 and out.splitlines()[0] == "configuration is NOT valid: 1 problem", out
+    assert "token_sha256 must be 64 hex digits" in out and "decisions are refused until it is fixed" in out
+    deciders.write_text(f'[people.alice]\ntoken_sha256 = "{"a" * 64}"\n')
+    code, out, _ = cli("check")
+    assert code == 0 and f"  ok deciders {deciders}: 1 people, 0 agent token(s)" in out.splitlines(), out
+
+
+def test_check_reaches_the_control_api_it_is_pointed_at(cli: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPANVISOR_CONTROL_URL", "http://127.0.0.1:9")
+    code, out, _ = cli("check")
+    assert code == 1 and out.splitlines()[0] == "configuration is NOT valid: 1 check failed", out
+    assert "  ✗ control API http://127.0.0.1:9 (SPANVISOR_CONTROL_URL): no answer (" in out, out
+
+
+def test_check_with_an_unreadable_config_file(cli: Run, tmp_path: Path) -> None:
+    code, out, _ = cli("--config", str(tmp_path / "missing.toml"), "check")
+    assert code == 2 and out.splitlines()[0] == "configuration is NOT valid: 1 problem", out
+    assert "SPANVISOR_CONFIG: cannot read" in out
 
 
 # --- emit, then reading the task back ------------------------------------------------
@@ -342,3 +406,26 @@ def test_deadletter_list_when_nothing_was_set_aside(cli: Run, tmp_path: Path) ->
     assert out.startswith("no dead letters in ") and str(tmp_path / "data") in out
     code, out, _ = cli("deadletter", "list", "--json")
     assert (code, out) == (0, "")
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (
+            ["taks"],
+            "spanvisor: unknown command 'taks'; did you mean 'tasks' or 'task'? (`spanvisor --help` lists them)",
+        ),
+        (["aprove"], "spanvisor: unknown command 'aprove'; did you mean 'approve' or 'approvals'?"),
+        (["emit", "strat"], "spanvisor emit: unknown kind 'strat'; did you mean 'start'?"),
+        (["zzz"], "spanvisor: unknown command 'zzz' (`spanvisor --help` lists them)"),
+    ],
+)
+def test_a_mistyped_command_gets_a_did_you_mean(capsys: pytest.CaptureFixture[str], argv: list[str], said: str) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    out = capsys.readouterr()
+    assert out.out == ""
+    last = out.err.strip().splitlines()[-1]
+    assert last.startswith(said), out.err
+    assert "choose from" not in out.err

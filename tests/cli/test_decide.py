@@ -129,6 +129,34 @@ def test_emit_approval_waits_for_the_answer(cli: Run, serve: _Serve, answer: str
     wait_until(lambda: serve.task(task)["status"] == "working", what="working again")
 
 
+def test_emit_approval_ends_at_once_with_exit_5_when_the_task_is_cancelled(cli: Run, serve: _Serve) -> None:
+    task = f"shell-{uuid.uuid4().hex[:8]}"
+    endpoint = ("--endpoint", serve.base, "--token", TOKEN)
+    assert cli("emit", "start", "--task", task, "--agent", "sh", "--name", "deploy", *endpoint)[0] == 0
+    result: list[int] = []
+    asker = threading.Thread(
+        target=lambda: result.append(
+            main(["emit", "approval", "--task", task, "--question", "Go?", "--wait", "900", *endpoint])
+        ),
+        daemon=True,
+    )
+    asker.start()
+    wait_until(lambda: serve.task(task)["approvals"], what="the open request")
+    assert cli("cancel", task, "--url", serve.base, "--token", TOKEN, "--as", "alice")[0] == 0
+    asker.join(30)
+    assert result == [5], "cancelled, at once (not after --wait 900)"
+
+
+def test_emit_approval_help_lists_every_exit_status(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["emit", "approval", "--help"])
+    out = capsys.readouterr().out
+    listed = out[out.index("exit status:") :]
+    for code, word in [(0, "approved"), (1, "rejected"), (2, "timed out"), (3, "not sent"), (4, "not permitted")]:
+        assert f"  {code}  " in listed and word in listed, listed
+    assert "  5  cancelled" in listed
+
+
 def test_emit_approval_times_out_with_exit_2(cli: Run, serve: _Serve) -> None:
     task = f"shell-{uuid.uuid4().hex[:8]}"
     args = ("--endpoint", serve.base, "--token", TOKEN)

@@ -69,6 +69,7 @@ def test_two_people_never_the_requester_and_the_agent_runs_only_then(cli: Run, s
         assert code == 1 and "own_request" in err and "alice asked for this" in err, err
         code, _, err = cli("approve", task, "a1", *url, *_as("anonymous"))
         assert code == 1 and "unverified" in err, err
+        assert "`spanvisor decider-token NAME` makes one" in err, "the refusal says where a token comes from"
         code, out, _ = cli("approve", task, "a1", *url, *_as("bob"))
         assert code == 0 and "Approval 1 of 2 counted" in out and "1 more needed" in out, out
         code, _, err = cli("approve", task, "a1", *url, *_as("bob"))

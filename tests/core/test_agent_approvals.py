@@ -196,3 +196,50 @@ def test_with_nothing_to_answer_a_request_times_out_at_once(monkeypatch: pytest.
         result = t.request_approval("Anyone?", timeout=30)
         assert not t.cancel_requested
     assert result.outcome == "timed_out"
+
+
+def _final_status(agent: Agent, memory: InMemorySink, task_id: str) -> str:
+    assert agent.flush()
+    final = memory.for_task(task_id)[-1]
+    assert isinstance(final, TaskFinished), final
+    return final.task.status
+
+
+def test_a_cancel_ends_the_wait_at_once_and_the_task_ends_cancelled(live: tuple[Agent, InMemorySink]) -> None:
+    """`spanvisor cancel` while the agent waits: request_approval returns
+    ``cancelled`` (not after its 900 s), nothing it returns permits an
+    action, a later reject changes nothing, and the task never ends complete."""
+    agent, memory = live
+    asking = Asking(agent, timeout=900)
+    assert asking.asked.wait(10) and asking.handle is not None
+    task_id = asking.handle.task_id
+    wait_until(lambda: agent.flush() and awaiting(memory, task_id), what="awaiting_approval")
+    assert decide("cancel", task_id, actor="carol", comment="wrong target").outcome == "applied"
+    result = asking.join()  # within the join's 60 s, not the request's 900 s
+    assert result.outcome == "cancelled" and not result.approved and result.by == "carol"
+    assert result.approval_id == "a1" and result.comment == "wrong target"
+    assert not result.permits(None)
+    decide("reject", task_id, "a1", actor="bob")
+    assert _final_status(agent, memory, task_id) == "cancelled"
+
+
+def test_an_approval_asked_after_a_cancel_returns_cancelled_at_once(live: tuple[Agent, InMemorySink]) -> None:
+    agent, memory = live
+    handle: list[TaskHandle] = []
+    out: list[ApprovalDecision] = []
+    go = threading.Event()
+
+    async def main() -> None:
+        async with task("async deploy", agent_id="rivet", tracer=agent.tracer) as t:
+            handle.append(t)
+            t.on_cancel(go.set)
+            await asyncio.to_thread(go.wait, 30)
+            out.append(await t.request_approval_async("Go?", timeout=900))
+
+    th = threading.Thread(target=lambda: asyncio.run(main()), daemon=True)
+    th.start()
+    wait_until(lambda: handle and agent.flush() and memory.for_task(handle[0].task_id), what="the task")
+    assert decide("cancel", handle[0].task_id, actor="carol").outcome == "applied"
+    th.join(30)
+    assert not th.is_alive() and out and out[0].outcome == "cancelled" and out[0].by == "carol"
+    assert _final_status(agent, memory, handle[0].task_id) == "cancelled"

@@ -55,7 +55,7 @@ def test_check_prints_it_and_a_pipeline_logs_it_once(
     monkeypatch.setenv("SPANVISOR_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("SPANVISOR_STALL_AFTER", "10s")
     main(["check"])
-    assert "warning: SPANVISOR_STALL_AFTER = 10s is not longer than" in capsys.readouterr().out
+    assert "\n  ! SPANVISOR_STALL_AFTER = 10s is not longer than" in capsys.readouterr().out
     config = _config(SPANVISOR_DATA_DIR=str(tmp_path), SPANVISOR_STALL_AFTER="10s").with_values(shutdown_timeout_s=2.0)
     said: list[str] = []
     # On the logger itself: spanvisor's logging, once configured, does not propagate to caplog.

@@ -259,6 +259,8 @@ class TaskHandle:
     def _answered(self, aid: str, found: Any) -> ApprovalDecision:
         if found is None:
             result = ApprovalDecision.timed_out(aid)
+        elif found.action == "cancel":
+            result = ApprovalDecision.cancelled(aid, found)
         elif aid in self._asked:
             feed = self._decisions()
 
@@ -309,8 +311,10 @@ class TaskHandle:
         approve; ``requester``: who asked (the person this agent works
         for), who may not approve it (default: ``agent.owner`` on the task
         or its resource).
-        Returns ``timed_out`` at once when nothing can answer, or when the
-        action is not valid JSON of that shape (logged). Never raises.
+        Returns ``cancelled`` at once when someone asks the task to stop
+        (before or while it waits), ``timed_out`` at once when nothing can
+        answer, or when the action is not valid JSON of that shape (logged).
+        Never raises.
         """
         try:
             aid = self._ask(question, approval_id, options, timeout, details, action, approvers, requester)
@@ -373,6 +377,11 @@ class TaskHandle:
             self._decisions().on_cancel(callback)
         except Exception:
             log.exception("could not watch task %s for a cancel", self.task_id)
+
+    @property
+    def _cancel_read(self) -> bool:
+        """A cancel this handle has read (waiting, watching): no I/O."""
+        return self._feed is not None and self._feed.cancel_read is not None
 
     def _close(self) -> None:
         if self._feed is not None:

@@ -49,8 +49,10 @@ R = TypeVar("R")
 class task:
     """A task root span, as a sync or async context manager.
 
-    An exception marks the task as failed (cancelled for CancelledError and
-    KeyboardInterrupt) and propagates unchanged.
+    An exception marks the task as failed (cancelled for CancelledError,
+    KeyboardInterrupt and CancelRequested) and propagates unchanged. A task
+    that read a cancel request (``request_approval`` returned ``cancelled``,
+    ``cancel_requested`` was true) ends cancelled, never complete.
     """
 
     def __init__(
@@ -111,6 +113,10 @@ class task:
             if isinstance(exc, KeyboardInterrupt) or type(exc).__name__ in ("CancelledError", "CancelRequested"):
                 span.set_attribute(cv.STATUS, "cancelled")
             span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+        elif self.handle._cancel_read:
+            # Asked to stop, and it read so (an approval wait it ended, a
+            # watcher): a cancelled task never ends "complete".
+            span.set_attribute(cv.STATUS, "cancelled")
         span.end()
         self.handle._close()
         if self._var_token is not None:

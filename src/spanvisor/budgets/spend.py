@@ -50,12 +50,13 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from spanvisor.budgets.ledger import KeyShare, Ledger
+from spanvisor.budgets.ledger import Ledger
 from spanvisor.budgets.outliers import HISTORY, MAX_AGENTS, OutlierBook, TaskHistory
+from spanvisor.budgets.stored import RETIRED, merged, retired
 from spanvisor.statestores.api import ConditionalStateStore, StateStore
 from spanvisor.statestores.memory import InMemoryStateStore
 
@@ -63,8 +64,6 @@ log = logging.getLogger("spanvisor.spend")
 T = TypeVar("T")
 
 NAMESPACE = "spend"
-# The owner that exited agent processes hand their figures to.
-RETIRED = "~retired"
 SYNC_EVERY_S = 1.0
 # Lost compare-and-set races in a row before this round gives up (the next round retries).
 MAX_TRIES = 8
@@ -74,6 +73,9 @@ GIVE_UP_S = 10.0
 # Bounds on a store call and on the last write at stop.
 CALL_TIMEOUT_S = 5.0
 STOP_TIMEOUT_S = 3.0
+# While the store does not answer, rounds are tried further apart, doubling
+# from ``every_s`` up to this; the outage is said once, and its end once.
+BACKOFF_MAX_S = 60.0
 
 
 class SpendSync:
@@ -97,6 +99,8 @@ class SpendSync:
         self._first_round = asyncio.Event()
         self._started_at = 0.0
         self.synced_ns: int | None = None
+        # Since when (monotonic) the store has not answered, or None.
+        self.outage_since: float | None = None
         self.errors = 0
         self.lost_races = 0
         self.seeded = 0
@@ -148,7 +152,10 @@ class SpendSync:
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        if self.syncing:
+        if self.syncing and self.outage_since is not None:
+            # Said when it began; trying again would only hold the exit up.
+            log.debug("no last spending sync: the state store has not answered since the outage was said")
+        elif self.syncing:
             try:
                 await asyncio.wait_for(self._last_sync(), STOP_TIMEOUT_S)
             except Exception as exc:  # best effort: a replica's figure waits for its restart
@@ -182,21 +189,56 @@ class SpendSync:
 
     async def _run(self) -> None:
         first = True
+        pause = self.every_s
         while True:
             if self.syncing:
                 try:
                     await self.sync()
+                    pause = self.every_s
+                    self._answered()
                 except Exception as exc:
                     self.errors += 1
-                    log.warning("spending sync failed (%d so far): %s", self.errors, exc)
+                    pause = min(BACKOFF_MAX_S, max(self.every_s, pause * 2))
+                    self._unanswered(exc)
                     self._give_up_waiting()
             if first:
                 # After the first read: the budgets' gate matters more than the history.
                 first = False
-                if self.outliers is not None:
+                if self.outliers is not None and self.outage_since is None:
                     await self._seed_outliers()
                 self._first_round.set()
-            await asyncio.sleep(self.every_s)
+            await asyncio.sleep(pause)
+
+    def _where(self) -> str:
+        """The store, as its setting names it (the PostgreSQL one: its masked URL)."""
+        describe = getattr(self._store, "describe", None)
+        try:
+            return str(describe()) if describe is not None else f"the state store ({type(self._store).__name__})"
+        except Exception:
+            return f"the state store ({type(self._store).__name__})"
+
+    def _unanswered(self, exc: BaseException) -> None:
+        if self.outage_since is not None:
+            log.debug("spending sync failed (%d so far): %s", self.errors, exc)
+            return
+        self.outage_since = time.monotonic()
+        log.warning(
+            "spending totals are not shared: %s does not answer (%s); budgets are decided from this process's "
+            "own figures meanwhile, and it is tried again, less often (up to every %.0f s); said again when it answers",
+            self._where(),
+            exc,
+            BACKOFF_MAX_S,
+        )
+
+    def _answered(self) -> None:
+        if self.outage_since is None:
+            return
+        log.warning(
+            "spending totals are shared again: %s answers (after %.0f s)",
+            self._where(),
+            time.monotonic() - self.outage_since,
+        )
+        self.outage_since = None
 
     def _give_up_waiting(self) -> None:
         if time.monotonic() - self._started_at < GIVE_UP_S:
@@ -286,50 +328,6 @@ class SpendSync:
     @property
     def owner(self) -> str:
         return self._me
-
-
-def merged(current: Mapping[str, Any] | None, shares: Mapping[str, KeyShare], me: str) -> dict[str, Any]:
-    """The stored value of a window with ``me``'s figures and levels merged in,
-    at the next version; every other owner's figures kept as they are."""
-    base = current if isinstance(current, Mapping) else {}
-    raw_keys = base.get("keys")
-    keys: dict[str, Any] = (
-        {k: dict(v) for k, v in raw_keys.items() if isinstance(v, Mapping)} if isinstance(raw_keys, Mapping) else {}
-    )
-    for key, share in shares.items():
-        entry = keys.setdefault(key, {})
-        by = dict(entry.get("by")) if isinstance(entry.get("by"), Mapping) else {}
-        if share.nanos or me in by:
-            by[me] = share.nanos
-        old = entry.get("said")
-        said = {float(x) for x in old if isinstance(x, int | float)} if isinstance(old, list) else set()
-        said.update(share.said)
-        entry.update(scope=share.scope, subject=share.subject, agent=share.agent, by=by, said=sorted(said))
-    v = base.get("v")
-    version = v + 1 if isinstance(v, int) and not isinstance(v, bool) else 1
-    return {"v": version, "keys": keys}
-
-
-def retired(current: Mapping[str, Any] | None, me: str) -> dict[str, Any] | None:
-    """The stored value with ``me``'s figures added to ``RETIRED``'s, at the
-    next version; None when ``me`` has none there."""
-    raw_keys = current.get("keys") if isinstance(current, Mapping) else None
-    if not isinstance(raw_keys, Mapping) or current is None:
-        return None
-    keys: dict[str, Any] = {}
-    moved = False
-    for key, entry in raw_keys.items():
-        keys[key] = entry
-        by = entry.get("by") if isinstance(entry, Mapping) else None
-        if isinstance(by, Mapping) and isinstance(by.get(me), int):
-            by = dict(by)
-            nanos = by.pop(me)
-            old = by.get(RETIRED)
-            by[RETIRED] = (old if isinstance(old, int) else 0) + nanos
-            keys[key] = {**entry, "by": by}
-            moved = True
-    v = current.get("v")
-    return {"v": v + 1 if isinstance(v, int) else 1, "keys": keys} if moved else None
 
 
 def build_report(sync: SpendSync, now_ns: int) -> dict[str, Any]:

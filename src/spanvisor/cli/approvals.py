@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any
 
 from spanvisor.canonical import canonical_json
-from spanvisor.cli.pasteable import with_name
+from spanvisor.cli.controlurl import control_target, unreachable_line
+from spanvisor.cli.pasteable import command_name, with_name
 from spanvisor.config import Config
 from spanvisor.control.client import DEFAULT_URL, ENV_URL, HttpSource, token_from_env
 from spanvisor.redaction import clip_middle, redact, redact_json
@@ -152,16 +152,26 @@ def table(items: list[dict[str, Any]], url: str | None = None) -> str:
     lines.append("")
     lines.append("Answer with:")
     lines += [f"  {with_name(str(x.get('answer')), url)}   (or: reject)" for x in items]
+    people = [x for x in items if isinstance(x.get("approvers"), int) and x["approvers"] > 1]
+    if people:
+        # A shared token is nobody in particular: these count only people's own tokens (or Slack clicks).
+        lines.append("")
+        lines += [
+            f"{clip(str(x.get('task_id')), 32)} {x.get('approval_id')} needs {x['approvers']} people, each approving "
+            "with a token of their own (--token, or SPANVISOR_DECIDE_TOKEN): "
+            f"`{command_name()} decider-token NAME` makes one for serve's SPANVISOR_DECIDERS file"
+            for x in people
+        ]
     return "\n".join(lines)
 
 
 def handler(args: argparse.Namespace, config: Config) -> int:
-    url = args.url or config.get("control_url") or os.environ.get(ENV_URL) or DEFAULT_URL
+    url, source = control_target(args, config)
     token = args.token or config.get("decide_token") or config.get("control_token") or token_from_env()
     client = HttpSource(url, token, request_timeout_s=args.timeout)
     status, doc = client.approvals(args.agent)
     if status == 0:
-        print(f"spanvisor: no answer from the control API: {doc.get('error') or 'unreachable'}", file=sys.stderr)
+        print(unreachable_line(client.url, source, doc.get("error")), file=sys.stderr)
         return 2
     if status != 200:
         print(f"spanvisor: the control API said HTTP {status}: {doc.get('error') or ''}", file=sys.stderr)

@@ -53,7 +53,7 @@ def _clip(text: str, n: int = 60) -> str:
 
 
 def cmd_list(args: argparse.Namespace, config: Config) -> int:
-    from spanvisor.cli.main import _table
+    from spanvisor.cli.check import table as _table
 
     store = _store(config)
     try:
@@ -90,7 +90,7 @@ def cmd_list(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_retry(args: argparse.Namespace, config: Config) -> int:
-    from spanvisor.cli.main import _table
+    from spanvisor.cli.check import table as _table
 
     store = _store(config)
     try:

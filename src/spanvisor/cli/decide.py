@@ -21,13 +21,13 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import os
 import sys
 import uuid
 from typing import Any
 
 from spanvisor.cli.approvals import action_line, cut
 from spanvisor.cli.approvals import shown as shown_text
+from spanvisor.cli.controlurl import control_target, unreachable_line
 from spanvisor.config import Config
 from spanvisor.control.client import DEFAULT_URL, ENV_URL, STORE_DOWN, HttpSource, Sent, token_from_env
 from spanvisor.control.deciders import ANONYMOUS_NAME, new_token, token_hash, valid_name
@@ -137,7 +137,7 @@ def edited_action(request: dict[str, Any] | None, raw: str) -> dict[str, Any] | 
 
 
 def handler(args: argparse.Namespace, config: Config) -> int:
-    url = args.url or config.get("control_url") or os.environ.get(ENV_URL) or DEFAULT_URL
+    url, source = control_target(args, config)
     token = args.token or config.get("decide_token") or config.get("control_token") or token_from_env()
     client = HttpSource(url, token, request_timeout_s=args.timeout)
     approval = getattr(args, "approval", None)
@@ -171,6 +171,8 @@ def handler(args: argparse.Namespace, config: Config) -> int:
         edited=edited,
     )
     line = describe(sent, args.action, args.task, approval, iid)
+    if sent.outcome == "unreachable":
+        line = unreachable_line(client.url, source, sent.reason)
     print(line, file=sys.stdout if sent.ok else sys.stderr, flush=True)
     if sent.outcome == "applied" and getattr(args, "for_run", False):
         if sent.votes_needed > 1 and sent.votes < sent.votes_needed:

@@ -47,6 +47,16 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from spanvisor.agent import TaskHandle, task
 from spanvisor.cli import demo_signoff
+from spanvisor.cli.demo_flow import (
+    PACE_STEPS,
+    DemoStopped,
+    deliver,
+    durable_sinks_unable_to_write,
+    expected_s,
+    linger_hint,
+    stop_now,
+    stopped_by_sigterm,
+)
 from spanvisor.cli.pasteable import command_name
 from spanvisor.config import Config
 from spanvisor.control.client import HttpSource
@@ -226,58 +236,31 @@ def gauge(tracer: trace.Tracer, clock: DemoPace) -> None:
 AGENTS: tuple[Callable[[trace.Tracer, DemoPace], None], ...] = (rivet, sprocket, gauge)
 
 
-# How long the demo waits for its sinks to start (a first embedded PostgreSQL
-# runs initdb) before it checks that the durable ones can write.
-STARTUP_WAIT_S = 60.0
-
-
-def durable_sinks_unable_to_write(pipeline: Pipeline) -> list[str]:
-    """The demo's startup check: why a durable sink cannot write now, if one cannot.
-
-    The audit trail's database without ``SPANVISOR_DATABASE_URL`` and without
-    the ``[embedded]`` extra (or a server that is down) would otherwise hold
-    the events in its outbox until the flush deadline, about a minute, before
-    the demo fails; the sink's own reason names the install command.
-    """
-    pipeline.wait_ready(STARTUP_WAIT_S)
-    problems = []
-    for sink in pipeline.sinks:
-        health = getattr(sink, "health", None)
-        if getattr(sink, "durable", False) and health is not None:
-            ok, why = health()
-            if not ok:
-                problems.append(f"{getattr(sink, 'name', '?')}: {why}")
-    return problems
-
-
-# How long the demo waits for its sinks once the agents are done, and how
-# often it says what it waits for. Slack at its real limit (about a post a
-# second per channel) takes a while for three tasks' threads; a wait that
-# says so is better than failing.
-DELIVER_S = 120.0
-DELIVER_SAY_S = 5.0
-
-
-def deliver(pipeline: Any, limit_s: float = DELIVER_S, every_s: float = DELIVER_SAY_S) -> bool:
-    """Flush the sinks, with a progress line every ``every_s`` while they deliver."""
-    start = time.monotonic()
-    while True:
-        if pipeline.force_flush(every_s):
-            return True
-        waited = time.monotonic() - start
-        if waited >= limit_s:
-            return False
-        busy = [str(getattr(s, "name", "?")) for s in pipeline.sinks if (getattr(s, "pending", lambda: 0)() or 0) > 0]
-        what = ", ".join(busy) if busy else "the sinks"
-        print(f"   … still delivering to {what} ({waited:.0f}s; Slack takes about one post a second)", flush=True)
-
-
 def run_demo(
     config: Config, seconds: float = 20.0, linger_s: float = 0.0, approval_wait_s: float = 20.0, via_serve: bool = False
 ) -> int:
     config, signoff = demo_signoff.people(config)  # alice and bob, with tokens of their own
     pipeline = Pipeline(config, path="receiver" if via_serve else "processor")
     attach_stream(pipeline)  # GET /v1/events on the control API, for `spanvisor follow`
+    serving: list[Any] = []  # the control API, once it serves
+    with stopped_by_sigterm():
+        try:
+            return _run(config, signoff, pipeline, serving, seconds, linger_s, approval_wait_s, via_serve)
+        except DemoStopped:
+            pass
+    return stop_now(pipeline, serving)
+
+
+def _run(
+    config: Config,
+    signoff: Any,
+    pipeline: Pipeline,
+    serving: list[Any],
+    seconds: float,
+    linger_s: float,
+    approval_wait_s: float,
+    via_serve: bool,
+) -> int:
     pipeline.start()
     problems = durable_sinks_unable_to_write(pipeline)
     if problems:
@@ -313,6 +296,7 @@ def run_demo(
         # The agents' stdlib logging, through the OTel SDK's handler: log tails.
         logs = LoggerProvider(resource=resource)
         logs.add_log_record_processor(SpanvisorLogProcessor(processor))
+    serving.append(control_api)
     tracer = provider.get_tracer("spanvisor.demo")
     handler = LoggingHandler(level=logging.INFO, logger_provider=logs)
     agent_logs = logging.getLogger("sprocket")
@@ -322,7 +306,8 @@ def run_demo(
     names = ", ".join(getattr(s, "name", "?") for s in pipeline.sinks) or "none"
     how = f" through spanvisor serve's OTLP receiver at {control_api.url}" if via_serve else ""
     count = len(AGENTS) + signoff.on
-    print(f"spanvisor demo: {count} agents for ~{seconds:.0f}s{how} into sinks: {names}", flush=True)
+    about = f"about {expected_s(seconds, approval_wait_s):.0f}s when nobody answers rivet, less when you do"
+    print(f"spanvisor demo: {count} agents, {about}{how}; into sinks: {names}", flush=True)
     me = command_name()
     print(f"control API: {control_api.url} ({me} approve/reject/cancel answer the agents)", flush=True)
     print(f"live events: {me} follow --url {control_api.url} (in another terminal)", flush=True)
@@ -334,7 +319,7 @@ def run_demo(
         host = config.get("metrics_host") or "127.0.0.1"
         where = bound[0]
         print(
-            f"metrics: http://{host}:{where}/metrics (add --linger 60 to keep it up after the agents finish)",
+            f"metrics: http://{host}:{where}/metrics ({linger_hint(via_serve)} keeps it up after the agents finish)",
             flush=True,
         )
     print(flush=True)
@@ -342,7 +327,7 @@ def run_demo(
 
     def run(agent: Callable[[trace.Tracer, DemoPace], None]) -> None:
         try:
-            agent(tracer, DemoPace(seconds, 14, approval_wait_s, control_api.url))
+            agent(tracer, DemoPace(seconds, PACE_STEPS, approval_wait_s, control_api.url))
         except RuntimeError:
             pass  # sprocket's failure is the point of the demo
         except BaseException as exc:  # pragma: no cover - a bug in the demo itself
@@ -351,7 +336,8 @@ def run_demo(
     def sign_off(tracer: trace.Tracer, clock: DemoPace) -> None:
         demo_signoff.ledger(tracer, control_api.url, signoff, max(30.0, approval_wait_s), clock.tick)
 
-    threads = [threading.Thread(target=run, args=(a,), name=a.__name__) for a in (*AGENTS, sign_off)]
+    # Daemons: a demo stopped by SIGTERM does not wait for its agents.
+    threads = [threading.Thread(target=run, args=(a,), name=a.__name__, daemon=True) for a in (*AGENTS, sign_off)]
     for th in threads:
         th.start()
     for th in threads:

@@ -165,7 +165,11 @@ def register(subparsers: Any) -> None:
     from spanvisor.cli import emit_approval
 
     appr = kinds.add_parser(
-        "approval", help="ask a person and wait for the answer (exit 0 approved, 1 rejected, 2 timed out)"
+        "approval",
+        help="ask a person and wait for the answer (exit 0 approved, 1 rejected, 2 timed out, 3 not sent, "
+        "4 not permitted, 5 cancelled)",
+        epilog=emit_approval.EXIT_STATUSES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     common(appr)
     emit_approval.add_arguments(appr)

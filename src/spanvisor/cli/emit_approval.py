@@ -7,12 +7,12 @@ It sends ``agent.approval.request`` on a child span of task T (as the other
 ``emit`` calls do), long-polls the control API of ``spanvisor serve`` for a
 decision on that approval, then sends ``agent.approval.decision`` with what
 it read (so the task leaves awaiting_approval, whoever answered) and prints
-it. Exit status: 0 approved, 1 rejected, 2 timed out (no decision in
-``--wait`` seconds), 3 the request was not accepted by the receiver, or the
-control API never answered in all that time (a wrong URL or token: nothing
-is sent back then, and the request stays open), 4 approved but the action
-was not permitted (``--action``: already used once, or not the action
-approved). ``--approvers 2`` asks for two distinct, verified people;
+it. Exit status (:data:`EXIT_STATUSES`): 0 approved, 1 rejected, 2 timed
+out (no decision in ``--wait`` seconds), 3 the request was not accepted by
+the receiver, or the control API never answered in all that time (a wrong
+URL or token: nothing is sent back then, and the request stays open), 4
+approved but the action was not permitted (``--action``: already used once,
+or not the action approved), 5 cancelled (someone asked the task to stop). ``--approvers 2`` asks for two distinct, verified people;
 ``--requester NAME`` names who asked (they may not approve). An approver
 may approve other arguments for the same tool: the action then checked
 is that one, printed as ``edited: {json}`` for the script to run.
@@ -54,6 +54,18 @@ EXIT_NOT_SENT = 3
 # Approved, but the check before running refused the action (already used,
 # or not the action approved).
 EXIT_NOT_PERMITTED = 4
+# Someone asked the task to stop while (or before) it waited.
+EXIT_CANCELLED = 5
+# What `spanvisor emit approval --help` shows under the options.
+EXIT_STATUSES = """exit status:
+  0  approved (and, with --action, permitted: run it)
+  1  rejected
+  2  timed out: no decision in --wait seconds
+  3  not sent: the receiver refused the request, or the control API never
+     answered (a wrong --url or token; the request stays open)
+  4  approved, but --action was not permitted (already used, or not the
+     action approved)
+  5  cancelled: someone asked the task to stop"""
 
 
 def approval_id_for(question: str, action_json: str | None = None, details: str | None = None) -> str:
@@ -154,7 +166,9 @@ def handler(args: argparse.Namespace, config: Config) -> int:
     result = ApprovalDecision.of(found) if found is not None else ApprovalDecision.timed_out(aid)
     if not _send(args, config, "approval_decision", approval_id=aid, outcome=result.outcome, decided_by=result.by):
         print("spanvisor emit approval: the answer could not be sent back as a span", file=sys.stderr)
-    words = {"approve": "approved", "reject": "rejected", "timed_out": "timed out"}[result.outcome]
+    words = {"approve": "approved", "reject": "rejected", "timed_out": "timed out", "cancelled": "cancelled"}[
+        result.outcome
+    ]
     line = words + (f" by {result.by}" if result.by else "") + (f": {result.comment}" if result.comment else "")
     print(line, flush=True)
     if result.outcome == "approve" and action is not None:
@@ -169,7 +183,9 @@ def handler(args: argparse.Namespace, config: Config) -> int:
             print(f"spanvisor emit approval: not permitted: {got.reason}", file=sys.stderr)
             return EXIT_NOT_PERMITTED
         print(f"permitted: {action['tool']}", flush=True)
-    return {"approve": EXIT_APPROVED, "reject": EXIT_REJECTED}.get(result.outcome, EXIT_TIMED_OUT)
+    return {"approve": EXIT_APPROVED, "reject": EXIT_REJECTED, "cancelled": EXIT_CANCELLED}.get(
+        result.outcome, EXIT_TIMED_OUT
+    )
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -192,9 +208,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 __all__ = [
     "EXIT_APPROVED",
+    "EXIT_CANCELLED",
     "EXIT_NOT_PERMITTED",
     "EXIT_NOT_SENT",
     "EXIT_REJECTED",
+    "EXIT_STATUSES",
     "EXIT_TIMED_OUT",
     "add_arguments",
     "handler",

@@ -14,18 +14,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import urllib.parse
 from typing import Any
 
 from spanvisor.cli.approvals import clip
+from spanvisor.cli.controlurl import control_target, unreachable_line
 from spanvisor.config import Config, ConfigError, p_duration
 from spanvisor.control.client import DEFAULT_URL, ENV_URL, HttpSource, token_from_env
 
 
 def _client(args: argparse.Namespace, config: Config) -> HttpSource:
-    url = args.url or config.get("control_url") or os.environ.get(ENV_URL) or DEFAULT_URL
+    url, _ = control_target(args, config)
     token = args.token or config.get("decide_token") or config.get("control_token") or token_from_env()
     return HttpSource(url, token, request_timeout_s=args.timeout)
 
@@ -57,9 +57,10 @@ def table(items: list[dict[str, Any]]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in (head, *rows))
 
 
-def _said(status: int, doc: dict[str, Any]) -> int:
+def _said(status: int, doc: dict[str, Any], args: argparse.Namespace, config: Config) -> int:
     if status == 0:
-        print(f"spanvisor: no answer from the control API: {doc.get('error') or 'unreachable'}", file=sys.stderr)
+        url, source = control_target(args, config)
+        print(unreachable_line(url.rstrip("/"), source, doc.get("error")), file=sys.stderr)
         return 2
     print(f"spanvisor: refused (HTTP {status}): {doc.get('error') or ''}", file=sys.stderr)
     return 1
@@ -69,7 +70,7 @@ def cmd_list(args: argparse.Namespace, config: Config) -> int:
     client = _client(args, config)
     status, doc = client._request("GET", f"{client.url}/v1/control/grants", None, client.request_timeout_s)
     if status != 200:
-        return _said(status, doc)
+        return _said(status, doc, args, config)
     items = [g for g in doc.get("grants") or [] if isinstance(g, dict)]
     print(json.dumps({"grants": items}, indent=2) if args.json else table(items))
     return 0
@@ -95,7 +96,7 @@ def cmd_add(args: argparse.Namespace, config: Config) -> int:
     client = _client(args, config)
     status, doc = client._request("POST", f"{client.url}/v1/control/grants", body, client.request_timeout_s)
     if status != 201:
-        return _said(status, doc)
+        return _said(status, doc, args, config)
     scope = f"run {args.task}/{args.run}" if args.run else "any run"
     print(
         f"Granted {doc.get('grant_id')}: {doc.get('tool')} by agent {doc.get('agent')}, {scope}, "
@@ -111,7 +112,7 @@ def cmd_revoke(args: argparse.Namespace, config: Config) -> int:
     url = f"{client.url}/v1/control/grants/{urllib.parse.quote(args.grant_id, safe='')}"
     status, doc = client._request("DELETE", url, None, client.request_timeout_s)
     if status != 200:
-        return _said(status, doc)
+        return _said(status, doc, args, config)
     print(f"Revoked {doc.get('grant_id')} (by {doc.get('revoked_by')})")
     return 0
 

@@ -1,6 +1,6 @@
 """The ``spanvisor`` command.
 
-Core subcommands live here (``demo``, ``check``, ``version``); ``serve``,
+Core subcommands live here (``demo``, ``version``; ``check`` in :mod:`spanvisor.cli.check`); ``serve``,
 ``emit``, ``deadletter`` and the decisions (``approve``, ``reject``,
 ``cancel``, ``retry``, ``ack``) come from their modules, and plugins add their own (``tasks``,
 ``migrate``, ...) through the ``spanvisor.commands`` entry-point group.
@@ -10,7 +10,6 @@ Every handler has the signature ``handler(args, config) -> exit code``.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
 import logging
 import sys
@@ -19,23 +18,14 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from spanvisor import __version__
+from spanvisor.cli import check
+from spanvisor.cli.suggest import Parser
 from spanvisor.config import Config, ConfigError
-from spanvisor.config.conflicts import conflicts
 from spanvisor.logs import configure_logging
 from spanvisor.sink import SinkLoadError
 
 log = logging.getLogger("spanvisor")
 DEMO_METRICS_PORT = 9464
-
-
-def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = [
-        "  ".join(str(h).ljust(w) for h, w in zip(header, widths, strict=True)).rstrip(),
-        "  ".join("─" * w for w in widths),
-    ]
-    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    return "\n".join(lines)
 
 
 def cmd_demo(args: argparse.Namespace, config: Config) -> int:
@@ -66,43 +56,13 @@ def cmd_demo(args: argparse.Namespace, config: Config) -> int:
         sys.stdout = real
 
 
-def cmd_check(args: argparse.Namespace, config: Config) -> int:
-    from spanvisor.pipeline.pipeline import build_sinks
-
-    print(_table(config.rows(), ("setting", "environment", "value", "source")))
-    for line in conflicts(config):
-        print(f"\nwarning: {line}")
-    try:
-        sinks = build_sinks(config)
-    except Exception as exc:
-        print(f"\nsinks: ERROR {exc}")
-        return 1
-    print("\nsinks: " + (", ".join(getattr(s, "name", "?") for s in sinks) or "none"))
-    failures = 0
-    for sink in sinks:
-        check = getattr(type(sink), "check", None)
-        if check is None:
-            continue
-        try:
-            results = asyncio.run(check(config))
-        except Exception as exc:
-            results = [(f"{getattr(sink, 'name', '?')} check", False, f"{type(exc).__name__}: {exc}")]
-        for what, ok, detail in results:
-            failures += not ok
-            print(f"  {'ok  ' if ok else 'FAIL'} {what}: {detail}")
-    print("\nconfiguration is valid" if not failures else f"\n{failures} check(s) failed")
-    return 1 if failures else 0
-
-
 def cmd_version(args: argparse.Namespace, config: Config) -> int:
     print(f"spanvisor {__version__}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="spanvisor", description="Supervise AI agents from their OpenTelemetry spans."
-    )
+    parser = Parser(prog="spanvisor", description="Supervise AI agents from their OpenTelemetry spans.")
     parser.add_argument("--config", metavar="FILE", help="TOML config file (default: $SPANVISOR_CONFIG)")
     parser.add_argument("--version", action="version", version=f"spanvisor {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -131,8 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(func=cmd_demo)
 
-    check = sub.add_parser("check", help="print the effective config (secrets masked) and validate it")
-    check.set_defaults(func=cmd_check)
+    check.add_arguments(
+        sub.add_parser(
+            "check",
+            help="validate everything spanvisor reads (settings, sinks and what they reach, hook policy, deciders); "
+            "the verdict first",
+        )
+    )
     sub.add_parser("version", help="print the version").set_defaults(func=cmd_version)
 
     for module in (
@@ -165,12 +130,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    # `check` reads every value it can and reports each one it cannot; the
+    # other commands refuse to start at the first.
+    checking = args.func is check.cmd_check
     try:
-        config = Config.load(toml_path=args.config)
+        config = Config.load(toml_path=args.config, lenient=checking)
     except ConfigError as exc:
+        if checking:
+            return check.unreadable(str(exc))
         print(f"spanvisor: configuration error: {exc}", file=sys.stderr)
         return 2
-    if config.unknown:
+    if config.unknown and not checking:
         # A misspelt key would otherwise be ignored while the default applies.
         for problem in config.unknown:
             print(f"spanvisor: configuration error: {problem}", file=sys.stderr)

@@ -34,6 +34,8 @@ class Config:
         settings: Sequence[Setting],
         sources: Mapping[str, str],
         unknown: Sequence[str] = (),
+        invalid: Mapping[str, str] | None = None,
+        owners: Mapping[str, str] | None = None,
     ) -> None:
         self._values = dict(values)
         self.settings = tuple(settings)
@@ -41,6 +43,14 @@ class Config:
         # Keys of the TOML file and SPANVISOR_* variables no setting reads,
         # each with a "did you mean" (see :func:`unknown_keys`).
         self.unknown = tuple(unknown)
+        # Loaded leniently (an agent's process, `spanvisor check`): each
+        # setting whose value was refused, with the one line saying why; the
+        # setting holds its default meanwhile, and whoever reads the config
+        # decides what runs without it (see spanvisor.pipeline.agentconfig).
+        self.invalid = dict(invalid or {})
+        # Which part declares each setting that is not the core's:
+        # "sink:<name>" for a sink's, else the entry point's name ("receiver").
+        self.owners = dict(owners or {})
 
     def __getitem__(self, name: str) -> Any:
         return self._values[name]
@@ -51,7 +61,9 @@ class Config:
     def with_values(self, **overrides: Any) -> Config:
         values = dict(self._values)
         values.update(overrides)
-        return Config(values, self.settings, {**self.sources, **{k: "code" for k in overrides}}, self.unknown)
+        sources = {**self.sources, **{k: "code" for k in overrides}}
+        invalid = {k: v for k, v in self.invalid.items() if k not in overrides}
+        return Config(values, self.settings, sources, self.unknown, invalid, self.owners)
 
     @property
     def data_dir(self) -> Path:
@@ -64,12 +76,23 @@ class Config:
         toml_path: str | os.PathLike[str] | None = None,
         extra: Iterable[Setting] | None = None,
         overrides: Mapping[str, Any] | None = None,
+        *,
+        lenient: bool = False,
     ) -> Config:
+        """The effective configuration. A value a setting refuses raises one
+        :class:`ConfigError` naming the setting, the value and what it
+        accepts; with ``lenient`` every such value is collected instead
+        (:attr:`invalid`) and the setting keeps its default. A file that
+        cannot be read raises either way."""
         env = os.environ if env is None else env
         settings = [*CORE_SETTINGS, *COST_SETTINGS]
         extra_given = extra
+        owners: dict[str, str] = {}
         if extra is None:
-            extra = plugin_settings()
+            extra = []
+            for owner, part in plugin_settings_by_owner():
+                extra.extend(part)
+                owners.update((s.name, owner) for s in part)
         settings.extend(extra)
         _check(settings)
         path = toml_path or env.get("SPANVISOR_CONFIG")
@@ -79,6 +102,7 @@ class Config:
             table = dict(doc.get("spanvisor", doc))
         values: dict[str, Any] = {}
         sources: dict[str, str] = {}
+        invalid: dict[str, str] = {}
         for s in settings:
             if overrides and s.name in overrides:
                 values[s.name], sources[s.name] = overrides[s.name], "code"
@@ -96,11 +120,16 @@ class Config:
             except (ValueError, TypeError):
                 shown = "<secret>" if s.secret else repr(raw)
                 accepts = f"; accepted: {s.accepts}" if s.accepts else ""
-                raise ConfigError(f"{s.name} ({source}) = {shown} is invalid{accepts}") from None
+                problem = f"{s.name} ({source}) = {shown} is invalid{accepts}"
+                if not lenient:
+                    raise ConfigError(problem) from None
+                invalid[s.name] = problem
+                values[s.name], sources[s.name] = s.default, "default"
+                continue
             sources[s.name] = source
         # Only the whole table can say what is unknown (a partial ``extra`` is a test's).
         unknown = unknown_keys(settings, env, table, str(path)) if extra_given is None else []
-        return cls(values, settings, sources, unknown)
+        return cls(values, settings, sources, unknown, invalid, owners)
 
     def rows(self) -> list[tuple[str, str, str, str]]:
         """(setting, env, value, source) with secrets masked, for display."""
@@ -168,15 +197,21 @@ def plugin_settings() -> list[Setting]:
     ``spanvisor.settings`` (the receiver's), and each sink class's ``settings``
     (``spanvisor.sinks``, as a third-party sink declares them). A part that
     fails to load is skipped: its own loading reports why."""
-    out: list[Setting] = []
+    return [s for _, part in plugin_settings_by_owner() for s in part]
+
+
+def plugin_settings_by_owner() -> list[tuple[str, list[Setting]]]:
+    """:func:`plugin_settings` by the part declaring them: a
+    ``spanvisor.settings`` entry point's name, or ``sink:<name>``."""
+    out: list[tuple[str, list[Setting]]] = []
     for ep in entry_points(group=PLUGIN_SETTINGS_GROUP):
         try:
-            out.extend(ep.load())
+            out.append((ep.name, list(ep.load())))
         except Exception:  # a broken plugin must not break the others
             continue
     for ep in entry_points(group=SINKS_GROUP):
         try:
-            out.extend(getattr(ep.load(), "settings", ()) or ())
+            out.append((f"sink:{ep.name}", list(getattr(ep.load(), "settings", ()) or ())))
         except Exception:
             continue
     return out

@@ -29,7 +29,7 @@ from spanvisor.events import Decision
 
 log = logging.getLogger("spanvisor.agent")
 
-ApprovalOutcome = Literal["approve", "reject", "timed_out"]
+ApprovalOutcome = Literal["approve", "reject", "timed_out", "cancelled"]
 # Longest single wait of one poll: an approval wait is cut into pieces this
 # long, and the cancel watcher looks at its stop flag this often.
 WAIT_CHUNK_S = 10.0
@@ -42,9 +42,10 @@ RETRY_PAUSE_S = 0.5
 class ApprovalDecision:
     """The answer to one approval request.
 
-    ``outcome``: ``approve``, ``reject`` or ``timed_out`` (no answer within
-    the timeout, or nothing that could answer). ``by``: who decided (a name,
-    or an id such as a Slack user id), None when timed out. ``at_ns``: when
+    ``outcome``: ``approve``, ``reject``, ``timed_out`` (no answer within
+    the timeout, or nothing that could answer) or ``cancelled`` (someone
+    asked the task to stop: the wait ends at once). ``by``: who decided (a
+    name, or an id such as a Slack user id; who cancelled), None when timed out. ``at_ns``: when
     it was decided (or when the wait ended). ``digest``: of the request the
     decider was shown (None: the open request's, as the server has it).
 
@@ -113,6 +114,8 @@ class ApprovalDecision:
 
     @classmethod
     def of(cls, d: Decision, **extra: Any) -> ApprovalDecision:
+        if d.action == "cancel":  # the task's cancel ended the wait: nothing is permitted
+            return cls.cancelled(d.approval_id or "", d)
         outcome: ApprovalOutcome = "approve" if d.action == "approve" else "reject"
         if d.edited is not None and outcome == "approve":
             try:
@@ -131,6 +134,11 @@ class ApprovalDecision:
             d.run_id,
             **extra,
         )
+
+    @classmethod
+    def cancelled(cls, approval_id: str, cancel: Decision) -> ApprovalDecision:
+        """The wait on ``approval_id`` ended by the task's cancel: nothing is permitted."""
+        return cls("cancelled", cancel.actor_name or cancel.actor_id, cancel.time_ns, cancel.comment, approval_id)
 
     @classmethod
     def timed_out(cls, approval_id: str) -> ApprovalDecision:
@@ -213,11 +221,20 @@ class TaskFeed:
         with self._lock:
             return next((d for d in self._seen if pred(d)), None)
 
+    def _answer_or_cancel(self, approval_id: str) -> Decision | None:
+        """The task's cancel, once read (whatever was answered: a task asked
+        to stop runs nothing more), else the decision on ``approval_id``."""
+        with self._lock:
+            if self._cancel is not None:
+                return self._cancel
+            return next((d for d in self._seen if answers(d, approval_id)), None)
+
     def wait_approval(self, approval_id: str, timeout_s: float) -> Decision | None:
-        """The decision on ``approval_id``, or None after ``timeout_s``."""
+        """The decision on ``approval_id`` (the task's cancel decision when
+        it is cancelled, at once), or None after ``timeout_s``."""
         deadline = time.monotonic() + max(0.0, timeout_s)
         while True:
-            found = self.find(lambda d: answers(d, approval_id))
+            found = self._answer_or_cancel(approval_id)
             if found is not None:
                 return found
             left = deadline - time.monotonic()
@@ -231,7 +248,7 @@ class TaskFeed:
         """:meth:`wait_approval` in short polls on a worker thread: the
         caller's loop stays free, and cancelling the coroutine stops it."""
         deadline = time.monotonic() + max(0.0, timeout_s)
-        while (found := self.find(lambda d: answers(d, approval_id))) is None:
+        while (found := self._answer_or_cancel(approval_id)) is None:
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
@@ -256,6 +273,11 @@ class TaskFeed:
         once and starts the watcher; later calls only look."""
         if self._watcher is None:
             self._start_watcher()
+        return self._cancel
+
+    @property
+    def cancel_read(self) -> Decision | None:
+        """The cancel request if one has been read; reads nothing, starts nothing."""
         return self._cancel
 
     def on_cancel(self, callback: Callable[[], object]) -> None:

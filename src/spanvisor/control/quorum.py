@@ -78,8 +78,9 @@ def refusal(req: ApprovalRequest, earlier: list[Decision], d: Decision) -> tuple
         # requester is not the one approving.
         need = f"{req.approvers} people" if req.approvers > 1 else f"someone other than {req.requester}"
         return "unverified", (
-            f"this request needs {need} whose identity is proven: "
-            "decide from Slack or with your own token (SPANVISOR_DECIDERS)"
+            f"this request needs {need} whose identity is proven: decide from Slack or with a token of "
+            "your own (`spanvisor decider-token NAME` makes one for serve's SPANVISOR_DECIDERS file; "
+            "then approve with --token or SPANVISOR_DECIDE_TOKEN)"
         )
     if req.approvers <= 1:
         return None

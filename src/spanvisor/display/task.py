@@ -38,6 +38,14 @@ STATUS_STYLE: dict[str, tuple[str, str, str]] = {
 }
 
 
+def progress_of(view: TaskView) -> float | None:
+    """The progress a card shows: a task that completed is done, whatever
+    its agent last reported (an agent that said 30 % and then finished must
+    not show "complete" beside a bar at 30 %); any other task shows the last
+    figure it reported (for one that failed: how far it got)."""
+    return 100.0 if view.status == "complete" else view.progress
+
+
 def progress_bar(progress: float | None, width: int = 10) -> str:
     if progress is None:
         return "▱" * width + " " + NONE
@@ -137,6 +145,7 @@ __all__ = [
     "cost_text",
     "elapsed",
     "progress_bar",
+    "progress_of",
     "steps_line",
     "summary_text",
     "tokens",

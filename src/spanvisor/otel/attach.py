@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 from spanvisor.config import Config
 from spanvisor.otel.controlport import serve_control, stop_control
-from spanvisor.pipeline.exiting import EXIT_FLUSH_S
+from spanvisor.pipeline.agentconfig import OffPipeline, agent_pipeline
+from spanvisor.pipeline.exiting import EXIT_FLUSH_S, exit_under_way
 from spanvisor.pipeline.pipeline import Pipeline
 from spanvisor.sink import Sink
 from spanvisor.stats import PipelineStats
@@ -26,9 +28,12 @@ _default: Pipeline | None = None
 def default_pipeline(path: str) -> Pipeline:
     """The process-wide pipeline built from config, created on first use: the
     processor and the exporter built without arguments share it, so running
-    both never doubles an agent's events."""
+    both never doubles an agent's events. Never raises: with a configuration
+    spanvisor cannot run on, an :class:`OffPipeline` (said once)."""
     global _default  # noqa: PLW0603 - one pipeline per process, by design
     with _lock:
+        if isinstance(_default, OffPipeline):
+            return _default  # said once; the environment it was read from is the same
         if _default is not None and _default.closed:
             # Shut down (a provider's shutdown, a test's teardown): a processor
             # or exporter made now would drop every span into its closed
@@ -39,8 +44,12 @@ def default_pipeline(path: str) -> Pipeline:
             from spanvisor.logs import configure_logging
 
             configure_logging()
-            _default = Pipeline(path=path).start()
+            _default = agent_pipeline(path, None, None).start()
         return _default
+
+
+def ignore(*_: Any, **__: Any) -> None:
+    """A hook of a processor when spanvisor is off in its process."""
 
 
 class PipelineOwner:
@@ -56,16 +65,29 @@ class PipelineOwner:
         elif pipeline is not None and pipeline.closed:
             # Attaching would drop every span without a word.
             raise ValueError(f"spanvisor {path}: the pipeline given has been shut down; pass a new one")
-        self.pipeline = pipeline or Pipeline(config, sinks, path=path)
+        # A bad SPANVISOR_* value never raises into the agent (nor into the
+        # SDK's configurator, which would leave the provider without its
+        # other processors): see spanvisor.pipeline.agentconfig.
+        self.pipeline = pipeline or agent_pipeline(path, sinks, config)
         self.pipeline.start()
-        # SPANVISOR_CONTROL_LISTEN: people answer this agent from a terminal.
-        serve_control(self.pipeline)
+        if not self.off:
+            # SPANVISOR_CONTROL_LISTEN: people answer this agent from a terminal.
+            serve_control(self.pipeline)
+
+    @property
+    def off(self) -> bool:
+        """spanvisor cannot run with this process's configuration (said once): nothing is handed over."""
+        return isinstance(self.pipeline, OffPipeline)
 
     @property
     def stats(self) -> PipelineStats:
         return self.pipeline.stats
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        if exit_under_way(self.pipeline):
+            # The exit hook's flush of the providers, which hands spans over:
+            # the pipeline's shutdown, right after, waits for the sinks once.
+            return True
         try:
             return self.pipeline.force_flush(timeout_millis / 1000)
         except Exception:

@@ -186,7 +186,10 @@ def install_log_processor(source: Any = None) -> bool:
         if add is None:
             log.info("no SDK LoggerProvider is set; spanvisor keeps no log tails in this process")
             return False
-        add(SpanvisorLogProcessor(source))
+        processor = SpanvisorLogProcessor(source)
+        if processor.pipeline.closed:  # spanvisor is off in this process (said once), or shut down
+            return False
+        add(processor)
         return True
     except Exception:
         log.exception("could not install the spanvisor log processor")

@@ -49,7 +49,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from spanvisor.config import Config
-from spanvisor.otel.attach import PipelineOwner
+from spanvisor.otel.attach import PipelineOwner, ignore
 from spanvisor.otel.classify import MAX_OPEN_SPANS, UNKNOWN, Tasks, attrs_now, attrs_of, end, start
 from spanvisor.otel.replay import MAX_TASK_TRACES, Replay
 from spanvisor.otel.stamp import called_first, direct_stamp, put_back_task, stamp_for, stamp_mode, write_stamp
@@ -104,11 +104,9 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor, Replay):
         # and this start, finds the trace still hinted and the pipeline drops
         # it until it reaches this start: a record emitted in it is none's.
         self.task_traces: OrderedDict[int, int] = OrderedDict()
-        # Spans whose end a full inbox refused: the pipeline's thread still
-        # closes them in its classification (as the hooks did when they
-        # classified: the end is lost, not the bookkeeping), or its map of
-        # open spans would keep them for good. Bounded (the inbox's size or
-        # MAX_TASK_TRACES, the larger).
+        # Spans whose end a full inbox refused: the pipeline's thread still closes them in its
+        # classification (the end is lost, not the bookkeeping), or its map of open spans
+        # would keep them for good. Bounded (the inbox's size or MAX_TASK_TRACES, the larger).
         self._lost: deque[Any] = deque(maxlen=max(self.pipeline._inbox.size, MAX_TASK_TRACES))
         self._theirs = Tasks()
         # The open task roots of each trace, as the pipeline's thread
@@ -151,6 +149,8 @@ class SpanvisorSpanProcessor(PipelineOwner, SpanProcessor, Replay):
         self._on_ending = id  # type: ignore[method-assign,assignment]
         # Whether on_end puts an identity back itself (see _starts_classifying).
         self._ends_first = False
+        if self.off:  # spanvisor is off here (pipeline.agentconfig): every span is left as it is
+            self.on_start = self.on_end = self._on_ending = ignore  # type: ignore[method-assign,assignment]
 
     @property
     def _errors(self) -> int:

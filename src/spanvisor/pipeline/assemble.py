@@ -44,22 +44,49 @@ def build_sinks(config: Config, in_agent: bool = False) -> list[Sink]:
 
     A name no sink has is a :class:`SinkLoadError`, which the CLI prints as
     one line; in an agent's process (``in_agent``: the processor and the
-    exporter) a misspelt sink must not stop the agent, so it is left out
-    and said once, in one line naming the setting."""
+    exporter) a misspelt sink, a sink with a refused setting (a leniently
+    loaded config's ``invalid``) or one whose constructor fails must not
+    stop the agent, so it is left out and said once, in one line naming the
+    setting."""
     names = list(config["sinks"])
     if names in ([], ["auto"]):
         found = available_sinks()
         chosen = [name for name, cls in sorted(found.items()) if _enabled(cls, config)]
-        return [found[name]() for name in chosen]
+        if not in_agent:
+            return [found[name]() for name in chosen]
+        return [s for s in (_agent_sink(name, lambda n=name: found[n](), config) for name in chosen) if s]
     if not in_agent:
         return [load_sink_class(name)() for name in names]
     sinks: list[Sink] = []
     for name in names:
         try:
-            sinks.append(load_sink_class(name)())
+            cls = load_sink_class(name)
         except SinkLoadError as exc:
             log.error("configuration error: SPANVISOR_SINKS: %s; the agent runs on without it", exc)
+            continue
+        sink = _agent_sink(name, cls, config)
+        if sink is not None:
+            sinks.append(sink)
     return sinks
+
+
+def sink_problems(config: Config, sink: str) -> list[str]:
+    """The refused values (a leniently loaded config's) of the settings the sink named ``sink`` declares."""
+    owner = f"sink:{sink}"
+    return [why for key, why in config.invalid.items() if config.owners.get(key) == owner]
+
+
+def _agent_sink(name: str, make: Any, config: Config) -> Sink | None:
+    problems = sink_problems(config, name)
+    for problem in problems:
+        log.error("configuration error: %s; the agent runs on without the %s sink", problem, name)
+    if problems:
+        return None
+    try:
+        return make()  # type: ignore[no-any-return]
+    except Exception as exc:
+        log.error("sink %s cannot start (%s); the agent runs on without it", name, exc)
+        return None
 
 
 def _enabled(cls: Any, config: Config) -> bool:

@@ -20,8 +20,16 @@ from typing import Any
 
 log = logging.getLogger("spanvisor.pipeline")
 
-# An agent that exits waits at most this long per flush for its sinks.
+# An agent that exits waits at most this long for its sinks.
 EXIT_FLUSH_S = 5.0
+# Pipelines whose exit is under way: the providers' flush that moves spans
+# into them must not also wait on their sinks (their shutdown, next, does;
+# one wait, not two, within EXIT_FLUSH_S).
+_exiting: set[int] = set()
+
+
+def exit_under_way(pipeline: Any) -> bool:
+    return id(pipeline) in _exiting
 
 
 def register(hook: Callable[[], None]) -> None:
@@ -41,6 +49,7 @@ def at_exit(pipeline: Any) -> None:
         from opentelemetry._logs import get_logger_provider
 
         deadline = min(EXIT_FLUSH_S, float(pipeline.config.get("shutdown_timeout_s", EXIT_FLUSH_S)))
+        _exiting.add(id(pipeline))
         for provider in (trace.get_tracer_provider(), get_logger_provider()):
             flush = getattr(provider, "force_flush", None)
             if flush is not None:
@@ -48,9 +57,11 @@ def at_exit(pipeline: Any) -> None:
         pipeline.shutdown(deadline)
     except Exception:
         log.exception("shutdown at interpreter exit failed")
+    finally:
+        _exiting.discard(id(pipeline))
 
 
-__all__ = ["EXIT_FLUSH_S", "at_exit", "register"]
+__all__ = ["EXIT_FLUSH_S", "at_exit", "exit_under_way", "register"]
 
 
 # How long the loop's last tasks get to end once it has stopped.

@@ -261,7 +261,9 @@ def serve_sinks(config: Config) -> list[Any]:
     for name, cls in _admin_classes():
         if cls not in running:
             try:
-                sinks.append(cls())
+                sink = cls()
+                sink.implicit = True  # not configured: /readyz names it by its role (pipeline.readiness)
+                sinks.append(sink)
             except Exception as exc:  # a broken plugin must not stop serve
                 log.warning("sink %r for the admin port is unavailable: %s", name, exc)
     return sinks

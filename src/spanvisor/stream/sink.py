@@ -59,6 +59,9 @@ class StreamSink(BaseSink):
     name = "stream"
     settings: ClassVar[Sequence[Setting]] = SETTINGS
     serves_admin: ClassVar[bool] = True
+    # What /readyz calls it when it was added for the user, not configured
+    # (serve's admin port, the demo): spanvisor.pipeline.readiness.
+    role: ClassVar[str] = "the event stream (GET /v1/events)"
     # Each pump's events go out at once (SinkWorker reads it): a batch delay
     # would be latency for every client and save nothing here.
     batch_delay_s: ClassVar[float] = 0.0
@@ -213,6 +216,7 @@ def attach(pipeline: Any) -> StreamSink:
     found = find(pipeline)
     if found is None:
         found = StreamSink()
+        found.implicit = True  # not the user's: /readyz names it by its role
         pipeline.sinks.append(found)
     return found
 
