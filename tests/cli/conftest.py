@@ -15,6 +15,11 @@ from spanvisor.cli.main import main
 Run = Any  # the ``cli`` fixture: (*argv) -> (exit code, stdout, stderr)
 
 
+def _closed(handler: logging.Handler) -> bool:
+    stream = getattr(handler, "stream", None)
+    return bool(getattr(stream, "closed", False))
+
+
 @pytest.fixture
 def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Run]:
     """main(argv) in a clean environment: only the SPANVISOR_* a test sets.
@@ -34,6 +39,9 @@ def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp
 
     logger = logging.getLogger("spanvisor")
     before = (list(logger.handlers), getattr(logger, "_spanvisor_handler", None), logger.level, logger.propagate)
+    # A handler left by an earlier test that called main() without this
+    # fixture writes to that test's closed capture: start without it.
+    logger.handlers[:] = [h for h in logger.handlers if not _closed(h)]
     yield call
     logger.handlers[:] = before[0]
     logger._spanvisor_handler = before[1]  # type: ignore[attr-defined]

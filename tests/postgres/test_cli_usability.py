@@ -67,7 +67,7 @@ def test_an_unknown_status_is_rejected_with_the_valid_ones(cli: Any, many_tasks:
     monkeypatch.setenv("SPANVISOR_DATABASE_URL", many_tasks)
     code, out, err = cli("tasks", "--status", "bogus")
     assert code == 2 and out == ""
-    assert "invalid choice: 'bogus'" in err
+    assert "unknown --status 'bogus'" in err
     assert all(f"'{s}'" in err for s in STATUS_FILTERS)
     assert {"running", "complete", "context_warning", "awaiting_approval"} <= set(STATUS_FILTERS)
     code, out, _ = cli("tasks", "--status", "working", "--limit", "3", "--json")

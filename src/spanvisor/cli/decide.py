@@ -84,17 +84,20 @@ def describe(sent: Sent, action: str, task: str, approval: str | None, intervent
     if sent.outcome == "duplicate":
         return f"Already recorded (the same decision): {what}"
     if sent.outcome == "unreachable":
-        # A connection lost after the server recorded it: the same id again
-        # is told so ("Already recorded"), never a second decision.
-        again = (
-            f"; it may have been recorded: run the same command again with --intervention-id {intervention_id} "
-            "(it is recorded once)"
-            if intervention_id and sent.http_status == 0
-            else ""
-        )
-        return f"spanvisor: no answer from the control API: {sent.reason or 'unreachable'}{again}"
+        return f"spanvisor: no answer from the control API: {sent.reason or 'unreachable'}{retry_hint(sent, intervention_id)}"
     code = f", {sent.code}" if sent.code and sent.code != sent.outcome else ""
     return f"Refused ({sent.outcome.replace('_', ' ')}{code}): {sent.reason or what}"
+
+
+def retry_hint(sent: Sent, intervention_id: str | None) -> str:
+    """A connection lost after the server may have recorded the decision:
+    the same id again is told so ("Already recorded"), never a second one."""
+    if not intervention_id or sent.http_status != 0:
+        return ""
+    return (
+        f" It may have been recorded: run the same command again with --intervention-id {intervention_id} "
+        "(it is recorded once)."
+    )
 
 
 def shown(client: HttpSource, task: str, approval: str, run: str | None) -> tuple[str | None, dict[str, Any] | None]:
@@ -172,7 +175,7 @@ def handler(args: argparse.Namespace, config: Config) -> int:
     )
     line = describe(sent, args.action, args.task, approval, iid)
     if sent.outcome == "unreachable":
-        line = unreachable_line(client.url, source, sent.reason)
+        line = unreachable_line(client.url, source, sent.reason) + retry_hint(sent, iid)
     print(line, file=sys.stdout if sent.ok else sys.stderr, flush=True)
     if sent.outcome == "applied" and getattr(args, "for_run", False):
         if sent.votes_needed > 1 and sent.votes < sent.votes_needed:

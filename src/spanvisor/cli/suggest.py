@@ -2,7 +2,8 @@
 
 argparse answers ``spanvisor taks`` with every command there is; this
 parser names the closest ones instead (``task``, ``tasks``), at every level
-(``spanvisor emit strat`` too), and the help that lists them all.
+(``spanvisor emit strat`` too), and the help that lists them all; an
+option's unknown value is answered with the values it takes.
 """
 
 from __future__ import annotations
@@ -33,9 +34,14 @@ class Parser(argparse.ArgumentParser):
         word = m.group("word")
         what = m.group("what").lower()
         self.print_usage(sys.stderr)
-        self.exit(
-            2, f"{self.prog}: unknown {what} {word!r}{suggestion(word, choices)} (`{self.prog} --help` lists them)\n"
+        # An option's values are few and are what the user needs next; a
+        # command's list is long, so its help lists them.
+        rest = (
+            f"; choose from {', '.join(repr(c) for c in choices)}"
+            if what.startswith("-")
+            else f" (`{self.prog} --help` lists them)"
         )
+        self.exit(2, f"{self.prog}: unknown {what} {word!r}{suggestion(word, choices)}{rest}\n")
 
 
 __all__ = ["Parser", "suggestion"]
