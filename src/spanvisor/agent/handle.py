@@ -129,7 +129,7 @@ class TaskHandle:
         pipeline last counted it, else as the control API reports it
         (``SPANVISOR_CONTROL_URL``); None without a budget or either. Costs are estimates."""
         from spanvisor.budgets.board import BudgetState, lookup
-        from spanvisor.control.client import remote_budget
+        from spanvisor.control.budgetread import remote_budget
 
         ctx = self.span.get_span_context()
         state = lookup(format(ctx.trace_id, "032x"), format(ctx.span_id, "016x"))

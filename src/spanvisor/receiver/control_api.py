@@ -304,6 +304,7 @@ def add_routes(app: web.Application, pipeline: Any, token: str | None) -> None:
             "decided_by": decision.actor_name or decision.actor_id,
             "verified": decision.verified,
             "groups": list(decision.groups),
+            "proof": decision.proof,
             "break_glass": decision.break_glass,
             "votes": verdict.votes,
             "votes_needed": verdict.votes_needed,
