@@ -86,6 +86,7 @@ class FakeIdP:
         self.device_ttl_s = device_ttl_s
         self.token_ttl_s = token_ttl_s
         self.jwks_reads = 0
+        self.jwks_delay_s = 0.0
         self.devices: dict[str, Device] = {}
         self.refresh_tokens: dict[str, dict[str, Any]] = {}
         self.revoked: list[str] = []
@@ -194,6 +195,8 @@ class FakeIdP:
 
     async def _jwks(self, request: web.Request) -> web.Response:
         self.jwks_reads += 1
+        if self.jwks_delay_s:
+            await asyncio.sleep(self.jwks_delay_s)
         return web.json_response(self.jwks())
 
     async def _device(self, request: web.Request) -> web.Response:

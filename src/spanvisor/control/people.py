@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 from typing import Any
+from urllib.parse import urlsplit
 
 from spanvisor.config import ConfigError
 from spanvisor.control import oidc
@@ -71,9 +72,22 @@ def from_config(config: Any) -> People:
     """The people ``SPANVISOR_DECIDERS`` and ``SPANVISOR_OIDC_*`` prove;
     :class:`ConfigError` (one line) for settings that cannot work."""
     s = oidc.settings_from(config)
-    if s is not None and not (s.jwks_url or s.jwks_file or s.issuer.startswith(("https://", "http://"))):
-        raise ConfigError("SPANVISOR_OIDC_ISSUER: an https:// URL (its discovery document names the keys)")
+    for name, url in (
+        ("SPANVISOR_OIDC_ISSUER", s.issuer if s else None),
+        ("SPANVISOR_OIDC_JWKS_URL", s and s.jwks_url),
+    ):
+        if url and not _trusted(url):
+            raise ConfigError(
+                f"{name}: an https:// URL ({url[:80]}): the provider's keys must not be read over plain HTTP "
+                "(http:// only on loopback)"
+            )
     return People(deciders_of(config), oidc.Verifier(s) if s is not None else None)
+
+
+def _trusted(url: str) -> bool:
+    parts = urlsplit(url)
+    loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
+    return parts.scheme == "https" or (parts.scheme == "http" and loopback)
 
 
 def in_group(person_groups: tuple[str, ...], group: str) -> bool:
