@@ -141,6 +141,7 @@ class FakeIdP:
             "email": person,
             "iat": now,
             "exp": now + int(self.token_ttl_s),
+            "jti": secrets.token_hex(8),
         }
         if groups is not None:
             doc["groups"] = groups
