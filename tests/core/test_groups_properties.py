@@ -170,3 +170,29 @@ def test_examples_of_who_counts() -> None:
     # One approver from sre or carol: a bare Slack user in Slack's sre group counts.
     ops = [("request", "a1", 1, "sre_or_carol", None), ("vote", "a1", "bob", "slack", "a", "approve")]
     assert _outcomes(ops) == ["applied"]
+
+
+def test_groups_from_and_break_glass_survive_the_codec_and_the_run_record() -> None:
+    from spanvisor.codec import event_from_dict, event_to_dict
+    from spanvisor.events import ApprovalRequest, HumanIntervention, TaskView
+
+    d = Decision(
+        "d1",
+        TASK,
+        "approve",
+        "carol@example.com",
+        1,
+        approval_id="a1",
+        verified=True,
+        person="carol",
+        groups=("breakglass", "sre"),
+        proof="oidc",
+        break_glass=True,
+        comment="prod down",
+    )
+    req = ApprovalRequest("a1", "Deploy?", approvers=2, approvers_from=("group:sre", "alice"))
+    view = TaskView(task_id=TASK, trace_id="t", root_span_id="r", agent_id="rivet", approvals=(req,), decisions=(d,))
+    ev = HumanIntervention(event_id="d1", time_ns=1, task=view, decision=d, request=req)
+    assert event_from_dict(event_to_dict(ev)) == ev
+    assert runs.decision_from_dict(runs.decision_to_dict(d)) == d
+    assert runs.request_from_dict(runs.request_to_dict(req)) == req
