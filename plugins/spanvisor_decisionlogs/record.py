@@ -124,6 +124,9 @@ def decision_record(event: HumanIntervention) -> DecisionRecord:
         "spanvisor.decision.applied": applied,
         "spanvisor.decision.by": by,
         "spanvisor.decision.verified": d.verified,
+        "spanvisor.decision.groups": ",".join(d.groups) or None,
+        "spanvisor.decision.proof": d.proof,
+        "spanvisor.decision.break_glass": True if d.break_glass else None,
         "spanvisor.decision.source": d.source,
         "spanvisor.decision.code": None if applied else (event.code or "denied"),
         "spanvisor.decision.reason": event.reason,
@@ -139,6 +142,7 @@ def decision_record(event: HumanIntervention) -> DecisionRecord:
         "spanvisor.approval.digest": d.digest or (req.digest if req else None),
         "spanvisor.approval.question": req.question if req else None,
         "spanvisor.approval.requester": req.requester if req else None,
+        "spanvisor.approval.approvers_from": ",".join(req.approvers_from) or None if req else None,
     }
     attributes = tuple(
         (key, _text(value) if isinstance(value, str) else value)

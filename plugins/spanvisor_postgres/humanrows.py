@@ -82,6 +82,16 @@ def _attributes(event: HumanIntervention, notes: list[str]) -> str:
         more["person"] = d.person
     if req is not None and req.requester:
         more["requester"] = req.requester
+    # The groups proven for the decider and how they were proven; whose approvals
+    # the request counted; an approve that broke glass (its reason: the comment).
+    if d.groups:
+        more["groups"] = list(d.groups)
+    if d.proof is not None:
+        more["proof"] = d.proof
+    if req is not None and req.approvers_from:
+        more["approvers_from"] = list(req.approvers_from)
+    if d.break_glass:
+        more["break_glass"] = True
     if not more:
         return _IDENTITY[d.verified]
     return json_text({"verified": d.verified, **more}, "attributes", notes)

@@ -183,7 +183,12 @@ def _human_families(m: TaskMetrics) -> list[Metric]:
             "People's decisions on tasks, by action (approve, reject, cancel, retry, acknowledge) and outcome "
             "(applied, or denied: not an approver, a finished task, an approval already closed).",
             h.interventions,
-        )
+        ),
+        _counter(
+            "break_glass",
+            "Approvals that broke glass: one member of SPANVISOR_BREAK_GLASS_GROUP approving alone, with a reason.",
+            h.break_glass,
+        ),
     ]
     if h.result_names:
         last = GaugeMetricFamily(

@@ -3,6 +3,8 @@
 * ``spanvisor_interventions_total{action,outcome}``: every HumanIntervention,
   applied or denied. Both labels come from fixed lists (an action outside
   them reads ``other``), so the counter has at most 12 series.
+* ``spanvisor_break_glass_total``: approvals that broke glass (applied),
+  one series (the SpanvisorBreakGlassUsed alert watches it).
 * Task results (``agent.result.<name>``) only when configured by name in
   ``SPANVISOR_PROMETHEUS_RESULTS``: ``spanvisor_task_result{agent,name}``,
   the value the agent's last finished task reported, and with ``:sum`` also
@@ -54,6 +56,10 @@ class HumanMetrics:
 
     def __init__(self, results: tuple[tuple[str, bool], ...] = ()) -> None:
         self.interventions = CounterData("action", "outcome")
+        # Approvals that broke glass (one member of the break-glass group deciding alone):
+        # one series, there from the start, so an alert sees its first increase.
+        self.break_glass = CounterData()
+        self.break_glass.values[()] = 0.0
         self.result_names = {name: summed for name, summed in results}
         self.last_result: dict[tuple[str, str], float] = {}
         self.result_sum = CounterData("agent", "name")
@@ -63,6 +69,8 @@ class HumanMetrics:
         outcome = ev.outcome if ev.outcome in OUTCOMES else OTHER
         # The exemplar's trace only when the task is known here (a bare view has none).
         self.interventions.inc((action, outcome), 1.0, one if ev.known and ev.task.trace_id else None)
+        if ev.decision.break_glass and ev.outcome == "applied":
+            self.break_glass.inc((), 1.0, one if ev.known and ev.task.trace_id else None)
 
     def finished(self, ev: TaskFinished, agent: str, one: Exemplar) -> int:
         """Record the configured results of a finished task; returns how many

@@ -33,7 +33,7 @@ from slack_sdk.models.blocks import (
 )
 
 from spanvisor.display.approval import shown_action as display_action
-from spanvisor.display.readable import DECISION_STYLE, actor, clock, decision_text
+from spanvisor.display.readable import DECISION_STYLE, actor, clock, decision_text, from_text
 from spanvisor.events import ApprovalRequest, Decision, TaskView
 
 from . import actions as ids
@@ -106,7 +106,9 @@ def quorum_text(req: ApprovalRequest) -> str:
     """``Needs 2 people's approvals · alice asked for this and may not
     approve it``: who may settle it, said before anyone clicks (each vote's
     count is its own thread line)."""
-    parts = [f"Needs {req.approvers} people's approvals"] if req.approvers > 1 else []
+    only = t.safe(from_text(req), 300) if req.approvers_from else ""  # agent text: escaped
+    parts = [f"Needs {req.approvers} people's approvals{only}"] if req.approvers > 1 else []
+    parts = parts or ([f"Needs an approval{only}"] if only else [])
     if req.requester:
         parts.append(f"{t.safe(req.requester, 60)} asked for this and may not approve it")
     return "\n" + " · ".join(parts) if parts else ""

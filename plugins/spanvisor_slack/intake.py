@@ -29,7 +29,10 @@ from typing import Any
 
 from spanvisor.control.deciders import Deciders
 from spanvisor.control.hub import Control, Verdict
+from spanvisor.control.people import in_group
 from spanvisor.control.runs import request_from_dict
+from spanvisor.display.readable import from_text
+from spanvisor.events import Decision
 from spanvisor.statestores.api import StateStore
 from spanvisor.stats import PipelineStats
 
@@ -208,10 +211,11 @@ class Intake:
         d = item.decision
         known = self.people.on_slack(d.actor_id) if self.people is not None else None
         if known is not None:
-            d = dataclasses.replace(d, person=known.name)
+            d = dataclasses.replace(d, person=known.name, groups=known.groups)
         if self.control is None:
             await self.api.answer(item.where, "⚠️ spanvisor cannot take decisions here (no pipeline).")
             return "error"
+        d = dataclasses.replace(d, groups=await self._groups(d), proof="slack")
         ok, why = await self.approvers.allows(item.where)
         if not ok:
             reason = why or "not an approver"
@@ -229,14 +233,29 @@ class Intake:
             await self.api.answer(item.where, text)
         return verdict.outcome
 
+    async def _groups(self, d: Decision) -> tuple[str, ...]:
+        """The groups proven for a Slack decider: the deciders file's for the
+        person their Slack user is, and the Slack user groups among those the
+        request counts approvals from (``group:NAME`` matched by handle)."""
+        wanted: tuple[str, ...] = ()
+        if d.action == "approve" and d.approval_id and self.control is not None:
+            rec = await self.control.run(d.task_id, d.run_id or None)
+            reqs = rec.get("requests") if rec is not None else None
+            req = request_from_dict(reqs.get(d.approval_id)) if isinstance(reqs, Mapping) else None
+            only = req.approvers_from if req is not None else ()
+            wanted = tuple(w[6:] for w in only if w.startswith("group:") and not in_group(d.groups, w[6:]))
+        found = await self.approvers.member_of(d.actor_id, wanted) if wanted else ()
+        return tuple(dict.fromkeys((*d.groups, *found)))
+
 
 def answer_text(verdict: Verdict, item: Click) -> str | None:
     """The ephemeral line for a verdict; None for a duplicate (no second answer)."""
     if verdict.outcome == "applied" and verdict.votes_needed > 1 and verdict.votes < verdict.votes_needed:
         more = verdict.votes_needed - verdict.votes
+        whom = escape(from_text(verdict.request))
         return clip(
             f"🗳️ Your approval is {verdict.votes} of {verdict.votes_needed}: "
-            f"{more} more {'person' if more == 1 else 'people'} must approve before the agent goes on.",
+            f"{more} more {'person' if more == 1 else 'people'}{whom} must approve before the agent goes on.",
             2900,
         )
     if verdict.outcome == "applied":

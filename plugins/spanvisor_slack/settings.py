@@ -343,4 +343,13 @@ SETTINGS: tuple[Setting, ...] = (
         "How long a user group's members (usergroups.users.list) are cached.",
         "a duration",
     ),
+    Setting(
+        "slack_break_glass_channel",
+        "SPANVISOR_SLACK_BREAK_GLASS_CHANNEL",
+        p_opt_str,
+        None,
+        "Where every break-glass approval is posted (who, on what, why), besides the task's thread. "
+        "Unset: only the thread line.",
+        "a channel ID or #name",
+    ),
 )

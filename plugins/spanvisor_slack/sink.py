@@ -46,6 +46,7 @@ class SlackSink(BaseSink):
         self._deadline: float | None = None
         self._closed = False
         self.interactivity: Any = None  # .interactivity.Interactivity when configured
+        self.break_glass: Any = None  # .breakglass.BreakGlassPoster when a channel is set
 
     @classmethod
     def enabled(cls, config: Config) -> bool:
@@ -55,7 +56,7 @@ class SlackSink(BaseSink):
         """What start and the deliverer import (spanvisor.sink.BaseSink.imports):
         slack_sdk only when it posts, its interactivity only when configured."""
         names = ["spanvisor_slack.blocks", "spanvisor_slack.plan", "spanvisor_slack.retry", "spanvisor_slack.pacing"]
-        names += ["spanvisor_slack.transport", "spanvisor_slack.worker"]
+        names += ["spanvisor_slack.transport", "spanvisor_slack.worker", "spanvisor_slack.breakglass"]
         dry = bool(config.get("slack_dry_run"))
         if not dry and self._client_arg is None and config.get("slack_token"):
             names += ["aiohttp", "slack_sdk.web.async_client", "slack_sdk.errors"]
@@ -131,6 +132,12 @@ class SlackSink(BaseSink):
             deadline=lambda: self._deadline,
         )
         ctx.stats.gauge("slack_open_tasks", lambda: float(len(self._tasks)))
+        if c.get("slack_break_glass_channel"):
+            from .breakglass import BreakGlassPoster
+
+            self.break_glass = BreakGlassPoster(
+                ctx, self.transport, c.get("slack_break_glass_channel"), self.deliverer.owner
+            )
         if not dry and (c.get("slack_app_token") or c.get("slack_signing_secret")):
             from .interactivity import Interactivity
 
@@ -150,6 +157,8 @@ class SlackSink(BaseSink):
         return SinkResult.SUCCESS
 
     def _accept(self, ev: Event) -> None:
+        if isinstance(ev, HumanIntervention) and self.break_glass is not None and not self._closed:
+            self.break_glass.offer(ev)
         if self._closed or parent_key(ev.task) in self._done:
             return
         if isinstance(ev, HumanIntervention) and not ev.known:
@@ -259,7 +268,8 @@ class SlackSink(BaseSink):
                     self._done.popitem(last=False)
 
     def pending(self) -> int:
-        return sum(0 if st.idle else 1 for st in self._tasks.values())
+        posts = self.break_glass.pending if self.break_glass is not None else 0
+        return posts + sum(0 if st.idle else 1 for st in self._tasks.values())
 
     async def force_flush(self, timeout_s: float) -> bool:
         loop = asyncio.get_running_loop()
@@ -284,6 +294,8 @@ class SlackSink(BaseSink):
         self._deadline = self.transport.clock.now() + timeout_s * 0.9
         try:
             await self.force_flush(timeout_s * 0.9)
+            if self.break_glass is not None:
+                await self.break_glass.drain(timeout_s * 0.3)
         finally:
             self._closed = True
             workers = [st.worker for st in self._tasks.values() if st.worker]

@@ -141,6 +141,20 @@ class Approvers:
                 return True, None
         return False, trouble or "not an approver"
 
+    async def member_of(self, user_id: str, groups: tuple[str, ...]) -> tuple[str, ...]:
+        """Which of ``groups`` (user-group handles, or ``S…`` ids) the user is
+        in, as Slack says now (cached ``ttl_s``). A group that cannot be read
+        is not counted (fail closed): the user is not proven to be in it."""
+        found = []
+        for name in groups:
+            gid = name if name.startswith("S") and name[1:].isalnum() and name.isupper() else await self._group_id(name)
+            members = await self._group_members(gid) if gid else None
+            if members is None:
+                log.warning("Slack user group %r could not be read: its members are not counted", name[:64])
+            elif user_id in members:
+                found.append(name)
+        return tuple(found)
+
     async def _group_id(self, handle: str) -> str | None:
         now = self.clock()
         if self._handles is None or now - self._handles[0] > self.ttl_s:

@@ -210,14 +210,40 @@ def clamp_approvers(n: Any, notes: list[str]) -> int:
     return got
 
 
+# Most entries of a request's approvers_from, and the longest one.
+MAX_FROM = 20
+MAX_FROM_ENTRY = 128
+
+
+def check_from(raw: Any) -> tuple[str, ...]:
+    """``agent.approval.approvers_from`` as entries ``group:NAME`` or a
+    person's name; ValueError says why not (a request with a bad list is
+    refused whole: dropping an entry could leave an empty list, anyone's)."""
+    if raw is None:
+        return ()
+    items = [raw] if isinstance(raw, str) else raw
+    if not isinstance(items, list | tuple) or not items or len(items) > MAX_FROM:
+        raise ValueError(f"a list of 1 to {MAX_FROM} entries (group:NAME or a person's name)")
+    out: list[str] = []
+    for x in items:
+        text = x.strip() if isinstance(x, str) else ""
+        name = text[6:].strip() if text.startswith("group:") else text
+        if not name or len(text) > MAX_FROM_ENTRY or not text.isprintable():
+            raise ValueError(f"{x!r} is not group:NAME or a person's name (printable, at most {MAX_FROM_ENTRY})")
+        out.append(f"group:{name}" if text.startswith("group:") else name)
+    return tuple(dict.fromkeys(out))
+
+
 __all__ = [
     "MAX_ACTION_BYTES",
     "MAX_APPROVERS",
     "MAX_DETAILS",
+    "MAX_FROM",
     "NotCanonical",
     "approval_digest",
     "canonical_json",
     "check_action",
+    "check_from",
     "clamp_approvers",
     "es_number",
 ]

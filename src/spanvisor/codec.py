@@ -264,6 +264,7 @@ _ITEM_CHECKS: dict[type[Any], dict[str, Callable[[Any], bool]]] = {
         "approvers": _is_int,
         "requester": _opt(_is_str),
         "permit_key": _opt(_is_str),
+        "approvers_from": _str_list,
     },
     Decision: {
         "intervention_id": _is_str,
@@ -281,6 +282,9 @@ _ITEM_CHECKS: dict[type[Any], dict[str, Callable[[Any], bool]]] = {
         "person": _opt(_is_str),
         "edited": _opt(_is_str),
         "grant_id": _opt(_is_str),
+        "groups": _str_list,
+        "proof": _opt(_is_str),
+        "break_glass": lambda x: isinstance(x, bool),
     },
     ResultField: {"name": _is_str, "value": _is_scalar, "unit": _opt(_is_str)},
     LogLine: {"time_ns": _is_int, "level": _is_str, "message": _is_str, "logger": _opt(_is_str)},
@@ -293,8 +297,9 @@ def _item_from(cls: type[Any], x: Any, where: str) -> Any:
     if not isinstance(x, Mapping):
         raise CodecError(f"{where} must be an object")
     kwargs = _fields(cls, x, _ITEM_CHECKS[cls], where)
-    if "options" in kwargs:
-        kwargs["options"] = tuple(kwargs["options"])
+    for name in ("options", "approvers_from", "groups"):
+        if name in kwargs:
+            kwargs[name] = tuple(kwargs[name])
     return cls(**kwargs)
 
 

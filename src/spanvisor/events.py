@@ -27,8 +27,8 @@ Status = Literal[
     "lost",
     "evicted",
 ]
-# lost: no sign of life for SPANVISOR_LOST_AFTER (its agent died), so spanvisor finished it.
-# evicted: dropped for capacity (SPANVISOR_MAX_OPEN_TASKS); its agent may still be working.
+# lost: no sign of life for SPANVISOR_LOST_AFTER (its agent died), so spanvisor finished it; evicted:
+# dropped for capacity (SPANVISOR_MAX_OPEN_TASKS), its agent may still be working.
 Outcome = Literal["complete", "error", "cancelled", "lost", "evicted"]
 # The statuses a task ends in: every sink's one test for "finished".
 TERMINAL: frozenset[str] = frozenset(get_args(Outcome))
@@ -84,11 +84,13 @@ class ApprovalRequest:
     agent: str = ""
     details: str | None = None
     action: str | None = None
-    # Distinct verified people who must approve, who asked (never one of them), and the SHA-256 of the
-    # asker's secret (only it consumes the approval): none is in the digest (the server may raise the first).
+    # Distinct verified people who must approve, who asked (never one of them), the SHA-256 of the
+    # asker's secret (only it consumes the approval), and whose approvals count ("group:sre", "alice";
+    # empty: anyone's): none is in the digest (the server may raise the first and set the last).
     approvers: int = 1
     requester: str | None = None
     permit_key: str | None = None
+    approvers_from: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,12 +116,17 @@ class Decision:
     # None: the caller showed none, and the open request's is taken.
     digest: str | None = None
     verified: bool = False  # who decided was proven (Slack's signed user, their own token), not claimed
-    # The deciders file's person it is proven to be (their token, or a Slack user the file names): one
-    # person whatever the channel. An approve with edited arguments: the action approved instead
-    # (canonical JSON, same tool). A decision a standing grant made names the grant.
+    # The person it is proven to be (their token, their provider's token, a Slack user the deciders file
+    # names): one person whatever the channel. An approve with edited arguments: the action approved
+    # instead (canonical JSON, same tool). A decision a standing grant made names the grant.
     person: str | None = None
     edited: str | None = None
     grant_id: str | None = None
+    # The groups proven for the decider, how they were proven (token, oidc, slack), and an approve that
+    # broke glass: decided alone by a member of SPANVISOR_BREAK_GLASS_GROUP, its reason the comment.
+    groups: tuple[str, ...] = ()
+    proof: str | None = None
+    break_glass: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,9 +157,7 @@ class TaskView:
     root_span_id: str
     agent_id: str
     agent_name: str | None = None
-    # run_id_of(trace_id, root_span_id): a task id reused by a new root is a
-    # new run, with its own event ids and decisions.
-    run_id: str = ""
+    run_id: str = ""  # run_id_of(trace_id, root_span_id): a reused task id is a new run (ids, decisions)
     task_name: str | None = None
     repo: str | None = None
     status: Status = "starting"
@@ -173,19 +178,14 @@ class TaskView:
     # instrumentation's figure); calls without a known price: unpriced_calls.
     cost_usd: float = 0.0
     unpriced_calls: int = 0
-    # The task's budget (agent.budget.* on the root, else its agent's); None: none.
-    budget_usd: float | None = None
+    budget_usd: float | None = None  # the task's budget (agent.budget.* on the root, else its agent's)
     budget_tokens: int | None = None
-    # No span activity for the agent's stall time (TaskStalled) until TaskResumed.
-    stalled: bool = False
-    # Approval requests not yet decided: while any is open, awaiting_approval.
-    approvals: tuple[ApprovalRequest, ...] = ()
+    stalled: bool = False  # no span activity for the agent's stall time (TaskStalled) until TaskResumed
+    approvals: tuple[ApprovalRequest, ...] = ()  # not yet decided: while any is open, awaiting_approval
     # The task's few recent decisions, oldest first ("Approved by @alice · 12:03").
     decisions: tuple[Decision, ...] = ()
-    # Someone asked the task to stop; the agent decides when (it reads it back).
-    cancel_requested: bool = False
-    # agent.result.<name> on the root, in the order first seen.
-    results: tuple[ResultField, ...] = ()
+    cancel_requested: bool = False  # someone asked the task to stop; the agent decides when
+    results: tuple[ResultField, ...] = ()  # agent.result.<name> on the root, in the order first seen
     # Grows by one with every event of the task that leaves the tracker. Sinks keep
     # the highest: unlike time_ns it has no ties and no skew, so an older view never wins.
     seq: int = 0

@@ -31,6 +31,8 @@ def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp
     for name in [n for n in os.environ if n.startswith(("SPANVISOR_", "OTEL_", "SLACK_"))]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("SPANVISOR_DATA_DIR", str(tmp_path / "data"))
+    # Never a developer's own `spanvisor login` (the commands send its token).
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
 
     def call(*argv: str) -> tuple[int, str, str]:
         code = main(list(argv))

@@ -59,6 +59,8 @@ TESTED_ELSEWHERE = {
     "audit": "tests/postgres/test_audit_chain.py",
     "decider-token": "tests/cli/test_deciders.py",
     "grants": "tests/cli/test_quorum_grants.py (add, list, revoke against a real receiver)",
+    "login": "tests/cli/test_login.py (python -m spanvisor.cli login against a fake identity provider)",
+    "logout": "tests/cli/test_login.py",
 }
 TESTED_HERE = {"check", "version", "emit", "tasks", "task", "stats", "prune", "db", "deadletter"}
 TOKEN = "cli-s3cret"

@@ -122,6 +122,11 @@ def test_decider_token_makes_a_token_whose_hash_it_prints(cli: Run, tmp_path: Pa
             "a token another person or agent has",
         ),
         ("agents = 3\n", "agents must be tables"),
+        (
+            '[people.a]\ngroups = ["sre"]\n',
+            "needs token_sha256 (the SHA-256 of the person's token), oidc or slack_user",
+        ),
+        ('[people.a]\noidc = "a@x"\n[people.b]\noidc = "A@X"\n', "the same oidc identity as people.a"),
     ],
 )
 def test_a_bad_deciders_file_is_one_line_naming_the_setting(tmp_path: Path, text: str, says: str) -> None:

@@ -44,4 +44,7 @@ def test_a_grant_covers_only_a_single_approver_action_of_its_tool_not_asked_by_i
     assert not grants.covers(g, ApprovalRequest("a1", "Run?"), "sh", "T", "r", now)  # a question: a person's
     assert not grants.covers(g, ApprovalRequest("a1", "Run?", action=action, approvers=2), "sh", "T", "r", now)
     assert not grants.covers(g, ApprovalRequest("a1", "Run?", action=action, requester="Alice"), "sh", "T", "r", now)
+    # Only some people count: a grant proves no group.
+    only_sre = ApprovalRequest("a1", "Run?", action=action, approvers_from=("group:sre",))
+    assert not grants.covers(g, only_sre, "sh", "T", "r", now)
     assert not grants.covers(g, ok, "sh", "T", "r", now + 3601 * 10**9)  # expired

@@ -113,3 +113,22 @@ def test_exposition_with_interventions_and_results_passes_promtool() -> None:
         [promtool, "check", "metrics"], check=False, input=generate_latest(reg), capture_output=True, timeout=30
     )
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_break_glass_approvals_are_counted_once_and_refused_ones_not() -> None:
+    sink, reg = started_sink()
+    open_task = lifecycle("rivet", 1, T0, checkpoints=2, outcome=None)
+    view = open_task[-1].task
+    feed(sink, open_task)
+    assert val(reg, "spanvisor_break_glass_total") == 0  # there from the start, for the alert's first increase
+
+    def glass(n: int, **kw: object) -> HumanIntervention:
+        ev = click(dataclasses.replace(view, seq=view.seq + n), n, **kw)
+        d = dataclasses.replace(ev.decision, break_glass=True, comment="prod down", person="carol", verified=True)
+        return dataclasses.replace(ev, decision=d)
+
+    events = [glass(1), glass(2, outcome="denied", reason="not in the group", code="not_in_group"), click(view, 3)]
+    feed(sink, events)
+    feed(sink, events)  # replayed: counted once
+    assert val(reg, "spanvisor_break_glass_total") == 1
+    assert val(reg, "spanvisor_interventions_total", action="approve", outcome="applied") == 2

@@ -56,6 +56,7 @@ def test_every_alert_follows_the_house_rules() -> None:
         "SpanvisorBudgetExceeded",
         "SpanvisorDailySpendHigh",
         "SpanvisorInterventionsDenied",
+        "SpanvisorBreakGlassUsed",
         "SpanvisorSinkFailing",
         "SpanvisorEventsDropped",
         "SpanvisorOutboxGrowing",

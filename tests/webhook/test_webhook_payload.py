@@ -67,6 +67,9 @@ def test_the_body_has_ids_the_decision_and_the_task() -> None:
         "person": None,
         "edited": None,
         "grant_id": None,
+        "groups": [],
+        "proof": None,
+        "break_glass": False,
     }
     raw = encode(body)
     assert b": " not in raw and b", " not in raw  # compact

@@ -18,7 +18,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span
 from opentelemetry.util.types import AttributeValue
 
-from spanvisor.canonical import approval_digest, canonical_json, check_action
+from spanvisor.canonical import approval_digest, canonical_json, check_action, check_from
 from spanvisor.control.feed import ApprovalDecision, CancelRequested, TaskFeed
 from spanvisor.control.permits import permit
 from spanvisor.control.runs import Permit
@@ -129,7 +129,7 @@ class TaskHandle:
         pipeline last counted it, else as the control API reports it
         (``SPANVISOR_CONTROL_URL``); None without a budget or either. Costs are estimates."""
         from spanvisor.budgets.board import BudgetState, lookup
-        from spanvisor.control.client import remote_budget
+        from spanvisor.control.budgetread import remote_budget
 
         ctx = self.span.get_span_context()
         state = lookup(format(ctx.trace_id, "032x"), format(ctx.span_id, "016x"))
@@ -198,6 +198,7 @@ class TaskHandle:
         action: Mapping[str, Any] | None = None,
         approvers: int = 1,
         requester: str | None = None,
+        approvers_from: Sequence[str] | None = None,
     ) -> str:
         aid = approval_id or f"a{next(self._approval_numbers)}"
         secret = self._keys.setdefault(aid, secrets.token_hex(16))
@@ -211,6 +212,7 @@ class TaskHandle:
             cv.APPROVAL_ACTION: canonical_json(check_action(action)) if action is not None else None,
             cv.APPROVAL_APPROVERS: approvers if approvers != 1 else None,
             cv.APPROVAL_REQUESTER: requester or self._owner(),
+            cv.APPROVAL_FROM: list(check_from(list(approvers_from))) if approvers_from else None,
         }
         agent = (getattr(self.span, "attributes", None) or {}).get(cv.AGENT_ID)
         if isinstance(agent, str):
@@ -292,6 +294,7 @@ class TaskHandle:
         action: Mapping[str, Any] | None = None,
         approvers: int = 1,
         requester: str | None = None,
+        approvers_from: Sequence[str] | None = None,
     ) -> ApprovalDecision:
         """Ask a person and wait for the answer (at most ``timeout`` seconds).
 
@@ -310,14 +313,17 @@ class TaskHandle:
         arguments). ``approvers``: how many distinct, verified people must
         approve; ``requester``: who asked (the person this agent works
         for), who may not approve it (default: ``agent.owner`` on the task
-        or its resource).
+        or its resource); ``approvers_from``: whose approvals count
+        (``["group:sre", "alice"]``; default anyone's).
         Returns ``cancelled`` at once when someone asks the task to stop
         (before or while it waits), ``timed_out`` at once when nothing can
         answer, or when the action is not valid JSON of that shape (logged).
         Never raises.
         """
         try:
-            aid = self._ask(question, approval_id, options, timeout, details, action, approvers, requester)
+            aid = self._ask(
+                question, approval_id, options, timeout, details, action, approvers, requester, approvers_from
+            )
         except ValueError as exc:
             log.error("approval not asked: %s", exc)
             return ApprovalDecision.timed_out(approval_id or "")
@@ -339,13 +345,16 @@ class TaskHandle:
         action: Mapping[str, Any] | None = None,
         approvers: int = 1,
         requester: str | None = None,
+        approvers_from: Sequence[str] | None = None,
     ) -> ApprovalDecision:
         """:meth:`request_approval` for async agents: the waiting happens in
         short polls on a worker thread, so the event loop stays free and
         cancelling the coroutine stops it. ``decision.permits(action)``
         makes one blocking call: run it in a thread from a busy loop."""
         try:
-            aid = self._ask(question, approval_id, options, timeout, details, action, approvers, requester)
+            aid = self._ask(
+                question, approval_id, options, timeout, details, action, approvers, requester, approvers_from
+            )
         except ValueError as exc:
             log.error("approval not asked: %s", exc)
             return ApprovalDecision.timed_out(approval_id or "")

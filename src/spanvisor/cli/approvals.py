@@ -20,9 +20,10 @@ from typing import Any
 
 from spanvisor.canonical import canonical_json
 from spanvisor.cli.controlurl import control_target, unreachable_line
+from spanvisor.cli.logins import token_for
 from spanvisor.cli.pasteable import command_name, with_name
 from spanvisor.config import Config
-from spanvisor.control.client import DEFAULT_URL, ENV_URL, HttpSource, token_from_env
+from spanvisor.control.client import DEFAULT_URL, ENV_URL, HttpSource
 from spanvisor.redaction import clip_middle, redact, redact_json
 
 QUESTION_WIDTH = 48
@@ -84,6 +85,21 @@ def cut(item: dict[str, Any], width: int = ACTION_WIDTH) -> bool:
     except ValueError:
         long_args = False
     return long_args or len(str(item.get("details") or "")) > width or len(str(item.get("question") or "")) > width
+
+
+def needs_line(item: dict[str, Any]) -> str:
+    """``2 people from sre or alice (approved so far: bob; 1 more from sre)``
+    for a request that takes several people or only some; "" otherwise."""
+    raw = item.get("approvers")
+    n = raw if isinstance(raw, int) else 1
+    only = [str(w) for w in item.get("approvers_from") or () if isinstance(w, str)]
+    if n <= 1 and not only:
+        return ""
+    names = [w.removeprefix("group:") for w in only]
+    whom = (" from " + (", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0])) if names else ""
+    by = ", ".join(clip(str(x), 40) for x in item.get("approved_by") or ()) or "nobody yet"
+    still = f"; {item['still_needed']}" if item.get("still_needed") else ""
+    return f"{n} {'people' if n > 1 else 'person'}{whom} (approved so far: {by}{still})"
 
 
 def visible(text: str) -> str:
@@ -149,6 +165,10 @@ def table(items: list[dict[str, Any]], url: str | None = None) -> str:
             lines.append(f"  {clip(str(x.get('task_id')), 32)} {clip(str(x.get('approval_id')), 16)}: {line}")
         if cut(x):
             lines.append(f"    (whole: spanvisor approvals --full {x.get('approval_id')})")
+        if needs_line(x):
+            lines.append(
+                f"  {clip(str(x.get('task_id')), 32)} {clip(str(x.get('approval_id')), 16)}: needs {needs_line(x)}"
+            )
     lines.append("")
     lines.append("Answer with:")
     lines += [f"  {with_name(str(x.get('answer')), url)}   (or: reject)" for x in items]
@@ -167,7 +187,7 @@ def table(items: list[dict[str, Any]], url: str | None = None) -> str:
 
 def handler(args: argparse.Namespace, config: Config) -> int:
     url, source = control_target(args, config)
-    token = args.token or config.get("decide_token") or config.get("control_token") or token_from_env()
+    token = token_for(args.token, config)
     client = HttpSource(url, token, request_timeout_s=args.timeout)
     status, doc = client.approvals(args.agent)
     if status == 0:
@@ -214,10 +234,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--url", help=f"control API (default: ${ENV_URL} or {DEFAULT_URL})")
     p.add_argument(
         "--token",
-        help="bearer token (default: $SPANVISOR_DECIDE_TOKEN, $SPANVISOR_CONTROL_TOKEN or $SPANVISOR_OTLP_TOKEN)",
+        help="bearer token (default: your spanvisor login, $SPANVISOR_DECIDE_TOKEN, $SPANVISOR_CONTROL_TOKEN "
+        "or $SPANVISOR_OTLP_TOKEN)",
     )
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the answer (default 10)")
     p.set_defaults(func=handler)
 
 
-__all__ = ["action_line", "clip", "cut", "full", "handler", "register", "shown", "table", "visible"]
+__all__ = ["action_line", "clip", "cut", "full", "handler", "needs_line", "register", "shown", "table", "visible"]

@@ -25,11 +25,12 @@ import sys
 import uuid
 from typing import Any
 
-from spanvisor.cli.approvals import action_line, cut
+from spanvisor.cli.approvals import action_line, cut, needs_line
 from spanvisor.cli.approvals import shown as shown_text
 from spanvisor.cli.controlurl import control_target, unreachable_line
+from spanvisor.cli.logins import token_for
 from spanvisor.config import Config
-from spanvisor.control.client import DEFAULT_URL, ENV_URL, STORE_DOWN, HttpSource, Sent, token_from_env
+from spanvisor.control.client import DEFAULT_URL, ENV_URL, STORE_DOWN, HttpSource, Sent
 from spanvisor.control.deciders import ANONYMOUS_NAME, new_token, token_hash, valid_name
 
 EXIT_APPLIED = 0
@@ -56,10 +57,12 @@ def exit_code(sent: Sent) -> int:
 
 
 def _as(sent: Sent) -> str:
-    """Who the server recorded: a person its deciders file proved, or the
-    anonymous operator of a shared token (what --as said is then not used)."""
+    """Who the server recorded: a person its deciders file or the identity
+    provider proved, or the anonymous operator of a shared token (what --as
+    said is then not used)."""
     if sent.verified and sent.decided_by:
-        return f", as {sent.decided_by} (verified by your token)"
+        by = "your identity provider's token" if sent.proof == "oidc" else "your token"
+        return f", as {sent.decided_by} (verified by {by})"
     if sent.decided_by == ANONYMOUS_NAME:
         return f", as {ANONYMOUS_NAME} (no token of your own: SPANVISOR_DECIDERS gives people one)"
     return ""
@@ -80,7 +83,8 @@ def describe(sent: Sent, action: str, task: str, approval: str | None, intervent
         if sent.votes_needed > 1 and sent.votes < sent.votes_needed:
             more = sent.votes_needed - sent.votes
             return f"Approval {sent.votes} of {sent.votes_needed} counted: {what}{_as(sent)}; {more} more needed"
-        return f"{_DONE[action].capitalize()}: {what}{note}{_as(sent)}"
+        glass = " by breaking glass (posted and audited)" if sent.break_glass else ""
+        return f"{_DONE[action].capitalize()}{glass}: {what}{note}{_as(sent)}"
     if sent.outcome == "duplicate":
         return f"Already recorded (the same decision): {what}"
     if sent.outcome == "unreachable":
@@ -113,9 +117,8 @@ def shown(client: HttpSource, task: str, approval: str, run: str | None) -> tupl
                 print(f"Action: {action_line(r)}", flush=True)
             if cut(r):
                 print(f"(whole: spanvisor approvals --full {task}/{approval})", flush=True)
-            if isinstance(r.get("approvers"), int) and r["approvers"] > 1:
-                by = ", ".join(str(x) for x in r.get("approved_by") or ()) or "nobody yet"
-                print(f"Needs: {r['approvers']} people (approved so far: {by})", flush=True)
+            if needs_line(r):
+                print(f"Needs: {needs_line(r)}", flush=True)
             if isinstance(r.get("approved_edit"), dict):
                 args = json.dumps(r["approved_edit"].get("arguments"), sort_keys=True)
                 print(f"Approved so far with other arguments: {args} (approve those: --edit-arguments '{args}')")
@@ -141,8 +144,16 @@ def edited_action(request: dict[str, Any] | None, raw: str) -> dict[str, Any] | 
 
 def handler(args: argparse.Namespace, config: Config) -> int:
     url, source = control_target(args, config)
-    token = args.token or config.get("decide_token") or config.get("control_token") or token_from_env()
-    client = HttpSource(url, token, request_timeout_s=args.timeout)
+    glass, reason = getattr(args, "break_glass", False), getattr(args, "reason", None)
+    if reason is not None and args.comment is not None:
+        print("spanvisor: --reason is the decision's comment: give one of --reason and --comment", file=sys.stderr)
+        return EXIT_REFUSED
+    if glass and not (reason or "").strip():
+        print(
+            "spanvisor: --break-glass needs --reason: why this cannot wait (it is posted and audited)", file=sys.stderr
+        )
+        return EXIT_REFUSED
+    client = HttpSource(url, token_for(args.token, config), request_timeout_s=args.timeout)
     approval = getattr(args, "approval", None)
     run, digest = args.run, getattr(args, "digest", None)
     request: dict[str, Any] | None = None
@@ -166,7 +177,8 @@ def handler(args: argparse.Namespace, config: Config) -> int:
         args.action,
         args.actor or default_actor(),
         approval_id=approval,
-        comment=args.comment,
+        comment=reason if reason is not None else args.comment,
+        break_glass=glass,
         intervention_id=iid,
         source="cli",
         run_id=run,
@@ -223,6 +235,13 @@ def register(subparsers: Any) -> None:
                 "the agent runs them, and the audit keeps both",
             )
             p.add_argument(
+                "--break-glass",
+                action="store_true",
+                help="approve alone, whatever people or groups the request needs (members of "
+                "SPANVISOR_BREAK_GLASS_GROUP only; needs --reason; posted, counted and audited as such)",
+            )
+            p.add_argument("--reason", help="why (with --break-glass): kept as the decision's comment")
+            p.add_argument(
                 "--for-run",
                 action="store_true",
                 help="and approve this tool for the rest of this run (a standing grant; needs your own token)",
@@ -233,7 +252,8 @@ def register(subparsers: Any) -> None:
         p.add_argument("--url", help=f"control API (default: ${ENV_URL} or {DEFAULT_URL})")
         p.add_argument(
             "--token",
-            help="bearer token (default: $SPANVISOR_DECIDE_TOKEN, $SPANVISOR_CONTROL_TOKEN or $SPANVISOR_OTLP_TOKEN)",
+            help="bearer token (default: your spanvisor login, $SPANVISOR_DECIDE_TOKEN, $SPANVISOR_CONTROL_TOKEN "
+            "or $SPANVISOR_OTLP_TOKEN)",
         )
         p.add_argument(
             "--intervention-id", help="an id for this decision, so a retried command is recorded once (default: new)"

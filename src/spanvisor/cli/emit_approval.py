@@ -13,7 +13,8 @@ the receiver, or the control API never answered in all that time (a wrong
 URL or token: nothing is sent back then, and the request stays open), 4
 approved but the action was not permitted (``--action``: already used once,
 or not the action approved), 5 cancelled (someone asked the task to stop). ``--approvers 2`` asks for two distinct, verified people;
-``--requester NAME`` names who asked (they may not approve). An approver
+``--requester NAME`` names who asked (they may not approve); ``--from
+group:sre`` (repeatable) counts only the approvals of those. An approver
 may approve other arguments for the same tool: the action then checked
 is that one, printed as ``edited: {json}`` for the script to run.
 
@@ -40,7 +41,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from spanvisor.canonical import canonical_json, check_action
+from spanvisor.canonical import canonical_json, check_action, check_from
 from spanvisor.cli.emit_spans import build_spans, otlp_exporter, state_file
 from spanvisor.config import Config
 from spanvisor.control.client import DEFAULT_URL, ENV_URL, HttpSource, token_from_env
@@ -144,6 +145,13 @@ def handler(args: argparse.Namespace, config: Config) -> int:
     except (ValueError, RecursionError) as exc:
         print(f"spanvisor emit approval: --action is not a valid action: {exc}", file=sys.stderr)
         return EXIT_NOT_SENT
+    try:
+        raw_from = [w for x in args.approvers_from or () for w in x.split(",") if w.strip()]
+        approvers_from = list(check_from(raw_from)) if raw_from else None
+    except ValueError as exc:
+        print(f"spanvisor emit approval: --from: {exc}", file=sys.stderr)
+        return EXIT_NOT_SENT
+    args = argparse.Namespace(**{**vars(args), "approvers_from": approvers_from})
     aid = args.approval_id or approval_id_for(args.question, action_json, args.details)
     key = permit_secret(config, args.task, aid)
     permit_key = hashlib.sha256(key.encode()).hexdigest()
@@ -201,6 +209,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--approvers", type=int, help="how many distinct people with proven identities must approve (1-5; default 1)"
     )
     p.add_argument("--requester", help="who asks (the person this agent works for): they may not approve it")
+    p.add_argument(
+        "--from",
+        dest="approvers_from",
+        action="append",
+        metavar="WHO",
+        help="whose approvals count: group:NAME or a person's name (repeat, or comma-separated; default anyone's)",
+    )
     p.add_argument("--wait", type=float, default=900.0, help="seconds to wait for an answer (default 900)")
     p.add_argument("--url", help=f"control API (default: ${ENV_URL}, the OTLP/HTTP endpoint's host, or {DEFAULT_URL})")
     p.set_defaults(func=handler)

@@ -177,6 +177,7 @@ def build_spans(args: argparse.Namespace, config: Config, now_ns: int | None = N
                     cv.APPROVAL_ACTION: opt("action_json") if kind == "approval" else None,
                     cv.APPROVAL_APPROVERS: opt("approvers") if kind == "approval" else None,
                     cv.APPROVAL_REQUESTER: opt("requester") if kind == "approval" else None,
+                    cv.APPROVAL_FROM: opt("approvers_from") if kind == "approval" else None,
                     cv.APPROVAL_PERMIT_KEY: opt("permit_key") if kind == "approval" else None,
                     cv.APPROVAL_OUTCOME: opt("outcome") if kind != "approval" else None,
                     cv.APPROVAL_DECIDED_BY: opt("decided_by") if kind != "approval" else None,

@@ -20,13 +20,14 @@ from typing import Any
 
 from spanvisor.cli.approvals import clip
 from spanvisor.cli.controlurl import control_target, unreachable_line
+from spanvisor.cli.logins import token_for
 from spanvisor.config import Config, ConfigError, p_duration
-from spanvisor.control.client import DEFAULT_URL, ENV_URL, HttpSource, token_from_env
+from spanvisor.control.client import DEFAULT_URL, ENV_URL, HttpSource
 
 
 def _client(args: argparse.Namespace, config: Config) -> HttpSource:
     url, _ = control_target(args, config)
-    token = args.token or config.get("decide_token") or config.get("control_token") or token_from_env()
+    token = token_for(args.token, config)
     return HttpSource(url, token, request_timeout_s=args.timeout)
 
 

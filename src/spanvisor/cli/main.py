@@ -105,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         "spanvisor.cli.emit",
         "spanvisor.cli.deadletter",
         "spanvisor.cli.decide",
+        "spanvisor.cli.login",
         "spanvisor.cli.approvals",
         "spanvisor.cli.grants",
         "spanvisor.cli.follow",

@@ -27,7 +27,7 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from spanvisor.control import hub
@@ -80,6 +80,9 @@ class Sent:
     verified: bool = False
     votes: int = 0
     votes_needed: int = 0
+    # How the decider was proven (token, oidc), and an approve that broke glass.
+    proof: str | None = None
+    break_glass: bool = False
 
     @property
     def ok(self) -> bool:
@@ -286,8 +289,11 @@ class HttpSource:
         run_id: str | None = None,
         digest: str | None = None,
         edited: Mapping[str, Any] | None = None,
+        break_glass: bool = False,
     ) -> Sent:
         body: dict[str, Any] = {"action": action, "actor": actor, "source": source, "edited": edited}
+        if break_glass:
+            body["break_glass"] = True
         body["intervention_id"] = intervention_id or uuid.uuid4().hex
         if approval_id is not None:
             body["approval_id"] = approval_id
@@ -312,7 +318,10 @@ class HttpSource:
             by = by if isinstance(by, str) else None
             n, of = doc.get("votes"), doc.get("votes_needed")
             tally = (n, of) if isinstance(n, int) and isinstance(of, int) else (0, 0)
-            return Sent(doc["outcome"], reason, status, doc.get("code"), doc.get("question"), None, by, sure, *tally)
+            glass, proof = doc.get("break_glass") is True, doc.get("proof")
+            proof = proof if isinstance(proof, str) else None
+            sent = Sent(doc["outcome"], reason, status, doc.get("code"), doc.get("question"), None, by, sure, *tally)
+            return replace(sent, proof=proof, break_glass=glass)
         if status in (401, 403):
             return Sent("unauthorized", reason or "missing or wrong bearer token", status)
         if status == 400:
@@ -352,33 +361,6 @@ def source_from_env(env: Mapping[str, str] | None = None) -> DecisionSource | No
     return None
 
 
-# task id -> (monotonic expiry, the budget block): a task's budget read from
-# the control API, at most once a second per task; bounded.
-_BUDGETS: dict[str, tuple[float, Mapping[str, Any] | None]] = {}
-BUDGET_TTL_S = 1.0
-
-
-def remote_budget(task_id: str, env: Mapping[str, str] | None = None) -> Mapping[str, Any] | None:
-    """The task's budget block from the control API (``SPANVISOR_CONTROL_URL``),
-    for agents whose pipeline is elsewhere; None without a URL, an answer or
-    a budget. Cached a second: an agent may ask before every call."""
-    e = os.environ if env is None else env
-    url = e.get(ENV_URL)
-    if not url:
-        return None
-    now = time.monotonic()
-    cached = _BUDGETS.get(task_id)
-    if cached is not None and cached[0] > now:
-        return cached[1]
-    status, doc = HttpSource(url, token_from_env(e), request_timeout_s=2.0).get_task(task_id)
-    block = doc.get("budget") if status == 200 else None
-    found = block if isinstance(block, Mapping) and (block.get("budget_usd") or block.get("budget_tokens")) else None
-    if len(_BUDGETS) > 1_000:
-        _BUDGETS.clear()
-    _BUDGETS[task_id] = (now + BUDGET_TTL_S, found)
-    return found
-
-
 __all__ = [
     "ACTIONS",
     "DEFAULT_URL",
@@ -394,7 +376,6 @@ __all__ = [
     "base_url",
     "decision_from_dict",
     "decision_to_dict",
-    "remote_budget",
     "source_from_env",
     "token_from_env",
 ]

@@ -21,6 +21,13 @@ token::
 
 ``spanvisor decider-token alice`` makes a token and prints the lines to add.
 
+With an identity provider (``SPANVISOR_OIDC_ISSUER``), a person's entry may
+name the identity their provider's tokens give them (``oidc =
+"alice@example.com"``): a decision with such a token is then this
+person's, with the file's groups besides the token's. An entry needs a
+``token_sha256``, an ``oidc`` identity or a ``slack_user`` (a person known
+only on Slack and by the provider keeps no token here).
+
 The file may also name agents, by the SHA-256 of a token of their own
 (``[agents.sprocket] token_sha256 = "…"``). Once it does, consuming an
 approval (the permit endpoint) takes the asking agent's own token: the
@@ -52,9 +59,15 @@ class DecidersError(ConfigError):
 
 @dataclass(frozen=True, slots=True)
 class Person:
+    """A person, proven: ``groups`` those proven for them (the file's, their
+    provider token's); ``oidc`` the provider's name for them; ``proof`` how
+    (``token``: their token of the file, ``oidc``: their provider's token)."""
+
     name: str
     groups: tuple[str, ...] = ()
     slack_user: str | None = None
+    oidc: str | None = None
+    proof: str = "token"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +78,11 @@ class Deciders:
     # Agents by the SHA-256 of their own tokens ([agents.ID]): the agent id
     # a permit with that token may consume approvals of.
     agents: dict[str, str] = field(default_factory=dict)
+    # People with no token of their own here (known by Slack or the provider).
+    tokenless: tuple[Person, ...] = ()
+
+    def everyone(self) -> list[Person]:
+        return [*self.by_hash.values(), *self.tokenless]
 
     def agent(self, token: str | None) -> str | None:
         """The agent whose token this is, or None."""
@@ -78,7 +96,12 @@ class Deciders:
 
     def on_slack(self, user_id: str) -> Person | None:
         """The person whose Slack user id this is, or None."""
-        return next((p for p in self.by_hash.values() if p.slack_user == user_id), None)
+        return next((p for p in self.everyone() if p.slack_user == user_id), None)
+
+    def on_oidc(self, identity: str) -> Person | None:
+        """The person whose provider identity this is (ignoring case), or None."""
+        key = identity.casefold()
+        return next((p for p in self.everyone() if p.oidc is not None and p.oidc.casefold() == key), None)
 
 
 def valid_name(name: str) -> bool:
@@ -101,6 +124,7 @@ def load(path: str | Path) -> Deciders:
     elif not isinstance(people, dict) or not people:
         raise DecidersError(f"SPANVISOR_DECIDERS: {path} has no [people.NAME] tables")
     by_hash: dict[str, Person] = {}
+    tokenless: list[Person] = []
     for name, entry in people.items():
         where = f"SPANVISOR_DECIDERS: {path}: people.{name}"
         if not valid_name(name):
@@ -108,20 +132,34 @@ def load(path: str | Path) -> Deciders:
         if not isinstance(entry, dict):
             raise DecidersError(f"{where} must be a table")
         digest = entry.get("token_sha256")
-        if not isinstance(digest, str) or not _HEX.match(digest.lower()):
+        if digest is not None and (not isinstance(digest, str) or not _HEX.match(digest.lower())):
             raise DecidersError(f"{where}.token_sha256 must be 64 hex digits (the SHA-256 of the person's token)")
         groups = entry.get("groups", [])
-        if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
-            raise DecidersError(f"{where}.groups must be a list of strings")
-        if digest.lower() in by_hash:
+        if not isinstance(groups, list) or not all(isinstance(g, str) and g for g in groups):
+            raise DecidersError(f"{where}.groups must be a list of names")
+        if digest is not None and digest.lower() in by_hash:
             raise DecidersError(f"{where}: the same token as people.{by_hash[digest.lower()].name}")
+        known = [*by_hash.values(), *tokenless]
         slack = entry.get("slack_user")
         if slack is not None and (not isinstance(slack, str) or not _SLACK_USER.match(slack)):
             raise DecidersError(f"{where}.slack_user must be a Slack user id such as U024BE7LH")
-        if slack is not None and (twin := next((p for p in by_hash.values() if p.slack_user == slack), None)):
+        if slack is not None and (twin := next((p for p in known if p.slack_user == slack), None)):
             raise DecidersError(f"{where}: the same slack_user as people.{twin.name}")
-        by_hash[digest.lower()] = Person(name, tuple(groups), slack)
-    return Deciders(by_hash, _agents(doc.get("agents"), path, by_hash))
+        oidc = entry.get("oidc")
+        if oidc is not None and (not isinstance(oidc, str) or not oidc.strip() or not oidc.isprintable()):
+            raise DecidersError(f"{where}.oidc must be the person's identity in the provider's tokens, e.g. an email")
+        if oidc is not None and (
+            twin := next((p for p in known if (p.oidc or "").casefold() == oidc.casefold()), None)
+        ):
+            raise DecidersError(f"{where}: the same oidc identity as people.{twin.name}")
+        if digest is None and slack is None and oidc is None:
+            raise DecidersError(f"{where}: needs token_sha256 (the SHA-256 of the person's token), oidc or slack_user")
+        person = Person(name, tuple(groups), slack, oidc.strip() if oidc else None)
+        if digest is None:
+            tokenless.append(person)
+        else:
+            by_hash[digest.lower()] = person
+    return Deciders(by_hash, _agents(doc.get("agents"), path, by_hash), tuple(tokenless))
 
 
 def _agents(raw: Any, path: str | Path, people: dict[str, Person]) -> dict[str, str]:

@@ -90,7 +90,8 @@ def _tool(req: ApprovalRequest) -> str | None:
 def covers(g: Grant, req: ApprovalRequest, agent_id: str, task_id: str, run_id: str, now_ns: int) -> bool:
     """Whether the live grant ``g`` approves ``req`` of that run now."""
     tool = _tool(req)
-    if tool is None or req.approvers > 1 or not g.live(now_ns):
+    # Never a request that counts only some people: a grant carries no proven groups.
+    if tool is None or req.approvers > 1 or req.approvers_from or not g.live(now_ns):
         return False
     if req.requester and req.requester.strip().casefold() == g.by.strip().casefold():
         return False

@@ -13,13 +13,12 @@ Everything here is pure: a record in, a changed record and a verdict out.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from spanvisor.canonical import MAX_APPROVERS
 from spanvisor.control import quorum
+from spanvisor.control.records import decision_from_dict, decision_to_dict, request_from_dict, request_to_dict
 from spanvisor.display.readable import decided
 from spanvisor.events import ApprovalRequest, Decision, TaskView, question_digest
 
@@ -49,60 +48,19 @@ RefusalCode = Literal[
     "bad_edit",
     "unverified",
     "already_voted",
+    "not_in_group",
+    "reason_required",
+    # the control API's, before a decision is judged: no break-glass group configured
+    "break_glass_off",
 ]
 RunState = Literal["running", "finished", "failed", "lost"]
 RequestState = Literal["open", "decided", "expired"]
-
-_FIELDS = frozenset(f.name for f in dataclasses.fields(Decision))
-_REQ_FIELDS = tuple(f.name for f in dataclasses.fields(ApprovalRequest))  # a request is kept whole
 
 
 def run_key(task_id: str, run_id: str) -> str:
     """The store key of a run: under its task's id, so pruning the task
     removes it with the task's other keys."""
     return f"{task_id}/run/{run_id}"
-
-
-def decision_to_dict(d: Decision) -> dict[str, Any]:
-    return dataclasses.asdict(d)
-
-
-def decision_from_dict(x: Mapping[str, Any]) -> Decision | None:
-    """A stored decision; None for anything malformed (never raises)."""
-    try:
-        d = Decision(**{k: v for k, v in x.items() if k in _FIELDS})
-    except (TypeError, ValueError):
-        return None
-    ok = isinstance(d.intervention_id, str) and isinstance(d.task_id, str) and isinstance(d.time_ns, int)
-    return d if ok and d.action in ("approve", "reject", "cancel", "retry", "acknowledge") else None
-
-
-def request_to_dict(r: ApprovalRequest) -> dict[str, Any]:
-    out = {k: getattr(r, k) for k in _REQ_FIELDS}
-    out["options"] = list(r.options)
-    return out
-
-
-def request_from_dict(x: Any) -> ApprovalRequest | None:
-    if not isinstance(x, Mapping):
-        return None
-    try:
-        return ApprovalRequest(
-            approval_id=str(x["approval_id"]),
-            question=str(x["question"]),
-            options=tuple(str(o) for o in x.get("options") or ("approve", "reject")),
-            timeout_s=float(x["timeout_s"]) if x.get("timeout_s") is not None else None,
-            requested_ns=int(x.get("requested_ns") or 0),
-            digest=str(x.get("digest") or ""),
-            agent=str(x.get("agent") or ""),
-            details=str(x["details"]) if x.get("details") is not None else None,
-            action=str(x["action"]) if x.get("action") is not None else None,
-            approvers=min(max(int(x.get("approvers") or 1), 1), MAX_APPROVERS),
-            requester=str(x["requester"]) if x.get("requester") is not None else None,
-            permit_key=str(x["permit_key"]) if x.get("permit_key") else None,
-        )
-    except (KeyError, TypeError, ValueError):
-        return None
 
 
 def fits(req: ApprovalRequest, digest: str) -> bool:
@@ -276,6 +234,7 @@ def _again(rec: Mapping[str, Any], prior: Decision, place: int) -> Judgement:
     it answered and, for a vote, its count (``place``; 0: the decision)."""
     req = request_from_dict(requests_of(rec).get(prior.approval_id or ""))
     n = req.approvers if req is not None and req.approvers > 1 and prior.action == "approve" else 0
+    n = 0 if prior.break_glass else n
     why = f"already applied: {prior.intervention_id} was recorded before ({decided(prior.action)} by {who(prior)})"
     return Judgement("duplicate", None, f"{why}; nothing changed", prior, req, (place or n) if n else 0, n)
 
@@ -313,7 +272,7 @@ def judge(rec: Mapping[str, Any], d: Decision, now_ns: int) -> Judgement:
             return Judgement("applied", request=req)
         if (no := quorum.refusal(req, earlier, d)) is not None:
             return Judgement("refused", no[0], no[1], None, req)
-        many = req.approvers > 1
+        many = req.approvers > 1 and not d.break_glass  # glass broken: this one approve decides
         return Judgement(
             "applied", request=req, votes=len(earlier) + 1 if many else 0, votes_needed=req.approvers if many else 0
         )

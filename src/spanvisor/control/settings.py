@@ -6,7 +6,8 @@ check`` show them and the configuration know them (entry point
 
 from __future__ import annotations
 
-from spanvisor.config import Setting, p_opt_str
+from spanvisor.config import Setting, p_choice, p_duration, p_list, p_opt_str
+from spanvisor.control.oidc import p_algorithms
 
 SETTINGS: tuple[Setting, ...] = (
     Setting(
@@ -59,6 +60,139 @@ SETTINGS: tuple[Setting, ...] = (
         "(`spanvisor decider-token NAME` makes one). A decision posted with a person's token is theirs, verified; "
         "one posted with the shared decide token is an anonymous operator's. Unset: the name a decision gives.",
         "a file path",
+    ),
+    # People proven by the company's identity provider (docs/policy.md#people-proven-by-your-identity-provider).
+    Setting(
+        "oidc_issuer",
+        "SPANVISOR_OIDC_ISSUER",
+        p_opt_str,
+        None,
+        "On `spanvisor serve`: the identity provider whose tokens prove people (the `iss` of its tokens, "
+        "e.g. https://login.example.com/oauth2/default): the control API takes a person's OIDC ID token or JWT "
+        "access token and records who they are and their groups. On the CLI: where `spanvisor login` signs in. "
+        "Unset: people are proven by SPANVISOR_DECIDERS only.",
+        "an https:// URL",
+    ),
+    Setting(
+        "oidc_audience",
+        "SPANVISOR_OIDC_AUDIENCE",
+        p_list,
+        (),
+        "The audiences a token must name (`aud`): the client id for ID tokens, the API's audience for access "
+        "tokens. Required with SPANVISOR_OIDC_ISSUER.",
+        "comma-separated audiences",
+    ),
+    Setting(
+        "oidc_jwks_url",
+        "SPANVISOR_OIDC_JWKS_URL",
+        p_opt_str,
+        None,
+        "The provider's signing keys (JWKS). Unset: the `jwks_uri` of the issuer's /.well-known/openid-configuration.",
+        "a URL",
+    ),
+    Setting(
+        "oidc_jwks_file",
+        "SPANVISOR_OIDC_JWKS_FILE",
+        p_opt_str,
+        None,
+        "The provider's signing keys from a file (a JWKS, JSON) instead of a URL: for servers that may not "
+        "reach the provider. Read again when a token names a key not in it.",
+        "a file path",
+    ),
+    Setting(
+        "oidc_person_claim",
+        "SPANVISOR_OIDC_PERSON_CLAIM",
+        p_opt_str,
+        "email",
+        "The claim naming the person (a dotted path reads nested claims). Default: email.",
+        "e.g. email, preferred_username, upn, sub",
+    ),
+    Setting(
+        "oidc_groups_claim",
+        "SPANVISOR_OIDC_GROUPS_CLAIM",
+        p_opt_str,
+        "groups",
+        "The claim listing the person's groups (a dotted path reads nested claims, e.g. realm_access.roles); "
+        "a token without it is refused. `none`: groups are not read from tokens. Default: groups.",
+        "a claim name, or none",
+    ),
+    Setting(
+        "oidc_algorithms",
+        "SPANVISOR_OIDC_ALGORITHMS",
+        p_algorithms,
+        ("RS256",),
+        "The signing algorithms accepted: public-key ones only (none and HS* are refused here). Default: RS256.",
+        "comma-separated, e.g. RS256,ES256",
+    ),
+    Setting(
+        "oidc_leeway",
+        "SPANVISOR_OIDC_LEEWAY",
+        p_duration,
+        60.0,
+        "Clock skew allowed when checking a token's exp, nbf and iat. Default: 60s.",
+        "a duration, e.g. 30s",
+    ),
+    Setting(
+        "oidc_jwks_refresh",
+        "SPANVISOR_OIDC_JWKS_REFRESH",
+        p_duration,
+        3600.0,
+        "How long the provider's keys are kept before they are read again. Default: 1h.",
+        "a duration",
+    ),
+    Setting(
+        "oidc_jwks_min_interval",
+        "SPANVISOR_OIDC_JWKS_MIN_INTERVAL",
+        p_duration,
+        30.0,
+        "The shortest time between two reads of the provider's keys: a token naming an unknown key reads "
+        "them again (a rotation) at most this often. Default: 30s.",
+        "a duration",
+    ),
+    Setting(
+        "oidc_client_id",
+        "SPANVISOR_OIDC_CLIENT_ID",
+        p_opt_str,
+        None,
+        "`spanvisor login`: the OAuth client id (a public client allowed the device authorization grant).",
+        "a client id",
+    ),
+    Setting(
+        "oidc_scopes",
+        "SPANVISOR_OIDC_SCOPES",
+        p_opt_str,
+        "openid profile email offline_access",
+        "`spanvisor login`: the scopes asked (offline_access brings a refresh token; some providers need "
+        "`groups`). Default: openid profile email offline_access.",
+        "space-separated scopes",
+    ),
+    Setting(
+        "oidc_login_token",
+        "SPANVISOR_OIDC_LOGIN_TOKEN",
+        p_choice("id_token", "access_token"),
+        "id_token",
+        "`spanvisor login`: which token the CLI sends: the ID token (audience: the client id) or the access "
+        "token (audience: your API). It must be one SPANVISOR_OIDC_AUDIENCE on the server accepts.",
+        "id_token or access_token",
+    ),
+    Setting(
+        "login_file",
+        "SPANVISOR_LOGIN_FILE",
+        p_opt_str,
+        None,
+        "Where `spanvisor login` keeps your tokens (mode 0600). Default: "
+        "$XDG_STATE_HOME/spanvisor/login.json, else ~/.local/state/spanvisor/login.json.",
+        "a file path",
+    ),
+    Setting(
+        "break_glass_group",
+        "SPANVISOR_BREAK_GLASS_GROUP",
+        p_opt_str,
+        None,
+        "On `spanvisor serve`: the group whose members may break glass: approve a request alone, whatever "
+        "people and groups it needs, with a reason (`spanvisor approve --break-glass --reason …`); recorded as "
+        "such, posted, counted. Unset: nobody may.",
+        "a group name",
     ),
     # Read by `spanvisor run` and `spanvisor hook` (the coding-agent CLIs'
     # launcher and permission hook), which run next to the agent.

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 from spanvisor.events import (
+    ApprovalRequest,
     BudgetWarning,
     Checkpoint,
     ContextForecast,
@@ -169,9 +170,18 @@ def decision_detail(event: HumanIntervention) -> str | None:
     d = event.decision
     tally = f"{event.votes} of {event.votes_needed} approvals" if event.votes_needed > 1 else None
     if tally and event.votes < event.votes_needed:
-        tally = f"{event.votes_needed - event.votes} more needed"
+        tally = f"{event.votes_needed - event.votes} more needed" + from_text(event.request)
     how = f"with other arguments: {d.edited}" if d.edited else ("under a standing grant" if d.grant_id else None)
-    return "\n".join(x for x in (tally, how, d.comment, asked) if x) or None
+    glass = "🚨 broke glass: approved alone, whatever the request needed" if d.break_glass else None
+    return "\n".join(x for x in (glass, tally, how, d.comment, asked) if x) or None
+
+
+def from_text(req: ApprovalRequest | None) -> str:
+    """`` from sre or alice``: whose approvals a request counts ("" for anyone's)."""
+    names = [w.removeprefix("group:") for w in (req.approvers_from if req is not None else ())]
+    if not names:
+        return ""
+    return " from " + (", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0])
 
 
 def denied_text(d: Decision, who: str) -> str:
@@ -241,6 +251,7 @@ __all__ = [
     "decision_text",
     "denied_text",
     "duration",
+    "from_text",
     "log_tail_text",
     "number",
     "result_value",

@@ -8,9 +8,14 @@ serve`` behind the same bearer token as ``/v1/traces``. JSON in and out.
   requests from the shared record, its budget when this process tracks it.
 * ``POST /v1/control/tasks/{task_id}/decisions``: apply a decision
   (``{"action", "approval_id"?, "digest"?, "run_id"?, "actor", "comment"?,
-  "intervention_id"?}``) to the open request or run it names; 200 when
-  applied (or the same one again), 404 for an unknown task or request, 409
-  when refused otherwise, with the reason.
+  "intervention_id"?, "edited"?, "break_glass"?}``) to the open request or
+  run it names; 200 when applied (or the same one again), 404 for an
+  unknown task or request, 409 when refused otherwise, with the reason.
+
+Who calls is the bearer token's (:mod:`spanvisor.receiver.proof`): a
+person's own token, their identity provider's signed token (401 or 403
+with the reason when it does not verify), an agent's own token, or a
+shared one.
 * ``GET /v1/control/approvals?agent=A``: every open approval request.
 * ``GET /v1/control/budgets``: the shared spending totals, when the pipeline
   keeps them.
@@ -29,7 +34,6 @@ import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
@@ -38,16 +42,16 @@ from spanvisor.canonical import MAX_ACTION_BYTES, canonical_json, check_action
 from spanvisor.control import runs
 from spanvisor.control.bearer import bearer_matches, bearer_token
 from spanvisor.control.client import ACTIONS, MAX_WAIT_S
-from spanvisor.control.deciders import ANONYMOUS_ID, ANONYMOUS_NAME, Person
-from spanvisor.control.deciders import from_config as deciders_of
+from spanvisor.control.deciders import Person
 from spanvisor.control.hub import NOT_FOUND
 from spanvisor.control.log import decision_to_dict
-from spanvisor.control.runs import who
-from spanvisor.display.approval import action_json
-from spanvisor.display.readable import answer_command
-from spanvisor.events import ApprovalRequest, Decision, TaskView
+from spanvisor.control.oidc import TokenRefused
+from spanvisor.control.people import from_config as people_of
+from spanvisor.events import Decision, TaskView
 from spanvisor.receiver import grants_api, permit_api
 from spanvisor.receiver.control_errors import ControlFailures
+from spanvisor.receiver.control_views import approval_json, budget_json, open_json, votes_json
+from spanvisor.receiver.proof import as_decided, break_glass_refusal, prove, refused
 from spanvisor.stream import sse
 
 PREFIX = "/v1/control"
@@ -105,54 +109,6 @@ def _number(raw: str | None, what: str, default: float, lo: float, hi: float | N
     return n if hi is None else min(n, hi)
 
 
-def approval_json(r: ApprovalRequest) -> dict[str, Any]:
-    return {
-        "approval_id": r.approval_id,
-        "question": r.question,
-        "options": list(r.options),
-        "timeout_s": r.timeout_s,
-        "requested_ns": r.requested_ns,
-        "digest": r.digest,
-        "expires_ns": runs.expires_ns(r),
-        # What the approval binds to besides the question (docs/interventions.md),
-        # as a person is shown it: the action with its secrets masked (the
-        # digest binds the raw one, which the agent presents at the permit check).
-        "agent": r.agent,
-        "details": r.details,
-        "action": action_json(r.action),
-        # Who must approve: this many distinct verified people, never the requester.
-        "approvers": r.approvers,
-        "requester": r.requester,
-    }
-
-
-def open_json(item: Mapping[str, Any], now_ns: int) -> dict[str, Any] | None:
-    """One entry of the open list, with its age and the command that answers it."""
-    r = runs.request_from_dict(item)
-    task_id, run_id, agent = item.get("task_id"), item.get("run_id"), item.get("agent_id")
-    if r is None or not isinstance(task_id, str) or not isinstance(run_id, str):
-        return None
-    doc = approval_json(r)
-    doc.update(
-        task_id=task_id,
-        run_id=run_id,
-        agent_id=agent if isinstance(agent, str) else "unknown",
-        age_s=max(0.0, (now_ns - r.requested_ns) / 1e9) if r.requested_ns else None,
-        answer=answer_command(task_id, run_id, r.approval_id, r.digest),
-    )
-    return doc
-
-
-def budget_json(v: TaskView) -> dict[str, Any]:
-    return {
-        "cost_usd": v.cost_usd,
-        "budget_usd": v.budget_usd,
-        "tokens": v.input_tokens + v.output_tokens,
-        "budget_tokens": v.budget_tokens,
-        "unpriced_calls": v.unpriced_calls,
-    }
-
-
 def decision_from_body(task_id: str, body: Any) -> Decision:
     if not isinstance(body, Mapping):
         raise _Bad("the body must be a JSON object")
@@ -182,6 +138,9 @@ def decision_from_body(task_id: str, body: Any) -> Decision:
         if action not in ("approve", "reject"):
             raise _Bad(f"digest is only for approve and reject, not {action}")
         digest = _ident(digest, "digest", 64)
+    glass = body.get("break_glass", False)
+    if not isinstance(glass, bool) or (glass and action != "approve"):
+        raise _Bad("break_glass is true or false, and only for approve")
     edited = body.get("edited")
     if edited is not None:
         if action != "approve":
@@ -203,14 +162,8 @@ def decision_from_body(task_id: str, body: Any) -> Decision:
         source=source,
         run_id=run_id,
         digest=digest,
+        break_glass=glass,
     )
-
-
-def votes_json(votes: list[Decision]) -> dict[str, Any]:
-    """Who approved an open request so far, and the arguments they approved
-    instead of the asked ones (a later approval must approve the same)."""
-    edit = votes[0].edited if votes else None
-    return {"approved_by": [who(v) for v in votes], "approved_edit": json.loads(edit) if edit else None}
 
 
 def add_routes(app: web.Application, pipeline: Any, token: str | None) -> None:
@@ -222,7 +175,9 @@ def add_routes(app: web.Application, pipeline: Any, token: str | None) -> None:
     config = getattr(pipeline, "config", None)
     decide = config.get("decide_token") if config is not None else None
     deciders = decide.encode() if isinstance(decide, str) and decide else expected
-    people = deciders_of(config)  # people known by their own tokens: their decisions are verified
+    # People known by their own tokens or their identity provider's: their decisions are verified.
+    people = people_of(config)
+    glass_group = config.get("break_glass_group") if config is not None else None
     failures = ControlFailures()
 
     def control() -> Any:
@@ -240,9 +195,13 @@ def add_routes(app: web.Application, pipeline: Any, token: str | None) -> None:
         async def run(request: web.Request) -> web.Response:
             header = request.headers.get("Authorization")
             token = bearer_token(header)
-            person = people.who(token) if people is not None else None
+            shared = any(t is not None and bearer_matches(header, t) for t in (needs, expected))
+            try:
+                person = await prove(people, token, shared)
+            except TokenRefused as exc:
+                return refused(exc)
             # An agent's own token ([agents.ID]) reads, and permits its own approvals.
-            agent = people.agent(token) if people is not None and agents else None
+            agent = people.agent(token) if agents else None
             if person is None and agent is None and needs is not None and not bearer_matches(header, needs):
                 return _error(401, "missing or wrong bearer token", **{"WWW-Authenticate": "Bearer"})
             if person is not None:  # looked up once: the handler reads it here
@@ -287,7 +246,7 @@ def add_routes(app: web.Application, pipeline: Any, token: str | None) -> None:
             "state": state or "unknown",
             "status": view.status if view is not None else (state or "unknown"),
             "approvals": [
-                {**approval_json(r), **votes_json(runs.votes_of(runs.requests_of(rec)[r.approval_id]))}
+                {**approval_json(r), **votes_json(runs.votes_of(runs.requests_of(rec)[r.approval_id]), r)}
                 for r in runs.open_requests(rec, now)
             ],
             "decisions": [decision_to_dict(d) for d in new],
@@ -304,6 +263,11 @@ def add_routes(app: web.Application, pipeline: Any, token: str | None) -> None:
         now = time.time_ns()
         items = [open_json(x, now) for x in await control().open_requests()]
         shown = [x for x in items if x is not None and (agent is None or x["agent_id"] == agent)]
+        for x in shown:  # what each request that takes several people, or some only, still waits for
+            if x["approvers"] > 1 or x["approvers_from"]:
+                req = runs.requests_of(await control().run(x["task_id"], x["run_id"])).get(x["approval_id"])
+                r = runs.request_from_dict(req)
+                x.update(votes_json(runs.votes_of(req or {}), r) if r is not None else {})
         shown.sort(key=lambda x: (x["requested_ns"], x["task_id"], x["approval_id"]))
         return _reply(200, {"approvals": shown})
 
@@ -324,18 +288,13 @@ def add_routes(app: web.Application, pipeline: Any, token: str | None) -> None:
             body = json.loads(bytes(raw) or b"null")
         except ValueError as exc:
             raise _Bad(f"the body is not JSON: {exc}") from None
-        decision = decision_from_body(task_id, body)
-        if people is not None:  # who decided is the token's, never what the body says
-            person = request.get(PERSON)
-            who = (person.name, person.name) if person is not None else (ANONYMOUS_ID, ANONYMOUS_NAME)
-            decision = replace(
-                decision,
-                actor_id=who[0],
-                actor_name=who[1],
-                verified=person is not None,
-                person=person.name if person is not None else None,
-            )
-        verdict = await control().decide(decision)
+        # Who decided is the token's, never what the body says.
+        decision = as_decided(decision_from_body(task_id, body), request.get(PERSON), people)
+        glass = break_glass_refusal(decision, glass_group)
+        if glass is not None:  # refused, and audited as a refused decision
+            verdict = await control().decide(decision, denied=glass[1], code=glass[0])
+        else:
+            verdict = await control().decide(decision)
         doc: dict[str, Any] = {
             "outcome": verdict.outcome,
             "reason": verdict.reason,
@@ -344,6 +303,9 @@ def add_routes(app: web.Application, pipeline: Any, token: str | None) -> None:
             "run_id": verdict.run_id or None,
             "decided_by": decision.actor_name or decision.actor_id,
             "verified": decision.verified,
+            "groups": list(decision.groups),
+            "proof": decision.proof,
+            "break_glass": decision.break_glass,
             "votes": verdict.votes,
             "votes_needed": verdict.votes_needed,
         }
@@ -372,9 +334,7 @@ def add_routes(app: web.Application, pipeline: Any, token: str | None) -> None:
     # Checking an approved action where it runs (the agent's OTLP token).
     app.router.add_post(
         PREFIX + "/tasks/{task_id}/approvals/{approval_id}/permit",
-        guarded(
-            permit_api.handler(control, lambda r: r.get(AGENT), bool(people is not None and people.agents)), agents=True
-        ),
+        guarded(permit_api.handler(control, lambda r: r.get(AGENT), bool(people.agents)), agents=True),
     )
     listing, make, revoke = grants_api.handlers(control, lambda r: r.get(PERSON))
     app.router.add_get(PREFIX + "/grants", guarded(listing))

@@ -1,7 +1,7 @@
 """What ``spanvisor serve`` checks before it starts anything.
 
-* The sinks it names and the people file (``SPANVISOR_DECIDERS``): a
-  misspelt sink or a bad file is one line.
+* The sinks it names, the people file (``SPANVISOR_DECIDERS``) and the
+  identity provider's settings: a misspelt sink or a bad file is one line.
 * The data dir's journal: one ``serve`` at a time. A second ``serve`` on
   the same data dir replayed the running one's journal to its console (and
   would have taken its acknowledged spans a second time) before failing on
@@ -24,7 +24,7 @@ import socket
 from typing import Any
 
 from spanvisor.config import ConfigError
-from spanvisor.control.deciders import from_config as deciders_of
+from spanvisor.control.people import from_config as people_of
 from spanvisor.sink import load_sink_class
 
 # The lock's file descriptor, held open for the process's life.
@@ -37,7 +37,7 @@ def preflight(config: Any) -> None:
     for name in config.get("sinks") or ():
         if name != "auto":
             load_sink_class(str(name))
-    deciders_of(config)
+    people_of(config)  # the people file and the identity provider's settings
     ports_free(config)
     if config.get("journal"):
         hold_journal(config)

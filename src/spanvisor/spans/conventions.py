@@ -30,8 +30,7 @@ MESSAGE: Final = "agent.message"
 CONTEXT_TOKENS: Final = "agent.context.tokens"
 CONTEXT_LIMIT: Final = "agent.context.limit"
 ARTIFACTS: Final = "agent.artifacts"
-# Budgets of one task, dollars and tokens (on its root, which carries known keys: in READ_KEYS only).
-BUDGET_USD: Final = "agent.budget.usd"
+BUDGET_USD: Final = "agent.budget.usd"  # a task's budgets (on its root, which carries known keys: READ_KEYS only)
 BUDGET_TOKENS: Final = "agent.budget.tokens"
 EVENT_CHECKPOINT: Final = "agent.checkpoint"
 EVENT_ARTIFACT: Final = "agent.artifact"
@@ -50,6 +49,7 @@ APPROVAL_AGENT: Final = "agent.approval.agent_id"
 APPROVAL_APPROVERS: Final = "agent.approval.approvers_required"
 APPROVAL_REQUESTER: Final = "agent.approval.requester"
 APPROVAL_PERMIT_KEY: Final = "agent.approval.permit_key_sha256"  # sha256 of the asker's secret: only it consumes
+APPROVAL_FROM: Final = "agent.approval.approvers_from"  # whose approvals count: "group:sre", "alice"
 # Whom an agent works for (task or resource attribute): the default requester.
 OWNER: Final = "agent.owner"
 # On the decision event: approve, reject or timed_out; and who decided.
@@ -238,8 +238,8 @@ def tool_name(attrs: Mapping[str, Any], span_name: str) -> Any:
     return named or (now.mcp_tool(span_name) if now.is_mcp_tool_call(attrs) else span_name)
 
 
-# Model calls whose tokens count but that hold no conversation: their prompt
-# is not the agent's context, so they never change its occupancy.
+# Model calls whose tokens count but that hold no conversation: their prompt is not the agent's
+# context, so they never change its occupancy.
 NO_CONVERSATION_OPS: Final = frozenset({"embeddings", "rerank", "retrieval"})
 TL_REQUEST_TYPE: Final = "llm.request.type"  # OpenLLMetry: chat, completion, embedding, rerank
 
@@ -276,9 +276,8 @@ READ_KEYS: Final = (
 # only stamps keeps only its stamps (pipeline/sdkspans.py). Derived from READ_KEYS, so a key the tracker
 # starts to read reaches it on every path (tests/core/test_every_key.py checks it reads nothing else).
 FULL_READ_KEYS: Final = READ_KEYS - STAMP_KEYS
-# What names a task and its agent and makes a span a task root: set when
-# the root starts and true for the whole task. The processor keeps these as
-# the root started, for a root whose attribute limit drops them later.
+# What names a task and its agent and makes a span a task root: set when the root starts and true for
+# the whole task. The processor keeps these as the root started, for a root whose limit drops them later.
 IDENTITY_KEYS: Final = (
     TASK_NAME,
     TASK_ID,
@@ -312,6 +311,7 @@ EVENT_KEYS: Final = frozenset(
         APPROVAL_APPROVERS,
         APPROVAL_REQUESTER,
         APPROVAL_PERMIT_KEY,
+        APPROVAL_FROM,
         APPROVAL_OUTCOME,
         APPROVAL_DECIDED_BY,
     }

@@ -171,6 +171,11 @@ def intervention_body(event: HumanIntervention) -> dict[str, Any]:
         "person": d.person,
         "edited": action_json(d.edited),  # secrets masked, as people are shown it
         "grant_id": d.grant_id,
+        # Added later still: the groups proven for the decider, how they were
+        # proven (token, oidc, slack), and an approve that broke glass.
+        "groups": list(d.groups),
+        "proof": d.proof,
+        "break_glass": d.break_glass,
     }
 
 

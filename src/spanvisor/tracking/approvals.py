@@ -22,6 +22,7 @@ from spanvisor.canonical import (
     approval_digest,
     canonical_json,
     check_action,
+    check_from,
     clamp_approvers,
 )
 from spanvisor.events import (
@@ -113,6 +114,11 @@ def request_from(
         details=details,
         action=action,
     )
+    try:
+        approvers_from = check_from(attrs.get(cv.APPROVAL_FROM))
+    except ValueError as exc:
+        notes.append(f"{cv.EVENT_APPROVAL_REQUEST} {approval_id}: {cv.APPROVAL_FROM} refused ({exc}); ignored")
+        return None
     approvers = clamp_approvers(attrs.get(cv.APPROVAL_APPROVERS), notes)
     requester = sz.name(attrs.get(cv.APPROVAL_REQUESTER), cv.APPROVAL_REQUESTER, notes)
     key = attrs.get(cv.APPROVAL_PERMIT_KEY)
@@ -124,6 +130,7 @@ def request_from(
     return ApprovalRequest(
         permit_key=key,
         approvers=approvers,
+        approvers_from=approvers_from,
         requester=requester or None,
         approval_id=approval_id,
         question=question,
