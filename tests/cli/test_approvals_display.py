@@ -49,7 +49,7 @@ def test_a_request_for_two_people_says_how_each_approves() -> None:
     two = {**ITEM, "approvers": 2, "answer": "spanvisor approve t1 a1 --run r1 --digest " + "d" * 64}
     one = {**ITEM, "task_id": "t2", "answer": "spanvisor approve t2 a1"}
     out = table([two, one])
-    said = [line for line in out.splitlines() if "needs 2 people" in line]
+    said = [line for line in out.splitlines() if "needs 2 people, each" in line]
     assert len(said) == 1 and said[0].startswith("t1 a1 needs 2 people, each approving with a token of their own")
     assert "decider-token NAME` makes one for serve's SPANVISOR_DECIDERS file" in said[0]
     assert "t2" not in said[0]

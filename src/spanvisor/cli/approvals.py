@@ -179,7 +179,8 @@ def table(items: list[dict[str, Any]], url: str | None = None) -> str:
         lines += [
             f"{clip(str(x.get('task_id')), 32)} {x.get('approval_id')} needs {x['approvers']} people, each approving "
             "with a token of their own (--token, or SPANVISOR_DECIDE_TOKEN): "
-            f"`{command_name()} decider-token NAME` makes one for serve's SPANVISOR_DECIDERS file"
+            f"`{command_name()} decider-token NAME` makes one for serve's SPANVISOR_DECIDERS file; "
+            f"with an identity provider, `{command_name()} login`"
             for x in people
         ]
     return "\n".join(lines)
