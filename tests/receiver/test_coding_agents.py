@@ -234,3 +234,31 @@ def test_unreadable_records_are_counted_and_never_fail_the_request(
     assert evs[-1].task.input_tokens == 0
     assert pipeline.stats.value("coding_agent_records_total", outcome="no_session_id") == 1
     assert pipeline.stats.value("coding_agent_records_total", outcome="read") == 2
+
+
+def test_token_counts_past_int64_are_clamped_and_noted_never_failing_the_request(
+    receiver: RunningReceiver, pipeline: Pipeline, sink: InMemorySink
+) -> None:
+    """A count above 2**63 (and three large ones Claude Code's reader adds):
+    the request is answered 200, the call is counted with its tokens clamped,
+    and its event says what was clamped."""
+    s = claude("claude-huge")
+    huge = 2**63 - 1
+    s.records = [
+        r
+        if r.event != "claude_code.api_request"
+        else Rec(
+            r.event,
+            {**r.attrs, "input_tokens": huge, "cache_read_tokens": huge, "cache_creation_tokens": "9" * 30},
+            r.body,
+            r.short_name,
+        )
+        for r in s.records
+    ]
+    _send(receiver, s, request(s))
+    task_id, _, _ = session_task(s.service, "claude-huge")
+    evs = _settled(pipeline, sink, task_id, s.calls)
+    calls = [e for e in evs if isinstance(e, Checkpoint) and e.source == "model_call"]
+    assert len(calls) == s.calls
+    assert all(any("clamped to 100,000,000" in n for n in c.notes) for c in calls), [c.notes for c in calls]
+    assert evs[-1].task.input_tokens == 100_000_000 * s.calls
