@@ -6,7 +6,10 @@ for the test to read, and a path the fake does not serve is answered 404
 from __future__ import annotations
 
 import json
+import select
+import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -75,8 +78,8 @@ class FakeModelAPI:
                 n = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(n) if n else b""
                 reply = fake._handle(self.command, self.path, raw)
-                if reply.hold_s > 0:
-                    fake._closing.wait(reply.hold_s)
+                if reply.hold_s > 0 and not self._held(reply.hold_s):
+                    return  # the CLI went away while it waited: nobody to answer
                 try:
                     self.send_response(reply.status)
                     self.send_header("Content-Type", reply.content_type)
@@ -85,6 +88,21 @@ class FakeModelAPI:
                     self.wfile.write(reply.body)
                 except OSError:
                     pass  # the CLI went away meanwhile (stopped while it waited)
+
+            def _held(self, seconds: float) -> bool:
+                """Wait ``seconds`` (less when the fake closes); False when the
+                client closed its connection meanwhile."""
+                end = time.monotonic() + seconds
+                while not fake._closing.wait(min(0.1, max(0.0, end - time.monotonic()))):
+                    if time.monotonic() >= end:
+                        return True
+                    ready, _, _ = select.select([self.connection], [], [], 0)
+                    try:
+                        if ready and not self.connection.recv(1, socket.MSG_PEEK):
+                            return False
+                    except OSError:
+                        return False
+                return True
 
             do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _any
 

@@ -153,6 +153,10 @@ class SessionTask:
             attrs[cv.MESSAGE] = message
         now = time.time_ns()
         span = provider.get_tracer("spanvisor.run").start_span(name, start_time=started_ns, attributes=attrs)
+        if message:
+            # Said at the end, as the task's last action: the root's attribute
+            # alone reads as said at its start, before the CLI's own warnings.
+            span.add_event(cv.EVENT_CHECKPOINT, {cv.MESSAGE: message}, timestamp=max(now, started_ns))
         if status == "error":
             span.set_status(Status(StatusCode.ERROR, error or "failed"))
             span.add_event(
