@@ -126,7 +126,9 @@ class Matrix:
 
     def parents_of(self, task_id: str) -> list[Any]:
         """The task's Slack parent messages (one, when all is well)."""
-        return [p for p in self.slack.parents() if (p.metadata or {}).get("event_payload", {}).get("task_id") == task_id]
+        return [
+            p for p in self.slack.parents() if (p.metadata or {}).get("event_payload", {}).get("task_id") == task_id
+        ]
 
     def click(self, parent: Any, button: dict[str, Any]) -> int:
         """The approver's signed click on ``button``, posted as Slack posts it; the status."""

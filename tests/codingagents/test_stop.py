@@ -190,7 +190,11 @@ def test_a_signal_to_the_cli_itself_ends_the_task_cancelled(
     finally:
         busy.running.stop()
     row = _ended(matrix, busy.task_id)
-    assert (row["status"], row["error_message"]) == ("cancelled", None), (row["status"], row["error_message"], ran.said())
+    assert (row["status"], row["error_message"]) == ("cancelled", None), (
+        row["status"],
+        row["error_message"],
+        ran.said(),
+    )
     assert [r["task_id"] for r in matrix.tasks_of(row["agent_id"]) if busy.run_id in (r["task_name"] or "")] == [
         busy.task_id
     ], "one task, its id with ':' and '/' as the launcher named it"
