@@ -113,6 +113,9 @@ def test_under_the_launcher_the_session_ends_complete(
     run_id = anthropic.script(uuid.uuid4().hex[:12], _hello("launched"))
     task_id = f"cc-launched-{run_id}"
     env = cc.env(tmp_path / "home", matrix, anthropic, run_id)
+    # As a user starts it: the launcher asks for tool details and a log export each second.
+    for own in ("OTEL_LOG_TOOL_DETAILS", "OTEL_LOGS_EXPORT_INTERVAL"):
+        env.pop(own)
     ran = cc.claude(
         cli_bin,
         tmp_path / "work",
