@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from typing import Any
 
@@ -84,6 +85,21 @@ def cut(item: dict[str, Any], width: int = ACTION_WIDTH) -> bool:
     except ValueError:
         long_args = False
     return long_args or len(str(item.get("details") or "")) > width or len(str(item.get("question") or "")) > width
+
+
+_SLACK_MARKUP = re.compile(r"<([@#!])([^<>|]*)(?:\|([^<>]*))?>")
+
+
+def plain(text: str) -> str:
+    """What the server says in Slack's markup (a person as ``<@U0ALICE>``),
+    as a terminal reads it: ``@U0ALICE``, or the label it carries
+    (``<@U0ALICE|alice>``: ``@alice``); ``<!channel>``: ``@channel``."""
+
+    def one(m: re.Match[str]) -> str:
+        sigil, ident, label = m.group(1), m.group(2), m.group(3)
+        return ("#" if sigil == "#" else "@") + (label or ident)
+
+    return _SLACK_MARKUP.sub(one, text)
 
 
 def visible(text: str) -> str:

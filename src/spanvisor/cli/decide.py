@@ -26,7 +26,7 @@ import sys
 import uuid
 from typing import Any
 
-from spanvisor.cli.approvals import action_line, cut
+from spanvisor.cli.approvals import action_line, cut, plain
 from spanvisor.cli.approvals import shown as shown_text
 from spanvisor.config import Config
 from spanvisor.control.client import DEFAULT_URL, ENV_URL, STORE_DOWN, HttpSource, Sent, token_from_env
@@ -103,7 +103,7 @@ def shown(client: HttpSource, task: str, approval: str, run: str | None) -> tupl
             if cut(r):
                 print(f"(whole: spanvisor approvals --full {task}/{approval})", flush=True)
             if isinstance(r.get("approvers"), int) and r["approvers"] > 1:
-                by = ", ".join(str(x) for x in r.get("approved_by") or ()) or "nobody yet"
+                by = ", ".join(plain(str(x)) for x in r.get("approved_by") or ()) or "nobody yet"
                 print(f"Needs: {r['approvers']} people (approved so far: {by})", flush=True)
             if isinstance(r.get("approved_edit"), dict):
                 args = json.dumps(r["approved_edit"].get("arguments"), sort_keys=True)
@@ -162,7 +162,7 @@ def handler(args: argparse.Namespace, config: Config) -> int:
         digest=digest,
         edited=edited,
     )
-    line = describe(sent, args.action, args.task, approval, iid)
+    line = plain(describe(sent, args.action, args.task, approval, iid))
     print(line, file=sys.stdout if sent.ok else sys.stderr, flush=True)
     if sent.outcome == "applied" and getattr(args, "for_run", False):
         if sent.votes_needed > 1 and sent.votes < sent.votes_needed:
