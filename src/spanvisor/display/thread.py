@@ -26,6 +26,8 @@ from spanvisor.display.readable import (
 )
 from spanvisor.display.task import STATUS_STYLE, summary_text
 from spanvisor.events import (
+    EXPIRED_APPROVAL,
+    UNANSWERED_APPROVAL,
     ArtifactAdded,
     BudgetWarning,
     Checkpoint,
@@ -58,6 +60,7 @@ LineKind = Literal[
     "artifact",
     "summary",
     "approval",
+    "unanswered",
     "intervention",
     "denied",
     "corrected",
@@ -98,7 +101,8 @@ class ThreadLine:
 class _TaskLines:
     milestone: float = -1.0
     step: str | None = None
-    asked: frozenset[str] = frozenset()  # approval ids with an "Approval needed" line
+    # Open requests with an "Approval needed" line: approval id -> question.
+    asked: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -165,8 +169,9 @@ class ThreadPolicy:
                     for r in v.approvals
                     if r.approval_id not in st.asked
                 )
+                out.extend(_unanswered(event, st.asked))
                 # Only the open ones: a closed request never reopens (the tracker's rule).
-                st.asked = frozenset(r.approval_id for r in v.approvals)
+                st.asked = {r.approval_id: r.question for r in v.approvals}
         elif isinstance(event, ContextWarning):
             critical = event.level == "critical"
             out.append(
@@ -241,6 +246,25 @@ class ThreadPolicy:
                 )
             )
         return out
+
+
+def _unanswered(event: Checkpoint, asked: dict[str, str]) -> list[ThreadLine]:
+    """A request that closed with nobody's answer (the server's expiry, or
+    its agent giving up): a line saying so, which is no approval."""
+    a = event.attributes
+    aid = a.get(EXPIRED_APPROVAL) or a.get(UNANSWERED_APPROVAL)
+    if not isinstance(aid, str) or aid in {r.approval_id for r in event.task.approvals}:
+        return []
+    return [
+        ThreadLine(
+            event.event_id,
+            "unanswered",
+            "⌛",
+            "No answer in time: not approved",
+            asked.get(aid),
+            key=f"unanswered:{aid}",
+        )
+    ]
 
 
 def budget_line(event: BudgetWarning) -> ThreadLine:
