@@ -165,7 +165,7 @@ def test_a_cancel_clicked_in_slack_stops_the_cli_under_the_launcher_within_2_s(
     del parent
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 @pytest.mark.parametrize("cli", CLIS)
 def test_a_signal_to_the_cli_itself_ends_the_task_cancelled(
     cli: str,
