@@ -190,7 +190,9 @@ def test_the_launchers_task_id_and_name_win(receiver: RunningReceiver, pipeline:
     percent-decoding the OTel specification asks for: the receiver decodes
     its values (the launcher encodes only what the specification requires,
     so a task id of baggage octets such as ``deploy:web/42`` is never encoded)."""
-    s = codex("codex-launched", **{"spanvisor.task.id": "deploy:web/42", "spanvisor.task.name": "nightly%20deps%2C%20bump"})
+    s = codex(
+        "codex-launched", **{"spanvisor.task.id": "deploy:web/42", "spanvisor.task.name": "nightly%20deps%2C%20bump"}
+    )
     task_id, trace_id, root_id = session_task(s.service, s.session_id, "deploy:web/42")
     assert task_id == "deploy:web/42"
     _send(receiver, s, request(s))
