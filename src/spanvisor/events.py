@@ -233,21 +233,13 @@ CheckpointSource = Literal["event", "state", "model_call", "tool_call", "span"]
 class Checkpoint(TaskEvent):
     """The task moved: an ``agent.checkpoint`` event, a change of progress,
     step, message or status, a model call that changed token usage, or a
-    tool call that ended (``attributes``: ``tool``, ``duration_s``, ``error``).
-    A request that closed with no person's answer says which
-    (``attributes``: :data:`EXPIRED_APPROVAL`, :data:`UNANSWERED_APPROVAL`)."""
+    tool call that ended (``attributes``: ``tool``, ``duration_s``, ``error``)."""
 
     source: CheckpointSource = "event"
     # Fields that changed with this checkpoint, e.g. ("progress", "step").
     changed: tuple[str, ...] = ()
     # Extra attributes of the checkpoint event (sanitised, JSON-safe).
     attributes: dict[str, object] = field(default_factory=dict)
-
-
-# The request the server closed as expired, and the one its agent gave up
-# waiting on (it noted timed_out): a Checkpoint's attribute, the approval id.
-EXPIRED_APPROVAL = "expired_approval"
-UNANSWERED_APPROVAL = "unanswered_approval"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -375,8 +367,6 @@ Event: TypeAlias = (
 )
 
 __all__ = [
-    "EXPIRED_APPROVAL",
-    "UNANSWERED_APPROVAL",
     "Action",
     "ApprovalRequest",
     "Artifact",

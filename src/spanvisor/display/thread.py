@@ -26,8 +26,6 @@ from spanvisor.display.readable import (
 )
 from spanvisor.display.task import STATUS_STYLE, summary_text
 from spanvisor.events import (
-    EXPIRED_APPROVAL,
-    UNANSWERED_APPROVAL,
     ArtifactAdded,
     BudgetWarning,
     Checkpoint,
@@ -44,6 +42,9 @@ from spanvisor.events import (
 )
 
 TOOL_FAILED = "Tool failed"  # the summary of a failed tool's line (a sink may show only those)
+# A Checkpoint's attribute naming a request closed with no person's answer:
+# the server's expiry, or its agent giving up (tracking/approvals.py).
+EXPIRED_APPROVAL, UNANSWERED_APPROVAL = "expired_approval", "unanswered_approval"
 
 
 LineKind = Literal[
@@ -305,4 +306,13 @@ def intervention_line(event: HumanIntervention) -> ThreadLine:
     )
 
 
-__all__ = ["TOOL_FAILED", "LineKind", "ThreadLine", "ThreadPolicy", "budget_line", "intervention_line"]
+__all__ = [
+    "EXPIRED_APPROVAL",
+    "TOOL_FAILED",
+    "UNANSWERED_APPROVAL",
+    "LineKind",
+    "ThreadLine",
+    "ThreadPolicy",
+    "budget_line",
+    "intervention_line",
+]

@@ -4,11 +4,9 @@ serve`` behind the same bearer token as ``/v1/traces``. JSON in and out.
 
 * ``GET /v1/control/tasks/{task_id}?after=N&wait=S&run=R``: the run's
   decisions past the first N (the task id's latest run without ``run``),
-  waiting up to S seconds (at most 60) for one (answered as soon as one is
-  recorded, on any replica); its state, open approval requests and cancel
-  (who, why) from the shared record, its budget when this process tracks it.
-  A task id may hold any character but control ones: ``/`` and ``:`` too,
-  percent-encoded in the path.
+  waiting up to S seconds (at most 60) for one; its state, open approval
+  requests and cancel (who, why) from the shared record, its budget when
+  this process tracks it. A task id may hold ``/`` (percent-encoded).
 * ``POST /v1/control/tasks/{task_id}/decisions``: apply a decision
   (``{"action", "approval_id"?, "digest"?, "run_id"?, "actor", "comment"?,
   "intervention_id"?}``) to the open request or run it names; 200 when
@@ -144,10 +142,6 @@ def open_json(item: Mapping[str, Any], now_ns: int) -> dict[str, Any] | None:
         answer=answer_command(task_id, run_id, r.approval_id, r.digest),
     )
     return doc
-
-
-def _cancel_json(d: Decision) -> dict[str, Any]:
-    return {"by": d.actor_name or d.actor_id, "comment": d.comment, "time_ns": d.time_ns, "source": d.source}
 
 
 def budget_json(v: TaskView) -> dict[str, Any]:
@@ -301,9 +295,7 @@ def add_routes(app: web.Application, pipeline: Any, token: str | None) -> None:
             "next": int(after) + len(new),
             "cancel_requested": any(d.action == "cancel" for d in every)
             or bool(view is not None and view.cancel_requested),
-            # Who asked the run to stop and why (what a hook tells the CLI
-            # it blocks); null while nobody did.
-            "cancel": next((_cancel_json(d) for d in every if d.action == "cancel"), None),
+            "cancel": runs.cancel_of(every),  # who asked it to stop, and why
         }
         if view is not None:
             doc["budget"] = budget_json(view)

@@ -43,9 +43,6 @@ log = logging.getLogger("spanvisor.stream")
 STATUSES = get_args(Status)
 PAGE = 500
 MAX_ID = 256
-# The largest position a feed keeps (PostgreSQL's bigint): any larger one
-# was never sent, and is answered with a reset like one past the head.
-MAX_POSITION = 2**63 - 1
 # How often a waiting stream looks whether its client went away.
 LIVENESS_S = 1.0
 SEND_BUFFER = 64 * 1024
@@ -144,7 +141,7 @@ def position_of(raw: str | None, parameter: str = "after") -> tuple[str, int] | 
         raise _BadQuery(
             parameter, f"{parameter} must be an id this stream sent (<epoch>:<position>:<event id>), or be left out"
         )
-    return epoch, int(pos)
+    return epoch, min(int(pos), 2**63 - 1)  # past a feed's bigint: never sent, so a reset
 
 
 def start_of(request: web.Request) -> tuple[str, int] | None:
@@ -354,8 +351,6 @@ async def _recorded(sink: StreamSource, pos: int) -> bool:
     ring = sink.ring
     if ring is None or pos <= ring.head:
         return True
-    if pos > MAX_POSITION:
-        return False  # past what any feed can hold (a bigint): never reached
     rows = await _since(sink, pos - 1, 1)
     return bool(rows)
 

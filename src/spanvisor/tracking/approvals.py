@@ -24,9 +24,8 @@ from spanvisor.canonical import (
     check_action,
     clamp_approvers,
 )
+from spanvisor.display.thread import EXPIRED_APPROVAL, UNANSWERED_APPROVAL
 from spanvisor.events import (
-    EXPIRED_APPROVAL,
-    UNANSWERED_APPROVAL,
     ApprovalRequest,
     Checkpoint,
     Decision,

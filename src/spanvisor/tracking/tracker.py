@@ -311,10 +311,7 @@ class TaskTracker:
                 # never stamps the name) announces it.
                 return []
             elif not self.tasks.admits(key):
-                # At capacity with every open task live: refused (counted) as a
-                # start record is. A flood of forged records opens its tasks
-                # this way, and must not push out work in progress.
-                return []
+                return []  # at capacity, every open task live: refused (counted), as a start record is
             else:
                 # A descendant arrived first: open from the task's ids alone; the span's own identity fills
                 # gaps until the root arrives. The stamp names the task's agent (the processor and the
