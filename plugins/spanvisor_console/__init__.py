@@ -200,8 +200,7 @@ class ConsoleSink(BaseSink):
 
     def render_card(self, v: TaskView, now_ns: int) -> str:
         _, emoji, _ = pr.STATUS_STYLE.get(v.status, pr.STATUS_STYLE["working"])
-        stalled = " · ⏸ stalled" if v.stalled else ""
-        head = f"{emoji} {clean(v.agent_name or v.agent_id, 60)} · {v.status.replace('_', ' ')}{stalled}"
+        head = f"{emoji} {clean(v.agent_name or v.agent_id, 60)} · {pr.status_text(v)}"
         name = clean(v.task_name or v.task_id, 120)
         parts = [self._fmt("bold", f"{head} — {name}")]
         detail = [
@@ -218,8 +217,8 @@ class ConsoleSink(BaseSink):
         steps = pr.steps_line(v)
         if steps:
             parts.append("   steps: " + clean(steps, 200))
-        if v.message:
-            parts.append("   last: " + clean(v.message, 200))
+        if last := pr.last_action(v):
+            parts.append("   last: " + clean(last, 200))
         if v.artifacts:
             parts.append("   artifacts: " + ", ".join(clean(a.name, 60) for a in v.artifacts[:5]))
         return "\n".join(parts)

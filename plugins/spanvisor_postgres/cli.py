@@ -119,6 +119,21 @@ def _dur(seconds: float | None) -> str:
     return f"{h}h{m:02d}m"
 
 
+def short_ids(ids: Sequence[str], least: int = 12) -> list[str]:
+    """Each id as the shortest start of it, at least ``least`` characters,
+    that no other listed id begins with: ``claude-code-3f2a`` for a
+    launcher's task, never ``claude-code-`` for all of them. What is shown
+    pastes into ``spanvisor task`` (a unique prefix names the task)."""
+    out = []
+    for i, task_id in enumerate(ids):
+        others = [o for j, o in enumerate(ids) if j != i and o != task_id]
+        n = min(least, len(task_id))
+        while n < len(task_id) and any(o.startswith(task_id[:n]) for o in others):
+            n += 1
+        out.append(task_id[:n])
+    return out
+
+
 def _short(s: str | None, n: int) -> str:
     # Agent text: no terminal control characters, one line.
     return printable(s or "", n)
@@ -212,9 +227,10 @@ def cmd_tasks(args: argparse.Namespace, config: Config) -> int:
             say("no tasks match")
             return 0
         now = datetime.now().astimezone()
+        shown = short_ids([r["task_id"] for r in rows])
         table = [
             (
-                r["task_id"][:12],
+                printable(shown[i], 80),
                 _short(r["agent_id"], 16),
                 r["status"],
                 "-" if r["progress"] is None else f"{r['progress']:.0f}%",
@@ -225,7 +241,7 @@ def cmd_tasks(args: argparse.Namespace, config: Config) -> int:
                 _short(r["task_name"], 32),
                 _short(r["error_message"] or r["message"], 48),
             )
-            for r in rows
+            for i, r in enumerate(rows)
         ]
         header = ("TASK", "AGENT", "STATUS", "PROGRESS", "STARTED", "DURATION", "TOKENS IN/OUT", "COST", "NAME")
         say(_table(table, (*header, "LAST MESSAGE"), right=(3, 5, 6, 7)))

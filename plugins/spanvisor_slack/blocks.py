@@ -40,8 +40,10 @@ from spanvisor.display.task import (
     context_usage,
     cost_text,
     elapsed,
+    last_action,
     progress_bar,
     progress_of,
+    status_text,
     steps_line,
     tokens,
 )
@@ -120,7 +122,7 @@ def _parent(view: TaskView, look: Look, now_ns: int, scale: float) -> Payload:
     shortcode, _, colour = STATUS_STYLE.get(view.status, STATUS_STYLE["working"])
     sfx = _suffix(view)
     agent = view.agent_name or view.agent_id
-    status = view.status.replace("_", " ") + (" · ⏸ stalled" if view.stalled else "")
+    status = status_text(view)
     header = t.clip(f"{_prefix(look)}{shortcode} {t.escape(agent)} · {status}", t.HEADER_TEXT)
     name = view.task_name or view.task_id
     n = lambda limit: max(40, int(limit * scale))  # noqa: E731
@@ -149,8 +151,8 @@ def _parent(view: TaskView, look: Look, now_ns: int, scale: float) -> Payload:
     ]
     if view.results:
         body.append(_results(results(view.results), f"sv-results{sfx}", scale))
-    if view.message:
-        body.append(SectionBlock(block_id=f"sv-last{sfx}", text=_md(f"*Last action*\n{t.safe(view.message, n(1500))}")))
+    if last := last_action(view):
+        body.append(SectionBlock(block_id=f"sv-last{sfx}", text=_md(f"*Last action*\n{t.safe(last, n(1500))}")))
     steps = steps_line(view)
     if steps and plan is None:
         body.append(SectionBlock(block_id=f"sv-steps{sfx}", text=_md(f"*Steps*\n{t.safe(steps, n(1000))}")))

@@ -127,3 +127,12 @@ def hook(cli: str, payload: Any, *args: str) -> tuple[int, dict[str, Any], str]:
     lines = [ln for ln in out.getvalue().splitlines() if ln.startswith("{")]
     assert len(lines) == 1, f"one JSON answer on stdout, got {out.getvalue()!r}"
     return code, json.loads(lines[0]), err.getvalue()
+
+
+def task_of(cli: str, session_id: str) -> str:
+    """The task of a session with no launcher: its session id in its CLI's
+    namespace (``claude-code:<session id>``), as the hook and serve name it."""
+    from spanvisor.gate.session import SERVICES
+    from spanvisor.receiver.codingagents.ids import session_task_id
+
+    return session_task_id(SERVICES[cli], session_id)

@@ -218,3 +218,25 @@ def test_approvals_lists_the_request_and_approve_prints_its_question(cli: Run, s
     code, _, err = cli("approve", task, "nope", *common)
     assert code == 1 and "unknown_request" in err
     assert cli("approvals", *common, "--url", "http://127.0.0.1:9", "--timeout", "2")[0] == 2
+
+
+def test_a_decision_made_in_slack_reads_as_plain_text_in_the_terminal(cli: Run, serve: _Serve) -> None:
+    """The server names a Slack user the way Slack renders one (``<@U…>``);
+    the terminal is shown ``@U0ALICE``, never the markup."""
+    from spanvisor.cli.approvals import plain
+    from spanvisor.events import Decision
+
+    task = f"T-{uuid.uuid4().hex[:8]}"
+    common = ("--url", serve.base, "--token", TOKEN)
+    endpoint = ("--endpoint", serve.base, "--token", TOKEN)
+    assert cli("emit", "start", "--task", task, "--agent", "sh", "--name", "deploy", *endpoint)[0] == 0
+    wait_until(lambda: serve.task(task)["state"] == "running", what="the run in the shared record")
+    clicked = Decision(
+        intervention_id="slack-click-1", task_id=task, action="cancel", actor_id="U0ALICE", time_ns=1, source="slack"
+    )
+    control = serve.pipeline.control
+    verdict = control.call_sync(lambda: control.decide(clicked), 30)
+    assert verdict.ok, verdict
+    code, out, err = cli("cancel", task, *common, "--as", "bob")
+    assert code == 1 and "already cancelled by @U0ALICE" in err and "<@" not in out + err, err
+    assert plain("by <@U0ALICE|alice>, <!channel> in <#C1|ops>") == "by @alice, @channel in #ops"

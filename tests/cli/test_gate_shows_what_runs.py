@@ -19,7 +19,7 @@ import pytest
 
 from spanvisor.cli.approvals import action_line, cut
 from spanvisor.cli.main import main
-from tests.cli.coding_harness import CLAUDE_PRE, TOKEN, Serve, clean_env, hook
+from tests.cli.coding_harness import CLAUDE_PRE, TOKEN, Serve, clean_env, hook, task_of
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout_s(600)]
@@ -45,7 +45,7 @@ def _ask(payload: dict[str, Any]) -> tuple[threading.Thread, list[Any], str]:
     result: list[Any] = []
     t = threading.Thread(target=lambda: result.append(hook("claude-code", payload)), daemon=True)
     t.start()
-    return t, result, payload["session_id"]
+    return t, result, task_of("claude-code", payload["session_id"])
 
 
 def test_a_large_write_is_asked_shown_masked_and_allowed_once_approved(serve: Serve) -> None:

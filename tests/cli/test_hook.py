@@ -26,6 +26,7 @@ from tests.cli.coding_harness import (
     Serve,
     clean_env,
     hook,
+    task_of,
 )
 from tests.waiting import wait_until
 
@@ -115,12 +116,12 @@ def test_policy_verdicts_answer_each_cli_in_its_own_shape_and_are_recorded(serve
     assert (code, answer) == (0, {"decision": "allow", "reason": "spanvisor: allowed by policy:listing"})
 
     # Each policy decision is on its task's record, with who decided.
-    for payload, by, outcome in (
-        (claude, "policy:read-only", "approve"),
-        (codex, "policy:no-rm", "reject"),
-        (gemini, "policy:listing", "approve"),
+    for cli, payload, by, outcome in (
+        ("claude-code", claude, "policy:read-only", "approve"),
+        ("codex", codex, "policy:no-rm", "reject"),
+        ("gemini", gemini, "policy:listing", "approve"),
     ):
-        task = payload["session_id"]
+        task = task_of(cli, payload["session_id"])
         cps = wait_until(lambda t=task: serve.checkpoints(t), 240, f"the policy decision on {task}")  # type: ignore[misc]
         attrs = cps[-1].attributes
         assert attrs["agent.approval.decided_by"] == by and attrs["agent.approval.outcome"] == outcome, attrs
@@ -206,7 +207,7 @@ def test_nobody_deciding_in_time_is_the_policys_timeout_outcome(
     out = answer["hookSpecificOutput"]
     assert code == 0 and out["permissionDecision"] == "allow", out
     assert "no decision in 1 s; allowed by policy:on_timeout" in out["permissionDecisionReason"]
-    task = payload["session_id"]
+    task = task_of("codex", payload["session_id"])
     wait_until(lambda: serve.task(task)["state"] == "running", 240, "the session's task")
     wait_until(lambda: not serve.task(task)["approvals"], 240, "the timed-out request closed")
     strict = tmp_path / "strict.toml"

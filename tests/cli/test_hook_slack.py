@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from spanvisor_slack import actions as A
-from tests.cli.coding_harness import CLAUDE_PRE, clean_env, hook
+from tests.cli.coding_harness import CLAUDE_PRE, clean_env, hook, task_of
 from tests.fakes.slack_sender import SignedSender
 from tests.receiver.serve_proc import FakeSlackThread, ServeProcess, db_rows, slack_env
 from tests.waiting import wait_until
@@ -75,7 +75,8 @@ def test_a_signed_slack_click_allows_the_tool_call(served: tuple[ServeProcess, F
     result: list[Any] = []
     asker = threading.Thread(target=lambda: result.append(hook("claude-code", payload)), daemon=True)
     asker.start()
-    parent, button = wait_until(lambda: _approve_button(slack, session), 300, "the Approve button in Slack")
+    task = task_of("claude-code", session)
+    parent, button = wait_until(lambda: _approve_button(slack, task), 300, "the Approve button in Slack")
     shown = json.dumps({"text": parent.text, "blocks": parent.blocks, "attachments": parent.attachments})
     assert "kubectl apply -f prod.yaml" in shown, "the person sees the command"
     click = slack.on_loop(
@@ -96,5 +97,5 @@ def test_a_signed_slack_click_allows_the_tool_call(served: tuple[ServeProcess, F
     assert code == 0 and out["permissionDecision"] == "allow"
     assert out["permissionDecisionReason"] == "spanvisor: approved by alice"
     sql = "SELECT * FROM human_interventions WHERE task_id = $1"
-    [row] = wait_until(lambda: db_rows(db_url, sql, session), 120, "the human_interventions row")
+    [row] = wait_until(lambda: db_rows(db_url, sql, task), 120, "the human_interventions row")
     assert (row["action"], row["outcome"], row["actor"], row["source"]) == ("approve", "applied", APPROVER, "slack")

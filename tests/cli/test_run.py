@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from spanvisor.cli import codingtask as ct
 from spanvisor.cli.main import main
@@ -36,7 +38,8 @@ def test_each_cli_gets_its_telemetry_settings_and_the_task_in_its_resource() -> 
         "spanvisor.task.id": "T-1",
         "spanvisor.task.name": "fix, the=tests 100%",
     }
-    assert "spanvisor.task.name=fix%2C%20the%3Dtests%20100%25" in resource
+    # Only what the OTel specification requires is encoded: ',', ' ' and '%'; '=' in a value is read as it is.
+    assert "spanvisor.task.name=fix%2C%20the=tests%20100%25" in resource
     argv, out = telemetry("codex", ["codex", "exec", "fix it"], env, "http://sv:4318", "tok", resource)
     assert argv[:2] == ["codex", "-c"] and argv[-2:] == ["exec", "fix it"]
     logs = argv[2]
@@ -59,8 +62,29 @@ def test_the_launcher_and_the_hook_name_the_task_the_receiver_derives() -> None:
 
     trace_hex, root_hex = launcher_task_ids("T-1")
     assert ct.task_ids("claude-code", "T-1", launched=True) == (int(trace_hex, 16), int(root_hex, 16))
-    _, trace_hex, root_hex = session_task("claude-code", "sess-9")
+    task_id, trace_hex, root_hex = session_task("claude-code", "sess-9")
     assert ct.task_ids("claude-code", "sess-9", launched=False) == (int(trace_hex, 16), int(root_hex, 16))
+    # Alone, the session's task is named in its CLI's namespace, by the receiver and the hook alike.
+    assert task_id == "claude-code:sess-9" == ct.SessionTask("sess-9", "claude-code", False, None).task_id  # type: ignore[arg-type]
+    assert session_task("codex_tui", "s")[0] == session_task("codex_exec", "s")[0] == "codex:s"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    attrs=st.dictionaries(
+        st.text(min_size=1).filter(lambda k: k.strip() == k and k.strip()), st.text().filter(lambda v: v.strip() == v)
+    )
+)
+def test_resource_attributes_round_trip_encoding_only_what_the_spec_requires(attrs: dict[str, str]) -> None:
+    """Any keys and values read back as they were; a value made of baggage
+    octets (a task id such as deploy:web/42) is never encoded, so a CLI that
+    does not decode (Codex) reports it as it is."""
+    encoded = ct.encode_resource(attrs)
+    assert ct.resource_attributes({"OTEL_RESOURCE_ATTRIBUTES": encoded}) == attrs
+    for v in attrs.values():
+        if all(0x21 <= ord(c) < 0x7F and c not in '",;\\%' for c in v):
+            assert f"={v}" in encoded
+    assert ct.encode_resource({"spanvisor.task.id": "deploy:web/42"}) == "spanvisor.task.id=deploy:web/42"
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from spanvisor.receiver.codingagents.ids import session_task_id
 from tests.codingagents.agents import Ran, Running, base_env, hook_command, run, start
 from tests.codingagents.fake_http import FakeModelAPI
 from tests.codingagents.served import MODEL, Matrix
@@ -84,3 +85,8 @@ def session_of(ran: Ran) -> str:
 def result_of(ran: Ran) -> dict[str, Any]:
     [result] = [ln for ln in ran.lines() if ln.get("type") == "result"]
     return result
+
+
+def task_of(ran: Ran) -> str:
+    """The task of the session alone (no launcher): its session id in the CLI's namespace."""
+    return session_task_id("claude-code", session_of(ran))

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from spanvisor.receiver.codingagents.ids import session_task_id
 from tests.codingagents.agents import Ran, Running, base_env, hook_command, run, start
 from tests.codingagents.fake_http import FakeModelAPI
 from tests.codingagents.served import Matrix
@@ -121,3 +122,8 @@ def said(ran: Ran) -> list[str]:
         for ln in events(ran, "item.completed")
         if isinstance(ln.get("item"), dict) and ln["item"].get("type") == "agent_message"
     ]
+
+
+def task_of(ran: Ran) -> str:
+    """The task of the session alone (no launcher): its session id in the CLI's namespace."""
+    return session_task_id("codex_exec", session_of(ran))

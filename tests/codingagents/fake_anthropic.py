@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tests.codingagents.fake_http import FakeModelAPI, Reply, Seen, as_json, sse
+from tests.codingagents.fake_http import FakeModelAPI, Reply, Seen, as_json, held, sse
 from tests.codingagents.script import Script, Turn
 
 
@@ -96,7 +96,7 @@ def answer(script: Script, seen: Seen) -> Reply | None:
     turn = script.turn(done)
     if turn.kind == "error":
         return as_json(turn.status, {"type": "error", "error": {"type": turn.error_type, "message": turn.text}})
-    return _stream(str(body.get("model") or "claude-sonnet-4-5"), turn, done)
+    return held(_stream(str(body.get("model") or "claude-sonnet-4-5"), turn, done), turn.hold_s)
 
 
 def fake_anthropic() -> FakeModelAPI:

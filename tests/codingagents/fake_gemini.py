@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.codingagents.fake_http import FakeModelAPI, Reply, Seen, as_json, sse
+from tests.codingagents.fake_http import FakeModelAPI, Reply, Seen, as_json, held, sse
 from tests.codingagents.script import Script, Turn
 
 _STATUS = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL"}
@@ -69,7 +69,7 @@ def answer(script: Script, seen: Seen) -> Reply | None:
         status = _STATUS.get(turn.status, "UNKNOWN")
         return as_json(turn.status, {"error": {"code": turn.status, "message": turn.text, "status": status}})
     doc = _response(model, turn)
-    return sse([(None, doc)]) if method == "streamGenerateContent" else as_json(200, doc)
+    return held(sse([(None, doc)]) if method == "streamGenerateContent" else as_json(200, doc), turn.hold_s)
 
 
 def fake_gemini() -> FakeModelAPI:

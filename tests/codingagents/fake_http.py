@@ -6,9 +6,12 @@ for the test to read, and a path the fake does not serve is answered 404
 from __future__ import annotations
 
 import json
+import select
+import socket
 import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -28,6 +31,11 @@ class Reply:
     status: int
     content_type: str
     body: bytes
+    hold_s: float = 0.0  # sent only after this long (the fake closing ends the wait)
+
+
+def held(reply: Reply, seconds: float) -> Reply:
+    return replace(reply, hold_s=seconds) if seconds > 0 else reply
 
 
 def sse(events: list[tuple[str | None, dict[str, Any]]]) -> Reply:
@@ -57,6 +65,7 @@ class FakeModelAPI:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
+        self._closing = threading.Event()
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -69,11 +78,31 @@ class FakeModelAPI:
                 n = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(n) if n else b""
                 reply = fake._handle(self.command, self.path, raw)
-                self.send_response(reply.status)
-                self.send_header("Content-Type", reply.content_type)
-                self.send_header("Content-Length", str(len(reply.body)))
-                self.end_headers()
-                self.wfile.write(reply.body)
+                if reply.hold_s > 0 and not self._held(reply.hold_s):
+                    return  # the CLI went away while it waited: nobody to answer
+                try:
+                    self.send_response(reply.status)
+                    self.send_header("Content-Type", reply.content_type)
+                    self.send_header("Content-Length", str(len(reply.body)))
+                    self.end_headers()
+                    self.wfile.write(reply.body)
+                except OSError:
+                    pass  # the CLI went away meanwhile (stopped while it waited)
+
+            def _held(self, seconds: float) -> bool:
+                """Wait ``seconds`` (less when the fake closes); False when the
+                client closed its connection meanwhile."""
+                end = time.monotonic() + seconds
+                while not fake._closing.wait(min(0.1, max(0.0, end - time.monotonic()))):
+                    if time.monotonic() >= end:
+                        return True
+                    ready, _, _ = select.select([self.connection], [], [], 0)
+                    try:
+                        if ready and not self.connection.recv(1, socket.MSG_PEEK):
+                            return False
+                    except OSError:
+                        return False
+                return True
 
             do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _any
 
@@ -120,6 +149,7 @@ class FakeModelAPI:
         return reply
 
     def close(self) -> None:
+        self._closing.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(5)

@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from tests.codingagents.fake_http import FakeModelAPI, Reply, Seen, as_json, sse
+from tests.codingagents.fake_http import FakeModelAPI, Reply, Seen, as_json, held, sse
 from tests.codingagents.script import Script, Turn, Usage
 
 
@@ -122,7 +122,7 @@ def answer(script: Script, seen: Seen) -> Reply | None:
     if turn.kind == "error":
         err = {"message": turn.text, "type": turn.error_type, "param": None, "code": turn.error_type}
         return as_json(turn.status, {"error": err})
-    return _stream(str(body.get("model") or "gpt-5-codex"), turn, done)
+    return held(_stream(str(body.get("model") or "gpt-5-codex"), turn, done), turn.hold_s)
 
 
 def fake_openai() -> FakeModelAPI:

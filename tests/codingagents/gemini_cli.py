@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from spanvisor.receiver.codingagents.ids import session_task_id
 from tests.codingagents.agents import Ran, Running, base_env, hook_command, run, start
 from tests.codingagents.fake_http import FakeModelAPI
 from tests.codingagents.served import Matrix
@@ -80,3 +81,8 @@ def session_of(ran: Ran) -> str:
     sid = doc.get("session_id")
     assert isinstance(sid, str) and sid, ran.said()
     return sid
+
+
+def task_of(ran: Ran) -> str:
+    """The task of the session alone (no launcher): its session id in the CLI's namespace."""
+    return session_task_id("gemini-cli", session_of(ran))

@@ -8,7 +8,7 @@ timing or on which connection a request came on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 
@@ -29,6 +29,9 @@ class Turn:
     text: str = ""
     status: int = 0  # for an error: the HTTP status
     error_type: str = ""
+    # Seconds the fake holds its answer back: a session kept busy on the
+    # model (a test stops it meanwhile).
+    hold_s: float = 0.0
 
 
 def tool(name: str, usage: Usage | None = None, **args: Any) -> Turn:
@@ -37,6 +40,11 @@ def tool(name: str, usage: Usage | None = None, **args: Any) -> Turn:
 
 def text(said: str, usage: Usage | None = None) -> Turn:
     return Turn("text", usage or Usage(), text=said)
+
+
+def held(turn: Turn, seconds: float) -> Turn:
+    """``turn``, answered only after ``seconds`` (the CLI waits on its model)."""
+    return replace(turn, hold_s=seconds)
 
 
 def error(status: int, error_type: str, message: str) -> Turn:

@@ -112,15 +112,23 @@ class Matrix:
         return done.stdout
 
     def approve_button(self, task_id: str) -> tuple[Any, dict[str, Any]] | None:
-        for parent in self.slack.parents():
-            if (parent.metadata or {}).get("event_payload", {}).get("task_id") != task_id:
-                continue
+        return self.button(task_id, A.APPROVE)
+
+    def button(self, task_id: str, action_id: str) -> tuple[Any, dict[str, Any]] | None:
+        """The task's Slack parent and its button ``action_id`` (approve, cancel …), once shown."""
+        for parent in self.parents_of(task_id):
             blocks = list(parent.blocks) + [b for a in parent.attachments for b in a.get("blocks", [])]
             for block in blocks:
                 for e in block.get("elements", []) if block.get("type") == "actions" else []:
-                    if e.get("action_id") == A.APPROVE:
+                    if e.get("action_id") == action_id:
                         return parent, e
         return None
+
+    def parents_of(self, task_id: str) -> list[Any]:
+        """The task's Slack parent messages (one, when all is well)."""
+        return [
+            p for p in self.slack.parents() if (p.metadata or {}).get("event_payload", {}).get("task_id") == task_id
+        ]
 
     def click(self, parent: Any, button: dict[str, Any]) -> int:
         """The approver's signed click on ``button``, posted as Slack posts it; the status."""

@@ -76,7 +76,7 @@ def test_a_session_alone_is_one_named_task_with_its_calls_cost_step_and_context_
     prompt = f"say hello with bash ({run_id}), the key is sk-ant-SECRETSECRET1234"
     ran = cc.claude(cli_bin, tmp_path / "work", env, prompt)
     assert ran.code == 0, ran.said()
-    session, result = cc.session_of(ran), cc.result_of(ran)
+    session, result = cc.task_of(ran), cc.result_of(ran)
     assert result["result"] == "It printed hello." and not result["is_error"]
     asked = [s for s in anthropic.requests(run_id) if s.path.startswith("/v1/messages")]
     assert [result_text(r) for r in tool_results(asked[-1].body)] == ["hello-alone"], "the Bash call ran"
@@ -113,6 +113,9 @@ def test_under_the_launcher_the_session_ends_complete(
     run_id = anthropic.script(uuid.uuid4().hex[:12], _hello("launched"))
     task_id = f"cc-launched-{run_id}"
     env = cc.env(tmp_path / "home", matrix, anthropic, run_id)
+    # As a user starts it: the launcher asks for tool details and a log export each second.
+    for own in ("OTEL_LOG_TOOL_DETAILS", "OTEL_LOGS_EXPORT_INTERVAL"):
+        env.pop(own)
     ran = cc.claude(
         cli_bin,
         tmp_path / "work",

@@ -69,7 +69,7 @@ def test_a_denial_by_policy_is_obeyed_and_the_model_is_told_why(
     (work / "build" / "keep.txt").write_text("still here")
     ran = cc.claude(cli_bin, work, env, f"clean the build folder ({run_id})", settings=settings)
     assert ran.code == 0, ran.said()
-    session = cc.session_of(ran)
+    session = cc.task_of(ran)
     assert (work / "build" / "keep.txt").read_text() == "still here", "the denied command did not run"
     [denied] = _last_results(anthropic, run_id)
     assert denied.get("is_error") is True and "deleting is not allowed here" in result_text(denied)

@@ -87,7 +87,7 @@ def test_a_session_alone_is_one_named_task_with_its_calls_priced_step_and_warnin
     prompt = f"say hello with the shell ({run_id}), the key is sk-proj-SECRETSECRET1234"
     ran = cx.codex(cli_bin, tmp_path / "work", env, prompt)
     assert ran.code == 0 and cx.said(ran) == ["It printed hello."], ran.said()
-    session = cx.session_of(ran)
+    session = cx.task_of(ran)
     [usage] = [e["usage"] for e in cx.events(ran, "turn.completed")]
     assert (usage["input_tokens"], usage["cached_input_tokens"], usage["output_tokens"]) == (16_000, 3_500, 60)
     assert usage["reasoning_output_tokens"] == 15

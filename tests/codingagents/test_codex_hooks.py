@@ -87,7 +87,7 @@ def test_a_denial_by_policy_is_obeyed_and_the_model_is_told_why(
     (work / "build" / "keep.txt").write_text("still here")
     ran = cx.codex(cli_bin, work, env, f"clean the build folder ({run_id})", hook=True)
     assert ran.code == 0 and cx.said(ran) == ["I left build alone."], ran.said()
-    session = cx.session_of(ran)
+    session = cx.task_of(ran)
     assert (work / "build" / "keep.txt").read_text() == "still here", "the denied command did not run"
     [denied] = _last_outputs(api, run_id)
     assert "blocked by PreToolUse hook" in denied and "deleting is not allowed here" in denied

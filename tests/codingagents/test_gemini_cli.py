@@ -68,7 +68,7 @@ def test_a_session_alone_is_one_named_task_with_its_calls_priced_step_and_warnin
     env = gc.env(tmp_path / "home", matrix, api, run_id)
     ran = gc.gemini(cli_bin, tmp_path / "work", env, f"say hello with the shell ({run_id})")
     assert ran.code == 0, ran.said()
-    session = gc.session_of(ran)
+    session = gc.task_of(ran)
     [shell] = function_responses(api.requests(run_id)[-1].body)
     assert "hello-alone" in json.dumps(shell), "the shell call ran"
 

@@ -110,7 +110,7 @@ def test_a_denial_by_policy_is_obeyed_and_the_model_is_told_why(
     (work / "build" / "keep.txt").write_text("still here")
     ran = gc.gemini(cli_bin, work, env, f"clean the build folder ({run_id})")
     assert ran.code == 0, ran.said()
-    session = gc.session_of(ran)
+    session = gc.task_of(ran)
     assert (work / "build" / "keep.txt").read_text() == "still here", "the denied command did not run"
     [denied] = _answers(api, run_id)
     assert denied["response"] == {"error": "Tool execution blocked: spanvisor: deleting is not allowed here"}
@@ -194,7 +194,7 @@ def test_a_persons_approval_lets_the_command_run(
         running.stop()
     assert ran.code == 0, ran.said()
     if not launched:
-        assert task_id == gc.session_of(ran), "alone, the request is on Gemini CLI's session"
+        assert task_id == gc.task_of(ran), "alone, the request is on Gemini CLI's session"
     [shell] = _answers(api, run_id)
     assert f"approved-{how}-{run_id}" in json.dumps(shell["response"]), "the command ran"
     assert "error" not in shell["response"]

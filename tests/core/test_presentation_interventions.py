@@ -136,3 +136,34 @@ def test_the_summary_carries_results_and_the_error_line_the_log_tail() -> None:
     assert log_tail_text(()) is None
     long = log_tail_text((LogLine(NOON, "INFO", "x" * 2000),), per_line=100)
     assert long is not None and len(long) == 100 and long.endswith("…")
+
+
+def test_a_request_nobody_answered_leaves_a_line_saying_it_was_not_approved() -> None:
+    """A hook's request closed by its own timeout (its note says timed_out):
+    the thread says nobody answered, quoting the request; one a person
+    answered says who instead (its intervention line), never both."""
+    from spanvisor.spans import conventions as cv
+    from spanvisor.spans.live import LiveFact
+    from spanvisor.tracking.tracker import TaskTracker
+
+    tracker, policy = TaskTracker(), thread.ThreadPolicy()
+    trace, root, res = "2" * 32, "2" * 16, {cv.SERVICE_NAME: "claude-code"}
+
+    def fact(name: str, t: int, **attrs: object) -> list[thread.ThreadLine]:
+        events = tracker.live([LiveFact(trace, root, name, NOON + t, dict(attrs), res, NOON + t)])
+        return [line for e in events for line in policy.lines(e)]
+
+    fact(cv.LIVE_TASK_START, 0, **{cv.TASK_ID: "claude-code:s1", cv.TASK_NAME: "clean up"})
+    asked = fact(
+        cv.EVENT_APPROVAL_REQUEST, 1, **{cv.APPROVAL_ID: "h-1", cv.APPROVAL_QUESTION: "Allow Bash(rm -rf build)?"}
+    )
+    assert [(x.summary, x.detail) for x in asked] == [("Approval needed", "Allow Bash(rm -rf build)?")]
+    gave_up = {cv.APPROVAL_ID: "h-1", cv.APPROVAL_OUTCOME: "timed_out", cv.APPROVAL_DECIDED_BY: "policy:on_timeout"}
+    lines = fact(cv.EVENT_APPROVAL_DECISION, 2, **gave_up)
+    assert [(x.kind, x.emoji, x.summary, x.detail) for x in lines] == [
+        ("unanswered", "⌛", "No answer in time: not approved", "Allow Bash(rm -rf build)?")
+    ]
+    # A request a person answered: its note closes nothing new, and says no such thing.
+    fact(cv.EVENT_APPROVAL_REQUEST, 3, **{cv.APPROVAL_ID: "h-2", cv.APPROVAL_QUESTION: "Allow Bash(ls)?"})
+    answered = {cv.APPROVAL_ID: "h-2", cv.APPROVAL_OUTCOME: "approve", cv.APPROVAL_DECIDED_BY: "alice"}
+    assert [x.kind for x in fact(cv.EVENT_APPROVAL_DECISION, 4, **answered)] == []

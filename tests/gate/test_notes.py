@@ -50,6 +50,11 @@ def serve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Serve]:
     s.close()
 
 
+# The session's task: its id in Claude Code's namespace (the note names the bare
+# session id; serve maps it, the record's ids proving whose task it is).
+TASK = "claude-code:sess-notes-1"
+
+
 def test_a_note_spooled_while_the_receiver_is_away_arrives_once_when_it_is_back(
     serve: Serve, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -67,7 +72,7 @@ def test_a_note_spooled_while_the_receiver_is_away_arrives_once_when_it_is_back(
     [path] = notes.pending()
     path.write_text(path.read_text().replace(away, serve.base))
     assert notes.deliver(token=TOKEN) == 1 and notes.pending() == []
-    cps = wait_until(lambda: serve.checkpoints("sess-notes-1"), 240, "the policy decision on the task")
+    cps = wait_until(lambda: serve.checkpoints(TASK), 240, "the policy decision on the task")
     assert cps[-1].attributes["agent.approval.decided_by"] == "policy:ls"
     # Delivered again (a lost 2xx, a second deliverer): the same record, once.
     assert item is not None
@@ -80,8 +85,8 @@ def test_a_note_spooled_while_the_receiver_is_away_arrives_once_when_it_is_back(
     assert later is not None and notes.send(later, TOKEN, 10.0)
     both = wait_until(
         lambda: (
-            [c for c in serve.checkpoints("sess-notes-1") if c.attributes.get("agent.approval.decided_by")] or None
-            if len([c for c in serve.checkpoints("sess-notes-1") if c.attributes.get("agent.approval.decided_by")]) >= 2
+            [c for c in serve.checkpoints(TASK) if c.attributes.get("agent.approval.decided_by")] or None
+            if len([c for c in serve.checkpoints(TASK) if c.attributes.get("agent.approval.decided_by")]) >= 2
             else None
         ),
         240,

@@ -140,3 +140,51 @@ def test_unreachable_database_is_a_helpful_error(cli: Any, monkeypatch: pytest.M
 def test_db_url_masks_external(cli: Any) -> None:
     code, out, _ = cli("db", "url")
     assert code == 0 and ":****@" in out
+
+
+def test_task_ids_are_shown_so_they_can_be_told_apart_and_pasted() -> None:
+    """The launcher's ids all begin ``claude-code-``: each is shown as far
+    as it takes to tell it from the others listed (at least 12 characters),
+    which ``spanvisor task`` takes as a unique prefix."""
+    from spanvisor_postgres.cli import short_ids
+
+    ids = ["claude-code-3f2a9b1c4d5e6f70", "claude-code-3f2b00112233aabb", "claude-code-99aa", "t-1", "t-1x"]
+    assert short_ids(ids) == ["claude-code-3f2a", "claude-code-3f2b", "claude-code-9", "t-1", "t-1x"]
+    shown = short_ids(ids)
+    for s, full in zip(shown, ids, strict=True):
+        assert full.startswith(s) and [i for i in ids if i.startswith(s)] in ([full], [full, full + "x"])
+    sessions = ["claude-code:1dfd362f-21c8", "claude-code:1dfd9999-0000", "codex:0199aa"]
+    assert short_ids(sessions) == ["claude-code:1dfd3", "claude-code:1dfd9", "codex:0199aa"]
+
+
+def test_the_tasks_table_tells_launched_tasks_apart(
+    pg_server: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import dataclasses
+
+    url = pg_server.database()  # of its own: the module's database keeps its three tasks
+    monkeypatch.setenv("SPANVISOR_DATABASE_URL", url)
+    monkeypatch.setenv("SPANVISOR_DATA_DIR", str(tmp_path))
+
+    def cli(*argv: str) -> tuple[int, str, str]:
+        code = main(list(argv))
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    events = []
+    for n, tid in enumerate(("claude-code-3f2a9b1c4d5e6f70", "claude-code-3f2b00112233aabb")):
+        for e in task_stream(40 + n, checkpoints=1, agent="claude-code"):
+            events.append(dataclasses.replace(e, task=dataclasses.replace(e.task, task_id=tid)))
+
+    async def load() -> None:
+        sink = PostgresSink()
+        await sink.start(make_ctx(make_config(tmp_path, url)))
+        await sink.export(events)
+        await sink.shutdown(5)
+
+    run(load)
+    _, out, _ = cli("tasks", "--agent", "claude-code")
+    firsts = [line.split()[0] for line in out.splitlines()[2:]]
+    assert sorted(firsts) == ["claude-code-3f2a", "claude-code-3f2b"]
+    code, out, _ = cli("task", "claude-code-3f2a")
+    assert code == 0 and "task  claude-code-3f2a9b1c4d5e6f70" in out

@@ -14,6 +14,7 @@ denied tool call as warnings. The CLIs' own spans make no second task.
 
 from __future__ import annotations
 
+import time
 import urllib.request
 from collections.abc import Iterator
 
@@ -185,14 +186,32 @@ def test_a_session_that_also_sends_spans_is_one_task(
 
 
 def test_the_launchers_task_id_and_name_win(receiver: RunningReceiver, pipeline: Pipeline, sink: InMemorySink) -> None:
-    s = codex("codex-launched", **{"spanvisor.task.id": "run-42", "spanvisor.task.name": "nightly deps bump"})
-    task_id, trace_id, root_id = session_task(s.service, s.session_id, "run-42")
-    assert task_id == "run-42"
+    """Codex reports OTEL_RESOURCE_ATTRIBUTES as it got it, without the
+    percent-decoding the OTel specification asks for: the receiver decodes
+    its values (the launcher encodes only what the specification requires,
+    so a task id of baggage octets such as ``deploy:web/42`` is never encoded)."""
+    s = codex(
+        "codex-launched", **{"spanvisor.task.id": "deploy:web/42", "spanvisor.task.name": "nightly%20deps%2C%20bump"}
+    )
+    task_id, trace_id, root_id = session_task(s.service, s.session_id, "deploy:web/42")
+    assert task_id == "deploy:web/42"
     _send(receiver, s, request(s))
-    evs = _settled(pipeline, sink, "run-42", s.calls)
+    evs = _settled(pipeline, sink, "deploy:web/42", s.calls)
     [started] = [e for e in evs if isinstance(e, TaskStarted)]
-    assert started.task.task_name == "nightly deps bump"
+    assert started.task.task_name == "nightly deps, bump"
     assert (started.task.trace_id, started.task.root_span_id) == (trace_id, root_id)
+
+
+def test_a_session_named_after_another_task_is_its_own_task(
+    receiver: RunningReceiver, pipeline: Pipeline, sink: InMemorySink
+) -> None:
+    """A session id is whatever a record says: in its CLI's namespace it can
+    never name another task (here an agent's task "nightly-build")."""
+    s = claude("nightly-build")
+    _send(receiver, s, request(s))
+    evs = _settled(pipeline, sink, "claude-code:nightly-build", s.calls)
+    assert all(e.task.task_id == "claude-code:nightly-build" for e in evs)
+    assert sink.for_task("nightly-build") == []
 
 
 def test_unreadable_records_are_counted_and_never_fail_the_request(
@@ -234,3 +253,53 @@ def test_unreadable_records_are_counted_and_never_fail_the_request(
     assert evs[-1].task.input_tokens == 0
     assert pipeline.stats.value("coding_agent_records_total", outcome="no_session_id") == 1
     assert pipeline.stats.value("coding_agent_records_total", outcome="read") == 2
+
+
+def test_token_counts_past_int64_are_clamped_and_noted_never_failing_the_request(
+    receiver: RunningReceiver, pipeline: Pipeline, sink: InMemorySink
+) -> None:
+    """A count above 2**63 (and three large ones Claude Code's reader adds):
+    the request is answered 200, the call is counted with its tokens clamped,
+    and its event says what was clamped."""
+    s = claude("claude-huge")
+    huge = 2**63 - 1
+    s.records = [
+        r
+        if r.event != "claude_code.api_request"
+        else Rec(
+            r.event,
+            {**r.attrs, "input_tokens": huge, "cache_read_tokens": huge, "cache_creation_tokens": "9" * 30},
+            r.body,
+            r.short_name,
+        )
+        for r in s.records
+    ]
+    _send(receiver, s, request(s))
+    task_id, _, _ = session_task(s.service, "claude-huge")
+    evs = _settled(pipeline, sink, task_id, s.calls)
+    calls = [e for e in evs if isinstance(e, Checkpoint) and e.source == "model_call"]
+    assert len(calls) == s.calls
+    assert all(any("clamped to 100,000,000" in n for n in c.notes) for c in calls), [c.notes for c in calls]
+    assert evs[-1].task.input_tokens == 100_000_000 * s.calls
+
+
+def test_a_hook_naming_the_session_by_its_bare_id_names_the_namespaced_task(
+    receiver: RunningReceiver, pipeline: Pipeline, sink: InMemorySink
+) -> None:
+    """A hook of an earlier version opens the session's task with its bare
+    session id: the record's ids prove whose task it is, so it names the
+    namespaced task, and the CLI's records that follow make no second one."""
+    from spanvisor.gate import otlp
+
+    s = claude("sess-bare")
+    task_id, trace_id, root_id = session_task(s.service, s.session_id)
+    now = time.time_ns()
+    said = [
+        (otlp.LIVE_TASK_START, {otlp.TASK_ID: "sess-bare", otlp.AGENT_ID: s.service}, now),
+        (otlp.EVENT_CHECKPOINT, {otlp.TASK_ID: "sess-bare", otlp.MESSAGE: "Bash(ls): allowed by policy"}, now + 1),
+    ]
+    assert _post(receiver, "/v1/logs", otlp.encode(s.service, trace_id, root_id, said), "application/json") == 200
+    _send(receiver, s, request(s, None, now + 10_000_000))
+    evs = _settled(pipeline, sink, task_id, s.calls)
+    assert task_id == "claude-code:sess-bare" and len([e for e in evs if isinstance(e, TaskStarted)]) == 1
+    assert sink.for_task("sess-bare") == []

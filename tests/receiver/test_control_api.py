@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -63,7 +64,8 @@ def start_task(base: str, task: str, token: str = TOKEN) -> None:
         main(["emit", "start", "--task", task, "--agent", "sh", "--name", "n", "--endpoint", base, "--token", token])
         == 0
     )
-    wait_until(lambda: call(base, "GET", f"/v1/control/tasks/{task}")[1].get("state") == "running", 20, "the run")
+    path = f"/v1/control/tasks/{urllib.parse.quote(task, safe='')}"
+    wait_until(lambda: call(base, "GET", path)[1].get("state") == "running", 20, "the run")
 
 
 def test_a_decision_is_recorded_once_and_read_back_with_long_polling(api: RunningReceiver) -> None:
@@ -262,3 +264,24 @@ def test_an_agent_of_serve_is_released_by_spanvisor_approve_and_sees_spanvisor_c
         assert unreachable.returncode == 2, unreachable
     finally:
         serve.stop()
+
+
+def test_a_task_id_with_a_colon_and_a_slash_is_one_task_its_cancel_read_back(api: RunningReceiver) -> None:
+    """A launcher's task id may hold ':' and '/' (``deploy:web/42``): the
+    routes take it percent-encoded, and its cancel reads back with who and
+    why, as a hook reads it before each tool call."""
+    from spanvisor.control.client import HttpSource
+
+    base = base_of(api)
+    task = f"deploy:web/{uuid.uuid4().hex[:8]}"
+    start_task(base, task)
+    client = HttpSource(base, TOKEN)
+    status, doc = client.get_task(task)
+    assert (status, doc["task_id"], doc["state"], doc["cancel"]) == (200, task, "running", None)
+    sent = client.decide(task, "cancel", "alice", comment="wrong branch")
+    assert sent.ok, sent
+    status, doc = client.get_task(task)
+    assert doc["cancel_requested"] is True and doc["cancel"]["by"] == "alice"
+    assert (doc["cancel"]["comment"], doc["cancel"]["source"]) == ("wrong branch", "cli")
+    # Another task whose id only begins like it knows nothing of that cancel.
+    assert client.get_task(task + "/decisions")[1]["cancel_requested"] is False

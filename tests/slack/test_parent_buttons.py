@@ -226,3 +226,26 @@ def test_a_parent_with_everything_at_its_limits_still_fits(layout: str) -> None:
     )
     payload = _render(view, layout)  # fits: problems() and the fake's validator both pass
     assert [a for a, _, _ in _buttons(payload)][:3] == [actions.APPROVE, actions.REJECT, actions.COMMENT]
+
+
+@pytest.mark.parametrize("status", ["lost", "evicted", "complete", "error", "cancelled"])
+def test_an_ended_task_is_what_it_ended_as_and_keeps_no_warning_as_its_last_action(status: str) -> None:
+    """A task that ended stalled reads ``lost``, not ``lost · ⏸ stalled``; a
+    warning (``⚠ Denied: Bash``) stays in the thread, not as the ended
+    task's last action. The console's card says the same."""
+    import io
+
+    from spanvisor_console import ConsoleSink
+
+    ended = _view(status=status, stalled=True, message="⚠ Denied: Bash (by hook)", ended_ns=NOON + S)
+    shown = json.dumps(ensure_ascii=False, obj=parent_payload(ended, Look(), NOON + 2 * S))
+    assert "stalled" not in shown and "Denied" not in shown and "Last action" not in shown
+    card = ConsoleSink(stream=io.StringIO(), interval_s=3600).render_card(ended, NOON + 2 * S)
+    assert "stalled" not in card and "Denied" not in card
+    # While it runs, both still show.
+    running = _view(status="working", stalled=True, message="⚠ Denied: Bash (by hook)")
+    shown = json.dumps(ensure_ascii=False, obj=parent_payload(running, Look(), NOON + 2 * S))
+    assert "working · ⏸ stalled" in shown and "Denied: Bash" in shown
+    # An ended task's own last action (the launcher's end) is shown.
+    done = _view(status="cancelled", message="Cancelled by alice · stopped by spanvisor run", ended_ns=NOON + S)
+    assert "stopped by spanvisor run" in json.dumps(ensure_ascii=False, obj=parent_payload(done, Look(), NOON + 2 * S))

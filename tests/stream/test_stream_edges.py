@@ -31,12 +31,13 @@ def _future_resets(s: Served) -> None:
     """A position past the head, as ``after`` and as ``Last-Event-ID``: a
     reset whose id resumes from now, and the stream goes on from there."""
     epoch, head = s.head().split(":")
-    ahead = f"{epoch}:{int(head) + 1000}:x"
-    for how in ({"url": f"{s.events_url}?after={ahead}"}, {"url": s.events_url, "id": ahead}):
-        headers = {**AUTH, "Last-Event-ID": how["id"]} if "id" in how else dict(AUTH)
-        frames, _ = run(read(how["url"], until=lambda f: len(f) >= 1, headers=headers))
-        assert frames[0].event == "reset", frames
-        assert "newer" in frames[0].doc["reason"] and frames[0].id == s.head() + ":"
+    # Just ahead, and a position no feed can hold (30 digits: past a bigint).
+    for ahead in (f"{epoch}:{int(head) + 1000}:x", f"{epoch}:{'9' * 30}:x"):
+        for how in ({"url": f"{s.events_url}?after={ahead}"}, {"url": s.events_url, "id": ahead}):
+            headers = {**AUTH, "Last-Event-ID": how["id"]} if "id" in how else dict(AUTH)
+            frames, _ = run(read(how["url"], until=lambda f: len(f) >= 1, headers=headers))
+            assert frames and frames[0].event == "reset", frames
+            assert "newer" in frames[0].doc["reason"] and frames[0].id == s.head() + ":"
     # Resuming from the reset's id reads what comes next, nothing skipped.
     start = s.head()
     before = len(s.sink.events)

@@ -166,3 +166,20 @@ def test_one_vote_of_two_is_not_sent_and_says_it_decides_nothing() -> None:
     edited = dataclasses.replace(vote, edited='{"arguments":{"target":"dev"},"tool":"migrate"}', grant_id=None)
     body = payload(intervention(decision=edited))
     assert body["edited"] == {"arguments": {"target": "dev"}, "tool": "migrate"} and body["person"] == "bob"
+
+
+def test_a_refused_decision_says_it_decides_nothing() -> None:
+    """A decision the server refused (an approve of an expired request) did
+    nothing: its public body (the stream's, the webhook's) says so."""
+    refused = intervention(
+        decision=dataclasses.replace(DECISION, action="approve", approval_id="a1"),
+        outcome="denied",
+        reason="the request expired",
+        code="expired",
+    )
+    body = payload(refused)
+    assert (body["outcome"], body["code"], body["decides"]) == ("denied", "expired", False)
+    assert not wanted(refused, ())
+    # A refused vote of several decides nothing either.
+    vote = intervention(decision=dataclasses.replace(DECISION, action="approve"), outcome="denied", votes_needed=2)
+    assert payload(vote)["decides"] is False

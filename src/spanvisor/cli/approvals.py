@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from typing import Any
 
@@ -97,9 +98,24 @@ def needs_line(item: dict[str, Any]) -> str:
         return ""
     names = [w.removeprefix("group:") for w in only]
     whom = (" from " + (", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0])) if names else ""
-    by = ", ".join(clip(str(x), 40) for x in item.get("approved_by") or ()) or "nobody yet"
+    by = ", ".join(clip(plain(str(x)), 40) for x in item.get("approved_by") or ()) or "nobody yet"
     still = f"; {item['still_needed']}" if item.get("still_needed") else ""
     return f"{n} {'people' if n > 1 else 'person'}{whom} (approved so far: {by}{still})"
+
+
+_SLACK_MARKUP = re.compile(r"<([@#!])([^<>|]*)(?:\|([^<>]*))?>")
+
+
+def plain(text: str) -> str:
+    """What the server says in Slack's markup (a person as ``<@U0ALICE>``),
+    as a terminal reads it: ``@U0ALICE``, or the label it carries
+    (``<@U0ALICE|alice>``: ``@alice``); ``<!channel>``: ``@channel``."""
+
+    def one(m: re.Match[str]) -> str:
+        sigil, ident, label = m.group(1), m.group(2), m.group(3)
+        return ("#" if sigil == "#" else "@") + (label or ident)
+
+    return _SLACK_MARKUP.sub(one, text)
 
 
 def visible(text: str) -> str:

@@ -52,11 +52,30 @@ def task_ids(service: str, key: str, launched: bool) -> tuple[int, int]:
     return int(trace_hex, 16), int(span_hex, 16)
 
 
+# What OTEL_RESOURCE_ATTRIBUTES may hold unencoded: W3C Baggage's
+# baggage-octet (printable ASCII but space, '"', ',', ';' and '\\'), less
+# '%' itself, which must be encoded for a decoder to read the value back.
+_BAGGAGE_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '",;\\%')
+# A key is read up to its first '=': one in a key is encoded too.
+_KEY_SAFE = _BAGGAGE_SAFE.replace("=", "")
+
+
+def encode_resource(attrs: Mapping[str, str]) -> str:
+    """``attrs`` as ``OTEL_RESOURCE_ATTRIBUTES``: only what the OTel
+    specification requires is percent-encoded (characters outside the
+    baggage octets, and '%'), so a task id such as ``deploy:web/42`` travels
+    as it is, whether or not the CLI decodes."""
+
+    def enc(text: str, safe: str) -> str:
+        return urllib.parse.quote(text, safe=safe)
+
+    return ",".join(f"{enc(k, _KEY_SAFE)}={enc(v, _BAGGAGE_SAFE)}" for k, v in attrs.items())
+
+
 def with_resource(env: Mapping[str, str], attrs: Mapping[str, str]) -> str:
-    """The user's ``OTEL_RESOURCE_ATTRIBUTES`` with ``attrs`` added (ours win),
-    every key and value percent-encoded as the OTel spec asks."""
-    merged = {**resource_attributes(env), **attrs}
-    return ",".join(f"{urllib.parse.quote(k, safe='')}={urllib.parse.quote(v, safe='')}" for k, v in merged.items())
+    """The user's ``OTEL_RESOURCE_ATTRIBUTES`` (decoded) with ``attrs`` added
+    (ours win), encoded by :func:`encode_resource`."""
+    return encode_resource({**resource_attributes(env), **attrs})
 
 
 def task_owner(env: Mapping[str, str]) -> str | None:
@@ -73,11 +92,14 @@ def otlp_args(endpoint: str, token: str | None, timeout: float) -> argparse.Name
 class SessionTask:
     """One session's task: its id, ids and where its records go."""
 
-    def __init__(self, task_id: str, service: str, launched: bool, target: argparse.Namespace) -> None:
-        self.task_id = task_id
+    def __init__(self, key: str, service: str, launched: bool, target: argparse.Namespace) -> None:
+        # The key: the launcher's task id, else the CLI's session id, whose
+        # task is named in the CLI's namespace (claude-code:<session id>).
+        self.key = key
+        self.task_id = key if launched else ids.session_task_id(service, key)
         self.service = service
         self.launched = launched
-        self.trace_id, self.root_id = task_ids(service, task_id, launched)
+        self.trace_id, self.root_id = task_ids(service, key, launched)
         self.target = target
 
     def record(self, name: str, attrs: Mapping[str, Any], at: int | None = None) -> bool:
@@ -131,6 +153,10 @@ class SessionTask:
             attrs[cv.MESSAGE] = message
         now = time.time_ns()
         span = provider.get_tracer("spanvisor.run").start_span(name, start_time=started_ns, attributes=attrs)
+        if message:
+            # Said at the end, as the task's last action: the root's attribute
+            # alone reads as said at its start, before the CLI's own warnings.
+            span.add_event(cv.EVENT_CHECKPOINT, {cv.MESSAGE: message}, timestamp=max(now, started_ns))
         if status == "error":
             span.set_status(Status(StatusCode.ERROR, error or "failed"))
             span.add_event(
@@ -153,6 +179,7 @@ __all__ = [
     "RESOURCE_TASK_NAME",
     "SERVICES",
     "SessionTask",
+    "encode_resource",
     "endpoint_from",
     "launched_task",
     "otlp_args",

@@ -25,7 +25,7 @@ import sys
 import uuid
 from typing import Any
 
-from spanvisor.cli.approvals import action_line, cut, needs_line
+from spanvisor.cli.approvals import action_line, cut, needs_line, plain
 from spanvisor.cli.approvals import shown as shown_text
 from spanvisor.cli.controlurl import control_target, unreachable_line
 from spanvisor.cli.logins import token_for
@@ -185,7 +185,7 @@ def handler(args: argparse.Namespace, config: Config) -> int:
         digest=digest,
         edited=edited,
     )
-    line = describe(sent, args.action, args.task, approval, iid)
+    line = plain(describe(sent, args.action, args.task, approval, iid))
     if sent.outcome == "unreachable":
         line = unreachable_line(client.url, source, sent.reason) + retry_hint(sent, iid)
     print(line, file=sys.stdout if sent.ok else sys.stderr, flush=True)

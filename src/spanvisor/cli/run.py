@@ -4,16 +4,17 @@ a coding-agent session as a task whose end is never missed.
 The launcher gives the session a fresh task id and a name (``--name``, else
 the prompt, clipped and redacted), points the CLI's telemetry at spanvisor
 (``--endpoint`` / ``SPANVISOR_OTLP_ENDPOINT``, or a Collector) with the
-task's id and name in ``OTEL_RESOURCE_ATTRIBUTES``, opens the task with an
-``agent.task.start`` record, runs the CLI with the user's terminal (stdin
-and stderr its own; stdout too, or read for the result: see
-:mod:`spanvisor.cli.run_result`), sends heartbeats while it runs, forwards
-SIGINT and SIGTERM to it, and at its exit ends the task's root span:
-complete (exit 0, and the result, where there is one, says success), error
-(the exit code, Claude Code's ``is_error``/``terminal_reason``, Codex's
-error event) or cancelled (a signal). It exits with the CLI's exit code
-(128 + N for a CLI killed by signal N). Nothing spanvisor cannot send
-stops the CLI: it is said once on stderr.
+task's id and name in ``OTEL_RESOURCE_ATTRIBUTES``, asks for tool details
+(``--no-tool-details`` does not) and a log export each second where the CLI
+lets it be set, opens the task with an ``agent.task.start`` record, runs
+the CLI with the user's terminal (stdin and stderr its own; stdout too, or
+read for the result: see :mod:`spanvisor.cli.run_result`), sends
+heartbeats while it runs, forwards SIGINT, SIGTERM and SIGHUP to it, follows
+the task for a cancel and then stops the CLI (:mod:`spanvisor.cli.run_stop`),
+and at its exit ends the task's root span: complete, error or cancelled,
+read per CLI (:func:`spanvisor.cli.run_result.end_of`). It exits with the
+CLI's exit code (128 + N for a CLI killed by signal N). Nothing spanvisor
+cannot send stops the CLI: it is said once on stderr.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import FrameType
 from typing import Any
 
@@ -35,8 +36,11 @@ from spanvisor.cli import codingtask as ct
 from spanvisor.cli import run_codex
 from spanvisor.cli.run_gate import LocalGate
 from spanvisor.cli.run_records import Records
-from spanvisor.cli.run_result import ResultReader, plan
+from spanvisor.cli.run_result import ResultReader, end_of, plan
+from spanvisor.cli.run_stop import CancelWatch, Stopper, cancelled_text, signal_tree
 from spanvisor.config import Config
+from spanvisor.control.client import ENV_URL, token_from_env
+from spanvisor.events import Decision, run_id_of
 from spanvisor.gate import local, notes
 from spanvisor.gate.session import TaskKey
 from spanvisor.redaction import redact
@@ -45,6 +49,7 @@ from spanvisor.spans import conventions as cv
 NAME_CHARS = 80
 ENV_LOCAL_GATE = "SPANVISOR_LOCAL_GATE"
 _BINARIES = {"claude": "claude-code", "codex": "codex", "gemini": "gemini"}
+_NAMES = {"claude-code": "Claude Code", "codex": "Codex", "gemini": "Gemini CLI"}
 _SUBCOMMANDS = {"exec", "e", "run"}
 _VALUE_OPTIONS = {"-m", "--model", "-c", "--config", "--output-format", "-s", "--sandbox", "--settings", "-C", "--cd"}
 
@@ -84,10 +89,24 @@ def _toml_str(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _default(out: dict[str, str], key: str, value: str) -> None:
+    """``key`` set to ``value`` unless the user chose one."""
+    if not out.get(key, "").strip():
+        out[key] = value
+
+
 def telemetry(
-    cli: str, argv: list[str], env: Mapping[str, str], endpoint: str, token: str | None, resource: str
+    cli: str,
+    argv: list[str],
+    env: Mapping[str, str],
+    endpoint: str,
+    token: str | None,
+    resource: str,
+    tool_details: bool = True,
 ) -> tuple[list[str], dict[str, str]]:
-    """The CLI's arguments and environment with its telemetry aimed at ``endpoint``."""
+    """The CLI's arguments and environment with its telemetry aimed at
+    ``endpoint``. ``tool_details``: Claude Code reports each tool call's
+    input (the command, the file), so a step reads ``Bash(ls -la)``."""
     out = dict(env)
     out["OTEL_RESOURCE_ATTRIBUTES"] = resource
     if token:
@@ -102,9 +121,12 @@ def telemetry(
         )
         # Each event within a second, not after Claude Code's default 5 s,
         # unless the user chose an interval.
-        for key, ms in (("OTEL_LOGS_EXPORT_INTERVAL", "1000"), ("OTEL_METRIC_EXPORT_INTERVAL", "10000")):
-            if not out.get(key, "").strip():
-                out[key] = ms
+        _default(out, "OTEL_LOGS_EXPORT_INTERVAL", "1000")
+        _default(out, "OTEL_METRIC_EXPORT_INTERVAL", "10000")
+        if tool_details:
+            _default(out, "OTEL_LOG_TOOL_DETAILS", "1")
+        else:
+            out["OTEL_LOG_TOOL_DETAILS"] = "0"
     elif cli == "gemini":
         out.update(
             GEMINI_TELEMETRY_ENABLED="true",
@@ -112,6 +134,9 @@ def telemetry(
             GEMINI_TELEMETRY_OTLP_ENDPOINT=endpoint,
             GEMINI_TELEMETRY_OTLP_PROTOCOL="http",
         )
+        # No interval to set: Gemini CLI (0.61) builds its batch log processor
+        # with no settings, and its sdk-logs reads no OTEL_BLRP_* variable:
+        # records leave every 5 s, and at exit.
     elif cli == "codex":
         # -c overrides on top of the user's own config.toml (kept as is).
         headers = f", headers = {{ authorization = {_toml_str('Bearer ' + token)} }}" if token else ""
@@ -161,7 +186,7 @@ def handler(args: argparse.Namespace, config: Config) -> int:
     service = ct.SERVICES[cli]
     env = os.environ
     resource = ct.with_resource(env, {ct.RESOURCE_TASK_ID: task_id, ct.RESOURCE_TASK_NAME: name})
-    child_argv, child_env = telemetry(cli, argv, env, endpoint, args.token, resource)
+    child_argv, child_env = telemetry(cli, argv, env, endpoint, args.token, resource, not args.no_tool_details)
     child_env[ct.ENV_ENDPOINT] = endpoint  # where the CLI's hooks send their requests
     # The task, and who may not approve its requests, for the hooks: in
     # SPANVISOR_* variables, which Claude Code passes on (it drops OTEL_*).
@@ -191,11 +216,31 @@ def handler(args: argparse.Namespace, config: Config) -> int:
     beat = _Beat(records, every) if every > 0 else None
     if beat is not None:
         beat.thread.start()
+    watching: list[CancelWatch] = []
+
+    def follow(stopper: Stopper) -> None:
+        """A cancel of this run of the task stops the CLI (run_stop.py)."""
+
+        def cancel(d: Decision) -> None:
+            if stopper.stop(cancelled_text(d), d):
+                said = f"⏹ {cancelled_text(d)}: spanvisor run is stopping {_NAMES[cli]}"
+                records.say(cv.EVENT_CHECKPOINT, {cv.MESSAGE: said})
+                print(f"spanvisor run: {cancelled_text(d)}; stopping {argv[0]}", file=sys.stderr, flush=True)
+
+        url = env.get(ENV_URL) or endpoint
+        watch = CancelWatch(
+            task_id, run_id_of(*TaskKey(task_id, service, True).ids), url, token_from_env(env) or args.token, cancel
+        )
+        watching.append(watch)
+        watch.start()
+
     try:
-        code, signalled, reading = _supervise(child_argv, child_env, mode)
+        code, signalled, reading, stopper = _supervise(child_argv, child_env, mode, follow)
     finally:
         if beat is not None:
             beat.stop.set()
+        for w in watching:
+            w.close()
     if gate is not None:
         gate.close()
     left = records.close(within_s=min(args.timeout, 5.0))
@@ -206,16 +251,11 @@ def handler(args: argparse.Namespace, config: Config) -> int:
     _quietly(lambda: notes.deliver(token=args.token) >= 0)
     if code is None:
         return 127
-    if signalled or code < 0:
-        status, error = "cancelled", None
-    elif code == 0 and not reading.failed:
-        status, error = "complete", None
+    if stopper is not None and stopper.decision is not None:
+        # Whatever the CLI made of the signals: a person cancelled it.
+        status, error, message = "cancelled", None, f"{cancelled_text(stopper.decision)} · stopped by spanvisor run"
     else:
-        status = "error"
-        error = reading.error or f"{os.path.basename(argv[0])} exited with code {code}"
-        if reading.error and code != 0:
-            error = f"{error} (exit code {code})"
-    message = {"complete": "Finished", "error": "Failed", "cancelled": "Cancelled"}[status]
+        status, error, message = end_of(cli, os.path.basename(argv[0]), code, reading, signalled)
     # The exporter's own retry lines stay off the user's terminal: the
     # outcome is said in one line below.
     logging.getLogger("opentelemetry.exporter").setLevel(logging.CRITICAL)
@@ -242,9 +282,24 @@ def _quietly(send: Any) -> bool:
         return False
 
 
-def _supervise(argv: list[str], env: dict[str, str], mode: Any) -> tuple[int | None, bool, ResultReader]:
-    """Run the CLI to its end, forwarding SIGINT/SIGTERM; (exit code, whether
-    a signal was forwarded, what its output said)."""
+def _from_terminal() -> bool:
+    """Whether a SIGINT here came from the terminal's key: then the CLI, in
+    the terminal's foreground group with us, got it too (sent again, an
+    interactive CLI would read a second Ctrl-C: "exit")."""
+    try:
+        return os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp()
+    except OSError:
+        return False
+
+
+def _supervise(
+    argv: list[str], env: dict[str, str], mode: Any, follow: Callable[[Stopper], None] | None = None
+) -> tuple[int | None, int | None, ResultReader, Stopper | None]:
+    """Run the CLI to its end, forwarding SIGINT, SIGTERM and SIGHUP to it
+    and what runs under it (SIGTERM and SIGHUP: the launcher is being
+    stopped, so the CLI is, firmer after a grace); ``follow`` may stop it
+    meanwhile. (exit code, the signal forwarded or sent to stop it, what its
+    output said, the stopper)."""
     reading = ResultReader(mode)
     piped = mode != "passthrough"
     try:
@@ -253,17 +308,20 @@ def _supervise(argv: list[str], env: dict[str, str], mode: Any) -> tuple[int | N
         )
     except OSError as exc:
         print(f"spanvisor run: cannot start {argv[0]}: {exc.strerror or exc}", file=sys.stderr)
-        return None, False, reading
+        return None, None, reading, None
+    stopper = Stopper(proc)
     forwarded: list[int] = []
 
     def forward(signum: int, frame: FrameType | None) -> None:
         forwarded.append(signum)
-        try:
-            proc.send_signal(signum)
-        except OSError:
-            pass
+        if signum != signal.SIGINT:
+            stopper.stop(f"the launcher got {signal.Signals(signum).name}", start=signal.SIGTERM)
+        elif not _from_terminal():
+            signal_tree(proc, signum)
 
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    if follow is not None:
+        follow(stopper)
     try:
         if piped and proc.stdout is not None:
             for line in proc.stdout:
@@ -276,7 +334,8 @@ def _supervise(argv: list[str], env: dict[str, str], mode: Any) -> tuple[int | N
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
-    return code, bool(forwarded), reading
+    sent = forwarded[0] if forwarded else stopper.last_signal
+    return code, sent, reading, stopper
 
 
 def register(subparsers: Any) -> None:
@@ -297,6 +356,12 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--task-id", help="the task id (default: a fresh one)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to send each record (default 10)")
+    p.add_argument(
+        "--no-tool-details",
+        action="store_true",
+        help="do not ask Claude Code for each tool call's input (the command, the file path): steps then read "
+        "'Bash', not 'Bash(ls -la)'",
+    )
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- then the CLI and its arguments")
     p.set_defaults(func=handler)
 

@@ -15,17 +15,47 @@ ended, read by ``spanvisor run`` while the user still sees the run.
   is the error when no ``turn.failed`` says one or the exit code is not 0.
   An API's error body (OpenAI's ``{"error": {"message", "type"}}``, which
   Codex passes on as it came) reads as ``type: message``.
+* Gemini CLI ``-p``: unless the user chose an ``--output-format``, the
+  launcher asks for ``stream-json`` and prints the assistant's text as it
+  streams (what the default text format prints), then reads the ``result``
+  event (``status`` success or error, the error's message). A user's own
+  ``json`` (one document: ``response``, or ``error``) or ``stream-json`` is
+  passed through untouched and read too.
 * Anything else: passed through as is; the exit code alone tells the end.
+
+How a run ended (:func:`end_of`) is then read per CLI, never an exit
+without a result as success: a signal (one the launcher forwarded or sent
+for a cancel, a CLI killed by one, an exit code of 128 + a stopping
+signal) is ``cancelled`` for every CLI; Claude Code interrupted by SIGINT
+exits 0 with no result (its stream says "[Request interrupted by user]")
+or with a result whose ``terminal_reason`` is ``aborted_streaming`` (or
+``aborted_tools``): cancelled; Gemini CLI's worker exits 0 with no result when signalled:
+cancelled; Codex's ``exec --json`` with no turn result is an error.
 """
 
 from __future__ import annotations
 
 import json
+import signal
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Mode = Literal["passthrough", "claude-text", "claude-stream", "claude-json", "codex-json"]
+Mode = Literal[
+    "passthrough",
+    "claude-text",
+    "claude-stream",
+    "claude-json",
+    "codex-json",
+    "gemini-text",
+    "gemini-stream",
+    "gemini-json",
+]
+# What a CLI reads as its user stopping it: exit codes 128 + SIGHUP, SIGINT,
+# SIGKILL, SIGTERM (a shell's way of saying "killed by").
+_STOP_CODES = {129: "SIGHUP", 130: "SIGINT", 137: "SIGKILL", 143: "SIGTERM"}
+_CLI_NAMES = {"claude-code": "Claude Code", "codex": "Codex", "gemini": "Gemini CLI"}
 
 
 @dataclass
@@ -36,18 +66,26 @@ class ResultReader:
     failed: bool = False
     error: str | None = None
     saw_result: bool = False
+    # Claude Code's stream said the user interrupted it (SIGINT).
+    interrupted: bool = False
     _json_buffer: list[str] = field(default_factory=list)
+    # Gemini CLI's text as printed so far (does it end with a newline).
+    _said_newline: bool = True
 
     def line(self, text: str) -> str | None:
         """Read one line of the CLI's stdout; what to show the user (None: nothing)."""
-        if self.mode == "claude-json":
+        if self.mode in ("claude-json", "gemini-json"):
             self._json_buffer.append(text)
             return text
         doc = _object(text)
+        if self.mode in ("gemini-text", "gemini-stream"):
+            return self._gemini(doc, text)
         if self.mode in ("claude-text", "claude-stream"):
             shown: str | None = text if self.mode == "claude-stream" else None
             if doc is None:
                 return text  # not ours to hide
+            if doc.get("type") == "user" and _interrupted(doc):
+                self.interrupted = True
             if doc.get("type") == "result":
                 self._claude_result(doc)
                 if self.mode == "claude-text":
@@ -71,15 +109,51 @@ class ResultReader:
         elif kind == "turn.completed":
             self.saw_result, self.failed = True, False
 
+    def _gemini(self, doc: dict[str, Any] | None, text: str) -> str | None:
+        """A line of Gemini CLI's stream-json: the assistant's text shown (in
+        the launcher's text mode), the result read."""
+        if doc is None:
+            return text if self.mode == "gemini-stream" or text.strip() else None  # not ours to hide
+        kind = doc.get("type")
+        if kind == "result":
+            self._gemini_result(doc)
+        if self.mode == "gemini-stream":
+            return text
+        if kind == "message" and doc.get("role") == "assistant" and isinstance(doc.get("content"), str):
+            said: str = doc["content"]
+            if said:
+                self._said_newline = said.endswith("\n")
+            return said or None
+        if kind == "result":
+            if self.failed and self.error:
+                print(f"Error: {self.error}", file=sys.stderr, flush=True)
+            return None if self._said_newline else "\n"
+        return None
+
+    def _gemini_result(self, doc: dict[str, Any]) -> None:
+        self.saw_result = True
+        err = doc.get("error")
+        if doc.get("status") not in (None, "success") or err:
+            self.failed = True
+            msg = err.get("message") if isinstance(err, dict) else err
+            self.error = _gist(msg) if isinstance(msg, str) and msg.strip() else "the result says error"
+
     def finish(self) -> None:
-        if self.mode == "claude-json":
+        if self.mode in ("claude-json", "gemini-json"):
             doc = _object("".join(self._json_buffer))
-            if doc is not None:
+            if doc is not None and self.mode == "claude-json":
                 self._claude_result(doc)
+            elif doc is not None and ("response" in doc or "error" in doc):
+                self._gemini_result({"status": "error" if doc.get("error") else "success", "error": doc.get("error")})
 
     def _claude_result(self, doc: dict[str, Any]) -> None:
         self.saw_result = True
         subtype = doc.get("subtype")
+        reason = doc.get("terminal_reason")
+        if isinstance(reason, str) and reason.startswith("aborted"):
+            # error_during_execution / aborted_streaming (or _tools): stopped
+            # by SIGINT while it streamed or ran a tool; not a failure.
+            self.interrupted = True
         if doc.get("is_error") is True or (isinstance(subtype, str) and subtype != "success"):
             self.failed = True
             reason = doc.get("terminal_reason")
@@ -104,6 +178,18 @@ def _gist(message: str) -> str:
             said = f"{kind}: {err['message']}" if isinstance(kind, str) and kind else err["message"]
             return (message[:start].strip() + " " + said).strip()
     return message.strip()
+
+
+def _interrupted(doc: dict[str, Any]) -> bool:
+    """A stream-json ``user`` message Claude Code writes when SIGINT stops it."""
+    msg = doc.get("message")
+    content = msg.get("content") if isinstance(msg, dict) else None
+    parts = content if isinstance(content, list) else [content]
+    return any(
+        isinstance(t, str) and t.startswith("[Request interrupted by user")
+        for p in parts
+        for t in ((p.get("text") if isinstance(p, dict) else p),)
+    )
 
 
 def _object(text: str) -> dict[str, Any] | None:
@@ -141,7 +227,56 @@ def plan(cli: str, args: Sequence[str]) -> tuple[list[str], Mode]:
             return argv, "claude-json"
     if cli == "codex" and "--json" in argv:
         return argv, "codex-json"
+    if cli == "gemini" and ("-p" in argv or "--prompt" in argv or _option(argv, "--prompt") is not None):
+        fmt = _option(argv, "--output-format", "-o")
+        if fmt is None:
+            return [argv[0], "--output-format", "stream-json", *argv[1:]], "gemini-text"
+        if fmt == "stream-json":
+            return argv, "gemini-stream"
+        if fmt == "json":
+            return argv, "gemini-json"
     return argv, "passthrough"
 
 
-__all__ = ["Mode", "ResultReader", "plan"]
+def signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def end_of(
+    cli: str, program: str, code: int, reading: ResultReader, signalled: int | None = None
+) -> tuple[str, str | None, str]:
+    """(status, error, message) of a run that exited with ``code`` (negative:
+    killed by that signal); ``signalled``: a signal the launcher sent it
+    (forwarded, or to stop it for a cancel)."""
+    name = _CLI_NAMES.get(cli, program)
+    if signalled is not None:
+        return "cancelled", None, f"Stopped by {signal_name(signalled)}"
+    if code < 0:
+        return "cancelled", None, f"{name} was killed by {signal_name(-code)}"
+    if reading.interrupted and code in (0, 130):
+        return "cancelled", None, f"{name} was interrupted (SIGINT)"
+    if reading.saw_result:
+        if not reading.failed and code == 0:
+            return "complete", None, "Finished"
+        error = reading.error or f"{program} exited with code {code}"
+        return "error", f"{error} (exit code {code})" if reading.error and code != 0 else error, "Failed"
+    reads = reading.mode != "passthrough"
+    if code in _STOP_CODES and (reads or code != 0):
+        return "cancelled", None, f"{name} ended by {_STOP_CODES[code]} (exit code {code})"
+    if code == 0 and reading.mode.startswith("claude-"):
+        return "error", f"{program} exited without a result", "Failed"
+    if code == 0 and reading.mode.startswith("gemini-"):
+        # Its worker exits 0, result unsaid, when a signal stops it (measured).
+        return "cancelled", None, f"{name} ended without a result (its worker exits 0 when it is signalled)"
+    if code == 0 and reading.mode == "codex-json":
+        return "error", f"{program} exited before its turn ended", "Failed"
+    if code == 0:
+        return "complete", None, "Finished"
+    said = f"{reading.error} (exit code {code})" if reading.error else f"{program} exited with code {code}"
+    return "error", said, "Failed"
+
+
+__all__ = ["Mode", "ResultReader", "end_of", "plan", "signal_name"]

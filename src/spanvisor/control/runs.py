@@ -13,7 +13,7 @@ Everything here is pure: a record in, a changed record and a verdict out.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -224,6 +224,16 @@ def who(d: Decision) -> str:
     return f"<@{d.actor_id}>" if d.source == "slack" else (d.actor_name or d.actor_id)
 
 
+def cancel_of(decisions: Sequence[Decision]) -> dict[str, Any] | None:
+    """Who asked the run to stop, and why (the control API's ``cancel``)."""
+    d = next((d for d in decisions if d.action == "cancel"), None)
+    return (
+        None
+        if d is None
+        else {"by": d.actor_name or d.actor_id, "comment": d.comment, "time_ns": d.time_ns, "source": d.source}
+    )
+
+
 def describe(prior: Decision) -> str:
     """ "already approved by @alice" (Slack renders <@U…> as the user's name)."""
     return f"already {decided(prior.action)} by {who(prior)}"
@@ -325,6 +335,7 @@ __all__ = [
     "RunState",
     "add_request",
     "apply",
+    "cancel_of",
     "close_request",
     "decision_from_dict",
     "decision_to_dict",

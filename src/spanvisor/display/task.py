@@ -46,6 +46,27 @@ def progress_of(view: TaskView) -> float | None:
     return 100.0 if view.status == "complete" else view.progress
 
 
+# A task that has ended: it is no longer stalled, and no warning is its last action.
+FINISHED = frozenset({"complete", "error", "cancelled", "lost", "evicted"})
+
+
+def status_text(view: TaskView) -> str:
+    """``working · ⏸ stalled``; a task that has ended is only what it ended
+    as (``lost``, never ``lost · ⏸ stalled``)."""
+    stalled = view.stalled and view.status not in FINISHED
+    return view.status.replace("_", " ") + (" · ⏸ stalled" if stalled else "")
+
+
+def last_action(view: TaskView) -> str | None:
+    """What the task's card shows as its last action: its latest message,
+    but not a warning (``⚠ …``) once it has ended: the warning stays in the
+    thread, where it happened; the end is said by the status."""
+    msg = view.message
+    if msg and view.status in FINISHED and msg.lstrip().startswith("⚠"):
+        return None
+    return msg
+
+
 def progress_bar(progress: float | None, width: int = 10) -> str:
     if progress is None:
         return "▱" * width + " " + NONE
@@ -139,13 +160,16 @@ def summary_text(event: TaskFinished, with_results: bool = True) -> str:
 
 
 __all__ = [
+    "FINISHED",
     "NONE",
     "STATUS_STYLE",
     "context_usage",
     "cost_text",
     "elapsed",
+    "last_action",
     "progress_bar",
     "progress_of",
+    "status_text",
     "steps_line",
     "summary_text",
     "tokens",

@@ -42,6 +42,9 @@ from spanvisor.events import (
 )
 
 TOOL_FAILED = "Tool failed"  # the summary of a failed tool's line (a sink may show only those)
+# A Checkpoint's attribute naming a request closed with no person's answer:
+# the server's expiry, or its agent giving up (tracking/approvals.py).
+EXPIRED_APPROVAL, UNANSWERED_APPROVAL = "expired_approval", "unanswered_approval"
 
 
 LineKind = Literal[
@@ -58,6 +61,7 @@ LineKind = Literal[
     "artifact",
     "summary",
     "approval",
+    "unanswered",
     "intervention",
     "denied",
     "corrected",
@@ -98,7 +102,8 @@ class ThreadLine:
 class _TaskLines:
     milestone: float = -1.0
     step: str | None = None
-    asked: frozenset[str] = frozenset()  # approval ids with an "Approval needed" line
+    # Open requests with an "Approval needed" line: approval id -> question.
+    asked: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -165,8 +170,9 @@ class ThreadPolicy:
                     for r in v.approvals
                     if r.approval_id not in st.asked
                 )
+                out.extend(_unanswered(event, st.asked))
                 # Only the open ones: a closed request never reopens (the tracker's rule).
-                st.asked = frozenset(r.approval_id for r in v.approvals)
+                st.asked = {r.approval_id: r.question for r in v.approvals}
         elif isinstance(event, ContextWarning):
             critical = event.level == "critical"
             out.append(
@@ -243,6 +249,25 @@ class ThreadPolicy:
         return out
 
 
+def _unanswered(event: Checkpoint, asked: dict[str, str]) -> list[ThreadLine]:
+    """A request that closed with nobody's answer (the server's expiry, or
+    its agent giving up): a line saying so, which is no approval."""
+    a = event.attributes
+    aid = a.get(EXPIRED_APPROVAL) or a.get(UNANSWERED_APPROVAL)
+    if not isinstance(aid, str) or aid in {r.approval_id for r in event.task.approvals}:
+        return []
+    return [
+        ThreadLine(
+            event.event_id,
+            "unanswered",
+            "⌛",
+            "No answer in time: not approved",
+            asked.get(aid),
+            key=f"unanswered:{aid}",
+        )
+    ]
+
+
 def budget_line(event: BudgetWarning) -> ThreadLine:
     if event.scope == "agent_day":
         agent, _, day = event.subject.rpartition(":")
@@ -281,4 +306,13 @@ def intervention_line(event: HumanIntervention) -> ThreadLine:
     )
 
 
-__all__ = ["TOOL_FAILED", "LineKind", "ThreadLine", "ThreadPolicy", "budget_line", "intervention_line"]
+__all__ = [
+    "EXPIRED_APPROVAL",
+    "TOOL_FAILED",
+    "UNANSWERED_APPROVAL",
+    "LineKind",
+    "ThreadLine",
+    "ThreadPolicy",
+    "budget_line",
+    "intervention_line",
+]

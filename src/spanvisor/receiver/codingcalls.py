@@ -43,8 +43,8 @@ async def accept_calls(ingest: Ingest, decoded_logs: Any) -> Refusal | None:
     batch: Batch | None = getattr(decoded_logs, "coding", None)
     if batch is None:
         return None
+    req = calls_request(batch)  # first: what it could not carry is counted too
     _count(ingest, batch)
-    req = calls_request(batch)
     if req is None:
         return None
     body = req.SerializeToString()

@@ -4,8 +4,9 @@ serve`` behind the same bearer token as ``/v1/traces``. JSON in and out.
 
 * ``GET /v1/control/tasks/{task_id}?after=N&wait=S&run=R``: the run's
   decisions past the first N (the task id's latest run without ``run``),
-  waiting up to S seconds (at most 60) for one; its state and open approval
-  requests from the shared record, its budget when this process tracks it.
+  waiting up to S seconds (at most 60) for one; its state, open approval
+  requests and cancel (who, why) from the shared record, its budget when
+  this process tracks it. A task id may hold ``/`` (percent-encoded).
 * ``POST /v1/control/tasks/{task_id}/decisions``: apply a decision
   (``{"action", "approval_id"?, "digest"?, "run_id"?, "actor", "comment"?,
   "intervention_id"?, "edited"?, "break_glass"?}``) to the open request or
@@ -253,6 +254,7 @@ def add_routes(app: web.Application, pipeline: Any, token: str | None) -> None:
             "next": int(after) + len(new),
             "cancel_requested": any(d.action == "cancel" for d in every)
             or bool(view is not None and view.cancel_requested),
+            "cancel": runs.cancel_of(every),  # who asked it to stop, and why
         }
         if view is not None:
             doc["budget"] = budget_json(view)

@@ -41,6 +41,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 
 from spanvisor.logtails.records import MAX_LINE, LogIn, severity_of
 from spanvisor.receiver import otlp_json
+from spanvisor.receiver.codingagents import ids as coding_ids
 from spanvisor.receiver.codingagents.batch import Batch as CodingBatch
 from spanvisor.receiver.codingagents.batch import claim as claim_coding
 from spanvisor.receiver.decode import any_value
@@ -104,7 +105,12 @@ def _live(rec: Any, name: str, tid: int, resource: dict[str, Any], out: DecodedL
         out.reject(f"a {name} record needs the task's trace id and its root span id (the span it was emitted in)")
         return False
     t = rec.time_unix_nano or rec.observed_time_unix_nano
-    out.live.append(LiveFact(format(tid, "032x"), root, name, t, attrs, resource, heard_ns))
+    trace = format(tid, "032x")
+    service = resource.get(cv.SERVICE_NAME)
+    if service in coding_ids.NAMESPACES and cv.TASK_ID in attrs:
+        # A coding-agent session's task is named in its CLI's namespace (codingagents/ids.py).
+        attrs[cv.TASK_ID] = coding_ids.live_task_id(service, attrs[cv.TASK_ID], trace, root)
+    out.live.append(LiveFact(trace, root, name, t, attrs, resource, heard_ns))
     return True
 
 

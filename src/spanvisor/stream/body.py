@@ -161,7 +161,8 @@ def intervention_body(event: HumanIntervention) -> dict[str, Any]:
         "reason": event.reason,
         # Added later still. ``decides``: false for an approve that is one
         # vote of several a request needs (``votes`` of ``votes_needed``): the
-        # request is still open, nothing may run on it yet. Who decided, proven
+        # request is still open, nothing may run on it yet; false for a refused
+        # decision (outcome ``denied``) too. Who decided, proven
         # or claimed; the arguments an approver set instead (the action that
         # may run); the standing grant that decided.
         "decides": decides(event),
@@ -180,8 +181,11 @@ def intervention_body(event: HumanIntervention) -> dict[str, Any]:
 
 
 def decides(event: HumanIntervention) -> bool:
-    """Whether the decision settles what it names: every one does but an
-    approve that is one vote of several, short of the count."""
+    """Whether the decision settles what it names: an applied one does, but
+    an approve that is one vote of several, short of the count; a refused
+    one (outcome ``denied``) never does: nothing was done."""
+    if event.outcome != "applied":
+        return False
     return not (event.votes_needed > 1 and event.votes < event.votes_needed)
 
 

@@ -141,7 +141,7 @@ def position_of(raw: str | None, parameter: str = "after") -> tuple[str, int] | 
         raise _BadQuery(
             parameter, f"{parameter} must be an id this stream sent (<epoch>:<position>:<event id>), or be left out"
         )
-    return epoch, int(pos)
+    return epoch, min(int(pos), 2**63 - 1)  # past a feed's bigint: never sent, so a reset
 
 
 def start_of(request: web.Request) -> tuple[str, int] | None:

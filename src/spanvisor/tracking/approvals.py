@@ -25,6 +25,7 @@ from spanvisor.canonical import (
     check_from,
     clamp_approvers,
 )
+from spanvisor.display.thread import EXPIRED_APPROVAL, UNANSWERED_APPROVAL
 from spanvisor.events import (
     ApprovalRequest,
     Checkpoint,
@@ -194,7 +195,11 @@ def on_decision(st: TaskRecord, event_id: str, time_ns: int, attrs: Any, notes: 
         return [_checkpoint(st, event_id, time_ns, (), notes)]
     approval_id = sz.name(attrs.get(cv.APPROVAL_ID), cv.APPROVAL_ID, notes)
     changed = _close(st, approval_id) if approval_id else ()
-    return [_checkpoint(st, event_id, time_ns, changed, notes)]
+    ev = _checkpoint(st, event_id, time_ns, changed, notes)
+    if changed and attrs.get(cv.APPROVAL_OUTCOME) == "timed_out":
+        # Nobody answered before the agent gave up: said in the thread (display/thread.py).
+        return [replace(ev, attributes={UNANSWERED_APPROVAL: approval_id})]
+    return [ev]
 
 
 def intervene(st: TaskRecord, decision: Decision, notes: list[str], decides: bool = True) -> HumanIntervention:
@@ -313,7 +318,7 @@ def expire(st: TaskRecord, approval_id: str, now_ns: int) -> Checkpoint | None:
         task=st.view,
         source="state",
         changed=changed,
-        attributes={"expired_approval": approval_id},
+        attributes={EXPIRED_APPROVAL: approval_id},
     )
 
 

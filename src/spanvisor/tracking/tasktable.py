@@ -40,6 +40,11 @@ MAX_SKIPPED = 256
 # Activity this recent protects a task from eviction by a newcomer nobody
 # confirmed yet, when stall detection is off (else the stall time).
 RECENT_S = 600.0
+# A task is heard of once (one request: its start, a heartbeat, a call, all
+# at one moment) until a sign of life comes at least this long after it
+# opened. Such tasks go first past max_open: one token can send any number
+# of them, while a session that lives speaks again.
+ONCE_S = 1.0
 
 
 def default_task_id(trace_id: str, root_span_id: str) -> str:
@@ -77,6 +82,9 @@ class TaskTable:
         # first): the first to go past max_open, since one token can send
         # any number of them. Any later record, span or poll confirms one.
         self.unconfirmed: OrderedDict[Key, None] = OrderedDict()
+        # Open tasks heard of at one moment only (ONCE_S), oldest first, by
+        # when they opened: the next to go once no unconfirmed one is left.
+        self.once: OrderedDict[Key, float] = OrderedDict()
         # Open tasks with a failed step under a root not ended yet (see
         # TaskState.unended): finished as failed once quiet for the root hold.
         self.failed_steps: dict[Key, None] = {}
@@ -111,7 +119,9 @@ class TaskTable:
             st.read_initial(span, notes)
         self.open[key] = st
         self.by_task.add(task_id, key, self.open, self.closed)
-        self.stalls.touch(key, self.heard(heard_ns))
+        heard = self.heard(heard_ns)
+        self.stalls.touch(key, heard)
+        self.once[key] = heard
         if unconfirmed:
             self.unconfirmed[key] = None
         return st, [*self._bound(span.start_ns, key), *st.started(st.working.started_ns, notes)]
@@ -133,6 +143,9 @@ class TaskTable:
         if now is None:
             now = self.clock()
         self.unconfirmed.pop(key, None)
+        opened = self.once.get(key)
+        if opened is not None and now - opened >= ONCE_S:
+            del self.once[key]  # heard of again, later: it lives
         if key in self.open:
             self.open.move_to_end(key)  # the idlest go first past max_open
         idle = now - self.stalls.touch(key, now)
@@ -215,6 +228,7 @@ class TaskTable:
         self.open.pop(key, None)
         self.failed_steps.pop(key, None)
         self.unconfirmed.pop(key, None)
+        self.once.pop(key, None)
         self.polled.pop(key, None)
         self.live_roots.forget(key)
         self.partial.root_seen(key)
@@ -233,8 +247,11 @@ class TaskTable:
         victim = self._victim(None)
         if victim is not None:
             last = self.stalls.seen.get(victim)
-            if victim in self.unconfirmed or last is None or self.clock() - last >= self._recent_s():
+            idle = self.clock() - last if last is not None else None
+            if victim in self.unconfirmed or idle is None or idle >= self._recent_s():
                 return True
+            if victim in self.once and idle >= ONCE_S:
+                return True  # heard of once, and not again since: it makes room
         self.stats.drop(
             "open_task_refused",
             detail="a start record for a new task when SPANVISOR_MAX_OPEN_TASKS are open and all recently active",
@@ -247,11 +264,20 @@ class TaskTable:
 
     def _victim(self, newcomer: Key | None) -> Key | None:
         """Who goes past max_open: the oldest unconfirmed task, else the
-        idlest not waiting for a person (those are passed over, at most
+        oldest heard of once only (:data:`ONCE_S`), else the idlest, not one
+        waiting for a person (those are passed over, at most
         :data:`MAX_SKIPPED` of them), else the idlest. Never ``newcomer``
-        while another task is open."""
+        while another task is open. A session that lives (records since it
+        opened, a launcher's heartbeats, an open request) never goes before
+        one that was heard of once."""
         for key in self.unconfirmed:  # oldest first: at most the newcomer is passed
             if key != newcomer:
+                return key
+        for n, key in enumerate(self.once):
+            if n > MAX_SKIPPED:
+                break
+            st = self.open.get(key)
+            if key != newcomer and st is not None and not st.working.approvals:
                 return key
         skipped = 0
         first: Key | None = None
@@ -280,6 +306,7 @@ class TaskTable:
             old_st = self.open.pop(old)
             unconfirmed = old in self.unconfirmed
             self.unconfirmed.pop(old, None)
+            self.once.pop(old, None)
             self.polled.pop(old, None)
             self.live_roots.forget(old)
             self.stats.inc("evicted_tasks_total", reason="capacity")
@@ -314,6 +341,7 @@ class TaskTable:
             if st is not None:
                 self.polled.pop(key, None)
                 self.unconfirmed.pop(key, None)
+                self.once.pop(key, None)
                 self.partial.sleep(key, st, now)
                 self.stats.inc("evicted_tasks_total", reason="partial")
         self.partial.expire(now)

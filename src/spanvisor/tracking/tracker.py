@@ -310,6 +310,8 @@ class TaskTracker:
                 # that names the task (`spanvisor emit start`; the processor
                 # never stamps the name) announces it.
                 return []
+            elif not self.tasks.admits(key):
+                return []  # at capacity, every open task live: refused (counted), as a start record is
             else:
                 # A descendant arrived first: open from the task's ids alone; the span's own identity fills
                 # gaps until the root arrives. The stamp names the task's agent (the processor and the

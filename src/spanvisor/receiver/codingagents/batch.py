@@ -21,6 +21,7 @@ the rest of spanvisor already reads:
 from __future__ import annotations
 
 import time
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -106,6 +107,8 @@ class Batch:
         for kv in rec.attributes[:MAX_ATTRIBUTES]:
             attrs[kv.key] = any_value(kv.value)
         res = {kv.key: any_value(kv.value) for kv in resource.attributes if kv.key in _RESOURCE_KEYS}
+        if not cli.DECODES_RESOURCE:
+            res = {k: _decoded(v) if k != cv.SERVICE_NAME else v for k, v in res.items()}
         service = res.get(cv.SERVICE_NAME)
         service = service if isinstance(service, str) and service else next(iter(sorted(cli.SERVICES)))
         session_id = next((v for k in cli.SESSION_KEYS if isinstance(v := attrs.get(k), str) and v), None)
@@ -175,6 +178,12 @@ class Batch:
             cv.AGENT_NAME: clean(agent, MAX_NAME) or h.service,
             cv.GEN_AI_CONVERSATION: h.session_id,
         }
+
+
+def _decoded(value: Any) -> Any:
+    """A value of ``OTEL_RESOURCE_ATTRIBUTES`` percent-decoded, as the OTel
+    specification asks an SDK to (for a CLI whose SDK does not)."""
+    return urllib.parse.unquote(value) if isinstance(value, str) and "%" in value else value
 
 
 def _launcher_name(resource: Mapping[str, Any]) -> str | None:

@@ -28,6 +28,8 @@ CLI: Final = "Claude Code"
 SERVICES: Final = frozenset({"claude-code"})
 SESSION_KEYS: Final = ("session.id",)
 PROVIDER: Final = "anthropic"
+# Its SDK percent-decodes OTEL_RESOURCE_ATTRIBUTES, as the OTel specification asks.
+DECODES_RESOURCE: Final = True
 
 
 def _prompt(a: Mapping[str, Any]) -> Reading:

@@ -34,6 +34,9 @@ CLI: Final = "Codex CLI"
 SERVICES: Final = frozenset({"codex_exec", "codex_tui", "codex_cli_rs", "codex-cli", "codex"})
 SESSION_KEYS: Final = ("conversation.id", "session.id")
 PROVIDER: Final = "openai"
+# Its SDK (opentelemetry-rust) does not percent-decode OTEL_RESOURCE_ATTRIBUTES
+# as the OTel specification asks: the receiver decodes what it reads of it.
+DECODES_RESOURCE: Final = False
 # How tracing names an event it was given no name for: "event <file>:<line>".
 CALL_SITE_PREFIX: Final = "event "
 

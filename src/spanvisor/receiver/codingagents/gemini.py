@@ -29,6 +29,8 @@ CLI: Final = "Gemini CLI"
 SERVICES: Final = frozenset({"gemini-cli"})
 SESSION_KEYS: Final = ("session.id",)
 PROVIDER: Final = "google"
+# Its SDK percent-decodes OTEL_RESOURCE_ATTRIBUTES, as the OTel specification asks.
+DECODES_RESOURCE: Final = True
 
 
 def _prompt(a: Mapping[str, Any]) -> Reading:

@@ -10,6 +10,13 @@ The key is the resource attribute ``spanvisor.task.id`` when the launcher
 set one (unique by itself, so the service is left out: Codex names itself
 ``codex_exec`` or ``codex_tui``), else the CLI's session id together with its
 ``service.name`` (session ids of two CLIs could collide).
+
+A session's task id is then the launcher's id, else the session id in its
+CLI's namespace: ``claude-code:<session id>``, ``codex:<…>``,
+``gemini-cli:<…>`` (:func:`session_task_id`). A session id is whatever a
+record says, so without the namespace a session could name itself after
+another task and become a new run of it (its approvals gone, its cancel
+taken); in the namespace it only ever names a session of its CLI.
 """
 
 from __future__ import annotations
@@ -18,6 +25,17 @@ import hashlib
 
 # Changing the prefix changes every derived id: existing tasks would split.
 _PREFIX = b"spanvisor.coding-agent.v1\x00"
+# A session task id's namespace, by the service.name its CLI reports (any
+# other service: its own name).
+NAMESPACES = {
+    "claude-code": "claude-code",
+    "codex_exec": "codex",
+    "codex_tui": "codex",
+    "codex_cli_rs": "codex",
+    "codex-cli": "codex",
+    "codex": "codex",
+    "gemini-cli": "gemini-cli",
+}
 
 
 def _digest(*parts: str) -> bytes:
@@ -54,14 +72,30 @@ def span_id(trace_id: str, *parts: str) -> str:
     return _nonzero(_digest("span", trace_id, *parts)[:8]).hex()
 
 
+def session_task_id(service: str, session_id: str) -> str:
+    """The task id of a session the launcher did not start: the session id
+    (the ``session_id`` its hooks read on stdin) in its CLI's namespace."""
+    return f"{NAMESPACES.get(service, service or 'session')}:{session_id}"
+
+
 def session_task(service: str, session_id: str, launcher_task_id: str | None = None) -> tuple[str, str, str]:
     """(task id, trace id, root span id) of a session: the launcher's
-    ``spanvisor.task.id`` when set, else the CLI's session id, which is the
-    ``session_id`` its hooks read on stdin (so ``spanvisor hook`` finds the
-    task by the id it knows)."""
+    ``spanvisor.task.id`` when set, else :func:`session_task_id`."""
     if launcher_task_id:
         return (launcher_task_id, *launcher_task_ids(launcher_task_id))
-    return (session_id, *task_ids(service, session_id))
+    return (session_task_id(service, session_id), *task_ids(service, session_id))
 
 
-__all__ = ["launcher_task_ids", "session_task", "span_id", "task_ids"]
+def live_task_id(service: str, task_id: object, trace_id: str, root_id: str) -> object:
+    """The task id a live record of a CLI's session names: a record that
+    names it by the bare session id (a hook of an earlier version) names the
+    namespaced one, when the record's ids prove it is that session's task;
+    any other value as it is."""
+    if not isinstance(task_id, str) or not task_id or service not in NAMESPACES:
+        return task_id
+    if task_ids(service, task_id) != (trace_id, root_id):
+        return task_id
+    return session_task_id(service, task_id)
+
+
+__all__ = ["NAMESPACES", "launcher_task_ids", "live_task_id", "session_task", "session_task_id", "span_id", "task_ids"]

@@ -33,6 +33,7 @@ from spanvisor.spans import conventions as cv
 
 # The scope of the spans made here (what they are, to a reader of the journal).
 SCOPE = "spanvisor.codingagents"
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 def _kv(span: Span, key: str, value: Any) -> None:
@@ -43,7 +44,13 @@ def _kv(span: Span, key: str, value: Any) -> None:
     if isinstance(value, bool):
         kv.value.bool_value = value
     elif isinstance(value, int):
-        kv.value.int_value = value
+        if _INT64_MIN <= value <= _INT64_MAX:
+            kv.value.int_value = value
+        else:
+            # Past what OTLP's int64 holds (a CLI's absurd count, or three
+            # large ones added): a double, which the tracker clamps and notes
+            # on the call's event, as it does any absurd count.
+            kv.value.double_value = float(value)
     elif isinstance(value, float):
         kv.value.double_value = value
     else:
@@ -106,8 +113,14 @@ def calls_request(batch: Batch) -> ExportTraceServiceRequest | None:
         # Two records alike in all but place (no sequence number): the n-th.
         k = (h.trace_id, r.event, r.time_ns, r.part)
         n = seen[k] = seen.get(k, 0) + 1
-        _span(ss.spans.add(), h, r, n)
-    return req
+        span = Span()
+        try:
+            _span(span, h, r, n)
+        except Exception:  # a value no span can carry costs this record only, never the request
+            batch.skip("unreadable_record")
+            continue
+        ss.spans.append(span)
+    return req if any(ss.spans for ss in scopes.values()) else None
 
 
 __all__ = ["SCOPE", "calls_request"]
