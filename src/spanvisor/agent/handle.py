@@ -18,6 +18,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span
 from opentelemetry.util.types import AttributeValue
 
+from spanvisor.agent.attributes import as_attributes
 from spanvisor.canonical import approval_digest, canonical_json, check_action, check_from
 from spanvisor.control.feed import ApprovalDecision, CancelRequested, TaskFeed
 from spanvisor.control.permits import permit
@@ -31,26 +32,6 @@ if TYPE_CHECKING:
     from spanvisor.otel.live import LiveChannel
 
 log = logging.getLogger("spanvisor.agent")
-
-_PLAIN = frozenset({str, bool, int, float})
-
-
-def as_attributes(**values: Any) -> dict[str, AttributeValue]:
-    out: dict[str, AttributeValue] = {}
-    for key, value in values.items():
-        if value is None:
-            continue
-        # Exact types first: a checkpoint's few plain values are the usual
-        # case, on the agent's thread (isinstance against unions is slower).
-        if type(value) in _PLAIN:
-            out[key] = value
-        elif isinstance(value, list | tuple):
-            out[key] = [str(x) for x in value]
-        elif isinstance(value, str | bool | int | float):
-            out[key] = value
-        else:
-            out[key] = str(value)
-    return out
 
 
 class OverBudget(Exception):

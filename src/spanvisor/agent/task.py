@@ -17,7 +17,8 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
-from spanvisor.agent.handle import TaskHandle, as_attributes
+from spanvisor.agent.attributes import as_attributes
+from spanvisor.agent.handle import TaskHandle
 from spanvisor.spans import conventions as cv
 
 log = logging.getLogger("spanvisor.agent")

@@ -23,7 +23,7 @@ def decision_from_dict(x: Mapping[str, Any]) -> Decision | None:
     """A stored decision; None for anything malformed (never raises)."""
     try:
         d = Decision(**{k: v for k, v in x.items() if k in _FIELDS})
-        d = dataclasses.replace(d, groups=tuple(str(g) for g in d.groups)) if d.groups else d
+        d = dataclasses.replace(d, groups=tuple(str(g) for g in d.groups or ()))
     except (TypeError, ValueError):
         return None
     ok = isinstance(d.intervention_id, str) and isinstance(d.task_id, str) and isinstance(d.time_ns, int)
