@@ -29,7 +29,7 @@ from typing import Any, TextIO
 from spanvisor.gate import contracts as gc
 from spanvisor.gate import notes
 from spanvisor.gate.answer import Answer
-from spanvisor.gate.deadline import Deadline, margin_s
+from spanvisor.gate.deadline import Deadline
 from spanvisor.gate.policy import PolicyError, load
 
 ENV_POLICY = "SPANVISOR_HOOK_POLICY"
@@ -82,11 +82,17 @@ def main(
     started: float | None = None,
     env: Mapping[str, str] | None = None,
     cwd: str | None = None,
+    release: Callable[[int], None] | None = None,
+    answer: Answer | None = None,
 ) -> int:
     """``spanvisor hook …``: always an answer in the CLI's contract. The
     call is read from ``stdin`` when given (else this process's stdin), the
-    answer written to ``stdout``/``stderr`` when given; ``env`` and ``cwd``
-    are the hook process's when another process (the launcher) decides."""
+    answer written to ``stdout``/``stderr`` when given (or into ``answer``,
+    which another thread may answer first); ``env`` and ``cwd`` are the hook
+    process's when another process (the launcher) decides; ``started`` is
+    when the hook process started (the deadline counts from it);
+    ``release`` is called with the exit status as soon as it is known,
+    before the audit note is sent."""
     t0 = time.monotonic() if started is None else started
     cli = next((c for c in gc.CLIS if argv and argv[0] == c), None)
     e = os.environ if env is None else env
@@ -97,24 +103,18 @@ def main(
             args.policy = os.path.join(cwd, args.policy)
         return decide(args, out, t0, stdin, e, cwd)
 
-    return guarded(cli, body, help_asked="-h" in argv or "--help" in argv, stdout=stdout, stderr=stderr)
+    out = answer if answer is not None else Answer(cli, stdout, stderr, release)
+    return guarded(out, body, help_asked="-h" in argv or "--help" in argv)
 
 
 def run(args: argparse.Namespace) -> int:
     """The same from arguments the full CLI's parser read."""
     started = time.monotonic()
-    return guarded(args.cli, lambda out: decide(args, out, started))
+    return guarded(Answer(args.cli), lambda out: decide(args, out, started))
 
 
-def guarded(
-    cli: gc.Cli | None,
-    body: Callable[[Answer], int],
-    help_asked: bool = False,
-    stdout: TextIO | None = None,
-    stderr: TextIO | None = None,
-) -> int:
+def guarded(out: Answer, body: Callable[[Answer], int], help_asked: bool = False) -> int:
     """``body``'s answer, or the CLI's block whatever it raised."""
-    out = Answer(cli, stdout, stderr)
     previous = _on_signals()
     try:
         return body(out)
@@ -169,11 +169,13 @@ def decide(
     reason = f"spanvisor: {ruling.reason or word + ' by ' + ruling.by}"
     code = out.allow(reason) if ruling.verdict == "allow" else out.deny(reason)
     _disarm()
+    # The answer is out (and released): only now the note, which never holds it.
     basis = call.call_id or hashlib.blake2b(raw, digest_size=16).hexdigest()
     notes.keep(
         notes.note("policy", call, basis, args.endpoint, decided_at, e, verdict=ruling.verdict, by=ruling.by),
         args.otlp_token,
         e,
+        released=out.release is not None,
     )
     return code
 
@@ -206,7 +208,7 @@ def _backstop(deadline: Deadline) -> None:
     read, a slow server) with a block while the CLI still listens."""
     if threading.current_thread() is not threading.main_thread():
         return
-    signal.setitimer(signal.ITIMER_REAL, max(0.05, deadline.left() + margin_s(deadline.cli_timeout) / 2))
+    signal.setitimer(signal.ITIMER_REAL, max(0.01, deadline.backstop() - time.monotonic()))
 
 
 def _disarm() -> None:

@@ -17,7 +17,7 @@ import hashlib
 import json
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from spanvisor.canonical import NotCanonical, check_action
@@ -25,7 +25,8 @@ from spanvisor.cli import codingtask as ct
 from spanvisor.config import Config
 from spanvisor.control.client import ENV_URL, HttpSource, token_from_env
 from spanvisor.control.feed import ApprovalDecision, TaskFeed
-from spanvisor.control.permits import permit_http
+from spanvisor.control.permits import permit_url
+from spanvisor.control.runs import Permit
 from spanvisor.gate import contracts as gc
 from spanvisor.gate import notes
 from spanvisor.gate.answer import Answer
@@ -70,15 +71,51 @@ def opened(task: ct.SessionTask) -> bool:
 
 def probe(client: HttpSource, task_id: str, deadline: Deadline) -> int:
     """The control API's answer to a read of the task: a 503 (its state
-    store away, with Retry-After) is asked again until the deadline; what
-    cannot be reached at all (status 0) is said at once."""
+    store away) is asked again until the deadline; what cannot be reached
+    at all (status 0) is said at once."""
+    status, _ = patiently(lambda: client._get_task(task_id, 0, 0.0, None), deadline)
+    return status
+
+
+def patiently(
+    send: Callable[[], tuple[int, dict[str, Any], float | None]], deadline: Deadline
+) -> tuple[int, dict[str, Any]]:
+    """``send``'s answer, asked again while it is a 503 (the control API's
+    state store away, e.g. PostgreSQL restarting), after the answer's
+    ``Retry-After`` (else a doubling pause), as long as the deadline leaves
+    time for it; any other answer as it stands."""
     pause = 0.2
     while True:
-        status, _ = client.get_task(task_id)
-        if status != 503 or deadline.left() <= pause:
-            return status
-        time.sleep(pause)
+        status, doc, retry_after = send()
+        wait = max(pause, retry_after or 0.0)
+        if status != 503 or deadline.left() <= wait:
+            return status, doc
+        time.sleep(wait)
         pause = min(2.0, pause * 2)
+
+
+def check(
+    client: HttpSource, task_id: str, aid: str, action: dict[str, Any], run_id: str | None, key: str, deadline: Deadline
+) -> Permit:
+    """The check where it runs: the approval is for this very action, and
+    used here, once (a 503 waited out within the deadline, like every
+    control-API call of the hook)."""
+    body: dict[str, Any] = {"action": action, "key": key}
+    if run_id:
+        body["run_id"] = run_id
+    url = permit_url(client.url, task_id, aid)
+
+    def send() -> tuple[int, dict[str, Any], float | None]:
+        timeout = min(REQUEST_TIMEOUT_S, max(0.1, deadline.left()))
+        return client._exchange("POST", url, body, timeout)
+
+    status, doc = patiently(send, deadline)
+    reason = doc.get("reason") or doc.get("error")
+    if status == 200 and isinstance(doc.get("permitted"), bool):
+        code = doc.get("code")
+        return Permit(doc["permitted"], str(reason or ""), code if isinstance(code, str) else None)  # type: ignore[arg-type]
+    why = f"HTTP {status}: {reason}" if status else f"the control API did not answer: {reason}"
+    return Permit(False, why, "denied")
 
 
 def ask(
@@ -160,13 +197,16 @@ def ask(
     if answer == "allow" and result.edited is not None:
         answer, reason = "deny", f"{by} approved other arguments, which a hook cannot hand to the CLI: run it again"
     elif answer == "allow" and result.outcome == "approve":
+        if out.given:
+            return out.code or 0  # a backstop answered first: this approval stays unused
         # The approval must be for this very call, and is used here, once;
         # a check that cannot finish before the deadline is a denial.
-        client.request_timeout_s = min(REQUEST_TIMEOUT_S, max(0.1, deadline.left()))
         action = json.loads(request[APPROVAL_ACTION])
-        checked = permit_http(client, task.task_id, aid, action, result.run_id or None, key=secret)
+        checked = check(client, task.task_id, aid, action, result.run_id or None, secret, deadline)
         if not checked.permitted:
             answer, reason = "deny", f"approved, but the check where it runs refused it: {checked.reason}"
+    if out.given:
+        return out.code or 0  # a backstop answered first: nothing to note
     decided_at = time.time_ns()
     code = out.allow(f"spanvisor: {reason}") if answer == "allow" else out.deny(f"spanvisor: {reason}")
     notes.keep(
@@ -175,6 +215,7 @@ def ask(
         ),
         args.otlp_token,
         env,
+        released=out.release is not None,
     )
     return code
 
@@ -187,4 +228,4 @@ def _why(status: int) -> str:
     return f"HTTP {status}"
 
 
-__all__ = ["APPROVAL_ACTION", "APPROVAL_DETAILS", "approval_id", "ask", "session_task"]
+__all__ = ["APPROVAL_ACTION", "APPROVAL_DETAILS", "approval_id", "ask", "check", "patiently", "probe", "session_task"]

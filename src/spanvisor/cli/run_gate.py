@@ -6,8 +6,11 @@ The socket lives in a fresh directory of mode 0700 (the socket itself
 connection from another user id is refused (``SO_PEERCRED``) even where
 the file modes would let it in. Each connection is one hook call, decided
 on a thread of its own by the same code as the command hook
-(:func:`spanvisor.cli.hook.main`), with the same policy file, deadline and
-answers; the hook process writes the answer out.
+(:func:`spanvisor.cli.hook.main`), with the same policy file, deadline
+(counted from the hook process's start) and answers; the reply goes the
+moment the answer is known (the audit note after it), and a backstop
+timer blocks a call still undecided just past the deadline. The hook
+process writes the answer out.
 """
 
 from __future__ import annotations
@@ -23,7 +26,10 @@ import threading
 import time
 
 from spanvisor.cli import hook
-from spanvisor.gate import local
+from spanvisor.gate import clitimeout, local
+from spanvisor.gate import contracts as gc
+from spanvisor.gate.answer import Answer
+from spanvisor.gate.deadline import Deadline
 
 
 class LocalGate:
@@ -39,6 +45,10 @@ class LocalGate:
         os.chmod(self.path, 0o600)
         self.sock.listen(64)
         self.answered = 0
+        # The settings file the CLI was started with (claude --settings FILE):
+        # its hook timeout counts, though no hook could find the file.
+        self.settings = _settings_files(sys.argv)
+        self._workers: list[threading.Thread] = []
         self._thread = threading.Thread(target=self._accept, name="spanvisor-run-gate", daemon=True)
         self._thread.start()
 
@@ -48,35 +58,61 @@ class LocalGate:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
-            threading.Thread(target=self._serve, args=(conn,), name="spanvisor-run-gate-call", daemon=True).start()
+            worker = threading.Thread(target=self._serve, args=(conn,), name="spanvisor-run-gate-call", daemon=True)
+            self._workers = [t for t in self._workers if t.is_alive()] + [worker]
+            worker.start()
 
     def _serve(self, conn: socket.socket) -> None:
-        started = time.monotonic()
+        accepted = time.monotonic()
         with conn:
             if not _same_user(conn):
                 return
-            doc = local.read_frame(conn, started + 10.0)
-            argv, raw = (doc or {}).get("argv"), (doc or {}).get("stdin")
+            doc = local.read_frame(conn, accepted + 10.0) or {}
+            argv, raw, cwd, env = doc.get("argv"), doc.get("stdin"), doc.get("cwd"), doc.get("env")
             if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv) or not isinstance(raw, str):
                 return  # the hook decides by itself
-            cwd, env = (doc or {}).get("cwd"), (doc or {}).get("env")
             if (
                 not isinstance(cwd, str)
                 or not isinstance(env, dict)
                 or not all(isinstance(v, str) for v in env.values())
             ):
                 return
-            out, err = io.StringIO(), io.StringIO()
-            # Decided as the hook process would: its variables, its directory.
-            code = hook.main(
-                argv, stdin=raw.encode("latin-1"), stdout=out, stderr=err, started=started, env=env, cwd=cwd
-            )
+            started = _started(doc.get("started"), accepted)
+            if self.settings and clitimeout.ENV_SETTINGS not in env:
+                env = {**env, clitimeout.ENV_SETTINGS: os.pathsep.join(self.settings)}
+            self._decide(conn, argv, raw.encode("latin-1"), started, env, cwd)
+
+    def _decide(
+        self, conn: socket.socket, argv: list[str], raw: bytes, started: float, env: dict[str, str], cwd: str
+    ) -> None:
+        """Decide as the hook process would (its variables, its directory,
+        its start), reply the moment the answer is known (the audit note
+        comes after), and block at the backstop if the worker is still
+        deciding then (a hung request, a slow disk)."""
+        out, err = io.StringIO(), io.StringIO()
+        cli = next((c for c in gc.CLIS if argv and argv[0] == c), None)
+
+        def reply(code: int) -> None:
             self.answered += 1
             try:
                 conn.settimeout(5.0)
                 conn.sendall(local.frame({"code": code, "stdout": out.getvalue(), "stderr": err.getvalue()}))
             except OSError:
                 pass
+
+        answer = Answer(cli, out, err, reply)
+        limit = clitimeout.limit(cli or "claude-code", _given(argv), env, cwd)
+        deadline = Deadline.for_cli(cli or "claude-code", limit, started)
+        timer = threading.Timer(
+            max(0.0, deadline.launcher_backstop() - time.monotonic()),
+            lambda: answer.block("spanvisor: no answer before the CLI's hook timeout; denied"),
+        )
+        timer.daemon = True
+        timer.start()
+        try:
+            hook.main(argv, stdin=raw, started=started, env=env, cwd=cwd, answer=answer)
+        finally:
+            timer.cancel()
 
     def close(self) -> None:
         try:
@@ -85,7 +121,43 @@ class LocalGate:
             pass
         self.sock.close()
         self._thread.join(5)
+        for worker in self._workers:  # each is bounded by its call's deadline, not waited for past a moment
+            worker.join(1.0)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _started(given: object, accepted: float) -> float:
+    """The hook's start as it says (the same monotonic clock), if plausible."""
+    if isinstance(given, int | float) and not isinstance(given, bool) and accepted - 60.0 <= given <= accepted:
+        return float(given)
+    return accepted
+
+
+def _given(argv: list[str]) -> float | None:
+    for i, a in enumerate(argv):
+        value = a.split("=", 1)[1] if a.startswith("--cli-timeout=") else None
+        if a == "--cli-timeout" and i + 1 < len(argv):
+            value = argv[i + 1]
+        if value is not None:
+            try:
+                return float(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _settings_files(argv: list[str]) -> list[str]:
+    """``--settings FILE`` of the CLI this launcher runs (after ``--``),
+    as absolute paths (a settings value that is JSON itself is no file)."""
+    rest = argv[argv.index("--") + 1 :] if "--" in argv else []
+    out: list[str] = []
+    for i, a in enumerate(rest):
+        value = a.split("=", 1)[1] if a.startswith("--settings=") else None
+        if a == "--settings" and i + 1 < len(rest):
+            value = rest[i + 1]
+        if value and not value.lstrip().startswith("{"):
+            out.append(os.path.abspath(value))
+    return out
 
 
 def _same_user(conn: socket.socket) -> bool:

@@ -6,8 +6,11 @@ listens on a Unix socket in a directory only its user can open
 (``SPANVISOR_GATE_SOCKET`` tells the CLI's hooks where). A hook sends its
 arguments and stdin and gets back the exit status and the text to write;
 one round trip to a warm process instead of loading the gate. A hook whose
-launcher is gone (refused, no answer in time) decides by itself, as
-without a launcher. Frames: a 4-byte big-endian length, then JSON.
+launcher is gone (refused, closed) decides by itself, as without a
+launcher; one whose launcher is silent waits until just past the deadline
+(the launcher's own backstop answers before) and then decides by itself,
+with no time left to ask anyone. Frames: a 4-byte big-endian length, then
+JSON; the request carries the hook's start, so both count one deadline.
 """
 
 from __future__ import annotations
@@ -78,15 +81,18 @@ _CONTEXT = ("SPANVISOR_", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_EXPORTER_OTLP_ENDPOI
 _ALSO = frozenset({"HOME", "XDG_STATE_HOME"})
 
 
-def ask(path: str, argv: list[str], stdin: bytes, deadline: float) -> tuple[int, str, str] | None:
+def ask(path: str, argv: list[str], stdin: bytes, deadline: float, started: float) -> tuple[int, str, str] | None:
     """The launcher's answer to this hook call (exit status, stdout,
-    stderr), or None when it could not give one before ``deadline``."""
+    stderr), or None when it could not give one before ``deadline``.
+    ``started``: when the hook process started (``time.monotonic()``, one
+    clock for every process of the machine), which the launcher's deadline
+    counts from."""
     here = context({k: v for k, v in os.environ.items() if k != ENV_SOCKET}, os.getcwd())
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(max(0.001, deadline - time.monotonic()))
             sock.connect(path)
-            sock.sendall(frame({"argv": argv, "stdin": stdin.decode("latin-1"), **here}))
+            sock.sendall(frame({"argv": argv, "stdin": stdin.decode("latin-1"), "started": started, **here}))
             doc = read_frame(sock, deadline)
     except (OSError, ValueError):
         return None
