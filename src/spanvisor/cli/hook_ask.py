@@ -32,6 +32,7 @@ from spanvisor.gate import notes
 from spanvisor.gate.answer import Answer
 from spanvisor.gate.deadline import Deadline, wait_budget
 from spanvisor.gate.policy import Policy, Ruling
+from spanvisor.redaction import clip_middle, redact
 from spanvisor.spans import conventions as cv
 
 # The action a decision is bound to (tool and arguments, canonical JSON).
@@ -39,6 +40,10 @@ APPROVAL_ACTION = "agent.approval.action"
 APPROVAL_DETAILS = "agent.approval.details"
 # The longest one request to the control API or the receiver may take.
 REQUEST_TIMEOUT_S = 5.0
+# An action a request cannot carry is asked about as this stand-in
+# argument, its arguments shown up to this many characters.
+STAND_IN = "spanvisor.whole_action"
+SHOWN = 60_000
 
 
 def session_task(
@@ -67,6 +72,27 @@ def opened(task: ct.SessionTask) -> bool:
     if task.launched:
         return True
     return task.record(cv.LIVE_TASK_START, {cv.AGENT_ID: task.service})
+
+
+def bound_action(call: gc.Call) -> dict[str, Any]:
+    """The action a person's decision is bound to: the call's own when a
+    request can carry it; else (over 1 MiB as canonical JSON, nested too
+    deep, numbers JSON cannot hold) a stand-in a request can carry, which
+    a person sees and decides like any other: the tool, the SHA-256 and
+    size of the whole action, why it stands in, and the arguments as shown
+    (masked, the start and the end). The digest binds the decision to the
+    whole: only this process holds the call, built the stand-in from it,
+    and presents that very stand-in at the check where it runs.
+    :class:`NotCanonical` when not even a stand-in can be asked about."""
+    action = call.action()
+    try:
+        return check_action(action)
+    except NotCanonical as exc:
+        why = str(exc)
+    whole = json.dumps(action, sort_keys=True, separators=(",", ":"), default=str).encode("utf-8", "surrogatepass")
+    shown = clip_middle(redact(json.dumps(call.tool_input, sort_keys=True, ensure_ascii=False, default=str)), SHOWN)
+    stand_in = {"sha256": hashlib.sha256(whole).hexdigest(), "bytes": len(whole), "why": why, "shown": shown}
+    return check_action({"tool": call.tool, "arguments": {STAND_IN: stand_in}})
 
 
 def probe(client: HttpSource, task_id: str, deadline: Deadline) -> int:
@@ -138,8 +164,8 @@ def ask(
         return out.deny(f"spanvisor: {why}; denied until a person can be asked")
 
     try:
-        check_action(call.action())
-    except NotCanonical as exc:  # the receiver would refuse the request: nobody could ever answer it
+        action = bound_action(call)
+    except NotCanonical as exc:  # not even its stand-in can be asked about (a tool name no request carries)
         return out.deny(f"spanvisor: no one can be asked about this call ({exc}); denied")
     task = session_task(call, args, min(REQUEST_TIMEOUT_S, deadline.left()), env)
     if task is None:
@@ -168,7 +194,7 @@ def ask(
         cv.APPROVAL_QUESTION: call.question(),
         cv.APPROVAL_TIMEOUT_S: wait_s,
         APPROVAL_DETAILS: call.details(),
-        APPROVAL_ACTION: json.dumps(call.action(), sort_keys=True, separators=(",", ":"), default=str),
+        APPROVAL_ACTION: json.dumps(action, sort_keys=True, separators=(",", ":"), default=str),
         "gen_ai.tool.name": call.tool,
     }
     if ruling.approvers > 1:
@@ -201,7 +227,6 @@ def ask(
             return out.code or 0  # a backstop answered first: this approval stays unused
         # The approval must be for this very call, and is used here, once;
         # a check that cannot finish before the deadline is a denial.
-        action = json.loads(request[APPROVAL_ACTION])
         checked = check(client, task.task_id, aid, action, result.run_id or None, secret, deadline)
         if not checked.permitted:
             answer, reason = "deny", f"approved, but the check where it runs refused it: {checked.reason}"
