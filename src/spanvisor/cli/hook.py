@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
 from spanvisor.gate import contracts as gc
-from spanvisor.gate import notes
+from spanvisor.gate import clitimeout, notes
 from spanvisor.gate.answer import Answer
 from spanvisor.gate.deadline import Deadline
 from spanvisor.gate.policy import PolicyError, load
@@ -143,7 +143,8 @@ def decide(
 ) -> int:
     e = os.environ if env is None else env
     cli: gc.Cli = args.cli
-    deadline = Deadline.for_cli(cli, args.cli_timeout, started)
+    # The CLI's own hook timeout as its settings give it, where they can be read.
+    deadline = Deadline.for_cli(cli, clitimeout.limit(cli, args.cli_timeout, e, cwd), started)
     _backstop(deadline)
     raw = sys.stdin.buffer.read(MAX_INPUT + 1) if stdin is None else stdin
     if len(raw) > MAX_INPUT:

@@ -30,6 +30,7 @@ from spanvisor.gate import clitimeout, local
 from spanvisor.gate import contracts as gc
 from spanvisor.gate.answer import Answer
 from spanvisor.gate.deadline import Deadline
+from spanvisor.gate.policy import PolicyError, load
 
 
 class LocalGate:
@@ -45,9 +46,10 @@ class LocalGate:
         os.chmod(self.path, 0o600)
         self.sock.listen(64)
         self.answered = 0
-        # The settings file the CLI was started with (claude --settings FILE):
-        # its hook timeout counts, though no hook could find the file.
-        self.settings = _settings_files(sys.argv)
+        # The settings the CLI was started with (claude --settings FILE or
+        # JSON): their hook timeout counts, though no hook could find them.
+        self.settings = clitimeout.launched_settings(sys.argv, self.dir)
+        self._warn_once()
         self._workers: list[threading.Thread] = []
         self._thread = threading.Thread(target=self._accept, name="spanvisor-run-gate", daemon=True)
         self._thread.start()
@@ -114,6 +116,23 @@ class LocalGate:
         finally:
             timer.cancel()
 
+    def _warn_once(self) -> None:
+        """Say once, here where the session starts, when the CLI's own hook
+        timeout leaves a person less time than the policy gives."""
+        cli = clitimeout.launched_cli(sys.argv)
+        if cli is None:
+            return
+        env = dict(os.environ)
+        if self.settings:
+            env[clitimeout.ENV_SETTINGS] = os.pathsep.join(self.settings)
+        try:
+            timeout_s = load(env.get(hook.ENV_POLICY)).timeout_s
+        except PolicyError:
+            return  # every hook call says what is wrong with the policy
+        said = clitimeout.short_for(cli, timeout_s, env, os.getcwd())
+        if said:
+            print(f"spanvisor run: {said}", file=sys.stderr)
+
     def close(self) -> None:
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
@@ -144,20 +163,6 @@ def _given(argv: list[str]) -> float | None:
             except ValueError:
                 return None
     return None
-
-
-def _settings_files(argv: list[str]) -> list[str]:
-    """``--settings FILE`` of the CLI this launcher runs (after ``--``),
-    as absolute paths (a settings value that is JSON itself is no file)."""
-    rest = argv[argv.index("--") + 1 :] if "--" in argv else []
-    out: list[str] = []
-    for i, a in enumerate(rest):
-        value = a.split("=", 1)[1] if a.startswith("--settings=") else None
-        if a == "--settings" and i + 1 < len(rest):
-            value = rest[i + 1]
-        if value and not value.lstrip().startswith("{"):
-            out.append(os.path.abspath(value))
-    return out
 
 
 def _same_user(conn: socket.socket) -> bool:

@@ -78,6 +78,58 @@ def settings_files(cli: str, env: Mapping[str, str], cwd: str) -> list[Path]:
     return [home / ".gemini" / "settings.json", Path(cwd) / ".gemini" / "settings.json", system, *named]
 
 
+def launched_settings(argv: list[str], where: str) -> list[str]:
+    """The settings a launcher's CLI was started with (``claude --settings
+    FILE`` or ``--settings '{json}'``, after the launcher's ``--``), as
+    files the hooks can read: a path made absolute, inline JSON written to
+    ``where`` (a private directory)."""
+    rest = argv[argv.index("--") + 1 :] if "--" in argv else []
+    out: list[str] = []
+    for i, a in enumerate(rest):
+        value = a.split("=", 1)[1] if a.startswith("--settings=") else None
+        if a == "--settings" and i + 1 < len(rest):
+            value = rest[i + 1]
+        if not value:
+            continue
+        if value.lstrip().startswith("{"):
+            path = os.path.join(where, f"settings-{len(out)}.json")
+            try:
+                with open(path, "w", encoding="utf-8") as f:
+                    f.write(value)
+            except OSError:
+                continue
+            out.append(path)
+        else:
+            out.append(os.path.abspath(value))
+    return out
+
+
+def launched_cli(argv: list[str]) -> str | None:
+    """Which CLI a launcher runs (the first word after its ``--``)."""
+    rest = argv[argv.index("--") + 1 :] if "--" in argv else []
+    name = os.path.basename(rest[0]) if rest else ""
+    return {"claude": "claude-code", "codex": "codex", "gemini": "gemini"}.get(name)
+
+
+def short_for(cli: str, policy_timeout_s: float, env: Mapping[str, str], cwd: str) -> str | None:
+    """What to tell the user once when the CLI's hook timeout for the gate
+    (as its settings give it) leaves a person less than the policy's
+    ``timeout``; None when it does not."""
+    from spanvisor.gate.deadline import margin_s
+
+    found = configured(cli, env, cwd)
+    if not found:
+        return None
+    limit = min(found)
+    if limit - margin_s(limit) >= policy_timeout_s:
+        return None
+    left = max(0.0, limit - margin_s(limit))
+    return (
+        f"the CLI's hook timeout for `spanvisor hook` is {limit:g} s: a person gets {left:g} s to decide, "
+        f"not the policy's {policy_timeout_s:g} s (raise the hook's timeout in the CLI's settings)"
+    )
+
+
 def _read(path: Path) -> Any:
     try:
         with open(path, "rb") as f:
@@ -116,4 +168,12 @@ def _cwd() -> str:
         return "/"
 
 
-__all__ = ["ENV_SETTINGS", "configured", "limit", "settings_files"]
+__all__ = [
+    "ENV_SETTINGS",
+    "configured",
+    "launched_cli",
+    "launched_settings",
+    "limit",
+    "settings_files",
+    "short_for",
+]
