@@ -40,10 +40,11 @@ def test_each_clis_settings_are_read_and_the_shortest_gate_entry_wins(tmp_path: 
     assert clitimeout.limit("claude-code", None, env, str(project)) == 45.0
     assert clitimeout.limit("claude-code", 30.0, env, str(project)) == 30.0
     (home / ".gemini").mkdir()
-    gemini = {"hooks": {"BeforeTool": [{"hooks": [{"type": "command", "command": "spanvisor hook gemini"}]}]}}
+    entry: dict[str, object] = {"type": "command", "command": "spanvisor hook gemini"}
+    gemini = {"hooks": {"BeforeTool": [{"hooks": [entry]}]}}
     (home / ".gemini" / "settings.json").write_text(json.dumps(gemini))
     assert clitimeout.limit("gemini", None, env, str(project)) == 60.0  # no timeout: Gemini CLI's default
-    gemini["hooks"]["BeforeTool"][0]["hooks"][0]["timeout"] = 12_000  # type: ignore[index]
+    entry["timeout"] = 12_000
     (home / ".gemini" / "settings.json").write_text(json.dumps(gemini))
     assert clitimeout.limit("gemini", 900.0, env, str(project)) == 12.0  # milliseconds there
     codex = home / ".codex"
