@@ -17,7 +17,6 @@ and only an allow exits 0. The tool input never reaches stderr or a log.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import signal
 import sys
@@ -26,14 +25,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
+from spanvisor.gate import clitimeout, notes, verdict
 from spanvisor.gate import contracts as gc
-from spanvisor.gate import clitimeout, notes
 from spanvisor.gate.answer import Answer
 from spanvisor.gate.deadline import Deadline
-from spanvisor.gate.policy import PolicyError, load
 
 ENV_POLICY = "SPANVISOR_HOOK_POLICY"
-MAX_INPUT = 4 * 1024 * 1024
+MAX_INPUT = verdict.MAX_INPUT
 
 
 class Interrupted(BaseException):
@@ -147,38 +145,15 @@ def decide(
     deadline = Deadline.for_cli(cli, clitimeout.limit(cli, args.cli_timeout, e, cwd), started)
     _backstop(deadline)
     raw = sys.stdin.buffer.read(MAX_INPUT + 1) if stdin is None else stdin
-    if len(raw) > MAX_INPUT:
-        return out.block(f"spanvisor: the hook input is over {MAX_INPUT} bytes; denied")
-    try:
-        call = gc.parse(cli, raw)
-    except gc.BadInput as exc:
-        return out.block(f"spanvisor: {exc}; denied")
-    out.event = call.event
-    if call.cwd is None and cwd is not None:
-        call = call._replace(cwd=cwd)
-    try:
-        policy = load(args.policy)
-    except PolicyError as exc:
-        return out.block(f"spanvisor: {exc}; denied until the policy is fixed")
-    ruling = policy.decide(call)
-    decided_at = time.time_ns()
-    if ruling.verdict == "ask":
+    got = verdict.by_policy(raw, cli, args.policy, cwd, out, e, args.endpoint)
+    if isinstance(got, verdict.Asked):
         from spanvisor.cli.hook_ask import ask
 
-        return ask(call, raw, policy, ruling, args, deadline, out, e)
-    word = "allowed" if ruling.verdict == "allow" else "denied"
-    reason = f"spanvisor: {ruling.reason or word + ' by ' + ruling.by}"
-    code = out.allow(reason) if ruling.verdict == "allow" else out.deny(reason)
+        return ask(got.call, raw, got.policy, got.ruling, args, deadline, out, e)
     _disarm()
     # The answer is out (and released): only now the note, which never holds it.
-    basis = call.call_id or hashlib.blake2b(raw, digest_size=16).hexdigest()
-    notes.keep(
-        notes.note("policy", call, basis, args.endpoint, decided_at, e, verdict=ruling.verdict, by=ruling.by),
-        args.otlp_token,
-        e,
-        released=out.release is not None,
-    )
-    return code
+    notes.keep(got.note, args.otlp_token, e, released=out.release is not None)
+    return got.code
 
 
 _SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGALRM)
