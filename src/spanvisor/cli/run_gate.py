@@ -24,8 +24,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Mapping
 
-from spanvisor.cli import hook
+from spanvisor.cli import hook, run_gate_http
 from spanvisor.gate import clitimeout, local
 from spanvisor.gate import contracts as gc
 from spanvisor.gate.answer import Answer
@@ -51,6 +52,7 @@ class LocalGate:
         self.settings = clitimeout.launched_settings(sys.argv, self.dir)
         self._warn_once()
         self._workers: list[threading.Thread] = []
+        self.http: run_gate_http.HttpGate | None = None
         self._thread = threading.Thread(target=self._accept, name="spanvisor-run-gate", daemon=True)
         self._thread.start()
 
@@ -80,27 +82,38 @@ class LocalGate:
             ):
                 return
             started = _started(doc.get("started"), accepted)
-            if self.settings and clitimeout.ENV_SETTINGS not in env:
-                env = {**env, clitimeout.ENV_SETTINGS: os.pathsep.join(self.settings)}
-            self._decide(conn, argv, raw.encode("latin-1"), started, env, cwd)
 
-    def _decide(
-        self, conn: socket.socket, argv: list[str], raw: bytes, started: float, env: dict[str, str], cwd: str
+            def send(code: int, out: str, err: str) -> None:
+                try:
+                    conn.settimeout(5.0)
+                    conn.sendall(local.frame({"code": code, "stdout": out, "stderr": err}))
+                except OSError:
+                    pass
+
+            self.decide(send, argv, raw.encode("latin-1"), started, env, cwd)
+
+    def decide(
+        self,
+        send: Callable[[int, str, str], None],
+        argv: list[str],
+        raw: bytes,
+        started: float,
+        env: dict[str, str],
+        cwd: str,
     ) -> None:
         """Decide as the hook process would (its variables, its directory,
-        its start), reply the moment the answer is known (the audit note
-        comes after), and block at the backstop if the worker is still
-        deciding then (a hung request, a slow disk)."""
+        its start), ``send`` the answer (exit status, stdout, stderr) the
+        moment it is known (the audit note comes after), and block at the
+        backstop if the worker is still deciding then (a hung request, a
+        slow disk)."""
         out, err = io.StringIO(), io.StringIO()
         cli = next((c for c in gc.CLIS if argv and argv[0] == c), None)
+        if self.settings and clitimeout.ENV_SETTINGS not in env:
+            env = {**env, clitimeout.ENV_SETTINGS: os.pathsep.join(self.settings)}
 
         def reply(code: int) -> None:
             self.answered += 1
-            try:
-                conn.settimeout(5.0)
-                conn.sendall(local.frame({"code": code, "stdout": out.getvalue(), "stderr": err.getvalue()}))
-            except OSError:
-                pass
+            send(code, out.getvalue(), err.getvalue())
 
         answer = Answer(cli, out, err, reply)
         limit = clitimeout.limit(cli or "claude-code", _given(argv), env, cwd)
@@ -115,6 +128,23 @@ class LocalGate:
             hook.main(argv, stdin=raw, started=started, env=env, cwd=cwd, answer=answer)
         finally:
             timer.cancel()
+
+    def for_claude(self, argv: list[str], env: Mapping[str, str]) -> list[str]:
+        """Claude Code's arguments, with its ``http`` hook pointed at this
+        launcher when ``SPANVISOR_LOCAL_GATE=http`` (``env``: the session's
+        variables, which its calls are decided with)."""
+        if os.environ.get(run_gate_http.ENV_MODE) != "http":
+            return argv
+        try:
+            self.http = run_gate_http.HttpGate(self.decide, env, os.getcwd())
+        except OSError as exc:
+            print(f"spanvisor run: no http gate ({exc.strerror or exc}); the command hook decides", file=sys.stderr)
+            return argv
+        merged = self.http.settings(argv)
+        if merged is None:
+            print("spanvisor run: the --settings given cannot be read as JSON: no http gate added", file=sys.stderr)
+            return argv
+        return merged
 
     def _warn_once(self) -> None:
         """Say once, here where the session starts, when the CLI's own hook
@@ -134,6 +164,8 @@ class LocalGate:
             print(f"spanvisor run: {said}", file=sys.stderr)
 
     def close(self) -> None:
+        if self.http is not None:
+            self.http.close()
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:

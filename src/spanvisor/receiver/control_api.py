@@ -46,7 +46,7 @@ from spanvisor.control.runs import who
 from spanvisor.display.approval import action_json
 from spanvisor.display.readable import answer_command
 from spanvisor.events import ApprovalRequest, Decision, TaskView
-from spanvisor.receiver import grants_api, permit_api
+from spanvisor.receiver import grants_api, hook_http, permit_api
 from spanvisor.receiver.control_errors import ControlFailures
 from spanvisor.stream import sse
 
@@ -383,6 +383,8 @@ def add_routes(app: web.Application, pipeline: Any, token: str | None) -> None:
     app.router.add_route("*", PREFIX + "/{tail:.*}", guarded(unknown))
     # The event stream (docs/events.md) takes the same token, read scope.
     sse.add_routes(app, pipeline, token)
+    # Claude Code's http hook, answered by the gate (docs/coding-agents-hooks.md).
+    hook_http.add_routes(app, token)
 
 
 def make_app(pipeline: Any, token: str | None = None) -> web.Application:
