@@ -15,6 +15,7 @@ process writes the answer out.
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import os
 import shutil
@@ -25,6 +26,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 from spanvisor.cli import hook, run_gate_http
 from spanvisor.gate import clitimeout, local
@@ -51,6 +53,7 @@ class LocalGate:
         # JSON): their hook timeout counts, though no hook could find them.
         self.settings = clitimeout.launched_settings(sys.argv, self.dir)
         self._warn_once()
+        self.bin = _write_client(self.dir, self.settings)
         self._workers: list[threading.Thread] = []
         self.http: run_gate_http.HttpGate | None = None
         self._thread = threading.Thread(target=self._accept, name="spanvisor-run-gate", daemon=True)
@@ -82,11 +85,12 @@ class LocalGate:
             ):
                 return
             started = _started(doc.get("started"), accepted)
+            small = bool(doc.get("small"))
 
             def send(code: int, out: str, err: str) -> None:
                 try:
                     conn.settimeout(5.0)
-                    conn.sendall(local.frame({"code": code, "stdout": out, "stderr": err}))
+                    conn.sendall(local.frame({"code": code, "stdout": out, "stderr": err, "small": small}))
                 except OSError:
                     pass
 
@@ -128,6 +132,14 @@ class LocalGate:
             hook.main(argv, stdin=raw, started=started, env=env, cwd=cwd, answer=answer)
         finally:
             timer.cancel()
+
+    def client_path(self, env: dict[str, str]) -> None:
+        """Put the small client first on the CLI's ``PATH``, as ``spanvisor``:
+        the hooks' ``spanvisor hook …`` asks this launcher without loading
+        the package (:mod:`spanvisor.gate.client`); anything else it hands
+        to the full command."""
+        if self.bin is not None:
+            env["PATH"] = self.bin + os.pathsep + env.get("PATH", os.defpath)
 
     def for_claude(self, argv: list[str], env: Mapping[str, str]) -> list[str]:
         """Claude Code's arguments, with its ``http`` hook pointed at this
@@ -175,6 +187,34 @@ class LocalGate:
         for worker in self._workers:  # each is bounded by its call's deadline, not waited for past a moment
             worker.join(1.0)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _write_client(where: str, settings: list[str]) -> str | None:
+    """The small client as ``spanvisor`` in a private folder, with the full
+    command and the shortest hook timeout the CLI's settings give; None
+    when it cannot be (no full command found, an interpreter path a
+    ``#!`` line cannot hold)."""
+    real = shutil.which("spanvisor") or str(Path(sys.executable).with_name("spanvisor"))
+    spec = importlib.util.find_spec("spanvisor.gate.client")
+    if not os.access(real, os.X_OK) or spec is None or spec.origin is None or " " in sys.executable:
+        return None
+    cli = clitimeout.launched_cli(sys.argv)
+    env = dict(os.environ)
+    if settings:
+        env[clitimeout.ENV_SETTINGS] = os.pathsep.join(settings)
+    found = clitimeout.configured(cli, env, os.getcwd()) if cli else []
+    try:
+        source = Path(spec.origin).read_text(encoding="utf-8")
+        folder = os.path.join(where, "bin")
+        os.mkdir(folder, 0o700)
+        path = os.path.join(folder, "spanvisor")
+        head = f"#!{sys.executable} -IS\nREAL = {os.path.abspath(real)!r}\nLIMIT = {min(found) if found else 0.0!r}\n"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o700)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(head + source)
+    except OSError:
+        return None
+    return folder
 
 
 def _started(given: object, accepted: float) -> float:

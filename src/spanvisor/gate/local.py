@@ -24,11 +24,44 @@ from typing import Any
 
 ENV_SOCKET = "SPANVISOR_GATE_SOCKET"
 MAX_FRAME = 16 * 1024 * 1024
+# The launcher's small client (gate/client.py) speaks fields, not JSON (no
+# json, no re to import): its frames start with this, which JSON never does.
+SMALL = b"\x00SPV"
 
 
 def frame(doc: dict[str, Any]) -> bytes:
-    data = json.dumps(doc, separators=(",", ":")).encode()
+    if doc.get("small"):
+        fields = [str(doc["stdout"]).encode(), str(doc["stderr"]).encode()]
+        data = SMALL + bytes([int(doc["code"]) & 0xFF]) + b"".join(len(f).to_bytes(4, "big") + f for f in fields)
+        return len(data).to_bytes(4, "big") + data
+    data = json.dumps({k: v for k, v in doc.items() if k != "small"}, separators=(",", ":")).encode()
     return len(data).to_bytes(4, "big") + data
+
+
+def _small(body: bytes) -> dict[str, Any] | None:
+    """The small client's request: argv, stdin, start, cwd and env, each a
+    length and its bytes (lists NUL-joined)."""
+    fields: list[bytes] = []
+    i = len(SMALL)
+    while i < len(body):
+        n = int.from_bytes(body[i : i + 4], "big")
+        fields.append(body[i + 4 : i + 4 + n])
+        i += 4 + n
+    if len(fields) != 5 or i != len(body):
+        return None
+    try:
+        argv, stdin, started, cwd, env = fields
+        pairs = [kv.decode("utf-8", "surrogateescape").partition("=") for kv in env.split(b"\x00") if kv]
+        return {
+            "small": True,
+            "argv": [a.decode("utf-8", "surrogateescape") for a in argv.split(b"\x00")] if argv else [],
+            "stdin": stdin.decode("latin-1"),
+            "started": float(started.decode("ascii")),
+            "cwd": cwd.decode("utf-8", "surrogateescape"),
+            "env": context({k: v for k, _, v in pairs}, "")["env"],
+        }
+    except (ValueError, UnicodeDecodeError):
+        return None
 
 
 def read_frame(sock: socket.socket, deadline: float | None = None) -> dict[str, Any] | None:
@@ -42,6 +75,8 @@ def read_frame(sock: socket.socket, deadline: float | None = None) -> dict[str, 
     body = _read(sock, size, deadline)
     if body is None:
         return None
+    if body.startswith(SMALL):
+        return _small(body)
     try:
         doc = json.loads(body)
     except ValueError:
@@ -104,4 +139,4 @@ def ask(path: str, argv: list[str], stdin: bytes, deadline: float, started: floa
     return code, out, err
 
 
-__all__ = ["ENV_SOCKET", "MAX_FRAME", "ask", "context", "frame", "read_frame"]
+__all__ = ["ENV_SOCKET", "MAX_FRAME", "SMALL", "ask", "context", "frame", "read_frame"]
