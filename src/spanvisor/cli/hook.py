@@ -17,6 +17,8 @@ and only an allow exits 0. The tool input never reaches stderr or a log.
 from __future__ import annotations
 
 import argparse
+import copy
+import functools
 import os
 import signal
 import sys
@@ -96,13 +98,21 @@ def main(
     e = os.environ if env is None else env
 
     def body(out: Answer) -> int:
-        args = build_parser(argparse.ArgumentParser(prog="spanvisor hook"), e).parse_args(list(argv))
+        args = copy.copy(_parsed(tuple(argv), e.get(ENV_POLICY), e.get("SPANVISOR_OTLP_TOKEN")))
         if cwd is not None and args.policy and not os.path.isabs(args.policy):
             args.policy = os.path.join(cwd, args.policy)
         return decide(args, out, t0, stdin, e, cwd)
 
     out = answer if answer is not None else Answer(cli, stdout, stderr, release)
     return guarded(out, body, help_asked="-h" in argv or "--help" in argv)
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(argv: tuple[str, ...], policy: str | None, otlp_token: str | None) -> argparse.Namespace:
+    """The arguments read (the launcher answers the same hook command all
+    session: read once); an error exits as argparse does."""
+    env = {k: v for k, v in ((ENV_POLICY, policy), ("SPANVISOR_OTLP_TOKEN", otlp_token)) if v is not None}
+    return build_parser(argparse.ArgumentParser(prog="spanvisor hook"), env).parse_args(list(argv))
 
 
 def run(args: argparse.Namespace) -> int:
