@@ -19,7 +19,8 @@ The launcher's gate runs in this process, as it runs in ``spanvisor run``.
 **The launcher's start** (``run``): ``spanvisor run -- claude …`` against
 the same fake ``claude`` (a shell script that notes the time it starts and
 exits) run alone, with ``serve`` up and down: what the launcher adds before
-the CLI starts, and from start to exit, interleaved (at most 50 rounds).
+the CLI starts, and from start to exit, interleaved (a twentieth of
+``--calls`` rounds, 5 to 50).
 
 **A session** (``session``): the real Claude Code (``tests/codingagents``'
 pinned install) against the fake Messages API answering each turn after
@@ -40,7 +41,8 @@ pay, install the wheel alone: the gate needs nothing but tree-sitter):
     .venv/bin/python benchmarks/bench_gate.py --spanvisor /tmp/gate/bin/spanvisor
 
 Figures: p50/p95/p99 in ms and the p50 over the floor; the goals, met or
-missed. The defaults (200 calls, a 100-call session) fit ``make bench``;
+missed. The defaults (100 calls, a 50-call session: about 10 minutes on a
+loaded 2-core machine) fit ``make bench``;
 docs/performance.md's figures come from ``--calls 1000 --session-calls 500``.
 """
 
@@ -266,7 +268,7 @@ def bench_run(args: argparse.Namespace, tmp: Path) -> None:
     marker = tmp / "started"
     starts: dict[str, list[float]] = {k: [] for k in cases}
     totals: dict[str, list[float]] = {k: [] for k in cases}
-    n = min(args.calls, 50)  # with serve down the launcher's end takes seconds
+    n = max(5, min(args.calls // 20, 50))  # with serve down the launcher's end takes seconds
     try:
         for i in range(n + 1):
             for name, argv in cases.items():
@@ -295,7 +297,7 @@ def bench_run(args: argparse.Namespace, tmp: Path) -> None:
 def bench_session(args: argparse.Namespace, tmp: Path) -> None:
     """A real Claude Code session against a model that takes 0.5 s a turn."""
     from tests.codingagents import claude_code as cc
-    from tests.codingagents.fake_anthropic import answer
+    from tests.codingagents.fake_anthropic import answer, tool_results
     from tests.codingagents.fake_http import FakeModelAPI
     from tests.codingagents.npm_install import install
     from tests.codingagents.script import Script, text, tool
@@ -342,7 +344,11 @@ def bench_session(args: argparse.Namespace, tmp: Path) -> None:
                 argv, env=env, cwd=work, capture_output=True, text=True, timeout=n * 10 + 600, check=False
             )
             totals["with the gate" if gated else "without"] = time.perf_counter() - t0
-            calls = sum(1 for s in api.requests(run_id) if s.path.startswith("/v1/messages") and "count" not in s.path)
+            asked = [s for s in api.requests(run_id) if s.path.startswith("/v1/messages") and "count" not in s.path]
+            calls = len(asked)
+            results = tool_results(asked[-1].body) if asked else []
+            ran = sum(1 for r in results if not r.get("is_error"))
+            print(f"  {ran} of {len(results)} tool calls ran", file=sys.stderr, flush=True)
             print(
                 f"  session {'with' if gated else 'without'} the gate: exit {done.returncode}, {calls} model turns, "
                 f"{totals['with the gate' if gated else 'without']:.1f} s",
@@ -363,8 +369,8 @@ def bench_session(args: argparse.Namespace, tmp: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--calls", type=int, default=200, help="calls per case (docs/performance.md: 1000)")
-    ap.add_argument("--session-calls", type=int, default=100, help="tool calls in the Claude Code session (0: none)")
+    ap.add_argument("--calls", type=int, default=100, help="calls per case (docs/performance.md: 1000)")
+    ap.add_argument("--session-calls", type=int, default=50, help="tool calls in the Claude Code session (0: none)")
     ap.add_argument("--only", default="hooks,http,run,session", help="comma-separated: hooks, http, run, session")
     ap.add_argument("--quick", action="store_true", help="50 calls per case, a 20-call session")
     ap.add_argument("--spanvisor", default=SPANVISOR, help="the spanvisor command to time (default: this venv's)")
