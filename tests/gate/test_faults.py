@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from spanvisor.gate import contracts as gc
-from tests.cli.coding_harness import TOKEN, Serve, clean_env
+from tests.cli.coding_harness import TOKEN, Serve, clean_env, task_of
 from tests.gate.test_attack import SPANVISOR, assert_block, decision, env_for, run_hook
 from tests.receiver.serve_proc import ServeProcess, console_env
 from tests.waiting import wait_until
@@ -142,7 +142,7 @@ def test_a_signal_while_waiting_for_a_person_is_a_block(serve: Serve, tmp_path: 
     session = f"sig-{uuid.uuid4().hex[:8]}"
     proc = _asking(tmp_path, serve.base, session, "make deploy")
     try:
-        wait_until(lambda: _open_requests(serve.base, session), 240, "the request for a person")
+        wait_until(lambda: _open_requests(serve.base, task_of("claude-code", session)), 240, "the request for a person")
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=60)
     finally:
@@ -168,14 +168,23 @@ def test_postgresql_down_behind_serve_while_a_person_is_asked_is_waited_out(own_
     session = f"pg-{uuid.uuid4().hex[:8]}"
     proc = _asking(tmp_path, base, session, "make release")
     try:
-        [req] = wait_until(lambda: _open_requests(base, session), 240, "the request for a person")
+        [req] = wait_until(
+            lambda: _open_requests(base, task_of("claude-code", session)), 240, "the request for a person"
+        )
         own_pg_server.stop()
         time.sleep(4)  # the hook polls through the outage: 503s, never a denial
         assert proc.poll() is None, "the hook gave up during the outage"
         own_pg_server.start()
         own_pg_server.wait_ready()
         cli_env = {k: v for k, v in env.items() if k != "SPANVISOR_OTLP_TOKEN"}
-        approve = [sys.executable, "-m", "spanvisor.cli", "approve", session, req["approval_id"]]
+        approve = [
+            sys.executable,
+            "-m",
+            "spanvisor.cli",
+            "approve",
+            task_of("claude-code", session),
+            req["approval_id"],
+        ]
         approve += ["--url", base, "--token", TOKEN, "--as", "carol"]
 
         def approved() -> bool:
@@ -198,11 +207,20 @@ def test_an_approval_lets_through_exactly_the_call_that_asked(serve: Serve, tmp_
     where it runs (another key, another action)."""
     session = f"one-{uuid.uuid4().hex[:8]}"
     first = _asking(tmp_path / "a", serve.base, session, "echo approved", "toolu_same")
-    [req] = wait_until(lambda: _open_requests(serve.base, session), 240, "the request for a person")
+    [req] = wait_until(
+        lambda: _open_requests(serve.base, task_of("claude-code", session)), 240, "the request for a person"
+    )
     second = _asking(tmp_path / "b", serve.base, session, "rm -rf ~/prod", "toolu_same")
     try:
         time.sleep(1)  # the second asks too (the same request id)
-        approve = [sys.executable, "-m", "spanvisor.cli", "approve", session, req["approval_id"]]
+        approve = [
+            sys.executable,
+            "-m",
+            "spanvisor.cli",
+            "approve",
+            task_of("claude-code", session),
+            req["approval_id"],
+        ]
         approve += ["--url", serve.base, "--token", TOKEN, "--as", "carol"]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SPANVISOR_", "OTEL_"))}
         assert subprocess.run(approve, env=env, capture_output=True, timeout=60, check=False).returncode == 0

@@ -18,7 +18,7 @@ import pytest
 
 from spanvisor.cli.hook_ask import STAND_IN
 from spanvisor.cli.main import main
-from tests.cli.coding_harness import TOKEN, Serve, clean_env
+from tests.cli.coding_harness import TOKEN, Serve, clean_env, task_of
 from tests.gate.test_attack import SPANVISOR, decision
 from tests.waiting import wait_until
 
@@ -52,7 +52,9 @@ def test_a_write_over_a_megabyte_asks_a_person_with_its_whole_digest(serve: Serv
         assert proc.stdin is not None
         proc.stdin.write(json.dumps(call).encode())
         proc.stdin.close()
-        [req] = wait_until(lambda: serve.task(session)["approvals"], 240, "the request for the large Write")
+        [req] = wait_until(
+            lambda: serve.task(task_of("claude-code", session))["approvals"], 240, "the request for the large Write"
+        )
         whole = json.dumps(
             {"tool": "Write", "arguments": call["tool_input"]}, sort_keys=True, separators=(",", ":")
         ).encode()
@@ -60,7 +62,19 @@ def test_a_write_over_a_megabyte_asks_a_person_with_its_whole_digest(serve: Serv
         assert hashlib.sha256(whole).hexdigest() in shown and STAND_IN in shown
         assert "the end" in shown and "characters" in shown, "the start and the end are shown"
         assert "ghp_" + "a" * 36 not in shown, "masked for display"
-        code = main([verb, session, req["approval_id"], "--url", serve.base, "--token", TOKEN, "--as", "alice"])
+        code = main(
+            [
+                verb,
+                task_of("claude-code", session),
+                req["approval_id"],
+                "--url",
+                serve.base,
+                "--token",
+                TOKEN,
+                "--as",
+                "alice",
+            ]
+        )
         assert code == 0
         proc.stdin = None  # written and closed above
         out, err = proc.communicate(timeout=240)

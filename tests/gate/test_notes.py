@@ -19,7 +19,7 @@ from spanvisor.gate import notes, otlp
 from spanvisor.gate.contracts import Call
 from spanvisor.spans import conventions as cv
 from spanvisor.spans import live
-from tests.cli.coding_harness import TOKEN, Serve, clean_env
+from tests.cli.coding_harness import TOKEN, Serve, clean_env, task_of
 from tests.gate.blackhole import Switch
 from tests.gate.test_attack import SPANVISOR, decision
 from tests.waiting import wait_until
@@ -152,7 +152,10 @@ def test_with_the_receiver_blackholed_the_answer_comes_at_once_and_the_note_arri
         assert later is not None and notes.send(later, TOKEN, 10.0)
 
         def decided() -> list[str] | None:
-            by = [str(c.attributes.get("agent.approval.decided_by")) for c in serve.checkpoints(session)]
+            by = [
+                str(c.attributes.get("agent.approval.decided_by"))
+                for c in serve.checkpoints(task_of("claude-code", session))
+            ]
             by = [b for b in by if b != "None"]
             return by if "policy:barrier" in by else None
 
@@ -175,7 +178,9 @@ def test_notes_given_up_on_are_said_once_on_the_next_delivered_notes_task(serve:
     assert notes.deliver(spool, TOKEN) == 1 and notes.undelivered(spool) == 1 and notes.unreported(spool) == 0
 
     def lost() -> list[Any] | None:
-        found = [c for c in serve.checkpoints("sess-lost") if c.attributes.get(notes.NOTES_LOST)]
+        found = [
+            c for c in serve.checkpoints(task_of("claude-code", "sess-lost")) if c.attributes.get(notes.NOTES_LOST)
+        ]
         return found or None
 
     [warning] = wait_until(lost, 240, "the warning on the task")
@@ -187,7 +192,10 @@ def test_notes_given_up_on_are_said_once_on_the_next_delivered_notes_task(serve:
     assert notes.deliver(spool, TOKEN) == 1
     wait_until(
         lambda: (
-            any(c.attributes.get("agent.approval.decided_by") == "policy:z" for c in serve.checkpoints("sess-lost"))
+            any(
+                c.attributes.get("agent.approval.decided_by") == "policy:z"
+                for c in serve.checkpoints(task_of("claude-code", "sess-lost"))
+            )
             or None
         ),
         240,
