@@ -118,17 +118,17 @@ def _run(
     env = cc.env(tmp_path / "home", served, api, run_id)
     ran = cc.claude(cli_bin, work, env, f"run it ({run_id})", settings=settings)
     assert ran.code == 0, ran.said()
-    return work, _results(api, run_id), cc.session_of(ran)
+    return work, _results(api, run_id), cc.task_of(ran)
 
 
 def test_an_allow_by_policy_runs_the_call(
     served: Matrix, cli_bin: Path, anthropic: FakeModelAPI, tmp_path: Path
 ) -> None:
-    _, results, session = _run(served, cli_bin, anthropic, tmp_path, "echo via-http")
+    _, results, task = _run(served, cli_bin, anthropic, tmp_path, "echo via-http")
     assert results == ["via-http"]
 
     def noted() -> list[dict[str, Any]] | None:
-        events = [c for c in served.timeline(session) if c["source"] == "event"]
+        events = [c for c in served.timeline(task) if c["source"] == "event"]
         return events or None
 
     [event, *_] = wait_until(noted, WAIT_S, "the policy's note on the task")
