@@ -173,3 +173,30 @@ def test_a_long_commands_dangerous_tail_is_shown_where_a_person_approves(
     assert ran.code == 0, ran.said()
     [result] = _last_results(anthropic, run_id)
     assert result_text(result).endswith("the-dangerous-tail"), "the approved command ran, whole"
+
+
+def test_under_the_launcher_a_bare_spanvisor_hook_is_its_small_client(
+    cli_bin: Path, matrix: Matrix, anthropic: FakeModelAPI, tmp_path: Path
+) -> None:
+    """The settings name `spanvisor hook claude-code`, with no spanvisor on
+    the PATH the CLI is given: under the launcher that is its small client,
+    which asks the launcher (and would become the full hook without it)."""
+    import os
+    import sys
+
+    run_id = anthropic.script(
+        uuid.uuid4().hex[:12], Script([tool("Bash", command="rm -rf build"), text("I left build alone.")])
+    )
+    env, _ = _hooked(tmp_path, matrix, anthropic, run_id)
+    venv_bin = os.path.dirname(sys.executable)
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p and p != venv_bin)
+    settings = tmp_path / "bare.json"
+    entry = {"type": "command", "command": "spanvisor hook claude-code", "timeout": 200, "onFailure": "block"}
+    settings.write_text(json.dumps({"hooks": {"PreToolUse": [{"matcher": "*", "hooks": [entry]}]}}))
+    work = tmp_path / "work"
+    (work / "build").mkdir(parents=True)
+    ran = cc.claude(cli_bin, work, env, f"clean ({run_id})", settings=settings, launcher={"endpoint": matrix.endpoint})
+    assert ran.code == 0, ran.said()
+    [denied] = _last_results(anthropic, run_id)
+    assert "deleting is not allowed here" in result_text(denied), denied
+    assert (work / "build").exists()

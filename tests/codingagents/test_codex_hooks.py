@@ -174,3 +174,38 @@ def test_under_the_launcher_the_gate_runs_without_the_trust_flag(
     ran = run(argv, env, work, {"endpoint": matrix.endpoint, "task-id": f"codex-trust-{run_id}"})
     assert (work / "build" / "keep.txt").read_text() == "still here", "the gate ran and denied the command"
     assert f"running them with {run_codex.FLAG}" in ran.stderr, ran.said()
+
+
+def test_a_long_commands_dangerous_tail_is_shown_where_a_person_approves(
+    cli_bin: Path, matrix: Matrix, api: FakeModelAPI, tmp_path: Path
+) -> None:
+    """A command of 4,000 characters of padding then the part that matters,
+    under the launcher: the Slack message a person approves from,
+    `spanvisor approvals` and the control API show its end, and the
+    approval lets exactly it run."""
+    command = "echo " + "x" * 4_000 + " && echo the-dangerous-tail"
+    run_id = api.script(uuid.uuid4().hex[:12], Script([tool("exec_command", cmd=command), text("Done.")]))
+    task_id = f"codex-tail-{run_id}"
+    env = _hooked(tmp_path, matrix, api, run_id, telemetry=False)
+    running = cx.codex_started(
+        cli_bin, tmp_path / "work", env, f"run it ({run_id})", {"endpoint": matrix.endpoint, "task-id": task_id}
+    )
+    try:
+
+        def asked() -> list[dict[str, Any]]:
+            if running.proc.poll() is not None:
+                raise AssertionError(f"the CLI ended before asking:\n{running.wait().said()}")
+            return matrix.pending(task_id)
+
+        [req] = wait_until(asked, WAIT_S, "the hook's approval request", every=0.2)
+        assert "the-dangerous-tail" in req["question"] and "characters" in req["question"]
+        assert "the-dangerous-tail" in matrix.spanvisor("approvals", "--url", matrix.endpoint)
+        parent, button = wait_until(lambda: matrix.approve_button(task_id), WAIT_S, "the Approve button in Slack")
+        assert "the-dangerous-tail" in json.dumps([parent.text, parent.blocks, parent.attachments])
+        assert matrix.click(parent, button) == 200
+        ran = running.wait()
+    finally:
+        running.stop()
+    assert ran.code == 0 and cx.said(ran) == ["Done."], ran.said()
+    [output] = _last_outputs(api, run_id)
+    assert "the-dangerous-tail" in output, "the approved command ran, whole"

@@ -223,3 +223,39 @@ def test_nobody_deciding_before_gemini_clis_hook_timeout_is_a_denial_not_a_run(
     assert error.startswith("Tool execution blocked: spanvisor: no decision in "), denied
     assert error.endswith(" s; denied by policy:on_timeout"), denied
     assert f"unasked-{run_id}" not in json.dumps(denied["response"]), "the command did not run"
+
+
+def test_a_long_commands_dangerous_tail_is_shown_where_a_person_approves(
+    cli_bin: Path, matrix: Matrix, api: FakeModelAPI, tmp_path: Path
+) -> None:
+    """A command of 4,000 characters of padding then the part that matters,
+    under the launcher: the Slack message a person approves from,
+    `spanvisor approvals` and the control API show its end, and the
+    approval lets exactly it run."""
+    run_id = uuid.uuid4().hex[:12]
+    command = f"echo {run_id} " + "x" * 4_000 + " && echo the-dangerous-tail"
+    api.script(run_id, Script([tool(SHELL, command=command), text("Done.")]))
+    env = _hooked(tmp_path, matrix, api, run_id, telemetry=False)
+    task_id = f"gem-tail-{run_id}"
+    launcher = {"endpoint": matrix.endpoint, "task-id": task_id}
+    running = gc.gemini_started(cli_bin, tmp_path / "work", env, f"run it ({run_id})", launcher)
+    try:
+
+        def asked() -> list[dict[str, Any]]:
+            if running.proc.poll() is not None:
+                raise AssertionError(f"the CLI ended before asking:\n{running.wait().said()}")
+            return _pending_with(matrix, run_id)
+
+        [req] = wait_until(asked, WAIT_S, "the hook's approval request", every=0.2)
+        assert "the-dangerous-tail" in req["question"] and "characters" in req["question"]
+        assert "the-dangerous-tail" in matrix.spanvisor("approvals", "--url", matrix.endpoint)
+        parent, button = wait_until(lambda: matrix.approve_button(task_id), WAIT_S, "the Approve button in Slack")
+        assert "the-dangerous-tail" in json.dumps([parent.text, parent.blocks, parent.attachments])
+        assert matrix.click(parent, button) == 200
+        ran = running.wait()
+    finally:
+        running.stop()
+    assert ran.code == 0, ran.said()
+    [shell] = _answers(api, run_id)
+    assert "the-dangerous-tail" in json.dumps(shell["response"]), "the approved command ran, whole"
+    assert "error" not in shell["response"]

@@ -88,10 +88,13 @@ def _claude(
     hook: str,
     timeout_s: int = 2,
     command: str = "touch ran.txt",
+    on_failure: str | None = None,
 ) -> Path:
     run_id = api.script(uuid.uuid4().hex[:12], Script([tool("Bash", command=command), text("done")]))
     settings = tmp / "settings.json"
-    entry = {"type": "command", "command": hook, "timeout": timeout_s}
+    entry: dict[str, object] = {"type": "command", "command": hook, "timeout": timeout_s}
+    if on_failure is not None:
+        entry["onFailure"] = on_failure
     # Shell calls allowed by the settings, so only the hook stands between:
     # in -p mode Claude Code would otherwise refuse a shell call by itself.
     doc = {
@@ -184,3 +187,14 @@ def test_a_chained_command_is_blocked_by_the_gate_under_each_cli(cli: str, clis:
         where.mkdir()
         work = clis.run(cli, where, gate, timeout_s=60, command=command)
         assert (work / file).exists() == runs, f"{cli}: {command!r} {'did not run' if runs else 'ran'}"
+
+
+@pytest.mark.parametrize("case", list(HOOKS))
+def test_claude_codes_on_failure_block_makes_a_hook_without_an_answer_a_block(
+    case: str, cli_bin: Path, matrix: Matrix, anthropic: FakeModelAPI, tmp_path: Path
+) -> None:
+    """Claude Code (2.1.330) reads a hook entry's ``"onFailure": "block"``:
+    a hook that times out or exits 1 then blocks the call instead of
+    letting it run. The docs' settings set it on the gate's hook."""
+    work = _claude(cli_bin, matrix, anthropic, tmp_path, HOOKS[case], on_failure="block")
+    assert not (work / "ran.txt").exists(), f"claude-code with onFailure block and a hook that {case} ran the call"

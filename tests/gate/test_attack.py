@@ -220,19 +220,11 @@ def test_the_answer_never_waits_for_the_note(tmp_path: Path) -> None:
         hole.close()
 
 
-def test_a_call_too_large_to_ask_about_is_denied_at_once_with_the_reason(tmp_path: Path) -> None:
-    """Over the 1 MiB a request may carry (a huge Write): the receiver would
-    refuse the request, so the hook says so instead of waiting out its time."""
-    hole = Blackhole()
-    try:
-        call = {
-            "session_id": "s1",
-            "tool_name": "Write",
-            "tool_input": {"file_path": "a.txt", "content": "y" * 1_100_000},
-        }
-        args = ("--url", hole.url, "--endpoint", hole.url, "--cli-timeout", "30")
-        code, out, err = run_hook(tmp_path, "claude-code", json.dumps(call).encode(), 'default = "ask"\n', *args)
-    finally:
-        hole.close()
-    assert code == 0 and decision("claude-code", out) == "deny", (code, out, err)
-    assert "bytes as canonical JSON" in out and not hole.accepted.is_set(), "refused before asking anyone"
+@pytest.mark.parametrize("cli", gc.CLIS)
+def test_a_command_over_the_cap_is_denied_with_the_reason(tmp_path: Path, cli: str) -> None:
+    """Over 100,000 characters nothing is read: a deny (it was ``unreadable``,
+    which asks), even under a policy that would ask or allow the start."""
+    command = "ls " + "x" * 100_000 + " ; rm -rf ~/prod"
+    code, out, err = run_hook(tmp_path, cli, call_bytes(command), 'default = "allow"\n' + ALLOW_LS.split("\n", 1)[1])
+    assert (code, decision(cli, out)) == (0, "deny"), (code, out, err)
+    assert "over the 100,000 the gate reads" in out

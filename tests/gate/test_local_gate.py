@@ -97,3 +97,94 @@ def test_garbage_on_the_socket_changes_nothing(tmp_path: Path, gates: list[Local
             assert s.recv(100) == b"", "no answer to garbage"
     assert hook(tmp_path, gate.path, "ls") == (0, "allow")
     assert gate.answered == 1
+
+
+def client_hook(
+    gate: LocalGate, tmp_path: Path, command: str, socket_path: str | None = None, *args: str
+) -> tuple[int, str, str, float]:
+    """The launcher's small client (what `spanvisor hook` is on the CLI's
+    PATH under `spanvisor run`): (status, decision, stderr, seconds)."""
+    import time
+
+    assert gate.bin is not None, "the launcher wrote its client"
+    (tmp_path / "policy.toml").write_text(POLICY)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPANVISOR_", "OTEL_"))}
+    env.update(SPANVISOR_DATA_DIR=str(tmp_path / "data"), SPANVISOR_HOOK_DELIVERY="off")
+    env[local.ENV_SOCKET] = socket_path or gate.path
+    stdin = json.dumps({"session_id": "s", "tool_name": "Bash", "tool_input": {"command": command}}).encode()
+    argv = [os.path.join(gate.bin, "spanvisor"), "hook", "claude-code", "--policy", str(tmp_path / "policy.toml")]
+    t0 = time.monotonic()
+    proc = subprocess.run([*argv, *args], input=stdin, capture_output=True, env=env, timeout=120, check=False)
+    took = time.monotonic() - t0
+    lines = [ln for ln in proc.stdout.decode().splitlines() if ln.startswith("{")]
+    said = json.loads(lines[-1])["hookSpecificOutput"]["permissionDecision"] if lines else ""
+    return proc.returncode, said, proc.stderr.decode(), took
+
+
+def test_the_small_client_answers_as_the_command_hook(tmp_path: Path, gates: list[LocalGate]) -> None:
+    gate = LocalGate()
+    gates.append(gate)
+    assert client_hook(gate, tmp_path, "ls -la")[:2] == (0, "allow")
+    assert client_hook(gate, tmp_path, "ls && rm -rf x")[:2] == (0, "deny")
+    assert gate.answered == 2, "the launcher answered both"
+    assert stat.S_IMODE(os.stat(gate.bin or "").st_mode) == 0o700
+
+
+def test_the_small_client_whose_launcher_is_gone_becomes_the_full_hook(tmp_path: Path, gates: list[LocalGate]) -> None:
+    gate = LocalGate()
+    gates.append(gate)
+    other = LocalGate()
+    gone = other.path
+    other.close()
+    assert client_hook(gate, tmp_path, "ls -la", gone)[:2] == (0, "allow")
+    assert client_hook(gate, tmp_path, "ls; rm x", gone)[:2] == (0, "deny")
+    assert gate.answered == 0
+
+
+def test_the_small_client_of_a_silent_launcher_answers_before_the_clis_timeout(
+    tmp_path: Path, gates: list[LocalGate]
+) -> None:
+    from tests.gate.blackhole import Blackhole
+
+    gate = LocalGate()
+    gates.append(gate)
+    hole = Blackhole(unix=True)
+    try:
+        code, said, err, took = client_hook(gate, tmp_path, "ls -la", hole.path, "--cli-timeout", "4")
+    finally:
+        hole.close()
+    assert took < 4.0, f"answered after {took:.2f} s"
+    assert (code, said) == (0, "allow"), err
+
+
+def test_a_signal_to_the_small_client_is_a_block(tmp_path: Path, gates: list[LocalGate]) -> None:
+    import signal
+    import time
+
+    from tests.gate.blackhole import Blackhole
+
+    gate = LocalGate()
+    gates.append(gate)
+    assert gate.bin is not None
+    hole = Blackhole(unix=True)
+    env = {**os.environ, local.ENV_SOCKET: hole.path}
+    proc = subprocess.Popen(
+        [os.path.join(gate.bin, "spanvisor"), "hook", "gemini"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write(b'{"session_id": "s", "tool_name": "x", "tool_input": {}}')
+        proc.stdin.close()
+        proc.stdin = None
+        assert hole.accepted.wait(60)
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        hole.close()
+    assert proc.returncode == 2 and json.loads(out)["decision"] == "deny", (out, err)

@@ -1,12 +1,17 @@
-"""The gate's audit notes: sent before the hook exits when the receiver
-answers at once, else spooled and delivered once it is back, exactly once."""
+"""The gate's audit notes: spooled and sent once the answer is out (never
+holding it), delivered once the receiver is back, exactly once; notes given
+up on are said on a task, once."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,7 +19,9 @@ from spanvisor.gate import notes, otlp
 from spanvisor.gate.contracts import Call
 from spanvisor.spans import conventions as cv
 from spanvisor.spans import live
-from tests.cli.coding_harness import TOKEN, Serve, clean_env
+from tests.cli.coding_harness import TOKEN, Serve, clean_env, task_of
+from tests.gate.blackhole import Switch
+from tests.gate.test_attack import SPANVISOR, decision
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout_s(600)]
@@ -93,3 +100,105 @@ def test_a_note_spooled_while_the_receiver_is_away_arrives_once_when_it_is_back(
         "the later note",
     )
     assert [c.attributes["agent.approval.decided_by"] for c in both] == ["policy:ls", "policy:x"]
+
+
+def test_with_the_receiver_blackholed_the_answer_comes_at_once_and_the_note_arrives_once_when_it_is_back(
+    serve: Serve, tmp_path: Path
+) -> None:
+    """The real hook, its receiver accepting and never answering: the
+    policy's answer is out before the note's send could even time out; once
+    the receiver is back, the request held all along reaches it late and
+    the spool delivers the note again: one checkpoint."""
+    switch = Switch(("127.0.0.1", int(serve.base.rsplit(":", 1)[1])))
+    session = f"sess-hole-{os.getpid()}"
+    (tmp_path / "policy.toml").write_text(
+        'default = "deny"\n[[rule]]\nname = "ls"\ncommand = "ls *"\ndecision = "allow"\n'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPANVISOR_", "OTEL_"))}
+    env |= {"SPANVISOR_DATA_DIR": str(tmp_path / "data"), "SPANVISOR_OTLP_ENDPOINT": switch.url}
+    env |= {"SPANVISOR_OTLP_TOKEN": TOKEN}
+    stdin = json.dumps({"session_id": session, "tool_name": "Bash", "tool_input": {"command": "ls -la"}})
+    try:
+        t0 = time.monotonic()
+        proc = subprocess.run(
+            [SPANVISOR, "hook", "claude-code", "--policy", str(tmp_path / "policy.toml")],
+            input=stdin.encode(),
+            capture_output=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+        took = time.monotonic() - t0
+        assert (proc.returncode, decision("claude-code", proc.stdout.decode())) == (0, "allow"), proc.stderr
+        assert proc.stderr == b"", "the hook says nothing more"
+        assert took < notes.REQUEST_TIMEOUT_S, f"the answer took {took:.2f} s: it waited on the note"
+        assert switch.accepted.wait(60), "the released hook sent the note"
+        spool = tmp_path / "data" / "hook-spool"
+        wait_until(lambda: (spool / notes.BACKOFF_FILE).exists() or None, 60, "the send given up on")
+        assert len(notes.pending(spool)) == 1, "the note waits in the spool"
+        switch.through()  # the receiver is back: the held request arrives late
+        (spool / notes.BACKOFF_FILE).unlink()  # as the backoff's end would
+        assert notes.deliver(spool, TOKEN) == 1 and notes.pending(spool) == []
+        later = notes.note(
+            "policy",
+            Call("claude-code", "PreToolUse", session, "Bash", {"command": "pwd"}, "barrier"),
+            "barrier",
+            serve.base,
+            time.time_ns(),
+            {},
+            verdict="deny",
+            by="policy:barrier",
+        )
+        assert later is not None and notes.send(later, TOKEN, 10.0)
+
+        def decided() -> list[str] | None:
+            by = [
+                str(c.attributes.get("agent.approval.decided_by"))
+                for c in serve.checkpoints(task_of("claude-code", session))
+            ]
+            by = [b for b in by if b != "None"]
+            return by if "policy:barrier" in by else None
+
+        assert wait_until(decided, 240, "the notes") == ["policy:ls", "policy:barrier"], "the note once"
+    finally:
+        switch.close()
+
+
+def test_notes_given_up_on_are_said_once_on_the_next_delivered_notes_task(serve: Serve, tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    call = Call("claude-code", "PreToolUse", "sess-lost", "Bash", {"command": "ls"}, "t1")
+    old = notes.note("policy", call, "t0", serve.base, 1_700_000_000_000_000_000, {}, verdict="allow", by="policy:x")
+    assert old is not None
+    path = notes.write(old, spool)
+    week = time.time() - notes.GIVE_UP_S - 60
+    os.utime(path, (week, week))
+    fresh = notes.note("policy", call, "t1", serve.base, time.time_ns(), {}, verdict="allow", by="policy:y")
+    assert fresh is not None
+    notes.write(fresh, spool)
+    assert notes.deliver(spool, TOKEN) == 1 and notes.undelivered(spool) == 1 and notes.unreported(spool) == 0
+
+    def lost() -> list[Any] | None:
+        found = [
+            c for c in serve.checkpoints(task_of("claude-code", "sess-lost")) if c.attributes.get(notes.NOTES_LOST)
+        ]
+        return found or None
+
+    [warning] = wait_until(lost, 240, "the warning on the task")
+    assert warning.attributes[notes.NOTES_LOST] == 1
+    assert "1 of the gate's audit notes could not be delivered" in str(warning.task.message)
+    again = notes.note("policy", call, "t2", serve.base, time.time_ns(), {}, verdict="allow", by="policy:z")
+    assert again is not None
+    notes.write(again, spool)
+    assert notes.deliver(spool, TOKEN) == 1
+    wait_until(
+        lambda: (
+            any(
+                c.attributes.get("agent.approval.decided_by") == "policy:z"
+                for c in serve.checkpoints(task_of("claude-code", "sess-lost"))
+            )
+            or None
+        ),
+        240,
+        "the next note",
+    )
+    assert len(lost() or []) == 1, "said once"

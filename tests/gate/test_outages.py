@@ -1,6 +1,8 @@
 """A control API whose database restarts answers 503 with Retry-After: the
-gate asks again within its deadline instead of denying at once, and one
-that cannot be reached at all is said at once (the policy's
+gate asks again within its deadline instead of denying at once (the read
+of the task, the wait, and the check of a person's approval where it runs,
+which a 503 used to turn into a denial), after the server's Retry-After;
+and one that cannot be reached at all is said at once (the policy's
 ``on_unreachable`` decides)."""
 
 from __future__ import annotations
@@ -13,28 +15,36 @@ from collections.abc import Iterator
 
 import pytest
 
-from spanvisor.cli.hook_ask import probe
+from spanvisor.cli.hook_ask import check, probe
 from spanvisor.control.client import HttpSource
 from spanvisor.gate.deadline import Deadline
 
 
 class Restarting(http.server.ThreadingHTTPServer):
-    """503 with Retry-After for the first ``outage`` requests, then 200."""
+    """503 with Retry-After for the first ``outage`` requests, then 200
+    (a permit POST: permitted)."""
 
-    def __init__(self, outage: int) -> None:
-        self.outage, self.seen = outage, 0
+    def __init__(self, outage: int, retry_after: str = "0") -> None:
+        self.outage, self.seen, self.retry_after = outage, 0, retry_after
+        self.times: list[float] = []
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.answer(b'{"permitted": true, "reason": "approved"}')
+
             def do_GET(self) -> None:
+                self.answer(b'{"decisions": [], "next": 0}')
+
+            def answer(self, ok: bytes) -> None:
                 server.seen += 1
+                server.times.append(time.monotonic())
                 down = server.seen <= server.outage
-                body = (
-                    b'{"error": "state store unavailable", "cause": "db"}' if down else b'{"decisions": [], "next": 0}'
-                )
+                body = b'{"error": "state store unavailable", "cause": "db"}' if down else ok
                 self.send_response(503 if down else 200)
                 if down:
-                    self.send_header("Retry-After", "0")
+                    self.send_header("Retry-After", server.retry_after)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -74,3 +84,38 @@ def test_an_api_that_cannot_be_reached_is_said_at_once() -> None:
         port = s.getsockname()[1]
     client = HttpSource(f"http://127.0.0.1:{port}", None, request_timeout_s=5)
     assert probe(client, "t", Deadline(time.monotonic() + 60, 60)) == 0
+
+
+def test_the_check_of_an_approval_waits_out_a_503_after_its_retry_after() -> None:
+    server = Restarting(outage=2, retry_after="1")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        client = HttpSource(f"http://127.0.0.1:{server.server_address[1]}", None, request_timeout_s=5)
+        action = {"tool": "Bash", "arguments": {"command": "make"}}
+        permit = check(client, "t", "a1", action, None, "k", Deadline(time.monotonic() + 60, 60))
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+    assert permit.permitted, permit
+    assert server.seen == 3
+    gaps = [b - a for a, b in zip(server.times, server.times[1:], strict=False)]
+    assert all(g >= 0.9 for g in gaps), gaps  # the server's Retry-After: 1, not sooner
+
+
+def test_a_503_with_a_retry_after_past_the_deadline_is_a_refusal_in_time() -> None:
+    server = Restarting(outage=100, retry_after="30")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        client = HttpSource(f"http://127.0.0.1:{server.server_address[1]}", None, request_timeout_s=5)
+        t0 = time.monotonic()
+        permit = check(client, "t", "a1", {"tool": "x", "arguments": {}}, None, "k", Deadline(t0 + 5, 60))
+        took = time.monotonic() - t0
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+    assert not permit.permitted and "503" in permit.reason
+    assert took < 5, "no wait past the deadline"

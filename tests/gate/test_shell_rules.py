@@ -129,7 +129,7 @@ def test_any_text_parses_without_an_error_and_unread_text_is_never_allowed(text:
             "x" * 4_000 + " ; rm -rf ~/prod",
             "deny",
         ),
-        ([{"name": "all", "decision": "allow"}], "x" * (shell.MAX_COMMAND + 1), "ask"),
+        ([{"name": "all", "decision": "allow"}], "x" * (shell.MAX_COMMAND + 1), "deny"),
         ([{"name": "ls", "command": ["ls", "ls *"], "decision": "allow"}], "/tmp/evil/ls", "deny"),
         (
             [{"name": "rm", "command": "rm *", "decision": "deny"}, {"name": "all", "decision": "allow"}],

@@ -6,10 +6,17 @@ logging or plugin loading before the answer. And it cannot fail open: the
 gate decides in a forked child while this process, which has imported
 nothing but the standard library, waits. A child that dies (a crash in
 native code such as the shell parser, the kernel's out-of-memory killer, a
-traceback's exit 1, which the CLIs read as "not blocked") or a signal to
-this process while it waits ends in the CLI's block: exit status 2 and, in
-the CLI's shape, the deny JSON. Every other command goes to
-:func:`spanvisor.cli.main.main`.
+traceback's exit 1, which the CLIs read as "not blocked"), a signal to this
+process while it waits, and a child still deciding at the deadline's last
+backstop all end in the CLI's block: exit status 2 and, in the CLI's shape,
+the deny JSON. One deadline, counted from this process's start (or the
+start handed on by the launcher's small client), holds for every path: the
+launcher's socket, the child, the child's own timer and this process's.
+
+The child tells this process its exit status over a pipe as soon as its
+answer is written, and leaves the CLI's streams: this process exits at
+once (the CLI goes on) while the child sends the audit note. Every other
+command goes to :func:`spanvisor.cli.main.main`.
 """
 
 from __future__ import annotations
@@ -17,37 +24,71 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from spanvisor.gate.contracts import Cli
+    from spanvisor.gate.deadline import Deadline
 
 _BLOCK = 2
+_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT)
 
 
 def main() -> int:
+    now = time.monotonic()
     argv = sys.argv[1:]
     if argv[:1] != ["hook"]:
         from spanvisor.cli.main import main as full
 
         return full()
-    _exit(_watch(argv[1:]))
+    _exit(_watch(argv[1:], now))
     return _BLOCK  # pragma: no cover - _exit does not return
 
 
-def _decide(argv: list[str], stdin: bytes | None = None) -> int:
+def _decide(argv: list[str], stdin: bytes | None, started: float, release_fd: int | None = None) -> int:
     try:
         from spanvisor.cli.hook import main as hook
 
-        return hook(argv, stdin=stdin)
+        release = _releaser(release_fd) if release_fd is not None else None
+        return hook(argv, stdin=stdin, started=started, release=release)
     except BaseException as exc:  # the gate itself could not be imported
         return _block(argv, f"spanvisor hook failed to start ({type(exc).__name__}); denied")
 
 
-def _watch(argv: list[str]) -> int:
+def _releaser(fd: int) -> Callable[[int], None]:
+    """What the child calls once its answer is written: leave the CLI's
+    streams (so it sees them end with the parent), then tell the parent."""
+
+    def release(code: int) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except BaseException:
+                pass
+        try:
+            null = os.open(os.devnull, os.O_RDWR)
+            for n in (0, 1, 2):
+                os.dup2(null, n)
+            os.close(null)
+        except OSError:
+            pass
+        try:
+            os.write(fd, bytes([code if 0 <= code < 256 else _BLOCK]))
+            os.close(fd)
+        except OSError:
+            pass
+
+    return release
+
+
+def _watch(argv: list[str], now: float) -> int:
     """Decide in a child; its exit status when it is an answer (0 or 2),
     else the block."""
     child = 0
+    started, deadline = _deadline(argv, now)
 
     def stop(signum: int, _frame: object) -> None:
         if child:
@@ -55,23 +96,43 @@ def _watch(argv: list[str]) -> int:
                 os.kill(child, signal.SIGKILL)
             except OSError:
                 pass
+        if signum == signal.SIGALRM:
+            _exit(_block(argv, "spanvisor: no answer before the CLI's hook timeout; denied"))
         _exit(_block(argv, f"spanvisor hook was stopped ({signal.Signals(signum).name}); denied"))
 
-    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT):
+    for sig in _SIGNALS:
         signal.signal(sig, stop)
+    if deadline is not None:
+        # The last backstop: whatever still runs then is a block, while the CLI listens.
+        signal.signal(signal.SIGALRM, stop)
+        signal.setitimer(signal.ITIMER_REAL, max(0.01, deadline.last() - time.monotonic()))
     stdin: bytes | None = None
-    if os.environ.get("SPANVISOR_GATE_SOCKET") and argv:
-        stdin, answered = _ask_launcher(argv)
+    if os.environ.get("SPANVISOR_GATE_SOCKET") and argv and deadline is not None:
+        stdin, answered = _ask_launcher(argv, deadline, started)
         if answered is not None:
             return answered
     try:
+        readable, writable = os.pipe()
         child = os.fork()
     except OSError:
-        return _decide(argv, stdin)
+        return _decide(argv, stdin, started)
     if child == 0:
-        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT):
+        os.close(readable)
+        for sig in (*_SIGNALS, signal.SIGALRM):
             signal.signal(sig, signal.SIG_DFL)
-        _exit(_decide(argv, stdin))
+        _exit(_decide(argv, stdin, started, writable))
+    os.close(writable)
+    said = b""
+    while True:
+        try:
+            said = os.read(readable, 1)
+            break
+        except InterruptedError:  # pragma: no cover - PEP 475 retries
+            continue
+        except OSError:
+            break
+    if said and said[0] in (0, _BLOCK):
+        return said[0]  # the child goes on with the audit note; the CLI need not wait
     while True:
         try:
             _, status = os.waitpid(child, 0)
@@ -81,27 +142,47 @@ def _watch(argv: list[str]) -> int:
         except ChildProcessError:
             status = -1
             break
-    if os.WIFEXITED(status) and os.WEXITSTATUS(status) in (0, _BLOCK):
-        return os.WEXITSTATUS(status)
+    if os.WIFEXITED(status) and os.WEXITSTATUS(status) == _BLOCK:
+        return _BLOCK
+    if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 and ("-h" in argv or "--help" in argv):
+        return 0  # the help, which is no answer to a call
+    if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+        # Exited 0 without saying it answered: its stdout may hold nothing
+        # the CLI reads as a decision, and 0 would let the call run.
+        return _block(argv, "spanvisor hook gave no answer; denied")
     how = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"status {status}"
     return _block(argv, f"spanvisor hook failed ({how}); denied")
 
 
-def _ask_launcher(argv: list[str]) -> tuple[bytes | None, int | None]:
+def _deadline(argv: list[str], now: float) -> tuple[float, Deadline | None]:
+    """When the hook started, and the call's deadline counted from then
+    (None when it cannot be known here: the child answers the arguments'
+    error)."""
+    try:
+        from spanvisor.gate.clitimeout import limit
+        from spanvisor.gate.deadline import Deadline, started_from
+
+        started = started_from(os.environ, now)
+    except Exception:
+        return now, None
+    try:
+        cli: Cli = "gemini" if argv[0] == "gemini" else "codex" if argv[0] == "codex" else "claude-code"
+        return started, Deadline.for_cli(cli, limit(cli, _cli_timeout(argv), os.environ, None), started)
+    except Exception:
+        return started, None
+
+
+def _ask_launcher(argv: list[str], deadline: Deadline, started: float) -> tuple[bytes | None, int | None]:
     """The launcher's answer (``spanvisor run``'s local gate), written out
     here: (the stdin read, the exit status), the status None when the
-    launcher gave none and this process decides by itself."""
+    launcher gave none and this process decides by itself (by the same
+    deadline: a launcher silent to its end leaves no time to ask anyone)."""
     raw: bytes | None = None
     try:
-        import time
-
         from spanvisor.gate import local
-        from spanvisor.gate.deadline import Deadline, margin_s
 
-        raw = sys.stdin.buffer.read(16 * 1024 * 1024)
-        cli: Cli = "gemini" if argv[0] == "gemini" else "codex" if argv[0] == "codex" else "claude-code"
-        deadline = Deadline.for_cli(cli, _cli_timeout(argv), time.monotonic())
-        got = local.ask(os.environ[local.ENV_SOCKET], argv, raw, deadline.at + margin_s(deadline.cli_timeout) / 2)
+        raw = sys.stdin.buffer.read(local.MAX_FRAME)
+        got = local.ask(os.environ[local.ENV_SOCKET], argv, raw, deadline.launcher_given_up(), started)
     except Exception:  # the launcher is an optimisation: decide here
         return raw, None
     if got is None:

@@ -17,7 +17,8 @@ and only an allow exits 0. The tool input never reaches stderr or a log.
 from __future__ import annotations
 
 import argparse
-import hashlib
+import copy
+import functools
 import os
 import signal
 import sys
@@ -26,14 +27,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
+from spanvisor.gate import clitimeout, notes, verdict
 from spanvisor.gate import contracts as gc
-from spanvisor.gate import notes
 from spanvisor.gate.answer import Answer
-from spanvisor.gate.deadline import Deadline, margin_s
-from spanvisor.gate.policy import PolicyError, load
+from spanvisor.gate.deadline import Deadline
 
 ENV_POLICY = "SPANVISOR_HOOK_POLICY"
-MAX_INPUT = 4 * 1024 * 1024
+MAX_INPUT = verdict.MAX_INPUT
 
 
 class Interrupted(BaseException):
@@ -82,39 +82,47 @@ def main(
     started: float | None = None,
     env: Mapping[str, str] | None = None,
     cwd: str | None = None,
+    release: Callable[[int], None] | None = None,
+    answer: Answer | None = None,
 ) -> int:
     """``spanvisor hook …``: always an answer in the CLI's contract. The
     call is read from ``stdin`` when given (else this process's stdin), the
-    answer written to ``stdout``/``stderr`` when given; ``env`` and ``cwd``
-    are the hook process's when another process (the launcher) decides."""
+    answer written to ``stdout``/``stderr`` when given (or into ``answer``,
+    which another thread may answer first); ``env`` and ``cwd`` are the hook
+    process's when another process (the launcher) decides; ``started`` is
+    when the hook process started (the deadline counts from it);
+    ``release`` is called with the exit status as soon as it is known,
+    before the audit note is sent."""
     t0 = time.monotonic() if started is None else started
     cli = next((c for c in gc.CLIS if argv and argv[0] == c), None)
     e = os.environ if env is None else env
 
     def body(out: Answer) -> int:
-        args = build_parser(argparse.ArgumentParser(prog="spanvisor hook"), e).parse_args(list(argv))
+        args = copy.copy(_parsed(tuple(argv), e.get(ENV_POLICY), e.get("SPANVISOR_OTLP_TOKEN")))
         if cwd is not None and args.policy and not os.path.isabs(args.policy):
             args.policy = os.path.join(cwd, args.policy)
         return decide(args, out, t0, stdin, e, cwd)
 
-    return guarded(cli, body, help_asked="-h" in argv or "--help" in argv, stdout=stdout, stderr=stderr)
+    out = answer if answer is not None else Answer(cli, stdout, stderr, release)
+    return guarded(out, body, help_asked="-h" in argv or "--help" in argv)
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(argv: tuple[str, ...], policy: str | None, otlp_token: str | None) -> argparse.Namespace:
+    """The arguments read (the launcher answers the same hook command all
+    session: read once); an error exits as argparse does."""
+    env = {k: v for k, v in ((ENV_POLICY, policy), ("SPANVISOR_OTLP_TOKEN", otlp_token)) if v is not None}
+    return build_parser(argparse.ArgumentParser(prog="spanvisor hook"), env).parse_args(list(argv))
 
 
 def run(args: argparse.Namespace) -> int:
     """The same from arguments the full CLI's parser read."""
     started = time.monotonic()
-    return guarded(args.cli, lambda out: decide(args, out, started))
+    return guarded(Answer(args.cli), lambda out: decide(args, out, started))
 
 
-def guarded(
-    cli: gc.Cli | None,
-    body: Callable[[Answer], int],
-    help_asked: bool = False,
-    stdout: TextIO | None = None,
-    stderr: TextIO | None = None,
-) -> int:
+def guarded(out: Answer, body: Callable[[Answer], int], help_asked: bool = False) -> int:
     """``body``'s answer, or the CLI's block whatever it raised."""
-    out = Answer(cli, stdout, stderr)
     previous = _on_signals()
     try:
         return body(out)
@@ -143,39 +151,19 @@ def decide(
 ) -> int:
     e = os.environ if env is None else env
     cli: gc.Cli = args.cli
-    deadline = Deadline.for_cli(cli, args.cli_timeout, started)
+    # The CLI's own hook timeout as its settings give it, where they can be read.
+    deadline = Deadline.for_cli(cli, clitimeout.limit(cli, args.cli_timeout, e, cwd), started)
     _backstop(deadline)
     raw = sys.stdin.buffer.read(MAX_INPUT + 1) if stdin is None else stdin
-    if len(raw) > MAX_INPUT:
-        return out.block(f"spanvisor: the hook input is over {MAX_INPUT} bytes; denied")
-    try:
-        call = gc.parse(cli, raw)
-    except gc.BadInput as exc:
-        return out.block(f"spanvisor: {exc}; denied")
-    out.event = call.event
-    if call.cwd is None and cwd is not None:
-        call = call._replace(cwd=cwd)
-    try:
-        policy = load(args.policy)
-    except PolicyError as exc:
-        return out.block(f"spanvisor: {exc}; denied until the policy is fixed")
-    ruling = policy.decide(call)
-    decided_at = time.time_ns()
-    if ruling.verdict == "ask":
+    got = verdict.by_policy(raw, cli, args.policy, cwd, out, e, args.endpoint)
+    if isinstance(got, verdict.Asked):
         from spanvisor.cli.hook_ask import ask
 
-        return ask(call, raw, policy, ruling, args, deadline, out, e)
-    word = "allowed" if ruling.verdict == "allow" else "denied"
-    reason = f"spanvisor: {ruling.reason or word + ' by ' + ruling.by}"
-    code = out.allow(reason) if ruling.verdict == "allow" else out.deny(reason)
+        return ask(got.call, raw, got.policy, got.ruling, args, deadline, out, e)
     _disarm()
-    basis = call.call_id or hashlib.blake2b(raw, digest_size=16).hexdigest()
-    notes.keep(
-        notes.note("policy", call, basis, args.endpoint, decided_at, e, verdict=ruling.verdict, by=ruling.by),
-        args.otlp_token,
-        e,
-    )
-    return code
+    # The answer is out (and released): only now the note, which never holds it.
+    notes.keep(got.note, args.otlp_token, e, released=out.release is not None)
+    return got.code
 
 
 _SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGALRM)
@@ -206,7 +194,7 @@ def _backstop(deadline: Deadline) -> None:
     read, a slow server) with a block while the CLI still listens."""
     if threading.current_thread() is not threading.main_thread():
         return
-    signal.setitimer(signal.ITIMER_REAL, max(0.05, deadline.left() + margin_s(deadline.cli_timeout) / 2))
+    signal.setitimer(signal.ITIMER_REAL, max(0.01, deadline.backstop() - time.monotonic()))
 
 
 def _disarm() -> None:

@@ -17,7 +17,7 @@ import hashlib
 import json
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from spanvisor.canonical import NotCanonical, check_action
@@ -25,12 +25,14 @@ from spanvisor.cli import codingtask as ct
 from spanvisor.config import Config
 from spanvisor.control.client import ENV_URL, HttpSource, token_from_env
 from spanvisor.control.feed import ApprovalDecision, TaskFeed
-from spanvisor.control.permits import permit_http
+from spanvisor.control.permits import permit_url
+from spanvisor.control.runs import Permit
 from spanvisor.gate import contracts as gc
 from spanvisor.gate import notes
 from spanvisor.gate.answer import Answer
 from spanvisor.gate.deadline import Deadline, wait_budget
 from spanvisor.gate.policy import Policy, Ruling
+from spanvisor.redaction import clip_middle, redact
 from spanvisor.spans import conventions as cv
 
 # The action a decision is bound to (tool and arguments, canonical JSON).
@@ -38,6 +40,10 @@ APPROVAL_ACTION = "agent.approval.action"
 APPROVAL_DETAILS = "agent.approval.details"
 # The longest one request to the control API or the receiver may take.
 REQUEST_TIMEOUT_S = 5.0
+# An action a request cannot carry is asked about as this stand-in
+# argument, its arguments shown up to this many characters.
+STAND_IN = "spanvisor.whole_action"
+SHOWN = 60_000
 
 
 def session_task(
@@ -68,17 +74,74 @@ def opened(task: ct.SessionTask) -> bool:
     return task.record(cv.LIVE_TASK_START, {cv.AGENT_ID: task.service})
 
 
+def bound_action(call: gc.Call) -> dict[str, Any]:
+    """The action a person's decision is bound to: the call's own when a
+    request can carry it; else (over 1 MiB as canonical JSON, nested too
+    deep, numbers JSON cannot hold) a stand-in a request can carry, which
+    a person sees and decides like any other: the tool, the SHA-256 and
+    size of the whole action, why it stands in, and the arguments as shown
+    (masked, the start and the end). The digest binds the decision to the
+    whole: only this process holds the call, built the stand-in from it,
+    and presents that very stand-in at the check where it runs.
+    :class:`NotCanonical` when not even a stand-in can be asked about."""
+    action = call.action()
+    try:
+        return check_action(action)
+    except NotCanonical as exc:
+        why = str(exc)
+    whole = json.dumps(action, sort_keys=True, separators=(",", ":"), default=str).encode("utf-8", "surrogatepass")
+    shown = clip_middle(redact(json.dumps(call.tool_input, sort_keys=True, ensure_ascii=False, default=str)), SHOWN)
+    stand_in = {"sha256": hashlib.sha256(whole).hexdigest(), "bytes": len(whole), "why": why, "shown": shown}
+    return check_action({"tool": call.tool, "arguments": {STAND_IN: stand_in}})
+
+
 def probe(client: HttpSource, task_id: str, deadline: Deadline) -> int:
     """The control API's answer to a read of the task: a 503 (its state
-    store away, with Retry-After) is asked again until the deadline; what
-    cannot be reached at all (status 0) is said at once."""
+    store away) is asked again until the deadline; what cannot be reached
+    at all (status 0) is said at once."""
+    status, _ = patiently(lambda: client._get_task(task_id, 0, 0.0, None), deadline)
+    return status
+
+
+def patiently(
+    send: Callable[[], tuple[int, dict[str, Any], float | None]], deadline: Deadline
+) -> tuple[int, dict[str, Any]]:
+    """``send``'s answer, asked again while it is a 503 (the control API's
+    state store away, e.g. PostgreSQL restarting), after the answer's
+    ``Retry-After`` (else a doubling pause), as long as the deadline leaves
+    time for it; any other answer as it stands."""
     pause = 0.2
     while True:
-        status, _ = client.get_task(task_id)
-        if status != 503 or deadline.left() <= pause:
-            return status
-        time.sleep(pause)
+        status, doc, retry_after = send()
+        wait = max(pause, retry_after or 0.0)
+        if status != 503 or deadline.left() <= wait:
+            return status, doc
+        time.sleep(wait)
         pause = min(2.0, pause * 2)
+
+
+def check(
+    client: HttpSource, task_id: str, aid: str, action: dict[str, Any], run_id: str | None, key: str, deadline: Deadline
+) -> Permit:
+    """The check where it runs: the approval is for this very action, and
+    used here, once (a 503 waited out within the deadline, like every
+    control-API call of the hook)."""
+    body: dict[str, Any] = {"action": action, "key": key}
+    if run_id:
+        body["run_id"] = run_id
+    url = permit_url(client.url, task_id, aid)
+
+    def send() -> tuple[int, dict[str, Any], float | None]:
+        timeout = min(REQUEST_TIMEOUT_S, max(0.1, deadline.left()))
+        return client._exchange("POST", url, body, timeout)
+
+    status, doc = patiently(send, deadline)
+    reason = doc.get("reason") or doc.get("error")
+    if status == 200 and isinstance(doc.get("permitted"), bool):
+        code = doc.get("code")
+        return Permit(doc["permitted"], str(reason or ""), code if isinstance(code, str) else None)  # type: ignore[arg-type]
+    why = f"HTTP {status}: {reason}" if status else f"the control API did not answer: {reason}"
+    return Permit(False, why, "denied")
 
 
 def ask(
@@ -101,8 +164,8 @@ def ask(
         return out.deny(f"spanvisor: {why}; denied until a person can be asked")
 
     try:
-        check_action(call.action())
-    except NotCanonical as exc:  # the receiver would refuse the request: nobody could ever answer it
+        action = bound_action(call)
+    except NotCanonical as exc:  # not even its stand-in can be asked about (a tool name no request carries)
         return out.deny(f"spanvisor: no one can be asked about this call ({exc}); denied")
     task = session_task(call, args, min(REQUEST_TIMEOUT_S, deadline.left()), env)
     if task is None:
@@ -131,7 +194,7 @@ def ask(
         cv.APPROVAL_QUESTION: call.question(),
         cv.APPROVAL_TIMEOUT_S: wait_s,
         APPROVAL_DETAILS: call.details(),
-        APPROVAL_ACTION: json.dumps(call.action(), sort_keys=True, separators=(",", ":"), default=str),
+        APPROVAL_ACTION: json.dumps(action, sort_keys=True, separators=(",", ":"), default=str),
         "gen_ai.tool.name": call.tool,
     }
     if ruling.approvers > 1:
@@ -160,13 +223,15 @@ def ask(
     if answer == "allow" and result.edited is not None:
         answer, reason = "deny", f"{by} approved other arguments, which a hook cannot hand to the CLI: run it again"
     elif answer == "allow" and result.outcome == "approve":
+        if out.given:
+            return out.code or 0  # a backstop answered first: this approval stays unused
         # The approval must be for this very call, and is used here, once;
         # a check that cannot finish before the deadline is a denial.
-        client.request_timeout_s = min(REQUEST_TIMEOUT_S, max(0.1, deadline.left()))
-        action = json.loads(request[APPROVAL_ACTION])
-        checked = permit_http(client, task.task_id, aid, action, result.run_id or None, key=secret)
+        checked = check(client, task.task_id, aid, action, result.run_id or None, secret, deadline)
         if not checked.permitted:
             answer, reason = "deny", f"approved, but the check where it runs refused it: {checked.reason}"
+    if out.given:
+        return out.code or 0  # a backstop answered first: nothing to note
     decided_at = time.time_ns()
     code = out.allow(f"spanvisor: {reason}") if answer == "allow" else out.deny(f"spanvisor: {reason}")
     notes.keep(
@@ -175,6 +240,7 @@ def ask(
         ),
         args.otlp_token,
         env,
+        released=out.release is not None,
     )
     return code
 
@@ -187,4 +253,4 @@ def _why(status: int) -> str:
     return f"HTTP {status}"
 
 
-__all__ = ["APPROVAL_ACTION", "APPROVAL_DETAILS", "approval_id", "ask", "session_task"]
+__all__ = ["APPROVAL_ACTION", "APPROVAL_DETAILS", "approval_id", "ask", "check", "patiently", "probe", "session_task"]

@@ -197,6 +197,9 @@ def handler(args: argparse.Namespace, config: Config) -> int:
     gate = _local_gate()
     if gate is not None:
         child_env[local.ENV_SOCKET] = gate.path
+        gate.client_path(child_env)  # the hooks' `spanvisor hook` as the launcher's small client
+        if cli == "claude-code":  # SPANVISOR_LOCAL_GATE=http: Claude Code's http hook, answered here
+            child_argv = gate.for_claude(child_argv, child_env)
     hooks_said: str | None = None
     if cli == "codex":
         child_argv, hooks_said = run_codex.trusted(child_argv, child_env, os.getcwd())

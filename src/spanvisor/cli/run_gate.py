@@ -6,12 +6,16 @@ The socket lives in a fresh directory of mode 0700 (the socket itself
 connection from another user id is refused (``SO_PEERCRED``) even where
 the file modes would let it in. Each connection is one hook call, decided
 on a thread of its own by the same code as the command hook
-(:func:`spanvisor.cli.hook.main`), with the same policy file, deadline and
-answers; the hook process writes the answer out.
+(:func:`spanvisor.cli.hook.main`), with the same policy file, deadline
+(counted from the hook process's start) and answers; the reply goes the
+moment the answer is known (the audit note after it), and a backstop
+timer blocks a call still undecided just past the deadline. The hook
+process writes the answer out.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import os
 import shutil
@@ -21,9 +25,15 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
 
-from spanvisor.cli import hook
-from spanvisor.gate import local
+from spanvisor.cli import hook, run_gate_http
+from spanvisor.gate import clitimeout, local
+from spanvisor.gate import contracts as gc
+from spanvisor.gate.answer import Answer
+from spanvisor.gate.deadline import Deadline
+from spanvisor.gate.policy import PolicyError, load
 
 
 class LocalGate:
@@ -39,6 +49,13 @@ class LocalGate:
         os.chmod(self.path, 0o600)
         self.sock.listen(64)
         self.answered = 0
+        # The settings the CLI was started with (claude --settings FILE or
+        # JSON): their hook timeout counts, though no hook could find them.
+        self.settings = clitimeout.launched_settings(sys.argv, self.dir)
+        self._warn_once()
+        self.bin = _write_client(self.dir, self.settings)
+        self._workers: list[threading.Thread] = []
+        self.http: run_gate_http.HttpGate | None = None
         self._thread = threading.Thread(target=self._accept, name="spanvisor-run-gate", daemon=True)
         self._thread.start()
 
@@ -48,44 +65,176 @@ class LocalGate:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
-            threading.Thread(target=self._serve, args=(conn,), name="spanvisor-run-gate-call", daemon=True).start()
+            worker = threading.Thread(target=self._serve, args=(conn,), name="spanvisor-run-gate-call", daemon=True)
+            self._workers = [t for t in self._workers if t.is_alive()] + [worker]
+            worker.start()
 
     def _serve(self, conn: socket.socket) -> None:
-        started = time.monotonic()
+        accepted = time.monotonic()
         with conn:
             if not _same_user(conn):
                 return
-            doc = local.read_frame(conn, started + 10.0)
-            argv, raw = (doc or {}).get("argv"), (doc or {}).get("stdin")
+            doc = local.read_frame(conn, accepted + 10.0) or {}
+            argv, raw, cwd, env = doc.get("argv"), doc.get("stdin"), doc.get("cwd"), doc.get("env")
             if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv) or not isinstance(raw, str):
                 return  # the hook decides by itself
-            cwd, env = (doc or {}).get("cwd"), (doc or {}).get("env")
             if (
                 not isinstance(cwd, str)
                 or not isinstance(env, dict)
                 or not all(isinstance(v, str) for v in env.values())
             ):
                 return
-            out, err = io.StringIO(), io.StringIO()
-            # Decided as the hook process would: its variables, its directory.
-            code = hook.main(
-                argv, stdin=raw.encode("latin-1"), stdout=out, stderr=err, started=started, env=env, cwd=cwd
-            )
+            started = _started(doc.get("started"), accepted)
+            small = bool(doc.get("small"))
+
+            def send(code: int, out: str, err: str) -> None:
+                try:
+                    conn.settimeout(5.0)
+                    conn.sendall(local.frame({"code": code, "stdout": out, "stderr": err, "small": small}))
+                except OSError:
+                    pass
+
+            self.decide(send, argv, raw.encode("latin-1"), started, env, cwd)
+
+    def decide(
+        self,
+        send: Callable[[int, str, str], None],
+        argv: list[str],
+        raw: bytes,
+        started: float,
+        env: dict[str, str],
+        cwd: str,
+    ) -> None:
+        """Decide as the hook process would (its variables, its directory,
+        its start), ``send`` the answer (exit status, stdout, stderr) the
+        moment it is known (the audit note comes after), and block at the
+        backstop if the worker is still deciding then (a hung request, a
+        slow disk)."""
+        out, err = io.StringIO(), io.StringIO()
+        cli = next((c for c in gc.CLIS if argv and argv[0] == c), None)
+        if self.settings and clitimeout.ENV_SETTINGS not in env:
+            env = {**env, clitimeout.ENV_SETTINGS: os.pathsep.join(self.settings)}
+
+        def reply(code: int) -> None:
             self.answered += 1
-            try:
-                conn.settimeout(5.0)
-                conn.sendall(local.frame({"code": code, "stdout": out.getvalue(), "stderr": err.getvalue()}))
-            except OSError:
-                pass
+            send(code, out.getvalue(), err.getvalue())
+
+        answer = Answer(cli, out, err, reply)
+        limit = clitimeout.limit(cli or "claude-code", _given(argv), env, cwd)
+        deadline = Deadline.for_cli(cli or "claude-code", limit, started)
+        timer = threading.Timer(
+            max(0.0, deadline.launcher_backstop() - time.monotonic()),
+            lambda: answer.block("spanvisor: no answer before the CLI's hook timeout; denied"),
+        )
+        timer.daemon = True
+        timer.start()
+        try:
+            hook.main(argv, stdin=raw, started=started, env=env, cwd=cwd, answer=answer)
+        finally:
+            timer.cancel()
+
+    def client_path(self, env: dict[str, str]) -> None:
+        """Put the small client first on the CLI's ``PATH``, as ``spanvisor``:
+        the hooks' ``spanvisor hook …`` asks this launcher without loading
+        the package (:mod:`spanvisor.gate.client`); anything else it hands
+        to the full command."""
+        if self.bin is not None:
+            env["PATH"] = self.bin + os.pathsep + env.get("PATH", os.defpath)
+
+    def for_claude(self, argv: list[str], env: Mapping[str, str]) -> list[str]:
+        """Claude Code's arguments, with its ``http`` hook pointed at this
+        launcher when ``SPANVISOR_LOCAL_GATE=http`` (``env``: the session's
+        variables, which its calls are decided with)."""
+        if os.environ.get(run_gate_http.ENV_MODE) != "http":
+            return argv
+        try:
+            self.http = run_gate_http.HttpGate(self.decide, env, os.getcwd())
+        except OSError as exc:
+            print(f"spanvisor run: no http gate ({exc.strerror or exc}); the command hook decides", file=sys.stderr)
+            return argv
+        merged = self.http.settings(argv)
+        if merged is None:
+            print("spanvisor run: the --settings given cannot be read as JSON: no http gate added", file=sys.stderr)
+            return argv
+        return merged
+
+    def _warn_once(self) -> None:
+        """Say once, here where the session starts, when the CLI's own hook
+        timeout leaves a person less time than the policy gives."""
+        cli = clitimeout.launched_cli(sys.argv)
+        if cli is None:
+            return
+        env = dict(os.environ)
+        if self.settings:
+            env[clitimeout.ENV_SETTINGS] = os.pathsep.join(self.settings)
+        try:
+            timeout_s = load(env.get(hook.ENV_POLICY)).timeout_s
+        except PolicyError:
+            return  # every hook call says what is wrong with the policy
+        said = clitimeout.short_for(cli, timeout_s, env, os.getcwd())
+        if said:
+            print(f"spanvisor run: {said}", file=sys.stderr)
 
     def close(self) -> None:
+        if self.http is not None:
+            self.http.close()
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
         self.sock.close()
         self._thread.join(5)
+        for worker in self._workers:  # each is bounded by its call's deadline, not waited for past a moment
+            worker.join(1.0)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _write_client(where: str, settings: list[str]) -> str | None:
+    """The small client as ``spanvisor`` in a private folder, with the full
+    command and the shortest hook timeout the CLI's settings give; None
+    when it cannot be (no full command found, an interpreter path a
+    ``#!`` line cannot hold)."""
+    real = shutil.which("spanvisor") or str(Path(sys.executable).with_name("spanvisor"))
+    spec = importlib.util.find_spec("spanvisor.gate.client")
+    if not os.access(real, os.X_OK) or spec is None or spec.origin is None or " " in sys.executable:
+        return None
+    cli = clitimeout.launched_cli(sys.argv)
+    env = dict(os.environ)
+    if settings:
+        env[clitimeout.ENV_SETTINGS] = os.pathsep.join(settings)
+    found = clitimeout.configured(cli, env, os.getcwd()) if cli else []
+    try:
+        source = Path(spec.origin).read_text(encoding="utf-8")
+        folder = os.path.join(where, "bin")
+        os.mkdir(folder, 0o700)
+        path = os.path.join(folder, "spanvisor")
+        head = f"#!{sys.executable} -IS\nREAL = {os.path.abspath(real)!r}\nLIMIT = {min(found) if found else 0.0!r}\n"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o700)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(head + source)
+    except OSError:
+        return None
+    return folder
+
+
+def _started(given: object, accepted: float) -> float:
+    """The hook's start as it says (the same monotonic clock), if plausible."""
+    if isinstance(given, int | float) and not isinstance(given, bool) and accepted - 60.0 <= given <= accepted:
+        return float(given)
+    return accepted
+
+
+def _given(argv: list[str]) -> float | None:
+    for i, a in enumerate(argv):
+        value = a.split("=", 1)[1] if a.startswith("--cli-timeout=") else None
+        if a == "--cli-timeout" and i + 1 < len(argv):
+            value = argv[i + 1]
+        if value is not None:
+            try:
+                return float(value)
+            except ValueError:
+                return None
+    return None
 
 
 def _same_user(conn: socket.socket) -> bool:

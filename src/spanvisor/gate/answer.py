@@ -6,12 +6,19 @@ person's, nobody deciding in time) is the CLI's deny JSON and exit status
 reason on stderr and exit status 2 (each CLI reads 2 as "block, show
 stderr to the model"; any other status lets Claude Code and Gemini CLI run
 the call). An answer that cannot be written is a block too.
+
+The first answer stands, from any thread (the launcher's backstop may
+answer while its worker still runs), and ``release`` is called with it at
+once: the deciding child tells its waiting parent to exit (so the CLI goes
+on) before anything optional runs, the launcher sends its reply.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import threading
+from collections.abc import Callable
 from typing import TextIO
 
 from spanvisor.gate import contracts as gc
@@ -20,7 +27,13 @@ from spanvisor.gate import contracts as gc
 class Answer:
     """What the hook says; the first answer stands."""
 
-    def __init__(self, cli: gc.Cli | None, stdout: TextIO | None = None, stderr: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        cli: gc.Cli | None,
+        stdout: TextIO | None = None,
+        stderr: TextIO | None = None,
+        release: Callable[[int], None] | None = None,
+    ) -> None:
         self.cli = cli
         self.event: str | None = None
         self.code: int | None = None
@@ -28,6 +41,13 @@ class Answer:
         # launcher answers a hook over its socket).
         self.stdout = stdout
         self.stderr = stderr
+        self.release = release
+        self._lock = threading.Lock()
+
+    @property
+    def given(self) -> bool:
+        """Whether the answer is out (nothing after it may change it)."""
+        return self.code is not None
 
     def allow(self, reason: str) -> int:
         return self._write("allow", reason)
@@ -39,8 +59,18 @@ class Answer:
         return self._write("deny", reason, gc.EXIT_BLOCK)
 
     def _write(self, answer: gc.Answer, reason: str, code: int = gc.EXIT_ALLOW) -> int:
-        if self.code is not None:
-            return self.code
+        with self._lock:
+            if self.code is not None:
+                return self.code
+            self.code = self._say(answer, reason, code)
+        if self.release is not None:
+            try:
+                self.release(self.code)
+            except BaseException:  # the answer is written; its release is best effort
+                pass
+        return self.code
+
+    def _say(self, answer: gc.Answer, reason: str, code: int) -> int:
         self.code = code
         try:
             if self.cli is not None:

@@ -24,6 +24,7 @@ import json
 import shlex
 from typing import Any, Literal, NamedTuple
 
+from spanvisor.gate import paths
 from spanvisor.redaction import clip_middle, redact
 
 Cli = Literal["claude-code", "codex", "gemini"]
@@ -34,7 +35,6 @@ EXIT_BLOCK = 2
 
 # Where a tool's input names what it acts on, in order of preference.
 _SHELL_KEYS = ("command", "cmd")
-_PATH_KEYS = ("file_path", "absolute_path", "path", "notebook_path")
 _OTHER_KEYS = ("url", "pattern", "query")
 # What a person is shown of the target in a one-line question: the start and
 # the end (the whole is in the details and the action).
@@ -70,20 +70,24 @@ class Call(NamedTuple):
         return None
 
     @property
+    def paths(self) -> tuple[str, ...]:
+        """Every file the call names, as given (lists, nested objects and
+        patches included: :mod:`spanvisor.gate.paths`)."""
+        return paths.named(self.tool_input)
+
+    @property
     def path(self) -> str | None:
-        """The file the call acts on, as given."""
-        for key in _PATH_KEYS:
-            value = self.tool_input.get(key)
-            if isinstance(value, str) and value:
-                return value
-        return None
+        """The first file the call names, as given."""
+        found = self.paths
+        return found[0] if found else None
 
     @property
     def target(self) -> str | None:
-        """What the call acts on: its command, else its path, URL or pattern."""
-        found = self.command or self.path
-        if found is not None:
-            return found
+        """What the call acts on: its command, else its paths, URL or pattern."""
+        if (command := self.command) is not None:
+            return command
+        if found := self.paths:
+            return ", ".join(found)
         for key in _OTHER_KEYS:
             value = self.tool_input.get(key)
             if isinstance(value, str) and value:

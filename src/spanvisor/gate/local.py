@@ -6,8 +6,11 @@ listens on a Unix socket in a directory only its user can open
 (``SPANVISOR_GATE_SOCKET`` tells the CLI's hooks where). A hook sends its
 arguments and stdin and gets back the exit status and the text to write;
 one round trip to a warm process instead of loading the gate. A hook whose
-launcher is gone (refused, no answer in time) decides by itself, as
-without a launcher. Frames: a 4-byte big-endian length, then JSON.
+launcher is gone (refused, closed) decides by itself, as without a
+launcher; one whose launcher is silent waits until just past the deadline
+(the launcher's own backstop answers before) and then decides by itself,
+with no time left to ask anyone. Frames: a 4-byte big-endian length, then
+JSON; the request carries the hook's start, so both count one deadline.
 """
 
 from __future__ import annotations
@@ -21,11 +24,44 @@ from typing import Any
 
 ENV_SOCKET = "SPANVISOR_GATE_SOCKET"
 MAX_FRAME = 16 * 1024 * 1024
+# The launcher's small client (gate/client.py) speaks fields, not JSON (no
+# json, no re to import): its frames start with this, which JSON never does.
+SMALL = b"\x00SPV"
 
 
 def frame(doc: dict[str, Any]) -> bytes:
-    data = json.dumps(doc, separators=(",", ":")).encode()
+    if doc.get("small"):
+        fields = [str(doc["stdout"]).encode(), str(doc["stderr"]).encode()]
+        data = SMALL + bytes([int(doc["code"]) & 0xFF]) + b"".join(len(f).to_bytes(4, "big") + f for f in fields)
+        return len(data).to_bytes(4, "big") + data
+    data = json.dumps({k: v for k, v in doc.items() if k != "small"}, separators=(",", ":")).encode()
     return len(data).to_bytes(4, "big") + data
+
+
+def _small(body: bytes) -> dict[str, Any] | None:
+    """The small client's request: argv, stdin, start, cwd and env, each a
+    length and its bytes (lists NUL-joined)."""
+    fields: list[bytes] = []
+    i = len(SMALL)
+    while i < len(body):
+        n = int.from_bytes(body[i : i + 4], "big")
+        fields.append(body[i + 4 : i + 4 + n])
+        i += 4 + n
+    if len(fields) != 5 or i != len(body):
+        return None
+    try:
+        argv, stdin, started, cwd, env = fields
+        pairs = [kv.decode("utf-8", "surrogateescape").partition("=") for kv in env.split(b"\x00") if kv]
+        return {
+            "small": True,
+            "argv": [a.decode("utf-8", "surrogateescape") for a in argv.split(b"\x00")] if argv else [],
+            "stdin": stdin.decode("latin-1"),
+            "started": float(started.decode("ascii")),
+            "cwd": cwd.decode("utf-8", "surrogateescape"),
+            "env": context({k: v for k, _, v in pairs}, "")["env"],
+        }
+    except (ValueError, UnicodeDecodeError):
+        return None
 
 
 def read_frame(sock: socket.socket, deadline: float | None = None) -> dict[str, Any] | None:
@@ -39,6 +75,8 @@ def read_frame(sock: socket.socket, deadline: float | None = None) -> dict[str, 
     body = _read(sock, size, deadline)
     if body is None:
         return None
+    if body.startswith(SMALL):
+        return _small(body)
     try:
         doc = json.loads(body)
     except ValueError:
@@ -78,15 +116,18 @@ _CONTEXT = ("SPANVISOR_", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_EXPORTER_OTLP_ENDPOI
 _ALSO = frozenset({"HOME", "XDG_STATE_HOME"})
 
 
-def ask(path: str, argv: list[str], stdin: bytes, deadline: float) -> tuple[int, str, str] | None:
+def ask(path: str, argv: list[str], stdin: bytes, deadline: float, started: float) -> tuple[int, str, str] | None:
     """The launcher's answer to this hook call (exit status, stdout,
-    stderr), or None when it could not give one before ``deadline``."""
+    stderr), or None when it could not give one before ``deadline``.
+    ``started``: when the hook process started (``time.monotonic()``, one
+    clock for every process of the machine), which the launcher's deadline
+    counts from."""
     here = context({k: v for k, v in os.environ.items() if k != ENV_SOCKET}, os.getcwd())
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(max(0.001, deadline - time.monotonic()))
             sock.connect(path)
-            sock.sendall(frame({"argv": argv, "stdin": stdin.decode("latin-1"), **here}))
+            sock.sendall(frame({"argv": argv, "stdin": stdin.decode("latin-1"), "started": started, **here}))
             doc = read_frame(sock, deadline)
     except (OSError, ValueError):
         return None
@@ -98,4 +139,4 @@ def ask(path: str, argv: list[str], stdin: bytes, deadline: float) -> tuple[int,
     return code, out, err
 
 
-__all__ = ["ENV_SOCKET", "MAX_FRAME", "ask", "context", "frame", "read_frame"]
+__all__ = ["ENV_SOCKET", "MAX_FRAME", "SMALL", "ask", "context", "frame", "read_frame"]

@@ -1,17 +1,19 @@
 """Audit notes: what the gate decided, on the session's task.
 
-A note is written after the answer, never before it: the hook sends it
-itself (the CLI waits for the hook's exit, so a note sent before the exit
-is recorded before anything the CLI records of the call), within
-:data:`SEND_BUDGET_S`, to a plain-HTTP receiver. When that fails (the
-receiver down, slow or behind TLS), the note goes to a spool, one file
-named by its stable id, and a detached deliverer (``python -m
-spanvisor.gate.notes``) sends it, oldest first, removing it only once the
-receiver took it. A note's id and time are fixed when it is made, so a
-second delivery is the same record (the receiver's live facts are keyed by
-them). With the receiver away, deliveries back off for
-:data:`BACKOFF_S`; a note undelivered for a week moves to ``undelivered/``
-and is counted. The spool is private to the user (mode 0700).
+A note is made when the decision is, and handled only once the answer is
+out: the hook process has already told its waiting parent to exit (the CLI
+goes on) and the launcher has already replied, so nothing here can hold
+the answer. The note is first written to a spool, one file named by its
+stable id (so it survives whatever happens next), then delivered at once
+by that same released process (or the launcher's thread), oldest first,
+and removed only once the receiver took it. A note's id and time are fixed
+when it is made, so a second delivery is the same record (the receiver's
+live facts are keyed by them). With the receiver away, deliveries back off
+for :data:`BACKOFF_S` and the next hook call (or the launcher, at the
+session's end) delivers what waits; a note undelivered for a week moves to
+``undelivered/`` and is counted: the next delivery says how many on the
+session's task (a warning checkpoint), once per count. The spool is
+private to the user (mode 0700).
 """
 
 from __future__ import annotations
@@ -34,12 +36,15 @@ from spanvisor.gate.session import TaskKey, otlp_endpoint, session_of
 ENV_SPOOL = "SPANVISOR_HOOK_SPOOL"
 ENV_DELIVERY = "SPANVISOR_HOOK_DELIVERY"
 ENV_TOKEN = "SPANVISOR_OTLP_TOKEN"
-# What the hook spends sending a note before it spools it instead: a
-# receiver on loopback answers in a few ms.
-SEND_BUDGET_S = 0.05
+# The count a lost-notes warning carries (a dashboard can sum it).
+NOTES_LOST = "spanvisor.gate.notes_lost"
 REQUEST_TIMEOUT_S = 3.0
 BACKOFF_S = 10.0
 BACKOFF_FILE = ".retry-after"
+# How many notes could not even be spooled, and how many set-aside notes
+# the task was already told about.
+DROPPED_FILE = ".dropped"
+REPORTED_FILE = ".reported"
 # A note undelivered this long is moved aside (kept, counted), not retried.
 GIVE_UP_S = 7 * 86_400
 
@@ -70,9 +75,9 @@ def note(
         allowed = facts.get("verdict") == "allow"
         shown = call.question().removeprefix("Allow ").removesuffix("?")
         if not session.launched:  # the hook may speak before the CLI's own records open the task
-            records.append((otlp.LIVE_TASK_START, {otlp.TASK_ID: session.key, otlp.AGENT_ID: session.service}, at))
+            records.append((otlp.LIVE_TASK_START, {otlp.TASK_ID: session.task_id, otlp.AGENT_ID: session.service}, at))
         attrs = {
-            otlp.TASK_ID: session.key,
+            otlp.TASK_ID: session.task_id,
             otlp.MESSAGE: f"{shown}: {'allowed' if allowed else 'denied'} by {facts.get('by')}",
             otlp.APPROVAL_OUTCOME: "approve" if allowed else "reject",
             otlp.APPROVAL_DECIDED_BY: str(facts.get("by")),
@@ -81,7 +86,7 @@ def note(
         records.append((otlp.EVENT_CHECKPOINT, attrs, at))
     else:
         attrs = {
-            otlp.TASK_ID: session.key,
+            otlp.TASK_ID: session.task_id,
             otlp.APPROVAL_ID: str(facts.get("approval_id")),
             otlp.APPROVAL_OUTCOME: str(facts.get("outcome")),
             otlp.APPROVAL_DECIDED_BY: str(facts.get("by")),
@@ -105,22 +110,30 @@ def send(item: Mapping[str, Any], token: str | None, timeout_s: float) -> bool:
     return otlp.post(str(item["endpoint"]), token, otlp.encode(str(service), trace_hex, span_hex, records), timeout_s)
 
 
-def keep(item: dict[str, Any] | None, token: str | None, env: Mapping[str, str] | None = None) -> None:
-    """Send ``item`` now if the receiver answers at once, else spool it and
-    start its delivery; a note that cannot even be spooled is said on
-    stderr and costs nothing else."""
+def keep(
+    item: dict[str, Any] | None, token: str | None, env: Mapping[str, str] | None = None, released: bool = False
+) -> None:
+    """Spool ``item``, then deliver what waits: here when the answer is
+    already released (this process or thread holds nothing up), else in a
+    detached deliverer. A note that cannot even be spooled is sent once,
+    else dropped and counted in the spool's ``.dropped`` (said by the next
+    delivery)."""
     if item is None:
         return
     e = os.environ if env is None else env
     where = spool_dir(e)
-    if not _backing_off(where) and send(item, token, SEND_BUDGET_S):
-        return
     try:
         write(item, where)
-    except OSError as exc:
-        print(f"spanvisor hook: a note could not be spooled ({exc.strerror or exc})", file=sys.stderr)
+    except OSError:
+        if not (released and send(item, token, REQUEST_TIMEOUT_S)):
+            _count(where, DROPPED_FILE)
         return
-    spawn_delivery(token, e)
+    if _backing_off(where) or e.get(ENV_DELIVERY) == "off":
+        return
+    if released:
+        deliver(where, token)
+    else:
+        spawn_delivery(token, e)
 
 
 def write(item: Mapping[str, Any], directory: Path | None = None) -> Path:
@@ -211,7 +224,9 @@ def spawn_delivery(token: str | None, env: Mapping[str, str] | None = None) -> N
 
 
 def deliver(directory: Path | None = None, token: str | None = None) -> int:
-    """Deliver what waits, one deliverer at a time; how many were sent."""
+    """Deliver what waits, one deliverer at a time; how many were sent.
+    Once one is taken, notes given up on (or never spooled) since the last
+    report are said on that note's task."""
     where = spool_dir() if directory is None else directory
     token = token if token is not None else os.environ.get(ENV_TOKEN)
     try:
@@ -237,15 +252,82 @@ def deliver(directory: Path | None = None, token: str | None = None) -> int:
                     item = json.loads(path.read_bytes())
                     ok = send(item, token, REQUEST_TIMEOUT_S)
                 except (OSError, ValueError, KeyError, TypeError):
-                    ok = True  # not a note: nothing to send, nothing to retry
+                    item, ok = None, True  # not a note: nothing to send, nothing to retry
                 if not ok:
                     (where / BACKOFF_FILE).write_text(str(time.time() + BACKOFF_S))
                     return sent
                 path.unlink(missing_ok=True)
                 sent += 1
+                if item is not None:
+                    _report(where, item, token)
     finally:
         os.close(lock)
     return sent
+
+
+def unreported(directory: Path | None = None) -> int:
+    """Notes lost to the audit trail (set aside after a week, or never
+    spooled) that no task has been told about yet."""
+    where = spool_dir() if directory is None else directory
+    return max(0, undelivered(where) + _dropped(where) - _read_count(where / REPORTED_FILE))
+
+
+def _report(where: Path, item: Mapping[str, Any], token: str | None) -> None:
+    """Say on ``item``'s task how many notes were lost since the last report."""
+    lost = unreported(where)
+    if lost <= 0:
+        return
+    key, service, launched = item["session"]
+    total = undelivered(where) + _dropped(where)
+    text = (
+        f"\u26a0 {lost} of the gate's audit notes could not be delivered "
+        f"(kept in {where / 'undelivered'} when they could be written)"
+    )
+    at = time.time_ns()
+    ident = hashlib.blake2b(f"{key}\x1flost\x1f{total}".encode(), digest_size=12).hexdigest()
+    task_id = TaskKey(str(key), str(service), bool(launched)).task_id
+    attrs = {otlp.TASK_ID: task_id, otlp.MESSAGE: text, NOTES_LOST: lost, otlp.RECORD_ID: f"{ident}.0"}
+    report = {"session": [key, service, launched], "endpoint": item["endpoint"]}
+    report["records"] = [(otlp.EVENT_CHECKPOINT, attrs, at)]
+    if send(report, token, REQUEST_TIMEOUT_S):
+        _write_count(where / REPORTED_FILE, total)
+
+
+def _read_count(path: Path) -> int:
+    try:
+        return max(0, int(path.read_text().strip() or 0))
+    except (OSError, ValueError):
+        return 0
+
+
+def _write_count(path: Path, n: int) -> None:
+    try:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(str(n))
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def _count(where: Path, name: str) -> None:
+    """One more in ``name`` (a byte appended: no lock, nothing to lose)."""
+    try:
+        fd = os.open(where / name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    except OSError:
+        return
+    try:
+        os.write(fd, b".")
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _dropped(where: Path) -> int:
+    try:
+        return (where / DROPPED_FILE).stat().st_size
+    except OSError:
+        return 0
 
 
 def _stale(path: Path) -> bool:
@@ -260,7 +342,7 @@ __all__ = [
     "ENV_DELIVERY",
     "ENV_SPOOL",
     "GIVE_UP_S",
-    "SEND_BUDGET_S",
+    "NOTES_LOST",
     "deliver",
     "keep",
     "note",
@@ -269,6 +351,7 @@ __all__ = [
     "spawn_delivery",
     "spool_dir",
     "undelivered",
+    "unreported",
     "write",
 ]
 

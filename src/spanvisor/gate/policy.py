@@ -27,12 +27,17 @@ strictest part: any part denied denies the call, any part asked asks (with
 the most approvers any part needs), and it is allowed only when every part
 is. Deny and ask rules also match the command path's base name (``/bin/rm``
 as ``rm``) and deny rules the whole command text, so a deny is never walked
-past. A command that cannot be read is ``unreadable`` (ask, or deny), never
-allowed. File paths are matched normalised (``..`` removed, symlinks
-resolved where they exist), absolute and, inside the working directory,
-relative to it. A rule matches when each of its conditions does: ``tool``,
-``command`` (globs) and ``command_regex`` (searched); a rule with a command
-condition never matches a call without a target. A policy that cannot be
+past. A command that cannot be read is ``unreadable`` (ask, or deny),
+never allowed; one longer than the gate reads (100,000 characters) is
+denied, with the reason (``policy:size-cap``). Every file path the call
+names is decided the same way (:mod:`spanvisor.gate.paths`: lists, nested
+objects and patches too): any one denied denies the call, and it is
+allowed only when every one is. Paths are matched normalised (``..``
+removed, symlinks resolved where they exist), absolute and, inside the
+working directory, relative to it. A rule matches when each of its
+conditions does: ``tool``, ``command`` (globs) and ``command_regex``
+(searched); a rule with a command condition never matches a call without
+a target. A policy that cannot be
 read denies every call.
 """
 
@@ -119,7 +124,12 @@ class Policy(NamedTuple):
     def decide(self, call: Call) -> Ruling:
         command = call.command
         if command is None:
-            return self._first(call.tool, _target_subject(call))
+            subjects = _target_subjects(call)
+            return _strictest([self._first(call.tool, s) for s in subjects], subjects)
+        if len(command) > shell.MAX_COMMAND:
+            # Above the cap nothing is read, so nothing may be allowed or asked about blind.
+            why = f"the command is {len(command):,} characters, over the {shell.MAX_COMMAND:,} the gate reads"
+            return Ruling("deny", "policy:size-cap", why)
         parsed = shell.parse(command)
         whole = " ".join(command.split())
         subjects = [Subject(u.text, (u.text,), (u.text, u.bare) if u.bare else (u.text,)) for u in parsed.units]
@@ -163,15 +173,20 @@ def _strictest(rulings: list[Ruling], subjects: list[Subject]) -> Ruling:
     return chosen
 
 
-def _target_subject(call: Call) -> Subject:
-    path = call.path
-    if path is not None:
-        exact, loose = path_forms(path, call.cwd)
-        return Subject(path, exact, loose)
+def _target_subjects(call: Call) -> list[Subject]:
+    """Each path the call names (any one denied denies it, every one must
+    be allowed), else its other target, else nothing."""
+    named = call.paths
+    if named:
+        out = []
+        for path in named:
+            exact, loose = path_forms(path, call.cwd)
+            out.append(Subject(path, exact, loose))
+        return out
     target = call.target
     if target is None:
-        return Subject(None, (), ())
-    return Subject(target, (target,), (target,))
+        return [Subject(None, (), ())]
+    return [Subject(target, (target,), (target,))]
 
 
 def path_forms(path: str, cwd: str | None) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -4,7 +4,7 @@ The key is the launcher's ``spanvisor.task.id`` (``SPANVISOR_TASK_ID``,
 which every CLI passes to its hooks) when ``spanvisor run`` started the
 CLI, else the CLI's session id; the task's trace and root span ids are
 derived from it exactly as the receiver derives them
-(:mod:`spanvisor.receiver.codingagents.ids`, standard library only), so the
+(:mod:`spanvisor.gate.taskids`, standard library only), so the
 hook, the launcher and the CLI's own records name one task.
 """
 
@@ -14,7 +14,7 @@ import os
 from collections.abc import Mapping
 from typing import NamedTuple
 
-from spanvisor.receiver.codingagents import ids
+from spanvisor.gate import taskids as ids
 
 RESOURCE_TASK_ID = "spanvisor.task.id"
 # What the launcher tells the CLI's hooks, in variables a CLI passes on:
@@ -67,6 +67,11 @@ class TaskKey(NamedTuple):
     key: str
     service: str
     launched: bool
+
+    @property
+    def task_id(self) -> str:
+        """The task's id: the launcher's, else the session id in its CLI's namespace."""
+        return self.key if self.launched else ids.session_task_id(self.service, self.key)
 
     @property
     def ids(self) -> tuple[str, str]:

@@ -49,7 +49,7 @@ from spanvisor.control.log import decision_to_dict
 from spanvisor.control.oidc import TokenRefused
 from spanvisor.control.people import from_config as people_of
 from spanvisor.events import Decision, TaskView
-from spanvisor.receiver import grants_api, permit_api
+from spanvisor.receiver import grants_api, hook_http, permit_api
 from spanvisor.receiver.control_errors import ControlFailures
 from spanvisor.receiver.control_views import approval_json, budget_json, open_json, votes_json
 from spanvisor.receiver.proof import as_decided, break_glass_refusal, prove, refused
@@ -345,6 +345,8 @@ def add_routes(app: web.Application, pipeline: Any, token: str | None) -> None:
     app.router.add_route("*", PREFIX + "/{tail:.*}", guarded(unknown))
     # The event stream (docs/events.md) takes the same token, read scope.
     sse.add_routes(app, pipeline, token)
+    # Claude Code's http hook, answered by the gate (docs/coding-agents-hooks.md).
+    hook_http.add_routes(app, token)
 
 
 def make_app(pipeline: Any, token: str | None = None) -> web.Application:

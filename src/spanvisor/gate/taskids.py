@@ -1,0 +1,91 @@
+"""The ids of a coding-agent session's task, derived, never drawn.
+
+Every record of a session, on every replica and after every replay, must
+name the same task, and the launcher (``spanvisor run``) must be able to end
+that task without having seen a record: so the trace id and the root span id
+are a hash of the task's key. Pure standard library, in the gate (which
+the receiver may import, never the reverse): the receiver
+(:mod:`spanvisor.receiver.codingagents.ids`), the launcher and the hook
+derive them here, once.
+
+The key is the resource attribute ``spanvisor.task.id`` when the launcher
+set one (unique by itself, so the service is left out: Codex names itself
+``codex_exec`` or ``codex_tui``), else the CLI's session id together with its
+``service.name`` (session ids of two CLIs could collide).
+
+A session's task id is then the launcher's id, else the session id in its
+CLI's namespace: ``claude-code:<session id>``, ``codex:<…>``,
+``gemini-cli:<…>`` (:func:`session_task_id`). A session id is whatever a
+record says, so without the namespace a session could name itself after
+another task and become a new run of it (its approvals gone, its cancel
+taken); in the namespace it only ever names a session of its CLI.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+# Changing the prefix changes every derived id: existing tasks would split.
+_PREFIX = b"spanvisor.coding-agent.v1\x00"
+# A session task id's namespace, by the service.name its CLI reports (any
+# other service: its own name).
+NAMESPACES = {
+    "claude-code": "claude-code",
+    "codex_exec": "codex",
+    "codex_tui": "codex",
+    "codex_cli_rs": "codex",
+    "codex-cli": "codex",
+    "codex": "codex",
+    "gemini-cli": "gemini-cli",
+}
+
+
+def _digest(*parts: str) -> bytes:
+    h = hashlib.sha256(_PREFIX)
+    for p in parts:
+        b = p.encode("utf-8", "surrogatepass")
+        h.update(len(b).to_bytes(4, "big"))
+        h.update(b)
+    return h.digest()
+
+
+def _nonzero(b: bytes) -> bytes:
+    # An all-zero id is invalid in OTLP; one in 2**64 digests, so flip a bit.
+    return b if any(b) else b[:-1] + b"\x01"
+
+
+def task_ids(service: str, key: str) -> tuple[str, str]:
+    """(trace id, root span id) in lower-case hex (32 and 16 digits) of the
+    task keyed ``key``. Pass ``service=""`` with a launcher's
+    ``spanvisor.task.id``; the CLI's ``service.name`` with a session id."""
+    d = _digest("task", service, key)
+    return _nonzero(d[:16]).hex(), _nonzero(d[16:24]).hex()
+
+
+def launcher_task_ids(task_id: str) -> tuple[str, str]:
+    """The ids of the task ``spanvisor run`` started with
+    ``OTEL_RESOURCE_ATTRIBUTES=spanvisor.task.id=<task_id>``."""
+    return task_ids("", task_id)
+
+
+def span_id(trace_id: str, *parts: str) -> str:
+    """A span id within the task's trace, stable for the same ``parts`` (a
+    record's kind and sequence), so a resent record is the same span."""
+    return _nonzero(_digest("span", trace_id, *parts)[:8]).hex()
+
+
+def session_task_id(service: str, session_id: str) -> str:
+    """The task id of a session the launcher did not start: the session id
+    (the ``session_id`` its hooks read on stdin) in its CLI's namespace."""
+    return f"{NAMESPACES.get(service, service or 'session')}:{session_id}"
+
+
+def session_task(service: str, session_id: str, launcher_task_id: str | None = None) -> tuple[str, str, str]:
+    """(task id, trace id, root span id) of a session: the launcher's
+    ``spanvisor.task.id`` when set, else :func:`session_task_id`."""
+    if launcher_task_id:
+        return (launcher_task_id, *launcher_task_ids(launcher_task_id))
+    return (session_task_id(service, session_id), *task_ids(service, session_id))
+
+
+__all__ = ["NAMESPACES", "launcher_task_ids", "session_task", "session_task_id", "span_id", "task_ids"]

@@ -1,0 +1,193 @@
+"""Claude Code's ``http`` hook, answered by ``serve``.
+
+``POST /v1/hooks/claude-code`` takes the hook's JSON (what a command hook
+reads on stdin) and answers what ``spanvisor hook claude-code`` would print,
+by the same gate: serve's policy (``SPANVISOR_HOOK_POLICY``) decides in
+process (:mod:`spanvisor.gate.verdict`); a call it asks about is handed to
+the command hook itself (``spanvisor hook claude-code``, run here with the
+call on stdin, asking this very serve), so a person, the deadline, the
+check where it runs and every failure are what they are for the command
+hook. Every answer is HTTP 200 with a decision: Claude Code runs the call
+on any other status, an empty body or a timeout unless the hook entry
+says ``"onFailure": "block"`` (checked with the pinned Claude Code), so a
+failure here is the deny JSON, never an error status.
+
+The request may say, in headers Claude Code fills from its environment
+(``allowedEnvVars``): ``Authorization: Bearer …`` (required when serve has
+a token), ``X-Spanvisor-Task`` (the launcher's task, else the session's),
+``X-Spanvisor-Task-Owner`` (who may not approve); the query may say
+``timeout`` (the hook entry's, in seconds: the answer comes before it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from aiohttp import web
+
+from spanvisor.control.bearer import bearer_matches
+from spanvisor.gate import notes, verdict
+from spanvisor.gate.answer import Answer
+from spanvisor.gate.deadline import ENV_STARTED, Deadline
+from spanvisor.gate.session import ENV_ENDPOINT, ENV_TASK_ID, ENV_TASK_OWNER
+
+ROUTE = "/v1/hooks/claude-code"
+TASK_HEADER = "X-Spanvisor-Task"
+OWNER_HEADER = "X-Spanvisor-Task-Owner"
+# Calls decided at once; one a person decides holds its worker until then.
+WORKERS = 64
+# Claude Code's own default for a hook's timeout, in seconds.
+DEFAULT_TIMEOUT_S = 600.0
+_MAX_ID = 256
+
+
+def add_routes(app: web.Application, token: str | None) -> None:
+    """The hook route on serve's OTLP/HTTP app, behind its token."""
+    expected = token.encode() if token else None
+    pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="spanvisor-hook-http")
+
+    async def answer(request: web.Request) -> web.Response:
+        started = time.monotonic()
+        try:
+            raw = await request.content.read(verdict.MAX_INPUT + 1)
+        except Exception:
+            return _reply(_blocked("spanvisor: the hook's request could not be read; denied"))
+        if expected is not None and not bearer_matches(request.headers.get("Authorization"), expected):
+            return _reply(_blocked("spanvisor: the http hook's bearer token is missing or wrong; denied"))
+        facts = Facts(
+            raw=raw,
+            started=started,
+            timeout=_timeout(request.query.get("timeout")),
+            task=_ident(request.headers.get(TASK_HEADER)),
+            owner=_ident(request.headers.get(OWNER_HEADER)),
+            origin=str(request.url.origin()),
+            token=token,
+        )
+        loop = asyncio.get_running_loop()
+        try:
+            body, after = await loop.run_in_executor(pool, decide, facts)
+        except Exception:
+            return _reply(_blocked("spanvisor: the gate failed; denied"))
+        if after is not None:
+            loop.run_in_executor(pool, _quietly, after)  # the note, once the answer is on its way
+        return _reply(body)
+
+    async def close(_app: web.Application) -> None:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+    app.router.add_post(ROUTE, answer)
+    app.on_cleanup.append(close)
+
+
+class Facts:
+    """One hook request as the route read it."""
+
+    __slots__ = ("origin", "owner", "raw", "started", "task", "timeout", "token")
+
+    def __init__(
+        self,
+        *,
+        raw: bytes,
+        started: float,
+        timeout: float,
+        task: str | None,
+        owner: str | None,
+        origin: str,
+        token: str | None,
+    ) -> None:
+        self.raw, self.started, self.timeout = raw, started, timeout
+        self.task, self.owner, self.origin, self.token = task, owner, origin, token
+
+
+def decide(facts: Facts) -> tuple[bytes, Callable[[], None] | None]:
+    """The answer's body, and what to do once it is sent (the note)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPANVISOR_GATE_", ENV_TASK_ID, ENV_TASK_OWNER))}
+    env[ENV_ENDPOINT] = facts.origin
+    env["SPANVISOR_CONTROL_URL"] = facts.origin
+    if facts.token:
+        env["SPANVISOR_OTLP_TOKEN"] = facts.token
+    if facts.task:
+        env[ENV_TASK_ID] = facts.task
+    if facts.owner:
+        env[ENV_TASK_OWNER] = facts.owner
+    out = Answer("claude-code", io.StringIO(), io.StringIO())
+    got = verdict.by_policy(facts.raw, "claude-code", env.get("SPANVISOR_HOOK_POLICY"), None, out, env, facts.origin)
+    if isinstance(got, verdict.Decided):
+        note = got.note
+        return _text(out), (lambda: notes.keep(note, facts.token, env, released=True)) if note else None
+    return _asked(facts, env), None
+
+
+def _asked(facts: Facts, env: dict[str, str]) -> bytes:
+    """A person decides: the command hook itself, asking this serve, by the
+    same deadline (counted from the request's arrival)."""
+    deadline = Deadline.for_cli("claude-code", facts.timeout, facts.started)
+    env[ENV_STARTED] = repr(facts.started)
+    argv = [sys.executable, "-m", "spanvisor.cli", "hook", "claude-code", "--cli-timeout", f"{facts.timeout:g}"]
+    try:
+        ran = subprocess.run(
+            argv,
+            input=facts.raw,
+            capture_output=True,
+            env=env,
+            timeout=max(0.1, deadline.last() - time.monotonic()),
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return _blocked("spanvisor: no answer before the hook's timeout; denied")
+    lines = [ln for ln in ran.stdout.decode("utf-8", "replace").splitlines() if ln.startswith("{")]
+    if ran.returncode not in (0, 2) or not lines:
+        return _blocked(f"spanvisor hook failed (status {ran.returncode}); denied")
+    try:
+        json.loads(lines[-1])
+    except ValueError:
+        return _blocked("spanvisor hook gave no answer; denied")
+    return lines[-1].encode()
+
+
+def _text(out: Answer) -> bytes:
+    said = out.stdout.getvalue() if isinstance(out.stdout, io.StringIO) else ""
+    line = said.strip().splitlines()[-1] if said.strip() else ""
+    return line.encode() if line else _blocked("spanvisor: the gate gave no answer; denied")
+
+
+def _blocked(reason: str) -> bytes:
+    inner = {"hookEventName": "PreToolUse", "permissionDecision": "deny", "permissionDecisionReason": reason}
+    return json.dumps({"hookSpecificOutput": inner}).encode()
+
+
+def _reply(body: bytes) -> web.Response:
+    return web.Response(body=body, status=200, content_type="application/json")
+
+
+def _timeout(raw: str | None) -> float:
+    try:
+        value = float(raw) if raw else DEFAULT_TIMEOUT_S
+    except ValueError:
+        return DEFAULT_TIMEOUT_S
+    return value if math.isfinite(value) and 0 < value <= 86_400 else DEFAULT_TIMEOUT_S
+
+
+def _ident(raw: str | None) -> str | None:
+    if not raw or len(raw) > _MAX_ID or any(ord(c) < 32 for c in raw):
+        return None
+    return raw
+
+
+def _quietly(fn: Callable[[], None]) -> None:
+    try:
+        fn()
+    except Exception:  # a note that fails is the spool's to deliver later
+        pass
+
+
+__all__ = ["OWNER_HEADER", "ROUTE", "TASK_HEADER", "add_routes", "decide"]

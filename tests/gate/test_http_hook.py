@@ -1,0 +1,111 @@
+"""Claude Code's ``http`` hook answered by the gate, in ``serve``
+(``POST /v1/hooks/claude-code``) and in the launcher's loopback listener:
+the same policy answers as the command hook, and every answer is HTTP 200
+with a decision (Claude Code would run the call on any other status), a
+wrong token, an unreadable body and a failure included."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from spanvisor.cli.run_gate import LocalGate
+from spanvisor.cli.run_gate_http import HttpGate
+from spanvisor.receiver.hook_http import ROUTE
+from tests.cli.coding_harness import TOKEN, Serve, clean_env
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout_s(600)]
+POLICY = 'default = "deny"\n[[rule]]\nname = "ls"\ncommand = ["ls", "ls *"]\ndecision = "allow"\n'
+
+
+def post(url: str, body: bytes, token: str | None = TOKEN) -> tuple[int, dict[str, Any]]:
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        return resp.status, json.loads(resp.read())
+
+
+def call(command: str) -> bytes:
+    doc = {
+        "session_id": "s-http",
+        "hook_event_name": "PreToolUse",
+        "tool_name": "Bash",
+        "tool_input": {"command": command},
+    }
+    return json.dumps(doc).encode()
+
+
+def said(doc: dict[str, Any]) -> str:
+    return str(doc["hookSpecificOutput"]["permissionDecision"])
+
+
+@pytest.fixture
+def serve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Serve]:
+    clean_env(monkeypatch, tmp_path)
+    (tmp_path / "policy.toml").write_text(POLICY)
+    monkeypatch.setenv("SPANVISOR_HOOK_POLICY", str(tmp_path / "policy.toml"))
+    monkeypatch.setenv("SPANVISOR_HOOK_DELIVERY", "off")
+    s = Serve(tmp_path / "serve")
+    yield s
+    s.close()
+
+
+def test_serve_answers_the_http_hook_with_the_policy(serve: Serve) -> None:
+    url = serve.base + ROUTE
+    assert [said(post(url, call(c))[1]) for c in ("ls -la", "ls && rm -rf x", "make")] == ["allow", "deny", "deny"]
+
+
+@pytest.mark.parametrize(
+    ("body", "token"),
+    [(call("ls"), "wrong"), (call("ls"), None), (b"not json", TOKEN), (b"[" * 5000, TOKEN), (b"", TOKEN)],
+)
+def test_every_failure_is_a_200_deny_never_an_error_status(serve: Serve, body: bytes, token: str | None) -> None:
+    status, doc = post(serve.base + ROUTE, body, token)
+    assert (status, said(doc)) == (200, "deny"), doc
+
+
+def test_an_unreadable_policy_is_a_200_deny(serve: Serve, tmp_path: Path) -> None:
+    (tmp_path / "policy.toml").write_bytes(b'default = "allow"\n\xe9')
+    status, doc = post(serve.base + ROUTE, call("ls"))
+    assert (status, said(doc)) == (200, "deny") and "not UTF-8" in json.dumps(doc)
+
+
+@pytest.fixture
+def listener(tmp_path: Path) -> Iterator[HttpGate]:
+    (tmp_path / "policy.toml").write_text(POLICY)
+    gate = LocalGate()
+    env = {"SPANVISOR_HOOK_POLICY": str(tmp_path / "policy.toml"), "SPANVISOR_DATA_DIR": str(tmp_path / "data")}
+    env["SPANVISOR_HOOK_DELIVERY"] = "off"
+    http = HttpGate(gate.decide, env, str(tmp_path))
+    yield http
+    http.close()
+    gate.close()
+
+
+def test_the_launchers_listener_answers_with_the_policy_and_only_on_its_secret_path(listener: HttpGate) -> None:
+    assert [said(post(listener.url, call(c), None)[1]) for c in ("ls -la", "ls; rm x")] == ["allow", "deny"]
+    wrong = listener.url.rsplit("/", 1)[0] + "/guessed"
+    with pytest.raises(urllib.error.HTTPError) as err:
+        post(wrong, call("ls"), None)
+    assert err.value.code == 404
+    status, doc = post(listener.url, b"{broken", None)
+    assert (status, said(doc)) == (200, "deny")
+
+
+def test_the_launcher_merges_its_hook_into_the_settings_given(listener: HttpGate, tmp_path: Path) -> None:
+    own = {"permissions": {"allow": ["Read"]}, "hooks": {"PreToolUse": [{"matcher": "Edit", "hooks": []}]}}
+    (tmp_path / "s.json").write_text(json.dumps(own))
+    argv = listener.settings(["claude", "-p", "hi", "--settings", str(tmp_path / "s.json")])
+    assert argv is not None and argv[:2] == ["claude", "--settings"] and argv[3:] == ["-p", "hi"]
+    doc = json.loads(argv[2])
+    assert doc["permissions"] == own["permissions"]
+    [mine] = [g for g in doc["hooks"]["PreToolUse"] if g["matcher"] == "*"]
+    assert mine["hooks"] == [{"type": "http", "url": listener.url, "timeout": 600, "onFailure": "block"}]
+    assert listener.settings(["claude", "--settings", "{not json"]) is None
