@@ -1,4 +1,5 @@
-"""``spanvisor run -- claude -p "…"`` (or ``codex exec …``, ``gemini …``):
+"""``spanvisor run -- claude -p "…"`` (or ``codex exec …``, ``gemini …``,
+``qwen -p …``, ``copilot -p …``, ``opencode run …``, ``cline …``):
 a coding-agent session as a task whose end is never missed.
 
 The launcher gives the session a fresh task id and a name (``--name``, else
@@ -33,7 +34,7 @@ from types import FrameType
 from typing import Any
 
 from spanvisor.cli import codingtask as ct
-from spanvisor.cli import run_codex
+from spanvisor.cli import run_codex, run_more, run_stream
 from spanvisor.cli.run_gate import LocalGate
 from spanvisor.cli.run_records import Records
 from spanvisor.cli.run_result import ResultReader, end_of, plan
@@ -48,8 +49,8 @@ from spanvisor.spans import conventions as cv
 
 NAME_CHARS = 80
 ENV_LOCAL_GATE = "SPANVISOR_LOCAL_GATE"
-_BINARIES = {"claude": "claude-code", "codex": "codex", "gemini": "gemini"}
-_NAMES = {"claude-code": "Claude Code", "codex": "Codex", "gemini": "Gemini CLI"}
+_BINARIES = {"claude": "claude-code", "codex": "codex", "gemini": "gemini", **run_more.BINARIES}
+_NAMES = {"claude-code": "Claude Code", "codex": "Codex", "gemini": "Gemini CLI", **run_more.NAMES}
 _SUBCOMMANDS = {"exec", "e", "run"}
 _VALUE_OPTIONS = {"-m", "--model", "-c", "--config", "--output-format", "-s", "--sandbox", "--settings", "-C", "--cd"}
 
@@ -147,6 +148,8 @@ def telemetry(
             )
             extra += ["-c", f"otel.{key}={value}"]
         argv = [argv[0], *extra, *argv[1:]]
+    else:
+        run_more.telemetry(cli, out, endpoint)
     return argv, out
 
 
@@ -176,7 +179,8 @@ def handler(args: argparse.Namespace, config: Config) -> int:
     cli = args.cli or cli_of(argv[0])
     if cli is None:
         print(
-            f"spanvisor run: {os.path.basename(argv[0])!r} is not claude, codex or gemini; say which with --cli",
+            f"spanvisor run: {os.path.basename(argv[0])!r} is not claude, codex, gemini, qwen, copilot, opencode "
+            "or cline; say which with --cli",
             file=sys.stderr,
         )
         return 2
@@ -205,7 +209,13 @@ def handler(args: argparse.Namespace, config: Config) -> int:
         child_argv, hooks_said = run_codex.trusted(child_argv, child_env, os.getcwd())
         if hooks_said:
             print(f"spanvisor run: {hooks_said}", file=sys.stderr)
+    if args.gate:
+        child_argv, gate_said = run_more.gate(cli, child_argv, child_env, gate.dir if gate is not None else None)
+        if gate_said:
+            print(f"spanvisor run: {gate_said}", file=sys.stderr)
     child_argv, mode = plan(cli, child_argv)
+    # OpenCode's and Cline's calls and steps, read from what they print (run_stream.py).
+    report = run_stream.start(cli, service, task_id, name, endpoint, args.token, argv)
     task = ct.SessionTask(task_id, service, True, ct.otlp_args(endpoint, args.token, args.timeout))
     started = time.time_ns()
     print(f"spanvisor run: task {task_id} ({name}) → {endpoint}", file=sys.stderr, flush=True)
@@ -238,7 +248,7 @@ def handler(args: argparse.Namespace, config: Config) -> int:
         watch.start()
 
     try:
-        code, signalled, reading, stopper = _supervise(child_argv, child_env, mode, follow)
+        code, signalled, reading, stopper = _supervise(child_argv, child_env, mode, follow, report)
     finally:
         if beat is not None:
             beat.stop.set()
@@ -246,6 +256,7 @@ def handler(args: argparse.Namespace, config: Config) -> int:
             w.close()
     if gate is not None:
         gate.close()
+    run_stream.finish(report, within_s=min(args.timeout, 5.0))
     left = records.close(within_s=min(args.timeout, 5.0))
     if left or records.dropped:
         print(f"spanvisor run: {left + records.dropped} of the launcher's records were not sent", file=sys.stderr)
@@ -296,14 +307,18 @@ def _from_terminal() -> bool:
 
 
 def _supervise(
-    argv: list[str], env: dict[str, str], mode: Any, follow: Callable[[Stopper], None] | None = None
+    argv: list[str],
+    env: dict[str, str],
+    mode: Any,
+    follow: Callable[[Stopper], None] | None = None,
+    tap: Callable[[dict[str, Any]], object] | None = None,
 ) -> tuple[int | None, int | None, ResultReader, Stopper | None]:
     """Run the CLI to its end, forwarding SIGINT, SIGTERM and SIGHUP to it
     and what runs under it (SIGTERM and SIGHUP: the launcher is being
     stopped, so the CLI is, firmer after a grace); ``follow`` may stop it
     meanwhile. (exit code, the signal forwarded or sent to stop it, what its
     output said, the stopper)."""
-    reading = ResultReader(mode)
+    reading = ResultReader(mode, tap=tap)
     piped = mode != "passthrough"
     try:
         proc = subprocess.Popen(
@@ -344,10 +359,15 @@ def _supervise(
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "run",
-        help="run claude -p, codex exec or gemini as a supervised task (telemetry to spanvisor, the end reported)",
+        help="run claude -p, codex exec, gemini, qwen, copilot, opencode run or cline as a supervised task "
+        "(telemetry to spanvisor, the end reported)",
     )
     p.add_argument("--name", help="task name (default: the prompt, clipped)")
-    p.add_argument("--cli", choices=("claude-code", "codex", "gemini"), help="which CLI (default: from the command)")
+    p.add_argument(
+        "--cli",
+        choices=("claude-code", "codex", "gemini", *run_more.BINARIES.values()),
+        help="which CLI (default: from the command)",
+    )
     p.add_argument(
         "--endpoint",
         help=f"OTLP/HTTP endpoint: spanvisor serve or a Collector (default: ${ct.ENV_ENDPOINT} or {ct.DEFAULT_ENDPOINT})",
@@ -364,6 +384,12 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="do not ask Claude Code for each tool call's input (the command, the file path): steps then read "
         "'Bash', not 'Bash(ls -la)'",
+    )
+    p.add_argument(
+        "--gate",
+        action="store_true",
+        help="give OpenCode spanvisor's gate plugin, Cline spanvisor's PreToolUse hook (the other CLIs: set the "
+        "hook in their settings)",
     )
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- then the CLI and its arguments")
     p.set_defaults(func=handler)

@@ -21,6 +21,7 @@ ended, read by ``spanvisor run`` while the user still sees the run.
   event (``status`` success or error, the error's message). A user's own
   ``json`` (one document: ``response``, or ``error``) or ``stream-json`` is
   passed through untouched and read too.
+* Qwen Code, Copilot CLI, OpenCode, Cline: :mod:`.run_result_more`.
 * Anything else: passed through as is; the exit code alone tells the end.
 
 How a run ended (:func:`end_of`) is then read per CLI, never an exit
@@ -38,9 +39,11 @@ from __future__ import annotations
 import json
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from spanvisor.cli import run_result_more as more
 
 Mode = Literal[
     "passthrough",
@@ -51,11 +54,20 @@ Mode = Literal[
     "gemini-text",
     "gemini-stream",
     "gemini-json",
+    # Qwen Code, Copilot CLI, OpenCode, Cline: spanvisor.cli.run_result_more
+    "qwen-text",
+    "qwen-stream",
+    "copilot-text",
+    "copilot-json",
+    "opencode-text",
+    "opencode-json",
+    "cline-text",
+    "cline-json",
 ]
 # What a CLI reads as its user stopping it: exit codes 128 + SIGHUP, SIGINT,
 # SIGKILL, SIGTERM (a shell's way of saying "killed by").
 _STOP_CODES = {129: "SIGHUP", 130: "SIGINT", 137: "SIGKILL", 143: "SIGTERM"}
-_CLI_NAMES = {"claude-code": "Claude Code", "codex": "Codex", "gemini": "Gemini CLI"}
+_CLI_NAMES = {"claude-code": "Claude Code", "codex": "Codex", "gemini": "Gemini CLI", **more.NAMES}
 
 
 @dataclass
@@ -71,9 +83,13 @@ class ResultReader:
     _json_buffer: list[str] = field(default_factory=list)
     # Gemini CLI's text as printed so far (does it end with a newline).
     _said_newline: bool = True
+    # Each line's JSON, handed on as it is read (run_stream.py).
+    tap: Callable[[dict[str, Any]], object] | None = None
 
     def line(self, text: str) -> str | None:
         """Read one line of the CLI's stdout; what to show the user (None: nothing)."""
+        if self.mode in more.MODES:
+            return more.line(self, text)
         if self.mode in ("claude-json", "gemini-json"):
             self._json_buffer.append(text)
             return text
@@ -216,6 +232,9 @@ def _option(args: Sequence[str], *names: str) -> str | None:
 def plan(cli: str, args: Sequence[str]) -> tuple[list[str], Mode]:
     """The CLI's arguments with what the launcher adds, and how to read its stdout."""
     argv = list(args)
+    planned = more.plan(cli, argv)
+    if planned is not None:
+        return planned[0], planned[1]  # type: ignore[return-value]  # one of the Modes above
     if cli == "claude-code" and ("-p" in argv or "--print" in argv):
         fmt = _option(argv, "--output-format")
         if fmt is None:
@@ -266,6 +285,8 @@ def end_of(
     reads = reading.mode != "passthrough"
     if code in _STOP_CODES and (reads or code != 0):
         return "cancelled", None, f"{name} ended by {_STOP_CODES[code]} (exit code {code})"
+    if (unsaid := more.without_result(reading.mode, program, code)) is not None:
+        return unsaid
     if code == 0 and reading.mode.startswith("claude-"):
         return "error", f"{program} exited without a result", "Failed"
     if code == 0 and reading.mode.startswith("gemini-"):

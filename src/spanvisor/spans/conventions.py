@@ -125,6 +125,8 @@ SERVICE_NAME: Final = "service.name"
 # (receiver/codingagents); their own spans are set aside unless stamped with a root (docs/coding-agents.md).
 CODING_AGENT_SERVICES: Final = frozenset(
     {"claude-code", "codex_exec", "codex_tui", "codex_cli_rs", "codex-cli", "codex", "gemini-cli"}
+    # Qwen Code's, Copilot CLI's (read from its spans: receiver/codingagents/fromspans.py) and OpenCode's.
+    | {"qwen-code", "github-copilot", "opencode"}
 )
 
 # Every key the tracker reads. A span with none of them (and no stamp) is skipped at once: most spans.
