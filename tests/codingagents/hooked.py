@@ -6,10 +6,14 @@ request by a marker in its question, and approving it from the terminal
 from __future__ import annotations
 
 import json
+import os
 import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from tests.codingagents.agents import Running
+from tests.codingagents.agents import Ran, Running
+from tests.codingagents.script import Script, text, tool
 from tests.codingagents.served import Matrix
 from tests.waiting import wait_until
 
@@ -57,3 +61,70 @@ def steps(matrix: Matrix, task_id: str) -> list[str]:
             a = c["attributes"]
             out.append(str((json.loads(a) if isinstance(a, str) else a)["tool"]))
     return out
+
+
+@dataclass
+class GateSession:
+    """One real session that meets the gate three times: ``rm -rf build``
+    denied by the policy, ``echo approved-<run>`` asked and approved by bob
+    from the terminal, then ``touch ran.txt`` when the hook's policy file has
+    turned to junk while the person was deciding (an error of the hook),
+    blocked. What the CLI sent back of each call, in order."""
+
+    run_id: str
+    work: Path
+    policy: Path
+
+    @property
+    def approved(self) -> str:
+        return f"echo approved-{self.run_id}"
+
+    def script(self, shell: str, **extra: str) -> Script:
+        return Script(
+            [
+                tool(shell, command="rm -rf build", **extra),
+                tool(shell, command=self.approved, **extra),
+                tool(shell, command="touch ran.txt", **extra),
+                text("Done."),
+            ]
+        )
+
+    def prepare(self, shell: str) -> None:
+        self.policy.write_text(POLICY.format(shell=shell))
+        (self.work / "build").mkdir(parents=True)
+        (self.work / "build" / "keep.txt").write_text("still here")
+
+    def drive(self, matrix: Matrix, running: Running) -> tuple[Ran, dict[str, Any]]:
+        """Approve the second call once its request is open (the policy
+        broken first); the run and the request."""
+        try:
+            req = wait_until(lambda: pending_with(matrix, self.run_id, running), WAIT_S, "the approval request", every=0.2)[0]
+            self.policy.write_text("default = [this is not TOML\n")
+            approve_from("cli", matrix, req)
+            ran = running.wait()
+        finally:
+            running.stop()
+        return ran, req
+
+    def check(self, matrix: Matrix, ran: Ran, results: list[str], task_id: str, shell_step: str) -> None:
+        assert ran.code == 0, ran.said()
+        assert (self.work / "build" / "keep.txt").read_text() == "still here", "the denied command did not run"
+        assert not (self.work / "ran.txt").exists(), "a call ran past a hook that failed"
+        denied, approved, failed = results
+        assert "spanvisor: deleting is not allowed here" in denied, denied
+        assert f"approved-{self.run_id}" in approved and "spanvisor" not in approved, approved
+        assert "spanvisor" in failed and "ran.txt" not in os.listdir(self.work), failed
+        [row] = wait_until(lambda: matrix.interventions(task_id), WAIT_S, "the human_interventions row")
+        assert (row["action"], row["outcome"], row["source"], row["actor"]) == ("approve", "applied", "cli", "bob")
+        got = wait_until(lambda: steps(matrix, task_id) or None, WAIT_S, "the approved step")
+        assert f"{shell_step}({self.approved})" in got, got
+
+
+def ruling(matrix: Matrix, task_id: str) -> str:
+    """The hook's policy ruling on the task (its event row's message)."""
+
+    def got() -> str | None:
+        rows = [str(c["message"]) for c in matrix.timeline(task_id) if c["source"] == "event"]
+        return next((m for m in rows if "denied by policy" in m), None)
+
+    return str(wait_until(got, WAIT_S, "the hook's ruling on the task"))
