@@ -48,6 +48,7 @@ def env(home: Path, api: FakeModelAPI, run_id: str) -> dict[str, str]:
         },
     }
     (config / "opencode.json").write_text(json.dumps(doc))
+    _plugin_types_present(config)
     out = base_env(home)
     out.update(
         OPENCODE_DISABLE_MODELS_FETCH="1",
@@ -58,6 +59,16 @@ def env(home: Path, api: FakeModelAPI, run_id: str) -> dict[str, str]:
         BUN_CONFIG_REGISTRY=NOWHERE,
     )
     return out
+
+
+def _plugin_types_present(config: Path) -> None:
+    """OpenCode installs ``@opencode-ai/plugin`` (a plugin's types) with npm
+    into each config folder when it loads plugins, unless the folder has a
+    ``node_modules`` and a ``package-lock.json`` naming it: with no registry
+    that install waits about 75 s. spanvisor's plugin imports nothing of it."""
+    (config / "node_modules").mkdir(exist_ok=True)
+    lock = {"lockfileVersion": 3, "packages": {"": {"dependencies": {"@opencode-ai/plugin": "1.18.33"}}}}
+    (config / "package-lock.json").write_text(json.dumps(lock))
 
 
 def with_plugin(environ: dict[str, str], timeout_s: int | None = None) -> dict[str, str]:
