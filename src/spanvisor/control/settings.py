@@ -273,6 +273,24 @@ SETTINGS: tuple[Setting, ...] = (
         "a socket path",
     ),
     Setting(
+        "hook_started",
+        "SPANVISOR_HOOK_STARTED",
+        p_opt_str,
+        None,
+        "Set by the launcher's small hook client for the full `spanvisor hook` it hands a call to: when the "
+        "CLI started the hook, so one deadline counts from there. Not for setting by hand.",
+        "a Unix time in seconds",
+    ),
+    Setting(
+        "cli_settings",
+        "SPANVISOR_CLI_SETTINGS",
+        p_opt_str,
+        None,
+        "Set by `spanvisor run`: the settings file it started the CLI with (`--settings`), read by "
+        "`spanvisor hook` for the CLI's own hook timeout. Not for setting by hand.",
+        "a file path",
+    ),
+    Setting(
         "test_fault",
         "SPANVISOR_TEST_FAULT",
         p_opt_str,
