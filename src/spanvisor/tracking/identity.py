@@ -59,6 +59,9 @@ class TaskIdentity:
     # started first, with its rank (what names the task should the root turn
     # out no wrapper).
     explicit: tuple[Rank, str] | None = None
+    # The title is a provisional task's stand-in ("<agent> — running"): a gap
+    # any span's name fills (tracking/provisional.py).
+    stand_in: bool = False
 
     def unknown_root(self, stamps: Any) -> None:
         """The task opened from a stamped descendant, its root unseen: a stamp
@@ -96,6 +99,7 @@ class TaskIdentity:
         if not is_root:
             if not (
                 self.agent_is_fallback
+                or self.stand_in
                 or current.repo is None
                 or current.task_name is None
                 or current.agent_name is None
@@ -123,6 +127,8 @@ class TaskIdentity:
         gap_agent = False  # the agent id came from service.name or nothing: a gap
 
         def known_value(name: str) -> Any:
+            if name == "task_name" and self.stand_in:
+                return None
             return None if gap_agent and name == "agent_id" else current[name]
 
         def offer(name: str, value: Any, weak: bool = False) -> bool:
@@ -142,6 +148,8 @@ class TaskIdentity:
                 self._lend(name, rank)
                 if value != known_value(name):
                     changes[name] = value
+                if name == "task_name":
+                    self.stand_in = False
             return wins
 
         agent = sz.name(cv.agent_id(a), cv.AGENT_ID, notes) or sz.name(cv.agent_name(a), "agent.name", notes)
