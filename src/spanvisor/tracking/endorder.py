@@ -40,8 +40,8 @@ class EndOrder(TrackerBase):
         dirty, prov.dirty = prov.dirty, {}
         for tid in dirty:
             buf = self._pending.buffer(tid)
-            if buf is None or not prov.may_open(tid):
-                continue
+            if buf is None or not prov.may_open(tid) or self._live_roots.waits_in(tid):
+                continue  # (records of its task wait: the live channel names it when it opens)
             if prov.rule.holds(buf) and (sid := guess(buf)) is not None:
                 out.extend(self._show(tid, buf, sid))
             elif buf.calls and not buf.held_back and not buf.held and top_arrived(buf):
@@ -67,6 +67,7 @@ class EndOrder(TrackerBase):
         start = min(d.start_ns for d in datas)
         opener_span = SpanData(tid, sid, None, "", start, None, {}, resource=datas[0].resource)
         out = self._open(key, opener_span, [], provisional=True)
+        self._tasks[key].root_at = sid
         self._prov.opened(key)
         self.stats.inc("provisional_tasks_total", outcome="shown")
         for d in datas:  # as they arrived
@@ -82,8 +83,10 @@ class EndOrder(TrackerBase):
         if key not in self._tasks or buf is None:  # it ended otherwise (lost, evicted)
             self._release(key)
             return None
-        if key[1] in buf.held:
-            return None  # its root arrived: what comes now waits for its decision (nested, or late), as before
+        if key[1] in buf.held or span.parent_id in buf.held:
+            # Its root (or the agent span above it) arrived and waits for its
+            # ancestry: what comes now waits with it (nested, or late), as before.
+            return None
         sid = span.span_id
         mine = buf.spans.get(sid)
         if mine is not None and mine.placeholder and mine.task == key:
@@ -128,6 +131,7 @@ class EndOrder(TrackerBase):
             out.extend(self._absorb(key, d, list(d.notes), is_root=False))
         if parent not in buf.spans:
             self._pending.placeholder(span.trace_id, parent, key)
+            self._tasks[key].root_at = parent  # its step spans hang from there now
             for d in mark_below(buf, parent, key):
                 out.extend(self._absorb(key, d, list(d.notes), is_root=False))
         out.extend(self._absorb(key, span, notes, is_root=False))

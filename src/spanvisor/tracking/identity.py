@@ -59,9 +59,11 @@ class TaskIdentity:
     # started first, with its rank (what names the task should the root turn
     # out no wrapper).
     explicit: tuple[Rank, str] | None = None
-    # The title is a provisional task's stand-in ("<agent> — running"): a gap
-    # any span's name fills (tracking/provisional.py).
-    stand_in: bool = False
+    # A provisional task (tracking/provisional.py), while its root is unseen:
+    # the agent it shows, the service's until a span of the task's own work
+    # (not a nested agent span: that names a sub-agent) names one (named).
+    shown: str | None = None
+    named: bool = False
 
     def unknown_root(self, stamps: Any) -> None:
         """The task opened from a stamped descendant, its root unseen: a stamp
@@ -99,7 +101,6 @@ class TaskIdentity:
         if not is_root:
             if not (
                 self.agent_is_fallback
-                or self.stand_in
                 or current.repo is None
                 or current.task_name is None
                 or current.agent_name is None
@@ -127,8 +128,6 @@ class TaskIdentity:
         gap_agent = False  # the agent id came from service.name or nothing: a gap
 
         def known_value(name: str) -> Any:
-            if name == "task_name" and self.stand_in:
-                return None
             return None if gap_agent and name == "agent_id" else current[name]
 
         def offer(name: str, value: Any, weak: bool = False) -> bool:
@@ -148,11 +147,15 @@ class TaskIdentity:
                 self._lend(name, rank)
                 if value != known_value(name):
                     changes[name] = value
-                if name == "task_name":
-                    self.stand_in = False
             return wins
 
         agent = sz.name(cv.agent_id(a), cv.AGENT_ID, notes) or sz.name(cv.agent_name(a), "agent.name", notes)
+        if self.shown is not None and not self.named and not cv.is_agent_span(a):
+            # The first span of the task's own work to name its agent (by an
+            # agent key: OpenLLMetry's entity name names any step).
+            own = sz.name(cv.first(a, cv.AGENT_ID, cv.GEN_AI_AGENT_NAME, cv.AGENT_NAME), cv.AGENT_ID, notes)
+            if own is not None:
+                self.shown, self.named = own, True
         if agent is not None and (is_root or self.agent_is_fallback or self.lends("agent_id")):
             gap_agent = self.agent_is_fallback
             offer("agent_id", agent)

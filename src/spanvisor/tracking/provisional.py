@@ -45,6 +45,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 
+from spanvisor.events import TaskView
 from spanvisor.spans import conventions as cv
 from spanvisor.spans import current as now
 from spanvisor.spans.data import SpanData
@@ -206,9 +207,13 @@ def top_arrived(buf: TraceBuffer) -> bool:
     )
 
 
-def stand_in(agent_name: str | None, agent_id: str) -> str:
-    """A provisional task's title until its root names it."""
-    return f"{agent_name or agent_id} — running"
+def shown(view: TaskView, agent: str, named: bool) -> TaskView:
+    """What a provisional task shows while its root is unseen: ``agent``, as
+    the spans of its own work name it (``named``), else the service's, and
+    the title ``"<agent> — running"`` (none once it ended without its root).
+    What its spans lent meanwhile stays in its state: the root decides it."""
+    title = None if view.ended_ns is not None else f"{agent} — running"
+    return replace(view, task_name=title, agent_id=agent, agent_name=agent if named else None)
 
 
 def top_as_root(span: SpanData) -> SpanData:
@@ -289,7 +294,7 @@ __all__ = [
     "chain_run",
     "guess",
     "mark_below",
-    "stand_in",
+    "shown",
     "top_arrived",
     "top_as_root",
 ]

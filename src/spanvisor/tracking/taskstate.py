@@ -40,7 +40,6 @@ from spanvisor.spans.data import SpanData
 from spanvisor.tracking import approvals, artifacts, calls, results, statefacts, taskbudget
 from spanvisor.tracking.identity import TaskIdentity
 from spanvisor.tracking.outcome import NO_ERROR, Error, ErrorInfo, outcome_of
-from spanvisor.tracking.provisional import stand_in
 from spanvisor.tracking.record import TaskRecord
 from spanvisor.tracking.settings import TrackerSettings
 from spanvisor.tracking.views import new_view
@@ -92,13 +91,13 @@ class TaskState(TaskRecord):
         return cls(view, settings, identity=identity, last_ns=span.start_ns)
 
     def provisional(self) -> None:
-        """Opened before its root arrived (:mod:`.provisional`): nested agent
-        spans may name it, as under a wrapper, until the root says what it
-        is, and its title is a stand-in any span's name replaces."""
+        """Opened before its root arrived (:mod:`.provisional`): its identity
+        is read as for a task whose root is unseen (nested agent spans may
+        name it, as under a wrapper, until the root says what it is), and
+        its views show a stand-in until the root's end (:meth:`view`)."""
         self.identity.unknown_root(())
-        self.identity.stand_in = True
-        w = self._w
-        self.update(provisional=True, task_name=stand_in(w.agent_name, w.agent_id))
+        self.identity.shown = self._w.agent_id  # the service's, until a span names the agent
+        self.update(provisional=True)
 
     def read_initial(self, span: SpanData, notes: list[str]) -> None:
         """The root's attributes as the task opens: its initial state, part of
@@ -150,8 +149,8 @@ class TaskState(TaskRecord):
             who = self.identity.read(w, span, notes, is_root)
             if who:
                 self.update(**who)
-            if w.provisional:
-                self._provisional_identity(who, a if is_root and ended else None)
+            if is_root and self.root_at is not None:
+                self._root_of_provisional(span, ended)
             budget_changed = "agent_id" in who and taskbudget.agent_default(self)
             if (is_root and a and taskbudget.read_root(self, a, notes)) or budget_changed:
                 out.extend(taskbudget.warnings(self, now, notes))
@@ -195,25 +194,24 @@ class TaskState(TaskRecord):
         if span.error and not is_root:
             errors = self.error_info()
             errors.span_failed(span, notes)
-            if step and span.parent_id == self._w.root_span_id:
+            if step and span.parent_id == (self.root_at or self._w.root_span_id):
                 errors.step_failed(span)
         return out
 
-    def _provisional_identity(self, who: dict[str, Any], root: Any) -> None:
-        """A provisional task's stand-in title follows its agent. Its root's
-        end (``root``: its attributes) makes it a task like any other: a root
-        naming nothing leaves no stand-in behind, and a root naming its agent
-        by id only keeps a name other spans lent only if it is that agent's
-        (a sub-agent named it while the agent was unknown)."""
-        w = self._w
-        if self.identity.stand_in and ("agent_id" in who or "agent_name" in who):
-            self.update(task_name=stand_in(w.agent_name, w.agent_id))
-        if root is None:
+    def _root_of_provisional(self, span: SpanData, ended: bool) -> None:
+        """A provisional task's root speaks (its live record: its views show
+        what it says from now on) or ends: a task like any other from here.
+        It started when its root did (not when a span on a skewed clock
+        says), and a root naming its agent by id only keeps a name other
+        spans lent only if it is that agent's (a sub-agent named it while
+        the agent was unknown)."""
+        w, root, lent = self._w, span.attributes, self.identity.lent
+        self.identity.shown = None
+        self.update(provisional=False)
+        if not ended:
             return
-        if self.identity.stand_in:
-            self.identity.stand_in = False
-            self.update(task_name=None)
-        lent = self.identity.lent
+        self.root_at = None
+        self.update(started_ns=span.start_ns)
         if (
             w.agent_name is not None
             and w.agent_name != w.agent_id
@@ -224,7 +222,6 @@ class TaskState(TaskRecord):
         ):
             del lent["agent_name"]
             self.update(agent_name=None)
-        self.update(provisional=False)
 
     def _read_events(self, span: SpanData, notes: list[str], is_root: bool, until_ns: int | None) -> list[Event]:
         # Events are known by (time, name, n-th of that pair), not by

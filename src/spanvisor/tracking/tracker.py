@@ -111,6 +111,9 @@ class TaskTracker(EndOrder):
         out: list[Event] = []
         for fact in facts:
             key = (fact.trace_id, fact.root_span_id)
+            if self._prov.by_trace and key not in self._tasks:
+                # Its trace's provisional task (shown before this record came): the record's root speaks for it.
+                key = self._prov.by_trace.get(fact.trace_id, key)
             if key in self._live or fact.name == cv.EVENT_EXCEPTION:  # polled here: all but an exception said
                 out.extend(self.tasks.exception_record(key, fact))
                 continue
