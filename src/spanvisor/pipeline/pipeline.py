@@ -262,7 +262,7 @@ class Pipeline:
                             self.stats.drop("tracker_error", detail=f"{type(exc).__name__}: {exc}")
                             log.exception("tracker error on one span; it is skipped")
             more = more or inbox.stopped
-            if self.path != "receiver":  # provisional tasks: in-process spans come one by one
+            if self.path == "exporter":  # provisional tasks (the processor sees roots start)
                 events.extend(self.tracker.settle())
             spans += inbox.skipped  # spans of no task: they took the pump's time too
             self._pumped = spans > 0

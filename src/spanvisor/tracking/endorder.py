@@ -42,12 +42,17 @@ class EndOrder(TrackerBase):
             buf = self._pending.buffer(tid)
             if buf is None or not prov.may_open(tid) or self._live_roots.waits_in(tid):
                 continue  # (records of its task wait: the live channel names it when it opens)
-            if prov.rule.holds(buf) and (sid := guess(buf)) is not None:
+            if prov.rule.holds(buf) and (sid := guess(buf)) is not None and not self._outlived(tid, buf, sid):
                 out.extend(self._show(tid, buf, sid))
             elif buf.calls and not buf.held_back and not buf.held and top_arrived(buf):
                 buf.held_back = True  # over, with no task: what the rule kept from every sink
                 self.stats.inc("provisional_tasks_total", outcome="held_back")
         return out
+
+    def _outlived(self, tid: str, buf: TraceBuffer, sid: str) -> bool:
+        """Whether ``sid``, where a task would hang, is a top span that ended
+        without being held (no task root): its trace's work outlived it."""
+        return sid not in buf.spans and self._prov.ended_top(tid, sid)
 
     def _show(self, tid: str, buf: TraceBuffer, sid: str) -> list[Event]:
         """Open trace ``tid``'s provisional task under ``sid`` (:func:`.provisional.guess`)."""

@@ -49,12 +49,15 @@ from spanvisor.events import TaskView
 from spanvisor.spans import conventions as cv
 from spanvisor.spans import current as now
 from spanvisor.spans.data import SpanData
+from spanvisor.tracking.recent import RecentKeys, pair_key
 from spanvisor.tracking.tracebuffer import TraceBuffer
 
 Key = tuple[str, str]  # (trace id, root span id)
 
 # Traces that had a task, remembered so their late spans open nothing.
 MAX_TRACES = 20_000
+# Trace tops that ended, remembered so work that outlives them opens nothing.
+MAX_TOPS = 50_000
 
 SIGNALS = ("agent", "tool", "calls")
 DEFAULT = "agent,tool,calls=2"
@@ -254,6 +257,16 @@ class ProvisionalTasks:
         self.keys: dict[Key, None] = {}
         self._had: OrderedDict[str, None] = OrderedDict()
         self.dirty: dict[str, None] = {}
+        # Top spans (no parent, or a remote one) that ended: a trace's spans
+        # that outlive its top have no open root to show a task under.
+        self._tops = RecentKeys(MAX_TOPS)
+
+    def top_ended(self, trace_id: str, span_id: str) -> None:
+        if self.rule.enabled:
+            self._tops.remember(pair_key(trace_id, span_id))
+
+    def ended_top(self, trace_id: str, span_id: str) -> bool:
+        return pair_key(trace_id, span_id) in self._tops
 
     def had_task(self, trace_id: str) -> None:
         """A task of ``trace_id`` opened (any way): it gets no provisional one."""

@@ -251,6 +251,8 @@ class TaskTracker(EndOrder):
             # A child of a task that has already finished (a Collector retry
             # reordered batches): late, and never a task of its own.
             return self._late((span.trace_id, parent), span, notes, content)
+        if parent is None or span.parent_remote:
+            self._prov.top_ended(span.trace_id, span.span_id)  # one a trace
         if not interesting and not self._pending.waiting(span.trace_id):
             return []  # the fast path: most spans end here
         if self._prov.by_trace and (prov := self._prov.by_trace.get(span.trace_id)) is not None:
