@@ -128,3 +128,32 @@ def test_a_plain_task_shows_once_before_its_root_routed_or_sprayed(clusters: tup
         assert set(_rows(many, task)) <= set(_rows(one, task))
 
     one_task()
+
+
+def test_a_web_request_with_one_model_call_shows_nowhere_and_is_counted(clusters: tuple[Cluster, Cluster]) -> None:
+    """No noise: a trace that never looks like an agent run (a web request
+    that makes one model call, its top span last) opens no task: no row, no
+    Slack parent; it is counted as held back once its top span arrived."""
+    _, one = clusters
+    n = next(_ids)
+    trace = f"{0xF000 + n:032x}"
+    t0 = time.time_ns() - 10_000_000_000
+    top = SpanSpec(trace, f"{0xF000 + n:08x}00000000", None, "GET /summary", t0, t0 + 3_000_000_000)
+    top.start_attrs = {"http.request.method": "GET"}
+    chat = SpanSpec(trace, f"{0xF000 + n:08x}00000001", top.span_id, "chat gpt-4o", t0 + 1, t0 + 2_000_000_000)
+    chat.start_attrs = {cv.GEN_AI_OPERATION: "chat", cv.GEN_AI_REQUEST_MODEL: "gpt-4o"}
+    chat.updates = [(chat.end_ns, {cv.GEN_AI_INPUT: 900, cv.GEN_AI_OUTPUT: 40})]
+    stats = one.pipelines[0].stats
+    before = stats.value("provisional_tasks_total", outcome="held_back")
+    for s in (chat, top):
+        one.send(0, [s.data(None, stamped=False)])
+    one.flush()
+    assert stats.value("provisional_tasks_total", outcome="held_back") == before + 1
+    assert not [t for t in one.parents() if t.startswith(trace)], "a Slack parent for a web request"
+    assert not db_rows_of_trace(one, trace), "a task row for a web request"
+
+
+def db_rows_of_trace(cluster: Cluster, trace: str) -> list[Any]:
+    from replica_harness import db
+
+    return db(cluster.db_url, "SELECT task_id FROM agent_tasks WHERE trace_id = $1", trace)

@@ -220,8 +220,11 @@ class PendingTraces:
         self._buffers.move_to_end(tid)
         buf.touched = self._clock()
         sid = span.span_id
-        if buf.spans.pop(sid, None) is None:  # a placeholder it replaces: its arrival is now
+        was = buf.spans.get(sid)
+        if was is None:
             self._count += 1
+        elif was.placeholder:  # the span a provisional task hangs from: its arrival is now
+            del buf.spans[sid]
         buf.spans[sid] = PendingSpan(
             span.parent_id, span.parent_remote, span if interesting or keep else None, candidate, task
         )
