@@ -150,7 +150,8 @@ class EndOrder(TrackerBase):
 
     def _release(self, key: Key) -> None:
         """Provisional task ``key`` is no longer open: its trace's buffer is
-        no longer kept for it (its marks stay: a root that comes is its own)."""
+        no longer kept for it (its marks stay: a root that comes later finds
+        the task ended, and what it brings is read as late)."""
         self._prov.closed(key)
         self._pending.release(key)
 
@@ -159,8 +160,14 @@ class EndOrder(TrackerBase):
         own = (sub.trace_id, root.span_id)
         # A subtree holding a provisional task's spans is that task's: this is its root.
         key = sub.task if sub.task is not None else own
-        if pair_key(*key) in self._finished:  # the same task resent after it finished
-            self.stats.inc("duplicate_spans_total", sub.taken)
+        if pair_key(*key) in self._finished:
+            if key != own:  # a provisional task that ended (lost, evicted) before its root came: late
+                return [
+                    e
+                    for d in (*sub.on_time, root, *sub.late)
+                    for e in self._late(key, d, list(d.notes), can_cause_events(d))
+                ]
+            self.stats.inc("duplicate_spans_total", sub.taken)  # the same task resent after it finished
             return []
         notes: list[str] = list(root.notes)
         if sub.nested:  # an agent span nested in a provisional task: its members, as they arrived
