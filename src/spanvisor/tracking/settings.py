@@ -12,6 +12,7 @@ from spanvisor.budgets.ledger import BudgetSettings, Ledger
 from spanvisor.budgets.outliers import OutlierBook
 from spanvisor.spans.windows import ContextWindows
 from spanvisor.tracking.prices import Pricer
+from spanvisor.tracking.provisional import DEFAULT, ProvisionalRule
 
 
 @dataclass
@@ -36,6 +37,8 @@ class TrackerSettings:
     # Each agent's recent finished tasks, to say when one is far off its usual.
     outliers: OutlierBook = field(default_factory=OutlierBook)
     stalls: StallSettings = field(default_factory=StallSettings)
+    # When a trace's spans open its task before its root arrives (end order).
+    provisional: ProvisionalRule = field(default_factory=ProvisionalRule)
 
     def __post_init__(self) -> None:
         self.ledger = Ledger(self.budgets)
@@ -60,6 +63,7 @@ class TrackerSettings:
                 lost_after_s=float(c.get("lost_after_s", 86_400.0)),
                 by_agent=c.get("stall_after_by_agent") or {},
             ),
+            provisional=ProvisionalRule.parse(c.get("provisional", DEFAULT)),
         )
 
 
