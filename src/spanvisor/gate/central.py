@@ -19,7 +19,7 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from spanvisor.gate import contracts as gc
@@ -190,6 +190,7 @@ class Holder:
         self.loaded_ns = time.time_ns()
         self.error: str | None = None
         self._checked = time.monotonic()
+        self.on_reload: list[Callable[[], None]] = []  # told when a new version is in force
 
     @property
     def central(self) -> Central:
@@ -236,7 +237,9 @@ class Holder:
                 return False
             self._central, self.loaded_ns = got, time.time_ns()
             log.warning("central policy reloaded (%s): %s replaces %s", why, got.version, before.version)
-            return True
+        for told in self.on_reload:
+            told()
+        return True
 
     def document(self) -> dict[str, Any]:
         return document(self.central, self.error, self.loaded_ns)

@@ -28,7 +28,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Literal, NamedTuple
 
 from spanvisor.gate.central import Central, from_document
@@ -45,8 +45,11 @@ RETRY_S = 3.0
 TIMEOUT_S = 1.0
 MAX_BODY = 4 * 1024 * 1024
 State = Literal["fresh", "none", "unknown"]
-# serve's own process registers its holder here: its gate reads it directly.
-LOCAL: Callable[[], Central | None] | None = None
+# The launcher's warm gate: a copy past half its time is read again in the
+# background, so a call rarely waits for the server. Copies in memory are
+# keyed by their file (the server and the data dir).
+AHEAD = False
+_refreshing: set[str] = set()
 
 
 class View(NamedTuple):
@@ -91,32 +94,57 @@ def view(
     mode = (env.get(ENV_MODE) or "auto").strip().lower()
     if mode == "off":
         return View(None, "none")
-    if LOCAL is not None:
-        return View(LOCAL(), "fresh")
     base = server_url(env, url, endpoint)
     t = time.time() if now is None else now
-    entry = _memory.get(base) or _read_file(base, env) or {}
+    entry = _memory.get(_file(base, env)) or _read_file(base, env) or {}
     fetched, failed = float(entry.get("fetched") or 0), float(entry.get("failed") or 0)
+    secret = token or env.get("SPANVISOR_CONTROL_TOKEN") or env.get("SPANVISOR_OTLP_TOKEN")
     if fetched and t - fetched < ttl(env):
+        if AHEAD and t - fetched >= ttl(env) / 2 and base not in _refreshing:
+            _ahead(base, secret, dict(env))
         return View(_central(entry), "fresh", url=base)
     why = entry.get("why") or "no time left to ask it"
     if timeout_s >= 0.05 and not (failed and t - failed < RETRY_S and failed >= fetched):
-        status, doc, etag = get(
-            base,
-            token or env.get("SPANVISOR_CONTROL_TOKEN") or env.get("SPANVISOR_OTLP_TOKEN"),
-            entry.get("etag"),
-            timeout_s,
-        )
-        got = _answer(entry, status, doc, etag, t)
+        got, why = _refresh(base, secret, entry, env, timeout_s, t)
         if got is not None:
-            _keep(base, got, env)
             return View(_central(got), "fresh", url=base)
-        why = _why(status, doc)
-        entry = {**entry, "failed": t, "why": why}
-        _keep(base, entry, env)
+        entry = _memory.get(_file(base, env)) or entry
     if mode == "required" or entry.get("known"):
         return View(_central(entry), "unknown", f"the central policy cannot be read from {base} ({why})", base)
     return View(None, "none", url=base)
+
+
+def forget() -> None:
+    """Drop the copies this process holds (``serve``, when it reloads its
+    policy: its own gate then reads the new version at once)."""
+    _memory.clear()
+
+
+def _refresh(
+    base: str, token: str | None, entry: dict[str, Any], env: Mapping[str, str], timeout_s: float, t: float
+) -> tuple[dict[str, Any] | None, str]:
+    """Ask the server; the entry kept (None when it did not answer, and why)."""
+    status, doc, etag = get(base, token, entry.get("etag"), timeout_s)
+    got = _answer(entry, status, doc, etag, t)
+    if got is not None:
+        _keep(base, got, env)
+        return got, ""
+    why = _why(status, doc)
+    _keep(base, {**entry, "failed": t, "why": why}, env)
+    return None, why
+
+
+def _ahead(base: str, token: str | None, env: dict[str, str]) -> None:
+    import threading
+
+    def run() -> None:
+        try:
+            _refresh(base, token, _memory.get(_file(base, env)) or {}, env, TIMEOUT_S, time.time())
+        finally:
+            _refreshing.discard(base)
+
+    _refreshing.add(base)
+    threading.Thread(target=run, name="spanvisor-central-policy", daemon=True).start()
 
 
 def _answer(entry: dict[str, Any], status: int, doc: Any, etag: str | None, t: float) -> dict[str, Any] | None:
@@ -183,14 +211,14 @@ def _read_file(base: str, env: Mapping[str, str]) -> dict[str, Any] | None:
         return None
     if not isinstance(got, dict) or got.get("url") != base:
         return None
-    _memory[base] = got
+    _memory[_file(base, env)] = got
     return got
 
 
 def _keep(base: str, entry: dict[str, Any], env: Mapping[str, str]) -> None:
     entry = {**entry, "url": base}
-    _memory[base] = entry
     path = _file(base, env)
+    _memory[path] = entry
     try:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         tmp = f"{path}.{os.getpid()}.tmp"
@@ -280,4 +308,4 @@ def _unchunk(body: bytes) -> bytes:
     return bytes(out)
 
 
-__all__ = ["ENV_MODE", "ENV_TTL", "LOCAL", "ROUTE", "View", "cache_dir", "get", "server_url", "ttl", "view"]
+__all__ = ["AHEAD", "ENV_MODE", "ENV_TTL", "ROUTE", "View", "cache_dir", "forget", "get", "server_url", "ttl", "view"]

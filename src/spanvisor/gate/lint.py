@@ -8,10 +8,10 @@ the same regex, and E names no condition L lacks. The first matching rule
 decides, so a covered rule never decides a call; two exceptions keep it
 reachable: an allow rule matches fewer forms of a command than a deny or
 ask rule (never a command path's base name), so an allow never covers a
-deny or ask; and a deny rule with a command condition is also matched
-against the whole command text whatever comes first, so only a deny
-covers it. The check is conservative: it names a rule only when it is
-sure.
+deny or ask; and a deny rule is also matched against a shell command's
+whole text whatever comes first, so a deny covered by an earlier rule of
+another decision is named with what it still does (and that it should
+move up). The check is conservative: it names a rule only when it is sure.
 """
 
 from __future__ import annotations
@@ -39,8 +39,6 @@ def _covers(wide: tuple[str, ...], narrow: tuple[str, ...]) -> bool:
 
 def covers(e: Rule, later: Rule) -> bool:
     if e.decision == "allow" and later.decision != "allow":
-        return False
-    if later.decision == "deny" and (later.commands or later.regex is not None) and e.decision != "deny":
         return False
     if e.regex is not None and (later.regex is None or later.regex.pattern != e.regex.pattern):
         return False
@@ -70,7 +68,13 @@ def findings(rules: tuple[Rule, ...]) -> list[Finding]:
         for e in rules[:i]:
             if not covers(e, later):
                 continue
-            if _everything(e):
+            if later.decision == "deny" and e.decision != "deny":
+                why = (
+                    f"shadowed by rule {e.name!r} for each command a shell runs and every other call: it only "
+                    "denies a shell command whose whole text it matches (not one chained after another); "
+                    f"put it before {e.name!r}"
+                )
+            elif _everything(e):
                 why = f"unreachable: rule {e.name!r} before it matches every call"
             else:
                 why = f"shadowed by rule {e.name!r}: every call it matches, {e.name!r} matches first"

@@ -8,8 +8,9 @@ version's SHA-256 is the ``ETag``, so a hook whose copy is current gets a
 Reads take the OTLP token, like the control API's other reads.
 
 Here too, where ``serve``'s loop runs: the policy is reloaded when a file
-changes (polled every second) and on ``SIGHUP``, each reload logged; and
-``serve``'s own gate (the ``http`` hook route) reads it in process.
+changes (polled every second) and on ``SIGHUP``, each reload logged; a
+reload drops the copies ``serve``'s own gate (the ``http`` hook route)
+read, so it reads the new version at once.
 """
 
 from __future__ import annotations
@@ -51,12 +52,13 @@ def add_routes(app: web.Application, pipeline: Any, guarded: Callable[..., Handl
 
     app.router.add_get(ROUTE, guarded(show, agents=True))
     if floor is not None and hasattr(floor, "reload"):
-        app.cleanup_ctx.append(_watching(floor, getattr(pipeline, "path", "") == "receiver"))
+        if centralcache.forget not in floor.on_reload:
+            floor.on_reload.append(centralcache.forget)  # this process's own gate reads the new version at once
+        app.cleanup_ctx.append(_watching(floor))
 
 
-def _watching(holder: Any, serving: bool) -> Callable[[web.Application], AsyncIterator[None]]:
-    """Reload on SIGHUP and on a file's change while the app runs; in
-    ``serve``, its gate reads the policy in process."""
+def _watching(holder: Any) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Reload on SIGHUP and on a file's change while the app runs."""
 
     async def ctx(_app: web.Application) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
@@ -64,15 +66,11 @@ def _watching(holder: Any, serving: bool) -> Callable[[web.Application], AsyncIt
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread
             loop.add_signal_handler(signal.SIGHUP, lambda: holder.reload("SIGHUP"))
             hup = True
-        if serving:
-            centralcache.LOCAL = lambda: holder.central
         poller = loop.create_task(_poll(holder))
         try:
             yield
         finally:
             poller.cancel()
-            if serving:
-                centralcache.LOCAL = None
             if hup:
                 loop.remove_signal_handler(signal.SIGHUP)
 
