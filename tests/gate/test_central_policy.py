@@ -151,7 +151,7 @@ def test_a_version_is_the_name_and_the_hash_of_the_files(tmp_path: Path) -> None
     got = central.load(str(d))
     assert [r.name for r in got.policy.rules] == ["no-rm", "prod"] and got.name == "policy.d"
     (d / "30-again.toml").write_text('default = "deny"\n')
-    with pytest.raises(PolicyError, match="default is set in 20-ask.toml already"):
+    with pytest.raises(PolicyError, match=r"default is set in 20-ask\.toml already"):
         central.load(str(d))
 
 
