@@ -33,7 +33,7 @@ from slack_sdk.models.blocks import (
 )
 
 from spanvisor.display.approval import shown_action as display_action
-from spanvisor.display.readable import DECISION_STYLE, actor, clock, decision_text, from_text
+from spanvisor.display.readable import DECISION_STYLE, actor, clock, decision_text, from_text, required_text
 from spanvisor.events import ApprovalRequest, Decision, TaskView
 
 from . import actions as ids
@@ -111,6 +111,8 @@ def quorum_text(req: ApprovalRequest) -> str:
     parts = parts or ([f"Needs an approval{only}"] if only else [])
     if req.requester:
         parts.append(f"{t.safe(req.requester, 60)} asked for this and may not approve it")
+    if req.required_by and req.required_by.startswith("central:"):
+        parts.append(t.safe(required_text(req.policy_version, req.required_by), 200))
     return "\n" + " · ".join(parts) if parts else ""
 
 

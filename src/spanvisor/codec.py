@@ -270,6 +270,9 @@ _ITEM_CHECKS: dict[type[Any], dict[str, Callable[[Any], bool]]] = {
         "requester": _opt(_is_str),
         "permit_key": _opt(_is_str),
         "approvers_from": _str_list,
+        "policy_version": _opt(_is_str),
+        "required_by": _opt(_is_str),
+        "policy_denied": _opt(_is_str),
     },
     Decision: {
         "intervention_id": _is_str,

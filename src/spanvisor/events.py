@@ -90,6 +90,12 @@ class ApprovalRequest:
     requester: str | None = None
     permit_key: str | None = None
     approvers_from: tuple[str, ...] = ()
+    # The central policy's version the request was judged under ("acme@7c1e9a2b40d3"), the rule that set what
+    # it needs (a central rule, or "request" / the hook's local rule when it asked more), and, when a central
+    # rule denies it, why (no one may approve it then). None is in the digest.
+    policy_version: str | None = None
+    required_by: str | None = None
+    policy_denied: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -155,7 +155,10 @@ def decide(
     deadline = Deadline.for_cli(cli, clitimeout.limit(cli, args.cli_timeout, e, cwd), started)
     _backstop(deadline)
     raw = sys.stdin.buffer.read(MAX_INPUT + 1) if stdin is None else stdin
-    got = verdict.by_policy(raw, cli, args.policy, cwd, out, e, args.endpoint)
+    token = args.token or e.get("SPANVISOR_CONTROL_TOKEN") or args.otlp_token
+    got = verdict.by_policy(
+        raw, cli, args.policy, cwd, out, e, args.endpoint, url=args.url, token=token, time_left=deadline.left()
+    )
     if isinstance(got, verdict.Asked):
         from spanvisor.cli.hook_ask import ask
 

@@ -32,6 +32,7 @@ from spanvisor.gate import notes
 from spanvisor.gate.answer import Answer
 from spanvisor.gate.deadline import Deadline, wait_budget
 from spanvisor.gate.policy import Policy, Ruling
+from spanvisor.gate.requirement import ATTR_RULE
 from spanvisor.redaction import clip_middle, redact
 from spanvisor.spans import conventions as cv
 
@@ -199,6 +200,9 @@ def ask(
     }
     if ruling.approvers > 1:
         request[cv.APPROVAL_APPROVERS] = ruling.approvers
+    if ruling.approvers_from:  # whose approvals count, as the rules (local and central) say
+        request[cv.APPROVAL_FROM] = list(ruling.approvers_from)
+    request[ATTR_RULE] = ruling.by  # the rule that asked: the server records what decided the requirement
     if (asker := ct.task_owner(env)) is not None:
         request[cv.APPROVAL_REQUESTER] = asker
     if not (opened(task) and task.record(cv.EVENT_APPROVAL_REQUEST, request)):

@@ -194,6 +194,17 @@ SETTINGS: tuple[Setting, ...] = (
         "such, posted, counted. Unset: nobody may.",
         "a group name",
     ),
+    Setting(
+        "policy",
+        "SPANVISOR_POLICY",
+        p_opt_str,
+        None,
+        "The central policy (a TOML file, or a directory of them): rules no agent can weaken. Each approval "
+        "request needs at least what they require (people, groups) and a central deny is never approved; "
+        "`serve` publishes it to the coding agents' hooks and reloads it on change and on SIGHUP "
+        "(docs/policy.md). Unset: none.",
+        "a file or directory path",
+    ),
     # Read by `spanvisor run` and `spanvisor hook` (the coding-agent CLIs'
     # launcher and permission hook), which run next to the agent.
     Setting(
@@ -235,6 +246,24 @@ SETTINGS: tuple[Setting, ...] = (
         "Policy file (TOML) of `spanvisor hook`: which tool calls are allowed, denied or asked of a person. "
         "Unset: every call is asked.",
         "a file path",
+    ),
+    Setting(
+        "central_policy",
+        "SPANVISOR_CENTRAL_POLICY",
+        p_opt_str,
+        None,
+        "How `spanvisor hook` obeys the server's central policy: `auto` (the default: when the server publishes "
+        "one), `required` (a server that cannot be asked makes the policy's on_unreachable answer), `off`.",
+        "auto, required or off",
+    ),
+    Setting(
+        "central_policy_ttl",
+        "SPANVISOR_CENTRAL_POLICY_TTL",
+        p_opt_str,
+        None,
+        "How long `spanvisor hook` uses its copy of the central policy before asking the server again. "
+        "Default: 15 (seconds; 0: every call).",
+        "seconds",
     ),
     Setting(
         "hook_spool",
