@@ -109,9 +109,11 @@ class SessionTask:
         said = {cv.TASK_ID: self.task_id, **attrs}
         return emit_live.send(self.target, self.service, self.trace_id, self.root_id, name, said, at or time.time_ns())
 
-    def end(self, name: str, started_ns: int, status: str, error: str | None, message: str | None) -> bool:
+    def end(self, name: str | None, started_ns: int, status: str, error: str | None, message: str | None) -> bool:
         """The task's root span, ended now with ``status`` (complete, error,
-        cancelled): what closes the task whatever the CLI managed to send."""
+        cancelled): what closes the task whatever the CLI managed to send.
+        ``name`` None (a hook ending a session it did not name) leaves the
+        task's name as the CLI's records gave it."""
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
         from opentelemetry.sdk.trace.export import SpanExportResult
@@ -137,22 +139,26 @@ class SessionTask:
             def on_end(self, span: ReadableSpan) -> None:
                 ended.append(span)
 
-        resource = Resource.create(
-            {"service.name": self.service, RESOURCE_TASK_ID: self.task_id, RESOURCE_TASK_NAME: name}
-        )
-        provider = TracerProvider(resource=resource, id_generator=Ids())
+        said: dict[str, Any] = {"service.name": self.service}
+        if self.launched:
+            said[RESOURCE_TASK_ID] = self.task_id
+        if name is not None:
+            said[RESOURCE_TASK_NAME] = name
+        provider = TracerProvider(resource=Resource.create(said), id_generator=Ids())
         provider.add_span_processor(Keep())
         attrs: dict[str, Any] = {
             cv.TASK_ID: self.task_id,
             cv.TASK_ROOT: format(root_id, "016x"),
-            cv.TASK_NAME: name,
             cv.AGENT_ID: self.service,
             cv.STATUS: status,
         }
+        if name is not None:
+            attrs[cv.TASK_NAME] = name
         if message:
             attrs[cv.MESSAGE] = message
         now = time.time_ns()
-        span = provider.get_tracer("spanvisor.run").start_span(name, start_time=started_ns, attributes=attrs)
+        span_name = name if name is not None else "session end"
+        span = provider.get_tracer("spanvisor.run").start_span(span_name, start_time=started_ns, attributes=attrs)
         if message:
             # Said at the end, as the task's last action: the root's attribute
             # alone reads as said at its start, before the CLI's own warnings.
