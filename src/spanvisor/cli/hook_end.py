@@ -108,7 +108,7 @@ def ending(ev: gc.SessionEvent, turn: turns.Turn | None, cancel: turns.Cancel | 
     if state == "error":
         return "error", (turn.error if turn is not None else None) or f"{name}'s turn failed", "Failed"
     if state == "cancelled":
-        return "cancelled", None, f"{name} was interrupted"
+        return "cancelled", None, f"{name} was interrupted (SIGINT)"
     if ev.cli == "codex":
         # SIGTERM kills Codex before any hook; SIGINT says Interrupt: a
         # SessionEnd with its turn open is a turn that failed.
@@ -127,8 +127,10 @@ def finish(
 ) -> bool:
     """End the session's task (after the answer): whether serve took it."""
     turn = turns.latest(key.task_id, env)
-    if ev.cli == "claude-code" and ev.turn:
-        turn = _awaited(key.task_id, ev.turn, turn, env)
+    if ev.cli == "claude-code" and ev.turn and not _answered(turn, ev.turn):
+        turn = _awaited(key.task_id, ev.turn, turn, env) if ev.transcript is None else turn
+        if not _answered(turn, ev.turn) and ev.transcript is not None:
+            turn = claude_transcript_turn(ev.transcript, ev.turn) or turn
     status, error, message = ending(ev, turn, turns.cancel_of(key.task_id, env))
     if cli_pid is not None:
         _wait_gone(cli_pid, CLI_EXIT_WAIT_S)
@@ -148,6 +150,63 @@ def finish(
     turns.forget(key.task_id, env)
     turns.sweep(env)
     return took
+
+
+def _answered(turn: turns.Turn | None, prompt: str) -> bool:
+    return turn is not None and turn.key == prompt and turn.state != "open"
+
+
+# What is read of a transcript's end, and what Claude Code writes there when
+# SIGINT stops a turn.
+TRANSCRIPT_TAIL = 512 * 1024
+_INTERRUPTED = "[Request interrupted by user"
+
+
+def claude_transcript_turn(path: str, prompt: str) -> turns.Turn | None:
+    """How Claude Code's last turn ended, from the end of its transcript
+    (``transcript_path``, the conversation it keeps as JSON lines, written
+    before ``SessionEnd``): an API error's message (``isApiErrorMessage``),
+    a turn it finished (``end_turn``), or one SIGINT interrupted; None when
+    the last message says none of these (a turn cut off). Read when no
+    ``Stop``/``StopFailure`` answered the prompt: ``StopFailure`` is fired
+    without waiting, and the CLI exits (ending its hooks) right after
+    ``SessionEnd``, so in ``-p`` mode it rarely gets to say anything."""
+    import json
+
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - TRANSCRIPT_TAIL))
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    now = time.time_ns()
+    for raw in reversed(lines):
+        try:
+            doc = json.loads(raw)
+        except ValueError:
+            continue
+        msg = doc.get("message") if isinstance(doc, dict) else None
+        if not isinstance(msg, dict) or doc.get("type") not in ("assistant", "user"):
+            continue
+        said = _text(msg.get("content"))
+        if doc["type"] == "user":
+            if said.startswith(_INTERRUPTED):
+                return turns.Turn("cancelled", prompt, None, now)
+            return None
+        if doc.get("isApiErrorMessage") is True:
+            return turns.Turn("error", prompt, said or "an API error ended the turn", now)
+        if msg.get("stop_reason") == "end_turn":
+            return turns.Turn("complete", prompt, None, now)
+        return None
+    return None
+
+
+def _text(content: object) -> str:
+    if isinstance(content, str):
+        return content.strip()
+    parts = content if isinstance(content, list) else []
+    return " ".join(str(p.get("text")) for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str)).strip()
 
 
 def _awaited(task_id: str, prompt: str, turn: turns.Turn | None, env: Mapping[str, str]) -> turns.Turn | None:

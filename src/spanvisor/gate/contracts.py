@@ -195,6 +195,7 @@ class SessionEvent(NamedTuple):
     reason: str | None = None  # SessionEnd's reason
     error: str | None = None  # StopFailure's error kind
     said: str | None = None  # the last assistant message (StopFailure: the API's error)
+    transcript: str | None = None  # where the CLI keeps the conversation (transcript_path)
 
 
 def session_event(cli: Cli, raw: bytes | str) -> SessionEvent | None:
@@ -227,6 +228,7 @@ def session_event(cli: Cli, raw: bytes | str) -> SessionEvent | None:
         reason=text("reason"),
         error=text("error"),
         said=text("last_assistant_message"),
+        transcript=text("transcript_path"),
     )
 
 
