@@ -44,7 +44,9 @@ def test_a_session_alone_ends_complete_by_its_session_end_hook(
 ) -> None:
     run_id = anthropic.script(uuid.uuid4().hex[:12], Script([tool("Bash", command="echo ends-ok"), text("Done.")]))
     settings = eh.claude_settings(tmp_path / "settings.json")
-    ran = run(_argv(cli_bin, f"end well ({run_id})", settings), _env(tmp_path, matrix, anthropic, run_id), tmp_path / "w")
+    ran = run(
+        _argv(cli_bin, f"end well ({run_id})", settings), _env(tmp_path, matrix, anthropic, run_id), tmp_path / "w"
+    )
     assert ran.code == 0, ran.said()
     row = eh.ended(matrix, cc.task_of(ran))
     assert (row["status"], row["message"], row["error_message"]) == ("complete", "Finished", None), row

@@ -75,7 +75,9 @@ def test_an_api_error_alone_ends_error(cli_bin: Path, matrix: Matrix, api: FakeM
 
 def test_sigint_alone_ends_cancelled(cli_bin: Path, matrix: Matrix, api: FakeModelAPI, tmp_path: Path) -> None:
     run_id = api.script(uuid.uuid4().hex[:12], Script([held(text("too late"), 300)]))
-    running = start(_argv(cli_bin, f"stopped by SIGINT ({run_id})"), _env(tmp_path, matrix, api, run_id), tmp_path / "w")
+    running = start(
+        _argv(cli_bin, f"stopped by SIGINT ({run_id})"), _env(tmp_path, matrix, api, run_id), tmp_path / "w"
+    )
     try:
         eh.signal_cli(running, api, run_id, signal.SIGINT)
         ran = running.wait()
@@ -89,7 +91,9 @@ def test_sigterm_kills_codex_before_any_hook_and_liveness_ends_it(
     cli_bin: Path, matrix: Matrix, api: FakeModelAPI, tmp_path: Path
 ) -> None:
     run_id = api.script(uuid.uuid4().hex[:12], Script([held(text("too late"), 300)]))
-    running = start(_argv(cli_bin, f"stopped by SIGTERM ({run_id})"), _env(tmp_path, matrix, api, run_id), tmp_path / "w")
+    running = start(
+        _argv(cli_bin, f"stopped by SIGTERM ({run_id})"), _env(tmp_path, matrix, api, run_id), tmp_path / "w"
+    )
     try:
         # Its records leave every second: once serve has its task, the signal.
         opened = eh.task_named(matrix, "codex_exec", run_id)
