@@ -74,7 +74,12 @@ def test_a_hook_called_before_the_gate_is_up_decides_by_itself_then_the_launcher
     def hook() -> tuple[int, str]:
         # As the CLI runs its hook: `spanvisor` looked up on its PATH.
         done = subprocess.run(
-            ["sh", "-c", "spanvisor hook claude-code"], input=call, capture_output=True, env=env, timeout=120
+            ["sh", "-c", "spanvisor hook claude-code"],
+            input=call,
+            capture_output=True,
+            env=env,
+            timeout=120,
+            check=False,
         )
         return done.returncode, done.stdout.decode()
 
@@ -151,9 +156,10 @@ def test_with_serve_down_the_launcher_ends_at_once_and_its_end_is_delivered_late
     env = _env(tmp_path)
     task = f"claude-code-{uuid.uuid4().hex[:8]}"
     t0 = time.monotonic()
+    launcher = [str(BIN / "spanvisor"), "run", "--task-id", task, "--endpoint", "http://127.0.0.1:9", "--token", TOKEN]
     done = subprocess.run(
-        [str(BIN / "spanvisor"), "run", "--task-id", task, "--endpoint", "http://127.0.0.1:9", "--token", TOKEN, "--"]
-        + [str(claude), "-p", "fix the tests"],
+        [*launcher, "--", str(claude), "-p", "fix the tests"],
+        check=False,
         capture_output=True,
         text=True,
         env=env,
