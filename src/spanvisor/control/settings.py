@@ -311,6 +311,16 @@ SETTINGS: tuple[Setting, ...] = (
         "a Unix time in seconds",
     ),
     Setting(
+        "hook_sessions",
+        "SPANVISOR_HOOK_SESSIONS",
+        p_opt_str,
+        None,
+        "Where `spanvisor hook` keeps what each session's turn and session-end hooks said and a cancel it saw, "
+        "for a session run without the launcher. Default: SPANVISOR_DATA_DIR/hook-sessions, else "
+        "$XDG_STATE_HOME/spanvisor/hook-sessions (~/.local/state/spanvisor/hook-sessions).",
+        "a directory",
+    ),
+    Setting(
         "cli_settings",
         "SPANVISOR_CLI_SETTINGS",
         p_opt_str,
