@@ -30,7 +30,9 @@ signal) is ``cancelled`` for every CLI; Claude Code interrupted by SIGINT
 exits 0 with no result (its stream says "[Request interrupted by user]")
 or with a result whose ``terminal_reason`` is ``aborted_streaming`` (or
 ``aborted_tools``): cancelled; Gemini CLI's worker exits 0 with no result when signalled:
-cancelled; Codex's ``exec --json`` with no turn result is an error.
+cancelled; Codex's ``exec --json`` with no turn result is an error, but
+for an exit code of 1 with no error said, which is how an interrupted
+Codex may end: cancelled.
 """
 
 from __future__ import annotations
@@ -227,6 +229,10 @@ def end_of(
     if code == 0 and reading.mode.startswith("gemini-"):
         # Its worker exits 0, result unsaid, when a signal stops it (measured).
         return "cancelled", None, f"{name} ended without a result (its worker exits 0 when it is signalled)"
+    if code == 1 and reading.mode == "codex-json" and not reading.error:
+        # Measured: interrupted mid-turn, Codex exits 130 or 1 (by timing),
+        # saying nothing; a failure of its own says an error or a failed turn.
+        return "cancelled", None, f"{name} ended mid-turn with exit code 1 and no error (as it does when interrupted)"
     if code == 0 and reading.mode == "codex-json":
         return "error", f"{program} exited before its turn ended", "Failed"
     if code == 0:
