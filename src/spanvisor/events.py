@@ -316,7 +316,7 @@ class TaskFinished(TaskEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TaskCorrected(TaskEvent):
-    """A span of a finished task arrived: the late-span rule (docs/conventions.md).
+    """A span of a finished task arrived: the late-span rule (docs/reference/conventions.md).
     ``task`` is the finished view, totals corrected; ``added_*`` say what the span
     added. One that ended before its root and arrived after it (``arrived_late``)
     brings ``facts``: the events it would have caused, each with its own id, time

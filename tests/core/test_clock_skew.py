@@ -3,7 +3,7 @@
 A sub-agent on a service whose clock is 3 s behind: its model call ends,
 in true time, after the main agent's, but its end time says 3 s earlier.
 Every path applies a task's spans in the order they ended as delivered
-(docs/conventions.md#clock-skew), never by end times from different clocks,
+(docs/reference/conventions.md#clock-skew), never by end times from different clocks,
 so each event id carries one content: the same time, occupancy and totals.
 """
 

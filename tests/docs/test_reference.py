@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tests.docs.reference import ELSEWHERE, PAGES, REGENERATE, ROOT, SETTINGS_MD
 
-CONVENTIONS = ROOT / "docs" / "conventions.md"
+CONVENTIONS = ROOT / "docs" / "reference" / "conventions.md"
 CONTROL_API = ROOT / "docs" / "interventions.md"
 HOOKS = ROOT / "docs" / "coding-agents-hooks.md"
 EVENTS = ROOT / "docs" / "events.md"

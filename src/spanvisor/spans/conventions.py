@@ -1,6 +1,6 @@
 """The span conventions spanvisor reads: the single source of truth.
 
-``docs/conventions.md`` documents every key here (the context windows of
+``docs/reference/conventions.md`` documents every key here (the context windows of
 common models are in :mod:`spanvisor.spans.windows`). Keys are matched exactly,
 never by prefix: OpenInference owns ``agent.name`` and upstream has an
 ``agent.threat.detection.*`` namespace, so ``agent.`` is not ours alone. The
