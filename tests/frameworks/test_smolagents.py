@@ -6,7 +6,7 @@ span).
 A triage ToolCallingAgent makes 3 model calls (2,000 → 8,800 input tokens on
 gpt-4o), runs a tool and a managed agent (the expert, 1 call). Its AGENT
 spans carry the run's token totals, which are not model calls. A failing run
-never ends its AGENT span (docs/frameworks.md): where its task is open (in
+never ends its AGENT span (docs/reference/frameworks.md): where its task is open (in
 process, or stamped) the failed ``Step`` under that root finishes it as
 failed once the run goes quiet.
 """
