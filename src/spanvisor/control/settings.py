@@ -61,7 +61,7 @@ SETTINGS: tuple[Setting, ...] = (
         "one posted with the shared decide token is an anonymous operator's. Unset: the name a decision gives.",
         "a file path",
     ),
-    # People proven by the company's identity provider (docs/policy.md#people-proven-by-your-identity-provider).
+    # People proven by the company's identity provider (docs/reference/policy.md#people-proven-by-your-identity-provider).
     Setting(
         "oidc_issuer",
         "SPANVISOR_OIDC_ISSUER",
