@@ -122,7 +122,7 @@ TL_LS_MODEL: Final = "traceloop.association.properties.ls_model_name"
 
 SERVICE_NAME: Final = "service.name"
 # The service names coding-agent CLIs export under: their sessions are read from their log records
-# (receiver/codingagents); their own spans are set aside unless stamped with a root (docs/coding-agents.md).
+# (receiver/codingagents); their own spans are set aside unless stamped with a root (docs/reference/coding-agents.md).
 CODING_AGENT_SERVICES: Final = frozenset(
     {"claude-code", "codex_exec", "codex_tui", "codex_cli_rs", "codex-cli", "codex", "gemini-cli"}
 )
