@@ -36,7 +36,7 @@ WarningLevel = Literal["warning", "critical"]
 # What a budget covers: this task, its agent today, everything today or this month.
 BudgetScope = Literal["task", "agent_day", "day", "month"]
 BudgetUnit = Literal["usd", "tokens"]
-# What a person can do to a task (docs/interventions.md).
+# What a person can do to a task (docs/reference/interventions.md).
 Action = Literal["approve", "reject", "cancel", "retry", "acknowledge"]
 # applied: recorded and in force; denied: refused (not an approver, decided already …), audited only.
 InterventionOutcome = Literal["applied", "denied"]

@@ -25,7 +25,7 @@ While the state store is unavailable every route answers 503 with
 ``Retry-After`` and a JSON body naming the cause; anything else that fails
 is a JSON 500 (:mod:`spanvisor.receiver.control_errors`).
 
-docs/interventions.md has examples of each.
+docs/reference/interventions.md has examples of each.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ BUDGET_TOKENS: Final = "agent.budget.tokens"
 EVENT_CHECKPOINT: Final = "agent.checkpoint"
 EVENT_ARTIFACT: Final = "agent.artifact"
 EVENT_EXCEPTION: Final = "exception"
-# A question to a person, and the agent's note of the answer it read back (docs/interventions.md). The
+# A question to a person, and the agent's note of the answer it read back (docs/reference/interventions.md). The
 # request's digest covers the details, the action (canonical JSON of {"tool", "arguments"}) and the agent.
 EVENT_APPROVAL_REQUEST: Final = "agent.approval.request"
 EVENT_APPROVAL_DECISION: Final = "agent.approval.decision"
