@@ -9,7 +9,7 @@ One page at a time, and again after others edited the old page (a merge):
 moves the sections ``Move.split`` names to pages of their own (their
 heading as the title, their subsections promoted; a stub heading with a link
 stays where each was), and rewrites every relative link of every Markdown
-file (but CHANGELOG.md, which is history) and every ``docs/….md`` mention in
+file (CHANGELOG.md's links only: its text is history) and every ``docs/….md`` mention in
 the code, tests and assets that pointed at the old page or a moved section. ``pointers`` writes, at each old
 path, a page whose headings are the old page's (as ``git show REF:path`` has
 it, ``--ref``, default ``HEAD``), each a line linking to where that section
@@ -133,7 +133,7 @@ class Relinker:
             return path
         return self.sections.get(anchor.lstrip("#"), self.new)
 
-    def markdown(self, text: str, was: str, now: str) -> str:
+    def markdown(self, text: str, was: str, now: str, mentions: bool = True) -> str:
         """Relative links of a page that was at ``was`` and is at ``now``."""
 
         def fix(m: re.Match[str]) -> str:
@@ -171,7 +171,7 @@ class Relinker:
             out.append(line)
         if prose:
             out.append(_LINK.sub(fix, "\n".join(prose)))
-        return self.mentions("\n".join(out))
+        return self.mentions("\n".join(out)) if mentions else "\n".join(out)
 
     def mentions(self, text: str) -> str:
         def fix(m: re.Match[str]) -> str:
@@ -204,9 +204,10 @@ def move(name: str) -> None:
     done = {spec.new, *pages}
     for path in _files(".md"):
         rel = str(path.relative_to(ROOT))
-        if rel not in done and rel != "CHANGELOG.md":  # history says what was, where it was
+        if rel not in done:
             before = path.read_text(encoding="utf-8")
-            after = relink.markdown(before, rel, rel)
+            # CHANGELOG.md is history: its text says what was where; only its links follow the page.
+            after = relink.markdown(before, rel, rel, mentions=rel != "CHANGELOG.md")
             if after != before:
                 path.write_text(after, encoding="utf-8")
     for path in [*_files(".py", ".yml", ".yaml", ".toml", ".json", ".sh", ".txt"), ROOT / "Makefile"]:
