@@ -22,7 +22,7 @@ from tests.docs.reference import ELSEWHERE, PAGES, REGENERATE, ROOT, SETTINGS_MD
 CONVENTIONS = ROOT / "docs" / "reference" / "conventions.md"
 CONTROL_API = ROOT / "docs" / "reference" / "control-api.md"
 HOOKS = ROOT / "docs" / "reference" / "coding-agents-hooks.md"
-EVENTS = ROOT / "docs" / "events.md"
+EVENTS = ROOT / "docs" / "reference" / "events.md"
 _VARIABLE = re.compile(r"\bSPANVISOR_[A-Z0-9_]*[A-Z0-9]\b")
 
 

@@ -28,7 +28,7 @@ TABLES = {
     "delivery_state",
     "quarantine",
     "schema_migrations",
-    "stream_events",  # the event stream's shared feed (docs/events.md)
+    "stream_events",  # the event stream's shared feed (docs/reference/events.md)
     "stream_meta",
 }
 

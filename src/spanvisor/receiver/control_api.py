@@ -343,7 +343,7 @@ def add_routes(app: web.Application, pipeline: Any, token: str | None) -> None:
     app.router.add_post(PREFIX + "/grants", guarded(make, deciders))
     app.router.add_delete(PREFIX + "/grants/{grant_id}", guarded(revoke, deciders))
     app.router.add_route("*", PREFIX + "/{tail:.*}", guarded(unknown))
-    # The event stream (docs/events.md) takes the same token, read scope.
+    # The event stream (docs/reference/events.md) takes the same token, read scope.
     sse.add_routes(app, pipeline, token)
     # Claude Code's http hook, answered by the gate (docs/reference/coding-agents-hooks.md).
     hook_http.add_routes(app, token)
