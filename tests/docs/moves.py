@@ -247,7 +247,7 @@ def pointers(ref: str) -> None:
             h = _HEADING.match(lines[i])
             assert h is not None
             dest = os.path.relpath(where.get(anchor, spec.new), here)
-            out += [f"{'#' * max(2, level)} {h.group(2)}", "", f"[Now here]({dest}#{anchor}).", ""]
+            out += [f"{'#' * max(2, level)} {h.group(2)}", f"Now [here]({dest}#{anchor}).", ""]
         (ROOT / spec.old).write_text("\n".join(out).rstrip("\n") + "\n", encoding="utf-8")
         subprocess.run(["git", "add", spec.old], cwd=ROOT, check=True)
 
