@@ -213,6 +213,7 @@ class PageRun:
             for _, proc, _ in self.running.values():  # a failure is reported as it is, at once
                 _kill(proc)
             self.running.clear()
+            self.stop_database()
             raise
         self.stop()
 
@@ -344,7 +345,22 @@ class PageRun:
                 self.join(name)
             except AssertionError as exc:
                 problems.append(str(exc))
+        self.stop_database()
         assert not problems, "\n".join(problems)
+
+    def stop_database(self) -> None:
+        """An embedded PostgreSQL the page's commands started (the demo,
+        serve, `spanvisor tasks`) stops with the last process that holds it;
+        one whose holder was killed would run on, so it is stopped here."""
+        if (self.scratch / "data" / "postgres").is_dir():
+            subprocess.run(
+                [str(BIN / "spanvisor"), "db", "stop"],
+                cwd=self.scratch,
+                env=self.env,
+                capture_output=True,
+                timeout=60,
+                check=False,
+            )
 
 
 def _yaml(text: str) -> Any:

@@ -11,20 +11,37 @@ model account, Docker or a Grafana.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import require
+from tests.conftest_pg import scratch_dir
 from tests.docs.blocks import ROOT, PageRun, parse
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs" / "guides").glob("*.md"))]
 
 
+@pytest.fixture
+def scratch() -> Iterator[Path]:
+    """The page's folder. Not under pytest's basetemp: a pytest session
+    starting meanwhile resets /tmp/pytest-of-<user> to 0700, and an embedded
+    PostgreSQL the page starts (a user of its own when we run as root) would
+    lose its way to its files (tests/conftest_pg.py does the same)."""
+    path = Path(tempfile.mkdtemp(prefix="spanvisor-docs-", dir=scratch_dir()))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.mark.timeout_s(600)
 @pytest.mark.parametrize("page", PAGES, ids=[p.stem if p.parent.name == "guides" else p.name for p in PAGES])
-def test_every_block_of_the_page_works_as_printed(page: Path, tmp_path: Path) -> None:
-    run = PageRun(page, tmp_path)
+def test_every_block_of_the_page_works_as_printed(page: Path, scratch: Path) -> None:
+    run = PageRun(page, scratch)
     for tool in run.needs:
         require(tool)
     run.run()
