@@ -44,8 +44,7 @@ InterventionOutcome = Literal["applied", "denied"]
 
 def stable_id(*parts: object) -> str:
     """A 32-hex-digit id that depends only on ``parts``."""
-    # A list, not a generator: join makes one anyway, and a generator's frame
-    # per call cost more than the hash (a state checkpoint's key is one).
+    # A list: join makes one anyway, and a generator's frame cost more than the hash.
     raw = "\x1f".join([str(p) for p in parts]).encode("utf-8", "surrogatepass")
     return hashlib.blake2b(raw, digest_size=16).hexdigest()
 
@@ -91,6 +90,12 @@ class ApprovalRequest:
     requester: str | None = None
     permit_key: str | None = None
     approvers_from: tuple[str, ...] = ()
+    # The central policy's version the request was judged under ("acme@7c1e9a2b40d3"), the rule that set what
+    # it needs (a central rule, or "request" / the hook's local rule when it asked more), and, when a central
+    # rule denies it, why (no one may approve it then). None is in the digest.
+    policy_version: str | None = None
+    required_by: str | None = None
+    policy_denied: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,9 +191,10 @@ class TaskView:
     decisions: tuple[Decision, ...] = ()
     cancel_requested: bool = False  # someone asked the task to stop; the agent decides when
     results: tuple[ResultField, ...] = ()  # agent.result.<name> on the root, in the order first seen
-    # Grows by one with every event of the task that leaves the tracker. Sinks keep
-    # the highest: unlike time_ns it has no ties and no skew, so an older view never wins.
+    # +1 per event of the task leaving the tracker; sinks keep the highest (no ties, no skew).
     seq: int = 0
+    # Opened before its root arrived: title and agent a stand-in until it does (conventions.md).
+    provisional: bool = False
 
     @property
     def context_ratio(self) -> float | None:

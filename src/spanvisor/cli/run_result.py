@@ -38,20 +38,11 @@ from __future__ import annotations
 import json
 import signal
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-Mode = Literal[
-    "passthrough",
-    "claude-text",
-    "claude-stream",
-    "claude-json",
-    "codex-json",
-    "gemini-text",
-    "gemini-stream",
-    "gemini-json",
-]
+from spanvisor.cli.run_start import Mode, plan
+
 # What a CLI reads as its user stopping it: exit codes 128 + SIGHUP, SIGINT,
 # SIGKILL, SIGTERM (a shell's way of saying "killed by").
 _STOP_CODES = {129: "SIGHUP", 130: "SIGINT", 137: "SIGKILL", 143: "SIGTERM"}
@@ -201,41 +192,6 @@ def _object(text: str) -> dict[str, Any] | None:
     except ValueError:
         return None
     return doc if isinstance(doc, dict) else None
-
-
-def _option(args: Sequence[str], *names: str) -> str | None:
-    for i, a in enumerate(args):
-        for n in names:
-            if a == n and i + 1 < len(args):
-                return args[i + 1]
-            if a.startswith(n + "="):
-                return a.split("=", 1)[1]
-    return None
-
-
-def plan(cli: str, args: Sequence[str]) -> tuple[list[str], Mode]:
-    """The CLI's arguments with what the launcher adds, and how to read its stdout."""
-    argv = list(args)
-    if cli == "claude-code" and ("-p" in argv or "--print" in argv):
-        fmt = _option(argv, "--output-format")
-        if fmt is None:
-            extra = ["--output-format", "stream-json"] + ([] if "--verbose" in argv else ["--verbose"])
-            return [argv[0], *extra, *argv[1:]], "claude-text"
-        if fmt == "stream-json":
-            return argv, "claude-stream"
-        if fmt == "json":
-            return argv, "claude-json"
-    if cli == "codex" and "--json" in argv:
-        return argv, "codex-json"
-    if cli == "gemini" and ("-p" in argv or "--prompt" in argv or _option(argv, "--prompt") is not None):
-        fmt = _option(argv, "--output-format", "-o")
-        if fmt is None:
-            return [argv[0], "--output-format", "stream-json", *argv[1:]], "gemini-text"
-        if fmt == "stream-json":
-            return argv, "gemini-stream"
-        if fmt == "json":
-            return argv, "gemini-json"
-    return argv, "passthrough"
 
 
 def signal_name(signum: int) -> str:

@@ -18,8 +18,8 @@ from __future__ import annotations
 import json
 import sys
 import threading
-from collections.abc import Callable
-from typing import TextIO
+from collections.abc import Callable, Mapping
+from typing import Any, TextIO
 
 from spanvisor.gate import contracts as gc
 
@@ -42,6 +42,10 @@ class Answer:
         self.stdout = stdout
         self.stderr = stderr
         self.release = release
+        # A last look before an allow (the session's task cancelled): the
+        # reason to deny instead, else None. What it denied stays in vetoed.
+        self.veto: Callable[[], str | None] | None = None
+        self.vetoed: str | None = None
         self._lock = threading.Lock()
 
     @property
@@ -50,6 +54,14 @@ class Answer:
         return self.code is not None
 
     def allow(self, reason: str) -> int:
+        if self.veto is not None and self.code is None:
+            try:
+                why = self.veto()
+            except Exception:  # a look that fails vetoes nothing
+                why = None
+            if why:
+                self.vetoed = why
+                return self._write("deny", why)
         return self._write("allow", reason)
 
     def deny(self, reason: str) -> int:
@@ -58,17 +70,34 @@ class Answer:
     def block(self, reason: str) -> int:
         return self._write("deny", reason, gc.EXIT_BLOCK)
 
-    def _write(self, answer: gc.Answer, reason: str, code: int = gc.EXIT_ALLOW) -> int:
+    def neutral(self, doc: Mapping[str, Any]) -> int:
+        """A reply that decides nothing (to a turn's or the session's end):
+        ``doc`` and exit status 0, even when it cannot be written (no
+        output is as neutral: a block there would keep the agent going)."""
+        return self._write("allow", "", gc.EXIT_ALLOW, doc)
+
+    def _write(
+        self, answer: gc.Answer, reason: str, code: int = gc.EXIT_ALLOW, neutral: Mapping[str, Any] | None = None
+    ) -> int:
         with self._lock:
             if self.code is not None:
                 return self.code
-            self.code = self._say(answer, reason, code)
+            self.code = self._say(answer, reason, code) if neutral is None else self._say_neutral(neutral)
         if self.release is not None:
             try:
                 self.release(self.code)
             except BaseException:  # the answer is written; its release is best effort
                 pass
         return self.code
+
+    def _say_neutral(self, doc: Mapping[str, Any]) -> int:
+        try:
+            out = self.stdout or sys.stdout
+            out.write(json.dumps(doc) + "\n")
+            out.flush()
+        except BaseException:
+            pass
+        return gc.EXIT_ALLOW
 
     def _say(self, answer: gc.Answer, reason: str, code: int) -> int:
         self.code = code

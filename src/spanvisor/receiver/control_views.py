@@ -34,6 +34,10 @@ def approval_json(r: ApprovalRequest) -> dict[str, Any]:
         "requester": r.requester,
         # Whose approvals count ("group:sre", "alice"; empty: anyone's).
         "approvers_from": list(r.approvers_from),
+        # The central policy's version it was judged under, and what set its requirement (docs/reference/policy.md).
+        "policy_version": r.policy_version,
+        "required_by": r.required_by,
+        "policy_denied": r.policy_denied,
     }
 
 

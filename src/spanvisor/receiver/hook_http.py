@@ -38,6 +38,7 @@ from spanvisor.control.bearer import bearer_matches
 from spanvisor.gate import notes, verdict
 from spanvisor.gate.answer import Answer
 from spanvisor.gate.deadline import ENV_STARTED, Deadline
+from spanvisor.gate.local import ENV_SOCKET
 from spanvisor.gate.session import ENV_ENDPOINT, ENV_TASK_ID, ENV_TASK_OWNER
 
 ROUTE = "/v1/hooks/claude-code"
@@ -110,7 +111,8 @@ class Facts:
 
 def decide(facts: Facts) -> tuple[bytes, Callable[[], None] | None]:
     """The answer's body, and what to do once it is sent (the note)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPANVISOR_GATE_", ENV_TASK_ID, ENV_TASK_OWNER))}
+    # serve's own environment, less what names one session: its socket and task.
+    env = {k: v for k, v in os.environ.items() if k not in (ENV_SOCKET, ENV_TASK_ID, ENV_TASK_OWNER)}
     env[ENV_ENDPOINT] = facts.origin
     env["SPANVISOR_CONTROL_URL"] = facts.origin
     if facts.token:

@@ -327,6 +327,7 @@ def tracker_rebuild(pipeline: Any) -> Any:
                         tracker.span_ended(span)
                 except Exception:  # the live replay and live spans go on without it
                     log.exception("span journal: a span could not be rebuilt; skipped")
+            tracker.settle()  # each entry is a delivered batch: decided as it was
         finally:
             tracker.stats = counted
 
