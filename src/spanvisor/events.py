@@ -36,7 +36,7 @@ WarningLevel = Literal["warning", "critical"]
 # What a budget covers: this task, its agent today, everything today or this month.
 BudgetScope = Literal["task", "agent_day", "day", "month"]
 BudgetUnit = Literal["usd", "tokens"]
-# What a person can do to a task (docs/interventions.md).
+# What a person can do to a task (docs/reference/interventions.md).
 Action = Literal["approve", "reject", "cancel", "retry", "acknowledge"]
 # applied: recorded and in force; denied: refused (not an approver, decided already …), audited only.
 InterventionOutcome = Literal["applied", "denied"]
@@ -322,7 +322,7 @@ class TaskFinished(TaskEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TaskCorrected(TaskEvent):
-    """A span of a finished task arrived: the late-span rule (docs/conventions.md).
+    """A span of a finished task arrived: the late-span rule (docs/reference/conventions.md).
     ``task`` is the finished view, totals corrected; ``added_*`` say what the span
     added. One that ended before its root and arrived after it (``arrived_late``)
     brings ``facts``: the events it would have caused, each with its own id, time
