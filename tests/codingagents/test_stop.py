@@ -242,7 +242,12 @@ def test_without_the_launcher_a_cancel_clicked_in_slack_blocks_the_sessions_next
     work.mkdir(parents=True)
     policy = tmp_path / "policy.toml"
     policy.write_text('default = "allow"\n')
-    extra = {"SPANVISOR_OTLP_ENDPOINT": matrix.endpoint, "SPANVISOR_HOOK_POLICY": str(policy)}
+    extra = {
+        "SPANVISOR_OTLP_ENDPOINT": matrix.endpoint,
+        "SPANVISOR_HOOK_POLICY": str(policy),
+        # A loaded test machine's serve may answer the look after its 100 ms.
+        "SPANVISOR_HOOK_CANCEL_WAIT": "2s",
+    }
     if cli == "claude-code":
         env = cc.env(home, matrix, api, run_id, **extra)
         argv = cc.argv(cli_bin, prompt, eh.claude_settings(tmp_path / "settings.json", gate=True))

@@ -311,6 +311,17 @@ SETTINGS: tuple[Setting, ...] = (
         "a Unix time in seconds",
     ),
     Setting(
+        "hook_cancel_wait",
+        "SPANVISOR_HOOK_CANCEL_WAIT",
+        p_duration,
+        0.1,
+        "How long after its start `spanvisor hook` waits, before it lets a policy's allow stand, for the "
+        "control API to say whether the session's task was cancelled (a session without the launcher). A look "
+        "that comes later misses the cancel for that call (the next call sees it); raise it for a busy or "
+        "distant `serve`, at that cost to each allowed call while `serve` is slow. At most 5 s.",
+        "a duration, e.g. 100ms or 0.5s",
+    ),
+    Setting(
         "hook_sessions",
         "SPANVISOR_HOOK_SESSIONS",
         p_opt_str,

@@ -5,7 +5,9 @@ API, beside the policy's answer, for a session run without the launcher
 The look is ``GET /v1/control/tasks/{task}`` (its ``cancel``: who, why,
 when), sent from a thread as soon as the hook has read the call, so it runs
 while the policy decides; only an allow waits for it, and never past
-:data:`BUDGET_S` after the hook's start. What the look cannot tell in time
+:data:`BUDGET_S` after the hook's start (``SPANVISOR_HOOK_CANCEL_WAIT``
+sets another, up to 5 s: a busy ``serve`` answers later, and a look that
+comes too late lets the policy's allow stand). What the look cannot tell in time
 (``serve`` down, slow, blackholed, a refused token) is no cancel, unless
 an earlier look of the same session saw one: a cancel seen is remembered
 (:mod:`spanvisor.gate.turns`), so every later call of the session is
@@ -21,6 +23,7 @@ Standard library only: this runs on the policy's path.
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import threading
@@ -35,6 +38,9 @@ from spanvisor.gate import turns
 # how long the look has once sent (a hook slow to start, on a loaded machine).
 BUDGET_S = 0.1
 MIN_LOOK_S = 0.03
+# SPANVISOR_HOOK_CANCEL_WAIT: another budget, in seconds (a busy serve).
+ENV_BUDGET = "SPANVISOR_HOOK_CANCEL_WAIT"
+MAX_BUDGET_S = 5.0
 MAX_BODY = 1024 * 1024
 ENV_URL = "SPANVISOR_CONTROL_URL"
 ENV_TOKEN = "SPANVISOR_CONTROL_TOKEN"
@@ -217,7 +223,35 @@ def look(
     of ``started`` (the hook's start)."""
     e = os.environ if env is None else env
     t0 = time.monotonic() if started is None else started
-    return CancelLook(task_id, url, token, e, max(t0 + BUDGET_S, time.monotonic() + MIN_LOOK_S))
+    return CancelLook(task_id, url, token, e, max(t0 + budget(e), time.monotonic() + MIN_LOOK_S))
 
 
-__all__ = ["BUDGET_S", "MIN_LOOK_S", "CancelLook", "cancel_in", "control_token", "control_url", "fetch", "look", "seen"]
+def budget(env: Mapping[str, str]) -> float:
+    """:data:`BUDGET_S`, or the setting's seconds (``250ms``, ``0.5s``,
+    ``2``), within 0 to :data:`MAX_BUDGET_S`; what cannot be read is the
+    default (``spanvisor check`` names it)."""
+    raw = (env.get(ENV_BUDGET) or "").strip().lower()
+    if not raw:
+        return BUDGET_S
+    scale = 0.001 if raw.endswith("ms") else 1.0
+    try:
+        got = float(raw.removesuffix("ms").removesuffix("s")) * scale
+    except ValueError:
+        return BUDGET_S
+    return BUDGET_S if math.isnan(got) else min(max(got, 0.0), MAX_BUDGET_S)
+
+
+__all__ = [
+    "BUDGET_S",
+    "ENV_BUDGET",
+    "MAX_BUDGET_S",
+    "MIN_LOOK_S",
+    "CancelLook",
+    "budget",
+    "cancel_in",
+    "control_token",
+    "control_url",
+    "fetch",
+    "look",
+    "seen",
+]
