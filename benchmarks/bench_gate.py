@@ -45,7 +45,7 @@ but tree-sitter; the launcher, ``--only run``, the wheel's dependencies):
 Figures: p50/p95/p99 in ms and the p50 over the floor; the goals, met or
 missed. The defaults (100 calls, a 50-call session: about 10 minutes on a
 loaded 2-core machine) fit ``make bench``;
-docs/performance.md's figures come from ``--calls 1000 --session-calls 500``.
+docs/design/performance.md's figures come from ``--calls 1000 --session-calls 500``.
 """
 
 from __future__ import annotations
@@ -373,7 +373,7 @@ def bench_session(args: argparse.Namespace, tmp: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--calls", type=int, default=100, help="calls per case (docs/performance.md: 1000)")
+    ap.add_argument("--calls", type=int, default=100, help="calls per case (docs/design/performance.md: 1000)")
     ap.add_argument("--session-calls", type=int, default=50, help="tool calls in the Claude Code session (0: none)")
     ap.add_argument("--only", default="hooks,http,run,session", help="comma-separated: hooks, http, run, session")
     ap.add_argument("--quick", action="store_true", help="50 calls per case, a 20-call session")

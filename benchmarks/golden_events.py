@@ -122,7 +122,7 @@ def _end_order(tracker: TaskTracker, specs: list[SpanSpec], clock: FakeClock) ->
 
 def _settled(tracker: TaskTracker, specs: list[SpanSpec], clock: FakeClock) -> list[Event]:
     """End order with each batch settled, as the pipeline does: tasks shown
-    before their roots arrive (docs/conventions.md#provisional-tasks)."""
+    before their roots arrive (docs/reference/conventions.md#provisional-tasks)."""
     return feed_end_order(tracker, specs, random.Random(11), stamped=False, clock=clock, batch=3, settle=True)
 
 

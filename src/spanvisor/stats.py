@@ -214,7 +214,7 @@ class PipelineStats:
                 "spanvisor_dropped_total{reason=%r} and not logged again",
                 reason.replace("_", " "),
                 where,
-                detail or "see docs/architecture.md#drops",
+                detail or "see docs/design/architecture.md#drops",
                 reason,
             )
 

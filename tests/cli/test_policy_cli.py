@@ -1,5 +1,5 @@
 """``spanvisor policy check`` and ``policy test`` as a team's CI runs them
-(the real command), on docs/policy.md's own examples and on broken
+(the real command), on docs/reference/policy.md's own examples and on broken
 policies and cases; ``spanvisor check`` on ``SPANVISOR_POLICY``."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "policy.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "reference" / "policy.md"
 
 
 def spanvisor(*args: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -1,4 +1,4 @@
-"""The session-end hooks as docs/coding-agents.md shows them, run by the
+"""The session-end hooks as docs/reference/coding-agents.md shows them, run by the
 matrix: each CLI's block read from the doc (``spanvisor hook`` becoming
 this interpreter's), a CLI stopped by a signal while its model holds its
 answer, and the task a session without the launcher ended as."""
@@ -20,7 +20,7 @@ from tests.codingagents.script import Script, Turn
 from tests.codingagents.served import Matrix
 from tests.waiting import wait_until
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "coding-agents.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "reference" / "coding-agents.md"
 WAIT_S = 120.0
 
 

@@ -1,5 +1,5 @@
 """Claude Code 2.1.330 without the launcher, its turn and session-end hooks
-set as docs/coding-agents.md shows them (``Stop``, ``StopFailure``,
+set as docs/reference/coding-agents.md shows them (``Stop``, ``StopFailure``,
 ``SessionEnd`` running ``spanvisor hook claude-code``): each end of the
 session ends its task as the CLI reported it, never ``lost``.
 

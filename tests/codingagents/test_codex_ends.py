@@ -1,5 +1,5 @@
 """Codex CLI 0.169.0 without the launcher, its turn and session-end hooks
-set as docs/coding-agents.md shows them (``UserPromptSubmit``, ``Stop``,
+set as docs/reference/coding-agents.md shows them (``UserPromptSubmit``, ``Stop``,
 ``Interrupt``, ``SessionEnd`` running ``spanvisor hook codex``; the hooks
 run with ``--dangerously-bypass-hook-trust``): each end of the session
 ends its task as the CLI reported it.

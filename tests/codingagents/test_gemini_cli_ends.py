@@ -1,5 +1,5 @@
 """Gemini CLI 0.61.0 without the launcher, its turn and session-end hooks
-set as docs/coding-agents.md shows them (``BeforeAgent``, ``AfterAgent``,
+set as docs/reference/coding-agents.md shows them (``BeforeAgent``, ``AfterAgent``,
 ``SessionEnd`` running ``spanvisor hook gemini``): each end of the session
 ends its task as the CLI reported it.
 

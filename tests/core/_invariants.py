@@ -311,7 +311,7 @@ def final_states_by_root(events: Sequence[Event], specs: Sequence[SpanSpec]) -> 
 
 def looks_like_an_agent_run(specs: Sequence[SpanSpec], rule: ProvisionalRule | None = None) -> bool:
     """Whether one trace's spans, as they end, meet the provisional rule
-    (docs/conventions.md#provisional-tasks): a model call, and an agent
+    (docs/reference/conventions.md#provisional-tasks): a model call, and an agent
     span or a span naming an agent, a tool call, or N model calls."""
     rule = rule or ProvisionalRule()
     buf = TraceBuffer()
@@ -331,7 +331,7 @@ def agent_rooted(specs: Sequence[SpanSpec]) -> set[str]:
     candidate, as the spans end): a task such a trace shows before its root
     arrives is the root-first task. Elsewhere a trace that looks like an agent
     run becomes a task of its own on the paths that show it provisionally,
-    which the root-first order does not know (docs/conventions.md#provisional-tasks)."""
+    which the root-first order does not know (docs/reference/conventions.md#provisional-tasks)."""
     by_id = {(s.trace_id, s.span_id): s for s in specs}
     out = {s.trace_id for s in specs}
     for s in specs:

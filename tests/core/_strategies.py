@@ -426,7 +426,7 @@ def agentless_traces(draw: st.DrawFn, max_traces: int = 3, max_children: int = 6
     """Traces no agent names: a plain top span (a web request, a script's
     ``main``) over plain spans, model calls and tool calls, nested at random.
     Whether such a trace looks like an agent run is the provisional rule's to
-    say (docs/conventions.md#provisional-tasks)."""
+    say (docs/reference/conventions.md#provisional-tasks)."""
     specs: list[SpanSpec] = []
     for ti in range(draw(st.integers(1, max_traces))):
         trace_id = f"{ti + 0xA1:032x}"

@@ -134,6 +134,6 @@ def test_live_records_and_spans_tell_the_processors_story(specs: list[SpanSpec],
         check_against_specs(events, specs)
         # By root: unstamped spans that come before their task's start record
         # show it provisionally, under the id they were shown under (the
-        # record then speaks for it: docs/conventions.md#provisional-tasks).
+        # record then speaks for it: docs/reference/conventions.md#provisional-tasks).
         traces = check_task_roots(events, specs, name)
         assert only(final_states_by_root(events, specs), traces) == only(want, traces), name

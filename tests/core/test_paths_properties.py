@@ -70,7 +70,7 @@ def test_processor_exporter_and_receiver_tell_the_same_story(specs: list[SpanSpe
     want = only(final_states_by_root(in_process, specs), traces)
     # A root given more attributes than the SDK keeps loses its name and agent
     # where no processor saw it start: read as a task by its results
-    # (docs/conventions.md#attribute-limits), named after its span.
+    # (docs/reference/conventions.md#attribute-limits), named after its span.
     limited = {f"{s.trace_id}-{s.span_id}" for s in specs if len(s.attrs_at(s.end_ns, stamped=True)) > SDK_LIMIT}
     for name, events in runs.items():
         got = only(final_states_by_root(events, specs), traces)

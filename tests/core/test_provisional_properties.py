@@ -1,4 +1,4 @@
-"""Provisional tasks (docs/conventions.md#provisional-tasks), on the pure
+"""Provisional tasks (docs/reference/conventions.md#provisional-tasks), on the pure
 TaskTracker: random span trees delivered children first, in random batches,
 traces interleaved, each batch settled as the pipeline settles it.
 

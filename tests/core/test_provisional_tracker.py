@@ -1,5 +1,5 @@
 """Provisional tasks on the pure TaskTracker, by example: the shapes the
-rules were written for (docs/conventions.md#provisional-tasks). The
+rules were written for (docs/reference/conventions.md#provisional-tasks). The
 properties over random trees are ``test_provisional_properties``'s."""
 
 from __future__ import annotations

@@ -241,7 +241,7 @@ def assert_shown_before_its_root(task: Seen) -> None:
     Collector delivers them), a framework that ends children before its root
     shows its task from its first model calls, before the root arrives: a
     provisional task
-    (docs/conventions.md#provisional-tasks), under a stand-in title and the
+    (docs/reference/conventions.md#provisional-tasks), under a stand-in title and the
     service's agent (never a sub-agent's), with its model calls counted as
     they land; its root names it and ends it."""
     early = [e for e in task.events if e.task.provisional]

@@ -53,7 +53,7 @@ def test_the_start_names_the_agent(runs: Runs, path: Path) -> None:
     task = one_task(runs[path, "ok"].events)
     if path == "serve" or task.started.task.provisional:
         # Unstamped, the task shows from its first calls, before its root
-        # (docs/conventions.md#provisional-tasks): the root names it at its
+        # (docs/reference/conventions.md#provisional-tasks): the root names it at its
         # end. Always on serve; on the exporter when a pump read the first
         # calls before the root (the SDK hands them over one by one here).
         assert task.started.task.provisional

@@ -8,7 +8,7 @@ does. Random task trees whose roots get their root-making keys only after
 they start (the ``late_roots`` generator), played on a real TracerProvider:
 the processor's stream passes the stream checker and ends every task on the
 same final view as the exporter given the same spans unstamped (both may
-show a task before its root arrives: docs/conventions.md#provisional-tasks).
+show a task before its root arrives: docs/reference/conventions.md#provisional-tasks).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ span).
 A triage ToolCallingAgent makes 3 model calls (2,000 → 8,800 input tokens on
 gpt-4o), runs a tool and a managed agent (the expert, 1 call). Its AGENT
 spans carry the run's token totals, which are not model calls. A failing run
-never ends its AGENT span (docs/frameworks.md): where its task is open (in
+never ends its AGENT span (docs/reference/frameworks.md): where its task is open (in
 process, or stamped) the failed ``Step`` under that root finishes it as
 failed once the run goes quiet.
 """
@@ -185,7 +185,7 @@ def test_a_failing_run_is_finished_failed_by_its_failed_step(quick: Run) -> None
     # ended ERROR. Once the task is quiet for its stall time it is finished
     # as failed, with the model's error and a note saying why. Unstamped, in
     # end order, the root never comes: its first spans showed the task
-    # provisionally (docs/conventions.md#provisional-tasks), and it ends the
+    # provisionally (docs/reference/conventions.md#provisional-tasks), and it ends the
     # same way, with no title (only the root has one).
     events = quick.until(lambda evs: any(isinstance(e, TaskFinished) for e in evs))
     task = one_task(events)

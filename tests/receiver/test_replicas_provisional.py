@@ -10,7 +10,7 @@ spans, children first and the root last, each in a request of its own.
   replica names it and ends it, the shared view is final, and every row is
   written once. A replica that never sees the root keeps its provisional task
   open (to be lost after ``SPANVISOR_LOST_AFTER``; see
-  docs/conventions.md#provisional-tasks).
+  docs/reference/conventions.md#provisional-tasks).
 """
 
 from __future__ import annotations

@@ -130,7 +130,7 @@ class TaskHandle:
         if limit is not None:
             self._set(cv.CONTEXT_LIMIT, limit)
 
-    # -- the way back: approvals and cancel (docs/interventions.md) -------------
+    # -- the way back: approvals and cancel (docs/reference/interventions.md) -------------
 
     @property
     def task_id(self) -> str:

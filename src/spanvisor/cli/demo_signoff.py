@@ -65,7 +65,7 @@ class SignOff:
         return self.tokens is not None
 
 
-POLICY = """# spanvisor demo: its central policy, made anew each run (docs/policy.md)
+POLICY = """# spanvisor demo: its central policy, made anew each run (docs/reference/policy.md)
 name = "demo"
 
 [[rule]]
@@ -97,7 +97,7 @@ def people(config: Config) -> tuple[Config, SignOff]:
     path = Path(config.data_dir) / "demo-deciders.toml"
     path.parent.mkdir(parents=True, exist_ok=True)
     text = "".join(f'[people.{n}]\ntoken_sha256 = "{token_hash(t)}"\n\n' for n, t in tokens.items())
-    path.write_text("# spanvisor demo: made anew each run (docs/interventions.md)\n" + text)
+    path.write_text("# spanvisor demo: made anew each run (docs/reference/interventions.md)\n" + text)
     return config.with_values(deciders_file=str(path)), SignOff(tokens)
 
 

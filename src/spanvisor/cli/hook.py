@@ -189,7 +189,7 @@ def decide(
 
 def _look(
     raw: bytes, cli: gc.Cli, args: argparse.Namespace, env: Mapping[str, str], started: float
-) -> cancel.Look | None:
+) -> cancel.CancelLook | None:
     """A look at the session's cancel, beside the policy (None under the
     launcher, which stops the CLI itself, or without a session id)."""
     if env.get("SPANVISOR_GATE_SOCKET"):  # the launcher's session, even when the launcher is silent

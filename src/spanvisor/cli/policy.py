@@ -1,5 +1,5 @@
 """``spanvisor policy``: the central policy, seen, checked and tested
-(docs/policy.md).
+(docs/reference/policy.md).
 
 * ``spanvisor policy show`` prints the version the server enforces and its
   rules (``GET /v1/control/policy``);

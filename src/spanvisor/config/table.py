@@ -92,7 +92,7 @@ CORE_SETTINGS: tuple[Setting, ...] = (
         p_choice("auto", "off"),
         "auto",
         "Whether the agent helpers also say what they write on a task's open root as OpenTelemetry log records "
-        "when its spans leave the process (docs/conventions.md#the-live-channel).",
+        "when its spans leave the process (docs/reference/conventions.md#the-live-channel).",
         "auto or off",
     ),
     Setting(

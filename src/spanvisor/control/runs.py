@@ -26,7 +26,7 @@ from spanvisor.events import ApprovalRequest, Decision, TaskView, question_diges
 MAX_PER_RUN = 200
 # Most requests one run keeps (open and closed).
 MAX_REQUESTS = 100
-# Why a decision was refused, as a code kept in the audit (docs/interventions.md).
+# Why a decision was refused, as a code kept in the audit (docs/reference/interventions.md).
 RefusalCode = Literal[
     "unknown_task",
     "unknown_request",

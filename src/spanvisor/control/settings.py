@@ -61,7 +61,7 @@ SETTINGS: tuple[Setting, ...] = (
         "one posted with the shared decide token is an anonymous operator's. Unset: the name a decision gives.",
         "a file path",
     ),
-    # People proven by the company's identity provider (docs/policy.md#people-proven-by-your-identity-provider).
+    # People proven by the company's identity provider (docs/reference/policy.md#people-proven-by-your-identity-provider).
     Setting(
         "oidc_issuer",
         "SPANVISOR_OIDC_ISSUER",
@@ -202,7 +202,7 @@ SETTINGS: tuple[Setting, ...] = (
         "The central policy (a TOML file, or a directory of them): rules no agent can weaken. Each approval "
         "request needs at least what they require (people, groups) and a central deny is never approved; "
         "`serve` publishes it to the coding agents' hooks and reloads it on change and on SIGHUP "
-        "(docs/policy.md). Unset: none.",
+        "(docs/reference/policy.md). Unset: none.",
         "a file or directory path",
     ),
     # Read by `spanvisor run` and `spanvisor hook` (the coding-agent CLIs'

@@ -170,7 +170,7 @@ def seen(task_id: str, status: int, doc: Mapping[str, Any] | None, env: Mapping[
         return None
 
 
-class Look:
+class CancelLook:
     """One look at a task's cancel, in a thread of its own."""
 
     def __init__(self, task_id: str, url: str, token: str | None, env: Mapping[str, str], until: float) -> None:
@@ -212,12 +212,12 @@ def control_token(explicit: str | None, env: Mapping[str, str]) -> str | None:
 
 def look(
     task_id: str, url: str, token: str | None, env: Mapping[str, str] | None = None, started: float | None = None
-) -> Look:
+) -> CancelLook:
     """Start a look at ``task_id``'s cancel, answered within :data:`BUDGET_S`
     of ``started`` (the hook's start)."""
     e = os.environ if env is None else env
     t0 = time.monotonic() if started is None else started
-    return Look(task_id, url, token, e, max(t0 + BUDGET_S, time.monotonic() + MIN_LOOK_S))
+    return CancelLook(task_id, url, token, e, max(t0 + BUDGET_S, time.monotonic() + MIN_LOOK_S))
 
 
-__all__ = ["BUDGET_S", "MIN_LOOK_S", "Look", "cancel_in", "control_token", "control_url", "fetch", "look", "seen"]
+__all__ = ["BUDGET_S", "MIN_LOOK_S", "CancelLook", "cancel_in", "control_token", "control_url", "fetch", "look", "seen"]

@@ -52,7 +52,7 @@ AHEAD = False
 _refreshing: set[str] = set()
 
 
-class View(NamedTuple):
+class CentralView(NamedTuple):
     """What a call must obey of the central policy: ``fresh`` (``central``
     as the server holds it, or None: it has none), ``none`` (no central
     policy is known for this server, or the gate is told not to ask), or
@@ -89,11 +89,11 @@ def view(
     token: str | None = None,
     timeout_s: float = TIMEOUT_S,
     now: float | None = None,
-) -> View:
+) -> CentralView:
     """The central policy a call must obey now (see the module's doc)."""
     mode = (env.get(ENV_MODE) or "auto").strip().lower()
     if mode == "off":
-        return View(None, "none")
+        return CentralView(None, "none")
     base = server_url(env, url, endpoint)
     t = time.time() if now is None else now
     entry = _memory.get(_file(base, env)) or _read_file(base, env) or {}
@@ -102,16 +102,16 @@ def view(
     if fetched and t - fetched < ttl(env):
         if AHEAD and t - fetched >= ttl(env) / 2 and base not in _refreshing:
             _ahead(base, secret, dict(env))
-        return View(_central(entry), "fresh", url=base)
+        return CentralView(_central(entry), "fresh", url=base)
     why = entry.get("why") or "no time left to ask it"
     if timeout_s >= 0.05 and not (failed and t - failed < RETRY_S and failed >= fetched):
         got, why = _refresh(base, secret, entry, env, timeout_s, t)
         if got is not None:
-            return View(_central(got), "fresh", url=base)
+            return CentralView(_central(got), "fresh", url=base)
         entry = _memory.get(_file(base, env)) or entry
     if mode == "required" or entry.get("known"):
-        return View(_central(entry), "unknown", f"the central policy cannot be read from {base} ({why})", base)
-    return View(None, "none", url=base)
+        return CentralView(_central(entry), "unknown", f"the central policy cannot be read from {base} ({why})", base)
+    return CentralView(None, "none", url=base)
 
 
 def forget() -> None:
@@ -308,4 +308,16 @@ def _unchunk(body: bytes) -> bytes:
     return bytes(out)
 
 
-__all__ = ["AHEAD", "ENV_MODE", "ENV_TTL", "ROUTE", "View", "cache_dir", "forget", "get", "server_url", "ttl", "view"]
+__all__ = [
+    "AHEAD",
+    "ENV_MODE",
+    "ENV_TTL",
+    "ROUTE",
+    "CentralView",
+    "cache_dir",
+    "forget",
+    "get",
+    "server_url",
+    "ttl",
+    "view",
+]

@@ -1,6 +1,6 @@
 """The span conventions spanvisor reads: the single source of truth.
 
-``docs/conventions.md`` documents every key here (the context windows of
+``docs/reference/conventions.md`` documents every key here (the context windows of
 common models are in :mod:`spanvisor.spans.windows`). Keys are matched exactly,
 never by prefix: OpenInference owns ``agent.name`` and upstream has an
 ``agent.threat.detection.*`` namespace, so ``agent.`` is not ours alone. The
@@ -35,7 +35,7 @@ BUDGET_TOKENS: Final = "agent.budget.tokens"
 EVENT_CHECKPOINT: Final = "agent.checkpoint"
 EVENT_ARTIFACT: Final = "agent.artifact"
 EVENT_EXCEPTION: Final = "exception"
-# A question to a person, and the agent's note of the answer it read back (docs/interventions.md). The
+# A question to a person, and the agent's note of the answer it read back (docs/reference/interventions.md). The
 # request's digest covers the details, the action (canonical JSON of {"tool", "arguments"}) and the agent.
 EVENT_APPROVAL_REQUEST: Final = "agent.approval.request"
 EVENT_APPROVAL_DECISION: Final = "agent.approval.decision"
@@ -122,7 +122,7 @@ TL_LS_MODEL: Final = "traceloop.association.properties.ls_model_name"
 
 SERVICE_NAME: Final = "service.name"
 # The service names coding-agent CLIs export under: their sessions are read from their log records
-# (receiver/codingagents); their own spans are set aside unless stamped with a root (docs/coding-agents.md).
+# (receiver/codingagents); their own spans are set aside unless stamped with a root (docs/reference/coding-agents.md).
 CODING_AGENT_SERVICES: Final = frozenset(
     {"claude-code", "codex_exec", "codex_tui", "codex_cli_rs", "codex-cli", "codex", "gemini-cli"}
 )

@@ -26,7 +26,7 @@ class EndOrder(TrackerBase):
     def _adopt(self, trace_id: str, sid: str, key: Key) -> list[Event]:
         """The buffered descendants of ``sid`` join task ``key``, in the order they arrived."""
         out: list[Event] = []
-        for d in self._pending.below(trace_id, sid):  # as they arrived (docs/conventions.md#clock-skew)
+        for d in self._pending.below(trace_id, sid):  # as they arrived (docs/reference/conventions.md#clock-skew)
             out.extend(self._absorb(key, d, list(d.notes)))
         return out
 
@@ -176,7 +176,8 @@ class EndOrder(TrackerBase):
         out = self._open(key, root, notes, initial=True) if key not in self._tasks else []
         st = self._tasks[key]
         ended = EndedRoot(root) if root.events and sub.on_time else None
-        for d in sub.on_time:  # as they arrived, never by end times from other clocks (docs/conventions.md#clock-skew)
+        # As they arrived, never by end times from other clocks (docs/reference/conventions.md#clock-skew).
+        for d in sub.on_time:
             # The root's events up to each child's end first, as in-process
             # (only those not read yet: spans/rootevents.py).
             if ended is not None:

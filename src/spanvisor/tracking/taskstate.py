@@ -3,7 +3,7 @@
 ``TaskState.absorb`` reads one snapshot of one span of the task (an open
 root polled, or an ended span) and returns the events it causes. Which span
 changes produce which events is documented in
-``docs/conventions.md#which-changes-become-events``; in short:
+``docs/reference/conventions.md#which-changes-become-events``; in short:
 
 * an ``agent.checkpoint`` span event → ``Checkpoint(source="event")``;
 * a change of progress, step, steps, message or status → ``Checkpoint(source="state")``;
