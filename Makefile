@@ -75,7 +75,7 @@ test: $(STAMP)
 	@$(MAKE) --no-print-directory lint typecheck unit
 
 # Every benchmark but the peers' (bench-peers, below), one after another
-# (about 25 minutes on 2 cores); each is stopped after BENCH_TIMEOUT seconds.
+# (about 28 minutes on 2 cores); each is stopped after BENCH_TIMEOUT seconds.
 # Figures go to stdout as they come.
 BENCH_TIMEOUT ?= 900
 BENCHES := $(filter-out benchmarks/bench_peers.py,$(sort $(wildcard benchmarks/bench_*.py)))
