@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from slack_support import BASE_NS
 
@@ -34,6 +34,7 @@ ops = st.lists(
 
 @settings(max_examples=300, deadline=None)
 @given(ops)
+@example([("advance", 4.320639697407252), ("ask", 0)])  # float sums: due exactly at its interval
 def test_a_reminder_is_said_only_for_an_open_request_once_and_never_early(steps: list[tuple[str, float]]) -> None:
     view = TaskView(
         task_id="T", trace_id="0" * 32, root_span_id="r", agent_id="a", started_ns=BASE_NS, updated_ns=BASE_NS
@@ -55,7 +56,7 @@ def test_a_reminder_is_said_only_for_an_open_request_once_and_never_early(steps:
             for line in reminders.take(rec, now):
                 aid = line.key.removeprefix("remind:") if line.key else ""
                 assert is_open(aid), f"reminded {aid}, not open"
-                assert now - asked_at[aid] >= AFTER, "reminded early"
+                assert now - asked_at[aid] >= AFTER - 1e-9, "reminded early"  # float sums
                 assert aid not in said, "reminded twice"
                 assert line.mentions == ("<@U0ALICE>",)
                 said.append(aid)
