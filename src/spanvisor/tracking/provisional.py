@@ -43,7 +43,9 @@ journal replay decides alike.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 from spanvisor.events import TaskView
 from spanvisor.spans import conventions as cv
@@ -260,6 +262,22 @@ class ProvisionalTasks:
         # Top spans (no parent, or a remote one) that ended: a trace's spans
         # that outlive its top have no open root to show a task under.
         self._tops = RecentKeys(MAX_TOPS)
+        # Stamps of traces with no task yet, from spans that opened none:
+        # (root span id, stamps, resource, start).
+        self._stamps: OrderedDict[str, tuple[str, dict[str, Any], Mapping[str, Any], int]] = OrderedDict()
+
+    def stamped(
+        self, trace_id: str, root_id: str, stamps: dict[str, Any], resource: Mapping[str, Any], start_ns: int
+    ) -> None:
+        """A stamped span of ``trace_id`` that opened nothing named its task:
+        kept (the first, bounded) so the trace opens that task, not a guess."""
+        if self.rule.enabled and trace_id not in self._stamps and trace_id not in self._had:
+            self._stamps[trace_id] = (root_id, stamps, resource, start_ns)
+            if len(self._stamps) > MAX_TRACES:
+                self._stamps.popitem(last=False)
+
+    def stamp_of(self, trace_id: str) -> tuple[str, dict[str, Any], Mapping[str, Any], int] | None:
+        return self._stamps.get(trace_id)
 
     def top_ended(self, trace_id: str, span_id: str) -> None:
         if self.rule.enabled:
@@ -275,6 +293,7 @@ class ProvisionalTasks:
             had.move_to_end(trace_id)
             return
         had[trace_id] = None
+        self._stamps.pop(trace_id, None)
         if len(had) > MAX_TRACES:
             had.popitem(last=False)
 
