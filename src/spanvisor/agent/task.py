@@ -99,7 +99,10 @@ class task:
             live = channel(self._tracer)
             if live is not None:
                 self.handle._live = live
-                live.opened(span, self._attributes, getattr(span, "start_time", None) or time.time_ns())
+                start_ns = getattr(span, "start_time", None) or time.time_ns()
+                live.opened(span, self._attributes, start_ns)
+                if live.spans_leave:  # its start record may come after its spans: a stamped span says it first
+                    self.handle._started(self._name, start_ns)
         except Exception:  # telemetry must never break the agent
             log.exception("no live channel for task %s", self._name)
         return self.handle

@@ -69,8 +69,13 @@ class LiveChannel:
     :data:`END_FLUSH_MS`.
     """
 
-    def __init__(self, send: Callable[[list[Record]], None], flush: Callable[[int], object] | None) -> None:
+    def __init__(
+        self, send: Callable[[list[Record]], None], flush: Callable[[int], object] | None, spans_leave: bool = False
+    ) -> None:
         self._send = send
+        # The records leave as OTLP logs beside the spans' own exporter: a
+        # receiver may get a task's spans before its start record.
+        self.spans_leave = spans_leave
         self._flush = flush
         self._queue: deque[Record] = deque(maxlen=MAX_QUEUED)
         self._open: dict[int, tuple[Span, list[float]]] = {}  # span id -> (root, [last said, monotonic])
@@ -259,7 +264,7 @@ def _find(multi: Any, resource: Any) -> LiveChannel | None:
     if sender is None:
         return None
     send, owned = sender
-    return LiveChannel(send, owned.force_flush if owned is not None else None)
+    return LiveChannel(send, owned.force_flush if owned is not None else None, spans_leave=True)
 
 
 _channels: weakref.WeakKeyDictionary[Any, LiveChannel | None] = weakref.WeakKeyDictionary()
