@@ -12,7 +12,7 @@ from spanvisor.events import Event
 from spanvisor.spans import conventions as cv
 from spanvisor.spans.data import SpanData
 from spanvisor.spans.rootevents import EndedRoot
-from spanvisor.tracking.provisional import guess, mark_below, top_arrived, top_as_root
+from spanvisor.tracking.provisional import guess, mark_below, named, top_arrived, top_as_root
 from spanvisor.tracking.recent import pair_key
 from spanvisor.tracking.taskindex import Key
 from spanvisor.tracking.tracebuffer import Subtree, TraceBuffer, can_cause_events
@@ -51,7 +51,11 @@ class EndOrder(TrackerBase):
                 if prov.rule.holds(buf):
                     out.extend(self._show_stamped(tid, *stamp))
                 continue
-            if prov.rule.holds(buf) and (sid := guess(buf)) is not None and not self._outlived(tid, buf, sid):
+            if (
+                prov.rule.holds(buf)
+                and (sid := named(buf) or guess(buf)) is not None
+                and not self._outlived(tid, buf, sid)
+            ):
                 out.extend(self._show(tid, buf, sid))
             elif buf.calls and not buf.held_back and not buf.held and top_arrived(buf):
                 buf.held_back = True  # over, with no task: what the rule kept from every sink

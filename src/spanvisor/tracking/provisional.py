@@ -127,6 +127,28 @@ def guess(buf: TraceBuffer) -> str | None:
     return ranked[-1][1]
 
 
+def named(buf: TraceBuffer) -> str | None:
+    """A held span of the trace that names its task's id (``agent.task.id``
+    is a task root's): the topmost such, or None. The task is shown under
+    it, with that id, whatever the spans that arrived say of where they hang."""
+    found: list[str] = [
+        sid for sid, p in buf.spans.items() if p.data is not None and p.candidate and cv.TASK_ID in p.data.attributes
+    ]
+    for sid in found:
+        node, hops, top = buf.spans[sid], 0, True
+        while node.parent_id is not None and not node.parent_remote and hops < 10_000:
+            up = buf.spans.get(node.parent_id)
+            if up is None:
+                break
+            if node.parent_id in found:
+                top = False
+                break
+            node, hops = up, hops + 1
+        if top:
+            return sid
+    return None
+
+
 def _group(buf: TraceBuffer, sid: str, known: dict[str, str]) -> str:
     """Where ``sid`` hangs: the topmost held agent span above it (itself
     included), else the span above its topmost held ancestor (or that
@@ -326,6 +348,7 @@ __all__ = [
     "chain_run",
     "guess",
     "mark_below",
+    "named",
     "shown",
     "top_arrived",
     "top_as_root",
