@@ -161,21 +161,6 @@ class TaskHandle:
             stamp[cv.AGENT_ID] = agent
         return stamp
 
-    def _started(self, name: str, start_ns: int) -> None:
-        """The task's start as a stamped child span of the root, naming the
-        task, that ends at once: it leaves through the span exporter ahead of
-        every span of the task's work, so a receiver knows the task's id
-        before it sees a model call (the start record travels through the
-        log exporter, and may come after them)."""
-        try:
-            stamp = {**self._stamp(), cv.TASK_NAME: name}
-            child = self._tracer.start_span(
-                cv.LIVE_TASK_START, context=trace.set_span_in_context(self.span), attributes=stamp, start_time=start_ns
-            )
-            child.end(end_time=start_ns)
-        except Exception:  # telemetry must never break the agent
-            log.exception("could not emit the start of task %s", name)
-
     def _note(self, event: str, attrs: dict[str, AttributeValue]) -> None:
         """``event`` on a short child span of the root that ends at once, so
         every path (processor, exporter, receiver) sees it now, not only when

@@ -28,7 +28,7 @@ end only asks for a flush (a task's start into a pipeline in this process is
 one queue put, so it is ahead of the task's spans; beside an OTLP exporter a
 stamped child span of the root says the start too, through the span
 exporter, for the same reason:
-:meth:`spanvisor.agent.handle.TaskHandle._started`); a daemon thread emits the records every
+:func:`spanvisor.agent.task._start_span`); a daemon thread emits the records every
 :data:`SEND_EVERY_S` (at once when a task ends), sends heartbeats and
 flushes, so the agent never waits on the network; at interpreter exit what
 is left is sent, waiting at most :data:`END_FLUSH_MS`.
