@@ -5,10 +5,14 @@ routes each span here."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from spanvisor.events import Event
+from spanvisor.spans import conventions as cv
 from spanvisor.spans.data import SpanData
 from spanvisor.spans.rootevents import EndedRoot
-from spanvisor.tracking.provisional import guess, mark_below, top_arrived, top_as_root
+from spanvisor.tracking.provisional import guess, mark_below, named, top_arrived, top_as_root
 from spanvisor.tracking.recent import pair_key
 from spanvisor.tracking.taskindex import Key
 from spanvisor.tracking.tracebuffer import Subtree, TraceBuffer, can_cause_events
@@ -42,11 +46,45 @@ class EndOrder(TrackerBase):
             buf = self._pending.buffer(tid)
             if buf is None or not prov.may_open(tid) or self._live_roots.waits_in(tid):
                 continue  # (records of its task wait: the live channel names it when it opens)
-            if prov.rule.holds(buf) and (sid := guess(buf)) is not None and not self._outlived(tid, buf, sid):
+            stamp = prov.stamp_of(tid)
+            if stamp is not None:  # a stamp named its task: that task, never a guess
+                if prov.rule.holds(buf):
+                    out.extend(self._show_stamped(tid, *stamp))
+                continue
+            if (
+                prov.rule.holds(buf)
+                and (sid := named(buf) or guess(buf)) is not None
+                and not self._outlived(tid, buf, sid)
+            ):
                 out.extend(self._show(tid, buf, sid))
             elif buf.calls and not buf.held_back and not buf.held and top_arrived(buf):
                 buf.held_back = True  # over, with no task: what the rule kept from every sink
                 self.stats.inc("provisional_tasks_total", outcome="held_back")
+        return out
+
+    def _open_stamped(
+        self, key: Key, stamps: dict[str, Any], resource: Mapping[str, Any], start_ns: int, notes: list[str]
+    ) -> list[Event]:
+        """Open task ``key`` from a stamp alone (its root unseen): the task's
+        ids, and the agent the stamp names (the processor and the helpers copy
+        the root's), so every sink shows them from TaskStarted on."""
+        opener = SpanData(key[0], key[1], None, "", start_ns, None, stamps, resource=resource)
+        out = self._open(key, opener, notes)
+        self._tasks[key].identity.unknown_root(stamps)
+        self._partial.opened(key, self._clock())
+        return out
+
+    def _show_stamped(
+        self, tid: str, root_id: str, stamps: dict[str, Any], resource: Mapping[str, Any], start_ns: int
+    ) -> list[Event]:
+        """Trace ``tid`` looks like an agent run and a stamp of it (on a span
+        that opened nothing) named its task: that task opens, under its own
+        ids, with what of its root's subtree waited."""
+        key = (tid, root_id)
+        if key in self._tasks or pair_key(*key) in self._finished or not self.tasks.admits(key):
+            return []
+        out = self._open_stamped(key, stamps, resource, start_ns, [])
+        out.extend(self._claim_buffered(key))
         return out
 
     def _outlived(self, tid: str, buf: TraceBuffer, sid: str) -> bool:
@@ -70,7 +108,11 @@ class EndOrder(TrackerBase):
             p.task = key  # an agent span held for its ancestry stays held, marked
         buf.task = key
         start = min(d.start_ns for d in datas)
-        opener_span = SpanData(tid, sid, None, "", start, None, {}, resource=datas[0].resource)
+        # The span it hangs from arrived (an agent span held for its ancestry)
+        # and names the task's id: the task is shown under it from the start.
+        named = p.data.attributes.get(cv.TASK_ID) if p is not None and p.data is not None else None
+        attrs = {cv.TASK_ID: named} if named is not None else {}
+        opener_span = SpanData(tid, sid, None, "", start, None, attrs, resource=datas[0].resource)
         out = self._open(key, opener_span, [], provisional=True)
         self._tasks[key].root_at = sid
         self._prov.opened(key)

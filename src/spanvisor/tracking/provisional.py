@@ -43,7 +43,9 @@ journal replay decides alike.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 from spanvisor.events import TaskView
 from spanvisor.spans import conventions as cv
@@ -123,6 +125,28 @@ def guess(buf: TraceBuffer) -> str | None:
     if not ranked or (len(ranked) > 1 and ranked[-1][0] == ranked[-2][0]):
         return None
     return ranked[-1][1]
+
+
+def named(buf: TraceBuffer) -> str | None:
+    """A held span of the trace that names its task's id (``agent.task.id``
+    is a task root's): the topmost such, or None. The task is shown under
+    it, with that id, whatever the spans that arrived say of where they hang."""
+    found: list[str] = [
+        sid for sid, p in buf.spans.items() if p.data is not None and p.candidate and cv.TASK_ID in p.data.attributes
+    ]
+    for sid in found:
+        node, hops, top = buf.spans[sid], 0, True
+        while node.parent_id is not None and not node.parent_remote and hops < 10_000:
+            up = buf.spans.get(node.parent_id)
+            if up is None:
+                break
+            if node.parent_id in found:
+                top = False
+                break
+            node, hops = up, hops + 1
+        if top:
+            return sid
+    return None
 
 
 def _group(buf: TraceBuffer, sid: str, known: dict[str, str]) -> str:
@@ -260,6 +284,22 @@ class ProvisionalTasks:
         # Top spans (no parent, or a remote one) that ended: a trace's spans
         # that outlive its top have no open root to show a task under.
         self._tops = RecentKeys(MAX_TOPS)
+        # Stamps of traces with no task yet, from spans that opened none:
+        # (root span id, stamps, resource, start).
+        self._stamps: OrderedDict[str, tuple[str, dict[str, Any], Mapping[str, Any], int]] = OrderedDict()
+
+    def stamped(
+        self, trace_id: str, root_id: str, stamps: dict[str, Any], resource: Mapping[str, Any], start_ns: int
+    ) -> None:
+        """A stamped span of ``trace_id`` that opened nothing named its task:
+        kept (the first, bounded) so the trace opens that task, not a guess."""
+        if self.rule.enabled and trace_id not in self._stamps and trace_id not in self._had:
+            self._stamps[trace_id] = (root_id, stamps, resource, start_ns)
+            if len(self._stamps) > MAX_TRACES:
+                self._stamps.popitem(last=False)
+
+    def stamp_of(self, trace_id: str) -> tuple[str, dict[str, Any], Mapping[str, Any], int] | None:
+        return self._stamps.get(trace_id)
 
     def top_ended(self, trace_id: str, span_id: str) -> None:
         if self.rule.enabled:
@@ -275,6 +315,7 @@ class ProvisionalTasks:
             had.move_to_end(trace_id)
             return
         had[trace_id] = None
+        self._stamps.pop(trace_id, None)
         if len(had) > MAX_TRACES:
             had.popitem(last=False)
 
@@ -307,6 +348,7 @@ __all__ = [
     "chain_run",
     "guess",
     "mark_below",
+    "named",
     "shown",
     "top_arrived",
     "top_as_root",

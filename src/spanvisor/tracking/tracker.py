@@ -44,6 +44,10 @@ from spanvisor.tracking.tracebuffer import can_cause_events
 _OPENER_KEYS = frozenset({cv.TASK_ID, cv.TASK_ROOT, cv.AGENT_ID})
 
 
+def _stamps(span: SpanData) -> dict[str, Any]:
+    return {k: v for k, v in span.attributes.items() if k in _OPENER_KEYS}
+
+
 class TaskTracker(EndOrder):
     def add_member(self, span_id: str, parent_id: str) -> bool:
         """Record a started span whose parent is in an open task. False: it is not."""
@@ -225,7 +229,10 @@ class TaskTracker(EndOrder):
                 # spraying most spans are such, and a replica would otherwise
                 # open (and announce) every task it gets one of them from. One
                 # that names the task (`spanvisor emit start`; the processor
-                # never stamps the name) announces it.
+                # never stamps the name) announces it. Its stamp is kept: should
+                # the trace's unstamped spans look like an agent run, its task
+                # opens under the stamped ids, never a provisional guess (settle).
+                self._prov.stamped(span.trace_id, root_id, _stamps(span), span.resource, span.start_ns)
                 return []
             elif not self.tasks.admits(key):
                 return []  # at capacity, every open task live: refused (counted), as a start record is
@@ -233,11 +240,7 @@ class TaskTracker(EndOrder):
                 # A descendant arrived first: open from the task's ids alone; the span's own identity fills
                 # gaps until the root arrives. The stamp names the task's agent (the processor and the
                 # helpers copy the root's): every sink shows it from TaskStarted on, not the service.name.
-                stamps = {k: v for k, v in span.attributes.items() if k in _OPENER_KEYS}
-                opener = SpanData(span.trace_id, root_id, None, "", span.start_ns, None, stamps, resource=span.resource)
-                out.extend(self._open(key, opener, notes))
-                self._tasks[key].identity.unknown_root(stamps)
-                self._partial.opened(key, self._clock())
+                out.extend(self._open_stamped(key, _stamps(span), span.resource, span.start_ns, notes))
         out.extend(self._absorb(key, span, notes))
         return out
 
