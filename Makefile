@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 SRC    := src plugins tests benchmarks
 
-.PHONY: install demo demo-serve test lint typecheck unit bench bench-peers wheel compiled test-compiled clean
+.PHONY: install demo demo-serve test lint typecheck unit reference bench bench-peers wheel compiled test-compiled clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "spanvisor needs Python 3.11+, found " + sys.version.split()[0])'
@@ -58,6 +58,12 @@ unit: $(STAMP)
 	$(BIN)/python -m compileall -q -j 0 -x node_modules src plugins tests >/dev/null
 	TEST_EXAMPLES=$(TEST_EXAMPLES) $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15 --durations-min=30
 
+# The generated reference, docs/reference/settings.md and cli.md, from the
+# code's settings tables and the CLI's parser: run it after changing either
+# (tests/docs/test_reference.py fails while a page is stale).
+reference: $(STAMP)
+	$(BIN)/python -m tests.docs.reference --write
+
 # The frameworks that need venvs of their own (tests/frameworks/_env.py) are
 # made in the background, one process each, while lint and the type check
 # run: their tests wait on each venv's lock, and a venv made before is reused.
@@ -69,7 +75,7 @@ test: $(STAMP)
 	@$(MAKE) --no-print-directory lint typecheck unit
 
 # Every benchmark but the peers' (bench-peers, below), one after another
-# (about 25 minutes on 2 cores); each is stopped after BENCH_TIMEOUT seconds.
+# (about 28 minutes on 2 cores); each is stopped after BENCH_TIMEOUT seconds.
 # Figures go to stdout as they come.
 BENCH_TIMEOUT ?= 900
 BENCHES := $(filter-out benchmarks/bench_peers.py,$(sort $(wildcard benchmarks/bench_*.py)))

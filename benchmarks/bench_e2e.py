@@ -73,7 +73,7 @@ from spanvisor_postgres.embedded import EmbeddedPostgres  # noqa: E402
 
 SPACING_S = 5.0
 # Only spanvisor's own figures: a peer's figure is cited in
-# docs/performance.md only with the command and version that measured it on
+# docs/design/performance.md only with the command and version that measured it on
 # the same machine, never written down here.
 
 

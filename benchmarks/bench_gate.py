@@ -31,19 +31,21 @@ wall time of each, and the ratio.
 
     .venv/bin/python benchmarks/bench_gate.py [--calls 1000] [--session-calls 500] [--only hooks,http,run,session]
 
-``--spanvisor`` names the command timed as the cold hook (default: this
-venv's, an editable install, whose import finder costs every Python start
-about 10 ms that an installed wheel does not pay; to measure what users
-pay, install the wheel alone: the gate needs nothing but tree-sitter):
+``--spanvisor`` names the command timed as the cold hook and as the
+launcher (default: this venv's, an editable install, whose import finder
+costs every Python start about 10 ms that an installed wheel does not pay;
+to measure what users pay, install the wheel alone: the gate needs nothing
+but tree-sitter; the launcher, ``--only run``, the wheel's dependencies):
 
     python3 -m venv /tmp/gate && .venv/bin/python -m pip wheel --no-deps -w /tmp/whl .
     /tmp/gate/bin/pip install --no-deps /tmp/whl/spanvisor-*.whl tree-sitter tree-sitter-bash
     .venv/bin/python benchmarks/bench_gate.py --spanvisor /tmp/gate/bin/spanvisor
+    /tmp/gate/bin/pip install /tmp/whl/spanvisor-*.whl      # then --only run as well
 
 Figures: p50/p95/p99 in ms and the p50 over the floor; the goals, met or
 missed. The defaults (100 calls, a 50-call session: about 10 minutes on a
 loaded 2-core machine) fit ``make bench``;
-docs/performance.md's figures come from ``--calls 1000 --session-calls 500``.
+docs/design/performance.md's figures come from ``--calls 1000 --session-calls 500``.
 """
 
 from __future__ import annotations
@@ -258,7 +260,9 @@ def bench_run(args: argparse.Namespace, tmp: Path) -> None:
     fake.chmod(0o755)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SPANVISOR_", "OTEL_"))}
     env["SPANVISOR_DATA_DIR"] = str(tmp / "run-data")
-    launcher = [SPANVISOR, "run"] if Path(SPANVISOR).exists() else [sys.executable, "-m", "spanvisor.cli", "run"]
+    launcher = (
+        [args.spanvisor, "run"] if Path(args.spanvisor).exists() else [sys.executable, "-m", "spanvisor.cli", "run"]
+    )
     claude = [str(fake), "-p", "hi", "--output-format", "json"]
     cases = {
         "the CLI alone": claude,
@@ -369,7 +373,7 @@ def bench_session(args: argparse.Namespace, tmp: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--calls", type=int, default=100, help="calls per case (docs/performance.md: 1000)")
+    ap.add_argument("--calls", type=int, default=100, help="calls per case (docs/design/performance.md: 1000)")
     ap.add_argument("--session-calls", type=int, default=50, help="tool calls in the Claude Code session (0: none)")
     ap.add_argument("--only", default="hooks,http,run,session", help="comma-separated: hooks, http, run, session")
     ap.add_argument("--quick", action="store_true", help="50 calls per case, a 20-call session")

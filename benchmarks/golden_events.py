@@ -10,7 +10,8 @@ they were: run this before and after and compare the last line. The input:
 * task trees drawn by the property tests' strategy (``tests/core``) with a
   fixed seed, played on a fake clock in start order with live polls (as the
   processor sees them) and in end order (as the exporter and the receiver
-  see them), plainly and with every shape option of the strategy.
+  see them), plainly and with every shape option of the strategy; and some
+  in end order with each batch settled (tasks shown before their roots).
 
 Each event is hashed as the codec's JSON (sorted keys), so two runs agree
 exactly when every field of every event does. The drawn trees depend on the
@@ -62,6 +63,8 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "skew": {"skew": True},
     "parallel": {"parallel": True},
 }
+# Families played in end order with provisional tasks too (batches of 3, settled).
+SETTLED = ("plain", "out_of_order", "late_roots")
 
 
 def _digest(events: Iterable[Event]) -> hashlib._Hash:
@@ -117,6 +120,12 @@ def _end_order(tracker: TaskTracker, specs: list[SpanSpec], clock: FakeClock) ->
     return feed_end_order(tracker, specs, random.Random(11), stamped=False, clock=clock)
 
 
+def _settled(tracker: TaskTracker, specs: list[SpanSpec], clock: FakeClock) -> list[Event]:
+    """End order with each batch settled, as the pipeline does: tasks shown
+    before their roots arrive (docs/reference/conventions.md#provisional-tasks)."""
+    return feed_end_order(tracker, specs, random.Random(11), stamped=False, clock=clock, batch=3, settle=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--verbose", action="store_true")
@@ -127,6 +136,8 @@ def main() -> None:
     for label, option in OPTIONS.items():
         families.append((f"trees {label} start order", lambda o=option: tree_events(o, _start_order)))
         families.append((f"trees {label} end order", lambda o=option: tree_events(o, _end_order)))
+    for label in SETTLED:
+        families.append((f"trees {label} end order settled", lambda o=OPTIONS[label]: tree_events(o, _settled)))
     for label, run in families:
         events = run()
         h = _digest(events).hexdigest()

@@ -1,6 +1,6 @@
 """spanvisor's decision-log sink: every decision people make (applied or
 refused) as an OpenTelemetry log event over OTLP/HTTP, for a Collector or a
-SIEM (docs/decision-logs.md).
+SIEM (docs/reference/decision-logs.md).
 
 Kept light on purpose: ``Config.load()`` imports every sink class to collect
 its settings, so the OpenTelemetry SDK's logs and exporter modules are only

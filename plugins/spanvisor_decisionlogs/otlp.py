@@ -22,7 +22,7 @@ from __future__ import annotations
 
 # netrc and requests: what the exporter's HTTP client imports when it is
 # built and on its first request, imported with this module so that the
-# sink's ``imports`` covers them (docs/architecture.md, "Imports").
+# sink's ``imports`` covers them (docs/design/architecture.md, "Imports").
 import netrc  # noqa: F401
 import threading
 import time

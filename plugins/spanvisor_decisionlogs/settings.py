@@ -61,7 +61,7 @@ SETTINGS: tuple[Setting, ...] = (
         p_opt_str,
         None,
         "OTLP/HTTP logs URL (the full path, e.g. http://collector:4318/v1/logs) that receives one OpenTelemetry "
-        "log event per decision (applied or refused). Enables the decisionlogs sink. See docs/decision-logs.md.",
+        "log event per decision (applied or refused). Enables the decisionlogs sink. See docs/reference/decision-logs.md.",
         "an http(s) URL",
         # A URL may carry credentials (user:password@, ?token=): shown masked.
         secret=True,

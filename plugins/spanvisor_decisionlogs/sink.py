@@ -92,7 +92,9 @@ class DecisionLogSink(BaseSink):
         endpoint = cfg.get("decision_logs_endpoint")
         self._problem = config_problem(endpoint)
         if self._problem is not None:
-            log.error("decision logs: %s; decisions are not exported (see docs/decision-logs.md)", self._problem)
+            log.error(
+                "decision logs: %s; decisions are not exported (see docs/reference/decision-logs.md)", self._problem
+            )
             return
         assert endpoint is not None
         self._where = where(endpoint)

@@ -24,7 +24,7 @@ class PermanentError(GrafanaError):
 
     @property
     def fix(self) -> str:
-        return FIXES.get(self.status or 0, "see docs/observability.md#annotation-sink")
+        return FIXES.get(self.status or 0, "see docs/reference/observability.md#annotation-sink-setup")
 
 
 class TransientError(GrafanaError):

@@ -24,7 +24,7 @@ from spanvisor.events import TaskCorrected, stable_id
 def call_id(event: TaskCorrected) -> str | None:
     """The id a call of outlived work has where it was read in time (its
     model-call checkpoint's: task id, run id, "model", the span id; see
-    docs/conventions.md#event-ids), or None when the correction added no
+    docs/reference/conventions.md#event-ids), or None when the correction added no
     call (artifacts only) or its span ended within the task (its facts are
     the rows)."""
     added = (event.added_input_tokens, event.added_output_tokens, event.added_unpriced_calls, event.added_cost_usd)

@@ -90,6 +90,8 @@ def _attributes(event: HumanIntervention, notes: list[str]) -> str:
         more["proof"] = d.proof
     if req is not None and req.approvers_from:
         more["approvers_from"] = list(req.approvers_from)
+    if req is not None and req.policy_version:  # the central policy's version, and what set the requirement
+        more.update(policy_version=req.policy_version, required_by=req.required_by)
     if d.break_glass:
         more["break_glass"] = True
     if not more:

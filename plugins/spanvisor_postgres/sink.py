@@ -69,10 +69,10 @@ class PostgresSink(BaseSink):
         self._closing = False
         self._replayer: asyncio.Task[None] | None = None
         # The decision log's chain head, checkpointed in a task of its own
-        # (docs/audit.md): None when SPANVISOR_AUDIT_CHECKPOINT_INTERVAL is 0.
+        # (docs/design/audit.md): None when SPANVISOR_AUDIT_CHECKPOINT_INTERVAL is 0.
         self.checkpointer: Checkpointer | None = None
         self._checkpoints: asyncio.Task[None] | None = None
-        # Applied decisions without their row, written (docs/audit.md).
+        # Applied decisions without their row, written (docs/design/audit.md).
         self.recovery: Recovery | None = None
         self._recovering: asyncio.Task[None] | None = None
         self._last_outage_log = 0.0

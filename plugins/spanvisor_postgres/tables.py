@@ -31,6 +31,9 @@ _FORWARD = (
     " AND (EXCLUDED.seq, EXCLUDED.updated_ns) > (t.seq, t.updated_ns)))"
 )
 _STATE = (
+    # A task's agent may be named late: a task shown before its root arrived
+    # (its service's until then) takes its root's agent from its newer views.
+    "agent_id",
     "agent_name",
     "task_name",
     "repo",

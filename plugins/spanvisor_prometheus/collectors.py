@@ -319,6 +319,7 @@ _LABELLED = frozenset(
         "queue_depth",
         "evicted_tasks_total",
         "live_records_total",
+        "provisional_tasks_total",
         "outbox_events",
     }
 )

@@ -243,10 +243,11 @@ def _line_text(line: ThreadLine, limit: int, plain: bool = False) -> str:
         who = controls.who(d)
         said = decision_text(d, who, line.tally) if line.kind == "intervention" else denied_text(d, who)
         return f"{line.emoji} {said}" + (f": {detail}" if detail else "")
+    called = (" " + " ".join(line.mentions)) if line.mentions else ""
     if plain:  # the notification's text: the whole summary, results included
-        return t.escape(line.summary) + (f": {detail}" if detail else "")
+        return t.escape(line.summary) + (f": {detail}" if detail else "") + called
     if line.kind == "approval":
-        return f"{line.emoji} *{t.escape(line.summary)}:* {detail}"
+        return f"{line.emoji} *{t.escape(line.summary)}:* {detail}{called}"
     head = f"{line.emoji} *{t.escape(line.lead or line.summary)}*"
     return head + (f"\n{detail}" if detail else "")
 

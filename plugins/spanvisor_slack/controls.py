@@ -33,7 +33,8 @@ from slack_sdk.models.blocks import (
 )
 
 from spanvisor.display.approval import shown_action as display_action
-from spanvisor.display.readable import DECISION_STYLE, actor, clock, decision_text, from_text
+from spanvisor.display.readable import DECISION_STYLE, actor, clock, decision_text, from_text, required_text
+from spanvisor.display.task import cancel_effect
 from spanvisor.events import ApprovalRequest, Decision, TaskView
 
 from . import actions as ids
@@ -111,6 +112,8 @@ def quorum_text(req: ApprovalRequest) -> str:
     parts = parts or ([f"Needs an approval{only}"] if only else [])
     if req.requester:
         parts.append(f"{t.safe(req.requester, 60)} asked for this and may not approve it")
+    if req.required_by and req.required_by.startswith("central:"):
+        parts.append(t.safe(required_text(req.policy_version, req.required_by), 200))
     return "\n" + " · ".join(parts) if parts else ""
 
 
@@ -185,8 +188,12 @@ def decided(view: TaskView, sfx: str, scale: float = 1.0) -> list[Block]:
     # first render: its end may reach us a moment after its status.
     if not finished(view) and view.status != "error":
         if view.cancel_requested:
-            if "cancel" not in used:  # asked before the decisions the view keeps
-                out.append(ContextBlock(block_id=f"sv-cancelled{sfx}", elements=[_md("🛑 Cancel requested")]))
+            said = "🛑 Cancel requested" if "cancel" not in used else ""  # asked before the decisions the view keeps
+            effect = cancel_effect(view)  # a coding agent's session: what the cancel does to it
+            if effect is not None:
+                said = f"{said}: {effect}" if said else f"⏹ {effect[0].upper()}{effect[1:]}"
+            if said:
+                out.append(ContextBlock(block_id=f"sv-cancelled{sfx}", elements=[_md(said)]))
         elif not view.approvals:
             confirm = ConfirmObject(
                 title="Cancel this task?",

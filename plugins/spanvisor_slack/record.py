@@ -119,6 +119,10 @@ class SlackTaskRecord:
     log: WorkLog | None = None  # the open work log: tool and step lines gathered (.worklog)
     # Earlier logs with lines folded in and not shown yet: edited when edits allow.
     behind: list[WorkLog] = field(default_factory=list)
+    # Open requests due a reminder (approval id -> when, on the sink's clock),
+    # and those reminded (.remind).
+    remind_at: dict[str, float] = field(default_factory=dict)
+    reminded: set[str] = field(default_factory=set)
 
     @property
     def task_id(self) -> str:

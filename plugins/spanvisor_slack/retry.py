@@ -125,4 +125,4 @@ def decide(failure: Failure, strategies: Sequence[RetryStrategy]) -> RetryVerdic
 
 
 def fix_for(error: str) -> str:
-    return PERMANENT.get(error, "see docs/slack.md#errors")
+    return PERMANENT.get(error, "see docs/reference/slack.md#errors")

@@ -66,6 +66,16 @@ def status_channels(status: str, routes: tuple[Route, ...]) -> tuple[str, ...]:
     )
 
 
+def p_remind(v: Any) -> float:
+    """A duration (``10m``, ``90s``), or ``off`` (or 0): no reminders."""
+    if isinstance(v, str) and v.strip().lower() in ("off", "none", "no", "false"):
+        return 0.0
+    seconds = p_duration(v)
+    if seconds < 0:
+        raise ValueError(v)
+    return seconds
+
+
 _APPROVER = re.compile(r"[UWS][A-Z0-9]{2,}|@[a-z0-9][a-z0-9._-]{0,79}")
 
 
@@ -334,6 +344,15 @@ SETTINGS: tuple[Setting, ...] = (
         {},
         "Approvers for clicks on messages in one channel (e.g. a route's), instead of SPANVISOR_SLACK_APPROVERS.",
         "channel=approvers ..., e.g. #ops=U012 @oncall, C0123=S0ABC",
+    ),
+    Setting(
+        "waiting_remind_s",
+        "SPANVISOR_WAITING_REMIND",
+        p_remind,
+        600.0,
+        "How long an approval request may stay unanswered before it is posted again in its task's thread, "
+        "mentioning its approvers (once per request); off: never.",
+        "a duration (e.g. 10m, 90s), or off",
     ),
     Setting(
         "slack_group_ttl_s",

@@ -47,6 +47,7 @@ class SlackSink(BaseSink):
         self._closed = False
         self.interactivity: Any = None  # .interactivity.Interactivity when configured
         self.break_glass: Any = None  # .breakglass.BreakGlassPoster when a channel is set
+        self.reminders: Any = None  # .remind.Reminders once started
 
     @classmethod
     def enabled(cls, config: Config) -> bool:
@@ -56,6 +57,7 @@ class SlackSink(BaseSink):
         """What start and the deliverer import (spanvisor.sink.BaseSink.imports):
         slack_sdk only when it posts, its interactivity only when configured."""
         names = ["spanvisor_slack.blocks", "spanvisor_slack.plan", "spanvisor_slack.retry", "spanvisor_slack.pacing"]
+        names += ["spanvisor_slack.remind"]
         names += ["spanvisor_slack.transport", "spanvisor_slack.worker", "spanvisor_slack.breakglass"]
         dry = bool(config.get("slack_dry_run"))
         if not dry and self._client_arg is None and config.get("slack_token"):
@@ -73,6 +75,7 @@ class SlackSink(BaseSink):
         from .blocks import Look
         from .pacing import limits_with
         from .plan import PlanFallback, PlanSwitch
+        from .remind import DEFAULT_REMIND_S, Reminders
         from .retry import default_strategies
         from .transport import DryRunClient, SlackClient, Transport
         from .worker import Deliverer
@@ -109,6 +112,11 @@ class SlackSink(BaseSink):
         self.tool_lines = str(c.get("slack_tool_lines", "all"))
         self.routes = tuple(c.get("slack_routes", ()))
         self.default_channel = c.get("slack_channel") or ("#dry-run" if dry else None)
+        self.reminders = Reminders(
+            float(c.get("waiting_remind_s", DEFAULT_REMIND_S)),
+            tuple(c.get("slack_approvers", ())),
+            dict(c.get("slack_channel_approvers", {})),
+        )
         self.deliverer = Deliverer(
             transport=self.transport,
             store=ctx.state_store,
@@ -130,6 +138,7 @@ class SlackSink(BaseSink):
             namespace="slack.dryrun" if dry else "slack",
             flushing=lambda: self._flushing > 0,
             deadline=lambda: self._deadline,
+            reminders=self.reminders,
         )
         ctx.stats.gauge("slack_open_tasks", lambda: float(len(self._tasks)))
         if c.get("slack_break_glass_channel"):
@@ -176,6 +185,7 @@ class SlackSink(BaseSink):
         # The newest view by the tracker's sequence, never by time (see SlackTaskRecord.offer);
         # a late span's correction of a finished task is final too.
         st.offer(ev.task, final=is_final(ev))
+        self._track_requests(st)
         wake = self._queue_lines(st, self.policy.lines(ev)) or wake
         for channel in status_channels(st.view.status, self.routes):
             key = f"{st.view.status}|{channel}"
@@ -188,6 +198,11 @@ class SlackSink(BaseSink):
         if wake:
             st.wake.set()
         self._ensure_worker(st)
+
+    def _track_requests(self, st: SlackTaskRecord) -> None:
+        """When the task's open requests are due a reminder (.remind)."""
+        if self.reminders is not None:
+            self.reminders.track(st, self.transport.clock.now())
 
     def _record_for(self, ev: Event) -> SlackTaskRecord | None:
         """The task's record, made on its first event; None past the bound (counted)."""
@@ -248,6 +263,7 @@ class SlackSink(BaseSink):
         st.last_event = self.transport.clock.now()
         if ev.outcome == "applied":
             st.note_decision(ev.decision)
+            self._track_requests(st)
         self._queue_lines(st, self.policy.lines(ev))
         st.wake.set()
         self._ensure_worker(st)

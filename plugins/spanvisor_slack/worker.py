@@ -38,6 +38,7 @@ from .failures import Failures
 from .pacing import Interrupt
 from .record import SlackTaskRecord, merge_decisions
 from .recovery import METADATA_TYPE, ParentFinder
+from .remind import Reminders
 from .shared import SharedParent
 from .thread import ThreadPoster
 from .transport import Transport
@@ -66,6 +67,8 @@ class Deliverer:
     log_interval_s: float | None = None
     flushing: Callable[[], bool] = lambda: False
     deadline: Callable[[], float | None] = lambda: None
+    # Open requests asked again, None: never.
+    reminders: Reminders | None = None
 
     def __post_init__(self) -> None:
         if self.log_interval_s is None:
@@ -110,7 +113,7 @@ class Deliverer:
                 st.busy = False
             if progressed:
                 continue
-            if st.idle and (st.finished or st.dead or st.settled or self._retired(st)):
+            if st.idle and not self._held(st) and (st.finished or st.dead or st.settled or self._retired(st)):
                 return
             await self._wait(st)
 
@@ -122,6 +125,11 @@ class Deliverer:
     def _retired(self, st: SlackTaskRecord) -> bool:
         return self.clock.now() >= self._retire_at(st)
 
+    def _held(self, st: SlackTaskRecord) -> bool:
+        """A reminder still due keeps the worker up past its idle retirement
+        (it sleeps until then, never spins)."""
+        return self.reminders is not None and bool(st.remind_at) and not (st.finished or st.dead)
+
     def _edit_due(self, st: SlackTaskRecord) -> float:
         return max(st.last_update + self.update_interval_s, st.not_before)
 
@@ -129,7 +137,7 @@ class Deliverer:
         now, due = self.clock.now(), float("inf")
         if st.dirty:
             due = self._edit_due(st)
-        elif st.idle:
+        elif st.idle and not self._held(st):
             due = self._retire_at(st)
         if st.replies or st.alerts:
             due = min(due, st.last_reply + self.reply_interval_s)
@@ -137,6 +145,8 @@ class Deliverer:
             due = min(due, st.log.last_edit + self._log_interval)
         if st.behind:
             due = now
+        if self.reminders is not None and st.ref is not None:
+            due = min(due, self.reminders.due(st))
         if due <= now:
             return
         st.wake.clear()
@@ -156,6 +166,9 @@ class Deliverer:
         if st.ref is None:
             return False if st.orphan else await self._ensure_parent(st)
         now, hurry = self.clock.now(), self.flushing()
+        if self.reminders is not None and self.reminders.due(st) <= now:
+            st.replies.extend(self.reminders.take(st, now))
+            return True
         replies_due = bool(st.replies or st.alerts) and (hurry or now >= st.last_reply + self.reply_interval_s)
         # A status change edits the parent first, unless Slack's edit budget
         # makes it wait: then a due reply (a tool call, a warning) goes first.

@@ -1,4 +1,4 @@
-"""spanvisor's webhook sink: a signed POST per applied intervention (docs/webhooks.md).
+"""spanvisor's webhook sink: a signed POST per applied intervention (docs/reference/webhooks.md).
 
 ``verify`` is for receivers: ``spanvisor_webhook.verify(secret, timestamp,
 body, signature)``. Kept light on purpose: ``Config.load()`` imports every

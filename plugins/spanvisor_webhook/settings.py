@@ -41,7 +41,7 @@ SETTINGS: tuple[Setting, ...] = (
         p_opt_str,
         None,
         "URL that receives one signed POST per applied intervention (approve, reject, cancel, retry, "
-        "acknowledge). Enables the webhook sink. See docs/webhooks.md.",
+        "acknowledge). Enables the webhook sink. See docs/reference/webhooks.md.",
         "an http(s) URL",
         # A URL may carry credentials (user:password@, ?token=): shown masked.
         secret=True,

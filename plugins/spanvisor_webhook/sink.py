@@ -117,7 +117,7 @@ class WebhookSink(BaseSink):
         url, secret = cfg.get("webhook_url"), cfg.get("webhook_secret")
         self._problem = config_problem(url, secret)
         if self._problem is not None:
-            log.error("webhook sink: %s; interventions are not sent (see docs/webhooks.md)", self._problem)
+            log.error("webhook sink: %s; interventions are not sent (see docs/reference/webhooks.md)", self._problem)
             return
         from spanvisor_webhook.client import WebhookClient
 

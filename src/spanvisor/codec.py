@@ -77,6 +77,10 @@ def _view_to_dict(v: TaskView) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in dataclasses.fields(v):
         value = getattr(v, f.name)
+        if f.name == "provisional":
+            if value:  # only when set: every other view's JSON stays as it was
+                out[f.name] = True
+            continue
         if f.name == "artifacts":
             value = [artifact_to_dict(a) for a in value]
         elif f.name == "steps":
@@ -163,6 +167,7 @@ _VIEW_CHECKS: dict[str, Callable[[Any], bool]] = {
     "budget_tokens": _opt(_is_int),
     "stalled": lambda x: isinstance(x, bool),
     "cancel_requested": lambda x: isinstance(x, bool),
+    "provisional": lambda x: isinstance(x, bool),
 }
 
 _EVENT_CHECKS: dict[str, Callable[[Any], bool]] = {
@@ -265,6 +270,9 @@ _ITEM_CHECKS: dict[type[Any], dict[str, Callable[[Any], bool]]] = {
         "requester": _opt(_is_str),
         "permit_key": _opt(_is_str),
         "approvers_from": _str_list,
+        "policy_version": _opt(_is_str),
+        "required_by": _opt(_is_str),
+        "policy_denied": _opt(_is_str),
     },
     Decision: {
         "intervention_id": _is_str,

@@ -10,9 +10,10 @@ sinks stay idempotent by keying on it.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias, get_args
+
+from spanvisor.ids import question_digest, run_id_of, stable_id
 
 Status = Literal[
     "starting",
@@ -36,30 +37,10 @@ WarningLevel = Literal["warning", "critical"]
 # What a budget covers: this task, its agent today, everything today or this month.
 BudgetScope = Literal["task", "agent_day", "day", "month"]
 BudgetUnit = Literal["usd", "tokens"]
-# What a person can do to a task (docs/interventions.md).
+# What a person can do to a task (docs/reference/interventions.md).
 Action = Literal["approve", "reject", "cancel", "retry", "acknowledge"]
 # applied: recorded and in force; denied: refused (not an approver, decided already …), audited only.
 InterventionOutcome = Literal["applied", "denied"]
-
-
-def stable_id(*parts: object) -> str:
-    """A 32-hex-digit id that depends only on ``parts``."""
-    # A list, not a generator: join makes one anyway, and a generator's frame
-    # per call cost more than the hash (a state checkpoint's key is one).
-    raw = "\x1f".join([str(p) for p in parts]).encode("utf-8", "surrogatepass")
-    return hashlib.blake2b(raw, digest_size=16).hexdigest()
-
-
-def run_id_of(trace_id: str, root_span_id: str) -> str:
-    """A run's id: one task root span, named by its (trace id, root span id), as
-    12 hex digits of a stable hash (replays keep it; a reused task id is another run)."""
-    return stable_id("run", trace_id, root_span_id)[:12]
-
-
-def question_digest(question: str, options: tuple[str, ...] = ("approve", "reject")) -> str:
-    """What a person was shown of a request before digests covered its action
-    (question and options), hashed: older clients' decisions still carry it."""
-    return stable_id("question", question, *options)[:16]
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +72,12 @@ class ApprovalRequest:
     requester: str | None = None
     permit_key: str | None = None
     approvers_from: tuple[str, ...] = ()
+    # The central policy's version the request was judged under ("acme@7c1e9a2b40d3"), the rule that set what
+    # it needs (a central rule, or "request" / the hook's local rule when it asked more), and, when a central
+    # rule denies it, why (no one may approve it then). None is in the digest.
+    policy_version: str | None = None
+    required_by: str | None = None
+    policy_denied: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,9 +173,10 @@ class TaskView:
     decisions: tuple[Decision, ...] = ()
     cancel_requested: bool = False  # someone asked the task to stop; the agent decides when
     results: tuple[ResultField, ...] = ()  # agent.result.<name> on the root, in the order first seen
-    # Grows by one with every event of the task that leaves the tracker. Sinks keep
-    # the highest: unlike time_ns it has no ties and no skew, so an older view never wins.
+    # +1 per event of the task leaving the tracker; sinks keep the highest (no ties, no skew).
     seq: int = 0
+    # Opened before its root arrived: title and agent a stand-in until it does (conventions.md).
+    provisional: bool = False
 
     @property
     def context_ratio(self) -> float | None:
@@ -316,7 +304,7 @@ class TaskFinished(TaskEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TaskCorrected(TaskEvent):
-    """A span of a finished task arrived: the late-span rule (docs/conventions.md).
+    """A span of a finished task arrived: the late-span rule (docs/reference/conventions.md).
     ``task`` is the finished view, totals corrected; ``added_*`` say what the span
     added. One that ended before its root and arrived after it (``arrived_late``)
     brings ``facts``: the events it would have caused, each with its own id, time

@@ -5,7 +5,7 @@ events in order (within a task) and answers with a :class:`SinkResult`
 instead of raising; the dispatcher retries ``RETRY`` with backoff and counts
 ``FAILURE`` as dropped. An exception from ``export`` is a contract breach the
 dispatcher survives: a batch that keeps raising is split and the events it
-fails on are set aside in the dead-letter store (docs/architecture.md).
+fails on are set aside in the dead-letter store (docs/design/architecture.md).
 Two optional members tell the pipeline more: ``durable`` (``SUCCESS`` means
 stored durably; the receiver pushes back rather than let this sink drop) and
 ``health()`` (whether the sink can write now; a durable sink that cannot makes
@@ -19,7 +19,7 @@ entry-point group, the built-in ones exactly like a third-party one.
 A sink that imports modules lazily (in ``start``, ``export`` or its own
 tasks) names them in ``imports(config)``: the pipeline imports them on the
 thread that builds it, never on its own thread while an agent runs
-(docs/architecture.md, "Imports").
+(docs/design/architecture.md, "Imports").
 """
 
 from __future__ import annotations

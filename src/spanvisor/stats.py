@@ -53,6 +53,11 @@ METRICS: dict[str, tuple[str, str]] = {
         "Live-channel log records (agent.task.start, agent.checkpoint, heartbeats ...) read by the tracker, by outcome (opened, read, late, waiting: for its task's start, refused: a start at capacity).",
     ),
     "outbox_events": ("gauge", "Events waiting in a durable outbox, by sink."),
+    "provisional_tasks_total": (
+        "counter",
+        "Traces whose task opened before its root arrived, by outcome: shown (a provisional task opened), held_back "
+        "(model calls of a trace that did not look like an agent run and made no task: shown nowhere).",
+    ),
     "late_spans_total": (
         "counter",
         "Spans that ended after their task had finished (read as TaskCorrected within the late window, every path).",
@@ -209,7 +214,7 @@ class PipelineStats:
                 "spanvisor_dropped_total{reason=%r} and not logged again",
                 reason.replace("_", " "),
                 where,
-                detail or "see docs/architecture.md#drops",
+                detail or "see docs/design/architecture.md#drops",
                 reason,
             )
 

@@ -49,6 +49,7 @@ TESTED_ELSEWHERE = {
     "db url (external)": "tests/postgres/test_cli.py::test_db_url_masks_external",
     "assets": "tests/packaging/test_wheel.py (python -m spanvisor.cli assets export, from the installed wheel)",
     "approve": "tests/cli/test_decide.py",
+    "policy": "tests/cli/test_policy_cli.py (main(['policy', 'show'/'check'/'test', …]))",
     "hook": "tests/cli/test_hook.py (python -m spanvisor.cli hook … with each CLI's stdin)",
     "run": "tests/cli/test_run.py (main(['run', …, '--', a fake claude]))",
     "reject": "tests/cli/test_decide.py",

@@ -231,7 +231,7 @@ class _Streams:
             self.got[i] = frames
             if sum(f.event == "intervention" for f in frames) >= n:
                 return True
-            # A reset (docs/events.md) says events were not sent: no waiting
+            # A reset (docs/reference/events.md) says events were not sent: no waiting
             # for them once the other clients have read every decision.
             return any(f.event == "reset" for f in frames) and len(self._decided()) >= self.n
 

@@ -1,4 +1,4 @@
-"""docs/coding-agents-hooks.md shows the JSON a hook receives and the
+"""docs/reference/coding-agents-hooks.md shows the JSON a hook receives and the
 gate's answer to it: the block runs as printed, with the doc's own policy,
 and answers what its comment says."""
 
@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "coding-agents-hooks.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "reference" / "coding-agents-hooks.md"
 BIN = Path(sys.executable).parent
 
 

@@ -104,8 +104,17 @@ def test_an_exit_without_a_result_is_never_success() -> None:
     r, _ = _read("claude-text", ['{"type":"system","subtype":"init"}\n'])
     assert end_of("claude-code", "claude", 0, r) == ("error", "claude exited without a result", "Failed")
     r, _ = _read("codex-json", ['{"type":"thread.started","thread_id":"t"}\n', '{"type":"turn.started"}\n'])
-    assert end_of("codex", "codex", 1, r) == ("error", "codex exited with code 1", "Failed")
     assert end_of("codex", "codex", 0, r)[0] == "error"
+    assert end_of("codex", "codex", 2, r) == ("error", "codex exited with code 2", "Failed")
+
+
+def test_codex_ending_mid_turn_with_1_and_nothing_said_was_interrupted() -> None:
+    """Measured: an interrupted Codex exits 130 or 1 by timing and says
+    nothing; one that fails says so (an error event or a failed turn)."""
+    r, _ = _read("codex-json", ['{"type":"thread.started","thread_id":"t"}\n', '{"type":"turn.started"}\n'])
+    assert end_of("codex", "codex", 1, r)[0] == "cancelled"
+    r, _ = _read("codex-json", ['{"type":"turn.started"}\n', '{"type":"error","message":"stream disconnected"}\n'])
+    assert end_of("codex", "codex", 1, r) == ("error", "stream disconnected (exit code 1)", "Failed")
 
 
 @given(code=st.integers(-64, 255), mode=st.sampled_from(["claude-text", "codex-json", "gemini-text", "passthrough"]))

@@ -94,8 +94,11 @@ def _steps(matrix: Matrix, task_id: str) -> list[str]:
 
 def _hook_and_cli(matrix: Matrix, task_id: str) -> list[dict[str, Any]] | None:
     """The hook's ruling and Gemini CLI's own record of the blocked call."""
-    rows = [c for c in matrix.timeline(task_id) if c["source"] in ("event", "tool_call")]
-    return rows if len(rows) >= 2 else None
+    rows = matrix.timeline(task_id)
+    ruling = next((c for c in rows if c["source"] == "event" and "denied by" in str(c.get("message"))), None)
+    step = next((c for c in rows if c["source"] == "tool_call"), None)
+    # In the order they happened: the hook rules before Gemini CLI records the blocked call.
+    return sorted([ruling, step], key=rows.index) if ruling and step else None
 
 
 def test_a_denial_by_policy_is_obeyed_and_the_model_is_told_why(

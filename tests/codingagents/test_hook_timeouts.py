@@ -1,6 +1,6 @@
 """What each real CLI does when its permission hook gives no answer in
 time, and when it exits with a status other than 0 and 2: the facts the
-gate's design rests on (docs/coding-agents-hooks.md#what-the-gate-guarantees).
+gate's design rests on (docs/design/gate.md#what-the-gate-guarantees).
 
 A hook that outlives the CLI's hook timeout, or that exits 1 (a Python
 traceback's status), is not a block to every CLI: the call may run. So the

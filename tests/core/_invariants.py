@@ -5,8 +5,11 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
+from dataclasses import replace
+from typing import cast
 
 from spanvisor.events import (
+    ApprovalRequest,
     Checkpoint,
     ContextWarning,
     Event,
@@ -20,6 +23,8 @@ from spanvisor.events import (
 from spanvisor.spans import conventions as cv
 from spanvisor.spans import sanitize as sz
 from spanvisor.tracking.occupancy import HYSTERESIS
+from spanvisor.tracking.provisional import ProvisionalRule
+from spanvisor.tracking.tracebuffer import TraceBuffer
 
 from ._trees import SpanSpec, by_task
 
@@ -262,3 +267,115 @@ def roots_of(events: Sequence[Event]) -> set[tuple[str, str]]:
 
 def finished_roots(events: Sequence[Event]) -> list[tuple[str, str]]:
     return [(e.task.trace_id, e.task.root_span_id) for e in events if isinstance(e, TaskFinished)]
+
+
+def rooted(specs: Sequence[SpanSpec], trace_id: str, span_id: str) -> tuple[str, str]:
+    """The task root (trace, span) that ``span_id`` is in, as the root-first
+    order decides it: the outermost root candidate among the span and its
+    ancestors; none: the trace's top span (a provisional task whose trace
+    names no agent ends with its top span as its root)."""
+    by_id = {(s.trace_id, s.span_id): s for s in specs}
+    cur = by_id.get((trace_id, span_id))
+    best: str | None = None
+    top = span_id
+    while cur is not None:
+        top = cur.span_id
+        if cv.is_root_candidate(cur.attrs_at(cur.end_ns, stamped=False)):
+            best = cur.span_id
+        cur = by_id.get((trace_id, cur.parent_id)) if cur.parent_id else None
+    return (trace_id, best or top)
+
+
+def task_roots(events: Sequence[Event], specs: Sequence[SpanSpec]) -> list[tuple[str, str]]:
+    """The root of every task started, as :func:`rooted` says: a provisional
+    task shown under an inner span (its guess proved wrong) is its root's
+    task. One entry per task: a root twice is a task shown twice."""
+    return [rooted(specs, e.task.trace_id, e.task.root_span_id) for e in events if isinstance(e, TaskStarted)]
+
+
+def final_states_by_root(events: Sequence[Event], specs: Sequence[SpanSpec]) -> dict[str, dict[str, object]]:
+    """:func:`final_states`, each task named ``<trace>-<root span>`` by its
+    root (:func:`rooted`): a task shown before its root arrived keeps the id
+    it was shown under (an inner span's, and never the root's own
+    ``agent.task.id``, which only the root carries)."""
+    root_of = {
+        e.task_id: rooted(specs, e.task.trace_id, e.task.root_span_id) for e in events if isinstance(e, TaskStarted)
+    }
+    out: dict[str, dict[str, object]] = {}
+    for task_id, state in final_states(events).items():
+        # An open request's digest binds it to its task and run: the identity, compared above.
+        approvals = cast(tuple[ApprovalRequest, ...], state["approvals"])
+        out["-".join(root_of[task_id])] = {**state, "approvals": tuple(replace(r, digest="") for r in approvals)}
+    return out
+
+
+def looks_like_an_agent_run(specs: Sequence[SpanSpec], rule: ProvisionalRule | None = None) -> bool:
+    """Whether one trace's spans, as they end, meet the provisional rule
+    (docs/reference/conventions.md#provisional-tasks): a model call, and an agent
+    span or a span naming an agent, a tool call, or N model calls."""
+    rule = rule or ProvisionalRule()
+    buf = TraceBuffer()
+    for s in specs:
+        a = s.attrs_at(s.end_ns, stamped=False)
+        if cv.is_model_call(a):
+            buf.calls += 1
+        elif cv.is_tool_call(a):
+            buf.tools += 1
+        if cv.is_root_candidate(a) or cv.GEN_AI_AGENT_NAME in a or cv.AGENT_NAME in a:
+            buf.agents += 1
+    return rule.holds(buf)
+
+
+def agent_rooted(specs: Sequence[SpanSpec]) -> set[str]:
+    """The traces whose every model call lies under a task root (a root
+    candidate, as the spans end): a task such a trace shows before its root
+    arrives is the root-first task. Elsewhere a trace that looks like an agent
+    run becomes a task of its own on the paths that show it provisionally,
+    which the root-first order does not know (docs/reference/conventions.md#provisional-tasks)."""
+    by_id = {(s.trace_id, s.span_id): s for s in specs}
+    out = {s.trace_id for s in specs}
+    for s in specs:
+        if not cv.is_model_call(s.attrs_at(s.end_ns, stamped=False)):
+            continue
+        if rooted(specs, s.trace_id, s.span_id)[1] not in {
+            x.span_id
+            for x in specs
+            if x.trace_id == s.trace_id and cv.is_root_candidate(x.attrs_at(x.end_ns, stamped=False))
+        }:
+            out.discard(s.trace_id)
+    del by_id
+    return out
+
+
+def check_task_roots(events: Sequence[Event], specs: Sequence[SpanSpec], name: str = "") -> set[str]:
+    """One task per root, never a second (a task shown before its root
+    arrived under an inner span is its root's), and the root-first tasks of
+    every agent-rooted trace (:func:`agent_rooted`); elsewhere a task is a
+    root-first one or a trace's top span. Returns the agent-rooted traces."""
+    got = task_roots(events, specs)
+    assert len(got) == len(set(got)), (name, "a root shown as two tasks", got)
+    want = expected_roots(specs)
+    traces = agent_rooted(specs)
+    assert {r for r in got if r[0] in traces} == {r for r in want if r[0] in traces}, name
+    ids = {(s.trace_id, s.span_id) for s in specs}
+    tops = {(s.trace_id, s.span_id) for s in specs if s.parent_id is None or (s.trace_id, s.parent_id) not in ids}
+    assert {r for r in got if r[0] not in traces} <= want | tops, name
+    return traces
+
+
+def only(states: dict[str, dict[str, object]], traces: set[str]) -> dict[str, dict[str, object]]:
+    """The final states (by root) of the tasks of ``traces``."""
+    return {k: v for k, v in states.items() if k.split("-", 1)[0] in traces}
+
+
+def corrections_by_root(
+    events: Sequence[Event], specs: Sequence[SpanSpec]
+) -> list[tuple[tuple[str, str], str, int, int]]:
+    """Each TaskCorrected as (its task's root, the late span, the totals it
+    leaves): its id follows the task's, which may be the id a task shown
+    before its root arrived was shown under."""
+    return sorted(
+        (rooted(specs, e.task.trace_id, e.task.root_span_id), e.span_id, e.task.input_tokens, e.task.output_tokens)
+        for e in events
+        if isinstance(e, TaskCorrected)
+    )

@@ -419,3 +419,42 @@ def late_children(draw: st.DrawFn, specs: list[SpanSpec], max_late: int = 3) -> 
                 child.start_attrs = {"http.request.method": "GET"}
             out.append(child)
     return out
+
+
+@st.composite
+def agentless_traces(draw: st.DrawFn, max_traces: int = 3, max_children: int = 6) -> list[SpanSpec]:
+    """Traces no agent names: a plain top span (a web request, a script's
+    ``main``) over plain spans, model calls and tool calls, nested at random.
+    Whether such a trace looks like an agent run is the provisional rule's to
+    say (docs/reference/conventions.md#provisional-tasks)."""
+    specs: list[SpanSpec] = []
+    for ti in range(draw(st.integers(1, max_traces))):
+        trace_id = f"{ti + 0xA1:032x}"
+        base = 5_000_000_000 * (ti + 1)
+        duration = draw(st.integers(10_000, 1_000_000))
+        top = SpanSpec(
+            trace_id, f"{ti + 0xA1:04x}{0:012x}", None, draw(st.sampled_from(["GET /x", "main"])), base, base + duration
+        )
+        top.start_attrs = {"http.request.method": "GET"} if top.name.startswith("GET") else {}
+        top.resource = {"service.name": "web"}
+        members = [top]
+        for ci in range(draw(st.integers(0, max_children))):
+            parent = draw(st.sampled_from(members))
+            lo, hi = parent.start_ns + 1, parent.end_ns - 1
+            if hi - lo < 4:
+                continue
+            start = draw(st.integers(lo, lo + (hi - lo) // 2))
+            end = draw(st.integers(start + 1, hi))
+            child = SpanSpec(trace_id, f"{ti + 0xA1:04x}{ci + 1:012x}", parent.span_id, f"child {ci}", start, end)
+            child.resource = top.resource
+            kind = draw(st.sampled_from(["plain", "plain", "model", "tool"]))
+            if kind == "model":
+                child.start_attrs = {cv.GEN_AI_OPERATION: "chat", cv.GEN_AI_REQUEST_MODEL: "gpt-4o"}
+                child.updates = [(end, {cv.GEN_AI_INPUT: draw(st.integers(1, 5_000)), cv.GEN_AI_OUTPUT: 10})]
+            elif kind == "tool":
+                child.start_attrs = {cv.GEN_AI_OPERATION: "execute_tool", cv.GEN_AI_TOOL_NAME: "lookup"}
+            else:
+                child.start_attrs = {"http.request.method": "GET"}
+            members.append(child)
+        specs.extend(members)
+    return specs

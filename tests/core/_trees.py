@@ -185,15 +185,21 @@ def feed_end_order(
     stamped: bool,
     clock: FakeClock | None = None,
     batch: int = 7,
+    settle: bool = False,
 ) -> list[Event]:
     """Play the spans through ``span_ended`` only, in batches, then expire
     held roots. ``rng``: a random order in which every span comes after its
-    descendants; None: the order they ended in (:func:`ended_order`)."""
+    descendants; None: the order they ended in (:func:`ended_order`).
+    ``settle``: each batch is a delivered one (``TaskTracker.settle``, as the
+    pipeline calls it): a trace that looks like an agent run shows its task
+    before its root arrives."""
     order = end_order(specs, rng) if rng is not None else ended_order(specs)
     out: list[Event] = []
     for i in range(0, len(order), batch):
         for s in order[i : i + batch]:
             out += tracker.span_ended(s.data(None, stamped=stamped))
+        if settle:
+            out += tracker.settle()
         out += tracker.expire()
     if clock is not None:
         clock.advance(10_000)

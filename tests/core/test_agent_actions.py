@@ -50,7 +50,9 @@ def open_request(task_id: str, approval_id: str) -> Any:
 
 
 class Asking:
-    def __init__(self, agent: Agent, task_id: str, action: dict[str, Any], approval_id: str = "migrate") -> None:
+    def __init__(
+        self, agent: Agent, task_id: str, action: dict[str, Any], approval_id: str = "migrate", timeout: float = 60
+    ) -> None:
         self.result: ApprovalDecision | None = None
         self.checks: list[bool] = []
         self.go = threading.Event()
@@ -58,7 +60,7 @@ class Asking:
         def run() -> None:
             with task("migrate", agent_id="rivet", task_id=task_id, tracer=agent.tracer) as t:
                 self.result = t.request_approval(
-                    "Run the migration?", approval_id=approval_id, action=action, details="version 7", timeout=60
+                    "Run the migration?", approval_id=approval_id, action=action, details="version 7", timeout=timeout
                 )
                 self.go.wait(30)
                 for a in self.try_actions:
@@ -118,10 +120,11 @@ def test_a_consumed_approval_stays_consumed_for_another_reader(live: tuple[Agent
 def test_a_changed_action_under_the_same_id_is_a_new_request(live: tuple[Agent, InMemorySink]) -> None:
     agent, _ = live
     task_id = f"t-{uuid.uuid4().hex[:6]}"
-    first = Asking(agent, task_id, STAGING)
+    # Nobody decides either request: each ends when its wait does.
+    first = Asking(agent, task_id, STAGING, timeout=10)
     wait_until(lambda: agent.flush() and open_request(task_id, "migrate") is not None, what="asked")
     shown = open_request(task_id, "migrate")["digest"]
-    second = Asking(agent, task_id, PROD)  # the same task id and approval id, another action
+    second = Asking(agent, task_id, PROD, timeout=10)  # the same task id and approval id, another action
     wait_until(
         lambda: agent.flush() and (open_request(task_id, "migrate") or {}).get("digest") not in (None, shown),
         what="the changed request",

@@ -1,5 +1,5 @@
 """SPANVISOR_CONTROL_LISTEN: an agent's own process serves the control API
-(the README's in-process approvals are answered from a terminal). A value
+(the approvals guide's agent is answered from a terminal). A value
 that is not an address, or a port another process holds, is one warning,
 and the agent's processor runs on."""
 

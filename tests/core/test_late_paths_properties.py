@@ -22,7 +22,15 @@ from hypothesis import strategies as st
 from spanvisor.events import ArtifactAdded, Checkpoint, Event, TaskCorrected
 from spanvisor.tracking.tracker import TaskTracker
 
-from ._invariants import check_against_specs, check_stream, expected_roots, final_states, roots_of
+from ._invariants import (
+    check_against_specs,
+    check_stream,
+    check_task_roots,
+    corrections_by_root,
+    final_states,
+    final_states_by_root,
+    only,
+)
 from ._paths import clean_specs, exporter_run, processor_run, receiver_run, unstamped_spans
 from ._strategies import late_children, traces
 from ._trees import FakeClock, SpanSpec, feed_start_order, stamp_trees
@@ -93,14 +101,15 @@ def test_every_real_path_gives_the_same_corrections(specs: list[SpanSpec], seed:
         "receiver stamped": receiver_run(stamped, random.Random(seed)),
         "receiver unstamped": receiver_run(unstamped, random.Random(seed + 1)),
     }
-    roots = expected_roots(specs)
-    want, corrections = final_states(in_process), _corrections(in_process)
+    want, corrections = final_states_by_root(in_process, specs), corrections_by_root(in_process, specs)
     for name, events in runs.items():
         check_stream(events, all_finished=True)
         check_against_specs(events, specs)
-        assert roots_of(events) == roots, name
-        assert final_states(events) == want, name
-        assert _corrections(events) == corrections, name
+        traces = check_task_roots(events, specs, name)
+        assert only(final_states_by_root(events, specs), traces) == only(want, traces), name
+        assert [c for c in corrections_by_root(events, specs) if c[0][0] in traces] == [
+            c for c in corrections if c[0][0] in traces
+        ], name
 
 
 def _audit(events: list[Event]) -> list[str]:

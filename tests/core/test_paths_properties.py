@@ -22,9 +22,14 @@ import random
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spanvisor.events import TaskCorrected
-
-from ._invariants import check_against_specs, check_stream, expected_roots, final_states, roots_of
+from ._invariants import (
+    check_against_specs,
+    check_stream,
+    check_task_roots,
+    corrections_by_root,
+    final_states_by_root,
+    only,
+)
 from ._paths import clean_specs, exporter_run, in_scopes, processor_run, receiver_run, unstamped_spans
 from ._strategies import traces
 from ._trees import SpanSpec
@@ -58,23 +63,22 @@ def test_processor_exporter_and_receiver_tell_the_same_story(specs: list[SpanSpe
         "receiver stamped": receiver_run(stamped, random.Random(seed)),
         "receiver unstamped": receiver_run(unstamped, random.Random(seed + 1)),
     }
-    roots = expected_roots(specs)
     for name, events in runs.items():
         check_stream(events, all_finished=True)
         check_against_specs(events, specs)
-        assert roots_of(events) == roots, name
-    want = final_states(in_process)
+        traces = check_task_roots(events, specs, name)
+    want = only(final_states_by_root(in_process, specs), traces)
     # A root given more attributes than the SDK keeps loses its name and agent
     # where no processor saw it start: read as a task by its results
-    # (docs/conventions.md#attribute-limits), named after its span.
+    # (docs/reference/conventions.md#attribute-limits), named after its span.
     limited = {f"{s.trace_id}-{s.span_id}" for s in specs if len(s.attrs_at(s.end_ns, stamped=True)) > SDK_LIMIT}
     for name, events in runs.items():
-        got = final_states(events)
+        got = only(final_states_by_root(events, specs), traces)
         if "unstamped" in name:
             got, want_here = _without_identity(got, limited), _without_identity(want, limited)
         else:
             want_here = want
-        assert got == want_here, name
+        assert got == want_here, (name, _diff(got, want_here))
 
 
 @settings(
@@ -100,21 +104,34 @@ def test_requests_grouped_by_scope_tell_the_in_process_story(specs: list[SpanSpe
         "receiver stamped": receiver_run(in_scopes(stamped, rng), rng),
         "receiver unstamped": receiver_run(in_scopes(unstamped_spans(specs), rng), rng),
     }
-    roots, want = expected_roots(specs), final_states(in_process)
-    corrections = sorted(e.event_id for e in in_process if isinstance(e, TaskCorrected))
+    want = final_states_by_root(in_process, specs)
+    corrections = corrections_by_root(in_process, specs)
     limited = {f"{s.trace_id}-{s.span_id}" for s in specs if len(s.attrs_at(s.end_ns, stamped=True)) > SDK_LIMIT}
     for name, events in runs.items():
         check_stream(events, all_finished=True)
         check_against_specs(events, specs)
-        assert roots_of(events) == roots, name
-        got, want_here = final_states(events), want
+        traces = check_task_roots(events, specs, name)
+        got, want_here = only(final_states_by_root(events, specs), traces), only(want, traces)
         if "unstamped" in name:
-            got, want_here = _without_identity(got, limited), _without_identity(want, limited)
-        assert got == want_here, name
-        assert sorted(e.event_id for e in events if isinstance(e, TaskCorrected)) == corrections, name
+            got, want_here = _without_identity(got, limited), _without_identity(want_here, limited)
+        assert got == want_here, (name, _diff(got, want_here))
+        assert corrections_by_root(events, specs) == corrections, name
 
 
 SDK_LIMIT = 128
+
+
+def _diff(got: dict[str, dict[str, object]], want: dict[str, dict[str, object]]) -> dict[str, object]:
+    """What differs, field by field (the failure's message)."""
+    out: dict[str, object] = {t: "missing" for t in want.keys() - got.keys()}
+    out.update({t: "extra" for t in got.keys() - want.keys()})
+    for t in got.keys() & want.keys():
+        fields = {k: (got[t].get(k), want[t].get(k)) for k in got[t] | want[t] if got[t].get(k) != want[t].get(k)}
+        if fields:
+            out[t] = fields
+    return out
+
+
 _IDENTITY = ("task_name", "agent_id", "agent_name")
 
 

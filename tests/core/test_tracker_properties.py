@@ -162,7 +162,7 @@ def test_each_threshold_fires_once_per_upward_crossing(usages: list[tuple[int, i
     if end_order:
         # As an exporter sends them: in the order they ended, which is the
         # order a task's spans take effect in on every path (not their end
-        # times, docs/conventions.md#clock-skew).
+        # times, docs/reference/conventions.md#clock-skew).
         events = feed_end_order(tracker, specs, None, stamped=False, clock=clock, batch=100)
     else:
         events = feed_start_order(tracker, specs)

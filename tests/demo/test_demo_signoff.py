@@ -54,6 +54,10 @@ def test_without_the_audit_trail_two_people_still_approve_and_the_chain_is_said_
         out,
     ), out
     assert "✅ [ledger] approved by bob: running migration 0007 (checked where it runs)" in out
+    # ledger asked for one approver; the demo's central policy raised it to two.
+    assert "(one approver, not dana, who asked)" in out
+    assert re.search(r"📜 central policy demo@[0-9a-f]{12}: rule migrations raised it from 1 approver to 2 people", out)
+    assert "Policy: required by rule migrations of policy demo@" in out
     assert "a second check of the same approval: refused" in out
     assert "decision log: not verified: no audit trail among these sinks" in out
     assert "audit verify" not in out.split("demo done:")[1]

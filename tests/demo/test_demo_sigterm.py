@@ -6,6 +6,7 @@ Also what the demo says about its length and about --linger."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -87,6 +88,9 @@ def test_the_readme_counts_the_demos_agents() -> None:
     from spanvisor.cli.demo import AGENTS
 
     count = len(AGENTS) + 1  # and ledger, the sign-off (demo_signoff)
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    row = next(line for line in readme.splitlines() if line.startswith("| `spanvisor demo"))
-    assert f"{['zero', 'one', 'two', 'three', 'four', 'five'][count]} simulated agents" in row, row
+    word = ["zero", "one", "two", "three", "four", "five"][count]
+    root = Path(__file__).resolve().parents[2]
+    for doc in (root / "README.md", root / "docs" / "guides" / "getting-started.md"):
+        text = " ".join(doc.read_text().split())
+        assert f"runs {word} simulated agents" in text, doc.name
+        assert not re.search(r"runs (?:zero|one|two|three|five) simulated agents", text), doc.name

@@ -228,6 +228,31 @@ class Seen:
     def warnings(self) -> list[float]:
         return [e.threshold for e in self.events if isinstance(e, ContextWarning)]
 
+    @property
+    def named(self) -> set[tuple[str | None, str, str | None]]:
+        """(title, agent id, agent name) of every view its root had named:
+        those of a task shown before its root arrived are a stand-in
+        (:func:`assert_shown_before_its_root`)."""
+        return {(e.task.task_name, e.task.agent_id, e.task.agent_name) for e in self.events if not e.task.provisional}
+
+
+def assert_shown_before_its_root(task: Seen) -> None:
+    """On ``serve`` (unstamped spans, each exported as it ends, as a
+    Collector delivers them), a framework that ends children before its root
+    shows its task from its first model calls, before the root arrives: a
+    provisional task
+    (docs/reference/conventions.md#provisional-tasks), under a stand-in title and the
+    service's agent (never a sub-agent's), with its model calls counted as
+    they land; its root names it and ends it."""
+    early = [e for e in task.events if e.task.provisional]
+    assert early and early[0] is task.started, [(e.kind, e.task.provisional) for e in task.events]
+    assert [e for e in early if isinstance(e, Checkpoint) and e.source == "model_call"], "no call shown early"
+    for e in early:
+        agent = e.task.agent_id
+        assert e.task.task_name == f"{agent} — running", (e.kind, e.task.task_name)
+        assert agent in (SERVICE, task.finished.task.agent_id), (e.kind, agent)  # never a sub-agent's
+    assert not task.finished.task.provisional
+
 
 def tasks(events: Sequence[Event]) -> list[Seen]:
     """Every task, in the order they started; the stream checker first."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 import pytest
 
 from ._env import Runs, run_scenario
-from ._harness import Path, assert_the_scripted_run, one_task, param_paths, shown_live
+from ._harness import Path, assert_shown_before_its_root, assert_the_scripted_run, one_task, param_paths, shown_live
 
 pytestmark = pytest.mark.timeout_s(900)  # the first test may make the venv
 
@@ -35,8 +35,10 @@ def test_a_run_is_one_task_with_its_calls_tools_and_sub_agent(runs: Runs, path: 
     run = runs[path, "ok"]
     assert run.result == {"output": "Routed to the Siemens SME"}
     task = one_task(run.events)
+    if path == "serve":
+        assert_shown_before_its_root(task)
     assert task.finished.outcome == "complete"
-    named = {(e.task.task_name, e.task.agent_id, e.task.agent_name) for e in task.events}
+    named = task.named
     if path == "stamped":
         # The task opens from a stamped child: the stamp names the agent, not
         # the title, which comes with the root at the run's end. The expert's

@@ -19,7 +19,7 @@ from __future__ import annotations
 import pytest
 
 from ._env import Runs, paths_failing, run_scenario
-from ._harness import Path, assert_the_scripted_run, one_task, param_paths, shown_live
+from ._harness import Path, assert_shown_before_its_root, assert_the_scripted_run, one_task, param_paths, shown_live
 
 pytestmark = pytest.mark.timeout_s(900)  # the first test may make the venv
 
@@ -34,6 +34,8 @@ def test_a_run_is_one_task_with_its_calls_tools_and_delegation(runs: Runs, path:
     run = runs[path, "ok"]
     assert run.result == {"output": "Routed to the Siemens SME"}
     task = one_task(run.events)
+    if path == "serve":
+        assert_shown_before_its_root(task)
     assert task.finished.outcome == "complete"
     assert_the_scripted_run(task, ["lookup", "Delegate work to coworker"])
 
@@ -48,9 +50,7 @@ def test_the_task_is_named_after_its_agent(runs: Runs, path: Path) -> None:
     task = one_task(runs[path, "ok"].events)
     # The agent's role, never the wrapped method (`triage._execute_core`)
     # nor the service name.
-    assert {(e.task.task_name, e.task.agent_id, e.task.agent_name) for e in task.events} == {
-        ("triage", "triage", "triage")
-    }
+    assert task.named == {("triage", "triage", "triage")}
 
 
 @param_paths()

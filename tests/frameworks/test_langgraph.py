@@ -17,7 +17,19 @@ from typing import Any
 
 import pytest
 
-from ._harness import Path, Run, Switch, instrumented_run, live, need, one_task, param_paths, shown_live, spanvisor
+from ._harness import (
+    Path,
+    Run,
+    Switch,
+    assert_shown_before_its_root,
+    instrumented_run,
+    live,
+    need,
+    one_task,
+    param_paths,
+    shown_live,
+    spanvisor,
+)
 from .envs import _live
 
 need("langgraph")
@@ -158,6 +170,8 @@ def assert_failed_graph_task(task: Any) -> None:
 def test_openllmetry_a_graph_run_is_one_task(openllmetry: Run) -> None:
     run_graph()
     task = one_task(openllmetry.flush())
+    if openllmetry.path == "serve":
+        assert_shown_before_its_root(task)
     assert_graph_task(task, "invoke_agent triage")
     assert task.finished.task.agent_name == "triage"
 
@@ -173,7 +187,10 @@ def test_openinference_a_graph_run_is_one_task(openinference: Run) -> None:
     run_graph()
     # The graph run's CHAIN span is the task; its agent-node turns (AGENT
     # spans) and the expert's graph fold into it.
-    assert_graph_task(one_task(openinference.flush()), "triage")
+    task = one_task(openinference.flush())
+    assert_graph_task(task, "triage")
+    if openinference.path == "serve":
+        assert_shown_before_its_root(task)
 
 
 @param_paths()
@@ -192,7 +209,7 @@ def test_openllmetry_the_task_is_live_while_it_runs(openllmetry: Run) -> None:
 @pytest.mark.xfail(
     strict=True,
     reason="the graph run is a CHAIN that is a task root only by its LangChain metadata, known at its end: "
-    "in process the task shows when the run ends",
+    "in process the task shows when the run ends (behind a Collector its first calls show it provisionally)",
 )
 @pytest.mark.parametrize("path", ["processor"])
 def test_openinference_the_task_is_live_while_it_runs(openinference: Run) -> None:

@@ -14,7 +14,17 @@ from typing import Any
 
 import pytest
 
-from ._harness import Path, Run, instrumented_run, live, need, one_task, param_paths, shown_live
+from ._harness import (
+    Path,
+    Run,
+    assert_shown_before_its_root,
+    instrumented_run,
+    live,
+    need,
+    one_task,
+    param_paths,
+    shown_live,
+)
 from .envs import _live
 
 need("agents")
@@ -110,6 +120,8 @@ def test_a_run_is_one_task_named_after_its_agent(instrumented: Run) -> None:
     result = asyncio.run(Runner.run(triage(), "Diagnose fault F47"))
     assert result.final_output == "a worn bearing"
     task = one_task(instrumented.flush())
+    if instrumented.path == "serve":
+        assert_shown_before_its_root(task)
     v = task.finished.task
     assert task.finished.outcome == "complete"
     # The root says "Agent workflow" and names no agent: the first agent does.

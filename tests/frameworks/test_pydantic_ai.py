@@ -13,7 +13,18 @@ from typing import Any
 
 import pytest
 
-from ._harness import Path, Run, live, need, one_task, param_paths, shown_live, spanvisor, tasks
+from ._harness import (
+    Path,
+    Run,
+    assert_shown_before_its_root,
+    live,
+    need,
+    one_task,
+    param_paths,
+    shown_live,
+    spanvisor,
+    tasks,
+)
 from .envs import _live
 
 need("pydantic_ai")
@@ -80,6 +91,8 @@ def _run(agent: Agent[None, str]) -> Any:
 def test_a_run_is_one_task_with_its_calls_tools_and_sub_agent(instrumented: Run) -> None:
     assert _run(agents()).output == "Routed to the Siemens SME"
     task = one_task(instrumented.flush())
+    if instrumented.path == "serve":
+        assert_shown_before_its_root(task)
     v = task.finished.task
     assert task.finished.outcome == "complete"
     assert v.task_name == "invoke_agent triage"

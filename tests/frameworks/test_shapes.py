@@ -1,5 +1,5 @@
 """Span shapes of the frameworks that are not in the matrix as whole runs
-(docs/frameworks.md says why), read through the conventions mapping."""
+(docs/reference/frameworks.md says why), read through the conventions mapping."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import pytest
 
 from ._env import Runs, run_scenario
-from ._harness import Path, assert_the_scripted_run, one_task, param_paths, shown_live
+from ._harness import Path, assert_shown_before_its_root, assert_the_scripted_run, one_task, param_paths, shown_live
 
 pytestmark = pytest.mark.timeout_s(900)  # the first test may make the venv
 
@@ -32,10 +32,10 @@ def test_a_run_is_one_task_with_its_calls_tools_and_sub_agent(runs: Runs, path: 
     run = runs[path, "ok"]
     assert run.result == {"output": "Routed to the Siemens SME"}
     task = one_task(run.events)
+    if path == "serve":
+        assert_shown_before_its_root(task)
     assert task.finished.outcome == "complete"
-    assert {(e.task.task_name, e.task.agent_id, e.task.agent_name) for e in task.events} == {
-        ("invoke_agent triage", "triage", "triage")
-    }
+    assert task.named == {("invoke_agent triage", "triage", "triage")}
     # The agent spans' run totals are not counted again.
     assert_the_scripted_run(task, ["lookup", "ask_expert"])
     assert "invoke_agent triage" in run.console and "ask_expert" in run.console

@@ -24,7 +24,7 @@ from grafana_dash import (
     variables_used,
 )
 
-# The metric names fixed by the metrics contract (docs/observability.md), histograms expanded.
+# The metric names fixed by the metrics contract (docs/reference/observability.md), histograms expanded.
 _HISTOGRAMS = {"spanvisor_task_duration_seconds", "spanvisor_sink_latency_seconds"}
 CONTRACT = {
     "spanvisor_tasks_started_total",
@@ -210,7 +210,7 @@ def test_drilldown_variables_and_links() -> None:
 
 
 def test_docs_give_the_same_drilldown_url() -> None:
-    doc = (ROOT / "docs" / "observability.md").read_text(encoding="utf-8")
+    doc = (ROOT / "docs" / "reference" / "observability.md").read_text(encoding="utf-8")
     assert SLACK_TEMPLATE in doc
     assert "plugins/spanvisor_prometheus/rules/spanvisor-rules.yml" in doc
     assert "grafana/provisioning" in doc and "annotations:write" in doc

@@ -157,7 +157,7 @@ def test_verify_names_the_first_broken_link_and_nothing_else(
     total = rows + (2 if pruned else 0)
     if how in ("changed and rehashed", "deleted unrecorded") and k == total:
         # The newest link rewritten or dropped: the chain alone cannot tell,
-        # the head kept elsewhere does (docs/audit.md).
+        # the head kept elsewhere does (docs/design/audit.md).
         assert not verdict.problems and (verdict.head_seq, verdict.head_hash) != (kept.head_seq, kept.head_hash)
         return
     if how is None:

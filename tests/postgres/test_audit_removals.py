@@ -1,5 +1,5 @@
 """Removals that cannot be forged, tried by a database user with exactly
-the rights docs/audit.md prescribes (SELECT, INSERT, UPDATE, DELETE on the
+the rights docs/design/audit.md prescribes (SELECT, INSERT, UPDATE, DELETE on the
 tables) and, where that is not enough, by the owner:
 
 * a same-day decision deleted after ``set_config('spanvisor.removing',

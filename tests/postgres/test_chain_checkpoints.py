@@ -1,4 +1,4 @@
-"""Checkpoints of the decision log's chain head (docs/audit.md).
+"""Checkpoints of the decision log's chain head (docs/design/audit.md).
 
 The real PostgreSQL sink writes decisions and, every interval, records the
 chain's head in ``decision_chain_checkpoints``, logs it once and publishes

@@ -21,14 +21,14 @@ TABLES = {
     "agent_checkpoints",
     "task_artifacts",
     "human_interventions",
-    "human_interventions_removed",  # the decision log's removed links (docs/audit.md)
-    "decision_chain_checkpoints",  # the decision log's chain heads, checkpointed (docs/audit.md)
-    "decision_prunes",  # what prune removed from the decision log, proven (docs/audit.md)
+    "human_interventions_removed",  # the decision log's removed links (docs/design/audit.md)
+    "decision_chain_checkpoints",  # the decision log's chain heads, checkpointed (docs/design/audit.md)
+    "decision_prunes",  # what prune removed from the decision log, proven (docs/design/audit.md)
     "task_logs",
     "delivery_state",
     "quarantine",
     "schema_migrations",
-    "stream_events",  # the event stream's shared feed (docs/events.md)
+    "stream_events",  # the event stream's shared feed (docs/reference/events.md)
     "stream_meta",
 }
 

@@ -171,6 +171,6 @@ def test_http_exporters_retry_forever_and_only_contrib_queues_persist() -> None:
 
 
 def test_the_docs_point_to_the_floor_instead_of_repeating_it() -> None:
-    deploy = (ROOT / "docs" / "deploy.md").read_text()
+    deploy = (ROOT / "docs" / "reference" / "deploy.md").read_text()
     assert "collector-config/README.md" in deploy
     assert not re.search(r"\bv0\.1\d\d\b", deploy)

@@ -6,6 +6,10 @@ channel is plain OpenTelemetry, so any SDK can speak it.
   with the task's name, progress and step while its root is open, and in
   the end the very parent the Python helper gets for the same task: one
   parent, complete, under the agent's own name.
+* The Node.js plain-OTel example (``plain-agent.mjs``: ``@opentelemetry/sdk-node``
+  and GenAI-shaped spans, no spanvisor anything) shows its task while its
+  root is open: a row, a Slack parent and its first model call's tokens,
+  before the root is sent (a provisional task); the root then names it.
 * A shell agent (``spanvisor emit``): ``emit start`` makes the task open and
   named while it runs, ``emit heartbeat`` keeps it alive, and once the
   heartbeats stop it is stalled after SPANVISOR_STALL_AFTER; the shell
@@ -116,7 +120,7 @@ def node_agent(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     node = _node()
     modules = _node_modules()
     here = tmp_path_factory.mktemp("node-agent")
-    for f in ("live-agent.mjs", "package.json"):
+    for f in ("live-agent.mjs", "plain-agent.mjs", "package.json"):
         shutil.copy(EXAMPLE / f, here / f)
     (here / "node_modules").symlink_to(modules, target_is_directory=True)
     return [node, str(here / "live-agent.mjs")]
@@ -299,6 +303,77 @@ def test_a_node_agent_is_live_while_open_and_gets_the_parent_the_python_helper_g
     for name in names:
         agents = {s["agent"] for s in served.series(name)}
         assert "sprocket" in agents and not agents & {"node-pod-1", "py-pod-1"}, (name, agents)
+
+
+def _row(served: Served, task_id: str) -> dict[str, Any] | None:
+    rows = db_rows(
+        served.db_url,
+        "SELECT status, task_name, agent_id, input_tokens, output_tokens FROM agent_tasks WHERE task_id = $1",
+        task_id,
+    )
+    return rows[0] if rows else None
+
+
+def test_a_plain_otel_node_agent_shows_its_task_before_its_root_is_sent(
+    node_agent: list[str], served: Served, tmp_path: Path
+) -> None:
+    node, live = node_agent
+    env = _agent_env(
+        served,
+        tmp_path,
+        OTEL_SERVICE_NAME="plain-node-1",
+        OTEL_BSP_SCHEDULE_DELAY="1000",
+        OTEL_METRICS_EXPORTER="none",
+        OTEL_LOGS_EXPORTER="none",
+    )
+    plain = str(Path(live).parent / "plain-agent.mjs")
+    proc = subprocess.Popen(
+        [node, plain, "--pause", "--turns", "3", "--step-ms", "50"],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        said = proc.stdout.readline().decode().split()
+        assert said[:1] == ["paused"], (said, proc.stderr.read() if proc.stderr else b"")
+        ids = dict(kv.split("=", 1) for kv in said[1:])
+        task_id = f"{ids['trace']}-{ids['root']}"
+        # The root is open (the agent waits on its stdin): the SDK's batch
+        # processor sent its first model call and tool call, nothing else.
+        row = wait_until(lambda: (r := _row(served, task_id)) and r["input_tokens"] and r, 30, "the task's row")
+        assert row == {
+            "status": "working",
+            "task_name": "plain-node-1 — running",
+            "agent_id": "plain-node-1",
+            "input_tokens": 1200,
+            "output_tokens": 80,
+        }
+        wait_until(lambda: "plain-node-1 — running" in served.shown(task_id), 30, "the Slack parent while it runs")
+        assert proc.poll() is None, "the agent is still inside its task"
+        proc.stdin.write(b"go\n")
+        proc.stdin.close()
+        assert proc.wait(60) == 0, proc.stderr.read() if proc.stderr else b""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    # The root names the task and ends it: one parent, the root's name and agent.
+    wait_until(lambda: _complete(served, task_id), 30, "the plain task complete")
+    assert "invoke_agent planner" in served.shown(task_id)
+    parents = [
+        m for m in served.slack.parents() if (m.metadata or {}).get("event_payload", {}).get("task_id") == task_id
+    ]
+    assert len(parents) == 1
+    row = wait_until(lambda: (r := _row(served, task_id)) and r["status"] != "working" and r, 30, "the row's end")
+    assert row == {
+        "status": "complete",
+        "task_name": "invoke_agent planner",
+        "agent_id": "planner",
+        "input_tokens": 1200 + 2400 + 3600,
+        "output_tokens": 3 * 80,
+    }
 
 
 def _emit(served: Served, tmp: Path, kind: str, tid: str, *args: str) -> subprocess.CompletedProcess[str]:

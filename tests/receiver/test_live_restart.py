@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout_s(400)]
 
 STALL_AFTER_S = 10
 # Longer than any gap between a live agent's records here, a restart included
-# (the silence while nobody listens is not counted: docs/conventions.md).
+# (the silence while nobody listens is not counted: docs/reference/conventions.md).
 LOST_AFTER_S = 20
 N = 5
 DEAD = 4  # the agent killed after the restart

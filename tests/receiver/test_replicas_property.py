@@ -18,7 +18,7 @@ the assignment and order:
   time;
 * the shared view (what Slack shows) counts the tokens of every model call
   its root's replica received, late ones included (one replica: all of
-  them; see docs/deploy.md#replicas for why a replica's view is its own);
+  them; see docs/reference/deploy.md#replicas for why a replica's view is its own);
 * no replica keeps a task open once the hold time has passed.
 """
 

@@ -95,7 +95,7 @@ def test_sigkill_restart_posts_no_second_parent(tmp_path: Path, slack: FakeSlack
         _send_tasks(serve, seed=22)
         # Killed only once every parent's (channel, ts) is stored: a kill
         # between Slack's answer and the store's commit is the one window in
-        # which a second parent is possible (docs/deploy.md).
+        # which a second parent is possible (docs/reference/deploy.md).
         wait_until(lambda: _settled_parents(tmp_path) == N_TASKS, 30, "every parent stored")
         serve.kill()
 

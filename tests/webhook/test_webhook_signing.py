@@ -83,7 +83,7 @@ def test_any_listed_signature_may_match() -> None:
 
 
 def test_the_openssl_recipe_in_the_docs_agrees() -> None:
-    """docs/webhooks.md verifies with `openssl dgst -sha256 -hmac`; same answer."""
+    """docs/reference/webhooks.md verifies with `openssl dgst -sha256 -hmac`; same answer."""
     if shutil.which("openssl") is None:
         pytest.skip("openssl is not installed")
     out = subprocess.run(
@@ -97,7 +97,7 @@ def test_the_openssl_recipe_in_the_docs_agrees() -> None:
 
 
 def test_the_example_request_in_the_docs_verifies() -> None:
-    doc = (Path(__file__).resolve().parents[2] / "docs" / "webhooks.md").read_text()
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "reference" / "webhooks.md").read_text()
     block = doc.split("```http\n", 1)[1].split("```", 1)[0]
     head, body = block.split("\n\n", 1)
     headers = dict(line.split(": ", 1) for line in head.splitlines()[1:])

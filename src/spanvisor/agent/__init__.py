@@ -11,7 +11,7 @@ Slack, databases or spanvisor's pipeline, and they work with any SDK setup::
 context variable, so deep helper code can report progress without passing
 the handle around.
 
-The way back, from people to the agent (docs/interventions.md)::
+The way back, from people to the agent (docs/reference/interventions.md)::
 
     decision = t.request_approval("Apply migration 0007 to prod?", timeout=900)
     if decision.approved: ...

@@ -130,7 +130,7 @@ class TaskHandle:
         if limit is not None:
             self._set(cv.CONTEXT_LIMIT, limit)
 
-    # -- the way back: approvals and cancel (docs/interventions.md) -------------
+    # -- the way back: approvals and cancel (docs/reference/interventions.md) -------------
 
     @property
     def task_id(self) -> str:
@@ -152,17 +152,22 @@ class TaskHandle:
             self._feed = TaskFeed(self.task_id, run_id=run_id_of(f"{c.trace_id:032x}", f"{c.span_id:016x}"))
         return self._feed
 
+    def _stamp(self) -> dict[str, AttributeValue]:
+        """What the processor stamps on a span of this task: its root, id and agent."""
+        ctx = self.span.get_span_context()
+        stamp: dict[str, AttributeValue] = {cv.TASK_ROOT: format(ctx.span_id, "016x"), cv.TASK_ID: self.task_id}
+        agent = (getattr(self.span, "attributes", None) or {}).get(cv.AGENT_ID)
+        if isinstance(agent, str):
+            stamp[cv.AGENT_ID] = agent
+        return stamp
+
     def _note(self, event: str, attrs: dict[str, AttributeValue]) -> None:
         """``event`` on a short child span of the root that ends at once, so
         every path (processor, exporter, receiver) sees it now, not only when
         the root ends. Stamped like the processor stamps, so a receiver can
         place it in its task before the root arrives."""
         try:
-            ctx = self.span.get_span_context()
-            stamp: dict[str, AttributeValue] = {cv.TASK_ROOT: format(ctx.span_id, "016x"), cv.TASK_ID: self.task_id}
-            agent = (getattr(self.span, "attributes", None) or {}).get(cv.AGENT_ID)
-            if isinstance(agent, str):
-                stamp[cv.AGENT_ID] = agent
+            stamp = self._stamp()
             child = self._tracer.start_span(event, context=trace.set_span_in_context(self.span), attributes=stamp)
             child.add_event(event, attrs)
             child.end()

@@ -47,6 +47,18 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+def _start_span(handle: TaskHandle, name: str, start_ns: int) -> None:
+    """The task's start on a stamped child span that ends at once: the span
+    exporter carries it ahead of the task's work, so a receiver knows the
+    task's id before a model call (the live start record travels through the
+    log exporter and may come after them)."""
+    try:
+        ctx, stamp = trace.set_span_in_context(handle.span), {**handle._stamp(), cv.TASK_NAME: name}
+        handle._tracer.start_span(cv.LIVE_TASK_START, ctx, attributes=stamp, start_time=start_ns).end(start_ns)
+    except Exception:  # telemetry must never break the agent
+        log.exception("could not emit the start of task %s", name)
+
+
 class task:
     """A task root span, as a sync or async context manager.
 
@@ -99,7 +111,10 @@ class task:
             live = channel(self._tracer)
             if live is not None:
                 self.handle._live = live
-                live.opened(span, self._attributes, getattr(span, "start_time", None) or time.time_ns())
+                start_ns = getattr(span, "start_time", None) or time.time_ns()
+                live.opened(span, self._attributes, start_ns)
+                if live.spans_leave:  # its start record may come after its spans: a stamped span says it first
+                    _start_span(self.handle, self._name, start_ns)
         except Exception:  # telemetry must never break the agent
             log.exception("no live channel for task %s", self._name)
         return self.handle

@@ -8,7 +8,7 @@ and 100 % by default) is said once per scope and per day or month. Day and
 month totals are this process's spending plus what other owners stored:
 :class:`spanvisor.budgets.spend.SpendSync` shares them through the state
 store (PostgreSQL: every replica and a restarted ``serve`` see the same
-totals; the in-memory store: this process only). See ``docs/budgets.md``.
+totals; the in-memory store: this process only). See ``docs/design/budgets.md``.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from spanvisor.cli.logins import token_for
 from spanvisor.cli.pasteable import command_name, with_name
 from spanvisor.config import Config
 from spanvisor.control.client import DEFAULT_URL, ENV_URL, HttpSource
+from spanvisor.display.readable import required_text
 from spanvisor.redaction import clip_middle, redact, redact_json
 
 QUESTION_WIDTH = 48
@@ -101,6 +102,12 @@ def needs_line(item: dict[str, Any]) -> str:
     by = ", ".join(clip(plain(str(x)), 40) for x in item.get("approved_by") or ()) or "nobody yet"
     still = f"; {item['still_needed']}" if item.get("still_needed") else ""
     return f"{n} {'people' if n > 1 else 'person'}{whom} (approved so far: {by}{still})"
+
+
+def policy_line(item: dict[str, Any]) -> str:
+    """``required by rule prod-two-sre of policy acme@7c1e9a2b40d3`` ("" without a central policy)."""
+    got = [item.get(k) for k in ("policy_version", "required_by", "policy_denied")]
+    return required_text(*(str(v) if isinstance(v, str) else None for v in got))
 
 
 _SLACK_MARKUP = re.compile(r"<([@#!])([^<>|]*)(?:\|([^<>]*))?>")
@@ -185,6 +192,8 @@ def table(items: list[dict[str, Any]], url: str | None = None) -> str:
             lines.append(
                 f"  {clip(str(x.get('task_id')), 32)} {clip(str(x.get('approval_id')), 16)}: needs {needs_line(x)}"
             )
+        if policy_line(x):
+            lines.append(f"  {clip(str(x.get('task_id')), 32)} {clip(str(x.get('approval_id')), 16)}: {policy_line(x)}")
     lines.append("")
     lines.append("Answer with:")
     lines += [f"  {with_name(str(x.get('answer')), url)}   (or: reject)" for x in items]
@@ -258,4 +267,16 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=handler)
 
 
-__all__ = ["action_line", "clip", "cut", "full", "handler", "needs_line", "register", "shown", "table", "visible"]
+__all__ = [
+    "action_line",
+    "clip",
+    "cut",
+    "full",
+    "handler",
+    "needs_line",
+    "policy_line",
+    "register",
+    "shown",
+    "table",
+    "visible",
+]

@@ -4,7 +4,8 @@ verdict first.
 It reads what ``serve``, an agent's processor and the coding-agent hook read:
 every setting (all refused values at once, and names no setting has), the
 sinks and their own checks (Slack, Grafana and PostgreSQL are reached), the
-hook policy (``SPANVISOR_HOOK_POLICY``), the deciders file
+hook policy (``SPANVISOR_HOOK_POLICY``), the central policy
+(``SPANVISOR_POLICY``), the deciders file
 (``SPANVISOR_DECIDERS``) and, when ``SPANVISOR_CONTROL_URL`` is set, the
 control API there. The first line is the verdict; then only what is wrong
 or worth knowing (the settings that are not at their default, warnings,
@@ -103,6 +104,28 @@ def _hook_policy(config: Config, found: Findings) -> None:
     )
 
 
+def _central_policy(config: Config, found: Findings) -> None:
+    """The central policy (``SPANVISOR_POLICY``): it reads, and every rule
+    can decide a call (``spanvisor policy check`` says the same)."""
+    from spanvisor.gate import central
+    from spanvisor.gate.lint import findings
+
+    path = config.get("policy")
+    if not path:
+        return
+    try:
+        got = central.load(str(path))
+    except central.PolicyError as exc:
+        found.invalid.append(f"SPANVISOR_POLICY ({path}): {exc}; serve does not start with it")
+        return
+    n = len(got.policy.rules)
+    found.checked.append(f"central policy {path}: {got.version}, {n} rule{'s' if n != 1 else ''}")
+    for f in findings(got.policy.rules):
+        found.warnings.append(
+            f"central policy {path}: {'rule ' + repr(f.rule) if f.rule != 'default' else 'default'} {f.message}"
+        )
+
+
 def _deciders(config: Config, found: Findings) -> None:
     from spanvisor.control import deciders
 
@@ -150,6 +173,7 @@ def cmd_check(args: argparse.Namespace, config: Config) -> int:
     _settings(config, found)
     sinks = _sinks(config, found)
     _hook_policy(config, found)
+    _central_policy(config, found)
     _deciders(config, found)
     _control_api(config, found)
     code, verdict = found.verdict()

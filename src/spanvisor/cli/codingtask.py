@@ -21,11 +21,13 @@ span, ended with the outcome, through :func:`spanvisor.cli.emit_spans.otlp_expor
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import time
-import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
+from spanvisor.gate import otlp
 from spanvisor.gate.session import (
     DEFAULT_ENDPOINT,
     ENV_ENDPOINT,
@@ -33,10 +35,13 @@ from spanvisor.gate.session import (
     ENV_TASK_OWNER,
     RESOURCE_TASK_ID,
     SERVICES,
+    encode_resource,
     endpoint_from,
     launched_task,
     otlp_endpoint,
     resource_attributes,
+    task_owner,
+    with_resource,
 )
 from spanvisor.receiver.codingagents import ids
 from spanvisor.spans import conventions as cv
@@ -50,38 +55,6 @@ def task_ids(service: str, key: str, launched: bool) -> tuple[int, int]:
     receiver's adapter derives the same ids from the same key."""
     trace_hex, span_hex = ids.launcher_task_ids(key) if launched else ids.task_ids(service, key)
     return int(trace_hex, 16), int(span_hex, 16)
-
-
-# What OTEL_RESOURCE_ATTRIBUTES may hold unencoded: W3C Baggage's
-# baggage-octet (printable ASCII but space, '"', ',', ';' and '\\'), less
-# '%' itself, which must be encoded for a decoder to read the value back.
-_BAGGAGE_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '",;\\%')
-# A key is read up to its first '=': one in a key is encoded too.
-_KEY_SAFE = _BAGGAGE_SAFE.replace("=", "")
-
-
-def encode_resource(attrs: Mapping[str, str]) -> str:
-    """``attrs`` as ``OTEL_RESOURCE_ATTRIBUTES``: only what the OTel
-    specification requires is percent-encoded (characters outside the
-    baggage octets, and '%'), so a task id such as ``deploy:web/42`` travels
-    as it is, whether or not the CLI decodes."""
-
-    def enc(text: str, safe: str) -> str:
-        return urllib.parse.quote(text, safe=safe)
-
-    return ",".join(f"{enc(k, _KEY_SAFE)}={enc(v, _BAGGAGE_SAFE)}" for k, v in attrs.items())
-
-
-def with_resource(env: Mapping[str, str], attrs: Mapping[str, str]) -> str:
-    """The user's ``OTEL_RESOURCE_ATTRIBUTES`` (decoded) with ``attrs`` added
-    (ours win), encoded by :func:`encode_resource`."""
-    return encode_resource({**resource_attributes(env), **attrs})
-
-
-def task_owner(env: Mapping[str, str]) -> str | None:
-    """The person the agent works for, who may not approve its requests:
-    ``SPANVISOR_TASK_OWNER``, else ``agent.owner`` in ``OTEL_RESOURCE_ATTRIBUTES``."""
-    return env.get(ENV_TASK_OWNER) or resource_attributes(env).get(cv.OWNER) or None
 
 
 def otlp_args(endpoint: str, token: str | None, timeout: float) -> argparse.Namespace:
@@ -109,65 +82,71 @@ class SessionTask:
         said = {cv.TASK_ID: self.task_id, **attrs}
         return emit_live.send(self.target, self.service, self.trace_id, self.root_id, name, said, at or time.time_ns())
 
-    def end(self, name: str, started_ns: int, status: str, error: str | None, message: str | None) -> bool:
+    def end(self, name: str | None, started_ns: int, status: str, error: str | None, message: str | None) -> bool:
         """The task's root span, ended now with ``status`` (complete, error,
-        cancelled): what closes the task whatever the CLI managed to send."""
-        from opentelemetry.sdk.resources import Resource
-        from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
-        from opentelemetry.sdk.trace.export import SpanExportResult
-        from opentelemetry.sdk.trace.id_generator import IdGenerator
-        from opentelemetry.trace import Status, StatusCode
+        cancelled): what closes the task whatever the CLI managed to send.
+        ``name`` None (a hook ending a session it did not name) leaves the
+        task's name as the CLI's records gave it. Sent once, as OTLP/JSON
+        over the standard library (no SDK to import, no retries to wait
+        out): False when the receiver did not take it (:meth:`end_note`
+        keeps it for a later delivery)."""
+        return self.send_end(self.end_request(name, started_ns, status, error, message))
 
-        from spanvisor.cli.emit_spans import otlp_exporter
-
-        trace_id, root_id = self.trace_id, self.root_id
-        ended: list[ReadableSpan] = []
-
-        class Ids(IdGenerator):
-            def generate_trace_id(self) -> int:
-                return trace_id
-
-            def generate_span_id(self) -> int:
-                return root_id
-
-            def is_trace_id_random(self) -> bool:
-                return False
-
-        class Keep(SpanProcessor):
-            def on_end(self, span: ReadableSpan) -> None:
-                ended.append(span)
-
-        resource = Resource.create(
-            {"service.name": self.service, RESOURCE_TASK_ID: self.task_id, RESOURCE_TASK_NAME: name}
-        )
-        provider = TracerProvider(resource=resource, id_generator=Ids())
-        provider.add_span_processor(Keep())
+    def end_request(
+        self, name: str | None, started_ns: int, status: str, error: str | None, message: str | None
+    ) -> dict[str, Any]:
+        """The ended root span as an OTLP/JSON trace request."""
+        resource: dict[str, Any] = {"service.name": self.service}
+        if self.launched:
+            resource[RESOURCE_TASK_ID] = self.task_id
+        if name is not None:
+            resource[RESOURCE_TASK_NAME] = name
         attrs: dict[str, Any] = {
             cv.TASK_ID: self.task_id,
-            cv.TASK_ROOT: format(root_id, "016x"),
-            cv.TASK_NAME: name,
+            cv.TASK_ROOT: format(self.root_id, "016x"),
             cv.AGENT_ID: self.service,
             cv.STATUS: status,
         }
+        if name is not None:
+            attrs[cv.TASK_NAME] = name
         if message:
             attrs[cv.MESSAGE] = message
-        now = time.time_ns()
-        span = provider.get_tracer("spanvisor.run").start_span(name, start_time=started_ns, attributes=attrs)
+        end_ns = max(time.time_ns(), started_ns)
+        events: list[otlp.Record] = []
         if message:
             # Said at the end, as the task's last action: the root's attribute
             # alone reads as said at its start, before the CLI's own warnings.
-            span.add_event(cv.EVENT_CHECKPOINT, {cv.MESSAGE: message}, timestamp=max(now, started_ns))
-        if status == "error":
-            span.set_status(Status(StatusCode.ERROR, error or "failed"))
-            span.add_event(
-                cv.EVENT_EXCEPTION, {"exception.type": "AgentFailed", "exception.message": error or "failed"}
-            )
-        span.end(end_time=max(now, started_ns))
-        exporter = otlp_exporter(self.target)
-        try:
-            return exporter.export(ended) is SpanExportResult.SUCCESS
-        finally:
-            exporter.shutdown()
+            events.append((cv.EVENT_CHECKPOINT, {cv.MESSAGE: message}, end_ns))
+        failed = (error or "failed") if status == "error" else None
+        if failed is not None:
+            events.append((cv.EVENT_EXCEPTION, {"exception.type": "AgentFailed", "exception.message": failed}, end_ns))
+        return otlp.span_request(
+            resource,
+            format(self.trace_id, "032x"),
+            format(self.root_id, "016x"),
+            name if name is not None else "session end",
+            started_ns,
+            end_ns,
+            attrs,
+            events,
+            failed,
+        )
+
+    def send_end(self, request: Mapping[str, Any]) -> bool:
+        body = json.dumps(request, separators=(",", ":")).encode()
+        return otlp.post(self.target.endpoint, self.target.token, body, float(self.target.timeout), "traces")
+
+    def end_note(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """The end as an item of the gate's spool (:mod:`spanvisor.gate.notes`),
+        delivered with the next hook's or launcher's notes."""
+        ident = hashlib.blake2b(f"{self.key}\x1fend".encode(), digest_size=12).hexdigest()
+        return {
+            "id": ident,
+            "kind": "end",
+            "session": [self.key, self.service, self.launched],
+            "endpoint": self.target.endpoint,
+            "spans": dict(request),
+        }
 
 
 __all__ = [

@@ -25,7 +25,7 @@ import sys
 import uuid
 from typing import Any
 
-from spanvisor.cli.approvals import action_line, cut, needs_line, plain
+from spanvisor.cli.approvals import action_line, cut, needs_line, plain, policy_line
 from spanvisor.cli.approvals import shown as shown_text
 from spanvisor.cli.controlurl import control_target, unreachable_line
 from spanvisor.cli.logins import token_for
@@ -119,6 +119,8 @@ def shown(client: HttpSource, task: str, approval: str, run: str | None) -> tupl
                 print(f"(whole: spanvisor approvals --full {task}/{approval})", flush=True)
             if needs_line(r):
                 print(f"Needs: {needs_line(r)}", flush=True)
+            if policy_line(r):
+                print(f"Policy: {policy_line(r)}", flush=True)
             if isinstance(r.get("approved_edit"), dict):
                 args = json.dumps(r["approved_edit"].get("arguments"), sort_keys=True)
                 print(f"Approved so far with other arguments: {args} (approve those: --edit-arguments '{args}')")

@@ -15,8 +15,9 @@
 * **gauge** summarises a long log; its context grows by the same step every
   call, so a forecast ("at this rate, 70 % in about 3 calls") comes before
   it crosses 70 %, then 85 % of its 200,000-token context window;
-* **ledger** asks for a migration two people approve with the real CLI;
-  the decision log's chain is verified at the end (:mod:`.demo_signoff`).
+* **ledger** asks for a migration with one approver; the demo's central
+  policy raises it to two people, who approve with the real CLI; the
+  decision log's chain is verified at the end (:mod:`.demo_signoff`).
 
 Every model call names its provider and model, so each task's cost is priced
 (genai-prices) and shown as an estimate. The budget is a root attribute, not
@@ -31,6 +32,7 @@ behind a Collector do, and the live channel keeps the story live.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import secrets
@@ -240,6 +242,8 @@ def run_demo(
     config: Config, seconds: float = 20.0, linger_s: float = 0.0, approval_wait_s: float = 20.0, via_serve: bool = False
 ) -> int:
     config, signoff = demo_signoff.people(config)  # alice and bob, with tokens of their own
+    config, mine = demo_signoff.central(config)  # a central rule that raises ledger's request to two people
+    signoff = dataclasses.replace(signoff, central=mine)
     pipeline = Pipeline(config, path="receiver" if via_serve else "processor")
     attach_stream(pipeline)  # GET /v1/events on the control API, for `spanvisor follow`
     serving: list[Any] = []  # the control API, once it serves

@@ -2,9 +2,12 @@
 line, checked where it runs, and the decision log verified at the end.
 
 * **ledger** asks to run migration 0007 on the orders database in prod: a
-  request with an action (``{"tool": "migrate", "arguments": …}``) that
-  two people must approve, asked for dana (the person the agent works for,
-  who may not approve it). Once approved it checks the action where it
+  request with an action (``{"tool": "migrate", "arguments": …}``), asked
+  for dana (the person the agent works for, who may not approve it). It
+  asks for one approver; the demo's central policy (``demo-policy.toml``
+  in the data directory, unless ``SPANVISOR_POLICY`` names your own) has a
+  rule that raises any migration to two people, and the demo says
+  so as the request opens. Once approved it checks the action where it
   runs (``decision.permits``), once: a second check is refused.
 * The demo plays **alice** and **bob**, people with tokens of their own (a
   deciders file in the data directory, made anew each run, the tokens kept
@@ -55,10 +58,34 @@ class SignOff:
     """The demo's people: their tokens, by name (None: not the demo's file)."""
 
     tokens: dict[str, str] | None
+    central: bool = False  # the demo's central policy is in force (it raises ledger's request)
 
     @property
     def on(self) -> bool:
         return self.tokens is not None
+
+
+POLICY = """# spanvisor demo: its central policy, made anew each run (docs/reference/policy.md)
+name = "demo"
+
+[[rule]]
+name = "migrations"
+tool = "migrate"
+decision = "ask"
+approvers = 2
+reason = "a database migration needs two people"
+"""
+
+
+def central(config: Config) -> tuple[Config, bool]:
+    """``config`` with the demo's central policy (unless the user set one),
+    and whether it is the demo's."""
+    if config.get("policy"):
+        return config, False
+    path = Path(config.data_dir) / "demo-policy.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(POLICY)
+    return config.with_values(policy=str(path)), True
 
 
 def people(config: Config) -> tuple[Config, SignOff]:
@@ -70,7 +97,7 @@ def people(config: Config) -> tuple[Config, SignOff]:
     path = Path(config.data_dir) / "demo-deciders.toml"
     path.parent.mkdir(parents=True, exist_ok=True)
     text = "".join(f'[people.{n}]\ntoken_sha256 = "{token_hash(t)}"\n\n' for n, t in tokens.items())
-    path.write_text("# spanvisor demo: made anew each run (docs/interventions.md)\n" + text)
+    path.write_text("# spanvisor demo: made anew each run (docs/reference/interventions.md)\n" + text)
     return config.with_values(deciders_file=str(path)), SignOff(tokens)
 
 
@@ -107,7 +134,16 @@ def _answer(url: str, task_id: str, tokens: dict[str, str], asked: threading.Eve
     while time.monotonic() < deadline:
         status, doc = client.approvals()
         held = doc.get("approvals") if status == 200 else None
-        if any(x.get("task_id") == task_id and x.get("approval_id") == "a1" for x in held or ()):
+        mine = next((x for x in held or () if x.get("task_id") == task_id and x.get("approval_id") == "a1"), None)
+        if mine is not None:
+            by = str(mine.get("required_by") or "")
+            if by.startswith("central:"):
+                _say(
+                    [
+                        f"📜 central policy {mine.get('policy_version')}: rule {by[8:]} raised it from 1 approver "
+                        f"to {mine.get('approvers')} people (`{command_name()} policy show --url {url}`)"
+                    ]
+                )
             break
         time.sleep(0.05)
     me = command_name()
@@ -148,8 +184,10 @@ def ledger(
             span.set_attribute("gen_ai.usage.input_tokens", 12_000)
             span.set_attribute("gen_ai.usage.output_tokens", 900)
         t.checkpoint("Migration 0007 planned: add orders.region, backfill", progress=30)
+        asked = 1 if signoff.central else 2  # the demo's central policy raises one to two
+        whom = "one approver" if asked == 1 else "two people"
         print(
-            f"\n🙋 [ledger] asks: {QUESTION} (two people must approve it, not {REQUESTER}, who asked)\n"
+            f"\n🙋 [ledger] asks: {QUESTION} ({whom}, not {REQUESTER}, who asked)\n"
             f"   action: migrate {json.dumps(ACTION['arguments'])}",
             flush=True,
         )
@@ -159,7 +197,7 @@ def ledger(
         )
         people_thread.start()
         decision = t.request_approval(
-            QUESTION, approval_id="a1", action=ACTION, approvers=2, requester=REQUESTER, timeout=wait_s
+            QUESTION, approval_id="a1", action=ACTION, approvers=asked, requester=REQUESTER, timeout=wait_s
         )
         done.set()
         people_thread.join(CLI_TIMEOUT_S)
@@ -222,4 +260,4 @@ def verify_chain(config: Config, sinks: Iterable[Any], flushed: bool) -> None:
     _say(said)
 
 
-__all__ = ["SignOff", "database_env", "ledger", "people", "verify_chain"]
+__all__ = ["POLICY", "SignOff", "central", "database_env", "ledger", "people", "verify_chain"]

@@ -5,7 +5,7 @@ and, since OTLP would carry the root only when ``emit finish`` sends it,
 an ``agent.task.start`` log record in the root's context: the task is then
 known as a live task, not a partial one, so it stays open while the shell
 agent works, is called stalled when it goes silent and lost when it never
-finishes (docs/conventions.md#the-live-channel). ``emit heartbeat`` says
+finishes (docs/reference/conventions.md#the-live-channel). ``emit heartbeat`` says
 only "still here". Records go to the logs endpoint next to the traces one,
 with the same protocol and token; a record that cannot be sent is reported
 and costs nothing else (the spans are what the task is made of).

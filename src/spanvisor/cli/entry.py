@@ -40,6 +40,10 @@ _SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT)
 def main() -> int:
     now = time.monotonic()
     argv = sys.argv[1:]
+    if argv[:1] == ["run"]:  # the launcher starts the CLI before it loads anything heavy
+        from spanvisor.cli.run import main as launch
+
+        return launch(argv[1:])
     if argv[:1] != ["hook"]:
         from spanvisor.cli.main import main as full
 

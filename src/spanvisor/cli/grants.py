@@ -1,5 +1,5 @@
 """``spanvisor grants``: standing approvals, listed, made and revoked
-(``/v1/control/grants``; docs/interventions.md#grants).
+(``/v1/control/grants``; docs/reference/interventions.md#standing-grants).
 
 * ``spanvisor grants`` lists them (live first) in a table;
 * ``spanvisor grants add --tool GLOB [--agent GLOB] --for 2h`` makes one

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import copy
 import functools
+import hashlib
 import os
 import signal
 import sys
@@ -27,7 +28,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
-from spanvisor.gate import clitimeout, notes, verdict
+from spanvisor.gate import cancel, clitimeout, notes, session, turns, verdict
 from spanvisor.gate import contracts as gc
 from spanvisor.gate.answer import Answer
 from spanvisor.gate.deadline import Deadline
@@ -155,15 +156,60 @@ def decide(
     deadline = Deadline.for_cli(cli, clitimeout.limit(cli, args.cli_timeout, e, cwd), started)
     _backstop(deadline)
     raw = sys.stdin.buffer.read(MAX_INPUT + 1) if stdin is None else stdin
-    got = verdict.by_policy(raw, cli, args.policy, cwd, out, e, args.endpoint)
+    ended = gc.session_event(cli, raw)
+    if ended is not None:  # a turn's or the session's end: answered, never blocked
+        from spanvisor.cli import hook_end
+
+        _disarm()
+        return hook_end.answer(ended, args, out, e)
+    looked = _look(raw, cli, args, e, started)
+    if looked is not None:  # a cancelled session's calls are denied, whatever the policy allows
+        out.veto = lambda: _cancelled_text(looked.result())
+    token = args.token or e.get("SPANVISOR_CONTROL_TOKEN") or args.otlp_token
+    got = verdict.by_policy(
+        raw, cli, args.policy, cwd, out, e, args.endpoint, url=args.url, token=token, time_left=deadline.left()
+    )
     if isinstance(got, verdict.Asked):
+        if looked is not None and (c := looked.result()) is not None:
+            code = out.deny(c.reason())
+            _disarm()
+            notes.keep(_cancel_note(got.call, raw, c, args, e), args.otlp_token, e, released=out.release is not None)
+            return code
         from spanvisor.cli.hook_ask import ask
 
         return ask(got.call, raw, got.policy, got.ruling, args, deadline, out, e)
     _disarm()
+    note = got.note
+    if out.vetoed is not None and looked is not None and (c := looked.result()) is not None:
+        note = _cancel_note(gc.parse(cli, raw), raw, c, args, e)
     # The answer is out (and released): only now the note, which never holds it.
-    notes.keep(got.note, args.otlp_token, e, released=out.release is not None)
+    notes.keep(note, args.otlp_token, e, released=out.release is not None)
     return got.code
+
+
+def _look(
+    raw: bytes, cli: gc.Cli, args: argparse.Namespace, env: Mapping[str, str], started: float
+) -> cancel.CancelLook | None:
+    """A look at the session's cancel, beside the policy (None under the
+    launcher, which stops the CLI itself, or without a session id)."""
+    if env.get("SPANVISOR_GATE_SOCKET"):  # the launcher's session, even when the launcher is silent
+        return None
+    key = session.session_of(cli, gc.session_id_of(raw), env)
+    if key is None or key.launched:
+        return None
+    url = cancel.control_url(args.url, session.otlp_endpoint(args.endpoint, env), env)
+    return cancel.look(key.task_id, url, cancel.control_token(args.token, env), env, started)
+
+
+def _cancelled_text(c: turns.Cancel | None) -> str | None:
+    return c.reason() if c is not None else None
+
+
+def _cancel_note(
+    call: gc.Call, raw: bytes, c: turns.Cancel, args: argparse.Namespace, env: Mapping[str, str]
+) -> dict[str, Any] | None:
+    basis = call.call_id or hashlib.blake2b(raw, digest_size=16).hexdigest()
+    return notes.note("cancel", call, basis, args.endpoint, time.time_ns(), env, said=c.text(), by=f"cancel:{c.by}")
 
 
 _SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGALRM)

@@ -30,8 +30,11 @@ from spanvisor.control.runs import Permit
 from spanvisor.gate import contracts as gc
 from spanvisor.gate import notes
 from spanvisor.gate.answer import Answer
+from spanvisor.gate.cancel import cancel_in
+from spanvisor.gate.cancel import seen as cancel_seen
 from spanvisor.gate.deadline import Deadline, wait_budget
 from spanvisor.gate.policy import Policy, Ruling
+from spanvisor.gate.requirement import ATTR_RULE
 from spanvisor.redaction import clip_middle, redact
 from spanvisor.spans import conventions as cv
 
@@ -99,8 +102,12 @@ def probe(client: HttpSource, task_id: str, deadline: Deadline) -> int:
     """The control API's answer to a read of the task: a 503 (its state
     store away) is asked again until the deadline; what cannot be reached
     at all (status 0) is said at once."""
-    status, _ = patiently(lambda: client._get_task(task_id, 0, 0.0, None), deadline)
-    return status
+    return view(client, task_id, deadline)[0]
+
+
+def view(client: HttpSource, task_id: str, deadline: Deadline) -> tuple[int, dict[str, Any]]:
+    """:func:`probe`'s status and the task's view (its ``cancel``)."""
+    return patiently(lambda: client._get_task(task_id, 0, 0.0, None), deadline)
 
 
 def patiently(
@@ -181,10 +188,18 @@ def ask(
     explicit = args.url or env.get(ENV_URL) or config.get("control_url")
     url = str(explicit) if explicit else ct.otlp_endpoint(args.endpoint, env)
     client = HttpSource(url, token, request_timeout_s=min(REQUEST_TIMEOUT_S, max(0.5, deadline.left())))
-    status = probe(client, task.task_id, deadline)
+    status, doc = view(client, task.task_id, deadline)
     if status != 200:
         return unreachable(f"the control API at {client.url} cannot be reached ({_why(status)})")
     aid = approval_id(task, call, raw)
+    stop = cancel_in(doc) if task.launched else cancel_seen(task.task_id, status, doc, env)
+    if stop is not None:  # nobody is asked about a call of a cancelled session
+        code = out.deny(stop.reason())
+        note = notes.note(
+            "cancel", call, aid, args.endpoint, time.time_ns(), env, said=stop.text(), by=f"cancel:{stop.by}"
+        )
+        notes.keep(note, args.otlp_token, env, released=out.release is not None)
+        return code
     # Only this process consumes the approval: the request carries the
     # secret's digest, the permit the secret (never written anywhere).
     secret = secrets.token_hex(16)
@@ -199,6 +214,9 @@ def ask(
     }
     if ruling.approvers > 1:
         request[cv.APPROVAL_APPROVERS] = ruling.approvers
+    if ruling.approvers_from:  # whose approvals count, as the rules (local and central) say
+        request[cv.APPROVAL_FROM] = list(ruling.approvers_from)
+    request[ATTR_RULE] = ruling.by  # the rule that asked: the server records what decided the requirement
     if (asker := ct.task_owner(env)) is not None:
         request[cv.APPROVAL_REQUESTER] = asker
     if not (opened(task) and task.record(cv.EVENT_APPROVAL_REQUEST, request)):
@@ -217,9 +235,8 @@ def ask(
     else:
         answer = "allow" if result.approved else "deny"
         by = result.by or "someone"
-        reason = f"{'approved' if answer == 'allow' else 'rejected'} by {by}" + (
-            f": {result.comment}" if result.comment else ""
-        )
+        word = "approved" if answer == "allow" else "cancelled" if result.outcome == "cancelled" else "rejected"
+        reason = f"{word} by {by}" + (f": {result.comment}" if result.comment else "")
     if answer == "allow" and result.edited is not None:
         answer, reason = "deny", f"{by} approved other arguments, which a hook cannot hand to the CLI: run it again"
     elif answer == "allow" and result.outcome == "approve":
@@ -253,4 +270,14 @@ def _why(status: int) -> str:
     return f"HTTP {status}"
 
 
-__all__ = ["APPROVAL_ACTION", "APPROVAL_DETAILS", "approval_id", "ask", "check", "patiently", "probe", "session_task"]
+__all__ = [
+    "APPROVAL_ACTION",
+    "APPROVAL_DETAILS",
+    "approval_id",
+    "ask",
+    "check",
+    "patiently",
+    "probe",
+    "session_task",
+    "view",
+]

@@ -108,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
         "spanvisor.cli.login",
         "spanvisor.cli.approvals",
         "spanvisor.cli.grants",
+        "spanvisor.cli.policy",
         "spanvisor.cli.follow",
         "spanvisor.cli.run",
         "spanvisor.cli.hook",

@@ -7,370 +7,344 @@ the prompt, clipped and redacted), points the CLI's telemetry at spanvisor
 (``--endpoint`` / ``SPANVISOR_OTLP_ENDPOINT``, or a Collector) with the
 task's id and name in ``OTEL_RESOURCE_ATTRIBUTES``, asks for tool details
 (``--no-tool-details`` does not) and a log export each second where the CLI
-lets it be set, opens the task with an ``agent.task.start`` record, runs
-the CLI with the user's terminal (stdin and stderr its own; stdout too, or
-read for the result: see :mod:`spanvisor.cli.run_result`), sends
-heartbeats while it runs, forwards SIGINT, SIGTERM and SIGHUP to it, follows
-the task for a cancel and then stops the CLI (:mod:`spanvisor.cli.run_stop`),
-and at its exit ends the task's root span: complete, error or cancelled,
-read per CLI (:func:`spanvisor.cli.run_result.end_of`). It exits with the
-CLI's exit code (128 + N for a CLI killed by signal N). Nothing spanvisor
-cannot send stops the CLI: it is said once on stderr.
+lets it be set, and starts the CLI at once, in a process group of its own
+(:mod:`spanvisor.cli.run_start`: nothing heavy is imported before). Then,
+while the CLI runs: it opens the task with an ``agent.task.start`` record,
+starts its local gate, sends heartbeats, forwards SIGINT, SIGTERM and SIGHUP
+to the CLI's group, follows the task for a cancel and then stops the CLI
+(:mod:`spanvisor.cli.run_stop`). At the CLI's exit it ends the task's root
+span: complete, error or cancelled, read per CLI
+(:func:`spanvisor.cli.run_result.end_of`), in one attempt; an end the
+receiver cannot take waits in the gate's spool for the next hook or
+launcher, said once. It exits with the CLI's exit code (128 + N for a CLI
+killed by signal N). Nothing spanvisor cannot send stops the CLI: it is
+said once on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import signal
-import subprocess
 import sys
-import threading
 import time
-import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from spanvisor.cli import codingtask as ct
-from spanvisor.cli import run_codex, run_more, run_stream
-from spanvisor.cli.run_gate import LocalGate
-from spanvisor.cli.run_records import Records
-from spanvisor.cli.run_result import ResultReader, end_of, plan
-from spanvisor.cli.run_stop import CancelWatch, Stopper, cancelled_text, signal_tree
-from spanvisor.config import Config
-from spanvisor.control.client import ENV_URL, token_from_env
-from spanvisor.events import Decision, run_id_of
-from spanvisor.gate import local, notes
-from spanvisor.gate.session import TaskKey
-from spanvisor.redaction import redact
-from spanvisor.spans import conventions as cv
+from spanvisor.cli import run_start as rs
+from spanvisor.cli.run_start import cli_of, prompt_of, task_name, telemetry
+from spanvisor.gate import session as gs
 
-NAME_CHARS = 80
+if TYPE_CHECKING:
+    from spanvisor.cli.run_records import Records
+    from spanvisor.cli.run_result import ResultReader
+    from spanvisor.cli.run_stop import Stopper
+    from spanvisor.config import Config
+
 ENV_LOCAL_GATE = "SPANVISOR_LOCAL_GATE"
-_BINARIES = {"claude": "claude-code", "codex": "codex", "gemini": "gemini", **run_more.BINARIES}
-_NAMES = {"claude-code": "Claude Code", "codex": "Codex", "gemini": "Gemini CLI", **run_more.NAMES}
-_SUBCOMMANDS = {"exec", "e", "run"}
-_VALUE_OPTIONS = {"-m", "--model", "-c", "--config", "--output-format", "-s", "--sandbox", "--settings", "-C", "--cd"}
+# spanvisor.gate.ENV_SOCKET (not imported before the CLI starts: its socket module is 10 ms).
+ENV_SOCKET = "SPANVISOR_GATE_SOCKET"
+_NAMES = {"claude-code": "Claude Code", "codex": "Codex", "gemini": "Gemini CLI"}
+_NAMES.update({"qwen": "Qwen Code", "copilot": "Copilot CLI", "opencode": "OpenCode", "cline": "Cline"})
+# How long the launcher's end may wait on a receiver that does not answer:
+# its records, then the task's end (which then waits in the spool).
+CLOSE_S = 2.0
+END_S = 3.0
 
 
-def cli_of(argv0: str) -> str | None:
-    base = os.path.basename(argv0)
-    for suffix in (".js", ".cmd", ".exe"):
-        base = base.removesuffix(suffix)
-    return _BINARIES.get(base)
+def main(argv: Sequence[str]) -> int:
+    """``spanvisor run …`` as the console script starts it: straight here,
+    before the full CLI (its parser, settings and plugins) is loaded."""
+    p = argparse.ArgumentParser(prog="spanvisor run", description=HELP)
+    add_arguments(p)
+    return handler(p.parse_args(list(argv)), None)
 
 
-def prompt_of(args: Sequence[str]) -> str | None:
-    """The prompt in a CLI's arguments: the value of ``-p``/``--print``/
-    ``--prompt`` when it is not an option, else the last plain argument."""
-    rest = list(args[1:])
-    for i, a in enumerate(rest):
-        flag = a in ("-p", "--print", "--prompt", "-i", "--prompt-interactive")
-        if flag and i + 1 < len(rest) and not rest[i + 1].startswith("-"):
-            return rest[i + 1]
-        if a.startswith("--prompt="):
-            return a.split("=", 1)[1]
-    plain = [
-        a
-        for i, a in enumerate(rest)
-        if not a.startswith("-") and (i == 0 or rest[i - 1] not in _VALUE_OPTIONS) and a not in _SUBCOMMANDS
-    ]
-    return plain[-1] if plain else None
-
-
-def task_name(explicit: str | None, args: Sequence[str], cli: str) -> str:
-    raw = explicit or prompt_of(args) or f"{cli} session"
-    name = redact(" ".join(raw.split()))
-    return name if len(name) <= NAME_CHARS else name[: NAME_CHARS - 1] + "…"
-
-
-def _toml_str(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _default(out: dict[str, str], key: str, value: str) -> None:
-    """``key`` set to ``value`` unless the user chose one."""
-    if not out.get(key, "").strip():
-        out[key] = value
-
-
-def telemetry(
-    cli: str,
-    argv: list[str],
-    env: Mapping[str, str],
-    endpoint: str,
-    token: str | None,
-    resource: str,
-    tool_details: bool = True,
-) -> tuple[list[str], dict[str, str]]:
-    """The CLI's arguments and environment with its telemetry aimed at
-    ``endpoint``. ``tool_details``: Claude Code reports each tool call's
-    input (the command, the file), so a step reads ``Bash(ls -la)``."""
-    out = dict(env)
-    out["OTEL_RESOURCE_ATTRIBUTES"] = resource
-    if token:
-        out["OTEL_EXPORTER_OTLP_HEADERS"] = f"authorization=Bearer%20{token}"
-    if cli == "claude-code":
-        out.update(
-            CLAUDE_CODE_ENABLE_TELEMETRY="1",
-            OTEL_LOGS_EXPORTER="otlp",
-            OTEL_METRICS_EXPORTER="otlp",
-            OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
-            OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
-        )
-        # Each event within a second, not after Claude Code's default 5 s,
-        # unless the user chose an interval.
-        _default(out, "OTEL_LOGS_EXPORT_INTERVAL", "1000")
-        _default(out, "OTEL_METRIC_EXPORT_INTERVAL", "10000")
-        if tool_details:
-            _default(out, "OTEL_LOG_TOOL_DETAILS", "1")
-        else:
-            out["OTEL_LOG_TOOL_DETAILS"] = "0"
-    elif cli == "gemini":
-        out.update(
-            GEMINI_TELEMETRY_ENABLED="true",
-            GEMINI_TELEMETRY_TARGET="local",
-            GEMINI_TELEMETRY_OTLP_ENDPOINT=endpoint,
-            GEMINI_TELEMETRY_OTLP_PROTOCOL="http",
-        )
-        # No interval to set: Gemini CLI (0.61) builds its batch log processor
-        # with no settings, and its sdk-logs reads no OTEL_BLRP_* variable:
-        # records leave every 5 s, and at exit.
-    elif cli == "codex":
-        # -c overrides on top of the user's own config.toml (kept as is).
-        headers = f", headers = {{ authorization = {_toml_str('Bearer ' + token)} }}" if token else ""
-        extra: list[str] = []
-        for key, path in (("exporter", "logs"), ("trace_exporter", "traces"), ("metrics_exporter", "metrics")):
-            value = (
-                f'{{ otlp-http = {{ endpoint = {_toml_str(f"{endpoint}/v1/{path}")}, protocol = "binary"{headers} }} }}'
-            )
-            extra += ["-c", f"otel.{key}={value}"]
-        argv = [argv[0], *extra, *argv[1:]]
-    else:
-        run_more.telemetry(cli, out, endpoint)
-    return argv, out
-
-
-class _Beat:
-    """Heartbeats while the CLI runs: the task stays live when the CLI says
-    nothing for a while (a long tool call), and stalls only if the launcher dies."""
-
-    def __init__(self, records: Records, every_s: float) -> None:
-        self.records, self.every_s = records, every_s
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="spanvisor-run-heartbeat", daemon=True)
-
-    def _run(self) -> None:
-        while not self.stop.wait(self.every_s):
-            self.records.say(cv.LIVE_HEARTBEAT, {})
-
-
-def handler(args: argparse.Namespace, config: Config) -> int:
+def handler(args: argparse.Namespace, config: Config | None) -> int:
     argv = list(args.command)
     if argv and argv[0] == "--":
         argv = argv[1:]
     if not argv:
-        print(
-            "spanvisor run: give the command after --, e.g. spanvisor run -- claude -p 'fix the tests'", file=sys.stderr
-        )
+        rs.said("give the command after --, e.g. spanvisor run -- claude -p 'fix the tests'")
         return 2
     cli = args.cli or cli_of(argv[0])
     if cli is None:
-        print(
-            f"spanvisor run: {os.path.basename(argv[0])!r} is not claude, codex, gemini, qwen, copilot, opencode "
-            "or cline; say which with --cli",
-            file=sys.stderr,
+        rs.said(
+            f"{os.path.basename(argv[0])!r} is not claude, codex, gemini, qwen, copilot, opencode or cline; "
+            "say which with --cli"
         )
         return 2
-    endpoint = ct.endpoint_from(args.endpoint)
-    task_id = args.task_id or f"{cli}-{uuid.uuid4().hex[:16]}"
+    endpoint = gs.endpoint_from(args.endpoint)
+    task_id = args.task_id or f"{cli}-{os.urandom(8).hex()}"
     name = task_name(args.name, argv, cli)
-    service = ct.SERVICES[cli]
     env = os.environ
-    resource = ct.with_resource(env, {ct.RESOURCE_TASK_ID: task_id, ct.RESOURCE_TASK_NAME: name})
+    resource = gs.with_resource(env, {gs.RESOURCE_TASK_ID: task_id, "spanvisor.task.name": name})
     child_argv, child_env = telemetry(cli, argv, env, endpoint, args.token, resource, not args.no_tool_details)
-    child_env[ct.ENV_ENDPOINT] = endpoint  # where the CLI's hooks send their requests
+    child_env[gs.ENV_ENDPOINT] = endpoint  # where the CLI's hooks send their requests
     # The task, and who may not approve its requests, for the hooks: in
     # SPANVISOR_* variables, which Claude Code passes on (it drops OTEL_*).
-    child_env[ct.ENV_TASK_ID] = task_id
-    if (asker := ct.task_owner(env)) is not None:
-        child_env[ct.ENV_TASK_OWNER] = asker
-    # The session's hooks ask this process (a warm gate) over a private socket.
-    gate = _local_gate()
-    if gate is not None:
-        child_env[local.ENV_SOCKET] = gate.path
-        gate.client_path(child_env)  # the hooks' `spanvisor hook` as the launcher's small client
-        if cli == "claude-code":  # SPANVISOR_LOCAL_GATE=http: Claude Code's http hook, answered here
+    child_env[gs.ENV_TASK_ID] = task_id
+    if (asker := gs.task_owner(env)) is not None:
+        child_env[gs.ENV_TASK_OWNER] = asker
+    # The session's hooks ask this process (a warm gate) over a private
+    # socket, which comes up once the CLI runs (rs.Reserved); Claude Code's
+    # http hook (SPANVISOR_LOCAL_GATE=http) needs its listener first.
+    gate, reserved = None, None
+    if env.get(ENV_LOCAL_GATE) == "http" and cli == "claude-code":
+        gate = _local_gate()
+        if gate is not None:
+            child_env[ENV_SOCKET] = gate.path
+            gate.client_path(child_env)
             child_argv = gate.for_claude(child_argv, child_env)
-    hooks_said: str | None = None
+    elif env.get(ENV_LOCAL_GATE) != "off":
+        try:
+            reserved = rs.Reserved(env)
+            reserved.give(child_env, ENV_SOCKET)
+        except OSError as exc:  # the hooks decide by themselves, as without a launcher
+            rs.said(f"no local gate ({exc.strerror or exc}); each hook decides by itself")
+    untrusted = False
     if cli == "codex":
+        from spanvisor.cli import run_codex
+
         child_argv, hooks_said = run_codex.trusted(child_argv, child_env, os.getcwd())
         if hooks_said:
-            print(f"spanvisor run: {hooks_said}", file=sys.stderr)
+            rs.said(hooks_said)
+            untrusted = run_codex.FLAG not in child_argv
     if args.gate:
-        child_argv, gate_said = run_more.gate(cli, child_argv, child_env, gate.dir if gate is not None else None)
-        if gate_said:
-            print(f"spanvisor run: {gate_said}", file=sys.stderr)
-    child_argv, mode = plan(cli, child_argv)
-    # OpenCode's and Cline's calls and steps, read from what they print (run_stream.py).
-    report = run_stream.start(cli, service, task_id, name, endpoint, args.token, argv)
-    task = ct.SessionTask(task_id, service, True, ct.otlp_args(endpoint, args.token, args.timeout))
-    started = time.time_ns()
-    print(f"spanvisor run: task {task_id} ({name}) → {endpoint}", file=sys.stderr, flush=True)
-    # The start goes from a background queue: the CLI starts now, up or down.
-    records = Records(TaskKey(task_id, service, True), endpoint, args.token, task_id)
-    records.say(cv.LIVE_TASK_START, {cv.TASK_NAME: name, cv.AGENT_ID: service}, started)
-    if hooks_said and run_codex.FLAG not in child_argv:
-        # Codex may skip every hook silently: said on the task, not only here.
-        records.say(cv.EVENT_CHECKPOINT, {cv.MESSAGE: "⚠ Codex's hooks are not trusted: the gate may not run"})
-    every = float(config.get("heartbeat_s") or 0.0)
-    beat = _Beat(records, every) if every > 0 else None
-    if beat is not None:
-        beat.thread.start()
-    watching: list[CancelWatch] = []
+        from spanvisor.cli import run_more
 
-    def follow(stopper: Stopper) -> None:
+        folder = reserved.dir if reserved is not None else None
+        child_argv, gate_said = run_more.gate(cli, child_argv, child_env, folder)
+        if gate_said:
+            rs.said(gate_said)
+    child_argv, mode = rs.plan(cli, child_argv)
+    started = time.time_ns()
+    rs.said(f"task {task_id} ({name}) → {endpoint}")
+    try:
+        proc = rs.spawn(child_argv, child_env, mode != "passthrough")
+    except OSError as exc:
+        rs.said(f"cannot start {child_argv[0]}: {exc.strerror or exc}")
+        for held in (gate, reserved):
+            if held is not None:
+                held.close()
+        return 127
+    session = _Session(proc, cli, task_id, name, endpoint, args, started)
+    try:
+        return session.run(mode, gate, reserved, config, untrusted)
+    finally:
+        rs.take_terminal_back(proc)
+
+
+class _Session:
+    """The launcher's part once the CLI runs."""
+
+    def __init__(
+        self, proc: Any, cli: str, task_id: str, name: str, endpoint: str, args: argparse.Namespace, started: int
+    ) -> None:
+        self.proc, self.cli, self.task_id, self.name, self.endpoint = proc, cli, task_id, name, endpoint
+        self.args, self.started = args, started
+        self.forwarded: list[int] = []
+        self.stopper: Stopper | None = None
+        # Signals to the launcher reach the CLI's group from now on, before
+        # anything is imported (a launcher killed meanwhile would leave it running).
+        self.previous = {s: signal.signal(s, self._forward) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+
+    def _forward(self, signum: int, _frame: FrameType | None) -> None:
+        self.forwarded.append(signum)
+        if signum == signal.SIGINT:
+            # The CLI's group has the terminal when there is one: a SIGINT
+            # reaching the launcher was sent to it (kill -INT), not typed.
+            rs.signal_group(self.proc, signum)
+        elif self.stopper is not None:
+            self.stopper.stop(f"the launcher got {signal.Signals(signum).name}", start=signal.SIGTERM)
+        else:
+            rs.signal_group(self.proc, signal.SIGTERM)
+
+    def run(
+        self, mode: rs.Mode, gate: Any, reserved: rs.Reserved | None, config: Config | None, untrusted: bool
+    ) -> int:
+        from spanvisor.cli import run_stream
+        from spanvisor.cli.run_records import Records
+        from spanvisor.cli.run_result import ResultReader
+        from spanvisor.cli.run_stop import Stopper
+        from spanvisor.spans import conventions as cv
+
+        service = gs.SERVICES[self.cli]
+        # OpenCode's and Cline's calls and steps, read from what they print (run_stream.py).
+        argv = list(self.proc.args)
+        report = run_stream.start(self.cli, service, self.task_id, self.name, self.endpoint, self.args.token, argv)
+        records = Records(gs.TaskKey(self.task_id, service, True), self.endpoint, self.args.token, self.task_id)
+        records.say(cv.LIVE_TASK_START, {cv.TASK_NAME: self.name, cv.AGENT_ID: service}, self.started)
+        if untrusted:
+            # Codex may skip every hook silently: said on the task, not only here.
+            records.say(cv.EVENT_CHECKPOINT, {cv.MESSAGE: "⚠ Codex's hooks are not trusted: the gate may not run"})
+        self.stopper = Stopper(self.proc)
+        if reserved is not None:
+            gate = _local_gate(reserved)
+        beat = _beat(records, config)
+        watch = self._follow(records)
+        reading = ResultReader(mode, tap=report)
+        try:
+            _read(self.proc, reading)
+            code: int = self.proc.wait()
+        finally:
+            for s, h in self.previous.items():
+                signal.signal(s, h)
+            if beat is not None:
+                beat.set()
+            if watch is not None:
+                watch.close()
+            for held in (gate, reserved):
+                if held is not None:
+                    held.close()
+        run_stream.finish(report, within_s=min(self.args.timeout, CLOSE_S))
+        self._end(records, code, reading)
+        return 128 - code if code < 0 else code
+
+    def _follow(self, records: Records) -> Any:
         """A cancel of this run of the task stops the CLI (run_stop.py)."""
+        from spanvisor.cli.run_stop import CancelWatch, cancelled_text
+        from spanvisor.control.client import ENV_URL, token_from_env
+        from spanvisor.events import Decision, run_id_of
+        from spanvisor.spans import conventions as cv
+
+        stopper = self.stopper
+        assert stopper is not None
 
         def cancel(d: Decision) -> None:
             if stopper.stop(cancelled_text(d), d):
-                said = f"⏹ {cancelled_text(d)}: spanvisor run is stopping {_NAMES[cli]}"
+                said = f"⏹ {cancelled_text(d)}: spanvisor run is stopping {_NAMES[self.cli]}"
                 records.say(cv.EVENT_CHECKPOINT, {cv.MESSAGE: said})
-                print(f"spanvisor run: {cancelled_text(d)}; stopping {argv[0]}", file=sys.stderr, flush=True)
+                rs.said(f"{cancelled_text(d)}; stopping {self.proc.args[0]}")
 
-        url = env.get(ENV_URL) or endpoint
-        watch = CancelWatch(
-            task_id, run_id_of(*TaskKey(task_id, service, True).ids), url, token_from_env(env) or args.token, cancel
-        )
-        watching.append(watch)
+        key = gs.TaskKey(self.task_id, gs.SERVICES[self.cli], True)
+        url = os.environ.get(ENV_URL) or self.endpoint
+        watch = CancelWatch(self.task_id, run_id_of(*key.ids), url, token_from_env() or self.args.token, cancel)
         watch.start()
+        return watch
 
-    try:
-        code, signalled, reading, stopper = _supervise(child_argv, child_env, mode, follow, report)
-    finally:
-        if beat is not None:
-            beat.stop.set()
-        for w in watching:
-            w.close()
-    if gate is not None:
-        gate.close()
-    run_stream.finish(report, within_s=min(args.timeout, 5.0))
-    left = records.close(within_s=min(args.timeout, 5.0))
-    if left or records.dropped:
-        print(f"spanvisor run: {left + records.dropped} of the launcher's records were not sent", file=sys.stderr)
-    # The hooks' notes that could not go at once: delivered now, the
-    # receiver permitting (else they wait for the next session's hooks).
-    _quietly(lambda: notes.deliver(token=args.token) >= 0)
-    if code is None:
-        return 127
-    if stopper is not None and stopper.decision is not None:
-        # Whatever the CLI made of the signals: a person cancelled it.
-        status, error, message = "cancelled", None, f"{cancelled_text(stopper.decision)} · stopped by spanvisor run"
-    else:
-        status, error, message = end_of(cli, os.path.basename(argv[0]), code, reading, signalled)
-    # The exporter's own retry lines stay off the user's terminal: the
-    # outcome is said in one line below.
-    logging.getLogger("opentelemetry.exporter").setLevel(logging.CRITICAL)
-    if not _quietly(lambda: task.end(name, started, status, error, message)):
-        print(f"spanvisor run: {endpoint} did not take the task's end ({status})", file=sys.stderr)
-    return 128 - code if code < 0 else code
+    def _end(self, records: Records, code: int, reading: ResultReader) -> None:
+        """End the task: once, at once; an end the receiver cannot take now
+        waits in the gate's spool (the next hook or launcher sends it)."""
+        from spanvisor.cli import codingtask as ct
+        from spanvisor.cli.run_result import end_of
+        from spanvisor.cli.run_stop import cancelled_text
+        from spanvisor.gate import notes
+
+        left = records.close(within_s=min(self.args.timeout, CLOSE_S))
+        reachable = not records.said_away or left == 0
+        if reachable:
+            # The hooks' notes that could not go at once, the receiver permitting.
+            _quietly(lambda: notes.deliver(token=self.args.token) >= 0)
+        stopper = self.stopper
+        if stopper is not None and stopper.decision is not None:
+            # Whatever the CLI made of the signals: a person cancelled it.
+            status, error, message = "cancelled", None, f"{cancelled_text(stopper.decision)} · stopped by spanvisor run"
+        else:
+            sent = self.forwarded[0] if self.forwarded else (stopper.last_signal if stopper is not None else None)
+            status, error, message = end_of(self.cli, os.path.basename(self.proc.args[0]), code, reading, sent)
+        target = ct.otlp_args(self.endpoint, self.args.token, min(self.args.timeout, END_S))
+        task = ct.SessionTask(self.task_id, gs.SERVICES[self.cli], True, target)
+        request = task.end_request(self.name, self.started, status, error, message)
+        if reachable and _quietly(lambda: task.send_end(request)):
+            if left or records.dropped:
+                rs.said(f"{left + records.dropped} of the launcher's records were not sent")
+            return
+        kept = _quietly(lambda: notes.write(task.end_note(request)))
+        what = f"the task's end ({status})" + (
+            f" and {left + records.dropped} records" if left or records.dropped else ""
+        )
+        later = (
+            f"waits in {notes.spool_dir()} for the next hook or launcher" if kept else "is lost: liveness ends the task"
+        )
+        rs.said(f"{self.endpoint} did not take {what}; it {later}")
 
 
-def _local_gate() -> LocalGate | None:
-    if os.environ.get(ENV_LOCAL_GATE) == "off":
+def _read(proc: Any, reading: ResultReader) -> None:
+    if proc.stdout is None:
+        return
+    for line in proc.stdout:
+        shown = reading.line(line)
+        if shown:
+            sys.stdout.write(shown)
+            sys.stdout.flush()
+    reading.finish()
+
+
+def _beat(records: Records, config: Config | None) -> Any:
+    """Heartbeats while the CLI runs (``SPANVISOR_HEARTBEAT``): the task
+    stays live when the CLI says nothing for a while (a long tool call), and
+    stalls only if the launcher dies. The event that stops them, or None."""
+    import threading
+
+    from spanvisor.spans import conventions as cv
+
+    if config is None:
+        from spanvisor.config import Config, ConfigError
+
+        try:
+            config = Config.load()
+        except ConfigError as exc:
+            rs.said(f"configuration error: {exc}; no heartbeats")
+            return None
+    every = float(config.get("heartbeat_s") or 0.0)
+    if every <= 0:
         return None
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(every):
+            records.say(cv.LIVE_HEARTBEAT, {})
+
+    threading.Thread(target=beat, name="spanvisor-run-heartbeat", daemon=True).start()
+    return stop
+
+
+def _local_gate(reserved: rs.Reserved | None = None) -> Any:
+    """The local gate (its socket linked at the reserved place, when one was
+    named before the CLI started), or None: each hook then decides by itself."""
     try:
-        return LocalGate()
-    except OSError as exc:  # the hooks decide by themselves, as without a launcher
-        print(f"spanvisor run: no local gate ({exc.strerror or exc}); each hook decides by itself", file=sys.stderr)
+        from spanvisor.cli.run_gate import LocalGate
+
+        gate = LocalGate()
+    except OSError as exc:
+        rs.said(f"no local gate ({exc.strerror or exc}); each hook decides by itself")
         return None
+    if reserved is not None:
+        try:
+            reserved.link(gate.path, gate.bin)
+        except OSError as exc:
+            rs.said(f"no local gate ({exc.strerror or exc}); each hook decides by itself")
+            gate.close()
+            return None
+    return gate
 
 
 def _quietly(send: Any) -> bool:
     try:
         return bool(send())
     except Exception as exc:
-        print(f"spanvisor run: sending failed ({type(exc).__name__})", file=sys.stderr)
+        rs.said(f"sending failed ({type(exc).__name__})")
         return False
 
 
-def _from_terminal() -> bool:
-    """Whether a SIGINT here came from the terminal's key: then the CLI, in
-    the terminal's foreground group with us, got it too (sent again, an
-    interactive CLI would read a second Ctrl-C: "exit")."""
-    try:
-        return os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp()
-    except OSError:
-        return False
+HELP = (
+    "run claude -p, codex exec, gemini, qwen, copilot, opencode run or cline as a supervised task "
+    "(telemetry to spanvisor, the end reported)"
+)
 
 
-def _supervise(
-    argv: list[str],
-    env: dict[str, str],
-    mode: Any,
-    follow: Callable[[Stopper], None] | None = None,
-    tap: Callable[[dict[str, Any]], object] | None = None,
-) -> tuple[int | None, int | None, ResultReader, Stopper | None]:
-    """Run the CLI to its end, forwarding SIGINT, SIGTERM and SIGHUP to it
-    and what runs under it (SIGTERM and SIGHUP: the launcher is being
-    stopped, so the CLI is, firmer after a grace); ``follow`` may stop it
-    meanwhile. (exit code, the signal forwarded or sent to stop it, what its
-    output said, the stopper)."""
-    reading = ResultReader(mode, tap=tap)
-    piped = mode != "passthrough"
-    try:
-        proc = subprocess.Popen(
-            argv, env=env, stdout=subprocess.PIPE if piped else None, text=piped, bufsize=1 if piped else -1
-        )
-    except OSError as exc:
-        print(f"spanvisor run: cannot start {argv[0]}: {exc.strerror or exc}", file=sys.stderr)
-        return None, None, reading, None
-    stopper = Stopper(proc)
-    forwarded: list[int] = []
-
-    def forward(signum: int, frame: FrameType | None) -> None:
-        forwarded.append(signum)
-        if signum != signal.SIGINT:
-            stopper.stop(f"the launcher got {signal.Signals(signum).name}", start=signal.SIGTERM)
-        elif not _from_terminal():
-            signal_tree(proc, signum)
-
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    if follow is not None:
-        follow(stopper)
-    try:
-        if piped and proc.stdout is not None:
-            for line in proc.stdout:
-                shown = reading.line(line)
-                if shown:
-                    sys.stdout.write(shown)
-                    sys.stdout.flush()
-            reading.finish()
-        code = proc.wait()
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
-    sent = forwarded[0] if forwarded else stopper.last_signal
-    return code, sent, reading, stopper
-
-
-def register(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "run",
-        help="run claude -p, codex exec, gemini, qwen, copilot, opencode run or cline as a supervised task "
-        "(telemetry to spanvisor, the end reported)",
-    )
+def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--name", help="task name (default: the prompt, clipped)")
     p.add_argument(
         "--cli",
-        choices=("claude-code", "codex", "gemini", *run_more.BINARIES.values()),
+        choices=("claude-code", "codex", "gemini", "qwen", "copilot", "opencode", "cline"),
         help="which CLI (default: from the command)",
     )
     p.add_argument(
         "--endpoint",
-        help=f"OTLP/HTTP endpoint: spanvisor serve or a Collector (default: ${ct.ENV_ENDPOINT} or {ct.DEFAULT_ENDPOINT})",
+        help=f"OTLP/HTTP endpoint: spanvisor serve or a Collector (default: ${gs.ENV_ENDPOINT} or {gs.DEFAULT_ENDPOINT})",
     )
     p.add_argument(
         "--token",
@@ -392,7 +366,13 @@ def register(subparsers: Any) -> None:
         "hook in their settings)",
     )
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- then the CLI and its arguments")
+    return p
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("run", help=HELP)
+    add_arguments(p)
     p.set_defaults(func=handler)
 
 
-__all__ = ["cli_of", "handler", "prompt_of", "register", "task_name", "telemetry"]
+__all__ = ["add_arguments", "cli_of", "handler", "main", "prompt_of", "register", "task_name", "telemetry"]

@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from spanvisor.cli import hook, run_gate_http
-from spanvisor.gate import clitimeout, local
+from spanvisor.gate import centralcache, clitimeout, local
 from spanvisor.gate import contracts as gc
 from spanvisor.gate.answer import Answer
 from spanvisor.gate.deadline import Deadline
@@ -49,6 +49,8 @@ class LocalGate:
         os.chmod(self.path, 0o600)
         self.sock.listen(64)
         self.answered = 0
+        # The central policy's copy is read again ahead of its time (a call rarely waits for the server).
+        centralcache.AHEAD = True
         # The settings the CLI was started with (claude --settings FILE or
         # JSON): their hook timeout counts, though no hook could find them.
         self.settings = clitimeout.launched_settings(sys.argv, self.dir)

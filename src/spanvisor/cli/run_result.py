@@ -31,7 +31,9 @@ signal) is ``cancelled`` for every CLI; Claude Code interrupted by SIGINT
 exits 0 with no result (its stream says "[Request interrupted by user]")
 or with a result whose ``terminal_reason`` is ``aborted_streaming`` (or
 ``aborted_tools``): cancelled; Gemini CLI's worker exits 0 with no result when signalled:
-cancelled; Codex's ``exec --json`` with no turn result is an error.
+cancelled; Codex's ``exec --json`` with no turn result is an error, but
+for an exit code of 1 with no error said, which is how an interrupted
+Codex may end: cancelled.
 """
 
 from __future__ import annotations
@@ -39,31 +41,13 @@ from __future__ import annotations
 import json
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from spanvisor.cli import run_result_more as more
+from spanvisor.cli.run_start import Mode, plan
 
-Mode = Literal[
-    "passthrough",
-    "claude-text",
-    "claude-stream",
-    "claude-json",
-    "codex-json",
-    "gemini-text",
-    "gemini-stream",
-    "gemini-json",
-    # Qwen Code, Copilot CLI, OpenCode, Cline: spanvisor.cli.run_result_more
-    "qwen-text",
-    "qwen-stream",
-    "copilot-text",
-    "copilot-json",
-    "opencode-text",
-    "opencode-json",
-    "cline-text",
-    "cline-json",
-]
 # What a CLI reads as its user stopping it: exit codes 128 + SIGHUP, SIGINT,
 # SIGKILL, SIGTERM (a shell's way of saying "killed by").
 _STOP_CODES = {129: "SIGHUP", 130: "SIGINT", 137: "SIGKILL", 143: "SIGTERM"}
@@ -219,44 +203,6 @@ def _object(text: str) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
-def _option(args: Sequence[str], *names: str) -> str | None:
-    for i, a in enumerate(args):
-        for n in names:
-            if a == n and i + 1 < len(args):
-                return args[i + 1]
-            if a.startswith(n + "="):
-                return a.split("=", 1)[1]
-    return None
-
-
-def plan(cli: str, args: Sequence[str]) -> tuple[list[str], Mode]:
-    """The CLI's arguments with what the launcher adds, and how to read its stdout."""
-    argv = list(args)
-    planned = more.plan(cli, argv)
-    if planned is not None:
-        return planned[0], planned[1]  # type: ignore[return-value]  # one of the Modes above
-    if cli == "claude-code" and ("-p" in argv or "--print" in argv):
-        fmt = _option(argv, "--output-format")
-        if fmt is None:
-            extra = ["--output-format", "stream-json"] + ([] if "--verbose" in argv else ["--verbose"])
-            return [argv[0], *extra, *argv[1:]], "claude-text"
-        if fmt == "stream-json":
-            return argv, "claude-stream"
-        if fmt == "json":
-            return argv, "claude-json"
-    if cli == "codex" and "--json" in argv:
-        return argv, "codex-json"
-    if cli == "gemini" and ("-p" in argv or "--prompt" in argv or _option(argv, "--prompt") is not None):
-        fmt = _option(argv, "--output-format", "-o")
-        if fmt is None:
-            return [argv[0], "--output-format", "stream-json", *argv[1:]], "gemini-text"
-        if fmt == "stream-json":
-            return argv, "gemini-stream"
-        if fmt == "json":
-            return argv, "gemini-json"
-    return argv, "passthrough"
-
-
 def signal_name(signum: int) -> str:
     try:
         return signal.Signals(signum).name
@@ -292,6 +238,10 @@ def end_of(
     if code == 0 and reading.mode.startswith("gemini-"):
         # Its worker exits 0, result unsaid, when a signal stops it (measured).
         return "cancelled", None, f"{name} ended without a result (its worker exits 0 when it is signalled)"
+    if code == 1 and reading.mode == "codex-json" and not reading.error:
+        # Measured: interrupted mid-turn, Codex exits 130 or 1 (by timing),
+        # saying nothing; a failure of its own says an error or a failed turn.
+        return "cancelled", None, f"{name} ended mid-turn with exit code 1 and no error (as it does when interrupted)"
     if code == 0 and reading.mode == "codex-json":
         return "error", f"{program} exited before its turn ended", "Failed"
     if code == 0:

@@ -30,11 +30,23 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from spanvisor.cli.run_result import ResultReader
+
+class LineReader(Protocol):
+    """What this module reads and sets of :class:`spanvisor.cli.run_result.ResultReader`
+    (a protocol: that module imports this one)."""
+
+    @property
+    def mode(self) -> str: ...
+
+    failed: bool
+    error: str | None
+    saw_result: bool
+    interrupted: bool
+    tap: Callable[[dict[str, Any]], object] | None
+
 
 MODES = frozenset(
     {
@@ -120,7 +132,7 @@ def _interactive_cline(argv: list[str]) -> bool:
     return "-i" in rest or "--tui" in rest or "--acp" in rest or bool(rest and rest[0] in _CLINE_COMMANDS)
 
 
-def line(r: ResultReader, text: str) -> str | None:
+def line(r: LineReader, text: str) -> str | None:
     """One stdout line of these CLIs' modes; what to show the user."""
     doc = _object(text)
     if doc is None:
@@ -135,7 +147,7 @@ def line(r: ResultReader, text: str) -> str | None:
     return text if not r.mode.endswith("-text") else shown
 
 
-def _qwen(r: ResultReader, doc: dict[str, Any]) -> str | None:
+def _qwen(r: LineReader, doc: dict[str, Any]) -> str | None:
     if doc.get("type") != "result":
         return None
     r.saw_result = True
@@ -150,7 +162,7 @@ def _qwen(r: ResultReader, doc: dict[str, Any]) -> str | None:
     return (said if isinstance(said, str) else "") + "\n"
 
 
-def _copilot(r: ResultReader, doc: dict[str, Any]) -> str | None:
+def _copilot(r: LineReader, doc: dict[str, Any]) -> str | None:
     kind = doc.get("type")
     data = _dict(doc.get("data"))
     if kind == "session.error":
@@ -170,7 +182,7 @@ def _copilot(r: ResultReader, doc: dict[str, Any]) -> str | None:
     return None
 
 
-def _opencode(r: ResultReader, doc: dict[str, Any]) -> str | None:
+def _opencode(r: LineReader, doc: dict[str, Any]) -> str | None:
     kind = doc.get("type")
     part = _dict(doc.get("part"))
     if kind == "error":
@@ -192,7 +204,7 @@ def _opencode(r: ResultReader, doc: dict[str, Any]) -> str | None:
     return None
 
 
-def _cline(r: ResultReader, doc: dict[str, Any]) -> str | None:
+def _cline(r: LineReader, doc: dict[str, Any]) -> str | None:
     kind = doc.get("type")
     if kind == "run_aborted":
         if doc.get("reason") == "local_abort":

@@ -11,9 +11,10 @@ An endpoint that is a Collector, not ``spanvisor serve``, has no control
 API: ``SPANVISOR_CONTROL_URL`` names the one to follow; without one the
 session cannot be cancelled from afar, said once on stderr.
 
-**Stopping.** What a terminal's Ctrl-C does, then firmer: SIGINT to the CLI
-and every process under it (Gemini CLI's parent ignores signals and waits
-for its worker, which a signal to the parent alone never reaches), then
+**Stopping.** What a terminal's Ctrl-C does, then firmer: SIGINT to the CLI's
+process group and every process under it (Gemini CLI's parent ignores
+signals and waits for its worker, which a signal to the parent alone never
+reaches; Copilot CLI's and Qwen Code's wrappers pass no signal on), then
 SIGTERM after :data:`INT_GRACE_S`, then SIGKILL after :data:`TERM_GRACE_S`.
 Measured with the pinned CLIs kept busy by a model that does not answer,
 each ends on the SIGINT within a tenth of a second (Claude Code exits 0,
@@ -32,6 +33,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from spanvisor.cli.run_start import signal_group
 from spanvisor.control.client import HttpSource
 from spanvisor.control.feed import TaskFeed
 from spanvisor.events import Decision
@@ -83,16 +85,13 @@ def tree(pid: int) -> list[int]:
 
 
 def signal_tree(proc: subprocess.Popen[Any], signum: int) -> None:
-    """``signum`` to the CLI and every process under it, as a terminal's
-    key sends it to its foreground group (the launcher's own group: the
-    CLI keeps the terminal)."""
+    """``signum`` to the CLI's process group (the launcher starts it in one
+    of its own: a wrapper that passes no signal on is no shield) and to
+    every process under it that left the group, as a terminal's key sends
+    it to its foreground group."""
     if proc.poll() is not None:
         return
-    for pid in tree(proc.pid):
-        try:
-            os.kill(pid, signum)
-        except OSError:
-            pass  # ended meanwhile, or not ours to signal
+    signal_group(proc, signum, tree(proc.pid))
 
 
 class Stopper:

@@ -133,6 +133,22 @@ def p_list(v: Any) -> tuple[str, ...]:
     return tuple(x.strip() for x in str(v).split(",") if x.strip())
 
 
+def p_provisional(v: Any) -> tuple[str, ...]:
+    """``off``, or the signals that make a trace look like an agent run:
+    ``agent``, ``tool``, ``calls=N`` (tracking/provisional.py)."""
+    items = tuple(x.lower() for x in p_list(v))
+    if items in ((), ("off",), ("false",), ("none",)):
+        return ("off",)
+    for item in items:
+        name, eq, value = item.partition("=")
+        ok = (name in ("agent", "tool") and not eq) or (
+            name == "calls" and (not eq or (value.isdigit() and int(value) > 0))
+        )
+        if not ok:
+            raise ValueError(f"{item!r}: expected off, or agent, tool, calls=N separated by commas")
+    return items
+
+
 def p_ratios(v: Any) -> tuple[float, ...]:
     return tuple(sorted({p_ratio(x) for x in p_list(v)}))
 

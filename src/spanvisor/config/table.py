@@ -16,6 +16,7 @@ from spanvisor.config.parsers import (
     p_list,
     p_opt_str,
     p_pos_int,
+    p_provisional,
     p_ratios,
     p_str,
 )
@@ -91,7 +92,7 @@ CORE_SETTINGS: tuple[Setting, ...] = (
         p_choice("auto", "off"),
         "auto",
         "Whether the agent helpers also say what they write on a task's open root as OpenTelemetry log records "
-        "when its spans leave the process (docs/conventions.md#the-live-channel).",
+        "when its spans leave the process (docs/reference/conventions.md#the-live-channel).",
         "auto or off",
     ),
     Setting(
@@ -129,6 +130,17 @@ CORE_SETTINGS: tuple[Setting, ...] = (
         30.0,
         "Spans that end before their ancestors (exporter and receiver paths) wait at most this long for them.",
         "a duration",
+    ),
+    Setting(
+        "provisional",
+        "SPANVISOR_PROVISIONAL",
+        p_provisional,
+        ("agent", "tool", "calls=2"),
+        "When spans of a trace whose root has not arrived yet (exporter and receiver paths) open its task "
+        "provisionally: once they hold an agent span or a span naming an agent (agent), a tool call (tool), or N "
+        "model calls (calls=N). Until then nothing is shown in any sink, and a trace that ends with no task is "
+        "counted as held back. off: a task shows when its root arrives.",
+        "off, or agent, tool, calls=N separated by commas",
     ),
     Setting(
         "max_open_tasks",

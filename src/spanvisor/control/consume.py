@@ -16,8 +16,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from spanvisor.canonical import approval_digest, check_action
-from spanvisor.control.runs import Permit, decisions_of, fits, request_from_dict, requests_of, who
+from spanvisor.control import floors
+from spanvisor.control.runs import Permit, decisions_of, fits, request_from_dict, requests_of, votes_of, who
 from spanvisor.events import ApprovalRequest
+from spanvisor.gate.requirement import Floor
 
 
 def digest_for(rec: Mapping[str, Any], req: ApprovalRequest, action: Mapping[str, Any] | None) -> str:
@@ -41,11 +43,14 @@ def permit(
     now_ns: int,
     by: str,
     key: str | None = None,
+    floor: Floor | None = None,
 ) -> Permit:
     """Check ``action`` against the approval ``approval_id`` of this run and,
     when it is the action approved, consume the approval (recorded in the
     run's ``consumed``): a second check of the same approval is refused. A
-    request asked with a permit key is consumed only with its secret ``key``."""
+    request asked with a permit key is consumed only with its secret ``key``.
+    With the central policy's ``floor``, the version in force must still
+    let that action run on the approvals given (:func:`.floors.still_permits`)."""
     raw = requests_of(rec).get(approval_id)
     req = request_from_dict(raw) if raw is not None else None
     if req is None:
@@ -74,6 +79,11 @@ def permit(
     if req.permit_key and (key is None or hashlib.sha256(key.encode()).hexdigest() != req.permit_key):
         why = "only the process that asked consumes this approval (its request carries a permit key)"
         return Permit(False, why, "wrong_key", want)
+    if floor is not None:
+        ran = json.loads(d.edited) if d.edited is not None else checked
+        votes = votes_of(requests_of(rec).get(approval_id) or {})
+        if (no := floors.still_permits(rec, req, ran, d, votes, floor)) is not None:
+            return Permit(False, no[1], no[0], want)  # type: ignore[arg-type]
     used[approval_id] = {"at_ns": now_ns, "digest": want, "by": by, "decision": d.intervention_id}
     rec["consumed"] = used
     return Permit(True, f"approved by {who(d)}", None, want)

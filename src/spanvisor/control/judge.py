@@ -80,6 +80,7 @@ class PipelineControl:
     def attach(self, log: ControlLog) -> None:
         """Called on the pipeline loop once the state store is open."""
         self.log = log
+        log.floor = self._tracker.settings.floor
         if self._log_ready is None:
             self._log_ready = asyncio.Event()
         self._log_ready.set()

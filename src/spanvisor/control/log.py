@@ -30,10 +30,11 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
-from spanvisor.control import consume, grants, runs
+from spanvisor.control import consume, floors, grants, runs
 from spanvisor.control.runs import decision_from_dict, decision_to_dict, run_key
 from spanvisor.control.turns import Turns
 from spanvisor.events import ApprovalRequest, Decision, TaskView
+from spanvisor.gate.requirement import Floor
 from spanvisor.statestores.api import BatchStateStore, Change, ConditionalStateStore, WatchableStateStore
 
 NAMESPACE = "decisions"
@@ -95,6 +96,7 @@ class ControlLog:
         self._changed = asyncio.Event()
         self._poll_s = poll_s
         self._watched_poll_s = watched_poll_s
+        self.floor: Floor | None = None  # the central policy in force where people decide (control/floors.py)
 
     def _wake(self, _key: str = "") -> None:
         changed, self._changed = self._changed, asyncio.Event()
@@ -228,8 +230,9 @@ class ControlLog:
         def change(rec: dict[str, Any] | None) -> tuple[dict[str, Any] | None, runs.Judgement]:
             if rec is None:
                 return None, runs.Judgement("refused", "unknown_task", "no such run")
+            moved = d.action == "approve" and floors.refloor(rec, d.approval_id, self.floor, now_ns)
             got = runs.apply(rec, d, now_ns)
-            return (rec if got.outcome == "applied" or got.code == "expired" else None), got
+            return (rec if moved or got.outcome == "applied" or got.code == "expired" else None), got
 
         return await self.update(NAMESPACE, run_key(d.task_id, d.run_id), change)
 
@@ -251,8 +254,9 @@ class ControlLog:
                 return None, runs.Judgement("refused", "denied", f"grant {d.grant_id} was revoked or has ended")
             if rec is None:
                 return None, runs.Judgement("refused", "unknown_task", "no such run")
+            moved = floors.refloor(rec, d.approval_id, self.floor, now_ns)
             got = runs.apply(rec, d, now_ns)
-            return (rec if got.outcome == "applied" or got.code == "expired" else None), got
+            return (rec if moved or got.outcome == "applied" or got.code == "expired" else None), got
 
         key = run_key(d.task_id, d.run_id)
         async with self._turns.of(grants.NAMESPACE, grants.KEY):
@@ -285,7 +289,7 @@ class ControlLog:
             asked = str((runs.requests_of(rec).get(approval_id) or {}).get("agent") or rec.get("agent_id") or "")
             if agent is not None and asked != agent:
                 return None, runs.Permit(False, f"approval {approval_id} was asked by agent {asked!r}", "wrong_agent")
-            got = consume.permit(rec, approval_id, action, now_ns, by, key)
+            got = consume.permit(rec, approval_id, action, now_ns, by, key, self.floor)
             return (rec if got.permitted else None), got
 
         return await self.update(NAMESPACE, run_key(task_id, run_id), change)

@@ -54,9 +54,16 @@ def request_from_dict(x: Any) -> ApprovalRequest | None:
             requester=str(x["requester"]) if x.get("requester") is not None else None,
             permit_key=str(x["permit_key"]) if x.get("permit_key") else None,
             approvers_from=tuple(str(w) for w in x.get("approvers_from") or ()),
+            policy_version=_opt(x.get("policy_version")),
+            required_by=_opt(x.get("required_by")),
+            policy_denied=_opt(x.get("policy_denied")),
         )
     except (KeyError, TypeError, ValueError):
         return None
+
+
+def _opt(value: Any) -> str | None:
+    return str(value) if value is not None else None
 
 
 __all__ = ["decision_from_dict", "decision_to_dict", "request_from_dict", "request_to_dict"]

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from spanvisor.control import quorum
+from spanvisor.control import floors, quorum
 from spanvisor.control.records import decision_from_dict, decision_to_dict, request_from_dict, request_to_dict
 from spanvisor.display.readable import decided
 from spanvisor.events import ApprovalRequest, Decision, TaskView, question_digest
@@ -26,7 +26,7 @@ from spanvisor.events import ApprovalRequest, Decision, TaskView, question_diges
 MAX_PER_RUN = 200
 # Most requests one run keeps (open and closed).
 MAX_REQUESTS = 100
-# Why a decision was refused, as a code kept in the audit (docs/interventions.md).
+# Why a decision was refused, as a code kept in the audit (docs/reference/interventions.md).
 RefusalCode = Literal[
     "unknown_task",
     "unknown_request",
@@ -52,6 +52,9 @@ RefusalCode = Literal[
     "reason_required",
     # the control API's, before a decision is judged: no break-glass group configured
     "break_glass_off",
+    # the central policy's (control/floors.py): it denies the request, or now requires more than was approved
+    "policy_denied",
+    "policy_changed",
 ]
 RunState = Literal["running", "finished", "failed", "lost"]
 RequestState = Literal["open", "decided", "expired"]
@@ -107,6 +110,8 @@ def new_record(view: TaskView) -> dict[str, Any]:
         "trace_id": view.trace_id,
         "root_span_id": view.root_span_id,
         "agent_id": view.agent_id,
+        "task_name": view.task_name,  # with repo: what the central policy's task rules read
+        "repo": view.repo,
         "state": "running",
         "outcome": None,
         "started_ns": view.started_ns,
@@ -162,17 +167,15 @@ def add_request(rec: dict[str, Any], req: ApprovalRequest) -> bool:
     button of the first may answer)."""
     reqs = requests_of(rec)
     known = reqs.get(req.approval_id)
-    if known is not None:
-        if known.get("state") == "open" and known.get("digest") != req.digest:
-            # The question changed under the same id: what was shown no longer
-            # holds; the new question replaces it, and old buttons are refused.
-            reqs[req.approval_id] = {**request_to_dict(req), "state": "open"}
-            rec["requests"] = reqs
-            return True
+    if known is not None and not (known.get("state") == "open" and known.get("digest") != req.digest):
         return False
-    if len(reqs) >= MAX_REQUESTS or state_of(rec) != "running":
+    # New, or the question changed under the same id: what was shown no longer
+    # holds; the new question replaces it, and old buttons are refused.
+    if known is None and (len(reqs) >= MAX_REQUESTS or state_of(rec) != "running"):
         return False
-    reqs[req.approval_id] = {**request_to_dict(req), "state": "open"}
+    # One the central policy denies is decided at once: rejected by its rule.
+    fresh = {**request_to_dict(req), "state": "open"}
+    reqs[req.approval_id] = floors.record_denied(rec, req, req.requested_ns) if req.policy_denied else fresh
     rec["requests"] = reqs
     return True
 
@@ -261,6 +264,9 @@ def judge(rec: Mapping[str, Any], d: Decision, now_ns: int) -> Judgement:
         req = request_from_dict(raw) if raw is not None else None
         if raw is None or req is None:
             return Judgement("refused", "unknown_request", f"the task asked no approval {d.approval_id!r} in this run")
+        if req.policy_denied and d.action == "approve":  # no person, grant or broken glass overrides it
+            why = f"the central policy denies this (rule {floors.rule_of(req)} of {req.policy_version}): "
+            return Judgement("refused", "policy_denied", why + req.policy_denied, None, req)
         earlier = votes_of(raw)  # a vote sent again: counted, even on a request closed since
         place = next((i for i, v in enumerate(earlier, 1) if v.intervention_id == d.intervention_id), 0)
         if place:

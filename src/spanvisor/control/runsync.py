@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from spanvisor.control import runs
+from spanvisor.control import floors, runs
 from spanvisor.control.log import NAMESPACE, RUNS_NAMESPACE, ControlLog, listing
 from spanvisor.events import ApprovalRequest, Event, HumanIntervention, TaskFinished, TaskView
 from spanvisor.tracking import approvals
@@ -265,10 +265,24 @@ class RunSync:
         if p.unlisted:
             await log.add_run(v.task_id, v.run_id, v.started_ns)
             p.unlisted = False
-        if opened and p.outcome is None:
-            await log.list_open(v.task_id, v.run_id, v.agent_id, opened)
+        asked = [r for r in opened if not r.policy_denied]
+        if asked and p.outcome is None:
+            await log.list_open(v.task_id, v.run_id, v.agent_id, asked)
+        if len(asked) < len(opened):
+            self._denied(v, [r for r in opened if r.policy_denied])
         if closed or p.gone:
             await log.unlist({(v.run_id, aid) for aid in (*closed, *p.gone)})
+
+    def _denied(self, v: TaskView, denied: list[ApprovalRequest]) -> None:
+        """Requests the central policy denies, recorded decided: their
+        rejection announced once here (the audit row, the thread line), and
+        closed in this process's view of the task."""
+        open_states, closed_states = self._tracker.states_of(v.task_id)
+        st = approvals.find(open_states, (), v.task_id, v.run_id)
+        for r in denied:
+            if st is not None and approvals.is_open(st, r.approval_id):
+                d = floors.policy_decision(r, v.task_id, v.run_id)
+                self._dispatch([approvals.as_event(open_states, closed_states, d, "applied", None, request=r)])
 
     async def sweep(self, log: ControlLog) -> None:
         """Close the requests whose timeout has passed (or whose run ended),

@@ -61,7 +61,7 @@ SETTINGS: tuple[Setting, ...] = (
         "one posted with the shared decide token is an anonymous operator's. Unset: the name a decision gives.",
         "a file path",
     ),
-    # People proven by the company's identity provider (docs/policy.md#people-proven-by-your-identity-provider).
+    # People proven by the company's identity provider (docs/reference/policy.md#people-proven-by-your-identity-provider).
     Setting(
         "oidc_issuer",
         "SPANVISOR_OIDC_ISSUER",
@@ -194,6 +194,17 @@ SETTINGS: tuple[Setting, ...] = (
         "such, posted, counted. Unset: nobody may.",
         "a group name",
     ),
+    Setting(
+        "policy",
+        "SPANVISOR_POLICY",
+        p_opt_str,
+        None,
+        "The central policy (a TOML file, or a directory of them): rules no agent can weaken. Each approval "
+        "request needs at least what they require (people, groups) and a central deny is never approved; "
+        "`serve` publishes it to the coding agents' hooks and reloads it on change and on SIGHUP "
+        "(docs/reference/policy.md). Unset: none.",
+        "a file or directory path",
+    ),
     # Read by `spanvisor run` and `spanvisor hook` (the coding-agent CLIs'
     # launcher and permission hook), which run next to the agent.
     Setting(
@@ -237,6 +248,24 @@ SETTINGS: tuple[Setting, ...] = (
         "a file path",
     ),
     Setting(
+        "central_policy",
+        "SPANVISOR_CENTRAL_POLICY",
+        p_opt_str,
+        None,
+        "How `spanvisor hook` obeys the server's central policy: `auto` (the default: when the server publishes "
+        "one), `required` (a server that cannot be asked makes the policy's on_unreachable answer), `off`.",
+        "auto, required or off",
+    ),
+    Setting(
+        "central_policy_ttl",
+        "SPANVISOR_CENTRAL_POLICY_TTL",
+        p_opt_str,
+        None,
+        "How long `spanvisor hook` uses its copy of the central policy before asking the server again. "
+        "Default: 15 (seconds; 0: every call).",
+        "seconds",
+    ),
+    Setting(
         "hook_spool",
         "SPANVISOR_HOOK_SPOOL",
         p_opt_str,
@@ -271,6 +300,45 @@ SETTINGS: tuple[Setting, ...] = (
         "Set by `spanvisor run` for the CLI it starts: the private socket its hooks ask the launcher's gate on. "
         "Not for setting by hand.",
         "a socket path",
+    ),
+    Setting(
+        "hook_started",
+        "SPANVISOR_HOOK_STARTED",
+        p_opt_str,
+        None,
+        "Set by the launcher's small hook client for the full `spanvisor hook` it hands a call to: when the "
+        "CLI started the hook, so one deadline counts from there. Not for setting by hand.",
+        "a Unix time in seconds",
+    ),
+    Setting(
+        "hook_cancel_wait",
+        "SPANVISOR_HOOK_CANCEL_WAIT",
+        p_duration,
+        0.1,
+        "How long after its start `spanvisor hook` waits, before it lets a policy's allow stand, for the "
+        "control API to say whether the session's task was cancelled (a session without the launcher). A look "
+        "that comes later misses the cancel for that call (the next call sees it); raise it for a busy or "
+        "distant `serve`, at that cost to each allowed call while `serve` is slow. At most 5 s.",
+        "a duration, e.g. 100ms or 0.5s",
+    ),
+    Setting(
+        "hook_sessions",
+        "SPANVISOR_HOOK_SESSIONS",
+        p_opt_str,
+        None,
+        "Where `spanvisor hook` keeps what each session's turn and session-end hooks said and a cancel it saw, "
+        "for a session run without the launcher. Default: SPANVISOR_DATA_DIR/hook-sessions, else "
+        "$XDG_STATE_HOME/spanvisor/hook-sessions (~/.local/state/spanvisor/hook-sessions).",
+        "a directory",
+    ),
+    Setting(
+        "cli_settings",
+        "SPANVISOR_CLI_SETTINGS",
+        p_opt_str,
+        None,
+        "Set by `spanvisor run`: the settings file it started the CLI with (`--settings`), read by "
+        "`spanvisor hook` for the CLI's own hook timeout. Not for setting by hand.",
+        "a file path",
     ),
     Setting(
         "test_fault",

@@ -184,6 +184,16 @@ def from_text(req: ApprovalRequest | None) -> str:
     return " from " + (", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0])
 
 
+def required_text(version: str | None, required_by: str | None, denied: str | None = None) -> str:
+    """``required by rule prod-two-sre of policy acme@7c1e9a2b40d3``: what
+    set a request's requirement, under the central policy ("" without one)."""
+    if not version:
+        return ""
+    if required_by and required_by.startswith("central:"):
+        return f"{'denied' if denied else 'required'} by rule {required_by[8:]} of policy {version}"
+    return f"as asked (policy {version} requires no more)"
+
+
 def denied_text(d: Decision, who: str) -> str:
     """``<who> tried to approve``."""
     return f"{who} tried to {DECISION_STYLE[d.action][2]}"

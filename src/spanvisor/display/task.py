@@ -19,6 +19,7 @@ from spanvisor.events import (
     TaskFinished,
     TaskView,
 )
+from spanvisor.gate.taskids import NAMESPACES
 
 NONE = "\u2013"  # an en dash: "no value yet"
 
@@ -55,6 +56,23 @@ def status_text(view: TaskView) -> str:
     as (``lost``, never ``lost · ⏸ stalled``)."""
     stalled = view.stalled and view.status not in FINISHED
     return view.status.replace("_", " ") + (" · ⏸ stalled" if stalled else "")
+
+
+# The coding-agent CLIs by the agent their sessions report, for what a cancel does.
+_CLI_NAMES = {"claude-code": "Claude Code", "codex": "Codex", "gemini-cli": "Gemini CLI"}
+
+
+def cancel_effect(view: TaskView) -> str | None:
+    """What a cancel of a coding-agent session does: under ``spanvisor run``
+    the launcher stops the CLI; a session without it (its task id the
+    session id in its CLI's namespace, ``claude-code:<id>``) is blocked by
+    ``spanvisor hook`` at its next tool call. None for any other task."""
+    ns = NAMESPACES.get(view.agent_id)
+    if ns is None or ns not in _CLI_NAMES:
+        return None
+    if view.task_id.startswith(ns + ":"):
+        return "its next tool call will be blocked by spanvisor hook"
+    return f"spanvisor run stops {_CLI_NAMES[ns]}"
 
 
 def last_action(view: TaskView) -> str | None:

@@ -92,6 +92,9 @@ class ThreadLine:
     lead: str | None = None
     # The task's last log lines (already redacted by the producer), raw, oldest first.
     logs: str | None = None
+    # Who the line calls on, in the medium's own syntax (Slack's <@U…>, made
+    # only from ids the settings or a request name): shown as they are.
+    mentions: tuple[str, ...] = ()
 
     @property
     def reply_key(self) -> str:

@@ -20,8 +20,8 @@ from __future__ import annotations
 import json
 import sys
 import threading
-from collections.abc import Callable
-from typing import TextIO
+from collections.abc import Callable, Mapping
+from typing import Any, TextIO
 
 from spanvisor.gate import contracts as gc
 
@@ -44,6 +44,10 @@ class Answer:
         self.stdout = stdout
         self.stderr = stderr
         self.release = release
+        # A last look before an allow (the session's task cancelled): the
+        # reason to deny instead, else None. What it denied stays in vetoed.
+        self.veto: Callable[[], str | None] | None = None
+        self.vetoed: str | None = None
         self._lock = threading.Lock()
 
     @property
@@ -52,6 +56,14 @@ class Answer:
         return self.code is not None
 
     def allow(self, reason: str) -> int:
+        if self.veto is not None and self.code is None:
+            try:
+                why = self.veto()
+            except Exception:  # a look that fails vetoes nothing
+                why = None
+            if why:
+                self.vetoed = why
+                return self._write("deny", why)
         return self._write("allow", reason)
 
     def deny(self, reason: str) -> int:
@@ -60,17 +72,39 @@ class Answer:
     def block(self, reason: str) -> int:
         return self._write("deny", reason, gc.block_status(self.cli), failed=True)
 
-    def _write(self, answer: gc.Answer, reason: str, code: int = gc.EXIT_ALLOW, failed: bool = False) -> int:
+    def neutral(self, doc: Mapping[str, Any]) -> int:
+        """A reply that decides nothing (to a turn's or the session's end):
+        ``doc`` and exit status 0, even when it cannot be written (no
+        output is as neutral: a block there would keep the agent going)."""
+        return self._write("allow", "", gc.EXIT_ALLOW, neutral=doc)
+
+    def _write(
+        self,
+        answer: gc.Answer,
+        reason: str,
+        code: int = gc.EXIT_ALLOW,
+        failed: bool = False,
+        neutral: Mapping[str, Any] | None = None,
+    ) -> int:
         with self._lock:
             if self.code is not None:
                 return self.code
-            self.code = self._say(answer, reason, code, failed)
+            self.code = self._say(answer, reason, code, failed) if neutral is None else self._say_neutral(neutral)
         if self.release is not None:
             try:
                 self.release(self.code)
             except BaseException:  # the answer is written; its release is best effort
                 pass
         return self.code
+
+    def _say_neutral(self, doc: Mapping[str, Any]) -> int:
+        try:
+            out = self.stdout or sys.stdout
+            out.write(json.dumps(doc) + "\n")
+            out.flush()
+        except BaseException:
+            pass
+        return gc.EXIT_ALLOW
 
     def _say(self, answer: gc.Answer, reason: str, code: int, failed: bool) -> int:
         self.code = code

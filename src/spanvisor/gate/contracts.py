@@ -28,6 +28,7 @@ non-zero: its block is exit status 0 with an answer that stops the call
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from typing import Any, Literal, NamedTuple
 
@@ -191,16 +192,110 @@ def reply(cli: Cli, event: str, answer: Answer, reason: str) -> dict[str, Any]:
     }
 
 
+# The events a CLI tells its hooks about its turns and its session's end
+# (command hooks; none is a tool call): the hook answers each with the CLI's
+# neutral reply and exit status 0, never a block (a block of Claude Code's
+# or Codex's ``Stop`` would make the agent go on), and ends the session's
+# task at ``SessionEnd`` with the turn's outcome (spanvisor.cli.hook_end).
+SESSION_EVENTS: dict[str, frozenset[str]] = {
+    "claude-code": frozenset({"UserPromptSubmit", "Stop", "StopFailure", "SessionEnd"}),
+    "codex": frozenset({"UserPromptSubmit", "Stop", "Interrupt", "SessionEnd"}),
+    "gemini": frozenset({"BeforeAgent", "AfterAgent", "SessionEnd"}),
+}
+# What is kept of a string a session event carries (an error, a reason).
+MAX_EVENT_TEXT = 2_000
+
+
+class SessionEvent(NamedTuple):
+    """A turn's start or end, or the session's end, as the CLI tells it."""
+
+    cli: Cli
+    event: str
+    session_id: str | None
+    turn: str | None = None  # Claude Code's prompt_id, Codex's turn_id
+    reason: str | None = None  # SessionEnd's reason
+    error: str | None = None  # StopFailure's error kind
+    said: str | None = None  # the last assistant message (StopFailure: the API's error)
+    transcript: str | None = None  # where the CLI keeps the conversation (transcript_path)
+
+
+def session_event(cli: Cli, raw: bytes | str) -> SessionEvent | None:
+    """The turn or session event on stdin; None for anything else (a tool
+    call, an event this CLI does not send its hooks, input that is not
+    JSON), which :func:`parse` judges as before. An input naming a tool is
+    never a session event."""
+    events = SESSION_EVENTS.get(cli)
+    if not events:
+        return None
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    if not isinstance(doc, dict) or "tool_name" in doc:
+        return None
+    event = doc.get("hook_event_name")
+    if not isinstance(event, str) or event not in events:
+        return None
+
+    def text(key: str) -> str | None:
+        value = doc.get(key)
+        return clip_middle(value, MAX_EVENT_TEXT) if isinstance(value, str) and value else None
+
+    return SessionEvent(
+        cli=cli,
+        event=event,
+        session_id=text("session_id"),
+        turn=text("prompt_id") or text("turn_id"),
+        reason=text("reason"),
+        error=text("error"),
+        said=text("last_assistant_message"),
+        transcript=text("transcript_path"),
+    )
+
+
+# A session id as the CLIs write it, found without reading a large input whole.
+_SESSION_ID = re.compile(rb'"session_id"\s*:\s*"([^"\\]{1,512})"')
+_READ_WHOLE = 256 * 1024
+
+
+def session_id_of(raw: bytes) -> str | None:
+    """The call's ``session_id``, read before the policy reads the call (the
+    hook looks for the session's cancel meanwhile): the top-level key of an
+    input up to 256 KiB, else the first unescaped ``"session_id"`` (each CLI
+    writes it first). None when there is none."""
+    if len(raw) <= _READ_WHOLE:
+        try:
+            doc = json.loads(raw)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            return None
+        sid = doc.get("session_id") if isinstance(doc, dict) else None
+        return sid if isinstance(sid, str) and sid else None
+    m = _SESSION_ID.search(raw)
+    return m.group(1).decode("utf-8", "replace") if m else None
+
+
+def neutral_reply(cli: Cli, event: str) -> dict[str, Any]:
+    """The reply that changes nothing (with exit status 0): the turn ends,
+    the prompt goes on, the session ends as it would without the hook."""
+    del cli, event  # every CLI reads an empty object so, for every one of these events
+    return {}
+
+
 __all__ = [
     "CLIS",
     "EXIT_ALLOW",
     "EXIT_BLOCK",
+    "SESSION_EVENTS",
     "Answer",
     "BadInput",
     "Call",
     "Cli",
+    "SessionEvent",
     "block_status",
     "default_event",
+    "neutral_reply",
     "parse",
     "reply",
+    "session_event",
+    "session_id_of",
 ]

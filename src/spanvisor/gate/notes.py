@@ -71,14 +71,18 @@ def note(
         return None
     ident = hashlib.blake2b(f"{session.key}\x1f{basis}\x1f{kind}".encode(), digest_size=12).hexdigest()
     records: list[tuple[str, dict[str, Any], int]] = []
-    if kind == "policy":
-        allowed = facts.get("verdict") == "allow"
+    if kind in ("policy", "cancel"):
+        allowed = kind == "policy" and facts.get("verdict") == "allow"
         shown = call.question().removeprefix("Allow ").removesuffix("?")
         if not session.launched:  # the hook may speak before the CLI's own records open the task
             records.append((otlp.LIVE_TASK_START, {otlp.TASK_ID: session.task_id, otlp.AGENT_ID: session.service}, at))
+        if kind == "cancel":  # the task was cancelled: the hook blocks the session's every call
+            said = f"⏹ {facts.get('said')}: spanvisor hook blocked {shown}"
+        else:
+            said = f"{shown}: {'allowed' if allowed else 'denied'} by {facts.get('by')}"
         attrs = {
             otlp.TASK_ID: session.task_id,
-            otlp.MESSAGE: f"{shown}: {'allowed' if allowed else 'denied'} by {facts.get('by')}",
+            otlp.MESSAGE: said,
             otlp.APPROVAL_OUTCOME: "approve" if allowed else "reject",
             otlp.APPROVAL_DECIDED_BY: str(facts.get("by")),
             "gen_ai.tool.name": call.tool,
@@ -104,6 +108,9 @@ def note(
 
 
 def send(item: Mapping[str, Any], token: str | None, timeout_s: float) -> bool:
+    if "spans" in item:  # a task's end (its root span) the receiver could not take when it was made
+        body = json.dumps(item["spans"], separators=(",", ":")).encode()
+        return otlp.post(str(item["endpoint"]), token, body, timeout_s, "traces")
     key, service, launched = item["session"]
     trace_hex, span_hex = TaskKey(str(key), str(service), bool(launched)).ids
     records = [(str(n), dict(a), int(t)) for n, a, t in item["records"]]

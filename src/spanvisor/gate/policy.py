@@ -43,74 +43,46 @@ read denies every call.
 
 from __future__ import annotations
 
-import fnmatch
 import os.path
-import re
 import tomllib
 from typing import Any, Literal, NamedTuple
 
 from spanvisor.gate import shell
 from spanvisor.gate.contracts import Call
+from spanvisor.gate.requirement import STRICTNESS, narrower
+from spanvisor.gate.rules import (
+    KNOWN_NOTHING,
+    MAX_APPROVERS,
+    VERDICTS,
+    Facts,
+    PolicyError,
+    Rule,
+    Subject,
+    Verdict,
+    choice,
+    rule,
+    shown,
+)
 
-Verdict = Literal["allow", "ask", "deny"]
 Fallback = Literal["allow", "deny"]
 Unreadable = Literal["ask", "deny"]
-VERDICTS: tuple[Verdict, ...] = ("allow", "ask", "deny")
 FALLBACKS: tuple[Fallback, ...] = ("allow", "deny")
 UNREADABLE: tuple[Unreadable, ...] = ("ask", "deny")
 DEFAULT_TIMEOUT_S = 300.0
-# Most people one request may require (spanvisor.canonical.MAX_APPROVERS).
-MAX_APPROVERS = 5
-_TOP = {"default", "timeout", "on_timeout", "on_unreachable", "unreadable", "rule"}
-_RULE = {"name", "tool", "command", "command_regex", "decision", "reason", "approvers"}
-_STRICTNESS = {"allow": 0, "ask": 1, "deny": 2}
-
-
-class PolicyError(ValueError):
-    """The policy file cannot be read or says something unknown."""
-
-
-class Subject(NamedTuple):
-    """One thing a call does, in the forms rules are matched against: an
-    allow rule must match one of ``exact`` (what runs, resolved); deny and
-    ask rules may match any of ``loose`` as well."""
-
-    shown: str | None
-    exact: tuple[str, ...]
-    loose: tuple[str, ...]
-
-
-class Rule(NamedTuple):
-    name: str
-    decision: Verdict
-    tools: tuple[str, ...] = ()
-    commands: tuple[str, ...] = ()
-    regex: re.Pattern[str] | None = None
-    reason: str | None = None
-    approvers: int = 1  # an "ask": how many distinct verified people must approve
-
-    def matches(self, tool: str, subject: Subject) -> bool:
-        if self.tools and not any(fnmatch.fnmatchcase(tool, g) for g in self.tools):
-            return False
-        if self.commands or self.regex is not None:
-            forms = subject.exact if self.decision == "allow" else subject.loose
-            if not forms:
-                return False
-            if self.commands and not any(fnmatch.fnmatchcase(f, g) for f in forms for g in self.commands):
-                return False
-            if self.regex is not None and not any(self.regex.search(f) for f in forms):
-                return False
-        return True
+_TOP = {"name", "default", "timeout", "on_timeout", "on_unreachable", "unreadable", "rule"}
 
 
 class Ruling(NamedTuple):
     """What the policy says of one call: the verdict and who said it
-    (``policy:<rule name>``, ``policy:default`` or ``policy:unreadable``)."""
+    (``policy:<rule name>``, ``policy:default`` or ``policy:unreadable``;
+    ``central:…`` for the server's central policy), and for an ask, how
+    many people and whose approvals count."""
 
     verdict: Verdict
     by: str
     reason: str | None = None
     approvers: int = 1
+    approvers_from: tuple[str, ...] = ()
 
 
 class Policy(NamedTuple):
@@ -120,80 +92,131 @@ class Policy(NamedTuple):
     on_timeout: Fallback = "deny"
     on_unreachable: Fallback = "deny"
     unreadable: Unreadable = "ask"
+    name: str | None = None
+    label: str = "policy"  # how its rulings name it: "policy" (the hook's), "central" (the server's)
 
-    def decide(self, call: Call) -> Ruling:
+    @property
+    def uses_facts(self) -> bool:
+        """Whether a rule looks at the agent, the CLI, the owner or the task."""
+        return any(r.agents or r.clis or r.owners or r.task for r in self.rules)
+
+    def decide(self, call: Call, facts: Facts = KNOWN_NOTHING, resolve: bool = True) -> Ruling:
+        """The policy's ruling on ``call``; ``facts``: what is known of its
+        agent and task; ``resolve``: paths are resolved on this machine
+        (symlinks, the working directory), not where they are only named."""
         command = call.command
         if command is None:
-            subjects = _target_subjects(call)
-            return _strictest([self._first(call.tool, s) for s in subjects], subjects)
+            subjects = _target_subjects(call, resolve)
+            return _strictest([self._first(call.tool, s, facts) for s in subjects], subjects)
         if len(command) > shell.MAX_COMMAND:
             # Above the cap nothing is read, so nothing may be allowed or asked about blind.
             why = f"the command is {len(command):,} characters, over the {shell.MAX_COMMAND:,} the gate reads"
-            return Ruling("deny", "policy:size-cap", why)
+            return Ruling("deny", f"{self.label}:size-cap", why)
         parsed = shell.parse(command)
         whole = " ".join(command.split())
-        subjects = [Subject(u.text, (u.text,), (u.text, u.bare) if u.bare else (u.text,)) for u in parsed.units]
+        subjects = [
+            Subject(u.text, (u.text,), (u.text, u.bare) if u.bare else (u.text,), "command") for u in parsed.units
+        ]
         if not subjects:
-            subjects = [Subject(whole, (whole,), (whole,))]
-        rulings = [self._first(call.tool, s) for s in subjects]
+            subjects = [Subject(whole, (whole,), (whole,), "command")]
+        rulings = [self._first(call.tool, s, facts) for s in subjects]
         # A deny rule matches the whole text too: what the parser flattened
         # (a here-document's body, a quoted script) is still seen by it.
-        whole_subject = Subject(whole, (), (whole, command))
+        whole_subject = Subject(whole, (), (whole, command), "command")
         rulings += [
-            Ruling("deny", f"policy:{r.name}", r.reason, 1)
-            for r in self.rules
-            if r.decision == "deny" and r.matches(call.tool, whole_subject)
+            self._ruling(r) for r in self.rules if r.decision == "deny" and r.matches(call.tool, whole_subject, facts)
         ][:1]
         if not parsed.readable:
             why = "; ".join(parsed.unread)
-            rulings.append(Ruling(self.unreadable, "policy:unreadable", f"the gate cannot read the command: {why}"))
+            rulings.append(
+                Ruling(self.unreadable, f"{self.label}:unreadable", f"the gate cannot read the command: {why}")
+            )
         return _strictest(rulings, subjects)
 
-    def _first(self, tool: str, subject: Subject) -> Ruling:
-        for rule in self.rules:
-            if rule.matches(tool, subject):
-                return Ruling(rule.decision, f"policy:{rule.name}", rule.reason, rule.approvers)
-        return Ruling(self.default, "policy:default")
+    def _ruling(self, rule: Rule) -> Ruling:
+        return Ruling(rule.decision, f"{self.label}:{rule.name}", rule.reason, rule.approvers, rule.approvers_from)
+
+    def _first(self, tool: str, subject: Subject, facts: Facts) -> Ruling:
+        """The first rule that matches decides; a rule that may match (a fact
+        unknown here) counts as the stricter of it and what comes after."""
+        maybe: list[Ruling] = []
+        for r in self.rules:
+            found = r.matches(tool, subject, facts)
+            if found is True:
+                return _stricter([*maybe, self._ruling(r)])
+            if found is None:
+                maybe.append(self._ruling(r))
+        return _stricter([*maybe, Ruling(self.default, f"{self.label}:default")])
+
+
+def _stricter(rulings: list[Ruling]) -> Ruling:
+    """The strictest of rulings on one thing (the last is the one that
+    certainly applies): deny > ask (the most people, the narrower from) > allow."""
+    if len(rulings) == 1:
+        return rulings[0]
+    top = max(STRICTNESS[r.verdict] for r in rulings)
+    worst = [r for r in rulings if STRICTNESS[r.verdict] == top]
+    chosen = max(worst, key=lambda r: r.approvers) if top == STRICTNESS["ask"] else worst[-1]
+    only = chosen.approvers_from
+    for r in worst:
+        only = narrower(only, r.approvers_from)
+    return chosen._replace(approvers_from=only)
 
 
 def _strictest(rulings: list[Ruling], subjects: list[Subject]) -> Ruling:
-    top = max(_STRICTNESS[r.verdict] for r in rulings)
-    worst = [r for r in rulings if _STRICTNESS[r.verdict] == top]
-    if top == _STRICTNESS["allow"]:
+    top = max(STRICTNESS[r.verdict] for r in rulings)
+    worst = [r for r in rulings if STRICTNESS[r.verdict] == top]
+    if top == STRICTNESS["allow"]:
         names = list(dict.fromkeys(r.by for r in worst))
-        return Ruling("allow", names[0] if len(names) == 1 else "policy:" + "+".join(n[7:] for n in names))
+        if len(names) == 1:
+            return Ruling("allow", names[0])
+        label = names[0].split(":", 1)[0]
+        return Ruling("allow", f"{label}:" + "+".join(n.split(":", 1)[1] for n in names))
     chosen = max(worst, key=lambda r: r.approvers)
+    index = rulings.index(chosen)
+    if top == STRICTNESS["ask"]:
+        only = chosen.approvers_from
+        for r in worst:
+            only = narrower(only, r.approvers_from)
+        chosen = chosen._replace(approvers_from=only)
     if chosen.reason is None and len(subjects) > 1:
         # Say which part decided, so a person sees why `ls && rm x` was stopped.
-        index = rulings.index(chosen)
         part = subjects[index].shown if index < len(subjects) else None
         if part:
             word = "denied" if chosen.verdict == "deny" else "needs a person"
-            return Ruling(chosen.verdict, chosen.by, f"{part[:200]!r} {word} ({chosen.by})", chosen.approvers)
+            return chosen._replace(reason=f"{part[:200]!r} {word} ({chosen.by})")
     return chosen
 
 
-def _target_subjects(call: Call) -> list[Subject]:
+def _target_subjects(call: Call, resolve: bool = True) -> list[Subject]:
     """Each path the call names (any one denied denies it, every one must
     be allowed), else its other target, else nothing."""
     named = call.paths
     if named:
         out = []
         for path in named:
-            exact, loose = path_forms(path, call.cwd)
-            out.append(Subject(path, exact, loose))
+            exact, loose = path_forms(path, call.cwd, resolve)
+            out.append(Subject(path, exact, loose, "path"))
         return out
     target = call.target
     if target is None:
         return [Subject(None, (), ())]
-    return [Subject(target, (target,), (target,))]
+    kind = "url" if isinstance(call.tool_input.get("url"), str) and call.tool_input.get("url") else "pattern"
+    return [Subject(target, (target,), (target,), kind)]
 
 
-def path_forms(path: str, cwd: str | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def path_forms(path: str, cwd: str | None, resolve: bool = True) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """A file path's forms: (what an allow rule must match: the resolved
     absolute path, and the path relative to the working directory when it
     lies inside it; what a deny or ask rule may match: those, as given and
-    normalised without resolving)."""
+    normalised without resolving). Without ``resolve`` (the server, where
+    the path is only named), the path normalised as given."""
+    if not resolve:
+        norm = os.path.normpath(path) if path else path
+        if cwd is not None and not os.path.isabs(path):
+            joined = os.path.normpath(os.path.join(cwd, path))
+            return (joined, norm), tuple(dict.fromkeys((joined, norm, path)))
+        return (norm,), tuple(dict.fromkeys((norm, path)))
     base = cwd or os.getcwd()
     joined = path if os.path.isabs(path) else os.path.join(base, path)
     norm = os.path.normpath(joined)
@@ -212,85 +235,40 @@ def path_forms(path: str, cwd: str | None) -> tuple[tuple[str, ...], tuple[str, 
     return tuple(dict.fromkeys(exact)), tuple(dict.fromkeys(loose))
 
 
-def _choice(value: Any, allowed: tuple[str, ...], what: str) -> Any:
-    if not isinstance(value, str) or value not in allowed:
-        raise PolicyError(f"{what} must be one of {', '.join(allowed)}, not {_shown(value)}")
-    return value
-
-
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _globs(value: Any, what: str) -> tuple[str, ...]:
-    items = [value] if isinstance(value, str) else value
-    if not isinstance(items, list) or not items or not all(isinstance(x, str) and x for x in items):
-        raise PolicyError(f"{what} must be a glob or a non-empty list of globs")
-    return tuple(items)
-
-
-def _rule(raw: Any, index: int) -> Rule:
-    if not isinstance(raw, dict):
-        raise PolicyError(f"rule {index + 1} is not a table")
-    unknown = set(raw) - _RULE
-    if unknown:
-        raise PolicyError(f"rule {index + 1}: unknown key(s) {', '.join(sorted(unknown))}")
-    name = raw.get("name", f"rule-{index + 1}")
-    if not isinstance(name, str) or not name:
-        raise PolicyError(f"rule {index + 1}: name must be a string")
-    where = f"rule {_shown(name)}"
-    decision = _choice(raw.get("decision"), VERDICTS, f"{where}: decision")
-    tools = _globs(raw["tool"], f"{where}: tool") if "tool" in raw else ()
-    commands = _globs(raw["command"], f"{where}: command") if "command" in raw else ()
-    regex = None
-    if "command_regex" in raw:
-        if not isinstance(raw["command_regex"], str):
-            raise PolicyError(f"{where}: command_regex must be a string")
-        try:
-            regex = re.compile(raw["command_regex"])
-        except (re.error, RecursionError, OverflowError) as exc:
-            raise PolicyError(f"{where}: command_regex does not compile: {exc}") from None
-    reason = raw.get("reason")
-    if reason is not None and not isinstance(reason, str):
-        raise PolicyError(f"{where}: reason must be a string")
-    approvers = raw.get("approvers", 1)
-    if isinstance(approvers, bool) or not isinstance(approvers, int) or not 1 <= approvers <= MAX_APPROVERS:
-        raise PolicyError(f"{where}: approvers must be a whole number from 1 to {MAX_APPROVERS}")
-    if approvers > 1 and decision != "ask":
-        raise PolicyError(f'{where}: approvers is for decision = "ask"')
-    return Rule(name, decision, tools, commands, regex, reason, approvers)
-
-
-def parse(doc: dict[str, Any]) -> Policy:
+def parse(doc: dict[str, Any], central: bool = False) -> Policy:
+    """A policy from its TOML document. ``central``: the server's, whose
+    ``default`` is ``allow`` (a floor: a call no central rule names is left
+    to the local policy and the request) and whose rulings say ``central:``."""
     unknown = set(doc) - _TOP
     if unknown:
         raise PolicyError(f"unknown key(s) {', '.join(sorted(unknown))}")
     raw_rules = doc.get("rule", [])
     if not isinstance(raw_rules, list):
         raise PolicyError("rule must be an array of tables ([[rule]])")
-    rules = tuple(_rule(r, i) for i, r in enumerate(raw_rules))
+    rules = tuple(rule(r, i) for i, r in enumerate(raw_rules))
     names = [r.name for r in rules]
     if len(set(names)) != len(names):
         raise PolicyError("two rules have the same name: the audit trail could not tell them apart")
     timeout = doc.get("timeout", DEFAULT_TIMEOUT_S)
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 86_400:
-        raise PolicyError(f"timeout must be a number of seconds in (0, 86400], not {_shown(timeout)}")
+        raise PolicyError(f"timeout must be a number of seconds in (0, 86400], not {shown(timeout)}")
+    name = doc.get("name")
+    if name is not None and (not isinstance(name, str) or not name.strip() or len(name) > 64 or not name.isprintable()):
+        raise PolicyError(f"name must be a short printable string, not {shown(name)}")
     return Policy(
         rules=rules,
-        default=_choice(doc.get("default", "ask"), VERDICTS, "default"),
+        default=choice(doc.get("default", "allow" if central else "ask"), VERDICTS, "default"),
         timeout_s=float(timeout),
-        on_timeout=_choice(doc.get("on_timeout", "deny"), FALLBACKS, "on_timeout"),
-        on_unreachable=_choice(doc.get("on_unreachable", "deny"), FALLBACKS, "on_unreachable"),
-        unreadable=_choice(doc.get("unreadable", "ask"), UNREADABLE, "unreadable"),
+        on_timeout=choice(doc.get("on_timeout", "deny"), FALLBACKS, "on_timeout"),
+        on_unreachable=choice(doc.get("on_unreachable", "deny"), FALLBACKS, "on_unreachable"),
+        unreadable=choice(doc.get("unreadable", "ask"), UNREADABLE, "unreadable"),
+        name=name.strip() if isinstance(name, str) else None,
+        label="central" if central else "policy",
     )
 
 
-def load(path: str | None) -> Policy:
-    """The policy at ``path``; with none, every call asks a person. Any
-    problem is a :class:`PolicyError` saying what to fix."""
-    if not path:
-        return Policy()
+def read_text(path: str) -> str:
+    """A policy file's text; :class:`PolicyError` saying what is wrong."""
     try:
         with open(path, "rb") as f:
             data = f.read(16 * 1024 * 1024 + 1)
@@ -299,16 +277,40 @@ def load(path: str | None) -> Policy:
     if len(data) > 16 * 1024 * 1024:
         raise PolicyError(f"the policy file {path} is over 16 MiB")
     try:
-        text = data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise PolicyError(f"the policy file {path} is not UTF-8 (byte {exc.start})") from None
+
+
+def toml_doc(text: str, path: str) -> dict[str, Any]:
     try:
-        doc = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(f"the policy file {path} is not valid TOML: {exc}") from None
     except RecursionError:
         raise PolicyError(f"the policy file {path} is nested too deeply") from None
-    return parse(doc)
 
 
-__all__ = ["DEFAULT_TIMEOUT_S", "Policy", "PolicyError", "Rule", "Ruling", "Subject", "load", "parse", "path_forms"]
+def load(path: str | None) -> Policy:
+    """The policy at ``path``; with none, every call asks a person. Any
+    problem is a :class:`PolicyError` saying what to fix."""
+    if not path:
+        return Policy()
+    return parse(toml_doc(read_text(path), path))
+
+
+__all__ = [
+    "DEFAULT_TIMEOUT_S",
+    "MAX_APPROVERS",
+    "Facts",
+    "Policy",
+    "PolicyError",
+    "Rule",
+    "Ruling",
+    "Subject",
+    "load",
+    "parse",
+    "path_forms",
+    "read_text",
+    "toml_doc",
+]

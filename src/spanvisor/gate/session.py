@@ -14,8 +14,6 @@ import os
 from collections.abc import Mapping
 from typing import NamedTuple
 
-from spanvisor.gate import taskids as ids
-
 RESOURCE_TASK_ID = "spanvisor.task.id"
 # What the launcher tells the CLI's hooks, in variables a CLI passes on:
 # Claude Code (2.1) removes every OTEL_* variable from a hook's environment,
@@ -41,6 +39,40 @@ def resource_attributes(env: Mapping[str, str]) -> dict[str, str]:
         if sep and key.strip():
             out[urllib.parse.unquote(key.strip())] = urllib.parse.unquote(value.strip())
     return out
+
+
+# What OTEL_RESOURCE_ATTRIBUTES may hold unencoded: W3C Baggage's
+# baggage-octet (printable ASCII but space, '"', ',', ';' and '\\'), less
+# '%' itself, which must be encoded for a decoder to read the value back.
+_BAGGAGE_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '",;\\%')
+# A key is read up to its first '=': one in a key is encoded too.
+_KEY_SAFE = _BAGGAGE_SAFE.replace("=", "")
+OWNER = "agent.owner"
+
+
+def encode_resource(attrs: Mapping[str, str]) -> str:
+    """``attrs`` as ``OTEL_RESOURCE_ATTRIBUTES``: only what the OTel
+    specification requires is percent-encoded (characters outside the
+    baggage octets, and '%'), so a task id such as ``deploy:web/42`` travels
+    as it is, whether or not the CLI decodes."""
+    import urllib.parse
+
+    def enc(text: str, safe: str) -> str:
+        return urllib.parse.quote(text, safe=safe)
+
+    return ",".join(f"{enc(k, _KEY_SAFE)}={enc(v, _BAGGAGE_SAFE)}" for k, v in attrs.items())
+
+
+def with_resource(env: Mapping[str, str], attrs: Mapping[str, str]) -> str:
+    """The user's ``OTEL_RESOURCE_ATTRIBUTES`` (decoded) with ``attrs`` added
+    (ours win), encoded by :func:`encode_resource`."""
+    return encode_resource({**resource_attributes(env), **attrs})
+
+
+def task_owner(env: Mapping[str, str]) -> str | None:
+    """The person the agent works for, who may not approve its requests:
+    ``SPANVISOR_TASK_OWNER``, else ``agent.owner`` in ``OTEL_RESOURCE_ATTRIBUTES``."""
+    return env.get(ENV_TASK_OWNER) or resource_attributes(env).get(OWNER) or None
 
 
 def launched_task(env: Mapping[str, str]) -> str | None:
@@ -74,11 +106,15 @@ class TaskKey(NamedTuple):
     @property
     def task_id(self) -> str:
         """The task's id: the launcher's, else the session id in its CLI's namespace."""
-        return self.key if self.launched else ids.session_task_id(self.service, self.key)
+        from spanvisor.gate import taskids
+
+        return self.key if self.launched else taskids.session_task_id(self.service, self.key)
 
     @property
     def ids(self) -> tuple[str, str]:
-        return ids.launcher_task_ids(self.key) if self.launched else ids.task_ids(self.service, self.key)
+        from spanvisor.gate import taskids  # hashlib: not before the launcher's CLI starts
+
+        return taskids.launcher_task_ids(self.key) if self.launched else taskids.task_ids(self.service, self.key)
 
 
 def session_of(cli: str, session_id: str | None, env: Mapping[str, str]) -> TaskKey | None:
@@ -94,12 +130,16 @@ __all__ = [
     "ENV_ENDPOINT",
     "ENV_TASK_ID",
     "ENV_TASK_OWNER",
+    "OWNER",
     "RESOURCE_TASK_ID",
     "SERVICES",
     "TaskKey",
+    "encode_resource",
     "endpoint_from",
     "launched_task",
     "otlp_endpoint",
     "resource_attributes",
     "session_of",
+    "task_owner",
+    "with_resource",
 ]

@@ -13,13 +13,19 @@ import time
 from collections.abc import Mapping
 from typing import NamedTuple
 
+from spanvisor.gate import centralcache, notes
 from spanvisor.gate import contracts as gc
-from spanvisor.gate import notes
 from spanvisor.gate.answer import Answer
+from spanvisor.gate.central import combine
 from spanvisor.gate.policy import Policy, PolicyError, Ruling, load
+from spanvisor.gate.rules import AGENTS_OF, KNOWN_NOTHING, Facts, fact
+from spanvisor.gate.session import ENV_TASK_OWNER, launched_task, resource_attributes
+from spanvisor.gate.taskids import session_task_id
 
 # The largest hook input read: past it, a block (a CLI sends far less).
 MAX_INPUT = 4 * 1024 * 1024
+# The central policy's version on a policy answer's audit note.
+VERSION_ATTR = "spanvisor.policy.version"
 
 
 class Asked(NamedTuple):
@@ -45,9 +51,15 @@ def by_policy(
     out: Answer,
     env: Mapping[str, str],
     endpoint: str | None = None,
+    url: str | None = None,
+    token: str | None = None,
+    time_left: float | None = None,
 ) -> Asked | Decided:
     """Answer ``raw`` in ``out`` when the policy (or a failure) decides;
-    else what a person must decide."""
+    else what a person must decide. The local policy and the server's
+    central one (:mod:`.centralcache`: ``url``, ``token``) both have a say,
+    and the strictest wins. ``time_left``: what the deadline leaves (the
+    server is asked within a quarter of it, not at all past it)."""
     if len(raw) > MAX_INPUT:
         return Decided(out.block(f"spanvisor: the hook input is over {MAX_INPUT} bytes; denied"), None)
     try:
@@ -61,7 +73,20 @@ def by_policy(
         policy = load(policy_path)
     except PolicyError as exc:
         return Decided(out.block(f"spanvisor: {exc}; denied until the policy is fixed"), None)
-    ruling = policy.decide(call)
+    ask_s = centralcache.TIMEOUT_S if time_left is None else min(centralcache.TIMEOUT_S, time_left / 4)
+    seen = centralcache.view(env, url, endpoint, token, ask_s)
+    central = seen.central
+    facts = hook_facts(call, env) if policy.uses_facts or (central and central.policy.uses_facts) else KNOWN_NOTHING
+    ruling = combine(policy.decide(call, facts), central.ruling(call, facts) if central is not None else None)
+    if central is not None:
+        # The stricter fallbacks of the two: a person's silence, an unreachable server.
+        policy = policy._replace(
+            on_timeout="deny" if "deny" in (policy.on_timeout, central.policy.on_timeout) else "allow",
+            on_unreachable="deny" if "deny" in (policy.on_unreachable, central.policy.on_unreachable) else "allow",
+        )
+    if seen.state == "unknown" and ruling.verdict != "deny" and policy.on_unreachable == "deny":
+        # Never an allow the server may since have taken back.
+        ruling = Ruling("deny", "policy:on_unreachable", f"{seen.why}; denied until it can be (on_unreachable)")
     if ruling.verdict == "ask":
         return Asked(call, policy, ruling)
     decided_at = time.time_ns()
@@ -70,7 +95,32 @@ def by_policy(
     code = out.allow(reason) if ruling.verdict == "allow" else out.deny(reason)
     basis = call.call_id or hashlib.blake2b(raw, digest_size=16).hexdigest()
     note = notes.note("policy", call, basis, endpoint, decided_at, env, verdict=ruling.verdict, by=ruling.by)
+    if note is not None and central is not None:
+        for _name, attrs, _at in note["records"]:
+            attrs[VERSION_ATTR] = central.version
     return Decided(code, note)
 
 
-__all__ = ["MAX_INPUT", "Asked", "Decided", "by_policy"]
+def hook_facts(call: gc.Call, env: Mapping[str, str]) -> Facts:
+    """What a hook knows of its call's agent and task: the CLI, the agents
+    it may report as, the owner and the task's id (the launcher's, else the
+    session's); its name and repository when the resource names them, else
+    unknown (a rule on them is then taken at its strictest)."""
+    resource = resource_attributes(env) if env.get("OTEL_RESOURCE_ATTRIBUTES") else {}
+    task_id = launched_task(env) or (
+        session_task_id(AGENTS_OF[call.cli][0], call.session_id) if call.session_id and call.cli in AGENTS_OF else None
+    )
+    name, repo = resource.get("spanvisor.task.name"), resource.get("agent.repo")
+    return Facts(
+        agent=AGENTS_OF.get(call.cli),
+        cli=(call.cli,),
+        owner=fact(env.get(ENV_TASK_OWNER) or resource.get("agent.owner")),
+        task={
+            "id": fact(task_id) if task_id else None,
+            "name": (name,) if name else None,
+            "repo": (repo,) if repo else None,
+        },
+    )
+
+
+__all__ = ["MAX_INPUT", "VERSION_ATTR", "Asked", "Decided", "by_policy", "hook_facts"]

@@ -24,7 +24,11 @@ Where the records go is decided once per TracerProvider (:func:`channel`):
 
 ``SPANVISOR_LIVE_CHANNEL=off`` turns it off. On the agent's thread a record
 costs a tuple and a ``deque.append`` (:meth:`LiveChannel.say`), and a task's
-end only asks for a flush; a daemon thread emits the records every
+end only asks for a flush (a task's start into a pipeline in this process is
+one queue put, so it is ahead of the task's spans; beside an OTLP exporter a
+stamped child span of the root says the start too, through the span
+exporter, for the same reason:
+:func:`spanvisor.agent.task._start_span`); a daemon thread emits the records every
 :data:`SEND_EVERY_S` (at once when a task ends), sends heartbeats and
 flushes, so the agent never waits on the network; at interpreter exit what
 is left is sent, waiting at most :data:`END_FLUSH_MS`.
@@ -69,8 +73,20 @@ class LiveChannel:
     :data:`END_FLUSH_MS`.
     """
 
-    def __init__(self, send: Callable[[list[Record]], None], flush: Callable[[int], object] | None) -> None:
+    def __init__(
+        self,
+        send: Callable[[list[Record]], None],
+        flush: Callable[[int], object] | None,
+        spans_leave: bool = False,
+        direct: bool = False,
+    ) -> None:
         self._send = send
+        # ``send`` hands records to a pipeline in this process (a queue put):
+        # a task's start goes at once, on the agent's thread.
+        self.direct = direct
+        # The records leave as OTLP logs beside the spans' own exporter: a
+        # receiver may get a task's spans before its start record.
+        self.spans_leave = spans_leave
         self._flush = flush
         self._queue: deque[Record] = deque(maxlen=MAX_QUEUED)
         self._open: dict[int, tuple[Span, list[float]]] = {}  # span id -> (root, [last said, monotonic])
@@ -95,6 +111,15 @@ class LiveChannel:
 
     def opened(self, root: Span, attrs: Mapping[str, Any], start_ns: int) -> None:
         self._open[root.get_span_context().span_id] = (root, [time.monotonic()])
+        if self.direct:
+            # Into the pipeline's inbox now (a queue put, no I/O), ahead of
+            # every span of the task: the task opens under its own id before
+            # a model call of it could open a provisional task under another.
+            try:
+                self._send([(root, cv.LIVE_TASK_START, start_ns, attrs)])
+                return
+            except Exception:  # telemetry never breaks the agent: the thread sends it
+                log.exception("could not hand a task's start to the pipeline")
         self.say(root, cv.LIVE_TASK_START, attrs, start_ns)
 
     def closed(self, root: Span) -> None:
@@ -254,12 +279,13 @@ def _find(multi: Any, resource: Any) -> LiveChannel | None:
     for e in exporters:
         if isinstance(e, SpanvisorSpanExporter):
             svc = resource.attributes.get(cv.SERVICE_NAME) if resource is not None else None
-            return LiveChannel(_to_pipeline(e.pipeline, {cv.SERVICE_NAME: svc} if svc is not None else {}), None)
+            resource_attrs = {cv.SERVICE_NAME: svc} if svc is not None else {}
+            return LiveChannel(_to_pipeline(e.pipeline, resource_attrs), None, direct=True)
     sender = _log_sender(exporters, resource)
     if sender is None:
         return None
     send, owned = sender
-    return LiveChannel(send, owned.force_flush if owned is not None else None)
+    return LiveChannel(send, owned.force_flush if owned is not None else None, spans_leave=True)
 
 
 _channels: weakref.WeakKeyDictionary[Any, LiveChannel | None] = weakref.WeakKeyDictionary()

@@ -15,7 +15,7 @@ Two hand-overs:
   starts (:class:`StartedRoot`). The pipeline's thread tells which task each
   span belongs to (:mod:`spanvisor.otel.replay`), replaying the
   classification below in the order the hooks ran: the same decisions, off
-  the agent's thread (docs/performance.md).
+  the agent's thread (docs/design/performance.md).
 * **Once a task is stamped or another processor reads its spans**, the hooks
   classify on the agent's thread, for good: the stamp is written as a span
   starts, and another processor's ``on_end`` must see an identity put back

@@ -1,7 +1,7 @@
 """The processor's stamp: a task's identity written on each of its spans.
 
 What :class:`spanvisor.otel.processor.SpanvisorSpanProcessor` writes on the
-spans of a task as they start (``docs/conventions.md``, "Stamps written by the
+spans of a task as they start (``docs/reference/conventions.md``, "Stamps written by the
 processor") and puts back on one whose attribute limit dropped it.
 
 Stamps: the processor writes ``agent.task.id``, ``agent.task.root_span_id``

@@ -2,7 +2,7 @@
 
 Spans go into the inbox as they are (the SDK's span; building a compact copy
 on the agent's thread cost it more than keeping the SDK's objects alive until
-the pipeline frees them: docs/performance.md). A task's root goes in as a
+the pipeline frees them: docs/design/performance.md). A task's root goes in as a
 :class:`StartedRoot`, read live by the pipeline with the identity it started
 with; late work that started after its root ended as a :func:`compact_end`
 tuple carrying its task's stamp. :mod:`.sdkspans` reads them all.

@@ -15,7 +15,7 @@ bare, no tuple (an SDK ``Span`` or a ``StartedRoot`` at a start, the
 ``ReadableSpan`` the SDK hands ``on_end`` at an end): :meth:`Inbox.drain`
 turns each into an entry with ``replay`` as it takes it. A tuple built per
 hook, kept until the pipeline frees it, was a tenth of the hooks' cost on
-the agent's thread (docs/performance.md). The
+the agent's thread (docs/design/performance.md). The
 processor's hooks append to ``_items`` themselves while it holds fewer than
 ``limit`` entries (:meth:`Inbox.put`'s check, without the call), and count
 the drop as it does (``stats.inbox_drop``) when it is full. The bound is about spans:

@@ -235,22 +235,19 @@ class Pipeline:
         try:
             self.stats.sync_inbox_drops()
             now = time.monotonic()
-            # Roots are read as of before the drain: a checkpoint added since must
-            # not overtake a child's end that was already waiting in the inbox.
+            # Roots are read as of before the drain: a later checkpoint must not overtake a queued child's end.
             wall = time.time_ns()
             until = now + slice_s if slice_s is not None else None
             events: list[Event] = []
             spans = 0
             inbox = self._inbox
-            # A durable (or delivering paced) sink near its bound: the
-            # receiver's batches stay in the inbox. It fills and the receiver
-            # answers 503, rather than accepted spans being dropped later.
-            # The drain stops at the slice's end itself (see Inbox.drain).
+            # A durable (or delivering paced) sink near its bound: the receiver's batches stay in the inbox. It
+            # fills and the receiver answers 503, rather than accepted spans being dropped later. The drain stops
+            # at the slice's end itself (see Inbox.drain).
             with closing(inbox.drain(lambda: self._admission.sinks_room(len(events)), until)) as drain:
                 for item in drain:
                     if item[0] == "spans":
-                        # A receiver batch is hundreds of spans: it is cut at the
-                        # slice's end too, the rest put back at the head.
+                        # A receiver batch (hundreds of spans) is cut at the slice's end too, the rest put back first.
                         done = self._track_batch(item[1], until, events)
                         spans += done
                         if done < len(item[1]):
@@ -265,6 +262,8 @@ class Pipeline:
                             self.stats.drop("tracker_error", detail=f"{type(exc).__name__}: {exc}")
                             log.exception("tracker error on one span; it is skipped")
             more = more or inbox.stopped
+            if self.path == "exporter":  # provisional tasks (the processor sees roots start)
+                events.extend(self.tracker.settle())
             spans += inbox.skipped  # spans of no task: they took the pump's time too
             self._pumped = spans > 0
             if spans:
@@ -322,6 +321,7 @@ class Pipeline:
             except Exception as exc:  # one bad span must not cost the batch its events
                 self.stats.drop("tracker_error", detail=f"{type(exc).__name__}: {exc}")
                 log.exception("tracker error on one span; it is skipped")
+        extend(self.tracker.settle())  # provisional tasks, at a delivered batch's end (as a replay)
         return len(spans)
 
     def _dispatch(self, events: list[Event], tails: bool = True) -> None:

@@ -25,7 +25,7 @@ While the state store is unavailable every route answers 503 with
 ``Retry-After`` and a JSON body naming the cause; anything else that fails
 is a JSON 500 (:mod:`spanvisor.receiver.control_errors`).
 
-docs/interventions.md has examples of each.
+docs/reference/interventions.md has examples of each.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ from spanvisor.control.log import decision_to_dict
 from spanvisor.control.oidc import TokenRefused
 from spanvisor.control.people import from_config as people_of
 from spanvisor.events import Decision, TaskView
-from spanvisor.receiver import grants_api, hook_http, permit_api
+from spanvisor.receiver import grants_api, hook_http, permit_api, policy_api
 from spanvisor.receiver.control_errors import ControlFailures
 from spanvisor.receiver.control_views import approval_json, budget_json, open_json, votes_json
 from spanvisor.receiver.proof import as_decided, break_glass_refusal, prove, refused
@@ -342,10 +342,11 @@ def add_routes(app: web.Application, pipeline: Any, token: str | None) -> None:
     app.router.add_get(PREFIX + "/grants", guarded(listing))
     app.router.add_post(PREFIX + "/grants", guarded(make, deciders))
     app.router.add_delete(PREFIX + "/grants/{grant_id}", guarded(revoke, deciders))
+    policy_api.add_routes(app, pipeline, guarded)  # the central policy (docs/reference/policy.md)
     app.router.add_route("*", PREFIX + "/{tail:.*}", guarded(unknown))
-    # The event stream (docs/events.md) takes the same token, read scope.
+    # The event stream (docs/reference/events.md) takes the same token, read scope.
     sse.add_routes(app, pipeline, token)
-    # Claude Code's http hook, answered by the gate (docs/coding-agents-hooks.md).
+    # Claude Code's http hook, answered by the gate (docs/reference/coding-agents-hooks.md).
     hook_http.add_routes(app, token)
 
 

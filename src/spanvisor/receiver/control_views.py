@@ -23,7 +23,7 @@ def approval_json(r: ApprovalRequest) -> dict[str, Any]:
         "requested_ns": r.requested_ns,
         "digest": r.digest,
         "expires_ns": runs.expires_ns(r),
-        # What the approval binds to besides the question (docs/interventions.md),
+        # What the approval binds to besides the question (docs/reference/interventions.md),
         # as a person is shown it: the action with its secrets masked (the
         # digest binds the raw one, which the agent presents at the permit check).
         "agent": r.agent,
@@ -34,6 +34,10 @@ def approval_json(r: ApprovalRequest) -> dict[str, Any]:
         "requester": r.requester,
         # Whose approvals count ("group:sre", "alice"; empty: anyone's).
         "approvers_from": list(r.approvers_from),
+        # The central policy's version it was judged under, and what set its requirement (docs/reference/policy.md).
+        "policy_version": r.policy_version,
+        "required_by": r.required_by,
+        "policy_denied": r.policy_denied,
     }
 
 

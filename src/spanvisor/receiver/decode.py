@@ -14,7 +14,7 @@ naive walk of every attribute ran at ~54k spans/s against ~700k).
 A span is known keyed while walking its keys, never by serialising it
 again; one whose bytes cannot hold a known key skips even that
 (:func:`.scan.keyed_spans`). A request's spans leave in the order they came
-(the skew rule: docs/conventions.md#clock-skew), one resource's scopes
+(the skew rule: docs/reference/conventions.md#clock-skew), one resource's scopes
 merged back into end order (:mod:`.endorder`). The journal keeps request
 bodies as received, so a replay runs this same function: the same
 :class:`SpanData` in the same order, times clamped against the receive time

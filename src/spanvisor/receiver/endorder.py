@@ -5,7 +5,7 @@ instrumentation scope, in the order each scope's first span ended: a
 framework's root can then come before an LLM client's call that ended
 before it. One resource is one process with one clock, so its scopes are
 merged back into end order; different resources are never reordered
-against each other (docs/conventions.md#clock-skew).
+against each other (docs/reference/conventions.md#clock-skew).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Standing approvals over the control API (docs/interventions.md#grants).
+"""Standing approvals over the control API (docs/reference/interventions.md#standing-grants).
 
 * ``GET /v1/control/grants``: every grant kept, live first, with its state.
 * ``POST /v1/control/grants``: ``{"tool", "agent"?, "for_s", "task_id"?,

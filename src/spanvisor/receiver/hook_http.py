@@ -38,6 +38,7 @@ from spanvisor.control.bearer import bearer_matches
 from spanvisor.gate import notes, verdict
 from spanvisor.gate.answer import Answer
 from spanvisor.gate.deadline import ENV_STARTED, Deadline
+from spanvisor.gate.local import ENV_SOCKET
 from spanvisor.gate.session import ENV_ENDPOINT, ENV_TASK_ID, ENV_TASK_OWNER
 
 ROUTE = "/v1/hooks/claude-code"
@@ -63,7 +64,7 @@ def add_routes(app: web.Application, token: str | None) -> None:
             return _reply(_blocked("spanvisor: the hook's request could not be read; denied"))
         if expected is not None and not bearer_matches(request.headers.get("Authorization"), expected):
             return _reply(_blocked("spanvisor: the http hook's bearer token is missing or wrong; denied"))
-        facts = Facts(
+        facts = HookRequest(
             raw=raw,
             started=started,
             timeout=_timeout(request.query.get("timeout")),
@@ -88,7 +89,7 @@ def add_routes(app: web.Application, token: str | None) -> None:
     app.on_cleanup.append(close)
 
 
-class Facts:
+class HookRequest:
     """One hook request as the route read it."""
 
     __slots__ = ("origin", "owner", "raw", "started", "task", "timeout", "token")
@@ -108,9 +109,10 @@ class Facts:
         self.task, self.owner, self.origin, self.token = task, owner, origin, token
 
 
-def decide(facts: Facts) -> tuple[bytes, Callable[[], None] | None]:
+def decide(facts: HookRequest) -> tuple[bytes, Callable[[], None] | None]:
     """The answer's body, and what to do once it is sent (the note)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPANVISOR_GATE_", ENV_TASK_ID, ENV_TASK_OWNER))}
+    # serve's own environment, less what names one session: its socket and task.
+    env = {k: v for k, v in os.environ.items() if k not in (ENV_SOCKET, ENV_TASK_ID, ENV_TASK_OWNER)}
     env[ENV_ENDPOINT] = facts.origin
     env["SPANVISOR_CONTROL_URL"] = facts.origin
     if facts.token:
@@ -127,7 +129,7 @@ def decide(facts: Facts) -> tuple[bytes, Callable[[], None] | None]:
     return _asked(facts, env), None
 
 
-def _asked(facts: Facts, env: dict[str, str]) -> bytes:
+def _asked(facts: HookRequest, env: dict[str, str]) -> bytes:
     """A person decides: the command hook itself, asking this serve, by the
     same deadline (counted from the request's arrival)."""
     deadline = Deadline.for_cli("claude-code", facts.timeout, facts.started)

@@ -4,7 +4,7 @@ action. Body ``{"action": {"tool", "arguments"} | null, "run_id"?, "key"?}``
 (``key``: the secret whose SHA-256 the request carried, when it did);
 answer ``{"permitted": bool, "reason", "code", "digest"}`` (200 either
 way: a refusal is an answer, not an error). Permitted once: the approval is
-consumed in the run's shared record (docs/interventions.md). When the
+consumed in the run's shared record (docs/reference/interventions.md). When the
 deciders file names agents' own tokens, only the asking agent's token
 consumes (403 for the shared OTLP token; ``wrong_agent`` for another's)."""
 

@@ -38,9 +38,24 @@ def preflight(config: Any) -> None:
         if name != "auto":
             load_sink_class(str(name))
     people_of(config)  # the people file and the identity provider's settings
+    central_policy(config)
     ports_free(config)
     if config.get("journal"):
         hold_journal(config)
+
+
+def central_policy(config: Any) -> None:
+    """The central policy (``SPANVISOR_POLICY``) must read: one line saying
+    what to fix, rather than a server that denies every request."""
+    path = config.get("policy")
+    if not path:
+        return
+    from spanvisor.gate.central import PolicyError, load
+
+    try:
+        load(str(path))
+    except PolicyError as exc:
+        raise ConfigError(f"SPANVISOR_POLICY ({path}): {exc}") from None
 
 
 # (setting, its environment variable, serve's flag), per listener.
@@ -94,4 +109,4 @@ def hold_journal(config: Any) -> None:
     _HELD.append(fd)
 
 
-__all__ = ["hold_journal", "ports_free", "preflight"]
+__all__ = ["central_policy", "hold_journal", "ports_free", "preflight"]

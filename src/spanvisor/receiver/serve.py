@@ -1,7 +1,7 @@
 """``spanvisor serve``: an OTLP receiver in front of the same pipeline and sinks.
 
 One process, one pipeline. Agents (or, usually, an OpenTelemetry Collector)
-export OTLP here; ``docs/deploy.md`` explains what a 2xx means, how to size
+export OTLP here; ``docs/reference/deploy.md`` explains what a 2xx means, how to size
 it and how replicas share one PostgreSQL. ``serve`` turns on the embedded
 PostgreSQL when no database URL is set. ``/metrics`` on the admin port is the
 Prometheus sink's when it runs (``SPANVISOR_SINKS=auto``, the default, runs
@@ -327,6 +327,7 @@ def tracker_rebuild(pipeline: Any) -> Any:
                         tracker.span_ended(span)
                 except Exception:  # the live replay and live spans go on without it
                     log.exception("span journal: a span could not be rebuilt; skipped")
+            tracker.settle()  # each entry is a delivered batch: decided as it was
         finally:
             tracker.stats = counted
 

@@ -1,6 +1,6 @@
 """The span conventions spanvisor reads: the single source of truth.
 
-``docs/conventions.md`` documents every key here (the context windows of
+``docs/reference/conventions.md`` documents every key here (the context windows of
 common models are in :mod:`spanvisor.spans.windows`). Keys are matched exactly,
 never by prefix: OpenInference owns ``agent.name`` and upstream has an
 ``agent.threat.detection.*`` namespace, so ``agent.`` is not ours alone. The
@@ -35,7 +35,7 @@ BUDGET_TOKENS: Final = "agent.budget.tokens"
 EVENT_CHECKPOINT: Final = "agent.checkpoint"
 EVENT_ARTIFACT: Final = "agent.artifact"
 EVENT_EXCEPTION: Final = "exception"
-# A question to a person, and the agent's note of the answer it read back (docs/interventions.md). The
+# A question to a person, and the agent's note of the answer it read back (docs/reference/interventions.md). The
 # request's digest covers the details, the action (canonical JSON of {"tool", "arguments"}) and the agent.
 EVENT_APPROVAL_REQUEST: Final = "agent.approval.request"
 EVENT_APPROVAL_DECISION: Final = "agent.approval.decision"
@@ -121,12 +121,10 @@ TL_COMPLETION_OLD: Final = "llm.usage.completion_tokens"
 TL_LS_MODEL: Final = "traceloop.association.properties.ls_model_name"
 
 SERVICE_NAME: Final = "service.name"
-# The service names coding-agent CLIs export under: their sessions are read from their log records
-# (receiver/codingagents); their own spans are set aside unless stamped with a root (docs/coding-agents.md).
+# Coding-agent CLIs' service names: sessions read from their logs (Copilot CLI's spans), other spans kept only if stamped.
 CODING_AGENT_SERVICES: Final = frozenset(
-    {"claude-code", "codex_exec", "codex_tui", "codex_cli_rs", "codex-cli", "codex", "gemini-cli"}
-    # Qwen Code's, Copilot CLI's (read from its spans: receiver/codingagents/fromspans.py) and OpenCode's.
-    | {"qwen-code", "github-copilot", "opencode"}
+    {"claude-code", "codex_exec", "codex_tui", "codex_cli_rs", "codex-cli", "codex", "gemini-cli", "qwen-code"}
+    | {"github-copilot", "opencode"}
 )
 
 # Every key the tracker reads. A span with none of them (and no stamp) is skipped at once: most spans.

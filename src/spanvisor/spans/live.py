@@ -6,7 +6,7 @@ root's end. Agents in any language therefore also emit OpenTelemetry **log
 records** named by ``event.name`` (``LogRecord.event_name``; older senders
 put it in the ``event.name`` attribute), inside the root span's context so
 that each record carries the task's trace and root span ids
-(docs/conventions.md#the-live-channel):
+(docs/reference/conventions.md#the-live-channel):
 
 * ``agent.task.start``: the root's attributes as it starts (at the root's
   start time);

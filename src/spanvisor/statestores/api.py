@@ -19,7 +19,7 @@ effect. ``put`` itself stays unconditional for callers that overwrite a
 value on purpose.
 
 A value that gets *better* over time (the newest view of a task that replicas
-render: see ``docs/deploy.md#replicas``) is kept under a version with
+render: see ``docs/reference/deploy.md#replicas``) is kept under a version with
 ``put_if_newer``: the write happens only when it is newer than what is
 stored, in one atomic step, so an older or partial view never replaces a
 newer or final one whatever order replicas write in. An equal version is

@@ -1,7 +1,7 @@
 """The decision log's chain head, shared through the state store.
 
 The audit plugin (``spanvisor_postgres``) reads the head of the decision
-log's hash chain now and then (its number and hash, docs/audit.md) and
+log's hash chain now and then (its number and hash, docs/design/audit.md) and
 publishes it here; the webhook plugin, when asked, sends it to a receiver
 outside the database. Two plugins share the record and neither may import
 the other, so its place and shape are defined once, here.

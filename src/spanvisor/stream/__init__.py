@@ -1,5 +1,5 @@
 """The live event stream: every domain event as public JSON, fanned out to
-Server-Sent Events clients with replay (docs/events.md).
+Server-Sent Events clients with replay (docs/reference/events.md).
 
 ``body`` is the one public JSON shape of an event (webhooks send the same
 body for interventions); ``ring`` keeps the recent stream for replay;

@@ -109,6 +109,7 @@ def task_json(v: TaskView) -> dict[str, Any]:
         "budget_tokens": v.budget_tokens,
         "stalled": v.stalled,
         "cancel_requested": v.cancel_requested,
+        "provisional": v.provisional,
         "approvals": [
             {
                 "approval_id": r.approval_id,

@@ -168,6 +168,8 @@ def task_text(v: TaskView) -> str:
             _bool(v.stalled),
             ',"cancel_requested":',
             _bool(v.cancel_requested),
+            ',"provisional":',
+            _bool(v.provisional),
             ',"approvals":',
             _json(
                 [

@@ -1,4 +1,4 @@
-"""The event stream's settings (docs/events.md#limits)."""
+"""The event stream's settings (docs/reference/events.md#limits)."""
 
 from __future__ import annotations
 

@@ -35,9 +35,11 @@ from spanvisor.events import (
     InterventionOutcome,
     TaskView,
 )
+from spanvisor.gate.requirement import Floor
 from spanvisor.redaction import clip_middle, redact
 from spanvisor.spans import conventions as cv
 from spanvisor.spans import sanitize as sz
+from spanvisor.tracking import floor as floors
 from spanvisor.tracking.record import TaskRecord
 
 # Most open requests a task holds, and decisions its view keeps.
@@ -73,12 +75,20 @@ _HEX = frozenset("0123456789abcdef")
 
 
 def request_from(
-    attrs: Any, time_ns: int, notes: list[str], task_id: str = "", run_id: str = ""
+    attrs: Any,
+    time_ns: int,
+    notes: list[str],
+    task_id: str = "",
+    run_id: str = "",
+    floor: Floor | None = None,
+    task: Any = None,
 ) -> ApprovalRequest | None:
     """The request an ``agent.approval.request`` event carries, with its
     digest in the run ``run_id`` of task ``task_id``; None without an id or
     with an action that is not a valid one (it could never be approved as
-    asked: the agent's wait times out)."""
+    asked: the agent's wait times out). With the central policy's
+    ``floor``, it needs at least what the policy requires (:mod:`.floor`;
+    ``task``: the task's working fields, its agent, name and repo)."""
     approval_id = sz.name(attrs.get(cv.APPROVAL_ID), cv.APPROVAL_ID, notes)
     if not approval_id:
         notes.append(f"{cv.EVENT_APPROVAL_REQUEST}: no {cv.APPROVAL_ID}; ignored")
@@ -128,7 +138,7 @@ def request_from(
             f"{cv.EVENT_APPROVAL_REQUEST} {approval_id}: {cv.APPROVAL_PERMIT_KEY} is not 64 hex digits; ignored"
         )
         key = None
-    return ApprovalRequest(
+    req = ApprovalRequest(
         permit_key=key,
         approvers=approvers,
         approvers_from=approvers_from,
@@ -143,6 +153,11 @@ def request_from(
         details=details,
         action=canonical_json(action) if action is not None else None,
     )
+    if floor is None:
+        return req
+    agent_id, name, repo = (task.agent_id, task.task_name, task.repo) if task is not None else ("", None, None)
+    need = floors.requirement(floor, req, task_id, agent_id, name, repo)
+    return floors.apply(req, need, floors.asked_by(attrs, notes))
 
 
 def on_request(st: TaskRecord, event_id: str, time_ns: int, attrs: Any, notes: list[str]) -> list[Event]:
@@ -159,7 +174,12 @@ def on_request(st: TaskRecord, event_id: str, time_ns: int, attrs: Any, notes: l
             st,
             event_id,
             time_ns,
-            _open(st, request_from(attrs, time_ns, notes, st.working.task_id, st.working.run_id)),
+            _open(
+                st,
+                request_from(
+                    attrs, time_ns, notes, st.working.task_id, st.working.run_id, st.settings.floor, st.working
+                ),
+            ),
             notes,
         )
     ]

@@ -3,7 +3,7 @@
 Work can outlive its task's root, and under ``spanvisor serve`` with
 several replicas a task's spans may be spread over them (spraying, a
 restart, a load-balancing ring that changed). Two kinds of task then need
-care; see ``docs/deploy.md#replicas``.
+care; see ``docs/reference/deploy.md#replicas``.
 
 * :class:`ClosedTasks`: the state of tasks that finished here, kept for
   :data:`LATE_WINDOW_S` (at most :data:`MAX_CLOSED` of them), on every path.

@@ -5,7 +5,7 @@ A checkpoint event, or a state attribute on a span other than the root (read
 at that span's end), is a *timed fact*: for each field the fact with the
 latest time wins, whatever order facts arrive in. The root's own attributes
 carry no time: they fill only fields no timed fact has set. See
-``docs/conventions.md#time-order-and-which-value-wins``.
+``docs/reference/conventions.md#time-order-and-which-value-wins``.
 """
 
 from __future__ import annotations

@@ -59,6 +59,11 @@ class TaskIdentity:
     # started first, with its rank (what names the task should the root turn
     # out no wrapper).
     explicit: tuple[Rank, str] | None = None
+    # A provisional task (tracking/provisional.py), while its root is unseen:
+    # the agent it shows, the service's until a span of the task's own work
+    # (not a nested agent span: that names a sub-agent) names one (named).
+    shown: str | None = None
+    named: bool = False
 
     def unknown_root(self, stamps: Any) -> None:
         """The task opened from a stamped descendant, its root unseen: a stamp
@@ -145,6 +150,12 @@ class TaskIdentity:
             return wins
 
         agent = sz.name(cv.agent_id(a), cv.AGENT_ID, notes) or sz.name(cv.agent_name(a), "agent.name", notes)
+        if self.shown is not None and not self.named and not cv.is_agent_span(a):
+            # The first span of the task's own work to name its agent (by an
+            # agent key: OpenLLMetry's entity name names any step).
+            own = sz.name(cv.first(a, cv.AGENT_ID, cv.GEN_AI_AGENT_NAME, cv.AGENT_NAME), cv.AGENT_ID, notes)
+            if own is not None:
+                self.shown, self.named = own, True
         if agent is not None and (is_root or self.agent_is_fallback or self.lends("agent_id")):
             gap_agent = self.agent_is_fallback
             offer("agent_id", agent)

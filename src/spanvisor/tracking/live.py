@@ -117,7 +117,20 @@ class LiveRoots:
     def __init__(self) -> None:
         self._roots: dict[Key, LiveRoot] = {}
         self._waiting: OrderedDict[Key, _Waiting] = OrderedDict()
+        self._traces: dict[str, int] = {}  # trace id -> its tasks with records waiting
         self.dropped = 0  # records that waited in vain (counted by the tracker)
+
+    def waits_in(self, trace_id: str) -> bool:
+        """Whether records of a task of ``trace_id`` wait for it: the live
+        channel speaks for that trace (no provisional task is guessed)."""
+        return trace_id in self._traces
+
+    def _gone(self, key: Key) -> None:
+        n = self._traces.get(key[0], 0) - 1
+        if n > 0:
+            self._traces[key[0]] = n
+        else:
+            self._traces.pop(key[0], None)
 
     def __contains__(self, key: object) -> bool:
         return key in self._roots
@@ -130,14 +143,17 @@ class LiveRoots:
 
     def forget(self, key: Key) -> None:
         self._roots.pop(key, None)
-        self._waiting.pop(key, None)
+        if self._waiting.pop(key, None) is not None:
+            self._gone(key)
 
     def wait(self, key: Key, fact: LiveFact, now: float) -> None:
         w = self._waiting.get(key)
         if w is None:
             w = self._waiting[key] = _Waiting(now, [])
+            self._traces[key[0]] = self._traces.get(key[0], 0) + 1
             while len(self._waiting) > MAX_WAITING_TASKS:
-                _, gone = self._waiting.popitem(last=False)
+                old, gone = self._waiting.popitem(last=False)
+                self._gone(old)
                 self.dropped += len(gone.facts)
         if len(w.facts) >= MAX_WAITING_FACTS:
             w.facts.pop(0)
@@ -152,7 +168,10 @@ class LiveRoots:
     def take(self, key: Key) -> list[LiveFact]:
         """The records that waited for ``key``'s task, oldest first."""
         w = self._waiting.pop(key, None)
-        return [] if w is None else w.facts
+        if w is None:
+            return []
+        self._gone(key)
+        return w.facts
 
     def expire(self, now: float) -> None:
         while self._waiting:
@@ -160,6 +179,7 @@ class LiveRoots:
             if now - w.since <= WAITING_TTL_S:
                 return
             del self._waiting[key]
+            self._gone(key)
             self.dropped += len(w.facts)
 
 

@@ -7,7 +7,7 @@ conversation and reports the fullest active one. A small side call (a
 sub-agent's chat, a summariser) then never makes the main conversation look
 empty, and embeddings or reranking calls never count at all.
 
-The rule, documented in ``docs/conventions.md#context-occupancy``:
+The rule, documented in ``docs/reference/conventions.md#context-window-usage``:
 
 * a **conversation** is the model calls that share ``gen_ai.conversation.id``
   or, without it, the same parent span (the agent or sub-agent span that made

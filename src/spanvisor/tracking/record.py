@@ -22,6 +22,7 @@ from spanvisor.events import TaskView, stable_id
 from spanvisor.tracking.fields import TaskFields
 from spanvisor.tracking.identity import TaskIdentity
 from spanvisor.tracking.outcome import ErrorInfo
+from spanvisor.tracking.provisional import shown
 from spanvisor.tracking.settings import TrackerSettings
 from spanvisor.tracking.taskcontext import TaskContext
 from spanvisor.tracking.views import build_view, id_prefix, prefixed_id
@@ -51,6 +52,7 @@ class TaskRecord:
         "finished",
         "identity",
         "last_ns",
+        "root_at",
         "settings",
         "stalls",
         "state_seen",
@@ -74,6 +76,9 @@ class TaskRecord:
         self.errors: ErrorInfo | None = None
         self.finished = False
         self.last_ns = last_ns
+        # A provisional task's: the span its members hang from (its root, as
+        # far as its spans tell); None: its root span.
+        self.root_at: str | None = None
         self.cost_nano = 0  # the task's cost in nano-dollars (exact sums; cost_usd shows it)
         # (unit, level) of the task budget warned of: a shared empty frozenset
         # until the first warning (an empty set is 216 bytes in every task).
@@ -105,8 +110,14 @@ class TaskRecord:
 
     @property
     def view(self) -> TaskView:
-        """The task's state as a new frozen view (every event carries its own)."""
-        return build_view(self._w)
+        """The task's state as a new frozen view (every event carries its own).
+        A provisional task's shows a stand-in for what only its root can say
+        (:func:`.provisional.shown`)."""
+        w = self._w
+        if not w.provisional:
+            return build_view(w)
+        who = self.identity
+        return shown(build_view(w), who.shown or w.agent_id, who.named)
 
     def event_id(self, *parts: object) -> str:
         """``stable_id(task_id, run_id, *parts)``, the prefix encoded once per task."""

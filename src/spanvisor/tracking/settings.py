@@ -10,8 +10,10 @@ from typing import Any
 
 from spanvisor.budgets.ledger import BudgetSettings, Ledger
 from spanvisor.budgets.outliers import OutlierBook
+from spanvisor.gate.requirement import Floor
 from spanvisor.spans.windows import ContextWindows
 from spanvisor.tracking.prices import Pricer
+from spanvisor.tracking.provisional import DEFAULT, ProvisionalRule
 
 
 @dataclass
@@ -36,6 +38,10 @@ class TrackerSettings:
     # Each agent's recent finished tasks, to say when one is far off its usual.
     outliers: OutlierBook = field(default_factory=OutlierBook)
     stalls: StallSettings = field(default_factory=StallSettings)
+    # When a trace's spans open its task before its root arrives (end order).
+    provisional: ProvisionalRule = field(default_factory=ProvisionalRule)
+    # The central policy (SPANVISOR_POLICY): the floor every approval request is raised to.
+    floor: Floor | None = None
 
     def __post_init__(self) -> None:
         self.ledger = Ledger(self.budgets)
@@ -60,7 +66,24 @@ class TrackerSettings:
                 lost_after_s=float(c.get("lost_after_s", 86_400.0)),
                 by_agent=c.get("stall_after_by_agent") or {},
             ),
+            provisional=ProvisionalRule.parse(c.get("provisional", DEFAULT)),
+            floor=central_floor(c.get("policy")),
         )
 
 
-__all__ = ["StallSettings", "TrackerSettings"]
+def central_floor(path: Any) -> Floor | None:
+    """The central policy at ``path`` (read now, on the caller's thread: the
+    shell parser is imported here, never on the pipeline's); one that
+    cannot be read denies every request, and says why (``serve`` refuses to
+    start with it instead)."""
+    if not path:
+        return None
+    from spanvisor.gate.central import Broken, Holder, PolicyError
+
+    try:
+        return Holder(str(path))
+    except PolicyError as exc:
+        return Broken(str(exc))
+
+
+__all__ = ["StallSettings", "TrackerSettings", "central_floor"]

@@ -10,7 +10,7 @@ life comes back. One quiet for ``SPANVISOR_LOST_AFTER`` (24 h by default) is
 finished as ``lost``: its agent died without ending its root, and no sink
 should show it running for ever. Only a replica that holds the task open
 can say either (a replica that saw only some children, and no live record,
-lets the task sleep after ``SPANVISOR_ROOT_HOLD``: see docs/deploy.md).
+lets the task sleep after ``SPANVISOR_ROOT_HOLD``: see docs/reference/deploy.md).
 """
 
 from __future__ import annotations

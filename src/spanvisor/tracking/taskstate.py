@@ -3,7 +3,7 @@
 ``TaskState.absorb`` reads one snapshot of one span of the task (an open
 root polled, or an ended span) and returns the events it causes. Which span
 changes produce which events is documented in
-``docs/conventions.md#which-changes-become-events``; in short:
+``docs/reference/conventions.md#which-changes-become-events``; in short:
 
 * an ``agent.checkpoint`` span event → ``Checkpoint(source="event")``;
 * a change of progress, step, steps, message or status → ``Checkpoint(source="state")``;
@@ -90,6 +90,15 @@ class TaskState(TaskRecord):
         identity = TaskIdentity(agent_is_fallback=named is None, wrapper=wrapper)
         return cls(view, settings, identity=identity, last_ns=span.start_ns)
 
+    def provisional(self) -> None:
+        """Opened before its root arrived (:mod:`.provisional`): its identity
+        is read as for a task whose root is unseen (nested agent spans may
+        name it, as under a wrapper, until the root says what it is), and
+        its views show a stand-in until the root's end (:meth:`view`)."""
+        self.identity.unknown_root(())
+        self.identity.shown = self._w.agent_id  # the service's, until a span names the agent
+        self.update(provisional=True)
+
     def read_initial(self, span: SpanData, notes: list[str]) -> None:
         """The root's attributes as the task opens: its initial state, part of
         TaskStarted."""
@@ -140,6 +149,8 @@ class TaskState(TaskRecord):
             who = self.identity.read(w, span, notes, is_root)
             if who:
                 self.update(**who)
+            if is_root and self.root_at is not None:
+                self._root_of_provisional(span, ended)
             budget_changed = "agent_id" in who and taskbudget.agent_default(self)
             if (is_root and a and taskbudget.read_root(self, a, notes)) or budget_changed:
                 out.extend(taskbudget.warnings(self, now, notes))
@@ -183,9 +194,34 @@ class TaskState(TaskRecord):
         if span.error and not is_root:
             errors = self.error_info()
             errors.span_failed(span, notes)
-            if step and span.parent_id == self._w.root_span_id:
+            if step and span.parent_id == (self.root_at or self._w.root_span_id):
                 errors.step_failed(span)
         return out
+
+    def _root_of_provisional(self, span: SpanData, ended: bool) -> None:
+        """A provisional task's root speaks (its live record: its views show
+        what it says from now on) or ends: a task like any other from here.
+        It started when its root did (not when a span on a skewed clock
+        says), and a root naming its agent by id only keeps a name other
+        spans lent only if it is that agent's (a sub-agent named it while
+        the agent was unknown)."""
+        w, root, lent = self._w, span.attributes, self.identity.lent
+        self.identity.shown = None
+        self.update(provisional=False)
+        if not ended:
+            return
+        self.root_at = None
+        self.update(started_ns=span.start_ns)
+        if (
+            w.agent_name is not None
+            and w.agent_name != w.agent_id
+            and lent is not None
+            and "agent_name" in lent
+            and cv.agent_name(root) is None
+            and cv.agent_id(root) is not None
+        ):
+            del lent["agent_name"]
+            self.update(agent_name=None)
 
     def _read_events(self, span: SpanData, notes: list[str], is_root: bool, until_ns: int | None) -> list[Event]:
         # Events are known by (time, name, n-th of that pair), not by

@@ -104,17 +104,28 @@ class TaskTable:
         return self.by_task.states(task_id, self.open, self.closed, self.clock())
 
     def create(
-        self, key: Key, span: SpanData, notes: list[str], initial: bool, *, unconfirmed: bool = False, heard_ns: int = 0
+        self,
+        key: Key,
+        span: SpanData,
+        notes: list[str],
+        initial: bool,
+        *,
+        unconfirmed: bool = False,
+        heard_ns: int = 0,
+        provisional: bool = False,
     ) -> tuple[TaskState, list[Event]]:
         """Open a task. ``initial``: ``span`` is the root as it starts, so its
         state attributes are the task's initial state (part of TaskStarted).
         ``unconfirmed``: opened by a live start record alone, heard at
-        ``heard_ns`` (its stall clock starts then)."""
+        ``heard_ns`` (its stall clock starts then). ``provisional``: opened
+        before its root arrived (:mod:`.provisional`)."""
         trace_id, root_id = key
         raw_id = span.attributes.get(cv.TASK_ID)
         task_id = sz.name(raw_id, cv.TASK_ID, notes) if raw_id is not None else None
         task_id = task_id or default_task_id(trace_id, root_id)
         st = TaskState.open(task_id, trace_id, root_id, span, self.settings, notes)
+        if provisional:
+            st.provisional()
         if initial:  # the root as it starts, or before its children are replayed (end order)
             st.read_initial(span, notes)
         self.open[key] = st
@@ -190,6 +201,13 @@ class TaskTable:
         ev = st.finish(root, notes)
         self._close(key, st, "finished")
         return [ev]
+
+    def alias(self, key: Key, st: TaskState) -> None:
+        """``key`` (a provisional task's root, not the span it was opened
+        under) is the finished task ``st``: its late spans correct it."""
+        if key != (st.working.trace_id, st.working.root_span_id):
+            self.finished.remember(pair_key(*key))
+            self.closed.add(key, st, self.clock())
 
     def step_failed(self, key: Key) -> None:
         """A task's step under its open root failed (see :meth:`expire`)."""

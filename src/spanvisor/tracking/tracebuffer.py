@@ -8,19 +8,28 @@ others only as links for ancestry. A root candidate is *held* until its
 ancestry says whether it is a task root or nested in one (or its deadline
 passes, or its live records say it is one); then its :class:`Subtree`
 leaves the buffer and the tracker turns it into events.
+
+A trace may also have a *provisional task* (:mod:`.provisional`), opened
+before its root arrived: its spans' entries stay here as links **marked**
+with that task's key (and the span it was opened under, not arrived yet, as
+a marked placeholder), so a span whose parent is marked joins it at once,
+and the subtree a root decision takes finishes that task when it holds a
+marked link (:attr:`Subtree.task`). A marked link counts as a task
+ancestor: a candidate below it is nested.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
 from spanvisor.spans import conventions as cv
-from spanvisor.spans import current as now
 from spanvisor.spans.data import SpanData
 from spanvisor.stats import PipelineStats
+
+Key = tuple[str, str]  # (trace id, root span id)
 
 PENDING_TTL_S = 3600.0
 
@@ -33,6 +42,10 @@ class PendingSpan:
     parent_remote: bool
     data: SpanData | None  # None: a link kept only for ancestry
     candidate: bool
+    # The provisional task this span is already part of (its data read there).
+    task: Key | None = None
+    # The span a provisional task was opened under, not arrived yet.
+    placeholder: bool = False
 
 
 @dataclass
@@ -40,6 +53,15 @@ class TraceBuffer:
     spans: dict[str, PendingSpan] = field(default_factory=dict)
     held: dict[str, float] = field(default_factory=dict)  # root candidate -> deadline
     touched: float = 0.0
+    # What its spans held so far say of an agent at work (.provisional's rule):
+    # model calls, tool calls, agent spans or spans naming an agent.
+    calls: int = 0
+    tools: int = 0
+    agents: int = 0
+    # The open provisional task of this trace: the buffer is kept while it is.
+    task: Key | None = None
+    # Counted as held back (a model call's trace that made no task) once.
+    held_back: bool = False
 
     def ancestry(self, sid: str) -> Ancestry:
         """``root``: no candidate above it; ``nested``: one is; ``wait``: unknown yet."""
@@ -51,52 +73,58 @@ class TraceBuffer:
             parent = self.spans.get(node.parent_id)
             if parent is None:
                 return "wait"
-            if parent.candidate:
+            if parent.candidate or parent.task is not None:
                 return "nested"
             node = parent
             hops += 1
             if hops > 10_000:  # a cycle in malformed input
                 return "root"
 
-    def take_subtree(self, root_sid: str) -> tuple[SpanData, list[SpanData], list[SpanData], int]:
+    def take_subtree(self, root_sid: str) -> tuple[SpanData, list[SpanData], list[SpanData], int, Key | None]:
         """Remove ``root_sid`` and its buffered descendants: (the root's data,
         the descendants' data that arrived before it and after it, each in
-        arrival order, how many entries left the buffer). Those after it
-        ended after it (late), as the processor would have seen them end."""
+        arrival order, how many entries left the buffer, the provisional
+        task one of them was marked with). Those after it ended after it
+        (late), as the processor would have seen them end."""
         arrived = {sid: i for i, sid in enumerate(self.spans)}
         at = arrived[root_sid]
-        datas, taken = self.take_below(root_sid)
+        datas, taken, task = self.take_below(root_sid)
         root = self.spans.pop(root_sid)
         assert root.data is not None
         before = [d for d in datas if arrived[d.span_id] < at]
         after = [d for d in datas if arrived[d.span_id] > at]
-        return root.data, before, after, taken + 1
+        return root.data, before, after, taken + 1, root.task or task
 
-    def take_below(self, sid: str) -> tuple[list[SpanData], int]:
-        """Remove the buffered descendants of ``sid`` (buffered or not itself):
-        their data in the order they arrived, and how many entries left the
-        buffer."""
+    def below(self, sid: str) -> list[str]:
+        """The buffered descendants of ``sid`` (buffered or not itself), in arrival order."""
         children: dict[str, list[str]] = {}
         for child, p in self.spans.items():
             if p.parent_id is not None:
                 children.setdefault(p.parent_id, []).append(child)
-        members: list[str] = []
+        members: set[str] = set()
         stack = list(children.get(sid, ()))
         while stack:
             below = stack.pop()
-            members.append(below)
+            members.add(below)
             stack.extend(children.get(below, ()))
-        taken = 0
-        datas: list[SpanData] = []
-        below_sid = set(members)
         # The buffer keeps arrival order: the order a task's spans take effect in.
-        for below in [s for s in self.spans if s in below_sid]:
+        return [s for s in self.spans if s in members] if members else []
+
+    def take_below(self, sid: str) -> tuple[list[SpanData], int, Key | None]:
+        """Remove the buffered descendants of ``sid`` (buffered or not itself):
+        their data in the order they arrived, how many entries left the
+        buffer, and the provisional task one of them was marked with."""
+        taken = 0
+        task: Key | None = None
+        datas: list[SpanData] = []
+        for below in self.below(sid):
             p = self.spans.pop(below)
             taken += 1
             self.held.pop(below, None)
+            task = task or p.task
             if p.data is not None:
                 datas.append(p.data)
-        return datas, taken
+        return datas, taken, task
 
 
 def can_cause_events(span: SpanData) -> bool:
@@ -109,26 +137,6 @@ def can_cause_events(span: SpanData) -> bool:
     if a and not cv.CONTENT_KEYS.isdisjoint(a):
         return True
     return bool(span.events) and any(e.name in cv.KNOWN_EVENTS or e.name == cv.EVENT_EXCEPTION for e in span.events)
-
-
-def chain_run(span: SpanData, buf: TraceBuffer | None) -> SpanData | None:
-    """A span with no parent that ends as no task root: when it is a
-    framework's top-level run (an OpenInference CHAIN whose buffered subtree
-    holds a model call and no agent span: LlamaIndex's agent workflows), the
-    span as a task root, titled by its name without the method
-    (:mod:`spanvisor.spans.current`); else None. Decided at its end, on every
-    path (in process too, its trace goes over in end order)."""
-    if buf is None or not now.is_chain_run(span.attributes, span.parent_id) or cv.TASK_NAME in span.attributes:
-        return None
-    model = False
-    for p in buf.spans.values():
-        if p.candidate:
-            return None  # an agent span below is the task (CrewAI's), not this run
-        if not model and p.data is not None and cv.is_model_call(p.data.attributes):
-            model = True
-    if not model:
-        return None
-    return replace(span, attributes={**span.attributes, cv.TASK_NAME: now.title(span.name)})
 
 
 def unended_run(trace_id: str, buf: TraceBuffer) -> Subtree | None:
@@ -153,7 +161,7 @@ def unended_run(trace_id: str, buf: TraceBuffer) -> Subtree | None:
     )
     if failed is None or failed.parent_id is None:
         return None
-    members, _ = buf.take_below(failed.parent_id)
+    members, _, _ = buf.take_below(failed.parent_id)
     if not any(cv.is_model_call(d.attributes) for d in members):
         return None
     note = (
@@ -174,6 +182,11 @@ class Subtree(NamedTuple):
     on_time: list[SpanData]  # arrived before the root, in arrival order
     late: list[SpanData]  # arrived after it (ended after it, as in-process)
     taken: int  # entries that left the buffer
+    # The provisional task the root or one of the taken spans belongs to:
+    # this root is that task's (it is never a task of its own).
+    task: Key | None = None
+    # The root is no root: an agent span nested in ``task``, held in vain.
+    nested: bool = False
 
 
 class PendingTraces:
@@ -193,31 +206,82 @@ class PendingTraces:
     def buffer(self, trace_id: str) -> TraceBuffer | None:
         return self._buffers.get(trace_id)
 
-    def hold(self, span: SpanData, interesting: bool, candidate: bool) -> list[Subtree]:
-        """Keep ``span`` (whole, or as a link when it cannot cause events);
-        the task roots its arrival decides."""
+    def hold(
+        self, span: SpanData, interesting: bool, candidate: bool, keep: bool = False, task: Key | None = None
+    ) -> list[Subtree]:
+        """Keep ``span`` (whole, or as a link when it cannot cause events,
+        unless ``keep``: a trace's top span, which a provisional task may
+        need as its root), marked with ``task`` if given; the task roots
+        its arrival decides."""
         tid = span.trace_id
         buf = self._buffers.get(tid)
         if buf is None:
             buf = self._buffers[tid] = TraceBuffer()
         self._buffers.move_to_end(tid)
         buf.touched = self._clock()
-        buf.spans[span.span_id] = PendingSpan(
-            span.parent_id, span.parent_remote, span if interesting else None, candidate
+        sid = span.span_id
+        was = buf.spans.get(sid)
+        if was is None:
+            self._count += 1
+        elif was.placeholder:  # the span a provisional task hangs from: its arrival is now
+            del buf.spans[sid]
+        buf.spans[sid] = PendingSpan(
+            span.parent_id, span.parent_remote, span if interesting or keep else None, candidate, task
         )
-        self._count += 1
+        if interesting:
+            a = span.attributes
+            if cv.is_model_call(a):
+                buf.calls += 1
+            elif cv.is_tool_call(a):
+                buf.tools += 1
+            if candidate or cv.GEN_AI_AGENT_NAME in a or cv.AGENT_NAME in a:
+                buf.agents += 1
         if candidate:
-            buf.held[span.span_id] = buf.touched + self._hold_s
+            buf.held[sid] = buf.touched + self._hold_s
         out = self._resolve(tid, buf, ())
         self._bound()
         return out
+
+    def link(self, span: SpanData, task: Key) -> None:
+        """``span`` joined provisional task ``task`` (its data read there): a marked link."""
+        buf = self._buffers.get(span.trace_id)
+        if buf is None:
+            return
+        if span.span_id not in buf.spans:
+            self._count += 1
+        buf.spans[span.span_id] = PendingSpan(span.parent_id, span.parent_remote, None, False, task)
+
+    def placeholder(self, trace_id: str, sid: str, task: Key) -> None:
+        """``sid`` (not arrived) is where provisional ``task`` hangs: a marked placeholder."""
+        buf = self._buffers.get(trace_id)
+        if buf is not None and sid not in buf.spans:
+            buf.spans[sid] = PendingSpan(None, False, None, False, task, placeholder=True)
+            self._count += 1
+
+    def unmark(self, trace_id: str, task: Key) -> None:
+        """``task``'s links leave its trace's buffer (it ended with its top span)."""
+        buf = self._buffers.get(trace_id)
+        if buf is not None:
+            gone = [sid for sid, p in buf.spans.items() if p.task == task]
+            for sid in gone:
+                del buf.spans[sid]
+                buf.held.pop(sid, None)
+            self._taken(trace_id, buf, len(gone))
+
+    def release(self, task: Key) -> None:
+        """``task``'s trace buffer is kept for it no longer (it ended)."""
+        buf = self._buffers.get(task[0])
+        if buf is not None and buf.task == task:
+            buf.task = None
+            if not buf.spans:
+                del self._buffers[task[0]]
 
     def below(self, trace_id: str, sid: str) -> list[SpanData]:
         """What waits of ``sid``'s subtree (not ``sid`` itself), in arrival order."""
         buf = self._buffers.get(trace_id)
         if buf is None:
             return []
-        datas, taken = buf.take_below(sid)
+        datas, taken, _ = buf.take_below(sid)
         self._taken(trace_id, buf, taken)
         return datas
 
@@ -240,10 +304,12 @@ class PendingTraces:
             due = [sid for sid, deadline in buf.held.items() if deadline <= now]
             if due:
                 out.extend(self._resolve(tid, buf, due))
-            if tid in self._buffers and now - buf.touched > PENDING_TTL_S and not buf.held:
+            if tid in self._buffers and now - buf.touched > PENDING_TTL_S and not buf.held and buf.task is None:
                 del self._buffers[tid]
                 self._count -= len(buf.spans)
                 self._stats.inc("evicted_tasks_total", reason="expired")
+                if buf.calls and not buf.held_back:  # a model call's trace that made no task
+                    self._stats.inc("provisional_tasks_total", outcome="held_back")
                 run = unended_run(tid, buf)
                 if run is not None:
                     out.append(run)
@@ -257,27 +323,40 @@ class PendingTraces:
             if sid not in buf.held:
                 continue
             # A nested candidate stays held: its outer root takes it along, or
-            # its deadline passes and it becomes a task of its own.
+            # its deadline passes and it becomes a task of its own (but one
+            # right under where a provisional task hangs joins that task).
             if sid in forced or buf.ancestry(sid) == "root":
                 del buf.held[sid]
-                out.append(self._take(trace_id, buf, sid))
-        if not buf.spans:
+                node = buf.spans[sid]
+                above = buf.spans.get(node.parent_id) if node.parent_id is not None else None
+                sub = self._take(trace_id, buf, sid)
+                if sid in forced and above is not None and above.task is not None:
+                    sub = sub._replace(task=above.task, nested=True)
+                out.append(sub)
+        if not buf.spans and buf.task is None:
             self._buffers.pop(trace_id, None)
         return out
 
     def _take(self, trace_id: str, buf: TraceBuffer, root_sid: str) -> Subtree:
-        root, on_time, late, taken = buf.take_subtree(root_sid)
+        root, on_time, late, taken, task = buf.take_subtree(root_sid)
         self._count -= taken
-        return Subtree(trace_id, root, on_time, late, taken)
+        return Subtree(trace_id, root, on_time, late, taken, task)
 
     def _taken(self, trace_id: str, buf: TraceBuffer, taken: int) -> None:
         self._count -= taken
-        if not buf.spans:
+        if not buf.spans and buf.task is None:
             self._buffers.pop(trace_id, None)
 
     def _bound(self) -> None:
+        pinned = 0
         while self._count > self._max and self._buffers:
-            _, buf = self._buffers.popitem(last=False)
+            tid, buf = self._buffers.popitem(last=False)
+            if buf.task is not None and pinned < len(self._buffers):
+                # An open provisional task's links: its later spans join it
+                # through them. Kept (looked at again last) while others can go.
+                self._buffers[tid] = buf
+                pinned += 1
+                continue
             self._count -= len(buf.spans)
             self._stats.drop(
                 "pending_spans_evicted",

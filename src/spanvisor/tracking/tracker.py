@@ -13,114 +13,42 @@ Spans reach it in two orders:
   to learn whether it has a task ancestor, so both orders agree on which
   span is the root.
 
+In end order a task may show before its root arrives: after each delivered
+batch ``settle`` opens a *provisional task* for a trace whose held spans look
+like an agent run, and its spans join it as they land (:mod:`.provisional`).
+
 Both orders give the same event ids and final views. Memory is bounded
 (:mod:`.edges`, :mod:`.recent`), every eviction counted. A person's decision
 finds its task through :mod:`.taskindex` and is applied by :mod:`.approvals`.
+What every way in shares is :mod:`.trackerbase`'s.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from spanvisor.events import Event
 from spanvisor.spans import conventions as cv
-from spanvisor.spans.data import SpanData, read_live_sdk_span
+from spanvisor.spans.data import SpanData
 from spanvisor.spans.live import LiveFact
-from spanvisor.spans.rootevents import EndedRoot, EventCursor, OpenRoots, read_sdk_events
-from spanvisor.stats import PipelineStats
-from spanvisor.tracking import late, stalls
+from spanvisor.tracking import stalls
+from spanvisor.tracking.endorder import EndOrder
 from spanvisor.tracking.live import opener
-from spanvisor.tracking.recent import RecentKeys, pair_key
-from spanvisor.tracking.taskcontext import TrackerSettings
+from spanvisor.tracking.provisional import chain_run
+from spanvisor.tracking.recent import pair_key
 from spanvisor.tracking.taskindex import Key
-from spanvisor.tracking.taskstate import TaskState
-from spanvisor.tracking.tasktable import TaskTable
-from spanvisor.tracking.tracebuffer import PendingTraces, Subtree, can_cause_events, chain_run
+from spanvisor.tracking.tracebuffer import can_cause_events
 
 # What a stamped descendant that opens its task lends it before the root comes.
 _OPENER_KEYS = frozenset({cv.TASK_ID, cv.TASK_ROOT, cv.AGENT_ID})
 
 
-class TaskTracker:
-    def __init__(
-        self,
-        settings: TrackerSettings | None = None,
-        *,
-        max_open_tasks: int = 10_000,
-        dedup_window: int = 200_000,
-        root_hold_s: float = 30.0,
-        max_pending_spans: int = 200_000,
-        stats: PipelineStats | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        wall_clock: Callable[[], int] = time.time_ns,
-        snapshot: Callable[[Any], SpanData | None] | None = None,
-        partial_idle_s: float | None = None,
-        read_events: Callable[[Any, EventCursor], bool] = read_sdk_events,
-    ) -> None:
-        self.settings = settings or TrackerSettings()
-        self.stats = stats or PipelineStats()
-        self._clock = clock
-        self._wall = wall_clock
-        self.tasks = TaskTable(
-            self.settings,
-            self.stats,
-            clock,
-            wall_clock,
-            max_open=max_open_tasks,
-            dedup_window=max(1, dedup_window),
-            partial_idle_s=root_hold_s if partial_idle_s is None else partial_idle_s,
-        )
-        t = self.tasks  # the table's records, by the names this class has always used
-        self._tasks, self._finished, self._closed, self._partial = t.open, t.finished, t.closed, t.partial
-        self._live, self._live_roots = t.polled, t.live_roots
-        self._span_task: dict[str, Key] = {}
-        self._seen = RecentKeys(max(1, dedup_window))
-        self._pending = PendingTraces(root_hold_s, max_pending_spans, self.stats, clock)
-        self.snapshot: Callable[[Any], SpanData | None] = snapshot or read_live_sdk_span
-        # Open roots' events as last read: a read takes only the new ones.
-        self._roots = OpenRoots(read_events)
+def _stamps(span: SpanData) -> dict[str, Any]:
+    return {k: v for k, v in span.attributes.items() if k in _OPENER_KEYS}
 
-    @property
-    def open_tasks(self) -> int:
-        return len(self._tasks)
 
-    def states(self) -> tuple[list[TaskState], list[TaskState]]:
-        """Open tasks' states and just-finished ones' (for :mod:`.approvals`)."""
-        return self.tasks.states()
-
-    def states_of(self, task_id: str) -> tuple[list[TaskState], list[TaskState]]:
-        """What ``states()`` holds of one task id, through an index (:mod:`.taskindex`)."""
-        return self.tasks.states_of(task_id)
-
-    def _open(self, key: Key, span: SpanData, notes: list[str], initial: bool = False, **how: Any) -> list[Event]:
-        st, out = self.tasks.create(key, span, notes, initial, **how)
-        for fact in self._live_roots.take(key):  # live records that came before the task
-            out.extend(self.tasks.live_read(key, st, fact))
-        return out
-
-    def _absorb(self, key: Key, span: SpanData, notes: list[str]) -> list[Event]:
-        st = self._tasks.get(key)
-        if st is None:  # a member of a task that has finished: late (tracking/late.py)
-            return self._late(key, span, notes, can_cause_events(span)) if pair_key(*key) in self._finished else []
-        self._tasks.move_to_end(key)
-        self.stats.inc("spans_in_tasks_total")
-        is_root = span.span_id == key[1]
-        now = self._clock()
-        if is_root:
-            self._partial.root_seen(key)
-        else:
-            self._partial.touch(key, now)
-        out = self.tasks.alive(key, st, self._wall(), now)
-        out.extend(st.absorb(span, notes, is_root))
-        if span.error and not is_root and st.errors is not None and st.errors.step is not None:
-            self.tasks.step_failed(key)
-        if is_root and span.end_ns is not None:
-            self._roots.forget(key)  # the root is read whole, and no more
-            out.extend(self.tasks.finish(key, st, span, notes))
-        return out
-
+class TaskTracker(EndOrder):
     def add_member(self, span_id: str, parent_id: str) -> bool:
         """Record a started span whose parent is in an open task. False: it is not."""
         key = self._span_task.get(parent_id)
@@ -187,6 +115,9 @@ class TaskTracker:
         out: list[Event] = []
         for fact in facts:
             key = (fact.trace_id, fact.root_span_id)
+            if self._prov.by_trace and key not in self._tasks:
+                # Its trace's provisional task (shown before this record came): the record's root speaks for it.
+                key = self._prov.by_trace.get(fact.trace_id, key)
             if key in self._live or fact.name == cv.EVENT_EXCEPTION:  # polled here: all but an exception said
                 out.extend(self.tasks.exception_record(key, fact))
                 continue
@@ -263,33 +194,23 @@ class TaskTracker:
         if isinstance(root_id, str) and root_id:
             return self._stamped(span, root_id.lower()[:32], notes, content)
         own = (span.trace_id, span.span_id)
-        if own in self._tasks or self._partial.is_dormant(own):
+        if (own in self._tasks and own not in self._prov.keys) or self._partial.is_dormant(own):
             # The unstamped root of a task its stamped children (or its live
             # records) opened: it joins that task (stamps are optional for
             # OTLP senders), after its descendants still buffered.
             revived = self.tasks.revive(own, span.start_ns) or []
             return [*revived, *self._adopt(span.trace_id, span.span_id, own), *self._absorb(own, span, notes)]
         parent = span.parent_id
-        if parent is not None and (span.trace_id, parent) in self._tasks:
+        if (
+            parent is not None
+            and (span.trace_id, parent) in self._tasks
+            and not self._root_waits(span.trace_id, parent)
+        ):
             # A child of an open task's root: it is the task's now, and so is
             # what of its subtree ended before it.
             key = (span.trace_id, parent)
             return [*self._adopt(span.trace_id, span.span_id, key), *self._absorb(key, span, notes)]
         return self._unstamped(span, notes, content)
-
-    def _claim_buffered(self, key: Key) -> list[Event]:
-        """A task its start record opened: what of it waits in its trace's
-        buffer is its now (the root itself, held while its ancestry was
-        unknown, decided by that record; else the root's buffered subtree)."""
-        sub = self._pending.decide(*key)
-        return self._emit_subtree(sub) if sub is not None else self._adopt(key[0], key[1], key)
-
-    def _adopt(self, trace_id: str, sid: str, key: Key) -> list[Event]:
-        """The buffered descendants of ``sid`` join task ``key``, in the order they arrived."""
-        out: list[Event] = []
-        for d in self._pending.below(trace_id, sid):  # as they arrived (docs/conventions.md#clock-skew)
-            out.extend(self._absorb(key, d, list(d.notes)))
-        return out
 
     def _stamped(self, span: SpanData, root_id: str, notes: list[str], content: bool) -> list[Event]:
         key = (span.trace_id, root_id)
@@ -308,7 +229,10 @@ class TaskTracker:
                 # spraying most spans are such, and a replica would otherwise
                 # open (and announce) every task it gets one of them from. One
                 # that names the task (`spanvisor emit start`; the processor
-                # never stamps the name) announces it.
+                # never stamps the name) announces it. Its stamp is kept: should
+                # the trace's unstamped spans look like an agent run, its task
+                # opens under the stamped ids, never a provisional guess (settle).
+                self._prov.stamped(span.trace_id, root_id, _stamps(span), span.resource, span.start_ns)
                 return []
             elif not self.tasks.admits(key):
                 return []  # at capacity, every open task live: refused (counted), as a start record is
@@ -316,31 +240,9 @@ class TaskTracker:
                 # A descendant arrived first: open from the task's ids alone; the span's own identity fills
                 # gaps until the root arrives. The stamp names the task's agent (the processor and the
                 # helpers copy the root's): every sink shows it from TaskStarted on, not the service.name.
-                stamps = {k: v for k, v in span.attributes.items() if k in _OPENER_KEYS}
-                opener = SpanData(span.trace_id, root_id, None, "", span.start_ns, None, stamps, resource=span.resource)
-                out.extend(self._open(key, opener, notes))
-                self._tasks[key].identity.unknown_root(stamps)
-                self._partial.opened(key, self._clock())
+                out.extend(self._open_stamped(key, _stamps(span), span.resource, span.start_ns, notes))
         out.extend(self._absorb(key, span, notes))
         return out
-
-    def _late(self, key: Key, span: SpanData, notes: list[str], content: bool) -> list[Event]:
-        """A span of a task that finished here: a TaskCorrected or nothing (:mod:`.late`, :mod:`.edges`)."""
-        self.stats.inc("late_spans_total")
-        if span.span_id == key[1]:
-            return []  # the root again, resent without anything to dedup it by
-        now = self._clock()
-        st = self._closed.get(key, now)
-        if st is None:
-            if content:
-                self.stats.drop("late_span", detail="a span came after its task had finished and been forgotten")
-            return []
-        self.stats.inc("spans_in_tasks_total")
-        # How long after its task's end it came, by when it ended: a Collector
-        # that reorders shows as arrived_late, async work as outlived.
-        kind = "arrived_late" if late.arrived_late(st, span) else "outlived"
-        self.stats.observe("late_span_arrival_seconds", self._closed.age(key, now) or 0.0, kind=kind)
-        return late.correct(st, span, notes)
 
     def _unstamped(self, span: SpanData, notes: list[str], content: bool) -> list[Event]:
         a = span.attributes
@@ -354,40 +256,20 @@ class TaskTracker:
             # A child of a task that has already finished (a Collector retry
             # reordered batches): late, and never a task of its own.
             return self._late((span.trace_id, parent), span, notes, content)
+        if parent is None or span.parent_remote:
+            self._prov.top_ended(span.trace_id, span.span_id)  # one a trace
         if not interesting and not self._pending.waiting(span.trace_id):
             return []  # the fast path: most spans end here
+        if self._prov.by_trace and (prov := self._prov.by_trace.get(span.trace_id)) is not None:
+            joined = self._provisional(prov, span, notes, candidate)
+            if joined is not None:
+                return joined
         out: list[Event] = []
-        for sub in self._pending.hold(span, interesting, candidate):
+        top = parent is None or span.parent_remote  # kept whole: a provisional task's root, maybe
+        for sub in self._pending.hold(span, interesting, candidate, keep=top):
             out.extend(self._emit_subtree(sub))
+        self._prov.touched(span.trace_id)
         return out
-
-    def _emit_subtree(self, sub: Subtree) -> list[Event]:
-        root = sub.root
-        key = (sub.trace_id, root.span_id)
-        if pair_key(*key) in self._finished:  # the same task resent after it finished
-            self.stats.inc("duplicate_spans_total", sub.taken)
-            return []
-        notes: list[str] = list(root.notes)
-        # Its live records may have opened it meanwhile: then it continues.
-        out = self._open(key, root, notes, initial=True) if key not in self._tasks else []
-        st = self._tasks[key]
-        ended = EndedRoot(root) if root.events and sub.on_time else None
-        for d in sub.on_time:  # as they arrived, never by end times from other clocks (docs/conventions.md#clock-skew)
-            # The root's events up to each child's end first, as in-process
-            # (only those not read yet: spans/rootevents.py).
-            if ended is not None:
-                until = d.end_ns or 0
-                out.extend(st.absorb(ended.until(until), [], is_root=True, until_ns=until))
-            out.extend(self._absorb(key, d, list(d.notes)))
-        out.extend(self._absorb(key, root, notes))
-        out.extend(e for d in sub.late for e in self._late(key, d, list(d.notes), can_cause_events(d)))
-        return out
-
-    def rebuilt(self) -> int:
-        """The open tasks were rebuilt from journaled records (``spanvisor
-        serve`` after a restart): each leaves room for the clock's events the
-        last process said (:func:`.stalls.room_after_rebuild`). Returns how many."""
-        return stalls.room_after_rebuild(self._tasks.values(), self.tasks.stalls.settings, self._wall())
 
     def expire(self) -> list[Event]:
         """Release held roots past their deadline, forget stale buffers, put
@@ -396,4 +278,6 @@ class TaskTracker:
         out = self.tasks.expire()
         for sub in self._pending.expire(self._clock()):
             out.extend(self._emit_subtree(sub))
+        for key in [k for k in self._prov.keys if k not in self._tasks]:
+            self._release(key)  # lost, evicted, or failed without its root
         return out

@@ -50,6 +50,7 @@ WORKING_FIELDS: Final = (
     "cancel_requested",
     "results",
     "seq",
+    "provisional",
 )
 
 
@@ -90,6 +91,7 @@ class Working:
     cancel_requested: bool
     results: tuple[ResultField, ...]
     seq: int
+    provisional: bool
 
     def __init__(self, view: TaskView) -> None:
         self.load(view)
@@ -128,6 +130,7 @@ class Working:
         self.cancel_requested = view.cancel_requested
         self.results = view.results
         self.seq = view.seq
+        self.provisional = view.provisional
 
     def __getitem__(self, name: str) -> Any:
         """A field by name, for readers outside the tracker's hot path."""

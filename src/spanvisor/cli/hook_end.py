@@ -1,0 +1,260 @@
+"""``spanvisor hook`` at a turn's and a session's end: the task of a session
+run without the launcher ends as the CLI says it ended.
+
+The CLIs tell their hooks (checked with the pinned versions, offline):
+
+* **Claude Code**: ``Stop`` when a turn finished (its ``prompt_id``),
+  ``StopFailure`` instead when an API error ended it (fire-and-forget: the
+  CLI does not wait for it), and ``SessionEnd`` (``reason`` ``other`` in
+  ``-p`` mode, with the last ``prompt_id``) on every end but a crash: on
+  success, an API error, SIGTERM and SIGINT alike. A ``SessionEnd`` whose
+  prompt no ``Stop`` or ``StopFailure`` answered ended mid-turn: signalled
+  or interrupted.
+* **Codex**: ``UserPromptSubmit`` (a turn opens), ``Stop`` (the turn
+  finished), ``Interrupt`` (SIGINT stopped it) and ``SessionEnd``; an API
+  error fires ``SessionEnd`` with the turn still open; SIGTERM kills it
+  before any hook.
+* **Gemini CLI**: ``BeforeAgent`` (a turn opens), ``AfterAgent`` (it
+  finished) and ``SessionEnd`` (``reason`` ``exit``), which SIGTERM and
+  SIGINT fire too, mid-turn; an API error exits without any.
+
+Every one of these is answered at once with the CLI's neutral reply (exit
+status 0, never a block: a block of ``Stop`` would keep the agent going).
+A turn's event is remembered first (:mod:`spanvisor.gate.turns`: the CLI
+runs the next hook only once this one answered); ``SessionEnd`` is
+answered, released (the CLI goes on exiting), and only then the task is
+ended: after the CLI's own last records (it waits, a few seconds at most,
+for the CLI to exit), as the launcher ends it, by the task root's span.
+Under the launcher (``SPANVISOR_TASK_ID``) nothing is remembered or ended
+here: the launcher ends its task. A session that dies without a
+``SessionEnd`` ends by liveness.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections.abc import Mapping
+
+from spanvisor.gate import contracts as gc
+from spanvisor.gate import turns
+from spanvisor.gate.answer import Answer
+from spanvisor.gate.session import TaskKey, session_of
+
+# How long SessionEnd waits for a StopFailure Claude Code fired just before
+# it without waiting (measured: 15 ms apart), and for the CLI to exit.
+TURN_WAIT_S = 1.0
+CLI_EXIT_WAIT_S = 3.0
+REQUEST_TIMEOUT_S = 5.0
+_NAMES = {"claude-code": "Claude Code", "codex": "Codex", "gemini": "Gemini CLI"}
+# Processes between the hook and the CLI: a shell running the hook's
+# command, the hook's own waiting parent.
+_BETWEEN = ("sh", "bash", "dash", "zsh", "python", "spanvisor")
+
+End = tuple[str, str | None, str]  # (status, error, message), as run_result.end_of says it
+
+
+def answer(ev: gc.SessionEvent, args: argparse.Namespace, out: Answer, env: Mapping[str, str]) -> int:
+    """The neutral reply, and for a session's end its task ended after it."""
+    reply = gc.neutral_reply(ev.cli, ev.event)
+    try:
+        key = session_of(ev.cli, ev.session_id, env)
+        if key is None or key.launched:
+            return out.neutral(reply)
+        if ev.event != "SessionEnd":
+            turn = turn_of(ev)
+            if turn is not None:
+                turns.note(key.task_id, turn, env)
+            return out.neutral(reply)
+        # In the hook's own process (its answer released to a waiting parent),
+        # the CLI is an ancestor whose exit the end waits for.
+        cli_pid = _cli_pid() if out.release is not None else None
+    except Exception:  # whatever fails here, the reply stays neutral (the session's end reads as unheard of)
+        return out.neutral(reply)
+    code = out.neutral(reply)
+    finish(ev, key, args, env, cli_pid)
+    return code
+
+
+def turn_of(ev: gc.SessionEvent, at: int | None = None) -> turns.Turn | None:
+    """What a turn's event says of the turn (None: nothing)."""
+    now = time.time_ns() if at is None else at
+    if ev.event in ("UserPromptSubmit", "BeforeAgent"):
+        return turns.Turn("open", ev.turn, None, now)
+    if ev.event in ("Stop", "AfterAgent"):
+        return turns.Turn("complete", ev.turn, None, now)
+    if ev.event == "StopFailure":
+        said = ev.said or "the turn ended on an API error"
+        return turns.Turn("error", ev.turn, f"{said} ({ev.error})" if ev.error else said, now)
+    if ev.event == "Interrupt":
+        return turns.Turn("cancelled", ev.turn, None, now)
+    return None
+
+
+def ending(ev: gc.SessionEvent, turn: turns.Turn | None, cancel: turns.Cancel | None) -> End:
+    """How the session ended, from its ``SessionEnd``, its latest turn and a
+    cancel the hook saw. Never success without a turn that finished."""
+    name = _NAMES.get(ev.cli, ev.cli)
+    if cancel is not None:
+        return "cancelled", None, f"{cancel.text()} · its tool calls were blocked by spanvisor hook"
+    # Claude Code's SessionEnd names the prompt its turn answered: a turn
+    # heard of for another prompt says nothing of this one.
+    if turn is not None and ev.cli == "claude-code" and ev.turn and turn.key not in (None, ev.turn):
+        turn = None
+    state = turn.state if turn is not None else None
+    if state == "complete":
+        return "complete", None, "Finished"
+    if state == "error":
+        return "error", (turn.error if turn is not None else None) or f"{name}'s turn failed", "Failed"
+    if state == "cancelled":
+        return "cancelled", None, f"{name} was interrupted (SIGINT)"
+    if ev.cli == "codex":
+        # SIGTERM kills Codex before any hook; SIGINT says Interrupt: a
+        # SessionEnd with its turn open is a turn that failed.
+        return "error", "Codex ended before its turn finished (its output says why)", "Failed"
+    if turn is None and ev.cli == "claude-code" and not ev.turn:
+        return "complete", None, "Finished (no prompt was run)"
+    return "cancelled", None, f"{name} ended before its turn finished (interrupted or signalled)"
+
+
+def finish(
+    ev: gc.SessionEvent,
+    key: TaskKey,
+    args: argparse.Namespace,
+    env: Mapping[str, str],
+    cli_pid: int | None = None,
+) -> bool:
+    """End the session's task (after the answer): whether serve took it."""
+    turn = turns.latest(key.task_id, env)
+    if ev.cli == "claude-code" and ev.turn and not _answered(turn, ev.turn):
+        turn = _awaited(key.task_id, ev.turn, turn, env) if ev.transcript is None else turn
+        if not _answered(turn, ev.turn) and ev.transcript is not None:
+            turn = claude_transcript_turn(ev.transcript, ev.turn) or turn
+    status, error, message = ending(ev, turn, turns.cancel_of(key.task_id, env))
+    if cli_pid is not None:
+        _wait_gone(cli_pid, CLI_EXIT_WAIT_S)
+    from spanvisor.cli import codingtask as ct
+    from spanvisor.gate import notes
+
+    token = getattr(args, "otlp_token", None)
+    try:
+        notes.deliver(token=token)  # the gate's own notes go before the end
+    except Exception:
+        pass
+    target = ct.otlp_args(ct.otlp_endpoint(getattr(args, "endpoint", None), env), token, REQUEST_TIMEOUT_S)
+    try:
+        took = ct.SessionTask(key.key, key.service, False, target).end(None, time.time_ns(), status, error, message)
+    except Exception:
+        took = False
+    turns.forget(key.task_id, env)
+    turns.sweep(env)
+    return took
+
+
+def _answered(turn: turns.Turn | None, prompt: str) -> bool:
+    return turn is not None and turn.key == prompt and turn.state != "open"
+
+
+# What is read of a transcript's end, and what Claude Code writes there when
+# SIGINT stops a turn.
+TRANSCRIPT_TAIL = 512 * 1024
+_INTERRUPTED = "[Request interrupted by user"
+
+
+def claude_transcript_turn(path: str, prompt: str) -> turns.Turn | None:
+    """How Claude Code's last turn ended, from the end of its transcript
+    (``transcript_path``, the conversation it keeps as JSON lines, written
+    before ``SessionEnd``): an API error's message (``isApiErrorMessage``),
+    a turn it finished (``end_turn``), or one SIGINT interrupted; None when
+    the last message says none of these (a turn cut off). Read when no
+    ``Stop``/``StopFailure`` answered the prompt: ``StopFailure`` is fired
+    without waiting, and the CLI exits (ending its hooks) right after
+    ``SessionEnd``, so in ``-p`` mode it rarely gets to say anything."""
+    import json
+
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - TRANSCRIPT_TAIL))
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    now = time.time_ns()
+    for raw in reversed(lines):
+        try:
+            doc = json.loads(raw)
+        except ValueError:
+            continue
+        msg = doc.get("message") if isinstance(doc, dict) else None
+        if not isinstance(msg, dict) or doc.get("type") not in ("assistant", "user"):
+            continue
+        said = _text(msg.get("content"))
+        if doc["type"] == "user":
+            if said.startswith(_INTERRUPTED):
+                return turns.Turn("cancelled", prompt, None, now)
+            return None
+        if doc.get("isApiErrorMessage") is True:
+            return turns.Turn("error", prompt, said or "an API error ended the turn", now)
+        if msg.get("stop_reason") == "end_turn":
+            return turns.Turn("complete", prompt, None, now)
+        return None
+    return None
+
+
+def _text(content: object) -> str:
+    if isinstance(content, str):
+        return content.strip()
+    parts = content if isinstance(content, list) else []
+    return " ".join(str(p.get("text")) for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str)).strip()
+
+
+def _awaited(task_id: str, prompt: str, turn: turns.Turn | None, env: Mapping[str, str]) -> turns.Turn | None:
+    """The turn of ``prompt``, waited for a moment: Claude Code fires
+    StopFailure and does not wait for it before SessionEnd."""
+    until = time.monotonic() + TURN_WAIT_S
+    while (turn is None or turn.key != prompt or turn.state == "open") and time.monotonic() < until:
+        time.sleep(0.05)
+        turn = turns.latest(task_id, env)
+    return turn
+
+
+def _cli_pid() -> int | None:
+    """The CLI's process: the first ancestor that is neither a shell running
+    the hook's command nor this hook's own (Linux; None elsewhere)."""
+    pid = os.getppid()
+    for _ in range(4):
+        stat = _stat(pid)
+        if stat is None:
+            return None
+        comm, ppid = stat
+        if not comm.startswith(_BETWEEN):
+            return pid
+        pid = ppid
+    return None
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return None
+    comm = text[text.find("(") + 1 : text.rfind(")")]
+    fields = text[text.rfind(")") + 1 :].split()
+    return (comm, int(fields[1])) if len(fields) > 1 and fields[1].isdigit() else None
+
+
+def _wait_gone(pid: int, within_s: float) -> None:
+    until = time.monotonic() + within_s
+    while time.monotonic() < until:
+        try:
+            with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as f:
+                if f.read().rsplit(")", 1)[-1].split()[0] == "Z":
+                    return  # exited, not yet reaped
+        except (OSError, IndexError):
+            return
+        time.sleep(0.05)
+
+
+__all__ = ["CLI_EXIT_WAIT_S", "TURN_WAIT_S", "answer", "ending", "finish", "turn_of"]

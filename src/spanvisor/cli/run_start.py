@@ -1,0 +1,332 @@
+"""What ``spanvisor run`` does before the CLI starts, with nothing heavy
+imported: the CLI's arguments and environment (its telemetry aimed at
+spanvisor, the task's id and name, the hooks' variables), the place of the
+local gate's socket and small client, and the spawn itself, in a process
+group of its own. Everything else (the gate's policy and parser, the
+records, following the task for a cancel) is imported once the CLI runs:
+the CLI's start is what the user waits for.
+
+**The gate, reserved.** The launcher names a private folder (mode 0700)
+before the spawn: ``SPANVISOR_GATE_SOCKET`` is its ``gate.sock`` and its
+``bin`` comes first on the CLI's ``PATH``. Both appear only once the gate
+is up (links to the local gate's own socket and small client): a hook
+called before then finds no small client on the ``PATH`` and no socket,
+and the full ``spanvisor hook`` decides it by itself, as without a
+launcher.
+
+**A process group of its own.** Some CLIs' wrappers do not pass a signal
+on (Copilot CLI's npm loader, Qwen Code's launcher): the launcher signals
+the CLI's whole group. On a terminal, that group is made the terminal's
+foreground group for the session (as a shell does for a job), so the
+CLI reads the terminal and gets its Ctrl-C; the launcher takes the
+terminal back when the CLI exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from spanvisor.redaction import redact
+
+NAME_CHARS = 80
+_BINARIES = {"claude": "claude-code", "codex": "codex", "gemini": "gemini"}
+# Qwen Code, Copilot CLI, OpenCode, Cline (spanvisor.cli.run_more, which this
+# module does not import before the CLI starts).
+_BINARIES.update({"qwen": "qwen", "copilot": "copilot", "opencode": "opencode", "cline": "cline"})
+_SUBCOMMANDS = {"exec", "e", "run"}
+_VALUE_OPTIONS = {"-m", "--model", "-c", "--config", "--output-format", "-s", "--sandbox", "--settings", "-C", "--cd"}
+
+Mode = Literal[
+    "passthrough",
+    "claude-text",
+    "claude-stream",
+    "claude-json",
+    "codex-json",
+    "gemini-text",
+    "gemini-stream",
+    "gemini-json",
+    # Qwen Code, Copilot CLI, OpenCode, Cline: spanvisor.cli.run_result_more
+    "qwen-text",
+    "qwen-stream",
+    "copilot-text",
+    "copilot-json",
+    "opencode-text",
+    "opencode-json",
+    "cline-text",
+    "cline-json",
+]
+
+
+def cli_of(argv0: str) -> str | None:
+    base = os.path.basename(argv0)
+    for suffix in (".js", ".cmd", ".exe"):
+        base = base.removesuffix(suffix)
+    return _BINARIES.get(base)
+
+
+def prompt_of(args: Sequence[str]) -> str | None:
+    """The prompt in a CLI's arguments: the value of ``-p``/``--print``/
+    ``--prompt`` when it is not an option, else the last plain argument."""
+    rest = list(args[1:])
+    for i, a in enumerate(rest):
+        flag = a in ("-p", "--print", "--prompt", "-i", "--prompt-interactive")
+        if flag and i + 1 < len(rest) and not rest[i + 1].startswith("-"):
+            return rest[i + 1]
+        if a.startswith("--prompt="):
+            return a.split("=", 1)[1]
+    plain = [
+        a
+        for i, a in enumerate(rest)
+        if not a.startswith("-") and (i == 0 or rest[i - 1] not in _VALUE_OPTIONS) and a not in _SUBCOMMANDS
+    ]
+    return plain[-1] if plain else None
+
+
+def task_name(explicit: str | None, args: Sequence[str], cli: str) -> str:
+    raw = explicit or prompt_of(args) or f"{cli} session"
+    name = redact(" ".join(raw.split()))
+    return name if len(name) <= NAME_CHARS else name[: NAME_CHARS - 1] + "…"
+
+
+def _toml_str(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _default(out: dict[str, str], key: str, value: str) -> None:
+    """``key`` set to ``value`` unless the user chose one."""
+    if not out.get(key, "").strip():
+        out[key] = value
+
+
+def telemetry(
+    cli: str,
+    argv: list[str],
+    env: Mapping[str, str],
+    endpoint: str,
+    token: str | None,
+    resource: str,
+    tool_details: bool = True,
+) -> tuple[list[str], dict[str, str]]:
+    """The CLI's arguments and environment with its telemetry aimed at
+    ``endpoint``. ``tool_details``: Claude Code reports each tool call's
+    input (the command, the file), so a step reads ``Bash(ls -la)``."""
+    out = dict(env)
+    out["OTEL_RESOURCE_ATTRIBUTES"] = resource
+    if token:
+        out["OTEL_EXPORTER_OTLP_HEADERS"] = f"authorization=Bearer%20{token}"
+    if cli == "claude-code":
+        out.update(
+            CLAUDE_CODE_ENABLE_TELEMETRY="1",
+            OTEL_LOGS_EXPORTER="otlp",
+            OTEL_METRICS_EXPORTER="otlp",
+            OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
+            OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
+        )
+        # Each event within a second, not after Claude Code's default 5 s,
+        # unless the user chose an interval.
+        _default(out, "OTEL_LOGS_EXPORT_INTERVAL", "1000")
+        _default(out, "OTEL_METRIC_EXPORT_INTERVAL", "10000")
+        if tool_details:
+            _default(out, "OTEL_LOG_TOOL_DETAILS", "1")
+        else:
+            out["OTEL_LOG_TOOL_DETAILS"] = "0"
+    elif cli == "gemini":
+        out.update(
+            GEMINI_TELEMETRY_ENABLED="true",
+            GEMINI_TELEMETRY_TARGET="local",
+            GEMINI_TELEMETRY_OTLP_ENDPOINT=endpoint,
+            GEMINI_TELEMETRY_OTLP_PROTOCOL="http",
+        )
+        # No interval to set: Gemini CLI (0.61) builds its batch log processor
+        # with no settings, and its sdk-logs reads no OTEL_BLRP_* variable:
+        # records leave every 5 s, and at exit.
+    elif cli == "codex":
+        # -c overrides on top of the user's own config.toml (kept as is).
+        headers = f", headers = {{ authorization = {_toml_str('Bearer ' + token)} }}" if token else ""
+        extra: list[str] = []
+        for key, path in (("exporter", "logs"), ("trace_exporter", "traces"), ("metrics_exporter", "metrics")):
+            value = (
+                f'{{ otlp-http = {{ endpoint = {_toml_str(f"{endpoint}/v1/{path}")}, protocol = "binary"{headers} }} }}'
+            )
+            extra += ["-c", f"otel.{key}={value}"]
+        argv = [argv[0], *extra, *argv[1:]]
+    else:
+        from spanvisor.cli import run_more
+
+        run_more.telemetry(cli, out, endpoint)
+    return argv, out
+
+
+def _option(args: Sequence[str], *names: str) -> str | None:
+    for i, a in enumerate(args):
+        for n in names:
+            if a == n and i + 1 < len(args):
+                return args[i + 1]
+            if a.startswith(n + "="):
+                return a.split("=", 1)[1]
+    return None
+
+
+def plan(cli: str, args: Sequence[str]) -> tuple[list[str], Mode]:
+    """The CLI's arguments with what the launcher adds, and how to read its
+    stdout (:mod:`spanvisor.cli.run_result`)."""
+    argv = list(args)
+    if cli not in ("claude-code", "codex", "gemini"):
+        from spanvisor.cli import run_result_more
+
+        planned = run_result_more.plan(cli, argv)
+        if planned is not None:
+            return planned[0], planned[1]  # type: ignore[return-value]  # one of the Modes above
+    if cli == "claude-code" and ("-p" in argv or "--print" in argv):
+        fmt = _option(argv, "--output-format")
+        if fmt is None:
+            extra = ["--output-format", "stream-json"] + ([] if "--verbose" in argv else ["--verbose"])
+            return [argv[0], *extra, *argv[1:]], "claude-text"
+        if fmt == "stream-json":
+            return argv, "claude-stream"
+        if fmt == "json":
+            return argv, "claude-json"
+    if cli == "codex" and "--json" in argv:
+        return argv, "codex-json"
+    if cli == "gemini" and ("-p" in argv or "--prompt" in argv or _option(argv, "--prompt") is not None):
+        fmt = _option(argv, "--output-format", "-o")
+        if fmt is None:
+            return [argv[0], "--output-format", "stream-json", *argv[1:]], "gemini-text"
+        if fmt == "stream-json":
+            return argv, "gemini-stream"
+        if fmt == "json":
+            return argv, "gemini-json"
+    return argv, "passthrough"
+
+
+class Reserved:
+    """The local gate's place, named before the CLI starts."""
+
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        e = os.environ if env is None else env
+        runtime = e.get("XDG_RUNTIME_DIR")
+        base = runtime if runtime and os.path.isdir(runtime) else (e.get("TMPDIR") or "/tmp")
+        for _ in range(16):
+            here = os.path.join(base, f"spanvisor-run-{os.urandom(8).hex()}")
+            try:
+                os.mkdir(here, 0o700)
+            except FileExistsError:
+                continue
+            break
+        else:
+            raise FileExistsError(f"no fresh folder in {base}")
+        self.dir = here
+        self.socket = os.path.join(here, "gate.sock")
+        self.bin = os.path.join(here, "bin")
+
+    def give(self, env: dict[str, str], socket_variable: str) -> None:
+        """The CLI's variables: the socket, and the small client first on its ``PATH``."""
+        env[socket_variable] = self.socket
+        env["PATH"] = self.bin + os.pathsep + env.get("PATH", os.defpath)
+
+    def link(self, socket_path: str, bin_dir: str | None) -> None:
+        """Point the reserved names at the local gate, once it listens (the
+        socket first: a small client found on the ``PATH`` finds it)."""
+        for name, target in ((self.socket, socket_path), (self.bin, bin_dir)):
+            if target is None:
+                continue
+            tmp = f"{name}.{os.getpid()}.tmp"
+            os.symlink(target, tmp)
+            os.replace(tmp, name)
+
+    def close(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def spawn(argv: list[str], env: Mapping[str, str], piped: bool) -> Any:
+    """Start the CLI in a process group of its own (the terminal's
+    foreground group while it runs, when the launcher has the terminal);
+    the ``subprocess.Popen``."""
+    import subprocess
+
+    fg = _foreground()
+    proc = subprocess.Popen(
+        argv,
+        env=dict(env),
+        stdout=subprocess.PIPE if piped else None,
+        text=piped,
+        bufsize=1 if piped else -1,
+        process_group=0,
+    )
+    if fg:
+        _give_terminal(proc.pid)
+        # A CLI that read the terminal before it was its own is stopped (SIGTTIN): on it goes.
+        with contextlib.suppress(OSError):
+            os.killpg(proc.pid, signal.SIGCONT)
+    proc.spanvisor_terminal = fg  # type: ignore[attr-defined]
+    return proc
+
+
+def _foreground() -> bool:
+    """Whether this process has the terminal (its group is the terminal's foreground group)."""
+    try:
+        return os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp()
+    except OSError:
+        return False
+
+
+def _give_terminal(pgid: int) -> None:
+    """Make ``pgid`` the terminal's foreground group (SIGTTOU held off: the
+    launcher may not be in the foreground when it takes the terminal back)."""
+    previous = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+    try:
+        with contextlib.suppress(OSError):
+            os.tcsetpgrp(0, pgid)
+    finally:
+        signal.signal(signal.SIGTTOU, previous)
+
+
+def take_terminal_back(proc: Any) -> None:
+    if getattr(proc, "spanvisor_terminal", False):
+        _give_terminal(os.getpgrp())
+
+
+def signal_group(proc: Any, signum: int, also: Sequence[int] = ()) -> None:
+    """``signum`` to the CLI's process group, and to the processes in
+    ``also`` (what runs under the CLI) that left it."""
+    if proc.poll() is not None:
+        return
+    try:
+        pgid = os.getpgid(proc.pid)
+    except OSError:
+        pgid = proc.pid
+    with contextlib.suppress(OSError):
+        os.killpg(pgid, signum)
+    for pid in also:
+        try:
+            if os.getpgid(pid) != pgid:
+                os.kill(pid, signum)
+        except OSError:
+            pass  # ended meanwhile, or not ours to signal
+
+
+def said(text: str) -> None:
+    print(f"spanvisor run: {text}", file=sys.stderr, flush=True)
+
+
+__all__ = [
+    "NAME_CHARS",
+    "Mode",
+    "Reserved",
+    "cli_of",
+    "plan",
+    "prompt_of",
+    "said",
+    "signal_group",
+    "spawn",
+    "take_terminal_back",
+    "task_name",
+    "telemetry",
+]

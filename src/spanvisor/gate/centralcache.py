@@ -1,0 +1,323 @@
+"""The central policy as a hook sees it: read from ``serve``, kept a short
+while, evaluated here.
+
+``serve`` publishes its central policy at ``GET /v1/control/policy`` with
+its version as the ETag. A hook keeps what it read in a small file (one per
+server, ``<data dir>/policy-cache/``, mode 0600) and the launcher's warm
+gate in memory; a copy younger than ``SPANVISOR_CENTRAL_POLICY_TTL``
+(15 s) is used as it is, an older one is asked again (``If-None-Match``:
+an unchanged policy costs a 304), so a newer version the server holds
+replaces it as soon as the server can be asked.
+
+When the server cannot be asked and no copy is fresh, the central policy
+is *unknown*: a server known to publish one (a copy of it was read before)
+or ``SPANVISOR_CENTRAL_POLICY=required`` makes the gate's fail-closed
+rules apply (``on_unreachable``; a deny of the last copy still denies),
+never an allow of the old copy. A server never reached and never known to
+publish one leaves the local policy alone in charge, as before central
+policies; ``SPANVISOR_CENTRAL_POLICY=off`` never asks.
+
+Standard library only: the request is a bare HTTP/1.1 GET on a socket
+(TLS for ``https://``), bounded by a short timeout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import time
+from collections.abc import Mapping
+from typing import Any, Literal, NamedTuple
+
+from spanvisor.gate.central import Central, from_document
+from spanvisor.gate.policy import PolicyError
+from spanvisor.gate.session import otlp_endpoint
+
+ROUTE = "/v1/control/policy"
+ENV_MODE = "SPANVISOR_CENTRAL_POLICY"
+ENV_TTL = "SPANVISOR_CENTRAL_POLICY_TTL"
+DEFAULT_TTL_S = 15.0
+# After a failed read, how long the next hooks wait before trying again.
+RETRY_S = 3.0
+# The longest a hook waits for the server's answer (within its deadline).
+TIMEOUT_S = 1.0
+MAX_BODY = 4 * 1024 * 1024
+State = Literal["fresh", "none", "unknown"]
+# The launcher's warm gate: a copy past half its time is read again in the
+# background, so a call rarely waits for the server. Copies in memory are
+# keyed by their file (the server and the data dir).
+AHEAD = False
+_refreshing: set[str] = set()
+
+
+class CentralView(NamedTuple):
+    """What a call must obey of the central policy: ``fresh`` (``central``
+    as the server holds it, or None: it has none), ``none`` (no central
+    policy is known for this server, or the gate is told not to ask), or
+    ``unknown`` (the server should be obeyed but cannot be asked:
+    ``central`` is the last copy, maybe None; ``why`` says why)."""
+
+    central: Central | None
+    state: State
+    why: str | None = None
+    url: str | None = None
+
+
+_memory: dict[str, dict[str, Any]] = {}
+_parsed: dict[str, Central] = {}
+
+
+def ttl(env: Mapping[str, str]) -> float:
+    try:
+        return max(0.0, float(env.get(ENV_TTL, DEFAULT_TTL_S)))
+    except ValueError:
+        return DEFAULT_TTL_S
+
+
+def server_url(env: Mapping[str, str], url: str | None = None, endpoint: str | None = None) -> str:
+    """The control API the hook asks: ``--url``, ``SPANVISOR_CONTROL_URL``,
+    else where its records go (serve answers both on one port)."""
+    return (url or env.get("SPANVISOR_CONTROL_URL") or otlp_endpoint(endpoint, env)).rstrip("/")
+
+
+def view(
+    env: Mapping[str, str],
+    url: str | None = None,
+    endpoint: str | None = None,
+    token: str | None = None,
+    timeout_s: float = TIMEOUT_S,
+    now: float | None = None,
+) -> CentralView:
+    """The central policy a call must obey now (see the module's doc)."""
+    mode = (env.get(ENV_MODE) or "auto").strip().lower()
+    if mode == "off":
+        return CentralView(None, "none")
+    base = server_url(env, url, endpoint)
+    t = time.time() if now is None else now
+    entry = _memory.get(_file(base, env)) or _read_file(base, env) or {}
+    fetched, failed = float(entry.get("fetched") or 0), float(entry.get("failed") or 0)
+    secret = token or env.get("SPANVISOR_CONTROL_TOKEN") or env.get("SPANVISOR_OTLP_TOKEN")
+    if fetched and t - fetched < ttl(env):
+        if AHEAD and t - fetched >= ttl(env) / 2 and base not in _refreshing:
+            _ahead(base, secret, dict(env))
+        return CentralView(_central(entry), "fresh", url=base)
+    why = entry.get("why") or "no time left to ask it"
+    if timeout_s >= 0.05 and not (failed and t - failed < RETRY_S and failed >= fetched):
+        got, why = _refresh(base, secret, entry, env, timeout_s, t)
+        if got is not None:
+            return CentralView(_central(got), "fresh", url=base)
+        entry = _memory.get(_file(base, env)) or entry
+    if mode == "required" or entry.get("known"):
+        return CentralView(_central(entry), "unknown", f"the central policy cannot be read from {base} ({why})", base)
+    return CentralView(None, "none", url=base)
+
+
+def forget() -> None:
+    """Drop the copies this process holds (``serve``, when it reloads its
+    policy: its own gate then reads the new version at once)."""
+    _memory.clear()
+
+
+def _refresh(
+    base: str, token: str | None, entry: dict[str, Any], env: Mapping[str, str], timeout_s: float, t: float
+) -> tuple[dict[str, Any] | None, str]:
+    """Ask the server; the entry kept (None when it did not answer, and why)."""
+    status, doc, etag = get(base, token, entry.get("etag"), timeout_s)
+    got = _answer(entry, status, doc, etag, t)
+    if got is not None:
+        _keep(base, got, env)
+        return got, ""
+    why = _why(status, doc)
+    _keep(base, {**entry, "failed": t, "why": why}, env)
+    return None, why
+
+
+def _ahead(base: str, token: str | None, env: dict[str, str]) -> None:
+    import threading
+
+    def run() -> None:
+        try:
+            _refresh(base, token, _memory.get(_file(base, env)) or {}, env, TIMEOUT_S, time.time())
+        finally:
+            _refreshing.discard(base)
+
+    _refreshing.add(base)
+    threading.Thread(target=run, name="spanvisor-central-policy", daemon=True).start()
+
+
+def _answer(entry: dict[str, Any], status: int, doc: Any, etag: str | None, t: float) -> dict[str, Any] | None:
+    """The cache entry an answer makes; None for no answer to go by."""
+    if status == 304 and entry.get("etag"):
+        return {**entry, "fetched": t, "failed": 0}
+    if status == 404:  # no central policy here (or a serve from before them)
+        return {"fetched": t, "etag": None, "doc": None, "known": False}
+    if status == 200:
+        try:
+            from_document(doc)  # checked before it is kept
+        except PolicyError:
+            return None
+        return {"fetched": t, "etag": etag, "doc": doc, "known": True}
+    return None
+
+
+def _why(status: int, doc: Any) -> str:
+    if status == 0:
+        return str(doc) if isinstance(doc, str) else "no answer"
+    if status in (401, 403):
+        return f"HTTP {status}: the token was refused"
+    if status == 200:
+        return "its answer is not a policy"
+    return f"HTTP {status}"
+
+
+def _central(entry: Mapping[str, Any]) -> Central | None:
+    doc = entry.get("doc")
+    if not isinstance(doc, Mapping):
+        return None
+    key = str(doc.get("sha256"))
+    got = _parsed.get(key)
+    if got is None:
+        try:
+            got = from_document(doc)
+        except PolicyError:
+            return None
+        _parsed.clear()  # one or two versions at a time
+        _parsed[key] = got
+    return got
+
+
+# --- the file -----------------------------------------------------------------
+
+
+def cache_dir(env: Mapping[str, str]) -> str:
+    data = env.get("SPANVISOR_DATA_DIR")
+    if data:
+        return os.path.join(data, "policy-cache")
+    state = env.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(state, "spanvisor", "policy-cache")
+
+
+def _file(base: str, env: Mapping[str, str]) -> str:
+    return os.path.join(cache_dir(env), hashlib.sha256(base.encode()).hexdigest()[:24] + ".json")
+
+
+def _read_file(base: str, env: Mapping[str, str]) -> dict[str, Any] | None:
+    try:
+        with open(_file(base, env), "rb") as f:
+            got = json.loads(f.read(MAX_BODY + 65536))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(got, dict) or got.get("url") != base:
+        return None
+    _memory[_file(base, env)] = got
+    return got
+
+
+def _keep(base: str, entry: dict[str, Any], env: Mapping[str, str]) -> None:
+    entry = {**entry, "url": base}
+    path = _file(base, env)
+    _memory[path] = entry
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(entry, f)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # the next hook asks again
+
+
+# --- the request --------------------------------------------------------------
+
+
+def get(base: str, token: str | None, etag: str | None, timeout_s: float) -> tuple[int, Any, str | None]:
+    """``GET <base>/v1/control/policy``: (status, JSON body, ETag); status 0
+    and the reason when there is no answer."""
+    scheme, _, rest = base.partition("://")
+    if scheme not in ("http", "https") or not rest:
+        return 0, f"not an http(s) URL: {base[:80]}", None
+    hostport, _, prefix = rest.partition("/")
+    host, port = hostport, 443 if scheme == "https" else 80
+    if hostport.startswith("["):
+        host, _, tail = hostport[1:].partition("]")
+        port = int(tail[1:]) if tail.startswith(":") and tail[1:].isdigit() else port
+    elif hostport.count(":") == 1:
+        host, _, p = hostport.partition(":")
+        port = int(p) if p.isdigit() else port
+    path = ("/" + prefix.strip("/") if prefix.strip("/") else "") + ROUTE
+    lines = [f"GET {path} HTTP/1.1", f"Host: {hostport}", "Accept: application/json", "Connection: close"]
+    if token:
+        lines.append(f"Authorization: Bearer {token}")
+    if etag:
+        lines.append(f"If-None-Match: {etag}")
+    deadline = time.monotonic() + timeout_s
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s) as raw:
+            conn: Any = raw
+            if scheme == "https":
+                import ssl
+
+                conn = ssl.create_default_context().wrap_socket(raw, server_hostname=host)
+            conn.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+            data = bytearray()
+            while len(data) <= MAX_BODY:
+                conn.settimeout(max(0.01, deadline - time.monotonic()))
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+    except (OSError, ValueError) as exc:
+        said = getattr(exc, "strerror", None)
+        return 0, type(exc).__name__ + (f": {said}" if said else ""), None
+    return _response(bytes(data))
+
+
+def _response(data: bytes) -> tuple[int, Any, str | None]:
+    head, sep, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ", 2) if lines else []
+    if not sep or len(parts) < 2 or not parts[1].isdigit():
+        return 0, "not an HTTP answer", None
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        body = _unchunk(body)
+    elif headers.get("content-length", "").isdigit():
+        body = body[: int(headers["content-length"])]
+    try:
+        doc = json.loads(body) if body else None
+    except ValueError:
+        doc = None
+    return int(parts[1]), doc, headers.get("etag")
+
+
+def _unchunk(body: bytes) -> bytes:
+    out = bytearray()
+    while body:
+        size, _, rest = body.partition(b"\r\n")
+        try:
+            n = int(size.split(b";")[0], 16)
+        except ValueError:
+            break
+        if n == 0:
+            break
+        out += rest[:n]
+        body = rest[n + 2 :]
+    return bytes(out)
+
+
+__all__ = [
+    "AHEAD",
+    "ENV_MODE",
+    "ENV_TTL",
+    "ROUTE",
+    "CentralView",
+    "cache_dir",
+    "forget",
+    "get",
+    "server_url",
+    "ttl",
+    "view",
+]

@@ -1,0 +1,132 @@
+"""The session-end hooks as docs/reference/coding-agents.md shows them, run by the
+matrix: each CLI's block read from the doc (``spanvisor hook`` becoming
+this interpreter's), a CLI stopped by a signal while its model holds its
+answer, and the task a session without the launcher ended as."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+from spanvisor.cli.run_stop import tree
+from tests.codingagents.agents import Running, hook_command
+from tests.codingagents.fake_http import FakeModelAPI
+from tests.codingagents.script import Script, Turn
+from tests.codingagents.served import Matrix
+from tests.waiting import wait_until
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "reference" / "coding-agents.md"
+WAIT_S = 120.0
+
+
+def _blocks(lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", DOC.read_text(), re.S)
+
+
+def _ours(text: str, cli: str) -> str:
+    return text.replace(f"spanvisor hook {cli}", hook_command(cli).replace("\\", "\\\\").replace('"', '\\"'))
+
+
+def claude_hooks() -> dict[str, Any]:
+    """Claude Code's ``hooks`` from the doc's settings block."""
+    block = next(b for b in _blocks("json") if '"StopFailure"' in b)
+    hooks: dict[str, Any] = json.loads(_ours(block, "claude-code"))["hooks"]
+    return hooks
+
+
+def gemini_hooks() -> dict[str, Any]:
+    block = next(b for b in _blocks("json") if '"AfterAgent"' in b)
+    hooks: dict[str, Any] = json.loads(_ours(block, "gemini"))["hooks"]
+    return hooks
+
+
+def codex_hooks() -> str:
+    """Codex's ``config.toml`` lines from the doc's block."""
+    block = next(b for b in _blocks("toml") if "[[hooks.SessionEnd]]" in b)
+    return _ours(block, "codex")
+
+
+def claude_settings(path: Path, gate: bool = False) -> Path:
+    """A ``--settings`` file with the doc's end hooks (and the gate's PreToolUse)."""
+    hooks = dict(claude_hooks())
+    if gate:
+        hooks["PreToolUse"] = [
+            {"matcher": "*", "hooks": [{"type": "command", "command": hook_command("claude-code"), "timeout": 200}]}
+        ]
+    path.write_text(json.dumps({"hooks": hooks}))
+    return path
+
+
+def add_codex_hooks(home: Path) -> None:
+    config = home / ".codex" / "config.toml"
+    config.write_text(config.read_text() + "\n" + codex_hooks())
+
+
+def add_gemini_hooks(home: Path) -> None:
+    path = home / ".gemini" / "settings.json"
+    settings = json.loads(path.read_text())
+    settings["hooks"] = {**settings.get("hooks", {}), **gemini_hooks()}
+    path.write_text(json.dumps(settings))
+
+
+class Gated(Script):
+    """A script whose turn ``at`` waits (in the fake's handler thread) until
+    :meth:`go`: the session stays busy on its model until the test says."""
+
+    def __init__(self, turns: list[Turn], at: int) -> None:
+        super().__init__(turns)
+        self.at = at
+        self.open = threading.Event()
+        self.reached = threading.Event()
+
+    def go(self) -> None:
+        self.open.set()
+
+    def turn(self, done: int) -> Turn:
+        if done == self.at:
+            self.reached.set()
+            self.open.wait(WAIT_S * 2)
+        return super().turn(done)
+
+
+def asked(api: FakeModelAPI, run_id: str) -> bool:
+    return any(s.method == "POST" and "count" not in s.path and "analytics" not in s.path for s in api.requests(run_id))
+
+
+def signal_cli(running: Running, api: FakeModelAPI, run_id: str, signum: int) -> None:
+    """Once the CLI asked its model, ``signum`` to it and every process under
+    it (as ``kill`` or a process manager would; Gemini CLI's parent ignores
+    both signals, its worker does not)."""
+    wait_until(lambda: asked(api, run_id), WAIT_S, "the CLI to ask its model")
+    for pid in tree(running.proc.pid):
+        try:
+            os.kill(pid, signum)
+        except OSError:
+            pass
+
+
+def task_named(matrix: Matrix, agent: str, marker: str) -> dict[str, Any]:
+    """The one task of ``agent`` whose name holds ``marker`` (its prompt's)."""
+
+    def found() -> dict[str, Any] | None:
+        rows = [r for r in matrix.tasks_of(agent) if marker in (r["task_name"] or "")]
+        assert len(rows) <= 1, rows
+        return rows[0] if rows else None
+
+    return dict(wait_until(found, WAIT_S, f"the {agent} task named {marker}"))
+
+
+def ended(matrix: Matrix, task_id: str) -> dict[str, Any]:
+    def row() -> dict[str, Any] | None:
+        r = matrix.task(task_id)
+        return r if r is not None and r["ended_at"] is not None else None
+
+    return dict(wait_until(row, WAIT_S, f"task {task_id} to end"))
+
+
+SIGNALS = {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM}
