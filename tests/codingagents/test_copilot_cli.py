@@ -101,6 +101,7 @@ def test_under_the_launcher_the_task_is_live_at_once_and_ends_complete(
     run_id = api.script(uuid.uuid4().hex[:12], _hello("launched", hold_s=6.0))
     task_id = f"copilot-launched:{run_id}/1"
     env = cp.env(tmp_path / "home", api, run_id)  # no telemetry of the user's: the launcher aims it at serve
+    env["SPANVISOR_HEARTBEAT"] = "1s"  # the launcher keeps its task live (liveness is seconds here)
     launcher = {"endpoint": matrix.endpoint, "task-id": task_id}
     running = cp.copilot_started(tmp_path / "work", env, f"say hello under the launcher ({run_id})", launcher)
     try:
@@ -130,6 +131,7 @@ def test_an_api_error_fails_the_session_under_the_launcher_with_copilots_error(
     run_id = api.script(uuid.uuid4().hex[:12], Script([error(401, "invalid_api_key", "scripted: bad key")]))
     task_id = f"copilot-failed-{run_id}"
     env = cp.env(tmp_path / "home", api, run_id)
+    env["SPANVISOR_HEARTBEAT"] = "1s"  # the launcher keeps its task live (liveness is seconds here)
     launcher = {"endpoint": matrix.endpoint, "task-id": task_id}
     ran = cp.copilot(tmp_path / "work", env, f"fail at once ({run_id})", launcher, fmt=None)
     assert ran.code == 1, ran.said()

@@ -76,6 +76,7 @@ def test_under_the_launcher_a_session_is_one_named_task_with_its_calls_priced_st
     run_id = api.script(uuid.uuid4().hex[:12], _hello("launched"))
     task_id = f"opencode-launched:{run_id}/1"
     env = oc.env(tmp_path / "home", api, run_id)
+    env["SPANVISOR_HEARTBEAT"] = "1s"  # the launcher keeps its task live (liveness is seconds here)
     launcher = {"endpoint": matrix.endpoint, "task-id": task_id}
     prompt = f"say hello with the shell ({run_id}), the key is sk-proj-SECRETSECRET1234"
     # As a user starts it: no --format (the launcher asks for json and prints the text).
@@ -104,6 +105,7 @@ def test_an_api_error_fails_the_session_under_the_launcher_with_the_apis_error(
     run_id = api.script(uuid.uuid4().hex[:12], Script([error(401, "invalid_api_key", "scripted: bad key")]))
     task_id = f"opencode-failed-{run_id}"
     env = oc.env(tmp_path / "home", api, run_id)
+    env["SPANVISOR_HEARTBEAT"] = "1s"  # the launcher keeps its task live (liveness is seconds here)
     launcher = {"endpoint": matrix.endpoint, "task-id": task_id}
     ran = oc.opencode(cli_bin, tmp_path / "work", env, f"fail at once ({run_id})", launcher)
     assert ran.code == 1, ran.said()

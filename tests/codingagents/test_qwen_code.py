@@ -118,6 +118,7 @@ def test_under_the_launcher_the_session_ends_complete_or_failed_on_a_401(
     for run_id, marker in ((ok_run, "ok"), (bad_run, "bad")):
         ids[marker] = task_id = f"qwen-{marker}:{run_id}/1"
         env = qw.env(tmp_path / marker / "home", matrix, api, run_id, telemetry=False)
+        env["SPANVISOR_HEARTBEAT"] = "1s"  # the launcher keeps its task live (liveness is seconds here)
         launcher = {"endpoint": matrix.endpoint, "task-id": task_id}
         # As a user starts it: no output format (the launcher asks for stream-json and prints the result).
         ran = qw.qwen(cli_bin, tmp_path / marker / "work", env, f"launched {marker} ({run_id})", launcher, fmt=None)
