@@ -26,6 +26,7 @@ from tests.codingagents.fake_http import FakeModelAPI
 from tests.codingagents.hooked import GateSession, ruling
 from tests.codingagents.script import Script, text, tool
 from tests.codingagents.served import Matrix
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout_s(600)]
 
@@ -70,3 +71,28 @@ def test_with_no_spanvisor_to_run_the_plugin_blocks_the_call(
     assert not (work / "ran.txt").exists(), "the call ran without the gate"
     [blocked] = tool_results(turns(api, run_id)[-1])
     assert "spanvisor hook could not be run" in blocked and "denied" in blocked, blocked
+
+
+def test_under_the_launcher_a_plugin_opencode_did_not_load_is_said_on_the_task(
+    cli_bin: Path, matrix: Matrix, api: FakeModelAPI, tmp_path: Path
+) -> None:
+    """``OPENCODE_PURE`` (OpenCode without external plugins) leaves the gate's
+    plugin unloaded: OpenCode runs the call ungated, and the launcher says so
+    on stderr and on the task instead of letting it pass in silence."""
+    run_id = uuid.uuid4().hex[:12]
+    api.script(run_id, Script([tool(oc.SHELL, command="echo ungated", description="echo"), text("Done.")]))
+    env = oc.env(tmp_path / "home", api, run_id)
+    env.update(OPENCODE_PURE="1", SPANVISOR_HEARTBEAT="1s")
+    task_id = f"opencode-unloaded-{run_id}"
+    launcher = {"endpoint": matrix.endpoint, "task-id": task_id, "gate": ""}
+    ran = oc.opencode(cli_bin, tmp_path / "work", env, f"echo it ({run_id})", launcher)
+    assert ran.code == 0, ran.said()
+    assert "gate plugin never loaded" in ran.stderr, ran.said()
+    said = wait_until(
+        lambda: [c["message"] for c in matrix.timeline(task_id) if "never loaded" in str(c["message"])],
+        120.0,
+        "the warning",
+    )
+    assert set(said) == {
+        "⚠ OpenCode ran a tool call but spanvisor's gate plugin never loaded: its tool calls are NOT gated"
+    }

@@ -130,6 +130,7 @@ def handler(args: argparse.Namespace, config: Config | None) -> int:
                 held.close()
         return 127
     session = _Session(proc, cli, task_id, name, endpoint, args, started)
+    session.gate_marker = child_env.get("SPANVISOR_OPENCODE_LOADED")  # run_more.ENV_LOADED, under --gate
     try:
         return session.run(mode, gate, reserved, config, untrusted)
     finally:
@@ -145,6 +146,7 @@ class _Session:
         self.proc, self.cli, self.task_id, self.name, self.endpoint = proc, cli, task_id, name, endpoint
         self.args, self.started = args, started
         self.forwarded: list[int] = []
+        self.gate_marker: str | None = None
         self.stopper: Stopper | None = None
         # Signals to the launcher reach the CLI's group from now on, before
         # anything is imported (a launcher killed meanwhile would leave it running).
@@ -174,6 +176,8 @@ class _Session:
         # OpenCode's and Cline's calls and steps, read from what they print (run_stream.py).
         argv = list(self.proc.args)
         report = run_stream.start(self.cli, service, self.task_id, self.name, self.endpoint, self.args.token, argv)
+        if report is not None:
+            report.gate_marker = self.gate_marker
         records = Records(gs.TaskKey(self.task_id, service, True), self.endpoint, self.args.token, self.task_id)
         records.say(cv.LIVE_TASK_START, {cv.TASK_NAME: self.name, cv.AGENT_ID: service}, self.started)
         if untrusted:

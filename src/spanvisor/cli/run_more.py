@@ -39,6 +39,9 @@ NAMES = {"qwen": "Qwen Code", "copilot": "Copilot CLI", "opencode": "OpenCode", 
 PLUGIN = ("opencode", "spanvisor-gate.js")
 CLINE_HOOK = ("cline", "PreToolUse")
 ENV_BIN = "SPANVISOR_BIN"
+# The file the OpenCode plugin writes when it loads (in the launcher's folder).
+ENV_LOADED = "SPANVISOR_OPENCODE_LOADED"
+LOADED = "opencode-plugin-loaded"
 
 
 def telemetry(cli: str, out: dict[str, str], endpoint: str) -> None:
@@ -87,6 +90,7 @@ def gate(cli: str, argv: list[str], env: dict[str, str], where: str | None) -> t
         path = os.path.join(folder, PLUGIN[1])
         with open(path, "wb") as f:
             f.write(asset(*PLUGIN))
+        env[ENV_LOADED] = os.path.join(folder, LOADED)
         given = env.get("OPENCODE_CONFIG_CONTENT")
         env["OPENCODE_CONFIG_CONTENT"], kept = _with_plugin(given, Path(path).as_uri())
         return argv, None if kept else "OPENCODE_CONFIG_CONTENT is not a JSON object: the gate's plugin replaces it"
@@ -118,4 +122,4 @@ def _with_plugin(given: str | None, uri: str) -> tuple[str, bool]:
     return json.dumps(doc), kept
 
 
-__all__ = ["BINARIES", "NAMES", "asset", "gate", "telemetry"]
+__all__ = ["BINARIES", "ENV_LOADED", "LOADED", "NAMES", "asset", "gate", "telemetry"]

@@ -182,6 +182,8 @@ class StreamReport:
         self.session: str | None = None
         self.cost_so_far = 0.0
         self.tool_inputs: dict[str, tuple[Any, int]] = {}
+        # The file OpenCode's gate plugin writes when it loads (spanvisor run --gate), until looked at.
+        self.gate_marker: str | None = None
 
     def __call__(self, doc: dict[str, Any]) -> None:
         if self.cli == "opencode":
@@ -223,6 +225,7 @@ class StreamReport:
             usd = float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) else None
             self._call(at, _num(tokens, "input"), _num(cache, "read"), _num(cache, "write"), out, usd, None)
         elif kind == "tool_use":
+            self._gated(at)
             state = _dict(part.get("state"))
             times = _dict(state.get("time"))
             start, end = times.get("start"), times.get("end")
@@ -244,6 +247,16 @@ class StreamReport:
             self._say("warning", {"message": "API error" + (f" (HTTP {status})" if status else "") + f": {msg}"}, at)
         else:
             self._say("life", {}, at)
+
+    def _gated(self, at: int) -> None:
+        """Said once, loudly: OpenCode ran a tool with the gate's plugin never
+        loaded (OpenCode runs tools ungated when a plugin fails to load)."""
+        marker, self.gate_marker = self.gate_marker, None
+        if marker is None or os.path.exists(marker):
+            return
+        said = "OpenCode ran a tool call but spanvisor's gate plugin never loaded: its tool calls are NOT gated"
+        print(f"spanvisor run: {said}", file=sys.stderr, flush=True)
+        self._say("warning", {"message": said}, at)
 
     def _cline(self, doc: dict[str, Any]) -> None:
         task = doc.get("taskId")

@@ -12,8 +12,11 @@
 // Settings (environment): SPANVISOR_BIN, the spanvisor command (default
 // `spanvisor` on PATH, which `spanvisor run` points at its own gate);
 // SPANVISOR_OPENCODE_TIMEOUT, seconds a call may wait for its answer
-// (default 600; the hook answers a few seconds before it).
+// (default 600; the hook answers a few seconds before it);
+// SPANVISOR_OPENCODE_LOADED, a file written when the plugin loads (set by
+// `spanvisor run --gate`, which says so when OpenCode runs a tool without it).
 import { spawn } from "node:child_process"
+import { writeFileSync } from "node:fs"
 
 const BIN = process.env.SPANVISOR_BIN || "spanvisor"
 const LIMIT_S = (() => {
@@ -72,7 +75,16 @@ function ask(call, cwd) {
   })
 }
 
-export const SpanvisorGate = async ({ directory }) => ({
+export const SpanvisorGate = async ({ directory }) => {
+  if (process.env.SPANVISOR_OPENCODE_LOADED) {
+    try {
+      writeFileSync(process.env.SPANVISOR_OPENCODE_LOADED, "loaded\n")
+    } catch {}
+  }
+  return gate(directory)
+}
+
+const gate = (directory) => ({
   "tool.execute.before": async (input, output) => {
     const call = {
       session_id: input.sessionID,
