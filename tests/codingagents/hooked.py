@@ -79,7 +79,7 @@ class GateSession:
     def approved(self) -> str:
         return f"echo approved-{self.run_id}"
 
-    def script(self, shell: str, **extra: str) -> Script:
+    def script(self, shell: str, **extra: Any) -> Script:
         return Script(
             [
                 tool(shell, command="rm -rf build", **extra),

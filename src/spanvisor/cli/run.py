@@ -115,9 +115,15 @@ def handler(args: argparse.Namespace, config: Config | None) -> int:
         from spanvisor.cli import run_more
 
         folder = reserved.dir if reserved is not None else None
-        child_argv, gate_said = run_more.gate(cli, child_argv, child_env, folder)
+        gated, gate_said = run_more.gate(cli, child_argv, child_env, folder)
         if gate_said:
             rs.said(gate_said)
+        if gated is None:  # no gate can be given: the CLI is not started ungated
+            for held in (gate, reserved):
+                if held is not None:
+                    held.close()
+            return 2
+        child_argv = gated
     child_argv, mode = rs.plan(cli, child_argv)
     started = time.time_ns()
     rs.said(f"task {task_id} ({name}) → {endpoint}")
@@ -366,8 +372,8 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument(
         "--gate",
         action="store_true",
-        help="give OpenCode spanvisor's gate plugin, Cline spanvisor's PreToolUse hook (the other CLIs: set the "
-        "hook in their settings)",
+        help="give OpenCode spanvisor's gate plugin; for Cline, refuse to start it unless spanvisor's PreToolUse "
+        "hook is in ~/.cline/hooks (the other CLIs: set the hook in their settings)",
     )
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- then the CLI and its arguments")
     return p

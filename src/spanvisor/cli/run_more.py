@@ -16,10 +16,11 @@ have no hook settings of their own to point at spanvisor (``--gate``).
 
 ``--gate``: OpenCode gets spanvisor's plugin through
 ``OPENCODE_CONFIG_CONTENT`` (``{"plugin": ["file://…"]}``, merged into any
-of the user's own), Cline spanvisor's ``PreToolUse`` hook through
-``--hooks-dir``; both copied from the package into the launcher's private
-folder. The plugin and the hook run ``spanvisor hook <cli>``, which the
-launcher's ``PATH`` makes its own warm gate.
+of the user's own; copied from the package into the launcher's private
+folder). Cline runs a ``PreToolUse`` hook from ``~/.cline/hooks`` only (not
+from ``--hooks-dir``): ``--gate`` checks spanvisor's is there and refuses
+to start Cline otherwise. The plugin and the hook run ``spanvisor hook
+<cli>``, which the launcher's ``PATH`` makes its own warm gate.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ import atexit
 import json
 import os
 import shutil
-import stat
 import sys
 import tempfile
 from importlib import resources
@@ -79,9 +79,10 @@ def _spanvisor(env: dict[str, str]) -> None:
         env[ENV_BIN] = shutil.which("spanvisor") or str(Path(sys.executable).with_name("spanvisor"))
 
 
-def gate(cli: str, argv: list[str], env: dict[str, str], where: str | None) -> tuple[list[str], str | None]:
+def gate(cli: str, argv: list[str], env: dict[str, str], where: str | None) -> tuple[list[str] | None, str | None]:
     """``argv`` and ``env`` with spanvisor's gate given to OpenCode or Cline;
-    what to tell the user (None: nothing)."""
+    what to tell the user (None: nothing). No ``argv``: the CLI must not
+    start (the gate cannot be given; the text says why)."""
     if cli not in ("opencode", "cline"):
         return argv, "--gate gives OpenCode and Cline the gate; set the hook in this CLI's settings instead"
     folder = _private(where)
@@ -94,13 +95,30 @@ def gate(cli: str, argv: list[str], env: dict[str, str], where: str | None) -> t
         given = env.get("OPENCODE_CONFIG_CONTENT")
         env["OPENCODE_CONFIG_CONTENT"], kept = _with_plugin(given, Path(path).as_uri())
         return argv, None if kept else "OPENCODE_CONFIG_CONTENT is not a JSON object: the gate's plugin replaces it"
-    hooks = os.path.join(folder, "cline-hooks")
-    os.makedirs(hooks, mode=0o700, exist_ok=True)
-    path = os.path.join(hooks, CLINE_HOOK[1])
-    with open(path, "wb") as f:
-        f.write(asset(*CLINE_HOOK))
-    os.chmod(path, stat.S_IRWXU)
-    return [argv[0], "--hooks-dir", hooks, *argv[1:]], None
+    return _cline_hook(argv, env)
+
+
+def _cline_hook(argv: list[str], env: dict[str, str]) -> tuple[list[str] | None, str | None]:
+    """Cline 3.0.65 runs its ``PreToolUse`` hook from ``~/.cline/hooks`` only:
+    a hook given with ``--hooks-dir`` is never run (measured: every call ran).
+    So ``--gate`` checks that the user's hook is spanvisor's and refuses to
+    start Cline when it is not (None: what to say instead)."""
+    home = env.get("HOME") or os.path.expanduser("~")
+    path = os.path.join(home, ".cline", "hooks", CLINE_HOOK[1])
+    try:
+        with open(path, "rb") as f:
+            ours = f.read() == asset(*CLINE_HOOK)
+        runnable = os.access(path, os.X_OK)
+    except OSError:
+        ours = runnable = False
+    if ours and runnable:
+        return argv, None
+    why = "is not spanvisor's" if os.path.exists(path) else "is missing"
+    return None, (
+        f"--gate: Cline runs its PreToolUse hook from {path} only, which {why}"
+        f"{'' if runnable or not ours else ' (not executable)'}: Cline would run every tool ungated, so it is not "
+        "started. `spanvisor assets export DIR`, then copy DIR/cline/PreToolUse there (chmod +x)"
+    )
 
 
 def _with_plugin(given: str | None, uri: str) -> tuple[str, bool]:
