@@ -52,7 +52,15 @@ def _ask(serve: _Serve, task: str, aid: str, action: dict[str, Any], *extra: str
     argv += ["--question", "Run the migration?", "--action", json.dumps(action), "--wait", "60"]
     argv += ["--endpoint", serve.base, "--token", TOKEN, "--url", serve.base, *extra]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    wait_until(lambda: any(a["approval_id"] == aid for a in serve.task(task)["approvals"]), what="the request open")
+
+    def opened() -> bool:
+        return any(a["approval_id"] == aid for a in serve.task(task)["approvals"])
+
+    # A loaded machine starts the agent's process slowly; one that ended says why.
+    wait_until(lambda: opened() or proc.poll() is not None, 90, "the request open")
+    if not opened():
+        out, err = proc.communicate()
+        raise AssertionError(f"the agent ended before its request opened ({proc.returncode}):\n{out}\n{err}")
     return proc
 
 

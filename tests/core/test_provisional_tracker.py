@@ -176,3 +176,22 @@ def test_a_live_start_record_after_the_task_showed_names_it() -> None:
         s.trace_id = other
         s.parent_id = "00000000000000ff"
     assert deliver(tracker, [spans]) == [[]]
+
+
+def test_a_live_start_of_an_agent_span_the_ended_task_took_opens_nothing() -> None:
+    # An agent span beside the model calls, under a plain top span: the task
+    # hangs from the top span and takes the agent span as a member. Its live
+    # start, behind the spans, would open a task whose root was read already.
+    top = span(None, "handle_request", 1_000, 9_000)
+    helper = span(top, "helper", 1_100, 1_200, {cv.TASK_NAME: "nested"})
+    c1, t1 = chat(top, 1_100, 100), tool(top, 1_300)
+    tracker = TaskTracker(clock=FakeClock())
+    shown, ended = deliver(tracker, [[helper, c1, t1], [top]])
+    assert isinstance(shown[0], TaskStarted) and shown[0].task.provisional
+    assert isinstance(ended[-1], TaskFinished)
+    start = LiveFact(TRACE, helper.span_id, cv.LIVE_TASK_START, 1_100, {cv.TASK_NAME: "nested"}, SVC)
+    beat = LiveFact(TRACE, helper.span_id, cv.LIVE_HEARTBEAT, 1_150, {}, SVC)
+    assert tracker.live([start, beat]) == []
+    assert tracker.stats.value("live_records_total", outcome="late") == 2
+    assert tracker.open_tasks == 0
+    check_stream([*shown, *ended], all_finished=True)

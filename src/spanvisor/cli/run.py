@@ -51,6 +51,8 @@ _NAMES.update({"qwen": "Qwen Code", "copilot": "Copilot CLI", "opencode": "OpenC
 # its records, then the task's end (which then waits in the spool).
 CLOSE_S = 2.0
 END_S = 3.0
+# How long a receiver that took the session's records gets to take its end.
+END_RETRY_S = 10.0
 
 
 def main(argv: Sequence[str]) -> int:
@@ -257,7 +259,7 @@ class _Session:
         target = ct.otlp_args(self.endpoint, self.args.token, min(self.args.timeout, END_S))
         task = ct.SessionTask(self.task_id, gs.SERVICES[self.cli], True, target)
         request = task.end_request(self.name, self.started, status, error, message)
-        if reachable and _quietly(lambda: task.send_end(request)):
+        if reachable and _send_end(task, request):
             if left or records.dropped:
                 rs.said(f"{left + records.dropped} of the launcher's records were not sent")
             return
@@ -269,6 +271,23 @@ class _Session:
             f"waits in {notes.spool_dir()} for the next hook or launcher" if kept else "is lost: liveness ends the task"
         )
         rs.said(f"{self.endpoint} did not take {what}; it {later}")
+
+
+def _send_end(task: Any, request: Any) -> bool:
+    """The end, to a receiver that took the session's records: a busy one
+    (a 503, a slow answer) gets a few more tries, within :data:`END_RETRY_S`,
+    before the end waits in the spool (a down one was seen already: one try)."""
+    import time
+
+    deadline = time.monotonic() + END_RETRY_S
+    pause = 0.25
+    while True:
+        if _quietly(lambda: task.send_end(request)):
+            return True
+        if time.monotonic() + pause >= deadline:
+            return False
+        time.sleep(pause)
+        pause = min(pause * 2, 2.0)
 
 
 def _read(proc: Any, reading: ResultReader) -> None:

@@ -194,7 +194,7 @@ class EndOrder(TrackerBase):
         """Provisional task ``key`` is no longer open: its trace's buffer is
         no longer kept for it (its marks stay: a root that comes later finds
         the task ended, and what it brings is read as late)."""
-        self._prov.closed(key)
+        self._provisional_ended(key, self._closed.get(key, self._clock()))
         self._pending.release(key)
 
     def _emit_subtree(self, sub: Subtree) -> list[Event]:

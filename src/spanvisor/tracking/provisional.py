@@ -287,6 +287,10 @@ class ProvisionalTasks:
         # Stamps of traces with no task yet, from spans that opened none:
         # (root span id, stamps, resource, start).
         self._stamps: OrderedDict[str, tuple[str, dict[str, Any], Mapping[str, Any], int]] = OrderedDict()
+        # The agent spans each open task took as members (an agent span held
+        # below where it hangs): roots the processor may show as tasks of
+        # their own, whose live records must not open one once this task ended.
+        self._agents: dict[Key, list[str]] = {}
 
     def stamped(
         self, trace_id: str, root_id: str, stamps: dict[str, Any], resource: Mapping[str, Any], start_ns: int
@@ -335,10 +339,17 @@ class ProvisionalTasks:
         self.keys[key] = None
         self.had_task(key[0])
 
-    def closed(self, key: Key) -> None:
+    def took_agent(self, key: Key, span_id: str) -> None:
+        """Open task ``key`` read agent span ``span_id`` as a member."""
+        if key in self.keys:
+            self._agents.setdefault(key, []).append(span_id)
+
+    def closed(self, key: Key) -> list[str]:
+        """Task ``key`` is no longer open: the agent spans it took as members."""
         self.keys.pop(key, None)
         if self.by_trace.get(key[0]) == key:
             del self.by_trace[key[0]]
+        return self._agents.pop(key, [])
 
 
 __all__ = [

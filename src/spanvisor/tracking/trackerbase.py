@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from spanvisor.events import Event
+from spanvisor.spans import conventions as cv
 from spanvisor.spans.data import SpanData, read_live_sdk_span
 from spanvisor.spans.rootevents import EventCursor, OpenRoots, read_sdk_events
 from spanvisor.stats import PipelineStats
@@ -98,6 +99,8 @@ class TrackerBase:
             self._partial.root_seen(key)
         else:
             self._partial.touch(key, now)
+        if not is_root and self._prov.keys and key in self._prov.keys and cv.is_root_candidate(span.attributes):
+            self._prov.took_agent(key, span.span_id)
         out = self.tasks.alive(key, st, self._wall(), now)
         out.extend(st.absorb(span, notes, is_root))
         if span.error and not is_root and st.errors is not None and st.errors.step is not None:
@@ -106,10 +109,21 @@ class TrackerBase:
             self._roots.forget(key)  # the root is read whole, and no more
             out.extend(self.tasks.finish(key, st, span, notes))
             if key in self._prov.keys:  # a provisional task's root: its late spans are this task's
-                self._prov.closed(key)
                 self._pending.release(key)
                 self.tasks.alias((key[0], span.span_id), st)
+                self._provisional_ended(key, st)
         return out
+
+    def _provisional_ended(self, key: Key, st: TaskState | None) -> None:
+        """Provisional task ``key`` ended (``st``: its state, if still kept).
+        An agent span it took as a member is this task's: a live record that
+        names it as a root comes late (it would open a task whose root was
+        read already, one that never ends), and its late spans correct this one."""
+        for sid in self._prov.closed(key):
+            if st is not None:
+                self.tasks.alias((key[0], sid), st)
+            else:
+                self._finished.remember(pair_key(key[0], sid))
 
     def _late(self, key: Key, span: SpanData, notes: list[str], content: bool) -> list[Event]:
         """A span of a task that finished here: a TaskCorrected or nothing (:mod:`.late`, :mod:`.edges`)."""
