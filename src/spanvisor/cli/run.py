@@ -358,19 +358,12 @@ def _quietly(send: Any) -> bool:
         return False
 
 
-HELP = (
-    "run claude -p, codex exec, gemini, qwen, copilot, opencode run or cline as a supervised task "
-    "(telemetry to spanvisor, the end reported)"
-)
+HELP = "run a coding-agent CLI (claude, codex, gemini, qwen, copilot, opencode, cline) as a supervised task"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--name", help="task name (default: the prompt, clipped)")
-    p.add_argument(
-        "--cli",
-        choices=("claude-code", "codex", "gemini", "qwen", "copilot", "opencode", "cline"),
-        help="which CLI (default: from the command)",
-    )
+    p.add_argument("--cli", choices=tuple(gs.SERVICES), help="which CLI (default: from the command)")
     p.add_argument(
         "--endpoint",
         help=f"OTLP/HTTP endpoint: spanvisor serve or a Collector (default: ${gs.ENV_ENDPOINT} or {gs.DEFAULT_ENDPOINT})",
