@@ -34,7 +34,17 @@ def test_the_wait_ends_before_the_clis_limit_and_never_outlasts_the_policy(
 def test_every_cli_has_a_limit_and_the_answer_keeps_a_margin_before_it() -> None:
     # Claude Code's command hooks are killed after 600 s by default, Gemini
     # CLI's after 60 s (and it then runs the call); Codex documents none.
-    assert CLI_TIMEOUT_DEFAULT == {"claude-code": 600.0, "codex": 600.0, "gemini": 60.0}
+    # Qwen Code's default is Gemini CLI's, Copilot CLI's 30 s, Cline's a fixed
+    # 120 s; OpenCode's is spanvisor's plugin's own (600 s).
+    assert CLI_TIMEOUT_DEFAULT == {
+        "claude-code": 600.0,
+        "codex": 600.0,
+        "gemini": 60.0,
+        "qwen": 60.0,
+        "copilot": 30.0,
+        "opencode": 600.0,
+        "cline": 120.0,
+    }
     now = time.monotonic()
     assert wait_budget(300, Deadline.for_cli("gemini", None, now)) == 50.0  # 15 % kept back, whole seconds
     assert wait_budget(1_000, Deadline.for_cli("gemini", 900.0, now - 3.2)) == 886.0  # at most 10 s kept back

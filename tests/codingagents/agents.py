@@ -81,10 +81,12 @@ class Running:
 
 
 def launched(argv: list[str], launcher: dict[str, str] | None) -> list[str]:
-    """``argv`` under ``spanvisor run`` with ``launcher``'s options, or as is."""
+    """``argv`` under ``spanvisor run`` with ``launcher``'s options (an empty
+    value: a flag alone), or as is."""
     if launcher is None:
         return argv
-    return [*SPANVISOR, "run", *[a for k, v in launcher.items() for a in (f"--{k}", v)], "--", *argv]
+    options = [a for k, v in launcher.items() for a in ((f"--{k}", v) if v else (f"--{k}",))]
+    return [*SPANVISOR, "run", *options, "--", *argv]
 
 
 def start(argv: list[str], env: dict[str, str], cwd: Path, launcher: dict[str, str] | None = None) -> Running:

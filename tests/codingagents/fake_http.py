@@ -75,8 +75,11 @@ class FakeModelAPI:
                 pass  # the requests are kept in fake.seen
 
             def _any(self) -> None:
-                n = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(n) if n else b""
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    raw = self._chunked()
+                else:
+                    n = int(self.headers.get("Content-Length") or 0)
+                    raw = self.rfile.read(n) if n else b""
                 reply = fake._handle(self.command, self.path, raw)
                 if reply.hold_s > 0 and not self._held(reply.hold_s):
                     return  # the CLI went away while it waited: nobody to answer
@@ -88,6 +91,18 @@ class FakeModelAPI:
                     self.wfile.write(reply.body)
                 except OSError:
                     pass  # the CLI went away meanwhile (stopped while it waited)
+
+            def _chunked(self) -> bytes:
+                """A body sent in chunks (Node's clients may send one so)."""
+                out = b""
+                while True:
+                    size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+                    if size == 0:
+                        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                            pass  # trailers
+                        return out
+                    out += self.rfile.read(size)
+                    self.rfile.readline()
 
             def _held(self, seconds: float) -> bool:
                 """Wait ``seconds`` (less when the fake closes); False when the

@@ -26,7 +26,15 @@ APPROVER = "U0ALICE"
 # scripted growth of a few thousand tokens crosses 70 % and 85 % of it,
 # while the CLIs, which know the real window, see no reason to compact.
 MODEL = "claude-sonnet-4-5"
-WINDOWS = {MODEL: 10_000, "gemini-2.5-flash": 10_000, "gpt-5-codex": 10_000}
+WINDOWS = {
+    MODEL: 10_000,
+    "gemini-2.5-flash": 10_000,
+    "gpt-5-codex": 10_000,
+    "gpt-4.1": 10_000,
+    "qwen3-coder-plus": 10_000,
+}
+# genai-prices knows no Qwen model: priced as an operator would (dollars per million tokens).
+PRICES = {"qwen3-coder-plus": "1:5:0.1"}
 # Without the launcher a session ends by liveness: short here, so a test sees it.
 STALL_AFTER_S = 4
 LOST_AFTER_S = 10
@@ -42,6 +50,7 @@ def start_serve(db_url: str, slack: FakeSlackThread, data: Path) -> ServeProcess
         SPANVISOR_STATE_STORE="postgres",
         SPANVISOR_SINKS="postgres,slack",
         SPANVISOR_MODEL_CONTEXT_WINDOWS=",".join(f"{k}={v}" for k, v in WINDOWS.items()),
+        SPANVISOR_MODEL_PRICES=",".join(f"{k}={v}" for k, v in PRICES.items()),
         SPANVISOR_STALL_AFTER=f"{STALL_AFTER_S}s",
         SPANVISOR_LOST_AFTER=f"{LOST_AFTER_S}s",
         SPANVISOR_HEARTBEAT="1s",

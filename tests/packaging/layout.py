@@ -18,6 +18,8 @@ EXPORTED = {
     "collector-config": "collector-config",
     "plugins/spanvisor_prometheus/rules": "prometheus/rules",
     "docs/alertmanager-example.yml": "alertmanager/alertmanager-example.yml",
+    "src/spanvisor/_assets/opencode": "opencode",
+    "src/spanvisor/_assets/cline": "cline",
 }
 
 

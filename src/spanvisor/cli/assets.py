@@ -73,6 +73,18 @@ ASSETS: tuple[Asset, ...] = (
         "_assets/alertmanager",
         "an Alertmanager route and Slack receiver to adapt (amtool check-config)",
     ),
+    Asset(
+        "opencode",
+        "spanvisor",
+        "_assets/opencode",
+        "OpenCode's gate plugin: name its file:// URI in opencode.json's plugin list (spanvisor check looks)",
+    ),
+    Asset(
+        "cline",
+        "spanvisor",
+        "_assets/cline",
+        "Cline's gate hook: copy PreToolUse to ~/.cline/hooks/ and make it executable",
+    ),
 )
 
 

@@ -6,8 +6,9 @@ every setting (all refused values at once, and names no setting has), the
 sinks and their own checks (Slack, Grafana and PostgreSQL are reached), the
 hook policy (``SPANVISOR_HOOK_POLICY``), the central policy
 (``SPANVISOR_POLICY``), the deciders file
-(``SPANVISOR_DECIDERS``) and, when ``SPANVISOR_CONTROL_URL`` is set, the
-control API there. The first line is the verdict; then only what is wrong
+(``SPANVISOR_DECIDERS``), OpenCode's gate plugin where OpenCode would
+load it from (:mod:`.check_opencode`) and, when ``SPANVISOR_CONTROL_URL``
+is set, the control API there. The first line is the verdict; then only what is wrong
 or worth knowing (the settings that are not at their default, warnings,
 what each check found). ``--all`` adds the whole table of settings.
 
@@ -168,6 +169,19 @@ def _control_api(config: Config, found: Findings) -> None:
         found.failed.append(f"control API {client.url}: HTTP {status} {doc.get('error') or ''}".rstrip())
 
 
+def _opencode(found: Findings) -> None:
+    """OpenCode's gate plugin, wherever OpenCode would load it from (check_opencode.py)."""
+    import os
+    from pathlib import Path
+
+    from spanvisor.cli import check_opencode
+
+    bad, warned, ok = check_opencode.problems(os.environ, Path.cwd())
+    found.invalid += bad
+    found.warnings += warned
+    found.checked += ok
+
+
 def cmd_check(args: argparse.Namespace, config: Config) -> int:
     found = Findings()
     _settings(config, found)
@@ -176,6 +190,7 @@ def cmd_check(args: argparse.Namespace, config: Config) -> int:
     _central_policy(config, found)
     _deciders(config, found)
     _control_api(config, found)
+    _opencode(found)
     code, verdict = found.verdict()
     out = [verdict]
     for title, mark, lines in (

@@ -170,7 +170,10 @@ def _deadline(argv: list[str], now: float) -> tuple[float, Deadline | None]:
     except Exception:
         return now, None
     try:
-        cli: Cli = "gemini" if argv[0] == "gemini" else "codex" if argv[0] == "codex" else "claude-code"
+        from spanvisor.gate.contracts import CLIS
+
+        # An unknown CLI is answered by the child (an argument error): the longest default here.
+        cli: Cli = next((c for c in CLIS if c == argv[0]), "claude-code")
         return started, Deadline.for_cli(cli, limit(cli, _cli_timeout(argv), os.environ, None), started)
     except Exception:
         return started, None
@@ -224,19 +227,27 @@ def _block(argv: list[str], reason: str) -> int:
 
     cli = argv[0] if argv else ""
     doc = ""
-    if cli == "gemini":
+    status = _BLOCK
+    if cli in ("gemini", "opencode"):
         doc = json.dumps({"decision": "deny", "reason": reason})
-    elif cli in ("claude-code", "codex"):
+    elif cli in ("claude-code", "codex", "qwen"):
         inner = {"hookEventName": "PreToolUse", "permissionDecision": "deny", "permissionDecisionReason": reason}
         doc = json.dumps({"hookSpecificOutput": inner})
+    elif cli == "copilot":
+        doc = json.dumps({"permissionDecision": "deny", "permissionDecisionReason": reason})
+    elif cli == "cline":
+        # Cline runs a call whose hook exits non-zero: its block is an answer
+        # that stops the run (the call is not known here), and status 0.
+        doc, status = json.dumps({"cancel": True, "errorMessage": reason}), 0
     for stream, text in ((sys.stdout, doc), (sys.stderr, reason)):
         try:
             if text:
                 stream.write(text + "\n")
                 stream.flush()
         except BaseException:
-            pass
-    return _BLOCK
+            if stream is sys.stdout and status == 0:
+                status = _BLOCK  # no answer written: Cline's hook wrapper stops the run
+    return status
 
 
 def _exit(code: int) -> None:

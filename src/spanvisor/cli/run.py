@@ -1,4 +1,5 @@
-"""``spanvisor run -- claude -p "…"`` (or ``codex exec …``, ``gemini …``):
+"""``spanvisor run -- claude -p "…"`` (or ``codex exec …``, ``gemini …``,
+``qwen -p …``, ``copilot -p …``, ``opencode run …``, ``cline …``):
 a coding-agent session as a task whose end is never missed.
 
 The launcher gives the session a fresh task id and a name (``--name``, else
@@ -45,6 +46,7 @@ ENV_LOCAL_GATE = "SPANVISOR_LOCAL_GATE"
 # spanvisor.gate.ENV_SOCKET (not imported before the CLI starts: its socket module is 10 ms).
 ENV_SOCKET = "SPANVISOR_GATE_SOCKET"
 _NAMES = {"claude-code": "Claude Code", "codex": "Codex", "gemini": "Gemini CLI"}
+_NAMES.update({"qwen": "Qwen Code", "copilot": "Copilot CLI", "opencode": "OpenCode", "cline": "Cline"})
 # How long the launcher's end may wait on a receiver that does not answer:
 # its records, then the task's end (which then waits in the spool).
 CLOSE_S = 2.0
@@ -70,7 +72,10 @@ def handler(args: argparse.Namespace, config: Config | None) -> int:
         return 2
     cli = args.cli or cli_of(argv[0])
     if cli is None:
-        rs.said(f"{os.path.basename(argv[0])!r} is not claude, codex or gemini; say which with --cli")
+        rs.said(
+            f"{os.path.basename(argv[0])!r} is not claude, codex, gemini, qwen, copilot, opencode or cline; "
+            "say which with --cli"
+        )
         return 2
     endpoint = gs.endpoint_from(args.endpoint)
     task_id = args.task_id or f"{cli}-{os.urandom(8).hex()}"
@@ -108,6 +113,19 @@ def handler(args: argparse.Namespace, config: Config | None) -> int:
         if hooks_said:
             rs.said(hooks_said)
             untrusted = run_codex.FLAG not in child_argv
+    if args.gate:
+        from spanvisor.cli import run_more
+
+        folder = reserved.dir if reserved is not None else None
+        gated, gate_said = run_more.gate(cli, child_argv, child_env, folder)
+        if gate_said:
+            rs.said(gate_said)
+        if gated is None:  # no gate can be given: the CLI is not started ungated
+            for held in (gate, reserved):
+                if held is not None:
+                    held.close()
+            return 2
+        child_argv = gated
     child_argv, mode = rs.plan(cli, child_argv)
     started = time.time_ns()
     rs.said(f"task {task_id} ({name}) → {endpoint}")
@@ -120,6 +138,7 @@ def handler(args: argparse.Namespace, config: Config | None) -> int:
                 held.close()
         return 127
     session = _Session(proc, cli, task_id, name, endpoint, args, started)
+    session.gate_marker = child_env.get("SPANVISOR_OPENCODE_LOADED")  # run_more.ENV_LOADED, under --gate
     try:
         return session.run(mode, gate, reserved, config, untrusted)
     finally:
@@ -135,6 +154,7 @@ class _Session:
         self.proc, self.cli, self.task_id, self.name, self.endpoint = proc, cli, task_id, name, endpoint
         self.args, self.started = args, started
         self.forwarded: list[int] = []
+        self.gate_marker: str | None = None
         self.stopper: Stopper | None = None
         # Signals to the launcher reach the CLI's group from now on, before
         # anything is imported (a launcher killed meanwhile would leave it running).
@@ -154,12 +174,18 @@ class _Session:
     def run(
         self, mode: rs.Mode, gate: Any, reserved: rs.Reserved | None, config: Config | None, untrusted: bool
     ) -> int:
+        from spanvisor.cli import run_stream
         from spanvisor.cli.run_records import Records
         from spanvisor.cli.run_result import ResultReader
         from spanvisor.cli.run_stop import Stopper
         from spanvisor.spans import conventions as cv
 
         service = gs.SERVICES[self.cli]
+        # OpenCode's and Cline's calls and steps, read from what they print (run_stream.py).
+        argv = list(self.proc.args)
+        report = run_stream.start(self.cli, service, self.task_id, self.name, self.endpoint, self.args.token, argv)
+        if report is not None:
+            report.gate_marker = self.gate_marker
         records = Records(gs.TaskKey(self.task_id, service, True), self.endpoint, self.args.token, self.task_id)
         records.say(cv.LIVE_TASK_START, {cv.TASK_NAME: self.name, cv.AGENT_ID: service}, self.started)
         if untrusted:
@@ -170,7 +196,7 @@ class _Session:
             gate = _local_gate(reserved)
         beat = _beat(records, config)
         watch = self._follow(records)
-        reading = ResultReader(mode)
+        reading = ResultReader(mode, tap=report)
         try:
             _read(self.proc, reading)
             code: int = self.proc.wait()
@@ -184,6 +210,7 @@ class _Session:
             for held in (gate, reserved):
                 if held is not None:
                     held.close()
+        run_stream.finish(report, within_s=min(self.args.timeout, CLOSE_S))
         self._end(records, code, reading)
         return 128 - code if code < 0 else code
 
@@ -331,12 +358,12 @@ def _quietly(send: Any) -> bool:
         return False
 
 
-HELP = "run claude -p, codex exec or gemini as a supervised task (telemetry to spanvisor, the end reported)"
+HELP = "run a coding-agent CLI (claude, codex, gemini, qwen, copilot, opencode, cline) as a supervised task"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--name", help="task name (default: the prompt, clipped)")
-    p.add_argument("--cli", choices=("claude-code", "codex", "gemini"), help="which CLI (default: from the command)")
+    p.add_argument("--cli", choices=tuple(gs.SERVICES), help="which CLI (default: from the command)")
     p.add_argument(
         "--endpoint",
         help=f"OTLP/HTTP endpoint: spanvisor serve or a Collector (default: ${gs.ENV_ENDPOINT} or {gs.DEFAULT_ENDPOINT})",
@@ -353,6 +380,12 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         action="store_true",
         help="do not ask Claude Code for each tool call's input (the command, the file path): steps then read "
         "'Bash', not 'Bash(ls -la)'",
+    )
+    p.add_argument(
+        "--gate",
+        action="store_true",
+        help="give OpenCode spanvisor's gate plugin; for Cline, refuse to start it unless spanvisor's PreToolUse "
+        "hook is in ~/.cline/hooks (the other CLIs: set the hook in their settings)",
     )
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- then the CLI and its arguments")
     return p

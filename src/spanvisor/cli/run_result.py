@@ -21,6 +21,7 @@ ended, read by ``spanvisor run`` while the user still sees the run.
   event (``status`` success or error, the error's message). A user's own
   ``json`` (one document: ``response``, or ``error``) or ``stream-json`` is
   passed through untouched and read too.
+* Qwen Code, Copilot CLI, OpenCode, Cline: :mod:`.run_result_more`.
 * Anything else: passed through as is; the exit code alone tells the end.
 
 How a run ended (:func:`end_of`) is then read per CLI, never an exit
@@ -40,15 +41,17 @@ from __future__ import annotations
 import json
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from spanvisor.cli import run_result_more as more
 from spanvisor.cli.run_start import Mode, plan
 
 # What a CLI reads as its user stopping it: exit codes 128 + SIGHUP, SIGINT,
 # SIGKILL, SIGTERM (a shell's way of saying "killed by").
 _STOP_CODES = {129: "SIGHUP", 130: "SIGINT", 137: "SIGKILL", 143: "SIGTERM"}
-_CLI_NAMES = {"claude-code": "Claude Code", "codex": "Codex", "gemini": "Gemini CLI"}
+_CLI_NAMES = {"claude-code": "Claude Code", "codex": "Codex", "gemini": "Gemini CLI", **more.NAMES}
 
 
 @dataclass
@@ -64,9 +67,13 @@ class ResultReader:
     _json_buffer: list[str] = field(default_factory=list)
     # Gemini CLI's text as printed so far (does it end with a newline).
     _said_newline: bool = True
+    # Each line's JSON, handed on as it is read (run_stream.py).
+    tap: Callable[[dict[str, Any]], object] | None = None
 
     def line(self, text: str) -> str | None:
         """Read one line of the CLI's stdout; what to show the user (None: nothing)."""
+        if self.mode in more.MODES:
+            return more.line(self, text)
         if self.mode in ("claude-json", "gemini-json"):
             self._json_buffer.append(text)
             return text
@@ -224,6 +231,8 @@ def end_of(
     reads = reading.mode != "passthrough"
     if code in _STOP_CODES and (reads or code != 0):
         return "cancelled", None, f"{name} ended by {_STOP_CODES[code]} (exit code {code})"
+    if (unsaid := more.without_result(reading.mode, program, code)) is not None:
+        return unsaid
     if code == 0 and reading.mode.startswith("claude-"):
         return "error", f"{program} exited without a result", "Failed"
     if code == 0 and reading.mode.startswith("gemini-"):

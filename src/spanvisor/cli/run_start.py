@@ -35,6 +35,9 @@ from spanvisor.redaction import redact
 
 NAME_CHARS = 80
 _BINARIES = {"claude": "claude-code", "codex": "codex", "gemini": "gemini"}
+# Qwen Code, Copilot CLI, OpenCode, Cline (spanvisor.cli.run_more, which this
+# module does not import before the CLI starts).
+_BINARIES.update({"qwen": "qwen", "copilot": "copilot", "opencode": "opencode", "cline": "cline"})
 _SUBCOMMANDS = {"exec", "e", "run"}
 _VALUE_OPTIONS = {"-m", "--model", "-c", "--config", "--output-format", "-s", "--sandbox", "--settings", "-C", "--cd"}
 
@@ -47,6 +50,15 @@ Mode = Literal[
     "gemini-text",
     "gemini-stream",
     "gemini-json",
+    # Qwen Code, Copilot CLI, OpenCode, Cline: spanvisor.cli.run_result_more
+    "qwen-text",
+    "qwen-stream",
+    "copilot-text",
+    "copilot-json",
+    "opencode-text",
+    "opencode-json",
+    "cline-text",
+    "cline-json",
 ]
 
 
@@ -143,6 +155,10 @@ def telemetry(
             )
             extra += ["-c", f"otel.{key}={value}"]
         argv = [argv[0], *extra, *argv[1:]]
+    else:
+        from spanvisor.cli import run_more
+
+        run_more.telemetry(cli, out, endpoint)
     return argv, out
 
 
@@ -160,6 +176,12 @@ def plan(cli: str, args: Sequence[str]) -> tuple[list[str], Mode]:
     """The CLI's arguments with what the launcher adds, and how to read its
     stdout (:mod:`spanvisor.cli.run_result`)."""
     argv = list(args)
+    if cli not in ("claude-code", "codex", "gemini"):
+        from spanvisor.cli import run_result_more
+
+        planned = run_result_more.plan(cli, argv)
+        if planned is not None:
+            return planned[0], planned[1]  # type: ignore[return-value]  # one of the Modes above
     if cli == "claude-code" and ("-p" in argv or "--print" in argv):
         fmt = _option(argv, "--output-format")
         if fmt is None:

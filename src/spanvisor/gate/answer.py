@@ -5,7 +5,9 @@ person's, nobody deciding in time) is the CLI's deny JSON and exit status
 0, as each CLI documents it. Every failure is a block: the deny JSON, the
 reason on stderr and exit status 2 (each CLI reads 2 as "block, show
 stderr to the model"; any other status lets Claude Code and Gemini CLI run
-the call). An answer that cannot be written is a block too.
+the call), or for Cline, which runs a call on any non-zero status, its
+stopping answer and 0 (:func:`spanvisor.gate.contracts.block_status`). An
+answer that cannot be written is a block too.
 
 The first answer stands, from any thread (the launcher's backstop may
 answer while its worker still runs), and ``release`` is called with it at
@@ -68,21 +70,26 @@ class Answer:
         return self._write("deny", reason, gc.EXIT_ALLOW)
 
     def block(self, reason: str) -> int:
-        return self._write("deny", reason, gc.EXIT_BLOCK)
+        return self._write("deny", reason, gc.block_status(self.cli), failed=True)
 
     def neutral(self, doc: Mapping[str, Any]) -> int:
         """A reply that decides nothing (to a turn's or the session's end):
         ``doc`` and exit status 0, even when it cannot be written (no
         output is as neutral: a block there would keep the agent going)."""
-        return self._write("allow", "", gc.EXIT_ALLOW, doc)
+        return self._write("allow", "", gc.EXIT_ALLOW, neutral=doc)
 
     def _write(
-        self, answer: gc.Answer, reason: str, code: int = gc.EXIT_ALLOW, neutral: Mapping[str, Any] | None = None
+        self,
+        answer: gc.Answer,
+        reason: str,
+        code: int = gc.EXIT_ALLOW,
+        failed: bool = False,
+        neutral: Mapping[str, Any] | None = None,
     ) -> int:
         with self._lock:
             if self.code is not None:
                 return self.code
-            self.code = self._say(answer, reason, code) if neutral is None else self._say_neutral(neutral)
+            self.code = self._say(answer, reason, code, failed) if neutral is None else self._say_neutral(neutral)
         if self.release is not None:
             try:
                 self.release(self.code)
@@ -99,7 +106,7 @@ class Answer:
             pass
         return gc.EXIT_ALLOW
 
-    def _say(self, answer: gc.Answer, reason: str, code: int) -> int:
+    def _say(self, answer: gc.Answer, reason: str, code: int, failed: bool) -> int:
         self.code = code
         try:
             if self.cli is not None:
@@ -108,8 +115,10 @@ class Answer:
                 out.write(json.dumps(gc.reply(self.cli, event, answer, reason)) + "\n")
                 out.flush()
         except BaseException:  # an answer that cannot be written is a block
-            self.code = gc.EXIT_BLOCK
-        if self.code == gc.EXIT_BLOCK:
+            # (exit status 2 for every CLI: for Cline, whose block must be an
+            # answer on stdout, the hook's wrapper script answers for it)
+            self.code, failed = gc.EXIT_BLOCK, True
+        if failed:
             try:
                 err = self.stderr or sys.stderr
                 err.write(reason + "\n")

@@ -27,7 +27,16 @@ import time
 STARTED = time.monotonic()
 REAL: str = globals().get("REAL", "spanvisor")
 LIMIT: float = globals().get("LIMIT", 0.0)
-DEFAULTS = {"claude-code": 600.0, "codex": 600.0, "gemini": 60.0}
+# gate.deadline.CLI_TIMEOUT_DEFAULT (pinned to it by tests/gate).
+DEFAULTS = {
+    "claude-code": 600.0,
+    "codex": 600.0,
+    "gemini": 60.0,
+    "qwen": 60.0,
+    "copilot": 30.0,
+    "opencode": 600.0,
+    "cline": 120.0,
+}
 CONTEXT = ("SPANVISOR_", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL")
 ALSO = ("HOME", "XDG_STATE_HOME")
 MAX = 16 * 1024 * 1024
@@ -122,10 +131,17 @@ def ask(path: str, argv: list[str], stdin: bytes) -> tuple[int, bytes, bytes] | 
 
 
 def block(args: list[str], reason: str) -> None:
-    """The CLI's block (exit status 2 and, in its shape, the deny JSON)."""
+    """The CLI's block (exit status 2 and, in its shape, the deny JSON;
+    for Cline, which runs a call on any non-zero status, an answer that
+    stops the run and status 0)."""
     cli = args[1] if len(args) > 1 else ""
-    if cli == "gemini":
+    status = 2
+    if cli in ("gemini", "opencode"):
         doc = f'{{"decision": "deny", "reason": "{reason}"}}'
+    elif cli == "copilot":
+        doc = f'{{"permissionDecision": "deny", "permissionDecisionReason": "{reason}"}}'
+    elif cli == "cline":
+        doc, status = f'{{"cancel": true, "errorMessage": "{reason}"}}', 0
     else:
         doc = '{"hookSpecificOutput": {"hookEventName": "PreToolUse", "permissionDecision": "deny", '
         doc += f'"permissionDecisionReason": "{reason}"}}}}'
@@ -133,8 +149,9 @@ def block(args: list[str], reason: str) -> None:
         try:
             os.write(fd, text.encode() + b"\n")
         except OSError:
-            pass
-    os._exit(2)
+            if fd == 1:
+                status = 2  # no answer written: Cline's hook wrapper stops the run
+    os._exit(status)
 
 
 def stopped(args: list[str]) -> None:

@@ -4,8 +4,9 @@ The gate must answer before the CLI gives up on it (every CLI then runs
 the call), so it reads the timeout where the CLI reads it, instead of
 trusting ``--cli-timeout`` or the CLI's default alone: Claude Code's
 settings files (the user's, the project's, its local ones, the managed
-ones), Codex's ``config.toml`` (``$CODEX_HOME``'s and the project's) and
+ones), Codex's ``config.toml`` (``$CODEX_HOME``'s and the project's),
 Gemini CLI's ``settings.json`` (the user's, the project's, the system's),
+Qwen Code's and Copilot CLI's (:mod:`.clitimeout_more`),
 plus any file named in ``SPANVISOR_CLI_SETTINGS`` (the launcher names the
 ``--settings`` file a Claude Code session was started with). Every hook
 entry of the permission events whose command runs ``spanvisor`` counts,
@@ -22,11 +23,27 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from spanvisor.gate import clitimeout_more as more
 from spanvisor.gate.deadline import CLI_TIMEOUT_DEFAULT
 
 ENV_SETTINGS = "SPANVISOR_CLI_SETTINGS"
 # The hook events each CLI runs the gate for.
-EVENTS = {"claude-code": ("PreToolUse", "PermissionRequest"), "codex": ("PreToolUse",), "gemini": ("BeforeTool",)}
+EVENTS = {
+    "claude-code": ("PreToolUse", "PermissionRequest"),
+    "codex": ("PreToolUse",),
+    "gemini": ("BeforeTool",),
+    "qwen": ("PreToolUse",),
+}
+# The CLI each binary is (the launcher's first word after its --).
+BINARIES = {
+    "claude": "claude-code",
+    "codex": "codex",
+    "gemini": "gemini",
+    "qwen": "qwen",
+    "copilot": "copilot",
+    "opencode": "opencode",
+    "cline": "cline",
+}
 # A settings file larger than this is not read (nobody writes one).
 MAX_SETTINGS = 1024 * 1024
 
@@ -47,6 +64,9 @@ def configured(cli: str, env: Mapping[str, str], cwd: str) -> list[float]:
     unit = 1000.0 if cli == "gemini" else 1.0
     for path in settings_files(cli, env, cwd):
         doc = _read(path)
+        if cli == "copilot":
+            out.extend(_copilot(doc, default))
+            continue
         for entry in _entries(doc, EVENTS.get(cli, ())):
             command = entry.get("command")
             text = " ".join(str(c) for c in command) if isinstance(command, list) else command
@@ -54,9 +74,19 @@ def configured(cli: str, env: Mapping[str, str], cwd: str) -> list[float]:
                 continue
             raw = entry.get("timeout")
             if isinstance(raw, int | float) and not isinstance(raw, bool) and raw > 0:
-                out.append(float(raw) / unit)
+                out.append(more.qwen_seconds(float(raw)) if cli == "qwen" else float(raw) / unit)
             else:
                 out.append(default)
+    return out
+
+
+def _copilot(doc: Any, default: float) -> list[float]:
+    out: list[float] = []
+    for command, raw in more.copilot_entries(doc):
+        if "spanvisor" not in command or "hook" not in command:
+            continue
+        ok = isinstance(raw, int | float) and not isinstance(raw, bool) and raw > 0
+        out.append(float(raw) if ok else default)
     return out
 
 
@@ -74,6 +104,12 @@ def settings_files(cli: str, env: Mapping[str, str], cwd: str) -> list[Path]:
     if cli == "codex":
         codex_home = Path(env.get("CODEX_HOME") or home / ".codex")
         return [codex_home / "config.toml", Path(cwd) / ".codex" / "config.toml", *named]
+    if cli == "qwen":
+        return [*more.qwen_files(env, home, cwd), *named]
+    if cli == "copilot":
+        return [*more.copilot_files(env, home, cwd), *named]
+    if cli not in ("gemini",):
+        return named  # OpenCode (the plugin gives --cli-timeout), Cline (fixed)
     system = Path(env.get("GEMINI_CLI_SYSTEM_SETTINGS_PATH") or "/etc/gemini-cli/settings.json")
     return [home / ".gemini" / "settings.json", Path(cwd) / ".gemini" / "settings.json", system, *named]
 
@@ -108,7 +144,7 @@ def launched_cli(argv: list[str]) -> str | None:
     """Which CLI a launcher runs (the first word after its ``--``)."""
     rest = argv[argv.index("--") + 1 :] if "--" in argv else []
     name = os.path.basename(rest[0]) if rest else ""
-    return {"claude": "claude-code", "codex": "codex", "gemini": "gemini"}.get(name)
+    return BINARIES.get(name)
 
 
 def short_for(cli: str, policy_timeout_s: float, env: Mapping[str, str], cwd: str) -> str | None:

@@ -10,12 +10,19 @@
 * Gemini CLI ``BeforeTool``: stdin ``session_id``, ``tool_name``,
   ``tool_input``, ``timestamp``; the answer ``{"decision": "allow|deny",
   "reason": …}``.
+* Qwen Code ``PreToolUse`` (a Gemini CLI fork that took Claude Code's hook
+  contract): Claude Code's stdin and answer.
+* GitHub Copilot CLI ``preToolUse``, and OpenCode, Cline: see
+  :mod:`spanvisor.gate.contracts_more` (their inputs are read into the same
+  :class:`Call`, their answers written there).
 
 An allow is that JSON and exit status 0. Every other answer is a block: the
 deny JSON on stdout, the reason on stderr and exit status 2, which each of
 the CLIs reads as "block this call, show stderr to the model" (any other
-non-zero status is a non-blocking error to Claude Code and Gemini CLI: the
-call would run).
+non-zero status is a non-blocking error to Claude Code, Gemini CLI and Qwen
+Code: the call would run), except Cline, which runs a call whose hook exits
+non-zero: its block is exit status 0 with an answer that stops the call
+(:func:`block_status`).
 """
 
 from __future__ import annotations
@@ -25,11 +32,12 @@ import re
 import shlex
 from typing import Any, Literal, NamedTuple
 
+from spanvisor.gate import contracts_more as more
 from spanvisor.gate import paths
 from spanvisor.redaction import clip_middle, redact
 
-Cli = Literal["claude-code", "codex", "gemini"]
-CLIS: tuple[Cli, ...] = ("claude-code", "codex", "gemini")
+Cli = Literal["claude-code", "codex", "gemini", "qwen", "copilot", "opencode", "cline"]
+CLIS: tuple[Cli, ...] = ("claude-code", "codex", "gemini", "qwen", "copilot", "opencode", "cline")
 Answer = Literal["allow", "deny"]
 EXIT_ALLOW = 0
 EXIT_BLOCK = 2
@@ -68,6 +76,9 @@ class Call(NamedTuple):
                 return shlex.join(value)  # Codex may pass argv
             if isinstance(value, str) and value:
                 return value
+        scripts = self.tool_input.get(more.SCRIPTS_KEY)
+        if isinstance(scripts, list) and scripts and all(isinstance(x, str) for x in scripts):
+            return "\n".join(scripts)  # Cline's run_commands: each one runs, in order
         return None
 
     @property
@@ -117,6 +128,13 @@ def default_event(cli: Cli) -> str:
     return "BeforeTool" if cli == "gemini" else "PreToolUse"
 
 
+def block_status(cli: Cli | None) -> int:
+    """The exit status of a block: 2, which every CLI but Cline reads as
+    "block"; Cline runs the call on any non-zero status, so its block is
+    0 with an answer that stops the call."""
+    return more.BLOCK_STATUS.get(cli or "", EXIT_BLOCK)
+
+
 def parse(cli: Cli, raw: bytes | str) -> Call:
     """The call on stdin; :class:`BadInput` (with a reason a person can act
     on, never the input itself) when it is not one."""
@@ -128,6 +146,7 @@ def parse(cli: Cli, raw: bytes | str) -> Call:
         raise BadInput("the hook input is nested too deeply to read") from None
     if not isinstance(doc, dict):
         raise BadInput("the hook input is not a JSON object")
+    doc = more.normalized(cli, doc)
     tool = doc.get("tool_name")
     if not isinstance(tool, str) or not tool:
         raise BadInput("the hook input has no tool_name")
@@ -157,6 +176,8 @@ def reply(cli: Cli, event: str, answer: Answer, reason: str) -> dict[str, Any]:
     """The JSON the CLI reads back for ``answer``."""
     if cli == "gemini":
         return {"decision": answer, "reason": reason}
+    if cli in more.REPLIES:
+        return more.REPLIES[cli](event, answer, reason)
     if event == "PermissionRequest":
         decision: dict[str, Any] = {"behavior": answer}
         if answer == "deny":
@@ -270,6 +291,7 @@ __all__ = [
     "Call",
     "Cli",
     "SessionEvent",
+    "block_status",
     "default_event",
     "neutral_reply",
     "parse",

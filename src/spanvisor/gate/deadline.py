@@ -32,6 +32,13 @@ if TYPE_CHECKING:
 # documents none for command hooks; 600, as Claude Code, whose hook
 # contract it follows.
 CLI_TIMEOUT_DEFAULT: dict[str, float] = {"claude-code": 600.0, "codex": 600.0, "gemini": 60.0}
+CLI_TIMEOUT_DEFAULT.update(
+    # Qwen Code 0.24 (seconds; 1000 and more read as ms), Copilot CLI's
+    # timeoutSec (both measured: past it the call runs), spanvisor's OpenCode
+    # plugin (its own limit, handed to the hook as --cli-timeout), and
+    # Cline's, which no setting changes.
+    {"qwen": 60.0, "copilot": 30.0, "opencode": 600.0, "cline": 120.0}
+)
 # Room left before the CLI's limit for the answer to be read, and for this
 # process's own start, which the deadline does not see.
 MIN_MARGIN_S, MAX_MARGIN_S = 2.0, 10.0

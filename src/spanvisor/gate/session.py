@@ -24,6 +24,9 @@ ENV_ENDPOINT = "SPANVISOR_OTLP_ENDPOINT"
 DEFAULT_ENDPOINT = "http://127.0.0.1:4318"
 # service.name each CLI reports (Codex says codex_tui in its interactive UI).
 SERVICES = {"claude-code": "claude-code", "codex": "codex_exec", "gemini": "gemini-cli"}
+# The CLIs added since (Copilot CLI's telemetry says github-copilot; OpenCode's
+# and Cline's records come from spanvisor's own plugin, hooks and launcher).
+SERVICES.update({"qwen": "qwen-code", "copilot": "github-copilot", "opencode": "opencode", "cline": "cline"})
 
 
 def resource_attributes(env: Mapping[str, str]) -> dict[str, str]:

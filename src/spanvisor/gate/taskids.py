@@ -15,7 +15,8 @@ set one (unique by itself, so the service is left out: Codex names itself
 
 A session's task id is then the launcher's id, else the session id in its
 CLI's namespace: ``claude-code:<session id>``, ``codex:<…>``,
-``gemini-cli:<…>`` (:func:`session_task_id`). A session id is whatever a
+``gemini-cli:<…>``, ``qwen-code:<…>``, ``copilot:<…>``, ``opencode:<…>``,
+``cline:<…>`` (:func:`session_task_id`). A session id is whatever a
 record says, so without the namespace a session could name itself after
 another task and become a new run of it (its approvals gone, its cancel
 taken); in the namespace it only ever names a session of its CLI.
@@ -37,6 +38,10 @@ NAMESPACES = {
     "codex-cli": "codex",
     "codex": "codex",
     "gemini-cli": "gemini-cli",
+    "qwen-code": "qwen-code",
+    "github-copilot": "copilot",
+    "opencode": "opencode",
+    "cline": "cline",
 }
 
 

@@ -1,7 +1,9 @@
 """The transports' step for coding-agent records: after a logs request's
 live facts are handed over, its model and tool calls are taken as a trace
 export (journaled before the answer, :meth:`Ingest.accept`), and what could
-not be read is counted and logged once per reason (never the content)."""
+not be read is counted and logged once per reason (never the content). A
+trace request's sessions of CLIs that send spans are taken the same way
+(:func:`accept_span_sessions`)."""
 
 from __future__ import annotations
 
@@ -9,9 +11,11 @@ import logging
 from typing import Any
 
 from spanvisor.receiver.codingagents.batch import Batch
+from spanvisor.receiver.codingagents.fromspans import claim_spans
 from spanvisor.receiver.codingagents.spans import calls_request
 from spanvisor.receiver.decode import decode_request
 from spanvisor.receiver.ingest import Ingest, Refusal
+from spanvisor.receiver.logs import DecodedLogs
 
 log = logging.getLogger("spanvisor.receiver")
 _logged: set[str] = set()
@@ -37,6 +41,21 @@ def _count(ingest: Ingest, batch: Batch) -> None:
         log.warning("more coding-agent sessions than remembered at once: the oldest are started again if heard of")
 
 
+async def accept_span_sessions(ingest: Ingest, req: Any) -> Refusal | None:
+    """A trace request's coding-agent sessions sent as spans (Copilot CLI:
+    :mod:`.codingagents.fromspans`), taken as a logs request's records
+    are: their facts handed over, their calls journaled."""
+    batch = claim_spans(req)
+    if batch is None:
+        return None
+    decoded = DecodedLogs(coding=batch)
+    batch.finish(decoded.live)
+    refusal = await ingest.accept_logs(decoded)
+    if refusal is None:
+        refusal = await accept_calls(ingest, decoded)
+    return refusal
+
+
 async def accept_calls(ingest: Ingest, decoded_logs: Any) -> Refusal | None:
     """Take the request's coding-agent calls; a refusal means the client
     must send the whole logs request again (its facts are idempotent)."""
@@ -51,4 +70,4 @@ async def accept_calls(ingest: Ingest, decoded_logs: Any) -> Refusal | None:
     return await ingest.accept(decode_request(req, body=body), body)
 
 
-__all__ = ["accept_calls"]
+__all__ = ["accept_calls", "accept_span_sessions"]

@@ -46,7 +46,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from spanvisor.control.bearer import bearer_matches
-from spanvisor.receiver.codingcalls import accept_calls
+from spanvisor.receiver.codingcalls import accept_calls, accept_span_sessions
 from spanvisor.receiver.decode import decode_request
 from spanvisor.receiver.drain import InFlight
 from spanvisor.receiver.ingest import Ingest, Refusal
@@ -126,6 +126,8 @@ class TraceService:
                 f"{len(decoded.spans)} spans in one request; at most {ingest.max_spans}",
             )
         refusal = await ingest.accept(decoded, body)
+        if refusal is None:
+            refusal = await accept_span_sessions(ingest, request)  # Copilot CLI's sessions, read from its spans
         if refusal is not None:
             await self._retry_later(context, refusal)
         resp = ExportTraceServiceResponse()

@@ -47,7 +47,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from spanvisor.control.bearer import bearer_matches
 from spanvisor.receiver import control_api
-from spanvisor.receiver.codingcalls import accept_calls
+from spanvisor.receiver.codingcalls import accept_calls, accept_span_sessions
 from spanvisor.receiver.decode import decode_request
 from spanvisor.receiver.drain import InFlight
 from spanvisor.receiver.ingest import Ingest, Refusal
@@ -230,6 +230,8 @@ def make_app(
         # the protobuf it was parsed into.
         as_received = req.SerializeToString() if ctype == JSON else (gzipped or body)
         refusal = await ingest.accept(decoded, as_received)
+        if refusal is None:
+            refusal = await accept_span_sessions(ingest, req)  # Copilot CLI's sessions, read from its spans
         if refusal is not None:
             return _retry_later(ingest, refusal, reply_type)
         resp = ExportTraceServiceResponse()

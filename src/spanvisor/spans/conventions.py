@@ -121,10 +121,10 @@ TL_COMPLETION_OLD: Final = "llm.usage.completion_tokens"
 TL_LS_MODEL: Final = "traceloop.association.properties.ls_model_name"
 
 SERVICE_NAME: Final = "service.name"
-# The service names coding-agent CLIs export under: their sessions are read from their log records
-# (receiver/codingagents); their own spans are set aside unless stamped with a root (docs/reference/coding-agents.md).
+# Coding-agent CLIs' service names: sessions read from their logs (Copilot CLI's spans), other spans kept only if stamped.
 CODING_AGENT_SERVICES: Final = frozenset(
-    {"claude-code", "codex_exec", "codex_tui", "codex_cli_rs", "codex-cli", "codex", "gemini-cli"}
+    {"claude-code", "codex_exec", "codex_tui", "codex_cli_rs", "codex-cli", "codex", "gemini-cli", "qwen-code"}
+    | {"github-copilot", "opencode"}
 )
 
 # Every key the tracker reads. A span with none of them (and no stamp) is skipped at once: most spans.

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from spanvisor.receiver.codingagents import claude, codex, gemini
+from spanvisor.receiver.codingagents import claude, codex, gemini, launched, qwen
 from spanvisor.receiver.codingagents.ids import session_task
 from spanvisor.receiver.codingagents.reading import LIFE, MAX_NAME, Reading, clean
 from spanvisor.receiver.codingagents.sessions import SESSIONS, Session
@@ -35,7 +35,9 @@ from spanvisor.receiver.decode import any_value
 from spanvisor.spans import conventions as cv
 from spanvisor.spans.live import LiveFact
 
-CLIS: tuple[ModuleType, ...] = (claude, codex, gemini)
+# The CLIs whose log records are read (by exact event name), and the
+# records spanvisor's launcher writes of what OpenCode and Cline print.
+CLIS: tuple[ModuleType, ...] = (claude, codex, gemini, qwen, launched)
 _BY_NAME: dict[str, ModuleType] = {name: m for m in CLIS for name in m.EVENTS}
 # The service names of the CLIs: their own spans are not task sources (:mod:`.spans`).
 SERVICES: frozenset[str] = cv.CODING_AGENT_SERVICES
@@ -106,7 +108,23 @@ class Batch:
         attrs: dict[str, Any] = {}
         for kv in rec.attributes[:MAX_ATTRIBUTES]:
             attrs[kv.key] = any_value(kv.value)
-        res = {kv.key: any_value(kv.value) for kv in resource.attributes if kv.key in _RESOURCE_KEYS}
+        t = rec.time_unix_nano or rec.observed_time_unix_nano or time.time_ns()
+        seq = attrs.get("event.sequence")
+        part = (
+            str(seq)
+            if isinstance(seq, (int, str)) and seq != ""
+            else str(attrs.get("prompt.id") or attrs.get("prompt_id") or "")
+        )
+        self.add(cli, event, attrs, resource_of(resource), t, part)
+
+    def add(
+        self, cli: ModuleType, event: str, attrs: Mapping[str, Any], resource: Mapping[str, Any], t: int, part: str
+    ) -> None:
+        """One record of ``cli`` read by its reader for ``event`` (a log
+        record's event name, or what a span says it is: :mod:`.fromspans`),
+        filed by session; ``resource``: :func:`resource_of`; ``part``: what
+        tells this record from the session's others at the same time."""
+        res = dict(resource)
         if not cli.DECODES_RESOURCE:
             res = {k: _decoded(v) if k != cv.SERVICE_NAME else v for k, v in res.items()}
         service = res.get(cv.SERVICE_NAME)
@@ -130,13 +148,6 @@ class Batch:
         except Exception:  # a reader is total by design; a CLI's surprise costs the detail only
             self.skip("unreadable_attributes")
             reading = LIFE
-        t = rec.time_unix_nano or rec.observed_time_unix_nano or time.time_ns()
-        seq = attrs.get("event.sequence")
-        part = (
-            str(seq)
-            if isinstance(seq, (int, str)) and seq != ""
-            else str(attrs.get("prompt.id") or attrs.get("prompt_id") or "")
-        )
         heard.records.append(SessionRecord(t, event, part, reading))
 
     def finish(self, live: list[LiveFact]) -> None:
@@ -180,6 +191,11 @@ class Batch:
         }
 
 
+def resource_of(resource: Any) -> dict[str, Any]:
+    """What a record's resource may say of its task (OTLP ``Resource``)."""
+    return {kv.key: any_value(kv.value) for kv in resource.attributes if kv.key in _RESOURCE_KEYS}
+
+
 def _decoded(value: Any) -> Any:
     """A value of ``OTEL_RESOURCE_ATTRIBUTES`` percent-decoded, as the OTel
     specification asks an SDK to (for a CLI whose SDK does not)."""
@@ -207,4 +223,4 @@ def claim(rec: Any, name: str, resource: Any, out: Any) -> bool:
     return True
 
 
-__all__ = ["SERVICES", "Batch", "claim", "event_of"]
+__all__ = ["SERVICES", "Batch", "claim", "event_of", "resource_of"]

@@ -1,0 +1,56 @@
+"""``spanvisor check`` finds an OpenCode gate plugin that OpenCode could not
+load (OpenCode then runs every tool ungated, saying so only in its log):
+an entry naming a file that is gone is a problem (exit 2), a file that is
+not this spanvisor's plugin a warning, a ``spanvisor`` the plugin cannot
+run a problem; the plugin as ``spanvisor assets export`` writes it passes.
+No entry naming the plugin: nothing said."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from spanvisor.cli import check_opencode as co
+from spanvisor.cli.run_more import PLUGIN, asset
+from tests.cli.test_policy_cli import spanvisor
+
+
+def _home(tmp_path: Path, plugin: str | None) -> dict[str, str]:
+    home = tmp_path / "home"
+    config = home / ".config" / "opencode"
+    config.mkdir(parents=True)
+    doc = {"model": "x/y", **({"plugin": [plugin]} if plugin else {})}
+    (config / "opencode.json").write_text(json.dumps(doc))
+    return {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "SPANVISOR_DATA_DIR": str(tmp_path / "d")}
+
+
+def test_a_plugin_entry_whose_file_is_gone_fails_the_check(tmp_path: Path) -> None:
+    gone = tmp_path / "old-venv" / "spanvisor-gate.js"
+    got = spanvisor("check", **_home(tmp_path, gone.as_uri()))
+    assert got.returncode == 2, got.stdout + got.stderr
+    assert f"OpenCode's gate plugin {gone}" in got.stdout and "UNGATED" in got.stdout, got.stdout
+
+
+def test_the_exported_plugin_passes_and_a_stale_one_is_a_warning(tmp_path: Path) -> None:
+    plugin = tmp_path / "spanvisor-gate.js"
+    plugin.write_bytes(asset(*PLUGIN))
+    env = _home(tmp_path, plugin.as_uri())
+    env["SPANVISOR_BIN"] = str(Path(sys.executable).with_name("spanvisor"))
+    bad, warned, ok = co.problems(env, tmp_path)
+    assert (bad, warned) == ([], [])
+    assert ok == [f"OpenCode's gate plugin {plugin} ({tmp_path / 'home' / '.config' / 'opencode' / 'opencode.json'})"]
+    plugin.write_text("// an older plugin\n")
+    bad, warned, _ = co.problems(env, tmp_path)
+    assert bad == [] and len(warned) == 1 and "differs from this spanvisor's" in warned[0]
+
+
+def test_a_plugin_with_no_spanvisor_to_run_is_a_problem_and_no_plugin_is_silence(tmp_path: Path) -> None:
+    folder = tmp_path / "home" / ".config" / "opencode" / "plugin"
+    env = _home(tmp_path, None)
+    assert co.problems(env, tmp_path) == ([], [], [])
+    folder.mkdir(parents=True)
+    (folder / "spanvisor-gate.js").write_bytes(asset(*PLUGIN))
+    env["SPANVISOR_BIN"] = str(tmp_path / "no-such-spanvisor")
+    bad, _, ok = co.problems(env, tmp_path)
+    assert len(ok) == 1 and len(bad) == 1 and "it blocks every tool call" in bad[0], bad
