@@ -322,6 +322,24 @@ SETTINGS: tuple[Setting, ...] = (
         "a duration, e.g. 100ms or 0.5s",
     ),
     Setting(
+        "bin",
+        "SPANVISOR_BIN",
+        p_opt_str,
+        None,
+        "Read by OpenCode's gate plugin and Cline's hook script (`spanvisor assets export`): the `spanvisor` "
+        "command they run for each tool call. Default: `spanvisor` on the PATH.",
+        "a command path",
+    ),
+    Setting(
+        "opencode_loaded",
+        "SPANVISOR_OPENCODE_LOADED",
+        p_opt_str,
+        None,
+        "Set by `spanvisor run --gate` for OpenCode: a file the gate's plugin writes as it loads, so the "
+        "launcher can say when a tool ran with the plugin never loaded. Not for setting by hand.",
+        "a file path",
+    ),
+    Setting(
         "hook_sessions",
         "SPANVISOR_HOOK_SESSIONS",
         p_opt_str,
