@@ -313,9 +313,9 @@ class Deliverer:
         if said is None:
             return False, None
         raw = said.get("since")
-        since = float(raw) if isinstance(raw, int | float) else 0.0
+        since = float(raw) if isinstance(raw, int | float) and raw > 0 else None
         where = str(said.get("channel") or channel)
-        found = await self.finder.find(st.key, where, since)
+        found = await self.finder.find(st.key, where, 0.0 if since is None else since)
         if found.channel_id is not None and found.ts is not None:
             self._unsure.pop(st.key, None)
             await self._posted(st, found.channel_id, found.ts, -1)
