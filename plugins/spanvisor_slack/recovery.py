@@ -13,18 +13,22 @@ the sink looks for it in the channel's history instead of posting again:
    page by page (``limit``, ``cursor``, ``has_more``) until the parent turns
    up or the pages end: a busy channel can push it past the first page.
 
-Both are bounded by ``recover_s`` and the shutdown deadline.
+Both are bounded by ``recover_s`` and the shutdown deadline. A search that
+could not finish (rate limited past that bound, a timeout, Slack away) is
+``unsure``: it says nothing about the parent, so its caller tries again
+later and never takes it for "not posted".
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from spanvisor.sink import Clock
 
-from .transport import Transport
+from .transport import CallOutcome, Transport
 
 METADATA_TYPE = "spanvisor_task"
 PAGE_SIZE = 200  # Slack suggests no more than 200 items a page
@@ -35,11 +39,21 @@ HISTORY_SLACK_S = 5.0  # Slack's clock against ours
 
 @dataclass(frozen=True, slots=True)
 class Search:
-    """What a search found: the channel's ID and the parent's ts, or why not."""
+    """What a search found: the channel's ID and the parent's ts, or why not.
+    ``unsure``: the search did not finish (a transient failure), so whether
+    the parent exists is unknown; without it, no ``ts`` means the search
+    could never tell (no scope, the channel unknown) or read the history and
+    the parent is not there."""
 
     channel_id: str | None
     ts: str | None = None
     why: str = ""
+    unsure: bool = False
+
+
+def _transient(out: CallOutcome) -> bool:
+    """A failure another try may get past (429, timeout, 5xx, the deadline), not a permanent one."""
+    return out.decision is None or out.decision.kind != "permanent"
 
 
 def _next_cursor(data: Mapping[str, Any]) -> str:
@@ -64,6 +78,8 @@ class ParentFinder:
     clock: Clock
     recover_s: float = 20.0
     deadline: Callable[[], float | None] = lambda: None
+    _lookups: dict[str, asyncio.Lock] = field(default_factory=dict)
+    _resume: dict[str, str] = field(default_factory=dict)
 
     def _end(self) -> float:
         end = self.clock.now() + self.recover_s
@@ -73,9 +89,9 @@ class ParentFinder:
     async def find(self, key: str, channel: str, since: float) -> Search:
         """Look for the parent of ``key`` (record.parent_key), posted to ``channel`` (a name or an ID) after ``since``."""
         end = self._end()
-        cid, why = await self.channel_id(channel, end)
+        cid, why, unsure = await self.channel_id(channel, end)
         if cid is None:
-            return Search(None, why=why)
+            return Search(None, why=why, unsure=unsure)
         cursor = ""
         for _ in range(MAX_HISTORY_PAGES):
             page = cursor
@@ -93,6 +109,8 @@ class ParentFinder:
             out = await self.transport.send("conversations.history", build, deadline=lambda: end)
             if not out.ok or out.data is None:
                 error = out.failure.error if out.failure else "unknown"
+                if _transient(out):
+                    return Search(cid, why=f"conversations.history answered {error}", unsure=True)
                 return Search(cid, why=f"conversations.history answered {error}; add the channels:history scope")
             for message in out.data.get("messages") or []:
                 if _ours(message, key):
@@ -102,12 +120,26 @@ class ParentFinder:
                 return Search(cid, why="it is not in the channel's history")
         return Search(cid, why=f"it is not in the last {MAX_HISTORY_PAGES * PAGE_SIZE} messages of the channel")
 
-    async def channel_id(self, channel: str, end: float) -> tuple[str | None, str]:
-        """(the channel's ID, "") or (None, why it is unknown)."""
+    async def channel_id(self, channel: str, end: float) -> tuple[str | None, str, bool]:
+        """(the channel's ID, "", False) or (None, why it is unknown, whether
+        that may change on another try). One lookup of a name at a time: a
+        restarted process searching for many tasks' parents at once would
+        otherwise queue one conversations.list each (Tier 2, one every 3 s)
+        and most would run out of time behind the others."""
         directory = self.transport.channels
         if (known := directory.known(channel)) is not None:
-            return known, ""
-        cursor = ""
+            return known, "", False
+        lock = self._lookups.setdefault(channel, asyncio.Lock())
+        async with lock:
+            if (known := directory.known(channel)) is not None:
+                return known, "", False
+            return await self._list(channel, end)
+
+    async def _list(self, channel: str, end: float) -> tuple[str | None, str, bool]:
+        directory = self.transport.channels
+        # A lookup that ran out of time goes on where it stopped: pages come
+        # one every 3 s, and starting over could never reach a late page.
+        cursor = self._resume.pop(channel, "")
         for _ in range(MAX_LIST_PAGES):
             page = cursor
 
@@ -122,16 +154,20 @@ class ParentFinder:
             out = await self.transport.send("conversations.list", build, deadline=lambda: end)
             if not out.ok or out.data is None:
                 error = out.failure.error if out.failure else "unknown"
-                return None, (
+                if _transient(out) and cursor:
+                    self._resume[channel] = cursor
+                return (
+                    None,
                     f"conversations.list answered {error} while looking up {channel}'s ID: "
-                    "configure the channel by ID, or add the channels:read scope"
+                    "configure the channel by ID, or add the channels:read scope",
+                    _transient(out),
                 )
             for ch in out.data.get("channels") or []:
                 if isinstance(ch, Mapping) and ch.get("name") and ch.get("id"):
                     directory.learn(str(ch["name"]), str(ch["id"]))
             if (known := directory.known(channel)) is not None:
-                return known, ""
+                return known, "", False
             cursor = _next_cursor(out.data)
             if not cursor:
                 break
-        return None, f"{channel} is not among the channels the bot can see: configure it by ID"
+        return None, f"{channel} is not among the channels the bot can see: configure it by ID", False

@@ -39,6 +39,7 @@ from .pacing import Interrupt
 from .record import SlackTaskRecord, merge_decisions
 from .recovery import METADATA_TYPE, ParentFinder
 from .remind import Reminders
+from .retry import Failure
 from .shared import SharedParent
 from .thread import ThreadPoster
 from .transport import Transport
@@ -79,6 +80,8 @@ class Deliverer:
             self.transport, self.claims, self.failures, self.stats, self.look, self.clock, self.namespace, self.deadline
         )
         self.finder = ParentFinder(self.transport, self.clock, self.recover_s, self.deadline)
+        # Searches for an earlier parent that could not finish, by parent key: the backoff's attempt.
+        self._unsure: dict[str, int] = {}
         self.shared = SharedParent(
             self.claims,
             self.transport,
@@ -234,14 +237,17 @@ class Deliverer:
         # from an earlier post's answer): a parent is then looked for, edited
         # and stored by the ID Slack's other methods need.
         channel = self.transport.channels.known(st.channel) or st.channel
-        if await self._earlier_post(st, channel):
+        handled, earlier = await self._earlier_post(st, channel)
+        if handled:
             return True
         started = time.time()
         # Said before the call: a process killed between Slack's answer and
         # the put below leaves this, and whoever takes the claim next (this
-        # process restarted, or a replica) looks for that post first.
+        # process restarted, or a replica) looks for that post first. From
+        # the earliest attempt on: another host's clock may run ahead of ours.
+        since = started if earlier is None else min(started, earlier)
         await self.claims.put_if_newer(
-            self._ns("posting"), st.key, {"channel": channel, "since": started}, int(started * 1e6)
+            self._ns("posting"), st.key, {"channel": channel, "since": since}, int(started * 1e6)
         )
         built: dict[str, int] = {}
         posted_view: list[tuple[TaskView, bool, tuple[Decision, ...]]] = []
@@ -295,20 +301,53 @@ class Deliverer:
         self.failures.failed(st, out)
         return True
 
-    async def _earlier_post(self, st: SlackTaskRecord, channel: str) -> bool:
+    async def _earlier_post(self, st: SlackTaskRecord, channel: str) -> tuple[bool, float | None]:
         """A parent an earlier holder of the claim may have posted without
         storing it (killed in between): found in the channel's history by
-        its metadata, it is adopted instead of posted again."""
+        its metadata, it is adopted instead of posted again. (True, _) when
+        the parent is settled for now: adopted, or the search could not
+        finish (then it is tried again after a backoff, never posted on a
+        guess); (False, the earlier attempt's time or None) when it may be
+        posted."""
         said = await self.claims.get(self._ns("posting"), st.key)
         if said is None:
-            return False
-        since = said.get("since")
+            return False, None
+        raw = said.get("since")
+        since = float(raw) if isinstance(raw, int | float) and raw > 0 else None
         where = str(said.get("channel") or channel)
-        found = await self.finder.find(st.key, where, float(since) if isinstance(since, int | float) else 0.0)
-        if found.channel_id is None or found.ts is None:
-            return False
-        await self._posted(st, found.channel_id, found.ts, -1)
-        return True
+        found = await self.finder.find(st.key, where, 0.0 if since is None else since)
+        if found.channel_id is not None and found.ts is not None:
+            self._unsure.pop(st.key, None)
+            await self._posted(st, found.channel_id, found.ts, -1)
+            return True, since
+        if found.unsure:
+            await self._search_later(st, found.why)
+            return True, since
+        self._unsure.pop(st.key, None)
+        return False, since
+
+    async def _search_later(self, st: SlackTaskRecord, why: str) -> None:
+        """Back off before the next search (the claim stays ours meanwhile,
+        so no replica posts either); at the shutdown deadline the task's
+        output stops, counted, rather than risk a second parent."""
+        attempt = self._unsure[st.key] = self._unsure.get(st.key, 0) + 1
+        verdict = self.claims.backoff.decide(Failure("conversations.history", "http_5xx", 500, None, attempt))
+        wait = verdict.delay_s if verdict is not None else 1.0
+        end = self.deadline()
+        if end is not None and self.clock.now() + wait > end:
+            self._unsure.pop(st.key, None)
+            self.failures.give_up(
+                st, "slack_undelivered", f"shutdown deadline passed while looking for an earlier parent ({why})"
+            )
+            return
+        if attempt == 1:
+            log.warning(
+                "task %s: could not look for a parent an earlier process may have posted (%s); "
+                "it is not posted again until the search answers",
+                st.task_id,
+                why,
+            )
+        await self.clock.sleep(wait)
 
     async def _posted(self, st: SlackTaskRecord, channel: str, ts: str, version: int) -> None:
         # Remembered before it is stored: while the store is away this worker

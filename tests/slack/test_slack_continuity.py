@@ -121,6 +121,79 @@ def test_a_parent_posted_by_a_process_killed_before_storing_it_is_found_not_post
     run(main())
 
 
+async def _use_up_history(fake: FakeSlack) -> None:
+    """Another process on the same token spends the workspace's conversations.history budget."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http:
+        url = f"{fake.base_url}conversations.history"
+        headers = {"Authorization": "Bearer xoxb-test"}
+        async with http.get(url, params={"channel": channel_id("agents")}, headers=headers) as resp:
+            assert resp.status == 200
+
+
+def test_a_search_for_a_killed_processs_parent_that_cannot_finish_is_retried_not_posted_again() -> None:
+    # The search after a restart answers only "found" or "not there": rate
+    # limited past its time (here Retry-After 2 s against 1 s to look), it
+    # is tried again later, and the parent is never posted on a guess.
+    async def main() -> None:
+        fake = FakeSlack(channel_rate=100, channel_burst=100, method_limits={"conversations.history": (30.0, 1)})
+        store = _PutLost()
+        await fake.start()
+        try:
+            task = TaskScript.new("killed-429", task_name="Killed mid-post")
+            first: list[Event] = [task.started(), task.checkpoint(progress=30.0, message="a")]
+            # By ID: no channel lookup, the history's 429 is what the search meets.
+            fast = {**FAST, "slack_lease_s": 0.5, "slack_timeout_s": 0.5, "slack_channel": channel_id("agents")}
+            async with slack_env(fake=fake, store=store, flush_s=0.5, **fast) as env:
+                await env.send(*first)
+                await until(lambda: len(fake.parents()) == 1, 10)
+            store.lost = False
+            await _use_up_history(fake)
+            await asyncio.sleep(0.6)
+            async with slack_env(fake=fake, store=store, **fast) as env:
+                await env.send(*first, task.finished("complete"))
+                assert await env.sink.force_flush(30)
+            assert len(fake.parents()) == 1
+            assert len([c for c in fake.calls_to("chat.postMessage") if not c.args.get("thread_ts")]) == 1
+            statuses = [c.status for c in fake.calls_to("conversations.history")]
+            assert 429 in statuses and statuses[-1] == 200
+            assert "complete" in fake.parents()[0].blocks[0]["text"]["text"]
+        finally:
+            await fake.stop()
+
+    run(main())
+
+
+def test_many_parents_of_a_killed_process_are_found_with_one_channel_lookup() -> None:
+    # A restart searches for every parent the killed process may have posted
+    # at once. The channel (configured by name) is looked up once for all:
+    # conversations.list is Tier 2, and one lookup each ran most searches out
+    # of time, and a search that ran out of time posted again.
+    async def main() -> None:
+        fake, store = FakeSlack(channel_rate=100, channel_burst=100), _PutLost()
+        await fake.start()
+        try:
+            tasks = [TaskScript.new(f"killed-{i}", task_name=f"Killed {i}") for i in range(6)]
+            fast = {**FAST, "slack_lease_s": 0.5}
+            async with slack_env(fake=fake, store=store, flush_s=0.5, **fast) as env:
+                await env.send(*(t.started() for t in tasks))
+                await until(lambda: len(fake.parents()) == len(tasks), 10)
+            store.lost = False
+            await asyncio.sleep(0.6)
+            async with slack_env(fake=fake, store=store, **fast) as env:
+                await env.send(*(t.started() for t in tasks), *(t.finished("complete") for t in tasks))
+                assert await env.sink.force_flush(30)
+            assert len(fake.parents()) == len(tasks)
+            assert len([c for c in fake.calls_to("chat.postMessage") if not c.args.get("thread_ts")]) == len(tasks)
+            assert len(fake.calls_to("conversations.list")) == 2  # the channel is on the second page
+            assert all("complete" in p.blocks[0]["text"]["text"] for p in fake.parents())
+        finally:
+            await fake.stop()
+
+    run(main())
+
+
 def test_fatal_error_after_the_post_finds_the_message_instead_of_posting_again() -> None:
     async def main() -> None:
         async with slack_env("xoxb-fatal-after-post", channel_rate=100.0, **FAST) as env:
