@@ -44,8 +44,8 @@ def test_a_run_is_one_task_named_after_its_agent(runs: Runs, path: Path) -> None
 @param_paths()
 def test_the_sub_agent_never_names_the_task(runs: Runs, path: Path) -> None:
     """Once the root is known. Before it, a provisional task (spans handed
-    over one by one, the sub-agent's ended first) may be titled after the
-    agent span it hangs under, `expert — running`: the agent at work then
+    over one by one, the sub-agent's ended first) may be titled after an
+    agent its spans name, `expert — running`: the agent at work then
     (docs/reference/conventions.md, provisional tasks' limits)."""
     task = one_task(runs[path, "ok"].events)
     titles = {e.task.task_name for e in task.events if not e.task.provisional}
