@@ -109,6 +109,9 @@ def _busy(
     else:
         env = gc.env(tmp / "home", matrix, api, run_id, telemetry=False)
         argv = gc.argv(cli_bin, prompt)
+    # The launcher keeps its task live (the matrix loses a silent task in
+    # seconds): a CLI slow to obey a signal is not ended by liveness first.
+    env["SPANVISOR_HEARTBEAT"] = "1s"
     busy = Busy(cli, start(argv, env, tmp / "work", launcher), api, run_id, task_id)
     wait_until(busy.asked, WAIT_S, f"{cli} to ask its model")
     wait_until(lambda: matrix.task(task_id) is not None, WAIT_S, f"task {task_id} to open")
