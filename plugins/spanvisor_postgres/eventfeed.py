@@ -30,7 +30,10 @@ the first skip after a write marks the gap as pruned (a fresh position of the
 sequence, so every position recorded before it gets a reset, as a pruned one
 does), and every replica's follower drops its ring to past the mark. Until
 then a replica checks the mark before each batch it would skip, so a client
-that connects to any replica gets every event published after its connection.
+that connects to any replica gets every event published after its connection:
+the mark is set only while nobody wants the stream (in the same statement),
+and a replica a client connects to skips any mark set before, before it reads
+the client's start.
 """
 
 from __future__ import annotations
@@ -82,15 +85,19 @@ _ONE = "SELECT pos, event_id, kind, task_id, agent_id, status, data FROM stream_
 OWN_MAX = 100_000
 # While nobody reads the stream: its skipped events become a gap no position
 # before it can resume across (positions below the mark are a reset).
+# Only while nobody wants the stream, checked in the same statement: a
+# replica's want() that commits first makes it mark nothing (the row's lock
+# orders the two), so no gap is ever marked after a client connected.
 _GAP = (
     "UPDATE stream_meta SET pruned_through = GREATEST(pruned_through,"
-    " nextval(pg_get_serial_sequence('stream_events', 'pos'))) RETURNING pruned_through"
+    " nextval(pg_get_serial_sequence('stream_events', 'pos')))"
+    " WHERE coalesce(wanted_until, '-infinity') <= clock_timestamp() RETURNING pruned_through"
 )
 _LEFT = "extract(epoch FROM wanted_until - clock_timestamp())"
 _WANT = (
     "UPDATE stream_meta SET wanted_until = GREATEST(coalesce(wanted_until, '-infinity'),"
     " clock_timestamp() + make_interval(secs => $1))"
-    f" RETURNING {_LEFT}"
+    f" RETURNING {_LEFT} AS left_s, pruned_through"
 )
 _META = f"SELECT pruned_through, {_LEFT} AS left_s FROM stream_meta"
 # How often a replica with clients renews the mark (and reads it, and the
@@ -176,7 +183,10 @@ class PostgresEventFeed:
             if self._wanted(await pool.fetchval(f"SELECT {_LEFT} FROM stream_meta")):
                 return True
             if not self._gap_open:
-                self._skip_to(int(await pool.fetchval(_GAP)))
+                mark = await pool.fetchval(_GAP)
+                if mark is None:  # a client connected meanwhile
+                    return True
+                self._skip_to(int(mark))
                 self._gap_open = True
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             log.debug("event stream: cannot read whether it is read (%s); recording", exc)
@@ -188,7 +198,13 @@ class PostgresEventFeed:
         a retention after the last client (renewed while it stays)."""
         pool = await shared_pool(self._db, self._shared)
         self._want_at = time.monotonic()
-        self._wanted(await pool.fetchval(_WANT, self._retention_s))
+        row = await pool.fetchrow(_WANT, self._retention_s)
+        self._wanted(row["left_s"])
+        # A gap another replica marked before this want is skipped here, now,
+        # not at the follower's next look: the client's start is read next
+        # and must not fall below it (it would get a reset, then miss what
+        # was published meanwhile).
+        self._skip_to(int(row["pruned_through"]))
 
     def _wanted(self, left_s: Any) -> bool:
         if left_s is None or float(left_s) <= 0:
@@ -312,9 +328,12 @@ class PostgresEventFeed:
     async def _read(self) -> None:
         pool = await shared_pool(self._db, self._shared)
         while True:
-            rows = await pool.fetch(_FOLLOW, self._cursor, PAGE, self._replica or None)
+            after = self._cursor
+            rows = await pool.fetch(_FOLLOW, after, PAGE, self._replica or None)
             if not rows:
                 return
+            if self._cursor != after:  # want() skipped a gap during the read: read again past it
+                continue
             records: list[tuple[int, Item]] = []
             own = self._own
             held: list[str] = []

@@ -33,14 +33,16 @@ def _post_unread(s: Served, seed: int) -> int:
     return len(s.sink.events) - made
 
 
-def _stream_while_posting(s: Served, seed: int, url: str | None = None, **headers: str) -> list[Any]:
-    """A client connected before ``seed``'s task is posted, until it finished."""
+def _stream_while_posting(s: Served, seed: int, *, on: Served | None = None, **headers: str) -> list[Any]:
+    """A client (of ``on``, else of ``s``) connected before ``seed``'s task
+    is posted to ``s``, until it finished."""
+    to = on or s
 
     async def go() -> list[Any]:
         reader = asyncio.ensure_future(
-            read(url or s.events_url, until=lambda f: any(x.event == "task_finished" for x in f), headers=headers)
+            read(to.events_url, until=lambda f: any(x.event == "task_finished" for x in f), headers=headers)
         )
-        await asyncio.to_thread(wait_until, lambda: s.stream.clients is not None and s.stream.clients.count() == 1)
+        await asyncio.to_thread(wait_until, lambda: to.stream.clients is not None and to.stream.clients.count() == 1)
         await asyncio.to_thread(s.post, tasks(1, seed=seed))
         frames, _ = await reader
         return list(frames)
@@ -122,6 +124,44 @@ def test_a_client_of_one_replica_makes_the_other_record(pg_server: Any, tmp_path
         on_a = run(go())
         wait_until(lambda: len(b.sink.of_type(TaskFinished)) == 1, what="B's pipeline")
         assert on_a == [e.event_id for e in b.sink.events] and b.stream.skipped == 0
+    finally:
+        a.receiver.close()
+        b.receiver.close()
+
+
+def test_a_client_connecting_to_one_replica_just_after_the_other_marked_a_gap_misses_nothing(
+    pg_server: Any, tmp_path: Path
+) -> None:
+    """B skips a task nobody reads and marks the gap; A learns of the mark at
+    its next look (up to a second later). A client that connects to A in
+    between starts past the mark: no reset, and every event B publishes
+    after the connection reaches it."""
+    url = pg_server.database()
+    env = {"SPANVISOR_DATABASE_URL": url, "SPANVISOR_STREAM_FEED": "postgres", "SPANVISOR_STREAM_RETENTION": "1s"}
+    a = serve_stream(tmp_path / "a", SPANVISOR_REPLICA_ID="a", **env)
+    b = serve_stream(tmp_path / "b", SPANVISOR_REPLICA_ID="b", **env)
+
+    async def pruned() -> int:
+        conn = await asyncpg.connect(url)
+        try:
+            return int(await conn.fetchval("SELECT pruned_through FROM stream_meta"))
+        finally:
+            await conn.close()
+
+    try:
+        in_window = 0
+        for attempt in range(4):
+            wait_until(lambda: not _on_loop(b, b.stream.feed.recording()), what="the stream unread")  # type: ignore[union-attr]
+            _post_unread(b, seed=90 + 2 * attempt)
+            mark = run(pruned())
+            assert a.stream.ring is not None
+            in_window += a.stream.ring.floor < mark  # A has not looked at the mark yet
+            before = len(b.sink.events)
+            frames = _stream_while_posting(b, 91 + 2 * attempt, on=a, **AUTH)
+            wait_until(lambda: len(b.sink.of_type(TaskFinished)) == 2 * (attempt + 1), what="B's pipeline")  # noqa: B023 - called at once
+            assert [f.event for f in frames if f.event == "reset"] == []
+            assert [f.event_id for f in frames] == [e.event_id for e in b.sink.events[before:]]
+        assert in_window, "no connection fell between the mark and A's look at it: the race was not tried"
     finally:
         a.receiver.close()
         b.receiver.close()
