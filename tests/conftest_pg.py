@@ -206,3 +206,16 @@ def own_pg_server() -> Iterator[object]:
     finally:
         server.release()
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def server_dir() -> Iterator[Path]:
+    """A folder for a test's own embedded PostgreSQL (a demo's, a serve's
+    ``SPANVISOR_DATA_DIR``), outside pytest's basetemp for the reason
+    :func:`pg_server` gives: a ``tmp_path`` one fails now and then with
+    "Permission denied" when a pytest session starts meanwhile."""
+    base = Path(tempfile.mkdtemp(prefix="spanvisor-test-", dir=scratch_dir()))
+    try:
+        yield base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

@@ -29,11 +29,11 @@ def _embedded(root: Path) -> object:
 
 
 @pytest.mark.slow
-def test_sigterm_stops_the_demo_and_its_embedded_postgres(tmp_path: Path) -> None:
-    server = _embedded(tmp_path / "data" / "postgres")
+def test_sigterm_stops_the_demo_and_its_embedded_postgres(server_dir: Path) -> None:
+    server = _embedded(server_dir / "data" / "postgres")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SPANVISOR_", "SLACK_", "OTEL_"))}
     env.update(
-        SPANVISOR_DATA_DIR=str(tmp_path / "data"),
+        SPANVISOR_DATA_DIR=str(server_dir / "data"),
         SPANVISOR_SINKS="console,postgres",
         SPANVISOR_CONSOLE_COLOR="never",
     )

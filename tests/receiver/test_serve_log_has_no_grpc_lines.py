@@ -13,16 +13,16 @@ from tests.receiver.serve_proc import ServeProcess, console_env
 
 
 @pytest.mark.slow
-def test_start_and_stop_with_the_embedded_database_print_no_grpc_lines(tmp_path: Path) -> None:
+def test_start_and_stop_with_the_embedded_database_print_no_grpc_lines(server_dir: Path) -> None:
     try:
         from spanvisor_postgres.embedded import bin_dir
 
         bin_dir()
     except Exception as exc:
         pytest.skip(f"no embedded PostgreSQL: {exc}")
-    env = {**console_env(tmp_path / "serve"), "SPANVISOR_SINKS": "console,postgres", "SPANVISOR_EMBEDDED_DB": "true"}
+    env = {**console_env(server_dir / "serve"), "SPANVISOR_SINKS": "console,postgres", "SPANVISOR_EMBEDDED_DB": "true"}
     env.pop("GRPC_ENABLE_FORK_SUPPORT", None)
-    serve = ServeProcess(tmp_path / "serve", env)
+    serve = ServeProcess(server_dir / "serve", env)
     try:
         assert serve.terminate(60) == 0, serve.log_text()
     finally:
