@@ -61,7 +61,7 @@ def report(r: dict[str, Any], sessions: int) -> None:
         "    by CLI, p95 emit -> 2xx / to Slack: "
         + ", ".join(f"{c} {sec(pct(e, 95))} / {sec(pct(t, 95))}" for c, (e, t, _) in r["by_cli"].items())
     )
-    if len(r["by_cli"]) > 3:
+    if set(r["by_cli"]) != {"claude", "codex", "gemini"}:  # the three-CLI report as it was
         for c, (e, t, k) in r["by_cli"].items():
             print(
                 f"    {c}: {len(t):,} tool calls; emit -> Slack p50 {sec(pct(t, 50))}, p95 {sec(pct(t, 95))}; "
