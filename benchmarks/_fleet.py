@@ -13,7 +13,13 @@ what every OTLP log exporter sends; Gemini CLI's as OTLP/JSON):
   ``OTEL_LOGS_EXPORT_INTERVAL``, default 5000; Gemini CLI leaves the SDK's
   default, 1000);
 * Codex CLI (the Rust SDK) exports on a fixed tick, about every 3 s, at a phase
-  of its own.
+  of its own;
+* Qwen Code, a Gemini CLI fork, sends Gemini CLI's records under its own names
+  (``qwen-code.<event>``), as OTLP/JSON in a chunked request (no
+  Content-Length), from its SDK's BatchLogRecordProcessor at its default 1 s.
+
+The CLIs that need ``spanvisor run`` (Copilot CLI, OpenCode, Cline) are
+:mod:`_fleet_launched`'s.
 
 Each tool call's command carries a marker (``fl<setup><session>n<call>``) that
 its Slack work log line shows, so the bench can find the first Slack call
@@ -23,15 +29,12 @@ showing it.
 from __future__ import annotations
 
 import heapq
-import http.client
 import json
 import random
 import threading
 import time
-from collections import Counter
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from coding_sessions import PROMPT, Rec, as_json  # type: ignore[import-not-found]
@@ -40,13 +43,21 @@ from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult, SimpleLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 
+from _fleet_post import Poster
+
 # (service.name, export behaviour, delay s) per CLI; see the module doc.
 CLIS: dict[str, tuple[str, str, float]] = {
     "claude": ("claude-code", "timer", 5.0),
     "codex": ("codex_exec", "tick", 3.0),
     "gemini": ("gemini-cli", "timer", 1.0),
+    "qwen": ("qwen-code", "timer", 1.0),
+    # Under spanvisor run (_fleet_launched): Copilot CLI's spans leave at its
+    # exit; the launcher sends what OpenCode and Cline print at once.
+    "copilot": ("github-copilot", "exit", 0.0),
+    "opencode": ("opencode", "timer", 0.0),
+    "cline": ("cline", "timer", 0.0),
 }
-RETRYABLE = (429, 502, 503, 504)
+MODELS = {"gemini": "gemini-2.5-pro", "qwen": "qwen3-coder-plus"}
 
 
 @dataclass
@@ -55,54 +66,6 @@ class ToolCall:
     i: int
     emitted: float  # time.monotonic() when the SDK's emit handed it to the exporter
     acked: float = float("nan")  # its batch's 2xx
-
-
-@dataclass
-class Sent:
-    """What the fleet sent and how serve answered, counted per attempt."""
-
-    statuses: Counter[str] = field(default_factory=Counter)
-    records: int = 0
-    requests: int = 0
-    unsent: int = 0  # records of batches never acknowledged
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-class Poster:
-    """POSTs to serve's /v1/logs on a kept-alive connection per worker thread,
-    retrying what OTLP calls retryable after its Retry-After, as the exporters do."""
-
-    def __init__(self, port: int, sent: Sent, workers: int) -> None:
-        self.port, self.sent = port, sent
-        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fleet-post")
-        self.local = threading.local()
-
-    def _conn(self) -> http.client.HTTPConnection:
-        conn: http.client.HTTPConnection | None = getattr(self.local, "conn", None)
-        if conn is None:
-            conn = self.local.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        return conn
-
-    def post(self, body: bytes, ctype: str) -> bool:
-        for _ in range(6):  # bounded, like an exporter's retry budget
-            status, retry_after = 0, 1.0
-            try:
-                conn = self._conn()
-                conn.request("POST", "/v1/logs", body=body, headers={"Content-Type": ctype})
-                resp = conn.getresponse()
-                resp.read()
-                status = resp.status
-                retry_after = float(resp.headers.get("Retry-After") or 1)
-            except (OSError, http.client.HTTPException):
-                self.local.conn = None
-            with self.sent.lock:
-                self.sent.statuses[f"{status // 100}xx" if status not in RETRYABLE else str(status)] += 1
-            if 200 <= status < 300:
-                return True
-            if status and status not in RETRYABLE:
-                return False
-            time.sleep(min(retry_after, 5.0))
-        return False
 
 
 class FleetSession:
@@ -115,7 +78,7 @@ class FleetSession:
         self.agent = f"fl-{setup}-{k:03d}"
         self.rng = random.Random(f"{setup}-{k}")
         self.tools: list[ToolCall] = []
-        self.batch: list[tuple[ReadableLogRecord, ToolCall | None]] = []
+        self.batch: list[tuple[object, ToolCall | None]] = []  # a log record, a span or a launcher record
         self.armed = False  # a timer (JS SDK) is running for the batch
         self.done = False
         self.pending: ToolCall | None = None
@@ -130,6 +93,25 @@ class FleetSession:
     def marker(self, i: int) -> str:
         return f"fl{self.setup}{self.k:03d}n{i:04d}"
 
+    def attach(self, fleet: Fleet) -> None:
+        """Its records go to ``fleet`` when the SDK's processor hands them over."""
+        self.provider.add_log_record_processor(SimpleLogRecordProcessor(_Handoff(fleet, self)))
+
+    def request(self, batch: Sequence[object]) -> tuple[bytes, str, str, bool]:
+        """One export of ``batch``: (body, content type, path, chunked)."""
+        req = encode_logs([r for r in batch if isinstance(r, ReadableLogRecord)])
+        if self.cli in ("gemini", "qwen"):  # their exporters speak OTLP/JSON over HTTP; Qwen Code's chunked
+            return as_json(req), "application/json", "/v1/logs", self.cli == "qwen"
+        return req.SerializeToString(), "application/x-protobuf", "/v1/logs", False
+
+    @property
+    def tasks(self) -> int:
+        """The tasks it makes: one (the launched CLIs': one a run)."""
+        return 1
+
+    def close(self) -> None:
+        """The session's end (the CLIs that only end when their process does)."""
+
     # --- records, named and shaped as tests/receiver/coding_sessions.py's ---
 
     def _emit(self, name: str, attrs: dict[str, Any], body: str | None = None) -> None:
@@ -142,10 +124,11 @@ class FleetSession:
                 f"codex.{name}",
                 {"conversation.id": self.session_id, "event.name": f"codex.{name}", "model": "gpt-5-codex", **attrs},
             )
-        else:
+        else:  # Gemini CLI, and Qwen Code under its own names
+            event = f"{'qwen-code' if self.cli == 'qwen' else 'gemini_cli'}.{name}"
             rec = Rec(
-                f"gemini_cli.{name}",
-                {"session.id": self.session_id, "installation.id": "i-1", "event.name": f"gemini_cli.{name}", **attrs},
+                event,
+                {"session.id": self.session_id, "installation.id": "i-1", "event.name": event, **attrs},
                 body=body,
             )
         now = time.time_ns()
@@ -154,8 +137,8 @@ class FleetSession:
     def prompt(self) -> None:
         if self.cli == "codex":
             self._emit("conversation_starts", {"approval_policy": "never", "sandbox_policy": "workspace-write"})
-        if self.cli == "gemini":
-            self._emit("config", {"model": "gemini-2.5-pro"}, "CLI configuration loaded.")
+        if self.cli in MODELS:
+            self._emit("config", {"model": MODELS[self.cli]}, "CLI configuration loaded.")
         self._emit("user_prompt", {"prompt": PROMPT, "prompt_length": len(PROMPT)}, "User prompt.")
 
     def model_call(self, seconds: float) -> None:
@@ -190,12 +173,12 @@ class FleetSession:
                 },
             )
         else:
-            self._emit("api_request", {"model": "gemini-2.5-pro", "prompt_id": "g-1"}, "API request.")
+            self._emit("api_request", {"model": MODELS[self.cli], "prompt_id": "g-1"}, "API request.")
             time.sleep(seconds)
             self._emit(
                 "api_response",
                 {
-                    "model": "gemini-2.5-pro",
+                    "model": MODELS[self.cli],
                     "status_code": 200,
                     "duration_ms": int(seconds * 1000),
                     "prompt_id": "g-1",
@@ -263,7 +246,7 @@ class Fleet:
         self.stopping = False
         self.inflight = 0
         for s in self.sessions:
-            s.provider.add_log_record_processor(SimpleLogRecordProcessor(_Handoff(self, s)))
+            s.attach(self)
         self.thread = threading.Thread(target=self._run, name="fleet-export", daemon=True)
 
     def start_ticks(self, t0: float) -> None:
@@ -273,7 +256,7 @@ class Fleet:
                     heapq.heappush(self.heap, (t0 + s.rng.uniform(0, s.delay), s.k))
         self.thread.start()
 
-    def handed(self, s: FleetSession, record: ReadableLogRecord) -> None:
+    def handed(self, s: FleetSession, record: object) -> None:
         """The SDK's processor hands a record over at emit (the agent's thread)."""
         tool, s.pending = s.pending, None
         if tool is not None:
@@ -284,6 +267,32 @@ class Fleet:
             if s.mode == "timer" and not s.armed:
                 s.armed = True
                 heapq.heappush(self.heap, (time.monotonic() + s.delay, s.k))
+                self.cv.notify()
+
+    def flush(self, s: FleetSession) -> None:
+        """``s``'s batch goes now (a CLI that exports when it exits)."""
+        with self.cv:
+            if s.batch and not s.armed:
+                s.armed = True
+                heapq.heappush(self.heap, (time.monotonic(), s.k))
+                self.cv.notify()
+
+    def send(self, body: bytes, ctype: str, path: str, records: int) -> None:
+        """A request of its own (the launcher's start, heartbeats and end), sent at once."""
+        with self.cv:
+            self.inflight += 1
+        self.poster.pool.submit(self._send, body, ctype, path, records)
+
+    def _send(self, body: bytes, ctype: str, path: str, records: int) -> None:
+        try:
+            ok = self.poster.post(body, ctype, path)
+            with self.sent.lock:
+                self.sent.requests += 1
+                self.sent.records += records
+                self.sent.unsent += 0 if ok else records
+        finally:
+            with self.cv:
+                self.inflight -= 1
                 self.cv.notify()
 
     def _run(self) -> None:
@@ -306,14 +315,10 @@ class Fleet:
             if batch:
                 self.poster.pool.submit(self._export, s, batch)
 
-    def _export(self, s: FleetSession, batch: list[tuple[ReadableLogRecord, ToolCall | None]]) -> None:
+    def _export(self, s: FleetSession, batch: list[tuple[object, ToolCall | None]]) -> None:
         try:
-            req = encode_logs([r for r, _ in batch])
-            if s.cli == "gemini":  # Gemini CLI's exporter speaks OTLP/JSON over HTTP
-                body, ctype = as_json(req), "application/json"
-            else:
-                body, ctype = req.SerializeToString(), "application/x-protobuf"
-            ok = self.poster.post(body, ctype)
+            body, ctype, path, chunked = s.request([r for r, _ in batch])
+            ok = self.poster.post(body, ctype, path, chunked)
             acked = time.monotonic()
             with self.sent.lock:
                 self.sent.requests += 1
@@ -379,3 +384,4 @@ def run_session(s: FleetSession, t0: float, seconds: float) -> None:
             time.sleep(r.uniform(0.5, 2.5))
         if r.random() < 0.1 and time.monotonic() < end:
             s.prompt()
+    s.close()

@@ -1,21 +1,30 @@
 """A fleet of coding agents through one ``spanvisor serve``: every record
 acknowledged, nothing dropped, and how long a tool call takes to reach Slack.
 
-    .venv/bin/python benchmarks/bench_fleet.py [--sessions 100] [--seconds 60] [--quick] [--launched]
+    .venv/bin/python benchmarks/bench_fleet.py [--sessions 100] [--seconds 60] [--quick] [--launched] [--clis 3|7]
 
 ``--sessions`` (100) concurrent sessions, a third each Claude Code, Codex CLI
-and Gemini CLI, send their OTel log events to one ``spanvisor serve``
-subprocess over OTLP/HTTP for ``--seconds`` (60). Each session runs on its own
-thread and schedule as a CLI does: a prompt (now and then another), turns of a
-model call (0.5-2 s) and one to three tool calls (each 0.05-1 s, then 0.5-2.5 s
-of thought), so a tool call every few seconds. Its records are the CLI's
-(names and attributes as tests/receiver/coding_sessions.py's, emitted through
-the real SDK logger and encoded by the SDK's OTLP encoder; Gemini CLI's as
-OTLP/JSON) and leave in batches at each CLI's default export delay
-(``_fleet``): Claude Code every 5 s (``OTEL_LOGS_EXPORT_INTERVAL``'s default,
-the JavaScript SDK's timer from a batch's first record), Gemini CLI 1 s (the
-JavaScript SDK's default), Codex CLI a fixed ~3 s tick (FIELD-NOTES);
-with ``--launched`` Claude Code every 1 s, as under ``spanvisor run``.
+and Gemini CLI (``--clis 3``, the default; ``--clis 7`` adds Qwen Code,
+Copilot CLI, OpenCode and Cline, a seventh each), send their OTel log events
+to one ``spanvisor serve`` subprocess over OTLP/HTTP for ``--seconds`` (60).
+Each session runs on its own thread and schedule as a CLI does: a prompt
+(now and then another), turns of a model call (0.5-2 s) and one to three
+tool calls (each 0.05-1 s, then 0.5-2.5 s of thought), so a tool call every
+few seconds. Its records are the CLI's (names and attributes as
+tests/receiver/coding_sessions.py's, emitted through the real SDK logger and
+encoded by the SDK's OTLP encoder; Gemini CLI's as OTLP/JSON) and leave in
+batches at each CLI's default export delay (``_fleet``): Claude Code every
+5 s (``OTEL_LOGS_EXPORT_INTERVAL``'s default, the JavaScript SDK's timer
+from a batch's first record), Gemini CLI 1 s (the JavaScript SDK's default),
+Codex CLI a fixed ~3 s tick (FIELD-NOTES); with ``--launched`` Claude Code
+every 1 s, as under ``spanvisor run``. Qwen Code sends Gemini CLI's records
+under its own names, OTLP/JSON in chunked requests, every 1 s (its SDK's
+default). Copilot CLI, OpenCode and Cline run under ``spanvisor run``
+(``_fleet_launched``): runs of 15-30 s, each a task of the launcher's,
+with its start, heartbeats and end; Copilot CLI's spans leave only at each
+run's exit; OpenCode's and Cline's printed lines are read by the launcher's
+own reader and sent at once. Their tasks' agent is the CLI (the launcher
+names it so): in setup (a) they share a channel per CLI.
 
 ``serve`` runs at its defaults (``SPANVISOR_SINKS=auto``: Slack, PostgreSQL,
 Prometheus, the event stream) with an embedded PostgreSQL (fsync on) and the
@@ -39,7 +48,9 @@ sessions, ``tool_call`` timeline rows against tool calls sent; latency from a
 tool call's record handed to the exporter (the SDK's emit) to the first fake
 Slack ``chat.postMessage``/``chat.update`` showing it or a later call of the
 same session (a work log shows its newest 8 lines and counts the rest), split
-into emit -> 2xx (the export delay) and 2xx -> Slack; tool calls not shown by
+into emit -> 2xx (the export delay) and 2xx -> Slack (for Copilot CLI: its
+exit's export -> Slack), by CLI; for the launched CLIs, the launcher's start
+-> the first Slack call naming the task; tool calls not shown by
 the end of ``--drain`` (120 s) count as slower than any shown; Slack calls and
 429s; serve's and PostgreSQL's CPU while sending (``_cpuwatch``); the
 machine's load (/proc/loadavg) before and after.
@@ -72,17 +83,19 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "receiver"), str(ROOT / "benchma
 from serve_proc import FakeSlackThread, ServeProcess  # type: ignore[import-not-found]  # noqa: E402
 
 from _cpuwatch import cores, postmaster_of, snapshot  # noqa: E402
-from _fleet import CLIS, Fleet, FleetSession, Poster, Sent, run_session  # noqa: E402
+from _fleet import CLIS, Fleet, run_session  # noqa: E402
+from _fleet_launched import LAUNCHED, START, LaunchedSession, session  # noqa: E402
+from _fleet_post import Poster, Sent  # noqa: E402
+from _fleet_report import report  # noqa: E402
 from spanvisor_postgres.embedded import EmbeddedPostgres  # noqa: E402
 
 MARK = re.compile(r"fl([abc])(\d{3})n(\d{4})")
 METRIC = re.compile(r"^spanvisor_(\w+)\{([^}]*)\}\s+(\S+)$")
-CLI_MIX = ("claude", "codex", "gemini")
+MIXES = {"3": ("claude", "codex", "gemini"), "7": ("claude", "codex", "gemini", "qwen", *LAUNCHED)}
 # The strict fake's own Tier 3 figure for chat.update (50 a minute, burst 5),
 # looked up by name as serve_proc is imported untyped: the fakes are checked
 # with the tests, not here.
 TIER3: tuple[float, int] = importlib.import_module("tests.fakes.slack_api").TIER3
-GOAL_S = 2.0
 WANTED = ("dropped_total", "receiver_requests_total", "coding_agent_records_total", "live_records_total")
 SETUPS = {  # setup -> (what it is, a channel per session, chat.update at Tier 3)
     "a": ("own channel each", True, True),
@@ -103,6 +116,7 @@ class SlackWatch:
         self.seen = 0
         self.shown: dict[int, int] = {}
         self.hits: dict[int, list[tuple[float, int]]] = defaultdict(list)  # session -> (call time, call shown)
+        self.parents: dict[tuple[int, int], float] = {}  # (session, run) -> first Slack call naming the task
         self.calls: Counter[str] = Counter()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -119,6 +133,9 @@ class SlackWatch:
                 for setup, k, i in MARK.findall(str(c.args)):
                     if setup == self.setup:
                         best[int(k)] = max(best.get(int(k), -1), int(i))
+                for setup, k, r in START.findall(str(c.args)):
+                    if setup == self.setup:
+                        self.parents.setdefault((int(k), int(r)), c.at)
                 for k, i in best.items():
                     self.hits[k].append((c.at, i))
                     self.shown[k] = max(self.shown.get(k, -1), i)
@@ -137,7 +154,8 @@ class Rows:
 
         self.loop = asyncio.new_event_loop()
         self.conn = self.loop.run_until_complete(asyncpg.connect(url))
-        self.like = f"{prefix}%"
+        # A session's task id is its CLI's namespace and its id (claude-code:fleet-a-…); a launched run's the launcher's.
+        self.like = f"%{prefix}%"
 
     def count(self) -> tuple[int, int]:
         """(tasks, tool_call timeline rows) of this setup's sessions."""
@@ -213,25 +231,20 @@ def stop_serve(serve: ServeProcess) -> None:
         serve.kill()
 
 
-def pct(xs: list[float], p: float) -> float:
-    """Nearest rank; a tool call never shown is +inf, slower than any shown."""
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, math.ceil(p / 100 * len(xs)) - 1)] if xs else float("nan")
-
-
-def sec(x: float) -> str:
-    return "not shown" if math.isinf(x) else f"{x:.2f} s"
-
-
 def run_setup(setup: str, base: Path, db_url: str, a: argparse.Namespace) -> dict[str, Any]:
     label, per_channel, tier3 = SETUPS[setup]
     print(f"\n({setup}) {a.sessions} sessions, {label}: starting serve …", flush=True)
     run = f"{os.getpid() % 10_000:04d}"
-    sessions = [FleetSession(setup, k, CLI_MIX[k % 3], run) for k in range(a.sessions)]
+    mix = a.mix
+    sessions = [session(setup, k, mix[k % len(mix)], run) for k in range(a.sessions)]
     limits = {"chat.update": TIER3, "chat.delete": TIER3} if tier3 else None
     slack = FakeSlackThread(channel_rate=1.0, channel_burst=4, method_limits=limits)
     watch = SlackWatch(slack, setup)
-    routes = ",".join(f"agent:{s.agent}=#{s.agent}" for s in sessions) if per_channel else None
+    # A launched task's agent is its CLI's service (the launcher's start names
+    # it so): those route a channel per CLI, the only split a route can make.
+    own = [f"agent:{s.agent}=#{s.agent}" for s in sessions if s.cli not in LAUNCHED]
+    own += [f"agent:{CLIS[c][0]}=#{c}-agents" for c in mix if c in LAUNCHED]
+    routes = ",".join(own) if per_channel else None
     serve = start_serve(base / f"serve-{setup}", db_url, slack.base_url, routes, tier3)
     rows = Rows(db_url, f"fleet-{setup}-")
     try:
@@ -267,6 +280,7 @@ def run_setup(setup: str, base: Path, db_url: str, a: argparse.Namespace) -> dic
                 break
             time.sleep(0.5)
         n_tasks, n_rows = rows.count()
+        exits = [x for s in sessions if isinstance(s, LaunchedSession) for x in s.exits]
         time.sleep(0.5)  # a last scrape after the sinks' own last writes
         got = metrics(serve.admin)
     finally:
@@ -275,7 +289,13 @@ def run_setup(setup: str, base: Path, db_url: str, a: argparse.Namespace) -> dic
         watch.close()
         slack.close()
     to_slack, export, after_ack = [], [], []
-    by_cli: dict[str, tuple[list[float], list[float]]] = {c: ([], []) for c in CLI_MIX}
+    by_cli: dict[str, tuple[list[float], list[float], list[float]]] = {c: ([], [], []) for c in mix}
+    parents: dict[str, list[float]] = {c: [] for c in mix if c in LAUNCHED}
+    for s in sessions:
+        if isinstance(s, LaunchedSession):
+            for run_no, at in s.starts.items():
+                shown_at = watch.parents.get((s.k, run_no))
+                parents[s.cli].append(math.inf if shown_at is None else shown_at - at)
     later = 0
     for s in sessions:
         hits = sorted(watch.hits.get(s.k, []))
@@ -288,6 +308,7 @@ def run_setup(setup: str, base: Path, db_url: str, a: argparse.Namespace) -> dic
             if first is not None:
                 later += first[1] != t.i
                 after_ack.append(first[0] - t.acked)
+                by_cli[s.cli][2].append(after_ack[-1])
     return {
         "setup": setup,
         "label": label,
@@ -295,6 +316,9 @@ def run_setup(setup: str, base: Path, db_url: str, a: argparse.Namespace) -> dic
         "flushed": flushed,
         "tools": len(tools),
         "tasks": n_tasks,
+        "tasks_made": sum(s.tasks for s in sessions),
+        "parents": parents,
+        "exits": len(exits),
         "rows": n_rows,
         "to_slack": to_slack,
         "export": export,
@@ -307,57 +331,6 @@ def run_setup(setup: str, base: Path, db_url: str, a: argparse.Namespace) -> dic
         "cpu": cpu,
         "load": (load_before, loadavg()),
     }
-
-
-def report(r: dict[str, Any], sessions: int) -> None:
-    sent: Sent = r["sent"]
-    m: dict[str, Counter[str]] = r["metrics"]
-    lat: list[float] = r["to_slack"]
-    shown = sum(1 for x in lat if not math.isinf(x))
-    dropped = sum(m["dropped_total"].values())
-    p95 = pct(lat, 95)
-    print(f"\n({r['setup']}) {sessions} sessions, {r['label']}")
-    print(
-        f"  OTLP answers per attempt: {dict(sorted(sent.statuses.items()))}; "
-        f"{sent.unsent} records never acknowledged{'' if r['flushed'] else '; the last batches did not all go'}"
-    )
-    print(
-        f"  serve: dropped {dropped} events {dict(m['dropped_total']) or ''}; requests {dict(m['receiver_requests_total'])}"
-    )
-    print(
-        f"  coding-agent records {dict(m['coding_agent_records_total'])}; live records {dict(m['live_records_total'])}"
-    )
-    print(
-        f"  PostgreSQL: {r['tasks']} tasks for {sessions} sessions; {r['rows']:,} tool_call rows for {r['tools']:,} sent"
-    )
-    print(
-        f"  tool call -> Slack: p50 {sec(pct(lat, 50))}, p95 {sec(p95)}, max {sec(max(lat, default=math.nan))}; "
-        f"{shown:,}/{len(lat):,} shown, {r['later']:,} first shown as a later call of the session; "
-        + (
-            f"all shown {r['drained_s']:.1f} s after the last tool call"
-            if not math.isnan(r["drained_s"])
-            else "not all shown by the end of the drain"
-        )
-    )
-    print(
-        f"    of which emit -> 2xx (export delay): p50 {sec(pct(r['export'], 50))}, p95 {sec(pct(r['export'], 95))}; "
-        f"2xx -> Slack: p50 {sec(pct(r['after_ack'], 50))}, p95 {sec(pct(r['after_ack'], 95))}; "
-        f"{sum(1 for x in lat if x < GOAL_S) / max(1, len(lat)):.0%} within {GOAL_S:.0f} s"
-    )
-    print(
-        "    by CLI, p95 emit -> 2xx / to Slack: "
-        + ", ".join(f"{c} {sec(pct(e, 95))} / {sec(pct(t, 95))}" for c, (e, t) in r["by_cli"].items())
-    )
-    sl: Counter[str] = r["slack"]
-    refused = sum(v for k, v in sl.items() if k.endswith(" 429"))
-    print(f"  Slack calls ({refused:,} 429s): " + ", ".join(f"{k} x{v}" for k, v in sorted(sl.items())))
-    c = r["cpu"]
-    print(
-        f"  CPU while sending, cores: serve {c['serve']:.2f} (busiest thread {c['busiest']:.2f}), "
-        f"PostgreSQL {c['postgres']:.2f}, this client {c['client']:.2f}; load {r['load'][0]} -> {r['load'][1]}"
-    )
-    ok = p95 < GOAL_S and dropped == 0 and sent.unsent == 0 and r["rows"] >= r["tools"] and r["tasks"] >= sessions
-    print(f"  goal (p95 < {GOAL_S:.0f} s, nothing dropped, every record and row): {'met' if ok else 'MISSED'}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -374,7 +347,16 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="Claude Code at the 1 s export delay `spanvisor run` sets (the SDK's default), not its own 5 s",
     )
+    ap.add_argument(
+        "--clis",
+        default="3",
+        help="3: Claude Code, Codex CLI, Gemini CLI; 7: with Qwen Code, Copilot CLI, OpenCode, Cline; "
+        "or names, e.g. claude,copilot",
+    )
     a = ap.parse_args(argv)
+    a.mix = MIXES.get(a.clis) or tuple(c.strip() for c in a.clis.split(",") if c.strip())
+    if not a.mix or set(a.mix) - set(CLIS):
+        ap.error(f"--clis takes 3, 7 or names of {','.join(CLIS)}")
     if a.launched:
         service, mode, _ = CLIS["claude"]
         CLIS["claude"] = (service, mode, 1.0)
