@@ -27,10 +27,9 @@ from typing import Any
 import pytest
 
 from tests.codingagents import cline_cli as cl
-from tests.codingagents.agents import Ran, Running
 from tests.codingagents.fake_chat import fake_chat
 from tests.codingagents.fake_http import FakeModelAPI
-from tests.codingagents.hooked import WAIT_S, GateSession, approve_from, pending_with, steps
+from tests.codingagents.hooked import WAIT_S, GateSession, drive_twice, steps
 from tests.codingagents.script import Script, Usage, text, tool
 from tests.codingagents.served import APPROVER, Matrix
 from tests.waiting import wait_until
@@ -56,23 +55,6 @@ def _attrs(row: dict[str, Any]) -> dict[str, Any]:
     return dict(json.loads(a) if isinstance(a, str) else a)
 
 
-def _drive(matrix: Matrix, gate: GateSession, running: Running, clicked: str) -> tuple[Ran, list[dict[str, Any]]]:
-    """Approve the second call from the terminal and the third by a Slack
-    click (the policy broken while the person decides); the run and the requests."""
-    asked = []
-    try:
-        for marker, how in ((gate.approved, "cli"), (clicked, "slack")):
-            [req] = wait_until(lambda m=marker: pending_with(matrix, m, running), WAIT_S, "the request", every=0.2)
-            if how == "slack":
-                gate.policy.write_text("default = [this is not TOML\n")
-            approve_from(how, matrix, req)
-            asked.append(req)
-        ran = running.wait()
-    finally:
-        running.stop()
-    return ran, asked
-
-
 def test_under_the_launcher_one_session_is_gated_approved_twice_and_read_calls_tokens_steps_warnings(
     cli_bin: Path, matrix: Matrix, api: FakeModelAPI, tmp_path: Path
 ) -> None:
@@ -96,7 +78,7 @@ def test_under_the_launcher_one_session_is_gated_approved_twice_and_read_calls_t
     env["SPANVISOR_BIN"] = cl.SPANVISOR_BIN
     launcher = {"endpoint": matrix.endpoint, "task-id": task_id, "gate": ""}
     running = cl.cline_started(cli_bin, gate.work, env, f"tidy up the folder ({gate.run_id})", launcher)
-    ran, asked = _drive(matrix, gate, running, clicked)
+    ran, asked = drive_twice(matrix, gate, running, clicked)
     assert ran.code == 0, ran.said()
     assert [r["task_id"] for r in asked] == [task_id, task_id]
     assert [r["question"] for r in asked] == [f"Allow {cl.SHELL}: {c}?" for c in commands[1:3]]
