@@ -38,7 +38,7 @@ def api() -> Iterator[FakeModelAPI]:
         fake.close()
 
 
-def test_the_gate_denies_by_policy_asks_a_person_and_blocks_when_the_hook_fails(
+def test_the_gate_denies_by_policy_asks_people_in_the_terminal_and_slack_and_blocks_when_the_hook_fails(
     cli_bin: Path, matrix: Matrix, api: FakeModelAPI, tmp_path: Path
 ) -> None:
     gate = GateSession(uuid.uuid4().hex[:12], tmp_path / "work", tmp_path / "policy.toml")
