@@ -13,7 +13,8 @@ Cline exports no telemetry a user can point anywhere: the launcher reads
 its tokens equal to Cline's own ``run_result`` (cached input inside the
 input), priced once from the tokens (Cline prints a cost of 0 for a model
 it has no price for), each shell call a step with its commands, and the
-context's growth warned at 70 % and 85 %. It runs a call whose hook exits
+context's growth warned at 70 % and 85 %. A second, short session ends
+failed with the API's error on a 401. It runs a call whose hook exits
 non-zero: every answer of the hook is exit status 0."""
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from tests.codingagents import cline_cli as cl
 from tests.codingagents.fake_chat import fake_chat
 from tests.codingagents.fake_http import FakeModelAPI
 from tests.codingagents.hooked import WAIT_S, GateSession, drive_twice, steps
-from tests.codingagents.script import Script, Usage, text, tool
+from tests.codingagents.script import Script, Usage, error, text, tool
 from tests.codingagents.served import APPROVER, Matrix
 from tests.waiting import wait_until
 
@@ -115,3 +116,20 @@ def test_under_the_launcher_one_session_is_gated_approved_twice_and_read_calls_t
     assert ran_steps[1:3] == [f"{cl.SHELL}({c})" for c in commands[1:3]], ran_steps
     warned = [(c["level"], c["threshold"]) for c in matrix.timeline(task_id) if c["kind"] == "context_warning"]
     assert warned == [("warning", 0.7), ("critical", 0.85)]
+
+
+def test_an_api_error_fails_the_session_under_the_launcher_with_the_apis_error(
+    cli_bin: Path, matrix: Matrix, api: FakeModelAPI, tmp_path: Path
+) -> None:
+    run_id = api.script(uuid.uuid4().hex[:12], Script([error(401, "invalid_api_key", "scripted: bad key")]))
+    task_id = f"cline-failed-{run_id}"
+    env = cl.env(tmp_path / "home", api, run_id)
+    env["SPANVISOR_HEARTBEAT"] = "1s"  # the launcher keeps its task live (liveness is seconds here)
+    launcher = {"endpoint": matrix.endpoint, "task-id": task_id}
+    # As a user starts it: no --json (the launcher asks for it and prints the error).
+    ran = cl.cline(cli_bin, tmp_path / "work", env, f"fail at once ({run_id})", launcher, json_lines=False)
+    assert ran.code == 1 and "Error: scripted: bad key" in ran.stderr, ran.said()
+    done = wait_until(lambda: (r := matrix.task(task_id)) and r["ended_at"] and r, WAIT_S, "the task's end")
+    assert done["status"] == "error" and "scripted: bad key" in done["error_message"], done
+    warned = [c["message"] or "" for c in matrix.timeline(task_id) if c["source"] == "event"]
+    assert "⚠ API error (auth): scripted: bad key" in warned, warned
