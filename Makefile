@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 SRC    := src plugins tests benchmarks
 
-.PHONY: install demo demo-serve test lint typecheck unit reference bench bench-peers wheel compiled test-compiled clean
+.PHONY: install demo demo-serve test lint typecheck unit reference bench bench-peers wheel compiled test-compiled clean test-clis-latest
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "spanvisor needs Python 3.11+, found " + sys.version.split()[0])'
@@ -57,6 +57,16 @@ TEST_EXAMPLES ?= 0.4
 unit: $(STAMP)
 	$(BIN)/python -m compileall -q -j 0 -x node_modules src plugins tests >/dev/null
 	TEST_EXAMPLES=$(TEST_EXAMPLES) $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15 --durations-min=30
+
+# The real-CLI matrix (tests/codingagents) against the newest release of each
+# of the seven CLIs, installed from the npm registry into .clis-latest (the
+# pinned ones in tests/codingagents/npm stay as they are; the tests find
+# these through TEST_CLIS_DIR), one worker, stopped after
+# CLIS_LATEST_TIMEOUT seconds; it prints the versions and each CLI's passed
+# and failed tests. Not in `make test` or CI: it needs the registry's latest.
+CLIS_LATEST_TIMEOUT ?= 3600
+test-clis-latest: $(STAMP)
+	$(BIN)/python -m tests.codingagents.latest --dir .clis-latest --timeout $(CLIS_LATEST_TIMEOUT)
 
 # The generated reference, docs/reference/settings.md and cli.md, from the
 # code's settings tables and the CLI's parser: run it after changing either

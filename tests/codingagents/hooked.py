@@ -14,7 +14,7 @@ from typing import Any
 
 from tests.codingagents.agents import Ran, Running
 from tests.codingagents.script import Script, text, tool
-from tests.codingagents.served import Matrix
+from tests.codingagents.served import APPROVER, Matrix
 from tests.waiting import wait_until
 
 WAIT_S = 120.0
@@ -108,9 +108,12 @@ class GateSession:
             running.stop()
         return ran, req
 
-    def check(self, matrix: Matrix, ran: Ran, results: list[str], task_id: str, shell_step: str | None) -> None:
+    def check(
+        self, matrix: Matrix, ran: Ran, results: list[str], task_id: str, shell_step: str | None, clicked: bool = False
+    ) -> None:
         """``shell_step``: the shell tool's name in the task's steps (None:
-        the session alone has no steps, as OpenCode's)."""
+        the session alone has no steps, as OpenCode's); ``clicked``: a second
+        approval came from alice's Slack click (:func:`drive_twice`)."""
         assert ran.code == 0, ran.said()
         assert (self.work / "build" / "keep.txt").read_text() == "still here", "the denied command did not run"
         assert not (self.work / "ran.txt").exists(), "a call ran past a hook that failed"
@@ -118,8 +121,11 @@ class GateSession:
         assert "spanvisor: deleting is not allowed here" in denied, denied
         assert f"approved-{self.run_id}" in approved and "spanvisor" not in approved, approved
         assert "spanvisor" in failed and "ran.txt" not in os.listdir(self.work), failed
-        [row] = wait_until(lambda: matrix.interventions(task_id), WAIT_S, "the human_interventions row")
-        assert (row["action"], row["outcome"], row["source"], row["actor"]) == ("approve", "applied", "cli", "bob")
+        want = [("approve", "applied", "cli", "bob")] + ([("approve", "applied", "slack", APPROVER)] if clicked else [])
+        rows = wait_until(
+            lambda: (r := matrix.interventions(task_id)) and len(r) >= len(want) and r, WAIT_S, "the interventions"
+        )
+        assert sorted((r["action"], r["outcome"], r["source"], r["actor"]) for r in rows) == want
         if shell_step is not None:
             got = wait_until(lambda: steps(matrix, task_id) or None, WAIT_S, "the approved step")
             assert f"{shell_step}({self.approved})" in got, got
@@ -133,3 +139,22 @@ def ruling(matrix: Matrix, task_id: str) -> str:
         return next((m for m in rows if "denied by policy" in m), None)
 
     return str(wait_until(got, WAIT_S, "the hook's ruling on the task"))
+
+
+def drive_twice(matrix: Matrix, gate: GateSession, running: Running, clicked: str) -> tuple[Ran, list[dict[str, Any]]]:
+    """As :meth:`GateSession.drive`, with one more approval: the call whose
+    command is ``gate.approved`` from the terminal, then the one naming
+    ``clicked`` by alice's signed Slack click (the policy broken while she
+    decides); the run and the two requests."""
+    asked = []
+    try:
+        for marker, how in ((gate.approved, "cli"), (clicked, "slack")):
+            [req] = wait_until(lambda m=marker: pending_with(matrix, m, running), WAIT_S, "the request", every=0.2)
+            if how == "slack":
+                gate.policy.write_text("default = [this is not TOML\n")
+            approve_from(how, matrix, req)
+            asked.append(req)
+        ran = running.wait()
+    finally:
+        running.stop()
+    return ran, asked

@@ -3,12 +3,19 @@ from ``npm/package-lock.json`` (exact versions, integrity hashes) into
 ``npm/node_modules`` when it is missing or was installed from another
 lockfile. One install at a time (pytest-xdist workers share the folder);
 the registry is the only network it needs, and a hung install fails in
-minutes, not at CI's limit."""
+minutes, not at CI's limit.
+
+``TEST_CLIS_DIR`` (a folder; unset: ``tests/codingagents/npm``) runs the
+matrix against the CLIs installed in another npm project's
+``node_modules`` instead, used as it is (nothing installed there): ``make
+test-clis-latest`` installs each CLI's newest release into
+``.clis-latest`` (:mod:`tests.codingagents.latest`) and points this at it."""
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
+import os
 import shutil
 import subprocess
 import tempfile
@@ -17,7 +24,10 @@ from pathlib import Path
 from tests.conftest import missing, require
 
 NPM_DIR = Path(__file__).parent / "npm"
-MODULES = NPM_DIR / "node_modules"
+CLIS_DIR_ENV = "TEST_CLIS_DIR"
+# The folder whose node_modules the matrix runs (the pinned one unless told).
+OTHER_DIR = Path(os.environ[CLIS_DIR_ENV]).resolve() if os.environ.get(CLIS_DIR_ENV) else None
+MODULES = (OTHER_DIR or NPM_DIR) / "node_modules"
 BIN = MODULES / ".bin"
 # Written after a successful install: the lockfile's digest it came from.
 STAMP = MODULES / ".spanvisor-lock-sha256"
@@ -35,6 +45,10 @@ def _fresh() -> bool:
 
 def install() -> Path:
     """The folder of the CLIs' executables (``claude``, ``codex``, ``gemini``)."""
+    if OTHER_DIR is not None:
+        if not BIN.is_dir():
+            missing(f"the coding-agent CLIs in {CLIS_DIR_ENV}={OTHER_DIR} (no {BIN})")
+        return BIN
     for tool in ("node", "npm"):
         if shutil.which(tool) is None:
             missing(tool, INSTALL)

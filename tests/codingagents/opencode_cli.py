@@ -16,6 +16,7 @@ from spanvisor.cli.run_more import PLUGIN
 from spanvisor.receiver.codingagents.ids import session_task_id
 from tests.codingagents.agents import Ran, Running, base_env, run, start
 from tests.codingagents.fake_http import FakeModelAPI
+from tests.codingagents.npm_install import MODULES
 
 MODEL = "gpt-4.1"
 SHELL = "bash"
@@ -61,13 +62,19 @@ def env(home: Path, api: FakeModelAPI, run_id: str) -> dict[str, str]:
     return out
 
 
+def version() -> str:
+    """The version of the OpenCode the matrix runs (its plugin package's is the same)."""
+    doc = json.loads((MODULES / "opencode-ai" / "package.json").read_text())
+    return str(doc["version"])
+
+
 def _plugin_types_present(config: Path) -> None:
     """OpenCode installs ``@opencode-ai/plugin`` (a plugin's types) with npm
     into each config folder when it loads plugins, unless the folder has a
     ``node_modules`` and a ``package-lock.json`` naming it: with no registry
     that install waits about 75 s. spanvisor's plugin imports nothing of it."""
     (config / "node_modules").mkdir(exist_ok=True)
-    lock = {"lockfileVersion": 3, "packages": {"": {"dependencies": {"@opencode-ai/plugin": "1.18.33"}}}}
+    lock = {"lockfileVersion": 3, "packages": {"": {"dependencies": {"@opencode-ai/plugin": version()}}}}
     (config / "package-lock.json").write_text(json.dumps(lock))
 
 

@@ -4,8 +4,9 @@ opencode`` before every tool call. In one real session, with the plugin set
 up as the docs say without the launcher (``OPENCODE_CONFIG_CONTENT`` naming
 the file): a policy's denial the agent obeys (the command never runs, the
 model is told why), a person's approval from the terminal (``spanvisor
-approve``) letting the very command run, and an error of the hook (its
-policy file turned to junk) blocking the call. In a second, the plugin with
+approve``) and another by alice's signed Slack click, each letting the very
+command run, and an error of the hook (its policy file turned to junk)
+blocking the call. In a second, the plugin with
 no spanvisor to run blocks the call, not runs it.
 
 OpenCode runs every tool ungated when a plugin fails to load: the launcher
@@ -23,7 +24,7 @@ import pytest
 from tests.codingagents import opencode_cli as oc
 from tests.codingagents.fake_chat import fake_chat, tool_results, turns
 from tests.codingagents.fake_http import FakeModelAPI
-from tests.codingagents.hooked import GateSession, ruling
+from tests.codingagents.hooked import GateSession, drive_twice, ruling
 from tests.codingagents.script import Script, text, tool
 from tests.codingagents.served import Matrix
 from tests.waiting import wait_until
@@ -40,21 +41,25 @@ def api() -> Iterator[FakeModelAPI]:
         fake.close()
 
 
-def test_the_gate_denies_by_policy_asks_a_person_and_blocks_when_the_hook_fails(
+def test_the_gate_denies_by_policy_asks_people_in_the_terminal_and_slack_and_blocks_when_the_hook_fails(
     cli_bin: Path, matrix: Matrix, api: FakeModelAPI, tmp_path: Path
 ) -> None:
     gate = GateSession(uuid.uuid4().hex[:12], tmp_path / "work", tmp_path / "policy.toml")
     gate.prepare(oc.SHELL)
-    api.script(gate.run_id, gate.script(oc.SHELL, description="tidy"))
+    clicked = f"echo clicked-{gate.run_id}"
+    commands = ["rm -rf build", gate.approved, clicked, "touch ran.txt"]
+    api.script(gate.run_id, Script([*(tool(oc.SHELL, command=c, description="tidy") for c in commands), text("Done.")]))
     env = oc.with_plugin(oc.env(tmp_path / "home", api, gate.run_id))
     env.update(SPANVISOR_HOOK_POLICY=str(gate.policy), SPANVISOR_OTLP_ENDPOINT=matrix.endpoint)
     running = oc.opencode_started(cli_bin, gate.work, env, f"tidy up ({gate.run_id})")
-    ran, req = gate.drive(matrix, running)
-    assert req["question"] == f"Allow bash: {gate.approved}?"
+    ran, asked = drive_twice(matrix, gate, running, clicked)
+    assert [r["question"] for r in asked] == [f"Allow bash: {c}?" for c in commands[1:3]]
     session = oc.task_of(ran)
-    assert req["task_id"] == session, "alone, the request is on OpenCode's session"
-    gate.check(matrix, ran, tool_results(turns(api, gate.run_id)[-1]), session, None)
-    assert [p["state"]["status"] for p in oc.tools(ran)] == ["error", "completed", "error"]
+    assert [r["task_id"] for r in asked] == [session, session], "alone, the requests are on OpenCode's session"
+    denied, approved, by_click, failed = tool_results(turns(api, gate.run_id)[-1])
+    assert f"clicked-{gate.run_id}" in by_click and "spanvisor" not in by_click, by_click
+    gate.check(matrix, ran, [denied, approved, failed], session, None, clicked=True)
+    assert [p["state"]["status"] for p in oc.tools(ran)] == ["error", "completed", "completed", "error"]
     assert ruling(matrix, session) == "bash: rm -rf build: denied by policy:no-deleting"
 
 

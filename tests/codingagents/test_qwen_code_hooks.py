@@ -1,8 +1,9 @@
 """Qwen Code's ``PreToolUse`` hook running ``spanvisor hook qwen`` against
 the matrix's serve, in one real session: a policy's denial the agent obeys
 (the command never runs, the model is told why), a person's approval from
-the terminal (``spanvisor approve``) letting the very command run, and an
-error of the hook (its policy file turned to junk) blocking the call.
+the terminal (``spanvisor approve``) and another by alice's signed Slack
+click, each letting the very command run, and an error of the hook (its
+policy file turned to junk) blocking the call.
 
 Qwen Code runs a call whose hook exits 1 or outlives its timeout: the hook
 answers with a block on every path, before that timeout. Qwen Code 0.24.4
@@ -21,7 +22,8 @@ import pytest
 from tests.codingagents import qwen_code as qw
 from tests.codingagents.fake_chat import fake_chat, tool_results, turns
 from tests.codingagents.fake_http import FakeModelAPI
-from tests.codingagents.hooked import GateSession, ruling
+from tests.codingagents.hooked import GateSession, drive_twice, ruling
+from tests.codingagents.script import Script, text, tool
 from tests.codingagents.served import Matrix
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout_s(600)]
@@ -36,21 +38,25 @@ def api() -> Iterator[FakeModelAPI]:
         fake.close()
 
 
-def test_the_gate_denies_by_policy_asks_a_person_and_blocks_when_the_hook_fails(
+def test_the_gate_denies_by_policy_asks_people_in_the_terminal_and_slack_and_blocks_when_the_hook_fails(
     cli_bin: Path, matrix: Matrix, api: FakeModelAPI, tmp_path: Path
 ) -> None:
     gate = GateSession(uuid.uuid4().hex[:12], tmp_path / "work", tmp_path / "policy.toml")
     gate.prepare(qw.SHELL)
-    api.script(gate.run_id, gate.script(qw.SHELL))
+    clicked = f"echo clicked-{gate.run_id}"
+    commands = ["rm -rf build", gate.approved, clicked, "touch ran.txt"]
+    api.script(gate.run_id, Script([*(tool(qw.SHELL, command=c) for c in commands), text("Done.")]))
     env = qw.env(tmp_path / "home", matrix, api, gate.run_id)
     qw.add_hook(tmp_path / "home")
     env.update(SPANVISOR_HOOK_POLICY=str(gate.policy), SPANVISOR_OTLP_ENDPOINT=matrix.endpoint)
     running = qw.qwen_started(cli_bin, gate.work, env, f"tidy up ({gate.run_id})")
-    ran, req = gate.drive(matrix, running)
-    assert req["question"] == f"Allow run_shell_command: {gate.approved}?"
+    ran, asked = drive_twice(matrix, gate, running, clicked)
+    assert [r["question"] for r in asked] == [f"Allow run_shell_command: {c}?" for c in commands[1:3]]
     session = qw.task_of(ran)
-    assert req["task_id"] == session, "alone, the request is on Qwen Code's session"
-    gate.check(matrix, ran, tool_results(turns(api, gate.run_id)[-1]), session, qw.SHELL)
+    assert [r["task_id"] for r in asked] == [session, session], "alone, the requests are on Qwen Code's session"
+    denied, approved, by_click, failed = tool_results(turns(api, gate.run_id)[-1])
+    assert f"clicked-{gate.run_id}" in by_click and "spanvisor" not in by_click, by_click
+    gate.check(matrix, ran, [denied, approved, failed], session, qw.SHELL, clicked=True)
     assert ruling(matrix, session) == "run_shell_command: rm -rf build: denied by policy:no-deleting"
     row = matrix.task(session)
     assert row is not None and row["task_name"] == f"tidy up ({gate.run_id})", "one task for the session"

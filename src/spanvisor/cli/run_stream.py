@@ -8,7 +8,8 @@ loses its last batch at exit; Cline exports only to its vendor. Their
 machine-readable output says what a task needs, line by line: OpenCode's
 ``run --format json`` (``step_finish``: a model call's tokens and cost;
 ``tool_use``: a finished tool call; ``error``), Cline's ``--json``
-(``usage`` after each model call, its cost a running total;
+(``usage`` after each model call, cached input inside its input, its
+cost a running total;
 ``content_start``/``content_end`` of a tool; ``error``). Each becomes a log
 record named ``spanvisor.run.<event>``
 (:mod:`spanvisor.receiver.codingagents.launched` reads them), sent as
@@ -172,6 +173,15 @@ def _input(v: Any) -> str:
     )
 
 
+def _cline_input(given: Any) -> str:
+    """A Cline tool's input as its step shows it: a ``run_commands`` call's
+    commands one after another (Cline runs each, in order), else the input."""
+    commands = _list(_dict(given).get("commands"))
+    if commands and all(isinstance(c, str) for c in commands):
+        return _input({"command": "; ".join(commands)})
+    return _input(given)
+
+
 class StreamReport:
     """The tap of :class:`~spanvisor.cli.run_result.ResultReader`: one JSON
     line of OpenCode's or Cline's output at a time, as records."""
@@ -270,16 +280,11 @@ class StreamReport:
             cost = None
             if isinstance(total, int | float) and not isinstance(total, bool):
                 cost, self.cost_so_far = float(total) - self.cost_so_far, float(total)
-            out = _num(event, "outputTokens")
-            self._call(
-                at,
-                _num(event, "inputTokens"),
-                _num(event, "cacheReadTokens"),
-                _num(event, "cacheWriteTokens"),
-                out,
-                cost,
-                None,
-            )
+            # Cline counts cached input inside inputTokens (its own pricing
+            # takes the fresh input as inputTokens - cacheRead - cacheWrite).
+            read, write = _num(event, "cacheReadTokens"), _num(event, "cacheWriteTokens")
+            fresh = max(0, _num(event, "inputTokens") - read - write)
+            self._call(at, fresh, read, write, _num(event, "outputTokens"), cost, None)
         elif kind == "content_start" and event.get("contentType") == "tool":
             self.tool_inputs[str(event.get("toolCallId"))] = (event.get("input"), at)
         elif kind == "content_end" and event.get("contentType") == "tool":
@@ -288,7 +293,7 @@ class StreamReport:
             failed = any(isinstance(o, dict) and o.get("success") is False for o in outputs) or bool(event.get("error"))
             attrs = {
                 "tool_name": event.get("toolName"),
-                "tool_input": _input(given),
+                "tool_input": _cline_input(given),
                 "success": not failed,
                 "error": str(event.get("error") or "a command failed") if failed else None,
                 "duration_ms": event.get("durationMs"),
