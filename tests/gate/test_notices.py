@@ -23,6 +23,7 @@ from spanvisor.cli import hook
 from spanvisor.gate import notes, notices, otlp
 from spanvisor.spans import conventions as cv
 from tests.gate.test_attack import HOSTILE_JSON, SPANVISOR, env_for
+from tests.waiting import wait_until
 
 SESSION = "30ec1420-56df-42ff-90c5-424606d80fe2"
 REAL = {
@@ -83,7 +84,8 @@ def test_the_real_hook_answers_a_permission_prompt_neutrally_and_spools_the_wait
         check=False,
     )
     assert (proc.returncode, proc.stdout.decode().strip(), proc.stderr.decode()) == (0, "{}", "")
-    (item,) = _spooled(tmp_path)
+    # The answer is released first; the deciding process spools the note after it.
+    (item,) = wait_until(lambda: _spooled(tmp_path), 30, "the waiting note in the spool")
     start, checkpoint = item["records"]
     assert start[0] == otlp.LIVE_TASK_START and start[1][otlp.TASK_ID] == f"claude-code:{SESSION}"
     assert checkpoint[0] == otlp.EVENT_CHECKPOINT
@@ -180,3 +182,11 @@ def test_any_notification_is_answered_neutrally(
     transcript.write_text("\n".join(lines))
     doc = {"notification_type": kind, "transcript_path": str(transcript), **values, "hook_event_name": "Notification"}
     assert _in_process(tmp_path, json.dumps(doc).encode()) == (0, "{}\n", "")
+
+
+def test_a_tool_call_is_never_parsed_twice_and_an_escaped_name_is_judged_as_before(tmp_path: Path) -> None:
+    assert notices.notice_of("claude-code", b'{"tool_name": "Bash", "tool_input": {"command": "ls"}}') is None
+    escaped = json.dumps({**REAL, "hook_event_name": "Notification"}).replace("Notification", "\\u004eotification")
+    assert notices.notice_of("claude-code", escaped.encode()) is None
+    code, out, _ = _in_process(tmp_path, escaped.encode())
+    assert code == 2 and "deny" in out, "not a notification as Claude Code writes one: a call without a tool, blocked"

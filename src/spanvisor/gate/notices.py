@@ -44,6 +44,7 @@ MAX_TARGET = 120
 # How much of the transcript's end is read for the pending call.
 TAIL_BYTES = 256 * 1024
 _NAMES = {"claude-code": "Claude Code"}
+_MARK = b'"Notification"'
 _TARGET_KEYS = ("command", "cmd", "file_path", "path", "pattern", "url", "query")
 
 
@@ -62,6 +63,9 @@ def notice_of(cli: str, raw: bytes | str) -> Notice | None:
     """The ``Notification`` on stdin, or None for anything else (a tool
     call, another event, input that is not JSON: judged as before)."""
     if cli not in CLIS:
+        return None
+    # Every tool call passes here: one substring search, never a second parse of a call.
+    if (_MARK if isinstance(raw, bytes) else _MARK.decode()) not in raw:
         return None
     try:
         doc = json.loads(raw)
