@@ -154,6 +154,7 @@ def test_what_is_not_a_regular_file_is_never_read(tmp_path: Path) -> None:
     t.join(10)
     assert got == [None], "a FIFO would hang a read: it is never read"
     assert notices.pending_call(str(tmp_path)) is None
+    assert notices.pending_call("/dev/zero") is None and notices.pending_call("/dev/stdin") is None
     assert notices.pending_call(str(tmp_path / "absent")) is None
     assert notices.pending_call("bad\x00path") is None
 
