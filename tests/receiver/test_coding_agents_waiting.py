@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from spanvisor.events import Checkpoint, Event
 from spanvisor.gate import notes, notices
 from spanvisor.receiver.codingagents import claude as claude_reader
+from spanvisor.receiver.codingagents import codex as codex_reader
 from spanvisor.receiver.codingagents.sessions import SESSIONS
 from spanvisor.receiver.codingagents.spans import calls_request
 from spanvisor.receiver.decode import decode_request
@@ -174,3 +175,23 @@ def test_notes_module_sends_the_waiting_note_as_any_note() -> None:
     item = notices.waiting_note(n, "http://127.0.0.1:9", {}, T0, read_transcript=False)
     assert item is not None and set(item) >= {"id", "session", "endpoint", "records"}
     assert notes.send(item, None, 0.2) is False  # nobody listens there: not sent, never raised
+
+
+@pytest.mark.parametrize(
+    ("source", "decision", "reads"),
+    [
+        ("User", "approved", ("answer", "Allowed at the terminal: exec_command")),
+        ("User", "approved_for_session", ("answer", "Allowed at the terminal (for the session): exec_command")),
+        ("User", "denied", ("warning", "Denied at the terminal: exec_command")),
+        ("User", "abort", ("warning", "Denied at the terminal: exec_command")),
+        ("Config", "approved", ("life", None)),
+        ("Config", "denied", ("warning", "Denied: exec_command (by Config)")),
+    ],
+)
+def test_codex_says_what_the_person_decided_at_its_terminal(source: str, decision: str, reads: tuple[str, Any]) -> None:
+    """Codex 0.169's interactive UI reports the person's answer as
+    ``codex.tool_decision`` with source ``User`` (seen on a terminal)."""
+    r = codex_reader.EVENTS["codex.tool_decision"](
+        {"tool_name": "exec_command", "call_id": "call_1", "decision": decision, "source": source}
+    )
+    assert (r.kind, r.text, r.status) == (*reads, None)  # no wait was shown for Codex: none to end
