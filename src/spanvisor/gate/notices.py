@@ -65,7 +65,7 @@ def notice_of(cli: str, raw: bytes | str) -> Notice | None:
     if cli not in CLIS:
         return None
     # Every tool call passes here: one substring search, never a second parse of a call.
-    if (_MARK if isinstance(raw, bytes) else _MARK.decode()) not in raw:
+    if (_MARK not in raw) if isinstance(raw, bytes) else (_MARK.decode() not in raw):
         return None
     try:
         doc = json.loads(raw)
