@@ -9,6 +9,7 @@ import fcntl
 import json
 import os
 import pty
+import signal
 import struct
 import subprocess
 import termios
@@ -71,7 +72,7 @@ class Terminal:
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                os.killpg(self.proc.pid, signal.SIGKILL)  # its own session: whatever it started goes too
                 self.proc.wait(10)
         try:
             os.close(self.master)
