@@ -66,3 +66,14 @@ def test_reported_occupancy_past_a_level_warns_after_its_checkpoint() -> None:
         "note": "big",
     }
     assert cp.task.status == "context_warning"
+
+
+def test_a_declared_working_never_hides_the_context_windows_warning() -> None:
+    rec = _record()
+    statefacts.checkpoint_event(rec, ROOT, 1, T0 + S, {cv.CONTEXT_TOKENS: 900, cv.CONTEXT_LIMIT: 1000}, [])
+    statefacts.checkpoint_event(rec, ROOT, 1, T0 + 2 * S, {cv.STATUS: "waiting"}, [])
+    assert rec.working["status"] == "waiting"  # a wait outranks the window
+    statefacts.checkpoint_event(rec, ROOT, 1, T0 + 3 * S, {cv.STATUS: "working"}, [])
+    assert rec.working["status"] == "context_warning"  # back from the wait: as with no status declared
+    statefacts.checkpoint_event(rec, ROOT, 1, T0 + S // 2, {cv.STATUS: "waiting"}, [])
+    assert rec.working["status"] == "context_warning", "an earlier wait never undoes a later answer"

@@ -156,6 +156,13 @@ def decide(
     deadline = Deadline.for_cli(cli, clitimeout.limit(cli, args.cli_timeout, e, cwd), started)
     _backstop(deadline)
     raw = sys.stdin.buffer.read(MAX_INPUT + 1) if stdin is None else stdin
+    from spanvisor.gate import notices
+
+    if (notice := notices.notice_of(cli, raw)) is not None:  # the CLI's notification: neutral, never a block
+        from spanvisor.cli import hook_notice
+
+        _disarm()
+        return hook_notice.answer(notice, args, out, e)
     ended = gc.session_event(cli, raw)
     if ended is not None:  # a turn's or the session's end: answered, never blocked
         from spanvisor.cli import hook_end

@@ -157,7 +157,9 @@ class TaskFields:
         # outcome or a block the agent declared.
         if changes.get("approvals", w.approvals) and explicit in _RUNNING:
             return "awaiting_approval"
-        if explicit is not None:
+        # A declared "working" (an agent back from a wait) says no more than
+        # no status would: the context window's warning still shows.
+        if explicit is not None and explicit != "working":
             return explicit
         tokens = changes.get("context_tokens", w.context_tokens)
         limit = changes.get("context_limit", w.context_limit)

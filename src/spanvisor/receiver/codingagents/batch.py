@@ -13,7 +13,9 @@ the rest of spanvisor already reads:
 * ended spans stamped with that root, in the order the records happened:
   one per model call (GenAI usage keys, the CLI's reported cost), one per
   tool call (``execute_tool``, named ``Tool(command)``) and one per warning
-  (an API error, a denied tool call: an ``agent.checkpoint`` event), with
+  (an API error, a denied tool call: an ``agent.checkpoint`` event) or
+  answer at the terminal (a checkpoint that sets the status back to
+  ``working``: the task waited on the person), with
   span ids derived from the record, so a resent record is the same span
   (:mod:`.spans`).
 """
@@ -50,7 +52,7 @@ MAX_ATTRIBUTES = 128
 MAX_SESSIONS_PER_REQUEST = 1_000
 # What becomes a span, in the order it happened: calls, steps and warnings
 # travel together, so a warning is never shown before the call it followed.
-_AS_SPANS = frozenset({"call", "tool", "warning"})
+_AS_SPANS = frozenset({"call", "tool", "warning", "answer"})
 
 
 def event_of(rec: Any, name: str) -> str | None:

@@ -19,6 +19,7 @@ from spanvisor.receiver.codingagents.reading import (
     command,
     integer,
     number,
+    step_name,
     string,
     total,
     truth,
@@ -79,11 +80,28 @@ def _tool(a: Mapping[str, Any]) -> Reading:
 
 
 def _decision(a: Mapping[str, Any]) -> Reading:
-    if str(a.get("decision", "")).lower() != "reject":
+    source = clean(a.get("source"), 40)
+    rejected = str(a.get("decision", "")).lower() == "reject"
+    if source is not None and source.startswith("user"):
+        # The person answered Claude Code's own prompt at its terminal: the
+        # task waited on them (the Notification hook said so) and works again.
+        call = step_name(string(a, "tool_name"), command(a.get("tool_parameters")))
+        how = _ANSWERS.get(source, "")
+        if rejected:
+            return Reading("warning", text=f"Denied at the terminal{how}: {call}", status="working")
+        return Reading("answer", text=f"Allowed at the terminal{how}: {call}", status="working")
+    if not rejected:
         return LIFE
     tool = clean(a.get("tool_name"), 60) or "a tool"
-    source = clean(a.get("source"), 40)
     return Reading("warning", text=f"Denied: {tool}" + (f" (by {source})" if source else ""))
+
+
+# How Claude Code's user_* sources read (tool_decision).
+_ANSWERS: Final = {
+    "user_temporary": " (once)",
+    "user_permanent": " (and from now on)",
+    "user_abort": " (cancelled)",
+}
 
 
 EVENTS: Final[Mapping[str, Callable[[Mapping[str, Any]], Reading]]] = {

@@ -85,10 +85,18 @@ def _tool(a: Mapping[str, Any]) -> Reading:
 
 def _decision(a: Mapping[str, Any]) -> Reading:
     decision = str(a.get("decision", "")).lower()
-    if decision not in ("denied", "abort", "reject", "rejected"):
-        return LIFE
+    denied = decision in ("denied", "abort", "reject", "rejected")
     tool = clean(a.get("tool_name"), 60) or "a tool"
     source = clean(a.get("source"), 40)
+    if source is not None and source.lower() == "user":
+        # The person answered Codex's own prompt at its terminal (its
+        # interactive UI; 0.169 says source "User"): said when it is made.
+        how = " (for the session)" if decision == "approved_for_session" else ""
+        if denied:
+            return Reading("warning", text=f"Denied at the terminal: {tool}")
+        return Reading("answer", text=f"Allowed at the terminal{how}: {tool}")
+    if not denied:
+        return LIFE
     return Reading("warning", text=f"Denied: {tool}" + (f" (by {source})" if source else ""))
 
 

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from spanvisor.redaction import clip_middle, redact
 
-Kind = Literal["prompt", "call", "tool", "warning", "life"]
+Kind = Literal["prompt", "call", "tool", "warning", "answer", "life"]
 
 # A task name and a tool's command are short lines: a Slack header, a step.
 MAX_NAME = 80
@@ -41,6 +41,9 @@ class Reading:
     tool: str | None = None
     failed: bool = False
     error: str | None = None
+    # The task's status once this record is read (a person answered at the
+    # terminal: the session works again), else None (it says nothing of it).
+    status: str | None = None
 
 
 LIFE = Reading("life")

@@ -77,13 +77,17 @@ def _span(span: Span, h: Heard, r: SessionRecord, n: int) -> None:
         _kv(span, cv.GEN_AI_CACHE_READ, rd.cache_read)
         _kv(span, cv.GEN_AI_CACHE_WRITE, rd.cache_write)
         _kv(span, cv.GEN_AI_COST, rd.cost_usd)
-    elif rd.kind == "warning":
-        span.name = "warning"
+    elif rd.kind in ("warning", "answer"):
+        span.name = rd.kind
         span.start_time_unix_nano = r.time_ns
         ev = span.events.add()
         ev.name, ev.time_unix_nano = cv.EVENT_CHECKPOINT, r.time_ns
         kv = ev.attributes.add()
-        kv.key, kv.value.string_value = cv.MESSAGE, f"⚠ {rd.text or 'warning'}"
+        said = f"⚠ {rd.text or 'warning'}" if rd.kind == "warning" else (rd.text or "answered")
+        kv.key, kv.value.string_value = cv.MESSAGE, said
+        if rd.status is not None:  # a timed fact: it ends a wait said earlier, never a later one
+            kv = ev.attributes.add()
+            kv.key, kv.value.string_value = cv.STATUS, rd.status
     else:
         step = step_name(rd.tool, rd.text)
         span.name = f"execute_tool {step}"
