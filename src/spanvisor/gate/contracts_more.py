@@ -192,6 +192,7 @@ def _opencode_session(doc: Mapping[str, Any]) -> dict[str, Any] | None:
     }
 
 
+_STATED = ("outcome", "said")
 _SESSION_READERS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any] | None]] = {
     "copilot": _copilot_session,
     "cline": _cline_session,
@@ -205,7 +206,9 @@ def session_doc(cli: str, doc: dict[str, Any]) -> dict[str, Any] | None:
     says it ended); ``doc`` itself for the other CLIs; None when it is no
     such event (a tool call, or nothing these CLIs send)."""
     read = _SESSION_READERS.get(cli)
-    return read(doc) if read is not None else doc
+    if read is None:  # what only these readers state is never taken from another CLI's input
+        return {k: v for k, v in doc.items() if k not in _STATED}
+    return read(doc)
 
 
 REPLIES: dict[str, Callable[[str, str, str], dict[str, Any]]] = {
