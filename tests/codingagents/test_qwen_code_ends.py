@@ -9,7 +9,8 @@ In a ``-p`` run Qwen Code fires ``Stop`` when its turn finished and never
 * success: its ``Stop``, in a CLI started with ``-p``, ends the task
   ``complete`` once the CLI exited;
 * an API error and SIGTERM: no hook runs, the task ends by liveness
-  (``lost``), as before (strict xfail below, with the reason).
+  (``lost``), as before (strict xfail below, with the reason: no end
+  within seconds of the exit, as a hook would have ended it).
 """
 
 from __future__ import annotations
@@ -90,5 +91,5 @@ def test_an_api_error_and_sigterm_alone_end_error_and_cancelled(
         failing.go()
         for r in running.values():
             r.stop()
-    ends = {row: eh.ended(matrix, task)["status"] for row, task in opened.items()}
+    ends = {row: eh.ended(matrix, task, eh.HOOK_END_S)["status"] for row, task in opened.items()}
     assert ends == {"fail": "error", "term": "cancelled"}, ends
