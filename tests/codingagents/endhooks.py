@@ -79,7 +79,7 @@ def add_copilot_hooks(home: Path) -> None:
     (folder / "spanvisor-ends.json").write_text(json.dumps(copilot_hooks()))
 
 
-CLINE_ENDS = ("TaskComplete", "TaskError", "TaskCancel")
+CLINE_ENDS = ("TaskComplete", "TaskError", "TaskCancel", "SessionShutdown")
 
 
 def add_cline_hooks(home: Path) -> None:

@@ -1,11 +1,14 @@
 """Cline 3.0.65 without the launcher, with the end scripts spanvisor ships
 copied to ``~/.cline/hooks`` (``TaskComplete``, ``TaskError``,
 ``TaskCancel``) as docs/reference/coding-agents-hooks.md says: each end of
-a task ends its spanvisor task as Cline reported it. Two sessions at once:
+a task ends its spanvisor task as Cline reported it. Three sessions at once:
 
 * success: ``complete``;
 * an API error (a 400): ``error`` with the API's message (``TaskError``
-  carries it).
+  carries it);
+* a call the gate denied that is not a shell call (its ``PreToolUse``
+  answers ``{"cancel": true}``, which stops the run): Cline runs
+  ``SessionShutdown``, no task end: ``cancelled``.
 
 SIGTERM (and SIGINT) do not stop Cline mid-call: it waits for its model's
 answer, runs ``TaskComplete`` and exits 0 (measured with a probe hook),
@@ -31,6 +34,8 @@ from tests.codingagents.served import Matrix
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout_s(600)]
 
+DENY_READ = 'default = "allow"\n[[rule]]\nname = "no-reading"\ntool = ["read_files"]\ndecision = "deny"\n'
+
 
 @pytest.fixture(scope="module")
 def api() -> Iterator[FakeModelAPI]:
@@ -47,6 +52,7 @@ def test_each_end_of_a_task_alone_ends_its_task_as_cline_reported_it(
     scripts = {
         "ok": Script([tool(cl.SHELL, commands=["echo ends-ok"]), text("Done.")]),
         "fail": Script([error(400, "invalid_request_error", "scripted failure 7f")]),
+        "denied": Script([tool("read_files", file_paths=["secret.txt"]), text("Read it.")]),
     }
     ids = {row: api.script(uuid.uuid4().hex[:12], s) for row, s in scripts.items()}
     running = {}
@@ -57,13 +63,21 @@ def test_each_end_of_a_task_alone_ends_its_task_as_cline_reported_it(
             env = cl.env(home, api, run_id)
             eh.add_cline_hooks(home)
             env.update(SPANVISOR_OTLP_ENDPOINT=matrix.endpoint, SPANVISOR_BIN=cl.SPANVISOR_BIN)
+            if row == "denied":
+                cl.add_hook(home)
+                (home / "policy.toml").write_text(DENY_READ)
+                env["SPANVISOR_HOOK_POLICY"] = str(home / "policy.toml")
             running[row] = start(cl.argv(cli_bin, f"end {row} ({run_id})"), env, tmp_path / row)
         ran = {row: r.wait() for row, r in running.items()}
     finally:
         for r in running.values():
             r.stop()
     assert (ran["ok"].code, ran["fail"].code) == (0, 1), [r.said() for r in ran.values()]
+    assert not (tmp_path / "denied" / "secret.txt").exists()
     ok = eh.ended(matrix, cl.task_of(ran["ok"]))
     assert (ok["status"], ok["message"], ok["error_message"]) == ("complete", "Finished", None), ok
     failed = eh.ended(matrix, cl.task_of(ran["fail"]))
     assert (failed["status"], failed["error_message"]) == ("error", "scripted failure 7f"), failed
+    denied = eh.ended(matrix, cl.task_of(ran["denied"]))
+    assert (denied["status"], denied["error_message"]) == ("cancelled", None), denied
+    assert denied["message"].startswith("Cline stopped its run before its task finished"), denied

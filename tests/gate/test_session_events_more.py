@@ -9,6 +9,7 @@ session event."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 from pathlib import Path
@@ -18,9 +19,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spanvisor.cli.hook_end import ending, stated_turn, turn_of
+from spanvisor.cli.hook_end import ENDED, ending, finish, stated_turn, turn_of
 from spanvisor.gate import contracts as gc
 from spanvisor.gate import turns
+from spanvisor.gate.session import session_of
 from tests.gate.test_attack import HOSTILE_JSON, SPANVISOR, env_for
 
 COPILOT = {"sessionId": "03dbf07b-937b-46f5-8f69-6c8edb2cc5e9", "timestamp": 1795657553289, "cwd": "/w"}
@@ -192,6 +194,8 @@ def _ev(cli: gc.Cli, event: str, **kw: Any) -> gc.SessionEvent:
         ("cline", [], _ev("cline", "TaskError", outcome="error", said="boom"), ("error", "boom")),
         ("cline", [], _ev("cline", "TaskError", outcome="error"), ("error", "Cline's turn failed")),
         ("cline", [], _ev("cline", "TaskCancel", outcome="cancelled"), ("cancelled", None)),
+        # A run the gate's cancel stopped: no task end, SessionShutdown.
+        ("cline", [], _ev("cline", "SessionShutdown"), ("cancelled", None)),
         ("opencode", [], _ev("opencode", "SessionEnd", outcome="complete"), ("complete", None)),
         ("opencode", [], _ev("opencode", "SessionEnd", outcome="open"), ("cancelled", None)),
         ("opencode", [], _ev("opencode", "SessionEnd"), ("cancelled", None)),
@@ -302,3 +306,19 @@ def test_copilots_turn_is_remembered_for_its_session_end(tmp_path: Path) -> None
     assert _hook(tmp_path, "copilot", REAL[2][1])[0] == 0  # errorOccurred
     got = turns.latest("copilot:" + COPILOT["sessionId"], env_for(tmp_path))
     assert got is not None and (got.state, got.error) == ("error", "scripted failure xyz")
+
+
+def test_a_cline_tasks_first_end_is_its_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``SessionShutdown`` after ``TaskComplete`` ends nothing again (the
+    root's end is the last word: it would turn complete into cancelled)."""
+    env = {**env_for(tmp_path), "SPANVISOR_OTLP_ENDPOINT": "http://127.0.0.1:9"}
+    monkeypatch.setenv("SPANVISOR_DATA_DIR", env["SPANVISOR_DATA_DIR"])
+    monkeypatch.setenv("SPANVISOR_HOOK_DELIVERY", "off")
+    key = session_of("cline", CLINE["taskId"], env)
+    assert key is not None
+    args = argparse.Namespace(endpoint="http://127.0.0.1:9", otlp_token=None)
+    finish(_ev("cline", "TaskComplete", outcome="complete")._replace(session_id=CLINE["taskId"]), key, args, env)
+    kept = turns.latest(key.task_id, env)
+    assert kept is not None and (kept.state, kept.key) == ("complete", ENDED)
+    assert finish(_ev("cline", "SessionShutdown")._replace(session_id=CLINE["taskId"]), key, args, env) is False
+    assert turns.latest(key.task_id, env) == kept

@@ -83,7 +83,7 @@ ASSETS: tuple[Asset, ...] = (
         "cline",
         "spanvisor",
         "_assets/cline",
-        "Cline's gate hook and its ends: copy PreToolUse, TaskComplete, TaskError and TaskCancel to "
+        "Cline's gate hook and its ends: copy PreToolUse, TaskComplete, TaskError, TaskCancel, SessionShutdown to "
         "~/.cline/hooks/ and make them executable",
     ),
 )

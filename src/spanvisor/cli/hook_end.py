@@ -26,7 +26,8 @@ The CLIs tell their hooks (checked with the pinned versions, offline):
   ``complete`` with its turn open).
 * **Cline**: ``TaskComplete``, ``TaskError`` (its message) and
   ``TaskCancel``, each its task's end (SIGTERM lets the model's answer
-  come, then fires ``TaskComplete``).
+  come, then fires ``TaskComplete``), and ``SessionShutdown`` when its run
+  stopped without one (a hook's cancel): the first end heard is the end.
 * **OpenCode**: spanvisor's plugin sends ``SessionEnd`` with the last
   turn's outcome as OpenCode shuts down (SIGTERM kills it before).
 
@@ -72,6 +73,8 @@ _NAMES = {
 # Stop, which is its session's last event there (it fires no SessionEnd).
 HEADLESS_EXIT_WAIT_S = 10.0
 _PROMPT_FLAGS = ("-p", "--prompt")
+# What a Cline task's turn file holds once one of its ends ended it.
+ENDED = "ended"
 # Processes between the hook and the CLI: a shell running the hook's
 # command, the hook's own waiting parent.
 _BETWEEN = ("sh", "bash", "dash", "zsh", "python", "spanvisor")
@@ -162,6 +165,8 @@ def ending(ev: gc.SessionEvent, turn: turns.Turn | None, cancel: turns.Cancel | 
         return "cancelled", None, f"{name} cancelled its task" + (f": {turn.error}" if turn and turn.error else "")
     if state == "cancelled":
         return "cancelled", None, f"{name} was interrupted (SIGINT)"
+    if ev.event == "SessionShutdown":
+        return "cancelled", None, "Cline stopped its run before its task finished (a hook's cancel, or a shutdown)"
     if ev.cli == "codex":
         # SIGTERM kills Codex before any hook; SIGINT says Interrupt: a
         # SessionEnd with its turn open is a turn that failed.
@@ -179,7 +184,10 @@ def finish(
     cli_pid: int | None = None,
 ) -> bool:
     """End the session's task (after the answer): whether serve took it."""
-    turn = stated_turn(ev) or turns.latest(key.task_id, env)
+    heard = turns.latest(key.task_id, env)
+    if ev.cli == "cline" and heard is not None and heard.key == ENDED:
+        return False  # Cline's task ended already: a later SessionShutdown says nothing of it
+    turn = stated_turn(ev) or heard
     if ev.cli == "claude-code" and ev.turn and not _answered(turn, ev.turn):
         turn = _awaited(key.task_id, ev.turn, turn, env) if ev.transcript is None else turn
         if not _answered(turn, ev.turn) and ev.transcript is not None:
@@ -201,6 +209,8 @@ def finish(
     except Exception:
         took = False
     turns.forget(key.task_id, env)
+    if ev.cli == "cline":  # the first of its ends is its end (kept until the sweep)
+        turns.note(key.task_id, turns.Turn(status, ENDED, None, time.time_ns()), env)  # type: ignore[arg-type]
     turns.sweep(env)
     return took
 

@@ -206,11 +206,11 @@ SESSION_EVENTS: dict[str, frozenset[str]] = {
     "qwen": frozenset({"UserPromptSubmit", "Stop", "StopFailure", "SessionEnd"}),
     # Named here as in each CLI's settings (contracts_more reads them).
     "copilot": frozenset({"userPromptSubmitted", "agentStop", "errorOccurred", "sessionEnd"}),
-    "cline": frozenset(more.CLINE_OUTCOMES),
+    "cline": more.CLINE_ENDS,
     "opencode": frozenset({"SessionEnd"}),
 }
 # The events that end a session (each CLI's own names).
-END_EVENTS = frozenset({"SessionEnd", "sessionEnd", *more.CLINE_OUTCOMES})
+END_EVENTS = frozenset({"SessionEnd", "sessionEnd", *more.CLINE_ENDS})
 # What is kept of a string a session event carries (an error, a reason).
 MAX_EVENT_TEXT = 2_000
 

@@ -35,7 +35,8 @@ Code's keys, each answered with ``{}`` and exit status 0):
 * **Cline** runs ``~/.cline/hooks/TaskComplete``, ``TaskError`` and
   ``TaskCancel`` with ``hookName`` ``agent_end``, ``agent_error`` (its
   ``error.message``) and ``agent_abort`` (its ``reason``): each is the
-  end of its task (``taskId``).
+  end of its task (``taskId``); ``SessionShutdown`` (``session_shutdown``)
+  when its run stopped without one (a hook's ``{"cancel": true}``).
 * **OpenCode**: spanvisor's plugin sends one ``SessionEnd`` per session
   when OpenCode shuts down, saying how its last turn ended
   (``last_turn``: ``complete``, ``error``, ``cancelled`` or ``open``;
@@ -126,9 +127,17 @@ def _cline_reply(event: str, answer: str, reason: str) -> dict[str, Any]:
     return {"cancel": True, "errorMessage": reason}
 
 
-_CLINE_ENDS = {"agent_end": "TaskComplete", "agent_error": "TaskError", "agent_abort": "TaskCancel"}
+_CLINE_ENDS = {
+    "agent_end": "TaskComplete",
+    "agent_error": "TaskError",
+    "agent_abort": "TaskCancel",
+    "session_shutdown": "SessionShutdown",
+}
 # The outcome each of Cline's ends states.
 CLINE_OUTCOMES = {"TaskComplete": "complete", "TaskError": "error", "TaskCancel": "cancelled"}
+# Cline's run stopped (a hook's cancel stops it so, with no task end): its ends, and this.
+CLINE_SHUTDOWN = "SessionShutdown"
+CLINE_ENDS = frozenset({*CLINE_OUTCOMES, CLINE_SHUTDOWN})
 OPENCODE_TURNS = ("complete", "error", "cancelled", "open")
 
 
@@ -177,7 +186,8 @@ def _cline_session(doc: Mapping[str, Any]) -> dict[str, Any] | None:
     if event is None:
         return None
     said = _said(doc.get("error")) if event == "TaskError" else _said(doc.get("reason"))
-    return {"session_id": doc.get("taskId"), "hook_event_name": event, "outcome": CLINE_OUTCOMES[event], "said": said}
+    outcome = CLINE_OUTCOMES.get(event)
+    return {"session_id": doc.get("taskId"), "hook_event_name": event, "outcome": outcome, "said": said}
 
 
 def _opencode_session(doc: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -220,9 +230,11 @@ REPLIES: dict[str, Callable[[str, str, str], dict[str, Any]]] = {
 __all__ = [
     "BLOCKED_EXIT",
     "BLOCK_STATUS",
+    "CLINE_ENDS",
     "CLINE_OUTCOMES",
     "CLINE_SHELL_EVENT",
     "CLINE_SHELL_TOOL",
+    "CLINE_SHUTDOWN",
     "REPLIES",
     "SCRIPTS_KEY",
     "blocked_script",
