@@ -1,7 +1,7 @@
 """Cline 3.0.65 without the launcher, with the end scripts spanvisor ships
 copied to ``~/.cline/hooks`` (``TaskComplete``, ``TaskError``,
 ``TaskCancel``) as docs/reference/coding-agents-hooks.md says: each end of
-a task ends its spanvisor task as Cline reported it. Three sessions at once:
+a task ends its spanvisor task as Cline reported it. Four sessions at once:
 
 * success: ``complete``;
 * an API error (a 400): ``error`` with the API's message (``TaskError``
@@ -10,14 +10,14 @@ a task ends its spanvisor task as Cline reported it. Three sessions at once:
   answers ``{"cancel": true}``, which stops the run): Cline runs
   ``SessionShutdown``, no task end: ``cancelled``.
 
-SIGTERM (and SIGINT) do not stop Cline mid-call: it waits for its model's
-answer, runs ``TaskComplete`` and exits 0 (measured with a probe hook),
-so the task ends as Cline reports it, ``complete``; not run here (it
-would hold a session for the model's whole answer).
+* SIGTERM mid-call: Cline does not stop there; it waits for its model's
+  answer, runs ``TaskComplete`` and exits 0: the task ends as Cline
+  reports it, ``complete`` (SIGINT did the same with a probe hook).
 """
 
 from __future__ import annotations
 
+import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +29,7 @@ from tests.codingagents import endhooks as eh
 from tests.codingagents.agents import start
 from tests.codingagents.fake_chat import fake_chat
 from tests.codingagents.fake_http import FakeModelAPI
-from tests.codingagents.script import Script, error, text, tool
+from tests.codingagents.script import Script, error, held, text, tool
 from tests.codingagents.served import Matrix
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout_s(600)]
@@ -53,6 +53,7 @@ def test_each_end_of_a_task_alone_ends_its_task_as_cline_reported_it(
         "ok": Script([tool(cl.SHELL, commands=["echo ends-ok"]), text("Done.")]),
         "fail": Script([error(400, "invalid_request_error", "scripted failure 7f")]),
         "denied": Script([tool("read_files", file_paths=["secret.txt"]), text("Read it.")]),
+        "term": Script([held(text("Answered after the signal."), 4)]),
     }
     ids = {row: api.script(uuid.uuid4().hex[:12], s) for row, s in scripts.items()}
     running = {}
@@ -68,6 +69,7 @@ def test_each_end_of_a_task_alone_ends_its_task_as_cline_reported_it(
                 (home / "policy.toml").write_text(DENY_READ)
                 env["SPANVISOR_HOOK_POLICY"] = str(home / "policy.toml")
             running[row] = start(cl.argv(cli_bin, f"end {row} ({run_id})"), env, tmp_path / row)
+        eh.signal_cli(running["term"], api, ids["term"], signal.SIGTERM)
         ran = {row: r.wait() for row, r in running.items()}
     finally:
         for r in running.values():
@@ -81,3 +83,6 @@ def test_each_end_of_a_task_alone_ends_its_task_as_cline_reported_it(
     denied = eh.ended(matrix, cl.task_of(ran["denied"]))
     assert (denied["status"], denied["error_message"]) == ("cancelled", None), denied
     assert denied["message"].startswith("Cline stopped its run before its task finished"), denied
+    assert ran["term"].code == 0, ran["term"].said()
+    term = eh.ended(matrix, cl.task_of(ran["term"]))
+    assert (term["status"], term["message"]) == ("complete", "Finished"), term
