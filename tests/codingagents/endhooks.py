@@ -21,11 +21,12 @@ from tests.codingagents.served import Matrix
 from tests.waiting import wait_until
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "reference" / "coding-agents.md"
+HOOKS_DOC = DOC.with_name("coding-agents-hooks.md")
 WAIT_S = 120.0
 
 
-def _blocks(lang: str) -> list[str]:
-    return re.findall(rf"```{lang}\n(.*?)```", DOC.read_text(), re.S)
+def _blocks(lang: str, doc: Path = DOC) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", doc.read_text(), re.S)
 
 
 def _ours(text: str, cli: str) -> str:
@@ -49,6 +50,50 @@ def codex_hooks() -> str:
     """Codex's ``config.toml`` lines from the doc's block."""
     block = next(b for b in _blocks("toml") if "[[hooks.SessionEnd]]" in b)
     return _ours(block, "codex")
+
+
+def qwen_hooks() -> dict[str, Any]:
+    """Qwen Code's end hooks from the hooks page's block."""
+    block = next(b for b in _blocks("json", HOOKS_DOC) if "spanvisor hook qwen" in b and '"Stop"' in b)
+    hooks: dict[str, Any] = json.loads(_ours(block, "qwen"))["hooks"]
+    return hooks
+
+
+def copilot_hooks() -> dict[str, Any]:
+    """Copilot CLI's end hooks file from the hooks page's block."""
+    block = next(b for b in _blocks("json", HOOKS_DOC) if '"sessionEnd"' in b)
+    doc: dict[str, Any] = json.loads(_ours(block, "copilot"))
+    return doc
+
+
+def add_qwen_hooks(home: Path) -> None:
+    path = home / ".qwen" / "settings.json"
+    settings = json.loads(path.read_text())
+    settings["hooks"] = {**settings.get("hooks", {}), **qwen_hooks()}
+    path.write_text(json.dumps(settings))
+
+
+def add_copilot_hooks(home: Path) -> None:
+    folder = home / ".copilot" / "hooks"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "spanvisor-ends.json").write_text(json.dumps(copilot_hooks()))
+
+
+CLINE_ENDS = ("TaskComplete", "TaskError", "TaskCancel", "SessionShutdown")
+
+
+def add_cline_hooks(home: Path) -> None:
+    """The three end scripts spanvisor ships, copied as the hooks page says."""
+    import shutil
+
+    import spanvisor
+
+    folder = home / ".cline" / "hooks"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in CLINE_ENDS:
+        path = folder / name
+        shutil.copyfile(Path(spanvisor.__file__).parent / "_assets" / "cline" / name, path)
+        path.chmod(0o755)
 
 
 def claude_settings(path: Path, gate: bool = False) -> Path:
@@ -121,12 +166,18 @@ def task_named(matrix: Matrix, agent: str, marker: str) -> dict[str, Any]:
     return dict(wait_until(found, WAIT_S, f"the {agent} task named {marker}"))
 
 
-def ended(matrix: Matrix, task_id: str) -> dict[str, Any]:
+# How soon after its CLI exited a session's end hook has ended its task (the
+# hook waits a few seconds at most for the CLI's exit): a strict xfail of an
+# end no hook reports waits this long, not for liveness.
+HOOK_END_S = 8.0
+
+
+def ended(matrix: Matrix, task_id: str, within: float = WAIT_S) -> dict[str, Any]:
     def row() -> dict[str, Any] | None:
         r = matrix.task(task_id)
         return r if r is not None and r["ended_at"] is not None else None
 
-    return dict(wait_until(row, WAIT_S, f"task {task_id} to end"))
+    return dict(wait_until(row, within, f"task {task_id} to end"))
 
 
 SIGNALS = {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM}

@@ -83,7 +83,8 @@ ASSETS: tuple[Asset, ...] = (
         "cline",
         "spanvisor",
         "_assets/cline",
-        "Cline's gate hook: copy PreToolUse to ~/.cline/hooks/ and make it executable",
+        "Cline's gate hook and its ends: copy PreToolUse, TaskComplete, TaskError, TaskCancel, SessionShutdown to "
+        "~/.cline/hooks/ and make them executable",
     ),
 )
 

@@ -17,6 +17,19 @@ The CLIs tell their hooks (checked with the pinned versions, offline):
 * **Gemini CLI**: ``BeforeAgent`` (a turn opens), ``AfterAgent`` (it
   finished) and ``SessionEnd`` (``reason`` ``exit``), which SIGTERM and
   SIGINT fire too, mid-turn; an API error exits without any.
+* **Qwen Code**: Claude Code's names; with a prompt (``-p``) only ``Stop``
+  fires (no ``SessionEnd``; an API error and a signal fire nothing): its
+  ``Stop`` ends the session once the CLI, started with ``-p``, exits.
+* **Copilot CLI**: ``userPromptSubmitted``, ``agentStop`` (the turn
+  finished), ``errorOccurred`` (an API error, its message) and
+  ``sessionEnd`` (``reason`` ``complete`` or ``error``; SIGTERM says
+  ``complete`` with its turn open).
+* **Cline**: ``TaskComplete``, ``TaskError`` (its message) and
+  ``TaskCancel``, each its task's end (SIGTERM lets the model's answer
+  come, then fires ``TaskComplete``), and ``SessionShutdown`` when its run
+  stopped without one (a hook's cancel): the first end heard is the end.
+* **OpenCode**: spanvisor's plugin sends ``SessionEnd`` with the last
+  turn's outcome as OpenCode shuts down (SIGTERM kills it before).
 
 Every one of these is answered at once with the CLI's neutral reply (exit
 status 0, never a block: a block of ``Stop`` would keep the agent going).
@@ -47,7 +60,21 @@ from spanvisor.gate.session import TaskKey, session_of
 TURN_WAIT_S = 1.0
 CLI_EXIT_WAIT_S = 3.0
 REQUEST_TIMEOUT_S = 5.0
-_NAMES = {"claude-code": "Claude Code", "codex": "Codex", "gemini": "Gemini CLI"}
+_NAMES = {
+    "claude-code": "Claude Code",
+    "codex": "Codex",
+    "gemini": "Gemini CLI",
+    "qwen": "Qwen Code",
+    "copilot": "Copilot CLI",
+    "opencode": "OpenCode",
+    "cline": "Cline",
+}
+# How long a Qwen Code run with a prompt (``-p``) is given to exit after its
+# Stop, which is its session's last event there (it fires no SessionEnd).
+HEADLESS_EXIT_WAIT_S = 10.0
+_PROMPT_FLAGS = ("-p", "--prompt")
+# What a Cline task's turn file holds once one of its ends ended it.
+ENDED = "ended"
 # Processes between the hook and the CLI: a shell running the hook's
 # command, the hook's own waiting parent.
 _BETWEEN = ("sh", "bash", "dash", "zsh", "python", "spanvisor")
@@ -58,21 +85,35 @@ End = tuple[str, str | None, str]  # (status, error, message), as run_result.end
 def answer(ev: gc.SessionEvent, args: argparse.Namespace, out: Answer, env: Mapping[str, str]) -> int:
     """The neutral reply, and for a session's end its task ended after it."""
     reply = gc.neutral_reply(ev.cli, ev.event)
+    cli_pid: int | None = None
+    headless_stop = False
     try:
         key = session_of(ev.cli, ev.session_id, env)
         if key is None or key.launched:
             return out.neutral(reply)
-        if ev.event != "SessionEnd":
+        if ev.event not in gc.END_EVENTS:
             turn = turn_of(ev)
             if turn is not None:
                 turns.note(key.task_id, turn, env)
-            return out.neutral(reply)
-        # In the hook's own process (its answer released to a waiting parent),
-        # the CLI is an ancestor whose exit the end waits for.
-        cli_pid = _cli_pid() if out.release is not None else None
+            if ev.cli != "qwen" or ev.event != "Stop" or out.release is None:
+                return out.neutral(reply)
+            # Qwen Code with a prompt (-p) ends after its Stop, saying nothing more.
+            cli_pid = _cli_pid()
+            if cli_pid is None or not _headless(cli_pid):
+                return out.neutral(reply)
+            ev, headless_stop = ev._replace(event="SessionEnd"), True
+        elif out.release is not None and ev.cli != "opencode":
+            # In the hook's own process (its answer released to a waiting parent),
+            # the CLI is an ancestor whose exit the end waits for (OpenCode's
+            # plugin sends its end as OpenCode shuts down: nothing to wait for).
+            cli_pid = _cli_pid()
     except Exception:  # whatever fails here, the reply stays neutral (the session's end reads as unheard of)
         return out.neutral(reply)
     code = out.neutral(reply)
+    if headless_stop and cli_pid is not None:
+        if not _wait_gone(cli_pid, HEADLESS_EXIT_WAIT_S):
+            return code  # still running: not its end after all
+        cli_pid = None
     finish(ev, key, args, env, cli_pid)
     return code
 
@@ -80,16 +121,27 @@ def answer(ev: gc.SessionEvent, args: argparse.Namespace, out: Answer, env: Mapp
 def turn_of(ev: gc.SessionEvent, at: int | None = None) -> turns.Turn | None:
     """What a turn's event says of the turn (None: nothing)."""
     now = time.time_ns() if at is None else at
-    if ev.event in ("UserPromptSubmit", "BeforeAgent"):
+    if ev.event in ("UserPromptSubmit", "BeforeAgent", "userPromptSubmitted"):
         return turns.Turn("open", ev.turn, None, now)
-    if ev.event in ("Stop", "AfterAgent"):
+    if ev.event in ("Stop", "AfterAgent", "agentStop"):
         return turns.Turn("complete", ev.turn, None, now)
+    if ev.event == "errorOccurred":
+        return turns.Turn("error", None, ev.said or "Copilot CLI reported an error", now)
     if ev.event == "StopFailure":
         said = ev.said or "the turn ended on an API error"
         return turns.Turn("error", ev.turn, f"{said} ({ev.error})" if ev.error else said, now)
     if ev.event == "Interrupt":
         return turns.Turn("cancelled", ev.turn, None, now)
     return None
+
+
+def stated_turn(ev: gc.SessionEvent, at: int | None = None) -> turns.Turn | None:
+    """The last turn as an end event itself states it (Cline's task ends,
+    OpenCode's plugin): None when it says nothing."""
+    if ev.outcome not in ("open", "complete", "error", "cancelled"):
+        return None
+    now = time.time_ns() if at is None else at
+    return turns.Turn(ev.outcome, None, ev.said, now)  # type: ignore[arg-type]
 
 
 def ending(ev: gc.SessionEvent, turn: turns.Turn | None, cancel: turns.Cancel | None) -> End:
@@ -103,12 +155,18 @@ def ending(ev: gc.SessionEvent, turn: turns.Turn | None, cancel: turns.Cancel | 
     if turn is not None and ev.cli == "claude-code" and ev.turn and turn.key not in (None, ev.turn):
         turn = None
     state = turn.state if turn is not None else None
+    if ev.cli == "copilot" and ev.reason == "error" and state != "error":
+        return "error", "Copilot CLI ended on an error (its output says why)", "Failed"
     if state == "complete":
         return "complete", None, "Finished"
     if state == "error":
         return "error", (turn.error if turn is not None else None) or f"{name}'s turn failed", "Failed"
+    if state == "cancelled" and ev.outcome == "cancelled":
+        return "cancelled", None, f"{name} cancelled its task" + (f": {turn.error}" if turn and turn.error else "")
     if state == "cancelled":
         return "cancelled", None, f"{name} was interrupted (SIGINT)"
+    if ev.event == "SessionShutdown":
+        return "cancelled", None, "Cline stopped its run before its task finished (a hook's cancel, or a shutdown)"
     if ev.cli == "codex":
         # SIGTERM kills Codex before any hook; SIGINT says Interrupt: a
         # SessionEnd with its turn open is a turn that failed.
@@ -126,7 +184,10 @@ def finish(
     cli_pid: int | None = None,
 ) -> bool:
     """End the session's task (after the answer): whether serve took it."""
-    turn = turns.latest(key.task_id, env)
+    heard = turns.latest(key.task_id, env)
+    if ev.cli == "cline" and heard is not None and heard.key == ENDED:
+        return False  # Cline's task ended already: a later SessionShutdown says nothing of it
+    turn = stated_turn(ev) or heard
     if ev.cli == "claude-code" and ev.turn and not _answered(turn, ev.turn):
         turn = _awaited(key.task_id, ev.turn, turn, env) if ev.transcript is None else turn
         if not _answered(turn, ev.turn) and ev.transcript is not None:
@@ -148,6 +209,8 @@ def finish(
     except Exception:
         took = False
     turns.forget(key.task_id, env)
+    if ev.cli == "cline":  # the first of its ends is its end (kept until the sweep)
+        turns.note(key.task_id, turns.Turn(status, ENDED, None, time.time_ns()), env)  # type: ignore[arg-type]
     turns.sweep(env)
     return took
 
@@ -245,16 +308,41 @@ def _stat(pid: int) -> tuple[str, int] | None:
     return (comm, int(fields[1])) if len(fields) > 1 and fields[1].isdigit() else None
 
 
-def _wait_gone(pid: int, within_s: float) -> None:
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] == "Z"  # exited, not yet reaped
+    except (OSError, IndexError):
+        return True
+
+
+def _wait_gone(pid: int, within_s: float) -> bool:
+    """Whether ``pid`` exited within ``within_s``."""
     until = time.monotonic() + within_s
-    while time.monotonic() < until:
-        try:
-            with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as f:
-                if f.read().rsplit(")", 1)[-1].split()[0] == "Z":
-                    return  # exited, not yet reaped
-        except (OSError, IndexError):
-            return
+    while not _gone(pid):
+        if time.monotonic() >= until:
+            return False
         time.sleep(0.05)
+    return True
 
 
-__all__ = ["CLI_EXIT_WAIT_S", "TURN_WAIT_S", "answer", "ending", "finish", "turn_of"]
+def _headless(pid: int) -> bool:
+    """Whether the CLI was started with a prompt to run and exit (``-p``)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().decode("utf-8", "replace").split("\0")
+    except OSError:
+        return False
+    return any(a in _PROMPT_FLAGS or a.startswith("--prompt=") for a in argv)
+
+
+__all__ = [
+    "CLI_EXIT_WAIT_S",
+    "HEADLESS_EXIT_WAIT_S",
+    "TURN_WAIT_S",
+    "answer",
+    "ending",
+    "finish",
+    "stated_turn",
+    "turn_of",
+]

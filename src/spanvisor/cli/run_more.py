@@ -117,7 +117,8 @@ def _cline_hook(argv: list[str], env: dict[str, str]) -> tuple[list[str] | None,
     return None, (
         f"--gate: Cline runs its PreToolUse hook from {path} only, which {why}"
         f"{'' if runnable or not ours else ' (not executable)'}: Cline would run every tool ungated, so it is not "
-        "started. `spanvisor assets export DIR`, then copy DIR/cline/PreToolUse there (chmod +x)"
+        "started. `spanvisor assets export DIR`, then copy DIR/cline/PreToolUse there (chmod +x), and "
+        "TaskComplete, TaskError, TaskCancel and SessionShutdown beside it for its ends without the launcher"
     )
 
 

@@ -201,7 +201,16 @@ SESSION_EVENTS: dict[str, frozenset[str]] = {
     "claude-code": frozenset({"UserPromptSubmit", "Stop", "StopFailure", "SessionEnd"}),
     "codex": frozenset({"UserPromptSubmit", "Stop", "Interrupt", "SessionEnd"}),
     "gemini": frozenset({"BeforeAgent", "AfterAgent", "SessionEnd"}),
+    # Claude Code's names; in ``-p`` runs only Stop fires (the hook ends the
+    # session when the CLI then exits: spanvisor.cli.hook_end).
+    "qwen": frozenset({"UserPromptSubmit", "Stop", "StopFailure", "SessionEnd"}),
+    # Named here as in each CLI's settings (contracts_more reads them).
+    "copilot": frozenset({"userPromptSubmitted", "agentStop", "errorOccurred", "sessionEnd"}),
+    "cline": more.CLINE_ENDS,
+    "opencode": frozenset({"SessionEnd"}),
 }
+# The events that end a session (each CLI's own names).
+END_EVENTS = frozenset({"SessionEnd", "sessionEnd", *more.CLINE_ENDS})
 # What is kept of a string a session event carries (an error, a reason).
 MAX_EVENT_TEXT = 2_000
 
@@ -217,6 +226,7 @@ class SessionEvent(NamedTuple):
     error: str | None = None  # StopFailure's error kind
     said: str | None = None  # the last assistant message (StopFailure: the API's error)
     transcript: str | None = None  # where the CLI keeps the conversation (transcript_path)
+    outcome: str | None = None  # how the event itself says the session ended (Cline's, OpenCode's)
 
 
 def session_event(cli: Cli, raw: bytes | str) -> SessionEvent | None:
@@ -233,6 +243,9 @@ def session_event(cli: Cli, raw: bytes | str) -> SessionEvent | None:
         return None
     if not isinstance(doc, dict) or "tool_name" in doc:
         return None
+    doc = more.session_doc(cli, doc)
+    if doc is None:
+        return None
     event = doc.get("hook_event_name")
     if not isinstance(event, str) or event not in events:
         return None
@@ -248,8 +261,9 @@ def session_event(cli: Cli, raw: bytes | str) -> SessionEvent | None:
         turn=text("prompt_id") or text("turn_id"),
         reason=text("reason"),
         error=text("error"),
-        said=text("last_assistant_message"),
+        said=text("last_assistant_message") or text("said"),
         transcript=text("transcript_path"),
+        outcome=text("outcome"),
     )
 
 
@@ -283,6 +297,7 @@ def neutral_reply(cli: Cli, event: str) -> dict[str, Any]:
 
 __all__ = [
     "CLIS",
+    "END_EVENTS",
     "EXIT_ALLOW",
     "EXIT_BLOCK",
     "SESSION_EVENTS",

@@ -23,6 +23,24 @@ answered in each CLI's own; standard library only, as the rest of the gate.
   its commands with one that fails saying why (``overrideInput``), and any
   other denied call stops the run (``cancel``, with the reason): every
   answer with exit status 0.
+
+Their turn and session ends (read by :func:`session_doc` into Claude
+Code's keys, each answered with ``{}`` and exit status 0):
+
+* **Copilot CLI** names no event in its input: ``userPromptSubmitted``
+  (``prompt``), ``agentStop`` (``stopReason``), ``errorOccurred``
+  (``error`` ``{message, name}``, ``errorContext``) and ``sessionEnd``
+  (``reason``: ``complete``, ``error``, ``abort``, …) are told apart by
+  their keys.
+* **Cline** runs ``~/.cline/hooks/TaskComplete``, ``TaskError`` and
+  ``TaskCancel`` with ``hookName`` ``agent_end``, ``agent_error`` (its
+  ``error.message``) and ``agent_abort`` (its ``reason``): each is the
+  end of its task (``taskId``); ``SessionShutdown`` (``session_shutdown``)
+  when its run stopped without one (a hook's ``{"cancel": true}``).
+* **OpenCode**: spanvisor's plugin sends one ``SessionEnd`` per session
+  when OpenCode shuts down, saying how its last turn ended
+  (``last_turn``: ``complete``, ``error``, ``cancelled`` or ``open``;
+  ``error``: the API's message).
 """
 
 from __future__ import annotations
@@ -109,6 +127,100 @@ def _cline_reply(event: str, answer: str, reason: str) -> dict[str, Any]:
     return {"cancel": True, "errorMessage": reason}
 
 
+_CLINE_ENDS = {
+    "agent_end": "TaskComplete",
+    "agent_error": "TaskError",
+    "agent_abort": "TaskCancel",
+    "session_shutdown": "SessionShutdown",
+}
+# The outcome each of Cline's ends states.
+CLINE_OUTCOMES = {"TaskComplete": "complete", "TaskError": "error", "TaskCancel": "cancelled"}
+# Cline's run stopped (a hook's cancel stops it so, with no task end): its ends, and this.
+CLINE_SHUTDOWN = "SessionShutdown"
+CLINE_ENDS = frozenset({*CLINE_OUTCOMES, CLINE_SHUTDOWN})
+OPENCODE_TURNS = ("complete", "error", "cancelled", "open")
+
+
+def _said(value: object) -> str | None:
+    """An error's message: ``{"message": …}`` (Copilot CLI passes the API's
+    error body as a JSON string inside it), else the string itself."""
+    if isinstance(value, dict):
+        value = value.get("message")
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip()
+    if text.startswith("{"):
+        try:
+            inner = json.loads(text)
+        except (ValueError, RecursionError):
+            return text
+        nested = inner.get("error") if isinstance(inner, dict) else None
+        for where in (inner, nested):
+            found = where.get("message") if isinstance(where, dict) else None
+            if isinstance(found, str) and found.strip():
+                return found.strip()
+    return text
+
+
+def _copilot_session(doc: Mapping[str, Any]) -> dict[str, Any] | None:
+    if "toolName" in doc or "toolArgs" in doc:
+        return None
+    if "error" in doc or "errorContext" in doc:
+        event, said = "errorOccurred", _said(doc.get("error"))
+    elif "stopReason" in doc:
+        event, said = "agentStop", None
+    elif "prompt" in doc:
+        event, said = "userPromptSubmitted", None
+    elif "reason" in doc and "source" not in doc:
+        event, said = "sessionEnd", None
+    else:
+        return None
+    return {"session_id": doc.get("sessionId"), "hook_event_name": event, "reason": doc.get("reason"), "said": said}
+
+
+def _cline_session(doc: Mapping[str, Any]) -> dict[str, Any] | None:
+    if "tool_call" in doc or "preToolUse" in doc:
+        return None
+    name = doc.get("hookName")
+    event = _CLINE_ENDS.get(name) if isinstance(name, str) else None
+    if event is None:
+        return None
+    said = _said(doc.get("error")) if event == "TaskError" else _said(doc.get("reason"))
+    outcome = CLINE_OUTCOMES.get(event)
+    return {"session_id": doc.get("taskId"), "hook_event_name": event, "outcome": outcome, "said": said}
+
+
+def _opencode_session(doc: Mapping[str, Any]) -> dict[str, Any] | None:
+    if "tool_name" in doc or doc.get("hook_event_name") != "SessionEnd":
+        return None
+    last = doc.get("last_turn")
+    return {
+        "session_id": doc.get("session_id"),
+        "hook_event_name": "SessionEnd",
+        "outcome": last if last in OPENCODE_TURNS else None,
+        "said": _said(doc.get("error")),
+    }
+
+
+_STATED = ("outcome", "said")
+_SESSION_READERS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any] | None]] = {
+    "copilot": _copilot_session,
+    "cline": _cline_session,
+    "opencode": _opencode_session,
+}
+
+
+def session_doc(cli: str, doc: dict[str, Any]) -> dict[str, Any] | None:
+    """A turn's or session's end of Copilot CLI, Cline or OpenCode in Claude
+    Code's keys (plus ``said``: an error's text, ``outcome``: how the event
+    says it ended); ``doc`` itself for the other CLIs; None when it is no
+    such event (a tool call, or nothing these CLIs send)."""
+    read = _SESSION_READERS.get(cli)
+    if read is None:  # what only these readers state is never taken from another CLI's input
+        return {k: v for k, v in doc.items() if k not in _STATED}
+    return read(doc)
+
+
 REPLIES: dict[str, Callable[[str, str, str], dict[str, Any]]] = {
     "copilot": _copilot_reply,
     "opencode": _opencode_reply,
@@ -118,10 +230,14 @@ REPLIES: dict[str, Callable[[str, str, str], dict[str, Any]]] = {
 __all__ = [
     "BLOCKED_EXIT",
     "BLOCK_STATUS",
+    "CLINE_ENDS",
+    "CLINE_OUTCOMES",
     "CLINE_SHELL_EVENT",
     "CLINE_SHELL_TOOL",
+    "CLINE_SHUTDOWN",
     "REPLIES",
     "SCRIPTS_KEY",
     "blocked_script",
     "normalized",
+    "session_doc",
 ]

@@ -15,8 +15,17 @@
 // (default 600; the hook answers a few seconds before it);
 // SPANVISOR_OPENCODE_LOADED, a file written when the plugin loads (set by
 // `spanvisor run --gate`, which says so when OpenCode runs a tool without it).
+//
+// It also ends each session's task as OpenCode says the session ended: as
+// OpenCode shuts down, one `spanvisor hook opencode` per session with how its
+// last turn ended (complete, error with the API's message, cancelled, or
+// still open). Fire and forget: started detached, its input in a file it
+// holds, nothing awaited, every error swallowed (under `spanvisor run`,
+// which ends its own task, nothing is sent).
 import { spawn } from "node:child_process"
-import { writeFileSync } from "node:fs"
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 
 const BIN = process.env.SPANVISOR_BIN || "spanvisor"
 const LIMIT_S = (() => {
@@ -81,7 +90,71 @@ export const SpanvisorGate = async ({ directory }) => {
       writeFileSync(process.env.SPANVISOR_OPENCODE_LOADED, "loaded\n")
     } catch {}
   }
-  return gate(directory)
+  return { ...gate(directory), ...ends(directory) }
+}
+
+// The last turn of each session heard of: { state, error }.
+const sessions = new Map()
+
+function errorText(error) {
+  if (!error || typeof error !== "object") return undefined
+  const said = error.data && typeof error.data.message === "string" ? error.data.message : undefined
+  return said || (typeof error.name === "string" ? error.name : undefined)
+}
+
+function heard(event) {
+  const p = event.properties || {}
+  const id = p.sessionID
+  if (typeof id !== "string" || !id) return
+  const last = sessions.get(id) || { state: "open" }
+  if (event.type === "session.status" && p.status && p.status.type === "busy") {
+    if (last.state !== "open") sessions.set(id, { state: "open" })
+    else sessions.set(id, last)
+  } else if (event.type === "session.error") {
+    const aborted = p.error && p.error.name === "MessageAbortedError"
+    sessions.set(id, aborted ? { state: "cancelled" } : { state: "error", error: errorText(p.error) })
+  } else if (event.type === "session.idle") {
+    if (last.state === "open") sessions.set(id, { state: "complete" })
+  }
+}
+
+function sendEnd(id, last, directory) {
+  let dir
+  try {
+    dir = mkdtempSync(join(tmpdir(), "spanvisor-end-"))
+    const file = join(dir, "end.json")
+    const doc = { session_id: id, hook_event_name: "SessionEnd", last_turn: last.state, cwd: directory }
+    if (last.error) doc.error = last.error
+    writeFileSync(file, JSON.stringify(doc), { mode: 0o600 })
+    const input = openSync(file, "r")
+    try {
+      const child = spawn(BIN, ["hook", "opencode"], { cwd: directory, stdio: [input, "ignore", "ignore"], detached: true })
+      child.on("error", () => {})
+      child.unref()
+    } finally {
+      closeSync(input)
+    }
+  } catch {
+  } finally {
+    try {
+      if (dir) rmSync(dir, { recursive: true, force: true })
+    } catch {}
+  }
+}
+
+const ends = (directory) => {
+  if (process.env.SPANVISOR_TASK_ID) return {}
+  return {
+    event: async ({ event }) => {
+      try {
+        if (event && typeof event.type === "string" && event.type.startsWith("session.")) heard(event)
+      } catch {}
+    },
+    dispose: async () => {
+      for (const [id, last] of sessions) sendEnd(id, last, directory)
+      sessions.clear()
+    },
+  }
 }
 
 const gate = (directory) => ({
