@@ -79,6 +79,9 @@ async def _judge(d: Decision, decide: Callable[[Decision], Awaitable[Verdict]]) 
     for attempt in range(ATTEMPTS):
         try:
             v = await decide(d)
+        except asyncio.CancelledError:  # the pipeline stopped first: said, never silently lost
+            logger.warning("the budget's cancel of task %s was not recorded before the pipeline stopped", d.task_id)
+            raise
         except Exception as exc:  # the store is out: the same decision again (its id makes it once)
             if attempt == ATTEMPTS - 1:
                 logger.warning("the budget's cancel of task %s was not recorded: %s", d.task_id, exc)

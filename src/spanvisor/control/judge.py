@@ -158,9 +158,9 @@ class PipelineControl:
         return await self._hop(go)
 
     async def close(self) -> None:
-        task = getattr(self, "_sync", None)
-        if task is not None:
-            task.cancel()
+        for task in [getattr(self, "_sync", None), *self._stopping]:  # a budget's cancel not yet recorded: logged
+            if task is not None:
+                task.cancel()
 
     async def _hop(self, fn: Callable[[], Awaitable[T]]) -> T:
         loop = self._loop()
