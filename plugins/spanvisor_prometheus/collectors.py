@@ -189,6 +189,12 @@ def _human_families(m: TaskMetrics) -> list[Metric]:
             "Approvals that broke glass: one member of SPANVISOR_BREAK_GLASS_GROUP approving alone, with a reason.",
             h.break_glass,
         ),
+        _counter(
+            "budget_stops",
+            "Tasks cancelled by their own budget: a budget set to stop (agent.budget.stop, SPANVISOR_BUDGET_STOP) "
+            "reached, its cancel applied.",
+            h.budget_stops,
+        ),
     ]
     if h.result_names:
         last = GaugeMetricFamily(

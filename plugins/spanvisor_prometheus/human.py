@@ -5,6 +5,8 @@
   them reads ``other``), so the counter has at most 12 series.
 * ``spanvisor_break_glass_total``: approvals that broke glass (applied),
   one series (the SpanvisorBreakGlassUsed alert watches it).
+* ``spanvisor_budget_stops_total``: tasks cancelled by their own budget (a
+  budget set to stop: the budget's applied cancel), one series.
 * Task results (``agent.result.<name>``) only when configured by name in
   ``SPANVISOR_PROMETHEUS_RESULTS``: ``spanvisor_task_result{agent,name}``,
   the value the agent's last finished task reported, and with ``:sum`` also
@@ -19,6 +21,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from spanvisor.control.budgetstop import SOURCE as BUDGET
 from spanvisor.events import HumanIntervention, TaskFinished
 from spanvisor_prometheus.labels import OTHER
 from spanvisor_prometheus.series import CounterData, Exemplar
@@ -60,6 +63,9 @@ class HumanMetrics:
         # one series, there from the start, so an alert sees its first increase.
         self.break_glass = CounterData()
         self.break_glass.values[()] = 0.0
+        # Tasks a budget set to stop cancelled (the budget's applied cancel), there from the start too.
+        self.budget_stops = CounterData()
+        self.budget_stops.values[()] = 0.0
         self.result_names = {name: summed for name, summed in results}
         self.last_result: dict[tuple[str, str], float] = {}
         self.result_sum = CounterData("agent", "name")
@@ -71,6 +77,8 @@ class HumanMetrics:
         self.interventions.inc((action, outcome), 1.0, one if ev.known and ev.task.trace_id else None)
         if ev.decision.break_glass and ev.outcome == "applied":
             self.break_glass.inc((), 1.0, one if ev.known and ev.task.trace_id else None)
+        if ev.decision.source == BUDGET and ev.decision.action == "cancel" and ev.outcome == "applied":
+            self.budget_stops.inc((), 1.0, one if ev.known and ev.task.trace_id else None)
 
     def finished(self, ev: TaskFinished, agent: str, one: Exemplar) -> int:
         """Record the configured results of a finished task; returns how many

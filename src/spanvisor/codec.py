@@ -193,6 +193,7 @@ _EVENT_CHECKS: dict[str, Callable[[Any], bool]] = {
     "used": _is_num,
     "budget": _is_num,
     "subject": _is_str,
+    "stops": lambda x: isinstance(x, bool),
     # TaskStalled, TaskResumed
     "idle_s": _is_num,
     # TaskFinished

@@ -266,6 +266,8 @@ class BudgetWarning(TaskEvent):
     # "agent:day" for scope agent_day ("rivet:2026-11-22"), the day or the
     # month for those scopes ("2026-11-22", "2026-11"), empty for a task.
     subject: str = ""
+    # The task's own budget reached with stopping asked for: the task is cancelled (docs/design/budgets.md).
+    stops: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

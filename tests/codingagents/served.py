@@ -35,6 +35,9 @@ WINDOWS = {
 }
 # genai-prices knows no Qwen model: priced as an operator would (dollars per million tokens).
 PRICES = {"qwen3-coder-plus": "1:5:0.1"}
+# Sessions naming this agent (resource spanvisor.agent) have a budget set to stop: a
+# tenth of a cent, passed by their first call (tests/codingagents/test_budget_stop.py).
+STOPPED_AGENT, STOPPED_BUDGET_USD = "budget-stopped", 0.001
 # Without the launcher a session ends by liveness: short here, so a test sees it.
 STALL_AFTER_S = 4
 LOST_AFTER_S = 10
@@ -54,6 +57,8 @@ def start_serve(db_url: str, slack: FakeSlackThread, data: Path) -> ServeProcess
         SPANVISOR_STALL_AFTER=f"{STALL_AFTER_S}s",
         SPANVISOR_LOST_AFTER=f"{LOST_AFTER_S}s",
         SPANVISOR_HEARTBEAT="1s",
+        SPANVISOR_BUDGET_TASK_USD=f"{STOPPED_AGENT}={STOPPED_BUDGET_USD}",
+        SPANVISOR_BUDGET_STOP=STOPPED_AGENT,
     )
     for leaked in ("SPANVISOR_OTLP_TOKEN", "SPANVISOR_CONTROL_TOKEN", "SLACK_APP_TOKEN", "SPANVISOR_HOOK_POLICY"):
         env.pop(leaked, None)

@@ -132,3 +132,26 @@ def test_break_glass_approvals_are_counted_once_and_refused_ones_not() -> None:
     feed(sink, events)  # replayed: counted once
     assert val(reg, "spanvisor_break_glass_total") == 1
     assert val(reg, "spanvisor_interventions_total", action="approve", outcome="applied") == 2
+
+
+def test_budget_stops_are_counted_once_and_a_persons_cancel_is_not_one() -> None:
+    sink, reg = started_sink()
+    open_task = lifecycle("rivet", 1, T0, checkpoints=2, outcome=None)
+    view = open_task[-1].task
+    feed(sink, open_task)
+    assert val(reg, "spanvisor_budget_stops_total") == 0  # there from the start
+
+    def by_budget(n: int, **kw: object) -> HumanIntervention:
+        ev = click(dataclasses.replace(view, seq=view.seq + n), n, "cancel", **kw)
+        d = dataclasses.replace(ev.decision, actor_id="spanvisor:budget", actor_name="budget", source="budget")
+        return dataclasses.replace(ev, decision=d)
+
+    events = [
+        by_budget(1),
+        by_budget(2, outcome="denied", reason="finished", code="finished"),
+        click(view, 3, "cancel"),
+    ]
+    feed(sink, events)
+    feed(sink, events)  # replayed: counted once
+    assert val(reg, "spanvisor_budget_stops_total") == 1
+    assert val(reg, "spanvisor_interventions_total", action="cancel", outcome="applied") == 2

@@ -65,6 +65,7 @@ class Served:
     slack: FakeSlackThread
     db_url: str
     tracer: Tracer
+    provider: TracerProvider | None = None
 
     def parent(self, task_id: str) -> Message | None:
         for m in self.slack.parents():
@@ -127,7 +128,7 @@ def served(pg_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         mp.delenv("SPANVISOR_OTLP_TOKEN", raising=False)
         mp.delenv("SPANVISOR_LIVE_CHANNEL", raising=False)
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=serve.url, timeout=20)))
-        yield Served(serve, slack, db_url, provider.get_tracer("agent"))
+        yield Served(serve, slack, db_url, provider.get_tracer("agent"), provider)
     finally:
         provider.shutdown()
         mp.undo()
@@ -277,3 +278,31 @@ def test_a_shell_agent_has_one_name_and_is_live_from_emit_start(served: Served) 
     for name in names:
         agents = {s["agent"] for s in served.series(name)}
         assert "shell-bot" in agents and "spanvisor-emit" not in agents, (name, agents)
+
+
+def test_a_helper_task_set_to_stop_is_cancelled_by_its_budget_through_serve(served: Served) -> None:
+    """The receiver's path: the root's budget and stop reach serve with the
+    helper's live start record (the root's span only comes at its end); the
+    call that reaches the budget arrives through the span exporter; the
+    agent reads the budget's cancel back from the control API."""
+    tid = f"spend-{uuid.uuid4().hex[:8]}"
+    budget = {"agent.budget.usd": 0.05, "agent.budget.stop": True}
+    with task("Spend", agent_id="rivet", task_id=tid, tracer=served.tracer, **budget) as t:  # type: ignore[arg-type]
+        with served.tracer.start_as_current_span("chat") as call:
+            call.set_attributes(
+                {"gen_ai.request.model": "m", "gen_ai.usage.input_tokens": 10, "gen_ai.usage.cost": 0.06}
+            )
+        assert served.provider is not None and served.provider.force_flush(20_000)  # not the batch's 5 s
+        wait_until(lambda: t.cancel_requested, 60, "the agent to read the budget's cancel")
+        answer = t.request_approval("Go on?", timeout=10)
+        assert answer.outcome == "cancelled" and answer.by == "budget", answer
+    assert served.provider.force_flush(20_000)
+    cancel = wait_until(lambda: served.control(tid).get("cancel"), 30, "the control API's cancel")
+    assert (cancel["by"], cancel["source"], cancel["comment"]) == ("budget", "budget", "budget reached: $0.06 of $0.05")
+    wait_until(lambda: any("Cancel requested by budget" in line for line in served.thread(tid)), 30, "Slack's line")
+    [row] = wait_until(
+        lambda: db_rows(served.db_url, "SELECT * FROM agent_tasks WHERE task_id = $1 AND ended_at IS NOT NULL", tid),
+        60,
+        "the task's end",
+    )
+    assert row["status"] == "cancelled", row

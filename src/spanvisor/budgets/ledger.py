@@ -34,9 +34,15 @@ class BudgetSettings:
     agent_day_usd: Mapping[str, float] = field(default_factory=dict)
     day_usd: float | None = None
     month_usd: float | None = None
+    # The agents whose tasks are cancelled at their own budget when their root
+    # says nothing (agent.budget.stop); "*": every agent. Empty: warn only.
+    stop: frozenset[str] = frozenset()
 
     def for_agent(self, table: Mapping[str, float], agent: str) -> float | None:
         return table.get(agent, table.get("*"))
+
+    def stops(self, agent: str) -> bool:
+        return bool(self.stop) and ("*" in self.stop or agent in self.stop)
 
 
 Crossing = tuple[BudgetScope, str, float, float, float]  # scope, subject, level, used, budget

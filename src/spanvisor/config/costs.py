@@ -4,7 +4,7 @@ and when a quiet task counts as stalled."""
 
 from __future__ import annotations
 
-from spanvisor.config.parsers import Setting, p_duration, p_float_map, p_levels, p_opt_float, p_prices
+from spanvisor.config.parsers import Setting, p_agents_or_bool, p_duration, p_float_map, p_levels, p_opt_float, p_prices
 
 COST_SETTINGS: tuple[Setting, ...] = (
     Setting(
@@ -31,6 +31,16 @@ COST_SETTINGS: tuple[Setting, ...] = (
         {},
         "Default dollar budget per task, by agent ('*': every agent); agent.budget.usd on a root overrides it.",
         "agent=dollars,... e.g. *=5,rivet=20",
+    ),
+    Setting(
+        "budget_stop",
+        "SPANVISOR_BUDGET_STOP",
+        p_agents_or_bool,
+        (),
+        "Cancel a task once its own budget (dollars or tokens) is reached, as a person's cancel is recorded, "
+        "for tasks whose root sets no agent.budget.stop: true (every agent), false or unset (warn only), or agent ids. "
+        "Day and month budgets only warn.",
+        "true, false, or agent ids, e.g. claude-code,rivet",
     ),
     Setting(
         "budget_agent_day_usd",

@@ -186,6 +186,16 @@ def p_levels(v: Any) -> tuple[float, ...]:
     return vals
 
 
+def p_agents_or_bool(v: Any) -> tuple[str, ...]:
+    """``true`` (every agent: ``("*",)``), ``false`` (none), or a list of agent ids (``*``: every agent)."""
+    if isinstance(v, bool) or (isinstance(v, str) and v.strip().lower() in _YES_NO):
+        return ("*",) if p_bool(v) else ()
+    return tuple(sorted(set(p_list(v))))
+
+
+_YES_NO = frozenset({"1", "true", "yes", "on", "0", "false", "no", "off", ""})
+
+
 def p_float_map(v: Any) -> dict[str, float]:
     """``agent=dollars,...`` (env; ``*`` for every agent) or a TOML table."""
     if isinstance(v, Mapping):

@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from spanvisor.control import faults, grants, runs
+from spanvisor.control import budgetstop, faults, grants, runs
 from spanvisor.control.hub import Verdict, VerdictOutcome
 from spanvisor.control.log import ControlLog
 from spanvisor.control.runs import RefusalCode
@@ -59,11 +59,14 @@ class PipelineControl:
         self._log_ready: asyncio.Event | None = None
         self.sync = RunSync(tracker, dispatch)
         self._flushing: asyncio.Task[None] | None = None
+        self._stopping: set[asyncio.Task[None]] = set()  # budgets' cancels being judged
 
     def observe(self, events: list[Event]) -> None:
         """Every event the pipeline dispatches (on its loop): facts of runs,
         written at once in the background (and before any decision). None
-        without a control log (a state store that cannot compare-and-set)."""
+        without a control log (a state store that cannot compare-and-set).
+        A budget set to stop that was reached: its cancel, judged as a person's."""
+        budgetstop.follow(events, lambda d: self._decide(d, None, None), self._stopping)
         if self.log is None:
             return
         self.sync.observe(events)
@@ -155,9 +158,9 @@ class PipelineControl:
         return await self._hop(go)
 
     async def close(self) -> None:
-        task = getattr(self, "_sync", None)
-        if task is not None:
-            task.cancel()
+        for task in [getattr(self, "_sync", None), *self._stopping]:  # a budget's cancel not yet recorded: logged
+            if task is not None:
+                task.cancel()
 
     async def _hop(self, fn: Callable[[], Awaitable[T]]) -> T:
         loop = self._loop()
@@ -289,7 +292,10 @@ class PipelineControl:
         )
 
     async def _refuse(self, log: ControlLog, d: Decision, v: Verdict) -> Verdict:
-        """Audit a refused decision once (its replays are refused the same way)."""
+        """Audit a refused decision once (its replays are refused the same way);
+        a budget's cancel of a task that ended or was cancelled is left alone."""
+        if budgetstop.is_budgets(d):
+            return v
         if await log.first_denial(d.intervention_id, v.reason or v.outcome):
             self.announce(d, v)
         return v

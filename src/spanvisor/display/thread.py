@@ -285,7 +285,8 @@ def budget_line(event: BudgetWarning) -> ThreadLine:
         event.event_id,
         "budget",
         "🛑" if over else "💸",
-        f"{event.level:.0%} of {scope} used: {used} of {budget}",
+        f"{event.level:.0%} of {scope} used: {used} of {budget}"
+        + ("; it is set to stop the task" if event.stops else ""),
         None,
         broadcast=over,
         key=f"budget:{event.event_id}",

@@ -32,6 +32,8 @@ CONTEXT_LIMIT: Final = "agent.context.limit"
 ARTIFACTS: Final = "agent.artifacts"
 BUDGET_USD: Final = "agent.budget.usd"  # a task's budgets (on its root, which carries known keys: READ_KEYS only)
 BUDGET_TOKENS: Final = "agent.budget.tokens"
+BUDGET_STOP: Final = "agent.budget.stop"  # true: the task's own budget, once reached, cancels it
+BUDGET_KEYS: Final = (BUDGET_USD, BUDGET_TOKENS, BUDGET_STOP)
 EVENT_CHECKPOINT: Final = "agent.checkpoint"
 EVENT_ARTIFACT: Final = "agent.artifact"
 EVENT_EXCEPTION: Final = "exception"
@@ -267,8 +269,7 @@ READ_KEYS: Final = (
             OI_TOOL_NAME,
             OI_METADATA,
             TL_LS_MODEL,
-            BUDGET_USD,
-            BUDGET_TOKENS,
+            *BUDGET_KEYS,
         }
     )
 )
@@ -291,8 +292,7 @@ IDENTITY_KEYS: Final = (
     TL_KIND,
     TL_ENTITY,
     REPO,
-    BUDGET_USD,
-    BUDGET_TOKENS,
+    *BUDGET_KEYS,
 )
 # Attributes of span events (checkpoints, artifacts, approvals), read from the
 # event, never from a span's attributes: every path keeps a known event whole.

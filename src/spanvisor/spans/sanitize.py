@@ -106,6 +106,22 @@ def tokens(v: Any, key: str, notes: list[str]) -> int | None:
     return int(f)
 
 
+_TRUE, _FALSE = frozenset({"true", "1", "yes", "on"}), frozenset({"false", "0", "no", "off"})
+
+
+def flag(v: Any, key: str, notes: list[str]) -> bool | None:
+    """A yes/no: a bool, 0 or 1, or ``true``/``false`` (``yes``/``no``, ``on``/``off``) as a string."""
+    if v is None or isinstance(v, bool):
+        return v
+    if isinstance(v, int) and v in (0, 1):
+        return bool(v)
+    word = v.strip().lower() if isinstance(v, str) else None
+    if word in _TRUE or word in _FALSE:
+        return word in _TRUE
+    note(notes, key, f"ignored {str(v)[:40]!r}: not true or false")
+    return None
+
+
 def string_list(v: Any, key: str, notes: list[str]) -> tuple[str, ...]:
     """A list of short strings from a sequence attribute, JSON, or commas."""
     if v is None:

@@ -44,6 +44,7 @@ class TaskRecord:
         "budget_from_root",
         "budget_published",
         "budget_said",
+        "budget_stop",
         "context",
         "cost_nano",
         "errors",
@@ -84,6 +85,7 @@ class TaskRecord:
         # until the first warning (an empty set is 216 bytes in every task).
         self.budget_said = _NONE_SAID
         self.budget_from_root = False
+        self.budget_stop: bool | None = None  # the root's agent.budget.stop; None: the agent's default
         self.budget_published = False  # an entry of .budgets is this task's to remove
         self.stalls = 0  # how often the task stalled (numbers its stall events)
         # Approvals decided or timed out: never reopened (a shared empty default).

@@ -60,6 +60,7 @@ class TrackerSettings:
                 agent_day_usd=c.get("budget_agent_day_usd") or {},
                 day_usd=c.get("budget_day_usd"),
                 month_usd=c.get("budget_month_usd"),
+                stop=frozenset(c.get("budget_stop") or ()),
             ),
             stalls=StallSettings(
                 after_s=float(c.get("stall_after_s", 600.0)),

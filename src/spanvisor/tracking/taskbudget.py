@@ -25,6 +25,10 @@ from spanvisor.tracking.record import TaskRecord
 
 def read_root(state: TaskRecord, a: Any, notes: list[str]) -> bool:
     """The task's budgets from its root's attributes; True when one changed."""
+    stop = sz.flag(a.get(cv.BUDGET_STOP), cv.BUDGET_STOP, notes) if cv.BUDGET_STOP in a else None
+    stop_changed = stop is not None and stop != state.budget_stop
+    if stop_changed:
+        state.budget_stop = stop  # read before the budget: a crossing the budget says at once may stop
     usd = sz.number(a.get(cv.BUDGET_USD), cv.BUDGET_USD, notes) if cv.BUDGET_USD in a else None
     tokens = sz.tokens(a.get(cv.BUDGET_TOKENS), cv.BUDGET_TOKENS, notes) if cv.BUDGET_TOKENS in a else None
     w = state.working
@@ -37,7 +41,7 @@ def read_root(state: TaskRecord, a: Any, notes: list[str]) -> bool:
         changes["budget_tokens"] = tokens
     if changes:
         state.update(**changes)
-    return bool(changes)
+    return bool(changes) or stop_changed
 
 
 def agent_default(state: TaskRecord) -> bool:
@@ -83,20 +87,32 @@ def warnings(state: TaskRecord, now: int, notes: list[str], ledger: Sequence[Cro
         # The usual call: no budget on the task, no day or month level crossed.
         publish(state)
         return []
-    found: list[tuple[BudgetScope, BudgetUnit, str, float, float, float]] = []
+    found: list[tuple[BudgetScope, BudgetUnit, str, float, float, float, str]] = []
     used_tokens = w.input_tokens + w.output_tokens
+    stop = stops(state)
+    levels = state.settings.budgets.levels
+    if stop and 1.0 not in levels:  # a budget set to stop always says its 100 %: the line that stops it
+        levels = tuple(sorted((*levels, 1.0)))
     for unit, used, budget in (("usd", w.cost_usd, w.budget_usd), ("tokens", used_tokens, w.budget_tokens)):
         if not budget or budget <= 0:
             continue
-        for level in state.settings.budgets.levels:
+        for level in levels:
             if used >= level * budget - EPSILON and (unit, level) not in state.budget_said:
                 state.budget_said |= {(unit, level)}
-                found.append(("task", unit, "", level, used, budget))  # type: ignore[arg-type]
+                found.append(("task", unit, "", level, used, budget, ""))  # type: ignore[arg-type]
+        if stop and STOPPED not in state.budget_said and used >= budget - EPSILON:
+            # Once per task, at the first call (or budget) that reaches it, whichever unit.
+            state.budget_said |= {STOPPED}
+            said = next((i for i, f in enumerate(found) if f[1] == unit and f[3] == 1.0), None)
+            if said is not None:
+                found[said] = (*found[said][:6], "stop")
+            else:  # its 100 % said before stopping was asked (a root read late): said again, as the stop
+                found.append(("task", unit, "", 1.0, used, budget, "again"))  # type: ignore[arg-type]
     for scope, subject, level, used, budget in ledger:
-        found.append((scope, "usd", subject, level, used, budget))
+        found.append((scope, "usd", subject, level, used, budget, ""))
     publish(state)
     out: list[Event] = []
-    for scope, unit, subject, level, used, budget in found:
+    for scope, unit, subject, level, used, budget, stopping in found:
         t = state.next_time(now)
         out.append(
             BudgetWarning(
@@ -104,7 +120,7 @@ def warnings(state: TaskRecord, now: int, notes: list[str], ledger: Sequence[Cro
                 # A ledger scope's id names no task, so replicas (or a restart) that
                 # both say it give one id, which the sinks dedupe (budgets/spend.py).
                 event_id=(
-                    state.event_id("budget", scope, unit, subject, level)
+                    state.event_id("budget", scope, unit, subject, level, *(("stop",) if stopping == "again" else ()))
                     if scope == "task"
                     else stable_id("budget", scope, unit, subject, level)
                 ),
@@ -117,9 +133,24 @@ def warnings(state: TaskRecord, now: int, notes: list[str], ledger: Sequence[Cro
                 used=float(used),
                 budget=float(budget),
                 subject=subject,
+                stops=bool(stopping),
             )
         )
     return out
 
 
-__all__ = ["after_call", "agent_default", "publish", "read_root", "warnings"]
+# In ``budget_said`` once the task's own budget stopped it (a unit no level has).
+STOPPED = ("stop", 1.0)
+
+
+def stops(state: TaskRecord) -> bool:
+    """Whether reaching the task's own budget cancels it: its root's
+    ``agent.budget.stop``, else its agent's default (``SPANVISOR_BUDGET_STOP``);
+    never a task that ended."""
+    if state.finished:
+        return False
+    own = state.budget_stop
+    return own if own is not None else state.settings.budgets.stops(state.working.agent_id)
+
+
+__all__ = ["STOPPED", "after_call", "agent_default", "publish", "read_root", "stops", "warnings"]
