@@ -169,3 +169,35 @@ def test_a_sigterm_is_forwarded_and_the_task_is_cancelled(
     killer.join(10)
     done = wait_until(lambda: serve.finished(task), 240, "the task's end")
     assert done.outcome == "cancelled"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout_s(900)
+@pytest.mark.parametrize("how", ["--agent", "resource"])
+def test_the_agent_named_for_a_session_is_its_tasks_agent_from_start_to_end(
+    serve: Serve, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """``--agent``, or ``spanvisor.agent`` in the user's
+    OTEL_RESOURCE_ATTRIBUTES: the launcher's start and end, and the CLI's
+    own records (its resource), name the same agent; the task used to flip
+    back to ``claude-code`` at its end (Slack routes and budgets by agent
+    then missed it)."""
+    monkeypatch.setenv("FAKE_RECORD", str(tmp_path / "record.json"))
+    monkeypatch.setenv("FAKE_MODE", "ok")
+    task = f"claude-code-{uuid.uuid4().hex[:8]}"
+    if how == "--agent":
+        exe = _claude(tmp_path)
+        args = ["run", "--agent", "billing-bot", "--task-id", task, "--endpoint", serve.base, "--token", TOKEN]
+        assert main([*args, "--", str(exe), "-p", "fix the tests"]) == 0
+    else:
+        monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "team=payments,spanvisor.agent=billing-bot")
+        assert _run(serve, _claude(tmp_path), task) == 0
+    done = wait_until(lambda: serve.finished(task), 240, "the task's end")
+    env = json.loads((tmp_path / "record.json").read_text())["env"]
+    assert ct.resource_attributes(env)["spanvisor.agent"] == "billing-bot", "the CLI's records name it"
+    assert env["SPANVISOR_TASK_AGENT"] == "billing-bot", "and its hooks know it"
+    events = serve.sink.for_task(task)
+    assert len(events) > 2 and {e.task.agent_id for e in events} == {"billing-bot"}, [
+        (type(e).__name__, e.task.agent_id) for e in events
+    ]
+    assert done.outcome == "complete"

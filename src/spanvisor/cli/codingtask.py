@@ -65,12 +65,16 @@ def otlp_args(endpoint: str, token: str | None, timeout: float) -> argparse.Name
 class SessionTask:
     """One session's task: its id, ids and where its records go."""
 
-    def __init__(self, key: str, service: str, launched: bool, target: argparse.Namespace) -> None:
+    def __init__(
+        self, key: str, service: str, launched: bool, target: argparse.Namespace, agent: str | None = None
+    ) -> None:
         # The key: the launcher's task id, else the CLI's session id, whose
         # task is named in the CLI's namespace (claude-code:<session id>).
         self.key = key
         self.task_id = key if launched else ids.session_task_id(service, key)
         self.service = service
+        # The agent its end names (the launcher's --agent): else the service.
+        self.agent = agent or service
         self.launched = launched
         self.trace_id, self.root_id = task_ids(service, key, launched)
         self.target = target
@@ -104,7 +108,7 @@ class SessionTask:
         attrs: dict[str, Any] = {
             cv.TASK_ID: self.task_id,
             cv.TASK_ROOT: format(self.root_id, "016x"),
-            cv.AGENT_ID: self.service,
+            cv.AGENT_ID: self.agent,
             cv.STATUS: status,
         }
         if name is not None:

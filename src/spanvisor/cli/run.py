@@ -33,7 +33,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from spanvisor.cli import run_start as rs
-from spanvisor.cli.run_start import cli_of, prompt_of, task_name, telemetry
+from spanvisor.cli.run_start import add_arguments, cli_of, prompt_of, task_name, telemetry
 from spanvisor.gate import session as gs
 
 if TYPE_CHECKING:
@@ -45,8 +45,6 @@ if TYPE_CHECKING:
 ENV_LOCAL_GATE = "SPANVISOR_LOCAL_GATE"
 # spanvisor.gate.ENV_SOCKET (not imported before the CLI starts: its socket module is 10 ms).
 ENV_SOCKET = "SPANVISOR_GATE_SOCKET"
-_NAMES = {"claude-code": "Claude Code", "codex": "Codex", "gemini": "Gemini CLI"}
-_NAMES.update({"qwen": "Qwen Code", "copilot": "Copilot CLI", "opencode": "OpenCode", "cline": "Cline"})
 # How long the launcher's end may wait on a receiver that does not answer:
 # its records, then the task's end (which then waits in the spool).
 CLOSE_S = 2.0
@@ -81,12 +79,17 @@ def handler(args: argparse.Namespace, config: Config | None) -> int:
     task_id = args.task_id or f"{cli}-{os.urandom(8).hex()}"
     name = task_name(args.name, argv, cli)
     env = os.environ
-    resource = gs.with_resource(env, {gs.RESOURCE_TASK_ID: task_id, "spanvisor.task.name": name})
+    # One agent for the task, whichever sends: the CLI's records (its
+    # resource), the hooks' and the launcher's own.
+    agent = gs.task_agent({**env, gs.ENV_TASK_AGENT: args.agent or env.get(gs.ENV_TASK_AGENT, "")}, gs.SERVICES[cli])
+    attrs = {gs.RESOURCE_TASK_ID: task_id, "spanvisor.task.name": name}
+    resource = gs.with_resource(env, {**attrs, **({gs.AGENT_KEYS[0]: agent} if agent != gs.SERVICES[cli] else {})})
     child_argv, child_env = telemetry(cli, argv, env, endpoint, args.token, resource, not args.no_tool_details)
     child_env[gs.ENV_ENDPOINT] = endpoint  # where the CLI's hooks send their requests
     # The task, and who may not approve its requests, for the hooks: in
     # SPANVISOR_* variables, which Claude Code passes on (it drops OTEL_*).
     child_env[gs.ENV_TASK_ID] = task_id
+    child_env[gs.ENV_TASK_AGENT] = agent
     if (asker := gs.task_owner(env)) is not None:
         child_env[gs.ENV_TASK_OWNER] = asker
     # The session's hooks ask this process (a warm gate) over a private
@@ -138,6 +141,7 @@ def handler(args: argparse.Namespace, config: Config | None) -> int:
                 held.close()
         return 127
     session = _Session(proc, cli, task_id, name, endpoint, args, started)
+    session.agent = agent
     session.gate_marker = child_env.get("SPANVISOR_OPENCODE_LOADED")  # run_more.ENV_LOADED, under --gate
     try:
         return session.run(mode, gate, reserved, config, untrusted)
@@ -154,6 +158,7 @@ class _Session:
         self.proc, self.cli, self.task_id, self.name, self.endpoint = proc, cli, task_id, name, endpoint
         self.args, self.started = args, started
         self.forwarded: list[int] = []
+        self.agent = gs.SERVICES[cli]  # the task's agent (--agent, the resource's, else the CLI's)
         self.gate_marker: str | None = None
         self.stopper: Stopper | None = None
         # Signals to the launcher reach the CLI's group from now on, before
@@ -183,11 +188,13 @@ class _Session:
         service = gs.SERVICES[self.cli]
         # OpenCode's and Cline's calls and steps, read from what they print (run_stream.py).
         argv = list(self.proc.args)
-        report = run_stream.start(self.cli, service, self.task_id, self.name, self.endpoint, self.args.token, argv)
+        report = run_stream.start(
+            self.cli, service, self.task_id, self.name, self.endpoint, self.args.token, argv, self.agent
+        )
         if report is not None:
             report.gate_marker = self.gate_marker
         records = Records(gs.TaskKey(self.task_id, service, True), self.endpoint, self.args.token, self.task_id)
-        records.say(cv.LIVE_TASK_START, {cv.TASK_NAME: self.name, cv.AGENT_ID: service}, self.started)
+        records.say(cv.LIVE_TASK_START, {cv.TASK_NAME: self.name, cv.AGENT_ID: self.agent}, self.started)
         if untrusted:
             # Codex may skip every hook silently: said on the task, not only here.
             records.say(cv.EVENT_CHECKPOINT, {cv.MESSAGE: "⚠ Codex's hooks are not trusted: the gate may not run"})
@@ -226,7 +233,7 @@ class _Session:
 
         def cancel(d: Decision) -> None:
             if stopper.stop(cancelled_text(d), d):
-                said = f"⏹ {cancelled_text(d)}: spanvisor run is stopping {_NAMES[self.cli]}"
+                said = f"⏹ {cancelled_text(d)}: spanvisor run is stopping {gs.NAMES[self.cli]}"
                 records.say(cv.EVENT_CHECKPOINT, {cv.MESSAGE: said})
                 rs.said(f"{cancelled_text(d)}; stopping {self.proc.args[0]}")
 
@@ -257,7 +264,7 @@ class _Session:
             sent = self.forwarded[0] if self.forwarded else (stopper.last_signal if stopper is not None else None)
             status, error, message = end_of(self.cli, os.path.basename(self.proc.args[0]), code, reading, sent)
         target = ct.otlp_args(self.endpoint, self.args.token, min(self.args.timeout, END_S))
-        task = ct.SessionTask(self.task_id, gs.SERVICES[self.cli], True, target)
+        task = ct.SessionTask(self.task_id, gs.SERVICES[self.cli], True, target, self.agent)
         request = task.end_request(self.name, self.started, status, error, message)
         if reachable and _send_end(task, request):
             if left or records.dropped:
@@ -359,36 +366,6 @@ def _quietly(send: Any) -> bool:
 
 
 HELP = "run a coding-agent CLI (claude, codex, gemini, qwen, copilot, opencode, cline) as a supervised task"
-
-
-def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    p.add_argument("--name", help="task name (default: the prompt, clipped)")
-    p.add_argument("--cli", choices=tuple(gs.SERVICES), help="which CLI (default: from the command)")
-    p.add_argument(
-        "--endpoint",
-        help=f"OTLP/HTTP endpoint: spanvisor serve or a Collector (default: ${gs.ENV_ENDPOINT} or {gs.DEFAULT_ENDPOINT})",
-    )
-    p.add_argument(
-        "--token",
-        default=os.environ.get("SPANVISOR_OTLP_TOKEN"),
-        help="bearer token of the endpoint (default: $SPANVISOR_OTLP_TOKEN)",
-    )
-    p.add_argument("--task-id", help="the task id (default: a fresh one)")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds to send each record (default 10)")
-    p.add_argument(
-        "--no-tool-details",
-        action="store_true",
-        help="do not ask Claude Code for each tool call's input (the command, the file path): steps then read "
-        "'Bash', not 'Bash(ls -la)'",
-    )
-    p.add_argument(
-        "--gate",
-        action="store_true",
-        help="give OpenCode spanvisor's gate plugin; for Cline, refuse to start it unless spanvisor's PreToolUse "
-        "hook is in ~/.cline/hooks (the other CLIs: set the hook in their settings)",
-    )
-    p.add_argument("command", nargs=argparse.REMAINDER, help="-- then the CLI and its arguments")
-    return p
 
 
 def register(subparsers: Any) -> None:

@@ -24,6 +24,7 @@ terminal back when the CLI exits.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import signal
@@ -31,6 +32,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+from spanvisor.gate import session as gs
 from spanvisor.redaction import redact
 
 NAME_CHARS = 80
@@ -316,10 +318,47 @@ def said(text: str) -> None:
     print(f"spanvisor run: {text}", file=sys.stderr, flush=True)
 
 
+# The launcher's options (spanvisor run --help).
+def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("--name", help="task name (default: the prompt, clipped)")
+    p.add_argument("--cli", choices=tuple(gs.SERVICES), help="which CLI (default: from the command)")
+    p.add_argument(
+        "--endpoint",
+        help=f"OTLP/HTTP endpoint: spanvisor serve or a Collector (default: ${gs.ENV_ENDPOINT} or {gs.DEFAULT_ENDPOINT})",
+    )
+    p.add_argument(
+        "--token",
+        default=os.environ.get("SPANVISOR_OTLP_TOKEN"),
+        help="bearer token of the endpoint (default: $SPANVISOR_OTLP_TOKEN)",
+    )
+    p.add_argument("--task-id", help="the task id (default: a fresh one)")
+    p.add_argument(
+        "--agent",
+        help="the task's agent, as Slack routes and budgets name it (default: spanvisor.agent or agent.name in "
+        "OTEL_RESOURCE_ATTRIBUTES, else the CLI: claude-code, codex_exec, …)",
+    )
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to send each record (default 10)")
+    p.add_argument(
+        "--no-tool-details",
+        action="store_true",
+        help="do not ask Claude Code for each tool call's input (the command, the file path): steps then read "
+        "'Bash', not 'Bash(ls -la)'",
+    )
+    p.add_argument(
+        "--gate",
+        action="store_true",
+        help="give OpenCode spanvisor's gate plugin; for Cline, refuse to start it unless spanvisor's PreToolUse "
+        "hook is in ~/.cline/hooks (the other CLIs: set the hook in their settings)",
+    )
+    p.add_argument("command", nargs=argparse.REMAINDER, help="-- then the CLI and its arguments")
+    return p
+
+
 __all__ = [
     "NAME_CHARS",
     "Mode",
     "Reserved",
+    "add_arguments",
     "cli_of",
     "plan",
     "prompt_of",

@@ -47,6 +47,7 @@ REQUEST_TIMEOUT_S = 3.0
 MAX_INPUT_CHARS = 4_000
 # The resource keys the receiver reads of a launched session.
 TASK_ID_KEY, TASK_NAME_KEY = "spanvisor.task.id", "spanvisor.task.name"
+AGENT_KEY = "spanvisor.agent"  # the receiver reads it before service.name
 STREAMED = ("opencode", "cline")
 
 
@@ -71,8 +72,11 @@ def _value(v: Any) -> dict[str, Any]:
 class Sender:
     """Records of one launched session, sent in the background."""
 
-    def __init__(self, service: str, task_id: str, name: str, endpoint: str, token: str | None) -> None:
+    def __init__(
+        self, service: str, task_id: str, name: str, endpoint: str, token: str | None, agent: str | None = None
+    ) -> None:
         self.service, self.task_id, self.name = service, task_id, name
+        self.agent = agent or service
         self.endpoint, self.token = endpoint, token
         self.trace_hex, self.root_hex = launcher_task_ids(task_id)
         self._queue: collections.deque[otlp.Record] = collections.deque()
@@ -107,7 +111,12 @@ class Sender:
         resource = {
             "attributes": [
                 {"key": k, "value": {"stringValue": v}}
-                for k, v in (("service.name", self.service), (TASK_ID_KEY, self.task_id), (TASK_NAME_KEY, self.name))
+                for k, v in (
+                    ("service.name", self.service),
+                    (TASK_ID_KEY, self.task_id),
+                    (TASK_NAME_KEY, self.name),
+                    (AGENT_KEY, self.agent),
+                )
             ]
         }
         doc = {
@@ -355,14 +364,21 @@ def model_of(cli: str, argv: Sequence[str], env: Mapping[str, str], cwd: str) ->
 
 
 def start(
-    cli: str, service: str, task_id: str, name: str, endpoint: str, token: str | None, argv: Sequence[str]
+    cli: str,
+    service: str,
+    task_id: str,
+    name: str,
+    endpoint: str,
+    token: str | None,
+    argv: Sequence[str],
+    agent: str | None = None,
 ) -> StreamReport | None:
     """The report of a launched OpenCode or Cline session (None for the
     other CLIs, whose own telemetry says it)."""
     if cli not in STREAMED:
         return None
     model = model_of(cli, argv, os.environ, os.getcwd())
-    return StreamReport(cli, Sender(service, task_id, name, endpoint, token), model)
+    return StreamReport(cli, Sender(service, task_id, name, endpoint, token, agent), model)
 
 
 def finish(report: StreamReport | None, within_s: float) -> None:

@@ -239,6 +239,17 @@ SETTINGS: tuple[Setting, ...] = (
         "a person's name or Slack id",
     ),
     Setting(
+        "run_task_agent",
+        "SPANVISOR_TASK_AGENT",
+        p_opt_str,
+        None,
+        "The agent a task `spanvisor run` starts is under (as Slack routes, budgets and `spanvisor tasks --agent` "
+        "name it; `--agent` sets it): the launcher's records, the CLI's own (as `spanvisor.agent` in its "
+        "OTEL_RESOURCE_ATTRIBUTES) and its hooks name this one. Unset: `spanvisor.agent` or `agent.name` in "
+        "OTEL_RESOURCE_ATTRIBUTES, else the CLI (claude-code, codex_exec, gemini-cli, …).",
+        "an agent id",
+    ),
+    Setting(
         "hook_policy",
         "SPANVISOR_HOOK_POLICY",
         p_opt_str,

@@ -21,12 +21,20 @@ RESOURCE_TASK_ID = "spanvisor.task.id"
 ENV_TASK_ID = "SPANVISOR_TASK_ID"
 ENV_TASK_OWNER = "SPANVISOR_TASK_OWNER"
 ENV_ENDPOINT = "SPANVISOR_OTLP_ENDPOINT"
+ENV_TASK_AGENT = "SPANVISOR_TASK_AGENT"
+# Where a session's agent is named in OTEL_RESOURCE_ATTRIBUTES, as the
+# receiver reads a CLI's own records (receiver.codingagents.batch).
+AGENT_KEYS = ("spanvisor.agent", "agent.name")
+MAX_AGENT = 200
 DEFAULT_ENDPOINT = "http://127.0.0.1:4318"
 # service.name each CLI reports (Codex says codex_tui in its interactive UI).
 SERVICES = {"claude-code": "claude-code", "codex": "codex_exec", "gemini": "gemini-cli"}
 # The CLIs added since (Copilot CLI's telemetry says github-copilot; OpenCode's
 # and Cline's records come from spanvisor's own plugin, hooks and launcher).
 SERVICES.update({"qwen": "qwen-code", "copilot": "github-copilot", "opencode": "opencode", "cline": "cline"})
+# What a person reads for each CLI.
+NAMES = {"claude-code": "Claude Code", "codex": "Codex", "gemini": "Gemini CLI", "qwen": "Qwen Code"}
+NAMES.update({"copilot": "Copilot CLI", "opencode": "OpenCode", "cline": "Cline"})
 
 
 def resource_attributes(env: Mapping[str, str]) -> dict[str, str]:
@@ -73,6 +81,18 @@ def task_owner(env: Mapping[str, str]) -> str | None:
     """The person the agent works for, who may not approve its requests:
     ``SPANVISOR_TASK_OWNER``, else ``agent.owner`` in ``OTEL_RESOURCE_ATTRIBUTES``."""
     return env.get(ENV_TASK_OWNER) or resource_attributes(env).get(OWNER) or None
+
+
+def task_agent(env: Mapping[str, str], service: str) -> str:
+    """The agent a launched session's task is under: ``SPANVISOR_TASK_AGENT``,
+    else ``spanvisor.agent`` or ``agent.name`` in ``OTEL_RESOURCE_ATTRIBUTES``
+    (what the CLI's own records say), else the CLI's ``service``: the
+    launcher's records name the agent its CLI's records name."""
+    named = env.get(ENV_TASK_AGENT, "").strip()
+    if not named:
+        attrs = resource_attributes(env)
+        named = next((v.strip() for k in AGENT_KEYS if (v := attrs.get(k, "")).strip()), "")
+    return named[:MAX_AGENT] if named else service
 
 
 def launched_task(env: Mapping[str, str]) -> str | None:
@@ -126,10 +146,13 @@ def session_of(cli: str, session_id: str | None, env: Mapping[str, str]) -> Task
 
 
 __all__ = [
+    "AGENT_KEYS",
     "DEFAULT_ENDPOINT",
     "ENV_ENDPOINT",
+    "ENV_TASK_AGENT",
     "ENV_TASK_ID",
     "ENV_TASK_OWNER",
+    "NAMES",
     "OWNER",
     "RESOURCE_TASK_ID",
     "SERVICES",
@@ -140,6 +163,7 @@ __all__ = [
     "otlp_endpoint",
     "resource_attributes",
     "session_of",
+    "task_agent",
     "task_owner",
     "with_resource",
 ]
