@@ -53,6 +53,11 @@ def test_each_clis_settings_are_read_and_the_shortest_gate_entry_wins(tmp_path: 
         '[[hooks.PreToolUse]]\n[[hooks.PreToolUse.hooks]]\ntype = "command"\ncommand = "spanvisor hook codex"\ntimeout = 20\n'
     )
     assert clitimeout.limit("codex", None, env, str(project)) == 20.0
+    # A PermissionRequest entry handing the call to the terminal is no gate: its timeout is not the deadline.
+    notice = {"type": "command", "command": "spanvisor hook claude-code --at-terminal", "timeout": 5}
+    settings = {"hooks": {"PermissionRequest": [{"matcher": "*", "hooks": [notice]}]}}
+    (project / ".claude" / "settings.json").write_text(json.dumps(settings))
+    assert clitimeout.limit("claude-code", None, env, str(project)) == 45.0
     (home / ".claude" / "settings.json").write_text("{not json")
     assert clitimeout.limit("claude-code", None, env, str(project)) == 45.0, "a broken file is skipped"
 

@@ -194,4 +194,5 @@ def test_codex_says_what_the_person_decided_at_its_terminal(source: str, decisio
     r = codex_reader.EVENTS["codex.tool_decision"](
         {"tool_name": "exec_command", "call_id": "call_1", "decision": decision, "source": source}
     )
-    assert (r.kind, r.text, r.status) == (*reads, None)  # no wait was shown for Codex: none to end
+    # The person's answer ends the wait a PermissionRequest hook with --at-terminal showed.
+    assert (r.kind, r.text, r.status) == (*reads, "working" if source == "User" else None)

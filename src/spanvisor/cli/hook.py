@@ -60,6 +60,12 @@ def build_parser(p: argparse.ArgumentParser, env: Mapping[str, str] | None = Non
         help="the hook timeout the CLI's settings give this hook: every answer comes a few seconds before it "
         "(default: the CLI's own, claude-code 600, codex 600, gemini 60)",
     )
+    p.add_argument(
+        "--at-terminal",
+        action="store_true",
+        help="claude-code, codex: a PermissionRequest is answered neutrally, so the CLI asks the person at its "
+        "terminal, and its task shows waiting meanwhile (other events are judged as without it)",
+    )
     p.add_argument("--url", help="control API (default: $SPANVISOR_CONTROL_URL, else the OTLP endpoint)")
     p.add_argument("--token", help="control API token (default: $SPANVISOR_CONTROL_TOKEN)")
     p.add_argument(
@@ -158,7 +164,8 @@ def decide(
     raw = sys.stdin.buffer.read(MAX_INPUT + 1) if stdin is None else stdin
     from spanvisor.gate import notices
 
-    if (notice := notices.notice_of(cli, raw)) is not None:  # the CLI's notification: neutral, never a block
+    at_terminal = bool(getattr(args, "at_terminal", False))  # a PermissionRequest: the person at the terminal decides
+    if (notice := notices.notice_of(cli, raw, at_terminal)) is not None:  # a notice: neutral, never a block
         from spanvisor.cli import hook_notice
 
         _disarm()

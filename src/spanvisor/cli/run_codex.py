@@ -73,6 +73,9 @@ _OPTIONS |= {"--otlp-token": True}
 # Options that send the calls, or tokens, somewhere else: never vouched for
 # in a project's config (a cloned repository would read every tool call).
 _ELSEWHERE = frozenset({"--url", "--token", "--endpoint", "--otlp-token"})
+# The gate's options that take no value (--at-terminal: a PermissionRequest
+# is handed to the person at Codex's terminal; it allows nothing).
+_FLAGS = frozenset({"--at-terminal"})
 _PYTHON_FLAGS = frozenset({"-I", "-E", "-s", "-S", "-B", "-u", "-P"})
 
 
@@ -101,6 +104,9 @@ def is_gate(command: str | list[str], project: bool = False, cwd: str | None = N
     i = 2
     while i < len(rest):
         name, eq, _value = rest[i].partition("=")
+        if name in _FLAGS and not eq:
+            i += 1
+            continue
         if name not in _OPTIONS or (project and name in _ELSEWHERE):
             return False
         if eq:

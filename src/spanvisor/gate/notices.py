@@ -18,6 +18,16 @@ the session's task as waiting, sent the way the gate's audit notes are
 ``agent.status`` ``waiting``. The receiver ends the wait when Claude Code
 reports the person's answer (its ``tool_decision`` record from a
 ``user_*`` source). Standard library only, as the rest of the gate.
+
+With ``spanvisor hook … --at-terminal`` (Claude Code and Codex), a
+``PermissionRequest`` is such a notice too (:func:`notice_of`): the CLI
+runs it just before its own prompt (Claude Code 2.1.330's dialog; Codex
+0.169's interactive UI, "Would you like to run the following command?",
+the only hook it runs there), with the call's ``tool_name`` and
+``tool_input``. The hook's neutral answer lets the prompt show (the person
+at the terminal decides, at once rather than 6 s later), and the call is
+named from the input itself. Without the option a ``PermissionRequest`` is
+the gate's to decide, as before.
 """
 
 from __future__ import annotations
@@ -34,8 +44,11 @@ from spanvisor.gate.session import otlp_endpoint, session_of
 from spanvisor.redaction import clip_middle, redact
 
 EVENT = "Notification"
+REQUEST = "PermissionRequest"
 # The CLIs whose Notification hook is read (the others send none).
 CLIS = frozenset({"claude-code"})
+# The CLIs whose PermissionRequest comes just before their own prompt.
+AT_TERMINAL_CLIS = frozenset({"claude-code", "codex"})
 # The notifications that mean "a person must answer at the terminal".
 WAITING_KINDS = frozenset({"permission_prompt"})
 STATUS = "agent.status"  # spanvisor.spans.conventions.STATUS (pinned by tests/gate)
@@ -43,8 +56,10 @@ MAX_TEXT = 300
 MAX_TARGET = 120
 # How much of the transcript's end is read for the pending call.
 TAIL_BYTES = 256 * 1024
-_NAMES = {"claude-code": "Claude Code"}
+_NAMES = {"claude-code": "Claude Code", "codex": "Codex"}
 _MARK = b'"Notification"'
+_REQUEST_MARK = b'"PermissionRequest"'
+Pending = tuple[str, str, dict[str, Any]]  # (call id, tool, input)
 _TARGET_KEYS = ("command", "cmd", "file_path", "path", "pattern", "url", "query")
 
 
@@ -57,33 +72,61 @@ class Notice(NamedTuple):
     message: str | None
     prompt_id: str | None = None
     transcript: str | None = None
+    call: Pending | None = None  # the call it asks about, when the input names it
 
 
-def notice_of(cli: str, raw: bytes | str) -> Notice | None:
-    """The ``Notification`` on stdin, or None for anything else (a tool
-    call, another event, input that is not JSON: judged as before)."""
-    if cli not in CLIS:
-        return None
-    # Every tool call passes here: one substring search, never a second parse of a call.
-    if (_MARK not in raw) if isinstance(raw, bytes) else (_MARK.decode() not in raw):
+def _has(raw: bytes | str, mark: bytes) -> bool:
+    return (mark in raw) if isinstance(raw, bytes) else (mark.decode() in raw)
+
+
+def notice_of(cli: str, raw: bytes | str, at_terminal: bool = False) -> Notice | None:
+    """The ``Notification`` on stdin (with ``at_terminal``, a
+    ``PermissionRequest`` too), or None for anything else (a tool call,
+    another event, input that is not JSON: judged as before)."""
+    notification = cli in CLIS and _has(raw, _MARK)
+    request = at_terminal and cli in AT_TERMINAL_CLIS and _has(raw, _REQUEST_MARK)
+    # Every tool call passes here: a substring search, never a second parse of a call.
+    if not (notification or request):
         return None
     try:
         doc = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None
-    if not isinstance(doc, dict) or doc.get("hook_event_name") != EVENT or "tool_name" in doc:
+    if not isinstance(doc, dict):
         return None
+    event = doc.get("hook_event_name")
 
     def text(key: str) -> str | None:
         value = doc.get(key)
         return clip_middle(value, 2_000) if isinstance(value, str) and value else None
 
+    if request and event == REQUEST:  # a call, but the person at the terminal decides it
+        return Notice(
+            cli,
+            text("session_id"),
+            REQUEST,
+            None,
+            text("prompt_id") or text("turn_id"),
+            None,
+            _requested(doc, text("tool_use_id") or text("call_id")),
+        )
+    if not notification or event != EVENT or "tool_name" in doc:
+        return None
     return Notice(
         cli, text("session_id"), text("notification_type"), text("message"), text("prompt_id"), text("transcript_path")
     )
 
 
-def pending_call(transcript: str | None, limit: int = TAIL_BYTES) -> tuple[str, str, dict[str, Any]] | None:
+def _requested(doc: Mapping[str, Any], call_id: str | None) -> Pending | None:
+    """The call a ``PermissionRequest`` names (None: no tool named)."""
+    tool = doc.get("tool_name")
+    if not isinstance(tool, str) or not tool.strip():
+        return None
+    tool_input = doc.get("tool_input")
+    return call_id or "", tool[:200], tool_input if isinstance(tool_input, dict) else {}
+
+
+def pending_call(transcript: str | None, limit: int = TAIL_BYTES) -> Pending | None:
     """The call the CLI waits on: ``(id, tool, input)`` of the transcript's
     last ``tool_use`` that no ``tool_result`` answered, from the file's last
     ``limit`` bytes; None when there is none or the file cannot be read (a
@@ -142,7 +185,7 @@ def call_text(tool: str, tool_input: Mapping[str, Any]) -> str:
     return redact(name)
 
 
-def waiting_text(n: Notice, call: tuple[str, str, dict[str, Any]] | None) -> str:
+def waiting_text(n: Notice, call: Pending | None) -> str:
     """What the task shows while it waits."""
     name = _NAMES.get(n.cli, n.cli)
     if call is not None:
@@ -156,12 +199,14 @@ def waiting_note(
 ) -> dict[str, Any] | None:
     """The note that shows the session's task waiting at its terminal (None:
     not a prompt that waits on a person, or no task named)."""
-    if n.kind not in WAITING_KINDS:
+    if n.kind not in WAITING_KINDS and n.kind != REQUEST:
         return None
     session = session_of(n.cli, n.session_id, env)
     if session is None:
         return None
-    call = pending_call(n.transcript) if read_transcript else None
+    call = n.call  # a PermissionRequest names it; a Notification leaves it to the transcript
+    if call is None and read_transcript and n.kind != REQUEST:
+        call = pending_call(n.transcript)
     basis = call[0] if call is not None and call[0] else f"{n.prompt_id}\x1f{at}"
     ident = hashlib.blake2b(f"{session.key}\x1f{basis}\x1fwaiting".encode(), digest_size=12).hexdigest()
     records: list[tuple[str, dict[str, Any], int]] = []
@@ -182,8 +227,10 @@ def waiting_note(
 
 
 __all__ = [
+    "AT_TERMINAL_CLIS",
     "CLIS",
     "EVENT",
+    "REQUEST",
     "WAITING_KINDS",
     "Notice",
     "call_text",

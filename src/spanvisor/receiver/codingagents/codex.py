@@ -90,11 +90,13 @@ def _decision(a: Mapping[str, Any]) -> Reading:
     source = clean(a.get("source"), 40)
     if source is not None and source.lower() == "user":
         # The person answered Codex's own prompt at its terminal (its
-        # interactive UI; 0.169 says source "User"): said when it is made.
+        # interactive UI; 0.169 says source "User"): said when it is made,
+        # and the task works again (a PermissionRequest hook with
+        # --at-terminal showed it waiting meanwhile).
         how = " (for the session)" if decision == "approved_for_session" else ""
         if denied:
-            return Reading("warning", text=f"Denied at the terminal: {tool}")
-        return Reading("answer", text=f"Allowed at the terminal{how}: {tool}")
+            return Reading("warning", text=f"Denied at the terminal: {tool}", status="working")
+        return Reading("answer", text=f"Allowed at the terminal{how}: {tool}", status="working")
     if not denied:
         return LIFE
     return Reading("warning", text=f"Denied: {tool}" + (f" (by {source})" if source else ""))
