@@ -204,9 +204,7 @@ def test_nobody_deciding_in_time_is_the_policys_timeout_outcome(
     quick.write_text('timeout = 1\non_timeout = "allow"\n')
     payload = _session(CODEX_PRE)
     code, answer, _ = hook("codex", payload, "--policy", str(quick))
-    out = answer["hookSpecificOutput"]
-    assert code == 0 and out["permissionDecision"] == "allow", out
-    assert "no decision in 1 s; allowed by policy:on_timeout" in out["permissionDecisionReason"]
+    assert (code, answer) == (0, {}), "Codex's allow says nothing (it rejects permissionDecision: allow)"
     task = task_of("codex", payload["session_id"])
     wait_until(lambda: serve.task(task)["state"] == "running", 240, "the session's task")
     wait_until(lambda: not serve.task(task)["approvals"], 240, "the timed-out request closed")

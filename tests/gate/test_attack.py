@@ -83,6 +83,8 @@ def decision(cli: str, out: str) -> str | None:
         return str(doc["permissionDecision"])
     if cli == "cline":  # a block stops the run (cancel) or the shell call alone (overrideInput)
         return "deny" if doc.get("cancel") or "overrideInput" in doc else "allow"
+    if cli == "codex" and doc == {}:  # Codex's allow: nothing said (it rejects permissionDecision: allow)
+        return "allow"
     inner = doc["hookSpecificOutput"]
     return str(inner.get("permissionDecision") or inner["decision"]["behavior"])
 

@@ -7,6 +7,8 @@
   "permissionDecision": "allow|deny", "permissionDecisionReason": …}}`` or,
   for ``PermissionRequest``, ``{"hookSpecificOutput": {"hookEventName":
   "PermissionRequest", "decision": {"behavior": "allow|deny", "message": …}}}``.
+  Codex's allow of a ``PreToolUse`` is ``{}``: it rejects
+  ``permissionDecision: allow`` as unsupported.
 * Gemini CLI ``BeforeTool``: stdin ``session_id``, ``tool_name``,
   ``tool_input``, ``timestamp``; the answer ``{"decision": "allow|deny",
   "reason": …}``.
@@ -178,6 +180,11 @@ def reply(cli: Cli, event: str, answer: Answer, reason: str) -> dict[str, Any]:
         return {"decision": answer, "reason": reason}
     if cli in more.REPLIES:
         return more.REPLIES[cli](event, answer, reason)
+    if cli == "codex" and answer == "allow" and event != "PermissionRequest":
+        # Codex 0.169 reads a PreToolUse allow as "Hook failed: unsupported
+        # permissionDecision: allow" (shown to the person, the call going on
+        # under its own approval policy): nothing said is its allow.
+        return {}
     if event == "PermissionRequest":
         decision: dict[str, Any] = {"behavior": answer}
         if answer == "deny":
