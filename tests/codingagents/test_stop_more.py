@@ -53,6 +53,9 @@ HOLD_S = 60.0
 STOP_S = 2.0
 # A CLI signalled exits within this long, or it ran on.
 SIGNALLED_S = 15.0
+# Cline finishes the model call it is in on SIGTERM: its model answers soon
+# (the others are gone long before).
+SIGNALLED_HOLD_S = {"cline": 4.0}
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +157,8 @@ def signalled(
         out: dict[str, Signalled] = {}
         try:
             for cli in CLIS:
-                started[cli] = st.launched(cli, tmp, cli_bin, matrix, api, Script([held(text("too late"), HOLD_S)]))
+                script = Script([held(text("too late"), SIGNALLED_HOLD_S.get(cli, HOLD_S))])
+                started[cli] = st.launched(cli, tmp, cli_bin, matrix, api, script)
             for b in started.values():
                 st.busy(b, matrix)
             sent = time.monotonic()
@@ -177,8 +181,26 @@ def signalled(
     return run
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-@pytest.mark.parametrize("cli", CLIS)
+CLINE_SIGTERM = pytest.param(
+    "cline",
+    signal.SIGTERM,
+    marks=pytest.mark.xfail(
+        strict=True,
+        reason="Cline 3.0.65 does not stop on SIGTERM mid-call: it waits for its model's answer, reports its "
+        "task complete (its run_result) and exits 0, so the launcher, which sent no signal, records complete",
+    ),
+    id="cline-SIGTERM",
+)
+
+
+@pytest.mark.parametrize(
+    ("cli", "signum"),
+    [
+        CLINE_SIGTERM if (c, s) == ("cline", signal.SIGTERM) else pytest.param(c, s, id=f"{c}-{s.name}")
+        for s in (signal.SIGINT, signal.SIGTERM)
+        for c in CLIS
+    ],
+)
 def test_a_signal_to_the_cli_itself_ends_the_task_cancelled(
     cli: str, signum: int, signalled: Callable[[int], dict[str, Signalled]], matrix: Matrix
 ) -> None:
