@@ -39,7 +39,9 @@ def shell(cli: str, command: str) -> Turn:
 
 def asked(api: FakeModelAPI, run_id: str) -> bool:
     """The CLI asked its model a turn (a title request is none)."""
-    return any(s.method == "POST" and "completions" in s.path and not is_side_request(s.body) for s in api.requests(run_id))
+    return any(
+        s.method == "POST" and "completions" in s.path and not is_side_request(s.body) for s in api.requests(run_id)
+    )
 
 
 class Busy:
