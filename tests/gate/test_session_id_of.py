@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 from spanvisor.gate.contracts import parse, session_id_of
 
 # Ids as the CLIs make them (uuids, conv_<n>_<x>): nothing JSON escapes.
-ids = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E, blacklist_characters='"\\'), min_size=1, max_size=80)
+ids = st.text(
+    st.characters(min_codepoint=0x20, max_codepoint=0x7E, blacklist_characters='"\\'), min_size=1, max_size=80
+)
 KEY = {"claude-code": "session_id", "copilot": "sessionId", "cline": "taskId"}
 
 
@@ -23,7 +25,11 @@ def _stdin(cli: str, sid: str, pad: int = 0) -> bytes:
     if cli == "copilot":
         doc = {"sessionId": sid, "timestamp": 1, "cwd": "/w", "toolName": "bash", "toolArgs": {"command": big}}
     elif cli == "cline":
-        doc = {"taskId": sid, "hookName": "tool_call", "tool_call": {"id": "c1", "name": "run_commands", "input": {"commands": [big]}}}
+        doc = {
+            "taskId": sid,
+            "hookName": "tool_call",
+            "tool_call": {"id": "c1", "name": "run_commands", "input": {"commands": [big]}},
+        }
     else:
         doc = {"session_id": sid, "hook_event_name": "PreToolUse", "tool_name": "Bash", "tool_input": {"command": big}}
     return json.dumps(doc).encode()
