@@ -59,7 +59,15 @@ def status_text(view: TaskView) -> str:
 
 
 # The coding-agent CLIs by the agent their sessions report, for what a cancel does.
-_CLI_NAMES = {"claude-code": "Claude Code", "codex": "Codex", "gemini-cli": "Gemini CLI"}
+_CLI_NAMES = {
+    "claude-code": "Claude Code",
+    "codex": "Codex",
+    "gemini-cli": "Gemini CLI",
+    "qwen-code": "Qwen Code",
+    "copilot": "Copilot CLI",
+    "opencode": "OpenCode",
+    "cline": "Cline",
+}
 
 
 def cancel_effect(view: TaskView) -> str | None:

@@ -274,23 +274,32 @@ def session_event(cli: Cli, raw: bytes | str) -> SessionEvent | None:
     )
 
 
-# A session id as the CLIs write it, found without reading a large input whole.
-_SESSION_ID = re.compile(rb'"session_id"\s*:\s*"([^"\\]{1,512})"')
+# A session id as the CLIs write it, found without reading a large input
+# whole: ``session_id`` (Claude Code's keys: Codex, Gemini CLI, Qwen Code,
+# spanvisor's OpenCode plugin), ``sessionId`` (Copilot CLI), ``taskId``
+# (Cline), each written first.
+_SESSION_KEYS = ("session_id", "sessionId", "taskId")
+_SESSION_ID = re.compile(rb'"(?:session_id|sessionId|taskId)"\s*:\s*"([^"\\]{1,512})"')
 _READ_WHOLE = 256 * 1024
 
 
 def session_id_of(raw: bytes) -> str | None:
-    """The call's ``session_id``, read before the policy reads the call (the
-    hook looks for the session's cancel meanwhile): the top-level key of an
-    input up to 256 KiB, else the first unescaped ``"session_id"`` (each CLI
-    writes it first). None when there is none."""
+    """The call's session id, read before the policy reads the call (the
+    hook looks for the session's cancel meanwhile): the first top-level key
+    of :data:`_SESSION_KEYS` of an input up to 256 KiB, else the first
+    unescaped one of them. None when there is none."""
     if len(raw) <= _READ_WHOLE:
         try:
             doc = json.loads(raw)
         except (ValueError, UnicodeDecodeError, RecursionError):
             return None
-        sid = doc.get("session_id") if isinstance(doc, dict) else None
-        return sid if isinstance(sid, str) and sid else None
+        if not isinstance(doc, dict):
+            return None
+        for key in _SESSION_KEYS:
+            sid = doc.get(key)
+            if isinstance(sid, str) and sid:
+                return sid
+        return None
     m = _SESSION_ID.search(raw)
     return m.group(1).decode("utf-8", "replace") if m else None
 
