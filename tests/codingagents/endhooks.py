@@ -180,4 +180,22 @@ def ended(matrix: Matrix, task_id: str, within: float = WAIT_S) -> dict[str, Any
     return dict(wait_until(row, within, f"task {task_id} to end"))
 
 
+def ends_of(matrix: Matrix, tasks: dict[str, str], within: float) -> dict[str, str | None]:
+    """Each task's status once all ended, or after ``within`` seconds (None
+    for one still open): one wait for a group, not one per task."""
+
+    def statuses() -> dict[str, str | None]:
+        rows = {key: matrix.task(task) for key, task in tasks.items()}
+        return {key: r["status"] if r is not None and r["ended_at"] is not None else None for key, r in rows.items()}
+
+    def all_ended() -> dict[str, str | None] | None:
+        now = statuses()
+        return now if None not in now.values() else None
+
+    try:
+        return dict(wait_until(all_ended, within, "the tasks to end"))
+    except AssertionError:
+        return statuses()
+
+
 SIGNALS = {"SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM}
