@@ -1,15 +1,18 @@
 """OpenCode 1.18.33 without the launcher, with spanvisor's plugin (as
 docs/reference/coding-agents-hooks.md sets it up): as OpenCode shuts down,
 the plugin sends each session's end to ``spanvisor hook opencode``, and the
-task ends as OpenCode reported its last turn. Two sessions at once:
+task ends as OpenCode reported its last turn. Three sessions at once:
 
 * success (``session.idle`` after its turn): ``complete``;
 * an API error (``session.error``, then ``session.idle``): ``error`` with
   the API's message.
 
-SIGTERM kills ``opencode run`` without shutting its plugins down (no
-``dispose``, measured with a probe plugin): that session ends by
-liveness (strict xfail below).
+* a call the gate denied by policy (the plugin is the gate too): the
+  model is told, the session goes on and ends ``complete``.
+
+SIGTERM and SIGINT (Ctrl-C) kill ``opencode run`` without shutting its
+plugins down (no ``dispose``, measured with a probe plugin; SIGINT's exit
+is the signal's): such a session ends by liveness (strict xfail below).
 """
 
 from __future__ import annotations
@@ -26,11 +29,15 @@ from tests.codingagents import opencode_cli as oc
 from tests.codingagents.agents import start
 from tests.codingagents.fake_chat import fake_chat
 from tests.codingagents.fake_http import FakeModelAPI
+from tests.codingagents.hooked import ruling
 from tests.codingagents.script import Script, error, held, text, tool
 from tests.codingagents.served import Matrix
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout_s(600)]
+
+ALLOW = 'default = "allow"\n'
+DENY_RM = ALLOW + '[[rule]]\nname = "no-deleting"\ncommand = ["rm *"]\ndecision = "deny"\n'
 
 
 @pytest.fixture(scope="module")
@@ -42,11 +49,11 @@ def api() -> Iterator[FakeModelAPI]:
         fake.close()
 
 
-def _env(home: Path, matrix: Matrix, api: FakeModelAPI, run_id: str) -> dict[str, str]:
+def _env(home: Path, matrix: Matrix, api: FakeModelAPI, run_id: str, rules: str = ALLOW) -> dict[str, str]:
     env = oc.with_plugin(oc.env(home, api, run_id))
     # The plugin is the gate too: a policy that allows (without one, every call asks a person).
     policy = home / "policy.toml"
-    policy.write_text('default = "allow"\n')
+    policy.write_text(rules)
     return {**env, "SPANVISOR_OTLP_ENDPOINT": matrix.endpoint, "SPANVISOR_HOOK_POLICY": str(policy)}
 
 
@@ -56,43 +63,69 @@ def test_each_end_of_a_session_alone_ends_its_task_as_opencode_reported_it(
     scripts = {
         "ok": Script([tool(oc.SHELL, command="echo ends-ok", description="say"), text("Done.")]),
         "fail": Script([tool(oc.SHELL, command="echo first", description="say"), error(400, "x", "scripted 7f")]),
+        "denied": Script([tool(oc.SHELL, command="rm build.txt", description="tidy"), text("Left it.")]),
     }
     ids = {row: api.script(uuid.uuid4().hex[:12], s) for row, s in scripts.items()}
     running = {}
     try:
         for row, run_id in ids.items():
             (tmp_path / row).mkdir()
-            env = _env(tmp_path / row / "home", matrix, api, run_id)
+            (tmp_path / row / "build.txt").write_text("keep")
+            env = _env(tmp_path / row / "home", matrix, api, run_id, DENY_RM if row == "denied" else ALLOW)
             running[row] = start(oc.argv(cli_bin, f"end {row} ({run_id})"), env, tmp_path / row)
         ran = {row: r.wait() for row, r in running.items()}
     finally:
         for r in running.values():
             r.stop()
-    assert (ran["ok"].code, ran["fail"].code) == (0, 1), [r.said() for r in ran.values()]
+    assert (ran["ok"].code, ran["fail"].code, ran["denied"].code) == (0, 1, 0), [r.said() for r in ran.values()]
     ok = eh.ended(matrix, oc.task_of(ran["ok"]))
     assert (ok["status"], ok["message"], ok["error_message"]) == ("complete", "Finished", None), ok
     failed = eh.ended(matrix, oc.task_of(ran["fail"]))
     assert (failed["status"], failed["error_message"]) == ("error", "scripted 7f"), failed
+    denied = oc.task_of(ran["denied"])
+    assert ruling(matrix, denied) == "bash: rm build.txt: denied by policy:no-deleting"
+    assert (tmp_path / "denied" / "build.txt").exists()
+    left = eh.ended(matrix, denied)
+    assert (left["status"], left["message"], left["error_message"]) == ("complete", "Finished", None), left
+
+
+def _turns(api: FakeModelAPI, run_id: str) -> int:
+    return sum(s.method == "POST" for s in api.requests(run_id))
 
 
 @pytest.mark.xfail(
     strict=True,
-    reason="OpenCode 1.18.33 killed by SIGTERM shuts no plugin down (no dispose, no session event): "
-    "the session ends by liveness, lost",
+    reason="OpenCode 1.18.33 killed by SIGTERM or SIGINT (Ctrl-C) shuts no plugin down (no dispose, no session "
+    "event): the session ends by liveness, lost",
 )
-def test_sigterm_alone_ends_cancelled(cli_bin: Path, matrix: Matrix, api: FakeModelAPI, tmp_path: Path) -> None:
-    script = Script([tool(oc.SHELL, command="echo first", description="say"), held(text("too late"), 300)])
-    run_id = api.script(uuid.uuid4().hex[:12], script)
-    before = {r["task_id"] for r in matrix.tasks_of("opencode")}
-    running = start(oc.argv(cli_bin, f"stopped ({run_id})"), _env(tmp_path / "home", matrix, api, run_id), tmp_path)
+def test_sigterm_and_sigint_alone_end_cancelled(
+    cli_bin: Path, matrix: Matrix, api: FakeModelAPI, tmp_path: Path
+) -> None:
+    signals = {"term": signal.SIGTERM, "int": signal.SIGINT}
+    script = [tool(oc.SHELL, command="echo first", description="say"), held(text("too late"), 300)]
+    ids = {row: api.script(uuid.uuid4().hex[:12], Script(script)) for row in signals}
+    tasks: dict[str, str] = {}
+    running = {}
     try:
-        # Its first call went through the gate (the task's first record): then the signal.
-        wait_until(lambda: sum(s.method == "POST" for s in api.requests(run_id)) >= 2, eh.WAIT_S, "a second turn")
-        # Signalled, it prints nothing naming its session: its task is the one its gate's record opened.
-        [task] = wait_until(lambda: {r["task_id"] for r in matrix.tasks_of("opencode")} - before, eh.WAIT_S, "its task")
-        eh.signal_cli(running, api, run_id, signal.SIGTERM)
-        running.wait()
+        for row, run_id in ids.items():
+            before = {r["task_id"] for r in matrix.tasks_of("opencode")}
+            (tmp_path / row).mkdir()
+            env = _env(tmp_path / row / "home", matrix, api, run_id)
+            running[row] = start(oc.argv(cli_bin, f"stopped ({run_id})"), env, tmp_path / row)
+            # Signalled, it prints nothing naming its session: its task is the one its gate's record opened.
+            [tasks[row]] = wait_until(
+                lambda before=before: {r["task_id"] for r in matrix.tasks_of("opencode")} - before,
+                eh.WAIT_S,
+                "its task",
+            )
+        for row, signum in signals.items():
+            # Its first call went through the gate, then it asked again: the signal.
+            wait_until(lambda run_id=ids[row]: _turns(api, run_id) >= 2, eh.WAIT_S, "a second turn")
+            eh.signal_cli(running[row], api, ids[row], signum)
+        for r in running.values():
+            r.wait()
     finally:
-        running.stop()
-    row = eh.ended(matrix, task, eh.HOOK_END_S)  # liveness would end it later, lost
-    assert row["status"] == "cancelled", row
+        for r in running.values():
+            r.stop()
+    ends = eh.ends_of(matrix, tasks, eh.HOOK_END_S)  # liveness would end them later, lost
+    assert ends == {"term": "cancelled", "int": "cancelled"}, ends
