@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import signal
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -89,8 +90,15 @@ def test_each_end_of_a_session_alone_ends_its_task_as_opencode_reported_it(
     assert (left["status"], left["message"], left["error_message"]) == ("complete", "Finished", None), left
 
 
-def _turns(api: FakeModelAPI, run_id: str) -> int:
-    return sum(s.method == "POST" for s in api.requests(run_id))
+def _asked_twice(api: FakeModelAPI, run_id: str) -> bool:
+    return sum(s.method == "POST" for s in api.requests(run_id)) >= 2
+
+
+def _opened_by_command(matrix: Matrix, before: set[str], rows: Iterable[str]) -> dict[str, str] | None:
+    """Each new task keyed by the row whose ``echo <row>`` its gate's record names."""
+    new = {r["task_id"] for r in matrix.tasks_of("opencode")} - before
+    found = {row: t for t in new for row in rows if any(f"echo {row}" in str(c["message"]) for c in matrix.timeline(t))}
+    return found if len(found) == len(list(rows)) else None
 
 
 @pytest.mark.xfail(
@@ -102,25 +110,23 @@ def test_sigterm_and_sigint_alone_end_cancelled(
     cli_bin: Path, matrix: Matrix, api: FakeModelAPI, tmp_path: Path
 ) -> None:
     signals = {"term": signal.SIGTERM, "int": signal.SIGINT}
-    script = [tool(oc.SHELL, command="echo first", description="say"), held(text("too late"), 300)]
-    ids = {row: api.script(uuid.uuid4().hex[:12], Script(script)) for row in signals}
-    tasks: dict[str, str] = {}
+    scripts = {
+        row: [tool(oc.SHELL, command=f"echo {row}", description="say"), held(text("too late"), 300)] for row in signals
+    }
+    ids = {row: api.script(uuid.uuid4().hex[:12], Script(script)) for row, script in scripts.items()}
+    before = {r["task_id"] for r in matrix.tasks_of("opencode")}
     running = {}
     try:
         for row, run_id in ids.items():
-            before = {r["task_id"] for r in matrix.tasks_of("opencode")}
             (tmp_path / row).mkdir()
             env = _env(tmp_path / row / "home", matrix, api, run_id)
             running[row] = start(oc.argv(cli_bin, f"stopped ({run_id})"), env, tmp_path / row)
-            # Signalled, it prints nothing naming its session: its task is the one its gate's record opened.
-            [tasks[row]] = wait_until(
-                lambda before=before: {r["task_id"] for r in matrix.tasks_of("opencode")} - before,
-                eh.WAIT_S,
-                "its task",
-            )
+        # Signalled, it prints nothing naming its session: its task is the one its gate's record opened,
+        # the record naming its first command.
+        tasks = wait_until(lambda: _opened_by_command(matrix, before, signals), eh.WAIT_S, "their tasks")
         for row, signum in signals.items():
             # Its first call went through the gate, then it asked again: the signal.
-            wait_until(lambda run_id=ids[row]: _turns(api, run_id) >= 2, eh.WAIT_S, "a second turn")
+            wait_until(partial(_asked_twice, api, ids[row]), eh.WAIT_S, "a second turn")
             eh.signal_cli(running[row], api, ids[row], signum)
         for r in running.values():
             r.wait()
