@@ -244,8 +244,8 @@ SETTINGS: tuple[Setting, ...] = (
         p_opt_str,
         None,
         "The agent a task `spanvisor run` starts is under (as Slack routes, budgets and `spanvisor tasks --agent` "
-        "name it; `--agent` sets it): the launcher's records, the CLI's own (as `spanvisor.agent` in its "
-        "OTEL_RESOURCE_ATTRIBUTES) and its hooks name this one. Unset: `spanvisor.agent` or `agent.name` in "
+        "name it; `--agent` sets it, and the launcher passes it on to the CLI): the launcher's records and the "
+        "CLI's own (as `spanvisor.agent` in its OTEL_RESOURCE_ATTRIBUTES) name this one. Unset: `spanvisor.agent` or `agent.name` in "
         "OTEL_RESOURCE_ATTRIBUTES, else the CLI (claude-code, codex_exec, gemini-cli, …).",
         "an agent id",
     ),
