@@ -2,12 +2,20 @@
 
 A policy's path rules must see all of them: ``read_many_files`` takes a
 list (``{"paths": ["src/a.py", "/etc/shadow"]}``), Gemini CLI's file tools
-say ``dir_path``, a patch names its files inside its text (Codex's
-``*** Update File: …``, a unified diff's ``+++ b/…``). So the input is
-walked (lists and nested objects too, to a bounded depth) for the keys
-tools use for paths, and the patch texts are read for the files they
-touch. Each is a subject of its own: a deny rule that matches any of them
-denies the call, and the call is allowed only when every one is.
+say ``dir_path``, OpenCode's ``filePath``, a patch names its files inside
+its text (Codex's ``*** Update File: …``, a unified diff's ``+++ b/…``).
+So the input is walked (lists and nested objects too, to a bounded depth)
+for the keys tools use for paths, and the patch texts are read for the
+files they touch. Each is a subject of its own: a deny rule that matches
+any of them denies the call, and the call is allowed only when every one
+is.
+
+Keys are compared in one spelling (lower case, without ``_`` and ``-``):
+a CLI that names its path ``filePath`` where another says ``file_path``
+is read the same, so a path rule written for one CLI holds for all of
+them. The pinned CLIs' file tools name their paths so (``PATH_KEYS_BY_CLI``
+says which, and ``tests/gate/test_trust_paths.py`` denies a read of a
+denied file under each).
 """
 
 from __future__ import annotations
@@ -16,6 +24,17 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+# The keys each pinned CLI's file tools name their paths by (read from
+# their tool schemas; Codex's apply_patch names its files in the patch).
+PATH_KEYS_BY_CLI: dict[str, frozenset[str]] = {
+    "claude-code": frozenset({"file_path", "path", "notebook_path"}),
+    "gemini": frozenset({"absolute_path", "file_path", "dir_path", "path", "paths", "include"}),
+    "qwen": frozenset({"absolute_path", "file_path", "dir_path", "path", "paths"}),
+    "codex": frozenset({"path", "input", "patch"}),
+    "copilot": frozenset({"path", "paths"}),
+    "opencode": frozenset({"filePath", "path", "patchText"}),
+    "cline": frozenset({"path", "absolutePath", "paths"}),
+}
 # Keys whose string (or list of strings) value is a path a tool acts on.
 PATH_KEYS = frozenset(
     {
@@ -37,10 +56,25 @@ PATH_KEYS = frozenset(
         "old_path",
         "new_path",
         "include",  # read_many_files reads what it names, globs or paths
+        "filePath",
+        "absolutePath",
+        "dirPath",
+        "notebookPath",
+        "targetFile",
     }
 )
 # Keys whose text may be a patch naming the files it changes.
-PATCH_KEYS = frozenset({"patch", "input", "diff", "changes", "content_patch"})
+PATCH_KEYS = frozenset({"patch", "input", "diff", "changes", "content_patch", "patchText"})
+
+
+def spelling(key: str) -> str:
+    """A key in the one spelling keys are compared in (``filePath``,
+    ``file_path`` and ``file-path`` are one key)."""
+    return key.replace("_", "").replace("-", "").casefold()
+
+
+_PATH = frozenset(spelling(k) for k in PATH_KEYS)
+_PATCH = frozenset(spelling(k) for k in PATCH_KEYS)
 # Deeper than any tool's own input: past it, nothing more is read.
 MAX_DEPTH = 8
 _PATCH_LINE = re.compile(
@@ -70,12 +104,13 @@ def _walk(value: Any, depth: int) -> Iterator[str]:
         for key, item in value.items():
             if not isinstance(key, str):
                 continue
-            if key in PATH_KEYS:
+            known = spelling(key)
+            if known in _PATH:
                 if isinstance(item, str):
                     yield item
                 elif isinstance(item, list):
                     yield from (x for x in item if isinstance(x, str))
-            if isinstance(item, str) and (key in PATCH_KEYS or item.startswith("*** Begin Patch")):
+            if isinstance(item, str) and (known in _PATCH or item.startswith("*** Begin Patch")):
                 yield from patched(item)
             elif isinstance(item, dict | list):
                 yield from _walk(item, depth + 1)
@@ -97,4 +132,4 @@ def patched(text: str) -> Iterator[str]:
                 yield value.strip()
 
 
-__all__ = ["MAX_DEPTH", "PATCH_KEYS", "PATH_KEYS", "named", "patched"]
+__all__ = ["MAX_DEPTH", "PATCH_KEYS", "PATH_KEYS", "PATH_KEYS_BY_CLI", "named", "patched", "spelling"]

@@ -47,7 +47,7 @@ import os.path
 import tomllib
 from typing import Any, Literal, NamedTuple
 
-from spanvisor.gate import shell
+from spanvisor.gate import paths, shell
 from spanvisor.gate.contracts import Call
 from spanvisor.gate.requirement import STRICTNESS, narrower
 from spanvisor.gate.rules import (
@@ -69,6 +69,8 @@ Unreadable = Literal["ask", "deny"]
 FALLBACKS: tuple[Fallback, ...] = ("allow", "deny")
 UNREADABLE: tuple[Unreadable, ...] = ("ask", "deny")
 DEFAULT_TIMEOUT_S = 300.0
+# How a patch in Codex's format starts.
+PATCH_START = "*** Begin Patch"
 _TOP = {"name", "default", "timeout", "on_timeout", "on_unreachable", "unreadable", "rule"}
 
 
@@ -119,6 +121,10 @@ class Policy(NamedTuple):
         ]
         if not subjects:
             subjects = [Subject(whole, (whole,), (whole,), "command")]
+        # A patch given as a command (Codex's ``apply_patch`` through its
+        # shell) names files as surely as a file tool: path rules see them.
+        named = dict.fromkeys((*call.paths, *(paths.patched(command) if PATCH_START in command else ())))
+        subjects += _path_subjects(tuple(named), call.cwd, resolve)
         rulings = [self._first(call.tool, s, facts) for s in subjects]
         # A deny rule matches the whole text too: what the parser flattened
         # (a here-document's body, a quoted script) is still seen by it.
@@ -193,16 +199,20 @@ def _target_subjects(call: Call, resolve: bool = True) -> list[Subject]:
     be allowed), else its other target, else nothing."""
     named = call.paths
     if named:
-        out = []
-        for path in named:
-            exact, loose = path_forms(path, call.cwd, resolve)
-            out.append(Subject(path, exact, loose, "path"))
-        return out
+        return _path_subjects(named, call.cwd, resolve)
     target = call.target
     if target is None:
         return [Subject(None, (), ())]
     kind = "url" if isinstance(call.tool_input.get("url"), str) and call.tool_input.get("url") else "pattern"
     return [Subject(target, (target,), (target,), kind)]
+
+
+def _path_subjects(named: tuple[str, ...], cwd: str | None, resolve: bool) -> list[Subject]:
+    out = []
+    for path in named:
+        exact, loose = path_forms(path, cwd, resolve)
+        out.append(Subject(path, exact, loose, "path"))
+    return out
 
 
 def path_forms(path: str, cwd: str | None, resolve: bool = True) -> tuple[tuple[str, ...], tuple[str, ...]]:

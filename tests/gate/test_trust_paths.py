@@ -1,0 +1,94 @@
+"""Paths one CLI names are paths: under the documented ``secrets`` rule,
+each pinned CLI's read of a denied file is denied, whatever key its tool
+names the path by (OpenCode's ``filePath`` was read by no path rule, so
+``read /etc/shadow`` was allowed under OpenCode while Claude Code's
+``Read`` of it was denied). Each input is read through the CLI's own hook
+contract (:func:`spanvisor.gate.contracts.parse`)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from spanvisor.gate import contracts as gc
+from spanvisor.gate.paths import PATH_KEYS_BY_CLI, named
+from spanvisor.gate.policy import parse
+
+# The documented example's two file rules: reads allowed, secrets denied first.
+READ_TOOLS = ["Read", "read_file", "read", "view", "read_many_files", "apply_patch", "LS", "list_directory"]
+POLICY = parse(
+    {
+        "default": "ask",
+        "rule": [
+            {"name": "secrets", "path": ["/etc/*", "*.pem", "**/.env"], "decision": "deny"},
+            {"name": "reads", "tool": READ_TOOLS, "decision": "allow"},
+        ],
+    }
+)
+PATCH = "*** Begin Patch\n*** Update File: /etc/shadow\n@@\n-root\n+x\n*** End Patch"
+
+
+def stdin(cli: gc.Cli, tool: str, tool_input: dict[str, Any]) -> bytes:
+    """The hook's stdin as ``cli`` sends it."""
+    if cli == "copilot":
+        doc: dict[str, Any] = {"sessionId": "s", "toolName": tool, "toolArgs": tool_input, "cwd": "/work/repo"}
+    elif cli == "cline":
+        doc = {"taskId": "s", "hookName": "PreToolUse", "tool_call": {"id": "c", "name": tool, "input": tool_input}}
+    else:
+        doc = {"session_id": "s", "tool_name": tool, "tool_input": tool_input, "cwd": "/work/repo"}
+    return json.dumps(doc).encode()
+
+
+# (CLI, its read tool, the input it sends): one row per pinned CLI and path key.
+READS: list[tuple[gc.Cli, str, dict[str, Any]]] = [
+    ("claude-code", "Read", {"file_path": "/etc/shadow"}),
+    ("claude-code", "LS", {"path": "/etc/ssh"}),
+    ("claude-code", "Read", {"notebook_path": "/etc/shadow"}),
+    ("gemini", "read_file", {"absolute_path": "/etc/shadow"}),
+    ("gemini", "read_file", {"file_path": "/etc/shadow"}),
+    ("gemini", "list_directory", {"dir_path": "/etc/ssh"}),
+    ("gemini", "read_many_files", {"paths": ["src/a.py", "/etc/shadow"]}),
+    ("qwen", "read_file", {"absolute_path": "/etc/shadow"}),
+    ("qwen", "list_directory", {"path": "/etc/ssh"}),
+    ("codex", "apply_patch", {"input": PATCH}),
+    ("codex", "apply_patch", {"command": ["apply_patch", PATCH]}),
+    ("copilot", "view", {"path": "/etc/shadow"}),
+    ("opencode", "read", {"filePath": "/etc/shadow"}),
+    ("opencode", "apply_patch", {"patchText": PATCH}),
+    ("cline", "read_file", {"path": "/etc/shadow"}),
+    ("cline", "read_file", {"absolutePath": "/etc/shadow"}),
+    ("opencode", "read", {"filePath": "/work/repo/.env"}),
+    ("copilot", "view", {"path": "/work/repo/certs/server.pem"}),
+]
+
+
+@pytest.mark.parametrize(("cli", "tool", "tool_input"), READS)
+def test_a_path_rule_denies_each_clis_read_of_a_denied_file(cli: gc.Cli, tool: str, tool_input: dict[str, Any]) -> None:
+    call = gc.parse(cli, stdin(cli, tool, tool_input))
+    ruling = POLICY.decide(call, resolve=False)
+    assert (ruling.verdict, ruling.by) == ("deny", "policy:secrets"), (cli, tool_input, ruling)
+
+
+@pytest.mark.parametrize("cli", gc.CLIS)
+def test_each_clis_read_of_an_allowed_file_is_still_allowed(cli: gc.Cli) -> None:
+    for key in sorted(PATH_KEYS_BY_CLI[cli] - {"input", "patch", "patchText", "paths", "include"}):
+        call = gc.parse(cli, stdin(cli, "read", {key: "/work/repo/src/a.py"}))
+        assert POLICY.decide(call, resolve=False).verdict == "allow", (cli, key)
+
+
+@pytest.mark.parametrize("cli", gc.CLIS)
+def test_every_key_a_pinned_cli_names_a_path_by_is_read(cli: gc.Cli) -> None:
+    for key in PATH_KEYS_BY_CLI[cli]:
+        value: Any = PATCH if key in ("input", "patch", "patchText") else "/etc/shadow"
+        assert named({key: [value] if key in ("paths", "include") else value}) == ("/etc/shadow",), key
+
+
+def test_every_pinned_cli_has_its_keys() -> None:
+    assert set(PATH_KEYS_BY_CLI) == set(gc.CLIS)
+
+
+@pytest.mark.parametrize("key", ["filePath", "FilePath", "file-path", "FILE_PATH", "dirPath", "absolutePath"])
+def test_a_key_is_read_in_any_spelling(key: str) -> None:
+    assert named({key: "/etc/shadow"}) == ("/etc/shadow",)
