@@ -24,6 +24,7 @@ from aiohttp import web
 
 from spanvisor.control import grants
 from spanvisor.control.deciders import ANONYMOUS_NAME, Person
+from spanvisor.receiver.json_body import BadJson, read_json
 
 MAX_BODY = 4 * 1024
 _LIMIT = 128
@@ -96,11 +97,11 @@ def handlers(control: Callable[[], Any], person: Callable[[web.Request], Person 
                 f"{ANONYMOUS_NAME}, and a grant decides later on its maker's word"
             )
             return _reply(403, {"error": why})
-        raw = await request.content.read(MAX_BODY + 1)
-        if len(raw) > MAX_BODY:
-            return _reply(400, {"error": f"the body is larger than {MAX_BODY} bytes"})
+        got = await read_json(request, MAX_BODY)
+        if isinstance(got, BadJson):  # too large, not JSON, or nested too deep
+            return _reply(400, {"error": got.message})
         try:
-            g = new_grant(json.loads(raw or b"null"), who.name, time.time_ns())
+            g = new_grant(got.value, who.name, time.time_ns())
         except ValueError as exc:
             return _reply(400, {"error": str(exc)})
         if not await control().add_grant(g):

@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from spanvisor.canonical import MAX_ACTION_BYTES
+from spanvisor.receiver.json_body import BadJson, read_json
 
 # The action an agent presents is as large as the one it asked about (up to
 # MAX_ACTION_BYTES as canonical JSON; escapes may make its JSON longer).
@@ -53,18 +54,10 @@ def handler(
         approval_id = _ident(request.match_info["approval_id"])
         if task_id is None or approval_id is None:
             return _reply(400, {"error": "task id and approval id must be short printable strings"})
-        raw = bytearray()
-        while len(raw) <= MAX_BODY:  # one read gives what has arrived, not the whole body
-            chunk = await request.content.read(MAX_BODY + 1 - len(raw))
-            if not chunk:
-                break
-            raw += chunk
-        if len(raw) > MAX_BODY:
-            return _reply(400, {"error": f"the body is larger than {MAX_BODY} bytes"})
-        try:
-            body = json.loads(bytes(raw) or b"{}")
-        except ValueError as exc:
-            return _reply(400, {"error": f"the body is not JSON: {exc}"})
+        got = await read_json(request, MAX_BODY, empty=b"{}")
+        if isinstance(got, BadJson):  # too large, not JSON, or nested too deep
+            return _reply(400, {"error": got.message})
+        body = got.value
         if not isinstance(body, Mapping):
             return _reply(400, {"error": "the body must be a JSON object"})
         action = body.get("action")
