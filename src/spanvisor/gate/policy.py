@@ -126,6 +126,10 @@ class Policy(NamedTuple):
         named = dict.fromkeys((*call.paths, *(paths.patched(command) if PATCH_START in command else ())))
         subjects += _path_subjects(tuple(named), call.cwd, resolve)
         rulings = [self._first(call.tool, s, facts) for s in subjects]
+        for i, unit in enumerate(parsed.units):
+            if unit.risk is not None and rulings[i].verdict == "allow":
+                # It does more than its words (:mod:`.escapes`): no allow rule allows that.
+                rulings[i] = self._beyond(unit, rulings[i])
         # A deny rule matches the whole text too: what the parser flattened
         # (a here-document's body, a quoted script) is still seen by it.
         whole_subject = Subject(whole, (), (whole, command), "command")
@@ -133,11 +137,40 @@ class Policy(NamedTuple):
             self._ruling(r) for r in self.rules if r.decision == "deny" and r.matches(call.tool, whole_subject, facts)
         ][:1]
         if not parsed.readable:
-            why = "; ".join(parsed.unread)
-            rulings.append(
-                Ruling(self.unreadable, f"{self.label}:unreadable", f"the gate cannot read the command: {why}")
-            )
+            rulings.append(self._unread(call.tool, facts, "; ".join(parsed.unread)))
         return _strictest(rulings, subjects)
+
+    def _beyond(self, unit: shell.Unit, allowed: Ruling) -> Ruling:
+        """An allowed command that does more than its words: asked about."""
+        rule = allowed.by.split(":", 1)[1]
+        why = f"{unit.text[:200]!r} {unit.risk}: {rule} allows only what a command's words say"
+        return Ruling("ask", f"{self.label}:beyond-allow", why)
+
+    def _unread(self, tool: str, facts: Facts, why: str) -> Ruling:
+        """The ruling on a command the gate cannot read: it may be any
+        command, so it needs what the strictest rule that could match any
+        command needs (and the default, and at least ``unreadable``). A
+        plain one-person ask would lower a rule such as two people from sre
+        (``k=kubectl; $k apply -f prod.yaml``) to anyone."""
+        said = f"the gate cannot read the command: {why}"
+        own = Ruling(self.unreadable, f"{self.label}:unreadable", said)
+        could: list[Ruling] = []
+        for r in self.rules:
+            found = r.may_match_unread(tool, facts)
+            if found is not False:
+                could.append(self._ruling(r))
+            if found is True:
+                break  # every command stops here: no rule after it, nor the default, decides one
+        else:
+            could.append(Ruling(self.default, f"{self.label}:default"))
+        strictest = _stricter(could)
+        if STRICTNESS[strictest.verdict] < STRICTNESS[own.verdict]:
+            return own
+        if strictest.verdict == own.verdict and strictest.approvers == 1 and not strictest.approvers_from:
+            return own
+        rule = strictest.by.split(":", 1)[1]
+        what = "the policy's default" if rule == "default" else f"rule {rule}"
+        return strictest._replace(reason=f"{said}; it may be a command {what} {_needs(strictest)}")
 
     def _ruling(self, rule: Rule) -> Ruling:
         return Ruling(rule.decision, f"{self.label}:{rule.name}", rule.reason, rule.approvers, rule.approvers_from)
@@ -153,6 +186,15 @@ class Policy(NamedTuple):
             if found is None:
                 maybe.append(self._ruling(r))
         return _stricter([*maybe, Ruling(self.default, f"{self.label}:default")])
+
+
+def _needs(ruling: Ruling) -> str:
+    """What a ruling requires, in words (``asks 2 people from group:sre``)."""
+    if ruling.verdict != "ask":
+        return "denies" if ruling.verdict == "deny" else "allows"
+    people = "1 person" if ruling.approvers == 1 else f"{ruling.approvers} people"
+    only = f" from {' or '.join(ruling.approvers_from)}" if ruling.approvers_from else ""
+    return f"asks {people}{only} for"
 
 
 def _stricter(rulings: list[Ruling]) -> Ruling:

@@ -171,6 +171,32 @@ class Rule(NamedTuple):
                     found = None
         return found
 
+    def may_match_unread(self, tool: str, facts: Facts = KNOWN_NOTHING) -> Match:
+        """Whether this rule matches a shell command the gate cannot read:
+        what it runs is unknown, so a ``command`` or ``command_regex``
+        condition may hold (a command name ``$k`` may be ``kubectl``): None
+        (it may), True (it matches every command: no such condition, or the
+        glob ``*``, and every fact holds), False (its tool or a fact rules
+        it out; a rule on paths or URLs never matches a shell command)."""
+        if self.tools and (not tool or not any(fnmatch.fnmatchcase(tool, g) for g in self.tools)):
+            return False
+        if self.paths or self.urls:
+            return False
+        found: Match = True if self.regex is None and (not self.commands or "*" in self.commands) else None
+        for globs, known in (
+            (self.agents, facts.agent),
+            (self.clis, facts.cli),
+            (self.owners, facts.owner),
+            *((g, facts.task_fact(k)) for k, g in self.task),
+        ):
+            if globs:
+                one = _fact_matches(known, globs)
+                if one is False:
+                    return False
+                if one is None:
+                    found = None
+        return found
+
 
 def _any(forms: tuple[str, ...], globs: tuple[str, ...]) -> bool:
     return any(fnmatch.fnmatchcase(f, g) for f in forms for g in globs)

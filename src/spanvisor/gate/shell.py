@@ -14,16 +14,23 @@ A write redirection (``> file``) is a unit of its own, since it writes a
 file whatever the command is. What cannot be read statically (a syntax
 error, a command name made of expansions, a ``bash -c`` string built at run
 time, nesting past a bound) is reported, and the policy never allows it.
+
+A command can also do more than its words: arithmetic evaluates ``a[$(…)]``
+hidden in a variable, ``git -c core.pager=…`` runs a pager, ``find
+-delete`` deletes. Those forms are listed in :mod:`.escapes`: code the gate
+does not read is reported as unread, and a command that does more than its
+words carries the reason (:attr:`Unit.risk`), so no allow rule allows it.
 """
 
 from __future__ import annotations
 
 import os.path
+import re
 from typing import NamedTuple
 
 import tree_sitter
 
-from spanvisor.gate import words
+from spanvisor.gate import escapes, words
 
 # Deeper than any command a person writes: past it, a command is unread.
 MAX_DEPTH = 12
@@ -61,10 +68,35 @@ _WRAPPERS: dict[str, tuple[frozenset[str], int]] = {
     "strace": (frozenset({"-o", "-e", "-p", "-s", "-u"}), 0),
     "ltrace": (frozenset({"-o", "-e", "-p", "-s", "-u"}), 0),
 }
-# Variables whose assignment changes what a later command runs.
-_RISKY_VARS = frozenset(
-    {"PATH", "IFS", "BASH_ENV", "ENV", "SHELLOPTS", "BASHOPTS", "PS4", "PROMPT_COMMAND", "CDPATH", "GLOBIGNORE"}
-)
+# A word: its literal value (None: known at run time), its text, and what
+# it certainly starts with as one word (None: an expansion may split or start it).
+Word = tuple[str | None, str, str | None]
+# Arithmetic's words that are numbers, never a variable bash would evaluate.
+_NUMBER = re.compile(r"^(?:0[xX][0-9a-fA-F]+|[0-9]+#[0-9a-zA-Z@_]+|[0-9]+)$")
+# Special parameters, always numbers or flags: safe in arithmetic.
+_SPECIAL = frozenset({"#", "?", "$", "!", "-", "0"})
+_ARITH_TESTS = frozenset({"-eq", "-ne", "-lt", "-le", "-gt", "-ge"})
+# ${name:offset[:length]}: offset and length are arithmetic (tree-sitter does
+# not always parse them), so they are found in the text.
+_OFFSET = re.compile(r"\$\{[#!]?[A-Za-z_][A-Za-z_0-9]*(?:\[[^\]]*\])?:(?![-=?+])([^}]*)\}")
+# Builtins that take variable names: a name bash evaluates (a[$(…)]).
+# name: (options whose value is a name, options that take another value, every other word is a name)
+_NAME_BUILTINS: dict[str, tuple[frozenset[str], frozenset[str], bool]] = {
+    "read": (frozenset({"-a"}), frozenset({"-p", "-d", "-t", "-n", "-N", "-u", "-i"}), True),
+    "mapfile": (frozenset(), frozenset({"-d", "-n", "-O", "-s", "-u", "-c"}), True),
+    "readarray": (frozenset(), frozenset({"-d", "-n", "-O", "-s", "-u", "-c"}), True),
+    "printf": (frozenset({"-v"}), frozenset(), False),
+    "test": (frozenset({"-v", "-R"}), frozenset(), False),
+    "[": (frozenset({"-v", "-R"}), frozenset(), False),
+    "unset": (frozenset(), frozenset(), True),
+    "getopts": (frozenset(), frozenset(), False),
+    "wait": (frozenset({"-p"}), frozenset(), False),
+    "export": (frozenset(), frozenset(), True),
+    "declare": (frozenset(), frozenset(), True),
+    "typeset": (frozenset(), frozenset(), True),
+    "local": (frozenset(), frozenset(), True),
+    "readonly": (frozenset(), frozenset(), True),
+}
 _WRITE_OPS = {">": ">", ">|": ">", "&>": ">", ">>": ">>", "&>>": ">>", "<>": ">", ">&": ">"}
 _HARMLESS_SINKS = frozenset({"/dev/null", "/dev/stdout", "/dev/stderr", "/dev/tty", "-"})
 _FIND_EXEC = frozenset({"-exec", "-execdir", "-ok", "-okdir"})
@@ -109,6 +141,8 @@ class Unit(NamedTuple):
     text: str
     # The command's name, literal; None for a redirection.
     name: str | None = None
+    # Why no allow rule allows it (it does more than its words: escapes); None: nothing.
+    risk: str | None = None
 
     @property
     def bare(self) -> str | None:
@@ -165,6 +199,10 @@ def _source(command: str, walk: _Walk, depth: int) -> None:
     root = tree_sitter.Parser(_BASH).parse(shape).root_node
     if root.has_error:
         walk.unread.append("the shell could not read it (a syntax error, or a form the parser does not know)")
+    for m in _OFFSET.finditer(command):
+        if any(c.isalpha() or c in "_$`" for c in m.group(1)):
+            walk.unread.append(escapes.ARITHMETIC)
+            break
     words.SOURCE.stack.append(data)
     try:
         _node(root, walk, depth)
@@ -174,14 +212,14 @@ def _source(command: str, walk: _Walk, depth: int) -> None:
 
 def _node(node: tree_sitter.Node, walk: _Walk, depth: int) -> None:
     kind = node.type
+    _form(node, walk)
     if kind == "command":
         _command(node, walk, depth)
     elif kind in ("declaration_command", "unset_command"):
-        walk.units.append(Unit(" ".join(words.word(c) for c in node.children), words.text(node.children[0])))
+        _declaration(node, walk, depth)
     elif kind == "variable_assignment":
-        name = node.child_by_field_name("name")
-        if name is not None and words.text(name) in _RISKY_VARS:
-            walk.units.append(Unit(words.word(node), None))
+        if node.parent is None or node.parent.type != "declaration_command":
+            _assignment(node, walk, depth, None)
     elif kind == "file_redirect":
         _redirect(node, walk)
     for child in node.children:
@@ -197,8 +235,124 @@ def _substitutions(node: tree_sitter.Node, walk: _Walk, depth: int) -> None:
     if node.type in ("command_substitution", "process_substitution", "file_redirect"):
         _node(node, walk, depth)
         return
+    _form(node, walk)
     for child in node.children:
         _substitutions(child, walk, depth)
+
+
+def _form(node: tree_sitter.Node, walk: _Walk) -> None:
+    """The shell's own forms that run code hidden in a variable's value
+    (:mod:`.escapes` says why each does)."""
+    kind = node.type
+    if kind in ("arithmetic_expansion", "c_style_for_statement") or (
+        kind == "compound_statement" and node.child_count and node.children[0].type == "(("
+    ):
+        if _evaluates(node):
+            walk.unread.append(escapes.ARITHMETIC)
+    elif kind == "binary_expression" and node.parent is not None and node.parent.type == "test_command":
+        if any(c.type == "test_operator" and words.text(c) in _ARITH_TESTS for c in node.children) and _evaluates(node):
+            walk.unread.append(escapes.ARITHMETIC)
+    elif kind == "unary_expression" and node.parent is not None and node.parent.type == "test_command":
+        op = next((words.text(c) for c in node.children if c.type == "test_operator"), "")
+        operand = node.children[-1] if node.child_count else None
+        if op in ("-v", "-R") and operand is not None and not _plain_name(words.literal(operand)):
+            walk.unread.append(escapes.NAME_AT_RUN_TIME)
+    elif kind == "subscript":
+        index = [c for c in node.children if c.type not in ("variable_name", "[", "]")]
+        if any(words.text(c) not in ("@", "*") and _evaluates(c) for c in index):
+            walk.unread.append(escapes.ARITHMETIC)
+    elif kind == "expansion":
+        types = [c.type for c in node.children]
+        if "@" in types and types[types.index("@") + 1 : types.index("@") + 2] == ["P"]:
+            walk.unread.append(escapes.PROMPT)
+        elif types[:2] == ["${", "!"] and not any(t in ("*", "@") for t in types[3:]) and not _keys(node):
+            walk.unread.append(escapes.INDIRECT)
+
+
+def _keys(node: tree_sitter.Node) -> bool:
+    """``${!a[@]}``: the keys of an array, not an indirection."""
+    sub = next((c for c in node.children if c.type == "subscript"), None)
+    return sub is not None and any(words.text(c) in ("@", "*") for c in sub.children)
+
+
+def _evaluates(node: tree_sitter.Node) -> bool:
+    """Whether arithmetic in ``node`` reads a variable (whose value bash
+    evaluates as arithmetic again) or an expansion; numbers and the
+    special parameters are safe."""
+    kind = node.type
+    if kind in ("command_substitution", "process_substitution"):
+        return False  # walked as a command of its own
+    if kind == "number":
+        return False
+    if kind in ("variable_name", "word"):
+        value = words.text(node)
+        return not _NUMBER.match(value) and value not in ("@", "*")
+    if kind in ("simple_expansion", "expansion"):
+        name = next((c for c in node.children if c.type in ("variable_name", "special_variable_name")), None)
+        return name is None or words.text(name) not in _SPECIAL or node.child_count > 3
+    if kind in ("string", "raw_string", "concatenation"):
+        lit = words.literal(node)
+        return lit is None or not _NUMBER.match(lit.strip())
+    return any(_evaluates(c) for c in node.children)
+
+
+def _plain_name(name: str | None) -> bool:
+    """A literal variable name without a subscript bash would evaluate."""
+    if name is None:
+        return False
+    rest = name.partition("[")[2]
+    return not rest or rest[:-1] in ("@", "*") or bool(_NUMBER.match(rest[:-1]))
+
+
+def _assignment(node: tree_sitter.Node, walk: _Walk, depth: int, carrier: list[str] | None) -> None:
+    """An assignment of a variable programs read and run (:mod:`.escapes`):
+    code the gate does not read is unread; a literal command is read as
+    one, and its carrier (``carrier``) does more than its words."""
+    name = node.child_by_field_name("name")
+    if name is None or name.type != "variable_name":
+        return
+    value_node = node.child_by_field_name("value")
+    value = words.literal(value_node) if value_node is not None else ""
+    _escape(escapes.assignment(words.text(name), value), walk, depth, carrier, words.word(node))
+
+
+def _escape(
+    found: escapes.Escape | None, walk: _Walk, depth: int, carrier: list[str] | None, shown: str | None = None
+) -> None:
+    if found is None:
+        return
+    if found.kind == "runs":
+        walk.unread.append(found.why)
+    else:
+        if carrier is not None:
+            carrier.append(found.why)
+        if found.command is not None:
+            _source(found.command, walk, depth + 1)
+    if shown is not None:
+        # Deny and ask rules still see the assignment itself (``PATH=*``).
+        walk.units.append(Unit(shown, None, found.why))
+
+
+def _declaration(node: tree_sitter.Node, walk: _Walk, depth: int) -> None:
+    """``export``, ``declare``, ``local``, ``readonly``, ``typeset``,
+    ``unset``: a unit of its own, its assignments checked like prefixes."""
+    why: list[str] = []
+    for child in node.children[1:]:
+        if child.type == "variable_assignment":
+            _assignment(child, walk, depth, why)
+            continue
+        lit = words.text(child) if child.type == "variable_name" else words.literal(child)
+        if lit is None:
+            walk.unread.append(escapes.NAME_AT_RUN_TIME)
+        elif lit.startswith(("-", "+")):
+            if "i" in lit[1:]:
+                walk.unread.append(escapes.INTEGER)
+        elif not _plain_name(lit):
+            walk.unread.append(escapes.ARITHMETIC)
+        else:
+            _escape(escapes.variable(lit), walk, depth, why)
+    text = " ".join(words.word(c) for c in node.children)
+    walk.units.append(Unit(text, words.text(node.children[0]), "; ".join(why) or None))
 
 
 def _command(node: tree_sitter.Node, walk: _Walk, depth: int) -> None:
@@ -206,30 +360,42 @@ def _command(node: tree_sitter.Node, walk: _Walk, depth: int) -> None:
     if name_node is None:
         return
     argv = [name_node, *node.children_by_field_name("argument")]
+    why: list[str] = []
     for assignment in (c for c in node.children if c.type == "variable_assignment"):
-        var = assignment.child_by_field_name("name")
-        if var is not None and (words.text(var) in _RISKY_VARS or words.text(var).startswith(("LD_", "DYLD_"))):
-            walk.units.append(Unit(words.word(assignment), None))
-    _argv([(words.literal(w), words.word(w)) for w in argv], walk, depth)
+        _assignment(assignment, walk, depth, why)
+    _argv([(words.literal(w), words.word(w), words.prefix(w)) for w in argv], walk, depth, why)
 
 
-def _argv(argv: list[tuple[str | None, str]], walk: _Walk, depth: int) -> None:
-    """One simple command given as (literal value or None, text) words."""
+def _argv(argv: list[Word], walk: _Walk, depth: int, why: list[str] | None = None) -> None:
+    """One simple command given as its words; ``why``: what its prefix
+    assignments make it do beyond its words."""
     if not argv:
         return
     name = argv[0][0]
     if name is None or not name or words.globbing(name):
         walk.unread.append(f"a command name the gate cannot know before it runs ({argv[0][1][:60]})")
-        walk.units.append(Unit(" ".join(t for _, t in argv), None))
+        walk.units.append(Unit(" ".join(t for _, t, _ in argv), None))
         return
-    walk.units.append(Unit(" ".join(lit if lit is not None else t for lit, t in argv), name))
     base = os.path.basename(name)
     rest = argv[1:]
+    risk = list(why or ())
+    for found in escapes.program(base, [escapes.Arg(lit, pre) for lit, _, pre in rest]):
+        _escape(found, walk, depth, risk)
+    if base in ("env", "sudo", "doas"):
+        for lit, _, _ in _leading_assignments(rest):
+            var, _, value = lit.partition("=")
+            _escape(escapes.assignment(var, value), walk, depth, risk)
+    if base in _NAME_BUILTINS:
+        _names(base, rest, walk)
+    if base == "let" and any(lit is None or any(c.isalpha() or c == "_" for c in lit) for lit, _, _ in rest):
+        walk.unread.append(escapes.ARITHMETIC)
+    text = " ".join(lit if lit is not None else t for lit, t, _ in argv)
+    walk.units.append(Unit(text, name, "; ".join(dict.fromkeys(risk)) or None))
     if base in _SHELLS:
         _shell_c(rest, walk, depth)
     elif base == "eval":
-        if all(lit is not None for lit, _ in rest):
-            _source(" ".join(lit or "" for lit, _ in rest), walk, depth + 1)
+        if all(lit is not None for lit, _, _ in rest):
+            _source(" ".join(lit or "" for lit, _, _ in rest), walk, depth + 1)
         else:
             walk.unread.append("eval of text built at run time")
     elif base == "find":
@@ -237,8 +403,8 @@ def _argv(argv: list[tuple[str | None, str]], walk: _Walk, depth: int) -> None:
     elif base == "watch":
         inner = _skip_options(rest, frozenset({"-n", "--interval", "-d"}), 0)
         if inner:
-            if all(lit is not None for lit, _ in inner):
-                _source(" ".join(lit or "" for lit, _ in inner), walk, depth + 1)
+            if all(lit is not None for lit, _, _ in inner):
+                _source(" ".join(lit or "" for lit, _, _ in inner), walk, depth + 1)
             else:
                 walk.unread.append("watch of text built at run time")
     elif base in _WRAPPERS:
@@ -248,9 +414,54 @@ def _argv(argv: list[tuple[str | None, str]], walk: _Walk, depth: int) -> None:
             _argv(inner, walk, depth + 1)
 
 
+def _leading_assignments(argv: list[Word]) -> list[tuple[str, str, str | None]]:
+    """The ``NAME=value`` words ``env`` or ``sudo`` sets before its command."""
+    out = []
+    for lit, text, pre in argv:
+        if lit is None:
+            break
+        if lit.startswith("-"):
+            continue
+        if "=" not in lit or lit.startswith("="):
+            break
+        out.append((lit, text, pre))
+    return out
+
+
+def _names(base: str, argv: list[Word], walk: _Walk) -> None:
+    """The variable names a builtin is given: one only known at run time,
+    or with a subscript that is not a number, runs what bash evaluates."""
+    name_opts, value_opts, all_names = _NAME_BUILTINS[base]
+    i = 0
+    while i < len(argv):
+        lit = argv[i][0]
+        if lit in name_opts:
+            if i + 1 < len(argv) and not _plain_name(argv[i + 1][0]):
+                walk.unread.append(escapes.NAME_AT_RUN_TIME)
+            i += 2
+            continue
+        if lit in value_opts:
+            i += 2
+            continue
+        if lit is not None and lit.startswith("-") and len(lit) > 1:
+            if base in ("mapfile", "readarray") and "C" in lit:
+                walk.unread.append("mapfile -C runs the callback it is given")
+            if base in ("declare", "typeset", "local", "export", "readonly") and "i" in lit[1:]:
+                walk.unread.append(escapes.INTEGER)
+            i += 1
+            continue
+        if all_names:
+            name = lit.partition("=")[0] if lit is not None else None
+            if not _plain_name(name):
+                walk.unread.append(escapes.NAME_AT_RUN_TIME)
+            elif name is not None and escapes.variable(name) is not None and base in ("read", "mapfile", "readarray"):
+                walk.unread.append(f"{base} sets {name} to what it reads")
+        i += 1
+
+
 def _skip_options(
-    argv: list[tuple[str | None, str]], value_opts: frozenset[str], positionals: int, assignments: bool = False
-) -> list[tuple[str | None, str]]:
+    argv: list[Word], value_opts: frozenset[str], positionals: int, assignments: bool = False
+) -> list[Word]:
     i = 0
     while i < len(argv):
         lit = argv[i][0]
@@ -267,7 +478,7 @@ def _skip_options(
     return argv[i + positionals :]
 
 
-def _shell_c(argv: list[tuple[str | None, str]], walk: _Walk, depth: int) -> None:
+def _shell_c(argv: list[Word], walk: _Walk, depth: int) -> None:
     i = 0
     while i < len(argv):
         lit = argv[i][0]
@@ -288,7 +499,7 @@ def _shell_c(argv: list[tuple[str | None, str]], walk: _Walk, depth: int) -> Non
         i += 1
 
 
-def _find_exec(argv: list[tuple[str | None, str]], walk: _Walk, depth: int) -> None:
+def _find_exec(argv: list[Word], walk: _Walk, depth: int) -> None:
     i = 0
     while i < len(argv):
         if argv[i][0] in _FIND_EXEC:

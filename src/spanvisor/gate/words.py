@@ -56,6 +56,34 @@ def literal(node: tree_sitter.Node) -> str | None:
     return None
 
 
+def prefix(node: tree_sitter.Node) -> str | None:
+    """What a word that is not literal certainly starts with, as one word
+    (``"--message=$x"``: ``--message=``; ``"fix: $(date)"``: ``fix: ``);
+    None when nothing is known of its start, or when an unquoted expansion
+    in it may split it into more words (``foo$x``: x may be `` --output=y``)."""
+    parts = list(node.children) if node.type == "concatenation" else [node]
+    known: list[str] = []
+    for i, part in enumerate(parts):
+        value = literal(part)
+        if value is not None:
+            known.append(value)
+            continue
+        if part.type != "string":
+            return None  # an unquoted expansion: it may split
+        inner = [c for c in part.children if c.type != '"']
+        lead = []
+        for c in inner:
+            if c.type != "string_content":
+                break
+            lead.append(unescape_dq(text(c)))
+        known.append("".join(lead))
+        if any(p.type not in ("string", "raw_string", "word") for p in parts[i + 1 :]):
+            return None
+        break
+    start = "".join(known)
+    return start or None
+
+
 def braces(text: str) -> bool:
     """Whether bash would brace-expand ``text`` (``{rm,-rf,/}`` runs rm)."""
     start = text.find("{")
@@ -97,4 +125,4 @@ def unescape_dq(text: str) -> str:
     return unescape(text, '$`"\\\n')
 
 
-__all__ = ["SOURCE", "braces", "globbing", "literal", "text", "word"]
+__all__ = ["SOURCE", "braces", "globbing", "literal", "prefix", "text", "word"]

@@ -1,0 +1,685 @@
+"""What an allow rule does not allow: the forms by which a simple command
+does more than its words say.
+
+An allow rule such as ``git *`` or ``find *`` is written for what those
+programs usually do: read. But many programs run code, or write files,
+when given one option (``git -c core.pager='sh -c …' log``, ``git diff
+--output=~/.bashrc``, ``find -delete``, ``sed 'e …'``, ``tar
+--to-command=…``), or when the environment names a program or a library
+for them (``GIT_SSH_COMMAND=…``, ``LD_PRELOAD=…``, ``PAGER=…``). A team
+that allowed ``git *`` did not mean to allow ``git`` to run anything. So
+an allow rule allows a simple command only when it is literal enough to be
+read, and none of the forms in this table is: a call that uses one is at
+least asked about, never allowed. This is the one table of them (the
+shell's own forms, such as arithmetic, are found by :mod:`.shell`, which
+takes their reasons from here). It is a deny-list of the forms known to
+escape (GTFOBins-style knowledge of the programs people allow most), kept
+here so that it can be maintained in one place.
+
+Two kinds, because they need different answers:
+
+* ``runs``: the command runs code the gate does not read (a config value,
+  a library, a sed or awk program's ``e``/``system``, arithmetic that
+  evaluates ``a[$(…)]``). It could be any command, so it is decided as an
+  unreadable command: as strictly as the strictest rule that could match
+  any command (:meth:`spanvisor.gate.policy.Policy.decide`).
+* ``does``: the command does more than its words, but the gate can say
+  what (it writes a named file, deletes files, runs a command the gate
+  reads but with arguments only known at run time, runs the package's
+  own scripts): an allow becomes an ask; deny and ask rules apply as usual.
+
+Where the code an option or variable runs is a literal shell command
+(``GIT_PAGER=cat``, ``rsync -e ssh``), it is read as one (``command``):
+its own simple commands are decided too, and the carrier is ``does``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+Kind = Literal["runs", "does"]
+
+# Reasons for the shell's own forms, found by :mod:`.shell`.
+ARITHMETIC = (
+    "arithmetic evaluates a variable's value as an expression, and a[$(…)] in it runs a command "
+    "($((x)), $[x], ((x)), for ((…)), [[ x -eq y ]], let, a[$i], ${s:$n})"
+)
+INDIRECT = "an indirect expansion (${!x}) evaluates the name it reads, and a[$(…)] in it runs a command"
+PROMPT = "a prompt expansion (${x@P}) runs the command substitutions in the variable's value"
+NAME_AT_RUN_TIME = "a variable name only known at run time (bash evaluates a[$(…)] in it)"
+INTEGER = "an integer variable (declare -i) evaluates every value assigned to it as arithmetic"
+
+
+@dataclass(frozen=True)
+class Escape:
+    """One way a command does more than its words: ``kind`` (``runs``:
+    code the gate does not read; ``does``: more than its words, known),
+    why, in words a person reads, and the literal shell command it runs,
+    when there is one (read as a command of its own)."""
+
+    kind: Kind
+    why: str
+    command: str | None = None
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One argument: its value when literal; else the literal text it
+    certainly starts with as one word (``"--message=$x"``), or None when
+    an expansion may split it into words or start it (it may be any option)."""
+
+    literal: str | None
+    prefix: str | None = None
+
+    @property
+    def start(self) -> str | None:
+        """What the argument is known to start with, as one word."""
+        return self.literal if self.literal is not None else self.prefix
+
+
+# --- the environment ----------------------------------------------------------
+
+# Variables whose value is a command line a program runs (read as one when literal).
+_COMMAND_VARS = frozenset(
+    {
+        "GIT_SSH_COMMAND",
+        "GIT_SSH",
+        "GIT_PAGER",
+        "GIT_EDITOR",
+        "GIT_SEQUENCE_EDITOR",
+        "GIT_EXTERNAL_DIFF",
+        "GIT_ASKPASS",
+        "GIT_PROXY_COMMAND",
+        "SSH_ASKPASS",
+        "SUDO_ASKPASS",
+        "PAGER",
+        "MANPAGER",
+        "SYSTEMD_PAGER",
+        "EDITOR",
+        "VISUAL",
+        "FCEDIT",
+        "BROWSER",
+        "RSYNC_RSH",
+        "CVS_RSH",
+        "LESSOPEN",
+        "LESSCLOSE",
+        "PROMPT_COMMAND",
+        "SHELL",
+        "CC",
+        "CXX",
+    }
+)
+# Variables whose value makes a program load or run code the gate cannot read.
+_CODE_VARS = frozenset(
+    {
+        "PATH",
+        "IFS",
+        "BASH_ENV",
+        "ENV",
+        "SHELLOPTS",
+        "BASHOPTS",
+        "PS0",
+        "PS1",
+        "PS2",
+        "PS3",
+        "PS4",
+        "CDPATH",
+        "GLOBIGNORE",
+        "HOME",  # ~/.gitconfig, ~/.bashrc and the rest are read from it
+        "XDG_CONFIG_HOME",
+        "ZDOTDIR",
+        "PYTHONSTARTUP",
+        "PYTHONPATH",
+        "PYTHONHOME",
+        "PYTHONBREAKPOINT",
+        "PYTHONINSPECT",
+        "PERL5OPT",
+        "PERL5LIB",
+        "PERLLIB",
+        "PERL5DB",
+        "RUBYOPT",
+        "RUBYLIB",
+        "NODE_OPTIONS",
+        "NODE_PATH",
+        "JAVA_TOOL_OPTIONS",
+        "_JAVA_OPTIONS",
+        "JDK_JAVA_OPTIONS",
+        "CLASSPATH",
+        "GIT_CONFIG",
+        "GIT_CONFIG_PARAMETERS",
+        "GIT_EXEC_PATH",
+        "GIT_TEMPLATE_DIR",
+        "GIT_DIR",
+        "GCONV_PATH",
+        "GLIBC_TUNABLES",
+        "OPENSSL_CONF",
+        "VIMINIT",
+        "EXINIT",
+        "TAR_OPTIONS",
+        "LESSKEY",
+    }
+)
+# Prefixes of such variables (GIT_CONFIG_KEY_0, LD_PRELOAD, BASH_FUNC_ls%%, npm_config_script_shell).
+_CODE_PREFIXES = ("LD_", "DYLD_", "GIT_CONFIG_", "BASH_FUNC_", "npm_config_", "NPM_CONFIG_", "PIP_")
+
+
+def variable(name: str) -> Escape | None:
+    """Why assigning ``name`` (``NAME=… cmd``, ``export NAME=…``, ``env
+    NAME=… cmd``) changes what a program runs; None when it does not."""
+    if name in _COMMAND_VARS:
+        return Escape("runs", f"{name} names a command a program runs")
+    if name in _CODE_VARS or name.startswith(_CODE_PREFIXES):
+        return Escape("runs", f"{name} makes programs load or run code the gate does not read")
+    return None
+
+
+def assignment(name: str, value: str | None) -> Escape | None:
+    """An assignment's escape: a literal command in a command variable is
+    read as a command (the assignment then does more than its words);
+    anything else in the table runs code the gate does not read."""
+    found = variable(name)
+    if found is None:
+        return None
+    if name in _COMMAND_VARS and value is not None and value.strip():
+        return Escape("does", found.why, value)
+    return found
+
+
+# --- programs -----------------------------------------------------------------
+
+Check = Callable[[Sequence[Arg]], list[Escape]]
+_ANY_OPTION = "an argument only known at run time may be one of {name}'s options that {what}"
+
+
+def _opt(arg: Arg, *names: str) -> str | None:
+    """The option ``arg`` is, of ``names`` (``--output=x``, ``-o``, ``-ox``
+    for a one-letter one); None when it is none of them."""
+    start = arg.start
+    if start is None:
+        return None
+    for name in names:
+        if start == name or (name.startswith("--") and start.startswith(name + "=")):
+            return name
+        if len(name) == 2 and not name.startswith("--") and start.startswith(name) and not start.startswith("--"):
+            return name
+    return None
+
+
+def _value(args: Sequence[Arg], i: int, name: str) -> str | None:
+    """The literal value of option ``name`` at ``args[i]`` (joined, after
+    ``=``, or the next argument)."""
+    start = args[i].literal
+    if start is None:
+        return None
+    if start.startswith(name + "=") and name.startswith("--"):
+        return start[len(name) + 1 :]
+    if len(start) > len(name) and not name.startswith("--"):
+        return start[len(name) :]
+    return args[i + 1].literal if i + 1 < len(args) else None
+
+
+def _unknown(name: str, args: Sequence[Arg], value_opts: frozenset[str], what: str, kind: Kind) -> list[Escape]:
+    """An argument that may be any option: built at run time, not the value
+    of an option before it that takes one."""
+    for i, arg in enumerate(args):
+        if arg.start is None and not (i > 0 and args[i - 1].literal in value_opts):
+            if any(a.literal == "--" for a in args[:i]):
+                return []
+            return [Escape(kind, _ANY_OPTION.format(name=name, what=what))]
+    return []
+
+
+_GIT_VALUE_OPTS = frozenset(
+    {"-m", "--message", "-F", "--file", "--author", "--date", "-b", "-B", "--branch", "-C", "--format", "--pretty"}
+)
+# git subcommands whose options may name a command they run.
+_GIT_RUNNERS = frozenset({"fetch", "pull", "clone", "push", "ls-remote", "archive", "difftool", "grep", "rebase"})
+_GIT_CONFIG_READS = frozenset(
+    {
+        "--get",
+        "--get-all",
+        "--get-regexp",
+        "--list",
+        "-l",
+        "get",
+        "list",
+        "--show-origin",
+        "--show-scope",
+        "--get-urlmatch",
+    }
+)
+
+
+def _git(args: Sequence[Arg]) -> list[Escape]:
+    out: list[Escape] = []
+    sub: str | None = None
+    for i, arg in enumerate(args):
+        if sub is None:
+            opt = _opt(arg, "-c", "--config-env", "--exec-path")
+            if opt == "--exec-path" and arg.start == "--exec-path":
+                continue  # prints the path, runs nothing
+            if opt is not None:
+                out.append(Escape("runs", f"git {opt} sets what git runs (a pager, an alias, core.sshCommand, …)"))
+                continue
+            if arg.literal is not None and not arg.literal.startswith("-"):
+                if i > 0 and args[i - 1].literal in ("-C", "--git-dir", "--work-tree", "--namespace"):
+                    continue
+                sub = arg.literal
+            continue
+        if _opt(arg, "--output", "--output-directory") or (sub == "format-patch" and _opt(arg, "-o")):
+            out.append(Escape("does", f"git {sub} writes a file its option names"))
+        if sub == "archive" and _opt(arg, "-o"):
+            out.append(Escape("does", "git archive writes a file its option names"))
+        if sub in _GIT_RUNNERS and _opt(
+            arg, "--upload-pack", "--receive-pack", "--exec", "--extcmd", "--open-files-in-pager", "-O", "-x"
+        ):
+            out.append(Escape("runs", f"git {sub} runs the command its option names"))
+        if sub in ("clone", "submodule") and _opt(arg, "--config", "--template", "-c"):
+            out.append(Escape("runs", f"git {sub} sets what git runs (config, templates with hooks)"))
+    if sub in ("submodule",) and any(a.literal == "foreach" for a in args):
+        out.append(Escape("runs", "git submodule foreach runs the command it is given"))
+    if sub == "bisect" and any(a.literal == "run" for a in args):
+        out.append(Escape("runs", "git bisect run runs the command it is given"))
+    if sub == "filter-branch":
+        out.append(Escape("runs", "git filter-branch runs the filters it is given"))
+    if sub == "config" and not any(a.literal in _GIT_CONFIG_READS for a in args):
+        out.append(Escape("does", "git config sets what git runs later (a pager, an alias, a hook path)"))
+    return out + _unknown("git", args, _GIT_VALUE_OPTS, "run code or write files", "runs")
+
+
+_FIND_RUNS = ("-exec", "-execdir", "-ok", "-okdir")
+_FIND_WRITES = ("-delete", "-fprint", "-fprint0", "-fprintf", "-fls")
+
+
+def _find(args: Sequence[Arg]) -> list[Escape]:
+    out = []
+    for arg in args:
+        if arg.literal in _FIND_RUNS:
+            out.append(Escape("does", f"find {arg.literal} runs a command on every file found"))
+        elif arg.literal in _FIND_WRITES:
+            out.append(Escape("does", f"find {arg.literal} deletes or writes files"))
+    return out + _unknown("find", args, frozenset({"-name", "-iname", "-path", "-type"}), "run or delete", "runs")
+
+
+def _tar(args: Sequence[Arg]) -> list[Escape]:
+    out = []
+    for i, arg in enumerate(args):
+        opt = _opt(
+            arg,
+            "--to-command",
+            "--checkpoint-action",
+            "--use-compress-program",
+            "--info-script",
+            "--new-volume-script",
+            "--rsh-command",
+            "--rmt-command",
+            "-I",
+            "-F",
+        )
+        if opt is not None:
+            out.append(Escape("runs", f"tar {opt} runs the command it names"))
+        elif i == 0 and arg.literal is not None and not arg.literal.startswith("-") and "I" in arg.literal:
+            out.append(Escape("runs", "tar I runs the compression program it names"))
+    return out + _unknown("tar", args, frozenset({"-f", "--file", "-C", "--directory"}), "run commands", "runs")
+
+
+def _rsync(args: Sequence[Arg]) -> list[Escape]:
+    out = []
+    for i, arg in enumerate(args):
+        start = arg.start or ""
+        if _opt(arg, "--rsh", "--rsync-path") or (
+            start.startswith("-") and not start.startswith("--") and "e" in start[1:]
+        ):
+            name = "--rsync-path" if _opt(arg, "--rsync-path") else "-e"
+            value = _value(args, i, "--rsh") if _opt(arg, "--rsh") else None
+            if name == "-e" and not _opt(arg, "--rsh"):
+                at = start.index("e", 1)
+                value = start[at + 1 :] or (args[i + 1].literal if i + 1 < len(args) else None)
+            if name == "-e" and value:
+                out.append(Escape("does", "rsync -e runs the remote shell it names", value))
+            else:
+                out.append(Escape("runs", f"rsync {name} runs the command it names"))
+    return out + _unknown("rsync", args, frozenset(), "run commands", "runs")
+
+
+_SSH_RUN_OPTIONS = re.compile(r"^\s*(proxycommand|localcommand|permitlocalcommand|knownhostscommand)\b", re.I)
+
+
+def _ssh(args: Sequence[Arg]) -> list[Escape]:
+    out = []
+    for i, arg in enumerate(args):
+        start = arg.start or ""
+        if start == "-o" or (start.startswith("-o") and len(start) > 2):
+            value = start[2:] if len(start) > 2 else (args[i + 1].literal if i + 1 < len(args) else None)
+            if value is None or _SSH_RUN_OPTIONS.match(value):
+                out.append(Escape("runs", "ssh -o ProxyCommand/LocalCommand runs the command it names"))
+        elif _opt(arg, "-F", "-S") or start.startswith("-F"):
+            out.append(Escape("runs", "ssh -F reads a config file that may name commands it runs"))
+    return out + _unknown("ssh", args, frozenset({"-p", "-l", "-i"}), "run commands", "runs")
+
+
+def _scp(args: Sequence[Arg]) -> list[Escape]:
+    out = [Escape("runs", "scp/sftp -S runs the program it names") for a in args if _opt(a, "-S", "-D")]
+    return out + _ssh(args)
+
+
+# sed: the commands and s/// flags that run or write (GNU sed's e, w, W).
+def _sed_script_escapes(script: str) -> list[Escape]:
+    if _sed_runs(script):
+        return [Escape("runs", "a sed program with e, w or W runs a command or writes a file")]
+    return []
+
+
+def _sed_runs(script: str) -> bool:
+    """Whether a sed program may use ``e`` (run), ``w``/``W`` (write) or
+    ``r``-less forms of them in ``s///`` flags. Read command by command;
+    anything it cannot follow counts as running."""
+    i, n = 0, len(script)
+    while i < n:
+        ch = script[i]
+        if ch in " \t\n;{}!,0123456789$+~":
+            i += 1
+            continue
+        if ch in "/\\":  # an address /re/ or \cREc
+            delim = script[i + 1] if ch == "\\" and i + 1 < n else "/"
+            i = _past(script, i + (2 if ch == "\\" else 1), delim)
+            if i < 0:
+                return True
+            while i < n and script[i] in "IM":
+                i += 1
+            continue
+        if ch in "ewW":
+            return True
+        if ch in "sy":
+            if i + 1 >= n:
+                return True
+            delim = script[i + 1]
+            if delim in "\n\\":
+                return True
+            i = _past(script, i + 2, delim)
+            if i < 0:
+                return True
+            i = _past(script, i, delim)
+            if i < 0:
+                return True
+            if ch == "s":
+                while i < n and script[i] not in ";\n}":
+                    if script[i] in "ewW":
+                        return True
+                    i += 1
+            continue
+        if ch in "aic":  # text to the end of the line
+            end = script.find("\n", i)
+            i = n if end < 0 else end + 1
+            continue
+        if ch in "rRbtTqQlL:#vzFdDgGhHnNpPx=":
+            if ch in "rRbtT:#v":  # a label, a file to read or a comment: to the end of the line or ;
+                while i < n and script[i] not in "\n" + (";" if ch not in "#:" else ""):
+                    i += 1
+                continue
+            i += 1
+            continue
+        return True
+    return False
+
+
+def _past(text: str, i: int, delim: str) -> int:
+    """The index just past the next unescaped ``delim`` from ``i``; -1 if none."""
+    while i < len(text):
+        if text[i] == "\\":
+            i += 2
+            continue
+        if text[i] == delim:
+            return i + 1
+        i += 1
+    return -1
+
+
+def _sed(args: Sequence[Arg]) -> list[Escape]:
+    out: list[Escape] = []
+    scripts: list[str] = []
+    script_given = False
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        lit = arg.literal
+        if lit is None:
+            if i > 0 and args[i - 1].literal in ("-e", "--expression"):
+                return [Escape("runs", "a sed program built at run time may run a command")]
+            if not script_given and arg.prefix is None:
+                return [Escape("runs", "a sed program built at run time may run a command")]
+            i += 1
+            continue
+        if lit in ("-e", "--expression") and i + 1 < len(args):
+            nxt = args[i + 1].literal
+            if nxt is None:
+                return [Escape("runs", "a sed program built at run time may run a command")]
+            scripts.append(nxt)
+            script_given = True
+            i += 2
+            continue
+        if lit.startswith("--expression="):
+            scripts.append(lit.split("=", 1)[1])
+            script_given = True
+        elif _opt(arg, "-f", "--file"):
+            out.append(Escape("runs", "sed -f reads a program that may run a command"))
+            script_given = True
+        elif _opt(arg, "-i", "--in-place") or (lit.startswith("-") and not lit.startswith("--") and "i" in lit):
+            out.append(Escape("does", "sed -i writes the files it reads"))
+        elif not lit.startswith("-") and not script_given:
+            scripts.append(lit)
+            script_given = True
+        i += 1
+    for script in scripts:
+        out += _sed_script_escapes(script)
+    return out
+
+
+_AWK_RUNS = re.compile(r"\bsystem\s*\(|(?<!\|)\|(?!\|)|@load|@include")
+_AWK_WRITES = re.compile(r"\bprintf?\b[^;}\n]*>")
+
+
+def _awk(args: Sequence[Arg]) -> list[Escape]:
+    out: list[Escape] = []
+    program_seen = False
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+            continue
+        lit = arg.literal
+        if lit is None:
+            if not program_seen:
+                return [Escape("runs", "an awk program built at run time may run a command")]
+            continue
+        if _opt(arg, "-f", "--file", "-i", "--include", "-l", "--load", "-E", "--exec"):
+            out.append(Escape("runs", "awk reads a program from a file, which may run a command"))
+            program_seen = True
+            skip = lit in ("-f", "--file", "-i", "--include", "-l", "--load", "-E", "--exec")
+            continue
+        if lit in ("-v", "--assign", "-F", "--field-separator"):
+            skip = True
+            continue
+        if lit.startswith("-") and not program_seen:
+            continue
+        if not program_seen:
+            program_seen = True
+            if _AWK_RUNS.search(lit):
+                out.append(Escape("runs", "an awk program with system() or a pipe runs a command"))
+            elif _AWK_WRITES.search(lit):
+                out.append(Escape("does", "an awk program that prints to a file writes it"))
+    return out
+
+
+def _pager(name: str) -> Check:
+    def check(args: Sequence[Arg]) -> list[Escape]:
+        return [Escape("runs", f"{name} runs the commands typed at it (!cmd) and its input filters")]
+
+    return check
+
+
+def _env(args: Sequence[Arg]) -> list[Escape]:
+    for arg in args:
+        if _opt(arg, "-S", "--split-string") or (arg.start or "").startswith("-S"):
+            return [Escape("runs", "env -S splits a string into the command it runs")]
+        if arg.literal is not None and not arg.literal.startswith("-") and "=" not in arg.literal:
+            break
+    return []
+
+
+def _xargs(args: Sequence[Arg]) -> list[Escape]:
+    return [Escape("does", "xargs runs its command with arguments read at run time")]
+
+
+# Package managers: what does not run the package's scripts (install, run,
+# test and the rest run code from package.json, setup.py, …).
+_PACKAGE_READS: dict[str, frozenset[str]] = {
+    "npm": frozenset(
+        {"ls", "list", "ll", "la", "view", "v", "info", "show", "outdated", "help", "search", "whoami", "explain"}
+        | {"why", "query", "ping", "prefix", "root", "bin", "--version", "-v", "-h", "--help", "audit", "doctor"}
+    ),
+    "pnpm": frozenset({"ls", "list", "why", "outdated", "view", "info", "help", "--version", "-v", "audit"}),
+    "yarn": frozenset({"info", "list", "why", "outdated", "help", "--version", "-v", "audit"}),
+    "bun": frozenset({"--version", "-v", "--help", "pm"}),
+    "pip": frozenset({"list", "show", "freeze", "check", "help", "--version", "-V", "search", "index", "inspect"}),
+}
+
+
+def _package(name: str) -> Check:
+    reads = _PACKAGE_READS[name]
+
+    def check(args: Sequence[Arg]) -> list[Escape]:
+        sub = next((a for a in args if a.literal is None or not a.literal.startswith("-")), None)
+        if sub is None:
+            if name == "yarn" and not any(a.literal in reads for a in args):
+                return [Escape("does", "yarn alone installs, running the packages' scripts")]
+            return []  # its help or version
+        if sub.literal in reads and not any(a.literal == "fix" for a in args):
+            return []
+        shown = sub.literal if sub.literal is not None else "…"
+        return [Escape("does", f"{name} {shown} may run the package's own scripts (install, run, test, …)")]
+
+    return check
+
+
+def _runner(name: str) -> Check:
+    def check(args: Sequence[Arg]) -> list[Escape]:
+        return [Escape("does", f"{name} downloads and runs a package")]
+
+    return check
+
+
+def _python(args: Sequence[Arg]) -> list[Escape]:
+    for i, arg in enumerate(args):
+        if arg.literal == "-m" and i + 1 < len(args) and args[i + 1].literal in ("pip", "pip3"):
+            return _package("pip")(args[i + 2 :])
+        if arg.literal is None or not arg.literal.startswith("-"):
+            break
+    return []
+
+
+def _output(name: str, *options: str) -> Check:
+    def check(args: Sequence[Arg]) -> list[Escape]:
+        found = next((o for a in args if (o := _opt(a, *options)) is not None), None)
+        return [Escape("does", f"{name} {found} writes the file it names")] if found else []
+
+    return check
+
+
+def _runs_option(name: str, *options: str) -> Check:
+    def check(args: Sequence[Arg]) -> list[Escape]:
+        found = next((o for a in args if (o := _opt(a, *options)) is not None), None)
+        return [Escape("runs", f"{name} {found} runs the program it names")] if found else []
+
+    return check
+
+
+PROGRAMS: dict[str, Check] = {
+    "git": _git,
+    "find": _find,
+    "tar": _tar,
+    "gtar": _tar,
+    "bsdtar": _tar,
+    "rsync": _rsync,
+    "ssh": _ssh,
+    "scp": _scp,
+    "sftp": _scp,
+    "sed": _sed,
+    "gsed": _sed,
+    "awk": _awk,
+    "gawk": _awk,
+    "mawk": _awk,
+    "nawk": _awk,
+    "less": _pager("less"),
+    "more": _pager("more"),
+    "most": _pager("most"),
+    "pg": _pager("pg"),
+    "vi": _pager("vi"),
+    "vim": _pager("vim"),
+    "nvim": _pager("nvim"),
+    "view": _pager("view"),
+    "ex": _pager("ex"),
+    "ed": _pager("ed"),
+    "env": _env,
+    "xargs": _xargs,
+    "npm": _package("npm"),
+    "pnpm": _package("pnpm"),
+    "yarn": _package("yarn"),
+    "bun": _package("bun"),
+    "pip": _package("pip"),
+    "pip3": _package("pip"),
+    "python": _python,
+    "python3": _python,
+    "npx": _runner("npx"),
+    "pnpx": _runner("pnpx"),
+    "bunx": _runner("bunx"),
+    "curl": _output(
+        "curl",
+        "-o",
+        "--output",
+        "-O",
+        "--remote-name",
+        "--remote-name-all",
+        "-D",
+        "--dump-header",
+        "-c",
+        "--cookie-jar",
+        "--trace",
+        "--trace-ascii",
+        "-K",
+        "--config",
+    ),
+    "wget": _output(
+        "wget", "-O", "--output-document", "-o", "--output-file", "-a", "--append-output", "-e", "--execute"
+    ),
+    "sort": _output("sort", "-o", "--output", "--compress-program"),
+    "rg": _runs_option("rg", "--pre"),
+    "man": _runs_option("man", "-P", "--pager", "-H", "--html"),
+    "zip": _runs_option("zip", "-TT", "--unzip-command"),
+}
+
+
+def program(name: str, args: Sequence[Arg]) -> list[Escape]:
+    """What the simple command ``name args…`` does beyond its words (its
+    base name looked up: ``/usr/bin/git`` is ``git``)."""
+    check = PROGRAMS.get(name)
+    return check(args) if check is not None else []
+
+
+__all__ = [
+    "ARITHMETIC",
+    "INDIRECT",
+    "INTEGER",
+    "NAME_AT_RUN_TIME",
+    "PROGRAMS",
+    "PROMPT",
+    "Arg",
+    "Escape",
+    "Kind",
+    "assignment",
+    "program",
+    "variable",
+]
