@@ -4,6 +4,11 @@
 false while the journal replays at start, while draining at shutdown, and
 whenever the pipeline says a sink is not started or a durable sink (the
 database) is unreachable. ``/healthz`` only says the process answers.
+
+Every route checks ``Host`` and ``Origin`` (:mod:`.browser_guard`): Slack's
+signed form posts come here, so no JSON content type is required, but a
+page in a browser cannot reach ``/metrics`` or Slack's routes through DNS
+rebinding. Behind a proxy, name the public host in SPANVISOR_ALLOWED_HOSTS.
 """
 
 from __future__ import annotations
@@ -14,16 +19,25 @@ from typing import Any
 
 from aiohttp import web
 
+from spanvisor.receiver import browser_guard
+from spanvisor.receiver.browser_guard import HostPolicy
 from spanvisor.receiver.ingest import Ingest
 from spanvisor.sink import AdminHandler
 
 
-def make_app(ingest: Ingest, extra_ready: Callable[[], tuple[bool, str]], extra: Sequence[Any] = ()) -> web.Application:
+def make_app(
+    ingest: Ingest,
+    extra_ready: Callable[[], tuple[bool, str]],
+    extra: Sequence[Any] = (),
+    hosts: HostPolicy | None = None,
+) -> web.Application:
     """The admin app: health and readiness, plus the routes the running sinks
     serve (``Sink.admin_routes()``: the Prometheus sink's ``/metrics``, the
     Slack sink's ``/slack/interactions`` and ``/slack/commands``), then those
     of ``extra`` (objects with ``admin_routes()`` that take no events: the
-    self-metrics ``serve`` shows when the Prometheus sink does not run)."""
+    self-metrics ``serve`` shows when the Prometheus sink does not run).
+    ``hosts``: the names a request may give in ``Host`` (loopback names and
+    addresses only without it)."""
 
     async def healthz(request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
@@ -65,7 +79,7 @@ def make_app(ingest: Ingest, extra_ready: Callable[[], tuple[bool, str]], extra:
             return await no_metrics(request)
         return web.Response(status=404, text=f"no such path on the admin port: {request.path}\n")
 
-    app = web.Application()
+    app = web.Application(middlewares=[browser_guard.middleware(hosts or HostPolicy())])
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_route("*", "/{tail:.*}", dispatch)

@@ -23,7 +23,9 @@ shared one.
 
 While the state store is unavailable every route answers 503 with
 ``Retry-After`` and a JSON body naming the cause; anything else that fails
-is a JSON 500 (:mod:`spanvisor.receiver.control_errors`).
+is a JSON 500 (:mod:`spanvisor.receiver.control_errors`). A body nested
+deeper than :data:`spanvisor.receiver.json_body.MAX_DEPTH` is a 400, and a
+query value that is not a finite number where one is asked for too.
 
 docs/reference/interventions.md has examples of each.
 """
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -49,9 +52,11 @@ from spanvisor.control.log import decision_to_dict
 from spanvisor.control.oidc import TokenRefused
 from spanvisor.control.people import from_config as people_of
 from spanvisor.events import Decision, TaskView
-from spanvisor.receiver import grants_api, hook_http, permit_api, policy_api
+from spanvisor.receiver import browser_guard, grants_api, hook_http, permit_api, policy_api
+from spanvisor.receiver.browser_guard import HostPolicy
 from spanvisor.receiver.control_errors import ControlFailures
 from spanvisor.receiver.control_views import approval_json, budget_json, open_json, votes_json
+from spanvisor.receiver.json_body import BadJson, read_json
 from spanvisor.receiver.proof import as_decided, break_glass_refusal, prove, refused
 from spanvisor.stream import sse
 
@@ -105,7 +110,9 @@ def _number(raw: str | None, what: str, default: float, lo: float, hi: float | N
         n = float(raw)
     except ValueError:
         raise _Bad(f"{what} must be a number, not {raw[:40]!r}") from None
-    if not (n >= lo):  # also NaN
+    if not math.isfinite(n):  # inf would pass the bounds and fail later (int(inf))
+        raise _Bad(f"{what} must be a finite number")
+    if not (n >= lo):
         raise _Bad(f"{what} must be at least {lo:g}")
     return n if hi is None else min(n, hi)
 
@@ -167,11 +174,14 @@ def decision_from_body(task_id: str, body: Any) -> Decision:
     )
 
 
-def add_routes(app: web.Application, pipeline: Any, token: str | None) -> None:
+def add_routes(
+    app: web.Application, pipeline: Any, token: str | None, own_url: Callable[[], str] | None = None
+) -> None:
     """Add the control routes to ``app`` (the OTLP/HTTP app, or the demo's).
     Reads take the OTLP ``token``; posting a decision takes the decide token
     when one is configured (``SPANVISOR_DECIDE_TOKEN``): every agent holds the
-    OTLP token, and must not be able to approve its own request."""
+    OTLP token, and must not be able to approve its own request. ``own_url``:
+    the URL of serve's own port, for the hook route (:mod:`.hook_http`)."""
     expected = token.encode() if token else None
     config = getattr(pipeline, "config", None)
     decide = config.get("decide_token") if config is not None else None
@@ -261,7 +271,8 @@ def add_routes(app: web.Application, pipeline: Any, token: str | None) -> None:
         return _reply(200, doc)
 
     async def list_approvals(request: web.Request) -> web.Response:
-        agent = request.query.get("agent") or None
+        agent_q = request.query.get("agent") or None
+        agent = _ident(agent_q, "agent") if agent_q else None
         now = time.time_ns()
         items = [open_json(x, now) for x in await control().open_requests()]
         shown = [x for x in items if x is not None and (agent is None or x["agent_id"] == agent)]
@@ -275,23 +286,11 @@ def add_routes(app: web.Application, pipeline: Any, token: str | None) -> None:
 
     async def post_decision(request: web.Request) -> web.Response:
         task_id = _ident(request.match_info["task_id"], "task id")
-        if request.content_length is not None and request.content_length > MAX_BODY:
-            raise _Bad(f"the body is larger than {MAX_BODY} bytes")
-        # read(n) returns what has arrived so far, up to n: read to the end.
-        raw = bytearray()
-        while len(raw) <= MAX_BODY:
-            chunk = await request.content.read(MAX_BODY + 1 - len(raw))
-            if not chunk:
-                break
-            raw += chunk
-        if len(raw) > MAX_BODY:
-            raise _Bad(f"the body is larger than {MAX_BODY} bytes")
-        try:
-            body = json.loads(bytes(raw) or b"null")
-        except ValueError as exc:
-            raise _Bad(f"the body is not JSON: {exc}") from None
+        body = await read_json(request, MAX_BODY)
+        if isinstance(body, BadJson):
+            raise _Bad(body.message)
         # Who decided is the token's, never what the body says.
-        decision = as_decided(decision_from_body(task_id, body), request.get(PERSON), people)
+        decision = as_decided(decision_from_body(task_id, body.value), request.get(PERSON), people)
         glass = break_glass_refusal(decision, glass_group)
         if glass is not None:  # refused, and audited as a refused decision
             verdict = await control().decide(decision, denied=glass[1], code=glass[0])
@@ -347,14 +346,23 @@ def add_routes(app: web.Application, pipeline: Any, token: str | None) -> None:
     # The event stream (docs/reference/events.md) takes the same token, read scope.
     sse.add_routes(app, pipeline, token)
     # Claude Code's http hook, answered by the gate (docs/reference/coding-agents-hooks.md).
-    hook_http.add_routes(app, token)
+    hook_http.add_routes(app, token, own_url)
 
 
 def make_app(pipeline: Any, token: str | None = None) -> web.Application:
-    """An app with the control routes only (the demo serves this)."""
-    app = web.Application(client_max_size=MAX_BODY)
+    """An app with the control routes only (the demo and an agent's own
+    control listener serve this), refusing browsers as serve does: it
+    listens on loopback, so only loopback names and addresses pass ``Host``."""
+    guard = browser_guard.middleware(HostPolicy(), json_writes=lambda path: True, answer=_refused)
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[guard])
     add_routes(app, pipeline, token)
     return app
+
+
+def _refused(request: web.Request, refusal: browser_guard.Refused) -> web.StreamResponse:
+    if request.path == hook_http.ROUTE:  # a hook's refusal is its deny JSON (hook_http)
+        return hook_http.refusal(f"spanvisor: {refusal.message}; denied")
+    return browser_guard.json_answer(request, refusal)
 
 
 __all__ = ["PREFIX", "add_routes", "decision_from_body", "make_app", "open_json"]

@@ -16,7 +16,14 @@ The request may say, in headers Claude Code fills from its environment
 (``allowedEnvVars``): ``Authorization: Bearer …`` (required when serve has
 a token), ``X-Spanvisor-Task`` (the launcher's task, else the session's),
 ``X-Spanvisor-Task-Owner`` (who may not approve); the query may say
-``timeout`` (the hook entry's, in seconds: the answer comes before it).
+``timeout`` (the hook entry's, in seconds: the answer comes before it; at
+most :data:`MAX_TIMEOUT_S`, a longer one is cut to it, so one request holds
+a worker for an hour at the most).
+
+The hook command this route runs, and the note it keeps, reach serve at the
+URL of serve's own configuration (its bind address and port, see
+``server.own_url``), never one built from the request's ``Host`` header,
+which the client chooses.
 """
 
 from __future__ import annotations
@@ -48,11 +55,17 @@ OWNER_HEADER = "X-Spanvisor-Task-Owner"
 WORKERS = 64
 # Claude Code's own default for a hook's timeout, in seconds.
 DEFAULT_TIMEOUT_S = 600.0
+# The longest a request waits for a person: a longer hook timeout is cut to it
+# (the answer, a deny when nobody decided, comes before the CLI's own timeout).
+MAX_TIMEOUT_S = 3600.0
 _MAX_ID = 256
 
 
-def add_routes(app: web.Application, token: str | None) -> None:
-    """The hook route on serve's OTLP/HTTP app, behind its token."""
+def add_routes(app: web.Application, token: str | None, own_url: Callable[[], str] | None = None) -> None:
+    """The hook route on serve's OTLP/HTTP app, behind its token. ``own_url``:
+    serve's own URL, from its configuration; without it (the control API of
+    an agent's process) the address and port the request's connection
+    reached, which is this listener's, not what the request says."""
     expected = token.encode() if token else None
     pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="spanvisor-hook-http")
 
@@ -70,7 +83,7 @@ def add_routes(app: web.Application, token: str | None) -> None:
             timeout=_timeout(request.query.get("timeout")),
             task=_ident(request.headers.get(TASK_HEADER)),
             owner=_ident(request.headers.get(OWNER_HEADER)),
-            origin=str(request.url.origin()),
+            origin=own_url() if own_url is not None else _local_url(request),
             token=token,
         )
         loop = asyncio.get_running_loop()
@@ -167,6 +180,22 @@ def _blocked(reason: str) -> bytes:
     return json.dumps({"hookSpecificOutput": inner}).encode()
 
 
+def refusal(reason: str) -> web.Response:
+    """A refused request's answer: 200 with the deny, as every failure here."""
+    return _reply(_blocked(reason))
+
+
+def _local_url(request: web.Request) -> str:
+    """This listener's URL from the connection's own socket address."""
+    sock = request.transport.get_extra_info("sockname") if request.transport is not None else None
+    host, port = (str(sock[0]), int(sock[1])) if isinstance(sock, tuple) and len(sock) >= 2 else ("127.0.0.1", 0)
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{request.scheme}://{host}:{port}"
+
+
 def _reply(body: bytes) -> web.Response:
     return web.Response(body=body, status=200, content_type="application/json")
 
@@ -176,7 +205,9 @@ def _timeout(raw: str | None) -> float:
         value = float(raw) if raw else DEFAULT_TIMEOUT_S
     except ValueError:
         return DEFAULT_TIMEOUT_S
-    return value if math.isfinite(value) and 0 < value <= 86_400 else DEFAULT_TIMEOUT_S
+    if not math.isfinite(value) or value <= 0:
+        return DEFAULT_TIMEOUT_S
+    return min(value, MAX_TIMEOUT_S)
 
 
 def _ident(raw: str | None) -> str | None:
@@ -192,4 +223,4 @@ def _quietly(fn: Callable[[], None]) -> None:
         pass
 
 
-__all__ = ["OWNER_HEADER", "ROUTE", "TASK_HEADER", "add_routes", "decide"]
+__all__ = ["MAX_TIMEOUT_S", "OWNER_HEADER", "ROUTE", "TASK_HEADER", "add_routes", "decide", "refusal"]

@@ -20,6 +20,11 @@ While ``serve`` drains at a graceful stop the port stays open: exports are
 refused by admission (503 + ``Retry-After``), and the control API's routes
 by :func:`_refuse_while_draining` with a JSON 503, since the pipeline they
 act on is shutting down.
+
+Before any of that, every route checks ``Host`` and ``Origin``, and every
+state-changing route but the exports needs a JSON content type
+(:mod:`.browser_guard`): a web page in someone's browser must not reach the
+control API. The hook route answers those refusals with its deny JSON.
 """
 
 from __future__ import annotations
@@ -46,7 +51,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from spanvisor.control.bearer import bearer_matches
-from spanvisor.receiver import control_api
+from spanvisor.receiver import browser_guard, control_api, hook_http
+from spanvisor.receiver.browser_guard import HostPolicy, Refused
 from spanvisor.receiver.codingcalls import accept_calls, accept_span_sessions
 from spanvisor.receiver.decode import decode_request
 from spanvisor.receiver.drain import InFlight
@@ -181,15 +187,27 @@ def _refuse_while_draining(
     return middleware
 
 
+def _refused(request: web.Request, refusal: Refused) -> web.StreamResponse:
+    if request.path == hook_http.ROUTE:
+        # Claude Code runs the call on any answer but a 200 with a decision.
+        return hook_http.refusal(f"spanvisor: {refusal.message}; denied")
+    return browser_guard.json_answer(request, refusal)
+
+
 def make_app(
     ingest: Ingest,
     token: str | None,
     max_body_bytes: int,
     inflight: InFlight | None = None,
     draining: Callable[[], bool] = lambda: False,
+    hosts: HostPolicy | None = None,
+    own_url: Callable[[], str] | None = None,
 ) -> web.Application:
     """``inflight`` counts the exports being handled (a graceful stop waits
-    for them); ``draining`` is true while the receiver drains."""
+    for them); ``draining`` is true while the receiver drains. ``hosts``:
+    the names a request may give in ``Host`` (loopback names and addresses
+    only without it); ``own_url``: this port's URL from serve's configuration,
+    for the hooks the hook route runs."""
     expected = token.encode() if token else None
     tracked = inflight or InFlight()
 
@@ -288,10 +306,15 @@ def make_app(
     app = web.Application(
         client_max_size=max_body_bytes,
         handler_args={"auto_decompress": False},
-        middlewares=[_refuse_while_draining(ingest, draining)],
+        middlewares=[
+            browser_guard.middleware(
+                hosts or HostPolicy(), json_writes=lambda path: path not in OTLP_PATHS, answer=_refused
+            ),
+            _refuse_while_draining(ingest, draining),
+        ],
     )
     app.router.add_post("/v1/traces", export)
     app.router.add_post("/v1/logs", export_logs)
     app.router.add_post("/v1/metrics", metrics)
-    control_api.add_routes(app, ingest.pipeline, token)
+    control_api.add_routes(app, ingest.pipeline, token, own_url)
     return app

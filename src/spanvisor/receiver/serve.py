@@ -28,6 +28,7 @@ from spanvisor.config import (
     p_choice,
     p_duration,
     p_int,
+    p_list,
     p_opt_str,
     p_size,
     p_str,
@@ -62,9 +63,20 @@ SETTINGS: tuple[Setting, ...] = (
         "otlp_bind",
         "SPANVISOR_OTLP_BIND",
         p_str,
-        "0.0.0.0",
-        "Address the OTLP listeners bind to.",
+        "127.0.0.1",
+        "Address the OTLP listeners bind to. Loopback by default: 0.0.0.0 (or --bind 0.0.0.0) lets other "
+        "machines reach serve (set SPANVISOR_OTLP_TOKEN and SPANVISOR_ALLOWED_HOSTS too).",
         "an IP address or host name",
+    ),
+    Setting(
+        "allowed_hosts",
+        "SPANVISOR_ALLOWED_HOSTS",
+        p_list,
+        (),
+        "Host names clients reach serve by, besides loopback names and IP addresses (which always pass): "
+        "a request whose Host header names another gets 403, so a web page cannot reach serve through "
+        "DNS rebinding. .example.com allows its subdomains; * turns the check off (a proxy in front checks Host).",
+        "comma-separated host names",
     ),
     Setting(
         "otlp_http_port",

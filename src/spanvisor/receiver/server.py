@@ -26,8 +26,10 @@ from typing import Any
 from aiohttp import web
 
 from spanvisor.receiver import admin, grpc_service, http
+from spanvisor.receiver.browser_guard import HostPolicy
 from spanvisor.receiver.delivery import DeliveryWatch
 from spanvisor.receiver.drain import InFlight
+from spanvisor.receiver.headlimits import Runner
 from spanvisor.receiver.httplog import MalformedRequests, ServerLog
 from spanvisor.receiver.ingest import Ingest, PipelineLike
 from spanvisor.receiver.journal import SpanJournal
@@ -35,6 +37,9 @@ from spanvisor.spans.data import SpanData
 from spanvisor.spans.live import LiveFact
 
 log = logging.getLogger("spanvisor.receiver")
+# Binds that only this machine reaches.
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+_WILDCARD = ("", "0.0.0.0", "::")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +65,8 @@ class ReceiverSettings:
     journal_max_bytes: int
     journal_sync: str
     shutdown_timeout_s: float
+    # Host names clients use besides loopback names and addresses (browser_guard).
+    allowed_hosts: tuple[str, ...] = ()
 
     @classmethod
     def from_config(cls, config: Any) -> ReceiverSettings:
@@ -80,7 +87,25 @@ class ReceiverSettings:
             journal_max_bytes=config["journal_max_bytes"],
             journal_sync=config["journal_sync"],
             shutdown_timeout_s=config["shutdown_timeout_s"],
+            allowed_hosts=tuple(config["allowed_hosts"]),
         )
+
+
+def own_url(bind: str, port: int | None, tls: bool, allowed_hosts: Sequence[str] = ()) -> str:
+    """The URL of serve's own OTLP/HTTP port, from its configuration alone
+    (never from a request's ``Host``): what serve hands the hooks it runs.
+    A wildcard bind is reached on loopback; with TLS the first allowed host
+    name comes first, since the certificate names it and not an address."""
+    names = [h for h in allowed_hosts if h and h != "*" and not h.startswith(".")]
+    if tls and names:
+        host = names[0]
+    elif bind in _WILDCARD:
+        host = "127.0.0.1"
+    else:
+        host = bind
+    if ":" in host and not host.startswith("["):  # an IPv6 address
+        host = f"[{host}]"
+    return f"{'https' if tls else 'http'}://{host}:{port or 0}"
 
 
 def journal_path(config: Any) -> Path:
@@ -132,7 +157,8 @@ class Receiver:
         # Counted like any refused request (outcome "malformed"), logged once per interval.
         malformed = MalformedRequests(name, on_malformed=lambda: self.ingest.count(transport, "malformed"))
         self._malformed.append(malformed)
-        runner = web.AppRunner(
+        # Runner: a head over aiohttp's limits answers 431 (headlimits).
+        runner = Runner(
             app, access_log=None, shutdown_timeout=self.settings.shutdown_timeout_s, logger=ServerLog(malformed)
         )
         await runner.setup()
@@ -151,10 +177,11 @@ class Receiver:
         they are skipped. ``start_pipeline`` runs after the rebuild and
         before the replay (the pipeline must not run during a rebuild)."""
         s = self.settings
+        hosts = HostPolicy.of((s.bind, s.admin_bind), s.allowed_hosts)
         # The admin port comes up first, so /healthz answers during replay.
         if s.admin_port is not None:
             runner, self.admin_port = await self._site(
-                admin.make_app(self.ingest, self._ready, self.admin_extra),
+                admin.make_app(self.ingest, self._ready, self.admin_extra, hosts),
                 s.admin_bind or s.bind,
                 s.admin_port,
                 None,
@@ -176,7 +203,13 @@ class Receiver:
         tls = self._ssl()
         if s.http_port is not None:
             app = http.make_app(
-                self.ingest, s.token, s.max_body_bytes, self.inflight, lambda: self._state == "draining"
+                self.ingest,
+                s.token,
+                s.max_body_bytes,
+                self.inflight,
+                lambda: self._state == "draining",
+                hosts=hosts,
+                own_url=lambda: own_url(s.bind, self.http_port, tls is not None, s.allowed_hosts),
             )
             self._http_runner, self.http_port = await self._site(app, s.bind, s.http_port, tls, "OTLP/HTTP", "http")
         if s.grpc_port is not None:
@@ -199,7 +232,14 @@ class Receiver:
             bool(s.token),
             s.journal_path,
         )
-        if not s.token and s.http_port is not None and s.bind not in ("127.0.0.1", "localhost", "::1"):
+        if s.bind in LOOPBACK:
+            log.info(
+                "listening on %s only: other machines cannot reach serve; to open it, bind to 0.0.0.0 "
+                "(SPANVISOR_OTLP_BIND=0.0.0.0 or --bind 0.0.0.0), set SPANVISOR_OTLP_TOKEN, and name the host "
+                "clients use in SPANVISOR_ALLOWED_HOSTS",
+                s.bind,
+            )
+        if not s.token and s.http_port is not None and s.bind not in LOOPBACK:
             # The control API shares the OTLP/HTTP port and its token: without
             # one, whoever reaches the port can approve, cancel and retry.
             log.warning(
