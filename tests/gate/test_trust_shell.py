@@ -20,6 +20,7 @@ from spanvisor.gate.rules import KNOWN_NOTHING
 # The programs people allow most, each allowed whole.
 ALLOWED = ["git", "echo", "ls", "find", "sed", "awk", "tar", "rsync", "ssh", "env", "xargs", "npm", "pip", "less"]
 ALLOWED += ["cat", "printf", "test", "read", "unset", "export", "declare", "let", "curl", "yarn", "python3"]
+ALLOWED += ["hash", "shopt", "alias", "trap", "enable", ":", "local"]
 ALLOW_ALL_ELSE = parse(
     {
         "default": "deny",
@@ -73,6 +74,13 @@ FORMS: list[tuple[str, str]] = [
     (HIDDEN + 'test -v "$x"', "unread"),
     (HIDDEN + "declare -i y; y=$x", "unread"),
     ("unset 'a[$(touch /tmp/pwned)]'", "unread"),
+    (HIDDEN + "declare -n r=$x; echo $r", "unread"),
+    (HIDDEN + "a=([$x]=1)", "unread"),
+    # builtins that make a name run something else
+    ("hash -p /usr/bin/touch ls; ls /tmp/pwned", "unread"),
+    ("shopt -s expand_aliases\nalias ls='touch /tmp/pwned'\nls", "ask"),
+    ("trap 'touch /tmp/pwned' EXIT", "ask"),
+    ("enable -f ./evil.so evil", "unread"),
     # indirect and prompt expansion
     (HIDDEN + "echo ${!x}", "unread"),
     ("y='$(touch /tmp/pwned)'; echo ${y@P}", "unread"),
@@ -171,6 +179,8 @@ HONEST = [
     "unset FOO",
     "read line",
     "ls -la",
+    "a=([0]=1 [1]=2); echo $(( ${#a[@]} + $# ))",
+    "trap - EXIT",
 ]
 
 
@@ -185,6 +195,12 @@ def test_a_form_that_does_more_than_its_words_is_never_allowed(command: str, kin
         assert ruling.by == "policy:beyond-allow", (command, ruling)
     else:
         assert "touch" in (ruling.reason or ""), (command, ruling)  # the command it runs, read and denied
+
+
+@pytest.mark.parametrize(("command", "kind"), FORMS)
+def test_not_even_an_allow_of_every_command_allows_a_form(command: str, kind: str) -> None:
+    ruling = parse({"rule": [{"name": "all", "command": "*", "decision": "allow"}]}).decide(call(command))
+    assert ruling.verdict == "ask", (command, ruling)
 
 
 @pytest.mark.parametrize("command", HONEST)

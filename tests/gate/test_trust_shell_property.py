@@ -21,6 +21,7 @@ from spanvisor.gate.contracts import Call
 from spanvisor.gate.policy import parse
 
 PROGRAMS = ["git", "echo", "ls", "find", "sed", "awk", "tar", "env", "xargs", "cat", "printf", "test", "true"]
+PROGRAMS += ["declare", "hash", "shopt", "alias", "trap", "let", ":", "rsync", "ssh", "less", "bash"]
 POLICY = parse(
     {
         "default": "deny",
@@ -51,6 +52,11 @@ FORMS: list[tuple[str, bool]] = [
     (HIDE + 'test -v "$x"; true', True),
     (HIDE + "echo ${!x}", True),
     ("y='$(touch pwned)'; echo ${y@P}", True),
+    (HIDE + "declare -n r=$x; echo $r", True),
+    (HIDE + "a=([$x]=1)", True),
+    ("hash -p /usr/bin/touch ls; ls pwned", os.path.exists("/usr/bin/touch")),
+    ("shopt -s expand_aliases\nalias ls='touch pwned'\nls", True),
+    ("trap 'touch pwned' EXIT", True),
     ("BASH_ENV=<(echo touch pwned) bash -c true", False),  # a substitution: read as its own command
     ("env BASH_ENV=./rc bash -c true", False),
     ("sed -n '1e touch pwned' /etc/hostname", True),
@@ -112,6 +118,19 @@ def test_a_hidden_effect_is_never_allowed(form: tuple[str, bool], prefix: str, s
     assert ruling.verdict != "allow", (command, ruling)
 
 
+ALLOW_EVERY_COMMAND = parse({"rule": [{"name": "all", "command": "*", "decision": "allow"}]})
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(FORMS), PREFIX, SUFFIX, WRAP)
+def test_not_even_an_allow_of_every_command_allows_a_hidden_effect(
+    form: tuple[str, bool], prefix: str, suffix: str, wrap: str
+) -> None:
+    command = wrap.format(prefix + form[0] + suffix)
+    ruling = ALLOW_EVERY_COMMAND.decide(call(command))
+    assert ruling.verdict == "ask", (command, ruling)
+
+
 @pytest.mark.skipif(BASH is None, reason="needs bash")
 @pytest.mark.parametrize("form", [f for f, shown in FORMS if shown])
 def test_real_bash_runs_the_hidden_effect(form: str, tmp_path: Path) -> None:
@@ -138,6 +157,8 @@ def test_wrapped_in_honest_context_bash_still_runs_it_and_the_gate_never_allows(
         pytest.fail(f"allowed: {command!r}")
     if "sed" in form or "git " in form or "-S" in form:
         return  # shown alone above, where the tools are checked
+    if "alias" in form:
+        return  # bash reads a compound command whole, before the alias is defined: shown alone above
     assert runs_effect(command, tmp_path), command
 
 

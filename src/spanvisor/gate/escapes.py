@@ -50,6 +50,7 @@ ARITHMETIC = (
 INDIRECT = "an indirect expansion (${!x}) evaluates the name it reads, and a[$(…)] in it runs a command"
 PROMPT = "a prompt expansion (${x@P}) runs the command substitutions in the variable's value"
 NAME_AT_RUN_TIME = "a variable name only known at run time (bash evaluates a[$(…)] in it)"
+NAMEREF = "a name reference (declare -n) evaluates the name it holds, and a[$(…)] in it runs a command"
 INTEGER = "an integer variable (declare -i) evaluates every value assigned to it as arithmetic"
 
 
@@ -597,7 +598,40 @@ def _runs_option(name: str, *options: str) -> Check:
     return check
 
 
+def _alias(args: Sequence[Arg]) -> list[Escape]:
+    out = []
+    for arg in args:
+        if arg.literal is None:
+            return [Escape("runs", "an alias built at run time may stand for any command")]
+        name, eq, value = arg.literal.partition("=")
+        if eq and value.strip():
+            out.append(Escape("does", f"alias {name} stands for a command the next lines run", value))
+    return out
+
+
+def _trap(args: Sequence[Arg]) -> list[Escape]:
+    first = next((a for a in args if a.literal is None or not a.literal.startswith("-") or a.literal == "-"), None)
+    if first is None or first.literal in ("-", ""):
+        return []  # prints, or resets
+    if first.literal is None:
+        return [Escape("runs", "a trap built at run time runs any command")]
+    return [Escape("does", "trap runs its command when the signal comes", first.literal)]
+
+
+def _builtin_loads(name: str, option: str, why: str) -> Check:
+    def check(args: Sequence[Arg]) -> list[Escape]:
+        if any(a.start is None or (a.start or "").startswith(option) for a in args):
+            return [Escape("runs", f"{name} {option} {why}")]
+        return []
+
+    return check
+
+
 PROGRAMS: dict[str, Check] = {
+    "alias": _alias,
+    "trap": _trap,
+    "hash": _builtin_loads("hash", "-p", "makes a command name run another program"),
+    "enable": _builtin_loads("enable", "-f", "loads a builtin from a shared library"),
     "git": _git,
     "find": _find,
     "tar": _tar,
@@ -673,6 +707,7 @@ __all__ = [
     "ARITHMETIC",
     "INDIRECT",
     "INTEGER",
+    "NAMEREF",
     "NAME_AT_RUN_TIME",
     "PROGRAMS",
     "PROMPT",

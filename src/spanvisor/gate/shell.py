@@ -75,6 +75,7 @@ Word = tuple[str | None, str, str | None]
 _NUMBER = re.compile(r"^(?:0[xX][0-9a-fA-F]+|[0-9]+#[0-9a-zA-Z@_]+|[0-9]+)$")
 # Special parameters, always numbers or flags: safe in arithmetic.
 _SPECIAL = frozenset({"#", "?", "$", "!", "-", "0"})
+_ARRAY_INDEX = re.compile(r"^\[([^\]]*)\]\+?=", re.S)
 _ARITH_TESTS = frozenset({"-eq", "-ne", "-lt", "-le", "-gt", "-ge"})
 # ${name:offset[:length]}: offset and length are arithmetic (tree-sitter does
 # not always parse them), so they are found in the text.
@@ -261,6 +262,13 @@ def _form(node: tree_sitter.Node, walk: _Walk) -> None:
         index = [c for c in node.children if c.type not in ("variable_name", "[", "]")]
         if any(words.text(c) not in ("@", "*") and _evaluates(c) for c in index):
             walk.unread.append(escapes.ARITHMETIC)
+    elif kind == "array":
+        # ([index]=value): an indexed array's index is arithmetic.
+        for child in node.children:
+            found = _ARRAY_INDEX.match(words.text(child))
+            if found and not _NUMBER.match(found.group(1).strip()):
+                walk.unread.append(escapes.ARITHMETIC)
+                break
     elif kind == "expansion":
         types = [c.type for c in node.children]
         if "@" in types and types[types.index("@") + 1 : types.index("@") + 2] == ["P"]:
@@ -287,6 +295,8 @@ def _evaluates(node: tree_sitter.Node) -> bool:
     if kind in ("variable_name", "word"):
         value = words.text(node)
         return not _NUMBER.match(value) and value not in ("@", "*")
+    if kind == "expansion" and node.child_count > 1 and node.children[1].type == "#":
+        return False  # a length (${#x}) is a number; a subscript in it is checked by itself
     if kind in ("simple_expansion", "expansion"):
         name = next((c for c in node.children if c.type in ("variable_name", "special_variable_name")), None)
         return name is None or words.text(name) not in _SPECIAL or node.child_count > 3
@@ -347,6 +357,8 @@ def _declaration(node: tree_sitter.Node, walk: _Walk, depth: int) -> None:
         elif lit.startswith(("-", "+")):
             if "i" in lit[1:]:
                 walk.unread.append(escapes.INTEGER)
+            if "n" in lit[1:]:
+                walk.unread.append(escapes.NAMEREF)
         elif not _plain_name(lit):
             walk.unread.append(escapes.ARITHMETIC)
         else:
@@ -448,6 +460,8 @@ def _names(base: str, argv: list[Word], walk: _Walk) -> None:
                 walk.unread.append("mapfile -C runs the callback it is given")
             if base in ("declare", "typeset", "local", "export", "readonly") and "i" in lit[1:]:
                 walk.unread.append(escapes.INTEGER)
+            if base in ("declare", "typeset", "local") and "n" in lit[1:]:
+                walk.unread.append(escapes.NAMEREF)
             i += 1
             continue
         if all_names:
