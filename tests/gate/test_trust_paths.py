@@ -17,7 +17,18 @@ from spanvisor.gate.paths import PATH_KEYS_BY_CLI, named
 from spanvisor.gate.policy import parse
 
 # The documented example's two file rules: reads allowed, secrets denied first.
-READ_TOOLS = ["Read", "read_file", "read", "view", "read_many_files", "apply_patch", "LS", "list_directory"]
+READ_TOOLS = [
+    "Read",
+    "read_file",
+    "read_files",
+    "read",
+    "view",
+    "read_many_files",
+    "apply_patch",
+    "LS",
+    "list_directory",
+]
+READ_TOOLS += ["editor"]
 POLICY = parse(
     {
         "default": "ask",
@@ -58,7 +69,10 @@ READS: list[tuple[gc.Cli, str, dict[str, Any]]] = [
     ("opencode", "read", {"filePath": "/etc/shadow"}),
     ("opencode", "apply_patch", {"patchText": PATCH}),
     ("cline", "read_file", {"path": "/etc/shadow"}),
-    ("cline", "read_file", {"absolutePath": "/etc/shadow"}),
+    ("cline", "read_files", {"file_paths": ["src/a.py", "/etc/shadow"]}),
+    ("cline", "read_files", {"files": [{"path": "/etc/shadow", "start_line": 1}]}),
+    ("cline", "editor", {"path": "/etc/shadow", "old_text": "a", "new_text": "b"}),
+    ("cline", "apply_patch", {"input": PATCH}),
     ("opencode", "read", {"filePath": "/work/repo/.env"}),
     ("copilot", "view", {"path": "/work/repo/certs/server.pem"}),
 ]
@@ -73,7 +87,9 @@ def test_a_path_rule_denies_each_clis_read_of_a_denied_file(cli: gc.Cli, tool: s
 
 @pytest.mark.parametrize("cli", gc.CLIS)
 def test_each_clis_read_of_an_allowed_file_is_still_allowed(cli: gc.Cli) -> None:
-    for key in sorted(PATH_KEYS_BY_CLI[cli] - {"input", "patch", "patchText", "paths", "include"}):
+    for key in sorted(
+        PATH_KEYS_BY_CLI[cli] - {"input", "patch", "patchText", "paths", "include", "file_paths", "files"}
+    ):
         call = gc.parse(cli, stdin(cli, "read", {key: "/work/repo/src/a.py"}))
         assert POLICY.decide(call, resolve=False).verdict == "allow", (cli, key)
 
@@ -82,7 +98,8 @@ def test_each_clis_read_of_an_allowed_file_is_still_allowed(cli: gc.Cli) -> None
 def test_every_key_a_pinned_cli_names_a_path_by_is_read(cli: gc.Cli) -> None:
     for key in PATH_KEYS_BY_CLI[cli]:
         value: Any = PATCH if key in ("input", "patch", "patchText") else "/etc/shadow"
-        assert named({key: [value] if key in ("paths", "include") else value}) == ("/etc/shadow",), key
+        listed = key in ("paths", "include", "file_paths", "files")
+        assert named({key: [value] if listed else value}) == ("/etc/shadow",), key
 
 
 def test_every_pinned_cli_has_its_keys() -> None:

@@ -25,7 +25,9 @@ from collections.abc import Iterator
 from typing import Any
 
 # The keys each pinned CLI's file tools name their paths by (read from
-# their tool schemas; Codex's apply_patch names its files in the patch).
+# their tool schemas in the pinned bundles where they are readable: Gemini
+# CLI, Qwen Code, OpenCode, Cline; Codex's apply_patch names its files in
+# the patch; Copilot CLI's bundle is packed: its documented ``path``).
 PATH_KEYS_BY_CLI: dict[str, frozenset[str]] = {
     "claude-code": frozenset({"file_path", "path", "notebook_path"}),
     "gemini": frozenset({"absolute_path", "file_path", "dir_path", "path", "paths", "include"}),
@@ -33,7 +35,7 @@ PATH_KEYS_BY_CLI: dict[str, frozenset[str]] = {
     "codex": frozenset({"path", "input", "patch"}),
     "copilot": frozenset({"path", "paths"}),
     "opencode": frozenset({"filePath", "path", "patchText"}),
-    "cline": frozenset({"path", "absolutePath", "paths"}),
+    "cline": frozenset({"path", "file_paths", "files", "paths", "input"}),
 }
 # Keys whose string (or list of strings) value is a path a tool acts on.
 PATH_KEYS = frozenset(
@@ -56,6 +58,9 @@ PATH_KEYS = frozenset(
         "old_path",
         "new_path",
         "include",  # read_many_files reads what it names, globs or paths
+        "file_paths",  # Cline's read_files
+        "new_file_path",
+        "old_file_path",
         "filePath",
         "absolutePath",
         "dirPath",
