@@ -37,8 +37,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 Kind = Literal["runs", "does"]
 
@@ -54,8 +53,10 @@ NAMEREF = "a name reference (declare -n) evaluates the name it holds, and a[$(â€
 INTEGER = "an integer variable (declare -i) evaluates every value assigned to it as arithmetic"
 
 
-@dataclass(frozen=True)
-class Escape:
+# Immutable records as NamedTuples, as in the rest of the gate: a frozen
+# dataclass would import dataclasses and inspect (about 6 ms) on the cold
+# path of every hook call.
+class Escape(NamedTuple):
     """One way a command does more than its words: ``kind`` (``runs``:
     code the gate does not read; ``does``: more than its words, known),
     why, in words a person reads, and the literal shell command it runs,
@@ -66,8 +67,7 @@ class Escape:
     command: str | None = None
 
 
-@dataclass(frozen=True)
-class Arg:
+class Arg(NamedTuple):
     """One argument: its value when literal; else the literal text it
     certainly starts with as one word (``"--message=$x"``), or None when
     an expansion may split it into words or start it (it may be any option)."""
@@ -346,7 +346,8 @@ def _rsync(args: Sequence[Arg]) -> list[Escape]:
     return out + _unknown("rsync", args, frozenset(), "run commands", "runs")
 
 
-_SSH_RUN_OPTIONS = re.compile(r"^\s*(proxycommand|localcommand|permitlocalcommand|knownhostscommand)\b", re.I)
+# Patterns are compiled when first used (re caches them), not on the hook's cold path.
+_SSH_RUN_OPTIONS = r"(?i)^\s*(proxycommand|localcommand|permitlocalcommand|knownhostscommand)\b"
 
 
 def _ssh(args: Sequence[Arg]) -> list[Escape]:
@@ -355,7 +356,7 @@ def _ssh(args: Sequence[Arg]) -> list[Escape]:
         start = arg.start or ""
         if start == "-o" or (start.startswith("-o") and len(start) > 2):
             value = start[2:] if len(start) > 2 else (args[i + 1].literal if i + 1 < len(args) else None)
-            if value is None or _SSH_RUN_OPTIONS.match(value):
+            if value is None or re.match(_SSH_RUN_OPTIONS, value):
                 out.append(Escape("runs", "ssh -o ProxyCommand/LocalCommand runs the command it names"))
         elif _opt(arg, "-F", "-S") or start.startswith("-F"):
             out.append(Escape("runs", "ssh -F reads a config file that may name commands it runs"))
@@ -479,8 +480,8 @@ def _sed(args: Sequence[Arg]) -> list[Escape]:
     return out
 
 
-_AWK_RUNS = re.compile(r"\bsystem\s*\(|(?<!\|)\|(?!\|)|@load|@include")
-_AWK_WRITES = re.compile(r"\bprintf?\b[^;}\n]*>")
+_AWK_RUNS = r"\bsystem\s*\(|(?<!\|)\|(?!\|)|@load|@include"
+_AWK_WRITES = r"\bprintf?\b[^;}\n]*>"
 
 
 def _awk(args: Sequence[Arg]) -> list[Escape]:
@@ -508,9 +509,9 @@ def _awk(args: Sequence[Arg]) -> list[Escape]:
             continue
         if not program_seen:
             program_seen = True
-            if _AWK_RUNS.search(lit):
+            if re.search(_AWK_RUNS, lit):
                 out.append(Escape("runs", "an awk program with system() or a pipe runs a command"))
-            elif _AWK_WRITES.search(lit):
+            elif re.search(_AWK_WRITES, lit):
                 out.append(Escape("does", "an awk program that prints to a file writes it"))
     return out
 
