@@ -8,9 +8,12 @@ the strictest requirement of every rule that could match it: a central
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from spanvisor.gate import central, escapes
 from spanvisor.gate.contracts import Call
@@ -20,7 +23,7 @@ from spanvisor.gate.rules import KNOWN_NOTHING
 # The programs people allow most, each allowed whole.
 ALLOWED = ["git", "echo", "ls", "find", "sed", "awk", "tar", "rsync", "ssh", "env", "xargs", "npm", "pip", "less"]
 ALLOWED += ["cat", "printf", "test", "read", "unset", "export", "declare", "let", "curl", "yarn", "python3"]
-ALLOWED += ["hash", "shopt", "alias", "trap", "enable", ":", "local"]
+ALLOWED += ["hash", "shopt", "alias", "trap", "enable", ":", "local", "sudo"]
 ALLOW_ALL_ELSE = parse(
     {
         "default": "deny",
@@ -106,6 +109,7 @@ FORMS: list[tuple[str, str]] = [
     ("export PAGER", "unread"),
     ("env GIT_PAGER='touch /tmp/pwned' git log", "ask"),
     ("env LD_PRELOAD=/tmp/evil.so git status", "unread"),
+    ("sudo -u root LD_PRELOAD=/tmp/evil.so git status", "unread"),
     ("env -S 'touch /tmp/pwned'", "unread"),
     # git
     ("git diff --output=/tmp/pwned", "ask"),
@@ -181,6 +185,8 @@ HONEST = [
     "ls -la",
     "a=([0]=1 [1]=2); echo $(( ${#a[@]} + $# ))",
     "trap - EXIT",
+    'while IFS= read -r line; do echo "$line"; done < README.md',
+    'git add -- "$f"',
 ]
 
 
@@ -271,6 +277,22 @@ def test_every_form_names_its_reason_in_one_table() -> None:
     assert escapes.ARITHMETIC in (ruling.reason or "")
     assert escapes.variable("GIT_CONFIG_KEY_0") is not None and escapes.variable("LD_AUDIT") is not None
     assert escapes.variable("FOO") is None
+
+
+# Words that are options, or programs' scripts, of the table's programs.
+OPTION_WORDS = ["-c", "-e", "-o", "-S", "-I", "-i", "-f", "--output", "--output=x", "-oProxyCommand=x", "x=y", "--"]
+SCRIPT_WORDS = ["-", "e", "1e x", "s/a/b/e", "s/a", "y/ab", "{", "}", "/re/w f", "\\", "--rsh", "-avze", "install", ""]
+WORDS = st.sampled_from([*OPTION_WORDS, *SCRIPT_WORDS])
+
+
+@settings(max_examples=400)
+@given(st.sampled_from(sorted(escapes.PROGRAMS)), st.lists(st.one_of(WORDS, st.text(max_size=12)), max_size=6))
+def test_any_words_to_any_program_of_the_table_are_read_without_an_error(name: str, argv: list[str]) -> None:
+    command = " ".join([name, *(shlex.quote(w) for w in argv)])
+    assert ALLOW_ALL_ELSE.decide(call(command)).verdict in ("allow", "ask", "deny")
+    as_args = [escapes.Arg(w) for w in argv] + [escapes.Arg(None), escapes.Arg(None, "-x")]
+    for found in escapes.program(name, as_args):
+        assert found.kind in ("runs", "does") and found.why
 
 
 def _toml(doc: dict[str, Any]) -> str:

@@ -116,8 +116,10 @@ _COMMAND_VARS = frozenset(
 # Variables whose value makes a program load or run code the gate cannot read.
 _CODE_VARS = frozenset(
     {
+        # (IFS, CDPATH and GLOBIGNORE change how words split, where cd goes
+        # and what a glob matches, never what runs: not here, so the
+        # everyday `while IFS= read -r line` stays readable.)
         "PATH",
-        "IFS",
         "BASH_ENV",
         "ENV",
         "SHELLOPTS",
@@ -127,8 +129,6 @@ _CODE_VARS = frozenset(
         "PS2",
         "PS3",
         "PS4",
-        "CDPATH",
-        "GLOBIGNORE",
         "HOME",  # ~/.gitconfig, ~/.bashrc and the rest are read from it
         "XDG_CONFIG_HOME",
         "ZDOTDIR",

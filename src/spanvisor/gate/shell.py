@@ -394,7 +394,7 @@ def _argv(argv: list[Word], walk: _Walk, depth: int, why: list[str] | None = Non
     for found in escapes.program(base, [escapes.Arg(lit, pre) for lit, _, pre in rest]):
         _escape(found, walk, depth, risk)
     if base in ("env", "sudo", "doas"):
-        for lit, _, _ in _leading_assignments(rest):
+        for lit, _, _ in _leading_assignments(rest, _WRAPPERS[base][0]):
             var, _, value = lit.partition("=")
             _escape(escapes.assignment(var, value), walk, depth, risk)
     if base in _NAME_BUILTINS:
@@ -426,17 +426,22 @@ def _argv(argv: list[Word], walk: _Walk, depth: int, why: list[str] | None = Non
             _argv(inner, walk, depth + 1)
 
 
-def _leading_assignments(argv: list[Word]) -> list[tuple[str, str, str | None]]:
-    """The ``NAME=value`` words ``env`` or ``sudo`` sets before its command."""
+def _leading_assignments(argv: list[Word], value_opts: frozenset[str]) -> list[tuple[str, str, str | None]]:
+    """The ``NAME=value`` words ``env`` or ``sudo`` sets before its command
+    (past its options, and the values of those that take one)."""
     out = []
-    for lit, text, pre in argv:
+    i = 0
+    while i < len(argv):
+        lit, text, pre = argv[i]
         if lit is None:
             break
         if lit.startswith("-"):
+            i += 2 if lit in value_opts else 1
             continue
         if "=" not in lit or lit.startswith("="):
             break
         out.append((lit, text, pre))
+        i += 1
     return out
 
 
