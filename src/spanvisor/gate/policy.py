@@ -27,8 +27,13 @@ strictest part: any part denied denies the call, any part asked asks (with
 the most approvers any part needs), and it is allowed only when every part
 is. Deny and ask rules also match the command path's base name (``/bin/rm``
 as ``rm``) and deny rules the whole command text, so a deny is never walked
-past. A command that cannot be read is ``unreadable`` (ask, or deny),
-never allowed; one longer than the gate reads (100,000 characters) is
+past. A command that cannot be read may be any command: it needs what the
+strictest rule that could match any command needs, and at least
+``unreadable`` (ask, or deny), never allowed, so that it never lowers a
+rule such as two people from sre. A command that does more than its words
+(:mod:`spanvisor.gate.escapes`: ``git diff --output=…``, ``find -delete``)
+is never allowed by an allow rule (``policy:beyond-allow`` asks). One
+longer than the gate reads (100,000 characters) is
 denied, with the reason (``policy:size-cap``). Every file path the call
 names is decided the same way (:mod:`spanvisor.gate.paths`: lists, nested
 objects and patches too): any one denied denies the call, and it is
