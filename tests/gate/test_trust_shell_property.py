@@ -17,8 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from spanvisor.gate import contracts as gc
 from spanvisor.gate.contracts import Call
 from spanvisor.gate.policy import parse
+from tests.gate.test_attack import decision, run_hook
 
 PROGRAMS = ["git", "echo", "ls", "find", "sed", "awk", "tar", "env", "xargs", "cat", "printf", "test", "true"]
 PROGRAMS += ["declare", "hash", "shopt", "alias", "trap", "let", ":", "rsync", "ssh", "less", "bash"]
@@ -167,3 +169,23 @@ def test_wrapped_in_honest_context_bash_still_runs_it_and_the_gate_never_allows(
 )
 def test_the_allow_everything_else_policy_still_allows_honest_commands(command: str) -> None:
     assert POLICY.decide(call(command)).verdict == "allow"
+
+
+POLICY_TOML = 'default = "deny"\n[[rule]]\nname = "else"\ntool = ["Bash", "run_shell_command"]\ncommand = [{}]\ndecision = "allow"\n'.format(
+    ", ".join(f'"{p} *", "{p}"' for p in PROGRAMS)
+)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.sampled_from(gc.CLIS), st.sampled_from(FORMS), PREFIX)
+def test_the_real_hook_never_allows_a_hidden_effect(
+    tmp_path: Path, cli: str, form: tuple[str, bool], prefix: str
+) -> None:
+    """Through the real ``spanvisor hook`` process, in each CLI's contract."""
+    import json
+
+    tool = "run_shell_command" if cli == "gemini" else "Bash"
+    stdin = json.dumps({"session_id": "s", "tool_name": tool, "tool_input": {"command": prefix + form[0]}}).encode()
+    code, out, err = run_hook(tmp_path, cli, stdin, POLICY_TOML)
+    assert code in (0, 2) and decision(cli, out) in ("deny", None), (form, out, err)
+    assert "Traceback" not in err
