@@ -68,6 +68,9 @@ FORMS: list[tuple[str, str]] = [
     (HIDDEN + "((x))", "unread"),
     (HIDDEN + "[[ $x -eq 1 ]]", "unread"),
     (HIDDEN + "[[ x -lt 1 ]]", "unread"),
+    (HIDDEN + "[[ 1 -eq 1 && x -gt 1 ]]", "unread"),
+    (HIDDEN + "cat <<EOF\n$((x))\nEOF", "unread"),
+    ('echo "a[\\$(touch /tmp/pwned)]" > n; echo $(( $(cat n) ))', "unread"),
     (HIDDEN + "a[$x]=1", "unread"),
     (HIDDEN + "a=(1); echo ${a[$x]}", "unread"),
     (HIDDEN + "for ((i=x; i<1; i++)); do echo; done", "unread"),
@@ -185,6 +188,8 @@ HONEST = [
     "ls -la",
     "a=([0]=1 [1]=2); echo $(( ${#a[@]} + $# ))",
     "trap - EXIT",
+    '[ "$x" -eq 1 ] && test "$y" -lt 2',
+    "cat <<'EOF'\n$((x)) ${!y}\nEOF",
     'while IFS= read -r line; do echo "$line"; done < README.md',
     'git add -- "$f"',
 ]

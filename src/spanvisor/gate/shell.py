@@ -75,6 +75,7 @@ Word = tuple[str | None, str, str | None]
 _NUMBER = re.compile(r"^(?:0[xX][0-9a-fA-F]+|[0-9]+#[0-9a-zA-Z@_]+|[0-9]+)$")
 # Special parameters, always numbers or flags: safe in arithmetic.
 _SPECIAL = frozenset({"#", "?", "$", "!", "-", "0"})
+_HEREDOC_ARITH = re.compile(r"\$\(\((.*?)\)\)|\$\[(.*?)\]", re.S)
 _ARRAY_INDEX = re.compile(r"^\[([^\]]*)\]\+?=", re.S)
 _ARITH_TESTS = frozenset({"-eq", "-ne", "-lt", "-le", "-gt", "-ge"})
 # ${name:offset[:length]}: offset and length are arithmetic (tree-sitter does
@@ -250,10 +251,14 @@ def _form(node: tree_sitter.Node, walk: _Walk) -> None:
     ):
         if _evaluates(node):
             walk.unread.append(escapes.ARITHMETIC)
-    elif kind == "binary_expression" and node.parent is not None and node.parent.type == "test_command":
+    elif kind == "binary_expression" and _in_double_brackets(node):
         if any(c.type == "test_operator" and words.text(c) in _ARITH_TESTS for c in node.children) and _evaluates(node):
             walk.unread.append(escapes.ARITHMETIC)
-    elif kind == "unary_expression" and node.parent is not None and node.parent.type == "test_command":
+    elif kind == "heredoc_body" and _expands(node):
+        # The grammar reads $((x)) in a here-document as a command x: bash evaluates it.
+        if any(_names_something(m.group(1) or m.group(2) or "") for m in _HEREDOC_ARITH.finditer(words.text(node))):
+            walk.unread.append(escapes.ARITHMETIC)
+    elif kind == "unary_expression" and _in_double_brackets(node):
         op = next((words.text(c) for c in node.children if c.type == "test_operator"), "")
         operand = node.children[-1] if node.child_count else None
         if op in ("-v", "-R") and operand is not None and not _plain_name(words.literal(operand)):
@@ -277,6 +282,26 @@ def _form(node: tree_sitter.Node, walk: _Walk) -> None:
             walk.unread.append(escapes.INDIRECT)
 
 
+def _in_double_brackets(node: tree_sitter.Node) -> bool:
+    """Whether ``node`` is an expression of ``[[ … ]]``, where -eq and the
+    rest evaluate arithmetic (``[ … ]`` and ``test`` only read numbers)."""
+    up = node.parent
+    while up is not None and up.type in ("binary_expression", "unary_expression", "parenthesized_expression"):
+        up = up.parent
+    return up is not None and up.type == "test_command" and up.child_count > 0 and up.children[0].type == "[["
+
+
+def _expands(body: tree_sitter.Node) -> bool:
+    """Whether a here-document's body is expanded (its delimiter unquoted)."""
+    start = next((c for c in body.parent.children if c.type == "heredoc_start"), None) if body.parent else None
+    return start is None or not any(q in words.text(start) for q in "'\"\\")
+
+
+def _names_something(expression: str) -> bool:
+    """Whether arithmetic text reads a variable or an expansion."""
+    return any(c.isalpha() or c in "_$`" for c in expression.replace("0x", "").replace("0X", ""))
+
+
 def _keys(node: tree_sitter.Node) -> bool:
     """``${!a[@]}``: the keys of an array, not an indirection."""
     sub = next((c for c in node.children if c.type == "subscript"), None)
@@ -289,7 +314,7 @@ def _evaluates(node: tree_sitter.Node) -> bool:
     special parameters are safe."""
     kind = node.type
     if kind in ("command_substitution", "process_substitution"):
-        return False  # walked as a command of its own
+        return True  # its output is evaluated as arithmetic (the command itself is walked too)
     if kind == "number":
         return False
     if kind in ("variable_name", "word"):
