@@ -237,7 +237,9 @@ _GIT_VALUE_OPTS = frozenset(
     {"-m", "--message", "-F", "--file", "--author", "--date", "-b", "-B", "--branch", "-C", "--format", "--pretty"}
 )
 # git subcommands whose options may name a command they run.
-_GIT_RUNNERS = frozenset({"fetch", "pull", "clone", "push", "ls-remote", "archive", "difftool", "grep", "rebase"})
+_GIT_RUNNERS = frozenset(
+    {"fetch", "pull", "clone", "push", "ls-remote", "archive", "difftool", "grep", "rebase", "send-email"}
+)
 _GIT_CONFIG_READS = frozenset(
     {
         "--get",
@@ -275,7 +277,18 @@ def _git(args: Sequence[Arg]) -> list[Escape]:
         if sub == "archive" and _opt(arg, "-o"):
             out.append(Escape("does", "git archive writes a file its option names"))
         if sub in _GIT_RUNNERS and _opt(
-            arg, "--upload-pack", "--receive-pack", "--exec", "--extcmd", "--open-files-in-pager", "-O", "-x"
+            arg,
+            "--upload-pack",
+            "--receive-pack",
+            "--exec",
+            "--extcmd",
+            "--open-files-in-pager",
+            "-O",
+            "-x",
+            "--sendmail-cmd",
+            "--smtp-server",
+            "--to-cmd",
+            "--cc-cmd",
         ):
             out.append(Escape("runs", f"git {sub} runs the command its option names"))
         if sub in ("clone", "submodule") and _opt(arg, "--config", "--template", "-c"):
@@ -292,6 +305,11 @@ def _git(args: Sequence[Arg]) -> list[Escape]:
 
 
 _FIND_RUNS = ("-exec", "-execdir", "-ok", "-okdir")
+# Tests whose next argument is their value, never an action.
+_FIND_VALUE_OPTS = frozenset(
+    {"-name", "-iname", "-path", "-ipath", "-wholename", "-regex", "-iregex", "-type", "-newer", "-user"}
+    | {"-group", "-perm", "-size", "-mtime", "-mmin", "-maxdepth", "-mindepth", "-lname", "-ilname"}
+)
 _FIND_WRITES = ("-delete", "-fprint", "-fprint0", "-fprintf", "-fls")
 
 
@@ -302,7 +320,7 @@ def _find(args: Sequence[Arg]) -> list[Escape]:
             out.append(Escape("does", f"find {arg.literal} runs a command on every file found"))
         elif arg.literal in _FIND_WRITES:
             out.append(Escape("does", f"find {arg.literal} deletes or writes files"))
-    return out + _unknown("find", args, frozenset({"-name", "-iname", "-path", "-type"}), "run or delete", "runs")
+    return out + _unknown("find", args, _FIND_VALUE_OPTS, "run or delete", "runs")
 
 
 def _tar(args: Sequence[Arg]) -> list[Escape]:
@@ -320,10 +338,14 @@ def _tar(args: Sequence[Arg]) -> list[Escape]:
             "-I",
             "-F",
         )
+        start = arg.literal or ""
         if opt is not None:
             out.append(Escape("runs", f"tar {opt} runs the command it names"))
-        elif i == 0 and arg.literal is not None and not arg.literal.startswith("-") and "I" in arg.literal:
-            out.append(Escape("runs", "tar I runs the compression program it names"))
+        elif (i == 0 and not start.startswith("-") and "I" in start) or (
+            start.startswith("-") and not start.startswith("--") and set("IF") & set(start[1:])
+        ):
+            # old-style (cvIf) and clustered (-cIf) letters: I and F name a program
+            out.append(Escape("runs", "tar -I or -F in a cluster runs the program it names"))
     return out + _unknown("tar", args, frozenset({"-f", "--file", "-C", "--directory"}), "run commands", "runs")
 
 
@@ -350,6 +372,11 @@ def _rsync(args: Sequence[Arg]) -> list[Escape]:
 _SSH_RUN_OPTIONS = r"(?i)^\s*(proxycommand|localcommand|permitlocalcommand|knownhostscommand)\b"
 
 
+_SSH_VALUE_OPTS = frozenset(
+    {"-p", "-l", "-i", "-J", "-L", "-R", "-D", "-W", "-b", "-c", "-E", "-e", "-m", "-O", "-w", "-P"}
+)
+
+
 def _ssh(args: Sequence[Arg]) -> list[Escape]:
     out = []
     for i, arg in enumerate(args):
@@ -358,9 +385,9 @@ def _ssh(args: Sequence[Arg]) -> list[Escape]:
             value = start[2:] if len(start) > 2 else (args[i + 1].literal if i + 1 < len(args) else None)
             if value is None or re.match(_SSH_RUN_OPTIONS, value):
                 out.append(Escape("runs", "ssh -o ProxyCommand/LocalCommand runs the command it names"))
-        elif _opt(arg, "-F", "-S") or start.startswith("-F"):
+        elif start.startswith("-F"):
             out.append(Escape("runs", "ssh -F reads a config file that may name commands it runs"))
-    return out + _unknown("ssh", args, frozenset({"-p", "-l", "-i"}), "run commands", "runs")
+    return out + _unknown("ssh", args, _SSH_VALUE_OPTS, "run commands", "runs")
 
 
 def _scp(args: Sequence[Arg]) -> list[Escape]:
@@ -419,7 +446,9 @@ def _sed_runs(script: str) -> bool:
             continue
         if ch in "rRbtTqQlL:#vzFdDgGhHnNpPx=":
             if ch in "rRbtT:#v":  # a label, a file to read or a comment: to the end of the line or ;
-                while i < n and script[i] not in "\n" + (";" if ch not in "#:" else ""):
+                # (GNU sed ends a label at ; as well; a file name it reads to
+                # the end of the line, so stopping at ; only finds more)
+                while i < n and script[i] not in "\n" + (";" if ch != "#" else ""):
                     i += 1
                 continue
             i += 1
@@ -449,11 +478,12 @@ def _sed(args: Sequence[Arg]) -> list[Escape]:
         arg = args[i]
         lit = arg.literal
         if lit is None:
-            if i > 0 and args[i - 1].literal in ("-e", "--expression"):
+            if not script_given or (i > 0 and args[i - 1].literal in ("-e", "--expression")):
                 return [Escape("runs", "a sed program built at run time may run a command")]
-            if not script_given and arg.prefix is None:
-                return [Escape("runs", "a sed program built at run time may run a command")]
-            i += 1
+            i += 1  # a file to read
+            continue
+        if lit in ("-l", "--line-length") and i + 1 < len(args):
+            i += 2
             continue
         if lit in ("-e", "--expression") and i + 1 < len(args):
             nxt = args[i + 1].literal
