@@ -160,6 +160,9 @@ FORMS: list[tuple[str, str]] = [
     ("awk 'BEGIN { system(\"touch /tmp/pwned\") }'", "unread"),
     ("awk '{ print | \"sh\" }' README.md", "unread"),
     ("awk '{ print > \"/tmp/pwned\" }' README.md", "ask"),
+    ("awk 'BEGIN { \"touch /tmp/pwned\" | getline }'", "unread"),
+    ('awk \'BEGIN { c = "sh"; print "touch /tmp/pwned" |& c }\'', "unread"),
+    ('awk \'BEGIN { f = "system"; @f("touch /tmp/pwned") }\'', "unread"),
     # pagers, env, xargs, package managers
     ("less README.md", "unread"),
     ("more README.md", "unread"),
@@ -189,6 +192,7 @@ HONEST = [
     'find . -maxdepth "$depth" -name "*.py"',
     "awk '{ print $1 }' README.md",
     "awk -F: '$3 > 5 { print $1 }' README.md",
+    "awk '/error|warning/ && $1 == 1 || $2 == 2 { print }' README.md",
     "tar -czf out.tgz src",
     "npm ls",
     "pip list",

@@ -510,7 +510,10 @@ def _sed(args: Sequence[Arg]) -> list[Escape]:
     return out
 
 
-_AWK_RUNS = r"\bsystem\s*\(|(?<!\|)\|(?!\|)|@load|@include"
+# system(), a pipe into or out of a command (print | "cmd", "cmd" | getline,
+# gawk's |&), and gawk's @ (@load, @include, an indirect call @f() that may
+# be system); a | in a regular expression is none of them.
+_AWK_RUNS = r"\bsystem\s*\(|\|&?\s*getline\b|\bprintf?\b[^;}\n]*(?<!\|)\|(?!\|)|@\w"
 _AWK_WRITES = r"\bprintf?\b[^;}\n]*>"
 
 
