@@ -23,7 +23,7 @@ from spanvisor.gate.rules import KNOWN_NOTHING
 # The programs people allow most, each allowed whole.
 ALLOWED = ["git", "echo", "ls", "find", "sed", "awk", "tar", "rsync", "ssh", "env", "xargs", "npm", "pip", "less"]
 ALLOWED += ["cat", "printf", "test", "read", "unset", "export", "declare", "let", "curl", "yarn", "python3"]
-ALLOWED += ["hash", "shopt", "alias", "trap", "enable", ":", "local", "sudo"]
+ALLOWED += ["hash", "shopt", "alias", "trap", "enable", ":", "local", "sudo", "builtin", "command", "mapfile"]
 ALLOW_ALL_ELSE = parse(
     {
         "default": "deny",
@@ -110,6 +110,10 @@ FORMS: list[tuple[str, str]] = [
     ('export GIT_SSH_COMMAND="$x"', "unread"),
     ("export LD_PRELOAD=/tmp/evil.so", "unread"),
     ("export PAGER", "unread"),
+    ("read PAGER", "unread"),
+    ("builtin export PAGER='touch /tmp/pwned'", "ask"),
+    ("command export LD_PRELOAD=/tmp/evil.so", "unread"),
+    ("mapfile -C 'touch /tmp/pwned' -c 1 arr < README.md", "unread"),
     ("env GIT_PAGER='touch /tmp/pwned' git log", "ask"),
     ("env LD_PRELOAD=/tmp/evil.so git status", "unread"),
     ("sudo -u root LD_PRELOAD=/tmp/evil.so git status", "unread"),
@@ -199,6 +203,8 @@ HONEST = [
     "env FOO=1 ls",
     "export FOO=1",
     "unset FOO",
+    "unset -n ref",
+    "export -n FOO",
     "read line",
     "ls -la",
     "a=([0]=1 [1]=2); echo $(( ${#a[@]} + $# ))",

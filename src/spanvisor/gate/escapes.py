@@ -49,6 +49,7 @@ ARITHMETIC = (
 INDIRECT = "an indirect expansion (${!x}) evaluates the name it reads, and a[$(…)] in it runs a command"
 PROMPT = "a prompt expansion (${x@P}) runs the command substitutions in the variable's value"
 NAME_AT_RUN_TIME = "a variable name only known at run time (bash evaluates a[$(…)] in it)"
+CALLBACK = "mapfile -C runs the callback it is given"
 NAMEREF = "a name reference (declare -n) evaluates the name it holds, and a[$(…)] in it runs a command"
 INTEGER = "an integer variable (declare -i) evaluates every value assigned to it as arithmetic"
 
@@ -739,6 +740,7 @@ def program(name: str, args: Sequence[Arg]) -> list[Escape]:
 
 __all__ = [
     "ARITHMETIC",
+    "CALLBACK",
     "INDIRECT",
     "INTEGER",
     "NAMEREF",

@@ -372,6 +372,7 @@ def _declaration(node: tree_sitter.Node, walk: _Walk, depth: int) -> None:
     """``export``, ``declare``, ``local``, ``readonly``, ``typeset``,
     ``unset``: a unit of its own, its assignments checked like prefixes."""
     why: list[str] = []
+    keyword = words.text(node.children[0])
     for child in node.children[1:]:
         if child.type == "variable_assignment":
             _assignment(child, walk, depth, why)
@@ -380,10 +381,7 @@ def _declaration(node: tree_sitter.Node, walk: _Walk, depth: int) -> None:
         if lit is None:
             walk.unread.append(escapes.NAME_AT_RUN_TIME)
         elif lit.startswith(("-", "+")):
-            if "i" in lit[1:]:
-                walk.unread.append(escapes.INTEGER)
-            if "n" in lit[1:]:
-                walk.unread.append(escapes.NAMEREF)
+            _attributes(keyword, lit, walk)
         elif not _plain_name(lit):
             walk.unread.append(escapes.ARITHMETIC)
         else:
@@ -423,7 +421,7 @@ def _argv(argv: list[Word], walk: _Walk, depth: int, why: list[str] | None = Non
             var, _, value = lit.partition("=")
             _escape(escapes.assignment(var, value), walk, depth, risk)
     if base in _NAME_BUILTINS:
-        _names(base, rest, walk)
+        _names(base, rest, walk, depth, risk)
     if base == "let" and any(lit is None or any(c.isalpha() or c == "_" for c in lit) for lit, _, _ in rest):
         walk.unread.append(escapes.ARITHMETIC)
     text = " ".join(lit if lit is not None else t for lit, t, _ in argv)
@@ -470,9 +468,11 @@ def _leading_assignments(argv: list[Word], value_opts: frozenset[str]) -> list[t
     return out
 
 
-def _names(base: str, argv: list[Word], walk: _Walk) -> None:
+def _names(base: str, argv: list[Word], walk: _Walk, depth: int, risk: list[str]) -> None:
     """The variable names a builtin is given: one only known at run time,
-    or with a subscript that is not a number, runs what bash evaluates."""
+    or with a subscript that is not a number, runs what bash evaluates; one
+    of :mod:`.escapes`' variables is set as by an assignment (``risk``:
+    what the builtin then does beyond its words)."""
     name_opts, value_opts, all_names = _NAME_BUILTINS[base]
     i = 0
     while i < len(argv):
@@ -487,20 +487,28 @@ def _names(base: str, argv: list[Word], walk: _Walk) -> None:
             continue
         if lit is not None and lit.startswith("-") and len(lit) > 1:
             if base in ("mapfile", "readarray") and "C" in lit:
-                walk.unread.append("mapfile -C runs the callback it is given")
-            if base in ("declare", "typeset", "local", "export", "readonly") and "i" in lit[1:]:
-                walk.unread.append(escapes.INTEGER)
-            if base in ("declare", "typeset", "local") and "n" in lit[1:]:
-                walk.unread.append(escapes.NAMEREF)
+                walk.unread.append(escapes.CALLBACK)
+            _attributes(base, lit, walk)
             i += 1
             continue
         if all_names:
-            name = lit.partition("=")[0] if lit is not None else None
+            name, eq, value = lit.partition("=") if lit is not None else (None, "", "")
             if not _plain_name(name):
                 walk.unread.append(escapes.NAME_AT_RUN_TIME)
-            elif name is not None and escapes.variable(name) is not None and base in ("read", "mapfile", "readarray"):
-                walk.unread.append(f"{base} sets {name} to what it reads")
+            elif name is not None and base in ("read", "mapfile", "readarray"):
+                _escape(escapes.variable(name), walk, depth, risk)  # what it reads is only known at run time
+            elif name is not None:
+                _escape(escapes.assignment(name, value if eq else None), walk, depth, risk)
         i += 1
+
+
+def _attributes(keyword: str, options: str, walk: _Walk) -> None:
+    """``declare -i`` and ``-n`` (and ``local``, ``typeset``): each value
+    given to the variable, or the name it refers to, is evaluated."""
+    if keyword in ("declare", "typeset", "local", "export", "readonly") and "i" in options[1:]:
+        walk.unread.append(escapes.INTEGER)
+    if keyword in ("declare", "typeset", "local") and "n" in options[1:]:
+        walk.unread.append(escapes.NAMEREF)
 
 
 def _skip_options(
