@@ -56,7 +56,7 @@ TEST_EXAMPLES ?= 0.4
 # and servers) would compile the modules it imports again.
 unit: $(STAMP)
 	$(BIN)/python -m compileall -q -j 0 -x node_modules src plugins tests >/dev/null
-	TEST_EXAMPLES=$(TEST_EXAMPLES) $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15 --durations-min=30
+	TEST_EXAMPLES=$(TEST_EXAMPLES) $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=30 --durations-min=15
 
 # The real-CLI matrix (tests/codingagents) against the newest release of each
 # of the seven CLIs, installed from the npm registry into .clis-latest (the
