@@ -89,8 +89,16 @@ def launched(argv: list[str], launcher: dict[str, str] | None) -> list[str]:
     return [*SPANVISOR, "run", *options, "--", *argv]
 
 
+# The launcher's heartbeat in the matrix: far inside serve's liveness window
+# (tests/codingagents/served.py), so a launched task stays live however long
+# its CLI is silent on a busy machine, as SPANVISOR_HEARTBEAT promises.
+LAUNCHER_HEARTBEAT = "1s"
+
+
 def start(argv: list[str], env: dict[str, str], cwd: Path, launcher: dict[str, str] | None = None) -> Running:
     cwd.mkdir(parents=True, exist_ok=True)
+    if launcher is not None and "SPANVISOR_HEARTBEAT" not in env:
+        env = {**env, "SPANVISOR_HEARTBEAT": LAUNCHER_HEARTBEAT}
     return Running(launched(argv, launcher), env, cwd)
 
 

@@ -38,9 +38,15 @@ PRICES = {"qwen3-coder-plus": "1:5:0.1"}
 # Sessions naming this agent (resource spanvisor.agent) have a budget set to stop: a
 # tenth of a cent, passed by their first call (tests/codingagents/test_budget_stop.py).
 STOPPED_AGENT, STOPPED_BUDGET_USD = "budget-stopped", 0.001
-# Without the launcher a session ends by liveness: short here, so a test sees it.
-STALL_AFTER_S = 4
-LOST_AFTER_S = 10
+# Without the launcher a session ends by liveness: short enough that the
+# tests proving "then lost" see it, and far above the silence a real CLI
+# keeps between two records on a 2-core machine at load 8 (its records leave
+# every second or few; a node start, a held model answer of a few seconds).
+# At 4 s and 10 s a session that spoke again after 11 s of a busy machine was
+# declared lost before its end arrived: the test raced the machine. Launched
+# sessions stay live by the launcher's heartbeat (tests/codingagents/agents.py).
+STALL_AFTER_S = 15
+LOST_AFTER_S = 30
 
 
 def start_serve(db_url: str, slack: FakeSlackThread, data: Path) -> ServeProcess:
