@@ -394,12 +394,15 @@ def test_emit_start_makes_a_shell_task_open_and_named_heartbeats_keep_it_and_sil
     def stalled() -> bool:
         return any("No activity" in line for line in served.thread(tid))
 
-    # Heartbeats for well past the stall time: the task is alive.
+    # Heartbeats for well past the stall time: the task is alive. One every
+    # few seconds, as a shell agent would send them (each is a Python start:
+    # one every half second kept a core busy for the whole wait). This test
+    # takes about twice the stall time by design: alive past it, then stalled.
     until = time.monotonic() + STALL_AFTER_S + 3
     while time.monotonic() < until:
         _emit(served, tmp_path, "heartbeat", tid)
         assert not stalled(), "a task saying it is alive is not stalled"
-        time.sleep(0.5)
+        time.sleep(STALL_AFTER_S / 6)
     assert served.control(tid)["status"] in ("starting", "working")
     # The shell agent goes silent: stalled, in Slack and in the audit trail.
     wait_until(stalled, STALL_AFTER_S + 30, "the stall line once the heartbeats stopped")
