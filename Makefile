@@ -82,14 +82,16 @@ test-clis-latest: $(STAMP)
 reference: $(STAMP)
 	$(BIN)/python -m tests.docs.reference --write
 
-# The frameworks that need venvs of their own (tests/frameworks/_env.py) are
-# made in the background, one process each, while lint and the type check
-# run: their tests wait on each venv's lock, and a venv made before is reused.
+# The frameworks that need venvs of their own (tests/frameworks/_env.py) and
+# the coding-agent CLIs (tests/codingagents/npm_install.py) are installed in
+# the background, one process each, while lint and the type check run: their
+# tests wait on each one's lock, and an install made before is reused.
 FRAMEWORK_ENVS := $(basename $(notdir $(wildcard tests/frameworks/envs/*.txt)))
 test: $(STAMP)
 	@for e in $(FRAMEWORK_ENVS); do \
 	  $(BIN)/python -m tests.frameworks._env $$e >$(VENV)/framework-env-$$e.log 2>&1 & \
 	done
+	@$(BIN)/python -m tests.codingagents.npm_install >$(VENV)/npm-install.log 2>&1 &
 	@$(MAKE) --no-print-directory lint typecheck unit
 
 # Every benchmark but the peers' (bench-peers, below), one after another

@@ -73,3 +73,14 @@ def install() -> Path:
                 missing(f"the coding-agent CLIs (npm ci exited {done.returncode}: {done.stderr[-2000:]})")
             STAMP.write_text(_lock_digest())
     return BIN
+
+
+if __name__ == "__main__":
+    # ``make test`` installs the CLIs in the background while lint and the
+    # type check run (a minute of npm ci a fresh clone would otherwise pay
+    # inside the first CLI test); the tests wait for it on its lock, and an
+    # install that failed here is tried again, and said, by the first of them.
+    try:
+        print(f"coding-agent CLIs: ready in {install()}")
+    except BaseException as exc:  # pytest's skip and fail outside pytest
+        print(f"coding-agent CLIs: not installed here ({exc}); the tests try again")

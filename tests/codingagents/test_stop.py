@@ -49,7 +49,9 @@ CLIS = ("claude-code", "codex", "gemini")
 WAIT_S = 120.0
 # The model answers only after this long: the session is busy until stopped.
 HOLD_S = 300.0
-SIGNAL_AGAIN_S = 30.0
+# A CLI that honours a signal is gone in a tenth of a second; one that did
+# not within this long gets SIGTERM, as from a process manager (below).
+SIGNAL_AGAIN_S = 10.0
 # The launcher's escalation once it has the decision (SIGINT, SIGTERM 0.8 s
 # later, SIGKILL 0.6 s after that) stops a CLI in about 2 s; measured
 # 0.06-0.25 s on an idle machine, printed by each run. The verdict asks only
