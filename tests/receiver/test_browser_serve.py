@@ -207,7 +207,9 @@ def test_query_numbers_are_bounded(served: Served, query: str) -> None:
 
 
 @pytest.mark.parametrize("port", ["http", "admin"])
-@pytest.mark.parametrize("size", [65 * 1024, 1024 * 1024])
+# Sizes the socket buffers take whole: serve stops reading at its limit, and a
+# client still sending megabytes then may see a reset after the 431 is written.
+@pytest.mark.parametrize("size", [65 * 1024, 256 * 1024])
 def test_a_header_over_the_limit_is_431(served: Served, port: str, size: int) -> None:
     number = served.proc.http if port == "http" else served.proc.admin
     status, text = served.ask("GET", "/v1/control/approvals", headers={"X-Big": "s3cret" + "a" * size}, port=number)
