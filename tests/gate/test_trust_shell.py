@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spanvisor.gate import central, escapes
+from spanvisor.gate import central, escapes, programs
 from spanvisor.gate.contracts import Call
 from spanvisor.gate.policy import parse
 from spanvisor.gate.rules import KNOWN_NOTHING
@@ -312,12 +312,12 @@ WORDS = st.sampled_from([*OPTION_WORDS, *SCRIPT_WORDS])
 
 
 @settings(max_examples=400)
-@given(st.sampled_from(sorted(escapes.PROGRAMS)), st.lists(st.one_of(WORDS, st.text(max_size=12)), max_size=6))
+@given(st.sampled_from(sorted(programs.PROGRAMS)), st.lists(st.one_of(WORDS, st.text(max_size=12)), max_size=6))
 def test_any_words_to_any_program_of_the_table_are_read_without_an_error(name: str, argv: list[str]) -> None:
     command = " ".join([name, *(shlex.quote(w) for w in argv)])
     assert ALLOW_ALL_ELSE.decide(call(command)).verdict in ("allow", "ask", "deny")
     as_args = [escapes.Arg(w) for w in argv] + [escapes.Arg(None), escapes.Arg(None, "-x")]
-    for found in escapes.program(name, as_args):
+    for found in programs.program(name, as_args):
         assert found.kind in ("runs", "does") and found.why
 
 

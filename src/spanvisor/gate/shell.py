@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 import tree_sitter
 
-from spanvisor.gate import escapes, words
+from spanvisor.gate import escapes, programs, words
 
 # Deeper than any command a person writes: past it, a command is unread.
 MAX_DEPTH = 12
@@ -414,7 +414,7 @@ def _argv(argv: list[Word], walk: _Walk, depth: int, why: list[str] | None = Non
     base = os.path.basename(name)
     rest = argv[1:]
     risk = list(why or ())
-    for found in escapes.program(base, [escapes.Arg(lit, pre) for lit, _, pre in rest]):
+    for found in programs.program(base, [escapes.Arg(lit, pre) for lit, _, pre in rest]):
         _escape(found, walk, depth, risk)
     if base in ("env", "sudo", "doas"):
         for lit, _, _ in _leading_assignments(rest, _WRAPPERS[base][0]):
