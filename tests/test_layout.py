@@ -12,14 +12,16 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MAX_LINES = 400
+# An alarm, not the rule that shapes the cuts: a module is split where a
+# reader would name the seam, and one past this long has missed one.
+MAX_LINES = 600
 
 
 def _modules(*dirs: str) -> list[Path]:
     return sorted(p for d in dirs for p in (ROOT / d).rglob("*.py"))
 
 
-def test_no_module_passes_400_lines() -> None:
+def test_no_module_passes_600_lines() -> None:
     too_long = {
         str(p.relative_to(ROOT)): n
         for p in _modules("src", "plugins", "tests/fakes")

@@ -159,7 +159,7 @@ def test_the_small_client_of_a_silent_launcher_answers_before_the_clis_timeout(
     finally:
         hole.close()
     assert took < 4.0, f"answered after {took:.2f} s"
-    assert (code, said) == (0, "allow") or (code, said) == (2, "deny") and "timeout" in err, (code, said, err)
+    assert (code, said) == (0, "allow") or ((code, said) == (2, "deny") and "timeout" in err), (code, said, err)
     assert roomy[:2] == (0, "allow"), roomy[2]
 
 

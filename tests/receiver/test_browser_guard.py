@@ -18,7 +18,7 @@ from spanvisor.config import Config
 from spanvisor.events import Decision
 from spanvisor.receiver import hook_http
 from spanvisor.receiver.browser_guard import HostPolicy, origin_refusal, split_host
-from spanvisor.receiver.json_body import MAX_DEPTH, BadJson, Parsed, parse, too_deep
+from spanvisor.receiver.json_body import MAX_DEPTH, BadJson, GoodJson, parse, too_deep
 from spanvisor.receiver.server import own_url
 from spanvisor.testing import InMemorySink
 
@@ -110,7 +110,7 @@ def test_json_nesting_is_counted_outside_strings() -> None:
     assert not too_deep(b'["\\"[[[[", ' + b"[" * MAX_DEPTH + b"]" * MAX_DEPTH + b"]", MAX_DEPTH + 1)
     assert too_deep(b"[" * (MAX_DEPTH + 1) + b"]" * (MAX_DEPTH + 1))
     assert parse(b"[" * 200_000) == BadJson(f"the body nests deeper than {MAX_DEPTH} levels")
-    assert parse(b'{"a": [1, {"b": null}]}') == Parsed({"a": [1, {"b": None}]})
+    assert parse(b'{"a": [1, {"b": null}]}') == GoodJson({"a": [1, {"b": None}]})
     got = parse(b"\xff")
     assert isinstance(got, BadJson) and got.message.startswith("the body is not JSON")
 

@@ -9,7 +9,7 @@ body deeper than :data:`MAX_DEPTH` is refused without parsing it. Nothing
 spanvisor reads nests that deep: an action's arguments stop at 16 levels
 (:data:`spanvisor.canonical.MAX_DEPTH`).
 
-:func:`read_json` answers :class:`Parsed` or :class:`BadJson` (the 400's
+:func:`read_json` answers :class:`GoodJson` or :class:`BadJson` (the 400's
 message), never raises for what a client sent.
 """
 
@@ -29,7 +29,7 @@ _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 
 @dataclass(frozen=True, slots=True)
-class Parsed:
+class GoodJson:
     value: Any
 
 
@@ -55,19 +55,19 @@ def too_deep(raw: bytes, limit: int = MAX_DEPTH) -> bool:
     return False
 
 
-def parse(raw: bytes, empty: bytes = b"null") -> Parsed | BadJson:
+def parse(raw: bytes, empty: bytes = b"null") -> GoodJson | BadJson:
     """``raw`` as JSON (``empty`` stands for an empty body)."""
     if too_deep(raw):
         return BadJson(f"the body nests deeper than {MAX_DEPTH} levels")
     try:
-        return Parsed(json.loads(raw or empty))
+        return GoodJson(json.loads(raw or empty))
     except RecursionError:  # the count above makes this unreachable; kept as a floor
         return BadJson(f"the body nests deeper than {MAX_DEPTH} levels")
     except ValueError as exc:  # UnicodeDecodeError too
         return BadJson(f"the body is not JSON: {exc}")
 
 
-async def read_json(request: web.BaseRequest, max_bytes: int, empty: bytes = b"null") -> Parsed | BadJson:
+async def read_json(request: web.BaseRequest, max_bytes: int, empty: bytes = b"null") -> GoodJson | BadJson:
     """The request's body as JSON, at most ``max_bytes`` of it."""
     if request.content_length is not None and request.content_length > max_bytes:
         return BadJson(f"the body is larger than {max_bytes} bytes")
@@ -83,4 +83,4 @@ async def read_json(request: web.BaseRequest, max_bytes: int, empty: bytes = b"n
     return parse(bytes(raw), empty)
 
 
-__all__ = ["MAX_DEPTH", "BadJson", "Parsed", "parse", "read_json", "too_deep"]
+__all__ = ["MAX_DEPTH", "BadJson", "GoodJson", "parse", "read_json", "too_deep"]
