@@ -328,6 +328,7 @@ def _run(
         )
     print(flush=True)
     errors: list[BaseException] = []
+    failed: list[str] = []  # the scripted sign-off's failures: the demo then exits 1
 
     def run(agent: Callable[[trace.Tracer, DemoPace], None]) -> None:
         try:
@@ -338,7 +339,7 @@ def _run(
             errors.append(exc)
 
     def sign_off(tracer: trace.Tracer, clock: DemoPace) -> None:
-        demo_signoff.ledger(tracer, control_api.url, signoff, max(30.0, approval_wait_s), clock.tick)
+        demo_signoff.ledger(tracer, control_api.url, signoff, max(30.0, approval_wait_s), clock.tick, failed)
 
     # Daemons: a demo stopped by SIGTERM does not wait for its agents.
     threads = [threading.Thread(target=run, args=(a,), name=a.__name__, daemon=True) for a in (*AGENTS, sign_off)]
@@ -366,8 +367,11 @@ def _run(
         + ("" if flushed else "; some sinks did not flush in time"),
         flush=True,
     )
-    demo_signoff.verify_chain(config, pipeline.sinks, flushed)
+    if not demo_signoff.verify_chain(config, pipeline.sinks, flushed):
+        failed.append("`audit verify` did not confirm the decision log")
     if any(getattr(s, "durable", False) for s in pipeline.sinks):
         me = command_name()
         print(f"audit trail: run `{me} tasks` and `{me} task <id>`", flush=True)
-    return 1 if errors or not flushed else 0
+    for problem in failed:
+        print(f"spanvisor demo: failed: {problem}", file=sys.stderr, flush=True)
+    return 1 if errors or failed or not flushed else 0

@@ -106,8 +106,10 @@ def _cli(*argv: str, env: Mapping[str, str] | None = None) -> subprocess.Complet
     # shell would otherwise be sent for them.
     run_env = {k: v for k, v in os.environ.items() if k != "SPANVISOR_DECIDE_TOKEN"}
     run_env.update(env or {})
+    # -P: a ``spanvisor/`` folder in the directory the demo was started from
+    # must not hide the installed package (``-m`` puts the cwd first).
     return subprocess.run(
-        [sys.executable, "-m", "spanvisor.cli", *argv],
+        [sys.executable, "-P", "-m", "spanvisor.cli", *argv],
         capture_output=True,
         text=True,
         timeout=CLI_TIMEOUT_S,
@@ -127,10 +129,13 @@ def _say(lines: Iterable[str]) -> None:
     print("\n".join(lines), flush=True)
 
 
-def _answer(url: str, task_id: str, tokens: dict[str, str], asked: threading.Event) -> None:
-    """alice, then bob, once the control API holds the request."""
+def _answer(
+    url: str, task_id: str, tokens: dict[str, str], asked: threading.Event, failed: list[str], wait_s: float = 30.0
+) -> None:
+    """alice, then bob, once the control API holds the request; a command
+    that cannot run or answers with an error goes into ``failed``."""
     client = HttpSource(url, None, request_timeout_s=2.0)
-    deadline = time.monotonic() + 30.0
+    deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         status, doc = client.approvals()
         held = doc.get("approvals") if status == 200 else None
@@ -152,19 +157,30 @@ def _answer(url: str, task_id: str, tokens: dict[str, str], asked: threading.Eve
             return  # the agent stopped waiting
         shown = f"👤 {name}: {me} approve {task_id} a1 --url {url} --token ${name.upper()}_TOKEN"
         try:
-            answer = _said(
-                _cli("approve", task_id, "a1", "--url", url, "--token", token, "--comment", f"{name}: checked the plan")
+            result = _cli(
+                "approve", task_id, "a1", "--url", url, "--token", token, "--comment", f"{name}: checked the plan"
             )
         except (OSError, subprocess.SubprocessError) as exc:
-            answer = [f"      (could not run it: {exc})"]
-        _say([shown, *answer])
+            failed.append(f"{name}'s `approve` could not run: {exc}")
+            _say([shown, f"      (could not run it: {exc})"])
+            continue
+        if result.returncode != 0:
+            failed.append(f"{name}'s `approve` ended with status {result.returncode}")
+        _say([shown, *_said(result)])
 
 
 def ledger(
-    tracer: trace.Tracer, url: str, signoff: SignOff, wait_s: float, pause: Callable[[float], None] = lambda n: None
+    tracer: trace.Tracer,
+    url: str,
+    signoff: SignOff,
+    wait_s: float,
+    pause: Callable[[float], None] = lambda n: None,
+    failed: list[str] | None = None,
 ) -> None:
     """The agent asking for the sign-off (run on its own thread, like the
-    others); ``pause(n)`` is n of the demo's ticks."""
+    others); ``pause(n)`` is n of the demo's ticks. What went wrong with the
+    scripted flow goes into ``failed``: the demo then exits non-zero."""
+    failed = [] if failed is None else failed
     if signoff.tokens is None:
         print("[ledger] not run: SPANVISOR_DECIDERS is your own file, without the demo's people", flush=True)
         return
@@ -193,7 +209,7 @@ def ledger(
         )
         done = threading.Event()
         people_thread = threading.Thread(
-            target=_answer, args=(url, t.task_id, signoff.tokens, done), name="demo-people", daemon=True
+            target=_answer, args=(url, t.task_id, signoff.tokens, done, failed), name="demo-people", daemon=True
         )
         people_thread.start()
         decision = t.request_approval(
@@ -203,6 +219,8 @@ def ledger(
         people_thread.join(CLI_TIMEOUT_S)
         if not decision.approved:
             print(f"⌛ [ledger] not approved ({decision.outcome}): migration not run", flush=True)
+            if decision.outcome == "timed_out":  # a person's reject is a choice; a timeout is the script failing
+                failed.append("ledger's request timed out without its two approvals")
             t.checkpoint("Migration not run (not approved)")
             return
         first, again = decision.check(ACTION), decision.check(ACTION)
@@ -212,6 +230,7 @@ def ledger(
             t.checkpoint(f"Migration 0007 applied ({first.reason})", progress=100)
         else:
             print(f"🚫 [ledger] not permitted: {first.reason}", flush=True)
+            failed.append(f"ledger's approval did not permit its action: {first.reason}")
 
 
 # The settings that say which audit database the demo wrote to: handed to
@@ -235,29 +254,31 @@ def database_env(config: Config) -> dict[str, str]:
     return env
 
 
-def verify_chain(config: Config, sinks: Iterable[Any], flushed: bool) -> None:
+def verify_chain(config: Config, sinks: Iterable[Any], flushed: bool) -> bool:
     """The decision log's chain in the audit trail, recomputed as a person
-    would; one line saying why when it cannot be."""
+    would; one line saying why when it cannot be. False when the check ran
+    and failed, or could not run: the demo then exits non-zero."""
     me = command_name()
     if not any(getattr(s, "name", None) == "postgres" for s in sinks):
         print("\ndecision log: not verified: no audit trail among these sinks (postgres keeps it)", flush=True)
-        return
+        return True
     if not flushed:
         print(f"\ndecision log: not verified: the audit trail is behind (run `{me} audit verify` later)", flush=True)
-        return
+        return True
     print(f"\ndecision log: {me} audit verify", flush=True)
     try:
         result = _cli("audit", "verify", env=database_env(config))
     except subprocess.TimeoutExpired:
         print(f"      (no answer in {CLI_TIMEOUT_S:.0f}s: run it yourself)", flush=True)
-        return
+        return False
     except (OSError, subprocess.SubprocessError) as exc:
         print(f"      (could not run it: {exc})", flush=True)
-        return
+        return False
     said = _said(result)
     if not said:
         said = [f"      (it ended with status {result.returncode} and said nothing)"]
     _say(said)
+    return result.returncode == 0
 
 
 __all__ = ["POLICY", "SignOff", "central", "database_env", "ledger", "people", "verify_chain"]
