@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from spanvisor.control import floors, quorum
+from spanvisor.control import floors, quorum, reasked
 from spanvisor.control.records import decision_from_dict, decision_to_dict, request_from_dict, request_to_dict
 from spanvisor.display.readable import decided
 from spanvisor.events import ApprovalRequest, Decision, TaskView, question_digest
@@ -161,23 +161,39 @@ def open_requests(rec: Mapping[str, Any] | None, now_ns: int) -> list[ApprovalRe
 # --- changes (each returns True when the record changed) --------------------
 
 
-def add_request(rec: dict[str, Any], req: ApprovalRequest) -> bool:
-    """Register a request; the first of an approval id stands (a question
-    asked again under the same id is the same request, or, changed, one no
-    button of the first may answer)."""
+Offered = Literal["added", "raised", "same", "refused", "ignored"]
+
+
+def offer_request(rec: dict[str, Any], req: ApprovalRequest, now_ns: int = 0) -> Offered:
+    """Register a request. The first copy of an approval id stands
+    (:mod:`.reasked`): a copy with other content is refused, and kept in
+    the record as refused; one with the same content only raises what the
+    request needs. ``ignored``: a new request the run cannot take (full,
+    or ended)."""
     reqs = requests_of(rec)
     known = reqs.get(req.approval_id)
-    if known is not None and not (known.get("state") == "open" and known.get("digest") != req.digest):
-        return False
-    # New, or the question changed under the same id: what was shown no longer
-    # holds; the new question replaces it, and old buttons are refused.
-    if known is None and (len(reqs) >= MAX_REQUESTS or state_of(rec) != "running"):
-        return False
+    if known is not None:
+        got = reasked.reask(known, req)
+        if got.verdict == "refused":
+            reasked.note_refusal(rec, req, got.reason, now_ns or req.requested_ns)
+            return "refused"
+        if got.verdict == "raised":
+            reqs[req.approval_id] = got.stored
+            rec["requests"] = reqs
+        return got.verdict
+    if len(reqs) >= MAX_REQUESTS or state_of(rec) != "running":
+        return "ignored"
     # One the central policy denies is decided at once: rejected by its rule.
     fresh = {**request_to_dict(req), "state": "open"}
     reqs[req.approval_id] = floors.record_denied(rec, req, req.requested_ns) if req.policy_denied else fresh
     rec["requests"] = reqs
-    return True
+    return "added"
+
+
+def add_request(rec: dict[str, Any], req: ApprovalRequest, now_ns: int = 0) -> bool:
+    """:func:`offer_request`; True when the record changed (a refusal is
+    kept in it)."""
+    return offer_request(rec, req, now_ns) in ("added", "raised", "refused")
 
 
 def close_request(rec: dict[str, Any], approval_id: str, state: RequestState, at_ns: int, why: str) -> bool:
@@ -335,6 +351,7 @@ def apply(rec: dict[str, Any], d: Decision, now_ns: int) -> Judgement:
 __all__ = [
     "MAX_PER_RUN",
     "Judgement",
+    "Offered",
     "Permit",
     "RefusalCode",
     "RequestState",
@@ -353,6 +370,7 @@ __all__ = [
     "fits",
     "judge",
     "new_record",
+    "offer_request",
     "open_requests",
     "request_from_dict",
     "request_to_dict",

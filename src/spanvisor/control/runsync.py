@@ -16,19 +16,22 @@ process's view of the task, so the buttons go.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from spanvisor.control import floors, runs
+from spanvisor.control import floors, reasked, runs
 from spanvisor.control.log import NAMESPACE, RUNS_NAMESPACE, ControlLog, listing
 from spanvisor.events import ApprovalRequest, Event, HumanIntervention, TaskFinished, TaskView
 from spanvisor.tracking import approvals
 
 if TYPE_CHECKING:
     from spanvisor.tracking.tracker import TaskTracker
+
+_log = logging.getLogger("spanvisor.control")
 
 # Runs whose facts this process remembers having written (the oldest go first).
 MAX_KNOWN = 20_000
@@ -259,7 +262,13 @@ class RunSync:
         v = p.view
         opened = [r for r in (p.opened or {}).values() if r.approval_id not in p.gone]
         now = time.time_ns()
-        fresh, closed = await log.update(NAMESPACE, runs.run_key(v.task_id, v.run_id), _record_change(p, opened, now))
+        change = _record_change(p, opened, now)
+        fresh, closed = await log.update(NAMESPACE, runs.run_key(v.task_id, v.run_id), change)
+        if change.refused:
+            # The record keeps its first copy: the open list must not take the
+            # refused one either (its timeout is what the sweep expires by).
+            self._refused(v, change.refused)
+            opened = [r for r in opened if r.approval_id not in change.refused]
         if fresh:
             p.unlisted = True
         if p.unlisted:
@@ -272,6 +281,13 @@ class RunSync:
             self._denied(v, [r for r in opened if r.policy_denied])
         if closed or p.gone:
             await log.unlist({(v.run_id, aid) for aid in (*closed, *p.gone)})
+
+    def _refused(self, v: TaskView, refused: dict[str, str]) -> None:
+        """Copies of open requests with other content, refused: counted, and
+        logged (the record keeps each, runs.offer_request)."""
+        for why in refused.values():
+            self._tracker.stats.inc("approval_requests_refused_total", reason="changed")
+            _log.warning("task %s run %s: %s (spanvisor_approval_requests_refused_total)", v.task_id, v.run_id, why)
 
     def _denied(self, v: TaskView, denied: list[ApprovalRequest]) -> None:
         """Requests the central policy denies, recorded decided: their
@@ -323,20 +339,29 @@ class RunSync:
         self._dispatch(out)
 
 
-def _record_change(
-    p: _Pending, opened: list[ApprovalRequest], now: int
-) -> Callable[[dict[str, Any] | None], tuple[dict[str, Any] | None, tuple[bool, list[str]]]]:
+class _RecordChange:
     """What a run's facts change in its record: created if new, ``opened``
-    requests added, requests gone closed, finished; (fresh, closed ids)."""
-    v = p.view
+    requests added, requests gone closed, finished; called with the stored
+    record, it answers (fresh, closed ids) and remembers the copies of
+    known requests it refused (approval id -> why: runs.offer_request)."""
 
-    def change(rec: dict[str, Any] | None) -> tuple[dict[str, Any] | None, tuple[bool, list[str]]]:
+    def __init__(self, p: _Pending, opened: list[ApprovalRequest], now: int) -> None:
+        self.p, self.opened, self.now = p, opened, now
+        self.refused: dict[str, str] = {}
+
+    def __call__(self, rec: dict[str, Any] | None) -> tuple[dict[str, Any] | None, tuple[bool, list[str]]]:
+        p, now = self.p, self.now
+        v = p.view
         fresh = rec is None
         rec = runs.new_record(v) if rec is None else rec
         changed = fresh
         closed: list[str] = []
-        for r in opened:
-            changed = runs.add_request(rec, r) or changed
+        self.refused = {}  # a compare-and-set retried runs this again on the newer record
+        for r in self.opened:
+            got = runs.offer_request(rec, r, now)
+            changed = got in ("added", "raised", "refused") or changed
+            if got == "refused":
+                self.refused[r.approval_id] = str(reasked.refusals_of(rec)[-1].get("reason") or "")
         for aid in p.gone:
             # Closed by the agent's own note (its timeout, or the answer it
             # read): no decision may land on it after.
@@ -346,7 +371,9 @@ def _record_change(
             closed += runs.finish(rec, p.outcome, p.ended_ns or now)
         return (rec if changed or closed or p.outcome is not None else None), (fresh, closed)
 
-    return change
+
+def _record_change(p: _Pending, opened: list[ApprovalRequest], now: int) -> _RecordChange:
+    return _RecordChange(p, opened, now)
 
 
 __all__ = ["RunSync"]
