@@ -27,6 +27,7 @@ from spanvisor.codec import CodecError, event_from_dict, event_to_dict
 from spanvisor.control import faults
 from spanvisor.events import Event, HumanIntervention
 from spanvisor.pipeline.outbox import Outbox, OutboxFull
+from spanvisor.pipeline.outbox_destination import OutboxDestination, database_destination
 from spanvisor.sink import BaseSink, SinkContext, SinkResult
 
 from .checkpoints import Checkpointer
@@ -104,6 +105,8 @@ class PostgresSink(BaseSink):
             self.name,
             int(ctx.config.get("outbox_max_events") or 1_000_000),
             ctx.stats,
+            # Its own database's file: events held for another are never replayed here.
+            destination=outbox_destination(ctx.config),
         )
         if self.outbox.size:
             log.warning("postgres outbox holds %d events from an earlier run; replaying them", self.outbox.size)
@@ -397,3 +400,14 @@ class PostgresSink(BaseSink):
             return [(f"postgres {db.shown_url}", False, str(exc))]
         finally:
             await db.close()
+
+
+def outbox_destination(config: Config) -> OutboxDestination:
+    """The database this sink writes to, as its outbox names it: the URL's
+    host, port, dbname and user, or the embedded server's directory."""
+    from .db import embedded_root
+
+    url = config.get("database_url")
+    if url:
+        return database_destination(str(url))
+    return OutboxDestination.of("embedded database", str(embedded_root(config).resolve()))

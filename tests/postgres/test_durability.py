@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import select
 import signal
 import subprocess
@@ -129,8 +130,10 @@ WRITER = textwrap.dedent("""
 @pytest.mark.slow
 def test_sigkill_with_events_in_the_outbox_then_restart(db_url: str, tmp_path: Path) -> None:
     events = [e for n in range(10) for e in task_stream(n, checkpoints=10)]
-    # The writer sees a database that refuses connections, so all goes to its outbox.
-    dead_url = "postgresql://postgres:x@127.0.0.1:1/spanvisor"
+    # The writer sees the same database refuse it (a wrong password), so all
+    # goes to its outbox; the restart, with the right one, is the same
+    # destination (host, port, dbname, user) and replays it there.
+    dead_url = re.sub(r":[^:@/]+@", ":wrong-password@", db_url, count=1)
     root = Path(__file__).resolve().parents[2]
     proc = subprocess.Popen(
         [sys.executable, "-c", WRITER, str(tmp_path), dead_url],

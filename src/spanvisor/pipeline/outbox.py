@@ -11,6 +11,10 @@ whole batch (never a partial append); the caller decides what that means and
 must count it (``stats.drop("outbox_full", ...)``), so nothing is lost
 silently.
 
+Each destination has a file of its own (:mod:`.outbox_destination`): a
+sink opens only its destination's, so events held for one database are never
+replayed into another; the others are kept, and said once in the log.
+
 SQLite calls block, so every public method runs them on a worker thread
 (``asyncio.to_thread``) behind one lock: the event loop the sinks share never
 waits on an fsync.
@@ -20,14 +24,25 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from spanvisor.pipeline.outbox_destination import (
+    DESTINATION_SCHEMA,
+    HeldElsewhere,
+    OutboxDestination,
+    held_elsewhere,
+    outbox_path,
+)
+
 if TYPE_CHECKING:
     from spanvisor.stats import PipelineStats
+
+log = logging.getLogger("spanvisor.outbox")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -44,10 +59,13 @@ class OutboxFull(Exception):
 class Outbox:
     """A bounded FIFO of JSON dicts on disk. Create with :meth:`open`."""
 
-    def __init__(self, path: Path, max_items: int, name: str) -> None:
+    def __init__(self, path: Path, max_items: int, name: str, destination: OutboxDestination | None = None) -> None:
         self.path = path
         self.name = name
         self.max_items = max_items
+        self.destination = destination
+        # Other destinations' files holding events, found at open: kept, not sent here.
+        self.held_elsewhere: list[HeldElsewhere] = []
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._size = 0
@@ -59,11 +77,18 @@ class Outbox:
         name: str,
         max_items: int,
         stats: PipelineStats | None = None,
+        destination: OutboxDestination | None = None,
     ) -> Outbox:
-        """Open (or create) ``<directory>/outbox-<name>.sqlite3``; rows left by a crash are kept."""
-        path = Path(directory) / f"outbox-{name}.sqlite3"
-        box = cls(path, max_items, name)
+        """Open (or create) the outbox of sink ``name`` for ``destination``
+        (``<directory>/outbox-<name>@<digest>.sqlite3``; without one,
+        ``outbox-<name>.sqlite3``); rows left by a crash are kept. Other
+        destinations' files are left alone and said once in the log."""
+        path = outbox_path(Path(directory), name, destination)
+        box = cls(path, max_items, name, destination)
         await asyncio.to_thread(box._open_sync)
+        if destination is not None:
+            box.held_elsewhere = await asyncio.to_thread(held_elsewhere, path.parent, name, path)
+            box._say_held_elsewhere()
         if stats is not None:
             stats.gauge("outbox_events", lambda: float(box.size), sink=name)
         return box
@@ -77,8 +102,29 @@ class Outbox:
         # but not a power cut.
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute(_SCHEMA)
+        if self.destination is not None:
+            conn.execute(DESTINATION_SCHEMA)
+            if conn.execute("SELECT COUNT(*) FROM destination").fetchone()[0] == 0:
+                conn.execute(
+                    "INSERT INTO destination(digest, label) VALUES (?, ?)",
+                    (self.destination.digest, self.destination.label),
+                )
         self._size = conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
         self._conn = conn
+
+    def _say_held_elsewhere(self) -> None:
+        here = self.destination.label if self.destination is not None else "this destination"
+        for held in self.held_elsewhere:
+            whom = held.label or "a destination not recorded (an outbox written before spanvisor recorded it)"
+            log.warning(
+                "%s outbox: %d events held for %s are kept in %s and not sent to %s; configure that destination "
+                "again to deliver them (deleting the file drops them)",
+                self.name,
+                held.events,
+                whom,
+                held.path,
+                here,
+            )
 
     @property
     def size(self) -> int:
