@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 from spanvisor.control import floors, reasked, runs
 from spanvisor.control.log import NAMESPACE, RUNS_NAMESPACE, ControlLog, listing
-from spanvisor.events import ApprovalRequest, Event, HumanIntervention, TaskFinished, TaskView
+from spanvisor.events import ApprovalRequest, Checkpoint, Event, HumanIntervention, TaskFinished, TaskView
 from spanvisor.tracking import approvals
+from spanvisor.tracking.openers import IGNORED_NOTE
 
 if TYPE_CHECKING:
     from spanvisor.tracking.tracker import TaskTracker
@@ -126,6 +127,9 @@ class RunSync:
             v = ev.task
             if not v.run_id or isinstance(ev, HumanIntervention):
                 continue
+            if isinstance(ev, Checkpoint) and ev.attributes and IGNORED_NOTE in ev.attributes:
+                # Another task's note on this run's request: it stays open (tracking.openers).
+                self._tracker.stats.inc("approval_notes_ignored_total")
             key = (v.task_id, v.run_id)
             known = self._known.get(key, _UNSEEN)
             if known is _UNSEEN:

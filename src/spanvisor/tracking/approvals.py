@@ -40,6 +40,7 @@ from spanvisor.redaction import clip_middle, redact
 from spanvisor.spans import conventions as cv
 from spanvisor.spans import sanitize as sz
 from spanvisor.tracking import floor as floors
+from spanvisor.tracking import openers
 from spanvisor.tracking.record import TaskRecord
 
 # Most open requests a task holds, and decisions its view keeps.
@@ -160,29 +161,21 @@ def request_from(
     return floors.apply(req, need, floors.asked_by(attrs, notes))
 
 
-def on_request(st: TaskRecord, event_id: str, time_ns: int, attrs: Any, notes: list[str]) -> list[Event]:
+def on_request(st: TaskRecord, event_id: str, time_ns: int, attrs: Any, notes: list[str], who: str = "") -> list[Event]:
     """Like ``agent.checkpoint``, every request event is a Checkpoint, even one
     that changes nothing (a request already answered, or repeated): the
     events of a task's spans are the same whichever order the spans arrive
-    in (a child's note of the answer may come before the root's request)."""
+    in (a child's note of the answer may come before the root's request).
+    ``who``: the identity its span claims (:mod:`.openers`)."""
     if st.finished:
         # A late span's request: nothing opens on a finished task, but the
         # agent did ask, and the audit trail keeps what it said.
         return [_checkpoint(st, event_id, time_ns, (), notes)]
-    return [
-        _checkpoint(
-            st,
-            event_id,
-            time_ns,
-            _open(
-                st,
-                request_from(
-                    attrs, time_ns, notes, st.working.task_id, st.working.run_id, st.settings.floor, st.working
-                ),
-            ),
-            notes,
-        )
-    ]
+    req = request_from(attrs, time_ns, notes, st.working.task_id, st.working.run_id, st.settings.floor, st.working)
+    changed = _open(st, req)
+    if req is not None and is_open(st, req.approval_id):
+        st.approval_openers = openers.remember(st.approval_openers, req.approval_id, who)
+    return [_checkpoint(st, event_id, time_ns, changed, notes)]
 
 
 def _open(st: TaskRecord, req: ApprovalRequest | None) -> tuple[str, ...]:
@@ -208,12 +201,25 @@ def _when(r: ApprovalRequest) -> tuple[int, str]:
     return (r.requested_ns, r.approval_id)
 
 
-def on_decision(st: TaskRecord, event_id: str, time_ns: int, attrs: Any, notes: list[str]) -> list[Event]:
+def on_decision(
+    st: TaskRecord, event_id: str, time_ns: int, attrs: Any, notes: list[str], who: str = ""
+) -> list[Event]:
     """The agent's note of the answer it read (or of its own timeout); a
-    Checkpoint even when the request was not open (see :func:`on_request`)."""
+    Checkpoint even when the request was not open (see :func:`on_request`).
+    Only a note from the task and session that opened the request closes
+    it (:mod:`.openers`); another's is kept, marked ignored."""
     if st.finished:  # a late span's note: nothing to close, the fact stays
         return [_checkpoint(st, event_id, time_ns, (), notes)]
     approval_id = sz.name(attrs.get(cv.APPROVAL_ID), cv.APPROVAL_ID, notes)
+    task_id = st.working.task_id
+    if (
+        approval_id
+        and is_open(st, approval_id)
+        and not openers.may_withdraw(st.approval_openers, approval_id, who, task_id)
+    ):
+        notes.append(f"{cv.EVENT_APPROVAL_DECISION} {approval_id}: from another task or session; ignored")
+        ev = _checkpoint(st, event_id, time_ns, (), notes)
+        return [replace(ev, attributes={openers.IGNORED_NOTE: approval_id})]
     changed = _close(st, approval_id) if approval_id else ()
     ev = _checkpoint(st, event_id, time_ns, changed, notes)
     if changed and attrs.get(cv.APPROVAL_OUTCOME) == "timed_out":
@@ -246,6 +252,8 @@ def is_open(st: TaskRecord, approval_id: str) -> bool:
 def _close(st: TaskRecord, approval_id: str) -> tuple[str, ...]:
     """Close one request; the fields that changed (none if it was not open)."""
     st.approvals_closed = st.approvals_closed | {approval_id}
+    if st.approval_openers:
+        st.approval_openers.pop(approval_id, None)
     w = st.working
     left = tuple(r for r in w.approvals if r.approval_id != approval_id)
     if len(left) == len(w.approvals):

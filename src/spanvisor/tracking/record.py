@@ -40,6 +40,7 @@ class TaskRecord:
     __slots__ = (
         "_id_prefix",
         "_w",
+        "approval_openers",
         "approvals_closed",
         "budget_from_root",
         "budget_published",
@@ -90,6 +91,9 @@ class TaskRecord:
         self.stalls = 0  # how often the task stalled (numbers its stall events)
         # Approvals decided or timed out: never reopened (a shared empty default).
         self.approvals_closed = _NONE_CLOSED
+        # Approval id -> the identity the span that opened it claimed (tracking.openers);
+        # None until a request opens.
+        self.approval_openers: dict[str, str] | None = None
         # The working fields; the frozen TaskView that events carry is built
         # when an event needs one (dataclasses.replace per change was the
         # tracker's largest cost), and not kept: nearly every event changes a

@@ -37,7 +37,7 @@ from spanvisor.spans import conventions as cv
 from spanvisor.spans import sanitize as sz
 from spanvisor.spans.current import with_a2a_status
 from spanvisor.spans.data import SpanData
-from spanvisor.tracking import approvals, artifacts, calls, results, statefacts, taskbudget
+from spanvisor.tracking import approvals, artifacts, calls, openers, results, statefacts, taskbudget
 from spanvisor.tracking.identity import TaskIdentity
 from spanvisor.tracking.outcome import NO_ERROR, Error, ErrorInfo, outcome_of
 from spanvisor.tracking.record import TaskRecord
@@ -240,12 +240,13 @@ class TaskState(TaskRecord):
             if ident in seen or (until_ns is not None and ev.time_ns > until_ns):
                 continue
             seen.add(ident)
-            out.extend(self._span_event(span.span_id, n, ev.name, ev.time_ns, ev.attributes, notes, is_root))
+            out.extend(self._span_event(span, n, ev.name, ev.time_ns, ev.attributes, notes, is_root))
         return out
 
     def _span_event(
-        self, span_id: str, index: int, name: str, time_ns: int, attrs: Any, notes: list[str], is_root: bool
+        self, span: SpanData, index: int, name: str, time_ns: int, attrs: Any, notes: list[str], is_root: bool
     ) -> list[Event]:
+        span_id = span.span_id
         if name == cv.EVENT_CHECKPOINT:
             return statefacts.checkpoint_event(self, span_id, index, time_ns, attrs, notes)
         if name == cv.EVENT_ARTIFACT:
@@ -255,7 +256,9 @@ class TaskState(TaskRecord):
             self.error_info().exception_event(attrs, is_root, (time_ns, span_id), notes)
         elif name in (cv.EVENT_APPROVAL_REQUEST, cv.EVENT_APPROVAL_DECISION):
             read = approvals.on_request if name == cv.EVENT_APPROVAL_REQUEST else approvals.on_decision
-            return read(self, self.event_id(name, span_id, time_ns, index), time_ns, attrs, notes)
+            # Who the span claims to be: only the opener's own note withdraws a request (tracking.openers).
+            who = openers.claimed(span.attributes)
+            return read(self, self.event_id(name, span_id, time_ns, index), time_ns, attrs, notes, who)
         return []
 
     # -- the end -------------------------------------------------------------
