@@ -119,15 +119,17 @@ def test_in_process_the_agent_runs_and_its_spans_reach_the_exporter_beside(
 
 
 def test_a_bad_core_value_turns_spanvisor_off_in_one_line(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    env = {**_clean_env(tmp_path), "SPANVISOR_CONTEXT_THRESHOLDS": "70,85"}
+    # A core setting that tunes one part keeps its default instead
+    # (tests/core/test_first_hour_settings.py); a budget does not.
+    env = {**_clean_env(tmp_path), "SPANVISOR_BUDGET_DAY_USD": "lots"}
     with patch.dict(os.environ, env, clear=True), _heard(caplog):
         processor = SpanvisorSpanProcessor(sinks=[])
     assert processor.off and processor.force_flush()
     processor.shutdown()
     said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert said == [
-        "configuration error: context_thresholds (env SPANVISOR_CONTEXT_THRESHOLDS) = '70,85' is invalid; "
-        "accepted: ratios in (0, 1], e.g. 0.7,0.85; spanvisor is off in this process; the agent runs on "
+        "configuration error: budget_day_usd (env SPANVISOR_BUDGET_DAY_USD) = 'lots' is invalid; "
+        "accepted: dollars; spanvisor is off in this process; the agent runs on "
         "(`spanvisor check` lists every problem)"
     ]
 

@@ -34,10 +34,11 @@ from spanvisor.config.parsers import (
     p_str,
     url_origin,
 )
-from spanvisor.config.table import CORE_SETTINGS, default_data_dir
+from spanvisor.config.table import CORE_SETTINGS, DEFAULT_STANDS_IN, default_data_dir, shown_default
 
 __all__ = [
     "CORE_SETTINGS",
+    "DEFAULT_STANDS_IN",
     "Config",
     "ConfigError",
     "Parser",
@@ -61,5 +62,6 @@ __all__ = [
     "p_str",
     "plugin_settings",
     "read_toml",
+    "shown_default",
     "url_origin",
 ]

@@ -234,3 +234,48 @@ CORE_SETTINGS: tuple[Setting, ...] = (
         "auto, memory or postgres",
     ),
 )
+
+# Core settings whose default stands in for a bad value in an agent's
+# process: each tunes or words one part (context warnings, log tails, queue
+# sizes, stall times), so one error line and the default keep the rest of
+# spanvisor running there. The others stay blocking (spanvisor off in that
+# process): they choose where events go (sinks, data_dir, state_store), who
+# the process is (replica_id), how spans are read (stamp_spans, live_channel)
+# or what limits an agent (prices, budgets): a default there would send
+# events elsewhere or drop a limit without anyone choosing it.
+DEFAULT_STANDS_IN: frozenset[str] = frozenset(
+    {
+        "log_format",
+        "log_level",
+        "context_thresholds",
+        "model_context_windows",
+        "poll_interval_s",
+        "heartbeat_s",
+        "root_hold_s",
+        "provisional",
+        "max_open_tasks",
+        "dedup_window",
+        "inbox_size",
+        "queue_size",
+        "batch_size",
+        "batch_delay_s",
+        "log_tail_lines",
+        "log_tail_level",
+        "log_tail_context",
+        "log_tail_wait_s",
+        "budget_levels",
+        "stall_after_s",
+        "lost_after_s",
+        "stall_after_by_agent",
+    }
+)
+
+
+def shown_default(setting: Setting) -> str:
+    """A setting's default as a person would write it (``0.7,0.85``, ``none``)."""
+    value = setting.default
+    if isinstance(value, tuple | list):
+        return ",".join(str(v) for v in value) or "none"
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in value.items()) or "none"
+    return "none" if value is None else str(value)

@@ -6,6 +6,9 @@ accepts, and spanvisor runs without the part it concerns:
 
 * a sink's setting: that sink is left out (as a misspelt sink name is);
 * a setting only ``spanvisor serve`` reads: ignored;
+* a core setting that tunes one part (``SPANVISOR_CONTEXT_THRESHOLDS``, a
+  log tail, a queue size: :data:`spanvisor.config.DEFAULT_STANDS_IN`): its
+  default is used;
 * any other (the core's, budgets, the control API), or a configuration that
   cannot be read at all: spanvisor is off in this process
   (:class:`OffPipeline`); the agent and the provider's other processors and
@@ -20,7 +23,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from spanvisor.config import Config, ConfigError
+from spanvisor.config import DEFAULT_STANDS_IN, Config, ConfigError, shown_default
 from spanvisor.pipeline.assemble import sink_problems
 from spanvisor.pipeline.inbox import Inbox
 from spanvisor.pipeline.pipeline import Pipeline
@@ -39,7 +42,9 @@ def blocking_problems(config: Config) -> list[str]:
     return [
         why
         for name, why in config.invalid.items()
-        if not config.owners.get(name, "").startswith("sink:") and config.owners.get(name) not in NOT_IN_AGENTS
+        if not config.owners.get(name, "").startswith("sink:")
+        and config.owners.get(name) not in NOT_IN_AGENTS
+        and name not in DEFAULT_STANDS_IN
     ]
 
 
@@ -52,6 +57,9 @@ def agent_pipeline(path: str, sinks: Sequence[Sink] | None, config: Config | Non
         for name, why in config.invalid.items():
             if config.owners.get(name) in NOT_IN_AGENTS:
                 log.warning("configuration error: %s; ignored (only `spanvisor serve` reads it)", why)
+            elif name in DEFAULT_STANDS_IN:
+                shown = next((shown_default(s) for s in config.settings if s.name == name), "")
+                log.error("configuration error: %s; the default (%s) is used in this process", why, shown)
         problems = blocking_problems(config)
         if not problems:
             if sinks is not None:
