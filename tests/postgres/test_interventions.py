@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -390,7 +391,9 @@ def test_decisions_and_log_tails_survive_the_outbox(pg_server: Any, tmp_path: Pa
         intervention(bare("ghost"), d2, outcome="denied", reason="not allowed", known=False),
         events[-1],
     ]
-    dead = "postgresql://postgres:x@127.0.0.1:1/spanvisor"
+    # The same database refusing a wrong password: events are held for the
+    # destination the next process writes to (host, port, dbname, user).
+    dead = re.sub(r":[^:@/]+@", ":wrong-password@", url, count=1)
 
     async def away() -> None:
         sink = PostgresSink()
