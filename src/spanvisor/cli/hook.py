@@ -28,12 +28,15 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
+from spanvisor.cli import hook_config
 from spanvisor.gate import cancel, clitimeout, notes, session, turns, verdict
 from spanvisor.gate import contracts as gc
 from spanvisor.gate.answer import Answer
+from spanvisor.gate.centralcache import ENV_MODE
 from spanvisor.gate.deadline import Deadline
 
-ENV_POLICY = "SPANVISOR_HOOK_POLICY"
+ENV_POLICY = hook_config.ENV_POLICY
+
 MAX_INPUT = verdict.MAX_INPUT
 
 
@@ -45,13 +48,22 @@ class Late(BaseException):
     """The backstop timer fired: the CLI's deadline is near."""
 
 
-def build_parser(p: argparse.ArgumentParser, env: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
-    e = os.environ if env is None else env
+def build_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("cli", choices=gc.CLIS, help="which CLI calls (its input and answer shapes)")
     p.add_argument(
         "--policy",
-        default=e.get(ENV_POLICY),
-        help=f"policy TOML file (default: ${ENV_POLICY}; none: every call asks a person)",
+        help=f"policy TOML file (default: ${ENV_POLICY} unless --locked; none: every call asks a person)",
+    )
+    p.add_argument(
+        "--central",
+        choices=("auto", "required", "off"),
+        help=f"the central policy of serve: auto (obeyed once seen), required, off (default: ${ENV_MODE}, else auto)",
+    )
+    p.add_argument(
+        "--locked",
+        action="store_true",
+        help="ignore every SPANVISOR_* variable that changes what is decided (the policy, the central policy, "
+        "servers, tokens, where notes go): a repository can set a hook's environment, not its command line",
     )
     p.add_argument(
         "--cli-timeout",
@@ -73,11 +85,7 @@ def build_parser(p: argparse.ArgumentParser, env: Mapping[str, str] | None = Non
         help="OTLP/HTTP endpoint the records go to (default: $SPANVISOR_OTLP_ENDPOINT, $OTEL_EXPORTER_OTLP_ENDPOINT, "
         "or http://127.0.0.1:4318)",
     )
-    p.add_argument(
-        "--otlp-token",
-        default=e.get("SPANVISOR_OTLP_TOKEN"),
-        help="bearer token of the OTLP endpoint (default: $SPANVISOR_OTLP_TOKEN)",
-    )
+    p.add_argument("--otlp-token", help="bearer token of the OTLP endpoint (default: $SPANVISOR_OTLP_TOKEN)")
     return p
 
 
@@ -105,27 +113,45 @@ def main(
     e = os.environ if env is None else env
 
     def body(out: Answer) -> int:
-        args = copy.copy(_parsed(tuple(argv), e.get(ENV_POLICY), e.get("SPANVISOR_OTLP_TOKEN")))
+        args, env_, said = hook_config.settle(copy.copy(_parsed(tuple(argv))), e)
+        if said:
+            _say(out, said)
         if cwd is not None and args.policy and not os.path.isabs(args.policy):
             args.policy = os.path.join(cwd, args.policy)
-        return decide(args, out, t0, stdin, e, cwd)
+        return decide(args, out, t0, stdin, env_, cwd)
 
     out = answer if answer is not None else Answer(cli, stdout, stderr, release)
     return guarded(out, body, help_asked="-h" in argv or "--help" in argv)
 
 
 @functools.lru_cache(maxsize=64)
-def _parsed(argv: tuple[str, ...], policy: str | None, otlp_token: str | None) -> argparse.Namespace:
+def _parsed(argv: tuple[str, ...]) -> argparse.Namespace:
     """The arguments read (the launcher answers the same hook command all
     session: read once); an error exits as argparse does."""
-    env = {k: v for k, v in ((ENV_POLICY, policy), ("SPANVISOR_OTLP_TOKEN", otlp_token)) if v is not None}
-    return build_parser(argparse.ArgumentParser(prog="spanvisor hook"), env).parse_args(list(argv))
+    return build_parser(argparse.ArgumentParser(prog="spanvisor hook")).parse_args(list(argv))
 
 
 def run(args: argparse.Namespace) -> int:
     """The same from arguments the full CLI's parser read."""
     started = time.monotonic()
-    return guarded(Answer(args.cli), lambda out: decide(args, out, started))
+
+    def body(out: Answer) -> int:
+        settled, env, said = hook_config.settle(copy.copy(args), os.environ)
+        if said:
+            _say(out, said)
+        return decide(settled, out, started, env=env)
+
+    return guarded(Answer(args.cli), body)
+
+
+def _say(out: Answer, text: str) -> None:
+    """A line on the hook's stderr, before the answer (never the input)."""
+    try:
+        err = out.stderr or sys.stderr
+        err.write(text + "\n")
+        err.flush()
+    except BaseException:
+        pass
 
 
 def guarded(out: Answer, body: Callable[[Answer], int], help_asked: bool = False) -> int:
