@@ -4,7 +4,7 @@ When a trace's spans or live records name its task's ``agent.task.id`` (a
 stamped span, the task helper's stamped start span, a live start record, an
 agent span carrying the id held for its ancestry) by the time its model and
 tool calls would open a provisional task, every event of it carries that id,
-never ``<trace>-<span>`` (docs/conventions.md#provisional-tasks): the
+never ``<trace>-<span>`` (docs/reference/conventions.md#provisional-tasks): the
 helper's approvals and cancels are addressed to that id. Property on the
 pure TaskTracker (the end order of the exporter and the receiver, each batch
 settled as the pipeline settles it); the real exporter path is the example

@@ -142,7 +142,7 @@ def test_what_serve_delivers_passes_the_stream_checker(
         check_stream(events, all_finished=True)
         check_against_specs(events, specs)
         # By root: unstamped, a task shown before its root arrived under an
-        # inner span keeps the id it was shown under (docs/conventions.md#provisional-tasks).
+        # inner span keeps the id it was shown under (docs/reference/conventions.md#provisional-tasks).
         traces = check_task_roots(events, specs, transport)
         want, got = (only(final_states_by_root(e, specs), traces) for e in (in_process, events))
         if transport == "grpc":  # unstamped: a limited root keeps no identity

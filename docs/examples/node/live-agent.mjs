@@ -2,7 +2,7 @@
 // OpenTelemetry JS SDK: spans over OTLP/HTTP, and the live channel (log
 // records named by event_name, emitted in the task root's context) so that
 // `spanvisor serve` shows the task's name, progress and step while its root
-// span is still open (docs/conventions.md#the-live-channel).
+// span is still open (docs/reference/conventions.md#the-live-channel).
 //
 //   npm ci
 //   OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 node live-agent.mjs
@@ -27,7 +27,7 @@ import { resourceFromAttributes } from "@opentelemetry/resources";
 import { BatchLogRecordProcessor, LoggerProvider } from "@opentelemetry/sdk-logs";
 import { BasicTracerProvider, BatchSpanProcessor } from "@opentelemetry/sdk-trace-base";
 
-// The names spanvisor reads (docs/conventions.md).
+// The names spanvisor reads (docs/reference/conventions.md).
 const LIVE_TASK_START = "agent.task.start";
 const LIVE_TASK_UPDATE = "agent.task.update";
 const LIVE_HEARTBEAT = "agent.task.heartbeat";

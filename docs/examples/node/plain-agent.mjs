@@ -3,7 +3,7 @@
 // conventions, an `invoke_agent` root over its `chat` model calls and
 // `execute_tool` tool calls. Exported over OTLP to a Collector or straight to
 // `spanvisor serve`, its task shows while it runs, from its first model and
-// tool calls, before its root span ends (docs/conventions.md#provisional-tasks):
+// tool calls, before its root span ends (docs/reference/conventions.md#provisional-tasks):
 // a row in `spanvisor tasks`, a Slack parent, its calls, tokens and steps.
 // The root names it ("invoke_agent planner") when it ends. For its own title
 // and progress from the first second, see live-agent.mjs (the live channel).
