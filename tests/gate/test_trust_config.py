@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from spanvisor.gate.central import document, from_files
+from spanvisor.gate.centralcache import ROUTE
 
 SPANVISOR = str(Path(sys.executable).with_name("spanvisor"))
 CENTRAL = """name = "acme"
@@ -57,6 +58,9 @@ class FakeServe:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                if self.path.partition("?")[0] != ROUTE:  # a task's cancel, …: none here
+                    self.send_error(404)
+                    return
                 etag = f'"{outer.doc["sha256"]}"'
                 outer.asked.append(self.headers.get("If-None-Match"))
                 if self.headers.get("If-None-Match") == etag:

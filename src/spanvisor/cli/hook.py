@@ -207,7 +207,17 @@ def decide(
         out.veto = lambda: _cancelled_text(looked.result())
     token = args.token or e.get("SPANVISOR_CONTROL_TOKEN") or args.otlp_token
     got = verdict.by_policy(
-        raw, cli, args.policy, cwd, out, e, args.endpoint, url=args.url, token=token, time_left=deadline.left()
+        raw,
+        cli,
+        args.policy,
+        cwd,
+        out,
+        e,
+        args.endpoint,
+        url=args.url,
+        token=token,
+        time_left=deadline.left(),
+        locked=bool(getattr(args, "locked", False)),
     )
     if isinstance(got, verdict.Asked):
         if looked is not None and (c := looked.result()) is not None:

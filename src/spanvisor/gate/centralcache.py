@@ -17,6 +17,20 @@ never an allow of the old copy. A server never reached and never known to
 publish one leaves the local policy alone in charge, as before central
 policies; ``SPANVISOR_CENTRAL_POLICY=off`` never asks.
 
+The file is the agent's to write (it runs as the same user), so nothing in
+it is taken on its word: a copy's age is counted on the hook's own clock
+(a ``fetched`` time in the future is no age: the copy is stale, and a
+``failed`` time in the future does not hold back the next request), and a
+copy's files must hash to the version its ETag names (serve's ETag is the
+SHA-256 of the files) or the file is no copy at all, so an edited copy is
+fetched again and never answered "unchanged". A file that is there but
+cannot be read as a copy still marks the server as one that publishes a
+policy (the stricter reading). A locked hook (``--locked``) goes further:
+a copy from the file is never fresh by itself, only a validator for the
+request (a copy rewritten with a self-consistent policy of the agent's
+and a current time would otherwise be used for as long as it is
+rewritten); only copies this process fetched are used without asking.
+
 Standard library only: the request is a bare HTTP/1.1 GET on a socket
 (TLS for ``https://``), bounded by a short timeout.
 """
@@ -25,6 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import socket
 import time
@@ -67,6 +82,8 @@ class CentralView(NamedTuple):
 
 _memory: dict[str, dict[str, Any]] = {}
 _parsed: dict[str, Central] = {}
+# The files whose copy in memory this process fetched itself.
+_here: set[str] = set()
 
 
 def ttl(env: Mapping[str, str]) -> float:
@@ -89,22 +106,27 @@ def view(
     token: str | None = None,
     timeout_s: float = TIMEOUT_S,
     now: float | None = None,
+    trust_file: bool = True,
 ) -> CentralView:
-    """The central policy a call must obey now (see the module's doc)."""
+    """The central policy a call must obey now (see the module's doc).
+    ``trust_file=False``: a copy read from the file is asked about again
+    before it is used (a locked hook)."""
     mode = (env.get(ENV_MODE) or "auto").strip().lower()
     if mode == "off":
         return CentralView(None, "none")
     base = server_url(env, url, endpoint)
     t = time.time() if now is None else now
-    entry = _memory.get(_file(base, env)) or _read_file(base, env) or {}
-    fetched, failed = float(entry.get("fetched") or 0), float(entry.get("failed") or 0)
+    path = _file(base, env)
+    entry = _memory.get(path) or _read_file(base, env) or {}
+    fetched, failed = _time(entry.get("fetched")), _time(entry.get("failed"))
     secret = token or env.get("SPANVISOR_CONTROL_TOKEN") or env.get("SPANVISOR_OTLP_TOKEN")
-    if fetched and t - fetched < ttl(env):
+    # Ages on this clock only: a time in the future is no age at all.
+    if fetched and 0 <= t - fetched < ttl(env) and (trust_file or path in _here):
         if AHEAD and t - fetched >= ttl(env) / 2 and base not in _refreshing:
             _ahead(base, secret, dict(env))
         return CentralView(_central(entry), "fresh", url=base)
     why = entry.get("why") or "no time left to ask it"
-    if timeout_s >= 0.05 and not (failed and t - failed < RETRY_S and failed >= fetched):
+    if timeout_s >= 0.05 and not (failed and 0 <= t - failed < RETRY_S and failed >= fetched):
         got, why = _refresh(base, secret, entry, env, timeout_s, t)
         if got is not None:
             return CentralView(_central(got), "fresh", url=base)
@@ -118,6 +140,7 @@ def forget() -> None:
     """Drop the copies this process holds (``serve``, when it reloads its
     policy: its own gate then reads the new version at once)."""
     _memory.clear()
+    _here.clear()
 
 
 def _refresh(
@@ -128,6 +151,7 @@ def _refresh(
     got = _answer(entry, status, doc, etag, t)
     if got is not None:
         _keep(base, got, env)
+        _here.add(_file(base, env))
         return got, ""
     why = _why(status, doc)
     _keep(base, {**entry, "failed": t, "why": why}, env)
@@ -158,7 +182,10 @@ def _answer(entry: dict[str, Any], status: int, doc: Any, etag: str | None, t: f
             from_document(doc)  # checked before it is kept
         except PolicyError:
             return None
-        return {"fetched": t, "etag": etag, "doc": doc, "known": True}
+        # An ETag that does not name these files is not kept: the copy is
+        # then asked for whole, never "unchanged" on the server's word.
+        sha = doc.get("sha256") if isinstance(doc, Mapping) else None
+        return {"fetched": t, "etag": etag if etag and _tag(etag) == sha else None, "doc": doc, "known": True}
     return None
 
 
@@ -204,15 +231,55 @@ def _file(base: str, env: Mapping[str, str]) -> str:
 
 
 def _read_file(base: str, env: Mapping[str, str]) -> dict[str, Any] | None:
+    """The copy in the file, checked (:func:`_checked`); None when there
+    is no file; a file that is there but is not a copy of this server's
+    policy marks the server as one that publishes a policy, with no copy."""
     try:
         with open(_file(base, env), "rb") as f:
             got = json.loads(f.read(MAX_BODY + 65536))
-    except (OSError, ValueError):
+    except FileNotFoundError:
         return None
+    except (OSError, ValueError, RecursionError):
+        return {"known": True, "why": "its cached copy cannot be read"}
+    checked = _checked(got, base)
+    if checked is None:
+        return {"known": True, "why": "its cached copy is not the version it claims"}
+    _memory[_file(base, env)] = checked
+    return checked
+
+
+def _checked(got: Any, base: str) -> dict[str, Any] | None:
+    """A copy read from the file as it was kept: this server's, its times
+    numbers, and its files hashing to the version its ETag names (or no
+    policy and no ETag, a server that has none); else None."""
     if not isinstance(got, dict) or got.get("url") != base:
         return None
-    _memory[_file(base, env)] = got
-    return got
+    if any(got.get(k) is not None and not _time(got[k]) and got[k] != 0 for k in ("fetched", "failed")):
+        return None
+    doc, etag = got.get("doc"), got.get("etag")
+    if doc is None:
+        return got if etag is None and not got.get("known") else None
+    try:
+        central = from_document(doc)
+    except (PolicyError, RecursionError, TypeError, ValueError):
+        return None
+    if not isinstance(etag, str) or _tag(etag) != central.sha256:
+        return None
+    return {**got, "known": True}
+
+
+def _tag(etag: str) -> str:
+    """An ETag's opaque part (no ``W/``, no quotes)."""
+    return etag.removeprefix("W/").strip().strip('"')
+
+
+def _time(value: Any) -> float:
+    """A time kept in the file (0 when there is none); a value that is
+    not a finite number reads as none."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0.0
+    got = float(value)
+    return got if math.isfinite(got) else 0.0
 
 
 def _keep(base: str, entry: dict[str, Any], env: Mapping[str, str]) -> None:

@@ -54,12 +54,14 @@ def by_policy(
     url: str | None = None,
     token: str | None = None,
     time_left: float | None = None,
+    locked: bool = False,
 ) -> Asked | Decided:
     """Answer ``raw`` in ``out`` when the policy (or a failure) decides;
     else what a person must decide. The local policy and the server's
     central one (:mod:`.centralcache`: ``url``, ``token``) both have a say,
     and the strictest wins. ``time_left``: what the deadline leaves (the
-    server is asked within a quarter of it, not at all past it)."""
+    server is asked within a quarter of it, not at all past it); ``locked``:
+    the central policy's copy on disk is asked about before it is used."""
     if len(raw) > MAX_INPUT:
         return Decided(out.block(f"spanvisor: the hook input is over {MAX_INPUT} bytes; denied"), None)
     try:
@@ -74,7 +76,7 @@ def by_policy(
     except PolicyError as exc:
         return Decided(out.block(f"spanvisor: {exc}; denied until the policy is fixed"), None)
     ask_s = centralcache.TIMEOUT_S if time_left is None else min(centralcache.TIMEOUT_S, time_left / 4)
-    seen = centralcache.view(env, url, endpoint, token, ask_s)
+    seen = centralcache.view(env, url, endpoint, token, ask_s, trust_file=not locked)
     central = seen.central
     facts = hook_facts(call, env) if policy.uses_facts or (central and central.policy.uses_facts) else KNOWN_NOTHING
     ruling = combine(policy.decide(call, facts), central.ruling(call, facts) if central is not None else None)

@@ -1,0 +1,125 @@
+"""The central policy's cache is not the agent's to write.
+
+The hook keeps its copy of serve's central policy in a file under the
+user's state directory, which the agent (the same user) can edit. An
+edited copy (the rules changed, the server's real ETag kept, a
+``fetched`` time in the future so it would stay fresh forever) is fetched
+again, and the central deny holds; a copy rewritten whole with a policy
+of the agent's that hashes to its own ETag is not used by a locked hook
+without asking; a file that is not a copy counts as a server known to
+publish a policy (its fail-closed rules answer when it is away). The real
+``spanvisor hook claude-code`` process.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from spanvisor.gate.central import document, from_files
+from tests.gate.test_trust_config import FakeServe, home_env, run_hook
+
+LOCAL = """default = "allow"
+"""
+FORCE = "git push --force origin main"
+
+
+@pytest.fixture
+def serve() -> Iterator[FakeServe]:
+    s = FakeServe()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    (tmp_path / "local.toml").write_text(LOCAL)
+    return home_env(tmp_path)
+
+
+def the_cache(tmp: Path) -> Path:
+    (got,) = (tmp / "state" / "spanvisor" / "policy-cache").glob("*.json")
+    return got
+
+
+def edit(path: Path, **changes: Any) -> None:
+    doc = json.loads(path.read_text())
+    doc.update(changes)
+    path.write_text(json.dumps(doc))
+
+
+def agents_copy(text: str) -> dict[str, Any]:
+    return document(from_files((("acme.toml", text),), "acme"))
+
+
+def hook_args(tmp: Path, serve: FakeServe, *more: str) -> tuple[str, ...]:
+    return ("--policy", str(tmp / "local.toml"), "--url", serve.url, *more)
+
+
+def test_an_edited_copy_with_the_real_etag_and_a_future_time_is_fetched_again(
+    tmp_path: Path, env: dict[str, str], serve: FakeServe
+) -> None:
+    args = hook_args(tmp_path, serve)
+    assert run_hook(env, FORCE, *args)[0] == "deny"
+    cache = the_cache(tmp_path)
+    kept = json.loads(cache.read_text())
+    assert kept["etag"] == f'"{serve.doc["sha256"]}"'
+    # The agent's rules in the copy (its files and its sha256 made to agree,
+    # as from_document checks), the server's ETag kept, fresh for ever.
+    forged = {**agents_copy('name = "acme"\n'), "sha256": kept["doc"]["sha256"]}
+    forged_consistent = agents_copy('name = "acme"\n')
+    for doc in (forged, forged_consistent):
+        edit(cache, doc=doc, fetched=time.time() + 10**6, failed=0)
+        asked = len(serve.asked)
+        got, err = run_hook(env, FORCE, *args)
+        assert got == "deny", err
+        assert serve.asked[asked:] == [None], "asked again for the whole policy, never 'unchanged'"
+
+
+def test_a_failed_time_in_the_future_does_not_hold_back_the_next_request(
+    tmp_path: Path, env: dict[str, str], serve: FakeServe
+) -> None:
+    args = hook_args(tmp_path, serve)
+    assert run_hook(env, FORCE, *args)[0] == "deny"
+    cache = the_cache(tmp_path)
+    # "The server never had a policy, and failed just now (in a year's time)."
+    cache.write_text(json.dumps({"url": serve.url, "etag": None, "doc": None, "known": False, "failed": 2e9 * 2}))
+    assert run_hook(env, FORCE, *args)[0] == "deny"
+
+
+def test_a_locked_hook_asks_before_using_a_self_consistent_copy_of_the_agents(
+    tmp_path: Path, env: dict[str, str], serve: FakeServe
+) -> None:
+    args = hook_args(tmp_path, serve, "--locked")
+    assert run_hook(env, FORCE, *args)[0] == "deny"
+    cache = the_cache(tmp_path)
+    mine = agents_copy('name = "acme"\n')
+    edit(cache, doc=mine, etag=f'"{mine["sha256"]}"', fetched=time.time(), failed=0)
+    asked = len(serve.asked)
+    assert run_hook(env, FORCE, *args)[0] == "deny"
+    assert serve.asked[asked:] == [f'"{mine["sha256"]}"'], "asked, with the copy's own version"
+    # And the real copy, once fetched, is revalidated (a 304) and holds.
+    asked = len(serve.asked)
+    assert run_hook(env, FORCE, *args)[0] == "deny"
+    assert serve.asked[asked:] == [f'"{serve.doc["sha256"]}"']
+
+
+def test_a_file_that_is_not_a_copy_counts_as_a_server_that_publishes_one(
+    tmp_path: Path, env: dict[str, str], serve: FakeServe
+) -> None:
+    args = hook_args(tmp_path, serve)
+    assert run_hook(env, FORCE, *args)[0] == "deny"
+    cache = the_cache(tmp_path)
+    serve.close()  # the server away: only what the file says is left
+    for text in (
+        "{not json",
+        json.dumps({"url": serve.url, "doc": None, "etag": None, "known": False, "fetched": "x"}),
+    ):
+        cache.write_text(text)
+        got, err = run_hook(env, "ls", *args)
+        assert got == "deny", err  # on_unreachable, not the local allow alone
