@@ -25,6 +25,7 @@ from .humancli import register as register_interventions
 from .output import print_json, say, terminal_width
 from .output import table as render_table
 from .queries import STATUS_FILTERS, cost_text
+from .signcli import register as register_signing
 
 if TYPE_CHECKING:
     from spanvisor.config import Config
@@ -84,7 +85,9 @@ def register(subparsers: Any) -> None:
     prune.add_argument("--batch", type=int, default=500, help="tasks per transaction (default 500)")
     prune.set_defaults(func=cmd_prune)
 
-    audit = subparsers.add_parser("audit", help="the decision log: 'audit verify' checks its hash chain")
+    audit = subparsers.add_parser(
+        "audit", help="the decision log: 'audit verify' checks its hash chain and signatures, 'audit export' writes it"
+    )
     audit_sub = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
     verify = audit_sub.add_parser(
         "verify", help="recompute the decision log's hash chain; names the first row changed, deleted or reordered"
@@ -96,6 +99,7 @@ def register(subparsers: Any) -> None:
         help="a head kept outside the database (the log line, the webhook): the chain must still pass through it",
     )
     verify.set_defaults(func=cmd_audit_verify)
+    register_signing(audit_sub, verify)
 
 
 # --- plumbing -------------------------------------------------------------------
@@ -369,12 +373,19 @@ def cmd_prune(args: argparse.Namespace, config: Config) -> int:
 def cmd_audit_verify(args: argparse.Namespace, config: Config) -> int:
     from .auditchain import report, verify
     from .removals import floor_of
+    from .signcli import verify_offline, verify_online
+
+    if getattr(args, "offline", None) is not None:
+        return verify_offline(args)
 
     async def go(pool: Any) -> int:
         async with pool.acquire() as conn:
             floor = floor_of(config)
             verdict = await verify(conn, getattr(args, "head", None), floor)
+            signed, holds = await verify_online(conn, args, config)
         say(report(verdict))
-        return 1 if verdict.problems else 0
+        if signed is not None:
+            say(signed)
+        return 1 if verdict.problems or not holds else 0
 
     return guard(config, go)

@@ -81,4 +81,22 @@ SETTINGS: tuple[Setting, ...] = (
         "decision_chain_checkpoints, one log line, the shared state store (the webhook's source). 0: off.",
         "a duration such as 10m, or 0",
     ),
+    Setting(
+        "audit_signing_key",
+        "SPANVISOR_AUDIT_SIGNING_KEY",
+        p_opt_str,
+        None,
+        "The Ed25519 key (PEM file) serve signs each decision row with; the database never holds it. Unset: "
+        "<data_dir>/audit-signing.key, made with mode 0600 at the first start.",
+        "a file path",
+    ),
+    Setting(
+        "audit_public_keys",
+        "SPANVISOR_AUDIT_PUBLIC_KEYS",
+        p_opt_str,
+        None,
+        "A keys file ('ed25519 <hex>' a line) of earlier signing keys whose rows 'spanvisor audit verify' still "
+        "accepts after a rotation (the current key is always accepted).",
+        "a file path",
+    ),
 )

@@ -33,6 +33,7 @@ from spanvisor.sink import BaseSink, SinkContext, SinkResult
 from .checkpoints import Checkpointer
 from .recorded import Recovery, recovery_for
 from .settings import SETTINGS
+from .signing import SigningKey
 from .streamrows import SHARED_KEY, StreamRows, settle
 
 if TYPE_CHECKING:
@@ -80,6 +81,8 @@ class PostgresSink(BaseSink):
         # What the last contact with the database said: read by health() from
         # any thread (a tuple is replaced whole, never changed in place).
         self._health: tuple[bool, str] = (False, "not started")
+        # The key this process signs its decision rows with (signing.py); None: unsigned (said at start).
+        self.signing_key: SigningKey | None = None
 
     @classmethod
     def enabled(cls, config: Config) -> bool:
@@ -91,6 +94,7 @@ class PostgresSink(BaseSink):
         readers (the migrations' files), shutil's grp and pwd (the embedded server's)."""
         names = ["asyncpg", "spanvisor_postgres.db", "spanvisor_postgres.writer", "spanvisor_postgres.sanitize"]
         names += ["spanvisor_postgres.queries", "importlib.readers", "importlib.resources.readers"]
+        names += ["spanvisor_postgres.signer", "spanvisor_postgres.signkeys"]
         if config.get("embedded_db") and not config.get("database_url"):
             names += ["grp", "pwd"]
         return names
@@ -100,6 +104,7 @@ class PostgresSink(BaseSink):
         from .writer import Writer
 
         self.ctx = ctx
+        self.signing_key = _signing_key(ctx.config)
         self.outbox = await Outbox.open(
             ctx.config.data_dir / "outbox",
             self.name,
@@ -153,8 +158,24 @@ class PostgresSink(BaseSink):
         assert self.writer is not None
         await self._pool()
         await self.writer.write(events)
+        if self.signing_key is not None and any(isinstance(e, HumanIntervention) for e in events):
+            await self._sign(events)
         if not self._health[0]:
             self._health = (True, "ok")
+
+    async def _sign(self, events: Sequence[Event]) -> None:
+        """Sign the decision rows just committed. A failure fails the batch:
+        it is written again (its rows are there: nothing changes) and signed."""
+        from .signer import sign_written
+        from .writer import TransientDbError
+
+        assert self.signing_key is not None
+        try:
+            pool = await self._pool()
+            async with pool.acquire() as conn:
+                await sign_written(conn, self.signing_key, events)
+        except Exception as exc:
+            raise TransientDbError(f"signing decision rows: {exc}") from exc
 
     async def _probe(self) -> None:
         """One round trip (migrating first if needed); raises when the database is away."""
@@ -411,3 +432,13 @@ def outbox_destination(config: Config) -> OutboxDestination:
     if url:
         return database_destination(str(url))
     return OutboxDestination.of("embedded database", str(embedded_root(config).resolve()))
+
+
+def _signing_key(config: Config) -> SigningKey | None:
+    from .signkeys import signing_key
+
+    got = signing_key(config)
+    if isinstance(got, SigningKey):
+        return got
+    log.error("decision rows are not signed: %s", got.reason)
+    return None

@@ -78,7 +78,9 @@ def test_every_decision_is_one_link_and_a_replay_takes_none(
     assert [r["prev_hash"] for r in rows[1:]] == [r["row_hash"] for r in rows[:-1]]
     code, out = _cli_verify(url, tmp_path, capsys, monkeypatch)
     assert code == 0, out
-    assert out.strip() == f"decision log intact: 3 links (3 rows); head 3 {rows[-1]['row_hash']}"
+    chain, signed = out.strip().splitlines()  # the chain, then serve's signatures (test_audit_sign.py)
+    assert chain == f"decision log intact: 3 links (3 rows); head 3 {rows[-1]['row_hash']}"
+    assert signed.startswith("decision signatures intact: 3 links (3 signed, 0 removed)"), out
 
 
 def test_a_row_cannot_be_updated(pg_server: Any, tmp_path: Path) -> None:

@@ -251,12 +251,12 @@ def test_verify_checks_the_checkpoints_and_a_head_given(
     links = asyncio.run(setup())
     code, out = _cli(url, tmp_path, capsys, monkeypatch)
     assert code == 0, out
-    assert out.strip() == (
+    assert out.splitlines()[0] == (
         f"decision log intact: 4 links (4 rows); head 4 {links[4]}; passes through 2 checkpoints (newest: link 4)"
     )
     code, out = _cli(url, tmp_path, capsys, monkeypatch, "--head", f"3:{links[3].upper()}")
     assert code == 0, out
-    assert out.strip().endswith("passes through 2 checkpoints (newest: link 4) and the head given (link 3)")
+    assert out.splitlines()[0].endswith("passes through 2 checkpoints (newest: link 4) and the head given (link 3)")
 
     code, out = _cli(url, tmp_path, capsys, monkeypatch, "--head", f"4:{'0' * 64}")
     assert code == 1, out

@@ -24,6 +24,7 @@ TABLES = {
     "human_interventions_removed",  # the decision log's removed links (docs/design/audit.md)
     "decision_chain_checkpoints",  # the decision log's chain heads, checkpointed (docs/design/audit.md)
     "decision_prunes",  # what prune removed from the decision log, proven (docs/design/audit.md)
+    "decision_signatures",  # serve's signatures of the decision rows (docs/design/audit.md)
     "task_logs",
     "delivery_state",
     "quarantine",

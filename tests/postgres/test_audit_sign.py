@@ -1,0 +1,196 @@
+"""Decision rows signed by serve: evidence that does not trust the database.
+
+The real sink writes people's decisions and signs them with a key in its
+data directory. Then a role holding SELECT, INSERT, UPDATE and DELETE (what
+an application's role has; not the tables' owner) INSERTs a backdated
+"alice approved": the database's trigger gives it a link, so the chain
+holds, but no signature covers it, and ``spanvisor audit verify`` (online)
+and ``--offline`` over an export (with nothing but the public key) both
+name it. A row altered (by the owner, its triggers off) or a signature
+garbled fails too; honest rows verify; after a key rotation the old public
+key, kept in a keys file, still covers the old rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from spanvisor.cli.main import main
+from spanvisor.sink import SinkResult
+from spanvisor_postgres import signing
+from spanvisor_postgres.sink import PostgresSink
+
+from .conftest import fetch, make_config, make_ctx
+from .test_audit_chain import _decisions, _sql
+from .test_interventions import bare, decision, intervention
+from .test_sink_basic import export_all
+
+
+def _cli(args: list[str], url: str, data_dir: Path, capsys: Any, monkeypatch: Any, **env: str) -> tuple[int, str]:
+    monkeypatch.setenv("SPANVISOR_DATABASE_URL", url)
+    monkeypatch.setenv("SPANVISOR_DATA_DIR", str(data_dir))
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    code = main(args)
+    return code, capsys.readouterr().out
+
+
+async def _export_with(url: str, data_dir: Path, events: list[Any], **values: Any) -> None:
+    sink = PostgresSink()
+    await sink.start(make_ctx(make_config(data_dir, url, **values)))
+    try:
+        assert await sink.export(events) is SinkResult.SUCCESS
+        assert await sink.force_flush(20)
+    finally:
+        await sink.shutdown(5)
+
+
+def _offline(export: Path, keys: Path, capsys: Any) -> tuple[int, str]:
+    code = main(["audit", "verify", "--offline", str(export), "--public-key", str(keys)])
+    return code, capsys.readouterr().out
+
+
+def _as_role(url: str, role: str, password: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or "127.0.0.1"
+    return urlunsplit(parts._replace(netloc=f"{role}:{password}@{host}:{parts.port}"))
+
+
+async def _app_role(url: str) -> str:
+    """A role with SELECT, INSERT, UPDATE, DELETE on every table, as an
+    application's: its URL."""
+    role, password = f"app_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    await _sql(
+        url,
+        f"CREATE ROLE {role} LOGIN PASSWORD '{password}'",
+        f"GRANT USAGE ON SCHEMA public TO {role}",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}",
+        f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}",
+    )
+    return _as_role(url, role, password)
+
+
+BACKDATED = """
+INSERT INTO human_interventions (intervention_id, task_id, at, actor, action, attributes, outcome, source,
+                                 actor_name, time_ns, known, notes, approval_id)
+VALUES ('forged-1', 'sign-1', '2025-06-15 12:00:00+00', 'alice', 'approve', '{"verified": true}', 'applied',
+        'slack', 'alice', 1750000000000000000, false, '[]', 'a1')
+"""
+
+
+def test_a_row_the_database_user_inserts_or_alters_is_reported_online_and_offline(
+    pg_server: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = pg_server.database()
+    data = tmp_path / "serve"
+    asyncio.run(export_all(url, data, [_decisions("sign-1", 3)]))
+    key_file = data / signing.KEY_FILE
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    key = signing.load(key_file)
+    assert isinstance(key, signing.SigningKey)
+    keys = tmp_path / "keys"
+    keys.write_text(key.public_line + "\n")
+    sigs = asyncio.run(fetch(url, "SELECT chain_seq, key_id FROM decision_signatures ORDER BY chain_seq"))
+    assert [(r["chain_seq"], r["key_id"]) for r in sigs] == [(1, key.key_id), (2, key.key_id), (3, key.key_id)]
+
+    # Honest rows: online and offline.
+    code, out = _cli(["audit", "verify"], url, data, capsys, monkeypatch)
+    assert code == 0 and "decision signatures intact: 3 links (3 signed, 0 removed)" in out, out
+    honest = tmp_path / "honest.jsonl"
+    code, _ = _cli(["audit", "export", "--out", str(honest)], url, data, capsys, monkeypatch)
+    assert code == 0 and len(honest.read_text().splitlines()) == 3
+    code, out = _offline(honest, keys, capsys)
+    assert code == 0 and "decision signatures intact" in out, out
+
+    # The application's role INSERTs a backdated "alice approved": the chain takes it in.
+    app = asyncio.run(_app_role(url))
+    asyncio.run(_sql(app, BACKDATED))
+    code, out = _cli(["audit", "verify"], url, data, capsys, monkeypatch)
+    assert code == 1 and "decision log intact: 4 links" in out, out
+    assert "link 4 (forged-1) is signed by no one" in out, out
+    exported = tmp_path / "after.jsonl"
+    assert _cli(["audit", "export", "--out", str(exported)], url, data, capsys, monkeypatch)[0] == 0
+    code, out = _offline(exported, keys, capsys)
+    assert code == 1 and "link 4 (forged-1) is signed by no one" in out, out
+    # It cannot sign it: a signature of its own making does not hold.
+    asyncio.run(
+        _sql(
+            app,
+            "INSERT INTO decision_signatures (chain_seq, intervention_id, key_id, signature) "
+            f"VALUES (4, 'forged-1', '{key.key_id}', '{'00' * 64}')",
+        )
+    )
+    code, out = _cli(["audit", "verify"], url, data, capsys, monkeypatch)
+    assert code == 1 and "link 4 (forged-1): its signature does not hold" in out, out
+    # Nor take another row's signature: the signature covers the link's number and hashes.
+    asyncio.run(
+        _sql(
+            app,
+            "UPDATE decision_signatures SET signature = (SELECT signature FROM decision_signatures "
+            "WHERE chain_seq = 3) WHERE chain_seq = 4",
+        )
+    )
+    code, out = _cli(["audit", "verify"], url, data, capsys, monkeypatch)
+    assert code == 1 and "link 4 (forged-1): its signature does not hold" in out, out
+
+    # An exported row altered on its way: offline names it.
+    lines = [json.loads(x) for x in honest.read_text().splitlines()]
+    lines[1]["content"]["actor"] = "mallory"
+    tampered = tmp_path / "tampered.jsonl"
+    tampered.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    code, out = _offline(tampered, keys, capsys)
+    assert code == 1 and "link 2 (" in out and "its signature does not hold" in out, out
+
+    # A row altered in the database (by its owner, the update-refusing trigger off): reported.
+    asyncio.run(
+        _sql(
+            url,
+            "ALTER TABLE human_interventions DISABLE TRIGGER human_interventions_unchanged",
+            "UPDATE human_interventions SET actor = 'mallory' WHERE chain_seq = 2",
+            "ALTER TABLE human_interventions ENABLE TRIGGER human_interventions_unchanged",
+        )
+    )
+    code, out = _cli(["audit", "verify"], url, data, capsys, monkeypatch)
+    assert code == 1 and "link 2 (" in out and "its signature does not hold" in out, out
+
+
+def test_after_a_rotation_old_rows_verify_with_the_old_public_key(
+    pg_server: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = pg_server.database()
+    data = tmp_path / "serve"
+    asyncio.run(export_all(url, data, [_decisions("rot-1", 2)]))
+    old = signing.load(data / signing.KEY_FILE)
+    assert isinstance(old, signing.SigningKey)
+    # Rotated: a new key file; the old public key goes to the keys file.
+    new_file = tmp_path / "new.key"
+    new = signing.load_or_create(new_file)
+    assert isinstance(new, signing.SigningKey) and new.key_id != old.key_id
+    monkeypatch.setenv("SPANVISOR_AUDIT_SIGNING_KEY", str(new_file))
+    more = [intervention(dataclasses.replace(bare("rot-1"), agent_id="rivet"), decision("rot-1", 9), known=False)]
+    asyncio.run(_export_with(url, data, more, audit_signing_key=str(new_file)))
+    rows = asyncio.run(fetch(url, "SELECT key_id FROM decision_signatures ORDER BY chain_seq"))
+    assert [r["key_id"] for r in rows] == [old.key_id, old.key_id, new.key_id]
+
+    old_keys = tmp_path / "old.keys"
+    old_keys.write_text(f"# rotated out\n{old.public_line}\n")
+    code, out = _cli(["audit", "verify"], url, data, capsys, monkeypatch, SPANVISOR_AUDIT_PUBLIC_KEYS=str(old_keys))
+    assert code == 0 and "3 signed" in out, out
+    # Without the old key: its rows are named, not passed.
+    monkeypatch.delenv("SPANVISOR_AUDIT_PUBLIC_KEYS")
+    code, out = _cli(["audit", "verify"], url, data, capsys, monkeypatch)
+    assert code == 1 and f"signed with key {old.key_id}, which is not among the public keys given" in out, out
+    both = tmp_path / "both.keys"
+    both.write_text(f"{old.public_line}\n{new.public_line}\n")
+    export = tmp_path / "log.jsonl"
+    assert _cli(["audit", "export", "--out", str(export)], url, data, capsys, monkeypatch)[0] == 0
+    code, out = _offline(export, both, capsys)
+    assert code == 0 and "3 signed" in out, out
