@@ -7,7 +7,8 @@ Over the links in chain order (:func:`.signer.signed_log`, or the lines
   hash of the link before as its ``prev`` (a removal record keeps its
   link's hash);
 * every row from the first signed one on carries a signature, by a key
-  given, of its content and its place (number, ``prev``, own hash).
+  given, of its content and its place (number, ``prev``, own hash); one
+  that holds is enough (a role that may INSERT can add ones that do not).
 
 A row inserted by the database's own user has a link but no signature; a
 row altered after serve signed it (content, number or hashes) fails its
@@ -29,6 +30,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from . import signing
 
 GENESIS = "0" * 64
+# Signatures of one link looked at (anyone may add some that do not hold).
+MAX_SIGNATURES = 8
 
 
 @dataclass
@@ -71,20 +74,25 @@ def check(lines: Iterable[Mapping[str, Any]], keys: Mapping[str, Ed25519PublicKe
         if line.get("prev") != prev:
             problem(f"link {seq} ({ident}) does not follow link {seq - 1}")
         prev = str(line.get("hash") or "")
-        sig, key_id = line.get("signature"), line.get("key_id")
-        if not sig or not key_id:
+        sigs = [x for x in line.get("signatures") or [] if isinstance(x, Mapping)][:MAX_SIGNATURES]
+        if not sigs:
             if signing_on:
                 problem(f"link {seq} ({ident}) is signed by no one: serve did not write it (inserted in the database)")
             else:
                 v.before_signing += 1
             continue
-        signing_on = True
-        why = signing.holds(keys, str(key_id), str(sig), seq, str(line.get("prev")), prev, line.get("content") or {})
-        if why is not None:
-            problem(f"link {seq} ({ident}): {why}")
+        body = line.get("content") or {}
+        whys = [
+            signing.holds(keys, str(x.get("key_id")), str(x.get("signature")), seq, str(line.get("prev")), prev, body)
+            for x in sigs
+        ]
+        good = [str(x.get("key_id")) for x, why in zip(sigs, whys, strict=True) if why is None]
+        if not good:
+            problem(f"link {seq} ({ident}): {next(w for w in whys if w is not None)}")
             continue
+        signing_on = True  # only a signature that holds: anyone may add ones that do not
+        v.keys_used.add(good[0])
         v.signed += 1
-        v.keys_used.add(str(key_id))
     return v
 
 

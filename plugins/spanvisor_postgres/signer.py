@@ -16,6 +16,7 @@ in chain order, the form ``spanvisor audit export`` writes and
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -28,23 +29,28 @@ from .humanrows import INTERVENTION_COLUMNS, intervention_record
 log = logging.getLogger("spanvisor.postgres")
 
 _COLUMNS = ", ".join(f"h.{c}" for c in INTERVENTION_COLUMNS)
+# Every row of the batch, signed or not: Ed25519 signatures are deterministic,
+# so signing a row again gives the signature it has (ON CONFLICT: nothing),
+# and a signature someone else wrote for the link first blocks nothing.
 _WRITTEN = f"""
 SELECT {_COLUMNS}, h.chain_seq, h.prev_hash, h.row_hash FROM human_interventions h
  WHERE h.intervention_id = ANY($1::text[]) AND h.chain_seq IS NOT NULL
-   AND NOT EXISTS (SELECT 1 FROM decision_signatures s WHERE s.chain_seq = h.chain_seq)
 """
 _INSERT = """
 INSERT INTO decision_signatures (chain_seq, intervention_id, key_id, signature)
-SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) ON CONFLICT (chain_seq) DO NOTHING
+SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) ON CONFLICT DO NOTHING
 """
 _LOG = f"""
 SELECT 'row' AS kind, h.chain_seq AS seq, h.intervention_id, h.prev_hash, h.row_hash, NULL::text AS how,
-       {_COLUMNS}, s.key_id, s.signature
-  FROM human_interventions h LEFT JOIN decision_signatures s ON s.chain_seq = h.chain_seq
+       {_COLUMNS},
+       (SELECT COALESCE(jsonb_agg(jsonb_build_object('key_id', s.key_id, 'signature', s.signature)
+                                  ORDER BY s.signed_at, s.key_id, s.signature), '[]'::jsonb)::text
+          FROM decision_signatures s WHERE s.chain_seq = h.chain_seq) AS signatures
+  FROM human_interventions h
  WHERE h.chain_seq IS NOT NULL
 UNION ALL
 SELECT 'removed', r.chain_seq, r.intervention_id, NULL, r.row_hash, r.how,
-       {", ".join("NULL" for _ in INTERVENTION_COLUMNS)}, NULL, NULL
+       {", ".join("NULL" for _ in INTERVENTION_COLUMNS)}, NULL
   FROM human_interventions_removed r
 ORDER BY seq
 """
@@ -105,8 +111,7 @@ def export_line(r: Any) -> dict[str, Any]:
         "prev": r["prev_hash"],
         "hash": r["row_hash"],
         "content": signing.content(dict(r)),
-        "key_id": r["key_id"],
-        "signature": r["signature"],
+        "signatures": json.loads(r["signatures"] or "[]"),
     }
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import pytest
 
 from spanvisor.cli.main import main
@@ -101,45 +102,60 @@ def test_a_row_the_database_user_inserts_or_alters_is_reported_online_and_offlin
     sigs = asyncio.run(fetch(url, "SELECT chain_seq, key_id FROM decision_signatures ORDER BY chain_seq"))
     assert [(r["chain_seq"], r["key_id"]) for r in sigs] == [(1, key.key_id), (2, key.key_id), (3, key.key_id)]
 
+    # A bogus signature written ahead for the next link blocks nothing: serve's is added beside it.
+    app = asyncio.run(_app_role(url))
+    asyncio.run(
+        _sql(
+            app,
+            "INSERT INTO decision_signatures (chain_seq, intervention_id, key_id, signature) "
+            f"VALUES (4, 'x', '{key.key_id}', '{'11' * 64}')",
+        )
+    )
+    asyncio.run(export_all(url, data, [_decisions("sign-1", 1, first=4)]))
     # Honest rows: online and offline.
     code, out = _cli(["audit", "verify"], url, data, capsys, monkeypatch)
-    assert code == 0 and "decision signatures intact: 3 links (3 signed, 0 removed)" in out, out
+    assert code == 0 and "decision signatures intact: 4 links (4 signed, 0 removed)" in out, out
     honest = tmp_path / "honest.jsonl"
     code, _ = _cli(["audit", "export", "--out", str(honest)], url, data, capsys, monkeypatch)
-    assert code == 0 and len(honest.read_text().splitlines()) == 3
+    assert code == 0 and len(honest.read_text().splitlines()) == 4
     code, out = _offline(honest, keys, capsys)
     assert code == 0 and "decision signatures intact" in out, out
 
     # The application's role INSERTs a backdated "alice approved": the chain takes it in.
-    app = asyncio.run(_app_role(url))
     asyncio.run(_sql(app, BACKDATED))
     code, out = _cli(["audit", "verify"], url, data, capsys, monkeypatch)
-    assert code == 1 and "decision log intact: 4 links" in out, out
-    assert "link 4 (forged-1) is signed by no one" in out, out
+    assert code == 1 and "decision log intact: 5 links" in out, out
+    assert "link 5 (forged-1) is signed by no one" in out, out
     exported = tmp_path / "after.jsonl"
     assert _cli(["audit", "export", "--out", str(exported)], url, data, capsys, monkeypatch)[0] == 0
     code, out = _offline(exported, keys, capsys)
-    assert code == 1 and "link 4 (forged-1) is signed by no one" in out, out
+    assert code == 1 and "link 5 (forged-1) is signed by no one" in out, out
     # It cannot sign it: a signature of its own making does not hold.
     asyncio.run(
         _sql(
             app,
             "INSERT INTO decision_signatures (chain_seq, intervention_id, key_id, signature) "
-            f"VALUES (4, 'forged-1', '{key.key_id}', '{'00' * 64}')",
+            f"VALUES (5, 'forged-1', '{key.key_id}', '{'00' * 64}')",
         )
     )
     code, out = _cli(["audit", "verify"], url, data, capsys, monkeypatch)
-    assert code == 1 and "link 4 (forged-1): its signature does not hold" in out, out
-    # Nor take another row's signature: the signature covers the link's number and hashes.
+    assert code == 1 and "link 5 (forged-1): its signature does not hold" in out, out
+    # Nor take another row's signature (the signature covers the link's number and hashes), nor
+    # take a signature away (refused: the row would pass as written before signing began).
     asyncio.run(
         _sql(
             app,
-            "UPDATE decision_signatures SET signature = (SELECT signature FROM decision_signatures "
-            "WHERE chain_seq = 3) WHERE chain_seq = 4",
+            "INSERT INTO decision_signatures (chain_seq, intervention_id, key_id, signature) "
+            "SELECT 5, 'forged-1', key_id, signature FROM decision_signatures WHERE chain_seq = 3",
         )
     )
     code, out = _cli(["audit", "verify"], url, data, capsys, monkeypatch)
-    assert code == 1 and "link 4 (forged-1): its signature does not hold" in out, out
+    assert code == 1 and "link 5 (forged-1): its signature does not hold" in out, out
+    for sql in ("DELETE FROM decision_signatures", "UPDATE decision_signatures SET chain_seq = 5"):
+        with pytest.raises(asyncpg.RaiseError, match="never changed or removed"):
+            asyncio.run(_sql(app, sql))
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        asyncio.run(_sql(app, "TRUNCATE decision_signatures"))
 
     # An exported row altered on its way: offline names it.
     lines = [json.loads(x) for x in honest.read_text().splitlines()]
