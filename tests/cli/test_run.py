@@ -43,10 +43,9 @@ def test_each_cli_gets_its_telemetry_settings_and_the_task_in_its_resource() -> 
     argv, out = telemetry("codex", ["codex", "exec", "fix it"], env, "http://sv:4318", "tok", resource)
     assert argv[:2] == ["codex", "-c"] and argv[-2:] == ["exec", "fix it"]
     logs = argv[2]
-    assert logs == (
-        'otel.exporter={ otlp-http = { endpoint = "http://sv:4318/v1/logs", protocol = "binary", '
-        'headers = { authorization = "Bearer tok" } } }'
-    )
+    assert logs == 'otel.exporter={ otlp-http = { endpoint = "http://sv:4318/v1/logs", protocol = "binary" } }'
+    # The token in its environment, never on its command line (/proc/<pid>/cmdline is world-readable).
+    assert out["OTEL_EXPORTER_OTLP_HEADERS"] == "authorization=Bearer%20tok" and not any("tok" in a for a in argv)
     assert out["OTEL_RESOURCE_ATTRIBUTES"] == resource and out["HOME"] == "/h"
     _, gem = telemetry("gemini", ["gemini", "-p", "x"], env, "http://sv:4318", None, resource)
     assert (gem["GEMINI_TELEMETRY_ENABLED"], gem["GEMINI_TELEMETRY_OTLP_PROTOCOL"]) == ("true", "http")

@@ -102,10 +102,11 @@ def test_the_launchers_listener_answers_with_the_policy_and_only_on_its_secret_p
 def test_the_launcher_merges_its_hook_into_the_settings_given(listener: HttpGate, tmp_path: Path) -> None:
     own = {"permissions": {"allow": ["Read"]}, "hooks": {"PreToolUse": [{"matcher": "Edit", "hooks": []}]}}
     (tmp_path / "s.json").write_text(json.dumps(own))
-    argv = listener.settings(["claude", "-p", "hi", "--settings", str(tmp_path / "s.json")])
+    (tmp_path / "private").mkdir()
+    argv = listener.settings(["claude", "-p", "hi", "--settings", str(tmp_path / "s.json")], str(tmp_path / "private"))
     assert argv is not None and argv[:2] == ["claude", "--settings"] and argv[3:] == ["-p", "hi"]
-    doc = json.loads(argv[2])
+    doc = json.loads(Path(argv[2]).read_text())  # a file: its URL's secret never on the command line
     assert doc["permissions"] == own["permissions"]
     [mine] = [g for g in doc["hooks"]["PreToolUse"] if g["matcher"] == "*"]
     assert mine["hooks"] == [{"type": "http", "url": listener.url, "timeout": 600, "onFailure": "block"}]
-    assert listener.settings(["claude", "--settings", "{not json"]) is None
+    assert listener.settings(["claude", "--settings", "{not json"], str(tmp_path / "private")) is None

@@ -154,7 +154,11 @@ class LocalGate:
         except OSError as exc:
             print(f"spanvisor run: no http gate ({exc.strerror or exc}); the command hook decides", file=sys.stderr)
             return argv
-        merged = self.http.settings(argv)
+        try:
+            merged = self.http.settings(argv, self.dir)
+        except OSError as exc:
+            print(f"spanvisor run: no http gate ({exc.strerror or exc}); the command hook decides", file=sys.stderr)
+            return argv
         if merged is None:
             print("spanvisor run: the --settings given cannot be read as JSON: no http gate added", file=sys.stderr)
             return argv

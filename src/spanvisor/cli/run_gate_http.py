@@ -13,6 +13,14 @@ it). Each request is decided as the command hook through the launcher is
 (:meth:`spanvisor.cli.run_gate.LocalGate.decide`: the session's
 variables, the launcher's directory, one deadline from the request's
 arrival, the backstop), and answered HTTP 200 with the decision.
+
+The settings with the listener's URL (its secret) go to Claude Code in a
+file of the launcher's private folder (mode 0600), never on its command
+line, which every local user can read (``/proc/<pid>/cmdline``). A
+connection waits at most :data:`IDLE_S` for a request and :data:`READ_S`
+for each part of it, and at most :data:`MAX_CONNECTIONS` are served at
+once (more are closed at once): a local process that opens connections
+and sends half a request holds neither a thread nor the port for long.
 """
 
 from __future__ import annotations
@@ -35,6 +43,13 @@ Decide = Callable[[Callable[[int, str, str], None], list[str], bytes, float, dic
 ENV_MODE = "SPANVISOR_LOCAL_GATE"
 # The hook entry's timeout (Claude Code's default for a hook), in seconds.
 TIMEOUT_S = 600
+# How long a kept-alive connection may wait for its next request, and a
+# request for each read of its line, headers or body.
+IDLE_S = 30.0
+READ_S = 10.0
+# Connections served at once (Claude Code runs a few calls in parallel).
+MAX_CONNECTIONS = 32
+SETTINGS_FILE = "claude-http-gate.json"
 
 
 class HttpGate:
@@ -48,14 +63,27 @@ class HttpGate:
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
+            def handle_one_request(self) -> None:
+                # Idle until a request's first byte, then each read bounded
+                # (the base class closes a connection whose read times out).
+                try:
+                    self.connection.settimeout(IDLE_S)
+                    if not self.rfile.peek(1):  # type: ignore[attr-defined]  # makefile("rb"): a BufferedReader
+                        self.close_connection = True
+                        return
+                    self.connection.settimeout(READ_S)
+                except OSError:
+                    self.close_connection = True
+                    return
+                super().handle_one_request()
+
             def do_POST(self) -> None:
                 owner.answer(self)
 
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = _Bounded(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook/{self.secret}"
         self._thread = threading.Thread(target=self.server.serve_forever, name="spanvisor-run-gate-http", daemon=True)
         self._thread.start()
@@ -93,10 +121,11 @@ class HttpGate:
         said.wait(TIMEOUT_S)
         _send(request, 200, body[0] if body else _blocked("spanvisor: no answer before the hook's timeout; denied"))
 
-    def settings(self, argv: list[str]) -> list[str] | None:
+    def settings(self, argv: list[str], folder: str) -> list[str] | None:
         """Claude Code's arguments with this listener's hook merged into
-        the ``--settings`` they give (or one of its own); None when the
-        given settings cannot be read (they are left to Claude Code)."""
+        the ``--settings`` they give (or one of its own), written to a file
+        in ``folder`` (the launcher's, private); None when the given
+        settings cannot be read (they are left to Claude Code)."""
         entry = {"type": "http", "url": self.url, "timeout": TIMEOUT_S, "onFailure": "block"}
         group = {"matcher": "*", "hooks": [entry]}
         rest, given = _without_settings(argv[1:])
@@ -109,12 +138,45 @@ class HttpGate:
         doc["hooks"] = hooks
         pre = hooks.get("PreToolUse")
         hooks["PreToolUse"] = [*(pre if isinstance(pre, list) else []), group]
-        return [argv[0], "--settings", json.dumps(doc), *rest]
+        path = os.path.join(folder, SETTINGS_FILE)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(doc, f)
+        return [argv[0], "--settings", path, *rest]
 
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
         self._thread.join(5)
+
+
+class _Bounded(http.server.ThreadingHTTPServer):
+    """A thread per connection, at most :data:`MAX_CONNECTIONS` of them."""
+
+    daemon_threads = True
+    # The kernel's queue of connections not yet accepted (socketserver's 5
+    # drops a burst's connections, which then retry a second or more later).
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], handler: type[http.server.BaseHTTPRequestHandler]) -> None:
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.slots.acquire(blocking=False):
+            self.shutdown_request(request)  # over the bound: closed, no thread
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
 
 
 def _without_settings(argv: list[str]) -> tuple[list[str], str | None]:

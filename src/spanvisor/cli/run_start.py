@@ -36,6 +36,8 @@ from spanvisor.gate import session as gs
 from spanvisor.redaction import redact
 
 NAME_CHARS = 80
+# Variables of the launcher's environment the CLI never gets.
+NOT_FOR_THE_AGENT = frozenset({"SPANVISOR_DECIDE_TOKEN"})
 _BINARIES = {"claude": "claude-code", "codex": "codex", "gemini": "gemini"}
 # Qwen Code, Copilot CLI, OpenCode, Cline (spanvisor.cli.run_more, which this
 # module does not import before the CLI starts).
@@ -117,7 +119,8 @@ def telemetry(
     """The CLI's arguments and environment with its telemetry aimed at
     ``endpoint``. ``tool_details``: Claude Code reports each tool call's
     input (the command, the file), so a step reads ``Bash(ls -la)``."""
-    out = dict(env)
+    # A person's token to approve with is not the agent's to hold.
+    out = {k: v for k, v in env.items() if k not in NOT_FOR_THE_AGENT}
     out["OTEL_RESOURCE_ATTRIBUTES"] = resource
     if token:
         out["OTEL_EXPORTER_OTLP_HEADERS"] = f"authorization=Bearer%20{token}"
@@ -149,12 +152,13 @@ def telemetry(
         # records leave every 5 s, and at exit.
     elif cli == "codex":
         # -c overrides on top of the user's own config.toml (kept as is).
-        headers = f", headers = {{ authorization = {_toml_str('Bearer ' + token)} }}" if token else ""
+        # The token is not among them: a command line is readable by every
+        # local user (/proc/<pid>/cmdline). Codex's OTLP/HTTP exporter
+        # (opentelemetry-otlp 0.31) adds OTEL_EXPORTER_OTLP_HEADERS, set
+        # above, to every request.
         extra: list[str] = []
         for key, path in (("exporter", "logs"), ("trace_exporter", "traces"), ("metrics_exporter", "metrics")):
-            value = (
-                f'{{ otlp-http = {{ endpoint = {_toml_str(f"{endpoint}/v1/{path}")}, protocol = "binary"{headers} }} }}'
-            )
+            value = f'{{ otlp-http = {{ endpoint = {_toml_str(f"{endpoint}/v1/{path}")}, protocol = "binary" }} }}'
             extra += ["-c", f"otel.{key}={value}"]
         argv = [argv[0], *extra, *argv[1:]]
     else:
