@@ -210,3 +210,23 @@ def test_after_a_rotation_old_rows_verify_with_the_old_public_key(
     assert _cli(["audit", "export", "--out", str(export)], url, data, capsys, monkeypatch)[0] == 0
     code, out = _offline(export, both, capsys)
     assert code == 0 and "3 signed" in out, out
+
+
+def test_a_sink_that_cannot_write_signatures_still_writes_its_decisions(
+    pg_server: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Signatures that cannot be written (the table missing, as for a role
+    that may not write it): the decisions are written all the same, not held
+    in the outbox; unsigned, and verify says so once serve has signed any."""
+    url = pg_server.database()
+    data = tmp_path / "serve"
+    asyncio.run(export_all(url, data, [_decisions("grant-1", 1)]))
+    asyncio.run(_sql(url, "ALTER TABLE decision_signatures RENAME TO decision_signatures_away"))
+    try:
+        asyncio.run(export_all(url, data, [_decisions("grant-1", 1, first=2)]))
+    finally:
+        asyncio.run(_sql(url, "ALTER TABLE decision_signatures_away RENAME TO decision_signatures"))
+    rows = asyncio.run(fetch(url, "SELECT chain_seq FROM human_interventions ORDER BY chain_seq"))
+    assert [r["chain_seq"] for r in rows] == [1, 2]
+    code, out = _cli(["audit", "verify"], url, data, capsys, monkeypatch)
+    assert code == 1 and "link 2 (" in out and "is signed by no one" in out, out
