@@ -15,12 +15,18 @@ ready to mount, with no checkout of the repository:
 ``DIR/alertmanager/``                   the Alertmanager example to adapt
 ======================================  ===========================================================
 
+``spanvisor assets hook-settings`` prints Claude Code settings holding
+the gate's hook as this installation runs it (its absolute path,
+``--locked``, ``"onFailure": "block"``), for Claude Code's managed
+settings (Linux: ``/etc/claude-code/managed-settings.json``).
+
 Registered through the ``spanvisor.commands`` entry point, like a plugin.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Iterator
@@ -147,6 +153,20 @@ def register(subparsers: Any) -> None:
     ex.add_argument("dir", metavar="DIR", type=Path, help="target directory (created if missing)")
     ex.add_argument("--force", action="store_true", help="overwrite files that differ from the packaged ones")
     ex.set_defaults(func=cmd_export)
+    hs = sub.add_parser(
+        "hook-settings",
+        help="print Claude Code settings with the gate's hook for this installation (for its managed settings)",
+    )
+    hs.add_argument("--policy", default=None, help="the hook's policy file (default: /etc/spanvisor/hook-policy.toml)")
+    hs.set_defaults(func=cmd_hook_settings)
+
+
+def cmd_hook_settings(args: argparse.Namespace, config: Config) -> int:
+    from spanvisor.cli import hook_entries
+
+    policy = os.path.abspath(args.policy) if args.policy else hook_entries.POLICY_PATH
+    print(json.dumps(hook_entries.claude_code_settings(policy=policy), indent=2))
+    return 0
 
 
 def cmd_list(args: argparse.Namespace, config: Config) -> int:

@@ -182,6 +182,18 @@ def _opencode(found: Findings) -> None:
     found.checked += ok
 
 
+def _claude_code(found: Findings) -> None:
+    """The gate's entries in Claude Code's settings: an absolute command,
+    ``onFailure: block``, ``--locked`` (hook_entries.py)."""
+    import os
+
+    from spanvisor.cli import hook_entries
+
+    warned, ok = hook_entries.claude_code_findings(os.environ, os.getcwd())
+    found.warnings += warned
+    found.checked += ok
+
+
 def cmd_check(args: argparse.Namespace, config: Config) -> int:
     found = Findings()
     _settings(config, found)
@@ -191,6 +203,7 @@ def cmd_check(args: argparse.Namespace, config: Config) -> int:
     _deciders(config, found)
     _control_api(config, found)
     _opencode(found)
+    _claude_code(found)
     code, verdict = found.verdict()
     out = [verdict]
     for title, mark, lines in (
