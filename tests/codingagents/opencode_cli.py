@@ -79,7 +79,7 @@ def _plugin_types_present(config: Path) -> None:
 
 
 def with_plugin(environ: dict[str, str], timeout_s: int | None = None) -> dict[str, str]:
-    """spanvisor's plugin, as docs/coding-agents-hooks.md sets it up without the launcher."""
+    """spanvisor's plugin, as docs/reference/coding-agents-hooks.md sets it up without the launcher."""
     environ["OPENCODE_CONFIG_CONTENT"] = json.dumps({"plugin": [plugin_path().as_uri()]})
     environ["SPANVISOR_BIN"] = SPANVISOR_BIN
     if timeout_s is not None:

@@ -28,7 +28,7 @@ def command_name() -> str:
         ours = os.path.dirname(os.path.abspath(sys.executable))  # this environment's scripts
         if found and os.path.dirname(os.path.abspath(found)) == ours:
             return "spanvisor"
-        return f"{shlex.quote(sys.executable)} -m spanvisor.cli"
+        return f"{shlex.quote(sys.executable)} -P -m spanvisor.cli"
     return "spanvisor"  # main() called by other code, which knows the name
 
 

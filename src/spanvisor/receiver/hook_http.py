@@ -147,7 +147,7 @@ def _asked(facts: HookRequest, env: dict[str, str]) -> bytes:
     same deadline (counted from the request's arrival)."""
     deadline = Deadline.for_cli("claude-code", facts.timeout, facts.started)
     env[ENV_STARTED] = repr(facts.started)
-    argv = [sys.executable, "-m", "spanvisor.cli", "hook", "claude-code", "--cli-timeout", f"{facts.timeout:g}"]
+    argv = [sys.executable, "-P", "-m", "spanvisor.cli", "hook", "claude-code", "--cli-timeout", f"{facts.timeout:g}"]
     try:
         ran = subprocess.run(
             argv,
