@@ -196,6 +196,6 @@ def test_a_locked_hook_still_reads_the_sessions_own_variables(tmp_path: Path) ->
 
     assert not hook_config.locked_out("SPANVISOR_TASK_ID")
     assert not hook_config.locked_out("SPANVISOR_HOOK_STARTED")
-    for name in ("SPANVISOR_HOOK_POLICY", "SPANVISOR_CENTRAL_POLICY_TTL", "SPANVISOR_DECIDE_TOKEN", "SPANVISOR_X"):
+    for name in ("SPANVISOR_HOOK_POLICY", "SPANVISOR_CENTRAL_POLICY_TTL", "SPANVISOR_HOOK_CANCEL_WAIT", "SPANVISOR_X"):
         assert hook_config.locked_out(name)
     assert hook_config.locked_out("OTEL_EXPORTER_OTLP_ENDPOINT")

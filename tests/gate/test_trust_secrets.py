@@ -148,8 +148,9 @@ def test_half_sent_requests_are_closed_after_the_read_timeout_and_threads_stay_b
 
     try:
         wait_until(all_closed, 60, "every half-sent connection closed")
-        assert max(peaks) <= before + run_gate_http.MAX_CONNECTIONS + 1, max(peaks)
-        wait_until(lambda: threading.active_count() <= before + 1 or None, 60, "their threads gone")
+        # (a few for any other test's thread that may start meanwhile)
+        assert max(peaks) <= before + run_gate_http.MAX_CONNECTIONS + 4, max(peaks)
+        wait_until(lambda: threading.active_count() <= before + 4 or None, 60, "their threads gone")
     finally:
         for s in socks:
             s.close()

@@ -27,9 +27,10 @@ from spanvisor.gate.centralcache import ENV_MODE, ENV_TTL
 
 ENV_POLICY = "SPANVISOR_HOOK_POLICY"
 # What a locked hook still reads from its environment: the session it runs
-# in and its own timing, none of which chooses a policy, a server or a
-# token. (The task's owner is a fact rules may name: set by the launcher,
-# it is the launcher's word; see docs/design/gate.md.)
+# in (the launcher sets these for the CLI it starts) and its start, none of
+# which chooses a policy, a server or a token. A start is taken only from
+# the last minute, and the CLI's settings files only shorten the deadline.
+# (Not the cancel's wait: 0 would skip a cancelled session's veto.)
 KEPT = frozenset(
     {
         "SPANVISOR_TASK_ID",
@@ -37,7 +38,6 @@ KEPT = frozenset(
         "SPANVISOR_TASK_AGENT",
         "SPANVISOR_HOOK_STARTED",
         "SPANVISOR_CLI_SETTINGS",
-        "SPANVISOR_HOOK_CANCEL_WAIT",
     }
 )
 # Not spanvisor's, but where a hook's records (and, by default, its
