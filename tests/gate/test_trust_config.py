@@ -199,3 +199,18 @@ def test_a_locked_hook_still_reads_the_sessions_own_variables(tmp_path: Path) ->
     for name in ("SPANVISOR_HOOK_POLICY", "SPANVISOR_CENTRAL_POLICY_TTL", "SPANVISOR_HOOK_CANCEL_WAIT", "SPANVISOR_X"):
         assert hook_config.locked_out(name)
     assert hook_config.locked_out("OTEL_EXPORTER_OTLP_ENDPOINT")
+
+
+def test_a_locked_hook_refuses_a_relative_policy_which_the_repository_would_supply(tmp_path: Path) -> None:
+    (tmp_path / "repo").mkdir()
+    (tmp_path / "repo" / "policy.toml").write_text(AGENTS)
+    proc = subprocess.run(
+        [SPANVISOR, "hook", "claude-code", "--locked", "--policy", "policy.toml"],
+        input=call("ls"),
+        capture_output=True,
+        env=home_env(tmp_path),
+        cwd=tmp_path / "repo",
+        check=False,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and b"--locked needs an absolute --policy" in proc.stderr

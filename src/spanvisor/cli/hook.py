@@ -116,6 +116,8 @@ def main(
         args, env_, said = hook_config.settle(copy.copy(_parsed(tuple(argv))), e)
         if said:
             _say(out, said)
+        if (why := hook_config.refused(args)) is not None:
+            return out.block(why)
         if cwd is not None and args.policy and not os.path.isabs(args.policy):
             args.policy = os.path.join(cwd, args.policy)
         return decide(args, out, t0, stdin, env_, cwd)
@@ -139,6 +141,8 @@ def run(args: argparse.Namespace) -> int:
         settled, env, said = hook_config.settle(copy.copy(args), os.environ)
         if said:
             _say(out, said)
+        if (why := hook_config.refused(settled)) is not None:
+            return out.block(why)
         return decide(settled, out, started, env=env)
 
     return guarded(Answer(args.cli), body)

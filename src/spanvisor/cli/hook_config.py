@@ -20,6 +20,7 @@ reader further down can pick up what was meant to be ignored.
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Mapping
 from typing import NamedTuple
 
@@ -52,6 +53,18 @@ OPTIONS: tuple[tuple[str, str], ...] = (
     ("endpoint", "SPANVISOR_OTLP_ENDPOINT"),
     ("otlp_token", "SPANVISOR_OTLP_TOKEN"),
 )
+
+
+def refused(args: argparse.Namespace) -> str | None:
+    """Why a locked hook's command line cannot be obeyed, or None: a
+    relative ``--policy`` would be read in the working directory, the
+    agent's repository."""
+    policy = getattr(args, "policy", None)
+    if getattr(args, "locked", False) and policy and not os.path.isabs(policy):
+        return (
+            f"spanvisor hook: --locked needs an absolute --policy, not {policy!r} (read in the agent's folder); denied"
+        )
+    return None
 
 
 class Settled(NamedTuple):
@@ -89,4 +102,4 @@ def settle(args: argparse.Namespace, env: Mapping[str, str]) -> Settled:
     return Settled(args, out, said)
 
 
-__all__ = ["ENV_POLICY", "KEPT", "Settled", "locked_out", "settle"]
+__all__ = ["ENV_POLICY", "KEPT", "Settled", "locked_out", "refused", "settle"]
