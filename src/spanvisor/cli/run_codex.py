@@ -69,13 +69,15 @@ def _commands(hooks: Any) -> list[str | list[str]]:
 _SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 _@%+=:,./-'\"")
 # The gate's options and whether each takes a value.
 _OPTIONS = {"--policy": True, "--cli-timeout": True, "--url": True, "--token": True, "--endpoint": True}
-_OPTIONS |= {"--otlp-token": True}
-# Options that send the calls, or tokens, somewhere else: never vouched for
-# in a project's config (a cloned repository would read every tool call).
-_ELSEWHERE = frozenset({"--url", "--token", "--endpoint", "--otlp-token"})
+_OPTIONS |= {"--otlp-token": True, "--central": True}
+# Options that send the calls, or tokens, somewhere else, or turn the
+# central floor off (--central off): never vouched for in a project's
+# config (a cloned repository would read every tool call, or lower it).
+_ELSEWHERE = frozenset({"--url", "--token", "--endpoint", "--otlp-token", "--central"})
 # The gate's options that take no value (--at-terminal: a PermissionRequest
-# is handed to the person at Codex's terminal; it allows nothing).
-_FLAGS = frozenset({"--at-terminal"})
+# is handed to the person at Codex's terminal; it allows nothing; --locked:
+# the hook decides by its command line only).
+_FLAGS = frozenset({"--at-terminal", "--locked"})
 _PYTHON_FLAGS = frozenset({"-I", "-E", "-s", "-S", "-B", "-u", "-P"})
 
 
