@@ -188,7 +188,7 @@ def test_without_the_lock_or_the_options_the_environment_still_decides(
     attacked = {**home_env(tmp_path), **repo_env(tmp_path, agents, serve.url)}
     got, err = run_hook(attacked, "git push --force origin main")
     assert got == "allow"
-    assert err == ""
+    assert "ignored" not in err
 
 
 def test_a_locked_hook_still_reads_the_sessions_own_variables(tmp_path: Path) -> None:
