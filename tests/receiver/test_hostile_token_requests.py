@@ -92,6 +92,17 @@ async def scenario(store: StateStore) -> None:
     refused = reasked.refusals_of(rec)
     assert [r["approval_id"] for r in refused] == ["a1"] and "the first stands" in refused[0]["reason"]
     assert a.tracker.stats.value("approval_requests_refused_total", reason="changed") == 1
+
+    # The copy sent to another replica sharing the store (its tracker never saw the first):
+    # the run's record refuses it there, and keeps the refusal.
+    b = Agent(store)
+    b.span(t - 2_000, cv.EVENT_APPROVAL_REQUEST, ask("deploy now?", **{cv.APPROVAL_APPROVERS: 1}))
+    assert b.control.log is not None
+    await b.control.sync.flush(b.control.log)
+    got = await a.request()
+    assert (got["digest"], got["approvers"], got["requester"]) == (first["digest"], 2, "alice")
+    assert len(reasked.refusals_of(await a.control.run(TASK))) == 1  # the same copy: kept once
+    assert b.tracker.stats.value("approval_requests_refused_total", reason="changed") == 1
     # The open list (what the sweep expires by) kept the first too.
     listed = [x for x in await a.log.open_list() if x.get("approval_id") == "a1"]
     assert [x["digest"] for x in listed] == [first["digest"]]

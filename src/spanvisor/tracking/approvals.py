@@ -186,8 +186,10 @@ def _open(st: TaskRecord, req: ApprovalRequest | None) -> tuple[str, ...]:
     same = next((r for r in open_ if r.approval_id == req.approval_id), None)
     if (same is not None and _when(same) <= _when(req)) or (same is None and len(open_) >= MAX_OPEN):
         return ()
-    # The earliest request of an id stands, and the open ones go by time,
-    # then id: the same tuple whatever order the requests arrived in.
+    # The earliest request of an id stands in this view, and the open ones go
+    # by time, then id: the same tuple whatever order the requests arrived in.
+    # (What a decision is judged by, the run's record, keeps the first copy it
+    # was written and refuses one with other content: control.reasked.)
     others = tuple(r for r in open_ if r is not same)
     changes: dict[str, Any] = {"approvals": tuple(sorted((*others, req), key=_when))}
     status = st.fields.status_after(w, changes)

@@ -4,13 +4,15 @@ An ``agent.approval.decision`` note (the agent saying it read its answer,
 or stopped waiting) closes the request it names: after it, no decision
 lands on it. Anyone holding the OTLP token can send spans into any task
 (stamped with its trace and root), so a note is taken only from the same
-task and session that opened the request: the task id and ``session.id``
-the spans carrying the two claim. Any other note is ignored (kept on its
-checkpoint as :data:`IGNORED_NOTE`, counted by the control plane, logged
-once). A span can claim any identity, so this keeps a sender of other
-tasks' spans from closing a request by accident or by a guessed id, not
-one who copies the opener's stamps too; the request then stays open
-until its timeout or its run's end, as if no note had come.
+task and session that opened the request, as the spans carrying the two
+claim them: the task id (``agent.task.id``; a span without one claims the
+task it is read into) and ``session.id`` (when the note names one).
+Any other note is ignored (kept on its checkpoint as :data:`IGNORED_NOTE`,
+counted by the control plane, logged once). A span can claim any
+identity, so this keeps a sender of other tasks' spans from closing a
+request by accident or by a guessed id, not one who copies the opener's
+stamps too; the request then stays open until its timeout or its run's
+end, as if no note had come.
 """
 
 from __future__ import annotations
@@ -41,10 +43,21 @@ def remember(openers: dict[str, str] | None, approval_id: str, who: str) -> dict
     return out
 
 
+def _same(opener: str, who: str, task_id: str) -> bool:
+    """A span without a task id stamp claims the task it is read into (a
+    root, an unstamped child), and a note without a session claims none:
+    only a claim that differs tells two apart."""
+    o_task, _, o_session = opener.partition("\x00")
+    n_task, _, n_session = who.partition("\x00")
+    if (o_task or task_id) != (n_task or task_id):
+        return False
+    return not n_session or n_session == o_session
+
+
 def may_withdraw(openers: Mapping[str, str] | None, approval_id: str, who: str, task_id: str) -> bool:
-    """Whether a note claiming ``who`` may close ``approval_id``."""
+    """Whether a note claiming ``who`` may close ``approval_id`` of task ``task_id``."""
     opener = (openers or {}).get(approval_id)
-    if opener is None or opener == who:
+    if opener is None or _same(opener, who, task_id):
         return True
     if not _said[0]:
         _said[0] = True
