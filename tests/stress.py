@@ -102,13 +102,18 @@ def main() -> int:
         print("stress: no test failed under load")
         return 0
     print(f"stress: {len(failed)} failed under load; each again, alone, without the burners:", flush=True)
-    again = subprocess.run([*pytest, "-q", "-n", "0", *failed], check=False, cwd=ROOT, env=env)
-    if again.returncode == 0:
-        print("stress: all of them pass alone, so they fail only under load:")
-    else:
-        print("stress: some fail alone too (ordinary failures, above); the rest fail only under load:")
-    for nodeid in failed:
-        print(f"  {nodeid}")
+    again = subprocess.run(
+        [*pytest, "-q", "-n", "0", "-rf", *failed], check=False, cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    sys.stdout.write(again.stdout)
+    alone = {_plain(m.group(1)) for line in again.stdout.splitlines() if (m := FAILED.match(line))}
+    for title, which in (
+        ("fail only under load (they pass alone)", [n for n in failed if n not in alone]),
+        ("fail alone too (ordinary failures)", [n for n in failed if n in alone]),
+    ):
+        print(f"stress: {len(which)} {title}" + (":" if which else ""))
+        for nodeid in which:
+            print(f"  {nodeid}")
     return 1
 
 
