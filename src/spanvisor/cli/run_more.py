@@ -8,7 +8,7 @@ have no hook settings of their own to point at spanvisor (``--gate``).
 * Copilot CLI: ``OTEL_EXPORTER_OTLP_ENDPOINT`` with
   ``OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf``. Its commands reach serve
   only when the user's settings capture tool arguments
-  (``telemetry.capture.toolArguments``, docs/coding-agents.md): the
+  (``telemetry.capture.toolArguments``, docs/reference/coding-agents.md): the
   launcher does not turn on ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``,
   which would send every message, file and tool output too.
 * OpenCode and Cline: nothing to set; the launcher reads what they print

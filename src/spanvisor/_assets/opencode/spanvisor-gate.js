@@ -7,7 +7,7 @@
 // exit, a hook still running at the limit, or no `spanvisor` to run throws,
 // and OpenCode hands the error to the model instead of running the tool.
 // OpenCode itself runs every tool ungated when a plugin fails to load: see
-// docs/coding-agents-hooks.md ("OpenCode").
+// docs/reference/coding-agents-hooks.md ("OpenCode").
 //
 // Settings (environment): SPANVISOR_BIN, the spanvisor command (default
 // `spanvisor` on PATH, which `spanvisor run` points at its own gate);
