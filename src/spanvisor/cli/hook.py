@@ -238,6 +238,8 @@ def decide(
         note = _cancel_note(gc.parse(cli, raw), raw, c, args, e)
     # The answer is out (and released): only now the note, which never holds it.
     notes.keep(note, args.otlp_token, e, released=out.release is not None)
+    if looked is not None:  # a look the answer could not wait for still tells the next call
+        cancel.finish_late(looked)
     return got.code
 
 

@@ -13,7 +13,10 @@ an earlier look of the same session saw one: a cancel seen is remembered
 (:mod:`spanvisor.gate.turns`), so every later call of the session is
 denied even while ``serve`` cannot be reached, and forgotten when the
 control API says the task's current run has none (a resumed session is a
-new run). A plain-HTTP control API is spoken to over a socket by hand
+new run). A look still running when its call was answered is finished by
+a process of its own after the hook exits (:func:`finish_late`), so a
+cancel that a slow ``serve`` tells late still reaches the session's next
+call: at most the call in flight runs, never a later one. A plain-HTTP control API is spoken to over a socket by hand
 (``http.client`` alone costs about 20 ms to import); an ``https`` one
 through ``urllib.request``.
 
@@ -48,6 +51,10 @@ ENV_OTLP_TOKEN = "SPANVISOR_OTLP_TOKEN"
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 # A position past any task's decisions: the answer lists none of them.
 _PAST = 1 << 40
+# How long a look that came too late for its call has to finish, in a
+# process of its own after the answer (finish_late), and the task it reads.
+LATE_LOOK_S = 20.0
+ENV_LATE_TASK = "SPANVISOR_LATE_CANCEL_LOOK"
 
 
 def _quote(text: str) -> str:
@@ -195,6 +202,11 @@ class CancelLook:
         finally:
             self._done.set()
 
+    @property
+    def late(self) -> bool:
+        """Whether the look had not finished when its call was answered."""
+        return not self._done.is_set()
+
     def result(self) -> turns.Cancel | None:
         """The cancel, waiting for the look at most until its budget's end;
         a look still running then is the remembered cancel, if any."""
@@ -204,6 +216,44 @@ class CancelLook:
             return turns.cancel_of(self.task_id, self.env)
         except OSError:
             return None
+
+
+def finish_late(looked: CancelLook) -> None:
+    """A look still running once its call was answered, finished by a
+    process of its own (its own session, none of the CLI's pipes, so the CLI
+    goes on once the hook exits): what it finds is remembered for the
+    session's next call. The control API's token goes in its environment,
+    never its command line."""
+    if not looked.late:
+        return
+    import subprocess
+    import sys
+
+    env = {**looked.env, ENV_LATE_TASK: looked.task_id, ENV_URL: looked.url}
+    if looked.token:
+        env[ENV_TOKEN] = looked.token
+    try:  # Popen forks and execs in C: safe beside the look's own thread
+        subprocess.Popen(
+            [sys.executable, "-P", "-m", "spanvisor.gate.cancel"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            close_fds=True,
+        )
+    except (OSError, ValueError):
+        pass  # the look is lost as before: the next call looks again
+
+
+def _late(env: Mapping[str, str]) -> int:
+    """The late look's process: look once more, with time to spare, and
+    remember (or forget) what the control API says of the task's cancel."""
+    task, url = env.get(ENV_LATE_TASK), env.get(ENV_URL)
+    if task and url:
+        status, doc = fetch(url, control_token(None, env), task, LATE_LOOK_S)
+        seen(task, status, doc, env)
+    return 0
 
 
 def control_url(explicit: str | None, endpoint: str, env: Mapping[str, str]) -> str:
@@ -244,6 +294,8 @@ def budget(env: Mapping[str, str]) -> float:
 __all__ = [
     "BUDGET_S",
     "ENV_BUDGET",
+    "ENV_LATE_TASK",
+    "LATE_LOOK_S",
     "MAX_BUDGET_S",
     "MIN_LOOK_S",
     "CancelLook",
@@ -252,6 +304,11 @@ __all__ = [
     "control_token",
     "control_url",
     "fetch",
+    "finish_late",
     "look",
     "seen",
 ]
+
+
+if __name__ == "__main__":
+    raise SystemExit(_late(os.environ))
