@@ -232,9 +232,12 @@ def finish_late(looked: CancelLook) -> None:
     env = {**looked.env, ENV_LATE_TASK: looked.task_id, ENV_URL: looked.url}
     if looked.token:
         env[ENV_TOKEN] = looked.token
-    try:  # Popen forks and execs in C: safe beside the look's own thread
+    # -I: neither the working directory nor PYTHONPATH (the agent's to set)
+    # decides which spanvisor runs. Popen forks and execs in C: safe beside
+    # the look's own thread.
+    try:
         subprocess.Popen(
-            [sys.executable, "-P", "-m", "spanvisor.gate.cancel"],
+            [sys.executable, "-I", "-m", "spanvisor.gate.cancel"],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,

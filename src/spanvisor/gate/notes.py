@@ -225,7 +225,7 @@ def spawn_delivery(token: str | None, env: Mapping[str, str] | None = None) -> N
         child_env = dict(e)
         if token:
             child_env[ENV_TOKEN] = token
-        os.execve(sys.executable, [sys.executable, "-P", "-m", "spanvisor.gate.notes"], child_env)
+        os.execve(sys.executable, [sys.executable, "-I", "-m", "spanvisor.gate.notes"], child_env)
     finally:
         os._exit(0)
 
