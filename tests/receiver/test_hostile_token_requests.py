@@ -146,7 +146,9 @@ def make_store(request: pytest.FixtureRequest) -> Make:
         return _memory
     if request.param == "local":
         return _local
-    url = request.getfixturevalue("pg_url")
+    # A database of the test's own: the runs' records outlive a test, and
+    # test_hostile_token_notes.py uses the same task and request ids.
+    url = request.getfixturevalue("pg_server").database()
 
     async def _pg(tmp: Path) -> StateStore:
         from spanvisor.config import Config

@@ -269,6 +269,10 @@ READ_KEYS: Final = (
             OI_TOOL_NAME,
             OI_METADATA,
             TL_LS_MODEL,
+            # Which session opened an approval request, so only it may withdraw it
+            # (tracking/openers.py): kept on every path, or the processor's spans
+            # would claim no session where the exporter's claim one.
+            OI_SESSION,
             *BUDGET_KEYS,
         }
     )
