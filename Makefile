@@ -58,10 +58,13 @@ typecheck: $(STAMP)
 # pytest exits non-zero (5) when it collects no tests, so an empty run fails.
 # The tests mostly wait (servers, timers, subprocess agents), so several
 # processes share the cores well; a file's tests stay in one process (its
-# module fixtures). Four drove a 2-core machine's load past 20 at the
-# suite's end, where the live serve tests run, and timed tests out; three
-# keep it lower. TEST_WORKERS=0 runs them in this process.
-TEST_WORKERS ?= 3
+# module fixtures). Four once drove a 2-core machine's load past 20, when
+# any worker could take a file of real CLIs; now at most TEST_CLI_GROUPS (2)
+# such files run at once (tests/grouping.py), no test races a wall-clock
+# window, and the suite passed beside four CPU burners (make test-stress,
+# load 9), so four workers keep pytest under 15 minutes here. TEST_WORKERS=0
+# runs them in this process.
+TEST_WORKERS ?= 4
 # The property tests draw 0.4 of the examples written in them (at least 5
 # each: tests/examples.py), to keep CI within its time; 1 draws them all.
 TEST_EXAMPLES ?= 0.4
