@@ -322,6 +322,15 @@ SETTINGS: tuple[Setting, ...] = (
         "a Unix time in seconds",
     ),
     Setting(
+        "late_cancel_look",
+        "SPANVISOR_LATE_CANCEL_LOOK",
+        p_opt_str,
+        None,
+        "Set by `spanvisor hook` for the process that finishes a cancel look its answer could not wait for: "
+        "the task whose cancel it reads and remembers for the session's next call. Not for setting by hand.",
+        "a task id",
+    ),
+    Setting(
         "hook_cancel_wait",
         "SPANVISOR_HOOK_CANCEL_WAIT",
         p_duration,
