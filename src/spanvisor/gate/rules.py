@@ -157,6 +157,11 @@ class Rule(NamedTuple):
         if self.urls and (subject.kind != "url" or not _any(forms, self.urls)):
             return False
         found: Match = True
+        return self._facts_hold(facts, found)
+
+    def _facts_hold(self, facts: Facts, found: Match) -> Match:
+        """``found``, unless a fact this rule names rules it out (False) or
+        is not known (None: the rule may match)."""
         for globs, known in (
             (self.agents, facts.agent),
             (self.clis, facts.cli),
@@ -183,19 +188,7 @@ class Rule(NamedTuple):
         if self.paths or self.urls:
             return False
         found: Match = True if self.regex is None and (not self.commands or "*" in self.commands) else None
-        for globs, known in (
-            (self.agents, facts.agent),
-            (self.clis, facts.cli),
-            (self.owners, facts.owner),
-            *((g, facts.task_fact(k)) for k, g in self.task),
-        ):
-            if globs:
-                one = _fact_matches(known, globs)
-                if one is False:
-                    return False
-                if one is None:
-                    found = None
-        return found
+        return self._facts_hold(facts, found)
 
 
 def _any(forms: tuple[str, ...], globs: tuple[str, ...]) -> bool:
