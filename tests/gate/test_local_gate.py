@@ -149,18 +149,19 @@ def test_the_small_client_of_a_silent_launcher_answers_before_the_clis_timeout(
     """The deadline's guarantee, not the fast path's win: before the CLI's
     timeout there is an answer, the policy's own (the client decided
     itself once the launcher stayed silent) or, on a machine too busy for
-    that, a block that says so. With time to spare, the policy's answer."""
+    that, a block that says so. (The client waits for a silent launcher
+    until just before the deadline, so a roomy timeout only makes this test
+    long; the fallback's own answer is proven with a launcher that is gone,
+    above.)"""
     gate = LocalGate()
     gates.append(gate)
     hole = Blackhole(unix=True)
     try:
         code, said, err, took = client_hook(gate, tmp_path, "ls -la", hole.path, "--cli-timeout", "4")
-        roomy = client_hook(gate, tmp_path, "ls -la", hole.path, "--cli-timeout", "120")
     finally:
         hole.close()
     assert took < 4.0, f"answered after {took:.2f} s"
     assert (code, said) == (0, "allow") or ((code, said) == (2, "deny") and "timeout" in err), (code, said, err)
-    assert roomy[:2] == (0, "allow"), roomy[2]
 
 
 def test_a_signal_to_the_small_client_is_a_block(tmp_path: Path, gates: list[LocalGate]) -> None:
