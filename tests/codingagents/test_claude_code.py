@@ -102,6 +102,8 @@ def test_a_session_alone_is_one_named_task_with_its_calls_cost_step_and_context_
     assert (row["context_tokens"], row["context_limit"]) == (9_020, 10_000)
     # No session end in Claude Code's telemetry: it ends by liveness.
     ended = _ended(matrix, session)
+    # Slow by design: "lost" comes served.LOST_AFTER_S (30 s) after the CLI's
+    # last record, a window far above a CLI's silence on a busy machine.
     assert (ended["status"], ended["error_type"]) == ("lost", "SpanvisorLost")
     assert ended["input_tokens"] == 16_000, "counted once, also at the end"
     assert anthropic.unexpected == []

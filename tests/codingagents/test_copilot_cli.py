@@ -91,6 +91,8 @@ def test_a_session_alone_is_one_named_task_at_its_exit_with_its_calls_priced_ste
     warned = [(c["level"], c["threshold"]) for c in matrix.timeline(session) if c["kind"] == "context_warning"]
     assert warned == [("warning", 0.7), ("critical", 0.85)]
     ended = _row(matrix, session, ended=True)
+    # Slow by design: "lost" comes served.LOST_AFTER_S (30 s) after the CLI's
+    # last record, a window far above a CLI's silence on a busy machine.
     assert (ended["status"], ended["input_tokens"]) == ("lost", 16_000)
     assert api.unexpected == []
 

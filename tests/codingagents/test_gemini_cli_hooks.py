@@ -211,6 +211,7 @@ def test_a_persons_approval_lets_the_command_run(
         assert ended["status"] == "complete"
 
 
+# Slow by design: nobody decides, so the gate's deadline inside Gemini CLI's hook timeout runs out.
 def test_nobody_deciding_before_gemini_clis_hook_timeout_is_a_denial_not_a_run(
     cli_bin: Path, matrix: Matrix, api: FakeModelAPI, tmp_path: Path
 ) -> None:

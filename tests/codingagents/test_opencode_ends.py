@@ -58,6 +58,7 @@ def _env(home: Path, matrix: Matrix, api: FakeModelAPI, run_id: str, rules: str 
     return {**env, "SPANVISOR_OTLP_ENDPOINT": matrix.endpoint, "SPANVISOR_HOOK_POLICY": str(policy)}
 
 
+# Slow by design: a real OpenCode session per end, started together.
 def test_each_end_of_a_session_alone_ends_its_task_as_opencode_reported_it(
     cli_bin: Path, matrix: Matrix, api: FakeModelAPI, tmp_path: Path
 ) -> None:
@@ -106,6 +107,7 @@ def _opened_by_command(matrix: Matrix, before: set[str], rows: Iterable[str]) ->
     reason="OpenCode 1.18.33 killed by SIGTERM or SIGINT (Ctrl-C) shuts no plugin down (no dispose, no session "
     "event): the session ends by liveness, lost",
 )
+# Slow by design: two real OpenCode sessions held until signalled, then their ends.
 def test_sigterm_and_sigint_alone_end_cancelled(
     cli_bin: Path, matrix: Matrix, api: FakeModelAPI, tmp_path: Path
 ) -> None:

@@ -99,6 +99,7 @@ def test_a_session_alone_ends_complete_by_its_stop_hook_and_so_does_one_the_gate
     reason="Qwen Code 0.24.4 runs no hook on an API error, SIGTERM or SIGINT in a -p run (no Stop, no "
     "StopFailure, no SessionEnd): the session ends by liveness, lost",
 )
+# Slow by design: three real sessions, two held until signalled, then the hook-end wait of a strict xfail.
 def test_an_api_error_sigterm_and_sigint_alone_end_error_and_cancelled(
     cli_bin: Path, matrix: Matrix, api: FakeModelAPI, tmp_path: Path
 ) -> None:

@@ -179,6 +179,7 @@ APP = textwrap.dedent(
 @pytest.mark.slow
 @settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(env=environments, live=st.booleans())
+# Slow by design: opentelemetry-instrument starts with every installed instrumentation (the frameworks' extras).
 def test_zero_code_the_provider_keeps_its_other_exporters(
     env: dict[str, str], live: bool, receiver: OtlpReceiver, tmp_path: Path
 ) -> None:

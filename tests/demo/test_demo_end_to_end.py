@@ -169,6 +169,7 @@ def test_demo_shows_its_agents_and_leaves_them_in_the_audit_trail(pg_server: Any
     assert "already exists" in tail and "hunter2" not in tail, sprocket["log_tail"]
 
 
+# Slow by design (~35 s): the whole demo, four agents and a two-person approval, against the fake Slack at its real pace.
 def test_demo_against_the_fake_slack_gives_one_live_message_and_thread_per_task(tmp_path: Path) -> None:
     """`spanvisor demo` with a token and the fake Slack's
     base URL posts one parent per task, edits it to the final state, and tells

@@ -136,6 +136,7 @@ def serve(pg_server: Any, tmp_path: Any) -> Iterator[tuple[ServeProcess, str]]:
         proc.stop()
 
 
+# Slow by design: serve restarted, then the dead agent's task waits out the lost window.
 @pytest.mark.parametrize("how", ["sigterm", "sigkill"])
 def test_open_live_tasks_survive_a_restart_and_a_dead_agent_is_then_lost(
     serve: tuple[ServeProcess, str], how: str

@@ -175,6 +175,7 @@ def test_the_parent_shows_name_progress_and_step_while_the_root_is_open_and_one_
         assert "sprocket" in agents and "worker-pod-3" not in agents, (name, agents)
 
 
+# Slow by design: it must stay open past the root hold and the stall window, which only time shows.
 def test_a_task_waiting_for_a_person_stays_open_past_the_root_hold(served: Served) -> None:
     tid = f"deploy-{uuid.uuid4().hex[:8]}"
     answers: list[Any] = []
@@ -202,6 +203,7 @@ def test_a_task_waiting_for_a_person_stays_open_past_the_root_hold(served: Serve
     assert answers and answers[0].outcome == "timed_out"
 
 
+# Slow by design: a real agent killed, then the stall and the lost windows of this file's serve run out.
 def test_an_agent_killed_mid_task_is_stalled_then_lost(served: Served, tmp_path: Path) -> None:
     tid = f"reindex-{uuid.uuid4().hex[:8]}"
     agent = Path(__file__).with_name("live_agent.py")
