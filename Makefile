@@ -58,13 +58,11 @@ typecheck: $(STAMP)
 # pytest exits non-zero (5) when it collects no tests, so an empty run fails.
 # The tests mostly wait (servers, timers, subprocess agents), so several
 # processes share the cores well; a file's tests stay in one process (its
-# module fixtures). Four once drove a 2-core machine's load past 20, when
-# any worker could take a file of real CLIs; now at most TEST_CLI_GROUPS (2)
-# such files run at once (tests/grouping.py), no test races a wall-clock
-# window, and the suite passed beside four CPU burners (make test-stress,
-# load 9); but four workers took longer here than three (18 min against
-# 16.5: the tests slow down together), so three it stays. TEST_WORKERS=0
-# runs them in this process.
+# module fixtures). Four drove a 2-core machine's load past 20 at the
+# suite's end, and took longer here than three; three it stays. (xdist's
+# loadgroup, which could cap the files of real CLIs run at once, does not
+# group with pytest 9.2: its node-id suffix is no longer read.)
+# TEST_WORKERS=0 runs them in this process.
 TEST_WORKERS ?= 3
 # The property tests draw 0.4 of the examples written in them (at least 5
 # each: tests/examples.py), to keep CI within its time; 1 draws them all.
@@ -75,7 +73,7 @@ TEST_EXAMPLES ?= 0.4
 # and servers) would compile the modules it imports again.
 unit: $(STAMP)
 	$(BIN)/python -m compileall -q -j 0 -x node_modules src plugins tests >/dev/null
-	TEST_EXAMPLES=$(TEST_EXAMPLES) $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=30 --durations-min=15
+	TEST_EXAMPLES=$(TEST_EXAMPLES) $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=30 --durations-min=15
 
 # The suite beside CPU burners (load ~8 on 2 cores), then each test that
 # failed run again alone: those that pass then fail only under load

@@ -42,8 +42,8 @@ def _load() -> float:
 
 
 def _plain(nodeid: str) -> str:
-    """The node id without the ``@group`` suffix ``--dist loadgroup`` adds
-    (tests/grouping.py), so one process can run it again."""
+    """The node id without an ``@group`` suffix (pytest-xdist's loadgroup
+    adds one where it works), so one process can run it again."""
     at, bracket = nodeid.rfind("@"), nodeid.rfind("]")
     return nodeid[:at] if at > bracket else nodeid
 
@@ -73,7 +73,7 @@ def main() -> int:
     started = time.monotonic()
     print(f"stress: the suite beside {args.burners} CPU burners, {args.workers} workers", flush=True)
     proc = subprocess.Popen(
-        [*pytest, "-q", "-n", str(args.workers), "--dist", "loadgroup", *args.pytest_args],
+        [*pytest, "-q", "-n", str(args.workers), "--dist", "loadfile", *args.pytest_args],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
