@@ -59,9 +59,9 @@ typecheck: $(STAMP)
 # The tests mostly wait (servers, timers, subprocess agents), so several
 # processes share the cores well; a file's tests stay in one process (its
 # module fixtures). Four drove a 2-core machine's load past 20 at the
-# suite's end, and took longer here than three; three it stays. (xdist's
-# loadgroup, which could cap the files of real CLIs run at once, does not
-# group with pytest 9.2: its node-id suffix is no longer read.)
+# suite's end, and took longer here than three; three it stays. The files
+# start longest first and at most TEST_CLI_FILES files of real CLIs run at
+# once (tests/schedule.py; --no-loadscope-reorder keeps that order).
 # TEST_WORKERS=0 runs them in this process.
 TEST_WORKERS ?= 3
 # The property tests draw 0.4 of the examples written in them (at least 5
@@ -73,7 +73,7 @@ TEST_EXAMPLES ?= 0.4
 # and servers) would compile the modules it imports again.
 unit: $(STAMP)
 	$(BIN)/python -m compileall -q -j 0 -x node_modules src plugins tests >/dev/null
-	TEST_EXAMPLES=$(TEST_EXAMPLES) $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=30 --durations-min=15
+	TEST_EXAMPLES=$(TEST_EXAMPLES) $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=30 --durations-min=15
 
 # The suite beside CPU burners (load ~8 on 2 cores), then each test that
 # failed run again alone: those that pass then fail only under load
@@ -104,11 +104,15 @@ reference: $(STAMP)
 # the background, one process each, while lint and the type check run: their
 # tests wait on each one's lock, and an install made before is reused.
 FRAMEWORK_ENVS := $(basename $(notdir $(wildcard tests/frameworks/envs/*.txt)))
+# A collection in the background as well: it leaves pytest's rewritten test
+# modules in __pycache__, which it writes only while PYTHONDONTWRITEBYTECODE
+# is unset; otherwise each worker rewrites all of them again (some 20 s each).
 test: $(STAMP)
 	@for e in $(FRAMEWORK_ENVS); do \
 	  $(BIN)/python -m tests.frameworks._env $$e >$(VENV)/framework-env-$$e.log 2>&1 & \
 	done
 	@$(BIN)/python -m tests.codingagents.npm_install >$(VENV)/npm-install.log 2>&1 &
+	@env -u PYTHONDONTWRITEBYTECODE $(BIN)/pytest --collect-only -q -p no:cacheprovider >$(VENV)/collect.log 2>&1 &
 	@$(MAKE) --no-print-directory lint typecheck unit
 
 # Every benchmark but the peers' (bench-peers, below), one after another

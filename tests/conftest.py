@@ -19,7 +19,14 @@ from typing import NoReturn
 
 import pytest
 
-pytest_plugins = ["tests.conftest_pg", "tests.deadline", "tests.budget", "tests.threads", "tests.examples"]
+pytest_plugins = [
+    "tests.conftest_pg",
+    "tests.deadline",
+    "tests.budget",
+    "tests.threads",
+    "tests.examples",
+    "tests.schedule",
+]
 
 # pytest-xdist's workers are started with COLUMNS=80 and LINES=24; the CLI
 # reads COLUMNS as the terminal's width and would cut its tables to it. The

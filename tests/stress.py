@@ -73,7 +73,7 @@ def main() -> int:
     started = time.monotonic()
     print(f"stress: the suite beside {args.burners} CPU burners, {args.workers} workers", flush=True)
     proc = subprocess.Popen(
-        [*pytest, "-q", "-n", str(args.workers), "--dist", "loadfile", *args.pytest_args],
+        [*pytest, "-q", "-n", str(args.workers), "--dist", "loadfile", "--no-loadscope-reorder", *args.pytest_args],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import budget, deadline
+from tests import budget, deadline, schedule
 from tests.conftest import in_ci, missing, require
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -303,3 +303,64 @@ def test_a_missing_tool_skips_elsewhere_with_the_install_command(monkeypatch: py
 def test_require_finds_a_tool_on_path() -> None:
     path = require("sh")
     assert Path(path).name == "sh" and os.access(path, os.X_OK)
+
+
+# The schedule (tests/schedule.py): the longest files first, never more CLI
+# files at once than the slots, and a slot is exclusive across processes.
+
+
+def test_the_plan_starts_the_longest_files_first_and_keeps_the_cli_cap() -> None:
+    seconds = {
+        "tests/codingagents/test_a.py": 300.0,
+        "tests/codingagents/test_b.py": 250.0,
+        "tests/codingagents/test_c.py": 200.0,
+        "tests/core/test_x.py": 100.0,
+        "tests/core/test_y.py": 50.0,
+    }
+    order = schedule.plan(seconds, [*sorted(seconds), "tests/core/test_new.py"], workers=3, slots=2)
+    # The third worker takes the longest non-CLI file, since two CLI files run.
+    assert order[:3] == ["tests/codingagents/test_a.py", "tests/codingagents/test_b.py", "tests/core/test_x.py"]
+    assert sorted(order) == sorted([*seconds, "tests/core/test_new.py"])
+    # Only CLI files left: one still goes, and waits for its slot.
+    assert schedule.plan(seconds, ["tests/codingagents/test_a.py", "tests/codingagents/test_c.py"], 3, 1) == [
+        "tests/codingagents/test_a.py",
+        "tests/codingagents/test_c.py",
+    ]
+
+
+def test_a_cli_slot_is_held_by_one_process_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_CLI_FILES", "1")
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from tests import schedule; s = schedule._Slot(); s.take('a');"
+            " print('held', flush=True); sys.stdin.readline(); s.give_back()",
+        ],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TEST_CLI_FILES": "1"},
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        mine = schedule._Slot()
+        taken = threading.Event()
+
+        def wait_for_it() -> None:
+            mine.take("b")
+            taken.set()
+
+        waiter = threading.Thread(target=wait_for_it)
+        waiter.start()
+        assert not taken.wait(1.0), "a second holder took the only slot"
+        assert holder.stdin is not None
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        assert taken.wait(30.0), "the slot given back was never taken"
+        waiter.join()
+        mine.give_back()
+    finally:
+        holder.kill()
+        holder.wait()
