@@ -13,7 +13,9 @@ details and action, a task's steps, log lines, spanvisor's own logs):
 * credentials by where they stand: ``Authorization:`` headers (any scheme),
   ``Bearer …``, ``user:password@`` in URLs, ``--token=…`` / ``--password …``
   / ``--api-key …`` and the like, ``-p<password>`` after ``mysql`` (and
-  ``sshpass -p``), ``curl -u user:password``, and assignments whose name
+  ``sshpass -p``), ``docker login -p`` (podman, nerdctl, buildah, skopeo),
+  ``redis-cli -a``, ``htpasswd -b``'s password operand, what is echoed into
+  ``--password-stdin``, ``curl -u user:password``, and assignments whose name
   ends in token, secret, password, passwd, api key, access key,
   credentials (``GITHUB_TOKEN=…``, ``"password": "…"``, ``?access_token=…``)
   or, in capitals, ``_KEY`` (``AWS_SECRET_ACCESS_KEY=…``).
@@ -49,6 +51,12 @@ _BARE = rf"""(?![$%-])(?P<v>(?>[^\s"'\\<>|&;`,(){{}}\[\]]{{1,1024}}))(?<![:=])(?
 _VALUE = rf"(?:{_QUOTED}|{_BARE})"
 # A header's credentials hold no ":" (what would is the next header's name).
 _HEADER_VALUE = rf"""(?:{_QUOTED}|(?![$%-])(?P<v>(?>[^\s"'\\<>|&;`,(){{}}\[\]:]{{1,1024}}))(?![(\[]){_NOT_A_NAME})"""
+# htpasswd's flags (letters after one dash), one of them holding -b (the
+# password on the command line), then an operand that is not a flag.
+_FLAGS = r"(?:\s+-[A-Za-z]+)*?"
+_FLAGS_SEEN = r"(?:\s+-[A-Za-z]+)+"
+_HTPASSWD_B = rf"(?={_FLAGS}\s+-[A-Za-z]*b)"
+_OPERAND = r"\s+(?!-)[^\s|;&]+"
 # How a name ends when what follows it is a secret.
 _SECRET_NAME = (
     r"(?:token|secret|passw(?:or)?d|[_-]pwd|[_-]pass|api[_-]?key|access[_-]?key|private[_-]?key"
@@ -121,6 +129,37 @@ _RULES: tuple[_Rule, ...] = (
     # mysql -p<password> (no space: with one, -p prompts), sshpass -p <password>.
     _Rule(("mysql", "mariadb"), rf"(?P<pre>\b(?i:mysql\w*|mariadb[\w-]*)\b[^\n|;&]{{0,512}}?\s-p){_VALUE}", _masked),
     _Rule(("sshpass",), rf"(?P<pre>\bsshpass\s+-p\s*){_VALUE}", _masked),
+    # docker login -p <password> (podman, nerdctl, buildah, skopeo: the same flag).
+    _Rule(
+        ("login",),
+        rf"(?P<pre>\b(?:docker|podman|nerdctl|buildah|skopeo)\b[^\n|;&]{{0,64}}?\blogin\b[^\n|;&]{{0,512}}?\s-p(?:=|\s*)){_VALUE}",
+        _masked,
+    ),
+    # redis-cli -a <password> (and its forks).
+    _Rule(
+        ("redis-cli", "valkey-cli", "keydb-cli"),
+        rf"(?P<pre>\b(?:redis|valkey|keydb)-cli\b[^\n|;&]{{0,512}}?\s-a\s*){_VALUE}",
+        _masked,
+    ),
+    # htpasswd -b [file] user <password>: the password is the operand after
+    # the user (with -n no file is written, so no file is named).
+    _Rule(
+        ("htpasswd",),
+        rf"(?P<pre>\bhtpasswd{_HTPASSWD_B}(?={_FLAGS}\s+-[A-Za-z]*n){_FLAGS_SEEN}{_OPERAND}\s+){_VALUE}",
+        _masked,
+    ),
+    _Rule(
+        ("htpasswd",),
+        rf"(?P<pre>\bhtpasswd{_HTPASSWD_B}(?!{_FLAGS}\s+-[A-Za-z]*n){_FLAGS_SEEN}{_OPERAND}{_OPERAND}\s+){_VALUE}",
+        _masked,
+    ),
+    # echo <password> | docker login --password-stdin: what is echoed is the password.
+    _Rule(
+        ("password-stdin",),
+        rf"(?P<pre>\b(?:echo|printf)(?:\s+-[neE]+)*\s+(?:(?:'%s'|\"%s\"|%s)\s+)?){_VALUE}"
+        rf"(?=\s*\|[^\n;&]{{0,512}}--password-stdin)",
+        _masked,
+    ),
     # curl -u user:password, curl --user user:password.
     _Rule(
         ("curl",),

@@ -45,6 +45,14 @@ SHAPES: dict[str, tuple[str, st.SearchStrategy[str]]] = {
     "password_flag": ("--password={}", _body(ALNUM + "!#._-", 8, 30)),
     "api_key_flag": ("--api-key {}", _body(ALNUM, 16, 40)),
     "mysql_p": ("mysql -u root -p{} appdb", _body(ALNUM + "!#._", 6, 20)),
+    "docker_login_p": ("docker login -u ci -p {} registry.example.com", _body(ALNUM + "!#._", 8, 30)),
+    "podman_login_p_eq": ("podman login --username ci -p={} quay.io", _body(ALNUM + "!#._", 8, 30)),
+    "redis_cli_a": ("redis-cli -h cache -a {} ping", _body(ALNUM + "!#._", 8, 30)),
+    "htpasswd_b": ("htpasswd -b .htpasswd admin {}", _body(ALNUM + "!#._", 8, 30)),
+    "htpasswd_cb": ("htpasswd -c -b /etc/nginx/.htpasswd admin {}", _body(ALNUM + "!#._", 8, 30)),
+    "htpasswd_nb": ("htpasswd -nbB admin {}", _body(ALNUM + "!#._", 8, 30)),
+    "echo_password_stdin": ("echo {} | docker login -u ci --password-stdin ghcr.io", _body(ALNUM + "!#._", 8, 30)),
+    "echo_n_quoted_password_stdin": ("echo -n '{}' | podman login --password-stdin", _body(ALNUM + "!#._", 8, 30)),
     "url_credentials": ("https://admin:{}@db.example.com/x", _body(ALNUM + "._~!$", 6, 24)),
     "authorization_bearer": ("Authorization: Bearer {}", _body(ALNUM + "._-", 16, 60)),
     "authorization_basic": ("Authorization: Basic {}", _body(ALNUM + "+/=", 12, 40)),
@@ -182,6 +190,12 @@ COMMON = [
     "rm -rf build/ dist/ *.egg-info",
     "Edit src/spanvisor/redaction.py: risk-assessment-framework-2024, sk-learn",
     "sed -i 's/foo/bar/g' README.md",
+    "docker login registry.example.com",
+    "docker run -p 5432:5432 -e POSTGRES_DB=app postgres",
+    "redis-cli -h cache -p 6380 ping",
+    "htpasswd -c .htpasswd admin",
+    "echo $REGISTRY_PASSWORD | docker login -u ci --password-stdin ghcr.io",
+    "cat token.txt | docker login --password-stdin",
 ]
 
 
@@ -233,7 +247,24 @@ def test_a_megabyte_is_redacted_in_linear_time() -> None:
     the worst repetitions for each rule is redacted in well under a second
     here, where quadratic rules took minutes."""
     n = 200_000
-    for unit in ("A", "-", "://a:", "token=", "token: ", 'password="', "mysql ", "curl ", "authorization: ", "Bearer "):
+    for unit in (
+        "A",
+        "-",
+        "://a:",
+        "token=",
+        "token: ",
+        'password="',
+        "mysql ",
+        "curl ",
+        "authorization: ",
+        "Bearer ",
+        "docker login ",
+        "redis-cli ",
+        "htpasswd -b ",
+        "htpasswd -n ",
+        "echo ",
+        "| --password-stdin ",
+    ):
         text = unit * (n // len(unit))
         t0 = time.perf_counter()
         redact(text)
