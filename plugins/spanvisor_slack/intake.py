@@ -157,7 +157,7 @@ class Intake:
 
     async def _do(self, item: Interaction) -> str:
         if isinstance(item, Command):
-            text, blocks = await self.slash.answer(item.text)
+            text, blocks = await self.slash.answer(item.text, item.where)
             await self.api.answer(item.where, text, blocks)
             return "command"
         if isinstance(item, OpenComment):

@@ -16,6 +16,7 @@ from spanvisor.sink import AdminRoute, SinkContext
 
 from .httpin import HttpIntake
 from .intake import Intake
+from .settings import home_channel
 from .slash import SlashAnswers
 from .socketmode import SocketIntake
 from .webapi import Approvers, InteractApi
@@ -34,7 +35,15 @@ class Interactivity:
             self.api,
             c.get("slack_group_ttl_s", 300.0),
         )
-        self.slash = SlashAnswers(ctx.control, ctx.state_store, namespace, self.api)
+        routes, default = tuple(c.get("slack_routes", ())), c.get("slack_channel")
+        self.slash = SlashAnswers(
+            ctx.control,
+            ctx.state_store,
+            namespace,
+            self.api,
+            self.approvers,
+            lambda v: home_channel(v, routes, default),
+        )
         self.intake = Intake(
             ctx.control, ctx.state_store, self.api, self.approvers, ctx.stats, owner, self.slash, _people(ctx)
         )

@@ -10,6 +10,14 @@ else as the Slack sink last stored it in the shared state store (a finished
 task, or another replica's), and says so. ``approvals`` lists every open
 approval request from the shared control log (every replica's), with the
 command that answers each from a terminal.
+
+Who and where: ``status``, ``task`` and ``approvals`` answer only someone
+who may decide in the channel they ask from (:class:`~.webapi.Approvers`;
+with no approvers configured, anyone), and show only what is in scope: in a
+channel, the tasks and requests whose message is in that channel (their
+stored parent, else where the routes would post them); in a direct message
+with the app, those the person may decide where they are posted. A member
+of one team's channel does not read another team's questions.
 """
 
 from __future__ import annotations
@@ -26,10 +34,12 @@ from spanvisor.events import TaskView
 from spanvisor.statestores.api import StateStore
 from spanvisor.statestores.memory import InMemoryStateStore
 
+from .channels import is_channel_id
+from .interact import Where
 from .record import parent_key
 from .shared import Stored
 from .text import SECTION_TEXT, clip, escape
-from .webapi import InteractApi
+from .webapi import Approvers, InteractApi
 
 MAX_LISTED = 20
 Blocks = list[dict[str, Any]]
@@ -85,23 +95,62 @@ class SlashAnswers:
         store: StateStore,
         namespace: str,
         api: InteractApi | None,
+        approvers: Approvers | None = None,
+        home: Callable[[TaskView], str | None] | None = None,
         clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         self.control, self.store, self.namespace, self.api = control, store, namespace, api
+        # Who may decide where (None: anyone), and where a task's message
+        # goes before it is posted (the sink's routes).
+        self.approvers, self.home = approvers, home
         self.clock_ns = clock_ns
         # One process's store: no replicas can hold tasks this one does not.
         self.partial = not isinstance(store, InMemoryStateStore)
 
-    async def answer(self, text: str) -> tuple[str, Blocks]:
+    async def answer(self, text: str, where: Where) -> tuple[str, Blocks]:
         words = text.split()
         verb = words[0].lower() if words else "help"
+        if verb not in ("status", "task", "approvals") or (verb == "task" and len(words) < 2):
+            return "spanvisor help", [_section(HELP)]
+        allowed, why = await self.approvers.allows(where) if self.approvers is not None else (True, None)
+        if not allowed:
+            text = f"🚫 Only approvers see tasks and approval requests here ({escape(why or 'not an approver')})."
+            return "not allowed", [_section(text)]
         if verb == "status":
-            return await self.status(words[1] if len(words) > 1 else None)
-        if verb == "task" and len(words) > 1:
-            return await self.task(words[1])
-        if verb == "approvals":
-            return await self.approvals(words[1] if len(words) > 1 else None)
-        return "spanvisor help", [_section(HELP)]
+            return await self.status(words[1] if len(words) > 1 else None, where)
+        if verb == "task":
+            return await self.task(words[1], where)
+        return await self.approvals(words[1] if len(words) > 1 else None, where)
+
+    async def _channel_of(self, key: str, view: TaskView | None) -> tuple[str | None, str | None]:
+        """Where a task's message is: its stored parent's channel ID, and the
+        channel the routes post it to (a #name or an ID), either unknown."""
+        try:
+            ref = await self.store.get(f"{self.namespace}.parent", key)
+        except Exception:  # the store is away: the routes still say where it goes
+            ref = None
+        posted = str(ref["channel"]) if ref and isinstance(ref.get("channel"), str) and ref["channel"] else None
+        routed = self.home(view) if view is not None and self.home is not None else None
+        return posted, routed
+
+    async def _in_scope(self, where: Where | None, posted: str | None, routed: str | None) -> bool:
+        if where is None:  # asked from inside the process (no person, no channel)
+            return True
+        if posted is None and routed is None:
+            return False
+        if where.channel_id is not None and not where.channel_id.startswith("D"):
+            here = {where.channel_id, (where.channel_name or "").lstrip("#")} - {""}
+            return any(c is not None and (c in here or c.lstrip("#") in here) for c in (posted, routed))
+        # A direct message with the app: what the person may decide where it is posted.
+        if self.approvers is None:
+            return True
+        cid = posted or (routed if routed and is_channel_id(routed) else None)
+        named = routed.lstrip("#") if routed and not is_channel_id(routed) else None
+        return (await self.approvers.allows(Where(where.user_id, cid, named)))[0]
+
+    async def _scoped(self, where: Where | None, keyed: list[tuple[str, TaskView | None]]) -> list[bool]:
+        channels = await asyncio.gather(*(self._channel_of(key, view) for key, view in keyed))
+        return list(await asyncio.gather(*(self._in_scope(where, *c) for c in channels)))
 
     async def _link(self, key: str) -> str | None:
         """The thread of ``key`` (record.parent_key), when its parent message is known."""
@@ -118,12 +167,14 @@ class SlashAnswers:
         # Only a plain https link goes inside <…|…>.
         return link if link.startswith("https://") and not any(c in link for c in "|<> ") else None
 
-    async def status(self, agent: str | None) -> tuple[str, Blocks]:
+    async def status(self, agent: str | None, where: Where | None = None) -> tuple[str, Blocks]:
         if self.control is None:
             return "no pipeline", [_section("spanvisor is not tracking tasks here.")]
         views = [v for v in await self.control.open_tasks() if v.ended_ns is None]
         if agent:
             views = [v for v in views if fnmatch.fnmatchcase(v.agent_id, agent)]
+        seen = await self._scoped(where, [(parent_key(v), v) for v in views])
+        views = [v for v, ok in zip(views, seen, strict=True) if ok]
         views.sort(key=lambda v: v.started_ns)
         shown = views[:MAX_LISTED]
         links = await asyncio.gather(*(self._link(parent_key(v)) for v in shown))
@@ -142,13 +193,22 @@ class SlashAnswers:
         fallback = clip(f"{len(views)} running task(s)", 200)
         return fallback, blocks
 
-    async def approvals(self, agent: str | None) -> tuple[str, Blocks]:
+    async def approvals(self, agent: str | None, where: Where | None = None) -> tuple[str, Blocks]:
         """The open requests of every replica (the shared control log)."""
-        if self.control is None:
+        control = self.control
+        if control is None:
             return "no pipeline", [_section("spanvisor takes no decisions here.")]
-        items = await self.control.open_requests()
+        items = await control.open_requests()
         if agent:
             items = [x for x in items if fnmatch.fnmatchcase(str(x.get("agent_id") or ""), agent)]
+
+        def key(x: dict[str, Any]) -> str:
+            task, run = str(x.get("task_id") or ""), x.get("run_id")
+            return f"{task}/{run}" if isinstance(run, str) and run else task
+
+        views = await asyncio.gather(*(control.task(str(x.get("task_id") or "")) for x in items))
+        seen = await self._scoped(where, [(key(x), v) for x, v in zip(items, views, strict=True)])
+        items = [x for x, ok in zip(items, seen, strict=True) if ok]
         items.sort(key=lambda x: int(x.get("requested_ns") or 0))
         now = self.clock_ns()
         who = f" of `{escape(agent)}`" if agent else ""
@@ -190,14 +250,18 @@ class SlashAnswers:
         rec = Stored.load(raw)
         return None if rec is None else rec.shown_view
 
-    async def task(self, task_id: str) -> tuple[str, Blocks]:
+    async def task(self, task_id: str, where: Where | None = None) -> tuple[str, Blocks]:
         task_id = task_id[:200]
         view = await self.control.task(task_id) if self.control is not None else None
         stored = view is None
         key = parent_key(view) if view is not None else await self._key(task_id)
         if view is None:
             view = await self._stored_view(key)
-        link = await self._link(key)
+        # Out of scope reads as unknown: the answer says nothing of another channel's task.
+        if not (await self._scoped(where, [(key, view)]))[0]:
+            view, link = None, None
+        else:
+            link = await self._link(key)
         if view is None:
             text = f"spanvisor knows no task `{escape(task_id)}`: it is not open in this process"
             text += " and no Slack message was posted for it."

@@ -11,6 +11,7 @@ from typing import Any
 
 from interact_support import Live, live
 from slack_support import run, until
+from tests.fakes.slack_store import channel_id
 
 from spanvisor.events import run_id_of
 from spanvisor.spans import conventions as cv
@@ -18,11 +19,17 @@ from spanvisor_slack.shared import Stored
 from spanvisor_slack.slash import MAX_LISTED, SlashAnswers
 
 
-async def _ask(env: Live, text: str, replica: int = 0) -> dict[str, Any]:
+async def _ask(
+    env: Live, text: str, replica: int = 0, *, user_id: str = "U0ALICE", channel: str = "#agents"
+) -> dict[str, Any]:
+    """``/spanvisor <text>`` typed by ``user_id`` in ``channel`` (a #name, or
+    a D… id: a direct message with the app)."""
     before = len(env.fake.interactions.responses)
     sender = env.replicas[replica].sender
     assert sender is not None
-    sent = await sender.command(env.fake.interactions.slash_command(text))
+    fields = env.fake.interactions.slash_command(text, user_id=user_id, channel_id=channel_id(channel))
+    fields["channel_name"] = "directmessage" if channel.startswith("D") else channel.lstrip("#")
+    sent = await sender.command(fields)
     assert sent.status == 200 and sent.text == ""
     await until(lambda: len(env.fake.interactions.responses) > before, 10, f"the answer to {text!r}")
     body = env.fake.interactions.responses[before].body
@@ -182,5 +189,58 @@ def test_approvals_lists_every_open_request_escaped_with_its_command() -> None:
             assert "spanvisor approve T8 a1 --run " in text
             none = json.dumps((await _ask(env, "approvals nobody*"))["blocks"])
             assert "0 open approval requests of `nobody*`" in none
+
+    run(go(), 60)
+
+
+def _ask_as(env: Live, task_id: str, agent: str, question: str) -> None:
+    root = env.tracer.start_span("deploy", attributes={cv.TASK_NAME: "deploy", cv.TASK_ID: task_id, cv.AGENT_ID: agent})
+    root.add_event(cv.EVENT_APPROVAL_REQUEST, {cv.APPROVAL_ID: "a1", cv.APPROVAL_QUESTION: question})
+    env.roots.append(root)
+
+
+def test_only_approvers_are_answered_and_only_about_their_channels_tasks() -> None:
+    """The ops team's channel (its own route and approvers) and the default
+    one: a member who may not decide is told so and shown nothing; each
+    channel lists its own tasks and requests; a direct message lists what
+    the person may decide where it is posted."""
+
+    async def go() -> None:
+        async with live(
+            slack_approvers="U0ALICE",
+            slack_routes="agent:ops-*=#ops",
+            slack_channel_approvers="#ops=U0BOB",
+        ) as env:
+            _ask_as(env, "T20", "lint-bot", "Merge the lint fixes?")
+            _ask_as(env, "T21", "ops-bot", "Rotate the prod database password?")
+            await env.awaiting("T20", "a1")
+            await env.awaiting("T21", "a1")
+            for verb in ("approvals", "status", "task T20", "task T21"):
+                refused = json.dumps((await _ask(env, verb, user_id="U0EVE"))["blocks"])
+                assert "Only approvers" in refused and "T2" not in refused and "Rotate" not in refused, verb
+                # Bob decides in #ops only: in #agents he is not an approver.
+                refused = json.dumps((await _ask(env, verb, user_id="U0BOB"))["blocks"])
+                assert "Only approvers" in refused and "T2" not in refused, verb
+
+            here = json.dumps((await _ask(env, "approvals"))["blocks"])
+            assert "1 open approval request" in here and "`T20`" in here and "Rotate" not in here
+            running = json.dumps((await _ask(env, "status"))["blocks"])
+            assert "`T20`" in running and "`T21`" not in running
+            other = json.dumps((await _ask(env, "task T21"))["blocks"])
+            assert "knows no task `T21`" in other and "Rotate" not in other and "ops-bot" not in other
+
+            ops = json.dumps((await _ask(env, "approvals", user_id="U0BOB", channel="#ops"))["blocks"])
+            assert "`T21`" in ops and "Rotate the prod database password?" in ops and "`T20`" not in ops
+            ops_status = json.dumps((await _ask(env, "status", user_id="U0BOB", channel="#ops"))["blocks"])
+            assert "`T21`" in ops_status and "`T20`" not in ops_status
+            assert "`T21`" in json.dumps((await _ask(env, "task T21", user_id="U0BOB", channel="#ops"))["blocks"])
+
+            # Alice's direct message: what she may decide (#ops has its own approvers).
+            dm = json.dumps((await _ask(env, "approvals", channel="D0ALICE01"))["blocks"])
+            assert "`T20`" in dm and "`T21`" not in dm
+            # Bob, in a direct message, is not an approver everywhere: refused.
+            assert "Only approvers" in json.dumps(
+                (await _ask(env, "status", user_id="U0BOB", channel="D0BOB0001"))["blocks"]
+            )
 
     run(go(), 60)
