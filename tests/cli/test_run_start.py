@@ -214,3 +214,79 @@ def test_sigint_to_the_launcher_reaches_the_cli_in_its_own_group(tmp_path: Path)
             proc.kill()
     assert proc.returncode == 130, err
     assert "did not take the task's end (cancelled)" in err, err
+
+
+# A process of the session that detaches: a new session (setsid), then a
+# double fork, so it is in neither the CLI's group nor its tree.
+DETACHED = """
+import os, signal, sys, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        open(sys.argv[1] + ".tmp", "w").write(str(os.getpid()))
+        os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+        time.sleep(300)
+    os._exit(0)
+os.wait()
+"""
+
+
+def _detaching_claude(tmp: Path, then: str) -> tuple[Path, Path]:
+    claude = tmp / "bin" / "claude"
+    claude.parent.mkdir()
+    pidfile = tmp / "detached.pid"
+    (tmp / "detach.py").write_text(DETACHED)
+    claude.write_text(f"#!/bin/sh\n{sys.executable} {tmp / 'detach.py'} {pidfile}\n{then}\n")
+    claude.chmod(0o755)
+    return claude, pidfile
+
+
+def test_a_stop_reaches_what_the_session_detached_with_setsid_and_a_double_fork(tmp_path: Path) -> None:
+    """The launcher is the subreaper of the session: the detached process,
+    which ignores SIGINT and SIGTERM, is re-parented to it and killed with
+    the CLI when the launcher is told to stop."""
+    claude, pidfile = _detaching_claude(tmp_path, f"touch {tmp_path / 'running'}\nexec sleep 300")
+    proc = subprocess.Popen(
+        [str(BIN / "spanvisor"), "run", "--endpoint", "http://127.0.0.1:9", "--", str(claude), "hi"],
+        env=_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    detached = None
+    try:
+        wait_until((tmp_path / "running").exists, 120, "the CLI to run")
+        detached = int(pidfile.read_text())
+        assert _alive(detached) and os.getpgid(detached) != os.getpgid(proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+        wait_until(lambda: not _alive(detached), 30, "the detached process to be stopped with the session")
+        assert "did not take the task's end" in err, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if detached is not None and _alive(detached):
+            os.kill(detached, signal.SIGKILL)
+
+
+def test_what_the_cli_left_running_is_stopped_when_it_ends(tmp_path: Path) -> None:
+    claude, pidfile = _detaching_claude(tmp_path, f"echo '{RESULT}'")
+    detached = None
+    try:
+        done = subprocess.run(
+            [str(BIN / "spanvisor"), "run", "--endpoint", "http://127.0.0.1:9", "--", str(claude), "-p", "hi"],
+            env=_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        detached = int(pidfile.read_text())
+        assert done.returncode == 0 and done.stdout == "All tests pass.\n", done
+        assert "stopped 1 process the session left running" in done.stderr, done.stderr
+        wait_until(lambda: not _alive(detached), 30, "the process the CLI left to be stopped")
+    finally:
+        if detached is not None and _alive(detached):
+            os.kill(detached, signal.SIGKILL)

@@ -27,6 +27,7 @@ import argparse
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from types import FrameType
@@ -48,6 +49,9 @@ ENV_SOCKET = "SPANVISOR_GATE_SOCKET"
 # How long the launcher's end may wait on a receiver that does not answer:
 # its records, then the task's end (which then waits in the spool).
 CLOSE_S = 2.0
+# Once the CLI has exited, how long its output may stay open before what
+# holds it (a process the session detached) is stopped.
+DRAIN_S = 1.0
 END_S = 3.0
 # How long a receiver that took the session's records gets to take its end.
 END_RETRY_S = 10.0
@@ -132,6 +136,8 @@ def handler(args: argparse.Namespace, config: Config | None) -> int:
     child_argv, mode = rs.plan(cli, child_argv)
     started = time.time_ns()
     rs.said(f"task {task_id} ({name}) → {endpoint}")
+    # What the session detaches stays under the launcher, to be stopped with it (run_stop.py).
+    adopting = rs.adopt_orphans()
     try:
         proc = rs.spawn(child_argv, child_env, mode != "passthrough")
     except OSError as exc:
@@ -142,6 +148,7 @@ def handler(args: argparse.Namespace, config: Config | None) -> int:
         return 127
     session = _Session(proc, cli, task_id, name, endpoint, args, started)
     session.agent = agent
+    session.adopting = adopting
     session.gate_marker = child_env.get("SPANVISOR_OPENCODE_LOADED")  # run_more.ENV_LOADED, under --gate
     try:
         return session.run(mode, gate, reserved, config, untrusted)
@@ -161,6 +168,7 @@ class _Session:
         self.agent = gs.SERVICES[cli]  # the task's agent (--agent, the resource's, else the CLI's)
         self.gate_marker: str | None = None
         self.stopper: Stopper | None = None
+        self.adopting = False  # the launcher is the subreaper of what the session detaches
         # Signals to the launcher reach the CLI's group from now on, before
         # anything is imported (a launcher killed meanwhile would leave it running).
         self.previous = {s: signal.signal(s, self._forward) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
@@ -182,7 +190,7 @@ class _Session:
         from spanvisor.cli import run_stream
         from spanvisor.cli.run_records import Records
         from spanvisor.cli.run_result import ResultReader
-        from spanvisor.cli.run_stop import Stopper
+        from spanvisor.cli.run_stop import Reaper, Stopper
         from spanvisor.spans import conventions as cv
 
         service = gs.SERVICES[self.cli]
@@ -198,14 +206,19 @@ class _Session:
         if untrusted:
             # Codex may skip every hook silently: said on the task, not only here.
             records.say(cv.EVENT_CHECKPOINT, {cv.MESSAGE: "⚠ Codex's hooks are not trusted: the gate may not run"})
-        self.stopper = Stopper(self.proc)
+        self.stopper = Stopper(self.proc, self.adopting)
+        reaper = Reaper(self.proc.pid).start() if self.adopting else None
         if reserved is not None:
             gate = _local_gate(reserved)
         beat = _beat(records, config)
         watch = self._follow(records)
         reading = ResultReader(mode, tap=report)
+        drained = threading.Event()
+        if self.adopting:
+            self.stopper.sweep_once_ended(drained, DRAIN_S)
         try:
             _read(self.proc, reading)
+            drained.set()
             code: int = self.proc.wait()
         finally:
             for s, h in self.previous.items():
@@ -219,6 +232,11 @@ class _Session:
                     held.close()
         run_stream.finish(report, within_s=min(self.args.timeout, CLOSE_S))
         self._end(records, code, reading)
+        # What the CLI left running ends with the session (once its end is sent).
+        if left := self.stopper.sweep() + self.stopper.swept:
+            rs.said(f"stopped {left} process{'es' if left != 1 else ''} the session left running")
+        if reaper is not None:
+            reaper.close()
         return 128 - code if code < 0 else code
 
     def _follow(self, records: Records) -> Any:
@@ -312,7 +330,6 @@ def _beat(records: Records, config: Config | None) -> Any:
     """Heartbeats while the CLI runs (``SPANVISOR_HEARTBEAT``): the task
     stays live when the CLI says nothing for a while (a long tool call), and
     stalls only if the launcher dies. The event that stops them, or None."""
-    import threading
 
     from spanvisor.spans import conventions as cv
 

@@ -20,6 +20,15 @@ Measured with the pinned CLIs kept busy by a model that does not answer,
 each ends on the SIGINT within a tenth of a second (Claude Code exits 0,
 Codex 1, Gemini CLI's worker 0): the whole stop fits in 2 s of the
 decision with room to spare.
+
+**What detached.** The launcher is the reaper of its orphans
+(``run_start.adopt_orphans``): a process of the session that left both the
+CLI's group and its tree (``setsid`` then a double fork) is re-parented to
+the launcher instead of init. A stop signals those too, even once the CLI
+itself has exited, and when the CLI ends, what it left running is stopped
+the same way (SIGTERM, then SIGKILL): the session's processes end with the
+session, so nothing it started goes on unsupervised. The launcher reaps
+them as they exit (:class:`Reaper`).
 """
 
 from __future__ import annotations
@@ -76,12 +85,34 @@ def _children() -> dict[int, list[int]]:
 
 def tree(pid: int) -> list[int]:
     """``pid`` and every process under it, parents first."""
-    kids = _children()
-    out, i = [pid], 0
+    return _under([pid], _children())
+
+
+def _under(roots: list[int], kids: dict[int, list[int]]) -> list[int]:
+    out, seen, i = list(roots), set(roots), 0
     while i < len(out):
-        out.extend(k for k in kids.get(out[i], ()) if k not in out)
+        for k in kids.get(out[i], ()):
+            if k not in seen:
+                seen.add(k)
+                out.append(k)
         i += 1
     return out
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie waiting to be reaped."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def adopted(cli_pid: int) -> list[int]:
+    """The orphans this process adopted as a subreaper, and what runs under
+    them: every child of the launcher but the CLI (it starts no other)."""
+    kids = _children()
+    return [p for p in _under([k for k in kids.get(os.getpid(), ()) if k != cli_pid], kids) if _running(p)]
 
 
 def signal_tree(proc: subprocess.Popen[Any], signum: int) -> None:
@@ -95,13 +126,16 @@ def signal_tree(proc: subprocess.Popen[Any], signum: int) -> None:
 
 
 class Stopper:
-    """Stops the CLI once, in the background: SIGINT, SIGTERM, SIGKILL."""
+    """Stops the CLI once, in the background: SIGINT, SIGTERM, SIGKILL; and,
+    when ``adopting`` (the launcher is a subreaper), what detached from it."""
 
-    def __init__(self, proc: subprocess.Popen[Any]) -> None:
+    def __init__(self, proc: subprocess.Popen[Any], adopting: bool = False) -> None:
         self.proc = proc
+        self.adopting = adopting
         self.why: str | None = None  # what asked for the stop (said on the task)
         self.decision: Decision | None = None  # the cancel, when a person's
         self.last_signal: int | None = None
+        self.swept = 0  # processes the CLI left running, stopped once it ended
         self._lock = threading.Lock()
 
     @property
@@ -124,15 +158,95 @@ class Stopper:
             (signal.SIGKILL, 0),
         ]
         for signum, grace in steps[[int(s) for s, _ in steps].index(int(start)) :]:
-            if self.proc.poll() is not None:
+            if not self._signal(signum, record=True):
                 return
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline and self._left():
+                time.sleep(0.02)
+        # SIGKILL cannot be ignored, but a process forked meanwhile escaped it.
+        for _ in range(3):
+            if not self._left():
+                return
+            self._signal(signal.SIGKILL)
+            time.sleep(0.05)
+
+    def _signal(self, signum: int, record: bool = False) -> bool:
+        """``signum`` to the CLI's tree and what detached; False: nothing is left."""
+        orphans = adopted(self.proc.pid) if self.adopting else []
+        if self.proc.poll() is not None and not orphans:
+            return False
+        if record:
             self.last_signal = signum
-            signal_tree(self.proc, signum)
+        signal_tree(self.proc, signum)
+        for pid in orphans:
             try:
-                self.proc.wait(grace)
-                return
-            except subprocess.TimeoutExpired:
-                continue
+                os.kill(pid, signum)
+            except OSError:
+                pass  # gone meanwhile
+        return True
+
+    def _left(self) -> bool:
+        return self.proc.poll() is None or bool(self.adopting and adopted(self.proc.pid))
+
+    def sweep_once_ended(self, drained: threading.Event, within_s: float) -> None:
+        """Once the CLI has exited, what it left holding its output open (a
+        detached child keeps the pipe, so the output never ends and the
+        launcher would wait for that child) is stopped after ``within_s``
+        unless the output ended by then."""
+
+        def watch() -> None:
+            self.proc.wait()
+            if not drained.wait(within_s):
+                self.swept += self.sweep()
+
+        threading.Thread(target=watch, name="spanvisor-run-sweep", daemon=True).start()
+
+    def sweep(self) -> int:
+        """Once the CLI has ended: what it left running (adopted orphans) is
+        stopped, SIGTERM then SIGKILL; how many there were."""
+        if not self.adopting or not (left := adopted(self.proc.pid)):
+            return 0
+        for signum, grace in ((signal.SIGTERM, TERM_GRACE_S), (signal.SIGKILL, 0.0)):
+            for pid in adopted(self.proc.pid):
+                try:
+                    os.kill(pid, signum)
+                except OSError:
+                    pass
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline and adopted(self.proc.pid):
+                time.sleep(0.02)
+        return len(left)
+
+
+class Reaper:
+    """Reaps the orphans the launcher adopted as they exit (a subreaper's
+    zombies are its own to collect), never the CLI: ``subprocess`` waits for
+    that one."""
+
+    def __init__(self, cli_pid: int, every_s: float = 1.0) -> None:
+        self.cli_pid, self.every_s = cli_pid, every_s
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="spanvisor-run-reaper", daemon=True)
+
+    def start(self) -> Reaper:
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._done.wait(self.every_s):
+            self.reap()
+
+    def reap(self) -> None:
+        for pid in _children().get(os.getpid(), ()):
+            if pid != self.cli_pid:
+                try:
+                    os.waitpid(pid, os.WNOHANG)
+                except OSError:
+                    pass  # not ours, or reaped meanwhile
+
+    def close(self) -> None:
+        self._done.set()
+        self.reap()
 
 
 def who(decision: Decision) -> str:
@@ -191,4 +305,15 @@ class CancelWatch:
         self.feed.close()
 
 
-__all__ = ["INT_GRACE_S", "TERM_GRACE_S", "CancelWatch", "Stopper", "cancelled_text", "signal_tree", "tree", "who"]
+__all__ = [
+    "INT_GRACE_S",
+    "TERM_GRACE_S",
+    "CancelWatch",
+    "Reaper",
+    "Stopper",
+    "adopted",
+    "cancelled_text",
+    "signal_tree",
+    "tree",
+    "who",
+]
