@@ -2,8 +2,10 @@
 gate asks again within its deadline instead of denying at once (the read
 of the task, the wait, and the check of a person's approval where it runs,
 which a 503 used to turn into a denial), after the server's Retry-After;
-and one that cannot be reached at all is said at once (the policy's
-``on_unreachable`` decides)."""
+a read that times out (a server too busy to answer in time: PostgreSQL
+down under 200 asked calls) is asked again the same way, where it used to
+be a denial without asking anyone; and one that cannot be reached at all
+is said at once (the policy's ``on_unreachable`` decides)."""
 
 from __future__ import annotations
 
@@ -119,3 +121,47 @@ def test_a_503_with_a_retry_after_past_the_deadline_is_a_refusal_in_time() -> No
         thread.join(10)
     assert not permit.permitted and "503" in permit.reason
     assert took < 5, "no wait past the deadline"
+
+
+class Slow(http.server.ThreadingHTTPServer):
+    """Holds the first ``held`` requests past the client's timeout, then answers 200."""
+
+    def __init__(self, held: int, hold_s: float) -> None:
+        self.held, self.hold_s, self.seen = held, hold_s, 0
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                server.seen += 1
+                if server.seen <= server.held:
+                    time.sleep(server.hold_s)
+                body = b'{"decisions": [], "next": 0}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+
+
+def test_a_read_that_times_out_is_asked_again_within_the_deadline() -> None:
+    server = Slow(held=2, hold_s=1.5)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        client = HttpSource(f"http://127.0.0.1:{server.server_address[1]}", None, request_timeout_s=0.5)
+        assert probe(client, "t", Deadline(time.monotonic() + 60, 60)) == 200
+        assert server.seen == 3, "two reads timed out, the third was answered"
+        # Past the deadline it stands as it is: no answer (status 0), the policy decides.
+        t0 = time.monotonic()
+        server.held, server.seen = 100, 0
+        assert probe(client, "t", Deadline(t0 + 2, 60)) == 0
+        assert time.monotonic() - t0 < 4
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)

@@ -6,8 +6,9 @@ answer long-polled from the control API), waits for a person (Slack
 buttons, ``spanvisor approve``, the control API), checks the approval
 against this very call (consuming it) and answers, all before the
 deadline (:mod:`spanvisor.gate.deadline`). A control API that answers 503
-(its database restarting) is waited out within the deadline; one that
-cannot be reached at all answers by the policy's ``on_unreachable``.
+(its database restarting), or does not answer a read in time, is asked
+again within the deadline; one that cannot be reached at all (nothing
+listens) answers by the policy's ``on_unreachable`` at once.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 from spanvisor.canonical import NotCanonical, check_action
 from spanvisor.cli import codingtask as ct
 from spanvisor.config import Config
-from spanvisor.control.client import ENV_URL, HttpSource, token_from_env
+from spanvisor.control.client import ENV_URL, TRANSIENT, HttpSource, token_from_env
 from spanvisor.control.feed import ApprovalDecision, TaskFeed
 from spanvisor.control.permits import permit_url
 from spanvisor.control.runs import Permit
@@ -114,14 +115,17 @@ def patiently(
     send: Callable[[], tuple[int, dict[str, Any], float | None]], deadline: Deadline
 ) -> tuple[int, dict[str, Any]]:
     """``send``'s answer, asked again while it is a 503 (the control API's
-    state store away, e.g. PostgreSQL restarting), after the answer's
+    state store away, e.g. PostgreSQL restarting) or no answer came in time
+    (a read that timed out, a reset: a busy server), after the answer's
     ``Retry-After`` (else a doubling pause), as long as the deadline leaves
-    time for it; any other answer as it stands."""
+    time for it; any other answer as it stands (a refused connection: at
+    once, the policy's ``on_unreachable`` decides)."""
     pause = 0.2
     while True:
         status, doc, retry_after = send()
         wait = max(pause, retry_after or 0.0)
-        if status != 503 or deadline.left() <= wait:
+        again = status == 503 or (status == 0 and doc.get(TRANSIENT) is True)
+        if not again or deadline.left() <= wait:
             return status, doc
         time.sleep(wait)
         pause = min(2.0, pause * 2)

@@ -39,6 +39,9 @@ log = logging.getLogger("spanvisor.control")
 
 ENV_URL = "SPANVISOR_CONTROL_URL"
 ENV_TOKEN = "SPANVISOR_CONTROL_TOKEN"
+# Set (True) in the document of an answer that did not come: the request
+# timed out or the connection was reset (status 0, as for a refused one).
+TRANSIENT = "transient"
 ENV_OTLP_TOKEN = "SPANVISOR_OTLP_TOKEN"
 DEFAULT_URL = "http://127.0.0.1:4318"
 # The longest wait the control API grants one request.
@@ -225,7 +228,13 @@ class HttpSource:
                 payload = {}
             return int(exc.code), payload, _retry_after(exc.headers.get("Retry-After") if exc.headers else None)
         except (urllib.error.URLError, OSError, ValueError) as exc:
-            return 0, {"error": str(getattr(exc, "reason", exc))}, None
+            reason = getattr(exc, "reason", exc)
+            doc: dict[str, Any] = {"error": str(reason)}
+            if isinstance(reason, TimeoutError | ConnectionResetError):
+                # Reached but not answered in time (or dropped): a busy
+                # server, worth asking again; a refused connection is not.
+                doc[TRANSIENT] = True
+            return 0, doc, None
 
     def get_task(
         self, task_id: str, after: int = 0, wait_s: float = 0.0, run_id: str | None = None
@@ -368,6 +377,7 @@ __all__ = [
     "ENV_URL",
     "MAX_WAIT_S",
     "STORE_DOWN",
+    "TRANSIENT",
     "DecisionSource",
     "HttpSource",
     "InProcessSource",
