@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.codingagents import claude_code as cc
+from tests.codingagents.agents import Ran
 from tests.codingagents.fake_anthropic import result_text, tool_results
 from tests.codingagents.fake_http import FakeModelAPI
 from tests.codingagents.script import Script, Usage, error, text, tool
@@ -68,13 +70,29 @@ def _ended(matrix: Matrix, task_id: str) -> dict[str, Any]:
     return dict(wait_until(row, WAIT_S, f"task {task_id} to end"))
 
 
-def test_a_session_alone_is_one_named_task_with_its_calls_cost_step_and_context_warnings_then_lost(
-    cli_bin: Path, matrix: Matrix, anthropic: FakeModelAPI, tmp_path: Path
-) -> None:
+@dataclass
+class Alone:
+    """The session run alone (no launcher), once for the file."""
+
+    run_id: str
+    ran: Ran
+
+
+@pytest.fixture(scope="module")
+def alone(cli_bin: Path, matrix: Matrix, anthropic: FakeModelAPI, tmp_path_factory: pytest.TempPathFactory) -> Alone:
+    """The session alone, shared by the test that reads it and the file's last
+    test, which sees liveness end it: its window runs during the tests between."""
+    tmp = tmp_path_factory.mktemp("alone")
     run_id = anthropic.script(uuid.uuid4().hex[:12], _hello("alone"))
-    env = cc.env(tmp_path / "home", matrix, anthropic, run_id)
+    env = cc.env(tmp / "home", matrix, anthropic, run_id)
     prompt = f"say hello with bash ({run_id}), the key is sk-ant-SECRETSECRET1234"
-    ran = cc.claude(cli_bin, tmp_path / "work", env, prompt)
+    return Alone(run_id, cc.claude(cli_bin, tmp / "work", env, prompt))
+
+
+def test_a_session_alone_is_one_named_task_with_its_calls_cost_step_and_context_warnings(
+    matrix: Matrix, anthropic: FakeModelAPI, alone: Alone
+) -> None:
+    run_id, ran = alone.run_id, alone.ran
     assert ran.code == 0, ran.said()
     session, result = cc.task_of(ran), cc.result_of(ran)
     assert result["result"] == "It printed hello." and not result["is_error"]
@@ -100,12 +118,6 @@ def test_a_session_alone_is_one_named_task_with_its_calls_cost_step_and_context_
     warned = [(c["level"], c["threshold"]) for c in matrix.timeline(session) if c["kind"] == "context_warning"]
     assert warned == [("warning", 0.7), ("critical", 0.85)]
     assert (row["context_tokens"], row["context_limit"]) == (9_020, 10_000)
-    # No session end in Claude Code's telemetry: it ends by liveness.
-    ended = _ended(matrix, session)
-    # Slow by design: "lost" comes served.LOST_AFTER_S (30 s) after the CLI's
-    # last record, a window far above a CLI's silence on a busy machine.
-    assert (ended["status"], ended["error_type"]) == ("lost", "SpanvisorLost")
-    assert ended["input_tokens"] == 16_000, "counted once, also at the end"
     assert anthropic.unexpected == []
 
 
@@ -165,3 +177,16 @@ def test_an_api_error_fails_the_session_under_the_launcher_with_the_error(
     # Claude Code's api_error records, each a warning on the task.
     warned = [c["message"] or "" for c in matrix.timeline(task_id)]
     assert any(m.startswith("⚠ API error (HTTP 400") for m in warned), warned
+
+
+# Last in the file, and to stay so: pytest runs a file's tests in their order,
+# so the liveness window of the session alone runs through the tests above.
+def test_the_session_alone_is_then_lost_by_liveness(matrix: Matrix, alone: Alone) -> None:
+    # No session end in Claude Code's telemetry: it ends by liveness.
+    # Slow by design: "lost" comes served.LOST_AFTER_S (30 s) after the CLI's
+    # last record, a window far above a CLI's silence on a busy machine. It
+    # began when the CLI exited (fixture ``alone``) and has run through the
+    # file's other tests: this waits only for what is left of it.
+    ended = _ended(matrix, cc.task_of(alone.ran))
+    assert (ended["status"], ended["error_type"]) == ("lost", "SpanvisorLost")
+    assert ended["input_tokens"] == 16_000, "counted once, also at the end"

@@ -18,12 +18,14 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.codingagents import codex_cli as cx
+from tests.codingagents.agents import Ran
 from tests.codingagents.fake_http import FakeModelAPI
 from tests.codingagents.fake_openai import Tokens, fake_openai, function_outputs
 from tests.codingagents.script import Script, error, text, tool
@@ -79,13 +81,29 @@ def _responses(api: FakeModelAPI, run_id: str) -> list[Any]:
     return [s.body for s in api.requests(run_id) if s.path == "/v1/responses"]
 
 
-def test_a_session_alone_is_one_named_task_with_its_calls_priced_step_and_warnings_then_lost(
-    cli_bin: Path, matrix: Matrix, api: FakeModelAPI, tmp_path: Path
-) -> None:
+@dataclass
+class Alone:
+    """The session run alone (no launcher), once for the file."""
+
+    run_id: str
+    ran: Ran
+
+
+@pytest.fixture(scope="module")
+def alone(cli_bin: Path, matrix: Matrix, api: FakeModelAPI, tmp_path_factory: pytest.TempPathFactory) -> Alone:
+    """The session alone, shared by the test that reads it and the file's last
+    test, which sees liveness end it: its window runs during the tests between."""
+    tmp = tmp_path_factory.mktemp("alone")
     run_id = api.script(uuid.uuid4().hex[:12], _hello("alone"))
-    env = cx.env(tmp_path / "home", api, run_id, matrix)
+    env = cx.env(tmp / "home", api, run_id, matrix)
     prompt = f"say hello with the shell ({run_id}), the key is sk-proj-SECRETSECRET1234"
-    ran = cx.codex(cli_bin, tmp_path / "work", env, prompt)
+    return Alone(run_id, cx.codex(cli_bin, tmp / "work", env, prompt))
+
+
+def test_a_session_alone_is_one_named_task_with_its_calls_priced_step_and_warnings(
+    matrix: Matrix, api: FakeModelAPI, alone: Alone
+) -> None:
+    run_id, ran = alone.run_id, alone.ran
     assert ran.code == 0 and cx.said(ran) == ["It printed hello."], ran.said()
     session = cx.task_of(ran)
     [usage] = [e["usage"] for e in cx.events(ran, "turn.completed")]
@@ -111,12 +129,6 @@ def test_a_session_alone_is_one_named_task_with_its_calls_priced_step_and_warnin
     warned = [(c["level"], c["threshold"]) for c in matrix.timeline(session) if c["kind"] == "context_warning"]
     assert warned == [("warning", 0.7), ("critical", 0.85)]
     assert (row["context_tokens"], row["context_limit"]) == (9_020, 10_000)
-    # No session end in Codex's telemetry: it ends by liveness.
-    ended = _row(matrix, session, ended=True)
-    # Slow by design: "lost" comes served.LOST_AFTER_S (30 s) after the CLI's
-    # last record, a window far above a CLI's silence on a busy machine.
-    assert (ended["status"], ended["error_type"]) == ("lost", "SpanvisorLost")
-    assert (ended["input_tokens"], ended["output_tokens"]) == (16_000, 60), "counted once, also at the end"
     assert api.unexpected == []
 
 
@@ -165,3 +177,16 @@ def test_an_api_error_fails_the_session_under_the_launcher_with_the_error(
     assert row["error_message"] == "invalid_request_error: scripted: this request was refused (exit code 1)"
     # Codex exits on an API error without sending its last batch of
     # records: the launcher's end is what says the session failed.
+
+
+# Last in the file, and to stay so: pytest runs a file's tests in their order,
+# so the liveness window of the session alone runs through the tests above.
+def test_the_session_alone_is_then_lost_by_liveness(matrix: Matrix, alone: Alone) -> None:
+    # No session end in Codex's telemetry: it ends by liveness.
+    # Slow by design: "lost" comes served.LOST_AFTER_S (30 s) after the CLI's
+    # last record, a window far above a CLI's silence on a busy machine. It
+    # began when the CLI exited (fixture ``alone``) and has run through the
+    # file's other tests: this waits only for what is left of it.
+    ended = _row(matrix, cx.task_of(alone.ran), ended=True)
+    assert (ended["status"], ended["error_type"]) == ("lost", "SpanvisorLost")
+    assert (ended["input_tokens"], ended["output_tokens"]) == (16_000, 60), "counted once, also at the end"

@@ -16,13 +16,15 @@ from __future__ import annotations
 import signal
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.codingagents import codex_cli as cx
 from tests.codingagents import endhooks as eh
-from tests.codingagents.agents import run, start
+from tests.codingagents.agents import Ran, run, start
 from tests.codingagents.fake_http import FakeModelAPI
 from tests.codingagents.fake_openai import fake_openai, function_outputs
 from tests.codingagents.script import Script, error, held, text, tool
@@ -87,13 +89,22 @@ def test_sigint_alone_ends_cancelled(cli_bin: Path, matrix: Matrix, api: FakeMod
     assert (row["status"], row["message"]) == ("cancelled", "Codex was interrupted (SIGINT)"), (row, ran.said())
 
 
-def test_sigterm_kills_codex_before_any_hook_and_liveness_ends_it(
-    cli_bin: Path, matrix: Matrix, api: FakeModelAPI, tmp_path: Path
-) -> None:
+@dataclass
+class Killed:
+    """The session alone SIGTERM killed, run once for the file."""
+
+    opened: dict[str, Any]
+    ran: Ran
+
+
+@pytest.fixture(scope="module")
+def sigterm(cli_bin: Path, matrix: Matrix, api: FakeModelAPI, tmp_path_factory: pytest.TempPathFactory) -> Killed:
+    """The session alone killed by SIGTERM, shared by the test that reads its
+    exit and the file's last test, which sees liveness end it: its window runs
+    during the tests between."""
+    tmp = tmp_path_factory.mktemp("sigterm")
     run_id = api.script(uuid.uuid4().hex[:12], Script([held(text("too late"), 300)]))
-    running = start(
-        _argv(cli_bin, f"stopped by SIGTERM ({run_id})"), _env(tmp_path, matrix, api, run_id), tmp_path / "w"
-    )
+    running = start(_argv(cli_bin, f"stopped by SIGTERM ({run_id})"), _env(tmp, matrix, api, run_id), tmp / "w")
     try:
         # Its records leave every second: once serve has its task, the signal.
         opened = eh.task_named(matrix, "codex_exec", run_id)
@@ -101,12 +112,12 @@ def test_sigterm_kills_codex_before_any_hook_and_liveness_ends_it(
         ran = running.wait()
     finally:
         running.stop()
-    assert ran.code == -signal.SIGTERM, ran.said()
-    assert opened["task_id"] == cx.task_of(ran)
-    row = eh.ended(matrix, opened["task_id"])
-    # Slow by design: "lost" comes served.LOST_AFTER_S (30 s) after the CLI's
-    # last record, a window far above a CLI's silence on a busy machine.
-    assert row["status"] == "lost", row
+    return Killed(opened, ran)
+
+
+def test_sigterm_alone_kills_codex_after_serve_opened_its_task(sigterm: Killed) -> None:
+    assert sigterm.ran.code == -signal.SIGTERM, sigterm.ran.said()
+    assert sigterm.opened["task_id"] == cx.task_of(sigterm.ran)
 
 
 def test_a_call_the_gate_denied_leaves_the_session_to_end_complete(
@@ -123,3 +134,14 @@ def test_a_call_the_gate_denied_leaves_the_session_to_end_complete(
     assert "no-deleting" in denied, denied
     row = eh.ended(matrix, cx.task_of(ran))
     assert (row["status"], row["message"]) == ("complete", "Finished"), row
+
+
+# Last in the file, and to stay so: pytest runs a file's tests in their order,
+# so the liveness window of the killed session runs through the tests above.
+def test_codex_killed_before_any_hook_is_then_lost_by_liveness(matrix: Matrix, sigterm: Killed) -> None:
+    # Slow by design: "lost" comes served.LOST_AFTER_S (30 s) after the CLI's
+    # last record, a window far above a CLI's silence on a busy machine. It
+    # began when Codex died (fixture ``sigterm``) and has run through the
+    # tests since: this waits only for what is left of it.
+    row = eh.ended(matrix, sigterm.opened["task_id"])
+    assert row["status"] == "lost", row

@@ -19,12 +19,14 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.codingagents import copilot_cli as cp
+from tests.codingagents.agents import Ran
 from tests.codingagents.fake_chat import fake_chat, tool_results, turns
 from tests.codingagents.fake_http import FakeModelAPI
 from tests.codingagents.hooked import steps
@@ -67,13 +69,29 @@ def _row(matrix: Matrix, task_id: str, ended: bool = False, output: int = 0) -> 
     return dict(wait_until(got, WAIT_S, f"task {task_id}"))
 
 
-def test_a_session_alone_is_one_named_task_at_its_exit_with_its_calls_priced_step_and_warnings_then_lost(
-    matrix: Matrix, api: FakeModelAPI, tmp_path: Path
-) -> None:
+@dataclass
+class Alone:
+    """The session run alone (no launcher), once for the file."""
+
+    run_id: str
+    ran: Ran
+
+
+@pytest.fixture(scope="module")
+def alone(matrix: Matrix, api: FakeModelAPI, tmp_path_factory: pytest.TempPathFactory) -> Alone:
+    """The session alone, shared by the test that reads it and the file's last
+    test, which sees liveness end it: its window runs during the tests between."""
+    tmp = tmp_path_factory.mktemp("alone")
     run_id = api.script(uuid.uuid4().hex[:12], _hello("alone"))
-    env = cp.env(tmp_path / "home", api, run_id, matrix)
+    env = cp.env(tmp / "home", api, run_id, matrix)
     prompt = f"say hello with the shell ({run_id}), the key is sk-proj-SECRETSECRET1234"
-    ran = cp.copilot(tmp_path / "work", env, prompt)
+    return Alone(run_id, cp.copilot(tmp / "work", env, prompt))
+
+
+def test_a_session_alone_is_one_named_task_at_its_exit_with_its_calls_priced_step_and_warnings(
+    matrix: Matrix, api: FakeModelAPI, alone: Alone
+) -> None:
+    run_id, ran = alone.run_id, alone.ran
     assert ran.code == 0 and cp.said(ran)[-1] == "It printed hello.", ran.said()
     session = cp.task_of(ran)
     assert "hello-alone" in json.dumps(tool_results(turns(api, run_id)[-1])), "the shell call ran"
@@ -90,10 +108,6 @@ def test_a_session_alone_is_one_named_task_at_its_exit_with_its_calls_priced_ste
     assert steps(matrix, session) == ["bash(echo hello-alone)"]
     warned = [(c["level"], c["threshold"]) for c in matrix.timeline(session) if c["kind"] == "context_warning"]
     assert warned == [("warning", 0.7), ("critical", 0.85)]
-    ended = _row(matrix, session, ended=True)
-    # Slow by design: "lost" comes served.LOST_AFTER_S (30 s) after the CLI's
-    # last record, a window far above a CLI's silence on a busy machine.
-    assert (ended["status"], ended["input_tokens"]) == ("lost", 16_000)
     assert api.unexpected == []
 
 
@@ -142,3 +156,14 @@ def test_an_api_error_fails_the_session_under_the_launcher_with_copilots_error(
     assert "Authentication failed" in row["error_message"] and "401" in row["error_message"], row
     warned = [c["message"] or "" for c in matrix.timeline(task_id)]
     assert any(m.startswith("⚠ API error") for m in warned), warned
+
+
+# Last in the file, and to stay so: pytest runs a file's tests in their order,
+# so the liveness window of the session alone runs through the tests above.
+def test_the_session_alone_is_then_lost_by_liveness(matrix: Matrix, alone: Alone) -> None:
+    # Slow by design: "lost" comes served.LOST_AFTER_S (30 s) after the CLI's
+    # last record, a window far above a CLI's silence on a busy machine. It
+    # began when the CLI exited (fixture ``alone``) and has run through the
+    # file's other tests: this waits only for what is left of it.
+    ended = _row(matrix, cp.task_of(alone.ran), ended=True)
+    assert (ended["status"], ended["input_tokens"]) == ("lost", 16_000)

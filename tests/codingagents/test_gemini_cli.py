@@ -14,12 +14,14 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.codingagents import gemini_cli as gc
+from tests.codingagents.agents import Ran
 from tests.codingagents.fake_gemini import fake_gemini, function_responses
 from tests.codingagents.fake_http import FakeModelAPI
 from tests.codingagents.script import Script, Usage, error, text, tool
@@ -61,12 +63,28 @@ def _row(matrix: Matrix, task_id: str, ended: bool = False, output: int = 0) -> 
     return dict(wait_until(got, WAIT_S, f"task {task_id}"))
 
 
-def test_a_session_alone_is_one_named_task_with_its_calls_priced_step_and_warnings_then_lost(
-    cli_bin: Path, matrix: Matrix, api: FakeModelAPI, tmp_path: Path
-) -> None:
+@dataclass
+class Alone:
+    """The session run alone (no launcher), once for the file."""
+
+    run_id: str
+    ran: Ran
+
+
+@pytest.fixture(scope="module")
+def alone(cli_bin: Path, matrix: Matrix, api: FakeModelAPI, tmp_path_factory: pytest.TempPathFactory) -> Alone:
+    """The session alone, shared by the test that reads it and the file's last
+    test, which sees liveness end it: its window runs during the tests between."""
+    tmp = tmp_path_factory.mktemp("alone")
     run_id = api.script(uuid.uuid4().hex[:12], _hello("alone"))
-    env = gc.env(tmp_path / "home", matrix, api, run_id)
-    ran = gc.gemini(cli_bin, tmp_path / "work", env, f"say hello with the shell ({run_id})")
+    env = gc.env(tmp / "home", matrix, api, run_id)
+    return Alone(run_id, gc.gemini(cli_bin, tmp / "work", env, f"say hello with the shell ({run_id})"))
+
+
+def test_a_session_alone_is_one_named_task_with_its_calls_priced_step_and_warnings(
+    matrix: Matrix, api: FakeModelAPI, alone: Alone
+) -> None:
+    run_id, ran = alone.run_id, alone.ran
     assert ran.code == 0, ran.said()
     session = gc.task_of(ran)
     [shell] = function_responses(api.requests(run_id)[-1].body)
@@ -80,10 +98,6 @@ def test_a_session_alone_is_one_named_task_with_its_calls_priced_step_and_warnin
     assert _steps(matrix, session) == ["run_shell_command(echo hello-alone)"]
     warned = [(c["level"], c["threshold"]) for c in matrix.timeline(session) if c["kind"] == "context_warning"]
     assert warned == [("warning", 0.7), ("critical", 0.85)]
-    ended = _row(matrix, session, ended=True)
-    # Slow by design: "lost" comes served.LOST_AFTER_S (30 s) after the CLI's
-    # last record, a window far above a CLI's silence on a busy machine.
-    assert (ended["status"], ended["input_tokens"]) == ("lost", 16_000)
     assert api.unexpected == []
 
 
@@ -111,3 +125,14 @@ def test_under_the_launcher_the_session_ends_complete_or_failed(
     # Gemini CLI exits on an API error without flushing its telemetry: what
     # it had not yet sent (here the shell call too) never arrives. The
     # launcher's end is what says the session failed.
+
+
+# Last in the file, and to stay so: pytest runs a file's tests in their order,
+# so the liveness window of the session alone runs through the tests above.
+def test_the_session_alone_is_then_lost_by_liveness(matrix: Matrix, alone: Alone) -> None:
+    # Slow by design: "lost" comes served.LOST_AFTER_S (30 s) after the CLI's
+    # last record, a window far above a CLI's silence on a busy machine. It
+    # began when the CLI exited (fixture ``alone``) and has run through the
+    # file's other tests: this waits only for what is left of it.
+    ended = _row(matrix, gc.task_of(alone.ran), ended=True)
+    assert (ended["status"], ended["input_tokens"]) == ("lost", 16_000)

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.codingagents import endhooks as eh
 from tests.codingagents import gemini_cli as gc
-from tests.codingagents.agents import run, start
+from tests.codingagents.agents import Ran, run, start
 from tests.codingagents.fake_gemini import fake_gemini, function_responses
 from tests.codingagents.fake_http import FakeModelAPI
 from tests.codingagents.script import Script, error, held, text, tool
@@ -79,14 +81,25 @@ def test_a_signal_mid_turn_alone_ends_cancelled(
     assert "ended before its turn finished" in row["message"], row
 
 
-def test_an_api_error_runs_no_hook_and_liveness_ends_it(
-    cli_bin: Path, matrix: Matrix, api: FakeModelAPI, tmp_path: Path
-) -> None:
+@dataclass
+class Failed:
+    """The session alone an API error ended, run once for the file."""
+
+    opened: dict[str, Any]
+    ran: Ran
+
+
+@pytest.fixture(scope="module")
+def api_error(cli_bin: Path, matrix: Matrix, api: FakeModelAPI, tmp_path_factory: pytest.TempPathFactory) -> Failed:
+    """The session alone whose call fails, shared by the test that reads its
+    exit and the file's last test, which sees liveness end it: its window runs
+    during the tests between."""
+    tmp = tmp_path_factory.mktemp("api-error")
     # The failing call waits until serve has heard of the session (its
     # records leave every 5 s; failing sooner, it would leave none at all).
     script = eh.Gated([tool("run_shell_command", command="echo first"), error(400, "INVALID_ARGUMENT", "scripted")], 1)
     run_id = api.script(uuid.uuid4().hex[:12], script)
-    running = start(gc.argv(cli_bin, f"fail ({run_id})"), _env(tmp_path, matrix, api, run_id), tmp_path / "w")
+    running = start(gc.argv(cli_bin, f"fail ({run_id})"), _env(tmp, matrix, api, run_id), tmp / "w")
     try:
         opened = eh.task_named(matrix, "gemini-cli", run_id)
         script.go()
@@ -94,11 +107,11 @@ def test_an_api_error_runs_no_hook_and_liveness_ends_it(
     finally:
         script.go()
         running.stop()
-    assert ran.code != 0, ran.said()
-    row = eh.ended(matrix, opened["task_id"])
-    # Slow by design: "lost" comes served.LOST_AFTER_S (30 s) after the CLI's
-    # last record, a window far above a CLI's silence on a busy machine.
-    assert row["status"] == "lost", row
+    return Failed(opened, ran)
+
+
+def test_an_api_error_alone_makes_gemini_cli_exit_non_zero(api_error: Failed) -> None:
+    assert api_error.ran.code != 0, api_error.ran.said()
 
 
 def test_a_call_the_gate_denied_leaves_the_session_to_end_complete(
@@ -115,3 +128,14 @@ def test_a_call_the_gate_denied_leaves_the_session_to_end_complete(
     assert any("no-deleting" in str(r) for r in function_responses(asked[-1])), asked[-1]
     row = eh.ended(matrix, gc.task_of(ran))
     assert (row["status"], row["message"]) == ("complete", "Finished"), row
+
+
+# Last in the file, and to stay so: pytest runs a file's tests in their order,
+# so the liveness window of the API error's session runs through the tests above.
+def test_the_api_error_ran_no_hook_so_the_session_is_then_lost_by_liveness(matrix: Matrix, api_error: Failed) -> None:
+    # Slow by design: "lost" comes served.LOST_AFTER_S (30 s) after the CLI's
+    # last record, a window far above a CLI's silence on a busy machine. It
+    # began when the CLI exited (fixture ``api_error``) and has run through
+    # the tests since: this waits only for what is left of it.
+    row = eh.ended(matrix, api_error.opened["task_id"])
+    assert row["status"] == "lost", row

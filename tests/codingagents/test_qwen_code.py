@@ -17,12 +17,14 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.codingagents import qwen_code as qw
+from tests.codingagents.agents import Ran
 from tests.codingagents.fake_chat import fake_chat, tool_results, turns
 from tests.codingagents.fake_http import FakeModelAPI
 from tests.codingagents.script import Script, Usage, error, text, tool
@@ -70,31 +72,50 @@ def _row(matrix: Matrix, task_id: str, ended: bool = False, output: int = 0) -> 
     return dict(wait_until(got, WAIT_S, f"task {task_id}"))
 
 
-def test_a_session_alone_is_one_named_task_with_its_calls_priced_step_and_warnings_then_lost(
-    cli_bin: Path, matrix: Matrix, api: FakeModelAPI, tmp_path: Path
-) -> None:
+@dataclass
+class Alone:
+    """The session run alone (no launcher), once for the file."""
+
+    run_id: str
+    ran: Ran
+    relay: Relay
+
+
+@pytest.fixture(scope="module")
+def alone(
+    cli_bin: Path, matrix: Matrix, api: FakeModelAPI, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Alone]:
+    """The session alone, shared by the test that reads it and the file's last
+    test, which sees liveness end it: its window runs during the tests between."""
+    tmp = tmp_path_factory.mktemp("alone")
     run_id = api.script(uuid.uuid4().hex[:12], _hello("alone"))
     relay = Relay(matrix.serve.http)
     try:
-        env = qw.env(tmp_path / "home", matrix, api, run_id)
-        settings = tmp_path / "home" / ".qwen" / "settings.json"
+        env = qw.env(tmp / "home", matrix, api, run_id)
+        settings = tmp / "home" / ".qwen" / "settings.json"
         doc = json.loads(settings.read_text())
         doc["telemetry"]["otlpEndpoint"] = relay.url  # serve, behind a relay that sees the framing
         settings.write_text(json.dumps(doc))
         prompt = f"say hello with the shell ({run_id}), the key is sk-proj-SECRETSECRET1234"
-        ran = qw.qwen(cli_bin, tmp_path / "work", env, prompt)
-        assert ran.code == 0, ran.said()
-        session = qw.task_of(ran)
-        assert "hello-alone" in json.dumps(tool_results(turns(api, run_id)[-1])), "the shell call ran"
-
-        row = _row(matrix, session, output=60)
-        assert row["task_name"] == f"say hello with the shell ({run_id}), the key is sk-proj-****"
-        assert [r["task_id"] for r in matrix.tasks_of("qwen-code") if run_id in (r["task_name"] or "")] == [session]
-        # Chunked, no Content-Length: serve took them (the task above is made of them).
-        logs = relay.requests("/v1/logs")
-        assert logs and all("transfer-encoding: chunked" in h and "content-length" not in h for h in logs), logs
+        yield Alone(run_id, qw.qwen(cli_bin, tmp / "work", env, prompt), relay)
     finally:
         relay.close()
+
+
+def test_a_session_alone_is_one_named_task_with_its_calls_priced_step_and_warnings(
+    matrix: Matrix, api: FakeModelAPI, alone: Alone
+) -> None:
+    run_id, ran = alone.run_id, alone.ran
+    assert ran.code == 0, ran.said()
+    session = qw.task_of(ran)
+    assert "hello-alone" in json.dumps(tool_results(turns(api, run_id)[-1])), "the shell call ran"
+
+    row = _row(matrix, session, output=60)
+    assert row["task_name"] == f"say hello with the shell ({run_id}), the key is sk-proj-****"
+    assert [r["task_id"] for r in matrix.tasks_of("qwen-code") if run_id in (r["task_name"] or "")] == [session]
+    # Chunked, no Content-Length: serve took them (the task above is made of them).
+    logs = alone.relay.requests("/v1/logs")
+    assert logs and all("transfer-encoding: chunked" in h and "content-length" not in h for h in logs), logs
     calls = [c for c in matrix.timeline(session) if c["source"] == "model_call"]
     assert [(_attrs(c)["input_tokens"], _attrs(c)["output_tokens"]) for c in calls] == [(7_000, 40), (9_000, 20)]
     assert (row["input_tokens"], row["output_tokens"]) == (16_000, 60), "cached input inside the input, once"
@@ -103,10 +124,6 @@ def test_a_session_alone_is_one_named_task_with_its_calls_priced_step_and_warnin
     assert _steps(matrix, session) == ["run_shell_command(echo hello-alone)"]
     warned = [(c["level"], c["threshold"]) for c in matrix.timeline(session) if c["kind"] == "context_warning"]
     assert warned == [("warning", 0.7), ("critical", 0.85)]
-    ended = _row(matrix, session, ended=True)
-    # Slow by design: "lost" comes served.LOST_AFTER_S (30 s) after the CLI's
-    # last record, a window far above a CLI's silence on a busy machine.
-    assert (ended["status"], ended["input_tokens"]) == ("lost", 16_000)
     assert api.unexpected == []
 
 
@@ -136,3 +153,14 @@ def test_under_the_launcher_the_session_ends_complete_or_failed_on_a_401(
     failed = _row(matrix, ids["bad"], ended=True)
     assert failed["status"] == "error"
     assert "401" in failed["error_message"] and "scripted: bad key" in failed["error_message"], failed
+
+
+# Last in the file, and to stay so: pytest runs a file's tests in their order,
+# so the liveness window of the session alone runs through the tests above.
+def test_the_session_alone_is_then_lost_by_liveness(matrix: Matrix, alone: Alone) -> None:
+    # Slow by design: "lost" comes served.LOST_AFTER_S (30 s) after the CLI's
+    # last record, a window far above a CLI's silence on a busy machine. It
+    # began when the CLI exited (fixture ``alone``) and has run through the
+    # file's other tests: this waits only for what is left of it.
+    ended = _row(matrix, qw.task_of(alone.ran), ended=True)
+    assert (ended["status"], ended["input_tokens"]) == ("lost", 16_000)
