@@ -89,7 +89,9 @@ class Failed:
     ran: Ran
 
 
-@pytest.fixture(scope="module")
+# Autouse: the session runs before the file's first test, so its liveness
+# window runs through all of them and the last test waits only for the rest.
+@pytest.fixture(scope="module", autouse=True)
 def api_error(cli_bin: Path, matrix: Matrix, api: FakeModelAPI, tmp_path_factory: pytest.TempPathFactory) -> Failed:
     """The session alone whose call fails, shared by the test that reads its
     exit and the file's last test, which sees liveness end it: its window runs
