@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import re
+import string
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from spanvisor.config import (
     Setting,
+    Unaccepted,
     p_bool,
     p_choice,
     p_duration,
@@ -135,6 +138,33 @@ def p_template(v: Any) -> str | None:
     s = p_opt_str(v)
     if s is not None and not s.startswith(("https://", "http://")):
         raise ValueError(v)
+    return s
+
+
+# The placeholders of a button's URL template (blocks.link fills them).
+LINK_FIELDS = ("task_id", "trace_id", "agent_id", "repo", "start_ms", "end_ms")
+
+
+def p_link_template(v: Any) -> str | None:
+    """An http(s) URL whose placeholders are all :data:`LINK_FIELDS`: a typo
+    (``{taskid}``) would make the button silently disappear."""
+    s = p_template(v)
+    if s is None:
+        return None
+    try:
+        parts = list(string.Formatter().parse(s))
+    except ValueError as exc:
+        raise Unaccepted(f"{exc} (a literal brace is written twice: {{{{ or }}}})") from None
+    for _, field, spec, conversion in parts:
+        if field is None:
+            continue
+        if field not in LINK_FIELDS:
+            near = difflib.get_close_matches(field, LINK_FIELDS, 1)
+            hint = f" (did you mean {{{near[0]}}}?)" if near else ""
+            known = " ".join(f"{{{f}}}" for f in LINK_FIELDS)
+            raise Unaccepted(f"unknown placeholder {{{field[:40]}}}{hint}; the placeholders are {known}")
+        if spec or conversion:
+            raise Unaccepted(f"{{{field}}} takes no format or conversion (its value is URL-encoded as it is)")
     return s
 
 
@@ -274,7 +304,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "slack_dashboard_url",
         "SPANVISOR_SLACK_DASHBOARD_URL",
-        p_template,
+        p_link_template,
         None,
         "Dashboard button URL template; placeholders {task_id} {trace_id} {agent_id} {repo} "
         "{start_ms} {end_ms} (URL-encoded).",
@@ -283,7 +313,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "slack_trace_url",
         "SPANVISOR_SLACK_TRACE_URL",
-        p_template,
+        p_link_template,
         None,
         "Trace button URL template, same placeholders, e.g. a Tempo or Jaeger link.",
         "an http(s) URL template",

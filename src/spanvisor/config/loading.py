@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from spanvisor.config.costs import COST_SETTINGS
-from spanvisor.config.parsers import ConfigError, Setting
+from spanvisor.config.parsers import ConfigError, Setting, Unaccepted
 from spanvisor.config.table import CORE_SETTINGS, default_data_dir
 
 
@@ -117,10 +117,11 @@ class Config:
                 continue
             try:
                 values[s.name] = s.parse(raw)
-            except (ValueError, TypeError):
+            except (ValueError, TypeError) as exc:
                 shown = "<secret>" if s.secret else repr(raw)
                 accepts = f"; accepted: {s.accepts}" if s.accepts else ""
-                problem = f"{s.name} ({source}) = {shown} is invalid{accepts}"
+                why = f": {exc}" if isinstance(exc, Unaccepted) and not s.secret else ""
+                problem = f"{s.name} ({source}) = {shown} is invalid{why}{accepts}"
                 if not lenient:
                     raise ConfigError(problem) from None
                 invalid[s.name] = problem

@@ -15,6 +15,12 @@ class ConfigError(ValueError):
     pass
 
 
+class Unaccepted(ValueError):
+    """A value a parser refuses with a reason a person can act on (``unknown
+    placeholder {taskid} (did you mean {task_id}?)``): said after the
+    setting's name, so the message must not hold a secret's value."""
+
+
 Parser = Callable[[Any], Any]
 
 
