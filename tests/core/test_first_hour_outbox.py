@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -94,3 +97,39 @@ def test_an_outbox_written_before_destinations_is_kept_and_said(
         await box.close()
 
     asyncio.run(main())
+
+
+def test_deadletter_list_says_what_each_outbox_holds_and_for_whom(tmp_path: Path) -> None:
+    """``spanvisor deadletter list`` names the events kept for a destination
+    not configured now (its label, never the password), beside the dead
+    letters; ``--sink`` narrows it."""
+
+    async def main() -> None:
+        held = await _open(tmp_path, _config(tmp_path, SPANVISOR_DATABASE_URL=A))
+        await held.append([{"n": i} for i in range(4)])
+        await held.close()
+
+    asyncio.run(main())
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("SPANVISOR_", "OTEL_", "SLACK_"))},
+        "SPANVISOR_DATA_DIR": str(tmp_path),
+    }
+
+    def listed(*extra: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-P", "-m", "spanvisor.cli", "deadletter", "list", *extra],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done
+        return done.stdout
+
+    shown = listed()
+    assert "no dead letters" in shown and "Held in outboxes" in shown, shown
+    row = next(line for line in shown.splitlines() if "db-a.internal" in line)
+    assert "postgres" in row and "database:postgresql://agent@db-a.internal:5433/audit" in row and " 4 " in row
+    assert "s3cret" not in shown
+    assert "Held in outboxes" not in listed("--sink", "webhook")

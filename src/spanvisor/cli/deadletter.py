@@ -29,7 +29,9 @@ RETRY_SINK_TIMEOUT_S = 30.0
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("deadletter", help="list or retry events a sink set aside after failing on them")
     sub = p.add_subparsers(dest="deadletter_command", metavar="ACTION", required=True)
-    ls = sub.add_parser("list", help="the set-aside events, oldest first")
+    ls = sub.add_parser(
+        "list", help="the set-aside events, oldest first, then the events outboxes hold and for which destination"
+    )
     ls.add_argument("--sink", help="only this sink's")
     ls.add_argument("--json", action="store_true", help="one JSON object per line, with the event itself")
     ls.set_defaults(func=cmd_list)
@@ -80,13 +82,32 @@ def cmd_list(args: argparse.Namespace, config: Config) -> int:
         return 0
     if not entries:
         print(f"no dead letters{f' for sink {args.sink}' if args.sink else ''} in {store.path}")
-        return 0
-    rows = [
-        (str(e.id), e.sink, _when(e.set_aside_at), e.kind, e.task_id, e.event_id, str(e.attempts), _clip(e.error))
-        for e in entries
-    ]
-    print(_table(rows, ("id", "sink", "set aside", "kind", "task", "event", "attempts", "error")))
+    else:
+        rows = [
+            (str(e.id), e.sink, _when(e.set_aside_at), e.kind, e.task_id, e.event_id, str(e.attempts), _clip(e.error))
+            for e in entries
+        ]
+        print(_table(rows, ("id", "sink", "set aside", "kind", "task", "event", "attempts", "error")))
+    _held(config, args.sink)
     return 0
+
+
+def _held(config: Config, sink: str | None) -> None:
+    """What sinks' outboxes hold, and for which destination: the events of
+    one no longer configured wait there, never sent elsewhere."""
+    from spanvisor.cli.check import table as _table
+    from spanvisor.pipeline.outbox_destination import held_in
+
+    held = [(name, h) for name, h in held_in(config.data_dir / "outbox") if sink is None or name == sink]
+    if not held:
+        return
+    print()
+    print("Held in outboxes (each sink delivers only its own destination's, when that is configured):")
+    rows = [
+        (name, h.label or "(not recorded: an outbox from before destinations were)", str(h.events), str(h.path))
+        for name, h in held
+    ]
+    print(_table(rows, ("sink", "waiting for", "events", "file")))
 
 
 def cmd_retry(args: argparse.Namespace, config: Config) -> int:

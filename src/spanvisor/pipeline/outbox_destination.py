@@ -75,10 +75,23 @@ def outbox_path(directory: Path, name: str, destination: OutboxDestination | Non
 def held_elsewhere(directory: Path, name: str, mine: Path) -> list[HeldElsewhere]:
     """The sink ``name``'s other outbox files in ``directory`` that hold events,
     read without changing them."""
-    found: list[HeldElsewhere] = []
     candidates = [directory / f"outbox-{name}.sqlite3", *sorted(directory.glob(f"outbox-{name}@*.sqlite3"))]
+    return _holding([p for p in candidates if p != mine])
+
+
+def held_in(directory: Path) -> list[tuple[str, HeldElsewhere]]:
+    """Every sink's outbox files in ``directory`` that hold events, with the
+    sink's name: what ``spanvisor deadletter list`` shows as waiting."""
+    out = []
+    for held in _holding(sorted(directory.glob("outbox-*.sqlite3"))):
+        out.append((held.path.name.removeprefix("outbox-").removesuffix(".sqlite3").split("@", 1)[0], held))
+    return out
+
+
+def _holding(candidates: list[Path]) -> list[HeldElsewhere]:
+    found: list[HeldElsewhere] = []
     for path in candidates:
-        if path == mine or not path.is_file():
+        if not path.is_file():
             continue
         try:
             conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
@@ -101,5 +114,6 @@ __all__ = [
     "OutboxDestination",
     "database_destination",
     "held_elsewhere",
+    "held_in",
     "outbox_path",
 ]
