@@ -55,6 +55,17 @@ class Ran:
         return f"{shlex.join(self.argv)} exited {self.code}\n--- stdout\n{self.stdout[-4000:]}\n--- stderr\n{self.stderr[-4000:]}"
 
 
+@dataclass(frozen=True)
+class Alone:
+    """A session run alone (no launcher), once for its test file: the run id
+    of its model's script and what the CLI said. A module fixture makes it,
+    the test that reads it and the file's last test (liveness ends it) share
+    it, so its liveness window runs while the file's other tests do."""
+
+    run_id: str
+    ran: Ran
+
+
 class Running:
     """A CLI started in the background (a test answers its hook meanwhile)."""
 

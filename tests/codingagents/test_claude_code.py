@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.codingagents import claude_code as cc
-from tests.codingagents.agents import Ran
+from tests.codingagents.agents import Alone
 from tests.codingagents.fake_anthropic import result_text, tool_results
 from tests.codingagents.fake_http import FakeModelAPI
 from tests.codingagents.script import Script, Usage, error, text, tool
@@ -68,14 +67,6 @@ def _ended(matrix: Matrix, task_id: str) -> dict[str, Any]:
         return r if r is not None and r["ended_at"] is not None else None
 
     return dict(wait_until(row, WAIT_S, f"task {task_id} to end"))
-
-
-@dataclass
-class Alone:
-    """The session run alone (no launcher), once for the file."""
-
-    run_id: str
-    ran: Ran
 
 
 @pytest.fixture(scope="module")

@@ -18,14 +18,13 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.codingagents import codex_cli as cx
-from tests.codingagents.agents import Ran
+from tests.codingagents.agents import Alone
 from tests.codingagents.fake_http import FakeModelAPI
 from tests.codingagents.fake_openai import Tokens, fake_openai, function_outputs
 from tests.codingagents.script import Script, error, text, tool
@@ -79,14 +78,6 @@ def _row(matrix: Matrix, task_id: str, ended: bool = False, output: int = 0) -> 
 
 def _responses(api: FakeModelAPI, run_id: str) -> list[Any]:
     return [s.body for s in api.requests(run_id) if s.path == "/v1/responses"]
-
-
-@dataclass
-class Alone:
-    """The session run alone (no launcher), once for the file."""
-
-    run_id: str
-    ran: Ran
 
 
 @pytest.fixture(scope="module")

@@ -19,14 +19,13 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.codingagents import copilot_cli as cp
-from tests.codingagents.agents import Ran
+from tests.codingagents.agents import Alone
 from tests.codingagents.fake_chat import fake_chat, tool_results, turns
 from tests.codingagents.fake_http import FakeModelAPI
 from tests.codingagents.hooked import steps
@@ -67,14 +66,6 @@ def _row(matrix: Matrix, task_id: str, ended: bool = False, output: int = 0) -> 
         return r
 
     return dict(wait_until(got, WAIT_S, f"task {task_id}"))
-
-
-@dataclass
-class Alone:
-    """The session run alone (no launcher), once for the file."""
-
-    run_id: str
-    ran: Ran
 
 
 @pytest.fixture(scope="module")

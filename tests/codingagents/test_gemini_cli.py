@@ -14,14 +14,13 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.codingagents import gemini_cli as gc
-from tests.codingagents.agents import Ran
+from tests.codingagents.agents import Alone
 from tests.codingagents.fake_gemini import fake_gemini, function_responses
 from tests.codingagents.fake_http import FakeModelAPI
 from tests.codingagents.script import Script, Usage, error, text, tool
@@ -61,14 +60,6 @@ def _row(matrix: Matrix, task_id: str, ended: bool = False, output: int = 0) -> 
         return r
 
     return dict(wait_until(got, WAIT_S, f"task {task_id}"))
-
-
-@dataclass
-class Alone:
-    """The session run alone (no launcher), once for the file."""
-
-    run_id: str
-    ran: Ran
 
 
 @pytest.fixture(scope="module")

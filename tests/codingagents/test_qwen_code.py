@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from tests.codingagents import qwen_code as qw
-from tests.codingagents.agents import Ran
+from tests.codingagents.agents import Alone
 from tests.codingagents.fake_chat import fake_chat, tool_results, turns
 from tests.codingagents.fake_http import FakeModelAPI
 from tests.codingagents.script import Script, Usage, error, text, tool
@@ -72,19 +72,17 @@ def _row(matrix: Matrix, task_id: str, ended: bool = False, output: int = 0) -> 
     return dict(wait_until(got, WAIT_S, f"task {task_id}"))
 
 
-@dataclass
-class Alone:
-    """The session run alone (no launcher), once for the file."""
+@dataclass(frozen=True)
+class RelayedAlone(Alone):
+    """The session alone, its telemetry through a relay that sees the framing."""
 
-    run_id: str
-    ran: Ran
     relay: Relay
 
 
 @pytest.fixture(scope="module")
 def alone(
     cli_bin: Path, matrix: Matrix, api: FakeModelAPI, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Alone]:
+) -> Iterator[RelayedAlone]:
     """The session alone, shared by the test that reads it and the file's last
     test, which sees liveness end it: its window runs during the tests between."""
     tmp = tmp_path_factory.mktemp("alone")
@@ -97,13 +95,13 @@ def alone(
         doc["telemetry"]["otlpEndpoint"] = relay.url  # serve, behind a relay that sees the framing
         settings.write_text(json.dumps(doc))
         prompt = f"say hello with the shell ({run_id}), the key is sk-proj-SECRETSECRET1234"
-        yield Alone(run_id, qw.qwen(cli_bin, tmp / "work", env, prompt), relay)
+        yield RelayedAlone(run_id, qw.qwen(cli_bin, tmp / "work", env, prompt), relay)
     finally:
         relay.close()
 
 
 def test_a_session_alone_is_one_named_task_with_its_calls_priced_step_and_warnings(
-    matrix: Matrix, api: FakeModelAPI, alone: Alone
+    matrix: Matrix, api: FakeModelAPI, alone: RelayedAlone
 ) -> None:
     run_id, ran = alone.run_id, alone.ran
     assert ran.code == 0, ran.said()
@@ -157,7 +155,7 @@ def test_under_the_launcher_the_session_ends_complete_or_failed_on_a_401(
 
 # Last in the file, and to stay so: pytest runs a file's tests in their order,
 # so the liveness window of the session alone runs through the tests above.
-def test_the_session_alone_is_then_lost_by_liveness(matrix: Matrix, alone: Alone) -> None:
+def test_the_session_alone_is_then_lost_by_liveness(matrix: Matrix, alone: RelayedAlone) -> None:
     # Slow by design: "lost" comes served.LOST_AFTER_S (30 s) after the CLI's
     # last record, a window far above a CLI's silence on a busy machine. It
     # began when the CLI exited (fixture ``alone``) and has run through the
