@@ -6,7 +6,13 @@ dies after the restart is stalled, then lost after SPANVISOR_LOST_AFTER.
 
 The agents here are raw OTLP/HTTP log clients (``ExportLogsServiceRequest``
 protobuf), the live channel's wire format, so the test controls exactly
-when each one speaks and when it goes silent."""
+when each one speaks and when it goes silent.
+
+Each case (SIGTERM, SIGKILL) has a serve, a database and agents of its own,
+exactly as if it ran alone; the two cases of one test run at once on two
+threads (a module fixture starts both, each test waits for its own), so
+their stall and lost windows, idle time spent waiting, overlap instead of
+adding up."""
 
 from __future__ import annotations
 
@@ -15,13 +21,15 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
-from serve_proc import ServeProcess, db_rows, slack_env
+from serve_proc import LOG_TAIL, ServeProcess, db_rows, slack_env
 from tests.waiting import wait_until
 
 from spanvisor.spans import conventions as cv
@@ -34,6 +42,7 @@ STALL_AFTER_S = 10
 LOST_AFTER_S = 20
 N = 5
 DEAD = 4  # the agent killed after the restart
+HOWS = ("sigterm", "sigkill")
 
 
 def _kv(key: str, value: Any) -> KeyValue:
@@ -55,6 +64,8 @@ class Agents:
         self.run = run
         self.port = 0
         self.beating = set(range(N))
+        # When each agent last began to send a record (its last word).
+        self.sent: dict[int, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, daemon=True)
 
@@ -75,6 +86,7 @@ class Agents:
             method="POST",
             headers={"Content-Type": "application/x-protobuf"},
         )
+        self.sent[n] = time.time()
         try:
             with urllib.request.urlopen(http, timeout=15) as resp:
                 return bool(resp.status == 200)
@@ -115,11 +127,9 @@ def _call(port: int, method: str, path: str, body: Any = None) -> tuple[int, dic
         return exc.code, json.loads(exc.read() or b"{}")
 
 
-@pytest.fixture
-def serve(pg_server: Any, tmp_path: Any) -> Iterator[tuple[ServeProcess, str]]:
-    db_url = pg_server.database()
+def _serve(data: Path, db_url: str) -> ServeProcess:
     env = slack_env(
-        tmp_path,
+        data,
         "http://127.0.0.1:9",
         SPANVISOR_DATABASE_URL=db_url,
         SPANVISOR_STATE_STORE="postgres",
@@ -129,19 +139,63 @@ def serve(pg_server: Any, tmp_path: Any) -> Iterator[tuple[ServeProcess, str]]:
     )
     for leaked in ("SPANVISOR_OTLP_TOKEN", "SPANVISOR_CONTROL_TOKEN", "SLACK_BOT_TOKEN", "SLACK_APP_TOKEN"):
         env.pop(leaked, None)
-    proc = ServeProcess(tmp_path, env)
-    try:
-        yield proc, db_url
-    finally:
-        proc.stop()
+    return ServeProcess(data, env)
 
 
-# Slow by design: serve restarted, then the dead agent's task waits out the lost window.
-@pytest.mark.parametrize("how", ["sigterm", "sigkill"])
-def test_open_live_tasks_survive_a_restart_and_a_dead_agent_is_then_lost(
-    serve: tuple[ServeProcess, str], how: str
-) -> None:
-    proc, db_url = serve
+def _restart(proc: ServeProcess, how: str) -> None:
+    if how == "sigterm":
+        assert proc.terminate(60) == 0
+    else:
+        proc.kill()
+    proc.start()
+
+
+Scenario = Callable[[ServeProcess, str, str], None]
+
+
+def _selected(request: pytest.FixtureRequest, test: str) -> list[str]:
+    """The cases of ``test`` this session runs (both, unless -k or node ids pick)."""
+    ids = {item.nodeid for item in request.session.items}
+    return [how for how in HOWS if f"{request.node.nodeid}::{test}[{how}]" in ids]
+
+
+class Cases:
+    """The selected cases of one scenario, started at once, each on a thread
+    with a serve (on its own data dir and database) of its own."""
+
+    def __init__(self, pg_server: Any, tmp: pytest.TempPathFactory, scenario: Scenario, hows: list[str]) -> None:
+        self.data: dict[str, Path] = {}
+        self.done: dict[str, Future[None]] = {}
+        self._pool = ThreadPoolExecutor(max(1, len(hows)), thread_name_prefix=scenario.__name__)
+        for how in hows:
+            # Made here, one after the other: the first one builds the template.
+            db_url = pg_server.database()
+            self.data[how] = tmp.mktemp(f"{scenario.__name__.strip('_')}-{how}")
+            self.done[how] = self._pool.submit(self._run, scenario, self.data[how], db_url, how)
+
+    @staticmethod
+    def _run(scenario: Scenario, data: Path, db_url: str, how: str) -> None:
+        proc = _serve(data, db_url)
+        try:
+            scenario(proc, db_url, how)
+        finally:
+            proc.stop()
+
+    def verdict(self, how: str) -> None:
+        """The case's outcome: its failure is raised here, with what its serve said."""
+        try:
+            self.done[how].result(300)
+        except BaseException:
+            for log in sorted(self.data[how].glob("serve-*.log")):
+                text = log.read_text(errors="replace")
+                print(f"--- {how}: {log.name}, its last {LOG_TAIL:,} characters ---\n{text[-LOG_TAIL:]}")
+            raise
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+def _survive_then_lost(proc: ServeProcess, db_url: str, how: str) -> None:
     agents = Agents(f"live-{how}")
     agents.port = proc.http
     ids = [agents.task_id(n) for n in range(N)]
@@ -155,11 +209,7 @@ def test_open_live_tasks_survive_a_restart_and_a_dead_agent_is_then_lost(
         wait_until(
             lambda: len(rows()) == N and all(r["progress"] for r in rows().values()), 60, "5 tasks written", every=0.5
         )
-        if how == "sigterm":
-            assert proc.terminate(60) == 0
-        else:
-            proc.kill()
-        proc.start()
+        _restart(proc, how)
         agents.port = proc.http
 
         # Every task is known again: new progress lands on the task it names,
@@ -195,7 +245,6 @@ def test_open_live_tasks_survive_a_restart_and_a_dead_agent_is_then_lost(
         # The agent of task 4 dies after the restart: stalled, then lost once
         # silent for SPANVISOR_LOST_AFTER; the others, still speaking, are not.
         agents.beating.discard(DEAD)
-        last_word = time.time()
         dead = agents.task_id(DEAD)
 
         def lost() -> dict[str, Any] | None:
@@ -203,6 +252,9 @@ def test_open_live_tasks_survive_a_restart_and_a_dead_agent_is_then_lost(
             return r if r["status"] == "lost" else None
 
         r = wait_until(lost, 120, "the dead agent's task to be lost", every=0.5)
+        # Its silence began when it last began to send (a heartbeat already on
+        # its way when it was told to stop included): not lost before it.
+        last_word = agents.sent[DEAD]
         assert r["ended_at"].timestamp() >= last_word + LOST_AFTER_S - 2.0  # not before its silence
         kinds = db_rows(db_url, "SELECT kind FROM agent_checkpoints WHERE task_id = $1 ORDER BY seq", dead)
         assert "stalled" in [k["kind"] for k in kinds]
@@ -212,14 +264,29 @@ def test_open_live_tasks_survive_a_restart_and_a_dead_agent_is_then_lost(
         agents.close()
 
 
-@pytest.mark.parametrize("how", ["sigterm", "sigkill"])
-def test_a_task_that_stalled_before_a_restart_takes_new_progress_after_it(
-    serve: tuple[ServeProcess, str], how: str
-) -> None:
+@pytest.fixture(scope="module")
+def survive_then_lost(
+    pg_server: Any, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Cases]:
+    hows = _selected(request, "test_open_live_tasks_survive_a_restart_and_a_dead_agent_is_then_lost")
+    cases = Cases(pg_server, tmp_path_factory, _survive_then_lost, hows)
+    try:
+        yield cases
+    finally:
+        cases.close()
+
+
+# Slow by design: each case's serve is restarted, then its dead agent's task
+# waits out the lost window; the two cases run at once, so the windows overlap.
+@pytest.mark.parametrize("how", HOWS)
+def test_open_live_tasks_survive_a_restart_and_a_dead_agent_is_then_lost(survive_then_lost: Cases, how: str) -> None:
+    survive_then_lost.verdict(how)
+
+
+def _stalled_then_restarted(proc: ServeProcess, db_url: str, how: str) -> None:
     # A stall and its end are events of the task that no journaled record
     # holds: the restart rebuilds the task from its records alone, and its
     # next view must still be newer than the row those events wrote.
-    proc, db_url = serve
     agents = Agents(f"stalled-{how}")
     agents.port = proc.http
     quiet = agents.task_id(0)
@@ -239,14 +306,31 @@ def test_a_task_that_stalled_before_a_restart_takes_new_progress_after_it(
         wait_until(lambda: "stalled" in kinds(), 60, "the task to stall", every=0.5)
         agents.beating.add(0)
         wait_until(lambda: "resumed" in kinds(), 60, "the task to resume", every=0.5)
-        if how == "sigterm":
-            assert proc.terminate(60) == 0
-        else:
-            proc.kill()
-        proc.start()
+        _restart(proc, how)
         agents.port = proc.http
         agents.must_say(0, cv.LIVE_TASK_UPDATE, {cv.PROGRESS: 90.0, cv.MESSAGE: "after the restart"})
         wait_until(lambda: row().get("progress") == 90.0, 60, "the new progress after the restart", every=0.5)
         assert row()["message"] == "after the restart"
     finally:
         agents.close()
+
+
+@pytest.fixture(scope="module")
+def stalled_then_restarted(
+    pg_server: Any, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Cases]:
+    hows = _selected(request, "test_a_task_that_stalled_before_a_restart_takes_new_progress_after_it")
+    cases = Cases(pg_server, tmp_path_factory, _stalled_then_restarted, hows)
+    try:
+        yield cases
+    finally:
+        cases.close()
+
+
+# Slow by design: each case's task waits out the stall window before its
+# serve's restart; the two cases run at once, so the windows overlap.
+@pytest.mark.parametrize("how", HOWS)
+def test_a_task_that_stalled_before_a_restart_takes_new_progress_after_it(
+    stalled_then_restarted: Cases, how: str
+) -> None:
+    stalled_then_restarted.verdict(how)
