@@ -290,3 +290,39 @@ def test_what_the_cli_left_running_is_stopped_when_it_ends(tmp_path: Path) -> No
     finally:
         if detached is not None and _alive(detached):
             os.kill(detached, signal.SIGKILL)
+
+
+def _subreaper() -> bool:
+    import ctypes
+
+    was = ctypes.c_int(0)
+    ctypes.CDLL(None, use_errno=True).prctl(37, ctypes.byref(was), 0, 0, 0)  # PR_GET_CHILD_SUBREAPER
+    return bool(was.value)
+
+
+def test_a_launcher_run_inside_another_program_leaves_that_programs_children_alone(tmp_path: Path) -> None:
+    """A host that runs the launcher in its own process (this test, a tool):
+    the children it had before (its servers) are not the session's, so they
+    are neither stopped nor reaped, and the host is no subreaper afterwards;
+    what the session detached is still stopped."""
+    from spanvisor.cli.main import main
+
+    claude, pidfile = _detaching_claude(tmp_path, f"echo '{RESULT}'")
+    mine = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    detached = None
+    try:
+        os.environ["SPANVISOR_DATA_DIR"] = str(tmp_path / "data")
+        try:
+            code = main(["run", "--endpoint", "http://127.0.0.1:9", "--", str(claude), "-p", "hi"])
+        finally:
+            del os.environ["SPANVISOR_DATA_DIR"]
+        detached = int(pidfile.read_text())
+        assert code == 0
+        wait_until(lambda: not _alive(detached), 30, "the process the session left to be stopped")
+        assert mine.poll() is None and _alive(mine.pid), "the host's own child was stopped with the session"
+        assert not _subreaper(), "the host was left a subreaper"
+    finally:
+        mine.kill()
+        mine.wait()
+        if detached is not None and _alive(detached):
+            os.kill(detached, signal.SIGKILL)

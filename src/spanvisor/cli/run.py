@@ -34,6 +34,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from spanvisor.cli import run_start as rs
+from spanvisor.cli.run_procs import Adoption
 from spanvisor.cli.run_start import add_arguments, cli_of, prompt_of, task_name, telemetry
 from spanvisor.gate import session as gs
 
@@ -136,11 +137,12 @@ def handler(args: argparse.Namespace, config: Config | None) -> int:
     child_argv, mode = rs.plan(cli, child_argv)
     started = time.time_ns()
     rs.said(f"task {task_id} ({name}) → {endpoint}")
-    # What the session detaches stays under the launcher, to be stopped with it (run_stop.py).
-    adopting = rs.adopt_orphans()
+    # What the session detaches stays under the launcher, to be stopped with it (run_procs.py).
+    adoption = Adoption.begin()
     try:
         proc = rs.spawn(child_argv, child_env, mode != "passthrough")
     except OSError as exc:
+        adoption.end()
         rs.said(f"cannot start {child_argv[0]}: {exc.strerror or exc}")
         for held in (gate, reserved):
             if held is not None:
@@ -148,11 +150,12 @@ def handler(args: argparse.Namespace, config: Config | None) -> int:
         return 127
     session = _Session(proc, cli, task_id, name, endpoint, args, started)
     session.agent = agent
-    session.adopting = adopting
+    session.adoption = adoption
     session.gate_marker = child_env.get("SPANVISOR_OPENCODE_LOADED")  # run_more.ENV_LOADED, under --gate
     try:
         return session.run(mode, gate, reserved, config, untrusted)
     finally:
+        adoption.end()
         rs.take_terminal_back(proc)
 
 
@@ -168,7 +171,7 @@ class _Session:
         self.agent = gs.SERVICES[cli]  # the task's agent (--agent, the resource's, else the CLI's)
         self.gate_marker: str | None = None
         self.stopper: Stopper | None = None
-        self.adopting = False  # the launcher is the subreaper of what the session detaches
+        self.adoption = Adoption()  # the session's orphans, when the launcher adopts them
         # Signals to the launcher reach the CLI's group from now on, before
         # anything is imported (a launcher killed meanwhile would leave it running).
         self.previous = {s: signal.signal(s, self._forward) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
@@ -206,15 +209,15 @@ class _Session:
         if untrusted:
             # Codex may skip every hook silently: said on the task, not only here.
             records.say(cv.EVENT_CHECKPOINT, {cv.MESSAGE: "⚠ Codex's hooks are not trusted: the gate may not run"})
-        self.stopper = Stopper(self.proc, self.adopting)
-        reaper = Reaper(self.proc.pid).start() if self.adopting else None
+        self.stopper = Stopper(self.proc, self.adoption)
+        reaper = Reaper(self.adoption, self.proc.pid).start() if self.adoption.on else None
         if reserved is not None:
             gate = _local_gate(reserved)
         beat = _beat(records, config)
         watch = self._follow(records)
         reading = ResultReader(mode, tap=report)
         drained = threading.Event()
-        if self.adopting:
+        if self.adoption.on:
             self.stopper.sweep_once_ended(drained, DRAIN_S)
         try:
             _read(self.proc, reading)

@@ -251,22 +251,6 @@ class Reserved:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def adopt_orphans() -> bool:
-    """Make this process the reaper of its orphaned descendants (Linux's
-    PR_SET_CHILD_SUBREAPER): a process of the session that detaches
-    (``setsid`` and a double fork) is then still under the launcher, which
-    can find and stop it. False where the system has no such thing."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        return int(libc.prctl(36, 1, 0, 0, 0)) == 0  # PR_SET_CHILD_SUBREAPER
-    except (OSError, AttributeError):
-        return False
-
-
 def spawn(argv: list[str], env: Mapping[str, str], piped: bool) -> Any:
     """Start the CLI in a process group of its own (the terminal's
     foreground group while it runs, when the launcher has the terminal);

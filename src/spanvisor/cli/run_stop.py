@@ -21,8 +21,8 @@ each ends on the SIGINT within a tenth of a second (Claude Code exits 0,
 Codex 1, Gemini CLI's worker 0): the whole stop fits in 2 s of the
 decision with room to spare.
 
-**What detached.** The launcher is the reaper of its orphans
-(``run_start.adopt_orphans``): a process of the session that left both the
+**What detached.** The launcher adopts the session's orphans
+(:class:`.run_procs.Adoption`): a process of the session that left both the
 CLI's group and its tree (``setsid`` then a double fork) is re-parented to
 the launcher instead of init. A stop signals those too, even once the CLI
 itself has exited, and when the CLI ends, what it left running is stopped
@@ -42,6 +42,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from spanvisor.cli.run_procs import Adoption, tree
 from spanvisor.cli.run_start import signal_group
 from spanvisor.control.client import HttpSource
 from spanvisor.control.feed import TaskFeed
@@ -49,70 +50,6 @@ from spanvisor.events import Decision
 
 INT_GRACE_S = 0.8
 TERM_GRACE_S = 0.6
-
-
-def _children() -> dict[int, list[int]]:
-    """Every process's children, by parent pid (Linux: /proc; else ``ps``)."""
-    kids: dict[int, list[int]] = {}
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        names = []
-    if names:
-        for d in names:
-            if not d.isdigit():
-                continue
-            try:
-                with open(f"/proc/{d}/stat", encoding="ascii", errors="replace") as f:
-                    stat = f.read()
-            except OSError:
-                continue  # gone meanwhile
-            fields = stat.rsplit(")", 1)[-1].split()
-            if len(fields) > 1 and fields[1].isdigit():
-                kids.setdefault(int(fields[1]), []).append(int(d))
-        return kids
-    try:
-        ps = ["ps", "-A", "-o", "pid=,ppid="]
-        out = subprocess.run(ps, capture_output=True, text=True, timeout=5, check=False).stdout
-    except (OSError, subprocess.SubprocessError):
-        return kids
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit():
-            kids.setdefault(int(parts[1]), []).append(int(parts[0]))
-    return kids
-
-
-def tree(pid: int) -> list[int]:
-    """``pid`` and every process under it, parents first."""
-    return _under([pid], _children())
-
-
-def _under(roots: list[int], kids: dict[int, list[int]]) -> list[int]:
-    out, seen, i = list(roots), set(roots), 0
-    while i < len(out):
-        for k in kids.get(out[i], ()):
-            if k not in seen:
-                seen.add(k)
-                out.append(k)
-        i += 1
-    return out
-
-
-def _running(pid: int) -> bool:
-    """Whether ``pid`` exists and is not a zombie waiting to be reaped."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
-def adopted(cli_pid: int) -> list[int]:
-    """The orphans this process adopted as a subreaper, and what runs under
-    them: every child of the launcher but the CLI (it starts no other)."""
-    kids = _children()
-    return [p for p in _under([k for k in kids.get(os.getpid(), ()) if k != cli_pid], kids) if _running(p)]
 
 
 def signal_tree(proc: subprocess.Popen[Any], signum: int) -> None:
@@ -127,11 +64,11 @@ def signal_tree(proc: subprocess.Popen[Any], signum: int) -> None:
 
 class Stopper:
     """Stops the CLI once, in the background: SIGINT, SIGTERM, SIGKILL; and,
-    when ``adopting`` (the launcher is a subreaper), what detached from it."""
+    when the launcher adopts the session's orphans, what detached from it."""
 
-    def __init__(self, proc: subprocess.Popen[Any], adopting: bool = False) -> None:
+    def __init__(self, proc: subprocess.Popen[Any], adoption: Adoption | None = None) -> None:
         self.proc = proc
-        self.adopting = adopting
+        self.adoption = adoption if adoption is not None else Adoption()
         self.why: str | None = None  # what asked for the stop (said on the task)
         self.decision: Decision | None = None  # the cancel, when a person's
         self.last_signal: int | None = None
@@ -172,7 +109,7 @@ class Stopper:
 
     def _signal(self, signum: int, record: bool = False) -> bool:
         """``signum`` to the CLI's tree and what detached; False: nothing is left."""
-        orphans = adopted(self.proc.pid) if self.adopting else []
+        orphans = self.adoption.orphans(self.proc.pid)
         if self.proc.poll() is not None and not orphans:
             return False
         if record:
@@ -186,7 +123,7 @@ class Stopper:
         return True
 
     def _left(self) -> bool:
-        return self.proc.poll() is None or bool(self.adopting and adopted(self.proc.pid))
+        return self.proc.poll() is None or bool(self.adoption.orphans(self.proc.pid))
 
     def sweep_once_ended(self, drained: threading.Event, within_s: float) -> None:
         """Once the CLI has exited, what it left holding its output open (a
@@ -204,27 +141,26 @@ class Stopper:
     def sweep(self) -> int:
         """Once the CLI has ended: what it left running (adopted orphans) is
         stopped, SIGTERM then SIGKILL; how many there were."""
-        if not self.adopting or not (left := adopted(self.proc.pid)):
+        if not (left := self.adoption.orphans(self.proc.pid)):
             return 0
         for signum, grace in ((signal.SIGTERM, TERM_GRACE_S), (signal.SIGKILL, 0.0)):
-            for pid in adopted(self.proc.pid):
+            for pid in self.adoption.orphans(self.proc.pid):
                 try:
                     os.kill(pid, signum)
                 except OSError:
                     pass
             deadline = time.monotonic() + grace
-            while time.monotonic() < deadline and adopted(self.proc.pid):
+            while time.monotonic() < deadline and self.adoption.orphans(self.proc.pid):
                 time.sleep(0.02)
         return len(left)
 
 
 class Reaper:
-    """Reaps the orphans the launcher adopted as they exit (a subreaper's
-    zombies are its own to collect), never the CLI: ``subprocess`` waits for
-    that one."""
+    """Collects the session's adopted orphans as they exit, every
+    ``every_s`` (:meth:`.run_procs.Adoption.reap`)."""
 
-    def __init__(self, cli_pid: int, every_s: float = 1.0) -> None:
-        self.cli_pid, self.every_s = cli_pid, every_s
+    def __init__(self, adoption: Adoption, cli_pid: int, every_s: float = 1.0) -> None:
+        self.adoption, self.cli_pid, self.every_s = adoption, cli_pid, every_s
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="spanvisor-run-reaper", daemon=True)
 
@@ -234,19 +170,12 @@ class Reaper:
 
     def _loop(self) -> None:
         while not self._done.wait(self.every_s):
-            self.reap()
-
-    def reap(self) -> None:
-        for pid in _children().get(os.getpid(), ()):
-            if pid != self.cli_pid:
-                try:
-                    os.waitpid(pid, os.WNOHANG)
-                except OSError:
-                    pass  # not ours, or reaped meanwhile
+            self.adoption.reap(self.cli_pid)
 
     def close(self) -> None:
         self._done.set()
-        self.reap()
+        self._thread.join(5.0)
+        self.adoption.reap(self.cli_pid)
 
 
 def who(decision: Decision) -> str:
@@ -273,6 +202,7 @@ class CancelWatch:
         self.feed = TaskFeed(task_id, lambda: self.source, run_id)
         self.on_cancel = on_cancel
         self._said = False
+        self._closed = threading.Event()
         self._thread = threading.Thread(target=self._start, name="spanvisor-run-cancel", daemon=True)
 
     def start(self) -> None:
@@ -284,9 +214,8 @@ class CancelWatch:
         # wrong URL): the session then runs on, uncancellable from afar.
         deadline = time.monotonic() + 30.0
         while not self._said and time.monotonic() < deadline and self.feed.cancel is None:
-            if self.source.answered:
+            if self.source.answered or self._closed.wait(1.0):
                 return
-            time.sleep(1.0)
         if not self.source.answered and not self._said and self.feed.cancel is None:
             self._said = True
             print(
@@ -302,7 +231,10 @@ class CancelWatch:
             self.on_cancel(d)
 
     def close(self) -> None:
+        self._closed.set()  # the session ended: nothing left to say about its control API
         self.feed.close()
+        if self._thread.is_alive():
+            self._thread.join(5.0)
 
 
 __all__ = [
@@ -311,7 +243,6 @@ __all__ = [
     "CancelWatch",
     "Reaper",
     "Stopper",
-    "adopted",
     "cancelled_text",
     "signal_tree",
     "tree",
