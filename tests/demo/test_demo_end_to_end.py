@@ -96,7 +96,8 @@ def test_demo_shows_its_agents_and_leaves_them_in_the_audit_trail(pg_server: Any
     # ledger's sign-off: an action two people approve with the real CLI, each
     # with their own token; checked where it runs, once; the chain verified.
     assert "🙋 [ledger] asks: Run migration 0007 on the orders database in prod?" in out
-    assert "approve ledger-" in out and "--token $ALICE_TOKEN" in out and "--token $BOB_TOKEN" in out
+    assert "approve ledger-" in out and "SPANVISOR_DECIDE_TOKEN=$ALICE_TOKEN" in out
+    assert "SPANVISOR_DECIDE_TOKEN=$BOB_TOKEN" in out and "--token" not in out, "no token on a command line"
     assert "Approval 1 of 2 counted" in out and "as alice (verified by your token); 1 more needed" in out
     assert "as bob (verified by your token)" in out
     assert "✅ [ledger] approved by bob: running migration 0007 (checked where it runs)" in out

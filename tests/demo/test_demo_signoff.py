@@ -44,12 +44,12 @@ def test_without_the_audit_trail_two_people_still_approve_and_the_chain_is_said_
     assert "spanvisor demo: 4 agents" in out
     # Each person's command is printed with its answer under it, together.
     assert re.search(
-        r"👤 alice: .+ approve ledger-\w+ a1 --url \S+ --token \$ALICE_TOKEN\n(      .+\n)*"
+        r"👤 alice: SPANVISOR_DECIDE_TOKEN=\$ALICE_TOKEN .+ approve ledger-\w+ a1 --url \S+\n(      .+\n)*"
         r"      Approval 1 of 2 counted: .+ as alice \(verified by your token\); 1 more needed\n",
         out,
     ), out
     assert re.search(
-        r"👤 bob: .+ approve ledger-\w+ a1 --url \S+ --token \$BOB_TOKEN\n(      .+\n)*"
+        r"👤 bob: SPANVISOR_DECIDE_TOKEN=\$BOB_TOKEN .+ approve ledger-\w+ a1 --url \S+\n(      .+\n)*"
         r"      Approved: .+ as bob \(verified by your token\)\n",
         out,
     ), out

@@ -155,10 +155,20 @@ def _answer(
     for name, token in tokens.items():
         if asked.is_set():
             return  # the agent stopped waiting
-        shown = f"👤 {name}: {me} approve {task_id} a1 --url {url} --token ${name.upper()}_TOKEN"
+        # The token in the environment, never on the command line (another
+        # user's `ps` reads argv; and a token that starts with "-" is read as
+        # an option there).
+        shown = f"👤 {name}: SPANVISOR_DECIDE_TOKEN=${name.upper()}_TOKEN {me} approve {task_id} a1 --url {url}"
         try:
             result = _cli(
-                "approve", task_id, "a1", "--url", url, "--token", token, "--comment", f"{name}: checked the plan"
+                "approve",
+                task_id,
+                "a1",
+                "--url",
+                url,
+                "--comment",
+                f"{name}: checked the plan",
+                env={"SPANVISOR_DECIDE_TOKEN": token},
             )
         except (OSError, subprocess.SubprocessError) as exc:
             failed.append(f"{name}'s `approve` could not run: {exc}")
