@@ -80,6 +80,8 @@ class Stopped:
     ran: Ran
 
 
+# Slow by design: four real CLIs started at once and held busy by their model
+# until cancelled; the first test's setup, shared by the four.
 @pytest.fixture(scope="module")
 def cancelled(
     cli_bin: Path, matrix: Matrix, api: FakeModelAPI, tmp_path_factory: pytest.TempPathFactory
@@ -165,6 +167,8 @@ def _exit_after(proc: subprocess.Popen[str]) -> float | None:
     return time.monotonic() - start
 
 
+# Slow by design: four real CLIs per signal, the model answering 4 s after it
+# (Cline exits on SIGTERM only once its call has an answer).
 @pytest.fixture(scope="module")
 def signalled(
     cli_bin: Path, matrix: Matrix, api: FakeModelAPI, tmp_path_factory: pytest.TempPathFactory

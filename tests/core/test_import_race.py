@@ -121,6 +121,8 @@ def test_the_exporter_path_with_every_network_sink_imports_nothing_on_its_thread
     _assert_no_race(seen)
 
 
+# Slow by design: a whole agent process under the import tracer (every import
+# on every thread recorded), built by the SDK's configurator with Slack's dry run.
 @pytest.mark.timeout_s(600)
 def test_otel_traces_exporter_spanvisor_with_live_progress_imports_nothing_on_its_threads(tmp_path: Path) -> None:
     """``OTEL_TRACES_EXPORTER=spanvisor SPANVISOR_LIVE=1``: the exporter built

@@ -38,6 +38,8 @@ def scratch() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+# Slow by design: every block of a page runs as printed, as real processes
+# (the demo, zero-code instrumentation, serve); getting-started is the longest.
 @pytest.mark.timeout_s(600)
 @pytest.mark.parametrize("page", PAGES, ids=[p.stem if p.parent.name == "guides" else p.name for p in PAGES])
 def test_every_block_of_the_page_works_as_printed(page: Path, scratch: Path) -> None:

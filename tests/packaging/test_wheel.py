@@ -32,6 +32,8 @@ def _ignore(directory: str, names: list[str]) -> set[str]:
     return {n for n in names if n in SKIP_DIRS or n.endswith(".egg-info")}
 
 
+# Slow by design: the wheel is built once for the file (pip wheel), in the
+# first test's setup.
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("wheel")

@@ -179,6 +179,9 @@ class ShellTask:
         return any("No activity" in line for line in served.thread(self.task_id))
 
 
+# Slow by design: the shell task's heartbeats run past the stall time as the
+# file begins (the first test's setup, some 30 s); its silence then overlaps
+# the file's tests, and its test comes last.
 @pytest.fixture(scope="module", autouse=True)
 def shell_task(served: Served, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> ShellTask:
     """The emit test's first part, run as the module begins: ``emit start``,
