@@ -150,6 +150,24 @@ class Matrix:
             p for p in self.slack.parents() if (p.metadata or {}).get("event_payload", {}).get("task_id") == task_id
         ]
 
+    def ever_shown(self, task_id: str) -> str:
+        """Every version of the task's parent that Slack was sent (its post and
+        each edit), as JSON: what the channel showed at some moment, although a
+        later edit replaced it."""
+        stamps = {p.ts for p in self.parents_of(task_id)}
+
+        def sent() -> list[Any]:
+            return [
+                [c.args.get("blocks"), c.args.get("attachments")]
+                for c in self.slack.fake.calls
+                if c.method in ("chat.update", "chat.postMessage")
+                and c.response.get("ok")
+                and (c.args.get("ts") in stamps or c.response.get("ts") in stamps)
+                and not c.args.get("thread_ts")
+            ]
+
+        return json.dumps(self.slack.on_loop(sent))
+
     def click(self, parent: Any, button: dict[str, Any]) -> int:
         """The approver's signed click on ``button``, posted as Slack posts it; the status."""
         payload = self.slack.on_loop(

@@ -282,16 +282,17 @@ def test_without_the_launcher_a_cancel_clicked_in_slack_blocks_the_sessions_next
         found = wait_until(lambda: matrix.button(task_id, A.CANCEL), WAIT_S, "the Cancel button in Slack")
         assert matrix.click(*found) == 200
         wait_until(lambda: (matrix.control(task_id) or {}).get("cancel"), WAIT_S, "the cancel recorded")
-        # The model answers as soon as the cancel is recorded: the session is
-        # silent while it waits, and the matrix loses a silent task after
-        # served.LOST_AFTER_S. What Slack says is read after.
-        script.go()
 
-        def says() -> str | None:
-            shown = json.dumps([[p.blocks, p.attachments] for p in matrix.parents_of(task_id)])
-            return shown if "next tool call will be blocked by spanvisor hook" in shown else None
+        # The model answers as soon as Slack said what the cancel does (the
+        # session is silent while it waits, and the matrix loses a silent task
+        # after served.LOST_AFTER_S). Said before: once the gate blocked the
+        # call the task ends, and its end replaces the card's "cancel
+        # requested" (an edit not yet sent is never sent).
+        def says() -> bool:
+            return "next tool call will be blocked by spanvisor hook" in matrix.ever_shown(task_id)
 
         wait_until(says, WAIT_S, "Slack to say the session's next tool call will be blocked")
+        script.go()
         ran = running.wait()
     finally:
         script.go()

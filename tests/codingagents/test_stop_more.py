@@ -264,20 +264,21 @@ def alone(
         def cancel(cli: str) -> None:
             # Each at once, in its own thread: a session alone is silent while
             # its model waits, and the matrix loses a silent task after
-            # served.LOST_AFTER_S; so the model answers as soon as the cancel
-            # is recorded, and what Slack says is read after.
+            # served.LOST_AFTER_S; so the model answers as soon as Slack said
+            # what the cancel does. Said before the model answers: once the
+            # gate blocked the call the task ends, and its end replaces the
+            # card's "cancel requested" (an edit not yet sent is never sent).
             wait_until(scripts[cli].reached.is_set, WAIT_S, f"{cli} to ask for its second turn (its first call ran)")
             task = tasks[cli] = st.new_task(matrix, cli, before[cli])
             found = wait_until(lambda: matrix.button(task, A.CANCEL), WAIT_S, "the Cancel button in Slack")
             assert matrix.click(*found) == 200
             wait_until(lambda: (matrix.control(task) or {}).get("cancel"), WAIT_S, "the cancel recorded")
-            scripts[cli].go()
 
-            def says() -> str | None:
-                shown = json.dumps([[p.blocks, p.attachments] for p in matrix.parents_of(task)])
-                return shown if "next tool call will be blocked by spanvisor hook" in shown else None
+            def says() -> bool:
+                return "next tool call will be blocked by spanvisor hook" in matrix.ever_shown(task)
 
             wait_until(says, WAIT_S, f"Slack to say {cli}'s next tool call will be blocked")
+            scripts[cli].go()
 
         with ThreadPoolExecutor(len(CLIS)) as pool:
             list(pool.map(cancel, CLIS))
