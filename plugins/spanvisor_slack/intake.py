@@ -43,12 +43,18 @@ from .interact import (
     Interaction,
     OpenComment,
     OpenFull,
+    Stop,
+    Where,
     applied_text,
     comment_modal,
     parse_command,
+    parse_event,
     parse_interactive,
     prior_text,
 )
+from .sessions import METHOD as SET_STATUS
+from .sessions import NAMESPACE as SESSIONS
+from .sessions import session_key
 from .slash import SlashAnswers
 from .text import clip, escape
 from .webapi import Approvers, InteractApi
@@ -122,6 +128,9 @@ class Intake:
             if kind == "slash_commands":
                 cmd = parse_command(payload)
                 items = [cmd] if cmd is not None else []
+            elif kind == "events_api":
+                stop = parse_event(payload)
+                items = [stop] if stop is not None else []
             else:
                 items = parse_interactive(payload)
             if not items:
@@ -164,7 +173,58 @@ class Intake:
             return await self._open_comment(item)
         if isinstance(item, OpenFull):
             return await self._open_full(item)
+        if isinstance(item, Stop):
+            return await self._stop(item)
         return await self._click(item)
+
+    async def _stop(self, item: Stop) -> str:
+        """Slack's stop button on a task's session: the task's cancel, as the
+        person who pressed it, through the path every cancel takes (the
+        launcher stops the CLI, the hook blocks the next call, an agent reads
+        ``cancelled``). Once applied, the session leaves ``processing`` when
+        the parent shows the cancel (.sessions); refused, the person is told
+        why and the session shows again what the task is doing."""
+        try:
+            found = await self.store.get(SESSIONS, session_key(item.channel_id, item.thread_ts))
+        except Exception as exc:
+            log.warning("state store unavailable for a Slack stop press (%s); press again in a moment", exc)
+            return "error"
+        task_id = found.get("task_id") if found is not None else None
+        if not isinstance(task_id, str) or not task_id:
+            log.info("Slack stop press on a session spanvisor does not know (%s)", item.thread_ts)
+            return "unknown"
+        run_id = found.get("run_id") if found is not None else ""
+        d = Decision(
+            intervention_id=item.key,
+            task_id=task_id,
+            action="cancel",
+            actor_id=item.user_id,
+            time_ns=item.time_ns,
+            source="slack",
+            verified=True,  # Slack's signed (or Socket Mode's authenticated) user
+            run_id=run_id if isinstance(run_id, str) else "",
+        )
+        outcome = await self._click(Click(d, Where(item.user_id, item.channel_id)))
+        if outcome not in ("applied", "duplicate", "already_decided"):
+            await self._restore(item, d)
+        return outcome
+
+    async def _restore(self, item: Stop, d: Decision) -> None:
+        """The session's status as the task stands (Slack does not change it by
+        itself, but its stop button is pressed: it is shown again)."""
+        status = "closed"
+        if self.control is not None:
+            try:
+                rec = await self.control.run(d.task_id, d.run_id or None)
+            except Exception:
+                rec = None
+            if rec is not None and rec.get("state") == "running":
+                reqs = rec.get("requests")
+                waiting = isinstance(reqs, Mapping) and any(
+                    isinstance(r, Mapping) and r.get("state") == "open" for r in reqs.values()
+                )
+                status = "active" if waiting else "processing"
+        await self.api.call(SET_STATUS, channel_id=item.channel_id, thread_ts=item.thread_ts, status=status)
 
     async def _open_comment(self, item: OpenComment) -> str:
         ok, why = await self.approvers.allows(item.where)

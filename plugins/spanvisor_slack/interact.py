@@ -1,6 +1,6 @@
 """Slack's interaction payloads made into what spanvisor acts on (no I/O here).
 
-Three shapes come in, over Socket Mode or HTTP alike:
+Four shapes come in, over Socket Mode or HTTP alike:
 
 - ``block_actions``: a click on one of the parent's buttons (:mod:`.actions`);
   approve, reject, cancel, retry and acknowledge become a :class:`Click`
@@ -8,7 +8,9 @@ Three shapes come in, over Socket Mode or HTTP alike:
   :class:`OpenComment` (the modal is opened with ``views.open``), *show
   full action* :class:`OpenFull` (a modal with the whole request);
 - ``view_submission`` of the comment modal: a :class:`Click` with the comment;
-- a slash command (``/spanvisor …``): a :class:`Command`.
+- a slash command (``/spanvisor …``): a :class:`Command`;
+- an Events API ``agent_session_stopped`` (Slack's own stop button on a
+  task's agent session, :mod:`.sessions`): a :class:`Stop`.
 
 A click's ``intervention_id`` is ``stable_id("slack", message ts or view id,
 action_ts, user id, action_id)``: the same for a retried or replayed payload
@@ -91,7 +93,18 @@ class Command:
     key: str
 
 
-Interaction = Click | OpenComment | OpenFull | Command
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """A press of Slack's stop button on an agent session (``agent_session_stopped``)."""
+
+    channel_id: str
+    thread_ts: str  # the session's thread: the task's parent message
+    user_id: str
+    time_ns: int
+    key: str
+
+
+Interaction = Click | OpenComment | OpenFull | Command | Stop
 
 
 def _s(x: Any, key: str) -> str | None:
@@ -227,6 +240,25 @@ def _submission(payload: Mapping[str, Any]) -> Click | None:
         digest=value.digest,
     )
     return Click(d, Where(uid, cid, cname, None))
+
+
+def parse_event(envelope: Mapping[str, Any]) -> Stop | None:
+    """An Events API delivery (an ``event_callback``, over HTTP or Socket
+    Mode) that is ours: a press of an agent session's stop button. Its key
+    is the delivery's ``event_id``, the same in each of Slack's retries."""
+    if envelope.get("type") != "event_callback":
+        return None
+    ev = envelope.get("event")
+    if not isinstance(ev, Mapping) or ev.get("type") != "agent_session_stopped":
+        return None
+    uid, cid, ts = _s(ev, "user"), _s(ev, "channel"), _s(ev, "thread_ts")
+    if uid is None or not _USER.fullmatch(uid) or cid is None or not _CHANNEL.fullmatch(cid):
+        return None
+    if ts is None or not _TS.fullmatch(ts):
+        return None
+    event_ts = _s(ev, "event_ts") or ""
+    key = stable_id("slack.stop", _s(envelope, "event_id") or event_ts, uid, cid, ts)
+    return Stop(cid, ts, uid, _time_ns(event_ts), key)
 
 
 def parse_command(fields: Mapping[str, Any]) -> Command | None:

@@ -49,7 +49,7 @@ class Interactivity:
         )
         token, secret = c.get("slack_app_token"), c.get("slack_signing_secret")
         self.socket = SocketIntake(token, base_url, self.intake) if token else None
-        self.http = HttpIntake(secret, self.intake) if secret else None
+        self.http = HttpIntake(secret, self.intake, events=bool(c.get("slack_agent_sessions"))) if secret else None
 
     def __repr__(self) -> str:
         return f"Interactivity(socket_mode={self.socket is not None}, http={self.http is not None})"

@@ -49,6 +49,7 @@ METHOD_TIERS = {
     "conversations.history": 3,
     "conversations.list": 2,
     "chat.getPermalink": 4,
+    "agents.sessions.setStatus": 3,
 }
 KEEP_PLACES = 10_000
 EPSILON_S = 1e-6

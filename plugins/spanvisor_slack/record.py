@@ -123,6 +123,10 @@ class SlackTaskRecord:
     # and those reminded (.remind).
     remind_at: dict[str, float] = field(default_factory=dict)
     reminded: set[str] = field(default_factory=set)
+    # Slack's agent session of the thread (.sessions): the status the parent's
+    # last edit here maps to, and the one Slack was last told (None: no session yet).
+    session_want: str | None = None
+    session_sent: str | None = None
 
     @property
     def task_id(self) -> str:
@@ -143,12 +147,23 @@ class SlackTaskRecord:
         return self.dirty and (self.view.status != self.sent_status or self.sent_version < self.decided_version)
 
     @property
+    def session_due(self) -> bool:
+        """The thread's agent session shows another status than the parent's last edit here."""
+        return (
+            self.session_want is not None
+            and self.session_want != self.session_sent
+            and self.ref is not None
+            and not self.dead
+        )
+
+    @property
     def idle(self) -> bool:
         if self.dead:
             return not self.busy
         shown = self.ref is not None or self.orphan
         logged = (self.log is None or not self.log.dirty) and not self.behind
-        return shown and logged and not self.dirty and not self.replies and not self.alerts and not self.busy
+        quiet = not self.replies and not self.alerts and not self.busy and not self.session_due
+        return shown and logged and not self.dirty and quiet
 
     @property
     def shown_view(self) -> TaskView:

@@ -234,7 +234,7 @@ SETTINGS: tuple[Setting, ...] = (
         (),
         "Calls a minute (and burst) the sink allows itself per method, before sending, instead of Slack's "
         "documented tiers (chat.update, chat.delete, conversations.history 50/4; conversations.list 20/1; "
-        "chat.getPermalink 100/8). method=0 turns a method's pacing off.",
+        "chat.getPermalink 100/8; agents.sessions.setStatus 50/4). method=0 turns a method's pacing off.",
         "method=per_minute[/burst],... e.g. chat.update=50/4",
     ),
     Setting(
@@ -291,6 +291,15 @@ SETTINGS: tuple[Setting, ...] = (
         p_bool,
         False,
         "Also show critical context-window warnings in the channel.",
+        "true or false",
+    ),
+    Setting(
+        "slack_agent_sessions",
+        "SPANVISOR_SLACK_AGENT_SESSIONS",
+        p_bool,
+        False,
+        "Make each task's thread a Slack agent session: its status follows the task and Slack's own stop "
+        "button cancels it. The app must be declared as an agent and subscribed to agent_session_stopped.",
         "true or false",
     ),
     Setting(

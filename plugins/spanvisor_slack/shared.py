@@ -174,6 +174,8 @@ class SharedParent:
     flushing: Callable[[], bool] = lambda: False
     deadline: Callable[[], float | None] = lambda: None
     wall: Callable[[], float] = time.time
+    # Told each view this replica put on the parent (the agent session follows it: .sessions).
+    on_shown: Callable[[SlackTaskRecord, TaskView], None] | None = None
 
     @property
     def ns(self) -> str:
@@ -278,6 +280,8 @@ class SharedParent:
             return True
         st.last_update = self.clock.now()
         st.repair = False
+        if self.on_shown is not None:
+            self.on_shown(st, rec.shown_view)
         await self.shown(st, rec)
         if not st.repair:
             self._handled(st, handled, replace(rec, shown=self._shown_value(rec)))
@@ -306,4 +310,6 @@ class SharedParent:
         """The parent was just posted showing ``view`` with ``decisions``: store it as shown."""
         version = version_of(view, final)
         rec = Stored(version, self.owner, final, view, self.wall(), {}, decisions=decisions)
+        if self.on_shown is not None:
+            self.on_shown(st, rec.shown_view)
         await self.shown(st, rec)

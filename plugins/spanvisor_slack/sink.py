@@ -139,6 +139,7 @@ class SlackSink(BaseSink):
             flushing=lambda: self._flushing > 0,
             deadline=lambda: self._deadline,
             reminders=self.reminders,
+            agent_sessions=bool(c.get("slack_agent_sessions")) and not dry,
         )
         ctx.stats.gauge("slack_open_tasks", lambda: float(len(self._tasks)))
         if c.get("slack_break_glass_channel"):

@@ -30,7 +30,7 @@ from spanvisor.display.readable import duration
 from .intake import Intake
 
 log = logging.getLogger("spanvisor.slack")
-KINDS = frozenset({"interactive", "slash_commands"})
+KINDS = frozenset({"interactive", "slash_commands", "events_api"})
 CLIENT_LOGGER = "spanvisor.slack.socket"
 REMIND_S = 300.0  # a long outage is mentioned again this often
 # Down this long, the client is made to ask for a new WebSocket URL (at most

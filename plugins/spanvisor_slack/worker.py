@@ -40,6 +40,7 @@ from .record import SlackTaskRecord, merge_decisions
 from .recovery import METADATA_TYPE, ParentFinder
 from .remind import Reminders
 from .retry import Failure
+from .sessions import AgentSessions, SessionStatus, session_status
 from .shared import SharedParent
 from .thread import ThreadPoster
 from .transport import Transport
@@ -70,6 +71,8 @@ class Deliverer:
     deadline: Callable[[], float | None] = lambda: None
     # Open requests asked again, None: never.
     reminders: Reminders | None = None
+    # Each task's thread is a Slack agent session whose status follows the task (.sessions).
+    agent_sessions: bool = False
 
     def __post_init__(self) -> None:
         if self.log_interval_s is None:
@@ -80,6 +83,9 @@ class Deliverer:
             self.transport, self.claims, self.failures, self.stats, self.look, self.clock, self.namespace, self.deadline
         )
         self.finder = ParentFinder(self.transport, self.clock, self.recover_s, self.deadline)
+        self.sessions = (
+            AgentSessions(self.transport, self.claims, self.stats, self.deadline) if self.agent_sessions else None
+        )
         # Searches for an earlier parent that could not finish, by parent key: the backoff's attempt.
         self._unsure: dict[str, int] = {}
         self.shared = SharedParent(
@@ -93,6 +99,7 @@ class Deliverer:
             self.update_interval_s,
             self.flushing,
             self.deadline,
+            on_shown=self.sessions.shown if self.sessions is not None else None,
         )
 
     async def run(self, st: SlackTaskRecord) -> None:
@@ -146,7 +153,7 @@ class Deliverer:
             due = min(due, st.last_reply + self.reply_interval_s)
         if st.log is not None and st.log.dirty:
             due = min(due, st.log.last_edit + self._log_interval)
-        if st.behind:
+        if st.behind or (self.sessions is not None and st.session_due):
             due = now
         if self.reminders is not None and st.ref is not None:
             due = min(due, self.reminders.due(st))
@@ -181,6 +188,8 @@ class Deliverer:
             if not st.replies:
                 return await self.thread.post_alert(st)
             return await self.thread.post_replies(st, scarce=self.transport.edits_scarce())
+        if self.sessions is not None and st.session_due:
+            return await self.sessions.sync(st, lambda: self._session_shown(st), self._interrupt(st))
         if st.log is not None and st.log.dirty and (hurry or now >= st.log.last_edit + self._log_interval):
             return await self.thread.edit_log(st, st.log, self._interrupt(st))
         if st.behind:
@@ -188,6 +197,11 @@ class Deliverer:
         if (st.dirty or st.repair) and (hurry or st.repair or now >= self._edit_due(st)):
             return await self._update_parent(st)
         return False
+
+    async def _session_shown(self, st: SlackTaskRecord) -> SessionStatus | None:
+        """The session status the parent's shared view maps to now (None: none stored)."""
+        rec = await self.shared.read(st.key)
+        return session_status(rec.shown_view) if rec is not None else None
 
     @property
     def _log_interval(self) -> float:

@@ -19,7 +19,9 @@ form field), form-encoded and JSON bodies. Three parts:
 - :mod:`.slack_interact`: ``views.open``, ``chat.postEphemeral``, user
   groups, ``response_url`` and the payloads a click sends;
 - :mod:`.slack_socket`: ``apps.connections.open`` and the Socket Mode
-  WebSocket (envelopes that must be acked).
+  WebSocket (envelopes that must be acked);
+- :mod:`.slack_agents`: ``agents.sessions.*`` and the stop button's
+  ``agent_session_stopped`` event.
 
 Per-method limits: Slack puts ``chat.update`` and ``chat.delete`` in Tier 3,
 "50+ per minute" per workspace and method, with short bursts. The fake keeps
@@ -77,6 +79,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .slack_agents import AgentSessions
 from .slack_blocks import InvalidBlocks, validate_blocks, validate_metadata
 from .slack_interact import Interactions
 from .slack_methods import TEXT_POST, TEXT_UPDATE, Answer, WebApi, error
@@ -133,6 +136,7 @@ class FakeSlack:
         self.workspace = Workspace(filler_channels)
         self.api = WebApi(self.workspace, channel_burst, channel_rate, busy_messages)
         self.interactions = Interactions(self.workspace)
+        self.agents = AgentSessions(self.workspace)
         self.socket = SocketMode()
         self.calls: list[Call] = []
         self._method_buckets: dict[tuple[str, str], tuple[float, float]] = {}
@@ -281,6 +285,8 @@ class FakeSlack:
             return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(max(1, math.ceil(wait)))}
         if method in Interactions.METHODS:
             return self.interactions.call(method, token, args)
+        if method in AgentSessions.METHODS:
+            return self.agents.call(method, token, args)
         return self.api.call(method, token, args)
 
     def _method_limited(self, token: str, method: str) -> float | None:

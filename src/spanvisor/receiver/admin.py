@@ -33,7 +33,7 @@ def make_app(
 ) -> web.Application:
     """The admin app: health and readiness, plus the routes the running sinks
     serve (``Sink.admin_routes()``: the Prometheus sink's ``/metrics``, the
-    Slack sink's ``/slack/interactions`` and ``/slack/commands``), then those
+    Slack sink's ``/slack/interactions``, ``/slack/commands`` and ``/slack/events``), then those
     of ``extra`` (objects with ``admin_routes()`` that take no events: the
     self-metrics ``serve`` shows when the Prometheus sink does not run).
     ``hosts``: the names a request may give in ``Host`` (loopback names and
