@@ -45,7 +45,8 @@ METRICS: dict[str, tuple[str, str]] = {
     "open_tasks": ("gauge", "Tasks the tracker has open."),
     "evicted_tasks_total": (
         "counter",
-        "Tasks evicted from the tracker, by reason (finished, capacity, expired, partial, lost). A capacity eviction "
+        "Tasks evicted from the tracker, by reason (finished, capacity, expired, expired_plain: a trace waiting for "
+        "its root that showed nothing of an agent, partial, lost). A capacity eviction "
         "finishes the task as evicted (unconfirmed start-only tasks first, then the idlest not waiting for a person).",
     ),
     "live_records_total": (

@@ -18,6 +18,7 @@ from spanvisor.config.parsers import (
     p_pos_int,
     p_provisional,
     p_ratios,
+    p_size,
     p_str,
 )
 
@@ -143,6 +144,26 @@ CORE_SETTINGS: tuple[Setting, ...] = (
         "off, or agent, tool, calls=N separated by commas",
     ),
     Setting(
+        "pending_max_bytes",
+        "SPANVISOR_PENDING_BYTES",
+        p_size,
+        64 * 1024**2,  # spanvisor.tracking.tracebuffer.DEFAULT_PENDING_BYTES
+        "Memory, by an estimate made as each span is kept, for spans waiting for their task root (exporter and "
+        "receiver paths; at most 200,000 spans as well). Beyond it whole traces are dropped and counted: first those "
+        "that show nothing of an agent (no model call, tool call or agent span), oldest first, then the others, "
+        "oldest first.",
+        "a size, e.g. 64MiB",
+    ),
+    Setting(
+        "pending_plain_ttl_s",
+        "SPANVISOR_PENDING_PLAIN_TTL",
+        p_duration,
+        300.0,
+        "How long a trace waiting for its task root that shows nothing of an agent is kept with no new span "
+        "(exporter and receiver paths); one that shows an agent is kept an hour.",
+        "a duration, e.g. 5m",
+    ),
+    Setting(
         "max_open_tasks",
         "SPANVISOR_MAX_OPEN_TASKS",
         p_pos_int,
@@ -252,6 +273,8 @@ DEFAULT_STANDS_IN: frozenset[str] = frozenset(
         "poll_interval_s",
         "heartbeat_s",
         "root_hold_s",
+        "pending_max_bytes",
+        "pending_plain_ttl_s",
         "provisional",
         "max_open_tasks",
         "dedup_window",

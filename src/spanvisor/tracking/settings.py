@@ -14,6 +14,7 @@ from spanvisor.gate.requirement import Floor
 from spanvisor.spans.windows import ContextWindows
 from spanvisor.tracking.prices import Pricer
 from spanvisor.tracking.provisional import DEFAULT, ProvisionalRule
+from spanvisor.tracking.tracebuffer import DEFAULT_PENDING_BYTES, DEFAULT_PLAIN_TTL_S, PendingSettings
 
 
 @dataclass
@@ -42,6 +43,9 @@ class TrackerSettings:
     provisional: ProvisionalRule = field(default_factory=ProvisionalRule)
     # The central policy (SPANVISOR_POLICY): the floor every approval request is raised to.
     floor: Floor | None = None
+    # The bounds of the spans waiting for their task root (end order): bytes, and
+    # how long a trace that shows nothing of an agent is kept (.tracebuffer).
+    pending: PendingSettings = field(default_factory=PendingSettings)
 
     def __post_init__(self) -> None:
         self.ledger = Ledger(self.budgets)
@@ -69,6 +73,10 @@ class TrackerSettings:
             ),
             provisional=ProvisionalRule.parse(c.get("provisional", DEFAULT)),
             floor=central_floor(c.get("policy")),
+            pending=PendingSettings(
+                max_bytes=int(c.get("pending_max_bytes", DEFAULT_PENDING_BYTES)),
+                plain_ttl_s=float(c.get("pending_plain_ttl_s", DEFAULT_PLAIN_TTL_S)),
+            ),
         )
 
 
@@ -87,4 +95,4 @@ def central_floor(path: Any) -> Floor | None:
         return Broken(str(exc))
 
 
-__all__ = ["StallSettings", "TrackerSettings", "central_floor"]
+__all__ = ["PendingSettings", "StallSettings", "TrackerSettings", "central_floor"]

@@ -16,6 +16,16 @@ a marked placeholder), so a span whose parent is marked joins it at once,
 and the subtree a root decision takes finishes that task when it holds a
 marked link (:attr:`Subtree.task`). A marked link counts as a task
 ancestor: a candidate below it is nested.
+
+Memory is bounded twice: in spans (``max_pending_spans``) and in bytes
+(:attr:`PendingSettings.max_bytes`, by :func:`span_bytes`, an estimate made
+once when a span is kept). Past either bound whole traces go, in this
+order: first those that show nothing of an agent (no model call, tool call
+or agent span: :func:`shows_agent`), oldest touched first; then the others,
+oldest touched first (an open provisional task's last). A trace that shows
+nothing of an agent is also forgotten sooner, after
+:attr:`PendingSettings.plain_ttl_s` untouched, not :data:`PENDING_TTL_S`.
+Every eviction is counted once, by reason (docs/design/architecture.md#drops).
 """
 
 from __future__ import annotations
@@ -33,6 +43,57 @@ Key = tuple[str, str]  # (trace id, root span id)
 
 PENDING_TTL_S = 3600.0
 
+# The byte estimate of what is kept (:func:`span_bytes`), from tracemalloc on
+# CPython 3.11 (a link about 250 bytes, a span kept whole with one short
+# attribute about 670, a trace's own buffer about 660), rounded up. Strings
+# shared with the receiver's vocabulary are counted as if they were not.
+LINK_BYTES = 256  # a PendingSpan with its slots, its dict entry, its id string
+DATA_BYTES = 320  # a SpanData kept whole: its slots, ids, times, its attribute dict
+ATTR_BYTES = 64  # one attribute: its dict slot and a small value's object, beyond its strings
+EVENT_BYTES = 160  # one span event: its object, name and attribute dict
+TRACE_BYTES = 640  # a trace's TraceBuffer, its dicts and its entries in PendingTraces
+
+
+DEFAULT_PENDING_BYTES = 64 * 1024 * 1024
+# A trace that shows nothing of an agent, kept untouched: 10x the root hold
+# (30 s), longer than a Collector's batching and retries, far below the hour
+# an agent trace is kept for its root.
+DEFAULT_PLAIN_TTL_S = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class PendingSettings:
+    """The bounds of :class:`PendingTraces` that the settings table sets
+    (``SPANVISOR_PENDING_BYTES``, ``SPANVISOR_PENDING_PLAIN_TTL``)."""
+
+    # Bytes kept (by :func:`span_bytes`) for spans waiting for their task root.
+    max_bytes: int = DEFAULT_PENDING_BYTES
+    # How long a trace that shows nothing of an agent is kept untouched.
+    plain_ttl_s: float = DEFAULT_PLAIN_TTL_S
+
+
+def _value_bytes(v: object) -> int:
+    if isinstance(v, str | bytes):
+        return len(v)
+    if isinstance(v, tuple | list):
+        return 8 * len(v) + sum(len(x) for x in v if isinstance(x, str | bytes))
+    return 0
+
+
+def span_bytes(span: SpanData | None) -> int:
+    """About how many bytes keeping ``span`` costs (a link when None): made
+    once when it is kept, from its attributes' and events' sizes (no deep
+    ``sizeof``); the span's resource is shared by its batch and not counted."""
+    if span is None:
+        return LINK_BYTES
+    n = LINK_BYTES + DATA_BYTES + len(span.name)
+    for k, v in span.attributes.items():
+        n += ATTR_BYTES + len(k) + _value_bytes(v)
+    for e in span.events:
+        n += EVENT_BYTES + len(e.name) + ATTR_BYTES * len(e.attributes)
+    return n
+
+
 Ancestry = Literal["root", "wait", "nested"]
 
 
@@ -46,6 +107,8 @@ class PendingSpan:
     task: Key | None = None
     # The span a provisional task was opened under, not arrived yet.
     placeholder: bool = False
+    # Its :func:`span_bytes` when kept (what leaving gives back).
+    size: int = LINK_BYTES
 
 
 @dataclass
@@ -62,6 +125,8 @@ class TraceBuffer:
     task: Key | None = None
     # Counted as held back (a model call's trace that made no task) once.
     held_back: bool = False
+    # The :attr:`PendingSpan.size` of its spans, summed.
+    size: int = 0
 
     def ancestry(self, sid: str) -> Ancestry:
         """``root``: no candidate above it; ``nested``: one is; ``wait``: unknown yet."""
@@ -90,6 +155,7 @@ class TraceBuffer:
         at = arrived[root_sid]
         datas, taken, task = self.take_below(root_sid)
         root = self.spans.pop(root_sid)
+        self.size -= root.size
         assert root.data is not None
         before = [d for d in datas if arrived[d.span_id] < at]
         after = [d for d in datas if arrived[d.span_id] > at]
@@ -119,12 +185,20 @@ class TraceBuffer:
         datas: list[SpanData] = []
         for below in self.below(sid):
             p = self.spans.pop(below)
+            self.size -= p.size
             taken += 1
             self.held.pop(below, None)
             task = task or p.task
             if p.data is not None:
                 datas.append(p.data)
         return datas, taken, task
+
+
+def shows_agent(buf: TraceBuffer) -> bool:
+    """Whether a trace's spans held so far show anything of an agent: a model
+    call, a tool call, an agent span or one naming an agent, or a
+    provisional task. One that does not goes first at a bound, and sooner."""
+    return bool(buf.calls or buf.tools or buf.agents) or buf.task is not None
 
 
 def can_cause_events(span: SpanData) -> bool:
@@ -190,15 +264,42 @@ class Subtree(NamedTuple):
 
 
 class PendingTraces:
-    """Every trace's buffer, oldest touched first, bounded in spans."""
+    """Every trace's buffer, oldest touched first, bounded in spans and in
+    bytes; traces that show nothing of an agent go first, and sooner."""
 
-    def __init__(self, hold_s: float, max_spans: int, stats: PipelineStats, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        hold_s: float,
+        max_spans: int,
+        stats: PipelineStats,
+        clock: Callable[[], float],
+        limits: PendingSettings | None = None,
+    ) -> None:
         self._hold_s = hold_s
         self._max = max_spans
         self._stats = stats
         self._clock = clock
+        self._limits = limits or PendingSettings()
         self._buffers: OrderedDict[str, TraceBuffer] = OrderedDict()
+        # The traces of ``_buffers`` that show nothing of an agent, oldest
+        # touched first: evicted first, forgotten after the plain TTL.
+        self._plain: OrderedDict[str, None] = OrderedDict()
         self._count = 0
+        self._bytes = 0
+
+    @property
+    def spans(self) -> int:
+        """Entries kept, every trace's."""
+        return self._count
+
+    @property
+    def held_bytes(self) -> int:
+        """Their :func:`span_bytes`, summed, and each trace's :data:`TRACE_BYTES`."""
+        return self._bytes
+
+    @property
+    def limits(self) -> PendingSettings:
+        return self._limits
 
     def waiting(self, trace_id: str) -> bool:
         return trace_id in self._buffers
@@ -217,17 +318,21 @@ class PendingTraces:
         buf = self._buffers.get(tid)
         if buf is None:
             buf = self._buffers[tid] = TraceBuffer()
+            self._bytes += TRACE_BYTES
         self._buffers.move_to_end(tid)
         buf.touched = self._clock()
         sid = span.span_id
         was = buf.spans.get(sid)
         if was is None:
             self._count += 1
-        elif was.placeholder:  # the span a provisional task hangs from: its arrival is now
-            del buf.spans[sid]
-        buf.spans[sid] = PendingSpan(
-            span.parent_id, span.parent_remote, span if interesting or keep else None, candidate, task
-        )
+        else:
+            self._sized(buf, -was.size)
+            if was.placeholder:  # the span a provisional task hangs from: its arrival is now
+                del buf.spans[sid]
+        data = span if interesting or keep else None
+        size = span_bytes(data)
+        buf.spans[sid] = PendingSpan(span.parent_id, span.parent_remote, data, candidate, task, size=size)
+        self._sized(buf, size)
         if interesting:
             a = span.attributes
             if cv.is_model_call(a):
@@ -236,6 +341,12 @@ class PendingTraces:
                 buf.tools += 1
             if candidate or cv.GEN_AI_AGENT_NAME in a or cv.AGENT_NAME in a:
                 buf.agents += 1
+        if shows_agent(buf):
+            if self._plain:
+                self._plain.pop(tid, None)
+        else:
+            self._plain[tid] = None
+            self._plain.move_to_end(tid)
         if candidate:
             buf.held[sid] = buf.touched + self._hold_s
         out = self._resolve(tid, buf, ())
@@ -247,9 +358,13 @@ class PendingTraces:
         buf = self._buffers.get(span.trace_id)
         if buf is None:
             return
-        if span.span_id not in buf.spans:
+        was = buf.spans.get(span.span_id)
+        if was is None:
             self._count += 1
+        else:
+            self._sized(buf, -was.size)
         buf.spans[span.span_id] = PendingSpan(span.parent_id, span.parent_remote, None, False, task)
+        self._sized(buf, LINK_BYTES)
 
     def placeholder(self, trace_id: str, sid: str, task: Key) -> None:
         """``sid`` (not arrived) is where provisional ``task`` hangs: a marked placeholder."""
@@ -257,6 +372,7 @@ class PendingTraces:
         if buf is not None and sid not in buf.spans:
             buf.spans[sid] = PendingSpan(None, False, None, False, task, placeholder=True)
             self._count += 1
+            self._sized(buf, LINK_BYTES)
 
     def unmark(self, trace_id: str, task: Key) -> None:
         """``task``'s links leave its trace's buffer (it ended with its top span)."""
@@ -264,7 +380,7 @@ class PendingTraces:
         if buf is not None:
             gone = [sid for sid, p in buf.spans.items() if p.task == task]
             for sid in gone:
-                del buf.spans[sid]
+                self._sized(buf, -buf.spans.pop(sid).size)
                 buf.held.pop(sid, None)
             self._taken(trace_id, buf, len(gone))
 
@@ -274,14 +390,16 @@ class PendingTraces:
         if buf is not None and buf.task == task:
             buf.task = None
             if not buf.spans:
-                del self._buffers[task[0]]
+                self._forget(task[0])
 
     def below(self, trace_id: str, sid: str) -> list[SpanData]:
         """What waits of ``sid``'s subtree (not ``sid`` itself), in arrival order."""
         buf = self._buffers.get(trace_id)
         if buf is None:
             return []
+        was = buf.size
         datas, taken, _ = buf.take_below(sid)
+        self._bytes -= was - buf.size
         self._taken(trace_id, buf, taken)
         return datas
 
@@ -294,19 +412,30 @@ class PendingTraces:
         del buf.held[root_sid]
         sub = self._take(trace_id, buf, root_sid)
         if not buf.spans:
-            self._buffers.pop(trace_id, None)
+            self._forget(trace_id)
         return sub
 
     def expire(self, now: float) -> list[Subtree]:
-        """Held roots past their deadline (task roots now); stale traces forgotten."""
+        """Held roots past their deadline (task roots now); stale traces
+        forgotten: one that shows nothing of an agent after the plain TTL,
+        the others after :data:`PENDING_TTL_S`."""
         out: list[Subtree] = []
+        ttl = self._limits.plain_ttl_s
+        while self._plain:  # oldest touched first: stops at the first one still fresh
+            tid = next(iter(self._plain))
+            buf = self._buffers.get(tid)
+            if buf is not None and not shows_agent(buf):
+                if now - buf.touched <= ttl:
+                    break
+                self._evict(tid, buf)
+                self._stats.inc("evicted_tasks_total", reason="expired_plain")
+            self._plain.pop(tid, None)
         for tid, buf in list(self._buffers.items()):
             due = [sid for sid, deadline in buf.held.items() if deadline <= now]
             if due:
                 out.extend(self._resolve(tid, buf, due))
             if tid in self._buffers and now - buf.touched > PENDING_TTL_S and not buf.held and buf.task is None:
-                del self._buffers[tid]
-                self._count -= len(buf.spans)
+                self._evict(tid, buf)
                 self._stats.inc("evicted_tasks_total", reason="expired")
                 if buf.calls and not buf.held_back:  # a model call's trace that made no task
                     self._stats.inc("provisional_tasks_total", outcome="held_back")
@@ -334,22 +463,58 @@ class PendingTraces:
                     sub = sub._replace(task=above.task, nested=True)
                 out.append(sub)
         if not buf.spans and buf.task is None:
-            self._buffers.pop(trace_id, None)
+            self._forget(trace_id)
         return out
 
     def _take(self, trace_id: str, buf: TraceBuffer, root_sid: str) -> Subtree:
+        was = buf.size
         root, on_time, late, taken, task = buf.take_subtree(root_sid)
+        self._bytes -= was - buf.size
         self._count -= taken
         return Subtree(trace_id, root, on_time, late, taken, task)
 
     def _taken(self, trace_id: str, buf: TraceBuffer, taken: int) -> None:
         self._count -= taken
         if not buf.spans and buf.task is None:
-            self._buffers.pop(trace_id, None)
+            self._forget(trace_id)
+
+    def _sized(self, buf: TraceBuffer, delta: int) -> None:
+        buf.size += delta
+        self._bytes += delta
+
+    def _forget(self, trace_id: str) -> None:
+        """``trace_id``'s buffer goes (its spans already left, or are counted by the caller)."""
+        if self._buffers.pop(trace_id, None) is not None:
+            self._bytes -= TRACE_BYTES
+        if self._plain:
+            self._plain.pop(trace_id, None)
+
+    def _evict(self, trace_id: str, buf: TraceBuffer) -> None:
+        """``trace_id``'s buffer goes with every span still in it."""
+        self._forget(trace_id)
+        self._count -= len(buf.spans)
+        self._bytes -= buf.size
+
+    def _over(self) -> bool:
+        return self._count > self._max or self._bytes > self._limits.max_bytes
 
     def _bound(self) -> None:
+        """Whole traces go while over a bound: those that show nothing of an
+        agent first, oldest touched first; then the others, oldest touched
+        first, an open provisional task's last. Each counted once, by reason."""
+        while self._plain and self._over():
+            tid, _ = self._plain.popitem(last=False)
+            buf = self._buffers.get(tid)
+            if buf is None or shows_agent(buf):
+                continue  # gone already, or it shows an agent now: the next pass's
+            self._evict(tid, buf)
+            self._stats.drop(
+                "pending_plain_evicted",
+                len(buf.spans),
+                detail="too many spans or bytes waiting for their task root; these showed nothing of an agent",
+            )
         pinned = 0
-        while self._count > self._max and self._buffers:
+        while self._over() and self._buffers:
             tid, buf = self._buffers.popitem(last=False)
             if buf.task is not None and pinned < len(self._buffers):
                 # An open provisional task's links: its later spans join it
@@ -357,9 +522,12 @@ class PendingTraces:
                 self._buffers[tid] = buf
                 pinned += 1
                 continue
+            reason = "pending_spans_evicted" if self._count > self._max else "pending_bytes_evicted"
+            self._plain.pop(tid, None)
             self._count -= len(buf.spans)
+            self._bytes -= buf.size + TRACE_BYTES
             self._stats.drop(
-                "pending_spans_evicted",
+                reason,
                 len(buf.spans),
-                detail="too many spans waiting for their task root; raise the limit or route by trace id",
+                detail="too many spans or bytes waiting for their task root; raise the limit or route by trace id",
             )
