@@ -65,6 +65,9 @@ def start_serve(db_url: str, slack: FakeSlackThread, data: Path) -> ServeProcess
         SPANVISOR_HEARTBEAT="1s",
         SPANVISOR_BUDGET_TASK_USD=f"{STOPPED_AGENT}={STOPPED_BUDGET_USD}",
         SPANVISOR_BUDGET_STOP=STOPPED_AGENT,
+        # Every session's thread is a Slack agent session: its status follows
+        # the task on every CLI's path, and its stop button is pressed by test_stop.py.
+        SPANVISOR_SLACK_AGENT_SESSIONS="on",
     )
     for leaked in ("SPANVISOR_OTLP_TOKEN", "SPANVISOR_CONTROL_TOKEN", "SLACK_APP_TOKEN", "SPANVISOR_HOOK_POLICY"):
         env.pop(leaked, None)
@@ -182,3 +185,15 @@ class Matrix:
         )
         sender = SignedSender(f"http://127.0.0.1:{self.serve.admin}", SIGNING_SECRET)
         return asyncio.run(sender.interaction(dict(payload))).status
+
+    def session(self, parent: Any) -> list[str]:
+        """Every status the parent's Slack agent session was set to ([]: no session yet)."""
+        found = self.slack.on_loop(lambda: self.slack.fake.agents.of(parent.channel, parent.ts))
+        return list(found.statuses) if found is not None else []
+
+    def press_stop(self, parent: Any) -> int:
+        """The approver's press of Slack's stop button on the parent's agent
+        session: the event Slack delivers, signed, to serve's events route; the status."""
+        envelope = self.slack.on_loop(lambda: self.slack.fake.agents.stop(parent.channel, parent.ts, APPROVER))
+        sender = SignedSender(f"http://127.0.0.1:{self.serve.admin}", SIGNING_SECRET)
+        return asyncio.run(sender.event(dict(envelope))).status

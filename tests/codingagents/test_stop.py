@@ -188,6 +188,37 @@ def test_a_cancel_clicked_in_slack_stops_the_cli_under_the_launcher(
     del parent
 
 
+def test_slacks_stop_button_on_the_session_stops_claude_code_under_the_launcher(
+    cli_bin: Path,
+    matrix: Matrix,
+    anthropic: FakeModelAPI,
+    openai_api: FakeModelAPI,
+    gemini_api: FakeModelAPI,
+    tmp_path: Path,
+) -> None:
+    """The thread is a Slack agent session showing ``processing``; Slack's own
+    stop button is the cancel the launcher follows, by the person who pressed
+    it, and the session closes with the task."""
+    busy = _busy("claude-code", tmp_path, cli_bin, matrix, anthropic, openai_api, gemini_api)
+    try:
+        [parent] = wait_until(lambda: matrix.parents_of(busy.task_id), WAIT_S, "the Slack parent")
+        wait_until(lambda: matrix.session(parent)[-1:] == ["processing"], WAIT_S, "the session to show processing")
+        pids = busy.cli_pids()
+        assert pids, "the CLI runs under the launcher"
+        assert matrix.press_stop(parent) == 200
+        wait_until(lambda: not any(_alive(p) for p in pids), WAIT_S, "Claude Code to stop")
+        ran = busy.running.wait()
+    finally:
+        busy.running.stop()
+    assert "Cancelled by" in ran.stderr and "stopping" in ran.stderr, ran.said()
+    row = _ended(matrix, busy.task_id)
+    assert row["status"] == "cancelled" and "stopped by spanvisor run" in row["message"], row
+    [cancel] = [r for r in matrix.interventions(busy.task_id) if r["action"] == "cancel"]
+    assert cancel["source"] == "slack" and cancel["outcome"] == "applied", cancel
+    wait_until(lambda: matrix.session(parent)[-1:] == ["closed"], WAIT_S, "the session to close")
+    assert matrix.session(parent)[0] == "processing", matrix.session(parent)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 @pytest.mark.parametrize("cli", CLIS)
 def test_a_signal_to_the_cli_itself_ends_the_task_cancelled(
