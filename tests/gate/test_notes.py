@@ -74,7 +74,8 @@ def test_a_note_spooled_while_the_receiver_is_away_arrives_once_when_it_is_back(
     notes.keep(item, TOKEN)
     assert len(notes.pending()) == 1, "the receiver is away: the note waits in the spool"
     assert notes.deliver(token=TOKEN) == 0 and len(notes.pending()) == 1, "still away: kept, not lost"
-    (notes.spool_dir() / notes.BACKOFF_FILE).unlink()
+    assert item is not None
+    notes.backoff_file(item["endpoint"]).unlink()  # as the backoff's end would
     # The receiver comes back (here: the note names the one that runs).
     [path] = notes.pending()
     path.write_text(path.read_text().replace(away, serve.base))
@@ -82,7 +83,6 @@ def test_a_note_spooled_while_the_receiver_is_away_arrives_once_when_it_is_back(
     cps = wait_until(lambda: serve.checkpoints(TASK), 240, "the policy decision on the task")
     assert cps[-1].attributes["agent.approval.decided_by"] == "policy:ls"
     # Delivered again (a lost 2xx, a second deliverer): the same record, once.
-    assert item is not None
     item["endpoint"] = serve.base
     assert notes.send(item, TOKEN, 10.0)
     # A later note is the barrier: once it is in, the repeat was read too.
@@ -134,10 +134,11 @@ def test_with_the_receiver_blackholed_the_answer_comes_at_once_and_the_note_arri
         assert took < notes.REQUEST_TIMEOUT_S, f"the answer took {took:.2f} s: it waited on the note"
         assert switch.accepted.wait(60), "the released hook sent the note"
         spool = tmp_path / "data" / "hook-spool"
-        wait_until(lambda: (spool / notes.BACKOFF_FILE).exists() or None, 60, "the send given up on")
+        backoff = notes.backoff_file(switch.url, spool)  # the hook's destination backs off on its own
+        wait_until(lambda: backoff.exists() or None, 60, "the send given up on")
         assert len(notes.pending(spool)) == 1, "the note waits in the spool"
         switch.through()  # the receiver is back: the held request arrives late
-        (spool / notes.BACKOFF_FILE).unlink()  # as the backoff's end would
+        backoff.unlink()  # as the backoff's end would
         assert notes.deliver(spool, TOKEN) == 1 and notes.pending(spool) == []
         later = notes.note(
             "policy",
@@ -202,3 +203,43 @@ def test_notes_given_up_on_are_said_once_on_the_next_delivered_notes_task(serve:
         "the next note",
     )
     assert len(lost() or []) == 1, "said once"
+
+
+def test_a_dead_destination_holds_back_none_of_the_25_notes_behind_it(serve: Serve, tmp_path: Path) -> None:
+    """Issue 64: one note for a dead endpoint, oldest in the spool, then 25
+    for a live serve: one delivery takes all 25 to their task, and only the
+    dead destination backs off (tests/gate/test_notes_destinations.py has
+    the rest: order per destination, junk, any interleaving)."""
+    spool = tmp_path / "spool"
+    dead = f"http://127.0.0.1:{_closed_port()}"
+    stuck = notes.note(
+        "policy",
+        Call("claude-code", "PreToolUse", "sess-dead", "Bash", {"command": "ls"}, "d0"),
+        "d0",
+        dead,
+        time.time_ns(),
+        {},
+        verdict="allow",
+        by="policy:dead",
+    )
+    assert stuck is not None
+    first = notes.write(stuck, spool)
+    for n in range(25):
+        call = Call("claude-code", "PreToolUse", "sess-flow", "Bash", {"command": f"ls {n}"}, f"f{n}")
+        item = notes.note("policy", call, f"f{n}", serve.base, time.time_ns(), {}, verdict="allow", by=f"policy:{n}")
+        assert item is not None
+        notes.write(item, spool)
+    assert notes.deliver(spool, TOKEN) == 25, "the dead destination held the live one's notes back"
+    assert notes.pending(spool) == [first], "the dead destination's note waits"
+    assert notes.backoff_file(dead, spool).exists() and not notes.backoff_file(serve.base, spool).exists()
+
+    def decided() -> list[str] | None:
+        by = [
+            str(c.attributes.get("agent.approval.decided_by"))
+            for c in serve.checkpoints(task_of("claude-code", "sess-flow"))
+        ]
+        by = [b for b in by if b.startswith("policy:")]
+        return by if len(by) >= 25 else None
+
+    got = wait_until(decided, 240, "the 25 notes on their task")
+    assert sorted(got) == sorted(f"policy:{n}" for n in range(25)), "each note once"

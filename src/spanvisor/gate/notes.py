@@ -5,23 +5,43 @@ out: the hook process has already told its waiting parent to exit (the CLI
 goes on) and the launcher has already replied, so nothing here can hold
 the answer. The note is first written to a spool, one file named by its
 stable id (so it survives whatever happens next), then delivered at once
-by that same released process (or the launcher's thread), oldest first,
-and removed only once the receiver took it. A note's id and time are fixed
-when it is made, so a second delivery is the same record (the receiver's
-live facts are keyed by them). With the receiver away, deliveries back off
-for :data:`BACKOFF_S` and the next hook call (or the launcher, at the
-session's end) delivers what waits; a note undelivered for a week moves to
-``undelivered/`` and is counted: the next delivery says how many on the
-session's task (a warning checkpoint), once per count. The spool is
-private to the user (mode 0700).
+by that same released process (or the launcher's thread), and removed only
+once the receiver took it. A note's id and time are fixed when it is made,
+so a second delivery is the same record (the receiver's live facts are
+keyed by them).
+
+The spool is delivered per destination: the endpoint a note carries, set
+when the note was made from the hook's configuration (never read again
+from anything a request says). Within a destination notes go oldest first;
+a destination that fails backs off on its own for :data:`BACKOFF_S` (a
+``.retry-after-<hash of the endpoint>`` file) and the pass goes on with the
+others, so one dead endpoint never holds back another's notes. The next
+hook call delivers what waits, skipping a destination while its backoff
+runs (unless every one does: then no deliverer starts at all); the
+launcher, at the session's end, tries each destination once all the same
+(its notes go before the end). One deliverer runs at a time (a ``flock`` on
+``.lock``); it looks again before it stops, and never twice at one file in
+a pass.
+
+A note undelivered for a week moves to ``undelivered/``. Anything in the
+spool that is not a note (a directory, FIFO or link named ``*.json``, bytes
+that are not JSON, JSON that is not a note, a note with no endpoint, a
+file past :data:`MAX_NOTE_BYTES`) is junk: moved to ``junk/`` (when it
+cannot be moved, listed in ``.stuck`` and skipped), never retried, never
+deleted. Both are counted: the next delivery says how many on its note's
+task (a warning checkpoint), once per count. The spool is private to the
+user (mode 0700).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import hashlib
 import json
 import os
+import stat
 import sys
 import threading
 import time
@@ -36,17 +56,28 @@ from spanvisor.gate.session import TaskKey, otlp_endpoint, session_of
 ENV_SPOOL = "SPANVISOR_HOOK_SPOOL"
 ENV_DELIVERY = "SPANVISOR_HOOK_DELIVERY"
 ENV_TOKEN = "SPANVISOR_OTLP_TOKEN"
-# The count a lost-notes warning carries (a dashboard can sum it).
+# The count a lost-notes warning carries (a dashboard can sum it), and the
+# count of junk it says was set aside.
 NOTES_LOST = "spanvisor.gate.notes_lost"
+SPOOL_JUNK = "spanvisor.gate.spool_junk"
 REQUEST_TIMEOUT_S = 3.0
 BACKOFF_S = 10.0
+# A destination's backoff is this name, a dash, and a hash of its endpoint.
 BACKOFF_FILE = ".retry-after"
 # How many notes could not even be spooled, and how many set-aside notes
-# the task was already told about.
+# (and pieces of junk) the task was already told about.
 DROPPED_FILE = ".dropped"
 REPORTED_FILE = ".reported"
+JUNK_REPORTED_FILE = ".junk-reported"
+# Files that could be neither sent nor moved aside nor removed: skipped.
+STUCK_FILE = ".stuck"
+UNDELIVERED_DIR = "undelivered"
+JUNK_DIR = "junk"
 # A note undelivered this long is moved aside (kept, counted), not retried.
 GIVE_UP_S = 7 * 86_400
+# A note is a few records (an end, one span): anything this big is junk,
+# and is never read whole into memory.
+MAX_NOTE_BYTES = 8 * 1024 * 1024
 
 
 def spool_dir(env: Mapping[str, str] | None = None) -> Path:
@@ -135,12 +166,14 @@ def keep(
         if not (released and send(item, token, REQUEST_TIMEOUT_S)):
             _count(where, DROPPED_FILE)
         return
-    if _backing_off(where) or e.get(ENV_DELIVERY) == "off":
+    endpoint = item.get("endpoint")
+    endpoint = endpoint if isinstance(endpoint, str) else None
+    if e.get(ENV_DELIVERY) == "off" or not _due(where, endpoint):
         return
     if released:
-        deliver(where, token)
+        deliver(where, token, backoff=True)
     else:
-        spawn_delivery(token, e)
+        spawn_delivery(token, e, endpoint)
 
 
 def write(item: Mapping[str, Any], directory: Path | None = None) -> Path:
@@ -160,28 +193,84 @@ def write(item: Mapping[str, Any], directory: Path | None = None) -> Path:
 
 
 def pending(directory: Path | None = None) -> list[Path]:
-    """The notes waiting, oldest first."""
+    """What waits, oldest first: the notes, and junk not yet set aside
+    (what could not even be set aside, listed in ``.stuck``, is not)."""
     where = spool_dir() if directory is None else directory
+    stuck = _stuck(where)
     try:
-        return sorted(p for p in where.iterdir() if p.suffix == ".json" and not p.name.startswith("."))
+        return sorted(
+            p for p in where.iterdir() if p.suffix == ".json" and not p.name.startswith(".") and p.name not in stuck
+        )
     except OSError:
         return []
 
 
 def undelivered(directory: Path | None = None) -> int:
-    """How many notes were given up on (kept in ``undelivered/``)."""
-    where = (spool_dir() if directory is None else directory) / "undelivered"
-    try:
-        return sum(1 for p in where.iterdir() if p.suffix == ".json")
+    """How many notes were given up on (kept in ``undelivered/``, or left
+    where they were when they could not be moved)."""
+    return _aside(spool_dir() if directory is None else directory, UNDELIVERED_DIR)
+
+
+def junk(directory: Path | None = None) -> int:
+    """How many things in the spool were not notes (set aside in ``junk/``,
+    or left where they were when they could not be moved)."""
+    return _aside(spool_dir() if directory is None else directory, JUNK_DIR)
+
+
+def _aside(where: Path, kind: str) -> int:
+    stuck = sum(1 for k in _stuck(where).values() if k == kind)
+    try:  # in undelivered/ only notes count (as ever); in junk/ anything does
+        return stuck + sum(1 for p in (where / kind).iterdir() if kind == JUNK_DIR or p.suffix == ".json")
     except OSError:
-        return 0
+        return stuck
 
 
-def _backing_off(where: Path) -> bool:
+def backoff_file(endpoint: str, directory: Path | None = None) -> Path:
+    """Where the backoff of the destination ``endpoint`` is kept: named by
+    a hash, as an endpoint is no file name."""
+    where = spool_dir() if directory is None else directory
+    return where / f"{BACKOFF_FILE}-{hashlib.blake2b(endpoint.encode(), digest_size=8).hexdigest()}"
+
+
+def _backing_off(path: Path) -> bool:
     try:
-        return time.time() < float((where / BACKOFF_FILE).read_text() or 0)
-    except (OSError, ValueError):
+        return time.time() < float(path.read_text().split("\n", 1)[0] or 0)
+    except (OSError, ValueError, UnicodeDecodeError):
         return False
+
+
+def _backoffs(where: Path) -> list[Path]:
+    try:
+        return [p for p in where.iterdir() if p.name.startswith(BACKOFF_FILE)]
+    except OSError:
+        return []
+
+
+def _due(where: Path, endpoint: str | None) -> bool:
+    """Whether a deliverer has anything to try: ``endpoint``'s destination
+    is not backing off, or another destination's backoff ran out. (A
+    destination with no backoff had its notes tried when they were kept.)"""
+    if endpoint is not None and not _backing_off(backoff_file(endpoint, where)):
+        return True
+    backoffs = _backoffs(where)
+    if endpoint is None and not backoffs:
+        return True
+    return any(not _backing_off(p) for p in backoffs)
+
+
+def _back_off(where: Path, endpoint: str) -> None:
+    with contextlib.suppress(OSError):  # the endpoint too, for a person who looks
+        backoff_file(endpoint, where).write_text(f"{time.time() + BACKOFF_S}\n{endpoint}\n")
+
+
+def _clear_backoffs(where: Path) -> None:
+    """Remove the backoffs that ran out: their destination was tried this
+    pass and took its notes, or has none left (a backoff still running was
+    just written, or its destination was not tried)."""
+    for path in _backoffs(where):
+        if not _backing_off(path):
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
 
 
 def _locked(where: Path) -> bool:
@@ -198,18 +287,19 @@ def _locked(where: Path) -> bool:
     return False
 
 
-def spawn_delivery(token: str | None, env: Mapping[str, str] | None = None) -> None:
+def spawn_delivery(token: str | None, env: Mapping[str, str] | None = None, endpoint: str | None = None) -> None:
     """Start a deliverer in a session of its own, holding none of this
     process's pipes (the CLI goes on once the hook exits), unless one runs
-    (it looks again before it stops) or the receiver was away a moment ago."""
+    (it looks again before it stops) or nothing is due: ``endpoint``'s
+    destination was away a moment ago and no other's backoff ran out."""
     e = os.environ if env is None else env
     where = spool_dir(e)
-    if e.get(ENV_DELIVERY) == "off" or _backing_off(where) or _locked(where):
+    if e.get(ENV_DELIVERY) == "off" or not _due(where, endpoint) or _locked(where):
         return
     if threading.active_count() > 1:
         # A process with threads (the launcher answering its hooks) is not
         # forked: it lives on, so a thread of its own delivers.
-        threading.Thread(target=deliver, args=(where, token), name="spanvisor-notes", daemon=True).start()
+        threading.Thread(target=deliver, args=(where, token, True), name="spanvisor-notes", daemon=True).start()
         return
     try:
         pid = os.fork()
@@ -230,10 +320,16 @@ def spawn_delivery(token: str | None, env: Mapping[str, str] | None = None) -> N
         os._exit(0)
 
 
-def deliver(directory: Path | None = None, token: str | None = None) -> int:
+def deliver(directory: Path | None = None, token: str | None = None, backoff: bool = False) -> int:
     """Deliver what waits, one deliverer at a time; how many were sent.
-    Once one is taken, notes given up on (or never spooled) since the last
-    report are said on that note's task."""
+    Each destination in turn, oldest first within it; a failure backs that
+    destination off and the pass goes on with the next. With ``backoff``
+    (the deliveries a hook starts, one a call) a destination whose backoff
+    runs is not tried; without it (the launcher's and a session end's last
+    delivery, which go before the end) every destination is tried once.
+    Junk is set aside as it is met. Once a note is taken, notes given up on
+    (or never spooled) and junk set aside since the last report are said
+    on that note's task."""
     where = spool_dir() if directory is None else directory
     token = token if token is not None else os.environ.get(ENV_TOKEN)
     try:
@@ -247,57 +343,181 @@ def deliver(directory: Path | None = None, token: str | None = None) -> int:
         os.close(lock)
         return 0
     sent = 0
+    # Every file is looked at once a pass (what cannot be moved is not met
+    # again, so the pass ends), and a destination that failed is not tried
+    # again in it (its new notes wait for its backoff, behind its older ones).
+    seen: set[str] = set()
+    failed: set[str] = set()
     try:
-        while waiting := pending(where):
-            for path in waiting:
-                if _stale(path):
-                    aside = where / "undelivered"
-                    aside.mkdir(mode=0o700, exist_ok=True)
-                    path.replace(aside / path.name)
+        while fresh := [p for p in pending(where) if p.name not in seen]:
+            queues: dict[str, list[tuple[Path, dict[str, Any]]]] = {}
+            for path in fresh:
+                seen.add(path.name)
+                item = _read(path)
+                if item is _LATER:
                     continue
-                try:
-                    item = json.loads(path.read_bytes())
-                    ok = send(item, token, REQUEST_TIMEOUT_S)
-                except (OSError, ValueError, KeyError, TypeError):
-                    item, ok = None, True  # not a note: nothing to send, nothing to retry
-                if not ok:
-                    (where / BACKOFF_FILE).write_text(str(time.time() + BACKOFF_S))
-                    return sent
-                path.unlink(missing_ok=True)
-                sent += 1
-                if item is not None:
+                if not isinstance(item, dict):
+                    _set_aside(where, path, JUNK_DIR)
+                elif _stale(path):
+                    _set_aside(where, path, UNDELIVERED_DIR)
+                else:
+                    queues.setdefault(str(item["endpoint"]), []).append((path, item))
+            for endpoint, queue in queues.items():
+                if endpoint in failed or (backoff and _backing_off(backoff_file(endpoint, where))):
+                    continue
+                for path, item in queue:
+                    try:
+                        ok = send(item, token, REQUEST_TIMEOUT_S)
+                    except (KeyError, TypeError, ValueError, IndexError, ArithmeticError):
+                        _set_aside(where, path, JUNK_DIR)  # shaped like a note, yet none can be made of it
+                        continue
+                    if not ok:
+                        failed.add(endpoint)
+                        _back_off(where, endpoint)
+                        break
+                    _taken(where, path)
+                    sent += 1
                     _report(where, item, token)
     finally:
+        _clear_backoffs(where)
         os.close(lock)
     return sent
 
 
+# What ``_read`` gives for a file to look at again in a later pass (it went,
+# or the machine was short of something): neither a note nor junk.
+_LATER = "later"
+_TRANSIENT = {errno.ENOENT, errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EINTR, errno.EAGAIN}
+
+
+def _read(path: Path) -> dict[str, Any] | str | None:
+    """The note in ``path``; None when it is junk; :data:`_LATER`. Only a
+    regular file is opened (a FIFO would block, a link may lead anywhere),
+    and no more than :data:`MAX_NOTE_BYTES` of it is read."""
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return None
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC), "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return None  # it changed since it was looked at
+            data = f.read(MAX_NOTE_BYTES + 1)
+    except OSError as exc:
+        return _LATER if exc.errno in _TRANSIENT else None
+    if len(data) > MAX_NOTE_BYTES:
+        return None
+    try:
+        item = json.loads(data)
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, nested past reason
+        return None
+    return item if _is_note(item) else None
+
+
+def _is_note(item: Any) -> bool:
+    """Shaped as :func:`note` or an end (``spans``) makes it: a destination,
+    a session, and something to send."""
+    if not isinstance(item, dict):
+        return False
+    endpoint = item.get("endpoint")
+    if not isinstance(endpoint, str) or not endpoint or any(ord(c) <= 0x20 or ord(c) == 0x7F for c in endpoint):
+        return False
+    session = item.get("session")
+    if not (isinstance(session, list) and len(session) == 3 and all(isinstance(s, str) for s in session[:2])):
+        return False
+    if "spans" in item:
+        return isinstance(item["spans"], dict)
+    records = item.get("records")
+    return isinstance(records, list) and bool(records) and all(_record(r) == (str, dict, int) for r in records)
+
+
+def _record(record: Any) -> tuple[type, ...]:
+    return tuple(type(part) for part in record) if isinstance(record, list) else ()
+
+
+def _set_aside(where: Path, path: Path, kind: str) -> None:
+    """Move ``path`` to ``kind/`` (``undelivered`` or ``junk``), never over
+    what is there; what cannot be moved is listed in ``.stuck`` instead,
+    counted the same and skipped from then on (never deleted)."""
+    aside = where / kind
+    with contextlib.suppress(OSError):
+        aside.mkdir(mode=0o700, exist_ok=True)
+        target = aside / path.name
+        if os.path.lexists(target):
+            target = aside / f"{time.time_ns():020d}-{path.name}"
+        os.rename(path, target)
+        return
+    _mark_stuck(where, kind, path.name)
+
+
+def _taken(where: Path, path: Path) -> None:
+    """Remove a note the receiver took; one that cannot be removed is
+    listed in ``.stuck`` so that it is not sent again and again."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        _mark_stuck(where, "sent", path.name)
+
+
+def _mark_stuck(where: Path, kind: str, name: str) -> None:
+    _append(where / STUCK_FILE, (json.dumps([kind, name]) + "\n").encode())  # JSON: a name may hold any character
+
+
+def _stuck(where: Path) -> dict[str, str]:
+    """The files listed in ``.stuck``: name to kind."""
+    try:
+        lines = (where / STUCK_FILE).read_text().splitlines()
+    except (OSError, ValueError):
+        return {}
+    found: dict[str, str] = {}
+    for line in lines:
+        with contextlib.suppress(ValueError, TypeError):
+            kind, name = json.loads(line)
+            found.setdefault(str(name), str(kind))
+    return found
+
+
 def unreported(directory: Path | None = None) -> int:
     """Notes lost to the audit trail (set aside after a week, or never
-    spooled) that no task has been told about yet."""
+    spooled) and junk set aside that no task has been told about yet."""
     where = spool_dir() if directory is None else directory
+    return _lost_unreported(where) + max(0, junk(where) - _read_count(where / JUNK_REPORTED_FILE))
+
+
+def _lost_unreported(where: Path) -> int:
     return max(0, undelivered(where) + _dropped(where) - _read_count(where / REPORTED_FILE))
 
 
 def _report(where: Path, item: Mapping[str, Any], token: str | None) -> None:
-    """Say on ``item``'s task how many notes were lost since the last report."""
-    lost = unreported(where)
-    if lost <= 0:
+    """Say on ``item``'s task how many notes were lost, and how much junk
+    set aside, since the last report."""
+    lost = _lost_unreported(where)
+    junk_total = junk(where)
+    junked = max(0, junk_total - _read_count(where / JUNK_REPORTED_FILE))
+    if lost <= 0 and junked <= 0:
         return
     key, service, launched = item["session"]
     total = undelivered(where) + _dropped(where)
-    text = (
-        f"\u26a0 {lost} of the gate's audit notes could not be delivered "
-        f"(kept in {where / 'undelivered'} when they could be written)"
-    )
+    said = []
+    if lost > 0:
+        said.append(
+            f"{lost} of the gate's audit notes could not be delivered "
+            f"(kept in {where / UNDELIVERED_DIR} when they could be written)"
+        )
+    if junked > 0:
+        said.append(f"{junked} files in the gate's audit-note spool were not notes (set aside in {where / JUNK_DIR})")
+    text = "\u26a0 " + "; ".join(said)
     at = time.time_ns()
-    ident = hashlib.blake2b(f"{key}\x1flost\x1f{total}".encode(), digest_size=12).hexdigest()
+    basis = f"{key}\x1flost\x1f{total}" + (f"\x1fjunk\x1f{junk_total}" if junk_total else "")
+    ident = hashlib.blake2b(basis.encode(), digest_size=12).hexdigest()
     task_id = TaskKey(str(key), str(service), bool(launched)).task_id
-    attrs = {otlp.TASK_ID: task_id, otlp.MESSAGE: text, NOTES_LOST: lost, otlp.RECORD_ID: f"{ident}.0"}
+    attrs: dict[str, Any] = {otlp.TASK_ID: task_id, otlp.MESSAGE: text, NOTES_LOST: lost}
+    if junked > 0:
+        attrs[SPOOL_JUNK] = junked
+    attrs[otlp.RECORD_ID] = f"{ident}.0"
     report = {"session": [key, service, launched], "endpoint": item["endpoint"]}
     report["records"] = [(otlp.EVENT_CHECKPOINT, attrs, at)]
     if send(report, token, REQUEST_TIMEOUT_S):
         _write_count(where / REPORTED_FILE, total)
+        _write_count(where / JUNK_REPORTED_FILE, junk_total)
 
 
 def _read_count(path: Path) -> int:
@@ -308,26 +528,24 @@ def _read_count(path: Path) -> int:
 
 
 def _write_count(path: Path, n: int) -> None:
-    try:
+    with contextlib.suppress(OSError):
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(str(n))
         os.replace(tmp, path)
-    except OSError:
-        pass
 
 
 def _count(where: Path, name: str) -> None:
     """One more in ``name`` (a byte appended: no lock, nothing to lose)."""
-    try:
-        fd = os.open(where / name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    except OSError:
-        return
-    try:
-        os.write(fd, b".")
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    _append(where / name, b".")
+
+
+def _append(path: Path, data: bytes) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
 
 
 def _dropped(where: Path) -> int:
@@ -345,12 +563,19 @@ def _stale(path: Path) -> bool:
 
 
 __all__ = [
+    "BACKOFF_FILE",
     "BACKOFF_S",
     "ENV_DELIVERY",
     "ENV_SPOOL",
     "GIVE_UP_S",
+    "JUNK_DIR",
+    "MAX_NOTE_BYTES",
     "NOTES_LOST",
+    "SPOOL_JUNK",
+    "UNDELIVERED_DIR",
+    "backoff_file",
     "deliver",
+    "junk",
     "keep",
     "note",
     "pending",
@@ -363,4 +588,4 @@ __all__ = [
 ]
 
 if __name__ == "__main__":
-    deliver()
+    deliver(backoff=True)
