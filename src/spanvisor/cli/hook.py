@@ -86,6 +86,12 @@ def build_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "or http://127.0.0.1:4318)",
     )
     p.add_argument("--otlp-token", help="bearer token of the OTLP endpoint (default: $SPANVISOR_OTLP_TOKEN)")
+    p.add_argument(
+        "--gate",
+        metavar="SOCKET",
+        help="ask the system gate listening at SOCKET (`spanvisor gate serve`, under a user of its own): it decides "
+        "with its own policy, servers and tokens; one that cannot be asked is a block",
+    )
     return p
 
 
@@ -192,6 +198,10 @@ def decide(
     deadline = Deadline.for_cli(cli, clitimeout.limit(cli, args.cli_timeout, e, cwd), started)
     _backstop(deadline)
     raw = sys.stdin.buffer.read(MAX_INPUT + 1) if stdin is None else stdin
+    if getattr(args, "gate", None):  # another user's process decides everything, notices and ends too
+        from spanvisor.cli import hook_system
+
+        return hook_system.ask(args, out, deadline, raw, e, cwd, started)
     from spanvisor.gate import notices
 
     at_terminal = bool(getattr(args, "at_terminal", False))  # a PermissionRequest: the person at the terminal decides

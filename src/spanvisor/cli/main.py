@@ -112,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
         "spanvisor.cli.follow",
         "spanvisor.cli.run",
         "spanvisor.cli.hook",
+        "spanvisor.cli.gate_serve",
     ):
         try:
             importlib.import_module(module).register(sub)

@@ -108,32 +108,15 @@ class LocalGate:
         cwd: str,
     ) -> None:
         """Decide as the hook process would (its variables, its directory,
-        its start), ``send`` the answer (exit status, stdout, stderr) the
-        moment it is known (the audit note comes after), and block at the
-        backstop if the worker is still deciding then (a hung request, a
-        slow disk)."""
-        out, err = io.StringIO(), io.StringIO()
-        cli = next((c for c in gc.CLIS if argv and argv[0] == c), None)
+        its start) and ``send`` the answer (:func:`decide_call`)."""
         if self.settings and clitimeout.ENV_SETTINGS not in env:
             env = {**env, clitimeout.ENV_SETTINGS: os.pathsep.join(self.settings)}
 
-        def reply(code: int) -> None:
+        def counted(code: int, out: str, err: str) -> None:
             self.answered += 1
-            send(code, out.getvalue(), err.getvalue())
+            send(code, out, err)
 
-        answer = Answer(cli, out, err, reply)
-        limit = clitimeout.limit(cli or "claude-code", _given(argv), env, cwd)
-        deadline = Deadline.for_cli(cli or "claude-code", limit, started)
-        timer = threading.Timer(
-            max(0.0, deadline.launcher_backstop() - time.monotonic()),
-            lambda: answer.block("spanvisor: no answer before the CLI's hook timeout; denied"),
-        )
-        timer.daemon = True
-        timer.start()
-        try:
-            hook.main(argv, stdin=raw, started=started, env=env, cwd=cwd, answer=answer)
-        finally:
-            timer.cancel()
+        decide_call(counted, argv, raw, started, env, cwd)
 
     def client_path(self, env: dict[str, str]) -> None:
         """Put the small client first on the CLI's ``PATH``, as ``spanvisor``:
@@ -193,6 +176,40 @@ class LocalGate:
         for worker in self._workers:  # each is bounded by its call's deadline, not waited for past a moment
             worker.join(1.0)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def decide_call(
+    send: Callable[[int, str, str], None],
+    argv: list[str],
+    raw: bytes,
+    started: float,
+    env: dict[str, str],
+    cwd: str,
+) -> None:
+    """One hook call decided in this process by the command hook's own code
+    (:func:`spanvisor.cli.hook.main`), ``send`` given the answer (exit
+    status, stdout, stderr) the moment it is known (the audit note comes
+    after), and a block at the backstop if the worker is still deciding then
+    (a hung request, a slow disk)."""
+    out, err = io.StringIO(), io.StringIO()
+    cli = next((c for c in gc.CLIS if argv and argv[0] == c), None)
+
+    def reply(code: int) -> None:
+        send(code, out.getvalue(), err.getvalue())
+
+    answer = Answer(cli, out, err, reply)
+    limit = clitimeout.limit(cli or "claude-code", _given(argv), env, cwd)
+    deadline = Deadline.for_cli(cli or "claude-code", limit, started)
+    timer = threading.Timer(
+        max(0.0, deadline.launcher_backstop() - time.monotonic()),
+        lambda: answer.block("spanvisor: no answer before the CLI's hook timeout; denied"),
+    )
+    timer.daemon = True
+    timer.start()
+    try:
+        hook.main(argv, stdin=raw, started=started, env=env, cwd=cwd, answer=answer)
+    finally:
+        timer.cancel()
 
 
 def _write_client(where: str, settings: list[str]) -> str | None:
@@ -256,4 +273,4 @@ def _same_user(conn: socket.socket) -> bool:
     return bool(uid == os.getuid())
 
 
-__all__ = ["LocalGate"]
+__all__ = ["LocalGate", "decide_call"]

@@ -72,6 +72,29 @@ class Answer:
     def block(self, reason: str) -> int:
         return self._write("deny", reason, gc.block_status(self.cli), failed=True)
 
+    def relay(self, code: int, stdout: str, stderr: str) -> int:
+        """Another gate's answer (the system gate's), written as it was given."""
+        with self._lock:
+            if self.code is not None:
+                return self.code
+            self.code = code
+            try:
+                out = self.stdout or sys.stdout
+                out.write(stdout)
+                out.flush()
+                if stderr:
+                    err = self.stderr or sys.stderr
+                    err.write(stderr)
+                    err.flush()
+            except BaseException:  # an answer that cannot be written is a block
+                self.code = gc.EXIT_BLOCK
+        if self.release is not None:
+            try:
+                self.release(self.code)
+            except BaseException:
+                pass
+        return self.code
+
     def neutral(self, doc: Mapping[str, Any]) -> int:
         """A reply that decides nothing (to a turn's or the session's end):
         ``doc`` and exit status 0, even when it cannot be written (no

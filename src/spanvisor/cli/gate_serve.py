@@ -1,0 +1,290 @@
+"""``spanvisor gate serve``: the gate in a trust domain of its own.
+
+Run it as a service under a user of its own (``spanvisor-gate``; see
+docs/design/gate.md, "The system gate"). It listens on a Unix socket at a
+fixed path (``--socket``) that the agents' hooks name on their command
+line (``spanvisor hook <cli> --gate SOCKET``, in each CLI's managed
+settings). Everything that decides lives with it, where the agent's user
+cannot write: the policy (``--policy``, an absolute path), the central
+policy's copy, the audit spool (under this user's home) and the tokens
+(``--token-file``, ``--otlp-token-file``: read here, never sent to a hook).
+
+Who may ask: a process of this user, or one whose primary or
+supplementary groups include ``--group`` (the agents' group), by the
+kernel's word for the connection (``SO_PEERCRED``, then the peer's
+``/proc/<pid>/status``); anyone else's connection is closed unanswered,
+and their hook blocks. The socket is made mode 0660, group ``--group``;
+its directory should be this user's, mode 0750, group ``--group`` (a
+systemd ``RuntimeDirectory=`` gives exactly that), so no agent can remove
+it or bind its own in its place: a gate that finds the directory writable
+by others says so and refuses to start.
+
+Each call is decided by the command hook's own code
+(:func:`spanvisor.cli.run_gate.decide_call`) as a locked hook with this
+gate's options: from the hook's request only the CLI's name, the call,
+the working directory, the flags that describe the call (``--at-terminal``,
+``--cli-timeout``) and the session's context variables are read. At most
+:data:`MAX_CALLS` calls are decided at once; a call beyond is closed
+unanswered (its hook blocks), never queued past its CLI's deadline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import grp
+import os
+import signal
+import socket
+import stat
+import struct
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from types import FrameType
+from typing import Any
+
+from spanvisor.cli.hook_config import ALSO_LOCKED
+from spanvisor.cli.hook_system import CONTEXT
+from spanvisor.gate import local
+
+# Calls decided at once; a person's answer may hold one for minutes.
+MAX_CALLS = 256
+# Flags a hook may pass on: they describe the call, never choose a policy, a server or a token.
+DESCRIBING = frozenset({"--at-terminal"})
+WITH_VALUE = frozenset({"--cli-timeout"})
+
+
+class CannotStart(Exception):
+    """The gate cannot start as asked (said on stderr, exit status 2)."""
+
+
+def group_id(name: str | None) -> int:
+    """The agents' group by name or number; this process's own when None."""
+    if name is None:
+        return os.getgid()
+    if name.isdigit():
+        return int(name)
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        raise CannotStart(f"no group {name!r}") from None
+
+
+def peer(conn: socket.socket) -> tuple[int, int, int] | None:
+    """(pid, uid, gid) of the connected process, by the kernel's word."""
+    option = getattr(socket, "SO_PEERCRED", None)
+    if option is None:
+        return None
+    try:
+        pid, uid, gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("3i")))
+    except OSError:
+        return None
+    return pid, uid, gid
+
+
+def groups_of(pid: int) -> set[int]:
+    """A process's supplementary groups (``/proc/<pid>/status``)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Groups:"):
+                    return {int(g) for g in line.split()[1:]}
+    except (OSError, ValueError):
+        pass
+    return set()
+
+
+def allowed(conn: socket.socket, gid: int) -> bool:
+    who = peer(conn)
+    if who is None:
+        return False
+    pid, uid, primary = who
+    return uid == os.getuid() or primary == gid or gid in groups_of(pid)
+
+
+def passed_on(argv: object) -> list[str] | None:
+    """The hook's CLI and describing flags from its request; None when the
+    request names no CLI. Anything else it sent is dropped."""
+    from spanvisor.gate import contracts as gc
+
+    if not isinstance(argv, list) or not argv or argv[0] not in gc.CLIS:
+        return None
+    out = [str(argv[0])]
+    i = 1
+    while i < len(argv):
+        a = argv[i]
+        if a in DESCRIBING:
+            out.append(a)
+        elif a in WITH_VALUE and i + 1 < len(argv) and isinstance(argv[i + 1], str):
+            out += [a, argv[i + 1]]
+            i += 1
+        i += 1
+    return out
+
+
+class SystemGate:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.path = os.path.abspath(args.socket)
+        self.gid = group_id(args.group)
+        self.options = own_options(args)
+        self.env = own_environment()
+        self._slots = threading.BoundedSemaphore(MAX_CALLS)
+        self.answered = 0
+        guard(os.path.dirname(self.path))
+        if os.path.lexists(self.path):
+            if not stat.S_ISSOCK(os.lstat(self.path).st_mode) or os.lstat(self.path).st_uid != os.getuid():
+                raise CannotStart(f"{self.path} exists and is not this gate's socket")
+            os.unlink(self.path)  # a socket a gate before this one left
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(self.path)
+        os.chmod(self.path, 0o660)
+        if self.gid != os.getgid():
+            os.chown(self.path, -1, self.gid)
+        self.sock.listen(128)
+
+    def serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            if not self._slots.acquire(blocking=False):
+                conn.close()  # its hook blocks: better than an answer past the CLI's deadline
+                continue
+            threading.Thread(target=self._call, args=(conn,), name="spanvisor-gate-call", daemon=True).start()
+
+    def _call(self, conn: socket.socket) -> None:
+        from spanvisor.cli.run_gate import decide_call
+
+        accepted = time.monotonic()
+        try:
+            with conn:
+                if not allowed(conn, self.gid):
+                    return
+                doc = local.read_frame(conn, accepted + 10.0) or {}
+                argv, raw, cwd, env = passed_on(doc.get("argv")), doc.get("stdin"), doc.get("cwd"), doc.get("env")
+                if argv is None or not isinstance(raw, str) or not isinstance(cwd, str) or not isinstance(env, dict):
+                    return
+                context = {k: v for k, v in env.items() if k in CONTEXT and isinstance(v, str)}
+                started = doc.get("started")
+                t0 = (
+                    float(started)
+                    if isinstance(started, int | float) and accepted - 60 <= started <= accepted
+                    else accepted
+                )
+
+                def send(code: int, out: str, err: str) -> None:
+                    self.answered += 1
+                    try:
+                        conn.settimeout(5.0)
+                        conn.sendall(local.frame({"code": code, "stdout": out, "stderr": err}))
+                    except OSError:
+                        pass
+
+                decide_call(send, argv + self.options, raw.encode("latin-1"), t0, {**self.env, **context}, cwd)
+        finally:
+            self._slots.release()
+
+    def close(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+
+
+def guard(folder: str) -> None:
+    """Refuse a socket directory another user could write: an agent could
+    remove the socket and listen in its place."""
+    try:
+        st = os.stat(folder)
+    except OSError as exc:
+        raise CannotStart(f"the socket's directory {folder} cannot be read ({exc.strerror})") from None
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not st.st_mode & stat.S_ISVTX:
+        raise CannotStart(f"{folder} is writable by others: an agent could replace the socket (make it 0750)")
+    if st.st_uid not in (os.getuid(), 0):
+        raise CannotStart(f"{folder} belongs to another user (uid {st.st_uid}): it could replace the socket")
+
+
+def _secret(path: str | None, what: str) -> str | None:
+    if path is None:
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().strip() or None
+    except OSError as exc:
+        raise CannotStart(f"the {what} file {path} cannot be read ({exc.strerror})") from None
+
+
+def own_options(args: argparse.Namespace) -> list[str]:
+    """The options every call is decided with: locked, this gate's."""
+    if not os.path.isabs(args.policy):
+        raise CannotStart(f"--policy must be an absolute path, not {args.policy!r}")
+    out = ["--locked", "--policy", args.policy]
+    for flag, value in (
+        ("--central", args.central),
+        ("--url", args.url),
+        ("--endpoint", args.endpoint),
+        ("--token", _secret(args.token_file, "token")),
+        ("--otlp-token", _secret(args.otlp_token_file, "OTLP token")),
+    ):
+        if value:
+            out += [flag, value]
+    return out
+
+
+def own_environment() -> dict[str, str]:
+    """This process's environment without spanvisor's variables (its options
+    decide; the session's come from each call): its home holds the spool and
+    the central policy's copy."""
+    return {k: v for k, v in os.environ.items() if not (k.startswith("SPANVISOR_") or k in ALSO_LOCKED)}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--socket", required=True, help="the socket's absolute path, named by the hooks' --gate")
+    p.add_argument("--policy", required=True, help="the policy file (absolute; keep it where agents cannot write)")
+    p.add_argument("--group", help="the agents' group, allowed to ask (default: this user's primary group)")
+    p.add_argument("--central", help="the central policy of serve: auto, required, off (default: auto)")
+    p.add_argument("--url", help="the control API of serve (default: the OTLP endpoint)")
+    p.add_argument("--endpoint", help="the OTLP/HTTP endpoint the audit notes go to")
+    p.add_argument("--token-file", metavar="FILE", help="a file holding the control API token")
+    p.add_argument("--otlp-token-file", metavar="FILE", help="a file holding the OTLP endpoint's token")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        gate = SystemGate(args)
+    except (CannotStart, OSError) as exc:
+        print(f"spanvisor gate serve: {exc}; not started", file=sys.stderr)
+        return 2
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        gate.close()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    print(f"spanvisor gate serve: deciding for group {gate.gid} at {gate.path}", file=sys.stderr, flush=True)
+    gate.serve()
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("gate", help="the system gate: hooks decided under a user of its own")
+    sub = p.add_subparsers(dest="gate_command", metavar="COMMAND", required=True)
+    serve = sub.add_parser("serve", help="decide the hooks that name --gate SOCKET, as this user")
+    add_arguments(serve)
+    serve.set_defaults(func=lambda args, config: run(args))
+
+
+def main(argv: Sequence[str]) -> int:
+    p = argparse.ArgumentParser(prog="spanvisor gate serve")
+    add_arguments(p)
+    return run(p.parse_args(list(argv)))
+
+
+__all__ = ["MAX_CALLS", "SystemGate", "allowed", "passed_on", "register", "run"]

@@ -1,0 +1,294 @@
+"""The system gate (``spanvisor gate serve``) in a trust domain of its own,
+attacked by an agent running as another Unix user.
+
+As root, the test lays out what an operator's install would: the gate runs
+as uid :data:`GATE` (its home, its spool and its central copy 0700), the
+policy is root's (0644), the socket's directory is the gate's (0750, group
+:data:`AGENTS`). The agent runs as uid :data:`AGENT` in group
+:data:`AGENTS` and calls ``spanvisor hook claude-code --gate SOCKET`` as a
+CLI's managed settings would. Numeric ids need no entries in
+``/etc/passwd``: ``setpriv`` switches to them, and the kernel names them on
+the socket.
+
+Under a policy that allows ``ls`` and nothing else, every trick of the
+agent's ends in a deny or a block: its own policy, central mode, server and
+socket in the hook's environment; a request written by hand with a
+``--policy`` of its own; writing the gate's policy, replacing its socket,
+reading its home; a gate that is down; a user outside the agents' group.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from spanvisor.gate import local
+from tests.gate.test_attack import assert_block, call_bytes, decision
+from tests.waiting import wait_until
+
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root (CI runs as root)"),
+    pytest.mark.timeout_s(120),
+]
+
+SPANVISOR = str(Path(sys.executable).with_name("spanvisor"))
+GATE, AGENT, STRANGER, AGENTS = 47_201, 47_202, 47_203, 47_210
+ALLOW_LS = 'default = "deny"\n[[rule]]\nname = "ls"\ncommand = ["ls", "ls *"]\ndecision = "allow"\n'
+ALLOW_ALL = 'default = "allow"\n'
+
+
+def as_user(uid: int, groups: tuple[int, ...] = ()) -> list[str]:
+    """The command prefix that runs as ``uid`` (its own gid) with ``groups``."""
+    extra = ["--groups", ",".join(map(str, groups))] if groups else ["--clear-groups"]
+    return ["setpriv", "--reuid", str(uid), "--regid", str(uid), *extra, "--"]
+
+
+def base_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPANVISOR_", "OTEL_"))}
+    env.update(HOME=str(home), XDG_STATE_HOME=str(home / "state"), SPANVISOR_DATA_DIR=str(home / "data"))
+    return env
+
+
+@dataclass
+class Install:
+    root: Path
+    socket: Path
+    policy: Path
+    gate_home: Path
+    agent_home: Path
+    proc: subprocess.Popen[bytes]
+
+    def hook(
+        self, command: str, uid: int = AGENT, groups: tuple[int, ...] = (AGENTS,), **extra: str
+    ) -> tuple[int, str, str]:
+        """``spanvisor hook claude-code --gate SOCKET`` as the agent runs it."""
+        env = {**base_env(self.agent_home), **extra}
+        done = subprocess.run(
+            [*as_user(uid, groups), SPANVISOR, "hook", "claude-code", "--gate", str(self.socket)],
+            input=call_bytes(command),
+            capture_output=True,
+            env=env,
+            cwd=str(self.agent_home),
+            timeout=60,
+            check=False,
+        )
+        return done.returncode, done.stdout.decode(errors="replace"), done.stderr.decode(errors="replace")
+
+    def as_agent(self, code: str) -> subprocess.CompletedProcess[str]:
+        """Python run as the agent (in the agents' group)."""
+        return subprocess.run(
+            [*as_user(AGENT, (AGENTS,)), sys.executable, "-I", "-c", code],
+            capture_output=True,
+            text=True,
+            env=base_env(self.agent_home),
+            timeout=60,
+            check=False,
+        )
+
+
+def _owned(path: Path, uid: int, gid: int, mode: int) -> Path:
+    path.mkdir(exist_ok=True)
+    os.chown(path, uid, gid)
+    os.chmod(path, mode)
+    return path
+
+
+@pytest.fixture(scope="module")
+def install() -> Iterator[Install]:
+    # Not under pytest's own temporary folder: it is root's, 0700.
+    root = Path(tempfile.mkdtemp(prefix="spanvisor-system-gate-"))
+    os.chmod(root, 0o755)
+    try:
+        policy = root / "policy.toml"
+        policy.write_text(ALLOW_LS)
+        os.chmod(policy, 0o644)
+        run = _owned(root / "run", GATE, AGENTS, 0o750)
+        gate_home = _owned(root / "gate-home", GATE, GATE, 0o700)
+        agent_home = _owned(root / "agent-home", AGENT, AGENT, 0o700)
+        sock = run / "gate.sock"
+        env = {**base_env(gate_home), "SPANVISOR_HOOK_DELIVERY": "off"}
+        proc = subprocess.Popen(
+            [
+                *as_user(GATE, (AGENTS,)),
+                SPANVISOR,
+                "gate",
+                "serve",
+                "--socket",
+                str(sock),
+                "--policy",
+                str(policy),
+                "--group",
+                str(AGENTS),
+                "--central",
+                "off",
+                "--endpoint",
+                "http://127.0.0.1:9",  # no serve here: the notes wait in the gate's own spool
+            ],
+            env=env,
+            stderr=subprocess.PIPE,
+        )
+        wait_until(sock.exists, 30, "the system gate's socket")
+        yield Install(root, sock, policy, gate_home, agent_home, proc)
+        proc.terminate()
+        proc.wait(10)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_the_gate_decides_by_its_own_policy(install: Install) -> None:
+    code, out, err = install.hook("ls -la")
+    assert (code, decision("claude-code", out)) == (0, "allow"), (code, out, err)
+    code, out, err = install.hook("touch pwned.txt")
+    assert_block("claude-code", code, out, err, failure=False)
+    assert not (install.agent_home / "pwned.txt").exists()
+
+
+def test_the_agents_environment_changes_nothing(install: Install) -> None:
+    mine = install.agent_home / "mine.toml"
+    made = install.as_agent(f"open({str(mine)!r}, 'w').write({ALLOW_ALL!r})")
+    assert made.returncode == 0, made.stderr
+    fake = install.agent_home / "fake.sock"
+    code, out, err = install.hook(
+        "touch pwned.txt",
+        SPANVISOR_HOOK_POLICY=str(mine),
+        SPANVISOR_CENTRAL_POLICY="off",
+        SPANVISOR_GATE_SOCKET=str(fake),
+        SPANVISOR_CONTROL_URL="http://127.0.0.1:9",
+    )
+    assert_block("claude-code", code, out, err, failure=False)
+
+
+def test_a_request_written_by_hand_cannot_choose_the_policy(install: Install) -> None:
+    mine = install.agent_home / "mine.toml"
+    install.as_agent(f"open({str(mine)!r}, 'w').write({ALLOW_ALL!r})")
+    frame = local.frame(
+        {
+            "argv": ["claude-code", "--policy", str(mine), "--central", "off", "--url", "http://127.0.0.1:9"],
+            "stdin": call_bytes("touch pwned.txt").decode(),
+            "started": 0,
+            "cwd": str(install.agent_home),
+            "env": {"SPANVISOR_HOOK_POLICY": str(mine)},
+        }
+    )
+    code = f"""
+import socket, sys, json
+s = socket.socket(socket.AF_UNIX)
+s.connect({str(install.socket)!r})
+s.sendall({frame!r})
+data = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+print(json.loads(data[4:])["stdout"])
+"""
+    got = install.as_agent(code)
+    assert got.returncode == 0, got.stderr
+    assert decision("claude-code", got.stdout) == "deny", got.stdout
+
+
+def test_the_agent_cannot_write_the_policy_replace_the_socket_stop_the_gate_or_edit_the_client(
+    install: Install,
+) -> None:
+    for attempt in (
+        f"open({str(install.policy)!r}, 'a').write('default = \"allow\"')",
+        f"import os; os.unlink({str(install.socket)!r})",
+        f"import os; os.rename({str(install.socket)!r}, {str(install.socket)!r} + '.old')",
+        f"import socket; socket.socket(socket.AF_UNIX).bind({str(install.socket.parent / 'mine.sock')!r})",
+        f"import os; os.listdir({str(install.gate_home)!r})",
+        f"import os, signal; os.kill({install.proc.pid}, signal.SIGTERM)",  # the gate itself
+        f"open({SPANVISOR!r}, 'a').write('')",  # the hook's client, root's like the rest of the install
+    ):
+        got = install.as_agent(attempt)
+        assert got.returncode != 0 and "PermissionError" in got.stderr, (attempt, got.stdout, got.stderr)
+    assert install.policy.read_text() == ALLOW_LS and install.socket.exists()
+
+
+def test_a_user_outside_the_agents_group_is_not_answered(install: Install) -> None:
+    code, out, err = install.hook("ls", uid=STRANGER, groups=())
+    # The socket is 0660 in a 0750 folder: a stranger cannot even reach it.
+    assert_block("claude-code", code, out, err)
+    assert "cannot be asked" in err or "gave no answer" in err, err
+
+
+def test_a_stranger_who_reaches_the_socket_is_closed_unanswered(install: Install) -> None:
+    """The socket's modes are one guard, the kernel's word on the peer is the
+    other: a process that holds a connection but is of neither the gate's
+    user nor the agents' group (root's descriptor handed down) gets nothing."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(str(install.socket))
+        fd = os.dup(s.fileno())
+    code = f"""
+import os, socket
+s = socket.socket(fileno={fd})
+try:
+    s.sendall({local.frame({"argv": ["claude-code"], "stdin": call_bytes("ls").decode(), "cwd": "/", "env": {}})!r})
+    print("closed" if s.recv(10) == b"" else "answered")
+except (BrokenPipeError, ConnectionResetError):
+    print("closed")
+"""
+    # The connection's peer is root (who connected), in no group of the gate: closed unanswered.
+    got = subprocess.run(
+        [*as_user(STRANGER), sys.executable, "-I", "-c", code],
+        pass_fds=(fd,),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    os.close(fd)
+    assert got.stdout.strip() == "closed", (got.stdout, got.stderr)
+
+
+def test_a_gate_that_is_down_is_a_block(install: Install) -> None:
+    missing = install.root / "run" / "nobody.sock"
+    env = base_env(install.agent_home)
+    done = subprocess.run(
+        [*as_user(AGENT, (AGENTS,)), SPANVISOR, "hook", "claude-code", "--gate", str(missing)],
+        input=call_bytes("ls"),
+        capture_output=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert_block("claude-code", done.returncode, done.stdout.decode(), done.stderr.decode())
+    assert "cannot be asked" in done.stderr.decode()
+
+
+def test_the_gate_refuses_a_socket_folder_others_can_write(tmp_path: Path) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="spanvisor-open-"))
+    try:
+        os.chmod(folder, 0o777)
+        done = subprocess.run(
+            [SPANVISOR, "gate", "serve", "--socket", str(folder / "g.sock"), "--policy", "/dev/null"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 2 and "writable by others" in done.stderr, done.stderr
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_the_notes_wait_in_the_gates_own_spool(install: Install) -> None:
+    install.hook("touch pwned-again.txt")
+    spool = install.gate_home
+    found = wait_until(
+        lambda: [p for p in spool.rglob("*.json") if "spool" in str(p) or "notes" in str(p)] or None,
+        30,
+        "the audit note in the gate's spool",
+    )
+    assert all(p.stat().st_uid == GATE for p in found), found
+    assert json.loads(found[0].read_text())  # a note, not the agent's to read: its home is 0700
