@@ -2,8 +2,8 @@
 
 :class:`TaskTable` owns every per-task record of a tracker: the open tasks
 (oldest touched first, bounded: past ``max_open`` one is evicted by the
-rule of :meth:`TaskTable._victim` and finished as ``evicted``, or put to
-sleep when its root is elsewhere), the
+rule of :meth:`TaskTable._victim`, by what it has shown before its age, and
+finished as ``evicted``, or put to sleep when its root is elsewhere), the
 partial ones opened from descendants (:mod:`.edges`), the recently finished
 ones (kept for late spans), the record of finished roots, the task-id index
 (:mod:`.taskindex`), the stall clock (:mod:`.stalls`) and the open roots read
@@ -45,6 +45,32 @@ RECENT_S = 600.0
 # opened. Such tasks go first past max_open: one token can send any number
 # of them, while a session that lives speaks again.
 ONCE_S = 1.0
+# What a task heard of once may show and still be a one-shot: its start and
+# one more event (a model call: what one forged record makes). One that shows
+# more (a tool call, a second call, its state, a person's decision) goes only
+# after every one-shot.
+ONE_SHOT_EVENTS = 2
+# Open tasks looked at for the least shown when every one left spoke within
+# its liveness window (the idlest first): a bounded look, so eviction stays O(1).
+LIVE_SCAN = 8
+
+# Why a task is evicted past max_open, in the order the rule takes them;
+# each counted in dropped_total under its reason.
+UNCONFIRMED, ONCE, IDLE, SHOWN, LIVE = "unconfirmed", "once", "idle", "shown", "live"
+EVICTED_AS = {
+    UNCONFIRMED: "open_task_unconfirmed_evicted",
+    ONCE: "open_task_once_evicted",
+    IDLE: "open_task_idle_evicted",
+    SHOWN: "open_task_evicted",
+    LIVE: "open_task_evicted",
+}
+SAID = {
+    UNCONFIRMED: "only its start record spoke of it",
+    ONCE: "it was heard of at one moment only and showed no more than its start and one call",
+    IDLE: "it had been silent for longer than its stall time",
+    SHOWN: "it was heard of at one moment only, and no start-only, one-shot or silent task was left",
+    LIVE: "every task left spoke within its stall time; of the idlest it showed the least",
+}
 
 
 def default_task_id(trace_id: str, root_span_id: str) -> str:
@@ -85,6 +111,11 @@ class TaskTable:
         # Open tasks heard of at one moment only (ONCE_S), oldest first, by
         # when they opened: the next to go once no unconfirmed one is left.
         self.once: OrderedDict[Key, float] = OrderedDict()
+        # Those of them that showed more than a one-shot (ONE_SHOT_EVENTS, a
+        # person's decision), moved here when an eviction looks (once each:
+        # what a task showed only grows): they go after every one-shot and
+        # every silent task.
+        self.once_shown: OrderedDict[Key, float] = OrderedDict()
         # Open tasks with a failed step under a root not ended yet (see
         # TaskState.unended): finished as failed once quiet for the root hold.
         self.failed_steps: dict[Key, None] = {}
@@ -155,8 +186,10 @@ class TaskTable:
             now = self.clock()
         self.unconfirmed.pop(key, None)
         opened = self.once.get(key)
+        if opened is None and self.once_shown:
+            opened = self.once_shown.get(key)
         if opened is not None and now - opened >= ONCE_S:
-            del self.once[key]  # heard of again, later: it lives
+            self._heard_again(key)  # heard of again, later: it lives
         if key in self.open:
             self.open.move_to_end(key)  # the idlest go first past max_open
         idle = now - self.stalls.touch(key, now)
@@ -242,11 +275,16 @@ class TaskTable:
         why = f"no sign of life for {round(idle_s)} s (SPANVISOR_LOST_AFTER): the agent died without ending the task"
         return [st.abandon(max(self.wall(), st.last_ns), why, "lost", "SpanvisorLost")]
 
+    def _heard_again(self, key: Key) -> None:
+        self.once.pop(key, None)
+        if self.once_shown:
+            self.once_shown.pop(key, None)
+
     def _close(self, key: Key, st: TaskState, reason: str) -> None:
         self.open.pop(key, None)
         self.failed_steps.pop(key, None)
         self.unconfirmed.pop(key, None)
-        self.once.pop(key, None)
+        self._heard_again(key)
         self.polled.pop(key, None)
         self.live_roots.forget(key)
         self.partial.root_seen(key)
@@ -262,69 +300,136 @@ class TaskTable:
         in progress."""
         if len(self.open) < self.max_open or key in self.open:
             return True
-        victim = self._victim(None)
-        if victim is not None:
+        found = self._victim(None)
+        if found is not None:
+            victim, why = found
             last = self.stalls.seen.get(victim)
             idle = self.clock() - last if last is not None else None
-            if victim in self.unconfirmed or idle is None or idle >= self._recent_s():
+            if why in (UNCONFIRMED, IDLE) or idle is None:
                 return True
-            if victim in self.once and idle >= ONCE_S:
-                return True  # heard of once, and not again since: it makes room
+            if why == ONCE and idle >= ONCE_S:
+                return True  # a one-shot, not heard of again since: it makes room
         self.stats.drop(
             "open_task_refused",
             detail="a start record for a new task when SPANVISOR_MAX_OPEN_TASKS are open and all recently active",
         )
         return False
 
-    def _recent_s(self) -> float:
-        after = self.settings.stalls.after_s
+    def _window(self, st: TaskState) -> float:
+        """How long a live task may stay silent: its agent's stall time (:data:`RECENT_S` when off)."""
+        after = self.settings.stalls.limit(st.working.agent_id)
         return after if after > 0 else RECENT_S
 
-    def _victim(self, newcomer: Key | None) -> Key | None:
-        """Who goes past max_open: the oldest unconfirmed task, else the
-        oldest heard of once only (:data:`ONCE_S`), else the idlest, not one
-        waiting for a person (those are passed over, at most
-        :data:`MAX_SKIPPED` of them), else the idlest. Never ``newcomer``
-        while another task is open. A session that lives (records since it
-        opened, a launcher's heartbeats, an open request) never goes before
-        one that was heard of once."""
+    @staticmethod
+    def _shown(st: TaskState) -> int:
+        """What a task has shown, to evict the least first: 0 for a one-shot
+        (its start and at most one more event: :data:`ONE_SHOT_EVENTS`); more
+        with every event it caused (model and tool calls, state, artifacts);
+        most with a person's decision or an open request."""
+        w = st.working
+        if w.decisions or w.approvals:
+            return 1 << 30
+        return max(0, w.seq - ONE_SHOT_EVENTS)
+
+    def _victim(self, newcomer: Key | None) -> tuple[Key, str] | None:
+        """Who goes past max_open, and why, by what each task has shown before
+        its age; never ``newcomer`` while another task is open, never one
+        waiting for a person while another can go:
+
+        1. the oldest task only its start record spoke of (:data:`UNCONFIRMED`);
+        2. the oldest heard of at one moment only that showed no more than a
+           one-shot (:data:`ONCE`: a flood of one-call sessions evicts its own);
+        3. the idlest, when silent for longer than its stall time (:data:`IDLE`);
+        4. the oldest heard of at one moment only that showed more (:data:`SHOWN`);
+        5. of the idlest few (:data:`LIVE_SCAN`), the one that showed the
+           least (:data:`LIVE`), else the idlest.
+
+        So a task that spoke within its stall time is never evicted while a
+        one-shot or a silent task remains, and a session heard of over time
+        (records since it opened, a launcher's heartbeats) goes after every
+        task heard of once. Those waiting for a person are passed over (at
+        most :data:`MAX_SKIPPED` per eviction); every step is O(1) amortized
+        (a task leaves ``once`` for ``once_shown`` at most once)."""
         for key in self.unconfirmed:  # oldest first: at most the newcomer is passed
             if key != newcomer:
-                return key
+                return key, UNCONFIRMED
+        one_shot = self._one_shot(newcomer)
+        if one_shot is not None:
+            return one_shot, ONCE
+        idlest, first = self._idlest(newcomer)
+        if idlest is None:
+            return (first, LIVE) if first is not None else None
+        st = self.open[idlest]
+        last = self.stalls.seen.get(idlest)
+        if last is None or self.clock() - last >= self._window(st):
+            return idlest, IDLE
+        for n, key in enumerate(self.once_shown):
+            if n > MAX_SKIPPED:
+                break
+            if key != newcomer and (shown := self.open.get(key)) is not None and not shown.working.approvals:
+                return key, SHOWN
+        best, least = idlest, self._shown(st)
+        for n, key in enumerate(self.open):
+            if n >= LIVE_SCAN or least == 0:
+                break
+            other = self.open[key]
+            if key != newcomer and not other.working.approvals and (shown_ := self._shown(other)) < least:
+                best, least = key, shown_
+        return best, LIVE
+
+    def _one_shot(self, newcomer: Key | None) -> Key | None:
+        """The oldest open task heard of once that showed no more than a
+        one-shot; those found to show more move to ``once_shown`` on the way."""
+        found: Key | None = None
+        shown: list[Key] = []
         for n, key in enumerate(self.once):
             if n > MAX_SKIPPED:
                 break
+            if key == newcomer:
+                continue
             st = self.open.get(key)
-            if key != newcomer and st is not None and not st.working.approvals:
-                return key
+            if st is not None and self._shown(st) == 0:
+                found = key
+                break
+            shown.append(key)
+        for key in shown:
+            opened = self.once.pop(key)
+            if key in self.open:
+                self.once_shown[key] = opened
+        return found
+
+    def _idlest(self, newcomer: Key | None) -> tuple[Key | None, Key | None]:
+        """The idlest open task not waiting for a person (those are looked at
+        again last, at most :data:`MAX_SKIPPED` of them), and the first one
+        passed over (the one to go when every task waits for a person)."""
         skipped = 0
         first: Key | None = None
         open_ = self.open
         while open_:
             key = next(iter(open_))
             if key == newcomer and len(open_) == 1:
-                return None
+                return None, None
             st = open_[key]
             if key != newcomer and not st.working.approvals:
-                return key
+                return key, first
             if first is None and key != newcomer:
                 first = key
             skipped += 1
             if skipped > min(MAX_SKIPPED, len(open_)):
                 break
             open_.move_to_end(key)  # waiting for a person: looked at again last
-        return first
+        return None, first
 
     def _bound(self, now_ns: int, newcomer: Key | None = None) -> list[Event]:
         evicted: list[Event] = []
         while len(self.open) > self.max_open:
-            old = self._victim(newcomer)
-            if old is None:
+            found = self._victim(newcomer)
+            if found is None:
                 return evicted
+            old, reason = found
             old_st = self.open.pop(old)
-            unconfirmed = old in self.unconfirmed
             self.unconfirmed.pop(old, None)
-            self.once.pop(old, None)
+            self._heard_again(old)
             self.polled.pop(old, None)
             self.live_roots.forget(old)
             self.stats.inc("evicted_tasks_total", reason="capacity")
@@ -333,14 +438,14 @@ class TaskTable:
                 self.partial.sleep(old, old_st, self.clock())
                 continue
             self.finished.remember(pair_key(*old))
-            if unconfirmed:
-                self.stats.drop(
-                    "open_task_unconfirmed_evicted",
-                    detail="a task only its start record spoke of, evicted past SPANVISOR_MAX_OPEN_TASKS",
-                )
-            else:
-                self.stats.drop("open_task_evicted", detail="more open tasks than SPANVISOR_MAX_OPEN_TASKS")
-            why = f"evicted: more than {self.max_open} open tasks (SPANVISOR_MAX_OPEN_TASKS); no longer tracked"
+            self.stats.drop(
+                EVICTED_AS[reason],
+                detail=f"more open tasks than SPANVISOR_MAX_OPEN_TASKS; the one evicted because {SAID[reason]}",
+            )
+            why = (
+                f"evicted: more than {self.max_open} open tasks (SPANVISOR_MAX_OPEN_TASKS) and {SAID[reason]}; "
+                "no longer tracked"
+            )
             evicted.append(old_st.abandon(now_ns, why))
         return evicted
 
@@ -359,7 +464,7 @@ class TaskTable:
             if st is not None:
                 self.polled.pop(key, None)
                 self.unconfirmed.pop(key, None)
-                self.once.pop(key, None)
+                self._heard_again(key)
                 self.partial.sleep(key, st, now)
                 self.stats.inc("evicted_tasks_total", reason="partial")
         self.partial.expire(now)
