@@ -21,7 +21,9 @@ form field), form-encoded and JSON bodies. Three parts:
 - :mod:`.slack_socket`: ``apps.connections.open`` and the Socket Mode
   WebSocket (envelopes that must be acked);
 - :mod:`.slack_agents`: ``agents.sessions.*`` and the stop button's
-  ``agent_session_stopped`` event.
+  ``agent_session_stopped`` event;
+- :mod:`.slack_apps`: ``apps.manifest.validate``, ``create`` and
+  ``update`` (app configuration tokens, ``xoxe.xoxp-…``).
 
 Per-method limits: Slack puts ``chat.update`` and ``chat.delete`` in Tier 3,
 "50+ per minute" per workspace and method, with short bursts. The fake keeps
@@ -80,6 +82,7 @@ from typing import Any
 from aiohttp import web
 
 from .slack_agents import AgentSessions
+from .slack_apps import ManifestApps
 from .slack_blocks import InvalidBlocks, validate_blocks, validate_metadata
 from .slack_interact import Interactions
 from .slack_methods import TEXT_POST, TEXT_UPDATE, Answer, WebApi, error
@@ -137,6 +140,7 @@ class FakeSlack:
         self.api = WebApi(self.workspace, channel_burst, channel_rate, busy_messages)
         self.interactions = Interactions(self.workspace)
         self.agents = AgentSessions(self.workspace)
+        self.apps = ManifestApps()
         self.socket = SocketMode()
         self.calls: list[Call] = []
         self._method_buckets: dict[tuple[str, str], tuple[float, float]] = {}
@@ -257,6 +261,8 @@ class FakeSlack:
         # Anything after "~" is not part of the scenario: a test can put a
         # secret-looking marker in the token and look for it in logs.
         full, token = token, token.split("~")[0]
+        if method in ManifestApps.METHODS:  # app configuration tokens (xoxe.xoxp-…), nothing else
+            return self.apps.call(method, token, args)
         if method == "apps.connections.open" or token.startswith("xapp-"):
             # App-level tokens open Socket Mode connections and do nothing else.
             if method != "apps.connections.open" or not token.startswith("xapp-"):
