@@ -17,7 +17,6 @@ import itertools
 from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry import trace
@@ -259,11 +258,6 @@ def test_the_bounds_are_settings_with_sane_defaults() -> None:
     assert TrackerSettings.from_config(set_).pending == PendingSettings(8 * 1024**2, 120.0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="trackerbase.py builds PendingTraces without settings.pending (one argument; not this change's file, "
-    "issue 64): remove this mark once it does",
-)
 def test_the_tracker_takes_its_bounds_from_its_settings() -> None:
     limits = PendingSettings(max_bytes=1_000_000, plain_ttl_s=60.0)
     assert TaskTracker(TrackerSettings(pending=limits))._pending.limits == limits

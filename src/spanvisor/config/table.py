@@ -168,7 +168,7 @@ CORE_SETTINGS: tuple[Setting, ...] = (
         "SPANVISOR_MAX_OPEN_TASKS",
         p_pos_int,
         10_000,
-        "Open tasks tracked at once; beyond it the oldest is evicted and counted.",
+        "Open tasks tracked at once; beyond it one is evicted by what it has shown, then its age, and counted.",
         "a positive integer",
     ),
     Setting(

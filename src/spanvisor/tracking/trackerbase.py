@@ -58,7 +58,7 @@ class TrackerBase:
         self._live, self._live_roots = t.polled, t.live_roots
         self._span_task: dict[str, Key] = {}
         self._seen = RecentKeys(max(1, dedup_window))
-        self._pending = PendingTraces(root_hold_s, max_pending_spans, self.stats, clock)
+        self._pending = PendingTraces(root_hold_s, max_pending_spans, self.stats, clock, self.settings.pending)
         self.snapshot: Callable[[Any], SpanData | None] = snapshot or read_live_sdk_span
         # Open roots' events as last read: a read takes only the new ones.
         self._roots = OpenRoots(read_events)
