@@ -110,3 +110,61 @@ def test_the_launcher_merges_its_hook_into_the_settings_given(listener: HttpGate
     [mine] = [g for g in doc["hooks"]["PreToolUse"] if g["matcher"] == "*"]
     assert mine["hooks"] == [{"type": "http", "url": listener.url, "timeout": 600, "onFailure": "block"}]
     assert listener.settings(["claude", "--settings", "{not json"], str(tmp_path / "private")) is None
+
+
+ASK_DEPLOY = POLICY + '[[rule]]\nname = "deploy"\ncommand = ["deploy *"]\ndecision = "ask"\n'
+
+
+@pytest.fixture
+def small_serve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Serve]:
+    """serve with 2 policy workers and room for 4 calls waiting for a person
+    (the module's bounds, made small so a test reaches them)."""
+    from spanvisor.receiver import hook_http
+
+    clean_env(monkeypatch, tmp_path)
+    (tmp_path / "policy.toml").write_text(ASK_DEPLOY)
+    monkeypatch.setenv("SPANVISOR_HOOK_POLICY", str(tmp_path / "policy.toml"))
+    monkeypatch.setenv("SPANVISOR_HOOK_DELIVERY", "off")
+    monkeypatch.setattr(hook_http, "WORKERS", 2)
+    monkeypatch.setattr(hook_http, "MAX_PARKED", 4)
+    s = Serve(tmp_path / "serve")
+    yield s
+    s.close()
+
+
+def test_calls_waiting_for_a_person_never_starve_the_ones_the_policy_decides(small_serve: Serve) -> None:
+    """More calls wait for a person than there are workers: an allowed call
+    is still answered at once (before any waiting one ends), and one more
+    waiting call past the bound is denied at once, saying why."""
+    import threading
+
+    url = f"{small_serve.base}{ROUTE}?timeout=40"
+    waiting: list[tuple[int, dict[str, Any]]] = []
+    threads = [
+        threading.Thread(target=lambda n=n: waiting.append(post(url, call(f"deploy api-{n}"))), daemon=True)
+        for n in range(4)
+    ]
+    for t in threads:
+        t.start()
+
+    def parked() -> bool:
+        doc = urllib.request.urlopen(
+            urllib.request.Request(
+                f"{small_serve.base}/v1/control/approvals", headers={"Authorization": f"Bearer {TOKEN}"}
+            ),
+            timeout=20,
+        )
+        return len(json.loads(doc.read()).get("approvals", [])) >= 4
+
+    from tests.waiting import wait_until
+
+    wait_until(parked, 120, "four calls waiting for a person")
+    status, doc = post(url, call("ls -la"))
+    assert (status, said(doc)) == (200, "allow") and not waiting, waiting  # answered while all four wait
+    status, doc = post(url, call("deploy one-too-many"))
+    assert (status, said(doc)) == (200, "deny")
+    assert "4 calls already wait for a person" in doc["hookSpecificOutput"]["permissionDecisionReason"]
+    assert not waiting
+    for t in threads:
+        t.join(120)
+    assert [said(d) for _, d in waiting] == ["deny"] * 4  # nobody decided: each denied at its deadline

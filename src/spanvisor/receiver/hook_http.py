@@ -7,7 +7,12 @@ process (:mod:`spanvisor.gate.verdict`); a call it asks about is handed to
 the command hook itself (``spanvisor hook claude-code``, run here with the
 call on stdin, asking this very serve), so a person, the deadline, the
 check where it runs and every failure are what they are for the command
-hook. Every answer is HTTP 200 with a decision: Claude Code runs the call
+hook. A call a person decides is *parked*: its command hook runs as a
+child process the event loop awaits, holding no worker, so the calls the
+policy decides are answered by :data:`WORKERS` threads of their own
+however many wait for people; at most :data:`MAX_PARKED` wait at once, and
+one more is denied at once with the reason (never queued past its CLI's
+timeout). Every answer is HTTP 200 with a decision: Claude Code runs the call
 on any other status, an empty body or a timeout unless the hook entry
 says ``"onFailure": "block"`` (checked with the pinned Claude Code), so a
 failure here is the deny JSON, never an error status.
@@ -33,11 +38,11 @@ import io
 import json
 import math
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 from aiohttp import web
 
@@ -51,8 +56,11 @@ from spanvisor.gate.session import ENV_ENDPOINT, ENV_TASK_ID, ENV_TASK_OWNER
 ROUTE = "/v1/hooks/claude-code"
 TASK_HEADER = "X-Spanvisor-Task"
 OWNER_HEADER = "X-Spanvisor-Task-Owner"
-# Calls decided at once; one a person decides holds its worker until then.
-WORKERS = 64
+# Calls the policy decides at once (a person's are parked, below).
+WORKERS = 16
+# Calls waiting for a person at once, each a command hook process the loop
+# awaits; one more is denied at once, with the reason.
+MAX_PARKED = 64
 # Claude Code's own default for a hook's timeout, in seconds.
 DEFAULT_TIMEOUT_S = 600.0
 # The longest a request waits for a person: a longer hook timeout is cut to it
@@ -68,6 +76,7 @@ def add_routes(app: web.Application, token: str | None, own_url: Callable[[], st
     reached, which is this listener's, not what the request says."""
     expected = token.encode() if token else None
     pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="spanvisor-hook-http")
+    parked = [0]  # calls waiting for a person now (on the loop: no lock)
 
     async def answer(request: web.Request) -> web.Response:
         started = time.monotonic()
@@ -88,9 +97,19 @@ def add_routes(app: web.Application, token: str | None, own_url: Callable[[], st
         )
         loop = asyncio.get_running_loop()
         try:
-            body, after = await loop.run_in_executor(pool, decide, facts)
+            got, after = await loop.run_in_executor(pool, decide, facts)
         except Exception:
             return _reply(_blocked("spanvisor: the gate failed; denied"))
+        if isinstance(got, Parked):
+            if parked[0] >= MAX_PARKED:
+                return _reply(_blocked(f"spanvisor: {MAX_PARKED} calls already wait for a person here; denied"))
+            parked[0] += 1
+            try:
+                body = await _asked(got.facts, got.env)
+            finally:
+                parked[0] -= 1
+            return _reply(body)
+        body = got
         if after is not None:
             loop.run_in_executor(pool, _quietly, after)  # the note, once the answer is on its way
         return _reply(body)
@@ -122,8 +141,16 @@ class HookRequest:
         self.task, self.owner, self.origin, self.token = task, owner, origin, token
 
 
-def decide(facts: HookRequest) -> tuple[bytes, Callable[[], None] | None]:
-    """The answer's body, and what to do once it is sent (the note)."""
+class Parked(NamedTuple):
+    """A call the policy asks a person about: the command hook decides it (:func:`_asked`)."""
+
+    facts: HookRequest
+    env: dict[str, str]
+
+
+def decide(facts: HookRequest) -> tuple[bytes | Parked, Callable[[], None] | None]:
+    """The answer's body and what to do once it is sent (the note); or,
+    when a person decides, the call to park."""
     # serve's own environment, less what names one session: its socket and task.
     env = {k: v for k, v in os.environ.items() if k not in (ENV_SOCKET, ENV_TASK_ID, ENV_TASK_OWNER)}
     env[ENV_ENDPOINT] = facts.origin
@@ -139,29 +166,35 @@ def decide(facts: HookRequest) -> tuple[bytes, Callable[[], None] | None]:
     if isinstance(got, verdict.Decided):
         note = got.note
         return _text(out), (lambda: notes.keep(note, facts.token, env, released=True)) if note else None
-    return _asked(facts, env), None
+    return Parked(facts, env), None
 
 
-def _asked(facts: HookRequest, env: dict[str, str]) -> bytes:
+async def _asked(facts: HookRequest, env: dict[str, str]) -> bytes:
     """A person decides: the command hook itself, asking this serve, by the
-    same deadline (counted from the request's arrival)."""
+    same deadline (counted from the request's arrival), awaited on the loop."""
     deadline = Deadline.for_cli("claude-code", facts.timeout, facts.started)
     env[ENV_STARTED] = repr(facts.started)
-    argv = [sys.executable, "-P", "-m", "spanvisor.cli", "hook", "claude-code", "--cli-timeout", f"{facts.timeout:g}"]
+    argv = ["-P", "-m", "spanvisor.cli", "hook", "claude-code", "--cli-timeout", f"{facts.timeout:g}"]
+    proc = None
     try:
-        ran = subprocess.run(
-            argv,
-            input=facts.raw,
-            capture_output=True,
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            *argv,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
             env=env,
-            timeout=max(0.1, deadline.last() - time.monotonic()),
-            check=False,
         )
-    except (OSError, subprocess.SubprocessError):
+        out, _ = await asyncio.wait_for(proc.communicate(facts.raw), max(0.1, deadline.last() - time.monotonic()))
+    except (OSError, TimeoutError):
         return _blocked("spanvisor: no answer before the hook's timeout; denied")
-    lines = [ln for ln in ran.stdout.decode("utf-8", "replace").splitlines() if ln.startswith("{")]
-    if ran.returncode not in (0, 2) or not lines:
-        return _blocked(f"spanvisor hook failed (status {ran.returncode}); denied")
+    finally:
+        if proc is not None and proc.returncode is None:  # timed out, or the request went away
+            proc.kill()
+            await proc.wait()
+    lines = [ln for ln in out.decode("utf-8", "replace").splitlines() if ln.startswith("{")]
+    if proc.returncode not in (0, 2) or not lines:
+        return _blocked(f"spanvisor hook failed (status {proc.returncode}); denied")
     try:
         json.loads(lines[-1])
     except ValueError:
@@ -223,4 +256,15 @@ def _quietly(fn: Callable[[], None]) -> None:
         pass
 
 
-__all__ = ["MAX_TIMEOUT_S", "OWNER_HEADER", "ROUTE", "TASK_HEADER", "add_routes", "decide", "refusal"]
+__all__ = [
+    "MAX_PARKED",
+    "MAX_TIMEOUT_S",
+    "OWNER_HEADER",
+    "ROUTE",
+    "TASK_HEADER",
+    "WORKERS",
+    "Parked",
+    "add_routes",
+    "decide",
+    "refusal",
+]
