@@ -215,6 +215,10 @@ class _Session:
             gate = _local_gate(reserved)
         beat = _beat(records, config)
         watch = self._follow(records)
+        # Set once the CLI has exited: what the control API says from then on may be this session's own end.
+        exited = threading.Event()
+        if self.args.task_id:
+            self._check_fresh(exited)
         reading = ResultReader(mode, tap=report)
         drained = threading.Event()
         if self.adoption.on:
@@ -224,6 +228,7 @@ class _Session:
             drained.set()
             code: int = self.proc.wait()
         finally:
+            exited.set()
             for s, h in self.previous.items():
                 signal.signal(s, h)
             if beat is not None:
@@ -263,6 +268,39 @@ class _Session:
         watch = CancelWatch(self.task_id, run_id_of(*key.ids), url, token_from_env() or self.args.token, cancel)
         watch.start()
         return watch
+
+    def _check_fresh(self, exited: threading.Event) -> None:
+        """A task id given with ``--task-id`` whose run already ended here is
+        said once on stderr (issue 64). The task's trace and root ids are
+        derived from its id alone (by this launcher, the CLI's hooks and
+        serve), so this session *is* that ended run to serve: it reads all
+        it is sent as late, and the control API goes on showing the old
+        run's end (``finished complete``); should the launcher die, nothing
+        stalls or is lost. Until each run has a root of its own, the person
+        is told to give this run a new id. One look at the control API, in
+        the background (never the CLI's start); nothing is said when it
+        does not answer, or once the CLI has exited (the end may be ours)."""
+        from spanvisor.control.client import ENV_URL, HttpSource, token_from_env
+        from spanvisor.events import run_id_of
+
+        key = gs.TaskKey(self.task_id, gs.SERVICES[self.cli], True)
+        url = os.environ.get(ENV_URL) or self.endpoint
+        source = HttpSource(url, token_from_env() or self.args.token, request_timeout_s=5.0)
+
+        def look() -> None:
+            try:
+                status, doc = source.get_task(self.task_id, run_id=run_id_of(*key.ids))
+            except Exception:
+                return  # no answer to read: nothing said
+            state = doc.get("state") if status == 200 else None
+            if state in ("finished", "failed", "lost") and not exited.is_set():
+                rs.said(
+                    f"task {self.task_id} already ran and ended ({doc.get('status') or state}) at {self.endpoint}: "
+                    "this session has the same trace and root, so what it sends is read as late and it is not "
+                    "tracked (nor stalled or lost should the launcher die); give it a new --task-id"
+                )
+
+        threading.Thread(target=look, name="spanvisor-run-fresh", daemon=True).start()
 
     def _end(self, records: Records, code: int, reading: ResultReader) -> None:
         """End the task: once, at once; an end the receiver cannot take now

@@ -8,9 +8,13 @@ heartbeat) and checks once a second: a task quiet for longer gets a
 ``TaskStalled`` and the ``stalled`` mark, cleared by a ``TaskResumed`` when
 life comes back. One quiet for ``SPANVISOR_LOST_AFTER`` (24 h by default) is
 finished as ``lost``: its agent died without ending its root, and no sink
-should show it running for ever. Only a replica that holds the task open
-can say either (a replica that saw only some children, and no live record,
-lets the task sleep after ``SPANVISOR_ROOT_HOLD``: see docs/reference/deploy.md).
+should show it running for ever. The stall is always said first (while
+stall detection is on for its agent): a task quiet for the lost time but not
+yet for its stall time (an agent's stall time longer than the lost time) is
+said stalled in the same check, just before it is lost. Only a replica that
+holds the task open can say either (a replica that saw only some children,
+and no live record, lets the task sleep after ``SPANVISOR_ROOT_HOLD``: see
+docs/reference/deploy.md).
 """
 
 from __future__ import annotations
@@ -54,16 +58,34 @@ class StallWatch:
             if st.working.stalled:
                 continue
             limit = self.settings.limit(st.working.agent_id)
-            if limit > 0 and now - last >= limit:
+            if limit <= 0:
+                continue
+            # A task about to be lost is said stalled first, whatever its
+            # agent's stall time (issue 64: an orphan is stalled, then lost;
+            # never lost unannounced). The tracker says these stalls before
+            # it asks :meth:`lost`, in the same check.
+            lost = self.settings.lost_after_s
+            if now - last >= (min(limit, lost) if lost > 0 else limit):
                 out.append((st, now - last))
         return out
 
     def lost(self, tasks: Mapping[Key, TaskRecord], now: float) -> list[tuple[Key, float]]:
-        """Open tasks quiet for the lost time, with how long."""
+        """Open tasks quiet for the lost time, with how long; with stall
+        detection on for its agent, only one already said stalled
+        (:meth:`quiet` says it first, in the same check): the stall is said
+        before the loss on every path."""
         limit = self.settings.lost_after_s
         if limit <= 0:
             return []
-        return [(key, now - last) for key, last in self.seen.items() if now - last >= limit and key in tasks]
+        out = []
+        for key, last in self.seen.items():
+            st = tasks.get(key)
+            if st is None or now - last < limit:
+                continue
+            if not st.working.stalled and self.settings.limit(st.working.agent_id) > 0:
+                continue  # not said stalled yet: lost at a later check, after its stall
+            out.append((key, now - last))
+        return out
 
 
 def root_moved(state: TaskRecord, snap: SpanData) -> bool:
