@@ -10,8 +10,9 @@ indented under the task. A decision on a task not known here
 (``known=False``) prints its line and no card.
 
 At ``tasks`` it prints a log, not a screen: one line when a task starts,
-one when it ends (outcome, duration, tokens, cost) and one per person's
-decision; checkpoints print nothing. ``auto`` (the default) is ``tasks``
+one when it ends (outcome, duration, tokens, cost), one per person's
+decision and one each time a task stalls or resumes (a task whose agent
+died shows its stall before its loss); checkpoints print nothing. ``auto`` (the default) is ``tasks``
 under ``spanvisor serve``, whose output is a service's log read by a
 platform team beside PostgreSQL, ``/v1/events`` and ``/metrics`` (and where
 cards for every agent of a fleet would also cost a share of the one core
@@ -33,7 +34,15 @@ from spanvisor.config import Config, Setting, p_bool, p_choice, p_duration
 from spanvisor.display import task as pr
 from spanvisor.display import thread
 from spanvisor.display.readable import duration
-from spanvisor.events import Event, HumanIntervention, TaskFinished, TaskStarted, TaskView
+from spanvisor.events import (
+    Event,
+    HumanIntervention,
+    TaskFinished,
+    TaskResumed,
+    TaskStalled,
+    TaskStarted,
+    TaskView,
+)
 from spanvisor.sink import BaseSink, SinkContext, SinkResult
 from spanvisor.tracking.recent import RecentKeys
 
@@ -44,6 +53,8 @@ LOG_LINES = 20
 # Events remembered as printed; an event id is 32 hex digits (16 bytes).
 SEEN_MAX = 100_000
 EVENT_ID_BYTES = 16
+# The events that make a line at console_detail=tasks; the rest print nothing there.
+_TASK_LINE_KINDS = frozenset({TaskStarted, TaskFinished, HumanIntervention, TaskStalled, TaskResumed})
 
 
 def clean(text: str | None, limit: int = 300) -> str:
@@ -157,9 +168,8 @@ class ConsoleSink(BaseSink):
     def _task_lines(self, events: Sequence[Event]) -> list[str]:
         lines: list[str] = []
         for ev in events:
-            kind = type(ev)
             # Checkpoints, warnings and the rest: skipped before any other work.
-            if kind is not TaskStarted and kind is not TaskFinished and kind is not HumanIntervention:
+            if type(ev) not in _TASK_LINE_KINDS:
                 continue
             if not self._seen.remember(ev.event_id):
                 continue  # a replayed event: printed already
@@ -167,8 +177,17 @@ class ConsoleSink(BaseSink):
             if isinstance(ev, HumanIntervention):
                 lines.append(self._thread_line(v, thread.intervention_line(ev)))
                 continue
+            who = f"{clean(v.agent_name or v.agent_id, 60)} · {clean(v.task_name or v.task_id, 120)}"
+            # One line per crossing: the tracker says each stall and its
+            # resume once (a replay is skipped above).
+            if isinstance(ev, TaskStalled):
+                lines.append(f"⏸️ {who} · stalled: no sign of life for {duration(ev.idle_s)}")
+                continue
+            if isinstance(ev, TaskResumed):
+                lines.append(f"▶️ {who} · resumed: a sign of life after {duration(ev.idle_s)}")
+                continue
             _, emoji, _ = pr.STATUS_STYLE.get(v.status, pr.STATUS_STYLE["working"])
-            head = f"{emoji} {clean(v.agent_name or v.agent_id, 60)} · {clean(v.task_name or v.task_id, 120)}"
+            head = f"{emoji} {who}"
             if isinstance(ev, TaskFinished):
                 lines.append(f"{head} · {clean(pr.summary_text(ev, with_results=False), 300)}")
             else:

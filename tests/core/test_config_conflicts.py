@@ -32,6 +32,9 @@ def test_defaults_work_together() -> None:
             "SPANVISOR_STALL_AFTER_BY_AGENT (rivet) = 20s is not longer than SPANVISOR_HEARTBEAT",
         ),
         ({"SPANVISOR_LOST_AFTER": "5m"}, "SPANVISOR_LOST_AFTER = 300s is not longer than SPANVISOR_STALL_AFTER = 600s"),
+        # The tracker says the stall just before the loss (issue 64): what is
+        # lost is the time a stalled task could come back in.
+        ({"SPANVISOR_LOST_AFTER": "10m"}, "said stalled and lost in the same check"),
     ],
 )
 def test_each_conflict_is_one_line_naming_both_settings(env: dict[str, str], says: str) -> None:

@@ -3,7 +3,9 @@
 A stall threshold no longer than the heartbeat interval makes a task that
 only sends heartbeats (a long step, a task waiting on a person) flap between
 stalled and active every interval; a lost threshold no longer than the stall
-threshold loses tasks without ever showing them stalled. Each is one line
+threshold says a quiet task stalled and lost in the same check (the stall is
+always said first: tracking/stalls.py), so no task is ever shown stalled
+while it can still come back. Each is one line
 naming both settings and what to set; ``spanvisor check`` prints them, and
 every pipeline (``serve``, the demo, an agent's processor) logs them once
 at its start and runs on: the values stay as given.
@@ -38,8 +40,9 @@ def conflicts(config: Any) -> list[str]:
             )
     if stall > 0 and 0 < lost <= stall:
         out.append(
-            f"SPANVISOR_LOST_AFTER = {_s(lost)} is not longer than SPANVISOR_STALL_AFTER = {_s(stall)}: tasks "
-            "would be lost without ever being shown stalled; make it longer"
+            f"SPANVISOR_LOST_AFTER = {_s(lost)} is not longer than SPANVISOR_STALL_AFTER = {_s(stall)}: a quiet "
+            "task would be said stalled and lost in the same check, never shown stalled while it can still "
+            "come back; make it longer"
         )
     return out
 

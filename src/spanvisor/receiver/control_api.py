@@ -5,8 +5,8 @@ serve`` behind the same bearer token as ``/v1/traces``. JSON in and out.
 * ``GET /v1/control/tasks/{task_id}?after=N&wait=S&run=R``: the run's
   decisions past the first N (the task id's latest run without ``run``),
   waiting up to S seconds (at most 60) for one; its state, open approval
-  requests and cancel (who, why) from the shared record, its budget when
-  this process tracks it. A task id may hold ``/`` (percent-encoded).
+  requests and cancel (who, why) from the shared record, its status,
+  whether it is stalled and its budget when this process tracks it. A task id may hold ``/`` (percent-encoded).
 * ``POST /v1/control/tasks/{task_id}/decisions``: apply a decision
   (``{"action", "approval_id"?, "digest"?, "run_id"?, "actor", "comment"?,
   "intervention_id"?, "edited"?, "break_glass"?}``) to the open request or
@@ -256,6 +256,9 @@ def add_routes(
             "runs": await c.runs(task_id),
             "state": state or "unknown",
             "status": view.status if view is not None else (state or "unknown"),
+            # No sign of life for its agent's stall time (TaskStalled) until it
+            # shows one (TaskResumed); a task lost while stalled keeps it.
+            "stalled": bool(view is not None and view.stalled),
             "approvals": [
                 {**approval_json(r), **votes_json(runs.votes_of(runs.requests_of(rec)[r.approval_id]), r)}
                 for r in runs.open_requests(rec, now)
