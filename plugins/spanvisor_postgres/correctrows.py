@@ -20,6 +20,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from spanvisor.display.task import progress_of
 from spanvisor.events import ArtifactAdded, TaskCorrected, stable_id
 
 from .finaltotals import call_id
@@ -53,7 +54,7 @@ def corrected_values(event: TaskCorrected, ts: Callable[[int], datetime]) -> dic
         "at": ts(event.time_ns),
         "time_ns": event.time_ns,
         "status": clean_text(v.status, "status", notes, ID_LIMIT),
-        "progress": v.progress,
+        "progress": progress_of(v),
         "step": clean_text(v.step, "step", notes),
         "message": clean_text(v.message, "message", notes),
         "source": None,

@@ -13,6 +13,7 @@ import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from spanvisor.display.task import progress_of
 from spanvisor.events import (
     ArtifactAdded,
     BudgetWarning,
@@ -150,7 +151,7 @@ def task_row(event: Event) -> TaskRow:
         "task_name": clean_text(v.task_name, "task_name", notes),
         "repo": clean_text(v.repo, "repo", notes, ID_LIMIT),
         "status": clean_text(v.status, "status", notes, ID_LIMIT),
-        "progress": v.progress,
+        "progress": progress_of(v),  # a completed task is done, as every sink shows it
         "step": clean_text(v.step, "step", notes),
         "steps": json_text(list(v.steps), "steps", notes),
         "message": clean_text(v.message, "message", notes),
@@ -269,7 +270,7 @@ def checkpoint_record(event: TimelineEvent, arrived_late: bool = False) -> tuple
         ts(event.time_ns),
         event.time_ns,
         clean_text(v.status, "status", notes, ID_LIMIT),
-        v.progress,
+        progress_of(v),
         clean_text(v.step, "step", notes),
         clean_text(v.message, "message", notes),
         event.source if isinstance(event, Checkpoint) else None,

@@ -30,6 +30,7 @@ from typing import Any
 
 from spanvisor.control.hub import Control
 from spanvisor.display.readable import clock, results
+from spanvisor.display.task import progress_of
 from spanvisor.events import TaskView
 from spanvisor.statestores.api import StateStore
 from spanvisor.statestores.memory import InMemoryStateStore
@@ -67,8 +68,8 @@ def _line(v: TaskView, link: str | None, now_ns: int) -> str:
     if v.task_name:
         parts.append(escape(v.task_name))
     parts.append(escape(v.status.replace("_", " ")))
-    if v.progress is not None:
-        parts.append(f"{v.progress:.0f}%")
+    if (progress := progress_of(v)) is not None:
+        parts.append(f"{progress:.0f}%")
     if v.context_ratio is not None:
         parts.append(f"context {v.context_ratio:.0%}")
     parts.append(_elapsed(v, now_ns))

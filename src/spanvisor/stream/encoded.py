@@ -36,6 +36,7 @@ from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore
 from typing import Any
 
 from spanvisor.codec import EVENT_TYPES, artifact_to_dict, plain_value
+from spanvisor.display.task import progress_of
 from spanvisor.events import Event, HumanIntervention, TaskView
 from spanvisor.stream.body import _COMMON, SCHEMA_VERSION, _clip, _snake, body, encode, rfc3339
 
@@ -139,7 +140,7 @@ def task_text(v: TaskView) -> str:
             ',"root_span_id":',
             _text(v.root_span_id or None),
             ',"progress":',
-            _text(v.progress),
+            _text(progress_of(v)),
             ',"step":',
             _text(v.step),
             ',"steps":',
