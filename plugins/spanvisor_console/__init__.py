@@ -105,7 +105,7 @@ class ConsoleSink(BaseSink):
             p_choice("auto", "cards", "tasks"),
             "auto",
             "cards: status cards and thread lines, what Slack would show. tasks: one line per task start, "
-            "task end and decision. auto: tasks under spanvisor serve, cards elsewhere.",
+            "stall, resume, task end and decision. auto: tasks under spanvisor serve, cards elsewhere.",
             "auto, cards or tasks",
         ),
     )
