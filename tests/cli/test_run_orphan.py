@@ -16,10 +16,10 @@ port: the console prints no stall) and from the control API. The paths:
   it stays to liveness, and is lost, never ``complete``;
 * the task's agent has a stall time longer than the lost time: it is still
   said stalled, just before it is lost;
-* a launcher given the task id of a run that ended (strict xfail: that run's
-  root, read as late, shows the old run's ``complete``; each run needs a
-  root of its own, outside the launcher and the tracker). The launcher says
-  so at once.
+* a launcher given the task id of a run that ended: its session is a new
+  run of the task, under a root of its own (``spanvisor.task.run``), so it
+  is tracked, and its orphan is stalled then lost, never the old run's
+  ``complete`` read again. The launcher says it is a new run.
 """
 
 from __future__ import annotations
@@ -321,15 +321,6 @@ def test_an_orphan_of_an_agent_whose_stall_time_is_past_the_lost_time_is_said_st
         session.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 64, not fixable in the launcher or the tracker alone: a launched task's trace and root ids are "
-    "derived from its task id only (gate/taskids.launcher_task_ids, read by the hooks in gate/session.py and by "
-    "serve in receiver/codingagents), so a second `spanvisor run --task-id X` is the root that already ended: "
-    "serve reads its every record as late, the control API shows the first run's end (finished complete), and "
-    "when it dies nothing is stalled or lost. Each run needs a root of its own (a run nonce in the CLI's "
-    "resource and the hooks' environment, read by serve and the hooks)",
-)
 def test_an_orphan_under_a_task_id_an_ended_run_had_is_stalled_then_lost_not_the_old_runs_complete(
     served: Served, tmp_path: Path
 ) -> None:
@@ -346,7 +337,7 @@ def test_an_orphan_under_a_task_id_an_ended_run_had_is_stalled_then_lost_not_the
         again.launcher.kill()
         again.launcher.wait(30)
         os.killpg(again.cli_pid, signal.SIGKILL)
-        # Bounded well past the lost time (LOST_AFTER_S): today the orphan is never heard of, let alone lost.
+        # Bounded well past the lost time (LOST_AFTER_S): before runs, the orphan was never heard of, let alone lost.
         wait_until(
             lambda: "task_finished" in [k for k, _ in served.stream.of(first.task_id)[done:]],
             5 * LOST_AFTER_S,
@@ -360,11 +351,11 @@ def test_an_orphan_under_a_task_id_an_ended_run_had_is_stalled_then_lost_not_the
         again.stop()
 
 
-def test_a_launcher_given_the_task_id_of_a_run_that_ended_says_the_session_is_not_tracked(
+def test_a_launcher_given_the_task_id_of_a_run_that_ended_says_the_session_is_a_new_run(
     served: Served, tmp_path: Path
 ) -> None:
-    """Until each launcher run has a root of its own (the xfail above), the
-    person who reuses a task id is told at once, by the launcher."""
+    """The person who reuses a task id is told at once, by the launcher, that
+    the session is a new run of the task; the control API shows it running."""
     first = _launch(served, tmp_path / "first")
     try:
         (first.folder / "exit").write_text("1")
@@ -377,6 +368,8 @@ def test_a_launcher_given_the_task_id_of_a_run_that_ended_says_the_session_is_no
     try:
         said = f"task {first.task_id} already ran and ended (complete)"
         wait_until(lambda: said in again.said(), WAIT_S, "the launcher to say the task id names an ended run")
-        assert "give it a new --task-id" in again.said()
+        assert "this session is a new run of it" in again.said(), again.said()
+        assert "give it a new --task-id" not in again.said(), again.said()
+        wait_until(lambda: (served.control(first.task_id) or {}).get("state") == "running", WAIT_S, "the new run")
     finally:
         again.stop()

@@ -3,7 +3,12 @@
 a coding-agent session as a task whose end is never missed.
 
 The launcher gives the session a fresh task id and a name (``--name``, else
-the prompt, clipped and redacted), points the CLI's telemetry at spanvisor
+the prompt, clipped and redacted); a task id given with ``--task-id`` is
+looked up first (one request to the control API, at most :data:`LOOK_S`)
+and, when a run of it ended, this session is made a new run of it, with a
+run of its own (``spanvisor.task.run`` in the CLI's resource, and the
+hooks its local gate answers: its root is derived from the task id and the
+run, issue 64). It points the CLI's telemetry at spanvisor
 (``--endpoint`` / ``SPANVISOR_OTLP_ENDPOINT``, or a Collector) with the
 task's id and name in ``OTEL_RESOURCE_ATTRIBUTES``, asks for tool details
 (``--no-tool-details`` does not) and a log export each second where the CLI
@@ -56,6 +61,14 @@ DRAIN_S = 1.0
 END_S = 3.0
 # How long a receiver that took the session's records gets to take its end.
 END_RETRY_S = 10.0
+# How long the CLI's start may wait to learn whether a --task-id names a run that ended.
+LOOK_S = 2.0
+# spanvisor.control.client's (not imported before the CLI starts: 100 ms).
+ENV_CONTROL_URL, ENV_CONTROL_TOKEN = "SPANVISOR_CONTROL_URL", "SPANVISOR_CONTROL_TOKEN"
+# The CLIs whose calls the launcher reports itself (run_stream.py): its
+# records name the task id alone, so these CLIs' sessions get no run of
+# their own (a reused task id is said, not made a new run).
+STREAMED = ("opencode", "cline")
 
 
 def main(argv: Sequence[str]) -> int:
@@ -87,13 +100,27 @@ def handler(args: argparse.Namespace, config: Config | None) -> int:
     # One agent for the task, whichever sends: the CLI's records (its
     # resource), the hooks' and the launcher's own.
     agent = gs.task_agent({**env, gs.ENV_TASK_AGENT: args.agent or env.get(gs.ENV_TASK_AGENT, "")}, gs.SERVICES[cli])
+    # A task id given again after its run ended: this session is a new run of
+    # it, under a root of its own (before, it was that ended run to serve).
+    ended = _ended(task_id, endpoint, args.token) if args.task_id else None
+    run = os.urandom(16).hex() if ended is not None and cli not in STREAMED else None
     attrs = {gs.RESOURCE_TASK_ID: task_id, "spanvisor.task.name": name}
-    resource = gs.with_resource(env, {**attrs, **({gs.AGENT_KEYS[0]: agent} if agent != gs.SERVICES[cli] else {})})
+    if run is not None:
+        attrs[gs.RESOURCE_TASK_RUN] = run
+    # The user's resource, less a run it may hold (a launcher's inside a launched session).
+    users = {k: v for k, v in gs.resource_attributes(env).items() if k != gs.RESOURCE_TASK_RUN}
+    resource = gs.encode_resource(
+        {**users, **attrs, **({gs.AGENT_KEYS[0]: agent} if agent != gs.SERVICES[cli] else {})}
+    )
     child_argv, child_env = telemetry(cli, argv, env, endpoint, args.token, resource, not args.no_tool_details)
     child_env[gs.ENV_ENDPOINT] = endpoint  # where the CLI's hooks send their requests
     # The task, and who may not approve its requests, for the hooks: in
     # SPANVISOR_* variables, which Claude Code passes on (it drops OTEL_*).
     child_env[gs.ENV_TASK_ID] = task_id
+    if run is not None:
+        # The hooks this process answers (its local gate) are of this run:
+        # Claude Code gives them no OTEL_* variable, so not the resource's.
+        gs.join_run(task_id, run)
     child_env[gs.ENV_TASK_AGENT] = agent
     if (asker := gs.task_owner(env)) is not None:
         child_env[gs.ENV_TASK_OWNER] = asker
@@ -137,6 +164,8 @@ def handler(args: argparse.Namespace, config: Config | None) -> int:
     child_argv, mode = rs.plan(cli, child_argv)
     started = time.time_ns()
     rs.said(f"task {task_id} ({name}) → {endpoint}")
+    if ended is not None:
+        rs.said(_reused(task_id, ended, endpoint, cli, run))
     # What the session detaches stays under the launcher, to be stopped with it (run_procs.py).
     adoption = Adoption.begin()
     try:
@@ -149,6 +178,7 @@ def handler(args: argparse.Namespace, config: Config | None) -> int:
                 held.close()
         return 127
     session = _Session(proc, cli, task_id, name, endpoint, args, started)
+    session.run_of_task = run
     session.agent = agent
     session.adoption = adoption
     session.gate_marker = child_env.get("SPANVISOR_OPENCODE_LOADED")  # run_more.ENV_LOADED, under --gate
@@ -169,6 +199,7 @@ class _Session:
         self.args, self.started = args, started
         self.forwarded: list[int] = []
         self.agent = gs.SERVICES[cli]  # the task's agent (--agent, the resource's, else the CLI's)
+        self.run_of_task: str | None = None  # this session's run of the task, when it has one
         self.gate_marker: str | None = None
         self.stopper: Stopper | None = None
         self.adoption = Adoption()  # the session's orphans, when the launcher adopts them
@@ -204,7 +235,7 @@ class _Session:
         )
         if report is not None:
             report.gate_marker = self.gate_marker
-        records = Records(gs.TaskKey(self.task_id, service, True), self.endpoint, self.args.token, self.task_id)
+        records = Records(self.key, self.endpoint, self.args.token, self.task_id)
         records.say(cv.LIVE_TASK_START, {cv.TASK_NAME: self.name, cv.AGENT_ID: self.agent}, self.started)
         if untrusted:
             # Codex may skip every hook silently: said on the task, not only here.
@@ -215,10 +246,6 @@ class _Session:
             gate = _local_gate(reserved)
         beat = _beat(records, config)
         watch = self._follow(records)
-        # Set once the CLI has exited: what the control API says from then on may be this session's own end.
-        exited = threading.Event()
-        if self.args.task_id:
-            self._check_fresh(exited)
         reading = ResultReader(mode, tap=report)
         drained = threading.Event()
         if self.adoption.on:
@@ -228,7 +255,6 @@ class _Session:
             drained.set()
             code: int = self.proc.wait()
         finally:
-            exited.set()
             for s, h in self.previous.items():
                 signal.signal(s, h)
             if beat is not None:
@@ -247,6 +273,11 @@ class _Session:
             reaper.close()
         return 128 - code if code < 0 else code
 
+    @property
+    def key(self) -> gs.TaskKey:
+        """The task as its hooks name it: its id, in this session's run."""
+        return gs.TaskKey(gs.launched_key(self.task_id, self.run_of_task), gs.SERVICES[self.cli], True)
+
     def _follow(self, records: Records) -> Any:
         """A cancel of this run of the task stops the CLI (run_stop.py)."""
         from spanvisor.cli.run_stop import CancelWatch, cancelled_text
@@ -263,44 +294,10 @@ class _Session:
                 records.say(cv.EVENT_CHECKPOINT, {cv.MESSAGE: said})
                 rs.said(f"{cancelled_text(d)}; stopping {self.proc.args[0]}")
 
-        key = gs.TaskKey(self.task_id, gs.SERVICES[self.cli], True)
         url = os.environ.get(ENV_URL) or self.endpoint
-        watch = CancelWatch(self.task_id, run_id_of(*key.ids), url, token_from_env() or self.args.token, cancel)
+        watch = CancelWatch(self.task_id, run_id_of(*self.key.ids), url, token_from_env() or self.args.token, cancel)
         watch.start()
         return watch
-
-    def _check_fresh(self, exited: threading.Event) -> None:
-        """A task id given with ``--task-id`` whose run already ended here is
-        said once on stderr (issue 64). The task's trace and root ids are
-        derived from its id alone (by this launcher, the CLI's hooks and
-        serve), so this session *is* that ended run to serve: it reads all
-        it is sent as late, and the control API goes on showing the old
-        run's end (``finished complete``); should the launcher die, nothing
-        stalls or is lost. Until each run has a root of its own, the person
-        is told to give this run a new id. One look at the control API, in
-        the background (never the CLI's start); nothing is said when it
-        does not answer, or once the CLI has exited (the end may be ours)."""
-        from spanvisor.control.client import ENV_URL, HttpSource, token_from_env
-        from spanvisor.events import run_id_of
-
-        key = gs.TaskKey(self.task_id, gs.SERVICES[self.cli], True)
-        url = os.environ.get(ENV_URL) or self.endpoint
-        source = HttpSource(url, token_from_env() or self.args.token, request_timeout_s=5.0)
-
-        def look() -> None:
-            try:
-                status, doc = source.get_task(self.task_id, run_id=run_id_of(*key.ids))
-            except Exception:
-                return  # no answer to read: nothing said
-            state = doc.get("state") if status == 200 else None
-            if state in ("finished", "failed", "lost") and not exited.is_set():
-                rs.said(
-                    f"task {self.task_id} already ran and ended ({doc.get('status') or state}) at {self.endpoint}: "
-                    "this session has the same trace and root, so what it sends is read as late and it is not "
-                    "tracked (nor stalled or lost should the launcher die); give it a new --task-id"
-                )
-
-        threading.Thread(target=look, name="spanvisor-run-fresh", daemon=True).start()
 
     def _end(self, records: Records, code: int, reading: ResultReader) -> None:
         """End the task: once, at once; an end the receiver cannot take now
@@ -323,6 +320,7 @@ class _Session:
             sent = self.forwarded[0] if self.forwarded else (stopper.last_signal if stopper is not None else None)
             status, error, message = end_of(self.cli, os.path.basename(self.proc.args[0]), code, reading, sent)
         target = ct.otlp_args(self.endpoint, self.args.token, min(self.args.timeout, END_S))
+        # Its root in this session's run (gs.join_run: SessionTask derives the run's ids).
         task = ct.SessionTask(self.task_id, gs.SERVICES[self.cli], True, target, self.agent)
         request = task.end_request(self.name, self.started, status, error, message)
         if reachable and _send_end(task, request):
@@ -337,6 +335,50 @@ class _Session:
             f"waits in {notes.spool_dir()} for the next hook or launcher" if kept else "is lost: liveness ends the task"
         )
         rs.said(f"{self.endpoint} did not take {what}; it {later}")
+
+
+def _ended(task_id: str, endpoint: str, token: str | None) -> str | None:
+    """How the run of ``task_id`` a launcher without a run would share with
+    this session ended (its status), if it ended; None when it did not, is
+    unknown, or the control API does not answer within :data:`LOOK_S`. One
+    ``GET /v1/control/tasks/<id>?run=<run id>``, standard library only: the
+    CLI's start waits for it (only when ``--task-id`` is given)."""
+    import json
+    import urllib.parse
+    import urllib.request
+
+    from spanvisor.gate.taskids import launcher_task_ids
+    from spanvisor.ids import run_id_of
+
+    url = (os.environ.get(ENV_CONTROL_URL) or endpoint).rstrip("/")
+    token = os.environ.get(ENV_CONTROL_TOKEN) or token
+    query = urllib.parse.urlencode({"run": run_id_of(*launcher_task_ids(task_id))})
+    req = urllib.request.Request(
+        f"{url}/v1/control/tasks/{urllib.parse.quote(task_id, safe='')}?{query}",
+        headers={"Accept": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=LOOK_S) as resp:
+            doc = json.loads(resp.read(1 << 20))
+    except Exception:
+        return None  # no answer to read (a 404: no such run): this session is that run, as ever
+    state = doc.get("state") if isinstance(doc, dict) else None
+    if state not in ("finished", "failed", "lost"):
+        return None
+    status = doc.get("status")
+    return status if isinstance(status, str) and status else str(state)
+
+
+def _reused(task_id: str, ended: str, endpoint: str, cli: str, run: str | None) -> str:
+    """What the launcher says of a ``--task-id`` whose run ended."""
+    said = f"task {task_id} already ran and ended ({ended}) at {endpoint}"
+    if run is not None:
+        return f"{said}: this session is a new run of it"
+    return (
+        f"{said}: {gs.NAMES.get(cli, cli)}'s records name the task id alone, so this session has that run's trace "
+        "and root: what it sends is read as late and it is not tracked (nor stalled or lost should the launcher "
+        "die); give it a new --task-id"
+    )
 
 
 def _send_end(task: Any, request: Any) -> bool:

@@ -2,10 +2,11 @@
 
 The key is the launcher's ``spanvisor.task.id`` (``SPANVISOR_TASK_ID``,
 which every CLI passes to its hooks) when ``spanvisor run`` started the
-CLI, else the CLI's session id; the task's trace and root span ids are
+CLI, in the launcher's run of it when it gave one (:func:`own_run`), else
+the CLI's session id; the task's trace and root span ids are
 derived from it exactly as the receiver derives them
 (:mod:`spanvisor.gate.taskids`, standard library only), so the
-hook, the launcher and the CLI's own records name one task.
+hook, the launcher and the CLI's own records name one task, in one run.
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ from collections.abc import Mapping
 from typing import NamedTuple
 
 RESOURCE_TASK_ID = "spanvisor.task.id"
+# The launcher's run of the task (a nonce it draws when the task id it was
+# given names a run that ended): the CLI's records say it in their resource,
+# beside the task id.
+RESOURCE_TASK_RUN = "spanvisor.task.run"
 # What the launcher tells the CLI's hooks, in variables a CLI passes on:
 # Claude Code (2.1) removes every OTEL_* variable from a hook's environment,
 # so OTEL_RESOURCE_ATTRIBUTES alone would leave the hook without the task.
@@ -102,6 +107,59 @@ def launched_task(env: Mapping[str, str]) -> str | None:
     return env.get(ENV_TASK_ID) or resource_attributes(env).get(RESOURCE_TASK_ID) or None
 
 
+def launched_run(env: Mapping[str, str]) -> str | None:
+    """The launcher's run of its task as ``env`` names it: ``spanvisor.task.run``
+    in ``OTEL_RESOURCE_ATTRIBUTES`` beside that same task's ``spanvisor.task.id``
+    (a CLI that passes its resource on to its hooks). None for anything but a
+    run's nonce. Claude Code removes every ``OTEL_*`` variable from a hook's
+    environment: its hooks learn the run from the launcher's local gate
+    (:func:`own_run`)."""
+    task = launched_task(env)
+    if not task or RESOURCE_TASK_RUN not in env.get("OTEL_RESOURCE_ATTRIBUTES", ""):
+        return None  # (as the launcher writes it: nothing to decode on a hook's way)
+    from spanvisor.gate import taskids
+
+    attrs = resource_attributes(env)
+    run = attrs.get(RESOURCE_TASK_RUN) if attrs.get(RESOURCE_TASK_ID) == task else None
+    return run if taskids.is_run(run) else None
+
+
+# A launched session's key: its task id, then its run when it has one. The
+# key is what a spooled note keeps of its session ([key, service, launched]),
+# so a note sent later still names its run.
+RUN_SEPARATOR = "\x1f"
+
+
+def launched_key(task_id: str, run: str | None) -> str:
+    """The key of launched task ``task_id`` in its run ``run`` (None: the task
+    id alone, as launchers before runs)."""
+    return f"{task_id}{RUN_SEPARATOR}{run}" if run else task_id
+
+
+# The run of a task this process is part of, as its launcher said it
+# (join_run): the launcher's local gate answers its CLI's hooks in the
+# launcher's own process, whose environment names no run.
+_JOINED: dict[str, str] = {}
+
+
+def join_run(task_id: str, run: str) -> None:
+    """Say this process (a launcher) is run ``run`` of task ``task_id``."""
+    _JOINED[task_id] = run
+
+
+def own_run(task_id: str, env: Mapping[str, str] | None = None) -> str | None:
+    """The run of launched task ``task_id`` a hook or launcher is part of:
+    the launcher's (:func:`join_run`: the hooks its local gate answers, in
+    its own process), else the environment's (``env``, else this process's)
+    when it names the same task (:func:`launched_run`), else None. For the
+    hook and the launcher, never for a record received, which says its run."""
+    joined = _JOINED.get(task_id)
+    if joined is not None:
+        return joined
+    e = os.environ if env is None else env
+    return launched_run(e) if launched_task(e) == task_id else None
+
+
 def endpoint_from(explicit: str | None, env: Mapping[str, str] | None = None) -> str:
     e = os.environ if env is None else env
     return (explicit or e.get(ENV_ENDPOINT) or DEFAULT_ENDPOINT).rstrip("/")
@@ -117,29 +175,45 @@ def otlp_endpoint(explicit: str | None, env: Mapping[str, str]) -> str:
 
 
 class TaskKey(NamedTuple):
-    """A session's task as the hook names it: its key, service, and derived ids (hex)."""
+    """A session's task as the hook names it: its key, service, and derived
+    ids (hex). A launched session's key is :func:`launched_key`: the task id,
+    and its run when the launcher gave one."""
 
     key: str
     service: str
     launched: bool
+
+    def _launched(self) -> tuple[str, str | None]:
+        """(task id, run) of a launched session's key."""
+        from spanvisor.gate import taskids
+
+        head, sep, tail = self.key.rpartition(RUN_SEPARATOR)
+        return (head, tail) if sep and taskids.is_run(tail) else (self.key, None)
+
+    @property
+    def run(self) -> str | None:
+        """The launcher's run of the task, if it gave one."""
+        return self._launched()[1] if self.launched else None
 
     @property
     def task_id(self) -> str:
         """The task's id: the launcher's, else the session id in its CLI's namespace."""
         from spanvisor.gate import taskids
 
-        return self.key if self.launched else taskids.session_task_id(self.service, self.key)
+        return self._launched()[0] if self.launched else taskids.session_task_id(self.service, self.key)
 
     @property
     def ids(self) -> tuple[str, str]:
         from spanvisor.gate import taskids  # hashlib: not before the launcher's CLI starts
 
-        return taskids.launcher_task_ids(self.key) if self.launched else taskids.task_ids(self.service, self.key)
+        if self.launched:
+            return taskids.launcher_task_ids(*self._launched())
+        return taskids.task_ids(self.service, self.key)
 
 
 def session_of(cli: str, session_id: str | None, env: Mapping[str, str]) -> TaskKey | None:
     launched = launched_task(env)
-    key = launched or session_id
+    key = launched_key(launched, own_run(launched, env)) if launched else session_id
     if not key or cli not in SERVICES:
         return None
     return TaskKey(key, SERVICES[cli], launched is not None)
@@ -155,12 +229,18 @@ __all__ = [
     "NAMES",
     "OWNER",
     "RESOURCE_TASK_ID",
+    "RESOURCE_TASK_RUN",
+    "RUN_SEPARATOR",
     "SERVICES",
     "TaskKey",
     "encode_resource",
     "endpoint_from",
+    "join_run",
+    "launched_key",
+    "launched_run",
     "launched_task",
     "otlp_endpoint",
+    "own_run",
     "resource_attributes",
     "session_of",
     "task_agent",

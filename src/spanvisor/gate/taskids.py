@@ -13,6 +13,14 @@ set one (unique by itself, so the service is left out: Codex names itself
 ``codex_exec`` or ``codex_tui``), else the CLI's session id together with its
 ``service.name`` (session ids of two CLIs could collide).
 
+A launcher run may carry a run of its own (``spanvisor.task.run``, a
+random :data:`RUN_DIGITS`-hex-digit nonce the launcher draws): its ids are
+then derived from the task id *and* the run, so a ``--task-id`` given to a
+launcher again, after the task's earlier run ended, is a new root, a new run
+of the task, never the ended run read as late (issue 64). Without a run the
+ids are the task id's alone, as before: what older launchers, hooks and
+records name keeps its task.
+
 A session's task id is then the launcher's id, else the session id in its
 CLI's namespace: ``claude-code:<session id>``, ``codex:<…>``,
 ``gemini-cli:<…>``, ``qwen-code:<…>``, ``copilot:<…>``, ``opencode:<…>``,
@@ -67,10 +75,28 @@ def task_ids(service: str, key: str) -> tuple[str, str]:
     return _nonzero(d[:16]).hex(), _nonzero(d[16:24]).hex()
 
 
-def launcher_task_ids(task_id: str) -> tuple[str, str]:
+# A launcher run's nonce: 32 lower-case hex digits (16 random bytes).
+RUN_DIGITS = 32
+_HEX = frozenset("0123456789abcdef")
+
+
+def is_run(value: object) -> bool:
+    """Whether ``value`` is a launcher run's nonce (what else a record or an
+    environment says is no run: the task id's own ids apply)."""
+    return isinstance(value, str) and len(value) == RUN_DIGITS and _HEX.issuperset(value)
+
+
+def launcher_task_ids(task_id: str, run: str | None = None) -> tuple[str, str]:
     """The ids of the task ``spanvisor run`` started with
-    ``OTEL_RESOURCE_ATTRIBUTES=spanvisor.task.id=<task_id>``."""
-    return task_ids("", task_id)
+    ``OTEL_RESOURCE_ATTRIBUTES=spanvisor.task.id=<task_id>``, in its run
+    ``run`` (``spanvisor.task.run``) when it has one. Without a run (None,
+    or not a run's nonce) the ids are the task id's alone: the derivation of
+    launchers before runs, kept so that what they and their hooks name is
+    still the same task."""
+    if run is None or not is_run(run):
+        return task_ids("", task_id)
+    d = _digest("task", "", task_id, run)
+    return _nonzero(d[:16]).hex(), _nonzero(d[16:24]).hex()
 
 
 def span_id(trace_id: str, *parts: str) -> str:
@@ -85,12 +111,24 @@ def session_task_id(service: str, session_id: str) -> str:
     return f"{NAMESPACES.get(service, service or 'session')}:{session_id}"
 
 
-def session_task(service: str, session_id: str, launcher_task_id: str | None = None) -> tuple[str, str, str]:
+def session_task(
+    service: str, session_id: str, launcher_task_id: str | None = None, run: str | None = None
+) -> tuple[str, str, str]:
     """(task id, trace id, root span id) of a session: the launcher's
-    ``spanvisor.task.id`` when set, else :func:`session_task_id`."""
+    ``spanvisor.task.id`` (in its ``spanvisor.task.run``, if any) when set,
+    else :func:`session_task_id`."""
     if launcher_task_id:
-        return (launcher_task_id, *launcher_task_ids(launcher_task_id))
+        return (launcher_task_id, *launcher_task_ids(launcher_task_id, run))
     return (session_task_id(service, session_id), *task_ids(service, session_id))
 
 
-__all__ = ["NAMESPACES", "launcher_task_ids", "session_task", "session_task_id", "span_id", "task_ids"]
+__all__ = [
+    "NAMESPACES",
+    "RUN_DIGITS",
+    "is_run",
+    "launcher_task_ids",
+    "session_task",
+    "session_task_id",
+    "span_id",
+    "task_ids",
+]

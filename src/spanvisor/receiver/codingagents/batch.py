@@ -6,7 +6,9 @@ session. :meth:`Batch.finish` then turns each session's records into what
 the rest of spanvisor already reads:
 
 * live-channel facts (:class:`~spanvisor.spans.live.LiveFact`) about the
-  session's task root, whose ids are derived (:mod:`.ids`): its start the
+  session's task root, whose ids are derived (:mod:`.ids`: from the
+  launcher's ``spanvisor.task.id`` and, when it gave one, its
+  ``spanvisor.task.run``, else from the session id): its start the
   first time the session is heard of here (named by the launcher, else its
   first prompt, else "<CLI> session <id>") and a heartbeat at its latest
   record;
@@ -29,6 +31,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
+from spanvisor.gate.taskids import is_run
 from spanvisor.receiver.codingagents import claude, codex, gemini, launched, qwen
 from spanvisor.receiver.codingagents.ids import session_task
 from spanvisor.receiver.codingagents.reading import LIFE, MAX_NAME, Reading, clean
@@ -45,9 +48,12 @@ _BY_NAME: dict[str, ModuleType] = {name: m for m in CLIS for name in m.EVENTS}
 SERVICES: frozenset[str] = cv.CODING_AGENT_SERVICES
 # Resource attributes the launcher (spanvisor run) or the user may set.
 TASK_ID_KEY = "spanvisor.task.id"
+# The launcher's run of the task (each run its own root: a task id given
+# again after its run ended is a new run, never that run read as late).
+TASK_RUN_KEY = "spanvisor.task.run"
 TASK_NAME_KEY = "spanvisor.task.name"
 AGENT_KEYS = ("spanvisor.agent", cv.AGENT_NAME)
-_RESOURCE_KEYS = frozenset({cv.SERVICE_NAME, TASK_ID_KEY, TASK_NAME_KEY, *AGENT_KEYS})
+_RESOURCE_KEYS = frozenset({cv.SERVICE_NAME, TASK_ID_KEY, TASK_RUN_KEY, TASK_NAME_KEY, *AGENT_KEYS})
 MAX_ATTRIBUTES = 128
 MAX_SESSIONS_PER_REQUEST = 1_000
 # What becomes a span, in the order it happened: calls, steps and warnings
@@ -137,7 +143,10 @@ class Batch:
         if session_id is None and launched is None:
             self.skip("no_session_id")
             return
-        task_id, trace_id, root_id = session_task(service, session_id or "", launched)
+        # The run counts beside the launcher's task id only (anything but a
+        # run's nonce is none: the task id's own ids, as before runs).
+        run = res.get(TASK_RUN_KEY) if launched else None
+        task_id, trace_id, root_id = session_task(service, session_id or "", launched, run if is_run(run) else None)
         key = (trace_id, root_id)
         heard = self.heard.get(key)
         if heard is None:

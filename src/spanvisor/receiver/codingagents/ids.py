@@ -2,7 +2,20 @@
 (:mod:`spanvisor.gate.taskids`), the one derivation the receiver, the
 launcher and the hook share."""
 
-from spanvisor.gate.taskids import NAMESPACES, launcher_task_ids, session_task, session_task_id, span_id, task_ids
+from spanvisor.gate import taskids
+from spanvisor.gate.session import own_run
+from spanvisor.gate.taskids import NAMESPACES, session_task, session_task_id, span_id, task_ids
+
+
+def launcher_task_ids(task_id: str, run: str | None = None) -> tuple[str, str]:
+    """The ids of launched task ``task_id`` in its run ``run``; None: the run
+    this process is part of, if it is one of ``task_id``'s
+    (:func:`spanvisor.gate.session.own_run`: the launcher's, or the one a
+    hook's environment names), else the task id's own ids. What
+    :class:`spanvisor.cli.codingtask.SessionTask` derives, in the launcher
+    and the hooks; the receiver reads each record's run from its resource
+    (:func:`spanvisor.gate.taskids.session_task`), never from here."""
+    return taskids.launcher_task_ids(task_id, run if run is not None else own_run(task_id))
 
 
 def live_task_id(service: str, task_id: object, trace_id: str, root_id: str) -> object:
