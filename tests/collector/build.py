@@ -1,0 +1,88 @@
+"""The OpenTelemetry Collector, built from its own modules for the tests.
+
+The Collector's builder (``go.opentelemetry.io/collector/cmd/builder``, at
+the release of :file:`builder.yaml`) is installed with ``go install`` into
+``.collector/bin`` of the checkout, then builds the distribution
+:file:`builder.yaml` names into ``.collector/<digest>/``: a build made
+from the same file is reused, on this checkout and by a later run. Go's
+module and build caches are Go's own (``~/go``, ``~/.cache/go-build``), so a
+second checkout on the same machine builds in seconds. One build at a time
+(a lock per checkout); the module proxy is the only network it needs, and a
+build that cannot fetch a module says which.
+
+``make test`` runs this in the background while lint and the type check
+run; the Collector tests wait on the lock and use what it built, or try
+again and say why it failed (a failure under ``CI=true``, a skip
+elsewhere).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from tests.conftest import missing
+
+HERE = Path(__file__).parent
+ROOT = HERE.parents[1]
+CONFIG = HERE / "builder.yaml"
+OUT = ROOT / ".collector"
+BUILDER = "go.opentelemetry.io/collector/cmd/builder@v0.165.0"
+BUILD_TIMEOUT_S = 900.0
+INSTALL = "Go 1.25 or newer with the Go module proxy (the machine's /usr/local/go)"
+
+
+def _go() -> str:
+    found = shutil.which("go") or ("/usr/local/go/bin/go" if os.access("/usr/local/go/bin/go", os.X_OK) else None)
+    if found is None:
+        missing("go", INSTALL)
+    return found
+
+
+def binary() -> Path:
+    digest = hashlib.sha256(CONFIG.read_bytes()).hexdigest()[:16]
+    return OUT / digest / "dist" / "spanvisor-otelcol"
+
+
+def _run(argv: list[str], cwd: Path, env: dict[str, str], what: str) -> None:
+    try:
+        done = subprocess.run(
+            argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, check=False
+        )
+    except subprocess.TimeoutExpired:
+        missing(f"the OpenTelemetry Collector ({what} did not finish in {BUILD_TIMEOUT_S:.0f} s)")
+    if done.returncode != 0:
+        said = (done.stderr or done.stdout)[-3000:]
+        missing(f"the OpenTelemetry Collector ({what} exited {done.returncode}: {said})")
+
+
+def build() -> Path:
+    """The Collector's executable, built when it is not yet."""
+    out = binary()
+    if os.access(out, os.X_OK):
+        return out
+    go = _go()
+    OUT.mkdir(exist_ok=True)
+    with (OUT / ".lock").open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        if os.access(out, os.X_OK):
+            return out
+        env = {**os.environ, "GOBIN": str(OUT / "bin"), "GOFLAGS": "-mod=mod"}
+        env["PATH"] = str(Path(go).parent) + os.pathsep + env.get("PATH", os.defpath)
+        _run([go, "install", BUILDER], ROOT, env, "go install of the builder")
+        work = out.parents[1]
+        work.mkdir(exist_ok=True)
+        shutil.copyfile(CONFIG, work / "builder.yaml")
+        _run([str(OUT / "bin" / "builder"), "--config", "builder.yaml"], work, env, "the builder")
+    return out
+
+
+if __name__ == "__main__":
+    try:
+        print(f"OpenTelemetry Collector: ready at {build()}")
+    except BaseException as exc:  # pytest's skip and fail outside pytest
+        print(f"OpenTelemetry Collector: not built here ({exc}); the tests try again")
