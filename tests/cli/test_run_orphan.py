@@ -6,7 +6,7 @@ Real processes: a real ``spanvisor serve`` (short SPANVISOR_STALL_AFTER and
 SPANVISOR_LOST_AFTER), the real launcher, and a stand-in ``claude -p`` that
 exports its records with the OpenTelemetry SDK as Claude Code does. What
 serve said is read from its event stream (``GET /v1/events`` on the admin
-port: the console prints no stall) and from the control API. The paths:
+port: every event in order, with its body) and from the control API. The paths:
 
 * the launcher and its CLI are SIGKILLed together;
 * the launcher alone is SIGKILLed: its CLI (in a process group of its own)
