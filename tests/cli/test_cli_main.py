@@ -44,6 +44,8 @@ TESTED_ELSEWHERE = {
     "follow": "tests/stream/test_follow.py (python -m spanvisor.cli follow against a real receiver)",
     "demo": "tests/demo/test_demo_end_to_end.py (python -m spanvisor.cli.main demo --fast)",
     "serve": "tests/receiver/serve_proc.py (python -m spanvisor.cli serve)",
+    "gate serve": "tests/gate/test_system_gate.py (spanvisor gate serve as another user)",
+    "slack setup": "tests/slack/test_slack_setup.py (spanvisor slack setup against the fake Slack)",
     "migrate": "tests/postgres/test_cli.py::test_migrate_is_a_no_op_on_a_current_schema",
     "deadletter retry": "tests/postgres/test_deadletter_cli.py",
     "db url (external)": "tests/postgres/test_cli.py::test_db_url_masks_external",
