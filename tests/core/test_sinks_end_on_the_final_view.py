@@ -25,6 +25,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from spanvisor.config import Config
+from spanvisor.display.task import progress_of
 from spanvisor.events import TaskFinished, TaskView
 from spanvisor.otel.processor import SpanvisorSpanProcessor
 from spanvisor.testing import InMemorySink
@@ -108,7 +109,8 @@ def _fields(payload: dict[str, Any]) -> list[str]:
 
 def _row_matches(row: dict[str, Any], v: TaskView) -> None:
     got = (row["status"], row["progress"], row["step"], row["message"], row["context_tokens"], row["seq"])
-    assert got == (v.status, v.progress, v.step, v.message, v.context_tokens, v.seq), row["task_id"]
+    # The database shows a completed task done, as the console and Slack do (display.task.progress_of).
+    assert got == (v.status, progress_of(v), v.step, v.message, v.context_tokens, v.seq), row["task_id"]
     assert (row["input_tokens"], row["output_tokens"], row["model"]) == (v.input_tokens, v.output_tokens, v.model)
     assert json.loads(row["steps"]) == list(v.steps)
 

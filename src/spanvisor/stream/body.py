@@ -25,7 +25,6 @@ from typing import Any, cast
 
 from spanvisor.codec import EVENT_TYPES, event_to_dict
 from spanvisor.display.approval import action_json
-from spanvisor.display.task import progress_of
 from spanvisor.events import Event, HumanIntervention, TaskCorrected, TaskView
 from spanvisor.redaction import clip_middle
 
@@ -95,7 +94,7 @@ def task_json(v: TaskView) -> dict[str, Any]:
         "status": v.status,
         "trace_id": v.trace_id or None,
         "root_span_id": v.root_span_id or None,
-        "progress": progress_of(v),  # a completed task is done, as every sink shows it
+        "progress": v.progress,
         "step": v.step,
         "steps": list(v.steps),
         "message": v.message,

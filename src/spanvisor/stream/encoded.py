@@ -36,7 +36,6 @@ from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore
 from typing import Any
 
 from spanvisor.codec import EVENT_TYPES, artifact_to_dict, plain_value
-from spanvisor.display.task import progress_of
 from spanvisor.events import Event, HumanIntervention, TaskView
 from spanvisor.stream.body import _COMMON, SCHEMA_VERSION, _clip, _snake, body, encode, rfc3339
 
@@ -140,7 +139,7 @@ def task_text(v: TaskView) -> str:
             ',"root_span_id":',
             _text(v.root_span_id or None),
             ',"progress":',
-            _text(progress_of(v)),
+            _text(v.progress),
             ',"step":',
             _text(v.step),
             ',"steps":',
