@@ -12,15 +12,9 @@ allows (every contract), and for Claude Code's also one a rule denies, one
 no rule matches (``default = "deny"``) and a chained command. **Claude
 Code's http hook** (``http``): the POST of the hook's JSON to the
 launcher's loopback listener and to ``serve``'s ``/v1/hooks/claude-code``,
-a new connection each call, to the answer. Two floors, in the same run:
-``true`` (a process that does nothing) and a minimal HTTP gate
-(:class:`FloorGate`: a stdlib ``ThreadingHTTPServer`` answering Claude
-Code's hook contract with a regex policy, about 40 lines), which every
-case is also given as a ratio of. Interleaved: one call of each case per
-round. The launcher's gate runs in this process, as it runs in ``spanvisor
-run``, and as a launched session has it: every call through it carries
-``SPANVISOR_GATE_SOCKET`` (the http listener's session variables too), so
-the hook skips the cancel look a session outside the launcher makes.
+a new connection each call, to the answer. Beside ``true`` (a process that
+does nothing) as the floor. Interleaved: one call of each case per round.
+The launcher's gate runs in this process, as it runs in ``spanvisor run``.
 
 **The launcher's start** (``run``): ``spanvisor run -- claude …`` against
 the same fake ``claude`` (a shell script that notes the time it starts and
@@ -60,7 +54,6 @@ import argparse
 import http.client
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -102,52 +95,6 @@ def stdin_for(cli: str, command: str) -> bytes:
     return json.dumps(doc).encode()
 
 
-class FloorGate:
-    """The floor: an HTTP gate in a few lines of the standard library, a
-    thread per connection, answering Claude Code's ``PreToolUse`` contract
-    with a regex policy (allow ``ls``/``git status``/``echo`` with no shell
-    operator, deny the rest). What any Python gate pays to answer a POST."""
-
-    ALLOW = re.compile(r"^(ls|ls [^;&|`$<>()]*|git status|echo [^;&|`$<>()]*)$")
-
-    def __init__(self) -> None:
-        import http.server
-        import threading
-
-        allow = self.ALLOW
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                try:
-                    doc = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
-                    command = str(doc.get("tool_input", {}).get("command", ""))
-                except (ValueError, AttributeError):
-                    command = ""
-                said = "allow" if allow.match(command) else "deny"
-                inner = {"hookEventName": "PreToolUse", "permissionDecision": said, "permissionDecisionReason": said}
-                body = json.dumps({"hookSpecificOutput": inner}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def spawned(argv: list[str], stdin: bytes, env: dict[str, str]) -> Callable[[], float]:
     def once() -> float:
         t0 = time.perf_counter()
@@ -175,6 +122,8 @@ def posted(url: str, body: bytes) -> Callable[[], float]:
 
 def start_serve(tmp: Path, policy: Path) -> tuple[subprocess.Popen[bytes], str]:
     """A real ``spanvisor serve`` (console sink, no journal), its base URL."""
+    import re
+
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SPANVISOR_", "OTEL_", "SLACK_"))}
     env |= {
         "SPANVISOR_DATA_DIR": str(tmp / "serve"),
@@ -216,20 +165,14 @@ def measure(cases: dict[str, Callable[[], float]], n: int, label: str) -> dict[s
     return times
 
 
-def table(
-    times: dict[str, list[float]], floor: float, http_floor: float | None = None
-) -> dict[str, tuple[float, float, float]]:
-    """p50/p95/p99 of each case, its p50 over ``floor`` (ms) and, given
-    the minimal HTTP gate's p50, its p50 as a ratio of that."""
+def table(times: dict[str, list[float]], floor: float) -> dict[str, tuple[float, float, float]]:
     out: dict[str, tuple[float, float, float]] = {}
-    extra = "  x the http floor" if http_floor else ""
-    print(f"{'case':64} {'p50':>7} {'p95':>7} {'p99':>7}  over the floor{extra}")
+    print(f"{'case':64} {'p50':>7} {'p95':>7} {'p99':>7}  over the floor")
     for name, ts in times.items():
         q = statistics.quantiles(ts, n=100)
         p50 = statistics.median(ts)
         out[name] = (p50, q[94], q[98])
-        ratio = f"  {p50 / http_floor:16.2f}x" if http_floor else ""
-        print(f"{name:64} {p50:7.1f} {q[94]:7.1f} {q[98]:7.1f}  {p50 - floor:14.1f}{ratio}")
+        print(f"{name:64} {p50:7.1f} {q[94]:7.1f} {q[98]:7.1f}  {p50 - floor:7.1f}")
     return out
 
 
@@ -251,7 +194,6 @@ def bench_calls(args: argparse.Namespace, tmp: Path, only: set[str]) -> None:
     receivers = {"serve up": up, "serve down": DOWN}
     floor_case: dict[str, Callable[[], float]] = {"true (the floor)": spawned(["true"], b"", base)}
     cases = dict(floor_case)
-    floor_gate = FloorGate()
     try:
         if "hooks" in only:
             client = os.path.join(gate.bin or "", "spanvisor")
@@ -274,14 +216,9 @@ def bench_calls(args: argparse.Namespace, tmp: Path, only: set[str]) -> None:
                             cases[name] = spawned([*head, cli], stdin_for(cli, command), env)
         http_gate = None
         if "http" in only:
-            # The session's variables, as spanvisor run gives them: its socket
-            # named, so the hook skips the cancel look (a launched session's).
-            env = {**base, "SPANVISOR_OTLP_ENDPOINT": up, local.ENV_SOCKET: gate.path}
+            env = {**base, "SPANVISOR_OTLP_ENDPOINT": up}
             http_gate = HttpGate(gate.decide, env, str(tmp))
             for kind, command in CALLS.items():
-                cases[f"http hook, the minimal HTTP gate (the http floor): {kind}"] = posted(
-                    floor_gate.url, stdin_for("claude-code", command)
-                )
                 cases[f"http hook, launcher's listener: {kind}, serve up"] = posted(
                     http_gate.url, stdin_for("claude-code", command)
                 )
@@ -291,9 +228,7 @@ def bench_calls(args: argparse.Namespace, tmp: Path, only: set[str]) -> None:
         if len(cases) > 1:
             times = measure(cases, args.calls, "calls")
             floor = statistics.median(times["true (the floor)"])
-            floors = [statistics.median(ts) for name, ts in times.items() if "(the http floor)" in name]
-            http_floor = statistics.median(floors) if floors else None
-            got = table(times, floor, http_floor)
+            got = table(times, floor)
             for name, (p50, _p95, p99) in got.items():
                 if name.startswith("cold: claude-code, allowed, serve down"):
                     goal("a cold command hook, p50", p50, 60)
@@ -302,20 +237,12 @@ def bench_calls(args: argparse.Namespace, tmp: Path, only: set[str]) -> None:
                     goal(f"through the launcher ({name.split(', ')[-1]}), p99", p99, 50)
                 if name.startswith("http hook, launcher's listener: allowed"):
                     goal("Claude Code's http hook (the launcher's listener), p50", p50, 5)
-                if name.startswith("http hook, launcher's listener: ") and http_floor:
-                    kind = name.split(": ", 1)[1]
-                    ratio = p50 / http_floor
-                    print(
-                        f"goal: the launcher's listener ({kind}) over the minimal HTTP gate, p50: {ratio:.2f}x "
-                        f"against <= 1.5x: {'met' if ratio <= 1.5 else 'MISSED'}"
-                    )
                 if name.startswith("http hook, serve's route: allowed"):
                     goal("Claude Code's http hook (serve's route), p50", p50, 5)
             print(f"calls per case: {args.calls}; answered by the launcher's gate: {gate.answered}")
         if http_gate is not None:
             http_gate.close()
     finally:
-        floor_gate.close()
         gate.close()
         serve.terminate()
         serve.wait(60)

@@ -5,20 +5,12 @@ The socket lives in a fresh directory of mode 0700 (the socket itself
 0600) under ``$XDG_RUNTIME_DIR`` or the temporary directory, and on Linux a
 connection from another user id is refused (``SO_PEERCRED``) even where
 the file modes would let it in. Each connection is one hook call, decided
-by the same code as the command hook (:func:`spanvisor.cli.hook.main`),
-with the same policy file, deadline (counted from the hook process's
-start) and answers; the reply goes the moment the answer is known (the
-audit note after it), and a backstop blocks a call still undecided just
-past the deadline. The hook process writes the answer out.
-
-No thread is started per call (:mod:`spanvisor.gate.workers`): the calls
-run on the launcher's long-lived workers, :data:`CORE_WORKERS` kept and
-more started only while all are busy (a call waiting for a person holds
-one for minutes; a new call never waits behind it), up to
-:data:`MAX_WORKERS` (the socket's and the ``http`` listener's calls
-together); one call more is answered at once with a block that says so,
-never queued past its deadline. Every backstop is one entry on the
-session's one timer thread (:class:`spanvisor.gate.workers.Timers`).
+on a thread of its own by the same code as the command hook
+(:func:`spanvisor.cli.hook.main`), with the same policy file, deadline
+(counted from the hook process's start) and answers; the reply goes the
+moment the answer is known (the audit note after it), and a backstop
+timer blocks a call still undecided just past the deadline. The hook
+process writes the answer out.
 """
 
 from __future__ import annotations
@@ -37,23 +29,15 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from spanvisor.cli import hook, run_gate_http
-from spanvisor.gate import centralcache, clitimeout, local, workers
+from spanvisor.gate import centralcache, clitimeout, local
 from spanvisor.gate import contracts as gc
 from spanvisor.gate.answer import Answer
 from spanvisor.gate.deadline import Deadline
 from spanvisor.gate.policy import PolicyError, load
 
-# The workers kept for the session's calls (a CLI runs a few in parallel),
-# and the most at once, calls waiting for a person included.
-CORE_WORKERS = 4
-MAX_WORKERS = 64
-# How long the listener reads a call it cannot take (every worker busy)
-# before it answers it with a block.
-REFUSE_READ_S = 2.0
-
 
 class LocalGate:
-    """The listening socket, its thread and its workers, for one session."""
+    """The listening socket and its threads, for one session."""
 
     def __init__(self) -> None:
         base = os.environ.get("XDG_RUNTIME_DIR")
@@ -72,9 +56,8 @@ class LocalGate:
         self.settings = clitimeout.launched_settings(sys.argv, self.dir)
         self._warn_once()
         self.bin = _write_client(self.dir, self.settings)
+        self._workers: list[threading.Thread] = []
         self.http: run_gate_http.HttpGate | None = None
-        self.workers = workers.Workers("spanvisor-run-gate-call", CORE_WORKERS, MAX_WORKERS)
-        self.timers = workers.Timers("spanvisor-run-gate-timers")  # every backstop of the session
         self._thread = threading.Thread(target=self._accept, name="spanvisor-run-gate", daemon=True)
         self._thread.start()
 
@@ -84,27 +67,36 @@ class LocalGate:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
-            if not self.workers.submit(self._serve, conn, time.monotonic()):
-                self._refuse(conn)
+            worker = threading.Thread(target=self._serve, args=(conn,), name="spanvisor-run-gate-call", daemon=True)
+            self._workers = [t for t in self._workers if t.is_alive()] + [worker]
+            worker.start()
 
-    def _serve(self, conn: socket.socket, accepted: float) -> None:
+    def _serve(self, conn: socket.socket) -> None:
+        accepted = time.monotonic()
         with conn:
-            call = _read_call(conn, accepted, accepted + 10.0)
-            if call is not None:
-                send, argv, raw, started, env, cwd = call
-                self.decide(send, argv, raw, started, env, cwd)
-
-    def _refuse(self, conn: socket.socket) -> None:
-        """A call with every worker busy: a block that says why, at once
-        (read here, briefly: the hook sends its call as it connects)."""
-        with conn:
-            now = time.monotonic()
-            call = _read_call(conn, now, now + REFUSE_READ_S)
-            if call is None:
+            if not _same_user(conn):
                 return
-            send, argv, *_ = call
-            self.answered += 1
-            refuse(send, argv, self.workers.limit)
+            doc = local.read_frame(conn, accepted + 10.0) or {}
+            argv, raw, cwd, env = doc.get("argv"), doc.get("stdin"), doc.get("cwd"), doc.get("env")
+            if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv) or not isinstance(raw, str):
+                return  # the hook decides by itself
+            if (
+                not isinstance(cwd, str)
+                or not isinstance(env, dict)
+                or not all(isinstance(v, str) for v in env.values())
+            ):
+                return
+            started = _started(doc.get("started"), accepted)
+            small = bool(doc.get("small"))
+
+            def send(code: int, out: str, err: str) -> None:
+                try:
+                    conn.settimeout(5.0)
+                    conn.sendall(local.frame({"code": code, "stdout": out, "stderr": err, "small": small}))
+                except OSError:
+                    pass
+
+            self.decide(send, argv, raw.encode("latin-1"), started, env, cwd)
 
     def decide(
         self,
@@ -124,7 +116,7 @@ class LocalGate:
             self.answered += 1
             send(code, out, err)
 
-        decide_call(counted, argv, raw, started, env, cwd, self.timers)
+        decide_call(counted, argv, raw, started, env, cwd)
 
     def client_path(self, env: dict[str, str]) -> None:
         """Put the small client first on the CLI's ``PATH``, as ``spanvisor``:
@@ -141,7 +133,7 @@ class LocalGate:
         if os.environ.get(run_gate_http.ENV_MODE) != "http":
             return argv
         try:
-            self.http = run_gate_http.HttpGate(self.decide, env, os.getcwd(), self.workers)
+            self.http = run_gate_http.HttpGate(self.decide, env, os.getcwd())
         except OSError as exc:
             print(f"spanvisor run: no http gate ({exc.strerror or exc}); the command hook decides", file=sys.stderr)
             return argv
@@ -181,9 +173,8 @@ class LocalGate:
             pass
         self.sock.close()
         self._thread.join(5)
-        # Each busy worker is bounded by its call's deadline, not waited for past a moment.
-        self.workers.close(1.0)
-        self.timers.close()
+        for worker in self._workers:  # each is bounded by its call's deadline, not waited for past a moment
+            worker.join(1.0)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -194,15 +185,12 @@ def decide_call(
     started: float,
     env: dict[str, str],
     cwd: str,
-    timers: workers.Timers | None = None,
 ) -> None:
     """One hook call decided in this process by the command hook's own code
     (:func:`spanvisor.cli.hook.main`), ``send`` given the answer (exit
     status, stdout, stderr) the moment it is known (the audit note comes
     after), and a block at the backstop if the worker is still deciding then
-    (a hung request, a slow disk): an entry on ``timers`` (the launcher's
-    for its session; the process's shared one unless given), no thread of
-    its own."""
+    (a hung request, a slow disk)."""
     out, err = io.StringIO(), io.StringIO()
     cli = next((c for c in gc.CLIS if argv and argv[0] == c), None)
 
@@ -212,50 +200,16 @@ def decide_call(
     answer = Answer(cli, out, err, reply)
     limit = clitimeout.limit(cli or "claude-code", _given(argv), env, cwd)
     deadline = Deadline.for_cli(cli or "claude-code", limit, started)
-    wheel = timers if timers is not None else workers.shared()
-    backstop = wheel.schedule(
-        deadline.launcher_backstop(),
+    timer = threading.Timer(
+        max(0.0, deadline.launcher_backstop() - time.monotonic()),
         lambda: answer.block("spanvisor: no answer before the CLI's hook timeout; denied"),
     )
+    timer.daemon = True
+    timer.start()
     try:
         hook.main(argv, stdin=raw, started=started, env=env, cwd=cwd, answer=answer)
     finally:
-        wheel.cancel(backstop)
-
-
-def refuse(send: Callable[[int, str, str], None], argv: list[str], limit: int) -> None:
-    """The block for a call the launcher cannot take: ``limit`` calls are
-    being decided already (those waiting for a person among them)."""
-    out, err = io.StringIO(), io.StringIO()
-    cli = next((c for c in gc.CLIS if argv and argv[0] == c), None)
-    answer = Answer(cli, out, err, lambda code: send(code, out.getvalue(), err.getvalue()))
-    answer.block(f"spanvisor: the launcher is deciding {limit} calls already (some wait for a person); denied")
-
-
-def _read_call(
-    conn: socket.socket, accepted: float, until: float
-) -> tuple[Callable[[int, str, str], None], list[str], bytes, float, dict[str, str], str] | None:
-    """A connection's call, from a peer of this user: ``send`` (its reply)
-    and what :meth:`LocalGate.decide` takes; None for anything else (the
-    hook, if any, decides by itself)."""
-    if not _same_user(conn):
-        return None
-    doc = local.read_frame(conn, until) or {}
-    argv, raw, cwd, env = doc.get("argv"), doc.get("stdin"), doc.get("cwd"), doc.get("env")
-    if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv) or not isinstance(raw, str):
-        return None
-    if not isinstance(cwd, str) or not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
-        return None
-    small = bool(doc.get("small"))
-
-    def send(code: int, out: str, err: str) -> None:
-        try:
-            conn.settimeout(5.0)
-            conn.sendall(local.frame({"code": code, "stdout": out, "stderr": err, "small": small}))
-        except OSError:
-            pass
-
-    return send, argv, raw.encode("latin-1"), _started(doc.get("started"), accepted), env, cwd
+        timer.cancel()
 
 
 def _write_client(where: str, settings: list[str]) -> str | None:
@@ -319,4 +273,4 @@ def _same_user(conn: socket.socket) -> bool:
     return bool(uid == os.getuid())
 
 
-__all__ = ["CORE_WORKERS", "MAX_WORKERS", "LocalGate", "decide_call", "refuse"]
+__all__ = ["LocalGate", "decide_call"]

@@ -12,8 +12,7 @@ hook's timeout or answering anything but a decision blocks the call
 it). Each request is decided as the command hook through the launcher is
 (:meth:`spanvisor.cli.run_gate.LocalGate.decide`: the session's
 variables, the launcher's directory, one deadline from the request's
-arrival, the backstop), and answered HTTP 200 with the decision the
-moment it is known (the audit note after it, on the deciding worker).
+arrival, the backstop), and answered HTTP 200 with the decision.
 
 The settings with the listener's URL (its secret) go to Claude Code in a
 file of the launcher's private folder (mode 0600), never on its command
@@ -21,15 +20,7 @@ line, which every local user can read (``/proc/<pid>/cmdline``). A
 connection waits at most :data:`IDLE_S` for a request and :data:`READ_S`
 for each part of it, and at most :data:`MAX_CONNECTIONS` are served at
 once (more are closed at once): a local process that opens connections
-and sends half a request holds neither a worker nor the port for long.
-
-No thread is started per connection or call
-(:mod:`spanvisor.gate.workers`): connections are served by long-lived
-workers (:data:`CORE_WORKERS` kept, up to :data:`MAX_CONNECTIONS` while
-all are busy, one past the first few ending after :data:`IDLE_S` without
-a connection), each decision runs on the launcher's workers (shared with
-its socket, bounded: a call past the bound is denied at once, saying
-why), and its backstop is an entry on the session's one timer thread.
+and sends half a request holds neither a thread nor the port for long.
 """
 
 from __future__ import annotations
@@ -43,7 +34,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from spanvisor.gate import verdict, workers
+from spanvisor.gate import verdict
 
 # What answers a call: (send, argv, stdin, started, env, cwd), as
 # LocalGate.decide; send gets (exit status, stdout, stderr).
@@ -58,18 +49,13 @@ IDLE_S = 30.0
 READ_S = 10.0
 # Connections served at once (Claude Code runs a few calls in parallel).
 MAX_CONNECTIONS = 32
-# Connection workers kept; decision workers of a listener given none.
-CORE_WORKERS = 4
-MAX_CALLS = 64
 SETTINGS_FILE = "claude-http-gate.json"
 
 
 class HttpGate:
     """The loopback listener of one session's launcher."""
 
-    def __init__(self, decide: Decide, env: Mapping[str, str], cwd: str, calls: workers.Workers | None = None) -> None:
-        """``calls``: the workers that run ``decide`` (the launcher's, shared
-        with its socket); a pool of this listener's own if None."""
+    def __init__(self, decide: Decide, env: Mapping[str, str], cwd: str) -> None:
         self.decide, self.env, self.cwd = decide, dict(env), cwd
         self.secret = secrets.token_urlsafe(24)
         owner = self
@@ -98,8 +84,6 @@ class HttpGate:
                 pass
 
         self.server = _Bounded(("127.0.0.1", 0), Handler)
-        self._own_calls = calls is None
-        self.calls = calls if calls is not None else workers.Workers("spanvisor-run-gate-call", CORE_WORKERS, MAX_CALLS)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook/{self.secret}"
         self._thread = threading.Thread(target=self.server.serve_forever, name="spanvisor-run-gate-http", daemon=True)
         self._thread.start()
@@ -118,32 +102,24 @@ class HttpGate:
             return
         raw = request.rfile.read(size)
         said = threading.Event()
-        once = threading.Lock()
-
-        def reply(body: bytes) -> None:
-            # Written by whichever thread has the answer first (the deciding
-            # worker, the backstop's timer, this one at its bound), once: no
-            # hand-over to this thread (which would wait for the GIL while
-            # the worker writes the audit note).
-            with once:
-                if not said.is_set():
-                    _send(request, 200, body)
-                    said.set()
+        body: list[bytes] = []
 
         def send(code: int, out: str, _err: str) -> None:
             lines = [ln for ln in out.splitlines() if ln.startswith("{")]
-            reply(lines[-1].encode() if lines else _blocked(f"spanvisor: no answer (status {code}); denied"))
+            body.append(lines[-1].encode() if lines else _blocked(f"spanvisor: no answer (status {code}); denied"))
+            said.set()
 
         argv = ["claude-code", "--cli-timeout", str(TIMEOUT_S)]
-        if not self.calls.submit(self.decide, send, argv, raw, started, self.env, self.cwd):
-            why = (
-                f"spanvisor: the launcher is deciding {self.calls.limit} calls already (some wait for a person); denied"
-            )
-            reply(_blocked(why))
-            return
-        # The decision's backstop answers before the hook's timeout; this wait is only its bound.
+        worker = threading.Thread(
+            target=self.decide,
+            args=(send, argv, raw, started, self.env, self.cwd),
+            name="spanvisor-run-gate-call",
+            daemon=True,
+        )
+        worker.start()
+        # The worker's backstop answers before the hook's timeout; this wait is only its bound.
         said.wait(TIMEOUT_S)
-        reply(_blocked("spanvisor: no answer before the hook's timeout; denied"))
+        _send(request, 200, body[0] if body else _blocked("spanvisor: no answer before the hook's timeout; denied"))
 
     def settings(self, argv: list[str], folder: str) -> list[str] | None:
         """Claude Code's arguments with this listener's hook merged into
@@ -172,15 +148,12 @@ class HttpGate:
         self.server.shutdown()
         self.server.server_close()
         self._thread.join(5)
-        self.server.workers.close(1.0)
-        if self._own_calls:
-            self.calls.close(1.0)
 
 
-class _Bounded(http.server.HTTPServer):
-    """Connections served by long-lived workers, at most
-    :data:`MAX_CONNECTIONS` at once (one more is closed at once)."""
+class _Bounded(http.server.ThreadingHTTPServer):
+    """A thread per connection, at most :data:`MAX_CONNECTIONS` of them."""
 
+    daemon_threads = True
     # The kernel's queue of connections not yet accepted (socketserver's 5
     # drops a burst's connections, which then retry a second or more later).
     request_queue_size = 128
@@ -188,24 +161,21 @@ class _Bounded(http.server.HTTPServer):
     def __init__(self, address: tuple[str, int], handler: type[http.server.BaseHTTPRequestHandler]) -> None:
         self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         super().__init__(address, handler)
-        # (once the port is bound) A worker past the kept ones ends as an idle connection would.
-        self.workers = workers.Workers("spanvisor-run-gate-http", CORE_WORKERS, MAX_CONNECTIONS, IDLE_S)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self.slots.acquire(blocking=False):
-            self.shutdown_request(request)  # over the bound: closed, no worker
+            self.shutdown_request(request)  # over the bound: closed, no thread
             return
-        if not self.workers.submit(self._connection, request, client_address):
-            self.slots.release()
-            self.shutdown_request(request)
-
-    def _connection(self, request: Any, client_address: Any) -> None:
         try:
-            self.finish_request(request, client_address)
-        except Exception:
-            self.handle_error(request, client_address)
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
         finally:
-            self.shutdown_request(request)
             self.slots.release()
 
 
