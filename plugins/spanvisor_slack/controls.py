@@ -35,14 +35,13 @@ from slack_sdk.models.blocks import (
 from spanvisor.display.approval import shown_action as display_action
 from spanvisor.display.readable import DECISION_STYLE, actor, clock, decision_text, from_text, required_text
 from spanvisor.display.task import cancel_effect
-from spanvisor.events import ApprovalRequest, Decision, TaskView
+from spanvisor.events import TERMINAL, ApprovalRequest, Decision, TaskView
 
 from . import actions as ids
 from . import text as t
 
 # Approvals shown with their buttons; the rest are counted.
 MAX_ASKS = 3
-TERMINAL = frozenset({"complete", "error", "cancelled", "lost", "evicted"})
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")
 
 

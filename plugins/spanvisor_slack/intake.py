@@ -54,7 +54,7 @@ from .interact import (
 )
 from .sessions import METHOD as SET_STATUS
 from .sessions import NAMESPACE as SESSIONS
-from .sessions import session_key
+from .sessions import record_status, session_key
 from .slash import SlashAnswers
 from .text import clip, escape
 from .webapi import Approvers, InteractApi
@@ -211,19 +211,15 @@ class Intake:
 
     async def _restore(self, item: Stop, d: Decision) -> None:
         """The session's status as the task stands (Slack does not change it by
-        itself, but its stop button is pressed: it is shown again)."""
-        status = "closed"
+        itself, but its stop button is pressed: it is shown again), by the
+        sessions module's one rule, read from the control log's record."""
+        rec = None
         if self.control is not None:
             try:
                 rec = await self.control.run(d.task_id, d.run_id or None)
             except Exception:
                 rec = None
-            if rec is not None and rec.get("state") == "running":
-                reqs = rec.get("requests")
-                waiting = isinstance(reqs, Mapping) and any(
-                    isinstance(r, Mapping) and r.get("state") == "open" for r in reqs.values()
-                )
-                status = "active" if waiting else "processing"
+        status = record_status(rec)
         await self.api.call(SET_STATUS, channel_id=item.channel_id, thread_ts=item.thread_ts, status=status)
 
     async def _open_comment(self, item: OpenComment) -> str:

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from spanvisor.display.thread import ThreadLine
-from spanvisor.events import Decision, Event, Status, TaskFinished, TaskView
+from spanvisor.events import TERMINAL, Decision, Event, Status, TaskFinished, TaskView
 
 from .worklog import WorkLog
 
@@ -33,10 +33,6 @@ MAX_PENDING_REPLIES = 1000
 # Decisions a parent shows (as the tracker keeps in a view), and those a record notes.
 SHOWN_DECISIONS = 5
 MAX_NOTED = 20
-
-# Here, not in shared.py: the sink module needs it and must not import
-# slack_sdk (through the block builders) when Slack is not configured.
-TERMINAL = frozenset({"complete", "error", "cancelled", "lost", "evicted"})
 
 
 def is_final(event: Event) -> bool:

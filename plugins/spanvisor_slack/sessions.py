@@ -35,7 +35,8 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
-from spanvisor.events import TaskView
+from spanvisor.control.runs import cancel_of, decisions_of
+from spanvisor.events import TERMINAL, TaskView
 from spanvisor.stats import PipelineStats
 
 from .pacing import ROUTINE, URGENT, Interrupt
@@ -55,18 +56,39 @@ NAMESPACE = "slack.sessions"
 MAX_TITLE = 200
 # What Slack answers (a warning on an ok call) while the app does not subscribe to the stop event.
 NO_STOP_SUBSCRIPTION = "missing_agent_session_stopped_event_subscription"
-_ENDED = frozenset({"complete", "error", "cancelled", "lost", "evicted"})
+
+
+def status_for(*, ended: bool, cancel_requested: bool, awaiting: bool) -> SessionStatus:
+    """The rule (the table in the module docstring), from what is known of the task."""
+    if ended:
+        return "closed"
+    if cancel_requested:
+        return "suspended"
+    if awaiting:
+        return "active"
+    return "processing"
 
 
 def session_status(view: TaskView) -> SessionStatus:
-    """The session status a task's view shows (the table in the module docstring)."""
-    if view.status in _ENDED:
-        return "closed"
-    if view.cancel_requested:
-        return "suspended"
-    if view.status == "awaiting_approval":
-        return "active"
-    return "processing"
+    """The session status a task's view shows."""
+    return status_for(
+        ended=view.status in TERMINAL,
+        cancel_requested=view.cancel_requested,
+        awaiting=view.status == "awaiting_approval",
+    )
+
+
+def record_status(rec: Mapping[str, Any] | None) -> SessionStatus:
+    """The session status the control log's record of a run shows, by the
+    same rule: ended unless it is running (no record: closed), a cancel
+    asked for, an approval request open."""
+    if rec is None or rec.get("state") != "running":
+        return status_for(ended=True, cancel_requested=False, awaiting=False)
+    reqs = rec.get("requests")
+    awaiting = isinstance(reqs, Mapping) and any(
+        isinstance(r, Mapping) and r.get("state") == "open" for r in reqs.values()
+    )
+    return status_for(ended=False, cancel_requested=cancel_of(decisions_of(rec)) is not None, awaiting=awaiting)
 
 
 def session_key(channel: str, ts: str) -> str:
@@ -189,7 +211,9 @@ __all__ = [
     "STOP_EVENT",
     "AgentSessions",
     "SessionStatus",
+    "record_status",
     "session_key",
     "session_status",
+    "status_for",
     "title_of",
 ]
