@@ -132,7 +132,7 @@ def hook(cli: str, payload: Any, *args: str) -> tuple[int, dict[str, Any], str]:
 def task_of(cli: str, session_id: str) -> str:
     """The task of a session with no launcher: its session id in its CLI's
     namespace (``claude-code:<session id>``), as the hook and serve name it."""
-    from spanvisor.gate.session import SERVICES
+    from spanvisor.clis import registry
     from spanvisor.receiver.codingagents.ids import session_task_id
 
-    return session_task_id(SERVICES[cli], session_id)
+    return session_task_id(registry.need(cli).service, session_id)

@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from spanvisor.gate.deadline import CLI_TIMEOUT_DEFAULT, MIN_MARGIN_S, Deadline, wait_budget
+from spanvisor.clis import registry
+from spanvisor.gate.deadline import MIN_MARGIN_S, Deadline, wait_budget
 from tests.cli.coding_harness import CLAUDE_PRE, GEMINI_BEFORE, clean_env, hook
 
 
@@ -36,7 +37,7 @@ def test_every_cli_has_a_limit_and_the_answer_keeps_a_margin_before_it() -> None
     # CLI's after 60 s (and it then runs the call); Codex documents none.
     # Qwen Code's default is Gemini CLI's, Copilot CLI's 30 s, Cline's a fixed
     # 120 s; OpenCode's is spanvisor's plugin's own (600 s).
-    assert CLI_TIMEOUT_DEFAULT == {
+    assert {cli: registry.need(cli).hook_timeout_s for cli in registry.NAMES} == {
         "claude-code": 600.0,
         "codex": 600.0,
         "gemini": 60.0,

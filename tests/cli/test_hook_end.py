@@ -54,11 +54,11 @@ def _sid() -> str:
 
 def _opened(serve: Serve, cli: str, sid: str) -> str:
     """The session's task, opened as the CLI's first records would open it."""
-    from spanvisor.gate.session import SERVICES
+    from spanvisor.clis import registry
 
     task = task_of(cli, sid)
-    SessionTask(sid, SERVICES[cli], False, otlp_args(serve.base, TOKEN, 10)).record(
-        "agent.task.start", {"agent.task.name": "fix the tests", "agent.id": SERVICES[cli]}
+    SessionTask(sid, registry.need(cli).service, False, otlp_args(serve.base, TOKEN, 10)).record(
+        "agent.task.start", {"agent.task.name": "fix the tests", "agent.id": registry.need(cli).service}
     )
     wait_until(lambda: serve.sink.for_task(task), 240, f"task {task} to open")
     return task

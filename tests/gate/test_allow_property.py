@@ -13,7 +13,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spanvisor.gate import contracts as gc
+from spanvisor.clis import registry
 from tests.gate.test_attack import decision, run_hook
 from tests.gate.test_shell_rules import FORBIDDEN, POLICY, SAFE, call, wrap
 
@@ -71,7 +71,7 @@ def _stdin(cli: str, command: str) -> bytes:
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.sampled_from(gc.CLIS), PARTS, FORMS)
+@given(st.sampled_from(registry.NAMES), PARTS, FORMS)
 def test_the_real_hook_allows_exactly_when_every_part_is(
     tmp_path: Path, cli: str, parts: list[str], forms: list[int]
 ) -> None:
@@ -87,7 +87,7 @@ def test_the_real_hook_allows_exactly_when_every_part_is(
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    st.sampled_from(gc.CLIS),
+    st.sampled_from(registry.NAMES),
     st.sampled_from(FORBIDDEN),
     st.integers(0, 200),
     st.sampled_from(SAFE),

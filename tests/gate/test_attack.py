@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from spanvisor.clis import registry
 from spanvisor.gate import contracts as gc
 from spanvisor.gate.policy import PolicyError, parse
 from tests.gate.blackhole import Blackhole
@@ -120,7 +121,7 @@ HOSTILE_JSON = st.recursive(
 
 @settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    st.sampled_from(gc.CLIS),
+    st.sampled_from(registry.NAMES),
     st.one_of(
         st.binary(max_size=200),
         HOSTILE_JSON.map(lambda v: json.dumps(v).encode()),
@@ -161,7 +162,7 @@ def test_any_policy_file_that_is_not_a_valid_policy_is_a_block(tmp_path: Path, p
         assert code in (0, 2) and decision("claude-code", out) in ("allow", "deny")
 
 
-@pytest.mark.parametrize("cli", gc.CLIS)
+@pytest.mark.parametrize("cli", registry.NAMES)
 def test_chained_commands_are_blocked_and_plain_ones_allowed_by_the_real_hook(tmp_path: Path, cli: str) -> None:
     for command in ("ls && touch pwned.txt", "ls; cat README.md", "ls | sh", "ls $(rm -rf ~/prod)", "ls\nrm x"):
         code, out, err = run_hook(tmp_path, cli, call_bytes(command), ALLOW_LS)
@@ -190,7 +191,7 @@ def _waiting_hook(tmp_path: Path, cli: str) -> subprocess.Popen[bytes]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc for the child")
-@pytest.mark.parametrize("cli", gc.CLIS)
+@pytest.mark.parametrize("cli", registry.NAMES)
 def test_a_crash_of_the_deciding_process_is_a_block(tmp_path: Path, cli: str) -> None:
     proc = _waiting_hook(tmp_path, cli)
     try:
@@ -263,7 +264,7 @@ def test_the_answer_never_waits_for_the_note(tmp_path: Path) -> None:
         hole.close()
 
 
-@pytest.mark.parametrize("cli", gc.CLIS)
+@pytest.mark.parametrize("cli", registry.NAMES)
 def test_a_command_over_the_cap_is_denied_with_the_reason(tmp_path: Path, cli: str) -> None:
     """Over 100,000 characters nothing is read: a deny (it was ``unreadable``,
     which asks), even under a policy that would ask or allow the start."""

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from spanvisor.gate import contracts as gc
+from spanvisor.clis import registry
 from tests.cli.coding_harness import TOKEN, Serve, clean_env, task_of
 from tests.gate.test_attack import SPANVISOR, assert_block, decision, env_for, run_hook
 from tests.receiver.serve_proc import ServeProcess, console_env
@@ -74,7 +74,7 @@ class Faulty(http.server.ThreadingHTTPServer):
 
 
 @pytest.mark.parametrize(("status", "delay_s"), [(500, 0.0), (502, 0.0), (200, 3.0), (500, 30.0)])
-@pytest.mark.parametrize("cli", gc.CLIS)
+@pytest.mark.parametrize("cli", registry.NAMES)
 def test_a_failing_or_slow_control_api_is_a_deny_before_the_clis_timeout(
     tmp_path: Path, cli: str, status: int, delay_s: float
 ) -> None:

@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spanvisor.cli.hook_end import ending, turn_of
+from spanvisor.clis import registry
 from spanvisor.gate import contracts as gc
 from spanvisor.gate import turns
 from tests.gate.test_attack import HOSTILE_JSON, SPANVISOR, env_for
@@ -124,7 +125,7 @@ def test_each_clis_real_end_events_are_read_as_session_events(cli: gc.Cli, doc: 
     assert ev.turn == (doc.get("prompt_id") or doc.get("turn_id"))
     # Another CLI's event name is not one of this CLI's session events.
     other: gc.Cli = "gemini" if cli != "gemini" else "claude-code"
-    if doc["hook_event_name"] not in gc.SESSION_EVENTS[other]:
+    if doc["hook_event_name"] not in registry.need(other).session_events:
         assert gc.session_event(other, json.dumps(doc).encode()) is None
 
 
@@ -136,16 +137,16 @@ def test_nothing_naming_a_tool_is_ever_a_session_event(doc: dict[str, Any], even
     """A tool call always goes to the policy: an input with ``tool_name`` is
     never answered as a turn's end, whatever else it says."""
     called = {**doc, "hook_event_name": event, "tool_name": doc.get("tool_name", "Bash")}
-    for cli in gc.CLIS:
+    for cli in registry.NAMES:
         assert gc.session_event(cli, json.dumps(called).encode()) is None
 
 
 @settings(max_examples=300, deadline=None)
 @given(raw=st.binary(max_size=300) | HOSTILE_JSON.map(lambda d: json.dumps(d).encode()))
 def test_any_input_is_read_without_raising(raw: bytes) -> None:
-    for cli in gc.CLIS:
+    for cli in registry.NAMES:
         ev = gc.session_event(cli, raw)
-        assert ev is None or ev.event in gc.SESSION_EVENTS[cli]
+        assert ev is None or ev.event in registry.need(cli).session_events
 
 
 def _hook(tmp: Path, cli: str, doc: dict[str, Any], extra: dict[str, str] | None = None) -> tuple[int, str, str]:
@@ -235,10 +236,14 @@ def test_a_cancel_the_hook_saw_ends_the_session_cancelled_with_who_and_why() -> 
 
 @settings(max_examples=500, deadline=None)
 @given(
-    cli=st.sampled_from(sorted(gc.SESSION_EVENTS)),
+    cli=st.sampled_from(sorted(registry.NAMES)),
     events=st.lists(
         st.tuples(
-            st.sampled_from(sorted({e for es in gc.SESSION_EVENTS.values() for e in es} - {"SessionEnd"})),
+            st.sampled_from(
+                sorted(
+                    {e for es in (registry.need(c).session_events for c in registry.NAMES) for e in es} - {"SessionEnd"}
+                )
+            ),
             st.none() | st.sampled_from(["p0", "p1"]),
         ),
         max_size=6,
@@ -250,7 +255,7 @@ def test_a_session_never_ends_complete_unless_its_last_turn_finished(
 ) -> None:
     turn = None
     for name, key in events:
-        if name in gc.SESSION_EVENTS[cli]:
+        if name in registry.need(cli).session_events:
             turn = turn_of(_ev(cli, name, key)) or turn
     status, _, _ = ending(_ev(cli, "SessionEnd", end_turn), turn, None)
     finished = turn is not None and turn.state == "complete"

@@ -20,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spanvisor.cli.hook_end import ENDED, ending, finish, stated_turn, turn_of
+from spanvisor.clis import registry
 from spanvisor.gate import contracts as gc
 from spanvisor.gate import turns
 from spanvisor.gate.session import session_of
@@ -139,9 +140,9 @@ def test_each_clis_real_end_events_are_read_as_session_events(
 ) -> None:
     ev = gc.session_event(cli, json.dumps(doc).encode())
     assert ev is not None and (ev.event, ev.session_id, ev.said) == (event, session, said)
-    for other in gc.CLIS:  # another CLI never reads it as its own event, or reads the same one
+    for other in registry.NAMES:  # another CLI never reads it as its own event, or reads the same one
         got = gc.session_event(other, json.dumps(doc).encode())
-        assert got is None or other == cli or got.event in gc.SESSION_EVENTS[other]
+        assert got is None or other == cli or got.event in registry.need(other).session_events
 
 
 @pytest.mark.parametrize(("cli", "doc"), CALLS, ids=[c for c, _ in CALLS])
@@ -249,11 +250,11 @@ def test_hostile_end_events_are_read_without_raising_and_never_complete_unless_a
     doc: dict[str, Any],
 ) -> None:
     raw = json.dumps(doc).encode()
-    for cli in gc.CLIS:
+    for cli in registry.NAMES:
         ev = gc.session_event(cli, raw)
         if ev is None:
             continue
-        assert ev.event in gc.SESSION_EVENTS[cli]
+        assert ev.event in registry.need(cli).session_events
         assert ev.outcome in (None, "open", "complete", "error", "cancelled")
         status, _, _ = ending(ev, stated_turn(ev), None)
         finished = ev.outcome == "complete" or (cli == "claude-code" and not ev.turn)

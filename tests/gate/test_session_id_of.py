@@ -40,13 +40,22 @@ def test_each_clis_session_id_is_read_small_or_large_and_agrees_with_the_parsed_
     cli: str, sid: str, large: bool
 ) -> None:
     raw = _stdin(cli, sid, 300 * 1024 if large else 10)
-    assert session_id_of(raw) == sid
+    assert session_id_of(cli, raw) == sid
     if not large:
         assert parse(cli, raw).session_id == sid  # type: ignore[arg-type]
 
 
 def test_none_when_there_is_none_or_it_is_not_a_string() -> None:
-    assert session_id_of(b'{"tool_name": "Bash"}') is None
-    assert session_id_of(b'{"sessionId": 7, "taskId": ""}') is None
-    assert session_id_of(b"[1, 2]") is None
-    assert session_id_of(b"not json") is None
+    assert session_id_of("claude-code", b'{"tool_name": "Bash"}') is None
+    assert session_id_of("copilot", b'{"sessionId": 7, "taskId": ""}') is None
+    assert session_id_of("cline", b'{"sessionId": 7, "taskId": ""}') is None
+    assert session_id_of("claude-code", b"[1, 2]") is None
+    assert session_id_of("claude-code", b"not json") is None
+    assert session_id_of("no-such-cli", b'{"session_id": "s"}') is None
+
+
+def test_a_cli_reads_only_its_own_session_key() -> None:
+    """Copilot CLI names its session ``sessionId``, Cline ``taskId``: a key
+    of another CLI's is no session of this one's."""
+    assert session_id_of("copilot", b'{"session_id": "a", "sessionId": "b"}') == "b"
+    assert session_id_of("claude-code", b'{"taskId": "t"}') is None

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
+from spanvisor.clis import registry
 from spanvisor.gate import contracts as gc
-from spanvisor.gate.paths import PATH_KEYS_BY_CLI, named
+from spanvisor.gate.paths import named
 from spanvisor.gate.policy import parse
 
 # The documented example's two file rules: reads allowed, secrets denied first.
@@ -85,25 +86,33 @@ def test_a_path_rule_denies_each_clis_read_of_a_denied_file(cli: gc.Cli, tool: s
     assert (ruling.verdict, ruling.by) == ("deny", "policy:secrets"), (cli, tool_input, ruling)
 
 
-@pytest.mark.parametrize("cli", gc.CLIS)
+@pytest.mark.parametrize("cli", registry.NAMES)
 def test_each_clis_read_of_an_allowed_file_is_still_allowed(cli: gc.Cli) -> None:
     for key in sorted(
-        PATH_KEYS_BY_CLI[cli] - {"input", "patch", "patchText", "paths", "include", "file_paths", "files"}
+        registry.need(cli).path_keys - {"input", "patch", "patchText", "paths", "include", "file_paths", "files"}
     ):
         call = gc.parse(cli, stdin(cli, "read", {key: "/work/repo/src/a.py"}))
         assert POLICY.decide(call, resolve=False).verdict == "allow", (cli, key)
 
 
-@pytest.mark.parametrize("cli", gc.CLIS)
+@pytest.mark.parametrize("cli", registry.NAMES)
 def test_every_key_a_pinned_cli_names_a_path_by_is_read(cli: gc.Cli) -> None:
-    for key in PATH_KEYS_BY_CLI[cli]:
+    for key in registry.need(cli).path_keys:
         value: Any = PATCH if key in ("input", "patch", "patchText") else "/etc/shadow"
         listed = key in ("paths", "include", "file_paths", "files")
         assert named({key: [value] if listed else value}) == ("/etc/shadow",), key
 
 
 def test_every_pinned_cli_has_its_keys() -> None:
-    assert set(PATH_KEYS_BY_CLI) == set(gc.CLIS)
+    assert all(registry.need(cli).path_keys for cli in registry.NAMES)
+
+
+def test_a_key_only_an_adapter_names_is_read_for_its_cli() -> None:
+    """A CLI added by a package names its path keys in its adapter; the
+    gate reads them for that CLI's calls, a patch key never as a path."""
+    assert named({"targetThing": "/etc/shadow"}) == ()
+    assert named({"targetThing": "/etc/shadow"}, frozenset({"targetThing"})) == ("/etc/shadow",)
+    assert named({"input": PATCH}, frozenset({"input"})) == ("/etc/shadow",)
 
 
 @pytest.mark.parametrize("key", ["filePath", "FilePath", "file-path", "FILE_PATH", "dirPath", "absolutePath"])

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spanvisor.gate import contracts as gc
+from spanvisor.clis import registry
 from spanvisor.gate.contracts import Call
 from spanvisor.gate.policy import parse
 from tests.gate.test_attack import decision, run_hook
@@ -182,7 +182,7 @@ POLICY_TOML = 'default = "deny"\n[[rule]]\nname = "else"\ntool = ["Bash", "run_s
 
 
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.sampled_from(gc.CLIS), st.sampled_from(FORMS), PREFIX)
+@given(st.sampled_from(registry.NAMES), st.sampled_from(FORMS), PREFIX)
 def test_the_real_hook_never_allows_a_hidden_effect(
     tmp_path: Path, cli: str, form: tuple[str, bool], prefix: str
 ) -> None:

@@ -11,12 +11,13 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
+from spanvisor.clis import registry
 from spanvisor.display.task import cancel_effect
 from spanvisor.events import TaskView
-from spanvisor.gate.taskids import NAMESPACES, session_task_id
+from spanvisor.gate.taskids import session_task_id
 from spanvisor_slack.blocks import Look, parent_payload
 
-services = st.sampled_from(sorted(NAMESPACES))
+services = st.sampled_from(sorted({s for a in registry.builtin() for s in a.services}))
 session_ids = st.text("abcdef0123456789-", min_size=1, max_size=36)
 
 

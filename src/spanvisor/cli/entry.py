@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from spanvisor.gate.contracts import Cli
     from spanvisor.gate.deadline import Deadline
 
 _BLOCK = 2
@@ -170,11 +169,11 @@ def _deadline(argv: list[str], now: float) -> tuple[float, Deadline | None]:
     except Exception:
         return now, None
     try:
-        from spanvisor.gate.contracts import CLIS
+        from spanvisor.clis import registry
 
-        # An unknown CLI is answered by the child (an argument error): the longest default here.
-        cli: Cli = next((c for c in CLIS if c == argv[0]), "claude-code")
-        return started, Deadline.for_cli(cli, limit(cli, _cli_timeout(argv), os.environ, None), started)
+        # An unknown CLI is answered by the child (an argument error): the base adapter's default here.
+        cli = argv[0] if registry.get(argv[0]) is not None else None
+        return started, Deadline.for_cli(cli, limit(cli or "", _cli_timeout(argv), os.environ, None), started)
     except Exception:
         return started, None
 

@@ -106,9 +106,9 @@ def allowed(conn: socket.socket, gid: int) -> bool:
 def passed_on(argv: object) -> list[str] | None:
     """The hook's CLI and describing flags from its request; None when the
     request names no CLI. Anything else it sent is dropped."""
-    from spanvisor.gate import contracts as gc
+    from spanvisor.clis import registry
 
-    if not isinstance(argv, list) or not argv or argv[0] not in gc.CLIS:
+    if not isinstance(argv, list) or not argv or not isinstance(argv[0], str) or registry.get(argv[0]) is None:
         return None
     out = [str(argv[0])]
     i = 1

@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
 from spanvisor.cli import hook_config
+from spanvisor.clis import registry
 from spanvisor.gate import cancel, clitimeout, notes, session, turns, verdict
 from spanvisor.gate import contracts as gc
 from spanvisor.gate.answer import Answer
@@ -44,12 +45,25 @@ class Interrupted(BaseException):
     """A signal arrived before the answer: the call is blocked."""
 
 
+def _cli_name(name: str) -> str:
+    if registry.get(name) is None:
+        raise argparse.ArgumentTypeError(
+            f"no coding-agent CLI is called {name!r} (known: {', '.join(registry.names())})"
+        )
+    return name
+
+
 class Late(BaseException):
     """The backstop timer fired: the CLI's deadline is near."""
 
 
 def build_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    p.add_argument("cli", choices=gc.CLIS, help="which CLI calls (its input and answer shapes)")
+    p.add_argument(
+        "cli",
+        type=_cli_name,
+        metavar="CLI",
+        help=f"which CLI calls, by its adapter's name ({', '.join(registry.NAMES)}, or one an installed package adds)",
+    )
     p.add_argument(
         "--policy",
         help=f"policy TOML file (default: ${ENV_POLICY} unless --locked; none: every call asks a person)",
@@ -115,7 +129,7 @@ def main(
     ``release`` is called with the exit status as soon as it is known,
     before the audit note is sent."""
     t0 = time.monotonic() if started is None else started
-    cli = next((c for c in gc.CLIS if argv and argv[0] == c), None)
+    cli = argv[0] if argv and registry.get(argv[0]) is not None else None
     e = os.environ if env is None else env
 
     def body(out: Answer) -> int:
@@ -260,7 +274,7 @@ def _look(
     launcher, which stops the CLI itself, or without a session id)."""
     if env.get("SPANVISOR_GATE_SOCKET"):  # the launcher's session, even when the launcher is silent
         return None
-    key = session.session_of(cli, gc.session_id_of(raw), env)
+    key = session.session_of(cli, gc.session_id_of(cli, raw), env)
     if key is None or key.launched:
         return None
     url = cancel.control_url(args.url, session.otlp_endpoint(args.endpoint, env), env)

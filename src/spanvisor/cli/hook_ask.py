@@ -60,7 +60,7 @@ def session_task(
     if not key:
         return None
     target = ct.otlp_args(ct.otlp_endpoint(args.endpoint, env), args.otlp_token, timeout)
-    return ct.SessionTask(key, ct.SERVICES[call.cli], launched is not None, target)
+    return ct.SessionTask(key, gc.adapter_of(call.cli).service, launched is not None, target)
 
 
 def approval_id(task: ct.SessionTask, call: gc.Call, raw: bytes) -> str:

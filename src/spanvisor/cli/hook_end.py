@@ -91,7 +91,7 @@ def answer(ev: gc.SessionEvent, args: argparse.Namespace, out: Answer, env: Mapp
         key = session_of(ev.cli, ev.session_id, env)
         if key is None or key.launched:
             return out.neutral(reply)
-        if ev.event not in gc.END_EVENTS:
+        if not gc.ends_session(ev.cli, ev.event):
             turn = turn_of(ev)
             if turn is not None:
                 turns.note(key.task_id, turn, env)

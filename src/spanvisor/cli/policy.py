@@ -134,14 +134,16 @@ def load_cases(path: str) -> list[dict[str, Any]]:
 
 def run_case(policy: Any, case: dict[str, Any]) -> tuple[bool, str, str]:
     """(passed, expected, got) for one case, each said in words."""
+    from spanvisor.clis import registry
     from spanvisor.gate import contracts as gc
-    from spanvisor.gate.rules import CLI_OF, Facts
+    from spanvisor.gate.rules import Facts, cli_of
 
     tool_input = dict(case.get("input") or {})
     if "command" in case:
         tool_input["command"] = case["command"]
-    cli = case.get("cli") or CLI_OF.get(str(case.get("agent") or ""), "claude-code")
-    call = gc.Call(cli, "", None, case["tool"], tool_input, None, case.get("cwd"))  # type: ignore[arg-type]
+    # A case names its CLI, else its agent's, else the first built-in one (as docs/reference/policy.md says).
+    cli = case.get("cli") or cli_of(str(case.get("agent") or "")) or registry.NAMES[0]
+    call = gc.Call(cli, "", None, case["tool"], tool_input, None, case.get("cwd"))
     task = case.get("task") or {}
 
     def known(value: Any) -> tuple[str, ...]:

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from spanvisor.cli import run_start as rs
 from spanvisor.cli.run_procs import Adoption
 from spanvisor.cli.run_start import add_arguments, cli_of, prompt_of, task_name, telemetry
+from spanvisor.clis import registry
 from spanvisor.gate import session as gs
 
 if TYPE_CHECKING:
@@ -99,7 +100,9 @@ def handler(args: argparse.Namespace, config: Config | None) -> int:
     env = os.environ
     # One agent for the task, whichever sends: the CLI's records (its
     # resource), the hooks' and the launcher's own.
-    agent = gs.task_agent({**env, gs.ENV_TASK_AGENT: args.agent or env.get(gs.ENV_TASK_AGENT, "")}, gs.SERVICES[cli])
+    agent = gs.task_agent(
+        {**env, gs.ENV_TASK_AGENT: args.agent or env.get(gs.ENV_TASK_AGENT, "")}, registry.need(cli).service
+    )
     # A task id given again after its run ended: this session is a new run of
     # it, under a root of its own (before, it was that ended run to serve).
     ended = _ended(task_id, endpoint, args.token) if args.task_id else None
@@ -110,7 +113,7 @@ def handler(args: argparse.Namespace, config: Config | None) -> int:
     # The user's resource, less a run it may hold (a launcher's inside a launched session).
     users = {k: v for k, v in gs.resource_attributes(env).items() if k != gs.RESOURCE_TASK_RUN}
     resource = gs.encode_resource(
-        {**users, **attrs, **({gs.AGENT_KEYS[0]: agent} if agent != gs.SERVICES[cli] else {})}
+        {**users, **attrs, **({gs.AGENT_KEYS[0]: agent} if agent != registry.need(cli).service else {})}
     )
     child_argv, child_env = telemetry(cli, argv, env, endpoint, args.token, resource, not args.no_tool_details)
     child_env[gs.ENV_ENDPOINT] = endpoint  # where the CLI's hooks send their requests
@@ -198,7 +201,7 @@ class _Session:
         self.proc, self.cli, self.task_id, self.name, self.endpoint = proc, cli, task_id, name, endpoint
         self.args, self.started = args, started
         self.forwarded: list[int] = []
-        self.agent = gs.SERVICES[cli]  # the task's agent (--agent, the resource's, else the CLI's)
+        self.agent = registry.need(cli).service  # the task's agent (--agent, the resource's, else the CLI's)
         self.run_of_task: str | None = None  # this session's run of the task, when it has one
         self.gate_marker: str | None = None
         self.stopper: Stopper | None = None
@@ -227,7 +230,7 @@ class _Session:
         from spanvisor.cli.run_stop import Reaper, Stopper
         from spanvisor.spans import conventions as cv
 
-        service = gs.SERVICES[self.cli]
+        service = registry.need(self.cli).service
         # OpenCode's and Cline's calls and steps, read from what they print (run_stream.py).
         argv = list(self.proc.args)
         report = run_stream.start(
@@ -276,7 +279,7 @@ class _Session:
     @property
     def key(self) -> gs.TaskKey:
         """The task as its hooks name it: its id, in this session's run."""
-        return gs.TaskKey(gs.launched_key(self.task_id, self.run_of_task), gs.SERVICES[self.cli], True)
+        return gs.TaskKey(gs.launched_key(self.task_id, self.run_of_task), registry.need(self.cli).service, True)
 
     def _follow(self, records: Records) -> Any:
         """A cancel of this run of the task stops the CLI (run_stop.py)."""
@@ -290,7 +293,7 @@ class _Session:
 
         def cancel(d: Decision) -> None:
             if stopper.stop(cancelled_text(d), d):
-                said = f"⏹ {cancelled_text(d)}: spanvisor run is stopping {gs.NAMES[self.cli]}"
+                said = f"⏹ {cancelled_text(d)}: spanvisor run is stopping {registry.need(self.cli).title}"
                 records.say(cv.EVENT_CHECKPOINT, {cv.MESSAGE: said})
                 rs.said(f"{cancelled_text(d)}; stopping {self.proc.args[0]}")
 
@@ -321,7 +324,7 @@ class _Session:
             status, error, message = end_of(self.cli, os.path.basename(self.proc.args[0]), code, reading, sent)
         target = ct.otlp_args(self.endpoint, self.args.token, min(self.args.timeout, END_S))
         # Its root in this session's run (gs.join_run: SessionTask derives the run's ids).
-        task = ct.SessionTask(self.task_id, gs.SERVICES[self.cli], True, target, self.agent)
+        task = ct.SessionTask(self.task_id, registry.need(self.cli).service, True, target, self.agent)
         request = task.end_request(self.name, self.started, status, error, message)
         if reachable and _send_end(task, request):
             if left or records.dropped:
@@ -375,7 +378,7 @@ def _reused(task_id: str, ended: str, endpoint: str, cli: str, run: str | None) 
     if run is not None:
         return f"{said}: this session is a new run of it"
     return (
-        f"{said}: {gs.NAMES.get(cli, cli)}'s records name the task id alone, so this session has that run's trace "
+        f"{said}: {_title(cli)}'s records name the task id alone, so this session has that run's trace "
         "and root: what it sends is read as late and it is not tracked (nor stalled or lost should the launcher "
         "die); give it a new --task-id"
     )
@@ -472,6 +475,11 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("run", help=HELP)
     add_arguments(p)
     p.set_defaults(func=handler)
+
+
+def _title(cli: str) -> str:
+    adapter = registry.get(cli)
+    return adapter.title if adapter is not None else cli
 
 
 __all__ = ["add_arguments", "cli_of", "handler", "main", "prompt_of", "register", "task_name", "telemetry"]

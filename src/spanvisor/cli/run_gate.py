@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import json
 import os
 import shutil
 import socket
@@ -29,8 +30,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from spanvisor.cli import hook, run_gate_http
+from spanvisor.clis import registry
 from spanvisor.gate import centralcache, clitimeout, local
-from spanvisor.gate import contracts as gc
 from spanvisor.gate.answer import Answer
 from spanvisor.gate.deadline import Deadline
 from spanvisor.gate.policy import PolicyError, load
@@ -192,14 +193,14 @@ def decide_call(
     after), and a block at the backstop if the worker is still deciding then
     (a hung request, a slow disk)."""
     out, err = io.StringIO(), io.StringIO()
-    cli = next((c for c in gc.CLIS if argv and argv[0] == c), None)
+    cli = argv[0] if argv and registry.get(argv[0]) is not None else None
 
     def reply(code: int) -> None:
         send(code, out.getvalue(), err.getvalue())
 
     answer = Answer(cli, out, err, reply)
-    limit = clitimeout.limit(cli or "claude-code", _given(argv), env, cwd)
-    deadline = Deadline.for_cli(cli or "claude-code", limit, started)
+    limit = clitimeout.limit(cli or "", _given(argv), env, cwd)
+    deadline = Deadline.for_cli(cli, limit, started)
     timer = threading.Timer(
         max(0.0, deadline.launcher_backstop() - time.monotonic()),
         lambda: answer.block("spanvisor: no answer before the CLI's hook timeout; denied"),
@@ -232,12 +233,23 @@ def _write_client(where: str, settings: list[str]) -> str | None:
         os.mkdir(folder, 0o700)
         path = os.path.join(folder, "spanvisor")
         head = f"#!{sys.executable} -IS\nREAL = {os.path.abspath(real)!r}\nLIMIT = {min(found) if found else 0.0!r}\n"
+        head += _client_facts()
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o700)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(head + source)
     except OSError:
         return None
     return folder
+
+
+def _client_facts() -> str:
+    """What the small client knows of each CLI, from its adapter (it imports
+    nothing of spanvisor): its default hook timeout and its block."""
+    defaults = {a.name: a.hook_timeout_s for a in registry.every()}
+    blocks = {
+        a.name: (json.dumps(a.reply(a.default_event, "deny", "@REASON@")), a.block_status) for a in registry.every()
+    }
+    return f"DEFAULTS = {defaults!r}\nBLOCKS = {blocks!r}\n"
 
 
 def _started(given: object, accepted: float) -> float:

@@ -32,16 +32,13 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+from spanvisor.clis import registry
 from spanvisor.gate import session as gs
 from spanvisor.redaction import redact
 
 NAME_CHARS = 80
 # Variables of the launcher's environment the CLI never gets.
 NOT_FOR_THE_AGENT = frozenset({"SPANVISOR_DECIDE_TOKEN"})
-_BINARIES = {"claude": "claude-code", "codex": "codex", "gemini": "gemini"}
-# Qwen Code, Copilot CLI, OpenCode, Cline (spanvisor.cli.run_more, which this
-# module does not import before the CLI starts).
-_BINARIES.update({"qwen": "qwen", "copilot": "copilot", "opencode": "opencode", "cline": "cline"})
 _SUBCOMMANDS = {"exec", "e", "run"}
 _VALUE_OPTIONS = {"-m", "--model", "-c", "--config", "--output-format", "-s", "--sandbox", "--settings", "-C", "--cd"}
 
@@ -67,10 +64,17 @@ Mode = Literal[
 
 
 def cli_of(argv0: str) -> str | None:
-    base = os.path.basename(argv0)
-    for suffix in (".js", ".cmd", ".exe"):
-        base = base.removesuffix(suffix)
-    return _BINARIES.get(base)
+    """The CLI the command starts, by its adapter's commands."""
+    adapter = registry.by_binary(argv0)
+    return adapter.name if adapter is not None else None
+
+
+def _cli_name(name: str) -> str:
+    if registry.get(name) is None:
+        raise argparse.ArgumentTypeError(
+            f"no coding-agent CLI is called {name!r} (known: {', '.join(registry.names())})"
+        )
+    return name
 
 
 def prompt_of(args: Sequence[str]) -> str | None:
@@ -325,7 +329,9 @@ def said(text: str) -> None:
 # The launcher's options (spanvisor run --help).
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--name", help="task name (default: the prompt, clipped)")
-    p.add_argument("--cli", choices=tuple(gs.SERVICES), help="which CLI (default: from the command)")
+    p.add_argument(
+        "--cli", type=_cli_name, metavar="CLI", help="which CLI, by its adapter's name (default: from the command)"
+    )
     p.add_argument(
         "--endpoint",
         help=f"OTLP/HTTP endpoint: spanvisor serve or a Collector (default: ${gs.ENV_ENDPOINT} or {gs.DEFAULT_ENDPOINT})",

@@ -10,6 +10,7 @@ and actor name) is returned raw; each sink escapes it for its medium.
 
 from __future__ import annotations
 
+from spanvisor.clis import registry
 from spanvisor.display.readable import (
     duration,
     results,
@@ -19,7 +20,6 @@ from spanvisor.events import (
     TaskFinished,
     TaskView,
 )
-from spanvisor.gate.taskids import NAMESPACES
 
 NONE = "\u2013"  # an en dash: "no value yet"
 
@@ -58,29 +58,17 @@ def status_text(view: TaskView) -> str:
     return view.status.replace("_", " ") + (" · ⏸ stalled" if stalled else "")
 
 
-# The coding-agent CLIs by the agent their sessions report, for what a cancel does.
-_CLI_NAMES = {
-    "claude-code": "Claude Code",
-    "codex": "Codex",
-    "gemini-cli": "Gemini CLI",
-    "qwen-code": "Qwen Code",
-    "copilot": "Copilot CLI",
-    "opencode": "OpenCode",
-    "cline": "Cline",
-}
-
-
 def cancel_effect(view: TaskView) -> str | None:
     """What a cancel of a coding-agent session does: under ``spanvisor run``
     the launcher stops the CLI; a session without it (its task id the
     session id in its CLI's namespace, ``claude-code:<id>``) is blocked by
     ``spanvisor hook`` at its next tool call. None for any other task."""
-    ns = NAMESPACES.get(view.agent_id)
-    if ns is None or ns not in _CLI_NAMES:
+    adapter = registry.by_service(view.agent_id) if view.agent_id else None
+    if adapter is None:
         return None
-    if view.task_id.startswith(ns + ":"):
+    if view.task_id.startswith(adapter.namespace + ":"):
         return "its next tool call will be blocked by spanvisor hook"
-    return f"spanvisor run stops {_CLI_NAMES[ns]}"
+    return f"spanvisor run stops {adapter.title}"
 
 
 def last_action(view: TaskView) -> str | None:

@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 from spanvisor.gate import contracts as gc
 from spanvisor.gate.policy import Policy, PolicyError, Ruling, parse, read_text, toml_doc
 from spanvisor.gate.requirement import STRICTNESS, Requirement, narrower
-from spanvisor.gate.rules import AGENTS_OF, CLI_OF, Facts, server_facts
+from spanvisor.gate.rules import Facts, server_facts
 
 # A directory's policy files, and the most read.
 SUFFIX = ".toml"
@@ -61,8 +61,8 @@ def call_of(action: Mapping[str, Any] | None, facts: Facts) -> gc.Call:
     path or URL condition match)."""
     tool = str(action.get("tool") or "") if action is not None else ""
     args = action.get("arguments") if action is not None else None
-    cli = facts.cli[0] if facts.cli else "claude-code"
-    return gc.Call(cli, "", None, tool, dict(args) if isinstance(args, Mapping) else {}, None)  # type: ignore[arg-type]
+    cli = facts.cli[0] if facts.cli else ""  # no CLI: the keys every CLI's paths are named by
+    return gc.Call(cli, "", None, tool, dict(args) if isinstance(args, Mapping) else {}, None)
 
 
 def digest_of(files: tuple[tuple[str, str], ...]) -> str:
@@ -285,8 +285,6 @@ def combine(local: Ruling, central: Ruling | None) -> Ruling:
 
 
 __all__ = [
-    "AGENTS_OF",
-    "CLI_OF",
     "Broken",
     "Central",
     "Holder",

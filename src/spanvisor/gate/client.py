@@ -2,8 +2,10 @@
 ``spanvisor run`` started, with nothing but what asking the launcher needs.
 
 The launcher writes this file, with ``REAL`` (the full ``spanvisor``
-command) and ``LIMIT`` (the shortest hook timeout the CLI's settings give
-the gate) set at its top, as ``spanvisor`` in a private directory it puts
+command), ``LIMIT`` (the shortest hook timeout the CLI's settings give
+the gate), ``DEFAULTS`` (each CLI's default hook timeout) and ``BLOCKS``
+(each CLI's block, its answer with ``@REASON@`` for the reason and its
+exit status), all from the CLIs' adapters, set at its top, as ``spanvisor`` in a private directory it puts
 first on the CLI's ``PATH``, run by its own Python with ``-I -S`` (no
 site-packages, no user environment for Python itself): a Python start
 without the import machinery of an installed package, and only ``_socket``
@@ -27,16 +29,14 @@ import time
 STARTED = time.monotonic()
 REAL: str = globals().get("REAL", "spanvisor")
 LIMIT: float = globals().get("LIMIT", 0.0)
-# gate.deadline.CLI_TIMEOUT_DEFAULT (pinned to it by tests/gate).
-DEFAULTS = {
-    "claude-code": 600.0,
-    "codex": 600.0,
-    "gemini": 60.0,
-    "qwen": 60.0,
-    "copilot": 30.0,
-    "opencode": 600.0,
-    "cline": 120.0,
-}
+DEFAULTS: dict[str, float] = globals().get("DEFAULTS", {})
+BLOCKS: dict[str, tuple[str, int]] = globals().get("BLOCKS", {})
+# Claude Code's block: what a CLI the launcher did not name is answered.
+BLOCK = (
+    '{"hookSpecificOutput": {"hookEventName": "PreToolUse", "permissionDecision": "deny", '
+    '"permissionDecisionReason": "@REASON@"}}',
+    2,
+)
 CONTEXT = ("SPANVISOR_", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL")
 ALSO = ("HOME", "XDG_STATE_HOME")
 MAX = 16 * 1024 * 1024
@@ -131,26 +131,17 @@ def ask(path: str, argv: list[str], stdin: bytes) -> tuple[int, bytes, bytes] | 
 
 
 def block(args: list[str], reason: str) -> None:
-    """The CLI's block (exit status 2 and, in its shape, the deny JSON;
-    for Cline, which runs a call on any non-zero status, an answer that
-    stops the run and status 0)."""
-    cli = args[1] if len(args) > 1 else ""
-    status = 2
-    if cli in ("gemini", "opencode"):
-        doc = f'{{"decision": "deny", "reason": "{reason}"}}'
-    elif cli == "copilot":
-        doc = f'{{"permissionDecision": "deny", "permissionDecisionReason": "{reason}"}}'
-    elif cli == "cline":
-        doc, status = f'{{"cancel": true, "errorMessage": "{reason}"}}', 0
-    else:
-        doc = '{"hookSpecificOutput": {"hookEventName": "PreToolUse", "permissionDecision": "deny", '
-        doc += f'"permissionDecisionReason": "{reason}"}}}}'
+    """The CLI's block: its deny answer and its block status (for a CLI
+    that runs a call on any non-zero status, an answer that stops it and
+    0). ``reason`` is this module's own text: no quote or backslash."""
+    doc, status = BLOCKS.get(args[1] if len(args) > 1 else "", BLOCK)
+    doc = doc.replace("@REASON@", reason)
     for fd, text in ((1, doc), (2, reason)):
         try:
             os.write(fd, text.encode() + b"\n")
         except OSError:
             if fd == 1:
-                status = 2  # no answer written: Cline's hook wrapper stops the run
+                status = 2  # no answer written: a hook wrapper that runs calls on any other status blocks on 2
     os._exit(status)
 
 

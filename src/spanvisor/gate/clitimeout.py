@@ -2,50 +2,29 @@
 
 The gate must answer before the CLI gives up on it (every CLI then runs
 the call), so it reads the timeout where the CLI reads it, instead of
-trusting ``--cli-timeout`` or the CLI's default alone: Claude Code's
-settings files (the user's, the project's, its local ones, the managed
-ones), Codex's ``config.toml`` (``$CODEX_HOME``'s and the project's),
-Gemini CLI's ``settings.json`` (the user's, the project's, the system's),
-Qwen Code's and Copilot CLI's (:mod:`.clitimeout_more`),
-plus any file named in ``SPANVISOR_CLI_SETTINGS`` (the launcher names the
-``--settings`` file a Claude Code session was started with). Every hook
-entry of the permission events whose command runs ``spanvisor`` counts,
-and the shortest wins (an entry without a timeout counts as the CLI's
-default): a deadline too early costs a person some time, one too late lets
-the call run. Standard library only; a file that cannot be read is skipped.
+trusting ``--cli-timeout`` or the CLI's default alone: the settings files
+its adapter names (:meth:`spanvisor.clis.adapter.Adapter.settings_files`:
+the user's, the project's, the system's or managed ones), plus any file
+named in ``SPANVISOR_CLI_SETTINGS`` (the launcher names the ``--settings``
+file a Claude Code session was started with). Every hook entry of the
+permission events whose command runs ``spanvisor hook`` counts, and the
+shortest wins (an entry without a timeout counts as the CLI's default): a
+deadline too early costs a person some time, one too late lets the call
+run. Standard library only; a file that cannot be read is skipped.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from spanvisor.gate import clitimeout_more as more
-from spanvisor.gate.deadline import CLI_TIMEOUT_DEFAULT
+from spanvisor.clis import registry
+from spanvisor.clis.adapter import MAX_SETTINGS
 
 ENV_SETTINGS = "SPANVISOR_CLI_SETTINGS"
-# The hook events each CLI runs the gate for.
-EVENTS = {
-    "claude-code": ("PreToolUse", "PermissionRequest"),
-    "codex": ("PreToolUse",),
-    "gemini": ("BeforeTool",),
-    "qwen": ("PreToolUse",),
-}
-# The CLI each binary is (the launcher's first word after its --).
-BINARIES = {
-    "claude": "claude-code",
-    "codex": "codex",
-    "gemini": "gemini",
-    "qwen": "qwen",
-    "copilot": "copilot",
-    "opencode": "opencode",
-    "cline": "cline",
-}
-# A settings file larger than this is not read (nobody writes one).
-MAX_SETTINGS = 1024 * 1024
 
 
 def limit(cli: str, given: float | None, env: Mapping[str, str], cwd: str | None) -> float | None:
@@ -59,61 +38,25 @@ def limit(cli: str, given: float | None, env: Mapping[str, str], cwd: str | None
 
 def configured(cli: str, env: Mapping[str, str], cwd: str) -> list[float]:
     """The timeouts (seconds) of the gate's hook entries in ``cli``'s settings."""
+    adapter = registry.get(cli)
+    if adapter is None:
+        return []
     out: list[float] = []
-    default = CLI_TIMEOUT_DEFAULT.get(cli, 600.0)
-    unit = 1000.0 if cli == "gemini" else 1.0
     for path in settings_files(cli, env, cwd):
-        doc = _read(path)
-        if cli == "copilot":
-            out.extend(_copilot(doc, default))
-            continue
-        for entry in _entries(doc, EVENTS.get(cli, ())):
-            command = entry.get("command")
-            text = " ".join(str(c) for c in command) if isinstance(command, list) else command
-            if not isinstance(text, str) or "spanvisor" not in text or "hook" not in text:
+        for command, timeout in adapter.hook_timeouts(_read(path)):
+            if "spanvisor" not in command or "hook" not in command:
                 continue
-            if "--at-terminal" in text:  # a notice (the person at the terminal decides): not the gate's deadline
+            if "--at-terminal" in command:  # a notice (the person at the terminal decides): not the gate's deadline
                 continue
-            raw = entry.get("timeout")
-            if isinstance(raw, int | float) and not isinstance(raw, bool) and raw > 0:
-                out.append(more.qwen_seconds(float(raw)) if cli == "qwen" else float(raw) / unit)
-            else:
-                out.append(default)
-    return out
-
-
-def _copilot(doc: Any, default: float) -> list[float]:
-    out: list[float] = []
-    for command, raw in more.copilot_entries(doc):
-        if "spanvisor" not in command or "hook" not in command:
-            continue
-        ok = isinstance(raw, int | float) and not isinstance(raw, bool) and raw > 0
-        out.append(float(raw) if ok else default)
+            out.append(adapter.hook_timeout_s if timeout is None else timeout)
     return out
 
 
 def settings_files(cli: str, env: Mapping[str, str], cwd: str) -> list[Path]:
     home = Path(env.get("HOME") or os.path.expanduser("~"))
     named = [Path(p) for p in (env.get(ENV_SETTINGS) or "").split(os.pathsep) if p]
-    if cli == "claude-code":
-        user = Path(env.get("CLAUDE_CONFIG_DIR") or home / ".claude")
-        project = Path(env.get("CLAUDE_PROJECT_DIR") or cwd) / ".claude"
-        managed = (
-            Path("/Library/Application Support/ClaudeCode/managed-settings.json"),
-            Path("/etc/claude-code/managed-settings.json"),
-        )
-        return [user / "settings.json", project / "settings.json", project / "settings.local.json", *managed, *named]
-    if cli == "codex":
-        codex_home = Path(env.get("CODEX_HOME") or home / ".codex")
-        return [codex_home / "config.toml", Path(cwd) / ".codex" / "config.toml", *named]
-    if cli == "qwen":
-        return [*more.qwen_files(env, home, cwd), *named]
-    if cli == "copilot":
-        return [*more.copilot_files(env, home, cwd), *named]
-    if cli not in ("gemini",):
-        return named  # OpenCode (the plugin gives --cli-timeout), Cline (fixed)
-    system = Path(env.get("GEMINI_CLI_SYSTEM_SETTINGS_PATH") or "/etc/gemini-cli/settings.json")
-    return [home / ".gemini" / "settings.json", Path(cwd) / ".gemini" / "settings.json", system, *named]
+    adapter = registry.get(cli)
+    return [*(adapter.settings_files(env, home, cwd) if adapter is not None else ()), *named]
 
 
 def launched_settings(argv: list[str], where: str) -> list[str]:
@@ -145,8 +88,8 @@ def launched_settings(argv: list[str], where: str) -> list[str]:
 def launched_cli(argv: list[str]) -> str | None:
     """Which CLI a launcher runs (the first word after its ``--``)."""
     rest = argv[argv.index("--") + 1 :] if "--" in argv else []
-    name = os.path.basename(rest[0]) if rest else ""
-    return BINARIES.get(name)
+    adapter = registry.by_binary(rest[0]) if rest else None
+    return adapter.name if adapter is not None else None
 
 
 def short_for(cli: str, policy_timeout_s: float, env: Mapping[str, str], cwd: str) -> str | None:
@@ -184,19 +127,6 @@ def _read(path: Path) -> Any:
         return json.loads(data)
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None
-
-
-def _entries(doc: Any, events: tuple[str, ...]) -> Iterator[dict[str, Any]]:
-    hooks = doc.get("hooks") if isinstance(doc, dict) else None
-    if not isinstance(hooks, dict):
-        return
-    for event in events:
-        groups = hooks.get(event)
-        for group in groups if isinstance(groups, list) else []:
-            inner = group.get("hooks") if isinstance(group, dict) else None
-            for entry in inner if isinstance(inner, list) else []:
-                if isinstance(entry, dict) and entry.get("type", "command") == "command":
-                    yield entry
 
 
 def _cwd() -> str:

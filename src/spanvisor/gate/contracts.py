@@ -1,51 +1,42 @@
-"""What each coding-agent CLI sends its permission hook and reads back.
+"""A tool call as the gate reads it, and the answer it writes, for any CLI.
 
-* Claude Code ``PreToolUse`` and ``PermissionRequest``, and Codex
-  ``PreToolUse``: stdin JSON with ``session_id``, ``hook_event_name``,
-  ``tool_name``, ``tool_input`` (and ``tool_use_id``, ``cwd``); the answer is
-  ``{"hookSpecificOutput": {"hookEventName": "PreToolUse",
-  "permissionDecision": "allow|deny", "permissionDecisionReason": …}}`` or,
-  for ``PermissionRequest``, ``{"hookSpecificOutput": {"hookEventName":
-  "PermissionRequest", "decision": {"behavior": "allow|deny", "message": …}}}``.
-  Codex's allow of a ``PreToolUse`` is ``{}``: it rejects
-  ``permissionDecision: allow`` as unsupported.
-* Gemini CLI ``BeforeTool``: stdin ``session_id``, ``tool_name``,
-  ``tool_input``, ``timestamp``; the answer ``{"decision": "allow|deny",
-  "reason": …}``.
-* Qwen Code ``PreToolUse`` (a Gemini CLI fork that took Claude Code's hook
-  contract): Claude Code's stdin and answer.
-* GitHub Copilot CLI ``preToolUse``, and OpenCode, Cline: see
-  :mod:`spanvisor.gate.contracts_more` (their inputs are read into the same
-  :class:`Call`, their answers written there).
+Each CLI's hook contract (what it sends its permission hook, what it reads
+back, the exit status it reads as a block, its turn and session events)
+is its adapter's (:mod:`spanvisor.clis`): these functions read a hook's
+input into one :class:`Call` (Claude Code's keys, into which every adapter
+reads its CLI's) and write the answer through the adapter.
 
-An allow is that JSON and exit status 0. Every other answer is a block: the
-deny JSON on stdout, the reason on stderr and exit status 2, which each of
-the CLIs reads as "block this call, show stderr to the model" (any other
-non-zero status is a non-blocking error to Claude Code, Gemini CLI and Qwen
-Code: the call would run), except Cline, which runs a call whose hook exits
-non-zero: its block is exit status 0 with an answer that stops the call
-(:func:`block_status`).
+An allow is the CLI's allow JSON and exit status 0. Every other answer is a
+block: the deny JSON on stdout, the reason on stderr and the adapter's
+block status (2 for every CLI that reads any other non-zero status as a
+non-blocking error, so the call would run; 0 for one that runs a call on
+any non-zero status, whose deny JSON then stops the call).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shlex
 from typing import Any, Literal, NamedTuple
 
-from spanvisor.gate import contracts_more as more
+from spanvisor.clis import registry
+from spanvisor.clis.adapter import Adapter
 from spanvisor.gate import paths
 from spanvisor.redaction import clip_middle, redact
 
-Cli = Literal["claude-code", "codex", "gemini", "qwen", "copilot", "opencode", "cline"]
-CLIS: tuple[Cli, ...] = ("claude-code", "codex", "gemini", "qwen", "copilot", "opencode", "cline")
+# A CLI's name, as its adapter gives it (spanvisor.clis.registry).
+Cli = str
 Answer = Literal["allow", "deny"]
 EXIT_ALLOW = 0
 EXIT_BLOCK = 2
 
 # Where a tool's input names what it acts on, in order of preference.
 _SHELL_KEYS = ("command", "cmd")
+# A list of scripts a call runs, each in order (Cline's run_commands): read
+# for every CLI, so no tool's scripts escape the command rules.
+SCRIPTS_KEY = "commands"
 _OTHER_KEYS = ("url", "pattern", "query")
 # What a person is shown of the target in a one-line question: the start and
 # the end (the whole is in the details and the action).
@@ -78,7 +69,7 @@ class Call(NamedTuple):
                 return shlex.join(value)  # Codex may pass argv
             if isinstance(value, str) and value:
                 return value
-        scripts = self.tool_input.get(more.SCRIPTS_KEY)
+        scripts = self.tool_input.get(SCRIPTS_KEY)
         if isinstance(scripts, list) and scripts and all(isinstance(x, str) for x in scripts):
             return "\n".join(scripts)  # Cline's run_commands: each one runs, in order
         return None
@@ -86,8 +77,10 @@ class Call(NamedTuple):
     @property
     def paths(self) -> tuple[str, ...]:
         """Every file the call names, as given (lists, nested objects and
-        patches included: :mod:`spanvisor.gate.paths`)."""
-        return paths.named(self.tool_input)
+        patches included: :mod:`spanvisor.gate.paths`), by every key the
+        gate knows and the CLI's adapter names."""
+        adapter = registry.get(self.cli)
+        return paths.named(self.tool_input, adapter.path_keys if adapter is not None else frozenset())
 
     @property
     def path(self) -> str | None:
@@ -126,15 +119,23 @@ class Call(NamedTuple):
         return {"tool": self.tool, "arguments": self.tool_input}
 
 
+def adapter_of(cli: Cli) -> Adapter:
+    """The CLI's adapter; :class:`BadInput` when no CLI has that name."""
+    adapter = registry.get(cli)
+    if adapter is None:
+        raise BadInput(f"no coding-agent CLI is called {cli!r}")
+    return adapter
+
+
 def default_event(cli: Cli) -> str:
-    return "BeforeTool" if cli == "gemini" else "PreToolUse"
+    return adapter_of(cli).default_event
 
 
 def block_status(cli: Cli | None) -> int:
-    """The exit status of a block: 2, which every CLI but Cline reads as
-    "block"; Cline runs the call on any non-zero status, so its block is
-    0 with an answer that stops the call."""
-    return more.BLOCK_STATUS.get(cli or "", EXIT_BLOCK)
+    """The exit status of a block, as the CLI reads it (2 unless its adapter
+    says otherwise, and for a CLI nobody knows)."""
+    adapter = registry.get(cli) if cli else None
+    return adapter.block_status if adapter is not None else EXIT_BLOCK
 
 
 def parse(cli: Cli, raw: bytes | str) -> Call:
@@ -148,7 +149,8 @@ def parse(cli: Cli, raw: bytes | str) -> Call:
         raise BadInput("the hook input is nested too deeply to read") from None
     if not isinstance(doc, dict):
         raise BadInput("the hook input is not a JSON object")
-    doc = more.normalized(cli, doc)
+    adapter = adapter_of(cli)
+    doc = adapter.read_call(doc)
     tool = doc.get("tool_name")
     if not isinstance(tool, str) or not tool:
         raise BadInput("the hook input has no tool_name")
@@ -157,7 +159,7 @@ def parse(cli: Cli, raw: bytes | str) -> Call:
         tool_input = {}
     if not isinstance(tool_input, dict):
         raise BadInput("the hook input's tool_input is not an object")
-    event = doc.get("hook_event_name") or default_event(cli)
+    event = doc.get("hook_event_name") or adapter.default_event
     if not isinstance(event, str):
         raise BadInput("the hook input's hook_event_name is not a string")
     session = doc.get("session_id")
@@ -176,48 +178,14 @@ def parse(cli: Cli, raw: bytes | str) -> Call:
 
 def reply(cli: Cli, event: str, answer: Answer, reason: str) -> dict[str, Any]:
     """The JSON the CLI reads back for ``answer``."""
-    if cli == "gemini":
-        return {"decision": answer, "reason": reason}
-    if cli in more.REPLIES:
-        return more.REPLIES[cli](event, answer, reason)
-    if cli == "codex" and answer == "allow" and event != "PermissionRequest":
-        # Codex 0.169 reads a PreToolUse allow as "Hook failed: unsupported
-        # permissionDecision: allow" (shown to the person, the call going on
-        # under its own approval policy): nothing said is its allow.
-        return {}
-    if event == "PermissionRequest":
-        decision: dict[str, Any] = {"behavior": answer}
-        if answer == "deny":
-            decision["message"] = reason
-        return {"hookSpecificOutput": {"hookEventName": "PermissionRequest", "decision": decision}}
-    return {
-        "hookSpecificOutput": {
-            "hookEventName": "PreToolUse",
-            "permissionDecision": answer,
-            "permissionDecisionReason": reason,
-        }
-    }
+    return adapter_of(cli).reply(event, answer, reason)
 
 
-# The events a CLI tells its hooks about its turns and its session's end
-# (command hooks; none is a tool call): the hook answers each with the CLI's
-# neutral reply and exit status 0, never a block (a block of Claude Code's
-# or Codex's ``Stop`` would make the agent go on), and ends the session's
-# task at ``SessionEnd`` with the turn's outcome (spanvisor.cli.hook_end).
-SESSION_EVENTS: dict[str, frozenset[str]] = {
-    "claude-code": frozenset({"UserPromptSubmit", "Stop", "StopFailure", "SessionEnd"}),
-    "codex": frozenset({"UserPromptSubmit", "Stop", "Interrupt", "SessionEnd"}),
-    "gemini": frozenset({"BeforeAgent", "AfterAgent", "SessionEnd"}),
-    # Claude Code's names; in ``-p`` runs only Stop fires (the hook ends the
-    # session when the CLI then exits: spanvisor.cli.hook_end).
-    "qwen": frozenset({"UserPromptSubmit", "Stop", "StopFailure", "SessionEnd"}),
-    # Named here as in each CLI's settings (contracts_more reads them).
-    "copilot": frozenset({"userPromptSubmitted", "agentStop", "errorOccurred", "sessionEnd"}),
-    "cline": more.CLINE_ENDS,
-    "opencode": frozenset({"SessionEnd"}),
-}
-# The events that end a session (each CLI's own names).
-END_EVENTS = frozenset({"SessionEnd", "sessionEnd", *more.CLINE_ENDS})
+# A CLI's turn and session events (its adapter's ``session_events``; none
+# is a tool call) are answered with the CLI's neutral reply and exit status
+# 0, never a block (a block of Claude Code's or Codex's ``Stop`` would make
+# the agent go on); its ``end_events`` end the session's task with the
+# turn's outcome (spanvisor.cli.hook_end).
 # What is kept of a string a session event carries (an error, a reason).
 MAX_EVENT_TEXT = 2_000
 
@@ -241,16 +209,17 @@ def session_event(cli: Cli, raw: bytes | str) -> SessionEvent | None:
     call, an event this CLI does not send its hooks, input that is not
     JSON), which :func:`parse` judges as before. An input naming a tool is
     never a session event."""
-    events = SESSION_EVENTS.get(cli)
-    if not events:
+    adapter = registry.get(cli)
+    if adapter is None or not adapter.session_events:
         return None
+    events = adapter.session_events
     try:
         doc = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     if not isinstance(doc, dict) or "tool_name" in doc:
         return None
-    doc = more.session_doc(cli, doc)
+    doc = adapter.read_session(doc)
     if doc is None:
         return None
     event = doc.get("hook_event_name")
@@ -274,20 +243,18 @@ def session_event(cli: Cli, raw: bytes | str) -> SessionEvent | None:
     )
 
 
-# A session id as the CLIs write it, found without reading a large input
-# whole: ``session_id`` (Claude Code's keys: Codex, Gemini CLI, Qwen Code,
-# spanvisor's OpenCode plugin), ``sessionId`` (Copilot CLI), ``taskId``
-# (Cline), each written first.
-_SESSION_KEYS = ("session_id", "sessionId", "taskId")
-_SESSION_ID = re.compile(rb'"(?:session_id|sessionId|taskId)"\s*:\s*"([^"\\]{1,512})"')
 _READ_WHOLE = 256 * 1024
 
 
-def session_id_of(raw: bytes) -> str | None:
+def session_id_of(cli: Cli, raw: bytes) -> str | None:
     """The call's session id, read before the policy reads the call (the
-    hook looks for the session's cancel meanwhile): the first top-level key
-    of :data:`_SESSION_KEYS` of an input up to 256 KiB, else the first
-    unescaped one of them. None when there is none."""
+    hook looks for the session's cancel meanwhile): the first of the CLI's
+    session keys at the top of an input up to 256 KiB, else (without
+    reading a large input whole) the first unescaped one. None when there
+    is none, or no CLI has that name."""
+    adapter = registry.get(cli)
+    if adapter is None:
+        return None
     if len(raw) <= _READ_WHOLE:
         try:
             doc = json.loads(raw)
@@ -295,35 +262,47 @@ def session_id_of(raw: bytes) -> str | None:
             return None
         if not isinstance(doc, dict):
             return None
-        for key in _SESSION_KEYS:
+        for key in adapter.session_keys:
             sid = doc.get(key)
             if isinstance(sid, str) and sid:
                 return sid
         return None
-    m = _SESSION_ID.search(raw)
+    m = _session_key(adapter.session_keys).search(raw)
     return m.group(1).decode("utf-8", "replace") if m else None
+
+
+@functools.lru_cache(maxsize=16)
+def _session_key(keys: tuple[str, ...]) -> re.Pattern[bytes]:
+    names = b"|".join(re.escape(k.encode()) for k in keys)
+    return re.compile(rb'"(?:' + names + rb')"\s*:\s*"([^"\\]{1,512})"')
 
 
 def neutral_reply(cli: Cli, event: str) -> dict[str, Any]:
     """The reply that changes nothing (with exit status 0): the turn ends,
     the prompt goes on, the session ends as it would without the hook."""
-    del cli, event  # every CLI reads an empty object so, for every one of these events
-    return {}
+    adapter = registry.get(cli)
+    return adapter.neutral_reply(event) if adapter is not None else {}
+
+
+def ends_session(cli: Cli, event: str) -> bool:
+    """Whether ``event`` ends the CLI's session."""
+    adapter = registry.get(cli)
+    return adapter is not None and event in adapter.end_events
 
 
 __all__ = [
-    "CLIS",
-    "END_EVENTS",
     "EXIT_ALLOW",
     "EXIT_BLOCK",
-    "SESSION_EVENTS",
+    "SCRIPTS_KEY",
     "Answer",
     "BadInput",
     "Call",
     "Cli",
     "SessionEvent",
+    "adapter_of",
     "block_status",
     "default_event",
+    "ends_session",
     "neutral_reply",
     "parse",
     "reply",

@@ -3,7 +3,7 @@
 Every CLI kills a hook that runs past its hook timeout, and what it does
 then is the CLI's choice (every one runs the call). So the gate works
 against one deadline, taken from the CLI's hook timeout (``--cli-timeout``,
-else that CLI's documented default) less a margin for the answer to be
+else that CLI's documented default, its adapter's ``hook_timeout_s``) less a margin for the answer to be
 read, counted from the hook process's start and carried through every path
 (the launcher's socket, the deciding child, the launcher's thread): asking
 a person, waiting, checking the approval and anything else end by
@@ -22,23 +22,11 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
-if TYPE_CHECKING:
-    from spanvisor.gate.contracts import Cli
+from spanvisor.clis import registry
+from spanvisor.clis.adapter import Adapter
 
-# Each CLI's hook timeout when its settings give none, in seconds: Claude
-# Code's command hooks 600, Gemini CLI's 60 (its setting is in ms). Codex
-# documents none for command hooks; 600, as Claude Code, whose hook
-# contract it follows.
-CLI_TIMEOUT_DEFAULT: dict[str, float] = {"claude-code": 600.0, "codex": 600.0, "gemini": 60.0}
-CLI_TIMEOUT_DEFAULT.update(
-    # Qwen Code 0.24 (seconds; 1000 and more read as ms), Copilot CLI's
-    # timeoutSec (both measured: past it the call runs), spanvisor's OpenCode
-    # plugin (its own limit, handed to the hook as --cli-timeout), and
-    # Cline's, which no setting changes.
-    {"qwen": 60.0, "copilot": 30.0, "opencode": 600.0, "cline": 120.0}
-)
 # Room left before the CLI's limit for the answer to be read, and for this
 # process's own start, which the deadline does not see.
 MIN_MARGIN_S, MAX_MARGIN_S = 2.0, 10.0
@@ -59,8 +47,15 @@ class Deadline(NamedTuple):
     cli_timeout: float
 
     @classmethod
-    def for_cli(cls, cli: Cli, given: float | None, started: float | None = None) -> Deadline:
-        limit = given if given is not None and given > 0 and math.isfinite(given) else CLI_TIMEOUT_DEFAULT[cli]
+    def for_cli(cls, cli: str | None, given: float | None, started: float | None = None) -> Deadline:
+        """Counted from ``started`` (else now): ``given`` (``--cli-timeout``),
+        else the CLI's default hook timeout (its adapter's; a CLI nobody
+        knows gets the base adapter's)."""
+        if given is not None and given > 0 and math.isfinite(given):
+            limit = given
+        else:
+            adapter = registry.get(cli) if cli else None
+            limit = adapter.hook_timeout_s if adapter is not None else Adapter.hook_timeout_s
         t0 = time.monotonic() if started is None else started
         return cls(t0 + max(0.0, limit - margin_s(limit)), limit)
 
@@ -106,7 +101,6 @@ def wait_budget(timeout_s: float, deadline: Deadline) -> float:
 
 
 __all__ = [
-    "CLI_TIMEOUT_DEFAULT",
     "ENV_STARTED",
     "MAX_MARGIN_S",
     "MIN_MARGIN_S",

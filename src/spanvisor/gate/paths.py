@@ -13,9 +13,10 @@ is.
 Keys are compared in one spelling (lower case, without ``_`` and ``-``):
 a CLI that names its path ``filePath`` where another says ``file_path``
 is read the same, so a path rule written for one CLI holds for all of
-them. The pinned CLIs' file tools name their paths so (``PATH_KEYS_BY_CLI``
-says which, and ``tests/gate/test_trust_paths.py`` denies a read of a
-denied file under each).
+them. Each CLI's adapter names the keys its file tools use
+(``path_keys``); those are read too, so a CLI added by a package needs no
+change here (``tests/gate/test_trust_paths.py`` denies a read of a denied
+file under each key of each built-in CLI).
 """
 
 from __future__ import annotations
@@ -24,19 +25,6 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-# The keys each pinned CLI's file tools name their paths by (read from
-# their tool schemas in the pinned bundles where they are readable: Gemini
-# CLI, Qwen Code, OpenCode, Cline; Codex's apply_patch names its files in
-# the patch; Copilot CLI's bundle is packed: its documented ``path``).
-PATH_KEYS_BY_CLI: dict[str, frozenset[str]] = {
-    "claude-code": frozenset({"file_path", "path", "notebook_path"}),
-    "gemini": frozenset({"absolute_path", "file_path", "dir_path", "path", "paths", "include"}),
-    "qwen": frozenset({"absolute_path", "file_path", "dir_path", "path", "paths"}),
-    "codex": frozenset({"path", "input", "patch"}),
-    "copilot": frozenset({"path", "paths"}),
-    "opencode": frozenset({"filePath", "path", "patchText"}),
-    "cline": frozenset({"path", "file_paths", "files", "paths", "input"}),
-}
 # Keys whose string (or list of strings) value is a path a tool acts on.
 PATH_KEYS = frozenset(
     {
@@ -93,16 +81,19 @@ _PATCH_LINE = re.compile(
 )
 
 
-def named(tool_input: dict[str, Any]) -> tuple[str, ...]:
-    """The paths ``tool_input`` names, in order, each once."""
+def named(tool_input: dict[str, Any], also: frozenset[str] = frozenset()) -> tuple[str, ...]:
+    """The paths ``tool_input`` names, in order, each once (``also``: more
+    keys that name paths, a CLI's own, in any spelling; a key whose text is
+    a patch is read as a patch, never as a path)."""
     found: dict[str, None] = {}
-    for path in _walk(tool_input, 0):
+    keys = _PATH | (frozenset(spelling(k) for k in also) - _PATCH) if also else _PATH
+    for path in _walk(tool_input, 0, keys):
         if path and path != "/dev/null":
             found.setdefault(path, None)
     return tuple(found)
 
 
-def _walk(value: Any, depth: int) -> Iterator[str]:
+def _walk(value: Any, depth: int, keys: frozenset[str]) -> Iterator[str]:
     if depth > MAX_DEPTH:
         return
     if isinstance(value, dict):
@@ -110,7 +101,7 @@ def _walk(value: Any, depth: int) -> Iterator[str]:
             if not isinstance(key, str):
                 continue
             known = spelling(key)
-            if known in _PATH:
+            if known in keys:
                 if isinstance(item, str):
                     yield item
                 elif isinstance(item, list):
@@ -118,13 +109,13 @@ def _walk(value: Any, depth: int) -> Iterator[str]:
             if isinstance(item, str) and (known in _PATCH or item.startswith("*** Begin Patch")):
                 yield from patched(item)
             elif isinstance(item, dict | list):
-                yield from _walk(item, depth + 1)
+                yield from _walk(item, depth + 1, keys)
     elif isinstance(value, list):
         for item in value:
             if isinstance(item, str) and item.startswith("*** Begin Patch"):
                 yield from patched(item)
             elif isinstance(item, dict | list):
-                yield from _walk(item, depth + 1)
+                yield from _walk(item, depth + 1, keys)
 
 
 def patched(text: str) -> Iterator[str]:
@@ -137,4 +128,4 @@ def patched(text: str) -> Iterator[str]:
                 yield value.strip()
 
 
-__all__ = ["MAX_DEPTH", "PATCH_KEYS", "PATH_KEYS", "PATH_KEYS_BY_CLI", "named", "patched", "spelling"]
+__all__ = ["MAX_DEPTH", "PATCH_KEYS", "PATH_KEYS", "named", "patched", "spelling"]

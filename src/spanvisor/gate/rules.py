@@ -10,8 +10,8 @@ call when each condition it names does:
   or pattern;
 * ``path``: globs over the paths only; ``url``: globs over a URL only;
 * ``agent``, ``cli``, ``owner``: globs over the agent's id (its
-  ``service.name`` for a coding agent), the coding-agent CLI
-  (``claude-code``, ``codex``, ``gemini``) and the person the agent works
+  ``service.name`` for a coding agent), the coding-agent CLI (its
+  adapter's name: ``spanvisor hook CLI``) and the person the agent works
   for (``agent.owner``);
 * ``task``: a table of globs over the task's ``id``, ``name`` and ``repo``.
 
@@ -31,6 +31,8 @@ import fnmatch
 import re
 from collections.abc import Mapping
 from typing import Any, Literal, NamedTuple
+
+from spanvisor.clis import registry
 
 Verdict = Literal["allow", "ask", "deny"]
 VERDICTS: tuple[Verdict, ...] = ("allow", "ask", "deny")
@@ -88,18 +90,11 @@ def fact(value: str | None) -> tuple[str, ...]:
     return (value,) if value else ()
 
 
-# The coding-agent CLI an agent id names (its service.name), for ``cli`` rules.
-CLI_OF = {
-    "claude-code": "claude-code",
-    "codex_exec": "codex",
-    "codex_tui": "codex",
-    "codex_cli_rs": "codex",
-    "codex-cli": "codex",
-    "codex": "codex",
-    "gemini-cli": "gemini",
-}
-# What a hook knows its agent is, by CLI (Codex names itself by its mode).
-AGENTS_OF = {cli: tuple(a for a, c in CLI_OF.items() if c == cli) for cli in ("claude-code", "codex", "gemini")}
+def cli_of(agent: str) -> str | None:
+    """The coding-agent CLI an agent id names (its ``service.name``, as
+    the CLI's adapter lists it), for ``cli`` rules; None for any other agent."""
+    adapter = registry.by_service(agent)
+    return adapter.name if adapter is not None else None
 
 
 def server_facts(agent: str, owner: str | None, task_id: str, task_name: str | None, repo: str | None) -> Facts:
@@ -107,7 +102,7 @@ def server_facts(agent: str, owner: str | None, task_id: str, task_name: str | N
     known: absent is absent, never unknown)."""
     return Facts(
         agent=fact(agent),
-        cli=fact(CLI_OF.get(agent)),
+        cli=fact(cli_of(agent)),
         owner=fact(owner),
         task={"id": fact(task_id), "name": fact(task_name), "repo": fact(repo)},
     )
@@ -307,8 +302,6 @@ def rule(raw: Any, index: int) -> Rule:
 
 
 __all__ = [
-    "AGENTS_OF",
-    "CLI_OF",
     "KNOWN_NOTHING",
     "MAX_APPROVERS",
     "RULE_KEYS",
@@ -321,6 +314,7 @@ __all__ = [
     "Verdict",
     "approvers_from",
     "choice",
+    "cli_of",
     "fact",
     "globs",
     "rule",

@@ -15,6 +15,8 @@ import os
 from collections.abc import Mapping
 from typing import NamedTuple
 
+from spanvisor.clis import registry
+
 RESOURCE_TASK_ID = "spanvisor.task.id"
 # The launcher's run of the task (a nonce it draws when the task id it was
 # given names a run that ended): the CLI's records say it in their resource,
@@ -32,14 +34,6 @@ ENV_TASK_AGENT = "SPANVISOR_TASK_AGENT"
 AGENT_KEYS = ("spanvisor.agent", "agent.name")
 MAX_AGENT = 200
 DEFAULT_ENDPOINT = "http://127.0.0.1:4318"
-# service.name each CLI reports (Codex says codex_tui in its interactive UI).
-SERVICES = {"claude-code": "claude-code", "codex": "codex_exec", "gemini": "gemini-cli"}
-# The CLIs added since (Copilot CLI's telemetry says github-copilot; OpenCode's
-# and Cline's records come from spanvisor's own plugin, hooks and launcher).
-SERVICES.update({"qwen": "qwen-code", "copilot": "github-copilot", "opencode": "opencode", "cline": "cline"})
-# What a person reads for each CLI.
-NAMES = {"claude-code": "Claude Code", "codex": "Codex", "gemini": "Gemini CLI", "qwen": "Qwen Code"}
-NAMES.update({"copilot": "Copilot CLI", "opencode": "OpenCode", "cline": "Cline"})
 
 
 def resource_attributes(env: Mapping[str, str]) -> dict[str, str]:
@@ -214,9 +208,10 @@ class TaskKey(NamedTuple):
 def session_of(cli: str, session_id: str | None, env: Mapping[str, str]) -> TaskKey | None:
     launched = launched_task(env)
     key = launched_key(launched, own_run(launched, env)) if launched else session_id
-    if not key or cli not in SERVICES:
+    adapter = registry.get(cli)
+    if not key or adapter is None:
         return None
-    return TaskKey(key, SERVICES[cli], launched is not None)
+    return TaskKey(key, adapter.service, launched is not None)
 
 
 __all__ = [
@@ -226,12 +221,10 @@ __all__ = [
     "ENV_TASK_AGENT",
     "ENV_TASK_ID",
     "ENV_TASK_OWNER",
-    "NAMES",
     "OWNER",
     "RESOURCE_TASK_ID",
     "RESOURCE_TASK_RUN",
     "RUN_SEPARATOR",
-    "SERVICES",
     "TaskKey",
     "encode_resource",
     "endpoint_from",

@@ -22,9 +22,8 @@ ids are the task id's alone, as before: what older launchers, hooks and
 records name keeps its task.
 
 A session's task id is then the launcher's id, else the session id in its
-CLI's namespace: ``claude-code:<session id>``, ``codex:<…>``,
-``gemini-cli:<…>``, ``qwen-code:<…>``, ``copilot:<…>``, ``opencode:<…>``,
-``cline:<…>`` (:func:`session_task_id`). A session id is whatever a
+CLI's namespace (its adapter's: ``claude-code:<session id>``,
+``codex:<…>``, …; :func:`session_task_id`). A session id is whatever a
 record says, so without the namespace a session could name itself after
 another task and become a new run of it (its approvals gone, its cancel
 taken); in the namespace it only ever names a session of its CLI.
@@ -34,23 +33,17 @@ from __future__ import annotations
 
 import hashlib
 
+from spanvisor.clis import registry
+
 # Changing the prefix changes every derived id: existing tasks would split.
 _PREFIX = b"spanvisor.coding-agent.v1\x00"
-# A session task id's namespace, by the service.name its CLI reports (any
-# other service: its own name).
-NAMESPACES = {
-    "claude-code": "claude-code",
-    "codex_exec": "codex",
-    "codex_tui": "codex",
-    "codex_cli_rs": "codex",
-    "codex-cli": "codex",
-    "codex": "codex",
-    "gemini-cli": "gemini-cli",
-    "qwen-code": "qwen-code",
-    "github-copilot": "copilot",
-    "opencode": "opencode",
-    "cline": "cline",
-}
+
+
+def namespace_of(service: str | None) -> str | None:
+    """The namespace of the session task ids of the CLI whose telemetry
+    reports ``service`` (its adapter's), or None for any other service."""
+    adapter = registry.by_service(service) if service else None
+    return adapter.namespace if adapter is not None else None
 
 
 def _digest(*parts: str) -> bytes:
@@ -108,7 +101,7 @@ def span_id(trace_id: str, *parts: str) -> str:
 def session_task_id(service: str, session_id: str) -> str:
     """The task id of a session the launcher did not start: the session id
     (the ``session_id`` its hooks read on stdin) in its CLI's namespace."""
-    return f"{NAMESPACES.get(service, service or 'session')}:{session_id}"
+    return f"{namespace_of(service) or service or 'session'}:{session_id}"
 
 
 def session_task(
@@ -123,10 +116,10 @@ def session_task(
 
 
 __all__ = [
-    "NAMESPACES",
     "RUN_DIGITS",
     "is_run",
     "launcher_task_ids",
+    "namespace_of",
     "session_task",
     "session_task_id",
     "span_id",

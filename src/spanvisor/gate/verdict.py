@@ -13,12 +13,13 @@ import time
 from collections.abc import Mapping
 from typing import NamedTuple
 
+from spanvisor.clis import registry
 from spanvisor.gate import centralcache, notes
 from spanvisor.gate import contracts as gc
 from spanvisor.gate.answer import Answer
 from spanvisor.gate.central import combine
 from spanvisor.gate.policy import Policy, PolicyError, Ruling, load
-from spanvisor.gate.rules import AGENTS_OF, KNOWN_NOTHING, Facts, fact
+from spanvisor.gate.rules import KNOWN_NOTHING, Facts, fact
 from spanvisor.gate.session import ENV_TASK_OWNER, launched_task, resource_attributes
 from spanvisor.gate.taskids import session_task_id
 
@@ -109,12 +110,13 @@ def hook_facts(call: gc.Call, env: Mapping[str, str]) -> Facts:
     session's); its name and repository when the resource names them, else
     unknown (a rule on them is then taken at its strictest)."""
     resource = resource_attributes(env) if env.get("OTEL_RESOURCE_ATTRIBUTES") else {}
+    adapter = registry.get(call.cli)
     task_id = launched_task(env) or (
-        session_task_id(AGENTS_OF[call.cli][0], call.session_id) if call.session_id and call.cli in AGENTS_OF else None
+        session_task_id(adapter.service, call.session_id) if call.session_id and adapter is not None else None
     )
     name, repo = resource.get("spanvisor.task.name"), resource.get("agent.repo")
     return Facts(
-        agent=AGENTS_OF.get(call.cli),
+        agent=adapter.services if adapter is not None else None,
         cli=(call.cli,),
         owner=fact(env.get(ENV_TASK_OWNER) or resource.get("agent.owner")),
         task={

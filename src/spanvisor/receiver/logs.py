@@ -107,7 +107,7 @@ def _live(rec: Any, name: str, tid: int, resource: dict[str, Any], out: DecodedL
     t = rec.time_unix_nano or rec.observed_time_unix_nano
     trace = format(tid, "032x")
     service = resource.get(cv.SERVICE_NAME)
-    if service in coding_ids.NAMESPACES and cv.TASK_ID in attrs:
+    if isinstance(service, str) and coding_ids.namespace_of(service) is not None and cv.TASK_ID in attrs:
         # A coding-agent session's task is named in its CLI's namespace (codingagents/ids.py).
         attrs[cv.TASK_ID] = coding_ids.live_task_id(service, attrs[cv.TASK_ID], trace, root)
     out.live.append(LiveFact(trace, root, name, t, attrs, resource, heard_ns))

@@ -4,7 +4,7 @@ launcher and the hook share."""
 
 from spanvisor.gate import taskids
 from spanvisor.gate.session import own_run
-from spanvisor.gate.taskids import NAMESPACES, session_task, session_task_id, span_id, task_ids
+from spanvisor.gate.taskids import namespace_of, session_task, session_task_id, span_id, task_ids
 
 
 def launcher_task_ids(task_id: str, run: str | None = None) -> tuple[str, str]:
@@ -23,11 +23,19 @@ def live_task_id(service: str, task_id: object, trace_id: str, root_id: str) -> 
     names it by the bare session id (a hook of an earlier version) names the
     namespaced one, when the record's ids prove it is that session's task;
     any other value as it is."""
-    if not isinstance(task_id, str) or not task_id or service not in NAMESPACES:
+    if not isinstance(task_id, str) or not task_id or namespace_of(service) is None:
         return task_id
     if task_ids(service, task_id) != (trace_id, root_id):
         return task_id
     return session_task_id(service, task_id)
 
 
-__all__ = ["NAMESPACES", "launcher_task_ids", "live_task_id", "session_task", "session_task_id", "span_id", "task_ids"]
+__all__ = [
+    "launcher_task_ids",
+    "live_task_id",
+    "namespace_of",
+    "session_task",
+    "session_task_id",
+    "span_id",
+    "task_ids",
+]

@@ -1,0 +1,195 @@
+"""A coding-agent CLI's adapter: everything spanvisor knows of one CLI.
+
+The gate, the launcher, the receiver and the command line ask a CLI's
+adapter (found by :mod:`spanvisor.clis.registry`) instead of naming the
+CLI. An adapter says:
+
+* **who it is:** its name (``spanvisor hook NAME``, a policy's ``cli``),
+  the name a person reads, the commands the launcher recognises it by,
+  the ``service.name`` its telemetry reports and the namespace of the task
+  ids its sessions get;
+* **how its hook input reads** into a call (:meth:`Adapter.read_call`,
+  into Claude Code's keys: ``tool_name``, ``tool_input``, ``session_id``,
+  ``hook_event_name``, ``tool_use_id``, ``cwd``), and into a turn's or a
+  session's end (:meth:`Adapter.read_session`), with the keys its file
+  tools name their paths by;
+* **how an answer is written** (:meth:`Adapter.reply`) and with which exit
+  status a block is (:attr:`Adapter.block_status`);
+* **where its hook timeout is configured** (:meth:`Adapter.hook_timeouts`)
+  and its default.
+
+The base class is Claude Code's hook contract, which most CLIs took; an
+adapter overrides what its CLI does differently. It runs on the gate's
+path, so an adapter imports the standard library only (``make lint``
+holds every built-in one to that) and does its work without I/O except
+reading its own settings files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+Verdict = Literal["allow", "deny"]
+# A settings file larger than this is not read (nobody writes one).
+MAX_SETTINGS = 1024 * 1024
+# What only a CLI's own session reader may state (never taken from another's input).
+STATED = ("outcome", "said")
+
+
+class Adapter:
+    """One coding-agent CLI, as spanvisor sees it (Claude Code's hook
+    contract unless a subclass says otherwise). Adapters hold no state:
+    the registry makes one of each."""
+
+    # Who it is.
+    name: ClassVar[str]  # "claude-code": `spanvisor hook NAME`, a policy's `cli`
+    title: ClassVar[str]  # "Claude Code": what a person reads
+    binaries: ClassVar[tuple[str, ...]] = ()  # the commands `spanvisor run -- CMD` knows it by
+    # The service.name its telemetry reports; the first is the one spanvisor
+    # gives a session's task (the hook's, the launcher's).
+    services: ClassVar[tuple[str, ...]]
+    namespace: ClassVar[str]  # a session's task id is "<namespace>:<session id>"
+
+    # Its hook input.
+    tool_events: ClassVar[tuple[str, ...]] = ("PreToolUse",)  # the events that ask about a tool call
+    session_events: ClassVar[frozenset[str]] = frozenset()  # turn and session events its hooks get
+    end_events: ClassVar[frozenset[str]] = frozenset()  # those that end the session
+    session_keys: ClassVar[tuple[str, ...]] = ("session_id",)  # where its input names the session
+    # The keys its file tools name their paths by (the gate reads every
+    # key it knows in any spelling; these are the ones proven per CLI).
+    path_keys: ClassVar[frozenset[str]] = frozenset()
+
+    # Its answer.
+    block_status: ClassVar[int] = 2  # the exit status it reads as "block this call"
+
+    # Its hook timeout when its settings give none, in seconds.
+    hook_timeout_s: ClassVar[float] = 600.0
+
+    @property
+    def service(self) -> str:
+        """The ``service.name`` of the tasks spanvisor makes of its sessions."""
+        return self.services[0]
+
+    @property
+    def default_event(self) -> str:
+        """The event a tool call is, when its input does not say."""
+        return self.tool_events[0]
+
+    def read_call(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """A tool call's input in Claude Code's keys (``doc`` as it is when
+        the CLI uses them)."""
+        return doc
+
+    def read_session(self, doc: dict[str, Any]) -> dict[str, Any] | None:
+        """A turn's or session's event in Claude Code's keys, plus
+        ``said`` (an error's text) and ``outcome`` (how the event says the
+        session ended) when the CLI states them; None when ``doc`` is no
+        such event of this CLI."""
+        return {k: v for k, v in doc.items() if k not in STATED}
+
+    def reply(self, event: str, answer: Verdict, reason: str) -> dict[str, Any]:
+        """The JSON the CLI reads back for ``answer`` to a call of ``event``."""
+        if event == "PermissionRequest":
+            decision: dict[str, Any] = {"behavior": answer}
+            if answer == "deny":
+                decision["message"] = reason
+            return {"hookSpecificOutput": {"hookEventName": "PermissionRequest", "decision": decision}}
+        return {
+            "hookSpecificOutput": {
+                "hookEventName": "PreToolUse",
+                "permissionDecision": answer,
+                "permissionDecisionReason": reason,
+            }
+        }
+
+    def neutral_reply(self, event: str) -> dict[str, Any]:
+        """The reply to a turn or session event that changes nothing (with
+        exit status 0)."""
+        del event
+        return {}
+
+    def settings_files(self, env: Mapping[str, str], home: Path, cwd: str) -> list[Path]:
+        """Where the CLI reads its hooks' settings (user, project, system)."""
+        del env, home, cwd
+        return []
+
+    def hook_timeouts(self, doc: Any) -> Iterator[tuple[str, float | None]]:
+        """(command, timeout in seconds or None when unset) of each hook
+        entry of :attr:`tool_events` in one settings document (Claude
+        Code's layout: ``hooks.<event>[].hooks[]``, ``timeout`` in seconds)."""
+        for entry in hook_entries(doc, self.tool_events):
+            yield command_text(entry.get("command")), positive(entry.get("timeout"))
+
+
+def hook_entries(doc: Any, events: tuple[str, ...]) -> Iterator[dict[str, Any]]:
+    """The command entries of ``events`` in Claude Code's settings layout."""
+    hooks = doc.get("hooks") if isinstance(doc, dict) else None
+    if not isinstance(hooks, dict):
+        return
+    for event in events:
+        groups = hooks.get(event)
+        for group in groups if isinstance(groups, list) else []:
+            inner = group.get("hooks") if isinstance(group, dict) else None
+            for entry in inner if isinstance(inner, list) else []:
+                if isinstance(entry, dict) and entry.get("type", "command") == "command":
+                    yield entry
+
+
+def command_text(command: Any) -> str:
+    """A hook entry's command as one string (an argv list joined)."""
+    if isinstance(command, list):
+        return " ".join(str(c) for c in command)
+    return command if isinstance(command, str) else ""
+
+
+def positive(raw: Any) -> float | None:
+    """A timeout as a settings file gives it: a positive number, else None."""
+    ok = isinstance(raw, int | float) and not isinstance(raw, bool) and raw > 0
+    return float(raw) if ok else None
+
+
+def said(value: object) -> str | None:
+    """An error's message: ``{"message": …}`` (an API's error body may be
+    a JSON string inside it), else the string itself."""
+    if isinstance(value, dict):
+        value = value.get("message")
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip()
+    if text.startswith("{"):
+        try:
+            inner = json.loads(text)
+        except (ValueError, RecursionError):
+            return text
+        nested = inner.get("error") if isinstance(inner, dict) else None
+        for where in (inner, nested):
+            found = where.get("message") if isinstance(where, dict) else None
+            if isinstance(found, str) and found.strip():
+                return found.strip()
+    return text
+
+
+def json_files(folder: Path, limit: int = 64) -> list[Path]:
+    """The ``*.json`` files of ``folder``, by name, at most ``limit``."""
+    try:
+        names = sorted(n for n in os.listdir(folder) if n.endswith(".json"))[:limit]
+    except OSError:
+        return []
+    return [folder / n for n in names]
+
+
+__all__ = [
+    "MAX_SETTINGS",
+    "STATED",
+    "Adapter",
+    "Verdict",
+    "command_text",
+    "hook_entries",
+    "json_files",
+    "positive",
+    "said",
+]

@@ -1,0 +1,96 @@
+"""Cline: an executable ``~/.cline/hooks/PreToolUse``.
+
+Stdin ``taskId``, ``hookName``, ``tool_call`` (``id``, ``name``,
+``input``), ``workspaceRoots``. Cline runs the call when the hook exits
+non-zero, says nothing or outlives its fixed 120 s, and its ``{"cancel":
+true}`` stops the whole run; so an allow is ``{"cancel": false}``, a shell
+call (``run_commands``) is blocked alone by replacing its commands with one
+that fails saying why (``overrideInput``), and any other denied call stops
+the run (``cancel``, with the reason): every answer with exit status 0.
+
+Its ends: ``~/.cline/hooks/TaskComplete``, ``TaskError`` and
+``TaskCancel`` with ``hookName`` ``agent_end``, ``agent_error`` (its
+``error.message``) and ``agent_abort`` (its ``reason``), each the end of
+its task (``taskId``); ``SessionShutdown`` (``session_shutdown``) when its
+run stopped without one (a hook's ``{"cancel": true}``).
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+from spanvisor.clis.adapter import Adapter, Verdict, said
+
+SHELL_TOOL = "run_commands"
+SCRIPTS_KEY = "commands"
+# The event a shell call is answered as (its block replaces the commands).
+SHELL_EVENT = "PreToolUse:run_commands"
+# What a blocked shell call runs instead: it fails, saying why, and runs nothing else.
+BLOCKED_EXIT = 126
+_ENDS = {
+    "agent_end": "TaskComplete",
+    "agent_error": "TaskError",
+    "agent_abort": "TaskCancel",
+    "session_shutdown": "SessionShutdown",
+}
+# The outcome each of its ends states.
+OUTCOMES = {"TaskComplete": "complete", "TaskError": "error", "TaskCancel": "cancelled"}
+
+
+class Cline(Adapter):
+    name = "cline"
+    title = "Cline"
+    binaries = ("cline",)
+    services = ("cline",)
+    namespace = "cline"
+    session_events = frozenset(_ENDS.values())
+    end_events = frozenset(_ENDS.values())
+    session_keys = ("taskId",)
+    path_keys = frozenset({"path", "file_paths", "files", "paths", "input"})
+    block_status = 0
+    hook_timeout_s = 120.0
+
+    def read_call(self, doc: dict[str, Any]) -> dict[str, Any]:
+        call = doc.get("tool_call")
+        call = call if isinstance(call, dict) else {}
+        pre = doc.get("preToolUse")
+        pre = pre if isinstance(pre, dict) else {}
+        tool = call.get("name") or pre.get("toolName")
+        tool_input = call.get("input", {}) if "input" in call else pre.get("parameters", {})
+        roots = doc.get("workspaceRoots")
+        cwd = roots[0] if isinstance(roots, list) and roots and isinstance(roots[0], str) else None
+        return {
+            "session_id": doc.get("taskId"),
+            "hook_event_name": SHELL_EVENT if tool == SHELL_TOOL else "PreToolUse",
+            "tool_name": tool,
+            "tool_input": tool_input,
+            "tool_use_id": call.get("id"),
+            "cwd": cwd,
+        }
+
+    def read_session(self, doc: dict[str, Any]) -> dict[str, Any] | None:
+        if "tool_call" in doc or "preToolUse" in doc:
+            return None
+        name = doc.get("hookName")
+        event = _ENDS.get(name) if isinstance(name, str) else None
+        if event is None:
+            return None
+        text = said(doc.get("error")) if event == "TaskError" else said(doc.get("reason"))
+        return {"session_id": doc.get("taskId"), "hook_event_name": event, "outcome": OUTCOMES.get(event), "said": text}
+
+    def reply(self, event: str, answer: Verdict, reason: str) -> dict[str, Any]:
+        if answer == "allow":
+            return {"cancel": False}
+        if event == SHELL_EVENT:
+            return {"overrideInput": {SCRIPTS_KEY: [blocked_script(reason)]}, "context": reason}
+        return {"cancel": True, "errorMessage": reason}
+
+
+def blocked_script(reason: str) -> str:
+    """The one command a blocked shell call runs: it says why on stderr
+    and fails (the reason quoted whole: nothing of it runs)."""
+    return f"printf '%s\\n' {shlex.quote(reason)} >&2; exit {BLOCKED_EXIT}"
+
+
+ADAPTER = Cline()

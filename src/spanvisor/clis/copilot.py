@@ -1,0 +1,96 @@
+"""GitHub Copilot CLI: ``preToolUse`` command hooks.
+
+A ``{"type": "command", "bash": …, "timeoutSec": N}`` entry in
+``$COPILOT_HOME/hooks/*.json`` (``~/.copilot``), the repository's
+``.github/hooks/*.json`` or the ``hooks`` of its ``settings.json``. Stdin
+``sessionId``, ``timestamp``, ``cwd``, ``toolName``, ``toolArgs`` (an
+object, or a JSON string), ``toolCallId``, ``traceparent``; the answer
+``{"permissionDecision": "allow|deny", "permissionDecisionReason": …}``.
+Exit status 1 or 2 blocks too; a hook past its ``timeoutSec`` (30 s when
+unset) lets the call run.
+
+Its turn and session events name no event in their input; they are told
+apart by their keys: ``userPromptSubmitted`` (``prompt``), ``agentStop``
+(``stopReason``), ``errorOccurred`` (``error`` ``{message, name}``,
+``errorContext``) and ``sessionEnd`` (``reason``: ``complete``,
+``error``, ``abort``, …).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from spanvisor.clis.adapter import Adapter, Verdict, json_files, positive, said
+
+
+class Copilot(Adapter):
+    name = "copilot"
+    title = "Copilot CLI"
+    binaries = ("copilot",)
+    services = ("github-copilot",)
+    namespace = "copilot"
+    tool_events = ("preToolUse",)
+    session_events = frozenset({"userPromptSubmitted", "agentStop", "errorOccurred", "sessionEnd"})
+    end_events = frozenset({"sessionEnd"})
+    session_keys = ("sessionId",)
+    # Its bundle is packed: its documented `path`.
+    path_keys = frozenset({"path", "paths"})
+    hook_timeout_s = 30.0
+
+    def read_call(self, doc: dict[str, Any]) -> dict[str, Any]:
+        args = doc.get("toolArgs", {})
+        if isinstance(args, str):
+            try:
+                args = json.loads(args) if args.strip() else {}
+            except ValueError:
+                args = {"arguments": args}  # a tool whose arguments are one string: kept whole
+        return {
+            "session_id": doc.get("sessionId"),
+            "hook_event_name": "preToolUse",
+            "tool_name": doc.get("toolName"),
+            "tool_input": args,
+            "tool_use_id": doc.get("toolCallId"),
+            "cwd": doc.get("cwd"),
+        }
+
+    def read_session(self, doc: dict[str, Any]) -> dict[str, Any] | None:
+        if "toolName" in doc or "toolArgs" in doc:
+            return None
+        if "error" in doc or "errorContext" in doc:
+            event, text = "errorOccurred", said(doc.get("error"))
+        elif "stopReason" in doc:
+            event, text = "agentStop", None
+        elif "prompt" in doc:
+            event, text = "userPromptSubmitted", None
+        elif "reason" in doc and "source" not in doc:
+            event, text = "sessionEnd", None
+        else:
+            return None
+        return {"session_id": doc.get("sessionId"), "hook_event_name": event, "reason": doc.get("reason"), "said": text}
+
+    def reply(self, event: str, answer: Verdict, reason: str) -> dict[str, Any]:
+        return {"permissionDecision": answer, "permissionDecisionReason": reason}
+
+    def settings_files(self, env: Mapping[str, str], home: Path, cwd: str) -> list[Path]:
+        copilot_home = Path(env.get("COPILOT_HOME") or home / ".copilot")
+        return [
+            copilot_home / "settings.json",
+            *json_files(copilot_home / "hooks"),
+            *json_files(Path(cwd) / ".github" / "hooks"),
+        ]
+
+    def hook_timeouts(self, doc: Any) -> Iterator[tuple[str, float | None]]:
+        hooks = doc.get("hooks") if isinstance(doc, dict) else None
+        entries = hooks.get("preToolUse") if isinstance(hooks, dict) else None
+        for entry in entries if isinstance(entries, list) else []:
+            if not isinstance(entry, dict) or entry.get("type", "command") != "command":
+                continue
+            command = entry.get("bash") or entry.get("command")
+            if isinstance(command, str):
+                yield command, positive(entry.get("timeoutSec"))
+
+
+ADAPTER = Copilot()

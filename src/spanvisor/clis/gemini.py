@@ -1,0 +1,43 @@
+"""Gemini CLI: ``BeforeTool`` hooks.
+
+Stdin ``session_id``, ``tool_name``, ``tool_input``, ``timestamp``; the
+answer ``{"decision": "allow|deny", "reason": …}``; exit status 2 blocks.
+Its hooks' ``timeout`` is in milliseconds (60 s unless set), in its
+``settings.json``: the user's, the project's and the system's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from spanvisor.clis.adapter import Adapter, Verdict, command_text, hook_entries, positive
+
+
+class Gemini(Adapter):
+    name = "gemini"
+    title = "Gemini CLI"
+    binaries = ("gemini",)
+    services = ("gemini-cli",)
+    namespace = "gemini-cli"
+    tool_events = ("BeforeTool",)
+    session_events = frozenset({"BeforeAgent", "AfterAgent", "SessionEnd"})
+    end_events = frozenset({"SessionEnd"})
+    path_keys = frozenset({"absolute_path", "file_path", "dir_path", "path", "paths", "include"})
+    hook_timeout_s = 60.0
+
+    def reply(self, event: str, answer: Verdict, reason: str) -> dict[str, Any]:
+        return {"decision": answer, "reason": reason}
+
+    def settings_files(self, env: Mapping[str, str], home: Path, cwd: str) -> list[Path]:
+        system = Path(env.get("GEMINI_CLI_SYSTEM_SETTINGS_PATH") or "/etc/gemini-cli/settings.json")
+        return [home / ".gemini" / "settings.json", Path(cwd) / ".gemini" / "settings.json", system]
+
+    def hook_timeouts(self, doc: Any) -> Iterator[tuple[str, float | None]]:
+        for entry in hook_entries(doc, self.tool_events):
+            ms = positive(entry.get("timeout"))
+            yield command_text(entry.get("command")), None if ms is None else ms / 1000.0
+
+
+ADAPTER = Gemini()

@@ -1,0 +1,164 @@
+"""Which coding-agent CLIs spanvisor knows: the built-in adapters, and any
+a package installs in the ``spanvisor.clis`` entry-point group.
+
+A built-in name resolves by importing its one module and nothing else:
+the gate's hook starts cold for every tool call, and reading the installed
+packages' entry points costs it some 40 ms, so the group is read only for
+a name that is not built in (once per process), or when every CLI is
+listed. A package's adapter cannot take a built-in name: the built-in
+wins, and the other is named in :func:`shadowed`.
+
+An entry point names the adapter instance, a class (made with no
+arguments) or a module holding ``ADAPTER``::
+
+    [project.entry-points."spanvisor.clis"]
+    toy = "spanvisor_toy_cli:ADAPTER"
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import sys
+import threading
+from typing import Any
+
+from spanvisor.clis.adapter import Adapter
+
+GROUP = "spanvisor.clis"
+# The built-in adapters, by name: one module each, in this package.
+BUILTIN: dict[str, str] = {
+    "claude-code": "claude_code",
+    "codex": "codex",
+    "gemini": "gemini",
+    "qwen": "qwen",
+    "copilot": "copilot",
+    "opencode": "opencode",
+    "cline": "cline",
+}
+NAMES: tuple[str, ...] = tuple(BUILTIN)
+
+_lock = threading.Lock()
+_loaded: dict[str, Adapter] = {}
+
+
+def get(name: str) -> Adapter | None:
+    """The adapter called ``name``, or None when no CLI has that name (an
+    installed adapter that fails to load is None too: the gate blocks)."""
+    found = _loaded.get(name)
+    if found is not None:
+        return found
+    module = BUILTIN.get(name)
+    if module is not None:
+        adapter = _as_adapter(importlib.import_module(f"{__package__}.{module}"))
+    else:
+        point = _entry_points().get(name)
+        if point is None:
+            return None
+        try:
+            adapter = _as_adapter(point.load())
+        except Exception as e:  # a broken package is no adapter, said once
+            print(f"spanvisor: the CLI adapter {name!r} ({point.value}) does not load: {e}", file=sys.stderr)
+            adapter = None
+        if adapter is None or adapter.name != name:
+            return None
+    if adapter is None:
+        return None
+    with _lock:
+        return _loaded.setdefault(name, adapter)
+
+
+def need(name: str) -> Adapter:
+    """The adapter called ``name``; :class:`LookupError` naming the known
+    ones when there is none."""
+    adapter = get(name)
+    if adapter is None:
+        raise LookupError(f"no coding-agent CLI is called {name!r} (known: {', '.join(names())})")
+    return adapter
+
+
+def names() -> tuple[str, ...]:
+    """Every CLI's name: the built-in ones, then the installed ones."""
+    return NAMES + tuple(n for n in sorted(_entry_points()) if n not in BUILTIN)
+
+
+def every() -> tuple[Adapter, ...]:
+    """Every CLI's adapter (the installed ones that load)."""
+    return tuple(a for a in (get(n) for n in names()) if a is not None)
+
+
+def builtin() -> tuple[Adapter, ...]:
+    """The built-in adapters only (no installed package read)."""
+    return tuple(need(n) for n in NAMES)
+
+
+def by_binary(command: str) -> Adapter | None:
+    """The CLI ``spanvisor run -- COMMAND`` starts (by the command's base
+    name, without ``.js``, ``.cmd`` or ``.exe``), or None."""
+    base = command.rsplit("/", 1)[-1]
+    for suffix in (".js", ".cmd", ".exe"):
+        base = base.removesuffix(suffix)
+    return next((a for a in every() if base in a.binaries), None)
+
+
+def by_service(service: str) -> Adapter | None:
+    """The CLI whose telemetry reports ``service`` as its ``service.name``
+    (built-in ones first: the installed packages are read only for
+    another service), or None."""
+    found = _services(True).get(service)
+    return found if found is not None else _services(False).get(service)
+
+
+@functools.lru_cache(maxsize=2)
+def _services(built_in: bool) -> dict[str, Adapter]:
+    found: dict[str, Adapter] = {}
+    for adapter in builtin() if built_in else every():
+        for service in adapter.services:
+            found.setdefault(service, adapter)
+    return found
+
+
+def shadowed() -> tuple[str, ...]:
+    """Installed adapters that name a built-in CLI (never used)."""
+    return _installed()[1]
+
+
+def _entry_points() -> dict[str, Any]:
+    return _installed()[0]
+
+
+@functools.lru_cache(maxsize=1)
+def _installed() -> tuple[dict[str, Any], tuple[str, ...]]:
+    """The group's entry points by name (read once), and those that name a built-in CLI."""
+    from importlib.metadata import entry_points
+
+    found: dict[str, Any] = {}
+    shadowing: list[str] = []
+    for point in entry_points(group=GROUP):
+        if point.name in BUILTIN:
+            shadowing.append(f"{point.name} ({point.value})")
+        else:
+            found.setdefault(point.name, point)
+    return found, tuple(shadowing)
+
+
+def _as_adapter(obj: Any) -> Adapter | None:
+    adapter = getattr(obj, "ADAPTER", obj)
+    if isinstance(adapter, type):
+        adapter = adapter()
+    return adapter if isinstance(adapter, Adapter) else None
+
+
+__all__ = [
+    "BUILTIN",
+    "GROUP",
+    "NAMES",
+    "builtin",
+    "by_binary",
+    "by_service",
+    "every",
+    "get",
+    "names",
+    "need",
+    "shadowed",
+]
