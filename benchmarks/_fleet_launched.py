@@ -6,19 +6,19 @@ Each session is a series of runs (``copilot -p``, ``opencode run``,
 then the CLI exits and the next run starts). A run is a task of the
 launcher's own id, and sends what the launcher and the pinned CLI send:
 
-* the launcher's records (:mod:`spanvisor.cli.run_records`): the task's
+* the launcher's records (:mod:`spanvisor.launcher.records`): the task's
   ``agent.task.start`` when the CLI starts, a heartbeat every 30 s
   (``SPANVISOR_HEARTBEAT``'s default), and the ended root span at the exit
-  (:class:`spanvisor.cli.codingtask.SessionTask`), each sent at once;
+  (:class:`spanvisor.hook.task.SessionTask`), each sent at once;
 * Copilot CLI 1.0: its OTel GenAI spans (``invoke_agent`` → ``chat <model>`` /
   ``execute_tool <tool>``, the command captured as its settings allow),
   protobuf, in one request **when it exits** (its batch processor waits for
   the process's end): its steps reach serve only then;
 * OpenCode and Cline: the lines they print (``opencode run --format json``,
   ``cline --json``) read by the launcher's own reader
-  (:class:`spanvisor.cli.run_stream.StreamReport`, the real one), whose
+  (:class:`spanvisor.launcher.stream.StreamReport`, the real one), whose
   records go at once as OTLP/JSON encoded by its real
-  :class:`~spanvisor.cli.run_stream.Sender`, as the launcher's background
+  :class:`~spanvisor.launcher.stream.Sender`, as the launcher's background
   sender does.
 
 The task's name carries a marker (``fl<setup><session>s<run>``) so that the
@@ -44,10 +44,10 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
 from _fleet import CLIS, Fleet, FleetSession, ToolCall
-from spanvisor.cli.codingtask import SessionTask, otlp_args
-from spanvisor.cli.run_stream import Sender, StreamReport
 from spanvisor.gate import otlp
 from spanvisor.gate.taskids import launcher_task_ids
+from spanvisor.hook.task import SessionTask, otlp_args
+from spanvisor.launcher.stream import Sender, StreamReport
 from spanvisor.spans import conventions as cv
 
 LAUNCHED = ("copilot", "opencode", "cline")

@@ -181,9 +181,9 @@ def goal(what: str, value: float, limit: float) -> None:
 
 
 def bench_calls(args: argparse.Namespace, tmp: Path, only: set[str]) -> None:
-    from spanvisor.cli.run_gate import LocalGate
-    from spanvisor.cli.run_gate_http import HttpGate
     from spanvisor.gate import local
+    from spanvisor.launcher.gate import LocalGate
+    from spanvisor.launcher.gate_http import HttpGate
 
     policy = tmp / "policy.toml"
     policy.write_text(POLICY)

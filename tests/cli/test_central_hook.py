@@ -217,7 +217,7 @@ def test_a_server_never_known_to_publish_one_leaves_the_local_policy_in_charge_u
 def test_a_request_the_hook_opens_needs_what_the_central_policy_requires(
     serve: CentralServe, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from spanvisor.cli.codingtask import SessionTask, otlp_args
+    from spanvisor.hook.task import SessionTask, otlp_args
 
     task = f"claude-code-{uuid.uuid4().hex[:12]}"
     monkeypatch.setenv("SPANVISOR_TASK_ID", task)

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from spanvisor.cli import check_opencode as co
-from spanvisor.cli.run_more import PLUGIN, asset
+from spanvisor.launcher.gate_setup import PLUGIN, asset
 from tests.cli.test_policy_cli import spanvisor
 
 

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from spanvisor.cli.run import telemetry
-from spanvisor.cli.run_result import ResultReader, plan
+from spanvisor.launcher.results import ResultReader, plan
+from spanvisor.launcher.session import telemetry
 
 STARTED = '{"type":"thread.started","thread_id":"01a21237-2c1b-7912-aa7d-4a8bf82b3746"}'
 NOTICE = (

@@ -175,7 +175,7 @@ def test_ask_waits_for_a_person_and_answers_with_their_decision(
     # Under the launcher: the task is the one OTEL_RESOURCE_ATTRIBUTES names.
     task = f"claude-code-{uuid.uuid4().hex[:12]}"
     monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", f"service.version=2.1,spanvisor.task.id={task}")
-    from spanvisor.cli.codingtask import SessionTask, otlp_args
+    from spanvisor.hook.task import SessionTask, otlp_args
 
     SessionTask(task, "claude-code", True, otlp_args(serve.base, TOKEN, 10)).record(
         "agent.task.start", {"agent.task.name": "push the fix", "agent.id": "claude-code"}

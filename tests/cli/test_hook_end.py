@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 
-from spanvisor.cli.codingtask import SessionTask, otlp_args
 from spanvisor.events import TaskFinished
+from spanvisor.hook.task import SessionTask, otlp_args
 from tests.cli.coding_harness import CLAUDE_PRE, CODEX_PRE, GEMINI_BEFORE, TOKEN, Serve, clean_env, hook, task_of
 from tests.waiting import wait_until
 

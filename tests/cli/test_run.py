@@ -20,9 +20,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spanvisor.cli import codingtask as ct
 from spanvisor.cli.main import main
-from spanvisor.cli.run import prompt_of, task_name, telemetry
+from spanvisor.hook import task as ct
+from spanvisor.launcher.session import prompt_of, task_name, telemetry
 from tests.cli.coding_harness import TOKEN, Serve, clean_env
 from tests.waiting import wait_until
 

@@ -21,8 +21,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from spanvisor.cli.run import telemetry
-from spanvisor.cli.run_result import ResultReader, end_of, plan
+from spanvisor.launcher.results import ResultReader, end_of, plan
+from spanvisor.launcher.session import telemetry
 
 INTERRUPTED = (
     '{"type":"user","message":{"role":"user","content":[{"type":"text","text":"[Request interrupted by user]"}]},'

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from spanvisor.cli.run_more import CLINE_HOOK, asset
+from spanvisor.launcher.gate_setup import CLINE_HOOK, asset
 
 
 def _run(home: Path, marker: Path) -> subprocess.CompletedProcess[str]:

@@ -23,10 +23,10 @@ from typing import Any
 import pytest
 
 from spanvisor.cli.main import main
-from spanvisor.cli.run import _ended
 from spanvisor.events import Checkpoint, TaskFinished, run_id_of
 from spanvisor.gate import session as gs
 from spanvisor.gate import taskids
+from spanvisor.launcher.session import _ended
 from tests.cli.coding_harness import TOKEN, Serve, clean_env
 from tests.waiting import wait_until
 

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import pytest
 
-from spanvisor.cli import run_start as rs
-from spanvisor.cli.run_gate import LocalGate
-from spanvisor.cli.run_stop import Stopper
 from spanvisor.gate import notes
+from spanvisor.launcher import start as rs
+from spanvisor.launcher.gate import LocalGate
+from spanvisor.launcher.stop import Stopper
 from tests.cli.coding_harness import TOKEN, Serve
 from tests.waiting import wait_until
 
@@ -45,7 +45,7 @@ HEAVY = (
     "spanvisor.spans",
     "spanvisor.receiver",
     "spanvisor.cli.main",
-    "spanvisor.cli.run_gate",
+    "spanvisor.launcher.gate",
 )
 
 
@@ -56,7 +56,7 @@ def _env(tmp: Path) -> dict[str, str]:
 
 
 def test_what_the_launcher_imports_before_the_cli_starts_is_light() -> None:
-    code = "import sys, spanvisor.cli.entry, spanvisor.cli.run; print('\\n'.join(sorted(sys.modules)))"
+    code = "import sys, spanvisor.cli.entry, spanvisor.launcher.session; print('\\n'.join(sorted(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert [m for m in out if m.startswith(HEAVY)] == []
 

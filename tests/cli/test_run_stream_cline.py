@@ -1,4 +1,4 @@
-"""What the launcher reads of Cline's ``--json`` (spanvisor.cli.run_stream),
+"""What the launcher reads of Cline's ``--json`` (spanvisor.launcher.stream),
 sent as OTLP/JSON to a loopback receiver: each model call once with Cline's
 own counts (its ``inputTokens`` holds the cached input: counted once), the
 cost of each call the step of Cline's running total, and a shell call's
@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spanvisor.cli.run_stream import PREFIX, Sender, StreamReport
+from spanvisor.launcher.stream import PREFIX, Sender, StreamReport
 
 
 class Collector(ThreadingHTTPServer):

@@ -49,7 +49,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     info = target / "spanvisor_toy_cli-0.0.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: spanvisor-toy-cli\nVersion: 0.0.1\n")
-    (info / "entry_points.txt").write_text('[spanvisor.clis]\ntoy = spanvisor_toy_cli:ADAPTER\n')
+    (info / "entry_points.txt").write_text("[spanvisor.clis]\ntoy = spanvisor_toy_cli:ADAPTER\n")
     return target
 
 

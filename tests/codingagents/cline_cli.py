@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from spanvisor.cli.run_more import CLINE_HOOK
+from spanvisor.launcher.gate_setup import CLINE_HOOK
 from spanvisor.receiver.codingagents.ids import session_task_id
 from tests.codingagents.agents import Ran, Running, base_env, run, start
 from tests.codingagents.fake_http import FakeModelAPI

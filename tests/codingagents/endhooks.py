@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from spanvisor.cli.run_stop import tree
+from spanvisor.launcher.stop import tree
 from tests.codingagents.agents import Running, hook_command
 from tests.codingagents.fake_http import FakeModelAPI
 from tests.codingagents.script import Script, Turn

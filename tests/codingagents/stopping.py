@@ -10,7 +10,7 @@ import time
 import uuid
 from pathlib import Path
 
-from spanvisor.cli.run_stop import tree
+from spanvisor.launcher.stop import tree
 from tests.codingagents import cline_cli as cl
 from tests.codingagents import copilot_cli as cp
 from tests.codingagents import endhooks as eh

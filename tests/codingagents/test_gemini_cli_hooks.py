@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from spanvisor.cli import codingtask as ct
+from spanvisor.hook import task as ct
 from tests.codingagents import gemini_cli as gc
 from tests.codingagents.fake_gemini import fake_gemini, function_responses
 from tests.codingagents.fake_http import FakeModelAPI

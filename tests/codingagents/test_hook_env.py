@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from spanvisor.cli import codingtask as ct
 from spanvisor.cli.main import main
+from spanvisor.hook import task as ct
 from tests.cli.coding_harness import CLAUDE_PRE, TOKEN, Serve, clean_env, hook
 from tests.waiting import wait_until
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from spanvisor.cli.run_stop import tree
+from spanvisor.launcher.stop import tree
 from spanvisor_slack import actions as A
 from tests.codingagents import claude_code as cc
 from tests.codingagents import codex_cli as cx

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from spanvisor.cli.run_gate import LocalGate
 from spanvisor.gate import local
+from spanvisor.launcher.gate import LocalGate
 from tests.gate.blackhole import Blackhole
 from tests.gate.test_attack import SPANVISOR, assert_block, decision, env_for
 

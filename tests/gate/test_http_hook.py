@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from spanvisor.cli.run_gate import LocalGate
-from spanvisor.cli.run_gate_http import HttpGate
+from spanvisor.launcher.gate import LocalGate
+from spanvisor.launcher.gate_http import HttpGate
 from spanvisor.receiver.hook_http import ROUTE
 from tests.cli.coding_harness import TOKEN, Serve, clean_env
 

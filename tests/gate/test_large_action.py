@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from spanvisor.cli.hook_ask import STAND_IN
 from spanvisor.cli.main import main
+from spanvisor.hook.ask import STAND_IN
 from tests.cli.coding_harness import TOKEN, Serve, clean_env, task_of
 from tests.gate.test_attack import SPANVISOR, decision
 from tests.waiting import wait_until

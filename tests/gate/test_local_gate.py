@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from spanvisor.cli.run_gate import LocalGate
 from spanvisor.gate import local
+from spanvisor.launcher.gate import LocalGate
 
 SPANVISOR = str(Path(sys.executable).with_name("spanvisor"))
 POLICY = 'default = "deny"\n[[rule]]\nname = "ls"\ncommand = ["ls", "ls *"]\ndecision = "allow"\n'

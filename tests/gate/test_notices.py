@@ -19,8 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spanvisor.cli import hook
 from spanvisor.gate import notes, notices, otlp
+from spanvisor.hook import command as hook
 from spanvisor.spans import conventions as cv
 from tests.gate.test_attack import HOSTILE_JSON, SPANVISOR, env_for
 from tests.waiting import wait_until

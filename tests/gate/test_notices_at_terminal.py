@@ -18,8 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spanvisor.cli import hook
 from spanvisor.gate import notes, notices, otlp
+from spanvisor.hook import command as hook
 from tests.gate.test_attack import ALLOW_LS, HOSTILE_JSON, SPANVISOR, env_for
 from tests.waiting import wait_until
 

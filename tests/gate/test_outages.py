@@ -17,9 +17,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from spanvisor.cli.hook_ask import check, probe
 from spanvisor.control.client import HttpSource
 from spanvisor.gate.deadline import Deadline
+from spanvisor.hook.ask import check, probe
 
 
 class Restarting(http.server.ThreadingHTTPServer):

@@ -16,10 +16,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spanvisor.cli.hook_end import ending, turn_of
 from spanvisor.clis import registry
 from spanvisor.gate import contracts as gc
 from spanvisor.gate import turns
+from spanvisor.hook.end import ending, turn_of
 from tests.gate.test_attack import HOSTILE_JSON, SPANVISOR, env_for
 
 CLAUDE_BASE = {

@@ -19,11 +19,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spanvisor.cli.hook_end import ENDED, ending, finish, stated_turn, turn_of
 from spanvisor.clis import registry
 from spanvisor.gate import contracts as gc
 from spanvisor.gate import turns
 from spanvisor.gate.session import session_of
+from spanvisor.hook.end import ENDED, ending, finish, stated_turn, turn_of
 from tests.gate.test_attack import HOSTILE_JSON, SPANVISOR, env_for
 
 COPILOT = {"sessionId": "03dbf07b-937b-46f5-8f69-6c8edb2cc5e9", "timestamp": 1795657553289, "cwd": "/w"}

@@ -192,7 +192,7 @@ def test_without_the_lock_or_the_options_the_environment_still_decides(
 
 
 def test_a_locked_hook_still_reads_the_sessions_own_variables(tmp_path: Path) -> None:
-    from spanvisor.cli import hook_config
+    from spanvisor.hook import config as hook_config
 
     assert not hook_config.locked_out("SPANVISOR_TASK_ID")
     assert not hook_config.locked_out("SPANVISOR_HOOK_STARTED")

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from spanvisor.cli import run_gate_http
-from spanvisor.cli.run_gate_http import HttpGate
+from spanvisor.launcher import gate_http as run_gate_http
+from spanvisor.launcher.gate_http import HttpGate
 from tests.waiting import wait_until
 
 OTLP_TOKEN = "otlp-s3cret-token"

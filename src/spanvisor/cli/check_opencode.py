@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from spanvisor.cli.run_more import ENV_BIN, PLUGIN, asset
+from spanvisor.launcher.gate_setup import ENV_BIN, PLUGIN, asset
 
 MARK = "spanvisor-gate"
 _CONFIGS = ("opencode.json", "opencode.jsonc")

@@ -17,7 +17,7 @@ derived from the task id, never random:
   ``agent.approval.decision`` (:mod:`spanvisor.cli.emit_approval`).
 * ``start`` also sends an ``agent.task.start`` log record in the root's
   context, and ``heartbeat`` an ``agent.task.heartbeat``
-  (:mod:`spanvisor.cli.emit_live`): OTLP carries the root only at
+  (:mod:`spanvisor.hook.live`): OTLP carries the root only at
   ``finish``, and these make the task live meanwhile (never put aside as a
   partial task; stalled when the shell agent goes silent, lost if it never
   finishes).
@@ -42,6 +42,7 @@ from typing import Any
 
 from spanvisor.cli import emit_spans
 from spanvisor.config import Config
+from spanvisor.hook import live
 from spanvisor.spans import conventions as cv
 
 OUTCOMES = ("complete", "error", "cancelled")
@@ -61,8 +62,6 @@ def handler(args: argparse.Namespace, config: Config) -> int:
         args.progress = sent
     now = time.time_ns()
     if args.kind in ("start", "heartbeat"):
-        from spanvisor.cli import emit_live
-
         trace_id, root_id = emit_spans.task_ids(args.task)
         said = {
             cv.TASK_ID: args.task,
@@ -77,14 +76,14 @@ def handler(args: argparse.Namespace, config: Config) -> int:
         }
         name = cv.LIVE_TASK_START if args.kind == "start" else cv.LIVE_HEARTBEAT
         service = os.environ.get("OTEL_SERVICE_NAME") or "spanvisor-emit"
-        if not emit_live.send(args, service, trace_id, root_id, name, said, now):
+        if not live.send(args, service, trace_id, root_id, name, said, now):
             print(f"spanvisor emit: the receiver did not accept the {name} record (see the log above)", flush=True)
             if args.kind == "heartbeat":
                 return 1
         if args.kind == "heartbeat":
             return 0
     spans = emit_spans.build_spans(args, config, now)
-    exporter = emit_spans.otlp_exporter(args)
+    exporter = live.otlp_exporter(args)
     try:
         ok = exporter.export(spans) is SpanExportResult.SUCCESS
     finally:

@@ -42,11 +42,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from spanvisor.canonical import canonical_json, check_action, check_from
-from spanvisor.cli.emit_spans import build_spans, otlp_exporter, state_file
+from spanvisor.cli.emit_spans import build_spans, state_file
 from spanvisor.config import Config
 from spanvisor.control.client import DEFAULT_URL, ENV_URL, HttpSource, token_from_env
 from spanvisor.control.feed import ApprovalDecision, TaskFeed
 from spanvisor.control.permits import permit_http
+from spanvisor.hook.live import otlp_exporter
 
 EXIT_APPROVED = 0
 EXIT_REJECTED = 1

@@ -32,39 +32,6 @@ def state_file(config: Config, task: str) -> Path:
     return config.data_dir / "emit" / f"{digest}.json"
 
 
-def otlp_exporter(args: argparse.Namespace, signal: str = "traces") -> Any:
-    """The OTLP exporter of ``signal`` (``traces`` or ``logs``) the emit
-    arguments name: the protocol, the endpoint (a base URL; for HTTP the
-    signal's path is put on it, replacing the other signal's) and the token."""
-    headers = {"authorization": f"Bearer {args.token}"} if args.token else None
-    if args.protocol == "grpc":
-        endpoint = (
-            args.endpoint
-            or os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT")
-            or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-        )
-        if signal == "logs":
-            from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcLogs
-
-            return GrpcLogs(endpoint=endpoint, headers=headers, timeout=args.timeout)
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpans
-
-        return GrpcSpans(endpoint=endpoint, headers=headers, timeout=args.timeout)
-    endpoint = args.endpoint
-    if endpoint:
-        base = endpoint.rstrip("/")
-        for path in ("/v1/traces", "/v1/logs"):
-            base = base.removesuffix(path)
-        endpoint = f"{base}/v1/{signal}"
-    if signal == "logs":
-        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpLogs
-
-        return HttpLogs(endpoint=endpoint, headers=headers, timeout=args.timeout)
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpans
-
-    return HttpSpans(endpoint=endpoint, headers=headers, timeout=args.timeout)
-
-
 def given(**kw: Any) -> dict[str, Any]:
     return {k: v for k, v in kw.items() if v is not None}
 

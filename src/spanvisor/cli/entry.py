@@ -1,7 +1,7 @@
 """The ``spanvisor`` console script.
 
 ``spanvisor hook …`` answers a coding agent's every tool call, so it goes
-straight to the gate (:func:`spanvisor.cli.hook.main`): no configuration,
+straight to the gate (:func:`spanvisor.hook.command.main`): no configuration,
 logging or plugin loading before the answer. And it cannot fail open: the
 gate decides in a forked child while this process, which has imported
 nothing but the standard library, waits. A child that dies (a crash in
@@ -40,7 +40,7 @@ def main() -> int:
     now = time.monotonic()
     argv = sys.argv[1:]
     if argv[:1] == ["run"]:  # the launcher starts the CLI before it loads anything heavy
-        from spanvisor.cli.run import main as launch
+        from spanvisor.launcher.session import main as launch
 
         return launch(argv[1:])
     if argv[:1] != ["hook"]:
@@ -53,7 +53,7 @@ def main() -> int:
 
 def _decide(argv: list[str], stdin: bytes | None, started: float, release_fd: int | None = None) -> int:
     try:
-        from spanvisor.cli.hook import main as hook
+        from spanvisor.hook.command import main as hook
 
         release = _releaser(release_fd) if release_fd is not None else None
         return hook(argv, stdin=stdin, started=started, release=release)

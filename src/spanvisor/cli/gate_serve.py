@@ -20,7 +20,7 @@ it or bind its own in its place: a gate that finds the directory writable
 by others says so and refuses to start.
 
 Each call is decided by the command hook's own code
-(:func:`spanvisor.cli.run_gate.decide_call`) as a locked hook with this
+(:func:`spanvisor.launcher.gate.decide_call`) as a locked hook with this
 gate's options: from the hook's request only the CLI's name, the call,
 the working directory, the flags that describe the call (``--at-terminal``,
 ``--cli-timeout``) and the session's context variables are read. At most
@@ -44,9 +44,9 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
-from spanvisor.cli.hook_config import ALSO_LOCKED
-from spanvisor.cli.hook_system import CONTEXT
 from spanvisor.gate import local
+from spanvisor.hook.config import ALSO_LOCKED
+from spanvisor.hook.system import CONTEXT
 
 # Calls decided at once; a person's answer may hold one for minutes.
 MAX_CALLS = 256
@@ -155,7 +155,7 @@ class SystemGate:
             threading.Thread(target=self._call, args=(conn,), name="spanvisor-gate-call", daemon=True).start()
 
     def _call(self, conn: socket.socket) -> None:
-        from spanvisor.cli.run_gate import decide_call
+        from spanvisor.launcher.gate import decide_call
 
         accepted = time.monotonic()
         try:

@@ -16,7 +16,10 @@ CLI. An adapter says:
 * **how an answer is written** (:meth:`Adapter.reply`) and with which exit
   status a block is (:attr:`Adapter.block_status`);
 * **where its hook timeout is configured** (:meth:`Adapter.hook_timeouts`)
-  and its default.
+  and its default;
+* **how the launcher starts it** (``spanvisor run``): its telemetry aimed
+  at spanvisor (:meth:`Adapter.aim_telemetry`) and the output format the
+  launcher reads its run's end from (:meth:`Adapter.output_plan`).
 
 The base class is Claude Code's hook contract, which most CLIs took; an
 adapter overrides what its CLI does differently. It runs on the gate's
@@ -124,6 +127,38 @@ class Adapter:
         for entry in hook_entries(doc, self.tool_events):
             yield command_text(entry.get("command")), positive(entry.get("timeout"))
 
+    def aim_telemetry(self, argv: list[str], env: dict[str, str], endpoint: str, tool_details: bool) -> list[str]:
+        """Its arguments, with ``env`` (its environment, changed in place)
+        aiming its telemetry at ``endpoint`` (OTLP/HTTP). ``tool_details``:
+        whether it may report each tool call's input (the command, the
+        file). The launcher has set ``OTEL_RESOURCE_ATTRIBUTES`` and the
+        token's ``OTEL_EXPORTER_OTLP_HEADERS`` already."""
+        del env, endpoint, tool_details
+        return argv
+
+    def output_plan(self, argv: list[str]) -> tuple[list[str], str]:
+        """Its arguments with the machine-readable output the launcher reads
+        its run's end from, and how to read it (a mode of
+        :mod:`spanvisor.launcher.results`); ``passthrough``: nothing is read."""
+        return argv, "passthrough"
+
+
+def option(args: list[str], *names: str) -> str | None:
+    """The value of the first of ``names`` in ``args`` (``-o V`` or ``-o=V``)."""
+    for i, a in enumerate(args):
+        for n in names:
+            if a == n and i + 1 < len(args):
+                return args[i + 1]
+            if a.startswith(n + "="):
+                return a.split("=", 1)[1]
+    return None
+
+
+def default(env: dict[str, str], key: str, value: str) -> None:
+    """``env[key] = value`` unless the user set it."""
+    if not env.get(key, "").strip():
+        env[key] = value
+
 
 def hook_entries(doc: Any, events: tuple[str, ...]) -> Iterator[dict[str, Any]]:
     """The command entries of ``events`` in Claude Code's settings layout."""
@@ -188,8 +223,10 @@ __all__ = [
     "Adapter",
     "Verdict",
     "command_text",
+    "default",
     "hook_entries",
     "json_files",
+    "option",
     "positive",
     "said",
 ]

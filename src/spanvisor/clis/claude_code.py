@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from spanvisor.clis.adapter import Adapter
+from spanvisor.clis.adapter import Adapter, default, option
 
 
 class ClaudeCode(Adapter):
@@ -39,6 +39,33 @@ class ClaudeCode(Adapter):
             Path("/etc/claude-code/managed-settings.json"),
         )
         return [user / "settings.json", project / "settings.json", project / "settings.local.json", *managed]
+
+    def aim_telemetry(self, argv: list[str], env: dict[str, str], endpoint: str, tool_details: bool) -> list[str]:
+        env.update(
+            CLAUDE_CODE_ENABLE_TELEMETRY="1",
+            OTEL_LOGS_EXPORTER="otlp",
+            OTEL_METRICS_EXPORTER="otlp",
+            OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
+            OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
+        )
+        # Each event within a second, not after its default 5 s, unless the
+        # user chose an interval.
+        default(env, "OTEL_LOGS_EXPORT_INTERVAL", "1000")
+        default(env, "OTEL_METRIC_EXPORT_INTERVAL", "10000")
+        if tool_details:  # each tool call's input, so a step reads Bash(ls -la)
+            default(env, "OTEL_LOG_TOOL_DETAILS", "1")
+        else:
+            env["OTEL_LOG_TOOL_DETAILS"] = "0"
+        return argv
+
+    def output_plan(self, argv: list[str]) -> tuple[list[str], str]:
+        if "-p" not in argv and "--print" not in argv:
+            return argv, "passthrough"
+        fmt = option(argv, "--output-format")
+        if fmt is None:  # the launcher reads stream-json and prints the text, as its text output does
+            extra = ["--output-format", "stream-json"] + ([] if "--verbose" in argv else ["--verbose"])
+            return [argv[0], *extra, *argv[1:]], "claude-text"
+        return argv, {"stream-json": "claude-stream", "json": "claude-json"}.get(fmt, "passthrough")
 
 
 ADAPTER = ClaudeCode()

@@ -34,6 +34,8 @@ _ENDS = {
     "agent_abort": "TaskCancel",
     "session_shutdown": "SessionShutdown",
 }
+# Its commands that are no run of a task.
+_COMMANDS = {"auth", "config", "plugin", "skill", "connect", "mcp", "doctor", "history", "h", "hook", "schedule"}
 # The outcome each of its ends states.
 OUTCOMES = {"TaskComplete": "complete", "TaskError": "error", "TaskCancel": "cancelled"}
 
@@ -78,6 +80,15 @@ class Cline(Adapter):
             return None
         text = said(doc.get("error")) if event == "TaskError" else said(doc.get("reason"))
         return {"session_id": doc.get("taskId"), "hook_event_name": event, "outcome": OUTCOMES.get(event), "said": text}
+
+    def output_plan(self, argv: list[str]) -> tuple[list[str], str]:
+        # No telemetry of its own to aim: the launcher reads what it prints.
+        rest = argv[1:]
+        if "-i" in rest or "--tui" in rest or "--acp" in rest or (rest and rest[0] in _COMMANDS):
+            return argv, "passthrough"  # interactive, or one of its own commands
+        if "--json" in argv:
+            return argv, "cline-json"
+        return [argv[0], "--json", *argv[1:]], "cline-text"
 
     def reply(self, event: str, answer: Verdict, reason: str) -> dict[str, Any]:
         if answer == "allow":

@@ -35,9 +35,28 @@ class Codex(Adapter):
             return {}
         return super().reply(event, answer, reason)
 
+    def aim_telemetry(self, argv: list[str], env: dict[str, str], endpoint: str, tool_details: bool) -> list[str]:
+        # -c overrides on top of the user's own config.toml (kept as is).
+        # The token is not among them: a command line is readable by every
+        # local user (/proc/<pid>/cmdline). Its OTLP/HTTP exporter
+        # (opentelemetry-otlp 0.31) adds OTEL_EXPORTER_OTLP_HEADERS, which
+        # the launcher sets, to every request.
+        extra: list[str] = []
+        for key, path in (("exporter", "logs"), ("trace_exporter", "traces"), ("metrics_exporter", "metrics")):
+            value = f'{{ otlp-http = {{ endpoint = {_toml_str(f"{endpoint}/v1/{path}")}, protocol = "binary" }} }}'
+            extra += ["-c", f"otel.{key}={value}"]
+        return [argv[0], *extra, *argv[1:]]
+
+    def output_plan(self, argv: list[str]) -> tuple[list[str], str]:
+        return argv, "codex-json" if "--json" in argv else "passthrough"
+
     def settings_files(self, env: Mapping[str, str], home: Path, cwd: str) -> list[Path]:
         codex_home = Path(env.get("CODEX_HOME") or home / ".codex")
         return [codex_home / "config.toml", Path(cwd) / ".codex" / "config.toml"]
+
+
+def _toml_str(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 ADAPTER = Codex()

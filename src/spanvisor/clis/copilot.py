@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from spanvisor.clis.adapter import Adapter, Verdict, json_files, positive, said
+from spanvisor.clis.adapter import Adapter, Verdict, json_files, option, positive, said
 
 
 class Copilot(Adapter):
@@ -73,6 +73,22 @@ class Copilot(Adapter):
 
     def reply(self, event: str, answer: Verdict, reason: str) -> dict[str, Any]:
         return {"permissionDecision": answer, "permissionDecisionReason": reason}
+
+    def aim_telemetry(self, argv: list[str], env: dict[str, str], endpoint: str, tool_details: bool) -> list[str]:
+        # Its commands reach serve only when the user's settings capture tool
+        # arguments (telemetry.capture.toolArguments): the launcher does not
+        # turn on OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT, which
+        # would send every message, file and tool output too.
+        env.update(OTEL_EXPORTER_OTLP_ENDPOINT=endpoint, OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf")
+        return argv
+
+    def output_plan(self, argv: list[str]) -> tuple[list[str], str]:
+        if "-p" not in argv and "--prompt" not in argv:
+            return argv, "passthrough"
+        fmt = option(argv, "--output-format")
+        if fmt is None:  # json lines; the launcher prints the assistant's messages
+            return [argv[0], "--output-format", "json", *argv[1:]], "copilot-text"
+        return argv, "copilot-json" if fmt == "json" else "passthrough"
 
     def settings_files(self, env: Mapping[str, str], home: Path, cwd: str) -> list[Path]:
         copilot_home = Path(env.get("COPILOT_HOME") or home / ".copilot")

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from spanvisor.clis.adapter import Adapter, Verdict, command_text, hook_entries, positive
+from spanvisor.clis.adapter import Adapter, Verdict, command_text, hook_entries, option, positive
 
 
 class Gemini(Adapter):
@@ -33,6 +33,26 @@ class Gemini(Adapter):
     def settings_files(self, env: Mapping[str, str], home: Path, cwd: str) -> list[Path]:
         system = Path(env.get("GEMINI_CLI_SYSTEM_SETTINGS_PATH") or "/etc/gemini-cli/settings.json")
         return [home / ".gemini" / "settings.json", Path(cwd) / ".gemini" / "settings.json", system]
+
+    def aim_telemetry(self, argv: list[str], env: dict[str, str], endpoint: str, tool_details: bool) -> list[str]:
+        env.update(
+            GEMINI_TELEMETRY_ENABLED="true",
+            GEMINI_TELEMETRY_TARGET="local",
+            GEMINI_TELEMETRY_OTLP_ENDPOINT=endpoint,
+            GEMINI_TELEMETRY_OTLP_PROTOCOL="http",
+        )
+        # No interval to set: it (0.61) builds its batch log processor with no
+        # settings, and its sdk-logs reads no OTEL_BLRP_* variable: records
+        # leave every 5 s, and at exit.
+        return argv
+
+    def output_plan(self, argv: list[str]) -> tuple[list[str], str]:
+        if "-p" not in argv and "--prompt" not in argv and option(argv, "--prompt") is None:
+            return argv, "passthrough"
+        fmt = option(argv, "--output-format", "-o")
+        if fmt is None:
+            return [argv[0], "--output-format", "stream-json", *argv[1:]], "gemini-text"
+        return argv, {"stream-json": "gemini-stream", "json": "gemini-json"}.get(fmt, "passthrough")
 
     def hook_timeouts(self, doc: Any) -> Iterator[tuple[str, float | None]]:
         for entry in hook_entries(doc, self.tool_events):

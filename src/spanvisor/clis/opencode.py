@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from spanvisor.clis.adapter import Adapter, Verdict, said
+from spanvisor.clis.adapter import Adapter, Verdict, option, said
 
 TURNS = ("complete", "error", "cancelled", "open")
 
@@ -41,6 +41,15 @@ class OpenCode(Adapter):
             "outcome": last if last in TURNS else None,
             "said": said(doc.get("error")),
         }
+
+    def output_plan(self, argv: list[str]) -> tuple[list[str], str]:
+        # No telemetry of its own to aim: the launcher reads what it prints.
+        if "run" not in argv[1:2]:
+            return argv, "passthrough"
+        fmt = option(argv, "--format")
+        if fmt is None:  # json lines; the launcher prints the text parts, as its text output does
+            return [argv[0], "run", "--format", "json", *argv[2:]], "opencode-text"
+        return argv, "opencode-json" if fmt == "json" else "passthrough"
 
     def reply(self, event: str, answer: Verdict, reason: str) -> dict[str, Any]:
         return {"decision": answer, "reason": reason}

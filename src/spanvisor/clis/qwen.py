@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from spanvisor.clis.adapter import Adapter, command_text, hook_entries, positive
+from spanvisor.clis.adapter import Adapter, command_text, default, hook_entries, option, positive
 
 # Qwen Code reads a timeout this large or larger as milliseconds.
 MS_FROM = 1000.0
@@ -35,6 +35,26 @@ class Qwen(Adapter):
         system = Path(env.get("QWEN_CODE_SYSTEM_SETTINGS_PATH") or "/etc/qwen-code/settings.json")
         user = Path(env.get("QWEN_HOME") or home / ".qwen")
         return [user / "settings.json", Path(cwd) / ".qwen" / "settings.json", system]
+
+    def aim_telemetry(self, argv: list[str], env: dict[str, str], endpoint: str, tool_details: bool) -> list[str]:
+        # Protocol http: OTLP/JSON, which serve reads; prompts logged, so the
+        # name and steps read as for Gemini CLI.
+        env.update(
+            QWEN_TELEMETRY_ENABLED="true",
+            QWEN_TELEMETRY_TARGET="local",
+            QWEN_TELEMETRY_OTLP_ENDPOINT=endpoint,
+            QWEN_TELEMETRY_OTLP_PROTOCOL="http",
+        )
+        default(env, "QWEN_TELEMETRY_LOG_PROMPTS", "true")
+        return argv
+
+    def output_plan(self, argv: list[str]) -> tuple[list[str], str]:
+        if "-p" not in argv and "--prompt" not in argv:
+            return argv, "passthrough"
+        fmt = option(argv, "--output-format", "-o")
+        if fmt is None:  # Claude Code's stream-json; the launcher prints the result's text
+            return [argv[0], "--output-format", "stream-json", *argv[1:]], "qwen-text"
+        return argv, "qwen-stream" if fmt == "stream-json" else "passthrough"
 
     def hook_timeouts(self, doc: Any) -> Iterator[tuple[str, float | None]]:
         for entry in hook_entries(doc, self.tool_events):

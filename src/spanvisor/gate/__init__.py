@@ -7,5 +7,5 @@ runs), :mod:`.policy` (rules, decided per simple command), :mod:`.deadline`
 :mod:`.notes` (audit notes spooled for after the answer). Standard library,
 tree-sitter and :mod:`spanvisor.redaction` only: nothing here may slow or
 break the answer (an import-linter contract keeps it so). The command is
-:mod:`spanvisor.cli.hook`; a person's decision is :mod:`spanvisor.cli.hook_ask`.
+:mod:`spanvisor.hook.command`; a person's decision is :mod:`spanvisor.hook.ask`.
 """

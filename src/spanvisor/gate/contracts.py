@@ -185,7 +185,7 @@ def reply(cli: Cli, event: str, answer: Answer, reason: str) -> dict[str, Any]:
 # is a tool call) are answered with the CLI's neutral reply and exit status
 # 0, never a block (a block of Claude Code's or Codex's ``Stop`` would make
 # the agent go on); its ``end_events`` end the session's task with the
-# turn's outcome (spanvisor.cli.hook_end).
+# turn's outcome (spanvisor.hook.end).
 # What is kept of a string a session event carries (an error, a reason).
 MAX_EVENT_TEXT = 2_000
 

@@ -12,7 +12,7 @@ def launcher_task_ids(task_id: str, run: str | None = None) -> tuple[str, str]:
     this process is part of, if it is one of ``task_id``'s
     (:func:`spanvisor.gate.session.own_run`: the launcher's, or the one a
     hook's environment names), else the task id's own ids. What
-    :class:`spanvisor.cli.codingtask.SessionTask` derives, in the launcher
+    :class:`spanvisor.hook.task.SessionTask` derives, in the launcher
     and the hooks; the receiver reads each record's run from its resource
     (:func:`spanvisor.gate.taskids.session_task`), never from here."""
     return taskids.launcher_task_ids(task_id, run if run is not None else own_run(task_id))

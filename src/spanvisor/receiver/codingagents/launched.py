@@ -5,7 +5,7 @@ OpenTelemetry is experimental and loses its last batch at exit) and Cline
 launcher sends them as log records named ``spanvisor.run.<event>``, each
 with the CLI's ``session.id``, on the task it started (its
 ``spanvisor.task.id`` in the resource, ``service.name`` the CLI's):
-:mod:`spanvisor.cli.run_stream` writes them.
+:mod:`spanvisor.launcher.stream` writes them.
 
 Counts as the launcher writes them: input including cached input (read
 and written), output including reasoning; a cost only when the CLI gave a

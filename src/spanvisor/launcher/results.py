@@ -21,7 +21,24 @@ ended, read by ``spanvisor run`` while the user still sees the run.
   event (``status`` success or error, the error's message). A user's own
   ``json`` (one document: ``response``, or ``error``) or ``stream-json`` is
   passed through untouched and read too.
-* Qwen Code, Copilot CLI, OpenCode, Cline: :mod:`.run_result_more`.
+* Qwen Code ``-p``: Claude Code's ``stream-json`` (``result`` with
+  ``is_error``, ``subtype``; an error's message in ``error.message``), its
+  ``json`` one array of those lines. Unless the user chose an
+  ``--output-format``, the launcher asks for ``stream-json`` and prints the
+  result's text, as Qwen Code's text output does.
+* Copilot CLI ``-p``: ``--output-format json`` lines; ``result`` (its
+  ``exitCode``) ends a run, ``session.error`` says why one failed; a signal
+  leaves no ``result`` and exit status 0. Unless the user chose a format,
+  the launcher asks for ``json`` and prints the assistant's messages.
+* OpenCode ``run``: ``--format json`` lines; an ``error`` line (its
+  ``data.message``) fails a run; a ``step_finish`` whose reason is not
+  ``tool-calls`` ends one. Unless the user chose a format, the launcher
+  asks for ``json`` and prints the text parts, as its text output does.
+* Cline: ``--json`` lines; ``run_result`` (``finishReason`` completed,
+  error, aborted) ends a run; ``run_aborted`` says who stopped it: a signal
+  (``local_abort``) or a hook's cancel (``external_abort``). Unless
+  the user chose ``--json``, the launcher asks for it and prints the
+  agent's text and the run's error.
 * Anything else: passed through as is; the exit code alone tells the end.
 
 How a run ended (:func:`end_of`) is then read per CLI, never an exit
@@ -34,6 +51,10 @@ or with a result whose ``terminal_reason`` is ``aborted_streaming`` (or
 cancelled; Codex's ``exec --json`` with no turn result is an error, but
 for an exit code of 1 with no error said, which is how an interrupted
 Codex may end: cancelled.
+
+Every line a stream-reading mode parses is also handed to the reader's
+``tap`` (the launcher's :mod:`.stream`, which reports
+OpenCode's and Cline's calls and steps).
 """
 
 from __future__ import annotations
@@ -45,13 +66,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from spanvisor.cli import run_result_more as more
-from spanvisor.cli.run_start import Mode, plan
+from spanvisor.clis import registry
+from spanvisor.launcher.start import Mode, plan
 
 # What a CLI reads as its user stopping it: exit codes 128 + SIGHUP, SIGINT,
 # SIGKILL, SIGTERM (a shell's way of saying "killed by").
 _STOP_CODES = {129: "SIGHUP", 130: "SIGINT", 137: "SIGKILL", 143: "SIGTERM"}
-_CLI_NAMES = {"claude-code": "Claude Code", "codex": "Codex", "gemini": "Gemini CLI", **more.NAMES}
 
 
 @dataclass
@@ -72,8 +92,8 @@ class ResultReader:
 
     def line(self, text: str) -> str | None:
         """Read one line of the CLI's stdout; what to show the user (None: nothing)."""
-        if self.mode in more.MODES:
-            return more.line(self, text)
+        if self.mode in MODES:
+            return line(self, text)
         if self.mode in ("claude-json", "gemini-json"):
             self._json_buffer.append(text)
             return text
@@ -216,7 +236,8 @@ def end_of(
     """(status, error, message) of a run that exited with ``code`` (negative:
     killed by that signal); ``signalled``: a signal the launcher sent it
     (forwarded, or to stop it for a cancel)."""
-    name = _CLI_NAMES.get(cli, program)
+    adapter = registry.get(cli)
+    name = adapter.title if adapter is not None else program
     if signalled is not None:
         return "cancelled", None, f"Stopped by {signal_name(signalled)}"
     if code < 0:
@@ -231,7 +252,7 @@ def end_of(
     reads = reading.mode != "passthrough"
     if code in _STOP_CODES and (reads or code != 0):
         return "cancelled", None, f"{name} ended by {_STOP_CODES[code]} (exit code {code})"
-    if (unsaid := more.without_result(reading.mode, program, code)) is not None:
+    if (unsaid := without_result(reading.mode, program, code)) is not None:
         return unsaid
     if code == 0 and reading.mode.startswith("claude-"):
         return "error", f"{program} exited without a result", "Failed"
@@ -248,6 +269,157 @@ def end_of(
         return "complete", None, "Finished"
     said = f"{reading.error} (exit code {code})" if reading.error else f"{program} exited with code {code}"
     return "error", said, "Failed"
+
+
+MODES = frozenset(
+    {
+        "qwen-text",
+        "qwen-stream",
+        "copilot-text",
+        "copilot-json",
+        "opencode-text",
+        "opencode-json",
+        "cline-text",
+        "cline-json",
+    }
+)
+# What each CLI's exit 0 without a word of how it ended means (measured:
+# each exits 0 when a signal stops it, none when it finishes).
+NO_RESULT = {
+    "qwen": ("error", "exited without a result"),
+    "copilot": ("cancelled", "ended without a result (it exits 0 when it is signalled)"),
+    "opencode": ("cancelled", "ended without finishing its last step"),
+    "cline": ("cancelled", "ended without a run result (it exits 0 when it is signalled)"),
+}
+
+
+def _dict(v: Any) -> dict[str, Any]:
+    return v if isinstance(v, dict) else {}
+
+
+def _list(v: Any) -> list[Any]:
+    return v if isinstance(v, list) else []
+
+
+def line(r: ResultReader, text: str) -> str | None:
+    """One stdout line of these CLIs' modes; what to show the user."""
+    doc = _object(text)
+    if doc is None:
+        return text if not r.mode.endswith("-text") or text.strip() else None
+    if r.tap is not None:
+        try:
+            r.tap(doc)
+        except Exception:  # what the launcher reports never stops it reading the end
+            pass
+    cli = r.mode.split("-", 1)[0]
+    shown = _READ[cli](r, doc)
+    return text if not r.mode.endswith("-text") else shown
+
+
+def _qwen(r: ResultReader, doc: dict[str, Any]) -> str | None:
+    if doc.get("type") != "result":
+        return None
+    r.saw_result = True
+    err = doc.get("error")
+    msg = err.get("message") if isinstance(err, dict) else None
+    if doc.get("is_error") is True or doc.get("subtype") not in (None, "success"):
+        r.failed = True
+        parts = [str(x) for x in (doc.get("subtype"), msg or doc.get("result")) if isinstance(x, str) and x]
+        r.error = ": ".join(parts) or "the result says is_error"
+        return None
+    said = doc.get("result")
+    return (said if isinstance(said, str) else "") + "\n"
+
+
+def _copilot(r: ResultReader, doc: dict[str, Any]) -> str | None:
+    kind = doc.get("type")
+    data = _dict(doc.get("data"))
+    if kind == "session.error":
+        r.failed = True
+        msg = data.get("message")
+        r.error = " ".join(msg.split()) if isinstance(msg, str) and msg.strip() else "the session failed"
+    elif kind == "abort":
+        r.interrupted = True
+    elif kind == "result":
+        r.saw_result = True
+        code = doc.get("exitCode")
+        if isinstance(code, int) and code != 0:
+            r.failed = True
+            r.error = r.error or f"its result says exit code {code}"
+    elif kind == "assistant.message" and isinstance(data.get("content"), str) and data["content"].strip():
+        return str(data["content"]).rstrip("\n") + "\n"
+    return None
+
+
+def _opencode(r: ResultReader, doc: dict[str, Any]) -> str | None:
+    kind = doc.get("type")
+    part = _dict(doc.get("part"))
+    if kind == "error":
+        r.saw_result, r.failed = True, True
+        err = _dict(doc.get("error"))
+        data = _dict(err.get("data"))
+        msg = data.get("message") or err.get("message") or err.get("name")
+        status = data.get("statusCode")
+        said = msg if isinstance(msg, str) and msg.strip() else "the run failed"
+        name = err.get("name")
+        r.error = (f"{name}: {said}" if isinstance(name, str) and name else said) + (
+            f" (HTTP {status})" if status else ""
+        )
+        return None
+    if kind == "step_finish" and part.get("reason") not in ("tool-calls", None):
+        r.saw_result = True
+    if kind == "text" and isinstance(part.get("text"), str) and part["text"].strip():
+        return str(part["text"]).strip() + "\n"
+    return None
+
+
+def _cline(r: ResultReader, doc: dict[str, Any]) -> str | None:
+    kind = doc.get("type")
+    if kind == "run_aborted":
+        if doc.get("reason") == "local_abort":
+            r.interrupted = True  # a signal (SIGTERM: it finished the command it ran first)
+        else:
+            # A hook's cancel (the gate's answer to a denied call that is not
+            # a shell command, or to a failure): the run was stopped, not finished.
+            r.saw_result, r.failed = True, True
+            r.error = "its PreToolUse hook stopped the run (the gate denied a call, or could not answer)"
+        return None
+    if kind == "error" and isinstance(doc.get("message"), str):
+        r.error = r.error or " ".join(doc["message"].split())
+        return None
+    if kind == "run_result":
+        r.saw_result = True
+        reason = doc.get("finishReason")
+        if reason == "aborted":
+            r.failed = True
+            r.error = r.error or "its run was aborted"
+        elif reason != "completed":
+            r.failed = True
+            said = doc.get("text")
+            r.error = (said if isinstance(said, str) and said.strip() else None) or r.error or f"finish reason {reason}"
+            if r.mode == "cline-text":
+                print(f"Error: {r.error}", file=sys.stderr, flush=True)
+        return None
+    event = _dict(doc.get("event"))
+    if kind == "agent_event" and event.get("type") == "content_end" and event.get("contentType") == "text":
+        said = event.get("text")
+        return str(said).rstrip("\n") + "\n" if isinstance(said, str) and said.strip() else None
+    return None
+
+
+_READ = {"qwen": _qwen, "copilot": _copilot, "opencode": _opencode, "cline": _cline}
+
+
+def without_result(mode: str, program: str, code: int) -> tuple[str, str | None, str] | None:
+    """(status, error, message) of one of these CLIs' runs that exited 0
+    without a word of how it ended; None for other modes."""
+    cli = mode.split("-", 1)[0]
+    if mode not in MODES or code != 0:
+        return None
+    status, said = NO_RESULT[cli]
+    if status == "error":
+        return "error", f"{program} {said}", "Failed"
+    return status, None, f"{registry.need(cli).title} {said}"
 
 
 __all__ = ["Mode", "ResultReader", "end_of", "plan", "signal_name"]

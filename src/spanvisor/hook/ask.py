@@ -22,7 +22,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from spanvisor.canonical import NotCanonical, check_action
-from spanvisor.cli import codingtask as ct
 from spanvisor.config import Config
 from spanvisor.control.client import ENV_URL, TRANSIENT, HttpSource, token_from_env
 from spanvisor.control.feed import ApprovalDecision, TaskFeed
@@ -36,6 +35,7 @@ from spanvisor.gate.cancel import seen as cancel_seen
 from spanvisor.gate.deadline import Deadline, wait_budget
 from spanvisor.gate.policy import Policy, Ruling
 from spanvisor.gate.requirement import ATTR_RULE
+from spanvisor.hook import task as ct
 from spanvisor.redaction import clip_middle, redact
 from spanvisor.spans import conventions as cv
 

@@ -30,7 +30,7 @@ import os
 import signal
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 from spanvisor.clis import registry
 from spanvisor.gate import session as gs
@@ -42,25 +42,9 @@ NOT_FOR_THE_AGENT = frozenset({"SPANVISOR_DECIDE_TOKEN"})
 _SUBCOMMANDS = {"exec", "e", "run"}
 _VALUE_OPTIONS = {"-m", "--model", "-c", "--config", "--output-format", "-s", "--sandbox", "--settings", "-C", "--cd"}
 
-Mode = Literal[
-    "passthrough",
-    "claude-text",
-    "claude-stream",
-    "claude-json",
-    "codex-json",
-    "gemini-text",
-    "gemini-stream",
-    "gemini-json",
-    # Qwen Code, Copilot CLI, OpenCode, Cline: spanvisor.cli.run_result_more
-    "qwen-text",
-    "qwen-stream",
-    "copilot-text",
-    "copilot-json",
-    "opencode-text",
-    "opencode-json",
-    "cline-text",
-    "cline-json",
-]
+# How the launcher reads a CLI's output: its adapter names it (output_plan),
+# spanvisor.launcher.results reads it ("passthrough": nothing is read).
+Mode = str
 
 
 def cli_of(argv0: str) -> str | None:
@@ -101,16 +85,6 @@ def task_name(explicit: str | None, args: Sequence[str], cli: str) -> str:
     return name if len(name) <= NAME_CHARS else name[: NAME_CHARS - 1] + "…"
 
 
-def _toml_str(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _default(out: dict[str, str], key: str, value: str) -> None:
-    """``key`` set to ``value`` unless the user chose one."""
-    if not out.get(key, "").strip():
-        out[key] = value
-
-
 def telemetry(
     cli: str,
     argv: list[str],
@@ -128,90 +102,14 @@ def telemetry(
     out["OTEL_RESOURCE_ATTRIBUTES"] = resource
     if token:
         out["OTEL_EXPORTER_OTLP_HEADERS"] = f"authorization=Bearer%20{token}"
-    if cli == "claude-code":
-        out.update(
-            CLAUDE_CODE_ENABLE_TELEMETRY="1",
-            OTEL_LOGS_EXPORTER="otlp",
-            OTEL_METRICS_EXPORTER="otlp",
-            OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
-            OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
-        )
-        # Each event within a second, not after Claude Code's default 5 s,
-        # unless the user chose an interval.
-        _default(out, "OTEL_LOGS_EXPORT_INTERVAL", "1000")
-        _default(out, "OTEL_METRIC_EXPORT_INTERVAL", "10000")
-        if tool_details:
-            _default(out, "OTEL_LOG_TOOL_DETAILS", "1")
-        else:
-            out["OTEL_LOG_TOOL_DETAILS"] = "0"
-    elif cli == "gemini":
-        out.update(
-            GEMINI_TELEMETRY_ENABLED="true",
-            GEMINI_TELEMETRY_TARGET="local",
-            GEMINI_TELEMETRY_OTLP_ENDPOINT=endpoint,
-            GEMINI_TELEMETRY_OTLP_PROTOCOL="http",
-        )
-        # No interval to set: Gemini CLI (0.61) builds its batch log processor
-        # with no settings, and its sdk-logs reads no OTEL_BLRP_* variable:
-        # records leave every 5 s, and at exit.
-    elif cli == "codex":
-        # -c overrides on top of the user's own config.toml (kept as is).
-        # The token is not among them: a command line is readable by every
-        # local user (/proc/<pid>/cmdline). Codex's OTLP/HTTP exporter
-        # (opentelemetry-otlp 0.31) adds OTEL_EXPORTER_OTLP_HEADERS, set
-        # above, to every request.
-        extra: list[str] = []
-        for key, path in (("exporter", "logs"), ("trace_exporter", "traces"), ("metrics_exporter", "metrics")):
-            value = f'{{ otlp-http = {{ endpoint = {_toml_str(f"{endpoint}/v1/{path}")}, protocol = "binary" }} }}'
-            extra += ["-c", f"otel.{key}={value}"]
-        argv = [argv[0], *extra, *argv[1:]]
-    else:
-        from spanvisor.cli import run_more
-
-        run_more.telemetry(cli, out, endpoint)
+    argv = registry.need(cli).aim_telemetry(list(argv), out, endpoint, tool_details)
     return argv, out
-
-
-def _option(args: Sequence[str], *names: str) -> str | None:
-    for i, a in enumerate(args):
-        for n in names:
-            if a == n and i + 1 < len(args):
-                return args[i + 1]
-            if a.startswith(n + "="):
-                return a.split("=", 1)[1]
-    return None
 
 
 def plan(cli: str, args: Sequence[str]) -> tuple[list[str], Mode]:
     """The CLI's arguments with what the launcher adds, and how to read its
-    stdout (:mod:`spanvisor.cli.run_result`)."""
-    argv = list(args)
-    if cli not in ("claude-code", "codex", "gemini"):
-        from spanvisor.cli import run_result_more
-
-        planned = run_result_more.plan(cli, argv)
-        if planned is not None:
-            return planned[0], planned[1]  # type: ignore[return-value]  # one of the Modes above
-    if cli == "claude-code" and ("-p" in argv or "--print" in argv):
-        fmt = _option(argv, "--output-format")
-        if fmt is None:
-            extra = ["--output-format", "stream-json"] + ([] if "--verbose" in argv else ["--verbose"])
-            return [argv[0], *extra, *argv[1:]], "claude-text"
-        if fmt == "stream-json":
-            return argv, "claude-stream"
-        if fmt == "json":
-            return argv, "claude-json"
-    if cli == "codex" and "--json" in argv:
-        return argv, "codex-json"
-    if cli == "gemini" and ("-p" in argv or "--prompt" in argv or _option(argv, "--prompt") is not None):
-        fmt = _option(argv, "--output-format", "-o")
-        if fmt is None:
-            return [argv[0], "--output-format", "stream-json", *argv[1:]], "gemini-text"
-        if fmt == "stream-json":
-            return argv, "gemini-stream"
-        if fmt == "json":
-            return argv, "gemini-json"
-    return argv, "passthrough"
+    stdout (its adapter's; :mod:`spanvisor.launcher.results` reads it)."""
+    return registry.need(cli).output_plan(list(args))
 
 
 class Reserved:

@@ -6,7 +6,7 @@ The socket lives in a fresh directory of mode 0700 (the socket itself
 connection from another user id is refused (``SO_PEERCRED``) even where
 the file modes would let it in. Each connection is one hook call, decided
 on a thread of its own by the same code as the command hook
-(:func:`spanvisor.cli.hook.main`), with the same policy file, deadline
+(:func:`spanvisor.hook.command.main`), with the same policy file, deadline
 (counted from the hook process's start) and answers; the reply goes the
 moment the answer is known (the audit note after it), and a backstop
 timer blocks a call still undecided just past the deadline. The hook
@@ -29,12 +29,13 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from spanvisor.cli import hook, run_gate_http
 from spanvisor.clis import registry
 from spanvisor.gate import centralcache, clitimeout, local
 from spanvisor.gate.answer import Answer
 from spanvisor.gate.deadline import Deadline
 from spanvisor.gate.policy import PolicyError, load
+from spanvisor.hook import command as hook
+from spanvisor.launcher import gate_http as run_gate_http
 
 
 class LocalGate:
@@ -188,7 +189,7 @@ def decide_call(
     cwd: str,
 ) -> None:
     """One hook call decided in this process by the command hook's own code
-    (:func:`spanvisor.cli.hook.main`), ``send`` given the answer (exit
+    (:func:`spanvisor.hook.command.main`), ``send`` given the answer (exit
     status, stdout, stderr) the moment it is known (the audit note comes
     after), and a block at the backstop if the worker is still deciding then
     (a hung request, a slow disk)."""

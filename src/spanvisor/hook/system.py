@@ -5,7 +5,7 @@ runs under a user of its own; its policy, its copy of the central policy,
 its spool and its tokens live with it, out of the agent's reach. The hook
 the CLI runs only carries the call there: the CLI's name, the call as the
 CLI wrote it, the working directory, the session's context variables
-(:data:`~spanvisor.cli.hook_config.KEPT`, ``OTEL_RESOURCE_ATTRIBUTES``) and
+(:data:`~spanvisor.hook.config.KEPT`, ``OTEL_RESOURCE_ATTRIBUTES``) and
 its start, so both count one deadline. Its own policy, servers and tokens
 are never sent: the gate decides with its own.
 
@@ -22,10 +22,10 @@ import socket
 import time
 from collections.abc import Mapping
 
-from spanvisor.cli.hook_config import KEPT
 from spanvisor.gate import local
 from spanvisor.gate.answer import Answer
 from spanvisor.gate.deadline import Deadline
+from spanvisor.hook.config import KEPT
 
 # What the gate is told of the hook's environment: the session it runs in.
 CONTEXT = KEPT | {"OTEL_RESOURCE_ATTRIBUTES"}

@@ -10,7 +10,7 @@ own, with ``"onFailure": "block"``: a listener that is gone, slow past the
 hook's timeout or answering anything but a decision blocks the call
 (checked with the pinned Claude Code; without ``onFailure`` it would run
 it). Each request is decided as the command hook through the launcher is
-(:meth:`spanvisor.cli.run_gate.LocalGate.decide`: the session's
+(:meth:`spanvisor.launcher.gate.LocalGate.decide`: the session's
 variables, the launcher's directory, one deadline from the request's
 arrival, the backstop), and answered HTTP 200 with the decision.
 

@@ -14,7 +14,7 @@ The derivation is the receiver's coding-agent adapter's
 session, the launcher's and the hook's included, names one task.
 
 What goes out reuses ``spanvisor emit``'s senders: live-channel records
-(:func:`spanvisor.cli.emit_live.send`) while the task runs, and its root
+(:func:`spanvisor.hook.live.send`) while the task runs, and its root
 span, ended with the outcome, through :func:`spanvisor.cli.emit_spans.otlp_exporter`.
 """
 
@@ -80,7 +80,7 @@ class SessionTask:
 
     def record(self, name: str, attrs: Mapping[str, Any], at: int | None = None) -> bool:
         """One live-channel record in the task root's context."""
-        from spanvisor.cli import emit_live
+        from spanvisor.hook import live as emit_live
 
         said = {cv.TASK_ID: self.task_id, **attrs}
         return emit_live.send(self.target, self.service, self.trace_id, self.root_id, name, said, at or time.time_ns())

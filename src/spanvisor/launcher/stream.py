@@ -192,7 +192,7 @@ def _cline_input(given: Any) -> str:
 
 
 class StreamReport:
-    """The tap of :class:`~spanvisor.cli.run_result.ResultReader`: one JSON
+    """The tap of :class:`~spanvisor.launcher.results.ResultReader`: one JSON
     line of OpenCode's or Cline's output at a time, as records."""
 
     def __init__(self, cli: str, sender: Sender, model: str | None) -> None:

@@ -42,11 +42,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from spanvisor.cli.run_procs import Adoption, tree
-from spanvisor.cli.run_start import signal_group
 from spanvisor.control.client import HttpSource
 from spanvisor.control.feed import TaskFeed
 from spanvisor.events import Decision
+from spanvisor.launcher.procs import Adoption, tree
+from spanvisor.launcher.start import signal_group
 
 INT_GRACE_S = 0.8
 TERM_GRACE_S = 0.6

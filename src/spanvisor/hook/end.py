@@ -195,8 +195,8 @@ def finish(
     status, error, message = ending(ev, turn, turns.cancel_of(key.task_id, env))
     if cli_pid is not None:
         _wait_gone(cli_pid, CLI_EXIT_WAIT_S)
-    from spanvisor.cli import codingtask as ct
     from spanvisor.gate import notes
+    from spanvisor.hook import task as ct
 
     token = getattr(args, "otlp_token", None)
     try:

@@ -12,7 +12,7 @@ have no hook settings of their own to point at spanvisor (``--gate``).
   launcher does not turn on ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``,
   which would send every message, file and tool output too.
 * OpenCode and Cline: nothing to set; the launcher reads what they print
-  (:mod:`spanvisor.cli.run_stream`).
+  (:mod:`spanvisor.launcher.stream`).
 
 ``--gate``: OpenCode gets spanvisor's plugin through
 ``OPENCODE_CONFIG_CONTENT`` (``{"plugin": ["file://…"]}``, merged into any
@@ -34,29 +34,12 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
-BINARIES = {"qwen": "qwen", "copilot": "copilot", "opencode": "opencode", "cline": "cline"}
-NAMES = {"qwen": "Qwen Code", "copilot": "Copilot CLI", "opencode": "OpenCode", "cline": "Cline"}
 PLUGIN = ("opencode", "spanvisor-gate.js")
 CLINE_HOOK = ("cline", "PreToolUse")
 ENV_BIN = "SPANVISOR_BIN"
 # The file the OpenCode plugin writes when it loads (in the launcher's folder).
 ENV_LOADED = "SPANVISOR_OPENCODE_LOADED"
 LOADED = "opencode-plugin-loaded"
-
-
-def telemetry(cli: str, out: dict[str, str], endpoint: str) -> None:
-    """``out`` (the CLI's environment) with its telemetry aimed at ``endpoint``."""
-    if cli == "qwen":
-        out.update(
-            QWEN_TELEMETRY_ENABLED="true",
-            QWEN_TELEMETRY_TARGET="local",
-            QWEN_TELEMETRY_OTLP_ENDPOINT=endpoint,
-            QWEN_TELEMETRY_OTLP_PROTOCOL="http",
-        )
-        if not out.get("QWEN_TELEMETRY_LOG_PROMPTS", "").strip():
-            out["QWEN_TELEMETRY_LOG_PROMPTS"] = "true"
-    elif cli == "copilot":
-        out.update(OTEL_EXPORTER_OTLP_ENDPOINT=endpoint, OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf")
 
 
 def asset(*parts: str) -> bytes:
@@ -141,4 +124,4 @@ def _with_plugin(given: str | None, uri: str) -> tuple[str, bool]:
     return json.dumps(doc), kept
 
 
-__all__ = ["BINARIES", "ENV_LOADED", "LOADED", "NAMES", "asset", "gate", "telemetry"]
+__all__ = ["ENV_LOADED", "LOADED", "asset", "gate"]
