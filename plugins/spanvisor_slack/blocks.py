@@ -53,6 +53,7 @@ from spanvisor.events import TaskView, stable_id
 from . import controls
 from . import text as t
 from .plan import PlanSwitch, plan_block
+from .worklog import WorkLog
 
 Payload = dict[str, Any]
 
@@ -97,12 +98,14 @@ def _prefix(look: Look) -> str:
     return f"{t.escape(look.prefix)} " if look.prefix else ""
 
 
-def parent_payload(view: TaskView, look: Look, now_ns: int) -> Payload:
+def parent_payload(view: TaskView, look: Look, now_ns: int, folded: WorkLog | None = None) -> Payload:
     """The full parent message, shrunk until it fits Slack's limits (at the
-    last step, one open approval is shown with its buttons, the others counted)."""
+    last step, one open approval is shown with its buttons, the others counted).
+    ``folded``: the task's tool calls and steps a busy channel folded here
+    instead of its thread (.board), said in a line with the newest."""
     last: Payload = {}
     for scale in (1.0, 0.5, 0.2, 0.05, 0.01):
-        last = _parent(view, look, now_ns, scale)
+        last = _parent(view, look, now_ns, scale, folded)
         if not problems(last):
             return last
     raise ValueError(f"parent message does not fit Slack's limits: {problems(last)}")
@@ -118,7 +121,19 @@ def _suffix(view: TaskView) -> str:
     return sfx
 
 
-def _parent(view: TaskView, look: Look, now_ns: int, scale: float) -> Payload:
+def _folded(log: WorkLog, sfx: str, scale: float) -> ContextBlock:
+    """``🗒️ 37 tool calls, 2 step changes here and on the channel's board …``."""
+    newest = log.newest[-1] if log.newest else None
+    said = newest.detail or newest.summary if newest is not None else ""
+    text = (
+        f"🗒️ *{log.said()}* shown here and on the channel's board, not in the thread: "
+        "the channel was too busy to post them"
+        + (f" · newest: {t.safe(said, max(40, int(300 * scale)))}" if said else "")
+    )
+    return ContextBlock(block_id=f"sv-folded{sfx}-{log.lines}", elements=[_md(t.clip(text, t.SECTION_TEXT))])
+
+
+def _parent(view: TaskView, look: Look, now_ns: int, scale: float, folded: WorkLog | None = None) -> Payload:
     shortcode, _, colour = STATUS_STYLE.get(view.status, STATUS_STYLE["working"])
     sfx = _suffix(view)
     agent = view.agent_name or view.agent_id
@@ -153,6 +168,8 @@ def _parent(view: TaskView, look: Look, now_ns: int, scale: float) -> Payload:
         body.append(_results(results(view.results), f"sv-results{sfx}", scale))
     if last := last_action(view):
         body.append(SectionBlock(block_id=f"sv-last{sfx}", text=_md(f"*Last action*\n{t.safe(last, n(1500))}")))
+    if folded is not None and folded.lines:
+        body.append(_folded(folded, sfx, scale))
     steps = steps_line(view)
     if steps and plan is None:
         body.append(SectionBlock(block_id=f"sv-steps{sfx}", text=_md(f"*Steps*\n{t.safe(steps, n(1000))}")))

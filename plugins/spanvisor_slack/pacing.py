@@ -37,6 +37,7 @@ from typing import Any, Literal
 from spanvisor.sink import Clock
 
 # Ranks of edits in a method's queue: lower goes first.
+BOARD = -1  # a channel's board (.board): one call shows every task of a busy channel; paced by its own gap
 URGENT = 0  # a status change, a person's decision, the final state
 LOG = 1  # a work log showing tool calls
 ROUTINE = 2  # a parent's periodic refresh
@@ -238,6 +239,7 @@ class MethodPacer:
 
 
 __all__ = [
+    "BOARD",
     "EPSILON_S",
     "LOG",
     "ROUTINE",

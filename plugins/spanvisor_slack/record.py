@@ -123,6 +123,11 @@ class SlackTaskRecord:
     # last edit here maps to, and the one Slack was last told (None: no session yet).
     session_want: str | None = None
     session_sent: str | None = None
+    # A busy channel (.board): the tool and step lines folded into the parent
+    # and the channel's board instead of the thread (counts and the newest),
+    # and the task's last per-call line as it came (raw text).
+    folded: WorkLog | None = None
+    last_call: str | None = None
 
     @property
     def task_id(self) -> str:
@@ -136,6 +141,12 @@ class SlackTaskRecord:
     @property
     def dirty(self) -> bool:
         return self.sent_version != self.version
+
+    @property
+    def needs_person(self) -> bool:
+        """The task waits for a person's approval or failed: someone must see it now."""
+        v = self.view
+        return bool(v.approvals) or v.status in ("awaiting_approval", "error")
 
     @property
     def urgent(self) -> bool:

@@ -61,13 +61,16 @@ def _next_cursor(data: Mapping[str, Any]) -> str:
     return str(meta.get("next_cursor") or "")
 
 
-def _ours(message: Mapping[str, Any], key: str) -> bool:
+def _ours(message: Mapping[str, Any], key: str, event_type: str = METADATA_TYPE) -> bool:
     """Whether ``message`` is the parent of ``key`` (a task id and run: see
-    record.parent_key), by the metadata it was posted with."""
+    record.parent_key), by the metadata it was posted with; for another
+    ``event_type`` (a channel's board, .board) the payload's ``board``."""
     meta = message.get("metadata") or {}
-    if meta.get("event_type") != METADATA_TYPE:
+    if meta.get("event_type") != event_type:
         return False
     said = meta.get("event_payload") or {}
+    if event_type != METADATA_TYPE:
+        return said.get("board") == key
     run = said.get("run_id")
     return (f"{said.get('task_id')}/{run}" if run else said.get("task_id")) == key
 
@@ -86,8 +89,10 @@ class ParentFinder:
         shutdown = self.deadline()
         return end if shutdown is None else min(end, shutdown)
 
-    async def find(self, key: str, channel: str, since: float) -> Search:
-        """Look for the parent of ``key`` (record.parent_key), posted to ``channel`` (a name or an ID) after ``since``."""
+    async def find(self, key: str, channel: str, since: float, event_type: str = METADATA_TYPE) -> Search:
+        """Look for the parent of ``key`` (record.parent_key), posted to
+        ``channel`` (a name or an ID) after ``since`` (or, with another
+        ``event_type``, the message of that type whose payload names ``key``)."""
         end = self._end()
         cid, why, unsure = await self.channel_id(channel, end)
         if cid is None:
@@ -113,7 +118,7 @@ class ParentFinder:
                     return Search(cid, why=f"conversations.history answered {error}", unsure=True)
                 return Search(cid, why=f"conversations.history answered {error}; add the channels:history scope")
             for message in out.data.get("messages") or []:
-                if _ours(message, key):
+                if _ours(message, key, event_type):
                     return Search(cid, str(message["ts"]))
             cursor = _next_cursor(out.data)
             if not out.data.get("has_more") or not cursor:

@@ -130,6 +130,13 @@ def p_rate_limits(v: Any) -> tuple[tuple[str, float, int], ...]:
     return tuple(out)
 
 
+def p_backlog(v: Any) -> int:
+    """A number of posts, or ``off`` (or 0): never fold."""
+    if isinstance(v, str) and v.strip().lower() in ("off", "none", "no", "false"):
+        return 0
+    return p_int(v)
+
+
 def p_opt_duration(v: Any) -> float | None:
     return None if v is None or (isinstance(v, str) and not v.strip()) else p_duration(v)
 
@@ -260,6 +267,17 @@ SETTINGS: tuple[Setting, ...] = (
         3,
         "Posts one channel may take at once before the per-channel interval applies.",
         "a positive integer",
+    ),
+    Setting(
+        "slack_board_backlog",
+        "SPANVISOR_SLACK_BOARD_BACKLOG",
+        p_backlog,
+        10,
+        "Posts waiting for one channel (Slack takes about one a second) past which the channel folds: tool calls, "
+        "steps and other progress show on each task's message and on one board message for the channel, edited "
+        "in place, instead of queueing as thread replies; approvals, decisions, errors and results still get "
+        "their replies, first. It unfolds once calm. off: never fold, no board.",
+        "a number of posts, or off",
     ),
     Setting(
         "slack_milestones",

@@ -263,12 +263,22 @@ class SharedParent:
             now = await self.read(st.key)
             return now is None or now.version <= rec.version
 
+        rank = URGENT if st.urgent or rec.final or st.repair else ROUTINE
+        if rank != URGENT and interrupt is not None:
+            # A routine edit steps out (keeping its place) once the task's
+            # status changes while it waits: it comes back at the head, urgent.
+            outer = interrupt
+            interrupt = Interrupt(outer.event, lambda: float("-inf") if st.urgent else outer.due())
         out = await self.transport.send(
             "chat.update",
-            lambda: {"channel": channel, "ts": ts, **parent_payload(rec.shown_view, self.look, time.time_ns())},
+            lambda: {
+                "channel": channel,
+                "ts": ts,
+                **parent_payload(rec.shown_view, self.look, time.time_ns(), st.folded),
+            },
             deadline=self.deadline,
             before_call=still_newest,
-            rank=URGENT if st.urgent or rec.final or st.repair else ROUTINE,
+            rank=rank,
             key=f"{channel}/{ts}",
             interrupt=interrupt,
         )

@@ -25,6 +25,7 @@ from spanvisor.sink import AdminRoute, BaseSink, SinkContext, SinkResult
 
 from .record import MAX_PENDING_REPLIES, SlackTaskRecord, is_final, parent_key
 from .settings import SETTINGS, home_channel, status_channels
+from .worklog import GATHERED
 
 log = logging.getLogger("spanvisor.slack")
 MAX_OPEN_TASKS = 10_000
@@ -57,6 +58,7 @@ class SlackSink(BaseSink):
         """What start and the deliverer import (spanvisor.sink.BaseSink.imports):
         slack_sdk only when it posts, its interactivity only when configured."""
         names = ["spanvisor_slack.blocks", "spanvisor_slack.plan", "spanvisor_slack.retry", "spanvisor_slack.pacing"]
+        names += ["spanvisor_slack.board"]
         names += ["spanvisor_slack.remind"]
         names += ["spanvisor_slack.transport", "spanvisor_slack.worker", "spanvisor_slack.breakglass"]
         dry = bool(config.get("slack_dry_run"))
@@ -140,8 +142,10 @@ class SlackSink(BaseSink):
             deadline=lambda: self._deadline,
             reminders=self.reminders,
             agent_sessions=bool(c.get("slack_agent_sessions")) and not dry,
+            board_backlog=int(c.get("slack_board_backlog", 10)),
         )
         ctx.stats.gauge("slack_open_tasks", lambda: float(len(self._tasks)))
+        ctx.stats.gauge("slack_folded_channels", lambda: float(self.deliverer.boards.folded_channels()))
         if c.get("slack_break_glass_channel"):
             from .breakglass import BreakGlassPoster
 
@@ -183,11 +187,16 @@ class SlackSink(BaseSink):
             return
         st.last_event = self.transport.clock.now()
         wake = not st.dirty or ev.task.status != st.view.status
+        needed = st.needs_person
         # The newest view by the tracker's sequence, never by time (see SlackTaskRecord.offer);
         # a late span's correction of a finished task is final too.
         st.offer(ev.task, final=is_final(ev))
         self._track_requests(st)
         wake = self._queue_lines(st, self.policy.lines(ev)) or wake
+        if st.needs_person and not needed and st.ref is None and st.channel is not None:
+            # Its parent, still waiting for the channel's turn, goes ahead of other tasks' parents.
+            self.transport.turns.rerank(st.channel)
+        self.deliverer.boards.note(st)
         for channel in status_channels(st.view.status, self.routes):
             key = f"{st.view.status}|{channel}"
             if key not in st.alerted and channel != st.channel:
@@ -236,6 +245,8 @@ class SlackSink(BaseSink):
                     detail=f"more than {MAX_PENDING_REPLIES} replies waiting for one task",
                 )
                 continue
+            if line.kind in GATHERED:
+                st.last_call = line.detail or line.summary  # the board's last step of the task
             st.replies.append(line)
             queued = True
         return queued
@@ -286,7 +297,8 @@ class SlackSink(BaseSink):
 
     def pending(self) -> int:
         posts = self.break_glass.pending if self.break_glass is not None else 0
-        return posts + sum(0 if st.idle else 1 for st in self._tasks.values())
+        boards = self.deliverer.boards.pending() if hasattr(self, "deliverer") else 0
+        return posts + boards + sum(0 if st.idle else 1 for st in self._tasks.values())
 
     async def force_flush(self, timeout_s: float) -> bool:
         loop = asyncio.get_running_loop()
@@ -295,6 +307,8 @@ class SlackSink(BaseSink):
         try:
             for st in self._tasks.values():
                 st.wake.set()
+            if hasattr(self, "deliverer"):
+                self.deliverer.boards.wake_all()
             while self.pending():
                 if loop.time() >= end:
                     return False
@@ -320,6 +334,8 @@ class SlackSink(BaseSink):
             for w in workers:
                 w.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
+            if hasattr(self, "deliverer"):
+                await self.deliverer.boards.close()
             if left and self.ctx is not None:
                 away = getattr(self.client, "unreachable_since", None) is not None
                 self.ctx.stats.drop(

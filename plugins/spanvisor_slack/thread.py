@@ -22,8 +22,14 @@ from .failures import Failures
 from .pacing import LOG, Interrupt
 from .record import SlackTaskRecord
 from .transport import Transport
-from .turns import PARENT
+from .turns import PARENT, PRIORITY, REPLY
 from .worklog import FOLD_MAX, GATHERED, WorkLog
+
+# Lines that say an approval, a decision, an error or a final state: they go
+# ahead of progress in the channel's queue (.turns) and never fold (.board).
+PRIORITY_KINDS = frozenset({"approval", "unanswered", "error", "summary", "intervention", "denied"})
+# Progress lines a busy channel folds into the parent and its board (.board).
+FOLDED_KINDS = frozenset({"tool", "step", "milestone", "artifact", "forecast"})
 
 MERGEABLE = frozenset({"step", "tool", "artifact"})
 MERGE_MAX = 10
@@ -98,6 +104,7 @@ class ThreadPoster:
                 },
                 deadline=self.deadline,
                 before_call=lease.confirm,
+                rank=PRIORITY if any(x.kind in PRIORITY_KINDS for x in todo) else REPLY,
             )
             if out.claim_lost:
                 # Claimed again on the next pass: the lines another replica
@@ -153,6 +160,62 @@ class ThreadPoster:
                 st.replies.appendleft(line)
                 await self.clock.sleep(IN_FLIGHT_WAIT_S)
                 break
+        return True
+
+    async def fold_away(self, st: SlackTaskRecord) -> int:
+        """A busy channel (.board): the task's progress lines leave its reply
+        queue for its parent and the channel's board. Each is claimed and
+        settled as a reply (``folded``), so no replica or restart posts it
+        later; one another replica is posting right now is left to it. The
+        other lines keep their order. How many were folded."""
+        ns = self._ns("reply")
+        out = [line for line in st.replies if line.kind in FOLDED_KINDS]
+        kept = [line for line in st.replies if line.kind not in FOLDED_KINDS]
+        st.replies.clear()
+        st.replies.extend(kept)
+        n = 0
+        for line in out:
+            key = f"{st.task_id}/{line.reply_key}"
+            claim = await self.claims.claim(ns, key)
+            if claim.won and claim.value is None and await self.claims.settle(ns, key, {"ts": None, "folded": True}):
+                if st.folded is None:
+                    st.folded = WorkLog("", line.event_id, title="Folded while the channel was busy")
+                st.folded.add(line)
+                n += 1
+        if n:
+            self.stats.inc("slack_folded_lines_total", n)
+        return n
+
+    async def post_folded(self, st: SlackTaskRecord) -> bool:
+        """The channel caught up: one reply says what folded while it was busy
+        (counts and the newest lines), and it becomes the task's work log, so
+        its next calls are folded into it as usual."""
+        folded, st.folded = st.folded, None
+        assert st.ref is not None and folded is not None
+        channel, ts = st.ref
+        out = await self.transport.send(
+            "chat.postMessage",
+            lambda: {
+                "channel": channel,
+                "thread_ts": ts,
+                **reply_payload(folded.view(headed=True), self.look),
+                "unfurl_links": False,
+                "unfurl_media": False,
+            },
+            deadline=self.deadline,
+            rank=REPLY,
+        )
+        st.last_reply = self.clock.now()
+        if out.ok and out.data and out.data.get("ts"):
+            if st.log is not None and st.log.open and st.log.dirty:
+                st.behind.append(st.log)
+            folded.ts, folded.shown, folded.last_edit = str(out.data["ts"]), folded.lines, self.clock.now()
+            folded.title = "Work log"
+            st.log = folded
+        elif not out.ok:
+            # Nothing is lost: the lines are in the audit trail, and the parent said their count.
+            why = out.failure.error if out.failure else "unknown"
+            self.failures.count_drop("slack_folded_summary", 1, f"the reply of what a busy channel folded: {why}")
         return True
 
     async def edit_log(

@@ -211,6 +211,7 @@ class Transport:
         rank: int = REPLY,
         key: str = "",
         interrupt: Interrupt | None = None,
+        rank_of: Callable[[], int] | None = None,
     ) -> CallOutcome:
         """Call ``method`` until it succeeds, fails for good, or the deadline
         passes. ``build`` runs before each attempt (for a paced method after
@@ -222,7 +223,9 @@ class Transport:
         (:data:`~.turns.PARENT` goes first), or a paced call's in its
         method's (:mod:`.pacing`); ``key`` names the message a paced call
         acts on, and ``interrupt`` lets it step out of the wait (outcome
-        ``deferred``) keeping its place."""
+        ``deferred``) keeping its place. ``rank_of``: a post's rank as things
+        stand, looked at again when :meth:`~.turns.ChannelTurns.rerank` is
+        called for its channel."""
         attempt = 0
         while True:
             attempt += 1
@@ -241,7 +244,7 @@ class Transport:
                 payload = build()
             else:
                 payload = build()
-                if not await self._wait_turn(method, payload, deadline(), rank):
+                if not await self._wait_turn(method, payload, deadline(), rank, rank_of):
                     return CallOutcome(failure=Failure(method, "deadline"), decision=RetryVerdict("retry"))
             if before_call is not None and not await before_call():
                 self.pacer.refund(method)
@@ -277,14 +280,21 @@ class Transport:
                 self.turns.learned(channel, cid)
             return CallOutcome(data=data)
 
-    async def _wait_turn(self, method: str, payload: Mapping[str, Any], end: float | None, rank: int) -> bool:
+    async def _wait_turn(
+        self,
+        method: str,
+        payload: Mapping[str, Any],
+        end: float | None,
+        rank: int,
+        rank_of: Callable[[], int] | None = None,
+    ) -> bool:
         """Wait for the method's 429 pause and, for posts, the channel's turn."""
 
         def paused_until() -> float:
             return self.paused_until.get(method, 0.0)
 
         if method == "chat.postMessage" and self.channel_interval_s > 0:
-            return await self.turns.take(str(payload.get("channel", "")), rank, paused_until, end)
+            return await self.turns.take(str(payload.get("channel", "")), rank, paused_until, end, rank_of)
         while True:
             now = self.clock.now()
             wait = paused_until() - now

@@ -12,6 +12,14 @@ many replies takes turns with the others instead of holding the channel.
 Each task still posts one message at a time, in order (its worker awaits
 each post), so a task's replies keep their order.
 
+Four ranks (issue 67, a busy channel): :data:`FIRST` (a channel's board, and
+the parent of a task that waits for a person or failed: someone must see it
+now), :data:`PARENT` (other parents, status alerts), :data:`PRIORITY`
+(replies that say an approval, a decision, an error or a final state) and
+:data:`REPLY` (progress). A waiting parent whose task comes to need a person
+is moved up (:meth:`ChannelTurns.rerank`), so it never waits behind the
+parents of tasks that only work.
+
 The token bucket is the one the transport always had (``burst`` posts, one
 more per ``interval_s``); only the order of the waiters is new. A waiter
 that is not at the head of its channel's queue waits for the head to leave
@@ -31,8 +39,10 @@ from spanvisor.sink import Clock
 
 from .channels import ChannelDirectory
 
-PARENT = 0
-REPLY = 1
+FIRST = 0
+PARENT = 1
+PRIORITY = 2
+REPLY = 3
 
 
 @dataclass(order=True)
@@ -41,6 +51,8 @@ class _Turn:
     seq: int
     key: str = field(compare=False)
     wake: asyncio.Event = field(compare=False, default_factory=asyncio.Event)
+    # The rank as things stand now (a parent's task may come to need a person while it waits).
+    rank_of: Callable[[], int] | None = field(compare=False, default=None)
 
 
 class ChannelTurns:
@@ -66,16 +78,39 @@ class ChannelTurns:
     def waiting(self, channel: str) -> int:
         return len(self._queues.get(self.key(channel), ()))
 
+    def rerank(self, channel: str) -> None:
+        """Look again at the rank of each post waiting in ``channel`` that
+        can change (``rank_of``); a better one moves up the queue."""
+        queue = self._queues.get(self.key(channel))
+        if not queue:
+            return
+        head, moved = queue[0], False
+        for turn in queue:
+            if turn.rank_of is not None and (rank := turn.rank_of()) != turn.rank:
+                turn.rank, moved = rank, True
+        if moved:
+            heapq.heapify(queue)
+            if queue[0] is not head:
+                queue[0].wake.set()
+
     def _level(self, key: str, now: float) -> float:
         level, last = self.buckets.get(key, (float(self.burst), now))
         level = min(float(self.burst), level + (now - last) / self.interval_s)
         self.buckets[key] = (level, now)
         return level
 
-    async def take(self, channel: str, rank: int, paused_until: Callable[[], float], end: float | None) -> bool:
+    async def take(
+        self,
+        channel: str,
+        rank: int,
+        paused_until: Callable[[], float],
+        end: float | None,
+        rank_of: Callable[[], int] | None = None,
+    ) -> bool:
         """Wait for this post's turn in ``channel`` (and the method's 429
-        pause, ``paused_until``); False when it cannot come before ``end``."""
-        turn = _Turn(rank, next(self._seq), self.key(channel))
+        pause, ``paused_until``); False when it cannot come before ``end``.
+        ``rank_of``: the post's rank now, looked at again by :meth:`rerank`."""
+        turn = _Turn(rank, next(self._seq), self.key(channel), rank_of=rank_of)
         heapq.heappush(self._queues.setdefault(turn.key, []), turn)
         try:
             while True:

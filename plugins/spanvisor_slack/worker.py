@@ -33,6 +33,7 @@ from spanvisor.statestores.api import StateStore, StoreUnavailable
 from spanvisor.stats import PipelineStats
 
 from .blocks import Look, parent_payload
+from .board import Boards
 from .claims import Claims
 from .failures import Failures
 from .pacing import Interrupt
@@ -42,9 +43,9 @@ from .remind import Reminders
 from .retry import Failure
 from .sessions import AgentSessions, SessionStatus, session_status
 from .shared import SharedParent
-from .thread import ThreadPoster
+from .thread import FOLDED_KINDS, ThreadPoster
 from .transport import Transport
-from .turns import PARENT
+from .turns import FIRST, PARENT
 
 log = logging.getLogger("spanvisor.slack")
 RETIRE_S = 300.0
@@ -73,6 +74,8 @@ class Deliverer:
     reminders: Reminders | None = None
     # Each task's thread is a Slack agent session whose status follows the task (.sessions).
     agent_sessions: bool = False
+    # Posts waiting for a channel past which its progress lines fold into a board (.board); 0: never.
+    board_backlog: int = 10
 
     def __post_init__(self) -> None:
         if self.log_interval_s is None:
@@ -85,6 +88,18 @@ class Deliverer:
         self.finder = ParentFinder(self.transport, self.clock, self.recover_s, self.deadline)
         self.sessions = (
             AgentSessions(self.transport, self.claims, self.stats, self.deadline) if self.agent_sessions else None
+        )
+        self.boards = Boards(
+            self.transport,
+            self.claims,
+            self.stats,
+            self.look,
+            self.clock,
+            self.namespace,
+            self.board_backlog,
+            self.deadline,
+            self.flushing,
+            self.finder,
         )
         # Searches for an earlier parent that could not finish, by parent key: the backoff's attempt.
         self._unsure: dict[str, int] = {}
@@ -173,8 +188,20 @@ class Deliverer:
         """Do the next due thing; False when nothing is due yet."""
         if st.dead:
             return False
+        folding = st.channel is not None and self.boards.on
+        # Whether its channel is busy is looked at whenever it has lines to
+        # post: a backlog of any kind posts the board; progress lines fold.
+        busy = folding and bool(st.replies) and self.boards.folded(str(st.channel))
+        if busy and any(x.kind in FOLDED_KINDS for x in st.replies):
+            # A busy channel: progress goes to the parent and the board, not the thread.
+            if await self.thread.fold_away(st):
+                self.boards.fold(st)
+                self.boards.note(st)
+            return True
         if st.ref is None:
             return False if st.orphan else await self._ensure_parent(st)
+        if folding and st.folded is not None and not st.finished and not self.boards.folded(str(st.channel)):
+            return await self.thread.post_folded(st)
         now, hurry = self.clock.now(), self.flushing()
         if self.reminders is not None and self.reminders.due(st) <= now:
             st.replies.extend(self.reminders.take(st, now))
@@ -224,7 +251,7 @@ class Deliverer:
 
     def _parent_args(self, st: SlackTaskRecord) -> dict[str, Any]:
         st_version = st.version
-        payload = parent_payload(st.shown_view, self.look, time.time_ns())
+        payload = parent_payload(st.shown_view, self.look, time.time_ns(), st.folded)
         payload["_version"] = st_version
         return payload
 
@@ -285,9 +312,18 @@ class Deliverer:
         # bucket, slow Slack) and checked right before the HTTP call.
         async with self.claims.lease(ns, [st.key]) as lease:
             # A task's first message goes ahead of other tasks' thread replies
-            # in the channel's queue (.turns): none waits behind a backlog.
+            # in the channel's queue (.turns): none waits behind a backlog;
+            # one whose task waits for a person or failed, ahead of the others.
+            def rank() -> int:
+                return FIRST if st.needs_person else PARENT
+
             out = await self.transport.send(
-                "chat.postMessage", build, deadline=self.deadline, before_call=lease.confirm, rank=PARENT
+                "chat.postMessage",
+                build,
+                deadline=self.deadline,
+                before_call=lease.confirm,
+                rank=rank(),
+                rank_of=rank,
             )
             if out.claim_lost:  # another replica took it over; the next pass reads its ref
                 return True
@@ -367,6 +403,7 @@ class Deliverer:
         # Remembered before it is stored: while the store is away this worker
         # retries the put and edits this message, and never posts another.
         st.ref = (channel, ts)
+        self.boards.note(st)  # its row links to it
         st.last_update = self.clock.now()
         if version >= 0:
             st.sent_version = version
@@ -396,6 +433,7 @@ class Deliverer:
             self.failures.give_up(st, "slack_ambiguous_post", "an earlier post of this task's parent ended ambiguously")
             return
         st.ref = (str(value["channel"]), str(value["ts"]))
+        self.boards.note(st)
         # Whether our view goes on the parent is the shared view's decision
         # (.shared): a replica holding only part of the task never shows it
         # over a newer or final one.

@@ -51,7 +51,9 @@ class WorkLog:
     last_edit: float = float("-inf")  # transport clock
     newest: deque[ThreadLine] = field(default_factory=lambda: deque(maxlen=SHOWN))
     tools: Counter[str] = field(default_factory=Counter)  # calls by tool name
+    title: str = "Work log"  # how its count line starts
     steps: int = 0
+    others: int = 0  # other progress lines folded in (milestones, artifacts, forecasts: .board)
 
     @classmethod
     def posted(cls, ts: str, lines: list[ThreadLine], now: float) -> WorkLog:
@@ -71,24 +73,33 @@ class WorkLog:
         self.newest.append(line)
         if line.kind == "step":
             self.steps += 1
-        else:
+        elif line.kind == "tool":
             self.tools[(line.detail or "tool").split(" (")[0]] += 1
+        else:
+            self.others += 1
 
-    def view(self) -> list[ThreadLine]:
-        """The lines to render: a count of the whole log, then its newest lines."""
+    def said(self) -> str:
+        """``37 tool calls, 2 step changes``: what it holds, in words."""
+        calls = sum(self.tools.values())
+        parts = [f"{calls} tool call{'s' if calls != 1 else ''}"] if calls or not (self.steps or self.others) else []
+        if self.steps:
+            parts.append(f"{self.steps} step change{'s' if self.steps != 1 else ''}")
+        if self.others:
+            parts.append(f"{self.others} other update{'s' if self.others != 1 else ''}")
+        return ", ".join(parts)
+
+    def view(self, headed: bool = False) -> list[ThreadLine]:
+        """The lines to render: a count of the whole log (when it holds more
+        than it shows, or ``headed``), then its newest lines."""
         newest = list(self.newest)
-        if self.lines <= SHOWN:
+        if self.lines <= SHOWN and not headed:
             return newest
         top = ", ".join(f"{name} x{n}" for name, n in self.tools.most_common(4))
-        calls = sum(self.tools.values())
-        said = f"{calls} tool call{'s' if calls != 1 else ''}" + (
-            f", {self.steps} step change{'s' if self.steps != 1 else ''}" if self.steps else ""
-        )
         head = ThreadLine(
             f"worklog:{self.first_id}",
             "tool",
             "🗒️",
-            f"Work log: {said}",
+            f"{self.title}: {self.said()}",
             f"{top}; the newest {len(newest)} below" if top else f"the newest {len(newest)} below",
         )
         return [head, *newest]

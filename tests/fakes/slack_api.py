@@ -119,6 +119,10 @@ class Call:
     at: float  # time.monotonic()
 
 
+def _is_board(m: Message) -> bool:
+    return bool(m.metadata) and (m.metadata or {}).get("event_type") == "spanvisor_board"
+
+
 def _scenario_value(token: str, prefix: str) -> str | None:
     return token[len(prefix) :] if token.startswith(prefix) else None
 
@@ -208,7 +212,15 @@ class FakeSlack:
         return [c for c in self.calls if c.method == method and (ok is None or c.response.get("ok") is ok)]
 
     def parents(self, channel: str | None = None) -> list[Message]:
-        """Top-level messages of the bot, oldest first (others' chatter left out)."""
+        """Top-level messages of the bot, oldest first (others' chatter and
+        channel boards, :meth:`boards`, left out)."""
+        return [m for m in self._top(channel) if not _is_board(m)]
+
+    def boards(self, channel: str | None = None) -> list[Message]:
+        """The bot's channel boards (metadata ``spanvisor_board``), oldest first."""
+        return [m for m in self._top(channel) if _is_board(m)]
+
+    def _top(self, channel: str | None) -> list[Message]:
         out = [
             m
             for ch, msgs in self.messages.items()
