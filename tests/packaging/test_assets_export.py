@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from spanvisor.cli.assets import hook_setups
 from spanvisor.cli.main import main
 
 from .layout import EXPORTED, ROOT, repo_files
@@ -32,6 +33,7 @@ def test_export_writes_every_asset_and_a_second_run_changes_nothing(cli, tmp_pat
         for rel, target in EXPORTED.items()
         for sub, data in repo_files(rel).items()
     }
+    expected |= {dest / rel: data for rel, data, _ in hook_setups()}  # each CLI's hook settings
     written = {p for p in dest.rglob("*") if p.is_file()}
     assert written == set(expected)
     assert all(p.read_bytes() == data for p, data in expected.items())

@@ -15,6 +15,11 @@ ready to mount, with no checkout of the repository:
 ``DIR/alertmanager/``                   the Alertmanager example to adapt
 ======================================  ===========================================================
 
+``DIR/hooks/<cli>/`` holds each coding-agent CLI's settings with the
+gate's hook as this installation runs it (its absolute path, ``--locked``,
+the operator's policy at ``/etc/spanvisor/hook-policy.toml``), in that
+CLI's own format, from its adapter (:meth:`spanvisor.clis.adapter.Adapter.hook_setup`).
+
 ``spanvisor assets hook-settings`` prints Claude Code settings holding
 the gate's hook as this installation runs it (its absolute path,
 ``--locked``, ``"onFailure": "block"``), for Claude Code's managed
@@ -126,9 +131,22 @@ class ExportResult:
     conflicts: tuple[Path, ...]  # existing files that differ, left alone without ``force``
 
 
+def hook_setups() -> Iterator[tuple[str, bytes, str]]:
+    """Each CLI's hook settings as (path under DIR, content, where it goes)."""
+    from spanvisor.cli import hook_entries
+    from spanvisor.clis import registry
+
+    for adapter in registry.every():
+        command = hook_entries.gate_command(adapter.name)
+        setup = adapter.hook_setup(command, hook_entries.TIMEOUT_S)
+        if setup is not None:
+            yield f"hooks/{adapter.name}/{setup.name}", setup.text.encode(), f"{adapter.title}: {setup.where}"
+
+
 def export(dest: Path, *, force: bool = False) -> ExportResult:
     """Write every asset under ``dest``; an existing file that differs is kept unless ``force``."""
     planned = [(dest.joinpath(*rel.split("/")), node.read_bytes()) for rel, node in files()]
+    planned += [(dest.joinpath(*rel.split("/")), data) for rel, data, _ in hook_setups()]
     conflicts = tuple(p for p, data in planned if p.exists() and p.read_bytes() != data)
     if conflicts and not force:
         return ExportResult((), (), conflicts)
@@ -176,6 +194,9 @@ def cmd_list(args: argparse.Namespace, config: Config) -> int:
             for rel, _ in files():
                 if rel.startswith(asset.target + "/"):
                     print(f"  {rel}")
+        print("hooks/: each coding-agent CLI's settings with the gate's hook, in its own format")
+        for rel, _, where in hook_setups():
+            print(f"  {rel}: {where}")
         sys.stdout.flush()
     except BrokenPipeError:
         # `spanvisor assets list | head`: the reader is gone, which is not an
@@ -202,4 +223,6 @@ def cmd_export(args: argparse.Namespace, config: Config) -> int:
     print(f"wrote {len(result.written)} file(s) to {dest} ({len(result.unchanged)} already current)")
     for asset in ASSETS:
         print(f"  {dest / asset.target}/: {asset.mount}")
+    for rel, _, where in hook_setups():
+        print(f"  {dest / rel}: {where}")
     return 0

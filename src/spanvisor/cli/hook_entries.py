@@ -37,8 +37,14 @@ def spanvisor_path() -> str:
     return os.path.abspath(found) if found else os.path.abspath(sys.argv[0])
 
 
+def gate_command(cli: str, binary: str | None = None, policy: str = POLICY_PATH) -> str:
+    """The gate's hook command for ``cli``: this installation's absolute
+    path, ``--locked``, the operator's policy."""
+    return shlex.join([binary or spanvisor_path(), "hook", cli, "--locked", "--policy", policy])
+
+
 def claude_code_command(binary: str | None = None, policy: str = POLICY_PATH) -> str:
-    return shlex.join([binary or spanvisor_path(), "hook", "claude-code", "--locked", "--policy", policy])
+    return gate_command("claude-code", binary, policy)
 
 
 def claude_code_settings(binary: str | None = None, policy: str = POLICY_PATH) -> dict[str, Any]:
@@ -119,6 +125,7 @@ __all__ = [
     "claude_code_command",
     "claude_code_findings",
     "claude_code_settings",
+    "gate_command",
     "gate_commands",
     "spanvisor_path",
     "weaknesses",

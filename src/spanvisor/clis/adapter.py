@@ -17,6 +17,8 @@ CLI. An adapter says:
   status a block is (:attr:`Adapter.block_status`);
 * **where its hook timeout is configured** (:meth:`Adapter.hook_timeouts`)
   and its default;
+* **how an operator installs its hook** (:meth:`Adapter.hook_setup`, which
+  ``spanvisor assets export`` writes out);
 * **how the launcher starts it** (``spanvisor run``): its telemetry aimed
   at spanvisor (:meth:`Adapter.aim_telemetry`) and the output format the
   launcher reads its run's end from (:meth:`Adapter.output_plan`).
@@ -34,7 +36,7 @@ import json
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, NamedTuple
 
 Verdict = Literal["allow", "deny"]
 # A settings file larger than this is not read (nobody writes one).
@@ -127,6 +129,19 @@ class Adapter:
         for entry in hook_entries(doc, self.tool_events):
             yield command_text(entry.get("command")), positive(entry.get("timeout"))
 
+    def hook_setup(self, command: str, timeout_s: int) -> HookSetup | None:
+        """Its settings holding the gate's hook (``command`` before every
+        tool call, with ``timeout_s``; the same command for its turn and
+        session events, so a session ends without the launcher): where the
+        file goes, and its text. Claude Code's layout, in ``settings.json``."""
+        setup: dict[str, Any] = {}
+        for event in (*self.tool_events, *sorted(self.session_events)):
+            entry: dict[str, Any] = {"type": "command", "command": command}
+            if event in self.tool_events:
+                entry["timeout"] = timeout_s
+            setup[event] = [{"matcher": "*", "hooks": [entry]}]
+        return HookSetup("settings.json", json.dumps({"hooks": setup}, indent=2) + "\n", "the user's settings.json")
+
     def aim_telemetry(self, argv: list[str], env: dict[str, str], endpoint: str, tool_details: bool) -> list[str]:
         """Its arguments, with ``env`` (its environment, changed in place)
         aiming its telemetry at ``endpoint`` (OTLP/HTTP). ``tool_details``:
@@ -141,6 +156,14 @@ class Adapter:
         its run's end from, and how to read it (a mode of
         :mod:`spanvisor.launcher.results`); ``passthrough``: nothing is read."""
         return argv, "passthrough"
+
+
+class HookSetup(NamedTuple):
+    """A CLI's hook settings as an operator installs them."""
+
+    name: str  # the file's name
+    text: str
+    where: str  # where the CLI reads it (said to the operator)
 
 
 def option(args: list[str], *names: str) -> str | None:
@@ -221,6 +244,7 @@ __all__ = [
     "MAX_SETTINGS",
     "STATED",
     "Adapter",
+    "HookSetup",
     "Verdict",
     "command_text",
     "default",

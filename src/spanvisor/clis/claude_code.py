@@ -13,10 +13,12 @@ user's, the project's and its local ones, and the managed ones.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from spanvisor.clis.adapter import Adapter, default, option
+from spanvisor.clis.adapter import Adapter, HookSetup, default, option
 
 
 class ClaudeCode(Adapter):
@@ -39,6 +41,18 @@ class ClaudeCode(Adapter):
             Path("/etc/claude-code/managed-settings.json"),
         )
         return [user / "settings.json", project / "settings.json", project / "settings.local.json", *managed]
+
+    def hook_setup(self, command: str, timeout_s: int) -> HookSetup | None:
+        # "onFailure": "block": a hook that fails to start or times out
+        # blocks the call (without it, Claude Code runs it).
+        setup: dict[str, Any] = {}
+        for event in (*self.tool_events[:1], *sorted(self.session_events)):
+            entry: dict[str, Any] = {"type": "command", "command": command}
+            if event in self.tool_events:
+                entry.update(timeout=timeout_s, onFailure="block")
+            setup[event] = [{"matcher": "*", "hooks": [entry]}]
+        where = "its managed settings (/etc/claude-code/managed-settings.json), which no repository overrides"
+        return HookSetup("managed-settings.json", json.dumps({"hooks": setup}, indent=2) + "\n", where)
 
     def aim_telemetry(self, argv: list[str], env: dict[str, str], endpoint: str, tool_details: bool) -> list[str]:
         env.update(

@@ -90,6 +90,9 @@ class Cline(Adapter):
             return argv, "cline-json"
         return [argv[0], "--json", *argv[1:]], "cline-text"
 
+    def hook_setup(self, command: str, timeout_s: int) -> None:
+        return None  # its gate is a file spanvisor ships (spanvisor assets export writes it)
+
     def reply(self, event: str, answer: Verdict, reason: str) -> dict[str, Any]:
         if answer == "allow":
             return {"cancel": False}

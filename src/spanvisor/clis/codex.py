@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from spanvisor.clis.adapter import Adapter, Verdict
+from spanvisor.clis.adapter import Adapter, HookSetup, Verdict
 
 
 class Codex(Adapter):
@@ -34,6 +34,21 @@ class Codex(Adapter):
         if answer == "allow" and event != "PermissionRequest":
             return {}
         return super().reply(event, answer, reason)
+
+    def hook_setup(self, command: str, timeout_s: int) -> HookSetup | None:
+        lines: list[str] = []
+        for event in (*self.tool_events, *sorted(self.session_events)):
+            lines += [
+                f"[[hooks.{event}]]",
+                f"[[hooks.{event}.hooks]]",
+                'type = "command"',
+                f"command = {_toml_str(command)}",
+            ]
+            if event in self.tool_events:
+                lines.append(f"timeout = {timeout_s}")
+            lines.append("")
+        where = "$CODEX_HOME/config.toml (~/.codex), which it runs once the hook is trusted (spanvisor run trusts it)"
+        return HookSetup("config.toml", "\n".join(lines), where)
 
     def aim_telemetry(self, argv: list[str], env: dict[str, str], endpoint: str, tool_details: bool) -> list[str]:
         # -c overrides on top of the user's own config.toml (kept as is).

@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from spanvisor.clis.adapter import Adapter, Verdict, json_files, option, positive, said
+from spanvisor.clis.adapter import Adapter, HookSetup, Verdict, json_files, option, positive, said
 
 
 class Copilot(Adapter):
@@ -73,6 +73,15 @@ class Copilot(Adapter):
 
     def reply(self, event: str, answer: Verdict, reason: str) -> dict[str, Any]:
         return {"permissionDecision": answer, "permissionDecisionReason": reason}
+
+    def hook_setup(self, command: str, timeout_s: int) -> HookSetup | None:
+        hooks: dict[str, Any] = {}
+        for event in (*self.tool_events, *sorted(self.session_events)):
+            hooks[event] = [
+                {"type": "command", "bash": command, "timeoutSec": timeout_s if event in self.tool_events else 30}
+            ]
+        where = "$COPILOT_HOME/hooks/ (~/.copilot/hooks/)"
+        return HookSetup("spanvisor.json", json.dumps({"version": 1, "hooks": hooks}, indent=2) + "\n", where)
 
     def aim_telemetry(self, argv: list[str], env: dict[str, str], endpoint: str, tool_details: bool) -> list[str]:
         # Its commands reach serve only when the user's settings capture tool

@@ -8,11 +8,12 @@ Its hooks' ``timeout`` is in milliseconds (60 s unless set), in its
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from spanvisor.clis.adapter import Adapter, Verdict, command_text, hook_entries, option, positive
+from spanvisor.clis.adapter import Adapter, HookSetup, Verdict, command_text, hook_entries, option, positive
 
 
 class Gemini(Adapter):
@@ -33,6 +34,16 @@ class Gemini(Adapter):
     def settings_files(self, env: Mapping[str, str], home: Path, cwd: str) -> list[Path]:
         system = Path(env.get("GEMINI_CLI_SYSTEM_SETTINGS_PATH") or "/etc/gemini-cli/settings.json")
         return [home / ".gemini" / "settings.json", Path(cwd) / ".gemini" / "settings.json", system]
+
+    def hook_setup(self, command: str, timeout_s: int) -> HookSetup | None:
+        setup: dict[str, Any] = {}
+        for event in (*self.tool_events, *sorted(self.session_events)):
+            entry: dict[str, Any] = {"type": "command", "command": command}
+            if event in self.tool_events:
+                entry["timeout"] = timeout_s * 1000  # milliseconds
+            setup[event] = [{"matcher": "*", "hooks": [entry]}]
+        where = "the system's settings (/etc/gemini-cli/settings.json) or ~/.gemini/settings.json"
+        return HookSetup("settings.json", json.dumps({"hooks": setup}, indent=2) + "\n", where)
 
     def aim_telemetry(self, argv: list[str], env: dict[str, str], endpoint: str, tool_details: bool) -> list[str]:
         env.update(

@@ -51,6 +51,9 @@ class OpenCode(Adapter):
             return [argv[0], "run", "--format", "json", *argv[2:]], "opencode-text"
         return argv, "opencode-json" if fmt == "json" else "passthrough"
 
+    def hook_setup(self, command: str, timeout_s: int) -> None:
+        return None  # its gate is a file spanvisor ships (spanvisor assets export writes it)
+
     def reply(self, event: str, answer: Verdict, reason: str) -> dict[str, Any]:
         return {"decision": answer, "reason": reason}
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from spanvisor.clis.adapter import Adapter, command_text, default, hook_entries, option, positive
+from spanvisor.clis.adapter import Adapter, HookSetup, command_text, default, hook_entries, option, positive
 
 # Qwen Code reads a timeout this large or larger as milliseconds.
 MS_FROM = 1000.0
@@ -35,6 +35,11 @@ class Qwen(Adapter):
         system = Path(env.get("QWEN_CODE_SYSTEM_SETTINGS_PATH") or "/etc/qwen-code/settings.json")
         user = Path(env.get("QWEN_HOME") or home / ".qwen")
         return [user / "settings.json", Path(cwd) / ".qwen" / "settings.json", system]
+
+    def hook_setup(self, command: str, timeout_s: int) -> HookSetup | None:
+        setup = super().hook_setup(command, timeout_s)
+        where = "the system's settings (/etc/qwen-code/settings.json) or ~/.qwen/settings.json"
+        return setup._replace(where=where) if setup is not None else None
 
     def aim_telemetry(self, argv: list[str], env: dict[str, str], endpoint: str, tool_details: bool) -> list[str]:
         # Protocol http: OTLP/JSON, which serve reads; prompts logged, so the

@@ -1,0 +1,51 @@
+"""Each CLI's hook settings as ``spanvisor assets export`` writes them: in
+the CLI's own format, the gate's command before every tool call with the
+timeout the operator's policy needs, and the same command for the CLI's
+turn and session events, so a session ends without the launcher. What is
+exported is what the gate's own reader of that CLI's settings finds
+(:meth:`Adapter.hook_timeouts`: the deadline is taken from it), and
+Claude Code's entry has none of the weaknesses ``spanvisor check`` names."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from typing import Any
+
+import pytest
+
+from spanvisor.cli import hook_entries
+from spanvisor.cli.assets import hook_setups
+from spanvisor.clis import registry
+
+
+def _doc(name: str, text: str) -> Any:
+    return tomllib.loads(text) if name.endswith(".toml") else json.loads(text)
+
+
+@pytest.mark.parametrize("cli", [c for c in registry.NAMES if registry.need(c).hook_setup("x", 1) is not None])
+def test_the_exported_setup_is_what_the_gates_reader_finds(cli: str) -> None:
+    adapter = registry.need(cli)
+    command = hook_entries.gate_command(cli, "/opt/spanvisor/bin/spanvisor")
+    setup = adapter.hook_setup(command, 900)
+    assert setup is not None
+    doc = _doc(setup.name, setup.text)
+    found = list(adapter.hook_timeouts(doc))
+    assert (command, 900.0) in found, found
+    text = json.dumps(doc)
+    for event in adapter.session_events:  # its ends reach the hook too
+        assert f'"{event}"' in text, event
+
+
+def test_claude_codes_entry_would_pass_spanvisor_check() -> None:
+    setup = registry.need("claude-code").hook_setup(hook_entries.gate_command("claude-code", "/usr/bin/spanvisor"), 900)
+    assert setup is not None
+    entries = hook_entries.gate_commands(json.loads(setup.text))
+    gates = [entry for event, entry in entries if event == "PreToolUse"]
+    assert gates and all(hook_entries.weaknesses(e) == [] for e in gates)
+
+
+def test_every_cli_with_a_hook_of_its_own_is_exported() -> None:
+    exported = {rel.split("/")[1] for rel, _, _ in hook_setups()}
+    shipped = {"opencode", "cline"}  # their gate is a file of spanvisor's (the opencode/ and cline/ assets)
+    assert exported | shipped == set(registry.NAMES)
