@@ -81,6 +81,19 @@ def build() -> Path:
     return out
 
 
+def as_otelcol_contrib(folder: Path) -> Path:
+    """``folder``, holding ``otelcol-contrib``: the Collector built here (built
+    now if it is not yet), under the name the docs give the official contrib
+    distribution, which runs the same configs (every component of
+    :file:`builder.yaml` is in it, at the same release). For a docs page's
+    blocks to run as printed: put ``folder`` first on their PATH."""
+    folder.mkdir(parents=True, exist_ok=True)
+    link = folder / "otelcol-contrib"
+    if not link.exists():
+        link.symlink_to(build())
+    return folder
+
+
 if __name__ == "__main__":
     try:
         print(f"OpenTelemetry Collector: ready at {build()}")
