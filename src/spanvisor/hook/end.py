@@ -50,6 +50,7 @@ import os
 import time
 from collections.abc import Mapping
 
+from spanvisor.clis import registry
 from spanvisor.gate import contracts as gc
 from spanvisor.gate import turns
 from spanvisor.gate.answer import Answer
@@ -60,15 +61,6 @@ from spanvisor.gate.session import TaskKey, session_of
 TURN_WAIT_S = 1.0
 CLI_EXIT_WAIT_S = 3.0
 REQUEST_TIMEOUT_S = 5.0
-_NAMES = {
-    "claude-code": "Claude Code",
-    "codex": "Codex",
-    "gemini": "Gemini CLI",
-    "qwen": "Qwen Code",
-    "copilot": "Copilot CLI",
-    "opencode": "OpenCode",
-    "cline": "Cline",
-}
 # How long a Qwen Code run with a prompt (``-p``) is given to exit after its
 # Stop, which is its session's last event there (it fires no SessionEnd).
 HEADLESS_EXIT_WAIT_S = 10.0
@@ -147,7 +139,8 @@ def stated_turn(ev: gc.SessionEvent, at: int | None = None) -> turns.Turn | None
 def ending(ev: gc.SessionEvent, turn: turns.Turn | None, cancel: turns.Cancel | None) -> End:
     """How the session ended, from its ``SessionEnd``, its latest turn and a
     cancel the hook saw. Never success without a turn that finished."""
-    name = _NAMES.get(ev.cli, ev.cli)
+    adapter = registry.get(ev.cli)
+    name = adapter.title if adapter is not None else ev.cli
     if cancel is not None:
         return "cancelled", None, f"{cancel.text()} · its tool calls were blocked by spanvisor hook"
     # Claude Code's SessionEnd names the prompt its turn answered: a turn

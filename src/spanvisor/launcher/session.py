@@ -39,6 +39,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from spanvisor.clis import registry
+from spanvisor.gate import servetoken
 from spanvisor.gate import session as gs
 from spanvisor.launcher import start as rs
 from spanvisor.launcher.procs import Adoption
@@ -95,6 +96,10 @@ def handler(args: argparse.Namespace, config: Config | None) -> int:
         )
         return 2
     endpoint = gs.endpoint_from(args.endpoint)
+    if not args.token:
+        # The local serve's own token (its data dir's serve-token), for a
+        # loopback endpoint only: what the CLI, its hooks and this launcher send.
+        args.token = servetoken.for_url(endpoint)
     task_id = args.task_id or f"{cli}-{os.urandom(8).hex()}"
     name = task_name(args.name, argv, cli)
     env = os.environ
@@ -214,8 +219,15 @@ class _Session:
         self.forwarded.append(signum)
         if signum == signal.SIGINT:
             # The CLI's group has the terminal when there is one: a SIGINT
-            # reaching the launcher was sent to it (kill -INT), not typed.
-            rs.signal_group(self.proc, signum)
+            # reaching the launcher was sent to it (kill -INT), or typed where
+            # the launcher holds the terminal (no tty for the CLI). It is the
+            # CLI's SIGINT first, then, if the CLI is still there, SIGTERM and
+            # SIGKILL to its tree (the stopper's steps: within 2 s), since
+            # some CLIs take a minute to act on a SIGINT (OpenCode, Qwen Code).
+            if self.stopper is not None:
+                self.stopper.stop("the launcher got SIGINT", start=signal.SIGINT)
+            else:
+                rs.signal_group(self.proc, signum)
         elif self.stopper is not None:
             self.stopper.stop(f"the launcher got {signal.Signals(signum).name}", start=signal.SIGTERM)
         else:
@@ -244,6 +256,10 @@ class _Session:
             # Codex may skip every hook silently: said on the task, not only here.
             records.say(cv.EVENT_CHECKPOINT, {cv.MESSAGE: "⚠ Codex's hooks are not trusted: the gate may not run"})
         self.stopper = Stopper(self.proc, self.adoption)
+        if self.forwarded:  # a signal came before the stopper: its steps go on from that signal
+            first = self.forwarded[0]
+            start = signal.SIGINT if first == signal.SIGINT else signal.SIGTERM
+            self.stopper.stop(f"the launcher got {signal.Signals(first).name}", start=start)
         reaper = Reaper(self.adoption, self.proc.pid).start() if self.adoption.on else None
         if reserved is not None:
             gate = _local_gate(reserved)
@@ -298,7 +314,8 @@ class _Session:
                 rs.said(f"{cancelled_text(d)}; stopping {self.proc.args[0]}")
 
         url = os.environ.get(ENV_URL) or self.endpoint
-        watch = CancelWatch(self.task_id, run_id_of(*self.key.ids), url, token_from_env() or self.args.token, cancel)
+        token = servetoken.bearer_for(url, token_from_env() or self.args.token)
+        watch = CancelWatch(self.task_id, run_id_of(*self.key.ids), url, token, cancel)
         watch.start()
         return watch
 
@@ -354,14 +371,17 @@ def _ended(task_id: str, endpoint: str, token: str | None) -> str | None:
     from spanvisor.ids import run_id_of
 
     url = (os.environ.get(ENV_CONTROL_URL) or endpoint).rstrip("/")
-    token = os.environ.get(ENV_CONTROL_TOKEN) or token
+    token = servetoken.bearer_for(url, os.environ.get(ENV_CONTROL_TOKEN) or token)
     query = urllib.parse.urlencode({"run": run_id_of(*launcher_task_ids(task_id))})
     req = urllib.request.Request(
         f"{url}/v1/control/tasks/{urllib.parse.quote(task_id, safe='')}?{query}",
         headers={"Accept": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})},
     )
+    # Loopback never goes through a proxy the environment names (nor its token).
+    direct = servetoken.is_loopback(url)
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({})) if direct else urllib.request.build_opener()
     try:
-        with urllib.request.urlopen(req, timeout=LOOK_S) as resp:
+        with opener.open(req, timeout=LOOK_S) as resp:
             doc = json.loads(resp.read(1 << 20))
     except Exception:
         return None  # no answer to read (a 404: no such run): this session is that run, as ever
