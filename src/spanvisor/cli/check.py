@@ -163,7 +163,8 @@ def _control_api(config: Config, found: Findings) -> None:
     elif status in (401, 403):
         found.failed.append(
             f"control API {client.url}: HTTP {status}, the token was refused "
-            "(SPANVISOR_DECIDE_TOKEN, SPANVISOR_CONTROL_TOKEN or SPANVISOR_OTLP_TOKEN)"
+            "(SPANVISOR_DECIDE_TOKEN, SPANVISOR_CONTROL_TOKEN or SPANVISOR_OTLP_TOKEN; unset, a loopback URL "
+            "gets the local serve's own from <data dir>/serve-token)"
         )
     else:
         found.failed.append(f"control API {client.url}: HTTP {status} {doc.get('error') or ''}".rstrip())

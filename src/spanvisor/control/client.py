@@ -33,6 +33,7 @@ from typing import Any, Protocol
 from spanvisor.control import hub
 from spanvisor.control.log import decision_from_dict, decision_to_dict
 from spanvisor.events import Decision
+from spanvisor.gate import servetoken
 from spanvisor.statestores.api import outage_of
 
 log = logging.getLogger("spanvisor.control")
@@ -172,9 +173,18 @@ class HttpSource:
     never past the wait asked for; a refused token is logged once.
     """
 
-    def __init__(self, url: str, token: str | None = None, *, request_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        *,
+        request_timeout_s: float = 10.0,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.url = base_url(url)
-        self.token = token
+        # No token given: the local serve's own (its data dir's serve-token),
+        # for a loopback URL only; that one is never sent to another host.
+        self.token = servetoken.bearer_for(self.url, token, env)
         self.request_timeout_s = request_timeout_s
         self._backoff = 0.0
         self._warned = False
@@ -364,7 +374,7 @@ def source_from_env(env: Mapping[str, str] | None = None) -> DecisionSource | No
     e = os.environ if env is None else env
     url = e.get(ENV_URL)
     if url:
-        return HttpSource(url, token_from_env(e))
+        return HttpSource(url, token_from_env(e), env=e)
     if hub.current() is not None:
         return InProcessSource()
     return None

@@ -34,7 +34,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from spanvisor.gate import turns
+from spanvisor.gate import servetoken, turns
 
 # How long after the hook's start an allow may wait for the look (a loopback
 # serve answers in 1 to 5 ms, within the policy's own time), and at least
@@ -187,6 +187,8 @@ class CancelLook:
     """One look at a task's cancel, in a thread of its own."""
 
     def __init__(self, task_id: str, url: str, token: str | None, env: Mapping[str, str], until: float) -> None:
+        # No token: the local serve's, for a loopback URL only.
+        token = servetoken.bearer_for(url, token, env)
         self.task_id, self.url, self.token, self.env, self.until = task_id, url, token, env, until
         self._done = threading.Event()
         self._result: turns.Cancel | None = None
@@ -254,7 +256,7 @@ def _late(env: Mapping[str, str]) -> int:
     remember (or forget) what the control API says of the task's cancel."""
     task, url = env.get(ENV_LATE_TASK), env.get(ENV_URL)
     if task and url:
-        status, doc = fetch(url, control_token(None, env), task, LATE_LOOK_S)
+        status, doc = fetch(url, servetoken.bearer_for(url, control_token(None, env), env), task, LATE_LOOK_S)
         seen(task, status, doc, env)
     return 0
 

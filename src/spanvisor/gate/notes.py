@@ -49,7 +49,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from spanvisor.gate import otlp
+from spanvisor.gate import otlp, servetoken
 from spanvisor.gate.contracts import Call
 from spanvisor.gate.session import TaskKey, otlp_endpoint, session_of
 
@@ -139,13 +139,18 @@ def note(
 
 
 def send(item: Mapping[str, Any], token: str | None, timeout_s: float) -> bool:
+    endpoint = str(item["endpoint"])
+    # No token: the local serve's for a loopback endpoint; the local serve's
+    # token never goes to another host's endpoint (the spool holds notes
+    # for every destination).
+    token = servetoken.bearer_for(endpoint, token)
     if "spans" in item:  # a task's end (its root span) the receiver could not take when it was made
         body = json.dumps(item["spans"], separators=(",", ":")).encode()
-        return otlp.post(str(item["endpoint"]), token, body, timeout_s, "traces")
+        return otlp.post(endpoint, token, body, timeout_s, "traces")
     key, service, launched = item["session"]
     trace_hex, span_hex = TaskKey(str(key), str(service), bool(launched)).ids
     records = [(str(n), dict(a), int(t)) for n, a, t in item["records"]]
-    return otlp.post(str(item["endpoint"]), token, otlp.encode(str(service), trace_hex, span_hex, records), timeout_s)
+    return otlp.post(endpoint, token, otlp.encode(str(service), trace_hex, span_hex, records), timeout_s)
 
 
 def keep(

@@ -24,7 +24,9 @@ import os
 from collections.abc import Mapping
 from typing import NamedTuple
 
+from spanvisor.gate import servetoken
 from spanvisor.gate.centralcache import ENV_MODE, ENV_TTL
+from spanvisor.gate.session import otlp_endpoint
 
 ENV_POLICY = "SPANVISOR_HOOK_POLICY"
 # What a locked hook still reads from its environment: the session it runs
@@ -99,7 +101,24 @@ def settle(args: argparse.Namespace, env: Mapping[str, str]) -> Settled:
     names = [v for v in (*(var for _, var in OPTIONS), ENV_TTL) if v in env and env[v] != out.get(v)]
     why = "--locked and its command line decide" if locked else "its command line decides"
     said = f"spanvisor hook: {', '.join(names)} in its environment ignored ({why})" if names else ""
+    local_token(args, out)
     return Settled(args, out, said)
 
 
-__all__ = ["ENV_POLICY", "KEPT", "Settled", "locked_out", "refused", "settle"]
+def local_token(args: argparse.Namespace, env: dict[str, str]) -> None:
+    """No OTLP token given: the local serve's own (``<data dir>/serve-token``),
+    when both where the records go and the control API it asks are on
+    this machine (loopback); never for another host."""
+    if getattr(args, "otlp_token", None):
+        return
+    endpoint = otlp_endpoint(getattr(args, "endpoint", None), env)
+    control = getattr(args, "url", None) or env.get("SPANVISOR_CONTROL_URL") or endpoint
+    if not (servetoken.is_loopback(endpoint) and servetoken.is_loopback(control)):
+        return
+    token = servetoken.local(env)
+    if token:
+        args.otlp_token = token
+        env["SPANVISOR_OTLP_TOKEN"] = token
+
+
+__all__ = ["ENV_POLICY", "KEPT", "Settled", "local_token", "locked_out", "refused", "settle"]

@@ -237,7 +237,8 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument(
         "--token",
         default=os.environ.get("SPANVISOR_OTLP_TOKEN"),
-        help="bearer token of the endpoint (default: $SPANVISOR_OTLP_TOKEN)",
+        help="bearer token of the endpoint (default: $SPANVISOR_OTLP_TOKEN, else for a loopback endpoint the local "
+        "serve's own, from <data dir>/serve-token)",
     )
     p.add_argument("--task-id", help="the task id (default: a fresh one)")
     p.add_argument(

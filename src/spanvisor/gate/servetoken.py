@@ -1,0 +1,198 @@
+"""The local serve token: the bearer token ``spanvisor serve`` keeps for
+itself in ``<data dir>/serve-token`` (mode 0600), and where this machine's
+clients find it (issue 63: serve with no token configured makes one at its
+first start, so the quick start is not an open door; :func:`make_or_read`
+is how it makes it).
+
+The file is created 0600 with ``O_EXCL`` (never readable by others, not
+even for an instant) and read back only when it is a regular file of this
+user's that neither the group nor others may read or write; anything else
+is refused, saying why.
+
+The local clients (the control client behind ``spanvisor approve``,
+``cancel``, ``tasks``…, the hook, the launcher, the gate's notes and cancel
+look) read the same file when they are given no token, and only for a
+loopback URL (127.0.0.0/8, ::1, localhost): a secret of this machine is
+never sent to another host (:func:`bearer_for`). They find the data dir as
+``serve`` does by default: ``SPANVISOR_DATA_DIR``, else
+``$XDG_DATA_HOME/spanvisor``, else ``~/.local/share/spanvisor``.
+
+The standard library only: the gate reads it on the path of a tool call's
+answer.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+from collections.abc import Mapping
+from pathlib import Path
+
+FILE_NAME = "serve-token"
+ENV_DATA_DIR = "SPANVISOR_DATA_DIR"
+# A token is one line of URL-safe base64; anything longer is not ours.
+_MAX_BYTES = 4096
+
+
+class TokenFileError(Exception):
+    """The token file cannot be used; the message says why and what to do."""
+
+
+def data_dir(env: Mapping[str, str] | None = None) -> Path:
+    """``serve``'s default data dir, as the environment gives it."""
+    e = os.environ if env is None else env
+    if e.get(ENV_DATA_DIR):
+        return Path(e[ENV_DATA_DIR])
+    base = e.get("XDG_DATA_HOME") or os.path.join(e.get("HOME") or os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "spanvisor"
+
+
+def token_path(directory: str | os.PathLike[str]) -> Path:
+    return Path(directory) / FILE_NAME
+
+
+def read(path: str | os.PathLike[str]) -> str | None:
+    """The token in ``path``; None when there is no such file. Raises
+    :class:`TokenFileError` for a file that must not be trusted or used."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise TokenFileError(f"token file {path}: cannot read it ({exc.strerror}); remove it or fix it") from None
+    try:
+        st = os.fstat(fd)
+        _check(path, st)
+        raw = os.read(fd, _MAX_BYTES + 1)
+    finally:
+        os.close(fd)
+    token = raw.decode("ascii", "replace").strip()
+    if not token or len(raw) > _MAX_BYTES or any(c.isspace() for c in token):
+        raise TokenFileError(f"token file {path} does not hold one token; remove it and serve makes a new one")
+    return token
+
+
+def _check(path: str | os.PathLike[str], st: os.stat_result) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        raise TokenFileError(f"token file {path} is not a regular file; remove it")
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        raise TokenFileError(
+            f"token file {path} belongs to uid {st.st_uid}, not to this user ({os.getuid()}): not trusted; "
+            "remove it and serve makes a new one"
+        )
+    loose = stat.S_IMODE(st.st_mode) & 0o077
+    if loose:
+        raise TokenFileError(
+            f"token file {path} is readable or writable by others (mode {stat.S_IMODE(st.st_mode):04o}): "
+            f"its token may be known; remove it (serve makes a new one) or `chmod 600 {path}` if it is yours alone"
+        )
+
+
+def make_or_read(path: str | os.PathLike[str]) -> tuple[str, bool]:
+    """The token in ``path``, made (and written, mode 0600) when there is
+    none: (token, whether it was made now). The new file is written whole
+    under another name, created 0600 with ``O_EXCL``, then linked into
+    place, so no reader sees half a token and two first starts agree on one."""
+    got = read(path)
+    if got is not None:
+        return got, False
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    token = secrets.token_urlsafe(32)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(tmp, flags, 0o600)
+    except OSError as exc:
+        raise TokenFileError(f"cannot write a token file in {target.parent} ({exc.strerror})") from None
+    try:
+        try:
+            os.write(fd, (token + "\n").encode("ascii"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, target)
+        except FileExistsError:  # another first start won: its token it is
+            theirs = read(target)
+            if theirs is None:
+                raise TokenFileError(f"token file {target} came and went; start serve again") from None
+            return theirs, False
+        except OSError as exc:
+            raise TokenFileError(f"cannot write {target} ({exc.strerror})") from None
+    finally:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+    return token, True
+
+
+def is_loopback(url: str) -> bool:
+    """Whether ``url`` names this machine: 127.0.0.0/8, ::1 or localhost."""
+    host = _host(url).lower()
+    if host in ("localhost", "localhost.", "127.0.0.1", "::1"):
+        return True
+    import ipaddress  # only for a spelling other than the usual ones
+
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _host(url: str) -> str:
+    """The host of ``url`` (no brackets, no port, no user info)."""
+    rest = url.strip().partition("://")[2] if "://" in url else url.strip()
+    netloc = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0].rpartition("@")[2]
+    if netloc.startswith("["):
+        return netloc[1:].partition("]")[0]
+    return netloc.rpartition(":")[0] if netloc.count(":") == 1 else netloc
+
+
+def local(env: Mapping[str, str] | None = None) -> str | None:
+    """The local serve's token, when its file is there and safe; else None
+    (a file that is not safe is not read: serve refuses to start on it and
+    says why)."""
+    try:
+        return read(token_path(data_dir(env)))
+    except (TokenFileError, OSError):
+        return None
+
+
+def for_url(url: str | None, env: Mapping[str, str] | None = None) -> str | None:
+    """The local serve token to send to ``url``: only when ``url`` is a
+    loopback one and the file is there and safe; else None."""
+    if not url or not is_loopback(url):
+        return None
+    return local(env)
+
+
+def bearer_for(url: str | None, token: str | None, env: Mapping[str, str] | None = None) -> str | None:
+    """The token to send to ``url``: ``token`` when given, else the local
+    serve's for a loopback URL. The local serve's token never goes to
+    another host, however it was passed along (a variable a hook set, a
+    spool delivered for several destinations): to a URL that is not
+    loopback it is not sent."""
+    if not url:
+        return token or None
+    if is_loopback(url):
+        return token or local(env)
+    if token and token == local(env):
+        return None
+    return token or None
+
+
+__all__ = [
+    "FILE_NAME",
+    "TokenFileError",
+    "bearer_for",
+    "data_dir",
+    "for_url",
+    "is_loopback",
+    "local",
+    "make_or_read",
+    "read",
+    "token_path",
+]
