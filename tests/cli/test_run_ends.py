@@ -75,6 +75,25 @@ def test_gemini_under_the_launcher_prints_its_text_and_reads_its_result(capsys: 
     assert plan("gemini", ["gemini"])[1] == "passthrough", "interactive: the terminal's"
 
 
+def test_a_json_result_followed_by_an_exporters_complaint_is_still_the_result() -> None:
+    """Behind a Collector with no metrics pipeline, Gemini CLI prints its
+    exporter's failure after its JSON result (found by
+    tests/collector/test_cli_records.py): the run finished all the same."""
+    trailing = [
+        '{"session_id": "s", "response": "done",\n',
+        ' "stats": {}}\n',
+        "Export failed with non-retryable error: OTLPExporterError: Not Found\n",
+    ]
+    r, _ = _read("gemini-json", trailing)
+    assert end_of("gemini", "gemini", 0, r) == ("complete", None, "Finished")
+    r, _ = _read(
+        "claude-json", ['{"type": "result", "subtype": "success", "is_error": false, "result": "ok"}\n', "{oops\n"]
+    )
+    assert end_of("claude-code", "claude", 0, r)[0] == "complete"
+    r, _ = _read("gemini-json", ["Export failed before anything\n"])
+    assert end_of("gemini", "gemini", 0, r)[0] == "cancelled"  # no result at all: as before
+
+
 @pytest.mark.parametrize(
     ("cli", "mode", "lines", "code"),
     [

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
+from spanvisor.clis.claude_code import records as claude
 from spanvisor.gate import contracts as gc
 from spanvisor.gate import notes, taskids
 from spanvisor.gate import session as gs
 from spanvisor.hook import task as ct
-from spanvisor.receiver.codingagents import claude
 from spanvisor.receiver.codingagents import ids as receiver_ids
 from spanvisor.receiver.codingagents.batch import Batch
 

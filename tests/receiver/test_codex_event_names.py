@@ -11,7 +11,7 @@ from typing import Any
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
-from spanvisor.receiver.codingagents import codex
+from spanvisor.clis.codex import records as codex
 from spanvisor.receiver.codingagents.sessions import SESSIONS
 from spanvisor.receiver.logs import decode_logs
 

@@ -17,10 +17,10 @@ from coding_sessions import claude, request
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from spanvisor.clis.claude_code import records as claude_reader
+from spanvisor.clis.codex import records as codex_reader
 from spanvisor.events import Checkpoint, Event
 from spanvisor.gate import notes, notices
-from spanvisor.receiver.codingagents import claude as claude_reader
-from spanvisor.receiver.codingagents import codex as codex_reader
 from spanvisor.receiver.codingagents.sessions import SESSIONS
 from spanvisor.receiver.codingagents.spans import calls_request
 from spanvisor.receiver.decode import decode_request

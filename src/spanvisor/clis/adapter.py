@@ -74,6 +74,11 @@ class Adapter:
     # Its hook timeout when its settings give none, in seconds.
     hook_timeout_s: ClassVar[float] = 600.0
 
+    # The module that reads its own telemetry (log records, or spans when
+    # the module says FROM_SPANS) into what serve tracks; None: it sends
+    # none spanvisor reads (the launcher reports for it).
+    records: ClassVar[str | None] = None
+
     @property
     def service(self) -> str:
         """The ``service.name`` of the tasks spanvisor makes of its sessions."""

@@ -105,6 +105,9 @@ def by_service(service: str) -> Adapter | None:
     """The CLI whose telemetry reports ``service`` as its ``service.name``
     (built-in ones first: the installed packages are read only for
     another service), or None."""
+    for name, adapter in list(_loaded.items()):  # the hook's own CLI, without importing the others
+        if name in BUILTIN and service in adapter.services:
+            return adapter
     found = _services(True).get(service)
     return found if found is not None else _services(False).get(service)
 
@@ -116,6 +119,21 @@ def _services(built_in: bool) -> dict[str, Adapter]:
         for service in adapter.services:
             found.setdefault(service, adapter)
     return found
+
+
+def record_readers() -> tuple[Any, ...]:
+    """The modules that read the CLIs' own telemetry (their adapters'
+    ``records``: the built-in ones, then the installed ones), imported; one
+    that does not import is left out, said once."""
+    out = []
+    for adapter in every():
+        if not adapter.records:
+            continue
+        try:
+            out.append(importlib.import_module(adapter.records))
+        except Exception as e:  # a broken package reads nothing; the rest read on
+            print(f"spanvisor: {adapter.name}'s records module {adapter.records!r} does not load: {e}", file=sys.stderr)
+    return tuple(out)
 
 
 def shadowed() -> tuple[str, ...]:
@@ -160,5 +178,6 @@ __all__ = [
     "get",
     "names",
     "need",
+    "record_readers",
     "shadowed",
 ]

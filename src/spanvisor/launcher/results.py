@@ -160,7 +160,7 @@ class ResultReader:
 
     def finish(self) -> None:
         if self.mode in ("claude-json", "gemini-json"):
-            doc = _object("".join(self._json_buffer))
+            doc = _leading_object("".join(self._json_buffer))
             if doc is not None and self.mode == "claude-json":
                 self._claude_result(doc)
             elif doc is not None and ("response" in doc or "error" in doc):
@@ -218,6 +218,21 @@ def _object(text: str) -> dict[str, Any] | None:
         return None
     try:
         doc = json.loads(s)
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _leading_object(text: str) -> dict[str, Any] | None:
+    """The one JSON document a ``json`` output holds, from its first ``{``,
+    whatever follows it: a CLI's exporter may print after its result (Gemini
+    CLI's "Export failed … Not Found" when its metrics have nowhere to go),
+    and that must not make a finished run read as one without a result."""
+    start = text.find("{")
+    if start < 0:
+        return None
+    try:
+        doc, _ = json.JSONDecoder().raw_decode(text, start)
     except ValueError:
         return None
     return doc if isinstance(doc, dict) else None

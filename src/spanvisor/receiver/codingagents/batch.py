@@ -31,10 +31,11 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
+from spanvisor.clis import registry
+from spanvisor.clis.records import LIFE, MAX_NAME, Reading, clean
 from spanvisor.gate.taskids import is_run
-from spanvisor.receiver.codingagents import claude, codex, gemini, launched, qwen
+from spanvisor.receiver.codingagents import launched
 from spanvisor.receiver.codingagents.ids import session_task
-from spanvisor.receiver.codingagents.reading import LIFE, MAX_NAME, Reading, clean
 from spanvisor.receiver.codingagents.sessions import SESSIONS, Session
 from spanvisor.receiver.decode import any_value
 from spanvisor.spans import conventions as cv
@@ -42,8 +43,13 @@ from spanvisor.spans.live import LiveFact
 
 # The CLIs whose log records are read (by exact event name), and the
 # records spanvisor's launcher writes of what OpenCode and Cline print.
-CLIS: tuple[ModuleType, ...] = (claude, codex, gemini, qwen, launched)
+CLIS: tuple[ModuleType, ...] = (
+    *(m for m in registry.record_readers() if not getattr(m, "FROM_SPANS", False)),
+    launched,
+)
 _BY_NAME: dict[str, ModuleType] = {name: m for m in CLIS for name in m.EVENTS}
+# The readers whose CLI names its records otherwise than by their event name.
+_NAMERS: tuple[ModuleType, ...] = tuple(m for m in CLIS if hasattr(m, "event_name"))
 # The service names of the CLIs: their own spans are not task sources (:mod:`.spans`).
 SERVICES: frozenset[str] = cv.CODING_AGENT_SERVICES
 # Resource attributes the launcher (spanvisor run) or the user may set.
@@ -66,14 +72,12 @@ def event_of(rec: Any, name: str) -> str | None:
     only (Claude Code's full name is its body, its ``event.name`` short)."""
     if name in _BY_NAME:
         return name
-    if name in claude.SHORT_NAMES:
-        kind = rec.body.WhichOneof("value")
-        body = rec.body.string_value if kind == "string_value" else None
-        if body in claude.EVENTS:
-            return body
-    # Codex fills the record's event name with a source location and keeps
-    # its own name in the ``event.name`` attribute.
-    return codex.event_name(rec, name)
+    # Claude Code's full name is its body (its event.name short); Codex fills
+    # the event name with a source location and keeps its own in event.name.
+    for reader in _NAMERS:
+        if (full := reader.event_name(rec, name)) is not None:
+            return str(full)
+    return None
 
 
 @dataclass(slots=True)

@@ -15,13 +15,15 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from spanvisor.receiver.codingagents import copilot
+from spanvisor.clis import registry
 from spanvisor.receiver.codingagents.batch import MAX_ATTRIBUTES, Batch, resource_of
 from spanvisor.receiver.decode import any_value
 from spanvisor.spans import conventions as cv
 
 # The CLIs read from their spans, by service.name.
-SPAN_CLIS: dict[str, ModuleType] = {service: copilot for service in copilot.SERVICES}
+SPAN_CLIS: dict[str, ModuleType] = {
+    service: m for m in registry.record_readers() if getattr(m, "FROM_SPANS", False) for service in m.SERVICES
+}
 _STATUS_ERROR = 2
 
 

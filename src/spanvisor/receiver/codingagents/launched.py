@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from spanvisor.receiver.codingagents.reading import LIFE, Reading, clean, command, integer, number, string, truth
+from spanvisor.clis.records import LIFE, Reading, clean, command, integer, number, string, truth
 
 CLI: Final = "the launcher"
 SERVICES: Final = frozenset({"opencode", "cline"})

@@ -26,9 +26,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
+from spanvisor.clis.records import step_name
 from spanvisor.receiver.codingagents.batch import Batch, Heard, SessionRecord
 from spanvisor.receiver.codingagents.ids import span_id
-from spanvisor.receiver.codingagents.reading import step_name
 from spanvisor.spans import conventions as cv
 
 # The scope of the spans made here (what they are, to a reader of the journal).

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from spanvisor.receiver.codingagents.reading import (
+from spanvisor.clis.records import (
     LIFE,
     MAX_NAME,
     Reading,

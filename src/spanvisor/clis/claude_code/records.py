@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from spanvisor.receiver.codingagents.reading import (
+from spanvisor.clis.records import (
     LIFE,
     MAX_NAME,
     Reading,
@@ -116,3 +116,13 @@ EVENTS: Final[Mapping[str, Callable[[Mapping[str, Any]], Reading]]] = {
 }
 # The short names of the event.name attribute: the body says which CLI.
 SHORT_NAMES: Final = frozenset(n.removeprefix("claude_code.") for n in EVENTS)
+
+
+def event_name(rec: Any, name: str) -> str | None:
+    """The event a record named ``name`` is, when ``name`` is one of its
+    short names: its full name is its body."""
+    if name not in SHORT_NAMES:
+        return None
+    kind = rec.body.WhichOneof("value")
+    body = rec.body.string_value if kind == "string_value" else None
+    return body if body in EVENTS else None

@@ -22,6 +22,7 @@ class Gemini(Adapter):
     binaries = ("gemini",)
     services = ("gemini-cli",)
     namespace = "gemini-cli"
+    records = f"{__name__}.records"
     tool_events = ("BeforeTool",)
     session_events = frozenset({"BeforeAgent", "AfterAgent", "SessionEnd"})
     end_events = frozenset({"SessionEnd"})

@@ -32,6 +32,7 @@ class Copilot(Adapter):
     binaries = ("copilot",)
     services = ("github-copilot",)
     namespace = "copilot"
+    records = f"{__name__}.records"
     tool_events = ("preToolUse",)
     session_events = frozenset({"userPromptSubmitted", "agentStop", "errorOccurred", "sessionEnd"})
     end_events = frozenset({"sessionEnd"})

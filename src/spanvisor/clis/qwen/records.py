@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from spanvisor.receiver.codingagents import geminirecords as gr
-from spanvisor.receiver.codingagents.reading import LIFE, Reading
+from spanvisor.clis import gemini_shape as gr
+from spanvisor.clis.records import LIFE, Reading
 
 CLI: Final = "Qwen Code"
 SERVICES: Final = frozenset({"qwen-code"})

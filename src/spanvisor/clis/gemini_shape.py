@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from spanvisor.receiver.codingagents.reading import (
+from spanvisor.clis.records import (
     MAX_NAME,
     Reading,
     clean,

@@ -23,13 +23,15 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from spanvisor.receiver.codingagents.reading import LIFE, MAX_NAME, Reading, clean, command, integer, number, string
+from spanvisor.clis.records import LIFE, MAX_NAME, Reading, clean, command, integer, number, string
 
 CLI: Final = "Copilot CLI"
 SERVICES: Final = frozenset({"github-copilot"})
 SESSION_KEYS: Final = ("gen_ai.conversation.id",)
 # Its SDK percent-decodes OTEL_RESOURCE_ATTRIBUTES, as the OTel specification asks.
 DECODES_RESOURCE: Final = True
+# Its sessions are read from its spans (receiver.codingagents.fromspans), not from log records.
+FROM_SPANS: Final = True
 OPERATION: Final = "gen_ai.operation.name"
 # A span's duration, which the spans give and the readers read as a record's.
 DURATION_KEY: Final = "spanvisor.span.duration_ms"

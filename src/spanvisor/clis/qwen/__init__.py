@@ -24,6 +24,7 @@ class Qwen(Adapter):
     binaries = ("qwen",)
     services = ("qwen-code",)
     namespace = "qwen-code"
+    records = f"{__name__}.records"
     # Claude Code's names; in -p runs only Stop fires (the hook ends the
     # session when the CLI then exits).
     session_events = frozenset({"UserPromptSubmit", "Stop", "StopFailure", "SessionEnd"})

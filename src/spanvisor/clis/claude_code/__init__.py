@@ -27,6 +27,7 @@ class ClaudeCode(Adapter):
     binaries = ("claude",)
     services = ("claude-code",)
     namespace = "claude-code"
+    records = f"{__name__}.records"
     tool_events = ("PreToolUse", "PermissionRequest")
     session_events = frozenset({"UserPromptSubmit", "Stop", "StopFailure", "SessionEnd"})
     end_events = frozenset({"SessionEnd"})
