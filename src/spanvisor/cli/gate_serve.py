@@ -279,6 +279,11 @@ def register(subparsers: Any) -> None:
     serve = sub.add_parser("serve", help="decide the hooks that name --gate SOCKET, as this user")
     add_arguments(serve)
     serve.set_defaults(func=lambda args, config: run(args))
+    from spanvisor.cli import gate_install
+
+    install = sub.add_parser("install", help="write the gate's hook into each CLI's system-wide settings (run as root)")
+    gate_install.add_arguments(install)
+    install.set_defaults(func=lambda args, config: gate_install.run(args))
 
 
 def main(argv: Sequence[str]) -> int:

@@ -147,6 +147,13 @@ class Adapter:
             setup[event] = [{"matcher": "*", "hooks": [entry]}]
         return HookSetup("settings.json", json.dumps({"hooks": setup}, indent=2) + "\n", "the user's settings.json")
 
+    def system_settings(self, env: Mapping[str, str]) -> Path | None:
+        """Where the CLI reads settings for every user of the machine, which
+        no user or repository overrides (``spanvisor gate install`` writes
+        the gate's hook there); None when it has no such place."""
+        del env
+        return None
+
     def aim_telemetry(self, argv: list[str], env: dict[str, str], endpoint: str, tool_details: bool) -> list[str]:
         """Its arguments, with ``env`` (its environment, changed in place)
         aiming its telemetry at ``endpoint`` (OTLP/HTTP). ``tool_details``:

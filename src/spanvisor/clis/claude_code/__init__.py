@@ -43,6 +43,11 @@ class ClaudeCode(Adapter):
         )
         return [user / "settings.json", project / "settings.json", project / "settings.local.json", *managed]
 
+    def system_settings(self, env: Mapping[str, str]) -> Path | None:
+        # Its managed settings: they win over the user's, the project's and
+        # the command line's, and disableAllHooks elsewhere cannot drop them.
+        return Path("/etc/claude-code/managed-settings.json")
+
     def hook_setup(self, command: str, timeout_s: int) -> HookSetup | None:
         # "onFailure": "block": a hook that fails to start or times out
         # blocks the call (without it, Claude Code runs it).
@@ -52,8 +57,12 @@ class ClaudeCode(Adapter):
             if event in self.tool_events:
                 entry.update(timeout=timeout_s, onFailure="block")
             setup[event] = [{"matcher": "*", "hooks": [entry]}]
+        # allowManagedHooksOnly (read from managed settings only): the user's,
+        # a repository's and a plugin's hooks do not run, so none of them can
+        # rewrite a call's input (updatedInput) after the gate allowed it.
         where = "its managed settings (/etc/claude-code/managed-settings.json), which no repository overrides"
-        return HookSetup("managed-settings.json", json.dumps({"hooks": setup}, indent=2) + "\n", where)
+        managed = {"allowManagedHooksOnly": True, "hooks": setup}
+        return HookSetup("managed-settings.json", json.dumps(managed, indent=2) + "\n", where)
 
     def aim_telemetry(self, argv: list[str], env: dict[str, str], endpoint: str, tool_details: bool) -> list[str]:
         env.update(

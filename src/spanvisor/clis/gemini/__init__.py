@@ -36,6 +36,9 @@ class Gemini(Adapter):
         system = Path(env.get("GEMINI_CLI_SYSTEM_SETTINGS_PATH") or "/etc/gemini-cli/settings.json")
         return [home / ".gemini" / "settings.json", Path(cwd) / ".gemini" / "settings.json", system]
 
+    def system_settings(self, env: Mapping[str, str]) -> Path | None:
+        return Path(env.get("GEMINI_CLI_SYSTEM_SETTINGS_PATH") or "/etc/gemini-cli/settings.json")
+
     def hook_setup(self, command: str, timeout_s: int) -> HookSetup | None:
         setup: dict[str, Any] = {}
         for event in (*self.tool_events, *sorted(self.session_events)):

@@ -37,6 +37,9 @@ class Qwen(Adapter):
         user = Path(env.get("QWEN_HOME") or home / ".qwen")
         return [user / "settings.json", Path(cwd) / ".qwen" / "settings.json", system]
 
+    def system_settings(self, env: Mapping[str, str]) -> Path | None:
+        return Path(env.get("QWEN_CODE_SYSTEM_SETTINGS_PATH") or "/etc/qwen-code/settings.json")
+
     def hook_setup(self, command: str, timeout_s: int) -> HookSetup | None:
         setup = super().hook_setup(command, timeout_s)
         where = "the system's settings (/etc/qwen-code/settings.json) or ~/.qwen/settings.json"

@@ -1,0 +1,172 @@
+"""``spanvisor gate install``: the gate's hook in each CLI's system-wide settings.
+
+Run as root once per machine (or per image). For every CLI whose adapter
+names a place it reads for every user, which no user or repository
+overrides (:meth:`spanvisor.clis.adapter.Adapter.system_settings`: Claude
+Code's managed settings, Gemini CLI's and Qwen Code's system settings), it
+writes the gate's hook there in the CLI's own format
+(:meth:`~spanvisor.clis.adapter.Adapter.hook_setup`): this installation's
+absolute ``spanvisor``, and either ``--gate SOCKET`` (the system gate,
+``spanvisor gate serve``, deciding under a user of its own) or
+``--locked --policy FILE``. What the file holds already stays: other keys,
+other hooks; an earlier ``spanvisor hook`` entry is replaced, so a second
+run changes nothing. A file that is not what the CLI reads (not JSON, not
+an object) is left alone and said. The file is written whole, readable by
+everyone and writable by its owner only.
+
+The CLIs with no such place (Codex, Copilot CLI, OpenCode, Cline) are
+named, with where their hook goes instead (``spanvisor assets export``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from spanvisor.cli import hook_entries
+from spanvisor.clis import registry
+from spanvisor.clis.adapter import Adapter
+
+MODE = 0o644
+
+
+def command_for(cli: str, socket: str | None, policy: str, binary: str | None = None) -> str:
+    """The hook's command: through the system gate's socket, else locked to ``policy``."""
+    if socket is not None:
+        return shlex.join([binary or hook_entries.spanvisor_path(), "hook", cli, "--gate", socket])
+    return hook_entries.gate_command(cli, binary, policy)
+
+
+def merged(existing: Mapping[str, Any], setup: Mapping[str, Any]) -> dict[str, Any]:
+    """``existing`` settings with ``setup``'s hooks in place of any earlier
+    ``spanvisor hook`` entries (Claude Code's layout: ``hooks.<event>`` a
+    list of ``{"matcher", "hooks": [...]}``) and ``setup``'s other keys
+    (Claude Code's ``allowManagedHooksOnly``) set; everything else kept. An
+    event whose value is not a list is not hooks the CLI would run: ours
+    replace it."""
+    out = dict(existing)
+    out.update((k, v) for k, v in setup.items() if k != "hooks")
+    hooks = dict(out.get("hooks") or {}) if isinstance(out.get("hooks"), Mapping) else {}
+    for event, groups in setup.get("hooks", {}).items():
+        kept = []
+        earlier = hooks.get(event)
+        for group in earlier if isinstance(earlier, list) else []:
+            inner = group.get("hooks") if isinstance(group, Mapping) else None
+            if isinstance(inner, list):
+                others = [e for e in inner if not _ours(e)]
+                if others:
+                    kept.append({**group, "hooks": others})
+            else:
+                kept.append(group)
+        hooks[event] = [*kept, *groups]
+    out["hooks"] = hooks
+    return out
+
+
+def _ours(entry: Any) -> bool:
+    if not isinstance(entry, Mapping):
+        return False
+    try:
+        words = shlex.split(str(entry.get("command") or ""))
+    except ValueError:
+        return False
+    return len(words) >= 2 and os.path.basename(words[0]) == "spanvisor" and words[1] == "hook"
+
+
+def install_one(adapter: Adapter, path: Path, command: str, timeout_s: int) -> str:
+    """Write ``adapter``'s hook into ``path``; what was done, in words.
+    :class:`ValueError` when the file there is not settings it can add to."""
+    setup = adapter.hook_setup(command, timeout_s)
+    if setup is None:
+        raise ValueError("its hook is a file of its own: spanvisor assets export")
+    wanted = json.loads(setup.text)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        text = None
+    existing: Any = {}
+    if text is not None and text.strip():
+        try:
+            existing = json.loads(text)
+        except ValueError:
+            raise ValueError(f"{path} is not JSON; left as it is") from None
+        if not isinstance(existing, dict):
+            raise ValueError(f"{path} is not a JSON object; left as it is")
+    new = json.dumps(merged(existing, wanted), indent=2) + "\n"
+    if new == text:
+        return f"{path}: already current"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(new)
+        os.chmod(tmp, MODE)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return f"{path}: {'written' if text is None else 'updated'}"
+
+
+def open_folders(path: Path) -> list[Path]:
+    """The folders above ``path`` that users other than their owner may
+    write: whoever can write one can replace the settings (Gemini CLI then
+    skips its system settings altogether)."""
+    out = []
+    for folder in path.parents:
+        try:
+            mode = folder.stat().st_mode
+        except OSError:
+            continue  # not made yet: made by this install, 0755
+        if mode & 0o022:
+            out.append(folder)
+    return out
+
+
+def run(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
+    e = os.environ if env is None else env
+    names = args.cli or list(registry.names())
+    policy = os.path.abspath(args.policy) if args.policy else hook_entries.POLICY_PATH
+    failed = 0
+    for name in names:
+        adapter = registry.get(name)
+        if adapter is None:
+            print(f"✗ {name}: no coding-agent CLI is called so", file=sys.stderr)
+            failed += 1
+            continue
+        place = adapter.system_settings(e)
+        if place is None:
+            if args.cli:  # asked for by name: say why nothing was written
+                print(f"- {adapter.title}: no system-wide settings; its hook: spanvisor assets export DIR")
+            continue
+        path = Path(args.root + str(place)) if args.root else place
+        try:
+            said = install_one(adapter, path, command_for(name, args.socket, policy), hook_entries.TIMEOUT_S)
+        except (OSError, ValueError) as exc:
+            print(f"✗ {adapter.title}: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        print(f"✓ {adapter.title}: {said}")
+        for folder in open_folders(path):
+            print(f"⚠ {adapter.title}: {folder} is writable by others than its owner: they can replace {path}")
+    return 1 if failed else 0
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--socket", help="the system gate's socket (spanvisor gate serve): hooks ask it (--gate SOCKET)")
+    p.add_argument(
+        "--policy",
+        help=f"without --socket: the locked hook's policy file (default: {hook_entries.POLICY_PATH})",
+    )
+    p.add_argument("--cli", action="append", metavar="CLI", help="only this CLI (again for more; default: every one)")
+    p.add_argument("--root", default="", help="write under this folder instead of / (an image being built)")
+
+
+__all__ = ["MODE", "add_arguments", "command_for", "install_one", "merged", "open_folders", "run"]

@@ -1,0 +1,121 @@
+"""``spanvisor gate install``: the gate's hook in each CLI's system-wide
+settings, through the real command (``--root`` stands for ``/``).
+
+What a file held stays (other keys, other hooks), an earlier spanvisor
+entry is replaced, a second run changes nothing, a file that is not
+settings is left alone and said, and what is written is what the gate's
+own reader of that CLI's settings finds."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+from spanvisor.clis import registry
+
+SPANVISOR = str(Path(sys.executable).with_name("spanvisor"))
+CLAUDE = "etc/claude-code/managed-settings.json"
+
+
+def _install(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_SYSTEM_SETTINGS_PATH")}
+    return subprocess.run(
+        [SPANVISOR, "gate", "install", "--root", str(root), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+def _entries(doc: dict[str, object], event: str) -> list[str]:
+    groups = doc["hooks"][event]  # type: ignore[index]
+    return [e["command"] for g in groups for e in g["hooks"]]  # type: ignore[index,union-attr]
+
+
+def test_each_system_wide_settings_gets_the_locked_hook_and_a_second_run_changes_nothing(tmp_path: Path) -> None:
+    first = _install(tmp_path, "--policy", "/etc/spanvisor/hook-policy.toml")
+    assert first.returncode == 0, first.stderr
+    written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.json"))
+    assert written == [CLAUDE, "etc/gemini-cli/settings.json", "etc/qwen-code/settings.json"]
+    for rel, cli in ((CLAUDE, "claude-code"), ("etc/gemini-cli/settings.json", "gemini")):
+        path = tmp_path / rel
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644
+        adapter = registry.need(cli)
+        found = list(adapter.hook_timeouts(json.loads(path.read_text())))
+        command, timeout = found[0]
+        assert command.endswith(f"spanvisor hook {cli} --locked --policy /etc/spanvisor/hook-policy.toml")
+        assert os.path.isabs(command.split()[0]) and timeout == 900.0
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*.json")}
+    again = _install(tmp_path, "--policy", "/etc/spanvisor/hook-policy.toml")
+    assert again.returncode == 0 and again.stdout.count("already current") == 3, again.stdout
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*.json")} == before
+
+
+def test_what_the_file_held_stays_and_an_earlier_spanvisor_entry_is_replaced(tmp_path: Path) -> None:
+    path = tmp_path / CLAUDE
+    path.parent.mkdir(parents=True)
+    path.write_text(
+        json.dumps(
+            {
+                "permissions": {"deny": ["Read(./.env)"]},
+                "hooks": {
+                    "PreToolUse": [
+                        {"matcher": "Bash", "hooks": [{"type": "command", "command": "/usr/local/bin/audit-bash"}]},
+                        {
+                            "matcher": "*",
+                            "hooks": [{"type": "command", "command": "/old/bin/spanvisor hook claude-code"}],
+                        },
+                    ]
+                },
+            }
+        )
+    )
+    got = _install(tmp_path, "--cli", "claude-code", "--socket", "/run/spanvisor/gate.sock")
+    assert got.returncode == 0, got.stderr
+    doc = json.loads(path.read_text())
+    assert doc["permissions"] == {"deny": ["Read(./.env)"]}
+    # Only managed hooks run: no user, repository or plugin hook rewrites a call the gate allowed.
+    assert doc["allowManagedHooksOnly"] is True
+    commands = _entries(doc, "PreToolUse")
+    assert commands[0] == "/usr/local/bin/audit-bash"
+    assert not any(c.startswith("/old/bin/spanvisor") for c in commands)
+    assert commands[-1].endswith("spanvisor hook claude-code --gate /run/spanvisor/gate.sock")
+    gate = doc["hooks"]["PreToolUse"][-1]["hooks"][0]
+    assert gate["onFailure"] == "block" and gate["timeout"] == 900
+    for event in registry.need("claude-code").session_events:  # its ends reach the hook too
+        assert _entries(doc, event)
+
+
+def test_an_event_that_is_not_a_list_of_hooks_is_replaced_by_the_gates(tmp_path: Path) -> None:
+    path = tmp_path / "etc/qwen-code/settings.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"hooks": {"PreToolUse": {"matcher": "*"}}, "model": {"name": "qwen"}}))
+    got = _install(tmp_path, "--cli", "qwen")
+    assert got.returncode == 0, got.stderr
+    doc = json.loads(path.read_text())
+    assert doc["model"] == {"name": "qwen"}
+    assert [c.split()[1:3] for c in _entries(doc, "PreToolUse")] == [["hook", "qwen"]]
+
+
+def test_a_file_that_is_not_settings_is_left_alone_and_said(tmp_path: Path) -> None:
+    path = tmp_path / "etc/gemini-cli/settings.json"
+    path.parent.mkdir(parents=True)
+    path.write_text("{ not json")
+    got = _install(tmp_path, "--cli", "gemini")
+    assert got.returncode == 1 and "is not JSON; left as it is" in got.stderr
+    assert path.read_text() == "{ not json"
+
+
+def test_a_cli_with_no_system_wide_settings_is_named_not_written(tmp_path: Path) -> None:
+    got = _install(tmp_path, "--cli", "codex", "--cli", "cline")
+    assert got.returncode == 0
+    assert "Codex: no system-wide settings" in got.stdout and "Cline: no system-wide settings" in got.stdout
+    assert not list(tmp_path.rglob("*"))
+    unknown = _install(tmp_path, "--cli", "nope")
+    assert unknown.returncode == 1 and "nope: no coding-agent CLI" in unknown.stderr
