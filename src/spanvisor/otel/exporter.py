@@ -4,6 +4,9 @@ Registered as ``spanvisor`` in the ``opentelemetry_traces_exporter``
 entry-point group, so ``OTEL_TRACES_EXPORTER=otlp,spanvisor
 opentelemetry-instrument python agent.py`` works with no code. Spans arrive
 only when they end, children before their root; the tracker groups them.
+Each ``export()`` call is one delivered batch: provisional tasks (a run whose
+root has not arrived) are decided at its end, as the receiver does at a
+request's end, so a root in the batch of its children names their task.
 For live progress on this path, set ``SPANVISOR_LIVE=1`` (see
 :mod:`spanvisor.otel.autoconfig`).
 """
@@ -33,8 +36,8 @@ class SpanvisorSpanExporter(PipelineOwner, SpanExporter):
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         try:
-            for span in spans:
-                self.pipeline.submit_end(span)
+            # One delivered batch: its provisional tasks are decided at its end.
+            self.pipeline.submit_batch(spans)
             return SpanExportResult.SUCCESS
         except Exception:
             return SpanExportResult.FAILURE

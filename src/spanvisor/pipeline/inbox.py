@@ -8,7 +8,8 @@ no I/O, no wake-up syscall. A full inbox drops the span and counts it
 Entries are ``("start", span)``, ``("end", span)``,
 ``("raw", classify, span)`` (a span a processor handed over as it is:
 ``classify`` turns it into a start or end entry, or nothing, on the
-pipeline's thread) or ``("spans", [SpanData, ...])`` (one receiver batch). A
+pipeline's thread), ``("spans", [SpanData, ...])`` (one receiver batch) or a
+mark (:meth:`Inbox.put_mark`: the end of an exporter's batch). A
 span is an SDK span or one of :mod:`spanvisor.pipeline.handover`'s forms.
 The processor that owns the inbox's :attr:`Inbox.replay` appends its spans
 bare, no tuple (an SDK ``Span`` or a ``StartedRoot`` at a start, the
@@ -80,6 +81,25 @@ class Inbox:
             self.stats.inbox_drop()
             return False
         self._items.append(entry)
+        return True
+
+    def put_mark(self, mark: Entry) -> bool:
+        """``mark`` after what a producer just put (the end of an exporter's
+        delivered batch), from any thread. Past the bound: spans that were
+        taken must not wait for their mark behind a full inbox. Never two in
+        a row (one that is last already comes after whatever was put before
+        it), so a full inbox holds at most one beyond its size: the spans put
+        after a mark are dropped while it is full and it stays last. False
+        only once closed (what was put after that was dropped too)."""
+        items = self._items
+        if self.limit == 0:
+            return False
+        try:
+            if items[-1] is mark:
+                return True
+        except IndexError:  # empty (or emptied by the pipeline meanwhile)
+            pass
+        items.append(mark)
         return True
 
     def free(self) -> int:

@@ -66,6 +66,20 @@ PUMP_BUSY_INTERVAL_S = 0.005
 # a whole backlog at once kept the sinks (and the database) idle meanwhile,
 # and each database round trip of a batch waits for such a turn.
 PUMP_SLICE_S = 0.005
+# The end of an exporter's delivered batch (one export() call), queued after
+# its spans: the exporter path decides provisional tasks there, for the
+# batch as a whole, as the receiver does at a request's end. Deciding at
+# every pump's end instead cut a batch wherever a pump ended, and a run whose
+# root (naming its task id) came after its children in the same batch was
+# shown under a derived id now and then (issue 66).
+BATCH_END: tuple[str] = ("batch_end",)
+# Spans tracked on the exporter path with no batch end after them (the
+# processor's, on a pipeline an exporter made; a batch whose end never came)
+# are decided anyway once the inbox is worked off and they have waited this
+# many pumps and seconds: far longer than an export() call takes to queue
+# its spans, so a batch is not cut this way either, short of a stall.
+SETTLE_AFTER_PUMPS = 20
+SETTLE_AFTER_S = 1.0
 
 __all__ = ["Pipeline", "build_sinks"]
 
@@ -111,6 +125,10 @@ class Pipeline:
         self._closed = False
         self._last_poll = 0.0
         self._last_expire = 0.0
+        # Exporter path: when spans with no batch end after them were first
+        # tracked (None: none wait), and the pumps since.
+        self._unsettled_since: float | None = None
+        self._unsettled_pumps = 0
         self.stats.gauge("inbox_depth", lambda: float(len(self._inbox)))
         self.stats.gauge("open_tasks", lambda: float(self.tracker.open_tasks))
 
@@ -126,6 +144,21 @@ class Pipeline:
 
     def submit_end(self, span: Any) -> None:
         self._inbox.put(("end", span))
+
+    def submit_batch(self, spans: Sequence[Any]) -> None:
+        """An exporter's delivered batch of ended SDK spans (any thread): each
+        span's end, then, on the exporter path, the batch's end, where its
+        provisional tasks are decided. The spans are bounded as
+        :meth:`submit_end`'s; the end is not (see :meth:`Inbox.put_mark`)."""
+        if not spans:
+            return
+        put = self._inbox.put
+        try:
+            for span in spans:
+                put(("end", span))
+        finally:
+            if self.path == "exporter":
+                self._inbox.put_mark(BATCH_END)
 
     def submit_logs(self, records: Sequence[Any]) -> bool:
         """OpenTelemetry log records for the tasks' log tails (any thread)."""
@@ -240,6 +273,7 @@ class Pipeline:
             until = now + slice_s if slice_s is not None else None
             events: list[Event] = []
             spans = 0
+            marked = 0  # spans tracked when the last batch end was read
             inbox = self._inbox
             # A durable (or delivering paced) sink near its bound: the receiver's batches stay in the inbox. It
             # fills and the receiver answers 503, rather than accepted spans being dropped later. The drain stops
@@ -254,6 +288,13 @@ class Pipeline:
                             inbox.put_back(item[1][done:])
                             more = True
                             break
+                    elif item is BATCH_END:
+                        marked = spans
+                        try:
+                            events.extend(self._settle())
+                        except Exception as exc:  # nor the spans after it theirs
+                            self.stats.drop("tracker_error", detail=f"{type(exc).__name__}: {exc}")
+                            log.exception("tracker error at a batch's end; its provisional tasks are skipped")
                     else:
                         spans += 1
                         try:
@@ -263,7 +304,7 @@ class Pipeline:
                             log.exception("tracker error on one span; it is skipped")
             more = more or inbox.stopped
             if self.path == "exporter":  # provisional tasks (the processor sees roots start)
-                events.extend(self.tracker.settle())
+                events.extend(self._settle_unmarked(spans > marked, more, now))
             spans += inbox.skipped  # spans of no task: they took the pump's time too
             self._pumped = spans > 0
             if spans:
@@ -280,6 +321,24 @@ class Pipeline:
             self.stats.drop("tracker_error", detail=f"{type(exc).__name__}: {exc}")
             log.exception("tracker error")
         return more
+
+    def _settle(self) -> list[Event]:
+        """Provisional tasks of what was tracked so far (exporter path)."""
+        self._unsettled_since = None
+        return self.tracker.settle()
+
+    def _settle_unmarked(self, tracked: bool, more: bool, now: float) -> list[Event]:
+        """At a pump's end: spans tracked with no batch end after them are
+        decided once the inbox is worked off and they waited
+        ``SETTLE_AFTER_PUMPS`` pumps and ``SETTLE_AFTER_S``."""
+        if self._unsettled_since is None:
+            if not tracked:
+                return []
+            self._unsettled_since, self._unsettled_pumps = now, 0
+        self._unsettled_pumps += 1
+        if more or self._unsettled_pumps < SETTLE_AFTER_PUMPS or now - self._unsettled_since < SETTLE_AFTER_S:
+            return []
+        return self._settle()
 
     def _track(self, item: Entry) -> list[Event]:
         kind = item[0]
@@ -355,6 +414,10 @@ class Pipeline:
             await asyncio.sleep(0.02)  # sinks are still starting
         self._last_poll = 0.0
         self._pump()
+        if self.path == "exporter" and self._unsettled_since is not None:
+            # Everything handed over so far is delivered, decided: a batch
+            # whose end was lost, the processor's spans on this path.
+            self._dispatch(self._settle())
         self._dispatch(self.logtails.release_all(), tails=False)
         return await flush_workers(self._workers, deadline)
 
