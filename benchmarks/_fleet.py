@@ -82,6 +82,8 @@ class FleetSession:
         self.armed = False  # a timer (JS SDK) is running for the batch
         self.done = False
         self.pending: ToolCall | None = None
+        self.supervision: dict[str, Any] = {}  # bench_fleet --supervised (_fleet_supervised)
+        self.fleet: Fleet | None = None
         self.seq = 0
         self.model_tokens = 20_000
         resource = Resource.create(
@@ -95,6 +97,7 @@ class FleetSession:
 
     def attach(self, fleet: Fleet) -> None:
         """Its records go to ``fleet`` when the SDK's processor hands them over."""
+        self.fleet = fleet
         self.provider.add_log_record_processor(SimpleLogRecordProcessor(_Handoff(fleet, self)))
 
     def request(self, batch: Sequence[object]) -> tuple[bytes, str, str, bool]:
@@ -111,6 +114,11 @@ class FleetSession:
 
     def close(self) -> None:
         """The session's end (the CLIs that only end when their process does)."""
+
+    def fleet_flush(self) -> None:
+        """Its batch goes now (the CLI exits)."""
+        if self.fleet is not None:
+            self.fleet.flush(self)
 
     # --- records, named and shaped as tests/receiver/coding_sessions.py's ---
 
@@ -367,13 +375,21 @@ class _Handoff(LogRecordExporter):
         return True
 
 
-def run_session(s: FleetSession, t0: float, seconds: float) -> None:
+def run_session(s: FleetSession, t0: float, seconds: float, supervisor: Any = None) -> None:
     """One session's life: a prompt, then turns of a model call and one to
     three tool calls, a second or two of thought between tool calls, now and
-    then a new prompt; no new turn after ``seconds``."""
+    then a new prompt; no new turn after ``seconds``. ``supervisor``
+    (``_fleet_supervised.Supervised``): the session also asks for an
+    approval once, waits for the answer, and ends (its run is shorter)."""
     r = s.rng
+    if supervisor is not None:
+        supervisor.plan(s)
+        seconds = s.supervision["run_s"]
     end = t0 + seconds
     time.sleep(max(0.0, t0 + r.uniform(0, min(5.0, seconds / 6)) - time.monotonic()))
+    began = time.monotonic()
+    if supervisor is not None:
+        supervisor.started(s)
     s.prompt()
     while time.monotonic() < end:
         s.model_call(r.uniform(0.5, 2.0))
@@ -381,7 +397,12 @@ def run_session(s: FleetSession, t0: float, seconds: float) -> None:
             if time.monotonic() >= end:
                 break
             s.tool_call(r.uniform(0.05, 1.0))
+            if supervisor is not None:
+                supervisor.after_tool(s, began)
             time.sleep(r.uniform(0.5, 2.5))
         if r.random() < 0.1 and time.monotonic() < end:
             s.prompt()
     s.close()
+    if supervisor is not None:
+        s.fleet_flush()  # the CLI exports what it holds as it exits (Claude Code, Codex CLI), then its SessionEnd hook
+        supervisor.end(s)

@@ -29,8 +29,9 @@ class Poster:
     """POSTs to serve's /v1/logs on a kept-alive connection per worker thread,
     retrying what OTLP calls retryable after its Retry-After, as the exporters do."""
 
-    def __init__(self, port: int, sent: Sent, workers: int) -> None:
+    def __init__(self, port: int, sent: Sent, workers: int, token: str | None = None) -> None:
         self.port, self.sent = port, sent
+        self.auth = {"Authorization": f"Bearer {token}"} if token else {}
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fleet-post")
         self.local = threading.local()
 
@@ -47,7 +48,9 @@ class Poster:
             try:
                 conn = self._conn()
                 given: bytes | Iterator[bytes] = iter((body,)) if chunked else body
-                conn.request("POST", path, body=given, headers={"Content-Type": ctype}, encode_chunked=chunked)
+                conn.request(
+                    "POST", path, body=given, headers={"Content-Type": ctype, **self.auth}, encode_chunked=chunked
+                )
                 resp = conn.getresponse()
                 resp.read()
                 status = resp.status

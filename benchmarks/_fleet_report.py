@@ -9,6 +9,9 @@ from typing import Any
 from _fleet_post import Sent
 
 GOAL_S = 2.0
+# Issue 67's goals for one shared channel: an approval request visible (p95),
+# an error visible (every one), every change of every task's state shown.
+ASK_GOAL_S, ERROR_GOAL_S, CURRENT_GOAL_S = 2.0, 5.0, 10.0
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -86,3 +89,62 @@ def report(r: dict[str, Any], sessions: int) -> None:
         p95 < GOAL_S and dropped == 0 and sent.unsent == 0 and r["rows"] >= r["tools"] and r["tasks"] >= r["tasks_made"]
     )
     print(f"  goal (p95 < {GOAL_S:.0f} s, nothing dropped, every record and row): {'met' if ok else 'MISSED'}")
+    if r.get("supervised"):
+        supervised(r["supervised"], dropped)
+
+
+def figures(xs: list[float]) -> str:
+    shown = sum(1 for x in xs if not math.isinf(x))
+    return (
+        f"p50 {sec(pct(xs, 50))}, p95 {sec(pct(xs, 95))}, max {sec(max(xs, default=math.nan))} "
+        f"({shown}/{len(xs)} shown)"
+    )
+
+
+def supervised(s: dict[str, Any], dropped: int) -> None:
+    """Issue 67's figures: approvals, errors and states as Slack showed them, and the audit trail."""
+    asked, failed, current = s["asked"], s["failed"], s["current"]
+    first = s.get("first_board")
+    board = f", the first {first - s['t0']:.1f} s after the sessions began" if first is not None and s.get("t0") else ""
+    print(
+        f"  supervised: {len(asked)} approval requests (answers: {dict(Counter(s['decided']))}), "
+        f"{len(failed)} errors, {len(current)} state changes; {s['board_calls']} board posts and edits{board}"
+    )
+
+    print(f"    approval request visible (board, parent or thread): {figures(asked)}")
+    print(f"    approval request on its task's message, with its buttons: {figures(s['actionable'])}")
+    print(f"    error visible: {figures(failed)}")
+    within = sum(1 for x in current if x <= CURRENT_GOAL_S)
+    print(f"    state current (anywhere): {figures(current)}; {within}/{len(current)} within {CURRENT_GOAL_S:.0f} s")
+    print(
+        "      by change: "
+        + "; ".join(
+            f"{which} p95 {sec(pct(xs, 95))}, max {sec(max(xs, default=math.nan))}"
+            for which, xs in s["by_change"].items()
+        )
+    )
+    own = s["current_parent"]
+    within_own = sum(1 for x in own if x <= CURRENT_GOAL_S)
+    print(
+        f"    state current on its own message: {figures(own)}; {within_own}/{len(own)} within {CURRENT_GOAL_S:.0f} s"
+    )
+    au = s["audit"]
+    print(
+        f"    audit trail (PostgreSQL): {au['tasks']} tasks, {au['finals_right']}/{au['finals_of']} with their real "
+        f"final state; {au['requests']}/{au['requests_made']} requests, {au['decisions']} approvals recorded; "
+        f"{dropped} events dropped"
+    )
+    ok = (
+        pct(asked, 95) <= ASK_GOAL_S
+        and max(failed, default=0.0) <= ERROR_GOAL_S
+        and max(current, default=0.0) <= CURRENT_GOAL_S
+        and au["finals_right"] == au["finals_of"]
+        and au["requests"] == au["requests_made"]
+        and au["decisions"] >= au["requests_made"]
+        and dropped == 0
+    )
+    print(
+        f"  issue 67's goals (approval visible p95 <= {ASK_GOAL_S:.0f} s, every error <= {ERROR_GOAL_S:.0f} s, "
+        f"every state current <= {CURRENT_GOAL_S:.0f} s, nothing lost from the audit trail): "
+        + ("met" if ok else "MISSED")
+    )

@@ -2,6 +2,7 @@
 acknowledged, nothing dropped, and how long a tool call takes to reach Slack.
 
     .venv/bin/python benchmarks/bench_fleet.py [--sessions 100] [--seconds 60] [--quick] [--launched] [--clis 3|7]
+    .venv/bin/python benchmarks/bench_fleet.py --supervised [--setups abd]
 
 ``--sessions`` (100) concurrent sessions, a third each Claude Code, Codex CLI
 and Gemini CLI (``--clis 3``, the default; ``--clis 7`` adds Qwen Code,
@@ -38,8 +39,23 @@ not, 1 post/s a channel). Two setups, each its own ``serve``:
 * (a) each session's task in a channel of its own (``SPANVISOR_SLACK_ROUTES``);
 * (b) every task in one channel: Slack's 1 post/s per channel binds, so 100
   parents alone take 100 s there;
+  With its board off (``SPANVISOR_SLACK_BOARD_BACKLOG=off``): the channel as
+  it was before issue 67, every line queued as a reply;
 * (c), only with ``--setups``: (a) with ``chat.update`` not limited, at the
-  fake and in the sink, to tell Slack's Tier 3 from the rest.
+  fake and in the sink, to tell Slack's Tier 3 from the rest;
+* (d) every task in one channel at the sink's defaults: past 10 posts
+  waiting the channel folds into its board (issue 67).
+
+``--supervised`` (setups a, b and d unless ``--setups`` says otherwise):
+each Claude Code, Codex CLI and Gemini CLI session also asks once for a
+person's approval as ``spanvisor hook`` does, waits for the answer (a
+person's, through the control API, 3-8 s later) and ends as its
+``SessionEnd`` hook says, one in ten failing (``_fleet_supervised``); then
+also measured: an approval request visible (goal p95 <= 2 s) and on its
+task's parent with its buttons, an error visible (goal <= 5 s), each change
+of each task's state shown within 10 s (anywhere, and on its own parent),
+and the audit trail (every task's final state, request and decision in
+PostgreSQL).
 
 Measured per setup: OTLP answers (2xx, 4xx, 5xx and 503 per attempt, batches
 never acknowledged); serve's /metrics (``spanvisor_dropped_total``, receiver
@@ -87,20 +103,24 @@ from _fleet import CLIS, Fleet, run_session  # noqa: E402
 from _fleet_launched import LAUNCHED, START, LaunchedSession, session  # noqa: E402
 from _fleet_post import Poster, Sent  # noqa: E402
 from _fleet_report import report  # noqa: E402
+from _fleet_supervised import SlackStates, Supervised, audit_sql, measure  # noqa: E402
 from spanvisor_postgres.embedded import EmbeddedPostgres  # noqa: E402
 
-MARK = re.compile(r"fl([abc])(\d{3})n(\d{4})")
+MARK = re.compile(r"fl([abcd])(\d{3})n(\d{4})")
 METRIC = re.compile(r"^spanvisor_(\w+)\{([^}]*)\}\s+(\S+)$")
 MIXES = {"3": ("claude", "codex", "gemini"), "7": ("claude", "codex", "gemini", "qwen", *LAUNCHED)}
 # The strict fake's own Tier 3 figure for chat.update (50 a minute, burst 5),
 # looked up by name as serve_proc is imported untyped: the fakes are checked
 # with the tests, not here.
 TIER3: tuple[float, int] = importlib.import_module("tests.fakes.slack_api").TIER3
+# serve's bearer token: every OTLP request and control API call of the fleet carries it.
+TOKEN = "fleet-bench-token"
 WANTED = ("dropped_total", "receiver_requests_total", "coding_agent_records_total", "live_records_total")
-SETUPS = {  # setup -> (what it is, a channel per session, chat.update at Tier 3)
-    "a": ("own channel each", True, True),
-    "b": ("one channel", False, True),
-    "c": ("own channel each, chat.update not limited (a diagnostic: the rest of the path)", True, False),
+SETUPS = {  # setup -> (what it is, a channel per session, chat.update at Tier 3, the channel's board)
+    "a": ("own channel each", True, True, True),
+    "b": ("one channel, board off (before issue 67)", False, True, False),
+    "c": ("own channel each, chat.update not limited (a diagnostic: the rest of the path)", True, False, True),
+    "d": ("one channel, board on (the default)", False, True, True),
 }
 
 
@@ -111,8 +131,9 @@ def loadavg() -> str:
 class SlackWatch:
     """The highest tool call of each session a Slack call showed, and when."""
 
-    def __init__(self, slack: FakeSlackThread, setup: str) -> None:
+    def __init__(self, slack: FakeSlackThread, setup: str, observer: Any = None) -> None:
         self.slack, self.setup = slack, setup
+        self.observer = observer  # told each call Slack took: (method, args, response, when)
         self.seen = 0
         self.shown: dict[int, int] = {}
         self.hits: dict[int, list[tuple[float, int]]] = defaultdict(list)  # session -> (call time, call shown)
@@ -129,6 +150,8 @@ class SlackWatch:
                 self.calls[f"{c.method} {c.status}"] += 1
                 if c.method not in ("chat.postMessage", "chat.update") or not c.response.get("ok"):
                     continue
+                if self.observer is not None:
+                    self.observer(c.method, c.args, c.response, c.at)
                 best: dict[int, int] = {}
                 for setup, k, i in MARK.findall(str(c.args)):
                     if setup == self.setup:
@@ -156,6 +179,18 @@ class Rows:
         self.conn = self.loop.run_until_complete(asyncpg.connect(url))
         # A session's task id is its CLI's namespace and its id (claude-code:fleet-a-…); a launched run's the launcher's.
         self.like = f"%{prefix}%"
+
+    def audit(self) -> tuple[dict[str, str], int, int]:
+        """(each task's final status, tasks with a request, approvals recorded) of this setup."""
+        sql = audit_sql()
+
+        async def all_of() -> tuple[dict[str, str], int, int]:
+            finals = {r["task_id"]: r["status"] for r in await self.conn.fetch(sql["finals"], self.like)}
+            asked = await self.conn.fetchval(sql["requests"], self.like)
+            decided = await self.conn.fetchval(sql["decisions"], self.like)
+            return finals, int(asked), int(decided)
+
+        return self.loop.run_until_complete(all_of())
 
     def count(self) -> tuple[int, int]:
         """(tasks, tool_call timeline rows) of this setup's sessions."""
@@ -190,7 +225,9 @@ def metrics(admin: int) -> dict[str, Counter[str]]:
     return out
 
 
-def start_serve(base: Path, db_url: str, slack_url: str, routes: str | None, tier3: bool = True) -> ServeProcess:
+def start_serve(
+    base: Path, db_url: str, slack_url: str, routes: str | None, tier3: bool = True, board: bool = True
+) -> ServeProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SPANVISOR_", "SLACK_", "OTEL_"))}
     env |= {
         "SPANVISOR_DATA_DIR": str(base),
@@ -199,6 +236,7 @@ def start_serve(base: Path, db_url: str, slack_url: str, routes: str | None, tie
         "SPANVISOR_SLACK_CHANNEL": "#agents",
         "SPANVISOR_SLACK_BASE_URL": slack_url,
         "SPANVISOR_OTLP_BIND": "127.0.0.1",
+        "SPANVISOR_OTLP_TOKEN": TOKEN,
         "SPANVISOR_OTLP_HTTP_PORT": "0",
         "SPANVISOR_OTLP_GRPC_PORT": "0",
         "SPANVISOR_ADMIN_PORT": "0",
@@ -209,6 +247,8 @@ def start_serve(base: Path, db_url: str, slack_url: str, routes: str | None, tie
         env["SPANVISOR_SLACK_ROUTES"] = routes
     if not tier3:  # the diagnostic setup: no edit limit anywhere
         env["SPANVISOR_SLACK_RATE_LIMITS"] = "chat.update=0,chat.delete=0"
+    if not board:  # the channel as it was before issue 67: every line a reply
+        env["SPANVISOR_SLACK_BOARD_BACKLOG"] = "off"
     serve = ServeProcess(base, env, start=False)
     serve.start(timeout=120)
     deadline = time.monotonic() + 120
@@ -232,30 +272,39 @@ def stop_serve(serve: ServeProcess) -> None:
 
 
 def run_setup(setup: str, base: Path, db_url: str, a: argparse.Namespace) -> dict[str, Any]:
-    label, per_channel, tier3 = SETUPS[setup]
+    label, per_channel, tier3, board = SETUPS[setup]
     print(f"\n({setup}) {a.sessions} sessions, {label}: starting serve …", flush=True)
     run = f"{os.getpid() % 10_000:04d}"
     mix = a.mix
     sessions = [session(setup, k, mix[k % len(mix)], run) for k in range(a.sessions)]
     limits = {"chat.update": TIER3, "chat.delete": TIER3} if tier3 else None
     slack = FakeSlackThread(channel_rate=1.0, channel_burst=4, method_limits=limits)
-    watch = SlackWatch(slack, setup)
+    states = SlackStates(setup) if a.supervised else None
+    watch = SlackWatch(slack, setup, states)
     # A launched task's agent is its CLI's service (the launcher's start names
     # it so): those route a channel per CLI, the only split a route can make.
     own = [f"agent:{s.agent}=#{s.agent}" for s in sessions if s.cli not in LAUNCHED]
     own += [f"agent:{CLIS[c][0]}=#{c}-agents" for c in mix if c in LAUNCHED]
     routes = ",".join(own) if per_channel else None
-    serve = start_serve(base / f"serve-{setup}", db_url, slack.base_url, routes, tier3)
+    serve = start_serve(base / f"serve-{setup}", db_url, slack.base_url, routes, tier3, board)
     rows = Rows(db_url, f"fleet-{setup}-")
     try:
         sent = Sent()
-        fleet = Fleet(sessions, Poster(serve.http, sent, workers=min(32, a.sessions)))
+        fleet = Fleet(sessions, Poster(serve.http, sent, workers=min(32, a.sessions), token=TOKEN))
+        supervisor = Supervised(setup, fleet, serve.http, a.seconds, TOKEN) if a.supervised else None
         postmaster = postmaster_of(base / "postgres" / "pgdata")
         load_before = loadavg()
         t0 = time.monotonic()
         fleet.start_ticks(t0)
         cpu_from = snapshot([serve.proc.pid], postmaster)
-        agents = [threading.Thread(target=run_session, args=(s, t0, a.seconds), daemon=True) for s in sessions]
+        agents = [
+            threading.Thread(
+                target=run_session,
+                args=(s, t0, a.seconds, supervisor if not isinstance(s, LaunchedSession) else None),
+                daemon=True,
+            )
+            for s in sessions
+        ]
         for th in agents:
             th.start()
         for th in agents:
@@ -275,11 +324,13 @@ def run_setup(setup: str, base: Path, db_url: str, a: argparse.Namespace) -> dic
         drained_s = float("nan")
         while time.monotonic() < deadline:
             n_tasks, n_rows = rows.count()
-            if n_rows >= len(tools) and all(watch.shown.get(s.k, -1) >= len(s.tools) - 1 for s in sessions):
+            finals = supervisor is None or (states is not None and states.finals_shown(supervisor.truth))
+            if finals and n_rows >= len(tools) and all(watch.shown.get(s.k, -1) >= len(s.tools) - 1 for s in sessions):
                 drained_s = time.monotonic() - last
                 break
             time.sleep(0.5)
         n_tasks, n_rows = rows.count()
+        audit = rows.audit() if supervisor is not None else None
         exits = [x for s in sessions if isinstance(s, LaunchedSession) for x in s.exits]
         time.sleep(0.5)  # a last scrape after the sinks' own last writes
         got = metrics(serve.admin)
@@ -309,9 +360,25 @@ def run_setup(setup: str, base: Path, db_url: str, a: argparse.Namespace) -> dic
                 later += first[1] != t.i
                 after_ack.append(first[0] - t.acked)
                 by_cli[s.cli][2].append(after_ack[-1])
+    supervised = None
+    if supervisor is not None and states is not None and audit is not None:
+        supervised = measure(supervisor.truth, states)
+        supervised["t0"] = t0
+        finals, asked, decided = audit
+        by_k = {int(m.group(1)): v for tid, v in finals.items() if (m := re.search(rf"fleet-{setup}-(\d{{3}})-", tid))}
+        truth = supervisor.truth
+        supervised["audit"] = {
+            "tasks": len(finals),
+            "finals_right": sum(1 for k, t in truth.items() if by_k.get(k) == t.outcome),
+            "finals_of": len(truth),
+            "requests": asked,
+            "requests_made": sum(1 for t in truth.values() if t.asked is not None),
+            "decisions": decided,
+        }
     return {
         "setup": setup,
         "label": label,
+        "supervised": supervised,
         "sent": sent,
         "flushed": flushed,
         "tools": len(tools),
@@ -339,7 +406,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=60.0, help="how long the sessions work")
     ap.add_argument("--drain", type=float, default=120.0, help="longest wait for Slack and PostgreSQL after")
     ap.add_argument(
-        "--setups", default="ab", help="a: a channel per session, b: one channel, c: (a) with chat.update unlimited"
+        "--setups",
+        default=None,
+        help="a: a channel per session, b: one channel with its board off, c: (a) with chat.update unlimited, "
+        "d: one channel at the defaults (its board on); default ab, or abd with --supervised",
+    )
+    ap.add_argument(
+        "--supervised",
+        action="store_true",
+        help="each session also asks once for an approval (answered 3-8 s later) and ends, 1 in 10 failing: "
+        "measures approvals, errors and states shown against issue 67's goals",
     )
     ap.add_argument("--quick", action="store_true", help="20 sessions for 15 s, 45 s of drain")
     ap.add_argument(
@@ -363,8 +439,10 @@ def main(argv: list[str] | None = None) -> int:
     if a.quick:
         a.sessions, a.seconds, a.drain = 20, 15.0, 45.0
     a.sessions = max(1, min(a.sessions, 999))
+    if a.setups is None:
+        a.setups = "abd" if a.supervised else "ab"
     if not a.setups or set(a.setups) - set(SETUPS):
-        ap.error("--setups takes letters of abc")
+        ap.error("--setups takes letters of abcd")
     print(
         f"spanvisor bench_fleet: python {platform.python_version()}, {os.cpu_count()} CPUs, "
         f"load (1, 5, 15 min) {loadavg()} at start",

@@ -24,10 +24,13 @@ each channel's load is watched, and past a bound the channel *folds*:
   for a person (with the question), those that failed, those working (with
   their last step) and those finished lately, each linked to its own
   message. Edited in place (``chat.update``, at the head of the method's
-  queue, :data:`~.pacing.BOARD`): within :data:`URGENT_GAP_S` of a task
-  coming to wait for a person, failing or ending, every
-  :data:`ROUTINE_GAP_S` for other changes (both times the number of
-  boards with changes: several busy channels share Slack's edit budget).
+  queue, :data:`~.pacing.BOARD`, with one call of Slack's edit budget kept
+  for boards so that a due board never waits for it to refill behind the
+  parents' edits): within :data:`URGENT_GAP_S` of a task appearing, coming
+  to wait for a person or failing, within :data:`ROUTINE_GAP_S` of any
+  other change (an end, working again, a last step); both times the number
+  of boards with changes, as several busy channels share Slack's edit
+  budget.
 
 **The bound** (``SPANVISOR_SLACK_BOARD_BACKLOG``, posts): a channel folds
 when more posts wait for it than the bound (at one a second: the channel is
@@ -55,26 +58,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from slack_sdk.models.blocks import Block, ContextBlock, HeaderBlock, MarkdownTextObject, PlainTextObject, SectionBlock
-
-from spanvisor.display.task import STATUS_STYLE
-from spanvisor.events import TERMINAL, stable_id
 from spanvisor.sink import Clock
 from spanvisor.statestores.api import StoreUnavailable
 from spanvisor.stats import PipelineStats
 
-from . import text as t
-from .blocks import Look, problems
-from .channels import is_channel_id
+from .blocks import Look
+from .board_rows import Row, board_payload, row_of
 from .claims import Claims
 from .pacing import BOARD
 from .record import SlackTaskRecord
 from .recovery import ParentFinder
-from .shared import version_of
 from .transport import Transport
 from .turns import FIRST
 
@@ -82,8 +79,8 @@ log = logging.getLogger("spanvisor.slack")
 
 BOARD_TYPE = "spanvisor_board"  # the board's message metadata event_type
 # Least time between two edits of a board: after a task came to wait for a
-# person, failed or ended; after other changes (a last step). Each is
-# multiplied by the number of boards with changes.
+# person or failed; after other changes (a start, an end, a last step). Each
+# is multiplied by the number of boards with changes.
 URGENT_GAP_S = 1.5
 ROUTINE_GAP_S = 5.0
 # A finished task stays on the board this long (wall clock); a task nobody
@@ -91,229 +88,12 @@ ROUTINE_GAP_S = 5.0
 FINISHED_KEEP_S = 900.0
 QUIET_ROW_S = 1800.0
 MIN_WINDOW_S = 5.0
-# Rows of each kind a board shows at most (the rest are counted).
-MAX_ROWS = 100
-# The board's blocks stay this far below Slack's undocumented total.
-BOARD_JSON = t.TOTAL_BLOCKS_JSON - 1_500
-WAITING, FAILED, WORKING, FINISHED = "waiting", "failed", "working", "finished"
-GROUPS = (
-    (WAITING, "✋ *Waiting for a person*"),
-    (FAILED, "❌ *Failed*"),
-    (WORKING, "⚙️ *Working*"),
-    (FINISHED, "✅ *Finished lately*"),
-)
 
 
 def window(backlog: int, interval_s: float) -> float:
     """How long a folded channel must stay calm before it unfolds: the time
     it takes Slack to post ``backlog`` messages to it, at least 5 s."""
     return max(MIN_WINDOW_S, backlog * interval_s)
-
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One task on a board, as shared between replicas (raw text: escaped when rendered)."""
-
-    task_id: str
-    name: str
-    agent: str
-    status: str
-    version: int  # shared.version_of the view it was made from
-    last: str = ""  # the last step or tool call
-    question: str = ""  # the first open approval's question
-    link: str = ""  # "<channel ID>/<ts>" of the task's parent
-    stalled: bool = False
-    changed: float = 0.0  # wall clock, when its content last changed
-    since: float = 0.0  # wall clock, when its status began (here: first seen in it)
-
-    @property
-    def final(self) -> bool:
-        return self.status in TERMINAL
-
-    @property
-    def group(self) -> str:
-        if self.final:
-            return FAILED if self.status == "error" else FINISHED
-        return WAITING if self.status == "awaiting_approval" or self.question else WORKING
-
-    def same(self, other: Row | None) -> bool:
-        """Equal but for when it changed."""
-        return other is not None and all(
-            getattr(self, f.name) == getattr(other, f.name) for f in fields(self) if f.name not in ("changed", "since")
-        )
-
-    def newer_than(self, other: Row | None) -> bool:
-        return other is None or (self.version, self.changed) > (other.version, other.changed)
-
-    def dump(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def load(cls, raw: Any) -> Row | None:
-        if not isinstance(raw, Mapping):
-            return None
-        try:
-            return cls(
-                task_id=str(raw["task_id"]),
-                name=str(raw.get("name") or ""),
-                agent=str(raw.get("agent") or ""),
-                status=str(raw.get("status") or "working"),
-                version=int(raw.get("version") or 0),
-                last=str(raw.get("last") or ""),
-                question=str(raw.get("question") or ""),
-                link=str(raw.get("link") or ""),
-                stalled=bool(raw.get("stalled")),
-                changed=float(raw.get("changed") or 0.0),
-                since=float(raw.get("since") or 0.0),
-            )
-        except (KeyError, TypeError, ValueError):
-            return None
-
-
-def row_of(st: SlackTaskRecord, before: Row | None, wall: float) -> Row:
-    """The row of a task's record now (``before``: its previous row here)."""
-    v = st.shown_view
-    row = Row(
-        task_id=v.task_id,
-        name=(v.task_name or v.task_id).strip() or v.task_id,
-        agent=v.agent_name or v.agent_id,
-        status=v.status,
-        version=version_of(st.view, st.view_final),
-        last=(st.last_call if st.last_call and v.status not in TERMINAL else None) or v.message or v.step or "",
-        question=v.approvals[0].question if v.approvals else "",
-        link=f"{st.ref[0]}/{st.ref[1]}" if st.ref is not None else "",
-        stalled=v.stalled,
-        changed=wall,
-        since=wall,
-    )
-    if before is None:
-        return row
-    since = before.since if before.status == row.status else wall
-    changed = before.changed if row.same(before) else wall
-    return Row(**{**row.dump(), "changed": changed, "since": since})
-
-
-def _md(s: str) -> MarkdownTextObject:
-    return MarkdownTextObject(text=s, verbatim=True)
-
-
-def _when(wall: float) -> str:
-    """A time each reader sees in their own zone (Slack's date token)."""
-    secs = max(0, int(wall))
-    return f"<!date^{secs}^{{time}}|{time.strftime('%H:%M', time.gmtime(secs))} UTC>"
-
-
-def _label(name: str) -> str:
-    """Agent text fit for a link's label (no ``|`` or ``>`` to end it early)."""
-    return t.safe(name, 60).replace("|", "¦")
-
-
-def row_text(r: Row, team_url: str | None) -> str:
-    """``✋ <link|Deploy api> · rivet · Allow `git push`?``, one line."""
-    emoji = STATUS_STYLE.get(r.status, STATUS_STYLE["working"])[1]
-    cid, _, ts = r.link.partition("/")
-    url = f"{team_url}archives/{cid}/p{ts.replace('.', '')}" if team_url and is_channel_id(cid) and ts else ""
-    name = f"<{url}|{_label(r.name)}>" if url else f"*{t.safe(r.name, 60)}*"
-    parts = [f"{emoji} {name}", t.safe(r.agent, 40)]
-    g = r.group
-    if g == WAITING:
-        parts.append(f"waiting since {_when(r.since)}" + (f": {t.safe(r.question, 90)}" if r.question else ""))
-    elif g == FAILED:
-        parts.append(f"failed at {_when(r.since)}" + (f": {t.safe(r.last, 70)}" if r.last else ""))
-    elif g == FINISHED:
-        parts.append(f"{r.status} at {_when(r.since)}")
-    else:
-        said = status_text_of(r)
-        if said != "working":
-            parts.append(said)
-        if r.last:
-            parts.append(t.safe(r.last, 70))
-    return " · ".join(parts)
-
-
-def status_text_of(r: Row) -> str:
-    return r.status.replace("_", " ") + (" · ⏸ stalled" if r.stalled and not r.final else "")
-
-
-def ordered(rows: Iterable[Row]) -> dict[str, list[Row]]:
-    """Rows by group: waiting longest first, failed and finished newest
-    first, working in a stable order (by agent, then name)."""
-    out: dict[str, list[Row]] = {g: [] for g, _ in GROUPS}
-    for r in rows:
-        out[r.group].append(r)
-    out[WAITING].sort(key=lambda r: (r.since, r.task_id))
-    out[FAILED].sort(key=lambda r: (-r.since, r.task_id))
-    out[FINISHED].sort(key=lambda r: (-r.since, r.task_id))
-    out[WORKING].sort(key=lambda r: (r.agent, r.name, r.task_id))
-    return out
-
-
-def board_payload(
-    rows: Iterable[Row], look: Look, *, folded: bool, backlog: int, team_url: str | None
-) -> tuple[dict[str, Any], str]:
-    """The board's message and a digest of what it shows (the same digest:
-    nothing new to show). Waiting and failed rows come first, so they are
-    the last to be left out when the rows do not all fit."""
-    groups = ordered(rows)
-    n = {g: len(rs) for g, rs in groups.items()}
-    prefix = f"{t.escape(look.prefix)} " if look.prefix else ""
-    head = (
-        f"*{n[WORKING] + n[WAITING]}* running · *{n[WAITING]}* waiting for a person · *{n[FAILED]}* failed · "
-        f"*{n[FINISHED]}* finished lately"
-    )
-    said = (
-        f"🗂️ This channel is busy ({backlog} posts waiting): tool calls and steps show here and on each task's "
-        "message instead of its thread; approvals, decisions, errors and results still get their replies, first."
-        if folded
-        else "Each task's thread is current; this board keeps listing the channel's tasks."
-    )
-    texts: list[tuple[str, str]] = []  # (block kind, text)
-    size = len(head) + len(said) + 400
-    left_out: dict[str, int] = {}
-    for g, title in GROUPS:
-        section = ""
-        shown = 0
-        for r in groups[g][:MAX_ROWS]:
-            line = row_text(r, team_url)
-            if size + len(line) + 40 > BOARD_JSON or len(texts) >= t.MAX_BLOCKS - 6:
-                break
-            if section and len(section) + len(line) + 1 > t.SECTION_TEXT - 100:
-                texts.append(("section", section))
-                section = ""
-            section = f"{section}\n{line}" if section else f"{title}\n{line}"
-            size += len(line) + 1
-            shown += 1
-        if section:
-            texts.append(("section", section))
-            size += 120
-        if len(groups[g]) > shown:
-            left_out[g] = len(groups[g]) - shown
-    if left_out:
-        words = {WAITING: "waiting", FAILED: "failed", WORKING: "working", FINISHED: "finished"}
-        more = ", ".join(f"{k} {words[g]}" for g, k in left_out.items())
-        texts.append(("context", f"… and {more}: each task's own message has them."))
-    if not any(g for g in n.values()):
-        texts.append(("context", "No tasks right now."))
-    digest = stable_id(head, said, *(x for _, x in texts))[:10]
-    blocks: list[Block] = [
-        HeaderBlock(block_id=f"sv-board-{digest}", text=PlainTextObject(text=f"{prefix}📋 Tasks here"[:150])),
-        ContextBlock(block_id=f"sv-board-head-{digest}", elements=[_md(head)]),
-        ContextBlock(block_id=f"sv-board-said-{digest}", elements=[_md(said)]),
-    ]
-    for i, (kind, text) in enumerate(texts):
-        bid = f"sv-board-{i}-{digest}"
-        if kind == "section":
-            blocks.append(SectionBlock(block_id=bid, text=_md(t.clip(text, t.SECTION_TEXT))))
-        else:
-            blocks.append(ContextBlock(block_id=bid, elements=[_md(t.clip(text, t.SECTION_TEXT))]))
-    fallback = (
-        f"{prefix}Tasks here: {n[WORKING] + n[WAITING]} running, {n[WAITING]} waiting for a person, {n[FAILED]} failed"
-    )
-    payload = {"text": t.clip(fallback, t.FALLBACK_TEXT), "blocks": [b.to_dict() for b in blocks]}
-    if problems(payload):  # cannot happen by the budget above; a smaller board rather than a refused one
-        too_many = ContextBlock(block_id=f"sv-board-x-{digest}", elements=[_md("Too many tasks to list here.")])
-        payload["blocks"] = [*payload["blocks"][:3], too_many.to_dict()]
-    return payload, digest
 
 
 @dataclass
@@ -386,8 +166,9 @@ class Boards:
 
     def note(self, st: SlackTaskRecord) -> None:
         """The task's record changed: its row is looked at again on the next
-        pass; a task that comes to wait for a person, fails or ends makes
-        the board due at once (within :data:`URGENT_GAP_S`)."""
+        pass (within :data:`ROUTINE_GAP_S`); a task new here, or that comes
+        to wait for a person or fails, makes the board due within
+        :data:`URGENT_GAP_S`."""
         if not self.on or st.channel is None or st.borrowed or not st.offered:
             return
         b = self.board(st.channel)
@@ -396,8 +177,9 @@ class Boards:
         before = b.rows.get(st.key)
         v = st.shown_view
         question = v.approvals[0].question if v.approvals else ""
-        if before is None or before.status != v.status or before.question != question:
-            b.urgent_gen = b.gen
+        asks = question and (before is None or before.question != question)
+        if before is None or asks or (v.status in ("awaiting_approval", "error") and before.status != v.status):
+            b.urgent_gen = b.gen  # a new task, a question, a failure: on the board within URGENT_GAP_S
         self._start(b)
         b.wake.set()
 
@@ -526,7 +308,8 @@ class Boards:
 
     def _adopt(self, b: ChannelBoard, value: Mapping[str, Any]) -> None:
         if value.get("ts") and value.get("channel"):
-            b.ref, b.state = (str(value["channel"]), str(value["ts"])), "live"
+            b.ref = (str(value["channel"]), str(value["ts"]))
+            self._live(b)
         else:  # an earlier post ended ambiguously and was not found: never a second board
             b.state = "off"
 
@@ -578,9 +361,7 @@ class Boards:
     async def _payload(self, b: ChannelBoard) -> tuple[dict[str, Any], str, int]:
         gen = b.gen
         rows = await self._rows(b)
-        payload, digest = board_payload(
-            rows, self.look, folded=b.folded, backlog=b.waiting, team_url=await self._team()
-        )
+        payload, digest = board_payload(rows, self.look, folded=b.folded, team_url=await self._team())
         return payload, digest, gen
 
     async def _post(self, b: ChannelBoard) -> None:
@@ -616,7 +397,8 @@ class Boards:
                     if stored is not None:
                         self._adopt(b, stored)
                     return
-                b.ref, b.state = ref, "live"
+                b.ref = ref
+                self._live(b)
                 self._shown(b, gen, digest)
                 self.stats.inc("slack_boards_total", outcome="posted")
                 return
@@ -666,6 +448,13 @@ class Boards:
         )
         log.warning("the board of Slack channel %s is no longer edited: Slack answered %s", channel, error)
         b.state = "off"
+
+    def _live(self, b: ChannelBoard) -> None:
+        """A board to keep current: one call of Slack's edit budget is kept for
+        boards from now on, so a board that is due never waits behind a queue
+        of parents' edits for the budget to refill."""
+        b.state = "live"
+        self.transport.pacer.reserve("chat.update", 1)
 
     def _shown(self, b: ChannelBoard, gen: int, digest: str) -> None:
         b.shown_gen, b.digest, b.last_edit = max(b.shown_gen, gen), digest, self.clock.now()

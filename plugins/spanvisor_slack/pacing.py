@@ -10,7 +10,9 @@ are refused and wait again. Here each limited method has a token bucket at
 its tier's rate (a small burst, below Slack's own, so a little network
 jitter never overdraws it) and a queue of the calls waiting for it: the
 best rank first (a status change before a work log before a routine parent
-edit), then the one that has waited longest. After a 429 anyway (another
+edit), then the one that has waited longest; a channel's board (issue 67)
+ahead of all, with a call of the bucket kept for it once one exists
+(:meth:`MethodPacer.reserve`). After a 429 anyway (another
 process on the same token) the method pauses for ``Retry-After`` and its
 bucket starts empty after the pause: the waiting calls go one by one at the
 tier's rate, never all together.
@@ -113,6 +115,9 @@ class MethodPacer:
         # A message's place in its method's queue while its edit stepped out.
         self._places: OrderedDict[tuple[str, str], int] = OrderedDict()
         self._granted: OrderedDict[tuple[str, str], int] = OrderedDict()  # the last turn of each message
+        # Calls of a method's bucket kept for BOARD-rank calls (.board): a
+        # board due now never waits for the bucket to refill behind others.
+        self.reserved: dict[str, int] = {}
 
     def limited(self, method: str) -> bool:
         return method in self.limits
@@ -129,6 +134,13 @@ class MethodPacer:
         calls resume one by one at the tier's rate, never all together."""
         if method in self.limits:
             self.buckets[method] = (1.0, until)
+
+    def reserve(self, method: str, n: int) -> None:
+        """Keep ``n`` calls of ``method``'s bucket for BOARD-rank calls (0: none)."""
+        if n > 0:
+            self.reserved[method] = n
+        else:
+            self.reserved.pop(method, None)
 
     def refund(self, method: str) -> None:
         """A turn taken and not used (the call was no longer wanted)."""
@@ -173,7 +185,9 @@ class MethodPacer:
                     level = self._level(method, now)
                     rate = self.limits[method].per_minute / 60.0
                     refill_from = max(0.0, self.buckets[method][1] - now)
-                    wait = max(paused_until() - now, refill_from + max(0.0, 1.0 - level) / rate)
+                    kept = self.reserved.get(method, 0) if rank > BOARD else 0
+                    need = min(float(self.limits[method].burst), 1.0 + kept)
+                    wait = max(paused_until() - now, refill_from + max(0.0, need - level) / rate)
                     # A microsecond early is a turn: float rounding must not leave
                     # a waiter sleeping for nothing again and again.
                     if wait <= EPSILON_S:

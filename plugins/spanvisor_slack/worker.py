@@ -208,8 +208,10 @@ class Deliverer:
             return True
         replies_due = bool(st.replies or st.alerts) and (hurry or now >= st.last_reply + self.reply_interval_s)
         # A status change edits the parent first, unless Slack's edit budget
-        # makes it wait: then a due reply (a tool call, a warning) goes first.
-        if st.urgent and not (replies_due and not self.transport.edit_free()):
+        # makes it wait: then a due reply (a tool call, a warning) goes first;
+        # but a task that waits for a person or failed shows it on its parent
+        # (the buttons are there) before its thread says it.
+        if st.urgent and (st.needs_person or not (replies_due and not self.transport.edit_free())):
             return await self._update_parent(st)
         if replies_due:
             if not st.replies:
@@ -235,10 +237,11 @@ class Deliverer:
         return self.update_interval_s if self.log_interval_s is None else self.log_interval_s
 
     def _interrupt(self, st: SlackTaskRecord) -> Interrupt:
-        """An edit waiting for Slack's budget steps out when a reply of its task is due."""
+        """An edit waiting for Slack's budget steps out when a reply of its task
+        is due (not the edit that shows a task waiting for a person or failed)."""
 
         def due() -> float:
-            if not (st.replies or st.alerts):
+            if not (st.replies or st.alerts) or (st.urgent and st.needs_person and not self.flushing()):
                 return float("inf")
             return float("-inf") if self.flushing() else st.last_reply + self.reply_interval_s
 

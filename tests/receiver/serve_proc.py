@@ -45,10 +45,13 @@ class FakeSlackThread:
         self.on_loop(self.fake.release)
 
     def parent_posts(self) -> int:
-        """chat.postMessage calls that created a parent (no thread_ts), ok or not."""
-        return int(
-            self.on_loop(lambda: sum(1 for c in self.fake.calls_to("chat.postMessage") if not c.args.get("thread_ts")))
-        )
+        """chat.postMessage calls that created a parent (no thread_ts, not a
+        channel's board: its metadata says ``spanvisor_board``), ok or not."""
+
+        def parent(args: dict[str, Any]) -> bool:
+            return not args.get("thread_ts") and "spanvisor_board" not in str(args.get("metadata") or "")
+
+        return int(self.on_loop(lambda: sum(1 for c in self.fake.calls_to("chat.postMessage") if parent(c.args))))
 
     def parents(self) -> list[Any]:
         return list(self.on_loop(self.fake.parents))

@@ -95,7 +95,7 @@ def test_a_backlog_folds_into_the_board_and_each_tasks_message() -> None:
                 assert len(fake.boards("#agents")) == 1
                 for t in tasks:
                     row = row_for(fake, str(t.view.task_name))
-                    assert row is not None and "complete at" in row, (t.view.task_name, board_lines(fake))
+                    assert row is not None and row.endswith("· complete"), (t.view.task_name, board_lines(fake))
                 # Every tool call settled once: posted (alone or in a work log) or folded.
                 folded = 0
                 for task_id, ids in calls.items():
@@ -309,7 +309,7 @@ def test_the_board_is_one_message_across_a_restart() -> None:
             assert [b.ts for b in fake.boards("#agents")] == [board.ts]
             assert fake.boards("#agents")[0].edits > edits
             # The rows of the run before the restart are still there, as they ended.
-            assert all("complete at" in str(row_for(fake, f"before {i}")) for i in range(8))
+            assert all(str(row_for(fake, f"before {i}")).endswith("· complete") for i in range(8))
         finally:
             await fake.stop()
 
@@ -334,8 +334,8 @@ def test_two_replicas_fold_into_one_board_showing_both_replicas_tasks() -> None:
                 assert await a.sink.force_flush(120) and await b.sink.force_flush(120)
 
                 def all_shown() -> bool:
-                    left_done = all("complete at" in str(row_for(fake, f"left {i}")) for i in range(6))
-                    return left_done and all("cancelled at" in str(row_for(fake, f"right {i}")) for i in range(6))
+                    left_done = all(str(row_for(fake, f"left {i}")).endswith("· complete") for i in range(6))
+                    return left_done and all(str(row_for(fake, f"right {i}")).endswith("· cancelled") for i in range(6))
 
                 await until(all_shown, 60, "both replicas' tasks on the one board")
             assert len(fake.boards("#agents")) == 1
@@ -413,8 +413,8 @@ def test_under_reordering_and_replays_the_board_and_each_parent_end_on_the_final
                 assert await env.sink.force_flush(30)
             for i, (outcome, _, _) in enumerate(plan):
                 row = row_for(fake, f"Prop {i}")
-                word = "failed" if outcome == "error" else outcome
-                assert row is not None and f"{word} at" in row, (i, outcome, board_lines(fake))
+                said = "· failed at" in str(row) if outcome == "error" else str(row).endswith(f"· {outcome}")
+                assert row is not None and said, (i, outcome, board_lines(fake))
                 (parent,) = [p for p in fake.parents("#agents") if f"Prop {i}" in text_of(p)]
                 assert f" · {outcome} — " in str(parent.text), (i, outcome, parent.text)
             assert len(fake.boards("#agents")) == 1

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from slack_support import ManualClock, TaskScript, run, slack_env, tool, until
 from tests.fakes.slack_api import FakeSlack
 
-from spanvisor_slack.pacing import Limit, MethodPacer
+from spanvisor_slack.pacing import BOARD, URGENT, Limit, MethodPacer
 
 TOOL_NAME = re.compile(r"probe_\d+_\d+")
 
@@ -261,3 +261,32 @@ def test_calls_waiting_together_go_best_rank_first_then_oldest(ranks: list[int])
 
     order = asyncio.run(main())
     assert order == sorted(range(len(ranks)), key=lambda i: (ranks[i], i))
+
+
+def test_a_board_finds_the_call_kept_for_it_while_parents_wait() -> None:
+    """With a call of the bucket kept for boards (issue 67, .board), the
+    parents' edits leave the bucket's last call alone: a board that comes
+    due takes it at once, ahead of them, and the parents still all go."""
+
+    async def main() -> None:
+        clock = ManualClock()
+        pacer = MethodPacer(clock, {"chat.update": Limit(60.0, 3)})
+        pacer.reserve("chat.update", 1)
+        granted: dict[str, float] = {}
+
+        async def call(name: str, rank: int) -> None:
+            assert await pacer.take("chat.update", key=name, rank=rank, paused_until=lambda: 0.0) == "go"
+            granted[name] = clock.now()
+
+        parents = [asyncio.create_task(call(f"p{i}", URGENT)) for i in range(5)]
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert set(granted) == {"p0", "p1"}  # a burst of 3, one kept
+        board = asyncio.create_task(call("board", BOARD))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert granted.get("board") == clock.now() == 0.0  # at once: no refill waited for
+        await _drive(clock, [*parents, board])
+        assert len(granted) == 6 and max(granted.values()) > 0.0
+
+    asyncio.run(main())
