@@ -203,6 +203,7 @@ class Serve:
         full = {k: v for k, v in os.environ.items() if not k.startswith(("SPANVISOR_", "SLACK_"))}
         full.update(
             SPANVISOR_DATA_DIR=str(data_dir),
+            SPANVISOR_OPEN="1",  # no token: the clients here send none
             SPANVISOR_SINKS="prometheus",
             SPANVISOR_EMBEDDED_DB="false",
             SPANVISOR_OTLP_BIND="127.0.0.1",

@@ -108,6 +108,7 @@ def serve(
         **os.environ,
         **extra,
         "SPANVISOR_DATA_DIR": str(data_dir),
+        "SPANVISOR_OPEN": "1",  # no token: the clients here send none
         "SPANVISOR_DATABASE_URL": db_url,
         "SPANVISOR_SINKS": sinks,
         "SPANVISOR_OTLP_BIND": "127.0.0.1",

@@ -127,6 +127,7 @@ def start_serve(tmp: Path, policy: Path) -> tuple[subprocess.Popen[bytes], str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SPANVISOR_", "OTEL_", "SLACK_"))}
     env |= {
         "SPANVISOR_DATA_DIR": str(tmp / "serve"),
+        "SPANVISOR_OPEN": "1",  # no token: the hooks measured here send none
         "SPANVISOR_SINKS": "console",
         "SPANVISOR_OTLP_BIND": "127.0.0.1",
         "SPANVISOR_OTLP_HTTP_PORT": "0",

@@ -100,6 +100,7 @@ class Server:
         env = {
             **os.environ,
             "SPANVISOR_DATA_DIR": data_dir,
+            "SPANVISOR_OPEN": "1",  # no token: the clients here send none
             "SPANVISOR_SINKS": sinks,
             "SPANVISOR_EMBEDDED_DB": "false",
             "SPANVISOR_OTLP_BIND": "127.0.0.1",

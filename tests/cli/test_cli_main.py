@@ -44,6 +44,7 @@ TESTED_ELSEWHERE = {
     "follow": "tests/stream/test_follow.py (python -m spanvisor.cli follow against a real receiver)",
     "demo": "tests/demo/test_demo_end_to_end.py (python -m spanvisor.cli.main demo --fast)",
     "serve": "tests/receiver/serve_proc.py (python -m spanvisor.cli serve)",
+    "token": "tests/receiver/test_first_start_token.py (the token serve made, printed)",
     "gate serve": "tests/gate/test_system_gate.py (spanvisor gate serve as another user)",
     "slack setup": "tests/slack/test_slack_setup.py (spanvisor slack setup against the fake Slack)",
     "migrate": "tests/postgres/test_cli.py::test_migrate_is_a_no_op_on_a_current_schema",

@@ -114,13 +114,14 @@ class Collector:
     log: Path
     metrics_port: int | None = None
     proc: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] | None = None  # its environment at every start (None: this one)
 
     def start(self, port: int) -> None:
         out = self.log.open("ab")
         extra = self.config.with_name(self.config.stem + ".telemetry.yaml")
         extra.write_text(telemetry(self.metrics_port))
         argv = [str(self.binary), "--config", str(self.config), "--config", str(extra)]
-        self.proc = subprocess.Popen(argv, stdout=out, stderr=out)
+        self.proc = subprocess.Popen(argv, stdout=out, stderr=out, env=self.env)
 
         def listening() -> bool:
             assert self.proc is not None and self.proc.poll() is None, self.log_text()[-4000:]

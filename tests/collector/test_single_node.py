@@ -56,10 +56,14 @@ def setup(pg_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         # A fixed port: a serve started again is where the Collector sends.
         "SPANVISOR_OTLP_HTTP_PORT": str(serve_port),
         "SPANVISOR_SINKS": "postgres",
+        # Not open: serve makes its token at its first start, and the
+        # Collector on the same host is given it as the config says.
+        "SPANVISOR_OPEN": "0",
     }
     serve = ServeProcess(root / "serve", env, start=False)
     serve.start(timeout=300)
-    collector = Collector(binary, config, root / "collector.log")
+    token = (root / "serve" / "serve-token").read_text().strip()
+    collector = Collector(binary, config, root / "collector.log", env={**os.environ, "SPANVISOR_OTLP_TOKEN": token})
     collector.start(http)
     try:
         yield Setup(serve, collector, db_url, http)

@@ -128,9 +128,13 @@ class ServeProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = self.data_dir / f"serve-{len(self.logs)}.log"
         self.logs.append(log)
+        # The suite's serves run open on loopback (SPANVISOR_OPEN) unless the
+        # test says otherwise: the token serve makes at its first start has
+        # its own tests (test_first_start_token.py).
+        env = {"SPANVISOR_OPEN": "1", **self.env}
         with log.open("w") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "spanvisor.cli", "serve"], env=self.env, stdout=out, stderr=subprocess.STDOUT
+                [sys.executable, "-m", "spanvisor.cli", "serve"], env=env, stdout=out, stderr=subprocess.STDOUT
             )
 
         def serving() -> re.Match[str] | None:

@@ -2,9 +2,10 @@
 the token ``spanvisor serve`` keeps for itself, found by this machine's
 clients for a loopback URL only; a remote URL never gets it.
 
-Until serve makes the file itself at its first start, these tests write it
-as serve will (``servetoken.make_or_read``) and start serve with that token
-configured. Real processes: serve, ``spanvisor approvals``/``cancel``.
+``spanvisor serve`` with no token configured makes the file at its first
+start and requires its token; ``SPANVISOR_OPEN`` is the way to run with none;
+a file that cannot be trusted stops serve with the reason. Real processes:
+serve, ``spanvisor approvals``/``cancel``, raw OTLP/HTTP posts.
 """
 
 from __future__ import annotations
@@ -12,9 +13,12 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import stat
 import subprocess
 import sys
 import threading
+import urllib.error
+import urllib.request
 from argparse import Namespace
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,13 +36,89 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[ServeProcess]:
     data = tmp_path / "serve"
-    token, made = servetoken.make_or_read(servetoken.token_path(data))
-    assert made
-    serve = ServeProcess(data, console_env(data, SPANVISOR_OTLP_TOKEN=token))
+    serve = ServeProcess(data, console_env(data, SPANVISOR_OPEN="0"))
     try:
         yield serve
     finally:
         serve.stop()
+
+
+def _post(port: int, token: str | None) -> int:
+    """An empty OTLP/JSON trace export to serve; its HTTP status."""
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/traces", data=b'{"resourceSpans": []}', headers=headers, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def test_serve_makes_its_token_at_first_start_requires_it_and_keeps_it(served: ServeProcess) -> None:
+    path = served.data_dir / "serve-token"
+    st = path.stat()
+    assert stat.S_IMODE(st.st_mode) == 0o600 and st.st_uid == os.getuid()
+    token = path.read_text().strip()
+    assert len(token) >= 40
+    said = served.log_text()
+    assert f"made serve's token in {path}" in said and token not in said  # where, never what
+    assert _post(served.http, None) == 401
+    assert _post(served.http, "wrong") == 401
+    assert _post(served.http, token) == 200
+    # This user's commands on this machine find it: spanvisor token prints it
+    # (for an agent's OTEL_EXPORTER_OTLP_HEADERS), spanvisor emit sends it.
+    mine = _client_env(served.data_dir)
+    printed = _spanvisor(mine, "token")
+    assert printed.returncode == 0 and printed.stdout.strip() == token, printed
+    emitted = _spanvisor(mine, "emit", "start", "--task", "t-1", "--endpoint", f"http://127.0.0.1:{served.http}")
+    assert emitted.returncode == 0, emitted
+    none = _spanvisor(_client_env(served.data_dir.parent / "elsewhere"), "token")
+    assert none.returncode == 1 and "makes it at its first start" in none.stderr
+    # A restart reads the same token back.
+    assert served.terminate() == 0
+    served.start()
+    assert path.read_text().strip() == token and f"using serve's token in {path}" in served.log_text()
+    assert _post(served.http, token) == 200
+
+
+def test_open_or_a_configured_token_makes_no_file(tmp_path: Path) -> None:
+    data = tmp_path / "open"
+    serve = ServeProcess(data, console_env(data, SPANVISOR_OPEN="1"))
+    try:
+        assert _post(serve.http, None) == 200
+        assert not (data / "serve-token").exists()
+        assert "SPANVISOR_OPEN: serve runs with no token" in serve.log_text()
+    finally:
+        serve.stop()
+    data = tmp_path / "configured"
+    serve = ServeProcess(data, console_env(data, SPANVISOR_OPEN="0", SPANVISOR_OTLP_TOKEN="mine-configured"))
+    try:
+        assert _post(serve.http, None) == 401 and _post(serve.http, "mine-configured") == 200
+        assert not (data / "serve-token").exists()
+    finally:
+        serve.stop()
+
+
+@pytest.mark.parametrize("problem", ["others may read it", "a symlink"])
+def test_a_token_file_that_cannot_be_trusted_stops_serve_with_the_reason(tmp_path: Path, problem: str) -> None:
+    data = tmp_path / "serve"
+    data.mkdir()
+    path = data / "serve-token"
+    if problem == "a symlink":
+        (tmp_path / "elsewhere").write_text("planted-token\n")
+        path.symlink_to(tmp_path / "elsewhere")
+    else:
+        path.write_text("planted-token\n")
+        path.chmod(0o644)
+    env = {**console_env(data, SPANVISOR_OPEN="0"), "SPANVISOR_DATA_DIR": str(data)}
+    got = _spanvisor(env, "serve")
+    assert got.returncode != 0
+    said = got.stdout + got.stderr
+    assert "token file" in said and "planted-token" not in said, said
 
 
 def _spanvisor(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -60,6 +60,12 @@ def handler(args: argparse.Namespace, config: Config) -> int:
         sent = 100.0 if progress > 100 else 0.0  # below 0, or not a number
         print(f"spanvisor emit: --progress {progress:g} is outside 0-100: sent as {sent:g}", file=sys.stderr)
         args.progress = sent
+    # No token given: the local serve's own (its data dir's serve-token), for
+    # a loopback endpoint only (the default one is).
+    from spanvisor.gate import servetoken
+
+    where = args.endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "http://localhost:4318"
+    args.token = servetoken.bearer_for(where, args.token)
     now = time.time_ns()
     if args.kind in ("start", "heartbeat"):
         trace_id, root_id = emit_spans.task_ids(args.task)
@@ -123,7 +129,7 @@ def register(subparsers: Any) -> None:
         p.add_argument(
             "--token",
             default=os.environ.get("SPANVISOR_OTLP_TOKEN"),
-            help="bearer token (default: $SPANVISOR_OTLP_TOKEN)",
+            help="bearer token (default: $SPANVISOR_OTLP_TOKEN; for a loopback endpoint, the local serve's own)",
         )
         p.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
         p.set_defaults(func=handler)

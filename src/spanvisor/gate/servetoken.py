@@ -24,7 +24,6 @@ answer.
 from __future__ import annotations
 
 import os
-import secrets
 import stat
 from collections.abc import Mapping
 from pathlib import Path
@@ -97,6 +96,8 @@ def make_or_read(path: str | os.PathLike[str]) -> tuple[str, bool]:
     got = read(path)
     if got is not None:
         return got, False
+    import secrets  # only here: the hook's cold start reads, never makes
+
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     token = secrets.token_urlsafe(32)

@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import logging
 import signal
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,17 @@ SETTINGS: tuple[Setting, ...] = (
         secret=True,
     ),
     Setting(
+        "open",
+        "SPANVISOR_OPEN",
+        p_bool,
+        False,
+        "With no SPANVISOR_OTLP_TOKEN: serve with no token at all, so every local process may send telemetry "
+        "and, unless SPANVISOR_DECIDE_TOKEN is set, approve, reject and cancel. Off: serve makes a token at its "
+        "first start in <data dir>/serve-token (mode 0600) and requires it; this machine's spanvisor commands, "
+        "hooks and launcher read it for a loopback URL.",
+        "true or false",
+    ),
+    Setting(
         "tls_cert",
         "SPANVISOR_TLS_CERT",
         p_opt_str,
@@ -198,6 +210,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--grpc-port", type=port_flag, help="override SPANVISOR_OTLP_GRPC_PORT")
     p.add_argument("--admin-port", type=port_flag, help="override SPANVISOR_ADMIN_PORT")
     p.set_defaults(func=handler)
+    t = subparsers.add_parser(
+        "token",
+        help="print the token spanvisor serve made at its first start (for an agent's OTEL_EXPORTER_OTLP_HEADERS)",
+    )
+    t.set_defaults(func=print_token)
 
 
 def serve_config(config: Config, args: argparse.Namespace | None = None) -> Config:
@@ -397,7 +414,62 @@ async def run(config: Config, stop: asyncio.Event | None = None) -> int:
     return 0
 
 
+def own_token(config: Config) -> Config:
+    """``config`` with serve's token: the one configured (SPANVISOR_OTLP_TOKEN),
+    none under SPANVISOR_OPEN, else the one serve made at its first start
+    (:mod:`spanvisor.gate.servetoken`: made 0600, kept in the data dir, read
+    back at every start, never logged). A token file that cannot be trusted
+    stops serve with the reason (:class:`ConfigError`)."""
+    if config.get("otlp_token"):
+        return config
+    if config.get("open"):
+        log.warning(
+            "SPANVISOR_OPEN: serve runs with no token; every local process may send telemetry%s",
+            "" if config.get("decide_token") else " and approve, reject and cancel",
+        )
+        return config
+    from spanvisor.config import ConfigError
+    from spanvisor.gate import servetoken
+
+    path = servetoken.token_path(config.data_dir)
+    try:
+        token, made = servetoken.make_or_read(path)
+    except servetoken.TokenFileError as exc:
+        raise ConfigError(f"{exc} (or set SPANVISOR_OTLP_TOKEN)") from None
+    log.info(
+        "%s serve's token in %s (mode 0600): this machine's spanvisor commands, hooks and launcher read it; give it "
+        "to agents and Collectors elsewhere as SPANVISOR_OTLP_TOKEN (Authorization: Bearer); SPANVISOR_OPEN=1 "
+        "runs with none",
+        "made" if made else "using",
+        path,
+    )
+    return config.with_values(otlp_token=token)
+
+
+def print_token(args: argparse.Namespace, config: Config) -> int:
+    """``spanvisor token``: the token in this data dir's serve-token, for this
+    user's agents on this machine (``Authorization=Bearer $(spanvisor token)``)."""
+    from spanvisor.gate import servetoken
+
+    path = servetoken.token_path(config.data_dir)
+    try:
+        token = servetoken.read(path)
+    except servetoken.TokenFileError as exc:
+        print(f"spanvisor token: {exc}", file=sys.stderr)
+        return 1
+    if token is None:
+        print(
+            f"spanvisor token: no {path}: spanvisor serve makes it at its first start "
+            "(unless SPANVISOR_OTLP_TOKEN or SPANVISOR_OPEN is set), with this SPANVISOR_DATA_DIR",
+            file=sys.stderr,
+        )
+        return 1
+    print(token)
+    return 0
+
+
 def handler(args: argparse.Namespace, config: Config) -> int:
     config = serve_config(config, args)
     preflight(config)  # a bad people file, another serve on this journal: one line, before anything starts
+    config = own_token(config)
     return asyncio.run(run(config))

@@ -235,8 +235,8 @@ class Receiver:
         if s.bind in LOOPBACK:
             log.info(
                 "listening on %s only: other machines cannot reach serve; to open it, bind to 0.0.0.0 "
-                "(SPANVISOR_OTLP_BIND=0.0.0.0 or --bind 0.0.0.0), set SPANVISOR_OTLP_TOKEN, and name the host "
-                "clients use in SPANVISOR_ALLOWED_HOSTS",
+                "(SPANVISOR_OTLP_BIND=0.0.0.0 or --bind 0.0.0.0), give its clients its token (SPANVISOR_OTLP_TOKEN, "
+                "or the one it made in its data dir), and name the host clients use in SPANVISOR_ALLOWED_HOSTS",
                 s.bind,
             )
         if not s.token and s.http_port is not None and s.bind not in LOOPBACK:
