@@ -3,6 +3,9 @@ printed: each page's blocks run in order in a scratch folder, as a reader
 pastes them (tests/docs/blocks.py says how, and how a block that cannot run
 here is marked and why).
 
+A page that runs a Collector (``<!-- test-page: needs otelcol-contrib -->``)
+gets the one built for the tests first on its PATH under that name.
+
 Not run, each marked on its page with the reason: ``make demo`` and
 ``make test`` (the demo's tests and this suite are those), ``pip install``
 (no network), and what needs a Slack workspace, a coding-agent CLI with its
@@ -11,6 +14,7 @@ model account, Docker or a Grafana.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -18,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.collector.build import as_otelcol_contrib
 from tests.conftest import require
 from tests.conftest_pg import scratch_dir
 from tests.docs.blocks import ROOT, PageRun, parse
@@ -45,7 +50,14 @@ def scratch() -> Iterator[Path]:
 def test_every_block_of_the_page_works_as_printed(page: Path, scratch: Path) -> None:
     run = PageRun(page, scratch)
     for tool in run.needs:
-        require(tool)
+        if tool == "otelcol-contrib":
+            # The Collector built for the tests (tests/collector/build.py), under
+            # the name the docs give the contrib distribution: it has every
+            # component the shipped configs use, at the same release.
+            folder = as_otelcol_contrib(scratch / "collector-bin")
+            run.env["PATH"] = f"{folder}{os.pathsep}{run.env['PATH']}"
+        else:
+            require(tool)
     run.run()
     assert run.ran, f"{page.name}: no block ran"
 
