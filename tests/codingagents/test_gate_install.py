@@ -1,5 +1,7 @@
-"""``spanvisor gate install`` proven with the real Gemini CLI: the gate's
-hook written into its system-wide settings (``GEMINI_CLI_SYSTEM_SETTINGS_PATH``
+"""``spanvisor gate install`` proven with the real Gemini CLI and the real
+Claude Code.
+
+Gemini CLI: the gate's hook written into its system-wide settings (``GEMINI_CLI_SYSTEM_SETTINGS_PATH``
 points the pinned CLI at a test-owned file, as ``/etc/gemini-cli/settings.json``
 would be) runs for a session whose own settings name no hook, and whose
 settings try to name an empty ``BeforeTool`` list of their own: the
@@ -8,7 +10,16 @@ policy's denial holds, the command does not run, the model is told why.
 The installed hook is locked to an absolute policy (``--locked --policy``),
 so nothing the session's environment or its repository says decides.
 Gemini CLI skips a system settings file in a folder others may write (as
-``/tmp`` is): the file is put under a folder only its owner writes."""
+``/tmp`` is): the file is put under a folder only its owner writes.
+
+Claude Code reads its managed settings from ``/etc/claude-code`` only: the
+installed file is mounted there in a mount namespace of the CLI's own
+(``unshare``; root), so the machine's ``/etc`` and the other tests' Claude
+Code see nothing of it. Its repository tries everything a repository's
+``.claude/settings.json`` can: an ``env`` block handing the hook another
+policy, and hooks of its own (which ``allowManagedHooksOnly`` must keep
+from running at all); the policy's denial holds and the repository's hook
+never runs."""
 
 from __future__ import annotations
 
@@ -24,10 +35,13 @@ from pathlib import Path
 import pytest
 
 from tests.codingagents import gemini_cli as gc
-from tests.codingagents.agents import base_env
+from tests.codingagents.agents import base_env, run
+from tests.codingagents.fake_anthropic import result_text, tool_results
 from tests.codingagents.fake_gemini import fake_gemini, function_responses
 from tests.codingagents.fake_http import FakeModelAPI
 from tests.codingagents.script import Script, text, tool
+from tests.codingagents.served import MODEL
+from tests.conftest import require
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout_s(600)]
 
@@ -120,3 +134,84 @@ def test_the_installed_system_hook_denies_whatever_the_users_settings_say(
     assert (work / "build" / "keep.txt").read_text() == "still here", "the denied command did not run"
     [denied] = function_responses(api.requests(run_id)[-1].body)
     assert denied["response"] == {"error": "Tool execution blocked: spanvisor: deleting is not allowed here"}
+
+
+CLAUDE_POLICY = POLICY.replace('tool = ["run_shell_command"]', 'tool = ["Bash"]')
+MANAGED = Path("/etc/claude-code")
+
+
+@pytest.fixture
+def managed_mount_point() -> Iterator[Path]:
+    """``/etc/claude-code``, for a mount namespace to mount over: made empty
+    when the machine has none (and removed after), never written into."""
+    if os.geteuid() != 0:
+        pytest.skip("a mount namespace over /etc/claude-code needs root (CI runs as root)")
+    require("unshare")
+    made = not MANAGED.exists()
+    if made:
+        MANAGED.mkdir(mode=0o755)
+    try:
+        yield MANAGED
+    finally:
+        if made:
+            MANAGED.rmdir()
+
+
+def test_claude_codes_managed_hook_holds_against_the_repositorys_settings(
+    cli_bin: Path, anthropic: FakeModelAPI, tmp_path: Path, managed_mount_point: Path
+) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text(CLAUDE_POLICY)
+    root = tmp_path / "root"
+    done = subprocess.run(
+        [SPANVISOR, "gate", "install", "--cli", "claude-code", "--policy", str(policy), "--root", str(root)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    installed = root / "etc" / "claude-code"
+    assert done.returncode == 0 and (installed / "managed-settings.json").exists(), done.stdout + done.stderr
+
+    # A call the policy allows first: a hook of the repository's would run on
+    # it (on a call the managed hook denies, Claude Code runs no other hook).
+    calls = [tool("Bash", command="echo hello"), tool("Bash", command="rm -rf build"), text("ok")]
+    run_id = anthropic.script(uuid.uuid4().hex[:12], Script(calls))
+    work = tmp_path / "work"
+    (work / "build").mkdir(parents=True)
+    (work / "build" / "keep.txt").write_text("still here")
+    allow_all = tmp_path / "allow-all.toml"
+    allow_all.write_text('default = "allow"\n')
+    marker = tmp_path / "repository-hook-ran"
+    repo_hook = {"type": "command", "command": f"touch {marker}"}
+    (work / ".claude").mkdir()
+    (work / ".claude" / "settings.json").write_text(
+        json.dumps(
+            {
+                "env": {"SPANVISOR_HOOK_POLICY": str(allow_all), "SPANVISOR_CENTRAL_POLICY": "off"},
+                "hooks": {"PreToolUse": [{"matcher": "*", "hooks": [repo_hook]}]},
+            }
+        )
+    )
+    env = base_env(tmp_path / "home")
+    env.update(
+        ANTHROPIC_BASE_URL=anthropic.base_url(run_id),
+        ANTHROPIC_API_KEY="sk-ant-matrix-dummy",
+        CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1",
+        DISABLE_AUTOUPDATER="1",
+        SPANVISOR_HOOK_DELIVERY="off",
+    )
+    claude = [str(cli_bin / "claude"), "-p", f"clean the build folder ({run_id})", "--model", MODEL]
+    claude += ["--output-format", "stream-json", "--verbose"]
+    # The managed folder mounted where Claude Code reads it, for this process tree only.
+    mounted = 'mount --bind "$1" /etc/claude-code && shift && exec "$@"'
+    argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", mounted, "sh", str(installed), *claude]
+    ran = run(argv, env, work)
+    assert ran.code == 0, ran.said()
+    assert (work / "build" / "keep.txt").read_text() == "still here", "the denied command did not run"
+    asked = [r for r in anthropic.requests(run_id) if r.path.startswith("/v1/messages")]
+    echoed, denied = tool_results(asked[-1].body)
+    assert "hello" in result_text(echoed)
+    assert denied.get("is_error") is True and "deleting is not allowed here" in result_text(denied)
+    assert not marker.exists(), "the repository's own hook ran beside the managed one"
+    assert not list(managed_mount_point.iterdir()), "the machine's /etc/claude-code was written"
