@@ -35,8 +35,11 @@ from pathlib import Path
 import pytest
 
 from tests.codingagents import gemini_cli as gc
+from tests.codingagents import qwen_code as qw
 from tests.codingagents.agents import base_env, run
 from tests.codingagents.fake_anthropic import result_text, tool_results
+from tests.codingagents.fake_chat import fake_chat, turns
+from tests.codingagents.fake_chat import tool_results as chat_results
 from tests.codingagents.fake_gemini import fake_gemini, function_responses
 from tests.codingagents.fake_http import FakeModelAPI
 from tests.codingagents.script import Script, text, tool
@@ -215,3 +218,61 @@ def test_claude_codes_managed_hook_holds_against_the_repositorys_settings(
     assert denied.get("is_error") is True and "deleting is not allowed here" in result_text(denied)
     assert not marker.exists(), "the repository's own hook ran beside the managed one"
     assert not list(managed_mount_point.iterdir()), "the machine's /etc/claude-code was written"
+
+
+@pytest.fixture(scope="module")
+def chat() -> Iterator[FakeModelAPI]:
+    fake = fake_chat()
+    try:
+        yield fake
+    finally:
+        fake.close()
+
+
+@pytest.mark.parametrize("user_hooks", [False, True])
+def test_qwen_codes_system_hook_denies_whatever_the_users_settings_say(
+    cli_bin: Path, chat: FakeModelAPI, tmp_path: Path, system_dir: Path, user_hooks: bool
+) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text(POLICY)  # Qwen Code's shell tool has Gemini CLI's name
+    system = system_dir / "qwen-code" / "settings.json"
+    done = subprocess.run(
+        [SPANVISOR, "gate", "install", "--cli", "qwen", "--policy", str(policy)],
+        env={**os.environ, "QWEN_CODE_SYSTEM_SETTINGS_PATH": str(system)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0 and system.exists() and "⚠" not in done.stdout, done.stdout + done.stderr
+
+    run_id = chat.script(uuid.uuid4().hex[:12], Script([tool(qw.SHELL, command="rm -rf build"), text("ok")]))
+    home = tmp_path / "home"
+    settings: dict[str, object] = {
+        "security": {"auth": {"selectedType": "openai"}},
+        "model": {"name": qw.MODEL, "generationConfig": {"maxRetries": 0}},
+        "general": {"maxAttempts": 1, "enableAutoUpdate": False},
+        "privacy": {"usageStatisticsEnabled": False},
+    }
+    if user_hooks:  # the user's (or a repository's) try to have no gate
+        settings["hooks"] = {"PreToolUse": []}
+    (home / ".qwen").mkdir(parents=True)
+    (home / ".qwen" / "settings.json").write_text(json.dumps(settings))
+    env = base_env(home)
+    env.update(
+        OPENAI_BASE_URL=chat.base_url(run_id, "/v1"),
+        OPENAI_API_KEY="sk-matrix-dummy",
+        OPENAI_MODEL=qw.MODEL,
+        QWEN_CODE_TRUST_WORKSPACE="true",
+        QWEN_CODE_SUPPRESS_YOLO_WARNING="1",
+        QWEN_CODE_SYSTEM_SETTINGS_PATH=str(system),
+        SPANVISOR_HOOK_DELIVERY="off",
+    )
+    work = tmp_path / "work"
+    (work / "build").mkdir(parents=True)
+    (work / "build" / "keep.txt").write_text("still here")
+    ran = qw.qwen(cli_bin, work, env, f"clean the build folder ({run_id})")
+    assert ran.code == 0, ran.said()
+    assert (work / "build" / "keep.txt").read_text() == "still here", "the denied command did not run"
+    [denied] = chat_results(turns(chat, run_id)[-1])
+    assert "deleting is not allowed here" in denied, denied
