@@ -193,6 +193,11 @@ def _claude_code(found: Findings) -> None:
     warned, ok = hook_entries.claude_code_findings(os.environ, os.getcwd())
     found.warnings += warned
     found.checked += ok
+    # Every other CLI whose settings name hooks: the same look, and a CLI on
+    # PATH that no settings gate.
+    warned, ok = hook_entries.installed_findings(os.environ, os.getcwd())
+    found.warnings += warned
+    found.checked += ok
 
 
 def cmd_check(args: argparse.Namespace, config: Config) -> int:

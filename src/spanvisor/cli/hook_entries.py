@@ -103,6 +103,80 @@ def claude_code_findings(env: Mapping[str, str], cwd: str) -> tuple[list[str], l
     return warned, ok
 
 
+def installed_findings(env: Mapping[str, str], cwd: str) -> tuple[list[str], list[str]]:
+    """``spanvisor check``'s look at every other CLI's settings that its
+    adapter names (the user's, the project's, the system's): for each gate
+    entry, what makes it fail open (a command that is not an absolute path,
+    or not there; one that takes its policy from its environment), and whose
+    file it is (a file its user may change protects against mistakes, not
+    against a hostile agent of that user); and a CLI on PATH whose settings
+    hold no gate at all. (warnings, what passed). Claude Code's entries are
+    :func:`claude_code_findings`'; OpenCode's plugin is check_opencode's."""
+    from pathlib import Path
+
+    from spanvisor.clis import registry
+    from spanvisor.gate.clitimeout import read_settings, settings_files
+
+    clean = {k: v for k, v in env.items() if not k.startswith("SPANVISOR_")}
+    warned: list[str] = []
+    ok: list[str] = []
+    for adapter in registry.every():
+        if adapter.name == "claude-code" or adapter.hook_setup("spanvisor hook", TIMEOUT_S) is None:
+            continue  # Claude Code: its own look (onFailure too); a hook of its own file: not in settings
+        gated = False
+        for path in settings_files(adapter.name, clean, cwd):
+            for command, _ in adapter.hook_timeouts(read_settings(path)):
+                if not _is_gate(command):
+                    continue
+                gated = True
+                where = f"{adapter.title}'s hook in {path}"
+                weak = command_weaknesses(command)
+                warned += [f"{where}: {w}" for w in weak]
+                if not weak:
+                    ok.append(f"{where}: an absolute path, locked{_whose(Path(path))}")
+        on_path = [b for b in adapter.binaries if shutil.which(b, path=env.get("PATH"))]
+        if on_path and not gated:
+            warned.append(
+                f"{adapter.title} ({on_path[0]} on PATH): none of its settings runs the gate, so outside "
+                f"`spanvisor run` its tool calls are not asked (spanvisor gate install, or spanvisor assets export)"
+            )
+    return warned, ok
+
+
+def command_weaknesses(command: str) -> list[str]:
+    """What makes a gate command fail open or decide by what a repository
+    can set, whatever the CLI; empty when nothing does."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return ["its command cannot be read as a command line"]
+    out = []
+    if words and not os.path.isabs(words[0]):
+        out.append(
+            f"its command {words[0]!r} is not an absolute path (not found on the CLI's PATH, it exits 127 "
+            "and some CLIs then run the call)"
+        )
+    elif words and not os.access(words[0], os.X_OK):
+        out.append(f"its command {words[0]} is not there or not executable (the hook cannot start)")
+    if "--locked" not in words and "--gate" not in words:
+        out.append("it is not --locked (a repository's settings or the session's environment can change its policy)")
+    return out
+
+
+def _whose(path: Any) -> str:
+    """'' for a file only root may change; else who may, and what that means."""
+    try:
+        st = path.stat()
+    except OSError:
+        return ""
+    if st.st_uid == 0 and not st.st_mode & 0o022:
+        return ""
+    return (
+        f"; its file is not root's alone (uid {st.st_uid}, mode {st.st_mode & 0o777:04o}): it guards against "
+        "mistakes, not against a hostile agent of a user who may change it (spanvisor gate install)"
+    )
+
+
 def weaknesses(entry: Mapping[str, Any]) -> list[str]:
     """What makes an installed gate entry fail open, or decide by what a
     repository can set; empty when nothing does."""
@@ -125,8 +199,10 @@ __all__ = [
     "claude_code_command",
     "claude_code_findings",
     "claude_code_settings",
+    "command_weaknesses",
     "gate_command",
     "gate_commands",
+    "installed_findings",
     "spanvisor_path",
     "weaknesses",
 ]

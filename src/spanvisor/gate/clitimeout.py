@@ -111,6 +111,11 @@ def short_for(cli: str, policy_timeout_s: float, env: Mapping[str, str], cwd: st
     )
 
 
+def read_settings(path: Path) -> Any:
+    """A CLI's settings file (JSON, or TOML by its suffix); None when it cannot be read."""
+    return _read(path)
+
+
 def _read(path: Path) -> Any:
     try:
         with open(path, "rb") as f:
@@ -142,6 +147,7 @@ __all__ = [
     "launched_cli",
     "launched_settings",
     "limit",
+    "read_settings",
     "settings_files",
     "short_for",
 ]

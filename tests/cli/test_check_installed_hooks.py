@@ -1,0 +1,80 @@
+"""``spanvisor check`` looks at every CLI's installed gate (issue 62): for
+each gate entry in the settings its adapter names, whether it can fail open
+(a command that is not an absolute path or not there, one that is not
+locked) and whether its file is one the agent's user may change; and a CLI
+on PATH whose settings run no gate. The real command, in a HOME and PATH of
+the test's own."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+SPANVISOR = str(Path(sys.executable).with_name("spanvisor"))
+
+
+def _check(home: Path, bin_dir: Path, cwd: Path) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPANVISOR_", "GEMINI_", "QWEN_", "CODEX_"))}
+    env.update(HOME=str(home), PATH=f"{bin_dir}{os.pathsep}/usr/bin:/bin", SPANVISOR_DATA_DIR=str(home / "data"))
+    env.update(SPANVISOR_SINKS="console", GEMINI_CLI_SYSTEM_SETTINGS_PATH=str(home / "no-system-settings.json"))
+    env["QWEN_CODE_SYSTEM_SETTINGS_PATH"] = str(home / "no-system-settings.json")
+    done = subprocess.run(
+        [SPANVISOR, "check"], env=env, cwd=cwd, capture_output=True, text=True, timeout=120, check=False
+    )
+    return done.stdout + done.stderr
+
+
+def _fake_cli(bin_dir: Path, name: str) -> None:
+    path = bin_dir / name
+    path.write_text("#!/bin/sh\nexit 0\n")
+    path.chmod(0o755)
+
+
+def test_each_clis_gate_entry_is_read_and_what_fails_open_is_said(tmp_path: Path) -> None:
+    home, bin_dir, work = tmp_path / "home", tmp_path / "bin", tmp_path / "work"
+    for d in (home / ".gemini", home / ".codex", bin_dir, work):
+        d.mkdir(parents=True)
+    # Gemini CLI: a bare command that takes its policy from its environment.
+    bare = {
+        "hooks": {"BeforeTool": [{"matcher": "*", "hooks": [{"type": "command", "command": "spanvisor hook gemini"}]}]}
+    }
+    (home / ".gemini" / "settings.json").write_text(json.dumps(bare))
+    # Codex: absolute and locked, in the user's own file.
+    locked = f"{SPANVISOR} hook codex --locked --policy /etc/spanvisor/hook-policy.toml"
+    (home / ".codex" / "config.toml").write_text(
+        f'[[hooks.PreToolUse]]\n[[hooks.PreToolUse.hooks]]\ntype = "command"\ncommand = "{locked}"\ntimeout = 900\n'
+    )
+    (home / ".codex" / "config.toml").chmod(0o666)  # others may change it too
+    # Qwen Code on PATH, with no gate in any of its settings.
+    _fake_cli(bin_dir, "qwen")
+
+    said = _check(home, bin_dir, work)
+    gemini = home / ".gemini" / "settings.json"
+    assert f"Gemini CLI's hook in {gemini}: its command 'spanvisor' is not an absolute path" in said, said
+    assert f"Gemini CLI's hook in {gemini}: it is not --locked" in said, said
+    codex = home / ".codex" / "config.toml"
+    assert f"Codex's hook in {codex}: an absolute path, locked; its file is not root's alone" in said, said
+    assert "mode 0666): it guards against mistakes, not against a hostile agent" in said
+    assert "Qwen Code (qwen on PATH): none of its settings runs the gate" in said, said
+    # A CLI that is not installed and has no settings: nothing said of it.
+    assert "Copilot" not in said
+
+
+def test_a_system_gate_entry_is_locked_and_a_missing_command_is_said(tmp_path: Path) -> None:
+    home, bin_dir, work = tmp_path / "home", tmp_path / "bin", tmp_path / "work"
+    for d in (home / ".gemini", bin_dir, work):
+        d.mkdir(parents=True)
+    gone = str(tmp_path / "removed" / "spanvisor")
+    entries = [
+        {"type": "command", "command": f"{SPANVISOR} hook gemini --gate /run/spanvisor-gate/gate.sock"},
+        {"type": "command", "command": f"{gone} hook gemini --locked --policy /p.toml"},
+    ]
+    doc = {"hooks": {"BeforeTool": [{"matcher": "*", "hooks": entries}]}}
+    (home / ".gemini" / "settings.json").write_text(json.dumps(doc))
+    said = _check(home, bin_dir, work)
+    assert "Gemini CLI's hook in" in said and ": an absolute path, locked" in said, said
+    assert f"its command {gone} is not there or not executable" in said, said
+    assert "it is not --locked" not in said, said
