@@ -117,6 +117,7 @@ def install() -> Iterator[Install]:
         agent_home = _owned(root / "agent-home", AGENT, AGENT, 0o700)
         sock = run / "gate.sock"
         env = {**base_env(gate_home), "SPANVISOR_HOOK_DELIVERY": "off"}
+        log = (root / "gate.log").open("wb")
         proc = subprocess.Popen(
             [
                 *as_user(GATE, (AGENTS,)),
@@ -135,14 +136,20 @@ def install() -> Iterator[Install]:
                 "http://127.0.0.1:9",  # no serve here: the notes wait in the gate's own spool
             ],
             env=env,
-            stderr=subprocess.PIPE,
+            # A file, not a pipe nobody reads: a full pipe would hold the gate's
+            # writes, and its exit, for good.
+            stderr=log,
         )
         wait_until(sock.exists, 30, "the system gate's socket")
         yield Install(root, sock, policy, gate_home, agent_home, proc)
         proc.terminate()
-        # It stops on SIGTERM; under CI's own load (a load average of 11 on
-        # 2 cores seen) its exit took longer than 10 s once.
-        proc.wait(60)
+        # It stops on SIGTERM (its stderr went to a pipe nobody read before,
+        # and once, in a fresh-clone CI run, it did not exit within 10 s).
+        try:
+            proc.wait(30)
+        finally:
+            log.close()
+            print(f"--- the gate's stderr ---\n{(root / 'gate.log').read_text(errors='replace')[-4000:]}")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
