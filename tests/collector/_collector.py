@@ -34,6 +34,7 @@ from tests.waiting import wait_until
 
 SINGLE_NODE = ROOT / "collector-config" / "single-node.yaml"
 SIDECAR = ROOT / "collector-config" / "agent-sidecar.yaml"
+GATEWAY = ROOT / "collector-config" / "gateway.yaml"
 TOKENS = 1000 + 2000 + 3000  # agent_task's three model calls
 SPANS_PER_TASK = 19  # agent_task with plain_per_step=2: root, 3 x (model call + 2), 3 x (checkpoint + 2)
 WAIT_S = 180.0  # the Collector's retry waits up to 30 s between attempts (max_interval)
