@@ -16,8 +16,8 @@ with its three model calls' tokens once.
   serve never took (serve down meanwhile): the new Collector delivers it
   from disk once serve is back, once.
 * ``agent-sidecar.yaml``, verbatim too, in front of it, the agents over
-  OTLP/gRPC. (``gateway.yaml`` needs the contrib ``load_balancing``
-  exporter, which the module proxy does not serve: not run here.)
+  OTLP/gRPC. (``gateway.yaml`` runs in test_gateway.py, on a Collector of
+  an older release: the module proxy serves no newer ``load_balancing``.)
 """
 
 from __future__ import annotations
@@ -103,8 +103,8 @@ def test_agents_over_grpc_through_the_shipped_sidecar_then_the_single_node_colle
     setup: Setup, tmp_path: Path
 ) -> None:
     """agent-sidecar.yaml verbatim in front of the single-node Collector (in
-    the gateway's place: gateway.yaml needs the load_balancing exporter,
-    which cannot be built here), the agents over OTLP/gRPC."""
+    the gateway's place, which test_gateway.py runs on a build of its own),
+    the agents over OTLP/gRPC."""
     grpc, http = free_port(), free_port()
     config = tmp_path / "agent-sidecar.yaml"
     config.write_text(

@@ -37,6 +37,7 @@ is left is sent, waiting at most :data:`END_FLUSH_MS`.
 from __future__ import annotations
 
 import atexit
+import itertools
 import logging
 import os
 import threading
@@ -51,6 +52,7 @@ from opentelemetry.trace import Span
 
 from spanvisor.config.parsers import p_duration
 from spanvisor.spans import conventions as cv
+from spanvisor.spans.live import RECORD_ID
 
 log = logging.getLogger("spanvisor.live")
 
@@ -216,11 +218,18 @@ def _log_sender(exporters: list[Any], resource: Any) -> tuple[Callable[[list[Rec
         if owned is None:
             return None
     logger = provider.get_logger("spanvisor.live")
+    # Each record leaving the process is named (agent.record.id: this
+    # process's random prefix and a count), so a record a Collector sends
+    # again (the load_balancing exporter retries whole batches while a
+    # replica is down) is read once, as the conventions ask of any sender.
+    prefix = os.urandom(8).hex()
+    count = itertools.count()
 
     def send(batch: list[Record]) -> None:
         for root, name, t, attrs in batch:
             ctx = trace.set_span_in_context(root)
-            logger.emit(timestamp=t, context=ctx, event_name=name, attributes=dict(attrs))
+            said = {**attrs, RECORD_ID: f"{prefix}.{next(count)}"}
+            logger.emit(timestamp=t, context=ctx, event_name=name, attributes=said)
 
     return send, owned
 
