@@ -458,11 +458,12 @@ def test_a_tasks_live_records_reach_the_replica_that_holds_its_spans(gw: Gateway
 
 @pytest.mark.xfail(
     strict=True,
-    reason="a live record the gateway sends again is read again unless it carries an agent.record.id, which "
-    "spanvisor's own Python helper does not set: the load balancer retries a whole batch when one replica fails it",
+    reason="a live record the gateway sends again is read again unless it carries an agent.record.id (spanvisor's "
+    "own helper now sets one; a plain sender may not): the load balancer retries a whole batch when one replica "
+    "fails it",
 )
 def test_a_live_record_the_gateway_sends_again_while_a_replica_is_down_is_read_once(gw: Gateway) -> None:
-    """Records without ``agent.record.id`` (as the helper sends them) while
+    """Records without ``agent.record.id`` (as a plain OTel sender sends them) while
     one replica is stopped: the load balancer splits each batch by replica
     and, when one part fails, the batch goes back to its queue whole, so the
     part the live replica took reaches it again at every retry. A span's
