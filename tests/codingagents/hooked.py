@@ -127,8 +127,10 @@ class GateSession:
         )
         assert sorted((r["action"], r["outcome"], r["source"], r["actor"]) for r in rows) == want
         if shell_step is not None:
-            got = wait_until(lambda: steps(matrix, task_id) or None, WAIT_S, "the approved step")
-            assert f"{shell_step}({self.approved})" in got, got
+            want_step = f"{shell_step}({self.approved})"
+            # The steps arrive with the CLI's telemetry, one export after
+            # another: wait for the approved one, not for the first.
+            wait_until(lambda: want_step in steps(matrix, task_id), WAIT_S, f"the approved step {want_step}")
 
 
 def ruling(matrix: Matrix, task_id: str) -> str:
