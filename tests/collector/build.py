@@ -93,13 +93,17 @@ def build(dist: Dist = SINGLE_NODE_BUILD) -> Path:
     """The Collector's executable (``dist``'s: builder.yaml's by default),
     built when it is not yet."""
     out = binary(dist)
-    if os.access(out, os.X_OK):
+    # The executable is there before it is whole (Go writes it in place while
+    # another process builds under the lock): only a build that finished
+    # leaves this mark beside it.
+    built = out.with_name(out.name + ".built")
+    if built.exists() and os.access(out, os.X_OK):
         return out
     go = _go()
     OUT.mkdir(exist_ok=True)
     with (OUT / ".lock").open("w") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
-        if os.access(out, os.X_OK):
+        if built.exists() and os.access(out, os.X_OK):
             return out
         env = {**os.environ, "GOBIN": str(dist.gobin), "GOFLAGS": "-mod=mod"}
         env["PATH"] = str(Path(go).parent) + os.pathsep + env.get("PATH", os.defpath)
@@ -108,6 +112,7 @@ def build(dist: Dist = SINGLE_NODE_BUILD) -> Path:
         work.mkdir(exist_ok=True)
         shutil.copyfile(dist.config, work / "builder.yaml")
         _run([str(dist.gobin / "builder"), "--config", "builder.yaml"], work, env, "the builder")
+        built.touch()
     return out
 
 

@@ -322,6 +322,44 @@ def _grew(after: list[Samples], before: list[Samples], name: str, **labels: str)
     return [total(a, name, **labels) - total(b, name, **labels) for a, b in zip(after, before, strict=True)]
 
 
+def _start_gateway(binary: Path, root: Path, token: str, r1: int, r2: int) -> tuple[Collector, int, int, int]:
+    """The gateway Collector started in front of replicas on ``r1`` and ``r2``:
+    (it, its gRPC, HTTP and health ports). A port picked free can be taken
+    by another process before the Collector binds it (the suite runs beside
+    it): then it is started again on others."""
+    config = root / "gateway.yaml"
+    for attempt in range(3):
+        grpc, http, health = (free_port() for _ in range(3))
+        config.write_text(
+            verbatim(
+                GATEWAY,
+                {
+                    "0.0.0.0:4317": f"127.0.0.1:{grpc}",
+                    "0.0.0.0:4318": f"127.0.0.1:{http}",
+                    "0.0.0.0:13133": f"127.0.0.1:{health}",
+                    "/var/lib/otelcol/lb-queue": str(root / "lb-queue"),
+                    "spanvisor-1:4317": f"127.0.0.1:{r1}",
+                    "spanvisor-2:4317": f"127.0.0.1:{r2}",
+                },
+            )
+        )
+        collector = Collector(
+            binary,
+            config,
+            root / "gateway.log",
+            metrics_port=free_port(),
+            env={**os.environ, "SPANVISOR_OTLP_TOKEN": token},
+        )
+        try:
+            collector.start(http)
+            return collector, grpc, http, health
+        except AssertionError:
+            collector.stop()
+            if attempt == 2 or "address already in use" not in collector.log_text():
+                raise
+    raise AssertionError("unreachable")
+
+
 @pytest.fixture(scope="module")
 def gw(pg_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     binary = gateway()
@@ -329,40 +367,24 @@ def gw(pg_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gat
     token = secrets.token_urlsafe(24)
     db_url = pg_server.database()
     slack = FakeSlackThread()
-    grpc, http, health, r1, r2 = (free_port() for _ in range(5))
+    r1, r2 = free_port(), free_port()
     replicas = [_replica(root, f"spanvisor-{i + 1}", db_url, slack, port, token) for i, port in enumerate((r1, r2))]
-    config = root / "gateway.yaml"
-    config.write_text(
-        verbatim(
-            GATEWAY,
-            {
-                "0.0.0.0:4317": f"127.0.0.1:{grpc}",
-                "0.0.0.0:4318": f"127.0.0.1:{http}",
-                "0.0.0.0:13133": f"127.0.0.1:{health}",
-                "/var/lib/otelcol/lb-queue": str(root / "lb-queue"),
-                "spanvisor-1:4317": f"127.0.0.1:{r1}",
-                "spanvisor-2:4317": f"127.0.0.1:{r2}",
-            },
-        )
-    )
-    collector = Collector(
-        binary,
-        config,
-        root / "gateway.log",
-        metrics_port=free_port(),
-        env={**os.environ, "SPANVISOR_OTLP_TOKEN": token},
-    )
+    collector: Collector | None = None
     try:
         for r in replicas:
             r.start(timeout=300)
-        collector.start(http)
+        # Its ports picked once the replicas listen: the shortest window for
+        # another process to take one.
+        collector, grpc, http, health = _start_gateway(binary, root, token, r1, r2)
         yield Gateway(replicas, collector, slack, db_url, http, grpc, health)
     finally:
-        collector.stop()
+        if collector is not None:
+            collector.stop()
         for r in replicas:
             r.stop()
         slack.close()
-        print(f"--- the gateway's log ---\n{collector.log_text()[-6000:]}")
+        log = root / "gateway.log"
+        print(f"--- the gateway's log ---\n{log.read_text(errors='replace')[-6000:] if log.exists() else ''}")
 
 
 def test_tasks_through_the_shipped_gateway_open_live_and_land_whole_on_one_replica(gw: Gateway) -> None:
