@@ -61,6 +61,13 @@ reason = "deleting is not allowed here"
 """
 
 
+def _gate_install(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The real ``spanvisor gate install`` with ``args``."""
+    return subprocess.run(
+        [SPANVISOR, "gate", "install", *args], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
 def _owned_folder() -> Path:
     """A folder no one but its owner may write, up to ``/`` (not under /tmp)."""
     for base in (Path.home() / ".cache", Path("/run")):
@@ -100,14 +107,7 @@ def test_the_installed_system_hook_denies_whatever_the_users_settings_say(
     policy.write_text(POLICY)
     system = system_dir / "gemini-cli" / "settings.json"
     installer_env = {**os.environ, "GEMINI_CLI_SYSTEM_SETTINGS_PATH": str(system)}
-    done = subprocess.run(
-        [SPANVISOR, "gate", "install", "--cli", "gemini", "--policy", str(policy)],
-        env=installer_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = _gate_install("--cli", "gemini", "--policy", str(policy), env=installer_env)
     assert done.returncode == 0 and system.exists(), done.stdout + done.stderr
     assert "⚠" not in done.stdout, done.stdout
 
@@ -166,13 +166,7 @@ def test_claude_codes_managed_hook_holds_against_the_repositorys_settings(
     policy = tmp_path / "policy.toml"
     policy.write_text(CLAUDE_POLICY)
     root = tmp_path / "root"
-    done = subprocess.run(
-        [SPANVISOR, "gate", "install", "--cli", "claude-code", "--policy", str(policy), "--root", str(root)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = _gate_install("--cli", "claude-code", "--policy", str(policy), "--root", str(root))
     installed = root / "etc" / "claude-code"
     assert done.returncode == 0 and (installed / "managed-settings.json").exists(), done.stdout + done.stderr
 
@@ -236,13 +230,8 @@ def test_qwen_codes_system_hook_denies_whatever_the_users_settings_say(
     policy = tmp_path / "policy.toml"
     policy.write_text(POLICY)  # Qwen Code's shell tool has Gemini CLI's name
     system = system_dir / "qwen-code" / "settings.json"
-    done = subprocess.run(
-        [SPANVISOR, "gate", "install", "--cli", "qwen", "--policy", str(policy)],
-        env={**os.environ, "QWEN_CODE_SYSTEM_SETTINGS_PATH": str(system)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    done = _gate_install(
+        "--cli", "qwen", "--policy", str(policy), env={**os.environ, "QWEN_CODE_SYSTEM_SETTINGS_PATH": str(system)}
     )
     assert done.returncode == 0 and system.exists() and "⚠" not in done.stdout, done.stdout + done.stderr
 
