@@ -47,7 +47,10 @@ def approve_from(how: str, matrix: Matrix, req: dict[str, Any]) -> str:
     """Approve ``req`` from the terminal (``cli``) or Slack (``slack``); its task."""
     task_id = str(req["task_id"])
     if how == "slack":
-        parent, button = wait_until(lambda: matrix.approve_button(task_id), WAIT_S, "the Approve button in Slack")
+        approval = str(req["approval_id"])
+        parent, button = wait_until(
+            lambda: matrix.approve_button(task_id, approval), WAIT_S, "the Approve button of this request in Slack"
+        )
         assert matrix.click(parent, button) == 200
     else:
         matrix.spanvisor("approve", task_id, req["approval_id"], "--as", "bob", "--url", matrix.endpoint)

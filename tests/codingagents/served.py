@@ -134,17 +134,22 @@ class Matrix:
         assert done.returncode == 0, f"spanvisor {' '.join(args)}: {done.returncode}\n{done.stdout}\n{done.stderr}"
         return done.stdout
 
-    def approve_button(self, task_id: str) -> tuple[Any, dict[str, Any]] | None:
-        return self.button(task_id, A.APPROVE)
+    def approve_button(self, task_id: str, approval_id: str | None = None) -> tuple[Any, dict[str, Any]] | None:
+        """The Approve button; with ``approval_id``, only that request's (a
+        parent not yet edited may still show an earlier request's)."""
+        return self.button(task_id, A.APPROVE, approval_id)
 
-    def button(self, task_id: str, action_id: str) -> tuple[Any, dict[str, Any]] | None:
+    def button(self, task_id: str, action_id: str, approval_id: str | None = None) -> tuple[Any, dict[str, Any]] | None:
         """The task's Slack parent and its button ``action_id`` (approve, cancel …), once shown."""
         for parent in self.parents_of(task_id):
             blocks = list(parent.blocks) + [b for a in parent.attachments for b in a.get("blocks", [])]
             for block in blocks:
                 for e in block.get("elements", []) if block.get("type") == "actions" else []:
-                    if e.get("action_id") == action_id:
-                        return parent, e
+                    if e.get("action_id") != action_id:
+                        continue
+                    if approval_id is not None and f'"a":{json.dumps(approval_id)}' not in str(e.get("value")):
+                        continue
+                    return parent, e
         return None
 
     def parents_of(self, task_id: str) -> list[Any]:
