@@ -159,14 +159,16 @@ def test_the_local_cli_finds_the_token_through_the_data_dir(served: ServeProcess
     assert "unauthorized" in refused.stdout + refused.stderr, refused
     # localhost is loopback too.
     assert HttpSource(f"http://localhost:{served.http}", env=mine).token == token
-    assert HttpSource(f"http://[::1]:{served.http}", env=mine).token == token
+    # serve listens on 127.0.0.1 only: ::1 is nobody's socket, and gets nothing.
+    assert HttpSource(f"http://[::1]:{served.http}", env=mine).token is None
 
 
-def test_the_hook_takes_the_token_for_a_loopback_endpoint_only(tmp_path: Path) -> None:
+def test_the_hook_takes_the_token_for_a_loopback_endpoint_only(tmp_path: Path, listening: int) -> None:
     data = tmp_path / "data"
     token, made = servetoken.make_or_read(servetoken.token_path(data))
     assert made
     env = {"SPANVISOR_DATA_DIR": str(data)}
+    here = f"http://127.0.0.1:{listening}"
 
     def settled(**opts: str | None) -> Namespace:
         args = Namespace(**{o: None for o, _ in hook_config.OPTIONS}, locked=False)
@@ -174,12 +176,12 @@ def test_the_hook_takes_the_token_for_a_loopback_endpoint_only(tmp_path: Path) -
             setattr(args, k, v)
         return hook_config.settle(args, env).args
 
-    assert settled(endpoint="http://127.0.0.1:4318").otlp_token == token
+    assert settled(endpoint=here).otlp_token == token
     assert settled(endpoint="https://serve.example.com:4318").otlp_token is None
     # Records on loopback but the control API elsewhere: not sent either.
-    assert settled(endpoint="http://127.0.0.1:4318", url="https://serve.example.com").otlp_token is None
+    assert settled(endpoint=here, url="https://serve.example.com").otlp_token is None
     # A token given wins, and is the one sent.
-    assert settled(endpoint="http://127.0.0.1:4318", otlp_token="given").otlp_token == "given"
+    assert settled(endpoint=here, otlp_token="given").otlp_token == "given"
 
 
 def test_a_remote_url_never_gets_the_local_token(tmp_path: Path) -> None:
@@ -228,8 +230,101 @@ def test_a_remote_url_never_gets_the_local_token(tmp_path: Path) -> None:
         assert servetoken.bearer_for(remote, token, env) is None
         assert servetoken.bearer_for(remote, "a-remote-token", env) == "a-remote-token"
         assert HttpSource(remote, env=env).token is None
-    assert servetoken.bearer_for("http://127.0.0.1:4318", None, env) == token
     assert servetoken.bearer_for("http://127.0.0.1:4318", "given", env) == "given"
+
+
+@pytest.fixture
+def listening() -> Iterator[int]:
+    """A port this user listens on (as serve would), on 127.0.0.1."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        yield int(s.getsockname()[1])
+
+
+def test_the_local_token_goes_only_to_this_users_listener(tmp_path: Path, listening: int) -> None:
+    """Loopback port squatting: a port is anyone's to take. The file's
+    token goes to a loopback port only when the socket listening there is
+    this user's; nothing listening, or another user's socket, and it stays
+    home. A token passed explicitly is sent as told."""
+    import socket
+
+    data = tmp_path / "data"
+    token, _ = servetoken.make_or_read(servetoken.token_path(data))
+    env = {"SPANVISOR_DATA_DIR": str(data)}
+    for host in ("127.0.0.1", "localhost"):
+        url = f"http://{host}:{listening}"
+        assert servetoken.listener_owners(url) == {os.getuid()}
+        assert servetoken.bearer_for(url, None, env) == token
+        assert servetoken.for_url(url, env) == token
+        assert HttpSource(url, env=env).token == token
+    # Over IPv6 (and a socket on every address takes loopback connections too).
+    with socket.socket(socket.AF_INET6) as six:
+        six.bind(("::", 0))
+        six.listen()
+        port6 = int(six.getsockname()[1])
+        assert servetoken.bearer_for(f"http://[::1]:{port6}", None, env) == token
+        assert servetoken.bearer_for(f"http://127.0.0.1:{port6}", None, env) == token
+    # Nothing listens (serve not started yet): not sent.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = int(s.getsockname()[1])
+    assert servetoken.listener_owners(f"http://127.0.0.1:{closed}") == set()
+    assert servetoken.bearer_for(f"http://127.0.0.1:{closed}", None, env) is None
+    # The file's token passed along in a variable is still the file's: the same rule.
+    assert servetoken.bearer_for(f"http://127.0.0.1:{closed}", token, env) is None
+    assert servetoken.bearer_for(f"http://127.0.0.1:{closed}", "given", env) == "given"
+
+
+SQUATTER = """
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        print(repr(self.headers.get("Authorization")), flush=True)
+        body = b'{"approvals": []}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+s = http.server.HTTPServer(("127.0.0.1", 0), H)
+print(s.server_port, flush=True)
+s.serve_forever()
+"""
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="starting another user's process needs root")
+def test_another_users_squatter_on_the_port_never_gets_the_token(tmp_path: Path) -> None:
+    """Another user of the machine listens on the port first; this user's
+    real CLI (``spanvisor approvals``) asks it and sends no token; the
+    warning says whose socket it found, never the token."""
+    data = tmp_path / "data"
+    token, _ = servetoken.make_or_read(servetoken.token_path(data))
+    squatter = subprocess.Popen(
+        [sys.executable, "-c", SQUATTER],
+        user=65534,
+        group=65534,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={"PATH": os.environ.get("PATH", "")},
+        cwd="/",
+    )
+    try:
+        assert squatter.stdout is not None
+        port = int(squatter.stdout.readline())
+        url = f"http://127.0.0.1:{port}"
+        assert servetoken.listener_owners(url) == {65534}
+        got = _spanvisor(_client_env(data), "approvals", "--url", url)
+        assert got.returncode == 0, got
+        assert squatter.stdout.readline().strip() == "None"
+        assert "uid 65534" in got.stderr and token not in got.stdout + got.stderr, got
+    finally:
+        squatter.kill()
+        squatter.wait(10)
 
 
 def test_two_first_starts_agree_on_one_token(tmp_path: Path) -> None:

@@ -17,12 +17,24 @@ never sent to another host (:func:`bearer_for`). They find the data dir as
 ``serve`` does by default: ``SPANVISOR_DATA_DIR``, else
 ``$XDG_DATA_HOME/spanvisor``, else ``~/.local/share/spanvisor``.
 
+A loopback port is anyone's to take: another user of the machine who
+listens on serve's port first (serve not started yet, restarting, or on
+another port) would receive the token with the first request. So the file's
+token goes only to a port whose listening socket belongs to this user
+(:func:`listener_is_mine`: the owner the kernel records for the socket,
+:mod:`.listeners`): nothing listening, or another
+user's socket, and the request goes without it (serve answers 401, and the
+gate denies). Where the kernel cannot be asked (not Linux) this is not
+checked. A token passed explicitly (``SPANVISOR_OTLP_TOKEN``, ``--token``)
+is sent as told: whoever passed it chose where it goes.
+
 The standard library only: the gate reads it on the path of a tool call's
 answer.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 from collections.abc import Mapping
@@ -32,6 +44,7 @@ FILE_NAME = "serve-token"
 ENV_DATA_DIR = "SPANVISOR_DATA_DIR"
 # A token is one line of URL-safe base64; anything longer is not ours.
 _MAX_BYTES = 4096
+_log = logging.getLogger("spanvisor.token")
 
 
 class TokenFileError(Exception):
@@ -143,6 +156,61 @@ def is_loopback(url: str) -> bool:
         return False
 
 
+def _port(url: str) -> int | None:
+    """The port of ``url``, its scheme's when it names none; None when unreadable."""
+    scheme, sep, rest = url.strip().partition("://")
+    if not sep:
+        scheme, rest = "http", url.strip()
+    netloc = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0].rpartition("@")[2]
+    tail = netloc.rpartition("]")[2] if netloc.startswith("[") else netloc
+    if tail.count(":") == 1:
+        digits = tail.rpartition(":")[2]
+        return int(digits) if digits.isdigit() and 0 < int(digits) < 65536 else None
+    return {"http": 80, "https": 443}.get(scheme.lower())
+
+
+def listener_owners(url: str) -> set[int] | None:
+    """The uids of the sockets listening where a connection to ``url``
+    (a loopback one) lands: on its address or on every address, over IPv4
+    or IPv6 (:mod:`.listeners`). None when the kernel cannot be asked here."""
+    import ipaddress
+
+    from spanvisor.gate import listeners
+
+    port = _port(url)
+    host = _host(url).lower().rstrip(".")
+    try:
+        wanted = {ipaddress.ip_address(h) for h in (("127.0.0.1", "::1") if host == "localhost" else (host,))}
+    except ValueError:
+        return set()
+    if port is None:
+        return set()
+    found = listeners.listening(port)
+    if found is None:
+        return None
+    return {uid for addr, uid in found if listeners.reaches(addr, wanted)}
+
+
+def listener_is_mine(url: str) -> bool:
+    """Whether only this user's sockets listen where ``url`` connects, and
+    at least one does (:func:`listener_owners`); True where the kernel's
+    tables cannot be read (not checked)."""
+    owners = listener_owners(url)
+    if owners is None or not hasattr(os, "getuid"):
+        return True
+    mine = bool(owners) and owners <= {os.getuid()}
+    if not mine:
+        others = ", ".join(f"uid {u}" for u in sorted(owners - {os.getuid()}))
+        found = f"a socket of {others} listens there, not this user's (uid {os.getuid()})" if others else ""
+        _log.warning(
+            "the local serve token was not sent to %s: %s; start spanvisor serve, or pass its token "
+            "explicitly (SPANVISOR_OTLP_TOKEN)",
+            f"{_host(url)} port {_port(url)}",
+            found or "nothing listens there",
+        )
+    return mine
+
+
 def _host(url: str) -> str:
     """The host of ``url`` (no brackets, no port, no user info)."""
     rest = url.strip().partition("://")[2] if "://" in url else url.strip()
@@ -155,7 +223,7 @@ def _host(url: str) -> str:
 def local(env: Mapping[str, str] | None = None) -> str | None:
     """The local serve's token, when its file is there and safe; else None
     (a file that is not safe is not read: serve refuses to start on it and
-    says why)."""
+    says why). Whom it may go to is :func:`for_url`'s to say."""
     try:
         return read(token_path(data_dir(env)))
     except (TokenFileError, OSError):
@@ -164,10 +232,12 @@ def local(env: Mapping[str, str] | None = None) -> str | None:
 
 def for_url(url: str | None, env: Mapping[str, str] | None = None) -> str | None:
     """The local serve token to send to ``url``: only when ``url`` is a
-    loopback one and the file is there and safe; else None."""
+    loopback one, the file is there and safe, and what listens there is
+    this user's (:func:`listener_is_mine`); else None."""
     if not url or not is_loopback(url):
         return None
-    return local(env)
+    token = local(env)
+    return token if token and listener_is_mine(url) else None
 
 
 def bearer_for(url: str | None, token: str | None, env: Mapping[str, str] | None = None) -> str | None:
@@ -178,11 +248,11 @@ def bearer_for(url: str | None, token: str | None, env: Mapping[str, str] | None
     loopback it is not sent."""
     if not url:
         return token or None
-    if is_loopback(url):
-        return token or local(env)
-    if token and token == local(env):
-        return None
-    return token or None
+    mine = local(env)
+    if token and token != mine:
+        return token
+    # The local serve's token, given or read: only to this user's listener on loopback.
+    return for_url(url, env) if is_loopback(url) else None
 
 
 __all__ = [
@@ -192,6 +262,8 @@ __all__ = [
     "data_dir",
     "for_url",
     "is_loopback",
+    "listener_is_mine",
+    "listener_owners",
     "local",
     "make_or_read",
     "read",
