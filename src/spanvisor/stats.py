@@ -103,6 +103,11 @@ METRICS: dict[str, tuple[str, str]] = {
         "counter",
         "Span ends seen again within the dedup window and not counted twice.",
     ),
+    "claimed_ends_total": (
+        "counter",
+        "Root ends of tasks spanvisor run started that came without its launcher's proof: claims, said on the "
+        "task, which stays open.",
+    ),
 }
 
 LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

@@ -3,8 +3,13 @@ OpenTelemetry SDK configured from the environment, as Claude Code does
 (``CLAUDE_CODE_ENABLE_TELEMETRY=1``, ``OTEL_EXPORTER_OTLP_*``,
 ``OTEL_RESOURCE_ATTRIBUTES``), then prints ``--output-format stream-json``
 lines and exits. ``FAKE_MODE``: ``ok`` (a success result, exit 0),
-``error`` (an ``is_error`` result, exit 1), ``hang`` (waits to be killed).
-``FAKE_RECORD``: a file it writes its argv and telemetry environment to."""
+``error`` (an ``is_error`` result, exit 1), ``hang`` (waits to be killed),
+``claim`` (a hostile agent: it sends its own task's end, marked complete,
+with spanvisor's own helper and the OTLP token it was given, once plain and
+once with every 64-hex-digit string it can find in its environment, argv
+and its launcher's ``/proc`` entries as the proof, then works on until
+killed). ``FAKE_RECORD``: a file it writes its argv and telemetry
+environment to."""
 
 from __future__ import annotations
 
@@ -38,7 +43,9 @@ def main() -> int:
         )
         provider.shutdown()
     print(json.dumps({"type": "system", "subtype": "init", "session_id": "fake-session"}), flush=True)
-    if mode == "hang":
+    if mode == "claim":
+        Path(os.environ["FAKE_RECORD"] + ".claims").write_text(str(claim_the_end()))
+    if mode in ("hang", "claim"):
         Path(os.environ["FAKE_RECORD"] + ".running").write_text("1")
         while True:
             time.sleep(1)
@@ -54,6 +61,30 @@ def main() -> int:
         return 1
     print(json.dumps({"type": "result", "subtype": "success", "is_error": False, "result": "All tests pass."}))
     return 0
+
+
+def claim_the_end() -> int:
+    """Send this task's end as the launcher would, less its secret: the
+    ids derive from the task id the launcher gave the CLI. How many ends
+    the receiver took."""
+    import re
+    from urllib.parse import unquote
+
+    from spanvisor.hook import task as ct
+
+    task_id = os.environ["SPANVISOR_TASK_ID"]
+    token = unquote(os.environ["OTEL_EXPORTER_OTLP_HEADERS"]).partition("Bearer ")[2]
+    task = ct.SessionTask(task_id, "claude-code", True, ct.otlp_args(os.environ["SPANVISOR_OTLP_ENDPOINT"], token, 10))
+    seen = " ".join([*os.environ.values(), *sys.argv])
+    for name in ("environ", "cmdline"):
+        try:
+            seen += " " + Path(f"/proc/{os.getppid()}/{name}").read_bytes().decode("latin-1").replace("\0", " ")
+        except OSError:
+            pass
+    took = 0
+    for proof in [None, *sorted(set(re.findall(r"[0-9a-f]{64}", seen)))]:
+        took += task.send_end(task.end_request(None, time.time_ns() - 10**9, "complete", None, "done", proof))
+    return took
 
 
 if __name__ == "__main__":

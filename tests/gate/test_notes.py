@@ -33,11 +33,13 @@ def test_the_gates_names_are_the_conventions_names() -> None:
         "EVENT_APPROVAL_DECISION",
         "LIVE_TASK_START",
         "TASK_ID",
+        "TASK_NAME",
         "AGENT_ID",
         "MESSAGE",
         "APPROVAL_ID",
         "APPROVAL_OUTCOME",
         "APPROVAL_DECIDED_BY",
+        "SESSION_KEY",
     ):
         assert getattr(otlp, name) == getattr(cv, name), name
     assert otlp.RECORD_ID == live.RECORD_ID

@@ -21,12 +21,14 @@ EVENT_CHECKPOINT = "agent.checkpoint"
 EVENT_APPROVAL_DECISION = "agent.approval.decision"
 LIVE_TASK_START = "agent.task.start"
 TASK_ID = "agent.task.id"
+TASK_NAME = "agent.task.name"
 AGENT_ID = "agent.id"
 MESSAGE = "agent.message"
 APPROVAL_ID = "agent.approval.id"
 APPROVAL_OUTCOME = "agent.approval.outcome"
 APPROVAL_DECIDED_BY = "agent.approval.decided_by"
 RECORD_ID = "agent.record.id"
+SESSION_KEY = "agent.session.key"  # spanvisor run's, on its task's start record
 
 Record = tuple[str, Mapping[str, Any], int]  # (event name, attributes, time in ns)
 

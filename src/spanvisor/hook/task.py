@@ -96,9 +96,16 @@ class SessionTask:
         return self.send_end(self.end_request(name, started_ns, status, error, message))
 
     def end_request(
-        self, name: str | None, started_ns: int, status: str, error: str | None, message: str | None
+        self,
+        name: str | None,
+        started_ns: int,
+        status: str,
+        error: str | None,
+        message: str | None,
+        proof: str | None = None,
     ) -> dict[str, Any]:
-        """The ended root span as an OTLP/JSON trace request."""
+        """The ended root span as an OTLP/JSON trace request; ``proof``: the
+        launcher's session secret (tracking/launcherend.py)."""
         resource: dict[str, Any] = {"service.name": self.service}
         if self.launched:
             resource[RESOURCE_TASK_ID] = self.task_id
@@ -114,6 +121,8 @@ class SessionTask:
             attrs[cv.TASK_NAME] = name
         if message:
             attrs[cv.MESSAGE] = message
+        if proof is not None:
+            attrs[cv.SESSION_PROOF] = proof
         end_ns = max(time.time_ns(), started_ns)
         events: list[otlp.Record] = []
         if message:

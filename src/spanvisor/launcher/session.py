@@ -42,6 +42,7 @@ from spanvisor.clis import registry
 from spanvisor.gate import servetoken
 from spanvisor.gate import session as gs
 from spanvisor.launcher import start as rs
+from spanvisor.launcher.credential import SessionSecret, keep_from_the_session
 from spanvisor.launcher.procs import Adoption
 from spanvisor.launcher.start import add_arguments, cli_of, prompt_of, task_name, telemetry
 
@@ -65,6 +66,9 @@ END_S = 3.0
 END_RETRY_S = 10.0
 # How long the CLI's start may wait to learn whether a --task-id names a run that ended.
 LOOK_S = 2.0
+# How long the task's start record may hold the CLI's start (a loopback
+# receiver takes it in milliseconds; a down one refuses at once).
+ANNOUNCE_S = 0.5
 # spanvisor.control.client's (not imported before the CLI starts: 100 ms).
 ENV_CONTROL_URL, ENV_CONTROL_TOKEN = "SPANVISOR_CONTROL_URL", "SPANVISOR_CONTROL_TOKEN"
 # The CLIs whose calls the launcher reports itself (run_stream.py): its
@@ -171,6 +175,11 @@ def handler(args: argparse.Namespace, config: Config | None) -> int:
         child_argv = gated
     child_argv, mode = rs.plan(cli, child_argv)
     started = time.time_ns()
+    # The session's secret: only the launcher's end of the task ends it
+    # (launcher/credential.py), announced before the CLI can say anything.
+    secret = SessionSecret()
+    keep_from_the_session()
+    announced = _announce(task_id, run, cli, endpoint, args.token, name, agent, started, secret.key)
     rs.said(f"task {task_id} ({name}) → {endpoint}")
     if ended is not None:
         rs.said(_reused(task_id, ended, endpoint, cli, run))
@@ -186,6 +195,7 @@ def handler(args: argparse.Namespace, config: Config | None) -> int:
                 held.close()
         return 127
     session = _Session(proc, cli, task_id, name, endpoint, args, started)
+    session.secret, session.announced = secret, announced
     session.run_of_task = run
     session.agent = agent
     session.adoption = adoption
@@ -211,6 +221,8 @@ class _Session:
         self.gate_marker: str | None = None
         self.stopper: Stopper | None = None
         self.adoption = Adoption()  # the session's orphans, when the launcher adopts them
+        self.secret = SessionSecret()  # the one handler() announced, set there
+        self.announced = False  # whether its start record went before the CLI started
         # Signals to the launcher reach the CLI's group from now on, before
         # anything is imported (a launcher killed meanwhile would leave it running).
         self.previous = {s: signal.signal(s, self._forward) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
@@ -251,7 +263,9 @@ class _Session:
         if report is not None:
             report.gate_marker = self.gate_marker
         records = Records(self.key, self.endpoint, self.args.token, self.task_id)
-        records.say(cv.LIVE_TASK_START, {cv.TASK_NAME: self.name, cv.AGENT_ID: self.agent}, self.started)
+        if not self.announced:  # the receiver could not take it before the CLI started: as soon as it can
+            opening = {cv.TASK_NAME: self.name, cv.AGENT_ID: self.agent, cv.SESSION_KEY: self.secret.key}
+            records.say(cv.LIVE_TASK_START, opening, self.started)
         if untrusted:
             # Codex may skip every hook silently: said on the task, not only here.
             records.say(cv.EVENT_CHECKPOINT, {cv.MESSAGE: "⚠ Codex's hooks are not trusted: the gate may not run"})
@@ -342,7 +356,7 @@ class _Session:
         target = ct.otlp_args(self.endpoint, self.args.token, min(self.args.timeout, END_S))
         # Its root in this session's run (gs.join_run: SessionTask derives the run's ids).
         task = ct.SessionTask(self.task_id, registry.need(self.cli).service, True, target, self.agent)
-        request = task.end_request(self.name, self.started, status, error, message)
+        request = task.end_request(self.name, self.started, status, error, message, self.secret.proof)
         if reachable and _send_end(task, request):
             if left or records.dropped:
                 rs.said(f"{left + records.dropped} of the launcher's records were not sent")
@@ -402,6 +416,29 @@ def _reused(task_id: str, ended: str, endpoint: str, cli: str, run: str | None) 
         "and root: what it sends is read as late and it is not tracked (nor stalled or lost should the launcher "
         "die); give it a new --task-id"
     )
+
+
+def _announce(
+    task_id: str,
+    run: str | None,
+    cli: str,
+    endpoint: str,
+    token: str | None,
+    name: str,
+    agent: str,
+    started: int,
+    key: str,
+) -> bool:
+    """The task's start record, naming the session's key, sent before the
+    CLI starts (so the first word on the task is the launcher's), within
+    :data:`ANNOUNCE_S`: False when the receiver did not take it then (the
+    session's records then send it as soon as they can)."""
+    from spanvisor.gate import otlp
+
+    trace_hex, span_hex = gs.TaskKey(gs.launched_key(task_id, run), registry.need(cli).service, True).ids
+    attrs = {otlp.TASK_ID: task_id, otlp.TASK_NAME: name, otlp.AGENT_ID: agent, otlp.SESSION_KEY: key}
+    body = otlp.encode(registry.need(cli).service, trace_hex, span_hex, [(otlp.LIVE_TASK_START, attrs, started)])
+    return _quietly(lambda: otlp.post(endpoint, token, body, ANNOUNCE_S))
 
 
 def _send_end(task: Any, request: Any) -> bool:

@@ -54,6 +54,10 @@ APPROVAL_PERMIT_KEY: Final = "agent.approval.permit_key_sha256"  # sha256 of the
 APPROVAL_FROM: Final = "agent.approval.approvers_from"  # whose approvals count: "group:sre", "alice"
 # Whom an agent works for (task or resource attribute): the default requester.
 OWNER: Final = "agent.owner"
+# spanvisor run's word on its task (tracking/launcherend.py): the SHA-256 of the session's secret on the task's
+# start record, and the secret itself on the root's end; a root end of such a task without it is only a claim.
+SESSION_KEY: Final = "agent.session.key"
+SESSION_PROOF: Final = "agent.session.proof"
 # On the decision event: approve, reject or timed_out; and who decided.
 APPROVAL_OUTCOME: Final = "agent.approval.outcome"
 APPROVAL_DECIDED_BY: Final = "agent.approval.decided_by"
@@ -274,6 +278,10 @@ READ_KEYS: Final = (
             # would claim no session where the exporter's claim one.
             OI_SESSION,
             *BUDGET_KEYS,
+            # spanvisor run's word on its task (its start record's key, its end's proof): kept on every path,
+            # or the receiver's decoder would drop it.
+            SESSION_KEY,
+            SESSION_PROOF,
         }
     )
 )

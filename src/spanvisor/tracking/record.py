@@ -21,6 +21,7 @@ from typing import Any
 from spanvisor.events import TaskView, stable_id
 from spanvisor.tracking.fields import TaskFields
 from spanvisor.tracking.identity import TaskIdentity
+from spanvisor.tracking.launcherend import LauncherEnd
 from spanvisor.tracking.outcome import ErrorInfo
 from spanvisor.tracking.provisional import shown
 from spanvisor.tracking.settings import TrackerSettings
@@ -54,6 +55,7 @@ class TaskRecord:
         "finished",
         "identity",
         "last_ns",
+        "launcher",
         "root_at",
         "settings",
         "stalls",
@@ -94,6 +96,8 @@ class TaskRecord:
         # Approval id -> the identity the span that opened it claimed (tracking.openers);
         # None until a request opens.
         self.approval_openers: dict[str, str] | None = None
+        # A task spanvisor run started: only its word ends it (tracking.launcherend); None for others.
+        self.launcher: LauncherEnd | None = None
         # The working fields; the frozen TaskView that events carry is built
         # when an event needs one (dataclasses.replace per change was the
         # tracker's largest cost), and not kept: nearly every event changes a

@@ -24,7 +24,7 @@ from spanvisor.spans import sanitize as sz
 from spanvisor.spans.data import SpanData, SpanEventData
 from spanvisor.spans.live import LiveFact
 from spanvisor.stats import PipelineStats
-from spanvisor.tracking import stalls
+from spanvisor.tracking import launcherend, stalls
 from spanvisor.tracking.edges import ClosedTasks, PartialTasks
 from spanvisor.tracking.live import LiveRoots, root_attributes
 from spanvisor.tracking.recent import RecentKeys, pair_key
@@ -211,10 +211,18 @@ class TaskTable:
         out = self.alive(key, st, fact.time_ns, self.heard(fact.heard_ns))
         if fact.name == cv.LIVE_HEARTBEAT:
             return out
+        if fact.name == cv.LIVE_TASK_START:
+            self.keyed(st, fact)
         w = st.working
         snap = self.live_roots.root(key, w.task_name or "", w.started_ns, fact.resource).read(*key, fact)
         out.extend(st.absorb(snap, [], is_root=True, now_ns=fact.time_ns))
         return out
+
+    def keyed(self, st: TaskState, start: LiveFact) -> None:
+        """A start record naming spanvisor run's session key: the task ends
+        by its launcher's word only (:mod:`.launcherend`). The first key stands."""
+        if st.launcher is None and (key := launcherend.key_of(start.attributes)) is not None:
+            st.launcher = launcherend.LauncherEnd(key)
 
     def exception_record(self, key: Key, fact: LiveFact) -> list[Event]:
         """An ``exception`` log record (span events are becoming log records,

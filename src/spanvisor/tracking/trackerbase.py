@@ -14,7 +14,7 @@ from spanvisor.spans import conventions as cv
 from spanvisor.spans.data import SpanData, read_live_sdk_span
 from spanvisor.spans.rootevents import EventCursor, OpenRoots, read_sdk_events
 from spanvisor.stats import PipelineStats
-from spanvisor.tracking import late, stalls
+from spanvisor.tracking import late, launcherend, stalls, statefacts
 from spanvisor.tracking.provisional import ProvisionalTasks
 from spanvisor.tracking.recent import RecentKeys, pair_key
 from spanvisor.tracking.taskcontext import TrackerSettings
@@ -94,6 +94,11 @@ class TrackerBase:
         self.stats.inc("spans_in_tasks_total")
         if is_root is None:
             is_root = span.span_id == key[1]
+        if is_root and span.end_ns is not None and st.launcher is not None:
+            if not launcherend.proves(st.launcher.key, span.attributes):
+                return self._claimed_end(key, st, span, notes)
+            notes = [*notes, *st.launcher.notes()]  # the launcher's end, the claims kept beside it
+            span = launcherend.without_proof(span)
         now = self._clock()
         if is_root:
             self._partial.root_seen(key)
@@ -112,6 +117,19 @@ class TrackerBase:
                 self._pending.release(key)
                 self.tasks.alias((key[0], span.span_id), st)
                 self._provisional_ended(key, st)
+        return out
+
+    def _claimed_end(self, key: Key, st: TaskState, span: SpanData, notes: list[str]) -> list[Event]:
+        """A launched task's root end without its launcher's proof: a claim,
+        said once on the task (its message), which stays open (:mod:`.launcherend`)."""
+        self.stats.inc("claimed_ends_total")
+        outcome = launcherend.claimed_outcome(span)
+        end_ns = span.end_ns or span.start_ns
+        if not st.launcher or not st.launcher.claim(outcome, end_ns):
+            return []
+        out = self.tasks.alive(key, st, self._wall(), self._clock())
+        said = {cv.MESSAGE: launcherend.claim_message(outcome)}
+        out.extend(statefacts.checkpoint_event(st, span.span_id, 0, max(end_ns, st.last_ns), said, notes))
         return out
 
     def _provisional_ended(self, key: Key, st: TaskState | None) -> None:
