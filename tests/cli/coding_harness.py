@@ -92,6 +92,20 @@ class Serve:
             doc: dict[str, Any] = json.loads(resp.read())
             return doc
 
+    def cancel(self, task_id: str, comment: str = "wrong branch") -> dict[str, Any]:
+        """alice cancels the task through the control API: its answer (a
+        refusal raises, as urllib does for a 409)."""
+        body = json.dumps({"action": "cancel", "actor": "alice", "comment": comment}).encode()
+        req = urllib.request.Request(
+            f"{self.base}/v1/control/tasks/{task_id}/decisions",
+            data=body,
+            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            doc: dict[str, Any] = json.loads(resp.read())
+            return doc
+
     def checkpoints(self, task_id: str) -> list[Checkpoint]:
         return [e for e in self.sink.for_task(task_id) if isinstance(e, Checkpoint)]
 
@@ -102,6 +116,19 @@ class Serve:
         asyncio.run_coroutine_threadsafe(self.receiver.stop(self.pipeline.shutdown), self.loop).result(300)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
+
+
+FAKE_CLAUDE = Path(__file__).with_name("fake_claude.py")
+
+
+def fake_claude(tmp_path: Path) -> Path:
+    """An executable ``claude`` in ``tmp_path/bin`` that runs fake_claude.py."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    exe = bin_dir / "claude"
+    exe.write_text(f"#!{sys.executable}\nimport runpy\nrunpy.run_path({str(FAKE_CLAUDE)!r}, run_name='__main__')\n")
+    exe.chmod(0o755)
+    return exe
 
 
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -14,9 +14,7 @@ receiver and pipeline.
 
 from __future__ import annotations
 
-import json
 import threading
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -107,15 +105,7 @@ def test_the_sessions_end_event_ends_its_task_as_the_cli_says(
 
 
 def _cancel(serve: Serve, task: str, comment: str = "wrong branch") -> None:
-    body = json.dumps({"action": "cancel", "actor": "alice", "comment": comment}).encode()
-    req = urllib.request.Request(
-        f"{serve.base}/v1/control/tasks/{task}/decisions",
-        data=body,
-        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        assert json.loads(resp.read())["outcome"] == "applied"
+    assert serve.cancel(task, comment)["outcome"] == "applied"
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -23,10 +22,8 @@ from hypothesis import strategies as st
 from spanvisor.cli.main import main
 from spanvisor.hook import task as ct
 from spanvisor.launcher.session import prompt_of, task_name, telemetry
-from tests.cli.coding_harness import TOKEN, Serve, clean_env
+from tests.cli.coding_harness import TOKEN, Serve, clean_env, fake_claude
 from tests.waiting import wait_until
-
-FAKE = Path(__file__).with_name("fake_claude.py")
 
 
 def test_each_cli_gets_its_telemetry_settings_and_the_task_in_its_resource() -> None:
@@ -95,12 +92,7 @@ def serve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Serve]:
 
 
 def _claude(tmp_path: Path) -> Path:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir(exist_ok=True)
-    exe = bin_dir / "claude"
-    exe.write_text(f"#!{sys.executable}\nimport runpy\nrunpy.run_path({str(FAKE)!r}, run_name='__main__')\n")
-    exe.chmod(0o755)
-    return exe
+    return fake_claude(tmp_path)
 
 
 def _run(serve: Serve, exe: Path, task: str, *extra: str) -> int:

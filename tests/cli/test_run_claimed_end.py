@@ -15,12 +15,9 @@ process is not dumpable while it runs the session.
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import signal
-import sys
 import threading
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,10 +26,9 @@ from typing import Any
 import pytest
 
 from spanvisor.cli.main import main
-from tests.cli.coding_harness import TOKEN, Serve, clean_env
+from tests.cli.coding_harness import TOKEN, Serve, clean_env, fake_claude
 from tests.waiting import wait_until
 
-FAKE = Path(__file__).with_name("fake_claude.py")
 PR_GET_DUMPABLE, PR_SET_DUMPABLE = 3, 4
 
 pytestmark = pytest.mark.slow
@@ -48,28 +44,6 @@ def serve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Serve]:
     finally:
         s.close()
         libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)  # the launcher ran in this process: as it was
-
-
-def _claude(tmp_path: Path) -> Path:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir(exist_ok=True)
-    exe = bin_dir / "claude"
-    exe.write_text(f"#!{sys.executable}\nimport runpy\nrunpy.run_path({str(FAKE)!r}, run_name='__main__')\n")
-    exe.chmod(0o755)
-    return exe
-
-
-def _cancel(serve: Serve, task: str) -> dict[str, Any]:
-    body = json.dumps({"action": "cancel", "actor": "alice", "comment": "wrong branch"}).encode()
-    req = urllib.request.Request(
-        f"{serve.base}/v1/control/tasks/{task}/decisions",
-        data=body,
-        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        doc: dict[str, Any] = json.loads(resp.read())
-        return doc
 
 
 @pytest.mark.timeout_s(600)
@@ -99,7 +73,7 @@ def test_an_agent_that_claims_its_end_is_still_cancelled(
         )
         seen["finished before"] = serve.finished(task)
         seen["dumpable"] = ctypes.CDLL(None).prctl(PR_GET_DUMPABLE, 0, 0, 0, 0)
-        seen["cancel"] = _cancel(serve, task)
+        seen["cancel"] = serve.cancel(task)
 
     helper = threading.Thread(target=person, daemon=True)
     helper.start()
@@ -112,7 +86,7 @@ def test_an_agent_that_claims_its_end_is_still_cancelled(
         "--token",
         TOKEN,
         "--",
-        str(_claude(tmp_path)),
+        str(fake_claude(tmp_path)),
         "-p",
         "go",
     ]

@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -27,12 +26,11 @@ from spanvisor.events import Checkpoint, TaskFinished, run_id_of
 from spanvisor.gate import session as gs
 from spanvisor.gate import taskids
 from spanvisor.launcher.session import _ended
-from tests.cli.coding_harness import TOKEN, Serve, clean_env
+from tests.cli.coding_harness import TOKEN, Serve, clean_env, fake_claude
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout_s(900)]
 
-FAKE = Path(__file__).with_name("fake_claude.py")
 POLICY = """
 default = "deny"
 
@@ -57,12 +55,7 @@ def serve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Serve]:
 
 
 def _claude(tmp_path: Path) -> Path:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir(exist_ok=True)
-    exe = bin_dir / "claude"
-    exe.write_text(f"#!{sys.executable}\nimport runpy\nrunpy.run_path({str(FAKE)!r}, run_name='__main__')\n")
-    exe.chmod(0o755)
-    return exe
+    return fake_claude(tmp_path)
 
 
 def _run(serve: Serve, exe: Path, task: str) -> int:
