@@ -102,6 +102,13 @@ class PipelineControl:
     async def catch_up(self) -> None:
         assert self.log is not None
         await self.sync.flush(self.log)
+        for key, task_id, run_id in self._tracker.records_only_quiet():
+            # Only its live records came here; its spans, and its end, may
+            # have gone to another replica (a Collector that routes logs and
+            # spans apart): finished there, it is no longer open here, and
+            # no stall or loss is said of it.
+            if runs.state_of(await self.log.record(task_id, run_id)) not in (None, "running"):
+                self._tracker.finished_elsewhere(key)
         held = [s for s in self._tracker.states()[0] if s.working["approvals"]]
         standing = grants.grants_of(await self.log.store.get(grants.NAMESPACE, grants.KEY)) if held else []
         for st in held:

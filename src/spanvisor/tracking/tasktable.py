@@ -119,6 +119,11 @@ class TaskTable:
         # Open tasks with a failed step under a root not ended yet (see
         # TaskState.unended): finished as failed once quiet for the root hold.
         self.failed_steps: dict[Key, None] = {}
+        # Open tasks that only live records told of here, no span yet: under
+        # several replicas, a task whose records reached this one and whose
+        # spans (its root's end among them) reached another. Value: when the
+        # shared record was last asked about it (:meth:`records_only_quiet`).
+        self.records_only: dict[Key, float] = {}
 
     def __len__(self) -> int:
         return len(self.open)
@@ -218,6 +223,49 @@ class TaskTable:
         out.extend(st.absorb(snap, [], is_root=True, now_ns=fact.time_ns))
         return out
 
+    def records_only_quiet(self, most: int = 256) -> list[tuple[Key, str, str]]:
+        """Tasks only live records told of, quiet for the root hold and not
+        asked about for as long: (key, task id, run id) of each, to be
+        looked up in the shared record of runs (the pipeline's control:
+        did another replica finish it?). Each is asked at most once a root
+        hold; at most ``most`` a call."""
+        if not self.records_only:
+            return []
+        now, hold = self.clock(), self.partial.idle_s
+        out: list[tuple[Key, str, str]] = []
+        for key, asked in list(self.records_only.items()):
+            st = self.open.get(key)
+            if st is None or st.finished:
+                del self.records_only[key]
+                continue
+            last = self.stalls.seen.get(key, now)
+            if now - last < hold or now - asked < hold or st.working.approvals:
+                continue
+            self.records_only[key] = now
+            out.append((key, st.working.task_id, st.working.run_id))
+            if len(out) >= most:
+                break
+        return out
+
+    def finished_elsewhere(self, key: Key) -> bool:
+        """Another replica finished this task, whose records alone came here:
+        it is no longer open here and gets no end of its own (that replica's
+        TaskFinished went to the sinks). It sleeps as a partial task does, so
+        a span that still comes continues it. False when it is no longer a
+        records-only open task (a span joined it meanwhile)."""
+        st = self.open.get(key)
+        if key not in self.records_only or st is None or st.finished:
+            return False
+        del self.records_only[key]
+        self.open.pop(key)
+        self.polled.pop(key, None)
+        self.unconfirmed.pop(key, None)
+        self._heard_again(key)
+        self.live_roots.forget(key)
+        self.partial.sleep(key, st, self.clock())
+        self.stats.inc("evicted_tasks_total", reason="finished_elsewhere")
+        return True
+
     def keyed(self, st: TaskState, start: LiveFact) -> None:
         """A start record naming spanvisor run's session key: the task ends
         by its launcher's word only (:mod:`.launcherend`). The first key stands."""
@@ -290,6 +338,7 @@ class TaskTable:
 
     def _close(self, key: Key, st: TaskState, reason: str) -> None:
         self.open.pop(key, None)
+        self.records_only.pop(key, None)
         self.failed_steps.pop(key, None)
         self.unconfirmed.pop(key, None)
         self._heard_again(key)
@@ -436,6 +485,7 @@ class TaskTable:
                 return evicted
             old, reason = found
             old_st = self.open.pop(old)
+            self.records_only.pop(old, None)
             self.unconfirmed.pop(old, None)
             self._heard_again(old)
             self.polled.pop(old, None)

@@ -72,6 +72,15 @@ class TrackerBase:
         """Open tasks' states and just-finished ones' (for :mod:`.approvals`)."""
         return self.tasks.states()
 
+    def records_only_quiet(self) -> list[tuple[Key, str, str]]:
+        """Open tasks only live records told of, gone quiet: to look up in the
+        shared record of runs (:meth:`.tasktable.TaskTable.records_only_quiet`)."""
+        return self.tasks.records_only_quiet()
+
+    def finished_elsewhere(self, key: Key) -> bool:
+        """Another replica finished ``key``: not open here any more, no end of its own."""
+        return self.tasks.finished_elsewhere(key)
+
     def states_of(self, task_id: str) -> tuple[list[TaskState], list[TaskState]]:
         """What ``states()`` holds of one task id, through an index (:mod:`.taskindex`)."""
         return self.tasks.states_of(task_id)
@@ -92,6 +101,8 @@ class TrackerBase:
             return self._late(key, span, notes, can_cause_events(span)) if pair_key(*key) in self._finished else []
         self._tasks.move_to_end(key)
         self.stats.inc("spans_in_tasks_total")
+        if self.tasks.records_only:
+            self.tasks.records_only.pop(key, None)  # a span of it came here: its own to end
         if is_root is None:
             is_root = span.span_id == key[1]
         if is_root and span.end_ns is not None and st.launcher is not None:
