@@ -61,12 +61,12 @@ GEMINI_BEFORE = {
 class Serve:
     """A receiver on its own loop thread in front of a real pipeline."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, port: int = 0) -> None:
         config = Config.load(
             env={
                 "SPANVISOR_DATA_DIR": str(data_dir),
                 "SPANVISOR_OTLP_BIND": "127.0.0.1",
-                "SPANVISOR_OTLP_HTTP_PORT": "0",
+                "SPANVISOR_OTLP_HTTP_PORT": str(port),
                 "SPANVISOR_OTLP_GRPC_PORT": "off",
                 "SPANVISOR_ADMIN_PORT": "off",
                 "SPANVISOR_OTLP_TOKEN": TOKEN,

@@ -5,7 +5,7 @@ OpenTelemetry SDK configured from the environment, as Claude Code does
 lines and exits. ``FAKE_MODE``: ``ok`` (a success result, exit 0),
 ``error`` (an ``is_error`` result, exit 1), ``hang`` (waits to be killed),
 ``claim`` (a hostile agent: it sends its own task's end, marked complete,
-with spanvisor's own helper and the OTLP token it was given, once plain and
+with spanvisor's own helper and the OTLP token it holds, once plain and
 once with every 64-hex-digit string it can find in its environment, argv
 and its launcher's ``/proc`` entries as the proof, then works on until
 killed). ``FAKE_RECORD``: a file it writes its argv and telemetry
@@ -73,7 +73,11 @@ def claim_the_end() -> int:
     from spanvisor.hook import task as ct
 
     task_id = os.environ["SPANVISOR_TASK_ID"]
-    token = unquote(os.environ["OTEL_EXPORTER_OTLP_HEADERS"]).partition("Bearer ")[2]
+    # The launcher gives the CLI only its relay's token; an agent may still
+    # hold serve's (a Collector's config, a variable it was given): FAKE_OTLP_TOKEN.
+    token = (
+        os.environ.get("FAKE_OTLP_TOKEN") or unquote(os.environ["OTEL_EXPORTER_OTLP_HEADERS"]).partition("Bearer ")[2]
+    )
     task = ct.SessionTask(task_id, "claude-code", True, ct.otlp_args(os.environ["SPANVISOR_OTLP_ENDPOINT"], token, 10))
     seen = " ".join([*os.environ.values(), *sys.argv])
     for name in ("environ", "cmdline"):

@@ -115,8 +115,13 @@ def test_a_run_that_succeeds_is_complete_and_shows_the_usual_output(
     assert seen["argv"][1:] == ["--output-format", "stream-json", "--verbose", "-p", "fix the tests"]
     env = seen["env"]
     assert env["CLAUDE_CODE_ENABLE_TELEMETRY"] == "1" and env["OTEL_LOGS_EXPORTER"] == "otlp"
-    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == serve.base and env["OTEL_EXPORTER_OTLP_PROTOCOL"] == "http/protobuf"
-    assert env["OTEL_EXPORTER_OTLP_HEADERS"] == f"authorization=Bearer%20{TOKEN}"
+    # Its telemetry goes through the launcher's relay, with the relay's own
+    # token: serve's is nowhere in the CLI's environment.
+    relay = env["OTEL_EXPORTER_OTLP_ENDPOINT"]
+    assert relay.startswith("http://127.0.0.1:") and relay != serve.base
+    assert env["OTEL_EXPORTER_OTLP_PROTOCOL"] == "http/protobuf"
+    assert env["OTEL_EXPORTER_OTLP_HEADERS"].startswith("authorization=Bearer%20")
+    assert TOKEN not in json.dumps(seen), "serve's token reached the CLI"
     attrs = ct.resource_attributes(env)
     assert attrs["spanvisor.task.id"] == task and attrs["spanvisor.task.name"] == "fix the tests"
     assert env["SPANVISOR_OTLP_ENDPOINT"] == serve.base, "the CLI's hooks know where to ask"

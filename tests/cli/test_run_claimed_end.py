@@ -53,6 +53,7 @@ def test_an_agent_that_claims_its_end_is_still_cancelled(
     record = tmp_path / "record.json"
     monkeypatch.setenv("FAKE_RECORD", str(record))
     monkeypatch.setenv("FAKE_MODE", "claim")
+    monkeypatch.setenv("FAKE_OTLP_TOKEN", TOKEN)  # every agent may hold the OTLP token
     task = f"claude-code-{uuid.uuid4().hex[:8]}"
     running, claims = Path(f"{record}.running"), Path(f"{record}.claims")
     seen: dict[str, Any] = {}

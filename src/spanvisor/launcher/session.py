@@ -41,9 +41,12 @@ from typing import TYPE_CHECKING, Any
 from spanvisor.clis import registry
 from spanvisor.gate import servetoken
 from spanvisor.gate import session as gs
+from spanvisor.gate.notes import spool_dir
+from spanvisor.launcher import relay as run_relay
 from spanvisor.launcher import start as rs
 from spanvisor.launcher.credential import SessionSecret, keep_from_the_session
 from spanvisor.launcher.procs import Adoption
+from spanvisor.launcher.relay import Relay
 from spanvisor.launcher.start import add_arguments, cli_of, prompt_of, task_name, telemetry
 
 if TYPE_CHECKING:
@@ -124,7 +127,11 @@ def handler(args: argparse.Namespace, config: Config | None) -> int:
     resource = gs.encode_resource(
         {**users, **attrs, **({gs.AGENT_KEYS[0]: agent} if agent != registry.need(cli).service else {})}
     )
-    child_argv, child_env = telemetry(cli, argv, env, endpoint, args.token, resource, not args.no_tool_details)
+    # The CLI's telemetry goes through the launcher (launcher/relay.py): kept
+    # while the receiver is away, and the session's token never in the CLI's hands.
+    relay = run_relay.start(endpoint, args.token, spool_dir(env))
+    aimed, holds = (relay.url, relay.secret) if relay is not None else (endpoint, args.token)
+    child_argv, child_env = telemetry(cli, argv, env, aimed, holds, resource, not args.no_tool_details)
     child_env[gs.ENV_ENDPOINT] = endpoint  # where the CLI's hooks send their requests
     # The task, and who may not approve its requests, for the hooks: in
     # SPANVISOR_* variables, which Claude Code passes on (it drops OTEL_*).
@@ -171,6 +178,8 @@ def handler(args: argparse.Namespace, config: Config | None) -> int:
             for held in (gate, reserved):
                 if held is not None:
                     held.close()
+            if relay is not None:
+                relay.close(0)
             return 2
         child_argv = gated
     child_argv, mode = rs.plan(cli, child_argv)
@@ -193,9 +202,11 @@ def handler(args: argparse.Namespace, config: Config | None) -> int:
         for held in (gate, reserved):
             if held is not None:
                 held.close()
+        if relay is not None:
+            relay.close(0)
         return 127
     session = _Session(proc, cli, task_id, name, endpoint, args, started)
-    session.secret, session.announced = secret, announced
+    session.secret, session.announced, session.relay = secret, announced, relay
     session.run_of_task = run
     session.agent = agent
     session.adoption = adoption
@@ -223,6 +234,7 @@ class _Session:
         self.adoption = Adoption()  # the session's orphans, when the launcher adopts them
         self.secret = SessionSecret()  # the one handler() announced, set there
         self.announced = False  # whether its start record went before the CLI started
+        self.relay: Relay | None = None  # the CLI's telemetry, through this process
         # Signals to the launcher reach the CLI's group from now on, before
         # anything is imported (a launcher killed meanwhile would leave it running).
         self.previous = {s: signal.signal(s, self._forward) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
@@ -341,6 +353,14 @@ class _Session:
         from spanvisor.launcher.results import end_of
         from spanvisor.launcher.stop import cancelled_text
 
+        if self.relay is not None:
+            # The CLI has exited: all it exported was answered. What the
+            # receiver has not taken yet goes first (the end comes last).
+            kept = self.relay.close(within_s=min(self.args.timeout, CLOSE_S))
+            if kept:
+                rs.said(f"{kept} of the CLI's exports wait in {self.relay.dir} for the next launcher to {self.endpoint}")
+            if (said := self.relay.said()) is not None:
+                rs.said(said)
         left = records.close(within_s=min(self.args.timeout, CLOSE_S))
         reachable = not records.said_away or left == 0
         if reachable:
