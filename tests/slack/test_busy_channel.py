@@ -66,7 +66,7 @@ def asked(s: TaskScript, question: str) -> Checkpoint:
 
 
 def test_a_backlog_folds_into_the_board_and_each_tasks_message() -> None:
-    """Eight tasks each calling tools in one channel: once more than the bound
+    """Six tasks each calling tools in one channel: once more than the bound
     wait, tool calls stop queueing as replies; each task's message counts
     them, the one board lists every task, and every tool call is accounted
     for in the state store (posted or folded: none lost, none posted later)."""
@@ -76,11 +76,11 @@ def test_a_backlog_folds_into_the_board_and_each_tasks_message() -> None:
         await fake.start()
         try:
             async with slack_env(fake=fake, slack_board_backlog=str(BOUND), flush_s=120) as env:
-                tasks = [TaskScript.new(f"busy-{i}", f"agent-{i}", task_name=f"Busy {i}") for i in range(8)]
+                tasks = [TaskScript.new(f"busy-{i}", f"agent-{i}", task_name=f"Busy {i}") for i in range(6)]
                 calls: dict[str, list[str]] = {t.view.task_id: [] for t in tasks}
                 for t in tasks:
                     await env.send(t.started())
-                for r in range(6):
+                for r in range(4):
                     for i, t in enumerate(tasks):
                         cp = tool(t, f"grep_{i}_{r}")
                         calls[t.view.task_id].append(cp.event_id)
@@ -107,7 +107,7 @@ def test_a_backlog_folds_into_the_board_and_each_tasks_message() -> None:
                 # The tasks' own messages count what folded there.
                 counted = [p for p in fake.parents("#agents") if "🗒️" in text_of(p) and "tool call" in text_of(p)]
                 assert counted, "no task's message says what folded"
-                assert len(fake.parents("#agents")) == 8
+                assert len(fake.parents("#agents")) == 6
                 assert not [c for c in fake.calls if c.status == 429], "the sink's pacing let Slack refuse a call"
         finally:
             await fake.stop()
@@ -132,7 +132,7 @@ def test_nothing_other_sinks_get_changes_when_slack_folds() -> None:
             tracer = provider.get_tracer("busy")
 
             def agents() -> None:
-                for i in range(8):
+                for i in range(6):
                     with agent_task(f"Audit {i}", agent_id=f"auditor-{i}", tracer=tracer):
                         for r in range(5):
                             tool_attrs = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": f"scan_{i}_{r}"}
@@ -144,8 +144,8 @@ def test_nothing_other_sinks_get_changes_when_slack_folds() -> None:
             stats = processor.pipeline.stats
             await until(lambda: stats.value("slack_folded_lines_total") > 0, 90, "Slack to fold")
             tools = [e for e in other.events if isinstance(e, Checkpoint) and e.source == "tool_call"]
-            assert len(tools) == 40 and len({e.event_id for e in tools}) == 40
-            assert sum(e.kind == "TaskFinished" for e in other.events) == 8
+            assert len(tools) == 30 and len({e.event_id for e in tools}) == 30
+            assert sum(e.kind == "TaskFinished" for e in other.events) == 6
             await asyncio.to_thread(provider.shutdown)
             assert len(fake.boards("#agents")) == 1
         finally:
@@ -155,7 +155,7 @@ def test_nothing_other_sinks_get_changes_when_slack_folds() -> None:
 
 
 def test_approvals_errors_and_final_states_go_ahead_of_progress() -> None:
-    """Nine tasks queue context warnings (replies that do not fold) behind
+    """Five tasks queue context warnings (replies that do not fold) behind
     each other; then one task asks for approval and another fails. The
     request, the error and the summary are posted before the warnings that
     were waiting, and the board shows both before those drain."""
@@ -165,10 +165,10 @@ def test_approvals_errors_and_final_states_go_ahead_of_progress() -> None:
         await fake.start()
         try:
             async with slack_env(fake=fake, slack_board_backlog=str(BOUND), flush_s=120) as env:
-                tasks = [TaskScript.new(f"prio-{i}", f"agent-{i}", task_name=f"Prio {i}") for i in range(10)]
+                tasks = [TaskScript.new(f"prio-{i}", f"agent-{i}", task_name=f"Prio {i}") for i in range(7)]
                 for t in tasks:
                     await env.send(t.started())
-                await until(lambda: len(fake.parents("#agents")) == 10, 60, "every task's message")
+                await until(lambda: len(fake.parents("#agents")) == 7, 60, "every task's message")
                 for t in tasks[2:]:
                     for k in range(3):
                         await env.send(t.warning("warning", 150_000 + k, 200_000, 0.7))
@@ -197,7 +197,7 @@ def test_approvals_errors_and_final_states_go_ahead_of_progress() -> None:
                 drained_then = len(warnings_posted())
                 assert await env.sink.force_flush(120)
                 total = len(warnings_posted())
-                assert total == 24, total  # every warning posted in the end
+                assert total == 15, total  # every warning posted in the end
                 # Ahead of the warnings that were waiting: at most a few had their turn already.
                 posts = fake.calls_to("chat.postMessage", ok=True)
                 order = [str(c.args.get("text")) for c in posts]
@@ -270,7 +270,7 @@ def test_a_channel_that_caught_up_says_what_folded_and_threads_again() -> None:
     run(main(), timeout=240)
 
 
-async def _fold(env: Env, prefix: str, n: int = 8) -> list[TaskScript]:
+async def _fold(env: Env, prefix: str, n: int = 6) -> list[TaskScript]:
     tasks = [TaskScript.new(f"{prefix}-{i}", f"{prefix}-agent-{i}", task_name=f"{prefix} {i}") for i in range(n)]
     for t in tasks:
         await env.send(t.started())
@@ -309,7 +309,7 @@ def test_the_board_is_one_message_across_a_restart() -> None:
             assert [b.ts for b in fake.boards("#agents")] == [board.ts]
             assert fake.boards("#agents")[0].edits > edits
             # The rows of the run before the restart are still there, as they ended.
-            assert all(str(row_for(fake, f"before {i}")).endswith("· complete") for i in range(8))
+            assert all(str(row_for(fake, f"before {i}")).endswith("· complete") for i in range(6))
         finally:
             await fake.stop()
 
