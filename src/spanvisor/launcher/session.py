@@ -358,7 +358,9 @@ class _Session:
             # receiver has not taken yet goes first (the end comes last).
             kept = self.relay.close(within_s=min(self.args.timeout, CLOSE_S))
             if kept:
-                rs.said(f"{kept} of the CLI's exports wait in {self.relay.dir} for the next launcher to {self.endpoint}")
+                rs.said(
+                    f"{kept} of the CLI's exports wait in {self.relay.dir} for the next launcher to {self.endpoint}"
+                )
             if (said := self.relay.said()) is not None:
                 rs.said(said)
         left = records.close(within_s=min(self.args.timeout, CLOSE_S))
