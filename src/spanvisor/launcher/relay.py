@@ -76,6 +76,7 @@ class Relay:
         self._cond = threading.Condition()
         self._closing = False
         self._server: Any = None
+        self._made = threading.Event()  # the HTTP server is built (or will not be)
         self._thread = threading.Thread(target=self._serve, name="spanvisor-run-relay", daemon=True)
         self._sender = threading.Thread(target=self._send_kept, name="spanvisor-run-relay-send", daemon=True)
 
@@ -144,7 +145,12 @@ class Relay:
         server.socket.close()
         server.socket = self.sock
         server.daemon_threads = True
-        self._server = server
+        with self._cond:
+            if self._closing:  # the CLI was gone before the server was built
+                self._made.set()
+                return
+            self._server = server
+        self._made.set()
         server.serve_forever(poll_interval=0.2)
 
     def take(self, path: str, headers: dict[str, str], body: bytes | None) -> tuple[int, str, bytes]:
@@ -309,11 +315,13 @@ class Relay:
     def close(self, within_s: float) -> int:
         """Stop taking exports, send what is kept for at most ``within_s``;
         how many stay kept (for the next launcher aimed at this endpoint)."""
-        if self._server is not None:
-            self._server.shutdown()
+        self._made.wait(1.0)
         with self._cond:
             self._closing = True
             self._cond.notify_all()
+            server = self._server
+        if server is not None:
+            server.shutdown()
         if self._sender.is_alive():
             self._sender.join(REQUEST_TIMEOUT_S + 1)
         deadline = time.monotonic() + within_s
