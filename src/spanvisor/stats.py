@@ -46,8 +46,8 @@ METRICS: dict[str, tuple[str, str]] = {
     "evicted_tasks_total": (
         "counter",
         "Tasks evicted from the tracker, by reason (finished, capacity, expired, expired_plain: a trace waiting for "
-        "its root that showed nothing of an agent, partial, finished_elsewhere: a task only live records told of that "
-        "another replica finished, lost). A capacity eviction "
+        "its root that showed nothing of an agent, partial, finished_by_another_replica: a task only live records "
+        "told of here, lost). A capacity eviction "
         "finishes the task as evicted (start-only tasks first, then tasks heard of once that showed no more than one "
         "call, then the silent past their stall time, then by what each showed; passing over those waiting for a person).",
     ),

@@ -485,7 +485,10 @@ def test_a_task_whose_records_went_to_the_other_replica_is_left_open_on_neither(
 
     wait_until(lambda: left() == [0, 0], ROOT_HOLD_S * 2 + WAIT_S, f"no task of {N} left open on a replica")
     let_go = _grew(
-        [gw.serve_metrics(r) for r in gw.replicas], before, "spanvisor_evicted_tasks_total", reason="finished_elsewhere"
+        [gw.serve_metrics(r) for r in gw.replicas],
+        before,
+        "spanvisor_evicted_tasks_total",
+        reason="finished_by_another_replica",
     )
     assert sum(let_go) > 0, "no task's records went to the other replica: the gap was not exercised"
 

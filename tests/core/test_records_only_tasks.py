@@ -47,13 +47,13 @@ def test_a_quiet_records_only_task_is_asked_about_once_a_hold_and_closed_without
     [(key, task_id, run_id)] = tr.records_only_quiet()
     assert (key, task_id) == ((T, R), "job-1") and run_id
     assert tr.records_only_quiet() == []  # asked: not again within the hold
-    assert tr.finished_elsewhere(key)
+    assert tr.finished_by_another_replica(key)
     out += tr.expire()
     clock.now += 200  # past the stall and the lost time: nothing said of it here
     out += tr.expire()
     assert not [e for e in out if isinstance(e, (TaskFinished, TaskStalled))]
     assert len(tr.states()[0]) == 0
-    assert tr.stats.value("evicted_tasks_total", reason="finished_elsewhere") == 1
+    assert tr.stats.value("evicted_tasks_total", reason="finished_by_another_replica") == 1
 
 
 def test_a_task_a_span_joined_is_its_own_to_end_and_never_asked_about() -> None:
@@ -63,7 +63,7 @@ def test_a_task_a_span_joined_is_its_own_to_end_and_never_asked_about() -> None:
     tr.span_ended(child(2_000))
     clock.now += HOLD * 2
     assert tr.records_only_quiet() == []
-    assert not tr.finished_elsewhere((T, R))
+    assert not tr.finished_by_another_replica((T, R))
     assert len(tr.states()[0]) == 1
 
 

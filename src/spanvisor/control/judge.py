@@ -108,7 +108,7 @@ class PipelineControl:
             # spans apart): finished there, it is no longer open here, and
             # no stall or loss is said of it.
             if runs.state_of(await self.log.record(task_id, run_id)) not in (None, "running"):
-                self._tracker.finished_elsewhere(key)
+                self._tracker.finished_by_another_replica(key)
         held = [s for s in self._tracker.states()[0] if s.working["approvals"]]
         standing = grants.grants_of(await self.log.store.get(grants.NAMESPACE, grants.KEY)) if held else []
         for st in held:

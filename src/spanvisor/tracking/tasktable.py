@@ -247,7 +247,7 @@ class TaskTable:
                 break
         return out
 
-    def finished_elsewhere(self, key: Key) -> bool:
+    def finished_by_another_replica(self, key: Key) -> bool:
         """Another replica finished this task, whose records alone came here:
         it is no longer open here and gets no end of its own (that replica's
         TaskFinished went to the sinks). It sleeps as a partial task does, so
@@ -263,7 +263,7 @@ class TaskTable:
         self._heard_again(key)
         self.live_roots.forget(key)
         self.partial.sleep(key, st, self.clock())
-        self.stats.inc("evicted_tasks_total", reason="finished_elsewhere")
+        self.stats.inc("evicted_tasks_total", reason="finished_by_another_replica")
         return True
 
     def keyed(self, st: TaskState, start: LiveFact) -> None:

@@ -77,9 +77,9 @@ class TrackerBase:
         shared record of runs (:meth:`.tasktable.TaskTable.records_only_quiet`)."""
         return self.tasks.records_only_quiet()
 
-    def finished_elsewhere(self, key: Key) -> bool:
+    def finished_by_another_replica(self, key: Key) -> bool:
         """Another replica finished ``key``: not open here any more, no end of its own."""
-        return self.tasks.finished_elsewhere(key)
+        return self.tasks.finished_by_another_replica(key)
 
     def states_of(self, task_id: str) -> tuple[list[TaskState], list[TaskState]]:
         """What ``states()`` holds of one task id, through an index (:mod:`.taskindex`)."""
