@@ -64,9 +64,9 @@ typecheck: $(STAMP)
 # once (tests/schedule.py; --no-loadscope-reorder keeps that order).
 # TEST_WORKERS=0 runs them in this process.
 TEST_WORKERS ?= 3
-# The property tests draw 0.4 of the examples written in them (at least 5
+# The property tests draw 0.3 of the examples written in them (at least 5
 # each: tests/examples.py), to keep CI within its time; 1 draws them all.
-TEST_EXAMPLES ?= 0.4
+TEST_EXAMPLES ?= 0.3
 # The slowest tests are listed at the end: where the suite's time goes.
 # Compiled first: with PYTHONDONTWRITEBYTECODE set (some machines and CI
 # images set it), every process the tests start (hundreds of CLIs, agents

@@ -4,7 +4,7 @@
   machine (CI, four pytest processes on two cores) fails them at random.
   The suite's own per-test deadline (tests/deadline.py) still catches a hang.
 * ``TEST_EXAMPLES`` scales every property test's ``max_examples``
-  (at least :data:`FLOOR` each). ``make test`` sets 0.4 to stay within CI's
+  (at least :data:`FLOOR` each). ``make test`` sets 0.3 to stay within CI's
   time; ``make test TEST_EXAMPLES=1`` (and plain ``pytest``) draws
   the counts written in the tests, and a larger factor looks harder still.
 """

@@ -151,7 +151,7 @@ class Relay:
                 return
             self._server = server
         self._made.set()
-        server.serve_forever(poll_interval=0.2)
+        server.serve_forever(poll_interval=0.05)  # its shutdown waits for one poll, at every session end
 
     def take(self, path: str, headers: dict[str, str], body: bytes | None) -> tuple[int, str, bytes]:
         """One export of the CLI: (status, content type, body) to answer."""
