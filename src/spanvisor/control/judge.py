@@ -185,7 +185,12 @@ class PipelineControl:
 
         # Bounded: a pipeline loop that stops first must not leave the caller
         # (a control API handler, the Slack intake) waiting for ever.
-        future = asyncio.run_coroutine_threadsafe(run(), loop)
+        coro = run()
+        try:
+            future = asyncio.run_coroutine_threadsafe(coro, loop)
+        except RuntimeError:  # the pipeline's loop closed meanwhile (serve stopping)
+            coro.close()
+            raise RuntimeError("the pipeline is not running") from None
         return await asyncio.wait_for(asyncio.wrap_future(future), HOP_TIMEOUT_S)
 
     async def _ready_log(self) -> ControlLog:
