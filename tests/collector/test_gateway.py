@@ -493,22 +493,16 @@ def test_a_task_whose_records_went_to_the_other_replica_is_left_open_on_neither(
     assert sum(let_go) > 0, "no task's records went to the other replica: the gap was not exercised"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a live record the gateway sends again is read again unless it carries an agent.record.id (spanvisor's "
-    "own helper now sets one; a plain sender may not): the load balancer retries a whole batch when one replica "
-    "fails it",
-)
 def test_a_live_record_the_gateway_sends_again_while_a_replica_is_down_is_read_once(gw: Gateway) -> None:
     """Records without ``agent.record.id`` (as a plain OTel sender sends them) while
     one replica is stopped: the load balancer splits each batch by replica
     and, when one part fails, the batch goes back to its queue whole, so the
     part the live replica took reaches it again at every retry. A span's
     repeat is the same span (same event ids: nothing doubles); a record's
-    repeat, on a replica that holds its task open, is read as a new
-    checkpoint (another row for the root's checkpoint, with another event
-    id). A replica that got a task's records and not its spans (the test
-    above) holds it open throughout."""
+    repeat is known by what it says (its event, time and attributes) and
+    read once (it was read as a new checkpoint: another row for the root's
+    checkpoint). A replica that got a task's records and not its spans (the
+    test above) holds it open throughout."""
     ids = [f"G4-{i}" for i in range(N)]
     gw.sent += ids
     down = gw.replicas[1]

@@ -143,3 +143,33 @@ def test_a_task_rebuilt_after_a_restart_is_newer_than_anything_its_clock_said_be
     clock.advance(61)
     [stall] = second.expire()
     assert isinstance(stall, TaskStalled) and stall.event_id not in {e.event_id for e in said}
+
+
+def test_an_event_record_sent_again_without_an_id_is_read_once_and_the_roots_end_keeps_both_of_an_instant() -> None:
+    # A Collector's load balancer resends a whole batch while a replica is
+    # down: a plain sender's records carry no agent.record.id.
+    tr = tracker(FakeClock())
+    tr.live([fact(cv.LIVE_TASK_START, 1_000, START)])
+    said = [fact(cv.EVENT_CHECKPOINT, 2_000, CP), fact(cv.EVENT_CHECKPOINT, 3_000, {cv.MESSAGE: "Doing"})]
+    first = tr.live(said)
+    again = tr.live(said) + tr.live(said[1:])
+    assert kinds(first) == ["Checkpoint", "Checkpoint"] and again == []
+    # Two records saying the same at one instant are one here; the root's
+    # end, which carries both, adds the second (nothing lost).
+    twin = fact(cv.EVENT_CHECKPOINT, 4_000, {cv.MESSAGE: "Twice"})
+    assert kinds(tr.live([twin, twin])) == ["Checkpoint"]
+    events = (
+        SpanEventData(cv.EVENT_CHECKPOINT, 2_000, CP),
+        SpanEventData(cv.EVENT_CHECKPOINT, 3_000, {cv.MESSAGE: "Doing"}),
+        SpanEventData(cv.EVENT_CHECKPOINT, 4_000, {cv.MESSAGE: "Twice"}),
+        SpanEventData(cv.EVENT_CHECKPOINT, 4_000, {cv.MESSAGE: "Twice"}),
+    )
+    assert kinds(tr.span_ended(root(events=events))) == ["Checkpoint", "TaskFinished"]
+
+
+def test_records_with_ids_are_known_by_their_ids_not_by_what_they_say() -> None:
+    tr = tracker(FakeClock())
+    tr.live([fact(cv.LIVE_TASK_START, 1_000, START)])
+    a = fact(cv.EVENT_CHECKPOINT, 2_000, {**CP, "agent.record.id": "p.1"})
+    b = fact(cv.EVENT_CHECKPOINT, 2_000, {**CP, "agent.record.id": "p.2"})
+    assert kinds(tr.live([a, b, a])) == ["Checkpoint", "Checkpoint"]

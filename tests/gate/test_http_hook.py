@@ -147,14 +147,17 @@ def test_calls_waiting_for_a_person_never_starve_the_ones_the_policy_decides(sma
     for t in threads:
         t.start()
 
-    def parked() -> bool:
+    def approvals() -> list[dict[str, Any]]:
         doc = urllib.request.urlopen(
             urllib.request.Request(
                 f"{small_serve.base}/v1/control/approvals", headers={"Authorization": f"Bearer {TOKEN}"}
             ),
             timeout=20,
         )
-        return len(json.loads(doc.read()).get("approvals", [])) >= 4
+        return list(json.loads(doc.read()).get("approvals", []))
+
+    def parked() -> bool:
+        return len(approvals()) >= 4
 
     from tests.waiting import wait_until
 
@@ -165,6 +168,16 @@ def test_calls_waiting_for_a_person_never_starve_the_ones_the_policy_decides(sma
     assert (status, said(doc)) == (200, "deny")
     assert "4 calls already wait for a person" in doc["hookSpecificOutput"]["permissionDecisionReason"]
     assert not waiting
+    # A person rejects the four (not their 40 s deadline: the test's time).
+    for a in approvals():
+        body = {"action": "reject", "approval_id": a["approval_id"], "actor": "alice"}
+        req = urllib.request.Request(
+            f"{small_serve.base}/v1/control/tasks/{a['task_id']}/decisions",
+            data=json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+            method="POST",
+        )
+        urllib.request.urlopen(req, timeout=30).close()
     for t in threads:
         t.join(120)
-    assert [said(d) for _, d in waiting] == ["deny"] * 4  # nobody decided: each denied at its deadline
+    assert [said(d) for _, d in waiting] == ["deny"] * 4

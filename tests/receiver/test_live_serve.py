@@ -25,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -90,6 +91,19 @@ class Served:
         url = f"http://127.0.0.1:{self.serve.http}/v1/control/tasks/{task_id}"
         with urllib.request.urlopen(url, timeout=20) as resp:
             return dict(json.loads(resp.read()))
+
+    def decide(self, task_id: str, body: dict[str, Any]) -> tuple[int, Any]:
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.serve.http}/v1/control/tasks/{task_id}/decisions",
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=20) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
 
     def series(self, name: str) -> list[dict[str, str]]:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.serve.admin}/metrics", timeout=20) as resp:
@@ -243,9 +257,12 @@ def test_a_task_waiting_for_a_person_stays_open_past_the_root_hold(served: Serve
         running = [s for s in served.series("spanvisor_tasks_running") if s["agent"] == "rivet"]
         assert running and float(running[0]["value"]) >= 1.0, running
         assert not any("No activity" in line for line in served.thread(tid)), "a waiting agent is alive"
+        # Then a person answers (rather than the request's timeout, 20 s more):
+        # the agent still waiting gets it.
+        assert served.decide(tid, {"action": "reject", "approval_id": "a1", "actor": "alice"})[0] == 200
     finally:
         th.join(60)
-    assert answers and answers[0].outcome == "timed_out"
+    assert answers and answers[0].outcome == "reject", answers
 
 
 def _emit(served: Served, *args: str) -> subprocess.CompletedProcess[str]:

@@ -18,6 +18,7 @@ tasks, records and age; what goes is counted) until the task opens.
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,8 +36,19 @@ WAITING_TTL_S = 600.0
 
 # Keys of a record that say where it belongs, not what the root says.
 _ROUTING = frozenset({cv.TASK_ROOT, "event.name", RECORD_ID})
-# Record ids remembered per open root (the newest; older resends are rare).
+# Record ids remembered per open root (the newest; older resends are rare):
+# a sender's agent.record.id, else what an event record says (_said).
 MAX_RECORD_IDS = 1024
+
+
+def _said(fact: LiveFact) -> str:
+    """The identity of an event record its sender did not name: what it says
+    (its event, time and attributes). A plain sender's record sent again (a
+    Collector's load balancer resends a whole batch while a replica is down)
+    is then read once. Two records saying the same at the same nanosecond are
+    one on the live channel; the root's end still carries both."""
+    said = repr(sorted(fact.attributes.items())).encode()
+    return "~" + hashlib.blake2b(b"%s\0%d\0%s" % (fact.name.encode(), fact.time_ns, said), digest_size=16).hexdigest()
 
 
 def root_attributes(fact: LiveFact) -> dict[str, Any]:
@@ -96,7 +108,9 @@ class LiveRoot:
     def _resent(self, fact: LiveFact) -> bool:
         rid = fact.attributes.get(RECORD_ID)
         if not isinstance(rid, str) or not rid:
-            return False
+            if fact.name not in cv.KNOWN_EVENTS:  # a start, update or heartbeat said again changes nothing
+                return False
+            rid = _said(fact)
         if rid in self.record_ids:
             return True
         self.record_ids[rid] = None
