@@ -160,7 +160,7 @@ UNENDING = textwrap.dedent(
 def test_the_backstop_kills_what_a_hung_test_started(tmp_path: Path) -> None:
     (tmp_path / "test_unending.py").write_text(UNENDING)
     (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = --strict-markers -p no:cacheprovider\n")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TEST_DEADLINE_GRACE_S": "10"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TEST_DEADLINE_GRACE_S": "4"}
     out = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "tests.deadline", "-q", "--rootdir", str(tmp_path), "test_unending.py"],
         cwd=tmp_path,

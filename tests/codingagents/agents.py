@@ -10,7 +10,8 @@ import os
 import shlex
 import subprocess
 import sys
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,9 @@ class Ran:
     code: int
     stdout: str
     stderr: str
+    # When it was seen to exit (made once the CLI ended): what a test of its
+    # end hooks waits from (endhooks.left_to_liveness).
+    exited_at: float = field(default_factory=time.monotonic)
 
     def lines(self) -> list[dict[str, Any]]:
         """The JSON lines of its stdout (stream-json, --json)."""

@@ -10,11 +10,12 @@ import os
 import re
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from spanvisor.launcher.stop import tree
-from tests.codingagents.agents import Running, hook_command
+from tests.codingagents.agents import Ran, Running, hook_command
 from tests.codingagents.fake_http import FakeModelAPI
 from tests.codingagents.script import Script, Turn
 from tests.codingagents.served import Matrix
@@ -170,6 +171,19 @@ def task_named(matrix: Matrix, agent: str, marker: str) -> dict[str, Any]:
 # hook waits a few seconds at most for the CLI's exit): a strict xfail of an
 # end no hook reports waits this long, not for liveness.
 HOOK_END_S = 8.0
+
+
+def left_to_liveness(matrix: Matrix, task_id: str, ran: Ran) -> dict[str, Any]:
+    """The task of a session whose CLI sent no end, read ``HOOK_END_S`` after
+    the CLI exited (waited for only if its file's tests took less): still
+    open, for liveness to end (``SPANVISOR_LOST_AFTER``), or already lost.
+    That liveness then ends it as lost is serve's, the same for every CLI:
+    test_claude_code.py and test_copilot_cli.py wait for it, the others
+    stop here (each such wait was about 25 s of the suite)."""
+    time.sleep(max(0.0, ran.exited_at + HOOK_END_S - time.monotonic()))
+    row = matrix.task(task_id)
+    assert row is not None and (row["ended_at"] is None or row["status"] == "lost"), row
+    return dict(row)
 
 
 def ended(matrix: Matrix, task_id: str, within: float = WAIT_S) -> dict[str, Any]:
