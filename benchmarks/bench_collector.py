@@ -1,16 +1,17 @@
-"""Persisted spans/s through a real OpenTelemetry Collector into one ``spanvisor serve``, beside direct OTLP.
+"""Persisted spans/s through a real OpenTelemetry Collector into one ``spanvisor serve`` and into two replicas, beside direct OTLP.
 
-    .venv/bin/python benchmarks/bench_collector.py [--spans 100000] [--rounds 5] [--clients 4] [--quick]   # about 2.5 minutes
+    .venv/bin/python benchmarks/bench_collector.py [--spans 100000] [--rounds 5] [--clients 4] [--quick]   # about 4 minutes
 
 Starts its own embedded PostgreSQL (fsync on) in a temporary directory, and
-uses the Collector the tests build from the Collector's own modules with its
-builder (``tests/collector/build.py``: core v0.165.0, contrib v0.165.1,
-``tests/collector/builder.yaml``; built first if it is not yet, which needs
-Go and the Go module proxy). Loopback only.
+uses the Collectors the tests build from the Collector's own modules with its
+builder (``tests/collector/build.py``: the single-node distribution, core
+v0.165.0 and contrib v0.165.1, ``tests/collector/builder.yaml``; the
+gateway's, release 0.159.0, ``builder-gateway.yaml``; each built first if it
+is not yet, which needs Go and the Go module proxy). Loopback only.
 
-Each round runs two configurations, in alternating order, each with a fresh
-``spanvisor serve`` (``SPANVISOR_SINKS=postgres``, the audit trail alone,
-every other setting at its default) on that PostgreSQL:
+Each round runs three configurations, in a rotating order, each with fresh
+``spanvisor serve`` processes (``SPANVISOR_SINKS=postgres``, the audit trail
+alone, every other setting at its default) on that PostgreSQL:
 
 * **direct**: ``--clients`` clients POST OTLP/HTTP protobuf to serve, each
   waiting for its answer and honouring ``Retry-After`` on a 503, as a
@@ -20,7 +21,15 @@ every other setting at its default) on that PostgreSQL:
   addresses, serve's URL and its queue's folder substituted: its
   ``file_storage`` queue, ``batch`` of 4,096, gzip and retry as shipped),
   which exports them to serve. The Collector answers once a span is in its
-  queue, so its clients finish early; what counts is when PostgreSQL has it.
+  queue, so its clients finish early; what counts is when PostgreSQL has it;
+* **gateway**: the same, to the gateway Collector running
+  ``collector-config/gateway.yaml`` verbatim (addresses, the two replicas'
+  gRPC ports and its queue's folder substituted: ``load_balancing`` by trace
+  id over OTLP/gRPC, its persistent queue), in front of two serve replicas
+  (``SPANVISOR_STATE_STORE=postgres``, as replicas run) on the same
+  PostgreSQL. On 2 cores the replicas share the cores the single serve had:
+  what this shows is the cost of the extra hop and of a second process, not
+  the scaling a second machine gives.
 
 Every span is unique (``benchmarks/_payloads.py``, all agent spans: per task
 an ``invoke_agent`` root, 40 model calls with usage and 40 checkpoint spans;
@@ -30,7 +39,8 @@ row and every timeline row, counted beforehand by the tracker on one
 request) is visible on another connection. **CPU per span**: user + system
 time over that same window from ``/proc/<pid>/stat`` of serve's process (all
 its threads), of the Collector's process, and of PostgreSQL's (its
-postmaster and backends), in microseconds per persisted span. Also said: the
+postmaster and backends), in microseconds per persisted span (serve's: both
+replicas' together). Also said: the
 503s serve answered (``spanvisor_receiver_requests_total{outcome="retry"}``
 on its /metrics), the events a sink dropped (``spanvisor_dropped_total``),
 the tracker's events and the PostgreSQL sink's batches (the same work on
@@ -40,9 +50,7 @@ or enqueue (its telemetry, on a Prometheus port of this run's).
 Each figure is one configuration's median over the rounds, and the
 Collector's ratio to direct OTLP is the median of the ratios within each
 round: load from elsewhere on a shared machine moves both sides of a round
-alike. Not measured here: two replicas behind the Collector's
-``load_balancing`` exporter (tests/collector/test_gateway.py runs them, on
-a Collector of release 0.159.0, the newest the module proxy serves it at).
+alike.
 """
 
 from __future__ import annotations
@@ -65,8 +73,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest  # noqa: E402
-from tests.collector._collector import Collector, free_port, scrape, single_node, total  # noqa: E402
-from tests.collector.build import build  # noqa: E402
+from tests.collector._collector import Collector, free_port, gateway_config, scrape, single_node, total  # noqa: E402
+from tests.collector.build import build, gateway  # noqa: E402
 from tests.receiver.serve_proc import ServeProcess, console_env  # noqa: E402
 
 from _cpuwatch import cores, postmaster_of, snapshot  # noqa: E402
@@ -78,7 +86,13 @@ from spanvisor.tracking.tracker import TaskTracker  # noqa: E402
 from spanvisor_postgres.embedded import EmbeddedPostgres  # noqa: E402
 
 PERSIST_DEADLINE_S = 300.0
-EXPORTER = "otlp_http/spanvisor"
+EXPORTER = {"collector": "otlp_http/spanvisor", "gateway": "load_balancing/spanvisor"}
+VIAS = ("direct", "collector", "gateway")
+LABELS = {
+    "direct": "direct OTLP/HTTP → serve",
+    "collector": "→ Collector (single-node.yaml) → serve",
+    "gateway": "→ Collector (gateway.yaml) → 2 replicas",
+}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -132,8 +146,8 @@ def ready(serve: ServeProcess) -> bool:
         return False
 
 
-def start_serve(data: Path, db_url: str) -> ServeProcess:
-    env = {**console_env(data, SPANVISOR_DATABASE_URL=db_url), "SPANVISOR_SINKS": "postgres"}
+def start_serve(data: Path, db_url: str, **extra: str) -> ServeProcess:
+    env = {**console_env(data, SPANVISOR_DATABASE_URL=db_url), "SPANVISOR_SINKS": "postgres", **extra}
     serve = ServeProcess(data, env, start=False)
     serve.start(timeout=120)
     deadline = time.monotonic() + 120
@@ -146,20 +160,45 @@ def start_serve(data: Path, db_url: str) -> ServeProcess:
     return serve
 
 
+def replicas(data: Path, db_url: str) -> list[ServeProcess]:
+    """Two serve replicas as they run behind the gateway: one state store,
+    each on a gRPC port fixed before the gateway's config lists it."""
+    serves: list[ServeProcess] = []
+    try:
+        for n in (1, 2):
+            serves.append(
+                start_serve(
+                    data / f"serve-{n}",
+                    db_url,
+                    SPANVISOR_STATE_STORE="postgres",
+                    SPANVISOR_REPLICA_ID=f"spanvisor-{n}",
+                    SPANVISOR_OTLP_GRPC_PORT=str(free_port()),
+                )
+            )
+    except BaseException:
+        for s in serves:
+            s.terminate()
+        raise
+    return serves
+
+
 def one_run(
-    via: str, base: Path, db_url: str, tpl: Template, first: int, bodies: int, clients: int, binary: Path | None
+    via: str, base: Path, db_url: str, tpl: Template, first: int, bodies: int, clients: int, binaries: dict[str, Path]
 ) -> dict[str, float]:
     """One configuration: ``bodies`` unique requests sent through ``via``
-    (direct or collector) until every row they cause is in PostgreSQL."""
+    (direct, collector or gateway) until every row they cause is in PostgreSQL."""
     data = base / f"{via}-{first}"
-    serve = start_serve(data / "serve", db_url)
+    serves = replicas(data, db_url) if via == "gateway" else [start_serve(data / "serve", db_url)]
     collector: Collector | None = None
-    port = serve.http
-    if via == "collector":
-        assert binary is not None
+    port = serves[0].http
+    if via != "direct":
         grpc, http = free_port(), free_port()
-        config = single_node(data, grpc, http, serve.http)
-        collector = Collector(binary, config, data / "collector.log", metrics_port=free_port())
+        if via == "collector":
+            config = single_node(data, grpc, http, serves[0].http)
+        else:
+            ports = [int(s.env["SPANVISOR_OTLP_GRPC_PORT"]) for s in serves]
+            config = gateway_config(data, grpc, http, free_port(), ports[0], ports[1])
+        collector = Collector(binaries[via], config, data / "collector.log", metrics_port=free_port())
         collector.start(http)
         port = http
     per_rows, per_tasks = rows_per_request(tpl)
@@ -181,7 +220,8 @@ def one_run(
                 state["refused"] += refused
 
     try:
-        cpu_from = snapshot([serve.proc.pid], postmaster)  # type: ignore[union-attr]
+        pids = [s.proc.pid for s in serves]  # type: ignore[union-attr]
+        cpu_from = snapshot(pids, postmaster)
         col_from = cpu_seconds(collector.proc.pid) if collector and collector.proc else 0.0
         t0 = time.monotonic()
         threads = [threading.Thread(target=client) for _ in range(clients)]
@@ -198,15 +238,20 @@ def one_run(
                 break
             time.sleep(0.05)
         persisted_s = time.monotonic() - t0
-        cpu = cores(cpu_from, snapshot([serve.proc.pid], postmaster))  # type: ignore[union-attr]
+        cpu = cores(cpu_from, snapshot(pids, postmaster))
         col_s = (cpu_seconds(collector.proc.pid) - col_from) if collector and collector.proc else 0.0
-        serve_metrics = scrape(f"http://127.0.0.1:{serve.admin}/metrics")
+        serve_metrics = [scrape(f"http://127.0.0.1:{s.admin}/metrics") for s in serves]
         col_metrics = collector.metrics() if collector else {}
     finally:
         counter.close()
         if collector is not None:
             collector.stop()
-        serve.terminate()
+        for s in serves:
+            s.terminate()
+
+    def serves_total(name: str, **labels: str) -> float:
+        return sum(total(m, name, **labels) for m in serve_metrics)
+
     spans = bodies * tpl.n_spans
     return {
         "spans": spans,
@@ -215,17 +260,17 @@ def one_run(
         "spans_s": spans / persisted_s,
         "complete": float(rows >= want_rows and done >= want_done),
         "client_503": state["refused"],
-        "serve_503": total(serve_metrics, "spanvisor_receiver_requests_total", outcome="retry"),
-        "dropped": total(serve_metrics, "spanvisor_dropped_total"),
-        "events": total(serve_metrics, "spanvisor_events_emitted_total"),
-        "batches": total(serve_metrics, "spanvisor_sink_deliveries_total", sink="postgres"),
+        "serve_503": serves_total("spanvisor_receiver_requests_total", outcome="retry"),
+        "dropped": serves_total("spanvisor_dropped_total"),
+        "events": serves_total("spanvisor_events_emitted_total"),
+        "batches": serves_total("spanvisor_sink_deliveries_total", sink="postgres"),
         # CPU over the whole window (first send to last row), µs per persisted span.
         "serve_us": cpu["serve"] * persisted_s / spans * 1e6,
         "postgres_us": cpu["postgres"] * persisted_s / spans * 1e6,
         "collector_us": col_s / spans * 1e6,
         "serve_cores": cpu["serve"],
         "collector_cores": col_s / persisted_s,
-        "col_sent": total(col_metrics, "otelcol_exporter_sent_spans", exporter=EXPORTER),
+        "col_sent": total(col_metrics, "otelcol_exporter_sent_spans", exporter=EXPORTER.get(via, "")),
         "col_failed": sum(
             total(col_metrics, name)
             for name in (
@@ -268,29 +313,30 @@ def main() -> int:
         flush=True,
     )
     try:
-        print("the Collector (tests/collector/build.py; built now if it is not yet) …", flush=True)
-        binary = build()
+        print("the Collectors (tests/collector/build.py; built now if they are not yet) …", flush=True)
+        binaries = {"collector": build(), "gateway": gateway()}
     except BaseException as exc:  # pytest's skip and fail, raised outside pytest
         print(f"bench_collector: nothing measured: no Collector here ({exc})")
         return 0
-    print(f"  {binary}", flush=True)
+    for b in binaries.values():
+        print(f"  {b}", flush=True)
     tpl = Template(MIXES["agent"])
     check_unique(tpl.copy(1), tpl.copy(2))
     bodies = max(1, round(a.spans / tpl.n_spans))
     base = Path(tempfile.mkdtemp(prefix="spanvisor-bench-collector-"))
     pg = EmbeddedPostgres(base / "postgres")
-    results: dict[str, list[dict[str, float]]] = {"direct": [], "collector": []}
-    ratios: list[float] = []
+    results: dict[str, list[dict[str, float]]] = {via: [] for via in VIAS}
+    ratios: dict[str, list[float]] = {"collector": [], "gateway": []}
     try:
         print("starting the embedded PostgreSQL (fsync on) …", flush=True)
         url = pg.acquire()
         asyncio.run(migrated(url))
         first = 1
         for rnd in range(a.rounds):
-            order = ["direct", "collector"] if rnd % 2 == 0 else ["collector", "direct"]
+            order = [VIAS[(rnd + k) % len(VIAS)] for k in range(len(VIAS))]
             got: dict[str, dict[str, float]] = {}
             for via in order:
-                r = one_run(via, base, url, tpl, first, bodies, a.clients, binary)
+                r = one_run(via, base, url, tpl, first, bodies, a.clients, binaries)
                 first += 100_000
                 got[via] = r
                 results[via].append(r)
@@ -303,7 +349,8 @@ def main() -> int:
                     f"in {r['batches']:,.0f} PostgreSQL batches",
                     flush=True,
                 )
-            ratios.append(got["collector"]["spans_s"] / got["direct"]["spans_s"])
+            for via, within in ratios.items():
+                within.append(got[via]["spans_s"] / got["direct"]["spans_s"])
     finally:
         pg.release()
         shutil.rmtree(base, ignore_errors=True)
@@ -316,20 +363,20 @@ def main() -> int:
         f"all agent spans ({tpl.n_spans} a request), {a.clients} clients, {bodies * tpl.n_spans:,} spans a run, "
         f"{a.rounds} round(s), serve with SPANVISOR_SINKS=postgres, medians over the rounds:"
     )
-    for via, label in (("direct", "direct OTLP/HTTP → serve"), ("collector", "→ Collector (single-node.yaml) → serve")):
-        rs = results[via]
+    for via in VIAS:
+        label, rs = LABELS[via], results[via]
         incomplete = sum(1 for r in rs if not r["complete"])
         line = (
             f"  {label:<40} {med(via, 'spans_s'):>7,.0f} persisted spans/s; CPU µs per span: "
             f"serve {med(via, 'serve_us'):.1f} ({med(via, 'serve_cores'):.2f} cores)"
         )
-        if via == "collector":
+        if via != "direct":
             line += f", Collector {med(via, 'collector_us'):.1f} ({med(via, 'collector_cores'):.2f} cores)"
         line += (
             f", PostgreSQL {med(via, 'postgres_us'):.1f}; serve's 503s {sum(int(r['serve_503']) for r in rs)}, "
             f"events dropped {sum(int(r['dropped']) for r in rs)}"
         )
-        if via == "collector":
+        if via != "direct":
             sent = sum(r["col_sent"] for r in rs)
             line += (
                 f"; the Collector sent {sent:,.0f} of {sum(r['spans'] for r in rs):,.0f} spans, "
@@ -338,11 +385,11 @@ def main() -> int:
         if incomplete:
             line += f" ({incomplete} run(s) INCOMPLETE after {PERSIST_DEADLINE_S:.0f} s)"
         print(line)
-    q = sorted(ratios)
-    print(
-        f"  through the Collector / direct, persisted spans/s: {median(ratios):.2f}x "
-        f"(rounds: {', '.join(f'{x:.2f}' for x in q)})"
-    )
+    for via, within in ratios.items():
+        print(
+            f"  {LABELS[via].removeprefix('→ ')} / direct, persisted spans/s: {median(within):.2f}x "
+            f"(rounds: {', '.join(f'{x:.2f}' for x in sorted(within))})"
+        )
     print(f"load {os.getloadavg()[0]:.2f} at the end")
     return 0
 

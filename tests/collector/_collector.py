@@ -73,6 +73,26 @@ def single_node(root: Path, grpc: int, http: int, serve_port: int) -> Path:
     return config
 
 
+def gateway_config(root: Path, grpc: int, http: int, health: int, r1: int, r2: int) -> Path:
+    """``gateway.yaml`` as shipped, but for its addresses, the two replicas'
+    gRPC ports (``r1``, ``r2`` on loopback) and its queue's folder."""
+    config = root / "gateway.yaml"
+    config.write_text(
+        verbatim(
+            GATEWAY,
+            {
+                "0.0.0.0:4317": f"127.0.0.1:{grpc}",
+                "0.0.0.0:4318": f"127.0.0.1:{http}",
+                "0.0.0.0:13133": f"127.0.0.1:{health}",
+                "/var/lib/otelcol/lb-queue": str(root / "lb-queue"),
+                "spanvisor-1:4317": f"127.0.0.1:{r1}",
+                "spanvisor-2:4317": f"127.0.0.1:{r2}",
+            },
+        )
+    )
+    return config
+
+
 def telemetry(port: int | None) -> str:
     """The Collector's own metrics: off, or served in the Prometheus format on
     127.0.0.1:``port`` with the names its default reader gives them

@@ -56,15 +56,14 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from tests.collector._collector import (
-    GATEWAY,
     WAIT_S,
     Collector,
     Samples,
     exact,
     free_port,
+    gateway_config,
     scrape,
     total,
-    verbatim,
 )
 from tests.collector.build import gateway
 from tests.receiver.serve_proc import FakeSlackThread, ServeProcess, db_rows, slack_env
@@ -334,22 +333,9 @@ def _start_gateway(binary: Path, root: Path, token: str, r1: int, r2: int) -> tu
     (it, its gRPC, HTTP and health ports). A port picked free can be taken
     by another process before the Collector binds it (the suite runs beside
     it): then it is started again on others."""
-    config = root / "gateway.yaml"
     for attempt in range(3):
         grpc, http, health = (free_port() for _ in range(3))
-        config.write_text(
-            verbatim(
-                GATEWAY,
-                {
-                    "0.0.0.0:4317": f"127.0.0.1:{grpc}",
-                    "0.0.0.0:4318": f"127.0.0.1:{http}",
-                    "0.0.0.0:13133": f"127.0.0.1:{health}",
-                    "/var/lib/otelcol/lb-queue": str(root / "lb-queue"),
-                    "spanvisor-1:4317": f"127.0.0.1:{r1}",
-                    "spanvisor-2:4317": f"127.0.0.1:{r2}",
-                },
-            )
-        )
+        config = gateway_config(root, grpc, http, health, r1, r2)
         collector = Collector(
             binary,
             config,
