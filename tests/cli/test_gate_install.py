@@ -13,12 +13,14 @@ import os
 import stat
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 from spanvisor.clis import registry
 
 SPANVISOR = str(Path(sys.executable).with_name("spanvisor"))
 CLAUDE = "etc/claude-code/managed-settings.json"
+CODEX = "etc/codex/requirements.toml"
 
 
 def _install(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -41,8 +43,8 @@ def _entries(doc: dict[str, object], event: str) -> list[str]:
 def test_each_system_wide_settings_gets_the_locked_hook_and_a_second_run_changes_nothing(tmp_path: Path) -> None:
     first = _install(tmp_path, "--policy", "/etc/spanvisor/hook-policy.toml")
     assert first.returncode == 0, first.stderr
-    written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.json"))
-    assert written == [CLAUDE, "etc/gemini-cli/settings.json", "etc/qwen-code/settings.json"]
+    written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert written == [CLAUDE, CODEX, "etc/gemini-cli/settings.json", "etc/qwen-code/settings.json"]
     for rel, cli in ((CLAUDE, "claude-code"), ("etc/gemini-cli/settings.json", "gemini")):
         path = tmp_path / rel
         assert stat.S_IMODE(path.stat().st_mode) == 0o644
@@ -51,10 +53,15 @@ def test_each_system_wide_settings_gets_the_locked_hook_and_a_second_run_changes
         command, timeout = found[0]
         assert command.endswith(f"spanvisor hook {cli} --locked --policy /etc/spanvisor/hook-policy.toml")
         assert os.path.isabs(command.split()[0]) and timeout == 900.0
-    before = {p: p.read_bytes() for p in tmp_path.rglob("*.json")}
+    codex = tomllib.loads((tmp_path / CODEX).read_text())
+    assert codex["allow_managed_hooks_only"] is True
+    [(command, timeout)] = registry.need("codex").hook_timeouts(codex)
+    assert command.endswith("spanvisor hook codex --locked --policy /etc/spanvisor/hook-policy.toml")
+    assert timeout == 900.0
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     again = _install(tmp_path, "--policy", "/etc/spanvisor/hook-policy.toml")
-    assert again.returncode == 0 and again.stdout.count("already current") == 3, again.stdout
-    assert {p: p.read_bytes() for p in tmp_path.rglob("*.json")} == before
+    assert again.returncode == 0 and again.stdout.count("already current") == 4, again.stdout
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
 
 
 def test_what_the_file_held_stays_and_an_earlier_spanvisor_entry_is_replaced(tmp_path: Path) -> None:
@@ -112,10 +119,51 @@ def test_a_file_that_is_not_settings_is_left_alone_and_said(tmp_path: Path) -> N
     assert path.read_text() == "{ not json"
 
 
+def test_codexs_requirements_keep_what_they_held_byte_for_byte_and_a_new_socket_replaces_the_old(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / CODEX
+    path.parent.mkdir(parents=True)
+    held = (
+        "# the admin's own requirements\n"
+        'allowed_approval_policies = ["untrusted", "on-request"]\n'
+        "\n"
+        "[[hooks.PostToolUse]]\n"
+        'matcher = "*"\n'
+        "[[hooks.PostToolUse.hooks]]\n"
+        'type = "command"\n'
+        'command = "/usr/local/bin/audit-codex"\n'
+    )
+    path.write_text(held)
+    assert _install(tmp_path, "--cli", "codex", "--socket", "/run/old.sock").returncode == 0
+    got = _install(tmp_path, "--cli", "codex", "--socket", "/run/spanvisor/gate.sock")
+    assert got.returncode == 0, got.stderr
+    text = path.read_text()
+    assert held.strip("\n") in text and "/run/old.sock" not in text
+    doc = tomllib.loads(text)
+    assert doc["allow_managed_hooks_only"] is True
+    assert doc["allowed_approval_policies"] == ["untrusted", "on-request"]
+    assert [h["command"] for g in doc["hooks"]["PostToolUse"] for h in g["hooks"]][0] == "/usr/local/bin/audit-codex"
+    [(command, _)] = registry.need("codex").hook_timeouts(doc)
+    assert command.endswith("spanvisor hook codex --gate /run/spanvisor/gate.sock")
+    for event in registry.need("codex").session_events:  # its ends reach the hook too
+        assert doc["hooks"][event]
+
+
+def test_codexs_requirements_that_set_managed_hooks_otherwise_are_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / CODEX
+    path.parent.mkdir(parents=True)
+    for held in ("allow_managed_hooks_only = false\n", "hooks = 3\n", "[broken\n"):
+        path.write_text(held)
+        got = _install(tmp_path, "--cli", "codex")
+        assert got.returncode == 1 and "left as it is" in got.stderr, (held, got.stderr)
+        assert path.read_text() == held
+
+
 def test_a_cli_with_no_system_wide_settings_is_named_not_written(tmp_path: Path) -> None:
-    got = _install(tmp_path, "--cli", "codex", "--cli", "cline")
+    got = _install(tmp_path, "--cli", "copilot", "--cli", "cline")
     assert got.returncode == 0
-    assert "Codex: no system-wide settings" in got.stdout and "Cline: no system-wide settings" in got.stdout
+    assert "Copilot CLI: no system-wide settings" in got.stdout and "Cline: no system-wide settings" in got.stdout
     assert not list(tmp_path.rglob("*"))
     unknown = _install(tmp_path, "--cli", "nope")
     assert unknown.returncode == 1 and "nope: no coding-agent CLI" in unknown.stderr

@@ -1,5 +1,5 @@
-"""``spanvisor gate install`` proven with the real Gemini CLI and the real
-Claude Code.
+"""``spanvisor gate install`` proven with the real Gemini CLI, Claude Code,
+Qwen Code and Codex.
 
 Gemini CLI: the gate's hook written into its system-wide settings (``GEMINI_CLI_SYSTEM_SETTINGS_PATH``
 points the pinned CLI at a test-owned file, as ``/etc/gemini-cli/settings.json``
@@ -19,7 +19,13 @@ Code see nothing of it. Its repository tries everything a repository's
 ``.claude/settings.json`` can: an ``env`` block handing the hook another
 policy, and hooks of its own (which ``allowManagedHooksOnly`` must keep
 from running at all); the policy's denial holds and the repository's hook
-never runs."""
+never runs.
+
+Codex reads its managed requirements from ``/etc/codex/requirements.toml``
+only: mounted there the same way. Its managed hooks run without the trust
+its other hooks need, and ``allow_managed_hooks_only`` (read from
+requirements only) keeps the user's and the repository's hooks from
+running at all."""
 
 from __future__ import annotations
 
@@ -34,6 +40,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.codingagents import codex_cli as cx
 from tests.codingagents import gemini_cli as gc
 from tests.codingagents import qwen_code as qw
 from tests.codingagents.agents import base_env, run
@@ -42,6 +49,8 @@ from tests.codingagents.fake_chat import fake_chat, turns
 from tests.codingagents.fake_chat import tool_results as chat_results
 from tests.codingagents.fake_gemini import fake_gemini, function_responses
 from tests.codingagents.fake_http import FakeModelAPI
+from tests.codingagents.fake_openai import fake_openai
+from tests.codingagents.fake_openai import function_outputs as openai_outputs
 from tests.codingagents.script import Script, text, tool
 from tests.codingagents.served import MODEL
 from tests.conftest import require
@@ -265,3 +274,84 @@ def test_qwen_codes_system_hook_denies_whatever_the_users_settings_say(
     assert (work / "build" / "keep.txt").read_text() == "still here", "the denied command did not run"
     [denied] = chat_results(turns(chat, run_id)[-1])
     assert "deleting is not allowed here" in denied, denied
+
+
+CODEX_POLICY = POLICY.replace('tool = ["run_shell_command"]', 'tool = ["Bash"]').replace("rm -rf*", "rm -r *")
+
+
+@pytest.fixture
+def codex_mount_point() -> Iterator[Path]:
+    """``/etc/codex``, for a mount namespace to mount over (as ``managed_mount_point``)."""
+    if os.geteuid() != 0:
+        pytest.skip("a mount namespace over /etc/codex needs root (CI runs as root)")
+    require("unshare")
+    where = Path("/etc/codex")
+    made = not where.exists()
+    if made:
+        where.mkdir(mode=0o755)
+    try:
+        yield where
+    finally:
+        if made:
+            where.rmdir()
+
+
+@pytest.fixture(scope="module")
+def responses() -> Iterator[FakeModelAPI]:
+    fake = fake_openai()
+    try:
+        yield fake
+    finally:
+        fake.close()
+
+
+def test_codexs_managed_hook_runs_untrusted_and_alone_against_the_users_and_the_repositorys(
+    cli_bin: Path, responses: FakeModelAPI, tmp_path: Path, codex_mount_point: Path
+) -> None:
+    """Codex 0.169 with the gate in its managed requirements, run without
+    ``--dangerously-bypass-hook-trust``: the managed hook runs untrusted,
+    and ``allow_managed_hooks_only`` keeps the user's own hook (trusted, as
+    that flag trusts it) and the repository's from running beside it."""
+    policy = tmp_path / "policy.toml"
+    policy.write_text(CODEX_POLICY)
+    root = tmp_path / "root"
+    done = _gate_install("--cli", "codex", "--policy", str(policy), "--root", str(root))
+    installed = root / "etc" / "codex"
+    assert done.returncode == 0 and (installed / "requirements.toml").exists(), done.stdout + done.stderr
+
+    calls = [tool("exec_command", cmd="echo hello"), tool("exec_command", cmd="rm -r build"), text("ok")]
+    run_id = responses.script(uuid.uuid4().hex[:12], Script(calls))
+    marker = tmp_path / "another-hook-ran"
+    other = f'[[hooks.PreToolUse]]\nmatcher = "*"\n[[hooks.PreToolUse.hooks]]\ntype = "command"\ncommand = "touch {marker}"\n'
+    env = cx.env(tmp_path / "home", responses, run_id, SPANVISOR_HOOK_DELIVERY="off")
+    with open(Path(env["CODEX_HOME"]) / "config.toml", "a") as f:
+        f.write("\n" + other)
+    work = tmp_path / "work"
+    (work / "build").mkdir(parents=True)
+    (work / "build" / "keep.txt").write_text("still here")
+    (work / ".codex").mkdir()
+    (work / ".codex" / "config.toml").write_text(other)
+    mounted = 'mount --bind "$1" /etc/codex && shift && exec "$@"'
+    codex = cx.argv(cli_bin, f"clean the build folder ({run_id})", hook=True)  # the user's hook trusted
+    argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", mounted, "sh", str(installed), *codex]
+    ran = run(argv, env, work)
+    assert ran.code == 0, ran.said()
+    assert (work / "build" / "keep.txt").read_text() == "still here", "the denied command did not run"
+    asked = [s.body for s in responses.requests(run_id) if s.path == "/v1/responses"]
+    echoed, denied = openai_outputs(asked[-1])
+    assert "hello" in echoed
+    assert "deleting is not allowed here" in denied, denied
+    assert not marker.exists(), "another hook ran beside the managed one"
+    assert not list(codex_mount_point.iterdir()), "the machine's /etc/codex was written"
+    # Without allow_managed_hooks_only the user's hook does run: what kept it out above.
+    required = installed / "requirements.toml"
+    required.write_text(required.read_text().replace("allow_managed_hooks_only = true\n", ""))
+    again = responses.script(uuid.uuid4().hex[:12], Script([tool("exec_command", cmd="echo again"), text("ok")]))
+    env = cx.env(tmp_path / "home2", responses, again, SPANVISOR_HOOK_DELIVERY="off")
+    with open(Path(env["CODEX_HOME"]) / "config.toml", "a") as f:
+        f.write("\n" + other)
+    codex = cx.argv(cli_bin, f"say it again ({again})", hook=True)
+    ran = run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", mounted, "sh", str(installed), *codex], env, work
+    )
+    assert ran.code == 0 and marker.exists(), ran.said()

@@ -3,19 +3,23 @@
 Run as root once per machine (or per image). For every CLI whose adapter
 names a place it reads for every user, which no user or repository
 overrides (:meth:`spanvisor.clis.adapter.Adapter.system_settings`: Claude
-Code's managed settings, Gemini CLI's and Qwen Code's system settings), it
-writes the gate's hook there in the CLI's own format
-(:meth:`~spanvisor.clis.adapter.Adapter.hook_setup`): this installation's
-absolute ``spanvisor``, and either ``--gate SOCKET`` (the system gate,
-``spanvisor gate serve``, deciding under a user of its own) or
-``--locked --policy FILE``. What the file holds already stays: other keys,
-other hooks; an earlier ``spanvisor hook`` entry is replaced, so a second
-run changes nothing. A file that is not what the CLI reads (not JSON, not
-an object) is left alone and said. The file is written whole, readable by
-everyone and writable by its owner only.
+Code's managed settings, Codex's managed requirements, Gemini CLI's and
+Qwen Code's system settings), it writes the gate's hook there in the CLI's
+own format (:meth:`~spanvisor.clis.adapter.Adapter.system_setup`): this
+installation's absolute ``spanvisor``, and either ``--gate SOCKET`` (the
+system gate, ``spanvisor gate serve``, deciding under a user of its own)
+or ``--locked --policy FILE``. What the file holds already stays: other
+keys, other hooks; an earlier ``spanvisor hook`` entry is replaced, so a
+second run changes nothing. A JSON file is merged; a TOML file (Codex's)
+gets the gate's lines in two marked blocks, its top-level keys first and
+its hook tables last, as TOML needs (Python reads TOML but writes none:
+the rest of the file is kept byte for byte). A file that is not what the
+CLI reads (not JSON or TOML, not an object, or a TOML file that would not
+read back with the gate's hook in it) is left alone and said. The file is
+written whole, readable by everyone and writable by its owner only.
 
-The CLIs with no such place (Codex, Copilot CLI, OpenCode, Cline) are
-named, with where their hook goes instead (``spanvisor assets export``).
+The CLIs with no such place (Copilot CLI, OpenCode, Cline) are named, with
+where their hook goes instead (``spanvisor assets export``).
 """
 
 from __future__ import annotations
@@ -80,26 +84,75 @@ def _ours(entry: Any) -> bool:
     return len(words) >= 2 and os.path.basename(words[0]) == "spanvisor" and words[1] == "hook"
 
 
+# The marks around the gate's lines in a TOML file: what a later run replaces.
+TOML_MARKS = ("# spanvisor gate install: begin", "# spanvisor gate install: end")
+
+
+def toml_with(text: str, setup: str) -> str:
+    """``text`` (a TOML file's) with the gate's ``setup`` in it: any earlier
+    marked blocks out, then the setup's top-level keys in a marked block at
+    the top (before the file's first table, as TOML needs) and its tables in
+    one at the end. The result reads back with the setup's keys and hooks,
+    or :class:`ValueError`."""
+    import tomllib
+
+    begin, end = TOML_MARKS
+    kept: list[str] = []
+    inside = False
+    for line in text.splitlines():
+        if line.strip() == begin:
+            inside = True
+        elif line.strip() == end:
+            inside = False
+        elif not inside:
+            kept.append(line)
+    rest = "\n".join(kept).strip("\n")
+    lines = setup.strip("\n").splitlines()
+    first_table = next((i for i, ln in enumerate(lines) if ln.lstrip().startswith("[")), len(lines))
+    keys, tables = "\n".join(lines[:first_table]).strip("\n"), "\n".join(lines[first_table:]).strip("\n")
+    parts = [f"{begin}\n{keys}\n{end}"] if keys else []
+    parts += [rest] if rest else []
+    parts += [f"{begin}\n{tables}\n{end}"] if tables else []
+    new = "\n\n".join(parts) + "\n"
+    try:
+        doc, wanted = tomllib.loads(new), tomllib.loads(setup)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"the gate's lines would not read back as TOML there ({exc})") from None
+    for key, value in wanted.items():
+        if key != "hooks" and doc.get(key) != value:
+            raise ValueError(f"it sets {key} otherwise")
+    ours = {c for e in wanted.get("hooks", {}).values() for g in e for c in (h.get("command") for h in g["hooks"])}
+    found = {
+        h.get("command")
+        for groups in (doc.get("hooks") or {}).values()
+        if isinstance(groups, list)
+        for g in groups
+        if isinstance(g, dict)
+        for h in g.get("hooks") or ()
+        if isinstance(h, dict)
+    }
+    if not ours <= found:
+        raise ValueError("its hooks would not hold the gate's")
+    return new
+
+
 def install_one(adapter: Adapter, path: Path, command: str, timeout_s: int) -> str:
     """Write ``adapter``'s hook into ``path``; what was done, in words.
     :class:`ValueError` when the file there is not settings it can add to."""
-    setup = adapter.hook_setup(command, timeout_s)
+    setup = adapter.system_setup(command, timeout_s)
     if setup is None:
         raise ValueError("its hook is a file of its own: spanvisor assets export")
-    wanted = json.loads(setup.text)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         text = None
-    existing: Any = {}
-    if text is not None and text.strip():
+    if path.suffix == ".toml":
         try:
-            existing = json.loads(text)
-        except ValueError:
-            raise ValueError(f"{path} is not JSON; left as it is") from None
-        if not isinstance(existing, dict):
-            raise ValueError(f"{path} is not a JSON object; left as it is")
-    new = json.dumps(merged(existing, wanted), indent=2) + "\n"
+            new = toml_with(text or "", setup.text)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}; left as it is") from None
+    else:
+        new = _json_with(path, text, json.loads(setup.text))
     if new == text:
         return f"{path}: already current"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -113,6 +166,18 @@ def install_one(adapter: Adapter, path: Path, command: str, timeout_s: int) -> s
         Path(tmp).unlink(missing_ok=True)
         raise
     return f"{path}: {'written' if text is None else 'updated'}"
+
+
+def _json_with(path: Path, text: str | None, wanted: Mapping[str, Any]) -> str:
+    existing: Any = {}
+    if text is not None and text.strip():
+        try:
+            existing = json.loads(text)
+        except ValueError:
+            raise ValueError(f"{path} is not JSON; left as it is") from None
+        if not isinstance(existing, dict):
+            raise ValueError(f"{path} is not a JSON object; left as it is")
+    return json.dumps(merged(existing, wanted), indent=2) + "\n"
 
 
 def open_folders(path: Path) -> list[Path]:
@@ -169,4 +234,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--root", default="", help="write under this folder instead of / (an image being built)")
 
 
-__all__ = ["MODE", "add_arguments", "command_for", "install_one", "merged", "open_folders", "run"]
+__all__ = [
+    "MODE",
+    "TOML_MARKS",
+    "add_arguments",
+    "command_for",
+    "install_one",
+    "merged",
+    "open_folders",
+    "run",
+    "toml_with",
+]

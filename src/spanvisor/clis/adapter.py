@@ -154,6 +154,12 @@ class Adapter:
         del env
         return None
 
+    def system_setup(self, command: str, timeout_s: int) -> HookSetup | None:
+        """What ``spanvisor gate install`` adds to :meth:`system_settings`:
+        :meth:`hook_setup`, unless the system's file says more (a JSON file
+        is merged with what it holds; a TOML one gets marked blocks)."""
+        return self.hook_setup(command, timeout_s)
+
     def aim_telemetry(self, argv: list[str], env: dict[str, str], endpoint: str, tool_details: bool) -> list[str]:
         """Its arguments, with ``env`` (its environment, changed in place)
         aiming its telemetry at ``endpoint`` (OTLP/HTTP). ``tool_details``:

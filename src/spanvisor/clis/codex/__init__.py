@@ -1,8 +1,11 @@
 """Codex CLI: Claude Code's hook contract, with its own allow.
 
 ``PreToolUse`` hooks in ``config.toml`` (``$CODEX_HOME``'s and the
-project's ``.codex``); no timeout documented for command hooks, so 600 s
-as Claude Code's. Its allow of a ``PreToolUse`` is an empty object: it
+project's ``.codex``), run only once trusted, and in its managed
+requirements (``/etc/codex/requirements.toml``), which run untrusted and,
+with ``allow_managed_hooks_only``, alone: no user's, project's or plugin's
+hook runs beside them (0.169, proven in tests/codingagents/test_gate_install.py).
+No timeout documented for command hooks, so 600 s as Claude Code's. Its allow of a ``PreToolUse`` is an empty object: it
 reads ``permissionDecision: allow`` as "Hook failed: unsupported
 permissionDecision: allow" (0.169) and lets the call go on under its own
 approval policy. It names its service by its mode (``codex_exec``,
@@ -51,6 +54,20 @@ class Codex(Adapter):
         where = "$CODEX_HOME/config.toml (~/.codex), which it runs once the hook is trusted (spanvisor run trusts it)"
         return HookSetup("config.toml", "\n".join(lines), where)
 
+    def system_settings(self, env: Mapping[str, str]) -> Path | None:
+        # Admin-enforced requirements: no config.toml, profile or -c override wins over them.
+        return Path("/etc/codex/requirements.toml")
+
+    def system_setup(self, command: str, timeout_s: int) -> HookSetup | None:
+        setup = self.hook_setup(command, timeout_s)
+        assert setup is not None
+        # Read from requirements only (in config.toml it is ignored): the
+        # user's, a repository's and a plugin's hooks then do not run, so
+        # none can rewrite a call the gate allowed.
+        text = "allow_managed_hooks_only = true\n\n" + setup.text
+        where = "its managed requirements (/etc/codex/requirements.toml), which no user or repository overrides"
+        return HookSetup("requirements.toml", text, where)
+
     def aim_telemetry(self, argv: list[str], env: dict[str, str], endpoint: str, tool_details: bool) -> list[str]:
         # -c overrides on top of the user's own config.toml (kept as is).
         # The token is not among them: a command line is readable by every
@@ -68,7 +85,7 @@ class Codex(Adapter):
 
     def settings_files(self, env: Mapping[str, str], home: Path, cwd: str) -> list[Path]:
         codex_home = Path(env.get("CODEX_HOME") or home / ".codex")
-        return [codex_home / "config.toml", Path(cwd) / ".codex" / "config.toml"]
+        return [codex_home / "config.toml", Path(cwd) / ".codex" / "config.toml", Path("/etc/codex/requirements.toml")]
 
 
 def _toml_str(s: str) -> str:
