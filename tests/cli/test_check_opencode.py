@@ -54,3 +54,29 @@ def test_a_plugin_with_no_spanvisor_to_run_is_a_problem_and_no_plugin_is_silence
     env["SPANVISOR_BIN"] = str(tmp_path / "no-such-spanvisor")
     bad, _, ok = co.problems(env, tmp_path)
     assert len(ok) == 1 and len(bad) == 1 and "it blocks every tool call" in bad[0], bad
+
+
+def test_the_copy_gate_install_locked_in_the_managed_folder_passes_and_a_changed_one_is_a_warning(
+    tmp_path: Path,
+) -> None:
+    from spanvisor.cli import gate_install
+    from spanvisor.clis import registry
+
+    managed = tmp_path / "managed"
+    env = {**_home(tmp_path, None), "OPENCODE_TEST_MANAGED_CONFIG_DIR": str(managed)}
+    binary = str(Path(sys.executable).with_name("spanvisor"))
+    command = gate_install.command_for("opencode", None, "/etc/spanvisor/hook-policy.toml", binary)
+    gate_install.install_one(registry.need("opencode"), managed / "opencode.json", command, 900)
+    bad, warned, ok = co.problems(env, tmp_path)
+    assert (bad, warned) == ([], []), (bad, warned)
+    assert ok == [
+        f"OpenCode's gate plugin {managed / 'spanvisor-gate.js'} ({managed / 'opencode.json'}), locked: {command}"
+    ]
+    plugin = managed / "spanvisor-gate.js"
+    locked = plugin.read_text()
+    plugin.write_text(locked.replace('"--locked", ', ""))
+    bad, warned, _ = co.problems(env, tmp_path)
+    assert len(warned) == 1 and "it is not --locked" in warned[0], warned
+    plugin.write_text(locked.replace("LIMIT_S", "600", 1))
+    bad, warned, _ = co.problems(env, tmp_path)
+    assert len(warned) == 1 and "differs from this spanvisor's" in warned[0], warned

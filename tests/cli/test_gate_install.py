@@ -44,7 +44,9 @@ def test_each_system_wide_settings_gets_the_locked_hook_and_a_second_run_changes
     first = _install(tmp_path, "--policy", "/etc/spanvisor/hook-policy.toml")
     assert first.returncode == 0, first.stderr
     written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
-    assert written == [CLAUDE, CODEX, "etc/gemini-cli/settings.json", "etc/qwen-code/settings.json"]
+    opencode = ["etc/opencode/node_modules/.spanvisor", "etc/opencode/opencode.json", "etc/opencode/package-lock.json"]
+    opencode.append("etc/opencode/spanvisor-gate.js")
+    assert written == [CLAUDE, CODEX, "etc/gemini-cli/settings.json", *opencode, "etc/qwen-code/settings.json"]
     for rel, cli in ((CLAUDE, "claude-code"), ("etc/gemini-cli/settings.json", "gemini")):
         path = tmp_path / rel
         assert stat.S_IMODE(path.stat().st_mode) == 0o644
@@ -59,8 +61,14 @@ def test_each_system_wide_settings_gets_the_locked_hook_and_a_second_run_changes
     assert command.endswith("spanvisor hook codex --locked --policy /etc/spanvisor/hook-policy.toml")
     assert timeout == 900.0
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    # OpenCode's managed config names the locked plugin where OpenCode will read it (not under --root).
+    doc = json.loads((tmp_path / "etc/opencode/opencode.json").read_text())
+    assert doc == {"plugin": ["file:///etc/opencode/spanvisor-gate.js"]}
+    plugin = (tmp_path / "etc/opencode/spanvisor-gate.js").read_text()
+    assert f"const BIN = {json.dumps(SPANVISOR)}" in plugin and "process.env.SPANVISOR_BIN" not in plugin
+    assert '"--locked", "--policy", "/etc/spanvisor/hook-policy.toml"]' in plugin
     again = _install(tmp_path, "--policy", "/etc/spanvisor/hook-policy.toml")
-    assert again.returncode == 0 and again.stdout.count("already current") == 4, again.stdout
+    assert again.returncode == 0 and again.stdout.count("already current") == 5, again.stdout
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
 
 
@@ -158,6 +166,18 @@ def test_codexs_requirements_that_set_managed_hooks_otherwise_are_left_alone(tmp
         got = _install(tmp_path, "--cli", "codex")
         assert got.returncode == 1 and "left as it is" in got.stderr, (held, got.stderr)
         assert path.read_text() == held
+
+
+def test_opencodes_other_managed_plugins_stay_and_an_earlier_gate_is_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "etc/opencode/opencode.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"plugin": ["@acme/audit", "file:///old/spanvisor-gate.js"], "share": "disabled"}))
+    got = _install(tmp_path, "--cli", "opencode", "--socket", "/run/spanvisor/gate.sock")
+    assert got.returncode == 0, got.stderr
+    doc = json.loads(path.read_text())
+    assert doc == {"plugin": ["@acme/audit", "file:///etc/opencode/spanvisor-gate.js"], "share": "disabled"}
+    plugin = (path.parent / "spanvisor-gate.js").read_text()
+    assert '"--gate", "/run/spanvisor/gate.sock"]' in plugin
 
 
 def test_a_cli_with_no_system_wide_settings_is_named_not_written(tmp_path: Path) -> None:

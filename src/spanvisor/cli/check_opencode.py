@@ -1,10 +1,11 @@
 """``spanvisor check``'s look at OpenCode's gate: OpenCode runs every tool
 ungated when a plugin fails to load, and says so only in its own log. So
 wherever OpenCode would read spanvisor's plugin from (``OPENCODE_CONFIG_CONTENT``,
-the user's and the project's ``opencode.json``, the ``plugin`` folders it
-loads every file of), each entry naming ``spanvisor-gate`` must be a file
-that is there and is this spanvisor's plugin, and the ``spanvisor`` it runs
-must be there too (else it blocks every call: closed, but useless).
+the user's and the project's ``opencode.json``, its managed config
+folder, the ``plugin`` folders it loads every file of), each entry naming ``spanvisor-gate`` must be a file
+that is there and is this spanvisor's plugin (or a copy ``spanvisor gate
+install`` locked to a spanvisor and options of its own), and the
+``spanvisor`` it runs must be there too (else it blocks every call: closed, but useless).
 Nothing is said when no entry names the plugin (no OpenCode here, or no gate
 wanted); ``spanvisor run --gate`` gives OpenCode the plugin itself.
 """
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import shutil
 import urllib.parse
 import urllib.request
@@ -20,6 +23,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from spanvisor.cli.hook_entries import command_weaknesses
+from spanvisor.clis.opencode import locked_plugin
 from spanvisor.launcher.gate_setup import ENV_BIN, PLUGIN, asset
 
 MARK = "spanvisor-gate"
@@ -36,7 +41,28 @@ def _config_dirs(env: Mapping[str, str], cwd: Path) -> list[Path]:
     dirs = [Path(env.get("XDG_CONFIG_HOME") or home / ".config") / "opencode", cwd / ".opencode"]
     if env.get("OPENCODE_CONFIG_DIR"):
         dirs.append(Path(env["OPENCODE_CONFIG_DIR"]))
+    dirs.append(Path(env.get("OPENCODE_TEST_MANAGED_CONFIG_DIR") or "/etc/opencode"))  # its managed config
     return dirs
+
+
+_LOCKED_BIN = re.compile(r'^const BIN = ("(?:[^"\\]|\\.)*") // locked by spanvisor gate install$', re.M)
+_LOCKED_ARGS = re.compile(r'\["hook", "opencode", "--cli-timeout", String\(LIMIT_S\)((?:, "(?:[^"\\]|\\.)*")*)\]')
+
+
+def locked_command(body: bytes) -> str | None:
+    """The command a copy ``spanvisor gate install`` locked runs (its
+    spanvisor and options, written in it), when ``body`` is exactly such a
+    copy of this spanvisor's plugin; else None."""
+    text = body.decode("utf-8", "replace")
+    b, a = _LOCKED_BIN.search(text), _LOCKED_ARGS.search(text)
+    if b is None or a is None:
+        return None
+    try:
+        words = [json.loads(b.group(1)), "hook", "opencode", *json.loads("[" + a.group(1).lstrip(", ") + "]")]
+        command = shlex.join(words)
+        return command if locked_plugin(command).encode() == body else None
+    except ValueError:
+        return None
 
 
 def entries(env: Mapping[str, str], cwd: Path) -> Iterator[tuple[str, str]]:
@@ -82,6 +108,7 @@ def problems(env: Mapping[str, str], cwd: Path) -> tuple[list[str], list[str], l
     warned: list[str] = []
     ok: list[str] = []
     shipped = asset(*PLUGIN)
+    by_env = False  # a plugin that runs the SPANVISOR_BIN or PATH spanvisor was found
     for where, spec in entries(env, cwd):
         path = _path_of(spec, where)
         if path is None:
@@ -97,6 +124,14 @@ def problems(env: Mapping[str, str], cwd: Path) -> tuple[list[str], list[str], l
                 "`spanvisor run --gate -- opencode run …`"
             )
             continue
+        locked = locked_command(body) if body != shipped else None
+        if locked is not None:
+            weak = command_weaknesses(locked)
+            warned += [f"OpenCode's gate plugin {path} ({where}): {w}" for w in weak]
+            if not weak:
+                ok.append(f"OpenCode's gate plugin {path} ({where}), locked: {locked}")
+            continue
+        by_env = True
         if body != shipped:
             warned.append(
                 f"OpenCode's gate plugin {path} differs from this spanvisor's (`spanvisor assets export DIR` writes "
@@ -104,7 +139,7 @@ def problems(env: Mapping[str, str], cwd: Path) -> tuple[list[str], list[str], l
             )
         else:
             ok.append(f"OpenCode's gate plugin {path} ({where})")
-    if ok or warned:
+    if by_env:
         named = env.get(ENV_BIN)
         found = (named if named and os.access(named, os.X_OK) else None) if named else shutil.which("spanvisor")
         if found is None:

@@ -4,7 +4,7 @@ Run as root once per machine (or per image). For every CLI whose adapter
 names a place it reads for every user, which no user or repository
 overrides (:meth:`spanvisor.clis.adapter.Adapter.system_settings`: Claude
 Code's managed settings, Codex's managed requirements, Gemini CLI's and
-Qwen Code's system settings), it writes the gate's hook there in the CLI's
+Qwen Code's system settings, OpenCode's managed config), it writes the gate's hook there in the CLI's
 own format (:meth:`~spanvisor.clis.adapter.Adapter.system_setup`): this
 installation's absolute ``spanvisor``, and either ``--gate SOCKET`` (the
 system gate, ``spanvisor gate serve``, deciding under a user of its own)
@@ -18,8 +18,13 @@ CLI reads (not JSON or TOML, not an object, or a TOML file that would not
 read back with the gate's hook in it) is left alone and said. The file is
 written whole, readable by everyone and writable by its owner only.
 
-The CLIs with no such place (Copilot CLI, OpenCode, Cline) are named, with
-where their hook goes instead (``spanvisor assets export``).
+OpenCode's gate is a plugin file, not a hook entry: its managed
+``opencode.json`` names a locked copy written beside it (the spanvisor it
+runs and the hook's options in the file, never read from the agent's
+environment), an earlier gate's entry replaced and the other plugins kept.
+
+The CLIs with no such place (Copilot CLI, Cline) are named, with where
+their hook goes instead (``spanvisor assets export``).
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ from spanvisor.clis import registry
 from spanvisor.clis.adapter import Adapter
 
 MODE = 0o644
+# What names the gate's OpenCode plugin in a plugin list.
+PLUGIN_MARK = "spanvisor-gate"
 
 
 def command_for(cli: str, socket: str | None, policy: str, binary: str | None = None) -> str:
@@ -56,7 +63,15 @@ def merged(existing: Mapping[str, Any], setup: Mapping[str, Any]) -> dict[str, A
     event whose value is not a list is not hooks the CLI would run: ours
     replace it."""
     out = dict(existing)
-    out.update((k, v) for k, v in setup.items() if k != "hooks")
+    out.update((k, v) for k, v in setup.items() if k not in ("hooks", "plugin"))
+    if isinstance(setup.get("plugin"), list):  # OpenCode's plugins: the others kept, an earlier gate's replaced
+        earlier = out.get("plugin")
+        others = (
+            [p for p in earlier if not (isinstance(p, str) and PLUGIN_MARK in p)] if isinstance(earlier, list) else []
+        )
+        out["plugin"] = [*others, *setup["plugin"]]
+    if "hooks" not in setup:
+        return out
     hooks = dict(out.get("hooks") or {}) if isinstance(out.get("hooks"), Mapping) else {}
     for event, groups in setup.get("hooks", {}).items():
         kept = []
@@ -136,10 +151,12 @@ def toml_with(text: str, setup: str) -> str:
     return new
 
 
-def install_one(adapter: Adapter, path: Path, command: str, timeout_s: int) -> str:
-    """Write ``adapter``'s hook into ``path``; what was done, in words.
-    :class:`ValueError` when the file there is not settings it can add to."""
-    setup = adapter.system_setup(command, timeout_s)
+def install_one(adapter: Adapter, path: Path, command: str, timeout_s: int, place: Path | None = None) -> str:
+    """Write ``adapter``'s hook into ``path`` (``place``: where the CLI will
+    read it, when ``path`` is under ``--root``), and the files beside it
+    that its gate needs; what was done, in words. :class:`ValueError` when
+    the file there is not settings it can add to."""
+    setup = adapter.system_setup(command, timeout_s, place or path)
     if setup is None:
         raise ValueError("its hook is a file of its own: spanvisor assets export")
     try:
@@ -153,19 +170,36 @@ def install_one(adapter: Adapter, path: Path, command: str, timeout_s: int) -> s
             raise ValueError(f"{path}: {exc}; left as it is") from None
     else:
         new = _json_with(path, text, json.loads(setup.text))
+    # The files its settings name first, once the settings are known to take them.
+    said = [_write(path.parent / rel, body) for rel, body in adapter.system_companions(command).items()]
     if new == text:
-        return f"{path}: already current"
+        return f"{path}: already current" + "".join(f"; {s}" for s in said if s)
+    _put(path, new)
+    return f"{path}: {'written' if text is None else 'updated'}" + "".join(f"; {s}" for s in said if s)
+
+
+def _write(path: Path, text: str) -> str:
+    """A file of the gate's own (OpenCode's plugin): written whole when it differs."""
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return ""
+    except (OSError, UnicodeDecodeError):
+        pass
+    _put(path, text)
+    return "" if path.name.startswith(".") else f"{path.name} written"
+
+
+def _put(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(new)
+            f.write(text)
         os.chmod(tmp, MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return f"{path}: {'written' if text is None else 'updated'}"
 
 
 def _json_with(path: Path, text: str | None, wanted: Mapping[str, Any]) -> str:
@@ -213,7 +247,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
             continue
         path = Path(args.root + str(place)) if args.root else place
         try:
-            said = install_one(adapter, path, command_for(name, args.socket, policy), hook_entries.TIMEOUT_S)
+            said = install_one(adapter, path, command_for(name, args.socket, policy), hook_entries.TIMEOUT_S, place)
         except (OSError, ValueError) as exc:
             print(f"✗ {adapter.title}: {exc}", file=sys.stderr)
             failed += 1

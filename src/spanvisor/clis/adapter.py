@@ -154,11 +154,20 @@ class Adapter:
         del env
         return None
 
-    def system_setup(self, command: str, timeout_s: int) -> HookSetup | None:
-        """What ``spanvisor gate install`` adds to :meth:`system_settings`:
-        :meth:`hook_setup`, unless the system's file says more (a JSON file
-        is merged with what it holds; a TOML one gets marked blocks)."""
+    def system_setup(self, command: str, timeout_s: int, place: Path | None = None) -> HookSetup | None:
+        """What ``spanvisor gate install`` adds to :meth:`system_settings`
+        (``place``, where the CLI will read it): :meth:`hook_setup`, unless
+        the system's file says more (a JSON file is merged with what it
+        holds; a TOML one gets marked blocks)."""
+        del place
         return self.hook_setup(command, timeout_s)
+
+    def system_companions(self, command: str) -> dict[str, str]:
+        """Files ``spanvisor gate install`` writes beside :meth:`system_settings`
+        (a name relative to its folder: its text), for a CLI whose gate is a
+        file of its own (OpenCode's plugin)."""
+        del command
+        return {}
 
     def aim_telemetry(self, argv: list[str], env: dict[str, str], endpoint: str, tool_details: bool) -> list[str]:
         """Its arguments, with ``env`` (its environment, changed in place)

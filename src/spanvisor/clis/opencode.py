@@ -9,15 +9,57 @@ one. It sends one ``SessionEnd`` per session when OpenCode shuts down,
 saying how its last turn ended (``last_turn``: ``complete``, ``error``,
 ``cancelled`` or ``open``; ``error``: the API's message). Its file tools
 name their paths ``filePath``.
+
+Its managed config folder (``/etc/opencode``, or
+``OPENCODE_TEST_MANAGED_CONFIG_DIR``) is read last and wins; plugin lists
+are not replaced but joined, lowest precedence first, so a plugin named
+there runs after the user's and the repository's and sees the arguments
+they left (1.18, proven in tests/codingagents/test_gate_install.py).
+``spanvisor gate install`` names there a *locked* copy of the plugin
+(:func:`locked_plugin`): the spanvisor it runs and the hook's options are
+written in it, not read from the agent's environment.
 """
 
 from __future__ import annotations
 
+import json
+import shlex
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
-from spanvisor.clis.adapter import Adapter, Verdict, option, said
+from spanvisor.clis.adapter import Adapter, HookSetup, Verdict, option, said
 
 TURNS = ("complete", "error", "cancelled", "open")
+PLUGIN_FILE = "spanvisor-gate.js"
+# What the shipped plugin reads from its environment, and what a locked copy
+# says instead (each found exactly once in the shipped file).
+_BIN_LINE = 'const BIN = process.env.SPANVISOR_BIN || "spanvisor"'
+_ASK_ARGS = '["hook", "opencode", "--cli-timeout", String(LIMIT_S)]'
+_END_ARGS = '["hook", "opencode"]'
+
+
+def shipped_plugin() -> str:
+    return resources.files("spanvisor").joinpath("_assets", "opencode", PLUGIN_FILE).read_text(encoding="utf-8")
+
+
+def locked_plugin(command: str) -> str:
+    """The plugin running ``command`` (``<absolute spanvisor> hook opencode
+    OPTIONS…``): its binary and options written in, so nothing in the
+    agent's environment (``SPANVISOR_BIN``) chooses what decides."""
+    words = shlex.split(command)
+    if len(words) < 3 or words[1:3] != ["hook", "opencode"]:
+        raise ValueError(f"not a command of OpenCode's gate: {command!r}")
+    binary, extra = words[0], words[3:]
+    text = shipped_plugin()
+    for old in (_BIN_LINE, _ASK_ARGS, _END_ARGS):
+        if text.count(old) != 1:
+            raise ValueError(f"the shipped plugin changed: {old!r} is not in it once")
+    more = "".join(", " + json.dumps(w) for w in extra)
+    text = text.replace(_BIN_LINE, f"const BIN = {json.dumps(binary)} // locked by spanvisor gate install")
+    text = text.replace(_ASK_ARGS, _ASK_ARGS[:-1] + more + "]")
+    return text.replace(_END_ARGS, _END_ARGS[:-1] + more + "]")
 
 
 class OpenCode(Adapter):
@@ -53,6 +95,28 @@ class OpenCode(Adapter):
 
     def hook_setup(self, command: str, timeout_s: int) -> None:
         return None  # its gate is a file spanvisor ships (spanvisor assets export writes it)
+
+    def system_settings(self, env: Mapping[str, str]) -> Path | None:
+        folder = env.get("OPENCODE_TEST_MANAGED_CONFIG_DIR") or "/etc/opencode"
+        return Path(folder) / "opencode.json"
+
+    def system_setup(self, command: str, timeout_s: int, place: Path | None = None) -> HookSetup | None:
+        folder = (place or Path("/etc/opencode/opencode.json")).parent
+        doc = {"plugin": [(folder / PLUGIN_FILE).as_uri()]}
+        where = f"its managed config ({folder}), whose plugins run after the user's and the repository's"
+        return HookSetup("opencode.json", json.dumps(doc, indent=2) + "\n", where)
+
+    def system_companions(self, command: str) -> dict[str, str]:
+        # OpenCode installs its plugin types with npm into each folder it
+        # loads plugins from, unless the folder holds node_modules and a
+        # package-lock.json naming them (any version): without a registry
+        # it waits about 75 s, and the user cannot write here anyway.
+        lock = {"lockfileVersion": 3, "packages": {"": {"dependencies": {"@opencode-ai/plugin": "0.0.0"}}}}
+        return {
+            PLUGIN_FILE: locked_plugin(command),
+            "package-lock.json": json.dumps(lock) + "\n",
+            "node_modules/.spanvisor": "",
+        }
 
     def reply(self, event: str, answer: Verdict, reason: str) -> dict[str, Any]:
         return {"decision": answer, "reason": reason}

@@ -58,7 +58,7 @@ class Codex(Adapter):
         # Admin-enforced requirements: no config.toml, profile or -c override wins over them.
         return Path("/etc/codex/requirements.toml")
 
-    def system_setup(self, command: str, timeout_s: int) -> HookSetup | None:
+    def system_setup(self, command: str, timeout_s: int, place: Path | None = None) -> HookSetup | None:
         setup = self.hook_setup(command, timeout_s)
         assert setup is not None
         # Read from requirements only (in config.toml it is ignored): the
