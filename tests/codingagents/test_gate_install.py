@@ -157,21 +157,26 @@ CLAUDE_POLICY = POLICY.replace('tool = ["run_shell_command"]', 'tool = ["Bash"]'
 MANAGED = Path("/etc/claude-code")
 
 
-@pytest.fixture
-def managed_mount_point() -> Iterator[Path]:
-    """``/etc/claude-code``, for a mount namespace to mount over: made empty
-    when the machine has none (and removed after), never written into."""
+def _mount_point(where: Path) -> Iterator[Path]:
+    """``where`` (a CLI's system folder under /etc), for a mount namespace to
+    mount over: made empty when the machine has none (and removed after),
+    never written into."""
     if os.geteuid() != 0:
-        pytest.skip("a mount namespace over /etc/claude-code needs root (CI runs as root)")
+        pytest.skip(f"a mount namespace over {where} needs root (CI runs as root)")
     require("unshare")
-    made = not MANAGED.exists()
+    made = not where.exists()
     if made:
-        MANAGED.mkdir(mode=0o755)
+        where.mkdir(mode=0o755)
     try:
-        yield MANAGED
+        yield where
     finally:
         if made:
-            MANAGED.rmdir()
+            where.rmdir()
+
+
+@pytest.fixture
+def managed_mount_point() -> Iterator[Path]:
+    yield from _mount_point(MANAGED)
 
 
 def test_claude_codes_managed_hook_holds_against_the_repositorys_settings(
@@ -286,19 +291,7 @@ CODEX_POLICY = POLICY.replace('tool = ["run_shell_command"]', 'tool = ["Bash"]')
 
 @pytest.fixture
 def codex_mount_point() -> Iterator[Path]:
-    """``/etc/codex``, for a mount namespace to mount over (as ``managed_mount_point``)."""
-    if os.geteuid() != 0:
-        pytest.skip("a mount namespace over /etc/codex needs root (CI runs as root)")
-    require("unshare")
-    where = Path("/etc/codex")
-    made = not where.exists()
-    if made:
-        where.mkdir(mode=0o755)
-    try:
-        yield where
-    finally:
-        if made:
-            where.rmdir()
+    yield from _mount_point(Path("/etc/codex"))
 
 
 @pytest.fixture(scope="module")

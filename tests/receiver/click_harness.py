@@ -59,17 +59,7 @@ class Served:
 
     def decide(self, task_id: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """POST a decision to serve's control API: its status and answer."""
-        req = urllib.request.Request(
-            f"http://127.0.0.1:{self.serve.http}/v1/control/tasks/{task_id}/decisions",
-            data=json.dumps(body).encode(),
-            method="POST",
-            headers={"Content-Type": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(req, timeout=20) as resp:
-                return resp.status, json.loads(resp.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read())
+        return post_decision(self.serve.http, task_id, body)
 
     def parent(self, task_id: str) -> Message | None:
         parents: list[Message] = self.slack.parents()
@@ -141,3 +131,18 @@ class Served:
                 if s.name == "spanvisor_interventions_total" and s.labels == {"action": action, "outcome": outcome}:
                     return float(s.value)
         return 0.0
+
+
+def post_decision(port: int, task_id: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """POST a decision to the control API of the serve on ``port`` (open): its status and answer."""
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/control/tasks/{task_id}/decisions",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=20) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())

@@ -25,7 +25,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click_harness import post_decision
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -93,17 +93,7 @@ class Served:
             return dict(json.loads(resp.read()))
 
     def decide(self, task_id: str, body: dict[str, Any]) -> tuple[int, Any]:
-        req = urllib.request.Request(
-            f"http://127.0.0.1:{self.serve.http}/v1/control/tasks/{task_id}/decisions",
-            data=json.dumps(body).encode(),
-            method="POST",
-            headers={"Content-Type": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(req, timeout=20) as resp:
-                return resp.status, json.loads(resp.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read().decode()
+        return post_decision(self.serve.http, task_id, body)
 
     def series(self, name: str) -> list[dict[str, str]]:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.serve.admin}/metrics", timeout=20) as resp:
