@@ -134,6 +134,7 @@ def test_codexs_requirements_keep_what_they_held_byte_for_byte_and_a_new_socket_
     path.parent.mkdir(parents=True)
     held = (
         "# the admin's own requirements\n"
+        "allow_managed_hooks_only = true\n"
         'allowed_approval_policies = ["untrusted", "on-request"]\n'
         "\n"
         "[[hooks.PostToolUse]]\n"

@@ -4,8 +4,9 @@ Run as root once per machine (or per image). For every CLI whose adapter
 names a place it reads for every user, which no user or repository
 overrides (:meth:`spanvisor.clis.adapter.Adapter.system_settings`: Claude
 Code's managed settings, Codex's managed requirements, Gemini CLI's and
-Qwen Code's system settings, OpenCode's managed config), it writes the gate's hook there in the CLI's
-own format (:meth:`~spanvisor.clis.adapter.Adapter.system_setup`): this
+Qwen Code's system settings, OpenCode's managed config), it writes the
+gate's hook there in the CLI's own format
+(:meth:`~spanvisor.clis.adapter.Adapter.system_setup`): this
 installation's absolute ``spanvisor``, and either ``--gate SOCKET`` (the
 system gate, ``spanvisor gate serve``, deciding under a user of its own)
 or ``--locked --policy FILE``. What the file holds already stays: other
@@ -122,9 +123,15 @@ def toml_with(text: str, setup: str) -> str:
         elif not inside:
             kept.append(line)
     rest = "\n".join(kept).strip("\n")
+    try:
+        held = tomllib.loads(rest)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"it is not TOML ({exc})") from None
     lines = setup.strip("\n").splitlines()
     first_table = next((i for i, ln in enumerate(lines) if ln.lstrip().startswith("[")), len(lines))
-    keys, tables = "\n".join(lines[:first_table]).strip("\n"), "\n".join(lines[first_table:]).strip("\n")
+    # A top-level key the file already sets alike is not said twice (TOML forbids it).
+    said = [ln for ln in lines[:first_table] if ln.strip() and not held.items() >= tomllib.loads(ln).items()]
+    keys, tables = "\n".join(said), "\n".join(lines[first_table:]).strip("\n")
     parts = [f"{begin}\n{keys}\n{end}"] if keys else []
     parts += [rest] if rest else []
     parts += [f"{begin}\n{tables}\n{end}"] if tables else []
