@@ -152,7 +152,7 @@ def test_codexs_requirements_keep_what_they_held_byte_for_byte_and_a_new_socket_
     doc = tomllib.loads(text)
     assert doc["allow_managed_hooks_only"] is True
     assert doc["allowed_approval_policies"] == ["untrusted", "on-request"]
-    assert [h["command"] for g in doc["hooks"]["PostToolUse"] for h in g["hooks"]][0] == "/usr/local/bin/audit-codex"
+    assert next(h["command"] for g in doc["hooks"]["PostToolUse"] for h in g["hooks"]) == "/usr/local/bin/audit-codex"
     [(command, _)] = registry.need("codex").hook_timeouts(doc)
     assert command.endswith("spanvisor hook codex --gate /run/spanvisor/gate.sock")
     for event in registry.need("codex").session_events:  # its ends reach the hook too
