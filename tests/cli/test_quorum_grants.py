@@ -53,14 +53,21 @@ def _ask(serve: _Serve, task: str, aid: str, action: dict[str, Any], *extra: str
     argv += ["--endpoint", serve.base, "--token", TOKEN, "--url", serve.base, *extra]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
-    def opened() -> bool:
-        return any(a["approval_id"] == aid for a in serve.task(task)["approvals"])
+    showed = False
 
-    # A loaded machine starts the agent's process slowly; one that ended says why.
-    # One answered at once (a standing grant) may end before the pipeline has
-    # recorded its request: its output is the caller's to read.
-    wait_until(lambda: opened() or proc.poll() is not None, 90, "the request open")
-    if not opened() and proc.returncode != 0:
+    def shown_or_ended() -> bool:
+        # The task's approvals list the open requests: one a grant decides
+        # at once may show and be gone again by the next look.
+        nonlocal showed
+        showed = showed or any(a["approval_id"] == aid for a in serve.task(task)["approvals"])
+        return showed or proc.poll() is not None
+
+    # A loaded machine starts the agent's process slowly; one that failed
+    # before its request showed says why. One answered at once (a standing
+    # grant) may end, 0, before the pipeline has recorded its request: its
+    # output is the caller's to read.
+    wait_until(shown_or_ended, 90, "the request open")
+    if not showed and proc.poll() is not None and proc.returncode != 0:
         out, err = proc.communicate()
         raise AssertionError(f"the agent ended before its request opened ({proc.returncode}):\n{out}\n{err}")
     return proc
