@@ -76,6 +76,7 @@ import asyncio
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,7 +117,7 @@ class Call:
     args: dict[str, Any]
     status: int
     response: dict[str, Any]
-    at: float  # time.monotonic()
+    at: float  # the fake's clock (time.monotonic unless given one)
 
 
 def _is_board(m: Message) -> bool:
@@ -137,11 +138,16 @@ class FakeSlack:
         method_limits: dict[str, tuple[float, int]] | None = None,
         filler_channels: int = 250,
         busy_messages: int = 250,
+        now: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``now`` is the clock the rate limits are kept on: a test that runs
+        the sink on a faster clock (``tests/slack/slack_support.ScaledClock``)
+        gives the fake the same one, so both keep Slack's limits in its time."""
         self.retry_after = retry_after
+        self.now = now
         self.method_limits = dict(DEFAULT_METHOD_LIMITS if method_limits is None else method_limits)
         self.workspace = Workspace(filler_channels)
-        self.api = WebApi(self.workspace, channel_burst, channel_rate, busy_messages)
+        self.api = WebApi(self.workspace, channel_burst, channel_rate, busy_messages, now)
         self.interactions = Interactions(self.workspace)
         self.agents = AgentSessions(self.workspace)
         self.apps = ManifestApps()
@@ -243,7 +249,7 @@ class FakeSlack:
         auth = request.headers.get("Authorization", "")
         token = auth[7:] if auth.startswith("Bearer ") else args.pop("token", None)
         status, body, headers = await self._answer(method, token, args)
-        self.calls.append(Call(method, token, args, status, body, time.monotonic()))
+        self.calls.append(Call(method, token, args, status, body, self.now()))
         if status >= 500:
             return web.Response(status=status, text="upstream connect error", headers=headers)
         return web.json_response(body, status=status, headers=headers)
@@ -284,7 +290,7 @@ class FakeSlack:
             return error("invalid_auth")
         if token == "xoxb-revoked":
             return error("token_revoked")
-        now = time.monotonic()
+        now = self.now()
         self._first_seen.setdefault(full, now)
         n = self._token_calls[full] = self._token_calls.get(full, 0) + 1
         if (ms := _scenario_value(token, "xoxb-slow-")) is not None:
@@ -313,7 +319,7 @@ class FakeSlack:
         if limit is None:
             return None
         rate, burst = limit[0] / 60.0, float(limit[1])
-        now = time.monotonic()
+        now = self.now()
         level, last = self._method_buckets.get((token, method), (burst, now))
         level = min(burst, level + (now - last) * rate)
         if level < 1:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .slack_blocks import message_error
@@ -37,8 +38,16 @@ def _flags(token: str) -> set[str]:
 
 
 class WebApi:
-    def __init__(self, workspace: Workspace, channel_burst: int, channel_rate: float, busy_messages: int) -> None:
+    def __init__(
+        self,
+        workspace: Workspace,
+        channel_burst: int,
+        channel_rate: float,
+        busy_messages: int,
+        now: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.ws = workspace
+        self.now = now
         self.channel_burst, self.channel_rate = channel_burst, channel_rate
         self.busy_messages = busy_messages
         self.scheduled: dict[str, str] = {}
@@ -69,8 +78,8 @@ class WebApi:
         return None, ch.id
 
     def _rate_limited(self, cid: str) -> float | None:
-        level, last = self._buckets.get(cid, (float(self.channel_burst), time.monotonic()))
-        now = time.monotonic()
+        now = self.now()
+        level, last = self._buckets.get(cid, (float(self.channel_burst), now))
         level = min(float(self.channel_burst), level + (now - last) * self.channel_rate)
         if level < 1:
             self._buckets[cid] = (level, now)

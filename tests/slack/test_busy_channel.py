@@ -10,7 +10,9 @@ line still accounted for; approvals, errors and final states go ahead of
 progress; the board is one message, edited in place, across a restart and
 between two replicas; and whatever order and replays the events come in,
 the board and every parent end on each task's final state. Every wait is
-for a condition, never for a time.
+for a condition, never for a time; Slack's limits are kept on a clock ten
+times faster than real time, by the fake and the sink alike, but in the
+first test, which counts 429s.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.sdk.trace import TracerProvider
-from slack_support import Env, TaskScript, run, slack_config, slack_env, tool, until
+from slack_support import Env, ScaledClock, TaskScript, run, slack_config, slack_env, tool, until
 from tests.fakes.slack_api import FakeSlack, Message
 
 from spanvisor import SpanvisorSpanProcessor
@@ -37,9 +39,17 @@ from spanvisor_slack import SlackSink
 BOUND = 3  # posts waiting for the channel past which it folds
 
 
-def real_fake() -> FakeSlack:
-    """Slack's real limits: 1 post/s per channel (burst 4), chat.update 50 a minute."""
-    return FakeSlack.tier3(channel_rate=1.0, channel_burst=4)
+SPEED = 10.0  # the sink and the fake on one clock this much faster than real time
+
+
+def real_slack(speed: float = SPEED) -> tuple[FakeSlack, ScaledClock]:
+    """Slack's real limits: 1 post/s per channel (burst 4), chat.update 50 a
+    minute, kept by the fake and the sink on one clock ``speed`` times faster
+    than real time (what folds, and in which order, is the same; a delay on
+    the machine is ``speed`` times longer on that clock, so a test that
+    counts 429s runs at 1)."""
+    clock = ScaledClock(speed)
+    return FakeSlack.tier3(channel_rate=1.0, channel_burst=4, now=clock.now), clock
 
 
 def text_of(m: Message) -> str:
@@ -69,13 +79,14 @@ def test_a_backlog_folds_into_the_board_and_each_tasks_message() -> None:
     """Six tasks each calling tools in one channel: once more than the bound
     wait, tool calls stop queueing as replies; each task's message counts
     them, the one board lists every task, and every tool call is accounted
-    for in the state store (posted or folded: none lost, none posted later)."""
+    for in the state store (posted or folded: none lost, none posted later).
+    In real time: the sink's pacing draws no 429 from Slack."""
 
     async def main() -> None:
-        fake = real_fake()
+        fake, clock = real_slack(speed=1.0)
         await fake.start()
         try:
-            async with slack_env(fake=fake, slack_board_backlog=str(BOUND), flush_s=120) as env:
+            async with slack_env(fake=fake, clock=clock, slack_board_backlog=str(BOUND), flush_s=120) as env:
                 tasks = [TaskScript.new(f"busy-{i}", f"agent-{i}", task_name=f"Busy {i}") for i in range(6)]
                 calls: dict[str, list[str]] = {t.view.task_id: [] for t in tasks}
                 for t in tasks:
@@ -121,10 +132,10 @@ def test_nothing_other_sinks_get_changes_when_slack_folds() -> None:
     call and every end, as the audit trail (PostgreSQL) does."""
 
     async def main() -> None:
-        fake = real_fake()
+        fake, clock = real_slack()
         await fake.start()
         try:
-            slack, other = SlackSink(), InMemorySink()
+            slack, other = SlackSink(clock=clock), InMemorySink()
             config = slack_config(fake.base_url, slack_board_backlog=str(BOUND))
             processor = SpanvisorSpanProcessor(sinks=[slack, other], config=config)
             provider = TracerProvider()
@@ -161,10 +172,10 @@ def test_approvals_errors_and_final_states_go_ahead_of_progress() -> None:
     were waiting, and the board shows both before those drain."""
 
     async def main() -> None:
-        fake = real_fake()
+        fake, clock = real_slack()
         await fake.start()
         try:
-            async with slack_env(fake=fake, slack_board_backlog=str(BOUND), flush_s=120) as env:
+            async with slack_env(fake=fake, clock=clock, slack_board_backlog=str(BOUND), flush_s=120) as env:
                 tasks = [TaskScript.new(f"prio-{i}", f"agent-{i}", task_name=f"Prio {i}") for i in range(7)]
                 for t in tasks:
                     await env.send(t.started())
@@ -215,10 +226,10 @@ def test_approvals_errors_and_final_states_go_ahead_of_progress() -> None:
 
 def test_a_parent_whose_task_needs_a_person_goes_ahead_of_waiting_parents() -> None:
     async def main() -> None:
-        fake = real_fake()
+        fake, clock = real_slack()
         await fake.start()
         try:
-            async with slack_env(fake=fake, slack_board_backlog=str(BOUND), flush_s=120) as env:
+            async with slack_env(fake=fake, clock=clock, slack_board_backlog=str(BOUND), flush_s=120) as env:
                 tasks = [TaskScript.new(f"wait-{i}", f"agent-{i}", task_name=f"Wait {i}") for i in range(12)]
                 for t in tasks:
                     await env.send(t.started())
@@ -241,10 +252,10 @@ def test_a_channel_that_caught_up_says_what_folded_and_threads_again() -> None:
     log from then on, and its next calls are in its thread again."""
 
     async def main() -> None:
-        fake = real_fake()
+        fake, clock = real_slack()
         await fake.start()
         try:
-            async with slack_env(fake=fake, slack_board_backlog=str(BOUND), flush_s=120) as env:
+            async with slack_env(fake=fake, clock=clock, slack_board_backlog=str(BOUND), flush_s=120) as env:
                 tasks = await _fold(env, "calm")
                 await until(lambda: env.stats.value("slack_folded_lines_total") > 0, 60, "tool calls folded")
                 await until(lambda: env.sink.deliverer.boards.folded_channels() == 1, 60, "the channel folded")
@@ -285,11 +296,13 @@ def test_the_board_is_one_message_across_a_restart() -> None:
     sink on the same state store edits that board, and posts no other."""
 
     async def main() -> None:
-        fake = real_fake()
+        fake, clock = real_slack()
         await fake.start()
         store = InMemoryStateStore()
         try:
-            async with slack_env(fake=fake, store=store, slack_board_backlog=str(BOUND), flush_s=120) as env:
+            async with slack_env(
+                fake=fake, clock=clock, store=store, slack_board_backlog=str(BOUND), flush_s=120
+            ) as env:
                 first = await _fold(env, "before")
                 await until(lambda: len(fake.boards("#agents")) == 1, 60, "the board")
                 for t in first:
@@ -299,7 +312,9 @@ def test_the_board_is_one_message_across_a_restart() -> None:
             stored = await store.get("slack.board", "#agents")
             assert stored is not None and stored["ts"] == board.ts
             edits = board.edits
-            async with slack_env(fake=fake, store=store, slack_board_backlog=str(BOUND), flush_s=120) as env:
+            async with slack_env(
+                fake=fake, clock=clock, store=store, slack_board_backlog=str(BOUND), flush_s=120
+            ) as env:
                 later = TaskScript.new("after-0", "after-agent", task_name="After 0")
                 await env.send(later.started(), tool(later, "read"))
                 await until(lambda: row_for(fake, "After 0") is not None, 60, "the new task on the old board")
@@ -318,11 +333,17 @@ def test_the_board_is_one_message_across_a_restart() -> None:
 
 def test_two_replicas_fold_into_one_board_showing_both_replicas_tasks() -> None:
     async def main() -> None:
-        fake = real_fake()
+        fake, clock = real_slack()
         await fake.start()
         store = InMemoryStateStore()
         try:
-            kw: dict[str, Any] = {"fake": fake, "store": store, "slack_board_backlog": str(BOUND), "flush_s": 120}
+            kw: dict[str, Any] = {
+                "fake": fake,
+                "clock": clock,
+                "store": store,
+                "slack_board_backlog": str(BOUND),
+                "flush_s": 120,
+            }
             async with slack_env(**kw) as a, slack_env(**kw) as b:
                 left, right = await asyncio.gather(_fold(a, "left", 6), _fold(b, "right", 6))
                 await until(lambda: len(fake.boards("#agents")) >= 1, 60, "a board")
@@ -430,10 +451,10 @@ def test_started_events_alone_make_no_board_in_a_quiet_channel() -> None:
     """Below the bound nothing folds and no board is posted."""
 
     async def main() -> None:
-        fake = real_fake()
+        fake, clock = real_slack()
         await fake.start()
         try:
-            async with slack_env(fake=fake, flush_s=60) as env:  # the default bound, 10 posts
+            async with slack_env(fake=fake, clock=clock, flush_s=60) as env:  # the default bound, 10 posts
                 s = TaskScript.new("quiet-0", task_name="Quiet")
                 await env.send(s.started(), tool(s, "read"), tool(s, "write"), s.finished("complete"))
                 assert await env.sink.force_flush(60)
