@@ -94,15 +94,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 class _Slot:
-    """The CLI slot this process holds, for the file it is running."""
+    """The CLI slot this process holds, for the file it is running. The slots
+    are lock files in ``folder``: by default one per checkout, shared by the
+    suite's workers (a test of the slots gives its own, or it would wait for
+    the suite's CLI files)."""
 
-    def __init__(self) -> None:
+    def __init__(self, folder: Path | None = None) -> None:
         self.file: str | None = None
         self.handle: IO[bytes] | None = None
+        key = hashlib.sha256(str(ROOT).encode()).hexdigest()[:12]
+        self.folder = folder or Path(tempfile.gettempdir()) / f"spanvisor-test-cli-slots-{key}"
 
     def take(self, file: str) -> None:
-        key = hashlib.sha256(str(ROOT).encode()).hexdigest()[:12]
-        folder = Path(tempfile.gettempdir()) / f"spanvisor-test-cli-slots-{key}"
+        folder = self.folder
         folder.mkdir(exist_ok=True)
         while True:
             for n in range(cli_slots()):

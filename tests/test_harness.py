@@ -328,13 +328,16 @@ def test_the_plan_starts_the_longest_files_first_and_keeps_the_cli_cap() -> None
     ]
 
 
-def test_a_cli_slot_is_held_by_one_process_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_cli_slot_is_held_by_one_process_at_a_time(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Slots of their own: the suite's (one folder per checkout) are held by
+    # its CLI files while this runs.
     monkeypatch.setenv("TEST_CLI_FILES", "1")
     holder = subprocess.Popen(
         [
             sys.executable,
             "-c",
-            "import sys, time; from tests import schedule; s = schedule._Slot(); s.take('a');"
+            "import sys, time; from pathlib import Path; from tests import schedule;"
+            f" s = schedule._Slot(Path({str(tmp_path)!r})); s.take('a');"
             " print('held', flush=True); sys.stdin.readline(); s.give_back()",
         ],
         cwd=ROOT,
@@ -345,7 +348,7 @@ def test_a_cli_slot_is_held_by_one_process_at_a_time(monkeypatch: pytest.MonkeyP
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        mine = schedule._Slot()
+        mine = schedule._Slot(tmp_path)
         taken = threading.Event()
 
         def wait_for_it() -> None:
