@@ -45,3 +45,22 @@ def test_slot_builder_falls_back_and_builds_occupancies() -> None:
             self.b += 1
 
     assert slot_builder(Plain)(1, 2).b == 3  # __post_init__ ran
+
+
+def test_a_provisional_tasks_stand_in_is_replaces_view() -> None:
+    """provisional.shown sets a just-built view's title and agent in place:
+    the view ``dataclasses.replace`` would give, equal, hashed and
+    pickled alike (issue 70: a replace per event of a provisional task)."""
+    from dataclasses import replace
+
+    from spanvisor.tracking.provisional import shown
+
+    view = TaskView(task_id="t", trace_id="a" * 32, root_span_id="b" * 16, agent_id="rivet", agent_name="R", seq=9)
+    for ended, named in ((None, True), (7, False)):
+        w = Working(replace(view, ended_ns=ended))
+        title = None if ended else "svc — running"
+        made = replace(build_view(w), task_name=title, agent_id="svc", agent_name="svc" if named else None)
+        built = shown(build_view(w), "svc", named)
+        assert built == made and repr(built) == repr(made) and hash(built) == hash(made)
+        assert pickle.loads(pickle.dumps(built)) == made
+        assert w.agent_id == "rivet" and w.task_name is None  # the task's own state is not the stand-in

@@ -53,6 +53,7 @@ from spanvisor.spans import current as now
 from spanvisor.spans.data import SpanData
 from spanvisor.tracking.recent import RecentKeys, pair_key
 from spanvisor.tracking.tracebuffer import TraceBuffer
+from spanvisor.tracking.views import set_identity
 
 Key = tuple[str, str]  # (trace id, root span id)
 
@@ -238,9 +239,10 @@ def shown(view: TaskView, agent: str, named: bool) -> TaskView:
     """What a provisional task shows while its root is unseen: ``agent``, as
     the spans of its own work name it (``named``), else the service's, and
     the title ``"<agent> — running"`` (none once it ended without its root).
-    What its spans lent meanwhile stays in its state: the root decides it."""
+    What its spans lent meanwhile stays in its state: the root decides it.
+    ``view`` is changed in place: one :func:`.views.build_view` just made."""
     title = None if view.ended_ns is not None else f"{agent} — running"
-    return replace(view, task_name=title, agent_id=agent, agent_name=agent if named else None)
+    return set_identity(view, title, agent, agent if named else None)
 
 
 def top_as_root(span: SpanData) -> SpanData:
