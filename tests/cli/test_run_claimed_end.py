@@ -68,7 +68,7 @@ def test_an_agent_that_claims_its_end_is_still_cancelled(
     def look() -> None:
         wait_until(running.exists, 300, "the CLI to claim its end and work on")
         wait_until(
-            lambda: any("without spanvisor run's word" in str(c.task.message) for c in serve.checkpoints(task)),
+            lambda: any("without its starter's word" in str(c.task.message) for c in serve.checkpoints(task)),
             120,
             "the claim said on the task",
         )
@@ -102,10 +102,10 @@ def test_an_agent_that_claims_its_end_is_still_cancelled(
     assert code != 0
     done = wait_until(lambda: serve.finished(task), 120, "the task's end")
     assert done.outcome == "cancelled", done
-    assert any("reported this task's end (complete) without its launcher's word" in n for n in done.notes), done.notes
+    assert any("reported this task's end (complete) without its starter's word" in n for n in done.notes), done.notes
     said = [
         c
         for c in serve.checkpoints(task)
-        if c.source == "event" and "without spanvisor run's word" in str(c.task.message)
+        if c.source == "event" and "without its starter's word" in str(c.task.message)
     ]
     assert len(said) == 1, "the claim is said once, however often it is made"

@@ -58,7 +58,7 @@ def claims_said(events: list[Event]) -> list[Checkpoint]:
     return [
         e
         for e in events
-        if isinstance(e, Checkpoint) and e.source == "event" and "without spanvisor run's word" in str(e.task.message)
+        if isinstance(e, Checkpoint) and e.source == "event" and "without its starter's word" in str(e.task.message)
     ]
 
 
@@ -73,7 +73,7 @@ def test_an_end_without_the_launchers_secret_is_a_claim_and_the_task_stays_open(
     out += tr.span_ended(end("cancelled", SECRET, 9_000))
     [done] = finished(out)
     assert done.outcome == "cancelled"
-    assert any("reported this task's end (complete) without its launcher's word (2 claims)" in n for n in done.notes)
+    assert any("reported this task's end (complete) without its starter's word (2 claims)" in n for n in done.notes)
     assert SECRET not in json.dumps([event_to_dict(e) for e in out], default=str)
     check_stream(out, all_finished=True)
 
@@ -137,6 +137,6 @@ def test_only_the_secret_ends_a_keyed_task_whatever_came_before(
         assert [d.outcome for d in done] == ([launcher] if launcher is not None else [])
         assert len(claims_said(out)) == (1 if claims else 0)
         if done and claims:
-            assert any(f"({claims[0][0]})" in n and "without its launcher's word" in n for n in done[0].notes)
+            assert any(f"({claims[0][0]})" in n and "without its starter's word" in n for n in done[0].notes)
     assert SECRET not in json.dumps([event_to_dict(e) for e in out], default=str)
     check_stream(out)

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -36,15 +37,16 @@ import pytest
 from click_harness import post_decision
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.trace import Tracer
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
+from opentelemetry.trace import SpanContext, Tracer
 from prometheus_client.parser import text_string_to_metric_families
 from serve_proc import FakeSlackThread, ServeProcess, db_rows, message_text, slack_env
 from tests.fakes.slack_store import Message
 from tests.waiting import wait_until
 
 from spanvisor.agent import task
+from spanvisor.spans import conventions as cv
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout_s(240)]
 
@@ -319,6 +321,66 @@ def test_a_helper_task_set_to_stop_is_cancelled_by_its_budget_through_serve(serv
     cancel = wait_until(lambda: served.control(tid).get("cancel"), 30, "the control API's cancel")
     assert (cancel["by"], cancel["source"], cancel["comment"]) == ("budget", "budget", "budget reached: $0.06 of $0.05")
     wait_until(lambda: any("Cancel requested by budget" in line for line in served.thread(tid)), 30, "Slack's line")
+    [row] = wait_until(
+        lambda: db_rows(served.db_url, "SELECT * FROM agent_tasks WHERE task_id = $1 AND ended_at IS NOT NULL", tid),
+        60,
+        "the task's end",
+    )
+    assert row["status"] == "cancelled", row
+
+
+def _state(served: Served, task_id: str) -> dict[str, Any]:
+    try:
+        return served.control(task_id)
+    except urllib.error.HTTPError as exc:  # not there yet
+        if exc.code == 404:
+            return {}
+        raise
+
+
+def test_an_end_another_token_holder_sends_is_a_claim_and_the_helpers_task_is_still_cancelled(
+    served: Served,
+) -> None:
+    """Issue 63: anyone with the OTLP token can send a helper task's root end
+    (its ids are in the control API), marked complete, to dodge a cancel.
+    The helper keyed its task on its live start record, so that end is a
+    claim: said on the task, which stays open; a cancel is then applied,
+    the agent reads it, and its own end (``cancelled``) is the one that
+    counts, the claim kept in its notes."""
+    tid = f"rotate-{uuid.uuid4().hex[:8]}"
+    opened: dict[str, Any] = {}
+
+    def agent() -> None:
+        with task("Rotate keys", agent_id="keeper", task_id=tid, tracer=served.tracer) as t:
+            opened["root"] = t.span.get_span_context()
+            t.checkpoint("Rotating the signing keys", progress=40)
+            wait_until(lambda: t.cancel_requested, 90, "the agent to read the cancel")
+            opened["read"] = True
+
+    th = threading.Thread(target=agent, daemon=True)
+    th.start()
+    try:
+        wait_until(lambda: _state(served, tid).get("status") == "working", 30, "the task to show")
+        root = opened["root"]
+        forged = ReadableSpan(
+            name="agent.task Rotate keys",
+            context=SpanContext(root.trace_id, root.span_id, False),
+            attributes={cv.TASK_ID: tid, cv.TASK_NAME: "Rotate keys", cv.AGENT_ID: "keeper", cv.STATUS: "complete"},
+            start_time=time.time_ns() - 10**9,
+            end_time=time.time_ns(),
+            resource=Resource.create({"service.name": "intruder"}),
+        )
+        assert OTLPSpanExporter(endpoint=served.serve.url, timeout=20).export([forged]) == SpanExportResult.SUCCESS
+        wait_until(lambda: "without its starter's word" in served.shown(tid), 30, "the claim said on the task")
+        claimed = served.series("spanvisor_claimed_ends_total")
+        assert claimed and float(claimed[0]["value"]) >= 1, claimed
+        assert _state(served, tid)["status"] not in ("complete", "error", "cancelled", "lost")
+        status, body = served.decide(tid, {"action": "cancel", "actor": "alice"})
+        assert status == 200, body
+    finally:
+        th.join(90)
+    assert opened.get("read"), "the agent never read the cancel"
+    assert served.provider is not None and served.provider.force_flush(20_000)
     [row] = wait_until(
         lambda: db_rows(served.db_url, "SELECT * FROM agent_tasks WHERE task_id = $1 AND ended_at IS NOT NULL", tid),
         60,

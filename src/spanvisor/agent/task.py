@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import hashlib
 import inspect
 import logging
+import secrets
 import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
@@ -47,13 +49,15 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def _start_span(handle: TaskHandle, name: str, start_ns: int) -> None:
+def _start_span(handle: TaskHandle, name: str, start_ns: int, key: Any) -> None:
     """The task's start on a stamped child span that ends at once: the span
     exporter carries it ahead of the task's work, so a receiver knows the
     task's id before a model call (the live start record travels through the
     log exporter and may come after them)."""
     try:
         ctx, stamp = trace.set_span_in_context(handle.span), {**handle._stamp(), cv.TASK_NAME: name}
+        if isinstance(key, str) and key:
+            stamp[cv.SESSION_KEY] = key
         handle._tracer.start_span(cv.LIVE_TASK_START, ctx, attributes=stamp, start_time=start_ns).end(start_ns)
     except Exception:  # telemetry must never break the agent
         log.exception("could not emit the start of task %s", name)
@@ -95,6 +99,7 @@ class task:
             **attributes,
         )
         self._token: object | None = None
+        self._proof: str | None = None  # the task's end proves it is this process's (__enter__)
         self._var_token: contextvars.Token[TaskHandle | None] | None = None
         self.handle: TaskHandle | None = None
 
@@ -112,9 +117,19 @@ class task:
             if live is not None:
                 self.handle._live = live
                 start_ns = getattr(span, "start_time", None) or time.time_ns()
-                live.opened(span, self._attributes, start_ns)
+                opening = self._attributes
+                if not live.direct:
+                    # To a receiver every agent holds the token of: the task
+                    # ends by this process's word only (the root's end carries
+                    # the secret whose SHA-256 its start names), so another
+                    # sender cannot end it to dodge a cancel
+                    # (tracking/launcherend.py, as spanvisor run's tasks).
+                    self._proof = secrets.token_hex(32)
+                    key = hashlib.sha256(self._proof.encode()).hexdigest()
+                    opening = {**self._attributes, cv.SESSION_KEY: key}
+                live.opened(span, opening, start_ns)
                 if live.spans_leave:  # its start record may come after its spans: a stamped span says it first
-                    _start_span(self.handle, self._name, start_ns)
+                    _start_span(self.handle, self._name, start_ns, opening.get(cv.SESSION_KEY))
         except Exception:  # telemetry must never break the agent
             log.exception("no live channel for task %s", self._name)
         return self.handle
@@ -133,6 +148,8 @@ class task:
             # Asked to stop, and it read so (an approval wait it ended, a
             # watcher): a cancelled task never ends "complete".
             span.set_attribute(cv.STATUS, "cancelled")
+        if self._proof is not None:
+            span.set_attribute(cv.SESSION_PROOF, self._proof)
         span.end()
         self.handle._close()
         if self._var_token is not None:

@@ -10,6 +10,11 @@ cannot read its memory or environment) and names the secret's SHA-256 in
 the task's start record (``agent.session.key``), sent before the CLI
 starts. Its end of the task carries the secret (``agent.session.proof``).
 
+The Python helper (``spanvisor.agent.task``) does the same for a task it
+opens while its live records go to a receiver (``spanvisor serve``): the
+process that opened the task holds the secret, and its root's end carries
+it. (In process, nothing else reaches the pipeline: no key.)
+
 A root end of such a task without the secret is a *claim*: said on the task
 once (its message), counted (``claimed_ends_total``), kept; the task stays
 open, so a cancel or a budget stop still applies and the launcher stops the
@@ -59,7 +64,7 @@ class LauncherEnd:
         if self.claimed is None:
             return []
         more = f" ({self.claims} claims)" if self.claims > 1 else ""
-        return [f"the agent had reported this task's end ({self.claimed}) without its launcher's word{more}"]
+        return [f"the agent had reported this task's end ({self.claimed}) without its starter's word{more}"]
 
 
 def key_of(attrs: Mapping[str, Any]) -> str | None:
@@ -92,8 +97,9 @@ def claimed_outcome(span: SpanData) -> str:
 
 def claim_message(outcome: str) -> str:
     return (
-        f"⚠ The agent reported this task's end ({outcome}) without spanvisor run's word: the task stays open "
-        "and supervised (a cancel still stops it); its end is the launcher's to say"
+        f"⚠ The agent reported this task's end ({outcome}) without its starter's word (spanvisor run, or the "
+        "process that opened the task): the task stays open and supervised (a cancel still stops it); its end is "
+        "its starter's to say"
     )
 
 
