@@ -47,7 +47,7 @@ def _view_builder() -> Callable[[Working], TaskView]:
 build_view = _view_builder()
 
 
-def _identity_setter() -> Callable[[TaskView, str | None, str | None, str | None], TaskView]:
+def _identity_setter() -> Callable[[TaskView, str | None, str, str | None], TaskView]:
     """Set a just-built view's title and agent: what ``dataclasses.replace``
     would give, without building a second view (a provisional task shows a
     stand-in on every event, provisional.shown: a model call's view paid a
@@ -58,7 +58,7 @@ def _identity_setter() -> Callable[[TaskView, str | None, str | None, str | None
     set_agent = getattr(TaskView, "agent_id").__set__  # noqa: B009
     set_agent_name = getattr(TaskView, "agent_name").__set__  # noqa: B009
 
-    def identity(v: TaskView, name: str | None, agent: str | None, agent_name: str | None) -> TaskView:
+    def identity(v: TaskView, name: str | None, agent: str, agent_name: str | None) -> TaskView:
         set_name(v, name)
         set_agent(v, agent)
         set_agent_name(v, agent_name)
