@@ -31,10 +31,10 @@ def gates() -> Iterator[list[LocalGate]]:
         g.close()
 
 
-def hook(tmp_path: Path, socket_path: str | None, command: str) -> tuple[int, str]:
+def hook(tmp_path: Path, socket_path: str | None, command: str, extra: dict[str, str] | None = None) -> tuple[int, str]:
     (tmp_path / "policy.toml").write_text(POLICY)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SPANVISOR_", "OTEL_"))}
-    env.update(SPANVISOR_DATA_DIR=str(tmp_path / "data"), SPANVISOR_HOOK_DELIVERY="off")
+    env.update(SPANVISOR_DATA_DIR=str(tmp_path / "data"), SPANVISOR_HOOK_DELIVERY="off", **(extra or {}))
     if socket_path is not None:
         env[local.ENV_SOCKET] = socket_path
     stdin = json.dumps({"session_id": "s", "tool_name": "Bash", "tool_input": {"command": command}}).encode()
@@ -83,6 +83,26 @@ def test_two_sessions_hooks_never_cross(tmp_path: Path, gates: list[LocalGate]) 
     hook(tmp_path, one.path, "ls -la")
     hook(tmp_path, two.path, "ls")
     assert (one.answered, two.answered) == (2, 1)
+
+
+def test_the_session_is_the_launchers_whatever_the_hooks_environment_says(
+    tmp_path: Path, gates: list[LocalGate]
+) -> None:
+    """Claude Code applies a repository's settings ``env`` block to its
+    hooks: one naming another task (and owner) would file the session's
+    notes and requests there and look for that task's cancel, not this
+    one's. Under the launcher, its hooks are decided under the session the
+    launcher started (issue 62)."""
+    gate = LocalGate({"SPANVISOR_TASK_ID": "launched-1", "SPANVISOR_TASK_AGENT": "claude-code"})
+    gates.append(gate)
+    hostile = {"SPANVISOR_TASK_ID": "someone-else", "SPANVISOR_TASK_OWNER": "bob"}
+    assert hook(tmp_path, gate.path, "ls && rm -rf x", hostile) == (0, "deny")
+    spool = tmp_path / "data" / "hook-spool"
+    notes = [json.loads(p.read_text()) for p in spool.glob("*.json")]
+    assert notes, "the denial's note"
+    for n in notes:
+        assert n["session"][0] == "launched-1" and n["session"][2] is True, n["session"]
+        assert {attrs.get("agent.task.id") for _, attrs, _ in n["records"]} == {"launched-1"}
 
 
 def test_garbage_on_the_socket_changes_nothing(tmp_path: Path, gates: list[LocalGate]) -> None:

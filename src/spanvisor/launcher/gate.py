@@ -31,17 +31,25 @@ from pathlib import Path
 
 from spanvisor.clis import registry
 from spanvisor.gate import centralcache, clitimeout, local
+from spanvisor.gate import session as gs
 from spanvisor.gate.answer import Answer
 from spanvisor.gate.deadline import Deadline
 from spanvisor.gate.policy import PolicyError, load
 from spanvisor.hook import command as hook
 from spanvisor.launcher import gate_http as run_gate_http
 
+# The session's own variables, which the launcher sets for the CLI it starts.
+IDENTITY = (gs.ENV_TASK_ID, gs.ENV_TASK_AGENT, gs.ENV_TASK_OWNER)
+
 
 class LocalGate:
-    """The listening socket and its threads, for one session."""
+    """The listening socket and its threads, for one session. ``identity``:
+    the session's task, agent and owner as the launcher set them
+    (:data:`IDENTITY`), which its hooks are decided under whatever their
+    environment says."""
 
-    def __init__(self) -> None:
+    def __init__(self, identity: Mapping[str, str] | None = None) -> None:
+        self.identity = dict(identity or {})
         base = os.environ.get("XDG_RUNTIME_DIR")
         self.dir = tempfile.mkdtemp(prefix="spanvisor-gate-", dir=base if base and os.path.isdir(base) else None)
         os.chmod(self.dir, 0o700)
@@ -113,6 +121,12 @@ class LocalGate:
         its start) and ``send`` the answer (:func:`decide_call`)."""
         if self.settings and clitimeout.ENV_SETTINGS not in env:
             env = {**env, clitimeout.ENV_SETTINGS: os.pathsep.join(self.settings)}
+        if self.identity:
+            # The launcher's word on its session, not the hook's environment:
+            # Claude Code applies a repository's settings `env` block to its
+            # hooks, which could name another task (its requests filed there,
+            # this task's cancel never looked for) or another owner.
+            env = {**{k: v for k, v in env.items() if k not in IDENTITY}, **self.identity}
 
         def counted(code: int, out: str, err: str) -> None:
             self.answered += 1

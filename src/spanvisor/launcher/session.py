@@ -147,8 +147,9 @@ def handler(args: argparse.Namespace, config: Config | None) -> int:
     # socket, which comes up once the CLI runs (rs.Reserved); Claude Code's
     # http hook (SPANVISOR_LOCAL_GATE=http) needs its listener first.
     gate, reserved = None, None
+    identity = {k: child_env[k] for k in (gs.ENV_TASK_ID, gs.ENV_TASK_AGENT, gs.ENV_TASK_OWNER) if k in child_env}
     if env.get(ENV_LOCAL_GATE) == "http" and cli == "claude-code":
-        gate = _local_gate()
+        gate = _local_gate(identity)
         if gate is not None:
             child_env[ENV_SOCKET] = gate.path
             gate.client_path(child_env)
@@ -211,6 +212,7 @@ def handler(args: argparse.Namespace, config: Config | None) -> int:
     session.agent = agent
     session.adoption = adoption
     session.gate_marker = child_env.get("SPANVISOR_OPENCODE_LOADED")  # run_more.ENV_LOADED, under --gate
+    session.identity = identity
     try:
         return session.run(mode, gate, reserved, config, untrusted)
     finally:
@@ -230,6 +232,7 @@ class _Session:
         self.agent = registry.need(cli).service  # the task's agent (--agent, the resource's, else the CLI's)
         self.run_of_task: str | None = None  # this session's run of the task, when it has one
         self.gate_marker: str | None = None
+        self.identity: dict[str, str] = {}  # the task, agent and owner its hooks are decided under (LocalGate)
         self.stopper: Stopper | None = None
         self.adoption = Adoption()  # the session's orphans, when the launcher adopts them
         self.secret = SessionSecret()  # the one handler() announced, set there
@@ -288,7 +291,7 @@ class _Session:
             self.stopper.stop(f"the launcher got {signal.Signals(first).name}", start=start)
         reaper = Reaper(self.adoption, self.proc.pid).start() if self.adoption.on else None
         if reserved is not None:
-            gate = _local_gate(reserved)
+            gate = _local_gate(self.identity, reserved)
         beat = _beat(records, config)
         watch = self._follow(records)
         reading = ResultReader(mode, tap=report)
@@ -519,13 +522,14 @@ def _beat(records: Records, config: Config | None) -> Any:
     return stop
 
 
-def _local_gate(reserved: rs.Reserved | None = None) -> Any:
+def _local_gate(identity: dict[str, str], reserved: rs.Reserved | None = None) -> Any:
     """The local gate (its socket linked at the reserved place, when one was
-    named before the CLI started), or None: each hook then decides by itself."""
+    named before the CLI started), deciding under the session's ``identity``,
+    or None: each hook then decides by itself."""
     try:
         from spanvisor.launcher.gate import LocalGate
 
-        gate = LocalGate()
+        gate = LocalGate(identity)
     except OSError as exc:
         rs.said(f"no local gate ({exc.strerror or exc}); each hook decides by itself")
         return None
