@@ -177,11 +177,12 @@ def table(times: dict[str, list[float]], floor: float) -> dict[str, tuple[float,
     return out
 
 
-def goal(what: str, value: float, limit: float) -> None:
-    print(f"goal: {what}: {value:.1f} ms against <= {limit:g} ms: {'met' if value <= limit else 'MISSED'}")
+def goal(what: str, value: float, limit: float, unit: str = " ms") -> None:
+    print(f"goal: {what}: {value:.1f}{unit} against <= {limit:g}{unit}: {'met' if value <= limit else 'MISSED'}")
 
 
 def bench_calls(args: argparse.Namespace, tmp: Path, only: set[str]) -> None:
+    from _floor_gate import FloorGate
     from spanvisor.gate import local
     from spanvisor.launcher.gate import LocalGate
     from spanvisor.launcher.gate_http import HttpGate
@@ -189,7 +190,10 @@ def bench_calls(args: argparse.Namespace, tmp: Path, only: set[str]) -> None:
     policy = tmp / "policy.toml"
     policy.write_text(POLICY)
     serve, up = start_serve(tmp, policy)
-    gate = LocalGate()
+    # As `spanvisor run` makes it: its session's task, under which the
+    # launcher's gate decides every call (no cancel look: the launcher
+    # follows its task's cancel itself and stops the CLI).
+    gate = LocalGate({"SPANVISOR_TASK_ID": "bench-launched", "SPANVISOR_TASK_AGENT": "claude-code"})
     base = {k: v for k, v in os.environ.items() if not k.startswith(("SPANVISOR_", "OTEL_"))}
     base |= {"SPANVISOR_DATA_DIR": str(tmp / "data"), "SPANVISOR_HOOK_POLICY": str(policy)}
     receivers = {"serve up": up, "serve down": DOWN}
@@ -215,11 +219,15 @@ def bench_calls(args: argparse.Namespace, tmp: Path, only: set[str]) -> None:
                         for kind, command in kinds.items():
                             name = f"{setup}: {cli}, {kind}, {rname}"
                             cases[name] = spawned([*head, cli], stdin_for(cli, command), env)
-        http_gate = None
+        http_gate, floor_gate = None, None
         if "http" in only:
             env = {**base, "SPANVISOR_OTLP_ENDPOINT": up}
             http_gate = HttpGate(gate.decide, env, str(tmp))
+            floor_gate = FloorGate()
             for kind, command in CALLS.items():
+                cases[f"http hook, the floor gate (regex, _floor_gate.py): {kind}"] = posted(
+                    floor_gate.url, stdin_for("claude-code", command)
+                )
                 cases[f"http hook, launcher's listener: {kind}, serve up"] = posted(
                     http_gate.url, stdin_for("claude-code", command)
                 )
@@ -238,11 +246,16 @@ def bench_calls(args: argparse.Namespace, tmp: Path, only: set[str]) -> None:
                     goal(f"through the launcher ({name.split(', ')[-1]}), p99", p99, 50)
                 if name.startswith("http hook, launcher's listener: allowed"):
                     goal("Claude Code's http hook (the launcher's listener), p50", p50, 5)
+                    floor_p50 = next((v[0] for k, v in got.items() if k.startswith("http hook, the floor gate")), None)
+                    if floor_p50:
+                        goal("the launcher's listener over the floor gate, p50 ratio", p50 / floor_p50, 1.5, "x")
                 if name.startswith("http hook, serve's route: allowed"):
                     goal("Claude Code's http hook (serve's route), p50", p50, 5)
             print(f"calls per case: {args.calls}; answered by the launcher's gate: {gate.answered}")
         if http_gate is not None:
             http_gate.close()
+        if floor_gate is not None:
+            floor_gate.close()
     finally:
         gate.close()
         serve.terminate()

@@ -19,7 +19,8 @@ its name, where it was started and its stack.
 
 Exempt: threads that run no code of their own until given work and draw
 nothing: an executor's idle worker (asyncio's default executor keeps them
-until the executor is collected) and grpc.aio's process-wide poller. Loaded
+until the executor is collected), the launcher's gate's workers and
+backstop thread, and grpc.aio's process-wide poller. Loaded
 from ``tests/conftest.py``; ``python -m pytest -p tests.threads`` loads it
 alone.
 """
@@ -45,6 +46,11 @@ EXEMPT_TARGETS = {
     ("grpc._cython.cygrpc", "PollerCompletionQueue._poll_wrapper"),
     # the deadline's own, alive from a test's timeout until it unwinds
     ("tests.deadline", "reap_later"),
+    # the launcher's gate's (spanvisor/launcher/gate_threads.py): long-lived
+    # by design, idle on a condition, a worker as an executor's (daemons, so
+    # a call still waiting for a person never holds the launcher's exit)
+    ("spanvisor.launcher.gate_threads", "Workers._work"),
+    ("spanvisor.launcher.gate_threads", "Backstops._run"),
 }
 
 

@@ -5,16 +5,19 @@ The socket lives in a fresh directory of mode 0700 (the socket itself
 0600) under ``$XDG_RUNTIME_DIR`` or the temporary directory, and on Linux a
 connection from another user id is refused (``SO_PEERCRED``) even where
 the file modes would let it in. Each connection is one hook call, decided
-on a thread of its own by the same code as the command hook
+by the same code as the command hook
 (:func:`spanvisor.hook.command.main`), with the same policy file, deadline
 (counted from the hook process's start) and answers; the reply goes the
 moment the answer is known (the audit note after it), and a backstop
-timer blocks a call still undecided just past the deadline. The hook
+blocks a call still undecided just past the deadline. Calls run on the
+gate's long-lived workers, their backstops on one thread
+(:mod:`.gate_threads`): no thread is started per call. The hook
 process writes the answer out.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import io
 import json
@@ -37,6 +40,7 @@ from spanvisor.gate.deadline import Deadline
 from spanvisor.gate.policy import PolicyError, load
 from spanvisor.hook import command as hook
 from spanvisor.launcher import gate_http as run_gate_http
+from spanvisor.launcher.gate_threads import BACKSTOPS, WORKERS
 
 # The session's own variables, which the launcher sets for the CLI it starts.
 IDENTITY = (gs.ENV_TASK_ID, gs.ENV_TASK_AGENT, gs.ENV_TASK_OWNER)
@@ -66,7 +70,10 @@ class LocalGate:
         self.settings = clitimeout.launched_settings(sys.argv, self.dir)
         self._warn_once()
         self.bin = _write_client(self.dir, self.settings)
-        self._workers: list[threading.Thread] = []
+        # Calls of this gate on the shared workers (gate_threads.py), waited
+        # for a moment at close so their answers go out.
+        self._busy = 0
+        self._idle = threading.Condition()
         self.http: run_gate_http.HttpGate | None = None
         self._thread = threading.Thread(target=self._accept, name="spanvisor-run-gate", daemon=True)
         self._thread.start()
@@ -77,12 +84,19 @@ class LocalGate:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
-            worker = threading.Thread(target=self._serve, args=(conn,), name="spanvisor-run-gate-call", daemon=True)
-            self._workers = [t for t in self._workers if t.is_alive()] + [worker]
-            worker.start()
+            with self._idle:
+                self._busy += 1
+            WORKERS.run(functools.partial(self._serve, conn, time.monotonic()))
 
-    def _serve(self, conn: socket.socket) -> None:
-        accepted = time.monotonic()
+    def _serve(self, conn: socket.socket, accepted: float) -> None:
+        try:
+            self._serve_one(conn, accepted)
+        finally:
+            with self._idle:
+                self._busy -= 1
+                self._idle.notify_all()
+
+    def _serve_one(self, conn: socket.socket, accepted: float) -> None:
         with conn:
             if not _same_user(conn):
                 return
@@ -189,8 +203,8 @@ class LocalGate:
             pass
         self.sock.close()
         self._thread.join(5)
-        for worker in self._workers:  # each is bounded by its call's deadline, not waited for past a moment
-            worker.join(1.0)
+        with self._idle:  # each call is bounded by its deadline, not waited for past a moment
+            self._idle.wait_for(lambda: self._busy == 0, 1.0)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -216,16 +230,13 @@ def decide_call(
     answer = Answer(cli, out, err, reply)
     limit = clitimeout.limit(cli or "", _given(argv), env, cwd)
     deadline = Deadline.for_cli(cli, limit, started)
-    timer = threading.Timer(
-        max(0.0, deadline.launcher_backstop() - time.monotonic()),
-        lambda: answer.block("spanvisor: no answer before the CLI's hook timeout; denied"),
+    stand_down = BACKSTOPS.at(
+        deadline.launcher_backstop(), lambda: answer.block("spanvisor: no answer before the CLI's hook timeout; denied")
     )
-    timer.daemon = True
-    timer.start()
     try:
         hook.main(argv, stdin=raw, started=started, env=env, cwd=cwd, answer=answer)
     finally:
-        timer.cancel()
+        stand_down()
 
 
 def _write_client(where: str, settings: list[str]) -> str | None:

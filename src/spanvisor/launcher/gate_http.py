@@ -25,6 +25,7 @@ and sends half a request holds neither a thread nor the port for long.
 
 from __future__ import annotations
 
+import functools
 import http.server
 import json
 import os
@@ -35,6 +36,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from spanvisor.gate import verdict
+from spanvisor.launcher.gate_threads import WORKERS
 
 # What answers a call: (send, argv, stdin, started, env, cwd), as
 # LocalGate.decide; send gets (exit status, stdout, stderr).
@@ -110,14 +112,11 @@ class HttpGate:
             said.set()
 
         argv = ["claude-code", "--cli-timeout", str(TIMEOUT_S)]
-        worker = threading.Thread(
-            target=self.decide,
-            args=(send, argv, raw, started, self.env, self.cwd),
-            name="spanvisor-run-gate-call",
-            daemon=True,
-        )
-        worker.start()
-        # The worker's backstop answers before the hook's timeout; this wait is only its bound.
+        # On another worker: this connection's answers as soon as the call's
+        # is known, while the decision's audit note goes on there (a kept-alive
+        # connection's next call does not wait for it).
+        WORKERS.run(functools.partial(self.decide, send, argv, raw, started, self.env, self.cwd))
+        # The call's backstop answers before the hook's timeout; this wait is only its bound.
         said.wait(TIMEOUT_S)
         _send(request, 200, body[0] if body else _blocked("spanvisor: no answer before the hook's timeout; denied"))
 
@@ -151,7 +150,8 @@ class HttpGate:
 
 
 class _Bounded(http.server.ThreadingHTTPServer):
-    """A thread per connection, at most :data:`MAX_CONNECTIONS` of them."""
+    """A connection per worker (gate_threads.py), at most
+    :data:`MAX_CONNECTIONS` of them at once."""
 
     daemon_threads = True
     # The kernel's queue of connections not yet accepted (socketserver's 5
@@ -167,7 +167,7 @@ class _Bounded(http.server.ThreadingHTTPServer):
             self.shutdown_request(request)  # over the bound: closed, no thread
             return
         try:
-            super().process_request(request, client_address)
+            WORKERS.run(functools.partial(self.process_request_thread, request, client_address))
         except BaseException:
             self.slots.release()
             raise
