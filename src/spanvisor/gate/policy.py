@@ -49,6 +49,7 @@ read denies every call.
 from __future__ import annotations
 
 import os.path
+import threading
 import tomllib
 from typing import Any, Literal, NamedTuple
 
@@ -348,12 +349,31 @@ def toml_doc(text: str, path: str) -> dict[str, Any]:
         raise PolicyError(f"the policy file {path} is nested too deeply") from None
 
 
+# Policies parsed from a file's exact text, the newest few: the launcher
+# decides every call of a session in one process, from the same file. The
+# file is read on every call and its text is the key (never its time or
+# size), so an edit counts from the next call, however soon it comes.
+_PARSED: dict[tuple[str, str], Policy] = {}
+_PARSED_MOST = 8
+_PARSING = threading.Lock()
+
+
 def load(path: str | None) -> Policy:
     """The policy at ``path``; with none, every call asks a person. Any
     problem is a :class:`PolicyError` saying what to fix."""
     if not path:
         return Policy()
-    return parse(toml_doc(read_text(path), path))
+    text = read_text(path)
+    key = (path, text)
+    found = _PARSED.get(key)
+    if found is not None:
+        return found
+    policy = parse(toml_doc(text, path))
+    with _PARSING:  # the launcher's calls run on several threads
+        while len(_PARSED) >= _PARSED_MOST:
+            _PARSED.pop(next(iter(_PARSED)))
+        _PARSED[key] = policy
+    return policy
 
 
 __all__ = [
