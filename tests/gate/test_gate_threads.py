@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from spanvisor.launcher.gate_threads import Backstops, Workers
 
@@ -55,26 +56,39 @@ def test_an_idle_worker_ends_and_a_later_job_still_runs() -> None:
     first, second = threading.Event(), threading.Event()
     workers.run(first.set)
     assert first.wait(WAIT_S)
+
+    def alive() -> bool:
+        return any(t.name == "test-idle" for t in threading.enumerate())
+
     deadline = time.monotonic() + WAIT_S
-    while workers._waiting and time.monotonic() < deadline:  # it ended
+    while alive() and time.monotonic() < deadline:  # it ended
         time.sleep(0.01)
-    assert workers._waiting == 0
+    assert not alive()
     workers.run(second.set)
     assert second.wait(WAIT_S)
     assert workers.started == 2
 
 
-def test_backstops_fire_in_time_order_and_one_stood_down_never_fires() -> None:
+def test_backstops_fire_at_their_time_and_one_stood_down_never_fires() -> None:
     stops = Backstops()
-    fired: list[str] = []
-    last = threading.Event()
+    fired: dict[str, float] = {}
+    both = threading.Semaphore(0)
     now = time.monotonic()
-    cancel_b = stops.at(now + 0.2, lambda: fired.append("b"))
-    stops.at(now + 0.3, lambda: (fired.append("c"), last.set()))
-    stops.at(now + 0.1, lambda: fired.append("a"))  # due before what the thread waits for
-    cancel_b()
-    assert last.wait(WAIT_S)
-    assert fired == ["a", "c"]
+
+    def fire(name: str, due: float) -> Callable[[], None]:
+        def at() -> None:
+            fired[name] = time.monotonic() - due
+            both.release()
+
+        return at
+
+    cancel_b = stops.at(now + 1.0, fire("b", now + 1.0))
+    cancel_b()  # a call answered well before its backstop
+    stops.at(now + 1.5, fire("c", now + 1.5))
+    stops.at(now + 0.5, fire("a", now + 0.5))  # due before what the thread waits for
+    assert both.acquire(timeout=WAIT_S) and both.acquire(timeout=WAIT_S)
+    assert sorted(fired) == ["a", "c"]  # c came after b's time: b was stood down, not late
+    assert all(late >= 0 for late in fired.values()), fired  # none before its time
 
 
 def test_a_backstop_slow_to_answer_holds_back_no_other() -> None:
