@@ -77,6 +77,7 @@ class Relay:
         self._closing = False
         self._server: Any = None
         self._made = threading.Event()  # the HTTP server is built (or will not be)
+        self._started = False
         self._thread = threading.Thread(target=self._serve, name="spanvisor-run-relay", daemon=True)
         self._sender = threading.Thread(target=self._send_kept, name="spanvisor-run-relay-send", daemon=True)
 
@@ -86,6 +87,10 @@ class Relay:
         return f"authorization=Bearer%20{self.secret}"
 
     def start(self) -> Relay:
+        """Serve the socket bound at construction. The launcher starts the
+        CLI first: the kernel queues its connections meanwhile, and the HTTP
+        server's import (about 14 ms) does not compete with the CLI's start."""
+        self._started = True
         self._thread.start()
         self._sender.start()
         return self
@@ -315,7 +320,8 @@ class Relay:
     def close(self, within_s: float) -> int:
         """Stop taking exports, send what is kept for at most ``within_s``;
         how many stay kept (for the next launcher aimed at this endpoint)."""
-        self._made.wait(1.0)
+        if self._started:
+            self._made.wait(1.0)
         with self._cond:
             self._closing = True
             self._cond.notify_all()
@@ -341,14 +347,15 @@ class Relay:
         return "; ".join(parts) or None
 
 
-def start(endpoint: str, token: str | None, spool: Path) -> Relay | None:
-    """A relay for the session, or None when none can listen (the CLI then
-    sends to the endpoint itself, as before, said once)."""
+def listen(endpoint: str, token: str | None, spool: Path) -> Relay | None:
+    """A relay for the session, listening (:meth:`Relay.start` serves it),
+    or None when none can listen (the CLI then sends to the endpoint
+    itself, as before, said once)."""
     try:
-        return Relay(endpoint, token, spool).start()
+        return Relay(endpoint, token, spool)
     except OSError as exc:
         print(f"spanvisor run: no relay for the CLI's telemetry ({exc.strerror or exc})", file=sys.stderr, flush=True)
         return None
 
 
-__all__ = ["MAX_SPOOL_BYTES", "Relay", "destination_dir", "start"]
+__all__ = ["MAX_SPOOL_BYTES", "Relay", "destination_dir", "listen"]

@@ -129,7 +129,7 @@ def handler(args: argparse.Namespace, config: Config | None) -> int:
     )
     # The CLI's telemetry goes through the launcher (launcher/relay.py): kept
     # while the receiver is away, and the session's token never in the CLI's hands.
-    relay = run_relay.start(endpoint, args.token, spool_dir(env))
+    relay = run_relay.listen(endpoint, args.token, spool_dir(env))  # served once the CLI runs
     aimed, holds = (relay.url, relay.secret) if relay is not None else (endpoint, args.token)
     child_argv, child_env = telemetry(cli, argv, env, aimed, holds, resource, not args.no_tool_details)
     child_env[gs.ENV_ENDPOINT] = endpoint  # where the CLI's hooks send their requests
@@ -206,6 +206,8 @@ def handler(args: argparse.Namespace, config: Config | None) -> int:
         if relay is not None:
             relay.close(0)
         return 127
+    if relay is not None:
+        relay.start()
     session = _Session(proc, cli, task_id, name, endpoint, args, started)
     session.secret, session.announced, session.relay = secret, announced, relay
     session.run_of_task = run
