@@ -31,7 +31,7 @@ def test_no_job_waits_for_another_and_waiting_workers_take_the_next_ones() -> No
     release.set()
     done = threading.Semaphore(0)
     deadline = time.monotonic() + WAIT_S
-    while workers._waiting < 5 and time.monotonic() < deadline:  # the five back to waiting
+    while workers.waiting < 5 and time.monotonic() < deadline:  # the five back to waiting
         time.sleep(0.01)
     for _ in range(20):
         workers.run(done.release)

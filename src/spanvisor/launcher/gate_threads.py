@@ -45,6 +45,11 @@ class Workers:
         self._waiting = 0  # workers waiting for a job
         self.started = 0  # threads ever started (for tests and benchmarks)
 
+    @property
+    def waiting(self) -> int:
+        """Workers waiting for a job (idle)."""
+        return self._waiting
+
     def run(self, job: Job) -> None:
         """Run ``job`` now, on a waiting worker or a new one."""
         with self._cond:
