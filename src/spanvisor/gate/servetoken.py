@@ -34,7 +34,6 @@ answer.
 
 from __future__ import annotations
 
-import logging
 import os
 import stat
 from collections.abc import Mapping
@@ -44,7 +43,6 @@ FILE_NAME = "serve-token"
 ENV_DATA_DIR = "SPANVISOR_DATA_DIR"
 # A token is one line of URL-safe base64; anything longer is not ours.
 _MAX_BYTES = 4096
-_log = logging.getLogger("spanvisor.token")
 
 
 class TokenFileError(Exception):
@@ -202,7 +200,11 @@ def listener_is_mine(url: str) -> bool:
     if not mine:
         others = ", ".join(f"uid {u}" for u in sorted(owners - {os.getuid()}))
         found = f"a socket of {others} listens there, not this user's (uid {os.getuid()})" if others else ""
-        _log.warning(
+        # logging is imported here only: the hook and the launcher's start
+        # read this module on their way (about 5 ms of a cold hook).
+        import logging
+
+        logging.getLogger("spanvisor.token").warning(
             "the local serve token was not sent to %s: %s; start spanvisor serve, or pass its token "
             "explicitly (SPANVISOR_OTLP_TOKEN)",
             f"{_host(url)} port {_port(url)}",
