@@ -301,3 +301,117 @@ def test_the_notes_wait_in_the_gates_own_spool(install: Install) -> None:
     )
     assert all(p.stat().st_uid == GATE for p in found), found
     assert json.loads(found[0].read_text())  # a note, not the agent's to read: its home is 0700
+
+
+def _notes(install: Install, command: str) -> list[dict[str, object]]:
+    """The gate's audit notes (in its own spool: no serve here) of the call
+    running ``command``."""
+    out = []
+    for path in install.gate_home.rglob("hook-spool/*.json"):
+        note = json.loads(path.read_text())
+        if any(command in str(attrs.get("agent.message", "")) for _, attrs, _ in note["records"]):
+            out.append(note)
+    return out
+
+
+def test_a_repositorys_env_block_names_no_task_and_no_agent(install: Install) -> None:
+    """Claude Code applies a repository's settings ``env`` block to its
+    hooks: another task there would file the session's calls (and look for
+    a cancel) under it, and another agent would choose what a rule's
+    ``agents`` condition reads. The gate drops both: the call is its CLI
+    session's own."""
+    code, out, err = install.hook(
+        "ls -1",
+        SPANVISOR_TASK_ID="victims-task",
+        SPANVISOR_TASK_AGENT="trusted-bot",
+        OTEL_RESOURCE_ATTRIBUTES=("spanvisor.task.id=victims-task,service.name=x"),
+    )
+    assert (code, decision("claude-code", out)) == (0, "allow"), (code, out, err)
+    [note] = wait_until(lambda: _notes(install, "ls -1"), 30, "the call's note")
+    assert note["session"] == ["s1", "claude-code", False], note["session"]
+
+
+LAUNCHER = """
+import subprocess, sys
+from spanvisor.launcher import system_gate
+held, said = system_gate.tell([sys.argv[1]], "launched-7", "claude-code", None)
+print("told" if held and not said else f"not told: {said}", flush=True)
+sys.stdin.buffer.readline()  # the test runs a hook beside this one, then says go
+done = subprocess.run(sys.argv[2:], input=sys.stdin.buffer.read(), capture_output=True)
+print(done.returncode, done.stdout.decode(), flush=True)
+"""
+
+
+def test_a_launcher_that_told_the_gate_gives_its_task_to_the_calls_below_it_only(install: Install) -> None:
+    """``spanvisor run`` tells the gate its session on a connection it keeps
+    (its pid by the kernel's word): a hook below it is decided under its
+    task, whatever the hook's environment says; a hook of the same user
+    beside it, under its own session."""
+    env = {**base_env(install.agent_home), "SPANVISOR_TASK_ID": "someone-elses"}
+    hook = [SPANVISOR, "hook", "claude-code", "--gate", str(install.socket)]
+    launcher = subprocess.Popen(
+        [*as_user(AGENT, (AGENTS,)), sys.executable, "-c", LAUNCHER, str(install.socket), *hook],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=env,
+        cwd=str(install.agent_home),
+    )
+    try:
+        assert launcher.stdin is not None and launcher.stdout is not None
+        assert launcher.stdout.readline().decode().strip() == "told"
+        code, out, err = install.hook("ls -2", SPANVISOR_TASK_ID="launched-7")  # beside it: not below
+        assert (code, decision("claude-code", out)) == (0, "allow"), (code, out, err)
+        launcher.stdin.write(b"go\n" + call_bytes("ls -3"))
+        launcher.stdin.close()
+        said = launcher.stdout.read().decode()
+        assert launcher.wait(60) == 0 and said.startswith("0 "), said
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait(10)
+    [beside] = wait_until(lambda: _notes(install, "ls -2"), 30, "the note of the call beside it")
+    [below] = wait_until(lambda: _notes(install, "ls -3"), 30, "the note of the call below it")
+    assert beside["session"] == ["s1", "claude-code", False], beside["session"]
+    assert below["session"] == ["launched-7", "claude-code", True], below["session"]
+
+
+def test_spanvisor_run_tells_the_gate_its_hooks_name_and_its_cli_s_calls_are_its_tasks(install: Install) -> None:
+    """The real launcher, as the agent: it finds the system gate in the
+    CLI's hook entry (``--gate SOCKET`` in the user's Claude Code
+    settings), tells it the session before the CLI starts, and the CLI's
+    hook call is decided under the launched task, not the one its
+    environment names."""
+    home = install.agent_home
+    hook = f"{SPANVISOR} hook claude-code --gate {install.socket}"
+    claude_dir = home / ".claude"
+    settings = {"hooks": {"PreToolUse": [{"matcher": "*", "hooks": [{"type": "command", "command": hook}]}]}}
+    made = install.as_agent(
+        f"import json, os; os.makedirs({str(claude_dir)!r}, exist_ok=True);"
+        f" open({str(claude_dir / 'settings.json')!r}, 'w').write({json.dumps(settings)!r})"
+    )
+    assert made.returncode == 0, made.stderr
+    bin_dir = home / "bin"
+    fake = (
+        "#!/bin/sh\n"  # a CLI that runs its hook once, as Claude Code would, then ends
+        f"printf '%s' '{call_bytes('ls -4').decode()}' | {hook} > {home / 'answer.json'}\n"
+    )
+    made = install.as_agent(
+        f"import os; os.makedirs({str(bin_dir)!r}, exist_ok=True); p = {str(bin_dir / 'claude')!r};"
+        f" open(p, 'w').write({fake!r}); os.chmod(p, 0o755)"
+    )
+    assert made.returncode == 0, made.stderr
+    env = {**base_env(home), "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}", "SPANVISOR_TASK_ID": "from-the-env"}
+    launch = ["--endpoint", "http://127.0.0.1:9", "--task-id", "run-task-1"]
+    done = subprocess.run(
+        [*as_user(AGENT, (AGENTS,)), SPANVISOR, "run", *launch, "--", "claude", "-p", "list the files"],
+        capture_output=True,
+        env=env,
+        cwd=str(home),
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    assert "did not take this session" not in done.stderr.decode(errors="replace")
+    assert decision("claude-code", (home / "answer.json").read_text()) == "allow"
+    [note] = wait_until(lambda: _notes(install, "ls -4"), 30, "the CLI's call's note")
+    assert note["session"] == ["run-task-1", "claude-code", True], note["session"]

@@ -19,6 +19,19 @@ systemd ``RuntimeDirectory=`` gives exactly that), so no agent can remove
 it or bind its own in its place: a gate that finds the directory writable
 by others says so and refuses to start.
 
+Which task a call is of is the kernel's word too, not the environment's:
+a repository can set the variables a hook carries (Claude Code applies a
+project's settings ``env`` block to its hooks), which would file the
+session's requests under another task, skip its cancel and choose the
+agent a rule's ``agents`` condition reads. So the session's task and agent
+variables (``SPANVISOR_TASK_ID``, ``SPANVISOR_TASK_AGENT``, the task and
+run in ``OTEL_RESOURCE_ATTRIBUTES``) a hook carries are dropped; a
+``spanvisor run`` that told this gate its session (a frame
+``{"launcher": {...}}`` on a connection it keeps open for the session, its
+pid by ``SO_PEERCRED``) gives them to the calls of hooks below it (its
+nearest such ancestor, by ``/proc/<pid>/stat``); any other call is its
+CLI's session's own task.
+
 Each call is decided by the command hook's own code
 (:func:`spanvisor.launcher.gate.decide_call`) as a locked hook with this
 gate's options: from the hook's request only the CLI's name, the call,
@@ -123,6 +136,92 @@ def passed_on(argv: object) -> list[str] | None:
     return out
 
 
+# The session variables a hook carries that only a launcher may set.
+SESSION_VARS = ("SPANVISOR_TASK_ID", "SPANVISOR_TASK_AGENT")
+# Launchers told at once, and how far up a call's ancestry one is looked for.
+MAX_LAUNCHERS = 256
+MAX_DEPTH = 64
+
+
+def parent_of(pid: int) -> int | None:
+    """A process's parent (``/proc/<pid>/stat``), or None."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            fields = f.read().rsplit(")", 1)[1].split()  # the name may hold spaces and ")"
+        return int(fields[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def launcher_session(doc: object) -> dict[str, str] | None:
+    """The session a launcher's frame names, as the variables a hook would
+    carry, or None when it is not one."""
+    if not isinstance(doc, dict):
+        return None
+    task, agent, run = doc.get("task_id"), doc.get("agent"), doc.get("run")
+    if not isinstance(task, str) or not 0 < len(task) <= 256 or not task.isprintable():
+        return None
+    out = {"SPANVISOR_TASK_ID": task}
+    if isinstance(agent, str) and 0 < len(agent) <= 128 and agent.isprintable():
+        out["SPANVISOR_TASK_AGENT"] = agent
+    if isinstance(run, str) and 0 < len(run) <= 64 and run.isprintable():
+        out["run"] = run
+    return out
+
+
+def session_context(context: dict[str, str], session: dict[str, str] | None) -> dict[str, str]:
+    """A hook's context with the session's task and agent as ``session``
+    (a launcher's) says them, or none at all."""
+    from spanvisor.gate import session as gs
+
+    out = {k: v for k, v in context.items() if k not in SESSION_VARS}
+    resource = gs.resource_attributes(context) if "OTEL_RESOURCE_ATTRIBUTES" in context else {}
+    resource = {k: v for k, v in resource.items() if k not in (gs.RESOURCE_TASK_ID, gs.RESOURCE_TASK_RUN)}
+    if session is not None:
+        out.update({k: v for k, v in session.items() if k in SESSION_VARS})
+        if "run" in session:
+            resource[gs.RESOURCE_TASK_ID] = session["SPANVISOR_TASK_ID"]
+            resource[gs.RESOURCE_TASK_RUN] = session["run"]
+    if resource:
+        out["OTEL_RESOURCE_ATTRIBUTES"] = gs.encode_resource(resource)
+    else:
+        out.pop("OTEL_RESOURCE_ATTRIBUTES", None)
+    return out
+
+
+class Launchers:
+    """The sessions ``spanvisor run`` processes told this gate of, by pid,
+    while their connection stays open."""
+
+    def __init__(self) -> None:
+        self._by_pid: dict[int, dict[str, str]] = {}
+        self._lock = threading.Lock()
+
+    def hold(self, pid: int, session: dict[str, str]) -> bool:
+        with self._lock:
+            if len(self._by_pid) >= MAX_LAUNCHERS and pid not in self._by_pid:
+                return False
+            self._by_pid[pid] = session
+            return True
+
+    def drop(self, pid: int) -> None:
+        with self._lock:
+            self._by_pid.pop(pid, None)
+
+    def above(self, pid: int) -> dict[str, str] | None:
+        """The session of ``pid``'s nearest ancestor that told one (itself
+        excluded: a hook is never its own launcher)."""
+        seen = 0
+        current = parent_of(pid)
+        while current is not None and current > 1 and seen < MAX_DEPTH:
+            with self._lock:
+                found = self._by_pid.get(current)
+            if found is not None:
+                return found
+            current, seen = parent_of(current), seen + 1
+        return None
+
+
 class SystemGate:
     def __init__(self, args: argparse.Namespace) -> None:
         self.path = os.path.abspath(args.socket)
@@ -130,6 +229,7 @@ class SystemGate:
         self.options = own_options(args)
         self.env = own_environment()
         self._slots = threading.BoundedSemaphore(MAX_CALLS)
+        self.launchers = Launchers()
         self.answered = 0
         guard(os.path.dirname(self.path))
         if os.path.lexists(self.path):
@@ -158,15 +258,23 @@ class SystemGate:
         from spanvisor.launcher.gate import decide_call
 
         accepted = time.monotonic()
+        held = True
         try:
             with conn:
-                if not allowed(conn, self.gid):
+                who = peer(conn)
+                if who is None or not allowed(conn, self.gid):
                     return
                 doc = local.read_frame(conn, accepted + 10.0) or {}
+                if "launcher" in doc:
+                    self._slots.release()  # a session's lifetime, not a call's
+                    held = False
+                    self._launcher(conn, who[0], launcher_session(doc.get("launcher")))
+                    return
                 argv, raw, cwd, env = passed_on(doc.get("argv")), doc.get("stdin"), doc.get("cwd"), doc.get("env")
                 if argv is None or not isinstance(raw, str) or not isinstance(cwd, str) or not isinstance(env, dict):
                     return
                 context = {k: v for k, v in env.items() if k in CONTEXT and isinstance(v, str)}
+                context = session_context(context, self.launchers.above(who[0]))
                 started = doc.get("started")
                 t0 = (
                     float(started)
@@ -184,7 +292,24 @@ class SystemGate:
 
                 decide_call(send, argv + self.options, raw.encode("latin-1"), t0, {**self.env, **context}, cwd)
         finally:
-            self._slots.release()
+            if held:
+                self._slots.release()
+
+    def _launcher(self, conn: socket.socket, pid: int, session: dict[str, str] | None) -> None:
+        """A launcher's session, held for the calls below it until it closes
+        the connection (or dies: the kernel closes it)."""
+        if session is None or not self.launchers.hold(pid, session):
+            return
+        try:
+            conn.settimeout(5.0)
+            conn.sendall(local.frame({"ok": True}))
+            conn.settimeout(None)
+            while conn.recv(4096):
+                pass
+        except OSError:
+            pass
+        finally:
+            self.launchers.drop(pid)
 
     def close(self) -> None:
         try:

@@ -304,6 +304,15 @@ SETTINGS: tuple[Setting, ...] = (
         "off",
     ),
     Setting(
+        "system_gate",
+        "SPANVISOR_SYSTEM_GATE",
+        p_opt_str,
+        None,
+        "A system gate's socket (`spanvisor gate serve`) that `spanvisor run` tells its session to, besides "
+        "those its CLI's hook entries name (`--gate SOCKET`): the calls of its CLI's hooks are then its task's.",
+        "an absolute socket path",
+    ),
+    Setting(
         "gate_socket",
         "SPANVISOR_GATE_SOCKET",
         p_opt_str,

@@ -193,6 +193,13 @@ def handler(args: argparse.Namespace, config: Config | None) -> int:
     rs.said(f"task {task_id} ({name}) → {endpoint}")
     if ended is not None:
         rs.said(_reused(task_id, ended, endpoint, cli, run))
+    # A system gate its hooks go to files their calls under this task only
+    # when this process tells it so (launcher/system_gate.py): before the CLI starts.
+    from spanvisor.launcher import system_gate
+
+    told, untold = system_gate.tell(system_gate.named(cli, env, os.getcwd()), task_id, agent, run)
+    for line in untold:
+        rs.said(line)
     # What the session detaches stays under the launcher, to be stopped with it (run_procs.py).
     adoption = Adoption.begin()
     try:
@@ -205,6 +212,8 @@ def handler(args: argparse.Namespace, config: Config | None) -> int:
                 held.close()
         if relay is not None:
             relay.close(0)
+        for conn in told:
+            conn.close()
         return 127
     if relay is not None:
         relay.start()
@@ -220,6 +229,8 @@ def handler(args: argparse.Namespace, config: Config | None) -> int:
     finally:
         adoption.end()
         rs.take_terminal_back(proc)
+        for conn in told:
+            conn.close()  # the session is over for the system gate
 
 
 class _Session:
