@@ -143,12 +143,14 @@ MAX_LAUNCHERS = 256
 MAX_DEPTH = 64
 
 
-def parent_of(pid: int) -> int | None:
-    """A process's parent (``/proc/<pid>/stat``), or None."""
+def process(pid: int) -> tuple[int, int] | None:
+    """A process's (parent, start time in clock ticks since boot), by
+    ``/proc/<pid>/stat``, or None. The start time tells a process from a
+    later one given the same pid."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
             fields = f.read().rsplit(")", 1)[1].split()  # the name may hold spaces and ")"
-        return int(fields[1])
+        return int(fields[1]), int(fields[19])
     except (OSError, IndexError, ValueError):
         return None
 
@@ -194,14 +196,20 @@ class Launchers:
     while their connection stays open."""
 
     def __init__(self) -> None:
-        self._by_pid: dict[int, dict[str, str]] = {}
+        # pid -> (its start time, its session): a process that exits while
+        # another holds its connection open leaves its pid to a later one,
+        # whose start time differs.
+        self._by_pid: dict[int, tuple[int, dict[str, str]]] = {}
         self._lock = threading.Lock()
 
     def hold(self, pid: int, session: dict[str, str]) -> bool:
+        known = process(pid)
+        if known is None:
+            return False
         with self._lock:
             if len(self._by_pid) >= MAX_LAUNCHERS and pid not in self._by_pid:
                 return False
-            self._by_pid[pid] = session
+            self._by_pid[pid] = (known[1], session)
             return True
 
     def drop(self, pid: int) -> None:
@@ -212,13 +220,17 @@ class Launchers:
         """The session of ``pid``'s nearest ancestor that told one (itself
         excluded: a hook is never its own launcher)."""
         seen = 0
-        current = parent_of(pid)
+        me = process(pid)
+        current = me[0] if me is not None else None
         while current is not None and current > 1 and seen < MAX_DEPTH:
+            known = process(current)
+            if known is None:
+                return None
             with self._lock:
                 found = self._by_pid.get(current)
-            if found is not None:
-                return found
-            current, seen = parent_of(current), seen + 1
+            if found is not None and found[0] == known[1]:
+                return found[1]
+            current, seen = known[0], seen + 1
         return None
 
 
