@@ -147,11 +147,12 @@ def process(pid: int) -> tuple[int, int] | None:
     """A process's (parent, start time in clock ticks since boot), by
     ``/proc/<pid>/stat``, or None. The start time tells a process from a
     later one given the same pid."""
+    from spanvisor.launcher.procs import stat_fields
+
+    fields = stat_fields(pid)
     try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            fields = f.read().rsplit(")", 1)[1].split()  # the name may hold spaces and ")"
         return int(fields[1]), int(fields[19])
-    except (OSError, IndexError, ValueError):
+    except (IndexError, ValueError):
         return None
 
 

@@ -34,7 +34,7 @@ def children() -> dict[int, list[int]]:
         for d in names:
             if not d.isdigit():
                 continue
-            fields = _stat(int(d))
+            fields = stat_fields(int(d))
             if len(fields) > 1 and fields[1].isdigit():
                 kids.setdefault(int(fields[1]), []).append(int(d))
         return kids
@@ -50,7 +50,7 @@ def children() -> dict[int, list[int]]:
     return kids
 
 
-def _stat(pid: int) -> list[str]:
+def stat_fields(pid: int) -> list[str]:
     """``/proc/<pid>/stat`` after the command's name (state, ppid, …), or []."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
@@ -78,13 +78,13 @@ def tree(pid: int) -> list[int]:
 
 def running(pid: int) -> bool:
     """Whether ``pid`` exists and is not a zombie waiting to be reaped."""
-    fields = _stat(pid)
+    fields = stat_fields(pid)
     return bool(fields) and fields[0] != "Z"
 
 
 def _identity(pid: int) -> tuple[int, str]:
     """A process as it cannot be mistaken for a later one with its pid: its start time."""
-    fields = _stat(pid)
+    fields = stat_fields(pid)
     return pid, fields[19] if len(fields) > 19 else ""
 
 
@@ -155,4 +155,4 @@ class Adoption:
             pass
 
 
-__all__ = ["Adoption", "children", "running", "tree", "under"]
+__all__ = ["Adoption", "children", "running", "stat_fields", "tree", "under"]
