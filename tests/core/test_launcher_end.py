@@ -140,3 +140,20 @@ def test_only_the_secret_ends_a_keyed_task_whatever_came_before(
             assert any(f"({claims[0][0]})" in n and "without its starter's word" in n for n in done[0].notes)
     assert SECRET not in json.dumps([event_to_dict(e) for e in out], default=str)
     check_stream(out)
+
+
+def test_a_keyed_task_ended_with_its_proof_gives_the_events_of_an_unkeyed_one() -> None:
+    """The Python helper keys its task only when it sends to a receiver (in
+    process it does not): the same task must give the same events on every
+    path, key and proof in none of them."""
+
+    def events(keyed: bool) -> list[dict[str, Any]]:
+        tr = tracker()
+        out = tr.live([start(KEY if keyed else None)])
+        out += tr.span_ended(end("complete", SECRET if keyed else None, 9_000))
+        return [event_to_dict(e) for e in out]
+
+    plain, keyed = events(False), events(True)
+    assert len(plain) == len(keyed) >= 2
+    assert json.dumps(plain, default=str) == json.dumps(keyed, default=str)
+    assert KEY not in json.dumps(keyed, default=str) and SECRET not in json.dumps(keyed, default=str)
