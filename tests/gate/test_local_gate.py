@@ -18,6 +18,7 @@ import pytest
 
 from spanvisor.gate import local
 from spanvisor.launcher.gate import LocalGate
+from tests.waiting import wait_until
 
 SPANVISOR = str(Path(sys.executable).with_name("spanvisor"))
 POLICY = 'default = "deny"\n[[rule]]\nname = "ls"\ncommand = ["ls", "ls *"]\ndecision = "allow"\n'
@@ -98,8 +99,8 @@ def test_the_session_is_the_launchers_whatever_the_hooks_environment_says(
     hostile = {"SPANVISOR_TASK_ID": "someone-else", "SPANVISOR_TASK_OWNER": "bob"}
     assert hook(tmp_path, gate.path, "ls && rm -rf x", hostile) == (0, "deny")
     spool = tmp_path / "data" / "hook-spool"
-    notes = [json.loads(p.read_text()) for p in spool.glob("*.json")]
-    assert notes, "the denial's note"
+    # The note is written after the answer (the hook has exited by then).
+    notes = wait_until(lambda: [json.loads(p.read_text()) for p in spool.glob("*.json")], 30, "the denial's note")
     for n in notes:
         assert n["session"][0] == "launched-1" and n["session"][2] is True, n["session"]
         assert {attrs.get("agent.task.id") for _, attrs, _ in n["records"]} == {"launched-1"}
