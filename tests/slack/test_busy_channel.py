@@ -172,7 +172,10 @@ def test_approvals_errors_and_final_states_go_ahead_of_progress() -> None:
     were waiting, and the board shows both before those drain."""
 
     async def main() -> None:
-        fake, clock = real_slack()
+        # Twice real speed: the fifteen warnings drain over seven real seconds,
+        # so the request and the error arrive while most still wait, however
+        # loaded the machine (the drain must not outrun the test).
+        fake, clock = real_slack(speed=2.0)
         await fake.start()
         try:
             async with slack_env(fake=fake, clock=clock, slack_board_backlog=str(BOUND), flush_s=120) as env:
