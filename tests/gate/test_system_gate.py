@@ -19,6 +19,7 @@ reading its home; a gate that is down; a user outside the agents' group.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -69,13 +70,19 @@ class Install:
     proc: subprocess.Popen[bytes]
 
     def hook(
-        self, command: str, uid: int = AGENT, groups: tuple[int, ...] = (AGENTS,), **extra: str
+        self,
+        command: str,
+        uid: int = AGENT,
+        groups: tuple[int, ...] = (AGENTS,),
+        raw: bytes | None = None,
+        **extra: str,
     ) -> tuple[int, str, str]:
-        """``spanvisor hook claude-code --gate SOCKET`` as the agent runs it."""
+        """``spanvisor hook claude-code --gate SOCKET`` as the agent runs it
+        (``raw``: the CLI's input, else a Bash call of ``command``)."""
         env = {**base_env(self.agent_home), **extra}
         done = subprocess.run(
             [*as_user(uid, groups), SPANVISOR, "hook", "claude-code", "--gate", str(self.socket)],
-            input=call_bytes(command),
+            input=call_bytes(command) if raw is None else raw,
             capture_output=True,
             env=env,
             cwd=str(self.agent_home),
@@ -103,6 +110,54 @@ def _owned(path: Path, uid: int, gid: int, mode: int) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def running_gate(
+    root: Path, policy: Path, endpoint: str, *extra: str
+) -> Iterator[tuple[Path, Path, subprocess.Popen[bytes]]]:
+    """``spanvisor gate serve`` as uid :data:`GATE` under ``root``, its
+    records sent to ``endpoint``: (its socket, its home, its process)."""
+    run = _owned(root / "run", GATE, AGENTS, 0o750)
+    gate_home = _owned(root / "gate-home", GATE, GATE, 0o700)
+    sock = run / "gate.sock"
+    env = {**base_env(gate_home), "SPANVISOR_HOOK_DELIVERY": "off"}
+    log = (root / "gate.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            *as_user(GATE, (AGENTS,)),
+            SPANVISOR,
+            "gate",
+            "serve",
+            "--socket",
+            str(sock),
+            "--policy",
+            str(policy),
+            "--group",
+            str(AGENTS),
+            "--central",
+            "off",
+            "--endpoint",
+            endpoint,
+            *extra,
+        ],
+        env=env,
+        # A file, not a pipe nobody reads: a full pipe would hold the gate's
+        # writes, and its exit, for good.
+        stderr=log,
+    )
+    try:
+        wait_until(sock.exists, 30, "the system gate's socket")
+        yield sock, gate_home, proc
+    finally:
+        proc.terminate()
+        # It stops on SIGTERM (its stderr went to a pipe nobody read before,
+        # and once, in a fresh-clone CI run, it did not exit within 10 s).
+        try:
+            proc.wait(30)
+        finally:
+            log.close()
+            print(f"--- the gate's stderr ---\n{(root / 'gate.log').read_text(errors='replace')[-4000:]}")
+
+
 @pytest.fixture(scope="module")
 def install() -> Iterator[Install]:
     # Not under pytest's own temporary folder: it is root's, 0700.
@@ -112,44 +167,10 @@ def install() -> Iterator[Install]:
         policy = root / "policy.toml"
         policy.write_text(ALLOW_LS)
         os.chmod(policy, 0o644)
-        run = _owned(root / "run", GATE, AGENTS, 0o750)
-        gate_home = _owned(root / "gate-home", GATE, GATE, 0o700)
         agent_home = _owned(root / "agent-home", AGENT, AGENT, 0o700)
-        sock = run / "gate.sock"
-        env = {**base_env(gate_home), "SPANVISOR_HOOK_DELIVERY": "off"}
-        log = (root / "gate.log").open("wb")
-        proc = subprocess.Popen(
-            [
-                *as_user(GATE, (AGENTS,)),
-                SPANVISOR,
-                "gate",
-                "serve",
-                "--socket",
-                str(sock),
-                "--policy",
-                str(policy),
-                "--group",
-                str(AGENTS),
-                "--central",
-                "off",
-                "--endpoint",
-                "http://127.0.0.1:9",  # no serve here: the notes wait in the gate's own spool
-            ],
-            env=env,
-            # A file, not a pipe nobody reads: a full pipe would hold the gate's
-            # writes, and its exit, for good.
-            stderr=log,
-        )
-        wait_until(sock.exists, 30, "the system gate's socket")
-        yield Install(root, sock, policy, gate_home, agent_home, proc)
-        proc.terminate()
-        # It stops on SIGTERM (its stderr went to a pipe nobody read before,
-        # and once, in a fresh-clone CI run, it did not exit within 10 s).
-        try:
-            proc.wait(30)
-        finally:
-            log.close()
-            print(f"--- the gate's stderr ---\n{(root / 'gate.log').read_text(errors='replace')[-4000:]}")
+        # No serve here: the notes wait in the gate's own spool.
+        with running_gate(root, policy, "http://127.0.0.1:9") as (sock, gate_home, proc):
+            yield Install(root, sock, policy, gate_home, agent_home, proc)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -415,3 +436,77 @@ def test_spanvisor_run_tells_the_gate_its_hooks_name_and_its_cli_s_calls_are_its
     assert decision("claude-code", (home / "answer.json").read_text()) == "allow"
     [note] = wait_until(lambda: _notes(install, "ls -4"), 30, "the CLI's call's note")
     assert note["session"] == ["run-task-1", "claude-code", True], note["session"]
+
+
+FORGED_END = """
+import sys, time
+from spanvisor.hook.task import SessionTask, otlp_args
+task = SessionTask(sys.argv[1], "claude-code", False, otlp_args(sys.argv[2], sys.argv[3], 10))
+print(task.end(None, time.time_ns(), "complete", None, None), flush=True)
+"""
+
+
+def test_a_session_the_gate_guards_ends_by_the_gates_word_not_the_agents(tmp_path: Path) -> None:
+    """Issue 63: without the launcher, the agent (the OTLP token and its
+    session id are its own) could end its own task, marked complete, to
+    dodge a cancel. The gate keys the session at its first call, before
+    answering: the agent's end is then a claim, the task stays open, the
+    cancel denies the next call, and the gate's end at ``SessionEnd`` is
+    the one that counts, the claim kept beside it. Fails without the key:
+    the forged end ends the task ``complete``."""
+    from tests.cli.coding_harness import TOKEN, Serve, task_of
+
+    serve = Serve(tmp_path / "serve")
+    root = Path(tempfile.mkdtemp(prefix="spanvisor-system-gate-keyed-"))
+    os.chmod(root, 0o755)
+    try:
+        policy = root / "policy.toml"
+        policy.write_text(ALLOW_LS)
+        os.chmod(policy, 0o644)
+        secrets_dir = _owned(root / "secrets", GATE, GATE, 0o700)
+        token_file = secrets_dir / "otlp-token"
+        token_file.write_text(TOKEN)
+        os.chown(token_file, GATE, GATE)
+        os.chmod(token_file, 0o600)
+        agent_home = _owned(root / "agent-home", AGENT, AGENT, 0o700)
+        with running_gate(root, policy, serve.base, "--otlp-token-file", str(token_file)) as (sock, home, proc):
+            install = Install(root, sock, policy, home, agent_home, proc)
+            sid = "5d1f4c2e-0b7a-4e55-9c3d-7a1e2b3c4d5e"
+            task = task_of("claude-code", sid)
+
+            def call(command: str, call_id: str) -> bytes:
+                doc = {"session_id": sid, "tool_name": "Bash", "tool_input": {"command": command}}
+                return json.dumps({**doc, "tool_use_id": call_id}).encode()
+
+            code, out, err = install.hook("ls", raw=call("ls", "t1"))
+            assert (code, decision("claude-code", out)) == (0, "allow"), (code, out, err)
+            wait_until(lambda: serve.sink.for_task(task), 60, "the session's task, keyed by the gate")
+            forged = subprocess.run(
+                [*as_user(AGENT, (AGENTS,)), sys.executable, "-I", "-c", FORGED_END, sid, serve.base, TOKEN],
+                capture_output=True,
+                text=True,
+                env=base_env(agent_home),
+                timeout=60,
+                check=False,
+            )
+            assert forged.stdout.strip() == "True", (forged.stdout, forged.stderr)  # serve took it: a claim
+            wait_until(
+                lambda: any("without its starter's word" in str(c.task.message) for c in serve.checkpoints(task)),
+                60,
+                "the claim said on the task",
+            )
+            assert serve.finished(task) is None, "the agent's own end ended the task"
+            assert serve.cancel(task, "wrong branch")["outcome"] == "applied"
+            code, out, err = install.hook("ls", raw=call("ls", "t2"))
+            assert (code, decision("claude-code", out)) == (0, "deny"), (code, out, err)
+            end = {"session_id": sid, "hook_event_name": "SessionEnd", "reason": "other", "prompt_id": "p1"}
+            code, out, err = install.hook("", raw=json.dumps(end).encode())
+            assert code == 0, (out, err)
+            done = wait_until(lambda: serve.finished(task), 60, "the gate's end of the task")
+            assert done.task.status == "cancelled", done.task
+            assert str(done.task.message).startswith("Cancelled by alice: wrong branch"), done.task.message
+            # Nothing of the session is left in the gate's folder, its secret included.
+            assert not list(home.rglob("*.key")), list(home.rglob("*.key"))
+    finally:
+        serve.close()
+        shutil.rmtree(root, ignore_errors=True)

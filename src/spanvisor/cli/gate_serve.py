@@ -363,7 +363,9 @@ def own_options(args: argparse.Namespace) -> list[str]:
     """The options every call is decided with: locked, this gate's."""
     if not os.path.isabs(args.policy):
         raise CannotStart(f"--policy must be an absolute path, not {args.policy!r}")
-    out = ["--locked", "--policy", args.policy]
+    # --key-sessions: a session without the launcher ends by this gate's word
+    # (hook/sessionkey.py); its secrets live in this user's state folder.
+    out = ["--locked", "--key-sessions", "--policy", args.policy]
     for flag, value in (
         ("--central", args.central),
         ("--url", args.url),

@@ -1,5 +1,6 @@
 """What a session's hooks remember between their processes: how its last
-turn ended, and a cancel the hook has seen.
+turn ended, a cancel the hook has seen, and (under the system gate) the
+secret its task's end is proved by (:mod:`spanvisor.hook.sessionkey`).
 
 Each hook event is a process of its own, so a session's ``Stop`` (its turn
 finished), ``StopFailure`` (an API error ended it), ``Interrupt`` and the
@@ -28,7 +29,7 @@ from typing import Any, Literal, NamedTuple
 ENV_STATE = "SPANVISOR_HOOK_SESSIONS"
 KEEP_S = 7 * 86_400
 TurnState = Literal["open", "complete", "error", "cancelled"]
-_TURN, _CANCEL = ".turn", ".cancel"
+_TURN, _CANCEL, _KEY = ".turn", ".cancel", ".key"
 
 
 class Turn(NamedTuple):
@@ -75,7 +76,8 @@ def _path(task_id: str, suffix: str, env: Mapping[str, str] | None) -> Path:
 
 def _write(path: Path, doc: Mapping[str, Any]) -> None:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    # Unique per writer: the system gate writes from many threads of one process.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(doc, f)
@@ -133,9 +135,54 @@ def forget_cancel(task_id: str, env: Mapping[str, str] | None = None) -> None:
         _path(task_id, _CANCEL, env).unlink()
 
 
+class Secret(NamedTuple):
+    """A session's secret, and when its start record naming the secret's
+    SHA-256 reached the receiver (0: not yet; ``tried``: the last attempt)."""
+
+    secret: str
+    sent: int = 0
+    tried: float = 0.0
+
+
+def secret_of(task_id: str, env: Mapping[str, str] | None = None) -> Secret | None:
+    doc = _read(_path(task_id, _KEY, env))
+    if doc is None or not isinstance(doc.get("secret"), str) or not doc["secret"]:
+        return None
+    sent, tried = doc.get("sent"), doc.get("tried")
+    return Secret(
+        doc["secret"],
+        sent if isinstance(sent, int) else 0,
+        float(tried) if isinstance(tried, int | float) else 0.0,
+    )
+
+
+def made_secret(task_id: str, secret: str, env: Mapping[str, str] | None = None) -> Secret:
+    """The session's secret: ``secret`` when it had none, else the one an
+    earlier call made (the first stands: linked into place, never replaced)."""
+    path = _path(task_id, _KEY, env)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(Secret(secret)._asdict(), f)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+    return secret_of(task_id, env) or Secret(secret)
+
+
+def secret_said(task_id: str, secret: Secret, env: Mapping[str, str] | None = None) -> None:
+    """Remember how the start record naming ``secret`` fared."""
+    _write(_path(task_id, _KEY, env), secret._asdict())
+
+
 def forget(task_id: str, env: Mapping[str, str] | None = None) -> None:
     """The session ended: nothing of it is kept."""
-    for suffix in (_TURN, _CANCEL):
+    for suffix in (_TURN, _CANCEL, _KEY):
         with contextlib.suppress(OSError):
             _path(task_id, suffix, env).unlink()
 
@@ -164,6 +211,7 @@ __all__ = [
     "ENV_STATE",
     "KEEP_S",
     "Cancel",
+    "Secret",
     "Turn",
     "TurnState",
     "cancel_of",
@@ -171,7 +219,10 @@ __all__ = [
     "forget",
     "forget_cancel",
     "latest",
+    "made_secret",
     "note",
+    "secret_of",
+    "secret_said",
     "state_dir",
     "sweep",
 ]

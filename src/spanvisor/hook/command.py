@@ -100,6 +100,10 @@ def build_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "or http://127.0.0.1:4318)",
     )
     p.add_argument("--otlp-token", help="bearer token of the OTLP endpoint (default: $SPANVISOR_OTLP_TOKEN)")
+    # The system gate's own (cli/gate_serve.py), never a hook's: a client's
+    # request cannot carry it (gate_serve.passed_on), and a secret kept by
+    # the agent's own user would be worth nothing.
+    p.add_argument("--key-sessions", action="store_true", help=argparse.SUPPRESS)
     p.add_argument(
         "--gate",
         metavar="SOCKET",
@@ -230,6 +234,10 @@ def decide(
 
         _disarm()
         return hook_end.answer(ended, args, out, e)
+    if getattr(args, "key_sessions", False):  # its end then proves it is the gate's (issue 63)
+        from spanvisor.hook import sessionkey
+
+        sessionkey.ensure(cli, raw, args.endpoint, args.otlp_token, e, deadline)
     looked = _look(raw, cli, args, e, started)
     if looked is not None:  # a cancelled session's calls are denied, whatever the policy allows
         out.veto = lambda: _cancelled_text(looked.result())

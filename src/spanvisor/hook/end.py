@@ -197,8 +197,15 @@ def finish(
     except Exception:
         pass
     target = ct.otlp_args(ct.otlp_endpoint(getattr(args, "endpoint", None), env), token, REQUEST_TIMEOUT_S)
+    proof = None
+    if getattr(args, "key_sessions", False):  # the system gate keyed the session: its end proves it is the gate's
+        from spanvisor.hook import sessionkey
+
+        proof = sessionkey.proof(key.task_id, env)
     try:
-        took = ct.SessionTask(key.key, key.service, False, target).end(None, time.time_ns(), status, error, message)
+        took = ct.SessionTask(key.key, key.service, False, target).end(
+            None, time.time_ns(), status, error, message, proof
+        )
     except Exception:
         took = False
     turns.forget(key.task_id, env)

@@ -85,15 +85,24 @@ class SessionTask:
         said = {cv.TASK_ID: self.task_id, **attrs}
         return emit_live.send(self.target, self.service, self.trace_id, self.root_id, name, said, at or time.time_ns())
 
-    def end(self, name: str | None, started_ns: int, status: str, error: str | None, message: str | None) -> bool:
+    def end(
+        self,
+        name: str | None,
+        started_ns: int,
+        status: str,
+        error: str | None,
+        message: str | None,
+        proof: str | None = None,
+    ) -> bool:
         """The task's root span, ended now with ``status`` (complete, error,
         cancelled): what closes the task whatever the CLI managed to send.
         ``name`` None (a hook ending a session it did not name) leaves the
-        task's name as the CLI's records gave it. Sent once, as OTLP/JSON
-        over the standard library (no SDK to import, no retries to wait
-        out): False when the receiver did not take it (:meth:`end_note`
+        task's name as the CLI's records gave it; ``proof``: the secret the
+        task was keyed with (:mod:`spanvisor.hook.sessionkey`). Sent once, as
+        OTLP/JSON over the standard library (no SDK to import, no retries to
+        wait out): False when the receiver did not take it (:meth:`end_note`
         keeps it for a later delivery)."""
-        return self.send_end(self.end_request(name, started_ns, status, error, message))
+        return self.send_end(self.end_request(name, started_ns, status, error, message, proof))
 
     def end_request(
         self,
@@ -105,7 +114,8 @@ class SessionTask:
         proof: str | None = None,
     ) -> dict[str, Any]:
         """The ended root span as an OTLP/JSON trace request; ``proof``: the
-        launcher's session secret (tracking/launcherend.py)."""
+        secret its starter keyed the task with, the launcher or the system
+        gate (tracking/launcherend.py)."""
         resource: dict[str, Any] = {"service.name": self.service}
         if self.launched:
             resource[RESOURCE_TASK_ID] = self.task_id

@@ -13,7 +13,9 @@ starts. Its end of the task carries the secret (``agent.session.proof``).
 The Python helper (``spanvisor.agent.task``) does the same for a task it
 opens while its live records go to a receiver (``spanvisor serve``): the
 process that opened the task holds the secret, and its root's end carries
-it. (In process, nothing else reaches the pipeline: no key.)
+it. (In process, nothing else reaches the pipeline: no key.) So does the
+system gate for a session it guards that runs without the launcher
+(:mod:`spanvisor.hook.sessionkey`), at the session's first tool call.
 
 A root end of such a task without the secret is a *claim*: said on the task
 once (its message), counted (``claimed_ends_total``), kept; the task stays
@@ -97,9 +99,9 @@ def claimed_outcome(span: SpanData) -> str:
 
 def claim_message(outcome: str) -> str:
     return (
-        f"⚠ The agent reported this task's end ({outcome}) without its starter's word (spanvisor run, or the "
-        "process that opened the task): the task stays open and supervised (a cancel still stops it); its end is "
-        "its starter's to say"
+        f"⚠ The agent reported this task's end ({outcome}) without its starter's word (spanvisor run, the system "
+        "gate, or the process that opened the task): the task stays open and supervised (a cancel still stops it); "
+        "its end is its starter's to say"
     )
 
 

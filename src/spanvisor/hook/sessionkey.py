@@ -1,0 +1,86 @@
+"""Under the system gate, a session run without the launcher ends by the
+gate's word (issue 63).
+
+Every agent holds the OTLP token, and a session's task ids are derived from
+its session id, which the agent knows: it could send its task's root end,
+marked complete, and ``spanvisor cancel`` would answer "already finished"
+while the CLI went on. ``spanvisor run`` keys the tasks it starts
+(:mod:`spanvisor.tracking.launcherend`); a session run without it had
+nothing to key it with, since each of its hooks is a process of its own,
+the agent's user's.
+
+The system gate (``spanvisor gate serve``) is not the agent's user, and
+every hook of a session it guards is decided in its one process. So it
+keys the session: at the session's first tool call, before answering, it
+makes a secret (kept in its own state folder, beside the session's turn
+file, which the agent cannot read) and sends the task's start record
+naming the secret's SHA-256. Its end of the task, at the CLI's
+``SessionEnd`` (:mod:`.end`), carries the secret. Any other root end is a
+claim: said on the task, which stays open, so a cancel still denies the
+session's next call and the session's real end is the one that counts.
+
+Keyed at the first *tool call*: only a tool call can run the agent's code,
+and none runs before the gate has answered it, by which time the receiver
+has the key. A session whose first call finds the receiver unreachable is
+keyed at a later call (one attempt per :data:`RETRY_S`; the call is
+answered either way, and its answer never waits more than
+:data:`SEND_TIMEOUT_S` on this); until then its end is unproved, as
+before. Only the gate passes ``--key-sessions``: a hook of the agent's
+own user that passed it would hold a secret the agent can read, worth
+nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections.abc import Mapping
+
+from spanvisor.gate import contracts as gc
+from spanvisor.gate import otlp, session, turns
+from spanvisor.gate.deadline import Deadline
+from spanvisor.hook import task as ct
+from spanvisor.spans import conventions as cv
+
+SEND_TIMEOUT_S = 1.0
+RETRY_S = 10.0
+
+
+def ensure(
+    cli: gc.Cli, raw: bytes, endpoint: str | None, token: str | None, env: Mapping[str, str], deadline: Deadline
+) -> bool:
+    """Key the session of this tool call unless it is keyed already (or is
+    the launcher's, which keys its own): whether its key is at the receiver."""
+    key = session.session_of(cli, gc.session_id_of(cli, raw), env)
+    if key is None or key.launched:
+        return False
+    held = turns.secret_of(key.task_id, env)
+    if held is not None and held.sent:
+        return True
+    now = time.time()
+    if held is not None and now - held.tried < RETRY_S:
+        return False
+    held = held or turns.made_secret(key.task_id, secrets.token_hex(32), env)
+    wait = min(SEND_TIMEOUT_S, max(0.0, deadline.left() / 4))
+    task = ct.SessionTask(key.key, key.service, False, ct.otlp_args(ct.otlp_endpoint(endpoint, env), token, wait))
+    digest = hashlib.sha256(held.secret.encode("ascii")).hexdigest()
+    attrs = {cv.TASK_ID: task.task_id, cv.AGENT_ID: task.service, cv.SESSION_KEY: digest}
+    body = otlp.encode(
+        task.service,
+        format(task.trace_id, "032x"),
+        format(task.root_id, "016x"),
+        [(cv.LIVE_TASK_START, attrs, time.time_ns())],
+    )
+    sent = wait > 0 and otlp.post(task.target.endpoint, token, body, wait, "logs")
+    turns.secret_said(key.task_id, held._replace(sent=time.time_ns() if sent else 0, tried=now), env)
+    return sent
+
+
+def proof(task_id: str, env: Mapping[str, str]) -> str | None:
+    """The secret the session's end carries: None when it was never keyed."""
+    held = turns.secret_of(task_id, env)
+    return held.secret if held is not None and held.sent else None
+
+
+__all__ = ["RETRY_S", "SEND_TIMEOUT_S", "ensure", "proof"]

@@ -1,0 +1,139 @@
+"""How the system gate keys a session run without the launcher
+(:mod:`spanvisor.hook.sessionkey`), against a local OTLP/HTTP endpoint that
+counts what it is sent: once per session, the first secret standing, never
+for a launched session, never waiting on a receiver that is down more than
+once per retry window, and no proof until the key reached the receiver.
+(The end to end proof, the real gate under a user of its own and a real
+receiver, is ``test_system_gate.py``.)"""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from spanvisor.cli import gate_serve
+from spanvisor.gate import turns
+from spanvisor.gate.deadline import Deadline
+from spanvisor.hook import sessionkey
+from spanvisor.receiver.codingagents.ids import session_task_id
+
+SID = "0f3c2a1e-5b7d-4c11-9a0e-8d2f6b1c3e77"
+TASK = session_task_id("claude-code", SID)
+CALL = json.dumps({"session_id": SID, "tool_name": "Bash", "tool_input": {"command": "ls"}}).encode()
+
+
+class Endpoint:
+    """OTLP/HTTP that records each POST's body and answers ``status``."""
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+        self.status = 200
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                outer.bodies.append(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+                self.send_response(outer.status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def endpoint() -> Iterator[Endpoint]:
+    e = Endpoint()
+    yield e
+    e.close()
+
+
+def _env(tmp_path: Path, **more: str) -> dict[str, str]:
+    return {"HOME": str(tmp_path), "XDG_STATE_HOME": str(tmp_path / "state"), **more}
+
+
+def _ensure(env: dict[str, str], url: str) -> bool:
+    return sessionkey.ensure("claude-code", CALL, url, "tok", env, Deadline.for_cli("claude-code", None))
+
+
+def _key_in(body: bytes) -> str:
+    doc = json.loads(body)
+    [record] = doc["resourceLogs"][0]["scopeLogs"][0]["logRecords"]
+    assert record["eventName"] == "agent.task.start"
+    attrs = {a["key"]: a["value"]["stringValue"] for a in record["attributes"]}
+    assert attrs["agent.task.id"] == TASK
+    return attrs["agent.session.key"]
+
+
+def test_a_session_is_keyed_once_and_its_end_proves_the_key(tmp_path: Path, endpoint: Endpoint) -> None:
+    env = _env(tmp_path)
+    assert sessionkey.proof(TASK, env) is None
+    assert _ensure(env, endpoint.url) and _ensure(env, endpoint.url)
+    [body] = endpoint.bodies  # the second call found it keyed
+    proof = sessionkey.proof(TASK, env)
+    assert proof is not None and hashlib.sha256(proof.encode()).hexdigest() == _key_in(body)
+    assert proof not in body.decode()  # the secret itself never leaves before the end
+    [kept] = list((tmp_path / "state").rglob("*.key"))
+    assert kept.stat().st_mode & 0o077 == 0
+    turns.forget(TASK, env)
+    assert sessionkey.proof(TASK, env) is None and not list((tmp_path / "state").rglob("*.key"))
+
+
+def test_a_receiver_that_refuses_is_tried_again_only_after_the_retry_window(tmp_path: Path, endpoint: Endpoint) -> None:
+    env = _env(tmp_path)
+    endpoint.status = 503
+    assert not _ensure(env, endpoint.url)
+    assert not _ensure(env, endpoint.url)
+    assert len(endpoint.bodies) == 1  # not again within the window: a receiver down costs a call once
+    assert sessionkey.proof(TASK, env) is None  # an end cannot prove a key the receiver never had
+    held = turns.secret_of(TASK, env)
+    assert held is not None
+    turns.secret_said(TASK, held._replace(tried=time.time() - sessionkey.RETRY_S - 1), env)
+    endpoint.status = 200
+    assert _ensure(env, endpoint.url)
+    first, again = endpoint.bodies
+    assert _key_in(first) == _key_in(again)  # the same secret: the first made stands
+    assert sessionkey.proof(TASK, env) == held.secret
+
+
+def test_a_receiver_that_is_down_costs_the_call_at_most_the_bound(tmp_path: Path) -> None:
+    t0 = time.monotonic()
+    assert not _ensure(_env(tmp_path), "http://127.0.0.1:9")
+    assert time.monotonic() - t0 < sessionkey.SEND_TIMEOUT_S + 1.0
+
+
+def test_the_launchers_session_and_a_call_without_a_session_are_not_keyed(tmp_path: Path, endpoint: Endpoint) -> None:
+    assert not _ensure(_env(tmp_path, SPANVISOR_TASK_ID="launched-1"), endpoint.url)
+    raw = json.dumps({"tool_name": "Bash", "tool_input": {"command": "ls"}}).encode()
+    assert not sessionkey.ensure("claude-code", raw, endpoint.url, None, _env(tmp_path), Deadline.for_cli(None, 60))
+    assert endpoint.bodies == []
+
+
+def test_the_first_secret_stands_whoever_makes_one_later(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    made = [turns.made_secret(TASK, f"{i:064x}", env) for i in range(3)]
+    assert {m.secret for m in made} == {f"{0:064x}"}
+    assert [p.name for p in (tmp_path / "state").rglob("*") if p.is_file()] == [
+        f"{turns._path(TASK, '', env).name}.key"
+    ]
+
+
+def test_only_the_gate_passes_the_flag_a_hooks_request_cannot_carry_it() -> None:
+    assert gate_serve.passed_on(["claude-code", "--key-sessions", "--at-terminal"]) == ["claude-code", "--at-terminal"]
