@@ -178,3 +178,35 @@ def _decision(cli: str, answer: dict[str, Any]) -> str:
 
 def _reason(cli: str, answer: dict[str, Any]) -> str:
     return str(answer["reason"] if cli == "gemini" else answer["hookSpecificOutput"]["permissionDecisionReason"])
+
+
+def _name(serve: Serve, task: str) -> str | None:
+    events = serve.sink.for_task(task)
+    return events[-1].task.task_name if events else None
+
+
+def test_a_sessions_first_prompt_names_its_task_as_soon_as_it_is_asked(serve: Serve) -> None:
+    """Without the launcher, Copilot CLI's task was named only at its exit
+    (its telemetry's prompt comes with the turn's end): a person could not
+    find the running session to cancel it. Its first prompt now names it
+    (one line, clipped, secrets redacted) from the hook's turn event; a
+    later prompt does not rename it; the end keeps the name."""
+    sid = _sid()
+    task = task_of("copilot", sid)
+    first = {"sessionId": sid, "timestamp": 1, "cwd": "/work", "prompt": "Fix the flaky\nlogin test"}
+    assert hook("copilot", first)[:2] == (0, {})
+    wait_until(lambda: _name(serve, task) == "Fix the flaky login test", 240, "the task named by its first prompt")
+    assert hook("copilot", {**first, "prompt": "now the signup test"})[:2] == (0, {})
+    assert hook("copilot", {"sessionId": sid, "timestamp": 3, "cwd": "/work", "reason": "complete"})[:2] == (0, {})
+    done = _finished(serve, task)
+    assert done.task.task_name == "Fix the flaky login test", done.task
+
+
+def test_a_first_prompt_with_a_secret_names_the_task_without_it(serve: Serve) -> None:
+    sid = _sid()
+    task = task_of("claude-code", sid)
+    secret = "ghp_" + "a1B2c3D4e5" * 4
+    said = _said("claude-code", sid, "UserPromptSubmit", prompt_id="p1", prompt=f"deploy with token {secret} now")
+    assert said[:2] == (0, {})
+    name = wait_until(lambda: _name(serve, task), 240, "the task named by its first prompt")
+    assert secret not in name and name.startswith("deploy with token"), name

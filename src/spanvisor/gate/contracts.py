@@ -202,6 +202,7 @@ class SessionEvent(NamedTuple):
     said: str | None = None  # the last assistant message (StopFailure: the API's error)
     transcript: str | None = None  # where the CLI keeps the conversation (transcript_path)
     outcome: str | None = None  # how the event itself says the session ended (Cline's, OpenCode's)
+    prompt: str | None = None  # what the person asked, on a turn's start (the first one names the task)
 
 
 def session_event(cli: Cli, raw: bytes | str) -> SessionEvent | None:
@@ -240,6 +241,7 @@ def session_event(cli: Cli, raw: bytes | str) -> SessionEvent | None:
         said=text("last_assistant_message") or text("said"),
         transcript=text("transcript_path"),
         outcome=text("outcome"),
+        prompt=text("prompt"),
     )
 
 

@@ -85,10 +85,16 @@ def answer(ev: gc.SessionEvent, args: argparse.Namespace, out: Answer, env: Mapp
             return out.neutral(reply)
         if not gc.ends_session(ev.cli, ev.event):
             turn = turn_of(ev)
+            # The session's first prompt names its task: a person can find it
+            # (to cancel it) while it runs, whatever the CLI's telemetry says.
+            first = turn is not None and turn.state == "open" and turns.latest(key.task_id, env) is None
             if turn is not None:
                 turns.note(key.task_id, turn, env)
             if ev.cli != "qwen" or ev.event != "Stop" or out.release is None:
-                return out.neutral(reply)
+                code = out.neutral(reply)
+                if first and ev.prompt:
+                    named(key, ev.prompt, args, env)
+                return code
             # Qwen Code with a prompt (-p) ends after its Stop, saying nothing more.
             cli_pid = _cli_pid()
             if cli_pid is None or not _headless(cli_pid):
@@ -108,6 +114,25 @@ def answer(ev: gc.SessionEvent, args: argparse.Namespace, out: Answer, env: Mapp
         cli_pid = None
     finish(ev, key, args, env, cli_pid)
     return code
+
+
+def named(key: TaskKey, prompt: str, args: argparse.Namespace, env: Mapping[str, str]) -> bool:
+    """Name the session's task after ``prompt`` (one line, clipped, secrets
+    redacted, as the CLIs' records name theirs), after the answer: its
+    start record, which opens the task if nothing else did yet."""
+    from spanvisor.clis.records import MAX_NAME, clean
+    from spanvisor.hook import task as ct
+    from spanvisor.spans import conventions as cv
+
+    name = clean(prompt, MAX_NAME)
+    if not name:
+        return False
+    target = ct.otlp_args(ct.otlp_endpoint(getattr(args, "endpoint", None), env), args.otlp_token, REQUEST_TIMEOUT_S)
+    task = ct.SessionTask(key.key, key.service, False, target)
+    try:
+        return task.post(cv.LIVE_TASK_START, {cv.AGENT_ID: key.service, cv.TASK_NAME: name}, REQUEST_TIMEOUT_S)
+    except Exception:  # after the answer: nothing of it reaches the CLI
+        return False
 
 
 def turn_of(ev: gc.SessionEvent, at: int | None = None) -> turns.Turn | None:

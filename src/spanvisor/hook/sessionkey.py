@@ -38,7 +38,7 @@ import time
 from collections.abc import Mapping
 
 from spanvisor.gate import contracts as gc
-from spanvisor.gate import otlp, session, turns
+from spanvisor.gate import session, turns
 from spanvisor.gate.deadline import Deadline
 from spanvisor.hook import task as ct
 from spanvisor.spans import conventions as cv
@@ -65,14 +65,7 @@ def ensure(
     wait = min(SEND_TIMEOUT_S, max(0.0, deadline.left() / 4))
     task = ct.SessionTask(key.key, key.service, False, ct.otlp_args(ct.otlp_endpoint(endpoint, env), token, wait))
     digest = hashlib.sha256(held.secret.encode("ascii")).hexdigest()
-    attrs = {cv.TASK_ID: task.task_id, cv.AGENT_ID: task.service, cv.SESSION_KEY: digest}
-    body = otlp.encode(
-        task.service,
-        format(task.trace_id, "032x"),
-        format(task.root_id, "016x"),
-        [(cv.LIVE_TASK_START, attrs, time.time_ns())],
-    )
-    sent = wait > 0 and otlp.post(task.target.endpoint, token, body, wait, "logs")
+    sent = task.post(cv.LIVE_TASK_START, {cv.AGENT_ID: task.service, cv.SESSION_KEY: digest}, wait)
     turns.secret_said(key.task_id, held._replace(sent=time.time_ns() if sent else 0, tried=now), env)
     return sent
 

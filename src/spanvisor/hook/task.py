@@ -85,6 +85,16 @@ class SessionTask:
         said = {cv.TASK_ID: self.task_id, **attrs}
         return emit_live.send(self.target, self.service, self.trace_id, self.root_id, name, said, at or time.time_ns())
 
+    def post(self, name: str, attrs: Mapping[str, Any], timeout_s: float) -> bool:
+        """One live-channel record in the task root's context, sent once as
+        OTLP/JSON over the standard library within ``timeout_s`` (no SDK to
+        import, no retries to wait out): whether the receiver took it."""
+        said = {cv.TASK_ID: self.task_id, **attrs}
+        body = otlp.encode(
+            self.service, format(self.trace_id, "032x"), format(self.root_id, "016x"), [(name, said, time.time_ns())]
+        )
+        return timeout_s > 0 and otlp.post(self.target.endpoint, self.target.token, body, timeout_s, "logs")
+
     def end(
         self,
         name: str | None,

@@ -70,7 +70,13 @@ class Copilot(Adapter):
             event, text = "sessionEnd", None
         else:
             return None
-        return {"session_id": doc.get("sessionId"), "hook_event_name": event, "reason": doc.get("reason"), "said": text}
+        return {
+            "session_id": doc.get("sessionId"),
+            "hook_event_name": event,
+            "reason": doc.get("reason"),
+            "said": text,
+            "prompt": doc.get("prompt") if event == "userPromptSubmitted" else None,
+        }
 
     def reply(self, event: str, answer: Verdict, reason: str) -> dict[str, Any]:
         return {"permissionDecision": answer, "permissionDecisionReason": reason}
