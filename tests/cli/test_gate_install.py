@@ -21,6 +21,8 @@ from spanvisor.clis import registry
 SPANVISOR = str(Path(sys.executable).with_name("spanvisor"))
 CLAUDE = "etc/claude-code/managed-settings.json"
 CODEX = "etc/codex/requirements.toml"
+COPILOT_SETTINGS = "etc/github-copilot/managed-settings.json"
+COPILOT_POLICY = "etc/github-copilot/policy.d/spanvisor.json"
 
 
 def _install(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -46,7 +48,15 @@ def test_each_system_wide_settings_gets_the_locked_hook_and_a_second_run_changes
     written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
     opencode = ["etc/opencode/node_modules/.spanvisor", "etc/opencode/opencode.json", "etc/opencode/package-lock.json"]
     opencode.append("etc/opencode/spanvisor-gate.js")
-    assert written == [CLAUDE, CODEX, "etc/gemini-cli/settings.json", *opencode, "etc/qwen-code/settings.json"]
+    copilot = [COPILOT_SETTINGS, COPILOT_POLICY]
+    assert written == [
+        CLAUDE,
+        CODEX,
+        "etc/gemini-cli/settings.json",
+        *copilot,
+        *opencode,
+        "etc/qwen-code/settings.json",
+    ]
     for rel, cli in ((CLAUDE, "claude-code"), ("etc/gemini-cli/settings.json", "gemini")):
         path = tmp_path / rel
         assert stat.S_IMODE(path.stat().st_mode) == 0o644
@@ -68,7 +78,7 @@ def test_each_system_wide_settings_gets_the_locked_hook_and_a_second_run_changes
     assert f"const BIN = {json.dumps(SPANVISOR)}" in plugin and "process.env.SPANVISOR_BIN" not in plugin
     assert '"--locked", "--policy", "/etc/spanvisor/hook-policy.toml"]' in plugin
     again = _install(tmp_path, "--policy", "/etc/spanvisor/hook-policy.toml")
-    assert again.returncode == 0 and again.stdout.count("already current") == 5, again.stdout
+    assert again.returncode == 0 and again.stdout.count("already current") == 6, again.stdout
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
 
 
@@ -181,10 +191,35 @@ def test_opencodes_other_managed_plugins_stay_and_an_earlier_gate_is_replaced(tm
     assert '"--gate", "/run/spanvisor/gate.sock"]' in plugin
 
 
+def test_copilot_gets_a_policy_hook_by_absolute_program_and_only_managed_hooks(tmp_path: Path) -> None:
+    """Copilot CLI 1.0.102 runs root's policy hooks (``/etc/github-copilot/
+    policy.d/*.json``) before any other, skips a file naming a relative
+    ``exec`` (and then runs the call), and runs a ``bash`` line through the
+    user's shell and PATH: so the gate's entry is an absolute program and
+    its arguments. The managed settings keep what they held and stop the
+    user's and the repository's hooks."""
+    settings = tmp_path / COPILOT_SETTINGS
+    settings.parent.mkdir(parents=True)
+    settings.write_text(json.dumps({"model": "gpt-5", "allowManagedHooksOnly": False}))
+    got = _install(tmp_path, "--cli", "copilot", "--socket", "/run/spanvisor/gate.sock")
+    assert got.returncode == 0, got.stderr
+    assert json.loads(settings.read_text()) == {"model": "gpt-5", "allowManagedHooksOnly": True}
+    policy = tmp_path / COPILOT_POLICY
+    assert stat.S_IMODE(policy.stat().st_mode) == 0o644
+    doc = json.loads(policy.read_text())
+    adapter = registry.need("copilot")
+    for event in (*adapter.tool_events, *adapter.session_events):
+        [entry] = doc["hooks"][event]
+        assert entry["exec"] == SPANVISOR and os.path.isabs(entry["exec"]) and "bash" not in entry, entry
+        assert entry["args"] == ["hook", "copilot", "--gate", "/run/spanvisor/gate.sock"]
+    [(command, timeout)] = adapter.hook_timeouts(doc)
+    assert command == f"{SPANVISOR} hook copilot --gate /run/spanvisor/gate.sock" and timeout == 900.0
+
+
 def test_a_cli_with_no_system_wide_settings_is_named_not_written(tmp_path: Path) -> None:
-    got = _install(tmp_path, "--cli", "copilot", "--cli", "cline")
+    got = _install(tmp_path, "--cli", "cline")
     assert got.returncode == 0
-    assert "Copilot CLI: no system-wide settings" in got.stdout and "Cline: no system-wide settings" in got.stdout
+    assert "Cline: no system-wide settings" in got.stdout
     assert not list(tmp_path.rglob("*"))
     unknown = _install(tmp_path, "--cli", "nope")
     assert unknown.returncode == 1 and "nope: no coding-agent CLI" in unknown.stderr

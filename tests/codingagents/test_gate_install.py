@@ -45,6 +45,7 @@ from pathlib import Path
 import pytest
 
 from tests.codingagents import codex_cli as cx
+from tests.codingagents import copilot_cli as cp
 from tests.codingagents import gemini_cli as gc
 from tests.codingagents import opencode_cli as oc
 from tests.codingagents import qwen_code as qw
@@ -401,3 +402,58 @@ def test_opencodes_managed_plugin_runs_last_and_locked_against_the_repositorys_p
     assert (work / "build" / "keep.txt").read_text() == "still here", "the rewritten call ran"
     [blocked] = chat_results(turns(chat, run_id)[-1])
     assert "deleting is not allowed here" in blocked, blocked
+
+
+COPILOT_POLICY = POLICY.replace('tool = ["run_shell_command"]', 'tool = ["bash"]')
+
+
+@pytest.fixture
+def copilot_mount_point() -> Iterator[Path]:
+    yield from _mount_point(Path("/etc/github-copilot"))
+
+
+def test_copilots_policy_hook_runs_alone_against_the_users_and_the_repositorys_hooks(
+    chat: FakeModelAPI, tmp_path: Path, copilot_mount_point: Path
+) -> None:
+    """Copilot CLI 1.0.102 reads root's policy hooks from
+    ``/etc/github-copilot/policy.d`` and its managed settings beside them,
+    mounted there in a namespace of its own. The user's settings turn every
+    hook off (``disableAllHooks``: not the policy's), the user and a trusted
+    repository have hooks of their own: the installed hook denies what the
+    policy denies, and neither of theirs runs (``allowManagedHooksOnly``)."""
+    policy = tmp_path / "policy.toml"
+    policy.write_text(COPILOT_POLICY)
+    root = tmp_path / "root"
+    done = _gate_install("--cli", "copilot", "--policy", str(policy), "--root", str(root))
+    installed = root / "etc" / "github-copilot"
+    assert done.returncode == 0 and (installed / "policy.d" / "spanvisor.json").exists(), done.stdout + done.stderr
+
+    calls = [tool(cp.SHELL, command="echo hello"), tool(cp.SHELL, command="rm -rf build"), text("ok")]
+    run_id = chat.script(uuid.uuid4().hex[:12], Script(calls))
+    home = tmp_path / "home"
+    env = cp.env(home, chat, run_id, capture=False)
+    (home / ".copilot" / "settings.json").write_text(json.dumps({"disableAllHooks": True}))
+    user_marker, repo_marker = tmp_path / "user-hook-ran", tmp_path / "repository-hook-ran"
+    for folder, marker in (
+        (home / ".copilot" / "hooks", user_marker),
+        (tmp_path / "work" / ".github" / "hooks", repo_marker),
+    ):
+        folder.mkdir(parents=True)
+        entry = {"type": "command", "bash": f"touch {marker}", "timeoutSec": 30}
+        (folder / "mine.json").write_text(json.dumps({"version": 1, "hooks": {"preToolUse": [entry]}}))
+    work = tmp_path / "work"
+    (work / "build").mkdir(parents=True)
+    (work / "build" / "keep.txt").write_text("still here")
+    env.update(SPANVISOR_HOOK_DELIVERY="off")
+    copilot = [*cp.argv(f"clean the build folder ({run_id})"), "--trust-folder"]
+    mounted = 'mount --bind "$1" /etc/github-copilot && shift && exec "$@"'
+    argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", mounted, "sh", str(installed), *copilot]
+    ran = run(argv, env, work)
+    assert ran.code == 0, ran.said()
+    assert (work / "build" / "keep.txt").read_text() == "still here", "the denied command did not run"
+    echoed, denied = chat_results(turns(chat, run_id)[-1])
+    assert "hello" in echoed, echoed
+    assert "deleting is not allowed here" in denied, denied
+    assert not user_marker.exists(), "the user's own hook ran beside the policy's"
+    assert not repo_marker.exists(), "the repository's own hook ran beside the policy's"
+    assert not list(copilot_mount_point.iterdir()), "the machine's /etc/github-copilot was written"

@@ -4,7 +4,8 @@ Run as root once per machine (or per image). For every CLI whose adapter
 names a place it reads for every user, which no user or repository
 overrides (:meth:`spanvisor.clis.adapter.Adapter.system_settings`: Claude
 Code's managed settings, Codex's managed requirements, Gemini CLI's and
-Qwen Code's system settings, OpenCode's managed config), it writes the
+Qwen Code's system settings, OpenCode's managed config, Copilot CLI's
+managed settings with its policy hook beside them), it writes the
 gate's hook there in the CLI's own format
 (:meth:`~spanvisor.clis.adapter.Adapter.system_setup`): this
 installation's absolute ``spanvisor``, and either ``--gate SOCKET`` (the
@@ -24,8 +25,12 @@ OpenCode's gate is a plugin file, not a hook entry: its managed
 runs and the hook's options in the file, never read from the agent's
 environment), an earlier gate's entry replaced and the other plugins kept.
 
-The CLIs with no such place (Copilot CLI, Cline) are named, with where
-their hook goes instead (``spanvisor assets export``).
+Copilot CLI's gate is a policy hook file of its own too
+(``/etc/github-copilot/policy.d``), naming an absolute program and its
+arguments; its managed settings get ``allowManagedHooksOnly``.
+
+A CLI with no such place (Cline) is named, with where its hook goes
+instead (``spanvisor assets export``).
 """
 
 from __future__ import annotations
@@ -178,7 +183,7 @@ def install_one(adapter: Adapter, path: Path, command: str, timeout_s: int, plac
     else:
         new = _json_with(path, text, json.loads(setup.text))
     # The files its settings name first, once the settings are known to take them.
-    said = [_write(path.parent / rel, body) for rel, body in adapter.system_companions(command).items()]
+    said = [_write(path.parent / rel, body) for rel, body in adapter.system_companions(command, timeout_s).items()]
     if new == text:
         return f"{path}: already current" + "".join(f"; {s}" for s in said if s)
     _put(path, new)

@@ -162,11 +162,11 @@ class Adapter:
         del place
         return self.hook_setup(command, timeout_s)
 
-    def system_companions(self, command: str) -> dict[str, str]:
+    def system_companions(self, command: str, timeout_s: int) -> dict[str, str]:
         """Files ``spanvisor gate install`` writes beside :meth:`system_settings`
         (a name relative to its folder: its text), for a CLI whose gate is a
-        file of its own (OpenCode's plugin)."""
-        del command
+        file of its own (OpenCode's plugin, Copilot CLI's policy hook file)."""
+        del command, timeout_s
         return {}
 
     def aim_telemetry(self, argv: list[str], env: dict[str, str], endpoint: str, tool_details: bool) -> list[str]:

@@ -106,7 +106,7 @@ class OpenCode(Adapter):
         where = f"its managed config ({folder}), whose plugins run after the user's and the repository's"
         return HookSetup("opencode.json", json.dumps(doc, indent=2) + "\n", where)
 
-    def system_companions(self, command: str) -> dict[str, str]:
+    def system_companions(self, command: str, timeout_s: int) -> dict[str, str]:
         # OpenCode installs its plugin types with npm into each folder it
         # loads plugins from, unless the folder holds node_modules and a
         # package-lock.json naming them (any version): without a registry

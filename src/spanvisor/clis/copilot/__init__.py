@@ -9,6 +9,18 @@ object, or a JSON string), ``toolCallId``, ``traceparent``; the answer
 Exit status 1 or 2 blocks too; a hook past its ``timeoutSec`` (30 s when
 unset) lets the call run.
 
+For every user of a machine (``spanvisor gate install``), its policy hooks:
+``*.json`` files in ``/etc/github-copilot/policy.d`` in the same format,
+loaded before the user's and the repository's hooks, which no setting of
+theirs turns off; a file not root's, group or world writable, a symlink,
+or naming a relative ``exec`` is skipped (and the call then runs), so the
+gate's entry is an absolute ``exec`` with its ``args`` (no shell, no
+``PATH``). ``allowManagedHooksOnly`` in its root-owned
+``/etc/github-copilot/managed-settings.json`` stops the user's and the
+repository's hooks (one of them could rewrite a call the gate allowed).
+Checked with the pinned 1.0.102: a missing hook command blocks the call,
+a hook past its ``timeoutSec`` lets it run.
+
 Its turn and session events name no event in their input; they are told
 apart by their keys: ``userPromptSubmitted`` (``prompt``), ``agentStop``
 (``stopReason``), ``errorOccurred`` (``error`` ``{message, name}``,
@@ -19,11 +31,16 @@ apart by their keys: ``userPromptSubmitted`` (``prompt``), ``agentStop``
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from spanvisor.clis.adapter import Adapter, HookSetup, Verdict, json_files, option, positive, said
+
+# Where it reads settings for every user: root's files only.
+POLICY_ROOT = Path("/etc/github-copilot")
+POLICY_FILE = "spanvisor.json"
 
 
 class Copilot(Adapter):
@@ -82,13 +99,37 @@ class Copilot(Adapter):
         return {"permissionDecision": answer, "permissionDecisionReason": reason}
 
     def hook_setup(self, command: str, timeout_s: int) -> HookSetup | None:
+        where = "$COPILOT_HOME/hooks/ (~/.copilot/hooks/)"
+        return HookSetup("spanvisor.json", self._hooks(command, timeout_s, run_by_shell=True), where)
+
+    def _hooks(self, command: str, timeout_s: int, run_by_shell: bool) -> str:
+        """Its hook file: ``command`` for each tool and session event, as a
+        shell line (``bash``) or an absolute program and its arguments
+        (``exec``, what a policy hook must name)."""
+        words = shlex.split(command)
         hooks: dict[str, Any] = {}
         for event in (*self.tool_events, *sorted(self.session_events)):
-            hooks[event] = [
-                {"type": "command", "bash": command, "timeoutSec": timeout_s if event in self.tool_events else 30}
-            ]
-        where = "$COPILOT_HOME/hooks/ (~/.copilot/hooks/)"
-        return HookSetup("spanvisor.json", json.dumps({"version": 1, "hooks": hooks}, indent=2) + "\n", where)
+            entry: dict[str, Any] = {"type": "command"}
+            if run_by_shell:
+                entry["bash"] = command
+            else:
+                entry.update(exec=words[0], args=words[1:])
+            entry["timeoutSec"] = timeout_s if event in self.tool_events else 30
+            hooks[event] = [entry]
+        return json.dumps({"version": 1, "hooks": hooks}, indent=2) + "\n"
+
+    def system_settings(self, env: Mapping[str, str]) -> Path | None:
+        # Its managed settings, beside the policy hooks' folder (the gate's hook
+        # is a file of its own there: system_companions).
+        del env
+        return POLICY_ROOT / "managed-settings.json"
+
+    def system_setup(self, command: str, timeout_s: int, place: Path | None = None) -> HookSetup | None:
+        where = f"its policy hooks ({POLICY_ROOT}/policy.d/{POLICY_FILE}), which no user or repository turns off"
+        return HookSetup("managed-settings.json", json.dumps({"allowManagedHooksOnly": True}, indent=2) + "\n", where)
+
+    def system_companions(self, command: str, timeout_s: int) -> dict[str, str]:
+        return {f"policy.d/{POLICY_FILE}": self._hooks(command, timeout_s, run_by_shell=False)}
 
     def aim_telemetry(self, argv: list[str], env: dict[str, str], endpoint: str, tool_details: bool) -> list[str]:
         # Its commands reach serve only when the user's settings capture tool
@@ -109,6 +150,7 @@ class Copilot(Adapter):
     def settings_files(self, env: Mapping[str, str], home: Path, cwd: str) -> list[Path]:
         copilot_home = Path(env.get("COPILOT_HOME") or home / ".copilot")
         return [
+            *json_files(POLICY_ROOT / "policy.d"),
             copilot_home / "settings.json",
             *json_files(copilot_home / "hooks"),
             *json_files(Path(cwd) / ".github" / "hooks"),
@@ -121,6 +163,9 @@ class Copilot(Adapter):
             if not isinstance(entry, dict) or entry.get("type", "command") != "command":
                 continue
             command = entry.get("bash") or entry.get("command")
+            program, args = entry.get("exec"), entry.get("args", [])
+            if isinstance(program, str) and isinstance(args, list) and all(isinstance(a, str) for a in args):
+                command = shlex.join([program, *args])
             if isinstance(command, str):
                 yield command, positive(entry.get("timeoutSec"))
 
