@@ -3,7 +3,8 @@ docs/reference/coding-agents-hooks.md sets it up): as OpenCode shuts down,
 the plugin sends each session's end to ``spanvisor hook opencode``, and the
 task ends as OpenCode reported its last turn. Three sessions at once:
 
-* success (``session.idle`` after its turn): ``complete``;
+* success (``session.idle`` after its turn): ``complete``, named by its
+  first prompt, which the plugin sent as the person asked it;
 * an API error (``session.error``, then ``session.idle``): ``error`` with
   the API's message.
 
@@ -82,6 +83,8 @@ def test_each_end_of_a_session_alone_ends_its_task_as_opencode_reported_it(
     assert (ran["ok"].code, ran["fail"].code, ran["denied"].code) == (0, 1, 0), [r.said() for r in ran.values()]
     ok = eh.ended(matrix, oc.task_of(ran["ok"]))
     assert (ok["status"], ok["message"], ok["error_message"]) == ("complete", "Finished", None), ok
+    # Named by its first prompt (the plugin's chat.message), not "OpenCode session <id>".
+    assert ok["task_name"] == f"end ok ({ids['ok']})", ok
     failed = eh.ended(matrix, oc.task_of(ran["fail"]))
     assert (failed["status"], failed["error_message"]) == ("error", "scripted 7f"), failed
     denied = oc.task_of(ran["denied"])

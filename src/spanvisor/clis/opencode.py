@@ -68,13 +68,22 @@ class OpenCode(Adapter):
     binaries = ("opencode",)
     services = ("opencode",)
     namespace = "opencode"
-    session_events = frozenset({"SessionEnd"})
+    # Its plugin's (spanvisor-gate.js): the first prompt, and the session's end.
+    session_events = frozenset({"UserPromptSubmit", "SessionEnd"})
     end_events = frozenset({"SessionEnd"})
     path_keys = frozenset({"filePath", "path", "patchText"})
     hook_timeout_s = 600.0
 
     def read_session(self, doc: dict[str, Any]) -> dict[str, Any] | None:
-        if "tool_name" in doc or doc.get("hook_event_name") != "SessionEnd":
+        if "tool_name" in doc:
+            return None
+        if doc.get("hook_event_name") == "UserPromptSubmit":
+            return {
+                "session_id": doc.get("session_id"),
+                "hook_event_name": "UserPromptSubmit",
+                "prompt": doc.get("prompt"),
+            }
+        if doc.get("hook_event_name") != "SessionEnd":
             return None
         last = doc.get("last_turn")
         return {

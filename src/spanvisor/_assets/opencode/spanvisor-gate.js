@@ -16,12 +16,14 @@
 // SPANVISOR_OPENCODE_LOADED, a file written when the plugin loads (set by
 // `spanvisor run --gate`, which says so when OpenCode runs a tool without it).
 //
-// It also ends each session's task as OpenCode says the session ended: as
-// OpenCode shuts down, one `spanvisor hook opencode` per session with how its
-// last turn ended (complete, error with the API's message, cancelled, or
-// still open). Fire and forget: started detached, its input in a file it
-// holds, nothing awaited, every error swallowed (under `spanvisor run`,
-// which ends its own task, nothing is sent).
+// It also names each session's task by its first prompt (OpenCode's
+// chat.message, as the person asked it), and ends it as OpenCode says the
+// session ended: as OpenCode shuts down, one `spanvisor hook opencode` per
+// session with how its last turn ended (complete, error with the API's
+// message, cancelled, or still open). Fire and forget: started detached,
+// its input in a file it holds, nothing awaited, every error swallowed
+// (under `spanvisor run`, which names and ends its own task, nothing is
+// sent).
 import { spawn } from "node:child_process"
 import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -118,13 +120,32 @@ function heard(event) {
   }
 }
 
+// Sessions whose first prompt was sent: it names the task, a later one does not.
+const named = new Set()
+
+// What the person typed: the text parts OpenCode did not add itself (a file's
+// or an agent's mention), without the quotes `opencode run` puts around an
+// argument with a space in it.
+function promptText(parts) {
+  const text = (Array.isArray(parts) ? parts : [])
+    .filter((p) => p && p.type === "text" && !p.synthetic && typeof p.text === "string")
+    .map((p) => p.text)
+    .join(" ")
+    .trim()
+  return text.length > 1 && text.startsWith('"') && text.endsWith('"') ? text.slice(1, -1) : text
+}
+
 function sendEnd(id, last, directory) {
+  const doc = { session_id: id, hook_event_name: "SessionEnd", last_turn: last.state, cwd: directory }
+  if (last.error) doc.error = last.error
+  send(doc, directory)
+}
+
+function send(doc, directory) {
   let dir
   try {
     dir = mkdtempSync(join(tmpdir(), "spanvisor-end-"))
     const file = join(dir, "end.json")
-    const doc = { session_id: id, hook_event_name: "SessionEnd", last_turn: last.state, cwd: directory }
-    if (last.error) doc.error = last.error
     writeFileSync(file, JSON.stringify(doc), { mode: 0o600 })
     const input = openSync(file, "r")
     try {
@@ -145,6 +166,15 @@ function sendEnd(id, last, directory) {
 const ends = (directory) => {
   if (process.env.SPANVISOR_TASK_ID) return {}
   return {
+    "chat.message": async (input, output) => {
+      try {
+        const id = input && input.sessionID
+        if (typeof id !== "string" || !id || named.has(id)) return
+        named.add(id)
+        const prompt = promptText(output && output.parts)
+        if (prompt) send({ session_id: id, hook_event_name: "UserPromptSubmit", prompt, cwd: directory }, directory)
+      } catch {}
+    },
     event: async ({ event }) => {
       try {
         if (event && typeof event.type === "string" && event.type.startsWith("session.")) heard(event)
