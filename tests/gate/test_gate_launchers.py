@@ -35,10 +35,11 @@ def test_a_call_gets_its_nearest_launchers_session_and_not_a_reused_pids() -> No
 
 
 def test_only_a_well_formed_session_is_kept_and_the_environments_word_is_dropped() -> None:
-    assert launcher_session({"task_id": "t-1", "agent": "codex", "run": "r9"}) == {
+    assert launcher_session({"task_id": "t-1", "agent": "codex", "run": "r9", "owner": "alice"}) == {
         "SPANVISOR_TASK_ID": "t-1",
         "SPANVISOR_TASK_AGENT": "codex",
         "run": "r9",
+        "SPANVISOR_TASK_OWNER": "alice",
     }
     for bad in (None, [], {}, {"task_id": ""}, {"task_id": "x" * 257}, {"task_id": "a\nb"}, {"task_id": 3}):
         assert launcher_session(bad) is None, bad
@@ -46,10 +47,14 @@ def test_only_a_well_formed_session_is_kept_and_the_environments_word_is_dropped
         "SPANVISOR_TASK_ID": "victim",
         "SPANVISOR_TASK_AGENT": "trusted",
         "SPANVISOR_TASK_OWNER": "bob",
-        "OTEL_RESOURCE_ATTRIBUTES": "spanvisor.task.id=victim,spanvisor.task.run=r1,agent.owner=bob",
+        "OTEL_RESOURCE_ATTRIBUTES": (
+            "spanvisor.task.id=victim,spanvisor.task.run=r1,agent.owner=bob,agent.repo=acme/sandbox,"
+            "spanvisor.task.name=trusted,agent.name=trusted,service.name=claude-code"
+        ),
     }
+    # The owner, the task's name and repository too: only a launcher may say them.
     alone = session_context(hostile, None)
-    assert alone == {"SPANVISOR_TASK_OWNER": "bob", "OTEL_RESOURCE_ATTRIBUTES": "agent.owner=bob"}
+    assert alone == {"OTEL_RESOURCE_ATTRIBUTES": "service.name=claude-code"}
     launched = session_context(hostile, {**SESSION, "run": "r2"})
     assert launched["SPANVISOR_TASK_ID"] == "launched-1" and launched["SPANVISOR_TASK_AGENT"] == "claude-code"
     assert "spanvisor.task.id=launched-1" in launched["OTEL_RESOURCE_ATTRIBUTES"]

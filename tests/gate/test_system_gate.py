@@ -510,3 +510,27 @@ def test_a_session_the_gate_guards_ends_by_the_gates_word_not_the_agents(tmp_pat
     finally:
         serve.close()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_repositorys_env_block_chooses_no_owner_and_no_repository_for_a_rule(tmp_path: Path) -> None:
+    """A rule allowing everything in a sandbox repository, or deploys for
+    alice, matched what a repository's settings ``env`` block said of the
+    task's repository and owner (``OTEL_RESOURCE_ATTRIBUTES``,
+    ``SPANVISOR_TASK_OWNER``). The gate drops them: a rule on a fact it does
+    not know is taken at its strictest."""
+    from tests.gate.test_claimed_facts import HOSTILE, POLICY
+
+    root = Path(tempfile.mkdtemp(prefix="spanvisor-system-gate-facts-"))
+    os.chmod(root, 0o755)
+    try:
+        policy = root / "policy.toml"
+        policy.write_text(POLICY)
+        os.chmod(policy, 0o644)
+        agent_home = _owned(root / "agent-home", AGENT, AGENT, 0o700)
+        with running_gate(root, policy, "http://127.0.0.1:9") as (sock, home, proc):
+            install = Install(root, sock, policy, home, agent_home, proc)
+            for command in ("rm -rf build", "deploy prod"):
+                code, out, err = install.hook(command, **HOSTILE)
+                assert (code, decision("claude-code", out)) == (0, "deny"), (command, code, out, err)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

@@ -137,7 +137,7 @@ def passed_on(argv: object) -> list[str] | None:
 
 
 # The session variables a hook carries that only a launcher may set.
-SESSION_VARS = ("SPANVISOR_TASK_ID", "SPANVISOR_TASK_AGENT")
+SESSION_VARS = ("SPANVISOR_TASK_ID", "SPANVISOR_TASK_AGENT", "SPANVISOR_TASK_OWNER")
 # Launchers told at once, and how far up a call's ancestry one is looked for.
 MAX_LAUNCHERS = 256
 MAX_DEPTH = 64
@@ -169,26 +169,28 @@ def launcher_session(doc: object) -> dict[str, str] | None:
         out["SPANVISOR_TASK_AGENT"] = agent
     if isinstance(run, str) and 0 < len(run) <= 64 and run.isprintable():
         out["run"] = run
+    owner = doc.get("owner")
+    if isinstance(owner, str) and 0 < len(owner) <= 128 and owner.isprintable():
+        out["SPANVISOR_TASK_OWNER"] = owner
     return out
 
 
 def session_context(context: dict[str, str], session: dict[str, str] | None) -> dict[str, str]:
-    """A hook's context with the session's task and agent as ``session``
-    (a launcher's) says them, or none at all."""
+    """A hook's context with nothing of what only a launcher may say of the
+    session (its task, agent, owner, the task's name and repository:
+    :func:`spanvisor.gate.session.unclaimed`) but what ``session`` (a
+    launcher's, by the kernel's word) says."""
     from spanvisor.gate import session as gs
 
-    out = {k: v for k, v in context.items() if k not in SESSION_VARS}
-    resource = gs.resource_attributes(context) if "OTEL_RESOURCE_ATTRIBUTES" in context else {}
-    resource = {k: v for k, v in resource.items() if k not in (gs.RESOURCE_TASK_ID, gs.RESOURCE_TASK_RUN)}
-    if session is not None:
-        out.update({k: v for k, v in session.items() if k in SESSION_VARS})
-        if "run" in session:
-            resource[gs.RESOURCE_TASK_ID] = session["SPANVISOR_TASK_ID"]
-            resource[gs.RESOURCE_TASK_RUN] = session["run"]
-    if resource:
+    out = gs.unclaimed(context)
+    if session is None:
+        return out
+    out.update({k: v for k, v in session.items() if k in SESSION_VARS})
+    if "run" in session:
+        resource = gs.resource_attributes(out) if "OTEL_RESOURCE_ATTRIBUTES" in out else {}
+        resource[gs.RESOURCE_TASK_ID] = session["SPANVISOR_TASK_ID"]
+        resource[gs.RESOURCE_TASK_RUN] = session["run"]
         out["OTEL_RESOURCE_ATTRIBUTES"] = gs.encode_resource(resource)
-    else:
-        out.pop("OTEL_RESOURCE_ATTRIBUTES", None)
     return out
 
 

@@ -214,8 +214,34 @@ def session_of(cli: str, session_id: str | None, env: Mapping[str, str]) -> Task
     return TaskKey(key, adapter.service, launched is not None)
 
 
+# What a hook's environment says of its session that only a launcher may
+# say: which task (and run) it is, its agent, its owner, the task's name and
+# repository. A repository's settings can set a hook's environment (Claude
+# Code applies their `env` block to hooks), and a rule on the owner or the
+# task would then match a fact the repository chose.
+CLAIMED_VARS = (ENV_TASK_ID, ENV_TASK_AGENT, ENV_TASK_OWNER)
+CLAIMED_RESOURCE = (RESOURCE_TASK_ID, RESOURCE_TASK_RUN, "spanvisor.task.name", "agent.repo", OWNER, *AGENT_KEYS)
+
+
+def unclaimed(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` without what only a launcher may say of the session
+    (:data:`CLAIMED_VARS`, and :data:`CLAIMED_RESOURCE` in its resource):
+    the session is then its CLI's own, and a rule on its owner or its task
+    is taken at its strictest (an unknown fact never allows)."""
+    out = {k: v for k, v in env.items() if k not in CLAIMED_VARS}
+    if "OTEL_RESOURCE_ATTRIBUTES" in env:
+        resource = {k: v for k, v in resource_attributes(env).items() if k not in CLAIMED_RESOURCE}
+        if resource:
+            out["OTEL_RESOURCE_ATTRIBUTES"] = encode_resource(resource)
+        else:
+            del out["OTEL_RESOURCE_ATTRIBUTES"]
+    return out
+
+
 __all__ = [
     "AGENT_KEYS",
+    "CLAIMED_RESOURCE",
+    "CLAIMED_VARS",
     "DEFAULT_ENDPOINT",
     "ENV_ENDPOINT",
     "ENV_TASK_AGENT",
@@ -238,5 +264,6 @@ __all__ = [
     "session_of",
     "task_agent",
     "task_owner",
+    "unclaimed",
     "with_resource",
 ]

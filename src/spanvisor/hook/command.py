@@ -144,6 +144,8 @@ def main(
             return out.block(why)
         if cwd is not None and args.policy and not os.path.isabs(args.policy):
             args.policy = os.path.join(cwd, args.policy)
+        if env is None:  # deciding in its own process: no launcher vouched for its session
+            env_ = own_session(args, env_)
         return decide(args, out, t0, stdin, env_, cwd)
 
     out = answer if answer is not None else Answer(cli, stdout, stderr, release)
@@ -167,9 +169,25 @@ def run(args: argparse.Namespace) -> int:
             _say(out, said)
         if (why := hook_config.refused(settled)) is not None:
             return out.block(why)
-        return decide(settled, out, started, env=env)
+        return decide(settled, out, started, env=own_session(settled, env))
 
     return guarded(Answer(args.cli), body)
+
+
+def own_session(args: argparse.Namespace, env: dict[str, str]) -> dict[str, str]:
+    """The environment a hook deciding in its own process decides with:
+    when ``--locked``, nothing of what only a launcher may say of the
+    session (its task, agent, owner, the task's name and repository): a
+    repository's settings can set a hook's environment, and a rule on the
+    owner or the task would match what the repository chose. The session is
+    then its CLI's own. (Under the launcher the hook asks the launcher's
+    gate, which decides under its own word; the system gate drops them
+    likewise: cli/gate_serve.py.)"""
+    if not getattr(args, "locked", False):
+        return env
+    from spanvisor.gate import session as gs
+
+    return gs.unclaimed(env)
 
 
 def _say(out: Answer, text: str) -> None:

@@ -42,14 +42,11 @@ from spanvisor.hook import command as hook
 from spanvisor.launcher import gate_http as run_gate_http
 from spanvisor.launcher.gate_threads import BACKSTOPS, WORKERS
 
-# The session's own variables, which the launcher sets for the CLI it starts.
-IDENTITY = (gs.ENV_TASK_ID, gs.ENV_TASK_AGENT, gs.ENV_TASK_OWNER)
-
 
 class LocalGate:
     """The listening socket and its threads, for one session. ``identity``:
-    the session's task, agent and owner as the launcher set them
-    (:data:`IDENTITY`), which its hooks are decided under whatever their
+    the session's task, agent, owner and resource as the launcher set them
+    for its CLI, which its hooks are decided under whatever their
     environment says."""
 
     def __init__(self, identity: Mapping[str, str] | None = None) -> None:
@@ -139,8 +136,9 @@ class LocalGate:
             # The launcher's word on its session, not the hook's environment:
             # Claude Code applies a repository's settings `env` block to its
             # hooks, which could name another task (its requests filed there,
-            # this task's cancel never looked for) or another owner.
-            env = {**{k: v for k, v in env.items() if k not in IDENTITY}, **self.identity}
+            # this task's cancel never looked for), another owner or another
+            # repository (a rule on them matched by the repository's word).
+            env = {**gs.unclaimed(env), **self.identity}
 
         def counted(code: int, out: str, err: str) -> None:
             self.answered += 1

@@ -147,7 +147,10 @@ def handler(args: argparse.Namespace, config: Config | None) -> int:
     # socket, which comes up once the CLI runs (rs.Reserved); Claude Code's
     # http hook (SPANVISOR_LOCAL_GATE=http) needs its listener first.
     gate, reserved = None, None
-    identity = {k: child_env[k] for k in (gs.ENV_TASK_ID, gs.ENV_TASK_AGENT, gs.ENV_TASK_OWNER) if k in child_env}
+    # What its hooks are decided under, whatever their environment says: the
+    # task, agent and owner, and the resource naming the task and its repository.
+    said_by_launcher = (gs.ENV_TASK_ID, gs.ENV_TASK_AGENT, gs.ENV_TASK_OWNER, "OTEL_RESOURCE_ATTRIBUTES")
+    identity = {k: child_env[k] for k in said_by_launcher if k in child_env}
     if env.get(ENV_LOCAL_GATE) == "http" and cli == "claude-code":
         gate = _local_gate(identity)
         if gate is not None:
@@ -197,7 +200,9 @@ def handler(args: argparse.Namespace, config: Config | None) -> int:
     # when this process tells it so (launcher/system_gate.py): before the CLI starts.
     from spanvisor.launcher import system_gate
 
-    told, untold = system_gate.tell(system_gate.named(cli, env, os.getcwd()), task_id, agent, run)
+    told, untold = system_gate.tell(
+        system_gate.named(cli, env, os.getcwd()), task_id, agent, run, child_env.get(gs.ENV_TASK_OWNER)
+    )
     for line in untold:
         rs.said(line)
     # What the session detaches stays under the launcher, to be stopped with it (run_procs.py).

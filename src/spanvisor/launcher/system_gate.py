@@ -48,12 +48,20 @@ def named(cli: str, env: Mapping[str, str], cwd: str) -> list[str]:
     return list(dict.fromkeys(p for p in out if os.path.isabs(p)))
 
 
-def tell(paths: list[str], task_id: str, agent: str, run: str | None) -> tuple[list[socket.socket], list[str]]:
-    """Tell each gate the session: (the connections to keep open for it,
-    what to say of the gates that did not take it)."""
+def tell(
+    paths: list[str], task_id: str, agent: str, run: str | None, owner: str | None = None
+) -> tuple[list[socket.socket], list[str]]:
+    """Tell each gate the session (``owner``: the person the agent works
+    for, who may not approve its requests): (the connections to keep open
+    for it, what to say of the gates that did not take it)."""
     held: list[socket.socket] = []
     said: list[str] = []
-    session = {"task_id": task_id, "agent": agent, **({"run": run} if run else {})}
+    session = {
+        "task_id": task_id,
+        "agent": agent,
+        **({"run": run} if run else {}),
+        **({"owner": owner} if owner else {}),
+    }
     for path in paths:
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
