@@ -34,7 +34,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -207,9 +207,15 @@ def handler(args: argparse.Namespace, config: Config | None) -> int:
         rs.said(line)
     # What the session detaches stays under the launcher, to be stopped with it (run_procs.py).
     adoption = Adoption.begin()
+    # Signals to the launcher are the CLI's from its start: one that comes
+    # while the launcher still sets up (its relay, its session) is held and
+    # passed on, never lost to Python's default (a SIGINT raised as
+    # KeyboardInterrupt there left the CLI running and the launcher waiting).
+    signals = _Signals()
     try:
         proc = rs.spawn(child_argv, child_env, mode != "passthrough")
     except OSError as exc:
+        signals.restore()
         adoption.end()
         rs.said(f"cannot start {child_argv[0]}: {exc.strerror or exc}")
         for held in (gate, reserved):
@@ -220,9 +226,10 @@ def handler(args: argparse.Namespace, config: Config | None) -> int:
         for conn in told:
             conn.close()
         return 127
+    signals.started(proc)
     if relay is not None:
         relay.start()
-    session = _Session(proc, cli, task_id, name, endpoint, args, started)
+    session = _Session(proc, cli, task_id, name, endpoint, args, started, signals)
     session.secret, session.announced, session.relay = secret, announced, relay
     session.run_of_task = run
     session.agent = agent
@@ -238,11 +245,49 @@ def handler(args: argparse.Namespace, config: Config | None) -> int:
             conn.close()  # the session is over for the system gate
 
 
+class _Signals:
+    """SIGINT, SIGTERM and SIGHUP to the launcher from just before the CLI
+    starts: held until it runs, then passed to its group, and to the
+    session's handler once there is one (:meth:`_Session._forward`)."""
+
+    def __init__(self) -> None:
+        self.proc: Any = None
+        self.handler: Callable[[int, FrameType | None], None] | None = None
+        self.held: list[int] = []
+        self.previous = {s: signal.signal(s, self._on) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+
+    def _on(self, signum: int, frame: FrameType | None) -> None:
+        if self.handler is not None:
+            self.handler(signum, frame)
+            return
+        self.held.append(signum)
+        if self.proc is not None:
+            rs.signal_group(self.proc, signum if signum == signal.SIGINT else signal.SIGTERM)
+
+    def started(self, proc: Any) -> None:
+        """The CLI runs: what came meanwhile reaches its group now."""
+        self.proc = proc
+        for signum in list(self.held):
+            rs.signal_group(proc, signum if signum == signal.SIGINT else signal.SIGTERM)
+
+    def restore(self) -> None:
+        for s, h in self.previous.items():
+            signal.signal(s, h)
+
+
 class _Session:
     """The launcher's part once the CLI runs."""
 
     def __init__(
-        self, proc: Any, cli: str, task_id: str, name: str, endpoint: str, args: argparse.Namespace, started: int
+        self,
+        proc: Any,
+        cli: str,
+        task_id: str,
+        name: str,
+        endpoint: str,
+        args: argparse.Namespace,
+        started: int,
+        signals: _Signals | None = None,
     ) -> None:
         self.proc, self.cli, self.task_id, self.name, self.endpoint = proc, cli, task_id, name, endpoint
         self.args, self.started = args, started
@@ -256,9 +301,15 @@ class _Session:
         self.secret = SessionSecret()  # the one handler() announced, set there
         self.announced = False  # whether its start record went before the CLI started
         self.relay: Relay | None = None  # the CLI's telemetry, through this process
-        # Signals to the launcher reach the CLI's group from now on, before
-        # anything is imported (a launcher killed meanwhile would leave it running).
-        self.previous = {s: signal.signal(s, self._forward) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+        # Signals to the launcher reach the CLI's group from its start, before
+        # anything is imported (a launcher killed meanwhile would leave it
+        # running); those that came before this session are its first.
+        signals = signals or _Signals()
+        if signals.proc is None:
+            signals.started(proc)
+        signals.handler = self._forward
+        self.forwarded[:0] = signals.held  # held ones first; one that comes now is appended by _forward
+        self.previous = signals.previous
 
     def _forward(self, signum: int, _frame: FrameType | None) -> None:
         self.forwarded.append(signum)
