@@ -218,12 +218,13 @@ def test_sigint_to_the_launcher_reaches_the_cli_in_its_own_group(tmp_path: Path)
 
 HELD = """
 import os, signal, sys
-from spanvisor.launcher import session, start
-signals = session._Signals()
+from spanvisor.launcher import start
+from spanvisor.launcher.signals import Signals
+signals = Signals()
 os.kill(os.getpid(), signal.SIGINT)  # while the launcher sets up, before the CLI runs
 proc = start.spawn(["sleep", "300"], dict(os.environ), False)
 signals.started(proc)
-print(signals.held, proc.wait(60), flush=True)
+print(signals.got, proc.wait(60), flush=True)
 """
 
 

@@ -30,12 +30,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
-from types import FrameType
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from spanvisor.clis import registry
@@ -47,6 +45,7 @@ from spanvisor.launcher import start as rs
 from spanvisor.launcher.credential import SessionSecret, keep_from_the_session
 from spanvisor.launcher.procs import Adoption
 from spanvisor.launcher.relay import Relay
+from spanvisor.launcher.signals import Signals
 from spanvisor.launcher.start import add_arguments, cli_of, prompt_of, task_name, telemetry
 
 if TYPE_CHECKING:
@@ -211,7 +210,7 @@ def handler(args: argparse.Namespace, config: Config | None) -> int:
     # while the launcher still sets up (its relay, its session) is held and
     # passed on, never lost to Python's default (a SIGINT raised as
     # KeyboardInterrupt there left the CLI running and the launcher waiting).
-    signals = _Signals()
+    signals = Signals()
     try:
         proc = rs.spawn(child_argv, child_env, mode != "passthrough")
     except OSError as exc:
@@ -245,36 +244,6 @@ def handler(args: argparse.Namespace, config: Config | None) -> int:
             conn.close()  # the session is over for the system gate
 
 
-class _Signals:
-    """SIGINT, SIGTERM and SIGHUP to the launcher from just before the CLI
-    starts: held until it runs, then passed to its group, and to the
-    session's handler once there is one (:meth:`_Session._forward`)."""
-
-    def __init__(self) -> None:
-        self.proc: Any = None
-        self.handler: Callable[[int, FrameType | None], None] | None = None
-        self.held: list[int] = []
-        self.previous = {s: signal.signal(s, self._on) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-
-    def _on(self, signum: int, frame: FrameType | None) -> None:
-        if self.handler is not None:
-            self.handler(signum, frame)
-            return
-        self.held.append(signum)
-        if self.proc is not None:
-            rs.signal_group(self.proc, signum if signum == signal.SIGINT else signal.SIGTERM)
-
-    def started(self, proc: Any) -> None:
-        """The CLI runs: what came meanwhile reaches its group now."""
-        self.proc = proc
-        for signum in list(self.held):
-            rs.signal_group(proc, signum if signum == signal.SIGINT else signal.SIGTERM)
-
-    def restore(self) -> None:
-        for s, h in self.previous.items():
-            signal.signal(s, h)
-
-
 class _Session:
     """The launcher's part once the CLI runs."""
 
@@ -287,11 +256,10 @@ class _Session:
         endpoint: str,
         args: argparse.Namespace,
         started: int,
-        signals: _Signals | None = None,
+        signals: Signals | None = None,
     ) -> None:
         self.proc, self.cli, self.task_id, self.name, self.endpoint = proc, cli, task_id, name, endpoint
         self.args, self.started = args, started
-        self.forwarded: list[int] = []
         self.agent = registry.need(cli).service  # the task's agent (--agent, the resource's, else the CLI's)
         self.run_of_task: str | None = None  # this session's run of the task, when it has one
         self.gate_marker: str | None = None
@@ -301,33 +269,11 @@ class _Session:
         self.secret = SessionSecret()  # the one handler() announced, set there
         self.announced = False  # whether its start record went before the CLI started
         self.relay: Relay | None = None  # the CLI's telemetry, through this process
-        # Signals to the launcher reach the CLI's group from its start, before
-        # anything is imported (a launcher killed meanwhile would leave it
-        # running); those that came before this session are its first.
-        signals = signals or _Signals()
-        if signals.proc is None:
-            signals.started(proc)
-        signals.handler = self._forward
-        self.forwarded[:0] = signals.held  # held ones first; one that comes now is appended by _forward
-        self.previous = signals.previous
-
-    def _forward(self, signum: int, _frame: FrameType | None) -> None:
-        self.forwarded.append(signum)
-        if signum == signal.SIGINT:
-            # The CLI's group has the terminal when there is one: a SIGINT
-            # reaching the launcher was sent to it (kill -INT), or typed where
-            # the launcher holds the terminal (no tty for the CLI). It is the
-            # CLI's SIGINT first, then, if the CLI is still there, SIGTERM and
-            # SIGKILL to its tree (the stopper's steps: within 2 s), since
-            # some CLIs take a minute to act on a SIGINT (OpenCode, Qwen Code).
-            if self.stopper is not None:
-                self.stopper.stop("the launcher got SIGINT", start=signal.SIGINT)
-            else:
-                rs.signal_group(self.proc, signum)
-        elif self.stopper is not None:
-            self.stopper.stop(f"the launcher got {signal.Signals(signum).name}", start=signal.SIGTERM)
-        else:
-            rs.signal_group(self.proc, signal.SIGTERM)
+        # Signals to the launcher reach the CLI's group from its start (launcher/signals.py).
+        self.signals = signals or Signals()
+        if self.signals.proc is None:
+            self.signals.started(proc)
+        self.forwarded = self.signals.got  # every signal the launcher got, in order
 
     def run(
         self, mode: rs.Mode, gate: Any, reserved: rs.Reserved | None, config: Config | None, untrusted: bool
@@ -354,10 +300,7 @@ class _Session:
             # Codex may skip every hook silently: said on the task, not only here.
             records.say(cv.EVENT_CHECKPOINT, {cv.MESSAGE: "⚠ Codex's hooks are not trusted: the gate may not run"})
         self.stopper = Stopper(self.proc, self.adoption)
-        if self.forwarded:  # a signal came before the stopper: its steps go on from that signal
-            first = self.forwarded[0]
-            start = signal.SIGINT if first == signal.SIGINT else signal.SIGTERM
-            self.stopper.stop(f"the launcher got {signal.Signals(first).name}", start=start)
+        self.signals.stopping(self.stopper)  # and one that came before it starts its steps now
         reaper = Reaper(self.adoption, self.proc.pid).start() if self.adoption.on else None
         if reserved is not None:
             gate = _local_gate(self.identity, reserved)
@@ -372,8 +315,7 @@ class _Session:
             drained.set()
             code: int = self.proc.wait()
         finally:
-            for s, h in self.previous.items():
-                signal.signal(s, h)
+            self.signals.restore()
             if beat is not None:
                 beat.set()
             if watch is not None:
