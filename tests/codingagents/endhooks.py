@@ -80,11 +80,11 @@ def add_copilot_hooks(home: Path) -> None:
     (folder / "spanvisor-ends.json").write_text(json.dumps(copilot_hooks()))
 
 
-CLINE_ENDS = ("TaskComplete", "TaskError", "TaskCancel", "SessionShutdown")
+CLINE_ENDS = ("TaskStart", "TaskComplete", "TaskError", "TaskCancel", "SessionShutdown")
 
 
 def add_cline_hooks(home: Path) -> None:
-    """The three end scripts spanvisor ships, copied as the hooks page says."""
+    """The start and end scripts spanvisor ships, copied as the hooks page says."""
     import shutil
 
     import spanvisor

@@ -1,9 +1,10 @@
 """Cline 3.0.65 without the launcher, with the end scripts spanvisor ships
-copied to ``~/.cline/hooks`` (``TaskComplete``, ``TaskError``,
-``TaskCancel``) as docs/reference/coding-agents-hooks.md says: each end of
-a task ends its spanvisor task as Cline reported it. Six sessions at once:
+copied to ``~/.cline/hooks`` (``TaskStart``, ``TaskComplete``,
+``TaskError``, ``TaskCancel``) as docs/reference/coding-agents-hooks.md
+says: each task is named by its prompt as it starts, and each end of a
+task ends its spanvisor task as Cline reported it. Six sessions at once:
 
-* success: ``complete``;
+* success: ``complete``, named by its prompt;
 * an API error (a 400): ``error`` with the API's message (``TaskError``
   carries it);
 * a call the gate denied that is not a shell call (its ``PreToolUse``
@@ -89,6 +90,8 @@ def test_each_end_of_a_task_alone_ends_its_task_as_cline_reported_it(
     assert not (tmp_path / "denied" / "secret.txt").exists()
     ok = eh.ended(matrix, cl.task_of(ran["ok"]))
     assert (ok["status"], ok["message"], ok["error_message"]) == ("complete", "Finished", None), ok
+    # Named by its prompt at its TaskStart (Cline tells its hooks none: read from its manifest).
+    assert ok["task_name"] == f"end ok ({ids['ok']})", ok
     failed = eh.ended(matrix, cl.task_of(ran["fail"]))
     assert (failed["status"], failed["error_message"]) == ("error", "scripted failure 7f"), failed
     denied = eh.ended(matrix, cl.task_of(ran["denied"]))

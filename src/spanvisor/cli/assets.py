@@ -94,7 +94,8 @@ ASSETS: tuple[Asset, ...] = (
         "cline",
         "spanvisor",
         "_assets/cline",
-        "Cline's gate hook and its ends: copy PreToolUse, TaskComplete, TaskError, TaskCancel, SessionShutdown to "
+        "Cline's gate hook, its start and its ends: copy PreToolUse, TaskStart, TaskComplete, TaskError, TaskCancel, "
+        "SessionShutdown to "
         "~/.cline/hooks/ and make them executable",
     ),
 )

@@ -8,6 +8,13 @@ call (``run_commands``) is blocked alone by replacing its commands with one
 that fails saying why (``overrideInput``), and any other denied call stops
 the run (``cancel``, with the reason): every answer with exit status 0.
 
+Its start: ``~/.cline/hooks/TaskStart`` (``hookName`` ``agent_start``),
+which carries no prompt; Cline has written its session's manifest by then
+(``~/.cline/data/sessions/<rootSessionId>/<rootSessionId>.json``, its
+``prompt`` the task as asked: checked with the pinned 3.0.65), so the
+task is named from there (its ``UserPromptSubmit`` fires for its own
+reminders, never for the first prompt).
+
 Its ends: ``~/.cline/hooks/TaskComplete``, ``TaskError`` and
 ``TaskCancel`` with ``hookName`` ``agent_end``, ``agent_error`` (its
 ``error.message``) and ``agent_abort`` (its ``reason``), each the end of
@@ -17,7 +24,10 @@ run stopped without one (a hook's ``{"cancel": true}``).
 
 from __future__ import annotations
 
+import json
+import os
 import shlex
+from pathlib import Path
 from typing import Any
 
 from spanvisor.clis.adapter import Adapter, Verdict, said
@@ -36,8 +46,30 @@ _ENDS = {
 }
 # Its commands that are no run of a task.
 _COMMANDS = {"auth", "config", "plugin", "skill", "connect", "mcp", "doctor", "history", "h", "hook", "schedule"}
+START = "agent_start"
+# The most of its session manifest read for the prompt.
+MAX_MANIFEST = 1024 * 1024
 # The outcome each of its ends states.
 OUTCOMES = {"TaskComplete": "complete", "TaskError": "error", "TaskCancel": "cancelled"}
+
+
+def first_prompt(doc: dict[str, Any], env: dict[str, str] | None = None) -> str | None:
+    """The task as it was asked, from the session manifest Cline wrote
+    before its ``TaskStart`` (None when there is none to read: another
+    version, another user's home, a session id that is no file name)."""
+    context = doc.get("sessionContext")
+    root = context.get("rootSessionId") if isinstance(context, dict) else None
+    if not isinstance(root, str) or not root or root in (".", "..") or "/" in root or "\\" in root or "\0" in root:
+        return None
+    e = os.environ if env is None else env
+    home = Path(e.get("CLINE_DIR") or Path(e.get("HOME") or os.path.expanduser("~")) / ".cline")
+    try:
+        with (home / "data" / "sessions" / root / f"{root}.json").open("rb") as f:
+            manifest = json.loads(f.read(MAX_MANIFEST))
+    except (OSError, ValueError, RecursionError):
+        return None
+    prompt = manifest.get("prompt") if isinstance(manifest, dict) else None
+    return prompt if isinstance(prompt, str) and prompt.strip() else None
 
 
 class Cline(Adapter):
@@ -46,7 +78,7 @@ class Cline(Adapter):
     binaries = ("cline",)
     services = ("cline",)
     namespace = "cline"
-    session_events = frozenset(_ENDS.values())
+    session_events = frozenset({*_ENDS.values(), "TaskStart"})
     end_events = frozenset(_ENDS.values())
     session_keys = ("taskId",)
     path_keys = frozenset({"path", "file_paths", "files", "paths", "input"})
@@ -75,6 +107,8 @@ class Cline(Adapter):
         if "tool_call" in doc or "preToolUse" in doc:
             return None
         name = doc.get("hookName")
+        if name == START:
+            return {"session_id": doc.get("taskId"), "hook_event_name": "TaskStart", "prompt": first_prompt(doc)}
         event = _ENDS.get(name) if isinstance(name, str) else None
         if event is None:
             return None

@@ -24,7 +24,8 @@ The CLIs tell their hooks (checked with the pinned versions, offline):
   finished), ``errorOccurred`` (an API error, its message) and
   ``sessionEnd`` (``reason`` ``complete`` or ``error``; SIGTERM says
   ``complete`` with its turn open).
-* **Cline**: ``TaskComplete``, ``TaskError`` (its message) and
+* **Cline**: ``TaskStart`` (its task opens; named from the manifest it
+  wrote, clis/cline.py), ``TaskComplete``, ``TaskError`` (its message) and
   ``TaskCancel``, each its task's end (SIGTERM lets the model's answer
   come, then fires ``TaskComplete``), and ``SessionShutdown`` when its run
   stopped without one (a hook's cancel): the first end heard is the end.
@@ -138,7 +139,7 @@ def named(key: TaskKey, prompt: str, args: argparse.Namespace, env: Mapping[str,
 def turn_of(ev: gc.SessionEvent, at: int | None = None) -> turns.Turn | None:
     """What a turn's event says of the turn (None: nothing)."""
     now = time.time_ns() if at is None else at
-    if ev.event in ("UserPromptSubmit", "BeforeAgent", "userPromptSubmitted"):
+    if ev.event in ("UserPromptSubmit", "BeforeAgent", "userPromptSubmitted", "TaskStart"):
         return turns.Turn("open", ev.turn, None, now)
     if ev.event in ("Stop", "AfterAgent", "agentStop"):
         return turns.Turn("complete", ev.turn, None, now)

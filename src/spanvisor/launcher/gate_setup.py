@@ -101,7 +101,8 @@ def _cline_hook(argv: list[str], env: dict[str, str]) -> tuple[list[str] | None,
         f"--gate: Cline runs its PreToolUse hook from {path} only, which {why}"
         f"{'' if runnable or not ours else ' (not executable)'}: Cline would run every tool ungated, so it is not "
         "started. `spanvisor assets export DIR`, then copy DIR/cline/PreToolUse there (chmod +x), and "
-        "TaskComplete, TaskError, TaskCancel and SessionShutdown beside it for its ends without the launcher"
+        "TaskStart, TaskComplete, TaskError, TaskCancel and SessionShutdown beside it for its name and its ends "
+        "without the launcher"
     )
 
 
