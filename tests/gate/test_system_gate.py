@@ -27,7 +27,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,21 +158,33 @@ def running_gate(
             print(f"--- the gate's stderr ---\n{(root / 'gate.log').read_text(errors='replace')[-4000:]}")
 
 
-@pytest.fixture(scope="module")
-def install() -> Iterator[Install]:
+@contextlib.contextmanager
+def installed(
+    rules: str, endpoint: str = "http://127.0.0.1:9", *extra: str, before: Callable[[Path], list[str]] | None = None
+) -> Iterator[Install]:
+    """An operator's install under a fresh folder: root's ``rules`` (0644),
+    the agent's home, the gate running with ``endpoint`` (by default none:
+    the notes wait in the gate's own spool) and ``extra`` options, and what
+    ``before`` lays out in the folder first (options it adds)."""
     # Not under pytest's own temporary folder: it is root's, 0700.
     root = Path(tempfile.mkdtemp(prefix="spanvisor-system-gate-"))
     os.chmod(root, 0o755)
     try:
         policy = root / "policy.toml"
-        policy.write_text(ALLOW_LS)
+        policy.write_text(rules)
         os.chmod(policy, 0o644)
         agent_home = _owned(root / "agent-home", AGENT, AGENT, 0o700)
-        # No serve here: the notes wait in the gate's own spool.
-        with running_gate(root, policy, "http://127.0.0.1:9") as (sock, gate_home, proc):
+        more = before(root) if before is not None else []
+        with running_gate(root, policy, endpoint, *extra, *more) as (sock, gate_home, proc):
             yield Install(root, sock, policy, gate_home, agent_home, proc)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def install() -> Iterator[Install]:
+    with installed(ALLOW_LS) as made:
+        yield made
 
 
 def test_the_gate_decides_by_its_own_policy(install: Install) -> None:
@@ -456,21 +468,17 @@ def test_a_session_the_gate_guards_ends_by_the_gates_word_not_the_agents(tmp_pat
     the forged end ends the task ``complete``."""
     from tests.cli.coding_harness import TOKEN, Serve, task_of
 
-    serve = Serve(tmp_path / "serve")
-    root = Path(tempfile.mkdtemp(prefix="spanvisor-system-gate-keyed-"))
-    os.chmod(root, 0o755)
-    try:
-        policy = root / "policy.toml"
-        policy.write_text(ALLOW_LS)
-        os.chmod(policy, 0o644)
+    def token_file(root: Path) -> list[str]:
         secrets_dir = _owned(root / "secrets", GATE, GATE, 0o700)
-        token_file = secrets_dir / "otlp-token"
-        token_file.write_text(TOKEN)
-        os.chown(token_file, GATE, GATE)
-        os.chmod(token_file, 0o600)
-        agent_home = _owned(root / "agent-home", AGENT, AGENT, 0o700)
-        with running_gate(root, policy, serve.base, "--otlp-token-file", str(token_file)) as (sock, home, proc):
-            install = Install(root, sock, policy, home, agent_home, proc)
+        path = secrets_dir / "otlp-token"
+        path.write_text(TOKEN)
+        os.chown(path, GATE, GATE)
+        os.chmod(path, 0o600)
+        return ["--otlp-token-file", str(path)]
+
+    serve = Serve(tmp_path / "serve")
+    try:
+        with installed(ALLOW_LS, serve.base, before=token_file) as install:
             sid = "5d1f4c2e-0b7a-4e55-9c3d-7a1e2b3c4d5e"
             task = task_of("claude-code", sid)
 
@@ -485,7 +493,7 @@ def test_a_session_the_gate_guards_ends_by_the_gates_word_not_the_agents(tmp_pat
                 [*as_user(AGENT, (AGENTS,)), sys.executable, "-I", "-c", FORGED_END, sid, serve.base, TOKEN],
                 capture_output=True,
                 text=True,
-                env=base_env(agent_home),
+                env=base_env(install.agent_home),
                 timeout=60,
                 check=False,
             )
@@ -506,13 +514,12 @@ def test_a_session_the_gate_guards_ends_by_the_gates_word_not_the_agents(tmp_pat
             assert done.task.status == "cancelled", done.task
             assert str(done.task.message).startswith("Cancelled by alice: wrong branch"), done.task.message
             # Nothing of the session is left in the gate's folder, its secret included.
-            assert not list(home.rglob("*.key")), list(home.rglob("*.key"))
+            assert not list(install.gate_home.rglob("*.key")), list(install.gate_home.rglob("*.key"))
     finally:
         serve.close()
-        shutil.rmtree(root, ignore_errors=True)
 
 
-def test_a_repositorys_env_block_chooses_no_owner_and_no_repository_for_a_rule(tmp_path: Path) -> None:
+def test_a_repositorys_env_block_chooses_no_owner_and_no_repository_for_a_rule() -> None:
     """A rule allowing everything in a sandbox repository, or deploys for
     alice, matched what a repository's settings ``env`` block said of the
     task's repository and owner (``OTEL_RESOURCE_ATTRIBUTES``,
@@ -520,17 +527,8 @@ def test_a_repositorys_env_block_chooses_no_owner_and_no_repository_for_a_rule(t
     not know is taken at its strictest."""
     from tests.gate.test_claimed_facts import HOSTILE, POLICY
 
-    root = Path(tempfile.mkdtemp(prefix="spanvisor-system-gate-facts-"))
-    os.chmod(root, 0o755)
-    try:
-        policy = root / "policy.toml"
-        policy.write_text(POLICY)
-        os.chmod(policy, 0o644)
-        agent_home = _owned(root / "agent-home", AGENT, AGENT, 0o700)
-        with running_gate(root, policy, "http://127.0.0.1:9") as (sock, home, proc):
-            install = Install(root, sock, policy, home, agent_home, proc)
-            for command in ("rm -rf build", "deploy prod"):
-                code, out, err = install.hook(command, **HOSTILE)
-                assert (code, decision("claude-code", out)) == (0, "deny"), (command, code, out, err)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    with installed(POLICY) as install:
+        for command in ("rm -rf build", "deploy prod"):
+            resource, owner = HOSTILE["OTEL_RESOURCE_ATTRIBUTES"], HOSTILE["SPANVISOR_TASK_OWNER"]
+            code, out, err = install.hook(command, OTEL_RESOURCE_ATTRIBUTES=resource, SPANVISOR_TASK_OWNER=owner)
+            assert (code, decision("claude-code", out)) == (0, "deny"), (command, code, out, err)
