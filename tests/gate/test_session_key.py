@@ -79,7 +79,7 @@ def _key_in(body: bytes) -> str:
     assert record["eventName"] == "agent.task.start"
     attrs = {a["key"]: a["value"]["stringValue"] for a in record["attributes"]}
     assert attrs["agent.task.id"] == TASK
-    return attrs["agent.session.key"]
+    return str(attrs["agent.session.key"])
 
 
 def test_a_session_is_keyed_once_and_its_end_proves_the_key(tmp_path: Path, endpoint: Endpoint) -> None:
