@@ -110,7 +110,10 @@ def _watch(argv: list[str], now: float) -> int:
         signal.signal(signal.SIGALRM, stop)
         signal.setitimer(signal.ITIMER_REAL, max(0.01, deadline.last() - time.monotonic()))
     stdin: bytes | None = None
-    if os.environ.get("SPANVISOR_GATE_SOCKET") and argv and deadline is not None:
+    # A hook of the system gate (--gate) asks it alone: a launcher above it
+    # told that gate its session (launcher/system_gate.py).
+    to_system_gate = any(a == "--gate" or a.startswith("--gate=") for a in argv)
+    if os.environ.get("SPANVISOR_GATE_SOCKET") and argv and deadline is not None and not to_system_gate:
         stdin, answered = _ask_launcher(argv, deadline, started)
         if answered is not None:
             return answered

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import struct
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -127,6 +128,8 @@ def ask(path: str, argv: list[str], stdin: bytes, deadline: float, started: floa
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(max(0.001, deadline - time.monotonic()))
             sock.connect(path)
+            if not launcher_above(sock):
+                return None  # not this hook's launcher: it decides by itself
             sock.sendall(frame({"argv": argv, "stdin": stdin.decode("latin-1"), "started": started, **here}))
             doc = read_frame(sock, deadline)
     except (OSError, ValueError):
@@ -139,4 +142,45 @@ def ask(path: str, argv: list[str], stdin: bytes, deadline: float, started: floa
     return code, out, err
 
 
-__all__ = ["ENV_SOCKET", "MAX_FRAME", "SMALL", "ask", "context", "frame", "read_frame"]
+def launcher_above(sock: socket.socket) -> bool:
+    """Whether the process listening at ``sock`` is this hook's launcher: of
+    this user, and among this process's ancestors (the kernel's word:
+    ``SO_PEERCRED``, ``/proc/<pid>/stat``). The socket's path comes from the
+    hook's environment, which a repository's settings can set, and a
+    process the agent started (a descendant of its CLI, never an ancestor
+    of the CLI's hook) could listen there and answer allow. True where the
+    kernel cannot be asked (not Linux)."""
+    peercred = getattr(socket, "SO_PEERCRED", None)
+    if peercred is None or not os.path.exists("/proc/self/stat"):
+        return True
+    try:
+        pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, peercred, struct.calcsize("3i")))
+    except OSError:
+        return False
+    if uid != os.getuid() or pid <= 1:
+        return False
+    here = os.getppid()
+    for _ in range(MAX_ANCESTORS):
+        if here == pid:
+            return True
+        if here <= 1:
+            return False
+        here = _parent(here)
+    return False
+
+
+# How far up a hook's ancestry its launcher is looked for (hook, shell, CLI, launcher, and wrappers).
+MAX_ANCESTORS = 32
+
+
+def _parent(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            text = f.read()
+    except OSError:
+        return 0
+    fields = text[text.rfind(b")") + 2 :].split()
+    return int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else 0
+
+
+__all__ = ["ENV_SOCKET", "MAX_FRAME", "SMALL", "ask", "context", "frame", "launcher_above", "read_frame"]
