@@ -223,3 +223,21 @@ def test_a_cli_with_no_system_wide_settings_is_named_not_written(tmp_path: Path)
     assert not list(tmp_path.rglob("*"))
     unknown = _install(tmp_path, "--cli", "nope")
     assert unknown.returncode == 1 and "nope: no coding-agent CLI" in unknown.stderr
+
+
+def test_a_policy_hook_file_copilot_would_skip_is_written_again(tmp_path: Path) -> None:
+    """Copilot CLI skips a policy file that is a symlink or that others may
+    write, and then runs the call: the same text there is not "current"."""
+    first = _install(tmp_path, "--cli", "copilot", "--policy", "/etc/spanvisor/hook-policy.toml")
+    assert first.returncode == 0, first.stderr
+    policy = tmp_path / COPILOT_POLICY
+    text = policy.read_text()
+    policy.chmod(0o666)
+    again = _install(tmp_path, "--cli", "copilot", "--policy", "/etc/spanvisor/hook-policy.toml")
+    assert again.returncode == 0 and stat.S_IMODE(policy.stat().st_mode) == 0o644, again.stdout
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_text(text)
+    policy.unlink()
+    policy.symlink_to(elsewhere)
+    third = _install(tmp_path, "--cli", "copilot", "--policy", "/etc/spanvisor/hook-policy.toml")
+    assert third.returncode == 0 and not policy.is_symlink() and policy.read_text() == text, third.stdout

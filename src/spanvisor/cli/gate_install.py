@@ -39,6 +39,7 @@ import argparse
 import json
 import os
 import shlex
+import stat
 import sys
 import tempfile
 from collections.abc import Mapping
@@ -191,9 +192,14 @@ def install_one(adapter: Adapter, path: Path, command: str, timeout_s: int, plac
 
 
 def _write(path: Path, text: str) -> str:
-    """A file of the gate's own (OpenCode's plugin): written whole when it differs."""
+    """A file of the gate's own (OpenCode's plugin, Copilot CLI's policy
+    hook): written whole when it differs, or when it is not a regular file
+    of this user's that only it may write (Copilot CLI skips such a policy
+    file, and then runs the call)."""
     try:
-        if path.read_text(encoding="utf-8") == text:
+        st = path.lstat()
+        mine = stat.S_ISREG(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o022
+        if mine and path.read_text(encoding="utf-8") == text:
             return ""
     except (OSError, UnicodeDecodeError):
         pass
