@@ -137,3 +137,28 @@ def test_the_first_secret_stands_whoever_makes_one_later(tmp_path: Path) -> None
 
 def test_only_the_gate_passes_the_flag_a_hooks_request_cannot_carry_it() -> None:
     assert gate_serve.passed_on(["claude-code", "--key-sessions", "--at-terminal"]) == ["claude-code", "--at-terminal"]
+
+
+def test_a_gate_that_cannot_keep_a_secret_decides_all_the_same(tmp_path: Path) -> None:
+    """A gate whose user's state folder cannot be written (a system user's
+    home of /nonexistent, a full disk) keys nothing, and every call is
+    still decided by the policy, never blocked for it."""
+    import os
+    import subprocess
+    import sys
+
+    policy = tmp_path / "allow.toml"
+    policy.write_text('default = "allow"\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPANVISOR_", "OTEL_"))}
+    env.update(HOME="/proc/nonexistent", XDG_STATE_HOME="/proc/nonexistent/state", SPANVISOR_HOOK_DELIVERY="off")
+    spanvisor = str(Path(sys.executable).with_name("spanvisor"))
+    done = subprocess.run(
+        [spanvisor, "hook", "claude-code", "--key-sessions", "--locked", "--policy", str(policy)],
+        input=CALL,
+        capture_output=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    said = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    assert said["hookSpecificOutput"]["permissionDecision"] == "allow", (said, done.stderr)

@@ -66,6 +66,9 @@ def ensure(
     task = ct.SessionTask(key.key, key.service, False, ct.otlp_args(ct.otlp_endpoint(endpoint, env), token, wait))
     digest = hashlib.sha256(held.secret.encode("ascii")).hexdigest()
     sent = task.post(cv.LIVE_TASK_START, {cv.AGENT_ID: task.service, cv.SESSION_KEY: digest}, wait)
+    # Another call of the session may have sent it meanwhile: a "sent" is never taken back.
+    if not sent and (again := turns.secret_of(key.task_id, env)) is not None and again.sent:
+        return True
     turns.secret_said(key.task_id, held._replace(sent=time.time_ns() if sent else 0, tried=now), env)
     return sent
 
