@@ -47,9 +47,11 @@ class Signals:
             rs.signal_group(self.proc, signum if signum == signal.SIGINT else signal.SIGTERM)
 
     def started(self, proc: Any) -> None:
-        """The CLI runs: what came meanwhile reaches its group now."""
+        """The CLI runs: what came meanwhile reaches its group now (once:
+        the list is taken before the handler can pass on one of its own)."""
+        held = list(self.got)
         self.proc = proc
-        for signum in list(self.got):
+        for signum in held:
             rs.signal_group(proc, signum if signum == signal.SIGINT else signal.SIGTERM)
 
     def stopping(self, stopper: Any) -> None:

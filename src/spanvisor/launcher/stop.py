@@ -73,7 +73,9 @@ class Stopper:
         self.decision: Decision | None = None  # the cancel, when a person's
         self.last_signal: int | None = None
         self.swept = 0  # processes the CLI left running, stopped once it ended
-        self._lock = threading.Lock()
+        # Re-entrant: a signal handler on the main thread may stop while the
+        # main thread itself is inside stop() (launcher/signals.py).
+        self._lock = threading.RLock()
 
     @property
     def stopping(self) -> bool:
