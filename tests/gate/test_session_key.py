@@ -69,8 +69,25 @@ def _env(tmp_path: Path, **more: str) -> dict[str, str]:
     return {"HOME": str(tmp_path), "XDG_STATE_HOME": str(tmp_path / "state"), **more}
 
 
-def _ensure(env: dict[str, str], url: str) -> bool:
-    return sessionkey.ensure("claude-code", CALL, url, "tok", env, Deadline.for_cli("claude-code", None))
+def _process(pid: int) -> str:
+    """``<pid>:<start time>``, as the gate names the CLI a call came from."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        return f"{pid}:{f.read().rsplit(')', 1)[-1].split()[19]}"
+
+
+def _gone_cli() -> str:
+    """A CLI that has exited."""
+    import subprocess
+
+    proc = subprocess.Popen(["sleep", "0"])
+    named = _process(proc.pid)
+    proc.wait()
+    return named
+
+
+def _ensure(env: dict[str, str], url: str, under: str | None = None) -> bool:
+    deadline = Deadline.for_cli("claude-code", None)
+    return sessionkey.ensure("claude-code", CALL, url, "tok", env, deadline, under or _gone_cli())
 
 
 def _key_in(body: bytes) -> str:
@@ -94,6 +111,18 @@ def test_a_session_is_keyed_once_and_its_end_proves_the_key(tmp_path: Path, endp
     assert kept.stat().st_mode & 0o077 == 0
     turns.forget(TASK, env)
     assert sessionkey.proof(TASK, env) is None and not list((tmp_path / "state").rglob("*.key"))
+
+
+def test_no_proof_while_the_cli_it_was_keyed_under_runs(tmp_path: Path, endpoint: Endpoint) -> None:
+    """Any process of the agents' group can hand the gate a session's end;
+    the CLI sends its own as it exits. While it runs, the end goes unproved."""
+    import os
+
+    env = _env(tmp_path)
+    assert _ensure(env, endpoint.url, under=_process(os.getpid()))  # this process: it runs
+    assert sessionkey.proof(TASK, env, within_s=0.2) is None
+    held = turns.secret_of(TASK, env)
+    assert held is not None and held.cli == _process(os.getpid())
 
 
 def test_a_receiver_that_refuses_is_tried_again_only_after_the_retry_window(tmp_path: Path, endpoint: Endpoint) -> None:

@@ -456,16 +456,37 @@ from spanvisor.hook.task import SessionTask, otlp_args
 task = SessionTask(sys.argv[1], "claude-code", False, otlp_args(sys.argv[2], sys.argv[3], 10))
 print(task.end(None, time.time_ns(), "complete", None, None), flush=True)
 """
+# A CLI of one session, as the gate sees one (no shell, no Python by its
+# name): it runs its hook per line it reads, the agent's own hook call too
+# (a tool call of the session runs under it), and exits after SessionEnd.
+FAKE_CLI = """
+import ctypes, json, subprocess, sys
+ctypes.CDLL(None).prctl(15, b"fakecli", 0, 0, 0)
+hook, sid = sys.argv[1:-1], sys.argv[-1]
+for line in sys.stdin:
+    what, _, rest = line.strip().partition(" ")
+    if what == "call":
+        call_id, command = rest.split(" ", 1)
+        doc = {"session_id": sid, "tool_name": "Bash", "tool_input": {"command": command}, "tool_use_id": call_id}
+    else:
+        doc = {"session_id": sid, "hook_event_name": "SessionEnd", "reason": "other", "prompt_id": "p1"}
+    done = subprocess.run(hook, input=json.dumps(doc).encode(), capture_output=True)
+    print(done.returncode, done.stdout.decode().strip().replace(chr(10), " ") or "-", flush=True)
+    if what == "end":
+        break
+"""
 
 
 def test_a_session_the_gate_guards_ends_by_the_gates_word_not_the_agents(tmp_path: Path) -> None:
     """Issue 63: without the launcher, the agent (the OTLP token and its
     session id are its own) could end its own task, marked complete, to
     dodge a cancel. The gate keys the session at its first call, before
-    answering: the agent's end is then a claim, the task stays open, the
-    cancel denies the next call, and the gate's end at ``SessionEnd`` is
-    the one that counts, the claim kept beside it. Fails without the key:
-    the forged end ends the task ``complete``."""
+    answering: the agent's end is then a claim, and so is a session end the
+    agent hands the gate itself while the session's CLI runs (the gate's
+    proof waits for that CLI to exit); the task stays open, the cancel
+    denies the next call, and the end the CLI's own ``SessionEnd`` brings
+    as it exits is the one that counts, the claims kept beside it. Fails
+    without the key: the forged end ends the task ``complete``."""
     from tests.cli.coding_harness import TOKEN, Serve, task_of
 
     def token_file(root: Path) -> list[str]:
@@ -477,39 +498,63 @@ def test_a_session_the_gate_guards_ends_by_the_gates_word_not_the_agents(tmp_pat
         return ["--otlp-token-file", str(path)]
 
     serve = Serve(tmp_path / "serve")
+    sid = "5d1f4c2e-0b7a-4e55-9c3d-7a1e2b3c4d5e"
+    task = task_of("claude-code", sid)
     try:
         with installed(ALLOW_LS, serve.base, before=token_file) as install:
-            sid = "5d1f4c2e-0b7a-4e55-9c3d-7a1e2b3c4d5e"
-            task = task_of("claude-code", sid)
-
-            def call(command: str, call_id: str) -> bytes:
-                doc = {"session_id": sid, "tool_name": "Bash", "tool_input": {"command": command}}
-                return json.dumps({**doc, "tool_use_id": call_id}).encode()
-
-            code, out, err = install.hook("ls", raw=call("ls", "t1"))
-            assert (code, decision("claude-code", out)) == (0, "allow"), (code, out, err)
-            wait_until(lambda: serve.sink.for_task(task), 60, "the session's task, keyed by the gate")
-            forged = subprocess.run(
-                [*as_user(AGENT, (AGENTS,)), sys.executable, "-I", "-c", FORGED_END, sid, serve.base, TOKEN],
-                capture_output=True,
+            hook = [SPANVISOR, "hook", "claude-code", "--gate", str(install.socket)]
+            cli = subprocess.Popen(
+                [*as_user(AGENT, (AGENTS,)), sys.executable, "-I", "-c", FAKE_CLI, *hook, sid],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
                 text=True,
                 env=base_env(install.agent_home),
-                timeout=60,
-                check=False,
+                cwd=str(install.agent_home),
             )
-            assert forged.stdout.strip() == "True", (forged.stdout, forged.stderr)  # serve took it: a claim
-            wait_until(
-                lambda: any("without its starter's word" in str(c.task.message) for c in serve.checkpoints(task)),
-                60,
-                "the claim said on the task",
-            )
-            assert serve.finished(task) is None, "the agent's own end ended the task"
-            assert serve.cancel(task, "wrong branch")["outcome"] == "applied"
-            code, out, err = install.hook("ls", raw=call("ls", "t2"))
-            assert (code, decision("claude-code", out)) == (0, "deny"), (code, out, err)
-            end = {"session_id": sid, "hook_event_name": "SessionEnd", "reason": "other", "prompt_id": "p1"}
-            code, out, err = install.hook("", raw=json.dumps(end).encode())
-            assert code == 0, (out, err)
+            assert cli.stdin is not None and cli.stdout is not None
+
+            def said(line: str) -> str:
+                cli.stdin.write(line + "\n")  # type: ignore[union-attr]
+                cli.stdin.flush()  # type: ignore[union-attr]
+                return cli.stdout.readline().strip()  # type: ignore[union-attr]
+
+            def claims() -> float:
+                return serve.pipeline.stats.value("claimed_ends_total")
+
+            def duplicates() -> float:
+                return serve.pipeline.stats.value("duplicate_spans_total")
+
+            try:
+                assert decision("claude-code", said("call t1 ls").split(" ", 1)[1]) == "allow"
+                wait_until(lambda: serve.sink.for_task(task), 60, "the session's task, keyed by the gate")
+                forged = subprocess.run(
+                    [*as_user(AGENT, (AGENTS,)), sys.executable, "-I", "-c", FORGED_END, sid, serve.base, TOKEN],
+                    capture_output=True,
+                    text=True,
+                    env=base_env(install.agent_home),
+                    timeout=60,
+                    check=False,
+                )
+                assert forged.stdout.strip() == "True", (forged.stdout, forged.stderr)  # serve took it: a claim
+                wait_until(
+                    lambda: any("without its starter's word" in str(c.task.message) for c in serve.checkpoints(task)),
+                    60,
+                    "the claim said on the task",
+                )
+                # The agent hands the gate a session end while the CLI runs: the gate's end, unproved.
+                assert said("forge").startswith("0 ")
+                # Sent unproved: a claim again (the same root end as the agent's: one of them is kept).
+                wait_until(lambda: claims() + duplicates() >= 2, 60, "the gate's unproved end, a claim")
+                assert list(install.gate_home.rglob("*.key")), "the session's key went with an end while its CLI ran"
+                assert serve.finished(task) is None, "an end while the session's CLI ran ended the task"
+                assert serve.cancel(task, "wrong branch")["outcome"] == "applied"
+                assert decision("claude-code", said("call t2 ls").split(" ", 1)[1]) == "deny"
+                assert said("end").startswith("0 ")
+                assert cli.wait(60) == 0
+            finally:
+                if cli.poll() is None:
+                    cli.kill()
+                    cli.wait(10)
             done = wait_until(lambda: serve.finished(task), 60, "the gate's end of the task")
             assert done.task.status == "cancelled", done.task
             assert str(done.task.message).startswith("Cancelled by alice: wrong branch"), done.task.message

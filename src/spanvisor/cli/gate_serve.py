@@ -156,6 +156,38 @@ def process(pid: int) -> tuple[int, int] | None:
         return None
 
 
+# What runs between a CLI and its hook's client: a shell running the hook's
+# command, the client itself.
+BETWEEN = ("sh", "bash", "dash", "zsh", "python", "spanvisor", "setpriv")
+
+
+def peer_cli(pid: int) -> str | None:
+    """The CLI a hook's client runs under, by the kernel's word: the nearest
+    ancestor of the client that is not a shell or a Python running it, as
+    ``<pid>:<start time>`` (so a later process given its pid is not it);
+    None when there is none to tell."""
+    from spanvisor.launcher.procs import stat_fields
+
+    here = pid
+    for _ in range(MAX_DEPTH):
+        fields = stat_fields(here)
+        if len(fields) < 20 or not fields[1].isdigit():
+            return None
+        parent = int(fields[1])
+        if parent <= 1:
+            return None
+        try:
+            with open(f"/proc/{parent}/comm", encoding="utf-8", errors="replace") as f:
+                comm = f.read().strip()
+        except OSError:
+            return None
+        if not comm.startswith(BETWEEN):
+            started = stat_fields(parent)
+            return f"{parent}:{started[19]}" if len(started) > 19 else None
+        here = parent
+    return None
+
+
 def launcher_session(doc: object) -> dict[str, str] | None:
     """The session a launcher's frame names, as the variables a hook would
     carry, or None when it is not one."""
@@ -305,7 +337,8 @@ class SystemGate:
                     except OSError:
                         pass
 
-                decide_call(send, argv + self.options, raw.encode("latin-1"), t0, {**self.env, **context}, cwd)
+                own = [*self.options, "--session-cli", cli] if (cli := peer_cli(who[0])) else self.options
+                decide_call(send, argv + own, raw.encode("latin-1"), t0, {**self.env, **context}, cwd)
         finally:
             if held:
                 self._slots.release()

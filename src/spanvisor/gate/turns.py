@@ -142,29 +142,32 @@ class Secret(NamedTuple):
     secret: str
     sent: int = 0
     tried: float = 0.0
+    cli: str = ""  # the CLI it was made under (<pid>:<start time>): its end is proved once that CLI is gone
 
 
 def secret_of(task_id: str, env: Mapping[str, str] | None = None) -> Secret | None:
     doc = _read(_path(task_id, _KEY, env))
     if doc is None or not isinstance(doc.get("secret"), str) or not doc["secret"]:
         return None
-    sent, tried = doc.get("sent"), doc.get("tried")
+    sent, tried, cli = doc.get("sent"), doc.get("tried"), doc.get("cli")
     return Secret(
         doc["secret"],
         sent if isinstance(sent, int) else 0,
         float(tried) if isinstance(tried, int | float) else 0.0,
+        cli if isinstance(cli, str) else "",
     )
 
 
-def made_secret(task_id: str, secret: str, env: Mapping[str, str] | None = None) -> Secret:
-    """The session's secret: ``secret`` when it had none, else the one an
-    earlier call made (the first stands: linked into place, never replaced)."""
+def made_secret(task_id: str, secret: str, env: Mapping[str, str] | None = None, cli: str = "") -> Secret:
+    """The session's secret: ``secret`` (made under ``cli``) when it had
+    none, else the one an earlier call made (the first stands: linked into
+    place, never replaced)."""
     path = _path(task_id, _KEY, env)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(Secret(secret)._asdict(), f)
+        json.dump(Secret(secret, cli=cli)._asdict(), f)
     try:
         os.link(tmp, path)
     except FileExistsError:
@@ -172,7 +175,7 @@ def made_secret(task_id: str, secret: str, env: Mapping[str, str] | None = None)
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink()
-    return secret_of(task_id, env) or Secret(secret)
+    return secret_of(task_id, env) or Secret(secret, cli=cli)
 
 
 def secret_said(task_id: str, secret: Secret, env: Mapping[str, str] | None = None) -> None:

@@ -104,6 +104,8 @@ def build_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     # request cannot carry it (gate_serve.passed_on), and a secret kept by
     # the agent's own user would be worth nothing.
     p.add_argument("--key-sessions", action="store_true", help=argparse.SUPPRESS)
+    # The CLI its client runs under (<pid>:<start time>), by the kernel's word (the gate's, per call).
+    p.add_argument("--session-cli", help=argparse.SUPPRESS)
     p.add_argument(
         "--gate",
         metavar="SOCKET",
@@ -256,7 +258,7 @@ def decide(
         from spanvisor.hook import sessionkey
 
         try:
-            sessionkey.ensure(cli, raw, args.endpoint, args.otlp_token, e, deadline)
+            sessionkey.ensure(cli, raw, args.endpoint, args.otlp_token, e, deadline, args.session_cli)
         except Exception:  # a gate that cannot key decides all the same: the end is then unproved
             pass
     looked = _look(raw, cli, args, e, started)

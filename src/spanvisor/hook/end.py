@@ -101,7 +101,7 @@ def answer(ev: gc.SessionEvent, args: argparse.Namespace, out: Answer, env: Mapp
             if cli_pid is None or not _headless(cli_pid):
                 return out.neutral(reply)
             ev, headless_stop = ev._replace(event="SessionEnd"), True
-        elif out.release is not None and ev.cli != "opencode":
+        elif out.release is not None and ev.cli != "opencode" and not getattr(args, "key_sessions", False):
             # In the hook's own process (its answer released to a waiting parent),
             # the CLI is an ancestor whose exit the end waits for (OpenCode's
             # plugin sends its end as OpenCode shuts down: nothing to wait for).
@@ -223,17 +223,23 @@ def finish(
     except Exception:
         pass
     target = ct.otlp_args(ct.otlp_endpoint(getattr(args, "endpoint", None), env), token, REQUEST_TIMEOUT_S)
-    proof = None
+    proof, unproved = None, False
     if getattr(args, "key_sessions", False):  # the system gate keyed the session: its end proves it is the gate's
         from spanvisor.hook import sessionkey
 
         proof = sessionkey.proof(key.task_id, env)
+        held = turns.secret_of(key.task_id, env)
+        unproved = proof is None and held is not None and held.sent > 0
     try:
         took = ct.SessionTask(key.key, key.service, False, target).end(
             None, time.time_ns(), status, error, message, proof
         )
     except Exception:
         took = False
+    if unproved:
+        # Its CLI still runs: the agent's word, sent as a claim. The session
+        # goes on, and its real end needs what it remembers (the key above all).
+        return took
     turns.forget(key.task_id, env)
     if ev.cli == "cline":  # the first of its ends is its end (kept until the sweep)
         turns.note(key.task_id, turns.Turn(status, ENDED, None, time.time_ns()), env)  # type: ignore[arg-type]
