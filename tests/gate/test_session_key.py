@@ -191,3 +191,14 @@ def test_a_gate_that_cannot_keep_a_secret_decides_all_the_same(tmp_path: Path) -
     )
     said = json.loads(done.stdout.decode().strip().splitlines()[-1])
     assert said["hookSpecificOutput"]["permissionDecision"] == "allow", (said, done.stderr)
+
+
+def test_a_secret_far_into_a_prompt_is_not_half_shown_in_the_name() -> None:
+    """A name is cut from the prompt's start: a secret the cut went through
+    showed its first half, which redaction did not know to hide."""
+    from spanvisor.clis.records import MAX_NAME, clean
+
+    secret = "ghp_" + "A1b2C3d4E5f6G7h8I9j0" * 2
+    for prompt in ("deploy" + " " * 290 + f"with {secret} now", "deploy " + "x " * 150 + secret):
+        name = clean(prompt, MAX_NAME)
+        assert name is not None and "A1b2" not in name, name

@@ -58,8 +58,10 @@ def clean(value: Any, limit: int, *, middle: bool = False) -> str | None:
         return None
     s = value if isinstance(value, str) else str(value)
     if middle and len(s) > limit * 32:
-        s = f"{s[: limit * 16]} {s[-limit * 16 :]}"
-    s = " ".join((s if middle else s[: limit * 4]).split())
+        s = f"{_head(s, limit * 16)} {_tail(s, limit * 16)}"
+    elif not middle:
+        s = _head(" ".join(s[: limit * 64].split()), limit * 4)
+    s = " ".join(s.split())
     if not s or s.lower() in _WITHHELD:
         return None
     # Redacted whole, then clipped: a secret cut in two would show its half.
@@ -67,6 +69,24 @@ def clean(value: Any, limit: int, *, middle: bool = False) -> str | None:
     if middle:
         return clip_middle(s, limit)
     return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
+def _head(s: str, n: int) -> str:
+    """At most ``n`` characters of ``s``'s start, less a word cut at the end
+    (half a secret is not what redaction knows to hide; one word alone is
+    kept cut)."""
+    if len(s) <= n:
+        return s
+    cut = s[:n]
+    return cut[: cut.rfind(" ")] if " " in cut else cut
+
+
+def _tail(s: str, n: int) -> str:
+    """The same of its end."""
+    if len(s) <= n:
+        return s
+    cut = s[-n:]
+    return cut[cut.find(" ") + 1 :] if " " in cut else cut
 
 
 def integer(attrs: Mapping[str, Any], *keys: str) -> int | None:
