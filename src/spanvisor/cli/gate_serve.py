@@ -49,7 +49,6 @@ import os
 import signal
 import socket
 import stat
-import struct
 import sys
 import threading
 import time
@@ -84,18 +83,6 @@ def group_id(name: str | None) -> int:
         raise CannotStart(f"no group {name!r}") from None
 
 
-def peer(conn: socket.socket) -> tuple[int, int, int] | None:
-    """(pid, uid, gid) of the connected process, by the kernel's word."""
-    option = getattr(socket, "SO_PEERCRED", None)
-    if option is None:
-        return None
-    try:
-        pid, uid, gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("3i")))
-    except OSError:
-        return None
-    return pid, uid, gid
-
-
 def groups_of(pid: int) -> set[int]:
     """A process's supplementary groups (``/proc/<pid>/status``)."""
     try:
@@ -109,7 +96,7 @@ def groups_of(pid: int) -> set[int]:
 
 
 def allowed(conn: socket.socket, gid: int) -> bool:
-    who = peer(conn)
+    who = local.peer(conn)
     if who is None:
         return False
     pid, uid, primary = who
@@ -308,7 +295,7 @@ class SystemGate:
         held = True
         try:
             with conn:
-                who = peer(conn)
+                who = local.peer(conn)
                 if who is None or not allowed(conn, self.gid):
                     return
                 doc = local.read_frame(conn, accepted + 10.0) or {}

@@ -150,13 +150,12 @@ def launcher_above(sock: socket.socket) -> bool:
     process the agent started (a descendant of its CLI, never an ancestor
     of the CLI's hook) could listen there and answer allow. True where the
     kernel cannot be asked (not Linux)."""
-    peercred = getattr(socket, "SO_PEERCRED", None)
-    if peercred is None or not os.path.exists("/proc/self/stat"):
+    if getattr(socket, "SO_PEERCRED", None) is None or not os.path.exists("/proc/self/stat"):
         return True
-    try:
-        pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, peercred, struct.calcsize("3i")))
-    except OSError:
+    who = peer(sock)
+    if who is None:
         return False
+    pid, uid, _gid = who
     if uid != os.getuid() or pid <= 1:
         return False
     here = os.getppid()
@@ -167,6 +166,19 @@ def launcher_above(sock: socket.socket) -> bool:
             return False
         here = _parent(here)
     return False
+
+
+def peer(conn: socket.socket) -> tuple[int, int, int] | None:
+    """(pid, uid, gid) of the process at the other end of ``conn``, by the
+    kernel's word (``SO_PEERCRED``); None where it cannot be asked."""
+    option = getattr(socket, "SO_PEERCRED", None)
+    if option is None:
+        return None
+    try:
+        pid, uid, gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("3i")))
+    except OSError:
+        return None
+    return pid, uid, gid
 
 
 # How far up a hook's ancestry its launcher is looked for (hook, shell, CLI, launcher, and wrappers).
@@ -183,4 +195,4 @@ def _parent(pid: int) -> int:
     return int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else 0
 
 
-__all__ = ["ENV_SOCKET", "MAX_FRAME", "SMALL", "ask", "context", "frame", "launcher_above", "read_frame"]
+__all__ = ["ENV_SOCKET", "MAX_FRAME", "SMALL", "ask", "context", "frame", "launcher_above", "peer", "read_frame"]

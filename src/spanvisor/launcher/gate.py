@@ -24,7 +24,6 @@ import json
 import os
 import shutil
 import socket
-import struct
 import sys
 import tempfile
 import threading
@@ -299,14 +298,10 @@ def _given(argv: list[str]) -> float | None:
 def _same_user(conn: socket.socket) -> bool:
     """Whether the peer runs as this user (Linux's SO_PEERCRED; elsewhere
     the directory's mode is the guard)."""
-    option = getattr(socket, "SO_PEERCRED", None)
-    if option is None or not sys.platform.startswith("linux"):
+    if getattr(socket, "SO_PEERCRED", None) is None or not sys.platform.startswith("linux"):
         return True
-    try:
-        _pid, uid, _gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("3i")))
-    except OSError:
-        return False
-    return bool(uid == os.getuid())
+    who = local.peer(conn)
+    return who is not None and who[1] == os.getuid()
 
 
 __all__ = ["LocalGate", "decide_call"]
