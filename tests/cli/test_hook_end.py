@@ -15,6 +15,7 @@ receiver and pipeline.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from spanvisor.clis import registry
 from spanvisor.events import TaskFinished
 from spanvisor.hook.task import SessionTask, otlp_args
 from tests.cli.coding_harness import CLAUDE_PRE, CODEX_PRE, GEMINI_BEFORE, TOKEN, Serve, clean_env, hook, task_of
@@ -139,6 +141,30 @@ def test_a_cancelled_sessions_next_call_is_denied_whatever_the_policy_allows(
     _said(cli, sid, "SessionEnd", reason="other", **end)
     done = _finished(serve, task)
     assert done.task.status == "cancelled" and str(done.task.message).startswith("Cancelled by alice: wrong branch")
+
+
+def test_a_session_that_ends_its_own_task_is_cancelled_all_the_same(serve: Serve) -> None:
+    """Issue 63, "a cancel can be evaded": without the launcher or the
+    system gate, nothing out of the agent's reach keys its session, so the
+    agent may send its task's end, marked complete, with the OTLP token it
+    holds. Before, a person's Cancel was then refused ("already finished")
+    while the CLI went on. A session's end is its agent's word alone: the
+    Cancel applies after it, said so, and the hook denies the session's next
+    call."""
+    sid = _sid()
+    task = _opened(serve, "claude-code", sid)
+    payload = {**CLAUDE_PRE, "session_id": sid, "tool_input": {"command": "ls"}}
+    code, answer, _ = hook("claude-code", payload)
+    assert code == 0 and _decision("claude-code", answer) == "allow"
+    agent = SessionTask(sid, registry.need("claude-code").service, False, otlp_args(serve.base, TOKEN, 10))
+    assert agent.end(None, time.time_ns(), "complete", None, None)
+    assert _finished(serve, task).task.status == "complete"
+    got = serve.cancel(task, "it is still running")
+    assert got["outcome"] == "applied", got
+    assert "its agent's word alone" in str(got["reason"]), got
+    code, answer, _ = hook("claude-code", {**payload, "tool_use_id": "t2"})
+    assert code == 0 and _decision("claude-code", answer) == "deny", answer
+    assert _reason("claude-code", answer) == "spanvisor: cancelled by alice: it is still running"
 
 
 def test_a_session_never_cancelled_is_not_denied_when_serve_cannot_be_reached(

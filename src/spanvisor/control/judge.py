@@ -269,7 +269,14 @@ class PipelineControl:
         got = await (log.apply_granted(d, now) if granted and d.grant_id else log.apply(d, now))
         if got.outcome == "applied":
             await faults.stop_at(faults.BEFORE_ANSWER)
-            v = Verdict("applied", run_id=d.run_id, request=got.request, votes=got.votes, votes_needed=got.votes_needed)
+            v = Verdict(
+                "applied",
+                got.reason,  # a cancel after an end only the agent said: what it does still (runs.agent_ends)
+                run_id=d.run_id,
+                request=got.request,
+                votes=got.votes,
+                votes_needed=got.votes_needed,
+            )
             self.announce(d, v)
             if d.action in ("approve", "reject") and d.approval_id and got.decides:
                 await log.unlist({(d.run_id, d.approval_id)})

@@ -121,6 +121,23 @@ def new_record(view: TaskView) -> dict[str, Any]:
     }
 
 
+# What a cancel applied after an end only the agent said answers.
+AGENT_ENDED = (
+    "cancelled after its end ({outcome}), which was its agent's word alone: the session's later tool calls are denied"
+)
+
+
+def agent_ends(rec: Mapping[str, Any]) -> bool:
+    """Whether the run's end is its agent's word alone: a session of a
+    coding-agent CLI that neither ``spanvisor run`` nor the system gate
+    keyed (tracking.launcherend), so the agent may send its end, marked
+    complete, while its CLI goes on. A cancel still applies to such a run
+    after it ended: its gate (the hook's look at the control API) denies the
+    session's later calls. A keyed run ends by its starter's word, which the
+    agent cannot forge; any other task has no gate a cancel could stop."""
+    return bool(rec.get("session")) and not rec.get("keyed")
+
+
 def decisions_of(rec: Mapping[str, Any] | None) -> list[Decision]:
     items = rec.get("items") if isinstance(rec, Mapping) else None
     if not isinstance(items, list):
@@ -311,8 +328,10 @@ def judge(rec: Mapping[str, Any], d: Decision, now_ns: int) -> Judgement:
     if prior is not None:
         return Judgement("refused", "already_decided", describe(prior), prior)
     if d.action == "cancel":
-        if state != "running":
+        if state != "running" and not agent_ends(rec):
             return Judgement("refused", "finished", f"the task has already finished ({rec.get('outcome')})")
+        if state != "running":
+            return Judgement("applied", reason=AGENT_ENDED.format(outcome=rec.get("outcome")))
         return Judgement("applied")
     # retry, acknowledge: a run that failed (or whose agent was lost)
     if state == "running":
@@ -349,6 +368,7 @@ def apply(rec: dict[str, Any], d: Decision, now_ns: int) -> Judgement:
 
 
 __all__ = [
+    "AGENT_ENDED",
     "MAX_PER_RUN",
     "Judgement",
     "Offered",
@@ -357,6 +377,7 @@ __all__ = [
     "RequestState",
     "RunState",
     "add_request",
+    "agent_ends",
     "apply",
     "cancel_of",
     "close_request",

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from spanvisor.control import floors, reasked, runs
 from spanvisor.control.log import NAMESPACE, RUNS_NAMESPACE, ControlLog, listing
 from spanvisor.events import ApprovalRequest, Checkpoint, Event, HumanIntervention, TaskFinished, TaskView
+from spanvisor.gate import taskids
 from spanvisor.tracking import approvals
 from spanvisor.tracking.openers import IGNORED_NOTE
 
@@ -74,6 +75,13 @@ class _Pending:
     # (the add failed after the record was written: the retry finds the
     # record, so it must remember to add it).
     unlisted: bool = False
+    # Who may end the run (runs.agent_ends): a CLI's session the launcher
+    # did not start, seen at the run's first event; a start record named its
+    # starter's key (tracking.launcherend), seen then or at its end. Facts
+    # only ever set in the record, never cleared: a replica that saw no key
+    # (the start record went to another) does not undo one that did.
+    session: bool = False
+    keyed: bool = False
 
 
 # What is known of a run: its open requests (approval id, digest) while it
@@ -134,7 +142,9 @@ class RunSync:
             known = self._known.get(key, _UNSEEN)
             if known is _UNSEEN:
                 known = self._known[key] = _NO_REQUESTS
-                self._pending_of(key, v)
+                p = self._pending_of(key, v)
+                p.session = taskids.is_session(v.task_id, v.trace_id, v.root_span_id)
+                p.keyed = p.session and self._keyed(v)
                 if len(self._known) > MAX_KNOWN:
                     self._known.popitem(last=False)
             elif not isinstance(known, frozenset):
@@ -157,7 +167,13 @@ class RunSync:
                 # its ids stay (an open task's view is the tracker's too).
                 p.view = _ids_of(v)
                 p.outcome, p.ended_ns = ev.outcome, ev.time_ns
+                p.keyed = p.keyed or self._keyed(v)
                 self._known[key] = _ASKED if self._known[key] else _FINISHED
+
+    def _keyed(self, v: TaskView) -> bool:
+        """Whether a start record named the run's starter's key here."""
+        open_states, closed = self._tracker.states_of(v.task_id)
+        return any(st.launcher is not None for st in (*open_states, *closed) if st.working.run_id == v.run_id)
 
     def _pending_of(self, key: tuple[str, str], view: TaskView) -> _Pending:
         p = self._pending.get(key)
@@ -241,6 +257,7 @@ class RunSync:
                     p.opened = {**(p.opened or {}), **later.opened}
                 p.gone |= later.gone
                 p.outcome, p.ended_ns = later.outcome or p.outcome, later.ended_ns or p.ended_ns
+                p.session, p.keyed = p.session or later.session, p.keyed or later.keyed
             back[key] = p
         self._pending = {**back, **self._pending}
 
@@ -371,6 +388,9 @@ class _RecordChange:
             # read): no decision may land on it after.
             if runs.close_request(rec, aid, "expired", now, "the agent stopped waiting"):
                 closed.append(aid)
+        for fact in ("session", "keyed"):
+            if getattr(p, fact) and not rec.get(fact):
+                rec[fact], changed = True, True
         if p.outcome is not None and runs.state_of(rec) == "running":
             closed += runs.finish(rec, p.outcome, p.ended_ns or now)
         return (rec if changed or closed or p.outcome is not None else None), (fresh, closed)

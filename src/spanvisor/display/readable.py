@@ -173,7 +173,8 @@ def decision_detail(event: HumanIntervention) -> str | None:
         tally = f"{event.votes_needed - event.votes} more needed" + from_text(event.request)
     how = f"with other arguments: {d.edited}" if d.edited else ("under a standing grant" if d.grant_id else None)
     glass = "🚨 broke glass: approved alone, whatever the request needed" if d.break_glass else None
-    return "\n".join(x for x in (glass, tally, how, d.comment, asked) if x) or None
+    # An applied decision's reason: what a cancel after an end only the agent said still does.
+    return "\n".join(x for x in (glass, tally, how, d.comment, event.reason, asked) if x) or None
 
 
 def from_text(req: ApprovalRequest | None) -> str:

@@ -115,9 +115,22 @@ def session_task(
     return (session_task_id(service, session_id), *task_ids(service, session_id))
 
 
+def is_session(task_id: str, trace_id: str, root_span_id: str) -> bool:
+    """Whether these are the ids of a session the launcher did not start
+    (:func:`session_task`): a task id in a CLI's namespace whose trace and
+    root ids derive from its session id, never a task id that only looks
+    like one."""
+    ns, sep, session_id = task_id.partition(":")
+    if not sep or not session_id:
+        return False
+    services = {ns, *(s for a in registry.every() if a.namespace == ns for s in a.services)}
+    return any(task_ids(s, session_id) == (trace_id, root_span_id) for s in services)
+
+
 __all__ = [
     "RUN_DIGITS",
     "is_run",
+    "is_session",
     "launcher_task_ids",
     "namespace_of",
     "session_task",

@@ -1,0 +1,148 @@
+"""A run whose end is its agent's word alone still takes a cancel (issue 63,
+``control/runs.agent_ends``).
+
+A coding-agent session that neither ``spanvisor run`` nor the system gate
+keyed may be ended by its agent, marked complete, while its CLI goes on:
+such a run, once finished, still takes a person's cancel (the hook then
+denies the session's later calls). The facts come from the tracker's own
+events through :class:`~spanvisor.control.runsync.RunSync`, on a real
+tracker and the in-memory store: a session's ids (its task id in its
+CLI's namespace, and trace and root ids derived from the session id), and
+whether a start record named its starter's key. A keyed run, or any task
+that is no such session, is "already finished" as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from typing import Any
+
+import pytest
+
+from spanvisor.clis import registry
+from spanvisor.control import runs
+from spanvisor.control.log import ControlLog
+from spanvisor.control.runsync import RunSync
+from spanvisor.events import Decision, Event, TaskFinished
+from spanvisor.gate import taskids
+from spanvisor.spans import conventions as cv
+from spanvisor.spans.data import SpanData
+from spanvisor.spans.live import LiveFact
+from spanvisor.statestores.memory import InMemoryStateStore
+from spanvisor.tracking.tracker import TaskTracker
+
+from ._trees import FakeClock
+
+SECRET = "5e" * 32
+KEY = hashlib.sha256(SECRET.encode()).hexdigest()
+SERVICE = registry.need("claude-code").service
+
+
+def _tracker() -> TaskTracker:
+    clock = FakeClock()
+    return TaskTracker(clock=clock, wall_clock=lambda: int(clock.now * 1e9), root_hold_s=30.0)
+
+
+def _run(task_id: str, trace_id: str, root_id: str, key: str | None, proof: str | None) -> dict[str, Any]:
+    """A task opened by its start record (naming ``key``) and ended by a root
+    end (carrying ``proof``), seen by RunSync; its record as written."""
+    tr = _tracker()
+    attrs: dict[str, Any] = {cv.TASK_ID: task_id, cv.TASK_NAME: "Fix the build", cv.AGENT_ID: SERVICE}
+    if key is not None:
+        attrs[cv.SESSION_KEY] = key
+    out: list[Event] = tr.live(
+        [LiveFact(trace_id, root_id, cv.LIVE_TASK_START, 1_000, attrs, {cv.SERVICE_NAME: SERVICE})]
+    )
+    end = {**attrs, cv.TASK_ROOT: root_id, cv.STATUS: "complete"}
+    if proof is not None:
+        end[cv.SESSION_PROOF] = proof
+    out += tr.span_ended(SpanData(trace_id, root_id, None, "session end", 1_000, 5_000, end))
+    [done] = [e for e in out if isinstance(e, TaskFinished)]
+
+    async def go() -> dict[str, Any]:
+        sync, log = RunSync(tr, lambda _: None), ControlLog(InMemoryStateStore())
+        sync.observe(out)
+        await sync.flush(log)
+        rec = await log.record(task_id, done.task.run_id)
+        assert rec is not None and runs.state_of(rec) == "finished"
+        return rec
+
+    return asyncio.run(go())
+
+
+def _cancel(rec: dict[str, Any], intervention_id: str = "i1") -> runs.Judgement:
+    d = Decision(intervention_id, rec["task_id"], "cancel", "alice", 10_000, source="cli", run_id=rec["run_id"])
+    return runs.apply(rec, d, 10_000)
+
+
+def _session(sid: str) -> tuple[str, str, str]:
+    return taskids.session_task(SERVICE, sid)
+
+
+def test_a_session_its_agent_ended_takes_a_cancel_after_its_end_once() -> None:
+    rec = _run(*_session("s-1"), key=None, proof=None)
+    assert rec["session"] is True and "keyed" not in rec
+    got = _cancel(rec)
+    assert got.outcome == "applied", got
+    assert got.reason == runs.AGENT_ENDED.format(outcome="complete")
+    assert runs.cancel_of(runs.decisions_of(rec)) is not None  # the hook's look finds it
+    again = _cancel(rec, "i2")
+    assert (again.outcome, again.code) == ("refused", "already_decided"), again
+
+
+def test_a_keyed_session_ended_by_its_starter_is_already_finished() -> None:
+    rec = _run(*_session("s-2"), key=KEY, proof=SECRET)
+    assert rec["session"] is True and rec["keyed"] is True
+    got = _cancel(rec)
+    assert (got.outcome, got.code) == ("refused", "finished"), got
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [
+        ("nightly-build", "ab" * 16, "cd" * 8),  # no session: an agent's own task
+        (_session("s-3")[0], "ab" * 16, "cd" * 8),  # a session's id on ids that are not its own
+        (f"not-a-cli:{'s-4'}", *taskids.task_ids(SERVICE, "s-4")),  # its ids, in no CLI's namespace
+    ],
+)
+def test_a_task_that_is_no_session_of_a_cli_is_already_finished(ids: tuple[str, str, str]) -> None:
+    rec = _run(*ids, key=None, proof=None)
+    assert not rec.get("session")
+    got = _cancel(rec)
+    assert (got.outcome, got.code) == ("refused", "finished"), got
+
+
+def test_a_replica_that_saw_no_key_does_not_undo_one_that_did() -> None:
+    """Behind a Collector that routes records and spans apart, the start
+    record (naming the key) reaches one replica and the end another, which
+    never saw the key: facts are only ever set in the shared record, so
+    what the second writes does not undo the first's."""
+    task_id, trace_id, root_id = _session("s-5")
+    attrs: dict[str, Any] = {cv.TASK_ID: task_id, cv.TASK_NAME: "Fix the build", cv.AGENT_ID: SERVICE}
+    records, spans = _tracker(), _tracker()
+    started = records.live(
+        [
+            LiveFact(
+                trace_id, root_id, cv.LIVE_TASK_START, 1_000, {**attrs, cv.SESSION_KEY: KEY}, {cv.SERVICE_NAME: SERVICE}
+            )
+        ]
+    )
+    end = {**attrs, cv.TASK_ROOT: root_id, cv.STATUS: "complete", cv.SESSION_PROOF: SECRET}
+    ended = spans.span_ended(SpanData(trace_id, root_id, None, "session end", 1_000, 5_000, end))
+    [done] = [e for e in ended if isinstance(e, TaskFinished)]
+
+    async def go() -> dict[str, Any]:
+        log = ControlLog(InMemoryStateStore())
+        for tr, out in ((records, started), (spans, ended)):
+            sync = RunSync(tr, lambda _: None)
+            sync.observe(out)
+            await sync.flush(log)
+        rec = await log.record(task_id, done.task.run_id)
+        assert rec is not None
+        return rec
+
+    rec = asyncio.run(go())
+    assert (rec["session"], rec["keyed"], runs.state_of(rec)) == (True, True, "finished")
+    got = _cancel(rec)
+    assert (got.outcome, got.code) == ("refused", "finished"), got
