@@ -1,15 +1,19 @@
-"""A run whose end is its agent's word alone still takes a cancel (issue 63,
-``control/runs.agent_ends``).
+"""A run whose end was its agent's word alone still takes a cancel (issue
+63, ``control/runs.agent_ends``).
 
-A coding-agent session that neither ``spanvisor run`` nor the system gate
-keyed may be ended by its agent, marked complete, while its CLI goes on:
-such a run, once finished, still takes a person's cancel (the hook then
-denies the session's later calls). The facts come from the tracker's own
-events through :class:`~spanvisor.control.runsync.RunSync`, on a real
-tracker and the in-memory store: a session's ids (its task id in its
-CLI's namespace, and trace and root ids derived from the session id), and
-whether a start record named its starter's key. A keyed run, or any task
-that is no such session, is "already finished" as before.
+Two such ends, made with the OTLP token every agent holds while its CLI
+goes on: that of a coding-agent session that neither ``spanvisor run`` nor
+the system gate keyed, and that of a keyed run made on a replica that never
+saw its key (behind a Collector that routes records and spans apart, or
+sprays them). Such a run, once finished, still takes a person's cancel (the
+hook denies the session's later calls; the launcher stops its CLI). The
+facts come from the tracker's own events through
+:class:`~spanvisor.control.runsync.RunSync`, on real trackers and the
+in-memory store: a session's ids (its task id in its CLI's namespace, and
+trace and root ids derived from the session id), whether a start record
+named its starter's key, and whether the replica that ended it held the
+key. A run ended where its key was held, or any task that is no such
+session, is "already finished" as before.
 """
 
 from __future__ import annotations
@@ -93,7 +97,7 @@ def test_a_session_its_agent_ended_takes_a_cancel_after_its_end_once() -> None:
 
 def test_a_keyed_session_ended_by_its_starter_is_already_finished() -> None:
     rec = _run(*_session("s-2"), key=KEY, proof=SECRET)
-    assert rec["session"] is True and rec["keyed"] is True
+    assert (rec["session"], rec["keyed"], rec["proved"]) == (True, True, True)
     got = _cancel(rec)
     assert (got.outcome, got.code) == ("refused", "finished"), got
 
@@ -113,28 +117,34 @@ def test_a_task_that_is_no_session_of_a_cli_is_already_finished(ids: tuple[str, 
     assert (got.outcome, got.code) == ("refused", "finished"), got
 
 
-def test_a_replica_that_saw_no_key_does_not_undo_one_that_did() -> None:
-    """Behind a Collector that routes records and spans apart, the start
-    record (naming the key) reaches one replica and the end another, which
-    never saw the key: facts are only ever set in the shared record, so
-    what the second writes does not undo the first's."""
-    task_id, trace_id, root_id = _session("s-5")
+@pytest.mark.parametrize(
+    "ids",
+    [_session("s-5"), ("build-7", *taskids.launcher_task_ids("build-7"))],
+    ids=["system-gate-session", "launched-task"],
+)
+def test_an_end_on_a_replica_that_never_saw_the_key_is_the_agents_word(ids: tuple[str, str, str]) -> None:
+    """Behind a Collector that routes records and spans apart (the shipped
+    gateway does: a record's trace id hashed as hex text, a span's as bytes)
+    or sprays them, the start record naming the key reaches one replica and
+    the agent's forged end another, where no key was known: that replica
+    ended the task. Before, a cancel was then refused ("already finished")
+    while the CLI went on. The key is a fact of the shared record (set by
+    the replica that saw it, never undone by the other), and an end made
+    where it was not held is the agent's word: the cancel applies."""
+    task_id, trace_id, root_id = ids
     attrs: dict[str, Any] = {cv.TASK_ID: task_id, cv.TASK_NAME: "Fix the build", cv.AGENT_ID: SERVICE}
     records, spans = _tracker(), _tracker()
+    key_attrs = {**attrs, cv.SESSION_KEY: KEY}
     started = records.live(
-        [
-            LiveFact(
-                trace_id, root_id, cv.LIVE_TASK_START, 1_000, {**attrs, cv.SESSION_KEY: KEY}, {cv.SERVICE_NAME: SERVICE}
-            )
-        ]
+        [LiveFact(trace_id, root_id, cv.LIVE_TASK_START, 1_000, key_attrs, {cv.SERVICE_NAME: SERVICE})]
     )
-    end = {**attrs, cv.TASK_ROOT: root_id, cv.STATUS: "complete", cv.SESSION_PROOF: SECRET}
-    ended = spans.span_ended(SpanData(trace_id, root_id, None, "session end", 1_000, 5_000, end))
+    forged = {**attrs, cv.TASK_ROOT: root_id, cv.STATUS: "complete"}
+    ended = spans.span_ended(SpanData(trace_id, root_id, None, "session end", 1_000, 5_000, forged))
     [done] = [e for e in ended if isinstance(e, TaskFinished)]
 
-    async def go() -> dict[str, Any]:
+    async def go(order: list[tuple[TaskTracker, list[Event]]]) -> dict[str, Any]:
         log = ControlLog(InMemoryStateStore())
-        for tr, out in ((records, started), (spans, ended)):
+        for tr, out in order:
             sync = RunSync(tr, lambda _: None)
             sync.observe(out)
             await sync.flush(log)
@@ -142,7 +152,8 @@ def test_a_replica_that_saw_no_key_does_not_undo_one_that_did() -> None:
         assert rec is not None
         return rec
 
-    rec = asyncio.run(go())
-    assert (rec["session"], rec["keyed"], runs.state_of(rec)) == (True, True, "finished")
-    got = _cancel(rec)
-    assert (got.outcome, got.code) == ("refused", "finished"), got
+    for order in ([(records, started), (spans, ended)], [(spans, ended), (records, started)]):
+        rec = asyncio.run(go(order))
+        assert (rec["keyed"], rec.get("proved"), runs.state_of(rec)) == (True, None, "finished"), rec
+        got = _cancel(rec)
+        assert got.outcome == "applied", got

@@ -123,19 +123,30 @@ def new_record(view: TaskView) -> dict[str, Any]:
 
 # What a cancel applied after an end only the agent said answers.
 AGENT_ENDED = (
-    "cancelled after its end ({outcome}), which was its agent's word alone: the session's later tool calls are denied"
+    "cancelled after its end ({outcome}), which was its agent's word alone: "
+    "its gate denies the session's later tool calls, its launcher stops its CLI"
 )
 
 
 def agent_ends(rec: Mapping[str, Any]) -> bool:
-    """Whether the run's end is its agent's word alone: a session of a
-    coding-agent CLI that neither ``spanvisor run`` nor the system gate
-    keyed (tracking.launcherend), so the agent may send its end, marked
-    complete, while its CLI goes on. A cancel still applies to such a run
-    after it ended: its gate (the hook's look at the control API) denies the
-    session's later calls. A keyed run ends by its starter's word, which the
-    agent cannot forge; any other task has no gate a cancel could stop."""
-    return bool(rec.get("session")) and not rec.get("keyed")
+    """Whether the run's end was its agent's word alone, so that a cancel
+    still applies after it: the end the agent may send, marked complete,
+    with the OTLP token every agent holds, while its CLI goes on.
+
+    - A coding-agent session that neither ``spanvisor run`` nor the system
+      gate keyed (``session``, not ``keyed``): its gate (the hook's look at
+      the control API) denies the session's later calls.
+    - A keyed run that a replica without its key ended (``keyed``, not
+      ``proved``): behind a Collector that routes records and spans apart,
+      or sprays them, the start record naming the key reached one replica
+      and the end another, where an end needs no proof. Its launcher stops
+      its CLI on the cancel.
+
+    A run ended where its key was held ended by its starter's word (or the
+    tracker's own ruling: lost), which the agent cannot forge; any other
+    task has no gate or launcher a cancel could stop. Records written
+    before these facts hold none of them: as before."""
+    return not rec.get("proved") and bool(rec.get("session") or rec.get("keyed"))
 
 
 def decisions_of(rec: Mapping[str, Any] | None) -> list[Decision]:

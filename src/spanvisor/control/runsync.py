@@ -75,13 +75,16 @@ class _Pending:
     # (the add failed after the record was written: the retry finds the
     # record, so it must remember to add it).
     unlisted: bool = False
-    # Who may end the run (runs.agent_ends): a CLI's session the launcher
-    # did not start, seen at the run's first event; a start record named its
-    # starter's key (tracking.launcherend), seen then or at its end. Facts
-    # only ever set in the record, never cleared: a replica that saw no key
-    # (the start record went to another) does not undo one that did.
+    # Whose word its end was (runs.agent_ends): a CLI's session the
+    # launcher did not start, seen at the run's first event; a start record
+    # named its starter's key (tracking.launcherend), seen then or at its
+    # end; and the replica that ended it held that key, so only the
+    # starter's proof (or the tracker's own ruling) could end it there.
+    # Facts only ever set in the record, never cleared: a replica that saw
+    # no key (the start record went to another) does not undo one that did.
     session: bool = False
     keyed: bool = False
+    proved: bool = False
 
 
 # What is known of a run: its open requests (approval id, digest) while it
@@ -144,7 +147,7 @@ class RunSync:
                 known = self._known[key] = _NO_REQUESTS
                 p = self._pending_of(key, v)
                 p.session = taskids.is_session(v.task_id, v.trace_id, v.root_span_id)
-                p.keyed = p.session and self._keyed(v)
+                p.keyed = self._keyed(v)
                 if len(self._known) > MAX_KNOWN:
                     self._known.popitem(last=False)
             elif not isinstance(known, frozenset):
@@ -167,7 +170,8 @@ class RunSync:
                 # its ids stay (an open task's view is the tracker's too).
                 p.view = _ids_of(v)
                 p.outcome, p.ended_ns = ev.outcome, ev.time_ns
-                p.keyed = p.keyed or self._keyed(v)
+                p.proved = self._keyed(v)
+                p.keyed = p.keyed or p.proved
                 self._known[key] = _ASKED if self._known[key] else _FINISHED
 
     def _keyed(self, v: TaskView) -> bool:
@@ -258,6 +262,7 @@ class RunSync:
                 p.gone |= later.gone
                 p.outcome, p.ended_ns = later.outcome or p.outcome, later.ended_ns or p.ended_ns
                 p.session, p.keyed = p.session or later.session, p.keyed or later.keyed
+                p.proved = p.proved or later.proved
             back[key] = p
         self._pending = {**back, **self._pending}
 
@@ -388,7 +393,7 @@ class _RecordChange:
             # read): no decision may land on it after.
             if runs.close_request(rec, aid, "expired", now, "the agent stopped waiting"):
                 closed.append(aid)
-        for fact in ("session", "keyed"):
+        for fact in ("session", "keyed", "proved"):
             if getattr(p, fact) and not rec.get(fact):
                 rec[fact], changed = True, True
         if p.outcome is not None and runs.state_of(rec) == "running":
