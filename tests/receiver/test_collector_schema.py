@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from collector_yaml import parse_yaml
 
-from spanvisor.spans.conventions import KNOWN_KEYS
+from spanvisor.spans.conventions import KNOWN_KEYS, ROUTE
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = ROOT / "collector-config"
@@ -134,7 +134,16 @@ def test_pipelines_reference_defined_components(path: Path) -> None:
 def test_gateway_queues_and_retries_at_the_top_of_load_balancing() -> None:
     doc = parse_yaml((CONFIG_DIR / "gateway.yaml").read_text())
     lb = doc["exporters"]["load_balancing/spanvisor"]
-    assert lb["routing_key"] == "traceID"
+    # A task's spans and records by one key: the trace id as text, set on both
+    # by transform/route (routed by traceID, the exporter hashes a record's id
+    # as text and a span's as bytes, so they parted).
+    assert (lb["routing_key"], lb["routing_attributes"]) == ("attributes", [ROUTE])
+    route = doc["processors"]["transform/route"]
+    assert route["trace_statements"] == [f'set(span.attributes["{ROUTE}"], span.trace_id.string)']
+    assert route["log_statements"] == [f'set(log.attributes["{ROUTE}"], log.trace_id.string)']
+    for signal in ("traces", "logs"):
+        procs = doc["service"]["pipelines"][signal]["processors"]
+        assert procs.index("transform/route") < procs.index("batch"), procs
     assert lb["sending_queue"]["enabled"] is True
     assert lb["sending_queue"]["storage"] == "file_storage/lb"
     assert lb["retry_on_failure"]["enabled"] is True

@@ -99,7 +99,11 @@ def _event_name(rec: Any) -> str | None:
 
 def _live(rec: Any, name: str, tid: int, resource: dict[str, Any], out: DecodedLogs, heard_ns: int) -> bool:
     sid = rec.span_id
-    attrs = {kv.key: any_value(kv.value, limit_of(kv.key)) for kv in rec.attributes[:MAX_LIVE_ATTRIBUTES]}
+    attrs = {
+        kv.key: any_value(kv.value, limit_of(kv.key))
+        for kv in rec.attributes[:MAX_LIVE_ATTRIBUTES]
+        if kv.key != cv.ROUTE
+    }
     root = root_of(sid.hex() if sid else "", attrs)
     if not tid or root is None:
         out.reject(f"a {name} record needs the task's trace id and its root span id (the span it was emitted in)")

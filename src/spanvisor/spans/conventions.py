@@ -61,6 +61,10 @@ SESSION_PROOF: Final = "agent.session.proof"
 # On the decision event: approve, reject or timed_out; and who decided.
 APPROVAL_OUTCOME: Final = "agent.approval.outcome"
 APPROVAL_DECIDED_BY: Final = "agent.approval.decided_by"
+# The shipped gateway Collector's routing key (collector-config/gateway.yaml):
+# the trace id as text on every span and record, so a task's spans and records
+# reach one replica. Nobody's fact: the receiver reads it nowhere.
+ROUTE: Final = "spanvisor.route"
 # The live channel (spans/live.py): what an agent says of its open root as log records (by event.name).
 LIVE_TASK_START: Final = "agent.task.start"
 LIVE_TASK_UPDATE: Final = "agent.task.update"
