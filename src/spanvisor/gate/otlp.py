@@ -126,7 +126,7 @@ def _post_plain(
     deadline = time.monotonic() + timeout_s
     head = [f"POST {path} HTTP/1.1", f"Host: {netloc}", f"Content-Length: {len(body)}", "Connection: close"]
     head += [f"{k}: {v}" for k, v in headers.items()]
-    with socket.create_connection((host, port), timeout=max(0.001, timeout_s)) as sock:
+    with _connect(host, port, deadline) as sock:
         sock.settimeout(max(0.001, deadline - time.monotonic()))
         sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
         got = b""
@@ -140,8 +140,61 @@ def _post_plain(
     return len(status) >= 2 and status[1][:1] == b"2"
 
 
+def addresses(host: str, port: int, timeout_s: float) -> list[str]:
+    """The addresses of ``host``, looked up within ``timeout_s``: a name's
+    lookup has no timeout of its own, so a resolver that does not answer
+    would hold the call (and the gate's answer, at a session's first call)
+    past its deadline. A literal address is its own; a lookup still running
+    at the deadline is left to its daemon thread (TimeoutError)."""
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+            return [host]
+        except OSError:
+            pass
+    import threading
+
+    found: list[str] = []
+    done = threading.Event()
+
+    def look() -> None:
+        try:
+            for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+                if str(info[4][0]) not in found:
+                    found.append(str(info[4][0]))
+        except (OSError, UnicodeError):
+            pass
+        finally:
+            done.set()
+
+    threading.Thread(target=look, name="spanvisor-resolve", daemon=True).start()
+    if not done.wait(max(0.001, timeout_s)):
+        raise TimeoutError(f"no address for {host} within {timeout_s:.2f} s")
+    if not found:
+        raise OSError(f"no address for {host}")
+    return found
+
+
+def _connect(host: str, port: int, deadline: float) -> socket.socket:
+    """A connection to ``host`` by the first of its addresses that takes
+    one (``localhost`` may name ::1 before 127.0.0.1), before ``deadline``."""
+    last: OSError = OSError(f"no address for {host}")
+    for address in addresses(host, port, deadline - time.monotonic()):
+        try:
+            return socket.create_connection((address, port), timeout=max(0.001, deadline - time.monotonic()))
+        except OSError as exc:
+            last = exc
+    raise last
+
+
 def _post_tls(url: str, headers: dict[str, str], body: bytes, timeout_s: float) -> bool:
+    import urllib.parse
     import urllib.request
+
+    # urllib looks the name up again, without a timeout: this first look,
+    # bounded, fails fast on a resolver that does not answer.
+    parts = urllib.parse.urlsplit(url)
+    addresses(parts.hostname or "127.0.0.1", parts.port or 443, timeout_s)
 
     req = urllib.request.Request(url, data=body, headers=headers, method="POST")
     with urllib.request.urlopen(req, timeout=timeout_s) as resp:
