@@ -22,6 +22,16 @@ exits) run alone, with ``serve`` up and down: what the launcher adds before
 the CLI starts, and from start to exit, interleaved (a twentieth of
 ``--calls`` rounds, 5 to 50).
 
+**The system gate keying a session** (``keyed``): the cold command hook as
+the system gate runs it for a session without the launcher (``--key-sessions
+--locked``), each call a new session, so each sends the session's key
+before answering (``spanvisor.hook.sessionkey``): to an OTLP endpoint that
+answers at once, one that refuses, and one that takes the connection and
+never answers (the post's deadline, ``SEND_TIMEOUT_S``, ends it), each
+beside the same hook without keying against the same receiver (whose notes
+and cancel look meet it too). What keying costs a session's first call
+when its receiver is up, down or silent; ``min(--calls, 20)`` calls a case.
+
 **A session** (``session``): the real Claude Code (``tests/codingagents``'
 pinned install) against the fake Messages API answering each turn after
 0.5 s, ``--session-calls`` Bash calls then a text turn, without the gate
@@ -29,7 +39,7 @@ pinned install) against the fake Messages API answering each turn after
 hook ``spanvisor hook claude-code``, a policy allowing each call): total
 wall time of each, and the ratio.
 
-    .venv/bin/python benchmarks/bench_gate.py [--calls 1000] [--session-calls 500] [--only hooks,http,run,session]
+    .venv/bin/python benchmarks/bench_gate.py [--calls 1000] [--session-calls 500] [--only hooks,http,keyed,run,session]
 
 ``--spanvisor`` names the command timed as the cold hook and as the
 launcher (default: this venv's, an editable install, whose import finder
@@ -262,6 +272,85 @@ def bench_calls(args: argparse.Namespace, tmp: Path, only: set[str]) -> None:
         serve.wait(60)
 
 
+class _Endpoints:
+    """OTLP/HTTP endpoints for the keyed hook: one that answers 200 at once,
+    and one that listens and never answers (never accepted: the backlog)."""
+
+    def __init__(self) -> None:
+        import http.server
+        import socket
+        import threading
+
+        class Ok(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *a: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ok)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.silent = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.silent.bind(("127.0.0.1", 0))
+        self.silent.listen(1024)
+        self.urls = {
+            "answering": f"http://127.0.0.1:{self.server.server_address[1]}",
+            "refusing": DOWN,
+            "silent": f"http://127.0.0.1:{self.silent.getsockname()[1]}",
+        }
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.silent.close()
+
+
+def bench_keyed(args: argparse.Namespace, tmp: Path) -> None:
+    from spanvisor.hook import sessionkey
+
+    policy = tmp / "policy.toml"
+    policy.write_text(POLICY)
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("SPANVISOR_", "OTEL_"))}
+    base |= {"SPANVISOR_DATA_DIR": str(tmp / "data"), "SPANVISOR_HOOK_DELIVERY": "off", "HOME": str(tmp / "home")}
+    ends = _Endpoints()
+
+    def fresh(argv: list[str], env: dict[str, str]) -> Callable[[], float]:
+        """Each call a new session (its key not yet sent)."""
+
+        def once() -> float:
+            doc = json.loads(stdin_for("claude-code", "ls -la"))
+            doc["session_id"] = str(uuid.uuid4())
+            return spawned(argv, json.dumps(doc).encode(), env)()
+
+        return once
+
+    # A locked hook reads its receiver from its command line only, as the gate passes it.
+    hook = [args.spanvisor, "hook", "claude-code", "--locked", "--policy", str(policy), "--endpoint"]
+    cases: dict[str, Callable[[], float]] = {"true (the floor)": spawned(["true"], b"", base)}
+    for name, url in ends.urls.items():
+        # The same receiver without keying: its notes and its cancel look
+        # meet it too, so the difference is the keying's own cost.
+        cases[f"locked, not keying: {name}"] = fresh([*hook, url], {**base, "XDG_STATE_HOME": str(tmp / "plain")})
+        env = {**base, "XDG_STATE_HOME": str(tmp / f"state-{name}")}
+        cases[f"locked, keying a new session: {name}"] = fresh([*hook, url, "--key-sessions"], env)
+    try:
+        times = measure(cases, max(5, min(args.calls, 20)), "keyed")
+        floor = statistics.median(times["true (the floor)"])
+        got = table(times, floor)
+        added = {}
+        for name in ends.urls:
+            added[name] = got[f"locked, keying a new session: {name}"][0] - got[f"locked, not keying: {name}"][0]
+            print(f"keying a session against a receiver {name} adds {added[name]:.1f} ms at p50")
+        bound = sessionkey.SEND_TIMEOUT_S * 1000 + 100
+        goal("keying against a silent receiver, the call's p50 over the same call unkeyed", added["silent"], bound)
+    finally:
+        ends.close()
+
+
 def bench_run(args: argparse.Namespace, tmp: Path) -> None:
     """What ``spanvisor run`` adds to a session: before the CLI starts (the
     fake CLI writes the wall clock when it runs), and in all (start to exit)."""
@@ -389,7 +478,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--calls", type=int, default=100, help="calls per case (docs/design/performance.md: 1000)")
     ap.add_argument("--session-calls", type=int, default=50, help="tool calls in the Claude Code session (0: none)")
-    ap.add_argument("--only", default="hooks,http,run,session", help="comma-separated: hooks, http, run, session")
+    ap.add_argument(
+        "--only", default="hooks,http,keyed,run,session", help="comma-separated: hooks, http, keyed, run, session"
+    )
     ap.add_argument("--quick", action="store_true", help="50 calls per case, a 20-call session")
     ap.add_argument("--spanvisor", default=SPANVISOR, help="the spanvisor command to time (default: this venv's)")
     args = ap.parse_args()
@@ -400,6 +491,8 @@ def main() -> None:
     print(f"load average at the start: {os.getloadavg()}")
     if only & {"hooks", "http"}:
         bench_calls(args, tmp, only)
+    if "keyed" in only:
+        bench_keyed(args, tmp)
     if "run" in only:
         bench_run(args, tmp)
     if "session" in only and args.session_calls > 0:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -142,10 +143,23 @@ def test_a_receiver_that_refuses_is_tried_again_only_after_the_retry_window(tmp_
     assert sessionkey.proof(TASK, env) == held.secret
 
 
-def test_a_receiver_that_is_down_costs_the_call_at_most_the_bound(tmp_path: Path) -> None:
-    t0 = time.monotonic()
+def test_a_receiver_that_is_down_or_silent_leaves_the_session_unkeyed(tmp_path: Path) -> None:
+    """Refused, or taking the connection and never answering (the post's
+    deadline ends it: what that costs a call is measured by
+    ``benchmarks/bench_gate.py --only keyed``, not here): the call goes on
+    unkeyed, and the next call within the retry window does not try again."""
     assert not _ensure(_env(tmp_path), "http://127.0.0.1:9")
-    assert time.monotonic() - t0 < sessionkey.SEND_TIMEOUT_S + 1.0
+    silent = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # connections wait in the backlog: never accepted, never answered
+        env = _env(tmp_path, XDG_STATE_HOME=str(tmp_path / "silent"))
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        assert not _ensure(env, url)
+        assert not _ensure(env, url)
+        assert sessionkey.proof(TASK, env) is None
+    finally:
+        silent.close()
 
 
 def test_the_launchers_session_and_a_call_without_a_session_are_not_keyed(tmp_path: Path, endpoint: Endpoint) -> None:
