@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from spanvisor.clis import registry
+from spanvisor.control import runs
 from spanvisor.events import TaskFinished
 from spanvisor.hook.task import SessionTask, otlp_args
 from tests.cli.coding_harness import CLAUDE_PRE, CODEX_PRE, GEMINI_BEFORE, TOKEN, Serve, clean_env, hook, task_of
@@ -54,8 +55,6 @@ def _sid() -> str:
 
 def _opened(serve: Serve, cli: str, sid: str) -> str:
     """The session's task, opened as the CLI's first records would open it."""
-    from spanvisor.clis import registry
-
     task = task_of(cli, sid)
     SessionTask(sid, registry.need(cli).service, False, otlp_args(serve.base, TOKEN, 10)).record(
         "agent.task.start", {"agent.task.name": "fix the tests", "agent.id": registry.need(cli).service}
@@ -161,7 +160,7 @@ def test_a_session_that_ends_its_own_task_is_cancelled_all_the_same(serve: Serve
     assert _finished(serve, task).task.status == "complete"
     got = serve.cancel(task, "it is still running")
     assert got["outcome"] == "applied", got
-    assert "its agent's word alone" in str(got["reason"]), got
+    assert got["reason"] == runs.AGENT_ENDED.format(outcome="complete"), got
     code, answer, _ = hook("claude-code", {**payload, "tool_use_id": "t2"})
     assert code == 0 and _decision("claude-code", answer) == "deny", answer
     assert _reason("claude-code", answer) == "spanvisor: cancelled by alice: it is still running"

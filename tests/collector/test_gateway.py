@@ -56,6 +56,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
+from spanvisor.spans.conventions import ROUTE
 from tests.collector._collector import (
     WAIT_S,
     Collector,
@@ -98,7 +99,14 @@ class Agent:
     the gateway: its spans, and the live channel's records in each root's
     context (as the helper sends them, here by hand)."""
 
-    def __init__(self, name: str, http: int | None = None, grpc: int | None = None, record_ids: bool = False) -> None:
+    def __init__(
+        self,
+        name: str,
+        http: int | None = None,
+        grpc: int | None = None,
+        record_ids: bool = False,
+        resource: dict[str, str] | None = None,
+    ) -> None:
         spans: SpanExporter
         logs: LogRecordExporter
         if grpc is not None:
@@ -107,10 +115,10 @@ class Agent:
         else:
             spans = HttpSpanExporter(endpoint=f"http://127.0.0.1:{http}/v1/traces", timeout=30)
             logs = HttpLogExporter(endpoint=f"http://127.0.0.1:{http}/v1/logs", timeout=30)
-        resource = Resource.create({"service.name": f"agent-{name}"})
-        self.tp = TracerProvider(resource=resource, shutdown_on_exit=False)
+        attrs = {"service.name": f"agent-{name}", **(resource or {})}
+        self.tp = TracerProvider(resource=Resource.create(attrs), shutdown_on_exit=False)
         self.tp.add_span_processor(BatchSpanProcessor(spans))
-        self.lp = LoggerProvider(resource=resource, shutdown_on_exit=False)
+        self.lp = LoggerProvider(resource=Resource.create(attrs), shutdown_on_exit=False)
         self.lp.add_log_record_processor(BatchLogRecordProcessor(logs))
         self.tracer = self.tp.get_tracer("agent")
         self.logger = self.lp.get_logger("agent")
@@ -192,10 +200,12 @@ class Gateway:
     health: int
     sent: list[str] = field(default_factory=list)  # every task sent through it so far
 
-    def agent(self, name: str, grpc: bool = False, record_ids: bool = False) -> Agent:
+    def agent(
+        self, name: str, grpc: bool = False, record_ids: bool = False, resource: dict[str, str] | None = None
+    ) -> Agent:
         if grpc:
-            return Agent(name, grpc=self.grpc, record_ids=record_ids)
-        return Agent(name, http=self.http, record_ids=record_ids)
+            return Agent(name, grpc=self.grpc, record_ids=record_ids, resource=resource)
+        return Agent(name, http=self.http, record_ids=record_ids, resource=resource)
 
     def live_then_work(self, agent: Agent, ids: list[str]) -> dict[str, dict[str, Any]]:
         """Every task's root started and said on the live channel; once each
@@ -451,11 +461,14 @@ def test_a_tasks_records_reach_the_replica_of_its_spans(gw: Gateway) -> None:
     judged its end. The config now sets the trace id as text on every span
     and record (transform/route) and routes both by it: each replica opens
     live exactly the tasks whose spans it gets and finishes, none is let go
-    as finished elsewhere, and none is left open."""
+    as finished elsewhere, and none is left open. The agents name the
+    routing attribute on their resource themselves (the exporter reads the
+    resource's first): the gateway deletes it, so it chooses nothing (else
+    every task would go to one replica)."""
     before = [gw.serve_metrics(r) for r in gw.replicas]
     ids = [f"G3-{i}" for i in range(N)]
     gw.sent += ids
-    agent = gw.agent("G3")
+    agent = gw.agent("G3", resource={ROUTE: "one replica for all"})
     try:
         gw.live_then_work(agent, ids)
     finally:

@@ -12,8 +12,9 @@ facts come from the tracker's own events through
 in-memory store: a session's ids (its task id in its CLI's namespace, and
 trace and root ids derived from the session id), whether a start record
 named its starter's key, and whether the replica that ended it held the
-key. A run ended where its key was held, or any task that is no such
-session, is "already finished" as before.
+key. A launched task ended where its key was held (by its launcher's proof),
+or any task that is neither, is "already finished" as before; a session's
+end never is (an agent without the system gate can key its own session).
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def _session(sid: str) -> tuple[str, str, str]:
 
 def test_a_session_its_agent_ended_takes_a_cancel_after_its_end_once() -> None:
     rec = _run(*_session("s-1"), key=None, proof=None)
-    assert rec["session"] is True and "keyed" not in rec
+    assert rec["session"] is True and "keys" not in rec
     got = _cancel(rec)
     assert got.outcome == "applied", got
     assert got.reason == runs.AGENT_ENDED.format(outcome="complete")
@@ -95,9 +96,21 @@ def test_a_session_its_agent_ended_takes_a_cancel_after_its_end_once() -> None:
     assert (again.outcome, again.code) == ("refused", "already_decided"), again
 
 
-def test_a_keyed_session_ended_by_its_starter_is_already_finished() -> None:
+def test_a_keyed_session_ended_with_its_proof_takes_a_cancel_all_the_same() -> None:
+    """The system gate keys a session before answering its first call; an
+    agent without the gate can key its own session (the first key stands)
+    and end it with its own proof. The record cannot tell the two apart, so
+    a session's end never stops a cancel (after a real end, nothing is
+    left to stop)."""
     rec = _run(*_session("s-2"), key=KEY, proof=SECRET)
-    assert (rec["session"], rec["keyed"], rec["proved"]) == (True, True, True)
+    assert (rec["session"], rec["keys"], rec["proved"]) == (True, [KEY], True)
+    got = _cancel(rec)
+    assert got.outcome == "applied", got
+
+
+def test_a_launched_task_ended_with_its_launchers_proof_is_already_finished() -> None:
+    rec = _run("build-7", *taskids.launcher_task_ids("build-7"), key=KEY, proof=SECRET)
+    assert (rec.get("session"), rec["keys"], rec["proved"]) == (None, [KEY], True)
     got = _cancel(rec)
     assert (got.outcome, got.code) == ("refused", "finished"), got
 
@@ -154,6 +167,81 @@ def test_an_end_on_a_replica_that_never_saw_the_key_is_the_agents_word(ids: tupl
 
     for order in ([(records, started), (spans, ended)], [(spans, ended), (records, started)]):
         rec = asyncio.run(go(order))
-        assert (rec["keyed"], rec.get("proved"), runs.state_of(rec)) == (True, None, "finished"), rec
+        assert (rec["keys"], rec.get("proved"), runs.state_of(rec)) == ([KEY], None, "finished"), rec
         got = _cancel(rec)
         assert got.outcome == "applied", got
+
+
+def test_an_agent_that_names_its_own_key_where_the_launchers_was_not_held_is_cancelled_all_the_same() -> None:
+    """Review finding: the start record naming the launcher's key reaches
+    one replica; the agent sends its own start record, naming a key of its
+    own, and an end carrying that key's proof to another replica (a resource
+    attribute once steered the gateway's routing; spraying, or a replica's
+    own port, still may). That replica ends the run with a proof that holds
+    there. The record keeps both keys: two starters, one of them the agent,
+    so the cancel still applies."""
+    task_id, trace_id, root_id = "build-8", *taskids.launcher_task_ids("build-8")
+    attrs: dict[str, Any] = {cv.TASK_ID: task_id, cv.TASK_NAME: "Fix the build", cv.AGENT_ID: SERVICE}
+    own_secret = "77" * 32
+    own_key = hashlib.sha256(own_secret.encode()).hexdigest()
+    launcher, other = _tracker(), _tracker()
+    started = launcher.live(
+        [
+            LiveFact(
+                trace_id, root_id, cv.LIVE_TASK_START, 1_000, {**attrs, cv.SESSION_KEY: KEY}, {cv.SERVICE_NAME: SERVICE}
+            )
+        ]
+    )
+    forged = other.live(
+        [
+            LiveFact(
+                trace_id,
+                root_id,
+                cv.LIVE_TASK_START,
+                1_100,
+                {**attrs, cv.SESSION_KEY: own_key},
+                {cv.SERVICE_NAME: SERVICE},
+            )
+        ]
+    )
+    end = {**attrs, cv.TASK_ROOT: root_id, cv.STATUS: "complete", cv.SESSION_PROOF: own_secret}
+    forged += other.span_ended(SpanData(trace_id, root_id, None, "session end", 1_000, 5_000, end))
+    [done] = [e for e in forged if isinstance(e, TaskFinished)]
+
+    async def go(order: list[tuple[TaskTracker, list[Event]]]) -> dict[str, Any]:
+        log = ControlLog(InMemoryStateStore())
+        for tr, out in order:
+            sync = RunSync(tr, lambda _: None)
+            sync.observe(out)
+            await sync.flush(log)
+        rec = await log.record(task_id, done.task.run_id)
+        assert rec is not None
+        return rec
+
+    for order in ([(launcher, started), (other, forged)], [(other, forged), (launcher, started)]):
+        rec = asyncio.run(go(order))
+        assert (sorted(rec["keys"]), rec["proved"]) == (sorted([KEY, own_key]), True), rec
+        got = _cancel(rec)
+        assert got.outcome == "applied", got
+    # On one replica, the agent's key after the launcher's is a rival: the
+    # same two keys in the record.
+    one = _tracker()
+    out = one.live(
+        [
+            LiveFact(
+                trace_id, root_id, cv.LIVE_TASK_START, 1_000, {**attrs, cv.SESSION_KEY: KEY}, {cv.SERVICE_NAME: SERVICE}
+            ),
+            LiveFact(
+                trace_id,
+                root_id,
+                cv.LIVE_TASK_START,
+                1_100,
+                {**attrs, cv.SESSION_KEY: own_key},
+                {cv.SERVICE_NAME: SERVICE},
+            ),
+        ]
+    )
+    out += one.span_ended(SpanData(trace_id, root_id, None, "end", 1_000, 5_000, {**end, cv.SESSION_PROOF: SECRET}))
+    rec = asyncio.run(go([(one, out)]))
+    assert (rec["keys"], rec["proved"]) == ([KEY, own_key], True)
+    assert _cancel(rec).outcome == "applied"

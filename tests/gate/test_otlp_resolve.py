@@ -61,7 +61,7 @@ def test_a_resolver_that_never_answers_costs_the_post_its_deadline_not_more(monk
     try:
         assert otlp.post("http://spanvisor.invalid:4318", None, b"{}", 0.2) is False
         assert otlp.post("https://spanvisor.invalid:4318", None, b"{}", 0.2) is False
-        assert asked == ["spanvisor.invalid", "spanvisor.invalid"]
+        assert asked == ["spanvisor.invalid"]  # the second waits on the lookup still running: one thread
         assert not ended, "a post waited for a lookup that did not answer"
     finally:
         release.set()

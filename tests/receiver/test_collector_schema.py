@@ -139,8 +139,15 @@ def test_gateway_queues_and_retries_at_the_top_of_load_balancing() -> None:
     # as text and a span's as bytes, so they parted).
     assert (lb["routing_key"], lb["routing_attributes"]) == ("attributes", [ROUTE])
     route = doc["processors"]["transform/route"]
-    assert route["trace_statements"] == [f'set(span.attributes["{ROUTE}"], span.trace_id.string)']
-    assert route["log_statements"] == [f'set(log.attributes["{ROUTE}"], log.trace_id.string)']
+    # A sender's own copy on the resource or the scope (read first) is deleted.
+    unset = [f'delete_key(resource.attributes, "{ROUTE}")', f'delete_key(scope.attributes, "{ROUTE}")']
+    assert route["trace_statements"] == [*unset, f'set(span.attributes["{ROUTE}"], span.trace_id.string)']
+    none = '"' + "0" * 32 + '"'
+    assert route["log_statements"] == [
+        *unset,
+        f'set(log.attributes["{ROUTE}"], log.trace_id.string) where log.trace_id.string != {none}',
+        f'set(log.attributes["{ROUTE}"], UUID()) where log.trace_id.string == {none}',
+    ]
     for signal in ("traces", "logs"):
         procs = doc["service"]["pipelines"][signal]["processors"]
         assert procs.index("transform/route") < procs.index("batch"), procs

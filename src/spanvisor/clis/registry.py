@@ -117,6 +117,17 @@ def by_service(service: str) -> Adapter | None:
     return found if found is not None else _services(False).get(service)
 
 
+@functools.lru_cache(maxsize=1)
+def services_by_namespace() -> dict[str, tuple[str, ...]]:
+    """Each session namespace and the services whose sessions it names,
+    read once (the pipeline asks it for every new run: an adapter that
+    fails to load is not tried again per run)."""
+    found: dict[str, tuple[str, ...]] = {}
+    for adapter in every():
+        found[adapter.namespace] = (*found.get(adapter.namespace, ()), *adapter.services)
+    return found
+
+
 @functools.lru_cache(maxsize=2)
 def _services(built_in: bool) -> dict[str, Adapter]:
     found: dict[str, Adapter] = {}
@@ -184,5 +195,6 @@ __all__ = [
     "names",
     "need",
     "record_readers",
+    "services_by_namespace",
     "shadowed",
 ]

@@ -121,32 +121,51 @@ def new_record(view: TaskView) -> dict[str, Any]:
     }
 
 
-# What a cancel applied after an end only the agent said answers.
+# What a cancel applied after its run's end answers (agent_ends).
 AGENT_ENDED = (
-    "cancelled after its end ({outcome}), which was its agent's word alone: "
-    "its gate denies the session's later tool calls, its launcher stops its CLI"
+    "cancelled after its end ({outcome}), which may have been its agent's word alone: "
+    "whatever still runs under the task is stopped (a session's gate denies its later tool calls)"
 )
+# Most starter keys a run's record keeps (tracking.launcherend): one is the
+# rule, two already say an agent named its own.
+MAX_KEYS = 4
+
+
+def keys_of(rec: Mapping[str, Any]) -> list[str]:
+    """The starter keys the run's start records named, on any replica."""
+    got = rec.get("keys")
+    return [k for k in got if isinstance(k, str)] if isinstance(got, list) else []
 
 
 def agent_ends(rec: Mapping[str, Any]) -> bool:
-    """Whether the run's end was its agent's word alone, so that a cancel
-    still applies after it: the end the agent may send, marked complete,
-    with the OTLP token every agent holds, while its CLI goes on.
+    """Whether a cancel still applies to the run after it ended, because
+    its end may have been its agent's word alone: the end the agent can send,
+    marked complete, with the OTLP token every agent holds, while its CLI
+    goes on.
 
-    - A coding-agent session that neither ``spanvisor run`` nor the system
-      gate keyed (``session``, not ``keyed``): its gate (the hook's look at
-      the control API) denies the session's later calls.
-    - A keyed run that a replica without its key ended (``keyed``, not
-      ``proved``): behind a Collector that routes records and spans apart,
-      or sprays them, the start record naming the key reached one replica
-      and the end another, where an end needs no proof. Its launcher stops
-      its CLI on the cancel.
+    - A coding-agent session the launcher did not start (``session``): only
+      the system gate, keying it before answering its first call, makes its
+      end the gate's word; without the gate the agent can key its session
+      itself and end it with its own proof, and the record cannot tell the
+      two apart. Its gate (the hook's look at the control API) denies the
+      session's later calls; after a real end there is nothing left to stop.
+    - A keyed run (``keys``) whose end no replica proved (``proved``): behind
+      a Collector that routes records and spans apart, or sprays them, the
+      start record naming the key reached one replica and the end another,
+      where an end needs no proof.
+    - A keyed run whose start records named two keys, on one replica or two:
+      the launcher's and one the agent named so as to end the run with its
+      own proof wherever the launcher's key was not held.
 
-    A run ended where its key was held ended by its starter's word (or the
-    tracker's own ruling: lost), which the agent cannot forge; any other
-    task has no gate or launcher a cancel could stop. Records written
-    before these facts hold none of them: as before."""
-    return not rec.get("proved") and bool(rec.get("session") or rec.get("keyed"))
+    The launcher stops its CLI on such a cancel. A launched task (or the
+    Python helper's) ended with its one key's proof ended by its starter's
+    word, which the agent cannot forge; any other task has no gate or
+    launcher a cancel could stop. Records written before these facts hold
+    none of them: as before."""
+    if rec.get("session"):
+        return True
+    keys = keys_of(rec)
+    return bool(keys) and (len(keys) > 1 or not rec.get("proved"))
 
 
 def decisions_of(rec: Mapping[str, Any] | None) -> list[Decision]:
@@ -380,6 +399,7 @@ def apply(rec: dict[str, Any], d: Decision, now_ns: int) -> Judgement:
 
 __all__ = [
     "AGENT_ENDED",
+    "MAX_KEYS",
     "MAX_PER_RUN",
     "Judgement",
     "Offered",
@@ -401,6 +421,7 @@ __all__ = [
     "finish",
     "fits",
     "judge",
+    "keys_of",
     "new_record",
     "offer_request",
     "open_requests",

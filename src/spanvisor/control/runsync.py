@@ -76,14 +76,14 @@ class _Pending:
     # record, so it must remember to add it).
     unlisted: bool = False
     # Whose word its end was (runs.agent_ends): a CLI's session the
-    # launcher did not start, seen at the run's first event; a start record
-    # named its starter's key (tracking.launcherend), seen then or at its
-    # end; and the replica that ended it held that key, so only the
-    # starter's proof (or the tracker's own ruling) could end it there.
-    # Facts only ever set in the record, never cleared: a replica that saw
-    # no key (the start record went to another) does not undo one that did.
+    # launcher did not start; the keys its start records named here
+    # (tracking.launcherend: the first, then any other); and its end here
+    # carried the secret of the key this replica held. Facts only ever
+    # added to the record, never taken away: a replica that saw no key (the
+    # start record went to another) does not undo one that did, and a key
+    # the agent named on another replica joins the launcher's.
     session: bool = False
-    keyed: bool = False
+    keys: tuple[str, ...] = ()
     proved: bool = False
 
 
@@ -146,8 +146,7 @@ class RunSync:
             if known is _UNSEEN:
                 known = self._known[key] = _NO_REQUESTS
                 p = self._pending_of(key, v)
-                p.session = taskids.is_session(v.task_id, v.trace_id, v.root_span_id)
-                p.keyed = self._keyed(v)
+                self._starter(p, v)
                 if len(self._known) > MAX_KNOWN:
                     self._known.popitem(last=False)
             elif not isinstance(known, frozenset):
@@ -170,14 +169,19 @@ class RunSync:
                 # its ids stay (an open task's view is the tracker's too).
                 p.view = _ids_of(v)
                 p.outcome, p.ended_ns = ev.outcome, ev.time_ns
-                p.proved = self._keyed(v)
-                p.keyed = p.keyed or p.proved
+                self._starter(p, v, ended=True)
                 self._known[key] = _ASKED if self._known[key] else _FINISHED
 
-    def _keyed(self, v: TaskView) -> bool:
-        """Whether a start record named the run's starter's key here."""
-        open_states, closed = self._tracker.states_of(v.task_id)
-        return any(st.launcher is not None for st in (*open_states, *closed) if st.working.run_id == v.run_id)
+    def _starter(self, p: _Pending, v: TaskView, ended: bool = False) -> None:
+        """What this replica knows of who may end the run: at its first event
+        and at its end (a key named meanwhile). One lookup by the run's own
+        ids; the session test hashes its ids (a few microseconds a run)."""
+        p.session = p.session or taskids.is_session(v.task_id, v.trace_id, v.root_span_id)
+        st = self._tracker.state_at((v.trace_id, v.root_span_id))
+        launcher = st.launcher if st is not None else None
+        if launcher is not None:
+            p.keys = tuple(dict.fromkeys((*p.keys, launcher.key, *launcher.rivals)))
+            p.proved = p.proved or (ended and launcher.proved)
 
     def _pending_of(self, key: tuple[str, str], view: TaskView) -> _Pending:
         p = self._pending.get(key)
@@ -261,8 +265,8 @@ class RunSync:
                     p.opened = {**(p.opened or {}), **later.opened}
                 p.gone |= later.gone
                 p.outcome, p.ended_ns = later.outcome or p.outcome, later.ended_ns or p.ended_ns
-                p.session, p.keyed = p.session or later.session, p.keyed or later.keyed
-                p.proved = p.proved or later.proved
+                p.session, p.proved = p.session or later.session, p.proved or later.proved
+                p.keys = tuple(dict.fromkeys((*p.keys, *later.keys)))
             back[key] = p
         self._pending = {**back, **self._pending}
 
@@ -393,9 +397,14 @@ class _RecordChange:
             # read): no decision may land on it after.
             if runs.close_request(rec, aid, "expired", now, "the agent stopped waiting"):
                 closed.append(aid)
-        for fact in ("session", "keyed", "proved"):
+        for fact in ("session", "proved"):
             if getattr(p, fact) and not rec.get(fact):
                 rec[fact], changed = True, True
+        if p.keys:
+            have = runs.keys_of(rec)
+            keys = [*have, *(k for k in p.keys if k not in have)][: runs.MAX_KEYS]
+            if keys != have:
+                rec["keys"], changed = keys, True
         if p.outcome is not None and runs.state_of(rec) == "running":
             closed += runs.finish(rec, p.outcome, p.ended_ns or now)
         return (rec if changed or closed or p.outcome is not None else None), (fresh, closed)

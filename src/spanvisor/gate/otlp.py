@@ -102,7 +102,8 @@ def span_request(
 
 def post(endpoint: str, token: str | None, body: bytes, timeout_s: float, signal: str = "logs") -> bool:
     """POST ``body`` to ``endpoint``/v1/``signal`` (logs, traces); True on a
-    2xx within ``timeout_s``, False on anything else (refused, slow, an error)."""
+    2xx within ``timeout_s`` (the name's lookup, the connection, TLS and the
+    answer all within it), False on anything else (refused, slow, an error)."""
     import urllib.parse  # after the answer: off the gate's fast path
 
     parts = urllib.parse.urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
@@ -110,23 +111,26 @@ def post(endpoint: str, token: str | None, body: bytes, timeout_s: float, signal
     headers = {"Content-Type": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
+    tls = parts.scheme == "https"
     try:
-        if parts.scheme == "https":
-            return _post_tls(f"{parts.scheme}://{parts.netloc}{path}", headers, body, timeout_s)
-        return _post_plain(
-            parts.hostname or "127.0.0.1", parts.port or 80, parts.netloc, path, headers, body, timeout_s
-        )
+        host, port = parts.hostname or "127.0.0.1", parts.port or (443 if tls else 80)
+        return _post(host, port, parts.netloc, path, headers, body, time.monotonic() + timeout_s, tls)
     except (OSError, ValueError):
         return False
 
 
-def _post_plain(
-    host: str, port: int, netloc: str, path: str, headers: dict[str, str], body: bytes, timeout_s: float
+def _post(
+    host: str, port: int, netloc: str, path: str, headers: dict[str, str], body: bytes, deadline: float, tls: bool
 ) -> bool:
-    deadline = time.monotonic() + timeout_s
     head = [f"POST {path} HTTP/1.1", f"Host: {netloc}", f"Content-Length: {len(body)}", "Connection: close"]
     head += [f"{k}: {v}" for k, v in headers.items()]
-    with _connect(host, port, deadline) as sock:
+    sock = _connect(host, port, deadline)
+    if tls:  # the system's trust store, the name checked (what urllib checks)
+        import ssl
+
+        sock.settimeout(max(0.001, deadline - time.monotonic()))
+        sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
+    with sock:
         sock.settimeout(max(0.001, deadline - time.monotonic()))
         sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
         got = b""
@@ -140,39 +144,52 @@ def _post_plain(
     return len(status) >= 2 and status[1][:1] == b"2"
 
 
+# Lookups still running, by (host, port): a resolver that does not answer
+# holds one thread per name, not one per post.
+_looking: dict[tuple[str, int], tuple[Any, list[str]]] = {}
+
+
 def addresses(host: str, port: int, timeout_s: float) -> list[str]:
     """The addresses of ``host``, looked up within ``timeout_s``: a name's
     lookup has no timeout of its own, so a resolver that does not answer
-    would hold the call (and the gate's answer, at a session's first call)
+    would hold the post (and the gate's answer, at a session's first call)
     past its deadline. A literal address is its own; a lookup still running
-    at the deadline is left to its daemon thread (TimeoutError)."""
+    at the deadline is left to its daemon thread (TimeoutError), which a
+    later post of the same name waits on rather than starting another."""
     for family in (socket.AF_INET, socket.AF_INET6):
         try:
             socket.inet_pton(family, host)
             return [host]
-        except OSError:
+        except (OSError, ValueError):
             pass
+    if timeout_s <= 0:
+        raise TimeoutError(f"no time left to look {host} up")
     import threading
 
-    found: list[str] = []
-    done = threading.Event()
+    key = (host, port)
+    running = _looking.get(key)
+    if running is None:
+        done, found = threading.Event(), []
 
-    def look() -> None:
-        try:
-            for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
-                if str(info[4][0]) not in found:
-                    found.append(str(info[4][0]))
-        except (OSError, UnicodeError):
-            pass
-        finally:
-            done.set()
+        def look() -> None:
+            try:
+                for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+                    if str(info[4][0]) not in found:
+                        found.append(str(info[4][0]))
+            except (OSError, UnicodeError, ValueError):
+                pass
+            finally:
+                _looking.pop(key, None)
+                done.set()
 
-    threading.Thread(target=look, name="spanvisor-resolve", daemon=True).start()
-    if not done.wait(max(0.001, timeout_s)):
+        running = _looking[key] = (done, found)
+        threading.Thread(target=look, name="spanvisor-resolve", daemon=True).start()
+    done, found = running
+    if not done.wait(timeout_s):
         raise TimeoutError(f"no address for {host} within {timeout_s:.2f} s")
     if not found:
         raise OSError(f"no address for {host}")
-    return found
+    return list(found)
 
 
 def _connect(host: str, port: int, deadline: float) -> socket.socket:
@@ -185,20 +202,6 @@ def _connect(host: str, port: int, deadline: float) -> socket.socket:
         except OSError as exc:
             last = exc
     raise last
-
-
-def _post_tls(url: str, headers: dict[str, str], body: bytes, timeout_s: float) -> bool:
-    import urllib.parse
-    import urllib.request
-
-    # urllib looks the name up again, without a timeout: this first look,
-    # bounded, fails fast on a resolver that does not answer.
-    parts = urllib.parse.urlsplit(url)
-    addresses(parts.hostname or "127.0.0.1", parts.port or 443, timeout_s)
-
-    req = urllib.request.Request(url, data=body, headers=headers, method="POST")
-    with urllib.request.urlopen(req, timeout=timeout_s) as resp:
-        return 200 <= int(resp.status) < 300
 
 
 __all__ = ["Record", "attributes", "encode", "post", "span_request"]

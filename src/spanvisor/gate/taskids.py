@@ -123,7 +123,7 @@ def is_session(task_id: str, trace_id: str, root_span_id: str) -> bool:
     ns, sep, session_id = task_id.partition(":")
     if not sep or not session_id:
         return False
-    services = {ns, *(s for a in registry.every() if a.namespace == ns for s in a.services)}
+    services = {ns, *registry.services_by_namespace().get(ns, ())}
     return any(task_ids(s, session_id) == (trace_id, root_span_id) for s in services)
 
 

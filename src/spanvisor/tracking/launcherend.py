@@ -42,6 +42,10 @@ from spanvisor.spans.data import SpanData
 
 # A proof longer than this is not the launcher's (it sends 64 hex digits).
 _MAX_PROOF = 256
+# Other keys a task's start records named after the first, kept to tell the
+# shared record of runs (control.runsync): two keys are two starters, one of
+# them the agent. More than this is as telling as this many.
+MAX_RIVALS = 3
 
 
 @dataclass(slots=True)
@@ -52,6 +56,15 @@ class LauncherEnd:
     claimed: str | None = None  # "complete", as first claimed
     claimed_ns: int = 0
     claims: int = 0
+    # Its end carried the secret of ``key`` (the end that counts: not one the
+    # tracker ruled, such as lost), and the other keys start records named.
+    proved: bool = False
+    rivals: tuple[str, ...] = ()
+
+    def named(self, key: str) -> None:
+        """Another start record named ``key``: the first stands, the rest are noted."""
+        if key != self.key and key not in self.rivals and len(self.rivals) < MAX_RIVALS:
+            self.rivals = (*self.rivals, key)
 
     def claim(self, outcome: str, at_ns: int) -> bool:
         """Note a claimed end; True for the first (the one said)."""

@@ -135,6 +135,10 @@ class TaskTable:
         """Open tasks' states and just-finished ones' (for :mod:`.approvals`)."""
         return list(self.open.values()), self.closed.states()
 
+    def state_at(self, key: Key) -> TaskState | None:
+        """The task of these root ids, open or just finished (None: neither)."""
+        return self.open.get(key) or self.closed.get(key, self.clock())
+
     def states_of(self, task_id: str) -> tuple[list[TaskState], list[TaskState]]:
         """What ``states()`` holds of one task id, through an index (:mod:`.taskindex`)."""
         return self.by_task.states(task_id, self.open, self.closed, self.clock())
@@ -269,8 +273,13 @@ class TaskTable:
     def keyed(self, st: TaskState, start: LiveFact) -> None:
         """A start record naming spanvisor run's session key: the task ends
         by its launcher's word only (:mod:`.launcherend`). The first key stands."""
-        if st.launcher is None and (key := launcherend.key_of(start.attributes)) is not None:
+        key = launcherend.key_of(start.attributes)
+        if key is None:
+            return
+        if st.launcher is None:
             st.launcher = launcherend.LauncherEnd(key)
+        else:
+            st.launcher.named(key)
 
     def exception_record(self, key: Key, fact: LiveFact) -> list[Event]:
         """An ``exception`` log record (span events are becoming log records,

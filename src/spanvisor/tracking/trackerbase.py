@@ -81,6 +81,10 @@ class TrackerBase:
         """Another replica finished ``key``: not open here any more, no end of its own."""
         return self.tasks.finished_by_another_replica(key)
 
+    def state_at(self, key: Key) -> TaskState | None:
+        """The task of these root ids, open or just finished (None: neither)."""
+        return self.tasks.state_at(key)
+
     def states_of(self, task_id: str) -> tuple[list[TaskState], list[TaskState]]:
         """What ``states()`` holds of one task id, through an index (:mod:`.taskindex`)."""
         return self.tasks.states_of(task_id)
@@ -109,6 +113,7 @@ class TrackerBase:
             if not launcherend.proves(st.launcher.key, span.attributes):
                 return self._claimed_end(key, st, span, notes)
             notes = [*notes, *st.launcher.notes()]  # the launcher's end, the claims kept beside it
+            st.launcher.proved = True
             span = launcherend.without_proof(span)
         now = self._clock()
         if is_root:
