@@ -212,8 +212,9 @@ def test_copilot_gets_a_policy_hook_by_absolute_program_and_only_managed_hooks(t
         [entry] = doc["hooks"][event]
         assert entry["exec"] == SPANVISOR and os.path.isabs(entry["exec"]) and "bash" not in entry, entry
         assert entry["args"] == ["hook", "copilot", "--gate", "/run/spanvisor/gate.sock"]
-    [(command, timeout)] = adapter.hook_timeouts(doc)
-    assert command == f"{SPANVISOR} hook copilot --gate /run/spanvisor/gate.sock" and timeout == 900.0
+    # Its preToolUse entry and its permissionRequest one (a call whose preToolUse hooks gave no answer).
+    command = f"{SPANVISOR} hook copilot --gate /run/spanvisor/gate.sock"
+    assert list(adapter.hook_timeouts(doc)) == [(command, 900.0), (command, 900.0)]
 
 
 def test_a_cli_with_no_system_wide_settings_is_named_not_written(tmp_path: Path) -> None:

@@ -9,6 +9,17 @@ object, or a JSON string), ``toolCallId``, ``traceparent``; the answer
 Exit status 1 or 2 blocks too; a hook past its ``timeoutSec`` (30 s when
 unset) lets the call run.
 
+A ``preToolUse`` allow also skips Copilot's own permission service: a call
+spanvisor allowed (a person in Slack, or a rule) never meets Copilot's
+prompt, so the two never both ask. A call whose ``preToolUse`` hooks gave
+no answer (the gate's timed out: Copilot lets it go on) next meets the
+``permissionRequest`` hooks, before Copilot's prompt and even under
+``--allow-all-tools``: the gate's entry there decides it again. Its stdin
+names itself (``hookName``: ``permissionRequest``) and says ``sessionId``,
+``cwd``, ``toolName``, ``toolInput`` (no call id); the answer
+``{"behavior": "allow|deny", "message": …}``; exit status 1 or 2 denies,
+a timeout lets the call go on to Copilot's own flow (checked with 1.0.102).
+
 For every user of a machine (``spanvisor gate install``), its policy hooks:
 ``*.json`` files in ``/etc/github-copilot/policy.d`` in the same format,
 loaded before the user's and the repository's hooks, which no setting of
@@ -50,7 +61,7 @@ class Copilot(Adapter):
     services = ("github-copilot",)
     namespace = "copilot"
     records = f"{__name__}.records"
-    tool_events = ("preToolUse",)
+    tool_events = ("preToolUse", "permissionRequest")
     session_events = frozenset({"userPromptSubmitted", "agentStop", "errorOccurred", "sessionEnd"})
     end_events = frozenset({"sessionEnd"})
     session_keys = ("sessionId",)
@@ -59,7 +70,8 @@ class Copilot(Adapter):
     hook_timeout_s = 30.0
 
     def read_call(self, doc: dict[str, Any]) -> dict[str, Any]:
-        args = doc.get("toolArgs", {})
+        asked = doc.get("hookName") == "permissionRequest"
+        args = doc.get("toolInput" if asked else "toolArgs", {})
         if isinstance(args, str):
             try:
                 args = json.loads(args) if args.strip() else {}
@@ -67,7 +79,7 @@ class Copilot(Adapter):
                 args = {"arguments": args}  # a tool whose arguments are one string: kept whole
         return {
             "session_id": doc.get("sessionId"),
-            "hook_event_name": "preToolUse",
+            "hook_event_name": "permissionRequest" if asked else "preToolUse",
             "tool_name": doc.get("toolName"),
             "tool_input": args,
             "tool_use_id": doc.get("toolCallId"),
@@ -75,7 +87,7 @@ class Copilot(Adapter):
         }
 
     def read_session(self, doc: dict[str, Any]) -> dict[str, Any] | None:
-        if "toolName" in doc or "toolArgs" in doc:
+        if "toolName" in doc or "toolArgs" in doc or "toolInput" in doc:
             return None
         if "error" in doc or "errorContext" in doc:
             event, text = "errorOccurred", said(doc.get("error"))
@@ -96,6 +108,8 @@ class Copilot(Adapter):
         }
 
     def reply(self, event: str, answer: Verdict, reason: str) -> dict[str, Any]:
+        if event == "permissionRequest":
+            return {"behavior": answer, **({"message": reason} if answer == "deny" else {})}
         return {"permissionDecision": answer, "permissionDecisionReason": reason}
 
     def hook_setup(self, command: str, timeout_s: int) -> HookSetup | None:
@@ -158,8 +172,10 @@ class Copilot(Adapter):
 
     def hook_timeouts(self, doc: Any) -> Iterator[tuple[str, float | None]]:
         hooks = doc.get("hooks") if isinstance(doc, dict) else None
-        entries = hooks.get("preToolUse") if isinstance(hooks, dict) else None
-        for entry in entries if isinstance(entries, list) else []:
+        entries = [
+            e for event in self.tool_events for e in _listed(hooks.get(event) if isinstance(hooks, dict) else None)
+        ]
+        for entry in entries:
             if not isinstance(entry, dict) or entry.get("type", "command") != "command":
                 continue
             command = entry.get("bash") or entry.get("command")
@@ -168,6 +184,10 @@ class Copilot(Adapter):
                 command = shlex.join([program, *args])
             if isinstance(command, str):
                 yield command, positive(entry.get("timeoutSec"))
+
+
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 ADAPTER = Copilot()
