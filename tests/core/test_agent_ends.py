@@ -56,21 +56,35 @@ def _run(task_id: str, trace_id: str, root_id: str, key: str | None, proof: str 
     attrs: dict[str, Any] = {cv.TASK_ID: task_id, cv.TASK_NAME: "Fix the build", cv.AGENT_ID: SERVICE}
     if key is not None:
         attrs[cv.SESSION_KEY] = key
-    out: list[Event] = tr.live(
-        [LiveFact(trace_id, root_id, cv.LIVE_TASK_START, 1_000, attrs, {cv.SERVICE_NAME: SERVICE})]
-    )
+    out: list[Event] = tr.live([_start(trace_id, root_id, attrs, None)])
     end = {**attrs, cv.TASK_ROOT: root_id, cv.STATUS: "complete"}
     if proof is not None:
         end[cv.SESSION_PROOF] = proof
     out += tr.span_ended(SpanData(trace_id, root_id, None, "session end", 1_000, 5_000, end))
     [done] = [e for e in out if isinstance(e, TaskFinished)]
+    rec = _written([(tr, out)], task_id, done.task.run_id)
+    assert runs.state_of(rec) == "finished"
+    return rec
+
+
+def _start(trace_id: str, root_id: str, attrs: dict[str, Any], key: str | None, t: int = 1_000) -> LiveFact:
+    """A start record of the run, naming ``key`` (None: none)."""
+    said = {**attrs, **({cv.SESSION_KEY: key} if key is not None else {})}
+    return LiveFact(trace_id, root_id, cv.LIVE_TASK_START, t, said, {cv.SERVICE_NAME: SERVICE})
+
+
+def _written(order: list[tuple[TaskTracker, list[Event]]], task_id: str, run_id: str) -> dict[str, Any]:
+    """The run's record once each replica (a tracker and what it emitted),
+    in ``order``, wrote what it saw to one shared store."""
 
     async def go() -> dict[str, Any]:
-        sync, log = RunSync(tr, lambda _: None), ControlLog(InMemoryStateStore())
-        sync.observe(out)
-        await sync.flush(log)
-        rec = await log.record(task_id, done.task.run_id)
-        assert rec is not None and runs.state_of(rec) == "finished"
+        log = ControlLog(InMemoryStateStore())
+        for tr, out in order:
+            sync = RunSync(tr, lambda _: None)
+            sync.observe(out)
+            await sync.flush(log)
+        rec = await log.record(task_id, run_id)
+        assert rec is not None
         return rec
 
     return asyncio.run(go())
@@ -147,26 +161,13 @@ def test_an_end_on_a_replica_that_never_saw_the_key_is_the_agents_word(ids: tupl
     task_id, trace_id, root_id = ids
     attrs: dict[str, Any] = {cv.TASK_ID: task_id, cv.TASK_NAME: "Fix the build", cv.AGENT_ID: SERVICE}
     records, spans = _tracker(), _tracker()
-    key_attrs = {**attrs, cv.SESSION_KEY: KEY}
-    started = records.live(
-        [LiveFact(trace_id, root_id, cv.LIVE_TASK_START, 1_000, key_attrs, {cv.SERVICE_NAME: SERVICE})]
-    )
+    started = records.live([_start(trace_id, root_id, attrs, KEY)])
     forged = {**attrs, cv.TASK_ROOT: root_id, cv.STATUS: "complete"}
     ended = spans.span_ended(SpanData(trace_id, root_id, None, "session end", 1_000, 5_000, forged))
     [done] = [e for e in ended if isinstance(e, TaskFinished)]
 
-    async def go(order: list[tuple[TaskTracker, list[Event]]]) -> dict[str, Any]:
-        log = ControlLog(InMemoryStateStore())
-        for tr, out in order:
-            sync = RunSync(tr, lambda _: None)
-            sync.observe(out)
-            await sync.flush(log)
-        rec = await log.record(task_id, done.task.run_id)
-        assert rec is not None
-        return rec
-
     for order in ([(records, started), (spans, ended)], [(spans, ended), (records, started)]):
-        rec = asyncio.run(go(order))
+        rec = _written(order, task_id, done.task.run_id)
         assert (rec["keys"], rec.get("proved"), runs.state_of(rec)) == ([KEY], None, "finished"), rec
         got = _cancel(rec)
         assert got.outcome == "applied", got
@@ -185,41 +186,14 @@ def test_an_agent_that_names_its_own_key_where_the_launchers_was_not_held_is_can
     own_secret = "77" * 32
     own_key = hashlib.sha256(own_secret.encode()).hexdigest()
     launcher, other = _tracker(), _tracker()
-    started = launcher.live(
-        [
-            LiveFact(
-                trace_id, root_id, cv.LIVE_TASK_START, 1_000, {**attrs, cv.SESSION_KEY: KEY}, {cv.SERVICE_NAME: SERVICE}
-            )
-        ]
-    )
-    forged = other.live(
-        [
-            LiveFact(
-                trace_id,
-                root_id,
-                cv.LIVE_TASK_START,
-                1_100,
-                {**attrs, cv.SESSION_KEY: own_key},
-                {cv.SERVICE_NAME: SERVICE},
-            )
-        ]
-    )
+    started = launcher.live([_start(trace_id, root_id, attrs, KEY, 1_000)])
+    forged = other.live([_start(trace_id, root_id, attrs, own_key, 1_100)])
     end = {**attrs, cv.TASK_ROOT: root_id, cv.STATUS: "complete", cv.SESSION_PROOF: own_secret}
     forged += other.span_ended(SpanData(trace_id, root_id, None, "session end", 1_000, 5_000, end))
     [done] = [e for e in forged if isinstance(e, TaskFinished)]
 
-    async def go(order: list[tuple[TaskTracker, list[Event]]]) -> dict[str, Any]:
-        log = ControlLog(InMemoryStateStore())
-        for tr, out in order:
-            sync = RunSync(tr, lambda _: None)
-            sync.observe(out)
-            await sync.flush(log)
-        rec = await log.record(task_id, done.task.run_id)
-        assert rec is not None
-        return rec
-
     for order in ([(launcher, started), (other, forged)], [(other, forged), (launcher, started)]):
-        rec = asyncio.run(go(order))
+        rec = _written(order, task_id, done.task.run_id)
         assert (sorted(rec["keys"]), rec["proved"]) == (sorted([KEY, own_key]), True), rec
         got = _cancel(rec)
         assert got.outcome == "applied", got
@@ -228,20 +202,11 @@ def test_an_agent_that_names_its_own_key_where_the_launchers_was_not_held_is_can
     one = _tracker()
     out = one.live(
         [
-            LiveFact(
-                trace_id, root_id, cv.LIVE_TASK_START, 1_000, {**attrs, cv.SESSION_KEY: KEY}, {cv.SERVICE_NAME: SERVICE}
-            ),
-            LiveFact(
-                trace_id,
-                root_id,
-                cv.LIVE_TASK_START,
-                1_100,
-                {**attrs, cv.SESSION_KEY: own_key},
-                {cv.SERVICE_NAME: SERVICE},
-            ),
+            _start(trace_id, root_id, attrs, KEY, 1_000),
+            _start(trace_id, root_id, attrs, own_key, 1_100),
         ]
     )
     out += one.span_ended(SpanData(trace_id, root_id, None, "end", 1_000, 5_000, {**end, cv.SESSION_PROOF: SECRET}))
-    rec = asyncio.run(go([(one, out)]))
+    rec = _written([(one, out)], task_id, done.task.run_id)
     assert (rec["keys"], rec["proved"]) == ([KEY, own_key], True)
     assert _cancel(rec).outcome == "applied"
