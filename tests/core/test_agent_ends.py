@@ -210,3 +210,44 @@ def test_an_agent_that_names_its_own_key_where_the_launchers_was_not_held_is_can
     rec = _written([(one, out)], task_id, done.task.run_id)
     assert (rec["keys"], rec["proved"]) == ([KEY, own_key], True)
     assert _cancel(rec).outcome == "applied"
+
+
+def test_a_key_the_agent_named_first_on_one_replica_and_ended_by_on_another_leaves_the_run_open_to_a_cancel() -> None:
+    """Second review finding: the agent's start record, naming its own key,
+    reaches replica A before the launcher's (it missed its half second), so
+    A keys the task with the agent's key and the launcher's is a rival, in
+    A's memory only: a start record of an open task emits no event. The
+    agent then ends the run on replica B with its own key's proof. A's keys
+    reach the shared record all the same (the tracker hands over the tasks
+    it rekeyed), so the record holds both keys and the cancel applies. On A
+    the first key still stands: the launcher's proved end is a claim there
+    (as an agent's key named after the launcher's never ends the task:
+    test_launcher_end.test_the_first_key_stands); the task ends when lost."""
+    task_id, trace_id, root_id = "build-9", *taskids.launcher_task_ids("build-9")
+    attrs: dict[str, Any] = {cv.TASK_ID: task_id, cv.TASK_NAME: "Fix the build", cv.AGENT_ID: SERVICE}
+    own_secret = "66" * 32
+    own_key = hashlib.sha256(own_secret.encode()).hexdigest()
+    a, b = _tracker(), _tracker()
+    on_b = b.live([_start(trace_id, root_id, attrs, own_key)])
+    end = {**attrs, cv.TASK_ROOT: root_id, cv.STATUS: "complete"}
+    on_b += b.span_ended(SpanData(trace_id, root_id, None, "end", 1_000, 5_000, {**end, cv.SESSION_PROOF: own_secret}))
+    [done] = [e for e in on_b if isinstance(e, TaskFinished)]
+
+    async def go() -> dict[str, Any]:
+        log, on_a = ControlLog(InMemoryStateStore()), RunSync(a, lambda _: None)
+        on_a.observe(a.live([_start(trace_id, root_id, attrs, own_key)]))
+        await on_a.flush(log)  # A's record: the agent's key alone
+        assert a.live([_start(trace_id, root_id, attrs, KEY, 1_100)]) == []  # the launcher's: no event
+        on_b_sync = RunSync(b, lambda _: None)
+        on_b_sync.observe(on_b)
+        await on_b_sync.flush(log)
+        await on_a.flush(log)  # a round of A's catch-up: what it rekeyed
+        rec = await log.record(task_id, done.task.run_id)
+        assert rec is not None
+        return rec
+
+    rec = asyncio.run(go())
+    assert (sorted(rec["keys"]), rec["proved"]) == (sorted([KEY, own_key]), True), rec
+    assert _cancel(rec).outcome == "applied"
+    ended = a.span_ended(SpanData(trace_id, root_id, None, "end", 1_000, 6_000, {**end, cv.SESSION_PROOF: SECRET}))
+    assert not [e for e in ended if isinstance(e, TaskFinished)]

@@ -97,3 +97,35 @@ def test_a_name_is_tried_at_each_of_its_addresses(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(socket, "getaddrinfo", both)
     assert otlp.addresses("receiver.test", receiver, 5.0) == ["::1", "127.0.0.1"]
     assert otlp.post(f"http://receiver.test:{receiver}", None, b"{}", 10.0) is True
+
+
+def test_an_https_endpoint_behind_the_environments_proxy_is_reached_through_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The https post speaks TLS over a connection of its own (bounded
+    lookup), except where ``HTTPS_PROXY`` sends the host through a proxy,
+    as urllib did before: then urllib's way, through the proxy (a CONNECT),
+    unless ``NO_PROXY`` names the host."""
+    proxy = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    proxy.bind(("127.0.0.1", 0))
+    proxy.listen(4)
+    heard: list[bytes] = []
+
+    def serve() -> None:
+        conn, _ = proxy.accept()
+        with conn:
+            heard.append(conn.recv(4096).split(b"\r\n", 1)[0])
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.getsockname()[1]}")
+    try:
+        assert otlp.post("https://receiver.invalid:4318", None, b"{}", 5.0) is False
+        thread.join(10)
+        assert heard == [b"CONNECT receiver.invalid:4318 HTTP/1.0"], heard
+        monkeypatch.setenv("NO_PROXY", "receiver.invalid")
+        assert otlp.post("https://receiver.invalid:4318", None, b"{}", 1.0) is False
+        assert heard == [b"CONNECT receiver.invalid:4318 HTTP/1.0"], "NO_PROXY was sent through the proxy"
+    finally:
+        proxy.close()
+        for t in threading.enumerate():
+            if t.name == "spanvisor-resolve":
+                t.join(10)

@@ -172,6 +172,17 @@ class RunSync:
                 self._starter(p, v, ended=True)
                 self._known[key] = _ASKED if self._known[key] else _FINISHED
 
+    def _rekeyed(self) -> None:
+        """Runs a start record keyed, or named a rival key of, after their
+        first event: no event said so, and their keys must reach the shared
+        record before the run's end (an agent that keyed the task first on
+        one replica ends it with its own proof on another)."""
+        for st in self._tracker.rekeyed():
+            w = st.working
+            if w.run_id:
+                v = st.view
+                self._starter(self._pending_of((w.task_id, w.run_id), v), v)
+
     def _starter(self, p: _Pending, v: TaskView, ended: bool = False) -> None:
         """What this replica knows of who may end the run: at its first event
         and at its end (a key named meanwhile). One lookup by the run's own
@@ -200,6 +211,7 @@ class RunSync:
         """Write every fact seen so far (only the runs of ``task_id`` when
         given: a decision waits for its own task's facts, not a backlog);
         what fails stays for the next round."""
+        self._rekeyed()
         if task_id is None:
             self._urgent = False
         else:

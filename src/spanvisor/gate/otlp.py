@@ -114,9 +114,33 @@ def post(endpoint: str, token: str | None, body: bytes, timeout_s: float, signal
     tls = parts.scheme == "https"
     try:
         host, port = parts.hostname or "127.0.0.1", parts.port or (443 if tls else 80)
+        if tls and _proxied(host):
+            return _post_by_proxy(f"https://{parts.netloc}{path}", headers, body, timeout_s)
         return _post(host, port, parts.netloc, path, headers, body, time.monotonic() + timeout_s, tls)
     except (OSError, ValueError):
         return False
+
+
+def _proxied(host: str) -> bool:
+    """Whether ``HTTPS_PROXY`` (and not ``NO_PROXY``) sends ``host`` through a
+    proxy, as urllib would."""
+    import urllib.request
+
+    return "https" in urllib.request.getproxies() and not urllib.request.proxy_bypass(host)
+
+
+def _post_by_proxy(url: str, headers: dict[str, str], body: bytes, timeout_s: float) -> bool:
+    """Through the proxy the environment names (urllib's own way). The
+    proxy's name is looked up by urllib, without a bound: looked up first,
+    bounded, so a resolver that does not answer fails this fast too."""
+    import urllib.parse
+    import urllib.request
+
+    proxy = urllib.parse.urlsplit(urllib.request.getproxies()["https"])
+    addresses(proxy.hostname or "127.0.0.1", proxy.port or 80, timeout_s)
+    req = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+        return 200 <= int(resp.status) < 300
 
 
 def _post(
@@ -182,8 +206,11 @@ def addresses(host: str, port: int, timeout_s: float) -> list[str]:
                 _looking.pop(key, None)
                 done.set()
 
+        try:
+            threading.Thread(target=look, name="spanvisor-resolve", daemon=True).start()
+        except RuntimeError as exc:  # no thread to be had: no lookup, and nothing left waiting
+            raise OSError(f"no lookup of {host}: {exc}") from None
         running = _looking[key] = (done, found)
-        threading.Thread(target=look, name="spanvisor-resolve", daemon=True).start()
     done, found = running
     if not done.wait(timeout_s):
         raise TimeoutError(f"no address for {host} within {timeout_s:.2f} s")

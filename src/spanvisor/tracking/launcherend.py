@@ -61,10 +61,13 @@ class LauncherEnd:
     proved: bool = False
     rivals: tuple[str, ...] = ()
 
-    def named(self, key: str) -> None:
-        """Another start record named ``key``: the first stands, the rest are noted."""
-        if key != self.key and key not in self.rivals and len(self.rivals) < MAX_RIVALS:
-            self.rivals = (*self.rivals, key)
+    def named(self, key: str) -> bool:
+        """Another start record named ``key``: the first stands, the rest are
+        noted; True when it was one not noted before."""
+        if key == self.key or key in self.rivals or len(self.rivals) >= MAX_RIVALS:
+            return False
+        self.rivals = (*self.rivals, key)
+        return True
 
     def claim(self, outcome: str, at_ns: int) -> bool:
         """Note a claimed end; True for the first (the one said)."""

@@ -37,6 +37,10 @@ from spanvisor.tracking.taskstate import TaskState
 # it the table is all but full of them, and the oldest goes (one eviction
 # stays O(1)).
 MAX_SKIPPED = 256
+# Tasks whose keys changed, waiting for the shared record of runs (a round of
+# control.runsync's catch-up takes them all; beyond, a flood of start records
+# the agent sends, the rest wait for their run's end, which writes its keys).
+MAX_REKEYED = 10_000
 # Activity this recent protects a task from eviction by a newcomer nobody
 # confirmed yet, when stall detection is off (else the stall time).
 RECENT_S = 600.0
@@ -124,6 +128,8 @@ class TaskTable:
         # spans (its root's end among them) reached another. Value: when the
         # shared record was last asked about it (:meth:`records_only_quiet`).
         self.records_only: dict[Key, float] = {}
+        # Tasks whose keys changed, for the shared record (keyed, rekeyed).
+        self._rekeyed: dict[Key, None] = {}
 
     def __len__(self) -> int:
         return len(self.open)
@@ -221,7 +227,7 @@ class TaskTable:
         if fact.name == cv.LIVE_HEARTBEAT:
             return out
         if fact.name == cv.LIVE_TASK_START:
-            self.keyed(st, fact)
+            self.keyed(key, st, fact)
         w = st.working
         snap = self.live_roots.root(key, w.task_name or "", w.started_ns, fact.resource).read(*key, fact)
         out.extend(st.absorb(snap, [], is_root=True, now_ns=fact.time_ns))
@@ -270,16 +276,29 @@ class TaskTable:
         self.stats.inc("evicted_tasks_total", reason="finished_by_another_replica")
         return True
 
-    def keyed(self, st: TaskState, start: LiveFact) -> None:
+    def keyed(self, key: Key, st: TaskState, start: LiveFact) -> None:
         """A start record naming spanvisor run's session key: the task ends
-        by its launcher's word only (:mod:`.launcherend`). The first key stands."""
-        key = launcherend.key_of(start.attributes)
-        if key is None:
+        by its launcher's word only (:mod:`.launcherend`). The first key
+        stands; another is noted as a rival. Either is a fact the shared
+        record of runs must get even when no event follows (a start record
+        of an open task says nothing new): :meth:`rekeyed` hands them over."""
+        named = launcherend.key_of(start.attributes)
+        if named is None:
             return
         if st.launcher is None:
-            st.launcher = launcherend.LauncherEnd(key)
-        else:
-            st.launcher.named(key)
+            st.launcher = launcherend.LauncherEnd(named)
+        elif not st.launcher.named(named):
+            return
+        if len(self._rekeyed) < MAX_REKEYED:
+            self._rekeyed[key] = None
+
+    def rekeyed(self) -> list[TaskState]:
+        """The tasks a start record keyed or named a rival key of since the
+        last call, open or just finished (control.runsync writes their keys)."""
+        if not self._rekeyed:
+            return []
+        keys, self._rekeyed = list(self._rekeyed), {}
+        return [st for st in map(self.state_at, keys) if st is not None]
 
     def exception_record(self, key: Key, fact: LiveFact) -> list[Event]:
         """An ``exception`` log record (span events are becoming log records,

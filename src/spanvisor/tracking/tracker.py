@@ -148,7 +148,7 @@ class TaskTracker(EndOrder):
             return []
         self.stats.inc("live_records_total", outcome="opened")
         out = self._open(key, opener(start), [], initial=True, unconfirmed=start is fact, heard_ns=start.heard_ns)
-        self.tasks.keyed(self._tasks[key], start)
+        self.tasks.keyed(key, self._tasks[key], start)
         self.tasks.records_only[key] = self._clock()
         if start is not fact:
             out.extend(self.tasks.live_read(key, self._tasks[key], fact))

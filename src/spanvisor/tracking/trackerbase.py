@@ -81,6 +81,10 @@ class TrackerBase:
         """Another replica finished ``key``: not open here any more, no end of its own."""
         return self.tasks.finished_by_another_replica(key)
 
+    def rekeyed(self) -> list[TaskState]:
+        """Tasks whose starter keys changed since the last call (:meth:`.tasktable.TaskTable.rekeyed`)."""
+        return self.tasks.rekeyed()
+
     def state_at(self, key: Key) -> TaskState | None:
         """The task of these root ids, open or just finished (None: neither)."""
         return self.tasks.state_at(key)

@@ -70,7 +70,8 @@ class Copilot(Adapter):
     hook_timeout_s = 30.0
 
     def read_call(self, doc: dict[str, Any]) -> dict[str, Any]:
-        asked = doc.get("hookName") == "permissionRequest"
+        # Its permissionRequest input names itself, and says toolInput, not toolArgs.
+        asked = doc.get("hookName") == "permissionRequest" or ("toolInput" in doc and "toolArgs" not in doc)
         args = doc.get("toolInput" if asked else "toolArgs", {})
         if isinstance(args, str):
             try:
