@@ -116,6 +116,11 @@ def test_an_https_endpoint_behind_the_environments_proxy_is_reached_through_it(m
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
+    import urllib.request
+
+    # A process that used urlopen before (other tests in this worker, the
+    # launcher's other posts) holds an opener that read no proxy then.
+    monkeypatch.setattr(urllib.request, "_opener", urllib.request.build_opener(urllib.request.ProxyHandler({})))
     monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.getsockname()[1]}")
     try:
         assert otlp.post("https://receiver.invalid:4318", None, b"{}", 5.0) is False
@@ -125,6 +130,9 @@ def test_an_https_endpoint_behind_the_environments_proxy_is_reached_through_it(m
         assert otlp.post("https://receiver.invalid:4318", None, b"{}", 1.0) is False
         assert heard == [b"CONNECT receiver.invalid:4318 HTTP/1.0"], "NO_PROXY was sent through the proxy"
     finally:
+        if thread.is_alive():  # nothing came: wake its accept
+            socket.create_connection(proxy.getsockname(), timeout=5).close()
+        thread.join(10)
         proxy.close()
         for t in threading.enumerate():
             if t.name == "spanvisor-resolve":

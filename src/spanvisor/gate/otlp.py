@@ -139,7 +139,10 @@ def _post_by_proxy(url: str, headers: dict[str, str], body: bytes, timeout_s: fl
     proxy = urllib.parse.urlsplit(urllib.request.getproxies()["https"])
     addresses(proxy.hostname or "127.0.0.1", proxy.port or 80, timeout_s)
     req = urllib.request.Request(url, data=body, headers=headers, method="POST")
-    with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+    # An opener of its own: urlopen's shared one read the proxies when the
+    # process first used it, and this post follows the environment now.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler())
+    with opener.open(req, timeout=timeout_s) as resp:
         return 200 <= int(resp.status) < 300
 
 
