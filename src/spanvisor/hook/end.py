@@ -62,6 +62,9 @@ from spanvisor.gate.session import TaskKey, session_of
 TURN_WAIT_S = 1.0
 CLI_EXIT_WAIT_S = 3.0
 REQUEST_TIMEOUT_S = 5.0
+# Tries of a Cline end the receiver did not take (its end hooks run detached:
+# 0.5, 1, 2, 2 s apart, about 25 s in all with each try's timeout).
+CLINE_END_TRIES = 4
 # How long a Qwen Code run with a prompt (``-p``) is given to exit after its
 # Stop, which is its session's last event there (it fires no SessionEnd).
 HEADLESS_EXIT_WAIT_S = 10.0
@@ -230,18 +233,29 @@ def finish(
         proof = sessionkey.proof(key.task_id, env)
         held = turns.secret_of(key.task_id, env)
         unproved = proof is None and held is not None and held.sent > 0
-    try:
-        took = ct.SessionTask(key.key, key.service, False, target).end(
-            None, time.time_ns(), status, error, message, proof
-        )
-    except Exception:
-        took = False
+    ended_ns = time.time_ns()
+    # Cline runs its end hooks detached and exits (nothing waits for them, and
+    # no later hook of the session delivers a spooled end): a receiver slow
+    # to take the end is given more tries here.
+    tries = CLINE_END_TRIES if ev.cli == "cline" else 1
+    took = False
+    for attempt in range(tries):
+        try:
+            took = ct.SessionTask(key.key, key.service, False, target).end(
+                None, ended_ns, status, error, message, proof
+            )
+        except Exception:
+            took = False
+        if took:
+            break
+        if attempt + 1 < tries:
+            time.sleep(min(2.0, 0.5 * 2**attempt))
     if unproved:
         # Its CLI still runs: the agent's word, sent as a claim. The session
         # goes on, and its real end needs what it remembers (the key above all).
         return took
     turns.forget(key.task_id, env)
-    if ev.cli == "cline":  # the first of its ends is its end (kept until the sweep)
+    if ev.cli == "cline" and took:  # the first of its ends serve took is its end (kept until the sweep)
         turns.note(key.task_id, turns.Turn(status, ENDED, None, time.time_ns()), env)  # type: ignore[arg-type]
     turns.sweep(env)
     return took
