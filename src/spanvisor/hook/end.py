@@ -255,7 +255,7 @@ def finish(
         # goes on, and its real end needs what it remembers (the key above all).
         return took
     turns.forget(key.task_id, env)
-    if ev.cli == "cline" and took:  # the first of its ends serve took is its end (kept until the sweep)
+    if ev.cli == "cline":  # the first of its ends is its end (kept until the sweep)
         turns.note(key.task_id, turns.Turn(status, ENDED, None, time.time_ns()), env)  # type: ignore[arg-type]
     turns.sweep(env)
     return took
