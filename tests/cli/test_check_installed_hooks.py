@@ -78,3 +78,15 @@ def test_a_system_gate_entry_is_locked_and_a_missing_command_is_said(tmp_path: P
     assert "Gemini CLI's hook in" in said and ": an absolute path, locked" in said, said
     assert f"its command {gone} is not there or not executable" in said, said
     assert "it is not --locked" not in said, said
+
+
+def test_cline_on_path_is_said_to_have_no_place_out_of_its_users_reach(tmp_path: Path) -> None:
+    """Cline 3.0.65 runs hooks from its user's and the repository's folders
+    only: whatever its hook holds, check says it guards against mistakes."""
+    home, bin_dir, work = tmp_path / "home", tmp_path / "bin", tmp_path / "work"
+    for d in (home, bin_dir, work):
+        d.mkdir(parents=True)
+    _fake_cli(bin_dir, "cline")
+    said = _check(home, bin_dir, work)
+    assert "Cline (cline on PATH) runs hooks only from folders its user and the repository write" in said, said
+    assert "~/.cline/hooks" in said and "not a hostile agent" in said

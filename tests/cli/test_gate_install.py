@@ -220,8 +220,12 @@ def test_copilot_gets_a_policy_hook_by_absolute_program_and_only_managed_hooks(t
 def test_a_cli_with_no_system_wide_settings_is_named_not_written(tmp_path: Path) -> None:
     got = _install(tmp_path, "--cli", "cline")
     assert got.returncode == 0
-    assert "Cline: no system-wide settings" in got.stdout
+    assert "Cline: no system-wide settings, nothing written" in got.stdout
+    assert "~/.cline/hooks" in got.stdout and ".clinerules/hooks" in got.stdout and "mistakes" in got.stdout
     assert not list(tmp_path.rglob("*"))
+    # Said when every CLI is installed too, not only when it is named.
+    everything = _install(tmp_path / "all")
+    assert everything.returncode == 0 and "Cline: no system-wide settings" in everything.stdout
     unknown = _install(tmp_path, "--cli", "nope")
     assert unknown.returncode == 1 and "nope: no coding-agent CLI" in unknown.stderr
 

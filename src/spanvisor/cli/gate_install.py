@@ -29,8 +29,9 @@ Copilot CLI's gate is a policy hook file of its own too
 (``/etc/github-copilot/policy.d``), naming an absolute program and its
 arguments; its managed settings get ``allowManagedHooksOnly``.
 
-A CLI with no such place (Cline) is named, with where its hook goes
-instead (``spanvisor assets export``).
+A CLI with no such place (Cline) is named on every run, with the folders
+it runs hooks from instead (its user's and the repository's: its gate,
+``spanvisor assets export``, holds against mistakes only).
 """
 
 from __future__ import annotations
@@ -260,8 +261,14 @@ def run(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
             continue
         place = adapter.system_settings(e)
         if place is None:
-            if args.cli:  # asked for by name: say why nothing was written
-                print(f"- {adapter.title}: no system-wide settings; its hook: spanvisor assets export DIR")
+            # Said on every run: a team that installs the gate for every user
+            # must learn that this CLI's gate is not among them.
+            where = ", ".join(adapter.hook_folders) or "the user's settings"
+            print(
+                f"⚠ {adapter.title}: no system-wide settings, nothing written; it runs hooks from {where}, "
+                "which its user and the repository write: its gate (spanvisor assets export DIR) "
+                "holds against mistakes, not a hostile agent"
+            )
             continue
         path = Path(args.root + str(place)) if args.root else place
         try:

@@ -121,6 +121,12 @@ def installed_findings(env: Mapping[str, str], cwd: str) -> tuple[list[str], lis
     warned: list[str] = []
     ok: list[str] = []
     for adapter in registry.every():
+        on_path = [b for b in adapter.binaries if shutil.which(b, path=env.get("PATH"))]
+        if adapter.hook_folders and on_path:  # Cline: nowhere out of its user's reach
+            warned.append(
+                f"{adapter.title} ({on_path[0]} on PATH) runs hooks only from folders its user and the repository "
+                f"write ({', '.join(adapter.hook_folders)}): its gate guards against mistakes, not a hostile agent"
+            )
         if adapter.name == "claude-code" or adapter.hook_setup("spanvisor hook", TIMEOUT_S) is None:
             continue  # Claude Code: its own look (onFailure too); a hook of its own file: not in settings
         gated = False
@@ -134,7 +140,6 @@ def installed_findings(env: Mapping[str, str], cwd: str) -> tuple[list[str], lis
                 warned += [f"{where}: {w}" for w in weak]
                 if not weak:
                     ok.append(f"{where}: an absolute path, locked{_whose(Path(path))}")
-        on_path = [b for b in adapter.binaries if shutil.which(b, path=env.get("PATH"))]
         if on_path and not gated:
             warned.append(
                 f"{adapter.title} ({on_path[0]} on PATH): none of its settings runs the gate, so outside "

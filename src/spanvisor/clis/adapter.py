@@ -74,6 +74,11 @@ class Adapter:
     # Its hook timeout when its settings give none, in seconds.
     hook_timeout_s: ClassVar[float] = 600.0
 
+    # Where it reads hooks when it has no system-wide place for them
+    # (:meth:`system_settings` None): each of these is the user's or the
+    # repository's to write, so its gate holds against mistakes only.
+    hook_folders: ClassVar[tuple[str, ...]] = ()
+
     # The module that reads its own telemetry (log records, or spans when
     # the module says FROM_SPANS) into what serve tracks; None: it sends
     # none spanvisor reads (the launcher reports for it).

@@ -84,6 +84,9 @@ class Cline(Adapter):
     path_keys = frozenset({"path", "file_paths", "files", "paths", "input"})
     block_status = 0
     hook_timeout_s = 120.0
+    # Every folder the pinned 3.0.65 runs hooks from, each beside the others
+    # (read from its bundle: no system-wide one; --hooks-dir only adds one).
+    hook_folders = ("~/Documents/Cline/Hooks", "$CLINE_DIR/hooks (~/.cline/hooks)", ".clinerules/hooks", ".cline/hooks")
 
     def read_call(self, doc: dict[str, Any]) -> dict[str, Any]:
         call = doc.get("tool_call")
