@@ -87,7 +87,7 @@ def test_a_json_result_followed_by_an_exporters_complaint_is_still_the_result() 
     r, _ = _read("gemini-json", trailing)
     assert end_of("gemini", "gemini", 0, r) == ("complete", None, "Finished")
     r, _ = _read(
-        "claude-json", ['{"type": "result", "subtype": "success", "is_error": false, "result": "ok"}\n', "{oops\n"]
+        "claude-code-json", ['{"type": "result", "subtype": "success", "is_error": false, "result": "ok"}\n', "{oops\n"]
     )
     assert end_of("claude-code", "claude", 0, r)[0] == "complete"
     r, _ = _read("gemini-json", ["Export failed before anything\n"])
@@ -97,9 +97,9 @@ def test_a_json_result_followed_by_an_exporters_complaint_is_still_the_result() 
 @pytest.mark.parametrize(
     ("cli", "mode", "lines", "code"),
     [
-        ("claude-code", "claude-text", [INTERRUPTED], 0),  # SIGINT
-        ("claude-code", "claude-text", [ABORTED], 0),  # SIGINT, as it streamed
-        ("claude-code", "claude-text", [], 143),  # SIGTERM
+        ("claude-code", "claude-code-text", [INTERRUPTED], 0),  # SIGINT
+        ("claude-code", "claude-code-text", [ABORTED], 0),  # SIGINT, as it streamed
+        ("claude-code", "claude-code-text", [], 143),  # SIGTERM
         ("codex", "codex-json", ['{"type":"turn.started"}\n'], -15),  # SIGTERM
         ("gemini", "gemini-text", [GEMINI_OK[0], GEMINI_OK[1]], 0),  # its worker, SIGINT or SIGTERM
         ("codex", "passthrough", [], 130),
@@ -120,7 +120,7 @@ def test_a_signal_the_launcher_sent_is_cancelled_whatever_the_cli_exits_with() -
 
 
 def test_an_exit_without_a_result_is_never_success() -> None:
-    r, _ = _read("claude-text", ['{"type":"system","subtype":"init"}\n'])
+    r, _ = _read("claude-code-text", ['{"type":"system","subtype":"init"}\n'])
     assert end_of("claude-code", "claude", 0, r) == ("error", "claude exited without a result", "Failed")
     r, _ = _read("codex-json", ['{"type":"thread.started","thread_id":"t"}\n', '{"type":"turn.started"}\n'])
     assert end_of("codex", "codex", 0, r)[0] == "error"
@@ -136,7 +136,9 @@ def test_codex_ending_mid_turn_with_1_and_nothing_said_was_interrupted() -> None
     assert end_of("codex", "codex", 1, r) == ("error", "stream disconnected (exit code 1)", "Failed")
 
 
-@given(code=st.integers(-64, 255), mode=st.sampled_from(["claude-text", "codex-json", "gemini-text", "passthrough"]))
+@given(
+    code=st.integers(-64, 255), mode=st.sampled_from(["claude-code-text", "codex-json", "gemini-text", "passthrough"])
+)
 def test_only_a_result_that_says_success_or_a_plain_exit_0_is_complete(code: int, mode: str) -> None:
     r, _ = _read(mode, [])
     status, _, _ = end_of({"c": "claude-code", "g": "gemini"}.get(mode[0], "codex"), "x", code, r)

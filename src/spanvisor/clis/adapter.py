@@ -32,11 +32,15 @@ reading its own settings files.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple
+
+if TYPE_CHECKING:  # what reads a run's output is imported when a run is read, never on the gate's path
+    from spanvisor.clis.output import Ending, RunOutput
 
 Verdict = Literal["allow", "deny"]
 # A settings file larger than this is not read (nobody writes one).
@@ -83,6 +87,11 @@ class Adapter:
     # the module says FROM_SPANS) into what serve tracks; None: it sends
     # none spanvisor reads (the launcher reports for it).
     records: ClassVar[str | None] = None
+    # The module that reads its run's output under ``spanvisor run`` (its
+    # ``read``, ``unsaid`` and, for a ``json`` kind, ``done``: see
+    # :mod:`.output`, and :meth:`output_plan` for the modes it asks for);
+    # None: the exit code alone tells the end.
+    output: ClassVar[str | None] = None
 
     @property
     def service(self) -> str:
@@ -185,9 +194,35 @@ class Adapter:
 
     def output_plan(self, argv: list[str]) -> tuple[list[str], str]:
         """Its arguments with the machine-readable output the launcher reads
-        its run's end from, and how to read it (a mode of
-        :mod:`spanvisor.launcher.results`); ``passthrough``: nothing is read."""
+        its run's end from, and how to read it (a mode, ``<name>-<kind>``:
+        :mod:`.output`); ``passthrough``: nothing is read."""
         return argv, "passthrough"
+
+    def read_output(self, out: RunOutput, text: str) -> str | None:
+        """One line of its run's stdout, read into ``out``; what the launcher
+        shows of it (None: nothing)."""
+        module = self._output()
+        return text if module is None else module.read(out, text)
+
+    def output_done(self, out: RunOutput) -> None:
+        """Its stdout ended (a ``json`` kind reads its one document here)."""
+        module = self._output()
+        done = getattr(module, "done", None)
+        if done is not None:
+            done(out)
+
+    def ended_unsaid(self, out: RunOutput, program: str, code: int) -> Ending | None:
+        """How a run whose output said no result, that exited ``code`` (no
+        signal's), ended as this CLI does it; None: by its exit code."""
+        module = self._output()
+        if module is None or out.mode == "passthrough":
+            return None
+        ending: Ending | None = module.unsaid(out, program, code, self.title)
+        return ending
+
+    def _output(self) -> Any:
+        # Imported when a run is read, never on the gate's path.
+        return None if self.output is None else importlib.import_module(self.output)
 
 
 class HookSetup(NamedTuple):

@@ -28,6 +28,7 @@ class ClaudeCode(Adapter):
     services = ("claude-code",)
     namespace = "claude-code"
     records = f"{__name__}.records"
+    output = f"{__name__}.output"
     tool_events = ("PreToolUse", "PermissionRequest")
     session_events = frozenset({"UserPromptSubmit", "Stop", "StopFailure", "SessionEnd"})
     end_events = frozenset({"SessionEnd"})
@@ -88,8 +89,8 @@ class ClaudeCode(Adapter):
         fmt = option(argv, "--output-format")
         if fmt is None:  # the launcher reads stream-json and prints the text, as its text output does
             extra = ["--output-format", "stream-json"] + ([] if "--verbose" in argv else ["--verbose"])
-            return [argv[0], *extra, *argv[1:]], "claude-text"
-        return argv, {"stream-json": "claude-stream", "json": "claude-json"}.get(fmt, "passthrough")
+            return [argv[0], *extra, *argv[1:]], "claude-code-text"
+        return argv, {"stream-json": "claude-code-stream", "json": "claude-code-json"}.get(fmt, "passthrough")
 
 
 ADAPTER = ClaudeCode()

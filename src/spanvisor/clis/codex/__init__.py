@@ -28,6 +28,7 @@ class Codex(Adapter):
     services = ("codex_exec", "codex_tui", "codex_cli_rs", "codex-cli", "codex")
     namespace = "codex"
     records = f"{__name__}.records"
+    output = f"{__name__}.output"
     session_events = frozenset({"UserPromptSubmit", "Stop", "Interrupt", "SessionEnd"})
     end_events = frozenset({"SessionEnd"})
     # apply_patch names its files in the patch (its `input`).

@@ -61,6 +61,7 @@ class Copilot(Adapter):
     services = ("github-copilot",)
     namespace = "copilot"
     records = f"{__name__}.records"
+    output = f"{__name__}.output"
     tool_events = ("preToolUse", "permissionRequest")
     session_events = frozenset({"userPromptSubmitted", "agentStop", "errorOccurred", "sessionEnd"})
     end_events = frozenset({"sessionEnd"})

@@ -23,6 +23,7 @@ class Gemini(Adapter):
     services = ("gemini-cli",)
     namespace = "gemini-cli"
     records = f"{__name__}.records"
+    output = f"{__name__}.output"
     tool_events = ("BeforeTool",)
     session_events = frozenset({"BeforeAgent", "AfterAgent", "SessionEnd"})
     end_events = frozenset({"SessionEnd"})

@@ -25,6 +25,7 @@ class Qwen(Adapter):
     services = ("qwen-code",)
     namespace = "qwen-code"
     records = f"{__name__}.records"
+    output = f"{__name__}.output"
     # Claude Code's names; in -p runs only Stop fires (the hook ends the
     # session when the CLI then exits).
     session_events = frozenset({"UserPromptSubmit", "Stop", "StopFailure", "SessionEnd"})

@@ -78,6 +78,7 @@ class Cline(Adapter):
     binaries = ("cline",)
     services = ("cline",)
     namespace = "cline"
+    output = f"{__name__}.output"
     session_events = frozenset({*_ENDS.values(), "TaskStart"})
     end_events = frozenset(_ENDS.values())
     session_keys = ("taskId",)

@@ -68,6 +68,7 @@ class OpenCode(Adapter):
     binaries = ("opencode",)
     services = ("opencode",)
     namespace = "opencode"
+    output = f"{__name__}.output"
     # Its plugin's (spanvisor-gate.js): the first prompt, and the session's end.
     session_events = frozenset({"UserPromptSubmit", "SessionEnd"})
     end_events = frozenset({"SessionEnd"})

@@ -1,0 +1,63 @@
+"""Gemini CLI's ``-p`` output under ``spanvisor run``.
+
+Unless the user chose an ``--output-format``, the launcher asks for
+``stream-json`` and shows the assistant's text as it streams (what the
+default text format prints), then reads the ``result`` event (``status``
+success or error, the error's message). A user's own ``json`` (one
+document: ``response``, or ``error``) or ``stream-json`` is passed through
+and read too. Its worker exits 0 with no result when signalled: cancelled.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from spanvisor.clis.output import Ending, RunOutput, gist, json_object, leading_object
+
+
+def read(out: RunOutput, text: str) -> str | None:
+    if out.kind == "json":
+        out.notes.setdefault("lines", []).append(text)
+        return text
+    doc = json_object(text)
+    if doc is None:
+        return text if out.kind == "stream" or text.strip() else None  # not ours to hide
+    kind = doc.get("type")
+    if kind == "result":
+        _result(out, doc)
+    if out.kind == "stream":
+        return text
+    if kind == "message" and doc.get("role") == "assistant" and isinstance(doc.get("content"), str):
+        said: str = doc["content"]
+        if said:
+            out.notes["open_line"] = not said.endswith("\n")
+        return said or None
+    if kind == "result":
+        if out.failed and out.error:
+            print(f"Error: {out.error}", file=sys.stderr, flush=True)
+        return "\n" if out.notes.get("open_line") else None
+    return None
+
+
+def done(out: RunOutput) -> None:
+    if out.kind == "json":
+        doc = leading_object("".join(out.notes.get("lines", [])))
+        if doc is not None and ("response" in doc or "error" in doc):
+            _result(out, {"status": "error" if doc.get("error") else "success", "error": doc.get("error")})
+
+
+def unsaid(out: RunOutput, program: str, code: int, title: str) -> Ending | None:
+    if code == 0:
+        # Its worker exits 0, result unsaid, when a signal stops it (measured).
+        return "cancelled", None, f"{title} ended without a result (its worker exits 0 when it is signalled)"
+    return None
+
+
+def _result(out: RunOutput, doc: dict[str, Any]) -> None:
+    out.saw_result = True
+    err = doc.get("error")
+    if doc.get("status") not in (None, "success") or err:
+        out.failed = True
+        msg = err.get("message") if isinstance(err, dict) else err
+        out.error = gist(msg) if isinstance(msg, str) and msg.strip() else "the result says error"
