@@ -35,12 +35,13 @@ from __future__ import annotations
 import importlib
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple
 
 if TYPE_CHECKING:  # what reads a run's output is imported when a run is read, never on the gate's path
     from spanvisor.clis.output import Ending, RunOutput
+    from spanvisor.clis.stream import Report
 
 Verdict = Literal["allow", "deny"]
 # A settings file larger than this is not read (nobody writes one).
@@ -92,6 +93,10 @@ class Adapter:
     # :mod:`.output`, and :meth:`output_plan` for the modes it asks for);
     # None: the exit code alone tells the end.
     output: ClassVar[str | None] = None
+    # The module that reads what it prints into what the launcher reports
+    # (its ``read`` and ``model``: :mod:`.stream`), for a CLI that sends no
+    # telemetry spanvisor reads; None: its own telemetry says it.
+    stream: ClassVar[str | None] = None
 
     @property
     def service(self) -> str:
@@ -219,6 +224,18 @@ class Adapter:
             return None
         ending: Ending | None = module.unsaid(out, program, code, self.title)
         return ending
+
+    def read_stream(self, report: Report, doc: dict[str, Any]) -> None:
+        """One JSON line of what it printed under ``spanvisor run``, said through ``report``."""
+        if self.stream is not None:
+            importlib.import_module(self.stream).read(report, doc)
+
+    def stream_model(self, argv: Sequence[str], env: Mapping[str, str], cwd: str) -> str | None:
+        """The model a launched session uses, as far as its command or settings say."""
+        if self.stream is None:
+            return None
+        given: str | None = importlib.import_module(self.stream).model(argv, env, cwd)
+        return given
 
     def _output(self) -> Any:
         # Imported when a run is read, never on the gate's path.

@@ -73,10 +73,6 @@ LOOK_S = 2.0
 ANNOUNCE_S = 0.5
 # spanvisor.control.client's (not imported before the CLI starts: 100 ms).
 ENV_CONTROL_URL, ENV_CONTROL_TOKEN = "SPANVISOR_CONTROL_URL", "SPANVISOR_CONTROL_TOKEN"
-# The CLIs whose calls the launcher reports itself (run_stream.py): its
-# records name the task id alone, so these CLIs' sessions get no run of
-# their own (a reused task id is said, not made a new run).
-STREAMED = ("opencode", "cline")
 
 
 def main(argv: Sequence[str]) -> int:
@@ -117,7 +113,10 @@ def handler(args: argparse.Namespace, config: Config | None) -> int:
     # A task id given again after its run ended: this session is a new run of
     # it, under a root of its own (before, it was that ended run to serve).
     ended = _ended(task_id, endpoint, args.token) if args.task_id else None
-    run = os.urandom(16).hex() if ended is not None and cli not in STREAMED else None
+    # A CLI whose calls the launcher reports itself (its adapter's stream): its
+    # records name the task id alone, so its sessions get no run of their own
+    # (a reused task id is said, not made a new run).
+    run = os.urandom(16).hex() if ended is not None and registry.need(cli).stream is None else None
     attrs = {gs.RESOURCE_TASK_ID: task_id, "spanvisor.task.name": name}
     if run is not None:
         attrs[gs.RESOURCE_TASK_RUN] = run

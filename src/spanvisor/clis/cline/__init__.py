@@ -79,6 +79,7 @@ class Cline(Adapter):
     services = ("cline",)
     namespace = "cline"
     output = f"{__name__}.output"
+    stream = f"{__name__}.stream"
     session_events = frozenset({*_ENDS.values(), "TaskStart"})
     end_events = frozenset(_ENDS.values())
     session_keys = ("taskId",)

@@ -69,6 +69,7 @@ class OpenCode(Adapter):
     services = ("opencode",)
     namespace = "opencode"
     output = f"{__name__}.output"
+    stream = f"{__name__}.stream"
     # Its plugin's (spanvisor-gate.js): the first prompt, and the session's end.
     session_events = frozenset({"UserPromptSubmit", "SessionEnd"})
     end_events = frozenset({"SessionEnd"})

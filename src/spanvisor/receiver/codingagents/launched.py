@@ -1,8 +1,6 @@
 """What ``spanvisor run`` read of a CLI's own output, for the CLIs whose
-telemetry cannot say it: OpenCode (its ``run --format json`` lines; its own
-OpenTelemetry is experimental and loses its last batch at exit) and Cline
-(its ``--json`` lines; it exports to no endpoint a user can set). The
-launcher sends them as log records named ``spanvisor.run.<event>``, each
+telemetry cannot say it (those whose adapter reads what they print:
+:mod:`spanvisor.clis.stream`, OpenCode's and Cline's). The launcher sends them as log records named ``spanvisor.run.<event>``, each
 with the CLI's ``session.id``, on the task it started (its
 ``spanvisor.task.id`` in the resource, ``service.name`` the CLI's):
 :mod:`spanvisor.launcher.stream` writes them.
@@ -18,10 +16,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
+from spanvisor.clis import registry
 from spanvisor.clis.records import LIFE, Reading, clean, command, integer, number, string, truth
 
 CLI: Final = "the launcher"
-SERVICES: Final = frozenset({"opencode", "cline"})
+SERVICES: Final = frozenset(s for a in registry.every() if a.stream is not None for s in a.services)
 SESSION_KEYS: Final = ("session.id",)
 # The launcher writes its resource itself: nothing percent-encoded to undo.
 DECODES_RESOURCE: Final = True
