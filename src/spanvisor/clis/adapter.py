@@ -39,6 +39,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple
 
+from spanvisor.clis.ends import SessionEnds
+
 if TYPE_CHECKING:  # what reads a run's output is imported when a run is read, never on the gate's path
     from spanvisor.clis.output import Ending, RunOutput
     from spanvisor.clis.stream import Report
@@ -69,6 +71,8 @@ class Adapter:
     session_events: ClassVar[frozenset[str]] = frozenset()  # turn and session events its hooks get
     end_events: ClassVar[frozenset[str]] = frozenset()  # those that end the session
     session_keys: ClassVar[tuple[str, ...]] = ("session_id",)  # where its input names the session
+    # How its turns and its session end, as its hooks tell it.
+    ends: ClassVar[SessionEnds] = SessionEnds()
     # The keys its file tools name their paths by (the gate reads every
     # key it knows in any spelling; these are the ones proven per CLI).
     path_keys: ClassVar[frozenset[str]] = frozenset()
@@ -236,6 +240,13 @@ class Adapter:
             return None
         given: str | None = importlib.import_module(self.stream).model(argv, env, cwd)
         return given
+
+    def transcript_turn(self, path: str, prompt: str) -> tuple[str, str | None] | None:
+        """How its last turn ended, from the conversation it keeps
+        (``transcript_path``), when no turn event answered ``prompt``:
+        (state, error), or None when the transcript does not say."""
+        del path, prompt
+        return None
 
     def _output(self) -> Any:
         # Imported when a run is read, never on the gate's path.

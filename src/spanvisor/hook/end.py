@@ -25,7 +25,7 @@ The CLIs tell their hooks (checked with the pinned versions, offline):
   ``sessionEnd`` (``reason`` ``complete`` or ``error``; SIGTERM says
   ``complete`` with its turn open).
 * **Cline**: ``TaskStart`` (its task opens; named from the manifest it
-  wrote, clis/cline.py), ``TaskComplete``, ``TaskError`` (its message) and
+  wrote, clis/cline), ``TaskComplete``, ``TaskError`` (its message) and
   ``TaskCancel``, each its task's end (SIGTERM lets the model's answer
   come, then fires ``TaskComplete``), and ``SessionShutdown`` when its run
   stopped without one (a hook's cancel): the first end heard is the end.
@@ -52,6 +52,7 @@ import time
 from collections.abc import Mapping
 
 from spanvisor.clis import registry
+from spanvisor.clis.ends import SessionEnds
 from spanvisor.gate import contracts as gc
 from spanvisor.gate import turns
 from spanvisor.gate.answer import Answer
@@ -62,14 +63,12 @@ from spanvisor.gate.session import TaskKey, session_of
 TURN_WAIT_S = 1.0
 CLI_EXIT_WAIT_S = 3.0
 REQUEST_TIMEOUT_S = 5.0
-# Tries of a Cline end the receiver did not take (its end hooks run detached:
-# 0.5, 1, 2, 2 s apart, about 25 s in all with each try's timeout).
-CLINE_END_TRIES = 4
 # How long a Qwen Code run with a prompt (``-p``) is given to exit after its
 # Stop, which is its session's last event there (it fires no SessionEnd).
 HEADLESS_EXIT_WAIT_S = 10.0
 _PROMPT_FLAGS = ("-p", "--prompt")
-# What a Cline task's turn file holds once one of its ends ended it.
+# What a session's turn file holds once its first end ended it (a CLI
+# whose first end is final: SessionEnds.first_final).
 ENDED = "ended"
 # Processes between the hook and the CLI: a shell running the hook's
 # command, the hook's own waiting parent.
@@ -94,20 +93,22 @@ def answer(ev: gc.SessionEvent, args: argparse.Namespace, out: Answer, env: Mapp
             first = turn is not None and turn.state == "open" and turns.latest(key.task_id, env) is None
             if turn is not None:
                 turns.note(key.task_id, turn, env)
-            if ev.cli != "qwen" or ev.event != "Stop" or out.release is None:
+            adapter = registry.get(ev.cli)
+            headless_last = adapter.ends.headless_last if adapter is not None else None
+            if ev.event != headless_last or out.release is None:
                 code = out.neutral(reply)
                 if first and ev.prompt:
                     named(key, ev.prompt, args, env)
                 return code
-            # Qwen Code with a prompt (-p) ends after its Stop, saying nothing more.
+            # A CLI run with a prompt (-p) that ends after this event, saying nothing more.
             cli_pid = _cli_pid()
             if cli_pid is None or not _headless(cli_pid):
                 return out.neutral(reply)
             ev, headless_stop = ev._replace(event="SessionEnd"), True
-        elif out.release is not None and ev.cli != "opencode" and not getattr(args, "key_sessions", False):
+        elif out.release is not None and _ends(ev).waits_for_exit and not getattr(args, "key_sessions", False):
             # In the hook's own process (its answer released to a waiting parent),
-            # the CLI is an ancestor whose exit the end waits for (OpenCode's
-            # plugin sends its end as OpenCode shuts down: nothing to wait for).
+            # the CLI is an ancestor whose exit the end waits for (unless its
+            # end comes as it shuts down: nothing to wait for).
             cli_pid = _cli_pid()
     except Exception:  # whatever fails here, the reply stays neutral (the session's end reads as unheard of)
         return out.neutral(reply)
@@ -140,20 +141,21 @@ def named(key: TaskKey, prompt: str, args: argparse.Namespace, env: Mapping[str,
 
 
 def turn_of(ev: gc.SessionEvent, at: int | None = None) -> turns.Turn | None:
-    """What a turn's event says of the turn (None: nothing)."""
+    """What a turn's event says of the turn (None: nothing), by the CLI's
+    own names for them (its adapter's ``ends.turns``)."""
     now = time.time_ns() if at is None else at
-    if ev.event in ("UserPromptSubmit", "BeforeAgent", "userPromptSubmitted", "TaskStart"):
-        return turns.Turn("open", ev.turn, None, now)
-    if ev.event in ("Stop", "AfterAgent", "agentStop"):
-        return turns.Turn("complete", ev.turn, None, now)
-    if ev.event == "errorOccurred":
-        return turns.Turn("error", None, ev.said or "Copilot CLI reported an error", now)
-    if ev.event == "StopFailure":
-        said = ev.said or "the turn ended on an API error"
+    state = _ends(ev).turns.get(ev.event)
+    if state in ("open", "complete", "cancelled"):
+        return turns.Turn(state, ev.turn, None, now)  # type: ignore[arg-type]
+    if state == "error":
+        said = ev.said or _ends(ev).turn_error
         return turns.Turn("error", ev.turn, f"{said} ({ev.error})" if ev.error else said, now)
-    if ev.event == "Interrupt":
-        return turns.Turn("cancelled", ev.turn, None, now)
     return None
+
+
+def _ends(ev: gc.SessionEvent) -> SessionEnds:
+    adapter = registry.get(ev.cli)
+    return adapter.ends if adapter is not None else SessionEnds()
 
 
 def stated_turn(ev: gc.SessionEvent, at: int | None = None) -> turns.Turn | None:
@@ -166,19 +168,20 @@ def stated_turn(ev: gc.SessionEvent, at: int | None = None) -> turns.Turn | None
 
 
 def ending(ev: gc.SessionEvent, turn: turns.Turn | None, cancel: turns.Cancel | None) -> End:
-    """How the session ended, from its ``SessionEnd``, its latest turn and a
+    """How the session ended, from its end event, its latest turn and a
     cancel the hook saw. Never success without a turn that finished."""
     adapter = registry.get(ev.cli)
     name = adapter.title if adapter is not None else ev.cli
+    facts = _ends(ev)
     if cancel is not None:
         return "cancelled", None, f"{cancel.text()} · its tool calls were blocked by spanvisor hook"
-    # Claude Code's SessionEnd names the prompt its turn answered: a turn
-    # heard of for another prompt says nothing of this one.
-    if turn is not None and ev.cli == "claude-code" and ev.turn and turn.key not in (None, ev.turn):
+    # An end that names the prompt its turn answered: a turn heard of for
+    # another prompt says nothing of this one.
+    if turn is not None and facts.names_turn and ev.turn and turn.key not in (None, ev.turn):
         turn = None
     state = turn.state if turn is not None else None
-    if ev.cli == "copilot" and ev.reason == "error" and state != "error":
-        return "error", "Copilot CLI ended on an error (its output says why)", "Failed"
+    if ev.reason in facts.error_reasons and state != "error":
+        return "error", f"{name} ended on an error (its output says why)", "Failed"
     if state == "complete":
         return "complete", None, "Finished"
     if state == "error":
@@ -187,15 +190,16 @@ def ending(ev: gc.SessionEvent, turn: turns.Turn | None, cancel: turns.Cancel | 
         return "cancelled", None, f"{name} cancelled its task" + (f": {turn.error}" if turn and turn.error else "")
     if state == "cancelled":
         return "cancelled", None, f"{name} was interrupted (SIGINT)"
-    if ev.event == "SessionShutdown":
-        return "cancelled", None, "Cline stopped its run before its task finished (a hook's cancel, or a shutdown)"
-    if ev.cli == "codex":
-        # SIGTERM kills Codex before any hook; SIGINT says Interrupt: a
-        # SessionEnd with its turn open is a turn that failed.
-        return "error", "Codex ended before its turn finished (its output says why)", "Failed"
-    if turn is None and ev.cli == "claude-code" and not ev.turn:
+    if (stopped := facts.stopped_by.get(ev.event)) is not None:
+        return "cancelled", None, f"{name} {stopped}"
+    if turn is None and facts.no_prompt_completes and not ev.turn:
         return "complete", None, "Finished (no prompt was run)"
-    return "cancelled", None, f"{name} ended before its turn finished (interrupted or signalled)"
+    status, said = facts.open_turn
+    return (
+        status,
+        (f"{name} {said}" if status == "error" else None),
+        ("Failed" if status == "error" else f"{name} {said}"),
+    )
 
 
 def finish(
@@ -206,14 +210,15 @@ def finish(
     cli_pid: int | None = None,
 ) -> bool:
     """End the session's task (after the answer): whether serve took it."""
+    facts = _ends(ev)
     heard = turns.latest(key.task_id, env)
-    if ev.cli == "cline" and heard is not None and heard.key == ENDED:
-        return False  # Cline's task ended already: a later SessionShutdown says nothing of it
+    if facts.first_final and heard is not None and heard.key == ENDED:
+        return False  # its task ended already: a later end hook (Cline's SessionShutdown) says nothing of it
     turn = stated_turn(ev) or heard
-    if ev.cli == "claude-code" and ev.turn and not _answered(turn, ev.turn):
+    if facts.names_turn and ev.turn and not _answered(turn, ev.turn):
         turn = _awaited(key.task_id, ev.turn, turn, env) if ev.transcript is None else turn
         if not _answered(turn, ev.turn) and ev.transcript is not None:
-            turn = claude_transcript_turn(ev.transcript, ev.turn) or turn
+            turn = _transcript_turn(ev, ev.transcript, ev.turn) or turn
     status, error, message = ending(ev, turn, turns.cancel_of(key.task_id, env))
     if cli_pid is not None:
         _wait_gone(cli_pid, CLI_EXIT_WAIT_S)
@@ -234,10 +239,11 @@ def finish(
         held = turns.secret_of(key.task_id, env)
         unproved = proof is None and held is not None and held.sent > 0
     ended_ns = time.time_ns()
-    # Cline runs its end hooks detached and exits (nothing waits for them, and
-    # no later hook of the session delivers a spooled end): a receiver slow
-    # to take the end is given more tries here.
-    tries = CLINE_END_TRIES if ev.cli == "cline" else 1
+    # A CLI that runs its end hooks detached and exits (Cline: nothing waits
+    # for them, and no later hook of the session delivers a spooled end): a
+    # receiver slow to take the end is given more tries here (0.5, 1, 2, 2 s
+    # apart, about 25 s in all with each try's timeout).
+    tries = max(1, facts.tries)
     took = False
     for attempt in range(tries):
         try:
@@ -255,7 +261,7 @@ def finish(
         # goes on, and its real end needs what it remembers (the key above all).
         return took
     turns.forget(key.task_id, env)
-    if ev.cli == "cline":  # the first of its ends is its end (kept until the sweep)
+    if facts.first_final:  # the first of its ends is its end (kept until the sweep)
         turns.note(key.task_id, turns.Turn(status, ENDED, None, time.time_ns()), env)  # type: ignore[arg-type]
     turns.sweep(env)
     return took
@@ -265,57 +271,14 @@ def _answered(turn: turns.Turn | None, prompt: str) -> bool:
     return turn is not None and turn.key == prompt and turn.state != "open"
 
 
-# What is read of a transcript's end, and what Claude Code writes there when
-# SIGINT stops a turn.
-TRANSCRIPT_TAIL = 512 * 1024
-_INTERRUPTED = "[Request interrupted by user"
-
-
-def claude_transcript_turn(path: str, prompt: str) -> turns.Turn | None:
-    """How Claude Code's last turn ended, from the end of its transcript
-    (``transcript_path``, the conversation it keeps as JSON lines, written
-    before ``SessionEnd``): an API error's message (``isApiErrorMessage``),
-    a turn it finished (``end_turn``), or one SIGINT interrupted; None when
-    the last message says none of these (a turn cut off). Read when no
-    ``Stop``/``StopFailure`` answered the prompt: ``StopFailure`` is fired
-    without waiting, and the CLI exits (ending its hooks) right after
-    ``SessionEnd``, so in ``-p`` mode it rarely gets to say anything."""
-    import json
-
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - TRANSCRIPT_TAIL))
-            lines = f.read().splitlines()
-    except OSError:
+def _transcript_turn(ev: gc.SessionEvent, path: str, prompt: str) -> turns.Turn | None:
+    """The prompt's turn as the CLI's transcript says it ended (its adapter reads it)."""
+    adapter = registry.get(ev.cli)
+    said = adapter.transcript_turn(path, prompt) if adapter is not None else None
+    if said is None:
         return None
-    now = time.time_ns()
-    for raw in reversed(lines):
-        try:
-            doc = json.loads(raw)
-        except ValueError:
-            continue
-        msg = doc.get("message") if isinstance(doc, dict) else None
-        if not isinstance(msg, dict) or doc.get("type") not in ("assistant", "user"):
-            continue
-        said = _text(msg.get("content"))
-        if doc["type"] == "user":
-            if said.startswith(_INTERRUPTED):
-                return turns.Turn("cancelled", prompt, None, now)
-            return None
-        if doc.get("isApiErrorMessage") is True:
-            return turns.Turn("error", prompt, said or "an API error ended the turn", now)
-        if msg.get("stop_reason") == "end_turn":
-            return turns.Turn("complete", prompt, None, now)
-        return None
-    return None
-
-
-def _text(content: object) -> str:
-    if isinstance(content, str):
-        return content.strip()
-    parts = content if isinstance(content, list) else []
-    return " ".join(str(p.get("text")) for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str)).strip()
+    state, error = said
+    return turns.Turn(state, prompt, error, time.time_ns())  # type: ignore[arg-type]
 
 
 def _awaited(task_id: str, prompt: str, turn: turns.Turn | None, env: Mapping[str, str]) -> turns.Turn | None:

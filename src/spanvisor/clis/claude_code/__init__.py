@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from spanvisor.clis.adapter import Adapter, HookSetup, default, option
+from spanvisor.clis.ends import SessionEnds
 
 
 class ClaudeCode(Adapter):
@@ -29,6 +30,7 @@ class ClaudeCode(Adapter):
     namespace = "claude-code"
     records = f"{__name__}.records"
     output = f"{__name__}.output"
+    ends = SessionEnds(names_turn=True, no_prompt_completes=True)
     tool_events = ("PreToolUse", "PermissionRequest")
     session_events = frozenset({"UserPromptSubmit", "Stop", "StopFailure", "SessionEnd"})
     end_events = frozenset({"SessionEnd"})
@@ -91,6 +93,12 @@ class ClaudeCode(Adapter):
             extra = ["--output-format", "stream-json"] + ([] if "--verbose" in argv else ["--verbose"])
             return [argv[0], *extra, *argv[1:]], "claude-code-text"
         return argv, {"stream-json": "claude-code-stream", "json": "claude-code-json"}.get(fmt, "passthrough")
+
+    def transcript_turn(self, path: str, prompt: str) -> tuple[str, str | None] | None:
+        del prompt  # the transcript's last turn is the prompt's: its SessionEnd named it
+        from spanvisor.clis.claude_code import transcript
+
+        return transcript.last_turn(path)
 
 
 ADAPTER = ClaudeCode()

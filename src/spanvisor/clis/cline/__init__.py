@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from spanvisor.clis.adapter import Adapter, Verdict, said
+from spanvisor.clis.ends import SessionEnds
 
 SHELL_TOOL = "run_commands"
 SCRIPTS_KEY = "commands"
@@ -79,6 +80,13 @@ class Cline(Adapter):
     services = ("cline",)
     namespace = "cline"
     output = f"{__name__}.output"
+    # The first end heard is the end; its end hooks run detached as it exits.
+    ends = SessionEnds(
+        turns={"TaskStart": "open"},
+        stopped_by={"SessionShutdown": "stopped its run before its task finished (a hook's cancel, or a shutdown)"},
+        first_final=True,
+        tries=4,
+    )
     stream = f"{__name__}.stream"
     session_events = frozenset({*_ENDS.values(), "TaskStart"})
     end_events = frozenset(_ENDS.values())

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from spanvisor.clis.adapter import Adapter, HookSetup, Verdict
+from spanvisor.clis.ends import SessionEnds
 
 
 class Codex(Adapter):
@@ -29,6 +30,8 @@ class Codex(Adapter):
     namespace = "codex"
     records = f"{__name__}.records"
     output = f"{__name__}.output"
+    # An API error fires SessionEnd with its turn open; SIGTERM kills it before any hook.
+    ends = SessionEnds(open_turn=("error", "ended before its turn finished (its output says why)"))
     session_events = frozenset({"UserPromptSubmit", "Stop", "Interrupt", "SessionEnd"})
     end_events = frozenset({"SessionEnd"})
     # apply_patch names its files in the patch (its `input`).

@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from spanvisor.clis.adapter import Adapter, HookSetup, Verdict, json_files, option, positive, said
+from spanvisor.clis.ends import SessionEnds
 
 # Where it reads settings for every user: root's files only.
 POLICY_ROOT = Path("/etc/github-copilot")
@@ -62,6 +63,11 @@ class Copilot(Adapter):
     namespace = "copilot"
     records = f"{__name__}.records"
     output = f"{__name__}.output"
+    ends = SessionEnds(
+        turns={"userPromptSubmitted": "open", "agentStop": "complete", "errorOccurred": "error"},
+        turn_error="Copilot CLI reported an error",
+        error_reasons=frozenset({"error"}),
+    )
     tool_events = ("preToolUse", "permissionRequest")
     session_events = frozenset({"userPromptSubmitted", "agentStop", "errorOccurred", "sessionEnd"})
     end_events = frozenset({"sessionEnd"})

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from spanvisor.clis.adapter import Adapter, HookSetup, Verdict, command_text, hook_entries, option, positive
+from spanvisor.clis.ends import SessionEnds
 
 
 class Gemini(Adapter):
@@ -24,6 +25,7 @@ class Gemini(Adapter):
     namespace = "gemini-cli"
     records = f"{__name__}.records"
     output = f"{__name__}.output"
+    ends = SessionEnds(turns={"BeforeAgent": "open", "AfterAgent": "complete"})
     tool_events = ("BeforeTool",)
     session_events = frozenset({"BeforeAgent", "AfterAgent", "SessionEnd"})
     end_events = frozenset({"SessionEnd"})

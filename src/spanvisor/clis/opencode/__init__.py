@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from spanvisor.clis.adapter import Adapter, HookSetup, Verdict, option, said
+from spanvisor.clis.ends import SessionEnds
 
 TURNS = ("complete", "error", "cancelled", "open")
 PLUGIN_FILE = "spanvisor-gate.js"
@@ -69,6 +70,8 @@ class OpenCode(Adapter):
     services = ("opencode",)
     namespace = "opencode"
     output = f"{__name__}.output"
+    # Its plugin sends the end as OpenCode shuts down: nothing to wait for.
+    ends = SessionEnds(waits_for_exit=False)
     stream = f"{__name__}.stream"
     # Its plugin's (spanvisor-gate.js): the first prompt, and the session's end.
     session_events = frozenset({"UserPromptSubmit", "SessionEnd"})

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from spanvisor.clis.adapter import Adapter, HookSetup, command_text, default, hook_entries, option, positive
+from spanvisor.clis.ends import SessionEnds
 
 # Qwen Code reads a timeout this large or larger as milliseconds.
 MS_FROM = 1000.0
@@ -26,6 +27,8 @@ class Qwen(Adapter):
     namespace = "qwen-code"
     records = f"{__name__}.records"
     output = f"{__name__}.output"
+    # With a prompt (-p) only Stop fires: no SessionEnd (an API error and a signal fire nothing).
+    ends = SessionEnds(headless_last="Stop")
     # Claude Code's names; in -p runs only Stop fires (the hook ends the
     # session when the CLI then exits).
     session_events = frozenset({"UserPromptSubmit", "Stop", "StopFailure", "SessionEnd"})
