@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 from spanvisor.cli import check_opencode as co
-from spanvisor.launcher.gate_setup import PLUGIN, asset
+from spanvisor.clis.opencode import PLUGIN_FILE
+from spanvisor.launcher.gate_setup import asset
 from tests.cli.test_policy_cli import spanvisor
 
 
@@ -34,7 +35,7 @@ def test_a_plugin_entry_whose_file_is_gone_fails_the_check(tmp_path: Path) -> No
 
 def test_the_exported_plugin_passes_and_a_stale_one_is_a_warning(tmp_path: Path) -> None:
     plugin = tmp_path / "spanvisor-gate.js"
-    plugin.write_bytes(asset(*PLUGIN))
+    plugin.write_bytes(asset("opencode", PLUGIN_FILE))
     env = _home(tmp_path, plugin.as_uri())
     env["SPANVISOR_BIN"] = str(Path(sys.executable).with_name("spanvisor"))
     bad, warned, ok = co.problems(env, tmp_path)
@@ -50,7 +51,7 @@ def test_a_plugin_with_no_spanvisor_to_run_is_a_problem_and_no_plugin_is_silence
     env = _home(tmp_path, None)
     assert co.problems(env, tmp_path) == ([], [], [])
     folder.mkdir(parents=True)
-    (folder / "spanvisor-gate.js").write_bytes(asset(*PLUGIN))
+    (folder / "spanvisor-gate.js").write_bytes(asset("opencode", PLUGIN_FILE))
     env["SPANVISOR_BIN"] = str(tmp_path / "no-such-spanvisor")
     bad, _, ok = co.problems(env, tmp_path)
     assert len(ok) == 1 and len(bad) == 1 and "it blocks every tool call" in bad[0], bad

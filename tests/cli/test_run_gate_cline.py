@@ -11,7 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from spanvisor.launcher.gate_setup import CLINE_HOOK, asset
+from spanvisor.clis.cline.launch import HOOK
+from spanvisor.launcher.gate_setup import asset
 
 
 def _run(home: Path, marker: Path) -> subprocess.CompletedProcess[str]:
@@ -48,7 +49,7 @@ def test_without_spanvisors_hook_where_cline_reads_it_cline_is_not_started(tmp_p
     assert got.returncode == 2, got.stderr
     assert f"{tmp_path}/.cline/hooks/PreToolUse only, which is missing" in got.stderr, got.stderr
     assert not marker.exists(), "Cline was started ungated"
-    hook = tmp_path / ".cline" / "hooks" / CLINE_HOOK[1]
+    hook = tmp_path / ".cline" / "hooks" / HOOK
     hook.parent.mkdir(parents=True)
     hook.write_text("#!/bin/sh\necho '{}'\n")
     hook.chmod(0o755)
@@ -58,9 +59,9 @@ def test_without_spanvisors_hook_where_cline_reads_it_cline_is_not_started(tmp_p
 
 
 def test_with_spanvisors_hook_there_cline_starts(tmp_path: Path) -> None:
-    hook = tmp_path / ".cline" / "hooks" / CLINE_HOOK[1]
+    hook = tmp_path / ".cline" / "hooks" / HOOK
     hook.parent.mkdir(parents=True)
-    hook.write_bytes(asset(*CLINE_HOOK))
+    hook.write_bytes(asset("cline", HOOK))
     hook.chmod(0o755)
     marker = tmp_path / "started"
     got = _run(tmp_path, marker)

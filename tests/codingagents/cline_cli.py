@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from spanvisor.launcher.gate_setup import CLINE_HOOK
+from spanvisor.clis.cline.launch import HOOK
 from spanvisor.receiver.codingagents.ids import session_task_id
 from tests.codingagents.agents import Ran, Running, base_env, run, start
 from tests.codingagents.fake_http import FakeModelAPI
@@ -27,7 +27,7 @@ SPANVISOR_BIN = str(Path(sys.executable).with_name("spanvisor"))
 def hook_script() -> Path:
     import spanvisor
 
-    return Path(spanvisor.__file__).parent.joinpath("_assets", *CLINE_HOOK)
+    return Path(spanvisor.__file__).parent.joinpath("_assets", "cline", HOOK)
 
 
 def env(home: Path, api: FakeModelAPI, run_id: str) -> dict[str, str]:

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from spanvisor.launcher.gate_setup import PLUGIN
+from spanvisor.clis.opencode import PLUGIN_FILE
 from spanvisor.receiver.codingagents.ids import session_task_id
 from tests.codingagents.agents import Ran, Running, base_env, run, start
 from tests.codingagents.fake_http import FakeModelAPI
@@ -28,7 +28,7 @@ SPANVISOR_BIN = str(Path(sys.executable).with_name("spanvisor"))
 def plugin_path() -> Path:
     import spanvisor
 
-    return Path(spanvisor.__file__).parent.joinpath("_assets", *PLUGIN)
+    return Path(spanvisor.__file__).parent.joinpath("_assets", "opencode", PLUGIN_FILE)
 
 
 def env(home: Path, api: FakeModelAPI, run_id: str) -> dict[str, str]:

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from spanvisor.cli.hook_entries import command_weaknesses
-from spanvisor.clis.opencode import locked_plugin
-from spanvisor.launcher.gate_setup import ENV_BIN, PLUGIN, asset
+from spanvisor.clis.opencode import PLUGIN_FILE, locked_plugin
+from spanvisor.launcher.gate_setup import ENV_BIN, asset
 
 MARK = "spanvisor-gate"
 _CONFIGS = ("opencode.json", "opencode.jsonc")
@@ -89,8 +89,8 @@ def entries(env: Mapping[str, str], cwd: Path) -> Iterator[tuple[str, str]]:
             if MARK in spec:
                 yield str(path), spec
     for folder in (d / sub for d in _config_dirs(env, cwd) for sub in ("plugin", "plugins")):
-        if (folder / PLUGIN[1]).exists():
-            yield str(folder), str(folder / PLUGIN[1])
+        if (folder / PLUGIN_FILE).exists():
+            yield str(folder), str(folder / PLUGIN_FILE)
 
 
 def _path_of(spec: str, where: str) -> Path | None:
@@ -107,7 +107,7 @@ def problems(env: Mapping[str, str], cwd: Path) -> tuple[list[str], list[str], l
     bad: list[str] = []
     warned: list[str] = []
     ok: list[str] = []
-    shipped = asset(*PLUGIN)
+    shipped = asset("opencode", PLUGIN_FILE)
     by_env = False  # a plugin that runs the SPANVISOR_BIN or PATH spanvisor was found
     for where, spec in entries(env, cwd):
         path = _path_of(spec, where)

@@ -227,20 +227,19 @@ def _block(argv: list[str], reason: str) -> int:
     blocks whatever the event)."""
     import json  # standard library only, and only on a failure
 
-    cli = argv[0] if argv else ""
     doc = ""
     status = _BLOCK
-    if cli in ("gemini", "opencode"):
-        doc = json.dumps({"decision": "deny", "reason": reason})
-    elif cli in ("claude-code", "codex", "qwen"):
-        inner = {"hookEventName": "PreToolUse", "permissionDecision": "deny", "permissionDecisionReason": reason}
-        doc = json.dumps({"hookSpecificOutput": inner})
-    elif cli == "copilot":
-        doc = json.dumps({"permissionDecision": "deny", "permissionDecisionReason": reason})
-    elif cli == "cline":
-        # Cline runs a call whose hook exits non-zero: its block is an answer
-        # that stops the run (the call is not known here), and status 0.
-        doc, status = json.dumps({"cancel": True, "errorMessage": reason}), 0
+    try:  # the CLI's own shape of a denial, from its adapter (standard library only)
+        from spanvisor.clis import registry
+
+        adapter = registry.get(argv[0]) if argv else None
+        if adapter is not None:
+            doc = json.dumps(adapter.reply(adapter.tool_events[0], "deny", reason))
+            # Cline runs a call whose hook exits non-zero: its block is an
+            # answer that stops the run, with status 0.
+            status = adapter.block_status
+    except Exception:  # exit status 2 alone: what most CLIs read as a block (Cline's shipped hook too)
+        doc, status = "", _BLOCK
     for stream, text in ((sys.stdout, doc), (sys.stderr, reason)):
         try:
             if text:

@@ -71,6 +71,11 @@ class Adapter:
     session_events: ClassVar[frozenset[str]] = frozenset()  # turn and session events its hooks get
     end_events: ClassVar[frozenset[str]] = frozenset()  # those that end the session
     session_keys: ClassVar[tuple[str, ...]] = ("session_id",)  # where its input names the session
+    # It sends a Notification hook when a person must answer at its terminal.
+    notifies: ClassVar[bool] = False
+    # Its PermissionRequest hook comes just before its own prompt (a person
+    # deciding in Slack and its prompt must not both ask).
+    asks_at_terminal: ClassVar[bool] = False
     # How its turns and its session end, as its hooks tell it.
     ends: ClassVar[SessionEnds] = SessionEnds()
     # The keys its file tools name their paths by (the gate reads every
@@ -240,6 +245,22 @@ class Adapter:
             return None
         given: str | None = importlib.import_module(self.stream).model(argv, env, cwd)
         return given
+
+    @property
+    def gives_gate(self) -> bool:
+        """Whether ``spanvisor run --gate`` gives it the gate (:meth:`give_gate`)."""
+        return type(self).give_gate is not Adapter.give_gate
+
+    def give_gate(
+        self, argv: list[str], env: dict[str, str], folder: str
+    ) -> tuple[list[str] | None, str | None, str | None] | None:
+        """``spanvisor run --gate`` for a CLI whose settings name no hook:
+        (its arguments, or None when it must not start ungated; what to tell
+        the user; a file its gate writes when it loads, for the launcher to
+        check), with ``env`` changed in place and ``folder`` the launcher's
+        own. None: its gate is set in its settings, not by the launcher."""
+        del argv, env, folder
+        return None
 
     def transcript_turn(self, path: str, prompt: str) -> tuple[str, str | None] | None:
         """How its last turn ended, from the conversation it keeps

@@ -39,16 +39,13 @@ import stat
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+from spanvisor.clis import registry
 from spanvisor.gate import otlp
 from spanvisor.gate.session import otlp_endpoint, session_of
 from spanvisor.redaction import clip_middle, redact
 
 EVENT = "Notification"
 REQUEST = "PermissionRequest"
-# The CLIs whose Notification hook is read (the others send none).
-CLIS = frozenset({"claude-code"})
-# The CLIs whose PermissionRequest comes just before their own prompt.
-AT_TERMINAL_CLIS = frozenset({"claude-code", "codex"})
 # The notifications that mean "a person must answer at the terminal".
 WAITING_KINDS = frozenset({"permission_prompt"})
 STATUS = "agent.status"  # spanvisor.spans.conventions.STATUS (pinned by tests/gate)
@@ -56,7 +53,6 @@ MAX_TEXT = 300
 MAX_TARGET = 120
 # How much of the transcript's end is read for the pending call.
 TAIL_BYTES = 256 * 1024
-_NAMES = {"claude-code": "Claude Code", "codex": "Codex"}
 _MARK = b'"Notification"'
 _REQUEST_MARK = b'"PermissionRequest"'
 Pending = tuple[str, str, dict[str, Any]]  # (call id, tool, input)
@@ -83,8 +79,13 @@ def notice_of(cli: str, raw: bytes | str, at_terminal: bool = False) -> Notice |
     """The ``Notification`` on stdin (with ``at_terminal``, a
     ``PermissionRequest`` too), or None for anything else (a tool call,
     another event, input that is not JSON: judged as before)."""
-    notification = cli in CLIS and _has(raw, _MARK)
-    request = at_terminal and cli in AT_TERMINAL_CLIS and _has(raw, _REQUEST_MARK)
+    adapter = registry.get(cli)
+    if adapter is None:
+        return None
+    # Its adapter says whether it sends Notification, and whether its
+    # PermissionRequest comes just before its own prompt.
+    notification = adapter.notifies and _has(raw, _MARK)
+    request = at_terminal and adapter.asks_at_terminal and _has(raw, _REQUEST_MARK)
     # Every tool call passes here: a substring search, never a second parse of a call.
     if not (notification or request):
         return None
@@ -187,7 +188,8 @@ def call_text(tool: str, tool_input: Mapping[str, Any]) -> str:
 
 def waiting_text(n: Notice, call: Pending | None) -> str:
     """What the task shows while it waits."""
-    name = _NAMES.get(n.cli, n.cli)
+    adapter = registry.get(n.cli)
+    name = adapter.title if adapter is not None else n.cli
     if call is not None:
         return f"⏸ Waiting at the terminal: {name} asks to use {call_text(call[1], call[2])}"
     said = clip_middle(redact(" ".join((n.message or "").split())), MAX_TEXT)
@@ -227,8 +229,6 @@ def waiting_note(
 
 
 __all__ = [
-    "AT_TERMINAL_CLIS",
-    "CLIS",
     "EVENT",
     "REQUEST",
     "WAITING_KINDS",

@@ -71,7 +71,7 @@ _PATCH = frozenset(spelling(k) for k in PATCH_KEYS)
 # Deeper than any tool's own input: past it, nothing more is read.
 MAX_DEPTH = 8
 _PATCH_LINE = re.compile(
-    r"^(?:\*\*\* (?:Add|Update|Delete) File: (?P<codex>.+)"
+    r"^(?:\*\*\* (?:Add|Update|Delete) File: (?P<apply_patch>.+)"
     r"|\*\*\* Move to: (?P<move>.+)"
     r"|(?:---|\+\+\+) (?:[ab]/)?(?P<unified>[^\t\n]+)"
     r"|diff --git a/(?P<git_a>\S+) b/(?P<git_b>\S+)"
@@ -122,7 +122,7 @@ def patched(text: str) -> Iterator[str]:
     """The files a patch (Codex's ``apply_patch`` format or a unified /
     git diff) adds, changes, deletes or moves."""
     for m in _PATCH_LINE.finditer(text):
-        for group in ("codex", "move", "unified", "git_a", "git_b", "rename"):
+        for group in ("apply_patch", "move", "unified", "git_a", "git_b", "rename"):
             value = m.group(group)
             if value:
                 yield value.strip()

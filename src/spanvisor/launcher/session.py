@@ -169,11 +169,12 @@ def handler(args: argparse.Namespace, config: Config | None) -> int:
         if hooks_said:
             rs.said(hooks_said)
             untrusted = run_codex.FLAG not in child_argv
+    gate_marker: str | None = None
     if args.gate:
         from spanvisor.launcher import gate_setup as run_more
 
         folder = reserved.dir if reserved is not None else None
-        gated, gate_said = run_more.gate(cli, child_argv, child_env, folder)
+        gated, gate_said, gate_marker = run_more.gate(cli, child_argv, child_env, folder)
         if gate_said:
             rs.said(gate_said)
         if gated is None:  # no gate can be given: the CLI is not started ungated
@@ -232,7 +233,7 @@ def handler(args: argparse.Namespace, config: Config | None) -> int:
     session.run_of_task = run
     session.agent = agent
     session.adoption = adoption
-    session.gate_marker = child_env.get("SPANVISOR_OPENCODE_LOADED")  # run_more.ENV_LOADED, under --gate
+    session.gate_marker = gate_marker  # the file the gate writes when it loads, under --gate
     session.identity = identity
     try:
         return session.run(mode, gate, reserved, config, untrusted)

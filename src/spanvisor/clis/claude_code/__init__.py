@@ -30,6 +30,8 @@ class ClaudeCode(Adapter):
     namespace = "claude-code"
     records = f"{__name__}.records"
     output = f"{__name__}.output"
+    notifies = True
+    asks_at_terminal = True
     ends = SessionEnds(names_turn=True, no_prompt_completes=True)
     tool_events = ("PreToolUse", "PermissionRequest")
     session_events = frozenset({"UserPromptSubmit", "Stop", "StopFailure", "SessionEnd"})

@@ -140,6 +140,15 @@ class Cline(Adapter):
     def hook_setup(self, command: str, timeout_s: int) -> None:
         return None  # its gate is a file spanvisor ships (spanvisor assets export writes it)
 
+    def give_gate(self, argv: list[str], env: dict[str, str], folder: str) -> tuple[list[str] | None, str | None, None]:
+        del folder
+        from importlib import resources
+
+        from spanvisor.clis.cline import launch
+
+        shipped = resources.files("spanvisor").joinpath("_assets", "cline", launch.HOOK).read_bytes()
+        return launch.give(shipped, argv, env)
+
     def reply(self, event: str, answer: Verdict, reason: str) -> dict[str, Any]:
         if answer == "allow":
             return {"cancel": False}

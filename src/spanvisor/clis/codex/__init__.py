@@ -31,6 +31,7 @@ class Codex(Adapter):
     records = f"{__name__}.records"
     output = f"{__name__}.output"
     # An API error fires SessionEnd with its turn open; SIGTERM kills it before any hook.
+    asks_at_terminal = True
     ends = SessionEnds(open_turn=("error", "ended before its turn finished (its output says why)"))
     session_events = frozenset({"UserPromptSubmit", "Stop", "Interrupt", "SessionEnd"})
     end_events = frozenset({"SessionEnd"})

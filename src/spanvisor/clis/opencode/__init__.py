@@ -110,6 +110,11 @@ class OpenCode(Adapter):
     def hook_setup(self, command: str, timeout_s: int) -> None:
         return None  # its gate is a file spanvisor ships (spanvisor assets export writes it)
 
+    def give_gate(self, argv: list[str], env: dict[str, str], folder: str) -> tuple[list[str] | None, str | None, str]:
+        from spanvisor.clis.opencode import launch
+
+        return launch.give(shipped_plugin(), argv, env, folder)
+
     def system_settings(self, env: Mapping[str, str]) -> Path | None:
         folder = env.get("OPENCODE_TEST_MANAGED_CONFIG_DIR") or "/etc/opencode"
         return Path(folder) / "opencode.json"
