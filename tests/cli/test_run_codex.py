@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from spanvisor.launcher import codex_trust as run_codex
+from spanvisor.clis.codex import trust as run_codex
 from tests.cli.coding_harness import TOKEN, Serve, clean_env
 from tests.waiting import wait_until
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from spanvisor.launcher import codex_trust as run_codex
+from spanvisor.clis.codex import trust as run_codex
 from tests.codingagents import codex_cli as cx
 from tests.codingagents.agents import run
 from tests.codingagents.fake_http import FakeModelAPI

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spanvisor.launcher import codex_trust as run_codex
-from spanvisor.launcher.codex_trust import is_gate
+from spanvisor.clis.codex import trust as run_codex
+from spanvisor.clis.codex.trust import is_gate
 
 OURS = str(Path(sys.executable).with_name("spanvisor"))
 PY_GATE = shlex.join([sys.executable, "-m", "spanvisor.cli", "hook", "codex"])

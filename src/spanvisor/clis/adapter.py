@@ -246,6 +246,12 @@ class Adapter:
         given: str | None = importlib.import_module(self.stream).model(argv, env, cwd)
         return given
 
+    def prepare_run(self, argv: list[str], env: dict[str, str], cwd: str) -> tuple[list[str], str | None, str | None]:
+        """What ``spanvisor run`` does before the CLI starts: its arguments,
+        what to tell the user, and a warning the task shows (None: none)."""
+        del env, cwd
+        return argv, None, None
+
     @property
     def gives_gate(self) -> bool:
         """Whether ``spanvisor run --gate`` gives it the gate (:meth:`give_gate`)."""

@@ -161,14 +161,11 @@ def handler(args: argparse.Namespace, config: Config | None) -> int:
             reserved.give(child_env, ENV_SOCKET)
         except OSError as exc:  # the hooks decide by themselves, as without a launcher
             rs.said(f"no local gate ({exc.strerror or exc}); each hook decides by itself")
-    untrusted = False
-    if cli == "codex":
-        from spanvisor.launcher import codex_trust as run_codex
-
-        child_argv, hooks_said = run_codex.trusted(child_argv, child_env, os.getcwd())
-        if hooks_said:
-            rs.said(hooks_said)
-            untrusted = run_codex.FLAG not in child_argv
+    # What the CLI's adapter does before it starts (Codex: its hooks' trust,
+    # clis/codex/trust.py), and a warning for the task when the gate may not run.
+    child_argv, prepared_said, warning = registry.need(cli).prepare_run(child_argv, child_env, os.getcwd())
+    if prepared_said:
+        rs.said(prepared_said)
     gate_marker: str | None = None
     if args.gate:
         from spanvisor.launcher import gate_setup as run_more
@@ -236,7 +233,7 @@ def handler(args: argparse.Namespace, config: Config | None) -> int:
     session.gate_marker = gate_marker  # the file the gate writes when it loads, under --gate
     session.identity = identity
     try:
-        return session.run(mode, gate, reserved, config, untrusted)
+        return session.run(mode, gate, reserved, config, warning)
     finally:
         adoption.end()
         rs.take_terminal_back(proc)
@@ -276,7 +273,7 @@ class _Session:
         self.forwarded = self.signals.got  # every signal the launcher got, in order
 
     def run(
-        self, mode: rs.Mode, gate: Any, reserved: rs.Reserved | None, config: Config | None, untrusted: bool
+        self, mode: rs.Mode, gate: Any, reserved: rs.Reserved | None, config: Config | None, warning: str | None
     ) -> int:
         from spanvisor.launcher import stream as run_stream
         from spanvisor.launcher.records import Records
@@ -296,9 +293,8 @@ class _Session:
         if not self.announced:  # the receiver could not take it before the CLI started: as soon as it can
             opening = {cv.TASK_NAME: self.name, cv.AGENT_ID: self.agent, cv.SESSION_KEY: self.secret.key}
             records.say(cv.LIVE_TASK_START, opening, self.started)
-        if untrusted:
-            # Codex may skip every hook silently: said on the task, not only here.
-            records.say(cv.EVENT_CHECKPOINT, {cv.MESSAGE: "⚠ Codex's hooks are not trusted: the gate may not run"})
+        if warning:  # said on the task, not only here (Codex may skip every hook silently)
+            records.say(cv.EVENT_CHECKPOINT, {cv.MESSAGE: warning})
         self.stopper = Stopper(self.proc, self.adoption)
         self.signals.stopping(self.stopper)  # and one that came before it starts its steps now
         reaper = Reaper(self.adoption, self.proc.pid).start() if self.adoption.on else None

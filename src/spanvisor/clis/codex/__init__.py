@@ -92,6 +92,14 @@ class Codex(Adapter):
         codex_home = Path(env.get("CODEX_HOME") or home / ".codex")
         return [codex_home / "config.toml", Path(cwd) / ".codex" / "config.toml", Path("/etc/codex/requirements.toml")]
 
+    def prepare_run(self, argv: list[str], env: dict[str, str], cwd: str) -> tuple[list[str], str | None, str | None]:
+        from spanvisor.clis.codex import trust
+
+        given, said = trust.trusted(argv, env, cwd)
+        # It may skip every hook silently: said on the task too.
+        warning = "⚠ Codex's hooks are not trusted: the gate may not run" if said and trust.FLAG not in given else None
+        return given, said, warning
+
 
 def _toml_str(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
