@@ -41,6 +41,8 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from spanvisor.clis import registry
+
 if TYPE_CHECKING:
     from spanvisor.config import Config
 
@@ -84,20 +86,10 @@ ASSETS: tuple[Asset, ...] = (
         "_assets/alertmanager",
         "an Alertmanager route and Slack receiver to adapt (amtool check-config)",
     ),
-    Asset(
-        "opencode",
-        "spanvisor",
-        "_assets/opencode",
-        "OpenCode's gate plugin: name its file:// URI in opencode.json's plugin list (spanvisor check looks)",
-    ),
-    Asset(
-        "cline",
-        "spanvisor",
-        "_assets/cline",
-        "Cline's gate hook, its start and its ends: copy PreToolUse, TaskStart, TaskComplete, TaskError, TaskCancel, "
-        "SessionShutdown to "
-        "~/.cline/hooks/ and make them executable",
-    ),
+)
+# The files a CLI's gate is (its adapter's gate_assets: OpenCode's plugin, Cline's hook files), under DIR/<cli>/.
+ASSETS += tuple(
+    Asset(adapter.name, *adapter.gate_assets) for adapter in registry.builtin() if adapter.gate_assets is not None
 )
 
 
@@ -135,7 +127,6 @@ class ExportResult:
 def hook_setups() -> Iterator[tuple[str, bytes, str]]:
     """Each CLI's hook settings as (path under DIR, content, where it goes)."""
     from spanvisor.cli import hook_entries
-    from spanvisor.clis import registry
 
     for adapter in registry.every():
         command = hook_entries.gate_command(adapter.name)

@@ -88,6 +88,11 @@ class Adapter:
     # Its hook timeout when its settings give none, in seconds.
     hook_timeout_s: ClassVar[float] = 600.0
 
+    # The files its gate is when no settings name a hook (its plugin, its
+    # hook scripts), as ``spanvisor assets export`` writes them out: (the
+    # package that carries them, their folder in it, what to do with them).
+    gate_assets: ClassVar[tuple[str, str, str] | None] = None
+
     # Where it reads hooks when it has no system-wide place for them
     # (:meth:`system_settings` None): each of these is the user's or the
     # repository's to write, so its gate holds against mistakes only.

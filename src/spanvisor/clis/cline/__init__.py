@@ -81,6 +81,12 @@ class Cline(Adapter):
     namespace = "cline"
     output = f"{__name__}.output"
     # The first end heard is the end; its end hooks run detached as it exits.
+    gate_assets = (
+        "spanvisor",
+        "_assets/cline",
+        "Cline's gate hook, its start and its ends: copy PreToolUse, TaskStart, TaskComplete, TaskError, TaskCancel, "
+        "SessionShutdown to ~/.cline/hooks/ and make them executable",
+    )
     ends = SessionEnds(
         turns={"TaskStart": "open"},
         stopped_by={"SessionShutdown": "stopped its run before its task finished (a hook's cancel, or a shutdown)"},

@@ -71,6 +71,11 @@ class OpenCode(Adapter):
     namespace = "opencode"
     output = f"{__name__}.output"
     # Its plugin sends the end as OpenCode shuts down: nothing to wait for.
+    gate_assets = (
+        "spanvisor",
+        "_assets/opencode",
+        "OpenCode's gate plugin: name its file:// URI in opencode.json's plugin list (spanvisor check looks)",
+    )
     ends = SessionEnds(waits_for_exit=False)
     stream = f"{__name__}.stream"
     # Its plugin's (spanvisor-gate.js): the first prompt, and the session's end.
