@@ -30,8 +30,20 @@ class Report(Protocol):
     def say(self, event: str, attrs: dict[str, Any], at: int) -> None:
         """One record: ``event`` (model_call, tool_call, warning, life) at ``at`` (ns)."""
 
-    def call(self, at: int, fresh: int, read: int, write: int, output: int, cost: float | None, ms: Any) -> None:
-        """A model call: its fresh, cache-read and cache-write input tokens, output tokens, dollars, duration."""
+    def call(
+        self,
+        at: int,
+        fresh: int,
+        read: int,
+        write: int,
+        output: int,
+        cost: float | None,
+        ms: Any,
+        model: str | None = None,
+    ) -> None:
+        """A model call: its fresh, cache-read and cache-write input tokens,
+        output tokens, dollars, duration, and the model when the line names
+        it (else the session's, as its command or settings say)."""
 
     def tool_ran(self, at: int) -> None:
         """A tool call ran (the launcher checks the gate it gave the CLI had loaded)."""

@@ -160,9 +160,19 @@ class StreamReport:
         said = {k: v for k, v in attrs.items() if v is not None}
         self.sender.say(PREFIX + event, {"session.id": self.session, "event.sequence": self.seq, **said}, at)
 
-    def call(self, at: int, fresh: int, read: int, write: int, output: int, cost: float | None, ms: Any) -> None:
+    def call(
+        self,
+        at: int,
+        fresh: int,
+        read: int,
+        write: int,
+        output: int,
+        cost: float | None,
+        ms: Any,
+        model: str | None = None,
+    ) -> None:
         attrs = {
-            "model": self.model,
+            "model": model or self.model,
             "input_tokens": fresh + read + write,
             "output_tokens": output,
             "cache_read_tokens": read,
