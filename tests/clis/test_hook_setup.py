@@ -47,5 +47,5 @@ def test_claude_codes_entry_would_pass_spanvisor_check() -> None:
 
 def test_every_cli_with_a_hook_of_its_own_is_exported() -> None:
     exported = {rel.split("/")[1] for rel, _, _ in hook_setups()}
-    shipped = {"opencode", "cline"}  # their gate is a file of spanvisor's (the opencode/ and cline/ assets)
+    shipped = {a.name for a in registry.builtin() if a.gate_assets is not None}  # their gate is a file of spanvisor's
     assert exported | shipped == set(registry.NAMES)
