@@ -280,6 +280,14 @@ class Adapter:
         del path, prompt
         return None
 
+    def exit_status(self, out: RunOutput, code: int) -> int:
+        """The launcher's exit status for a run that exited ``code``: the
+        CLI's, unless the format the launcher asked for exits otherwise than
+        the one the user would have had (its output module's ``exit_status``)."""
+        module = self._output()
+        given = getattr(module, "exit_status", None)
+        return code if given is None else int(given(out, code))
+
     def _output(self) -> Any:
         # Imported when a run is read, never on the gate's path.
         return None if self.output is None else importlib.import_module(self.output)

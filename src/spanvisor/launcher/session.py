@@ -326,7 +326,7 @@ class _Session:
             rs.said(f"stopped {left} process{'es' if left != 1 else ''} the session left running")
         if reaper is not None:
             reaper.close()
-        return 128 - code if code < 0 else code
+        return 128 - code if code < 0 else registry.need(self.cli).exit_status(reading, code)
 
     @property
     def key(self) -> gs.TaskKey:
