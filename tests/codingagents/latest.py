@@ -38,6 +38,7 @@ CLIS = {
     "copilot": ("Copilot CLI", "@github/copilot"),
     "opencode": ("OpenCode", "opencode-ai"),
     "cline": ("Cline", "@cline/cli-linux-x64"),
+    "pi": ("pi", "@mariozechner/pi-coding-agent"),
 }
 # Installed at the version of the CLI it goes with.
 COMPANIONS = {"@opencode-ai/plugin": "opencode-ai"}
@@ -87,10 +88,14 @@ def install(folder: Path, versions: dict[str, str]) -> None:
 
 def cli_of(case: ET.Element) -> str:
     """The CLI a test case runs (from its file or its parameters); ``shared`` for none."""
-    said = f"{case.get('classname', '')}.{case.get('name', '')}".lower().replace("_", "")
+    raw = f"{case.get('classname', '')}.{case.get('name', '')}".lower()
+    said = raw.replace("_", "")
     for key in ("claude", "codex", "gemini", "qwen", "copilot", "opencode", "cline"):
         if key in said:
             return key
+    # pi's name is in many words: its files (test_pi*) and its parameters ([pi], [pi-SIGINT]).
+    if "test_pi" in raw or "[pi]" in raw or "[pi-" in raw:
+        return "pi"
     return "shared"
 
 

@@ -1,7 +1,7 @@
-"""Qwen Code, Copilot CLI, OpenCode and Cline started for the stop rows:
+"""Qwen Code, Copilot CLI, OpenCode, Cline and pi started for the stop rows:
 under ``spanvisor run`` kept busy by a model that holds its answer back, or
 alone with the gate (each CLI's own) and its end hooks. The four share the
-fake Chat Completions API, so a row starts all four at once."""
+fake Chat Completions API, so a row starts all five at once."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from tests.codingagents import cline_cli as cl
 from tests.codingagents import copilot_cli as cp
 from tests.codingagents import endhooks as eh
 from tests.codingagents import opencode_cli as oc
+from tests.codingagents import pi_cli as pc
 from tests.codingagents import qwen_code as qc
 from tests.codingagents.agents import Running, start
 from tests.codingagents.fake_chat import is_side_request
@@ -23,8 +24,8 @@ from tests.codingagents.script import Script, Turn, tool
 from tests.codingagents.served import Matrix
 from tests.waiting import wait_until
 
-CLIS = ("qwen", "copilot", "opencode", "cline")
-AGENT = {"qwen": "qwen-code", "copilot": "github-copilot", "opencode": "opencode", "cline": "cline"}
+CLIS = ("qwen", "copilot", "opencode", "cline", "pi")
+AGENT = {"qwen": "qwen-code", "copilot": "github-copilot", "opencode": "opencode", "cline": "cline", "pi": "pi"}
 WAIT_S = 120.0
 
 
@@ -34,6 +35,8 @@ def shell(cli: str, command: str) -> Turn:
         return tool(qc.SHELL, command=command)
     if cli == "cline":
         return tool(cl.SHELL, commands=[command])
+    if cli == "pi":
+        return tool(pc.SHELL, command=command)
     return tool(cp.SHELL if cli == "copilot" else oc.SHELL, command=command, description="run it")
 
 
@@ -68,6 +71,8 @@ def launched(cli: str, tmp: Path, cli_bin: Path, matrix: Matrix, api: FakeModelA
         env, argv = cp.env(home, api, run_id), cp.argv(prompt, None)
     elif cli == "opencode":
         env, argv = oc.env(home, api, run_id), oc.argv(cli_bin, prompt, None)
+    elif cli == "pi":
+        env, argv = pc.env(home, api, run_id), pc.argv(cli_bin, prompt, None)
     else:
         env, argv = cl.env(home, api, run_id), cl.argv(cli_bin, prompt, json_lines=False)
     # The launcher keeps its task live (the matrix loses a silent task in
@@ -107,6 +112,9 @@ def alone(
     elif cli == "opencode":
         env = oc.with_plugin(oc.env(home, api, run_id))
         argv = oc.argv(cli_bin, prompt)
+    elif cli == "pi":
+        env = pc.with_extension(pc.env(home, api, run_id))
+        argv = pc.argv(cli_bin, prompt)
     else:
         env = cl.env(home, api, run_id)
         cl.add_hook(home)

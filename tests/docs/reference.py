@@ -37,10 +37,12 @@ ELSEWHERE = {
     "session was started with, read for the hook's timeout.",
     "SPANVISOR_HOOK_STARTED": "Set by the launcher's small client for the hook it hands a call to: when the "
     "hook's process started, so its deadline counts from there.",
-    "SPANVISOR_BIN": "Read by spanvisor's OpenCode plugin and Cline hook: the `spanvisor` command they run "
+    "SPANVISOR_BIN": "Read by spanvisor's OpenCode plugin, Cline hook and pi extension: the `spanvisor` command they run "
     "(default: `spanvisor` on `PATH`; `spanvisor run --gate` sets it when the CLI's `PATH` has none).",
     "SPANVISOR_OPENCODE_LOADED": "Set by `spanvisor run --gate` for OpenCode: the file spanvisor's plugin "
     "writes when it loads; a tool call with no such file is said on stderr and on the task (not gated).",
+    "SPANVISOR_PI_LOADED": "Set by `spanvisor run --gate` for pi: the file spanvisor's extension writes when "
+    "it loads; a tool call with no such file is said on stderr and on the task (not gated).",
     "SPANVISOR_PROMETHEUS_URL": "Grafana's environment, not spanvisor's: the URL of the Prometheus datasource "
     "`grafana/provisioning/datasources/spanvisor.yml` provisions.",
     "SPANVISOR_PG_HOST": "Grafana's environment: the PostgreSQL datasource's `host:port`, with "

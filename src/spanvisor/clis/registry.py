@@ -35,6 +35,7 @@ BUILTIN: dict[str, str] = {
     "copilot": "copilot",
     "opencode": "opencode",
     "cline": "cline",
+    "pi": "pi",
 }
 NAMES: tuple[str, ...] = tuple(BUILTIN)
 

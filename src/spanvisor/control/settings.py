@@ -355,7 +355,7 @@ SETTINGS: tuple[Setting, ...] = (
         "SPANVISOR_BIN",
         p_opt_str,
         None,
-        "Read by OpenCode's gate plugin and Cline's hook script (`spanvisor assets export`): the `spanvisor` "
+        "Read by OpenCode's gate plugin, Cline's hook script and pi's extension (`spanvisor assets export`): the `spanvisor` "
         "command they run for each tool call. Default: `spanvisor` on the PATH.",
         "a command path",
     ),

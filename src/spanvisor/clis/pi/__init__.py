@@ -1,0 +1,112 @@
+"""pi (``@mariozechner/pi-coding-agent``): no command hooks; spanvisor's
+extension is its hook.
+
+The extension (``spanvisor/_assets/pi/spanvisor-gate.js``) answers pi's
+``tool_call`` event: it sends Claude Code's stdin keys (the session id is
+pi's own, ``ctx.sessionManager.getSessionId()``) and reads
+``{"decision": "allow|deny", "reason": …}``; anything else blocks the
+call (``{block: true, reason}``), and an allowed call's input is frozen so
+that no extension pi runs after it rewrites what was allowed. It hands
+its own limit to the hook as ``--cli-timeout`` (600 s). It sends the
+session's first prompt (``UserPromptSubmit``) and, at pi's
+``session_shutdown``, one ``SessionEnd`` saying how its last run ended
+(``last_turn``: ``complete``, ``error``, ``cancelled`` or ``open``;
+``error``: the API's message). pi fires no end on SIGTERM or SIGINT.
+
+pi runs extensions given with ``-e`` first, then the repository's
+``.pi/extensions`` (loaded without asking) and the user's
+``~/.pi/agent/extensions`` (``$PI_CODING_AGENT_DIR``), and any its
+settings name; it reads no file only root writes (checked with the pinned
+0.73.1): its gate holds against mistakes, not a hostile agent. A
+repository's extension is code pi runs at its start.
+
+Its tools: ``bash`` (``command``), ``read``, ``write``, ``edit``,
+``grep``, ``find``, ``ls`` (``path``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from spanvisor.clis.adapter import Adapter, Verdict, option, said
+from spanvisor.clis.ends import SessionEnds
+
+TURNS = ("complete", "error", "cancelled", "open")
+EXTENSION_FILE = "spanvisor-gate.js"
+
+
+def shipped_extension() -> str:
+    return resources.files("spanvisor").joinpath("_assets", "pi", EXTENSION_FILE).read_text(encoding="utf-8")
+
+
+class Pi(Adapter):
+    name = "pi"
+    title = "pi"
+    binaries = ("pi",)
+    services = ("pi",)
+    namespace = "pi"
+    output = f"{__name__}.output"
+    stream = f"{__name__}.stream"
+    # Its extension's: the first prompt, and the session's end at its shutdown.
+    session_events = frozenset({"UserPromptSubmit", "SessionEnd"})
+    end_events = frozenset({"SessionEnd"})
+    # The end comes as pi shuts down: nothing to wait for.
+    ends = SessionEnds(turns={"UserPromptSubmit": "open"}, waits_for_exit=False)
+    path_keys = frozenset({"path"})
+    hook_timeout_s = 600.0
+    gate_assets = (
+        "spanvisor",
+        "_assets/pi",
+        "pi's gate extension: copy spanvisor-gate.js to ~/.pi/agent/extensions/ (or pass it with -e)",
+    )
+    hook_folders = (
+        "$PI_CODING_AGENT_DIR/extensions (~/.pi/agent/extensions)",
+        ".pi/extensions",
+        "its settings' extensions",
+    )
+
+    def read_session(self, doc: dict[str, Any]) -> dict[str, Any] | None:
+        if "tool_name" in doc:
+            return None
+        event = doc.get("hook_event_name")
+        if event == "UserPromptSubmit":
+            return {"session_id": doc.get("session_id"), "hook_event_name": event, "prompt": doc.get("prompt")}
+        if event != "SessionEnd":
+            return None
+        last = doc.get("last_turn")
+        return {
+            "session_id": doc.get("session_id"),
+            "hook_event_name": "SessionEnd",
+            "outcome": last if last in TURNS else None,
+            "said": said(doc.get("error")),
+        }
+
+    def reply(self, event: str, answer: Verdict, reason: str) -> dict[str, Any]:
+        return {"decision": answer, "reason": reason}
+
+    def hook_setup(self, command: str, timeout_s: int) -> None:
+        return None  # its gate is a file spanvisor ships (spanvisor assets export writes it)
+
+    def output_plan(self, argv: list[str]) -> tuple[list[str], str]:
+        # No telemetry of its own to aim: the launcher reads what it prints.
+        if "-p" not in argv and "--print" not in argv:
+            return argv, "passthrough"
+        fmt = option(argv, "--mode")
+        if fmt is None:  # json lines; the launcher prints the answer, as its text output does
+            return [argv[0], "--mode", "json", *argv[1:]], "pi-text"
+        return argv, "pi-json" if fmt == "json" else "passthrough"
+
+    def give_gate(self, argv: list[str], env: dict[str, str], folder: str) -> tuple[list[str] | None, str | None, str]:
+        from spanvisor.clis.pi import launch
+
+        return launch.give(shipped_extension(), argv, env, folder)
+
+    def settings_files(self, env: Mapping[str, str], home: Path, cwd: str) -> list[Path]:
+        del env, home, cwd
+        return []  # its gate is an extension, not a settings entry
+
+
+ADAPTER = Pi()
