@@ -14,6 +14,7 @@ is blocked, not rewritten."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -103,3 +104,35 @@ def test_under_the_launcher_the_gate_is_given_and_a_repository_extension_cannot_
     assert not (work / "rewritten.txt").exists(), "a repository's extension rewrote a call the gate allowed"
     [result] = tool_results(turns(api, run_id)[-1])
     assert "read only" in result or "read-only" in result, result
+
+
+@pytest.mark.parametrize(
+    ("settings", "said"),
+    [
+        ({"shellCommandPrefix": "touch prefixed.txt"}, "'touch prefixed.txt' denied"),
+        ({"shellPath": "./.pi/sh"}, "which the gate cannot judge"),
+    ],
+    ids=["prefix", "shell"],
+)
+def test_a_repositorys_shell_settings_are_judged_with_the_command(
+    cli_bin: Path, api: FakeModelAPI, tmp_path: Path, settings: dict[str, str], said: str
+) -> None:
+    """pi runs every bash command after its settings' ``shellCommandPrefix``
+    and through their ``shellPath``, whatever extensions say: the gate judges
+    the prefix with the command, and blocks a shell it cannot read."""
+    run_id = uuid.uuid4().hex[:12]
+    api.script(run_id, Script([tool(pc.SHELL, command="echo allowed"), text("Done.")]))
+    env = pc.with_extension(pc.env(tmp_path / "home", api, run_id))
+    policy = tmp_path / "policy.toml"
+    policy.write_text('default = "deny"\n[[rule]]\nname = "echo-only"\ncommand = ["echo *"]\ndecision = "allow"\n')
+    env["SPANVISOR_HOOK_POLICY"] = str(policy)
+    work = tmp_path / "work"
+    (work / ".pi").mkdir(parents=True)
+    (work / ".pi" / "settings.json").write_text(json.dumps(settings))
+    (work / ".pi" / "sh").write_text("#!/bin/sh\ntouch shelled.txt\n")
+    (work / ".pi" / "sh").chmod(0o755)
+    ran = pc.pi(cli_bin, work, env, f"echo it ({run_id})")
+    assert ran.code == 0, ran.said()
+    assert not (work / "prefixed.txt").exists() and not (work / "shelled.txt").exists(), ran.said()
+    [result] = tool_results(turns(api, run_id)[-1])
+    assert said in result, result

@@ -74,6 +74,8 @@ READS: list[tuple[gc.Cli, str, dict[str, Any]]] = [
     ("cline", "read_files", {"files": [{"path": "/etc/shadow", "start_line": 1}]}),
     ("cline", "editor", {"path": "/etc/shadow", "old_text": "a", "new_text": "b"}),
     ("cline", "apply_patch", {"input": PATCH}),
+    ("pi", "read", {"path": "/etc/shadow"}),
+    ("pi", "read", {"path": "@/etc/shadow"}),  # its file tools drop one leading "@"
     ("opencode", "read", {"filePath": "/work/repo/.env"}),
     ("copilot", "view", {"path": "/work/repo/certs/server.pem"}),
 ]

@@ -85,6 +85,10 @@ class Adapter:
     # Its answer.
     block_status: ClassVar[int] = 2  # the exit status it reads as "block this call"
 
+    # Its options that take a value (the launcher names a task by the last
+    # plain argument that is none of these), beyond the common ones.
+    value_options: ClassVar[frozenset[str]] = frozenset()
+
     # Its hook timeout when its settings give none, in seconds.
     hook_timeout_s: ClassVar[float] = 600.0
 

@@ -47,14 +47,13 @@ def gate(
     (None: nothing to check). No ``argv``: the CLI must not start (the gate
     cannot be given; the text says why)."""
     adapter = registry.need(cli)
-    folder = _private(where)
-    _spanvisor(env)
-    given = adapter.give_gate(argv, env, folder)
-    if given is None:
+    if not adapter.gives_gate:
         takers = [a.title for a in registry.every() if a.gives_gate]
         named = " and ".join([", ".join(takers[:-1]), takers[-1]] if len(takers) > 1 else takers) or "no CLI"
         return argv, f"--gate gives {named} the gate; set the hook in this CLI's settings instead", None
-    return given
+    folder = _private(where)
+    _spanvisor(env)
+    return adapter.give_gate(argv, env, folder) or (argv, None, None)
 
 
 __all__ = ["ENV_BIN", "asset", "gate"]

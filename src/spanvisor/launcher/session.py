@@ -93,8 +93,8 @@ def handler(args: argparse.Namespace, config: Config | None) -> int:
     cli = args.cli or cli_of(argv[0])
     if cli is None:
         rs.said(
-            f"{os.path.basename(argv[0])!r} is not claude, codex, gemini, qwen, copilot, opencode or cline; "
-            "say which with --cli"
+            f"{os.path.basename(argv[0])!r} is not the command of a coding-agent CLI spanvisor knows "
+            f"({', '.join(registry.NAMES)}); say which with --cli"
         )
         return 2
     endpoint = gs.endpoint_from(args.endpoint)
@@ -558,7 +558,7 @@ def _quietly(send: Any) -> bool:
         return False
 
 
-HELP = "run a coding-agent CLI (claude, codex, gemini, qwen, copilot, opencode, cline) as a supervised task"
+HELP = f"run a coding-agent CLI ({', '.join(registry.NAMES)}) as a supervised task"
 
 
 def _title(cli: str) -> str:

@@ -61,9 +61,13 @@ def _cli_name(name: str) -> str:
     return name
 
 
-def prompt_of(args: Sequence[str]) -> str | None:
+def prompt_of(args: Sequence[str], cli: str | None = None) -> str | None:
     """The prompt in a CLI's arguments: the value of ``-p``/``--print``/
-    ``--prompt`` when it is not an option, else the last plain argument."""
+    ``--prompt`` when it is not an option, else the last plain argument
+    that is no option's value (the CLI's adapter names its own options that
+    take one)."""
+    adapter = registry.get(cli) if cli is not None else None
+    valued = _VALUE_OPTIONS | (adapter.value_options if adapter is not None else frozenset())
     rest = list(args[1:])
     for i, a in enumerate(rest):
         flag = a in ("-p", "--print", "--prompt", "-i", "--prompt-interactive")
@@ -74,13 +78,13 @@ def prompt_of(args: Sequence[str]) -> str | None:
     plain = [
         a
         for i, a in enumerate(rest)
-        if not a.startswith("-") and (i == 0 or rest[i - 1] not in _VALUE_OPTIONS) and a not in _SUBCOMMANDS
+        if not a.startswith("-") and (i == 0 or rest[i - 1] not in valued) and a not in _SUBCOMMANDS
     ]
     return plain[-1] if plain else None
 
 
 def task_name(explicit: str | None, args: Sequence[str], cli: str) -> str:
-    raw = explicit or prompt_of(args) or f"{cli} session"
+    raw = explicit or prompt_of(args, cli) or f"{cli} session"
     name = redact(" ".join(raw.split()))
     return name if len(name) <= NAME_CHARS else name[: NAME_CHARS - 1] + "…"
 

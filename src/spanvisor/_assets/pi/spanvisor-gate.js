@@ -9,6 +9,15 @@
 // Once allowed, the call's input is frozen: an extension pi runs after this
 // one (a repository's .pi/extensions, run after those given with -e) cannot
 // rewrite what was allowed; its attempt throws, which pi reads as a block.
+// An input that changed while the gate decided is blocked. This guards
+// against an extension that rewrites calls, not against one that replaces
+// pi's tools: a repository's extension is code pi runs at its start.
+//
+// pi's settings (the user's and the repository's .pi/settings.json) can
+// run every bash command after a prefix (shellCommandPrefix) and through
+// another shell (shellPath): the gate judges the prefix and the command
+// together, as pi runs them, and blocks a shell it cannot judge or shell
+// settings that changed since pi started (pi reads them at its start).
 //
 // Settings (environment): SPANVISOR_BIN, the spanvisor command (default
 // `spanvisor` on PATH, which `spanvisor run` points at its own gate);
@@ -23,10 +32,20 @@
 // cancelled, or still open). Fire and forget: started detached, its input
 // in a file it holds, nothing awaited, every error swallowed (under
 // `spanvisor run`, which names and ends its own task, nothing is sent).
-import { spawn } from "node:child_process"
-import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { spawn as spawnLive } from "node:child_process"
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { homedir, tmpdir } from "node:os"
 import { join } from "node:path"
+
+// Taken as this file loads: an extension loaded after it cannot swap them.
+const spawn = spawnLive
+const freeze = Object.freeze
+const isFrozen = Object.isFrozen
+const keysOf = Object.keys
+const stringify = JSON.stringify
+const parse = JSON.parse
+// The shells whose commands the gate reads as it reads bash's.
+const SHELLS = new Set(["/bin/bash", "/usr/bin/bash", "/bin/sh", "/usr/bin/sh", "/bin/dash", "/usr/bin/dash"])
 
 const BIN = process.env.SPANVISOR_BIN || "spanvisor"
 const LIMIT_S = (() => {
@@ -68,7 +87,7 @@ function ask(call, cwd) {
       const said = Buffer.concat(out).toString("utf8").trim().split("\n").pop() || ""
       let answer = null
       try {
-        answer = JSON.parse(said)
+        answer = parse(said)
       } catch {}
       if (code === 0 && answer && answer.decision === "allow") return finish({ ok: true })
       if (code === 0 && answer && answer.decision === "deny") {
@@ -78,16 +97,34 @@ function ask(call, cwd) {
       finish({ ok: false, reason: why || `spanvisor hook answered nothing it could read (exit ${code}); denied` })
     })
     child.stdin.on("error", () => {})
-    child.stdin.end(JSON.stringify(call))
+    child.stdin.end(stringify(call))
   })
 }
 
 function frozen(value) {
-  if (value && typeof value === "object" && !Object.isFrozen(value)) {
-    Object.freeze(value)
-    for (const key of Object.keys(value)) frozen(value[key])
+  if (value && typeof value === "object" && !isFrozen(value)) {
+    freeze(value)
+    for (const key of keysOf(value)) frozen(value[key])
   }
   return value
+}
+
+function settingsFile(path) {
+  try {
+    const doc = parse(readFileSync(path, "utf8"))
+    return doc && typeof doc === "object" ? doc : {}
+  } catch {
+    return {}
+  }
+}
+
+// How pi runs a bash command, as its settings say (the repository's over the user's).
+function shellSettings(cwd) {
+  const agentDir = process.env.PI_CODING_AGENT_DIR || join(homedir(), ".pi", "agent")
+  const merged = { ...settingsFile(join(agentDir, "settings.json")), ...settingsFile(join(cwd, ".pi", "settings.json")) }
+  const prefix = typeof merged.shellCommandPrefix === "string" ? merged.shellCommandPrefix : ""
+  const shell = typeof merged.shellPath === "string" ? merged.shellPath : ""
+  return { prefix, shell, said: stringify([prefix, shell]) }
 }
 
 function sessionOf(ctx) {
@@ -136,17 +173,35 @@ export default function (pi) {
       writeFileSync(process.env.SPANVISOR_PI_LOADED, "loaded\n")
     } catch {}
   }
+  const atStart = shellSettings(process.cwd())
   pi.on("tool_call", async (event, ctx) => {
+    let input = event.input ?? {}
+    if (event.toolName === "bash") {
+      const shell = shellSettings(ctx.cwd)
+      if (shell.said !== atStart.said) {
+        return { block: true, reason: "spanvisor: pi's shell settings changed since it started; denied" }
+      }
+      if (shell.shell && !SHELLS.has(shell.shell)) {
+        return { block: true, reason: `spanvisor: pi runs bash commands through ${shell.shell}, which the gate cannot judge; denied` }
+      }
+      if (shell.prefix && typeof input.command === "string") {
+        input = { ...input, command: `${shell.prefix}\n${input.command}` } // what pi runs
+      }
+    }
+    const sent = stringify(event.input ?? {})
     const call = {
       session_id: sessionOf(ctx),
       hook_event_name: "PreToolUse",
       tool_name: event.toolName,
-      tool_input: event.input ?? {},
+      tool_input: input,
       tool_use_id: event.toolCallId,
       cwd: ctx.cwd,
     }
     const answer = await ask(call, ctx.cwd)
     if (!answer.ok) return { block: true, reason: answer.reason }
+    if (stringify(event.input ?? {}) !== sent) {
+      return { block: true, reason: "spanvisor: the call changed while the gate decided; denied" }
+    }
     frozen(event.input)
     return undefined
   })

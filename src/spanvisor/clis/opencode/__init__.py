@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import shlex
 from collections.abc import Mapping
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +41,8 @@ _END_ARGS = '["hook", "opencode"]'
 
 
 def shipped_plugin() -> str:
+    from importlib import resources  # not on the gate's path: gate install and the launcher read it
+
     return resources.files("spanvisor").joinpath("_assets", "opencode", PLUGIN_FILE).read_text(encoding="utf-8")
 
 

@@ -26,8 +26,9 @@ Its tools: ``bash`` (``command``), ``read``, ``write``, ``edit``,
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Mapping
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,28 @@ EXTENSION_FILE = "spanvisor-gate.js"
 
 
 def shipped_extension() -> str:
+    from importlib import resources  # not on the gate's path: only the launcher gives the file
+
     return resources.files("spanvisor").joinpath("_assets", "pi", EXTENSION_FILE).read_text(encoding="utf-8")
+
+
+# The spaces its file tools read as a plain space (path-utils.js, 0.73.1).
+_SPACES = re.compile("[\u00a0\u2000-\u200a\u202f\u205f\u3000]")
+
+
+def _expanded(path: str) -> str:
+    """A path as pi's file tools open it (its ``expandPath``)."""
+    path = _SPACES.sub(" ", path[1:] if path.startswith("@") else path)
+    if path == "~" or path.startswith("~/"):
+        return os.path.expanduser("~") + path[1:]
+    return path
+
+
+def _terminal_stdin() -> bool:
+    try:
+        return os.isatty(0)
+    except OSError:
+        return False
 
 
 class Pi(Adapter):
@@ -56,6 +78,7 @@ class Pi(Adapter):
     # The end comes as pi shuts down: nothing to wait for.
     ends = SessionEnds(turns={"UserPromptSubmit": "open"}, waits_for_exit=False)
     path_keys = frozenset({"path"})
+    value_options = frozenset({"--mode", "--provider", "-e", "--extension", "--api-key", "--session", "--session-dir"})
     hook_timeout_s = 600.0
     gate_assets = (
         "spanvisor",
@@ -67,6 +90,16 @@ class Pi(Adapter):
         ".pi/extensions",
         "its settings' extensions",
     )
+
+    def read_call(self, doc: dict[str, Any]) -> dict[str, Any]:
+        # Its file tools open what its expandPath makes of a path: one
+        # leading "@" dropped, Unicode spaces made plain, "~" and "~/" its
+        # home. The gate judges that path, not the text the model wrote.
+        given = doc.get("tool_input")
+        if not isinstance(given, dict) or not any(isinstance(given.get(k), str) for k in self.path_keys):
+            return doc
+        tool_input = {k: (_expanded(v) if k in self.path_keys and isinstance(v, str) else v) for k, v in given.items()}
+        return {**doc, "tool_input": tool_input}
 
     def read_session(self, doc: dict[str, Any]) -> dict[str, Any] | None:
         if "tool_name" in doc:
@@ -92,9 +125,12 @@ class Pi(Adapter):
 
     def output_plan(self, argv: list[str]) -> tuple[list[str], str]:
         # No telemetry of its own to aim: the launcher reads what it prints.
-        if "-p" not in argv and "--print" not in argv:
-            return argv, "passthrough"
+        # It runs one prompt and exits with -p, a --mode, or no terminal on
+        # its standard input (as under CI); else it is interactive.
         fmt = option(argv, "--mode")
+        printing = "-p" in argv or "--print" in argv or fmt is not None or not _terminal_stdin()
+        if not printing or fmt == "rpc":
+            return argv, "passthrough"
         if fmt is None:  # json lines; the launcher prints the answer, as its text output does
             return [argv[0], "--mode", "json", *argv[1:]], "pi-text"
         return argv, "pi-json" if fmt == "json" else "passthrough"

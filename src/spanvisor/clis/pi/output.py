@@ -34,9 +34,10 @@ def done(out: RunOutput) -> None:
 
 
 def exit_status(out: RunOutput, code: int) -> int:
-    """Its text output (``-p``) exits 1 on a failed run; the ``json`` mode the
-    launcher asked for in its place exits 0 whatever happened."""
-    return 1 if out.kind == "text" and code == 0 and out.failed else code
+    """Its text output (``-p``) exits 1 on a run that failed or was aborted;
+    the ``json`` mode the launcher asked for in its place exits 0 whatever
+    happened."""
+    return 1 if out.kind == "text" and code == 0 and (out.failed or out.interrupted) else code
 
 
 def _line(out: RunOutput, doc: dict[str, Any]) -> str | None:
@@ -62,7 +63,8 @@ def _line(out: RunOutput, doc: dict[str, Any]) -> str | None:
             out.failed, out.error = False, None
     elif kind == "message_end":
         message = as_dict(doc.get("message"))
-        if message.get("role") == "assistant" and message.get("stopReason") == "stop":
+        # What its text output prints: an answer that ended, cut at its length too.
+        if message.get("role") == "assistant" and message.get("stopReason") in ("stop", "length"):
             parts = [p.get("text") for p in message.get("content") or [] if isinstance(p, dict)]
             shown = "\n".join(t for t in parts if isinstance(t, str) and t.strip()).strip()
             return shown + "\n" if shown else None
