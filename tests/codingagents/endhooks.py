@@ -178,8 +178,8 @@ def left_to_liveness(matrix: Matrix, task_id: str, ran: Ran) -> dict[str, Any]:
     the CLI exited (waited for only if its file's tests took less): still
     open, for liveness to end (``SPANVISOR_LOST_AFTER``), or already lost.
     That liveness then ends it as lost is serve's, the same for every CLI:
-    test_claude_code.py and test_copilot_cli.py wait for it, the others
-    stop here (each such wait was about 25 s of the suite)."""
+    test_claude_code.py waits for it, the others stop here (each such
+    wait was about 25 s of the suite)."""
     time.sleep(max(0.0, ran.exited_at + HOOK_END_S - time.monotonic()))
     row = matrix.task(task_id)
     assert row is not None and (row["ended_at"] is None or row["status"] == "lost"), row

@@ -219,7 +219,7 @@ def test_nobody_deciding_before_gemini_clis_hook_timeout_is_a_denial_not_a_run(
     limit, answers the policy's on_timeout (deny) a few seconds before it."""
     run_id = uuid.uuid4().hex[:12]
     api.script(run_id, Script([tool(SHELL, command=f"echo unasked-{run_id}"), text("Nobody answered.")]))
-    env = _hooked(tmp_path, matrix, api, run_id, hook_timeout_s=30)
+    env = _hooked(tmp_path, matrix, api, run_id, hook_timeout_s=15)
     ran = gc.gemini(cli_bin, tmp_path / "work", env, f"say hello unasked ({run_id})")
     assert ran.code == 0, ran.said()
     [denied] = _answers(api, run_id)

@@ -20,6 +20,7 @@ EXPORTED = {
     "docs/alertmanager-example.yml": "alertmanager/alertmanager-example.yml",
     "src/spanvisor/_assets/opencode": "opencode",
     "src/spanvisor/_assets/cline": "cline",
+    "src/spanvisor/_assets/pi": "pi",
 }
 
 

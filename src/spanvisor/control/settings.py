@@ -369,6 +369,15 @@ SETTINGS: tuple[Setting, ...] = (
         "a file path",
     ),
     Setting(
+        "pi_loaded",
+        "SPANVISOR_PI_LOADED",
+        p_opt_str,
+        None,
+        "Set by `spanvisor run --gate` for pi: a file the gate's extension writes as it loads, so the "
+        "launcher can say when a tool ran with the extension never loaded. Not for setting by hand.",
+        "a file path",
+    ),
+    Setting(
         "hook_sessions",
         "SPANVISOR_HOOK_SESSIONS",
         p_opt_str,
