@@ -94,6 +94,17 @@ def gist(message: str) -> str:
     return message.strip()
 
 
+def buffered(out: RunOutput, text: str) -> str:
+    """A ``json`` kind's line, kept for its one document (:func:`document`), shown as it came."""
+    out.notes.setdefault("lines", []).append(text)
+    return text
+
+
+def document(out: RunOutput) -> dict[str, Any] | None:
+    """The one document a ``json`` kind's lines held (:func:`leading_object`)."""
+    return leading_object("".join(out.notes.get("lines", [])))
+
+
 def as_dict(v: Any) -> dict[str, Any]:
     return v if isinstance(v, dict) else {}
 

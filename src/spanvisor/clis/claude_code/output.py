@@ -15,13 +15,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from spanvisor.clis.output import Ending, RunOutput, json_object, leading_object
+from spanvisor.clis.output import Ending, RunOutput, buffered, document, json_object
 
 
 def read(out: RunOutput, text: str) -> str | None:
     if out.kind == "json":
-        out.notes.setdefault("lines", []).append(text)
-        return text
+        return buffered(out, text)
     doc = json_object(text)
     if doc is None:
         return text  # not ours to hide
@@ -38,7 +37,7 @@ def read(out: RunOutput, text: str) -> str | None:
 
 def done(out: RunOutput) -> None:
     if out.kind == "json":
-        doc = leading_object("".join(out.notes.get("lines", [])))
+        doc = document(out)
         if doc is not None:
             _result(out, doc)
 

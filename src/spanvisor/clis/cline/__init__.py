@@ -80,13 +80,13 @@ class Cline(Adapter):
     services = ("cline",)
     namespace = "cline"
     output = f"{__name__}.output"
-    # The first end heard is the end; its end hooks run detached as it exits.
     gate_assets = (
         "spanvisor",
         "_assets/cline",
         "Cline's gate hook, its start and its ends: copy PreToolUse, TaskStart, TaskComplete, TaskError, TaskCancel, "
         "SessionShutdown to ~/.cline/hooks/ and make them executable",
     )
+    # The first end heard is the end; its end hooks run detached as it exits.
     ends = SessionEnds(
         turns={"TaskStart": "open"},
         stopped_by={"SessionShutdown": "stopped its run before its task finished (a hook's cancel, or a shutdown)"},

@@ -13,13 +13,12 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from spanvisor.clis.output import Ending, RunOutput, gist, json_object, leading_object
+from spanvisor.clis.output import Ending, RunOutput, buffered, document, gist, json_object
 
 
 def read(out: RunOutput, text: str) -> str | None:
     if out.kind == "json":
-        out.notes.setdefault("lines", []).append(text)
-        return text
+        return buffered(out, text)
     doc = json_object(text)
     if doc is None:
         return text if out.kind == "stream" or text.strip() else None  # not ours to hide
@@ -42,7 +41,7 @@ def read(out: RunOutput, text: str) -> str | None:
 
 def done(out: RunOutput) -> None:
     if out.kind == "json":
-        doc = leading_object("".join(out.notes.get("lines", [])))
+        doc = document(out)
         if doc is not None and ("response" in doc or "error" in doc):
             _result(out, {"status": "error" if doc.get("error") else "success", "error": doc.get("error")})
 

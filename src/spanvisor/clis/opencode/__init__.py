@@ -26,12 +26,10 @@ import json
 import shlex
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
-from spanvisor.clis.adapter import Adapter, HookSetup, Verdict, option, said
-from spanvisor.clis.ends import SessionEnds
+from spanvisor.clis.adapter import HookSetup, option
+from spanvisor.clis.plugin import PluginAdapter
 
-TURNS = ("complete", "error", "cancelled", "open")
 PLUGIN_FILE = "spanvisor-gate.js"
 # What the shipped plugin reads from its environment, and what a locked copy
 # says instead (each found exactly once in the shipped file).
@@ -64,45 +62,21 @@ def locked_plugin(command: str) -> str:
     return text.replace(_END_ARGS, _END_ARGS[:-1] + more + "]")
 
 
-class OpenCode(Adapter):
+class OpenCode(PluginAdapter):
     name = "opencode"
     title = "OpenCode"
     binaries = ("opencode",)
     services = ("opencode",)
     namespace = "opencode"
     output = f"{__name__}.output"
-    # Its plugin sends the end as OpenCode shuts down: nothing to wait for.
     gate_assets = (
         "spanvisor",
         "_assets/opencode",
         "OpenCode's gate plugin: name its file:// URI in opencode.json's plugin list (spanvisor check looks)",
     )
-    ends = SessionEnds(waits_for_exit=False)
     stream = f"{__name__}.stream"
-    # Its plugin's (spanvisor-gate.js): the first prompt, and the session's end.
-    session_events = frozenset({"UserPromptSubmit", "SessionEnd"})
-    end_events = frozenset({"SessionEnd"})
     path_keys = frozenset({"filePath", "path", "patchText"})
     hook_timeout_s = 600.0
-
-    def read_session(self, doc: dict[str, Any]) -> dict[str, Any] | None:
-        if "tool_name" in doc:
-            return None
-        if doc.get("hook_event_name") == "UserPromptSubmit":
-            return {
-                "session_id": doc.get("session_id"),
-                "hook_event_name": "UserPromptSubmit",
-                "prompt": doc.get("prompt"),
-            }
-        if doc.get("hook_event_name") != "SessionEnd":
-            return None
-        last = doc.get("last_turn")
-        return {
-            "session_id": doc.get("session_id"),
-            "hook_event_name": "SessionEnd",
-            "outcome": last if last in TURNS else None,
-            "said": said(doc.get("error")),
-        }
 
     def output_plan(self, argv: list[str]) -> tuple[list[str], str]:
         # No telemetry of its own to aim: the launcher reads what it prints.
@@ -112,9 +86,6 @@ class OpenCode(Adapter):
         if fmt is None:  # json lines; the launcher prints the text parts, as its text output does
             return [argv[0], "run", "--format", "json", *argv[2:]], "opencode-text"
         return argv, "opencode-json" if fmt == "json" else "passthrough"
-
-    def hook_setup(self, command: str, timeout_s: int) -> None:
-        return None  # its gate is a file spanvisor ships (spanvisor assets export writes it)
 
     def give_gate(self, argv: list[str], env: dict[str, str], folder: str) -> tuple[list[str] | None, str | None, str]:
         from spanvisor.clis.opencode import launch
@@ -142,9 +113,6 @@ class OpenCode(Adapter):
             "package-lock.json": json.dumps(lock) + "\n",
             "node_modules/.spanvisor": "",
         }
-
-    def reply(self, event: str, answer: Verdict, reason: str) -> dict[str, Any]:
-        return {"decision": answer, "reason": reason}
 
 
 ADAPTER = OpenCode()

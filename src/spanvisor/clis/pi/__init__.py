@@ -32,10 +32,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from spanvisor.clis.adapter import Adapter, Verdict, option, said
-from spanvisor.clis.ends import SessionEnds
+from spanvisor.clis.adapter import option
+from spanvisor.clis.plugin import PluginAdapter
 
-TURNS = ("complete", "error", "cancelled", "open")
 EXTENSION_FILE = "spanvisor-gate.js"
 
 
@@ -64,7 +63,7 @@ def _terminal_stdin() -> bool:
         return False
 
 
-class Pi(Adapter):
+class Pi(PluginAdapter):
     name = "pi"
     title = "pi"
     binaries = ("pi",)
@@ -72,11 +71,6 @@ class Pi(Adapter):
     namespace = "pi"
     output = f"{__name__}.output"
     stream = f"{__name__}.stream"
-    # Its extension's: the first prompt, and the session's end at its shutdown.
-    session_events = frozenset({"UserPromptSubmit", "SessionEnd"})
-    end_events = frozenset({"SessionEnd"})
-    # The end comes as pi shuts down: nothing to wait for.
-    ends = SessionEnds(turns={"UserPromptSubmit": "open"}, waits_for_exit=False)
     path_keys = frozenset({"path"})
     value_options = frozenset({"--mode", "--provider", "-e", "--extension", "--api-key", "--session", "--session-dir"})
     hook_timeout_s = 600.0
@@ -100,28 +94,6 @@ class Pi(Adapter):
             return doc
         tool_input = {k: (_expanded(v) if k in self.path_keys and isinstance(v, str) else v) for k, v in given.items()}
         return {**doc, "tool_input": tool_input}
-
-    def read_session(self, doc: dict[str, Any]) -> dict[str, Any] | None:
-        if "tool_name" in doc:
-            return None
-        event = doc.get("hook_event_name")
-        if event == "UserPromptSubmit":
-            return {"session_id": doc.get("session_id"), "hook_event_name": event, "prompt": doc.get("prompt")}
-        if event != "SessionEnd":
-            return None
-        last = doc.get("last_turn")
-        return {
-            "session_id": doc.get("session_id"),
-            "hook_event_name": "SessionEnd",
-            "outcome": last if last in TURNS else None,
-            "said": said(doc.get("error")),
-        }
-
-    def reply(self, event: str, answer: Verdict, reason: str) -> dict[str, Any]:
-        return {"decision": answer, "reason": reason}
-
-    def hook_setup(self, command: str, timeout_s: int) -> None:
-        return None  # its gate is a file spanvisor ships (spanvisor assets export writes it)
 
     def output_plan(self, argv: list[str]) -> tuple[list[str], str]:
         # No telemetry of its own to aim: the launcher reads what it prints.
