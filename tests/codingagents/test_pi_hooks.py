@@ -136,3 +136,23 @@ def test_a_repositorys_shell_settings_are_judged_with_the_command(
     assert not (work / "prefixed.txt").exists() and not (work / "shelled.txt").exists(), ran.said()
     [result] = tool_results(turns(api, run_id)[-1])
     assert said in result, result
+
+
+def test_an_allowed_write_and_edit_run_with_their_input_frozen(
+    cli_bin: Path, api: FakeModelAPI, tmp_path: Path
+) -> None:
+    """The extension freezes an allowed call's input (nested edits too): pi's
+    own tools still run it."""
+    run_id = uuid.uuid4().hex[:12]
+    edits = [{"oldText": "one", "newText": "two"}]
+    script = [tool("write", path="notes.txt", content="one\n"), tool("edit", path="notes.txt", edits=edits)]
+    api.script(run_id, Script([*script, text("Done.")]))
+    env = pc.with_extension(pc.env(tmp_path / "home", api, run_id))
+    policy = tmp_path / "policy.toml"
+    policy.write_text('default = "allow"\n')
+    env["SPANVISOR_HOOK_POLICY"] = str(policy)
+    work = tmp_path / "work"
+    ran = pc.pi(cli_bin, work, env, f"write and edit ({run_id})")
+    assert ran.code == 0, ran.said()
+    assert [t["isError"] for t in pc.tools(ran)] == [False, False], ran.said()
+    assert (work / "notes.txt").read_text() == "two\n"
