@@ -21,10 +21,6 @@ KINDS = ("text", "stream", "json")
 Ending = tuple[str, str | None, str]
 
 
-def mode(cli: str, kind: str) -> str:
-    return f"{cli}-{kind}"
-
-
 def split(m: str) -> tuple[str, str]:
     """(the CLI's name, the kind) of a mode; ("", "passthrough") for passthrough."""
     cli, _, kind = m.rpartition("-")
@@ -126,10 +122,11 @@ __all__ = [
     "Ending",
     "RunOutput",
     "as_dict",
+    "buffered",
     "by_line",
+    "document",
     "gist",
     "json_object",
     "leading_object",
-    "mode",
     "split",
 ]
