@@ -11,8 +11,8 @@ import json
 import sys
 from pathlib import Path
 
-from spanvisor.cli import check_opencode as co
 from spanvisor.clis.opencode import PLUGIN_FILE
+from spanvisor.clis.opencode import check as co
 from spanvisor.launcher.gate_setup import asset
 from tests.cli.test_policy_cli import spanvisor
 

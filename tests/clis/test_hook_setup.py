@@ -16,7 +16,7 @@ import pytest
 
 from spanvisor.cli import hook_entries
 from spanvisor.cli.assets import hook_setups
-from spanvisor.clis import registry
+from spanvisor.clis import checks, registry
 
 
 def _doc(name: str, text: str) -> Any:
@@ -38,11 +38,16 @@ def test_the_exported_setup_is_what_the_gates_reader_finds(cli: str) -> None:
 
 
 def test_claude_codes_entry_would_pass_spanvisor_check() -> None:
-    setup = registry.need("claude-code").hook_setup(hook_entries.gate_command("claude-code", "/usr/bin/spanvisor"), 900)
+    adapter = registry.need("claude-code")
+    command = hook_entries.gate_command("claude-code")  # this installation's spanvisor: absolute, there
+    setup = adapter.hook_setup(command, 900)
     assert setup is not None
-    entries = hook_entries.gate_commands(json.loads(setup.text))
-    gates = [entry for event, entry in entries if event == "PreToolUse"]
-    assert gates and all(hook_entries.weaknesses(e) == [] for e in gates)
+    doc = json.loads(setup.text)
+    gates = [c for c, _ in adapter.hook_timeouts(doc) if checks.is_gate(c)]
+    assert gates and all(checks.command_weaknesses(c) + adapter.entry_weaknesses(doc, c) == [] for c in gates)
+    # Without onFailure, its entry is weak: a hook that fails lets the call run.
+    doc["hooks"]["PreToolUse"][0]["hooks"][0].pop("onFailure")
+    assert adapter.entry_weaknesses(doc, command) != []
 
 
 def test_every_cli_with_a_hook_of_its_own_is_exported() -> None:

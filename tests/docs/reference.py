@@ -39,10 +39,9 @@ ELSEWHERE = {
     "hook's process started, so its deadline counts from there.",
     "SPANVISOR_BIN": "Read by spanvisor's OpenCode plugin, Cline hook and pi extension: the `spanvisor` command they run "
     "(default: `spanvisor` on `PATH`; `spanvisor run --gate` sets it when the CLI's `PATH` has none).",
-    "SPANVISOR_OPENCODE_LOADED": "Set by `spanvisor run --gate` for OpenCode: the file spanvisor's plugin "
-    "writes when it loads; a tool call with no such file is said on stderr and on the task (not gated).",
-    "SPANVISOR_PI_LOADED": "Set by `spanvisor run --gate` for pi: the file spanvisor's extension writes when "
-    "it loads; a tool call with no such file is said on stderr and on the task (not gated).",
+    "SPANVISOR_GATE_LOADED": "Set by `spanvisor run --gate` for a CLI whose gate is code it loads (OpenCode's "
+    "plugin, pi's extension): the file the gate writes when it loads; a tool call with no such file is said on "
+    "stderr and on the task (not gated).",
     "SPANVISOR_PROMETHEUS_URL": "Grafana's environment, not spanvisor's: the URL of the Prometheus datasource "
     "`grafana/provisioning/datasources/spanvisor.yml` provisions.",
     "SPANVISOR_PG_HOST": "Grafana's environment: the PostgreSQL datasource's `host:port`, with "

@@ -3,13 +3,16 @@
 Its hook contract is its own, on purpose unlike any built-in CLI's: stdin
 ``{"sid": …, "call": {"tool": …, "args": {…}}, "dir": …}``; the answer
 ``{"verdict": "allow|deny", "why": …}``; its file tools name their paths
-``where``. spanvisor finds it only through the ``spanvisor.clis`` entry
+``where``; it takes an ``http`` hook from a ``--hooks FILE`` of its own.
+spanvisor finds it only through the ``spanvisor.clis`` entry
 point its distribution declares (tests/clis/test_third_party.py installs
 it into a scratch directory); nothing in spanvisor names it.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from typing import Any
 
 from spanvisor.clis.adapter import Adapter, Verdict
@@ -45,6 +48,12 @@ class ToyCli(Adapter):
 
     def reply(self, event: str, answer: Verdict, reason: str) -> dict[str, Any]:
         return {"verdict": answer, "why": reason}
+
+    def with_http_hook(self, argv: list[str], url: str, timeout_s: float, folder: str) -> list[str] | None:
+        path = os.path.join(folder, "toy-hooks.json")
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump({"beforeCall": {"url": url, "timeout": timeout_s, "failClosed": True}}, f)
+        return [argv[0], "--hooks", path, *argv[1:]]
 
 
 ADAPTER = ToyCli()

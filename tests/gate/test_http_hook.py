@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
+from spanvisor.clis import registry
 from spanvisor.launcher.gate import LocalGate
 from spanvisor.launcher.gate_http import HttpGate
-from spanvisor.receiver.hook_http import ROUTE
+from spanvisor.receiver.hook_http import PREFIX
 from tests.cli.coding_harness import TOKEN, Serve, clean_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout_s(600)]
@@ -58,7 +59,7 @@ def serve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Serve]:
 
 
 def test_serve_answers_the_http_hook_with_the_policy(serve: Serve) -> None:
-    url = serve.base + ROUTE
+    url = serve.base + PREFIX + "claude-code"
     assert [said(post(url, call(c))[1]) for c in ("ls -la", "ls && rm -rf x", "make")] == ["allow", "deny", "deny"]
 
 
@@ -67,13 +68,13 @@ def test_serve_answers_the_http_hook_with_the_policy(serve: Serve) -> None:
     [(call("ls"), "wrong"), (call("ls"), None), (b"not json", TOKEN), (b"[" * 5000, TOKEN), (b"", TOKEN)],
 )
 def test_every_failure_is_a_200_deny_never_an_error_status(serve: Serve, body: bytes, token: str | None) -> None:
-    status, doc = post(serve.base + ROUTE, body, token)
+    status, doc = post(serve.base + PREFIX + "claude-code", body, token)
     assert (status, said(doc)) == (200, "deny"), doc
 
 
 def test_an_unreadable_policy_is_a_200_deny(serve: Serve, tmp_path: Path) -> None:
     (tmp_path / "policy.toml").write_bytes(b'default = "allow"\n\xe9')
-    status, doc = post(serve.base + ROUTE, call("ls"))
+    status, doc = post(serve.base + PREFIX + "claude-code", call("ls"))
     assert (status, said(doc)) == (200, "deny") and "not UTF-8" in json.dumps(doc)
 
 
@@ -83,7 +84,7 @@ def listener(tmp_path: Path) -> Iterator[HttpGate]:
     gate = LocalGate()
     env = {"SPANVISOR_HOOK_POLICY": str(tmp_path / "policy.toml"), "SPANVISOR_DATA_DIR": str(tmp_path / "data")}
     env["SPANVISOR_HOOK_DELIVERY"] = "off"
-    http = HttpGate(gate.decide, env, str(tmp_path))
+    http = HttpGate(registry.need("claude-code"), gate.decide, env, str(tmp_path))
     yield http
     http.close()
     gate.close()
@@ -138,7 +139,7 @@ def test_calls_waiting_for_a_person_never_starve_the_ones_the_policy_decides(sma
     waiting call past the bound is denied at once, saying why."""
     import threading
 
-    url = f"{small_serve.base}{ROUTE}?timeout=40"
+    url = f"{small_serve.base}{PREFIX}claude-code?timeout=40"
     waiting: list[tuple[int, dict[str, Any]]] = []
     threads = [
         threading.Thread(target=lambda n=n: waiting.append(post(url, call(f"deploy api-{n}"))), daemon=True)

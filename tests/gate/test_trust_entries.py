@@ -72,5 +72,5 @@ def test_check_says_when_the_entry_is_a_bare_command_without_on_failure_or_lock(
 
 def test_check_passes_the_exported_entry(tmp_path: Path) -> None:
     said = check(tmp_path, exported(tmp_path / "operator.toml"))
-    assert "an absolute path, --locked, onFailure block" in said, said
+    assert "Claude Code's hook in" in said and ": an absolute path, locked" in said, said
     assert "not an absolute path" not in said and "onFailure" not in said.split("checked:")[0]

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from spanvisor.clis import registry
 from spanvisor.launcher import gate_http as run_gate_http
 from spanvisor.launcher.gate_http import HttpGate
 from spanvisor.launcher.gate_threads import WORKERS
@@ -120,7 +121,7 @@ def listener(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[HttpGa
     def decide(send: object, *_: object) -> None:
         send(0, '{"hookSpecificOutput": {"permissionDecision": "allow"}}', "")  # type: ignore[operator]
 
-    http = HttpGate(decide, {}, str(tmp_path))
+    http = HttpGate(registry.need("claude-code"), decide, {}, str(tmp_path))
     yield http
     http.close()
 

@@ -137,12 +137,12 @@ def test_the_hook_routes_url_is_serves_own_never_the_requests_host(hooked: tuple
     port = r.receiver.http_port
     assert port is not None
     headers = {"Host": "attacker.example:1", "Content-Type": "application/json"}
-    status, doc = ask(port, "POST", hook_http.ROUTE + "?timeout=86400", headers, b"{}")
+    status, doc = ask(port, "POST", hook_http.PREFIX + "claude-code?timeout=86400", headers, b"{}")
     assert (status, doc) == (200, {"ok": True})
     assert seen[-1].origin == f"http://127.0.0.1:{port}"
     assert seen[-1].timeout == hook_http.MAX_TIMEOUT_S  # a day's timeout is cut to the bound
     for raw, want in (("120", 120.0), ("inf", 600.0), ("-5", 600.0), ("x", 600.0)):
-        ask(port, "POST", f"{hook_http.ROUTE}?timeout={raw}", headers, b"{}")
+        ask(port, "POST", f"{hook_http.PREFIX}claude-code?timeout={raw}", headers, b"{}")
         assert seen[-1].timeout == want, raw
 
 

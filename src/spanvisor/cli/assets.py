@@ -31,7 +31,6 @@ Registered through the ``spanvisor.commands`` entry point, like a plugin.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Iterator
@@ -165,8 +164,10 @@ def register(subparsers: Any) -> None:
     ex.set_defaults(func=cmd_export)
     hs = sub.add_parser(
         "hook-settings",
-        help="print Claude Code settings with the gate's hook for this installation (for its managed settings)",
+        help="print a CLI's settings with the gate's hook for this installation (Claude Code's by default: for its "
+        "managed settings)",
     )
+    hs.add_argument("--cli", default="claude-code", help="which CLI, by its adapter's name (default: claude-code)")
     hs.add_argument("--policy", default=None, help="the hook's policy file (default: /etc/spanvisor/hook-policy.toml)")
     hs.set_defaults(func=cmd_hook_settings)
 
@@ -174,8 +175,20 @@ def register(subparsers: Any) -> None:
 def cmd_hook_settings(args: argparse.Namespace, config: Config) -> int:
     from spanvisor.cli import hook_entries
 
+    adapter = registry.get(args.cli)
+    if adapter is None:
+        print(f"spanvisor assets hook-settings: no coding-agent CLI is called {args.cli!r}", file=sys.stderr)
+        return 2
     policy = os.path.abspath(args.policy) if args.policy else hook_entries.POLICY_PATH
-    print(json.dumps(hook_entries.claude_code_settings(policy=policy), indent=2))
+    setup = adapter.hook_setup(hook_entries.gate_command(adapter.name, policy=policy), hook_entries.TIMEOUT_S)
+    if setup is None:
+        print(
+            f"spanvisor assets hook-settings: {adapter.title}'s gate is a file it loads, not settings "
+            "(spanvisor assets export DIR writes it)",
+            file=sys.stderr,
+        )
+        return 2
+    sys.stdout.write(setup.text)
     return 0
 
 

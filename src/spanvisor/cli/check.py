@@ -6,8 +6,9 @@ every setting (all refused values at once, and names no setting has), the
 sinks and their own checks (Slack, Grafana and PostgreSQL are reached), the
 hook policy (``SPANVISOR_HOOK_POLICY``), the central policy
 (``SPANVISOR_POLICY``), the deciders file
-(``SPANVISOR_DECIDERS``), OpenCode's gate plugin where OpenCode would
-load it from (:mod:`.check_opencode`) and, when ``SPANVISOR_CONTROL_URL``
+(``SPANVISOR_DECIDERS``), the gate in every CLI's settings and each
+CLI's own gate files where it would load them from (its adapter's
+``check``) and, when ``SPANVISOR_CONTROL_URL``
 is set, the control API there. The first line is the verdict; then only what is wrong
 or worth knowing (the settings that are not at their default, warnings,
 what each check found). ``--all`` adds the whole table of settings.
@@ -170,34 +171,25 @@ def _control_api(config: Config, found: Findings) -> None:
         found.failed.append(f"control API {client.url}: HTTP {status} {doc.get('error') or ''}".rstrip())
 
 
-def _opencode(found: Findings) -> None:
-    """OpenCode's gate plugin, wherever OpenCode would load it from (check_opencode.py)."""
+def _cli_gates(found: Findings) -> None:
+    """The gate's entries in every CLI's settings (an absolute command,
+    ``--locked``, what its adapter adds: Claude Code's ``onFailure``;
+    hook_entries.py), and each adapter's own look at a gate of its own
+    (OpenCode's plugin, wherever OpenCode would load it from)."""
     import os
     from pathlib import Path
 
-    from spanvisor.cli import check_opencode
-
-    bad, warned, ok = check_opencode.problems(os.environ, Path.cwd())
-    found.invalid += bad
-    found.warnings += warned
-    found.checked += ok
-
-
-def _claude_code(found: Findings) -> None:
-    """The gate's entries in Claude Code's settings: an absolute command,
-    ``onFailure: block``, ``--locked`` (hook_entries.py)."""
-    import os
-
     from spanvisor.cli import hook_entries
+    from spanvisor.clis import registry
 
-    warned, ok = hook_entries.claude_code_findings(os.environ, os.getcwd())
-    found.warnings += warned
-    found.checked += ok
-    # Every other CLI whose settings name hooks: the same look, and a CLI on
-    # PATH that no settings gate.
     warned, ok = hook_entries.installed_findings(os.environ, os.getcwd())
     found.warnings += warned
     found.checked += ok
+    for adapter in registry.every():
+        bad, warned, ok = adapter.check(os.environ, Path.cwd())
+        found.invalid += bad
+        found.warnings += warned
+        found.checked += ok
 
 
 def cmd_check(args: argparse.Namespace, config: Config) -> int:
@@ -208,8 +200,7 @@ def cmd_check(args: argparse.Namespace, config: Config) -> int:
     _central_policy(config, found)
     _deciders(config, found)
     _control_api(config, found)
-    _opencode(found)
-    _claude_code(found)
+    _cli_gates(found)
     code, verdict = found.verdict()
     out = [verdict]
     for title, mark, lines in (

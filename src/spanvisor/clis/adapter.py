@@ -277,6 +277,37 @@ class Adapter:
         del argv, env, folder
         return None
 
+    def entry_weaknesses(self, doc: Any, command: str) -> list[str]:
+        """What in its settings document ``doc`` makes the gate's entry
+        running ``command`` fail open, beyond the command itself (which
+        ``spanvisor check`` looks at for every CLI); empty when nothing does."""
+        del doc, command
+        return []
+
+    def check(self, env: Mapping[str, str], cwd: Path) -> tuple[list[str], list[str], list[str]]:
+        """``spanvisor check``'s look at a gate of its own beyond the hook
+        entries of its settings (a plugin file it loads): (problems,
+        warnings, what passed); nothing to say by default."""
+        del env, cwd
+        return [], [], []
+
+    @property
+    def http_hooks(self) -> bool:
+        """Whether it takes a hook of type ``http`` (:meth:`with_http_hook`):
+        the launcher's ``SPANVISOR_LOCAL_GATE=http`` and serve's
+        ``/v1/hooks/<name>`` answer it with no process per call."""
+        return type(self).with_http_hook is not Adapter.with_http_hook
+
+    def with_http_hook(self, argv: list[str], url: str, timeout_s: float, folder: str) -> list[str] | None:
+        """Its arguments with one ``http`` hook before every tool call
+        (``url``, answered within ``timeout_s``; a hook that fails or times
+        out must block) merged into the settings they give, written to a
+        file in ``folder`` (the launcher's, private: the URL holds a secret
+        and a command line is every local user's to read); None when the
+        given settings cannot be read. Only for a CLI that has such hooks
+        (:attr:`http_hooks`)."""
+        raise NotImplementedError(f"{self.title} has no http hook")
+
     def transcript_turn(self, path: str, prompt: str) -> tuple[str, str | None] | None:
         """How its last turn ended, from the conversation it keeps
         (``transcript_path``), when no turn event answered ``prompt``:

@@ -360,21 +360,13 @@ SETTINGS: tuple[Setting, ...] = (
         "a command path",
     ),
     Setting(
-        "opencode_loaded",
-        "SPANVISOR_OPENCODE_LOADED",
+        "gate_loaded",
+        "SPANVISOR_GATE_LOADED",
         p_opt_str,
         None,
-        "Set by `spanvisor run --gate` for OpenCode: a file the gate's plugin writes as it loads, so the "
-        "launcher can say when a tool ran with the plugin never loaded. Not for setting by hand.",
-        "a file path",
-    ),
-    Setting(
-        "pi_loaded",
-        "SPANVISOR_PI_LOADED",
-        p_opt_str,
-        None,
-        "Set by `spanvisor run --gate` for pi: a file the gate's extension writes as it loads, so the "
-        "launcher can say when a tool ran with the extension never loaded. Not for setting by hand.",
+        "Set by `spanvisor run --gate` for a CLI whose gate is code it loads (OpenCode's plugin, pi's extension): "
+        "a file the gate writes as it loads, so the launcher can say when a tool ran with the gate never loaded. "
+        "Not for setting by hand.",
         "a file path",
     ),
     Setting(

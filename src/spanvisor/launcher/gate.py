@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from spanvisor.clis import registry
+from spanvisor.clis.adapter import Adapter
 from spanvisor.gate import centralcache, clitimeout, local
 from spanvisor.gate import session as gs
 from spanvisor.gate.answer import Answer
@@ -153,14 +154,15 @@ class LocalGate:
         if self.bin is not None:
             env["PATH"] = self.bin + os.pathsep + env.get("PATH", os.defpath)
 
-    def for_claude(self, argv: list[str], env: Mapping[str, str]) -> list[str]:
-        """Claude Code's arguments, with its ``http`` hook pointed at this
-        launcher when ``SPANVISOR_LOCAL_GATE=http`` (``env``: the session's
-        variables, which its calls are decided with)."""
-        if os.environ.get(run_gate_http.ENV_MODE) != "http":
+    def for_http(self, adapter: Adapter, argv: list[str], env: Mapping[str, str]) -> list[str]:
+        """The CLI's arguments, with its ``http`` hook pointed at this
+        launcher when ``SPANVISOR_LOCAL_GATE=http`` and its adapter has such
+        hooks (``env``: the session's variables, which its calls are
+        decided with)."""
+        if os.environ.get(run_gate_http.ENV_MODE) != "http" or not adapter.http_hooks:
             return argv
         try:
-            self.http = run_gate_http.HttpGate(self.decide, env, os.getcwd())
+            self.http = run_gate_http.HttpGate(adapter, self.decide, env, os.getcwd())
         except OSError as exc:
             print(f"spanvisor run: no http gate ({exc.strerror or exc}); the command hook decides", file=sys.stderr)
             return argv
@@ -170,7 +172,7 @@ class LocalGate:
             print(f"spanvisor run: no http gate ({exc.strerror or exc}); the command hook decides", file=sys.stderr)
             return argv
         if merged is None:
-            print("spanvisor run: the --settings given cannot be read as JSON: no http gate added", file=sys.stderr)
+            print("spanvisor run: the settings given cannot be read as JSON: no http gate added", file=sys.stderr)
             return argv
         return merged
 

@@ -142,19 +142,19 @@ def handler(args: argparse.Namespace, config: Config | None) -> int:
     if (asker := gs.task_owner(env)) is not None:
         child_env[gs.ENV_TASK_OWNER] = asker
     # The session's hooks ask this process (a warm gate) over a private
-    # socket, which comes up once the CLI runs (rs.Reserved); Claude Code's
-    # http hook (SPANVISOR_LOCAL_GATE=http) needs its listener first.
+    # socket, which comes up once the CLI runs (rs.Reserved); a CLI's http
+    # hook (SPANVISOR_LOCAL_GATE=http, its adapter's) needs its listener first.
     gate, reserved = None, None
     # What its hooks are decided under, whatever their environment says: the
     # task, agent and owner, and the resource naming the task and its repository.
     said_by_launcher = (gs.ENV_TASK_ID, gs.ENV_TASK_AGENT, gs.ENV_TASK_OWNER, "OTEL_RESOURCE_ATTRIBUTES")
     identity = {k: child_env[k] for k in said_by_launcher if k in child_env}
-    if env.get(ENV_LOCAL_GATE) == "http" and cli == "claude-code":
+    if env.get(ENV_LOCAL_GATE) == "http" and registry.need(cli).http_hooks:
         gate = _local_gate(identity)
         if gate is not None:
             child_env[ENV_SOCKET] = gate.path
             gate.client_path(child_env)
-            child_argv = gate.for_claude(child_argv, child_env)
+            child_argv = gate.for_http(registry.need(cli), child_argv, child_env)
     elif env.get(ENV_LOCAL_GATE) != "off":
         try:
             reserved = rs.Reserved(env)

@@ -348,7 +348,7 @@ def add_routes(
     app.router.add_route("*", PREFIX + "/{tail:.*}", guarded(unknown))
     # The event stream (docs/reference/events.md) takes the same token, read scope.
     sse.add_routes(app, pipeline, token)
-    # Claude Code's http hook, answered by the gate (docs/reference/coding-agents-hooks.md).
+    # The CLIs' http hooks, answered by the gate (docs/reference/coding-agents-hooks.md).
     hook_http.add_routes(app, token, own_url)
 
 
@@ -363,9 +363,8 @@ def make_app(pipeline: Any, token: str | None = None) -> web.Application:
 
 
 def _refused(request: web.Request, refusal: browser_guard.Refused) -> web.StreamResponse:
-    if request.path == hook_http.ROUTE:  # a hook's refusal is its deny JSON (hook_http)
-        return hook_http.refusal(f"spanvisor: {refusal.message}; denied")
-    return browser_guard.json_answer(request, refusal)
+    hooks = hook_http.refusal(request.path, f"spanvisor: {refusal.message}; denied")  # its CLI's deny
+    return hooks if hooks is not None else browser_guard.json_answer(request, refusal)
 
 
 __all__ = ["PREFIX", "add_routes", "decision_from_body", "make_app", "open_json"]

@@ -34,6 +34,7 @@ from typing import Any
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Status, TracesData
 
+from spanvisor.clis import registry
 from spanvisor.receiver.endorder import in_end_order
 from spanvisor.receiver.scan import keyed_spans, scope_bytes
 from spanvisor.receiver.vocabulary import MAX_STRING, SHARED_KEYS, VOCABULARY, limit_of
@@ -44,11 +45,14 @@ from spanvisor.spans.conventions import (
     READ_KEYS,
     RESULT_PREFIX,
     SERVICE_NAME,
-    is_coding_agents_own,
+    TASK_ROOT,
 )
 from spanvisor.spans.data import MAX_AHEAD_NS, SpanData, SpanEventData, clamp_times, limited
 
 _ERROR = Status.STATUS_CODE_ERROR
+# Every coding-agent CLI's service.name (its adapter's): their own spans are
+# set aside, as their log records (or spans read as records) say it all.
+CLI_SERVICES: frozenset[str] = frozenset(s for a in registry.every() for s in a.services)
 # W3C/OTLP span flags: bit 8 says the parent is known, bit 9 that it is remote.
 _HAS_IS_REMOTE = 0x100
 _IS_REMOTE = 0x200
@@ -339,7 +343,9 @@ def decode_request(
                 if attrs is not None:
                     if resource is None:
                         resource = attributes(rs.resource.attributes, _RESOURCE_KEYS) or _EMPTY
-                    if is_coding_agents_own(resource, attrs):
+                    if resource.get(SERVICE_NAME) in CLI_SERVICES and TASK_ROOT not in attrs:
+                        # A span a CLI sent itself, not one spanvisor made of
+                        # its records (those carry a task root stamp).
                         out.ignored += 1
                         continue
                     append(_full(span, trace_hex, sid.hex(), parent, attrs, resource, out, events))

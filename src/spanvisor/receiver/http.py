@@ -188,10 +188,10 @@ def _refuse_while_draining(
 
 
 def _refused(request: web.Request, refusal: Refused) -> web.StreamResponse:
-    if request.path == hook_http.ROUTE:
-        # Claude Code runs the call on any answer but a 200 with a decision.
-        return hook_http.refusal(f"spanvisor: {refusal.message}; denied")
-    return browser_guard.json_answer(request, refusal)
+    # A hook route's refusal is its CLI's deny (Claude Code runs the call on
+    # any answer but a 200 with a decision).
+    hooks = hook_http.refusal(request.path, f"spanvisor: {refusal.message}; denied")
+    return hooks if hooks is not None else browser_guard.json_answer(request, refusal)
 
 
 def make_app(

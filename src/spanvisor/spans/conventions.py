@@ -131,11 +131,6 @@ TL_COMPLETION_OLD: Final = "llm.usage.completion_tokens"
 TL_LS_MODEL: Final = "traceloop.association.properties.ls_model_name"
 
 SERVICE_NAME: Final = "service.name"
-# Coding-agent CLIs' service names: sessions read from their logs (Copilot CLI's spans), other spans kept only if stamped.
-CODING_AGENT_SERVICES: Final = frozenset(
-    {"claude-code", "codex_exec", "codex_tui", "codex_cli_rs", "codex-cli", "codex", "gemini-cli", "qwen-code"}
-    | {"github-copilot", "opencode"}
-)
 
 # Every key the tracker reads. A span with none of them (and no stamp) is skipped at once: most spans.
 KNOWN_KEYS: Final = frozenset(
@@ -354,12 +349,6 @@ def cache_usage(attrs: Mapping[str, Any]) -> tuple[Any, Any]:
 
 def reported_cost(attrs: Mapping[str, Any]) -> Any:
     return first(attrs, OI_COST, GEN_AI_COST, OPERATION_COST)
-
-
-def is_coding_agents_own(resource: Mapping[str, Any], attrs: Mapping[str, Any]) -> bool:
-    """A span a coding-agent CLI sent itself (not one spanvisor made of its
-    log records, which carry a task root stamp): set aside."""
-    return resource.get(SERVICE_NAME) in CODING_AGENT_SERVICES and TASK_ROOT not in attrs
 
 
 def is_root_candidate(attrs: Mapping[str, Any]) -> bool:

@@ -13,7 +13,7 @@
 // `spanvisor` on PATH, which `spanvisor run` points at its own gate);
 // SPANVISOR_OPENCODE_TIMEOUT, seconds a call may wait for its answer
 // (default 600; the hook answers a few seconds before it);
-// SPANVISOR_OPENCODE_LOADED, a file written when the plugin loads (set by
+// SPANVISOR_GATE_LOADED, a file written when the plugin loads (set by
 // `spanvisor run --gate`, which says so when OpenCode runs a tool without it).
 //
 // It also names each session's task by its first prompt (OpenCode's
@@ -87,9 +87,9 @@ function ask(call, cwd) {
 }
 
 export const SpanvisorGate = async ({ directory }) => {
-  if (process.env.SPANVISOR_OPENCODE_LOADED) {
+  if (process.env.SPANVISOR_GATE_LOADED) {
     try {
-      writeFileSync(process.env.SPANVISOR_OPENCODE_LOADED, "loaded\n")
+      writeFileSync(process.env.SPANVISOR_GATE_LOADED, "loaded\n")
     } catch {}
   }
   return { ...gate(directory), ...ends(directory) }

@@ -22,7 +22,7 @@
 // Settings (environment): SPANVISOR_BIN, the spanvisor command (default
 // `spanvisor` on PATH, which `spanvisor run` points at its own gate);
 // SPANVISOR_PI_TIMEOUT, seconds a call may wait for its answer (default
-// 600; the hook answers a few seconds before it); SPANVISOR_PI_LOADED, a
+// 600; the hook answers a few seconds before it); SPANVISOR_GATE_LOADED, a
 // file written when the extension loads (set by `spanvisor run --gate`,
 // which says so when pi runs a tool without it).
 //
@@ -168,9 +168,9 @@ function lastTurn(messages) {
 }
 
 export default function (pi) {
-  if (process.env.SPANVISOR_PI_LOADED) {
+  if (process.env.SPANVISOR_GATE_LOADED) {
     try {
-      writeFileSync(process.env.SPANVISOR_PI_LOADED, "loaded\n")
+      writeFileSync(process.env.SPANVISOR_GATE_LOADED, "loaded\n")
     } catch {}
   }
   const atStart = shellSettings(process.cwd())

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from spanvisor.clis.adapter import Adapter, HookSetup, default, option
+from spanvisor.clis.adapter import Adapter, HookSetup, command_text, default, hook_entries, option
 from spanvisor.clis.ends import SessionEnds
 
 
@@ -95,6 +95,19 @@ class ClaudeCode(Adapter):
             extra = ["--output-format", "stream-json"] + ([] if "--verbose" in argv else ["--verbose"])
             return [argv[0], *extra, *argv[1:]], "claude-code-text"
         return argv, {"stream-json": "claude-code-stream", "json": "claude-code-json"}.get(fmt, "passthrough")
+
+    def entry_weaknesses(self, doc: Any, command: str) -> list[str]:
+        # Without "onFailure": "block" a hook that fails to start or times
+        # out lets the call run.
+        entries = [e for e in hook_entries(doc, self.tool_events) if command_text(e.get("command")) == command]
+        if any(e.get("onFailure") != "block" for e in entries):
+            return ['it lacks "onFailure": "block" (a hook that fails or times out lets the call run)']
+        return []
+
+    def with_http_hook(self, argv: list[str], url: str, timeout_s: float, folder: str) -> list[str] | None:
+        from spanvisor.clis.claude_code import http_hook
+
+        return http_hook.with_hook(argv, url, timeout_s, folder)
 
     def transcript_turn(self, path: str, prompt: str) -> tuple[str, str | None] | None:
         del prompt  # the transcript's last turn is the prompt's: its SessionEnd named it

@@ -37,6 +37,9 @@ OPERATION: Final = "gen_ai.operation.name"
 DURATION_KEY: Final = "spanvisor.span.duration_ms"
 # A span's status message, when it failed.
 STATUS_KEY: Final = "spanvisor.span.status"
+# The events heard when their span started, not when it ended: a prompt is
+# given at its span's start (the span ends last, with the session's turn).
+AT_START: Final = frozenset({"copilot.invoke_agent"})
 # What Copilot CLI puts before the prompt it sends the model.
 _DATETIME = re.compile(r"^\s*<current_datetime>[^<]{0,80}</current_datetime>\s*")
 MAX_MESSAGES = 64 * 1024

@@ -114,5 +114,11 @@ class OpenCode(PluginAdapter):
             "node_modules/.spanvisor": "",
         }
 
+    def check(self, env: Mapping[str, str], cwd: Path) -> tuple[list[str], list[str], list[str]]:
+        # It runs every tool ungated when a plugin fails to load (check.py).
+        from spanvisor.clis.opencode import check
+
+        return check.problems(env, cwd)
+
 
 ADAPTER = OpenCode()

@@ -2,7 +2,7 @@
 launcher gives it spanvisor's plugin through ``OPENCODE_CONFIG_CONTENT``
 (``{"plugin": ["file://…"]}``, merged into any of the user's own; copied
 from the package into the launcher's private folder). The plugin writes a
-file when it loads (``SPANVISOR_OPENCODE_LOADED``): OpenCode runs tools
+file when it loads (``SPANVISOR_GATE_LOADED``): OpenCode runs tools
 ungated when a plugin fails to load, and the launcher says so loudly."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 # The file the plugin writes when it loads (in the launcher's folder).
-ENV_LOADED = "SPANVISOR_OPENCODE_LOADED"
+ENV_LOADED = "SPANVISOR_GATE_LOADED"
 LOADED = "opencode-plugin-loaded"
 
 

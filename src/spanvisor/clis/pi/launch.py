@@ -2,14 +2,14 @@
 launcher gives it spanvisor's extension with ``-e`` (copied from the
 package into the launcher's private folder), which pi runs before the
 repository's and the user's. The extension writes a file when it loads
-(``SPANVISOR_PI_LOADED``): pi would not start with an extension that fails
+(``SPANVISOR_GATE_LOADED``): pi would not start with an extension that fails
 to load, and the launcher says so loudly if a tool ran without it."""
 
 from __future__ import annotations
 
 import os
 
-ENV_LOADED = "SPANVISOR_PI_LOADED"
+ENV_LOADED = "SPANVISOR_GATE_LOADED"
 LOADED = "pi-extension-loaded"
 
 

@@ -50,8 +50,6 @@ CLIS: tuple[ModuleType, ...] = (
 _BY_NAME: dict[str, ModuleType] = {name: m for m in CLIS for name in m.EVENTS}
 # The readers whose CLI names its records otherwise than by their event name.
 _NAMERS: tuple[ModuleType, ...] = tuple(m for m in CLIS if hasattr(m, "event_name"))
-# The service names of the CLIs: their own spans are not task sources (:mod:`.spans`).
-SERVICES: frozenset[str] = cv.CODING_AGENT_SERVICES
 # Resource attributes the launcher (spanvisor run) or the user may set.
 TASK_ID_KEY = "spanvisor.task.id"
 # The launcher's run of the task (each run its own root: a task id given
@@ -238,4 +236,4 @@ def claim(rec: Any, name: str, resource: Any, out: Any) -> bool:
     return True
 
 
-__all__ = ["SERVICES", "Batch", "claim", "event_of", "resource_of"]
+__all__ = ["Batch", "claim", "event_of", "resource_of"]

@@ -1,9 +1,9 @@
-"""Sessions of the CLIs that send spans, not log records (GitHub Copilot
-CLI): each of their spans is read as one record of its session
-(:mod:`.copilot` says what each is), into the same :class:`~.batch.Batch`
+"""Sessions of the CLIs that send spans, not log records (``FROM_SPANS`` in
+their adapter's records module): each of their spans is read as one record
+of its session (the module's ``event_of`` says what each is), into the same :class:`~.batch.Batch`
 as the other CLIs' records, so the session becomes one task named, counted
 and ended the same way. Their spans themselves are set aside by the trace
-decoder (``conventions.CODING_AGENT_SERVICES``); only the spans made of
+decoder (``decode.CLI_SERVICES``); only the spans made of
 these records (stamped with the task's root) join the task.
 
 Only the resources whose ``service.name`` is such a CLI's are walked: any
@@ -48,8 +48,8 @@ def _read(batch: Batch, cli: ModuleType, span: Any, resource: dict[str, Any]) ->
         attrs[cli.DURATION_KEY] = (end - start) / 1e6
     if span.status.code == _STATUS_ERROR and span.status.message:
         attrs[cli.STATUS_KEY] = span.status.message
-    # A prompt is heard when it was given (its span's start: the span ends last).
-    t = start if event == "copilot.invoke_agent" and start else end
+    # Some events are heard when their span started (a prompt: the span ends last).
+    t = start if start and event in getattr(cli, "AT_START", ()) else end
     batch.add(cli, event, attrs, resource, t, span.span_id.hex())
 
 

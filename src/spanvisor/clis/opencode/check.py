@@ -23,11 +23,12 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from spanvisor.cli.hook_entries import command_weaknesses
-from spanvisor.clis.opencode import PLUGIN_FILE, locked_plugin
-from spanvisor.launcher.gate_setup import ENV_BIN, asset
+from spanvisor.clis.checks import command_weaknesses
+from spanvisor.clis.opencode import PLUGIN_FILE, locked_plugin, shipped_plugin
 
 MARK = "spanvisor-gate"
+# The spanvisor the shipped plugin runs, when set (else the PATH's).
+ENV_BIN = "SPANVISOR_BIN"
 _CONFIGS = ("opencode.json", "opencode.jsonc")
 
 
@@ -107,7 +108,7 @@ def problems(env: Mapping[str, str], cwd: Path) -> tuple[list[str], list[str], l
     bad: list[str] = []
     warned: list[str] = []
     ok: list[str] = []
-    shipped = asset("opencode", PLUGIN_FILE)
+    shipped = shipped_plugin().encode()
     by_env = False  # a plugin that runs the SPANVISOR_BIN or PATH spanvisor was found
     for where, spec in entries(env, cwd):
         path = _path_of(spec, where)
