@@ -11,8 +11,9 @@ import json
 import sys
 from pathlib import Path
 
-from spanvisor.clis.opencode import PLUGIN_FILE
-from spanvisor.clis.opencode import check as co
+from spanvisor.clis.opencode import ADAPTER as OPENCODE
+from spanvisor.clis.opencode_shape import PLUGIN_FILE
+from spanvisor.clis.opencode_shape import check as co
 from spanvisor.launcher.gate_setup import asset
 from tests.cli.test_policy_cli import spanvisor
 
@@ -38,22 +39,22 @@ def test_the_exported_plugin_passes_and_a_stale_one_is_a_warning(tmp_path: Path)
     plugin.write_bytes(asset("opencode", PLUGIN_FILE))
     env = _home(tmp_path, plugin.as_uri())
     env["SPANVISOR_BIN"] = str(Path(sys.executable).with_name("spanvisor"))
-    bad, warned, ok = co.problems(env, tmp_path)
+    bad, warned, ok = co.problems(OPENCODE, env, tmp_path)
     assert (bad, warned) == ([], [])
     assert ok == [f"OpenCode's gate plugin {plugin} ({tmp_path / 'home' / '.config' / 'opencode' / 'opencode.json'})"]
     plugin.write_text("// an older plugin\n")
-    bad, warned, _ = co.problems(env, tmp_path)
+    bad, warned, _ = co.problems(OPENCODE, env, tmp_path)
     assert bad == [] and len(warned) == 1 and "differs from this spanvisor's" in warned[0]
 
 
 def test_a_plugin_with_no_spanvisor_to_run_is_a_problem_and_no_plugin_is_silence(tmp_path: Path) -> None:
     folder = tmp_path / "home" / ".config" / "opencode" / "plugin"
     env = _home(tmp_path, None)
-    assert co.problems(env, tmp_path) == ([], [], [])
+    assert co.problems(OPENCODE, env, tmp_path) == ([], [], [])
     folder.mkdir(parents=True)
     (folder / "spanvisor-gate.js").write_bytes(asset("opencode", PLUGIN_FILE))
     env["SPANVISOR_BIN"] = str(tmp_path / "no-such-spanvisor")
-    bad, _, ok = co.problems(env, tmp_path)
+    bad, _, ok = co.problems(OPENCODE, env, tmp_path)
     assert len(ok) == 1 and len(bad) == 1 and "it blocks every tool call" in bad[0], bad
 
 
@@ -68,7 +69,7 @@ def test_the_copy_gate_install_locked_in_the_managed_folder_passes_and_a_changed
     binary = str(Path(sys.executable).with_name("spanvisor"))
     command = gate_install.command_for("opencode", None, "/etc/spanvisor/hook-policy.toml", binary)
     gate_install.install_one(registry.need("opencode"), managed / "opencode.json", command, 900)
-    bad, warned, ok = co.problems(env, tmp_path)
+    bad, warned, ok = co.problems(OPENCODE, env, tmp_path)
     assert (bad, warned) == ([], []), (bad, warned)
     assert ok == [
         f"OpenCode's gate plugin {managed / 'spanvisor-gate.js'} ({managed / 'opencode.json'}), locked: {command}"
@@ -76,8 +77,9 @@ def test_the_copy_gate_install_locked_in_the_managed_folder_passes_and_a_changed
     plugin = managed / "spanvisor-gate.js"
     locked = plugin.read_text()
     plugin.write_text(locked.replace('"--locked", ', ""))
-    bad, warned, _ = co.problems(env, tmp_path)
+    bad, warned, _ = co.problems(OPENCODE, env, tmp_path)
     assert len(warned) == 1 and "it is not --locked" in warned[0], warned
     plugin.write_text(locked.replace("LIMIT_S", "600", 1))
-    bad, warned, _ = co.problems(env, tmp_path)
+    bad, warned, _ = co.problems(OPENCODE, env, tmp_path)
     assert len(warned) == 1 and "differs from this spanvisor's" in warned[0], warned
+

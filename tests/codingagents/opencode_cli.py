@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from spanvisor.clis.opencode import PLUGIN_FILE
+from spanvisor.clis.opencode_shape import PLUGIN_FILE
 from spanvisor.receiver.codingagents.ids import session_task_id
 from tests.codingagents.agents import Ran, Running, base_env, run, start
 from tests.codingagents.fake_http import FakeModelAPI

@@ -1,34 +1,47 @@
-// spanvisor's gate for OpenCode: every tool call is allowed or blocked by
-// `spanvisor hook opencode` (a policy, or a person from Slack, the terminal
-// or the control API) before it runs.
+// spanvisor's gate for OpenCode and Kilo (a fork of it, which loads the
+// same plugins): every tool call is allowed or blocked by `spanvisor hook
+// opencode` (or `kilo`) (a policy, or a person from Slack, the terminal or
+// the control API) before it runs.
 //
 // It fails closed: the call runs only when the hook exits 0 with
 // {"decision": "allow"}. A deny, any other answer, no answer, a non-zero
-// exit, a hook still running at the limit, or no `spanvisor` to run throws,
-// and OpenCode hands the error to the model instead of running the tool.
-// OpenCode itself runs every tool ungated when a plugin fails to load: see
-// docs/reference/coding-agents-hooks.md ("OpenCode").
+// exit, a hook still running at the limit, no `spanvisor` to run, or a host
+// it does not know throws, and the CLI hands the error to the model instead
+// of running the tool. The CLI itself runs every tool ungated when a plugin
+// fails to load: see docs/reference/coding-agents-hooks.md ("OpenCode").
+//
+// Which CLI loaded it: each sets its own process id in its environment
+// (OPENCODE_PID, KILO_PID), which a variable it inherited from another
+// cannot match; neither or both of its own blocks every call.
 //
 // Settings (environment): SPANVISOR_BIN, the spanvisor command (default
 // `spanvisor` on PATH, which `spanvisor run` points at its own gate);
 // SPANVISOR_OPENCODE_TIMEOUT, seconds a call may wait for its answer
 // (default 600; the hook answers a few seconds before it);
 // SPANVISOR_GATE_LOADED, a file written when the plugin loads (set by
-// `spanvisor run --gate`, which says so when OpenCode runs a tool without it).
+// `spanvisor run --gate`, which says so when the CLI runs a tool without it).
 //
-// It also names each session's task by its first prompt (OpenCode's
-// chat.message, as the person asked it), and ends it as OpenCode says the
-// session ended: as OpenCode shuts down, one `spanvisor hook opencode` per
-// session with how its last turn ended (complete, error with the API's
-// message, cancelled, or still open). Fire and forget: started detached,
-// its input in a file it holds, nothing awaited, every error swallowed
-// (under `spanvisor run`, which names and ends its own task, nothing is
-// sent).
+// It also names each session's task by its first prompt (the CLI's
+// chat.message, as the person asked it), and ends it as the CLI says the
+// session ended: as it shuts down, one `spanvisor hook <cli>` per session
+// with how its last turn ended (complete, error with the API's message,
+// cancelled, or still open). Fire and forget: started detached, its input
+// in a file it holds, nothing awaited, every error swallowed (under
+// `spanvisor run`, which names and ends its own task, nothing is sent).
 import { spawn } from "node:child_process"
 import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 
+function host() {
+  const own = String(process.pid)
+  const kilo = process.env.KILO_PID === own
+  const opencode = process.env.OPENCODE_PID === own
+  if (kilo === opencode) return null // neither, or both: not a host it knows
+  return kilo ? "kilo" : "opencode"
+}
+
+const CLI = host()
 const BIN = process.env.SPANVISOR_BIN || "spanvisor"
 const LIMIT_S = (() => {
   const n = Number(process.env.SPANVISOR_OPENCODE_TIMEOUT || 600)
@@ -36,6 +49,10 @@ const LIMIT_S = (() => {
 })()
 
 function ask(call, cwd) {
+  if (!CLI) {
+    const reason = "spanvisor's gate plugin cannot tell which CLI loaded it (not exactly one of OPENCODE_PID and KILO_PID is its own); denied"
+    return Promise.resolve({ ok: false, reason })
+  }
   return new Promise((resolve) => {
     let done = false
     const finish = (answer) => {
@@ -46,7 +63,7 @@ function ask(call, cwd) {
     }
     let child
     try {
-      child = spawn(BIN, ["hook", "opencode", "--cli-timeout", String(LIMIT_S)], {
+      child = spawn(BIN, ["hook", CLI, "--cli-timeout", String(LIMIT_S)], {
         cwd,
         stdio: ["pipe", "pipe", "pipe"],
       })
@@ -142,6 +159,7 @@ function sendEnd(id, last, directory) {
 }
 
 function send(doc, directory) {
+  if (!CLI) return
   let dir
   try {
     dir = mkdtempSync(join(tmpdir(), "spanvisor-end-"))
@@ -149,7 +167,7 @@ function send(doc, directory) {
     writeFileSync(file, JSON.stringify(doc), { mode: 0o600 })
     const input = openSync(file, "r")
     try {
-      const child = spawn(BIN, ["hook", "opencode"], { cwd: directory, stdio: [input, "ignore", "ignore"], detached: true })
+      const child = spawn(BIN, ["hook", CLI], { cwd: directory, stdio: [input, "ignore", "ignore"], detached: true })
       child.on("error", () => {})
       child.unref()
     } finally {

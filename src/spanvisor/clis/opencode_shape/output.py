@@ -1,4 +1,4 @@
-"""OpenCode's ``run`` output under ``spanvisor run``: ``--format json``
+"""The ``run`` output of a CLI of OpenCode's shape under ``spanvisor run``: ``--format json``
 lines; an ``error`` line (its ``data.message``) fails a run; a
 ``step_finish`` whose reason is not ``tool-calls`` ends one. Unless the
 user chose a format, the launcher asks for ``json`` and shows the text

@@ -1,20 +1,23 @@
-"""What OpenCode prints, as the launcher reports it (its OpenTelemetry is
-experimental, sends hundreds of spans of its own internals a run and loses
-its last batch at exit): ``run --format json`` lines, ``step_finish`` a
-model call's tokens and cost, ``tool_use`` a finished tool call,
-``error``. The model is the command's ``-m``/``--model``, else the
-project's or the user's ``opencode.json`` (``provider/model``, without the
-provider)."""
+"""What a CLI of OpenCode's shape prints, as the launcher reports it
+(OpenCode's OpenTelemetry is experimental, sends hundreds of spans of its
+own internals a run and loses its last batch at exit): ``run --format
+json`` lines, ``step_finish`` a model call's tokens and cost, ``tool_use``
+a finished tool call, ``error``. The model is the command's
+``-m``/``--model``, else the project's or the user's config file
+(``provider/model``, without the provider)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spanvisor.clis.output import as_dict
 from spanvisor.clis.stream import Report, flag, ns_of_ms, num, read_json, tool_input
+
+if TYPE_CHECKING:
+    from spanvisor.clis.opencode_shape import OpenCodeShape
 
 
 def read(report: Report, doc: dict[str, Any]) -> None:
@@ -56,12 +59,13 @@ def read(report: Report, doc: dict[str, Any]) -> None:
         report.say("life", {}, at)
 
 
-def model(argv: Sequence[str], env: Mapping[str, str], cwd: str) -> str | None:
+def model_of(cli: OpenCodeShape, argv: Sequence[str], env: Mapping[str, str], cwd: str) -> str | None:
     given = flag(argv[1:], "-m", "--model")
     if not given:
         home = Path(env.get("HOME") or os.path.expanduser("~"))
-        config = Path(env.get("XDG_CONFIG_HOME") or home / ".config") / "opencode" / "opencode.json"
-        for path in (Path(cwd) / "opencode.json", config):
+        user = Path(env.get("XDG_CONFIG_HOME") or home / ".config") / cli.config_folder
+        names = [n for n in cli.config_files if n.endswith(".json")]  # JSON with comments: not read here
+        for path in [Path(cwd) / n for n in names] + [user / n for n in names]:
             doc = read_json(path)
             if isinstance(doc, dict) and isinstance(doc.get("model"), str):
                 given = doc["model"]
