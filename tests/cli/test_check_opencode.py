@@ -83,3 +83,31 @@ def test_the_copy_gate_install_locked_in_the_managed_folder_passes_and_a_changed
     bad, warned, _ = co.problems(OPENCODE, env, tmp_path)
     assert len(warned) == 1 and "differs from this spanvisor's" in warned[0], warned
 
+
+def test_kilos_plugin_is_read_in_its_own_folders_and_a_copy_locked_to_opencode_is_a_problem(tmp_path: Path) -> None:
+    """Kilo, a fork of OpenCode, loads the same plugin from its own config
+    (``~/.config/kilo/kilo.json``; its managed folder ``/etc/kilo``): the
+    same look, and a locked copy whose CLI is OpenCode's (its
+    ``opencode.json``, which Kilo reads too) would ask for the wrong CLI's
+    rules there."""
+    from spanvisor.cli import gate_install
+    from spanvisor.clis import registry
+
+    kilo = registry.need("kilo")
+    home = tmp_path / "home"
+    (home / ".config" / "kilo").mkdir(parents=True)
+    plugin = tmp_path / "spanvisor-gate.js"
+    plugin.write_bytes(asset("opencode", PLUGIN_FILE))
+    config = home / ".config" / "kilo" / "kilo.json"
+    config.write_text(json.dumps({"plugin": [plugin.as_uri()]}))
+    env = {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")}
+    env["SPANVISOR_BIN"] = str(Path(sys.executable).with_name("spanvisor"))
+    env["KILO_TEST_MANAGED_CONFIG_DIR"] = str(tmp_path / "managed")
+    assert co.problems(kilo, env, tmp_path) == ([], [], [f"Kilo's gate plugin {plugin} ({config})"])
+    assert co.problems(OPENCODE, env, tmp_path) == ([], [], []), "OpenCode reads none of Kilo's folders"
+    binary = str(Path(sys.executable).with_name("spanvisor"))
+    command = gate_install.command_for("opencode", None, "/etc/spanvisor/hook-policy.toml", binary)
+    gate_install.install_one(registry.need("opencode"), tmp_path / "managed" / "opencode.json", command, 900)
+    # Kilo reads opencode.json too: OpenCode's locked copy in its folder would ask for OpenCode's rules.
+    bad, _, _ = co.problems(kilo, env, tmp_path)
+    assert len(bad) == 1 and "is locked to another CLI" in bad[0], bad

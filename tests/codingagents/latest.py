@@ -1,5 +1,5 @@
 """``make test-clis-latest``: the real-CLI matrix (tests/codingagents)
-against the newest release of each of the seven CLIs, to notice a release
+against the newest release of each of the CLIs, to notice a release
 that changed what the matrix proves before the pins are moved.
 
 Each CLI's newest version is asked of the npm registry (``npm view PKG
@@ -39,6 +39,7 @@ CLIS = {
     "opencode": ("OpenCode", "opencode-ai"),
     "cline": ("Cline", "@cline/cli-linux-x64"),
     "pi": ("pi", "@mariozechner/pi-coding-agent"),
+    "kilo": ("Kilo", "@kilocode/cli"),
 }
 # Installed at the version of the CLI it goes with.
 COMPANIONS = {"@opencode-ai/plugin": "opencode-ai"}
@@ -90,7 +91,7 @@ def cli_of(case: ET.Element) -> str:
     """The CLI a test case runs (from its file or its parameters); ``shared`` for none."""
     raw = f"{case.get('classname', '')}.{case.get('name', '')}".lower()
     said = raw.replace("_", "")
-    for key in ("claude", "codex", "gemini", "qwen", "copilot", "opencode", "cline"):
+    for key in ("claude", "codex", "gemini", "qwen", "copilot", "opencode", "cline", "kilo"):
         if key in said:
             return key
     # pi's name is in many words: its files (test_pi*) and its parameters ([pi], [pi-SIGINT]).

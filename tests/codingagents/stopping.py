@@ -1,7 +1,7 @@
-"""Qwen Code, Copilot CLI, OpenCode, Cline and pi started for the stop rows:
+"""Qwen Code, Copilot CLI, OpenCode, Cline, pi and Kilo started for the stop rows:
 under ``spanvisor run`` kept busy by a model that holds its answer back, or
 alone with the gate (each CLI's own) and its end hooks. The four share the
-fake Chat Completions API, so a row starts all five at once."""
+fake Chat Completions API, so a row starts all six at once."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from spanvisor.launcher.stop import tree
 from tests.codingagents import cline_cli as cl
 from tests.codingagents import copilot_cli as cp
 from tests.codingagents import endhooks as eh
+from tests.codingagents import kilo_cli as kc
 from tests.codingagents import opencode_cli as oc
 from tests.codingagents import pi_cli as pc
 from tests.codingagents import qwen_code as qc
@@ -24,8 +25,15 @@ from tests.codingagents.script import Script, Turn, tool
 from tests.codingagents.served import Matrix
 from tests.waiting import wait_until
 
-CLIS = ("qwen", "copilot", "opencode", "cline", "pi")
-AGENT = {"qwen": "qwen-code", "copilot": "github-copilot", "opencode": "opencode", "cline": "cline", "pi": "pi"}
+CLIS = ("qwen", "copilot", "opencode", "cline", "pi", "kilo")
+AGENT = {
+    "qwen": "qwen-code",
+    "copilot": "github-copilot",
+    "opencode": "opencode",
+    "cline": "cline",
+    "pi": "pi",
+    "kilo": "kilo",
+}
 WAIT_S = 120.0
 
 
@@ -73,6 +81,8 @@ def launched(cli: str, tmp: Path, cli_bin: Path, matrix: Matrix, api: FakeModelA
         env, argv = oc.env(home, api, run_id), oc.argv(cli_bin, prompt, None)
     elif cli == "pi":
         env, argv = pc.env(home, api, run_id), pc.argv(cli_bin, prompt, None)
+    elif cli == "kilo":
+        env, argv = kc.env(home, api, run_id), kc.argv(cli_bin, prompt, None)
     else:
         env, argv = cl.env(home, api, run_id), cl.argv(cli_bin, prompt, json_lines=False)
     # The launcher keeps its task live (the matrix loses a silent task in
@@ -115,6 +125,9 @@ def alone(
     elif cli == "pi":
         env = pc.with_extension(pc.env(home, api, run_id))
         argv = pc.argv(cli_bin, prompt)
+    elif cli == "kilo":
+        env = kc.with_plugin(kc.env(home, api, run_id))
+        argv = kc.argv(cli_bin, prompt)
     else:
         env = cl.env(home, api, run_id)
         cl.add_hook(home)

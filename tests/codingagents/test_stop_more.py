@@ -1,6 +1,6 @@
 """Stopping a session of Qwen Code 0.24.4, GitHub Copilot CLI 1.0.102,
-OpenCode 1.18.33, Cline 3.0.65 and pi 0.73.1 (test_stop.py proves the same
-rows for Claude Code, Codex and Gemini CLI). Each row starts the five at once (one
+OpenCode 1.18.33, Cline 3.0.65, pi 0.73.1 and Kilo 7.7.7 (test_stop.py proves the same
+rows for Claude Code, Codex and Gemini CLI). Each row starts the six at once (one
 fake Chat Completions API serves them all), then stops them, then each CLI's
 test reads its outcome:
 
@@ -14,7 +14,7 @@ test reads its outcome:
 * A signal sent to the CLI itself (SIGINT, SIGTERM) under the launcher.
 * Without the launcher, a Cancel clicked in Slack blocks the session's next
   tool call at its gate (Qwen Code's and Copilot CLI's command hook,
-  OpenCode's plugin, Cline's hook file, pi's extension).
+  OpenCode's and Kilo's plugin, Cline's hook file, pi's extension).
 """
 
 from __future__ import annotations

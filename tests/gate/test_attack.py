@@ -78,7 +78,7 @@ def decision(cli: str, out: str) -> str | None:
     if not lines:
         return None
     doc = json.loads(lines[-1])
-    if cli in ("gemini", "opencode", "pi"):
+    if cli in ("gemini", "opencode", "pi", "kilo"):
         return str(doc["decision"])
     if cli == "copilot":
         return str(doc["permissionDecision"])

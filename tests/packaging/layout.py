@@ -12,16 +12,18 @@ ASSET_SOURCES = {
     "plugins/spanvisor_prometheus/rules": "spanvisor/_assets/prometheus/rules",
     "docs/alertmanager-example.yml": "spanvisor/_assets/alertmanager/alertmanager-example.yml",
 }
-# Where `spanvisor assets export DIR` puts them.
-EXPORTED = {
-    "grafana": "grafana",
-    "collector-config": "collector-config",
-    "plugins/spanvisor_prometheus/rules": "prometheus/rules",
-    "docs/alertmanager-example.yml": "alertmanager/alertmanager-example.yml",
-    "src/spanvisor/_assets/opencode": "opencode",
-    "src/spanvisor/_assets/cline": "cline",
-    "src/spanvisor/_assets/pi": "pi",
-}
+# Where `spanvisor assets export DIR` puts them (OpenCode's plugin twice:
+# Kilo, a fork, loads it too).
+EXPORTED = (
+    ("grafana", "grafana"),
+    ("collector-config", "collector-config"),
+    ("plugins/spanvisor_prometheus/rules", "prometheus/rules"),
+    ("docs/alertmanager-example.yml", "alertmanager/alertmanager-example.yml"),
+    ("src/spanvisor/_assets/opencode", "opencode"),
+    ("src/spanvisor/_assets/opencode", "kilo"),
+    ("src/spanvisor/_assets/cline", "cline"),
+    ("src/spanvisor/_assets/pi", "pi"),
+)
 
 
 def repo_files(rel: str) -> dict[str, bytes]:

@@ -30,7 +30,7 @@ def test_export_writes_every_asset_and_a_second_run_changes_nothing(cli, tmp_pat
     assert code == 0, err
     expected = {
         (dest / target / sub if sub else dest / target): data
-        for rel, target in EXPORTED.items()
+        for rel, target in EXPORTED
         for sub, data in repo_files(rel).items()
     }
     expected |= {dest / rel: data for rel, data, _ in hook_setups()}  # each CLI's hook settings

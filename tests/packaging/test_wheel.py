@@ -133,7 +133,7 @@ def exported(installed: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 def test_the_installed_wheel_exports_its_assets_ready_to_mount(exported: tuple[Path, str]) -> None:
     dest, stdout = exported
-    for rel, target in EXPORTED.items():
+    for rel, target in EXPORTED:
         for sub, data in repo_files(rel).items():
             path = dest / target / sub if sub else dest / target
             assert path.is_file(), path

@@ -36,6 +36,7 @@ BUILTIN: dict[str, str] = {
     "opencode": "opencode",
     "cline": "cline",
     "pi": "pi",
+    "kilo": "kilo",
 }
 NAMES: tuple[str, ...] = tuple(BUILTIN)
 
