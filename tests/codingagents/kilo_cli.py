@@ -16,6 +16,9 @@ from tests.codingagents.agents import Ran, Running, base_env, run, start
 from tests.codingagents.fake_http import FakeModelAPI
 from tests.codingagents.npm_install import MODULES
 
+# Its linux-x64 binary, pinned alone (tests/codingagents/npm/package.json
+# says why): no wrapper, so no link in node_modules/.bin.
+BINARY = MODULES / "@kilocode" / "cli-linux-x64" / "bin" / "kilo"
 MODEL = oc.MODEL
 SHELL = oc.SHELL
 session_of = oc.session_of
@@ -59,7 +62,7 @@ def env(home: Path, api: FakeModelAPI, run_id: str) -> dict[str, str]:
 
 
 def version() -> str:
-    doc = json.loads((MODULES / "@kilocode" / "cli" / "package.json").read_text())
+    doc = json.loads((MODULES / "@kilocode" / "cli-linux-x64" / "package.json").read_text())
     return str(doc["version"])
 
 
@@ -71,7 +74,8 @@ def with_plugin(environ: dict[str, str]) -> dict[str, str]:
 
 
 def argv(bin_dir: Path, prompt: str, fmt: str | None = "json") -> list[str]:
-    return [str(bin_dir / "kilo"), "run", *(["--format", fmt] if fmt else []), "-m", f"fake/{MODEL}", prompt]
+    del bin_dir  # its binary is not linked there (BINARY)
+    return [str(BINARY), "run", *(["--format", fmt] if fmt else []), "-m", f"fake/{MODEL}", prompt]
 
 
 def kilo(

@@ -29,7 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PINNED = Path(__file__).parent / "npm" / "package.json"
-# The CLIs' packages, as the lockfile pins them (Cline: its platform binary alone).
+# The CLIs' packages, as the lockfile pins them (Cline, Kilo: their platform binaries alone).
 CLIS = {
     "claude": ("Claude Code", "@anthropic-ai/claude-code"),
     "codex": ("Codex CLI", "@openai/codex"),
@@ -39,7 +39,7 @@ CLIS = {
     "opencode": ("OpenCode", "opencode-ai"),
     "cline": ("Cline", "@cline/cli-linux-x64"),
     "pi": ("pi", "@mariozechner/pi-coding-agent"),
-    "kilo": ("Kilo", "@kilocode/cli"),
+    "kilo": ("Kilo", "@kilocode/cli-linux-x64"),
 }
 # Installed at the version of the CLI it goes with.
 COMPANIONS = {"@opencode-ai/plugin": "opencode-ai"}
