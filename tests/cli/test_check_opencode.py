@@ -111,3 +111,44 @@ def test_kilos_plugin_is_read_in_its_own_folders_and_a_copy_locked_to_opencode_i
     # Kilo reads opencode.json too: OpenCode's locked copy in its folder would ask for OpenCode's rules.
     bad, _, _ = co.problems(kilo, env, tmp_path)
     assert len(bad) == 1 and "is locked to another CLI" in bad[0], bad
+
+
+def test_a_copy_an_earlier_spanvisor_locked_still_decides_and_an_unlocked_one_in_the_managed_folder_is_warned(
+    tmp_path: Path,
+) -> None:
+    """A copy locked before the plugin knew Kilo (its CLI in its arguments,
+    no ``const CLI`` line) still runs its own spanvisor: a warning to write
+    the current one, not the problems of a plugin the environment decides;
+    for Kilo it would ask OpenCode's rules: a problem. The shipped plugin in
+    the managed folder runs what the agent's environment names: a warning."""
+    from spanvisor.clis import registry
+
+    managed = tmp_path / "managed"
+    managed.mkdir()
+    earlier = (
+        _shipped_text()
+        .replace(
+            'const BIN = process.env.SPANVISOR_BIN || "spanvisor"',
+            'const BIN = "/opt/spanvisor/bin/spanvisor" // locked by spanvisor gate install',
+        )
+        .replace(
+            '["hook", CLI, "--cli-timeout", String(LIMIT_S)]',
+            '["hook", "opencode", "--cli-timeout", String(LIMIT_S), "--locked"]',
+        )
+    )
+    (managed / "spanvisor-gate.js").write_text(earlier)
+    (managed / "opencode.json").write_text(json.dumps({"plugin": ["./spanvisor-gate.js"]}))
+    env = {**_home(tmp_path, None), "OPENCODE_TEST_MANAGED_CONFIG_DIR": str(managed)}
+    env["KILO_TEST_MANAGED_CONFIG_DIR"] = str(managed)
+    bad, warned, _ = co.problems(OPENCODE, env, tmp_path)
+    assert bad == [] and len(warned) == 1 and "locked by an earlier spanvisor: it still decides" in warned[0], warned
+    bad, _, _ = co.problems(registry.need("kilo"), env, tmp_path)
+    assert len(bad) == 1 and "for OpenCode" in bad[0], bad
+    (managed / "spanvisor-gate.js").write_bytes(asset("opencode", PLUGIN_FILE))
+    env["SPANVISOR_BIN"] = str(Path(sys.executable).with_name("spanvisor"))
+    _, warned, _ = co.problems(OPENCODE, env, tmp_path)
+    assert len(warned) == 1 and "in its managed folder is not locked" in warned[0], warned
+
+
+def _shipped_text() -> str:
+    return asset("opencode", PLUGIN_FILE).decode()

@@ -54,3 +54,9 @@ def test_every_cli_with_a_hook_of_its_own_is_exported() -> None:
     exported = {rel.split("/")[1] for rel, _, _ in hook_setups()}
     shipped = {a.name for a in registry.builtin() if a.gate_assets is not None}  # their gate is a file of spanvisor's
     assert exported | shipped == set(registry.NAMES)
+
+
+def test_a_gate_command_holding_a_token_is_weak() -> None:
+    command = hook_entries.gate_command("codex") + " --token s3cret"
+    assert any("holds a token" in w for w in checks.command_weaknesses(command))
+    assert not any("holds a token" in w for w in checks.command_weaknesses(hook_entries.gate_command("codex")))

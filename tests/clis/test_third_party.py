@@ -155,6 +155,10 @@ def test_serve_answers_its_http_hook_on_a_route_of_its_own(tmp_path: Path, site:
     assert out.returncode == 0, out.stderr
     routes, decided, refused, none = out.stdout.splitlines()
     assert set(json.loads(routes)) == {"/v1/hooks/claude-code", "/v1/hooks/toy"}
+    # A name no route, command or task id could carry is no CLI's (not looked up).
+    from spanvisor.clis import registry
+
+    assert [registry.get(n) for n in ("{cli}", "a/b", "Toy", "x" * 65, "")] == [None] * 5
     assert json.loads(decided)["verdict"] == "deny"
     assert json.loads(refused) == {"verdict": "deny", "why": "no"}
     assert none == "None"

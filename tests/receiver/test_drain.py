@@ -12,6 +12,7 @@ goes on until the ports are closed.
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import time
@@ -63,6 +64,17 @@ def _http_once(url: str, body: bytes) -> str:
         return "X"
     except OSError as exc:
         return f"E{type(exc).__name__}"
+
+
+def _hook_once(url: str) -> tuple[int, bytes]:
+    """serve's Claude Code hook route, asked once (status, body)."""
+    hook = url.rsplit("/v1/", 1)[0] + "/v1/hooks/claude-code"
+    req = urllib.request.Request(hook, data=b"{}", method="POST", headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
 
 
 def _retry_info(err: grpc.RpcError) -> bool:
@@ -130,10 +142,13 @@ def test_drain_answers_retry_until_the_ports_close(tmp_path: Path, slack: FakeSl
         serve.proc.send_signal(signal.SIGTERM)
         outcomes = {"http": "", "grpc": ""}
         released = False
+        hook_said = None
         for i in range(MAX_ROUNDS):
             body = _one_span_request(i)
             if not outcomes["http"].endswith("X"):
                 outcomes["http"] += _http_once(serve.url, body)
+            if hook_said is None and outcomes["http"].endswith("R"):
+                hook_said = _hook_once(serve.url)
             if not outcomes["grpc"].endswith("X"):
                 outcomes["grpc"] += _grpc_once(serve.grpc, body)
             if not released and all(o.count("R") >= REFUSALS for o in outcomes.values()):
@@ -142,6 +157,11 @@ def test_drain_answers_retry_until_the_ports_close(tmp_path: Path, slack: FakeSl
             if all(o.endswith("X") for o in outcomes.values()):
                 break
         assert released, outcomes
+        # A hook route answers its CLI's deny while serve drains (Claude Code
+        # would run the call on a 503 unless its entry says onFailure: block).
+        assert hook_said is not None and hook_said[0] == 200, hook_said
+        inner = json.loads(hook_said[1])["hookSpecificOutput"]
+        assert inner["permissionDecision"] == "deny" and "shutting down" in inner["permissionDecisionReason"]
         assert serve.proc.wait(60) == 0
         for kind, seq in outcomes.items():
             _well_formed(kind, seq)

@@ -20,10 +20,12 @@ gate's hook as this installation runs it (its absolute path, ``--locked``,
 the operator's policy at ``/etc/spanvisor/hook-policy.toml``), in that
 CLI's own format, from its adapter (:meth:`spanvisor.clis.adapter.Adapter.hook_setup`).
 
-``spanvisor assets hook-settings`` prints Claude Code settings holding
-the gate's hook as this installation runs it (its absolute path,
-``--locked``, ``"onFailure": "block"``), for Claude Code's managed
-settings (Linux: ``/etc/claude-code/managed-settings.json``).
+``spanvisor assets hook-settings`` prints a CLI's settings holding the
+gate's hook as this installation runs it (its absolute path, ``--locked``;
+Claude Code's by default: its managed settings, Linux
+``/etc/claude-code/managed-settings.json``, with ``"onFailure": "block"``,
+the hook on its turn and session events too, and
+``allowManagedHooksOnly``).
 
 Registered through the ``spanvisor.commands`` entry point, like a plugin.
 """

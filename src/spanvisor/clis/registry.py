@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import re
 import sys
 import threading
 from typing import Any
@@ -40,8 +41,14 @@ BUILTIN: dict[str, str] = {
 }
 NAMES: tuple[str, ...] = tuple(BUILTIN)
 
+# What a CLI's name may be: it names a route (/v1/hooks/<name>), a command
+# (spanvisor hook <name>) and a task id's namespace.
+NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+
 _lock = threading.Lock()
 _loaded: dict[str, Adapter] = {}
+# Installed adapters that did not load, or named themselves otherwise: not tried again.
+_broken: set[str] = set()
 
 
 def get(name: str) -> Adapter | None:
@@ -54,6 +61,8 @@ def get(name: str) -> Adapter | None:
     if module is not None:
         adapter = _as_adapter(importlib.import_module(f"{__package__}.{module}"))
     else:
+        if name in _broken or not NAME.fullmatch(name):
+            return None  # a name a route or a command could not carry, or a package already said broken
         point = _entry_points().get(name)
         if point is None:
             return None
@@ -63,6 +72,8 @@ def get(name: str) -> Adapter | None:
             print(f"spanvisor: the CLI adapter {name!r} ({point.value}) does not load: {e}", file=sys.stderr)
             adapter = None
         if adapter is None or adapter.name != name:
+            with _lock:
+                _broken.add(name)
             return None
     if adapter is None:
         return None

@@ -23,6 +23,7 @@ the journal keeps.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -50,9 +51,7 @@ from spanvisor.spans.conventions import (
 from spanvisor.spans.data import MAX_AHEAD_NS, SpanData, SpanEventData, clamp_times, limited
 
 _ERROR = Status.STATUS_CODE_ERROR
-# Every coding-agent CLI's service.name (its adapter's): their own spans are
-# set aside, as their log records (or spans read as records) say it all.
-CLI_SERVICES: frozenset[str] = frozenset(s for a in registry.every() for s in a.services)
+
 # W3C/OTLP span flags: bit 8 says the parent is known, bit 9 that it is remote.
 _HAS_IS_REMOTE = 0x100
 _IS_REMOTE = 0x200
@@ -74,6 +73,15 @@ _RESOURCE_KEYS = frozenset({SERVICE_NAME})
 _SHARED_ANY = SHARED_KEYS | _RESOURCE_KEYS  # shared where attributes() reads them: events, resources
 _shared = VOCABULARY.table.get
 _share = VOCABULARY.share
+
+
+@functools.cache
+def cli_services() -> frozenset[str]:
+    """Every coding-agent CLI's ``service.name`` (its adapter's): their own
+    spans are set aside, as their log records (or spans read as records)
+    say it all. Read once, at the first keyed span (not at import: an
+    installed adapter loads then)."""
+    return frozenset(s for a in registry.every() for s in a.services)
 
 
 @dataclass(slots=True)
@@ -343,7 +351,7 @@ def decode_request(
                 if attrs is not None:
                     if resource is None:
                         resource = attributes(rs.resource.attributes, _RESOURCE_KEYS) or _EMPTY
-                    if resource.get(SERVICE_NAME) in CLI_SERVICES and TASK_ROOT not in attrs:
+                    if resource.get(SERVICE_NAME) in cli_services() and TASK_ROOT not in attrs:
                         # A span a CLI sent itself, not one spanvisor made of
                         # its records (those carry a task root stamp).
                         out.ignored += 1

@@ -169,13 +169,19 @@ def _refuse_while_draining(
     ingest: Ingest, draining: Callable[[], bool]
 ) -> Callable[..., Awaitable[web.StreamResponse]]:
     """Every route but the exports (admission refuses those in their own
-    format) answers 503 + ``Retry-After`` while the receiver drains."""
+    format) answers 503 + ``Retry-After`` while the receiver drains; a hook
+    route, its CLI's deny."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: _Handler) -> web.StreamResponse:
         if request.path in OTLP_PATHS or not draining():
             return await handler(request)
         ingest.count("http", "retry")
+        # A hook route's answer is its CLI's deny: Claude Code runs the call
+        # on a 503 unless its entry says onFailure: block.
+        hooks = hook_http.refusal(request.path, "spanvisor: serve is shutting down; denied")
+        if hooks is not None:
+            return hooks
         doc = {"error": "spanvisor is shutting down; retry on another replica or after the restart"}
         return web.Response(
             status=503,

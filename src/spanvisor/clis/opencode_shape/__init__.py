@@ -137,8 +137,18 @@ class OpenCodeShape(PluginAdapter):
 
     def check(self, env: Mapping[str, str], cwd: Path) -> tuple[list[str], list[str], list[str]]:
         # It runs every tool ungated when a plugin fails to load (check.py).
+        # Only where it is (on PATH, or a folder or setting of its own): Kilo
+        # reads opencode.json too, and would say OpenCode's findings again.
+        import shutil
+
         from spanvisor.clis.opencode_shape import check
 
+        home = Path(env.get("HOME") or Path.home())
+        own = [Path(env.get("XDG_CONFIG_HOME") or home / ".config") / self.config_folder, Path(self.managed_folder)]
+        own += [cwd / d for d in self.project_folders]
+        here = any(shutil.which(b, path=env.get("PATH")) for b in self.binaries) or any(p.exists() for p in own)
+        if not here and not any(k.startswith(f"{self.env_prefix}_CONFIG") for k in env):
+            return [], [], []
         return check.problems(self, env, cwd)
 
 

@@ -51,6 +51,9 @@ def _config_dirs(cli: OpenCodeShape, env: Mapping[str, str], cwd: Path) -> list[
 
 _LOCKED_CLI = re.compile(r'^const CLI = ("(?:[^"\\]|\\.)*") ' + re.escape(LOCKED) + "$", re.M)
 _LOCKED_BIN = re.compile(r'^const BIN = ("(?:[^"\\]|\\.)*") ' + re.escape(LOCKED) + "$", re.M)
+# A copy an earlier spanvisor locked (before the plugin knew Kilo): its CLI
+# is OpenCode, written in its arguments.
+_EARLIER_ARGS = re.compile(r'\["hook", "opencode", "--cli-timeout", String\(LIMIT_S\)')
 _LOCKED_ARGS = re.compile(r'\["hook", CLI, "--cli-timeout", String\(LIMIT_S\)((?:, "(?:[^"\\]|\\.)*")*)\]')
 
 
@@ -121,6 +124,7 @@ def problems(cli: OpenCodeShape, env: Mapping[str, str], cwd: Path) -> tuple[lis
     ok: list[str] = []
     shipped = shipped_plugin().encode()
     by_env = False  # a plugin that runs the SPANVISOR_BIN or PATH spanvisor was found
+    managed = Path(env.get(f"{cli.env_prefix}_TEST_MANAGED_CONFIG_DIR") or cli.managed_folder)
     for where, spec in entries(cli, env, cwd):
         path = _path_of(spec, where)
         if path is None:
@@ -146,7 +150,22 @@ def problems(cli: OpenCodeShape, env: Mapping[str, str], cwd: Path) -> tuple[lis
             if not weak:
                 ok.append(f"{cli.title}'s gate plugin {path} ({where}), locked: {locked}")
             continue
+        text = body.decode("utf-8", "replace")
+        if body != shipped and _LOCKED_BIN.search(text) and _EARLIER_ARGS.search(text):
+            # It still runs its own spanvisor and options, as OpenCode's gate.
+            said = f"{cli.title}'s gate plugin {path} ({where}) was locked by an earlier spanvisor"
+            if cli.name != "opencode":
+                bad.append(f"{said}, for OpenCode: here it would ask for OpenCode's rules (spanvisor gate install)")
+            else:
+                warned.append(f"{said}: it still decides; `spanvisor gate install` writes the current one")
+            continue
         by_env = True
+        if body == shipped and path.parent == managed:
+            warned.append(
+                f"{cli.title}'s gate plugin {path} in its managed folder is not locked: it runs the spanvisor "
+                f"{ENV_BIN} or PATH names, which the agent's environment chooses (`spanvisor gate install` "
+                "writes a locked copy)"
+            )
         if body != shipped:
             warned.append(
                 f"{cli.title}'s gate plugin {path} differs from this spanvisor's (`spanvisor assets export DIR` writes "

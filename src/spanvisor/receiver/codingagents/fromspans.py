@@ -3,7 +3,7 @@ their adapter's records module): each of their spans is read as one record
 of its session (the module's ``event_of`` says what each is), into the same :class:`~.batch.Batch`
 as the other CLIs' records, so the session becomes one task named, counted
 and ended the same way. Their spans themselves are set aside by the trace
-decoder (``decode.CLI_SERVICES``); only the spans made of
+decoder (``decode.cli_services``); only the spans made of
 these records (stamped with the task's root) join the task.
 
 Only the resources whose ``service.name`` is such a CLI's are walked: any

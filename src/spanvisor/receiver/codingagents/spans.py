@@ -14,7 +14,7 @@ Gemini CLI's root-less ``llm_call``/``tool_call``) are not task sources:
 the log records say every fact they say, and reading both would make a
 second task of one session or count a call twice. The trace decoder sets
 aside every keyed span of a CLI's ``service.name`` that carries no task
-root stamp (``decode.CLI_SERVICES``, every adapter's ``services``; counted); the spans made
+root stamp (``decode.cli_services``, every adapter's ``services``; counted); the spans made
 here carry one.
 """
 
