@@ -88,5 +88,5 @@ def test_cline_on_path_is_said_to_have_no_place_out_of_its_users_reach(tmp_path:
         d.mkdir(parents=True)
     _fake_cli(bin_dir, "cline")
     said = _check(home, bin_dir, work)
-    assert "Cline (cline on PATH) runs hooks only from folders its user and the repository write" in said, said
+    assert "Cline (cline on PATH) runs hooks from places its user and the repository write" in said, said
     assert "~/.cline/hooks" in said and "not a hostile agent" in said

@@ -265,8 +265,8 @@ def run(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
             # must learn that this CLI's gate is not among them.
             where = ", ".join(adapter.hook_folders) or "the user's settings"
             print(
-                f"⚠ {adapter.title}: no system-wide settings, nothing written; it runs hooks from {where}, "
-                "which its user and the repository write: its gate (spanvisor assets export DIR) "
+                f"⚠ {adapter.title}: no system-wide place spanvisor relies on, nothing written; it runs hooks "
+                f"from {where}, which its user and the repository write: its gate (spanvisor assets export DIR) "
                 "holds against mistakes, not a hostile agent"
             )
             continue

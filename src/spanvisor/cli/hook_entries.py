@@ -60,7 +60,7 @@ def installed_findings(env: Mapping[str, str], cwd: str) -> tuple[list[str], lis
         on_path = [b for b in adapter.binaries if shutil.which(b, path=env.get("PATH"))]
         if adapter.hook_folders and on_path:  # Cline: nowhere out of its user's reach
             warned.append(
-                f"{adapter.title} ({on_path[0]} on PATH) runs hooks only from folders its user and the repository "
+                f"{adapter.title} ({on_path[0]} on PATH) runs hooks from places its user and the repository "
                 f"write ({', '.join(adapter.hook_folders)}): its gate guards against mistakes, not a hostile agent"
             )
         if adapter.hook_setup("spanvisor hook", TIMEOUT_S) is None:

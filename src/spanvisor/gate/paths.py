@@ -54,6 +54,8 @@ PATH_KEYS = frozenset(
         "dirPath",
         "notebookPath",
         "targetFile",
+        "directory_path",  # Factory Droid's LS
+        "folder",  # Factory Droid's Glob: where it looks
     }
 )
 # Keys whose text may be a patch naming the files it changes.
