@@ -48,12 +48,14 @@ def test_each_system_wide_settings_gets_the_locked_hook_and_a_second_run_changes
     written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
     opencode = ["etc/opencode/node_modules/.spanvisor", "etc/opencode/opencode.json", "etc/opencode/package-lock.json"]
     opencode.append("etc/opencode/spanvisor-gate.js")
+    kilo = sorted(p.replace("opencode", "kilo") for p in opencode)  # its fork: a managed folder of its own
     copilot = [COPILOT_SETTINGS, COPILOT_POLICY]
     assert written == [
         CLAUDE,
         CODEX,
         "etc/gemini-cli/settings.json",
         *copilot,
+        *kilo,
         *opencode,
         "etc/qwen-code/settings.json",
     ]
@@ -78,7 +80,9 @@ def test_each_system_wide_settings_gets_the_locked_hook_and_a_second_run_changes
     assert f"const BIN = {json.dumps(SPANVISOR)}" in plugin and "process.env.SPANVISOR_BIN" not in plugin
     assert '"--locked", "--policy", "/etc/spanvisor/hook-policy.toml"]' in plugin
     again = _install(tmp_path, "--policy", "/etc/spanvisor/hook-policy.toml")
-    assert again.returncode == 0 and again.stdout.count("already current") == 6, again.stdout
+    assert again.returncode == 0 and again.stdout.count("already current") == 7, again.stdout
+    kilo_plugin = (tmp_path / "etc/kilo/spanvisor-gate.js").read_text()
+    assert 'const CLI = "kilo" // locked' in kilo_plugin and '"--locked", "--policy"' in kilo_plugin
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
 
 
@@ -220,12 +224,13 @@ def test_copilot_gets_a_policy_hook_by_absolute_program_and_only_managed_hooks(t
 def test_a_cli_with_no_system_wide_settings_is_named_not_written(tmp_path: Path) -> None:
     got = _install(tmp_path, "--cli", "cline")
     assert got.returncode == 0
-    assert "Cline: no system-wide settings, nothing written" in got.stdout
+    assert "Cline: no system-wide place spanvisor relies on, nothing written" in got.stdout
     assert "~/.cline/hooks" in got.stdout and ".clinerules/hooks" in got.stdout and "mistakes" in got.stdout
     assert not list(tmp_path.rglob("*"))
     # Said when every CLI is installed too, not only when it is named.
     everything = _install(tmp_path / "all")
-    assert everything.returncode == 0 and "Cline: no system-wide settings" in everything.stdout
+    assert everything.returncode == 0 and "Cline: no system-wide place spanvisor relies on" in everything.stdout
+    assert "Factory Droid: no system-wide place spanvisor relies on" in everything.stdout
     unknown = _install(tmp_path, "--cli", "nope")
     assert unknown.returncode == 1 and "nope: no coding-agent CLI" in unknown.stderr
 

@@ -36,7 +36,8 @@ def test_every_cli_has_a_limit_and_the_answer_keeps_a_margin_before_it() -> None
     # Claude Code's command hooks are killed after 600 s by default, Gemini
     # CLI's after 60 s (and it then runs the call); Codex documents none.
     # Qwen Code's default is Gemini CLI's, Copilot CLI's 30 s, Cline's a fixed
-    # 120 s; OpenCode's and pi's are spanvisor's plugin's and extension's own (600 s).
+    # 120 s; OpenCode's, Kilo's and pi's are spanvisor's plugin's and
+    # extension's own (600 s); Factory Droid's 60 s (its 0.225 binary).
     assert {cli: registry.need(cli).hook_timeout_s for cli in registry.NAMES} == {
         "claude-code": 600.0,
         "codex": 600.0,
@@ -46,6 +47,8 @@ def test_every_cli_has_a_limit_and_the_answer_keeps_a_margin_before_it() -> None
         "opencode": 600.0,
         "cline": 120.0,
         "pi": 600.0,
+        "kilo": 600.0,
+        "droid": 60.0,
     }
     now = time.monotonic()
     assert wait_budget(300, Deadline.for_cli("gemini", None, now)) == 50.0  # 15 % kept back, whole seconds

@@ -29,7 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PINNED = Path(__file__).parent / "npm" / "package.json"
-# The CLIs' packages, as the lockfile pins them (Cline, Kilo: their platform binaries alone).
+# The CLIs' packages, as the lockfile pins them (Cline, Kilo, Factory Droid: their platform binaries alone).
 CLIS = {
     "claude": ("Claude Code", "@anthropic-ai/claude-code"),
     "codex": ("Codex CLI", "@openai/codex"),
@@ -40,6 +40,7 @@ CLIS = {
     "cline": ("Cline", "@cline/cli-linux-x64"),
     "pi": ("pi", "@mariozechner/pi-coding-agent"),
     "kilo": ("Kilo", "@kilocode/cli-linux-x64"),
+    "droid": ("Factory Droid", "@factory/cli-linux-x64"),
 }
 # Installed at the version of the CLI it goes with.
 COMPANIONS = {"@opencode-ai/plugin": "opencode-ai"}
@@ -91,7 +92,7 @@ def cli_of(case: ET.Element) -> str:
     """The CLI a test case runs (from its file or its parameters); ``shared`` for none."""
     raw = f"{case.get('classname', '')}.{case.get('name', '')}".lower()
     said = raw.replace("_", "")
-    for key in ("claude", "codex", "gemini", "qwen", "copilot", "opencode", "cline", "kilo"):
+    for key in ("claude", "codex", "gemini", "qwen", "copilot", "opencode", "cline", "kilo", "droid"):
         if key in said:
             return key
     # pi's name is in many words: its files (test_pi*) and its parameters ([pi], [pi-SIGINT]).

@@ -1,7 +1,7 @@
-"""Qwen Code, Copilot CLI, OpenCode, Cline, pi and Kilo started for the stop rows:
+"""Qwen Code, Copilot CLI, OpenCode, Cline, pi, Kilo and Factory Droid started for the stop rows:
 under ``spanvisor run`` kept busy by a model that holds its answer back, or
 alone with the gate (each CLI's own) and its end hooks. The four share the
-fake Chat Completions API, so a row starts all six at once."""
+fake Chat Completions API, so a row starts all seven at once."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 from spanvisor.launcher.stop import tree
 from tests.codingagents import cline_cli as cl
 from tests.codingagents import copilot_cli as cp
+from tests.codingagents import droid_cli as dc
 from tests.codingagents import endhooks as eh
 from tests.codingagents import kilo_cli as kc
 from tests.codingagents import opencode_cli as oc
@@ -25,7 +26,7 @@ from tests.codingagents.script import Script, Turn, tool
 from tests.codingagents.served import Matrix
 from tests.waiting import wait_until
 
-CLIS = ("qwen", "copilot", "opencode", "cline", "pi", "kilo")
+CLIS = ("qwen", "copilot", "opencode", "cline", "pi", "kilo", "droid")
 AGENT = {
     "qwen": "qwen-code",
     "copilot": "github-copilot",
@@ -33,6 +34,7 @@ AGENT = {
     "cline": "cline",
     "pi": "pi",
     "kilo": "kilo",
+    "droid": "droid",
 }
 WAIT_S = 120.0
 
@@ -45,6 +47,8 @@ def shell(cli: str, command: str) -> Turn:
         return tool(cl.SHELL, commands=[command])
     if cli == "pi":
         return tool(pc.SHELL, command=command)
+    if cli == "droid":
+        return dc.shell(command)
     return tool(cp.SHELL if cli == "copilot" else oc.SHELL, command=command, description="run it")
 
 
@@ -83,6 +87,8 @@ def launched(cli: str, tmp: Path, cli_bin: Path, matrix: Matrix, api: FakeModelA
         env, argv = pc.env(home, api, run_id), pc.argv(cli_bin, prompt, None)
     elif cli == "kilo":
         env, argv = kc.env(home, api, run_id), kc.argv(cli_bin, prompt, None)
+    elif cli == "droid":
+        env, argv = dc.env(home, api, run_id), dc.argv(cli_bin, prompt, None)
     else:
         env, argv = cl.env(home, api, run_id), cl.argv(cli_bin, prompt, json_lines=False)
     # The launcher keeps its task live (the matrix loses a silent task in
@@ -128,6 +134,10 @@ def alone(
     elif cli == "kilo":
         env = kc.with_plugin(kc.env(home, api, run_id))
         argv = kc.argv(cli_bin, prompt)
+    elif cli == "droid":
+        env = dc.env(home, api, run_id)
+        dc.add_hooks(home)
+        argv = dc.argv(cli_bin, prompt)
     else:
         env = cl.env(home, api, run_id)
         cl.add_hook(home)

@@ -76,6 +76,9 @@ READS: list[tuple[gc.Cli, str, dict[str, Any]]] = [
     ("cline", "apply_patch", {"input": PATCH}),
     ("pi", "read", {"path": "/etc/shadow"}),
     ("pi", "read", {"path": "@/etc/shadow"}),  # its file tools drop one leading "@"
+    ("droid", "Read", {"file_path": "/etc/shadow"}),
+    ("droid", "LS", {"directory_path": "/etc/ssh"}),
+    ("droid", "ApplyPatch", {"input": PATCH}),
     ("opencode", "read", {"filePath": "/work/repo/.env"}),
     ("copilot", "view", {"path": "/work/repo/certs/server.pem"}),
 ]

@@ -38,6 +38,7 @@ BUILTIN: dict[str, str] = {
     "cline": "cline",
     "pi": "pi",
     "kilo": "kilo",
+    "droid": "droid",
 }
 NAMES: tuple[str, ...] = tuple(BUILTIN)
 

@@ -1,0 +1,142 @@
+"""Factory Droid 0.225.2 (``@factory/cli``'s linux-x64 binary), the real
+CLI, offline against the fake Chat Completions API (a custom model of the
+user's settings: no login). Claude Code's hook contract: ``spanvisor hook
+droid`` in its settings, and under ``spanvisor run`` the launcher reads
+its ``exec -o stream-json``.
+
+* Alone, with the hook in ``~/.factory/settings.json``: a policy's denial
+  the agent obeys, a person's approval from the terminal and another by
+  alice's signed Slack click, each letting the very command run, an error
+  of the hook (its policy turned to junk) blocking the call; the session's
+  ``SessionEnd`` ends its task.
+* A hook that cannot start lets Droid run the call, ``"onFailure":
+  "block"`` or not: proven here, and why the gate's command must be an
+  absolute path (``spanvisor check`` says so).
+* Under the launcher: one task named from its prompt, the run's tokens
+  (its ``completion`` names no call: one model call with the run's
+  total), priced from the custom model's own model, its shell call a step,
+  complete; an API error fails it with the API's message.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.codingagents import droid_cli as dc
+from tests.codingagents import endhooks as eh
+from tests.codingagents.fake_chat import fake_chat, tool_results, turns
+from tests.codingagents.fake_http import FakeModelAPI
+from tests.codingagents.hooked import GateSession, drive_twice, ruling, steps
+from tests.codingagents.script import Script, Usage, error, text
+from tests.codingagents.served import Matrix
+from tests.waiting import wait_until
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout_s(600)]
+
+WAIT_S = 120.0
+
+
+@pytest.fixture(scope="module")
+def api() -> Iterator[FakeModelAPI]:
+    fake = fake_chat()
+    try:
+        yield fake
+    finally:
+        fake.close()
+
+
+def test_the_gate_denies_by_policy_asks_people_in_the_terminal_and_slack_and_blocks_when_the_hook_fails(
+    cli_bin: Path, matrix: Matrix, api: FakeModelAPI, tmp_path: Path
+) -> None:
+    gate = GateSession(uuid.uuid4().hex[:12], tmp_path / "work", tmp_path / "policy.toml")
+    gate.prepare(dc.SHELL)
+    clicked = f"echo clicked-{gate.run_id}"
+    commands = ["rm -rf build", gate.approved, clicked, "touch ran.txt"]
+    api.script(gate.run_id, Script([*(dc.shell(c) for c in commands), text("Done.")]))
+    home = tmp_path / "home"
+    env = dc.env(home, api, gate.run_id)
+    dc.add_hooks(home)
+    env.update(SPANVISOR_HOOK_POLICY=str(gate.policy), SPANVISOR_OTLP_ENDPOINT=matrix.endpoint)
+    running = dc.droid_started(cli_bin, gate.work, env, f"tidy up ({gate.run_id})")
+    ran, asked = drive_twice(matrix, gate, running, clicked)
+    assert [r["question"] for r in asked] == [f"Allow {dc.SHELL}: {c}?" for c in commands[1:3]]
+    session = dc.task_of(ran)
+    assert session.startswith("droid:") and [r["task_id"] for r in asked] == [session, session]
+    denied, approved, by_click, failed = tool_results(turns(api, gate.run_id)[-1])
+    assert f"clicked-{gate.run_id}" in by_click and "spanvisor" not in by_click, by_click
+    gate.check(matrix, ran, [denied, approved, failed], session, None, clicked=True)
+    assert ruling(matrix, session) == f"{dc.SHELL}: rm -rf build: denied by policy:no-deleting"
+    ended = eh.ended(matrix, session)
+    assert ended["status"] == "complete", ended
+
+
+def test_a_hook_that_cannot_start_lets_the_call_run_on_failure_block_or_not(
+    cli_bin: Path, api: FakeModelAPI, tmp_path: Path
+) -> None:
+    run_id = uuid.uuid4().hex[:12]
+    api.script(run_id, Script([dc.shell("touch ran.txt"), text("Done.")]))
+    home = tmp_path / "home"
+    env = dc.env(home, api, run_id)
+    dc.add_hooks(home, command=str(tmp_path / "no-such-spanvisor") + " hook droid")
+    path = home / ".factory" / "settings.json"
+    settings = json.loads(path.read_text())
+    settings["hooks"]["PreToolUse"][0]["hooks"][0]["onFailure"] = "block"
+    path.write_text(json.dumps(settings))
+    work = tmp_path / "work"
+    ran = dc.droid(cli_bin, work, env, f"touch it ({run_id})")
+    assert ran.code == 0, ran.said()
+    assert (work / "ran.txt").exists(), (
+        "Droid 0.225.2 blocked a call whose hook could not start: the docs say it runs it"
+    )
+
+
+def test_under_the_launcher_a_session_is_one_named_task_with_its_tokens_priced_and_its_step_then_complete(
+    cli_bin: Path, matrix: Matrix, api: FakeModelAPI, tmp_path: Path
+) -> None:
+    script = Script(
+        [dc.shell("echo hello-droid", Usage(5_500, 40, 1_500)), text("It printed hello.", Usage(7_000, 20))]
+    )
+    run_id = api.script(uuid.uuid4().hex[:12], script)
+    task_id = f"droid-launched:{run_id}"
+    env = dc.env(tmp_path / "home", api, run_id)
+    env["SPANVISOR_HEARTBEAT"] = "1s"  # the launcher keeps its task live (liveness is seconds here)
+    launcher = {"endpoint": matrix.endpoint, "task-id": task_id}
+    # As a user starts it: no -o (the launcher asks for stream-json and prints the answer).
+    ran = dc.droid(cli_bin, tmp_path / "work", env, f"say hello with the shell ({run_id})", launcher, fmt=None)
+    assert ran.code == 0 and ran.stdout.strip() == "It printed hello.", ran.said()
+    assert "hello-droid" in json.dumps(tool_results(turns(api, run_id)[-1])), "the shell call ran"
+
+    def done() -> dict[str, object] | None:
+        r = matrix.task(task_id)
+        return r if r is not None and r["ended_at"] is not None and r["output_tokens"] >= 60 else None
+
+    row = wait_until(done, WAIT_S, f"task {task_id}")
+    assert (row["status"], row["agent_id"]) == ("complete", "droid"), row
+    assert row["task_name"] == f"say hello with the shell ({run_id})"
+    assert (row["output_tokens"], row["model"]) == (60, dc.MODEL), row
+    assert row["input_tokens"] >= 12_500 and row["cost_usd"] > 0 and row["unpriced_calls"] == 0, row
+    assert steps(matrix, task_id) == [f"{dc.SHELL}(echo hello-droid)"]
+
+
+def test_an_api_error_fails_the_session_under_the_launcher_with_the_apis_error(
+    cli_bin: Path, matrix: Matrix, api: FakeModelAPI, tmp_path: Path
+) -> None:
+    run_id = api.script(uuid.uuid4().hex[:12], Script([error(401, "invalid_api_key", "scripted: bad key")]))
+    task_id = f"droid-failed-{run_id}"
+    env = dc.env(tmp_path / "home", api, run_id)
+    env["SPANVISOR_HEARTBEAT"] = "1s"
+    launcher = {"endpoint": matrix.endpoint, "task-id": task_id}
+    ran = dc.droid(cli_bin, tmp_path / "work", env, f"fail at once ({run_id})", launcher)
+    assert ran.code == 1, ran.said()
+
+    def ended() -> dict[str, object] | None:
+        r = matrix.task(task_id)
+        return r if r is not None and r["ended_at"] is not None else None
+
+    row = wait_until(ended, WAIT_S, f"task {task_id}")
+    assert row["status"] == "error" and "scripted: bad key" in str(row["error_message"]), row
