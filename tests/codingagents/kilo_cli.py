@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from spanvisor.receiver.codingagents.ids import session_task_id
 from tests.codingagents import opencode_cli as oc
@@ -28,25 +27,9 @@ tools = oc.tools
 def env(home: Path, api: FakeModelAPI, run_id: str) -> dict[str, str]:
     config = home / ".config" / "kilo"
     config.mkdir(parents=True, exist_ok=True)
-    doc: dict[str, Any] = {
-        "$schema": "https://app.kilo.ai/config.json",
-        "model": f"fake/{MODEL}",
-        "autoupdate": False,
-        "share": "disabled",
-        "provider": {
-            "fake": {
-                "npm": "@ai-sdk/openai-compatible",
-                "name": "the matrix fake",
-                "options": {"baseURL": api.base_url(run_id, "/v1"), "apiKey": "sk-matrix-dummy"},
-                "models": {MODEL: {"name": MODEL, "tool_call": True}},
-            }
-        },
-    }
+    doc = {"$schema": "https://app.kilo.ai/config.json", **oc.config(api, run_id)}
     (config / "kilo.json").write_text(json.dumps(doc))
-    # Its plugin types, which it would install with npm (no registry here).
-    (config / "node_modules").mkdir(exist_ok=True)
-    lock = {"lockfileVersion": 3, "packages": {"": {"dependencies": {"@kilocode/plugin": version()}}}}
-    (config / "package-lock.json").write_text(json.dumps(lock))
+    oc.plugin_types_present(config, "@kilocode/plugin", version())  # no npm install to wait for
     out = base_env(home)
     out.update(
         KILO_DISABLE_MODELS_FETCH="1",

@@ -31,11 +31,9 @@ def plugin_path() -> Path:
     return Path(spanvisor.__file__).parent.joinpath("_assets", "opencode", PLUGIN_FILE)
 
 
-def env(home: Path, api: FakeModelAPI, run_id: str) -> dict[str, str]:
-    config = home / ".config" / "opencode"
-    config.mkdir(parents=True, exist_ok=True)
-    doc: dict[str, Any] = {
-        "$schema": "https://opencode.ai/config.json",
+def config(api: FakeModelAPI, run_id: str) -> dict[str, Any]:
+    """Its config: the fake as its provider and model, nothing shared or updated (Kilo's too)."""
+    return {
         "model": f"fake/{MODEL}",
         "autoupdate": False,
         "share": "disabled",
@@ -48,8 +46,14 @@ def env(home: Path, api: FakeModelAPI, run_id: str) -> dict[str, str]:
             }
         },
     }
-    (config / "opencode.json").write_text(json.dumps(doc))
-    _plugin_types_present(config)
+
+
+def env(home: Path, api: FakeModelAPI, run_id: str) -> dict[str, str]:
+    folder = home / ".config" / "opencode"
+    folder.mkdir(parents=True, exist_ok=True)
+    doc = {"$schema": "https://opencode.ai/config.json", **config(api, run_id)}
+    (folder / "opencode.json").write_text(json.dumps(doc))
+    plugin_types_present(folder)
     out = base_env(home)
     out.update(
         OPENCODE_DISABLE_MODELS_FETCH="1",
@@ -68,13 +72,14 @@ def version() -> str:
     return str(doc["version"])
 
 
-def _plugin_types_present(config: Path) -> None:
-    """OpenCode installs ``@opencode-ai/plugin`` (a plugin's types) with npm
-    into each config folder when it loads plugins, unless the folder has a
-    ``node_modules`` and a ``package-lock.json`` naming it: with no registry
-    that install waits about 75 s. spanvisor's plugin imports nothing of it."""
+def plugin_types_present(config: Path, package: str = "@opencode-ai/plugin", at: str | None = None) -> None:
+    """OpenCode (and Kilo, its fork: ``@kilocode/plugin``) installs a
+    plugin's types with npm into each config folder when it loads plugins,
+    unless the folder has a ``node_modules`` and a ``package-lock.json``
+    naming them: with no registry that install waits about 75 s.
+    spanvisor's plugin imports nothing of them."""
     (config / "node_modules").mkdir(exist_ok=True)
-    lock = {"lockfileVersion": 3, "packages": {"": {"dependencies": {"@opencode-ai/plugin": version()}}}}
+    lock = {"lockfileVersion": 3, "packages": {"": {"dependencies": {package: at or version()}}}}
     (config / "package-lock.json").write_text(json.dumps(lock))
 
 

@@ -388,7 +388,7 @@ def test_opencodes_managed_plugin_runs_last_and_locked_against_the_repositorys_p
     (work / "build" / "keep.txt").write_text("still here")
     (work / ".opencode" / "plugins").mkdir(parents=True)
     (work / ".opencode" / "plugins" / "rewrite.js").write_text(REWRITE)
-    oc._plugin_types_present(work / ".opencode")  # no npm install to wait for (none reachable here)
+    oc.plugin_types_present(work / ".opencode")  # no npm install to wait for (none reachable here)
     (work / "opencode.json").write_text(json.dumps({"plugin": []}))
     allow_all = tmp_path / "allow-all"
     allow_all.write_text('#!/bin/sh\necho \'{"decision": "allow", "reason": "agent"}\'\n')

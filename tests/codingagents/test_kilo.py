@@ -33,6 +33,7 @@ import pytest
 
 from tests.codingagents import endhooks as eh
 from tests.codingagents import kilo_cli as kc
+from tests.codingagents import opencode_cli as oc
 from tests.codingagents import test_gate_install as gi
 from tests.codingagents.fake_chat import fake_chat, tool_results, turns
 from tests.codingagents.fake_http import FakeModelAPI
@@ -155,9 +156,7 @@ def test_its_managed_plugin_runs_last_and_locked_against_the_repositorys_plugins
     (work / "build" / "keep.txt").write_text("still here")
     (work / ".kilo" / "plugins").mkdir(parents=True)
     (work / ".kilo" / "plugins" / "rewrite.js").write_text(gi.REWRITE)
-    (work / ".kilo" / "node_modules").mkdir()
-    lock = {"lockfileVersion": 3, "packages": {"": {"dependencies": {"@kilocode/plugin": kc.version()}}}}
-    (work / ".kilo" / "package-lock.json").write_text(json.dumps(lock))
+    oc.plugin_types_present(work / ".kilo", "@kilocode/plugin", kc.version())  # no npm install to wait for
     allow_all = tmp_path / "allow-all"
     allow_all.write_text('#!/bin/sh\necho \'{"decision": "allow", "reason": "agent"}\'\n')
     allow_all.chmod(0o755)

@@ -223,8 +223,11 @@ def test_a_signal_to_the_cli_itself_ends_the_task_cancelled(
     assert s.took is not None, f"{cli} ran on {SIGNALLED_S:.0f} s after the signal\n{s.ran.said()}"
     row = _one_task(matrix, s.busy)
     # Factory Droid 0.225.2 signalled in a model call waits for its answer,
-    # finishes its run and exits 0 with its completion: it did complete.
-    want = "complete" if cli == "droid" else "cancelled"
+    # finishes its run and exits 0 with its completion (the launcher prints
+    # its answer): it did complete. Signalled before that call, it exits 0
+    # with none: cancelled. Which one depends on the machine's load.
+    finished = cli == "droid" and "too late" in s.ran.stdout
+    want = "complete" if finished else "cancelled"
     assert (row["status"], row["error_message"]) == (want, None), (row, s.ran.said())
 
 
