@@ -16,6 +16,8 @@ its ``exec -o stream-json``.
   (its ``completion`` names no call: one model call with the run's
   total), priced from the custom model's own model, its shell call a step,
   complete; an API error fails it with the API's message.
+* Alone, a Cancel clicked in Slack blocks its next tool call and ends the
+  task ``cancelled`` (under the launcher: test_stop_more.py).
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ from pathlib import Path
 
 import pytest
 
+from spanvisor_slack import actions as A
 from tests.codingagents import droid_cli as dc
 from tests.codingagents import endhooks as eh
+from tests.codingagents import stopping as st
 from tests.codingagents.fake_chat import fake_chat, tool_results, turns
 from tests.codingagents.fake_http import FakeModelAPI
 from tests.codingagents.hooked import GateSession, drive_twice, ruling, steps
@@ -140,3 +144,41 @@ def test_an_api_error_fails_the_session_under_the_launcher_with_the_apis_error(
 
     row = wait_until(ended, WAIT_S, f"task {task_id}")
     assert row["status"] == "error" and "scripted: bad key" in str(row["error_message"]), row
+
+
+def test_alone_a_cancel_clicked_in_slack_blocks_its_next_tool_call(
+    cli_bin: Path, matrix: Matrix, api: FakeModelAPI, tmp_path: Path
+) -> None:
+    """As test_stop_more.py's row for the others, one session at a time: its
+    first call runs; its model's next answer (``touch two.txt``) waits until
+    alice clicked Cancel in Slack; the gate blocks it, the model is told,
+    and the task ends ``cancelled``."""
+    policy = tmp_path / "policy.toml"
+    policy.write_text('default = "allow"\n')
+    extra = {
+        "SPANVISOR_OTLP_ENDPOINT": matrix.endpoint,
+        "SPANVISOR_HOOK_POLICY": str(policy),
+        "SPANVISOR_HOOK_CANCEL_WAIT": "5s",  # as test_stop_more.py's look at its longest
+    }
+    script = eh.Gated([dc.shell("echo one"), dc.shell("touch two.txt"), text("ok")], 1)
+    run_id = api.script(uuid.uuid4().hex[:12], script)
+    before = {r["task_id"] for r in matrix.tasks_of("droid")}
+    running, work = st.alone("droid", tmp_path, cli_bin, matrix, api, run_id, extra)
+    try:
+        wait_until(script.reached.is_set, WAIT_S, "Droid to ask for its second turn (its first call ran)")
+        task = st.new_task(matrix, "droid", before)
+        found = wait_until(lambda: matrix.button(task, A.CANCEL), WAIT_S, "the Cancel button in Slack")
+        assert matrix.click(*found) == 200
+        wait_until(lambda: (matrix.control(task) or {}).get("cancel"), WAIT_S, "the cancel recorded")
+        said = "next tool call will be blocked by spanvisor hook"
+        wait_until(lambda: said in matrix.ever_shown(task), WAIT_S, "Slack to say its next tool call will be blocked")
+        script.go()
+        ran = running.wait()
+    finally:
+        script.go()
+        running.stop()
+    assert not (work / "two.txt").exists(), f"the call after the cancel ran\n{ran.said()}"
+    told = json.dumps([s.body for s in api.requests(run_id) if s.method == "POST"])
+    assert "cancelled by " in told, f"the model was told the session was cancelled\n{ran.said()}"
+    row = eh.ended(matrix, task)
+    assert row["status"] == "cancelled" and row["message"].startswith("Cancelled by"), row

@@ -47,6 +47,11 @@ from tests.waiting import wait_until
 pytestmark = [pytest.mark.slow, pytest.mark.timeout_s(600)]
 
 CLIS = st.CLIS
+# Alone, each session is silent while its model waits, and the matrix loses
+# a silent task after served.LOST_AFTER_S: every session alone in one channel
+# slows Slack's word on the cancel for all (its real pace), and with seven a
+# loaded machine lost one. Factory Droid's row alone is test_droid.py's.
+ALONE = tuple(c for c in CLIS if c != "droid")
 WAIT_S = st.WAIT_S
 # The model answers only after this long: the session is busy until stopped
 # (a stopped CLI closes its connection, which ends the hold at once).
@@ -259,12 +264,12 @@ def alone(
         "SPANVISOR_HOOK_CANCEL_WAIT": "5s",
     }
     scripts = {
-        cli: eh.Gated([st.shell(cli, "echo one"), st.shell(cli, "touch two.txt"), text("ok")], 1) for cli in CLIS
+        cli: eh.Gated([st.shell(cli, "echo one"), st.shell(cli, "touch two.txt"), text("ok")], 1) for cli in ALONE
     }
-    before = {cli: {r["task_id"] for r in matrix.tasks_of(st.AGENT[cli])} for cli in CLIS}
+    before = {cli: {r["task_id"] for r in matrix.tasks_of(st.AGENT[cli])} for cli in ALONE}
     running, works, tasks = {}, {}, {}
     try:
-        for cli in CLIS:
+        for cli in ALONE:
             run_id = api.script(uuid.uuid4().hex[:12], scripts[cli])
             running[cli], works[cli] = st.alone(cli, tmp, cli_bin, matrix, api, run_id, extra)
 
@@ -287,17 +292,17 @@ def alone(
             wait_until(says, WAIT_S, f"Slack to say {cli}'s next tool call will be blocked")
             scripts[cli].go()
 
-        with ThreadPoolExecutor(len(CLIS)) as pool:
-            list(pool.map(cancel, CLIS))
-        return {cli: Alone(scripts[cli], running[cli].wait(), works[cli], tasks[cli]) for cli in CLIS}
+        with ThreadPoolExecutor(len(ALONE)) as pool:
+            list(pool.map(cancel, ALONE))
+        return {cli: Alone(scripts[cli], running[cli].wait(), works[cli], tasks[cli]) for cli in ALONE}
     finally:
-        for cli in CLIS:
+        for cli in ALONE:
             scripts[cli].go()
         for r in running.values():
             r.stop()
 
 
-@pytest.mark.parametrize("cli", CLIS)
+@pytest.mark.parametrize("cli", ALONE)
 def test_without_the_launcher_a_cancel_clicked_in_slack_blocks_the_sessions_next_tool_call(
     cli: str, alone: dict[str, Alone], matrix: Matrix, api: FakeModelAPI
 ) -> None:
