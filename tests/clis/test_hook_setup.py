@@ -57,6 +57,7 @@ def test_every_cli_with_a_hook_of_its_own_is_exported() -> None:
 
 
 def test_a_gate_command_holding_a_token_is_weak() -> None:
-    command = hook_entries.gate_command("codex") + " --token s3cret"
-    assert any("holds a token" in w for w in checks.command_weaknesses(command))
+    for given in (" --token s3cret", " --otlp-token=s3cret", " --tok s3cret", " --otlp-tok=s3cret"):
+        command = hook_entries.gate_command("codex") + given
+        assert any("holds a token" in w for w in checks.command_weaknesses(command)), given
     assert not any("holds a token" in w for w in checks.command_weaknesses(hook_entries.gate_command("codex")))

@@ -43,9 +43,15 @@ def command_weaknesses(command: str) -> list[str]:
         out.append(f"its command {words[0]} is not there or not executable (the hook cannot start)")
     if "--locked" not in words and "--gate" not in words:
         out.append("it is not --locked (a repository's settings or the session's environment can change its policy)")
-    if any(w in ("--token", "--otlp-token") or w.startswith(("--token=", "--otlp-token=")) for w in words):
+    if any(_token_option(w) for w in words):
         out.append("its command line holds a token, which every local user can read (/proc/<pid>/cmdline)")
     return out
+
+
+def _token_option(word: str) -> bool:
+    """``--token``/``--otlp-token``, or an abbreviation argparse takes for one."""
+    name = word.split("=", 1)[0]
+    return len(name) >= 5 and any(full.startswith(name) for full in ("--token", "--otlp-token"))
 
 
 def whose(path: Path) -> str:

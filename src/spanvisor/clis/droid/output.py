@@ -30,7 +30,8 @@ def _line(out: RunOutput, doc: dict[str, Any]) -> str | None:
             out.error = said if isinstance(said, str) and said.strip() else "the run failed"
         return None
     if kind == "completion":
-        out.saw_result = True
+        # Droid prints one only for a run that did not fail.
+        out.saw_result, out.failed, out.error = True, False, None
         final = doc.get("finalText")
         return final.strip() + "\n" if isinstance(final, str) and final.strip() else None
     return None

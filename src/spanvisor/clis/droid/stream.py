@@ -39,11 +39,12 @@ def read(report: Report, doc: dict[str, Any]) -> None:
         ms = ended - started if isinstance(started, int) and isinstance(ended, int) and ended >= started else None
         failed = doc.get("isError") is True
         value = doc.get("value")
+        said = as_dict(doc.get("error")).get("message")  # a failed tool's (its value is then unset)
         attrs = {
             "tool_name": name,
             "tool_input": tool_input(params),
             "success": not failed,
-            "error": value if failed and isinstance(value, str) else None,
+            "error": (said if isinstance(said, str) else value if isinstance(value, str) else None) if failed else None,
             "duration_ms": ms,
         }
         report.say("tool_call", attrs, at)

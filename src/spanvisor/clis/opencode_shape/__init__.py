@@ -145,7 +145,7 @@ class OpenCodeShape(PluginAdapter):
 
         home = Path(env.get("HOME") or Path.home())
         own = [Path(env.get("XDG_CONFIG_HOME") or home / ".config") / self.config_folder, Path(self.managed_folder)]
-        own += [cwd / d for d in self.project_folders]
+        own += [cwd / d for d in self.project_folders] + [cwd / f for f in self.config_files]
         here = any(shutil.which(b, path=env.get("PATH")) for b in self.binaries) or any(p.exists() for p in own)
         if not here and not any(k.startswith(f"{self.env_prefix}_CONFIG") for k in env):
             return [], [], []
