@@ -90,3 +90,40 @@ def test_cline_on_path_is_said_to_have_no_place_out_of_its_users_reach(tmp_path:
     said = _check(home, bin_dir, work)
     assert "Cline (cline on PATH) runs hooks from places its user and the repository write" in said, said
     assert "~/.cline/hooks" in said and "not a hostile agent" in said
+
+
+def test_factory_droid_without_managed_hooks_only_is_said_and_a_repository_turning_hooks_off_fails(
+    tmp_path: Path,
+) -> None:
+    """Without ``allowManagedHooksOnly`` in its system-managed settings, a
+    repository's ``hooks.hooksDisabled`` (or a ``hooks.json``'s) turns every
+    hook of Factory Droid off, the gate's too: said for each such file up to
+    the repository's root."""
+    home, bin_dir, repo = tmp_path / "home", tmp_path / "bin", tmp_path / "repo"
+    work = repo / "src"
+    for d in (home, bin_dir, work / ".factory", repo / ".git", repo / ".factory"):
+        d.mkdir(parents=True)
+    _fake_cli(bin_dir, "droid")
+    (work / ".factory" / "settings.json").write_text(json.dumps({"hooks": {"hooksDisabled": True}}))
+    (repo / ".factory" / "hooks.json").write_text(json.dumps({"hooksDisabled": True}))
+    (tmp_path / ".factory").mkdir()  # above the repository's root: not its
+    (tmp_path / ".factory" / "hooks.json").write_text(json.dumps({"hooksDisabled": True}))
+    said = _check(home, bin_dir, work)
+    assert "/etc/factory/settings.json does not set allowManagedHooksOnly" in said, said
+    assert f"{work / '.factory' / 'settings.json'} turns Factory Droid's hooks off" in said, said
+    assert f"{repo / '.factory' / 'hooks.json'} turns Factory Droid's hooks off" in said, said
+    assert f"{tmp_path / '.factory' / 'hooks.json'}" not in said, said
+
+
+def test_factory_droids_managed_hooks_only_passes(tmp_path: Path) -> None:
+    from spanvisor.clis import registry
+    from spanvisor.clis.droid import check
+
+    system = tmp_path / "settings.json"
+    system.write_text(json.dumps({"allowManagedHooksOnly": True}))
+    (tmp_path / ".factory").mkdir()
+    (tmp_path / ".factory" / "settings.json").write_text(json.dumps({"hooks": {"hooksDisabled": True}}))
+    bad, warned, ok = check.look(registry.need("droid"), {"HOME": str(tmp_path), "PATH": ""}, tmp_path, system)
+    assert (bad, warned) == ([], []) and ok == [
+        f"Factory Droid: {system} sets allowManagedHooksOnly: no user's or repository's hook runs or turns its gate off"
+    ]

@@ -53,13 +53,18 @@ def test_each_system_wide_settings_gets_the_locked_hook_and_a_second_run_changes
     assert written == [
         CLAUDE,
         CODEX,
+        "etc/factory/settings.json",
         "etc/gemini-cli/settings.json",
         *copilot,
         *kilo,
         *opencode,
         "etc/qwen-code/settings.json",
     ]
-    for rel, cli in ((CLAUDE, "claude-code"), ("etc/gemini-cli/settings.json", "gemini")):
+    for rel, cli in (
+        (CLAUDE, "claude-code"),
+        ("etc/gemini-cli/settings.json", "gemini"),
+        ("etc/factory/settings.json", "droid"),
+    ):
         path = tmp_path / rel
         assert stat.S_IMODE(path.stat().st_mode) == 0o644
         adapter = registry.need(cli)
@@ -80,7 +85,7 @@ def test_each_system_wide_settings_gets_the_locked_hook_and_a_second_run_changes
     assert f"const BIN = {json.dumps(SPANVISOR)}" in plugin and "process.env.SPANVISOR_BIN" not in plugin
     assert '"--locked", "--policy", "/etc/spanvisor/hook-policy.toml"]' in plugin
     again = _install(tmp_path, "--policy", "/etc/spanvisor/hook-policy.toml")
-    assert again.returncode == 0 and again.stdout.count("already current") == 7, again.stdout
+    assert again.returncode == 0 and again.stdout.count("already current") == 8, again.stdout
     kilo_plugin = (tmp_path / "etc/kilo/spanvisor-gate.js").read_text()
     assert 'const CLI = "kilo" // locked' in kilo_plugin and '"--locked", "--policy"' in kilo_plugin
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
@@ -230,9 +235,31 @@ def test_a_cli_with_no_system_wide_settings_is_named_not_written(tmp_path: Path)
     # Said when every CLI is installed too, not only when it is named.
     everything = _install(tmp_path / "all")
     assert everything.returncode == 0 and "Cline: no system-wide place spanvisor relies on" in everything.stdout
-    assert "Factory Droid: no system-wide place spanvisor relies on" in everything.stdout
+    assert "Factory Droid: no system-wide" not in everything.stdout  # its system-managed settings
     unknown = _install(tmp_path, "--cli", "nope")
     assert unknown.returncode == 1 and "nope: no coding-agent CLI" in unknown.stderr
+
+
+def test_factory_droid_gets_its_system_managed_settings_with_only_their_hooks(tmp_path: Path) -> None:
+    """Factory Droid 0.225.2 reads ``/etc/factory/settings.json`` as its
+    organisation's level with no login; ``allowManagedHooksOnly`` there
+    drops every other level's hooks and their ``hooksDisabled``. What the
+    file held stays; its own ``hooksDisabled`` is said false."""
+    settings = tmp_path / "etc/factory/settings.json"
+    settings.parent.mkdir(parents=True)
+    settings.write_text(
+        json.dumps({"sessionDefaultSettings": {"autonomyMode": "auto-low"}, "hooks": {"hooksDisabled": True}})
+    )
+    got = _install(tmp_path, "--cli", "droid", "--socket", "/run/spanvisor/gate.sock")
+    assert got.returncode == 0, got.stdout + got.stderr
+    doc = json.loads(settings.read_text())
+    assert doc["allowManagedHooksOnly"] is True and doc["hooks"]["hooksDisabled"] is False
+    assert doc["sessionDefaultSettings"] == {"autonomyMode": "auto-low"}
+    adapter = registry.need("droid")
+    command = f"{SPANVISOR} hook droid --gate /run/spanvisor/gate.sock"
+    assert list(adapter.hook_timeouts(doc)) == [(command, 900.0)]
+    assert adapter.entry_weaknesses(doc, command) == []
+    assert adapter.entry_weaknesses({"hooks": {"hooksDisabled": True}}, command)
 
 
 def test_a_policy_hook_file_copilot_would_skip_is_written_again(tmp_path: Path) -> None:

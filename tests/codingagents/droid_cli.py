@@ -45,12 +45,14 @@ def env(home: Path, api: FakeModelAPI, run_id: str) -> dict[str, str]:
 
 
 def add_hooks(home: Path, timeout_s: int = 200, command: str | None = None) -> None:
-    """``spanvisor hook droid`` before every tool call and at its turn's and session's end."""
+    """``spanvisor hook droid`` before every tool call, at its session's
+    start (which names its task) and at its turn's and session's end."""
     path = home / ".factory" / "settings.json"
     settings: dict[str, Any] = json.loads(path.read_text())
     hook = {"type": "command", "command": command or hook_command("droid")}
     settings["hooks"] = {
         "PreToolUse": [{"matcher": "*", "hooks": [{**hook, "timeout": timeout_s}]}],
+        "SessionStart": [{"hooks": [hook]}],
         "Stop": [{"hooks": [hook]}],
         "SessionEnd": [{"hooks": [hook]}],
     }

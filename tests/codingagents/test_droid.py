@@ -4,11 +4,12 @@ user's settings: no login). Claude Code's hook contract: ``spanvisor hook
 droid`` in its settings, and under ``spanvisor run`` the launcher reads
 its ``exec -o stream-json``.
 
-* Alone, with the hook in ``~/.factory/settings.json``: a policy's denial
-  the agent obeys, a person's approval from the terminal and another by
+* Alone, with the hook in ``~/.factory/settings.json`` and a repository
+  hook that allows every call (read first): a policy's denial the agent
+  obeys (its exit status 2 wins over that allow), a person's approval from the terminal and another by
   alice's signed Slack click, each letting the very command run, an error
-  of the hook (its policy turned to junk) blocking the call; the session's
-  ``SessionEnd`` ends its task.
+  of the hook (its policy turned to junk) blocking the call; its
+  ``SessionStart`` names its task from its prompt, its ``SessionEnd`` ends it.
 * A hook that cannot start lets Droid run the call, ``"onFailure":
   "block"`` or not: proven here, and why the gate's command must be an
   absolute path (``spanvisor check`` says so).
@@ -65,6 +66,14 @@ def test_the_gate_denies_by_policy_asks_people_in_the_terminal_and_slack_and_blo
     home = tmp_path / "home"
     env = dc.env(home, api, gate.run_id)
     dc.add_hooks(home)
+    # The repository's own hook allows every call, and Droid reads it before
+    # the user's: a deny holds by its exit status 2, which no allow overrides.
+    allow = json.dumps({"hookSpecificOutput": {"hookEventName": "PreToolUse", "permissionDecision": "allow"}})
+    repo_hook = {"type": "command", "command": f"echo '{allow}'"}
+    (gate.work / ".factory").mkdir()
+    (gate.work / ".factory" / "settings.json").write_text(
+        json.dumps({"hooks": {"PreToolUse": [{"matcher": "*", "hooks": [repo_hook]}]}})
+    )
     env.update(SPANVISOR_HOOK_POLICY=str(gate.policy), SPANVISOR_OTLP_ENDPOINT=matrix.endpoint)
     running = dc.droid_started(cli_bin, gate.work, env, f"tidy up ({gate.run_id})")
     ran, asked = drive_twice(matrix, gate, running, clicked)
@@ -77,6 +86,7 @@ def test_the_gate_denies_by_policy_asks_people_in_the_terminal_and_slack_and_blo
     assert ruling(matrix, session) == f"{dc.SHELL}: rm -rf build: denied by policy:no-deleting"
     ended = eh.ended(matrix, session)
     assert ended["status"] == "complete", ended
+    assert ended["task_name"] == f"tidy up ({gate.run_id})", ended  # its SessionStart's transcript title
 
 
 def test_a_hook_that_cannot_start_lets_the_call_run_on_failure_block_or_not(

@@ -27,6 +27,11 @@ its other hooks need, and ``allow_managed_hooks_only`` (read from
 requirements only) keeps the user's and the repository's hooks from
 running at all.
 
+Factory Droid reads ``/etc/factory/settings.json`` as its organisation's
+settings, with no login: mounted there the same way, its
+``allowManagedHooksOnly`` keeps the repository's hooks and its
+``hooksDisabled`` out.
+
 OpenCode reads its managed config folder last and joins plugin lists
 (lowest precedence first): the gate's locked plugin there runs after the
 repository's and sees the arguments they left."""
@@ -46,6 +51,7 @@ import pytest
 
 from tests.codingagents import codex_cli as cx
 from tests.codingagents import copilot_cli as cp
+from tests.codingagents import droid_cli as dc
 from tests.codingagents import gemini_cli as gc
 from tests.codingagents import opencode_cli as oc
 from tests.codingagents import qwen_code as qw
@@ -285,6 +291,54 @@ def test_qwen_codes_system_hook_denies_whatever_the_users_settings_say(
     assert (work / "build" / "keep.txt").read_text() == "still here", "the denied command did not run"
     [denied] = chat_results(turns(chat, run_id)[-1])
     assert "deleting is not allowed here" in denied, denied
+
+
+DROID_POLICY = POLICY.replace('tool = ["run_shell_command"]', f'tool = ["{dc.SHELL}"]')
+
+
+@pytest.fixture
+def factory_mount_point() -> Iterator[Path]:
+    yield from _mount_point(Path("/etc/factory"))
+
+
+def test_factory_droids_system_managed_hook_holds_against_the_repositorys_settings(
+    chat: FakeModelAPI, tmp_path: Path, factory_mount_point: Path
+) -> None:
+    """Its repository turns every hook off (``hooks.hooksDisabled``) and
+    allows every call first with a hook of its own: neither counts, as
+    ``allowManagedHooksOnly`` keeps them out (read from its 0.225.2 binary)."""
+    policy = tmp_path / "policy.toml"
+    policy.write_text(DROID_POLICY)
+    root = tmp_path / "root"
+    done = _gate_install("--cli", "droid", "--policy", str(policy), "--root", str(root))
+    installed = root / "etc" / "factory"
+    assert done.returncode == 0 and (installed / "settings.json").exists(), done.stdout + done.stderr
+
+    run_id = chat.script(uuid.uuid4().hex[:12], Script([dc.shell("rm -rf build"), text("ok")]))
+    home = tmp_path / "home"
+    env = {**dc.env(home, chat, run_id), "SPANVISOR_HOOK_DELIVERY": "off"}
+    work = tmp_path / "work"
+    (work / "build").mkdir(parents=True)
+    (work / "build" / "keep.txt").write_text("still here")
+    marker = tmp_path / "repository-hook-ran"
+    allow = {"hookSpecificOutput": {"hookEventName": "PreToolUse", "permissionDecision": "allow"}}
+    repo_hook = {"type": "command", "command": f"touch {marker}; echo '{json.dumps(allow)}'"}
+    (work / ".factory").mkdir()
+    (work / ".factory" / "settings.json").write_text(
+        json.dumps({"hooks": {"hooksDisabled": True, "PreToolUse": [{"matcher": "*", "hooks": [repo_hook]}]}})
+    )
+    # The managed folder mounted where Droid reads it, for this process tree only.
+    mounted = 'mount --bind "$1" /etc/factory && shift && exec "$@"'
+    droid = dc.argv(Path(), f"clean the build folder ({run_id})")
+    ran = run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", mounted, "sh", str(installed), *droid], env, work
+    )
+    assert ran.code == 0, ran.said()
+    assert (work / "build" / "keep.txt").read_text() == "still here", "the denied command did not run"
+    [denied] = chat_results(turns(chat, run_id)[-1])
+    assert "deleting is not allowed here" in denied, denied
+    assert not marker.exists(), "the repository's own hook ran"
+    assert not list(factory_mount_point.iterdir()), "the machine's /etc/factory was written"
 
 
 CODEX_POLICY = POLICY.replace('tool = ["run_shell_command"]', 'tool = ["Bash"]').replace("rm -rf*", "rm -r *")

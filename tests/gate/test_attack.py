@@ -270,5 +270,5 @@ def test_a_command_over_the_cap_is_denied_with_the_reason(tmp_path: Path, cli: s
     which asks), even under a policy that would ask or allow the start."""
     command = "ls " + "x" * 100_000 + " ; rm -rf ~/prod"
     code, out, err = run_hook(tmp_path, cli, call_bytes(command), 'default = "allow"\n' + ALLOW_LS.split("\n", 1)[1])
-    assert (code, decision(cli, out)) == (0, "deny"), (code, out, err)
+    assert (code, decision(cli, out)) == (registry.need(cli).deny_status, "deny"), (code, out, err)
     assert "over the 100,000 the gate reads" in out

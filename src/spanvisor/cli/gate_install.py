@@ -82,6 +82,9 @@ def merged(existing: Mapping[str, Any], setup: Mapping[str, Any]) -> dict[str, A
         return out
     hooks = dict(out.get("hooks") or {}) if isinstance(out.get("hooks"), Mapping) else {}
     for event, groups in setup.get("hooks", {}).items():
+        if not isinstance(groups, list):  # a switch beside the events (Factory Droid's hooksDisabled)
+            hooks[event] = groups
+            continue
         kept = []
         earlier = hooks.get(event)
         for group in earlier if isinstance(earlier, list) else []:

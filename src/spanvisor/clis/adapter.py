@@ -84,6 +84,9 @@ class Adapter:
 
     # Its answer.
     block_status: ClassVar[int] = 2  # the exit status it reads as "block this call"
+    # The exit status of a deny beside its deny JSON (a status it reads as
+    # a block holds where another hook's allow would win over the JSON).
+    deny_status: ClassVar[int] = 0
 
     # Its options that take a value (the launcher names a task by the last
     # plain argument that is none of these), beyond the common ones.
@@ -336,14 +339,18 @@ class HookSetup(NamedTuple):
     where: str  # where the CLI reads it (said to the operator)
 
 
-def option(args: list[str], *names: str) -> str | None:
-    """The value of the first of ``names`` in ``args`` (``-o V`` or ``-o=V``)."""
+def option(args: Sequence[str], *names: str, joined: bool = False) -> str | None:
+    """The value of the first of ``names`` in ``args`` (``-o V``, ``-o=V``;
+    ``joined``: also a short name with its value joined, ``-oV``, as a CLI
+    whose parser reads it so does)."""
     for i, a in enumerate(args):
         for n in names:
             if a == n and i + 1 < len(args):
                 return args[i + 1]
             if a.startswith(n + "="):
                 return a.split("=", 1)[1]
+            if joined and len(n) == 2 and n[1] != "-" and a.startswith(n) and len(a) > 2:
+                return a[2:]
     return None
 
 

@@ -26,6 +26,8 @@ class Report(Protocol):
     session: str | None
     # What a reader keeps between lines (a running cost, tool inputs by call).
     notes: dict[str, Any]
+    # The CLI's command as the launcher started it.
+    argv: Sequence[str]
 
     def say(self, event: str, attrs: dict[str, Any], at: int) -> None:
         """One record: ``event`` (model_call, tool_call, warning, life) at ``at`` (ns)."""
@@ -78,17 +80,6 @@ def tool_input(v: Any) -> str:
     )
 
 
-def flag(argv: Sequence[str], *names: str) -> str | None:
-    """The value of the first of ``names`` given (``-m X`` or ``--model=X``)."""
-    for i, a in enumerate(argv):
-        for n in names:
-            if a == n and i + 1 < len(argv):
-                return argv[i + 1]
-            if a.startswith(n + "="):
-                return a.split("=", 1)[1]
-    return None
-
-
 def read_json(path: Path) -> Any:
     """A settings file's JSON (None: missing, unreadable, over a MiB)."""
     try:
@@ -99,4 +90,4 @@ def read_json(path: Path) -> Any:
         return None
 
 
-__all__ = ["MAX_INPUT_CHARS", "Report", "flag", "ns_of_iso", "ns_of_ms", "num", "read_json", "tool_input"]
+__all__ = ["MAX_INPUT_CHARS", "Report", "ns_of_iso", "ns_of_ms", "num", "read_json", "tool_input"]

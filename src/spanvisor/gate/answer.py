@@ -2,7 +2,9 @@
 
 An allow is the CLI's allow JSON and exit status 0; a deny (a policy's, a
 person's, nobody deciding in time) is the CLI's deny JSON and exit status
-0, as each CLI documents it. Every failure is a block: the deny JSON, the
+0, as each CLI documents it, or its adapter's deny status (Factory Droid's
+2, with the reason on stderr: another hook's allow wins over its JSON, not
+over that). Every failure is a block: the deny JSON, the
 reason on stderr and exit status 2 (each CLI reads 2 as "block, show
 stderr to the model"; any other status lets Claude Code and Gemini CLI run
 the call), or for Cline, which runs a call on any non-zero status, its
@@ -63,11 +65,12 @@ class Answer:
                 why = None
             if why:
                 self.vetoed = why
-                return self._write("deny", why)
+                return self.deny(why)
         return self._write("allow", reason)
 
     def deny(self, reason: str) -> int:
-        return self._write("deny", reason, gc.EXIT_ALLOW)
+        code = gc.deny_status(self.cli)
+        return self._write("deny", reason, code, failed=code != gc.EXIT_ALLOW)  # a status says it on stderr too
 
     def block(self, reason: str) -> int:
         return self._write("deny", reason, gc.block_status(self.cli), failed=True)

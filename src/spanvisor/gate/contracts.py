@@ -131,6 +131,12 @@ def default_event(cli: Cli) -> str:
     return adapter_of(cli).default_event
 
 
+def deny_status(cli: Cli | None) -> int:
+    """The exit status of a deny beside its JSON (0 unless its adapter says otherwise)."""
+    adapter = registry.get(cli) if cli else None
+    return adapter.deny_status if adapter is not None else EXIT_ALLOW
+
+
 def block_status(cli: Cli | None) -> int:
     """The exit status of a block, as the CLI reads it (2 unless its adapter
     says otherwise, and for a CLI nobody knows)."""
@@ -304,6 +310,7 @@ __all__ = [
     "adapter_of",
     "block_status",
     "default_event",
+    "deny_status",
     "ends_session",
     "neutral_reply",
     "parse",

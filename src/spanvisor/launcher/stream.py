@@ -140,8 +140,9 @@ class StreamReport:
     line of the CLI's output at a time, read by its adapter, as records
     (a :class:`spanvisor.clis.stream.Report`)."""
 
-    def __init__(self, cli: str, sender: Sender, model: str | None) -> None:
+    def __init__(self, cli: str, sender: Sender, model: str | None, argv: Sequence[str] = ()) -> None:
         self.cli, self.sender, self.model = cli, sender, model
+        self.argv: Sequence[str] = tuple(argv)
         self.adapter = registry.need(cli)
         self.seq = 0
         self.session: str | None = None
@@ -209,7 +210,7 @@ def start(
     if adapter.stream is None:
         return None
     model = adapter.stream_model(argv, os.environ, os.getcwd())
-    return StreamReport(cli, Sender(service, task_id, name, endpoint, token, agent), model)
+    return StreamReport(cli, Sender(service, task_id, name, endpoint, token, agent), model, argv)
 
 
 def finish(report: StreamReport | None, within_s: float) -> None:

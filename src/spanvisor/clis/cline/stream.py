@@ -12,8 +12,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from spanvisor.clis.adapter import option
 from spanvisor.clis.output import as_dict
-from spanvisor.clis.stream import Report, flag, ns_of_iso, num, read_json, tool_input
+from spanvisor.clis.stream import Report, ns_of_iso, num, read_json, tool_input
 
 
 def read(report: Report, doc: dict[str, Any]) -> None:
@@ -60,16 +61,16 @@ def read(report: Report, doc: dict[str, Any]) -> None:
 
 def model(argv: Sequence[str], env: Mapping[str, str], cwd: str) -> str | None:
     del cwd
-    given = flag(argv[1:], "-m", "--model")
+    given = option(argv[1:], "-m", "--model")
     if given:
         return given
     home = Path(env.get("HOME") or os.path.expanduser("~"))
-    data = flag(argv[1:], "--data-dir")
-    folder = Path(data) if data else Path(flag(argv[1:], "--config") or home / ".cline") / "data"
+    data = option(argv[1:], "--data-dir")
+    folder = Path(data) if data else Path(option(argv[1:], "--config") or home / ".cline") / "data"
     doc = read_json(folder / "settings" / "providers.json")
     if not isinstance(doc, dict):
         return None
-    provider = flag(argv[1:], "-P", "--provider") or doc.get("lastUsedProvider")
+    provider = option(argv[1:], "-P", "--provider") or doc.get("lastUsedProvider")
     entry = (doc.get("providers") or {}).get(provider) if isinstance(doc.get("providers"), dict) else None
     settings = entry.get("settings") if isinstance(entry, dict) else None
     chosen = settings.get("model") if isinstance(settings, dict) else None

@@ -8,13 +8,20 @@ hook contract, read from its 0.225 binary and checked with it.
 blocks the call. A hook that cannot start, exits 1 or outlives its timeout
 lets the call run, ``"onFailure": "block"`` or not (checked with 0.225.2):
 the gate answers before the timeout and exits 0 or 2 on every path, and
-its command must be an absolute path. ``droid exec`` fires ``Stop`` when a
-turn ends and ``SessionEnd`` as it exits (no ``UserPromptSubmit``).
+its command must be an absolute path. ``droid exec`` fires ``SessionStart``
+(its transcript then starts with the session's title, the prompt's: it
+names the task), ``Stop`` when a turn ends and ``SessionEnd`` as it exits
+(no ``UserPromptSubmit``).
 
 Its settings: ``~/.factory/settings.json``, a repository's
-``.factory/settings.json`` and ``settings.local.json``, and
-``/etc/factory/settings.json``; which of them a user or a repository can
-override is not proven here, so its gate holds against mistakes only.
+``.factory/settings.json`` and ``settings.local.json``, and its
+system-managed file ``/etc/factory/settings.json``: the organisation's
+level, read with no login. ``allowManagedHooksOnly`` there (read at that
+level only) drops the hooks of every other level, ``hooksDisabled``
+included, so ``spanvisor gate install`` writes the gate there with it and
+no repository turns the gate off or answers a call before it (without it,
+a repository's ``hooks.hooksDisabled`` turns every hook off, and the first
+hook to answer wins: ``spanvisor check`` says so).
 Its shell tool is ``Execute`` (``command``); its file tools name their
 paths ``file_path``, ``directory_path``, ``path`` and ``folder``, and
 ``ApplyPatch`` its patch ``input``.
@@ -22,10 +29,17 @@ paths ``file_path``, ``directory_path``, ``path`` and ``folder``, and
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from spanvisor.clis.adapter import Adapter, HookSetup, option
+
+# Its system-managed settings (its binary's path on Linux): the org level.
+SYSTEM = Path("/etc/factory/settings.json")
+# The most of a transcript's first line read for its title.
+MAX_TITLE_LINE = 64 * 1024
 
 
 class Droid(Adapter):
@@ -36,27 +50,73 @@ class Droid(Adapter):
     namespace = "droid"
     output = f"{__name__}.output"
     stream = f"{__name__}.stream"
-    session_events = frozenset({"UserPromptSubmit", "Stop", "SessionEnd"})
+    session_events = frozenset({"SessionStart", "UserPromptSubmit", "Stop", "SessionEnd"})
     end_events = frozenset({"SessionEnd"})
     path_keys = frozenset({"file_path", "directory_path", "path", "folder", "input"})
-    value_options = frozenset({"-o", "--output-format", "--auto", "-m", "--model", "-r", "--reasoning-effort", "-f"})
+    # `droid exec --help`'s and its hidden ones (0.225.2); -w/--worktree's value is optional.
+    value_options = frozenset(
+        {
+            *("-o", "--output-format", "--input-format", "-f", "--file", "--auto", "-s", "--session-id", "--fork"),
+            *("-m", "--model", "-r", "--reasoning-effort", "--spec-model", "--spec-reasoning-effort"),
+            *("--only-tools", "--add-tools", "--remove-tools", "--cwd", "--settings", "--worktree-dir", "--tag"),
+            *("--log-group-id", "--worker-model", "--worker-reasoning-effort", "--validator-model"),
+            *("--validator-reasoning-effort", "--append-system-prompt", "--append-system-prompt-file"),
+            *("--tool-execution-mode", "--enabled-tools", "--additional-tools", "--disabled-tools"),
+            *("--restrict-tools", "--request-id", "--depth", "--init-session-id", "--calling-session-id"),
+            *("--calling-tool-use-id", "--session-title"),
+        }
+    )
     hook_timeout_s = 60.0
-    hook_folders = ("~/.factory/settings.json", ".factory/settings.json", ".factory/settings.local.json")
+    # The first hook with a permissionDecision decides (managed, then
+    # --settings, project, user); exit status 2 denies after any of them.
+    deny_status = 2
+
+    def read_session(self, doc: dict[str, Any]) -> dict[str, Any] | None:
+        read = super().read_session(doc)
+        if read is None or read.get("hook_event_name") != "SessionStart":
+            return read
+        # `droid exec` fires no UserPromptSubmit: its session opens here,
+        # named by the title its transcript starts with (the prompt's).
+        path = read.get("transcript_path")
+        return {**read, "hook_event_name": "UserPromptSubmit", "prompt": title(path) if isinstance(path, str) else None}
 
     def settings_files(self, env: Mapping[str, str], home: Path, cwd: str) -> list[Path]:
-        del env
+        home = Path(env.get("FACTORY_HOME_OVERRIDE") or home)  # its stand-in for HOME
         project = Path(cwd) / ".factory"
-        return [home / ".factory" / "settings.json", project / "settings.json", project / "settings.local.json"]
+        return [home / ".factory" / "settings.json", project / "settings.json", project / "settings.local.json", SYSTEM]
+
+    def system_settings(self, env: Mapping[str, str]) -> Path | None:
+        del env
+        return SYSTEM
 
     def hook_setup(self, command: str, timeout_s: int) -> HookSetup | None:
         setup = super().hook_setup(command, timeout_s)
-        return setup._replace(where="the user's ~/.factory/settings.json") if setup is not None else None
+        assert setup is not None
+        hooks = json.loads(setup.text)["hooks"]
+        # allowManagedHooksOnly: no other level's hooks run (none answers a
+        # call first, none rewrites its input), and no other level's
+        # hooksDisabled counts; this file's own is said false.
+        doc = {"allowManagedHooksOnly": True, "hooks": {**hooks, "hooksDisabled": False}}
+        where = f"its system-managed settings ({SYSTEM}), whose hooks alone run"
+        return HookSetup(SYSTEM.name, json.dumps(doc, indent=2) + "\n", where)
+
+    def entry_weaknesses(self, doc: Any, command: str) -> list[str]:
+        del command
+        hooks = doc.get("hooks") if isinstance(doc, dict) else None
+        if isinstance(hooks, dict) and hooks.get("hooksDisabled") is True:
+            return ['"hooksDisabled": true beside it turns every hook of that file off']
+        return []
+
+    def check(self, env: Mapping[str, str], cwd: Path) -> tuple[list[str], list[str], list[str]]:
+        from spanvisor.clis.droid import check
+
+        return check.look(self, env, cwd, SYSTEM)
 
     def output_plan(self, argv: list[str]) -> tuple[list[str], str]:
         # No telemetry spanvisor reads: the launcher reads what `droid exec` prints.
-        if "exec" not in argv[1:2]:
-            return argv, "passthrough"
-        fmt = option(argv, "-o", "--output-format")
+        if "exec" not in argv[1:2] or "--list-tools" in argv or option(argv, "--input-format") is not None:
+            return argv, "passthrough"  # no run to read (a list; its input's own protocol)
+        fmt = option(argv, "-o", "--output-format", joined=True)
         if fmt is None:  # json lines; the launcher prints the answer, as its text output does
             return [argv[0], "exec", "-o", "stream-json", *argv[2:]], "droid-text"
         return argv, "droid-stream" if fmt == "stream-json" else "passthrough"
@@ -65,6 +125,20 @@ class Droid(Adapter):
         from spanvisor.clis.droid import stream
 
         return stream.model_of(argv, env)
+
+
+def title(path: str) -> str | None:
+    """The title a session's transcript starts with (its first line,
+    ``session_start``: the prompt's), read once at its start."""
+    if not path.endswith(".jsonl"):
+        return None
+    try:
+        with open(path, "rb") as f:
+            first = json.loads(f.readline(MAX_TITLE_LINE))
+    except (OSError, ValueError, RecursionError):
+        return None
+    said = first.get("title") if isinstance(first, dict) and first.get("type") == "session_start" else None
+    return said if isinstance(said, str) and said.strip() else None
 
 
 ADAPTER = Droid()

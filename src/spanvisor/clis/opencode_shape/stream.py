@@ -13,8 +13,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from spanvisor.clis.adapter import option
 from spanvisor.clis.output import as_dict
-from spanvisor.clis.stream import Report, flag, ns_of_ms, num, read_json, tool_input
+from spanvisor.clis.stream import Report, ns_of_ms, num, read_json, tool_input
 
 if TYPE_CHECKING:
     from spanvisor.clis.opencode_shape import OpenCodeShape
@@ -60,7 +61,7 @@ def read(report: Report, doc: dict[str, Any]) -> None:
 
 
 def model_of(cli: OpenCodeShape, argv: Sequence[str], env: Mapping[str, str], cwd: str) -> str | None:
-    given = flag(argv[1:], "-m", "--model")
+    given = option(argv[1:], "-m", "--model")
     if not given:
         home = Path(env.get("HOME") or os.path.expanduser("~"))
         user = Path(env.get("XDG_CONFIG_HOME") or home / ".config") / cli.config_folder

@@ -15,8 +15,9 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from spanvisor.clis.adapter import option
 from spanvisor.clis.output import as_dict
-from spanvisor.clis.stream import Report, flag, ns_of_ms, num, tool_input
+from spanvisor.clis.stream import Report, ns_of_ms, num, tool_input
 
 
 def read(report: Report, doc: dict[str, Any]) -> None:
@@ -73,5 +74,5 @@ def read(report: Report, doc: dict[str, Any]) -> None:
 
 def model(argv: Sequence[str], env: Mapping[str, str], cwd: str) -> str | None:
     del env, cwd
-    given = flag(argv[1:], "--model")
+    given = option(argv[1:], "--model")
     return given.split("/", 1)[1] if given and "/" in given else given or None
