@@ -16,7 +16,8 @@ its ``exec -o stream-json``.
 * Under the launcher: one task named from its prompt, the run's tokens
   (its ``completion`` names no call: one model call with the run's
   total), priced from the custom model's own model, its shell call a step,
-  complete; an API error fails it with the API's message.
+  complete; an API error fails it with the API's message, and alone too
+  (its ``SessionEnd`` reads the transcript's turn outcome).
 * Alone, a Cancel clicked in Slack blocks its next tool call and ends the
   task ``cancelled`` (under the launcher: test_stop_more.py).
 """
@@ -154,6 +155,22 @@ def test_an_api_error_fails_the_session_under_the_launcher_with_the_apis_error(
 
     row = wait_until(ended, WAIT_S, f"task {task_id}")
     assert row["status"] == "error" and "scripted: bad key" in str(row["error_message"]), row
+
+    # Alone: Droid runs Stop after the failed turn too; its SessionEnd reads
+    # how the turn ended from the transcript (agent_turn_outcome), and the
+    # error it showed its user.
+    alone_id = api.script(uuid.uuid4().hex[:12], Script([error(401, "invalid_api_key", "scripted: bad key")]))
+    home = tmp_path / "alone"
+    env = dc.env(home, api, alone_id)
+    dc.add_hooks(home)
+    policy = tmp_path / "policy.toml"
+    policy.write_text('default = "allow"\n')
+    env.update(SPANVISOR_OTLP_ENDPOINT=matrix.endpoint, SPANVISOR_HOOK_POLICY=str(policy))
+    alone = dc.droid(cli_bin, tmp_path / "work-alone", env, f"fail alone ({alone_id})")
+    assert alone.code == 1, alone.said()
+    row = eh.ended(matrix, dc.task_of(alone))
+    assert (row["status"], row["task_name"]) == ("error", f"fail alone ({alone_id})"), row
+    assert "401" in str(row["error_message"]), row
 
 
 def test_alone_a_cancel_clicked_in_slack_blocks_its_next_tool_call(

@@ -38,8 +38,17 @@ from spanvisor.clis.adapter import Adapter, HookSetup, option
 
 # Its system-managed settings (its binary's path on Linux): the org level.
 SYSTEM = Path("/etc/factory/settings.json")
-# The most of a transcript's first line read for its title.
+# The most of a transcript's first line read for its title, and of its end
+# read for how its last turn ended.
 MAX_TITLE_LINE = 64 * 1024
+MAX_TAIL = 256 * 1024
+# Its turn outcomes (its 0.225.2 binary) that are no failure; any other is.
+TURN_OUTCOMES = {
+    "completed": "complete",
+    "spec_handoff": "complete",
+    "cancelled": "cancelled",
+    "process_exit": "cancelled",
+}
 
 
 class Droid(Adapter):
@@ -73,6 +82,10 @@ class Droid(Adapter):
 
     def read_session(self, doc: dict[str, Any]) -> dict[str, Any] | None:
         read = super().read_session(doc)
+        if read is not None and read.get("hook_event_name") == "SessionEnd":
+            path = read.get("transcript_path")
+            said = last_outcome(path) if isinstance(path, str) else None
+            return {**read, "outcome": said[0], "said": said[1]} if said is not None else read
         if read is None or read.get("hook_event_name") != "SessionStart":
             return read
         # `droid exec` fires no UserPromptSubmit: its session opens here,
@@ -139,6 +152,48 @@ def title(path: str) -> str | None:
         return None
     said = first.get("title") if isinstance(first, dict) and first.get("type") == "session_start" else None
     return said if isinstance(said, str) and said.strip() else None
+
+
+def last_outcome(path: str) -> tuple[str, str | None] | None:
+    """How its last turn ended, as its transcript's last
+    ``agent_turn_outcome`` says (written before ``SessionEnd``, after
+    ``Stop``, which fires after a failed turn too): (outcome, what it said
+    of a failure: the error it showed its user, else the reason)."""
+    if not path.endswith(".jsonl"):
+        return None
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, 2) - MAX_TAIL))
+            lines = f.read(MAX_TAIL).splitlines()
+    except OSError:
+        return None
+    outcome: str | None = None
+    for raw in reversed(lines):
+        try:
+            line = json.loads(raw)
+        except (ValueError, RecursionError):
+            continue
+        if not isinstance(line, dict):
+            continue
+        if outcome is None and line.get("type") == "agent_turn_outcome" and isinstance(line.get("reason"), str):
+            outcome = line["reason"]
+            state = TURN_OUTCOMES.get(outcome, "error")
+            if state != "error":
+                return state, None
+        elif outcome is not None and (shown := _shown_error(line)) is not None:
+            return "error", shown
+    return ("error", f"its turn ended: {outcome}") if outcome is not None else None
+
+
+def _shown_error(line: dict[str, Any]) -> str | None:
+    """The text of a message only its user sees (an API error's), not a hook's record."""
+    message = line.get("message") if line.get("type") == "message" else None
+    if not isinstance(message, dict) or message.get("visibility") != "user_only" or "hookEventName" in message:
+        return None
+    parts = message.get("content")
+    texts = [p.get("text") for p in parts if isinstance(p, dict)] if isinstance(parts, list) else []
+    said = " ".join(t.strip() for t in texts if isinstance(t, str) and t.strip())
+    return said or None
 
 
 ADAPTER = Droid()
