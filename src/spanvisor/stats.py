@@ -94,7 +94,7 @@ METRICS: dict[str, tuple[str, str]] = {
     "control_runs_waiting": ("gauge", "Runs whose facts wait to be written to the control log (state store)."),
     "coding_agent_records_total": (
         "counter",
-        "Log records of coding-agent CLIs (Claude Code, Codex, Gemini CLI) read as tasks, by outcome (read, or why not: no_session_id, unreadable_attributes, ...).",
+        "Log records of coding-agent CLIs (those whose adapter reads their telemetry) read as tasks, by outcome (read, or why not: no_session_id, unreadable_attributes, ...).",
     ),
     "coding_agent_spans_ignored_total": (
         "counter",

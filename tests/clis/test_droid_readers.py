@@ -6,6 +6,7 @@ not fail)."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -120,3 +121,45 @@ def test_what_the_launcher_reads_of_its_command() -> None:
     assert droid.output_plan(["droid", "exec", "--input-format", "stream-json"])[1] == "passthrough"
     assert droid.output_plan(["droid", "exec", "hi"]) == (["droid", "exec", "-o", "stream-json", "hi"], "droid-text")
     assert stream.model_of(["droid", "exec", "-mgpt-5", "hi"], {}) == "gpt-5"
+
+
+def test_the_transcript_names_the_session_and_says_how_its_last_turn_ended(tmp_path: Path) -> None:
+    """The shapes of its 0.225.2 transcript: ``session_start`` (its title,
+    the prompt's) first, an API error shown to its user only, and the turn's
+    outcome written before ``SessionEnd``. A FIFO named as the transcript is
+    not waited on."""
+    from spanvisor.clis import droid
+
+    path = tmp_path / "s.jsonl"
+    lines = [
+        {"type": "session_start", "id": "s1", "title": "fix the test"},
+        {"type": "message", "message": {"role": "user", "content": [{"type": "text", "text": "fix the test"}]}},
+        {
+            "type": "message",
+            "message": {
+                "role": "user",
+                "visibility": "user_only",
+                "content": [{"type": "text", "text": 'BYOK Error: 401 "unauthorized"'}],
+            },
+        },
+        {
+            "type": "message",
+            "message": {"role": "user", "visibility": "user_only", "hookEventName": "Stop", "content": []},
+        },
+        {"type": "agent_turn_outcome", "turnId": "t1", "reason": "model_authentication_failed", "resultKind": "text"},
+    ]
+    path.write_text("".join(json.dumps(ln) + "\n" for ln in lines))
+    assert droid.title(str(path)) == "fix the test"
+    assert droid.last_outcome(str(path)) == ("error", 'BYOK Error: 401 "unauthorized"')
+    done = tmp_path / "done.jsonl"
+    done.write_text(
+        json.dumps(lines[0]) + "\n" + json.dumps({"type": "agent_turn_outcome", "reason": "completed"}) + "\n"
+    )
+    assert droid.last_outcome(str(done)) == ("complete", None)
+    fifo = tmp_path / "fifo.jsonl"
+    os.mkfifo(fifo)
+    assert droid.title(str(fifo)) is None and droid.last_outcome(str(fifo)) is None
+    read = droid.ADAPTER.read_session(
+        {"hook_event_name": "SessionStart", "session_id": "s1", "transcript_path": str(path)}
+    )
+    assert read is not None and (read["hook_event_name"], read["prompt"]) == ("UserPromptSubmit", "fix the test")

@@ -30,9 +30,11 @@ paths ``file_path``, ``directory_path``, ``path`` and ``folder``, and
 from __future__ import annotations
 
 import json
+import os
+import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from spanvisor.clis.adapter import Adapter, HookSetup, option
 
@@ -140,13 +142,23 @@ class Droid(Adapter):
         return stream.model_of(argv, env)
 
 
+def _regular(path: str) -> BinaryIO:
+    """``path`` opened for reading if it is a regular file (a FIFO or a
+    device named as the transcript would block or never end)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(f"{path}: not a regular file")
+    return os.fdopen(fd, "rb")
+
+
 def title(path: str) -> str | None:
     """The title a session's transcript starts with (its first line,
     ``session_start``: the prompt's), read once at its start."""
     if not path.endswith(".jsonl"):
         return None
     try:
-        with open(path, "rb") as f:
+        with _regular(path) as f:
             first = json.loads(f.readline(MAX_TITLE_LINE))
     except (OSError, ValueError, RecursionError):
         return None
@@ -162,7 +174,7 @@ def last_outcome(path: str) -> tuple[str, str | None] | None:
     if not path.endswith(".jsonl"):
         return None
     try:
-        with open(path, "rb") as f:
+        with _regular(path) as f:
             f.seek(max(0, f.seek(0, 2) - MAX_TAIL))
             lines = f.read(MAX_TAIL).splitlines()
     except OSError:
