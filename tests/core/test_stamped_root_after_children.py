@@ -177,3 +177,41 @@ def test_one_export_call_is_one_delivered_batch() -> None:
         specs.append(SpanSpec(trace, f"{t:04x}000000000002", root, "chat", base + 1, base + 2, dict(CHAT)))
     events = exporter_run(unstamped_spans(clean_specs(specs)))
     assert Counter(e.task_id for e in events if isinstance(e, TaskStarted)) == {JOB: 300}
+
+
+# -- each row as of its time -------------------------------------------------
+
+
+def test_a_roots_state_is_read_at_its_end_never_back_dated_onto_its_childrens_rows() -> None:
+    """Issue 66: a root sent after its children (as every SDK exports it)
+    whose progress, step and results were said at its end: the rows of its
+    model and tool calls do not show them (OTLP carries a span's attributes
+    as they ended, so on these paths they are known as of its end only),
+    and its end gives the state row that says them."""
+    end_ns = 1_000_900_000
+    root = SpanSpec(
+        T1,
+        ROOT,
+        None,
+        "agent run",
+        1_000_000_000,
+        end_ns,
+        {cv.TASK_ID: JOB, cv.PROGRESS: 100, cv.STEP: "done", RESULT_FILES: 3},
+    )
+    tool = SpanSpec(T1, "00aa000000000001", ROOT, "execute_tool grep", 1_000_100_000, 1_000_200_000, dict(TOOL))
+    chat = SpanSpec(T1, "00aa000000000002", ROOT, "chat", 1_000_300_000, 1_000_400_000, dict(CHAT))
+    chat.updates = [(chat.end_ns, {cv.GEN_AI_INPUT: 120, cv.GEN_AI_OUTPUT: 30})]
+    for paths, events in (
+        ("tracker", in_batches([root, tool, chat], [[1, 2, 0]])),
+        ("exporter", exporter_run(unstamped_spans(clean_specs([root, tool, chat])))),
+    ):
+        check_stream(events, all_finished=True)
+        before = [e for e in events if e.time_ns < end_ns]
+        assert before and all(e.task.progress is None and e.task.results == () for e in before), paths
+        [state] = [e for e in events if e.kind == "Checkpoint" and e.time_ns == end_ns]
+        assert (state.task.progress, state.task.step, [r.name for r in state.task.results]) == (
+            100.0,
+            "done",
+            ["files"],
+        )
+        assert events[-1].task.progress == 100.0 and isinstance(events[-1], TaskFinished), paths

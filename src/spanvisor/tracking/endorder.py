@@ -6,10 +6,12 @@ routes each span here."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from spanvisor.events import Event
 from spanvisor.spans import conventions as cv
+from spanvisor.spans.current import A2A_TASK_STATE
 from spanvisor.spans.data import SpanData
 from spanvisor.spans.rootevents import EndedRoot
 from spanvisor.tracking.provisional import guess, mark_below, named, top_arrived, top_as_root
@@ -17,6 +19,23 @@ from spanvisor.tracking.recent import pair_key
 from spanvisor.tracking.taskindex import Key
 from spanvisor.tracking.tracebuffer import Subtree, TraceBuffer, can_cause_events
 from spanvisor.tracking.trackerbase import TrackerBase
+
+
+# What a root states of the task's state and outcome (its plan, agent.steps,
+# is what it set out to do: read as it opens): on these paths known
+# only as of its end (OTLP carries its attributes as they ended), so read
+# there, never back-dated onto the rows of its children before it.
+STATE_AT_END = frozenset({cv.PROGRESS, cv.STEP, cv.MESSAGE, cv.STATUS, A2A_TASK_STATE})
+
+
+def as_it_opened(root: SpanData) -> SpanData:
+    """An ended root as its task opens before its children are read: without
+    its state attributes and results (:data:`STATE_AT_END`), which its end reads."""
+    a = root.attributes
+    if not a or not any(k in STATE_AT_END or k.startswith(cv.RESULT_PREFIX) for k in a):
+        return root
+    kept = {k: v for k, v in a.items() if k not in STATE_AT_END and not k.startswith(cv.RESULT_PREFIX)}
+    return replace(root, attributes=kept)
 
 
 class EndOrder(TrackerBase):
@@ -215,7 +234,7 @@ class EndOrder(TrackerBase):
         if sub.nested:  # an agent span nested in a provisional task: its members, as they arrived
             return [e for d in (*sub.on_time, root, *sub.late) for e in self._absorb(key, d, list(d.notes), False)]
         # Its live records may have opened it meanwhile: then it continues.
-        out = self._open(key, root, notes, initial=True) if key not in self._tasks else []
+        out = self._open(key, as_it_opened(root), notes, initial=True) if key not in self._tasks else []
         st = self._tasks[key]
         ended = EndedRoot(root) if root.events and sub.on_time else None
         # As they arrived, never by end times from other clocks (docs/reference/conventions.md#clock-skew).
