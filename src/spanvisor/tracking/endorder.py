@@ -20,7 +20,6 @@ from spanvisor.tracking.taskindex import Key
 from spanvisor.tracking.tracebuffer import Subtree, TraceBuffer, can_cause_events
 from spanvisor.tracking.trackerbase import TrackerBase
 
-
 # What a root states of the task's state and outcome (its plan, agent.steps,
 # is what it set out to do: read as it opens): on these paths known
 # only as of its end (OTLP carries its attributes as they ended), so read
