@@ -127,3 +127,19 @@ def test_factory_droids_managed_hooks_only_passes(tmp_path: Path) -> None:
     assert (bad, warned) == ([], []) and ok == [
         f"Factory Droid: {system} sets allowManagedHooksOnly: no user's or repository's hook runs or turns its gate off"
     ]
+
+
+def test_factory_droids_system_file_that_cannot_be_read_is_a_problem(tmp_path: Path) -> None:
+    """Droid takes a system file it cannot read or parse as an empty level:
+    no managed hook runs, the gate's included."""
+    from spanvisor.clis import registry
+    from spanvisor.clis.droid import check
+
+    system = tmp_path / "settings.json"
+    system.write_text("{ not json")
+    (tmp_path / ".factory").mkdir()
+    bad, warned, ok = check.look(registry.need("droid"), {"HOME": str(tmp_path), "PATH": ""}, tmp_path, system)
+    assert bad == [
+        f"{system} exists but cannot be read or is not JSON: Factory Droid then runs none of its hooks, the gate's included"
+    ]
+    assert (warned, ok) == ([], [])

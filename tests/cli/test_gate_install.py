@@ -278,3 +278,33 @@ def test_a_policy_hook_file_copilot_would_skip_is_written_again(tmp_path: Path) 
     policy.symlink_to(elsewhere)
     third = _install(tmp_path, "--cli", "copilot", "--policy", "/etc/spanvisor/hook-policy.toml")
     assert third.returncode == 0 and not policy.is_symlink() and policy.read_text() == text, third.stdout
+
+
+def test_the_folders_it_makes_every_user_may_enter_whatever_the_umask(tmp_path: Path) -> None:
+    """Under umask 027 a folder made for the settings would keep other users'
+    CLIs out (Factory Droid then runs no hook at all): each is 0755."""
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_SYSTEM_SETTINGS_PATH")}
+    got = subprocess.run(
+        [
+            "sh",
+            "-c",
+            'umask 027 && exec "$@"',
+            "sh",
+            SPANVISOR,
+            "gate",
+            "install",
+            "--root",
+            str(tmp_path),
+            "--cli",
+            "droid",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert got.returncode == 0, got.stdout + got.stderr
+    for folder in (tmp_path / "etc", tmp_path / "etc" / "factory"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o755, folder
+    assert stat.S_IMODE((tmp_path / "etc" / "factory" / "settings.json").stat().st_mode) == 0o644

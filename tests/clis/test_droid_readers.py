@@ -121,6 +121,7 @@ def test_what_the_launcher_reads_of_its_command() -> None:
     assert droid.output_plan(["droid", "exec", "--input-format", "stream-json"])[1] == "passthrough"
     assert droid.output_plan(["droid", "exec", "hi"]) == (["droid", "exec", "-o", "stream-json", "hi"], "droid-text")
     assert stream.model_of(["droid", "exec", "-mgpt-5", "hi"], {}) == "gpt-5"
+    assert stream.model_of(["droid", "exec", "--", "-make it pass"], {}) is None  # a prompt, after --
 
 
 def test_the_transcript_names_the_session_and_says_how_its_last_turn_ended(tmp_path: Path) -> None:
@@ -163,3 +164,12 @@ def test_the_transcript_names_the_session_and_says_how_its_last_turn_ended(tmp_p
         {"hook_event_name": "SessionStart", "session_id": "s1", "transcript_path": str(path)}
     )
     assert read is not None and (read["hook_event_name"], read["prompt"]) == ("UserPromptSubmit", "fix the test")
+
+
+def test_an_interactive_session_that_starts_untitled_opens_at_its_first_prompt(tmp_path: Path) -> None:
+    from spanvisor.clis import droid
+
+    tui = tmp_path / "tui.jsonl"
+    tui.write_text(json.dumps({"type": "session_start", "id": "s2", "title": "New Session"}) + "\n")
+    start = {"hook_event_name": "SessionStart", "session_id": "s2", "transcript_path": str(tui)}
+    assert droid.ADAPTER.read_session(start) == start  # no turn opened: its UserPromptSubmit names it

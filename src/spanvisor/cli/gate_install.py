@@ -52,6 +52,7 @@ from spanvisor.clis import registry
 from spanvisor.clis.adapter import Adapter
 
 MODE = 0o644
+FOLDER_MODE = 0o755
 # What names the gate's OpenCode plugin in a plugin list.
 PLUGIN_MARK = "spanvisor-gate"
 
@@ -212,7 +213,13 @@ def _write(path: Path, text: str) -> str:
 
 
 def _put(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # Each folder made here may be entered by every user (mkdir's mode is cut
+    # by the umask: under 027 a CLI run by another user could not read the
+    # file, and Factory Droid then runs no hook at all, the gate's included).
+    missing = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
+    for folder in reversed(missing):
+        folder.mkdir(exist_ok=True)
+        os.chmod(folder, FOLDER_MODE)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:

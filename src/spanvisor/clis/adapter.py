@@ -344,6 +344,8 @@ def option(args: Sequence[str], *names: str, joined: bool = False) -> str | None
     ``joined``: also a short name with its value joined, ``-oV``, as a CLI
     whose parser reads it so does)."""
     for i, a in enumerate(args):
+        if a == "--":
+            break  # what follows is plain arguments (a prompt), never options
         for n in names:
             if a == n and i + 1 < len(args):
                 return args[i + 1]

@@ -44,6 +44,17 @@ SYSTEM = Path("/etc/factory/settings.json")
 # read for how its last turn ended.
 MAX_TITLE_LINE = 64 * 1024
 MAX_TAIL = 256 * 1024
+# The title an interactive session starts with before its first prompt, in
+# each language its 0.225.2 binary has: no prompt's.
+UNTITLED = frozenset(
+    {
+        "New Session",
+        "Nuova sessione",
+        "\u65b0\u3057\u3044\u30bb\u30c3\u30b7\u30e7\u30f3",
+        "\u65b0\u4f1a\u8bdd",
+        "\uc0c8 \uc138\uc158",
+    }
+)
 # Its turn outcomes (its 0.225.2 binary) that are no failure; any other is.
 TURN_OUTCOMES = {
     "completed": "complete",
@@ -91,9 +102,12 @@ class Droid(Adapter):
         if read is None or read.get("hook_event_name") != "SessionStart":
             return read
         # `droid exec` fires no UserPromptSubmit: its session opens here,
-        # named by the title its transcript starts with (the prompt's).
+        # named by the title its transcript starts with (the prompt's). An
+        # interactive session's is a stand-in ("New Session"): it opens at
+        # its first UserPromptSubmit, which names it.
         path = read.get("transcript_path")
-        return {**read, "hook_event_name": "UserPromptSubmit", "prompt": title(path) if isinstance(path, str) else None}
+        named = title(path) if isinstance(path, str) else None
+        return {**read, "hook_event_name": "UserPromptSubmit", "prompt": named} if named is not None else read
 
     def settings_files(self, env: Mapping[str, str], home: Path, cwd: str) -> list[Path]:
         home = Path(env.get("FACTORY_HOME_OVERRIDE") or home)  # its stand-in for HOME
@@ -163,7 +177,7 @@ def title(path: str) -> str | None:
     except (OSError, ValueError, RecursionError):
         return None
     said = first.get("title") if isinstance(first, dict) and first.get("type") == "session_start" else None
-    return said if isinstance(said, str) and said.strip() else None
+    return said if isinstance(said, str) and said.strip() and said.strip() not in UNTITLED else None
 
 
 def last_outcome(path: str) -> tuple[str, str | None] | None:

@@ -10,6 +10,7 @@ repository's root is named (its ``settings.json`` and ``hooks.json``). Nothing i
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,6 +24,11 @@ def look(cli: Adapter, env: Mapping[str, str], cwd: Path, system: Path) -> tuple
     if not shutil.which("droid", path=env.get("PATH")) and not (home / ".factory").is_dir():
         return [], [], []
     doc = _read(system)
+    if doc is None and _present(system):
+        # Droid takes a file that exists but cannot be read or parsed as an
+        # empty organisation level: no managed hook runs.
+        said = f"{system} exists but cannot be read or is not JSON: {cli.title} then runs none of its hooks, the gate's included"
+        return [said], [], []
     if isinstance(doc, dict) and doc.get("allowManagedHooksOnly") is True:
         said = f"{cli.title}: {system} sets allowManagedHooksOnly: no user's or repository's hook runs or turns its gate off"
         return [], [], [said]
@@ -36,6 +42,18 @@ def look(cli: Adapter, env: Mapping[str, str], cwd: Path, system: Path) -> tuple
         "can turn every hook off (hooks.hooksDisabled) or answer a call before the gate (spanvisor gate install --cli droid)"
     ]
     return problems, warned, []
+
+
+def _present(path: Path) -> bool:
+    """Whether Droid takes ``path`` as there: anything but "no such file"
+    (a folder it may not enter too), as its own look does."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def _project_files(cwd: Path) -> list[Path]:
