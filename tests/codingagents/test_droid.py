@@ -1,6 +1,7 @@
 """Factory Droid 0.225.2 (``@factory/cli``'s linux-x64 binary), the real
 CLI, offline against the fake Chat Completions API (a custom model of the
-user's settings: no login). Claude Code's hook contract: ``spanvisor hook
+user's settings: no login; air-gapped, ``FACTORY_AIRGAP_ENABLED``, so it
+waits on none of Factory's services). Claude Code's hook contract: ``spanvisor hook
 droid`` in its settings, and under ``spanvisor run`` the launcher reads
 its ``exec -o stream-json``.
 
