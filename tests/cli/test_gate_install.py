@@ -25,10 +25,11 @@ COPILOT_SETTINGS = "etc/github-copilot/managed-settings.json"
 COPILOT_POLICY = "etc/github-copilot/policy.d/spanvisor.json"
 
 
-def _install(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _install(root: Path, *args: str, umask: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.endswith("_SYSTEM_SETTINGS_PATH")}
+    command = [SPANVISOR, "gate", "install", "--root", str(root), *args]
     return subprocess.run(
-        [SPANVISOR, "gate", "install", "--root", str(root), *args],
+        ["sh", "-c", f'umask {umask} && exec "$@"', "sh", *command] if umask else command,
         capture_output=True,
         text=True,
         env=env,
@@ -283,27 +284,7 @@ def test_a_policy_hook_file_copilot_would_skip_is_written_again(tmp_path: Path) 
 def test_the_folders_it_makes_every_user_may_enter_whatever_the_umask(tmp_path: Path) -> None:
     """Under umask 027 a folder made for the settings would keep other users'
     CLIs out (Factory Droid then runs no hook at all): each is 0755."""
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_SYSTEM_SETTINGS_PATH")}
-    got = subprocess.run(
-        [
-            "sh",
-            "-c",
-            'umask 027 && exec "$@"',
-            "sh",
-            SPANVISOR,
-            "gate",
-            "install",
-            "--root",
-            str(tmp_path),
-            "--cli",
-            "droid",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
+    got = _install(tmp_path, "--cli", "droid", umask="027")
     assert got.returncode == 0, got.stdout + got.stderr
     for folder in (tmp_path / "etc", tmp_path / "etc" / "factory"):
         assert stat.S_IMODE(folder.stat().st_mode) == 0o755, folder
