@@ -77,9 +77,9 @@ def _view_to_dict(v: TaskView) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in dataclasses.fields(v):
         value = getattr(v, f.name)
-        if f.name == "provisional":
+        if f.name in ("provisional", "former_id"):
             if value:  # only when set: every other view's JSON stays as it was
-                out[f.name] = True
+                out[f.name] = value
             continue
         if f.name == "artifacts":
             value = [artifact_to_dict(a) for a in value]
@@ -168,6 +168,7 @@ _VIEW_CHECKS: dict[str, Callable[[Any], bool]] = {
     "stalled": lambda x: isinstance(x, bool),
     "cancel_requested": lambda x: isinstance(x, bool),
     "provisional": lambda x: isinstance(x, bool),
+    "former_id": _opt(_is_str),
 }
 
 _EVENT_CHECKS: dict[str, Callable[[Any], bool]] = {

@@ -177,6 +177,10 @@ class TaskView:
     seq: int = 0
     # Opened before its root arrived: title and agent a stand-in until it does (conventions.md).
     provisional: bool = False
+    # The id this run was shown under before its root named its own (agent.task.id): a provisional
+    # task's derived "<trace>-<span>" id. Set on every view from the rename on; a sink moves what it
+    # keeps under (former_id, run_id) to (task_id, run_id). None: the task was never known by another id.
+    former_id: str | None = None
 
     @property
     def context_ratio(self) -> float | None:

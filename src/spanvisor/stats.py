@@ -59,7 +59,8 @@ METRICS: dict[str, tuple[str, str]] = {
     "provisional_tasks_total": (
         "counter",
         "Traces whose task opened before its root arrived, by outcome: shown (a provisional task opened), held_back "
-        "(model calls of a trace that did not look like an agent run and made no task: shown nowhere).",
+        "(model calls of a trace that did not look like an agent run and made no task: shown nowhere), renamed (a shown "
+        "task whose root then named its agent.task.id: it took that id).",
     ),
     "late_spans_total": (
         "counter",

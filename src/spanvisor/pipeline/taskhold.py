@@ -25,11 +25,17 @@ HOLD_BACKOFF_START_S = 0.5
 HOLD_BACKOFF_MAX_S = 30.0
 
 
+def _task_of(event: Event) -> str:
+    """The key a task is held under: the id it first showed under, so that a
+    task renamed by its root (``former_id``) waits behind its own suspect."""
+    return event.task.former_id or event.task_id
+
+
 class TaskHold:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self.answers = 0  # exports the sink answered (SUCCESS or FAILURE), ever
-        self._tasks: dict[str, list[Event]] = {}  # task id -> its suspect, then the events behind it
+        self._tasks: dict[str, list[Event]] = {}  # task (_task_of) -> its suspect, then the events behind it
         self._suspected: dict[str, int] = {}  # event id -> answers when it first became a suspect
         self._answers_at_hold = 0
         self._release_at = 0.0
@@ -57,7 +63,7 @@ class TaskHold:
         if not self._tasks:
             self._answers_at_hold = self.answers
             self._release_at = self._clock() + self._backoff
-        self._tasks.setdefault(event.task_id, []).append(event)
+        self._tasks.setdefault(_task_of(event), []).append(event)
 
     def divert(self, events: list[Event]) -> list[Event]:
         """Move the events of held tasks here, in order; return the others."""
@@ -65,7 +71,7 @@ class TaskHold:
             return events
         rest: list[Event] = []
         for event in events:
-            waiting = self._tasks.get(event.task_id)
+            waiting = self._tasks.get(_task_of(event))
             if waiting is None:
                 rest.append(event)
             else:

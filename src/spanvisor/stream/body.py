@@ -110,6 +110,7 @@ def task_json(v: TaskView) -> dict[str, Any]:
         "stalled": v.stalled,
         "cancel_requested": v.cancel_requested,
         "provisional": v.provisional,
+        "former_id": v.former_id,
         "approvals": [
             {
                 "approval_id": r.approval_id,

@@ -170,6 +170,8 @@ def task_text(v: TaskView) -> str:
             _bool(v.cancel_requested),
             ',"provisional":',
             _bool(v.provisional),
+            ',"former_id":',
+            _text(v.former_id),
             ',"approvals":',
             _json(
                 [

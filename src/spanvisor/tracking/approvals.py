@@ -328,7 +328,7 @@ def find(
     just finished here."""
     for st in (*open_states, *closed_states):
         w = st.working
-        if w.task_id == task_id and (not run_id or w.run_id == run_id):
+        if task_id in (w.task_id, w.former_id) and (not run_id or w.run_id == run_id):
             return st
     return None
 

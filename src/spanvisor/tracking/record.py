@@ -139,6 +139,13 @@ class TaskRecord:
             prefix = self._id_prefix = id_prefix(w.task_id, w.run_id)
         return prefixed_id(prefix, parts)
 
+    def rename(self, task_id: str) -> None:
+        """The task's root named its id (``task_id``): its events carry it from
+        now on, and its views the id it was shown under as ``former_id``."""
+        w = self._w
+        w.former_id, w.task_id = w.task_id, task_id
+        self._id_prefix = None
+
     def error_info(self) -> ErrorInfo:
         """The task's errors, made when the first one is reported."""
         if self.errors is None:

@@ -39,6 +39,8 @@ class TaskIndex:
             for st in (*tasks.values(), *closed.states()):
                 w = st.working
                 self._add(w.task_id, (w.trace_id, w.root_span_id))
+                if w.former_id is not None:
+                    self._add(w.former_id, (w.trace_id, w.root_span_id))
 
     def _add(self, task_id: str, key: Key) -> None:
         found = self._keys.get(task_id)
@@ -54,7 +56,8 @@ class TaskIndex:
     ) -> tuple[list[TaskState], list[TaskState]]:
         """The open states with this id, then the just-finished ones (those
         ``closed`` still returns at ``now``). When one id names several open
-        tasks, they come in the order they opened."""
+        tasks, they come in the order they opened. A task renamed by its root
+        (``former_id``) is found by either id."""
         found = self._keys.get(task_id)
         if found is None:
             return [], []
@@ -63,13 +66,19 @@ class TaskIndex:
         for key in (found,) if isinstance(found, tuple) else tuple(found):
             st = tasks.get(key)
             if st is not None:
-                if st.working.task_id == task_id:
+                if named(st, task_id):
                     open_states.append(st)
             else:
                 st = closed.get(key, now)
-                if st is not None and st.working.task_id == task_id:
+                if st is not None and named(st, task_id):
                     closed_states.append(st)
         return open_states, closed_states
 
 
-__all__ = ["Key", "TaskIndex"]
+def named(st: TaskState, task_id: str) -> bool:
+    """Whether ``task_id`` names the task: its id, or the one it was shown under before its root named it."""
+    w = st.working
+    return w.task_id == task_id or (w.former_id is not None and w.former_id == task_id)
+
+
+__all__ = ["Key", "TaskIndex", "named"]

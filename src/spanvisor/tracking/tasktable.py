@@ -319,6 +319,24 @@ class TaskTable:
         self._close(key, st, "finished")
         return [ev]
 
+    def rename(self, key: Key, st: TaskState, raw: Any, notes: list[str]) -> bool:
+        """Task ``key``, opened provisionally under a derived id, meets its
+        root, which names its ``agent.task.id`` (``raw``): the task takes that
+        id from the root's events on, its views naming the derived one as
+        ``former_id`` (every sink moves what it keeps of the run), and a
+        lookup by either id finds it. A task opened under an id a span named
+        keeps it. Returns whether it was renamed."""
+        w = st.working
+        if raw is None or w.former_id is not None or w.task_id != default_task_id(w.trace_id, w.root_span_id):
+            return False
+        task_id = sz.name(raw, cv.TASK_ID, notes)
+        if not task_id or task_id == w.task_id:
+            return False
+        st.rename(task_id)
+        self.by_task.add(task_id, key, self.open, self.closed)
+        self.stats.inc("provisional_tasks_total", outcome="renamed")
+        return True
+
     def alias(self, key: Key, st: TaskState) -> None:
         """``key`` (a provisional task's root, not the span it was opened
         under) is the finished task ``st``: its late spans correct it."""

@@ -127,6 +127,9 @@ class TrackerBase:
         if not is_root and self._prov.keys and key in self._prov.keys and cv.is_root_candidate(span.attributes):
             self._prov.took_agent(key, span.span_id)
         out = self.tasks.alive(key, st, self._wall(), now)
+        if is_root and self._prov.keys and key in self._prov.keys and span.end_ns is not None:
+            # A provisional task's root naming its id: the task is known by it from the root's events on.
+            self.tasks.rename(key, st, span.attributes.get(cv.TASK_ID), notes)
         out.extend(st.absorb(span, notes, is_root))
         if span.error and not is_root and st.errors is not None and st.errors.step is not None:
             self.tasks.step_failed(key)

@@ -51,6 +51,7 @@ WORKING_FIELDS: Final = (
     "results",
     "seq",
     "provisional",
+    "former_id",
 )
 
 
@@ -92,6 +93,7 @@ class Working:
     results: tuple[ResultField, ...]
     seq: int
     provisional: bool
+    former_id: str | None
 
     def __init__(self, view: TaskView) -> None:
         self.load(view)
@@ -131,6 +133,7 @@ class Working:
         self.results = view.results
         self.seq = view.seq
         self.provisional = view.provisional
+        self.former_id = view.former_id
 
     def __getitem__(self, name: str) -> Any:
         """A field by name, for readers outside the tracker's hot path."""
