@@ -279,3 +279,17 @@ def test_a_task_that_logs_nothing_holds_no_ring() -> None:
     assert list(tails._tasks) == [int(views[7].trace_id, 16)]
     [done] = tails.enrich([_done(views[7], "error", 200)])
     assert isinstance(done, TaskFinished) and [line.message for line in done.log_tail] == ["boom"]
+
+
+def test_a_task_renamed_by_its_root_keeps_its_tail_and_holds_nothing_after() -> None:
+    """A provisional task shown under a derived id whose root names its own
+    (``former_id``): its tail is its own, and nothing of it stays open."""
+    tails = LogTails(None, PipelineStats())
+    trace = "0" * 31 + "7"
+    shown = _view("derived", trace, 100)
+    tails.enrich([TaskStarted(event_id="s", time_ns=100, task=shown)])
+    tails.add([LogIn(int(trace, 16), 1, 150, 17, None, "c", "boom")])
+    named = dataclasses.replace(shown, task_id="fix-42", former_id="derived")
+    [done] = tails.enrich([_done(named, "error", 200)])
+    assert isinstance(done, TaskFinished) and [line.message for line in done.log_tail] == ["boom"]
+    assert tails._open == {} and tails._known == set() and tails._tasks == {}

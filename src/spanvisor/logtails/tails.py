@@ -194,6 +194,10 @@ class LogTails:
             for i, ev in enumerate(events):
                 if isinstance(ev, HumanIntervention) and not ev.known:
                     continue  # not a view of a task open here
+                former = ev.task.former_id
+                if former is not None and former in self._open:
+                    # Its root named its id: the same task, its trace counted once.
+                    self._open[ev.task.task_id] = self._open.pop(former)
                 if isinstance(ev, TaskFinished):
                     tail = self._finish(ev)
                     if tail:
