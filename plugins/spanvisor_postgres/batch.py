@@ -25,6 +25,7 @@ from spanvisor.events import (
 
 from .correctrows import corrected_artifacts, corrected_values, fact_rows
 from .humanrows import intervention_record, log_records
+from .renames import under
 from .rows import CHECKPOINT_COLUMNS, TIMELINE, artifact_record, checkpoint_record, is_terminal, task_row, ts
 
 
@@ -68,12 +69,17 @@ def _timeline_rows(
         logs.extend(log_records(event, ts))
 
 
-def batch_rows(events: Sequence[Event], writer: str = "") -> BatchRows:
+def batch_rows(events: Sequence[Event], writer: str = "", moved: dict[str, str] | None = None) -> BatchRows:
     """All rows of a batch; task states folded to one per task, sorted by id
     so concurrent writers lock task rows in the same order (no deadlocks).
 
     ``writer`` names who writes them (a replica id; "" for no one in
     particular), so a task two writers wrote is known as shared.
+
+    ``moved``: provisional ids renamed (former id -> task id, renames.py):
+    events still under one are written under the task's id, but for a
+    decision's own row, which is written as it was decided (it is signed
+    as the event says, and shown as the task's through the alias).
 
     Only the two deciding events of each task (the most advanced one and
     the earliest terminal one) are turned into full task rows; the rest
@@ -94,14 +100,15 @@ def batch_rows(events: Sequence[Event], writer: str = "") -> BatchRows:
     # started after the earlier run ended): a batch holding two runs folds
     # only the newer one's events into it.
     runs: dict[str, tuple[str, int | None]] = {}  # task id -> (run id, its end when seen)
-    for event in events:
-        tid = event.task.task_id
-        if isinstance(event, HumanIntervention):
-            interventions.append(intervention_record(event, ts))
-            if not event.known:
+    for as_sent in events:
+        if isinstance(as_sent, HumanIntervention):
+            interventions.append(intervention_record(as_sent, ts))
+            if not as_sent.known:
                 # The task is not open where the decision was taken: its view
                 # is not newer (it may carry ids only), so the task row stays.
                 continue
+        event = under(as_sent, moved) if moved else as_sent
+        tid = event.task.task_id
         v = event.task
         seen = runs.get(tid)
         if seen is not None and seen[0] != v.run_id:

@@ -274,7 +274,7 @@ def cmd_task(args: argparse.Namespace, config: Config) -> int:
                     show_extras(extras)
                 return 0
             entries = await timeline(conn, task)
-            extras = await task_extras(conn, task["task_id"])
+            extras = await task_extras(conn, task["task_id"], task.get("former_id"))
         if args.json:
             print_json({"task": task, "timeline": entries, **extras})
             return 0
@@ -285,6 +285,7 @@ def cmd_task(args: argparse.Namespace, config: Config) -> int:
             ctx = f"{task['context_tokens']:,} / {limit:,}{ratio}" if limit else f"{task['context_tokens']:,}"
         head = [
             ("task", task["task_id"]),
+            *([("former id", task["former_id"])] if task.get("former_id") else []),
             ("name", task["task_name"] or "-"),
             ("agent", f"{task['agent_id']}" + (f" ({task['agent_name']})" if task["agent_name"] else "")),
             ("repo", task["repo"] or "-"),

@@ -118,12 +118,13 @@ def cmd_interventions(args: argparse.Namespace, config: Config) -> int:
     return guard(config, go)
 
 
-async def task_extras(conn: Any, task_id: str) -> dict[str, Any]:
-    """What ``spanvisor task`` shows beside the timeline."""
+async def task_extras(conn: Any, task_id: str, former_id: str | None = None) -> dict[str, Any]:
+    """What ``spanvisor task`` shows beside the timeline (``former_id``: the
+    id a renamed task showed under, whose decisions are the task's)."""
     from .humanqueries import task_interventions, task_log_tail
 
     return {
-        "interventions": await task_interventions(conn, task_id),
+        "interventions": await task_interventions(conn, task_id, former_id),
         "log_tail": await task_log_tail(conn, task_id),
     }
 

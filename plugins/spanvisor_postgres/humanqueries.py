@@ -20,36 +20,70 @@ def like_prefix(prefix: str) -> str:
     return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
+# A decision taken while its task showed under a former id (renames.py) is
+# the task's: shown under the task's id, with the id it was recorded under.
+# The alias is followed only for the derived id of the task row's own run,
+# and only for that run's decisions (their run_id is in the chain's hash).
+_RENAMED = (
+    "LEFT JOIN LATERAL (SELECT a.task_id FROM task_aliases a JOIN agent_tasks x ON x.task_id = a.task_id"
+    " AND a.former_id = x.trace_id || '-' || x.root_span_id WHERE a.former_id = h.task_id"
+    " AND COALESCE(h.run_id, '') IN ('', a.run_id)) n ON true"
+    " LEFT JOIN agent_tasks t ON t.task_id = COALESCE(n.task_id, h.task_id)"
+)
+# The task a former id ($1) names, when the alias is followed.
+_TASK_OF = (
+    "SELECT a.task_id FROM task_aliases a JOIN agent_tasks x ON x.task_id = a.task_id"
+    " AND a.former_id = x.trace_id || '-' || x.root_span_id WHERE a.former_id = $1"
+)
+_SHOWN = (
+    f"SELECT {_COLUMNS.replace('h.task_id, ', 'COALESCE(n.task_id, h.task_id) AS task_id, ', 1)},"
+    " CASE WHEN n.task_id IS NOT NULL THEN h.task_id END AS recorded_as"
+    f" FROM human_interventions h {_RENAMED}"
+)
+
+
 async def list_interventions(
     conn: Any, task: str | None = None, since: datetime | None = None, limit: int = 100
 ) -> list[dict[str, Any]]:
     """Newest first. ``task``: an id or the start of ids (a task may have no
-    row of its own: a decision on a task this database never saw)."""
+    row of its own: a decision on a task this database never saw); a renamed
+    task's by either id."""
     where: list[str] = []
     args: list[Any] = []
     if task:
         args += [task, like_prefix(task)]
-        where.append(f"(h.task_id = ${len(args) - 1} OR h.task_id LIKE ${len(args)})")
+        # Its own and, by a former id, the task's; by the task's id, its former id's too.
+        where.append(
+            f"(h.task_id = $1 OR h.task_id LIKE $2 OR n.task_id = $1 OR n.task_id LIKE $2 OR h.task_id = ({_TASK_OF}))"
+        )
     if since is not None:
         args.append(since)
         where.append(f"h.at >= ${len(args)}")
     args.append(limit)
     sql = (
-        f"SELECT {_COLUMNS} FROM human_interventions h LEFT JOIN agent_tasks t ON t.task_id = h.task_id"
+        _SHOWN
         + (" WHERE " + " AND ".join(where) if where else "")
         + f" ORDER BY h.at DESC, h.intervention_id LIMIT ${len(args)}"
     )
-    return [dict(r) for r in await conn.fetch(sql, *args)]
+    return [_shown(r) for r in await conn.fetch(sql, *args)]
 
 
-async def task_interventions(conn: Any, task_id: str) -> list[dict[str, Any]]:
-    """One task's interventions, oldest first."""
+async def task_interventions(conn: Any, task_id: str, former_id: str | None = None) -> list[dict[str, Any]]:
+    """One task's interventions, oldest first; ``former_id``: the id it showed
+    under before its root named its own (``find_task``), whose decisions are its."""
     rows = await conn.fetch(
-        f"SELECT {_COLUMNS} FROM human_interventions h LEFT JOIN agent_tasks t ON t.task_id = h.task_id"
-        " WHERE h.task_id = $1 ORDER BY h.at, h.intervention_id",
+        f"{_SHOWN} WHERE h.task_id = $1 OR (h.task_id = $2 AND n.task_id = $1) ORDER BY h.at, h.intervention_id",
         task_id,
+        former_id,
     )
-    return [dict(r) for r in rows]
+    return [_shown(r) for r in rows]
+
+
+def _shown(row: Any) -> dict[str, Any]:
+    out = dict(row)
+    if out.get("recorded_as") is None:
+        del out["recorded_as"]  # recorded under the id it is shown under
+    return out
 
 
 async def task_log_tail(conn: Any, task_id: str) -> list[dict[str, Any]]:

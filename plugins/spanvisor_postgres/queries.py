@@ -16,7 +16,7 @@ from spanvisor.display.readable import usd
 from spanvisor.events import Status
 from spanvisor.statestores import chainhead
 
-from .humanqueries import PRUNE_ORPHAN_INTERVENTIONS
+from .humanqueries import PRUNE_ORPHAN_INTERVENTIONS, like_prefix
 from .removals import PRUNE_FLOOR_S, RECORD_FOR_ORPHANS, RECORD_FOR_TASKS
 
 TERMINAL = ("complete", "error", "cancelled", "lost", "evicted")
@@ -66,15 +66,25 @@ async def list_tasks(
     return [dict(r) for r in await conn.fetch(sql, *args)]
 
 
+# A task row with the id it showed under before its root named its own
+# (renames.py): an alias is followed only for the derived id of the row's own run.
+_FOLLOWED = "a.task_id = t.task_id AND a.former_id = t.trace_id || '-' || t.root_span_id"
+_TASK_ROW = f"SELECT t.*, a.former_id FROM agent_tasks t LEFT JOIN task_aliases a ON {_FOLLOWED}"
+_ALIASED_ROW = f"SELECT t.*, a.former_id FROM task_aliases a JOIN agent_tasks t ON {_FOLLOWED}"
+
+
 async def find_task(conn: Any, id_or_prefix: str) -> dict[str, Any]:
-    """The task with this id, or the one task whose id starts with it."""
+    """The task with this id, or the one task whose id starts with it; a
+    renamed task by its former id too (then shown under its own)."""
     rows = await conn.fetch(
-        "SELECT * FROM agent_tasks WHERE task_id = $1 UNION ALL "
-        "(SELECT * FROM agent_tasks WHERE task_id LIKE $2 AND task_id <> $1 ORDER BY started_at DESC LIMIT 6)",
+        f"{_TASK_ROW} WHERE t.task_id = $1 UNION ALL {_ALIASED_ROW} WHERE a.former_id = $1 UNION ALL "
+        f"({_TASK_ROW} WHERE t.task_id LIKE $2 AND t.task_id <> $1 ORDER BY t.started_at DESC LIMIT 6) UNION ALL "
+        f"({_ALIASED_ROW} WHERE a.former_id LIKE $2 AND a.former_id <> $1 AND t.task_id NOT LIKE $2"
+        " ORDER BY t.started_at DESC LIMIT 6)",
         id_or_prefix,
-        id_or_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%",
+        like_prefix(id_or_prefix),
     )
-    exact = [r for r in rows if r["task_id"] == id_or_prefix]
+    exact = [r for r in rows if id_or_prefix in (r["task_id"], r["former_id"])]
     if exact:
         return _task(exact[0])
     if not rows:
@@ -163,6 +173,11 @@ _PRUNE_STATE_KEYS = (
 )
 
 
+_FORMER_IDS = (
+    f"SELECT a.former_id FROM task_aliases a JOIN agent_tasks t ON {_FOLLOWED} WHERE a.task_id = ANY($1::text[])"
+)
+
+
 async def prune(
     pool: Any, older_than_s: float, batch: int = 500, max_batches: int | None = None, floor_s: float = PRUNE_FLOOR_S
 ) -> int:
@@ -194,10 +209,13 @@ async def prune(
             ]
             if not ids:
                 break
-            await conn.execute(RECORD_FOR_TASKS, keep_s, ids, decided_before)
+            # Decisions taken while a task showed under its former id go with it.
+            owned = ids + [r["former_id"] for r in await conn.fetch(_FORMER_IDS, ids)]
+            await conn.execute(RECORD_FOR_TASKS, keep_s, owned, decided_before)
             await conn.execute(
-                "DELETE FROM human_interventions WHERE task_id = ANY($1::text[]) AND at < $2", ids, decided_before
+                "DELETE FROM human_interventions WHERE task_id = ANY($1::text[]) AND at < $2", owned, decided_before
             )
+            await conn.execute("DELETE FROM task_aliases WHERE task_id = ANY($1::text[])", ids)
             for table in ("agent_checkpoints", "task_artifacts", "task_logs", "quarantine"):
                 await conn.execute(f"DELETE FROM {table} WHERE task_id = ANY($1::text[])", ids)
             for statement in _PRUNE_STATE_KEYS:

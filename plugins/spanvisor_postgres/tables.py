@@ -90,6 +90,9 @@ _TASK_CONFLICT = (
     f" OR (t.writer = '' AND EXCLUDED.writer <> '') OR (NOT t.shared AND {_OTHER_WRITER}))"
 )
 
+# The task row's upsert clause, also what a renamed task's row is moved with (renames.py).
+TASK_CONFLICT = _TASK_CONFLICT
+
 _ONCE = "ON CONFLICT (event_id) DO NOTHING"
 # Every table a batch writes, in the order of ``BatchRows.tables()``: each row
 # keyed by what makes it unique, so a replay inserts nothing twice.

@@ -188,7 +188,7 @@ async def timeline(conn: Any, task: dict[str, Any]) -> list[dict[str, Any]]:
     ):
         where = f" ({r['uri']})" if r["uri"] else ""
         entries.append({"at": r["at"], "kind": "artifact", "detail": f"{r['name']}{where}", "event_id": r["event_id"]})
-    for r in await task_interventions(conn, tid):
+    for r in await task_interventions(conn, tid, task.get("former_id")):
         entries.append(
             {"at": r["at"], "kind": "intervention", "detail": intervention_detail(r), "event_id": r["intervention_id"]}
         )

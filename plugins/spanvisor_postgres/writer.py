@@ -42,6 +42,7 @@ from spanvisor.events import Event
 
 from .batch import BatchRows, batch_rows
 from .finaltotals import RECOUNT, RECOUNT_STAGED
+from .renames import Renames, renames_in, take
 from .sanitize import quarantine
 from .streamrows import (
     STAGE,
@@ -96,17 +97,21 @@ def classify(exc: BaseException) -> type[Exception]:
     return TransientDbError
 
 
-async def _copy_batch(conn: Any, rows: BatchRows, staged: bool, carry: StreamRows | None) -> None:
+async def _copy_batch(
+    conn: Any, events: Sequence[Event], writer: str, renames: Renames | None, staged: bool, carry: StreamRows | None
+) -> None:
     """One transaction in as few round trips as COPY allows: BEGIN, one COPY
     per table with rows (asyncpg sends a COPY's rows without waiting for the
     server's go-ahead: one round trip each), the stream's taken rows staged
     the same way, then one simple query (several statements, no arguments)
     with every ``INSERT … SELECT`` in ``TABLES`` order, the stream's lock,
     insert and notification, and the COMMIT. A table without rows in the
-    batch costs nothing."""
+    batch costs nothing. A batch that renames or holds provisional tasks
+    moves their rows first (:mod:`.renames`): a round trip more."""
     taken: list[Offer] = []
     try:
         await conn.execute("BEGIN" if staged else f"BEGIN; {STAGE_TABLES}")
+        rows = await _rows(conn, events, writer, renames)
         statements: list[str] = []
         for (table, columns, _), records in zip(TABLES, rows.tables(), strict=True):
             if records:
@@ -130,6 +135,13 @@ async def _copy_batch(conn: Any, rows: BatchRows, staged: bool, carry: StreamRow
                 await conn.execute("ROLLBACK")
         raise
     settle(taken, committed=True)
+
+
+async def _rows(conn: Any, events: Sequence[Event], writer: str, renames: Renames | None) -> BatchRows:
+    """The batch's rows, its renamed tasks' rows moved first (in its transaction)."""
+    if renames is None:
+        return batch_rows(events, writer)
+    return batch_rows(events, writer, await take(conn, renames))
 
 
 _COLUMN_TYPES = (
@@ -174,12 +186,14 @@ async def _write_rows(
     ``unnest``; ``staged``: the temp tables exist on ``conn``; ``carry``: the
     event stream's batches waiting to be written in this transaction;
     ``writer``: who writes (``Writer.writer_id``)."""
-    rows = batch_rows(events, writer)
+    renames = renames_in(events)
     if method == "unnest" and one is not None:
-        args: list[list[Any]] = []
-        for (_, columns, _), records in zip(TABLES, rows.tables(), strict=True):
-            args.extend(_columns(records, len(columns)))
-        await conn.execute(one, *args)
+        async with conn.transaction() if renames is not None else contextlib.nullcontext():
+            rows = await _rows(conn, events, writer, renames)
+            args: list[list[Any]] = []
+            for (_, columns, _), records in zip(TABLES, rows.tables(), strict=True):
+                args.extend(_columns(records, len(columns)))
+            await conn.execute(one, *args)
         # Its own transaction: the one statement cannot read the rows it
         # inserts. A recount, so a failure here is made good by the task's
         # next batch.
@@ -187,11 +201,12 @@ async def _write_rows(
             await conn.execute(RECOUNT, [r[0] for r in rows.tasks])
         return
     if method == "copy":
-        await _copy_batch(conn, rows, staged, carry)
+        await _copy_batch(conn, events, writer, renames, staged, carry)
         return
     taken: list[Offer] = []
     try:
         async with conn.transaction():
+            rows = await _rows(conn, events, writer, renames)
             for (table, _, _), records in zip(TABLES, rows.tables(), strict=True):
                 if records:
                     await conn.executemany(STATEMENTS[table], records)

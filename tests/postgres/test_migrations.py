@@ -26,6 +26,7 @@ TABLES = {
     "decision_prunes",  # what prune removed from the decision log, proven (docs/design/audit.md)
     "decision_signatures",  # serve's signatures of the decision rows (docs/design/audit.md)
     "task_logs",
+    "task_aliases",  # a renamed task's former id (migration 0019, plugins/spanvisor_postgres/renames.py)
     "delivery_state",
     "quarantine",
     "schema_migrations",
