@@ -87,25 +87,35 @@ def _tool(req: ApprovalRequest) -> str | None:
     return tool if isinstance(tool, str) else None
 
 
-def covers(g: Grant, req: ApprovalRequest, agent_id: str, task_id: str, run_id: str, now_ns: int) -> bool:
-    """Whether the live grant ``g`` approves ``req`` of that run now."""
+def covers(
+    g: Grant, req: ApprovalRequest, agent_id: str, task_id: str, run_id: str, now_ns: int, former_id: str | None = None
+) -> bool:
+    """Whether the live grant ``g`` approves ``req`` of that run now
+    (``former_id``: the id the task showed under before its root renamed
+    it, which a grant given for that run may name)."""
     tool = _tool(req)
     # Never a request that counts only some people: a grant carries no proven groups.
     if tool is None or req.approvers > 1 or req.approvers_from or not g.live(now_ns):
         return False
     if req.requester and req.requester.strip().casefold() == g.by.strip().casefold():
         return False
-    if g.run_id is not None and (g.task_id != task_id or g.run_id != run_id):
+    if g.run_id is not None and (g.task_id not in (task_id, former_id) or g.run_id != run_id):
         return False
     agent = req.agent or agent_id
     return fnmatch.fnmatchcase(tool, g.tool) and fnmatch.fnmatchcase(agent, g.agent)
 
 
 def find(
-    grants: Iterable[Grant], req: ApprovalRequest, agent_id: str, task_id: str, run_id: str, now_ns: int
+    grants: Iterable[Grant],
+    req: ApprovalRequest,
+    agent_id: str,
+    task_id: str,
+    run_id: str,
+    now_ns: int,
+    former_id: str | None = None,
 ) -> Grant | None:
     """The oldest live grant covering ``req`` (one answer whoever looks)."""
-    fit = [g for g in grants if covers(g, req, agent_id, task_id, run_id, now_ns)]
+    fit = [g for g in grants if covers(g, req, agent_id, task_id, run_id, now_ns, former_id)]
     return min(fit, key=lambda g: (g.created_ns, g.grant_id), default=None)
 
 

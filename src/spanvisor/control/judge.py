@@ -134,8 +134,13 @@ class PipelineControl:
         rec = await self.log.record(task_id, run_id)
         now = time.time_ns()
         agent = str((rec or {}).get("agent_id") or "")
+        # The id its record is kept under, and the one a renamed task showed
+        # under before (a grant given for the run then names that one): the
+        # grant's decision is the same on every replica, whichever id it holds.
+        task_id = str((rec or {}).get("task_id") or task_id)
+        former = (rec or {}).get("former_id")
         for req in runs.open_requests(rec, now):
-            g = grants.find(standing, req, agent, task_id, run_id, now)
+            g = grants.find(standing, req, agent, task_id, run_id, now, former if isinstance(former, str) else None)
             if g is not None and not runs.votes_of(runs.requests_of(rec)[req.approval_id]):
                 await self._decide(grants.decision(g, req, task_id, run_id, now), None, None, granted=True)
 

@@ -30,7 +30,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
-from spanvisor.control import consume, floors, grants, runs
+from spanvisor.control import consume, floors, grants, moved, runs
 from spanvisor.control.runs import decision_from_dict, decision_to_dict, run_key
 from spanvisor.control.turns import Turns
 from spanvisor.events import ApprovalRequest, Decision, TaskView
@@ -52,6 +52,21 @@ POLL_S = 0.2
 WATCHED_POLL_S = 2.0
 _ATTEMPTS = 60
 T = TypeVar("T")
+RunChange = Callable[[dict[str, Any] | None], tuple[dict[str, Any] | None, T]]
+
+
+def _guard(change: RunChange[T]) -> RunChange[T | moved.Moved]:
+    """``change`` of a run's record, unless the key holds the alias a renamed
+    task left (moved.py): then nothing is written and the answer says where
+    the record went."""
+
+    def guarded(rec: dict[str, Any] | None) -> tuple[dict[str, Any] | None, T | moved.Moved]:
+        to = moved.target(rec)
+        if to is not None and rec is not None:
+            return None, moved.Moved(to, rec)
+        return change(rec)
+
+    return guarded
 
 
 def listing(run_id: str, started_ns: int) -> Callable[[dict[str, Any] | None], tuple[dict[str, Any] | None, None]]:
@@ -154,8 +169,85 @@ class ControlLog:
     # -- runs ----------------------------------------------------------------
 
     async def record(self, task_id: str, run_id: str) -> Mapping[str, Any] | None:
+        """The run's record; under either id of a task its root renamed (moved.py)."""
         raw = await self.store.get(NAMESPACE, run_key(task_id, run_id))
-        return raw if isinstance(raw, Mapping) else None
+        to = moved.target(raw)
+        if to is None or raw is None:
+            return raw if isinstance(raw, Mapping) else None
+        got = await self.store.get(NAMESPACE, run_key(to, run_id))
+        if isinstance(got, Mapping) and moved.target(got) is None:
+            return got
+        return moved.carried(raw)  # its mover stopped before writing it under the new id: as it moved
+
+    async def update_run(self, task_id: str, run_id: str, change: RunChange[T]) -> T:
+        """:meth:`update` of a run's record, wherever it is: a change aimed at
+        the id a renamed task was shown under (a replica that saw only its
+        earlier events, a decision naming that id) follows the alias to the
+        record under the task's id, merging in first what the alias carries
+        (a move its writer did not finish)."""
+        got = await self.update(NAMESPACE, run_key(task_id, run_id), _guard(change))
+        if not isinstance(got, moved.Moved):
+            return got
+        await self._settle(got, run_id)
+        again = await self.update(NAMESPACE, run_key(got.to, run_id), _guard(change))
+        if isinstance(again, moved.Moved):  # a run renames once: never an alias to an alias
+            raise RuntimeError(f"run {run_id} of task {task_id}: moved to {got.to}, which moved too")
+        return again
+
+    async def _settle(self, m: moved.Moved, run_id: str) -> None:
+        """What an alias carries, in the record it points to (a read, and no
+        write, once its move was written whole)."""
+        src = moved.carried(m.alias)
+        await self.update(NAMESPACE, run_key(m.to, run_id), lambda rec: (moved.merge(rec, src), None))
+
+    async def move(self, view: TaskView, former: str) -> None:
+        """The run's record moved from ``former`` (the id the task was shown
+        under, checked by moved.former_of) to ``view.task_id``: the alias
+        left under the old id, the record merged under the new one (created
+        when none was written there yet), the run listed under both ids.
+        In one transaction where the store batches; else the alias first,
+        which carries the record, so nothing is lost in between. Repeated
+        (a replay, another replica): nothing more is written."""
+        run_id, to = view.run_id, view.task_id
+        src: list[dict[str, Any] | None] = [None]
+
+        def leave(rec: dict[str, Any] | None) -> tuple[dict[str, Any] | None, None]:
+            went = moved.target(rec)
+            if went is not None and rec is not None:  # moved before: merged again below (a no-op when whole)
+                src[0] = moved.carried(rec) if went == to else None
+                return None, None
+            left = moved.alias(rec, view, former)
+            src[0] = moved.carried(left)
+            return left, None
+
+        def take(rec: dict[str, Any] | None) -> tuple[dict[str, Any] | None, None]:
+            return (None if src[0] is None else moved.merge(rec, src[0], view)), None
+
+        updates: list[tuple[str, str, RunChange[None]]] = [
+            (NAMESPACE, run_key(former, run_id), leave),
+            (NAMESPACE, run_key(to, run_id), take),
+            (RUNS_NAMESPACE, to, listing(run_id, view.started_ns)),
+            (RUNS_NAMESPACE, former, listing(run_id, view.started_ns)),
+        ]
+        if self.batches:
+            await self.update_many(updates)
+        else:
+            for ns, key, change in updates:
+                await self.update(ns, key, change)
+        if src[0] is not None and runs.open_requests(src[0], 0):
+            await self._retitle(former, to, run_id)
+
+    async def _retitle(self, former: str, to: str, run_id: str) -> None:
+        """The run's open requests listed under the task's id, not the old one."""
+
+        def change(value: dict[str, Any] | None) -> tuple[dict[str, Any] | None, None]:
+            items = [dict(x) for x in (value or {}).get("items") or [] if isinstance(x, Mapping)]
+            hit = [x for x in items if x.get("run_id") == run_id and x.get("task_id") == former]
+            for x in hit:
+                x["task_id"] = to
+            return ({"items": items} if hit else None), None
+
+        await self.update(REQUESTS_NAMESPACE, OPEN_KEY, change)
 
     async def runs_of(self, task_id: str) -> list[str]:
         """The task id's runs, oldest first."""
@@ -220,7 +312,7 @@ class ControlLog:
             added = [runs.add_request(rec, r) for r in requests]
             return (rec if fresh or any(added) else None), None
 
-        await self.update(NAMESPACE, run_key(view.task_id, view.run_id), change)
+        await self.update_run(view.task_id, view.run_id, change)
         await self.add_run(view.task_id, view.run_id, view.started_ns)
 
     async def apply(self, d: Decision, now_ns: int) -> runs.Judgement:
@@ -234,7 +326,7 @@ class ControlLog:
             got = runs.apply(rec, d, now_ns)
             return (rec if moved or got.outcome == "applied" or got.code == "expired" else None), got
 
-        return await self.update(NAMESPACE, run_key(d.task_id, d.run_id), change)
+        return await self.update_run(d.task_id, d.run_id, change)
 
     async def apply_granted(self, d: Decision, now_ns: int) -> runs.Judgement:
         """:meth:`apply` of a standing grant's decision, only while its grant
@@ -258,15 +350,21 @@ class ControlLog:
             got = runs.apply(rec, d, now_ns)
             return (rec if moved or got.outcome == "applied" or got.code == "expired" else None), got
 
-        key = run_key(d.task_id, d.run_id)
         async with self._turns.of(grants.NAMESPACE, grants.KEY):
             if self.batches:
-                done = await self.update_many([(grants.NAMESPACE, grants.KEY, check), (NAMESPACE, key, change)])
-                return cast(runs.Judgement, done[1])
+                task_id = d.task_id
+                for _ in range(2):  # the record's own key, then where a renamed task's alias points
+                    run = (NAMESPACE, run_key(task_id, d.run_id), _guard(change))
+                    done = await self.update_many([(grants.NAMESPACE, grants.KEY, check), run])
+                    if not isinstance(done[1], moved.Moved):
+                        return cast(runs.Judgement, done[1])
+                    await self._settle(done[1], d.run_id)
+                    task_id = done[1].to
+                raise RuntimeError(f"run {d.run_id} of task {d.task_id}: moved to {task_id}, which moved too")
             # One process's store (memory): its revokes wait for this turn.
             raw = await self.store.get(grants.NAMESPACE, grants.KEY)
             check(dict(raw) if isinstance(raw, Mapping) else None)
-            return await self.update(NAMESPACE, key, change)
+            return await self.update_run(d.task_id, d.run_id, change)
 
     async def permit(
         self,
@@ -292,7 +390,7 @@ class ControlLog:
             got = consume.permit(rec, approval_id, action, now_ns, by, key, self.floor)
             return (rec if got.permitted else None), got
 
-        return await self.update(NAMESPACE, run_key(task_id, run_id), change)
+        return await self.update_run(task_id, run_id, change)
 
     async def read(self, task_id: str, run_id: str | None = None) -> list[Decision]:
         """The decisions of one run (the latest of the task id when not named)."""

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from spanvisor.control import floors, reasked, runs
+from spanvisor.control import floors, moved, reasked, runs
 from spanvisor.control.log import NAMESPACE, RUNS_NAMESPACE, ControlLog, listing
 from spanvisor.events import ApprovalRequest, Checkpoint, Event, HumanIntervention, TaskFinished, TaskView
 from spanvisor.gate import taskids
@@ -58,6 +58,7 @@ def _ids_of(view: TaskView) -> TaskView:
         view.agent_id,
         run_id=view.run_id,
         started_ns=view.started_ns,
+        former_id=view.former_id,
     )
 
 
@@ -85,6 +86,10 @@ class _Pending:
     session: bool = False
     keys: tuple[str, ...] = ()
     proved: bool = False
+    # The id its task was shown under before its root named another
+    # (moved.former_of): its record moves from there before it is written,
+    # and a decision naming that id waits for its facts too.
+    former: str | None = None
 
 
 # What is known of a run: its open requests (approval id, digest) while it
@@ -109,6 +114,9 @@ class RunSync:
         # the holes its earlier evictions left, O(n) an eviction once full.
         self._known: OrderedDict[tuple[str, str], _Known] = OrderedDict()
         self._pending: dict[tuple[str, str], _Pending] = {}
+        # Runs renamed by their root whose records this process moved
+        # (ControlLog.move; the oldest go first: a move repeated is a read).
+        self._moved: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._urgent = False
         # One batch of writes at a time: a catch-up, a decision's own flush
         # and a sweep run on the same loop, and two updates of one record in
@@ -144,7 +152,7 @@ class RunSync:
             key = (v.task_id, v.run_id)
             known = self._known.get(key, _UNSEEN)
             if known is _UNSEEN:
-                known = self._known[key] = _NO_REQUESTS
+                known = self._known[key] = self._renamed(key, v)
                 p = self._pending_of(key, v)
                 self._starter(p, v)
                 if len(self._known) > MAX_KNOWN:
@@ -171,6 +179,23 @@ class RunSync:
                 p.outcome, p.ended_ns = ev.outcome, ev.time_ns
                 self._starter(p, v, ended=True)
                 self._known[key] = _ASKED if self._known[key] else _FINISHED
+
+    def _renamed(self, key: tuple[str, str], v: TaskView) -> _Known:
+        """A run first seen under the id its root named (``v.former_id``: the
+        one it was shown under): what was known and waits to be written of
+        it under the old id goes with it (its open requests are not offered
+        again), and its record moves before its next write."""
+        former = moved.former_of(v)
+        if former is None:
+            return _NO_REQUESTS
+        old = (former, v.run_id)
+        p = self._pending_of(key, v)
+        p.former = former
+        was = self._pending.pop(old, None)
+        if was is not None:
+            _absorb(p, was)
+        known = self._known.pop(old, _NO_REQUESTS)
+        return known if isinstance(known, frozenset) else _NO_REQUESTS
 
     def _rekeyed(self) -> None:
         """Runs a start record keyed, or named a rival key of, after their
@@ -205,6 +230,8 @@ class RunSync:
                 )
         else:
             p.view = view
+        if view.former_id is not None and p.former is None:
+            p.former = moved.former_of(view)
         return p
 
     async def flush(self, log: ControlLog, task_id: str | None = None) -> None:
@@ -220,7 +247,7 @@ class RunSync:
             # the store. Its batch ends first, so the decision reads them.
             async with self._lock():
                 pass
-        keys = [k for k in self._pending if task_id is None or k[0] == task_id]
+        keys = [k for k, p in self._pending.items() if task_id is None or task_id in (k[0], p.former)]
         while keys:
             # Locked a batch at a time, not the whole flush: a decision's own
             # flush waits for one batch of a long catch-up, not all of it.
@@ -257,7 +284,8 @@ class RunSync:
         for key in keys[: WRITE_IN_ONE if in_one else WRITE_AT_ONCE]:
             p, known = self._pending.get(key), self._known.get(key)
             asked = known == _ASKED or (isinstance(known, frozenset) and known)
-            quiet = p is None or not (p.opened or p.gone or asked)
+            moving = p is not None and p.former is not None and key not in self._moved
+            quiet = p is None or not (p.opened or p.gone or asked or moving)
             if not quiet or (key[0] in tasks and not in_one):
                 return (batch, True) if batch else ([key], quiet)
             batch.append(key)
@@ -273,12 +301,7 @@ class RunSync:
             later = self._pending.pop(key, None)
             if later is not None:
                 p.view = later.view
-                if later.opened:
-                    p.opened = {**(p.opened or {}), **later.opened}
-                p.gone |= later.gone
-                p.outcome, p.ended_ns = later.outcome or p.outcome, later.ended_ns or p.ended_ns
-                p.session, p.proved = p.session or later.session, p.proved or later.proved
-                p.keys = tuple(dict.fromkeys((*p.keys, *later.keys)))
+                _absorb(p, later)
             back[key] = p
         self._pending = {**back, **self._pending}
 
@@ -290,22 +313,34 @@ class RunSync:
         updates: list[tuple[str, str, Callable[[dict[str, Any] | None], tuple[dict[str, Any] | None, Any]]]] = []
         for p in pending:
             v = p.view
-            updates.append((NAMESPACE, runs.run_key(v.task_id, v.run_id), _record_change(p, [], now)))
+            updates.append((NAMESPACE, runs.run_key(v.task_id, v.run_id), _unless_moved(_record_change(p, [], now))))
             updates.append((RUNS_NAMESPACE, v.task_id, listing(v.run_id, v.started_ns)))
         results = await log.update_many(updates)
         closed = set()
-        for p, (_, shut) in zip(pending, results[::2], strict=True):
+        elsewhere = []
+        for p, got in zip(pending, results[::2], strict=True):
+            if isinstance(got, moved.Moved):  # under an id its root renamed: written where it went
+                elsewhere.append(p)
+                continue
             p.unlisted = False
-            closed |= {(p.view.run_id, aid) for aid in shut}
+            closed |= {(p.view.run_id, aid) for aid in got[1]}
         if closed:  # requests another process listed, closed by the run's end
             await log.unlist(closed)
+        for p in elsewhere:
+            await self._write(log, p)
 
     async def _write(self, log: ControlLog, p: _Pending) -> None:
         v = p.view
+        key = (v.task_id, v.run_id)
+        if p.former is not None and key not in self._moved:
+            await log.move(v, p.former)
+            self._moved[key] = None
+            if len(self._moved) > MAX_KNOWN:
+                self._moved.popitem(last=False)
         opened = [r for r in (p.opened or {}).values() if r.approval_id not in p.gone]
         now = time.time_ns()
         change = _record_change(p, opened, now)
-        fresh, closed = await log.update(NAMESPACE, runs.run_key(v.task_id, v.run_id), change)
+        fresh, closed = await log.update_run(v.task_id, v.run_id, change)
         if change.refused:
             # The record keeps its first copy: the open list must not take the
             # refused one either (its timeout is what the sweep expires by).
@@ -318,7 +353,9 @@ class RunSync:
             p.unlisted = False
         asked = [r for r in opened if not r.policy_denied]
         if asked and p.outcome is None:
-            await log.list_open(v.task_id, v.run_id, v.agent_id, asked)
+            # Under the id its record is kept under: a replica that saw only a
+            # renamed task's earlier events lists them under its new id.
+            await log.list_open(change.home or v.task_id, v.run_id, v.agent_id, asked)
         if len(asked) < len(opened):
             self._denied(v, [r for r in opened if r.policy_denied])
         if closed or p.gone:
@@ -367,7 +404,7 @@ class RunSync:
                     (rec, True) if runs.close_request(rec, aid, "expired", now, "its timeout passed") else (None, False)
                 )
 
-            await log.update(NAMESPACE, runs.run_key(task_id, run_id), change)
+            await log.update_run(task_id, run_id, change)
             done.add((run_id, aid))
             self.close_here(task_id, run_id, [aid], now)
         await log.unlist(done)
@@ -390,12 +427,14 @@ class _RecordChange:
     def __init__(self, p: _Pending, opened: list[ApprovalRequest], now: int) -> None:
         self.p, self.opened, self.now = p, opened, now
         self.refused: dict[str, str] = {}
+        self.home: str | None = None  # the task id the record is kept under
 
     def __call__(self, rec: dict[str, Any] | None) -> tuple[dict[str, Any] | None, tuple[bool, list[str]]]:
         p, now = self.p, self.now
         v = p.view
         fresh = rec is None
         rec = runs.new_record(v) if rec is None else rec
+        self.home = str(rec.get("task_id") or v.task_id)
         changed = fresh
         closed: list[str] = []
         self.refused = {}  # a compare-and-set retried runs this again on the newer record
@@ -424,6 +463,31 @@ class _RecordChange:
 
 def _record_change(p: _Pending, opened: list[ApprovalRequest], now: int) -> _RecordChange:
     return _RecordChange(p, opened, now)
+
+
+def _unless_moved(
+    change: _RecordChange,
+) -> Callable[[dict[str, Any] | None], tuple[dict[str, Any] | None, tuple[bool, list[str]] | moved.Moved]]:
+    """``change``, unless the key holds a renamed task's alias (moved.py)."""
+
+    def guarded(rec: dict[str, Any] | None) -> tuple[dict[str, Any] | None, tuple[bool, list[str]] | moved.Moved]:
+        to = moved.target(rec)
+        return (None, moved.Moved(to, rec)) if to is not None and rec is not None else change(rec)
+
+    return guarded
+
+
+def _absorb(p: _Pending, later: _Pending) -> None:
+    """What was seen of a run in ``later`` added to ``p`` (facts only ever
+    add up: a request opened or gone, an end, a key, a proof)."""
+    if later.opened:
+        p.opened = {**(p.opened or {}), **later.opened}
+    p.gone |= later.gone
+    p.outcome, p.ended_ns = later.outcome or p.outcome, later.ended_ns or p.ended_ns
+    p.session, p.proved = p.session or later.session, p.proved or later.proved
+    p.keys = tuple(dict.fromkeys((*p.keys, *later.keys)))
+    p.unlisted = p.unlisted or later.unlisted
+    p.former = p.former or later.former
 
 
 __all__ = ["RunSync"]
