@@ -70,7 +70,7 @@ from .blocks import Look
 from .board_rows import Row, board_payload, row_of
 from .claims import Claims
 from .pacing import BOARD
-from .record import SlackTaskRecord
+from .record import SlackTaskRecord, former_key
 from .recovery import ParentFinder
 from .transport import Transport
 from .turns import FIRST
@@ -172,6 +172,11 @@ class Boards:
         if not self.on or st.channel is None or st.borrowed or not st.offered:
             return
         b = self.board(st.channel)
+        if (old := former_key(st.view)) is not None and old != st.key:
+            # Renamed by its root (.rename): its row goes on under the new key, once.
+            b.records.pop(old, None)
+            b.rows.pop(old, None)
+            b.recent.pop(old, None)
         b.records[st.key] = st
         b.gen += 1
         before = b.rows.get(st.key)
@@ -326,6 +331,9 @@ class Boards:
             b.records.pop(key, None)
         ns = self._ns("boardrows")
         merged: dict[str, Row] = dict(b.rows)
+        # Rows of renamed runs under their former keys (another replica's, or an
+        # earlier process's): the run's row is its new key's (.rename).
+        gone = {old for st in b.records.values() if (old := former_key(st.view)) is not None and old != st.key}
         for _ in range(3):
             raw = await self.claims.get(ns, b.channel)
             version = int(raw.get("version") or 0) if raw is not None else 0
@@ -335,7 +343,7 @@ class Boards:
                 for key, value in stored.items():
                     r = Row.load(value)
                     keep = r is not None and wall - r.changed <= (FINISHED_KEEP_S if r.final else QUIET_ROW_S)
-                    if r is not None and keep:
+                    if r is not None and keep and str(key) not in gone:
                         merged[str(key)] = r
             changed = len(merged) != (len(stored) if isinstance(stored, Mapping) else 0)
             for key, r in b.rows.items():

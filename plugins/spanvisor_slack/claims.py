@@ -99,6 +99,10 @@ class Claims:
     async def get(self, namespace: str, key: str) -> Mapping[str, Any] | None:
         return await self._call("get", lambda: self.store.get(namespace, key))
 
+    async def put(self, namespace: str, key: str, value: Mapping[str, Any]) -> None:
+        """Overwrite a settled key on purpose (.rename: the alias a renamed run's former key keeps)."""
+        await self._call("put", lambda: self.store.put(namespace, key, value, self.owner))
+
     async def put_if_newer(self, namespace: str, key: str, value: Mapping[str, Any], version: int) -> Claim:
         """Write ``value`` unless a newer version is stored (then: its value).
         This replica may rewrite the version it stored (``own``): a task's

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from spanvisor.display.thread import ThreadLine
 from spanvisor.events import TERMINAL, Decision, Event, Status, TaskFinished, TaskView
@@ -77,10 +78,30 @@ def parent_key(view: TaskView) -> str:
     return f"{view.task_id}/{view.run_id}" if view.run_id else view.task_id
 
 
+def former_key(view: TaskView) -> str | None:
+    """The parent key the run had before its root named its own id
+    (``TaskView.former_id``), or None: the run was never known by another id."""
+    if view.former_id is None:
+        return None
+    return f"{view.former_id}/{view.run_id}" if view.run_id else view.former_id
+
+
+def moved_to(value: Mapping[str, Any] | None) -> str | None:
+    """The key a stored value says its run moved to (.rename), or None."""
+    to = value.get("moved_to") if value is not None else None
+    return to if isinstance(to, str) and to else None
+
+
 @dataclass(eq=False)
 class SlackTaskRecord:
     view: TaskView
     channel: str | None  # the channel the parent goes to (name or ID), from routing
+    # The parent key its state is kept under: the view's (parent_key) from its
+    # first view on, changed only by its worker, between two steps, when its
+    # run was renamed (.rename), so no store call of a step sees two keys.
+    key: str = ""
+    # What it kept under its former key (TaskView.former_id) is now under ``key`` (.rename).
+    moved: bool = False
     view_final: bool = False  # ``view`` came with TaskFinished
     version: int = 0
     sent_version: int = -1
@@ -133,10 +154,9 @@ class SlackTaskRecord:
     def task_id(self) -> str:
         return self.view.task_id
 
-    @property
-    def key(self) -> str:
-        """Its parent message's key: one per run (:func:`parent_key`)."""
-        return parent_key(self.view)
+    def __post_init__(self) -> None:
+        if not self.key:
+            self.key = parent_key(self.view)
 
     @property
     def dirty(self) -> bool:

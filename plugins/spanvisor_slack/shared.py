@@ -61,7 +61,7 @@ from .blocks import Look, parent_payload
 from .claims import Claims
 from .failures import Failures
 from .pacing import ROUTINE, URGENT, Interrupt
-from .record import SlackTaskRecord, merge_decisions, with_decisions
+from .record import SlackTaskRecord, merge_decisions, moved_to, with_decisions
 from .transport import Transport
 
 TAKEOVER_S = 30.0
@@ -191,7 +191,12 @@ class SharedParent:
         assert st.ref is not None
         handled = st.version
         mine = version_of(st.view, st.view_final)
-        rec = await self.read(st.key)
+        raw = await self.claims.get(self.ns, st.key)
+        if (to := moved_to(raw)) is not None:
+            # Its run was renamed (.rename): the view is kept under the new key, never over it.
+            st.key = to
+            return True
+        rec = Stored.load(raw)
         if rec is None and st.borrowed and not st.view.seq:
             # A decision on a task whose view nobody stored, and ours is bare
             # (ids only): there is nothing to show it on. Its thread line goes on.

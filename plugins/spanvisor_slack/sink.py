@@ -23,7 +23,7 @@ from spanvisor.display.thread import TOOL_FAILED, ThreadLine, ThreadPolicy
 from spanvisor.events import Event, HumanIntervention, TaskFinished
 from spanvisor.sink import AdminRoute, BaseSink, SinkContext, SinkResult
 
-from .record import MAX_PENDING_REPLIES, SlackTaskRecord, is_final, parent_key
+from .record import MAX_PENDING_REPLIES, SlackTaskRecord, former_key, is_final, parent_key
 from .settings import SETTINGS, home_channel, status_channels
 from .worklog import GATHERED
 
@@ -173,7 +173,7 @@ class SlackSink(BaseSink):
     def _accept(self, ev: Event) -> None:
         if isinstance(ev, HumanIntervention) and self.break_glass is not None and not self._closed:
             self.break_glass.offer(ev)
-        if self._closed or parent_key(ev.task) in self._done:
+        if self._closed or parent_key(ev.task) in self._done or former_key(ev.task) in self._done:
             return
         if isinstance(ev, HumanIntervention) and not ev.known:
             self._accept_foreign(ev)
@@ -216,7 +216,12 @@ class SlackSink(BaseSink):
 
     def _record_for(self, ev: Event) -> SlackTaskRecord | None:
         """The task's record, made on its first event; None past the bound (counted)."""
-        st = self._tasks.get(parent_key(ev.task))
+        key = parent_key(ev.task)
+        st = self._tasks.get(key)
+        if st is None and (old := former_key(ev.task)) is not None and (st := self._tasks.get(old)) is not None:
+            # Renamed by its root: the same record (its worker moves what the
+            # store keeps, .rename); a replayed event under the former id finds it too.
+            self._tasks[key] = st
         if st is None:
             if len(self._tasks) >= MAX_OPEN_TASKS:
                 assert self.ctx is not None
@@ -224,9 +229,7 @@ class SlackSink(BaseSink):
                     "slack_too_many_tasks", sink="slack", detail=f"more than {MAX_OPEN_TASKS} open tasks"
                 )
                 return None
-            st = self._tasks[parent_key(ev.task)] = SlackTaskRecord(
-                ev.task, home_channel(ev.task, self.routes, self.default_channel)
-            )
+            st = self._tasks[key] = SlackTaskRecord(ev.task, home_channel(ev.task, self.routes, self.default_channel))
         return st
 
     def _queue_lines(self, st: SlackTaskRecord, lines: list[ThreadLine]) -> bool:
@@ -284,14 +287,19 @@ class SlackSink(BaseSink):
         try:
             await self.deliverer.run(st)
         finally:
-            if self._tasks.get(st.key) is st:
-                del self._tasks[st.key]
+            # Under every key it was found by: its own, and its run's former one (.rename).
+            keys = {st.key, parent_key(st.view), former_key(st.view)}
+            for key in keys:
+                if key is not None and self._tasks.get(key) is st:
+                    del self._tasks[key]
             # A task whose output stopped (a permanent error, a bug) stays
             # done: a fresh state for its next event would post a second parent.
             # Other tasks start again on their next event (a late span), and
             # adopt their parent from the state store.
             if st.dead:
-                self._done[st.key] = None
+                for key in keys:
+                    if key is not None:
+                        self._done[key] = None
                 while len(self._done) > DONE_MEMORY:
                     self._done.popitem(last=False)
 

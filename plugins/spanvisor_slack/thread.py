@@ -14,6 +14,7 @@ from typing import Any
 
 from spanvisor.display.thread import ThreadLine
 from spanvisor.sink import Clock
+from spanvisor.statestores.api import Claim
 from spanvisor.stats import PipelineStats
 
 from .blocks import Look, alert_payload, reply_payload
@@ -51,6 +52,21 @@ class ThreadPoster:
     def _ns(self, what: str) -> str:
         return f"{self.namespace}.{what}"
 
+    async def _claim(self, ns: str, st: SlackTaskRecord, what: str) -> Claim:
+        """Claim a line or alert of the task (``<task id>/<what>``). A run
+        renamed by its root (.rename) says it under its new id; one said
+        under its former id (before the rename, or by a process that saw only
+        that) counts as said: it is settled under the new id too, never said again."""
+        key = f"{st.task_id}/{what}"
+        claim = await self.claims.claim(ns, key)
+        former = st.view.former_id
+        if claim.won and claim.value is None and former is not None:
+            said = await self.claims.get(ns, f"{former}/{what}")
+            if said is not None:
+                await self.claims.settle(ns, key, said)
+                return Claim(won=False, value=said)
+        return claim
+
     def _same_run(self, first: ThreadLine, nxt: ThreadLine) -> bool:
         """``nxt`` goes in the same reply as ``first``: a run of one kind, or
         tool and step lines together (a work log's first post)."""
@@ -75,7 +91,7 @@ class ThreadPoster:
         ns = self._ns("reply")
         todo: list[ThreadLine] = []
         for i, line in enumerate(group):
-            claim = await self.claims.claim(ns, f"{st.task_id}/{line.reply_key}")
+            claim = await self._claim(ns, st, line.reply_key)
             if claim.won and claim.value is None:
                 todo.append(line)
             elif not claim.won and claim.value is None:
@@ -151,7 +167,7 @@ class ThreadPoster:
         while st.replies and st.replies[0].kind in GATHERED and log.lines - log.shown < FOLD_MAX:
             line = st.replies.popleft()
             key = f"{st.task_id}/{line.reply_key}"
-            claim = await self.claims.claim(ns, key)
+            claim = await self._claim(ns, st, line.reply_key)
             if claim.won and claim.value is None:
                 if await self.claims.settle(ns, key, {"ts": log.ts, "logged": True}):
                     log.add(line)
@@ -176,7 +192,7 @@ class ThreadPoster:
         n = 0
         for line in out:
             key = f"{st.task_id}/{line.reply_key}"
-            claim = await self.claims.claim(ns, key)
+            claim = await self._claim(ns, st, line.reply_key)
             if claim.won and claim.value is None and await self.claims.settle(ns, key, {"ts": None, "folded": True}):
                 if st.folded is None:
                     st.folded = WorkLog("", line.event_id, title="Folded while the channel was busy")
@@ -261,7 +277,7 @@ class ThreadPoster:
     async def post_alert(self, st: SlackTaskRecord) -> bool:
         target = st.alerts.popleft()
         ns, key = self._ns("alert"), f"{st.task_id}/{target}"
-        claim = await self.claims.claim(ns, key)
+        claim = await self._claim(ns, st, target)
         if not claim.won or claim.value is not None or st.ref is None:
             return True
         channel = target.partition("|")[2]

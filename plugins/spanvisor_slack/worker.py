@@ -37,9 +37,10 @@ from .board import Boards
 from .claims import Claims
 from .failures import Failures
 from .pacing import Interrupt
-from .record import SlackTaskRecord, merge_decisions
+from .record import SlackTaskRecord, merge_decisions, moved_to
 from .recovery import METADATA_TYPE, ParentFinder
 from .remind import Reminders
+from .rename import Renames
 from .retry import Failure
 from .sessions import AgentSessions, SessionStatus, session_status
 from .shared import SharedParent
@@ -100,6 +101,9 @@ class Deliverer:
             self.deadline,
             self.flushing,
             self.finder,
+        )
+        self.renames = Renames(
+            self.claims, self.finder, self.boards, self.clock, self.namespace, sessions=self.sessions is not None
         )
         # Searches for an earlier parent that could not finish, by parent key: the backoff's attempt.
         self._unsure: dict[str, int] = {}
@@ -188,6 +192,9 @@ class Deliverer:
         """Do the next due thing; False when nothing is due yet."""
         if st.dead:
             return False
+        if st.view.former_id is not None and not st.moved:
+            # Renamed by its root: its parent and state move to its new key first (.rename).
+            return await self.renames.move(st)
         folding = st.channel is not None and self.boards.on
         # Whether its channel is busy is looked at whenever it has lines to
         # post: a backlog of any kind posts the board; progress lines fold.
@@ -432,6 +439,11 @@ class Deliverer:
             st.replies.clear()
 
     def _adopt(self, st: SlackTaskRecord, value: Mapping[str, Any]) -> None:
+        if (to := moved_to(value)) is not None and to != st.key:
+            # Its run was renamed (.rename): the same message, kept under the new key.
+            st.key = to
+            if value.get("channel") is None:
+                return  # no parent under the former key: the new key's claim says where it is
         if not value.get("ts"):
             self.failures.give_up(st, "slack_ambiguous_post", "an earlier post of this task's parent ended ambiguously")
             return
