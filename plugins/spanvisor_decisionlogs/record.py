@@ -135,7 +135,10 @@ def decision_record(event: HumanIntervention) -> DecisionRecord:
         "spanvisor.decision.grant_id": d.grant_id,
         "spanvisor.decision.votes": event.votes if event.votes_needed > 0 else None,
         "spanvisor.decision.votes_needed": event.votes_needed if event.votes_needed > 0 else None,
-        "spanvisor.task.id": d.task_id,
+        # The task's id as its view has it: a decision made on a button from before
+        # its root renamed it names the former id, which goes alongside (issue 66).
+        "spanvisor.task.id": v.task_id or d.task_id,
+        "spanvisor.task.former_id": v.former_id,
         "spanvisor.task.name": v.task_name,
         "spanvisor.run.id": d.run_id or v.run_id,
         "spanvisor.approval.id": d.approval_id,

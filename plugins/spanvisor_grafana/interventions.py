@@ -85,7 +85,8 @@ def intervention_payload(
     ]
     if event.task.trace_id:
         tags.append(clean_tag(f"agent:{event.task.agent_id}"))
-    tags += [task_tag(event.task_id), intervention_tag(d.intervention_id)]
+    former = event.task.former_id
+    tags += [task_tag(event.task_id), task_tag(former) if former else "", intervention_tag(d.intervention_id)]
     tags += [clean_tag(t) for t in extra_tags if clean_tag(t)]
     body: dict[str, Any] = {
         "time": ms(d.time_ns or event.time_ns),

@@ -37,7 +37,7 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from spanvisor.events import Event, HumanIntervention, TaskFinished, TaskStarted
+from spanvisor.events import Event, HumanIntervention, TaskFinished, TaskStarted, TaskView
 from spanvisor.sink import BaseSink, SinkContext, SinkResult
 from spanvisor.statestores.api import StoreUnavailable
 from spanvisor_grafana.errors import GrafanaError, PermanentError, TransientError
@@ -128,6 +128,8 @@ class GrafanaAnnotationSink(BaseSink):
             if event.event_id in self._done:
                 continue
             try:
+                if event.task.former_id is not None:
+                    await self._move(event.task)
                 if isinstance(event, TaskStarted):
                     await self._on_start(event)
                 elif isinstance(event, TaskFinished):
@@ -178,6 +180,33 @@ class GrafanaAnnotationSink(BaseSink):
             return
         body = start_payload(event.task, self._extra_tags, self._max_text, self._dashboard_uid)
         await self._create(task_id, body, tag=run_tag(event.task))
+
+    async def _move(self, view: TaskView) -> None:
+        """A run renamed by its root (``TaskView.former_id``): its region, kept
+        under the key it had before, is kept under its new one from now on,
+        the same annotation (its next PATCH adds the new task tag and keeps the
+        former). Idempotent and read from the store alone, so a restart, a
+        replay or a replica moves it once; the former key is left pointing at
+        it (``moved_to``), so a replayed start under it never creates another."""
+        store = self._store()
+        new = run_key(view)
+        old = f"{view.former_id}/{view.run_id}" if view.run_id else str(view.former_id)
+        if await store.get(NAMESPACE, new) is not None:
+            return
+        claim = await store.claim(NAMESPACE, old, self.owner, self._lease_s)
+        if claim.value is None and not claim.won:
+            # Another replica is creating the region under the former key: its id comes soon.
+            raise TransientError(f"task {old}: annotation being created elsewhere before its rename")
+        shown = await store.get(SHOWN, old)
+        if shown is not None and isinstance(shown.get("seq"), int):
+            await store.put_if_newer(SHOWN, new, shown, int(shown["seq"]), self.owner)
+        if claim.value is not None and "id" in claim.value:
+            await store.put(NAMESPACE, new, {"id": _annotation_id(claim.value)}, self.owner)
+            if claim.value.get("moved_to") != new:
+                await store.put(NAMESPACE, old, {**claim.value, "moved_to": new}, self.owner)
+        elif claim.won:
+            # Nothing was made under the former key: the new one makes the region.
+            await store.put(NAMESPACE, old, {"moved_to": new}, self.owner)
 
     async def _newer_shown(self, event: Event) -> Mapping[str, Any] | None:
         """What a replica recorded as shown, when it is at least as new as ``event``."""

@@ -85,6 +85,9 @@ def tags(view: TaskView, status: str, extra: Sequence[str]) -> list[str]:
     if view.repo:
         out.append(clean_tag(f"repo:{view.repo}"))
     out.append(task_tag(view.task_id))
+    # Renamed by its root: the tag it was found by before stays, so a drill-down
+    # or a link made while it showed under its former id still finds the region.
+    out.append(task_tag(view.former_id) if view.former_id else "")
     out.append(run_tag(view) or "")
     out.extend(clean_tag(t) for t in extra if clean_tag(t))
     # Order kept, duplicates dropped: Grafana would store them twice.

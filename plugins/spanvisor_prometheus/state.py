@@ -192,6 +192,8 @@ class TaskMetrics:
                     continue
                 run = f"{t.task_id}/{t.run_id}"  # each run of a task id is a task of its own here
                 task = open_get(run)
+                if task is None and t.former_id is not None:
+                    task = self._renamed(run, f"{t.former_id}/{t.run_id}")
                 if task is None:
                     task = self._task(run, agent, (t.started_ns / 1e9) or ts, ts)
                 if task is not None:
@@ -291,6 +293,20 @@ class TaskMetrics:
             # (A stall shows in spanvisor_stalest_task_activity_timestamp_seconds already.)
             self.rejected_values += 1
 
+    def _renamed(self, run: str, former: str) -> OpenTask | None:
+        """The run's state kept under the id it had before its root named its
+        own (``TaskView.former_id``), moved to ``run``: one run is one task
+        here, never two (its tokens counted once, one running task). None: no
+        state under the former id (a restart, or an id already moved)."""
+        if former in self._finished:
+            self._finished[run] = None
+            if len(self._finished) > self.max_open_tasks:
+                self._finished.popitem(last=False)
+        task = self.open.pop(former, None)
+        if task is not None:
+            self.open[run] = task
+        return task
+
     def _task(self, task_id: str, agent: str, started_s: float, seen_s: float) -> OpenTask | None:
         task = self.open.get(task_id)
         if task is not None:
@@ -321,6 +337,8 @@ class TaskMetrics:
         once (by its event id, like every event). A task whose end was not
         seen here is still open: its view's totals say it, as for any event."""
         task, ts = self.open.get(f"{ev.task_id}/{ev.task.run_id}"), ev.time_ns / 1e9
+        if task is None and ev.task.former_id is not None:
+            task = self._renamed(f"{ev.task_id}/{ev.task.run_id}", f"{ev.task.former_id}/{ev.task.run_id}")
         if task is not None:
             self._tokens(task, agent, ev.task.input_tokens, ev.task.output_tokens, trace, ts)
         else:

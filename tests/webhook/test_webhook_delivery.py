@@ -51,6 +51,7 @@ def test_a_retry_is_delivered_once_signed_with_ids_and_the_task(receiver: Receiv
         "task_name": 'Deploy <prod> & "friends"',  # agent text as a plain JSON string
         "status": "error",
         "trace_id": event.task.trace_id,
+        "former_id": None,
     }
     assert run.sink.health() == (True, "ok")
 

@@ -56,7 +56,13 @@ def test_the_body_has_ids_the_decision_and_the_task() -> None:
         "source": "slack",
         "run_id": None,
         "request": None,
-        "task": {"agent_id": "deployer", "task_name": 'Ship "it" <now>', "status": "error", "trace_id": "ab" * 16},
+        "task": {
+            "agent_id": "deployer",
+            "task_name": 'Ship "it" <now>',
+            "status": "error",
+            "trace_id": "ab" * 16,
+            "former_id": None,
+        },
         "outcome": "applied",
         "code": None,
         "reason": None,
@@ -79,7 +85,7 @@ def test_the_body_has_ids_the_decision_and_the_task() -> None:
 def test_a_task_known_only_by_id_gives_nulls_not_placeholders() -> None:
     bare = TaskView(task_id="T9", trace_id="", root_span_id="", agent_id="unknown")
     task = payload(intervention(task=bare))["task"]
-    assert task == {"agent_id": None, "task_name": None, "status": None, "trace_id": None}
+    assert task == {"agent_id": None, "task_name": None, "status": None, "trace_id": None, "former_id": None}
 
 
 def test_text_that_is_not_valid_unicode_still_encodes() -> None:
@@ -183,3 +189,14 @@ def test_a_refused_decision_says_it_decides_nothing() -> None:
     # A refused vote of several decides nothing either.
     vote = intervention(decision=dataclasses.replace(DECISION, action="approve"), outcome="denied", votes_needed=2)
     assert payload(vote)["decides"] is False
+
+
+def test_a_decision_naming_the_id_a_task_showed_under_carries_the_tasks_id_now() -> None:
+    """A button posted while the task showed under its derived id, clicked
+    after its root named its own (tracking: the rename)."""
+    derived = f"{'ab' * 16}-{'cd' * 8}"
+    renamed = dataclasses.replace(VIEW, task_id="fix-42", former_id=derived)
+    body = payload(intervention(task=renamed, decision=dataclasses.replace(DECISION, task_id=derived)))
+    assert body["task_id"] == "fix-42" and body["task"]["former_id"] == derived
+    other = payload(intervention(task=renamed))  # a decision naming another id is said as named
+    assert other["task_id"] == "T1"

@@ -132,6 +132,12 @@ class ThreadPolicy:
                 ThreadLine(event.event_id, "corrected", "🧾", corrected_text(event), key=f"corrected:{event.span_id}")
             ]
         st = self._tasks.get(event.task_id)
+        if st is None and event.task.former_id is not None:
+            # Renamed by its root (TaskView.former_id): the lines it had go on
+            # under its new id, so a milestone or step is not said twice.
+            st = self._tasks.pop(event.task.former_id, None)
+            if st is not None:
+                self._tasks[event.task_id] = st
         if st is None:
             while len(self._tasks) >= self.max_tasks:
                 # Oldest first (dicts keep insertion order); at worst a

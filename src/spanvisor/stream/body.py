@@ -139,7 +139,8 @@ def intervention_body(event: HumanIntervention) -> dict[str, Any]:
         "type": INTERVENTION_TYPE,
         "v": SCHEMA_VERSION,
         "intervention_id": d.intervention_id,
-        "task_id": d.task_id,
+        # A decision naming the id a task showed under before its root named its own: the task's id now.
+        "task_id": v.task_id if v.former_id is not None and d.task_id == v.former_id else d.task_id,
         "action": d.action,
         "approval_id": d.approval_id,
         "actor": {"id": d.actor_id, "name": d.actor_name},
@@ -155,6 +156,7 @@ def intervention_body(event: HumanIntervention) -> dict[str, Any]:
             "task_name": v.task_name,
             "status": None if bare else v.status,
             "trace_id": v.trace_id or None,
+            "former_id": v.former_id,
         },
         # Added after the fields above (a version only ever adds): whether the
         # decision took effect; a refused one says why, as a code and in words.
