@@ -228,8 +228,8 @@ class GrafanaAnnotationSink(BaseSink):
         shown = await self._store().get(SHOWN, run_key(event.task))
         seq = shown.get("seq") if shown is not None else None
         value = await self._store().get(NAMESPACE, run_key(event.task))
-        if shown is None or not isinstance(seq, int) or seq >= event.task.seq or value is None:
-            return  # no finish shown yet (it carries the view), or a newer one is
+        if shown is None or not isinstance(seq, int) or seq >= event.task.seq or value is None or _moved(value):
+            return  # no finish shown yet (it carries the view), or a newer one is, or it is shown under its new id
         outcome = shown.get("outcome")
         v = event.task
         finished = TaskFinished(
@@ -261,6 +261,10 @@ class GrafanaAnnotationSink(BaseSink):
         deadline = loop.time() + self._client().retry_budget_s
         while True:
             value = await store.get(NAMESPACE, task_id)
+            if value is not None and _moved(value):
+                # Still under the id its root replaced (a replica that never saw
+                # the root): its stand-in view must not overwrite the region.
+                return
             if value is not None:
                 ann_id = _annotation_id(value)
                 patch = {k: v for k, v in body.items() if k != "dashboardUID"}
@@ -406,6 +410,11 @@ def _corrects(event: Event) -> bool:
         # here): it is the decision's own point, never a newer task view.
         return False
     return v.ended_ns is not None and v.status in TERMINAL
+
+
+def _moved(value: Mapping[str, Any]) -> bool:
+    """A key the run's region left when its root renamed it (``_move``)."""
+    return value.get("moved_to") is not None
 
 
 def _annotation_id(value: Mapping[str, Any]) -> int:

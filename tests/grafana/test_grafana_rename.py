@@ -89,3 +89,34 @@ def test_a_checkpoint_that_renames_moves_nothing_twice() -> None:
             assert len(fake.annotations) == 1
 
     asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_a_finish_still_under_the_former_id_leaves_the_renamed_region_alone() -> None:
+    """A replica that never saw the root ends the run under D with its
+    stand-in view (lost, say): the region, renamed meanwhile, keeps what the
+    root's finish showed, and nothing is dropped as an internal error."""
+    start, finish = _events()
+    stale = TaskFinished(
+        event_id="e9",
+        time_ns=T0 + 2 * 10**9,
+        task=replace(start.task, status="lost", ended_ns=T0 + 2 * 10**9, seq=9),
+        outcome="lost",
+        duration_s=2.0,
+    )
+
+    async def main() -> None:
+        async with FakeGrafana() as fake:
+            config = Config.load(env={}, extra=SETTINGS).with_values(grafana_url=fake.url, grafana_token=fake.token)
+            stats = PipelineStats()
+            s = GrafanaAnnotationSink()
+            await s.start(SinkContext(config=config, state_store=InMemoryStateStore(), stats=stats))
+            try:
+                assert await s.export([start, finish]) == SinkResult.SUCCESS
+                shown = dict(next(iter(fake.annotations.values())))
+                assert await s.export([stale]) == SinkResult.SUCCESS
+            finally:
+                await s.shutdown(5)
+            assert list(fake.annotations.values()) == [shown]
+            assert stats.value("dropped_total", sink=s.name, reason="grafana_internal_error") == 0
+
+    asyncio.run(asyncio.wait_for(main(), 30))
