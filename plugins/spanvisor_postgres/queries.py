@@ -173,6 +173,7 @@ _PRUNE_STATE_KEYS = (
 )
 
 
+_ALL_FORMER_IDS = "SELECT former_id FROM task_aliases WHERE task_id = ANY($1::text[])"
 _FORMER_IDS = (
     f"SELECT a.former_id FROM task_aliases a JOIN agent_tasks t ON {_FOLLOWED} WHERE a.task_id = ANY($1::text[])"
 )
@@ -215,11 +216,14 @@ async def prune(
             await conn.execute(
                 "DELETE FROM human_interventions WHERE task_id = ANY($1::text[]) AND at < $2", owned, decided_before
             )
+            # What sinks and the control log kept under a former id goes too (its
+            # alias followed or not: a later run of the id may have replaced the row).
+            keyed = ids + [r["former_id"] for r in await conn.fetch(_ALL_FORMER_IDS, ids)]
             await conn.execute("DELETE FROM task_aliases WHERE task_id = ANY($1::text[])", ids)
             for table in ("agent_checkpoints", "task_artifacts", "task_logs", "quarantine"):
                 await conn.execute(f"DELETE FROM {table} WHERE task_id = ANY($1::text[])", ids)
             for statement in _PRUNE_STATE_KEYS:
-                await conn.execute(statement, ids, SHARED_NAMESPACES)
+                await conn.execute(statement, keyed, SHARED_NAMESPACES)
             await conn.execute("DELETE FROM agent_tasks WHERE task_id = ANY($1::text[])", ids)
             deleted += len(ids)
         if len(ids) < batch:

@@ -228,3 +228,37 @@ def test_any_batching_and_replica_order_gives_the_same_rows(
         _expect_moved(await rows(url), d, x)
 
     run(main)
+
+
+def test_prune_takes_what_was_kept_under_the_former_id(pg_server: Any, tmp_path: Path) -> None:
+    """A renamed task pruned: its alias, its decisions under either id, and
+    the state sinks and the control log kept under the former id go with it."""
+    from spanvisor_postgres.queries import prune
+
+    url = pg_server.database()
+    before, after, d, x = renamed_task(7)
+    run_id = after[0].task.run_id
+
+    async def main() -> None:
+        await export_all(url, tmp_path, [before, after])
+        conn = await asyncpg.connect(url)
+        try:
+            for ns, key in (
+                ("slack.parent", f"{d}/{run_id}"),
+                ("control.runs", f"{d}/run/{run_id}"),
+                ("slack.parent", f"{x}/{run_id}"),
+            ):
+                await conn.execute(
+                    "INSERT INTO delivery_state (namespace, key, owner, value) VALUES ($1, $2, 'a', '{}')", ns, key
+                )
+        finally:
+            await conn.close()
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
+        try:
+            assert await prune(pool, 86400.0) == 1
+        finally:
+            await pool.close()
+        for table in ("agent_tasks", "task_aliases", "human_interventions", "agent_checkpoints", "delivery_state"):
+            assert await fetch(url, f"SELECT 1 FROM {table}") == [], table
+
+    run(main)
