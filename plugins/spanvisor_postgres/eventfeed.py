@@ -70,16 +70,17 @@ TAKEN_WAIT_S = 30.0
 log = logging.getLogger("spanvisor.postgres")
 
 _AFTER = """
-SELECT pos, event_id, kind, task_id, agent_id, status, data FROM stream_events
+SELECT pos, event_id, kind, task_id, agent_id, status, data, former_id FROM stream_events
 WHERE pos > $1 ORDER BY pos LIMIT $2
 """
 # Following the table: this replica's own rows come back without their body,
 # which the feed still holds from publishing them (a NULL $3 matches none).
 _FOLLOW = """
-SELECT pos, event_id, kind, task_id, agent_id, status, CASE WHEN replica = $3 THEN NULL ELSE data END AS data
+SELECT pos, event_id, kind, task_id, agent_id, status, CASE WHEN replica = $3 THEN NULL ELSE data END AS data,
+    former_id
 FROM stream_events WHERE pos > $1 ORDER BY pos LIMIT $2
 """
-_ONE = "SELECT pos, event_id, kind, task_id, agent_id, status, data FROM stream_events WHERE pos = $1"
+_ONE = "SELECT pos, event_id, kind, task_id, agent_id, status, data, former_id FROM stream_events WHERE pos = $1"
 # Most items published and not yet read back that the feed keeps; one it no
 # longer holds (or a row of an earlier run of this replica) is read whole.
 OWN_MAX = 100_000
@@ -120,6 +121,7 @@ def _item(row: Any) -> tuple[int, Item]:
         agent_id=row["agent_id"],
         status=row["status"],
         data=str(row["data"]).encode("ascii"),
+        former_id=row["former_id"],
     )
 
 
@@ -252,6 +254,7 @@ class PostgresEventFeed:
             [i.agent_id for i in items],
             [i.status for i in items],
             [i.data.decode("ascii") for i in items],
+            [i.former_id for i in items],
         )
         try:
             if not await self._carried(columns):

@@ -42,10 +42,10 @@ LOCK_AND_NOTIFY = "SELECT pg_advisory_xact_lock($1), pg_notify($2, '')"
 # batch's rows keep their order in the sequence and the lock is held for one
 # round trip.
 INSERT = """
-INSERT INTO stream_events (event_id, kind, task_id, agent_id, status, data, replica)
-SELECT e, k, t, a, s, d, $7
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
-    WITH ORDINALITY AS u(e, k, t, a, s, d, n)
+INSERT INTO stream_events (event_id, kind, task_id, agent_id, status, data, former_id, replica)
+SELECT e, k, t, a, s, d, f, $8
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
+    WITH ORDINALITY AS u(e, k, t, a, s, d, f, n)
 ORDER BY n
 ON CONFLICT (event_id) DO NOTHING
 """
@@ -104,16 +104,16 @@ async def write_rows(conn: Any, columns: Sequence[list[Any]], replica: str) -> N
 # and writes them in its last statement, with the lock and notification
 # (:data:`STAGED_INSERT`): no round trip of their own.
 STAGE = "_stage_stream_events"
-STAGE_COLUMNS = ("n", "event_id", "kind", "task_id", "agent_id", "status", "data", "replica")
+STAGE_COLUMNS = ("n", "event_id", "kind", "task_id", "agent_id", "status", "data", "former_id", "replica")
 CREATE_STAGE = (
     f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} (n bigint, event_id text, kind text, task_id text,"
-    " agent_id text, status text, data text, replica text) ON COMMIT DELETE ROWS;"
+    " agent_id text, status text, data text, former_id text, replica text) ON COMMIT DELETE ROWS;"
 )
 # Constants only: this runs in a multi-statement simple query.
 STAGED_INSERT = (
     f"SELECT pg_advisory_xact_lock({LOCK_KEY}), pg_notify('{CHANNEL}', '');"
-    " INSERT INTO stream_events (event_id, kind, task_id, agent_id, status, data, replica)"
-    f" SELECT event_id, kind, task_id, agent_id, status, data, replica FROM {STAGE} ORDER BY n"
+    " INSERT INTO stream_events (event_id, kind, task_id, agent_id, status, data, former_id, replica)"
+    f" SELECT event_id, kind, task_id, agent_id, status, data, former_id, replica FROM {STAGE} ORDER BY n"
     " ON CONFLICT (event_id) DO NOTHING;"
 )
 

@@ -212,3 +212,34 @@ def test_follow_says_when_the_stream_ended_and_stops(tmp_path: Path) -> None:
     [said] = [line for line in err.splitlines() if "ended" in line]
     assert said.startswith(f"spanvisor: the event stream at {s.base} ended and did not come back within 1s")
     assert out.strip()
+
+
+def test_a_task_renamed_by_its_root_stays_one_row_and_its_requests_are_not_asked_again() -> None:
+    """A task shown under a derived id, then under the id its root named
+    (``former_id``): one row, and ``?task=`` by the former id still matches."""
+    import dataclasses
+
+    from spanvisor.events import ApprovalRequest, Checkpoint, TaskStarted, TaskView
+    from spanvisor.stream.sink import item_of
+    from spanvisor.stream.sse import Filters
+
+    derived = f"{'ab' * 16}-{'cd' * 8}"
+    ask = ApprovalRequest("go", "Ship it?", digest="d")
+    v = TaskView(
+        task_id=derived,
+        trace_id="ab" * 16,
+        root_span_id="cd" * 8,
+        agent_id="rivet",
+        status="awaiting_approval",
+        approvals=(ask,),
+    )
+    view = View()
+    first = view.take("task_started", body(TaskStarted(event_id="e1", time_ns=1, task=v)))
+    assert "spanvisor approve" in first
+    renamed = Checkpoint(event_id="e2", time_ns=2, task=dataclasses.replace(v, task_id="fix-42", former_id=derived))
+    again = view.take(kind_of(renamed), body(renamed))
+    assert "spanvisor approve" not in again  # the same request, not a new one
+    assert list(view.tasks) == ["fix-42"] and list(view.runs) == ["fix-42"]
+    assert Filters(tasks=frozenset({derived})).match(item_of(renamed))
+    assert Filters(tasks=frozenset({"fix-42"})).match(item_of(renamed))
+    assert not Filters(tasks=frozenset({"other"})).match(item_of(renamed))

@@ -10,7 +10,10 @@ from spanvisor.stream.ring import Item, Ring, frame
 
 def test_a_compressed_record_keeps_its_body_once_in_its_frame() -> None:
     ring = Ring("ep", size=3, age_s=60.0, hot=1, block=1)
-    items = [Item(f"e{i}", "checkpoint", f"t{i}", "agent", "running", b'{"n": %d}' % i) for i in range(5)]
+    items = [
+        Item(f"e{i}", "checkpoint", f"t{i}", "agent", "running", b'{"n": %d}' % i, f"d{i}" if i % 2 else None)
+        for i in range(5)
+    ]
     ring.append(list(enumerate(items, start=1)))
     got = ring.after(2)
     assert got is not None
@@ -20,12 +23,13 @@ def test_a_compressed_record_keeps_its_body_once_in_its_frame() -> None:
         assert r.frame == frame("ep", r.pos, whole)  # what a client is sent: the body in full
         # Compressed (all but the one hot record): not a second copy.
         assert r.item.data == (whole.data if r.pos == 5 else b"")
-        assert (r.item.event_id, r.item.kind, r.item.task_id, r.item.agent_id, r.item.status) == (
+        assert (r.item.event_id, r.item.kind, r.item.task_id, r.item.agent_id, r.item.status, r.item.former_id) == (
             whole.event_id,
             whole.kind,
             whole.task_id,
             whole.agent_id,
             whole.status,
+            whole.former_id,  # a renamed task's former id, for ?task= (compressed blocks too)
         )
     assert ring.after(0) is None  # below the floor: replay or reset
 

@@ -128,6 +128,11 @@ class View:
         task_id = str(doc.get("task_id"))
         task = doc.get("task") or {}
         if kind != "intervention" and task:
+            former = task.get("former_id")
+            if former and former in self.tasks:
+                # Its root named its id: the same task, not a second one (its requests not asked again).
+                self.tasks.setdefault(task_id, self.tasks.pop(former))
+                self.runs.setdefault(task_id, self.runs.pop(former, None))
             before = {a.get("approval_id") for a in (self.tasks.get(task_id) or {}).get("approvals") or ()}
             if task.get("status") in TERMINAL:
                 self.tasks.pop(task_id, None)

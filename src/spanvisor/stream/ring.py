@@ -51,6 +51,8 @@ class Item(NamedTuple):
     agent_id: str | None
     status: str | None
     data: bytes  # the public body, encoded (spanvisor.stream.body)
+    # The id the task showed under before its root named its own: ?task= matches either.
+    former_id: str | None = None
 
 
 class Record(NamedTuple):
@@ -76,7 +78,8 @@ class _Block:
         self.pos = array("q", [r.pos for r in records])
         self.at = array("d", [r.at for r in records])
         rows = [
-            (r.item.event_id, r.item.kind, r.item.task_id, r.item.agent_id, r.item.status, r.frame) for r in records
+            (r.item.event_id, r.item.kind, r.item.task_id, r.item.agent_id, r.item.status, r.frame, r.item.former_id)
+            for r in records
         ]
         # marshal: our own strings, bytes and None, read back only here.
         self.blob = zlib.compress(marshal.dumps(rows), 1)
@@ -88,8 +91,8 @@ class _Block:
     def records(self) -> list[Record]:
         rows = marshal.loads(zlib.decompress(self.blob))
         return [
-            Record(p, Item(eid, kind, tid, aid, st, b""), fr, at)
-            for p, at, (eid, kind, tid, aid, st, fr) in zip(self.pos, self.at, rows, strict=True)
+            Record(p, Item(eid, kind, tid, aid, st, b"", former), fr, at)
+            for p, at, (eid, kind, tid, aid, st, fr, former) in zip(self.pos, self.at, rows, strict=True)
         ]
 
 

@@ -52,6 +52,7 @@ def item_of(event: Event) -> Item:
         agent_id=None if bare else v.agent_id,
         status=None if bare else v.status,
         data=encoded(event),
+        former_id=v.former_id,
     )
 
 

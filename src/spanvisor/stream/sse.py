@@ -93,7 +93,11 @@ class Filters:
 
     def match(self, item: Item) -> bool:
         return (
-            (self.tasks is None or item.task_id in self.tasks)
+            (
+                self.tasks is None
+                or item.task_id in self.tasks
+                or (item.former_id is not None and item.former_id in self.tasks)
+            )
             and (self.agents is None or item.agent_id in self.agents)
             and (self.kinds is None or item.kind in self.kinds)
             and (self.statuses is None or item.status in self.statuses)
