@@ -94,6 +94,11 @@ def check_stream(
             reopened = closed & {r.approval_id for r in b.task.approvals}
             assert not reopened, (task_id, "approval reopened", reopened)
         kinds = [e.kind for e in evs]
+        # Renamed at most once, by its root, for good: the id it was shown under, then the root's.
+        ids = [e.task_id for e in evs]
+        renamed = next((i for i, e in enumerate(evs) if e.task.former_id is not None), len(evs))
+        assert len(set(ids[:renamed])) <= 1 and len(set(ids[renamed:])) <= 1, (task_id, "renamed twice", ids)
+        assert all(e.task.former_id == evs[0].task_id for e in evs[renamed:]), (task_id, "former id", ids)
         assert isinstance(evs[0], TaskStarted), (task_id, kinds)
         assert sum(isinstance(e, TaskStarted) for e in evs) == 1, task_id
         finished = [i for i, e in enumerate(evs) if isinstance(e, TaskFinished)]
@@ -295,12 +300,13 @@ def task_roots(events: Sequence[Event], specs: Sequence[SpanSpec]) -> list[tuple
 
 def final_states_by_root(events: Sequence[Event], specs: Sequence[SpanSpec]) -> dict[str, dict[str, object]]:
     """:func:`final_states`, each task named ``<trace>-<root span>`` by its
-    root (:func:`rooted`): a task shown before its root arrived keeps the id
-    it was shown under (an inner span's, and never the root's own
-    ``agent.task.id``, which only the root carries)."""
-    root_of = {
-        e.task_id: rooted(specs, e.task.trace_id, e.task.root_span_id) for e in events if isinstance(e, TaskStarted)
-    }
+    root (:func:`rooted`): a task shown before its root arrived under an
+    inner span's id, or renamed by its root's own ``agent.task.id``, is
+    compared by the run it is."""
+    root_of: dict[str, tuple[str, str]] = {}
+    for e in events:
+        if e.task_id not in root_of:
+            root_of[e.task_id] = rooted(specs, e.task.trace_id, e.task.root_span_id)
     out: dict[str, dict[str, object]] = {}
     for task_id, state in final_states(events).items():
         # An open request's digest binds it to its task and run: the identity, compared above.

@@ -209,11 +209,13 @@ def feed_end_order(
 
 def by_task(events: Iterable[Event]) -> dict[str, list[Event]]:
     """Events per run of a task (``<task id>/<run id>``): a task id reused by
-    another root is another run, with its own story."""
+    another root is another run, with its own story. A run its root renamed
+    (``former_id``) is one story, under the id it was shown under first."""
     out: dict[str, list[Event]] = {}
     for e in events:
         run = e.task.run_id
-        out.setdefault(f"{e.task_id}/{run}" if run else e.task_id, []).append(e)
+        first = e.task.former_id or e.task_id
+        out.setdefault(f"{first}/{run}" if run else first, []).append(e)
     return out
 
 

@@ -109,8 +109,8 @@ def test_a_mark_comes_after_a_mark_only_with_spans_between() -> None:
 
 def test_each_export_call_is_settled_at_its_own_end() -> None:
     """Read by one pump or several, the same: a root in its children's batch
-    names their task; a root in the next batch ends the task shown under the
-    derived id before it (the documented limit), as on the pure tracker."""
+    names their task; a root in the next batch renames the task shown under
+    the derived id before it, from its own events on, as on the pure tracker."""
     first, second, root = ended(1)
     memory = InMemorySink()
     pipeline = Pipeline(_config(), [memory], path="exporter")
@@ -123,7 +123,8 @@ def test_each_export_call_is_settled_at_its_own_end() -> None:
     pipeline.submit_batch([root])  # queued before the first pump: one pump reads both
     events = flushed(pipeline, memory)
     assert started(events) == {derived(root): 1}
-    assert {e.task_id for e in events} == {derived(root)}
+    assert {e.task_id for e in events} == {derived(root), JOB}
+    assert events[-1].task_id == JOB and events[-1].task.former_id == derived(root)
 
 
 def test_a_batch_cut_by_a_full_inbox_still_ends_and_is_settled_without_a_flush() -> None:

@@ -148,17 +148,18 @@ def test_a_root_in_its_childrens_batch_names_the_task_from_the_first_event() -> 
     assert final_states(events) == {JOB: root_first()}
 
 
-def test_a_root_after_its_childrens_batch_ends_the_task_shown_under_the_derived_id() -> None:
-    """The documented limit: the task was shown before its root said its id,
-    and keeps the id it was shown under (never two tasks, never one renamed)."""
+def test_a_root_after_its_childrens_batch_renames_the_task_shown_under_the_derived_id() -> None:
+    """The task was shown before its root said its id: one task, shown under
+    the derived id until its root's events, which carry the root's (issue 66)."""
     events = in_batches(run_with_its_id(), [[1, 2], [0]])
     check_stream(events, all_finished=True)
     derived = f"{T1}-{ROOT}"
-    assert {e.task_id for e in events} == {derived}
+    assert {e.task_id for e in events} == {derived, JOB}
+    assert events[-1].task_id == JOB and events[-1].task.former_id == derived
     assert [type(e) for e in events].count(TaskStarted) == 1
     assert events[0].task.provisional and not events[-1].task.provisional
     want = root_first()
-    got = final_states(events)[derived]
+    got = final_states(events)[JOB]
     assert {f: got[f] for f in FINAL_FIELDS} == {f: want[f] for f in FINAL_FIELDS}
     assert events[-1].task.run_id == feed_start_order(TaskTracker(), run_with_its_id())[0].task.run_id
 
