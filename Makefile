@@ -1,5 +1,9 @@
 # spanvisor: `make demo` and `make test` work on a fresh Linux machine with Python 3.11+.
-PYTHON ?= python3
+# The first Python 3.11+ every user may run (.ci/pick-python says why);
+# PYTHON=... picks another.
+ifndef PYTHON
+PYTHON := $(shell sh .ci/pick-python)
+endif
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PYPROJECT_SUM := $(shell cat pyproject.toml | cksum | cut -d' ' -f1)
