@@ -53,6 +53,13 @@ METHOD_TIERS = {
     "conversations.list": 2,
     "chat.getPermalink": 4,
     "agents.sessions.setStatus": 3,
+    # Code channels (.codechannels): their tiers are UNCONFIRMED (the pages'
+    # rate-limit line was not readable). Making and archiving a channel are
+    # paced as Slack's generic conversations.create and conversations.archive
+    # (Tier 2), the context bar as setStatus (Tier 3).
+    "agents.conversations.create": 2,
+    "agents.conversations.archive": 2,
+    "agents.conversations.setProperties": 3,
 }
 KEEP_PLACES = 10_000
 EPSILON_S = 1e-6

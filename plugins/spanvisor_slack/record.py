@@ -92,6 +92,25 @@ def moved_to(value: Mapping[str, Any] | None) -> str | None:
     return to if isinstance(to, str) and to else None
 
 
+Bar = tuple[tuple[str, str, str], ...]  # a code channel's context bar: (key, label, icon) per item
+
+
+@dataclass
+class CodeState:
+    """A task's code channel as its record knows it (.codechannels)."""
+
+    channel: str | None  # the code channel's ID; None: the task stays in its routed channel
+    session_id: str = ""
+    team: str | None = None  # its routed channel, where the link line goes
+    linked: bool = False
+    bar_want: Bar | None = None  # the context bar the parent's last shown view maps to
+    bar_sent: Bar | None = None
+    closed: bool = False
+
+    def bar_due(self) -> bool:
+        return self.channel is not None and not self.closed and self.bar_want not in (None, self.bar_sent)
+
+
 @dataclass(eq=False)
 class SlackTaskRecord:
     view: TaskView
@@ -149,6 +168,10 @@ class SlackTaskRecord:
     # and the task's last per-call line as it came (raw text).
     folded: WorkLog | None = None
     last_call: str | None = None
+    # Its own code channel (.codechannels): None until it is decided where
+    # its parent goes; the calls to make one that ended ambiguously.
+    code: CodeState | None = None
+    code_attempts: int = 0
 
     @property
     def task_id(self) -> str:
@@ -184,12 +207,21 @@ class SlackTaskRecord:
         )
 
     @property
+    def code_due(self) -> bool:
+        """Its code channel owes Slack something: the team channel's line, the
+        context bar, or (once it finished) the channel's archiving."""
+        c = self.code
+        if c is None or c.channel is None or self.ref is None or self.dead:
+            return False
+        return (not c.linked and c.team is not None) or c.bar_due() or (self.finished and not c.closed)
+
+    @property
     def idle(self) -> bool:
         if self.dead:
             return not self.busy
         shown = self.ref is not None or self.orphan
         logged = (self.log is None or not self.log.dirty) and not self.behind
-        quiet = not self.replies and not self.alerts and not self.busy and not self.session_due
+        quiet = not self.replies and not self.alerts and not self.busy and not self.session_due and not self.code_due
         return shown and logged and not self.dirty and quiet
 
     @property

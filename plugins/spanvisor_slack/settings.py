@@ -241,7 +241,8 @@ SETTINGS: tuple[Setting, ...] = (
         (),
         "Calls a minute (and burst) the sink allows itself per method, before sending, instead of Slack's "
         "documented tiers (chat.update, chat.delete, conversations.history 50/4; conversations.list 20/1; "
-        "chat.getPermalink 100/8; agents.sessions.setStatus 50/4). method=0 turns a method's pacing off.",
+        "chat.getPermalink 100/8; agents.sessions.setStatus, agents.conversations.setProperties 50/4; "
+        "agents.conversations.create, agents.conversations.archive 20/1). method=0 turns a method's pacing off.",
         "method=per_minute[/burst],... e.g. chat.update=50/4",
     ),
     Setting(
@@ -319,6 +320,17 @@ SETTINGS: tuple[Setting, ...] = (
         "Make each task's thread a Slack agent session: its status follows the task and Slack's own stop "
         "button cancels it. The app must be declared as an agent and subscribed to agent_session_stopped.",
         "true or false",
+    ),
+    Setting(
+        "slack_code_channels",
+        "SPANVISOR_SLACK_CODE_CHANNELS",
+        p_bool,
+        False,
+        "Give each coding-agent session (a task whose agent is a coding CLI's service, e.g. claude-code, or a CLI "
+        "session's task id) a Slack code channel of its own: its message and thread go there, its routed channel "
+        "gets one line linking to it, and the channel is archived when the task ends. Needs the "
+        "code_channels:manage scope; refused, the task stays in its routed channel.",
+        "on or off",
     ),
     Setting(
         "slack_dry_run",

@@ -11,7 +11,8 @@ created (``apps.manifest.create``) or, with ``--app-id``, updated in place
   copy the bot token; for Socket Mode an app-level token; for agent
   sessions, declare the app as an agent) on stdout;
 * the settings spanvisor reads (the signing secret for HTTP request URLs,
-  ``SPANVISOR_SLACK_AGENT_SESSIONS``) in an environment file of mode 0600
+  ``SPANVISOR_SLACK_AGENT_SESSIONS``, ``SPANVISOR_SLACK_CODE_CHANNELS``) in
+  an environment file of mode 0600
   (``--write``, default ``spanvisor-slack.env``), never on the terminal;
 * Slack's reasons when it refuses the manifest, each with where it points.
 
@@ -51,6 +52,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--agent-sessions",
         action="store_true",
         help="subscribe to agent_session_stopped and turn on SPANVISOR_SLACK_AGENT_SESSIONS (Slack's stop button)",
+    )
+    p.add_argument(
+        "--code-channels",
+        action="store_true",
+        help="ask for code_channels:manage and turn on SPANVISOR_SLACK_CODE_CHANNELS (a channel per coding session)",
     )
     p.add_argument("--app-id", help="update this existing app instead of creating one")
     p.add_argument(
@@ -102,10 +108,19 @@ def _write_env(path: Path, values: Mapping[str, str], app_id: str) -> None:
     os.replace(tmp, path)
 
 
+def _manifest(args: argparse.Namespace) -> dict[str, Any]:
+    return manifest(
+        name=args.name,
+        base_url=args.url,
+        agent_sessions=args.agent_sessions,
+        code_channels=bool(getattr(args, "code_channels", False)),
+    )
+
+
 def setup(args: argparse.Namespace, env: Mapping[str, str]) -> str:
     """Create or update the app; what to tell the person."""
     try:
-        m = manifest(name=args.name, base_url=args.url, agent_sessions=args.agent_sessions)
+        m = _manifest(args)
     except BadManifest as exc:
         raise SetupFailed(str(exc)) from None
     token = env.get(ENV_TOKEN)
@@ -144,6 +159,8 @@ def setup(args: argparse.Namespace, env: Mapping[str, str]) -> str:
     if args.agent_sessions:
         values["SPANVISOR_SLACK_AGENT_SESSIONS"] = "on"
         done.append("Agent sessions: declare the app as an agent in its settings (this adds assistant:write).")
+    if getattr(args, "code_channels", False):
+        values["SPANVISOR_SLACK_CODE_CHANNELS"] = "on"
     if values:
         path = Path(args.write)
         _write_env(path, values, app_id)
@@ -155,7 +172,7 @@ def setup(args: argparse.Namespace, env: Mapping[str, str]) -> str:
 def run(args: argparse.Namespace) -> int:
     if args.print_manifest:
         try:
-            print(json.dumps(manifest(name=args.name, base_url=args.url, agent_sessions=args.agent_sessions), indent=2))
+            print(json.dumps(_manifest(args), indent=2))
         except BadManifest as exc:
             print(f"spanvisor slack setup: {exc}", file=sys.stderr)
             return 1

@@ -35,6 +35,7 @@ from spanvisor.stats import PipelineStats
 from .blocks import Look, parent_payload
 from .board import Boards
 from .claims import Claims
+from .codechannels import CodeChannels
 from .failures import Failures
 from .pacing import Interrupt
 from .record import SlackTaskRecord, merge_decisions, moved_to
@@ -50,6 +51,8 @@ from .turns import FIRST, PARENT
 
 log = logging.getLogger("spanvisor.slack")
 RETIRE_S = 300.0
+# How long after a coding session's last event its code channel is archived (.codechannels).
+ARCHIVE_GRACE_S = 2.0
 
 
 @dataclass
@@ -77,6 +80,8 @@ class Deliverer:
     agent_sessions: bool = False
     # Posts waiting for a channel past which its progress lines fold into a board (.board); 0: never.
     board_backlog: int = 10
+    # A coding session's parent and thread go to a code channel of its own (.codechannels).
+    code_channels: bool = False
 
     def __post_init__(self) -> None:
         if self.log_interval_s is None:
@@ -89,6 +94,13 @@ class Deliverer:
         self.finder = ParentFinder(self.transport, self.clock, self.recover_s, self.deadline)
         self.sessions = (
             AgentSessions(self.transport, self.claims, self.stats, self.deadline) if self.agent_sessions else None
+        )
+        self.code = (
+            CodeChannels(
+                self.transport, self.claims, self.stats, self.clock, self.namespace, self.deadline, self.look.prefix
+            )
+            if self.code_channels
+            else None
         )
         self.boards = Boards(
             self.transport,
@@ -118,8 +130,16 @@ class Deliverer:
             self.update_interval_s,
             self.flushing,
             self.deadline,
-            on_shown=self.sessions.shown if self.sessions is not None else None,
+            on_shown=self._shown if self.sessions is not None or self.code is not None else None,
         )
+
+    def _shown(self, st: SlackTaskRecord, view: TaskView) -> None:
+        """The parent now shows ``view``: the session status and the code
+        channel's context bar follow it."""
+        if self.sessions is not None:
+            self.sessions.shown(st, view)
+        if self.code is not None:
+            self.code.shown(st, view)
 
     async def run(self, st: SlackTaskRecord) -> None:
         while True:
@@ -172,10 +192,12 @@ class Deliverer:
             due = min(due, st.last_reply + self.reply_interval_s)
         if st.log is not None and st.log.dirty:
             due = min(due, st.log.last_edit + self._log_interval)
-        if st.behind or (self.sessions is not None and st.session_due):
+        if st.behind or (self.sessions is not None and st.session_due) or self._code_now(st):
             due = now
         if self.reminders is not None and st.ref is not None:
             due = min(due, self.reminders.due(st))
+        if self.code is not None and self.code.close_due(st) and (at := self._archive_at(st)) > now:
+            due = min(due, at)  # once passed, _code_now says whether it is due
         if due <= now:
             return
         st.wake.clear()
@@ -206,7 +228,14 @@ class Deliverer:
                 self.boards.note(st)
             return True
         if st.ref is None:
-            return False if st.orphan else await self._ensure_parent(st)
+            if st.orphan:
+                return False
+            if self.code is not None and st.code is None and not st.borrowed:
+                # Where its parent goes comes first: a code channel of its own, or its routed channel.
+                return await self.code.open(st)
+            return await self._ensure_parent(st)
+        if self.code is not None and self.code.link_due(st):
+            return await self.code.link(st)
         if folding and st.folded is not None and not st.finished and not self.boards.folded(str(st.channel)):
             return await self.thread.post_folded(st)
         now, hurry = self.clock.now(), self.flushing()
@@ -232,7 +261,34 @@ class Deliverer:
             return await self.thread.edit_log(st, st.behind[0], self._interrupt(st))
         if (st.dirty or st.repair) and (hurry or st.repair or now >= self._edit_due(st)):
             return await self._update_parent(st)
+        if self.code is not None and st.code is not None and st.code.bar_due():
+            return await self.code.describe(st, self._interrupt(st))
+        if self.code is not None and self._code_now(st):
+            return await self.code.close(st)
         return False
+
+    def _code_now(self, st: SlackTaskRecord) -> bool:
+        """Its code channel has a call due now: the link line or the context
+        bar, or its archiving once everything else owed is shown (the final
+        parent, the summary reply, the work log)."""
+        if self.code is None or not st.code_due:
+            return False
+        c = st.code
+        assert c is not None
+        if self.code.link_due(st) or c.bar_due():
+            return True
+        owed = st.dirty or st.repair or st.replies or st.alerts or st.behind or st.session_due
+        if not self.code.close_due(st) or owed or (st.log is not None and st.log.dirty):
+            return False
+        return self.deadline() is not None or self.clock.now() >= self._archive_at(st)
+
+    def _archive_at(self, st: SlackTaskRecord) -> float:
+        """When its code channel may be archived: a while after its last event
+        here, so a replica still posting its part of the thread is not refused
+        by an archived channel (not waited for once shutting down)."""
+        if st.last_event is None:
+            st.last_event = self.clock.now()
+        return st.last_event + ARCHIVE_GRACE_S
 
     async def _session_shown(self, st: SlackTaskRecord) -> SessionStatus | None:
         """The session status the parent's shared view maps to now (None: none stored)."""

@@ -11,6 +11,10 @@ status by itself: a press of the stop button (:meth:`AgentSessions.stop`,
 only while the session is ``processing``) sends the event and leaves the
 status as it was.
 
+Without ``thread_ts`` the call sets a code channel's own session status
+(Slack Code: "omit it for a code channel"), which :mod:`.slack_codechannels`
+keeps; on another channel it answers ``invalid_arguments`` (our reading).
+
 Scenarios by token: ``xoxb-notagent-…``: the app is not declared as an
 agent (``missing_scope``, needed ``assistant:write``); ``xoxb-nostopevent-…``:
 not subscribed to the stop event. Error codes for bad arguments are our
@@ -21,6 +25,7 @@ the method's page lists none beyond the common ones.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,8 +52,10 @@ class Session:
 class AgentSessions:
     METHODS = frozenset({"agents.sessions.setStatus", "agents.sessions.rename"})
 
-    def __init__(self, workspace: Workspace) -> None:
+    def __init__(self, workspace: Workspace, code_channel: Callable[[Any], Any] = lambda _: None) -> None:
+        """``code_channel``: the code channel of an ID (one with ``statuses``), or None."""
         self.workspace = workspace
+        self.code_channel = code_channel
         self.sessions: dict[tuple[str, str], Session] = {}
         self._events = 0
 
@@ -59,6 +66,8 @@ class AgentSessions:
         if ch is None:
             return error("channel_not_found")
         ts = args.get("thread_ts")
+        if ts is None and method == "agents.sessions.setStatus":
+            return self._channel_status(ch.id, args)
         if not isinstance(ts, str) or self.workspace.find(ch.id, ts) is None:
             return error("thread_not_found")
         key = (ch.id, ts)
@@ -83,6 +92,16 @@ class AgentSessions:
         if token.startswith("xoxb-nostopevent"):
             extra["warning"] = NO_STOP_SUBSCRIPTION
         return ok(**extra)
+
+    def _channel_status(self, cid: str, args: dict[str, Any]) -> Answer:
+        code = self.code_channel(cid)
+        status, title = args.get("status"), args.get("title")
+        if code is None or status not in STATUSES:
+            return error("invalid_arguments")
+        if title is not None and (not isinstance(title, str) or len(title) > MAX_TITLE):
+            return error("invalid_arguments")
+        code.statuses.append(str(status))
+        return ok(status=status)
 
     def of(self, channel: str, thread_ts: str) -> Session | None:
         return self.sessions.get((channel, thread_ts))

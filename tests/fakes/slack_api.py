@@ -22,6 +22,8 @@ form field), form-encoded and JSON bodies. Three parts:
   WebSocket (envelopes that must be acked);
 - :mod:`.slack_agents`: ``agents.sessions.*`` and the stop button's
   ``agent_session_stopped`` event;
+- :mod:`.slack_codechannels`: ``agents.conversations.create``, ``archive``
+  and ``setProperties`` (code channels; ``xoxb-nocode…`` lacks their scope);
 - :mod:`.slack_apps`: ``apps.manifest.validate``, ``create`` and
   ``update`` (app configuration tokens, ``xoxe.xoxp-…``).
 
@@ -85,6 +87,7 @@ from aiohttp import web
 from .slack_agents import AgentSessions
 from .slack_apps import ManifestApps
 from .slack_blocks import InvalidBlocks, validate_blocks, validate_metadata
+from .slack_codechannels import CodeChannels
 from .slack_interact import Interactions
 from .slack_methods import TEXT_POST, TEXT_UPDATE, Answer, WebApi, error
 from .slack_socket import SocketMode
@@ -149,7 +152,8 @@ class FakeSlack:
         self.workspace = Workspace(filler_channels)
         self.api = WebApi(self.workspace, channel_burst, channel_rate, busy_messages, now)
         self.interactions = Interactions(self.workspace)
-        self.agents = AgentSessions(self.workspace)
+        self.code = CodeChannels(self.workspace)
+        self.agents = AgentSessions(self.workspace, self.code.of)
         self.apps = ManifestApps()
         self.socket = SocketMode()
         self.calls: list[Call] = []
@@ -311,6 +315,8 @@ class FakeSlack:
             return self.interactions.call(method, token, args)
         if method in AgentSessions.METHODS:
             return self.agents.call(method, token, args)
+        if method in CodeChannels.METHODS:
+            return self.code.call(method, token, args)
         return self.api.call(method, token, args)
 
     def _method_limited(self, token: str, method: str) -> float | None:

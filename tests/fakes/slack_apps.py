@@ -34,6 +34,7 @@ KNOWN_SCOPES = frozenset(
         "channels:history",
         "groups:history",
         "assistant:write",
+        "code_channels:manage",
     }
 )
 
@@ -115,6 +116,13 @@ def manifest_errors(m: Any) -> list[dict[str, str]]:
     for i, cmd in enumerate((m.get("features") or {}).get("slash_commands") or []):
         if not socket and not _https(cmd.get("url")):
             out.append({"message": "A slash command requires a URL", "pointer": f"/features/slash_commands/{i}/url"})
+    code = (m.get("features") or {}).get("code_channels")
+    if code is not None and (not isinstance(code, dict) or not isinstance(code.get("enabled"), bool)):
+        out.append({"message": "code_channels.enabled must be a boolean", "pointer": "/features/code_channels"})
+    elif code is not None and code.get("slash_command_url") is not None:
+        url = code["slash_command_url"]
+        if not isinstance(url, str) or len(url) > 3000 or not url.startswith(("https://", "http://")):
+            out.append({"message": "Invalid slash_command_url", "pointer": "/features/code_channels/slash_command_url"})
     for i, scope in enumerate(((m.get("oauth_config") or {}).get("scopes") or {}).get("bot") or []):
         if scope not in KNOWN_SCOPES:
             out.append({"message": f"Unknown scope {scope}", "pointer": f"/oauth_config/scopes/bot/{i}"})

@@ -94,6 +94,18 @@ def test_an_app_is_updated_in_place_for_socket_mode_and_agent_sessions(slack: Fa
     assert held["settings"]["socket_mode_enabled"] is True
 
 
+def test_code_channels_add_their_scope_and_feature_and_turn_the_setting_on(
+    slack: FakeSlackThread, tmp_path: Path
+) -> None:
+    done = setup(slack, tmp_path, "--code-channels", "--write", "slack.env")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "slack.env").read_text().endswith("SPANVISOR_SLACK_CODE_CHANNELS=on\n")
+    [app_id] = re.findall(r"Created Slack app (A\d+)", done.stdout)
+    held = slack.on_loop(lambda: slack.fake.apps.apps[app_id])
+    assert "code_channels:manage" in held["oauth_config"]["scopes"]["bot"]
+    assert held["features"]["code_channels"] == {"enabled": True}
+
+
 @pytest.mark.parametrize(
     ("args", "token", "said"),
     [
@@ -124,10 +136,13 @@ def test_without_a_token_nothing_is_asked(slack: FakeSlackThread, tmp_path: Path
         st.none(), st.sampled_from(["https://a.example", "https://h.example:8443/x/", "http://a", "ftp://b"])
     ),
     sessions=st.booleans(),
+    code=st.booleans(),
 )
-def test_every_manifest_the_options_make_is_one_slack_takes(name: str, url: str | None, sessions: bool) -> None:
+def test_every_manifest_the_options_make_is_one_slack_takes(
+    name: str, url: str | None, sessions: bool, code: bool
+) -> None:
     try:
-        m = manifest(name=name, base_url=url, agent_sessions=sessions)
+        m = manifest(name=name, base_url=url, agent_sessions=sessions, code_channels=code)
     except BadManifest:
         assume_bad = not name.strip() or len(name.strip()) > 35 or (url is not None and not url.startswith("https://"))
         assert assume_bad, (name, url)

@@ -1,0 +1,383 @@
+"""A channel per coding session: Slack Code's code channels (issue 67, step 1).
+
+Opt in with ``SPANVISOR_SLACK_CODE_CHANNELS=on`` (the app needs the
+``code_channels:manage`` scope and ``features.code_channels``, which
+``spanvisor slack setup --code-channels`` puts in its manifest). A task is a
+*coding session* (:func:`is_coding`) when its agent is the ``service.name``
+of a registered coding-agent CLI (``claude-code``, ``codex_exec``, …: what
+the launcher and the receiver give a session's task unless ``--agent`` or
+``spanvisor.agent`` names another), or its task id is a CLI session's whose
+trace and root ids derive from it (:func:`spanvisor.gate.taskids.is_session`).
+
+Such a task, before its first message:
+
+1. gets a code channel from ``agents.conversations.create``, named after
+   the task, with a ``session_id`` derived from its run (:func:`session_id_of`):
+   Slack returns the existing channel for a session id it knows, so two
+   replicas, a retried call and a restarted process all land in one channel.
+   The channel is claimed in the state store (``<ns>.codechannels``, by the
+   parent key) like a parent, so replicas agree without asking Slack twice;
+2. its parent message and thread go there instead of its routed channel;
+3. the routed (team) channel gets one short line linking to it (``<#C…>``),
+   claimed once per session (``<session id>/link``);
+4. the channel's context bar (``agents.conversations.setProperties``,
+   ``code_channel.context_bar_items``) shows the repository, the agent and the
+   model, set when the parent first shows them and again when one changes,
+   paced at the method's tier (:mod:`.pacing`);
+5. at the task's end, once everything owed is shown, the session is closed
+   (``agents.sessions.setStatus`` without ``thread_ts``) and the channel
+   archived (``agents.conversations.archive``, the summary reply as its
+   ``summary_message_ts``), once per session (``<session id>/archive``).
+
+A retry of the task is a new run, hence a new session id and a new channel:
+Slack documents no method by which an app reopens an archived code channel.
+
+When Slack refuses ``create`` (no scope, not allowed, a bad argument) the
+task stays in its routed channel (said once per kind of refusal, counted in
+``slack_code_channels_total{outcome="fallback"}``), and a refusal that
+needs the app's configuration changed stops asking for every later task:
+no message of the task is lost to a code channel that could not be made.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from spanvisor.clis import registry
+from spanvisor.events import TaskView
+from spanvisor.gate import taskids
+from spanvisor.sink import Clock
+from spanvisor.stats import PipelineStats
+
+from .pacing import ROUTINE, URGENT, Interrupt
+from .record import Bar, CodeState, former_key
+from .sessions import REFUSED_FOR_GOOD, title_of
+from .text import safe
+from .turns import PARENT
+
+if TYPE_CHECKING:
+    from .claims import Claims
+    from .record import SlackTaskRecord
+    from .transport import Transport
+
+log = logging.getLogger("spanvisor.slack")
+
+CREATE = "agents.conversations.create"
+ARCHIVE = "agents.conversations.archive"
+SET_PROPERTIES = "agents.conversations.setProperties"
+SET_STATUS = "agents.sessions.setStatus"
+SCOPE = "code_channels:manage"
+# Slack's limits on the context bar (agents.conversations.setProperties).
+MAX_BAR_ITEMS = 5
+MAX_KEY = 64
+MAX_LABEL = 128
+# How long to wait for a code channel another replica is making right now.
+IN_FLIGHT_WAIT_S = 0.25
+# An answer that may or may not have made the channel: asked again (create
+# is idempotent on the session id) this many times before the task stays routed.
+MAX_ATTEMPTS = 3
+_PREFIX = b"spanvisor.code-channel.v1\x00"
+
+
+def is_coding(view: TaskView) -> bool:
+    """Whether ``view``'s task is a coding-agent session (see the module doc)."""
+    if registry.by_service(view.agent_id) is not None:
+        return True
+    return bool(view.trace_id) and taskids.is_session(view.task_id, view.trace_id, view.root_span_id)
+
+
+def session_id_of(view: TaskView) -> str:
+    """An opaque id of the task's run, the same on every replica and after a
+    rename by its root (the run, and so its trace and root ids, stay), new
+    for a new run: Slack keys a code channel by it."""
+    h = hashlib.sha256(_PREFIX)
+    for part in (view.run_id, view.trace_id, view.root_span_id) if view.run_id else (view.task_id, view.trace_id):
+        b = part.encode("utf-8", "surrogatepass")
+        h.update(len(b).to_bytes(4, "big") + b)
+    return "spv_" + h.hexdigest()[:32]
+
+
+def context_bar(view: TaskView) -> Bar:
+    """The context bar's items from what the task's view says: its repository,
+    agent and model (empty ones left out; at most :data:`MAX_BAR_ITEMS`).
+    Labels are agent text: escaped and clipped like every other (.text);
+    Slack's rendering of a label is UNCONFIRMED, so Slack's generic escaping
+    of ``&``, ``<`` and ``>`` applies."""
+    items: list[tuple[str, str, str]] = []
+    for key, raw, icon in (
+        ("repo", view.repo, "folder"),
+        ("agent", view.agent_name or view.agent_id, "terminal"),
+        ("model", view.model, "code"),
+    ):
+        label = safe(raw, MAX_LABEL) if raw else ""
+        if label.strip():
+            items.append((key[:MAX_KEY], label, icon))
+    return tuple(items[:MAX_BAR_ITEMS])
+
+
+class CodeChannels:
+    """Makes, links, describes and archives the code channels of a sink's tasks."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        claims: Claims,
+        stats: PipelineStats,
+        clock: Clock,
+        namespace: str,
+        deadline: Callable[[], float | None],
+        prefix: str | None = None,
+    ) -> None:
+        self.transport, self.claims, self.stats, self.clock = transport, claims, stats, clock
+        self.ns, self.deadline, self.prefix = f"{namespace}.codechannels", deadline, prefix
+        self.parent_ns = f"{namespace}.parent"
+        self.reply_ns = f"{namespace}.reply"
+        self.off: str | None = None  # why Slack refused code channels for good: none is asked for from then on
+        self._told: set[str] = set()
+        # The CLIs' adapters and the installed ones' entry points, read now
+        # (once per process) rather than by a task's first step on the loop.
+        registry.by_service("")
+
+    # --- before the parent ---------------------------------------------
+
+    async def open(self, st: SlackTaskRecord) -> bool:
+        """Decide where the task's parent goes; one step (True: taken)."""
+        if not is_coding(st.view):
+            st.code = CodeState(None)
+            return True
+        sid = session_id_of(st.view)
+        claim = await self.claims.claim(self.ns, st.key)
+        if claim.value is not None:
+            self._adopt(st, claim.value, sid)
+            return True
+        if not claim.won:  # another replica is making it right now
+            await self.clock.sleep(IN_FLIGHT_WAIT_S)
+            return True
+        old = former_key(st.view)
+        before = await self.claims.get(self.ns, old) if old is not None and old != st.key else None
+        if before is not None:
+            # Renamed by its root (.rename): the run's channel, kept under its new key too.
+            await self.claims.settle(self.ns, st.key, before)
+            self._adopt(st, before, sid)
+            return True
+        parent = await self.claims.get(self.parent_ns, st.key)
+        if self.off is not None or (parent is not None and parent.get("ts")):
+            # Refused for good, or a parent already in the routed channel (the
+            # setting turned on mid-task): the task stays where it is.
+            await self.claims.settle(self.ns, st.key, {"channel": None, "session_id": sid})
+            st.code = CodeState(None, sid)
+            if self.off is not None:
+                self.stats.inc("slack_code_channels_total", outcome="fallback")
+            return True
+        name = title_of(st.view)
+
+        def build() -> Mapping[str, Any]:
+            # Channel-name rules of code channels are UNCONFIRMED: the name is
+            # a "friendly display name", so the task's title goes as it is,
+            # within agents.sessions.rename's 200 characters (which renames the
+            # channel too). No origin: the parent is posted in the channel itself.
+            return {"name": name, "session_id": sid}
+
+        async with self.claims.lease(self.ns, [st.key]) as lease:
+            out = await self.transport.send(
+                CREATE, build, deadline=self.deadline, before_call=lease.confirm, rank=URGENT
+            )
+        if out.claim_lost:
+            return True
+        if out.ok and out.data and out.data.get("channel_id"):
+            cid = str(out.data["channel_id"])
+            value = {"channel": cid, "session_id": sid, "team": st.channel}
+            if not await self.claims.settle(self.ns, st.key, value):
+                stored = await self.claims.get(self.ns, st.key)
+                if stored is not None:
+                    self._adopt(st, stored, sid)
+                    return True
+            self.stats.inc("slack_code_channels_total", outcome="created")
+            self._adopt(st, value, sid)
+            return True
+        error = out.failure.error if out.failure is not None else "unknown"
+        if out.decision is not None and out.decision.kind in ("retry", "rate_limited"):
+            # Only the shutdown deadline ends retries: nothing is said for good
+            # (a restarted process asks again); this process's last posts go routed.
+            await self.claims.release(self.ns, st.key)
+            st.code = CodeState(None, sid)
+            return True
+        st.code_attempts += 1
+        if out.decision is not None and out.decision.kind == "ambiguous" and st.code_attempts < MAX_ATTEMPTS:
+            # Maybe made: asking again with the same session id returns it.
+            await self.claims.release(self.ns, st.key)
+            return True
+        self._refused(error)
+        await self.claims.settle(self.ns, st.key, {"channel": None, "session_id": sid, "error": error})
+        st.code = CodeState(None, sid)
+        return True
+
+    def _adopt(self, st: SlackTaskRecord, value: Mapping[str, Any], sid: str) -> None:
+        cid = value.get("channel")
+        team = value.get("team")
+        st.code = CodeState(str(cid) if cid else None, str(value.get("session_id") or sid))
+        if st.code.channel is not None:
+            st.code.team = str(team) if team else st.channel
+            st.channel = st.code.channel
+
+    def _refused(self, error: str) -> None:
+        self.stats.inc("slack_code_channels_total", outcome="fallback")
+        if error in REFUSED_FOR_GOOD and self.off is None:
+            self.off = error
+        if error not in self._told:
+            self._told.add(error)
+            log.warning(
+                "Slack did not make a code channel (%s): the task's messages go to its routed channel%s",
+                error,
+                f"; add the {SCOPE} scope and features.code_channels to the app (spanvisor slack setup "
+                "--code-channels), or unset SPANVISOR_SLACK_CODE_CHANNELS; none is asked for from now on"
+                if self.off == error
+                else "",
+            )
+
+    # --- once the parent is there ---------------------------------------
+
+    def shown(self, st: SlackTaskRecord, view: TaskView) -> None:
+        """The parent now shows ``view``: its context bar is due if it changed."""
+        if st.code is not None and st.code.channel is not None and not st.code.closed:
+            st.code.bar_want = context_bar(view)
+
+    @staticmethod
+    def link_due(st: SlackTaskRecord) -> bool:
+        c = st.code
+        return c is not None and c.channel is not None and not c.linked and c.team is not None
+
+    async def link(self, st: SlackTaskRecord) -> bool:
+        """The team channel's one line for the session (claimed once per session)."""
+        c = st.code
+        assert c is not None and c.channel is not None and c.team is not None
+        key = f"{c.session_id}/link"
+        claim = await self.claims.claim(self.ns, key)
+        if claim.value is not None or not claim.won:
+            # Posted (or being posted) by another record of the session.
+            c.linked = True
+            return True
+        team, cid = c.team, c.channel
+        agent = safe(st.view.agent_name or st.view.agent_id, 80)
+        text = f"💻 {safe(title_of(st.view), 200)} ({agent}): <#{cid}>"
+        if self.prefix:
+            text = f"{safe(self.prefix, 80)} {text}"
+        async with self.claims.lease(self.ns, [key]) as lease:
+            out = await self.transport.send(
+                "chat.postMessage",
+                lambda: {"channel": team, "text": text, "unfurl_links": False, "unfurl_media": False},
+                deadline=self.deadline,
+                before_call=lease.confirm,
+                rank=PARENT,
+            )
+        if out.claim_lost:
+            return True
+        c.linked = True
+        if out.ok or (out.decision is not None and out.decision.kind == "ambiguous"):
+            # Posted, or maybe posted: never posted again.
+            await self.claims.settle(self.ns, key, {"ts": (out.data or {}).get("ts")})
+            self.stats.inc("slack_code_channels_total", outcome="linked" if out.ok else "link_unsure")
+            return True
+        error = out.failure.error if out.failure is not None else "unknown"
+        await self.claims.settle(self.ns, key, {"ts": None, "error": error})
+        self.stats.drop(
+            f"slack_{error}",
+            1,
+            sink="slack",
+            detail=f"the team channel's line to a code channel: Slack answered {error}",
+        )
+        return True
+
+    async def describe(self, st: SlackTaskRecord, interrupt: Interrupt | None) -> bool:
+        """Send the context bar the parent's last shown view maps to."""
+        c = st.code
+        assert c is not None and c.channel is not None and c.bar_want is not None
+        want, cid = c.bar_want, c.channel
+        if not want:  # nothing known yet: Slack wants at least one property
+            c.bar_sent = want
+            return True
+        items = [{"key": k, "label": label, "icon": icon} for k, label, icon in want]
+        out = await self.transport.send(
+            SET_PROPERTIES,
+            lambda: {"channel_id": cid, "code_channel": {"context_bar_items": items}},
+            deadline=self.deadline,
+            rank=ROUTINE,
+            key=cid,
+            interrupt=interrupt,
+        )
+        if out.deferred:
+            return True
+        c.bar_sent = want  # a refusal is not asked again until the bar changes
+        if not out.ok:
+            error = out.failure.error if out.failure is not None else "unknown"
+            self.stats.inc("slack_code_channels_total", outcome="bar_error")
+            log.info("Slack did not take task %s's context bar: %s", st.task_id, error)
+        return True
+
+    # --- at the end ------------------------------------------------------
+
+    @staticmethod
+    def close_due(st: SlackTaskRecord) -> bool:
+        c = st.code
+        return c is not None and c.channel is not None and not c.closed and st.finished
+
+    async def close(self, st: SlackTaskRecord) -> bool:
+        """Close the session and archive its channel, once per session."""
+        c = st.code
+        assert c is not None and c.channel is not None
+        key = f"{c.session_id}/archive"
+        claim = await self.claims.claim(self.ns, key)
+        c.closed = True
+        if claim.value is not None or not claim.won:
+            return True  # archived (or being archived) by another record of the session
+        cid = c.channel
+        said = await self.claims.get(self.reply_ns, f"{st.task_id}/summary")
+        summary = said.get("ts") if said is not None else None
+        async with self.claims.lease(self.ns, [key]) as lease:
+            status = await self.transport.send(
+                SET_STATUS,
+                lambda: {"channel_id": cid, "status": "closed"},  # no thread_ts: the channel's own session
+                deadline=self.deadline,
+                before_call=lease.confirm,
+                rank=URGENT,
+                key=cid,
+            )
+            if status.claim_lost:
+                return True
+            args: dict[str, Any] = {"channel_id": cid}
+            if isinstance(summary, str) and summary:
+                args["summary_message_ts"] = summary
+            out = await self.transport.send(
+                ARCHIVE, lambda: args, deadline=self.deadline, before_call=lease.confirm, rank=ROUTINE
+            )
+        if out.claim_lost:
+            return True
+        error = out.failure.error if out.failure is not None else None
+        if not status.ok:
+            log.info("Slack did not close task %s's code channel session: %s", st.task_id, status.failure)
+        if out.ok or error == "already_archived":
+            self.stats.inc("slack_code_channels_total", outcome="archived")
+        else:
+            self.stats.inc("slack_code_channels_total", outcome="archive_error")
+            log.warning("Slack did not archive task %s's code channel %s: %s", st.task_id, cid, error)
+        await self.claims.settle(self.ns, key, {"archived": out.ok or error == "already_archived", "error": error})
+        return True
+
+
+__all__ = [
+    "ARCHIVE",
+    "CREATE",
+    "MAX_BAR_ITEMS",
+    "MAX_KEY",
+    "MAX_LABEL",
+    "SCOPE",
+    "SET_PROPERTIES",
+    "CodeChannels",
+    "CodeState",
+    "context_bar",
+    "is_coding",
+    "session_id_of",
+]

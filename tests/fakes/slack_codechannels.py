@@ -1,0 +1,182 @@
+"""The fake Slack's code channels (Slack Code), as docs.slack.dev and the
+official SDKs document them (read 2026-11-26; /tmp/slackcode/FACTS.md).
+
+* ``agents.conversations.create`` (scope ``code_channels:manage``): ``name``
+  is required unless ``origin_channel_id`` and ``origin_message_ts`` are
+  given (both or neither); with a ``session_id`` Slack knows, the existing
+  channel is returned instead of a new one. The channel is a real channel
+  of the workspace: posts and edits work there until it is archived.
+* ``agents.conversations.archive``: ``already_archived`` the second time;
+  afterwards a post or an edit there answers ``is_archived`` (Slack's
+  generic behaviour for an archived channel: UNCONFIRMED for code channels).
+  ``summary_message_ts`` is kept when it names a message of the channel.
+* ``agents.conversations.setProperties``: at least one property field;
+  ``code_channel.context_bar_items`` replaces the bar: at most 5 items, each a
+  ``key`` (at most 64 characters, unique) and a ``label`` (at most 128), an
+  optional ``icon`` of Slack's list, ``url`` (at most 2048) and
+  ``item_type`` (info or action; an action with a url is saved as info with
+  the warning ``action_with_url_overridden_to_info``).
+* ``agents.sessions.setStatus`` without ``thread_ts`` sets the code channel's
+  own session status (:mod:`.slack_agents` asks :meth:`CodeChannels.of`).
+
+Errors the pages do not list are our reading: ``invalid_arguments`` for a
+bad argument, ``not_agent_channel`` for a channel that is no code channel
+(listViews' typical error), ``channel_not_found`` for an unknown ID.
+
+Scenarios: a token ``xoxb-nocode…`` lacks ``code_channels:manage``
+(``missing_scope``); ``refuse`` set to an error code makes every create
+answer it (a workspace whose admin does not allow code channels).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from .slack_methods import Answer, error, ok
+from .slack_store import Channel, Workspace
+
+SCOPE = "code_channels:manage"
+MAX_NAME = 200  # UNCONFIRMED: agents.sessions.rename's title limit, which renames the channel too
+MAX_BAR_ITEMS = 5
+MAX_KEY = 64
+MAX_LABEL = 128
+MAX_URL = 2048
+ICONS = frozenset({"branch", "folder", "hierarchy", "life-ring", "link", "globe", "terminal", "code", "search", "lock"})
+ITEM_TYPES = frozenset({"info", "action"})
+URL_OVERRIDDEN = "action_with_url_overridden_to_info"
+PROPERTY_FIELDS = ("title", "status", "code_channel", "agent_resource")
+
+
+@dataclass
+class CodeChannel:
+    id: str
+    name: str
+    session_id: str | None
+    is_private: bool
+    context_bar_items: list[dict[str, Any]] = field(default_factory=list)
+    properties: list[dict[str, Any]] = field(default_factory=list)  # every setProperties call's arguments
+    statuses: list[str] = field(default_factory=list)  # its session's statuses (setStatus without thread_ts)
+    summary_message_ts: str | None = None
+    archived: bool = False
+
+
+class CodeChannels:
+    METHODS = frozenset(
+        {"agents.conversations.create", "agents.conversations.archive", "agents.conversations.setProperties"}
+    )
+
+    def __init__(self, workspace: Workspace) -> None:
+        self.workspace = workspace
+        self.channels: dict[str, CodeChannel] = {}
+        self.by_session: dict[str, str] = {}
+        self.refuse: str | None = None
+        self._ids = itertools.count(1)
+
+    def of(self, channel_id: Any) -> CodeChannel | None:
+        return self.channels.get(channel_id) if isinstance(channel_id, str) else None
+
+    def call(self, method: str, token: str, args: dict[str, Any]) -> Answer:
+        if token.startswith("xoxb-nocode"):
+            return error("missing_scope", needed=SCOPE, provided="chat:write")
+        if method == "agents.conversations.create":
+            return self._create(args)
+        code = self.of(args.get("channel_id"))
+        if code is None:
+            return error(
+                "channel_not_found" if self.workspace.by_id(args.get("channel_id")) is None else "not_agent_channel"
+            )
+        if method == "agents.conversations.archive":
+            return self._archive(code, args)
+        return self._set_properties(code, args)
+
+    def _create(self, args: dict[str, Any]) -> Answer:
+        if self.refuse is not None:
+            return error(self.refuse)
+        name, sid = args.get("name"), args.get("session_id")
+        origin, origin_ts = args.get("origin_channel_id"), args.get("origin_message_ts")
+        if (origin is None) != (origin_ts is None):
+            return error("invalid_arguments")
+        if origin is not None and self.workspace.find(origin, origin_ts) is None:
+            return error("message_not_found")
+        if origin is None and not isinstance(name, str):
+            return error("invalid_arguments")  # required without an origin link
+        if name is not None and (not isinstance(name, str) or not 1 <= len(name.strip()) <= MAX_NAME):
+            return error("invalid_arguments")
+        if sid is not None and (not isinstance(sid, str) or not sid):
+            return error("invalid_arguments")
+        if isinstance(sid, str) and sid in self.by_session:
+            return ok(channel_id=self.by_session[sid])  # idempotent on the session id
+        cid = f"C0CODE{next(self._ids):05d}"
+        self.workspace.channels[cid] = Channel(cid, f"code-{cid.lower()}")
+        private = args.get("is_private") in (True, "true", "1")
+        self.channels[cid] = CodeChannel(cid, str(name or "from its origin"), sid, private)
+        if isinstance(sid, str):
+            self.by_session[sid] = cid
+        return ok(channel_id=cid)
+
+    def _archive(self, code: CodeChannel, args: dict[str, Any]) -> Answer:
+        if code.archived:
+            return error("already_archived")
+        ts = args.get("summary_message_ts")
+        if isinstance(ts, str) and self.workspace.find(code.id, ts) is not None:
+            code.summary_message_ts = ts  # a ts of no message is not recorded; the archive still succeeds
+        code.archived = True
+        self.workspace.channels[code.id].archived = True
+        return ok()
+
+    def _set_properties(self, code: CodeChannel, args: dict[str, Any]) -> Answer:
+        if code.archived:
+            return error("is_archived")
+        if not any(args.get(f) is not None for f in PROPERTY_FIELDS):
+            return error("invalid_arguments")  # "at least one must be provided"
+        warnings: list[str] = []
+        bar = None
+        cc = args.get("code_channel")
+        if cc is not None:
+            if not isinstance(cc, dict):
+                return error("invalid_arguments")
+            items = cc.get("context_bar_items")
+            if items is not None:
+                bar = _bar(items, warnings)
+                if bar is None:
+                    return error("invalid_arguments")
+        code.properties.append(dict(args))
+        if bar is not None:
+            code.context_bar_items = bar  # the array sent replaces the set
+        extra: dict[str, Any] = {"warning": ",".join(warnings)} if warnings else {}
+        return ok(channel_id=code.id, **extra)
+
+
+def _bar(items: Any, warnings: list[str]) -> list[dict[str, Any]] | None:
+    """The context bar as Slack keeps it, or None when Slack would refuse it."""
+    if not isinstance(items, list) or len(items) > MAX_BAR_ITEMS:
+        return None
+    out: list[dict[str, Any]] = []
+    keys: set[str] = set()
+    for item in items:
+        if not isinstance(item, dict):
+            return None
+        key, label = item.get("key"), item.get("label")
+        if not isinstance(key, str) or not 1 <= len(key) <= MAX_KEY or key in keys:
+            return None
+        if not isinstance(label, str) or not 1 <= len(label) <= MAX_LABEL:
+            return None
+        icon, url, kind = item.get("icon"), item.get("url"), item.get("item_type", "info")
+        if icon is not None and icon not in ICONS:
+            return None
+        if url is not None and (not isinstance(url, str) or len(url) > MAX_URL):
+            return None
+        if kind not in ITEM_TYPES:
+            return None
+        kept = dict(item)
+        if kind == "action" and url is not None:
+            kept["item_type"] = "info"
+            warnings.append(URL_OVERRIDDEN)
+        keys.add(key)
+        out.append(kept)
+    return out
+
+
+__all__ = ["SCOPE", "CodeChannel", "CodeChannels"]

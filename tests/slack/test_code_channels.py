@@ -1,0 +1,290 @@
+"""A channel per coding session (``SPANVISOR_SLACK_CODE_CHANNELS``, issue 67).
+
+The Slack sink against the fake Slack, which makes code channels as Slack
+documents ``agents.conversations.create`` (idempotent on the session id),
+refuses a bad context bar and answers ``is_archived`` once a channel is
+archived:
+
+* two replicas sharing one state store make one code channel per session;
+  the task's parent and thread are there, the team channel has one line
+  linking to it, the context bar says the repository, the agent and the
+  model within Slack's limits, and the channel is archived once at the end
+  with its session closed (a replayed end archives nothing twice);
+* a retry of the task (a new run) gets a channel of its own;
+* a create Slack refuses leaves the task in its routed channel, said once;
+* other agents' tasks, and every task with the setting off, are as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import aiohttp
+import pytest
+from slack_support import TaskScript, run, slack_env, tool
+from tests.fakes.slack_api import FakeSlack
+from tests.fakes.slack_apps import manifest_errors
+from tests.fakes.slack_codechannels import CodeChannel
+from tests.fakes.slack_store import Message
+
+from spanvisor.events import TaskView
+from spanvisor.gate.taskids import session_task
+from spanvisor.statestores.memory import InMemoryStateStore
+from spanvisor_slack.codechannels import ARCHIVE, CREATE, MAX_LABEL, context_bar, is_coding, session_id_of
+from spanvisor_slack.manifest import manifest
+
+pytestmark = [pytest.mark.timeout_s(60)]
+
+FAST: dict[str, Any] = {
+    "slack_update_interval_s": 0.0,
+    "slack_reply_interval_s": 0.0,
+    "slack_channel_interval_s": 0.0,
+    # The methods' own tiers (one create every 3 s) are not what these tests are about.
+    "slack_rate_limits": "agents.conversations.create=0, agents.conversations.archive=0, "
+    "agents.conversations.setProperties=0, agents.sessions.setStatus=0",
+}
+ON = {"slack_code_channels": "on", **FAST}
+
+
+def _coding(task_id: str, **kw: Any) -> TaskScript:
+    return TaskScript.new(task_id, agent="claude-code", **kw)
+
+
+def _links(fake: FakeSlack) -> list[Message]:
+    """The team channel's lines that link to a code channel."""
+    return [m for m in fake.parents("#agents") if "<#C0CODE" in (m.text or "")]
+
+
+def _says(m: Message, text: str) -> bool:
+    return text in (m.text or "") or text in json.dumps(m.blocks)
+
+
+def _only(fake: FakeSlack, cid: str) -> Message:
+    [parent] = fake.parents(cid)
+    return parent
+
+
+def test_two_replicas_make_one_code_channel_per_session_and_archive_it_once() -> None:
+    async def main() -> None:
+        fake = FakeSlack(channel_rate=200.0, channel_burst=200)
+        await fake.start()
+        store = InMemoryStateStore()
+        try:
+            kw = {"fake": fake, "store": store, "flush_s": 20, **ON}
+            async with slack_env(**kw) as a, slack_env(**kw) as b:
+                names = {f"K{i}": f"Fix the flaky test {i}" for i in range(3)}
+                ends = []
+                for task_id, name in names.items():
+                    whole = _coding(task_id, task_name=name, repo="acme/api", model="claude-sonnet-4")
+                    part = _coding(task_id, repo="acme/api", model="claude-sonnet-4")  # some children, no name
+                    await asyncio.gather(a.send(whole.started()), b.send(part.started()))
+                    await b.send(part.checkpoint(progress=10.0), tool(part, "Bash"))
+                    await a.send(whole.checkpoint(progress=50.0), tool(whole, "Edit"))
+                    end = whole.finished("complete")
+                    ends.append(end)
+                    await asyncio.gather(a.send(end), b.send(part.checkpoint(progress=60.0)))
+                for _ in range(2):
+                    assert await a.sink.force_flush(20) and await b.sink.force_flush(20)
+                made = len(fake.calls_to(CREATE, ok=True))
+                # A replayed end, on both replicas: nothing is made or archived again.
+                await asyncio.gather(a.send(*ends), b.send(*ends))
+                assert await a.sink.force_flush(20) and await b.sink.force_flush(20)
+                await asyncio.sleep(0.2)
+                assert len(fake.calls_to(CREATE, ok=True)) == made
+            channels: list[CodeChannel] = list(fake.code.channels.values())
+            assert len(channels) == len(names)  # one per session
+            assert [m for m in fake.parents("#agents") if m not in _links(fake)] == []  # no parent in the team channel
+            links = _links(fake)
+            assert sorted(m.text.split("<#", 1)[1].rstrip(">") for m in links if m.text) == sorted(
+                c.id for c in channels
+            )  # one line each
+            for code in channels:
+                parent = _only(fake, code.id)
+                said = (parent.metadata or {}).get("event_payload", {})
+                # Named after the task (by its id when the replica that made it held no name).
+                assert code.name in (names[said["task_id"]], said["task_id"])
+                thread = fake.thread(parent)
+                assert thread and any(_says(m, "Complete in") for m in thread)  # the thread is there too
+                bar = {i["key"]: i["label"] for i in code.context_bar_items}
+                assert bar == {"repo": "acme/api", "agent": "claude-code", "model": "claude-sonnet-4"}
+                assert code.archived and code.statuses == ["closed"]
+                summary = next(m for m in thread if _says(m, "Complete in"))
+                assert code.summary_message_ts == summary.ts
+            archives = fake.calls_to(ARCHIVE)
+            assert len(archives) == len(names) and all(c.response["ok"] for c in archives)  # once each
+            assert not [c for c in fake.calls if c.response.get("error") == "is_archived"]
+        finally:
+            await fake.stop()
+
+    run(main(), timeout=60)
+
+
+def test_the_context_bar_follows_the_view_within_slacks_limits() -> None:
+    async def go() -> None:
+        async with slack_env(**ON) as env:
+            task = _coding("BAR", task_name="refactor", repo="<!channel>/" + "x" * 300)
+            await env.send(task.started())
+            assert await env.sink.force_flush(10)
+            await env.send(task.checkpoint(model="gpt-5"))
+            assert await env.sink.force_flush(10)
+            [code] = env.fake.code.channels.values()
+            bars = [p["code_channel"]["context_bar_items"] for p in code.properties]
+            assert len(bars) == 2  # at creation, and once the model is known
+            for bar in bars:
+                assert 1 <= len(bar) <= 5
+                assert all(len(i["key"]) <= 64 and len(i["label"]) <= MAX_LABEL for i in bar)
+            repo = bars[-1][0]["label"]
+            assert repo.startswith("&lt;!channel&gt;/") and repo.endswith("…")  # escaped, clipped
+            assert [i["key"] for i in bars[-1]] == ["repo", "agent", "model"]
+
+    run(go())
+
+
+def test_a_retry_is_a_new_run_with_a_channel_of_its_own() -> None:
+    async def go() -> None:
+        async with slack_env(**ON) as env:
+            first = _coding("RETRY", task_name="migrate", run_id="run-1")
+            await env.send(first.started(), first.finished("error"))
+            assert await env.sink.force_flush(10)
+            second = _coding("RETRY", task_name="migrate", run_id="run-2")
+            await env.send(second.started())
+            assert await env.sink.force_flush(10)
+            one, two = env.fake.code.channels.values()
+            assert one.id != two.id and one.session_id != two.session_id
+            assert one.archived and not two.archived
+            assert len(_only(env.fake, two.id).text or "") > 0
+            assert len(_links(env.fake)) == 2
+
+    run(go())
+
+
+def test_a_refused_create_leaves_the_task_in_its_routed_channel(caplog: pytest.LogCaptureFixture) -> None:
+    async def go() -> None:
+        async with slack_env("xoxb-nocode-1", **ON) as env:
+            for n in (1, 2):
+                task = _coding(f"NO{n}", task_name=f"task {n}")
+                await env.send(task.started(), task.finished("complete"))
+                assert await env.sink.force_flush(10)
+            assert len(env.fake.parents("#agents")) == 2 and env.fake.code.channels == {}
+            for parent in env.fake.parents("#agents"):
+                assert any(_says(m, "Complete in") for m in env.fake.thread(parent))  # nothing lost
+            assert len(env.fake.calls_to(CREATE)) == 1  # missing a scope: not asked again for the next task
+            assert env.stats.value("slack_code_channels_total", outcome="fallback") == 2
+
+    caplog.set_level(logging.WARNING, logger="spanvisor.slack")
+    run(go())
+    said = [r.getMessage() for r in caplog.records if "did not make a code channel" in r.getMessage()]
+    assert len(said) == 1 and "missing_scope" in said[0] and "code_channels:manage" in said[0], said
+
+
+def test_a_workspace_that_refuses_one_task_still_posts_it() -> None:
+    async def go() -> None:
+        fake = FakeSlack()
+        await fake.start()
+        fake.code.refuse = "restricted_action"
+        try:
+            async with slack_env(fake=fake, **ON) as env:
+                task = _coding("R1", task_name="r")
+                await env.send(task.started())
+                assert await env.sink.force_flush(10)
+                assert len(fake.parents("#agents")) == 1
+                fake.code.refuse = None
+                later = _coding("R2", task_name="r2")
+                await env.send(later.started())
+                assert await env.sink.force_flush(10)
+                assert len(fake.code.channels) == 1  # a refusal that is not for good: the next task asks
+        finally:
+            await fake.stop()
+
+    run(go())
+
+
+@pytest.mark.parametrize("setting, agent", [("off", "claude-code"), ("on", "rivet")])
+def test_with_the_setting_off_or_another_agent_nothing_changes(setting: str, agent: str) -> None:
+    async def go() -> None:
+        async with slack_env(slack_code_channels=setting, **FAST) as env:
+            task = TaskScript.new("PLAIN", agent=agent, task_name="plain")
+            await env.send(task.started(), task.finished("complete"))
+            assert await env.sink.force_flush(10)
+            assert len(env.fake.parents("#agents")) == 1
+            assert not [c for c in env.fake.calls if c.method.startswith("agents.")]
+
+    run(go())
+
+
+def test_which_tasks_are_coding_sessions_and_their_session_ids() -> None:
+    def view(**kw: Any) -> TaskView:
+        base: dict[str, Any] = {"task_id": "t", "trace_id": "a" * 32, "root_span_id": "b" * 16, "agent_id": "rivet"}
+        return TaskView(**{**base, **kw})
+
+    assert is_coding(view(agent_id="claude-code")) and is_coding(view(agent_id="codex_exec"))
+    assert not is_coding(view())
+    task_id, trace, root = session_task("claude-code", "sess-1")
+    assert is_coding(view(task_id=task_id, trace_id=trace, root_span_id=root))  # renamed agent, a CLI's session
+    assert not is_coding(view(task_id=task_id))  # only looks like one
+    run1 = view(run_id="r1")
+    assert session_id_of(run1) == session_id_of(view(run_id="r1", task_id="renamed"))  # the run, not the id
+    assert session_id_of(run1) != session_id_of(view(run_id="r2"))
+    assert context_bar(view(agent_id="a", repo="", model=None)) == (("agent", "a", "terminal"),)
+
+
+def test_the_manifest_asks_for_code_channels_only_when_on() -> None:
+    off, on = manifest(), manifest(code_channels=True, agent_sessions=True)
+    assert "code_channels:manage" not in off["oauth_config"]["scopes"]["bot"]
+    assert "code_channels" not in off["features"]
+    assert "code_channels:manage" in on["oauth_config"]["scopes"]["bot"]
+    assert on["features"]["code_channels"] == {"enabled": True}
+    assert manifest_errors(on) == []
+
+
+def test_the_fake_enforces_what_slack_documents_for_code_channels() -> None:
+    async def main() -> None:
+        fake = FakeSlack()
+        await fake.start()
+        try:
+            async with aiohttp.ClientSession() as session:
+
+                async def call(method: str, token: str = "xoxb-test", **args: Any) -> dict[str, Any]:
+                    auth = {"Authorization": f"Bearer {token}"}
+                    async with session.post(fake.base_url + method, json=args, headers=auth) as resp:
+                        body: dict[str, Any] = await resp.json()
+                        return body
+
+                assert (await call(CREATE, "xoxb-nocode-x", name="n"))["needed"] == "code_channels:manage"
+                assert (await call(CREATE, session_id="s1"))["error"] == "invalid_arguments"  # no name, no origin
+                cid = (await call(CREATE, name="Fix it", session_id="s1"))["channel_id"]
+                assert (await call(CREATE, name="again", session_id="s1"))["channel_id"] == cid  # idempotent
+                assert (await call("chat.postMessage", channel=cid, text="hi"))["ok"]
+                props = "agents.conversations.setProperties"
+                assert (await call(props, channel_id=cid))["error"] == "invalid_arguments"  # no field
+                six = [{"key": f"k{i}", "label": "l"} for i in range(6)]
+                bad: list[list[dict[str, Any]]] = [
+                    six,
+                    [{"key": "k" * 65, "label": "l"}],
+                    [{"key": "k", "label": "l" * 129}],
+                    [{"key": "k", "label": "a"}, {"key": "k", "label": "b"}],
+                    [{"key": "k", "label": "l", "icon": "rocket"}],
+                ]
+                for items in bad:
+                    said = await call(props, channel_id=cid, code_channel={"context_bar_items": items})
+                    assert said["error"] == "invalid_arguments", items
+                good = [{"key": "repo", "label": "acme/api", "icon": "folder"}]
+                assert (await call(props, channel_id=cid, code_channel={"context_bar_items": good}))["ok"]
+                assert fake.code.channels[cid].context_bar_items == good
+                general = fake.workspace.by_name_or_id("#general")
+                assert general is not None
+                assert (await call(props, channel_id=general.id, title="x"))["error"] == "not_agent_channel"
+                status = "agents.sessions.setStatus"
+                assert (await call(status, channel_id=general.id, status="closed"))["error"] == "invalid_arguments"
+                assert (await call(status, channel_id=cid, status="closed"))["ok"]
+                assert (await call(ARCHIVE, channel_id=cid))["ok"]
+                assert (await call(ARCHIVE, channel_id=cid))["error"] == "already_archived"
+                assert (await call("chat.postMessage", channel=cid, text="late"))["error"] == "is_archived"
+                assert fake.code.channels[cid].statuses == ["closed"]
+        finally:
+            await fake.stop()
+
+    run(main())
