@@ -127,7 +127,9 @@ def test_a_copy_batch_is_begin_a_copy_per_table_with_rows_and_one_query(pg_serve
             assert await sink.export(events[:2]) is SinkResult.SUCCESS
             counted = writer._conn = _Counted(writer._conn)
             offers = [
-                writer.stream_rows.offer([ids, ["Checkpoint"] * 3, ["t"] * 3, [None] * 3, [None] * 3, ["{}"] * 3], "r")
+                writer.stream_rows.offer(
+                    [ids, ["Checkpoint"] * 3, ["t"] * 3, [None] * 3, [None] * 3, ["{}"] * 3, [None] * 3], "r"
+                )
                 for ids in stream
             ]
             assert await sink.export(events[2:]) is SinkResult.SUCCESS
