@@ -59,10 +59,16 @@ from spanvisor.gate.answer import Answer
 from spanvisor.gate.session import TaskKey, session_of
 
 # How long SessionEnd waits for a StopFailure Claude Code fired just before
-# it without waiting (measured: 15 ms apart), and for the CLI to exit.
+# it without waiting (measured: 15 ms apart), and for the CLI to exit. The
+# end is sent after the answer released the CLI, so a slow exit (a loaded
+# machine: a CLI flushing its own telemetry) costs the CLI nothing here.
 TURN_WAIT_S = 1.0
-CLI_EXIT_WAIT_S = 3.0
+CLI_EXIT_WAIT_S = 10.0
 REQUEST_TIMEOUT_S = 5.0
+# Tries of the end once the CLI was released (nothing waits for them): a
+# receiver slow to take it (busy, restarting) is given 0.5, 1, 2 s between
+# tries; one missed end would leave the task to liveness.
+RELEASED_TRIES = 4
 # How long a Qwen Code run with a prompt (``-p``) is given to exit after its
 # Stop, which is its session's last event there (it fires no SessionEnd).
 HEADLESS_EXIT_WAIT_S = 10.0
@@ -117,7 +123,7 @@ def answer(ev: gc.SessionEvent, args: argparse.Namespace, out: Answer, env: Mapp
         if not _wait_gone(cli_pid, HEADLESS_EXIT_WAIT_S):
             return code  # still running: not its end after all
         cli_pid = None
-    finish(ev, key, args, env, cli_pid)
+    finish(ev, key, args, env, cli_pid, released=out.release is not None)
     return code
 
 
@@ -208,8 +214,10 @@ def finish(
     args: argparse.Namespace,
     env: Mapping[str, str],
     cli_pid: int | None = None,
+    released: bool = False,
 ) -> bool:
-    """End the session's task (after the answer): whether serve took it."""
+    """End the session's task (after the answer): whether serve took it.
+    ``released``: the CLI no longer waits for this process (more tries)."""
     facts = _ends(ev)
     heard = turns.latest(key.task_id, env)
     if facts.first_final and heard is not None and heard.key == ENDED:
@@ -243,7 +251,7 @@ def finish(
     # for them, and no later hook of the session delivers a spooled end): a
     # receiver slow to take the end is given more tries here (0.5, 1, 2, 2 s
     # apart, about 25 s in all with each try's timeout).
-    tries = max(1, facts.tries)
+    tries = max(1, facts.tries, RELEASED_TRIES if released else 1)
     took = False
     for attempt in range(tries):
         try:

@@ -50,8 +50,10 @@ from spanvisor.spans import conventions as cv
 
 SEND_TIMEOUT_S = 1.0
 RETRY_S = 10.0
-# How long the session's end waits for its CLI to exit (it sends its end as it exits).
-CLI_EXIT_WAIT_S = 5.0
+# How long the session's end waits for its CLI to exit (it sends its end as it
+# exits): after the answer, so nothing waits for it; a CLI slow to exit on a
+# loaded machine must not turn its own end into an unproved claim.
+CLI_EXIT_WAIT_S = 15.0
 
 
 def ensure(
