@@ -9,7 +9,8 @@ by a run of the suite: ``python -m tests.schedule --junit FILE``).
 
 The real CLIs (``tests/codingagents/test_*``: Node.js processes, several at
 once per file) are what loads the machine most. At most
-``TEST_CLI_FILES`` of their files (2 by default) run at once: a worker
+``TEST_CLI_FILES`` of their files (2 by default) run at once, and a file
+that starts seven at once runs alone (:data:`WHOLE_FILES`): a worker
 that gets a third waits for a slot, before its first test's deadline starts,
 and the order is planned so that it rarely has to. The slots are
 ``flock``\\ s on files named after the checkout, so two runs of the same
@@ -38,6 +39,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = Path(__file__).with_name("file_seconds.json")
 CLI_FILES = "tests/codingagents/test_"
+# CLI files that start several CLIs at once (seven, in a fixture each row
+# shares): each takes every slot, so no other CLI file runs beside it. Beside
+# another on a loaded 2-core machine, a session's Slack parent once took
+# over two minutes to show (the fresh-clone runs of 2026-11-27).
+WHOLE_FILES = frozenset({"tests/codingagents/test_stop_more.py", "tests/codingagents/test_stop.py"})
 # A file the table does not know yet (a new one) is planned at this many seconds.
 UNKNOWN_S = 5.0
 
@@ -48,6 +54,11 @@ def cli_slots() -> int:
 
 def is_cli_file(path: str) -> bool:
     return path.startswith(CLI_FILES)
+
+
+def slots_of(path: str, slots: int) -> int:
+    """How many CLI slots ``path`` takes: none, one, or all (:data:`WHOLE_FILES`)."""
+    return 0 if not is_cli_file(path) else slots if path in WHOLE_FILES else 1
 
 
 def plan(seconds: dict[str, float], files: list[str], workers: int, slots: int) -> list[str]:
@@ -61,13 +72,13 @@ def plan(seconds: dict[str, float], files: list[str], workers: int, slots: int) 
     while left:
         now, worker = heapq.heappop(free)
         running = [e for e in cli_ends if e > now]
-        pick = next((f for f in left if len(running) < slots or not is_cli_file(f)), left[0])
+        pick = next((f for f in left if len(running) + slots_of(f, slots) <= slots), left[0])
         start = now
-        if is_cli_file(pick) and len(running) >= slots:  # only CLI files left: it waits for a slot
-            start = sorted(running)[len(running) - slots]
+        need = slots_of(pick, slots)
+        if need and len(running) + need > slots:  # only CLI files left: it waits for its slots
+            start = sorted(running)[len(running) + need - slots - 1]
         end = start + seconds.get(pick, UNKNOWN_S)
-        if is_cli_file(pick):
-            cli_ends.append(end)
+        cli_ends.extend([end] * need)
         left.remove(pick)
         order.append(pick)
         heapq.heappush(free, (end, worker))
@@ -101,13 +112,23 @@ class _Slot:
 
     def __init__(self, folder: Path | None = None) -> None:
         self.file: str | None = None
-        self.handle: IO[bytes] | None = None
+        self.handles: list[IO[bytes]] = []
         key = hashlib.sha256(str(ROOT).encode()).hexdigest()[:12]
         self.folder = folder or Path(tempfile.gettempdir()) / f"spanvisor-test-cli-slots-{key}"
 
     def take(self, file: str) -> None:
         folder = self.folder
         folder.mkdir(exist_ok=True)
+        if slots_of(file, cli_slots()) > 1:
+            # Every slot, in order, each waited for: the holders of one give
+            # theirs back when their file ends, and a process that takes one
+            # never waits for a second while holding it.
+            for n in range(cli_slots()):
+                handle = (folder / f"slot-{n}").open("ab")
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                self.handles.append(handle)
+            self.file = file
+            return
         while True:
             for n in range(cli_slots()):
                 handle = (folder / f"slot-{n}").open("ab")
@@ -116,14 +137,14 @@ class _Slot:
                 except OSError:
                     handle.close()
                     continue
-                self.file, self.handle = file, handle
+                self.file, self.handles = file, [handle]
                 return
             time.sleep(0.2)
 
     def give_back(self) -> None:
-        if self.handle is not None:
-            self.handle.close()  # closing the file releases its flock
-        self.file, self.handle = None, None
+        for handle in self.handles:
+            handle.close()  # closing the file releases its flock
+        self.file, self.handles = None, []
 
 
 _slot = _Slot()

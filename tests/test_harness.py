@@ -328,6 +328,35 @@ def test_the_plan_starts_the_longest_files_first_and_keeps_the_cli_cap() -> None
     ]
 
 
+def test_a_file_that_starts_seven_clis_runs_beside_no_other_cli_file() -> None:
+    whole = "tests/codingagents/test_stop_more.py"
+    assert whole in schedule.WHOLE_FILES
+    seconds = {whole: 300.0, "tests/codingagents/test_a.py": 250.0, "tests/core/test_x.py": 100.0}
+    order = schedule.plan(seconds, sorted(seconds), workers=3, slots=2)
+    # The whole file first; the other CLI file only after it (the core file meanwhile).
+    assert order == [whole, "tests/core/test_x.py", "tests/codingagents/test_a.py"]
+    assert schedule.slots_of(whole, 2) == 2 and schedule.slots_of("tests/codingagents/test_a.py", 2) == 1
+    assert schedule.slots_of("tests/core/test_x.py", 2) == 0
+
+
+def test_a_whole_file_waits_for_every_slot(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("TEST_CLI_FILES", "2")
+    one, whole = schedule._Slot(tmp_path), schedule._Slot(tmp_path)  # flock: per open file, so per holder
+    one.take("tests/codingagents/test_a.py")
+    taken = threading.Event()
+    waiter = threading.Thread(target=lambda: (whole.take("tests/codingagents/test_stop_more.py"), taken.set()))
+    waiter.start()
+    try:
+        assert not taken.wait(1.0), "the whole file started beside another CLI file"
+        one.give_back()
+        assert taken.wait(30.0), "the whole file never had its slots"
+        assert len(whole.handles) == 2
+    finally:
+        one.give_back()
+        waiter.join(30)
+        whole.give_back()
+
+
 def test_a_cli_slot_is_held_by_one_process_at_a_time(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # Slots of their own: the suite's (one folder per checkout) are held by
     # its CLI files while this runs.

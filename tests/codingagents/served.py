@@ -18,7 +18,8 @@ from typing import Any
 
 from spanvisor_slack import actions as A
 from tests.fakes.slack_sender import SignedSender
-from tests.receiver.serve_proc import FakeSlackThread, ServeProcess, db_rows, slack_env
+from tests.receiver.serve_proc import FakeSlackThread, ServeProcess, db_rows, message_text, slack_env
+from tests.waiting import wait_until
 
 SIGNING_SECRET = "matrix-signing-7d1e0c52b9a4f368"
 APPROVER = "U0ALICE"
@@ -145,6 +146,22 @@ class Matrix:
         """The Approve button; with ``approval_id``, only that request's (a
         parent not yet edited may still show an earlier request's)."""
         return self.button(task_id, A.APPROVE, approval_id)
+
+    def shown_button(self, task_id: str, action_id: str, within: float, who: str) -> tuple[Any, dict[str, Any]]:
+        """:meth:`button`, waited for ``within`` seconds; a timeout says what
+        there was instead (``who``'s task row, its parents, serve's log tail)."""
+        try:
+            found: tuple[Any, dict[str, Any]] = wait_until(
+                lambda: self.button(task_id, action_id), within, f"{who}'s {action_id} button in Slack"
+            )
+        except AssertionError as exc:
+            parents = [message_text(p) for p in self.parents_of(task_id)]
+            tail = self.serve.log_text()[-3000:]
+            raise AssertionError(
+                f"{exc}\ntask {task_id}: {self.task(task_id)}\nits parents: {parents}\n"
+                f"parents in Slack: {len(self.slack.parents())}\nserve's log, its end:\n{tail}"
+            ) from None
+        return found
 
     def button(self, task_id: str, action_id: str, approval_id: str | None = None) -> tuple[Any, dict[str, Any]] | None:
         """The task's Slack parent and its button ``action_id`` (approve, cancel …), once shown."""

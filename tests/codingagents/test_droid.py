@@ -195,7 +195,7 @@ def test_alone_a_cancel_clicked_in_slack_blocks_its_next_tool_call(
     try:
         wait_until(script.reached.is_set, WAIT_S, "Droid to ask for its second turn (its first call ran)")
         task = st.new_task(matrix, "droid", before)
-        found = wait_until(lambda: matrix.button(task, A.CANCEL), WAIT_S, "the Cancel button in Slack")
+        found = matrix.shown_button(task, A.CANCEL, WAIT_S, "droid")
         assert matrix.click(*found) == 200
         wait_until(lambda: (matrix.control(task) or {}).get("cancel"), WAIT_S, "the cancel recorded")
         said = "next tool call will be blocked by spanvisor hook"

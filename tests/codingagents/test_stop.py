@@ -160,7 +160,7 @@ def test_a_cancel_clicked_in_slack_stops_the_cli_under_the_launcher(
 ) -> None:
     busy = _busy(cli, tmp_path, cli_bin, matrix, anthropic, openai_api, gemini_api)
     try:
-        found = wait_until(lambda: matrix.button(busy.task_id, A.CANCEL), WAIT_S, "the Cancel button in Slack")
+        found = matrix.shown_button(busy.task_id, A.CANCEL, WAIT_S, cli)
         pids = busy.cli_pids()
         assert pids, "the CLI runs under the launcher"
         assert matrix.click(*found) == 200
@@ -310,7 +310,7 @@ def test_without_the_launcher_a_cancel_clicked_in_slack_blocks_the_sessions_next
     try:
         wait_until(script.reached.is_set, WAIT_S, f"{cli} to ask for its second turn (its first call ran)")
         task_id = eh.task_named(matrix, agent, run_id)["task_id"]
-        found = wait_until(lambda: matrix.button(task_id, A.CANCEL), WAIT_S, "the Cancel button in Slack")
+        found = matrix.shown_button(task_id, A.CANCEL, WAIT_S, cli)
         assert matrix.click(*found) == 200
         wait_until(lambda: (matrix.control(task_id) or {}).get("cancel"), WAIT_S, "the cancel recorded")
 

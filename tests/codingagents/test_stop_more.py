@@ -102,11 +102,7 @@ def cancelled(
         found = {}
         for cli, b in started.items():
             st.busy(b, matrix)
-            found[cli] = wait_until(
-                lambda b=b: matrix.button(b.task_id, A.CANCEL),  # type: ignore[misc]
-                WAIT_S,
-                "the Cancel button in Slack",
-            )
+            found[cli] = matrix.shown_button(b.task_id, A.CANCEL, WAIT_S, cli)
         with ThreadPoolExecutor(len(CLIS)) as pool:
             gone, decided = {}, {}
             for cli, b in started.items():
@@ -282,7 +278,7 @@ def alone(
             # card's "cancel requested" (an edit not yet sent is never sent).
             wait_until(scripts[cli].reached.is_set, WAIT_S, f"{cli} to ask for its second turn (its first call ran)")
             task = tasks[cli] = st.new_task(matrix, cli, before[cli])
-            found = wait_until(lambda: matrix.button(task, A.CANCEL), WAIT_S, "the Cancel button in Slack")
+            found = matrix.shown_button(task, A.CANCEL, WAIT_S, cli)
             assert matrix.click(*found) == 200
             wait_until(lambda: (matrix.control(task) or {}).get("cancel"), WAIT_S, "the cancel recorded")
 

@@ -179,10 +179,7 @@ def test_cancel_is_seen_by_cancel_requested_raise_if_cancelled_and_on_cancel(
     assert raised and "carol" in str(raised[0])
     assert calls == [1]
     assert agent.flush()
-    # A refused decision (the late reject) is recorded when it is refused, which
-    # may be before or after the task's end reaches the sink: the task's own last
-    # event is the last one that is not a refusal.
-    final = [e for e in memory.for_task(task_id) if not (isinstance(e, HumanIntervention) and e.outcome == "denied")][-1]
+    final = _last_of_task(memory, task_id)
     assert isinstance(final, TaskFinished) and final.task.status == "cancelled"
     assert any(isinstance(e, HumanIntervention) and e.decision.action == "cancel" for e in memory.for_task(task_id))
 
@@ -201,12 +198,16 @@ def test_with_nothing_to_answer_a_request_times_out_at_once(monkeypatch: pytest.
     assert result.outcome == "timed_out"
 
 
+def _last_of_task(memory: InMemorySink, task_id: str) -> Any:
+    """The task's last event but a refusal: a refused decision (a late
+    reject) is recorded when it is refused, which may be before or after the
+    task's end reaches the sink."""
+    return [e for e in memory.for_task(task_id) if not (isinstance(e, HumanIntervention) and e.outcome == "denied")][-1]
+
+
 def _final_status(agent: Agent, memory: InMemorySink, task_id: str) -> str:
     assert agent.flush()
-    # A refused decision (the late reject) is recorded when it is refused, which
-    # may be before or after the task's end reaches the sink: the task's own last
-    # event is the last one that is not a refusal.
-    final = [e for e in memory.for_task(task_id) if not (isinstance(e, HumanIntervention) and e.outcome == "denied")][-1]
+    final = _last_of_task(memory, task_id)
     assert isinstance(final, TaskFinished), final
     return final.task.status
 
