@@ -1,6 +1,9 @@
 """A channel per coding session: Slack Code's code channels (issue 67, step 1).
 
-Opt in with ``SPANVISOR_SLACK_CODE_CHANNELS=on`` (the app needs the
+Opt in with ``SPANVISOR_SLACK_CODE_CHANNELS=on``, or for some sessions
+only with rules on their agent or repo (``agent:claude-code,repo:acme/*``;
+matched when the task's first message is due: a repo the task names later
+does not move it) (the app needs the
 ``code_channels:manage`` scope and ``features.code_channels``, which
 ``spanvisor slack setup --code-channels`` puts in its manifest). A task is a
 *coding session* (:func:`is_coding`) when its agent is the ``service.name``
@@ -55,6 +58,7 @@ from spanvisor.stats import PipelineStats
 from .pacing import ROUTINE, URGENT, Interrupt
 from .record import Bar, CodeState, former_key
 from .sessions import REFUSED_FOR_GOOD, title_of
+from .settings import EVERY_SESSION, CodeChannelRule
 from .text import safe
 from .turns import PARENT
 
@@ -130,8 +134,10 @@ class CodeChannels:
         namespace: str,
         deadline: Callable[[], float | None],
         prefix: str | None = None,
+        rules: tuple[CodeChannelRule, ...] = EVERY_SESSION,
     ) -> None:
         self.transport, self.claims, self.stats, self.clock = transport, claims, stats, clock
+        self.rules = rules
         self.ns, self.deadline, self.prefix = f"{namespace}.codechannels", deadline, prefix
         self.parent_ns = f"{namespace}.parent"
         self.reply_ns = f"{namespace}.reply"
@@ -141,11 +147,16 @@ class CodeChannels:
         # (once per process) rather than by a task's first step on the loop.
         registry.by_service("")
 
+    def wanted(self, view: TaskView) -> bool:
+        """Whether the task gets a code channel: a coding session one of the
+        setting's rules matches (agent or repo, as its first message is due)."""
+        return is_coding(view) and any(r.matches(view) for r in self.rules)
+
     # --- before the parent ---------------------------------------------
 
     async def open(self, st: SlackTaskRecord) -> bool:
         """Decide where the task's parent goes; one step (True: taken)."""
-        if not is_coding(st.view):
+        if not self.wanted(st.view):
             st.code = CodeState(None)
             return True
         sid = session_id_of(st.view)

@@ -54,6 +54,41 @@ def p_routes(v: Any) -> tuple[Route, ...]:
     return tuple(out)
 
 
+@dataclass(frozen=True)
+class CodeChannelRule:
+    """``field:pattern``: which coding sessions get a code channel, by a glob
+    on the task's agent id or repo (:mod:`.codechannels`)."""
+
+    field: Literal["agent", "repo"]
+    pattern: str
+
+    def matches(self, view: TaskView) -> bool:
+        value = view.agent_id if self.field == "agent" else view.repo
+        return value is not None and fnmatch.fnmatchcase(value, self.pattern)
+
+
+# ``on``: every coding session.
+EVERY_SESSION = (CodeChannelRule("agent", "*"),)
+
+
+def p_code_channels(v: Any) -> tuple[CodeChannelRule, ...]:
+    """``on`` (every coding session), ``off`` (none, the default), or rules
+    ``agent:GLOB`` / ``repo:GLOB`` (comma-separated, or a TOML list): only a
+    session one of them matches."""
+    try:
+        return EVERY_SESSION if p_bool(v) else ()
+    except ValueError:
+        pass
+    out: list[CodeChannelRule] = []
+    for item in p_list(v):
+        field, colon, pattern = item.partition(":")
+        field = field.strip().lower()
+        if not colon or field not in ("agent", "repo") or not pattern.strip():
+            raise ValueError(item)
+        out.append(CodeChannelRule(field, pattern.strip()))  # type: ignore[arg-type]
+    return tuple(out)
+
+
 def home_channel(view: TaskView, routes: tuple[Route, ...], default: str | None) -> str | None:
     """Where a task's parent message lives: the first agent or repo rule that
     matches, else the default channel. Status rules never move a parent."""
@@ -324,13 +359,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "slack_code_channels",
         "SPANVISOR_SLACK_CODE_CHANNELS",
-        p_bool,
-        False,
+        p_code_channels,
+        (),
         "Give each coding-agent session (a task whose agent is a coding CLI's service, e.g. claude-code, or a CLI "
         "session's task id) a Slack code channel of its own: its message and thread go there, its routed channel "
-        "gets one line linking to it, and the channel is archived when the task ends. Needs the "
+        "gets one line linking to it, and the channel is archived when the task ends. on: every session; rules "
+        "(agent:GLOB, repo:GLOB): only the sessions one matches when their first message is due. Needs the "
         "code_channels:manage scope; refused, the task stays in its routed channel.",
-        "on or off",
+        "on, off, or field:glob,... with field agent or repo",
     ),
     Setting(
         "slack_dry_run",

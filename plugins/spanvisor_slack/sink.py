@@ -143,7 +143,7 @@ class SlackSink(BaseSink):
             reminders=self.reminders,
             agent_sessions=bool(c.get("slack_agent_sessions")) and not dry,
             board_backlog=int(c.get("slack_board_backlog", 10)),
-            code_channels=bool(c.get("slack_code_channels")) and not dry,
+            code_channels=() if dry else tuple(c.get("slack_code_channels") or ()),
         )
         ctx.stats.gauge("slack_open_tasks", lambda: float(len(self._tasks)))
         ctx.stats.gauge("slack_folded_channels", lambda: float(self.deliverer.boards.folded_channels()))

@@ -44,6 +44,7 @@ from .remind import Reminders
 from .rename import Renames
 from .retry import Failure
 from .sessions import AgentSessions, SessionStatus, session_status
+from .settings import CodeChannelRule
 from .shared import SharedParent
 from .thread import FOLDED_KINDS, ThreadPoster
 from .transport import Transport
@@ -80,8 +81,9 @@ class Deliverer:
     agent_sessions: bool = False
     # Posts waiting for a channel past which its progress lines fold into a board (.board); 0: never.
     board_backlog: int = 10
-    # A coding session's parent and thread go to a code channel of its own (.codechannels).
-    code_channels: bool = False
+    # Which coding sessions' parents and threads go to a code channel of their
+    # own (.codechannels): none when empty.
+    code_channels: tuple[CodeChannelRule, ...] = ()
 
     def __post_init__(self) -> None:
         if self.log_interval_s is None:
@@ -97,7 +99,14 @@ class Deliverer:
         )
         self.code = (
             CodeChannels(
-                self.transport, self.claims, self.stats, self.clock, self.namespace, self.deadline, self.look.prefix
+                self.transport,
+                self.claims,
+                self.stats,
+                self.clock,
+                self.namespace,
+                self.deadline,
+                self.look.prefix,
+                self.code_channels,
             )
             if self.code_channels
             else None

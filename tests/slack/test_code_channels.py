@@ -12,7 +12,8 @@ archived:
   with its session closed (a replayed end archives nothing twice);
 * a retry of the task (a new run) gets a channel of its own;
 * a create Slack refuses leaves the task in its routed channel, said once;
-* other agents' tasks, and every task with the setting off, are as before.
+* other agents' tasks, and every task with the setting off, are as before;
+* rules on the agent or repo give a channel only to the sessions they match.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from spanvisor.gate.taskids import session_task
 from spanvisor.statestores.memory import InMemoryStateStore
 from spanvisor_slack.codechannels import ARCHIVE, CREATE, MAX_LABEL, context_bar, is_coding, session_id_of
 from spanvisor_slack.manifest import manifest
+from spanvisor_slack.settings import EVERY_SESSION, CodeChannelRule, p_code_channels
 
 pytestmark = [pytest.mark.timeout_s(60)]
 
@@ -213,6 +215,53 @@ def test_with_the_setting_off_or_another_agent_nothing_changes(setting: str, age
             assert not [c for c in env.fake.calls if c.method.startswith("agents.")]
 
     run(go())
+
+
+def test_rules_give_a_code_channel_only_to_the_sessions_they_match() -> None:
+    """``SPANVISOR_SLACK_CODE_CHANNELS=agent:codex*,repo:acme/*``: a Claude
+    Code session in acme/api and a Codex session anywhere get one; a Claude
+    Code session elsewhere, and a non-coding agent in acme, stay in the team
+    channel."""
+
+    async def go() -> None:
+        async with slack_env(slack_code_channels="agent:codex*, repo:acme/*", **FAST) as env:
+            tasks = {
+                "IN-ACME": TaskScript.new("IN-ACME", agent="claude-code", task_name="in acme", repo="acme/api"),
+                "CODEX": TaskScript.new("CODEX", agent="codex_exec", task_name="codex", repo="other/x"),
+                "ELSEWHERE": TaskScript.new("ELSEWHERE", agent="claude-code", task_name="elsewhere", repo="other/x"),
+                "NOT-CODING": TaskScript.new("NOT-CODING", agent="rivet", task_name="rivet", repo="acme/api"),
+            }
+            for t in tasks.values():
+                await env.send(t.started(), t.finished("complete"))
+            assert await env.sink.force_flush(10)
+            made = {c.name for c in env.fake.code.channels.values()}
+            assert made == {"in acme", "codex"}
+            team = [m for m in env.fake.parents("#agents") if m not in _links(env.fake)]
+            shown = {(m.metadata or {}).get("event_payload", {}).get("task_id") for m in team}
+            assert shown == {"ELSEWHERE", "NOT-CODING"}
+
+    run(go())
+
+
+@pytest.mark.parametrize(
+    "raw, rules",
+    [
+        ("on", EVERY_SESSION),
+        ("off", ()),
+        ("", ()),
+        (True, EVERY_SESSION),
+        ("agent:claude-*, repo:acme/*", (CodeChannelRule("agent", "claude-*"), CodeChannelRule("repo", "acme/*"))),
+        (["Repo: a/b"], (CodeChannelRule("repo", "a/b"),)),
+    ],
+)
+def test_the_setting_reads_on_off_and_rules(raw: Any, rules: tuple[CodeChannelRule, ...]) -> None:
+    assert p_code_channels(raw) == rules
+
+
+@pytest.mark.parametrize("raw", ["status:error", "agent:", "claude-code", "agent:x=#ch, on"])
+def test_a_rule_the_setting_cannot_read_is_refused(raw: str) -> None:
+    with pytest.raises(ValueError):
+        p_code_channels(raw)
 
 
 def test_which_tasks_are_coding_sessions_and_their_session_ids() -> None:
