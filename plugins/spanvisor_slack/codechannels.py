@@ -23,11 +23,14 @@ Such a task, before its first message:
 2. its parent message and thread go there instead of its routed channel;
 3. the routed (team) channel gets one short line linking to it (``<#C…>``),
    claimed once per session (``<session id>/link``);
-4. the channel's context bar (``agents.conversations.setProperties``,
+4. a channel made before the task had a name (named by its id) is renamed
+   after the task once the name arrives (``agents.sessions.rename`` without
+   ``thread_ts``, which renames the channel with its session);
+5. the channel's context bar (``agents.conversations.setProperties``,
    ``code_channel.context_bar_items``) shows the repository, the agent and the
    model, set when the parent first shows them and again when one changes,
    paced at the method's tier (:mod:`.pacing`);
-5. at the task's end, once everything owed is shown, the session is closed
+6. at the task's end, once everything owed is shown, the session is closed
    (``agents.sessions.setStatus`` without ``thread_ts``) and the channel
    archived (``agents.conversations.archive``, the summary reply as its
    ``summary_message_ts``), once per session (``<session id>/archive``).
@@ -73,6 +76,7 @@ CREATE = "agents.conversations.create"
 ARCHIVE = "agents.conversations.archive"
 SET_PROPERTIES = "agents.conversations.setProperties"
 SET_STATUS = "agents.sessions.setStatus"
+RENAME = "agents.sessions.rename"
 SCOPE = "code_channels:manage"
 # Slack's limits on the context bar (agents.conversations.setProperties).
 MAX_BAR_ITEMS = 5
@@ -200,7 +204,7 @@ class CodeChannels:
             return True
         if out.ok and out.data and out.data.get("channel_id"):
             cid = str(out.data["channel_id"])
-            value = {"channel": cid, "session_id": sid, "team": st.channel}
+            value = {"channel": cid, "session_id": sid, "team": st.channel, "title": name}
             if not await self.claims.settle(self.ns, st.key, value):
                 stored = await self.claims.get(self.ns, st.key)
                 if stored is not None:
@@ -230,6 +234,9 @@ class CodeChannels:
         cid = value.get("channel")
         team = value.get("team")
         st.code = CodeState(str(cid) if cid else None, str(value.get("session_id") or sid))
+        # The name it was made with (unknown for one made before names were
+        # kept: then the title is sent once, which changes nothing if equal).
+        st.code.title_sent = str(value["title"]) if value.get("title") else None
         if st.code.channel is not None:
             st.code.team = str(team) if team else st.channel
             st.channel = st.code.channel
@@ -252,9 +259,14 @@ class CodeChannels:
     # --- once the parent is there ---------------------------------------
 
     def shown(self, st: SlackTaskRecord, view: TaskView) -> None:
-        """The parent now shows ``view``: its context bar is due if it changed."""
+        """The parent now shows ``view``: its context bar is due if it
+        changed, and its channel's name once the task has one other than it
+        was made with (a channel made before the task's name arrived is
+        named by its id)."""
         if st.code is not None and st.code.channel is not None and not st.code.closed:
             st.code.bar_want = context_bar(view)
+            if view.task_name and view.task_name.strip():
+                st.code.title_want = title_of(view)
 
     @staticmethod
     def link_due(st: SlackTaskRecord) -> bool:
@@ -326,6 +338,32 @@ class CodeChannels:
             error = out.failure.error if out.failure is not None else "unknown"
             self.stats.inc("slack_code_channels_total", outcome="bar_error")
             log.info("Slack did not take task %s's context bar: %s", st.task_id, error)
+        return True
+
+    async def retitle(self, st: SlackTaskRecord, interrupt: Interrupt | None) -> bool:
+        """Rename the code channel after the task's title (``agents.sessions.rename``
+        without ``thread_ts``, which "also renames the channel"): once per
+        title, a refusal not asked again until the title changes."""
+        c = st.code
+        assert c is not None and c.channel is not None and c.title_want is not None
+        want, cid = c.title_want, c.channel
+        out = await self.transport.send(
+            RENAME,
+            lambda: {"channel_id": cid, "title": want},
+            deadline=self.deadline,
+            rank=ROUTINE,
+            key=cid,
+            interrupt=interrupt,
+        )
+        if out.deferred:
+            return True
+        c.title_sent = want
+        if out.ok:
+            self.stats.inc("slack_code_channels_total", outcome="renamed")
+        else:
+            error = out.failure.error if out.failure is not None else "unknown"
+            self.stats.inc("slack_code_channels_total", outcome="rename_error")
+            log.info("Slack did not rename task %s's code channel: %s", st.task_id, error)
         return True
 
     # --- at the end ------------------------------------------------------

@@ -53,6 +53,8 @@ METHOD_TIERS = {
     "conversations.list": 2,
     "chat.getPermalink": 4,
     "agents.sessions.setStatus": 3,
+    # UNCONFIRMED: the page gives no tier; setStatus's, its sibling's.
+    "agents.sessions.rename": 3,
     # Code channels (.codechannels): their tiers are UNCONFIRMED (the pages'
     # rate-limit line was not readable). Making and archiving a channel are
     # paced as Slack's generic conversations.create and conversations.archive

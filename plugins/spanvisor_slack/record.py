@@ -105,10 +105,17 @@ class CodeState:
     linked: bool = False
     bar_want: Bar | None = None  # the context bar the parent's last shown view maps to
     bar_sent: Bar | None = None
+    # The channel's name as made (the task's title then, perhaps its id) and
+    # the title the parent's last shown view gives, once the task has a name.
+    title_sent: str | None = None
+    title_want: str | None = None
     closed: bool = False
 
     def bar_due(self) -> bool:
         return self.channel is not None and not self.closed and self.bar_want not in (None, self.bar_sent)
+
+    def title_due(self) -> bool:
+        return self.channel is not None and not self.closed and self.title_want not in (None, self.title_sent)
 
 
 @dataclass(eq=False)
@@ -213,7 +220,7 @@ class SlackTaskRecord:
         c = self.code
         if c is None or c.channel is None or self.ref is None or self.dead:
             return False
-        return (not c.linked and c.team is not None) or c.bar_due() or (self.finished and not c.closed)
+        return (not c.linked and c.team is not None) or c.bar_due() or c.title_due() or (self.finished and not c.closed)
 
     @property
     def idle(self) -> bool:

@@ -272,6 +272,8 @@ class Deliverer:
             return await self._update_parent(st)
         if self.code is not None and st.code is not None and st.code.bar_due():
             return await self.code.describe(st, self._interrupt(st))
+        if self.code is not None and st.code is not None and st.code.title_due():
+            return await self.code.retitle(st, self._interrupt(st))
         if self.code is not None and self._code_now(st):
             return await self.code.close(st)
         return False
@@ -284,7 +286,7 @@ class Deliverer:
             return False
         c = st.code
         assert c is not None
-        if self.code.link_due(st) or c.bar_due():
+        if self.code.link_due(st) or c.bar_due() or c.title_due():
             return True
         owed = st.dirty or st.repair or st.replies or st.alerts or st.behind or st.session_due
         if not self.code.close_due(st) or owed or (st.log is not None and st.log.dirty):

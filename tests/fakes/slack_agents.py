@@ -14,6 +14,9 @@ status as it was.
 Without ``thread_ts`` the call sets a code channel's own session status
 (Slack Code: "omit it for a code channel"), which :mod:`.slack_codechannels`
 keeps; on another channel it answers ``invalid_arguments`` (our reading).
+``agents.sessions.rename`` without ``thread_ts`` renames a code channel's
+session, and with it the channel ("this also renames the channel"; title
+1-200 characters; ``session_not_found`` on a channel that is none).
 
 Scenarios by token: ``xoxb-notagent-…``: the app is not declared as an
 agent (``missing_scope``, needed ``assistant:write``); ``xoxb-nostopevent-…``:
@@ -68,6 +71,8 @@ class AgentSessions:
         ts = args.get("thread_ts")
         if ts is None and method == "agents.sessions.setStatus":
             return self._channel_status(ch.id, args)
+        if ts is None and method == "agents.sessions.rename":
+            return self._channel_rename(ch.id, args)
         if not isinstance(ts, str) or self.workspace.find(ch.id, ts) is None:
             return error("thread_not_found")
         key = (ch.id, ts)
@@ -102,6 +107,20 @@ class AgentSessions:
             return error("invalid_arguments")
         code.statuses.append(str(status))
         return ok(status=status)
+
+    def _channel_rename(self, cid: str, args: dict[str, Any]) -> Answer:
+        """A code channel's session renamed: "this also renames the channel"."""
+        code = self.code_channel(cid)
+        title = args.get("title")
+        if code is None:
+            return error("session_not_found")
+        if not isinstance(title, str) or not 1 <= len(title) <= MAX_TITLE:
+            return error("invalid_arguments")
+        if code.archived:
+            return error("is_archived")  # our reading: Slack's generic answer for an archived channel
+        code.name = title
+        code.renames.append(title)
+        return ok(title=title)
 
     def of(self, channel: str, thread_ts: str) -> Session | None:
         return self.sessions.get((channel, thread_ts))

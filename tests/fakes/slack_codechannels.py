@@ -58,6 +58,7 @@ class CodeChannel:
     context_bar_items: list[dict[str, Any]] = field(default_factory=list)
     properties: list[dict[str, Any]] = field(default_factory=list)  # every setProperties call's arguments
     statuses: list[str] = field(default_factory=list)  # its session's statuses (setStatus without thread_ts)
+    renames: list[str] = field(default_factory=list)  # every title agents.sessions.rename gave it
     summary_message_ts: str | None = None
     archived: bool = False
 

@@ -13,7 +13,8 @@ archived:
 * a retry of the task (a new run) gets a channel of its own;
 * a create Slack refuses leaves the task in its routed channel, said once;
 * other agents' tasks, and every task with the setting off, are as before;
-* rules on the agent or repo give a channel only to the sessions they match.
+* rules on the agent or repo give a channel only to the sessions they match;
+* a channel made before the task's name is renamed once the name arrives.
 """
 
 from __future__ import annotations
@@ -141,6 +142,40 @@ def test_the_context_bar_follows_the_view_within_slacks_limits() -> None:
             repo = bars[-1][0]["label"]
             assert repo.startswith("&lt;!channel&gt;/") and repo.endswith("…")  # escaped, clipped
             assert [i["key"] for i in bars[-1]] == ["repo", "agent", "model"]
+
+    run(go())
+
+
+def test_a_channel_made_before_the_tasks_name_is_renamed_once_it_arrives() -> None:
+    """A session shown before its name (the CLI's first records name no
+    prompt) gets a channel named by its task id; when the name comes, the
+    channel takes it (``agents.sessions.rename``, once), and a replayed
+    event renames nothing again. A session named from the start is never
+    renamed."""
+
+    async def go() -> None:
+        async with slack_env(**ON) as env:
+            late = _coding("claude-code:s-late", repo="acme/api")
+            await env.send(late.started())
+            assert await env.sink.force_flush(10)
+            [code] = env.fake.code.channels.values()
+            assert code.name == "claude-code:s-late"
+            named = late.checkpoint(task_name="Fix <the> login bug")
+            await env.send(named)
+            assert await env.sink.force_flush(10)
+            await env.send(named, late.checkpoint(progress=40.0))  # a replay and a later step
+            assert await env.sink.force_flush(10)
+            assert code.renames == ["Fix <the> login bug"] and code.name == "Fix <the> login bug"
+            await env.send(late.finished("complete"))
+            assert await env.sink.force_flush(10)
+            assert code.archived and code.renames == ["Fix <the> login bug"]
+            early = _coding("claude-code:s-early", task_name="Named at once")
+            await env.send(early.started(), early.checkpoint(progress=10.0), early.finished("complete"))
+            assert await env.sink.force_flush(10)
+            made = next(c for c in env.fake.code.channels.values() if c.id != code.id)
+            assert made.name == "Named at once" and made.renames == []
+            renames = [c for c in env.fake.calls if c.method == "agents.sessions.rename"]
+            assert len(renames) == 1 and renames[0].response["ok"]
 
     run(go())
 
