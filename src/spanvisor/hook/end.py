@@ -71,7 +71,9 @@ REQUEST_TIMEOUT_S = 5.0
 RELEASED_TRIES = 4
 # How long a Qwen Code run with a prompt (``-p``) is given to exit after its
 # Stop, which is its session's last event there (it fires no SessionEnd).
-HEADLESS_EXIT_WAIT_S = 10.0
+# After the answer, so nothing waits for it: on a loaded machine a run took
+# more than 10 s to exit after its Stop, and its task was then never ended.
+HEADLESS_EXIT_WAIT_S = 60.0
 _PROMPT_FLAGS = ("-p", "--prompt")
 # What a session's turn file holds once its first end ended it (a CLI
 # whose first end is final: SessionEnds.first_final).
