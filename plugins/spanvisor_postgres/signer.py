@@ -57,15 +57,19 @@ ORDER BY seq
 _refused_said: set[str] = set()
 
 
-def written(events: Sequence[Event]) -> dict[str, dict[str, Any]]:
-    """The content of each decision row ``events`` write, by intervention id."""
+def written(events: Sequence[Event]) -> dict[str, list[dict[str, Any]]]:
+    """What each decision row ``events`` write may hold, by intervention id:
+    one content per event of that decision. A batch may carry a decision
+    twice (the killed process's event replayed from the outbox, and the row
+    recovered from the control log, note and all): the first insert is the
+    row, and either content is serve's."""
     from .rows import ts
 
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, list[dict[str, Any]]] = {}
     for e in events:
         if isinstance(e, HumanIntervention):
             rec = intervention_record(e, ts)
-            out[str(rec[0])] = signing.content(dict(zip(INTERVENTION_COLUMNS, rec, strict=True)))
+            out.setdefault(str(rec[0]), []).append(signing.content(dict(zip(INTERVENTION_COLUMNS, rec, strict=True))))
     return out
 
 
@@ -80,7 +84,7 @@ async def sign_written(conn: Any, key: signing.SigningKey, events: Sequence[Even
     for r in await conn.fetch(_WRITTEN, list(mine)):
         ident = str(r["intervention_id"])
         body = signing.content(dict(r))
-        if body != mine.get(ident):
+        if body not in mine.get(ident, ()):
             if ident not in _refused_said:
                 _refused_said.add(ident)
                 log.error(

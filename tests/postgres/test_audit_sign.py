@@ -230,3 +230,27 @@ def test_a_sink_that_cannot_write_signatures_still_writes_its_decisions(
     assert [r["chain_seq"] for r in rows] == [1, 2]
     code, out = _cli(["audit", "verify"], url, data, capsys, monkeypatch)
     assert code == 1 and "link 2 (" in out and "is signed by no one" in out, out
+
+
+def test_a_decision_twice_in_one_batch_is_signed_whichever_came_first(
+    pg_server: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a SIGKILL one batch can carry a decision twice: the killed
+    process's event replayed from its outbox, and the row recovered from the
+    control log (its note too). The first insert is the row; it is serve's
+    either way, and signed (the fresh-clone run of 2026-11-27 found six
+    decision rows unsigned after a kill)."""
+    from spanvisor_postgres.recorded import NOTE
+
+    url = pg_server.database()
+    data = tmp_path / "serve"
+    view = dataclasses.replace(bare("twice-1"), agent_id="rivet")
+    d = decision("twice-1", 1)
+    replayed, recovered = intervention(view, d), intervention(view, d, notes=(NOTE,), known=False)
+    asyncio.run(_export_with(url, data, [replayed, recovered]))
+    rows = asyncio.run(fetch(url, "SELECT chain_seq FROM decision_signatures"))
+    assert len(rows) == 1
+    asyncio.run(_export_with(url, data, [recovered, replayed]))  # again, the other way round: nothing changes
+    assert len(asyncio.run(fetch(url, "SELECT chain_seq FROM decision_signatures"))) == 1
+    code, out = _cli(["audit", "verify"], url, data, capsys, monkeypatch)
+    assert code == 0 and "1 signed" in out, out
