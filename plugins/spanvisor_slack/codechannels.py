@@ -323,21 +323,9 @@ class CodeChannels:
             c.bar_sent = want
             return True
         items = [{"key": k, "label": label, "icon": icon} for k, label, icon in want]
-        out = await self.transport.send(
-            SET_PROPERTIES,
-            lambda: {"channel_id": cid, "code_channel": {"context_bar_items": items}},
-            deadline=self.deadline,
-            rank=ROUTINE,
-            key=cid,
-            interrupt=interrupt,
-        )
-        if out.deferred:
-            return True
-        c.bar_sent = want  # a refusal is not asked again until the bar changes
-        if not out.ok:
-            error = out.failure.error if out.failure is not None else "unknown"
-            self.stats.inc("slack_code_channels_total", outcome="bar_error")
-            log.info("Slack did not take task %s's context bar: %s", st.task_id, error)
+        args = {"channel_id": cid, "code_channel": {"context_bar_items": items}}
+        if await self._describe(st, SET_PROPERTIES, args, interrupt, "context bar", "bar_error"):
+            c.bar_sent = want  # a refusal is not asked again until the bar changes
         return True
 
     async def retitle(self, st: SlackTaskRecord, interrupt: Interrupt | None) -> bool:
@@ -347,23 +335,35 @@ class CodeChannels:
         c = st.code
         assert c is not None and c.channel is not None and c.title_want is not None
         want, cid = c.title_want, c.channel
+        args = {"channel_id": cid, "title": want}
+        if await self._describe(st, RENAME, args, interrupt, "channel name", "rename_error", ok="renamed"):
+            c.title_sent = want  # a refusal is not asked again until the title changes
+        return True
+
+    async def _describe(
+        self,
+        st: SlackTaskRecord,
+        method: str,
+        args: Mapping[str, Any],
+        interrupt: Interrupt | None,
+        what: str,
+        refused: str,
+        ok: str | None = None,
+    ) -> bool:
+        """One routine call that describes the channel: whether it was
+        answered (taken or refused), False when deferred for later."""
         out = await self.transport.send(
-            RENAME,
-            lambda: {"channel_id": cid, "title": want},
-            deadline=self.deadline,
-            rank=ROUTINE,
-            key=cid,
-            interrupt=interrupt,
+            method, lambda: args, deadline=self.deadline, rank=ROUTINE, key=args["channel_id"], interrupt=interrupt
         )
         if out.deferred:
-            return True
-        c.title_sent = want
+            return False
         if out.ok:
-            self.stats.inc("slack_code_channels_total", outcome="renamed")
+            if ok is not None:
+                self.stats.inc("slack_code_channels_total", outcome=ok)
         else:
             error = out.failure.error if out.failure is not None else "unknown"
-            self.stats.inc("slack_code_channels_total", outcome="rename_error")
-            log.info("Slack did not rename task %s's code channel: %s", st.task_id, error)
+            self.stats.inc("slack_code_channels_total", outcome=refused)
+            log.info("Slack did not take task %s's %s: %s", st.task_id, what, error)
         return True
 
     # --- at the end ------------------------------------------------------
