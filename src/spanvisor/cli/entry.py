@@ -79,6 +79,14 @@ def _releaser(fd: int) -> Callable[[int], None]:
         except OSError:
             pass
         try:
+            # Out of the CLI's terminal session before the CLI goes on: what
+            # runs after the answer (a session's end, sent once the CLI has
+            # exited) must not die of the SIGHUP a terminal's session leader
+            # leaves behind when it exits, nor of a Ctrl-C meant for the CLI.
+            os.setsid()
+        except OSError:
+            pass
+        try:
             os.write(fd, bytes([code if 0 <= code < 256 else _BLOCK]))
             os.close(fd)
         except OSError:
