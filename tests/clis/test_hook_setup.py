@@ -61,3 +61,13 @@ def test_a_gate_command_holding_a_token_is_weak() -> None:
         command = hook_entries.gate_command("codex") + given
         assert any("holds a token" in w for w in checks.command_weaknesses(command)), given
     assert not any("holds a token" in w for w in checks.command_weaknesses(hook_entries.gate_command("codex")))
+
+
+def test_claude_codes_session_end_is_given_time_to_answer_on_a_loaded_machine() -> None:
+    # Without a timeout Claude Code kills its SessionEnd hooks after 1.5 s in all:
+    # a hook slow to start would never end the session's task.
+    setup = registry.need("claude-code").hook_setup(hook_entries.gate_command("claude-code"), 900)
+    assert setup is not None
+    (entry,) = json.loads(setup.text)["hooks"]["SessionEnd"][0]["hooks"]
+    assert entry["timeout"] >= 5, entry
+    assert "onFailure" not in entry  # a session's end blocks nothing

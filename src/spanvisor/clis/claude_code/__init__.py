@@ -38,6 +38,14 @@ class ClaudeCode(Adapter):
     end_events = frozenset({"SessionEnd"})
     path_keys = frozenset({"file_path", "path", "notebook_path"})
     hook_timeout_s = 600.0
+    # Claude Code gives its SessionEnd hooks 1.5 s in all unless an entry
+    # sets a timeout (2.1.330: the budget is the largest entry's, up to
+    # 60 s), then kills them and exits. The hook answers at once, but a
+    # Python process starting on a loaded machine can take longer than
+    # 1.5 s, and a hook killed before its answer never ends the task. The
+    # budget only bounds a hook that hangs: Claude Code exits as soon as
+    # the hook answered.
+    session_end_timeout_s = 10
 
     def settings_files(self, env: Mapping[str, str], home: Path, cwd: str) -> list[Path]:
         user = Path(env.get("CLAUDE_CONFIG_DIR") or home / ".claude")
@@ -61,6 +69,8 @@ class ClaudeCode(Adapter):
             entry: dict[str, Any] = {"type": "command", "command": command}
             if event in self.tool_events:
                 entry.update(timeout=timeout_s, onFailure="block")
+            elif event in self.end_events:
+                entry["timeout"] = self.session_end_timeout_s
             setup[event] = [{"matcher": "*", "hooks": [entry]}]
         # allowManagedHooksOnly (read from managed settings only): the user's,
         # a repository's and a plugin's hooks do not run, so none of them can
