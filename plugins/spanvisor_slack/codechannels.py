@@ -30,6 +30,10 @@ Such a task, before its first message:
    ``code_channel.context_bar_items``) shows the repository, the agent and the
    model, set when the parent first shows them and again when one changes,
    paced at the method's tier (:mod:`.pacing`);
+5a. its work-log tab (``agents.conversations.setView``, :mod:`.codetab`)
+   shows the session's steps, decisions and figures from the same view,
+   sent when it changed, at most once per ``TAB_INTERVAL_S`` and once at
+   the end;
 6. at the task's end, once everything owed is shown, the session is closed
    (``agents.sessions.setStatus`` without ``thread_ts``) and the channel
    archived (``agents.conversations.archive``, the summary reply as its
@@ -48,6 +52,7 @@ no message of the task is lost to a code channel that could not be made.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -58,6 +63,7 @@ from spanvisor.gate import taskids
 from spanvisor.sink import Clock
 from spanvisor.stats import PipelineStats
 
+from . import codetab
 from .pacing import ROUTINE, URGENT, Interrupt
 from .record import Bar, CodeState, former_key
 from .sessions import REFUSED_FOR_GOOD, title_of
@@ -267,6 +273,7 @@ class CodeChannels:
             st.code.bar_want = context_bar(view)
             if view.task_name and view.task_name.strip():
                 st.code.title_want = title_of(view)
+            st.code.tab_want = codetab.tab_text(view)
 
     @staticmethod
     def link_due(st: SlackTaskRecord) -> bool:
@@ -338,6 +345,23 @@ class CodeChannels:
         args = {"channel_id": cid, "title": want}
         if await self._describe(st, RENAME, args, interrupt, "channel name", "rename_error", ok="renamed"):
             c.title_sent = want  # a refusal is not asked again until the title changes
+        return True
+
+    async def show_tab(self, st: SlackTaskRecord, interrupt: Interrupt | None) -> bool:
+        """Send the work-log tab the parent's last shown view gives (an
+        upsert by its view key: replicas and retries update one tab)."""
+        c = st.code
+        assert c is not None and c.channel is not None and c.tab_want is not None
+        want, cid = c.tab_want, c.channel
+        args = {
+            "channel_id": cid,
+            "type": "block_kit",
+            "view_key": codetab.VIEW_KEY,
+            "name": codetab.NAME,
+            "blocks": json.loads(want),
+        }
+        if await self._describe(st, codetab.SET_VIEW, args, interrupt, "work-log tab", "tab_error", ok="tab"):
+            c.tab_sent, c.tab_at = want, self.clock.now()  # a refusal is not asked again until the tab changes
         return True
 
     async def _describe(

@@ -62,6 +62,7 @@ METHOD_TIERS = {
     "agents.conversations.create": 2,
     "agents.conversations.archive": 2,
     "agents.conversations.setProperties": 3,
+    "agents.conversations.setView": 3,  # UNCONFIRMED as setProperties
 }
 KEEP_PLACES = 10_000
 EPSILON_S = 1e-6

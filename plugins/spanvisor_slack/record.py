@@ -109,6 +109,11 @@ class CodeState:
     # the title the parent's last shown view gives, once the task has a name.
     title_sent: str | None = None
     title_want: str | None = None
+    # Its work-log tab (.codetab): the blocks' text the parent's last shown
+    # view gives, the last taken, and when (transport clock) it was last sent.
+    tab_want: str | None = None
+    tab_sent: str | None = None
+    tab_at: float = float("-inf")
     closed: bool = False
 
     def bar_due(self) -> bool:
@@ -116,6 +121,13 @@ class CodeState:
 
     def title_due(self) -> bool:
         return self.channel is not None and not self.closed and self.title_want not in (None, self.title_sent)
+
+    def tab_owed(self) -> bool:
+        return self.channel is not None and not self.closed and self.tab_want not in (None, self.tab_sent)
+
+    def tab_due(self, now: float, interval: float, hurry: bool) -> bool:
+        """Owed, and its interval since the last send passed (or no waiting: the end, a flush)."""
+        return self.tab_owed() and (hurry or now >= self.tab_at + interval)
 
 
 @dataclass(eq=False)
@@ -216,11 +228,12 @@ class SlackTaskRecord:
     @property
     def code_due(self) -> bool:
         """Its code channel owes Slack something: the team channel's line, the
-        context bar, or (once it finished) the channel's archiving."""
+        context bar, its name, its tab, or (once it finished) the channel's archiving."""
         c = self.code
         if c is None or c.channel is None or self.ref is None or self.dead:
             return False
-        return (not c.linked and c.team is not None) or c.bar_due() or c.title_due() or (self.finished and not c.closed)
+        told = (not c.linked and c.team is not None) or c.bar_due() or c.title_due() or c.tab_owed()
+        return told or (self.finished and not c.closed)
 
     @property
     def idle(self) -> bool:

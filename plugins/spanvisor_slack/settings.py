@@ -276,7 +276,8 @@ SETTINGS: tuple[Setting, ...] = (
         (),
         "Calls a minute (and burst) the sink allows itself per method, before sending, instead of Slack's "
         "documented tiers (chat.update, chat.delete, conversations.history 50/4; conversations.list 20/1; "
-        "chat.getPermalink 100/8; agents.sessions.setStatus, agents.conversations.setProperties 50/4; "
+        "chat.getPermalink 100/8; agents.sessions.setStatus, agents.sessions.rename, "
+        "agents.conversations.setProperties, agents.conversations.setView 50/4; "
         "agents.conversations.create, agents.conversations.archive 20/1). method=0 turns a method's pacing off.",
         "method=per_minute[/burst],... e.g. chat.update=50/4",
     ),

@@ -32,6 +32,7 @@ from spanvisor.sink import Clock
 from spanvisor.statestores.api import StateStore, StoreUnavailable
 from spanvisor.stats import PipelineStats
 
+from . import codetab
 from .blocks import Look, parent_payload
 from .board import Boards
 from .claims import Claims
@@ -205,6 +206,8 @@ class Deliverer:
             due = now
         if self.reminders is not None and st.ref is not None:
             due = min(due, self.reminders.due(st))
+        if st.code is not None and st.code.tab_owed():
+            due = min(due, st.code.tab_at + self._tab_interval)
         if self.code is not None and self.code.close_due(st) and (at := self._archive_at(st)) > now:
             due = min(due, at)  # once passed, _code_now says whether it is due
         if due <= now:
@@ -274,6 +277,12 @@ class Deliverer:
             return await self.code.describe(st, self._interrupt(st))
         if self.code is not None and st.code is not None and st.code.title_due():
             return await self.code.retitle(st, self._interrupt(st))
+        if (
+            self.code is not None
+            and st.code is not None
+            and st.code.tab_due(now, self._tab_interval, hurry or st.finished)
+        ):
+            return await self.code.show_tab(st, self._interrupt(st))
         if self.code is not None and self._code_now(st):
             return await self.code.close(st)
         return False
@@ -288,7 +297,9 @@ class Deliverer:
         assert c is not None
         if self.code.link_due(st) or c.bar_due() or c.title_due():
             return True
-        owed = st.dirty or st.repair or st.replies or st.alerts or st.behind or st.session_due
+        if c.tab_owed() and st.finished:
+            return True  # the final tab goes before the channel is archived
+        owed = st.dirty or st.repair or st.replies or st.alerts or st.behind or st.session_due or c.tab_owed()
         if not self.code.close_due(st) or owed or (st.log is not None and st.log.dirty):
             return False
         return self.deadline() is not None or self.clock.now() >= self._archive_at(st)
@@ -305,6 +316,12 @@ class Deliverer:
         """The session status the parent's shared view maps to now (None: none stored)."""
         rec = await self.shared.read(st.key)
         return session_status(rec.shown_view) if rec is not None else None
+
+    @property
+    def _tab_interval(self) -> float:
+        # Never more often than the parent is edited; no pacing when the
+        # parent shows every change at once (an update interval of 0).
+        return max(self.update_interval_s, codetab.TAB_INTERVAL_S) if self.update_interval_s > 0 else 0.0
 
     @property
     def _log_interval(self) -> float:

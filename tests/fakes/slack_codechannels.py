@@ -18,6 +18,15 @@ official SDKs document them (read 2026-11-26; /tmp/slackcode/FACTS.md).
   the warning ``action_with_url_overridden_to_info``).
 * ``agents.sessions.setStatus`` without ``thread_ts`` sets the code channel's
   own session status (:mod:`.slack_agents` asks :meth:`CodeChannels.of`).
+* ``agents.conversations.setView`` upserts a tab by ``view_key`` (required
+  for ``html``, ``block_kit`` and ``canvas``; a ``diff`` is the channel's one
+  diff tab): ``block_kit`` needs ``blocks`` (a list, or its JSON text),
+  ``html`` and ``diff`` need ``content`` of at most 1,000,000 bytes
+  (``content_too_large``), ``canvas`` a ``canvas_id``; at most 5 tabs per
+  channel; each update raises the tab's ``content_version``.
+  ``agents.conversations.listViews`` lists them. Block Kit's limits on a
+  tab are UNCONFIRMED: the fake applies a message's (at most 50 blocks
+  here, a section's text at most 3,000 characters, a header's 150).
 
 Errors the pages do not list are our reading: ``invalid_arguments`` for a
 bad argument, ``not_agent_channel`` for a channel that is no code channel
@@ -31,6 +40,7 @@ answer it (a workspace whose admin does not allow code channels).
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +57,24 @@ ICONS = frozenset({"branch", "folder", "hierarchy", "life-ring", "link", "globe"
 ITEM_TYPES = frozenset({"info", "action"})
 URL_OVERRIDDEN = "action_with_url_overridden_to_info"
 PROPERTY_FIELDS = ("title", "status", "code_channel", "agent_resource")
+VIEW_TYPES = frozenset({"html", "diff", "block_kit", "canvas", "pull_request"})
+MAX_VIEWS = 5
+MAX_CONTENT = 1_000_000  # bytes
+# Block Kit on a tab: UNCONFIRMED; a message's limits, and fewer blocks.
+MAX_TAB_BLOCKS = 50
+MAX_SECTION_TEXT = 3000
+MAX_HEADER_TEXT = 150
+
+
+@dataclass
+class View:
+    view_id: str
+    type: str
+    view_key: str | None
+    name: str
+    blocks: list[dict[str, Any]] | None = None
+    content: str | None = None
+    content_version: int = 1
 
 
 @dataclass
@@ -59,13 +87,21 @@ class CodeChannel:
     properties: list[dict[str, Any]] = field(default_factory=list)  # every setProperties call's arguments
     statuses: list[str] = field(default_factory=list)  # its session's statuses (setStatus without thread_ts)
     renames: list[str] = field(default_factory=list)  # every title agents.sessions.rename gave it
+    views: dict[str, View] = field(default_factory=dict)  # by view_key (a diff: by "diff")
+    view_calls: int = 0  # setView calls it took
     summary_message_ts: str | None = None
     archived: bool = False
 
 
 class CodeChannels:
     METHODS = frozenset(
-        {"agents.conversations.create", "agents.conversations.archive", "agents.conversations.setProperties"}
+        {
+            "agents.conversations.create",
+            "agents.conversations.archive",
+            "agents.conversations.setProperties",
+            "agents.conversations.setView",
+            "agents.conversations.listViews",
+        }
     )
 
     def __init__(self, workspace: Workspace) -> None:
@@ -90,6 +126,14 @@ class CodeChannels:
             )
         if method == "agents.conversations.archive":
             return self._archive(code, args)
+        if method == "agents.conversations.setView":
+            return self._set_view(code, args)
+        if method == "agents.conversations.listViews":
+            views = [
+                {"view_id": v.view_id, "view_key": v.view_key, "label": v.name, "content_version": v.content_version}
+                for v in code.views.values()
+            ]
+            return ok(views=views)
         return self._set_properties(code, args)
 
     def _create(self, args: dict[str, Any]) -> Answer:
@@ -149,6 +193,67 @@ class CodeChannels:
         extra: dict[str, Any] = {"warning": ",".join(warnings)} if warnings else {}
         return ok(channel_id=code.id, **extra)
 
+    def _set_view(self, code: CodeChannel, args: dict[str, Any]) -> Answer:
+        if code.archived:
+            return error("is_archived")
+        kind = args.get("type", "html")
+        if kind not in VIEW_TYPES:
+            return error("invalid_arguments")
+        key = args.get("view_key")
+        if kind == "diff":
+            key = None  # ignored: a diff view is a per-channel singleton
+        elif kind in ("html", "block_kit", "canvas") and (not isinstance(key, str) or not key):
+            return error("invalid_arguments")
+        content, blocks = args.get("content"), args.get("blocks")
+        if kind in ("html", "diff"):
+            if not isinstance(content, str):
+                return error("invalid_arguments")
+            if len(content.encode("utf-8")) > MAX_CONTENT:
+                return error("content_too_large")
+        if kind == "block_kit":
+            if isinstance(blocks, str):
+                try:
+                    blocks = json.loads(blocks)
+                except ValueError:
+                    return error("invalid_blocks")
+            if not _blocks_ok(blocks):
+                return error("invalid_blocks")
+        if kind == "canvas" and not isinstance(args.get("canvas_id"), str):
+            return error("invalid_arguments")
+        if kind == "pull_request" and not isinstance(args.get("pr_url"), str):
+            return error("invalid_arguments")
+        slot = "diff" if kind == "diff" else str(key)
+        name = args.get("name") or args.get("label") or (str(key).rsplit("/", 1)[-1] if key else "Diff")
+        view = code.views.get(slot)
+        if view is None:
+            if len(code.views) >= MAX_VIEWS:
+                return error("too_many_views")  # our reading: the pages give the cap, not its error
+            view = code.views[slot] = View(f"T{next(self._ids):09d}", kind, key, str(name))
+        else:
+            view.content_version += 1
+            view.type, view.name = kind, str(name)
+        view.blocks = blocks if kind == "block_kit" else None
+        view.content = content if kind in ("html", "diff") else None
+        code.view_calls += 1
+        return ok(channel_id=code.id, view_id=view.view_id, content_version=view.content_version, type=kind)
+
+
+def _blocks_ok(blocks: Any) -> bool:
+    if not isinstance(blocks, list) or not 1 <= len(blocks) <= MAX_TAB_BLOCKS:
+        return False
+    for b in blocks:
+        if not isinstance(b, dict) or not isinstance(b.get("type"), str):
+            return False
+        text = b.get("text")
+        if isinstance(text, dict):
+            limit = MAX_HEADER_TEXT if b["type"] == "header" else MAX_SECTION_TEXT
+            if not isinstance(text.get("text"), str) or not 1 <= len(text["text"]) <= limit:
+                return False
+        for element in b.get("elements", ()) if b["type"] == "context" else ():
+            if not isinstance(element, dict) or len(str(element.get("text", ""))) > MAX_SECTION_TEXT:
+                return False
+    return True
+
 
 def _bar(items: Any, warnings: list[str]) -> list[dict[str, Any]] | None:
     """The context bar as Slack keeps it, or None when Slack would refuse it."""
@@ -180,4 +285,4 @@ def _bar(items: Any, warnings: list[str]) -> list[dict[str, Any]] | None:
     return out
 
 
-__all__ = ["SCOPE", "CodeChannel", "CodeChannels"]
+__all__ = ["SCOPE", "CodeChannel", "CodeChannels", "View"]

@@ -14,7 +14,10 @@ archived:
 * a create Slack refuses leaves the task in its routed channel, said once;
 * other agents' tasks, and every task with the setting off, are as before;
 * rules on the agent or repo give a channel only to the sessions they match;
-* a channel made before the task's name is renamed once the name arrives.
+* a channel made before the task's name is renamed once the name arrives;
+* its work-log tab (one per channel) shows the session's steps, decisions
+  and end, escaped, and is sent only when it changed; the fake takes tabs
+  within Slack's documented rules.
 """
 
 from __future__ import annotations
@@ -26,16 +29,17 @@ from typing import Any
 
 import aiohttp
 import pytest
-from slack_support import TaskScript, run, slack_env, tool
+from slack_support import BASE_NS, TaskScript, run, slack_env, tool
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_apps import manifest_errors
-from tests.fakes.slack_codechannels import CodeChannel
+from tests.fakes.slack_codechannels import CodeChannel, View
 from tests.fakes.slack_store import Message
 
-from spanvisor.events import TaskView
+from spanvisor.events import Decision, TaskView
 from spanvisor.gate.taskids import session_task
 from spanvisor.statestores.memory import InMemoryStateStore
 from spanvisor_slack.codechannels import ARCHIVE, CREATE, MAX_LABEL, context_bar, is_coding, session_id_of
+from spanvisor_slack.codetab import SET_VIEW, VIEW_KEY
 from spanvisor_slack.manifest import manifest
 from spanvisor_slack.settings import EVERY_SESSION, CodeChannelRule, p_code_channels
 
@@ -47,7 +51,7 @@ FAST: dict[str, Any] = {
     "slack_channel_interval_s": 0.0,
     # The methods' own tiers (one create every 3 s) are not what these tests are about.
     "slack_rate_limits": "agents.conversations.create=0, agents.conversations.archive=0, "
-    "agents.conversations.setProperties=0, agents.sessions.setStatus=0",
+    "agents.conversations.setProperties=0, agents.sessions.setStatus=0, agents.conversations.setView=0",
 }
 ON = {"slack_code_channels": "on", **FAST}
 
@@ -368,6 +372,120 @@ def test_the_fake_enforces_what_slack_documents_for_code_channels() -> None:
                 assert (await call(ARCHIVE, channel_id=cid))["error"] == "already_archived"
                 assert (await call("chat.postMessage", channel=cid, text="late"))["error"] == "is_archived"
                 assert fake.code.channels[cid].statuses == ["closed"]
+        finally:
+            await fake.stop()
+
+    run(main())
+
+
+def _tab(code: CodeChannel) -> tuple[View, str]:
+    """The channel's work-log tab and its text (every block's, joined)."""
+    tab = code.views[VIEW_KEY]
+    texts = [str((b.get("text") or {}).get("text", "")) for b in tab.blocks or []]
+    return tab, "\n".join(texts)
+
+
+def test_the_work_log_tab_shows_the_sessions_steps_and_decisions_and_its_end() -> None:
+    """One ``block_kit`` tab per code channel (an upsert by its view key):
+    every step with the current one marked, the people's decisions, its end
+    and results, span text escaped; a replay sends nothing again, and the
+    final tab goes before the channel is archived."""
+
+    async def go() -> None:
+        async with slack_env(**ON) as env:
+            task = _coding("TAB", task_name="Fix <!channel> login", repo="acme/api", model="claude-sonnet-4")
+            steps = ("plan", "edit <@U0BAD>", "test")
+            await env.send(task.started(), task.checkpoint(steps=steps, step="plan"))
+            assert await env.sink.force_flush(10)
+            [code] = env.fake.code.channels.values()
+            tab, text = _tab(code)
+            assert (tab.type, tab.name) == ("block_kit", "Work log")
+            assert tab.blocks is not None and tab.blocks[0]["text"]["text"] == "Fix <!channel> login"  # plain text
+            assert "▶ plan\n○ edit &lt;@U0BAD&gt;\n○ test" in text and "<@U0BAD>" not in text  # escaped
+            decided = Decision("i-1", "TAB", "approve", "U42", BASE_NS, actor_name="Alice <b>", source="slack")
+            moved = task.checkpoint(step="edit <@U0BAD>", decisions=(decided,))
+            await env.send(moved)
+            assert await env.sink.force_flush(10)
+            tab, text = _tab(code)
+            assert "✓ plan\n▶ edit &lt;@U0BAD&gt;\n○ test" in text and "Approved by Alice &lt;b&gt;" in text
+            sent = code.view_calls
+            await env.send(moved)  # a replay: the same view, no call
+            assert await env.sink.force_flush(10)
+            assert code.view_calls == sent
+            await env.send(task.checkpoint(step="test"), task.finished("complete"))
+            assert await env.sink.force_flush(10)
+            tab, text = _tab(code)
+            assert "✓ edit &lt;@U0BAD&gt;\n✓ test" in text and "*Status:* complete" in text
+            assert list(code.views) == [VIEW_KEY] and code.archived
+            methods = [c.method for c in env.fake.calls if c.method.startswith("agents.")]
+            assert methods.index(ARCHIVE) > max(i for i, m in enumerate(methods) if m == SET_VIEW)
+
+    run(go())
+
+
+def test_two_replicas_keep_one_tab_per_channel() -> None:
+    async def go() -> None:
+        fake = FakeSlack(channel_rate=200.0, channel_burst=200)
+        await fake.start()
+        store = InMemoryStateStore()
+        try:
+            kw = {"fake": fake, "store": store, "flush_s": 20, **ON}
+            async with slack_env(**kw) as a, slack_env(**kw) as b:
+                task = _coding("TAB2", task_name="two", steps=("a", "b"), step="a")
+                await asyncio.gather(a.send(task.started()), b.send(task.started()))
+                await a.send(task.checkpoint(step="b"))
+                await b.send(task.finished("complete"))
+                for _ in range(2):
+                    assert await a.sink.force_flush(20) and await b.sink.force_flush(20)
+            [code] = fake.code.channels.values()
+            assert list(code.views) == [VIEW_KEY]
+            assert "✓ b" in _tab(code)[1]
+        finally:
+            await fake.stop()
+
+    run(go())
+
+
+def test_the_fake_takes_tabs_as_slack_documents_them() -> None:
+    async def main() -> None:
+        fake = FakeSlack()
+        await fake.start()
+        try:
+            async with aiohttp.ClientSession() as session:
+
+                async def call(method: str, **args: Any) -> dict[str, Any]:
+                    auth = {"Authorization": "Bearer xoxb-test"}
+                    async with session.post(fake.base_url + method, json=args, headers=auth) as resp:
+                        body: dict[str, Any] = await resp.json()
+                        return body
+
+                cid = (await call(CREATE, name="Tabs", session_id="s-tabs"))["channel_id"]
+                blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": "hi"}}]
+                assert (await call(SET_VIEW, channel_id=cid, type="block_kit", blocks=blocks))[
+                    "error"
+                ] == "invalid_arguments"  # no view_key
+                assert (await call(SET_VIEW, channel_id=cid, type="block_kit", view_key="k"))[
+                    "error"
+                ] == "invalid_blocks"
+                long = [{"type": "section", "text": {"type": "mrkdwn", "text": "x" * 3001}}]
+                assert (await call(SET_VIEW, channel_id=cid, type="block_kit", view_key="k", blocks=long))[
+                    "error"
+                ] == "invalid_blocks"
+                first = await call(SET_VIEW, channel_id=cid, type="block_kit", view_key="k", blocks=blocks)
+                again = await call(SET_VIEW, channel_id=cid, type="block_kit", view_key="k", blocks=json.dumps(blocks))
+                assert first["view_id"] == again["view_id"] and again["content_version"] == 2  # an upsert
+                huge = "+" * 1_000_001
+                assert (await call(SET_VIEW, channel_id=cid, type="diff", content=huge))["error"] == "content_too_large"
+                assert (await call(SET_VIEW, channel_id=cid, type="diff", content="--- a\n+++ b\n"))["ok"]
+                for i in range(3):
+                    assert (await call(SET_VIEW, channel_id=cid, type="html", view_key=f"h{i}", content="<p>"))["ok"]
+                six = await call(SET_VIEW, channel_id=cid, type="html", view_key="h9", content="<p>")
+                assert six["error"] == "too_many_views"  # five per channel
+                listed = await call("agents.conversations.listViews", channel_id=cid)
+                assert len(listed["views"]) == 5
+                assert (await call(ARCHIVE, channel_id=cid))["ok"]
+                late = await call(SET_VIEW, channel_id=cid, type="block_kit", view_key="k", blocks=blocks)
+                assert late["error"] == "is_archived"
         finally:
             await fake.stop()
 
