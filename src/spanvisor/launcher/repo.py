@@ -1,0 +1,123 @@
+"""The repository a launched session works in, as its task shows it
+(``agent.repo``): Slack's context bar, routes and code-channel rules by
+``repo:``, the console and the audit trail.
+
+Read from the working folder's git metadata without running git (the
+launcher starts the CLI within milliseconds): the folder's ``.git`` (a
+worktree's ``.git`` file leads to its common folder), then the ``origin``
+remote's URL (else the first remote's) as ``owner/name``: the URL's path
+without host, credentials or ``.git`` (``git@github.com:acme/api.git`` and
+``https://token@github.com/acme/api`` both read ``acme/api``; a GitLab
+subgroup keeps its path). A remote on a local path, or none, gives the
+top-level folder's name. Not a repository: nothing.
+
+It is a fact for display and routing only, never for the gate: the agent
+can edit ``.git/config``, so the launcher does not put it in the resource
+the gate's rules on ``task.repo`` are decided by (:func:`spanvisor.gate.
+verdict.hook_facts`; those take ``agent.repo`` from the operator's
+``OTEL_RESOURCE_ATTRIBUTES``, which also wins here).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from urllib.parse import urlsplit
+
+MAX_DEPTH = 64  # folders walked up from the working folder
+MAX_CONFIG = 256 * 1024  # bytes of a config file read
+MAX_REPO = 256  # characters, as the tracker keeps agent.repo
+_SECTION = re.compile(r'^\[\s*remote\s+"((?:[^"\\]|\\.)*)"\s*\]\s*(?:[#;].*)?$')
+_URL = re.compile(r"^url\s*=\s*(.*?)\s*$", re.IGNORECASE)
+_SCP = re.compile(r"^(?:[^@/\s]+@)?[^:/\s]+:(?!//)(.+)$")  # user@host:path, as git reads it
+
+
+def repo_of(cwd: str) -> str | None:
+    """The repository ``cwd`` is in, as ``owner/name`` (see the module doc)."""
+    try:
+        found = _git_dir(cwd)
+        if found is None:
+            return None
+        top, common = found
+        url = _remote_url(os.path.join(common, "config"))
+        name = _from_url(url) if url else None
+        return _clean(name or os.path.basename(top.rstrip(os.sep)))
+    except (OSError, UnicodeError, ValueError):
+        return None
+
+
+def _git_dir(cwd: str) -> tuple[str, str] | None:
+    """(the top-level folder, the git folder holding its config)."""
+    here = os.path.abspath(cwd)
+    for _ in range(MAX_DEPTH):
+        dot = os.path.join(here, ".git")
+        if os.path.isdir(dot):
+            return here, dot
+        if os.path.isfile(dot):
+            with open(dot, encoding="utf-8") as f:
+                line = f.read(4096).strip()
+            if not line.startswith("gitdir:"):
+                return None
+            git = os.path.normpath(os.path.join(here, line[len("gitdir:") :].strip()))
+            common = git
+            shared = os.path.join(git, "commondir")
+            if os.path.isfile(shared):
+                with open(shared, encoding="utf-8") as f:
+                    common = os.path.normpath(os.path.join(git, f.read(4096).strip()))
+            return here, common
+        parent = os.path.dirname(here)
+        if parent == here:
+            return None
+        here = parent
+    return None
+
+
+def _remote_url(config: str) -> str | None:
+    """``origin``'s URL, else the first remote's that has one."""
+    try:
+        with open(config, encoding="utf-8", errors="replace") as f:
+            text = f.read(MAX_CONFIG)
+    except OSError:
+        return None
+    remote: str | None = None
+    urls: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("["):
+            m = _SECTION.match(line)
+            remote = m.group(1) if m else None
+            continue
+        if remote is not None and remote not in urls and (u := _URL.match(line)):
+            urls[remote] = u.group(1).strip('"')
+    return urls.get("origin") or next(iter(urls.values()), None)
+
+
+def _from_url(url: str) -> str | None:
+    """The URL's path as ``owner/name``: no scheme, host or credentials."""
+    url = url.strip()
+    if "://" in url:
+        parts = urlsplit(url)
+        if parts.scheme == "file" or not parts.netloc:
+            return _last(parts.path)
+        path = parts.path
+    elif (m := _SCP.match(url)) is not None and not url.startswith(("/", ".")):
+        path = m.group(1)
+    else:
+        return _last(url)  # a local path
+    path = path.strip("/")
+    if path.endswith(".git"):
+        path = path[:-4]
+    return path.strip("/") or None
+
+
+def _last(path: str) -> str | None:
+    name = path.rstrip("/").rsplit("/", 1)[-1]
+    return (name[:-4] if name.endswith(".git") else name) or None
+
+
+def _clean(name: str) -> str | None:
+    out = "".join(c for c in name if c.isprintable()).strip()
+    return out[:MAX_REPO] or None
+
+
+__all__ = ["repo_of"]

@@ -1,0 +1,152 @@
+"""The repository a launched session works in (``launcher/repo.py``).
+
+* Read from git's own files, without git: a clone's ``origin`` as
+  ``owner/name`` whatever the URL's form, a worktree's common config, the
+  folder's name without a remote, nothing outside a repository; never a
+  credential the URL holds (a property over URLs).
+* ``spanvisor run`` in a real git checkout names the task's repository from
+  its first record on, as the task shows it at its end; the operator's
+  ``agent.repo`` in ``OTEL_RESOURCE_ATTRIBUTES`` wins; the CLI's resource
+  (what the gate's rules on ``task.repo`` read) gets nothing from git.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from spanvisor.gate import otlp
+from spanvisor.launcher.repo import repo_of
+from spanvisor.spans import conventions as cv
+from tests.cli.coding_harness import TOKEN, Serve
+from tests.waiting import wait_until
+
+BIN = Path(sys.executable).parent
+RESULT = '{"type": "result", "subtype": "success", "is_error": false, "result": "All tests pass."}'
+
+
+def _git(*args: str, cwd: Path) -> None:
+    env = {**os.environ, "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, env=env)
+
+
+def _clone(root: Path, url: str | None) -> Path:
+    work = root / "api"
+    work.mkdir(parents=True)
+    _git("init", "-q", "-b", "main", cwd=work)
+    if url is not None:
+        _git("remote", "add", "origin", url, cwd=work)
+    return work
+
+
+@pytest.mark.parametrize(
+    ("url", "repo"),
+    [
+        ("git@github.com:acme/api.git", "acme/api"),
+        ("https://x-access-token:ghp_s3cret@github.com/acme/api.git", "acme/api"),
+        ("ssh://git@gitlab.example:2222/group/sub/api", "group/sub/api"),
+        ("https://github.com/acme/api/?token=s3cret", "acme/api"),
+        ("/srv/git/api.git", "api"),
+        ("file:///srv/git/tools.git", "tools"),
+    ],
+)
+def test_a_clone_names_its_origin(tmp_path: Path, url: str, repo: str) -> None:
+    work = _clone(tmp_path, url)
+    (work / "src" / "deep").mkdir(parents=True)
+    assert repo_of(str(work)) == repo
+    assert repo_of(str(work / "src" / "deep")) == repo  # from a folder inside it
+
+
+def test_a_worktree_no_remote_and_no_repository(tmp_path: Path) -> None:
+    work = _clone(tmp_path, "git@github.com:acme/api.git")
+    _git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "first", cwd=work)
+    _git("worktree", "add", "-q", str(tmp_path / "wt"), "-b", "fix", cwd=work)
+    assert (tmp_path / "wt" / ".git").is_file()
+    assert repo_of(str(tmp_path / "wt")) == "acme/api"  # the common config's origin
+    lone = _clone(tmp_path / "lone", None)
+    assert repo_of(str(lone)) == "api"  # no remote: the folder's name
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    assert repo_of(str(plain)) is None
+
+
+def test_the_first_remote_when_there_is_no_origin(tmp_path: Path) -> None:
+    work = _clone(tmp_path, None)
+    _git("remote", "add", "upstream", "https://github.com/acme/upstream-api.git", cwd=work)
+    assert repo_of(str(work)) == "acme/upstream-api"
+
+
+_part = st.text(
+    st.characters(min_codepoint=33, max_codepoint=126, exclude_characters="/@:?#[]\\\"'%"), min_size=1, max_size=40
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(user=_part, secret=_part, host=_part, owner=_part, name=_part, scheme=st.sampled_from(["https", "ssh", "git"]))
+def test_no_credential_of_a_url_reaches_the_repository(
+    tmp_path_factory: pytest.TempPathFactory, user: str, secret: str, host: str, owner: str, name: str, scheme: str
+) -> None:
+    root = tmp_path_factory.mktemp("prop")
+    git = root / ".git"
+    git.mkdir()
+    url = f"{scheme}://{user}:{secret}@{host}/{owner}/{name}"
+    (git / "config").write_text(f'[core]\n\tbare = false\n[remote "origin"]\n\turl = {url}\n')
+    got = repo_of(str(root))
+    assert got is not None
+    assert secret not in got.replace(owner, "").replace(name, "")  # only the path's own parts
+    assert got == f"{owner}/{name.removesuffix('.git')}".strip("/")
+
+
+def test_the_launchers_record_name_is_the_conventions() -> None:
+    assert otlp.REPO == cv.REPO
+
+
+def _launch(serve: Serve, work: Path, tmp: Path, task: str, resource: str | None = None) -> None:
+    claude = tmp / "bin" / "claude"
+    claude.parent.mkdir(exist_ok=True)
+    # The CLI writes down the resource it was given (what its hooks and telemetry carry).
+    claude.write_text(f"#!/bin/sh\nprintf '%s' \"$OTEL_RESOURCE_ATTRIBUTES\" > {tmp / 'resource'}\necho '{RESULT}'\n")
+    claude.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPANVISOR_", "OTEL_", "SLACK_"))}
+    env["SPANVISOR_DATA_DIR"] = str(tmp / "data")
+    if resource is not None:
+        env["OTEL_RESOURCE_ATTRIBUTES"] = resource
+    launcher = [str(BIN / "spanvisor"), "run", "--task-id", task, "--endpoint", serve.base, "--token", TOKEN]
+    done = subprocess.run(
+        [*launcher, "--", str(claude), "-p", "fix the tests"],
+        cwd=work,
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done
+
+
+def test_spanvisor_run_names_the_tasks_repository_but_not_the_gates(tmp_path: Path) -> None:
+    work = _clone(tmp_path / "clone", "https://x-access-token:ghp_s3cret@github.com/acme/api.git")
+    serve = Serve(tmp_path / "serve")
+    try:
+        task = f"claude-code-{uuid.uuid4().hex[:8]}"
+        _launch(serve, work, tmp_path, task)
+        finished = wait_until(lambda: serve.finished(task), 120, "the launched task's end")
+        assert finished.task.repo == "acme/api"
+        [started] = [e for e in serve.sink.for_task(task) if type(e).__name__ == "TaskStarted"]
+        assert started.task.repo == "acme/api"  # from its first record: rules by repo: match it
+        resource = (tmp_path / "resource").read_text()
+        assert "agent.repo" not in resource and "s3cret" not in resource  # the gate decides on the operator's word
+        # The operator's agent.repo wins, and is the resource's as before.
+        other = f"claude-code-{uuid.uuid4().hex[:8]}"
+        _launch(serve, work, tmp_path, other, resource="agent.repo=acme/mono")
+        assert wait_until(lambda: serve.finished(other), 120, "the second task's end").task.repo == "acme/mono"
+        assert "agent.repo=acme/mono" in (tmp_path / "resource").read_text()
+    finally:
+        serve.close()
