@@ -66,7 +66,7 @@ from spanvisor.stats import PipelineStats
 from . import codetab
 from .pacing import ROUTINE, URGENT, Interrupt
 from .record import Bar, CodeState, former_key
-from .sessions import REFUSED_FOR_GOOD, title_of
+from .sessions import REFUSED_FOR_GOOD, channel_session, title_of
 from .settings import EVERY_SESSION, CodeChannelRule
 from .text import safe
 from .turns import PARENT
@@ -410,16 +410,19 @@ class CodeChannels:
         said = await self.claims.get(self.reply_ns, f"{st.task_id}/summary")
         summary = said.get("ts") if said is not None else None
         async with self.claims.lease(self.ns, [key]) as lease:
-            status = await self.transport.send(
-                SET_STATUS,
-                lambda: {"channel_id": cid, "status": "closed"},  # no thread_ts: the channel's own session
-                deadline=self.deadline,
-                before_call=lease.confirm,
-                rank=URGENT,
-                key=cid,
-            )
-            if status.claim_lost:
-                return True
+            if st.session_sent == "closed" and channel_session(st):
+                status = None  # agent sessions closed the channel's session already
+            else:
+                status = await self.transport.send(
+                    SET_STATUS,
+                    lambda: {"channel_id": cid, "status": "closed"},  # no thread_ts: the channel's own session
+                    deadline=self.deadline,
+                    before_call=lease.confirm,
+                    rank=URGENT,
+                    key=cid,
+                )
+                if status.claim_lost:
+                    return True
             args: dict[str, Any] = {"channel_id": cid}
             if isinstance(summary, str) and summary:
                 args["summary_message_ts"] = summary
@@ -429,7 +432,7 @@ class CodeChannels:
         if out.claim_lost:
             return True
         error = out.failure.error if out.failure is not None else None
-        if not status.ok:
+        if status is not None and not status.ok:
             log.info("Slack did not close task %s's code channel session: %s", st.task_id, status.failure)
         if out.ok or error == "already_archived":
             self.stats.inc("slack_code_channels_total", outcome="archived")

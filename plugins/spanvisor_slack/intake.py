@@ -220,7 +220,9 @@ class Intake:
             except Exception:
                 rec = None
         status = record_status(rec)
-        await self.api.call(SET_STATUS, channel_id=item.channel_id, thread_ts=item.thread_ts, status=status)
+        # No thread: a code channel's own session (.sessions).
+        where: dict[str, Any] = {"thread_ts": item.thread_ts} if item.thread_ts else {}
+        await self.api.call(SET_STATUS, channel_id=item.channel_id, status=status, **where)
 
     async def _open_comment(self, item: OpenComment) -> str:
         ok, why = await self.approvers.allows(item.where)

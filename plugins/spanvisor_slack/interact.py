@@ -98,7 +98,7 @@ class Stop:
     """A press of Slack's stop button on an agent session (``agent_session_stopped``)."""
 
     channel_id: str
-    thread_ts: str  # the session's thread: the task's parent message
+    thread_ts: str  # the session's thread: the task's parent message ("": a code channel's own session)
     user_id: str
     time_ns: int
     key: str
@@ -254,8 +254,9 @@ def parse_event(envelope: Mapping[str, Any]) -> Stop | None:
     uid, cid, ts = _s(ev, "user"), _s(ev, "channel"), _s(ev, "thread_ts")
     if uid is None or not _USER.fullmatch(uid) or cid is None or not _CHANNEL.fullmatch(cid):
         return None
-    if ts is None or not _TS.fullmatch(ts):
+    if ts is not None and not _TS.fullmatch(ts):
         return None
+    ts = ts or ""  # none: a code channel's own session (.sessions)
     event_ts = _s(ev, "event_ts") or ""
     key = stable_id("slack.stop", _s(envelope, "event_id") or event_ts, uid, cid, ts)
     return Stop(cid, ts, uid, _time_ns(event_ts), key)

@@ -19,6 +19,12 @@ a cancel requested, not ended yet         suspended: stopping, the stop button g
 ended (complete, error, cancelled, lost)  closed
 ========================================  ============
 
+A task in a code channel of its own (.codechannels) has the channel as its
+session instead of its thread (Slack Code: ``setStatus`` without
+``thread_ts``), so the channel's own stop button cancels it; Slack's
+``agent_session_stopped`` for it names the channel and no thread
+(UNCONFIRMED: the event's page shows ``thread_ts`` on every press).
+
 The status is set by the replica that edited the parent, right after the
 edit, from the view that edit showed (:class:`AgentSessions`), so the
 session never runs ahead of the message; before each call the shared view
@@ -92,8 +98,16 @@ def record_status(rec: Mapping[str, Any] | None) -> SessionStatus:
 
 
 def session_key(channel: str, ts: str) -> str:
-    """The state store key of the session in ``channel``'s thread ``ts``."""
+    """The state store key of the session in ``channel``'s thread ``ts``
+    (``""``: a code channel's own session)."""
     return f"{channel}/{ts}"
+
+
+def channel_session(st: SlackTaskRecord) -> bool:
+    """Whether the task's session is its code channel's own (its parent is
+    there): set and stopped without ``thread_ts``."""
+    c = st.code
+    return c is not None and c.channel is not None and st.ref is not None and st.ref[0] == c.channel
 
 
 def title_of(view: TaskView) -> str:
@@ -144,7 +158,10 @@ class AgentSessions:
         assert st.ref is not None and st.session_want is not None
         want, first = st.session_want, st.session_sent is None
         channel, ts = st.ref
-        key = session_key(channel, ts)
+        # A task in a code channel of its own: the channel is its session
+        # (Slack Code: setStatus without thread_ts), stopped from the channel.
+        thread: str | None = None if channel_session(st) else ts
+        key = session_key(channel, thread or "")
         if first:
             # Before the session exists: a stop press can come the moment it does.
             await self.claims.put_if_newer(
@@ -153,8 +170,10 @@ class AgentSessions:
         title = title_of(st.view)
 
         def build() -> Mapping[str, Any]:
-            args: dict[str, Any] = {"channel_id": channel, "thread_ts": ts, "status": want}
-            if first:
+            args: dict[str, Any] = {"channel_id": channel, "status": want}
+            if thread is not None:
+                args["thread_ts"] = thread
+            if first and thread is not None:  # a code channel's session was titled when it was made
                 args["title"] = title
             return args
 
@@ -211,6 +230,7 @@ __all__ = [
     "STOP_EVENT",
     "AgentSessions",
     "SessionStatus",
+    "channel_session",
     "record_status",
     "session_key",
     "session_status",

@@ -131,6 +131,17 @@ class AgentSessions:
         the session is processing; pressing another is a test's mistake."""
         session = self.sessions.get((channel, thread_ts))
         assert session is not None and session.status == "processing", (channel, thread_ts, session)
+        return self._press(channel, thread_ts, user_id)
+
+    def stop_channel(self, channel: str, user_id: str = "U0ALICE") -> dict[str, Any]:
+        """A press of a code channel's own stop button (its session set
+        without ``thread_ts``): the event names the channel and no thread
+        (UNCONFIRMED: Slack's page shows ``thread_ts`` on every press)."""
+        code = self.code_channel(channel)
+        assert code is not None and code.statuses and code.statuses[-1] == "processing", (channel, code)
+        return self._press(channel, None, user_id)
+
+    def _press(self, channel: str, thread_ts: str | None, user_id: str) -> dict[str, Any]:
         self._events += 1
         now = time.time()
         return {
@@ -143,7 +154,7 @@ class AgentSessions:
             "event": {
                 "type": "agent_session_stopped",
                 "channel": channel,
-                "thread_ts": thread_ts,
+                **({"thread_ts": thread_ts} if thread_ts is not None else {}),
                 "user": user_id,
                 "streaming_message_ts": [],
                 "event_ts": f"{now:.6f}",
