@@ -71,3 +71,15 @@ def test_claude_codes_session_end_is_given_time_to_answer_on_a_loaded_machine() 
     (entry,) = json.loads(setup.text)["hooks"]["SessionEnd"][0]["hooks"]
     assert entry["timeout"] >= 5, entry
     assert "onFailure" not in entry  # a session's end blocks nothing
+
+
+def test_spanvisor_check_names_a_session_end_entry_without_time_to_answer() -> None:
+    adapter = registry.need("claude-code")
+    command = hook_entries.gate_command("claude-code")
+    setup = adapter.hook_setup(command, 900)
+    assert setup is not None
+    doc = json.loads(setup.text)
+    assert adapter.entry_weaknesses(doc, command) == []
+    doc["hooks"]["SessionEnd"][0]["hooks"][0].pop("timeout")  # as settings written before
+    [weak] = adapter.entry_weaknesses(doc, command)
+    assert "SessionEnd" in weak and "1.5 s" in weak

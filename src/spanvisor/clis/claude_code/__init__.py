@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from spanvisor.clis.adapter import Adapter, HookSetup, command_text, default, hook_entries, option
+from spanvisor.clis.checks import is_gate
 from spanvisor.clis.ends import SessionEnds
 
 
@@ -110,9 +111,19 @@ class ClaudeCode(Adapter):
         # Without "onFailure": "block" a hook that fails to start or times
         # out lets the call run.
         entries = [e for e in hook_entries(doc, self.tool_events) if command_text(e.get("command")) == command]
+        weak = []
         if any(e.get("onFailure") != "block" for e in entries):
-            return ['it lacks "onFailure": "block" (a hook that fails or times out lets the call run)']
-        return []
+            weak.append('it lacks "onFailure": "block" (a hook that fails or times out lets the call run)')
+        # Not a way to fail open, but a session's end lost: its SessionEnd
+        # hook, killed after 1.5 s, never ends the task (liveness does).
+        ends = [e for e in hook_entries(doc, tuple(self.end_events)) if is_gate(command_text(e.get("command")))]
+        if any(not isinstance(e.get("timeout"), int | float) or e["timeout"] < 5 for e in ends):
+            weak.append(
+                f'its SessionEnd entry has no "timeout" of 5 s or more: Claude Code kills it after 1.5 s, and on '
+                f'a loaded machine the session\'s task then ends only by liveness ("timeout": '
+                f"{self.session_end_timeout_s})"
+            )
+        return weak
 
     def with_http_hook(self, argv: list[str], url: str, timeout_s: float, folder: str) -> list[str] | None:
         from spanvisor.clis.claude_code import http_hook
