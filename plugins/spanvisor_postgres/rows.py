@@ -20,6 +20,7 @@ from spanvisor.events import (
     Checkpoint,
     ContextForecast,
     ContextWarning,
+    DiffUpdated,
     Event,
     TaskFinished,
     TaskResumed,
@@ -183,9 +184,9 @@ def task_row(event: Event) -> TaskRow:
     return TaskRow(values, terminal, values["updated_ns"], started_ns, activity)
 
 
-TimelineEvent = Checkpoint | ContextWarning | ContextForecast | BudgetWarning | TaskStalled | TaskResumed
+TimelineEvent = Checkpoint | ContextWarning | ContextForecast | BudgetWarning | TaskStalled | TaskResumed | DiffUpdated
 # The same, for isinstance: a union type is checked more slowly, once an event.
-TIMELINE = (Checkpoint, ContextWarning, ContextForecast, BudgetWarning, TaskStalled, TaskResumed)
+TIMELINE = (Checkpoint, ContextWarning, ContextForecast, BudgetWarning, TaskStalled, TaskResumed, DiffUpdated)
 
 
 def _timeline_fields(event: TimelineEvent, notes: list[str]) -> tuple[str, Any, Any, Any, Any, Any, Any, Any]:
@@ -213,6 +214,19 @@ def _timeline_fields(event: TimelineEvent, notes: list[str]) -> tuple[str, Any, 
         ratio = event.used / event.budget if event.budget else None
         attrs = json_text(budget, "attributes", notes)
         return ("budget_warning", v.context_tokens, v.context_limit, level, event.level, ratio, attrs, None)
+    if isinstance(event, DiffUpdated):
+        # The work changed: its digest, size and files (the text is not stored: migration 0021).
+        facts = {"digest": event.digest, "chars": len(event.diff), "files": event.files, "clipped": event.clipped}
+        return (
+            "diff",
+            v.context_tokens,
+            v.context_limit,
+            None,
+            None,
+            None,
+            json_text(facts, "attributes", notes),
+            None,
+        )
     if isinstance(event, TaskStalled | TaskResumed):
         kind = "stalled" if isinstance(event, TaskStalled) else "resumed"
         idle = json_text({"idle_s": event.idle_s}, "attributes", notes)

@@ -25,6 +25,7 @@ from spanvisor.events import (
     Checkpoint,
     ContextForecast,
     ContextWarning,
+    DiffUpdated,
     Event,
     HumanIntervention,
     TaskCorrected,
@@ -289,7 +290,7 @@ class TaskMetrics:
         elif kind is TaskFinished:
             assert isinstance(ev, TaskFinished)
             self._finish(ev, agent, trace, ts)
-        elif kind not in (ArtifactAdded, TaskStalled, TaskResumed):
+        elif kind not in (ArtifactAdded, TaskStalled, TaskResumed, DiffUpdated):
             # (A stall shows in spanvisor_stalest_task_activity_timestamp_seconds already.)
             self.rejected_values += 1
 

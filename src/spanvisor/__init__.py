@@ -14,6 +14,7 @@ if TYPE_CHECKING:
         ArtifactAdded,
         Checkpoint,
         ContextWarning,
+        DiffUpdated,
         Event,
         TaskEvent,
         TaskFinished,
@@ -28,6 +29,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "Artifact": "spanvisor.events",
     "ArtifactAdded": "spanvisor.events",
+    "DiffUpdated": "spanvisor.events",
     "Checkpoint": "spanvisor.events",
     "ContextWarning": "spanvisor.events",
     "Event": "spanvisor.events",
@@ -52,6 +54,7 @@ __all__ = [
     "ArtifactAdded",
     "Checkpoint",
     "ContextWarning",
+    "DiffUpdated",
     "Event",
     "SpanvisorSpanExporter",
     "SpanvisorSpanProcessor",

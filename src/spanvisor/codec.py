@@ -23,6 +23,7 @@ from spanvisor.events import (
     ContextForecast,
     ContextWarning,
     Decision,
+    DiffUpdated,
     Event,
     HumanIntervention,
     LogLine,
@@ -49,6 +50,7 @@ EVENT_TYPES: dict[str, type[Any]] = {
         TaskStalled,
         TaskResumed,
         ArtifactAdded,
+        DiffUpdated,
         TaskFinished,
         TaskCorrected,
         HumanIntervention,
@@ -197,6 +199,11 @@ _EVENT_CHECKS: dict[str, Callable[[Any], bool]] = {
     "stops": lambda x: isinstance(x, bool),
     # TaskStalled, TaskResumed
     "idle_s": _is_num,
+    # DiffUpdated
+    "diff": _is_str,
+    "files": _is_int,
+    "clipped": lambda x: isinstance(x, bool),
+    "digest": _is_str,
     # TaskFinished
     "outcome": _is_str,
     "duration_s": _is_num,

@@ -294,6 +294,17 @@ class ArtifactAdded(TaskEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class DiffUpdated(TaskEvent):
+    """The task's work as a unified diff, whole (the newest replaces the
+    last): secrets redacted, clipped at a file's end to its bound."""
+
+    diff: str
+    files: int  # files the diff covers, shown or not
+    clipped: bool  # some files were left out (the bound)
+    digest: str  # sha256 of ``diff``: the same diff said twice is one
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TaskFinished(TaskEvent):
     outcome: Outcome
     duration_s: float
@@ -355,6 +366,7 @@ Event: TypeAlias = (
     | TaskStalled
     | TaskResumed
     | ArtifactAdded
+    | DiffUpdated
     | TaskFinished
     | TaskCorrected
     | HumanIntervention
@@ -373,6 +385,7 @@ __all__ = [
     "ContextForecast",
     "ContextWarning",
     "Decision",
+    "DiffUpdated",
     "Event",
     "HumanIntervention",
     "InterventionOutcome",

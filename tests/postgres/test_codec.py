@@ -15,6 +15,7 @@ from spanvisor.events import (
     ArtifactAdded,
     Checkpoint,
     ContextWarning,
+    DiffUpdated,
     TaskCorrected,
     TaskFinished,
     TaskStarted,
@@ -81,6 +82,7 @@ events = st.one_of(
         limit=ints,
     ),
     st.builds(ArtifactAdded, **common, artifact=artifacts),
+    st.builds(DiffUpdated, **common, diff=text, files=ints, clipped=st.booleans(), digest=text),
     st.builds(
         TaskFinished,
         **common,

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import random
 from pathlib import Path
 from typing import Any
 
+from spanvisor.events import DiffUpdated
 from spanvisor.sink import SinkResult
 from spanvisor_postgres import PostgresSink
 
@@ -105,5 +108,25 @@ def test_open_task_then_late_older_checkpoint(pg_server: Any, tmp_path: Path) ->
         await export_all(url, tmp_path, [[events[1]], [events[0]]])
         assert await fetch(url, "SELECT status, progress, message, ended_at FROM agent_tasks") == [row]
         assert row["status"] == "context_warning" and row["ended_at"] is None
+
+    run(main)
+
+
+def test_a_diff_is_a_timeline_row_of_its_digest_not_its_text(pg_server: Any, tmp_path: Path) -> None:
+    url = pg_server.database()
+    events = task_stream(3, checkpoints=2, finish=False)
+    last = events[-1]
+    text = "diff --git a/a.py b/a.py\n+secret-free change\n"
+    v = dataclasses.replace(last.task, seq=last.task.seq + 1, updated_ns=last.time_ns + 1)
+    diff = DiffUpdated(
+        event_id="diff-1", time_ns=last.time_ns + 1, task=v, diff=text, files=1, clipped=False, digest="d" * 64
+    )
+
+    async def main() -> None:
+        await export_all(url, tmp_path, [[*events, diff], [diff]])  # the replay is one row
+        [row] = await fetch(url, "SELECT kind, attributes, task_id FROM agent_checkpoints WHERE kind = 'diff'")
+        facts = json.loads(row["attributes"]) if isinstance(row["attributes"], str) else row["attributes"]
+        assert facts == {"digest": "d" * 64, "chars": len(text), "files": 1, "clipped": False}
+        assert row["task_id"] == v.task_id
 
     run(main)

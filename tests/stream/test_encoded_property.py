@@ -8,6 +8,7 @@ schema build) for every kind and any field values, junk text included.
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from spanvisor.events import (
     BudgetWarning,
     ContextForecast,
     Decision,
+    DiffUpdated,
     HumanIntervention,
     LogLine,
     ResultField,
@@ -103,6 +105,7 @@ more_events = st.one_of(
         ),
     ),
     st.builds(HumanIntervention, **common, decision=decisions, reason=opt_text, request=st.none() | approvals),
+    st.builds(DiffUpdated, **common, diff=text, files=ints, clipped=st.booleans(), digest=text),
 )
 
 
@@ -121,6 +124,16 @@ def test_checkpoint_attributes_of_any_json_shape(names: list[str], value: Any) -
     event = task_stream(1)[1]
     moved = dataclasses.replace(event, attributes=dict.fromkeys(names, value))
     assert encoded(moved) == encode(body(moved))
+
+
+def test_a_diff_is_sent_by_its_size_not_its_text() -> None:
+    event = task_stream(1)[1]
+    diff = DiffUpdated(
+        event_id="d", time_ns=1, task=event.task, diff="+x\n" * 1000, files=1, clipped=False, digest="ab"
+    )
+    sent = json.loads(encoded(diff))
+    assert (sent["type"], sent["chars"], sent["files"], sent["digest"]) == ("spanvisor.diff_updated", 3000, 1, "ab")
+    assert "diff" not in sent
 
 
 def test_a_real_task_stream_and_a_late_span_encode_alike() -> None:

@@ -32,7 +32,11 @@ from spanvisor.spans import conventions as cv
 # so it is kept up to the cap a request may carry (and one character more,
 # so the tracker refuses what is over it for its size, not as cut JSON).
 MAX_STRING = 64 * 1024
-LONG_STRINGS: Final[Mapping[str, int]] = MappingProxyType({cv.APPROVAL_ACTION: MAX_ACTION_BYTES + 1})
+# A diff is kept whole up to its own bound (tracking/diffs.py clips it at a file's end).
+MAX_DIFF_CHARS = 256 * 1024
+LONG_STRINGS: Final[Mapping[str, int]] = MappingProxyType(
+    {cv.APPROVAL_ACTION: MAX_ACTION_BYTES + 1, cv.DIFF_TEXT: MAX_DIFF_CHARS + 1}
+)
 
 
 def limit_of(key: str) -> int:

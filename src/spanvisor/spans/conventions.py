@@ -76,6 +76,12 @@ RESULT_UNIT_SUFFIX: Final = ".unit"
 ARTIFACT_NAME: Final = "agent.artifact.name"
 ARTIFACT_URI: Final = "agent.artifact.uri"
 ARTIFACT_KIND: Final = "agent.artifact.kind"
+# A task's work as a unified diff (spanvisor run's, of the session's working
+# tree: tracking/diffs.py): the whole diff each time, the newest wins.
+EVENT_DIFF: Final = "agent.diff"
+DIFF_TEXT: Final = "agent.diff.text"
+DIFF_FILES: Final = "agent.diff.files"  # files it covers, shown or not
+DIFF_CLIPPED: Final = "agent.diff.clipped"  # true: files were left out to keep it within its bound
 
 # The values of agent.status and of a finished task's outcome (defined by spanvisor.events).
 STATUSES: Final[tuple[str, ...]] = get_args(Status)
@@ -170,7 +176,9 @@ KNOWN_KEYS: Final = frozenset(
         TL_COMPLETION_OLD,
     }
 )
-KNOWN_EVENTS: Final = frozenset({EVENT_CHECKPOINT, EVENT_ARTIFACT, EVENT_APPROVAL_REQUEST, EVENT_APPROVAL_DECISION})
+KNOWN_EVENTS: Final = frozenset(
+    {EVENT_CHECKPOINT, EVENT_ARTIFACT, EVENT_APPROVAL_REQUEST, EVENT_APPROVAL_DECISION, EVENT_DIFF}
+)
 # What spans say in events and agents may say as log records of the same name instead (spans/current.py).
 LOG_EVENTS: Final = KNOWN_EVENTS | {EVENT_EXCEPTION}
 # Every event.name a log record of the live channel may carry.

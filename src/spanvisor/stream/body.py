@@ -25,7 +25,7 @@ from typing import Any, cast
 
 from spanvisor.codec import EVENT_TYPES, event_to_dict
 from spanvisor.display.approval import action_json
-from spanvisor.events import Event, HumanIntervention, TaskCorrected, TaskView
+from spanvisor.events import DiffUpdated, Event, HumanIntervention, TaskCorrected, TaskView
 from spanvisor.redaction import clip_middle
 
 SCHEMA_VERSION = 1
@@ -76,6 +76,11 @@ def body(event: Event) -> dict[str, Any]:
         "notes": list(event.notes),
         "task": task_json(v),
     }
+    if isinstance(event, DiffUpdated):
+        # Its size, not its text: a diff is up to 256 KB, and the stream keeps
+        # thousands of events in memory and a day of them in PostgreSQL.
+        out.update(digest=event.digest, files=event.files, clipped=event.clipped, chars=len(event.diff))
+        return out
     for name, value in event_to_dict(event).items():
         if name not in _COMMON:
             out[name] = value

@@ -36,7 +36,7 @@ from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore
 from typing import Any
 
 from spanvisor.codec import EVENT_TYPES, artifact_to_dict, plain_value
-from spanvisor.events import Event, HumanIntervention, TaskView
+from spanvisor.events import DiffUpdated, Event, HumanIntervention, TaskView
 from spanvisor.stream.body import _COMMON, SCHEMA_VERSION, _clip, _snake, body, encode, rfc3339
 
 # The same settings as body.encode: compact, ASCII-only, str() for the odd value.
@@ -79,8 +79,8 @@ def _same(x: Any) -> Any:
 def _kind_fields(cls: type[Any]) -> tuple[str, tuple[tuple[str, str, Callable[[Any], Any]], ...]] | None:
     """(the type's prefix, its own fields with their member's key and their
     conversion), or None for a type the fast path leaves to body()."""
-    if cls is HumanIntervention:
-        return None
+    if cls is HumanIntervention or cls is DiffUpdated:
+        return None  # body()'s own shape
     names = [f.name for f in dataclasses.fields(cls) if f.name not in _COMMON]
     if set(names) & set(_ENVELOPE):  # would replace an envelope key in place
         return None

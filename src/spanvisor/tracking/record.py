@@ -49,6 +49,7 @@ class TaskRecord:
         "budget_stop",
         "context",
         "cost_nano",
+        "diff_digest",
         "errors",
         "events_seen",
         "fields",
@@ -84,6 +85,7 @@ class TaskRecord:
         # far as its spans tell); None: its root span.
         self.root_at: str | None = None
         self.cost_nano = 0  # the task's cost in nano-dollars (exact sums; cost_usd shows it)
+        self.diff_digest: str | None = None  # the last diff's (tracking.diffs): said again, no event
         # (unit, level) of the task budget warned of: a shared empty frozenset
         # until the first warning (an empty set is 216 bytes in every task).
         self.budget_said = _NONE_SAID

@@ -22,7 +22,7 @@ then. Which value each field shows is :mod:`.fields`'s rule.
 concern is a module that takes the record and returns the events it causes,
 and imports nothing back: :mod:`.statefacts` (state fields), :mod:`.calls`
 (model and tool calls, occupancy), :mod:`.taskbudget` (budgets and cost),
-:mod:`.approvals`, :mod:`.artifacts` and :mod:`.results`, :mod:`.stalls`.
+:mod:`.approvals`, :mod:`.artifacts`, :mod:`.diffs` and :mod:`.results`, :mod:`.stalls`.
 ``TaskState`` is the record plus the routing: which part of a span goes to
 which concern, in which order.
 """
@@ -37,7 +37,7 @@ from spanvisor.spans import conventions as cv
 from spanvisor.spans import sanitize as sz
 from spanvisor.spans.current import with_a2a_status
 from spanvisor.spans.data import SpanData
-from spanvisor.tracking import approvals, artifacts, calls, openers, results, statefacts, taskbudget
+from spanvisor.tracking import approvals, artifacts, calls, diffs, openers, results, statefacts, taskbudget
 from spanvisor.tracking.identity import TaskIdentity
 from spanvisor.tracking.outcome import NO_ERROR, Error, ErrorInfo, outcome_of
 from spanvisor.tracking.record import TaskRecord
@@ -252,6 +252,8 @@ class TaskState(TaskRecord):
         if name == cv.EVENT_ARTIFACT:
             event_id = self.event_id("artifact", span_id, time_ns, index)
             return artifacts.add(self, artifacts.from_event(attrs, notes), event_id, time_ns, notes)
+        if name == cv.EVENT_DIFF:
+            return diffs.updated(self, self.event_id("diff", span_id, time_ns, index), time_ns, attrs, notes)
         if name == cv.EVENT_EXCEPTION:
             self.error_info().exception_event(attrs, is_root, (time_ns, span_id), notes)
         elif name in (cv.EVENT_APPROVAL_REQUEST, cv.EVENT_APPROVAL_DECISION):
