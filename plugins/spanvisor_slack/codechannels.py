@@ -364,6 +364,39 @@ class CodeChannels:
             c.tab_sent, c.tab_at = want, self.clock.now()  # a refusal is not asked again until the tab changes
         return True
 
+    async def show_diff(self, st: SlackTaskRecord, interrupt: Interrupt | None) -> bool:
+        """Send the task's newest diff to the channel's diff tab (Slack keeps
+        one diff tab a channel: each send replaces it); an empty diff removes
+        the tab, so it never shows work the task has undone."""
+        c, diff = st.code, st.diff
+        assert c is not None and c.channel is not None and diff is not None
+        cid = c.channel
+        if not diff.text.strip():
+            if c.diff_view is None:
+                c.diff_sent = diff.digest  # no tab to remove
+                return True
+            args: dict[str, Any] = {"channel_id": cid, "view_id": c.diff_view}
+            if await self._describe(st, codetab.REMOVE_VIEW, args, interrupt, "diff tab", "diff_error"):
+                c.diff_sent, c.diff_view = diff.digest, None
+            return True
+        name = codetab.DIFF_NAME + (" (clipped)" if diff.clipped else "")
+        args = {"channel_id": cid, "type": "diff", "content": diff.text, "name": name}
+        out = await self.transport.send(
+            codetab.SET_VIEW, lambda: args, deadline=self.deadline, rank=ROUTINE, key=cid, interrupt=interrupt
+        )
+        if out.deferred:
+            return False
+        if out.ok:
+            view = (out.data or {}).get("view_id")
+            c.diff_view = view if isinstance(view, str) and view else c.diff_view
+            self.stats.inc("slack_code_channels_total", outcome="diff")
+        else:
+            self.stats.inc("slack_code_channels_total", outcome="diff_error")
+            error = out.failure.error if out.failure is not None else "unknown"
+            log.info("Slack did not take task %s's diff tab: %s", st.task_id, error)
+        c.diff_sent, c.diff_at = diff.digest, self.clock.now()  # a refusal is not asked again until it changes
+        return True
+
     async def _describe(
         self,
         st: SlackTaskRecord,

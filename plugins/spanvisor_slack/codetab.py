@@ -32,6 +32,8 @@ from .sessions import title_of
 from .text import safe
 
 SET_VIEW = "agents.conversations.setView"
+REMOVE_VIEW = "agents.conversations.removeView"
+DIFF_NAME = "Diff"
 VIEW_KEY = "spanvisor/work-log"
 NAME = "Work log"
 # Seconds between two sends of a changing tab (the last one is sent at the end).
@@ -109,4 +111,14 @@ def tab_text(view: TaskView) -> str:
     return json.dumps(tab_blocks(view), ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
 
-__all__ = ["NAME", "SET_VIEW", "TAB_INTERVAL_S", "VIEW_KEY", "steps_text", "tab_blocks", "tab_text"]
+__all__ = [
+    "DIFF_NAME",
+    "NAME",
+    "REMOVE_VIEW",
+    "SET_VIEW",
+    "TAB_INTERVAL_S",
+    "VIEW_KEY",
+    "steps_text",
+    "tab_blocks",
+    "tab_text",
+]

@@ -95,6 +95,17 @@ def moved_to(value: Mapping[str, Any] | None) -> str | None:
 Bar = tuple[tuple[str, str, str], ...]  # a code channel's context bar: (key, label, icon) per item
 
 
+@dataclass(frozen=True, slots=True)
+class Diff:
+    """A task's newest diff (DiffUpdated), kept for its code channel's diff tab."""
+
+    seq: int
+    digest: str
+    text: str
+    files: int
+    clipped: bool
+
+
 @dataclass
 class CodeState:
     """A task's code channel as its record knows it (.codechannels)."""
@@ -114,6 +125,11 @@ class CodeState:
     tab_want: str | None = None
     tab_sent: str | None = None
     tab_at: float = float("-inf")
+    # Its diff tab: the digest of the diff last taken, and when it was sent
+    # (the diff itself waits on the record: SlackTaskRecord.diff).
+    diff_sent: str | None = None
+    diff_at: float = float("-inf")
+    diff_view: str | None = None  # the diff tab's view_id, once made (to remove it)
     closed: bool = False
 
     def bar_due(self) -> bool:
@@ -121,6 +137,9 @@ class CodeState:
 
     def title_due(self) -> bool:
         return self.channel is not None and not self.closed and self.title_want not in (None, self.title_sent)
+
+    def diff_owed(self, diff: Diff | None) -> bool:
+        return self.channel is not None and not self.closed and diff is not None and diff.digest != self.diff_sent
 
     def tab_owed(self) -> bool:
         return self.channel is not None and not self.closed and self.tab_want not in (None, self.tab_sent)
@@ -191,6 +210,7 @@ class SlackTaskRecord:
     # its parent goes; the calls to make one that ended ambiguously.
     code: CodeState | None = None
     code_attempts: int = 0
+    diff: Diff | None = None  # the newest diff of the task (by its view's seq), for a code channel's tab
 
     @property
     def task_id(self) -> str:
@@ -233,6 +253,7 @@ class SlackTaskRecord:
         if c is None or c.channel is None or self.ref is None or self.dead:
             return False
         told = (not c.linked and c.team is not None) or c.bar_due() or c.title_due() or c.tab_owed()
+        told = told or c.diff_owed(self.diff)
         return told or (self.finished and not c.closed)
 
     @property

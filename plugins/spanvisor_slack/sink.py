@@ -20,10 +20,10 @@ from typing import Any, ClassVar
 
 from spanvisor.config import Config, Setting
 from spanvisor.display.thread import TOOL_FAILED, ThreadLine, ThreadPolicy
-from spanvisor.events import Event, HumanIntervention, TaskFinished
+from spanvisor.events import DiffUpdated, Event, HumanIntervention, TaskFinished
 from spanvisor.sink import AdminRoute, BaseSink, SinkContext, SinkResult
 
-from .record import MAX_PENDING_REPLIES, SlackTaskRecord, former_key, is_final, parent_key
+from .record import MAX_PENDING_REPLIES, Diff, SlackTaskRecord, former_key, is_final, parent_key
 from .settings import SETTINGS, home_channel, status_channels
 from .worklog import GATHERED
 
@@ -204,11 +204,19 @@ class SlackSink(BaseSink):
                 st.alerted.add(key)
                 st.alerts.append(key)
                 wake = True
+        if isinstance(ev, DiffUpdated) and self._keeps_diff(st) and (st.diff is None or ev.task.seq > st.diff.seq):
+            st.diff = Diff(ev.task.seq, ev.digest, ev.diff, ev.files, ev.clipped)
+            wake = True
         if isinstance(ev, TaskFinished):
             st.finished = wake = True
         if wake:
             st.wake.set()
         self._ensure_worker(st)
+
+    def _keeps_diff(self, st: SlackTaskRecord) -> bool:
+        """Whether the task's diff is kept for a code channel's tab: code
+        channels on, and the task's own channel made or not yet decided."""
+        return self.deliverer.code is not None and (st.code is None or st.code.channel is not None)
 
     def _track_requests(self, st: SlackTaskRecord) -> None:
         """When the task's open requests are due a reminder (.remind)."""

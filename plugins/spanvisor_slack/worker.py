@@ -208,6 +208,8 @@ class Deliverer:
             due = min(due, self.reminders.due(st))
         if st.code is not None and st.code.tab_owed():
             due = min(due, st.code.tab_at + self._tab_interval)
+        if st.code is not None and st.code.diff_owed(st.diff):
+            due = min(due, st.code.diff_at + self._tab_interval)
         if self.code is not None and self.code.close_due(st) and (at := self._archive_at(st)) > now:
             due = min(due, at)  # once passed, _code_now says whether it is due
         if due <= now:
@@ -283,6 +285,13 @@ class Deliverer:
             and st.code.tab_due(now, self._tab_interval, hurry or st.finished)
         ):
             return await self.code.show_tab(st, self._interrupt(st))
+        if (
+            self.code is not None
+            and st.code is not None
+            and st.code.diff_owed(st.diff)
+            and (hurry or st.finished or now >= st.code.diff_at + self._tab_interval)
+        ):
+            return await self.code.show_diff(st, self._interrupt(st))
         if self.code is not None and self._code_now(st):
             return await self.code.close(st)
         return False
@@ -297,9 +306,10 @@ class Deliverer:
         assert c is not None
         if self.code.link_due(st) or c.bar_due() or c.title_due():
             return True
-        if c.tab_owed() and st.finished:
-            return True  # the final tab goes before the channel is archived
-        owed = st.dirty or st.repair or st.replies or st.alerts or st.behind or st.session_due or c.tab_owed()
+        if (c.tab_owed() or c.diff_owed(st.diff)) and st.finished:
+            return True  # the final tabs go before the channel is archived
+        owed = st.dirty or st.repair or st.replies or st.alerts or st.behind or st.session_due
+        owed = owed or c.tab_owed() or c.diff_owed(st.diff)
         if not self.code.close_due(st) or owed or (st.log is not None and st.log.dirty):
             return False
         return self.deadline() is not None or self.clock.now() >= self._archive_at(st)

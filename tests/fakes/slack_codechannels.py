@@ -24,7 +24,8 @@ official SDKs document them (read 2026-11-26; /tmp/slackcode/FACTS.md).
   ``html`` and ``diff`` need ``content`` of at most 1,000,000 bytes
   (``content_too_large``), ``canvas`` a ``canvas_id``; at most 5 tabs per
   channel; each update raises the tab's ``content_version``.
-  ``agents.conversations.listViews`` lists them. Block Kit's limits on a
+  ``agents.conversations.listViews`` lists them; ``removeView`` takes
+  exactly one of ``view_key`` and ``view_id`` (``view_not_found``). Block Kit's limits on a
   tab are UNCONFIRMED: the fake applies a message's (at most 50 blocks
   here, a section's text at most 3,000 characters, a header's 150).
 
@@ -101,6 +102,7 @@ class CodeChannels:
             "agents.conversations.setProperties",
             "agents.conversations.setView",
             "agents.conversations.listViews",
+            "agents.conversations.removeView",
         }
     )
 
@@ -128,6 +130,15 @@ class CodeChannels:
             return self._archive(code, args)
         if method == "agents.conversations.setView":
             return self._set_view(code, args)
+        if method == "agents.conversations.removeView":
+            key, vid = args.get("view_key"), args.get("view_id")
+            if (key is None) == (vid is None):
+                return error("invalid_arguments")  # exactly one of them
+            slot = next((k for k, v in code.views.items() if v.view_id == vid or (key and v.view_key == key)), None)
+            if slot is None:
+                return error("view_not_found")
+            gone = code.views.pop(slot)
+            return ok(channel_id=code.id, view_id=gone.view_id)
         if method == "agents.conversations.listViews":
             views = [
                 {"view_id": v.view_id, "view_key": v.view_key, "label": v.name, "content_version": v.content_version}

@@ -16,13 +16,15 @@ archived:
 * rules on the agent or repo give a channel only to the sessions they match;
 * a channel made before the task's name is renamed once the name arrives;
 * its work-log tab (one per channel) shows the session's steps, decisions
-  and end, escaped, and is sent only when it changed; the fake takes tabs
-  within Slack's documented rules.
+  and end, escaped, and is sent only when it changed; its diff tab shows the
+  newest diff (an empty one removes it); the fake takes tabs within Slack's
+  documented rules.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 from typing import Any
@@ -35,7 +37,7 @@ from tests.fakes.slack_apps import manifest_errors
 from tests.fakes.slack_codechannels import CodeChannel, View
 from tests.fakes.slack_store import Message
 
-from spanvisor.events import Decision, TaskView
+from spanvisor.events import Decision, DiffUpdated, TaskView
 from spanvisor.gate.taskids import session_task
 from spanvisor.statestores.memory import InMemoryStateStore
 from spanvisor_slack.codechannels import ARCHIVE, CREATE, MAX_LABEL, context_bar, is_coding, session_id_of
@@ -490,3 +492,54 @@ def test_the_fake_takes_tabs_as_slack_documents_them() -> None:
             await fake.stop()
 
     run(main())
+
+
+def _diff(task: TaskScript, text: str, clipped: bool = False) -> DiffUpdated:
+    eid, t = task._next()
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    return DiffUpdated(
+        event_id=eid,
+        time_ns=t,
+        task=task.view,
+        diff=text,
+        files=text.count("diff --git"),
+        clipped=clipped,
+        digest=digest,
+    )
+
+
+def test_the_diff_tab_shows_the_newest_diff_and_goes_when_the_work_is_undone() -> None:
+    """Slack keeps one diff tab a channel: each diff replaces it, an older one
+    (a replay) never does, an empty diff removes the tab, and a clipped diff
+    says so in its name; the last goes before the archive. A task without a
+    code channel gets no tab."""
+
+    async def go() -> None:
+        async with slack_env(**ON) as env:
+            task = _coding("DIFF", task_name="refactor")
+            one = "diff --git a/a.py b/a.py\n--- a/a.py\n+++ b/a.py\n@@ -1 +1 @@\n-x\n+y\n"
+            two = one + one.replace("a.py", "b.py")
+            first = _diff(task, one)
+            await env.send(task.started(), first, _diff(task, two))
+            assert await env.sink.force_flush(10)
+            [code] = env.fake.code.channels.values()
+            tab = code.views["diff"]
+            assert (tab.type, tab.name, tab.content) == ("diff", "Diff", two)
+            await env.send(first)  # a replay of the older one
+            assert await env.sink.force_flush(10)
+            assert code.views["diff"].content == two
+            await env.send(_diff(task, ""))  # every change undone
+            assert await env.sink.force_flush(10)
+            assert "diff" not in code.views
+            await env.send(_diff(task, one, clipped=True), task.finished("complete"))
+            assert await env.sink.force_flush(10)
+            assert (code.views["diff"].content, code.views["diff"].name) == (one, "Diff (clipped)")
+            assert code.archived
+            methods = [c.method for c in env.fake.calls if c.method.startswith("agents.")]
+            assert methods.index(ARCHIVE) > max(i for i, m in enumerate(methods) if m == SET_VIEW)
+            other = TaskScript.new("PLAIN", task_name="not a session")
+            await env.send(other.started(), _diff(other, one), other.finished("complete"))
+            assert await env.sink.force_flush(10)
+            assert len(env.fake.code.channels) == 1  # no channel, no tab
+
+    run(go())
