@@ -30,6 +30,10 @@ APPROVAL_OUTCOME = "agent.approval.outcome"
 APPROVAL_DECIDED_BY = "agent.approval.decided_by"
 RECORD_ID = "agent.record.id"
 SESSION_KEY = "agent.session.key"  # spanvisor run's, on its task's start record
+EVENT_DIFF = "agent.diff"  # spanvisor run's diff of the session's tree (launcher/diff.py)
+DIFF_TEXT = "agent.diff.text"
+DIFF_FILES = "agent.diff.files"
+DIFF_CLIPPED = "agent.diff.clipped"
 
 Record = tuple[str, Mapping[str, Any], int]  # (event name, attributes, time in ns)
 

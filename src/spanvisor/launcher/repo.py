@@ -29,6 +29,7 @@ MAX_CONFIG = 256 * 1024  # bytes of a config file read
 MAX_REPO = 256  # characters, as the tracker keeps agent.repo
 _SECTION = re.compile(r'^\[\s*remote\s+"((?:[^"\\]|\\.)*)"\s*\]\s*(?:[#;].*)?$')
 _URL = re.compile(r"^url\s*=\s*(.*?)\s*$", re.IGNORECASE)
+_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _SCP = re.compile(r"^(?:[^@/\s]+@)?[^:/\s]+:(?!//)(.+)$")  # user@host:path, as git reads it
 
 
@@ -38,7 +39,7 @@ def repo_of(cwd: str) -> str | None:
         found = _git_dir(cwd)
         if found is None:
             return None
-        top, common = found
+        top, _, common = found
         url = _remote_url(os.path.join(common, "config"))
         name = _from_url(url) if url else None
         return _clean(name or os.path.basename(top.rstrip(os.sep)))
@@ -46,13 +47,52 @@ def repo_of(cwd: str) -> str | None:
         return None
 
 
-def _git_dir(cwd: str) -> tuple[str, str] | None:
-    """(the top-level folder, the git folder holding its config)."""
+def head_commit(cwd: str) -> str | None:
+    """The commit ``cwd``'s checkout is on (its ``HEAD``, a branch's ref
+    followed, loose or packed), read from git's files; None when there is
+    none (no repository, no commit yet, a ref it cannot read)."""
+    try:
+        found = _git_dir(cwd)
+        if found is None:
+            return None
+        _, git, common = found
+        with open(os.path.join(git, "HEAD"), encoding="utf-8") as f:
+            head = f.read(4096).strip()
+        for _ in range(5):  # a symbolic ref to a symbolic ref, at most a few deep
+            if not head.startswith("ref:"):
+                return head if _SHA.fullmatch(head) else None
+            ref = head[4:].strip()
+            if ".." in ref.split("/"):
+                return None
+            head = _ref(git, common, ref) or ""
+        return None
+    except (OSError, UnicodeError, ValueError):
+        return None
+
+
+def _ref(git: str, common: str, ref: str) -> str | None:
+    for folder in (git, common):
+        path = os.path.join(folder, ref)
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as f:
+                return f.read(4096).strip()
+    packed = os.path.join(common, "packed-refs")
+    if os.path.isfile(packed):
+        with open(packed, encoding="utf-8") as f:
+            for line in f:
+                sha, _, name = line.strip().partition(" ")
+                if name == ref and _SHA.fullmatch(sha):
+                    return sha
+    return None
+
+
+def _git_dir(cwd: str) -> tuple[str, str, str] | None:
+    """(the top-level folder, its git folder (HEAD), the one holding its config and refs)."""
     here = os.path.abspath(cwd)
     for _ in range(MAX_DEPTH):
         dot = os.path.join(here, ".git")
         if os.path.isdir(dot):
-            return here, dot
+            return here, dot, dot
         if os.path.isfile(dot):
             with open(dot, encoding="utf-8") as f:
                 line = f.read(4096).strip()
@@ -64,7 +104,7 @@ def _git_dir(cwd: str) -> tuple[str, str] | None:
             if os.path.isfile(shared):
                 with open(shared, encoding="utf-8") as f:
                     common = os.path.normpath(os.path.join(git, f.read(4096).strip()))
-            return here, common
+            return here, git, common
         parent = os.path.dirname(here)
         if parent == here:
             return None
@@ -120,4 +160,4 @@ def _clean(name: str) -> str | None:
     return out[:MAX_REPO] or None
 
 
-__all__ = ["repo_of"]
+__all__ = ["head_commit", "repo_of"]

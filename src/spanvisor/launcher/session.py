@@ -45,7 +45,7 @@ from spanvisor.launcher import start as rs
 from spanvisor.launcher.credential import SessionSecret, keep_from_the_session
 from spanvisor.launcher.procs import Adoption
 from spanvisor.launcher.relay import Relay
-from spanvisor.launcher.repo import repo_of
+from spanvisor.launcher.repo import head_commit, repo_of
 from spanvisor.launcher.signals import Signals
 from spanvisor.launcher.start import add_arguments, cli_of, prompt_of, task_name, telemetry
 
@@ -133,6 +133,7 @@ def handler(args: argparse.Namespace, config: Config | None) -> int:
     child_argv, child_env = telemetry(cli, argv, env, aimed, holds, resource, not args.no_tool_details)
     # The task's repository, for display and routing (never the gate's: launcher/repo.py).
     repo = str(users.get("agent.repo") or "") or repo_of(os.getcwd())
+    base = None if getattr(args, "no_diff", False) else head_commit(os.getcwd())  # what its diff is against
     child_env[gs.ENV_ENDPOINT] = endpoint  # where the CLI's hooks send their requests
     # The task, and who may not approve its requests, for the hooks: in
     # SPANVISOR_* variables, which Claude Code passes on (it drops OTEL_*).
@@ -232,7 +233,7 @@ def handler(args: argparse.Namespace, config: Config | None) -> int:
     session.secret, session.announced, session.relay = secret, announced, relay
     session.run_of_task = run
     session.agent = agent
-    session.repo = repo
+    session.repo, session.base = repo, base
     session.adoption = adoption
     session.gate_marker = gate_marker  # the file the gate writes when it loads, under --gate
     session.identity = identity
@@ -263,6 +264,7 @@ class _Session:
         self.args, self.started = args, started
         self.agent = registry.need(cli).service  # the task's agent (--agent, the resource's, else the CLI's)
         self.repo: str | None = None  # the task's repository (launcher/repo.py)
+        self.base: str | None = None  # the commit the session started on (launcher/diff.py)
         self.run_of_task: str | None = None  # this session's run of the task, when it has one
         self.gate_marker: str | None = None
         self.identity: dict[str, str] = {}  # the task, agent and owner its hooks are decided under (LocalGate)
@@ -308,6 +310,7 @@ class _Session:
         if reserved is not None:
             gate = _local_gate(self.identity, reserved)
         beat = _beat(records, config)
+        diff = self._diff()
         watch = self._follow(records)
         reading = ResultReader(mode, tap=report)
         drained = threading.Event()
@@ -327,6 +330,8 @@ class _Session:
                 if held is not None:
                     held.close()
         run_stream.finish(report, within_s=min(self.args.timeout, CLOSE_S))
+        if diff is not None:
+            diff.close(min(self.args.timeout, CLOSE_S))  # the work as it ended, before the end
         self._end(records, code, reading)
         # What the CLI left running ends with the session (once its end is sent).
         if left := self.stopper.sweep() + self.stopper.swept:
@@ -334,6 +339,16 @@ class _Session:
         if reaper is not None:
             reaper.close()
         return 128 - code if code < 0 else registry.need(self.cli).exit_status(reading, code)
+
+    def _diff(self) -> Any:
+        """The session's diff watcher (launcher/diff.py), unless --no-diff
+        or its folder is in no repository."""
+        if getattr(self.args, "no_diff", False) or self.repo is None:
+            return None
+        from spanvisor.launcher.diff import DiffWatcher
+
+        watcher = DiffWatcher(os.getcwd(), self.key, self.endpoint, self.args.token, self.task_id, base=self.base)
+        return watcher.start()
 
     @property
     def key(self) -> gs.TaskKey:

@@ -258,6 +258,11 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "'Bash', not 'Bash(ls -la)'",
     )
     p.add_argument(
+        "--no-diff",
+        action="store_true",
+        help="do not send the session's diff of its git working tree (a code channel's diff tab shows it)",
+    )
+    p.add_argument(
         "--gate",
         action="store_true",
         help="give OpenCode spanvisor's gate plugin; for Cline, refuse to start it unless spanvisor's PreToolUse "

@@ -1,0 +1,131 @@
+"""The session's diff (``launcher/diff.py``), with real git:
+
+* against the commit the session started on: a change the agent committed,
+  one it left in the tree and a new file all show; an ignored file does
+  not; a binary new file is named only; the commit is read from git's files
+  before the CLI starts (loose, packed, a worktree's);
+* ``spanvisor run`` sends it on the task before its end: the receiver's
+  ``DiffUpdated`` holds the CLI's work with a secret it wrote redacted;
+  ``--no-diff`` sends none.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+from spanvisor.events import DiffUpdated
+from spanvisor.gate import otlp
+from spanvisor.launcher.diff import diff_of
+from spanvisor.launcher.repo import head_commit
+from spanvisor.spans import conventions as cv
+from tests.cli.coding_harness import TOKEN, Serve
+from tests.waiting import wait_until
+
+BIN = Path(sys.executable).parent
+RESULT = '{"type": "result", "subtype": "success", "is_error": false, "result": "Done."}'
+SECRET = "ghp_" + "Z" * 36
+
+
+def _git(*args: str, cwd: Path) -> str:
+    env = {**os.environ, "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
+    ident = ["-c", "user.name=t", "-c", "user.email=t@t"]
+    return subprocess.run(["git", *ident, *args], cwd=cwd, check=True, capture_output=True, text=True, env=env).stdout
+
+
+def _repo(root: Path) -> Path:
+    work = root / "api"
+    work.mkdir(parents=True)
+    _git("init", "-q", "-b", "main", cwd=work)
+    (work / "app.py").write_text("x = 1\n")
+    (work / ".gitignore").write_text("build/\n")
+    _git("add", ".", cwd=work)
+    _git("commit", "-q", "-m", "first", cwd=work)
+    return work
+
+
+def test_the_diff_is_against_the_sessions_first_commit(tmp_path: Path) -> None:
+    work = _repo(tmp_path)
+    base = head_commit(str(work))
+    assert base == _git("rev-parse", "HEAD", cwd=work).strip()
+    (work / "app.py").write_text("x = 2\n")
+    _git("commit", "-qam", "the agent's commit", cwd=work)
+    (work / "app.py").write_text("x = 3\n")  # and a change left in the tree
+    (work / "new.py").write_text("y = 1\n")
+    (work / "build").mkdir()
+    (work / "build" / "out.txt").write_text("ignored\n")
+    (work / "blob.bin").write_bytes(b"\0\1\2")
+    assert base is not None
+    read = diff_of(str(work), base)
+    assert read is not None
+    text, files = read
+    assert "-x = 1\n+x = 3\n" in text  # against the first commit, not the agent's
+    assert "+++ b/new.py\n@@ -0,0 +1,1 @@\n+y = 1\n" in text
+    assert "Binary files /dev/null and b/blob.bin differ" in text
+    assert "out.txt" not in text and files == 3
+
+
+def test_the_first_commit_is_read_packed_and_in_a_worktree(tmp_path: Path) -> None:
+    work = _repo(tmp_path)
+    sha = _git("rev-parse", "HEAD", cwd=work).strip()
+    _git("pack-refs", "--all", cwd=work)
+    assert not (work / ".git" / "refs" / "heads" / "main").exists()
+    assert head_commit(str(work)) == sha
+    _git("worktree", "add", "-q", str(tmp_path / "wt"), "-b", "fix", cwd=work)
+    assert head_commit(str(tmp_path / "wt")) == sha
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    _git("init", "-q", cwd=empty)
+    assert head_commit(str(empty)) is None  # no commit yet: the watcher diffs against the empty tree
+
+
+def test_the_launchers_names_are_the_conventions() -> None:
+    assert (otlp.EVENT_DIFF, otlp.DIFF_TEXT, otlp.DIFF_FILES, otlp.DIFF_CLIPPED) == (
+        cv.EVENT_DIFF,
+        cv.DIFF_TEXT,
+        cv.DIFF_FILES,
+        cv.DIFF_CLIPPED,
+    )
+
+
+def _launch(serve: Serve, work: Path, tmp: Path, task: str, *extra: str) -> None:
+    claude = tmp / "bin" / "claude"
+    claude.parent.mkdir(exist_ok=True)
+    claude.write_text(f"#!/bin/sh\necho 'x = 2' > app.py\necho 'TOKEN = \"{SECRET}\"' > settings.py\necho '{RESULT}'\n")
+    claude.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPANVISOR_", "OTEL_", "SLACK_", "GIT_"))}
+    env["SPANVISOR_DATA_DIR"] = str(tmp / "data")
+    launcher = [str(BIN / "spanvisor"), "run", "--task-id", task, "--endpoint", serve.base, "--token", TOKEN, *extra]
+    done = subprocess.run(
+        [*launcher, "--", str(claude), "-p", "fix it"],
+        check=False,
+        cwd=work,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done
+
+
+def test_spanvisor_run_sends_the_sessions_diff_before_its_end(tmp_path: Path) -> None:
+    work = _repo(tmp_path / "clone")
+    serve = Serve(tmp_path / "serve")
+    try:
+        task = f"claude-code-{uuid.uuid4().hex[:8]}"
+        _launch(serve, work, tmp_path, task)
+        wait_until(lambda: serve.finished(task), 120, "the launched task's end")
+        events = serve.sink.for_task(task)
+        [diff] = [e for e in events if isinstance(e, DiffUpdated)]
+        assert "-x = 1\n+x = 2\n" in diff.diff and "+++ b/settings.py" in diff.diff
+        assert SECRET not in diff.diff and diff.files == 2 and not diff.clipped
+        assert events.index(diff) < len(events) - 1  # before the end
+        quiet = f"claude-code-{uuid.uuid4().hex[:8]}"
+        _launch(serve, work, tmp_path, quiet, "--no-diff")
+        wait_until(lambda: serve.finished(quiet), 120, "the second task's end")
+        assert not [e for e in serve.sink.for_task(quiet) if isinstance(e, DiffUpdated)]
+    finally:
+        serve.close()
