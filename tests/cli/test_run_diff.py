@@ -129,3 +129,39 @@ def test_spanvisor_run_sends_the_sessions_diff_before_its_end(tmp_path: Path) ->
         assert not [e for e in serve.sink.for_task(quiet) if isinstance(e, DiffUpdated)]
     finally:
         serve.close()
+
+
+def test_nothing_the_agent_writes_into_the_repository_runs_or_is_read_outside_it(tmp_path: Path) -> None:
+    """As the agent: a filter driver, an fsmonitor hook, an external diff and
+    a textconv in the repository's config (and in a file it includes), a
+    symlink to a file of the user's and a FIFO among the untracked files.
+    Reading the diff runs none of the commands, reads no file outside the
+    tree and never blocks."""
+    work = _repo(tmp_path)
+    base = head_commit(str(work))
+    assert base is not None
+    ran = tmp_path / "ran"
+    touch = f"sh -c 'echo x >> {ran}; cat'"
+    (tmp_path / "more.cfg").write_text(f'[filter "lfs2"]\n\tclean = {touch}\n\tprocess = {touch}\n')
+    _git("config", "filter.evil.clean", touch, cwd=work)
+    _git("config", "filter.evil.required", "true", cwd=work)
+    _git("config", "core.fsmonitor", str(tmp_path / "monitor.sh"), cwd=work)
+    _git("config", "diff.external", touch, cwd=work)
+    _git("config", "diff.evil.textconv", touch, cwd=work)
+    _git("config", "include.path", str(tmp_path / "more.cfg"), cwd=work)
+    (tmp_path / "monitor.sh").write_text(f"#!/bin/sh\necho x >> {ran}\n")
+    (tmp_path / "monitor.sh").chmod(0o755)
+    (work / ".gitattributes").write_text("*.py filter=evil diff=evil\n*.txt filter=lfs2\n")
+    (work / "app.py").write_text("x = 2\n")
+    (work / "notes.txt").write_text("hello\n")
+    secret = tmp_path / "home-secret"
+    secret.write_text("the user's private file\n")
+    (work / "link").symlink_to(secret)
+    os.mkfifo(work / "pipe")
+    read = diff_of(str(work), base, timeout_s=10)
+    assert read is not None
+    text, _ = read
+    assert not ran.exists(), ran.read_text()
+    assert "-x = 1\n+x = 2\n" in text and "+hello" in text
+    assert "private file" not in text and f"+{secret}" in text  # the link's target, as git shows one
+    assert "b/pipe" not in text

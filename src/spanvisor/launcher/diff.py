@@ -9,7 +9,11 @@ ignore, as new files (binary ones named only). Read every
 :data:`EVERY_S` while the CLI runs and once after it exits, before the
 task's end; sent only when it changed. Git runs with optional locks off
 (it never takes the index lock the agent's own git needs), each call
-within :data:`GIT_TIMEOUT_S`.
+within :data:`GIT_TIMEOUT_S`, and runs no command the repository's config
+names (the agent writes it: an fsmonitor hook, a filter driver, an external
+diff or textconv would run outside the gate). An untracked file is read only
+if it is a regular file, never through a symlink (shown as its target, as
+git shows one) or from a FIFO.
 
 Secrets are redacted here, and again by serve; the diff is clipped at a
 file's end to :data:`~spanvisor.tracking.diffs.MAX_DIFF_CHARS`. One diff
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import subprocess
 import threading
 import time
@@ -45,10 +50,37 @@ def _git_env() -> dict[str, str]:
     return env
 
 
-def _git(top: str, *args: str, timeout_s: float = GIT_TIMEOUT_S) -> bytes | None:
+# What git must not run for us: the repository's config is the agent's to
+# write, and a command it names (an fsmonitor hook, a filter driver, an
+# external diff or textconv) would run outside the gate. Command-line
+# settings win over the repository's.
+_SAFE = ("-c", "core.quotePath=false", "-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null")
+
+
+def _no_filters(top: str, timeout_s: float) -> list[str]:
+    """Settings that turn off every filter driver the repository's config
+    (includes followed, as git reads them) defines: a driver's ``clean``
+    would run on the tree's files while git diffs them."""
+    out = _git(top, "config", "-z", "--get-regexp", r"^filter\.", timeout_s=timeout_s, ok=(0, 1))
+    names = set()
+    for item in (out or b"").split(b"\0"):
+        key = item.split(b"\n", 1)[0].decode("utf-8", "surrogateescape")
+        driver, dot, _ = key[len("filter.") :].rpartition(".")
+        if dot and driver:
+            names.add(driver)
+    args: list[str] = []
+    for name in sorted(names):
+        for part, value in (("clean", ""), ("smudge", ""), ("process", ""), ("required", "false")):
+            args += ["-c", f"filter.{name}.{part}={value}"]
+    return args
+
+
+def _git(
+    top: str, *args: str, timeout_s: float = GIT_TIMEOUT_S, ok: tuple[int, ...] = (0,), pre: tuple[str, ...] = ()
+) -> bytes | None:
     try:
         done = subprocess.run(
-            ["git", "-c", "core.quotePath=false", *args],
+            ["git", *_SAFE, *pre, *args],
             cwd=top,
             env=_git_env(),
             capture_output=True,
@@ -57,7 +89,7 @@ def _git(top: str, *args: str, timeout_s: float = GIT_TIMEOUT_S) -> bytes | None
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    return done.stdout if done.returncode == 0 else None
+    return done.stdout if done.returncode in ok else None
 
 
 def top_of(cwd: str) -> str | None:
@@ -72,12 +104,32 @@ def base_of(top: str) -> str:
     return out.decode().strip() if out else EMPTY_TREE
 
 
+def _read_regular(path: str) -> bytes | None:
+    """A regular file's first bytes, never through a symlink (which could
+    name any file of the user's) and never blocking on a FIFO; None otherwise."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read(MAX_FILE_BYTES + 1)
+    finally:
+        os.close(fd)
+
+
 def _new_file(top: str, rel: str) -> str:
     path = os.path.join(top, rel)
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_FILE_BYTES + 1)
+        if os.path.islink(path):  # as git shows one: its target, never what it points at
+            target = os.readlink(path)
+            return f"diff --git a/{rel} b/{rel}\nnew file mode 120000\n--- /dev/null\n+++ b/{rel}\n@@ -0,0 +1 @@\n+{target}\n"
     except OSError:
+        return ""
+    data = _read_regular(path)
+    if data is None:
         return ""
     head = f"diff --git a/{rel} b/{rel}\nnew file mode 100644\n"
     if b"\0" in data[:8192]:
@@ -92,12 +144,14 @@ def _new_file(top: str, rel: str) -> str:
 def diff_of(top: str, base: str, timeout_s: float = GIT_TIMEOUT_S) -> tuple[str, int] | None:
     """(the diff, the files it covers) of the tree against ``base``; None
     when git could not say within ``timeout_s`` a call."""
-    tracked = _git(top, "diff", "--no-color", "--no-ext-diff", "--no-textconv", base, "--", timeout_s=timeout_s)
+    off = tuple(_no_filters(top, timeout_s))
+    args = ("diff", "--no-color", "--no-ext-diff", "--no-textconv", base, "--")
+    tracked = _git(top, *args, timeout_s=timeout_s, pre=off)
     if tracked is None:
         return None
     text = tracked.decode("utf-8", "replace")
     files = text.count("\ndiff --git ") + text.startswith("diff --git ")
-    others = _git(top, "ls-files", "--others", "--exclude-standard", "-z", timeout_s=timeout_s)
+    others = _git(top, "ls-files", "--others", "--exclude-standard", "-z", timeout_s=timeout_s, pre=off)
     names = [n.decode("utf-8", "surrogateescape") for n in (others or b"").split(b"\0") if n]
     parts = [text] + [_new_file(top, n) for n in sorted(names)[:MAX_UNTRACKED]]
     return "".join(parts), files + len(names)
