@@ -384,8 +384,8 @@ class CodeChannels:
         out = await self.transport.send(
             codetab.SET_VIEW, lambda: args, deadline=self.deadline, rank=ROUTINE, key=cid, interrupt=interrupt
         )
-        if out.deferred:
-            return False
+        if out.deferred:  # a reply of the task goes first; the call keeps its place
+            return True
         if out.ok:
             view = (out.data or {}).get("view_id")
             c.diff_view = view if isinstance(view, str) and view else c.diff_view
