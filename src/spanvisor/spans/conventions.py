@@ -313,7 +313,7 @@ IDENTITY_KEYS: Final = (
     REPO,
     *BUDGET_KEYS,
 )
-# Attributes of span events (checkpoints, artifacts, approvals), read from the
+# Attributes of span events (checkpoints, artifacts, approvals, diffs), read from the
 # event, never from a span's attributes: every path keeps a known event whole.
 EVENT_KEYS: Final = frozenset(
     {
@@ -333,6 +333,9 @@ EVENT_KEYS: Final = frozenset(
         APPROVAL_FROM,
         APPROVAL_OUTCOME,
         APPROVAL_DECIDED_BY,
+        DIFF_TEXT,
+        DIFF_FILES,
+        DIFF_CLIPPED,
     }
 )
 
