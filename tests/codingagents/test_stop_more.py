@@ -54,8 +54,11 @@ CLIS = st.CLIS
 ALONE = tuple(c for c in CLIS if c != "droid")
 WAIT_S = st.WAIT_S
 # The model answers only after this long: the session is busy until stopped
-# (a stopped CLI closes its connection, which ends the hold at once).
-HOLD_S = 60.0
+# (a stopped CLI closes its connection, which ends the hold at once). Longer
+# than it takes, loaded, to see all seven busy with their Cancel button, one
+# after the other: at 60 s the last one's answer came first once (v11: Factory
+# Droid completed 78 s after its start, before its button was looked for).
+HOLD_S = 300.0
 # The launcher's escalation once it has the decision (SIGINT, SIGTERM 0.8 s
 # later, SIGKILL 0.6 s after that) stops a CLI in about 2 s; measured
 # 0.06-0.25 s on an idle machine, printed by each run. The verdict asks only
