@@ -8,9 +8,12 @@ import asyncio
 import contextlib
 import io
 import json
+import os
+import subprocess
 import sys
 import threading
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -163,3 +166,32 @@ def task_of(cli: str, session_id: str) -> str:
     from spanvisor.receiver.codingagents.ids import session_task_id
 
     return session_task_id(registry.need(cli).service, session_id)
+
+
+CLAUDE_RESULT = '{"type": "result", "subtype": "success", "is_error": false, "result": "Done."}'
+
+
+def launch_claude(
+    serve: Serve, work: Path, tmp: Path, task: str, does: str, *options: str, env: Mapping[str, str] | None = None
+) -> None:
+    """``spanvisor run`` in ``work`` in front of a fake ``claude -p`` (a shell
+    script: ``does``, then Claude Code's result line), to ``serve``; it must exit 0."""
+    claude = tmp / "bin" / "claude"
+    claude.parent.mkdir(exist_ok=True)
+    claude.write_text(f"#!/bin/sh\n{does}\necho '{CLAUDE_RESULT}'\n")
+    claude.chmod(0o755)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("SPANVISOR_", "OTEL_", "SLACK_", "GIT_"))}
+    environ["SPANVISOR_DATA_DIR"] = str(tmp / "data")
+    environ.update(env or {})
+    spanvisor = str(Path(sys.executable).parent / "spanvisor")
+    launcher = [spanvisor, "run", "--task-id", task, "--endpoint", serve.base, "--token", TOKEN, *options]
+    done = subprocess.run(
+        [*launcher, "--", str(claude), "-p", "fix the tests"],
+        cwd=work,
+        check=False,
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=120,
+    )
+    assert done.returncode == 0, done

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -22,11 +21,9 @@ from spanvisor.gate import otlp
 from spanvisor.launcher.diff import diff_of
 from spanvisor.launcher.repo import head_commit
 from spanvisor.spans import conventions as cv
-from tests.cli.coding_harness import TOKEN, Serve
+from tests.cli.coding_harness import Serve, launch_claude
 from tests.waiting import wait_until
 
-BIN = Path(sys.executable).parent
-RESULT = '{"type": "result", "subtype": "success", "is_error": false, "result": "Done."}'
 SECRET = "ghp_" + "Z" * 36
 
 
@@ -91,24 +88,9 @@ def test_the_launchers_names_are_the_conventions() -> None:
     )
 
 
-def _launch(serve: Serve, work: Path, tmp: Path, task: str, *extra: str) -> None:
-    claude = tmp / "bin" / "claude"
-    claude.parent.mkdir(exist_ok=True)
-    claude.write_text(f"#!/bin/sh\necho 'x = 2' > app.py\necho 'TOKEN = \"{SECRET}\"' > settings.py\necho '{RESULT}'\n")
-    claude.chmod(0o755)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPANVISOR_", "OTEL_", "SLACK_", "GIT_"))}
-    env["SPANVISOR_DATA_DIR"] = str(tmp / "data")
-    launcher = [str(BIN / "spanvisor"), "run", "--task-id", task, "--endpoint", serve.base, "--token", TOKEN, *extra]
-    done = subprocess.run(
-        [*launcher, "--", str(claude), "-p", "fix it"],
-        check=False,
-        cwd=work,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
-    assert done.returncode == 0, done
+def _launch(serve: Serve, work: Path, tmp: Path, task: str, *options: str) -> None:
+    does = f"echo 'x = 2' > app.py\necho 'TOKEN = \"{SECRET}\"' > settings.py"
+    launch_claude(serve, work, tmp, task, does, *options)
 
 
 def test_spanvisor_run_sends_the_sessions_diff_before_its_end(tmp_path: Path) -> None:

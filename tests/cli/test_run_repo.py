@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -25,11 +24,8 @@ from hypothesis import strategies as st
 from spanvisor.gate import otlp
 from spanvisor.launcher.repo import repo_of
 from spanvisor.spans import conventions as cv
-from tests.cli.coding_harness import TOKEN, Serve
+from tests.cli.coding_harness import Serve, launch_claude
 from tests.waiting import wait_until
-
-BIN = Path(sys.executable).parent
-RESULT = '{"type": "result", "subtype": "success", "is_error": false, "result": "All tests pass."}'
 
 
 def _git(*args: str, cwd: Path) -> None:
@@ -109,26 +105,9 @@ def test_the_launchers_record_name_is_the_conventions() -> None:
 
 
 def _launch(serve: Serve, work: Path, tmp: Path, task: str, resource: str | None = None) -> None:
-    claude = tmp / "bin" / "claude"
-    claude.parent.mkdir(exist_ok=True)
     # The CLI writes down the resource it was given (what its hooks and telemetry carry).
-    claude.write_text(f"#!/bin/sh\nprintf '%s' \"$OTEL_RESOURCE_ATTRIBUTES\" > {tmp / 'resource'}\necho '{RESULT}'\n")
-    claude.chmod(0o755)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPANVISOR_", "OTEL_", "SLACK_"))}
-    env["SPANVISOR_DATA_DIR"] = str(tmp / "data")
-    if resource is not None:
-        env["OTEL_RESOURCE_ATTRIBUTES"] = resource
-    launcher = [str(BIN / "spanvisor"), "run", "--task-id", task, "--endpoint", serve.base, "--token", TOKEN]
-    done = subprocess.run(
-        [*launcher, "--", str(claude), "-p", "fix the tests"],
-        cwd=work,
-        check=False,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
-    assert done.returncode == 0, done
+    does = f"printf '%s' \"$OTEL_RESOURCE_ATTRIBUTES\" > {tmp / 'resource'}"
+    launch_claude(serve, work, tmp, task, does, env={"OTEL_RESOURCE_ATTRIBUTES": resource} if resource else None)
 
 
 def test_spanvisor_run_names_the_tasks_repository_but_not_the_gates(tmp_path: Path) -> None:
