@@ -147,3 +147,21 @@ def test_nothing_the_agent_writes_into_the_repository_runs_or_is_read_outside_it
     assert "-x = 1\n+x = 2\n" in text and "+hello" in text
     assert "private file" not in text and f"+{secret}" in text  # the link's target, as git shows one
     assert "b/pipe" not in text
+
+
+def test_a_submodules_own_config_runs_nothing_either(tmp_path: Path) -> None:
+    """As the agent: a filter driver in a submodule's own config, which the
+    top repository's settings do not name. The diff does not look inside
+    the submodule, so nothing runs."""
+    sub = _repo(tmp_path / "s")
+    top = _repo(tmp_path / "t")
+    _git("-c", "protocol.file.allow=always", "submodule", "-q", "add", str(sub), "sub", cwd=top)
+    _git("commit", "-qm", "with its submodule", cwd=top)
+    base = head_commit(str(top))
+    assert base is not None
+    ran = tmp_path / "ran"
+    _git("config", "filter.evil.clean", f"sh -c 'echo x >> {ran}; cat'", cwd=top / "sub")
+    (top / "sub" / ".gitattributes").write_text("* filter=evil\n")
+    (top / "sub" / "app.py").write_text("x = 9\n")
+    assert diff_of(str(top), base, timeout_s=10) is not None
+    assert not ran.exists()

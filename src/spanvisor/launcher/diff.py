@@ -11,7 +11,8 @@ task's end; sent only when it changed. Git runs with optional locks off
 (it never takes the index lock the agent's own git needs), each call
 within :data:`GIT_TIMEOUT_S`, and runs no command the repository's config
 names (the agent writes it: an fsmonitor hook, a filter driver, an external
-diff or textconv would run outside the gate). An untracked file is read only
+diff or textconv would run outside the gate; a submodule is not looked
+inside, where its own config would apply). An untracked file is read only
 if it is a regular file, never through a symlink (shown as its target, as
 git shows one) or from a FIFO.
 
@@ -144,8 +145,12 @@ def _new_file(top: str, rel: str) -> str:
 def diff_of(top: str, base: str, timeout_s: float = GIT_TIMEOUT_S) -> tuple[str, int] | None:
     """(the diff, the files it covers) of the tree against ``base``; None
     when git could not say within ``timeout_s`` a call."""
+    from spanvisor.tracking.diffs import MAX_DIFF_CHARS
+
     off = tuple(_no_filters(top, timeout_s))
-    args = ("diff", "--no-color", "--no-ext-diff", "--no-textconv", base, "--")
+    # A submodule's changes are its commit's only: looking inside one would
+    # run git there, under a config these settings do not cover.
+    args = ("diff", "--no-color", "--no-ext-diff", "--no-textconv", "--ignore-submodules=dirty", base, "--")
     tracked = _git(top, *args, timeout_s=timeout_s, pre=off)
     if tracked is None:
         return None
@@ -153,7 +158,12 @@ def diff_of(top: str, base: str, timeout_s: float = GIT_TIMEOUT_S) -> tuple[str,
     files = text.count("\ndiff --git ") + text.startswith("diff --git ")
     others = _git(top, "ls-files", "--others", "--exclude-standard", "-z", timeout_s=timeout_s, pre=off)
     names = [n.decode("utf-8", "surrogateescape") for n in (others or b"").split(b"\0") if n]
-    parts = [text] + [_new_file(top, n) for n in sorted(names)[:MAX_UNTRACKED]]
+    parts, size = [text], len(text)
+    for name in sorted(names)[:MAX_UNTRACKED]:
+        if size > MAX_DIFF_CHARS:
+            break  # clipped there anyway: no more files read
+        parts.append(_new_file(top, name))
+        size += len(parts[-1])
     return "".join(parts), files + len(names)
 
 
