@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from spanvisor.gate import turns
 from tests.codingagents import claude_tty as tty
 from tests.codingagents import codex_cli as cx
 from tests.codingagents import endhooks as eh
@@ -134,6 +135,11 @@ def test_codex_asking_at_its_terminal_shows_the_task_waiting_until_the_person_ac
         assert "Bash: touch made.txt: allowed by policy:touch" in lines[:first], "the gate decided first"
         assert lines.index("Allowed at the terminal: exec_command") > first, lines
         wait_until(lambda: "Done." in term.said(), WAIT_S, "the turn to end")
+        # Codex draws its answer before its Stop hook has run: a Ctrl-C then
+        # interrupts the turn still ending (an Interrupt, no SessionEnd: seen
+        # loaded, in stop 84's v13). A person stops it once it is idle.
+        noted = lambda: (t := turns.latest(waiting["task_id"], env)) is not None and t.state == "complete"  # noqa: E731
+        wait_until(noted, WAIT_S, "Codex's Stop hook to note the turn")
     finally:
         term.stop()
     ended = eh.ended(matrix, waiting["task_id"])
