@@ -22,7 +22,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -182,7 +182,11 @@ class Cases:
             proc.stop()
 
     def verdict(self, how: str) -> None:
-        """The case's outcome: its failure is raised here, with what its serve said."""
+        """The case's outcome: its failure is raised here, with what its serve said.
+        Every case is waited for first: the threads a case starts appear while
+        the first test runs, so they are that test's and must end with it
+        (tests/threads.py); loaded, the other case once outlived it."""
+        wait(self.done.values(), timeout=300)
         try:
             self.done[how].result(300)
         except BaseException:
