@@ -14,6 +14,7 @@ import struct
 import subprocess
 import termios
 import threading
+import time
 from pathlib import Path
 
 from tests.codingagents.served import MODEL
@@ -66,14 +67,30 @@ class Terminal:
     def said(self) -> str:
         return bytes(self.drawn[-4000:]).decode("utf-8", "replace")
 
-    def stop(self, timeout: float = 30) -> int | None:
-        if self.proc.poll() is None:
-            self.type(b"\x03\x03")  # Ctrl-C twice at once: Claude Code exits (its SessionEnd hooks run)
+    def drawn_after(self, first: bytes, then: bytes) -> bool:
+        """Whether ``then`` was drawn after the last ``first``."""
+        drawn = bytes(self.drawn)
+        at = drawn.rfind(first)
+        return at >= 0 and then in drawn[at + len(first) :]
+
+    def stop(self, timeout: float = 30, presses: int = 1) -> int | None:
+        """Ctrl-C twice at once, as a person quits (the CLI's SessionEnd
+        hooks run); with ``presses`` more than one, pressed again while it
+        still runs (Codex: a Ctrl-C that lands in a turn still ending only
+        interrupts it, and a person presses again). Killed (its whole
+        session) after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        for press in range(presses):
+            if self.proc.poll() is not None:
+                break
+            self.type(b"\x03\x03")
             try:
-                self.proc.wait(timeout)
+                self.proc.wait(max(0.1, (deadline - time.monotonic()) / (presses - press)))
             except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)  # its own session: whatever it started goes too
-                self.proc.wait(10)
+                continue
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # its own session: whatever it started goes too
+            self.proc.wait(10)
         try:
             os.close(self.master)
         except OSError:

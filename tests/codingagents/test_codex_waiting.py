@@ -135,12 +135,22 @@ def test_codex_asking_at_its_terminal_shows_the_task_waiting_until_the_person_ac
         assert "Bash: touch made.txt: allowed by policy:touch" in lines[:first], "the gate decided first"
         assert lines.index("Allowed at the terminal: exec_command") > first, lines
         wait_until(lambda: "Done." in term.said(), WAIT_S, "the turn to end")
-        # Codex draws its answer before its Stop hook has run: a Ctrl-C then
-        # interrupts the turn still ending (an Interrupt, no SessionEnd: seen
-        # loaded, in stop 84's v13). A person stops it once it is idle.
+        # Codex draws its answer before its turn has ended (its Stop hook, then
+        # more of its own work, under a spinner): a Ctrl-C then interrupts the
+        # turn still ending ("Conversation interrupted", and it does not quit:
+        # seen loaded, stop 84's CI). A person quits once the spinner is gone,
+        # which Codex also says to the terminal (OSC 7501 "state=done"; an
+        # interrupted turn says "state=idle").
         noted = lambda: (t := turns.latest(waiting["task_id"], env)) is not None and t.state == "complete"  # noqa: E731
         wait_until(noted, WAIT_S, "Codex's Stop hook to note the turn")
+        wait_until(lambda: term.drawn_after(b"Done.", b"state=done"), WAIT_S, "Codex to say its turn is done")
     finally:
-        term.stop()
-    ended = eh.ended(matrix, waiting["task_id"])
+        code = term.stop(presses=3)
+    try:
+        ended = eh.ended(matrix, waiting["task_id"])
+    except AssertionError as e:  # what Codex drew last and how it exited, and what its hooks remembered
+        left = sorted(p.name for p in turns.state_dir(env).glob("*")) if turns.state_dir(env).exists() else []
+        raise AssertionError(
+            f"{e}; Codex exited {code}, its hooks left {left}, it drew last: {term.said()[-1500:]!r}"
+        ) from e
     assert ended["status"] == "complete", ended  # its turn finished, then Ctrl-C: SessionEnd
