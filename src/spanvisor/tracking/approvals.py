@@ -92,7 +92,7 @@ def request_from(
     ``task``: the task's working fields, its agent, name and repo)."""
     approval_id = sz.name(attrs.get(cv.APPROVAL_ID), cv.APPROVAL_ID, notes)
     if not approval_id:
-        notes.append(f"{cv.EVENT_APPROVAL_REQUEST}: no {cv.APPROVAL_ID}; ignored")
+        sz.note(notes, cv.EVENT_APPROVAL_REQUEST, f"no {cv.APPROVAL_ID}; ignored")
         return None
     question = shown(attrs.get(cv.APPROVAL_QUESTION), cv.APPROVAL_QUESTION, notes, MAX_QUESTION) or "Approve?"
     raw = attrs.get(cv.APPROVAL_OPTIONS)
@@ -114,7 +114,9 @@ def request_from(
         try:
             action = check_action(json.loads(raw_action) if isinstance(raw_action, str) else None)
         except (ValueError, RecursionError) as exc:
-            notes.append(f"{cv.EVENT_APPROVAL_REQUEST} {approval_id}: {cv.APPROVAL_ACTION} refused ({exc}); ignored")
+            sz.note(
+                notes, f"{cv.EVENT_APPROVAL_REQUEST} {approval_id}", f"{cv.APPROVAL_ACTION} refused ({exc}); ignored"
+            )
             return None
     digest = approval_digest(
         agent=agent,
@@ -129,14 +131,16 @@ def request_from(
     try:
         approvers_from = check_from(attrs.get(cv.APPROVAL_FROM))
     except ValueError as exc:
-        notes.append(f"{cv.EVENT_APPROVAL_REQUEST} {approval_id}: {cv.APPROVAL_FROM} refused ({exc}); ignored")
+        sz.note(notes, f"{cv.EVENT_APPROVAL_REQUEST} {approval_id}", f"{cv.APPROVAL_FROM} refused ({exc}); ignored")
         return None
     approvers = clamp_approvers(attrs.get(cv.APPROVAL_APPROVERS), notes)
     requester = sz.name(attrs.get(cv.APPROVAL_REQUESTER), cv.APPROVAL_REQUESTER, notes)
     key = attrs.get(cv.APPROVAL_PERMIT_KEY)
     if key is not None and not (isinstance(key, str) and len(key) == 64 and set(key) <= _HEX):
-        notes.append(
-            f"{cv.EVENT_APPROVAL_REQUEST} {approval_id}: {cv.APPROVAL_PERMIT_KEY} is not 64 hex digits; ignored"
+        sz.note(
+            notes,
+            f"{cv.EVENT_APPROVAL_REQUEST} {approval_id}",
+            f"{cv.APPROVAL_PERMIT_KEY} is not 64 hex digits; ignored",
         )
         key = None
     req = ApprovalRequest(
@@ -219,7 +223,7 @@ def on_decision(
         and is_open(st, approval_id)
         and not openers.may_withdraw(st.approval_openers, approval_id, who, task_id)
     ):
-        notes.append(f"{cv.EVENT_APPROVAL_DECISION} {approval_id}: from another task or session; ignored")
+        sz.note(notes, f"{cv.EVENT_APPROVAL_DECISION} {approval_id}", "from another task or session; ignored")
         ev = _checkpoint(st, event_id, time_ns, (), notes)
         return [replace(ev, attributes={openers.IGNORED_NOTE: approval_id})]
     changed = _close(st, approval_id) if approval_id else ()

@@ -20,6 +20,7 @@ from typing import Any
 from spanvisor.events import DiffUpdated, Event
 from spanvisor.redaction import redact
 from spanvisor.spans import conventions as cv
+from spanvisor.spans import sanitize as sz
 from spanvisor.tracking.record import TaskRecord
 
 MAX_DIFF_CHARS = 256 * 1024  # the receiver keeps this much of agent.diff.text (vocabulary.LONG_STRINGS)
@@ -43,7 +44,7 @@ def updated(state: TaskRecord, event_id: str, now: int, attrs: Mapping[str, Any]
     """``DiffUpdated`` for an ``agent.diff`` event whose diff is new to the task."""
     raw = attrs.get(cv.DIFF_TEXT)
     if not isinstance(raw, str):
-        notes.append(f"{cv.DIFF_TEXT}: not a string, the diff was ignored")
+        sz.note(notes, cv.DIFF_TEXT, "not a string, the diff was ignored")
         return []
     text, clipped = clip(redact(raw))
     files = attrs.get(cv.DIFF_FILES)
