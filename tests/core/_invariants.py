@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import math
 from collections.abc import Sequence
@@ -12,6 +13,7 @@ from spanvisor.events import (
     ApprovalRequest,
     Checkpoint,
     ContextWarning,
+    DiffUpdated,
     Event,
     HumanIntervention,
     TaskCorrected,
@@ -20,8 +22,10 @@ from spanvisor.events import (
     TaskView,
     stable_id,
 )
+from spanvisor.redaction import redact
 from spanvisor.spans import conventions as cv
 from spanvisor.spans import sanitize as sz
+from spanvisor.tracking.diffs import MAX_DIFF_CHARS
 from spanvisor.tracking.occupancy import HYSTERESIS
 from spanvisor.tracking.provisional import ProvisionalRule
 from spanvisor.tracking.tracebuffer import TraceBuffer
@@ -114,6 +118,7 @@ def check_stream(
             assert b.time_ns >= a.time_ns, ("time went back", task_id, a.kind, b.kind, a.time_ns, b.time_ns)
             assert b.task.input_tokens >= a.task.input_tokens and b.task.output_tokens >= a.task.output_tokens
             assert b.task.updated_ns >= a.task.updated_ns, (task_id, a.kind, b.kind)
+        _check_diffs(task_id, [e for e in evs if isinstance(e, DiffUpdated)])
         armed = dict.fromkeys(thresholds, True)
         for e in evs:
             check_view(e.task)
@@ -130,6 +135,17 @@ def check_stream(
                 for t in thresholds:
                     if ratio < t - HYSTERESIS:
                         armed[t] = True
+
+
+def _check_diffs(task_id: str, diffs: Sequence[DiffUpdated]) -> None:
+    """A task's diffs: each redacted, within its bound, its digest its
+    text's; the same diff said twice in a row is one event."""
+    for d in diffs:
+        assert redact(d.diff) == d.diff, (task_id, "a diff kept a secret")
+        assert len(d.diff) <= MAX_DIFF_CHARS and d.files >= 0, task_id
+        assert d.digest == hashlib.sha256(d.diff.encode("utf-8", "surrogatepass")).hexdigest(), task_id
+    for a, b in itertools.pairwise(diffs):
+        assert a.digest != b.digest, (task_id, "the same diff twice in a row")
 
 
 def _check_corrections(task_id: str, tail: Sequence[Event]) -> None:
@@ -240,6 +256,19 @@ def final_states(events: Sequence[Event]) -> dict[str, dict[str, object]]:
             elif e.task_id in out:
                 state["outcome"], state["error"] = out[e.task_id]["outcome"], out[e.task_id]["error"]
             out[e.task_id] = state
+    # Every diff the task showed, whenever it came (the order spans end in
+    # may differ by path: the newest shown may too, the set may not), under
+    # either of its ids (one shown before its root came is renamed by it).
+    diffs: dict[str, set[str]] = {}
+    former: dict[str, str] = {}
+    for e in events:
+        if e.task.former_id is not None:
+            former[e.task_id] = e.task.former_id
+        if isinstance(e, DiffUpdated):
+            diffs.setdefault(e.task_id, set()).add(e.digest)
+    for task_id, state in out.items():
+        shown = diffs.get(task_id, set()) | diffs.get(former.get(task_id, task_id), set())
+        state["diffs"] = tuple(sorted(shown))
     return out
 
 

@@ -156,13 +156,28 @@ def root_attrs(draw: st.DrawFn, index: int) -> dict[str, Any]:
     return attrs
 
 
+# Unified diffs an agent may send (agent.diff.text): one names a secret.
+DIFFS = (
+    "diff --git a/.env b/.env\n--- a/.env\n+++ b/.env\n@@ -1 +1 @@\n-K=1\n+OPENAI_API_KEY=sk-proj-abcdefghijklmnopqrstuvwxyz0123456789\n",
+    "diff --git a/a.py b/a.py\n--- a/a.py\n+++ b/a.py\n@@ -1 +1 @@\n-x = 1\n+x = 2\n",
+    "diff --git a/b.txt b/b.txt\nnew file mode 100644\n--- /dev/null\n+++ b/b.txt\n@@ -0,0 +1 @@\n+hello\n",
+)
+
+
 @st.composite
 def span_events(draw: st.DrawFn, start: int, end: int, prefix: str) -> list[SpanEventData]:
     out = []
     for _ in range(draw(st.integers(0, 3))):
         t = draw(st.integers(start, end))
-        kind = draw(st.sampled_from(["checkpoint", "checkpoint", "artifact", "exception", "approval"]))
-        if kind == "approval":
+        kind = draw(st.sampled_from(["checkpoint", "checkpoint", "artifact", "exception", "approval", "diff", "diff"]))
+        if kind == "diff":
+            # A small pool, so a diff said again (by another span, in either
+            # order) meets its earlier self; one holds a secret.
+            attrs = {cv.DIFF_TEXT: draw(maybe_junk(st.sampled_from(DIFFS)))}
+            if draw(st.booleans()):
+                attrs[cv.DIFF_FILES] = draw(maybe_junk(st.integers(0, 3)))
+            out.append(SpanEventData(cv.EVENT_DIFF, t, attrs))
+        elif kind == "approval":
             # A small pool of ids, so requests and the agent's notes of their
             # answers meet (in either order) across spans of one task.
             aid = draw(st.sampled_from(["a1", "a2"]))
