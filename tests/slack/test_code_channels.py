@@ -31,7 +31,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from slack_support import BASE_NS, TaskScript, run, slack_env, tool
+from slack_support import BASE_NS, ScaledClock, TaskScript, run, slack_env, tool
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_apps import manifest_errors
 from tests.fakes.slack_codechannels import CodeChannel, View
@@ -521,3 +521,59 @@ def test_the_diff_tab_shows_the_newest_diff_and_goes_when_the_work_is_undone() -
             assert len(env.fake.code.channels) == 1  # no channel, no tab
 
     run(go())
+
+
+def test_a_diff_waiting_for_its_turn_lets_a_reply_go_first_and_still_shows() -> None:
+    """A diff whose setView waits for the method's budget (here one call in
+    10 s: the work log tab took the turn) steps out of the wait when a reply
+    of its task is due (a failed tool call): the reply goes first, the diff
+    keeps its place and shows once its turn comes, sent once, and the
+    worker does not spin in between (a deferred send counts as done)."""
+
+    async def go() -> None:
+        clock = ScaledClock(5.0)  # Slack's 10 s in 2 real seconds
+        fake = FakeSlack(now=clock.now)
+        await fake.start()
+        paced = {**ON, "slack_rate_limits": FAST["slack_rate_limits"].replace("setView=0", "setView=6/1")}
+        try:
+            async with slack_env(fake=fake, clock=clock, **paced) as env:
+                task = _coding("DEFER", task_name="refactor")
+                one = "diff --git a/a.py b/a.py\n--- a/a.py\n+++ b/a.py\n@@ -1 +1 @@\n-x\n+y\n"
+                await env.send(task.started(), _diff(task, one))
+                # The tab took the one call; the diff now waits for the next.
+                await _until(lambda: len(fake.calls_to(SET_VIEW)) == 1, 10)
+                await asyncio.sleep(0.2)
+                assert len(fake.calls_to(SET_VIEW)) == 1
+                await env.send(tool(task, "Bash", error="exit status 1"))
+                reply = await _until(lambda: _reply_at(fake, "exit status 1"), 10)
+                diff_at = await _until(lambda: _diff_call_at(fake), 10)
+                assert reply < diff_at, "the reply went first"
+                [code] = fake.code.channels.values()
+                assert code.views["diff"].content == one
+                await asyncio.sleep(0.5)  # the worker settles: nothing more to send
+                calls = [c.method for c in fake.calls]
+                assert calls.count(SET_VIEW) == 2, calls  # the tab and the diff, once each
+        finally:
+            await fake.stop()
+
+    run(go())
+
+
+async def _until(cond: Any, within: float) -> Any:
+    deadline = asyncio.get_running_loop().time() + within
+    while not (value := cond()):
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+    return value
+
+
+def _reply_at(fake: FakeSlack, text: str) -> float | None:
+    """When the thread's reply saying ``text`` was posted (the fake's clock)."""
+    for c in fake.calls_to("chat.postMessage", ok=True):
+        if c.args.get("thread_ts") and text in json.dumps(c.args):
+            return c.at
+    return None
+
+
+def _diff_call_at(fake: FakeSlack) -> float | None:
+    return next((c.at for c in fake.calls_to(SET_VIEW, ok=True) if c.args.get("type") == "diff"), None)
