@@ -231,7 +231,7 @@ class ConsoleSink(BaseSink):
         if cost:
             detail.append(cost if cost.startswith("cost") else f"cost {cost}")
         if v.repo:
-            detail.append(f"repo {clean(v.repo, 80)}")
+            detail.append(f"repo {clean(v.repo, 80)}" + (f" @ {clean(v.branch, 60)}" if v.branch else ""))
         parts.append("   " + "  │  ".join(detail))
         steps = pr.steps_line(v)
         if steps:

@@ -67,6 +67,7 @@ TASK_COLUMNS = (
     "agent_name",
     "task_name",
     "repo",
+    "branch",
     "status",
     "progress",
     "step",
@@ -151,6 +152,7 @@ def task_row(event: Event) -> TaskRow:
         "agent_name": clean_text(v.agent_name, "agent_name", notes, ID_LIMIT),
         "task_name": clean_text(v.task_name, "task_name", notes),
         "repo": clean_text(v.repo, "repo", notes, ID_LIMIT),
+        "branch": clean_text(v.branch, "branch", notes, ID_LIMIT),
         "status": clean_text(v.status, "status", notes, ID_LIMIT),
         "progress": progress_of(v),  # a completed task is done, as every sink shows it
         "step": clean_text(v.step, "step", notes),

@@ -37,6 +37,7 @@ _STATE = (
     "agent_name",
     "task_name",
     "repo",
+    "branch",
     "status",
     "progress",
     "step",

@@ -116,13 +116,14 @@ def session_id_of(view: TaskView) -> str:
 
 def context_bar(view: TaskView) -> Bar:
     """The context bar's items from what the task's view says: its repository,
-    agent and model (empty ones left out; at most :data:`MAX_BAR_ITEMS`).
+    branch, agent and model (empty ones left out; at most :data:`MAX_BAR_ITEMS`).
     Labels are agent text: escaped and clipped like every other (.text);
     Slack's rendering of a label is UNCONFIRMED, so Slack's generic escaping
     of ``&``, ``<`` and ``>`` applies."""
     items: list[tuple[str, str, str]] = []
     for key, raw, icon in (
         ("repo", view.repo, "folder"),
+        ("branch", view.branch, "branch"),
         ("agent", view.agent_name or view.agent_id, "terminal"),
         ("model", view.model, "code"),
     ):

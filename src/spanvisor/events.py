@@ -147,6 +147,7 @@ class TaskView:
     run_id: str = ""  # run_id_of(trace_id, root_span_id): a reused task id is a new run (ids, decisions)
     task_name: str | None = None
     repo: str | None = None
+    branch: str | None = None  # the git branch its work is on, as the root last said (agent.branch)
     status: Status = "starting"
     progress: float | None = None
     step: str | None = None

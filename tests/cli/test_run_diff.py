@@ -6,7 +6,8 @@
   before the CLI starts (loose, packed, a worktree's);
 * ``spanvisor run`` sends it on the task before its end: the receiver's
   ``DiffUpdated`` holds the CLI's work with a secret it wrote redacted;
-  ``--no-diff`` sends none.
+  ``--no-diff`` sends none. A branch the agent switched to is said with
+  it: the task started on ``main`` ends on the agent's branch.
 """
 
 from __future__ import annotations
@@ -88,8 +89,8 @@ def test_the_launchers_names_are_the_conventions() -> None:
     )
 
 
-def _launch(serve: Serve, work: Path, tmp: Path, task: str, *options: str) -> None:
-    does = f"echo 'x = 2' > app.py\necho 'TOKEN = \"{SECRET}\"' > settings.py"
+def _launch(serve: Serve, work: Path, tmp: Path, task: str, *options: str, then: str = "") -> None:
+    does = f"echo 'x = 2' > app.py\necho 'TOKEN = \"{SECRET}\"' > settings.py" + then
     launch_claude(serve, work, tmp, task, does, *options)
 
 
@@ -98,9 +99,10 @@ def test_spanvisor_run_sends_the_sessions_diff_before_its_end(tmp_path: Path) ->
     serve = Serve(tmp_path / "serve")
     try:
         task = f"claude-code-{uuid.uuid4().hex[:8]}"
-        _launch(serve, work, tmp_path, task)
-        wait_until(lambda: serve.finished(task), 120, "the launched task's end")
+        _launch(serve, work, tmp_path, task, then="\ngit checkout -q -b fix/login")
+        finished = wait_until(lambda: serve.finished(task), 120, "the launched task's end")
         events = serve.sink.for_task(task)
+        assert (events[0].task.branch, finished.task.branch) == ("main", "fix/login")
         [diff] = [e for e in events if isinstance(e, DiffUpdated)]
         assert "-x = 1\n+x = 2\n" in diff.diff and "+++ b/settings.py" in diff.diff
         assert SECRET not in diff.diff and diff.files == 2 and not diff.clipped

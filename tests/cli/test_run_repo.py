@@ -4,10 +4,13 @@
   ``owner/name`` whatever the URL's form, a worktree's common config, the
   folder's name without a remote, nothing outside a repository; never a
   credential the URL holds (a property over URLs).
-* ``spanvisor run`` in a real git checkout names the task's repository from
-  its first record on, as the task shows it at its end; the operator's
-  ``agent.repo`` in ``OTEL_RESOURCE_ATTRIBUTES`` wins; the CLI's resource
-  (what the gate's rules on ``task.repo`` read) gets nothing from git.
+* The branch a checkout is on (``agent.branch``): ``HEAD``'s branch, a
+  worktree's own, none when detached or outside a repository.
+* ``spanvisor run`` in a real git checkout names the task's repository and
+  branch from its first record on, as the task shows it at its end; the
+  operator's ``agent.repo`` in ``OTEL_RESOURCE_ATTRIBUTES`` wins; the CLI's
+  resource (what the gate's rules on ``task.repo`` read) gets nothing from
+  git.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spanvisor.gate import otlp
-from spanvisor.launcher.repo import repo_of
+from spanvisor.launcher.repo import branch_of, place_of, repo_of
 from spanvisor.spans import conventions as cv
 from tests.cli.coding_harness import Serve, launch_claude
 from tests.waiting import wait_until
@@ -73,6 +76,25 @@ def test_a_worktree_no_remote_and_no_repository(tmp_path: Path) -> None:
     assert repo_of(str(plain)) is None
 
 
+def test_the_branch_a_checkout_is_on(tmp_path: Path) -> None:
+    work = _clone(tmp_path, "git@github.com:acme/api.git")
+    assert branch_of(str(work)) == "main"  # no commit yet: HEAD names its branch all the same
+    _git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "first", cwd=work)
+    _git("checkout", "-q", "-b", "fix/login", cwd=work)
+    assert branch_of(str(work / ".git" / "..")) == "fix/login"
+    _git("worktree", "add", "-q", str(tmp_path / "wt"), "-b", "wt-branch", cwd=work)
+    assert branch_of(str(tmp_path / "wt")) == "wt-branch"  # a worktree's own HEAD
+    assert place_of(str(tmp_path / "wt")) == {"agent.repo": "acme/api", "agent.branch": "wt-branch"}
+    _git("checkout", "-q", "--detach", cwd=work)
+    assert branch_of(str(work)) is None  # detached: on no branch
+    assert place_of(str(work), "acme/mono") == {"agent.repo": "acme/mono"}  # the operator's repo wins
+    (work / ".git" / "HEAD").write_text("ref: refs/heads/\x1b[31mred\n")
+    assert branch_of(str(work)) == "[31mred"  # no control character reaches a sink
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    assert branch_of(str(plain)) is None and place_of(str(plain)) == {}
+
+
 def test_the_first_remote_when_there_is_no_origin(tmp_path: Path) -> None:
     work = _clone(tmp_path, None)
     _git("remote", "add", "upstream", "https://github.com/acme/upstream-api.git", cwd=work)
@@ -101,7 +123,7 @@ def test_no_credential_of_a_url_reaches_the_repository(
 
 
 def test_the_launchers_record_name_is_the_conventions() -> None:
-    assert otlp.REPO == cv.REPO
+    assert (otlp.REPO, otlp.BRANCH, otlp.LIVE_TASK_UPDATE) == (cv.REPO, cv.BRANCH, cv.LIVE_TASK_UPDATE)
 
 
 def _launch(serve: Serve, work: Path, tmp: Path, task: str, resource: str | None = None) -> None:
@@ -117,11 +139,12 @@ def test_spanvisor_run_names_the_tasks_repository_but_not_the_gates(tmp_path: Pa
         task = f"claude-code-{uuid.uuid4().hex[:8]}"
         _launch(serve, work, tmp_path, task)
         finished = wait_until(lambda: serve.finished(task), 120, "the launched task's end")
-        assert finished.task.repo == "acme/api"
+        assert (finished.task.repo, finished.task.branch) == ("acme/api", "main")
         [started] = [e for e in serve.sink.for_task(task) if type(e).__name__ == "TaskStarted"]
-        assert started.task.repo == "acme/api"  # from its first record: rules by repo: match it
+        assert (started.task.repo, started.task.branch) == ("acme/api", "main")  # from its first record on
         resource = (tmp_path / "resource").read_text()
         assert "agent.repo" not in resource and "s3cret" not in resource  # the gate decides on the operator's word
+        assert "agent.branch" not in resource
         # The operator's agent.repo wins, and is the resource's as before.
         other = f"claude-code-{uuid.uuid4().hex[:8]}"
         _launch(serve, work, tmp_path, other, resource="agent.repo=acme/mono")

@@ -30,6 +30,7 @@ def view(task_no: int, agent: str = "rivet", **kw: object) -> TaskView:
         agent_name=agent.title(),
         task_name=f"Task {task_no}",
         repo="acme/plant",
+        branch="fix/gasket",
         status="starting",
         steps=("plan", "act", "verify"),
         model="claude-sonnet-4",

@@ -149,6 +149,13 @@ def test_the_context_bar_follows_the_view_within_slacks_limits() -> None:
             repo = bars[-1][0]["label"]
             assert repo.startswith("&lt;!channel&gt;/") and repo.endswith("…")  # escaped, clipped
             assert [i["key"] for i in bars[-1]] == ["repo", "agent", "model"]
+            await env.send(task.checkpoint(branch="fix/<login>"))  # the agent switched branch
+            assert await env.sink.force_flush(10)
+            last = code.properties[-1]["code_channel"]["context_bar_items"]
+            assert [(i["key"], i["label"], i.get("icon")) for i in last][:2] == [
+                ("repo", repo, "folder"),
+                ("branch", "fix/&lt;login&gt;", "branch"),
+            ]
 
     run(go())
 

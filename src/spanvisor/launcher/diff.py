@@ -36,6 +36,7 @@ from typing import Any
 
 from spanvisor.gate import otlp
 from spanvisor.gate.session import TaskKey
+from spanvisor.launcher.repo import branch_of
 
 EVERY_S = 30.0
 GIT_TIMEOUT_S = 20.0
@@ -177,18 +178,21 @@ class DiffWatcher:
         endpoint: str,
         token: str | None,
         task_id: str,
-        every_s: float = EVERY_S,
         base: str | None = None,
+        branch: str | None = None,
+        every_s: float = EVERY_S,
     ) -> None:
         """``base``: the commit the session started on, read before the CLI
         started (launcher/repo.py's ``head_commit``); None: read here, or
-        the empty tree."""
+        the empty tree. ``branch``: the branch the task's start said (a
+        switch since is said with the next diff's look)."""
         self.cwd, self.session, self.endpoint, self.token, self.task_id = cwd, session, endpoint, token, task_id
         self.every_s = every_s
         self.top: str | None = None
         self.started_on = base
         self.base: str | None = None
         self.sent: str | None = None  # the digest the receiver took last
+        self.branch = branch  # the branch the receiver took last
         self._stop = threading.Event()
         self._lock = threading.Lock()  # one read and send at a time
         self._thread = threading.Thread(target=self._run, name="spanvisor-run-diff", daemon=True)
@@ -239,18 +243,25 @@ class DiffWatcher:
             return False
         text, clipped = clip(redact(read[0]))
         digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-        if digest == self.sent:
+        records: list[otlp.Record] = []
+        now = time.time_ns()
+        branch = branch_of(self.cwd)  # the agent may have switched (a detached HEAD says nothing)
+        if branch is not None and branch != self.branch:
+            records.append((otlp.LIVE_TASK_UPDATE, {otlp.TASK_ID: self.task_id, otlp.BRANCH: branch}, now))
+        if digest != self.sent:
+            attrs: Mapping[str, Any] = {
+                otlp.TASK_ID: self.task_id,
+                otlp.DIFF_TEXT: text,
+                otlp.DIFF_FILES: read[1],
+                otlp.DIFF_CLIPPED: clipped,
+            }
+            records.append((otlp.EVENT_DIFF, attrs, now))
+        if not records:
             return True
-        attrs: Mapping[str, Any] = {
-            otlp.TASK_ID: self.task_id,
-            otlp.DIFF_TEXT: text,
-            otlp.DIFF_FILES: read[1],
-            otlp.DIFF_CLIPPED: clipped,
-        }
         trace_hex, span_hex = self.session.ids
-        body = otlp.encode(self.session.service, trace_hex, span_hex, [(otlp.EVENT_DIFF, attrs, time.time_ns())])
+        body = otlp.encode(self.session.service, trace_hex, span_hex, records)
         if otlp.post(self.endpoint, self.token, body, REQUEST_TIMEOUT_S):
-            self.sent = digest
+            self.sent, self.branch = digest, branch or self.branch
             return True
         return False  # the next read sends the newest
 

@@ -1,6 +1,7 @@
 """The repository a launched session works in, as its task shows it
 (``agent.repo``): Slack's context bar, routes and code-channel rules by
-``repo:``, the console and the audit trail.
+``repo:``, the console and the audit trail; and the branch its checkout is
+on (``agent.branch``, for display: the context bar, the console, the audit).
 
 Read from the working folder's git metadata without running git (the
 launcher starts the CLI within milliseconds): the folder's ``.git`` (a
@@ -24,11 +25,14 @@ import os
 import re
 from urllib.parse import urlsplit
 
+from spanvisor.gate import otlp
+
 MAX_DEPTH = 64  # folders walked up from the working folder
 MAX_CONFIG = 256 * 1024  # bytes of a config file read
 MAX_REPO = 256  # characters, as the tracker keeps agent.repo
 _SECTION = re.compile(r'^\[\s*remote\s+"((?:[^"\\]|\\.)*)"\s*\]\s*(?:[#;].*)?$')
 _URL = re.compile(r"^url\s*=\s*(.*?)\s*$", re.IGNORECASE)
+_HEADS = "refs/heads/"
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _SCP = re.compile(r"^(?:[^@/\s]+@)?[^:/\s]+:(?!//)(.+)$")  # user@host:path, as git reads it
 
@@ -45,6 +49,30 @@ def repo_of(cwd: str) -> str | None:
         return _clean(name or os.path.basename(top.rstrip(os.sep)))
     except (OSError, UnicodeError, ValueError):
         return None
+
+
+def branch_of(cwd: str) -> str | None:
+    """The branch ``cwd``'s checkout is on (``HEAD`` naming ``refs/heads/…``),
+    read from git's files; None when it is on none (a detached ``HEAD``, no
+    repository). The agent can switch it: shown, never decided by."""
+    try:
+        found = _git_dir(cwd)
+        if found is None:
+            return None
+        with open(os.path.join(found[1], "HEAD"), encoding="utf-8") as f:
+            head = f.read(4096).strip()
+    except (OSError, UnicodeError, ValueError):
+        return None
+    ref = head[4:].strip() if head.startswith("ref:") else ""
+    return _clean(ref[len(_HEADS) :]) if ref.startswith(_HEADS) else None
+
+
+def place_of(cwd: str, repo: str | None = None) -> dict[str, str]:
+    """The task's ``agent.repo`` and ``agent.branch`` as ``spanvisor run``
+    names them (``repo``: the operator's, which wins over git's); only those
+    it knows."""
+    place = {otlp.REPO: repo or repo_of(cwd), otlp.BRANCH: branch_of(cwd)}
+    return {k: v for k, v in place.items() if v}
 
 
 def head_commit(cwd: str) -> str | None:
@@ -160,4 +188,4 @@ def _clean(name: str) -> str | None:
     return out[:MAX_REPO] or None
 
 
-__all__ = ["head_commit", "repo_of"]
+__all__ = ["branch_of", "head_commit", "place_of", "repo_of"]

@@ -33,11 +33,11 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from spanvisor.clis import registry
-from spanvisor.gate import servetoken
+from spanvisor.gate import otlp, servetoken
 from spanvisor.gate import session as gs
 from spanvisor.gate.notes import spool_dir
 from spanvisor.launcher import relay as run_relay
@@ -45,7 +45,7 @@ from spanvisor.launcher import start as rs
 from spanvisor.launcher.credential import SessionSecret, keep_from_the_session
 from spanvisor.launcher.procs import Adoption
 from spanvisor.launcher.relay import Relay
-from spanvisor.launcher.repo import head_commit, repo_of
+from spanvisor.launcher.repo import head_commit, place_of
 from spanvisor.launcher.signals import Signals
 from spanvisor.launcher.start import add_arguments, cli_of, prompt_of, task_name, telemetry
 
@@ -131,8 +131,8 @@ def handler(args: argparse.Namespace, config: Config | None) -> int:
     relay = run_relay.listen(endpoint, args.token, spool_dir(env))  # served once the CLI runs
     aimed, holds = (relay.url, relay.secret) if relay is not None else (endpoint, args.token)
     child_argv, child_env = telemetry(cli, argv, env, aimed, holds, resource, not args.no_tool_details)
-    # The task's repository, for display and routing (never the gate's: launcher/repo.py).
-    repo = str(users.get("agent.repo") or "") or repo_of(os.getcwd())
+    # The task's repository and branch, for display and routing (never the gate's: launcher/repo.py).
+    place = place_of(os.getcwd(), str(users.get("agent.repo") or ""))
     base = None if getattr(args, "no_diff", False) else head_commit(os.getcwd())  # what its diff is against
     child_env[gs.ENV_ENDPOINT] = endpoint  # where the CLI's hooks send their requests
     # The task, and who may not approve its requests, for the hooks: in
@@ -192,7 +192,7 @@ def handler(args: argparse.Namespace, config: Config | None) -> int:
     # (launcher/credential.py), announced before the CLI can say anything.
     secret = SessionSecret()
     keep_from_the_session()
-    announced = _announce(task_id, run, cli, endpoint, args.token, name, agent, started, secret.key, repo)
+    announced = _announce(task_id, run, cli, endpoint, args.token, name, agent, started, secret.key, place)
     rs.said(f"task {task_id} ({name}) → {endpoint}")
     if ended is not None:
         rs.said(_reused(task_id, ended, endpoint, cli, run))
@@ -233,7 +233,7 @@ def handler(args: argparse.Namespace, config: Config | None) -> int:
     session.secret, session.announced, session.relay = secret, announced, relay
     session.run_of_task = run
     session.agent = agent
-    session.repo, session.base = repo, base
+    session.place, session.base = place, base
     session.adoption = adoption
     session.gate_marker = gate_marker  # the file the gate writes when it loads, under --gate
     session.identity = identity
@@ -263,7 +263,7 @@ class _Session:
         self.proc, self.cli, self.task_id, self.name, self.endpoint = proc, cli, task_id, name, endpoint
         self.args, self.started = args, started
         self.agent = registry.need(cli).service  # the task's agent (--agent, the resource's, else the CLI's)
-        self.repo: str | None = None  # the task's repository (launcher/repo.py)
+        self.place: dict[str, str] = {}  # the task's agent.repo and agent.branch (launcher/repo.py)
         self.base: str | None = None  # the commit the session started on (launcher/diff.py)
         self.run_of_task: str | None = None  # this session's run of the task, when it has one
         self.gate_marker: str | None = None
@@ -299,8 +299,7 @@ class _Session:
         records = Records(self.key, self.endpoint, self.args.token, self.task_id)
         if not self.announced:  # the receiver could not take it before the CLI started: as soon as it can
             opening = {cv.TASK_NAME: self.name, cv.AGENT_ID: self.agent, cv.SESSION_KEY: self.secret.key}
-            if self.repo:
-                opening[cv.REPO] = self.repo
+            opening.update(self.place)
             records.say(cv.LIVE_TASK_START, opening, self.started)
         if warning:  # said on the task, not only here (Codex may skip every hook silently)
             records.say(cv.EVENT_CHECKPOINT, {cv.MESSAGE: warning})
@@ -343,11 +342,13 @@ class _Session:
     def _diff(self) -> Any:
         """The session's diff watcher (launcher/diff.py), unless --no-diff
         or its folder is in no repository."""
-        if getattr(self.args, "no_diff", False) or self.repo is None:
+        if getattr(self.args, "no_diff", False) or otlp.REPO not in self.place:
             return None
         from spanvisor.launcher.diff import DiffWatcher
 
-        watcher = DiffWatcher(os.getcwd(), self.key, self.endpoint, self.args.token, self.task_id, base=self.base)
+        watcher = DiffWatcher(
+            os.getcwd(), self.key, self.endpoint, self.args.token, self.task_id, self.base, self.place.get(otlp.BRANCH)
+        )
         return watcher.start()
 
     @property
@@ -482,18 +483,16 @@ def _announce(
     agent: str,
     started: int,
     key: str,
-    repo: str | None = None,
+    place: Mapping[str, str] | None = None,
 ) -> bool:
     """The task's start record, naming the session's key, sent before the
     CLI starts (so the first word on the task is the launcher's), within
     :data:`ANNOUNCE_S`: False when the receiver did not take it then (the
     session's records then send it as soon as they can)."""
-    from spanvisor.gate import otlp
 
     trace_hex, span_hex = gs.TaskKey(gs.launched_key(task_id, run), registry.need(cli).service, True).ids
     attrs = {otlp.TASK_ID: task_id, otlp.TASK_NAME: name, otlp.AGENT_ID: agent, otlp.SESSION_KEY: key}
-    if repo:
-        attrs[otlp.REPO] = repo
+    attrs.update(place or {})  # the task's agent.repo and agent.branch
     body = otlp.encode(registry.need(cli).service, trace_hex, span_hex, [(otlp.LIVE_TASK_START, attrs, started)])
     return _quietly(lambda: otlp.post(endpoint, token, body, ANNOUNCE_S))
 

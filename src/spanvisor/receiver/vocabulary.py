@@ -54,6 +54,7 @@ SHARED_KEYS: Final = frozenset(
         cv.AGENT_NAME,
         cv.TASK_NAME,
         cv.REPO,
+        cv.BRANCH,
         cv.STATUS,
         cv.STEP,
         cv.GEN_AI_AGENT_ID,

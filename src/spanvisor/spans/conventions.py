@@ -22,6 +22,9 @@ TASK_ID: Final = "agent.task.id"
 TASK_NAME: Final = "agent.task.name"
 TASK_ROOT: Final = "agent.task.root_span_id"  # stamped by the processor
 REPO: Final = "agent.repo"
+# The git branch the task's work is on (display only: the agent can switch it). Read from the root and
+# its live records, the last word winning: `spanvisor run` says it at the start and when it changes.
+BRANCH: Final = "agent.branch"
 STATUS: Final = "agent.status"
 PROGRESS: Final = "agent.progress"
 STEP: Final = "agent.step"
@@ -147,6 +150,7 @@ KNOWN_KEYS: Final = frozenset(
         TASK_NAME,
         TASK_ROOT,
         REPO,
+        BRANCH,
         STATUS,
         PROGRESS,
         STEP,

@@ -96,6 +96,7 @@ def task_json(v: TaskView) -> dict[str, Any]:
         "agent_name": v.agent_name,
         "task_name": v.task_name,
         "repo": v.repo,
+        "branch": v.branch,
         "status": v.status,
         "trace_id": v.trace_id or None,
         "root_span_id": v.root_span_id or None,

@@ -132,6 +132,8 @@ def task_text(v: TaskView) -> str:
             _text(v.task_name),
             ',"repo":',
             _text(v.repo),
+            ',"branch":',
+            _text(v.branch),
             ',"status":',
             _text(v.status),
             ',"trace_id":',

@@ -163,6 +163,8 @@ class TaskIdentity:
                 self.agent_is_fallback = False
         if cv.REPO in a:
             offer("repo", sz.text(a.get(cv.REPO), cv.REPO, notes, 256))
+        if is_root and cv.BRANCH in a:  # the root's alone, its latest word (it may switch)
+            offer("branch", sz.name(a.get(cv.BRANCH), cv.BRANCH, notes))
         # The root's name may be its span name (an invoke_agent span); another
         # span only lends its explicit agent.task.name.
         raw_name = cv.task_name(a, span.name) if is_root else a.get(cv.TASK_NAME)

@@ -81,6 +81,7 @@ class TaskState(TaskRecord):
             agent_name=agent_name,
             task_name=sz.text(cv.task_name(a, span.name), "agent.task.name", notes, 500),
             repo=sz.name(a.get(cv.REPO), "agent.repo", notes),
+            branch=sz.name(a.get(cv.BRANCH), cv.BRANCH, notes),
             status="starting",
             started_ns=span.start_ns,
             updated_ns=span.start_ns,

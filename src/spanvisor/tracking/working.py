@@ -26,6 +26,7 @@ WORKING_FIELDS: Final = (
     "run_id",
     "task_name",
     "repo",
+    "branch",
     "status",
     "progress",
     "step",
@@ -68,6 +69,7 @@ class Working:
     run_id: str
     task_name: str | None
     repo: str | None
+    branch: str | None
     status: Status
     progress: float | None
     step: str | None
@@ -108,6 +110,7 @@ class Working:
         self.run_id = view.run_id
         self.task_name = view.task_name
         self.repo = view.repo
+        self.branch = view.branch
         self.status = view.status
         self.progress = view.progress
         self.step = view.step
