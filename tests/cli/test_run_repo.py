@@ -25,7 +25,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spanvisor.gate import otlp
-from spanvisor.launcher.repo import branch_of, place_of, repo_of
+from spanvisor.launcher.repo import branch_of, head_commit, place_of, repo_of
 from spanvisor.spans import conventions as cv
 from tests.cli.coding_harness import Serve, launch_claude
 from tests.waiting import wait_until
@@ -93,6 +93,20 @@ def test_the_branch_a_checkout_is_on(tmp_path: Path) -> None:
     plain = tmp_path / "plain"
     plain.mkdir()
     assert branch_of(str(plain)) is None and place_of(str(plain)) == {}
+
+
+def test_a_fifo_or_a_device_the_agent_put_in_git_is_not_read(tmp_path: Path) -> None:
+    """The launcher reads these before the CLI starts and while it runs: a
+    FIFO would hang it (a read waits for a writer), a device never ends."""
+    work = _clone(tmp_path, "git@github.com:acme/api.git")
+    git = work / ".git"
+    (git / "HEAD").unlink()
+    os.mkfifo(git / "HEAD")
+    (git / "config").unlink()
+    (git / "config").symlink_to("/dev/zero")
+    assert branch_of(str(work)) is None and head_commit(str(work)) is None
+    assert repo_of(str(work)) == "api"  # no readable config: the folder's name
+    assert place_of(str(work)) == {"agent.repo": "api"}
 
 
 def test_the_first_remote_when_there_is_no_origin(tmp_path: Path) -> None:

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import os
 import re
+import stat
+from typing import TextIO
 from urllib.parse import urlsplit
 
 from spanvisor.gate import otlp
@@ -59,8 +61,7 @@ def branch_of(cwd: str) -> str | None:
         found = _git_dir(cwd)
         if found is None:
             return None
-        with open(os.path.join(found[1], "HEAD"), encoding="utf-8") as f:
-            head = f.read(4096).strip()
+        head = _read(os.path.join(found[1], "HEAD")) or ""
     except (OSError, UnicodeError, ValueError):
         return None
     ref = head[4:].strip() if head.startswith("ref:") else ""
@@ -84,8 +85,7 @@ def head_commit(cwd: str) -> str | None:
         if found is None:
             return None
         _, git, common = found
-        with open(os.path.join(git, "HEAD"), encoding="utf-8") as f:
-            head = f.read(4096).strip()
+        head = _read(os.path.join(git, "HEAD")) or ""
         for _ in range(5):  # a symbolic ref to a symbolic ref, at most a few deep
             if not head.startswith("ref:"):
                 return head if _SHA.fullmatch(head) else None
@@ -102,16 +102,43 @@ def _ref(git: str, common: str, ref: str) -> str | None:
     for folder in (git, common):
         path = os.path.join(folder, ref)
         if os.path.isfile(path):
-            with open(path, encoding="utf-8") as f:
-                return f.read(4096).strip()
+            return _read(path)
     packed = os.path.join(common, "packed-refs")
     if os.path.isfile(packed):
-        with open(packed, encoding="utf-8") as f:
+        f = _open_regular(packed)
+        if f is None:
+            return None
+        with f:
             for line in f:
                 sha, _, name = line.strip().partition(" ")
                 if name == ref and _SHA.fullmatch(sha):
                     return sha
     return None
+
+
+def _open_regular(path: str, errors: str = "strict") -> TextIO | None:
+    """``path`` opened for reading if it is a regular file (followed if a
+    symlink), else None: never a FIFO or a device the agent put there,
+    whose read would hang the launcher or never end."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        os.close(fd)
+        raise
+    if not regular:
+        os.close(fd)
+        return None
+    return open(fd, encoding="utf-8", errors=errors)
+
+
+def _read(path: str, limit: int = 4096, errors: str = "strict") -> str | None:
+    """At most ``limit`` characters of a regular file, stripped (None: not one)."""
+    f = _open_regular(path, errors)
+    if f is None:
+        return None
+    with f:
+        return f.read(limit).strip()
 
 
 def _git_dir(cwd: str) -> tuple[str, str, str] | None:
@@ -122,16 +149,14 @@ def _git_dir(cwd: str) -> tuple[str, str, str] | None:
         if os.path.isdir(dot):
             return here, dot, dot
         if os.path.isfile(dot):
-            with open(dot, encoding="utf-8") as f:
-                line = f.read(4096).strip()
+            line = _read(dot) or ""
             if not line.startswith("gitdir:"):
                 return None
             git = os.path.normpath(os.path.join(here, line[len("gitdir:") :].strip()))
             common = git
             shared = os.path.join(git, "commondir")
             if os.path.isfile(shared):
-                with open(shared, encoding="utf-8") as f:
-                    common = os.path.normpath(os.path.join(git, f.read(4096).strip()))
+                common = os.path.normpath(os.path.join(git, _read(shared) or "."))
             return here, git, common
         parent = os.path.dirname(here)
         if parent == here:
@@ -143,9 +168,10 @@ def _git_dir(cwd: str) -> tuple[str, str, str] | None:
 def _remote_url(config: str) -> str | None:
     """``origin``'s URL, else the first remote's that has one."""
     try:
-        with open(config, encoding="utf-8", errors="replace") as f:
-            text = f.read(MAX_CONFIG)
+        text = _read(config, MAX_CONFIG, "replace")
     except OSError:
+        return None
+    if text is None:
         return None
     remote: str | None = None
     urls: dict[str, str] = {}
