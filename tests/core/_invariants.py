@@ -224,6 +224,7 @@ FINAL_FIELDS = (
     "agent_id",
     "agent_name",
     "repo",
+    "branch",
     "status",
     "progress",
     "step",

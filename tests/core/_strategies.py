@@ -95,6 +95,7 @@ _CLEAN_STATE: dict[str, st.SearchStrategy[Any]] = {
     cv.STATUS: st.sampled_from(["working", "blocked", "waiting"]),
     cv.CONTEXT_TOKENS: clean_tokens,
     cv.CONTEXT_LIMIT: st.sampled_from([128_000, 200_000]),
+    cv.BRANCH: st.sampled_from(["main", "fix/login"]),  # the agent switched branch
 }
 
 
@@ -147,6 +148,8 @@ def root_attrs(draw: st.DrawFn, index: int) -> dict[str, Any]:
         attrs = {cv.OI_KIND: "AGENT", cv.AGENT_NAME: "oi-agent"}
     else:
         attrs = {cv.TL_KIND: "agent", cv.TL_ENTITY: "tl-agent"}
+    if draw(st.integers(0, 3)) == 0:
+        attrs[cv.BRANCH] = draw(maybe_junk(st.just("main")))
     if draw(st.booleans()):
         attrs.update(draw(state_updates))
     if draw(st.integers(0, 3)) == 0:
