@@ -71,10 +71,44 @@ def _cache() -> Path:
     return Path(base) / "spanvisor" / "framework-envs"
 
 
+def _checkout_of(venv: Path) -> Path | None:
+    """The checkout a venv's editable install of spanvisor points at (pip
+    records it), or ``None`` when the venv does not say."""
+    for record in venv.glob("lib/python*/site-packages/spanvisor-*.dist-info/direct_url.json"):
+        try:
+            url = json.loads(record.read_text()).get("url", "")
+        except (OSError, ValueError):
+            return None
+        return Path(url.removeprefix("file://")) if url.startswith("file://") else None
+    return None
+
+
+def _drop_orphans(cache: Path) -> None:
+    """Remove the venvs of checkouts that are gone: each is a GB, and every
+    fresh clone that ran the suite (CI's, a reviewer's) left one behind.
+    A venv that does not say where it points is left alone; one whose lock
+    is held (being made or used) too."""
+    for venv in cache.iterdir():
+        if not venv.is_dir():
+            continue
+        checkout = _checkout_of(venv)
+        if checkout is None or (checkout / "pyproject.toml").is_file():
+            continue
+        lock = cache / f"{venv.name.rsplit('-', 1)[0]}.lock"
+        try:
+            with lock.open("w") as held:
+                # Held: that checkout is installing or using it right now.
+                fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                shutil.rmtree(venv, ignore_errors=True)
+        except OSError:
+            continue
+
+
 def venv_python(name: str) -> Path:
     """The Python of venv ``name``, made first if needed."""
     cache = _cache()
     cache.mkdir(parents=True, exist_ok=True)
+    _drop_orphans(cache)
     mine = f"{name}-{_checkout()}"
     target = cache / f"{mine}-{_digest(name)}"
     python = target / "bin" / "python"

@@ -24,12 +24,39 @@ from .deps import imported_distributions, normalize, provided_by_meta
 from .layout import ASSET_SOURCES, EXPORTED, ROOT, repo_files
 
 SKIP_DIRS = {".venv", ".git", "build", "dist", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache"}
+SKIP_DIRS |= {"node_modules", ".collector", ".data", ".hypothesis", ".bench-peers", ".clis-latest"}
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout_s(600)]
 
 
 def _ignore(directory: str, names: list[str]) -> set[str]:
     return {n for n in names if n in SKIP_DIRS or n.endswith(".egg-info")}
+
+
+def _copy_tree(dest: Path) -> None:
+    """What the checkout holds, as a clone has it: the files git knows
+    (tracked, or new and not ignored) when it is a git checkout, without the
+    ignored ones (the npm packages of the CLI tests alone are 2.7 GB);
+    otherwise the tree without the known build and cache folders."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=False,
+    )
+    if listed.returncode != 0 or not (ROOT / ".git").exists():
+        shutil.copytree(ROOT, dest, symlinks=True, ignore=_ignore)
+        return
+    for rel in sorted({r for r in listed.stdout.decode().split("\0") if r}):
+        source = ROOT / rel
+        target = dest / rel
+        if not os.path.lexists(source):
+            continue  # deleted in the working tree, not yet committed
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_symlink():
+            os.symlink(os.readlink(source), target)
+        else:
+            shutil.copy2(source, target)
 
 
 # Slow by design: the wheel is built once for the file (pip wheel), in the
@@ -39,7 +66,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("wheel")
     src = tmp / "src"
     # symlinks=True: src/spanvisor/_assets is links, and the build must follow them itself.
-    shutil.copytree(ROOT, src, symlinks=True, ignore=_ignore)
+    _copy_tree(src)
     out = tmp / "dist"
     build = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", "-q", "-w", str(out), "."],
@@ -49,6 +76,9 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
         timeout=540,
         check=False,
     )
+    # The copy is only the build's input: gone before the tests, so a run
+    # does not keep a second checkout in pytest's temporary folders.
+    shutil.rmtree(src, ignore_errors=True)
     assert build.returncode == 0, build.stdout + build.stderr
     [whl] = out.glob("spanvisor-*.whl")
     return whl
