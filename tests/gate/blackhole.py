@@ -5,6 +5,7 @@ lets it through (held requests included)."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import tempfile
 import threading
@@ -15,6 +16,7 @@ class Blackhole:
     connections and never answers."""
 
     def __init__(self, unix: bool = False) -> None:
+        self.dir: str | None = None
         if unix:
             self.dir = tempfile.mkdtemp(prefix="blackhole-")
             self.path = os.path.join(self.dir, "gate.sock")
@@ -49,6 +51,8 @@ class Blackhole:
         self.thread.join(10)
         for c in self.held:
             c.close()
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class Switch:
