@@ -42,6 +42,13 @@ Such a task, before its first message:
 A retry of the task is a new run, hence a new session id and a new channel:
 Slack documents no method by which an app reopens an archived code channel.
 
+Making channels is paced (Tier 2, about 20 a minute): a session whose
+channel would wait more than :data:`CREATE_WAIT_S` for its turn (a burst
+of sessions beginning at once, or a 429's pause) stays in its routed
+channel, settled so every replica agrees, counted in
+``slack_code_channels_total{outcome="busy"}`` and said once: its approvals
+and errors are seen at once, not a minute later in a channel not yet made.
+
 When Slack refuses ``create`` (no scope, not allowed, a bad argument) the
 task stays in its routed channel (said once per kind of refusal, counted in
 ``slack_code_channels_total{outcome="fallback"}``), and a refusal that
@@ -90,6 +97,11 @@ MAX_KEY = 64
 MAX_LABEL = 128
 # How long to wait for a code channel another replica is making right now.
 IN_FLIGHT_WAIT_S = 0.25
+# Longest a session's first message waits for its channel's turn at
+# create's pace (about 20 a minute): a burst of sessions past it stays in
+# the routed channel, seen at once, instead of queueing a minute unseen.
+CREATE_WAIT_S = 5.0
+BUSY = "busy"
 # An answer that may or may not have made the channel: asked again (create
 # is idempotent on the session id) this many times before the task stays routed.
 MAX_ATTEMPTS = 3
@@ -194,6 +206,21 @@ class CodeChannels:
             if self.off is not None:
                 self.stats.inc("slack_code_channels_total", outcome="fallback")
             return True
+        if self._create_wait() > CREATE_WAIT_S:
+            # Settled, as a refusal is: every replica and a restart keep it routed.
+            await self.claims.settle(self.ns, st.key, {"channel": None, "session_id": sid, "error": BUSY})
+            st.code = CodeState(None, sid)
+            self.stats.inc("slack_code_channels_total", outcome=BUSY)
+            if BUSY not in self._told:
+                self._told.add(BUSY)
+                log.warning(
+                    "Slack makes code channels at about %.0f a minute and more sessions began at once: a session "
+                    "whose channel would wait over %.0f s stays in its routed channel (slack_code_channels_total"
+                    '{outcome="busy"} counts them)',
+                    self.transport.pacer.limits[CREATE].per_minute if self.transport.pacer.limited(CREATE) else 0,
+                    CREATE_WAIT_S,
+                )
+            return True
         name = title_of(st.view)
 
         def build() -> Mapping[str, Any]:
@@ -236,6 +263,12 @@ class CodeChannels:
         await self.claims.settle(self.ns, st.key, {"channel": None, "session_id": sid, "error": error})
         st.code = CodeState(None, sid)
         return True
+
+    def _create_wait(self) -> float:
+        """About how long a create asked now would wait: its queue at its
+        tier's pace, or a pause Slack asked for (a 429)."""
+        pause = self.transport.paused_until.get(CREATE, 0.0) - self.transport.clock.now()
+        return max(pause, self.transport.pacer.wait_estimate(CREATE, URGENT))
 
     def _adopt(self, st: SlackTaskRecord, value: Mapping[str, Any], sid: str) -> None:
         cid = value.get("channel")

@@ -12,6 +12,7 @@ archived:
   with its session closed (a replayed end archives nothing twice);
 * a retry of the task (a new run) gets a channel of its own;
 * a create Slack refuses leaves the task in its routed channel, said once;
+  so does one that would wait too long for create's pace (a burst);
 * other agents' tasks, and every task with the setting off, are as before;
 * rules on the agent or repo give a channel only to the sessions they match;
 * a channel made before the task's name is renamed once the name arrives;
@@ -41,6 +42,7 @@ from spanvisor.events import Decision, DiffUpdated, TaskView
 from spanvisor.gate.taskids import session_task
 from spanvisor.statestores.memory import InMemoryStateStore
 from spanvisor_slack.codechannels import ARCHIVE, CREATE, MAX_LABEL, context_bar, is_coding, session_id_of
+from spanvisor_slack.codechannels import BUSY as CODE_BUSY
 from spanvisor_slack.codetab import SET_VIEW, VIEW_KEY
 from spanvisor_slack.manifest import manifest
 from spanvisor_slack.settings import EVERY_SESSION, CodeChannelRule, p_code_channels
@@ -251,6 +253,48 @@ def test_a_workspace_that_refuses_one_task_still_posts_it() -> None:
             await fake.stop()
 
     run(go())
+
+
+def test_a_burst_of_sessions_past_creates_pace_stays_routed_and_seen(caplog: pytest.LogCaptureFixture) -> None:
+    """Twelve sessions at once, channels made at create's own tier (one
+    every 3 s; Slack's time runs 2x here): the first get code channels, a
+    session whose channel would wait over CREATE_WAIT_S stays in the team
+    channel at once (counted, said once) rather than unseen for half a
+    minute; every session has one parent and its whole thread, and a
+    session that begins once the pace allows gets its channel again."""
+
+    async def go() -> None:
+        clock = ScaledClock(2.0)
+        fake = FakeSlack(now=clock.now, channel_rate=200.0, channel_burst=200)
+        await fake.start()
+        paced = {**ON, "slack_rate_limits": FAST["slack_rate_limits"].replace("agents.conversations.create=0, ", "")}
+        try:
+            async with slack_env(fake=fake, clock=clock, flush_s=30, **paced) as env:
+                tasks = [_coding(f"BURST{n}", task_name=f"burst {n}") for n in range(12)]
+                await env.send(*[t.started() for t in tasks])
+                await env.send(*[t.finished("complete") for t in tasks])
+                assert await env.sink.force_flush(30)
+                made = len(fake.code.channels)
+                busy = env.stats.value("slack_code_channels_total", outcome=CODE_BUSY)
+                routed = [m for m in fake.parents("#agents") if m not in _links(fake)]
+                assert made >= 1 and busy >= 1 and made + busy == len(tasks), (made, busy)
+                assert len(routed) == busy and len(_links(fake)) == made
+                parents = routed + [_only(fake, c.id) for c in fake.code.channels.values()]
+                said = sorted((m.metadata or {}).get("event_payload", {}).get("task_id") for m in parents)
+                assert said == sorted(t.view.task_id for t in tasks)  # one parent each, nothing lost
+                assert all(any(_says(m, "Complete in") for m in fake.thread(p)) for p in parents)
+                # Once the queue has drained, the pace allows a channel again.
+                later = _coding("LATER", task_name="later")
+                await env.send(later.started())
+                assert await env.sink.force_flush(30)
+                assert len(fake.code.channels) == made + 1
+        finally:
+            await fake.stop()
+
+    caplog.set_level(logging.WARNING, logger="spanvisor.slack")
+    run(go(), timeout=60)
+    said = [r.getMessage() for r in caplog.records if "stays in its routed channel" in r.getMessage()]
+    assert len(said) == 1 and "20 a minute" in said[0], said
 
 
 @pytest.mark.parametrize("setting, agent", [("off", "claude-code"), ("on", "rivet")])
