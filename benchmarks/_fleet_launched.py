@@ -51,7 +51,7 @@ from spanvisor.launcher.stream import Sender, StreamReport
 from spanvisor.spans import conventions as cv
 
 LAUNCHED = ("copilot", "opencode", "cline")
-START = re.compile(r"fl([abcd])(\d{3})s(\d{2})")
+START = re.compile(r"fl([a-e])(\d{3})s(\d{2})")
 HEARTBEAT_S = 30.0
 COPILOT_MODEL = "gpt-4.1"
 JSON = "application/json"

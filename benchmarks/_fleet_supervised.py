@@ -51,8 +51,8 @@ from spanvisor.spans import conventions as cv
 
 FAIL_EVERY = 10  # one session in ten ends with an error
 ANSWER_S = (3.0, 8.0)  # how long the person takes
-AGENT = re.compile(r"fl-([abcd])-(\d{3})")
-ASKED = re.compile(r"fl([abcd])(\d{3})a\b")
+AGENT = re.compile(r"fl-([a-e])-(\d{3})")
+ASKED = re.compile(r"fl([a-e])(\d{3})a\b")
 JSON = "application/json"
 WORKING, AWAITING = "working", "awaiting"
 

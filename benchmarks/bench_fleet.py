@@ -44,7 +44,12 @@ not, 1 post/s a channel). Two setups, each its own ``serve``:
 * (c), only with ``--setups``: (a) with ``chat.update`` not limited, at the
   fake and in the sink, to tell Slack's Tier 3 from the rest;
 * (d) every task in one channel at the sink's defaults: past 10 posts
-  waiting the channel folds into its board (issue 67).
+  waiting the channel folds into its board (issue 67);
+* (e), only with ``--setups``: (d) with a Slack Code channel per session
+  (``SPANVISOR_SLACK_CODE_CHANNELS=on``): each session's message, thread
+  and buttons in a channel of its own, made by
+  ``agents.conversations.create`` (paced at Tier 2, 20 a minute), the
+  team channel a line per session.
 
 ``--supervised`` (setups a, b and d unless ``--setups`` says otherwise):
 each Claude Code, Codex CLI and Gemini CLI session also asks once for a
@@ -106,7 +111,7 @@ from _fleet_report import report  # noqa: E402
 from _fleet_supervised import SlackStates, Supervised, audit_sql, measure  # noqa: E402
 from spanvisor_postgres.embedded import EmbeddedPostgres  # noqa: E402
 
-MARK = re.compile(r"fl([abcd])(\d{3})n(\d{4})")
+MARK = re.compile(r"fl([a-e])(\d{3})n(\d{4})")
 METRIC = re.compile(r"^spanvisor_(\w+)\{([^}]*)\}\s+(\S+)$")
 MIXES = {"3": ("claude", "codex", "gemini"), "7": ("claude", "codex", "gemini", "qwen", *LAUNCHED)}
 # The strict fake's own Tier 3 figure for chat.update (50 a minute, burst 5),
@@ -116,11 +121,13 @@ TIER3: tuple[float, int] = importlib.import_module("tests.fakes.slack_api").TIER
 # serve's bearer token: every OTLP request and control API call of the fleet carries it.
 TOKEN = "fleet-bench-token"
 WANTED = ("dropped_total", "receiver_requests_total", "coding_agent_records_total", "live_records_total")
-SETUPS = {  # setup -> (what it is, a channel per session, chat.update at Tier 3, the channel's board)
-    "a": ("own channel each", True, True, True),
-    "b": ("one channel, board off (before issue 67)", False, True, False),
-    "c": ("own channel each, chat.update not limited (a diagnostic: the rest of the path)", True, False, True),
-    "d": ("one channel, board on (the default)", False, True, True),
+# setup -> (what it is, a channel per session, chat.update at Tier 3, the channel's board, code channels)
+SETUPS = {
+    "a": ("own channel each", True, True, True, False),
+    "b": ("one channel, board off (before issue 67)", False, True, False, False),
+    "c": ("own channel each, chat.update not limited (a diagnostic: the rest of the path)", True, False, True, False),
+    "d": ("one channel, board on (the default)", False, True, True, False),
+    "e": ("one team channel, a code channel per session", False, True, True, True),
 }
 
 
@@ -226,7 +233,13 @@ def metrics(admin: int) -> dict[str, Counter[str]]:
 
 
 def start_serve(
-    base: Path, db_url: str, slack_url: str, routes: str | None, tier3: bool = True, board: bool = True
+    base: Path,
+    db_url: str,
+    slack_url: str,
+    routes: str | None,
+    tier3: bool = True,
+    board: bool = True,
+    code: bool = False,
 ) -> ServeProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SPANVISOR_", "SLACK_", "OTEL_"))}
     env |= {
@@ -249,6 +262,8 @@ def start_serve(
         env["SPANVISOR_SLACK_RATE_LIMITS"] = "chat.update=0,chat.delete=0"
     if not board:  # the channel as it was before issue 67: every line a reply
         env["SPANVISOR_SLACK_BOARD_BACKLOG"] = "off"
+    if code:  # a Slack Code channel per session, the team channel a line each
+        env["SPANVISOR_SLACK_CODE_CHANNELS"] = "on"
     serve = ServeProcess(base, env, start=False)
     serve.start(timeout=120)
     deadline = time.monotonic() + 120
@@ -271,8 +286,28 @@ def stop_serve(serve: ServeProcess) -> None:
         serve.kill()
 
 
-def run_setup(setup: str, base: Path, db_url: str, a: argparse.Namespace) -> dict[str, Any]:
-    label, per_channel, tier3, board = SETUPS[setup]
+def database_of(server_url: str, setup: str) -> str:
+    """A database of the setup's own on the embedded server: each setup's
+    serve talks to a fake Slack of its own, so it must not find the Slack
+    messages (a channel's board, parents) an earlier setup's state claims."""
+    import asyncpg
+
+    async def make() -> None:
+        conn = await asyncpg.connect(server_url)
+        try:
+            await conn.execute(f"DROP DATABASE IF EXISTS fleet_{setup}")
+            await conn.execute(f"CREATE DATABASE fleet_{setup}")
+        finally:
+            await conn.close()
+
+    asyncio.run(make())
+    head, _, _ = server_url.rpartition("/")
+    return f"{head}/fleet_{setup}"
+
+
+def run_setup(setup: str, base: Path, server_url: str, a: argparse.Namespace) -> dict[str, Any]:
+    label, per_channel, tier3, board, code = SETUPS[setup]
+    db_url = database_of(server_url, setup)
     print(f"\n({setup}) {a.sessions} sessions, {label}: starting serve …", flush=True)
     run = f"{os.getpid() % 10_000:04d}"
     mix = a.mix
@@ -286,7 +321,7 @@ def run_setup(setup: str, base: Path, db_url: str, a: argparse.Namespace) -> dic
     own = [f"agent:{s.agent}=#{s.agent}" for s in sessions if s.cli not in LAUNCHED]
     own += [f"agent:{CLIS[c][0]}=#{c}-agents" for c in mix if c in LAUNCHED]
     routes = ",".join(own) if per_channel else None
-    serve = start_serve(base / f"serve-{setup}", db_url, slack.base_url, routes, tier3, board)
+    serve = start_serve(base / f"serve-{setup}", db_url, slack.base_url, routes, tier3, board, code)
     rows = Rows(db_url, f"fleet-{setup}-")
     try:
         sent = Sent()
@@ -409,7 +444,8 @@ def main(argv: list[str] | None = None) -> int:
         "--setups",
         default=None,
         help="a: a channel per session, b: one channel with its board off, c: (a) with chat.update unlimited, "
-        "d: one channel at the defaults (its board on); default ab, or abd with --supervised",
+        "d: one channel at the defaults (its board on), e: (d) with a code channel per session; "
+        "default ab, or abd with --supervised",
     )
     ap.add_argument(
         "--supervised",
@@ -442,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.setups is None:
         a.setups = "abd" if a.supervised else "ab"
     if not a.setups or set(a.setups) - set(SETUPS):
-        ap.error("--setups takes letters of abcd")
+        ap.error("--setups takes letters of abcde")
     print(
         f"spanvisor bench_fleet: python {platform.python_version()}, {os.cpu_count()} CPUs, "
         f"load (1, 5, 15 min) {loadavg()} at start",
