@@ -53,8 +53,13 @@ from .turns import FIRST, PARENT
 
 log = logging.getLogger("spanvisor.slack")
 RETIRE_S = 300.0
-# How long after a coding session's last event its code channel is archived (.codechannels).
-ARCHIVE_GRACE_S = 2.0
+# How long after a coding session's last event its code channel is archived
+# (.codechannels): a CLI's last records may come after its end (it
+# flushes its telemetry as it exits, after its end hook has run; a
+# batch waits up to its exporter's interval, 5 s for Claude Code's and
+# Gemini CLI's logs), and a line for an archived channel is refused. 2 s
+# lost 2 lines of 40 sessions in bench_fleet's setup (e).
+ARCHIVE_GRACE_S = 10.0
 
 
 @dataclass

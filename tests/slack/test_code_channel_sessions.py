@@ -68,7 +68,7 @@ def test_the_code_channel_is_the_session_and_its_stop_button_cancels_the_task() 
             assert (d.action, d.actor_id, d.source, d.verified) == ("cancel", "U0ALICE", "slack", True)
             assert [e.outcome for e in env.one.interventions()] == ["applied"]
             env.roots.pop().end()
-            await until(lambda: code.archived, 15, "the channel archived")
+            await until(lambda: code.archived, 40, "the channel archived")  # 10 s after its last event
             assert code.statuses.count("closed") == 1 and code.statuses[-1] == "closed"  # closed once
             assert env.fake.agents.sessions == {}
 
