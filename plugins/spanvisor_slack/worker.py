@@ -273,30 +273,30 @@ class Deliverer:
                 return await self.thread.post_alert(st)
             return await self.thread.post_replies(st, scarce=self.transport.edits_scarce())
         if self.sessions is not None and st.session_due:
-            return await self.sessions.sync(st, lambda: self._session_shown(st), self._interrupt(st))
+            return await self.sessions.sync(st, lambda: self._session_shown(st), self._aside(st))
         if st.log is not None and st.log.dirty and (hurry or now >= st.log.last_edit + self._log_interval):
-            return await self.thread.edit_log(st, st.log, self._interrupt(st))
+            return await self.thread.edit_log(st, st.log, self._aside(st))
         if st.behind:
-            return await self.thread.edit_log(st, st.behind[0], self._interrupt(st))
+            return await self.thread.edit_log(st, st.behind[0], self._aside(st))
         if (st.dirty or st.repair) and (hurry or st.repair or now >= self._edit_due(st)):
             return await self._update_parent(st)
         if self.code is not None and st.code is not None and st.code.bar_due():
-            return await self.code.describe(st, self._interrupt(st))
+            return await self.code.describe(st, self._aside(st))
         if self.code is not None and st.code is not None and st.code.title_due():
-            return await self.code.retitle(st, self._interrupt(st))
+            return await self.code.retitle(st, self._aside(st))
         if (
             self.code is not None
             and st.code is not None
             and st.code.tab_due(now, self._tab_interval, hurry or st.finished)
         ):
-            return await self.code.show_tab(st, self._interrupt(st))
+            return await self.code.show_tab(st, self._aside(st))
         if (
             self.code is not None
             and st.code is not None
             and st.code.diff_owed(st.diff)
             and (hurry or st.finished or now >= st.code.diff_at + self._tab_interval)
         ):
-            return await self.code.show_diff(st, self._interrupt(st))
+            return await self.code.show_diff(st, self._aside(st))
         if self.code is not None and self._code_now(st):
             return await self.code.close(st)
         return False
@@ -350,6 +350,23 @@ class Deliverer:
             if not (st.replies or st.alerts) or (st.urgent and st.needs_person and not self.flushing()):
                 return float("inf")
             return float("-inf") if self.flushing() else st.last_reply + self.reply_interval_s
+
+        return Interrupt(st.wake, due)
+
+    def _aside(self, st: SlackTaskRecord) -> Interrupt:
+        """A call beside the parent (the work log, a tab, the diff, the context
+        bar, the channel's title, the session status) waiting for its
+        method's budget steps out when a reply is due, as an edit does, and
+        also when the task comes to need a person or ends: an approval asked,
+        a failure or the final state goes to the parent first, never behind
+        such a call (in a code channel per session, a tab's turn at Tier 3 is
+        seconds away)."""
+        reply = self._interrupt(st)
+
+        def due() -> float:
+            if st.urgent and (st.needs_person or st.finished):
+                return float("-inf")
+            return reply.due()
 
         return Interrupt(st.wake, due)
 

@@ -38,7 +38,7 @@ from tests.fakes.slack_apps import manifest_errors
 from tests.fakes.slack_codechannels import CodeChannel, View
 from tests.fakes.slack_store import Message
 
-from spanvisor.events import Decision, DiffUpdated, TaskView
+from spanvisor.events import ApprovalRequest, Decision, DiffUpdated, TaskView
 from spanvisor.gate.taskids import session_task
 from spanvisor.statestores.memory import InMemoryStateStore
 from spanvisor_slack.codechannels import ARCHIVE, CREATE, MAX_LABEL, context_bar, is_coding, session_id_of
@@ -610,6 +610,42 @@ def test_a_diff_waiting_for_its_turn_lets_a_reply_go_first_and_still_shows() -> 
             await fake.stop()
 
     run(go())
+
+
+def test_an_approval_asked_while_a_tab_waits_for_its_turn_shows_on_the_parent_first() -> None:
+    """A task whose work-log tab waits for setView's budget (one call in 30 s:
+    its first tab took the turn) comes to wait for a person: the parent's
+    edit with the question and its buttons goes at once, the tab keeps its
+    place and is sent at its turn. (Before, the task waited out the tab's
+    turn first: in a code channel per session, seconds for every approval.)"""
+
+    async def go() -> None:
+        clock = ScaledClock(5.0)
+        fake = FakeSlack(now=clock.now)
+        await fake.start()
+        paced = {**ON, "slack_rate_limits": FAST["slack_rate_limits"].replace("setView=0", "setView=2/1")}
+        try:
+            async with slack_env(fake=fake, clock=clock, **paced) as env:
+                task = _coding("ASK", task_name="deploy")
+                await env.send(task.started())
+                await _until(lambda: len(fake.calls_to(SET_VIEW)) == 1, 10)
+                await env.send(task.checkpoint(progress=40.0), tool(task, "Edit"))
+                await asyncio.sleep(0.3)  # the tab's next send now waits for its turn
+                request = ApprovalRequest(approval_id="a-ASK", question="Deploy to production?")
+                await env.send(task.checkpoint("awaiting_approval", approvals=(request,)))
+                shown = await _until(lambda: _edit_at(fake, "Deploy to production?"), 10)
+                tabs = [c.at for c in fake.calls_to(SET_VIEW, ok=True)]
+                assert len(tabs) == 1 or tabs[1] > shown, "the approval waited for the tab"
+                await _until(lambda: len(fake.calls_to(SET_VIEW, ok=True)) == 2, 30)  # the tab at its turn
+        finally:
+            await fake.stop()
+
+    run(go())
+
+
+def _edit_at(fake: FakeSlack, text: str) -> float | None:
+    """When a parent edit first said ``text`` (the fake's clock)."""
+    return next((c.at for c in fake.calls_to("chat.update", ok=True) if text in json.dumps(c.args)), None)
 
 
 async def _until(cond: Any, within: float) -> Any:
