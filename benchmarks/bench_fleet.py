@@ -51,6 +51,10 @@ not, 1 post/s a channel). Two setups, each its own ``serve``:
   ``agents.conversations.create`` (paced at Tier 2, 20 a minute), the
   team channel a line per session.
 
+``--ramp R`` spreads the sessions' starts evenly over R seconds (each
+then works ``--seconds``): a fleet that grows, as code channels are made
+at Slack's pace (setup e), rather than all at once.
+
 ``--supervised`` (setups a, b and d unless ``--setups`` says otherwise):
 each Claude Code, Codex CLI and Gemini CLI session also asks once for a
 person's approval as ``spanvisor hook`` does, waits for the answer (a
@@ -335,15 +339,20 @@ def run_setup(setup: str, base: Path, server_url: str, a: argparse.Namespace) ->
         agents = [
             threading.Thread(
                 target=run_session,
-                args=(s, t0, a.seconds, supervisor if not isinstance(s, LaunchedSession) else None),
+                args=(
+                    s,
+                    t0 + a.ramp * k / len(sessions),
+                    a.seconds,
+                    supervisor if not isinstance(s, LaunchedSession) else None,
+                ),
                 daemon=True,
             )
-            for s in sessions
+            for k, s in enumerate(sessions)
         ]
         for th in agents:
             th.start()
         for th in agents:
-            th.join(max(1.0, t0 + a.seconds + 30 - time.monotonic()))
+            th.join(max(1.0, t0 + a.ramp + a.seconds + 30 - time.monotonic()))
         cpu = cores(cpu_from, snapshot([serve.proc.pid], postmaster))
         sending_s = time.monotonic() - t0
         flushed = fleet.finish(30)
@@ -454,6 +463,12 @@ def main(argv: list[str] | None = None) -> int:
         "measures approvals, errors and states shown against issue 67's goals",
     )
     ap.add_argument("--quick", action="store_true", help="20 sessions for 15 s, 45 s of drain")
+    ap.add_argument(
+        "--ramp",
+        type=float,
+        default=0.0,
+        help="seconds over which the sessions begin, evenly (default 0: all within the first 5 s)",
+    )
     ap.add_argument(
         "--launched",
         action="store_true",
