@@ -317,12 +317,14 @@ class Deliverer:
         owed = owed or c.tab_owed() or c.diff_owed(st.diff)
         if not self.code.close_due(st) or owed or (st.log is not None and st.log.dirty):
             return False
-        return self.deadline() is not None or self.clock.now() >= self._archive_at(st)
+        return self.deadline() is not None or self.flushing() or self.clock.now() >= self._archive_at(st)
 
     def _archive_at(self, st: SlackTaskRecord) -> float:
         """When its code channel may be archived: a while after its last event
         here, so a replica still posting its part of the thread is not refused
-        by an archived channel (not waited for once shutting down)."""
+        by an archived channel (not waited for when shutting down or asked to
+        flush: serve flushes only to stop, and a flush in the agent's process
+        has no CLI's records still to come)."""
         if st.last_event is None:
             st.last_event = self.clock.now()
         return st.last_event + ARCHIVE_GRACE_S

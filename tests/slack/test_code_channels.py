@@ -28,11 +28,13 @@ import asyncio
 import hashlib
 import json
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
 import pytest
-from slack_support import BASE_NS, ScaledClock, TaskScript, run, slack_env, tool
+from slack_support import BASE_NS, Env, ScaledClock, TaskScript, run, slack_env, tool
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_apps import manifest_errors
 from tests.fakes.slack_codechannels import CodeChannel, View
@@ -582,32 +584,24 @@ def test_a_diff_waiting_for_its_turn_lets_a_reply_go_first_and_still_shows() -> 
     worker does not spin in between (a deferred send counts as done)."""
 
     async def go() -> None:
-        # Slack's 30 s in 6 real seconds: the window the reply must come in,
-        # wide enough for a loaded machine's stalls.
-        clock = ScaledClock(5.0)
-        fake = FakeSlack(now=clock.now)
-        await fake.start()
-        paced = {**ON, "slack_rate_limits": FAST["slack_rate_limits"].replace("setView=0", "setView=2/1")}
-        try:
-            async with slack_env(fake=fake, clock=clock, **paced) as env:
-                task = _coding("DEFER", task_name="refactor")
-                one = "diff --git a/a.py b/a.py\n--- a/a.py\n+++ b/a.py\n@@ -1 +1 @@\n-x\n+y\n"
-                await env.send(task.started(), _diff(task, one))
-                # The tab took the one call; the diff now waits for the next.
-                await _until(lambda: len(fake.calls_to(SET_VIEW)) == 1, 10)
-                await asyncio.sleep(0.2)
-                assert len(fake.calls_to(SET_VIEW)) == 1
-                await env.send(tool(task, "Bash", error="exit status 1"))
-                reply = await _until(lambda: _reply_at(fake, "exit status 1"), 10)
-                diff_at = await _until(lambda: _diff_call_at(fake), 30)
-                assert reply < diff_at, "the reply went first"
-                [code] = fake.code.channels.values()
-                assert code.views["diff"].content == one
-                await asyncio.sleep(0.5)  # the worker settles: nothing more to send
-                calls = [c.method for c in fake.calls]
-                assert calls.count(SET_VIEW) == 2, calls  # the tab and the diff, once each
-        finally:
-            await fake.stop()
+        async with _one_view_per_30_s() as env:
+            fake = env.fake
+            task = _coding("DEFER", task_name="refactor")
+            one = "diff --git a/a.py b/a.py\n--- a/a.py\n+++ b/a.py\n@@ -1 +1 @@\n-x\n+y\n"
+            await env.send(task.started(), _diff(task, one))
+            # The tab took the one call; the diff now waits for the next.
+            await _until(lambda: len(fake.calls_to(SET_VIEW)) == 1, 10)
+            await asyncio.sleep(0.2)
+            assert len(fake.calls_to(SET_VIEW)) == 1
+            await env.send(tool(task, "Bash", error="exit status 1"))
+            reply = await _until(lambda: _reply_at(fake, "exit status 1"), 10)
+            diff_at = await _until(lambda: _diff_call_at(fake), 30)
+            assert reply < diff_at, "the reply went first"
+            [code] = fake.code.channels.values()
+            assert code.views["diff"].content == one
+            await asyncio.sleep(0.5)  # the worker settles: nothing more to send
+            calls = [c.method for c in fake.calls]
+            assert calls.count(SET_VIEW) == 2, calls  # the tab and the diff, once each
 
     run(go())
 
@@ -620,27 +614,37 @@ def test_an_approval_asked_while_a_tab_waits_for_its_turn_shows_on_the_parent_fi
     turn first: in a code channel per session, seconds for every approval.)"""
 
     async def go() -> None:
-        clock = ScaledClock(5.0)
-        fake = FakeSlack(now=clock.now)
-        await fake.start()
-        paced = {**ON, "slack_rate_limits": FAST["slack_rate_limits"].replace("setView=0", "setView=2/1")}
-        try:
-            async with slack_env(fake=fake, clock=clock, **paced) as env:
-                task = _coding("ASK", task_name="deploy")
-                await env.send(task.started())
-                await _until(lambda: len(fake.calls_to(SET_VIEW)) == 1, 10)
-                await env.send(task.checkpoint(progress=40.0), tool(task, "Edit"))
-                await asyncio.sleep(0.3)  # the tab's next send now waits for its turn
-                request = ApprovalRequest(approval_id="a-ASK", question="Deploy to production?")
-                await env.send(task.checkpoint("awaiting_approval", approvals=(request,)))
-                shown = await _until(lambda: _edit_at(fake, "Deploy to production?"), 10)
-                tabs = [c.at for c in fake.calls_to(SET_VIEW, ok=True)]
-                assert len(tabs) == 1 or tabs[1] > shown, "the approval waited for the tab"
-                await _until(lambda: len(fake.calls_to(SET_VIEW, ok=True)) == 2, 30)  # the tab at its turn
-        finally:
-            await fake.stop()
+        async with _one_view_per_30_s() as env:
+            fake = env.fake
+            task = _coding("ASK", task_name="deploy")
+            await env.send(task.started())
+            await _until(lambda: len(fake.calls_to(SET_VIEW)) == 1, 10)
+            await env.send(task.checkpoint(progress=40.0), tool(task, "Edit"))
+            await asyncio.sleep(0.3)  # the tab's next send now waits for its turn
+            request = ApprovalRequest(approval_id="a-ASK", question="Deploy to production?")
+            await env.send(task.checkpoint("awaiting_approval", approvals=(request,)))
+            shown = await _until(lambda: _edit_at(fake, "Deploy to production?"), 10)
+            tabs = [c.at for c in fake.calls_to(SET_VIEW, ok=True)]
+            assert len(tabs) == 1 or tabs[1] > shown, "the approval waited for the tab"
+            await _until(lambda: len(fake.calls_to(SET_VIEW, ok=True)) == 2, 30)  # the tab at its turn
 
     run(go())
+
+
+@asynccontextmanager
+async def _one_view_per_30_s() -> AsyncIterator[Env]:
+    """A code-channel sink whose setView has one call in 30 s, on a clock 5x
+    real time shared with the fake Slack: Slack's 30 s in 6 real seconds,
+    a window wide enough for a loaded machine's stalls."""
+    clock = ScaledClock(5.0)
+    fake = FakeSlack(now=clock.now)
+    await fake.start()
+    paced = {**ON, "slack_rate_limits": FAST["slack_rate_limits"].replace("setView=0", "setView=2/1")}
+    try:
+        async with slack_env(fake=fake, clock=clock, **paced) as env:
+            yield env
+    finally:
+        await fake.stop()
 
 
 def _edit_at(fake: FakeSlack, text: str) -> float | None:
