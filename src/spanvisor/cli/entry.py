@@ -56,16 +56,29 @@ def _decide(argv: list[str], stdin: bytes | None, started: float, release_fd: in
         from spanvisor.hook.command import main as hook
 
         release = _releaser(release_fd) if release_fd is not None else None
-        return hook(argv, stdin=stdin, started=started, release=release)
+        code = hook(argv, stdin=stdin, started=started, release=release)
+        if release is not None:
+            # Once more, with the answer that stands: a signal (the backstop's
+            # SIGALRM) raised between writing the answer and releasing the
+            # parent leaves it unreleased, and a parent that hears nothing
+            # writes a block after the answer the CLI already has.
+            release(code)
+        return code
     except BaseException as exc:  # the gate itself could not be imported
         return _block(argv, f"spanvisor hook failed to start ({type(exc).__name__}); denied")
 
 
 def _releaser(fd: int) -> Callable[[int], None]:
     """What the child calls once its answer is written: leave the CLI's
-    streams (so it sees them end with the parent), then tell the parent."""
+    streams (so it sees them end with the parent), then tell the parent;
+    once: a second call (the child's last, on its way out) does nothing,
+    as the descriptor's number may name another file by then."""
+    told = False
 
     def release(code: int) -> None:
+        nonlocal told
+        if told:
+            return
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
@@ -88,6 +101,7 @@ def _releaser(fd: int) -> Callable[[int], None]:
             pass
         try:
             os.write(fd, bytes([code if 0 <= code < 256 else _BLOCK]))
+            told = True
             os.close(fd)
         except OSError:
             pass

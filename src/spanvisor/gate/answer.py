@@ -91,11 +91,7 @@ class Answer:
                     err.flush()
             except BaseException:  # an answer that cannot be written is a block
                 self.code = gc.EXIT_BLOCK
-        if self.release is not None:
-            try:
-                self.release(self.code)
-            except BaseException:
-                pass
+        self._release()
         return self.code
 
     def neutral(self, doc: Mapping[str, Any]) -> int:
@@ -116,12 +112,23 @@ class Answer:
             if self.code is not None:
                 return self.code
             self.code = self._say(answer, reason, code, failed) if neutral is None else self._say_neutral(neutral)
-        if self.release is not None:
+        self._release()
+        return self.code
+
+    def _release(self) -> None:
+        """Tell the waiting parent (or the launcher's caller) the answer:
+        best effort, and tried a second time when the first was cut short
+        (the hook's backstop is one SIGALRM, raised in whatever runs then;
+        the hook's process releases once more with the standing answer on
+        its way out, :func:`spanvisor.cli.entry._decide`)."""
+        if self.release is None or self.code is None:
+            return
+        for _ in range(2):
             try:
                 self.release(self.code)
-            except BaseException:  # the answer is written; its release is best effort
-                pass
-        return self.code
+                return
+            except BaseException:
+                continue
 
     def _say_neutral(self, doc: Mapping[str, Any]) -> int:
         try:
