@@ -1,9 +1,10 @@
 """Signing the decision rows serve wrote, and reading the signed log back.
 
-After a batch with people's decisions is committed, the sink signs those
-rows (:func:`sign_written`), by intervention id, reading each back for its
-place in the chain: the link is made by the database's trigger as the row
-is inserted, so it is known only then. The content signed is what serve
+In the transaction of a batch with people's decisions, after its rows and
+before its commit, the sink signs those rows (:func:`sign_written`), by
+intervention id, reading each back for its place in the chain: the link is
+made by the database's trigger as the row is inserted, so it is known only
+then; and a row is never committed without its signature. The content signed is what serve
 wrote, never what the database says: a row whose content differs (someone
 wrote a row under that id first, and serve's insert did nothing) is not
 signed, and said once in the log. A batch replayed after a crash (the

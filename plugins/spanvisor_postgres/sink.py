@@ -118,6 +118,8 @@ class PostgresSink(BaseSink):
             log.warning("postgres outbox holds %d events from an earlier run; replaying them", self.outbox.size)
         self.db = await open_shared(ctx.config, ctx.shared)
         self.writer = Writer(None, self.write_method, ctx.replica_id)
+        if self.signing_key is not None:
+            self.writer.sign = self._sign
         # The event stream's PostgreSQL feed, if it runs in this pipeline,
         # hands its batches to this writer's transactions from now on.
         self.writer.stream_rows = ctx.shared.setdefault(SHARED_KEY, StreamRows())
@@ -159,33 +161,36 @@ class PostgresSink(BaseSink):
         assert self.writer is not None
         await self._pool()
         await self.writer.write(events)
-        if self.signing_key is not None and any(isinstance(e, HumanIntervention) for e in events):
-            await self._sign(events)
         if not self._health[0]:
             self._health = (True, "ok")
 
-    async def _sign(self, events: Sequence[Event]) -> None:
-        """Sign the decision rows just committed. A failure fails the batch:
-        it is written again (its rows are there: nothing changes) and signed."""
+    async def _sign(self, conn: Any, events: Sequence[Event]) -> None:
+        """Sign the batch's decision rows in its transaction, before its
+        commit (the writer calls it): a row is committed signed or not at
+        all, whenever the process is killed. A failure fails the batch,
+        which waits in the outbox and is written and signed again."""
         import asyncpg
 
         from .signer import sign_written
         from .writer import TransientDbError
 
         assert self.signing_key is not None
+        # A savepoint: a signature the role may not write must not take the rows with it.
+        await conn.execute("SAVEPOINT spanvisor_sign")
         try:
-            pool = await self._pool()
-            async with pool.acquire() as conn:
-                await sign_written(conn, self.signing_key, events)
+            await sign_written(conn, self.signing_key, events)
         except (asyncpg.InsufficientPrivilegeError, asyncpg.UndefinedTableError) as exc:
             # Not transient: a role granted its rights before migration 0018 (the
             # table is new). Failing every batch with a decision would hold them
             # all in the outbox; their rows are written, unsigned, and verify says so.
+            await conn.execute("ROLLBACK TO SAVEPOINT spanvisor_sign")
             if not self._unsigned_said:
                 self._unsigned_said = True
                 log.error("decision rows are written unsigned: %s (grant the role INSERT on it)", exc)
+            return
         except Exception as exc:
             raise TransientDbError(f"signing decision rows: {exc}") from exc
+        await conn.execute("RELEASE SAVEPOINT spanvisor_sign")
 
     async def _probe(self) -> None:
         """One round trip (migrating first if needed); raises when the database is away."""

@@ -32,13 +32,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
 
 import asyncpg
 
 from spanvisor.codec import event_to_dict
-from spanvisor.events import Event
+from spanvisor.events import Event, HumanIntervention
 
 from .batch import BatchRows, batch_rows
 from .finaltotals import RECOUNT, RECOUNT_STAGED
@@ -60,6 +60,16 @@ from .tables import FROM_STAGE, STAGE_TABLES, STAGES, STATEMENTS, TABLES, alias
 log = logging.getLogger("spanvisor.postgres")
 
 WriteMethod = Literal["unnest", "copy", "executemany"]
+# What runs in a batch's transaction after its rows and before its commit
+# when the batch holds people's decisions: the sink's signing (signer.py), so
+# a decision row is never committed without serve's signature.
+Sign = Callable[[Any, Sequence[Event]], Awaitable[None]]
+
+
+def _signing(sign: Sign | None, events: Sequence[Event]) -> Sign | None:
+    if sign is None or not any(isinstance(e, HumanIntervention) for e in events):
+        return None
+    return sign
 
 
 class TransientDbError(Exception):
@@ -98,7 +108,13 @@ def classify(exc: BaseException) -> type[Exception]:
 
 
 async def _copy_batch(
-    conn: Any, events: Sequence[Event], writer: str, renames: Renames | None, staged: bool, carry: StreamRows | None
+    conn: Any,
+    events: Sequence[Event],
+    writer: str,
+    renames: Renames | None,
+    staged: bool,
+    carry: StreamRows | None,
+    sign: Sign | None = None,
 ) -> None:
     """One transaction in as few round trips as COPY allows: BEGIN, one COPY
     per table with rows (asyncpg sends a COPY's rows without waiting for the
@@ -107,8 +123,13 @@ async def _copy_batch(
     with every ``INSERT … SELECT`` in ``TABLES`` order, the stream's lock,
     insert and notification, and the COMMIT. A table without rows in the
     batch costs nothing. A batch that renames or holds provisional tasks
-    moves their rows first (:mod:`.renames`): a round trip more."""
+    moves their rows first (:mod:`.renames`): a round trip more. A batch
+    with decisions to sign is signed before its COMMIT, two round trips
+    more, and leaves the stream's rows to the feed (its lock is not held
+    over the signing)."""
     taken: list[Offer] = []
+    if sign is not None:
+        carry = None
     try:
         await conn.execute("BEGIN" if staged else f"BEGIN; {STAGE_TABLES}")
         rows = await _rows(conn, events, writer, renames)
@@ -125,8 +146,12 @@ async def _copy_batch(
         if taken:
             await conn.copy_records_to_table(STAGE, records=staged_records(taken), columns=STAGE_COLUMNS)
             statements.append(STAGED_INSERT)
-        statements.append("COMMIT;")
+        if sign is None:
+            statements.append("COMMIT;")
         await conn.execute(" ".join(statements))
+        if sign is not None:
+            await sign(conn, events)
+            await conn.execute("COMMIT")
     except BaseException:
         settle(taken, committed=False)  # handed back: the feed writes them itself
         if not conn.is_closed() and conn.is_in_transaction():
@@ -181,19 +206,25 @@ async def _write_rows(
     staged: bool = False,
     carry: StreamRows | None = None,
     writer: str = "",
+    sign: Sign | None = None,
 ) -> None:
     """``one``: the one-statement write (:func:`unnest_statement`), for
     ``unnest``; ``staged``: the temp tables exist on ``conn``; ``carry``: the
     event stream's batches waiting to be written in this transaction;
-    ``writer``: who writes (``Writer.writer_id``)."""
+    ``writer``: who writes (``Writer.writer_id``); ``sign``: what signs the
+    batch's decision rows in its transaction (:data:`Sign`)."""
     renames = renames_in(events)
+    sign = _signing(sign, events)
     if method == "unnest" and one is not None:
-        async with conn.transaction() if renames is not None else contextlib.nullcontext():
+        together = renames is not None or sign is not None
+        async with conn.transaction() if together else contextlib.nullcontext():
             rows = await _rows(conn, events, writer, renames)
             args: list[list[Any]] = []
             for (_, columns, _), records in zip(TABLES, rows.tables(), strict=True):
                 args.extend(_columns(records, len(columns)))
             await conn.execute(one, *args)
+            if sign is not None:
+                await sign(conn, events)
         # Its own transaction: the one statement cannot read the rows it
         # inserts. A recount, so a failure here is made good by the task's
         # next batch.
@@ -201,7 +232,7 @@ async def _write_rows(
             await conn.execute(RECOUNT, [r[0] for r in rows.tasks])
         return
     if method == "copy":
-        await _copy_batch(conn, events, writer, renames, staged, carry)
+        await _copy_batch(conn, events, writer, renames, staged, carry, sign)
         return
     taken: list[Offer] = []
     try:
@@ -212,6 +243,8 @@ async def _write_rows(
                     await conn.executemany(STATEMENTS[table], records)
             if rows.recount and rows.tasks:
                 await conn.execute(RECOUNT, [r[0] for r in rows.tasks])
+            if sign is not None:
+                await sign(conn, events)
             # Last, so the stream's advisory lock is held only until the commit.
             # Taken before any await, so a failure below hands them back.
             taken = carry.take() if carry is not None else []
@@ -237,6 +270,8 @@ class Writer:
         # The event stream's feed offers its batches here when it runs beside
         # this writer (spanvisor_postgres.streamrows); None: it does not.
         self.stream_rows: StreamRows | None = None
+        # Signs a batch's decision rows before it commits; None: unsigned.
+        self.sign: Sign | None = None
 
     @property
     def pool(self) -> Any:
@@ -319,6 +354,7 @@ class Writer:
                     staged=True,
                     carry=self.stream_rows,
                     writer=self.writer_id,
+                    sign=self.sign,
                 )
                 return
             except Exception as exc:
@@ -333,7 +369,7 @@ class Writer:
             )
             for event in events:
                 try:
-                    await _write_rows(conn, [event], "executemany", writer=self.writer_id)
+                    await _write_rows(conn, [event], "executemany", writer=self.writer_id, sign=self.sign)
                 except Exception as exc:
                     if classify(exc) is TransientDbError:
                         raise

@@ -254,3 +254,44 @@ def test_a_decision_twice_in_one_batch_is_signed_whichever_came_first(
     assert len(asyncio.run(fetch(url, "SELECT chain_seq FROM decision_signatures"))) == 1
     code, out = _cli(["audit", "verify"], url, data, capsys, monkeypatch)
     assert code == 0 and "1 signed" in out, out
+
+
+NO_SIGNATURES = """
+CREATE FUNCTION _no_signatures() RETURNS trigger LANGUAGE plpgsql AS
+$$ BEGIN RAISE EXCEPTION 'signatures are away'; END $$;
+CREATE TRIGGER _no_signatures BEFORE INSERT ON decision_signatures FOR EACH ROW EXECUTE FUNCTION _no_signatures();
+"""
+
+
+@pytest.mark.parametrize("method", ["copy", "unnest", "executemany"])
+def test_a_decision_row_is_committed_with_its_signature_or_not_at_all(
+    pg_server: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, method: str
+) -> None:
+    """The rows and their signatures commit together: while signatures
+    cannot be written, the decisions wait in the outbox, none in the table
+    unsigned (a process killed between a commit and its signing left rows
+    no one signed: the fresh-clone run of 2026-11-28 found three). Once
+    they can, the outbox's replay writes and signs them."""
+    url = pg_server.database()
+    data = tmp_path / "serve"
+    asyncio.run(export_all(url, data, [_decisions("whole-1", 1)], method))
+
+    async def run() -> None:
+        sink = PostgresSink(write_method=method)  # type: ignore[arg-type]
+        await sink.start(make_ctx(make_config(data, url)))
+        try:
+            await _sql(url, NO_SIGNATURES)
+            assert await sink.export(_decisions("whole-1", 2, first=2)) is SinkResult.SUCCESS
+            assert sink.outbox is not None and sink.outbox.size == 2
+            rows = await fetch(url, "SELECT chain_seq FROM human_interventions ORDER BY chain_seq")
+            assert [r["chain_seq"] for r in rows] == [1]
+            await _sql(url, "DROP TRIGGER _no_signatures ON decision_signatures")
+            assert await sink.force_flush(20)
+        finally:
+            await sink.shutdown(5)
+
+    asyncio.run(run())
+    sigs = asyncio.run(fetch(url, "SELECT chain_seq FROM decision_signatures ORDER BY chain_seq"))
+    assert [r["chain_seq"] for r in sigs] == [1, 2, 3]
+    code, out = _cli(["audit", "verify"], url, data, capsys, monkeypatch)
+    assert code == 0 and "3 signed" in out, out
