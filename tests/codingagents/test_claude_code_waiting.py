@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from spanvisor.gate import turns
 from tests.codingagents import claude_code as cc
 from tests.codingagents import claude_tty as tty
 from tests.codingagents import endhooks as eh
@@ -112,7 +113,14 @@ def test_a_permission_prompt_at_the_terminal_shows_the_task_waiting_until_answer
         assert lines.index("Allowed at the terminal (once): Bash(touch made.txt)") > next(
             i for i, ln in enumerate(lines) if ln.startswith("⏸ Waiting")
         )
+        # A person quits once the turn has ended: a Ctrl-C that lands while it
+        # still ends only interrupts it, and the CLI runs on (CI's run of
+        # 2026-11-28, loaded: killed after 30 s, so no SessionEnd). The Stop
+        # hook marks the turn's end; a second press quits whatever the first did.
+        wait_until(lambda: "Done." in term.said(), WAIT_S, f"the turn to end\n{term.said()}")
+        noted = lambda: (t := turns.latest(waiting["task_id"], env)) is not None and t.state == "complete"  # noqa: E731
+        wait_until(noted, WAIT_S, "Claude Code's Stop hook to note the turn")
     finally:
-        term.stop()
+        term.stop(presses=2)
     ended = eh.ended(matrix, waiting["task_id"])
     assert ended["status"] == "complete", ended  # its turn finished, then Ctrl-C: SessionEnd

@@ -45,7 +45,15 @@ def test_a_launcher_that_never_answers_is_outlasted_within_the_clis_timeout(
 ) -> None:
     """The reproducer: the hook waited almost to the CLI's timeout for the
     launcher, then decided with a fresh deadline (answer at 5.08 s under a
-    4 s timeout) and could open a second request."""
+    4 s timeout) and could open a second request.
+
+    The deadline's guarantee, as for the small client
+    (test_local_gate.py): an answer before the CLI's timeout, never an
+    allow the policy did not give. After giving up on the launcher the
+    hook has an eighth of the margin (a quarter of a second here) to
+    decide by the policy; on a machine too busy for that the allowed call
+    is a block that says so (CI's run of 2026-11-28 had one). The policy's
+    own answer without a launcher is proven in test_local_gate.py."""
     launcher, api = Blackhole(unix=True), Blackhole()
     policy = tmp_path / "policy.toml"
     policy.write_text(ALLOW_LS)
@@ -58,7 +66,9 @@ def test_a_launcher_that_never_answers_is_outlasted_within_the_clis_timeout(
         api.close()
     assert launcher.accepted.is_set(), "the hook asked the launcher"
     assert took < CLI_TIMEOUT_S, f"answered {took:.2f} s after its start, past the CLI's {CLI_TIMEOUT_S:g} s"
-    assert code in (0, 2) and decision("gemini", out) == answer, (code, out, err)
+    said = decision("gemini", out)
+    in_time_block = said == "deny" and "no answer before the CLI's hook timeout" in out
+    assert code in (0, 2) and (said == answer or (answer == "allow" and in_time_block)), (code, out, err)
     if answer == "deny":
         assert not api.accepted.is_set(), "no request for a person: the deadline had passed"
 
