@@ -105,8 +105,7 @@ reference: $(STAMP)
 
 # The frameworks that need venvs of their own (tests/frameworks/_env.py), the
 # coding-agent CLIs (tests/codingagents/npm_install.py) and the OpenTelemetry
-# Collectors (the single-node and the gateway distributions, one after the
-# other, built from their modules, tests/collector/build.py) are installed
+# Collector (built from its modules, tests/collector/build.py) are installed
 # in the background, one process each, while lint and the type check run:
 # their tests wait on each one's lock, and an install made before is reused.
 FRAMEWORK_ENVS := $(basename $(notdir $(wildcard tests/frameworks/envs/*.txt)))

@@ -3,11 +3,11 @@
     .venv/bin/python benchmarks/bench_collector.py [--spans 100000] [--rounds 5] [--clients 4] [--quick]   # about 4 minutes
 
 Starts its own embedded PostgreSQL (fsync on) in a temporary directory, and
-uses the Collectors the tests build from the Collector's own modules with its
-builder (``tests/collector/build.py``: the single-node distribution, core
-v0.165.0 and contrib v0.165.1, ``tests/collector/builder.yaml``; the
-gateway's, release 0.159.0, ``builder-gateway.yaml``; each built first if it
-is not yet, which needs Go and the Go module proxy). Loopback only.
+uses the Collector the tests build from the Collector's own modules with its
+builder (``tests/collector/build.py``: core v0.159.0 and contrib v0.159.0,
+``tests/collector/builder.yaml``, for the single node and the gateway alike;
+built first if it is not yet, which needs Go and the Go module proxy).
+Loopback only.
 
 Each round runs three configurations, in a rotating order, each with fresh
 ``spanvisor serve`` processes (``SPANVISOR_SINKS=postgres``, the audit trail
@@ -74,7 +74,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest  # noqa: E402
 from tests.collector._collector import Collector, free_port, gateway_config, scrape, single_node, total  # noqa: E402
-from tests.collector.build import build, gateway  # noqa: E402
+from tests.collector.build import build  # noqa: E402
 from tests.receiver.serve_proc import ServeProcess, console_env  # noqa: E402
 
 from _cpuwatch import cores, postmaster_of, snapshot  # noqa: E402
@@ -313,8 +313,8 @@ def main() -> int:
         flush=True,
     )
     try:
-        print("the Collectors (tests/collector/build.py; built now if they are not yet) …", flush=True)
-        binaries = {"collector": build(), "gateway": gateway()}
+        print("the Collector (tests/collector/build.py; built now if it is not yet) …", flush=True)
+        binaries = {"collector": build(), "gateway": build()}
     except BaseException as exc:  # pytest's skip and fail, raised outside pytest
         print(f"bench_collector: nothing measured: no Collector here ({exc})")
         return 0

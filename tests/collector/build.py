@@ -4,23 +4,19 @@ The Collector's builder (``go.opentelemetry.io/collector/cmd/builder``, at
 the release of :file:`builder.yaml`) is installed with ``go install`` into
 ``.collector/bin`` of the checkout, then builds the distribution
 :file:`builder.yaml` names into ``.collector/<digest>/``: a build made
-from the same file is reused, on this checkout and by a later run.
-
-A second distribution, the gateway's (:file:`builder-gateway.yaml`, for
-``collector-config/gateway.yaml``: :func:`gateway`), is built the same
-way at an older release line (the module proxy serves no contrib
-``load_balancing`` exporter at builder.yaml's), by the builder of that
-release (installed into ``.collector/bin-<release>``).
+from the same file is reused, on this checkout and by a later run. One
+distribution runs every shipped config, the single node's and the
+gateway's (:file:`builder.yaml` says why one, and why that release).
 
 Go's module and build caches are Go's own (``~/go``, ``~/.cache/go-build``),
-so a second checkout on the same machine builds in seconds. One build at a
-time (a lock per checkout, both distributions); the module proxy is the only
-network it needs, and a build that cannot fetch a module says which.
+so a second checkout on the same machine builds in seconds; a machine that
+has neither (a fresh CI runner) downloads the modules and compiles for some
+minutes. One build at a time (a lock per checkout); the module proxy is the
+only network it needs, and a build that cannot fetch a module says which.
 
-``make test`` runs this (both builds, one after the other) in the
-background while lint and the type check run; the Collector tests wait on
-the lock and use what it built, or try again and say why it failed (a
-failure under ``CI=true``, a skip elsewhere).
+``make test`` runs this in the background while lint and the type check
+run; the Collector tests wait on the lock and use what it built, or try
+again and say why it failed (a failure under ``CI=true``, a skip elsewhere).
 """
 
 from __future__ import annotations
@@ -30,7 +26,6 @@ import hashlib
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
 from tests.conftest import missing
@@ -39,30 +34,12 @@ HERE = Path(__file__).parent
 ROOT = HERE.parents[1]
 CONFIG = HERE / "builder.yaml"
 OUT = ROOT / ".collector"
-BUILDER = "go.opentelemetry.io/collector/cmd/builder@v0.165.0"
+# The builder's release is the distribution's (dist.version of builder.yaml).
+BUILDER = "go.opentelemetry.io/collector/cmd/builder@v0.159.0"
+GOBIN = OUT / "bin"
+NAME = "spanvisor-otelcol"  # dist.name of builder.yaml
 BUILD_TIMEOUT_S = 900.0
 INSTALL = "Go 1.25 or newer with the Go module proxy (the machine's /usr/local/go)"
-
-
-@dataclass(frozen=True)
-class Dist:
-    """A distribution to build: its builder config, the builder's module at
-    its release, the folder the builder is installed into, its executable's
-    name (``dist.name`` of the config)."""
-
-    config: Path
-    builder: str
-    gobin: Path
-    name: str
-
-
-SINGLE_NODE_BUILD = Dist(CONFIG, BUILDER, OUT / "bin", "spanvisor-otelcol")
-GATEWAY_BUILD = Dist(
-    HERE / "builder-gateway.yaml",
-    "go.opentelemetry.io/collector/cmd/builder@v0.159.0",
-    OUT / "bin-v0.159.0",
-    "spanvisor-otelcol-gateway",
-)
 
 
 def _go() -> str:
@@ -72,9 +49,9 @@ def _go() -> str:
     return found
 
 
-def binary(dist: Dist = SINGLE_NODE_BUILD) -> Path:
-    digest = hashlib.sha256(dist.config.read_bytes()).hexdigest()[:16]
-    return OUT / digest / "dist" / dist.name
+def binary() -> Path:
+    digest = hashlib.sha256(CONFIG.read_bytes()).hexdigest()[:16]
+    return OUT / digest / "dist" / NAME
 
 
 def _run(argv: list[str], cwd: Path, env: dict[str, str], what: str) -> None:
@@ -89,10 +66,9 @@ def _run(argv: list[str], cwd: Path, env: dict[str, str], what: str) -> None:
         missing(f"the OpenTelemetry Collector ({what} exited {done.returncode}: {said})")
 
 
-def build(dist: Dist = SINGLE_NODE_BUILD) -> Path:
-    """The Collector's executable (``dist``'s: builder.yaml's by default),
-    built when it is not yet."""
-    out = binary(dist)
+def build() -> Path:
+    """The Collector's executable, built when it is not yet."""
+    out = binary()
     # The executable is there before it is whole (Go writes it in place while
     # another process builds under the lock): only a build that finished
     # leaves this mark beside it.
@@ -105,21 +81,15 @@ def build(dist: Dist = SINGLE_NODE_BUILD) -> Path:
         fcntl.flock(held, fcntl.LOCK_EX)
         if built.exists() and os.access(out, os.X_OK):
             return out
-        env = {**os.environ, "GOBIN": str(dist.gobin), "GOFLAGS": "-mod=mod"}
+        env = {**os.environ, "GOBIN": str(GOBIN), "GOFLAGS": "-mod=mod"}
         env["PATH"] = str(Path(go).parent) + os.pathsep + env.get("PATH", os.defpath)
-        _run([go, "install", dist.builder], ROOT, env, "go install of the builder")
+        _run([go, "install", BUILDER], ROOT, env, "go install of the builder")
         work = out.parents[1]
         work.mkdir(exist_ok=True)
-        shutil.copyfile(dist.config, work / "builder.yaml")
-        _run([str(dist.gobin / "builder"), "--config", "builder.yaml"], work, env, "the builder")
+        shutil.copyfile(CONFIG, work / "builder.yaml")
+        _run([str(GOBIN / "builder"), "--config", "builder.yaml"], work, env, "the builder")
         built.touch()
     return out
-
-
-def gateway() -> Path:
-    """The gateway Collector's executable (:file:`builder-gateway.yaml`),
-    built when it is not yet."""
-    return build(GATEWAY_BUILD)
 
 
 def as_otelcol_contrib(folder: Path) -> Path:
@@ -136,11 +106,7 @@ def as_otelcol_contrib(folder: Path) -> Path:
 
 
 if __name__ == "__main__":
-    for what, dist in (
-        ("OpenTelemetry Collector", SINGLE_NODE_BUILD),
-        ("OpenTelemetry Collector (gateway)", GATEWAY_BUILD),
-    ):
-        try:
-            print(f"{what}: ready at {build(dist)}", flush=True)
-        except BaseException as exc:  # pytest's skip and fail outside pytest
-            print(f"{what}: not built here ({exc}); the tests try again", flush=True)
+    try:
+        print(f"OpenTelemetry Collector: ready at {build()}", flush=True)
+    except BaseException as exc:  # pytest's skip and fail outside pytest
+        print(f"OpenTelemetry Collector: not built here ({exc}); the tests try again", flush=True)

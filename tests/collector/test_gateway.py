@@ -1,6 +1,6 @@
 """``collector-config/gateway.yaml``, run verbatim by a real OpenTelemetry
-Collector (the gateway distribution of :mod:`tests.collector.build`:
-``builder-gateway.yaml``, contrib ``load_balancing`` at v0.159.0) in front
+Collector (the distribution of :mod:`tests.collector.build`, contrib
+``load_balancing`` at v0.159.0) in front
 of two ``spanvisor serve`` replicas sharing one PostgreSQL (audit trail and
 state store) and the fake Slack.
 
@@ -67,7 +67,7 @@ from tests.collector._collector import (
     scrape,
     total,
 )
-from tests.collector.build import gateway
+from tests.collector.build import build
 from tests.receiver.serve_proc import FakeSlackThread, ServeProcess, db_rows, slack_env
 from tests.waiting import wait_until
 
@@ -366,7 +366,7 @@ def _start_gateway(binary: Path, root: Path, token: str, r1: int, r2: int) -> tu
 
 @pytest.fixture(scope="module")
 def gw(pg_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    binary = gateway()
+    binary = build()
     root = tmp_path_factory.mktemp("gateway")
     token = secrets.token_urlsafe(24)
     db_url = pg_server.database()

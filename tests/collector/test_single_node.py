@@ -103,8 +103,8 @@ def test_agents_over_grpc_through_the_shipped_sidecar_then_the_single_node_colle
     setup: Setup, tmp_path: Path
 ) -> None:
     """agent-sidecar.yaml verbatim in front of the single-node Collector (in
-    the gateway's place, which test_gateway.py runs on a build of its own),
-    the agents over OTLP/gRPC."""
+    the gateway's place, which test_gateway.py runs), the agents over
+    OTLP/gRPC."""
     grpc, http = free_port(), free_port()
     config = tmp_path / "agent-sidecar.yaml"
     config.write_text(
