@@ -104,7 +104,8 @@ reference: $(STAMP)
 	$(BIN)/python -m tests.docs.reference --write
 
 # The frameworks that need venvs of their own (tests/frameworks/_env.py), the
-# coding-agent CLIs (tests/codingagents/npm_install.py) and the OpenTelemetry
+# coding-agent CLIs (tests/codingagents/npm_install.py), the Node example's
+# packages (tests/receiver/node_example.py) and the OpenTelemetry
 # Collector (built from its modules, tests/collector/build.py) are installed
 # in the background, one process each, while lint and the type check run:
 # their tests wait on each one's lock, and an install made before is reused.
@@ -117,6 +118,7 @@ test: $(STAMP)
 	  $(BIN)/python -m tests.frameworks._env $$e >$(VENV)/framework-env-$$e.log 2>&1 & \
 	done
 	@$(BIN)/python -m tests.codingagents.npm_install >$(VENV)/npm-install.log 2>&1 &
+	@$(BIN)/python -m tests.receiver.node_example >$(VENV)/node-example.log 2>&1 &
 	@$(BIN)/python -m tests.collector.build >$(VENV)/collector-build.log 2>&1 &
 	@env -u PYTHONDONTWRITEBYTECODE $(BIN)/pytest --collect-only -q -p no:cacheprovider >$(VENV)/collect.log 2>&1 &
 	@$(MAKE) --no-print-directory lint typecheck unit

@@ -16,7 +16,8 @@ channel is plain OpenTelemetry, so any SDK can speak it.
   example (docs/examples/shell-agent.sh) reports the task to the end.
 
 The example's npm packages are installed once per package-lock into
-``~/.cache/spanvisor-tests/node/<hash>`` (outside the repository), so
+``~/.cache/spanvisor-tests/node/<hash>`` (outside the repository;
+node_example.py, which ``make test`` also starts in the background), so
 reruns cost nothing. Without node, npm or the registry the Node test skips
 with the reason, and fails under CI.
 """
@@ -24,7 +25,6 @@ with the reason, and fails under CI.
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import re
 import shutil
@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import node_example
 import pytest
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
@@ -45,7 +46,6 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from serve_proc import FakeSlackThread, ServeProcess, db_rows, slack_env
 from test_live_serve import Served
-from tests.conftest import missing
 from tests.waiting import wait_until
 
 from spanvisor.agent import task
@@ -55,74 +55,19 @@ from spanvisor.agent import task
 pytestmark = [pytest.mark.slow, pytest.mark.timeout_s(360)]
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "docs" / "examples" / "node"
+EXAMPLE = node_example.EXAMPLE
 SHELL_EXAMPLE = ROOT / "docs" / "examples" / "shell-agent.sh"
 # Each heartbeat is a `spanvisor emit` process: on a loaded machine (the
 # suite in several processes on 2 cores) one took up to 16 s to start and
 # send, so a shorter stall time stalls a task that is heartbeating.
 STALL_AFTER_S = 25
-NODE_MIN = (18, 19)  # what the pinned packages' engines accept
-NODE_INSTALL = "apt-get install nodejs npm (Node.js 18.19 or later)"
-
-
-def _cache() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "spanvisor-tests" / "node"
-
-
-def _node() -> str:
-    node = shutil.which("node")
-    if node is None or shutil.which("npm") is None:
-        missing("node and npm", NODE_INSTALL)
-    out = subprocess.run([node, "--version"], check=False, capture_output=True, text=True, timeout=30).stdout
-    m = re.match(r"v(\d+)\.(\d+)", out.strip())
-    if m is None or (int(m.group(1)), int(m.group(2))) < NODE_MIN:
-        missing(f"Node.js {NODE_MIN[0]}.{NODE_MIN[1]} or later (found {out.strip() or 'none'})", NODE_INSTALL)
-    return node
-
-
-def _node_modules() -> Path:
-    """The example's packages, installed by ``npm ci`` from its lockfile once
-    per lockfile: a finished install is renamed into place whole."""
-    files = ("package.json", "package-lock.json")
-    key = hashlib.sha256(b"".join((EXAMPLE / f).read_bytes() for f in files)).hexdigest()[:16]
-    home = _cache() / key
-    if (home / ".complete").is_file():
-        return home / "node_modules"
-    staging = _cache() / f"{key}.{os.getpid()}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    for f in files:
-        shutil.copy(EXAMPLE / f, staging / f)
-    npm = ["npm", "ci", "--no-audit", "--no-fund", "--ignore-scripts", "--prefer-offline"]
-    try:
-        done = subprocess.run(npm, cwd=staging, check=False, capture_output=True, text=True, timeout=300)
-        said = [
-            line
-            for line in (done.stderr or done.stdout).splitlines()
-            if line.strip() and not line.startswith("npm warn")
-        ]
-        why = "" if done.returncode == 0 else " | ".join(said[:3])[:400] or f"exit status {done.returncode}"
-    except subprocess.TimeoutExpired:
-        why = "no answer in 300 s"
-    if why:
-        shutil.rmtree(staging, ignore_errors=True)
-        missing(
-            f"the Node example's npm packages (npm ci: {why})", "npm ci in docs/examples/node, with the npm registry"
-        )
-    (staging / ".complete").touch()
-    try:
-        staging.rename(home)
-    except OSError:  # another run got there first: its install is as good
-        shutil.rmtree(staging, ignore_errors=True)
-    return home / "node_modules"
 
 
 @pytest.fixture(scope="module")
 def node_agent(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     """The command that runs the Node example, its packages in place."""
-    node = _node()
-    modules = _node_modules()
+    node = node_example.node()
+    modules = node_example.node_modules()
     here = tmp_path_factory.mktemp("node-agent")
     for f in ("live-agent.mjs", "plain-agent.mjs", "package.json"):
         shutil.copy(EXAMPLE / f, here / f)
