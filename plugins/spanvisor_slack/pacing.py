@@ -9,10 +9,13 @@ their messages all go at once when a pause ends, one gets through, the rest
 are refused and wait again. Here each limited method has a token bucket at
 its tier's rate (a small burst, below Slack's own, so a little network
 jitter never overdraws it) and a queue of the calls waiting for it: the
-best rank first (a status change before a work log before a routine parent
-edit), then the one that has waited longest; a channel's board (issue 67)
-ahead of all, with a call of the bucket kept for it once one exists
-(:meth:`MethodPacer.reserve`). After a 429 anyway (another
+best rank first (a question for a person or a failure, then any other
+status change, then a work log, then a routine parent edit), then the one
+that has waited longest; a channel's board (issue 67) ahead of all, with a
+call of the bucket kept for it once one exists (:meth:`MethodPacer.reserve`).
+Progress (a work log, a routine edit) never takes a bucket's last call:
+that one is kept for a status change, so a question asked after a quiet
+stretch goes at once even when work logs have used the rest. After a 429 anyway (another
 process on the same token) the method pauses for ``Retry-After`` and its
 bucket starts empty after the pause: the waiting calls go one by one at the
 tier's rate, never all together.
@@ -39,7 +42,8 @@ from typing import Any, Literal
 from spanvisor.sink import Clock
 
 # Ranks of edits in a method's queue: lower goes first.
-BOARD = -1  # a channel's board (.board): one call shows every task of a busy channel; paced by its own gap
+BOARD = -2  # a channel's board (.board): one call shows every task of a busy channel; paced by its own gap
+PERSON = -1  # a new question for a person, or a failure: someone must act on it now (issue 67: p95 <= 2 s)
 URGENT = 0  # a status change, a person's decision, the final state
 LOG = 1  # a work log showing tool calls
 ROUTINE = 2  # a parent's periodic refresh
@@ -166,7 +170,13 @@ class MethodPacer:
         ahead = sum(1 for t in self._queues.get(method, ()) if t.rank <= rank)
         level = self._level(method, now)
         last = self.buckets[method][1]
-        return max(0.0, last - now) + max(0.0, ahead + 1.0 - level) * 60.0 / self.limits[method].per_minute
+        need = min(float(self.limits[method].burst), 1.0 + self._kept(method, rank))
+        return max(0.0, last - now) + max(0.0, ahead + need - level) * 60.0 / self.limits[method].per_minute
+
+    def _kept(self, method: str, rank: int) -> int:
+        """Calls of the bucket a call of ``rank`` must leave for better ones."""
+        kept = self.reserved.get(method, 0) if rank > BOARD else 0
+        return kept + (1 if rank > URGENT else 0)  # progress leaves the last call to a status change
 
     async def take(
         self,
@@ -195,8 +205,7 @@ class MethodPacer:
                     level = self._level(method, now)
                     rate = self.limits[method].per_minute / 60.0
                     refill_from = max(0.0, self.buckets[method][1] - now)
-                    kept = self.reserved.get(method, 0) if rank > BOARD else 0
-                    need = min(float(self.limits[method].burst), 1.0 + kept)
+                    need = min(float(self.limits[method].burst), 1.0 + self._kept(method, rank))
                     wait = max(paused_until() - now, refill_from + max(0.0, need - level) / rate)
                     # A microsecond early is a turn: float rounding must not leave
                     # a waiter sleeping for nothing again and again.
@@ -266,6 +275,7 @@ __all__ = [
     "BOARD",
     "EPSILON_S",
     "LOG",
+    "PERSON",
     "ROUTINE",
     "URGENT",
     "Interrupt",

@@ -60,7 +60,7 @@ from spanvisor.sink import Clock
 from .blocks import Look, parent_payload
 from .claims import Claims
 from .failures import Failures
-from .pacing import ROUTINE, URGENT, Interrupt
+from .pacing import PERSON, ROUTINE, URGENT, Interrupt
 from .record import SlackTaskRecord, merge_decisions, moved_to, with_decisions
 from .transport import Transport
 
@@ -268,12 +268,21 @@ class SharedParent:
             now = await self.read(st.key)
             return now is None or now.version <= rec.version
 
-        rank = URGENT if st.urgent or rec.final or st.repair else ROUTINE
-        if rank != URGENT and interrupt is not None:
-            # A routine edit steps out (keeping its place) once the task's
-            # status changes while it waits: it comes back at the head, urgent.
-            outer = interrupt
-            interrupt = Interrupt(outer.event, lambda: float("-inf") if st.urgent else outer.due())
+        # A question or a failure first, whatever else waits for the
+        # workspace's edits: a person acts on these (issue 67).
+        person = st.urgent and st.needs_person
+        rank = PERSON if person else URGENT if st.urgent or rec.final or st.repair else ROUTINE
+        if rank > PERSON and interrupt is not None:
+            # An edit steps out (keeping its place) once the task's status
+            # changes while it waits: it comes back at the head, at the rank
+            # the change gives it (routine to urgent; urgent to a person's).
+            outer, queued = interrupt, rank
+
+            def due() -> float:
+                better = st.urgent and (queued > URGENT or st.needs_person)
+                return float("-inf") if better else outer.due()
+
+            interrupt = Interrupt(outer.event, due)
         out = await self.transport.send(
             "chat.update",
             lambda: {

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from spanvisor.sink import Clock, MonotonicClock
 
 from .channels import ChannelDirectory
-from .pacing import EPSILON_S, LOG, ROUTINE, Interrupt, Limit, MethodPacer, default_limits
+from .pacing import EPSILON_S, LOG, URGENT, Interrupt, Limit, MethodPacer, default_limits
 from .retry import Failure, RetryStrategy, RetryVerdict, decide, default_strategies
 from .turns import REPLY, ChannelTurns
 
@@ -196,9 +196,9 @@ class Transport:
         return max(pause, self.pacer.wait_estimate("chat.update", LOG)) > SCARCE_S
 
     def edit_free(self) -> bool:
-        """An edit would go at once: no pause, no queue, a token in the bucket."""
+        """A status change's edit would go at once: no pause, no queue, a token in the bucket."""
         return self.paused_until.get("chat.update", 0.0) <= self.clock.now() and (
-            self.pacer.wait_estimate("chat.update", ROUTINE) <= EPSILON_S
+            self.pacer.wait_estimate("chat.update", URGENT) <= EPSILON_S
         )
 
     async def send(

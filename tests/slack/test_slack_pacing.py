@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from slack_support import ManualClock, TaskScript, run, slack_env, tool, until
 from tests.fakes.slack_api import FakeSlack
 
-from spanvisor_slack.pacing import BOARD, URGENT, Limit, MethodPacer
+from spanvisor.events import ApprovalRequest
+from spanvisor_slack.pacing import BOARD, LOG, PERSON, ROUTINE, URGENT, Limit, MethodPacer
 
 TOOL_NAME = re.compile(r"probe_\d+_\d+")
 
@@ -240,7 +241,7 @@ def test_the_pacer_never_grants_more_than_its_bucket_and_every_call_gets_a_turn(
 
 
 @settings(max_examples=30, deadline=None)
-@given(ranks=st.lists(st.integers(0, 2), min_size=2, max_size=12))
+@given(ranks=st.lists(st.integers(BOARD, ROUTINE), min_size=2, max_size=12))
 def test_calls_waiting_together_go_best_rank_first_then_oldest(ranks: list[int]) -> None:
     async def main() -> list[int]:
         clock = ManualClock()
@@ -290,3 +291,82 @@ def test_a_board_finds_the_call_kept_for_it_while_parents_wait() -> None:
         assert len(granted) == 6 and max(granted.values()) > 0.0
 
     asyncio.run(main())
+
+
+def test_progress_leaves_the_last_call_and_a_question_goes_first() -> None:
+    """Work logs and routine edits never take a bucket's last call: a status
+    change that comes after them goes at once; and a question for a person
+    (or a failure) goes ahead of status changes already waiting (issue 67:
+    an approval visible p95 <= 2 s when the workspace's edits are scarce)."""
+
+    async def main() -> None:
+        clock = ManualClock()
+        pacer = MethodPacer(clock, {"chat.update": Limit(60.0, 3)})
+        granted: dict[str, float] = {}
+
+        async def call(name: str, rank: int) -> None:
+            assert await pacer.take("chat.update", key=name, rank=rank, paused_until=lambda: 0.0) == "go"
+            granted[name] = clock.now()
+
+        logs = [asyncio.create_task(call(f"log{i}", LOG)) for i in range(4)]
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert set(granted) == {"log0", "log1"}  # a burst of 3, one kept
+        status = asyncio.create_task(call("status", URGENT))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert granted.get("status") == clock.now() == 0.0  # the kept call: no refill waited for
+        changes = [asyncio.create_task(call(f"change{i}", URGENT)) for i in range(3)]
+        for _ in range(20):
+            await asyncio.sleep(0)
+        question = asyncio.create_task(call("question", PERSON))
+        await _drive(clock, [*logs, status, *changes, question])
+        assert granted["question"] < min(granted[f"change{i}"] for i in range(3))
+        assert max(granted[f"change{i}"] for i in range(3)) < min(granted["log2"], granted["log3"])
+
+    asyncio.run(main())
+
+
+def test_a_question_edits_its_parent_ahead_of_other_tasks_waiting_changes() -> None:
+    """Five tasks' status changes wait for the workspace's edits (one in
+    10 s here); a sixth task then asks a person: its parent, with the
+    question and its buttons, is the next edit, and the five still follow.
+    A waiting change that becomes a question steps out and comes back at a
+    person's rank."""
+
+    async def main() -> None:
+        clock = ManualClock()
+        async with slack_env(
+            clock=clock,
+            channel_rate=1000.0,
+            slack_channel_interval_s=0.0,
+            slack_update_interval_s=0.0,
+            slack_rate_limits="chat.update=6/1",
+            slack_milestones="",
+        ) as env:
+            tasks = [TaskScript.new(f"q{k}", task_name=f"Q{k}") for k in range(6)]
+            await env.send(*(t.started() for t in tasks))
+            await until(lambda: len(env.fake.parents()) == 6, what="the parents")
+            await env.send(*(t.checkpoint("waiting") for t in tasks[:5]))
+            await until(lambda: len(env.fake.calls_to("chat.update")) == 1, what="the first edit")
+            for _ in range(20):
+                await asyncio.sleep(0.01)  # the other four queue for the budget
+            request = ApprovalRequest(approval_id="a-q5", question="Ship it?")
+            await env.send(tasks[5].checkpoint("awaiting_approval", approvals=(request,)))
+            for _ in range(20):
+                await asyncio.sleep(0.01)
+            clock.advance(10.0)
+            await until(lambda: len(env.fake.calls_to("chat.update")) == 2, what="the second edit")
+            second = env.fake.calls_to("chat.update")[1]
+            # Asserted once the rest has drained: a sink left waiting on a
+            # manual clock that no longer moves would never shut down.
+            for _ in range(6):
+                clock.advance(10.0)
+                await asyncio.sleep(0.05)
+            assert await env.sink.force_flush(10)
+            assert "Ship it?" in json.dumps(second.args), "the question waited behind other tasks' changes"
+            for p in env.fake.parents():
+                assert "working" not in p.blocks[0]["text"]["text"], p.blocks[0]  # every change shown
+            assert not _drops(env)
+
+    run(main())
