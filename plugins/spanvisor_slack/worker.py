@@ -263,10 +263,15 @@ class Deliverer:
             return True
         replies_due = bool(st.replies or st.alerts) and (hurry or now >= st.last_reply + self.reply_interval_s)
         # A status change edits the parent first, unless Slack's edit budget
-        # makes it wait: then a due reply (a tool call, a warning) goes first;
-        # but a task that waits for a person or failed shows it on its parent
-        # (the buttons are there) before its thread says it.
-        if st.urgent and (st.needs_person or not (replies_due and not self.transport.edit_free())):
+        # makes it wait: then a due reply (a tool call, a warning) goes first.
+        # A task that waits for a person or failed shows it on its parent (the
+        # buttons are there) before its thread says it in a channel it shares:
+        # its replies wait there for the channel's turn too. In a code channel
+        # of its own the thread's line (the question, the failure) goes at once
+        # and the buttons follow with the edit (bench_fleet's setup (e): the
+        # question seen at p95 3.6 s, waiting for the workspace's edits).
+        edit_waits = replies_due and not self.transport.edit_free()
+        if st.urgent and not (edit_waits and (not st.needs_person or self._own_channel(st))):
             return await self._update_parent(st)
         if replies_due:
             if not st.replies:
@@ -300,6 +305,11 @@ class Deliverer:
         if self.code is not None and self._code_now(st):
             return await self.code.close(st)
         return False
+
+    @staticmethod
+    def _own_channel(st: SlackTaskRecord) -> bool:
+        """Its parent and thread are in a code channel of its own: its posts wait for no other task."""
+        return st.code is not None and st.code.channel is not None and not st.code.closed
 
     def _code_now(self, st: SlackTaskRecord) -> bool:
         """Its code channel has a call due now: the link line or the context
@@ -359,14 +369,16 @@ class Deliverer:
         """A call beside the parent (the work log, a tab, the diff, the context
         bar, the channel's title, the session status) waiting for its
         method's budget steps out when a reply is due, as an edit does, and
-        also when the task comes to need a person or ends: an approval asked,
+        also when the task's status changes: an approval asked or answered,
         a failure or the final state goes to the parent first, never behind
         such a call (in a code channel per session, a tab's turn at Tier 3 is
-        seconds away)."""
+        seconds away; bench_fleet's setup (e) showed answers 14.6 s late at
+        p95 while they waited behind tabs). It keeps its place in its
+        method's queue."""
         reply = self._interrupt(st)
 
         def due() -> float:
-            if st.urgent and (st.needs_person or st.finished):
+            if st.urgent:
                 return float("-inf")
             return reply.due()
 

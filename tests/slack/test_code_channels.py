@@ -631,6 +631,64 @@ def test_an_approval_asked_while_a_tab_waits_for_its_turn_shows_on_the_parent_fi
     run(go())
 
 
+def test_any_change_of_state_while_a_tab_waits_for_its_turn_shows_on_the_parent_first() -> None:
+    """Any change of the task's state steps a waiting tab out, not only a
+    question, a failure or the end: the task coming to wait on something
+    (no thread line to post first) edits the parent at once while the tab
+    keeps its place. (Before, it waited out the tab's turn.)"""
+
+    async def go() -> None:
+        async with _one_view_per_30_s() as env:
+            fake = env.fake
+            task = _coding("WAIT", task_name="deploy")
+            await env.send(task.started())
+            await _until(lambda: len(fake.calls_to(SET_VIEW)) == 1, 10)
+            await env.send(task.checkpoint(progress=40.0))
+            await asyncio.sleep(0.3)  # the tab's next send now waits for its turn
+            before = len(fake.calls_to("chat.update", ok=True))
+            await env.send(task.checkpoint("waiting"))
+            await _until(lambda: len(fake.calls_to("chat.update", ok=True)) > before, 10)
+            shown = fake.calls_to("chat.update", ok=True)[-1].at
+            tabs = [c.at for c in fake.calls_to(SET_VIEW, ok=True)]
+            assert len(tabs) == 1 or tabs[1] > shown, "the change waited for the tab"
+            await _until(lambda: len(fake.calls_to(SET_VIEW, ok=True)) == 2, 30)  # the tab at its turn
+
+    run(go())
+
+
+def test_in_a_code_channel_a_question_waiting_for_an_edit_is_in_the_thread_at_once() -> None:
+    """When the workspace's edits are scarce (one a minute here, the first
+    taken by a status change), a question in a code channel of its own is
+    posted to the thread at once (its posts wait for no other task) and the
+    parent shows it with its buttons at the edit's turn; nothing is lost."""
+
+    async def go() -> None:
+        clock = ScaledClock(5.0)
+        fake = FakeSlack(now=clock.now)
+        await fake.start()
+        scarce = {**ON, "slack_rate_limits": FAST["slack_rate_limits"] + ", chat.update=1/1"}
+        try:
+            async with slack_env(fake=fake, clock=clock, **scarce) as env:
+                task = _coding("QQ", task_name="deploy")
+                await env.send(task.started(), tool(task, "Edit"))
+                await _until(lambda: len(fake.calls_to(SET_VIEW)) == 1 and _reply_at(fake, "Edit"), 10)
+                await env.send(task.checkpoint("waiting"))  # takes the minute's edit
+                await _until(lambda: fake.calls_to("chat.update", ok=True), 10)
+                request = ApprovalRequest(approval_id="a-QQ", question="Deploy to production?")
+                await env.send(task.checkpoint("awaiting_approval", approvals=(request,)))
+                asked = await _until(lambda: _reply_at(fake, "Deploy to production?"), 10)
+                assert _edit_at(fake, "Deploy to production?") is None  # the edit waits for its turn
+                shown = await _until(lambda: _edit_at(fake, "Deploy to production?"), 30)
+                assert shown > asked
+                [code] = fake.code.channels.values()
+                [parent] = fake.parents(code.id)
+                assert "a-QQ" in json.dumps(parent.blocks)  # the buttons, on the parent
+        finally:
+            await fake.stop()
+
+    run(go())
+
+
 @asynccontextmanager
 async def _one_view_per_30_s() -> AsyncIterator[Env]:
     """A code-channel sink whose setView has one call in 30 s, on a clock 5x
