@@ -25,7 +25,9 @@ Measured, against what each task really was and when:
 * **error visible**: the task shown failed anywhere;
 * **state current**: after each change of a task's state (started,
   waiting for a person, working again, ended) until a message shows that
-  state or a newer one; on its own parent too;
+  state or a newer one (its parent's header, its board row, or its thread's
+  line that says it: a person's answer, the summary, a failure); on its own
+  parent too;
 * **the audit trail**: every task in PostgreSQL with its real final
   state, every request and every decision recorded.
 """
@@ -70,6 +72,18 @@ def state_of(said: str) -> str:
     if s.startswith(("cancelled", "lost", "evicted")):
         return "ended"
     return WORKING
+
+
+# A thread line that says the task's state: a person's answer (the task
+# works again: every request here has one approver) and the summary
+# (spanvisor.display.task.summary_text), after its emoji if any.
+THREAD_STATE = re.compile(r"^\W*(Approved by|Complete in|Error in|Cancelled in|Lost|Evicted)\b")
+
+
+def thread_state(said: str) -> str:
+    if said == "Approved by":
+        return WORKING
+    return state_of(said)
 
 
 # A board row's state by the emoji it starts with (spanvisor_slack.board_rows.row_text).
@@ -210,6 +224,8 @@ class SlackStates:
             text = str(args.get("text") or "")
             if k is not None and "Failed" in text:
                 self._saw(k, at, "error", "thread")
+            elif k is not None and (m := THREAD_STATE.match(text)):
+                self._saw(k, at, thread_state(m.group(1)), "thread")
             for m in ASKED.finditer(json.dumps(args.get("blocks") or [], ensure_ascii=False) + text):
                 if m.group(1) == self.setup:
                     self._asked(int(m.group(2)), at, "thread")
