@@ -356,10 +356,15 @@ class Deliverer:
 
     def _interrupt(self, st: SlackTaskRecord) -> Interrupt:
         """An edit waiting for Slack's budget steps out when a reply of its task
-        is due (not the edit that shows a task waiting for a person or failed)."""
+        is due; not the edit that shows a task waiting for a person or failed,
+        which :meth:`_step` sends before the replies in a shared channel:
+        stepping out, it would be chosen again at once (while flushing, a busy
+        loop of state-store reads until the budget refilled)."""
 
         def due() -> float:
-            if not (st.replies or st.alerts) or (st.urgent and st.needs_person and not self.flushing()):
+            if not (st.replies or st.alerts):
+                return float("inf")
+            if st.urgent and st.needs_person and not (self.flushing() and self._own_channel(st)):
                 return float("inf")
             return float("-inf") if self.flushing() else st.last_reply + self.reply_interval_s
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import threading
 from typing import Any
 
 import pytest
@@ -368,5 +369,66 @@ def test_a_question_edits_its_parent_ahead_of_other_tasks_waiting_changes() -> N
             for p in env.fake.parents():
                 assert "working" not in p.blocks[0]["text"]["text"], p.blocks[0]  # every change shown
             assert not _drops(env)
+
+    run(main())
+
+
+def test_a_flush_never_spins_on_a_question_whose_edit_waits_for_the_budget() -> None:
+    """A flush (a shutdown, ``force_flush``) while a task that asks a person
+    has a reply pending and its parent's edit waits for Slack's budget: the
+    edit waits for its turn, the loop stays free. (Before, the edit stepped
+    out for the reply, and the worker chose the edit again at once: a busy
+    loop of state-store reads until the budget refilled, which on a clock
+    that does not move never ends.) A watchdog thread moves the clock on if
+    the loop stops answering, so a spin fails the test instead of hanging it."""
+
+    async def main() -> None:
+        clock = ManualClock()
+        async with slack_env(
+            clock=clock,
+            channel_rate=1000.0,
+            slack_channel_interval_s=0.0,
+            slack_update_interval_s=0.0,
+            slack_rate_limits="chat.update=6/1",
+            slack_milestones="",
+        ) as env:
+            s = TaskScript.new("spin", task_name="Spin")
+            await env.send(s.started())
+            await until(env.fake.parents, what="the parent")
+            await env.send(s.checkpoint("waiting"))
+            await until(lambda: len(env.fake.calls_to("chat.update")) == 1, what="the budget's call")
+            request = ApprovalRequest(approval_id="a-spin", question="Ship it?")
+            await env.send(s.checkpoint("awaiting_approval", approvals=(request,)), tool(s, "grep_logs"))
+            for _ in range(20):
+                await asyncio.sleep(0.01)
+            loop, stuck, done = asyncio.get_running_loop(), threading.Event(), threading.Event()
+
+            def watchdog() -> None:
+                while not done.is_set():
+                    answered = asyncio.run_coroutine_threadsafe(asyncio.sleep(0), loop)
+                    try:
+                        answered.result(2.0)
+                    except TimeoutError:
+                        stuck.set()
+                        clock.t += 60.0  # the spinning loop reads the clock: the budget refills
+                    done.wait(0.05)
+
+            guard = threading.Thread(target=watchdog, daemon=True)
+            guard.start()
+            try:
+                flushed = asyncio.ensure_future(env.sink.force_flush(30))
+                for _ in range(50):
+                    await asyncio.sleep(0.01)
+                for _ in range(3):
+                    clock.advance(10.0)
+                    await asyncio.sleep(0.05)
+                assert await flushed
+            finally:
+                done.set()
+                guard.join(5)
+            assert not stuck.is_set(), "the loop spun while the edit waited for its turn"
+            (parent,) = env.fake.parents()
+            assert "Ship it?" in json.dumps(parent.blocks)
+            assert any("grep_logs" in x for x in _thread_text(env, parent))
 
     run(main())
