@@ -35,6 +35,9 @@ from spanvisor.events import ApprovalRequest, Checkpoint, Event
 from spanvisor.statestores.memory import InMemoryStateStore
 from spanvisor.testing import InMemorySink
 from spanvisor_slack import SlackSink
+from spanvisor_slack.blocks import Look
+from spanvisor_slack.blocks import problems as blocks_problems
+from spanvisor_slack.board_rows import Row, board_payload
 
 BOUND = 3  # posts waiting for the channel past which it folds
 
@@ -476,3 +479,33 @@ def test_started_events_alone_make_no_board_in_a_quiet_channel() -> None:
             await fake.stop()
 
     run(main())
+
+
+def test_a_full_board_drops_working_tasks_last_steps_before_it_drops_a_task() -> None:
+    """A hundred tasks, thirty of them waiting with their questions: the
+    working rows' last steps go before any working task does (a task left
+    off may have no message of its own yet: a busy channel posts one a
+    second). bench_fleet's setup (d) left 11 working tasks off, three of
+    them just answered and unseen for 12-17 s."""
+    rows = [
+        Row(
+            f"t-{i:03d}",
+            f"fix the flaky test in tests/test_io.py number {i:03d}",
+            f"fl-d-{i:03d}",
+            "awaiting_approval" if i < 30 else "working",
+            1,
+            last=f"Tool: run_shell_command(ls fle{i:03d}n0000 and then some more words)",
+            question=f"Allow Bash: git push origin feature/branch-{i:03d}-with-a-long-name?" if i < 30 else "",
+            link=f"C0AGENTS/17000000{i:02d}.000100",
+            since=1_700_000_000.0,
+        )
+        for i in range(100)
+    ]
+    payload, _ = board_payload(rows, Look(), folded=True, team_url="https://acme.slack.com/")
+    text = json.dumps(payload["blocks"], ensure_ascii=False)
+    assert not blocks_problems(payload), blocks_problems(payload)
+    assert all(f"fl-d-{i:03d}" in text for i in range(100)), "a task left off the board"
+    assert "and 0" not in text and "working: each task" not in text
+    assert all(f"branch-{i:03d}" in text for i in range(30))  # every question, whole
+    few, _ = board_payload(rows[25:35], Look(), folded=True, team_url=None)
+    assert "fle030n0000" in json.dumps(few["blocks"])  # room enough: last steps shown
