@@ -124,9 +124,10 @@ async def _copy_batch(
     insert and notification, and the COMMIT. A table without rows in the
     batch costs nothing. A batch that renames or holds provisional tasks
     moves their rows first (:mod:`.renames`): a round trip more. A batch
-    with decisions to sign is signed before its COMMIT, two round trips
-    more, and leaves the stream's rows to the feed (its lock is not held
-    over the signing)."""
+    with decisions to sign is signed before its COMMIT, five round trips
+    more (the sink's savepoint, the rows' ids, their signatures, the
+    savepoint's release, and the COMMIT on its own), and leaves the
+    stream's rows to the feed (its lock is not held over the signing)."""
     taken: list[Offer] = []
     if sign is not None:
         carry = None
