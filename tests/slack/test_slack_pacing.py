@@ -12,6 +12,7 @@ import asyncio
 import json
 import re
 import threading
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import pytest
@@ -32,6 +33,19 @@ def _thread_text(env: Any, parent: Any) -> list[str]:
 
 def _edits_of(fake: FakeSlack, ts: str) -> list[Any]:
     return [c for c in fake.calls_to("chat.update") if c.args.get("ts") == ts]
+
+
+def _one_edit_per_10_s(clock: ManualClock, **overrides: Any) -> AbstractAsyncContextManager[Any]:
+    """A sink whose chat.update has one call in 10 s (burst 1), on a manual
+    clock, with posts unlimited: which edit goes next is the question."""
+    return slack_env(
+        clock=clock,
+        channel_rate=1000.0,
+        slack_channel_interval_s=0.0,
+        slack_rate_limits="chat.update=6/1",
+        slack_milestones="",
+        **overrides,
+    )
 
 
 def _drops(env: Any) -> list[Any]:
@@ -117,13 +131,7 @@ def test_edits_waiting_for_the_budget_coalesce_into_one_call_with_the_latest_vie
 def test_a_reply_goes_ahead_of_an_edit_waiting_for_the_budget_and_the_final_state_arrives() -> None:
     async def main() -> None:
         clock = ManualClock()
-        async with slack_env(
-            clock=clock,
-            channel_rate=1000.0,
-            slack_channel_interval_s=0.0,
-            slack_rate_limits="chat.update=6/1",
-            slack_milestones="",
-        ) as env:
+        async with _one_edit_per_10_s(clock) as env:
             s = TaskScript.new("prio", task_name="Prio")
             await env.send(s.started())
             await until(env.fake.parents, what="the parent")
@@ -265,31 +273,45 @@ def test_calls_waiting_together_go_best_rank_first_then_oldest(ranks: list[int])
     assert order == sorted(range(len(ranks)), key=lambda i: (ranks[i], i))
 
 
+class _Calls:
+    """Calls for one pacer's chat.update (60 a minute, burst 3) on a manual
+    clock, and when each was granted."""
+
+    def __init__(self, reserve: int = 0) -> None:
+        self.clock = ManualClock()
+        self.pacer = MethodPacer(self.clock, {"chat.update": Limit(60.0, 3)})
+        self.pacer.reserve("chat.update", reserve)
+        self.granted: dict[str, float] = {}
+
+    def start(self, name: str, rank: int) -> asyncio.Task[None]:
+        async def call() -> None:
+            assert await self.pacer.take("chat.update", key=name, rank=rank, paused_until=lambda: 0.0) == "go"
+            self.granted[name] = self.clock.now()
+
+        return asyncio.create_task(call())
+
+
+async def _settle() -> None:
+    """Let every started call reach its wait."""
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
 def test_a_board_finds_the_call_kept_for_it_while_parents_wait() -> None:
     """With a call of the bucket kept for boards (issue 67, .board), the
     parents' edits leave the bucket's last call alone: a board that comes
     due takes it at once, ahead of them, and the parents still all go."""
 
     async def main() -> None:
-        clock = ManualClock()
-        pacer = MethodPacer(clock, {"chat.update": Limit(60.0, 3)})
-        pacer.reserve("chat.update", 1)
-        granted: dict[str, float] = {}
-
-        async def call(name: str, rank: int) -> None:
-            assert await pacer.take("chat.update", key=name, rank=rank, paused_until=lambda: 0.0) == "go"
-            granted[name] = clock.now()
-
-        parents = [asyncio.create_task(call(f"p{i}", URGENT)) for i in range(5)]
-        for _ in range(20):
-            await asyncio.sleep(0)
-        assert set(granted) == {"p0", "p1"}  # a burst of 3, one kept
-        board = asyncio.create_task(call("board", BOARD))
-        for _ in range(20):
-            await asyncio.sleep(0)
-        assert granted.get("board") == clock.now() == 0.0  # at once: no refill waited for
-        await _drive(clock, [*parents, board])
-        assert len(granted) == 6 and max(granted.values()) > 0.0
+        calls = _Calls(reserve=1)
+        parents = [calls.start(f"p{i}", URGENT) for i in range(5)]
+        await _settle()
+        assert set(calls.granted) == {"p0", "p1"}  # a burst of 3, one kept
+        board = calls.start("board", BOARD)
+        await _settle()
+        assert calls.granted.get("board") == calls.clock.now() == 0.0  # at once: no refill waited for
+        await _drive(calls.clock, [*parents, board])
+        assert len(calls.granted) == 6 and max(calls.granted.values()) > 0.0
 
     asyncio.run(main())
 
@@ -301,27 +323,18 @@ def test_progress_leaves_the_last_call_and_a_question_goes_first() -> None:
     an approval visible p95 <= 2 s when the workspace's edits are scarce)."""
 
     async def main() -> None:
-        clock = ManualClock()
-        pacer = MethodPacer(clock, {"chat.update": Limit(60.0, 3)})
-        granted: dict[str, float] = {}
-
-        async def call(name: str, rank: int) -> None:
-            assert await pacer.take("chat.update", key=name, rank=rank, paused_until=lambda: 0.0) == "go"
-            granted[name] = clock.now()
-
-        logs = [asyncio.create_task(call(f"log{i}", LOG)) for i in range(4)]
-        for _ in range(20):
-            await asyncio.sleep(0)
-        assert set(granted) == {"log0", "log1"}  # a burst of 3, one kept
-        status = asyncio.create_task(call("status", URGENT))
-        for _ in range(20):
-            await asyncio.sleep(0)
-        assert granted.get("status") == clock.now() == 0.0  # the kept call: no refill waited for
-        changes = [asyncio.create_task(call(f"change{i}", URGENT)) for i in range(3)]
-        for _ in range(20):
-            await asyncio.sleep(0)
-        question = asyncio.create_task(call("question", PERSON))
-        await _drive(clock, [*logs, status, *changes, question])
+        calls = _Calls()
+        logs = [calls.start(f"log{i}", LOG) for i in range(4)]
+        await _settle()
+        assert set(calls.granted) == {"log0", "log1"}  # a burst of 3, one kept
+        status = calls.start("status", URGENT)
+        await _settle()
+        assert calls.granted.get("status") == calls.clock.now() == 0.0  # the kept call: no refill waited for
+        changes = [calls.start(f"change{i}", URGENT) for i in range(3)]
+        await _settle()
+        question = calls.start("question", PERSON)
+        await _drive(calls.clock, [*logs, status, *changes, question])
+        granted = calls.granted
         assert granted["question"] < min(granted[f"change{i}"] for i in range(3))
         assert max(granted[f"change{i}"] for i in range(3)) < min(granted["log2"], granted["log3"])
 
@@ -337,14 +350,7 @@ def test_a_question_edits_its_parent_ahead_of_other_tasks_waiting_changes() -> N
 
     async def main() -> None:
         clock = ManualClock()
-        async with slack_env(
-            clock=clock,
-            channel_rate=1000.0,
-            slack_channel_interval_s=0.0,
-            slack_update_interval_s=0.0,
-            slack_rate_limits="chat.update=6/1",
-            slack_milestones="",
-        ) as env:
+        async with _one_edit_per_10_s(clock, slack_update_interval_s=0.0) as env:
             tasks = [TaskScript.new(f"q{k}", task_name=f"Q{k}") for k in range(6)]
             await env.send(*(t.started() for t in tasks))
             await until(lambda: len(env.fake.parents()) == 6, what="the parents")
@@ -384,14 +390,7 @@ def test_a_flush_never_spins_on_a_question_whose_edit_waits_for_the_budget() -> 
 
     async def main() -> None:
         clock = ManualClock()
-        async with slack_env(
-            clock=clock,
-            channel_rate=1000.0,
-            slack_channel_interval_s=0.0,
-            slack_update_interval_s=0.0,
-            slack_rate_limits="chat.update=6/1",
-            slack_milestones="",
-        ) as env:
+        async with _one_edit_per_10_s(clock, slack_update_interval_s=0.0) as env:
             s = TaskScript.new("spin", task_name="Spin")
             await env.send(s.started())
             await until(env.fake.parents, what="the parent")
