@@ -377,9 +377,9 @@ class Deliverer:
         also when the task's status changes: an approval asked or answered,
         a failure or the final state goes to the parent first, never behind
         such a call (in a code channel per session, a tab's turn at Tier 3 is
-        seconds away; bench_fleet's setup (e) showed answers 14.6 s late at
-        p95 while they waited behind tabs). It keeps its place in its
-        method's queue."""
+        seconds away; a change with no reply to post first, such as the
+        agent coming to wait on something, waited it out). It keeps its
+        place in its method's queue."""
         reply = self._interrupt(st)
 
         def due() -> float:
