@@ -232,6 +232,8 @@ class ConsoleSink(BaseSink):
             detail.append(cost if cost.startswith("cost") else f"cost {cost}")
         if v.repo:
             detail.append(f"repo {clean(v.repo, 80)}" + (f" @ {clean(v.branch, 60)}" if v.branch else ""))
+        if v.pull_request:
+            detail.append(f"PR {clean(v.pull_request, 120)}")
         parts.append("   " + "  │  ".join(detail))
         steps = pr.steps_line(v)
         if steps:

@@ -290,6 +290,7 @@ def cmd_task(args: argparse.Namespace, config: Config) -> int:
             ("agent", f"{task['agent_id']}" + (f" ({task['agent_name']})" if task["agent_name"] else "")),
             ("repo", task["repo"] or "-"),
             *([("branch", task["branch"])] if task.get("branch") else []),
+            *([("pull request", task["pull_request"])] if task.get("pull_request") else []),
             ("status", task["status"]),
             ("progress", "-" if task["progress"] is None else f"{task['progress']:.0f}%"),
             ("started", _when(task["started_at"])),

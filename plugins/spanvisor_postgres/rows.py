@@ -68,6 +68,7 @@ TASK_COLUMNS = (
     "task_name",
     "repo",
     "branch",
+    "pull_request",
     "status",
     "progress",
     "step",
@@ -153,6 +154,7 @@ def task_row(event: Event) -> TaskRow:
         "task_name": clean_text(v.task_name, "task_name", notes),
         "repo": clean_text(v.repo, "repo", notes, ID_LIMIT),
         "branch": clean_text(v.branch, "branch", notes, ID_LIMIT),
+        "pull_request": clean_text(v.pull_request, "pull_request", notes),
         "status": clean_text(v.status, "status", notes, ID_LIMIT),
         "progress": progress_of(v),  # a completed task is done, as every sink shows it
         "step": clean_text(v.step, "step", notes),

@@ -38,6 +38,7 @@ _STATE = (
     "task_name",
     "repo",
     "branch",
+    "pull_request",
     "status",
     "progress",
     "step",

@@ -149,6 +149,7 @@ _VIEW_CHECKS: dict[str, Callable[[Any], bool]] = {
     "task_name": _opt(_is_str),
     "repo": _opt(_is_str),
     "branch": _opt(_is_str),
+    "pull_request": _opt(_is_str),
     "status": _is_str,
     "progress": _opt(_is_num),
     "step": _opt(_is_str),

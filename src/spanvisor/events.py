@@ -148,6 +148,7 @@ class TaskView:
     task_name: str | None = None
     repo: str | None = None
     branch: str | None = None  # the git branch its work is on, as the root last said (agent.branch)
+    pull_request: str | None = None  # its pull request's web address, as the root last said (agent.pull_request)
     status: Status = "starting"
     progress: float | None = None
     step: str | None = None

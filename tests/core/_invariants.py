@@ -225,6 +225,7 @@ FINAL_FIELDS = (
     "agent_name",
     "repo",
     "branch",
+    "pull_request",
     "status",
     "progress",
     "step",

@@ -96,6 +96,7 @@ _CLEAN_STATE: dict[str, st.SearchStrategy[Any]] = {
     cv.CONTEXT_TOKENS: clean_tokens,
     cv.CONTEXT_LIMIT: st.sampled_from([128_000, 200_000]),
     cv.BRANCH: st.sampled_from(["main", "fix/login"]),  # the agent switched branch
+    cv.PULL_REQUEST: st.sampled_from(["https://github.com/acme/api/pull/12", "https://github.com/acme/api/pull/13"]),
 }
 
 
@@ -150,6 +151,8 @@ def root_attrs(draw: st.DrawFn, index: int) -> dict[str, Any]:
         attrs = {cv.TL_KIND: "agent", cv.TL_ENTITY: "tl-agent"}
     if draw(st.integers(0, 3)) == 0:
         attrs[cv.BRANCH] = draw(maybe_junk(st.just("main")))
+    if draw(st.integers(0, 5)) == 0:
+        attrs[cv.PULL_REQUEST] = draw(maybe_junk(st.just("https://github.com/acme/api/pull/7")))
     if draw(st.booleans()):
         attrs.update(draw(state_updates))
     if draw(st.integers(0, 3)) == 0:

@@ -31,6 +31,7 @@ def view(task_no: int, agent: str = "rivet", **kw: object) -> TaskView:
         task_name=f"Task {task_no}",
         repo="acme/plant",
         branch="fix/gasket",
+        pull_request="https://git.example/acme/plant/pull/9",
         status="starting",
         steps=("plan", "act", "verify"),
         model="claude-sonnet-4",

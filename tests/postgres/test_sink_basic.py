@@ -51,6 +51,7 @@ def test_stream_lands_in_every_table(pg_server: Any, tmp_path: Path) -> None:
         ]
         vera = tasks[1]
         assert (vera["repo"], vera["branch"]) == ("acme/plant", "fix/gasket")
+        assert vera["pull_request"] == "https://git.example/acme/plant/pull/9"
         assert vera["error_type"] == "ValueError" and vera["error_message"] == "bad gasket"
         assert vera["ended_at"] is not None and vera["duration_s"] > 0
         assert vera["input_tokens"] == 2500

@@ -55,6 +55,7 @@ SHARED_KEYS: Final = frozenset(
         cv.TASK_NAME,
         cv.REPO,
         cv.BRANCH,
+        cv.PULL_REQUEST,
         cv.STATUS,
         cv.STEP,
         cv.GEN_AI_AGENT_ID,

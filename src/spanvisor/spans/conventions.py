@@ -25,6 +25,10 @@ REPO: Final = "agent.repo"
 # The git branch the task's work is on (display only: the agent can switch it). Read from the root and
 # its live records, the last word winning: `spanvisor run` says it at the start and when it changes.
 BRANCH: Final = "agent.branch"
+# The pull (or merge) request the task's work is in, its web address (display only, like the branch).
+# Read from the root and its live records, the last word winning: `spanvisor run` says it once the CLI
+# made one (`gh pr create`'s answer in its output).
+PULL_REQUEST: Final = "agent.pull_request"
 STATUS: Final = "agent.status"
 PROGRESS: Final = "agent.progress"
 STEP: Final = "agent.step"
@@ -151,6 +155,7 @@ KNOWN_KEYS: Final = frozenset(
         TASK_ROOT,
         REPO,
         BRANCH,
+        PULL_REQUEST,
         STATUS,
         PROGRESS,
         STEP,

@@ -16,6 +16,7 @@ from typing import Any
 
 MAX_TEXT = 4_000  # a Slack section shows 3,000; the audit keeps a little more
 MAX_NAME = 256
+MAX_URL = 2_048  # a web address (Slack takes links of at most this many characters)
 MAX_TOKENS = 100_000_000  # no model window is near this; larger is a bug upstream
 MAX_LIST = 100
 MAX_NOTES = 20

@@ -97,6 +97,7 @@ def task_json(v: TaskView) -> dict[str, Any]:
         "task_name": v.task_name,
         "repo": v.repo,
         "branch": v.branch,
+        "pull_request": v.pull_request,
         "status": v.status,
         "trace_id": v.trace_id or None,
         "root_span_id": v.root_span_id or None,

@@ -134,6 +134,8 @@ def task_text(v: TaskView) -> str:
             _text(v.repo),
             ',"branch":',
             _text(v.branch),
+            ',"pull_request":',
+            _text(v.pull_request),
             ',"status":',
             _text(v.status),
             ',"trace_id":',

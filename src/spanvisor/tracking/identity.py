@@ -165,6 +165,8 @@ class TaskIdentity:
             offer("repo", sz.text(a.get(cv.REPO), cv.REPO, notes, 256))
         if is_root and cv.BRANCH in a:  # the root's alone, its latest word (it may switch)
             offer("branch", sz.name(a.get(cv.BRANCH), cv.BRANCH, notes))
+        if is_root and cv.PULL_REQUEST in a:  # the same: its latest word
+            offer("pull_request", sz.text(a.get(cv.PULL_REQUEST), cv.PULL_REQUEST, notes, sz.MAX_URL))
         # The root's name may be its span name (an invoke_agent span); another
         # span only lends its explicit agent.task.name.
         raw_name = cv.task_name(a, span.name) if is_root else a.get(cv.TASK_NAME)

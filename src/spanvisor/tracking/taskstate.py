@@ -82,6 +82,7 @@ class TaskState(TaskRecord):
             task_name=sz.text(cv.task_name(a, span.name), "agent.task.name", notes, 500),
             repo=sz.name(a.get(cv.REPO), "agent.repo", notes),
             branch=sz.name(a.get(cv.BRANCH), cv.BRANCH, notes),
+            pull_request=sz.text(a.get(cv.PULL_REQUEST), cv.PULL_REQUEST, notes, sz.MAX_URL),
             status="starting",
             started_ns=span.start_ns,
             updated_ns=span.start_ns,

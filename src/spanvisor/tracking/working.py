@@ -27,6 +27,7 @@ WORKING_FIELDS: Final = (
     "task_name",
     "repo",
     "branch",
+    "pull_request",
     "status",
     "progress",
     "step",
@@ -70,6 +71,7 @@ class Working:
     task_name: str | None
     repo: str | None
     branch: str | None
+    pull_request: str | None
     status: Status
     progress: float | None
     step: str | None
@@ -111,6 +113,7 @@ class Working:
         self.task_name = view.task_name
         self.repo = view.repo
         self.branch = view.branch
+        self.pull_request = view.pull_request
         self.status = view.status
         self.progress = view.progress
         self.step = view.step
