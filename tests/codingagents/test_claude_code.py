@@ -179,3 +179,31 @@ def test_the_session_alone_is_left_to_liveness(matrix: Matrix, alone: Alone) -> 
     # session held for a person is lost on a loaded machine, and no test waits it out.
     row = left_to_liveness(matrix, cc.task_of(alone.ran), alone.ran)
     assert row["input_tokens"] == 16_000, "counted once"
+
+
+def test_under_the_launcher_the_pull_request_its_bash_call_made_is_the_tasks(
+    cli_bin: Path, matrix: Matrix, anthropic: FakeModelAPI, tmp_path: Path
+) -> None:
+    """Its ``gh pr create`` (a stand-in ``gh`` first on its PATH) printed the
+    new request's address: the launcher reads it from Claude Code's stream
+    (the Bash call and its result) and says it on the task."""
+    pr = "https://github.com/acme/api/pull/12"
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "gh").write_text(f"#!/bin/sh\necho 'Creating pull request for fix/login into main'\necho '{pr}'\n")
+    (tools / "gh").chmod(0o755)
+    made = Script([tool("Bash", FIRST, command="gh pr create --fill", description="open a PR"), text("Opened.", LAST)])
+    run_id = anthropic.script(uuid.uuid4().hex[:12], made)
+    task_id = f"cc-pr-{run_id}"
+    env = cc.env(tmp_path / "home", matrix, anthropic, run_id)
+    env["PATH"] = f"{tools}:{env.get('PATH', '')}"
+    # Claude Code asks its user before a command it does not know is safe: this one is allowed.
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps({"permissions": {"allow": ["Bash(gh pr create:*)"]}}))
+    launcher = {"endpoint": matrix.endpoint, "task-id": task_id}
+    ran = cc.claude(cli_bin, tmp_path / "work", env, f"open a PR ({run_id})", settings=settings, launcher=launcher)
+    assert ran.code == 0 and ran.stdout.strip() == "Opened.", ran.said()
+    asked = [s for s in anthropic.requests(run_id) if s.path.startswith("/v1/messages")]
+    assert pr in " ".join(result_text(r) for r in tool_results(asked[-1].body)), "the call ran"
+    row = _ended(matrix, task_id)
+    assert (row["status"], row["pull_request"]) == ("complete", pr)

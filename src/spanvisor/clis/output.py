@@ -37,6 +37,8 @@ class RunOutput:
     saw_result: bool = False
     # The CLI said a signal interrupted it (its user's Ctrl-C).
     interrupted: bool = False
+    # The web address of the pull request the session made last (.pullrequest).
+    pull_request: str | None = None
     # What a reader keeps between lines (a json mode's lines, whether the
     # text shown so far ended its line).
     notes: dict[str, Any] = field(default_factory=dict)

@@ -19,7 +19,9 @@ exits its own way when a signal stops it).
 
 Every line that is a JSON object is also handed to the reader's ``tap``
 (the launcher's :mod:`.stream`, which reports OpenCode's and Cline's calls
-and steps).
+and steps). A pull request the output shows the session made
+(:mod:`spanvisor.clis.pullrequest`) is handed to ``on_pull_request`` once
+each time it changes: the launcher says it on the task.
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ class ResultReader(RunOutput):
 
     # Each line's JSON, handed on as it is read (:mod:`.stream`).
     tap: Callable[[dict[str, Any]], object] | None = None
+    # The pull request the session made, each time it changes.
+    on_pull_request: Callable[[str], object] | None = None
+    told_pull_request: str | None = None
 
     def line(self, text: str) -> str | None:
         """Read one line of the CLI's stdout; what to show the user (None: nothing)."""
@@ -56,7 +61,12 @@ class ResultReader(RunOutput):
                 self.tap(doc)
             except Exception:  # what the launcher reports never stops it reading the end
                 pass
-        return adapter.read_output(self, text)
+        shown = adapter.read_output(self, text)
+        made = self.pull_request
+        if made is not None and made != self.told_pull_request and self.on_pull_request is not None:
+            self.told_pull_request = made
+            self.on_pull_request(made)
+        return shown
 
     def finish(self) -> None:
         adapter = _adapter(self.mode)

@@ -311,7 +311,9 @@ class _Session:
         beat = _beat(records, config)
         diff = self._diff()
         watch = self._follow(records)
-        reading = ResultReader(mode, tap=report)
+        reading = ResultReader(
+            mode, tap=report, on_pull_request=lambda url: records.say(cv.LIVE_TASK_UPDATE, {cv.PULL_REQUEST: url})
+        )
         drained = threading.Event()
         if self.adoption.on:
             self.stopper.sweep_once_ended(drained, DRAIN_S)

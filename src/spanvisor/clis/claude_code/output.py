@@ -5,7 +5,9 @@ Unless the user chose an ``--output-format``, the launcher asks for
 result line's ``result`` text, which is what the default text format
 prints; a user's own ``stream-json`` or ``json`` is passed through and
 read too. The result's ``is_error``, ``subtype`` and ``terminal_reason``
-say how the run ended. Interrupted by SIGINT it exits 0 with no result
+say how the run ended; a ``Bash`` call that made a pull request
+(``tool_use``, then its ``tool_result``) says which (:mod:`..pullrequest`).
+Interrupted by SIGINT it exits 0 with no result
 (its stream says "[Request interrupted by user]") or with a result whose
 ``terminal_reason`` is ``aborted_streaming`` (or ``aborted_tools``):
 cancelled.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from spanvisor.clis import pullrequest
 from spanvisor.clis.output import Ending, RunOutput, buffered, document, json_object
 
 
@@ -27,6 +30,8 @@ def read(out: RunOutput, text: str) -> str | None:
     shown: str | None = text if out.kind == "stream" else None
     if doc.get("type") == "user" and _interrupted(doc):
         out.interrupted = True
+    if doc.get("type") in ("assistant", "user"):
+        _pull_request(out, doc)
     if doc.get("type") == "result":
         _result(out, doc)
         if out.kind == "text":
@@ -72,3 +77,19 @@ def _interrupted(doc: dict[str, Any]) -> bool:
         for p in parts
         for t in ((p.get("text") if isinstance(p, dict) else p),)
     )
+
+
+def _pull_request(out: RunOutput, doc: dict[str, Any]) -> None:
+    """A ``Bash`` call's command held by its id; its result read for the address."""
+    msg = doc.get("message")
+    content = msg.get("content") if isinstance(msg, dict) else None
+    for part in content if isinstance(content, list) else []:
+        if not isinstance(part, dict):
+            continue
+        if part.get("type") == "tool_use" and part.get("name") == "Bash":
+            args = part.get("input")
+            pullrequest.hold(out.notes, part.get("id"), args.get("command") if isinstance(args, dict) else None)
+        elif part.get("type") == "tool_result" and part.get("is_error") is not True:
+            command = pullrequest.waiting(out.notes).pop(str(part.get("tool_use_id")), None)
+            made = pullrequest.made_by(command, pullrequest.text_of(part.get("content")))
+            out.pull_request = made or out.pull_request

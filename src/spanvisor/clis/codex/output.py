@@ -9,11 +9,14 @@ not (Codex also sends one for a stream it reconnects, "Reconnecting...
 (OpenAI's ``{"error": {"message", "type"}}``, which Codex passes on as it
 came) reads as ``type: message``. No turn result is an error, but for an
 exit code of 1 with no error said, which is how an interrupted Codex may
-end: cancelled.
+end: cancelled. A ``command_execution`` item that made a pull request
+(its ``command`` and ``aggregated_output``: the field names the binary
+holds, UNCONFIRMED by a run here) says which (:mod:`..pullrequest`).
 """
 
 from __future__ import annotations
 
+from spanvisor.clis import pullrequest
 from spanvisor.clis.output import Ending, RunOutput, gist, json_object
 
 
@@ -32,6 +35,12 @@ def read(out: RunOutput, text: str) -> str | None:
         out.error = said or out.error or "the turn failed"
     elif kind == "turn.completed":
         out.saw_result, out.failed = True, False
+    elif kind == "item.completed":
+        item = doc.get("item")
+        if isinstance(item, dict) and item.get("type") == "command_execution" and item.get("exit_code") in (0, None):
+            out.pull_request = (
+                pullrequest.made_by(item.get("command"), item.get("aggregated_output")) or out.pull_request
+            )
     return text
 
 
