@@ -61,6 +61,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -95,6 +96,10 @@ SCOPE = "code_channels:manage"
 MAX_BAR_ITEMS = 5
 MAX_KEY = 64
 MAX_LABEL = 128
+MAX_URL = 2_048
+# A pull (or merge) request's number in its web address: GitHub's /pull/N,
+# GitLab's /-/merge_requests/N, Bitbucket's and Gitea's /pull-requests/N and /pulls/N.
+_PR_NUMBER = re.compile(r"/(?:pull|pulls|pull-requests|merge_requests)/(\d{1,12})(?:[/?#]|$)")
 # How long to wait for a code channel another replica is making right now.
 IN_FLIGHT_WAIT_S = 0.25
 # Longest a session's first message waits for its channel's turn at
@@ -128,21 +133,54 @@ def session_id_of(view: TaskView) -> str:
 
 def context_bar(view: TaskView) -> Bar:
     """The context bar's items from what the task's view says: its repository,
-    branch, agent and model (empty ones left out; at most :data:`MAX_BAR_ITEMS`).
-    Labels are agent text: escaped and clipped like every other (.text);
-    Slack's rendering of a label is UNCONFIRMED, so Slack's generic escaping
-    of ``&``, ``<`` and ``>`` applies."""
-    items: list[tuple[str, str, str]] = []
+    branch, pull request, agent and model (empty ones left out; at most
+    :data:`MAX_BAR_ITEMS`). Labels are agent text: escaped and clipped like
+    every other (.text); Slack's rendering of a label is UNCONFIRMED, so
+    Slack's generic escaping of ``&``, ``<`` and ``>`` applies."""
+    items: list[tuple[str, str, str, str]] = []
     for key, raw, icon in (
         ("repo", view.repo, "folder"),
         ("branch", view.branch, "branch"),
+        ("pull_request", view.pull_request, "link"),
         ("agent", view.agent_name or view.agent_id, "terminal"),
         ("model", view.model, "code"),
     ):
+        if key == "pull_request":
+            if raw and (item := pull_request_item(raw)) is not None:
+                items.append(item)
+            continue
         label = safe(raw, MAX_LABEL) if raw else ""
         if label.strip():
-            items.append((key[:MAX_KEY], label, icon))
+            items.append((key[:MAX_KEY], label, icon, ""))
     return tuple(items[:MAX_BAR_ITEMS])
+
+
+def pull_request_item(raw: str) -> tuple[str, str, str, str] | None:
+    """The pull request's item: ``PR #12`` linking to its page. Only a plain
+    ``https://`` or ``http://`` address is a link (what the agent wrote is
+    never a ``javascript:`` or ``slack://`` one, nor one with spaces or a
+    clipped end); anything else is shown as text, unlinked."""
+    url = raw if _is_link(raw) else ""
+    number = _PR_NUMBER.search(raw) if url else None
+    if number is not None:
+        label = f"PR #{number.group(1)}"
+    elif raw.strip().lstrip("#").isdigit() and len(raw.strip()) <= 14:
+        label = f"PR #{raw.strip().lstrip('#')}"
+    elif url:
+        label = "Pull request"
+    else:
+        label = safe(raw, MAX_LABEL)
+    return ("pull_request", label, "link", url) if label.strip() else None
+
+
+def _is_link(raw: str) -> bool:
+    return (
+        len(raw) <= MAX_URL
+        and raw.startswith(("https://", "http://"))
+        and raw.isascii()
+        and raw.isprintable()
+        and not any(c in raw for c in ' <>|"\\`')
+    )
 
 
 class CodeChannels:
@@ -363,7 +401,9 @@ class CodeChannels:
         if not want:  # nothing known yet: Slack wants at least one property
             c.bar_sent = want
             return True
-        items = [{"key": k, "label": label, "icon": icon} for k, label, icon in want]
+        items = [
+            {"key": k, "label": label, "icon": icon, **({"url": url} if url else {})} for k, label, icon, url in want
+        ]
         args = {"channel_id": cid, "code_channel": {"context_bar_items": items}}
         if await self._describe(st, SET_PROPERTIES, args, interrupt, "context bar", "bar_error"):
             c.bar_sent = want  # a refusal is not asked again until the bar changes

@@ -92,7 +92,7 @@ def moved_to(value: Mapping[str, Any] | None) -> str | None:
     return to if isinstance(to, str) and to else None
 
 
-Bar = tuple[tuple[str, str, str], ...]  # a code channel's context bar: (key, label, icon) per item
+Bar = tuple[tuple[str, str, str, str], ...]  # a code channel's context bar: (key, label, icon, url or "") per item
 
 
 @dataclass(frozen=True, slots=True)

@@ -160,6 +160,13 @@ def test_the_context_bar_follows_the_view_within_slacks_limits() -> None:
                 ("repo", repo, "folder"),
                 ("branch", "fix/&lt;login&gt;", "branch"),
             ]
+            pr = "https://github.com/acme/api/pull/12"
+            await env.send(task.checkpoint(pull_request=pr))  # the agent made a pull request
+            assert await env.sink.force_flush(10)
+            last = code.properties[-1]["code_channel"]["context_bar_items"]
+            assert [i["key"] for i in last] == ["repo", "branch", "pull_request", "agent", "model"]  # Slack's five
+            assert last[2] == {"key": "pull_request", "label": "PR #12", "icon": "link", "url": pr}
+            assert code.context_bar_items == last  # the fake took it: a url within Slack's limit
 
     run(go())
 
@@ -372,7 +379,34 @@ def test_which_tasks_are_coding_sessions_and_their_session_ids() -> None:
     run1 = view(run_id="r1")
     assert session_id_of(run1) == session_id_of(view(run_id="r1", task_id="renamed"))  # the run, not the id
     assert session_id_of(run1) != session_id_of(view(run_id="r2"))
-    assert context_bar(view(agent_id="a", repo="", model=None)) == (("agent", "a", "terminal"),)
+    assert context_bar(view(agent_id="a", repo="", model=None)) == (("agent", "a", "terminal", ""),)
+
+
+@pytest.mark.parametrize(
+    ("said", "item"),
+    [
+        ("https://github.com/acme/api/pull/12", ("PR #12", "https://github.com/acme/api/pull/12")),
+        ("https://gitlab.example/g/api/-/merge_requests/7?tab=diffs", ("PR #7", None)),
+        ("https://git.example/acme/api/pulls/3", ("PR #3", None)),
+        ("https://review.example/changes/abc", ("Pull request", None)),
+        ("#42", ("PR #42", "")),
+        # What the agent wrote is never a link of another kind, nor one a person would misread.
+        ("javascript:alert(1)//pull/1", ("javascript:alert(1)//pull/1", "")),
+        ("slack://open?team=T1", ("slack://open?team=T1", "")),
+        ("https://evil.example/pull/1 <https://github.com|GitHub>", (None, "")),
+        ("https://github.com/acme/api/pull/1\n<!channel>", (None, "")),
+        ("https://x.example/" + "p" * 2100, (None, "")),
+    ],
+)
+def test_a_pull_request_is_a_link_only_when_it_is_a_plain_web_address(said: str, item: tuple[Any, Any]) -> None:
+    """``agent.pull_request`` in the context bar: ``PR #N`` linking to its page."""
+    base = {"task_id": "T", "trace_id": "a" * 32, "root_span_id": "b" * 16, "agent_id": "claude-code"}
+    [pr] = [i for i in context_bar(TaskView(**base, pull_request=said)) if i[0] == "pull_request"]
+    label, url = item  # a label of None: the text as written, escaped and clipped; a url of None: the address said
+    assert pr[2] == "link" and pr[3] == (said if url is None else url)
+    if label is not None:
+        assert pr[1] == label
+    assert "<" not in pr[1] and ">" not in pr[1] and 1 <= len(pr[1]) <= MAX_LABEL
 
 
 def test_the_manifest_asks_for_code_channels_only_when_on() -> None:
