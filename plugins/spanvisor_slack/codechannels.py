@@ -61,11 +61,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from spanvisor.clis import registry
+from spanvisor.clis import pullrequest, registry
 from spanvisor.events import TaskView
 from spanvisor.gate import taskids
 from spanvisor.sink import Clock
@@ -97,9 +96,6 @@ MAX_BAR_ITEMS = 5
 MAX_KEY = 64
 MAX_LABEL = 128
 MAX_URL = 2_048
-# A pull (or merge) request's number in its web address: GitHub's /pull/N,
-# GitLab's /-/merge_requests/N, Bitbucket's and Gitea's /pull-requests/N and /pulls/N.
-_PR_NUMBER = re.compile(r"/(?:pull|pulls|pull-requests|merge_requests)/(\d{1,12})(?:[/?#]|$)")
 # How long to wait for a code channel another replica is making right now.
 IN_FLIGHT_WAIT_S = 0.25
 # Longest a session's first message waits for its channel's turn at
@@ -161,9 +157,9 @@ def pull_request_item(raw: str) -> tuple[str, str, str, str] | None:
     never a ``javascript:`` or ``slack://`` one, nor one with spaces or a
     clipped end); anything else is shown as text, unlinked."""
     url = raw if _is_link(raw) else ""
-    number = _PR_NUMBER.search(raw) if url else None
+    number = pullrequest.number(raw) if url else None
     if number is not None:
-        label = f"PR #{number.group(1)}"
+        label = f"PR #{number}"
     elif raw.strip().lstrip("#").isdigit() and len(raw.strip()) <= 14:
         label = f"PR #{raw.strip().lstrip('#')}"
     elif url:

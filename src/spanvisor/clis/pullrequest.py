@@ -21,8 +21,11 @@ from typing import Any
 _MAKES = re.compile(
     r"(?:^|[\s;&|(`'\"])(?:gh\s+pr\s+create|glab\s+mr\s+create|hub\s+pull-request|tea\s+pulls?\s+create)\b"
 )
-# Its web address: GitHub's /pull/N, GitLab's /-/merge_requests/N, Bitbucket's /pull-requests/N, Gitea's /pulls/N.
-_ADDRESS = re.compile(r"https?://[^\s<>\"'`|\\]{1,2000}?/(?:pull|pulls|pull-requests|merge_requests)/\d{1,12}\b")
+# A web address as printed (greedy, no backtracking over a long line), and
+# the number in one of a pull request: GitHub's /pull/N, GitLab's
+# /-/merge_requests/N, Bitbucket's /pull-requests/N, Gitea's /pulls/N.
+_LINK = re.compile(r"https?://[^\s<>\"'`|\\]{1,2048}")
+_NUMBERED = re.compile(r"/(?:pull|pulls|pull-requests|merge_requests)/(\d{1,12})(?![\w-])")
 # What is looked at of a command's output: the address comes last, after any progress lines.
 TAIL = 16_384
 # Commands held while their output is awaited (a reader pairs them by call id).
@@ -39,8 +42,16 @@ def made_by(command: Any, output: Any) -> str | None:
     printed (the last address of one); None when it makes none or printed none."""
     if not makes_one(command) or not isinstance(output, str):
         return None
-    found = _ADDRESS.findall(output[-TAIL:])
-    return found[-1] if found else None
+    for link in reversed(_LINK.findall(output[-TAIL:])):
+        if (found := _NUMBERED.search(link)) is not None:
+            return link[: found.end()]
+    return None
+
+
+def number(address: str) -> str | None:
+    """The request's number in its web address (``12`` of ``…/pull/12``)."""
+    found = _NUMBERED.search(address)
+    return found.group(1) if found else None
 
 
 def text_of(content: Any) -> str:
@@ -65,4 +76,4 @@ def hold(notes: dict[str, Any], call_id: Any, command: Any) -> None:
         held[call_id] = command
 
 
-__all__ = ["hold", "made_by", "makes_one", "text_of", "waiting"]
+__all__ = ["hold", "made_by", "makes_one", "number", "text_of", "waiting"]
