@@ -63,6 +63,7 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from spanvisor.clis import pullrequest, registry
 from spanvisor.events import TaskView
@@ -152,21 +153,34 @@ def context_bar(view: TaskView) -> Bar:
 
 
 def pull_request_item(raw: str) -> tuple[str, str, str, str] | None:
-    """The pull request's item: ``PR #12`` linking to its page. Only a plain
-    ``https://`` or ``http://`` address is a link (what the agent wrote is
-    never a ``javascript:`` or ``slack://`` one, nor one with spaces or a
-    clipped end); anything else is shown as text, unlinked."""
+    """The pull request's item: ``PR #12 · github.com`` linking to its page.
+    Only a plain ``https://`` or ``http://`` address is a link (what the
+    agent wrote is never a ``javascript:`` or ``slack://`` one, nor one with
+    spaces or a clipped end), and its label names the host the link goes to
+    (the agent chose the address: ``https://github.com@evil.example/pull/1``
+    reads ``PR #1 · evil.example``); anything else is shown as text, unlinked."""
     url = raw if _is_link(raw) else ""
+    host = _host(url) if url else None
+    if url and host is None:
+        url = ""
     number = pullrequest.number(raw) if url else None
     if number is not None:
-        label = f"PR #{number}"
+        label = safe(f"PR #{number} · {host}", MAX_LABEL)
     elif raw.strip().lstrip("#").isdigit() and len(raw.strip()) <= 14:
         label = f"PR #{raw.strip().lstrip('#')}"
     elif url:
-        label = "Pull request"
+        label = safe(f"Pull request · {host}", MAX_LABEL)
     else:
         label = safe(raw, MAX_LABEL)
     return ("pull_request", label, "link", url) if label.strip() else None
+
+
+def _host(url: str) -> str | None:
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return None
+    return host or None
 
 
 def _is_link(raw: str) -> bool:

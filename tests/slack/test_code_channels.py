@@ -165,7 +165,7 @@ def test_the_context_bar_follows_the_view_within_slacks_limits() -> None:
             assert await env.sink.force_flush(10)
             last = code.properties[-1]["code_channel"]["context_bar_items"]
             assert [i["key"] for i in last] == ["repo", "branch", "pull_request", "agent", "model"]  # Slack's five
-            assert last[2] == {"key": "pull_request", "label": "PR #12", "icon": "link", "url": pr}
+            assert last[2] == {"key": "pull_request", "label": "PR #12 · github.com", "icon": "link", "url": pr}
             assert code.context_bar_items == last  # the fake took it: a url within Slack's limit
 
     run(go())
@@ -385,11 +385,15 @@ def test_which_tasks_are_coding_sessions_and_their_session_ids() -> None:
 @pytest.mark.parametrize(
     ("said", "item"),
     [
-        ("https://github.com/acme/api/pull/12", ("PR #12", "https://github.com/acme/api/pull/12")),
-        ("https://gitlab.example/g/api/-/merge_requests/7?tab=diffs", ("PR #7", None)),
-        ("https://git.example/acme/api/pulls/3", ("PR #3", None)),
-        ("https://review.example/changes/abc", ("Pull request", None)),
+        ("https://github.com/acme/api/pull/12", ("PR #12 · github.com", "https://github.com/acme/api/pull/12")),
+        ("https://gitlab.example/g/api/-/merge_requests/7?tab=diffs", ("PR #7 · gitlab.example", None)),
+        ("https://git.example/acme/api/pulls/3", ("PR #3 · git.example", None)),
+        ("https://review.example/changes/abc", ("Pull request · review.example", None)),
         ("#42", ("PR #42", "")),
+        # The host the link goes to, whatever the address makes it look like.
+        ("https://github.com@evil.example/acme/api/pull/1", ("PR #1 · evil.example", None)),
+        ("https://github.com.evil.example/acme/api/pull/1", ("PR #1 · github.com.evil.example", None)),
+        ("https:///pull/1", ("https:///pull/1", "")),
         # What the agent wrote is never a link of another kind, nor one a person would misread.
         ("javascript:alert(1)//pull/1", ("javascript:alert(1)//pull/1", "")),
         ("slack://open?team=T1", ("slack://open?team=T1", "")),
