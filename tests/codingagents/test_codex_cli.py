@@ -10,7 +10,8 @@ scripted context growth warned at 70 % and 85 %, and its end seen by
 liveness (lost): Codex says nothing of a session's end. Its own ~700
 internal spans make no second task. Under ``spanvisor run`` it ends
 complete, or failed with the API's error read from its ``--json`` events
-(Codex exits on an API error without sending its last batch of records).
+(Codex exits on an API error without sending its last batch of records),
+and a pull request its shell call made is the task's.
 """
 
 from __future__ import annotations
@@ -177,3 +178,29 @@ def test_the_session_alone_sends_no_end_and_is_left_to_liveness(matrix: Matrix, 
     # test_claude_code.py waits for.
     row = eh.left_to_liveness(matrix, cx.task_of(alone.ran), alone.ran)
     assert (row["input_tokens"], row["output_tokens"]) == (16_000, 60), "counted once"
+
+
+def test_under_the_launcher_the_pull_request_its_command_made_is_the_tasks(
+    cli_bin: Path, matrix: Matrix, api: FakeModelAPI, tmp_path: Path
+) -> None:
+    """Its ``gh pr create`` (a stand-in ``gh`` first on its PATH) printed the
+    new request's address: the launcher reads it from Codex's ``--json``
+    events (the command's ``command_execution`` item) and says it on the task."""
+    pr = "https://github.com/acme/api/pull/12"
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "gh").write_text(f"#!/bin/sh\necho 'Creating pull request for fix/login into main'\necho '{pr}'\n")
+    (tools / "gh").chmod(0o755)
+    made = Script([tool("exec_command", FIRST, cmd="gh pr create --fill"), text("Opened.", LAST)])
+    run_id = api.script(uuid.uuid4().hex[:12], made)
+    task_id = f"codex-pr-{run_id}"
+    env = cx.env(tmp_path / "home", api, run_id)
+    # Codex runs it in a login shell (bash -lc), whose PATH the profile sets.
+    (tmp_path / "home" / ".bash_profile").write_text(f'export PATH="{tools}:$PATH"\n')
+    launcher = {"endpoint": matrix.endpoint, "task-id": task_id}
+    ran = cx.codex(cli_bin, tmp_path / "work", env, f"open a PR ({run_id})", launcher=launcher)
+    assert ran.code == 0 and cx.said(ran) == ["Opened."], ran.said()
+    [item] = [e["item"] for e in cx.events(ran, "item.completed") if e["item"].get("type") == "command_execution"]
+    assert "gh pr create --fill" in item["command"] and pr in item["aggregated_output"], item
+    row = _row(matrix, task_id, ended=True, output=60)
+    assert (row["status"], row["pull_request"]) == ("complete", pr)

@@ -10,8 +10,8 @@ not (Codex also sends one for a stream it reconnects, "Reconnecting...
 came) reads as ``type: message``. No turn result is an error, but for an
 exit code of 1 with no error said, which is how an interrupted Codex may
 end: cancelled. A ``command_execution`` item that made a pull request
-(its ``command`` and ``aggregated_output``: the field names the binary
-holds, UNCONFIRMED by a run here) says which (:mod:`..pullrequest`).
+(its ``command``, ``/bin/bash -lc '…'``, and ``aggregated_output``, as
+0.169.0 writes them) says which (:mod:`..pullrequest`).
 """
 
 from __future__ import annotations
