@@ -124,3 +124,33 @@ def test_the_session_alone_sends_no_end_and_is_left_to_liveness(matrix: Matrix, 
     # Without its end hooks, no end: liveness ends it (lost), as test_claude_code.py waits for.
     row = eh.left_to_liveness(matrix, gc.task_of(alone.ran), alone.ran)
     assert row["input_tokens"] == 16_000, "counted once"
+
+
+def test_under_the_launcher_the_pull_request_its_shell_call_made_is_the_tasks(
+    cli_bin: Path, matrix: Matrix, api: FakeModelAPI, tmp_path: Path
+) -> None:
+    """Its ``gh pr create`` (a stand-in ``gh`` first on its PATH) printed the
+    new request's address: the launcher reads it from Gemini CLI's
+    ``stream-json`` (the shell call's ``tool_use`` and ``tool_result``) and
+    says it on the task."""
+    pr = "https://github.com/acme/api/pull/12"
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "gh").write_text(f"#!/bin/sh\necho 'Creating pull request for fix/login into main'\necho '{pr}'\n")
+    (tools / "gh").chmod(0o755)
+    run_id = api.script(
+        uuid.uuid4().hex[:12],
+        Script([tool("run_shell_command", FIRST, command="gh pr create --fill"), text("Opened.", LAST)]),
+    )
+    task_id = f"gem-pr-{run_id}"
+    env = gc.env(tmp_path / "home", matrix, api, run_id, telemetry=False)
+    env["PATH"] = f"{tools}:{env.get('PATH', '')}"
+    launcher = {"endpoint": matrix.endpoint, "task-id": task_id}
+    # As a user starts it: the launcher asks for stream-json (the others here ask for json, one document).
+    argv = [a for a in gc.argv(cli_bin, f"open a PR ({run_id})") if a not in ("--output-format", "json")]
+    ran = gc.run(argv, env, tmp_path / "work", launcher)
+    assert ran.code == 0 and ran.stdout.strip() == "Opened.", ran.said()
+    asked = api.requests(run_id)
+    assert pr in json.dumps([function_responses(r.body) for r in asked]), "the call ran"
+    row = _row(matrix, task_id, ended=True)
+    assert (row["status"], row["pull_request"]) == ("complete", pr)

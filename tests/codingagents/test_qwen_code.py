@@ -154,6 +154,31 @@ def test_under_the_launcher_the_session_ends_complete_or_failed_on_a_401(
     assert "401" in failed["error_message"] and "scripted: bad key" in failed["error_message"], failed
 
 
+def test_under_the_launcher_the_pull_request_its_shell_call_made_is_the_tasks(
+    cli_bin: Path, matrix: Matrix, api: FakeModelAPI, tmp_path: Path
+) -> None:
+    """Its ``gh pr create`` (a stand-in ``gh`` first on its PATH) printed the
+    new request's address: the launcher reads it from Qwen Code's
+    ``stream-json`` (Claude Code's shape: the ``run_shell_command`` call's
+    ``tool_use`` and ``tool_result``) and says it on the task."""
+    pr = "https://github.com/acme/api/pull/12"
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "gh").write_text(f"#!/bin/sh\necho 'Creating pull request for fix/login into main'\necho '{pr}'\n")
+    (tools / "gh").chmod(0o755)
+    made = Script([tool("run_shell_command", FIRST, command="gh pr create --fill"), text("Opened.", LAST)])
+    run_id = api.script(uuid.uuid4().hex[:12], made)
+    task_id = f"qwen-pr:{run_id}/1"
+    env = qw.env(tmp_path / "home", matrix, api, run_id, telemetry=False)
+    env["SPANVISOR_HEARTBEAT"] = "1s"
+    env["PATH"] = f"{tools}:{env.get('PATH', '')}"
+    launcher = {"endpoint": matrix.endpoint, "task-id": task_id}
+    ran = qw.qwen(cli_bin, tmp_path / "work", env, f"open a PR ({run_id})", launcher, fmt=None)
+    assert ran.code == 0 and ran.stdout.strip() == "Opened.", ran.said()
+    row = _row(matrix, task_id, ended=True, output=60)
+    assert (row["status"], row["pull_request"]) == ("complete", pr)
+
+
 # Last in the file: the session alone exited during the tests above.
 def test_the_session_alone_sends_no_end_and_is_left_to_liveness(matrix: Matrix, alone: RelayedAlone) -> None:
     # Without its end hooks, no end: liveness ends it (lost), as test_claude_code.py waits for.

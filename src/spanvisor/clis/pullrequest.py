@@ -63,6 +63,26 @@ def text_of(content: Any) -> str:
     return ""
 
 
+def from_messages(notes: dict[str, Any], doc: dict[str, Any], shells: frozenset[str]) -> str | None:
+    """What one line of a ``stream-json`` in Claude Code's shape (Claude
+    Code's, Qwen Code's) says: a shell tool's ``tool_use`` (one of
+    ``shells``) is held by its id; its ``tool_result`` is read for the
+    address (None for every other line, and for a failed call)."""
+    msg = doc.get("message")
+    content = msg.get("content") if isinstance(msg, dict) else None
+    made = None
+    for part in content if isinstance(content, list) else []:
+        if not isinstance(part, dict):
+            continue
+        if part.get("type") == "tool_use" and part.get("name") in shells:
+            args = part.get("input")
+            hold(notes, part.get("id"), args.get("command") if isinstance(args, dict) else None)
+        elif part.get("type") == "tool_result" and part.get("is_error") is not True:
+            command = waiting(notes).pop(str(part.get("tool_use_id")), None)
+            made = made_by(command, text_of(part.get("content"))) or made
+    return made
+
+
 def waiting(notes: dict[str, Any]) -> dict[str, str]:
     """The commands that make one, by call id, until their output is read."""
     held: dict[str, str] = notes.setdefault("pull_request_commands", {})
@@ -76,4 +96,4 @@ def hold(notes: dict[str, Any], call_id: Any, command: Any) -> None:
         held[call_id] = command
 
 
-__all__ = ["hold", "made_by", "makes_one", "number", "text_of", "waiting"]
+__all__ = ["from_messages", "hold", "made_by", "makes_one", "number", "text_of", "waiting"]

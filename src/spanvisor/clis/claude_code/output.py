@@ -20,6 +20,9 @@ from typing import Any
 from spanvisor.clis import pullrequest
 from spanvisor.clis.output import Ending, RunOutput, buffered, document, json_object
 
+# Its shell tool: what makes a pull request (gh pr create) runs there.
+_SHELLS = frozenset({"Bash"})
+
 
 def read(out: RunOutput, text: str) -> str | None:
     if out.kind == "json":
@@ -31,7 +34,7 @@ def read(out: RunOutput, text: str) -> str | None:
     if doc.get("type") == "user" and _interrupted(doc):
         out.interrupted = True
     if doc.get("type") in ("assistant", "user"):
-        _pull_request(out, doc)
+        out.pull_request = pullrequest.from_messages(out.notes, doc, _SHELLS) or out.pull_request
     if doc.get("type") == "result":
         _result(out, doc)
         if out.kind == "text":
@@ -77,19 +80,3 @@ def _interrupted(doc: dict[str, Any]) -> bool:
         for p in parts
         for t in ((p.get("text") if isinstance(p, dict) else p),)
     )
-
-
-def _pull_request(out: RunOutput, doc: dict[str, Any]) -> None:
-    """A ``Bash`` call's command held by its id; its result read for the address."""
-    msg = doc.get("message")
-    content = msg.get("content") if isinstance(msg, dict) else None
-    for part in content if isinstance(content, list) else []:
-        if not isinstance(part, dict):
-            continue
-        if part.get("type") == "tool_use" and part.get("name") == "Bash":
-            args = part.get("input")
-            pullrequest.hold(out.notes, part.get("id"), args.get("command") if isinstance(args, dict) else None)
-        elif part.get("type") == "tool_result" and part.get("is_error") is not True:
-            command = pullrequest.waiting(out.notes).pop(str(part.get("tool_use_id")), None)
-            made = pullrequest.made_by(command, pullrequest.text_of(part.get("content")))
-            out.pull_request = made or out.pull_request

@@ -6,6 +6,8 @@ default text format prints), then reads the ``result`` event (``status``
 success or error, the error's message). A user's own ``json`` (one
 document: ``response``, or ``error``) or ``stream-json`` is passed through
 and read too. Its worker exits 0 with no result when signalled: cancelled.
+A ``run_shell_command`` call that made a pull request (its ``tool_use``,
+then its ``tool_result`` by ``tool_id``) says which (:mod:`..pullrequest`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from spanvisor.clis import pullrequest
 from spanvisor.clis.output import Ending, RunOutput, buffered, document, gist, json_object
 
 
@@ -25,6 +28,8 @@ def read(out: RunOutput, text: str) -> str | None:
     kind = doc.get("type")
     if kind == "result":
         _result(out, doc)
+    elif kind in ("tool_use", "tool_result"):
+        _pull_request(out, doc)
     if out.kind == "stream":
         return text
     if kind == "message" and doc.get("role") == "assistant" and isinstance(doc.get("content"), str):
@@ -60,3 +65,13 @@ def _result(out: RunOutput, doc: dict[str, Any]) -> None:
         out.failed = True
         msg = err.get("message") if isinstance(err, dict) else err
         out.error = gist(msg) if isinstance(msg, str) and msg.strip() else "the result says error"
+
+
+def _pull_request(out: RunOutput, doc: dict[str, Any]) -> None:
+    """A shell call's command held by its id; its result read for the address."""
+    if doc.get("type") == "tool_use" and doc.get("tool_name") == "run_shell_command":
+        args = doc.get("parameters")
+        pullrequest.hold(out.notes, doc.get("tool_id"), args.get("command") if isinstance(args, dict) else None)
+    elif doc.get("type") == "tool_result" and doc.get("status") == "success":
+        command = pullrequest.waiting(out.notes).pop(str(doc.get("tool_id")), None)
+        out.pull_request = pullrequest.made_by(command, doc.get("output")) or out.pull_request

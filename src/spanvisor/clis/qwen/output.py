@@ -3,13 +3,18 @@
 message in ``error.message``). Unless the user chose an
 ``--output-format``, the launcher asks for ``stream-json`` and shows the
 result's text, as Qwen Code's text output does. An exit 0 with no result
-is an error."""
+is an error. A ``run_shell_command`` call that made a pull request (its
+``tool_use``, then its ``tool_result``) says which (:mod:`..pullrequest`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from spanvisor.clis import pullrequest
 from spanvisor.clis.output import Ending, RunOutput, by_line
+
+# Its shell tool (Gemini CLI's, which it was forked from).
+_SHELLS = frozenset({"run_shell_command"})
 
 
 def read(out: RunOutput, text: str) -> str | None:
@@ -21,6 +26,8 @@ def unsaid(out: RunOutput, program: str, code: int, title: str) -> Ending | None
 
 
 def _line(out: RunOutput, doc: dict[str, Any]) -> str | None:
+    if doc.get("type") in ("assistant", "user"):
+        out.pull_request = pullrequest.from_messages(out.notes, doc, _SHELLS) or out.pull_request
     if doc.get("type") != "result":
         return None
     out.saw_result = True
