@@ -114,3 +114,30 @@ def test_an_api_error_fails_the_session_under_the_launcher_with_the_apis_error(
     assert "scripted: bad key" in row["error_message"] and "HTTP 401" in row["error_message"], row
     warned = [c["message"] or "" for c in matrix.timeline(task_id)]
     assert any(m.startswith("⚠ API error (HTTP 401)") for m in warned), warned
+
+
+def test_under_the_launcher_the_pull_request_its_shell_call_made_is_the_tasks(
+    cli_bin: Path, matrix: Matrix, api: FakeModelAPI, tmp_path: Path
+) -> None:
+    """Its ``gh pr create`` (a stand-in ``gh`` first on its PATH) printed the
+    new request's address: the launcher reads it from OpenCode's ``json``
+    lines (the finished ``bash`` call's ``tool_use``) and says it on the task."""
+    pr = "https://github.com/acme/api/pull/12"
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "gh").write_text(f"#!/bin/sh\necho 'Creating pull request for fix/login into main'\necho '{pr}'\n")
+    (tools / "gh").chmod(0o755)
+    made = Script(
+        [tool(oc.SHELL, FIRST, command="gh pr create --fill", description="open a PR"), text("Opened.", LAST)]
+    )
+    run_id = api.script(uuid.uuid4().hex[:12], made)
+    task_id = f"opencode-pr:{run_id}/1"
+    env = oc.env(tmp_path / "home", api, run_id)
+    env["SPANVISOR_HEARTBEAT"] = "1s"
+    env["PATH"] = f"{tools}:{env.get('PATH', '')}"
+    launcher = {"endpoint": matrix.endpoint, "task-id": task_id}
+    ran = oc.opencode(cli_bin, tmp_path / "work", env, f"open a PR ({run_id})", launcher, fmt=None)
+    assert ran.code == 0 and ran.stdout.strip() == "Opened.", ran.said()
+    assert pr in json.dumps(tool_results(turns(api, run_id)[-1])), "the shell call ran"
+    row = _row(matrix, task_id, ended=True, output=60)
+    assert (row["status"], row["pull_request"]) == ("complete", pr)
