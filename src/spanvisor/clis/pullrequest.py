@@ -42,7 +42,8 @@ def made_by(command: Any, output: Any) -> str | None:
     printed (the last address of one); None when it makes none or printed none."""
     if not makes_one(command) or not isinstance(output, str):
         return None
-    for link in reversed(_LINK.findall(output[-TAIL:])):
+    links: list[str] = _LINK.findall(output[-TAIL:])
+    for link in reversed(links):
         if (found := _NUMBERED.search(link)) is not None:
             return link[: found.end()]
     return None
