@@ -23,7 +23,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from spanvisor.clis import pullrequest
-from spanvisor.clis.output import RunOutput
 from spanvisor.launcher.results import ResultReader
 from tests.cli.coding_harness import Serve, launch_claude
 from tests.waiting import wait_until
@@ -102,7 +101,7 @@ def test_a_reader_tells_each_new_one_once() -> None:
     ):
         reading.line(json.dumps(doc) + "\n")
     assert told == [PR, second]
-    assert isinstance(reading, RunOutput)
+    assert reading.pull_request == second
 
 
 def test_spanvisor_run_says_the_pull_request_the_session_made(tmp_path: Path) -> None:
