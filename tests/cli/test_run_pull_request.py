@@ -6,7 +6,10 @@
   address, makes none (a property over the text around it).
 * Claude Code's ``stream-json``: a ``Bash`` call's ``tool_use`` paired with
   its ``tool_result`` by id; a failed call, an unpaired result or another
-  tool says nothing. Codex's ``exec --json``: a ``command_execution`` item.
+  tool says nothing, and a failed call's command is let go of (what is held
+  is bounded). Codex's ``exec --json``: a ``command_execution`` item;
+  Gemini CLI's and OpenCode's lines likewise (each real CLI's own test is
+  in tests/codingagents).
 * ``spanvisor run`` in front of a CLI whose output shows one says it on the
   task (a live ``agent.task.update`` record), as the task shows at its end,
   and the latest one wins.
@@ -74,6 +77,20 @@ def test_claude_codes_stream_pairs_the_command_with_its_result() -> None:
     assert _claude(_use("t1", "gh pr create", tool="Read"), _result("t1", PR)) is None
     assert _claude(_use("t1", "gh pr create"), _result("t1", PR, error=True)) is None  # it failed
     assert _claude(_result("t1", PR)) is None
+    # A failed call is let go of: 64 of them do not stop the next from being read.
+    failed = [d for i in range(70) for d in (_use(f"f{i}", "gh pr create"), _result(f"f{i}", "HTTP 422", error=True))]
+    assert _claude(*failed, _use("t1", "gh pr create"), _result("t1", PR)) == PR
+
+
+def test_what_is_held_is_bounded() -> None:
+    """A command held for its result is kept to what is read of it, and at
+    most 64 at once (results that never come cost nothing more)."""
+    notes: dict[str, Any] = {}
+    for i in range(100):
+        pullrequest.hold(notes, f"c{i}", "gh pr create " + "x" * 100_000)
+    held = pullrequest.waiting(notes)
+    assert len(held) == pullrequest.MAX_WAITING
+    assert all(len(c) <= pullrequest.TAIL for c in held.values())
 
 
 def test_codexs_json_says_a_command_that_made_one() -> None:
@@ -122,3 +139,30 @@ def test_spanvisor_run_says_the_pull_request_the_session_made(tmp_path: Path) ->
         assert said[-1] == second and set(said) <= {PR, second}
     finally:
         serve.close()
+
+
+def test_gemini_clis_and_opencodes_lines_say_a_command_that_made_one() -> None:
+    """The shapes their real CLIs print (tests/codingagents: each CLI's
+    pull request test): Gemini CLI's tool_use and tool_result by tool_id,
+    OpenCode's finished bash call."""
+    gemini = ResultReader("gemini-text")
+    use = {
+        "type": "tool_use",
+        "tool_name": "run_shell_command",
+        "tool_id": "g1",
+        "parameters": {"command": "gh pr create"},
+    }
+    for doc in (use, {"type": "tool_result", "tool_id": "g1", "status": "error", "output": PR}):
+        gemini.line(json.dumps(doc) + "\n")
+    assert gemini.pull_request is None and pullrequest.waiting(gemini.notes) == {}  # failed, and let go of
+    for doc in ({**use, "tool_id": "g2"}, {"type": "tool_result", "tool_id": "g2", "status": "success", "output": PR}):
+        gemini.line(json.dumps(doc) + "\n")
+    assert gemini.pull_request == PR
+    opencode = ResultReader("opencode-text")
+    state = {"status": "completed", "input": {"command": "gh pr create --fill"}, "output": f"{PR}\n"}
+    opencode.line(
+        json.dumps({"type": "tool_use", "part": {"tool": "bash", "state": {**state, "status": "error"}}}) + "\n"
+    )
+    assert opencode.pull_request is None
+    opencode.line(json.dumps({"type": "tool_use", "part": {"tool": "bash", "state": state}}) + "\n")
+    assert opencode.pull_request == PR

@@ -78,9 +78,11 @@ def from_messages(notes: dict[str, Any], doc: dict[str, Any], shells: frozenset[
         if part.get("type") == "tool_use" and part.get("name") in shells:
             args = part.get("input")
             hold(notes, part.get("id"), args.get("command") if isinstance(args, dict) else None)
-        elif part.get("type") == "tool_result" and part.get("is_error") is not True:
+        elif part.get("type") == "tool_result":
+            # Let go of whatever its result: a failed call made none.
             command = waiting(notes).pop(str(part.get("tool_use_id")), None)
-            made = made_by(command, text_of(part.get("content"))) or made
+            if part.get("is_error") is not True:
+                made = made_by(command, text_of(part.get("content"))) or made
     return made
 
 
@@ -91,10 +93,11 @@ def waiting(notes: dict[str, Any]) -> dict[str, str]:
 
 
 def hold(notes: dict[str, Any], call_id: Any, command: Any) -> None:
-    """Keep ``command`` until its output comes, if it makes a pull request."""
+    """Keep ``command`` until its output comes, if it makes a pull request
+    (its first :data:`TAIL` characters: all :func:`made_by` reads of it)."""
     held = waiting(notes)
     if isinstance(call_id, str) and makes_one(command) and len(held) < MAX_WAITING:
-        held[call_id] = command
+        held[call_id] = command[:TAIL]
 
 
 __all__ = ["from_messages", "hold", "made_by", "makes_one", "number", "text_of", "waiting"]

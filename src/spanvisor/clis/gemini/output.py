@@ -72,6 +72,7 @@ def _pull_request(out: RunOutput, doc: dict[str, Any]) -> None:
     if doc.get("type") == "tool_use" and doc.get("tool_name") == "run_shell_command":
         args = doc.get("parameters")
         pullrequest.hold(out.notes, doc.get("tool_id"), args.get("command") if isinstance(args, dict) else None)
-    elif doc.get("type") == "tool_result" and doc.get("status") == "success":
-        command = pullrequest.waiting(out.notes).pop(str(doc.get("tool_id")), None)
-        out.pull_request = pullrequest.made_by(command, doc.get("output")) or out.pull_request
+    elif doc.get("type") == "tool_result":
+        command = pullrequest.waiting(out.notes).pop(str(doc.get("tool_id")), None)  # let go whatever its result
+        if doc.get("status") == "success":
+            out.pull_request = pullrequest.made_by(command, doc.get("output")) or out.pull_request
