@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from tests.codingagents import claude_code as cc
+from tests.codingagents import standin
 from tests.codingagents.agents import Alone
 from tests.codingagents.endhooks import left_to_liveness
 from tests.codingagents.fake_anthropic import result_text, tool_results
@@ -187,11 +188,7 @@ def test_under_the_launcher_the_pull_request_its_bash_call_made_is_the_tasks(
     """Its ``gh pr create`` (a stand-in ``gh`` first on its PATH) printed the
     new request's address: the launcher reads it from Claude Code's stream
     (the Bash call and its result) and says it on the task."""
-    pr = "https://github.com/acme/api/pull/12"
-    tools = tmp_path / "tools"
-    tools.mkdir()
-    (tools / "gh").write_text(f"#!/bin/sh\necho 'Creating pull request for fix/login into main'\necho '{pr}'\n")
-    (tools / "gh").chmod(0o755)
+    pr, tools = standin.PR, standin.gh(tmp_path)
     made = Script([tool("Bash", FIRST, command="gh pr create --fill", description="open a PR"), text("Opened.", LAST)])
     run_id = anthropic.script(uuid.uuid4().hex[:12], made)
     task_id = f"cc-pr-{run_id}"

@@ -26,6 +26,7 @@ import pytest
 
 from tests.codingagents import codex_cli as cx
 from tests.codingagents import endhooks as eh
+from tests.codingagents import standin
 from tests.codingagents.agents import Alone
 from tests.codingagents.fake_http import FakeModelAPI
 from tests.codingagents.fake_openai import Tokens, fake_openai, function_outputs
@@ -186,11 +187,7 @@ def test_under_the_launcher_the_pull_request_its_command_made_is_the_tasks(
     """Its ``gh pr create`` (a stand-in ``gh`` first on its PATH) printed the
     new request's address: the launcher reads it from Codex's ``--json``
     events (the command's ``command_execution`` item) and says it on the task."""
-    pr = "https://github.com/acme/api/pull/12"
-    tools = tmp_path / "tools"
-    tools.mkdir()
-    (tools / "gh").write_text(f"#!/bin/sh\necho 'Creating pull request for fix/login into main'\necho '{pr}'\n")
-    (tools / "gh").chmod(0o755)
+    pr, tools = standin.PR, standin.gh(tmp_path)
     made = Script([tool("exec_command", FIRST, cmd="gh pr create --fill"), text("Opened.", LAST)])
     run_id = api.script(uuid.uuid4().hex[:12], made)
     task_id = f"codex-pr-{run_id}"

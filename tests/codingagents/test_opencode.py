@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from tests.codingagents import opencode_cli as oc
+from tests.codingagents import standin
 from tests.codingagents.fake_chat import fake_chat, tool_results, turns
 from tests.codingagents.fake_http import FakeModelAPI
 from tests.codingagents.hooked import steps
@@ -122,11 +123,7 @@ def test_under_the_launcher_the_pull_request_its_shell_call_made_is_the_tasks(
     """Its ``gh pr create`` (a stand-in ``gh`` first on its PATH) printed the
     new request's address: the launcher reads it from OpenCode's ``json``
     lines (the finished ``bash`` call's ``tool_use``) and says it on the task."""
-    pr = "https://github.com/acme/api/pull/12"
-    tools = tmp_path / "tools"
-    tools.mkdir()
-    (tools / "gh").write_text(f"#!/bin/sh\necho 'Creating pull request for fix/login into main'\necho '{pr}'\n")
-    (tools / "gh").chmod(0o755)
+    pr, tools = standin.PR, standin.gh(tmp_path)
     made = Script(
         [tool(oc.SHELL, FIRST, command="gh pr create --fill", description="open a PR"), text("Opened.", LAST)]
     )

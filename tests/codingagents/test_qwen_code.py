@@ -25,6 +25,7 @@ import pytest
 
 from tests.codingagents import endhooks as eh
 from tests.codingagents import qwen_code as qw
+from tests.codingagents import standin
 from tests.codingagents.agents import Alone
 from tests.codingagents.fake_chat import fake_chat, tool_results, turns
 from tests.codingagents.fake_http import FakeModelAPI
@@ -161,11 +162,7 @@ def test_under_the_launcher_the_pull_request_its_shell_call_made_is_the_tasks(
     new request's address: the launcher reads it from Qwen Code's
     ``stream-json`` (Claude Code's shape: the ``run_shell_command`` call's
     ``tool_use`` and ``tool_result``) and says it on the task."""
-    pr = "https://github.com/acme/api/pull/12"
-    tools = tmp_path / "tools"
-    tools.mkdir()
-    (tools / "gh").write_text(f"#!/bin/sh\necho 'Creating pull request for fix/login into main'\necho '{pr}'\n")
-    (tools / "gh").chmod(0o755)
+    pr, tools = standin.PR, standin.gh(tmp_path)
     made = Script([tool("run_shell_command", FIRST, command="gh pr create --fill"), text("Opened.", LAST)])
     run_id = api.script(uuid.uuid4().hex[:12], made)
     task_id = f"qwen-pr:{run_id}/1"
