@@ -62,12 +62,14 @@ typecheck: $(STAMP)
 # pytest exits non-zero (5) when it collects no tests, so an empty run fails.
 # The tests mostly wait (servers, timers, subprocess agents), so several
 # processes share the cores well; a file's tests stay in one process (its
-# module fixtures). Four drove a 2-core machine's load past 20 at the
-# suite's end, and took longer here than three; three it stays. The files
-# start longest first and at most TEST_CLI_FILES files of real CLIs run at
-# once (tests/schedule.py; --no-loadscope-reorder keeps that order).
+# module fixtures). Four, with the files started longest first and at most
+# TEST_CLI_FILES files of real CLIs at once (tests/schedule.py;
+# --no-loadscope-reorder keeps that order), keep a 2-core machine's cores
+# busy: 15.6 min in a checkout whose installs were done, where three took
+# 18.4 (making one framework venv, 2 min of one worker) and 17.4 in the
+# last fresh clones (2026-11-28; before that schedule, four took longer).
 # TEST_WORKERS=0 runs them in this process.
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 4
 # The property tests draw 0.3 of the examples written in them (at least 5
 # each: tests/examples.py), to keep CI within its time; 1 draws them all.
 TEST_EXAMPLES ?= 0.3
@@ -107,21 +109,30 @@ reference: $(STAMP)
 # coding-agent CLIs (tests/codingagents/npm_install.py), the Node example's
 # packages (tests/receiver/node_example.py) and the OpenTelemetry
 # Collector (built from its modules, tests/collector/build.py) are installed
-# in the background, one process each, while lint and the type check run:
-# their tests wait on each one's lock, and an install made before is reused.
+# in the background, one process each, while lint and the type check run,
+# and the tests start once they are done: an install is setup, not a test,
+# and pip's or Go's minutes of CPU beside the tests were taken from their
+# deadlines and the suite's time. An
+# install made before is reused; one that failed is tried again by its
+# tests, which say why (`make unit` alone: they wait on each one's lock).
 FRAMEWORK_ENVS := $(basename $(notdir $(wildcard tests/frameworks/envs/*.txt)))
 # A collection in the background as well: it leaves pytest's rewritten test
 # modules in __pycache__, which it writes only while PYTHONDONTWRITEBYTECODE
 # is unset; otherwise each worker rewrites all of them again (some 20 s each).
 test: $(STAMP)
-	@for e in $(FRAMEWORK_ENVS); do \
-	  $(BIN)/python -m tests.frameworks._env $$e >$(VENV)/framework-env-$$e.log 2>&1 & \
-	done
-	@$(BIN)/python -m tests.codingagents.npm_install >$(VENV)/npm-install.log 2>&1 &
-	@$(BIN)/python -m tests.receiver.node_example >$(VENV)/node-example.log 2>&1 &
-	@$(BIN)/python -m tests.collector.build >$(VENV)/collector-build.log 2>&1 &
-	@env -u PYTHONDONTWRITEBYTECODE $(BIN)/pytest --collect-only -q -p no:cacheprovider >$(VENV)/collect.log 2>&1 &
-	@$(MAKE) --no-print-directory lint typecheck unit
+	@set -e; pids=""; \
+	for e in $(FRAMEWORK_ENVS); do \
+	  $(BIN)/python -m tests.frameworks._env $$e >$(VENV)/framework-env-$$e.log 2>&1 & pids="$$pids $$!"; \
+	done; \
+	$(BIN)/python -m tests.codingagents.npm_install >$(VENV)/npm-install.log 2>&1 & pids="$$pids $$!"; \
+	$(BIN)/python -m tests.receiver.node_example >$(VENV)/node-example.log 2>&1 & pids="$$pids $$!"; \
+	$(BIN)/python -m tests.collector.build >$(VENV)/collector-build.log 2>&1 & pids="$$pids $$!"; \
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/pytest --collect-only -q -p no:cacheprovider >$(VENV)/collect.log 2>&1 & pids="$$pids $$!"; \
+	$(MAKE) --no-print-directory lint typecheck; \
+	started=$$(date +%s); \
+	for p in $$pids; do wait $$p || true; done; \
+	echo "the tests' installs done $$(( $$(date +%s) - started )) s after lint and the type check"; \
+	$(MAKE) --no-print-directory unit
 
 # Every benchmark but the peers' (bench-peers, below), one after another
 # (about 28 minutes on 2 cores); each is stopped after BENCH_TIMEOUT seconds.

@@ -51,7 +51,7 @@ def _plain(nodeid: str) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--burners", type=int, default=4, help="processes spinning a core beside the suite")
-    ap.add_argument("--workers", default=os.environ.get("TEST_WORKERS", "3"), help="pytest-xdist workers")
+    ap.add_argument("--workers", default=os.environ.get("TEST_WORKERS", "4"), help="pytest-xdist workers")
     ap.add_argument("pytest_args", nargs="*", help="passed to pytest (default: the whole suite)")
     args = ap.parse_args()
 
