@@ -32,9 +32,9 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
+from spanvisor.entrypoints import entry_points
 from spanvisor.events import Event
 
 if TYPE_CHECKING:

@@ -290,3 +290,17 @@ def test_unknown_sink_name_is_a_clear_error(tmp_path: Path) -> None:
 
     with pytest.raises(SinkLoadError, match=r"no sink named 'nope'.*installed: .*console"):
         load_sink_class("nope")
+
+
+@pytest.mark.parametrize(
+    "group", ["spanvisor.sinks", "spanvisor.settings", "spanvisor.commands", "spanvisor.clis", "console_scripts"]
+)
+def test_the_entry_points_read_once_are_those_importlib_lists(group: str) -> None:
+    """spanvisor.entrypoints reads the installed metadata once per process:
+    what it gives is what ``importlib.metadata`` gives, by group and name."""
+    from spanvisor import entrypoints
+
+    assert entrypoints.entry_points(group) == tuple(entry_points(group=group))
+    for ep in entry_points(group=group):
+        assert entrypoints.entry_points(group, ep.name) == tuple(entry_points(group=group, name=ep.name))
+    assert entrypoints.entry_points(group, "no such entry point") == ()

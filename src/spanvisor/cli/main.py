@@ -14,13 +14,13 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
-from importlib.metadata import entry_points
 from typing import Any
 
 from spanvisor import __version__
 from spanvisor.cli import check
 from spanvisor.cli.suggest import Parser
 from spanvisor.config import Config, ConfigError
+from spanvisor.entrypoints import entry_points
 from spanvisor.logs import configure_logging
 from spanvisor.sink import SinkLoadError
 

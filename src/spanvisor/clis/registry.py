@@ -178,7 +178,7 @@ def _entry_points() -> dict[str, Any]:
 @functools.lru_cache(maxsize=1)
 def _installed() -> tuple[dict[str, Any], tuple[str, ...]]:
     """The group's entry points by name (read once), and those that name a built-in CLI."""
-    from importlib.metadata import entry_points
+    from spanvisor.entrypoints import entry_points
 
     found: dict[str, Any] = {}
     shadowing: list[str] = []

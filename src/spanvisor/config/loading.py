@@ -8,13 +8,13 @@ import os
 import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 from spanvisor.config.costs import COST_SETTINGS
 from spanvisor.config.parsers import ConfigError, Setting, Unaccepted
 from spanvisor.config.table import CORE_SETTINGS, default_data_dir
+from spanvisor.entrypoints import entry_points
 
 
 def _check(settings: Sequence[Setting]) -> None:

@@ -15,8 +15,9 @@ on without it.
 from __future__ import annotations
 
 import logging
-from importlib.metadata import entry_points
 from typing import Any
+
+from spanvisor.entrypoints import entry_points
 
 log = logging.getLogger("spanvisor")
 

@@ -18,12 +18,12 @@ import socket
 import threading
 import time
 from collections.abc import Sequence
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 from spanvisor.config import Config
 from spanvisor.config.conflicts import conflicts
+from spanvisor.entrypoints import entry_points
 from spanvisor.sink import Sink, SinkLoadError, available_sinks, load_sink_class
 from spanvisor.statestores.api import ENTRY_POINT_GROUP as STATE_STORES
 from spanvisor.statestores.api import StateStore, load_state_store_factory

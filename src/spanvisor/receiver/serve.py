@@ -248,8 +248,7 @@ def state_store_choice(config: Config) -> str:
     under its own name (PostgreSQL does; the pipeline then picks it), and is
     otherwise the local store: a process restarted on its data dir must find
     what it posted (the in-memory store forgets it)."""
-    from importlib.metadata import entry_points
-
+    from spanvisor.entrypoints import entry_points
     from spanvisor.statestores.api import ENTRY_POINT_GROUP
 
     choice = str(config.get("state_store") or "auto").lower()

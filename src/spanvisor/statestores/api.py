@@ -34,8 +34,9 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from typing import Any, Protocol, runtime_checkable
+
+from spanvisor.entrypoints import entry_points
 
 ENTRY_POINT_GROUP = "spanvisor.state_stores"
 

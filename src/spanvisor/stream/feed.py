@@ -27,9 +27,9 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable, Sequence
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Protocol
 
+from spanvisor.entrypoints import entry_points
 from spanvisor.stream.ring import Item
 
 if TYPE_CHECKING:
