@@ -126,6 +126,8 @@ class ServeProcess:
 
     def start(self, timeout: float = 60) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        data = Path(self.env.get("SPANVISOR_DATA_DIR") or self.data_dir)
+        _seed_price_table(data)
         log = self.data_dir / f"serve-{len(self.logs)}.log"
         self.logs.append(log)
         # The suite's serves run open on loopback (SPANVISOR_OPEN) unless the
@@ -144,6 +146,7 @@ class ServeProcess:
 
         m = wait_until(serving, timeout, "serve to listen")
         self.http, self.grpc, self.admin = (int(m.group(i)) for i in (1, 2, 3))
+        _keep_price_table(data)
 
     @property
     def url(self) -> str:
@@ -177,6 +180,38 @@ class ServeProcess:
         for log in self.logs:
             text = log.read_text(errors="replace") if log.exists() else ""
             print(f"--- {log.name}, its last {LOG_TAIL:,} characters ---\n{text[-LOG_TAIL:]}")
+
+
+# The price table's cache file (spanvisor.tracking.pricecache) one serve of
+# this process wrote, copied into each new data dir before its serve starts:
+# that serve reads it as a restarted one would, instead of starting the
+# table's child (about 0.4 s of CPU: Python and genai-prices' import), some
+# sixty times a run. serve checks the file's key against what is installed
+# and reads genai-prices again when it does not match; the child's own path
+# and the cache's are tests/core/test_pricecache.py's and test_pricetable.py's.
+_PRICE_TABLE: list[bytes] = []
+
+
+def _seed_price_table(data: Path) -> None:
+    from spanvisor.tracking import pricecache
+
+    target = data / pricecache.FILE_NAME
+    if _PRICE_TABLE and not target.exists():
+        try:
+            data.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(_PRICE_TABLE[0])
+        except OSError:
+            pass  # a data dir the test made unwritable: serve reads genai-prices as it would
+
+
+def _keep_price_table(data: Path) -> None:
+    from spanvisor.tracking import pricecache
+
+    if not _PRICE_TABLE:
+        try:
+            _PRICE_TABLE.append((data / pricecache.FILE_NAME).read_bytes())
+        except OSError:
+            pass  # not written (yet): a later serve's is kept
 
 
 def db_rows(url: str, sql: str, *args: Any) -> list[dict[str, Any]]:
