@@ -4,7 +4,7 @@ Sinks, state stores, stream encodings, CLI adapters, commands and settings
 come from entry points. ``importlib.metadata.entry_points(group=...)``
 reads every installed distribution's metadata again on each call, 7 to
 10 ms in a venv with spanvisor's dependencies, and ``serve`` asked nine
-times before it listened, every ``spanvisor`` command four. Here they are
+times before it listened, a ``spanvisor`` command three or four. Here they are
 read at the first ask and kept: a package installed while a process runs
 is seen by its next start, as a console script's own is.
 """
