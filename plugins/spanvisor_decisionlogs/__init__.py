@@ -2,12 +2,21 @@
 refused) as an OpenTelemetry log event over OTLP/HTTP, for a Collector or a
 SIEM (docs/reference/decision-logs.md).
 
-Kept light on purpose: ``Config.load()`` imports every sink class to collect
-its settings, so the OpenTelemetry SDK's logs and exporter modules are only
-imported when the sink starts (``spanvisor_decisionlogs.otlp``).
+Its names are imported when first used (:mod:`spanvisor.lazy`), so the
+configuration reads ``.settings`` without importing the sink; the
+OpenTelemetry SDK's logs and exporter modules are imported only when the
+sink starts (``spanvisor_decisionlogs.otlp``).
 """
 
-from spanvisor_decisionlogs.record import DecisionRecord, decision_record
-from spanvisor_decisionlogs.sink import DecisionLogSink
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from spanvisor.lazy import exports
+
+if TYPE_CHECKING:
+    from .record import DecisionRecord, decision_record
+    from .sink import DecisionLogSink
 
 __all__ = ["DecisionLogSink", "DecisionRecord", "decision_record"]
+__getattr__ = exports(__name__, {"DecisionLogSink": ".sink", "DecisionRecord": ".record", "decision_record": ".record"})

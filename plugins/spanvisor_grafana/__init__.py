@@ -1,9 +1,18 @@
 """spanvisor's Grafana annotation sink: one region annotation per task.
 
-Kept light on purpose: ``Config.load()`` imports every sink class to collect
-its settings, so aiohttp is only imported when the sink starts.
+Its names are imported when first used (:mod:`spanvisor.lazy`), so the
+configuration reads ``.settings`` without importing the sink; aiohttp is
+imported only when the sink starts.
 """
 
-from spanvisor_grafana.sink import GrafanaAnnotationSink
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from spanvisor.lazy import exports
+
+if TYPE_CHECKING:
+    from .sink import GrafanaAnnotationSink
 
 __all__ = ["GrafanaAnnotationSink"]
+__getattr__ = exports(__name__, {"GrafanaAnnotationSink": ".sink"})

@@ -1,11 +1,18 @@
 """spanvisor's PostgreSQL audit trail and shared state store.
 
-Kept light: ``Config.load`` imports this package to read the settings, so
-asyncpg is imported only when the sink starts.
+Its names are imported when first used (:mod:`spanvisor.lazy`), so the
+configuration reads ``.settings`` without importing the sink; the sink
+imports asyncpg only when it starts.
 """
 
 from __future__ import annotations
 
-from .sink import PostgresSink
+from typing import TYPE_CHECKING
+
+from spanvisor.lazy import exports
+
+if TYPE_CHECKING:
+    from .sink import PostgresSink
 
 __all__ = ["PostgresSink"]
+__getattr__ = exports(__name__, {"PostgresSink": ".sink"})

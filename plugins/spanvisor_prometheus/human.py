@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from spanvisor.control.budgetstop import SOURCE as BUDGET
 from spanvisor.events import HumanIntervention, TaskFinished
@@ -28,31 +27,9 @@ from spanvisor_prometheus.series import CounterData, Exemplar
 
 ACTIONS = frozenset({"approve", "reject", "cancel", "retry", "acknowledge"})
 OUTCOMES = frozenset({"applied", "denied"})
+
+
 # Most result names the setting may list: each multiplies the agents.
-MAX_RESULT_NAMES = 20
-_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
-
-
-def p_results(v: Any) -> tuple[tuple[str, bool], ...]:
-    """``"prs_opened:sum, precision"`` -> ``(("prs_opened", True), ("precision", False))``."""
-    if v is None:
-        return ()
-    items = v if isinstance(v, list | tuple) else str(v).split(",")
-    out: dict[str, bool] = {}
-    for raw in items:
-        text = str(raw).strip()
-        if not text:
-            continue
-        name, _, kind = text.partition(":")
-        name, kind = name.strip(), kind.strip().lower()
-        if not name or not set(name) <= _NAME_CHARS or len(name) > 100 or kind not in ("", "last", "sum"):
-            raise ValueError(text)
-        out[name] = out.get(name, False) or kind == "sum"
-    if len(out) > MAX_RESULT_NAMES:
-        raise ValueError(f"at most {MAX_RESULT_NAMES} result names")
-    return tuple(out.items())
-
-
 class HumanMetrics:
     """Counts interventions and keeps the configured results; the caller
     (``TaskMetrics``) holds its lock."""

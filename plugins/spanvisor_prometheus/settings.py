@@ -5,7 +5,29 @@ from __future__ import annotations
 from typing import Any
 
 from spanvisor.config import Setting, p_int, p_str
-from spanvisor_prometheus.human import p_results
+
+MAX_RESULT_NAMES = 20
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+
+
+def p_results(v: Any) -> tuple[tuple[str, bool], ...]:
+    """``"prs_opened:sum, precision"`` -> ``(("prs_opened", True), ("precision", False))``."""
+    if v is None:
+        return ()
+    items = v if isinstance(v, list | tuple) else str(v).split(",")
+    out: dict[str, bool] = {}
+    for raw in items:
+        text = str(raw).strip()
+        if not text:
+            continue
+        name, _, kind = text.partition(":")
+        name, kind = name.strip(), kind.strip().lower()
+        if not name or not set(name) <= _NAME_CHARS or len(name) > 100 or kind not in ("", "last", "sum"):
+            raise ValueError(text)
+        out[name] = out.get(name, False) or kind == "sum"
+    if len(out) > MAX_RESULT_NAMES:
+        raise ValueError(f"at most {MAX_RESULT_NAMES} result names")
+    return tuple(out.items())
 
 
 def p_port(v: Any) -> int | None:

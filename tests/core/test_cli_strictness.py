@@ -10,9 +10,8 @@ import re
 import pytest
 
 from spanvisor.cli.main import build_parser, main
-from spanvisor.config import Config
+from spanvisor.config import Config, p_size
 from spanvisor.logs import JsonFormatter
-from spanvisor.receiver.serve import p_size
 from spanvisor.spans import conventions as cv
 
 

@@ -5,9 +5,21 @@
 (docs/reference/interventions.md). The pipeline's side: :mod:`.judge` judges a decision
 against the run's record and announces it to the sinks, :mod:`.runsync`
 writes what the tracker learns of runs to that record.
+
+The names below are imported when first used: a command that reads only
+:mod:`.settings` (every one does, through the configuration) does not pay
+for the hub and the log.
 """
 
-from spanvisor.control.hub import Control, Verdict, current
-from spanvisor.control.log import ControlLog
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from spanvisor.lazy import exports
+
+if TYPE_CHECKING:
+    from spanvisor.control.hub import Control, Verdict, current
+    from spanvisor.control.log import ControlLog
 
 __all__ = ["Control", "ControlLog", "Verdict", "current"]
+__getattr__ = exports(__name__, {"Control": ".hub", "Verdict": ".hub", "current": ".hub", "ControlLog": ".log"})

@@ -45,7 +45,7 @@ _WILDCARD = ("", "0.0.0.0", "::")
 @dataclass(frozen=True, slots=True)
 class ReceiverSettings:
     """What the receiver reads of the configuration, once, typed. Every
-    default lives in the settings table (``serve.SETTINGS`` and the core's):
+    default lives in the settings table (:mod:`.settings` and the core's):
     build it with :meth:`from_config`; tests replace fields with
     ``dataclasses.replace``."""
 
