@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-import spanvisor_console
 from spanvisor.events import TaskStarted, TaskView, stable_id
 from spanvisor_console import ConsoleSink
+from spanvisor_console import sink as console_sink
 
 
 def _started(n: int) -> TaskStarted:
@@ -16,7 +16,7 @@ def _started(n: int) -> TaskStarted:
 
 
 def test_a_replayed_event_is_skipped_within_the_bound_and_printed_past_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(spanvisor_console, "SEEN_MAX", 3)
+    monkeypatch.setattr(console_sink, "SEEN_MAX", 3)
     sink = ConsoleSink(interval_s=3600)
     first = [_started(n) for n in range(3)]
     assert sink._cards(first)
