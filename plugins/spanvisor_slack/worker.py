@@ -473,8 +473,12 @@ class Deliverer:
             if out.claim_lost:  # another replica took it over; the next pass reads its ref
                 return True
             if out.ok and out.data:
-                await self._posted(st, str(out.data["channel"]), str(out.data["ts"]), built["v"])
-                if st.ref is not None and posted_view:
+                mine = (str(out.data["channel"]), str(out.data["ts"]))
+                await self._posted(st, *mine, built["v"])
+                if st.ref == mine and posted_view:
+                    # Only our own post shows our view. A parent adopted
+                    # instead (ours lost the claim and was deleted) shows
+                    # its poster's: our view goes on it as any edit does.
                     await self.shared.posted(st, *posted_view[0])
                 return True
             if out.decision and out.decision.kind == "ambiguous":

@@ -125,16 +125,50 @@ class Cluster:
             out[r["task_id"]].append((r["event_id"], r["source"]))
         return {t: sorted(v) for t, v in out.items()}
 
-    def wait_final(self, tasks: Sequence[str], timeout: float = 120) -> None:
-        # What is shown, not how soon: a final view its owner did not show is
-        # shown by another replica after spanvisor_slack.shared.TAKEOVER_S
-        # (30 s), and a wait of exactly that long failed once in CI
-        # (2026-11-28, four test workers; not seen again at load 8).
+    def wait_final(self, tasks: Sequence[str], timeout: float = 30) -> None:
+        # A failed wait says where each task's final view stopped
+        # (:meth:`unfinished`): that is how a replica recording another's
+        # parent as showing its own view was found (2026-11-28).
         def done() -> bool:
             parents = self.parents()
             return all(len(parents.get(t, ())) == 1 and shown_status(parents[t][0]) in FINAL for t in tasks)
 
-        wait_until(done, timeout, f"a final Slack parent for each of {len(tasks)} tasks")
+        try:
+            wait_until(done, timeout, f"a final Slack parent for each of {len(tasks)} tasks")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; not final: {self.unfinished(tasks)}") from None
+
+    def unfinished(self, tasks: Sequence[str]) -> dict[str, Any]:
+        """What each task not shown final has: its parents' statuses and the
+        shared view's record (owner, version, final, when written, what is
+        shown), so a wait that failed says where the final view stopped."""
+        parents, views = self.parents(), self.shared_views(tasks)
+        out: dict[str, Any] = {}
+        for t in tasks:
+            shown = [shown_status(m) for m in parents.get(t, ())]
+            if len(shown) == 1 and shown[0] in FINAL:
+                continue
+            rec = views.get(t) or {}
+            view = rec.get("view") or {}
+            out[t] = {
+                "parents": shown,
+                "record": {k: rec.get(k) for k in ("owner", "version", "final", "seq", "written", "shown")},
+                "stored_status": view.get("status"),
+                "replicas": self._local(t),
+            }
+        return out
+
+    def _local(self, task: str) -> list[dict[str, Any]]:
+        """Each replica's own record of ``task`` in its Slack sink (read from
+        this thread while the sinks run: a diagnosis, not an assertion)."""
+        out = []
+        for i, p in enumerate(self.pipelines):
+            for sink in p.sinks:
+                for st in list(getattr(sink, "_tasks", {}).values()):
+                    if st.task_id == task:
+                        keys = ("version", "sent_version", "view_final", "dead", "settled", "repair", "busy", "ref")
+                        out.append({"replica": i, "status": st.view.status, **{k: getattr(st, k, None) for k in keys}})
+        return out
 
 
 def shown_status(message: Any) -> str | None:

@@ -189,3 +189,40 @@ def test_a_poster_whose_lease_was_taken_over_deletes_its_own_parent() -> None:
             await fake.stop()
 
     run(main())
+
+
+@pytest.mark.slow
+def test_a_poster_that_lost_its_parent_shows_its_newer_view_on_the_winners() -> None:
+    # As above, but A's post carried the task's end and A hears nothing more.
+    # A deletes its post and adopts B's parent; B's shows an earlier view.
+    # A must put its own (final) view on B's parent, not record B's parent as
+    # showing it: nobody would edit it again (found by the replicas property
+    # test at load 6, the parent left at "working" for good).
+    async def main() -> None:
+        fake = FakeSlack()
+        await fake.start()
+        store = FlakyStore()
+        a = await _replica(fake, store, "replica-a", "xoxb-slow-1000", slack_lease_s=0.3)
+        b = await _replica(fake, store, "replica-b", "xoxb-nohistory", slack_lease_s=0.3)
+        try:
+            t = TaskScript.new("task-3", task_name="Contested end")
+            started = t.started()
+            earlier = t.checkpoint(progress=10.0, message="from b")
+            end = t.finished("error")
+            await a.export([started, end])
+            await until(lambda: store.count("claim", "replica-a") >= 2, what="A posting")
+            store.down.add("replica-a")
+            await b.export([earlier])
+            assert await b.force_flush(20)
+            await until(lambda: store.count("put", "replica-a") >= 1, what="A storing its post")
+            store.down.clear()
+            assert await a.force_flush(20) and await b.force_flush(20)
+            (parent,) = fake.parents()
+            assert fake.deleted and fake.deleted[0].ts != parent.ts
+            assert "error" in parent.text.split(" — ", 1)[0], parent.text  # A's end, on B's parent
+        finally:
+            for s in (a, b):
+                await s.shutdown(2)
+            await fake.stop()
+
+    run(main())
