@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -148,45 +150,61 @@ def test_the_lease_is_renewed_while_a_slow_post_waits() -> None:
     run(main())
 
 
+@asynccontextmanager
+async def _both_posted(a_events: Sequence[Any], b_events: Sequence[Any]) -> AsyncIterator[Contest]:
+    """A posts the task's parent with ``a_events``' view, slowly, and is cut
+    off from the store meanwhile; its lease lapses and B, given
+    ``b_events``, takes the task over and posts its own. Then A's post is
+    answered, its put of the result fails while it is cut off, and it is
+    back: what happens next is the test's."""
+    fake = FakeSlack()
+    await fake.start()
+    store = FlakyStore()
+    a = await _replica(fake, store, "replica-a", "xoxb-slow-1000", slack_lease_s=0.3)
+    # B's app cannot read the channel's history (no channels:history), so
+    # it cannot find A's post, noted as under way, and posts its own: the
+    # case A's conditional put is for.
+    b = await _replica(fake, store, "replica-b", "xoxb-nohistory", slack_lease_s=0.3)
+    try:
+        await a.export(list(a_events))
+        # A claimed and checked its claim right before the call: its slow post is under way.
+        await until(lambda: store.count("claim", "replica-a") >= 2, what="A posting")
+        store.down.add("replica-a")
+        # B waits until A's lease lapses (A cannot renew it), takes the task over and posts.
+        await b.export(list(b_events))
+        assert await b.force_flush(20)
+        await until(lambda: store.count("put", "replica-a") >= 1, what="A storing its post")
+        store.down.clear()
+        yield Contest(fake, store, a, b)
+    finally:
+        for sink in (a, b):
+            await sink.shutdown(2)
+        await fake.stop()
+
+
+@dataclass
+class Contest:
+    fake: FakeSlack
+    store: FlakyStore
+    a: SlackSink
+    b: SlackSink
+
+
 @pytest.mark.slow
 def test_a_poster_whose_lease_was_taken_over_deletes_its_own_parent() -> None:
-    # A is cut off from the store during its slow post; its lease lapses and
-    # B takes the task over. A's conditional put loses: A deletes its post
-    # and continues B's thread.
+    # A's conditional put loses: A deletes its post and continues B's thread.
     async def main() -> None:
-        fake = FakeSlack()
-        await fake.start()
-        store = FlakyStore()
-        a = await _replica(fake, store, "replica-a", "xoxb-slow-1000", slack_lease_s=0.3)
-        # B's app cannot read the channel's history (no channels:history), so
-        # it cannot find A's post, noted as under way, and posts its own: the
-        # case A's conditional put is for.
-        b = await _replica(fake, store, "replica-b", "xoxb-nohistory", slack_lease_s=0.3)
-        try:
-            t = TaskScript.new("task-2", task_name="Contested")
-            await a.export([t.started()])
-            # A claimed and checked its claim right before the call: its slow post is under way.
-            await until(lambda: store.count("claim", "replica-a") >= 2, what="A posting")
-            store.down.add("replica-a")
-            # B waits until A's lease lapses (A cannot renew it), takes the task over and posts.
-            await b.export([t.checkpoint(progress=10.0, message="from b")])
-            assert await b.force_flush(20)
-            assert await store.get("slack.parent", "task-2") is not None
-            # A's post is answered and its put of the result fails while A is cut off.
-            await until(lambda: store.count("put", "replica-a") >= 1, what="A storing its post")
-            store.down.clear()
-            await a.export([t.checkpoint(progress=20.0, message="from a")])
-            assert await a.force_flush(20) and await b.force_flush(20)
-            (parent,) = fake.parents()
-            assert [(m.metadata or {})["event_payload"]["task_id"] for m in fake.deleted] == ["task-2"]
-            assert fake.deleted[0].ts != parent.ts
-            assert await store.get("slack.parent", "task-2") == {"channel": parent.channel, "ts": parent.ts}
+        t = TaskScript.new("task-2", task_name="Contested")
+        async with _both_posted([t.started()], [t.checkpoint(progress=10.0, message="from b")]) as c:
+            await c.a.export([t.checkpoint(progress=20.0, message="from a")])
+            assert await c.a.force_flush(20) and await c.b.force_flush(20)
+            (parent,) = c.fake.parents()
+            assert [(m.metadata or {})["event_payload"]["task_id"] for m in c.fake.deleted] == ["task-2"]
+            assert c.fake.deleted[0].ts != parent.ts
+            assert await c.store.get("slack.parent", "task-2") == {"channel": parent.channel, "ts": parent.ts}
             assert "from a" in str(parent.attachments)  # A went on in B's parent
-            assert a.ctx is not None and a.ctx.stats.value("slack_duplicates_total", kind="parent", deleted="true") == 1
-        finally:
-            for s in (a, b):
-                await s.shutdown(2)
-            await fake.stop()
+            stats = c.a.ctx.stats if c.a.ctx is not None else None
+            assert stats is not None and stats.value("slack_duplicates_total", kind="parent", deleted="true") == 1
 
     run(main())
 
@@ -194,35 +212,17 @@ def test_a_poster_whose_lease_was_taken_over_deletes_its_own_parent() -> None:
 @pytest.mark.slow
 def test_a_poster_that_lost_its_parent_shows_its_newer_view_on_the_winners() -> None:
     # As above, but A's post carried the task's end and A hears nothing more.
-    # A deletes its post and adopts B's parent; B's shows an earlier view.
+    # A deletes its post and adopts B's parent, which shows an earlier view.
     # A must put its own (final) view on B's parent, not record B's parent as
     # showing it: nobody would edit it again (found by the replicas property
     # test at load 6, the parent left at "working" for good).
     async def main() -> None:
-        fake = FakeSlack()
-        await fake.start()
-        store = FlakyStore()
-        a = await _replica(fake, store, "replica-a", "xoxb-slow-1000", slack_lease_s=0.3)
-        b = await _replica(fake, store, "replica-b", "xoxb-nohistory", slack_lease_s=0.3)
-        try:
-            t = TaskScript.new("task-3", task_name="Contested end")
-            started = t.started()
-            earlier = t.checkpoint(progress=10.0, message="from b")
-            end = t.finished("error")
-            await a.export([started, end])
-            await until(lambda: store.count("claim", "replica-a") >= 2, what="A posting")
-            store.down.add("replica-a")
-            await b.export([earlier])
-            assert await b.force_flush(20)
-            await until(lambda: store.count("put", "replica-a") >= 1, what="A storing its post")
-            store.down.clear()
-            assert await a.force_flush(20) and await b.force_flush(20)
-            (parent,) = fake.parents()
-            assert fake.deleted and fake.deleted[0].ts != parent.ts
+        t = TaskScript.new("task-3", task_name="Contested end")
+        started, earlier, end = t.started(), t.checkpoint(progress=10.0, message="from b"), t.finished("error")
+        async with _both_posted([started, end], [earlier]) as c:
+            assert await c.a.force_flush(20) and await c.b.force_flush(20)
+            (parent,) = c.fake.parents()
+            assert c.fake.deleted and c.fake.deleted[0].ts != parent.ts
             assert "error" in parent.text.split(" — ", 1)[0], parent.text  # A's end, on B's parent
-        finally:
-            for s in (a, b):
-                await s.shutdown(2)
-            await fake.stop()
 
     run(main())
