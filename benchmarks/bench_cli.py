@@ -9,7 +9,8 @@ median CPU (user + system, from the child's rusage). ``python -c pass``
 (the same interpreter, ``-S`` not given) is the floor: no command starts
 sooner. Commands that need no server: ``version`` (the configuration and
 the parser), ``approvals --help``, ``tasks --help`` (a plugin's command),
-``check --help``. With ``--against``, the ratio of this venv's medians to
+``check --help``. Every run may read and write bytecode (the warm-up
+writes it), whatever ``PYTHONDONTWRITEBYTECODE`` says. With ``--against``, the ratio of this venv's medians to
 the other script's, from the same run: to compare two revisions, install
 the other in its own venv (entry points are read from the installed
 metadata, so ``PYTHONPATH`` alone cannot stand in for a revision here).
@@ -51,6 +52,10 @@ def main() -> int:
         # No configuration of the user's, no token files: the commands' own cost.
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SPANVISOR_", "OTEL_"))}
         env["HOME"] = home
+        # Bytecode written and read, as an installed wheel's is: with
+        # PYTHONDONTWRITEBYTECODE set a source tree with no __pycache__
+        # compiles every module on every run (twice the time).
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         scripts = {"this": args.spanvisor, **({"other": args.against} if args.against else {})}
         cases: dict[tuple[str, str], list[str]] = {("this", "python -c pass"): [sys.executable, "-c", "pass"]}
         for label, script in scripts.items():
