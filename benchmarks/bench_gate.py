@@ -22,6 +22,10 @@ exits) run alone, with ``serve`` up and down: what the launcher adds before
 the CLI starts, and from start to exit, interleaved (a twentieth of
 ``--calls`` rounds, 5 to 50).
 
+**An outage** (``outage``): the launcher's gate deciding calls while
+``serve`` is down, each call's work in this process as the notes waiting
+in the spool grow (``max(250, --calls)`` calls a step, four steps).
+
 **The system gate keying a session** (``keyed``): the cold command hook as
 the system gate runs it for a session without the launcher (``--key-sessions
 --locked``), each call a new session, so each sends the session's key
@@ -39,7 +43,7 @@ pinned install) against the fake Messages API answering each turn after
 hook ``spanvisor hook claude-code``, a policy allowing each call): total
 wall time of each, and the ratio.
 
-    .venv/bin/python benchmarks/bench_gate.py [--calls 1000] [--session-calls 500] [--only hooks,http,keyed,run,session]
+    .venv/bin/python benchmarks/bench_gate.py [--calls 1000] [--session-calls 500] [--only hooks,http,outage,keyed,run,session]
 
 ``--spanvisor`` names the command timed as the cold hook and as the
 launcher (default: this venv's, an editable install, whose import finder
@@ -164,12 +168,20 @@ def start_serve(tmp: Path, policy: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise SystemExit("serve did not start")
 
 
+# A pause before each call: the previous case's trailing work (the audit
+# note a gate writes and delivers after its answer, in this process or in
+# serve) is not timed in the next case, as a CLI's calls are spaced by its
+# model's turns.
+SETTLE_S = 0.005
+
+
 def measure(cases: dict[str, Callable[[], float]], n: int, label: str) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {k: [] for k in cases}
     for fn in cases.values():  # warm: first imports, page cache
         fn()
     for i in range(n):
         for name, fn in cases.items():
+            time.sleep(SETTLE_S)
             times[name].append(fn())
         if (i + 1) % max(1, n // 10) == 0:
             print(f"  {label}: {i + 1}/{n} rounds", file=sys.stderr, flush=True)
@@ -193,6 +205,7 @@ def goal(what: str, value: float, limit: float, unit: str = " ms") -> None:
 
 def bench_calls(args: argparse.Namespace, tmp: Path, only: set[str]) -> None:
     from _floor_gate import FloorGate
+    from spanvisor.clis import registry
     from spanvisor.gate import local
     from spanvisor.launcher.gate import LocalGate
     from spanvisor.launcher.gate_http import HttpGate
@@ -232,7 +245,7 @@ def bench_calls(args: argparse.Namespace, tmp: Path, only: set[str]) -> None:
         http_gate, floor_gate = None, None
         if "http" in only:
             env = {**base, "SPANVISOR_OTLP_ENDPOINT": up}
-            http_gate = HttpGate(gate.decide, env, str(tmp))
+            http_gate = HttpGate(registry.need("claude-code"), gate.decide, env, str(tmp))
             floor_gate = FloorGate()
             for kind, command in CALLS.items():
                 cases[f"http hook, the floor gate (regex, _floor_gate.py): {kind}"] = posted(
@@ -474,12 +487,46 @@ def bench_session(args: argparse.Namespace, tmp: Path) -> None:
     )
 
 
+def bench_outage(args: argparse.Namespace, tmp: Path) -> None:
+    """The launcher's gate while ``serve`` is down: each call's own work in
+    this process (answer, audit note spooled, the look at what is due), as
+    the notes the outage leaves waiting grow. Flat is the goal: a call never
+    pays for the outage's length."""
+    from spanvisor.launcher.gate import LocalGate
+
+    policy = tmp / "outage-policy.toml"
+    policy.write_text(POLICY)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPANVISOR_", "OTEL_"))}
+    env |= {"SPANVISOR_DATA_DIR": str(tmp / "outage"), "SPANVISOR_HOOK_POLICY": str(policy)}
+    env["SPANVISOR_OTLP_ENDPOINT"] = DOWN
+    gate = LocalGate({"SPANVISOR_TASK_ID": "bench-outage", "SPANVISOR_TASK_AGENT": "claude-code"})
+    raw, argv = stdin_for("claude-code", "ls -la"), ["claude-code", "--cli-timeout", "600"]
+    step = max(250, args.calls)
+    medians: list[float] = []
+    try:
+        for block in range(1, 5):
+            took = []
+            for _ in range(step):
+                t0 = time.perf_counter()
+                gate.decide(lambda *_: None, argv, raw, time.monotonic(), env, str(tmp))
+                took.append((time.perf_counter() - t0) * 1000)
+            medians.append(statistics.median(took))
+            print(
+                f"serve down, {block * step:5d} notes waiting: a call's work in the launcher, p50 {medians[-1]:.2f} ms"
+            )
+    finally:
+        gate.close()
+    print(f"the outage's cost to a call: {medians[-1] / medians[0]:.2f}x from the first {step} notes to the last")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--calls", type=int, default=100, help="calls per case (docs/design/performance.md: 1000)")
     ap.add_argument("--session-calls", type=int, default=50, help="tool calls in the Claude Code session (0: none)")
     ap.add_argument(
-        "--only", default="hooks,http,keyed,run,session", help="comma-separated: hooks, http, keyed, run, session"
+        "--only",
+        default="hooks,http,outage,keyed,run,session",
+        help="comma-separated: hooks, http, outage, keyed, run, session",
     )
     ap.add_argument("--quick", action="store_true", help="50 calls per case, a 20-call session")
     ap.add_argument("--spanvisor", default=SPANVISOR, help="the spanvisor command to time (default: this venv's)")
@@ -491,6 +538,8 @@ def main() -> None:
     print(f"load average at the start: {os.getloadavg()}")
     if only & {"hooks", "http"}:
         bench_calls(args, tmp, only)
+    if "outage" in only:
+        bench_outage(args, tmp)
     if "keyed" in only:
         bench_keyed(args, tmp)
     if "run" in only:

@@ -182,3 +182,50 @@ def test_calls_waiting_for_a_person_never_starve_the_ones_the_policy_decides(sma
     for t in threads:
         t.join(120)
     assert [said(d) for _, d in waiting] == ["deny"] * 4
+
+
+def test_the_listener_answers_once_from_the_deciding_worker_and_bounds_a_decision_that_hangs(tmp_path: Path) -> None:
+    """The answer goes out the moment the decision sends it, while the
+    worker goes on (the audit note after the answer); a decision that never
+    comes is blocked at the hook's timeout, and its late answer is not
+    written into the connection's next reply."""
+    import http.client
+    import threading
+
+    go_on, late = threading.Event(), threading.Event()
+    allow = '{"hookSpecificOutput": {"permissionDecision": "allow"}}'
+    calls: list[str] = []
+
+    def decide(send: Any, _argv: list[str], raw: bytes, *_: object) -> None:
+        command = json.loads(raw)["tool_input"]["command"]
+        calls.append(command)
+        if command == "hang":
+            late.wait(30)
+        send(0, allow, "")
+        send(0, allow.replace("allow", "deny"), "")  # a second answer is never written
+        if command == "note":
+            go_on.wait(30)  # the note after the answer: the reply is already out
+
+    http_gate = HttpGate(registry.need("claude-code"), decide, {}, str(tmp_path))
+    http_gate.timeout_s = 1.0
+    port = http_gate.server.server_address[1]
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    try:
+
+        def ask(command: str) -> str:
+            conn.request("POST", f"/hook/{http_gate.secret}", call(command), {"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            assert resp.status == 200
+            return said(json.loads(resp.read()))
+
+        assert ask("note") == "allow"  # answered while its worker still waits
+        go_on.set()
+        assert ask("hang") == "deny"  # the bound: the hook's timeout
+        late.set()  # its answer now comes, too late for anyone
+        assert [ask("ls"), ask("ls")] == ["allow", "allow"]  # the same connection, each call its own answer
+        assert calls == ["note", "hang", "ls", "ls"]
+    finally:
+        go_on.set()
+        late.set()
+        conn.close()
+        http_gate.close()

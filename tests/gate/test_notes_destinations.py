@@ -153,6 +153,10 @@ def test_25_notes_behind_a_dead_destinations_note_all_go_in_one_pass_in_order(sp
     assert notes.pending(spool) == [stuck], "the dead destination's note waits"
     assert notes.backoff_file(dead, spool).exists(), "the dead destination backs off"
     assert not notes.backoff_file(live.url, spool).exists(), "the live one does not"
+    # Apart from the notes: a hook call looks at every backoff, never at the
+    # notes an outage left waiting.
+    assert [p.name for p in (spool / notes.BACKOFF_DIR).iterdir()] == [notes.backoff_file(dead, spool).name]
+    assert all(p.suffix == ".json" or p.name.startswith(".") for p in spool.iterdir())
 
 
 def test_a_failing_destination_is_tried_once_a_pass_and_backs_off_alone(spool: Path, live: Receiver) -> None:
@@ -178,7 +182,7 @@ def test_a_failing_destination_is_tried_once_a_pass_and_backs_off_alone(spool: P
         down.up = True
         assert notes.deliver(spool, TOKEN) == 3 and notes.pending(spool) == []
         assert down.notes() == [_note(down.url, n)["id"] for n in (0, 2, 4)]
-        assert not [p for p in spool.iterdir() if p.name.startswith(notes.BACKOFF_FILE)], "backoffs that ran out go"
+        assert not list((spool / notes.BACKOFF_DIR).iterdir()), "backoffs that ran out go"
     finally:
         down.close()
 
@@ -348,7 +352,7 @@ def test_a_taken_note_that_cannot_be_removed_is_not_sent_again(
 
 
 def test_a_backoff_file_that_is_junk_backs_nothing_off(spool: Path, live: Receiver) -> None:
-    spool.mkdir(mode=0o700)
+    (spool / notes.BACKOFF_DIR).mkdir(mode=0o700, parents=True)
     notes.backoff_file(live.url, spool).write_bytes(b"\xff soon")
     ids = _real_notes(spool, live.url)
     assert notes.deliver(spool, TOKEN) == 3 and live.notes() == ids
@@ -395,9 +399,8 @@ def test_any_interleaving_every_live_destinations_note_once_in_order(
         for ups in (first, second):
             for r, up in zip(receivers, ups, strict=True):
                 r.reset(up)
-            for path in where.iterdir():  # the backoffs end (written, not waited for)
-                if path.name.startswith(notes.BACKOFF_FILE):
-                    path.write_text("0")
+            for path in (where / notes.BACKOFF_DIR).glob("*"):  # the backoffs end (written, not waited for)
+                path.write_text("0")
             going = [d for d in range(DESTINATIONS - 1) if ups[d] and not had[d]]
             assert notes.deliver(where, TOKEN) == sum(len(expected[d]) for d in going)
             for d, r in enumerate(receivers):

@@ -14,8 +14,8 @@ The spool is delivered per destination: the endpoint a note carries, set
 when the note was made from the hook's configuration (never read again
 from anything a request says). Within a destination notes go oldest first;
 a destination that fails backs off on its own for :data:`BACKOFF_S` (a
-``.retry-after-<hash of the endpoint>`` file) and the pass goes on with the
-others, so one dead endpoint never holds back another's notes. The next
+file named by a hash of the endpoint in the spool's ``.retry-after/``) and
+the pass goes on with the others, so one dead endpoint never holds back another's notes. The next
 hook call delivers what waits, skipping a destination while its backoff
 runs (unless every one does: then no deliverer starts at all); the
 launcher, at the session's end, tries each destination once all the same
@@ -62,8 +62,11 @@ NOTES_LOST = "spanvisor.gate.notes_lost"
 SPOOL_JUNK = "spanvisor.gate.spool_junk"
 REQUEST_TIMEOUT_S = 3.0
 BACKOFF_S = 10.0
-# A destination's backoff is this name, a dash, and a hash of its endpoint.
-BACKOFF_FILE = ".retry-after"
+# A destination's backoff: a file named by a hash of its endpoint in this
+# folder of the spool, apart from the notes, so that a hook call, which
+# looks at every backoff, reads a folder as small as the destinations are
+# few however many notes an outage left waiting.
+BACKOFF_DIR = ".retry-after"
 # How many notes could not even be spooled, and how many set-aside notes
 # (and pieces of junk) the task was already told about.
 DROPPED_FILE = ".dropped"
@@ -234,7 +237,7 @@ def backoff_file(endpoint: str, directory: Path | None = None) -> Path:
     """Where the backoff of the destination ``endpoint`` is kept: named by
     a hash, as an endpoint is no file name."""
     where = spool_dir() if directory is None else directory
-    return where / f"{BACKOFF_FILE}-{hashlib.blake2b(endpoint.encode(), digest_size=8).hexdigest()}"
+    return where / BACKOFF_DIR / hashlib.blake2b(endpoint.encode(), digest_size=8).hexdigest()
 
 
 def _backing_off(path: Path) -> bool:
@@ -246,7 +249,7 @@ def _backing_off(path: Path) -> bool:
 
 def _backoffs(where: Path) -> list[Path]:
     try:
-        return [p for p in where.iterdir() if p.name.startswith(BACKOFF_FILE)]
+        return list((where / BACKOFF_DIR).iterdir())
     except OSError:
         return []
 
@@ -264,8 +267,10 @@ def _due(where: Path, endpoint: str | None) -> bool:
 
 
 def _back_off(where: Path, endpoint: str) -> None:
+    path = backoff_file(endpoint, where)
     with contextlib.suppress(OSError):  # the endpoint too, for a person who looks
-        backoff_file(endpoint, where).write_text(f"{time.time() + BACKOFF_S}\n{endpoint}\n")
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        path.write_text(f"{time.time() + BACKOFF_S}\n{endpoint}\n")
 
 
 def _clear_backoffs(where: Path) -> None:
@@ -568,7 +573,7 @@ def _stale(path: Path) -> bool:
 
 
 __all__ = [
-    "BACKOFF_FILE",
+    "BACKOFF_DIR",
     "BACKOFF_S",
     "ENV_DELIVERY",
     "ENV_SPOOL",

@@ -125,6 +125,7 @@ def main(
     cwd: str | None = None,
     release: Callable[[int], None] | None = None,
     answer: Answer | None = None,
+    deadline: Deadline | None = None,
 ) -> int:
     """``spanvisor hook …``: always an answer in the CLI's contract. The
     call is read from ``stdin`` when given (else this process's stdin), the
@@ -133,7 +134,9 @@ def main(
     process's when another process (the launcher) decides; ``started`` is
     when the hook process started (the deadline counts from it);
     ``release`` is called with the exit status as soon as it is known,
-    before the audit note is sent."""
+    before the audit note is sent; ``deadline``, the call's when the
+    launcher already reckoned it (its backstop's: one deadline a call, its
+    settings read once)."""
     t0 = time.monotonic() if started is None else started
     cli = argv[0] if argv and registry.get(argv[0]) is not None else None
     e = os.environ if env is None else env
@@ -148,7 +151,7 @@ def main(
             args.policy = os.path.join(cwd, args.policy)
         if env is None:  # deciding in its own process: no launcher vouched for its session
             env_ = own_session(args, env_)
-        return decide(args, out, t0, stdin, env_, cwd)
+        return decide(args, out, t0, stdin, env_, cwd, deadline)
 
     out = answer if answer is not None else Answer(cli, stdout, stderr, release)
     return guarded(out, body, help_asked="-h" in argv or "--help" in argv)
@@ -229,11 +232,13 @@ def decide(
     stdin: bytes | None = None,
     env: Mapping[str, str] | None = None,
     cwd: str | None = None,
+    deadline: Deadline | None = None,
 ) -> int:
     e = os.environ if env is None else env
     cli: gc.Cli = args.cli
-    # The CLI's own hook timeout as its settings give it, where they can be read.
-    deadline = Deadline.for_cli(cli, clitimeout.limit(cli, args.cli_timeout, e, cwd), started)
+    if deadline is None:
+        # The CLI's own hook timeout as its settings give it, where they can be read.
+        deadline = Deadline.for_cli(cli, clitimeout.limit(cli, args.cli_timeout, e, cwd), started)
     _backstop(deadline)
     raw = sys.stdin.buffer.read(MAX_INPUT + 1) if stdin is None else stdin
     if getattr(args, "gate", None):  # another user's process decides everything, notices and ends too

@@ -233,7 +233,7 @@ def decide_call(
         deadline.launcher_backstop(), lambda: answer.block("spanvisor: no answer before the CLI's hook timeout; denied")
     )
     try:
-        hook.main(argv, stdin=raw, started=started, env=env, cwd=cwd, answer=answer)
+        hook.main(argv, stdin=raw, started=started, env=env, cwd=cwd, answer=answer, deadline=deadline)
     finally:
         stand_down()
 

@@ -98,24 +98,33 @@ class HttpGate:
             _send(request, 200, self._blocked("spanvisor: the hook's request is not one the gate reads; denied"))
             return
         raw = request.rfile.read(size)
+        once = threading.Lock()
         said = threading.Event()
-        body: list[bytes] = []
+
+        def answer(body: bytes) -> None:
+            # Once: the decision, or the bound below, whichever comes first.
+            if once.acquire(blocking=False):
+                try:
+                    _send(request, 200, body)
+                finally:
+                    said.set()
 
         def send(code: int, out: str, _err: str) -> None:
             lines = [ln for ln in out.splitlines() if ln.startswith("{")]
-            body.append(lines[-1].encode() if lines else self._blocked(f"spanvisor: no answer (status {code}); denied"))
-            said.set()
+            answer(lines[-1].encode() if lines else self._blocked(f"spanvisor: no answer (status {code}); denied"))
 
         argv = [self.adapter.name, "--cli-timeout", f"{self.timeout_s:g}"]
-        # On another worker: this connection's answers as soon as the call's
-        # is known, while the decision's audit note goes on there (a kept-alive
-        # connection's next call does not wait for it).
+        # On another worker, which writes the answer the moment it is known
+        # (no wake of this thread on its way) and then goes on with the
+        # decision's audit note: a kept-alive connection's next call does not
+        # wait for the note.
         WORKERS.run(functools.partial(self.decide, send, argv, raw, started, self.env, self.cwd))
-        # The call's backstop answers before the hook's timeout; this wait is only its bound.
-        said.wait(self.timeout_s)
-        _send(
-            request, 200, body[0] if body else self._blocked("spanvisor: no answer before the hook's timeout; denied")
-        )
+        # The call's backstop answers before the hook's timeout; this wait is
+        # only its bound, and keeps the connection's next request until the
+        # answer is out.
+        if not said.wait(self.timeout_s):
+            answer(self._blocked("spanvisor: no answer before the hook's timeout; denied"))
+        said.wait()
 
     def settings(self, argv: list[str], folder: str) -> list[str] | None:
         """The CLI's arguments with this listener as its ``http`` hook, its
