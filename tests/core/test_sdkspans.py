@@ -178,3 +178,40 @@ def test_a_span_of_another_shape_is_handed_over_as_it_is() -> None:
 
     other = Other()
     assert compact_end(other) is other
+
+
+def test_each_providers_spans_carry_its_own_resource_read_once() -> None:
+    """The resource's attributes are copied once for a provider's spans, and
+    spans of two providers in turn each carry their own."""
+    made = []
+    for name in ("svc-a", "svc-b"):
+        ends = Ends()
+        p = TracerProvider(resource=Resource.create({"service.name": name}), shutdown_on_exit=False)
+        p.add_span_processor(ends)
+        made.append((p.get_tracer("t"), ends))
+    content = {"gen_ai.operation.name": "chat", "gen_ai.usage.input_tokens": 3}
+    spans = [_ended(tracer, ends, f"chat {n}", dict(content)) for n in range(2) for tracer, ends in made]
+    got = [light_span(s) for s in spans]
+    assert [g.resource["service.name"] for g in got] == ["svc-a", "svc-b"] * 2
+    assert got == [from_sdk(s) for s in spans]
+    assert got[0].resource is not got[1].resource
+    again = light_span(spans[1])
+    assert again.resource is light_span(spans[3]).resource  # the same provider's, once
+
+
+def test_an_ended_spans_events_are_not_kept_for_a_next_read() -> None:
+    """The converted events are kept for an open root (read at every poll),
+    never for a span that ended: it is read once."""
+    from spanvisor.pipeline import sdkspans
+
+    tracer, ends = _provider()
+    with tracer.start_as_current_span("chat", attributes={"gen_ai.operation.name": "chat"}) as live:
+        live.add_event("gen_ai.choice", {"index": 0})
+        assert snapshot_live(live) == from_sdk(live, resource_attrs={})
+        assert live in sdkspans._converted
+    call = ends.ended[-1]
+    with tracer.start_as_current_span("chat", attributes={"gen_ai.operation.name": "chat"}) as other:
+        other.add_event("gen_ai.choice", {"index": 0})
+    ended = ends.ended[-1]
+    assert light_span(call) == from_sdk(call) and light_span(ended) == from_sdk(ended)
+    assert ended not in sdkspans._converted
