@@ -11,17 +11,17 @@ so a second delivery is the same record (the receiver's live facts are
 keyed by them).
 
 The spool is delivered per destination: the endpoint a note carries, set
-when the note was made from the hook's configuration (never read again
-from anything a request says). Within a destination notes go oldest first;
-a destination that fails backs off on its own for :data:`BACKOFF_S` (a
-file named by a hash of the endpoint in the spool's ``.retry-after/``) and
-the pass goes on with the others, so one dead endpoint never holds back another's notes. The next
-hook call delivers what waits, skipping a destination while its backoff
-runs (unless every one does: then no deliverer starts at all); the
-launcher, at the session's end, tries each destination once all the same
-(its notes go before the end). One deliverer runs at a time (a ``flock`` on
-``.lock``); it looks again before it stops, and never twice at one file in
-a pass.
+when the note was made from the hook's configuration (never read again from
+anything a request says). Within a destination notes go oldest first; a
+destination that fails backs off on its own for :data:`BACKOFF_S` (a file
+named by a hash of the endpoint in the spool's ``.retry-after/``) and the
+pass goes on with the others, so one dead endpoint never holds back
+another's notes. The next hook call delivers what waits, skipping a
+destination while its backoff runs (unless every one does: then no
+deliverer starts at all); the launcher, at the session's end, tries each
+destination once all the same (its notes go before the end). One deliverer
+runs at a time (a ``flock`` on ``.lock``); it looks again before it stops,
+and never twice at one file in a pass.
 
 A note undelivered for a week moves to ``undelivered/``. Anything in the
 spool that is not a note (a directory, FIFO or link named ``*.json``, bytes
@@ -63,9 +63,8 @@ SPOOL_JUNK = "spanvisor.gate.spool_junk"
 REQUEST_TIMEOUT_S = 3.0
 BACKOFF_S = 10.0
 # A destination's backoff: a file named by a hash of its endpoint in this
-# folder of the spool, apart from the notes, so that a hook call, which
-# looks at every backoff, reads a folder as small as the destinations are
-# few however many notes an outage left waiting.
+# folder, apart from the notes: a hook call looks at every backoff, and
+# never lists the notes an outage left waiting to find them.
 BACKOFF_DIR = ".retry-after"
 # How many notes could not even be spooled, and how many set-aside notes
 # (and pieces of junk) the task was already told about.
