@@ -207,7 +207,7 @@ def test_the_listener_answers_once_from_the_deciding_worker_and_bounds_a_decisio
             go_on.wait(30)  # the note after the answer: the reply is already out
 
     http_gate = HttpGate(registry.need("claude-code"), decide, {}, str(tmp_path))
-    http_gate.timeout_s = 1.0
+    http_gate.timeout_s = 5.0  # the bound a hanging decision meets; the others answer long before it
     port = http_gate.server.server_address[1]
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
     try:
