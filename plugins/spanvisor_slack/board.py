@@ -62,14 +62,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from spanvisor.chat.claims import Claims
+from spanvisor.chat.pacing import BOARD
 from spanvisor.sink import Clock
 from spanvisor.statestores.api import StoreUnavailable
 from spanvisor.stats import PipelineStats
 
 from .blocks import Look
 from .board_rows import Row, board_payload, row_of
-from .claims import Claims
-from .pacing import BOARD
 from .record import SlackTaskRecord, former_key
 from .recovery import ParentFinder
 from .transport import Transport

@@ -65,6 +65,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from spanvisor.chat.pacing import ROUTINE, URGENT, Interrupt
 from spanvisor.clis import pullrequest, registry
 from spanvisor.events import TaskView
 from spanvisor.gate import taskids
@@ -72,7 +73,6 @@ from spanvisor.sink import Clock
 from spanvisor.stats import PipelineStats
 
 from . import codetab
-from .pacing import ROUTINE, URGENT, Interrupt
 from .record import Bar, CodeState, former_key
 from .sessions import REFUSED_FOR_GOOD, channel_session, title_of
 from .settings import EVERY_SESSION, CodeChannelRule
@@ -80,7 +80,8 @@ from .text import safe
 from .turns import PARENT
 
 if TYPE_CHECKING:
-    from .claims import Claims
+    from spanvisor.chat.claims import Claims
+
     from .record import SlackTaskRecord
     from .transport import Transport
 

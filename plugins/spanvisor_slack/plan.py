@@ -28,10 +28,10 @@ from typing import Any, Literal, cast
 
 from slack_sdk.models.blocks import PlanBlock, TaskCardBlock
 
+from spanvisor.chat.retry import Failure, RetryStrategy, RetryVerdict
 from spanvisor.events import TaskView
 
 from . import text as t
-from .retry import Failure, RetryStrategy, RetryVerdict
 
 log = logging.getLogger("spanvisor.slack")
 

@@ -40,10 +40,10 @@ from .sessions import NAMESPACE as SESSIONS
 from .sessions import session_key
 
 if TYPE_CHECKING:
+    from spanvisor.chat.claims import Claims
     from spanvisor.sink import Clock
 
     from .board import Boards
-    from .claims import Claims
     from .recovery import ParentFinder
 
 # Above every view's version (shared.version_of: at most 2**57): a marker

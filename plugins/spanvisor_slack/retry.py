@@ -1,17 +1,10 @@
-"""What to do after a failed Web API call: small strategy objects in the
-spirit of slack_sdk's ``http_retry`` handlers, but deciding instead of
-sleeping, so a rate-limited method is paused for every task at once and the
-exporter never waits.
-"""
+"""Slack's error codes and the strategies for them (the strategies' shape is
+:mod:`spanvisor.chat.retry`'s): what a person must fix, what Slack may have
+done already, what is worth sending again."""
 
 from __future__ import annotations
 
-import random
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
-
-Kind = Literal["ok", "rate_limited", "retry", "ambiguous", "permanent"]
+from spanvisor.chat.retry import TRANSIENT, Failure, RateLimitStrategy, RetryStrategy, RetryVerdict, ServerErrorStrategy
 
 # The fix a person needs, logged once per error code.
 PERMANENT: dict[str, str] = {
@@ -36,63 +29,8 @@ PERMANENT: dict[str, str] = {
 }
 # Slack may have done it: retrying a post could duplicate it.
 AMBIGUOUS = frozenset({"fatal_error", "internal_error", "timeout"})
-RETRYABLE = frozenset(
-    {"service_unavailable", "request_timeout", "ratelimited", "rate_limited", "connection", "http_5xx"}
-)
-
-# Jitter from a generator of our own: drawing from the global one would move
-# the sequence of an agent that seeds ``random`` to replay its own runs.
-_JITTER = random.Random()
-
-
-@dataclass(frozen=True, slots=True)
-class Failure:
-    method: str
-    error: str  # Slack's error code, or connection / timeout / http_5xx
-    status: int = 200
-    retry_after_s: float | None = None
-    attempt: int = 1
-
-
-@dataclass(frozen=True, slots=True)
-class RetryVerdict:
-    kind: Kind
-    delay_s: float = 0.0
-    # The whole method waits this long (HTTP 429), not only this call.
-    pause_method: bool = False
-
-
-class RetryStrategy:
-    def decide(self, failure: Failure) -> RetryVerdict | None:
-        raise NotImplementedError
-
-
-class RateLimitStrategy(RetryStrategy):
-    """HTTP 429 (and chat.postMessage's own ``rate_limited``): wait what Slack
-    says, for every caller of that method, plus a little jitter."""
-
-    def __init__(self, default_s: float = 1.0, jitter_s: float = 0.25) -> None:
-        self.default_s, self.jitter_s = default_s, jitter_s
-
-    def decide(self, failure: Failure) -> RetryVerdict | None:
-        if failure.status != 429 and failure.error not in {"ratelimited", "rate_limited"}:
-            return None
-        wait = failure.retry_after_s if failure.retry_after_s is not None else self.default_s
-        return RetryVerdict("rate_limited", wait + _JITTER.uniform(0, self.jitter_s), pause_method=True)
-
-
-class ServerErrorStrategy(RetryStrategy):
-    """Connection errors, HTTP 5xx and Slack's transient codes: exponential
-    backoff with full jitter, capped. Never gives up while the sink runs."""
-
-    def __init__(self, base_s: float = 0.5, cap_s: float = 30.0) -> None:
-        self.base_s, self.cap_s = base_s, cap_s
-
-    def decide(self, failure: Failure) -> RetryVerdict | None:
-        if failure.error not in RETRYABLE and not 500 <= failure.status < 600:
-            return None
-        ceiling = min(self.cap_s, self.base_s * 2 ** min(failure.attempt - 1, 16))
-        return RetryVerdict("retry", _JITTER.uniform(ceiling / 2, ceiling))
+RATE_LIMITED = frozenset({"ratelimited", "rate_limited"})  # chat.postMessage says so in a 200
+RETRYABLE = TRANSIENT | RATE_LIMITED | {"service_unavailable", "request_timeout"}
 
 
 class AmbiguousStrategy(RetryStrategy):
@@ -112,16 +50,8 @@ class AmbiguousStrategy(RetryStrategy):
 
 
 def default_strategies() -> tuple[RetryStrategy, ...]:
-    backoff = ServerErrorStrategy()
-    return (RateLimitStrategy(), AmbiguousStrategy(backoff), backoff)
-
-
-def decide(failure: Failure, strategies: Sequence[RetryStrategy]) -> RetryVerdict:
-    for s in strategies:
-        d = s.decide(failure)
-        if d is not None:
-            return d
-    return RetryVerdict("permanent")
+    backoff = ServerErrorStrategy(retryable=RETRYABLE)
+    return (RateLimitStrategy(codes=RATE_LIMITED), AmbiguousStrategy(backoff), backoff)
 
 
 def fix_for(error: str) -> str:

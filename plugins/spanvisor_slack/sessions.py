@@ -41,14 +41,14 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
+from spanvisor.chat.pacing import ROUTINE, URGENT, Interrupt
 from spanvisor.control.runs import cancel_of, decisions_of
 from spanvisor.events import TERMINAL, TaskView
 from spanvisor.stats import PipelineStats
 
-from .pacing import ROUTINE, URGENT, Interrupt
-
 if TYPE_CHECKING:
-    from .claims import Claims
+    from spanvisor.chat.claims import Claims
+
     from .record import SlackTaskRecord
     from .transport import Transport
 

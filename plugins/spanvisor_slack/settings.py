@@ -158,7 +158,7 @@ def p_rate_limits(v: Any) -> tuple[tuple[str, float, int], ...]:
         method, sep, rhs = item.partition("=")
         rate, _, burst = rhs.partition("/")
         per_minute = float(rate)
-        n = int(burst) if burst.strip() else max(1, int(per_minute) // 12)  # as .pacing.Limit.tier
+        n = int(burst) if burst.strip() else max(1, int(per_minute) // 12)  # as .pacing.tier
         if not sep or not method.strip() or per_minute < 0 or n < 1:
             raise ValueError(item)
         out.append((method.strip(), per_minute, n))

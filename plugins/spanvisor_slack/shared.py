@@ -52,15 +52,15 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from spanvisor.chat.claims import Claims
+from spanvisor.chat.pacing import PERSON, ROUTINE, URGENT, Interrupt
 from spanvisor.codec import CodecError, event_from_dict, event_to_dict
 from spanvisor.control.log import decision_from_dict, decision_to_dict
 from spanvisor.events import Checkpoint, Decision, TaskView, stable_id
 from spanvisor.sink import Clock
 
 from .blocks import Look, parent_payload
-from .claims import Claims
 from .failures import Failures
-from .pacing import PERSON, ROUTINE, URGENT, Interrupt
 from .record import SlackTaskRecord, merge_decisions, moved_to, with_decisions
 from .transport import Transport
 

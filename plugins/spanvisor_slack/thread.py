@@ -12,15 +12,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from spanvisor.chat.claims import Claims
+from spanvisor.chat.pacing import LOG, Interrupt
 from spanvisor.display.thread import ThreadLine
 from spanvisor.sink import Clock
 from spanvisor.statestores.api import Claim
 from spanvisor.stats import PipelineStats
 
 from .blocks import Look, alert_payload, reply_payload
-from .claims import Claims
 from .failures import Failures
-from .pacing import LOG, Interrupt
 from .record import SlackTaskRecord
 from .transport import Transport
 from .turns import PARENT, PRIORITY, REPLY

@@ -18,11 +18,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from spanvisor.chat.pacing import EPSILON_S, LOG, URGENT, Interrupt, Limit, Pacer
+from spanvisor.chat.retry import Failure, RetryStrategy, RetryVerdict, decide
 from spanvisor.sink import Clock, MonotonicClock
 
 from .channels import ChannelDirectory
-from .pacing import EPSILON_S, LOG, URGENT, Interrupt, Limit, MethodPacer, default_limits
-from .retry import Failure, RetryStrategy, RetryVerdict, decide, default_strategies
+from .pacing import default_limits
+from .retry import default_strategies
 from .turns import REPLY, ChannelTurns
 
 log = logging.getLogger("spanvisor.slack")
@@ -188,7 +190,7 @@ class Transport:
 
     def __post_init__(self) -> None:
         self.turns = ChannelTurns(self.clock, self.channel_interval_s, self.channel_burst, self.channels)
-        self.pacer = MethodPacer(self.clock, self.limits)
+        self.pacer = Pacer(self.clock, self.limits)
 
     def edits_scarce(self) -> bool:
         """A work log edit queued now would wait past :data:`SCARCE_S`."""

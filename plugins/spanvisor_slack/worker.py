@@ -27,6 +27,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from spanvisor.chat.claims import Claims
+from spanvisor.chat.pacing import Interrupt
+from spanvisor.chat.retry import Failure
 from spanvisor.events import Decision, TaskView
 from spanvisor.sink import Clock
 from spanvisor.statestores.api import StateStore, StoreUnavailable
@@ -35,15 +38,12 @@ from spanvisor.stats import PipelineStats
 from . import codetab
 from .blocks import Look, parent_payload
 from .board import Boards
-from .claims import Claims
 from .codechannels import CodeChannels
 from .failures import Failures
-from .pacing import Interrupt
 from .record import SlackTaskRecord, merge_decisions, moved_to
 from .recovery import METADATA_TYPE, ParentFinder
 from .remind import Reminders
 from .rename import Renames
-from .retry import Failure
 from .sessions import AgentSessions, SessionStatus, session_status
 from .settings import CodeChannelRule
 from .shared import SharedParent
@@ -94,7 +94,9 @@ class Deliverer:
     def __post_init__(self) -> None:
         if self.log_interval_s is None:
             self.log_interval_s = min(1.0, self.update_interval_s)
-        self.claims = Claims(self.store, self.owner, self.clock, self.stats, self.lease_s, self.deadline)
+        self.claims = Claims(
+            self.store, self.owner, self.clock, self.stats, self.lease_s, self.deadline, channel="slack"
+        )
         self.failures = Failures(self.transport, self.stats, self.deadline)
         self.thread = ThreadPoster(
             self.transport, self.claims, self.failures, self.stats, self.look, self.clock, self.namespace, self.deadline

@@ -1,4 +1,4 @@
-"""Slack's per-method limits kept before sending (``spanvisor_slack/pacing.py``):
+"""Slack's per-method limits kept before sending (``spanvisor_slack/pacing.py``, through ``spanvisor/chat/pacing.py``):
 no bursts into 429s, edits of one message coalesced while they wait, thread
 replies ahead of waiting edits, one retry at a time after a 429, and nothing
 lost or posted twice. The real sink against the fake Slack's HTTP server; the
@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from slack_support import ManualClock, TaskScript, run, slack_env, tool, until
 from tests.fakes.slack_api import FakeSlack
 
+from spanvisor.chat.pacing import BOARD, LOG, PERSON, ROUTINE, URGENT, Limit, Pacer
 from spanvisor.events import ApprovalRequest
-from spanvisor_slack.pacing import BOARD, LOG, PERSON, ROUTINE, URGENT, Limit, MethodPacer
 
 TOOL_NAME = re.compile(r"probe_\d+_\d+")
 
@@ -225,7 +225,7 @@ def test_the_pacer_never_grants_more_than_its_bucket_and_every_call_gets_a_turn(
 ) -> None:
     async def main() -> list[float]:
         clock = ManualClock()
-        pacer = MethodPacer(clock, {"chat.update": Limit(per_minute, burst)})
+        pacer = Pacer(clock, {"chat.update": Limit(per_minute, burst)})
         granted: list[float] = []
 
         async def call(rank: int, at: float, i: int) -> None:
@@ -254,7 +254,7 @@ def test_the_pacer_never_grants_more_than_its_bucket_and_every_call_gets_a_turn(
 def test_calls_waiting_together_go_best_rank_first_then_oldest(ranks: list[int]) -> None:
     async def main() -> list[int]:
         clock = ManualClock()
-        pacer = MethodPacer(clock, {"chat.update": Limit(60.0, 1)})
+        pacer = Pacer(clock, {"chat.update": Limit(60.0, 1)})
         assert await pacer.take("chat.update", paused_until=lambda: 0.0) == "go"  # the bucket is empty
         order: list[int] = []
 
@@ -279,7 +279,7 @@ class _Calls:
 
     def __init__(self, reserve: int = 0) -> None:
         self.clock = ManualClock()
-        self.pacer = MethodPacer(self.clock, {"chat.update": Limit(60.0, 3)})
+        self.pacer = Pacer(self.clock, {"chat.update": Limit(60.0, 3)})
         self.pacer.reserve("chat.update", reserve)
         self.granted: dict[str, float] = {}
 

@@ -23,6 +23,7 @@ from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_blocks import InvalidBlocks, message_error, validate_attachments, validate_blocks
 from tests.fakes.slack_methods import TEXT_UPDATE, Answer, error
 
+from spanvisor.chat.retry import Failure
 from spanvisor.events import TaskView
 from spanvisor.sink import MonotonicClock
 from spanvisor.statestores.memory import InMemoryStateStore
@@ -30,7 +31,7 @@ from spanvisor.stats import PipelineStats
 from spanvisor_slack.blocks import Look, parent_payload
 from spanvisor_slack.plan import MAX_CARDS, PlanFallback, PlanSwitch, card_statuses
 from spanvisor_slack.record import SlackTaskRecord
-from spanvisor_slack.retry import Failure, default_strategies
+from spanvisor_slack.retry import default_strategies
 from spanvisor_slack.settings import SETTINGS
 from spanvisor_slack.transport import SlackClient, Transport
 from spanvisor_slack.worker import Deliverer

@@ -8,7 +8,8 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from spanvisor_slack.retry import Failure, decide, default_strategies
+from spanvisor.chat.retry import Failure, decide
+from spanvisor_slack.retry import default_strategies
 
 
 @given(

@@ -1,19 +1,19 @@
-"""The Slack sink's side of the state store: claims that outlast outages and slow posts.
+"""A chat sink's side of the state store: claims that outlast outages and slow posts.
 
 A state-store error is an outage (PostgreSQL restarting), not a bug: every
-call is retried with backoff, like a transient Slack error, until it answers
+call is retried with backoff, like a transient error of the channel, until it answers
 or the shutdown deadline passes. So a blip never loses an event, and a post
-Slack accepted is never forgotten and posted again.
+the channel accepted is never forgotten and posted again.
 
 A claim is a lease. While a post waits for its turn (a 429 pause, the
-channel's bucket, a slow Slack) its claims are renewed in the background,
+channel's bucket, a slow service) its claims are renewed in the background,
 and renewed once more right after the wait, immediately before the HTTP
 call: a lease cannot lapse under a post in progress unless the store is
 unreachable for longer than the lease. For that last case the result is
 stored with ``put_if_owner``, which tells the slower of two posters that it
 lost, so it can delete its own message.
 
-The task's shared view (:mod:`.shared`) is written with ``put_if_newer``,
+Slack's shared view of a task (:mod:`spanvisor_slack.shared`) is written with ``put_if_newer``,
 through the same retries.
 """
 
@@ -26,13 +26,11 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, TypeVar
 
+from spanvisor.chat.retry import Failure, ServerErrorStrategy
 from spanvisor.sink import Clock
 from spanvisor.statestores.api import Claim, StateStore, StoreUnavailable, put_own
 from spanvisor.stats import PipelineStats
 
-from .retry import Failure, ServerErrorStrategy
-
-log = logging.getLogger("spanvisor.slack")
 T = TypeVar("T")
 
 
@@ -45,9 +43,12 @@ class Claims:
     lease_s: float = 120.0
     deadline: Callable[[], float | None] = lambda: None
     backoff: ServerErrorStrategy = field(default_factory=ServerErrorStrategy)
+    # Whose claims: the stat's prefix (``slack_state_store_errors_total``) and the logger.
+    channel: str = "chat"
     _down: bool = False
 
     def __post_init__(self) -> None:
+        self.log = logging.getLogger(f"spanvisor.{self.channel}")
         # Each by itself: a store of another plugin may offer one and not the other.
         self._put_if_owner: Callable[..., Awaitable[bool]] | None = getattr(self.store, "put_if_owner", None)
         self._put_if_newer: Callable[..., Awaitable[Claim]] | None = getattr(self.store, "put_if_newer", None)
@@ -61,16 +62,17 @@ class Claims:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self.stats.inc("slack_state_store_errors_total", op=op)
+                self.stats.inc(f"{self.channel}_state_store_errors_total", op=op)
                 if not self._down:
                     self._down = True
                     # The type and message only: a driver's error text names
                     # hosts and users, never passwords.
-                    log.warning(
-                        "state store failed on %s (%s: %.200s); Slack output waits and retries",
+                    self.log.warning(
+                        "state store failed on %s (%s: %.200s); %s output waits and retries",
                         op,
                         type(exc).__name__,
                         exc,
+                        self.channel,
                     )
                 delay = self.backoff.decide(Failure("state_store", "connection", 0, None, attempt))
                 wait = delay.delay_s if delay else 1.0
@@ -81,7 +83,7 @@ class Claims:
                 continue
             if self._down:
                 self._down = False
-                log.warning("state store answers again; Slack output goes on")
+                self.log.warning("state store answers again; %s output goes on", self.channel)
             return result
 
     async def claim(self, namespace: str, key: str) -> Claim:
@@ -156,7 +158,7 @@ class Lease:
                 except asyncio.CancelledError:
                     raise
                 except Exception:  # confirm() retries before the call; so does the next tick
-                    log.debug("renewing the claim %s/%s failed", self._ns, key)
+                    c.log.debug("renewing the claim %s/%s failed", self._ns, key)
 
     async def confirm(self) -> bool:
         """Renew every claim now; False when another owner holds one."""
