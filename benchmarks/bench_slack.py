@@ -39,8 +39,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "slack")]
 
-from slack_support import ManualClock, TaskScript, slack_env, until  # noqa: E402
+from slack_support import slack_env, until  # noqa: E402
 from tests.fakes.slack_api import FakeSlack  # noqa: E402
+from tests.taskscript import ManualClock, TaskScript  # noqa: E402
 
 from spanvisor.events import Checkpoint  # noqa: E402
 

@@ -144,7 +144,7 @@ class FakeSlack:
         now: Callable[[], float] = time.monotonic,
     ) -> None:
         """``now`` is the clock the rate limits are kept on: a test that runs
-        the sink on a faster clock (``tests/slack/slack_support.ScaledClock``)
+        the sink on a faster clock (``tests/taskscript.ScaledClock``)
         gives the fake the same one, so both keep Slack's limits in its time."""
         self.retry_after = retry_after
         self.now = now

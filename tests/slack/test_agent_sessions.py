@@ -29,9 +29,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from interact_support import Live, live
-from slack_support import TaskScript, run, slack_env, until
+from slack_support import run, slack_env, until
 from tests.fakes.slack_agents import Session
 from tests.fakes.slack_store import Message
+from tests.taskscript import TaskScript
 
 from spanvisor.events import Event, TaskFinished
 from spanvisor.spans import conventions as cv

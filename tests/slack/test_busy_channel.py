@@ -26,8 +26,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.sdk.trace import TracerProvider
-from slack_support import Env, ScaledClock, TaskScript, run, slack_config, slack_env, tool, until
+from slack_support import Env, run, slack_config, slack_env, tool, until
 from tests.fakes.slack_api import FakeSlack, Message
+from tests.taskscript import ScaledClock, TaskScript
 
 from spanvisor import SpanvisorSpanProcessor
 from spanvisor.agent import task as agent_task

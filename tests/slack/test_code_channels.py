@@ -34,11 +34,12 @@ from typing import Any
 
 import aiohttp
 import pytest
-from slack_support import BASE_NS, Env, ScaledClock, TaskScript, run, slack_env, tool
+from slack_support import Env, run, slack_env, tool
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_apps import manifest_errors
 from tests.fakes.slack_codechannels import CodeChannel, View
 from tests.fakes.slack_store import Message
+from tests.taskscript import BASE_NS, ScaledClock, TaskScript
 
 from spanvisor.events import ApprovalRequest, Decision, DiffUpdated, TaskView
 from spanvisor.gate.taskids import session_task

@@ -13,9 +13,10 @@ from dataclasses import replace
 from typing import Any
 
 from opentelemetry.sdk.trace import TracerProvider
-from slack_support import TaskScript, run, slack_config, slack_env, until
+from slack_support import run, slack_config, slack_env, until
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_store import Message
+from tests.taskscript import TaskScript
 
 from spanvisor.events import Decision, HumanIntervention, LogLine, ResultField
 from spanvisor.otel.processor import SpanvisorSpanProcessor

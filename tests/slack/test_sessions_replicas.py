@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 
-from slack_support import TaskScript, run, slack_env
+from slack_support import run, slack_env
 from tests.fakes.slack_api import FakeSlack
+from tests.taskscript import TaskScript
 
 from spanvisor.events import ApprovalRequest
 from spanvisor.statestores.memory import InMemoryStateStore

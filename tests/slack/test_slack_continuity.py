@@ -8,8 +8,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
-from slack_support import TaskScript, run, slack_env, until
+from slack_support import run, slack_env, until
 from tests.fakes.slack_api import FakeSlack, channel_id
+from tests.taskscript import TaskScript
 
 from spanvisor.events import Event
 from spanvisor.statestores.memory import InMemoryStateStore

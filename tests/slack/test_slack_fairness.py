@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
-from slack_support import TaskScript, run, slack_env, until
+from slack_support import run, slack_env, until
+from tests.taskscript import TaskScript
 
 OLD, NEW = 40, 5
 RATE = 20.0  # posts per second per channel, in the fake and in the sink

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from slack_support import Env, TaskScript, run, slack_env
+from slack_support import Env, run, slack_env
+from tests.taskscript import TaskScript
 
 # Intervals scaled down so the test takes a second; the fake's per-channel
 # limit is raised to match.

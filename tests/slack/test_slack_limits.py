@@ -7,8 +7,9 @@ import logging
 import time
 
 import pytest
-from slack_support import ManualClock, TaskScript, returns_without_suspending, run, slack_env
+from slack_support import returns_without_suspending, run, slack_env
 from tests.fakes.slack_api import FakeSlack
+from tests.taskscript import ManualClock, TaskScript
 
 CHAT = ("chat.postMessage", "chat.update")
 

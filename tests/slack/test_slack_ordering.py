@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from slack_support import TaskScript, run, slack_env
+from slack_support import run, slack_env
+from tests.taskscript import TaskScript
 
 from spanvisor.events import Checkpoint, Event, TaskView
 from spanvisor_slack.record import SlackTaskRecord

@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from slack_support import ManualClock, TaskScript, run, slack_env, tool, until
+from slack_support import run, slack_env, tool, until
 from tests.fakes.slack_api import FakeSlack
+from tests.taskscript import ManualClock, TaskScript
 
 from spanvisor.chat.pacing import BOARD, LOG, PERSON, ROUTINE, URGENT, Limit, Pacer
 from spanvisor.events import ApprovalRequest

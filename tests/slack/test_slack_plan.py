@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from slack_support import TaskScript, run, slack_config, until
+from slack_support import run, slack_config, until
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_blocks import InvalidBlocks, message_error, validate_attachments, validate_blocks
 from tests.fakes.slack_methods import TEXT_UPDATE, Answer, error
+from tests.taskscript import TaskScript
 
 from spanvisor.chat.retry import Failure
 from spanvisor.events import TaskView

@@ -6,8 +6,9 @@ from __future__ import annotations
 import logging
 
 import pytest
-from slack_support import TaskScript, run, slack_env
+from slack_support import run, slack_env
 from tests.fakes.slack_api import channel_id
+from tests.taskscript import TaskScript
 
 FAST = {
     "slack_update_interval_s": 0.0,

@@ -10,8 +10,9 @@ import asyncio
 import json
 from dataclasses import replace
 
-from slack_support import TaskScript, run, slack_env, tool
+from slack_support import run, slack_env, tool
 from tests.fakes.slack_api import FakeSlack, Message
+from tests.taskscript import TaskScript
 
 from spanvisor.events import Decision, HumanIntervention, TaskView
 from spanvisor.statestores.memory import InMemoryStateStore

@@ -8,8 +8,9 @@ import logging
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from slack_support import TaskScript, run, slack_env
+from slack_support import run, slack_env
 from tests.fakes.slack_api import validate_blocks
+from tests.taskscript import TaskScript
 
 from spanvisor.display.thread import ThreadLine
 from spanvisor.events import Artifact, TaskView

@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
-from slack_support import ManualClock, TaskScript, run, slack_env
+from slack_support import run, slack_env
 from tests.fakes.slack_api import FakeSlack
+from tests.taskscript import ManualClock, TaskScript
 
 from spanvisor.events import Checkpoint
 from spanvisor.statestores.memory import InMemoryStateStore

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 from tests.fakes.slack_api import FakeSlack
-from tests.slack.slack_support import TaskScript, run, slack_config, slack_env, until
+from tests.slack.slack_support import run, slack_config, slack_env, until
+from tests.taskscript import TaskScript
 
 from spanvisor.sink import SinkContext
 from spanvisor.statestores.api import Claim

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from slack_support import TaskScript, run, slack_env, tool
+from slack_support import run, slack_env, tool
+from tests.taskscript import TaskScript
 
 FAST = {
     "slack_update_interval_s": 0.2,

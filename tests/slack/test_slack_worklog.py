@@ -14,7 +14,8 @@ import json
 import time
 from typing import Any
 
-from slack_support import TaskScript, run, slack_env, tool
+from slack_support import run, slack_env, tool
+from tests.taskscript import TaskScript
 
 from spanvisor.events import Checkpoint
 

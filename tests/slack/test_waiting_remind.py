@@ -12,8 +12,9 @@ import re
 import time
 from typing import Any
 
-from slack_support import ManualClock, TaskScript, run, slack_env, until
+from slack_support import run, slack_env, until
 from tests.fakes.slack_api import FakeSlack
+from tests.taskscript import ManualClock, TaskScript
 
 from spanvisor.events import ApprovalRequest, Decision, HumanIntervention
 from spanvisor_slack.remind import mention

@@ -10,7 +10,7 @@ from dataclasses import replace
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from slack_support import BASE_NS
+from tests.taskscript import BASE_NS
 
 from spanvisor.events import ApprovalRequest, Decision, TaskView
 from spanvisor_slack.record import SlackTaskRecord
