@@ -7,7 +7,7 @@ form or a JSON body; ``{"ok": true, "result": ...}``, or ``{"ok": false,
 limit HTTP 429 with ``parameters.retry_after`` (seconds). What a chat sink
 and its intake need (issue 69):
 
-- ``getMe``; ``sendMessage`` (``reply_parameters`` or
+- ``getMe``, ``getChat``, ``getChatMember`` (the bot's own place); ``sendMessage`` (``reply_parameters`` or
   ``reply_to_message_id``, ``message_thread_id`` in a forum chat,
   ``parse_mode`` HTML checked for balanced tags, an ``inline_keyboard``
   whose ``callback_data`` must be 1 to 64 bytes); ``editMessageText`` (a
@@ -23,8 +23,8 @@ and its intake need (issue 69):
   updates a person's click or message would.
 
 Limits, kept as the FAQ gives them and enforced, not learnt: text of 1 to
-4,096 characters after entity parsing (counted here on the text as sent,
-in UTF-16 code units as Telegram counts); per chat about one message a
+4,096 characters after entity parsing (in UTF-16 code units, as Telegram
+counts them; a message keeps its parsed text, as Telegram returns it); per chat about one message a
 second (a token bucket with a burst of ``chat_burst``), in a group at
 most 20 in any minute (a sliding window), and 30 a second in all (a
 bucket), on the ``now`` clock a test may give; over a limit HTTP 429 ``Too Many Requests: retry after N``. An edit
@@ -39,6 +39,7 @@ by the user"); an unknown chat is 400 "chat not found" (chats are made by
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import math
 import re
@@ -69,6 +70,8 @@ class Chat:
     id: int
     type: str  # private, group, supergroup, channel
     is_forum: bool = False
+    # The bot's place in the chat (getChatMember): member, administrator, left, kicked.
+    bot_status: str = "member"
     messages: dict[int, dict[str, Any]] = field(default_factory=dict)
     topics: dict[int, str] = field(default_factory=dict)
 
@@ -104,13 +107,15 @@ class FakeTelegram:
         self,
         *,
         chat_burst: float = 3,
+        chat_per_second: float = 1,
         group_per_minute: float = 20,
         global_per_second: float = 30,
         now: Callable[[], float] = time.monotonic,
         bot_id: int = 700_000_001,
     ) -> None:
         self.now = now
-        self.chat_burst, self.group_per_minute, self.global_per_second = chat_burst, group_per_minute, global_per_second
+        self.chat_burst, self.chat_per_second = chat_burst, chat_per_second
+        self.group_per_minute, self.global_per_second = group_per_minute, global_per_second
         self.bot = {"id": bot_id, "is_bot": True, "first_name": "spanvisor", "username": "spanvisor_fake_bot"}
         self.chats: dict[int, Chat] = {}
         self.blocked: set[int] = set()
@@ -154,8 +159,8 @@ class FakeTelegram:
 
     # --- the world a test sets up -----------------------------------------
 
-    def chat(self, chat_id: int, kind: str = "group", forum: bool = False) -> Chat:
-        self.chats[chat_id] = Chat(chat_id, kind, forum)
+    def chat(self, chat_id: int, kind: str = "group", forum: bool = False, bot_status: str = "member") -> Chat:
+        self.chats[chat_id] = Chat(chat_id, kind, forum, bot_status)
         return self.chats[chat_id]
 
     async def press(self, chat_id: int, message_id: int, data: str, user_id: int, name: str = "Ada") -> str:
@@ -237,6 +242,19 @@ class FakeTelegram:
 
     async def _m_getMe(self, args: dict[str, Any]) -> Any:
         return self.bot
+
+    async def _m_getChat(self, args: dict[str, Any]) -> Any:
+        chat = self._chat(args)
+        return {"id": chat.id, "type": chat.type, "title": f"chat {chat.id}", "is_forum": chat.is_forum}
+
+    async def _m_getChatMember(self, args: dict[str, Any]) -> Any:
+        chat = self._chat(args)
+        if _int(args.get("user_id")) != self.bot["id"]:
+            raise ApiError(400, "Bad Request: user not found")
+        member: dict[str, Any] = {"status": chat.bot_status, "user": self.bot}
+        if chat.bot_status == "administrator":
+            member["can_post_messages"] = True
+        return member
 
     async def _m_sendMessage(self, args: dict[str, Any]) -> Any:
         chat = self._chat(args)
@@ -374,16 +392,24 @@ class FakeTelegram:
         chat = self.chats.get(chat_id) if chat_id is not None else None
         if chat is None:
             raise ApiError(400, "Bad Request: chat not found")
+        if chat.bot_status == "kicked":
+            raise ApiError(403, "Forbidden: bot was kicked from the group chat")
+        if chat.bot_status == "left":
+            raise ApiError(403, "Forbidden: bot is not a member of the group chat")
         return chat
 
     def _text(self, args: dict[str, Any]) -> str:
+        """The text as Telegram keeps it: with ``parse_mode`` HTML, its tags
+        parsed away (the formatting becomes entities, not kept here) and its
+        entities unescaped; the length is counted on that, as Telegram does."""
         text = str(args.get("text") or "")
+        if args.get("parse_mode") == "HTML":
+            _check_html(text)
+            text = html.unescape(_TAG.sub("", text))
         if not text.strip():
             raise ApiError(400, "Bad Request: message text is empty")
         if utf16_len(text) > MAX_TEXT:
             raise ApiError(400, "Bad Request: message is too long")
-        if args.get("parse_mode") == "HTML":
-            _check_html(text)
         return text
 
     def _markup(self, args: dict[str, Any]) -> dict[str, Any] | None:
@@ -403,7 +429,10 @@ class FakeTelegram:
 
     def _limit(self, chat: Chat) -> None:
         now = self.now()
-        buckets = [("all", self.global_per_second, self.global_per_second), (("chat", chat.id), 1.0, self.chat_burst)]
+        buckets = [
+            ("all", self.global_per_second, self.global_per_second),
+            (("chat", chat.id), self.chat_per_second, self.chat_burst),
+        ]
         waits = []
         for key, rate, burst in buckets:
             bucket = self._buckets.setdefault(key, _Bucket(rate, burst, now))

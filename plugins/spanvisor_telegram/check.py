@@ -1,0 +1,68 @@
+"""``spanvisor check`` for Telegram: is the token the bot's, and may the bot
+post in the chat the settings name? ``getMe``, ``getChat`` and the bot's
+own ``getChatMember``: they read, so the check leaves nothing in the chat.
+"""
+
+from __future__ import annotations
+
+from spanvisor.config import Config
+
+from .api import BotApi, BotReply
+from .settings import API, config_problem, where
+
+Line = tuple[str, bool, str]
+
+
+def fix_for(answer: BotReply) -> str:
+    """What a person does about a refusal, in Telegram's words and ours."""
+    said = answer.error or f"HTTP {answer.status}"
+    if answer.status == 401:
+        return f"{said}: the token is not a bot's; copy it again from @BotFather (/mybots → API Token)"
+    if answer.status == 404:
+        return f"{said}: check SPANVISOR_TELEGRAM_BASE_URL (the Bot API answers at https://api.telegram.org)"
+    if "chat not found" in said:
+        return f"{said}: add the bot to the chat first, and check SPANVISOR_TELEGRAM_CHAT (a group's id is negative)"
+    if answer.status == 403:
+        return f"{said}: add the bot to the chat again (a channel needs it as an admin who may post)"
+    if answer.error in ("connection", "timeout", "disconnected"):
+        return f"Telegram did not answer ({answer.error}): check the network and SPANVISOR_TELEGRAM_BASE_URL"
+    return said
+
+
+async def run_check(config: Config) -> list[Line]:
+    token, chat = config.get("telegram_token"), config.get("telegram_chat")
+    base = str(config.get("telegram_base_url") or API)
+    problem = config_problem(token, chat, base)
+    if problem is not None:
+        return [("telegram", False, problem)]
+    api = BotApi(str(token), base, float(config.get("telegram_timeout_s", 10.0)))
+    try:
+        me = await api.call("getMe", {})
+        if not me.ok:
+            return [("telegram getMe", False, fix_for(me))]
+        bot = me.result
+        out: list[Line] = [("telegram getMe", True, f"bot @{bot.get('username')} at {where(base)}")]
+        target: int | str = chat if str(chat).startswith("@") else int(str(chat))
+        found = await api.call("getChat", {"chat_id": target})
+        if not found.ok:
+            return [*out, (f"telegram chat {chat}", False, fix_for(found))]
+        member = await api.call("getChatMember", {"chat_id": target, "user_id": bot.get("id")})
+        if not member.ok:
+            return [*out, (f"telegram chat {chat}", False, fix_for(member))]
+        out.append(_may_post(str(chat), found.result, member.result))
+        return out
+    finally:
+        await api.close()
+
+
+def _may_post(chat: str, info: dict[str, object], member: dict[str, object]) -> Line:
+    what = f"telegram chat {chat}"
+    kind, status = info.get("type"), member.get("status")
+    if status in ("left", "kicked"):
+        return (what, False, f"the bot is {status}: add it to the chat again")
+    if kind == "channel" and not (status == "creator" or member.get("can_post_messages")):
+        return (what, False, "in a channel the bot must be an admin allowed to post messages")
+    if status == "restricted" and not member.get("can_send_messages"):
+        return (what, False, "the bot is restricted from sending messages here: lift it in the chat's settings")
+    forum = " (a forum: the messages go to its General topic)" if info.get("is_forum") else ""
+    return (what, True, f"the bot may post in this {kind}{forum}")

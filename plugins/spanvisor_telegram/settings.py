@@ -1,0 +1,123 @@
+"""The Telegram sink's settings, merged into spanvisor's config table."""
+
+from __future__ import annotations
+
+from spanvisor.config import Setting, is_http_url, p_duration, p_float, p_opt_str, url_origin
+
+API = "https://api.telegram.org"
+# What logs show of the Bot API's address (never the token, which is in the path).
+where = url_origin
+
+
+def chat_problem(chat: str | None) -> str | None:
+    """Why ``chat`` names no chat the Bot API takes, or None: a chat id (an
+    integer, negative for groups and channels) or a public ``@username``."""
+    if not chat:
+        return "SPANVISOR_TELEGRAM_CHAT is not set (a chat id such as -1001234567890, or @channel)"
+    if chat.startswith("@"):
+        name = chat[1:]
+        if 5 <= len(name) <= 32 and name.replace("_", "").isalnum():
+            return None
+        return f"SPANVISOR_TELEGRAM_CHAT {chat!r} is not a @username (5 to 32 letters, digits or _)"
+    try:
+        int(chat)
+    except ValueError:
+        return f"SPANVISOR_TELEGRAM_CHAT {chat!r} is neither a chat id (an integer) nor a @username"
+    return None
+
+
+def config_problem(token: str | None, chat: str | None, base_url: str) -> str | None:
+    """Why the sink cannot send with these settings, or None."""
+    if not token:
+        return "TELEGRAM_BOT_TOKEN is not set"
+    bot, _, secret = token.partition(":")
+    if (
+        not bot.isdigit()
+        or not secret
+        or not secret.replace("_", "").replace("-", "").isalnum()
+        or not secret.isascii()
+    ):
+        return "TELEGRAM_BOT_TOKEN is not a bot token (<bot id>:<secret>, as BotFather gives it)"
+    if not is_http_url(base_url):
+        return "SPANVISOR_TELEGRAM_BASE_URL must be an http(s) URL with a host"
+    return chat_problem(chat)
+
+
+def p_positive(v: object) -> float:
+    x = p_float(v)
+    if x <= 0:
+        raise ValueError(v)
+    return x
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "telegram_token",
+        "TELEGRAM_BOT_TOKEN",
+        p_opt_str,
+        None,
+        "The bot's token from BotFather. Setting it enables the Telegram sink (docs/guides/telegram.md).",
+        "<bot id>:<secret>",
+        secret=True,
+    ),
+    Setting(
+        "telegram_chat",
+        "SPANVISOR_TELEGRAM_CHAT",
+        p_opt_str,
+        None,
+        "The chat every task's message goes to: a group's or channel's id (negative), a person's id, or "
+        "a public channel's @username. The bot must be a member (an admin of a channel).",
+        "a chat id or @username",
+    ),
+    Setting(
+        "telegram_base_url",
+        "SPANVISOR_TELEGRAM_BASE_URL",
+        p_opt_str,
+        API,
+        "The Bot API's address: Telegram's, a local Bot API server, or a test's fake.",
+        "an http(s) URL",
+    ),
+    Setting(
+        "telegram_update_interval_s",
+        "SPANVISOR_TELEGRAM_UPDATE_INTERVAL_S",
+        p_duration,
+        5.0,
+        "Least time between two routine edits of a task's message (a status change, a question for a "
+        "person or the end are edited at once): Telegram lets a group have 20 messages and edits a minute.",
+        "seconds",
+    ),
+    Setting(
+        "telegram_timeout_s",
+        "SPANVISOR_TELEGRAM_TIMEOUT_S",
+        p_duration,
+        10.0,
+        "Timeout of one Bot API call.",
+        "seconds",
+    ),
+    Setting(
+        "telegram_chat_per_minute",
+        "SPANVISOR_TELEGRAM_CHAT_PER_MINUTE",
+        p_positive,
+        60.0,
+        "Messages and edits a minute in one chat (Telegram: about one a second). Change it only for a "
+        "local Bot API server or a test.",
+        "a number > 0",
+    ),
+    Setting(
+        "telegram_group_per_minute",
+        "SPANVISOR_TELEGRAM_GROUP_PER_MINUTE",
+        p_positive,
+        20.0,
+        "Messages and edits a minute in one group (Telegram: 20). Change it only for a local Bot API server or a test.",
+        "a number > 0",
+    ),
+    Setting(
+        "telegram_global_per_second",
+        "SPANVISOR_TELEGRAM_GLOBAL_PER_SECOND",
+        p_positive,
+        30.0,
+        "Messages and edits a second in all chats (Telegram: about 30). Change it only for a local Bot "
+        "API server or a test.",
+        "a number > 0",
+    ),
+)

@@ -1,0 +1,387 @@
+"""TelegramSink: one message per task edited in place, its story as replies.
+
+``export`` never waits on Telegram: it folds each event into the task's
+record (the newest view by ``TaskView.seq``, the thread lines owed) and
+wakes the task's worker. Each task has one worker, so its message comes
+before its replies and the replies keep their order; the workers of all
+tasks share the chat's limits (:mod:`.limits`), the most urgent call first.
+
+Nothing doubled across restarts and replicas: the task's message is
+claimed in the state store before it is sent and its id stored after
+(``telegram.parent``), each reply likewise (``telegram.reply``), so a
+restarted process or another replica edits the same message and never
+posts a line twice. A routine edit waits ``telegram_update_interval_s``
+after the last one and is built from the newest view when its turn
+comes, so many changes between two edits are one edit; a status change,
+a question for a person and the end are edited at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from spanvisor.chat.pacing import PERSON, ROUTINE, URGENT
+from spanvisor.config import Config, Setting
+from spanvisor.display.thread import ThreadLine, ThreadPolicy
+from spanvisor.events import TERMINAL, Event, HumanIntervention, TaskFinished, TaskView
+from spanvisor.sink import BaseSink, Clock, MonotonicClock, SinkContext, SinkResult
+
+from .settings import API, SETTINGS, config_problem
+
+log = logging.getLogger("spanvisor.telegram")
+MAX_OPEN_TASKS = 10_000
+MAX_PENDING_LINES = 1000
+PARENTS, REPLIES = "telegram.parent", "telegram.reply"
+# The newest view a task's message shows, by version (final first, then seq):
+# an event replayed after a restart never moves the message back.
+SHOWN = "telegram.shown"
+FINAL_BIT = 1 << 48
+
+
+@dataclass
+class TaskMessage:
+    """One task's run as this process shows it."""
+
+    key: str
+    chat: str
+    view: TaskView
+    final: bool = False
+    lines: deque[ThreadLine] = field(default_factory=deque)
+    message_id: int | None = None
+    shown: str | None = None  # the text the message holds
+    shown_status: str | None = None
+    edited_at: float = float("-inf")
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    worker: asyncio.Task[None] | None = None
+    dead: bool = False  # Telegram refused the message for good: nothing more is sent
+    # False while the only events were decisions on a task this process does
+    # not track: their view is ids only, never shown over the message's own.
+    known: bool = True
+
+
+def parent_key(view: TaskView) -> str:
+    """One message per run of a task id (a reused id is a new run)."""
+    return f"{view.task_id}/{view.run_id}" if view.run_id else view.task_id
+
+
+def is_final(event: Event) -> bool:
+    v = event.task
+    return isinstance(event, TaskFinished) or (v.ended_ns is not None and v.status in TERMINAL)
+
+
+class TelegramSink(BaseSink):
+    name = "telegram"
+    settings: ClassVar[Sequence[Setting]] = SETTINGS
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        """``clock`` is for tests: a manual clock."""
+        super().__init__()
+        self._clock: Clock = clock or MonotonicClock()
+        self._tasks: dict[str, TaskMessage] = {}
+        self._problem: str | None = "not started"
+        self._flushing = 0
+        self._deadline: float | None = None
+        self._interval = 5.0
+        self._thresholds: tuple[float, ...] = (0.7, 0.85)
+        self.policy = ThreadPolicy()
+        self.poster: Any = None  # .limits.Poster once started
+        self.claims: Any = None  # spanvisor.chat.claims.Claims once started
+        self.chat = ""
+
+    @classmethod
+    def enabled(cls, config: Config) -> bool:
+        return bool(config.get("telegram_token"))
+
+    def imports(self, config: Config) -> Sequence[str]:
+        return ("spanvisor_telegram.limits", "spanvisor_telegram.api", "spanvisor_telegram.render", "aiohttp")
+
+    async def start(self, ctx: SinkContext) -> None:
+        from spanvisor.chat.claims import Claims
+
+        from .api import BotApi
+        from .limits import Poster, Rates
+
+        await super().start(ctx)
+        c = ctx.config
+        token, chat = c.get("telegram_token"), c.get("telegram_chat")
+        base = str(c.get("telegram_base_url") or API)
+        self._problem = config_problem(token, chat, base)
+        if self._problem is not None:
+            log.error("telegram sink: %s; nothing is sent (see docs/guides/telegram.md)", self._problem)
+            return
+        self.chat = str(chat)
+        self._interval = float(c.get("telegram_update_interval_s", 5.0))
+        self._thresholds = tuple(c.get("context_thresholds", (0.7, 0.85)))
+        rates = Rates(
+            float(c.get("telegram_chat_per_minute", 60.0)),
+            float(c.get("telegram_group_per_minute", 20.0)),
+            float(c.get("telegram_global_per_second", 30.0)),
+        )
+        api = BotApi(str(token), base, float(c.get("telegram_timeout_s", 10.0)))
+        self.poster = Poster(api, self._clock, rates, ctx.stats)
+        owner = ctx.replica_id or f"telegram-{uuid.uuid4().hex[:12]}"
+        self.claims = Claims(
+            ctx.state_store, owner, self._clock, ctx.stats, deadline=lambda: self._deadline, channel="telegram"
+        )
+
+    # --- export: fold, wake, return -------------------------------------------
+
+    async def export(self, events: Sequence[Event]) -> SinkResult:
+        if self.ctx is None:
+            return SinkResult.SUCCESS
+        if self._problem is not None:
+            self.ctx.stats.drop("telegram_not_configured", len(events), sink=self.name, detail=self._problem)
+            return SinkResult.SUCCESS
+        for event in events:
+            self._fold(event)
+        return SinkResult.SUCCESS
+
+    def _fold(self, event: Event) -> None:
+        assert self.ctx is not None
+        view = event.task
+        key = parent_key(view)
+        rec = self._tasks.get(key)
+        if rec is None:
+            if len(self._tasks) >= MAX_OPEN_TASKS:
+                self.ctx.stats.drop("telegram_too_many_tasks", 1, sink=self.name, detail=f"{MAX_OPEN_TASKS} tasks open")
+                return
+            rec = self._tasks[key] = TaskMessage(key, self.chat, view)
+            rec.known = False
+        # A decision on a task this process does not track says nothing of its state.
+        if not (isinstance(event, HumanIntervention) and not event.known):
+            if view.seq >= rec.view.seq or not rec.known:
+                rec.view = view
+            rec.known = True
+        rec.final = rec.final or is_final(event)
+        for item in self.policy.lines(event):
+            if len(rec.lines) >= MAX_PENDING_LINES:
+                self.ctx.stats.drop("telegram_lines_full", 1, sink=self.name, detail=f"{MAX_PENDING_LINES} lines wait")
+                continue
+            rec.lines.append(item)
+        rec.wake.set()
+        if rec.worker is None:
+            rec.worker = asyncio.get_running_loop().create_task(self._work(rec), name="spanvisor-telegram-task")
+
+    # --- a task's worker ------------------------------------------------------
+
+    def _end(self) -> float | None:
+        return self._deadline
+
+    async def _work(self, rec: TaskMessage) -> None:
+        try:
+            while not rec.dead:
+                if not rec.lines and not self._wants_edit(rec):
+                    if rec.final:
+                        break
+                    rec.wake.clear()
+                    await rec.wake.wait()
+                    continue
+                if rec.message_id is None and not await self._parent(rec):
+                    return
+                while rec.lines and not rec.dead:
+                    if not await self._reply(rec, rec.lines[0]):
+                        return
+                    rec.lines.popleft()
+                if self._wants_edit(rec):
+                    due = self._due(rec)
+                    if due > self._clock.now():
+                        rec.wake.clear()
+                        await _wait(rec.wake, self._clock, due - self._clock.now())
+                        continue
+                    if not await self._edit(rec):
+                        return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("telegram sink: task %s stopped on a bug; its updates are dropped", rec.view.task_id)
+        finally:
+            rec.worker = None
+            if self._tasks.get(rec.key) is rec and (
+                rec.dead or (rec.final and not rec.lines and not self._wants_edit(rec))
+            ):
+                del self._tasks[rec.key]
+
+    def _render(self, rec: TaskMessage) -> str:
+        from .render import parent
+
+        return parent(rec.view, rec.view.ended_ns or rec.view.updated_ns or time.time_ns(), self._thresholds)
+
+    def _wants_edit(self, rec: TaskMessage) -> bool:
+        return rec.message_id is None or (rec.known and rec.shown != self._render(rec))
+
+    def _rank(self, rec: TaskMessage) -> int:
+        if rec.view.approvals or rec.view.status in ("error", "awaiting_approval"):
+            return PERSON
+        if rec.final or rec.view.status != rec.shown_status:
+            return URGENT
+        return ROUTINE
+
+    def _due(self, rec: TaskMessage) -> float:
+        if self._flushing or self._rank(rec) != ROUTINE:
+            return self._clock.now()
+        return rec.edited_at + self._interval
+
+    async def _parent(self, rec: TaskMessage) -> bool:
+        """The task's message: found in the state store, or sent and stored."""
+        while True:
+            claim = await self.claims.claim(PARENTS, rec.key)
+            if claim.value is not None:
+                rec.message_id = int(claim.value["message_id"])
+                if not rec.known:  # a decision's ids only: the message keeps what it shows
+                    rec.shown = self._render(rec)
+                return True
+            if claim.won:
+                break
+            await self._clock.sleep(0.5)  # another replica is sending it: its id comes soon
+            if self._deadline is not None and self._clock.now() >= self._deadline:
+                return False
+        text = self._render(rec)
+        answer = await self.poster.send(
+            "sendMessage",
+            rec.chat,
+            {"text": text, "parse_mode": "HTML"},
+            rank=self._rank(rec),
+            key=rec.key,
+            end=self._end,
+        )
+        if answer is None or not answer.ok:
+            await self.claims.release(PARENTS, rec.key)
+            self._give_up(rec, answer)
+            return False
+        rec.message_id = int(answer.result["message_id"])
+        rec.shown, rec.shown_status, rec.edited_at = text, rec.view.status, self._clock.now()
+        await self.claims.settle(PARENTS, rec.key, {"chat": rec.chat, "message_id": rec.message_id})
+        await self._newest(rec)
+        return True
+
+    async def _newest(self, rec: TaskMessage) -> bool:
+        """Record that the message shows this view; False when it already shows
+        a newer one (before a restart, or by another replica's edit): then it
+        is left as it is, and a final one ends this record."""
+        version = (FINAL_BIT if rec.final else 0) + rec.view.seq
+        claim = await self.claims.put_if_newer(SHOWN, rec.key, {"seq": rec.view.seq, "final": rec.final}, version)
+        if claim.won:
+            return True
+        rec.shown, rec.shown_status = self._render(rec), rec.view.status
+        rec.final = rec.final or bool(claim.value and claim.value.get("final"))
+        return False
+
+    async def _reply(self, rec: TaskMessage, item: ThreadLine) -> bool:
+        from .render import line
+
+        key = f"{rec.key}/{item.reply_key}"
+        claim = await self.claims.claim(REPLIES, key)
+        if claim.value is not None or not claim.won:
+            return True  # posted already, or being posted by another replica
+        args = {
+            "text": line(item),
+            "parse_mode": "HTML",
+            "reply_parameters": {"message_id": rec.message_id, "allow_sending_without_reply": True},
+        }
+        rank = PERSON if item.kind in ("approval", "error") else URGENT
+        answer = await self.poster.send("sendMessage", rec.chat, args, rank=rank, key=key, end=self._end)
+        if answer is None or not answer.ok:
+            await self.claims.release(REPLIES, key)
+            self._give_up(rec, answer)
+            return False
+        await self.claims.settle(REPLIES, key, {"message_id": int(answer.result["message_id"])})
+        return True
+
+    async def _edit(self, rec: TaskMessage) -> bool:
+        if not await self._newest(rec):
+            return True
+        text = self._render(rec)
+        status = rec.view.status
+        args = {"message_id": rec.message_id, "text": text, "parse_mode": "HTML"}
+        answer = await self.poster.send(
+            "editMessageText", rec.chat, args, rank=self._rank(rec), key=rec.key, end=self._end
+        )
+        if answer is None or not answer.ok:
+            self._give_up(rec, answer)
+            return False
+        rec.shown, rec.shown_status, rec.edited_at = text, status, self._clock.now()
+        return True
+
+    def _give_up(self, rec: TaskMessage, answer: Any) -> None:
+        """Shutting down (``answer`` None), or Telegram refused for good: the rest is counted, logged once."""
+        assert self.ctx is not None
+        if answer is None:
+            return  # the record stays as it is: shutdown counts what it still owes
+        left = len(rec.lines) + 1
+        rec.dead = True
+        self.ctx.stats.drop(
+            "telegram_refused",
+            left,
+            sink=self.name,
+            detail=f"Telegram answered {answer.status}: {answer.error} (task {rec.view.task_id[:80]})",
+        )
+
+    # --- flush and shutdown ---------------------------------------------------
+
+    def pending(self) -> int:
+        return sum(1 for r in self._tasks.values() if not r.dead and (r.lines or self._wants_edit(r)))
+
+    async def force_flush(self, timeout_s: float) -> bool:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout_s
+        self._flushing += 1
+        try:
+            for rec in self._tasks.values():
+                rec.wake.set()
+            while self.pending():
+                if loop.time() >= end:
+                    return False
+                await asyncio.sleep(0.01)
+            return True
+        finally:
+            self._flushing -= 1
+
+    async def shutdown(self, timeout_s: float) -> None:
+        if self.poster is None:
+            return
+        self._deadline = self._clock.now() + timeout_s * 0.9
+        try:
+            await self.force_flush(timeout_s * 0.9)
+        finally:
+            left = sum(len(r.lines) + (1 if self._wants_edit(r) else 0) for r in self._tasks.values() if not r.dead)
+            workers = [r.worker for r in self._tasks.values() if r.worker is not None]
+            for w in workers:
+                w.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            if left and self.ctx is not None:
+                self.ctx.stats.drop(
+                    "telegram_undelivered",
+                    left,
+                    sink=self.name,
+                    detail="shutdown deadline passed with Telegram updates pending",
+                )
+            await self.poster.close()
+
+    @classmethod
+    async def check(cls, config: Config) -> list[tuple[str, bool, str]]:
+        from .check import run_check
+
+        return await run_check(config)
+
+    def health(self) -> tuple[bool, str]:
+        if self._problem is not None and self._problem != "not started":
+            return False, self._problem
+        return True, "ok"
+
+
+async def _wait(event: asyncio.Event, clock: Clock, seconds: float) -> None:
+    """Until ``event`` is set or ``seconds`` pass on ``clock``."""
+    waiter = asyncio.ensure_future(event.wait())
+    sleeper = asyncio.ensure_future(clock.sleep(max(0.0, seconds)))
+    try:
+        await asyncio.wait((waiter, sleeper), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+        sleeper.cancel()

@@ -1,0 +1,88 @@
+"""A Telegram sink wired to the fake Bot API, for the Telegram tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from spanvisor.config import Config
+from spanvisor.events import Event
+from spanvisor.sink import Clock, SinkContext
+from spanvisor.statestores.memory import InMemoryStateStore
+from spanvisor.stats import PipelineStats
+from spanvisor_telegram import TelegramSink
+from spanvisor_telegram.settings import SETTINGS
+from tests.fakes.telegram_api import FakeTelegram
+
+TOKEN = "700000001:fake-secret"
+GROUP, DM = -1001, 42
+# Limits scaled up on both sides so a test of many calls takes a second;
+# the tests of the limits themselves keep Telegram's.
+FAST = {
+    "telegram_chat_per_minute": 6000.0,
+    "telegram_group_per_minute": 6000.0,
+    "telegram_update_interval_s": 0.05,
+}
+
+
+@dataclass
+class Env:
+    fake: FakeTelegram
+    sink: TelegramSink
+    store: InMemoryStateStore
+    stats: PipelineStats
+
+    async def send(self, *events: Event) -> None:
+        await self.sink.export(list(events))
+
+    def parents(self, chat: int = GROUP) -> list[dict[str, Any]]:
+        return [m for m in self.fake.chats[chat].messages.values() if "reply_to_message" not in m]
+
+    def replies(self, parent: dict[str, Any], chat: int = GROUP) -> list[str]:
+        mid = parent["message_id"]
+        msgs = self.fake.chats[chat].messages.values()
+        return [m["text"] for m in msgs if m.get("reply_to_message", {}).get("message_id") == mid]
+
+
+def telegram_config(base_url: str, chat: int = GROUP, token: str = TOKEN, **overrides: Any) -> Config:
+    values = {"telegram_token": token, "telegram_chat": str(chat), "telegram_base_url": base_url, **overrides}
+    parsers = {s.name: s.parse for s in SETTINGS}
+    values = {k: parsers[k](v) if isinstance(v, str) and k in parsers else v for k, v in values.items()}
+    return Config.load(env={}, extra=SETTINGS, overrides=values)
+
+
+def fast_fake(**kw: Any) -> FakeTelegram:
+    return FakeTelegram(chat_per_second=100.0, chat_burst=100, group_per_minute=6000, **kw)
+
+
+@asynccontextmanager
+async def telegram_env(
+    *,
+    fake: FakeTelegram | None = None,
+    store: InMemoryStateStore | None = None,
+    clock: Clock | None = None,
+    chat: int = GROUP,
+    token: str = TOKEN,
+    flush_s: float = 10.0,
+    **overrides: Any,
+) -> AsyncIterator[Env]:
+    own = fake is None
+    fake = fake or fast_fake()
+    if own:
+        await fake.start()
+    if chat not in fake.chats:
+        fake.chat(chat, "supergroup" if chat < 0 else "private")
+    store = store or InMemoryStateStore()
+    stats = PipelineStats()
+    sink = TelegramSink(clock=clock)
+    await sink.start(
+        SinkContext(config=telegram_config(fake.base_url, chat, token, **overrides), state_store=store, stats=stats)
+    )
+    try:
+        yield Env(fake, sink, store, stats)
+    finally:
+        await sink.shutdown(flush_s)
+        if own:
+            await fake.stop()

@@ -1,0 +1,216 @@
+"""The Telegram sink against the fake Bot API: one message per task edited
+in place, its story as replies in order, text escaped and within
+Telegram's length, nothing posted twice across a restart, Telegram's limits
+kept (no 429 storm) and a refusal counted without stopping other tasks."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from spanvisor.events import Decision, HumanIntervention, TaskView
+from spanvisor.statestores.memory import InMemoryStateStore
+from tests.fakes.telegram_api import MAX_TEXT, FakeTelegram, utf16_len
+from tests.taskscript import ScaledClock, TaskScript
+from tests.telegram.telegram_support import FAST, GROUP, Env, fast_fake, telegram_env
+
+T = TypeVar("T")
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(asyncio.wait_for(coro, 90))
+
+
+async def _demo(env: Env) -> tuple[TaskScript, TaskScript]:
+    ok = TaskScript.new("task-ok", "rivet", task_name="Diagnose F47", steps=("triage", "route", "report"))
+    bad = TaskScript.new("task-bad", "sprocket", task_name="Migrate <schema> & data")
+    await env.send(ok.started(), bad.started())
+    assert await env.sink.force_flush(10)  # both messages are out: what follows edits them
+    await env.send(ok.checkpoint(progress=10.0, step="triage", message="Reading the alarm"))
+    await env.send(ok.checkpoint(progress=30.0, step="route"))
+    await env.send(bad.checkpoint(progress=20.0, message="Dumping <tables>"))
+    await env.send(ok.checkpoint(progress=60.0, step="report"))
+    await env.send(ok.artifact("report.md", "https://files.example/report.md"))
+    await env.send(bad.finished("error", error_type="OperationalError", error_message="connection <refused>"))
+    await env.send(ok.checkpoint(progress=100.0, message="Done"))
+    await env.send(ok.finished("complete"))
+    assert await env.sink.force_flush(20)
+    return ok, bad
+
+
+def test_each_task_is_one_message_edited_in_place_with_its_story_as_replies_in_order() -> None:
+    async def main() -> None:
+        async with telegram_env(**FAST) as env:
+            await _demo(env)
+            parents = env.parents()
+            assert len(parents) == 2
+            by_name = {p["text"].split("\n")[1]: p for p in parents}
+            ok = by_name["Diagnose F47"]
+            assert ok["text"].startswith("✅ rivet · complete")
+            assert "100%" in ok["text"]
+            lines = [t.split("\n")[0] for t in env.replies(ok)]
+            kinds = [x.split(" ", 1)[1].split(":")[0] for x in lines]
+            # In the order they happened: steps and milestones, the artifact, the summary last.
+            assert kinds[-1].startswith("Complete"), kinds
+            assert any(k.startswith("Artifact") for k in kinds), kinds
+            assert [k for k in kinds if "reached" in k] == ["25% reached", "50% reached", "100% reached"]
+            bad = by_name["Migrate <schema> & data"]
+            assert bad["text"].startswith("❌ sprocket · error")
+            assert any("connection <refused>" in t for t in env.replies(bad))
+            # Escaped as Telegram's HTML requires (the fake refuses unbalanced tags).
+            sent = [c.args["text"] for c in env.fake.calls_to("sendMessage", ok=True)]
+            assert any("Migrate &lt;schema&gt; &amp; data" in t for t in sent)
+            assert not env.fake.calls_to("sendMessage", ok=False) and not env.fake.calls_to("editMessageText", ok=False)
+            # The parent was edited, never sent again.
+            assert len(env.fake.calls_to("editMessageText", ok=True)) >= 2
+            assert len(env.fake.calls_to("sendMessage", ok=True)) == 2 + sum(len(env.replies(p)) for p in parents)
+
+    run(main())
+
+
+def test_a_restart_replaying_every_event_posts_nothing_twice() -> None:
+    async def main() -> None:
+        fake = fast_fake()
+        await fake.start()
+        store = InMemoryStateStore()
+        try:
+            task = TaskScript.new("task-replay", "rivet", task_name="Replay me")
+            events = [task.started()]
+            events += [task.checkpoint(progress=float(p), message=f"at {p}") for p in (20, 40, 60, 80)]
+            events.append(task.finished("complete"))
+            async with telegram_env(fake=fake, store=store, **FAST) as env:
+                await env.send(*events[:3])
+                assert await env.sink.force_flush(10)
+            async with telegram_env(fake=fake, store=store, **FAST) as env:
+                await env.send(*events)  # the restarted process gets them all again
+                assert await env.sink.force_flush(10)
+                parents = env.parents()
+                assert len(parents) == 1
+                replies = env.replies(parents[0])
+                assert len(replies) == len(set(replies)), replies
+                assert parents[0]["text"].startswith("✅ rivet · complete")
+        finally:
+            await fake.stop()
+
+    run(main())
+
+
+def test_long_agent_text_is_cut_to_telegrams_length_and_still_sent() -> None:
+    async def main() -> None:
+        async with telegram_env(**FAST) as env:
+            task = TaskScript.new("task-long", "rivet", task_name="x" * 10_000)
+            await env.send(task.started(), task.checkpoint(message="é🙂<" * 5000, progress=5.0))
+            await env.send(
+                task.finished("error", error_type="E", error_message="🙂" * 9000, stacktrace="<tb>\n" * 5000)
+            )
+            assert await env.sink.force_flush(10)
+            ok = env.fake.calls_to("sendMessage", ok=True) + env.fake.calls_to("editMessageText", ok=True)
+            assert ok and all(utf16_len(c.args["text"]) <= MAX_TEXT for c in ok)
+            assert not env.fake.calls_to("sendMessage", ok=False)
+            assert env.parents()[0]["text"].startswith("❌ rivet · error")
+
+    run(main())
+
+
+def test_tasks_over_a_groups_limit_are_paced_not_refused_and_lose_nothing() -> None:
+    """Eight tasks in one group at Telegram's own limits (20 a minute), sending
+    about twice what a minute allows: paced, never refused, all shown. The
+    sink and the fake share a clock ten times faster than real time."""
+
+    async def main() -> None:
+        clock = ScaledClock(10.0)
+        fake = FakeTelegram(now=clock.now)
+        await fake.start()
+        try:
+            async with telegram_env(fake=fake, clock=clock, flush_s=60) as env:
+                tasks = [TaskScript.new(f"t{i}", "rivet", task_name=f"Task {i}") for i in range(8)]
+                await env.send(*(t.started() for t in tasks))
+                await env.send(*(t.checkpoint(progress=50.0) for t in tasks))
+                await env.send(*(t.finished("complete") for t in tasks))
+                assert await env.sink.force_flush(60)
+                parents = env.parents()
+                assert len(parents) == 8 and all(p["text"].startswith("✅") for p in parents)
+                assert all(env.replies(p)[-1].split(" ", 1)[1].startswith("Complete") for p in parents)
+                assert not [c for c in fake.calls if c.status == 429], "a call was refused"
+                assert len(fake.calls) > 20  # more than a minute allows: the pace was kept
+        finally:
+            await fake.stop()
+
+    run(main())
+
+
+def test_a_429_from_another_sender_pauses_the_chat_and_everything_arrives() -> None:
+    async def main() -> None:
+        fake = FakeTelegram(chat_per_second=1.0, chat_burst=1, group_per_minute=6000)
+        await fake.start()
+        try:
+            async with telegram_env(fake=fake, **FAST) as env:
+                task = TaskScript.new("t-429", "rivet", task_name="Paused")
+                await env.send(task.started(), task.checkpoint(progress=30.0), task.finished("complete"))
+                assert await env.sink.force_flush(30)
+                assert [c for c in fake.calls if c.status == 429], "the sink's own pace was above the fake's"
+                assert env.stats.value("telegram_rate_limited_total") >= 1
+                assert env.parents()[0]["text"].startswith("✅")
+                assert len(env.replies(env.parents()[0])) >= 2
+        finally:
+            await fake.stop()
+
+    run(main())
+
+
+def test_a_refused_chat_is_counted_and_logged_and_other_work_goes_on() -> None:
+    async def main() -> None:
+        async with telegram_env(**FAST) as env:
+            env.fake.blocked.add(GROUP)
+            task = TaskScript.new("t-blocked", "rivet")
+            await env.send(task.started(), task.finished("complete"))
+            assert await env.sink.force_flush(10)
+            assert env.stats.value("dropped_total", reason="telegram_refused", sink="telegram") >= 1
+            env.fake.blocked.discard(GROUP)
+            other = TaskScript.new("t-after", "rivet")
+            await env.send(other.started(), other.finished("complete"))
+            assert await env.sink.force_flush(10)
+            assert any(p["text"].startswith("✅") for p in env.parents())
+
+    run(main())
+
+
+def test_old_events_replayed_after_the_end_never_move_the_message_back() -> None:
+    """A restarted process gets a task's early events again (the exporter's
+    retry, a journal's replay) after its message showed the end: the message
+    keeps the end and no line is posted twice; a decision on the finished
+    task (ids only) adds its reply and leaves the message as it is."""
+
+    async def main() -> None:
+        fake = fast_fake()
+        await fake.start()
+        store = InMemoryStateStore()
+        try:
+            task = TaskScript.new("task-old", "rivet", task_name="Old news")
+            early = [task.started(), task.checkpoint(progress=30.0, message="early")]
+            end = task.finished("complete")
+            async with telegram_env(fake=fake, store=store, **FAST) as env:
+                await env.send(*early, end)
+                assert await env.sink.force_flush(10)
+                [parent] = env.parents()
+                final_text = parent["text"]
+                replies = env.replies(parent)
+            async with telegram_env(fake=fake, store=store, **FAST) as env:
+                await env.send(*early)
+                assert await env.sink.force_flush(10)
+                assert env.parents()[0]["text"] == final_text
+                assert env.replies(env.parents()[0]) == replies
+                ack = Decision("ack-1", "task-old", "acknowledge", "U1", end.time_ns + 1, actor_name="Ada <admin>")
+                bare = TaskView(task_id="task-old", trace_id=task.view.trace_id, root_span_id="", agent_id="")
+                await env.send(
+                    HumanIntervention(event_id="ack-1", time_ns=ack.time_ns, task=bare, decision=ack, known=False)
+                )
+                assert await env.sink.force_flush(10)
+                [parent] = env.parents()
+                assert parent["text"] == final_text
+                assert len(env.replies(parent)) == len(replies) + 1 and "Ada <admin>" in env.replies(parent)[-1]
+        finally:
+            await fake.stop()
+
+    run(main())
