@@ -14,13 +14,19 @@ from __future__ import annotations
 import html
 
 from spanvisor.display import task as pr
-from spanvisor.display.readable import duration
+from spanvisor.display.approval import shown_action
+from spanvisor.display.readable import answer_command, duration, from_text, required_text
 from spanvisor.display.thread import ThreadLine
-from spanvisor.events import TaskView
+from spanvisor.events import ApprovalRequest, TaskView
+from spanvisor.redaction import clip_middle
+
+from .buttons import MAX_REQUESTS
 
 MAX_TEXT = 4096
 # A piece of agent text in the parent: a long one must not push the status out.
 PIECE = 300
+# An action's arguments in the parent: start and end, the whole one click away.
+ACTION_CHARS = 900
 
 
 def units(s: str) -> int:
@@ -49,6 +55,25 @@ def clip(raw: str, room: int) -> str:
         else:
             hi = mid - 1
     return html.escape(raw[:lo], quote=False) + "…"
+
+
+def pieces(raw: str, room: int) -> list[str]:
+    """``raw`` escaped and cut into pieces of at most ``room`` UTF-16 units
+    each, nothing left out (a cut never falls inside an escaped character)."""
+    out: list[str] = []
+    piece: list[str] = []
+    size = 0
+    for ch in raw:
+        esc = html.escape(ch, quote=False)
+        n = units(esc)
+        if size + n > room and piece:
+            out.append("".join(piece))
+            piece, size = [], 0
+        piece.append(esc)
+        size += n
+    if piece:
+        out.append("".join(piece))
+    return out
 
 
 class Message:
@@ -80,8 +105,12 @@ class Message:
         return "\n".join([*self.lines, "…"] if self.cut else self.lines)
 
 
-def parent(view: TaskView, now_ns: int, thresholds: tuple[float, ...] = (0.7, 0.85)) -> str:
-    """The task's message: who, status, what, progress, context, time, cost."""
+def parent(
+    view: TaskView, now_ns: int, thresholds: tuple[float, ...] = (0.7, 0.85), *, answered_here: bool = False
+) -> str:
+    """The task's message: who, status, what, progress, context, time, cost,
+    and each question waiting (with the command that answers it, unless its
+    buttons do: ``answered_here``)."""
     _, emoji, _ = pr.STATUS_STYLE.get(view.status, pr.STATUS_STYLE["working"])
     msg = Message()
     msg.line(f"{emoji} <b>{text(view.agent_name or view.agent_id, 60)}</b> · {text(pr.status_text(view), 120)}")
@@ -105,9 +134,47 @@ def parent(view: TaskView, now_ns: int, thresholds: tuple[float, ...] = (0.7, 0.
     if view.cancel_requested:
         effect = pr.cancel_effect(view)
         msg.line("🛑 <i>Cancel requested" + (f": {text(effect)}" if effect else "") + "</i>")
-    for request in view.approvals:
-        msg.line(f"✋ <b>Approval needed:</b> {text(request.question)}")
+    many = len(view.approvals) > 1
+    for n, request in enumerate(view.approvals[:MAX_REQUESTS], 1):
+        _request(msg, request, n if many else None)
+        if not answered_here and not request.policy_denied:
+            command = answer_command(view.task_id, view.run_id, request.approval_id, request.digest)
+            msg.line(f"<code>{text(command, 400)}</code>")
+    if len(view.approvals) > MAX_REQUESTS:
+        more = len(view.approvals) - MAX_REQUESTS
+        msg.line(f"<i>… and {more} more waiting: <code>spanvisor approvals</code> lists them</i>")
     return msg.text()
+
+
+def action_clipped(request: ApprovalRequest) -> bool:
+    """Whether the message shows less than the whole action (its arguments cut)."""
+    shown = shown_action(request.action)
+    return shown is not None and shown.chars > ACTION_CHARS
+
+
+def _request(msg: Message, req: ApprovalRequest, n: int | None) -> None:
+    """A question for a person: what it asks, the action masked (its start and
+    its end when long), whose approvals count, and what the policy says."""
+    number = f" {n}" if n is not None else ""
+    if req.policy_denied:
+        msg.line(f"⛔ <b>Denied{number}:</b> {text(req.question)}")
+        msg.line(
+            f"<i>{text(required_text(req.policy_version, req.required_by, req.policy_denied))}: nobody may approve it</i>"
+        )
+        return
+    msg.line(f"✋ <b>Approval needed{number}:</b> {text(req.question)}")
+    shown = shown_action(req.action)
+    if shown is not None:
+        msg.line(
+            f"<pre>{text(shown.tool, 80)} {text(clip_middle(shown.arguments, ACTION_CHARS), ACTION_CHARS + 40)}</pre>"
+        )
+    needs = f"needs {req.approvers} people" if req.approvers > 1 else ""
+    rule = required_text(req.policy_version, req.required_by)
+    said = " · ".join(
+        x for x in ((needs + from_text(req)).strip(), f"asked by {req.requester}" if req.requester else "", rule) if x
+    )
+    if said:
+        msg.line(f"<i>{text(said)}</i>")
 
 
 def line(item: ThreadLine) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from spanvisor.config import Setting, is_http_url, p_duration, p_float, p_opt_str, url_origin
+from spanvisor.config import Setting, is_http_url, p_choice, p_duration, p_float, p_opt_str, url_origin
 
 API = "https://api.telegram.org"
 # What logs show of the Bot API's address (never the token, which is in the path).
@@ -76,6 +76,16 @@ SETTINGS: tuple[Setting, ...] = (
         API,
         "The Bot API's address: Telegram's, a local Bot API server, or a test's fake.",
         "an http(s) URL",
+    ),
+    Setting(
+        "telegram_updates",
+        "SPANVISOR_TELEGRAM_UPDATES",
+        p_choice("poll", "off"),
+        "poll",
+        "How people's presses on Approve and Reject reach spanvisor: poll (long polling with getUpdates, "
+        "no public address needed; one replica polls at a time) or off (no buttons; the message shows the "
+        "command that answers). Presses decide only for people the deciders file names by telegram_user.",
+        "poll or off",
     ),
     Setting(
         "telegram_update_interval_s",

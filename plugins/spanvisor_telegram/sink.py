@@ -19,26 +19,34 @@ a question for a person and the end are edited at once.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
-from collections import deque
-from collections.abc import Sequence
+from collections import OrderedDict, deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from spanvisor.chat.pacing import PERSON, ROUTINE, URGENT
 from spanvisor.config import Config, Setting
+from spanvisor.display.approval import ShownAction
 from spanvisor.display.thread import ThreadLine, ThreadPolicy
 from spanvisor.events import TERMINAL, Event, HumanIntervention, TaskFinished, TaskView
 from spanvisor.sink import BaseSink, Clock, MonotonicClock, SinkContext, SinkResult
 
+from .buttons import NAMESPACE as BUTTONS
+from .buttons import Button, buttons, keyboard
 from .settings import API, SETTINGS, config_problem
 
 log = logging.getLogger("spanvisor.telegram")
 MAX_OPEN_TASKS = 10_000
 MAX_PENDING_LINES = 1000
 PARENTS, REPLIES = "telegram.parent", "telegram.reply"
+KEPT_MAX = 10_000  # buttons known to be in the store already
+# A whole action as replies: at most this many, each this much escaped text
+# (4,096 less the heading, the tags and the last line's pointer).
+WHOLE_PIECES, WHOLE_ROOM = 4, 3900
 # The newest view a task's message shows, by version (final first, then seq):
 # an event replayed after a restart never moves the message back.
 SHOWN = "telegram.shown"
@@ -55,8 +63,9 @@ class TaskMessage:
     final: bool = False
     lines: deque[ThreadLine] = field(default_factory=deque)
     message_id: int | None = None
-    shown: str | None = None  # the text the message holds
+    shown: tuple[str, str] | None = None  # the text and keyboard the message holds
     shown_status: str | None = None
+    shown_asks: tuple[str, ...] = ()  # the requests it shows
     edited_at: float = float("-inf")
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     worker: asyncio.Task[None] | None = None
@@ -93,6 +102,10 @@ class TelegramSink(BaseSink):
         self.policy = ThreadPolicy()
         self.poster: Any = None  # .limits.Poster once started
         self.claims: Any = None  # spanvisor.chat.claims.Claims once started
+        self.presses: Any = None  # .presses.Presses when people answer here
+        self._kept: OrderedDict[str, None] = OrderedDict()
+        self._poller: asyncio.Task[None] | None = None
+        self._showing: set[str] = set()
         self.chat = ""
 
     @classmethod
@@ -100,7 +113,10 @@ class TelegramSink(BaseSink):
         return bool(config.get("telegram_token"))
 
     def imports(self, config: Config) -> Sequence[str]:
-        return ("spanvisor_telegram.limits", "spanvisor_telegram.api", "spanvisor_telegram.render", "aiohttp")
+        names = ["spanvisor_telegram.limits", "spanvisor_telegram.api", "spanvisor_telegram.render", "aiohttp"]
+        if config.get("telegram_updates", "poll") == "poll":
+            names += ["spanvisor_telegram.presses", "spanvisor.control.deciders"]
+        return names
 
     async def start(self, ctx: SinkContext) -> None:
         from spanvisor.chat.claims import Claims
@@ -130,6 +146,15 @@ class TelegramSink(BaseSink):
         self.claims = Claims(
             ctx.state_store, owner, self._clock, ctx.stats, deadline=lambda: self._deadline, channel="telegram"
         )
+        if c.get("telegram_updates", "poll") == "poll" and ctx.control is not None:
+            from spanvisor.control.deciders import from_config
+
+            from .presses import POLL_S, Presses
+
+            # Its own client: a long poll holds its connection POLL_S seconds.
+            polling = BotApi(str(token), base, POLL_S + float(c.get("telegram_timeout_s", 10.0)))
+            self.presses = Presses(polling, self.claims, ctx.control, from_config(c), ctx.stats, self._show_whole)
+            self._poller = asyncio.get_running_loop().create_task(self.presses.run(), name="spanvisor-telegram-poll")
 
     # --- export: fold, wake, return -------------------------------------------
 
@@ -208,20 +233,45 @@ class TelegramSink(BaseSink):
             ):
                 del self._tasks[rec.key]
 
-    def _render(self, rec: TaskMessage) -> str:
-        from .render import parent
+    def _message(self, rec: TaskMessage) -> tuple[str, dict[str, Any] | None, list[Button]]:
+        """The message's text, its keyboard, and the buttons on it."""
+        from .render import action_clipped, parent
 
-        return parent(rec.view, rec.view.ended_ns or rec.view.updated_ns or time.time_ns(), self._thresholds)
+        now_ns = rec.view.ended_ns or rec.view.updated_ns or time.time_ns()
+        text = parent(rec.view, now_ns, self._thresholds, answered_here=self.presses is not None)
+        rows = buttons(rec.view, rec.chat, action_clipped) if self.presses is not None else []
+        return text, keyboard(rows), [b for _, row in rows for b in row]
+
+    def _shown(self, rec: TaskMessage) -> tuple[str, str]:
+        text, markup, _ = self._message(rec)
+        return text, json.dumps(markup, sort_keys=True)
 
     def _wants_edit(self, rec: TaskMessage) -> bool:
-        return rec.message_id is None or (rec.known and rec.shown != self._render(rec))
+        return rec.message_id is None or (rec.known and rec.shown != self._shown(rec))
 
     def _rank(self, rec: TaskMessage) -> int:
-        if rec.view.approvals or rec.view.status in ("error", "awaiting_approval"):
+        """A new question or a new failure first; then a status change; then routine."""
+        asks = tuple(a.approval_id for a in rec.view.approvals)
+        failed = rec.view.status == "error" and rec.shown_status != "error"
+        if (asks and asks != rec.shown_asks) or failed:
             return PERSON
-        if rec.final or rec.view.status != rec.shown_status:
+        if rec.final or rec.view.status != rec.shown_status or asks != rec.shown_asks:
             return URGENT
         return ROUTINE
+
+    def _mark_shown(self, rec: TaskMessage, shown: tuple[str, str]) -> None:
+        rec.shown, rec.shown_status = shown, rec.view.status
+        rec.shown_asks = tuple(a.approval_id for a in rec.view.approvals)
+        rec.edited_at = self._clock.now()
+
+    async def _keep(self, pressable: list[Button]) -> None:
+        """What each button stands for, in the state store before a message shows it."""
+        for button in pressable:
+            if button.token not in self._kept:
+                await self.claims.put(BUTTONS, button.token, button.stored())
+                self._kept[button.token] = None
+                while len(self._kept) > KEPT_MAX:
+                    self._kept.popitem(last=False)
 
     def _due(self, rec: TaskMessage) -> float:
         if self._flushing or self._rank(rec) != ROUTINE:
@@ -235,18 +285,22 @@ class TelegramSink(BaseSink):
             if claim.value is not None:
                 rec.message_id = int(claim.value["message_id"])
                 if not rec.known:  # a decision's ids only: the message keeps what it shows
-                    rec.shown = self._render(rec)
+                    rec.shown = self._shown(rec)
                 return True
             if claim.won:
                 break
             await self._clock.sleep(0.5)  # another replica is sending it: its id comes soon
             if self._deadline is not None and self._clock.now() >= self._deadline:
                 return False
-        text = self._render(rec)
+        text, markup, pressable = self._message(rec)
+        await self._keep(pressable)
+        args: dict[str, Any] = {"text": text, "parse_mode": "HTML"}
+        if markup is not None:
+            args["reply_markup"] = markup
         answer = await self.poster.send(
             "sendMessage",
             rec.chat,
-            {"text": text, "parse_mode": "HTML"},
+            args,
             rank=self._rank(rec),
             key=rec.key,
             end=self._end,
@@ -256,7 +310,7 @@ class TelegramSink(BaseSink):
             self._give_up(rec, answer)
             return False
         rec.message_id = int(answer.result["message_id"])
-        rec.shown, rec.shown_status, rec.edited_at = text, rec.view.status, self._clock.now()
+        self._mark_shown(rec, (text, json.dumps(markup, sort_keys=True)))
         await self.claims.settle(PARENTS, rec.key, {"chat": rec.chat, "message_id": rec.message_id})
         await self._newest(rec)
         return True
@@ -269,7 +323,7 @@ class TelegramSink(BaseSink):
         claim = await self.claims.put_if_newer(SHOWN, rec.key, {"seq": rec.view.seq, "final": rec.final}, version)
         if claim.won:
             return True
-        rec.shown, rec.shown_status = self._render(rec), rec.view.status
+        self._mark_shown(rec, self._shown(rec))
         rec.final = rec.final or bool(claim.value and claim.value.get("final"))
         return False
 
@@ -297,16 +351,18 @@ class TelegramSink(BaseSink):
     async def _edit(self, rec: TaskMessage) -> bool:
         if not await self._newest(rec):
             return True
-        text = self._render(rec)
-        status = rec.view.status
-        args = {"message_id": rec.message_id, "text": text, "parse_mode": "HTML"}
+        text, markup, pressable = self._message(rec)
+        await self._keep(pressable)
+        args: dict[str, Any] = {"message_id": rec.message_id, "text": text, "parse_mode": "HTML"}
+        if markup is not None:
+            args["reply_markup"] = markup  # none: Telegram takes the keyboard away
         answer = await self.poster.send(
             "editMessageText", rec.chat, args, rank=self._rank(rec), key=rec.key, end=self._end
         )
         if answer is None or not answer.ok:
             self._give_up(rec, answer)
             return False
-        rec.shown, rec.shown_status, rec.edited_at = text, status, self._clock.now()
+        self._mark_shown(rec, (text, json.dumps(markup, sort_keys=True)))
         return True
 
     def _give_up(self, rec: TaskMessage, answer: Any) -> None:
@@ -322,6 +378,51 @@ class TelegramSink(BaseSink):
             sink=self.name,
             detail=f"Telegram answered {answer.status}: {answer.error} (task {rec.view.task_id[:80]})",
         )
+
+    async def _show_whole(self, button: Button, message: Mapping[str, Any]) -> bool:
+        """A request's whole action (masked) as replies under its message, once."""
+        from spanvisor.control.runs import request_from_dict
+        from spanvisor.display.approval import shown_action
+
+        assert self.ctx is not None and self.ctx.control is not None
+        record = await self.ctx.control.run(button.task_id, button.run_id or None)
+        requests = record.get("requests") if record is not None else None
+        req = request_from_dict(requests.get(button.approval_id)) if isinstance(requests, Mapping) else None
+        shown = shown_action(req.action) if req is not None and req.digest == button.digest else None
+        message_id = message.get("message_id")
+        if shown is None or not isinstance(message_id, int):
+            return False
+        key = f"{button.task_id}/{button.run_id}/whole/{button.approval_id}"
+        if key in self._showing:  # a second press while the first posts (claims are per process)
+            return True
+        self._showing.add(key)
+        try:
+            return await self._post_whole(key, button, shown, message_id)
+        finally:
+            self._showing.discard(key)
+
+    async def _post_whole(self, key: str, button: Button, shown: ShownAction, message_id: int) -> bool:
+        from .render import pieces
+
+        claim = await self.claims.claim(REPLIES, key)
+        if claim.value is not None or not claim.won:
+            return True  # shown already
+        parts = pieces(f"{shown.tool} {shown.arguments}", WHOLE_ROOM)
+        for n, part in enumerate(parts[:WHOLE_PIECES], 1):
+            text = f"📄 <b>Action {n} of {len(parts)}</b>\n<pre>{part}</pre>"
+            if n == WHOLE_PIECES and len(parts) > WHOLE_PIECES:
+                text += "\n<i>… the rest: spanvisor approvals --full</i>"
+            args = {
+                "text": text,
+                "parse_mode": "HTML",
+                "reply_parameters": {"message_id": message_id, "allow_sending_without_reply": True},
+            }
+            answer = await self.poster.send("sendMessage", str(button.chat), args, rank=PERSON, end=self._end)
+            if answer is None or not answer.ok:
+                await self.claims.release(REPLIES, key)
+                return False
+        await self.claims.settle(REPLIES, key, {"pieces": min(len(parts), WHOLE_PIECES)})
+        return True
 
     # --- flush and shutdown ---------------------------------------------------
 
@@ -346,6 +447,17 @@ class TelegramSink(BaseSink):
     async def shutdown(self, timeout_s: float) -> None:
         if self.poster is None:
             return
+        if self._poller is not None:
+            self._poller.cancel()
+            await asyncio.gather(self._poller, return_exceptions=True)
+            await self.presses.drain(timeout_s * 0.3)
+            await self.presses.api.close()
+            from .presses import POLLER
+
+            try:  # the next replica polls at once, not when the lease lapses
+                await asyncio.wait_for(self.claims.release(POLLER, "poller"), timeout_s * 0.1)
+            except Exception:
+                log.debug("telegram: the poller's lease was not released")
         self._deadline = self._clock.now() + timeout_s * 0.9
         try:
             await self.force_flush(timeout_s * 0.9)

@@ -124,8 +124,11 @@ def test_decider_token_makes_a_token_whose_hash_it_prints(cli: Run, tmp_path: Pa
         ("agents = 3\n", "agents must be tables"),
         (
             '[people.a]\ngroups = ["sre"]\n',
-            "needs token_sha256 (the SHA-256 of the person's token), oidc or slack_user",
+            "needs token_sha256 (the SHA-256 of the person's token), oidc, slack_user or telegram_user",
         ),
+        ('[people.a]\ntelegram_user = "42"\n', "telegram_user must be a Telegram user id"),
+        ("[people.a]\ntelegram_user = true\n", "telegram_user must be a Telegram user id"),
+        ("[people.a]\ntelegram_user = 42\n[people.b]\ntelegram_user = 42\n", "the same telegram_user as people.a"),
         ('[people.a]\noidc = "a@x"\n[people.b]\noidc = "A@X"\n', "the same oidc identity as people.a"),
     ],
 )

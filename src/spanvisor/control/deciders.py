@@ -10,6 +10,9 @@ decisions are verified by Slack's signature and name the Slack user. A
 person's entry may name their Slack user id (``slack_user``): their Slack
 decisions are then theirs too, so one person deciding from Slack and with
 a token is one person (a request two people must approve needs two).
+Likewise ``telegram_user``, the person's Telegram user id (a number): a
+button pressed in Telegram by that account is that person's; an account
+the file does not name may read the chat, never decide.
 
 The file (TOML) holds hashes, never tokens, so reading it gives nobody a
 token::
@@ -18,6 +21,7 @@ token::
     token_sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
     groups = ["sre"]
     slack_user = "U024BE7LH"   # optional
+    telegram_user = 123456789  # optional
 
 ``spanvisor decider-token alice`` makes a token and prints the lines to add.
 
@@ -25,8 +29,9 @@ With an identity provider (``SPANVISOR_OIDC_ISSUER``), a person's entry may
 name the identity their provider's tokens give them (``oidc =
 "alice@example.com"``): a decision with such a token is then this
 person's, with the file's groups besides the token's. An entry needs a
-``token_sha256``, an ``oidc`` identity or a ``slack_user`` (a person known
-only on Slack and by the provider keeps no token here).
+``token_sha256``, an ``oidc`` identity, a ``slack_user`` or a
+``telegram_user`` (a person known only on a chat and by the provider keeps
+no token here).
 
 The file may also name agents, by the SHA-256 of a token of their own
 (``[agents.sprocket] token_sha256 = "…"``). Once it does, consuming an
@@ -68,6 +73,7 @@ class Person:
     slack_user: str | None = None
     oidc: str | None = None
     proof: str = "token"
+    telegram_user: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +103,10 @@ class Deciders:
     def on_slack(self, user_id: str) -> Person | None:
         """The person whose Slack user id this is, or None."""
         return next((p for p in self.everyone() if p.slack_user == user_id), None)
+
+    def on_telegram(self, user_id: int) -> Person | None:
+        """The person whose Telegram user id this is, or None."""
+        return next((p for p in self.everyone() if p.telegram_user == user_id), None)
 
     def on_oidc(self, identity: str) -> Person | None:
         """The person whose provider identity this is (ignoring case), or None."""
@@ -152,9 +162,17 @@ def load(path: str | Path) -> Deciders:
             twin := next((p for p in known if (p.oidc or "").casefold() == oidc.casefold()), None)
         ):
             raise DecidersError(f"{where}: the same oidc identity as people.{twin.name}")
-        if digest is None and slack is None and oidc is None:
-            raise DecidersError(f"{where}: needs token_sha256 (the SHA-256 of the person's token), oidc or slack_user")
-        person = Person(name, tuple(groups), slack, oidc.strip() if oidc else None)
+        telegram = entry.get("telegram_user")
+        # bool is an int to Python; a TOML true is no user id.
+        if telegram is not None and (isinstance(telegram, bool) or not isinstance(telegram, int) or telegram <= 0):
+            raise DecidersError(f"{where}.telegram_user must be a Telegram user id, a number such as 123456789")
+        if telegram is not None and (twin := next((p for p in known if p.telegram_user == telegram), None)):
+            raise DecidersError(f"{where}: the same telegram_user as people.{twin.name}")
+        if digest is None and slack is None and oidc is None and telegram is None:
+            raise DecidersError(
+                f"{where}: needs token_sha256 (the SHA-256 of the person's token), oidc, slack_user or telegram_user"
+            )
+        person = Person(name, tuple(groups), slack, oidc.strip() if oidc else None, telegram_user=telegram)
         if digest is None:
             tokenless.append(person)
         else:

@@ -1,0 +1,209 @@
+"""People's presses on a task's buttons, from Telegram into the control API.
+
+Updates come by long polling (``getUpdates``), which needs no public
+address: a ``serve`` behind NAT takes presses as well as one on the
+internet. Telegram lets one poller at a time read a bot's updates (a second
+one ends the first with 409), so among replicas sharing the state store the
+one holding the lease ``telegram.poller`` polls; if it dies, another takes
+over when the lease lapses. An update is confirmed by the next poll's
+``offset``, so a poller that dies between handling and confirming hands the
+same update to the next one: each press is claimed once (namespace
+``telegram.presses``, by its query id), and the control log is idempotent on
+the decision's id besides.
+
+A press decides as the person the deciders file names for the Telegram
+account that pressed (``telegram_user``): Telegram tells who pressed, and
+only Telegram can say it, as the update comes from its servers on the
+bot's own token. An account the file does not name may see, never decide:
+its press is refused and audited. What is decided is the button's stored
+entry (task, run, request and the digest of what the message shows), never
+the press's data, so a client sending data of its own decides nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from spanvisor.chat.claims import Claims
+from spanvisor.control.deciders import Deciders
+from spanvisor.control.hub import Control, Verdict
+from spanvisor.display.readable import DECISION_STYLE, decided, from_text
+from spanvisor.events import Decision
+from spanvisor.stats import PipelineStats
+
+from .api import BotApi
+from .buttons import NAMESPACE as BUTTONS
+from .buttons import Button, from_stored, token_of
+from .render import units
+
+log = logging.getLogger("spanvisor.telegram")
+POLLER, PRESSES = "telegram.poller", "telegram.presses"
+POLL_S = 20  # Telegram holds a long poll this long when nothing comes
+LEASE_S = 60.0
+MAX_IN_FLIGHT = 100
+ANSWER_CHARS = 200  # answerCallbackQuery's text limit
+
+
+class Presses:
+    def __init__(
+        self,
+        api: BotApi,
+        claims: Claims,
+        control: Control,
+        people: Deciders | None,
+        stats: PipelineStats,
+        show: Callable[[Button, Mapping[str, Any]], Awaitable[bool]],
+    ) -> None:
+        """``api``'s timeout must outlast a long poll; ``show`` posts a
+        request's whole action under its message (the sink's pacing)."""
+        self.api, self.claims, self.control, self.people, self.stats = api, claims, control, people, stats
+        self.show = show
+        self.offset = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._said_conflict = False
+
+    # --- the poller -------------------------------------------------------------
+
+    async def run(self) -> None:
+        backoff = 1.0
+        while True:
+            try:
+                lease = await self.claims.claim(POLLER, "poller")
+            except Exception:  # the store is away: no one can tell who polls
+                await asyncio.sleep(backoff)
+                continue
+            if not lease.won:
+                await asyncio.sleep(LEASE_S / 4)  # another replica polls
+                continue
+            reply = await self.api.call(
+                "getUpdates", {"offset": self.offset, "timeout": POLL_S, "allowed_updates": ["callback_query"]}
+            )
+            if not reply.ok:
+                if reply.status == 409 and not self._said_conflict:
+                    self._said_conflict = True
+                    log.error(
+                        "telegram: another program reads this bot's updates (or a webhook is set: "
+                        "deleteWebhook); presses wait until it stops (%s)",
+                        reply.error,
+                    )
+                self.stats.inc("telegram_poll_errors_total")
+                await asyncio.sleep(reply.retry_after_s or backoff)
+                backoff = min(30.0, backoff * 2)
+                continue
+            backoff = 1.0
+            for update in reply.result if isinstance(reply.result, list) else []:
+                if not isinstance(update, dict) or not isinstance(update.get("update_id"), int):
+                    continue
+                self.offset = max(self.offset, update["update_id"] + 1)
+                query = update.get("callback_query")
+                if isinstance(query, dict):
+                    self._spawn(query)
+
+    def _spawn(self, query: dict[str, Any]) -> None:
+        if len(self._tasks) >= MAX_IN_FLIGHT:
+            self.stats.drop("telegram_press_dropped", sink="telegram", detail=f"{MAX_IN_FLIGHT} presses in flight")
+            return
+        task = asyncio.get_running_loop().create_task(self.handle(query), name="telegram:press")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self, timeout_s: float) -> None:
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=max(0.0, timeout_s))
+        for t in list(self._tasks):
+            t.cancel()
+
+    # --- one press ----------------------------------------------------------------
+
+    async def handle(self, query: Mapping[str, Any]) -> None:
+        qid = str(query.get("id") or "")
+        if not qid:
+            return
+        outcome = "error"
+        try:
+            claim = await self.claims.claim(PRESSES, qid)
+            if not claim.won:
+                outcome = "replay"
+                return
+            outcome = await self._press(qid, query)
+            await self.claims.settle(PRESSES, qid, {"outcome": outcome})
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug here must not stop the poller
+            log.exception("telegram: a press failed")
+        finally:
+            self.stats.inc("telegram_presses_total", outcome=outcome)
+
+    async def _press(self, qid: str, query: Mapping[str, Any]) -> str:
+        token = token_of(query.get("data"))
+        stored = await self.claims.get(BUTTONS, token) if token else None
+        button = from_stored(stored) if stored is not None else None
+        message = query.get("message")
+        chat = message.get("chat", {}).get("id") if isinstance(message, dict) else None
+        if button is None or button.token != token or str(chat) != button.chat:
+            await self._answer(qid, "⚠️ This button is not one spanvisor knows (any more).")
+            return "unknown"
+        sender = query.get("from")
+        user = sender.get("id") if isinstance(sender, dict) else None
+        if not isinstance(user, int) or isinstance(user, bool):
+            await self._answer(qid, "⚠️ Telegram did not say who pressed.")
+            return "unknown"
+        if button.action == "show":
+            shown = await self.show(button, message if isinstance(message, dict) else {})
+            await self._answer(
+                qid,
+                "📄 The whole action is in the replies." if shown else "⚠️ Not shown: see `spanvisor approvals --full`.",
+            )
+            return "shown"
+        person = self.people.on_telegram(user) if self.people is not None else None
+        d = Decision(
+            intervention_id=f"telegram-{qid}",
+            task_id=button.task_id,
+            action="approve" if button.action == "approve" else "reject",
+            actor_id=f"telegram:{user}",
+            time_ns=time.time_ns(),
+            approval_id=button.approval_id,
+            # Telegram's names are the person's own choosing: only a name the file proves is shown.
+            actor_name=person.name if person is not None else None,
+            source="telegram",
+            run_id=button.run_id,
+            digest=button.digest or None,
+            verified=True,
+            person=person.name if person is not None else None,
+            groups=person.groups if person is not None else (),
+            proof="telegram" if person is not None else None,
+        )
+        if person is None:
+            reason = "this Telegram account is not in the deciders file (telegram_user in SPANVISOR_DECIDERS)"
+            await self.control.decide(d, denied=reason, code="not_approver")
+            await self._answer(qid, f"🚫 Not allowed: {reason}.")
+            return "not_allowed"
+        verdict = await self.control.decide(d)
+        await self._answer(qid, verdict_text(verdict, d))
+        return verdict.outcome
+
+    async def _answer(self, qid: str, text: str) -> None:
+        """The small notice Telegram shows the person who pressed (once; best effort)."""
+        while units(text) > ANSWER_CHARS:  # counted as Telegram counts: UTF-16 units
+            text = text[: len(text) - max(1, (units(text) - ANSWER_CHARS) // 2) - 1] + "…"
+        reply = await self.api.call("answerCallbackQuery", {"callback_query_id": qid, "text": text})
+        if not reply.ok:
+            log.debug("telegram: answerCallbackQuery failed: %s", reply.error)
+
+
+def verdict_text(verdict: Verdict, d: Decision) -> str:
+    """What the person who pressed is told (plain text: a notice shows no HTML)."""
+    if verdict.outcome == "applied" and verdict.votes_needed > 1 and verdict.votes < verdict.votes_needed:
+        more = verdict.votes_needed - verdict.votes
+        return f"🗳️ {verdict.votes} of {verdict.votes_needed}: {more} more must approve{from_text(verdict.request)}."
+    if verdict.outcome in ("applied", "duplicate"):
+        emoji, done = DECISION_STYLE[d.action][:2]
+        return f"{emoji} {done}"
+    if verdict.outcome == "already_decided" and verdict.prior is not None:
+        p = verdict.prior
+        return f"☑️ Not changed: already {decided(p.action)} by {p.actor_name or p.actor_id}."
+    return f"⛔ Not done: {verdict.reason or verdict.outcome}."
