@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from spanvisor.chat.pacing import Limit, Pacer
+from spanvisor.chat.pacing import Interrupt, Limit, Pacer
 from spanvisor.chat.retry import Failure, RateLimitStrategy, ServerErrorStrategy, decide
 from spanvisor.sink import Clock
 from spanvisor.stats import PipelineStats
@@ -35,6 +35,8 @@ GLOBAL = "all"
 GROUP_MARGIN = 0.9
 # Telegram's answer to an edit that changes nothing: the message shows what we meant.
 NOT_MODIFIED = "message is not modified"
+# A call that stepped out of its wait: its caller sends something better first.
+DEFERRED = BotReply(False, status=0, error="deferred")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,15 +75,29 @@ class Poster:
         return key
 
     async def send(
-        self, method: str, chat: str, args: dict[str, Any], *, rank: int, key: str = "", end: Callable[[], float | None]
+        self,
+        method: str,
+        chat: str,
+        args: dict[str, Any],
+        *,
+        rank: int,
+        key: str = "",
+        end: Callable[[], float | None],
+        interrupt: Interrupt | None = None,
     ) -> BotReply | None:
         """The call's answer (ok, or an error no retry mends); None when ``end``
-        came first (shutting down)."""
+        came first (shutting down); :data:`DEFERRED` when ``interrupt`` said
+        its caller has something better to send while this one waited."""
         bucket = self._bucket(chat)
         attempt = 0
         while True:
             paused = lambda: self.paused_until.get(bucket, 0.0)  # noqa: E731
-            if await self.pacer.take(bucket, key=key, rank=rank, paused_until=paused, end=end()) != "go":
+            took = await self.pacer.take(
+                bucket, key=key, rank=rank, paused_until=paused, end=end(), interrupt=interrupt
+            )
+            if took == "deferred":
+                return DEFERRED
+            if took != "go":
                 return None
             if await self.pacer.take(GLOBAL, rank=rank, paused_until=lambda: 0.0, end=end()) != "go":
                 self.pacer.refund(bucket)

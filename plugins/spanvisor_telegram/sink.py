@@ -19,6 +19,7 @@ a question for a person and the end are edited at once.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import time
@@ -28,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from spanvisor.chat.pacing import PERSON, ROUTINE, URGENT
+from spanvisor.chat.pacing import PERSON, ROUTINE, URGENT, Interrupt
 from spanvisor.config import Config, Setting
 from spanvisor.display.approval import ShownAction
 from spanvisor.display.thread import ThreadLine, ThreadPolicy
@@ -37,6 +38,7 @@ from spanvisor.sink import BaseSink, Clock, MonotonicClock, SinkContext, SinkRes
 
 from .buttons import NAMESPACE as BUTTONS
 from .buttons import Button, buttons, keyboard
+from .limits import DEFERRED
 from .settings import API, SETTINGS, config_problem
 
 log = logging.getLogger("spanvisor.telegram")
@@ -44,6 +46,12 @@ MAX_OPEN_TASKS = 10_000
 MAX_PENDING_LINES = 1000
 PARENTS, REPLIES = "telegram.parent", "telegram.reply"
 KEPT_MAX = 10_000  # buttons known to be in the store already
+# Thread lines that may share a reply with the progress lines waiting next to
+# them; a question, a failure, a decision and the summary each get their own.
+FOLDS = frozenset(
+    {"started", "milestone", "step", "tool", "artifact", "warning", "forecast", "budget", "stalled", "resumed"}
+)
+FOLD_MAX = 10
 # A whole action as replies: at most this many, each this much escaped text
 # (4,096 less the heading, the tags and the last line's pointer).
 WHOLE_PIECES, WHOLE_ROOM = 4, 3900
@@ -68,6 +76,8 @@ class TaskMessage:
     shown_asks: tuple[str, ...] = ()  # the requests it shows
     edited_at: float = float("-inf")
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set with wake; a waiting reply's interrupt clears it (the pacer does), never wake.
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
     worker: asyncio.Task[None] | None = None
     dead: bool = False  # Telegram refused the message for good: nothing more is sent
     # False while the only events were decisions on a task this process does
@@ -191,6 +201,7 @@ class TelegramSink(BaseSink):
                 continue
             rec.lines.append(item)
         rec.wake.set()
+        rec.changed.set()
         if rec.worker is None:
             rec.worker = asyncio.get_running_loop().create_task(self._work(rec), name="spanvisor-telegram-task")
 
@@ -210,10 +221,18 @@ class TelegramSink(BaseSink):
                     continue
                 if rec.message_id is None and not await self._parent(rec):
                     return
+                # A new question or failure shows on the message before the story catches up.
+                if self._rank(rec) == PERSON and self._wants_edit(rec) and not await self._edit(rec):
+                    return
                 while rec.lines and not rec.dead:
-                    if not await self._reply(rec, rec.lines[0]):
+                    batch = self._batch(rec)
+                    posted = await self._reply(rec, batch)
+                    if posted is None:  # a question came while it waited: it goes first
+                        break
+                    if not posted:
                         return
-                    rec.lines.popleft()
+                    for _ in batch:
+                        rec.lines.popleft()
                 if self._wants_edit(rec):
                     due = self._due(rec)
                     if due > self._clock.now():
@@ -327,25 +346,66 @@ class TelegramSink(BaseSink):
         rec.final = rec.final or bool(claim.value and claim.value.get("final"))
         return False
 
-    async def _reply(self, rec: TaskMessage, item: ThreadLine) -> bool:
+    def _batch(self, rec: TaskMessage) -> list[ThreadLine]:
+        """The next reply's lines: the first waiting line, and the progress
+        lines waiting right after it when it is one too (a busy chat's 20
+        calls a minute go further), as long as they fit one message."""
+        from .render import MAX_TEXT, line, units
+
+        first = rec.lines[0]
+        batch = [first]
+        if first.kind not in FOLDS:
+            return batch
+        size = units(line(first))
+        for item in itertools.islice(rec.lines, 1, FOLD_MAX):
+            more = units(line(item)) + 1
+            if item.kind not in FOLDS or size + more > MAX_TEXT:
+                break
+            batch.append(item)
+            size += more
+        return batch
+
+    def _question_due(self, rec: TaskMessage) -> float:
+        """Due (any past time) when the message has a new question or failure to show; else never."""
+        return float("-inf") if self._rank(rec) == PERSON and self._wants_edit(rec) else float("inf")
+
+    async def _reply(self, rec: TaskMessage, batch: list[ThreadLine]) -> bool | None:
+        """One reply with the lines of ``batch`` not posted before (each is
+        claimed by its own key, so however a replay batches them, none shows
+        twice). None: it stepped out of its wait for a question to show first."""
         from .render import line
 
-        key = f"{rec.key}/{item.reply_key}"
-        claim = await self.claims.claim(REPLIES, key)
-        if claim.value is not None or not claim.won:
-            return True  # posted already, or being posted by another replica
+        won: list[tuple[str, ThreadLine]] = []
+        for item in batch:
+            key = f"{rec.key}/{item.reply_key}"
+            claim = await self.claims.claim(REPLIES, key)
+            if claim.value is None and claim.won:
+                won.append((key, item))  # else posted already, or being posted by another replica
+        if not won:
+            return True
         args = {
-            "text": line(item),
+            "text": "\n".join(line(item) for _, item in won),
             "parse_mode": "HTML",
             "reply_parameters": {"message_id": rec.message_id, "allow_sending_without_reply": True},
         }
-        rank = PERSON if item.kind in ("approval", "error") else URGENT
-        answer = await self.poster.send("sendMessage", rec.chat, args, rank=rank, key=key, end=self._end)
+        rank = PERSON if any(item.kind in ("approval", "error") for _, item in won) else URGENT
+        interrupt = Interrupt(rec.changed, lambda: self._question_due(rec)) if rank != PERSON else None
+        answer = await self.poster.send(
+            "sendMessage", rec.chat, args, rank=rank, key=won[0][0], end=self._end, interrupt=interrupt
+        )
+        if answer is DEFERRED:
+            for key, _ in won:
+                await self.claims.release(REPLIES, key)
+            return None
         if answer is None or not answer.ok:
-            await self.claims.release(REPLIES, key)
+            for key, _ in won:
+                await self.claims.release(REPLIES, key)
             self._give_up(rec, answer)
             return False
-        await self.claims.settle(REPLIES, key, {"message_id": int(answer.result["message_id"])})
+        for key, _ in won:
+            await self.claims.settle(REPLIES, key, {"message_id": int(answer.result["message_id"])})
+        if len(won) > 1:
+            self.ctx.stats.inc("telegram_folded_lines_total", len(won) - 1)  # type: ignore[union-attr]
         return True
 
     async def _edit(self, rec: TaskMessage) -> bool:

@@ -41,9 +41,23 @@ class Env:
         return [m for m in self.fake.chats[chat].messages.values() if "reply_to_message" not in m]
 
     def replies(self, parent: dict[str, Any], chat: int = GROUP) -> list[str]:
-        mid = parent["message_id"]
-        msgs = self.fake.chats[chat].messages.values()
-        return [m["text"] for m in msgs if m.get("reply_to_message", {}).get("message_id") == mid]
+        return replies_to(self.fake, parent, chat)
+
+
+def replies_to(fake: FakeTelegram, parent: dict[str, Any], chat: int = GROUP) -> list[str]:
+    mid = parent["message_id"]
+    return [
+        m["text"] for m in fake.chats[chat].messages.values() if m.get("reply_to_message", {}).get("message_id") == mid
+    ]
+
+
+def story(replies: list[str], want: list[str]) -> list[str]:
+    """The lines of the replies, in order, that are lines of the story
+    ``want`` (each line's head: its emoji and summary). A reply may hold
+    several (progress lines waiting together share one); a line posted
+    twice shows twice here."""
+    wanted = set(want)
+    return [line for text in replies for line in text.split("\n") if line in wanted]
 
 
 def telegram_config(base_url: str, chat: int = GROUP, token: str = TOKEN, **overrides: Any) -> Config:

@@ -20,7 +20,7 @@ from spanvisor.otel.live import channel
 from spanvisor.testing import InMemorySink
 from spanvisor_telegram import TelegramSink
 from tests.fakes.telegram_api import FakeTelegram
-from tests.telegram.telegram_support import FAST, GROUP, fast_fake, telegram_config
+from tests.telegram.telegram_support import FAST, GROUP, fast_fake, replies_to, story, telegram_config
 
 
 def _agent(provider: TracerProvider) -> None:
@@ -49,12 +49,7 @@ def _story(fake: FakeTelegram, memory: InMemorySink) -> None:
             want.setdefault(event.task.task_name or "", []).append(f"{line.emoji} {line.summary}")
     for parent in parents:
         name = parent["text"].split("\n")[1]
-        replies = [
-            m["text"].split("\n")[0]
-            for m in chat.messages.values()
-            if m.get("reply_to_message", {}).get("message_id") == parent["message_id"]
-        ]
-        assert replies == want[name], name
+        assert story(replies_to(fake, parent), want[name]) == want[name], name
         end = next(e for e in finished if e.task.task_name == name)
         assert parent["text"].startswith({"complete": "✅", "error": "❌"}[end.outcome])
 

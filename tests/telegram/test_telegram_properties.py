@@ -15,7 +15,7 @@ from spanvisor.display.thread import ThreadPolicy
 from spanvisor.events import Event
 from spanvisor_telegram.render import parent
 from tests.taskscript import TaskScript
-from tests.telegram.telegram_support import FAST, telegram_env
+from tests.telegram.telegram_support import FAST, story, telegram_env
 
 WORDS = st.text(alphabet=st.sampled_from("ab <>&\"'é🙂\n"), max_size=40)
 STEP = st.one_of(
@@ -82,6 +82,6 @@ def test_any_stream_gives_one_message_per_task_and_its_lines_once_in_order(plan:
                 last = [c for c in mine if c.response["result"]["message_id"] == shown["message_id"]][-1]
                 assert last.args["text"] == parent(final, final.ended_ns or final.updated_ns)
                 want = [f"{line.emoji} {line.summary}" for e in events for line in policy.lines(e)]
-                assert [t.split("\n")[0] for t in env.replies(shown)] == want
+                assert story(env.replies(shown), want) == want
 
     asyncio.run(asyncio.wait_for(main(), 60))

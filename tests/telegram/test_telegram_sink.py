@@ -49,12 +49,16 @@ def test_each_task_is_one_message_edited_in_place_with_its_story_as_replies_in_o
             ok = by_name["Diagnose F47"]
             assert ok["text"].startswith("✅ rivet · complete")
             assert "100%" in ok["text"]
-            lines = [t.split("\n")[0] for t in env.replies(ok)]
-            kinds = [x.split(" ", 1)[1].split(":")[0] for x in lines]
-            # In the order they happened: steps and milestones, the artifact, the summary last.
-            assert kinds[-1].startswith("Complete"), kinds
-            assert any(k.startswith("Artifact") for k in kinds), kinds
-            assert [k for k in kinds if "reached" in k] == ["25% reached", "50% reached", "100% reached"]
+            replies = env.replies(ok)
+            lines = [x for t in replies for x in t.split("\n")]
+            # In the order they happened: steps and milestones, the artifact, the summary last (alone).
+            assert replies[-1].startswith("✅ Complete"), replies
+            assert any(x.startswith("📎 Artifact") or "report.md" in x for x in lines), lines
+            assert [x.split(" ", 1)[1] for x in lines if x.endswith("reached")] == [
+                "25% reached",
+                "50% reached",
+                "100% reached",
+            ]
             bad = by_name["Migrate <schema> & data"]
             assert bad["text"].startswith("❌ sprocket · error")
             assert any("connection <refused>" in t for t in env.replies(bad))
