@@ -10,13 +10,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from spanvisor.chat.routes import home_channel
 from spanvisor.control.deciders import Deciders, DecidersError
 from spanvisor.control.deciders import from_config as deciders_of
 from spanvisor.sink import AdminRoute, SinkContext
 
 from .httpin import HttpIntake
 from .intake import Intake
-from .settings import home_channel
 from .slash import SlashAnswers
 from .socketmode import SocketIntake
 from .webapi import Approvers, InteractApi

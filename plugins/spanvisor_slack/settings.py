@@ -1,5 +1,6 @@
-"""The Slack sink's settings and its routing rules (no Slack imports here:
-``Config.load()`` imports this through the sink class)."""
+"""The Slack sink's settings (no Slack imports here: ``Config.load()``
+imports this through the sink class). Its routing rules are every chat
+channel's (:mod:`spanvisor.chat.routes`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import string
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from spanvisor.chat.routes import p_routes
 from spanvisor.config import (
     Setting,
     Unaccepted,
@@ -22,36 +24,6 @@ from spanvisor.config import (
     p_percents,
 )
 from spanvisor.events import TaskView
-
-RouteField = Literal["agent", "repo", "status"]
-_FIELDS: tuple[RouteField, ...] = ("agent", "repo", "status")
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """``field:pattern=channel``: a glob on the agent id, repo or status."""
-
-    field: RouteField
-    pattern: str
-    channel: str
-
-    def matches(self, view: TaskView) -> bool:
-        value = {"agent": view.agent_id, "repo": view.repo, "status": view.status}[self.field]
-        return value is not None and fnmatch.fnmatchcase(value, self.pattern)
-
-
-def p_routes(v: Any) -> tuple[Route, ...]:
-    """``agent:rivet=#ops, repo:acme/*=#acme, status:error=#agent-alerts``
-    (env, comma-separated) or a TOML list of the same strings."""
-    out: list[Route] = []
-    for item in p_list(v):
-        lhs, sep, channel = item.rpartition("=")
-        field, colon, pattern = lhs.partition(":")
-        field = field.strip().lower()
-        if not sep or not colon or field not in _FIELDS or not pattern.strip() or not channel.strip():
-            raise ValueError(item)
-        out.append(Route(field, pattern.strip(), channel.strip()))  # type: ignore[arg-type]
-    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -87,21 +59,6 @@ def p_code_channels(v: Any) -> tuple[CodeChannelRule, ...]:
             raise ValueError(item)
         out.append(CodeChannelRule(field, pattern.strip()))  # type: ignore[arg-type]
     return tuple(out)
-
-
-def home_channel(view: TaskView, routes: tuple[Route, ...], default: str | None) -> str | None:
-    """Where a task's parent message lives: the first agent or repo rule that
-    matches, else the default channel. Status rules never move a parent."""
-    for r in routes:
-        if r.field != "status" and r.matches(view):
-            return r.channel
-    return default
-
-
-def status_channels(status: str, routes: tuple[Route, ...]) -> tuple[str, ...]:
-    return tuple(
-        dict.fromkeys(r.channel for r in routes if r.field == "status" and fnmatch.fnmatchcase(status, r.pattern))
-    )
 
 
 def p_remind(v: Any) -> float:

@@ -18,13 +18,14 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from spanvisor.chat.routes import home_channel, status_channels
 from spanvisor.config import Config, Setting
 from spanvisor.display.thread import TOOL_FAILED, ThreadLine, ThreadPolicy
 from spanvisor.events import DiffUpdated, Event, HumanIntervention, TaskFinished
 from spanvisor.sink import AdminRoute, BaseSink, SinkContext, SinkResult
 
 from .record import MAX_PENDING_REPLIES, Diff, SlackTaskRecord, former_key, is_final, parent_key
-from .settings import SETTINGS, home_channel, status_channels
+from .settings import SETTINGS
 from .worklog import GATHERED
 
 log = logging.getLogger("spanvisor.slack")

@@ -32,7 +32,8 @@ def fix_for(answer: BotReply) -> str:
 async def run_check(config: Config) -> list[Line]:
     token, chat = config.get("telegram_token"), config.get("telegram_chat")
     base = str(config.get("telegram_base_url") or API)
-    problem = config_problem(token, chat, base)
+    routes = tuple(config.get("telegram_routes", ()))
+    problem = config_problem(token, chat, base, routes)
     if problem is not None:
         return [("telegram", False, problem)]
     api = BotApi(str(token), base, float(config.get("telegram_timeout_s", 10.0)))
@@ -42,17 +43,22 @@ async def run_check(config: Config) -> list[Line]:
             return [("telegram getMe", False, fix_for(me))]
         bot = me.result
         out: list[Line] = [("telegram getMe", True, f"bot @{bot.get('username')} at {where(base)}")]
-        target: int | str = chat if str(chat).startswith("@") else int(str(chat))
-        found = await api.call("getChat", {"chat_id": target})
-        if not found.ok:
-            return [*out, (f"telegram chat {chat}", False, fix_for(found))]
-        member = await api.call("getChatMember", {"chat_id": target, "user_id": bot.get("id")})
-        if not member.ok:
-            return [*out, (f"telegram chat {chat}", False, fix_for(member))]
-        out.append(_may_post(str(chat), found.result, member.result))
+        for target in dict.fromkeys(x for x in (chat, *(r.channel for r in routes)) if x):
+            out.append(await _chat(api, str(target), bot.get("id")))
         return out
     finally:
         await api.close()
+
+
+async def _chat(api: BotApi, chat: str, bot_id: object) -> Line:
+    target: int | str = chat if chat.startswith("@") else int(chat)
+    found = await api.call("getChat", {"chat_id": target})
+    if not found.ok:
+        return (f"telegram chat {chat}", False, fix_for(found))
+    member = await api.call("getChatMember", {"chat_id": target, "user_id": bot_id})
+    if not member.ok:
+        return (f"telegram chat {chat}", False, fix_for(member))
+    return _may_post(chat, found.result, member.result)
 
 
 def _may_post(chat: str, info: dict[str, object], member: dict[str, object]) -> Line:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from spanvisor.chat.routes import Route, p_routes
 from spanvisor.config import Setting, is_http_url, p_choice, p_duration, p_float, p_opt_str, url_origin
 
 API = "https://api.telegram.org"
@@ -26,7 +27,7 @@ def chat_problem(chat: str | None) -> str | None:
     return None
 
 
-def config_problem(token: str | None, chat: str | None, base_url: str) -> str | None:
+def config_problem(token: str | None, chat: str | None, base_url: str, routes: tuple[Route, ...] = ()) -> str | None:
     """Why the sink cannot send with these settings, or None."""
     if not token:
         return "TELEGRAM_BOT_TOKEN is not set"
@@ -40,6 +41,13 @@ def config_problem(token: str | None, chat: str | None, base_url: str) -> str | 
         return "TELEGRAM_BOT_TOKEN is not a bot token (<bot id>:<secret>, as BotFather gives it)"
     if not is_http_url(base_url):
         return "SPANVISOR_TELEGRAM_BASE_URL must be an http(s) URL with a host"
+    for route in routes:
+        if route.field == "status":
+            return f"SPANVISOR_TELEGRAM_ROUTES: {route.field}:{route.pattern} rules are Slack's only; route by agent or repo"
+        if (why := chat_problem(route.channel)) is not None:
+            return why.replace("SPANVISOR_TELEGRAM_CHAT", f"SPANVISOR_TELEGRAM_ROUTES ({route.field}:{route.pattern})")
+    if not chat and routes:
+        return None  # tasks no rule matches are not shown (counted)
     return chat_problem(chat)
 
 
@@ -68,6 +76,15 @@ SETTINGS: tuple[Setting, ...] = (
         "The chat every task's message goes to: a group's or channel's id (negative), a person's id, or "
         "a public channel's @username. The bot must be a member (an admin of a channel).",
         "a chat id or @username",
+    ),
+    Setting(
+        "telegram_routes",
+        "SPANVISOR_TELEGRAM_ROUTES",
+        p_routes,
+        (),
+        "Which chat a task's message goes to, first match wins, else SPANVISOR_TELEGRAM_CHAT (no default: "
+        "a task no rule matches is not shown, counted as telegram_unrouted).",
+        "field:glob=chat,... with field agent or repo",
     ),
     Setting(
         "telegram_base_url",

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from spanvisor.chat.pacing import PERSON, ROUTINE, URGENT, Interrupt
+from spanvisor.chat.routes import Route, home_channel
 from spanvisor.config import Config, Setting
 from spanvisor.display.approval import ShownAction
 from spanvisor.display.thread import ThreadLine, ThreadPolicy
@@ -114,9 +115,11 @@ class TelegramSink(BaseSink):
         self.claims: Any = None  # spanvisor.chat.claims.Claims once started
         self.presses: Any = None  # .presses.Presses when people answer here
         self._kept: OrderedDict[str, None] = OrderedDict()
+        self._unrouted: OrderedDict[str, None] = OrderedDict()  # tasks counted as unrouted once
         self._poller: asyncio.Task[None] | None = None
         self._showing: set[str] = set()
-        self.chat = ""
+        self.chat: str | None = None  # where tasks no route names go
+        self.routes: tuple[Route, ...] = ()
 
     @classmethod
     def enabled(cls, config: Config) -> bool:
@@ -138,11 +141,12 @@ class TelegramSink(BaseSink):
         c = ctx.config
         token, chat = c.get("telegram_token"), c.get("telegram_chat")
         base = str(c.get("telegram_base_url") or API)
-        self._problem = config_problem(token, chat, base)
+        self.routes = tuple(c.get("telegram_routes", ()))
+        self._problem = config_problem(token, chat, base, self.routes)
         if self._problem is not None:
             log.error("telegram sink: %s; nothing is sent (see docs/guides/telegram.md)", self._problem)
             return
-        self.chat = str(chat)
+        self.chat = str(chat) if chat else None
         self._interval = float(c.get("telegram_update_interval_s", 5.0))
         self._thresholds = tuple(c.get("context_thresholds", (0.7, 0.85)))
         rates = Rates(
@@ -187,7 +191,20 @@ class TelegramSink(BaseSink):
             if len(self._tasks) >= MAX_OPEN_TASKS:
                 self.ctx.stats.drop("telegram_too_many_tasks", 1, sink=self.name, detail=f"{MAX_OPEN_TASKS} tasks open")
                 return
-            rec = self._tasks[key] = TaskMessage(key, self.chat, view)
+            chat = home_channel(view, self.routes, self.chat)
+            if chat is None:
+                if key not in self._unrouted:
+                    self._unrouted[key] = None
+                    if len(self._unrouted) > MAX_OPEN_TASKS:
+                        self._unrouted.popitem(last=False)
+                    self.ctx.stats.drop(
+                        "telegram_unrouted",
+                        1,
+                        sink=self.name,
+                        detail="no route matches and SPANVISOR_TELEGRAM_CHAT is unset",
+                    )
+                return
+            rec = self._tasks[key] = TaskMessage(key, chat, view)
             rec.known = False
         # A decision on a task this process does not track says nothing of its state.
         if not (isinstance(event, HumanIntervention) and not event.known):

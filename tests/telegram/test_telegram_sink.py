@@ -13,7 +13,7 @@ from spanvisor.events import Decision, HumanIntervention, TaskView
 from spanvisor.statestores.memory import InMemoryStateStore
 from tests.fakes.telegram_api import MAX_TEXT, FakeTelegram, utf16_len
 from tests.taskscript import ScaledClock, TaskScript
-from tests.telegram.telegram_support import FAST, GROUP, Env, fast_fake, telegram_env
+from tests.telegram.telegram_support import FAST, GROUP, TOKEN, Env, fast_fake, telegram_env
 
 T = TypeVar("T")
 
@@ -218,3 +218,43 @@ def test_old_events_replayed_after_the_end_never_move_the_message_back() -> None
             await fake.stop()
 
     run(main())
+
+
+def test_routes_send_each_agents_tasks_to_its_own_chat_and_count_what_no_chat_takes() -> None:
+    async def main() -> None:
+        fake = fast_fake()
+        await fake.start()
+        fake.chat(-1002, "supergroup")
+        try:
+            routes = {"telegram_routes": "agent:sprocket=-1002, repo:acme/*=-1002"}
+            async with telegram_env(fake=fake, **FAST, **routes) as env:
+                ops = TaskScript.new("t-ops", "sprocket", task_name="Ops task")
+                acme = TaskScript.new("t-acme", "rivet", task_name="Acme task", repo="acme/plant")
+                home = TaskScript.new("t-home", "rivet", task_name="Home task")
+                for t in (ops, acme, home):
+                    await env.send(t.started(), t.finished("complete"))
+                assert await env.sink.force_flush(10)
+                assert sorted(p["text"].split("\n")[1] for p in env.parents(-1002)) == ["Acme task", "Ops task"]
+                assert [p["text"].split("\n")[1] for p in env.parents()] == ["Home task"]
+            # No default chat: a task no rule matches is not shown, and counted once.
+            async with telegram_env(fake=fake, telegram_chat="", **FAST, **routes) as env:
+                lost = TaskScript.new("t-nowhere", "cog")
+                await env.send(lost.started(), lost.checkpoint(progress=10.0), lost.finished("complete"))
+                assert await env.sink.force_flush(10)
+                assert env.stats.value("dropped_total", reason="telegram_unrouted", sink="telegram") == 1
+        finally:
+            await fake.stop()
+
+    run(main())
+
+
+def test_a_status_route_or_a_bad_chat_in_a_route_is_a_clear_configuration_error() -> None:
+    from spanvisor.chat.routes import p_routes
+    from spanvisor_telegram.settings import config_problem
+
+    status = config_problem(TOKEN, "-1001", "https://api.telegram.org", p_routes("status:error=-1009"))
+    assert status is not None and "route by agent or repo" in status
+    named = config_problem(TOKEN, "-1001", "https://api.telegram.org", p_routes("agent:x=ops"))
+    assert named is not None and "SPANVISOR_TELEGRAM_ROUTES (agent:x)" in named
+    assert config_problem(TOKEN, None, "https://api.telegram.org", p_routes("agent:x=-1003")) is None
+    assert config_problem("700000001:a/b?c", "-1001", "https://api.telegram.org") is not None  # a token fit for no path
