@@ -1,8 +1,9 @@
 """People's presses on a task's buttons, from Telegram into the control API.
 
-Updates come by long polling (``getUpdates``), which needs no public
+Updates come by long polling (``getUpdates``, here), which needs no public
 address: a ``serve`` behind NAT takes presses as well as one on the
-internet. Telegram lets one poller at a time read a bot's updates (a second
+internet; or by webhook (:mod:`.webhook`), which hands each press to
+:meth:`Presses.take`. Telegram lets one poller at a time read a bot's updates (a second
 one ends the first with 409), so among replicas sharing the state store the
 one holding the lease ``telegram.poller`` polls; if it dies, another takes
 over when the lease lapses. An update is confirmed by the next poll's
@@ -65,6 +66,7 @@ class Presses:
         self.offset = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._said_conflict = False
+        self._inflight: set[str] = set()  # presses being handled here, by query id
 
     # --- the poller -------------------------------------------------------------
 
@@ -101,9 +103,10 @@ class Presses:
                 self.offset = max(self.offset, update["update_id"] + 1)
                 query = update.get("callback_query")
                 if isinstance(query, dict):
-                    self._spawn(query)
+                    self.take(query)
 
-    def _spawn(self, query: dict[str, Any]) -> None:
+    def take(self, query: dict[str, Any]) -> None:
+        """Handle a press in the background (on this loop); never blocks."""
         if len(self._tasks) >= MAX_IN_FLIGHT:
             self.stats.drop("telegram_press_dropped", sink="telegram", detail=f"{MAX_IN_FLIGHT} presses in flight")
             return
@@ -124,6 +127,12 @@ class Presses:
         if not qid:
             return
         outcome = "error"
+        # The store's claim tells replicas apart, not two deliveries in this
+        # process (one owner): those meet here.
+        if qid in self._inflight:
+            self.stats.inc("telegram_presses_total", outcome="replay")
+            return
+        self._inflight.add(qid)
         try:
             claim = await self.claims.claim(PRESSES, qid)
             if not claim.won:
@@ -136,6 +145,7 @@ class Presses:
         except Exception:  # a bug here must not stop the poller
             log.exception("telegram: a press failed")
         finally:
+            self._inflight.discard(qid)
             self.stats.inc("telegram_presses_total", outcome=outcome)
 
     async def _press(self, qid: str, query: Mapping[str, Any]) -> str:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from urllib.parse import urlsplit
+
 from spanvisor.chat.routes import Route, p_routes
 from spanvisor.config import Setting, is_http_url, p_choice, p_duration, p_float, p_opt_str, url_origin
 
@@ -51,6 +54,22 @@ def config_problem(token: str | None, chat: str | None, base_url: str, routes: t
     return chat_problem(chat)
 
 
+WEBHOOK_PATH = "/telegram/updates"
+_SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+
+
+def webhook_problem(url: str | None, secret: str | None) -> str | None:
+    """Why presses cannot come by webhook with these settings, or None."""
+    if not url or not is_http_url(url):
+        return "SPANVISOR_TELEGRAM_WEBHOOK_URL must be the https address Telegram POSTs to"
+    parts = urlsplit(url)
+    if parts.scheme != "https" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        return "SPANVISOR_TELEGRAM_WEBHOOK_URL must be https (Telegram sends updates to https only)"
+    if not secret or not _SECRET.match(secret):
+        return "SPANVISOR_TELEGRAM_WEBHOOK_SECRET must be 1-256 of A-Z a-z 0-9 _ - (openssl rand -hex 32)"
+    return None
+
+
 def p_positive(v: object) -> float:
     x = p_float(v)
     if x <= 0:
@@ -97,12 +116,33 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "telegram_updates",
         "SPANVISOR_TELEGRAM_UPDATES",
-        p_choice("poll", "off"),
+        p_choice("poll", "webhook", "off"),
         "poll",
         "How people's presses on Approve and Reject reach spanvisor: poll (long polling with getUpdates, "
-        "no public address needed; one replica polls at a time) or off (no buttons; the message shows the "
-        "command that answers). Presses decide only for people the deciders file names by telegram_user.",
-        "poll or off",
+        "no public address needed; one replica polls at a time), webhook (Telegram POSTs them to "
+        "SPANVISOR_TELEGRAM_WEBHOOK_URL, serve's /telegram/updates, with the secret token) or off (no "
+        "buttons; the message shows the command that answers). Presses decide only for people the "
+        "deciders file names by telegram_user.",
+        "poll, webhook or off",
+    ),
+    Setting(
+        "telegram_webhook_url",
+        "SPANVISOR_TELEGRAM_WEBHOOK_URL",
+        p_opt_str,
+        None,
+        "With SPANVISOR_TELEGRAM_UPDATES=webhook: the public https address Telegram POSTs presses to, "
+        "reaching serve's admin port at /telegram/updates (through your proxy).",
+        "an https URL",
+    ),
+    Setting(
+        "telegram_webhook_secret",
+        "SPANVISOR_TELEGRAM_WEBHOOK_SECRET",
+        p_opt_str,
+        None,
+        "With SPANVISOR_TELEGRAM_UPDATES=webhook: the secret token Telegram sends back with every update "
+        "(X-Telegram-Bot-Api-Secret-Token); a POST without it is refused. Never logged.",
+        "1-256 of A-Z a-z 0-9 _ -, e.g. `openssl rand -hex 32`",
+        secret=True,
     ),
     Setting(
         "telegram_update_interval_s",

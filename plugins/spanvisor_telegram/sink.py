@@ -35,7 +35,7 @@ from spanvisor.config import Config, Setting
 from spanvisor.display.approval import ShownAction
 from spanvisor.display.thread import ThreadLine, ThreadPolicy
 from spanvisor.events import TERMINAL, Event, HumanIntervention, TaskFinished, TaskView
-from spanvisor.sink import BaseSink, Clock, MonotonicClock, SinkContext, SinkResult
+from spanvisor.sink import AdminRoute, BaseSink, Clock, MonotonicClock, SinkContext, SinkResult
 
 from .buttons import NAMESPACE as BUTTONS
 from .buttons import Button, buttons, keyboard
@@ -117,6 +117,7 @@ class TelegramSink(BaseSink):
         self._kept: OrderedDict[str, None] = OrderedDict()
         self._unrouted: OrderedDict[str, None] = OrderedDict()  # tasks counted as unrouted once
         self._poller: asyncio.Task[None] | None = None
+        self.webhook: Any = None  # .webhook.WebhookIntake with SPANVISOR_TELEGRAM_UPDATES=webhook
         self._showing: set[str] = set()
         self.chat: str | None = None  # where tasks no route names go
         self.routes: tuple[Route, ...] = ()
@@ -127,8 +128,11 @@ class TelegramSink(BaseSink):
 
     def imports(self, config: Config) -> Sequence[str]:
         names = ["spanvisor_telegram.limits", "spanvisor_telegram.api", "spanvisor_telegram.render", "aiohttp"]
-        if config.get("telegram_updates", "poll") == "poll":
+        mode = config.get("telegram_updates", "poll")
+        if mode != "off":
             names += ["spanvisor_telegram.presses", "spanvisor.control.deciders"]
+        if mode == "webhook":
+            names += ["spanvisor_telegram.webhook"]
         return names
 
     async def start(self, ctx: SinkContext) -> None:
@@ -160,8 +164,21 @@ class TelegramSink(BaseSink):
         self.claims = Claims(
             ctx.state_store, owner, self._clock, ctx.stats, deadline=lambda: self._deadline, channel="telegram"
         )
-        if c.get("telegram_updates", "poll") == "poll" and ctx.control is not None:
+        mode = c.get("telegram_updates", "poll")
+        if mode != "off" and ctx.control is not None:
             from spanvisor.control.deciders import from_config
+
+            from .presses import POLL_S, Presses
+
+            # Its own client: a long poll holds its connection POLL_S seconds.
+            polling = BotApi(str(token), base, POLL_S + float(c.get("telegram_timeout_s", 10.0)))
+            self.presses = Presses(polling, self.claims, ctx.control, from_config(c), ctx.stats, self._show_whole)
+            if mode == "poll":
+                self._poller = asyncio.get_running_loop().create_task(
+                    self.presses.run(), name="spanvisor-telegram-poll"
+                )
+            else:
+                await self._webhook(c, polling)
 
             from .presses import POLL_S, Presses
 
@@ -456,6 +473,28 @@ class TelegramSink(BaseSink):
             detail=f"Telegram answered {answer.status}: {answer.error} (task {rec.view.task_id[:80]})",
         )
 
+    async def _webhook(self, c: Config, api: Any) -> None:
+        """Tell Telegram where to POST presses; the admin route takes them from then on."""
+        from .settings import webhook_problem
+        from .webhook import WebhookIntake
+
+        url, secret = c.get("telegram_webhook_url"), c.get("telegram_webhook_secret")
+        problem = webhook_problem(url, secret)
+        if problem is not None:
+            self.presses = None  # no buttons: nobody could press them
+            log.error("telegram sink: %s; presses are not taken (the messages show the command)", problem)
+            return
+        reply = await api.call(
+            "setWebhook", {"url": url, "secret_token": secret, "allowed_updates": ["callback_query"]}
+        )
+        if not reply.ok:
+            log.error("telegram sink: setWebhook failed (%s); presses wait until it is set", reply.error)
+        self.webhook = WebhookIntake(str(secret), self.presses, asyncio.get_running_loop())
+
+    def admin_routes(self) -> Sequence[AdminRoute]:
+        """``POST /telegram/updates`` with SPANVISOR_TELEGRAM_UPDATES=webhook."""
+        return self.webhook.routes() if self.webhook is not None else ()
+
     async def _show_whole(self, button: Button, message: Mapping[str, Any]) -> bool:
         """A request's whole action (masked) as replies under its message, once."""
         from spanvisor.control.runs import request_from_dict
@@ -524,17 +563,18 @@ class TelegramSink(BaseSink):
     async def shutdown(self, timeout_s: float) -> None:
         if self.poster is None:
             return
-        if self._poller is not None:
-            self._poller.cancel()
-            await asyncio.gather(self._poller, return_exceptions=True)
+        if self.presses is not None:
+            if self._poller is not None:
+                self._poller.cancel()
+                await asyncio.gather(self._poller, return_exceptions=True)
+                from .presses import POLLER
+
+                try:  # the next replica polls at once, not when the lease lapses
+                    await asyncio.wait_for(self.claims.release(POLLER, "poller"), timeout_s * 0.1)
+                except Exception:
+                    log.debug("telegram: the poller's lease was not released")
             await self.presses.drain(timeout_s * 0.3)
             await self.presses.api.close()
-            from .presses import POLLER
-
-            try:  # the next replica polls at once, not when the lease lapses
-                await asyncio.wait_for(self.claims.release(POLLER, "poller"), timeout_s * 0.1)
-            except Exception:
-                log.debug("telegram: the poller's lease was not released")
         self._deadline = self._clock.now() + timeout_s * 0.9
         try:
             await self.force_flush(timeout_s * 0.9)

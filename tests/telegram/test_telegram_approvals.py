@@ -7,18 +7,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, TypeVar
 
+from aiohttp import ClientSession, web
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Span, Tracer
 
 from spanvisor.events import Decision, HumanIntervention
 from spanvisor.otel.processor import SpanvisorSpanProcessor
 from spanvisor.pipeline.pipeline import Pipeline
+from spanvisor.receiver.admin import make_app
 from spanvisor.spans import conventions as cv
 from spanvisor.statestores.memory import InMemoryStateStore
 from spanvisor.testing import InMemorySink
@@ -27,6 +31,7 @@ from tests.fakes.telegram_api import FakeTelegram
 from tests.telegram.telegram_support import FAST, GROUP, telegram_config
 
 T = TypeVar("T")
+SECRET = "s3cret-token_for-the-webhook"
 ALICE, BOB, MALLORY = 1001, 1002, 6666
 DECIDERS = f"""
 [people.alice]
@@ -87,23 +92,41 @@ class Live:
 
 
 @asynccontextmanager
-async def live(tmp_path: Path, **overrides: Any) -> AsyncIterator[Live]:
+async def live(tmp_path: Path, *, webhook: bool = False, **overrides: Any) -> AsyncIterator[Live]:
+    """A pipeline with the Telegram sink taking presses by long polling, or
+    with ``webhook`` by serve's admin app (on a socket bound first, so the
+    address Telegram is told exists before the pipeline starts)."""
     fake = FakeTelegram(chat_per_second=100.0, chat_burst=100, group_per_minute=6000)
     await fake.start()
     fake.chat(GROUP, "supergroup")
     deciders = tmp_path / "deciders.toml"
     deciders.write_text(DECIDERS)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    if webhook:
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/telegram/updates"
+        overrides = {
+            "telegram_updates": "webhook",
+            "telegram_webhook_url": url,
+            "telegram_webhook_secret": SECRET,
+            **overrides,
+        }
     config = telegram_config(fake.base_url, **{**FAST, **overrides}).with_values(
         deciders_file=str(deciders), shutdown_timeout_s=3.0
     )
     memory = InMemorySink()
     pipeline = Pipeline(config, sinks=[TelegramSink(), memory], state_store=InMemoryStateStore()).start()
     provider = TracerProvider(shutdown_on_exit=False)
+    runner = web.AppRunner(make_app(SimpleNamespace(pipeline=pipeline), lambda: (True, "ok")), access_log=None)  # type: ignore[arg-type]
     try:
         assert await asyncio.to_thread(pipeline.wait_ready, 10)
+        await runner.setup()
+        await web.SockSite(runner, sock).start()
         provider.add_span_processor(SpanvisorSpanProcessor(pipeline=pipeline))
         yield Live(fake, pipeline, memory, provider.get_tracer("agent"))
     finally:
+        await runner.cleanup()
+        sock.close()
         await asyncio.to_thread(pipeline.shutdown, 5)
         await fake.stop()
 
@@ -221,6 +244,48 @@ def test_a_long_action_is_whole_one_press_away_masked_and_shown_once(tmp_path: P
             assert "&lt;" not in whole and "echo <step>" in whole and "rm -rf /tmp/the-end" in whole
             assert "sk-live-abcdef0123456789abcdef" not in whole
             assert await env.pipeline.control.decisions("t-long") == []  # reading decides nothing
+            root.end()
+
+    run(main())
+
+
+def test_presses_by_webhook_need_the_secret_token_and_decide_once(tmp_path: Path) -> None:
+    """Telegram POSTs presses to serve's admin port with the secret token:
+    a POST without it or with another is refused before anything is read;
+    a press that comes with it decides as the file's person; the same
+    update POSTed again (Telegram's retry, or a replay) decides nothing more."""
+
+    async def main() -> None:
+        async with live(tmp_path, webhook=True) as env:
+            assert env.fake.webhook is not None and env.fake.webhook["secret_token"] == SECRET
+            root = env.ask("t-hook", "a1")
+            buttons = await env.buttons("t-hook")
+            shown = env.message("t-hook")
+            assert shown is not None
+            url = env.fake.webhook["url"]
+            forged = {
+                "update_id": 1,
+                "callback_query": {"id": "f1", "from": {"id": ALICE}, "message": shown, "data": buttons["✅ Approve"]},
+            }
+            async with ClientSession() as http:
+                for headers in ({}, {"X-Telegram-Bot-Api-Secret-Token": "guess"}):
+                    async with http.post(url, json=forged, headers=headers) as resp:
+                        assert resp.status == 401
+                async with http.post(
+                    url, data=b"not json", headers={"X-Telegram-Bot-Api-Secret-Token": SECRET}
+                ) as resp:
+                    assert resp.status == 400
+            assert await env.pipeline.control.decisions("t-hook") == []
+            await env.fake.press(GROUP, shown["message_id"], buttons["✅ Approve"], ALICE)
+            await until(lambda: any("Approved" in a for a in env.answers()), what="the approval")
+            headers, update = env.fake.webhook_posts[-1]
+            async with ClientSession() as http, http.post(url, json=update, headers=headers) as resp:
+                assert resp.status == 200  # taken, and dropped as a replay
+            stats = env.pipeline.stats
+            await until(lambda: stats.value("telegram_presses_total", outcome="replay") == 1, what="the replay")
+            decisions = await env.pipeline.control.decisions("t-hook")
+            assert [(d.person, d.proof) for d in decisions] == [("alice", "telegram")]
+            assert env.pipeline.stats.value("telegram_presses_total", outcome="bad_secret") == 2
             root.end()
 
     run(main())
