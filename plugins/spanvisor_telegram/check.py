@@ -70,5 +70,9 @@ def _may_post(chat: str, info: dict[str, object], member: dict[str, object]) -> 
         return (what, False, "in a channel the bot must be an admin allowed to post messages")
     if status == "restricted" and not member.get("can_send_messages"):
         return (what, False, "the bot is restricted from sending messages here: lift it in the chat's settings")
-    forum = " (a forum: the messages go to its General topic)" if info.get("is_forum") else ""
+    forum = (
+        " (a forum: each task gets a topic of its own unless SPANVISOR_TELEGRAM_TOPICS=false)"
+        if info.get("is_forum")
+        else ""
+    )
     return (what, True, f"the bot may post in this {kind}{forum}")

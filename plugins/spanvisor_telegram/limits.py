@@ -104,7 +104,7 @@ class Poster:
                 return None
             attempt += 1
             self.stats.inc("telegram_calls_total", method=method)
-            answer = await self.api.call(method, {"chat_id": _chat_id(chat), **args})
+            answer = await self.api.call(method, {"chat_id": chat_id(chat), **args})
             if answer.ok or NOT_MODIFIED in answer.error:
                 return answer
             failure = Failure(method, answer.error, answer.status, answer.retry_after_s, attempt)
@@ -130,5 +130,6 @@ class Poster:
         await self.api.close()
 
 
-def _chat_id(chat: str) -> int | str:
+def chat_id(chat: str) -> int | str:
+    """A chat as the Bot API takes it: an id, or a public @username."""
     return chat if chat.startswith("@") else int(chat)

@@ -177,6 +177,12 @@ def _request(msg: Message, req: ApprovalRequest, n: int | None) -> None:
         msg.line(f"<i>{text(said)}</i>")
 
 
+def topic_name(view: TaskView) -> str:
+    """A task's forum topic: its agent and name, plain (a topic's name takes no HTML), 1-128 characters."""
+    name = f"{view.agent_name or view.agent_id} · {view.task_name or view.task_id}".strip() or view.task_id
+    return name if len(name) <= 128 else name[:127] + "…"
+
+
 def line(item: ThreadLine) -> str:
     """One reply in the task's thread."""
     msg = Message()

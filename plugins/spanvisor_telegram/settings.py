@@ -6,7 +6,7 @@ import re
 from urllib.parse import urlsplit
 
 from spanvisor.chat.routes import Route, p_routes
-from spanvisor.config import Setting, is_http_url, p_choice, p_duration, p_float, p_opt_str, url_origin
+from spanvisor.config import Setting, is_http_url, p_bool, p_choice, p_duration, p_float, p_opt_str, url_origin
 
 API = "https://api.telegram.org"
 # What logs show of the Bot API's address (never the token, which is in the path).
@@ -143,6 +143,15 @@ SETTINGS: tuple[Setting, ...] = (
         "(X-Telegram-Bot-Api-Secret-Token); a POST without it is refused. Never logged.",
         "1-256 of A-Z a-z 0-9 _ -, e.g. `openssl rand -hex 32`",
         secret=True,
+    ),
+    Setting(
+        "telegram_topics",
+        "SPANVISOR_TELEGRAM_TOPICS",
+        p_bool,
+        True,
+        "In a forum group (topics on), give each task a topic of its own, its message and story in it; "
+        "off: every task in the General topic.",
+        "true or false",
     ),
     Setting(
         "telegram_update_interval_s",

@@ -39,7 +39,8 @@ from spanvisor.sink import AdminRoute, BaseSink, Clock, MonotonicClock, SinkCont
 
 from .buttons import NAMESPACE as BUTTONS
 from .buttons import Button, buttons, keyboard
-from .limits import DEFERRED
+from .limits import DEFERRED, chat_id
+from .render import topic_name
 from .settings import API, SETTINGS, config_problem
 
 log = logging.getLogger("spanvisor.telegram")
@@ -84,6 +85,7 @@ class TaskMessage:
     # False while the only events were decisions on a task this process does
     # not track: their view is ids only, never shown over the message's own.
     known: bool = True
+    topic: int | None = None  # its forum topic, in a forum chat
 
 
 def parent_key(view: TaskView) -> str:
@@ -116,6 +118,8 @@ class TelegramSink(BaseSink):
         self.presses: Any = None  # .presses.Presses when people answer here
         self._kept: OrderedDict[str, None] = OrderedDict()
         self._unrouted: OrderedDict[str, None] = OrderedDict()  # tasks counted as unrouted once
+        self._topics = True  # a topic per task in a forum chat (telegram_topics)
+        self._forums: dict[str, bool] = {}
         self._poller: asyncio.Task[None] | None = None
         self.webhook: Any = None  # .webhook.WebhookIntake with SPANVISOR_TELEGRAM_UPDATES=webhook
         self._showing: set[str] = set()
@@ -152,6 +156,7 @@ class TelegramSink(BaseSink):
             return
         self.chat = str(chat) if chat else None
         self._interval = float(c.get("telegram_update_interval_s", 5.0))
+        self._topics = bool(c.get("telegram_topics", True))
         self._thresholds = tuple(c.get("context_thresholds", (0.7, 0.85)))
         rates = Rates(
             float(c.get("telegram_chat_per_minute", 60.0)),
@@ -337,6 +342,8 @@ class TelegramSink(BaseSink):
             claim = await self.claims.claim(PARENTS, rec.key)
             if claim.value is not None:
                 rec.message_id = int(claim.value["message_id"])
+                topic = claim.value.get("topic")
+                rec.topic = topic if isinstance(topic, int) else None
                 if not rec.known:  # a decision's ids only: the message keeps what it shows
                     rec.shown = self._shown(rec)
                 return True
@@ -345,9 +352,18 @@ class TelegramSink(BaseSink):
             await self._clock.sleep(0.5)  # another replica is sending it: its id comes soon
             if self._deadline is not None and self._clock.now() >= self._deadline:
                 return False
+        if await self._is_forum(rec.chat):
+            topic = await self.poster.send(
+                "createForumTopic", rec.chat, {"name": topic_name(rec.view)}, rank=self._rank(rec), end=self._end
+            )
+            if topic is None or not topic.ok:
+                await self.claims.release(PARENTS, rec.key)
+                self._give_up(rec, topic)
+                return False
+            rec.topic = int(topic.result["message_thread_id"])
         text, markup, pressable = self._message(rec)
         await self._keep(pressable)
-        args: dict[str, Any] = {"text": text, "parse_mode": "HTML"}
+        args: dict[str, Any] = {"text": text, "parse_mode": "HTML", **self._where(rec)}
         if markup is not None:
             args["reply_markup"] = markup
         answer = await self.poster.send(
@@ -364,9 +380,25 @@ class TelegramSink(BaseSink):
             return False
         rec.message_id = int(answer.result["message_id"])
         self._mark_shown(rec, (text, json.dumps(markup, sort_keys=True)))
-        await self.claims.settle(PARENTS, rec.key, {"chat": rec.chat, "message_id": rec.message_id})
+        await self.claims.settle(PARENTS, rec.key, {"chat": rec.chat, "message_id": rec.message_id, "topic": rec.topic})
         await self._newest(rec)
         return True
+
+    def _where(self, rec: TaskMessage) -> dict[str, Any]:
+        """In a forum chat: the task's own topic."""
+        return {"message_thread_id": rec.topic} if rec.topic is not None else {}
+
+    async def _is_forum(self, chat: str) -> bool:
+        """Whether tasks get a topic each in ``chat``: a forum, with topics on (asked once per chat)."""
+        if not self._topics:
+            return False
+        known = self._forums.get(chat)
+        if known is None:
+            reply = await self.poster.api.call("getChat", {"chat_id": chat_id(chat)})
+            known = bool(reply.ok and isinstance(reply.result, dict) and reply.result.get("is_forum"))
+            if reply.ok:  # a failed read is asked again at the next task
+                self._forums[chat] = known
+        return known
 
     async def _newest(self, rec: TaskMessage) -> bool:
         """Record that the message shows this view; False when it already shows
@@ -420,6 +452,7 @@ class TelegramSink(BaseSink):
         args = {
             "text": "\n".join(line(item) for _, item in won),
             "parse_mode": "HTML",
+            **self._where(rec),
             "reply_parameters": {"message_id": rec.message_id, "allow_sending_without_reply": True},
         }
         rank = PERSON if any(item.kind in ("approval", "error") for _, item in won) else URGENT
@@ -513,11 +546,14 @@ class TelegramSink(BaseSink):
             return True
         self._showing.add(key)
         try:
-            return await self._post_whole(key, button, shown, message_id)
+            topic = message.get("message_thread_id") if message.get("is_topic_message") else None
+            return await self._post_whole(key, button, shown, message_id, topic if isinstance(topic, int) else None)
         finally:
             self._showing.discard(key)
 
-    async def _post_whole(self, key: str, button: Button, shown: ShownAction, message_id: int) -> bool:
+    async def _post_whole(
+        self, key: str, button: Button, shown: ShownAction, message_id: int, topic: int | None
+    ) -> bool:
         from .render import pieces
 
         claim = await self.claims.claim(REPLIES, key)
@@ -532,6 +568,7 @@ class TelegramSink(BaseSink):
                 "text": text,
                 "parse_mode": "HTML",
                 "reply_parameters": {"message_id": message_id, "allow_sending_without_reply": True},
+                **({"message_thread_id": topic} if isinstance(topic, int) else {}),
             }
             answer = await self.poster.send("sendMessage", str(button.chat), args, rank=PERSON, end=self._end)
             if answer is None or not answer.ok:

@@ -279,6 +279,7 @@ class FakeTelegram:
         }
         if thread is not None:
             message["message_thread_id"] = thread
+            message["is_topic_message"] = True
         if reply_to is not None:
             message["reply_to_message"] = {"message_id": reply_to}
         if markup is not None:

@@ -37,7 +37,7 @@ def test_check_passes_for_a_bot_in_its_chat_and_says_why_not_otherwise() -> None
             fake.chat(-1003, "group", bot_status="left")
             good = await _check(fake)
             assert all(ok for _, ok, _ in good), good
-            assert "General topic" in good[-1][2]
+            assert "a topic of its own" in good[-1][2]
             assert all(ok for _, ok, _ in await _check(fake, DM))
             channel = await _check(fake, -1002)
             assert not channel[-1][1] and "admin" in channel[-1][2]

@@ -258,3 +258,35 @@ def test_a_status_route_or_a_bad_chat_in_a_route_is_a_clear_configuration_error(
     assert named is not None and "SPANVISOR_TELEGRAM_ROUTES (agent:x)" in named
     assert config_problem(TOKEN, None, "https://api.telegram.org", p_routes("agent:x=-1003")) is None
     assert config_problem("700000001:a/b?c", "-1001", "https://api.telegram.org") is not None  # a token fit for no path
+
+
+def test_in_a_forum_each_task_gets_a_topic_with_its_message_and_story() -> None:
+    async def main() -> None:
+        fake = fast_fake()
+        await fake.start()
+        forum = fake.chat(-1005, "supergroup", forum=True)
+        try:
+            async with telegram_env(fake=fake, chat=-1005, **FAST) as env:
+                a = TaskScript.new("t-a", "rivet", task_name="First <one>")
+                b = TaskScript.new("t-b", "cog", task_name="Second")
+                for t in (a, b):
+                    await env.send(t.started(), t.checkpoint(progress=60.0), t.finished("complete"))
+                assert await env.sink.force_flush(10)
+                assert sorted(forum.topics.values()) == ["cog · Second", "rivet · First <one>"]
+                for topic, name in forum.topics.items():
+                    in_topic = [m for m in forum.messages.values() if m.get("message_thread_id") == topic]
+                    parents = [m for m in in_topic if "reply_to_message" not in m]
+                    assert len(parents) == 1 and name.split(" · ")[1] in parents[0]["text"]
+                    assert len(in_topic) > 1  # its story is there too
+                assert all("message_thread_id" in m for m in forum.messages.values())
+            # Topics off: the General topic, as in any group.
+            async with telegram_env(fake=fake, chat=-1005, telegram_topics="false", **FAST) as env:
+                c = TaskScript.new("t-c", "rivet", task_name="Third")
+                await env.send(c.started(), c.finished("complete"))
+                assert await env.sink.force_flush(10)
+                assert len(forum.topics) == 2
+                assert any("Third" in m["text"] and "message_thread_id" not in m for m in forum.messages.values())
+        finally:
+            await fake.stop()
+
+    run(main())
