@@ -185,13 +185,6 @@ class TelegramSink(BaseSink):
             else:
                 await self._webhook(c, polling)
 
-            from .presses import POLL_S, Presses
-
-            # Its own client: a long poll holds its connection POLL_S seconds.
-            polling = BotApi(str(token), base, POLL_S + float(c.get("telegram_timeout_s", 10.0)))
-            self.presses = Presses(polling, self.claims, ctx.control, from_config(c), ctx.stats, self._show_whole)
-            self._poller = asyncio.get_running_loop().create_task(self.presses.run(), name="spanvisor-telegram-poll")
-
     # --- export: fold, wake, return -------------------------------------------
 
     async def export(self, events: Sequence[Event]) -> SinkResult:

@@ -124,6 +124,9 @@ async def live(tmp_path: Path, *, webhook: bool = False, **overrides: Any) -> As
         await web.SockSite(runner, sock).start()
         provider.add_span_processor(SpanvisorSpanProcessor(pipeline=pipeline))
         yield Live(fake, pipeline, memory, provider.get_tracer("agent"))
+        # One reader of the bot's updates, the way it was told: never a poll that conflicts.
+        assert not [c for c in fake.calls if c.method == "getUpdates" and c.status != 200]
+        assert not webhook or not fake.calls_to("getUpdates")
     finally:
         await runner.cleanup()
         sock.close()
