@@ -6,9 +6,10 @@ own ``getChatMember``: they read, so the check leaves nothing in the chat.
 from __future__ import annotations
 
 from spanvisor.config import Config
+from spanvisor.control.deciders import from_config
 
 from .api import BotApi, BotReply
-from .settings import API, config_problem, where
+from .settings import API, config_problem, webhook_problem, where
 
 Line = tuple[str, bool, str]
 
@@ -45,6 +46,7 @@ async def run_check(config: Config) -> list[Line]:
         out: list[Line] = [("telegram getMe", True, f"bot @{bot.get('username')} at {where(base)}")]
         for target in dict.fromkeys(x for x in (chat, *(r.channel for r in routes)) if x):
             out.append(await _chat(api, str(target), bot.get("id")))
+        out.append(await _updates(api, config))
         return out
     finally:
         await api.close()
@@ -59,6 +61,34 @@ async def _chat(api: BotApi, chat: str, bot_id: object) -> Line:
     if not member.ok:
         return (f"telegram chat {chat}", False, fix_for(member))
     return _may_post(chat, found.result, member.result)
+
+
+async def _updates(api: BotApi, config: Config) -> Line:
+    """How presses come, and whether Telegram agrees (getWebhookInfo)."""
+    mode = config.get("telegram_updates", "poll")
+    what = f"telegram presses ({mode})"
+    if mode == "off":
+        return (what, True, "no buttons: the messages show the command that answers")
+    people = from_config(config)
+    if people is None or not any(p.telegram_user for p in people.everyone()):
+        return (what, True, "no buttons yet: SPANVISOR_DECIDERS names nobody by telegram_user")
+    if mode == "webhook":
+        problem = webhook_problem(config.get("telegram_webhook_url"), config.get("telegram_webhook_secret"))
+        if problem is not None:
+            return (what, False, problem)
+    info = await api.call("getWebhookInfo", {})
+    if not info.ok:
+        return (what, False, fix_for(info))
+    hooked = str(info.result.get("url") or "") if isinstance(info.result, dict) else ""
+    if mode == "poll" and hooked:
+        return (
+            what,
+            False,
+            f"a webhook is set ({where(hooked)}): polling fails while it is; deleteWebhook, or use webhook",
+        )
+    if mode == "webhook" and hooked and hooked != config.get("telegram_webhook_url"):
+        return (what, False, f"the bot's webhook goes to {where(hooked)}; serve sets its own at start, taking it over")
+    return (what, True, "long polling, one replica at a time" if mode == "poll" else "serve sets the webhook at start")
 
 
 def _may_post(chat: str, info: dict[str, object], member: dict[str, object]) -> Line:

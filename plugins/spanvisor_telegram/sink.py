@@ -177,7 +177,12 @@ class TelegramSink(BaseSink):
 
             # Its own client: a long poll holds its connection POLL_S seconds.
             polling = BotApi(str(token), base, POLL_S + float(c.get("telegram_timeout_s", 10.0)))
-            self.presses = Presses(polling, self.claims, ctx.control, from_config(c), ctx.stats, self._show_whole)
+            people = from_config(c)
+            if people is None or not any(p.telegram_user for p in people.everyone()):
+                # Buttons nobody may press would only refuse: the messages show the command instead.
+                log.info("telegram sink: SPANVISOR_DECIDERS names nobody by telegram_user; no Approve buttons")
+                return
+            self.presses = Presses(polling, self.claims, ctx.control, people, ctx.stats, self._show_whole)
             if mode == "poll":
                 self._poller = asyncio.get_running_loop().create_task(
                     self.presses.run(), name="spanvisor-telegram-poll"

@@ -26,7 +26,7 @@ async def _check(fake: FakeTelegram, chat: int | str = GROUP, token: str = TOKEN
     return await TelegramSink.check(config)
 
 
-def test_check_passes_for_a_bot_in_its_chat_and_says_why_not_otherwise() -> None:
+def test_check_passes_for_a_bot_in_its_chat_and_says_why_not_otherwise(tmp_path: Any) -> None:
     async def main() -> None:
         fake = FakeTelegram()
         await fake.start()
@@ -37,14 +37,28 @@ def test_check_passes_for_a_bot_in_its_chat_and_says_why_not_otherwise() -> None
             fake.chat(-1003, "group", bot_status="left")
             good = await _check(fake)
             assert all(ok for _, ok, _ in good), good
-            assert "a topic of its own" in good[-1][2]
+            assert "a topic of its own" in good[-2][2]
+            assert good[-1] == (
+                "telegram presses (poll)",
+                True,
+                "no buttons yet: SPANVISOR_DECIDERS names nobody by telegram_user",
+            )
+            fake.webhook = {"url": "https://elsewhere.example/hook?key=abc", "secret_token": None}
+            hooked = await _check(fake)
+            deciders = Path(tmp_path) / "d.toml"
+            deciders.write_text("[people.alice]\ntelegram_user = 42\n")
+            config = telegram_config(fake.base_url, GROUP, TOKEN).with_values(deciders_file=str(deciders))
+            conflict = (await TelegramSink.check(config))[-1]
+            assert not conflict[1] and "a webhook is set (https://elsewhere.example)" in conflict[2], conflict
+            assert "key=abc" not in str(hooked) + str(conflict)  # an address's query may hold a secret
+            fake.webhook = None
             assert all(ok for _, ok, _ in await _check(fake, DM))
             channel = await _check(fake, -1002)
-            assert not channel[-1][1] and "admin" in channel[-1][2]
+            assert not channel[-2][1] and "admin" in channel[-2][2]
             left = await _check(fake, -1003)
-            assert not left[-1][1] and "add the bot to the chat again" in left[-1][2]
+            assert not left[-2][1] and "add the bot to the chat again" in left[-2][2]
             missing = await _check(fake, -1009)
-            assert not missing[-1][1] and "add the bot to the chat first" in missing[-1][2]
+            assert not missing[-2][1] and "add the bot to the chat first" in missing[-2][2]
             bad = await _check(fake, token="700000001:bad")
             assert bad == [("telegram getMe", False, bad[0][2])] and "@BotFather" in bad[0][2]
             assert "bad" not in "".join(text for _, _, text in bad)  # the token never shows
