@@ -19,83 +19,36 @@ a question for a person and the end are edited at once.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import logging
 import time
 import uuid
-from collections import OrderedDict, deque
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from spanvisor.chat.pacing import PERSON, ROUTINE, URGENT, Interrupt
 from spanvisor.chat.routes import Route, home_channel
 from spanvisor.config import Config, Setting
-from spanvisor.display.approval import ShownAction
 from spanvisor.display.thread import ThreadLine, ThreadPolicy
-from spanvisor.events import TERMINAL, Event, HumanIntervention, TaskFinished, TaskView
+from spanvisor.events import Event, HumanIntervention
 from spanvisor.sink import AdminRoute, BaseSink, Clock, MonotonicClock, SinkContext, SinkResult
 
 from .buttons import NAMESPACE as BUTTONS
 from .buttons import Button, buttons, keyboard
 from .limits import DEFERRED, chat_id
+from .record import MAX_PENDING_LINES, REPLIES, TaskMessage, is_final, next_batch, parent_key
 from .render import topic_name
 from .settings import API, SETTINGS, config_problem
 
 log = logging.getLogger("spanvisor.telegram")
 MAX_OPEN_TASKS = 10_000
-MAX_PENDING_LINES = 1000
-PARENTS, REPLIES = "telegram.parent", "telegram.reply"
+PARENTS = "telegram.parent"
 KEPT_MAX = 10_000  # buttons known to be in the store already
-# Thread lines that may share a reply with the progress lines waiting next to
-# them; a question, a failure, a decision and the summary each get their own.
-FOLDS = frozenset(
-    {"started", "milestone", "step", "tool", "artifact", "warning", "forecast", "budget", "stalled", "resumed"}
-)
-FOLD_MAX = 10
-# A whole action as replies: at most this many, each this much escaped text
-# (4,096 less the heading, the tags and the last line's pointer).
-WHOLE_PIECES, WHOLE_ROOM = 4, 3900
 # The newest view a task's message shows, by version (final first, then seq):
 # an event replayed after a restart never moves the message back.
 SHOWN = "telegram.shown"
 FINAL_BIT = 1 << 48
-
-
-@dataclass
-class TaskMessage:
-    """One task's run as this process shows it."""
-
-    key: str
-    chat: str
-    view: TaskView
-    final: bool = False
-    lines: deque[ThreadLine] = field(default_factory=deque)
-    message_id: int | None = None
-    shown: tuple[str, str] | None = None  # the text and keyboard the message holds
-    shown_status: str | None = None
-    shown_asks: tuple[str, ...] = ()  # the requests it shows
-    edited_at: float = float("-inf")
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-    # Set with wake; a waiting reply's interrupt clears it (the pacer does), never wake.
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-    worker: asyncio.Task[None] | None = None
-    dead: bool = False  # Telegram refused the message for good: nothing more is sent
-    # False while the only events were decisions on a task this process does
-    # not track: their view is ids only, never shown over the message's own.
-    known: bool = True
-    topic: int | None = None  # its forum topic, in a forum chat
-
-
-def parent_key(view: TaskView) -> str:
-    """One message per run of a task id (a reused id is a new run)."""
-    return f"{view.task_id}/{view.run_id}" if view.run_id else view.task_id
-
-
-def is_final(event: Event) -> bool:
-    v = event.task
-    return isinstance(event, TaskFinished) or (v.ended_ns is not None and v.status in TERMINAL)
 
 
 class TelegramSink(BaseSink):
@@ -122,7 +75,6 @@ class TelegramSink(BaseSink):
         self._forums: dict[str, bool] = {}
         self._poller: asyncio.Task[None] | None = None
         self.webhook: Any = None  # .webhook.WebhookIntake with SPANVISOR_TELEGRAM_UPDATES=webhook
-        self._showing: set[str] = set()
         self.chat: str | None = None  # where tasks no route names go
         self.routes: tuple[Route, ...] = ()
 
@@ -135,6 +87,7 @@ class TelegramSink(BaseSink):
         mode = config.get("telegram_updates", "poll")
         if mode != "off":
             names += ["spanvisor_telegram.presses", "spanvisor.control.deciders"]
+            names += ["spanvisor_telegram.whole", "spanvisor.control.runs", "spanvisor.display.approval"]
         if mode == "webhook":
             names += ["spanvisor_telegram.webhook"]
         return names
@@ -182,7 +135,10 @@ class TelegramSink(BaseSink):
                 # Buttons nobody may press would only refuse: the messages show the command instead.
                 log.info("telegram sink: SPANVISOR_DECIDERS names nobody by telegram_user; no Approve buttons")
                 return
-            self.presses = Presses(polling, self.claims, ctx.control, people, ctx.stats, self._show_whole)
+            from .whole import WholeAction
+
+            whole = WholeAction(self.poster, self.claims, ctx.control, self._end)
+            self.presses = Presses(polling, self.claims, ctx.control, people, ctx.stats, whole.show)
             if mode == "poll":
                 self._poller = asyncio.get_running_loop().create_task(
                     self.presses.run(), name="spanvisor-telegram-poll"
@@ -262,7 +218,7 @@ class TelegramSink(BaseSink):
                 if self._rank(rec) == PERSON and self._wants_edit(rec) and not await self._edit(rec):
                     return
                 while rec.lines and not rec.dead:
-                    batch = self._batch(rec)
+                    batch = next_batch(rec.lines)
                     posted = await self._reply(rec, batch)
                     if posted is None:  # a question came while it waited: it goes first
                         break
@@ -410,25 +366,6 @@ class TelegramSink(BaseSink):
         rec.final = rec.final or bool(claim.value and claim.value.get("final"))
         return False
 
-    def _batch(self, rec: TaskMessage) -> list[ThreadLine]:
-        """The next reply's lines: the first waiting line, and the progress
-        lines waiting right after it when it is one too (a busy chat's 20
-        calls a minute go further), as long as they fit one message."""
-        from .render import MAX_TEXT, line, units
-
-        first = rec.lines[0]
-        batch = [first]
-        if first.kind not in FOLDS:
-            return batch
-        size = units(line(first))
-        for item in itertools.islice(rec.lines, 1, FOLD_MAX):
-            more = units(line(item)) + 1
-            if item.kind not in FOLDS or size + more > MAX_TEXT:
-                break
-            batch.append(item)
-            size += more
-        return batch
-
     def _question_due(self, rec: TaskMessage) -> float:
         """Due (any past time) when the message has a new question or failure to show; else never."""
         return float("-inf") if self._rank(rec) == PERSON and self._wants_edit(rec) else float("inf")
@@ -525,55 +462,6 @@ class TelegramSink(BaseSink):
     def admin_routes(self) -> Sequence[AdminRoute]:
         """``POST /telegram/updates`` with SPANVISOR_TELEGRAM_UPDATES=webhook."""
         return self.webhook.routes() if self.webhook is not None else ()
-
-    async def _show_whole(self, button: Button, message: Mapping[str, Any]) -> bool:
-        """A request's whole action (masked) as replies under its message, once."""
-        from spanvisor.control.runs import request_from_dict
-        from spanvisor.display.approval import shown_action
-
-        assert self.ctx is not None and self.ctx.control is not None
-        record = await self.ctx.control.run(button.task_id, button.run_id or None)
-        requests = record.get("requests") if record is not None else None
-        req = request_from_dict(requests.get(button.approval_id)) if isinstance(requests, Mapping) else None
-        shown = shown_action(req.action) if req is not None and req.digest == button.digest else None
-        message_id = message.get("message_id")
-        if shown is None or not isinstance(message_id, int):
-            return False
-        key = f"{button.task_id}/{button.run_id}/whole/{button.approval_id}"
-        if key in self._showing:  # a second press while the first posts (claims are per process)
-            return True
-        self._showing.add(key)
-        try:
-            topic = message.get("message_thread_id") if message.get("is_topic_message") else None
-            return await self._post_whole(key, button, shown, message_id, topic if isinstance(topic, int) else None)
-        finally:
-            self._showing.discard(key)
-
-    async def _post_whole(
-        self, key: str, button: Button, shown: ShownAction, message_id: int, topic: int | None
-    ) -> bool:
-        from .render import pieces
-
-        claim = await self.claims.claim(REPLIES, key)
-        if claim.value is not None or not claim.won:
-            return True  # shown already
-        parts = pieces(f"{shown.tool} {shown.arguments}", WHOLE_ROOM)
-        for n, part in enumerate(parts[:WHOLE_PIECES], 1):
-            text = f"📄 <b>Action {n} of {len(parts)}</b>\n<pre>{part}</pre>"
-            if n == WHOLE_PIECES and len(parts) > WHOLE_PIECES:
-                text += "\n<i>… the rest: spanvisor approvals --full</i>"
-            args = {
-                "text": text,
-                "parse_mode": "HTML",
-                "reply_parameters": {"message_id": message_id, "allow_sending_without_reply": True},
-                **({"message_thread_id": topic} if isinstance(topic, int) else {}),
-            }
-            answer = await self.poster.send("sendMessage", str(button.chat), args, rank=PERSON, end=self._end)
-            if answer is None or not answer.ok:
-                await self.claims.release(REPLIES, key)
-                return False
-        await self.claims.settle(REPLIES, key, {"pieces": min(len(parts), WHOLE_PIECES)})
-        return True
 
     # --- flush and shutdown ---------------------------------------------------
 
