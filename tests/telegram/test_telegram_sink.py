@@ -290,3 +290,37 @@ def test_in_a_forum_each_task_gets_a_topic_with_its_message_and_story() -> None:
             await fake.stop()
 
     run(main())
+
+
+def test_telegram_away_delays_the_story_and_loses_or_doubles_nothing() -> None:
+    """The Bot API unreachable (connection refused) while a task goes on:
+    export returns at once, the calls wait and are tried again with
+    backoff, and when it answers again the message shows the end and every
+    line is there once."""
+
+    async def main() -> None:
+        fake = fast_fake()
+        port = int((await fake.start()).rsplit(":", 1)[1])
+        try:
+            async with telegram_env(fake=fake, flush_s=30, **FAST) as env:
+                task = TaskScript.new("t-away", "rivet", task_name="Through an outage")
+                await env.send(task.started())
+                assert await env.sink.force_flush(10)
+                await fake.stop()
+                loop = asyncio.get_running_loop()
+                began = loop.time()
+                await env.send(*(task.checkpoint(progress=float(p)) for p in (25, 50, 75)), task.finished("complete"))
+                assert loop.time() - began < 0.5  # export never waits on Telegram
+                assert not await env.sink.force_flush(1.0)  # nothing can be out yet
+                await fake.start(port)
+                assert await env.sink.force_flush(30)
+                [parent] = env.parents()
+                assert parent["text"].startswith("✅ rivet · complete")
+                lines = [x for t in env.replies(parent) for x in t.split("\n")]
+                reached = [x for x in lines if x.endswith("reached")]
+                assert reached == ["📍 25% reached", "📍 50% reached", "📍 75% reached"], lines
+                assert sum(x.startswith("✅ Complete") for x in lines) == 1
+        finally:
+            await fake.stop()
+
+    run(main())
