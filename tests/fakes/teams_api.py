@@ -19,11 +19,26 @@ fail against Teams (issue 69):
   an activity; ``PUT …/activities/{activityId}`` updates one the bot sent.
   Errors as the connector gives them: ``{"error": {"code", "message"}}``
   (``ConversationNotFound`` 404, ``BotNotInConversationRoster`` 403,
-  ``MessageSizeTooBig`` 413 over 28 KB of activity, ``BadArgument`` 400).
+  ``MessageSizeTooBig`` 413 over ``max_activity`` bytes, about 100 KB for a
+  bot's message today, ``BadArgument`` 400); a token refused is 401 with
+  ``{"message": "Authorization has been denied for this request."}``, not
+  that envelope. A conversation id in a path may come percent-encoded or
+  not (Microsoft's SDKs differ); both are taken. With ``accepted_empty``
+  a send answers 202 with no body, as Teams sometimes does: a client must
+  not count on an ``id``.
 - **Its limits**, enforced, not learnt: per bot per thread (the channel
   thread, or the conversation) 7 calls a second, 8 in 2 s, 60 in 30 s,
-  1,800 in an hour; 50 a second for the app in all; over one, HTTP 429 with
-  ``Retry-After``. Sending and updating both count.
+  1,800 in an hour; 50 a second for the app in all; over one, HTTP 429
+  ``Throttled`` with ``Retry-After`` (seconds). Sending and updating both
+  count here (Microsoft's page says every request is under "the same
+  policy"; whether updates count is not stated). ``fail_next`` makes the
+  next calls answer a status Teams says to retry (412, 502, 503, 504).
+
+Sources (read 2026-11-29): the Bot Connector REST API reference and its
+authentication page (learn.microsoft.com/azure/bot-service/rest-api/),
+Teams' "Rate limiting for agents", "Build conversational capability" (the
+status codes) and "Format your bot messages" (the size), and the Adaptive
+Cards Universal Action Model.
 - **Signed activities to the bot** (a person's press on an Adaptive Card's
   ``Action.Execute``: an ``invoke`` named ``adaptiveCard/action``):
   :meth:`FakeTeams.press` POSTs one to the bot's messaging endpoint with a
@@ -54,7 +69,7 @@ from jwt.algorithms import RSAAlgorithm
 
 ISSUER = "https://api.botframework.com"
 SCOPE = "https://api.botframework.com/.default"
-MAX_ACTIVITY = 28 * 1024
+MAX_ACTIVITY = 100 * 1024
 # Per bot per thread: (calls, seconds) windows; and the app's in all.
 THREAD_LIMITS = ((7, 1.0), (8, 2.0), (60, 30.0), (1800, 3600.0))
 APP_PER_SECOND = 50
@@ -110,11 +125,15 @@ class FakeTeams:
         token_ttl_s: float = 3600.0,
         scale: float = 1.0,
         now: Callable[[], float] = time.monotonic,
+        max_activity: int = MAX_ACTIVITY,
+        accepted_empty: bool = False,
     ) -> None:
         """``scale`` multiplies every limit's count (a test that is not about
         them runs faster); the windows keep Teams' lengths."""
         self.app_id, self.app_password, self.tenant = app_id, app_password, tenant
         self.token_ttl_s, self.scale, self.now = token_ttl_s, scale, now
+        self.max_activity, self.accepted_empty = max_activity, accepted_empty
+        self.fail_next: list[int] = []  # statuses the next connector calls answer, in turn
         self.keys = [new_key("teams-k1")]
         self.channels: dict[str, Channel] = {}
         self.tokens: dict[str, float] = {}  # access token -> expiry (wall time)
@@ -294,7 +313,13 @@ class FakeTeams:
         except ValueError:
             body = None
         try:
-            self._auth(request)
+            if not self._authorized(request):
+                doc401 = {"message": "Authorization has been denied for this request."}
+                self.calls.append(Call(request.method, path, body, 401, doc401, self.now()))
+                return web.json_response(doc401, status=401)
+            if self.fail_next:
+                status = self.fail_next.pop(0)
+                raise ConnectorError(status, "ServiceError" if status >= 500 else "PreconditionFailed", "Try again.")
             result, status = await self._route(request.method, path, body, len(raw))
         except ConnectorError as exc:
             doc = {"error": {"code": exc.code, "message": exc.message}}
@@ -302,14 +327,15 @@ class FakeTeams:
             self.calls.append(Call(request.method, path, body, exc.status, doc, self.now()))
             return web.json_response(doc, status=exc.status, headers=headers)
         self.calls.append(Call(request.method, path, body, status, result, self.now()))
+        if self.accepted_empty and request.method == "POST" and status == 201 and path != "/v3/conversations":
+            return web.Response(status=202)
         return web.json_response(result, status=status)
 
-    def _auth(self, request: web.Request) -> None:
+    def _authorized(self, request: web.Request) -> bool:
         got = request.headers.get("Authorization", "")
         token = got[7:] if got.startswith("Bearer ") else ""
         expiry = self.tokens.get(token)
-        if expiry is None or expiry < time.time():
-            raise ConnectorError(401, "Unauthorized", "Authorization has been denied for this request.")
+        return expiry is not None and expiry >= time.time()
 
     async def _route(self, method: str, path: str, body: Any, size: int) -> tuple[Any, int]:
         parts = path.split("/")  # ["", "v3", "conversations", cid?, "activities"?, aid?]
@@ -319,7 +345,7 @@ class FakeTeams:
             cid = _unquote(parts[3])
             aid = _unquote(parts[5]) if len(parts) > 5 else None
             channel, root = self._conversation(cid)
-            activity = _activity(body, size)
+            activity = _activity(body, size, self.max_activity)
             if method == "POST":
                 thread_root = root or aid
                 if thread_root is None or thread_root not in channel.threads:
@@ -348,7 +374,7 @@ class FakeTeams:
             raise ConnectorError(400, "BadArgument", "A channel conversation needs isGroup and channelData.channel.id.")
         channel_id = ((body.get("channelData") or {}).get("channel") or {}).get("id")
         channel, _ = self._conversation(str(channel_id or ""))
-        activity = _activity(body.get("activity"), size)
+        activity = _activity(body.get("activity"), size, self.max_activity)
         self._limit(channel.id)
         new = self._stamp(activity)
         channel.threads[new["id"]] = [new]
@@ -385,17 +411,15 @@ class FakeTeams:
         if len(self._app) >= APP_PER_SECOND * self.scale:
             waits.append(self._app[0] + 1 - now)
         if waits:  # a refused call counts against no limit
-            raise ConnectorError(
-                429, "TooManyRequests", "Too many requests.", retry_after=max(1, math.ceil(max(waits)))
-            )
+            raise ConnectorError(429, "Throttled", "Too many requests.", retry_after=max(1, math.ceil(max(waits))))
         window.append(now)
         self._app.append(now)
 
 
-def _activity(body: Any, size: int) -> dict[str, Any]:
+def _activity(body: Any, size: int, limit: int) -> dict[str, Any]:
     if not isinstance(body, dict) or body.get("type") != "message":
         raise ConnectorError(400, "BadArgument", "An activity of type message is required.")
-    if size > MAX_ACTIVITY:
+    if size > limit:
         raise ConnectorError(413, "MessageSizeTooBig", "Message size too big.")
     if not body.get("text") and not body.get("attachments"):
         raise ConnectorError(400, "BadArgument", "A message needs text or an attachment.")

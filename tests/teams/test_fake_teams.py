@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Coroutine
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import aiohttp
 import jwt
 from aiohttp import web
 
-from tests.fakes.teams_api import ISSUER, MAX_ACTIVITY, FakeTeams, new_key
+from tests.fakes.teams_api import ISSUER, FakeTeams, new_key
 
 T = TypeVar("T")
 CHANNEL = "19:agents@thread.tacv2"
@@ -68,7 +69,7 @@ def _thread(body: dict[str, Any]) -> dict[str, Any]:
 
 def test_a_thread_is_made_replied_in_and_updated_with_the_bots_token_only() -> None:
     async def main() -> None:
-        fake = FakeTeams()
+        fake = FakeTeams(max_activity=28 * 1024)
         await fake.start()
         fake.channel(CHANNEL)
         try:
@@ -79,7 +80,7 @@ def test_a_thread_is_made_replied_in_and_updated_with_the_bots_token_only() -> N
                 assert status == 200 and doc["token_type"] == "Bearer" and doc["expires_in"] > 0
                 token = doc["access_token"]
                 status, err, _ = await _call(http, fake, "POST", "v3/conversations", _thread(_message()), "forged")
-                assert status == 401 and err["error"]["code"] == "Unauthorized"
+                assert status == 401 and err == {"message": "Authorization has been denied for this request."}
                 status, made, _ = await _call(http, fake, "POST", "v3/conversations", _thread(_message("root")), token)
                 assert status == 201 and made["id"] == f"{CHANNEL};messageid={made['activityId']}"
                 root = made["activityId"]
@@ -108,11 +109,21 @@ def test_a_thread_is_made_replied_in_and_updated_with_the_bots_token_only() -> N
                     token,
                 )
                 assert status == 404 and err["error"]["code"] == "ConversationNotFound"
-                big = _message("x" * MAX_ACTIVITY)
+                big = _message("x" * 28 * 1024)
                 status, err, _ = await _call(
                     http, fake, "POST", f"v3/conversations/{made['id']}/activities", big, token
                 )
                 assert status == 413 and err["error"]["code"] == "MessageSizeTooBig"
+                fake.fail_next = [503, 412]
+                path = f"v3/conversations/{made['id']}/activities"
+                assert (await _call(http, fake, "POST", path, _message(), token))[0] == 503
+                status, err, _ = await _call(http, fake, "POST", path, _message(), token)
+                assert status == 412 and err["error"]["code"] == "PreconditionFailed"
+                # The conversation id percent-encoded in the path, as one SDK sends it.
+                quoted = quote(made["id"], safe="")
+                assert (await _call(http, fake, "POST", f"v3/conversations/{quoted}/activities", _message(), token))[
+                    0
+                ] == 201
                 fake.channels[CHANNEL].bot_member = False
                 status, err, _ = await _call(
                     http, fake, "POST", f"v3/conversations/{made['id']}/activities", _message(), token
@@ -138,7 +149,7 @@ def test_the_per_thread_limits_answer_429_with_retry_after_and_spare_other_threa
                 path = f"v3/conversations/{made['id']}/activities"
                 results = [await _call(http, fake, "POST", path, _message(), token) for _ in range(8)]
                 assert [s for s, _, _ in results] == [201] * 7 + [429]  # 7 a second in one thread
-                assert results[-1][1]["error"]["code"] == "TooManyRequests" and results[-1][2] == "1"
+                assert results[-1][1]["error"]["code"] == "Throttled" and results[-1][2] == "1"
                 assert (
                     await _call(http, fake, "POST", f"v3/conversations/{other['id']}/activities", _message(), token)
                 )[0] == 201
