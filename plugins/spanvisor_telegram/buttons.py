@@ -29,7 +29,7 @@ PREFIX = "sv1:"
 NAMESPACE = "telegram.buttons"
 # Requests with buttons on one message: more wait their turn (each says so).
 MAX_REQUESTS = 3
-LABELS = {"approve": "✅ Approve", "reject": "❌ Reject", "show": "📄 Whole action"}
+LABELS = {"approve": "✅ Approve", "reject": "❌ Reject", "show": "📄 Show all"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +39,7 @@ class Button:
     run_id: str
     approval_id: str
     digest: str
-    action: str  # approve, reject, or show (the whole action, as replies)
+    action: str  # approve, reject, or show (the whole request, as replies)
 
     @property
     def token(self) -> str:
@@ -76,14 +76,15 @@ def token_of(data: object) -> str | None:
 Rows = list[tuple[int | None, list[Button]]]
 
 
-def buttons(view: TaskView, chat: str, whole: Callable[[ApprovalRequest], bool]) -> Rows:
-    """A row per open request a person may answer here (a request a central
-    rule denies has none: nobody may approve it); ``whole`` says which
-    requests' actions the message cuts (they get a button showing it all)."""
+def buttons(view: TaskView, chat: str, whole: Callable[[ApprovalRequest], bool], shown: tuple[str, ...]) -> Rows:
+    """A row per open request a person may answer here: one the message
+    shows whole (``shown``), and not one a central rule denies (nobody may
+    approve it); ``whole`` says which the message cuts (they get a button
+    showing all of it)."""
     rows: Rows = []
     many = len(view.approvals) > 1
     for n, req in enumerate(view.approvals[:MAX_REQUESTS], 1):
-        if req.policy_denied:
+        if req.policy_denied or req.approval_id not in shown:
             continue
         actions = [a for a in ("approve", "reject") if a in req.options or not req.options]
         if whole(req):

@@ -60,7 +60,7 @@ class Presses:
         show: Callable[[Button, Mapping[str, Any]], Awaitable[bool]],
     ) -> None:
         """``api``'s timeout must outlast a long poll; ``show`` posts a
-        request's whole action under its message (the sink's pacing)."""
+        request whole under its message (the sink's pacing)."""
         self.api, self.claims, self.control, self.people, self.stats = api, claims, control, people, stats
         self.show = show
         self.offset = 0
@@ -109,6 +109,10 @@ class Presses:
         """Handle a press in the background (on this loop); never blocks."""
         if len(self._tasks) >= MAX_IN_FLIGHT:
             self.stats.drop("telegram_press_dropped", sink="telegram", detail=f"{MAX_IN_FLIGHT} presses in flight")
+            qid = str(query.get("id") or "")
+            if qid:  # the person is told, and presses again
+                task = asyncio.get_running_loop().create_task(self._answer(qid, "⏳ Busy: press again in a moment."))
+                task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
             return
         task = asyncio.get_running_loop().create_task(self.handle(query), name="telegram:press")
         self._tasks.add(task)
@@ -142,8 +146,12 @@ class Presses:
             await self.claims.settle(PRESSES, qid, {"outcome": outcome})
         except asyncio.CancelledError:
             raise
-        except Exception:  # a bug here must not stop the poller
+        except Exception:  # a bug here must not stop the poller; the press may come again
             log.exception("telegram: a press failed")
+            try:
+                await self.claims.release(PRESSES, qid)
+            except Exception:
+                log.debug("telegram: a failed press's claim was not released")
         finally:
             self._inflight.discard(qid)
             self.stats.inc("telegram_presses_total", outcome=outcome)
@@ -166,7 +174,9 @@ class Presses:
             shown = await self.show(button, message if isinstance(message, dict) else {})
             await self._answer(
                 qid,
-                "📄 The whole action is in the replies." if shown else "⚠️ Not shown: see `spanvisor approvals --full`.",
+                "📄 The whole request is in the replies."
+                if shown
+                else "⚠️ Not shown: see `spanvisor approvals --full`.",
             )
             return "shown"
         person = self.people.on_telegram(user) if self.people is not None else None

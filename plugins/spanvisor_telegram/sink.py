@@ -36,7 +36,7 @@ from spanvisor.sink import AdminRoute, BaseSink, Clock, MonotonicClock, SinkCont
 
 from .buttons import NAMESPACE as BUTTONS
 from .buttons import Button, buttons, keyboard
-from .limits import DEFERRED, chat_id
+from .limits import DEFERRED, NOT_MODIFIED, chat_id
 from .record import MAX_PENDING_LINES, REPLIES, TaskMessage, is_final, next_batch, parent_key
 from .render import topic_name
 from .settings import API, SETTINGS, config_problem
@@ -73,6 +73,8 @@ class TelegramSink(BaseSink):
         self._unrouted: OrderedDict[str, None] = OrderedDict()  # tasks counted as unrouted once
         self._topics = True  # a topic per task in a forum chat (telegram_topics)
         self._forums: dict[str, bool] = {}
+        self._ids: dict[str, str] = {}  # a chat as configured -> its id as Telegram gives it
+        self._asking: dict[str, asyncio.Lock] = {}
         self._poller: asyncio.Task[None] | None = None
         self.webhook: Any = None  # .webhook.WebhookIntake with SPANVISOR_TELEGRAM_UPDATES=webhook
         self.chat: str | None = None  # where tasks no route names go
@@ -167,18 +169,12 @@ class TelegramSink(BaseSink):
             if len(self._tasks) >= MAX_OPEN_TASKS:
                 self.ctx.stats.drop("telegram_too_many_tasks", 1, sink=self.name, detail=f"{MAX_OPEN_TASKS} tasks open")
                 return
-            chat = home_channel(view, self.routes, self.chat)
+            bare = isinstance(event, HumanIntervention) and not event.known
+            # A decision's bare view names no agent or repo to route by: its
+            # task's message, wherever it is, is found in the state store.
+            chat = "" if bare else home_channel(view, self.routes, self.chat)
             if chat is None:
-                if key not in self._unrouted:
-                    self._unrouted[key] = None
-                    if len(self._unrouted) > MAX_OPEN_TASKS:
-                        self._unrouted.popitem(last=False)
-                    self.ctx.stats.drop(
-                        "telegram_unrouted",
-                        1,
-                        sink=self.name,
-                        detail="no route matches and SPANVISOR_TELEGRAM_CHAT is unset",
-                    )
+                self._unrouted_once(key)
                 return
             rec = self._tasks[key] = TaskMessage(key, chat, view)
             rec.known = False
@@ -215,7 +211,7 @@ class TelegramSink(BaseSink):
                 if rec.message_id is None and not await self._parent(rec):
                     return
                 # A new question or failure shows on the message before the story catches up.
-                if self._rank(rec) == PERSON and self._wants_edit(rec) and not await self._edit(rec):
+                if self._rank(rec) == PERSON and self._wants_edit(rec) and await self._edit(rec) is False:
                     return
                 while rec.lines and not rec.dead:
                     batch = next_batch(rec.lines)
@@ -232,7 +228,7 @@ class TelegramSink(BaseSink):
                         rec.wake.clear()
                         await _wait(rec.wake, self._clock, due - self._clock.now())
                         continue
-                    if not await self._edit(rec):
+                    if await self._edit(rec) is False:
                         return
         except asyncio.CancelledError:
             raise
@@ -247,12 +243,12 @@ class TelegramSink(BaseSink):
 
     def _message(self, rec: TaskMessage) -> tuple[str, dict[str, Any] | None, list[Button]]:
         """The message's text, its keyboard, and the buttons on it."""
-        from .render import action_clipped, parent
+        from .render import parent, request_clipped
 
         now_ns = rec.view.ended_ns or rec.view.updated_ns or time.time_ns()
-        text = parent(rec.view, now_ns, self._thresholds, answered_here=self.presses is not None)
-        rows = buttons(rec.view, rec.chat, action_clipped) if self.presses is not None else []
-        return text, keyboard(rows), [b for _, row in rows for b in row]
+        card = parent(rec.view, now_ns, self._thresholds, answered_here=self.presses is not None)
+        rows = buttons(rec.view, rec.chat, request_clipped, card.asks) if self.presses is not None else []
+        return card.text, keyboard(rows), [b for _, row in rows for b in row]
 
     def _shown(self, rec: TaskMessage) -> tuple[str, str]:
         text, markup, _ = self._message(rec)
@@ -296,6 +292,7 @@ class TelegramSink(BaseSink):
             claim = await self.claims.claim(PARENTS, rec.key)
             if claim.value is not None:
                 rec.message_id = int(claim.value["message_id"])
+                rec.chat = str(claim.value.get("chat") or rec.chat)  # where it is, whatever the routes say now
                 topic = claim.value.get("topic")
                 rec.topic = topic if isinstance(topic, int) else None
                 if not rec.known:  # a decision's ids only: the message keeps what it shows
@@ -306,6 +303,12 @@ class TelegramSink(BaseSink):
             await self._clock.sleep(0.5)  # another replica is sending it: its id comes soon
             if self._deadline is not None and self._clock.now() >= self._deadline:
                 return False
+        if not rec.chat:  # a decision on a task no chat takes, and no message of it anywhere
+            await self.claims.release(PARENTS, rec.key)
+            rec.dead = True
+            self._unrouted_once(rec.key)
+            return False
+        rec.chat = await self._resolved(rec.chat)
         if await self._is_forum(rec.chat):
             topic = await self.poster.send(
                 "createForumTopic", rec.chat, {"name": topic_name(rec.view)}, rank=self._rank(rec), end=self._end
@@ -315,19 +318,24 @@ class TelegramSink(BaseSink):
                 self._give_up(rec, topic)
                 return False
             rec.topic = int(topic.result["message_thread_id"])
-        text, markup, pressable = self._message(rec)
-        await self._keep(pressable)
-        args: dict[str, Any] = {"text": text, "parse_mode": "HTML", **self._where(rec)}
-        if markup is not None:
-            args["reply_markup"] = markup
-        answer = await self.poster.send(
-            "sendMessage",
-            rec.chat,
-            args,
-            rank=self._rank(rec),
-            key=rec.key,
-            end=self._end,
-        )
+        while True:  # sent again, as it then reads, when a question comes while it waits
+            text, markup, pressable = self._message(rec)
+            await self._keep(pressable)
+            args: dict[str, Any] = {"text": text, "parse_mode": "HTML", **self._where(rec)}
+            if markup is not None:
+                args["reply_markup"] = markup
+            rank = self._rank(rec)
+            answer = await self.poster.send(
+                "sendMessage",
+                rec.chat,
+                args,
+                rank=rank,
+                key=rec.key,
+                end=self._end,
+                interrupt=self._interrupt(rec, rank),
+            )
+            if answer is not DEFERRED:
+                break
         if answer is None or not answer.ok:
             await self.claims.release(PARENTS, rec.key)
             self._give_up(rec, answer)
@@ -342,6 +350,40 @@ class TelegramSink(BaseSink):
         """In a forum chat: the task's own topic."""
         return {"message_thread_id": rec.topic} if rec.topic is not None else {}
 
+    async def _resolved(self, chat: str) -> str:
+        """The chat's id as Telegram gives it (a press names the chat so): a
+        ``@channel`` or an id written another way is asked once (getChat)."""
+        if chat in self._ids:
+            return self._ids[chat]
+        # Tasks starting together ask once: the first asks, the others wait for its answer.
+        lock = self._asking.setdefault(chat, asyncio.Lock())
+        async with lock:
+            if chat in self._ids:
+                return self._ids[chat]
+            return await self._ask_chat(chat)
+
+    async def _ask_chat(self, chat: str) -> str:
+        reply = await self.poster.api.call("getChat", {"chat_id": chat_id(chat)})
+        if not reply.ok or not isinstance(reply.result, dict) or not isinstance(reply.result.get("id"), int):
+            return chat  # asked again at the next task; the send says what is wrong
+        resolved = str(reply.result["id"])
+        self._ids[chat] = resolved
+        self._forums[resolved] = bool(reply.result.get("is_forum"))
+        return resolved
+
+    def _unrouted_once(self, key: str) -> None:
+        if key not in self._unrouted and self.ctx is not None:
+            self._unrouted[key] = None
+            if len(self._unrouted) > MAX_OPEN_TASKS:
+                self._unrouted.popitem(last=False)
+            self.ctx.stats.drop(
+                "telegram_unrouted", 1, sink=self.name, detail="no route matches and SPANVISOR_TELEGRAM_CHAT is unset"
+            )
+
+    def _interrupt(self, rec: TaskMessage, rank: int) -> Interrupt | None:
+        """A call of ``rank`` steps out of its wait when a new question or failure comes."""
+        return Interrupt(rec.changed, lambda: self._question_due(rec)) if rank != PERSON else None
+
     async def _is_forum(self, chat: str) -> bool:
         """Whether tasks get a topic each in ``chat``: a forum, with topics on (asked once per chat)."""
         if not self._topics:
@@ -354,17 +396,27 @@ class TelegramSink(BaseSink):
                 self._forums[chat] = known
         return known
 
-    async def _newest(self, rec: TaskMessage) -> bool:
-        """Record that the message shows this view; False when it already shows
-        a newer one (before a restart, or by another replica's edit): then it
-        is left as it is, and a final one ends this record."""
-        version = (FINAL_BIT if rec.final else 0) + rec.view.seq
-        claim = await self.claims.put_if_newer(SHOWN, rec.key, {"seq": rec.view.seq, "final": rec.final}, version)
-        if claim.won:
-            return True
+    def _version(self, rec: TaskMessage) -> int:
+        return (FINAL_BIT if rec.final else 0) + rec.view.seq
+
+    async def _older(self, rec: TaskMessage) -> bool:
+        """Whether the message already shows a newer view than this one (before
+        a restart, or by another replica's edit): then it is left as it is,
+        and a final one ends this record."""
+        stored = await self.claims.get(SHOWN, rec.key)
+        seq = stored.get("seq") if stored is not None else None
+        if not isinstance(seq, int):
+            return False
+        final = bool(stored.get("final")) if stored is not None else False
+        if (FINAL_BIT if final else 0) + seq <= self._version(rec):
+            return False
         self._mark_shown(rec, self._shown(rec))
-        rec.final = rec.final or bool(claim.value and claim.value.get("final"))
-        return False
+        rec.final = rec.final or final
+        return True
+
+    async def _newest(self, rec: TaskMessage) -> None:
+        """Record, once Telegram has it, that the message shows this view."""
+        await self.claims.put_if_newer(SHOWN, rec.key, {"seq": rec.view.seq, "final": rec.final}, self._version(rec))
 
     def _question_due(self, rec: TaskMessage) -> float:
         """Due (any past time) when the message has a new question or failure to show; else never."""
@@ -379,9 +431,17 @@ class TelegramSink(BaseSink):
         won: list[tuple[str, ThreadLine]] = []
         for item in batch:
             key = f"{rec.key}/{item.reply_key}"
-            claim = await self.claims.claim(REPLIES, key)
-            if claim.value is None and claim.won:
-                won.append((key, item))  # else posted already, or being posted by another replica
+            while True:
+                claim = await self.claims.claim(REPLIES, key)
+                if claim.value is not None or claim.won:
+                    break
+                # Another replica posts it now: its place in the story is here, so
+                # wait until it is stored (or its lease lapses and it is ours).
+                await self._clock.sleep(0.5)
+                if self._deadline is not None and self._clock.now() >= self._deadline:
+                    return None if not won else False
+            if claim.value is None:
+                won.append((key, item))
         if not won:
             return True
         args = {
@@ -391,10 +451,20 @@ class TelegramSink(BaseSink):
             "reply_parameters": {"message_id": rec.message_id, "allow_sending_without_reply": True},
         }
         rank = PERSON if any(item.kind in ("approval", "error") for _, item in won) else URGENT
-        interrupt = Interrupt(rec.changed, lambda: self._question_due(rec)) if rank != PERSON else None
-        answer = await self.poster.send(
-            "sendMessage", rec.chat, args, rank=rank, key=won[0][0], end=self._end, interrupt=interrupt
-        )
+        try:
+            answer = await self.poster.send(
+                "sendMessage",
+                rec.chat,
+                args,
+                rank=rank,
+                key=won[0][0],
+                end=self._end,
+                interrupt=self._interrupt(rec, rank),
+            )
+        except asyncio.CancelledError:  # shutdown: another owner may post them at once
+            for key, _ in won:
+                await asyncio.shield(self.claims.release(REPLIES, key))
+            raise
         if answer is DEFERRED:
             for key, _ in won:
                 await self.claims.release(REPLIES, key)
@@ -410,21 +480,34 @@ class TelegramSink(BaseSink):
             self.ctx.stats.inc("telegram_folded_lines_total", len(won) - 1)  # type: ignore[union-attr]
         return True
 
-    async def _edit(self, rec: TaskMessage) -> bool:
-        if not await self._newest(rec):
+    async def _edit(self, rec: TaskMessage) -> bool | None:
+        """True: shown (or a newer view is); False: given up; None: it stepped
+        out of its wait for a question to show first (the caller edits again)."""
+        if await self._older(rec):
             return True
         text, markup, pressable = self._message(rec)
         await self._keep(pressable)
         args: dict[str, Any] = {"message_id": rec.message_id, "text": text, "parse_mode": "HTML"}
         if markup is not None:
             args["reply_markup"] = markup  # none: Telegram takes the keyboard away
+        rank = self._rank(rec)
         answer = await self.poster.send(
-            "editMessageText", rec.chat, args, rank=self._rank(rec), key=rec.key, end=self._end
+            "editMessageText",
+            rec.chat,
+            args,
+            rank=rank,
+            key=rec.key,
+            end=self._end,
+            interrupt=self._interrupt(rec, rank),
         )
-        if answer is None or not answer.ok:
+        if answer is DEFERRED:
+            return None
+        # "Not modified": the message already says this (a replay, another replica's edit).
+        if answer is None or not (answer.ok or NOT_MODIFIED in answer.error):
             self._give_up(rec, answer)
             return False
         self._mark_shown(rec, (text, json.dumps(markup, sort_keys=True)))
+        await self._newest(rec)
         return True
 
     def _give_up(self, rec: TaskMessage, answer: Any) -> None:

@@ -17,6 +17,7 @@ import asyncio
 import hmac
 import json
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,6 +38,7 @@ class WebhookIntake:
     def __init__(self, secret: str, presses: Presses, loop: asyncio.AbstractEventLoop) -> None:
         self._secret = secret.encode()
         self.presses, self.loop = presses, loop
+        self._quiet_until = 0.0  # no refusal logged again before
 
     def __repr__(self) -> str:  # holds the secret token: never shown
         return "WebhookIntake()"
@@ -48,11 +50,16 @@ class WebhookIntake:
         given = request.headers.get(HEADER, "").encode()
         if not hmac.compare_digest(given, self._secret):
             self.presses.stats.inc("telegram_presses_total", outcome="bad_secret")
-            log.warning("telegram: an update POSTed to %s without the secret token was refused", WEBHOOK_PATH)
+            now = time.monotonic()
+            if now >= self._quiet_until:  # whoever reaches the port must not fill the log
+                self._quiet_until = now + 60.0
+                log.warning("telegram: updates POSTed to %s without the secret token are refused", WEBHOOK_PATH)
             return web.Response(status=401, text="bad secret token\n")
         if request.content_length is not None and request.content_length > MAX_BODY:
             return web.Response(status=413, text="too large\n")
-        body = await request.content.read(MAX_BODY + 1)
+        # The whole body however it came over the wire (a read of N bytes
+        # returns what is buffered); the app bounds it (client_max_size).
+        body = await request.read()
         if len(body) > MAX_BODY:
             return web.Response(status=413, text="too large\n")
         try:

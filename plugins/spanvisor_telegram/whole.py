@@ -1,6 +1,7 @@
-"""A request's whole action, for the 'Whole action' button: the message
-shows a long action's start and end; this posts all of it, masked, as
-replies under the message, once per request however often it is pressed."""
+"""A request whole, for the 'Show all' button: the message shows a long
+question, its details and its action cut (the action's start and end);
+this posts all of it, the action masked, as replies under the message,
+once per request however often it is pressed."""
 
 from __future__ import annotations
 
@@ -11,12 +12,11 @@ from spanvisor.chat.claims import Claims
 from spanvisor.chat.pacing import PERSON
 from spanvisor.control.hub import Control
 from spanvisor.control.runs import request_from_dict
-from spanvisor.display.approval import ShownAction, shown_action
 
 from .buttons import Button
 from .limits import Poster
 from .record import REPLIES
-from .render import pieces
+from .render import pieces, whole_request
 
 # At most this many replies, each this much escaped text (4,096 less the
 # heading, the tags and the last one's pointer to the CLI).
@@ -35,9 +35,8 @@ class WholeAction:
         record = await self.control.run(button.task_id, button.run_id or None)
         requests = record.get("requests") if record is not None else None
         req = request_from_dict(requests.get(button.approval_id)) if isinstance(requests, Mapping) else None
-        shown = shown_action(req.action) if req is not None and req.digest == button.digest else None
         message_id = message.get("message_id")
-        if shown is None or not isinstance(message_id, int):
+        if req is None or req.digest != button.digest or not isinstance(message_id, int):
             return False
         key = f"{button.task_id}/{button.run_id}/whole/{button.approval_id}"
         if key in self._showing:
@@ -45,17 +44,19 @@ class WholeAction:
         self._showing.add(key)
         try:
             topic = message.get("message_thread_id") if message.get("is_topic_message") else None
-            return await self._post(key, button, shown, message_id, topic if isinstance(topic, int) else None)
+            return await self._post(
+                key, button, whole_request(req), message_id, topic if isinstance(topic, int) else None
+            )
         finally:
             self._showing.discard(key)
 
-    async def _post(self, key: str, button: Button, shown: ShownAction, message_id: int, topic: int | None) -> bool:
+    async def _post(self, key: str, button: Button, whole: str, message_id: int, topic: int | None) -> bool:
         claim = await self.claims.claim(REPLIES, key)
         if claim.value is not None or not claim.won:
             return True  # shown already
-        parts = pieces(f"{shown.tool} {shown.arguments}", ROOM)
+        parts = pieces(whole, ROOM)
         for n, part in enumerate(parts[:PIECES], 1):
-            text = f"📄 <b>Action {n} of {len(parts)}</b>\n<pre>{part}</pre>"
+            text = f"📄 <b>Request {n} of {len(parts)}</b>\n<pre>{part}</pre>"
             if n == PIECES and len(parts) > PIECES:
                 text += "\n<i>… the rest: spanvisor approvals --full</i>"
             args = {

@@ -235,14 +235,14 @@ def test_a_long_action_is_whole_one_press_away_masked_and_shown_once(tmp_path: P
             )
             root = env.ask("t-long", "a1", **{cv.APPROVAL_ACTION: action})
             buttons = await env.buttons("t-long")
-            assert set(buttons) == {"✅ Approve", "❌ Reject", "📄 Whole action"}
+            assert set(buttons) == {"✅ Approve", "❌ Reject", "📄 Show all"}
             shown = env.message("t-long")
             assert shown is not None and "rm -rf /tmp/the-end" in shown["text"] and "characters …" in shown["text"]
             for _ in range(2):
-                await env.fake.press(GROUP, shown["message_id"], buttons["📄 Whole action"], MALLORY)
-            await until(lambda: sum("whole action" in a for a in env.answers()) == 2, what="both presses answered")
-            pieces = [m["text"] for m in env.fake.chats[GROUP].messages.values() if m["text"].startswith("📄 Action")]
-            assert 1 < len(pieces) <= 4 and pieces[0].startswith("📄 Action 1 of")
+                await env.fake.press(GROUP, shown["message_id"], buttons["📄 Show all"], MALLORY)
+            await until(lambda: sum("whole request" in a for a in env.answers()) == 2, what="both presses answered")
+            pieces = [m["text"] for m in env.fake.chats[GROUP].messages.values() if m["text"].startswith("📄 Request")]
+            assert 1 < len(pieces) <= 4 and pieces[0].startswith("📄 Request 1 of")
             whole = "".join(p.split("\n", 1)[1] for p in pieces)
             assert "&lt;" not in whole and "echo <step>" in whole and "rm -rf /tmp/the-end" in whole
             assert "sk-live-abcdef0123456789abcdef" not in whole
@@ -289,6 +289,24 @@ def test_presses_by_webhook_need_the_secret_token_and_decide_once(tmp_path: Path
             decisions = await env.pipeline.control.decisions("t-hook")
             assert [(d.person, d.proof) for d in decisions] == [("alice", "telegram")]
             assert env.pipeline.stats.value("telegram_presses_total", outcome="bad_secret") == 2
+            root.end()
+
+    run(main())
+
+
+def test_a_press_counts_when_the_chat_is_configured_in_another_spelling(tmp_path: Path) -> None:
+    """A press names its chat by Telegram's id; a chat configured otherwise
+    (here ``-0001001`` for ``-1001``; a ``@channel`` likewise) is asked once
+    for its id, and the buttons are bound to that."""
+
+    async def main() -> None:
+        async with live(tmp_path, telegram_chat="-0001001") as env:
+            root = env.ask("t-spelt", "a1")
+            buttons = await env.buttons("t-spelt")
+            shown = env.message("t-spelt")
+            assert shown is not None
+            await env.fake.press(GROUP, shown["message_id"], buttons["✅ Approve"], ALICE)
+            await until(lambda: any("Approved" in a for a in env.answers()), what="the approval")
             root.end()
 
     run(main())

@@ -80,7 +80,7 @@ def test_any_stream_gives_one_message_per_task_and_its_lines_once_in_order(plan:
                 shown = next(p for p in parents if p["text"].split("\n")[1] == final.task_name)
                 mine = [c for c in env.fake.calls if c.status == 200 and c.method in ("sendMessage", "editMessageText")]
                 last = [c for c in mine if c.response["result"]["message_id"] == shown["message_id"]][-1]
-                assert last.args["text"] == parent(final, final.ended_ns or final.updated_ns)
+                assert last.args["text"] == parent(final, final.ended_ns or final.updated_ns).text
                 want = [f"{line.emoji} {line.summary}" for e in events for line in policy.lines(e)]
                 assert story(env.replies(shown), want) == want
 

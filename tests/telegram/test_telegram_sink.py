@@ -6,10 +6,11 @@ kept (no 429 storm) and a refusal counted without stopping other tasks."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from spanvisor.events import Decision, HumanIntervention, TaskView
+from spanvisor.events import ApprovalRequest, Decision, HumanIntervention, TaskView
 from spanvisor.statestores.memory import InMemoryStateStore
 from tests.fakes.telegram_api import MAX_TEXT, FakeTelegram, utf16_len
 from tests.taskscript import ScaledClock, TaskScript
@@ -320,6 +321,59 @@ def test_telegram_away_delays_the_story_and_loses_or_doubles_nothing() -> None:
                 reached = [x for x in lines if x.endswith("reached")]
                 assert reached == ["📍 25% reached", "📍 50% reached", "📍 75% reached"], lines
                 assert sum(x.startswith("✅ Complete") for x in lines) == 1
+        finally:
+            await fake.stop()
+
+    run(main())
+
+
+def test_agent_text_cannot_push_a_question_out_and_a_lone_surrogate_is_no_failure() -> None:
+    """Text the agent writes counts as Telegram counts it after escaping (an
+    ``&`` is five units): a task name, message and action full of them keep
+    the question whole in the message; and a file name Python decoded with
+    surrogateescape is shown with U+FFFD instead of stopping the task."""
+
+    async def main() -> None:
+        async with telegram_env(**FAST) as env:
+            amp = "&" * 3000
+            task = TaskScript.new("t-amp", "rivet", task_name=amp, repo=amp, branch=amp)
+            action = json.dumps({"tool": "Bash", "arguments": {"command": "&" * 850 + " rm -rf /the-end"}})
+            asks = tuple(ApprovalRequest(f"a{i}", f"Question {i} {amp}", action=action) for i in range(3))
+            await env.send(task.started(), task.checkpoint(status="awaiting_approval", message=amp, approvals=asks))
+            odd = TaskScript.new("t-odd", "rivet", task_name="report-\udcff.txt")
+            await env.send(odd.started(), odd.finished("complete"))
+            assert await env.sink.force_flush(10)
+            sent = env.fake.calls_to("sendMessage", ok=True) + env.fake.calls_to("editMessageText", ok=True)
+            assert sent and all(utf16_len(c.args["text"]) <= MAX_TEXT for c in sent)
+            shown = next(p for p in env.parents() if "Question 0" in p["text"])
+            assert "rm -rf /the-end" in shown["text"]  # the action's end is never cut off
+            assert any("report-\ufffd.txt" in p["text"] for p in env.parents())
+            assert not env.fake.calls_to("sendMessage", ok=False)
+
+    run(main())
+
+
+def test_an_edit_telegram_already_shows_is_no_refusal() -> None:
+    """ "Message is not modified" (a replay after the record of what the
+    message shows was lost, or another replica's same edit) is success: the
+    task goes on and nothing is counted as refused."""
+
+    async def main() -> None:
+        fake = fast_fake()
+        await fake.start()
+        store = InMemoryStateStore()
+        try:
+            task = TaskScript.new("t-same", "rivet", task_name="Same again")
+            events = [task.started(), task.checkpoint(progress=50.0), task.finished("complete")]
+            async with telegram_env(fake=fake, store=store, **FAST) as env:
+                await env.send(*events)
+                assert await env.sink.force_flush(10)
+            store._entries.pop(("telegram.shown", "t-same"))  # the store lost what the message shows
+            async with telegram_env(fake=fake, store=store, **FAST) as env:
+                await env.send(*events)
+                assert await env.sink.force_flush(10)
+                assert env.stats.value("dropped_total", reason="telegram_refused", sink="telegram") == 0
+                assert [c for c in fake.calls if "not modified" in str(c.response.get("description"))]
         finally:
             await fake.stop()
 
