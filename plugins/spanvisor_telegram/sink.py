@@ -36,7 +36,7 @@ from spanvisor.sink import AdminRoute, BaseSink, Clock, MonotonicClock, SinkCont
 
 from .buttons import NAMESPACE as BUTTONS
 from .buttons import Button, buttons, keyboard
-from .limits import DEFERRED, NOT_MODIFIED, chat_id
+from .limits import DEFERRED, NOT_MODIFIED
 from .record import MAX_PENDING_LINES, REPLIES, TaskMessage, is_final, next_batch, parent_key
 from .render import topic_name
 from .settings import API, SETTINGS, config_problem
@@ -71,10 +71,7 @@ class TelegramSink(BaseSink):
         self.presses: Any = None  # .presses.Presses when people answer here
         self._kept: OrderedDict[str, None] = OrderedDict()
         self._unrouted: OrderedDict[str, None] = OrderedDict()  # tasks counted as unrouted once
-        self._topics = True  # a topic per task in a forum chat (telegram_topics)
-        self._forums: dict[str, bool] = {}
-        self._ids: dict[str, str] = {}  # a chat as configured -> its id as Telegram gives it
-        self._asking: dict[str, asyncio.Lock] = {}
+        self.chats: Any = None  # .chats.Chats once started
         self._poller: asyncio.Task[None] | None = None
         self.webhook: Any = None  # .webhook.WebhookIntake with SPANVISOR_TELEGRAM_UPDATES=webhook
         self.chat: str | None = None  # where tasks no route names go
@@ -98,6 +95,7 @@ class TelegramSink(BaseSink):
         from spanvisor.chat.claims import Claims
 
         from .api import BotApi
+        from .chats import Chats
         from .limits import Poster, Rates
 
         await super().start(ctx)
@@ -111,7 +109,6 @@ class TelegramSink(BaseSink):
             return
         self.chat = str(chat) if chat else None
         self._interval = float(c.get("telegram_update_interval_s", 5.0))
-        self._topics = bool(c.get("telegram_topics", True))
         self._thresholds = tuple(c.get("context_thresholds", (0.7, 0.85)))
         rates = Rates(
             float(c.get("telegram_chat_per_minute", 60.0)),
@@ -120,6 +117,7 @@ class TelegramSink(BaseSink):
         )
         api = BotApi(str(token), base, float(c.get("telegram_timeout_s", 10.0)))
         self.poster = Poster(api, self._clock, rates, ctx.stats)
+        self.chats = Chats(api, bool(c.get("telegram_topics", True)))
         owner = ctx.replica_id or f"telegram-{uuid.uuid4().hex[:12]}"
         self.claims = Claims(
             ctx.state_store, owner, self._clock, ctx.stats, deadline=lambda: self._deadline, channel="telegram"
@@ -308,8 +306,8 @@ class TelegramSink(BaseSink):
             rec.dead = True
             self._unrouted_once(rec.key)
             return False
-        rec.chat = await self._resolved(rec.chat)
-        if await self._is_forum(rec.chat):
+        rec.chat = await self.chats.resolved(rec.chat)
+        if await self.chats.is_forum(rec.chat):
             topic = await self.poster.send(
                 "createForumTopic", rec.chat, {"name": topic_name(rec.view)}, rank=self._rank(rec), end=self._end
             )
@@ -325,15 +323,17 @@ class TelegramSink(BaseSink):
             if markup is not None:
                 args["reply_markup"] = markup
             rank = self._rank(rec)
-            answer = await self.poster.send(
-                "sendMessage",
-                rec.chat,
-                args,
-                rank=rank,
-                key=rec.key,
-                end=self._end,
-                interrupt=self._interrupt(rec, rank),
-            )
+            # A busy group's queue can outlast the claim's lease: it is renewed while the call waits.
+            async with self.claims.lease(PARENTS, [rec.key]):
+                answer = await self.poster.send(
+                    "sendMessage",
+                    rec.chat,
+                    args,
+                    rank=rank,
+                    key=rec.key,
+                    end=self._end,
+                    interrupt=self._interrupt(rec, rank),
+                )
             if answer is not DEFERRED:
                 break
         if answer is None or not answer.ok:
@@ -350,27 +350,6 @@ class TelegramSink(BaseSink):
         """In a forum chat: the task's own topic."""
         return {"message_thread_id": rec.topic} if rec.topic is not None else {}
 
-    async def _resolved(self, chat: str) -> str:
-        """The chat's id as Telegram gives it (a press names the chat so): a
-        ``@channel`` or an id written another way is asked once (getChat)."""
-        if chat in self._ids:
-            return self._ids[chat]
-        # Tasks starting together ask once: the first asks, the others wait for its answer.
-        lock = self._asking.setdefault(chat, asyncio.Lock())
-        async with lock:
-            if chat in self._ids:
-                return self._ids[chat]
-            return await self._ask_chat(chat)
-
-    async def _ask_chat(self, chat: str) -> str:
-        reply = await self.poster.api.call("getChat", {"chat_id": chat_id(chat)})
-        if not reply.ok or not isinstance(reply.result, dict) or not isinstance(reply.result.get("id"), int):
-            return chat  # asked again at the next task; the send says what is wrong
-        resolved = str(reply.result["id"])
-        self._ids[chat] = resolved
-        self._forums[resolved] = bool(reply.result.get("is_forum"))
-        return resolved
-
     def _unrouted_once(self, key: str) -> None:
         if key not in self._unrouted and self.ctx is not None:
             self._unrouted[key] = None
@@ -383,18 +362,6 @@ class TelegramSink(BaseSink):
     def _interrupt(self, rec: TaskMessage, rank: int) -> Interrupt | None:
         """A call of ``rank`` steps out of its wait when a new question or failure comes."""
         return Interrupt(rec.changed, lambda: self._question_due(rec)) if rank != PERSON else None
-
-    async def _is_forum(self, chat: str) -> bool:
-        """Whether tasks get a topic each in ``chat``: a forum, with topics on (asked once per chat)."""
-        if not self._topics:
-            return False
-        known = self._forums.get(chat)
-        if known is None:
-            reply = await self.poster.api.call("getChat", {"chat_id": chat_id(chat)})
-            known = bool(reply.ok and isinstance(reply.result, dict) and reply.result.get("is_forum"))
-            if reply.ok:  # a failed read is asked again at the next task
-                self._forums[chat] = known
-        return known
 
     def _version(self, rec: TaskMessage) -> int:
         return (FINAL_BIT if rec.final else 0) + rec.view.seq
@@ -452,15 +419,16 @@ class TelegramSink(BaseSink):
         }
         rank = PERSON if any(item.kind in ("approval", "error") for _, item in won) else URGENT
         try:
-            answer = await self.poster.send(
-                "sendMessage",
-                rec.chat,
-                args,
-                rank=rank,
-                key=won[0][0],
-                end=self._end,
-                interrupt=self._interrupt(rec, rank),
-            )
+            async with self.claims.lease(REPLIES, [key for key, _ in won]):
+                answer = await self.poster.send(
+                    "sendMessage",
+                    rec.chat,
+                    args,
+                    rank=rank,
+                    key=won[0][0],
+                    end=self._end,
+                    interrupt=self._interrupt(rec, rank),
+                )
         except asyncio.CancelledError:  # shutdown: another owner may post them at once
             for key, _ in won:
                 await asyncio.shield(self.claims.release(REPLIES, key))
