@@ -7,6 +7,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+
+from spanvisor.agent import task as agent_task
 from spanvisor.config import Config
 from spanvisor.events import Event
 from spanvisor.sink import Clock, SinkContext
@@ -100,3 +104,17 @@ async def telegram_env(
         await sink.shutdown(flush_s)
         if own:
             await fake.stop()
+
+
+def two_tasks(provider: TracerProvider, scope: str = "telegram") -> None:
+    """An agent's two tasks through the real SDK: one that completes (steps,
+    milestones, an artifact, text to escape), one that fails."""
+    tracer = provider.get_tracer(scope)
+    with agent_task("Diagnose <F47>", agent_id="rivet", tracer=tracer) as t:
+        t.checkpoint("reading the alarm", progress=30.0, step="triage")
+        t.checkpoint("routing", progress=60.0, step="route")
+        t.artifact("report.md", uri="https://files.example/report.md")
+        t.checkpoint("done", progress=100.0)
+    with pytest.raises(RuntimeError), agent_task("Migrate schema", agent_id="sprocket", tracer=tracer) as t:
+        t.checkpoint("dumping", progress=20.0)
+        raise RuntimeError("connection <refused>")

@@ -8,31 +8,17 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from spanvisor import SpanvisorSpanExporter, SpanvisorSpanProcessor
-from spanvisor.agent import task as agent_task
 from spanvisor.display.thread import ThreadPolicy
 from spanvisor.events import TaskFinished
 from spanvisor.otel.live import channel
 from spanvisor.testing import InMemorySink
 from spanvisor_telegram import TelegramSink
 from tests.fakes.telegram_api import FakeTelegram
-from tests.telegram.telegram_support import FAST, GROUP, fast_fake, replies_to, story, telegram_config
-
-
-def _agent(provider: TracerProvider) -> None:
-    tracer = provider.get_tracer("telegram-paths")
-    with agent_task("Diagnose <F47>", agent_id="rivet", tracer=tracer) as t:
-        t.checkpoint("reading the alarm", progress=30.0, step="triage")
-        t.checkpoint("routing", progress=60.0, step="route")
-        t.artifact("report.md", uri="https://files.example/report.md")
-        t.checkpoint("done", progress=100.0)
-    with pytest.raises(RuntimeError), agent_task("Migrate schema", agent_id="sprocket", tracer=tracer) as t:
-        t.checkpoint("dumping", progress=20.0)
-        raise RuntimeError("connection <refused>")
+from tests.telegram.telegram_support import FAST, GROUP, fast_fake, replies_to, story, telegram_config, two_tasks
 
 
 def _story(fake: FakeTelegram, memory: InMemorySink) -> None:
@@ -64,7 +50,7 @@ def _run(make: Callable[[list[Any], Any], Any], wrap: Callable[[Any], Any]) -> N
             owner = make([TelegramSink(), memory], telegram_config(fake.base_url, **FAST))
             provider = TracerProvider()
             provider.add_span_processor(wrap(owner))
-            await asyncio.to_thread(_agent, provider)
+            await asyncio.to_thread(two_tasks, provider)
             await asyncio.to_thread(provider.force_flush)
             await asyncio.to_thread(owner.pipeline.force_flush, 30)
             # The exporter's path says a root's facts live, on a thread of its own.

@@ -19,11 +19,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from spanvisor import SpanvisorSpanProcessor
-from spanvisor.agent import task as agent_task
 from spanvisor.display.thread import ThreadPolicy
 from spanvisor.testing import InMemorySink
 from tests.fakes.telegram_api import FakeTelegram
-from tests.telegram.telegram_support import GROUP, TOKEN, story
+from tests.telegram.telegram_support import GROUP, TOKEN, story, two_tasks
 from tests.waiting import wait_until
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "receiver"))
@@ -58,18 +57,6 @@ class FakeTelegramThread:
         self.thread.join(5)
 
 
-def _agent(provider: TracerProvider) -> None:
-    tracer = provider.get_tracer("telegram-serve")
-    with agent_task("Diagnose <F47>", agent_id="rivet", tracer=tracer) as t:
-        t.checkpoint("reading the alarm", progress=30.0, step="triage")
-        t.checkpoint("routing", progress=60.0, step="route")
-        t.artifact("report.md", uri="https://files.example/report.md")
-        t.checkpoint("done", progress=100.0)
-    with pytest.raises(RuntimeError), agent_task("Migrate schema", agent_id="sprocket", tracer=tracer) as t:
-        t.checkpoint("dumping", progress=20.0)
-        raise RuntimeError("connection <refused>")
-
-
 def _figureless(texts: list[str]) -> list[str]:
     """Lines without their figures (durations differ between runs)."""
     return [re.sub(r"\d+(\.\d+)?", "N", t) for t in texts]
@@ -84,7 +71,7 @@ def test_serve_tells_the_same_story_in_telegram_as_the_agents_own_process(
     memory = InMemorySink()
     here = TracerProvider()
     here.add_span_processor(SpanvisorSpanProcessor(sinks=[memory]))
-    _agent(here)
+    two_tasks(here)
     here.shutdown()
     policy, want = ThreadPolicy(), {}
     for event in memory.events:
@@ -106,7 +93,7 @@ def test_serve_tells_the_same_story_in_telegram_as_the_agents_own_process(
     try:
         provider = TracerProvider(resource=Resource.create({"service.name": "agents"}))
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=serve.url)))
-        _agent(provider)
+        two_tasks(provider)
         provider.shutdown()
 
         def told() -> bool:
