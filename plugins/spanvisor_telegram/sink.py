@@ -72,6 +72,7 @@ class TelegramSink(BaseSink):
         self._kept: OrderedDict[str, None] = OrderedDict()
         self._unrouted: OrderedDict[str, None] = OrderedDict()  # tasks counted as unrouted once
         self.chats: Any = None  # .chats.Chats once started
+        self._closed = False  # shut down: a second shutdown does nothing
         self._poller: asyncio.Task[None] | None = None
         self.webhook: Any = None  # .webhook.WebhookIntake with SPANVISOR_TELEGRAM_UPDATES=webhook
         self.chat: str | None = None  # where tasks no route names go
@@ -535,8 +536,12 @@ class TelegramSink(BaseSink):
             self._flushing -= 1
 
     async def shutdown(self, timeout_s: float) -> None:
-        if self.poster is None:
+        if self.poster is None or self._closed:
             return
+        self._closed = True
+        # One deadline for all of it, so shutdown never outlasts its timeout
+        # (an agent's process waits for it at exit).
+        self._deadline = self._clock.now() + timeout_s * 0.9
         if self.presses is not None:
             if self._poller is not None:
                 self._poller.cancel()
@@ -547,11 +552,10 @@ class TelegramSink(BaseSink):
                     await asyncio.wait_for(self.claims.release(POLLER, "poller"), timeout_s * 0.1)
                 except Exception:
                     log.debug("telegram: the poller's lease was not released")
-            await self.presses.drain(timeout_s * 0.3)
+            await self.presses.drain(timeout_s * 0.2)
             await self.presses.api.close()
-        self._deadline = self._clock.now() + timeout_s * 0.9
         try:
-            await self.force_flush(timeout_s * 0.9)
+            await self.force_flush(max(0.0, self._deadline - self._clock.now()))
         finally:
             left = sum(len(r.lines) + (1 if self._wants_edit(r) else 0) for r in self._tasks.values() if not r.dead)
             workers = [r.worker for r in self._tasks.values() if r.worker is not None]
@@ -565,6 +569,7 @@ class TelegramSink(BaseSink):
                     sink=self.name,
                     detail="shutdown deadline passed with Telegram updates pending",
                 )
+            self._tasks.clear()
             await self.poster.close()
 
     @classmethod

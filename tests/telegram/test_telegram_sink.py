@@ -378,3 +378,22 @@ def test_an_edit_telegram_already_shows_is_no_refusal() -> None:
             await fake.stop()
 
     run(main())
+
+
+def test_shutdown_keeps_to_its_timeout_with_telegram_away_and_counts_what_it_leaves() -> None:
+    async def main() -> None:
+        fake = fast_fake()
+        await fake.start()
+        async with telegram_env(fake=fake, **FAST) as env:
+            task = TaskScript.new("t-bye", "rivet")
+            await env.send(task.started())
+            assert await env.sink.force_flush(10)
+            await fake.stop()
+            await env.send(task.checkpoint(progress=50.0), task.finished("complete"))
+            loop = asyncio.get_running_loop()
+            began = loop.time()
+            await env.sink.shutdown(2.0)
+            assert loop.time() - began < 3.0  # its timeout, and a second for a loaded machine
+            assert env.stats.value("dropped_total", reason="telegram_undelivered", sink="telegram") >= 1
+
+    run(main())
