@@ -29,6 +29,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from spanvisor.chat.buttons import Button, from_stored
 from spanvisor.chat.claims import Claims
 from spanvisor.control.deciders import Deciders
 from spanvisor.control.hub import Control, Verdict
@@ -38,7 +39,7 @@ from spanvisor.stats import PipelineStats
 
 from .api import BotApi
 from .buttons import NAMESPACE as BUTTONS
-from .buttons import Button, from_stored, token_of
+from .buttons import token_of
 from .render import units
 
 log = logging.getLogger("spanvisor.telegram")

@@ -15,14 +15,13 @@ import html
 import re
 from dataclasses import dataclass
 
+from spanvisor.chat.buttons import MAX_REQUESTS
 from spanvisor.display import task as pr
 from spanvisor.display.approval import shown_action
 from spanvisor.display.readable import answer_command, duration, from_text, required_text
 from spanvisor.display.thread import ThreadLine
 from spanvisor.events import ApprovalRequest, TaskView
 from spanvisor.redaction import clip_middle
-
-from .buttons import MAX_REQUESTS
 
 MAX_TEXT = 4096
 # A piece of agent text in the parent, in escaped UTF-16 units: a long one

@@ -8,12 +8,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from spanvisor.chat.buttons import Button
 from spanvisor.chat.claims import Claims
 from spanvisor.chat.pacing import PERSON
 from spanvisor.control.hub import Control
 from spanvisor.control.runs import request_from_dict
 
-from .buttons import Button
 from .limits import Poster
 from .record import REPLIES
 from .render import pieces, whole_request
