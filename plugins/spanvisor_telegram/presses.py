@@ -25,16 +25,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from spanvisor.chat.buttons import Button, from_stored
 from spanvisor.chat.claims import Claims
+from spanvisor.chat.presses import decide
 from spanvisor.control.deciders import Deciders
-from spanvisor.control.hub import Control, Verdict
-from spanvisor.display.readable import DECISION_STYLE, decided, from_text
-from spanvisor.events import Decision
+from spanvisor.control.hub import Control
 from spanvisor.stats import PipelineStats
 
 from .api import BotApi
@@ -181,31 +179,17 @@ class Presses:
             )
             return "shown"
         person = self.people.on_telegram(user) if self.people is not None else None
-        d = Decision(
-            intervention_id=f"telegram-{qid}",
-            task_id=button.task_id,
-            action="approve" if button.action == "approve" else "reject",
+        outcome, said = await decide(
+            self.control,
+            button,
+            press_id=qid,
             actor_id=f"telegram:{user}",
-            time_ns=time.time_ns(),
-            approval_id=button.approval_id,
-            # Telegram's names are the person's own choosing: only a name the file proves is shown.
-            actor_name=person.name if person is not None else None,
+            person=person,
             source="telegram",
-            run_id=button.run_id,
-            digest=button.digest or None,
-            verified=True,
-            person=person.name if person is not None else None,
-            groups=person.groups if person is not None else (),
-            proof="telegram" if person is not None else None,
+            key="telegram_user",
         )
-        if person is None:
-            reason = "this Telegram account is not in the deciders file (telegram_user in SPANVISOR_DECIDERS)"
-            await self.control.decide(d, denied=reason, code="not_approver")
-            await self._answer(qid, f"🚫 Not allowed: {reason}.")
-            return "not_allowed"
-        verdict = await self.control.decide(d)
-        await self._answer(qid, verdict_text(verdict, d))
-        return verdict.outcome
+        await self._answer(qid, said)
+        return outcome
 
     async def _answer(self, qid: str, text: str) -> None:
         """The small notice Telegram shows the person who pressed (once; best effort)."""
@@ -214,17 +198,3 @@ class Presses:
         reply = await self.api.call("answerCallbackQuery", {"callback_query_id": qid, "text": text})
         if not reply.ok:
             log.debug("telegram: answerCallbackQuery failed: %s", reply.error)
-
-
-def verdict_text(verdict: Verdict, d: Decision) -> str:
-    """What the person who pressed is told (plain text: a notice shows no HTML)."""
-    if verdict.outcome == "applied" and verdict.votes_needed > 1 and verdict.votes < verdict.votes_needed:
-        more = verdict.votes_needed - verdict.votes
-        return f"🗳️ {verdict.votes} of {verdict.votes_needed}: {more} more must approve{from_text(verdict.request)}."
-    if verdict.outcome in ("applied", "duplicate"):
-        emoji, done = DECISION_STYLE[d.action][:2]
-        return f"{emoji} {done}"
-    if verdict.outcome == "already_decided" and verdict.prior is not None:
-        p = verdict.prior
-        return f"☑️ Not changed: already {decided(p.action)} by {p.actor_name or p.actor_id}."
-    return f"⛔ Not done: {verdict.reason or verdict.outcome}."
