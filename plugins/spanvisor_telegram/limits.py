@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from spanvisor.chat.pacing import Interrupt, Limit, Pacer
-from spanvisor.chat.retry import Failure, RateLimitStrategy, ServerErrorStrategy, decide
+from spanvisor.chat.retry import Failure, RateLimitStrategy, ServerErrorStrategy
+from spanvisor.chat.sending import PacedSender
 from spanvisor.sink import Clock
 from spanvisor.stats import PipelineStats
 
@@ -59,11 +60,11 @@ class Poster:
         self.pacer = Pacer(
             clock, {GLOBAL: Limit(rates.global_per_second * 60.0, max(1, int(rates.global_per_second) // 6))}
         )
-        self.paused_until: dict[str, float] = {}
-        self.strategies = (
+        strategies = (
             RateLimitStrategy(),
             ServerErrorStrategy(retryable=frozenset({"connection", "timeout", "disconnected", "http_5xx"})),
         )
+        self.sender = PacedSender("telegram", clock, self.pacer, GLOBAL, strategies, stats)
 
     def _bucket(self, chat: str) -> str:
         key = f"chat:{chat}"
@@ -88,43 +89,22 @@ class Poster:
         """The call's answer (ok, or an error no retry mends); None when ``end``
         came first (shutting down); :data:`DEFERRED` when ``interrupt`` said
         its caller has something better to send while this one waited."""
-        bucket = self._bucket(chat)
-        attempt = 0
-        while True:
-            paused = lambda: self.paused_until.get(bucket, 0.0)  # noqa: E731
-            took = await self.pacer.take(
-                bucket, key=key, rank=rank, paused_until=paused, end=end(), interrupt=interrupt
-            )
-            if took == "deferred":
-                return DEFERRED
-            if took != "go":
-                return None
-            if await self.pacer.take(GLOBAL, rank=rank, paused_until=lambda: 0.0, end=end()) != "go":
-                self.pacer.refund(bucket)
-                return None
-            attempt += 1
-            self.stats.inc("telegram_calls_total", method=method)
-            answer = await self.api.call(method, {"chat_id": chat_id(chat), **args})
-            if answer.ok or NOT_MODIFIED in answer.error:
-                return answer
-            failure = Failure(method, answer.error, answer.status, answer.retry_after_s, attempt)
-            verdict = decide(failure, self.strategies)
-            if verdict.kind == "rate_limited":
-                until = self.clock.now() + verdict.delay_s
-                self.paused_until[bucket] = until
-                self.pacer.drained(bucket, until)
-                self.pacer.hold_place(bucket, key)
-                self.stats.inc("telegram_rate_limited_total")
-                continue
-            if verdict.kind == "retry":
-                if answer.sent_maybe and method == "sendMessage":
-                    self.stats.inc("telegram_resent_total")
-                stop = end()
-                if stop is not None and self.clock.now() + verdict.delay_s > stop:
-                    return None
-                await self.clock.sleep(verdict.delay_s)
-                continue
-            return answer
+        answer = await self.sender.send(
+            self._bucket(chat),
+            method,
+            lambda: self.api.call(method, {"chat_id": chat_id(chat), **args}),
+            lambda a, attempt: (
+                None
+                if a.ok or NOT_MODIFIED in a.error
+                else Failure(method, a.error, a.status, a.retry_after_s, attempt)
+            ),
+            rank=rank,
+            key=key,
+            end=end,
+            interrupt=interrupt,
+            resent=lambda a: a.sent_maybe and method == "sendMessage",
+        )
+        return DEFERRED if answer == "deferred" else answer
 
     async def close(self) -> None:
         await self.api.close()
