@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from spanvisor.chat.buttons import buttons
-from spanvisor.chat.live import DEFERRED, Posted, LiveMessageSink, Rendered
+from spanvisor.chat.live import DEFERRED, LiveMessageSink, Posted, Rendered
 from spanvisor.chat.pacing import Interrupt
 from spanvisor.chat.record import TaskMessage
 from spanvisor.config import Config, Setting
@@ -153,6 +153,11 @@ class TelegramSink(LiveMessageSink):
     def _place(self, rec: TaskMessage) -> dict[str, Any]:
         assert isinstance(rec, TelegramMessage) and rec.message_id is not None
         return {"chat": rec.chat, "message_id": int(rec.message_id), "topic": rec.topic}
+
+    async def _ours(self, chat: str) -> bool:
+        """A chat the settings name, in any spelling (an @username, or its id as Telegram gives it)."""
+        named = self._chats()
+        return chat in named or chat in {await self.chats.resolved(c) for c in named}
 
     async def _prepare(self, rec: TaskMessage) -> Posted | None:
         """The chat's id (a @username resolved) and, in a forum, the task's own topic."""

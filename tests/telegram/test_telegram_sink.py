@@ -397,3 +397,32 @@ def test_shutdown_keeps_to_its_timeout_with_telegram_away_and_counts_what_it_lea
             assert env.stats.value("dropped_total", reason="telegram_undelivered", sink="telegram") >= 1
 
     run(main())
+
+
+def test_a_stored_place_no_setting_names_gets_nothing() -> None:
+    """Whoever may write the state store (or a chat dropped from the settings)
+    must not send a task's story to a chat no setting names: the task's
+    updates are dropped, counted, and nothing goes to either chat."""
+
+    async def main() -> None:
+        fake = fast_fake()
+        await fake.start()
+        other = -1002
+        fake.chat(other, "supergroup")
+        store = InMemoryStateStore()
+        try:
+            task = TaskScript.new("task-moved", "rivet", task_name="Moved")
+            async with telegram_env(fake=fake, store=store, chat=other, **FAST) as env:
+                await env.send(task.started())
+                assert await env.sink.force_flush(10)
+            before = len(fake.calls)
+            async with telegram_env(fake=fake, store=store, **FAST) as env:
+                await env.send(task.checkpoint(progress=50.0, message="half"), task.finished("complete"))
+                assert await env.sink.force_flush(10)
+                sent = [c for c in fake.calls[before:] if c.method in ("sendMessage", "editMessageText")]
+                assert sent == [], sent
+                assert env.stats.value("dropped_total", reason="telegram_misplaced", sink="telegram") >= 1
+        finally:
+            await fake.stop()
+
+    run(main())

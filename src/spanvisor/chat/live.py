@@ -139,6 +139,13 @@ class LiveMessageSink(BaseSink):
     def _placed(self, rec: TaskMessage, value: dict[str, Any]) -> None:
         """Take where the task's message is from what :meth:`_place` stored."""
 
+    async def _ours(self, chat: str) -> bool:
+        """Whether ``chat`` is one the settings name (the default or a route's)."""
+        return chat in self._chats()
+
+    def _chats(self) -> set[str]:
+        return {c for c in (self.chat, *(r.channel for r in self.routes)) if c}
+
     async def _stop_intake(self, timeout_s: float) -> None:
         """At shutdown, before the flush: stop taking people's presses."""
 
@@ -282,6 +289,18 @@ class LiveMessageSink(BaseSink):
             claim = await self.claims.claim(parents, rec.key)
             if claim.value is not None:
                 self._placed(rec, claim.value)
+                if not await self._ours(rec.chat):
+                    # Whoever may write the state store must not redirect a
+                    # task's story to a chat no setting names (a chat dropped
+                    # from the settings since is no longer ours either).
+                    rec.dead = True
+                    self._drop(
+                        "misplaced",
+                        len(rec.lines) + 1,
+                        f"the stored place of task {rec.view.task_id[:80]} "
+                        "is a chat the settings do not name; its updates are dropped",
+                    )
+                    return False
                 if not rec.known:  # a decision's ids only: the message keeps what it shows
                     rec.shown = self._render(rec).fingerprint
                 return True
