@@ -9,6 +9,12 @@ again (every 2 s, oldest first) while the session runs; an unreachable
 receiver is said once on stderr. The queue holds at most
 :data:`MAX_QUEUED` records; a heartbeat that finds it full is dropped
 (another follows), and the count is said at the end.
+
+Closing waits for a request already under way (each is bounded by
+:data:`REQUEST_TIMEOUT_S`), as the relay does: once :meth:`Records.close`
+returns nothing of the launcher's is in flight, so the task's end, sent
+after it, never overtakes a record (the receiver ignores a record of a task
+that ended: a pull request said after the end was lost).
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ class Records:
         self._queue: collections.deque[otlp.Record] = collections.deque()
         self._cond = threading.Condition()
         self._stopping = False
+        self._until = 0.0  # once stopping: no request starts after this (time.monotonic)
         self.dropped = 0
         self.said_away = False
         self._thread = threading.Thread(target=self._run, name="spanvisor-run-records", daemon=True)
@@ -51,12 +58,15 @@ class Records:
             self._cond.notify()
 
     def close(self, within_s: float) -> int:
-        """Stop after sending what waits, for at most ``within_s``; what is
-        left unsent."""
+        """Stop after sending what waits: no request starts after
+        ``within_s``, and one under way then is waited for (it ends within
+        :data:`REQUEST_TIMEOUT_S`), so that nothing is in flight once this
+        returns. What is left unsent (a request that got no answer counts)."""
         with self._cond:
             self._stopping = True
+            self._until = time.monotonic() + within_s
             self._cond.notify()
-        self._thread.join(within_s)
+        self._thread.join(within_s + REQUEST_TIMEOUT_S + 1.0)
         with self._cond:
             return len(self._queue)
 
@@ -66,7 +76,7 @@ class Records:
             with self._cond:
                 while not self._queue and not self._stopping:
                     self._cond.wait()
-                if not self._queue:
+                if not self._queue or (self._stopping and time.monotonic() >= self._until):
                     return
                 batch = list(self._queue)
             body = otlp.encode(self.session.service, trace_hex, span_hex, batch)

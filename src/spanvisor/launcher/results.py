@@ -21,7 +21,10 @@ Every line that is a JSON object is also handed to the reader's ``tap``
 (the launcher's :mod:`.stream`, which reports OpenCode's and Cline's calls
 and steps). A pull request the output shows the session made
 (:mod:`spanvisor.clis.pullrequest`) is handed to ``on_pull_request`` once
-each time it changes: the launcher says it on the task.
+each time it changes: the launcher says it on the task as it learns it, and
+its end says it again (:func:`with_results`): a task that ended takes no
+later record, so what the output showed reaches the task with its end
+whether or not the record got there first.
 """
 
 from __future__ import annotations
@@ -34,7 +37,9 @@ from typing import Any
 from spanvisor.clis import registry
 from spanvisor.clis.adapter import Adapter
 from spanvisor.clis.output import PASSTHROUGH, RunOutput, json_object, split
+from spanvisor.gate import otlp
 from spanvisor.launcher.start import Mode, plan
+from spanvisor.spans import conventions as cv
 
 # What a CLI reads as its user stopping it: exit codes 128 + SIGHUP, SIGINT,
 # SIGKILL, SIGTERM (a shell's way of saying "killed by").
@@ -62,16 +67,36 @@ class ResultReader(RunOutput):
             except Exception:  # what the launcher reports never stops it reading the end
                 pass
         shown = adapter.read_output(self, text)
-        made = self.pull_request
-        if made is not None and made != self.told_pull_request and self.on_pull_request is not None:
-            self.told_pull_request = made
-            self.on_pull_request(made)
+        self._tell()
         return shown
 
     def finish(self) -> None:
         adapter = _adapter(self.mode)
         if adapter is not None:
             adapter.output_done(self)
+            self._tell()
+
+    def _tell(self) -> None:
+        made = self.pull_request
+        if made is not None and made != self.told_pull_request and self.on_pull_request is not None:
+            self.told_pull_request = made
+            self.on_pull_request(made)
+
+
+def with_results(request: dict[str, Any], reading: RunOutput) -> dict[str, Any]:
+    """The task's end (the OTLP/JSON request of its ended root span,
+    :meth:`spanvisor.hook.task.SessionTask.end_request`) saying, as its root's
+    attributes, what the output showed the session made: its pull request.
+    Said on the task as it was read, it is said again with the end: the
+    record may be refused or its answer lost, and no record reaches a task
+    that ended; the end carries it whether it is sent now or from the spool."""
+    said = {cv.PULL_REQUEST: reading.pull_request} if reading.pull_request else {}
+    if said:
+        for resource in request.get("resourceSpans", ()):
+            for scope in resource.get("scopeSpans", ()):
+                for span in scope.get("spans", ()):
+                    span.setdefault("attributes", []).extend(otlp.attributes(said))
+    return request
 
 
 def _adapter(mode: str) -> Adapter | None:
@@ -116,4 +141,4 @@ def end_of(
     return "error", said, "Failed"
 
 
-__all__ = ["Mode", "ResultReader", "end_of", "plan", "signal_name"]
+__all__ = ["Mode", "ResultReader", "end_of", "plan", "signal_name", "with_results"]

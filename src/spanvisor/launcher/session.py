@@ -385,7 +385,7 @@ class _Session:
         waits in the gate's spool (the next hook or launcher sends it)."""
         from spanvisor.gate import notes
         from spanvisor.hook import task as ct
-        from spanvisor.launcher.results import end_of
+        from spanvisor.launcher.results import end_of, with_results
         from spanvisor.launcher.stop import cancelled_text
 
         if self.relay is not None:
@@ -398,6 +398,7 @@ class _Session:
                 )
             if (said := self.relay.said()) is not None:
                 rs.said(said)
+        # None of its records is in flight after this: the end never overtakes one.
         left = records.close(within_s=min(self.args.timeout, CLOSE_S))
         reachable = not records.said_away or left == 0
         if reachable:
@@ -414,6 +415,7 @@ class _Session:
         # Its root in this session's run (gs.join_run: SessionTask derives the run's ids).
         task = ct.SessionTask(self.task_id, registry.need(self.cli).service, True, target, self.agent)
         request = task.end_request(self.name, self.started, status, error, message, self.secret.proof)
+        request = with_results(request, reading)  # its pull request too: no record reaches a task that ended
         if reachable and _send_end(task, request):
             if left or records.dropped:
                 rs.said(f"{left + records.dropped} of the launcher's records were not sent")

@@ -24,6 +24,7 @@ import json
 import os
 import sys
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -63,6 +64,7 @@ class Sender:
         self._queue: collections.deque[otlp.Record] = collections.deque()
         self._cond = threading.Condition()
         self._stopping = False
+        self._until = 0.0  # once stopping: no request starts after this (time.monotonic)
         self.dropped = 0
         self._thread = threading.Thread(target=self._run, name="spanvisor-run-stream", daemon=True)
         self._thread.start()
@@ -108,11 +110,15 @@ class Sender:
         return json.dumps(doc, separators=(",", ":")).encode()
 
     def close(self, within_s: float) -> int:
-        """Send what waits, for at most ``within_s``; what is left unsent."""
+        """Send what waits: no request starts after ``within_s``, and one
+        under way then is waited for (it ends within :data:`REQUEST_TIMEOUT_S`):
+        nothing is in flight once this returns, so the task's end that
+        follows never overtakes a record. What is left unsent."""
         with self._cond:
             self._stopping = True
+            self._until = time.monotonic() + within_s
             self._cond.notify()
-        self._thread.join(within_s)
+        self._thread.join(within_s + REQUEST_TIMEOUT_S + 1.0)
         with self._cond:
             return len(self._queue)
 
@@ -121,7 +127,7 @@ class Sender:
             with self._cond:
                 while not self._queue and not self._stopping:
                     self._cond.wait()
-                if not self._queue:
+                if not self._queue or (self._stopping and time.monotonic() >= self._until):
                     return
                 batch = list(self._queue)[:256]
             if otlp.post(self.endpoint, self.token, self.encode(batch), REQUEST_TIMEOUT_S):
