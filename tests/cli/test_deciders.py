@@ -25,6 +25,9 @@ from tests.waiting import wait_until
 from .conftest import Run
 from .test_decide import TOKEN, _Serve
 
+AAD = "8a0d7a4f-0c4e-4a5e-9a3c-2b1f0e6d5c4b"  # an Entra object id, as Teams sends it
+OTHER_AAD = "f2b6c1d0-5e3a-4c7b-8d9e-0a1b2c3d4e5f"
+
 SHARED = "shared-decide-s3cret"
 ALICE = "alice-own-t0ken"
 BOB = "bob-own-t0ken"
@@ -124,11 +127,19 @@ def test_decider_token_makes_a_token_whose_hash_it_prints(cli: Run, tmp_path: Pa
         ("agents = 3\n", "agents must be tables"),
         (
             '[people.a]\ngroups = ["sre"]\n',
-            "needs token_sha256 (the SHA-256 of the person's token), oidc, slack_user or telegram_user",
+            "needs token_sha256 (the SHA-256 of the person's token), oidc, slack_user, telegram_user or teams_user",
         ),
         ('[people.a]\ntelegram_user = "42"\n', "telegram_user must be a Telegram user id"),
         ("[people.a]\ntelegram_user = true\n", "telegram_user must be a Telegram user id"),
         ("[people.a]\ntelegram_user = 42\n[people.b]\ntelegram_user = 42\n", "the same telegram_user as people.a"),
+        ('[people.a]\nteams_user = "29:1abc"\n', "teams_user must be a Microsoft Entra object id"),
+        (f'[people.a]\nteams_user = "{{{AAD}}}"\n', "teams_user must be a Microsoft Entra object id"),
+        (f'[people.a]\nteams_user = "{AAD}\\n"\n', "teams_user must be a Microsoft Entra object id"),
+        ("[people.a]\nteams_user = 42\n", "teams_user must be a Microsoft Entra object id"),
+        (
+            f'[people.a]\nteams_user = "{AAD}"\n[people.b]\nteams_user = "{AAD.upper()}"\n',
+            "the same teams_user as people.a",
+        ),
         ('[people.a]\noidc = "a@x"\n[people.b]\noidc = "A@X"\n', "the same oidc identity as people.a"),
     ],
 )
@@ -167,6 +178,21 @@ def test_a_person_may_name_their_slack_user_id(tmp_path: Path) -> None:
     path.write_text(f'[people.alice]\ntoken_sha256 = "{token_hash("t-a")}"\nslack_user = "U024BE7LH"\n')
     people = load(path)
     assert people.on_slack("U024BE7LH") == people.who("t-a") and people.on_slack("U999") is None
+
+
+def test_a_person_may_be_known_by_their_entra_object_id_alone(tmp_path: Path) -> None:
+    """teams_user: the GUID Teams sends as from.aadObjectId, whatever its case."""
+    path = tmp_path / "d.toml"
+    path.write_text(
+        f'[people.alice]\nteams_user = "{AAD.upper()}"\ngroups = ["sre"]\n'
+        f'[people.bob]\ntoken_sha256 = "{token_hash("t-b")}"\nteams_user = "{OTHER_AAD}"\n'
+    )
+    people = load(path)
+    alice = people.on_teams(AAD)
+    assert alice is not None and alice.name == "alice" and alice.teams_user == AAD and alice.groups == ("sre",)
+    assert people.on_teams(AAD.upper()) == alice and people.who("t-a") is None
+    assert people.on_teams(OTHER_AAD) == people.who("t-b")
+    assert people.on_teams("00000000-0000-0000-0000-000000000000") is None and people.on_teams("29:1abc") is None
 
 
 def test_agents_are_known_by_their_own_tokens(tmp_path: Path) -> None:

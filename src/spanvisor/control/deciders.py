@@ -12,7 +12,12 @@ decisions are then theirs too, so one person deciding from Slack and with
 a token is one person (a request two people must approve needs two).
 Likewise ``telegram_user``, the person's Telegram user id (a number): a
 button pressed in Telegram by that account is that person's; an account
-the file does not name may read the chat, never decide.
+the file does not name may read the chat, never decide. And
+``teams_user``, the person's Microsoft Entra object id (a GUID, the
+``from.aadObjectId`` of a Teams activity): a card's button pressed in
+Microsoft Teams by that account is that person's. The object id rather
+than the Teams user id (``29:…``): it is what an administrator can look
+up in Entra for a person, and Teams sends it with every press.
 
 The file (TOML) holds hashes, never tokens, so reading it gives nobody a
 token::
@@ -22,6 +27,7 @@ token::
     groups = ["sre"]
     slack_user = "U024BE7LH"   # optional
     telegram_user = 123456789  # optional
+    teams_user = "8a0d7a4f-0c4e-4a5e-9a3c-2b1f0e6d5c4b"  # optional
 
 ``spanvisor decider-token alice`` makes a token and prints the lines to add.
 
@@ -29,9 +35,9 @@ With an identity provider (``SPANVISOR_OIDC_ISSUER``), a person's entry may
 name the identity their provider's tokens give them (``oidc =
 "alice@example.com"``): a decision with such a token is then this
 person's, with the file's groups besides the token's. An entry needs a
-``token_sha256``, an ``oidc`` identity, a ``slack_user`` or a
-``telegram_user`` (a person known only on a chat and by the provider keeps
-no token here).
+``token_sha256``, an ``oidc`` identity, a ``slack_user``, a
+``telegram_user`` or a ``teams_user`` (a person known only on a chat and by
+the provider keeps no token here).
 
 The file may also name agents, by the SHA-256 of a token of their own
 (``[agents.sprocket] token_sha256 = "…"``). Once it does, consuming an
@@ -56,6 +62,8 @@ ANONYMOUS_NAME = "anonymous operator"
 _NAME = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 _SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,20}$")
+# An Entra object id: a GUID in its usual 8-4-4-4-12 form (any case).
+_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
 
 
 class DecidersError(ConfigError):
@@ -74,6 +82,8 @@ class Person:
     oidc: str | None = None
     proof: str = "token"
     telegram_user: int | None = None
+    # The Entra object id, lower-case (GUIDs are compared ignoring case).
+    teams_user: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +117,12 @@ class Deciders:
     def on_telegram(self, user_id: int) -> Person | None:
         """The person whose Telegram user id this is, or None."""
         return next((p for p in self.everyone() if p.telegram_user == user_id), None)
+
+    def on_teams(self, aad_object_id: str) -> Person | None:
+        """The person whose Entra object id (a Teams activity's
+        ``from.aadObjectId``) this is, ignoring case, or None."""
+        key = aad_object_id.lower()
+        return next((p for p in self.everyone() if p.teams_user == key), None)
 
     def on_oidc(self, identity: str) -> Person | None:
         """The person whose provider identity this is (ignoring case), or None."""
@@ -168,11 +184,23 @@ def load(path: str | Path) -> Deciders:
             raise DecidersError(f"{where}.telegram_user must be a Telegram user id, a number such as 123456789")
         if telegram is not None and (twin := next((p for p in known if p.telegram_user == telegram), None)):
             raise DecidersError(f"{where}: the same telegram_user as people.{twin.name}")
-        if digest is None and slack is None and oidc is None and telegram is None:
+        teams = entry.get("teams_user")
+        if teams is not None and (not isinstance(teams, str) or not _GUID.fullmatch(teams)):
             raise DecidersError(
-                f"{where}: needs token_sha256 (the SHA-256 of the person's token), oidc, slack_user or telegram_user"
+                f"{where}.teams_user must be a Microsoft Entra object id, a GUID such as "
+                "8a0d7a4f-0c4e-4a5e-9a3c-2b1f0e6d5c4b"
             )
-        person = Person(name, tuple(groups), slack, oidc.strip() if oidc else None, telegram_user=telegram)
+        teams = teams.lower() if teams is not None else None
+        if teams is not None and (twin := next((p for p in known if p.teams_user == teams), None)):
+            raise DecidersError(f"{where}: the same teams_user as people.{twin.name}")
+        if digest is None and slack is None and oidc is None and telegram is None and teams is None:
+            raise DecidersError(
+                f"{where}: needs token_sha256 (the SHA-256 of the person's token), oidc, slack_user, "
+                "telegram_user or teams_user"
+            )
+        person = Person(
+            name, tuple(groups), slack, oidc.strip() if oidc else None, telegram_user=telegram, teams_user=teams
+        )
         if digest is None:
             tokenless.append(person)
         else:
