@@ -16,7 +16,8 @@ fail against Teams (issue 69):
   conversation id (``<channel>;messageid=<id>``) and ``activityId``;
   ``POST /v3/conversations/{id}/activities`` sends into a conversation (a
   thread's id: a reply in it); ``POST …/activities/{activityId}`` replies to
-  an activity; ``PUT …/activities/{activityId}`` updates one the bot sent.
+  an activity; ``PUT …/activities/{activityId}`` updates one the bot sent;
+  ``GET …/pagedmembers`` reads the roster (404/403 as above).
   Errors as the connector gives them: ``{"error": {"code", "message"}}``
   (``ConversationNotFound`` 404, ``BotNotInConversationRoster`` 403,
   ``MessageSizeTooBig`` 413 over ``max_activity`` bytes, about 100 KB for a
@@ -139,6 +140,9 @@ class FakeTeams:
         self.tokens: dict[str, float] = {}  # access token -> expiry (wall time)
         self.calls: list[Call] = []
         self.invokes: list[tuple[int, Any]] = []  # what the bot answered each press
+        # GETs of the OpenID metadata and of the JWKS (a verifier's fetches).
+        self.openid_requests = 0
+        self.jwks_requests = 0
         self.base_url = ""
         self._windows: dict[str, deque[float]] = {}
         self._app: deque[float] = deque()
@@ -292,6 +296,7 @@ class FakeTeams:
         )
 
     async def _openid(self, request: web.Request) -> web.Response:
+        self.openid_requests += 1
         return web.json_response(
             {
                 "issuer": ISSUER,
@@ -303,6 +308,7 @@ class FakeTeams:
         )
 
     async def _jwks(self, request: web.Request) -> web.Response:
+        self.jwks_requests += 1
         return web.json_response({"keys": [k.jwk() for k in self.keys]})
 
     async def _connector(self, request: web.Request) -> web.Response:
@@ -341,6 +347,11 @@ class FakeTeams:
         parts = path.split("/")  # ["", "v3", "conversations", cid?, "activities"?, aid?]
         if method == "POST" and path == "/v3/conversations":
             return self._create(body, size), 201
+        if method == "GET" and len(parts) == 5 and parts[2] == "conversations" and parts[4] == "pagedmembers":
+            # A roster read (a check's): the bot's, in a conversation it is in. Its
+            # own limits are twice a send's; no test reads a roster often.
+            channel, _ = self._conversation(_unquote(parts[3]))
+            return {"members": [{"id": "29:1ada", "name": "Ada"}], "continuationToken": None}, 200
         if len(parts) >= 5 and parts[2] == "conversations" and parts[4] == "activities":
             cid = _unquote(parts[3])
             aid = _unquote(parts[5]) if len(parts) > 5 else None
@@ -440,6 +451,8 @@ def _unquote(part: str) -> str:
 
 
 def _kind(path: str, method: str) -> str:
+    if method == "GET":
+        return "members"
     if path == "/v3/conversations":
         return "create"
     if method == "PUT":
