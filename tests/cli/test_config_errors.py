@@ -37,7 +37,7 @@ def test_an_unknown_sink_is_one_line_naming_the_setting(tmp_path: Path, command:
     assert out.stdout == "" and "Traceback" not in out.stderr, out
     assert out.stderr.strip().splitlines() == [
         "spanvisor: configuration error: SPANVISOR_SINKS: no sink named 'slakc' in entry-point group "
-        "'spanvisor.sinks'; installed: console, decisionlogs, grafana, postgres, prometheus, slack, stream, telegram, webhook"
+        "'spanvisor.sinks'; installed: console, decisionlogs, grafana, postgres, prometheus, slack, stream, teams, telegram, webhook"
     ]
     assert not (tmp_path / "data").exists()  # nothing started, nothing replayed
 
@@ -68,5 +68,5 @@ def test_an_agent_with_a_misspelt_sink_runs_on_with_the_others(
     said = [r.getMessage() for r in caplog.records if "SPANVISOR_SINKS" in r.getMessage()]
     assert said == [
         "configuration error: SPANVISOR_SINKS: no sink named 'slakc' in entry-point group 'spanvisor.sinks'; "
-        "installed: console, decisionlogs, grafana, postgres, prometheus, slack, stream, telegram, webhook; the agent runs on without it"
+        "installed: console, decisionlogs, grafana, postgres, prometheus, slack, stream, teams, telegram, webhook; the agent runs on without it"
     ]
