@@ -222,6 +222,15 @@ class Intake:
             return 401, None
         if wait is not None and not wait.prove():
             return 503, None  # answered already: too late to decide
+        if activity.get("type") == "message" and _submitted(activity):
+            # Action.Submit, the buttons' fallback on a client without Universal
+            # Actions: the same press, but a message gets no notice back (the card shows it).
+            outcome = "error"
+            try:
+                outcome, _ = await self._press(activity)
+            finally:
+                self.stats.inc("teams_presses_total", outcome=outcome)
+            return 200, None
         if activity.get("type") != "invoke":
             return 200, None  # a message to the bot, a member added: nothing to do
         if activity.get("name") != "adaptiveCard/action":
@@ -240,15 +249,21 @@ class Intake:
 
     async def _press(self, activity: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         value = activity.get("value")
-        action = value.get("action") if isinstance(value, dict) else None
-        data = action.get("data") if isinstance(action, dict) else None
-        verb = action.get("verb") if isinstance(action, dict) else None
+        if activity.get("type") == "message":  # Action.Submit: the data is the value; no verb
+            data: Any = value
+            verb: Any = None
+        else:
+            action = value.get("action") if isinstance(value, dict) else None
+            data = action.get("data") if isinstance(action, dict) else None
+            verb = action.get("verb") if isinstance(action, dict) else None
+            if verb not in VERBS:
+                return "malformed", bad("not a spanvisor button")
         token = token_of(data.get("sv") if isinstance(data, dict) else None, "")
-        if token is None or verb not in VERBS:
+        if token is None:
             return "malformed", bad("not a spanvisor button")
         stored = await self.claims.get(BUTTONS, token)
         button = from_stored(stored) if stored is not None else None
-        if button is None or button.token != token or button.action != VERBS[str(verb)]:
+        if button is None or button.token != token or (verb is not None and button.action != VERBS[str(verb)]):
             return "unknown", said("⚠️ This button is not one spanvisor knows (any more).")
         conversation = activity.get("conversation")
         thread = conversation.get("id") if isinstance(conversation, dict) else None
@@ -330,3 +345,9 @@ def press_id(activity_id: object, aad: str, token: str) -> str:
 
 
 __all__ = ["ANSWER_S", "MAX_BODY", "MAX_IN_FLIGHT", "Intake", "bad", "press_id", "said"]
+
+
+def _submitted(activity: Mapping[str, Any]) -> bool:
+    """A message carrying a spanvisor button's data: an ``Action.Submit`` press."""
+    value = activity.get("value")
+    return isinstance(value, dict) and isinstance(value.get("sv"), str)

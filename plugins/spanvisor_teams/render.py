@@ -138,7 +138,9 @@ def middle(raw: str, room: int) -> str:
     s = clean(raw)
     if units(s) <= room:
         return s
-    lo, hi = 0, len(s)
+    # clip_middle(s, n) keeps n - 30 characters at least, each a unit or more:
+    # past room + 64 none fits, so a 1 MB action costs no more than a short one.
+    lo, hi = 0, min(len(s), room + 64)
     while lo < hi:  # the longest clip_middle that fits
         mid = (lo + hi + 1) // 2
         if units(clean(clip_middle(s, mid))) <= room:

@@ -467,3 +467,29 @@ def test_an_unproven_press_is_answered_in_time_and_its_work_is_bounded(tmp_path:
             await runner.cleanup()
 
     run(main())
+
+
+def test_a_press_by_the_buttons_fallback_decides_as_the_same_press(tmp_path: Path) -> None:
+    """A client without Universal Actions sends the fallback's Action.Submit: a
+    message whose value is the button's data. Proven the same way, it decides
+    as the stored button says (Teams shows no notice for a message)."""
+
+    async def main() -> None:
+        async with live(tmp_path) as env:
+            env.ask("t-submit", "a1", **{cv.APPROVAL_ACTION: ACTION})
+            button = (await env.buttons("t-submit"))["❌ Reject"]
+            activity = env.invoke("t-submit", button, ALICE)
+            activity.update(type="message", value=button["fallback"]["data"])
+            del activity["name"]
+            status, answer = await env.fake.press(env.endpoint, activity)
+            assert (status, answer) == (200, None)
+            await until(lambda: env.presses("applied") == 1, what="the decision")
+            decisions = await env.pipeline.control.decisions("t-submit")
+            assert [(d.action, d.person) for d in decisions] == [("reject", "alice")]
+            # Unproven, the same message decides nothing.
+            activity["id"] = "f:another"
+            status, _ = await env.fake.press(env.endpoint, activity, token=env.fake.sign(env.fake.claims(aud="x")))
+            assert status == 401
+            assert len(await env.pipeline.control.decisions("t-submit")) == 1
+
+    run(main())

@@ -305,11 +305,6 @@ def test_a_refused_channel_is_counted_and_logged_and_another_channels_tasks_go_o
     run(main())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="live.py forgets a refused task's record, so each later event of it asks Teams again "
-    "and counts the refusal again (fix in the Teams sink tests' report)",
-)
 def test_a_task_its_channel_refused_is_counted_once_whatever_it_says_later() -> None:
     """After the refusal the task goes on (its later checkpoints, its end):
     the channel is not asked again for each of them, and the task's refusal

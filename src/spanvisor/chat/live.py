@@ -94,6 +94,7 @@ class LiveMessageSink(BaseSink):
         self.claims: Any = None  # spanvisor.chat.claims.Claims once started
         self._kept: OrderedDict[str, None] = OrderedDict()
         self._unrouted: OrderedDict[str, None] = OrderedDict()  # tasks counted as unrouted once
+        self._refused: OrderedDict[str, None] = OrderedDict()  # tasks the channel refused for good
         self._closed = False  # shut down: a second shutdown does nothing
         self.chat: str | None = None  # where tasks no route names go
         self.routes: tuple[Route, ...] = ()
@@ -175,6 +176,8 @@ class LiveMessageSink(BaseSink):
         key = parent_key(view)
         rec = self._tasks.get(key)
         if rec is None:
+            if key in self._refused:
+                return  # its channel refused it for good: counted once, never asked again
             if len(self._tasks) >= MAX_OPEN_TASKS:
                 self._drop("too_many_tasks", 1, f"{MAX_OPEN_TASKS} tasks open")
                 return
@@ -441,6 +444,9 @@ class LiveMessageSink(BaseSink):
         if answer is None:
             return  # the record stays as it is: shutdown counts what it still owes
         rec.dead = True
+        self._refused[rec.key] = None
+        while len(self._refused) > MAX_OPEN_TASKS:
+            self._refused.popitem(last=False)
         self._drop(
             "refused",
             len(rec.lines) + 1,
