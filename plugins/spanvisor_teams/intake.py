@@ -286,6 +286,7 @@ class Intake:
             person=self.people.on_teams(aad),
             source="teams",
             key="teams_user",
+            comment=_comment(data, button.approval_id),
         )
         return outcome, said(text)
 
@@ -351,3 +352,14 @@ def _submitted(activity: Mapping[str, Any]) -> bool:
     """A message carrying a spanvisor button's data: an ``Action.Submit`` press."""
     value = activity.get("value")
     return isinstance(value, dict) and isinstance(value.get("sv"), str)
+
+
+def _comment(data: Mapping[str, Any], approval_id: str) -> str | None:
+    """The person's comment on the request pressed for (its box's input, which
+    Teams merges into the data), at most as long as the box takes."""
+    from .render import MAX_COMMENT, comment_id
+
+    text = data.get(comment_id(approval_id))
+    if not isinstance(text, str) or not text.strip():
+        return None
+    return text.strip()[:MAX_COMMENT]

@@ -29,6 +29,7 @@ buttons. What is cut ends in "…".
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -54,6 +55,7 @@ ACTION_ROOM = 900
 NAME_ROOM = 120
 COMMAND_ROOM = 400
 SUMMARY_ROOM = 200  # an activity's ``summary``: the notification's plain text
+MAX_COMMENT = 500  # as Slack's comment modal takes
 WHOLE_PIECES = 4  # 'Show all' replies at most; past them, the CLI shows the rest
 
 SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
@@ -183,6 +185,23 @@ def _execute(button: Button, n: int | None) -> dict[str, Any]:
     }
 
 
+def comment_id(approval_id: str) -> str:
+    """The id of a request's comment box: a card's inputs come with every
+    press (Teams merges them into the button's data), so each request's has
+    its own, and the bot reads the one of the request pressed for."""
+    return "comment-" + hashlib.sha256(approval_id.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def _comment(approval_id: str) -> dict[str, Any]:
+    """The comment a person may add to their decision (Slack's comment modal, in Teams' idiom)."""
+    return {
+        "type": "Input.Text",
+        "id": comment_id(approval_id),
+        "placeholder": "Comment (optional)",
+        "maxLength": MAX_COMMENT,
+    }
+
+
 def _action_set(buttons: Sequence[Button], n: int | None) -> dict[str, Any] | None:
     """A request's buttons, one per action, in a fixed order."""
     by_action = {b.action: b for b in reversed(buttons) if b.action in LABELS}
@@ -193,7 +212,11 @@ def _action_set(buttons: Sequence[Button], n: int | None) -> dict[str, Any] | No
 # Room kept for a shown request's buttons while measuring: the largest set there
 # can be. So whether a request fits never depends on its buttons, and the requests
 # a card shows without ``rows`` are the ones it shows with them.
-_RESERVE = len(json.dumps(_action_set([Button("", "", "", "", "", a) for a in LABELS], MAX_REQUESTS))) + 2
+_RESERVE = (
+    len(json.dumps(_action_set([Button("", "", "", "", "", a) for a in LABELS], MAX_REQUESTS)))
+    + len(json.dumps(_comment("")))
+    + 4
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +244,8 @@ class _Shown:
         items = list(self.items)
         actions = _action_set(buttons, self.n) if self.askable else None
         if actions is not None:
+            if any(b.action in ("approve", "reject") for b in buttons):
+                items.append(_comment(self.request.approval_id))
             items.append(actions)
         return {"type": "Container", "style": "emphasis" if self.askable else "attention", "items": items}
 

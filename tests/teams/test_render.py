@@ -30,6 +30,7 @@ KEYS: dict[str, set[str]] = {
     "TextRun": {"type", "text", "weight", "italic", "isSubtle", "fontType", "size"},
     "Container": {"type", "items", "style"},
     "ActionSet": {"type", "actions"},
+    "Input.Text": {"type", "id", "placeholder", "maxLength"},
     "Action.Execute": {"type", "title", "verb", "data", "fallback", "style"},
     "Action.Submit": {"type", "title", "data", "style"},
 }
@@ -77,10 +78,12 @@ def _check(element: dict[str, Any]) -> None:
             _check(inline)
     elif kind in ("AdaptiveCard", "Container"):
         for item in element["body" if kind == "AdaptiveCard" else "items"]:
-            assert item["type"] in ("RichTextBlock", "Container", "ActionSet"), item["type"]
+            assert item["type"] in ("RichTextBlock", "Container", "ActionSet", "Input.Text"), item["type"]
             _check(item)
         if kind == "Container":
             assert element["style"] in ("emphasis", "attention")
+    elif kind == "Input.Text":
+        assert element["id"].startswith("comment-") and element["maxLength"] == r.MAX_COMMENT
     elif kind == "ActionSet":
         assert 1 <= len(element["actions"]) <= 3
         for action in element["actions"]:
@@ -283,8 +286,9 @@ def test_a_card_over_the_limit_drops_its_lowest_parts_first_and_says_so() -> Non
     card, _ = render(view)
     text = shown(card.card)
     assert card.asks == ("a0", "a1", "a2")  # every question, and what is left of the rest
-    assert "中" * 10 + "…" not in text and text.endswith("… not shown, to fit: last message")
-    assert "~$1.50" in text and "a step" in text
+    # The lowest parts went, in order, and no more than needed: where and progress stay.
+    assert "中" * 10 + "…" not in text and "… not shown, to fit: last message" in text
+    assert "acme/api · main" in text and "▱" in text and "where" not in text.rpartition("to fit:")[2]
     # Bigger still: requests go only when all the rest has gone, the last first.
     reqs = [replace(req, action=action("中" * 800)) for req in reqs]
     card, _ = render(replace(view, approvals=tuple(reqs)))

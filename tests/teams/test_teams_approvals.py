@@ -92,6 +92,16 @@ def actions(card: Any) -> list[dict[str, Any]]:
     return out
 
 
+def inputs(card: Any) -> list[dict[str, Any]]:
+    """Every input box on a card, in order."""
+    if isinstance(card, dict):
+        here = [card] if card.get("type") == "Input.Text" else []
+        return here + [box for v in card.values() for box in inputs(v)]
+    if isinstance(card, list):
+        return [box for v in card for box in inputs(v)]
+    return []
+
+
 @dataclass
 class Live:
     fake: FakeTeams
@@ -491,5 +501,28 @@ def test_a_press_by_the_buttons_fallback_decides_as_the_same_press(tmp_path: Pat
             status, _ = await env.fake.press(env.endpoint, activity, token=env.fake.sign(env.fake.claims(aud="x")))
             assert status == 401
             assert len(await env.pipeline.control.decisions("t-submit")) == 1
+
+    run(main())
+
+
+def test_a_comment_typed_under_the_question_is_the_decisions(tmp_path: Path) -> None:
+    """Each request has a comment box (Slack's comment modal, in Teams'
+    idiom); Teams merges every input of the card into a press's data, and
+    the decision takes the box of the request pressed for only."""
+
+    async def main() -> None:
+        async with live(tmp_path) as env:
+            env.ask("t-note", "a1", **{cv.APPROVAL_ACTION: ACTION})
+            button = (await env.buttons("t-note"))["❌ Reject"]
+            card = env.card("t-note")
+            assert card is not None
+            boxes = [box["id"] for box in inputs(card_of(card))]
+            assert len(boxes) == 1
+            others = {"comment-0000000000000000": "not this one"}
+            activity = env.invoke("t-note", button, ALICE, **{boxes[0]: "  wrong cluster  "}, **others)
+            await env.fake.press(env.endpoint, activity)
+            await until(lambda: env.presses("applied") == 1, what="the decision")
+            decisions = await env.pipeline.control.decisions("t-note")
+            assert [(d.action, d.comment) for d in decisions] == [("reject", "wrong cluster")]
 
     run(main())

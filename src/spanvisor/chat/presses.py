@@ -21,12 +21,20 @@ from .buttons import Button
 
 
 async def decide(
-    control: Control, button: Button, *, press_id: str, actor_id: str, person: Person | None, source: str, key: str
+    control: Control,
+    button: Button,
+    *,
+    press_id: str,
+    actor_id: str,
+    person: Person | None,
+    source: str,
+    key: str,
+    comment: str | None = None,
 ) -> tuple[str, str]:
     """Apply ``button``'s decision as ``person`` (None: not in the deciders
     file, ``key`` names the file's key for this channel, e.g.
-    ``telegram_user``): the outcome (for a counter) and what to tell the
-    person (plain text)."""
+    ``telegram_user``), with the person's ``comment`` if the channel takes
+    one: the outcome (for a counter) and what to tell the person (plain text)."""
     d = Decision(
         intervention_id=f"{source}-{press_id}",
         task_id=button.task_id,
@@ -43,6 +51,7 @@ async def decide(
         person=person.name if person is not None else None,
         groups=person.groups if person is not None else (),
         proof=source if person is not None else None,
+        comment=comment or None,
     )
     if person is None:
         reason = f"this {source.capitalize()} account is not in the deciders file ({key} in SPANVISOR_DECIDERS)"
