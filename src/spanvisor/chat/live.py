@@ -39,8 +39,8 @@ from spanvisor.events import Event, HumanIntervention, TaskView
 from spanvisor.sink import BaseSink, Clock, MonotonicClock, SinkResult
 
 from .buttons import Button
-from .pacing import PERSON, ROUTINE, URGENT, Interrupt
-from .record import MAX_PENDING_LINES, TaskMessage, is_final, parent_key
+from .pacing import LOG, PERSON, ROUTINE, URGENT, Interrupt
+from .record import FOLDS, MAX_PENDING_LINES, TaskMessage, is_final, parent_key
 from .routes import Route, home_channel
 
 log = logging.getLogger("spanvisor.chat")
@@ -400,7 +400,10 @@ class LiveMessageSink(BaseSink):
                 won.append((key, item))
         if not won:
             return True
-        rank = PERSON if any(item.kind in ("approval", "error") for _, item in won) else URGENT
+        # Progress alone leaves a bucket's last call to a question or a status
+        # change (the pacer keeps it), so a question never waits out a backlog.
+        kinds = {item.kind for _, item in won}
+        rank = PERSON if kinds & {"approval", "error"} else LOG if kinds <= FOLDS else URGENT
         try:
             async with self.claims.lease(replies, [key for key, _ in won]):
                 answer = await self._send_reply(rec, [item for _, item in won], rank, self._interrupt(rec, rank))
