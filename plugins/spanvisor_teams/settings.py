@@ -6,7 +6,7 @@ import re
 import uuid
 
 from spanvisor.chat.routes import Route, p_routes
-from spanvisor.config import Setting, is_http_url, p_duration, p_float, p_opt_str
+from spanvisor.config import Setting, is_http_url, p_duration, p_opt_str, p_pos_float
 
 SERVICE_URL = "https://smba.trafficmanager.net/teams/"
 LOGIN_URL = "https://login.microsoftonline.com"
@@ -60,13 +60,6 @@ def config_problem(
     if not channel and routes:
         return None  # tasks no rule matches are not shown (counted)
     return channel_problem(channel)
-
-
-def p_positive(v: object) -> float:
-    x = p_float(v)
-    if x <= 0:
-        raise ValueError(v)
-    return x
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -161,7 +154,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "teams_thread_per_minute",
         "SPANVISOR_TEAMS_THREAD_PER_MINUTE",
-        p_positive,
+        p_pos_float,
         30.0,
         "Calls a minute in one thread (Teams: 1,800 an hour, with 7 a second, 8 in 2 s and 60 in 30 s). "
         "Change it only for a test.",
@@ -170,7 +163,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "teams_app_per_second",
         "SPANVISOR_TEAMS_APP_PER_SECOND",
-        p_positive,
+        p_pos_float,
         50.0,
         "Calls a second in all threads (Teams: 50 for an app in a tenant). Change it only for a test.",
         "a number > 0",

@@ -6,7 +6,7 @@ import re
 from urllib.parse import urlsplit
 
 from spanvisor.chat.routes import Route, p_routes
-from spanvisor.config import Setting, is_http_url, p_bool, p_choice, p_duration, p_float, p_opt_str, url_origin
+from spanvisor.config import Setting, is_http_url, p_bool, p_choice, p_duration, p_opt_str, p_pos_float, url_origin
 
 API = "https://api.telegram.org"
 # What logs show of the Bot API's address (never the token, which is in the path).
@@ -68,13 +68,6 @@ def webhook_problem(url: str | None, secret: str | None) -> str | None:
     if not secret or not _SECRET.match(secret):
         return "SPANVISOR_TELEGRAM_WEBHOOK_SECRET must be 1-256 of A-Z a-z 0-9 _ - (openssl rand -hex 32)"
     return None
-
-
-def p_positive(v: object) -> float:
-    x = p_float(v)
-    if x <= 0:
-        raise ValueError(v)
-    return x
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -173,7 +166,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "telegram_chat_per_minute",
         "SPANVISOR_TELEGRAM_CHAT_PER_MINUTE",
-        p_positive,
+        p_pos_float,
         60.0,
         "Messages and edits a minute in one chat (Telegram: about one a second). Change it only for a "
         "local Bot API server or a test.",
@@ -182,7 +175,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "telegram_group_per_minute",
         "SPANVISOR_TELEGRAM_GROUP_PER_MINUTE",
-        p_positive,
+        p_pos_float,
         20.0,
         "Messages and edits a minute in one group (Telegram: 20). Change it only for a local Bot API server or a test.",
         "a number > 0",
@@ -190,7 +183,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "telegram_global_per_second",
         "SPANVISOR_TELEGRAM_GLOBAL_PER_SECOND",
-        p_positive,
+        p_pos_float,
         30.0,
         "Messages and edits a second in all chats (Telegram: about 30). Change it only for a local Bot "
         "API server or a test.",

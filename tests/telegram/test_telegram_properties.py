@@ -12,35 +12,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from spanvisor.display.thread import ThreadPolicy
-from spanvisor.events import Event
 from spanvisor_telegram.render import parent
-from tests.taskscript import TaskScript
+from tests.taskstreams import ENDS, interleaved, steps, tasks_events
 from tests.telegram.telegram_support import FAST, story, telegram_env
 
 WORDS = st.text(alphabet=st.sampled_from("ab <>&\"'é🙂\n"), max_size=40)
-STEP = st.one_of(
-    st.tuples(st.just("checkpoint"), st.floats(0, 100), WORDS),
-    st.tuples(st.just("warning"), st.sampled_from([0.7, 0.85]), WORDS),
-    st.tuples(st.just("artifact"), st.just(0.0), WORDS),
-)
-
-
-def _events(plan: list[list[tuple[str, float, str]]], ends: list[str]) -> list[list[Event]]:
-    per_task: list[list[Event]] = []
-    for i, (steps, end) in enumerate(zip(plan, ends, strict=True)):
-        task = TaskScript.new(f"prop-{i}", f"agent<{i}>", task_name=f"Task & {i}")
-        events: list[Event] = [task.started()]
-        for kind, x, words in steps:
-            if kind == "checkpoint":
-                events.append(task.checkpoint(progress=round(x, 1), message=words or None))
-            elif kind == "warning":
-                events.append(task.warning("warning" if x < 0.8 else "critical", int(200_000 * x), 200_000, x))
-            else:
-                events.append(task.artifact(words or "file"))
-        fail = {"error_type": "E", "error_message": "it <broke> & stopped"}
-        events.append(task.finished(end, **(fail if end == "error" else {})))
-        per_task.append(events)
-    return per_task
+STEP = steps(WORDS)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -49,15 +26,9 @@ def _events(plan: list[list[tuple[str, float, str]]], ends: list[str]) -> list[l
     data=st.data(),
 )
 def test_any_stream_gives_one_message_per_task_and_its_lines_once_in_order(plan: Any, data: Any) -> None:
-    ends = [data.draw(st.sampled_from(["complete", "error", "cancelled"])) for _ in plan]
-    per_task = _events(plan, ends)
-    # Interleave the tasks as they happen (each task's own order kept), in batches.
-    stream: list[Event] = []
-    cursors = [0] * len(per_task)
-    while any(c < len(e) for c, e in zip(cursors, per_task, strict=True)):
-        i = data.draw(st.sampled_from([k for k, e in enumerate(per_task) if cursors[k] < len(e)]))
-        stream.append(per_task[i][cursors[i]])
-        cursors[i] += 1
+    ends = [data.draw(ENDS) for _ in plan]
+    per_task = tasks_events(plan, ends, "it <broke> & stopped")
+    stream = interleaved(per_task, data)  # sent in batches, cut below
     cuts = sorted(data.draw(st.sets(st.integers(1, max(1, len(stream) - 1)), max_size=4)))
     flush_at = data.draw(st.sets(st.sampled_from(cuts), max_size=2)) if cuts else set()
 

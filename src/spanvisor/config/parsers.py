@@ -112,6 +112,14 @@ def p_float(v: Any) -> float:
     return f
 
 
+def p_pos_float(v: Any) -> float:
+    """A rate: more than 0 (0 would never send)."""
+    f = p_float(v)
+    if f <= 0:
+        raise ValueError(v)
+    return f
+
+
 def p_ratio(v: Any) -> float:
     f = p_float(v)
     if not 0 < f <= 1:
