@@ -17,7 +17,7 @@ from aiohttp import web
 from spanvisor.chat.pacing import URGENT, Interrupt
 from spanvisor.stats import PipelineStats
 from spanvisor_teams.api import Connector, Reply, error_of, parse_retry_after
-from spanvisor_teams.limits import CREATE, DEFERRED, SEND, UPDATE, Poster
+from spanvisor_teams.limits import CREATE, DEFERRED, SEND, UPDATE, Poster, Rates
 from tests.fakes.teams_api import FakeTeams
 from tests.taskscript import ManualClock, ScaledClock
 
@@ -297,6 +297,42 @@ def test_a_call_waiting_for_its_turn_gives_up_at_its_end_or_steps_out_when_inter
             stepped = await poster.send(SEND, thread, call, rank=URGENT, key="m1", end=lambda: None, interrupt=now)
             assert stepped is DEFERRED
             assert stats.value("teams_calls_total", op=SEND) == 5
+        finally:
+            await poster.close()
+            await fake.stop()
+
+    run(main())
+
+
+def test_a_call_waiting_on_the_apps_limit_steps_out_for_a_question_and_keeps_its_turn() -> None:
+    """The app's bucket binds (every thread at once): a call past its own
+    thread's turn but waiting for the app's still steps out when its caller
+    has a question to show, and gives its thread's turn back."""
+
+    async def main() -> None:
+        clock = ManualClock()
+        fake = FakeTeams(app_password=PASSWORD, now=clock.now)
+        await _started(fake)
+        api = _connector(fake)
+        stats = PipelineStats()
+        # The thread's five calls never refill (a call a day): a turn not given back is gone.
+        poster = Poster(api, clock, stats, Rates(thread_per_minute=1 / 1440, app_per_second=1.0))
+        try:
+            made = await api.create_thread(CHANNEL, _message("root"))
+            thread = made.body["id"]
+
+            def call() -> Awaitable[Reply]:
+                return api.send(thread, _message())
+
+            first = await poster.send(SEND, "elsewhere", call, rank=URGENT, end=lambda: None)
+            assert first is not None and first.ok  # the app's one call of the moment
+            now = Interrupt(asyncio.Event(), clock.now)
+            for _ in range(6):  # more than the thread's five: each step out gives its turn back
+                stepped = await poster.send(SEND, thread, call, rank=URGENT, key="m1", end=lambda: None, interrupt=now)
+                assert stepped is DEFERRED
+            assert stats.value("teams_calls_total", op=SEND) == 1
+            later = await _drive(clock, poster.send(SEND, thread, call, rank=URGENT, key="m1", end=lambda: None))
+            assert later is not None and later.ok
         finally:
             await poster.close()
             await fake.stop()

@@ -80,8 +80,16 @@ class PacedSender:
                 return DEFERRED
             if took != "go":
                 return None
-            if await self.pacer.take(self.everyone, rank=rank, paused_until=lambda: 0.0, end=end()) != "go":
+            everyone = await self.pacer.take(
+                self.everyone, rank=rank, paused_until=lambda: 0.0, end=end(), interrupt=interrupt
+            )
+            if everyone != "go":
+                # The bucket's turn goes back, and the call keeps its place in
+                # its queue: a question steps in front at either wait.
                 self.pacer.refund(bucket)
+                if everyone == "deferred":
+                    self.pacer.hold_place(bucket, key)
+                    return DEFERRED
                 return None
             attempt += 1
             self.stats.inc(f"{self.channel}_calls_total", 1, **{self.label: op})
