@@ -6,7 +6,7 @@ shown). Here: what a Telegram message is (HTML text and an inline
 keyboard), the calls that make, reply to and edit it, a forum topic per
 task in a forum chat, and the presses (:mod:`.presses`, :mod:`.webhook`).
 The state store's namespaces are ``telegram.parent``, ``telegram.reply``,
-``telegram.shown`` and ``telegram.buttons``.
+``telegram.shown``, ``telegram.buttons`` and ``telegram.topic``.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from .render import topic_name
 from .settings import API, SETTINGS, config_problem
 
 log = logging.getLogger("spanvisor.telegram")
+TOPICS = "telegram.topic"  # each task's forum topic, once made
 
 
 class TelegramSink(LiveMessageSink):
@@ -165,12 +166,19 @@ class TelegramSink(LiveMessageSink):
         rec.chat = await self.chats.resolved(rec.chat)
         if not await self.chats.is_forum(rec.chat):
             return Posted(True)
+        # A topic made before a crash (or a refusal) that kept its message from
+        # being sent is the task's still: never a second, empty one.
+        made = await self.claims.get(TOPICS, rec.key)
+        if made is not None and made.get("chat") == rec.chat and isinstance(made.get("topic"), int):
+            rec.topic = made["topic"]
+            return Posted(True)
         topic = await self.poster.send(
             "createForumTopic", rec.chat, {"name": topic_name(rec.view)}, rank=self._rank(rec), end=self._end
         )
         if topic is None or not topic.ok:
             return _answer(topic)
         rec.topic = int(topic.result["message_thread_id"])
+        await self.claims.put(TOPICS, rec.key, {"chat": rec.chat, "topic": rec.topic})
         return Posted(True)
 
     def _where(self, rec: TaskMessage) -> dict[str, Any]:

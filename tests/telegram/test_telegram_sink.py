@@ -426,3 +426,36 @@ def test_a_stored_place_no_setting_names_gets_nothing() -> None:
             await fake.stop()
 
     run(main())
+
+
+def test_a_forum_topic_made_before_a_stop_is_the_tasks_after_it() -> None:
+    """The process stops (or crashes) after making a task's topic and before
+    its message went out: the next one puts the message in that topic, never
+    in a second, empty one."""
+
+    async def main() -> None:
+        fake = fast_fake()
+        await fake.start()
+        forum = fake.chat(-1006, "supergroup", forum=True)
+        store = InMemoryStateStore()
+        task = TaskScript.new("t-topic", "rivet", task_name="Once")
+        try:
+            # One call a minute: the topic takes it, the message waits past shutdown's deadline.
+            slow = {"telegram_group_per_minute": 1.0, "telegram_chat_per_minute": 1.0}
+            async with telegram_env(fake=fake, store=store, chat=-1006, flush_s=0.5, **slow) as env:
+                await env.send(task.started())
+                for _ in range(200):
+                    if forum.topics:
+                        break
+                    await asyncio.sleep(0.01)
+            assert len(forum.topics) == 1 and not forum.messages
+            async with telegram_env(fake=fake, store=store, chat=-1006, **FAST) as env:
+                await env.send(task.started(), task.finished("complete"))
+                assert await env.sink.force_flush(10)
+            [topic] = forum.topics
+            assert len(forum.topics) == 1
+            assert forum.messages and all(m.get("message_thread_id") == topic for m in forum.messages.values())
+        finally:
+            await fake.stop()
+
+    run(main())

@@ -327,8 +327,12 @@ class LiveMessageSink(BaseSink):
             await self._keep(shown.pressable)
             rank = self._rank(rec)
             # A busy channel's queue can outlast the claim's lease: it is renewed while the call waits.
-            async with self.claims.lease(parents, [rec.key]):
-                answer = await self._open(rec, shown, rank, self._interrupt(rec, rank))
+            try:
+                async with self.claims.lease(parents, [rec.key]):
+                    answer = await self._open(rec, shown, rank, self._interrupt(rec, rank))
+            except asyncio.CancelledError:  # shutdown: the next owner sends it at once, not after the lease
+                await asyncio.shield(self.claims.release(parents, rec.key))
+                raise
             if answer is not DEFERRED:
                 break
         if answer is None or not answer.ok or answer.id is None:
