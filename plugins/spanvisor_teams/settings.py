@@ -49,6 +49,11 @@ def config_problem(
         if not is_http_url(url):
             return f"{env} must be an http(s) URL with a host"
     for route in routes:
+        if route.pattern.endswith(";messageid"):  # split at the thread id's own "="
+            return (
+                f"SPANVISOR_TEAMS_ROUTES ({route.field}:{route.pattern}={route.channel}): a thread's id is "
+                "not a channel's; name the channel (19:…@thread.tacv2, without ;messageid=…)"
+            )
         if route.field == "status":
             return (
                 f"SPANVISOR_TEAMS_ROUTES: {route.field}:{route.pattern} rules are Slack's only; route by agent or repo"

@@ -413,7 +413,7 @@ def test_a_status_route_or_a_bad_channel_in_a_route_is_a_clear_configuration_err
             "status:error=19:alerts@thread.tacv2": "route by agent or repo",
             "agent:x=ops": "SPANVISOR_TEAMS_ROUTES (agent:x) 'ops' is not a channel id",
             # A thread's id (a message's link) is no channel's: the rule's last "=" ends it.
-            "repo:acme/*=19:x@thread.tacv2;messageid=1": "'1' is not a channel id",
+            "repo:acme/*=19:x@thread.tacv2;messageid=1": "a thread's id is not a channel's",
             "repo:acme/*=General": "SPANVISOR_TEAMS_ROUTES (repo:acme/*) 'General' is not a channel id",
         }
         async with running(fast_fake()) as fake:
