@@ -7,6 +7,7 @@ wrong token, an unreadable body and a failure included."""
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -229,3 +230,40 @@ def test_the_listener_answers_once_from_the_deciding_worker_and_bounds_a_decisio
         late.set()
         conn.close()
         http_gate.close()
+
+
+def test_the_listeners_deadline_is_its_own_entrys_timeout_not_the_command_hooks(tmp_path: Path) -> None:
+    """A call through the listener counts its deadline from the ``http``
+    entry the launcher wrote (600 s, ``onFailure: block``), not from a
+    command hook entry of the project's settings, which times other calls;
+    a command hook's call through the same gate still counts from the
+    shortest entry its settings give (it cannot tell which entry ran it)."""
+    (tmp_path / "policy.toml").write_text(ASK_DEPLOY)
+    (tmp_path / ".claude").mkdir()
+    entry = {"type": "command", "command": "spanvisor hook claude-code", "timeout": 2}
+    settings = {"hooks": {"PreToolUse": [{"matcher": "*", "hooks": [entry]}]}}
+    (tmp_path / ".claude" / "settings.json").write_text(json.dumps(settings))
+    env = {
+        "HOME": str(tmp_path),
+        "SPANVISOR_HOOK_POLICY": str(tmp_path / "policy.toml"),
+        "SPANVISOR_DATA_DIR": str(tmp_path / "data"),
+        "SPANVISOR_HOOK_DELIVERY": "off",
+        "SPANVISOR_OTLP_ENDPOINT": "http://127.0.0.1:9",  # nobody to ask: the reason says why
+    }
+    gate = LocalGate()
+    http = HttpGate(registry.need("claude-code"), gate.decide, env, str(tmp_path))
+    try:
+        _, doc = post(http.url, call("deploy prod"), None)
+        answers: list[str] = []
+        started = time.monotonic()
+        gate.decide(
+            lambda _c, out, _e: answers.append(out), ["claude-code"], call("deploy prod"), started, env, str(tmp_path)
+        )
+    finally:
+        http.close()
+        gate.close()
+    through_http = doc["hookSpecificOutput"]["permissionDecisionReason"]
+    assert said(doc) == "deny" and "(2 s)" not in through_http and "cannot be reached" in through_http, through_http
+    [line] = [ln for ln in answers[0].splitlines() if ln.startswith("{")]
+    through_command = json.loads(line)["hookSpecificOutput"]["permissionDecisionReason"]
+    assert "hook timeout (2 s) leaves no time to ask a person" in through_command, through_command

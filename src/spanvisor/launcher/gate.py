@@ -127,9 +127,12 @@ class LocalGate:
         started: float,
         env: dict[str, str],
         cwd: str,
+        entry_timeout_s: float | None = None,
     ) -> None:
         """Decide as the hook process would (its variables, its directory,
-        its start) and ``send`` the answer (:func:`decide_call`)."""
+        its start) and ``send`` the answer (:func:`decide_call`).
+        ``entry_timeout_s``: the timeout of the one hook entry that made the
+        call, when it is known (the ``http`` listener's own)."""
         if self.settings and clitimeout.ENV_SETTINGS not in env:
             env = {**env, clitimeout.ENV_SETTINGS: os.pathsep.join(self.settings)}
         if self.identity:
@@ -144,7 +147,7 @@ class LocalGate:
             self.answered += 1
             send(code, out, err)
 
-        decide_call(counted, argv, raw, started, env, cwd)
+        decide_call(counted, argv, raw, started, env, cwd, entry_timeout_s)
 
     def client_path(self, env: dict[str, str]) -> None:
         """Put the small client first on the CLI's ``PATH``, as ``spanvisor``:
@@ -214,12 +217,19 @@ def decide_call(
     started: float,
     env: dict[str, str],
     cwd: str,
+    entry_timeout_s: float | None = None,
 ) -> None:
     """One hook call decided in this process by the command hook's own code
     (:func:`spanvisor.hook.command.main`), ``send`` given the answer (exit
     status, stdout, stderr) the moment it is known (the audit note comes
     after), and a block at the backstop if the worker is still deciding then
-    (a hung request, a slow disk)."""
+    (a hung request, a slow disk).
+
+    The deadline counts from the CLI's hook timeout: ``entry_timeout_s``
+    when the call's own hook entry is known (the ``http`` listener's, whose
+    entry only the launcher wrote), else the shortest the CLI's settings
+    files give the gate's command hook (:mod:`spanvisor.gate.clitimeout`: a
+    command hook cannot tell which entry ran it)."""
     out, err = io.StringIO(), io.StringIO()
     cli = argv[0] if argv and registry.get(argv[0]) is not None else None
 
@@ -227,7 +237,7 @@ def decide_call(
         send(code, out.getvalue(), err.getvalue())
 
     answer = Answer(cli, out, err, reply)
-    limit = clitimeout.limit(cli or "", _given(argv), env, cwd)
+    limit = entry_timeout_s if entry_timeout_s is not None else clitimeout.limit(cli or "", _given(argv), env, cwd)
     deadline = Deadline.for_cli(cli, limit, started)
     stand_down = BACKSTOPS.at(
         deadline.launcher_backstop(), lambda: answer.block("spanvisor: no answer before the CLI's hook timeout; denied")

@@ -28,15 +28,28 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from spanvisor.clis.adapter import Adapter
 from spanvisor.gate import verdict
 from spanvisor.launcher.gate_threads import WORKERS
 
-# What answers a call: (send, argv, stdin, started, env, cwd), as
-# LocalGate.decide; send gets (exit status, stdout, stderr).
-Decide = Callable[[Callable[[int, str, str], None], list[str], bytes, float, dict[str, str], str], None]
+
+class Decide(Protocol):
+    """What answers a call, as :meth:`spanvisor.launcher.gate.LocalGate.decide`:
+    ``send`` gets (exit status, stdout, stderr)."""
+
+    def __call__(
+        self,
+        send: Callable[[int, str, str], None],
+        argv: list[str],
+        raw: bytes,
+        started: float,
+        env: dict[str, str],
+        cwd: str,
+        entry_timeout_s: float | None = None,
+    ) -> None: ...
+
 
 ENV_MODE = "SPANVISOR_LOCAL_GATE"
 # How long a kept-alive connection may wait for its next request, and a
@@ -118,7 +131,12 @@ class HttpGate:
         # (no wake of this thread on its way) and then goes on with the
         # decision's audit note: a kept-alive connection's next call does not
         # wait for the note.
-        WORKERS.run(functools.partial(self.decide, send, argv, raw, started, self.env, self.cwd))
+        # Its deadline counts from this hook entry's own timeout, which the
+        # launcher wrote (with "onFailure": "block": past it the CLI blocks
+        # the call): no settings file is read for it, the command hooks'
+        # entries there timing other calls.
+        decide = functools.partial(self.decide, send, argv, raw, started, self.env, self.cwd, self.timeout_s)
+        WORKERS.run(decide)
         # The call's backstop answers before the hook's timeout; this wait is
         # only its bound, and keeps the connection's next request until the
         # answer is out.
