@@ -423,6 +423,18 @@ def report(blocks: dict[str, list[dict[str, Any]]], ends: dict[str, dict[str, An
         parts = [f"{n} {v:,.0f}" for n, v in sorted(ends[k]["threads"].items())]
         print(f"  {LABELS[k]:44} " + (", ".join(parts) or "none"))
     print()
+    # What a collection costs, apart from how often one runs: a heap that
+    # holds more (or younger objects with more references) costs more each.
+    print("collections on the agent thread, CPU µs each (generation 0 / 1 / 2):")
+    for k in keys[1:]:
+        r = blocks[k]
+        each = []
+        for g in range(3):
+            n = sum(x["gcs"][g] for x in r)
+            ns = sum(x["gc_ns"][g] * x["spans"] for x in r)
+            each.append(f"{ns / n / 1e3:,.1f}" if n else "-")
+        print(f"  {LABELS[k]:44} " + " / ".join(each))
+    print()
     print("ratios (x-a)/(b-a) [bootstrap quartiles over the cycles]:")
     ea, eb = ends["a"]["process"], ends["b"]["process"]
     for k in keys[2:]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from spanvisor.config import Setting, p_bool, p_choice, p_duration
+from spanvisor.config import Config, Setting, p_bool, p_choice, p_duration
 
 SETTINGS: tuple[Setting, ...] = (
     Setting(
@@ -47,3 +47,11 @@ SETTINGS: tuple[Setting, ...] = (
         "auto, cards or tasks",
     ),
 )
+
+
+def enabled(config: Config) -> bool:
+    """Whether ``SPANVISOR_SINKS=auto`` runs this sink: the console stands in
+    for Slack when no Slack token is set (log-only mode). Here, beside the
+    settings, so that choosing the sinks imports none that does not run
+    (:func:`spanvisor.sink.auto_sink_names`)."""
+    return not config.get("slack_token") and not config.get("slack_dry_run")

@@ -27,6 +27,7 @@ from spanvisor.sink import BaseSink, SinkContext, SinkResult
 from spanvisor.tracking.recent import RecentKeys
 
 from .settings import SETTINGS
+from .settings import enabled as settings_enabled
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _ANSI = {"bold": "\x1b[1m", "dim": "\x1b[2m", "reset": "\x1b[0m"}
@@ -66,8 +67,7 @@ class ConsoleSink(BaseSink):
 
     @classmethod
     def enabled(cls, config: Config) -> bool:
-        # Log-only mode: the console stands in for Slack when no token is set.
-        return not config.get("slack_token") and not config.get("slack_dry_run")
+        return settings_enabled(config)
 
     async def start(self, ctx: SinkContext) -> None:
         await super().start(ctx)

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote
 
-from spanvisor.config import Setting, is_http_url, p_duration, p_opt_str, url_origin
+from spanvisor.config import Config, Setting, is_http_url, p_duration, p_opt_str, url_origin
 
 Headers = tuple[tuple[str, str], ...]
 
@@ -85,3 +85,11 @@ SETTINGS: tuple[Setting, ...] = (
         "a duration above zero, e.g. 10s",
     ),
 )
+
+
+def enabled(config: Config) -> bool:
+    """Whether ``SPANVISOR_SINKS=auto`` runs this sink: with an endpoint to
+    send the decisions to. Here, beside the settings, so that choosing the
+    sinks imports none that does not run
+    (:func:`spanvisor.sink.auto_sink_names`)."""
+    return bool(config.get("decision_logs_endpoint"))

@@ -40,6 +40,7 @@ from spanvisor.events import Event, HumanIntervention
 from spanvisor.sink import BaseSink, SinkContext, SinkResult
 from spanvisor_decisionlogs.record import decision_record
 from spanvisor_decisionlogs.settings import SETTINGS, config_problem, where
+from spanvisor_decisionlogs.settings import enabled as settings_enabled
 
 if TYPE_CHECKING:
     from spanvisor.config import Config, Setting
@@ -80,7 +81,7 @@ class DecisionLogSink(BaseSink):
 
     @classmethod
     def enabled(cls, config: Config) -> bool:
-        return bool(config.get("decision_logs_endpoint"))
+        return settings_enabled(config)
 
     def imports(self, config: Config) -> Sequence[str]:
         """What start imports (spanvisor.sink.BaseSink.imports)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from spanvisor.config import Setting, p_duration, p_int, p_list, p_opt_str
+from spanvisor.config import Config, Setting, p_duration, p_int, p_list, p_opt_str
 
 SETTINGS: tuple[Setting, ...] = (
     Setting(
@@ -75,3 +75,10 @@ SETTINGS: tuple[Setting, ...] = (
         "a positive integer",
     ),
 )
+
+
+def enabled(config: Config) -> bool:
+    """Whether ``SPANVISOR_SINKS=auto`` runs this sink: with Grafana's address
+    and a token. Here, beside the settings, so that choosing the sinks
+    imports none that does not run (:func:`spanvisor.sink.auto_sink_names`)."""
+    return bool(config.get("grafana_url") and config.get("grafana_token"))

@@ -43,6 +43,7 @@ from spanvisor.statestores.api import StoreUnavailable
 from spanvisor_grafana.errors import GrafanaError, PermanentError, TransientError
 from spanvisor_grafana.interventions import INTERVENTION_TAG, on_intervention
 from spanvisor_grafana.settings import SETTINGS
+from spanvisor_grafana.settings import enabled as settings_enabled
 from spanvisor_grafana.store import GuardedStore
 from spanvisor_grafana.text import BASE_TAG, finish_payload, run_key, run_tag, start_payload, task_tag
 
@@ -81,7 +82,7 @@ class GrafanaAnnotationSink(BaseSink):
 
     @classmethod
     def enabled(cls, config: Config) -> bool:
-        return bool(config.get("grafana_url") and config.get("grafana_token"))
+        return settings_enabled(config)
 
     def imports(self, config: Config) -> Sequence[str]:
         """What start imports (spanvisor.sink.BaseSink.imports)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from spanvisor.config import Setting, p_bool, p_duration, p_int, p_opt_str
+from spanvisor.config import Config, Setting, p_bool, p_duration, p_int, p_opt_str
 
 
 def p_opt_duration(v: Any) -> float | None:
@@ -100,3 +100,11 @@ SETTINGS: tuple[Setting, ...] = (
         "a file path",
     ),
 )
+
+
+def enabled(config: Config) -> bool:
+    """Whether ``SPANVISOR_SINKS=auto`` runs this sink: with a database: a URL,
+    or the embedded one. Here, beside the settings, so that choosing the
+    sinks imports none that does not run
+    (:func:`spanvisor.sink.auto_sink_names`)."""
+    return bool(config.get("database_url")) or bool(config.get("embedded_db"))

@@ -33,6 +33,7 @@ from spanvisor.sink import BaseSink, SinkContext, SinkResult
 from .checkpoints import Checkpointer
 from .recorded import Recovery, recovery_for
 from .settings import SETTINGS
+from .settings import enabled as settings_enabled
 from .signing import SigningKey
 from .streamrows import SHARED_KEY, StreamRows, settle
 
@@ -87,7 +88,7 @@ class PostgresSink(BaseSink):
 
     @classmethod
     def enabled(cls, config: Config) -> bool:
-        return bool(config.get("database_url")) or bool(config.get("embedded_db"))
+        return settings_enabled(config)
 
     def imports(self, config: Config) -> Sequence[str]:
         """What start, the writer and the replay import (spanvisor.sink.BaseSink.imports),

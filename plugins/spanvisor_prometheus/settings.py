@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from spanvisor.config import Setting, p_int, p_str
+from spanvisor.config import Config, Setting, p_int, p_str
 
 MAX_RESULT_NAMES = 20
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
@@ -118,3 +118,10 @@ SETTINGS: tuple[Setting, ...] = (
         "comma-separated result names, each optionally :sum (at most 20)",
     ),
 )
+
+
+def enabled(config: Config) -> bool:
+    """Whether ``SPANVISOR_SINKS=auto`` runs this sink: with a port to serve
+    /metrics on. Here, beside the settings, so that choosing the sinks
+    imports none that does not run (:func:`spanvisor.sink.auto_sink_names`)."""
+    return config.get("metrics_port") is not None

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from spanvisor.events import Event
 from spanvisor.sink import AdminRoute, BaseSink, SinkContext, SinkResult
 from spanvisor_prometheus.settings import SETTINGS
+from spanvisor_prometheus.settings import enabled as settings_enabled
 from spanvisor_prometheus.state import TaskMetrics
 
 if TYPE_CHECKING:
@@ -78,7 +79,7 @@ class PrometheusSink(BaseSink):
 
     @classmethod
     def enabled(cls, config: Config) -> bool:
-        return config.get("metrics_port") is not None
+        return settings_enabled(config)
 
     def imports(self, config: Config) -> Sequence[str]:
         """What start imports (spanvisor.sink.BaseSink.imports); the server's

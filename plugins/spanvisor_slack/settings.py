@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from spanvisor.chat.routes import p_routes
 from spanvisor.config import (
+    Config,
     Setting,
     Unaccepted,
     p_bool,
@@ -435,3 +436,10 @@ SETTINGS: tuple[Setting, ...] = (
         "a channel ID or #name",
     ),
 )
+
+
+def enabled(config: Config) -> bool:
+    """Whether ``SPANVISOR_SINKS=auto`` runs this sink: with a bot token, or in
+    dry-run mode. Here, beside the settings, so that choosing the sinks
+    imports none that does not run (:func:`spanvisor.sink.auto_sink_names`)."""
+    return bool(config.get("slack_token") or config.get("slack_dry_run"))

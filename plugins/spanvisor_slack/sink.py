@@ -26,6 +26,7 @@ from spanvisor.sink import AdminRoute, BaseSink, SinkContext, SinkResult
 
 from .record import MAX_PENDING_REPLIES, Diff, SlackTaskRecord, former_key, is_final, parent_key
 from .settings import SETTINGS
+from .settings import enabled as settings_enabled
 from .worklog import GATHERED
 
 log = logging.getLogger("spanvisor.slack")
@@ -53,7 +54,7 @@ class SlackSink(BaseSink):
 
     @classmethod
     def enabled(cls, config: Config) -> bool:
-        return bool(config.get("slack_token") or config.get("slack_dry_run"))
+        return settings_enabled(config)
 
     def imports(self, config: Config) -> Sequence[str]:
         """What start and the deliverer import (spanvisor.sink.BaseSink.imports):

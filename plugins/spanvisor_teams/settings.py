@@ -6,7 +6,7 @@ import re
 import uuid
 
 from spanvisor.chat.routes import Route, p_routes
-from spanvisor.config import Setting, is_http_url, p_duration, p_opt_str, p_pos_float
+from spanvisor.config import Config, Setting, is_http_url, p_duration, p_opt_str, p_pos_float
 
 SERVICE_URL = "https://smba.trafficmanager.net/teams/"
 LOGIN_URL = "https://login.microsoftonline.com"
@@ -174,3 +174,10 @@ SETTINGS: tuple[Setting, ...] = (
         "a number > 0",
     ),
 )
+
+
+def enabled(config: Config) -> bool:
+    """Whether ``SPANVISOR_SINKS=auto`` runs this sink: with the bot's app id.
+    Here, beside the settings, so that choosing the sinks imports none that
+    does not run (:func:`spanvisor.sink.auto_sink_names`)."""
+    return bool(config.get("teams_app_id"))

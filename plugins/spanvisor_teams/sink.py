@@ -31,6 +31,7 @@ from spanvisor.events import TaskView
 from spanvisor.sink import AdminRoute, Clock, SinkContext
 
 from .settings import LOGIN_URL, OPENID_URL, SERVICE_URL, SETTINGS, config_problem
+from .settings import enabled as settings_enabled
 
 log = logging.getLogger("spanvisor.teams")
 
@@ -53,7 +54,7 @@ class TeamsSink(LiveMessageSink):
 
     @classmethod
     def enabled(cls, config: Config) -> bool:
-        return bool(config.get("teams_app_id"))
+        return settings_enabled(config)
 
     def imports(self, config: Config) -> Sequence[str]:
         return [

@@ -6,7 +6,17 @@ import re
 from urllib.parse import urlsplit
 
 from spanvisor.chat.routes import Route, p_routes
-from spanvisor.config import Setting, is_http_url, p_bool, p_choice, p_duration, p_opt_str, p_pos_float, url_origin
+from spanvisor.config import (
+    Config,
+    Setting,
+    is_http_url,
+    p_bool,
+    p_choice,
+    p_duration,
+    p_opt_str,
+    p_pos_float,
+    url_origin,
+)
 
 API = "https://api.telegram.org"
 # What logs show of the Bot API's address (never the token, which is in the path).
@@ -190,3 +200,10 @@ SETTINGS: tuple[Setting, ...] = (
         "a number > 0",
     ),
 )
+
+
+def enabled(config: Config) -> bool:
+    """Whether ``SPANVISOR_SINKS=auto`` runs this sink: with a bot token. Here,
+    beside the settings, so that choosing the sinks imports none that does
+    not run (:func:`spanvisor.sink.auto_sink_names`)."""
+    return bool(config.get("telegram_token"))

@@ -35,6 +35,7 @@ from .limits import NOT_MODIFIED
 from .record import TelegramMessage, next_batch
 from .render import topic_name
 from .settings import API, SETTINGS, config_problem
+from .settings import enabled as settings_enabled
 
 log = logging.getLogger("spanvisor.telegram")
 TOPICS = "telegram.topic"  # each task's forum topic, once made
@@ -55,7 +56,7 @@ class TelegramSink(LiveMessageSink):
 
     @classmethod
     def enabled(cls, config: Config) -> bool:
-        return bool(config.get("telegram_token"))
+        return settings_enabled(config)
 
     def imports(self, config: Config) -> Sequence[str]:
         names = ["spanvisor_telegram.limits", "spanvisor_telegram.api", "spanvisor_telegram.render", "aiohttp"]

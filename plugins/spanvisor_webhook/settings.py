@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from spanvisor.config import Setting, is_http_url, p_bool, p_duration, p_int, p_list, p_opt_str, url_origin
+from spanvisor.config import Config, Setting, is_http_url, p_bool, p_duration, p_int, p_list, p_opt_str, url_origin
 
 ACTIONS = ("approve", "reject", "cancel", "retry", "acknowledge")
 
@@ -99,3 +99,10 @@ SETTINGS: tuple[Setting, ...] = (
         "true or false",
     ),
 )
+
+
+def enabled(config: Config) -> bool:
+    """Whether ``SPANVISOR_SINKS=auto`` runs this sink: with a URL to post to.
+    Here, beside the settings, so that choosing the sinks imports none that
+    does not run (:func:`spanvisor.sink.auto_sink_names`)."""
+    return bool(config.get("webhook_url"))

@@ -49,6 +49,7 @@ from spanvisor.sink import BaseSink, SinkContext, SinkResult
 from spanvisor_webhook.checkpoints import POLL_S, CheckpointWatch
 from spanvisor_webhook.payload import encode, payload, wanted
 from spanvisor_webhook.settings import SETTINGS, config_problem, where
+from spanvisor_webhook.settings import enabled as settings_enabled
 
 if TYPE_CHECKING:
     from spanvisor.config import Config, Setting
@@ -105,7 +106,7 @@ class WebhookSink(BaseSink):
 
     @classmethod
     def enabled(cls, config: Config) -> bool:
-        return bool(config.get("webhook_url"))
+        return settings_enabled(config)
 
     def imports(self, config: Config) -> Sequence[str]:
         """What start imports (spanvisor.sink.BaseSink.imports)."""

@@ -306,3 +306,63 @@ def test_the_entry_points_read_once_are_those_importlib_lists(group: str) -> Non
     assert entrypoints.entry_points(group, "no such entry point") == ()
     # However often it was asked, in this process or before this test: one read.
     assert entrypoints._installed.cache_info().misses == 1
+
+
+AUTO_AGENT = textwrap.dedent(
+    """
+    import json, sys
+    from spanvisor.otel.processor import SpanvisorSpanProcessor
+
+    processor = SpanvisorSpanProcessor()  # SPANVISOR_SINKS=auto, nothing configured: the console
+    print(json.dumps({"sinks": [s.name for s in processor.pipeline.sinks], "modules": sorted(sys.modules)}))
+    processor.shutdown()
+    """
+)
+
+
+def test_auto_imports_no_sink_it_does_not_run(tmp_path: Path) -> None:
+    """``SPANVISOR_SINKS=auto`` asks each built-in sink through the rule
+    beside its settings table: an agent's process at the defaults runs the
+    console and imports no other sink, nor their libraries (the Telegram
+    sink alone brought aiohttp, 180 ms of imports and a heap every later
+    collection of the agent's thread walks)."""
+    proc = _run([sys.executable, "-c", AUTO_AGENT], _env(tmp_path, SPANVISOR_DATA_DIR=str(tmp_path / "d")))
+    got = json.loads(proc.stdout.splitlines()[-1])
+    assert got["sinks"] == ["console"], got["sinks"]
+    modules = set(got["modules"])
+    assert "spanvisor_console.sink" in modules
+    others = {f"spanvisor_{name}.sink" for name in BUILTIN_SINKS if name != "console"} | {"spanvisor_telegram.sink"}
+    heavy = {"aiohttp", "cryptography", "slack_sdk", "asyncpg", "prometheus_client", "spanvisor_teams.sink"}
+    assert not modules & (others | heavy), sorted(modules & (others | heavy))
+
+
+def test_every_builtin_sink_says_beside_its_settings_when_auto_runs_it() -> None:
+    """Each ``spanvisor.sink_settings`` entry of the built-in sinks names a
+    module with ``enabled(config)``, the rule its class's ``enabled`` is (a
+    sink without one would be imported again in every process that
+    chooses its sinks)."""
+    import importlib
+
+    from spanvisor.config import Config
+    from spanvisor.sink import auto_sink_names, load_sink_class
+
+    configs = [
+        Config.load(env={}),
+        Config.load(
+            env={
+                "SLACK_BOT_TOKEN": "xoxb-1",
+                "SPANVISOR_METRICS_PORT": "9464",
+                "SPANVISOR_DATABASE_URL": "postgresql://u@127.0.0.1:9/d",
+            }
+        ),
+        Config.load(env={"TELEGRAM_BOT_TOKEN": "1:a", "SPANVISOR_WEBHOOK_URL": "http://127.0.0.1:9/h"}),
+    ]
+    for ep in entry_points(group="spanvisor.sink_settings"):
+        rule = getattr(importlib.import_module(ep.module), "enabled", None)
+        assert callable(rule), ep
+        cls = load_sink_class(ep.name)
+        for config in configs:
+            assert bool(rule(config)) == bool(cls.enabled(config)), (ep.name, config)
+    assert auto_sink_names(configs[0]) == ["console"]
+    assert auto_sink_names(configs[1]) == ["postgres", "prometheus", "slack"]
+    assert auto_sink_names(configs[2]) == ["console", "telegram", "webhook"]

@@ -24,7 +24,7 @@ from typing import Any
 from spanvisor.config import Config
 from spanvisor.config.conflicts import conflicts
 from spanvisor.entrypoints import entry_points
-from spanvisor.sink import Sink, SinkLoadError, available_sinks, load_sink_class
+from spanvisor.sink import Sink, SinkLoadError, auto_sink_names, load_sink_class
 from spanvisor.statestores.api import ENTRY_POINT_GROUP as STATE_STORES
 from spanvisor.statestores.api import StateStore, load_state_store_factory
 from spanvisor.statestores.memory import InMemoryStateStore
@@ -50,11 +50,10 @@ def build_sinks(config: Config, in_agent: bool = False) -> list[Sink]:
     setting."""
     names = list(config["sinks"])
     if names in ([], ["auto"]):
-        found = available_sinks()
-        chosen = [name for name, cls in sorted(found.items()) if _enabled(cls, config)]
+        found = {name: cls for name in auto_sink_names(config) if (cls := _auto_class(name)) is not None}
         if not in_agent:
-            return [found[name]() for name in chosen]
-        return [s for s in (_agent_sink(name, lambda n=name: found[n](), config) for name in chosen) if s]
+            return [cls() for cls in found.values()]
+        return [s for s in (_agent_sink(name, cls, config) for name, cls in found.items()) if s]
     if not in_agent:
         return [load_sink_class(name)() for name in names]
     sinks: list[Sink] = []
@@ -89,12 +88,14 @@ def _agent_sink(name: str, make: Any, config: Config) -> Sink | None:
         return None
 
 
-def _enabled(cls: Any, config: Config) -> bool:
+def _auto_class(name: str) -> Any:
+    """The class of a sink ``auto`` chose, or None (said) when it cannot be
+    imported: a broken plugin must not stop the others."""
     try:
-        return bool(cls.enabled(config))
-    except Exception as exc:  # a third-party sink's bug must not stop the others
-        log.warning("sink %s: enabled() failed: %s", getattr(cls, "name", cls), exc)
-        return False
+        return load_sink_class(name)
+    except Exception as exc:
+        log.warning("sink plugin %r could not be loaded: %s", name, exc)
+        return None
 
 
 def prepare(config: Config, sinks: Sequence[Sink], pricer: Pricer, path: str) -> Any:

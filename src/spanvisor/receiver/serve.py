@@ -98,19 +98,12 @@ def state_store_choice(config: Config) -> str:
 
 def _sink_names(config: Config) -> list[str]:
     """The sinks ``config`` asks for, by name, without building them."""
-    from spanvisor.sink import available_sinks
+    from spanvisor.sink import auto_sink_names
 
     names = [str(n) for n in config.get("sinks") or ()]
     if names not in ([], ["auto"]):
         return names
-    chosen = []
-    for name, cls in available_sinks().items():
-        try:
-            if cls.enabled(config):
-                chosen.append(name)
-        except Exception as exc:  # a broken plugin: it will not run either
-            log.warning("sink %s: enabled() failed: %s", name, exc)
-    return chosen
+    return auto_sink_names(config)
 
 
 def serve_sinks(config: Config) -> list[Any]:

@@ -76,4 +76,11 @@ def value(config: Any, name: str) -> Any:
     return next(s.default for s in SETTINGS if s.name == name)
 
 
-__all__ = ["SETTINGS", "value"]
+def enabled(config: Any) -> bool:
+    """Never chosen by ``SPANVISOR_SINKS=auto``: ``serve`` runs the stream
+    for its admin port, the demo for its page (:func:`spanvisor.sink.auto_sink_names`
+    reads this without importing the sink)."""
+    return False
+
+
+__all__ = ["SETTINGS", "enabled", "value"]

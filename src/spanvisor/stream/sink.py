@@ -34,6 +34,7 @@ from spanvisor.stream.encoded import encoded
 from spanvisor.stream.feed import EventFeed, feed_names, open_feed
 from spanvisor.stream.ring import Item, Ring
 from spanvisor.stream.settings import SETTINGS, value
+from spanvisor.stream.settings import enabled as settings_enabled
 from spanvisor.stream.sse import admin_handler
 
 if TYPE_CHECKING:
@@ -69,6 +70,11 @@ class StreamSink(BaseSink):
     # Behind, up to 4 batches in one publish (SinkWorker reads it): its rows
     # ride in the PostgreSQL writer's transactions, which take that many.
     catch_up_batches: ClassVar[int] = 4
+
+    @classmethod
+    def enabled(cls, config: Config) -> bool:
+        return settings_enabled(config)
+
     # How the SSE handlers find this sink among a pipeline's (spanvisor.stream.sse.find).
     serves_event_stream: ClassVar[bool] = True
     # The receiver waits for the stream's queue while it delivers: spans
@@ -197,17 +203,11 @@ def feed_choice(config: Config) -> str:
     choice = str(value(config, "stream_feed")).lower()
     if choice != "auto":
         return choice
-    from spanvisor.sink import available_sinks
+    from spanvisor.sink import auto_sink_names
 
     names = [str(n) for n in config.get("sinks") or ()]
     if names in ([], ["auto"]):
-        names = []
-        for name, cls in available_sinks().items():
-            try:
-                if cls.enabled(config):
-                    names.append(name)
-            except Exception:  # a broken plugin does not run either
-                continue
+        names = auto_sink_names(config)
     return next((n for n in sorted(names) if n in feed_names()), "memory")
 
 
