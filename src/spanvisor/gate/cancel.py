@@ -28,13 +28,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import socket
 import threading
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from spanvisor.gate import servetoken, turns
+from spanvisor.gate.otlp import connect
 
 # How long after the hook's start an allow may wait for the look (a loopback
 # serve answers in 1 to 5 ms, within the policy's own time), and at least
@@ -100,7 +100,7 @@ def _fetch_plain(
     netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     head = [f"GET {path} HTTP/1.1", f"Host: {netloc}", "Connection: close", *(f"{k}: {v}" for k, v in headers.items())]
     got = bytearray()
-    with socket.create_connection((host, port), timeout=max(0.001, timeout_s)) as sock:
+    with connect(host, port, max(0.001, timeout_s)) as sock:
         sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
         while len(got) <= MAX_BODY:
             sock.settimeout(max(0.001, deadline - time.monotonic()))

@@ -41,12 +41,12 @@ import hashlib
 import json
 import math
 import os
-import socket
 import time
 from collections.abc import Mapping
 from typing import Any, Literal, NamedTuple
 
 from spanvisor.gate.central import Central, from_document
+from spanvisor.gate.otlp import connect
 from spanvisor.gate.policy import PolicyError
 from spanvisor.gate.session import otlp_endpoint
 
@@ -322,7 +322,7 @@ def get(base: str, token: str | None, etag: str | None, timeout_s: float) -> tup
         lines.append(f"If-None-Match: {etag}")
     deadline = time.monotonic() + timeout_s
     try:
-        with socket.create_connection((host, port), timeout=timeout_s) as raw:
+        with connect(host, port, timeout_s) as raw:
             conn: Any = raw
             if scheme == "https":
                 import ssl

@@ -180,6 +180,22 @@ def _post(
 
 # Lookups still running, by (host, port): a resolver that does not answer
 # holds one thread per name, not one per post.
+def host_arg(host: str) -> str | bytes:
+    """``host`` as the socket module takes it without importing the idna
+    codec: an ASCII name or address as bytes, which the codec would give
+    back unchanged (it cost a cold hook's call 1 to 2 ms to import, with
+    stringprep and unicodedata, for 127.0.0.1), anything else as text for
+    the codec to encode."""
+    return host.encode("ascii") if host.isascii() else host
+
+
+def connect(host: str, port: int, timeout_s: float) -> socket.socket:
+    """``socket.create_connection`` to ``(host, port)``, the host as
+    :func:`host_arg` gives it."""
+    # The socket module takes a bytes host; typeshed lists text only.
+    return socket.create_connection((host_arg(host), port), timeout=timeout_s)  # type: ignore[arg-type]
+
+
 _looking: dict[tuple[str, int], tuple[Any, list[str]]] = {}
 
 
@@ -207,7 +223,7 @@ def addresses(host: str, port: int, timeout_s: float) -> list[str]:
 
         def look() -> None:
             try:
-                for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+                for info in socket.getaddrinfo(host_arg(host), port, type=socket.SOCK_STREAM):
                     if str(info[4][0]) not in found:
                         found.append(str(info[4][0]))
             except (OSError, UnicodeError, ValueError):
@@ -235,10 +251,10 @@ def _connect(host: str, port: int, deadline: float) -> socket.socket:
     last: OSError = OSError(f"no address for {host}")
     for address in addresses(host, port, deadline - time.monotonic()):
         try:
-            return socket.create_connection((address, port), timeout=max(0.001, deadline - time.monotonic()))
+            return connect(address, port, max(0.001, deadline - time.monotonic()))
         except OSError as exc:
             last = exc
     raise last
 
 
-__all__ = ["Record", "attributes", "encode", "post", "span_request"]
+__all__ = ["Record", "attributes", "connect", "encode", "host_arg", "post", "span_request"]
