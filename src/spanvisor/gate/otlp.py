@@ -178,8 +178,6 @@ def _post(
     return len(status) >= 2 and status[1][:1] == b"2"
 
 
-# Lookups still running, by (host, port): a resolver that does not answer
-# holds one thread per name, not one per post.
 def host_arg(host: str) -> str | bytes:
     """``host`` as the socket module takes it without importing the idna
     codec: an ASCII name or address as bytes, which the codec would give
@@ -196,6 +194,8 @@ def connect(host: str, port: int, timeout_s: float) -> socket.socket:
     return socket.create_connection((host_arg(host), port), timeout=timeout_s)  # type: ignore[arg-type]
 
 
+# Lookups still running, by (host, port): a resolver that does not answer
+# holds one thread per name, not one per post.
 _looking: dict[tuple[str, int], tuple[Any, list[str]]] = {}
 
 

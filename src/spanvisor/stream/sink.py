@@ -71,10 +71,6 @@ class StreamSink(BaseSink):
     # ride in the PostgreSQL writer's transactions, which take that many.
     catch_up_batches: ClassVar[int] = 4
 
-    @classmethod
-    def enabled(cls, config: Config) -> bool:
-        return settings_enabled(config)
-
     # How the SSE handlers find this sink among a pipeline's (spanvisor.stream.sse.find).
     serves_event_stream: ClassVar[bool] = True
     # The receiver waits for the stream's queue while it delivers: spans
@@ -83,6 +79,10 @@ class StreamSink(BaseSink):
     # feed is away it delivers nothing and is not waited for (the audit
     # trail goes on; what the queue cannot hold is dropped, counted).
     paced: ClassVar[bool] = True
+
+    @classmethod
+    def enabled(cls, config: Config) -> bool:
+        return settings_enabled(config)
 
     def __init__(self) -> None:
         super().__init__()
