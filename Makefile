@@ -159,7 +159,12 @@ bench-peers: $(STAMP)
 
 # The wheel to publish: the tracker compiled with mypyc where a C compiler
 # works (setup.py, SPANVISOR_COMPILE=1), pure Python otherwise; into dist/.
+# What setuptools and mypyc leave under build/ from the last build: setuptools
+# puts build/lib into the next wheel as it is, so a module compiled then but
+# not now would ship its stale extension beside its source and fail to import.
+STALE_BUILD = build/lib build/lib.* build/temp.* build/bdist.* build/__native_* build/spanvisor build/ops.txt
 wheel: $(STAMP)
+	rm -rf $(STALE_BUILD)
 	SPANVISOR_COMPILE=1 $(BIN)/python -m pip wheel -q --disable-pip-version-check --no-deps -w dist .
 
 # The compiled tracker (setup.py, SPANVISOR_COMPILE=1): the wheel built with
@@ -174,7 +179,7 @@ COMPILED := build/compiled
 # its time; the whole of tests/core takes about 3 minutes more.
 COMPILED_TESTS ?= tests/core
 compiled: $(STAMP)
-	rm -rf $(COMPILED) && mkdir -p $(COMPILED)/site
+	rm -rf $(COMPILED) $(STALE_BUILD) && mkdir -p $(COMPILED)/site
 	SPANVISOR_COMPILE=1 $(BIN)/python -m pip wheel -q --disable-pip-version-check --no-deps -w $(COMPILED) .
 	cd $(COMPILED)/site && $(abspath $(BIN))/python -m zipfile -e ../spanvisor-*.whl .
 	@PYTHONPATH=$(COMPILED)/site $(BIN)/python -c 'import spanvisor.tracking.tracker as t, sys; \
