@@ -241,8 +241,9 @@ def test_the_policy_answer_imports_no_otel_asyncio_or_http_client(tmp_path: Path
     imported = {line.rsplit("|", 1)[-1].strip() for line in err.splitlines() if line.startswith("import time:")}
     heavy = {m for m in imported if m.split(".")[0] in ("opentelemetry", "asyncio", "requests", "urllib3", "grpc")}
     # Nor the idna codec, which a text host handed to the socket module loads
-    # (1 to 2 ms with stringprep and unicodedata): gate.otlp.host_arg.
-    heavy |= imported & {"encodings.idna", "stringprep"}
+    # (1 to 2 ms with stringprep and unicodedata): gate.otlp.host_arg; nor
+    # weakref, which the copy module imports (2 ms): hook.command._copied.
+    heavy |= imported & {"encodings.idna", "stringprep", "weakref"}
     assert imported and not heavy, sorted(heavy)
 
 
