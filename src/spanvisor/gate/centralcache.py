@@ -48,6 +48,7 @@ from typing import Any, Literal, NamedTuple
 from spanvisor.gate.central import Central, from_document
 from spanvisor.gate.otlp import connect
 from spanvisor.gate.policy import PolicyError
+from spanvisor.gate.readlimit import read_at_most
 from spanvisor.gate.session import otlp_endpoint
 
 ROUTE = "/v1/control/policy"
@@ -236,7 +237,7 @@ def _read_file(base: str, env: Mapping[str, str]) -> dict[str, Any] | None:
     policy marks the server as one that publishes a policy, with no copy."""
     try:
         with open(_file(base, env), "rb") as f:
-            got = json.loads(f.read(MAX_BODY + 65536))
+            got = json.loads(read_at_most(f, MAX_BODY + 65535))
     except FileNotFoundError:
         return None
     except (OSError, ValueError, RecursionError):

@@ -23,6 +23,7 @@ from typing import Any
 
 from spanvisor.clis import registry
 from spanvisor.clis.adapter import MAX_SETTINGS
+from spanvisor.gate.readlimit import read_at_most
 
 ENV_SETTINGS = "SPANVISOR_CLI_SETTINGS"
 
@@ -119,7 +120,7 @@ def read_settings(path: Path) -> Any:
 def _read(path: Path) -> Any:
     try:
         with open(path, "rb") as f:
-            data = f.read(MAX_SETTINGS + 1)
+            data = read_at_most(f, MAX_SETTINGS)
     except OSError:
         return None
     if len(data) > MAX_SETTINGS:

@@ -55,6 +55,7 @@ from typing import Any, Literal, NamedTuple
 
 from spanvisor.gate import paths, shell
 from spanvisor.gate.contracts import Call
+from spanvisor.gate.readlimit import read_at_most
 from spanvisor.gate.requirement import STRICTNESS, narrower
 from spanvisor.gate.rules import (
     KNOWN_NOTHING,
@@ -329,7 +330,7 @@ def read_text(path: str) -> str:
     """A policy file's text; :class:`PolicyError` saying what is wrong."""
     try:
         with open(path, "rb") as f:
-            data = f.read(16 * 1024 * 1024 + 1)
+            data = read_at_most(f, 16 * 1024 * 1024)
     except OSError as exc:
         raise PolicyError(f"cannot read the policy file {path}: {exc.strerror or exc}") from None
     if len(data) > 16 * 1024 * 1024:

@@ -33,6 +33,7 @@ from spanvisor.gate import contracts as gc
 from spanvisor.gate.answer import Answer
 from spanvisor.gate.centralcache import ENV_MODE
 from spanvisor.gate.deadline import Deadline
+from spanvisor.gate.readlimit import read_at_most
 from spanvisor.hook import config as hook_config
 
 ENV_POLICY = hook_config.ENV_POLICY
@@ -246,7 +247,7 @@ def decide(
         # The CLI's own hook timeout as its settings give it, where they can be read.
         deadline = Deadline.for_cli(cli, clitimeout.limit(cli, args.cli_timeout, e, cwd), started)
     _backstop(deadline)
-    raw = sys.stdin.buffer.read(MAX_INPUT + 1) if stdin is None else stdin
+    raw = read_at_most(sys.stdin.buffer, MAX_INPUT) if stdin is None else stdin
     if getattr(args, "gate", None):  # another user's process decides everything, notices and ends too
         from spanvisor.hook import system as hook_system
 
