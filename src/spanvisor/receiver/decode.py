@@ -156,7 +156,14 @@ def attributes(kvs: Iterable[Any], keys: frozenset[str] | None = None) -> dict[s
         key = kv.key
         if keys is not None and key not in keys:
             continue
-        value = any_value(kv.value, limit_of(key))
+        v = kv.value
+        value = v.string_value  # most values: a non-empty string, read without asking its kind
+        if value:
+            if len(value) > MAX_STRING:
+                value = value[: limit_of(key)]
+            out[key] = _share(value) if key in _SHARED_ANY else value
+            continue
+        value = any_value(v, limit_of(key))
         if value is not None:
             out[key] = _share(value) if key in _SHARED_ANY and type(value) is str else value
     return out
@@ -191,8 +198,10 @@ def _read_keys(span: Any, events: Any) -> dict[str, Any] | None:
         if flags & _KEYED:
             keyed = True
         v = kv.value
-        if v.WhichOneof("value") == "string_value":  # most values: any_value's first case, inline
-            value = v.string_value
+        # Most values are non-empty strings: read one without asking which
+        # kind it is first (an empty one, or another kind, is any_value's).
+        value = v.string_value
+        if value:
             if len(value) > MAX_STRING:
                 value = value[: limit_of(key)]
             elif flags & _SHARED:
