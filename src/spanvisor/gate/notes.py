@@ -49,9 +49,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from spanvisor.gate import otlp, servetoken
+from spanvisor.gate import otlp, readlimit, servetoken
 from spanvisor.gate.contracts import Call
-from spanvisor.gate.readlimit import read_at_most
 from spanvisor.gate.session import TaskKey, otlp_endpoint, session_of
 
 ENV_SPOOL = "SPANVISOR_HOOK_SPOOL"
@@ -410,7 +409,7 @@ def _read(path: Path) -> dict[str, Any] | str | None:
         with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC), "rb") as f:
             if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
                 return None  # it changed since it was looked at
-            data = read_at_most(f, MAX_NOTE_BYTES)
+            data = readlimit.read_at_most(f, MAX_NOTE_BYTES)
     except OSError as exc:
         return _LATER if exc.errno in _TRANSIENT else None
     if len(data) > MAX_NOTE_BYTES:
