@@ -65,7 +65,7 @@ def test_attributes_read_every_kind_as_any_value(pairs: list[tuple[str, Any]]) -
 
 
 @given(st.lists(st.tuples(_KEYS, _VALUES), max_size=8))
-def test_a_span_s_keys_read_every_kind_as_any_value(pairs: list[tuple[str, Any]]) -> None:
+def test_a_spans_keys_read_every_kind_as_any_value(pairs: list[tuple[str, Any]]) -> None:
     span = Span(attributes=[KeyValue(key=k, value=_any(v)) for k, v in pairs])
     got = decode._read_keys(span, span.events)
     expected = _read_as_any_value(pairs, decode.SPAN_KEYS)
