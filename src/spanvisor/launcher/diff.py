@@ -35,6 +35,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from spanvisor.gate import otlp
+from spanvisor.gate.readlimit import read_at_most
 from spanvisor.gate.session import TaskKey
 from spanvisor.launcher.repo import branch_of
 
@@ -117,7 +118,7 @@ def _read_regular(path: str) -> bytes | None:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
         with os.fdopen(fd, "rb", closefd=False) as f:
-            return f.read(MAX_FILE_BYTES + 1)
+            return read_at_most(f, MAX_FILE_BYTES)
     finally:
         os.close(fd)
 
