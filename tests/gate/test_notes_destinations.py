@@ -197,6 +197,19 @@ def test_a_kept_note_is_delivered_while_another_destination_backs_off(spool: Pat
     assert len(notes.pending(spool)) == 1
 
 
+def test_a_released_note_handed_to_later_is_spooled_first_and_delivered_by_the_job(spool: Path, live: Receiver) -> None:
+    """The launcher's keep (``later``: its workers): the note is in the
+    spool before ``keep`` returns, nothing is sent on the caller's thread,
+    and the one job handed over delivers it."""
+    jobs: list[Callable[[], object]] = []
+    item = _note(live.url, 1)
+    notes.keep(item, TOKEN, released=True, later=jobs.append)
+    assert len(notes.pending(spool)) == 1 and live.requests == [], "sent on the caller's thread"
+    [job] = jobs
+    job()
+    assert live.notes() == [item["id"]] and notes.pending(spool) == []
+
+
 def test_the_destination_is_the_one_the_note_was_made_with(
     spool: Path, live: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:

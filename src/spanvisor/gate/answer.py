@@ -46,6 +46,10 @@ class Answer:
         self.stdout = stdout
         self.stderr = stderr
         self.release = release
+        # Where what follows a released answer runs (the audit note's
+        # delivery): here, or the launcher's workers, so that a kept-alive
+        # connection's next call never waits for it.
+        self.later: Callable[[Callable[[], object]], object] | None = None
         # A last look before an allow (the session's task cancelled): the
         # reason to deny instead, else None. What it denied stays in vetoed.
         self.veto: Callable[[], str | None] | None = None

@@ -1,36 +1,31 @@
 """Audit notes: what the gate decided, on the session's task.
 
 A note is made when the decision is, and handled only once the answer is
-out: the hook process has already told its waiting parent to exit (the CLI
-goes on) and the launcher has already replied, so nothing here can hold
-the answer. The note is first written to a spool, one file named by its
-stable id (so it survives whatever happens next), then delivered at once
-by that same released process (or the launcher's thread), and removed only
-once the receiver took it. A note's id and time are fixed when it is made,
-so a second delivery is the same record (the receiver's live facts are
-keyed by them).
+out (the hook process has told its waiting parent to exit, the launcher
+has replied): nothing here holds the answer. It is written first to a
+spool, one file named by its stable id, then delivered (by the released
+process, or on the launcher's workers) and removed once the receiver took
+it. Its id and time are fixed when it is made, so a second delivery is the
+same record (the receiver's live facts are keyed by them).
 
 The spool is delivered per destination: the endpoint a note carries, set
-when the note was made from the hook's configuration (never read again from
-anything a request says). Within a destination notes go oldest first; a
-destination that fails backs off on its own for :data:`BACKOFF_S` (a file
-named by a hash of the endpoint in the spool's ``.retry-after/``) and the
-pass goes on with the others, so one dead endpoint never holds back
-another's notes. The next hook call delivers what waits, skipping a
-destination while its backoff runs (unless every one does: then no
-deliverer starts at all); the launcher, at the session's end, tries each
-destination once all the same (its notes go before the end). One deliverer
-runs at a time (a ``flock`` on ``.lock``); it looks again before it stops,
-and never twice at one file in a pass.
+from the hook's configuration when the note was made (never read again
+from a request). Within a destination notes go oldest first; one that
+fails backs off alone for :data:`BACKOFF_S` (a file named by a hash of the
+endpoint in ``.retry-after/``) while the pass goes on with the others. The
+next hook call delivers what waits, skipping a destination while its
+backoff runs (no deliverer starts when every one does); the launcher, at
+the session's end, tries each once all the same (its notes go before the
+end). One deliverer runs at a time (a ``flock`` on ``.lock``); it looks
+again before it stops, and never twice at one file in a pass.
 
 A note undelivered for a week moves to ``undelivered/``. Anything in the
 spool that is not a note (a directory, FIFO or link named ``*.json``, bytes
-that are not JSON, JSON that is not a note, a note with no endpoint, a
-file past :data:`MAX_NOTE_BYTES`) is junk: moved to ``junk/`` (when it
-cannot be moved, listed in ``.stuck`` and skipped), never retried, never
-deleted. Both are counted: the next delivery says how many on its note's
-task (a warning checkpoint), once per count. The spool is private to the
-user (mode 0700).
+that are not JSON or not a note, a note with no endpoint, a file past
+:data:`MAX_NOTE_BYTES`) is junk: moved to ``junk/`` (or, when it cannot
+be, listed in ``.stuck`` and skipped), never retried, never deleted. Both
+are counted and said on the next delivered note's task (a warning
+checkpoint), once per count. The spool is private to the user (mode 0700).
 """
 
 from __future__ import annotations
@@ -45,7 +40,7 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -156,13 +151,16 @@ def send(item: Mapping[str, Any], token: str | None, timeout_s: float) -> bool:
 
 
 def keep(
-    item: dict[str, Any] | None, token: str | None, env: Mapping[str, str] | None = None, released: bool = False
+    item: dict[str, Any] | None,
+    token: str | None,
+    env: Mapping[str, str] | None = None,
+    released: bool = False,
+    later: Callable[[Callable[[], object]], object] | None = None,
 ) -> None:
-    """Spool ``item``, then deliver what waits: here when the answer is
-    already released (this process or thread holds nothing up), else in a
-    detached deliverer. A note that cannot even be spooled is sent once,
-    else dropped and counted in the spool's ``.dropped`` (said by the next
-    delivery)."""
+    """Spool ``item``, then deliver what waits: once the answer is released,
+    here or by ``later`` (the launcher's workers), else in a detached
+    deliverer. A note that cannot even be spooled is sent once, else dropped
+    and counted in the spool's ``.dropped`` (said by the next delivery)."""
     if item is None:
         return
     e = os.environ if env is None else env
@@ -177,10 +175,12 @@ def keep(
     endpoint = endpoint if isinstance(endpoint, str) else None
     if e.get(ENV_DELIVERY) == "off" or not _due(where, endpoint):
         return
-    if released:
+    if not released:
+        spawn_delivery(token, e, endpoint)
+    elif later is None:
         deliver(where, token, backoff=True)
     else:
-        spawn_delivery(token, e, endpoint)
+        later(lambda: deliver(where, token, True))
 
 
 def write(item: Mapping[str, Any], directory: Path | None = None) -> Path:

@@ -202,7 +202,7 @@ def ask(
         note = notes.note(
             "cancel", call, aid, args.endpoint, time.time_ns(), env, said=stop.text(), by=f"cancel:{stop.by}"
         )
-        notes.keep(note, args.otlp_token, env, released=out.release is not None)
+        notes.keep(note, args.otlp_token, env, released=out.release is not None, later=out.later)
         return code
     # Only this process consumes the approval: the request carries the
     # secret's digest, the permit the secret (never written anywhere).
@@ -262,6 +262,7 @@ def ask(
         args.otlp_token,
         env,
         released=out.release is not None,
+        later=out.later,
     )
     return code
 

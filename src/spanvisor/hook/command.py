@@ -294,7 +294,13 @@ def decide(
         if looked is not None and (c := looked.result()) is not None:
             code = out.deny(c.reason())
             _disarm()
-            notes.keep(_cancel_note(got.call, raw, c, args, e), args.otlp_token, e, released=out.release is not None)
+            notes.keep(
+                _cancel_note(got.call, raw, c, args, e),
+                args.otlp_token,
+                e,
+                released=out.release is not None,
+                later=out.later,
+            )
             return code
         from spanvisor.hook.ask import ask
 
@@ -304,7 +310,7 @@ def decide(
     if out.vetoed is not None and looked is not None and (c := looked.result()) is not None:
         note = _cancel_note(gc.parse(cli, raw), raw, c, args, e)
     # The answer is out (and released): only now the note, which never holds it.
-    notes.keep(note, args.otlp_token, e, released=out.release is not None)
+    notes.keep(note, args.otlp_token, e, released=out.release is not None, later=out.later)
     if looked is not None:  # a look the answer could not wait for still tells the next call
         cancel.finish_late(looked)
     return got.code

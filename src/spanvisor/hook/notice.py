@@ -24,7 +24,7 @@ def answer(n: notices.Notice, args: argparse.Namespace, out: Answer, env: Mappin
     code = out.neutral({})
     try:
         item = notices.waiting_note(n, getattr(args, "endpoint", None), env, at)
-        notes.keep(item, getattr(args, "otlp_token", None), env, released=out.release is not None)
+        notes.keep(item, getattr(args, "otlp_token", None), env, released=out.release is not None, later=out.later)
     except Exception:  # the reply is out and neutral: the note is best effort
         pass
     return code

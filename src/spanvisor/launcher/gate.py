@@ -8,8 +8,9 @@ the file modes would let it in. Each connection is one hook call, decided
 by the same code as the command hook
 (:func:`spanvisor.hook.command.main`), with the same policy file, deadline
 (counted from the hook process's start) and answers; the reply goes the
-moment the answer is known (the audit note after it), and a backstop
-blocks a call still undecided just past the deadline. Calls run on the
+moment the answer is known (the audit note after it, delivered on another
+worker), and a backstop blocks a call still undecided just past the
+deadline. Calls run on the
 gate's long-lived workers, their backstops on one thread
 (:mod:`.gate_threads`): no thread is started per call. The hook
 process writes the answer out.
@@ -147,7 +148,26 @@ class LocalGate:
             self.answered += 1
             send(code, out, err)
 
-        decide_call(counted, argv, raw, started, env, cwd, entry_timeout_s)
+        decide_call(counted, argv, raw, started, env, cwd, entry_timeout_s, self._later)
+
+    def _later(self, job: Callable[[], object]) -> None:
+        """What follows an answer (the audit note's delivery) on another
+        worker, so that the thread that answered is free for its
+        connection's next call; counted as a call is, so that :meth:`close`
+        gives it the same moment (the session's end then delivers what
+        waits, its notes before the end)."""
+        with self._idle:
+            self._busy += 1
+
+        def counted() -> None:
+            try:
+                job()
+            finally:
+                with self._idle:
+                    self._busy -= 1
+                    self._idle.notify_all()
+
+        WORKERS.run(counted)
 
     def client_path(self, env: dict[str, str]) -> None:
         """Put the small client first on the CLI's ``PATH``, as ``spanvisor``:
@@ -218,12 +238,14 @@ def decide_call(
     env: dict[str, str],
     cwd: str,
     entry_timeout_s: float | None = None,
+    later: Callable[[Callable[[], object]], object] | None = None,
 ) -> None:
     """One hook call decided in this process by the command hook's own code
     (:func:`spanvisor.hook.command.main`), ``send`` given the answer (exit
     status, stdout, stderr) the moment it is known (the audit note comes
-    after), and a block at the backstop if the worker is still deciding then
-    (a hung request, a slow disk).
+    after, its delivery handed to ``later`` when given), and a block at the
+    backstop if the worker is still deciding then (a hung request, a slow
+    disk).
 
     The deadline counts from the CLI's hook timeout: ``entry_timeout_s``
     when the call's own hook entry is known (the ``http`` listener's, whose
@@ -237,6 +259,7 @@ def decide_call(
         send(code, out.getvalue(), err.getvalue())
 
     answer = Answer(cli, out, err, reply)
+    answer.later = later
     limit = entry_timeout_s if entry_timeout_s is not None else clitimeout.limit(cli or "", _given(argv), env, cwd)
     deadline = Deadline.for_cli(cli, limit, started)
     stand_down = BACKSTOPS.at(
