@@ -185,11 +185,15 @@ def test_calls_waiting_for_a_person_never_starve_the_ones_the_policy_decides(sma
     assert [said(d) for _, d in waiting] == ["deny"] * 4
 
 
-def test_the_listener_answers_once_from_the_deciding_worker_and_bounds_a_decision_that_hangs(tmp_path: Path) -> None:
-    """The answer goes out the moment the decision sends it, while the
-    worker goes on (the audit note after the answer); a decision that never
-    comes is blocked at the hook's timeout, and its late answer is not
-    written into the connection's next reply."""
+def test_the_listener_answers_once_and_a_decision_that_hangs_ends_its_connection_not_the_next_call(
+    tmp_path: Path,
+) -> None:
+    """The answer goes out the moment the decision sends it, written by the
+    connection's own worker while the decision goes on; a decision that
+    never comes is blocked at the hook's timeout, and that block ends its
+    connection: the CLI's next call comes on a new one and is answered while
+    the hung decision still holds its worker (its late answer is written
+    nowhere)."""
     import http.client
     import threading
 
@@ -222,14 +226,55 @@ def test_the_listener_answers_once_from_the_deciding_worker_and_bounds_a_decisio
         assert ask("note") == "allow"  # answered while its worker still waits
         go_on.set()
         assert ask("hang") == "deny"  # the bound: the hook's timeout
+        assert ask("ls") == "allow"  # the decision still hangs: a new connection, answered
         late.set()  # its answer now comes, too late for anyone
-        assert [ask("ls"), ask("ls")] == ["allow", "allow"]  # the same connection, each call its own answer
-        assert calls == ["note", "hang", "ls", "ls"]
+        assert [ask("ls"), ask("ls")] == ["allow", "allow"]  # one connection, each call its own answer
+        assert calls == ["note", "hang", "ls", "ls", "ls"]
     finally:
         go_on.set()
         late.set()
         conn.close()
         http_gate.close()
+
+
+def test_a_kept_alive_connections_next_call_never_waits_for_the_audit_notes_delivery(tmp_path: Path) -> None:
+    """The real gate, its receiver accepting and never answering: the calls
+    after the first on one kept-alive connection are answered while the
+    first call's note is still being sent (its send has not given up and
+    backed its destination off): the delivery runs on another worker."""
+    import http.client
+
+    from spanvisor.gate import notes
+    from tests.gate.blackhole import Blackhole
+
+    (tmp_path / "policy.toml").write_text(POLICY)
+    hole = Blackhole()
+    env = {
+        "SPANVISOR_HOOK_POLICY": str(tmp_path / "policy.toml"),
+        "SPANVISOR_DATA_DIR": str(tmp_path / "data"),
+        "SPANVISOR_OTLP_ENDPOINT": hole.url,
+    }
+    gate = LocalGate()
+    http_gate = HttpGate(registry.need("claude-code"), gate.decide, env, str(tmp_path))
+    conn = http.client.HTTPConnection("127.0.0.1", http_gate.server.server_address[1], timeout=60)
+    try:
+
+        def ask(command: str) -> str:
+            conn.request("POST", f"/hook/{http_gate.secret}", call(command), {"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            assert resp.status == 200 and not resp.will_close
+            return said(json.loads(resp.read()))
+
+        assert ask("ls") == "allow"
+        assert hole.accepted.wait(60), "the first call's note is on its way"
+        assert [ask("ls -la"), ask("ls; rm x")] == ["allow", "deny"]
+        backoff = notes.backoff_file(hole.url, tmp_path / "data" / "hook-spool")
+        assert not backoff.exists(), "a call waited until the note's send gave up"
+    finally:
+        conn.close()
+        http_gate.close()
+        gate.close()
+        hole.close()
 
 
 def test_the_listeners_deadline_is_its_own_entrys_timeout_not_the_command_hooks(tmp_path: Path) -> None:

@@ -11,7 +11,14 @@ a decision. Each request is decided as the command hook through the
 launcher is (:meth:`spanvisor.launcher.gate.LocalGate.decide`: the
 session's variables, the launcher's directory, one deadline from the
 request's arrival, the backstop), and answered HTTP 200 with the decision
-in the CLI's own reply.
+in the CLI's own reply. A call is decided on its connection's worker, which
+writes the answer the moment it is known; the audit note's delivery goes on
+another worker, so a kept-alive connection's next call never waits for it.
+A decision that hangs is blocked at the backstop and its connection ends
+with that block (``Connection: close``): the CLI's next call comes on a new
+connection. The hung one keeps its slot until it ends, so at most
+:data:`MAX_CONNECTIONS` hang at once; past them a connection is closed at
+once, which the CLI blocks.
 
 A connection waits at most :data:`IDLE_S` for a request and :data:`READ_S`
 for each part of it, and at most :data:`MAX_CONNECTIONS` are served at
@@ -25,6 +32,7 @@ import functools
 import http.server
 import json
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -32,7 +40,7 @@ from typing import Any, Protocol
 
 from spanvisor.clis.adapter import Adapter
 from spanvisor.gate import verdict
-from spanvisor.launcher.gate_threads import WORKERS
+from spanvisor.launcher.gate_threads import BACKSTOPS, WORKERS
 
 
 class Decide(Protocol):
@@ -111,38 +119,44 @@ class HttpGate:
             _send(request, 200, self._blocked("spanvisor: the hook's request is not one the gate reads; denied"))
             return
         raw = request.rfile.read(size)
+        mine = threading.current_thread()
         once = threading.Lock()
-        said = threading.Event()
 
         def answer(body: bytes) -> None:
-            # Once: the decision, or the bound below, whichever comes first.
-            if once.acquire(blocking=False):
-                try:
-                    _send(request, 200, body)
-                finally:
-                    said.set()
+            # Once: the decision's, or the bound's below, whichever comes first.
+            if not once.acquire(blocking=False):
+                return
+            if threading.current_thread() is mine:
+                _send(request, 200, body)
+                return
+            # The bound's, while the decision still holds this connection's
+            # worker: the connection ends with it, so that the CLI's next
+            # call comes on a new one and never waits behind a hung decision.
+            _send(request, 200, body, close=True)
 
         def send(code: int, out: str, _err: str) -> None:
             lines = [ln for ln in out.splitlines() if ln.startswith("{")]
             answer(lines[-1].encode() if lines else self._blocked(f"spanvisor: no answer (status {code}); denied"))
 
         argv = [self.adapter.name, "--cli-timeout", f"{self.timeout_s:g}"]
-        # On another worker, which writes the answer the moment it is known
-        # (no wake of this thread on its way) and then goes on with the
-        # decision's audit note: a kept-alive connection's next call does not
-        # wait for the note.
-        # Its deadline counts from this hook entry's own timeout, which the
-        # launcher wrote (with "onFailure": "block": past it the CLI blocks
-        # the call): no settings file is read for it, the command hooks'
-        # entries there timing other calls.
-        decide = functools.partial(self.decide, send, argv, raw, started, self.env, self.cwd, self.timeout_s)
-        WORKERS.run(decide)
-        # The call's backstop answers before the hook's timeout; this wait is
-        # only its bound, and keeps the connection's next request until the
-        # answer is out.
-        if not said.wait(self.timeout_s):
-            answer(self._blocked("spanvisor: no answer before the hook's timeout; denied"))
-        said.wait()
+        # Decided on this connection's worker, which writes the answer the
+        # moment it is known: no hand-over to another thread on a call's way
+        # (the audit note's delivery, after the answer, goes to another
+        # worker: Answer.later). Its deadline counts from this hook entry's
+        # own timeout, which the launcher wrote (with "onFailure": "block":
+        # past it the CLI blocks the call): no settings file is read for it,
+        # the command hooks' entries there timing other calls. The call's
+        # backstop answers before the hook's timeout; the bound here is the
+        # last word, should the decision never answer.
+        stand_down = BACKSTOPS.at(
+            started + self.timeout_s,
+            lambda: answer(self._blocked("spanvisor: no answer before the hook's timeout; denied")),
+        )
+        try:
+            self.decide(send, argv, raw, started, self.env, self.cwd, self.timeout_s)
+        finally:
+            stand_down()
+            answer(self._blocked("spanvisor: the gate gave no answer; denied"))  # nothing when it answered
 
     def settings(self, argv: list[str], folder: str) -> list[str] | None:
         """The CLI's arguments with this listener as its ``http`` hook, its
@@ -189,13 +203,19 @@ class _Bounded(http.server.ThreadingHTTPServer):
             self.slots.release()
 
 
-def _send(request: http.server.BaseHTTPRequestHandler, status: int, body: bytes) -> None:
+def _send(request: http.server.BaseHTTPRequestHandler, status: int, body: bytes, close: bool = False) -> None:
+    """The reply; with ``close``, the connection's last (no more requests
+    are read from it: a client sends its next call on a new one)."""
     try:
         request.send_response(status)
         request.send_header("Content-Type", "application/json")
         request.send_header("Content-Length", str(len(body)))
+        if close:
+            request.send_header("Connection", "close")
         request.end_headers()
         request.wfile.write(body)
+        if close:
+            request.connection.shutdown(socket.SHUT_RDWR)
     except OSError:
         pass
 
