@@ -134,14 +134,17 @@ def posted(url: str, body: bytes) -> Callable[[], float]:
     return once
 
 
-def start_serve(tmp: Path, policy: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """A real ``spanvisor serve`` (console sink, no journal), its base URL."""
+def start_serve(tmp: Path, policy: Path, token: bool = False) -> tuple[subprocess.Popen[bytes], str]:
+    """A real ``spanvisor serve`` (console sink, no journal), its base URL.
+    Open unless ``token``: then with the token it makes at its first start,
+    in ``tmp / "serve"`` (serve's default; a hook given that data dir reads
+    it and sends it only to this user's listener)."""
     import re
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SPANVISOR_", "OTEL_", "SLACK_"))}
     env |= {
         "SPANVISOR_DATA_DIR": str(tmp / "serve"),
-        "SPANVISOR_OPEN": "1",  # no token: the hooks measured here send none
+        **({} if token else {"SPANVISOR_OPEN": "1"}),  # open: the hooks measured here send no token
         "SPANVISOR_SINKS": "console",
         "SPANVISOR_OTLP_BIND": "127.0.0.1",
         "SPANVISOR_OTLP_HTTP_PORT": "0",
@@ -167,6 +170,8 @@ def start_serve(tmp: Path, policy: Path) -> tuple[subprocess.Popen[bytes], str]:
         time.sleep(0.1)
     raise SystemExit("serve did not start")
 
+
+TOKENED = "http hook, launcher's listener, serve's token: allowed"
 
 # A pause before each call: the previous case's trailing work (the audit
 # note a gate writes and delivers after its answer, in this process or in
@@ -223,6 +228,7 @@ def bench_calls(args: argparse.Namespace, tmp: Path, only: set[str]) -> None:
     receivers = {"serve up": up, "serve down": DOWN}
     floor_case: dict[str, Callable[[], float]] = {"true (the floor)": spawned(["true"], b"", base)}
     cases = dict(floor_case)
+    tokened: subprocess.Popen[bytes] | None = None  # serve with its token, for the http hook
     try:
         if "hooks" in only:
             client = os.path.join(gate.bin or "", "spanvisor")
@@ -243,11 +249,19 @@ def bench_calls(args: argparse.Namespace, tmp: Path, only: set[str]) -> None:
                         for kind, command in kinds.items():
                             name = f"{setup}: {cli}, {kind}, {rname}"
                             cases[name] = spawned([*head, cli], stdin_for(cli, command), env)
-        http_gate, floor_gate = None, None
+        http_gate, floor_gate, tokened_gate = None, None, None
         if "http" in only:
             env = {**base, "SPANVISOR_OTLP_ENDPOINT": up}
             http_gate = HttpGate(registry.need("claude-code"), gate.decide, env, str(tmp))
             floor_gate = FloorGate()
+            # As on one machine at serve's defaults: serve made its token and
+            # the gate reads it from the same data dir, so each call first
+            # asks the kernel who listens on serve's port (servetoken).
+            tokened, up_tokened = start_serve(tmp / "tokened", policy, token=True)
+            env_tokened = {**base, "SPANVISOR_DATA_DIR": str(tmp / "tokened" / "serve")}
+            env_tokened["SPANVISOR_OTLP_ENDPOINT"] = up_tokened
+            tokened_gate = HttpGate(registry.need("claude-code"), gate.decide, env_tokened, str(tmp))
+            cases[TOKENED] = posted(tokened_gate.url, stdin_for("claude-code", CALLS["allowed"]))
             for kind, command in CALLS.items():
                 cases[f"http hook, the floor gate (regex, _floor_gate.py): {kind}"] = posted(
                     floor_gate.url, stdin_for("claude-code", command)
@@ -273,6 +287,9 @@ def bench_calls(args: argparse.Namespace, tmp: Path, only: set[str]) -> None:
                     floor_p50 = next((v[0] for k, v in got.items() if k.startswith("http hook, the floor gate")), None)
                     if floor_p50:
                         goal("the launcher's listener over the floor gate, p50 ratio", p50 / floor_p50, 1.5, "x")
+                        if TOKENED in got:
+                            ratio = got[TOKENED][0] / floor_p50
+                            print(f"  with serve's token (its default), the same ratio: {ratio:.2f}x")
                 if name.startswith("http hook, serve's route: allowed"):
                     goal("Claude Code's http hook (serve's route), p50", p50, 5)
             print(f"calls per case: {args.calls}; answered by the launcher's gate: {gate.answered}")
@@ -280,10 +297,14 @@ def bench_calls(args: argparse.Namespace, tmp: Path, only: set[str]) -> None:
             http_gate.close()
         if floor_gate is not None:
             floor_gate.close()
+        if tokened_gate is not None:
+            tokened_gate.close()
     finally:
         gate.close()
-        serve.terminate()
-        serve.wait(60)
+        for proc in (serve, tokened):
+            if proc is not None:
+                proc.terminate()
+                proc.wait(60)
 
 
 class _Endpoints:
