@@ -261,7 +261,6 @@ def bench_calls(args: argparse.Namespace, tmp: Path, only: set[str]) -> None:
             env_tokened = {**base, "SPANVISOR_DATA_DIR": str(tmp / "tokened" / "serve")}
             env_tokened["SPANVISOR_OTLP_ENDPOINT"] = up_tokened
             tokened_gate = HttpGate(registry.need("claude-code"), gate.decide, env_tokened, str(tmp))
-            cases[TOKENED] = posted(tokened_gate.url, stdin_for("claude-code", CALLS["allowed"]))
             for kind, command in CALLS.items():
                 cases[f"http hook, the floor gate (regex, _floor_gate.py): {kind}"] = posted(
                     floor_gate.url, stdin_for("claude-code", command)
@@ -272,6 +271,9 @@ def bench_calls(args: argparse.Namespace, tmp: Path, only: set[str]) -> None:
                 cases[f"http hook, serve's route: {kind}"] = posted(
                     f"{up}/v1/hooks/claude-code?timeout=600", stdin_for("claude-code", command)
                 )
+            # Last in a round: what its note's delivery leaves to do after the
+            # answer falls on the next round's `true`, never in a ratio.
+            cases[TOKENED] = posted(tokened_gate.url, stdin_for("claude-code", CALLS["allowed"]))
         if len(cases) > 1:
             times = measure(cases, args.calls, "calls")
             floor = statistics.median(times["true (the floor)"])
