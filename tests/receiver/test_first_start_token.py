@@ -17,6 +17,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from argparse import Namespace
@@ -278,6 +279,33 @@ def test_the_local_token_goes_only_to_this_users_listener(tmp_path: Path, listen
     assert servetoken.bearer_for(f"http://127.0.0.1:{closed}", "given", env) == "given"
 
 
+def test_the_hooks_token_is_read_before_its_answer_and_vetted_where_it_is_sent(tmp_path: Path, listening: int) -> None:
+    """The hook reads the file's token on its way to the answer without
+    asking who listens (the kernel's tables are asked where it is sent):
+    every sender gives it only to this user's listener on loopback, even
+    when it came from another data dir than the sender's own."""
+    import socket
+
+    data = tmp_path / "data"
+    token, _ = servetoken.make_or_read(servetoken.token_path(data))
+    env = {"SPANVISOR_DATA_DIR": str(data)}
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{int(s.getsockname()[1])}"
+    here = f"http://127.0.0.1:{listening}"
+    assert servetoken.unvetted("https://serve.example.com", env) is None
+    assert servetoken.unvetted(closed, env) == token  # read, not yet given to anyone
+    assert servetoken.vetted(here, token) == token
+    for nobody in (closed, "http://serve.example.com:4318", "http://10.0.0.5:4318"):
+        assert servetoken.vetted(nobody, token) is None
+        assert servetoken.vetted(nobody, "given") == "given"
+    # A sender finding its own data dir elsewhere (the launcher's) still
+    # knows the hook's token for what it is.
+    elsewhere = {"SPANVISOR_DATA_DIR": str(tmp_path / "other")}
+    assert servetoken.bearer_for(closed, token, elsewhere) is None
+    assert servetoken.bearer_for(here, token, elsewhere) == token
+
+
 SQUATTER = """
 import http.server, sys
 class H(http.server.BaseHTTPRequestHandler):
@@ -323,6 +351,71 @@ def test_another_users_squatter_on_the_port_never_gets_the_token(tmp_path: Path)
         assert squatter.stdout.readline().strip() == "None"
         assert "uid 65534" in got.stderr and token not in got.stdout + got.stderr, got
     finally:
+        squatter.kill()
+        squatter.wait(10)
+
+
+SQUATTER_POSTS = """
+import http.server
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        print(self.path, repr(self.headers.get("Authorization")), flush=True)
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+    def log_message(self, *a):
+        pass
+s = http.server.HTTPServer(("127.0.0.1", 0), H)
+print(s.server_port, flush=True)
+s.serve_forever()
+"""
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="starting another user's process needs root")
+def test_another_users_squatter_never_gets_the_token_from_the_launchers_gate(tmp_path: Path) -> None:
+    """Another user listens on the receiver's port: the launcher's gate
+    answers the call (its token read, not yet sent), then delivers the
+    call's audit note there without the token."""
+    from spanvisor.launcher.gate import LocalGate
+
+    data = tmp_path / "data"
+    token, _ = servetoken.make_or_read(servetoken.token_path(data))
+    (tmp_path / "policy.toml").write_text(
+        'default = "deny"\n[[rule]]\nname = "ls"\ncommand = "ls *"\ndecision = "allow"\n'
+    )
+    squatter = subprocess.Popen(
+        [sys.executable, "-c", SQUATTER_POSTS],
+        user=65534,
+        group=65534,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={"PATH": os.environ.get("PATH", "")},
+        cwd="/",
+    )
+    gate = LocalGate()
+    try:
+        assert squatter.stdout is not None
+        url = f"http://127.0.0.1:{int(squatter.stdout.readline())}"
+        assert servetoken.listener_owners(url) == {65534}
+        env = {
+            "HOME": str(tmp_path),
+            "SPANVISOR_DATA_DIR": str(data),
+            "SPANVISOR_HOOK_POLICY": str(tmp_path / "policy.toml"),
+            "SPANVISOR_OTLP_ENDPOINT": url,
+        }
+        call = {"session_id": "s-squat", "hook_event_name": "PreToolUse", "tool_name": "Bash"}
+        call["tool_input"] = {"command": "ls -la"}
+        said: list[str] = []
+        gate.decide(
+            lambda _c, out, _e: said.append(out), ["claude-code"], json.dumps(call).encode(), time.monotonic(), env, "/"
+        )
+        assert '"allow"' in said[0], said
+        line = squatter.stdout.readline()
+        assert line.split() == ["/v1/logs", "None"] and token not in line  # the note, without the token
+    finally:
+        gate.close()
         squatter.kill()
         squatter.wait(10)
 

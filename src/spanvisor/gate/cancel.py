@@ -84,6 +84,7 @@ def fetch(url: str, token: str | None, task_id: str, timeout_s: float) -> tuple[
         scheme, host, port, base = _split(url)
         path = f"{base}/v1/control/tasks/{_quote(task_id)}?after={_PAST}&wait=0"
         headers = {"Accept": "application/json"}
+        token = servetoken.vetted(url, token)
         if token:
             headers["Authorization"] = f"Bearer {token}"
         if scheme == "https":

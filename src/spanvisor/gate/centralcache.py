@@ -45,6 +45,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, Literal, NamedTuple
 
+from spanvisor.gate import servetoken
 from spanvisor.gate.central import Central, from_document
 from spanvisor.gate.otlp import connect
 from spanvisor.gate.policy import PolicyError
@@ -317,6 +318,7 @@ def get(base: str, token: str | None, etag: str | None, timeout_s: float) -> tup
         port = int(p) if p.isdigit() else port
     path = ("/" + prefix.strip("/") if prefix.strip("/") else "") + ROUTE
     lines = [f"GET {path} HTTP/1.1", f"Host: {hostport}", "Accept: application/json", "Connection: close"]
+    token = servetoken.vetted(base, token)
     if token:
         lines.append(f"Authorization: Bearer {token}")
     if etag:

@@ -15,6 +15,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from spanvisor.gate import servetoken
+
 # The live channel's names (spanvisor.spans.conventions, which the gate does
 # not import: it pulls in the events): tests/gate pins them to it.
 EVENT_CHECKPOINT = "agent.checkpoint"
@@ -116,6 +118,7 @@ def post(endpoint: str, token: str | None, body: bytes, timeout_s: float, signal
     parts = urllib.parse.urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
     path = parts.path.rstrip("/") + f"/v1/{signal}"
     headers = {"Content-Type": "application/json"}
+    token = servetoken.vetted(endpoint, token)
     if token:
         headers["Authorization"] = f"Bearer {token}"
     tls = parts.scheme == "https"

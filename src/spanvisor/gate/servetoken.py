@@ -28,6 +28,12 @@ gate denies). Where the kernel cannot be asked (not Linux) this is not
 checked. A token passed explicitly (``SPANVISOR_OTLP_TOKEN``, ``--token``)
 is sent as told: whoever passed it chose where it goes.
 
+The hook reads the file before it decides but asks who listens only where
+the token is sent (:func:`unvetted`, :func:`vetted`): before each request
+of the gate's own senders (notes, OTLP records, the central policy, the
+cancel look), when a control client is made. A call the policy decides
+never waits for the kernel's tables (two netlink dumps, about 50 µs).
+
 The standard library only: the gate reads it on the path of a tool call's
 answer.
 """
@@ -242,6 +248,33 @@ def for_url(url: str | None, env: Mapping[str, str] | None = None) -> str | None
     return token if token and listener_is_mine(url) else None
 
 
+# Tokens read from a token file whose listener was not asked yet (the
+# hook's, :func:`unvetted`): each is asked for the URL it is sent to.
+_UNVETTED: set[str] = set()
+
+
+def unvetted(url: str | None, env: Mapping[str, str] | None = None) -> str | None:
+    """The local serve token for ``url`` when ``url`` is a loopback one and
+    the file is there and safe, its listener not asked yet: whoever sends
+    it asks first (:func:`vetted`; :func:`bearer_for` and the gate's own
+    senders do)."""
+    if not url or not is_loopback(url):
+        return None
+    token = local(env)
+    if token:
+        _UNVETTED.add(token)  # a token or two a process: one per data dir
+    return token
+
+
+def vetted(url: str, token: str | None) -> str | None:
+    """``token`` as it may go to ``url``: one read by :func:`unvetted` only
+    to this user's listener on loopback (:func:`listener_is_mine`, asked
+    now); any other as given."""
+    if token and token in _UNVETTED and not (is_loopback(url) and listener_is_mine(url)):
+        return None
+    return token
+
+
 def bearer_for(url: str | None, token: str | None, env: Mapping[str, str] | None = None) -> str | None:
     """The token to send to ``url``: ``token`` when given, else the local
     serve's for a loopback URL. The local serve's token never goes to
@@ -250,6 +283,8 @@ def bearer_for(url: str | None, token: str | None, env: Mapping[str, str] | None
     loopback it is not sent."""
     if not url:
         return token or None
+    if token and token in _UNVETTED:  # a local token, whatever data dir it came from
+        return vetted(url, token)
     mine = local(env)
     if token and token != mine:
         return token
@@ -270,4 +305,6 @@ __all__ = [
     "make_or_read",
     "read",
     "token_path",
+    "unvetted",
+    "vetted",
 ]

@@ -108,15 +108,16 @@ def settle(args: argparse.Namespace, env: Mapping[str, str]) -> Settled:
 def local_token(args: argparse.Namespace, env: dict[str, str]) -> None:
     """No OTLP token given: the local serve's own (``<data dir>/serve-token``),
     when both where the records go and the control API it asks are on
-    this machine (loopback) and listened on by this user; never for another
-    host or another user's socket (:func:`servetoken.for_url`)."""
+    this machine (loopback); never for another host. Whom it goes to is
+    asked where it is sent, never here on the way to the answer: only to a
+    listener of this user's (:func:`servetoken.vetted`)."""
     if getattr(args, "otlp_token", None):
         return
     endpoint = otlp_endpoint(getattr(args, "endpoint", None), env)
     control = getattr(args, "url", None) or env.get("SPANVISOR_CONTROL_URL") or endpoint
-    token = servetoken.for_url(endpoint, env)
-    if token and control != endpoint:
-        token = servetoken.for_url(control, env)
+    token = servetoken.unvetted(endpoint, env)
+    if token and control != endpoint and not servetoken.is_loopback(control):
+        token = None
     if token:
         args.otlp_token = token
         env["SPANVISOR_OTLP_TOKEN"] = token
