@@ -10,6 +10,7 @@ serve, ``spanvisor approvals``/``cancel``, raw OTLP/HTTP posts.
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import os
@@ -23,6 +24,7 @@ import urllib.request
 from argparse import Namespace
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 from tests.receiver.serve_proc import ServeProcess, console_env
@@ -306,17 +308,23 @@ def test_the_hooks_token_is_read_before_its_answer_and_vetted_where_it_is_sent(t
     assert servetoken.bearer_for(here, token, elsewhere) == token
 
 
+# Another user's HTTP server: its port first, then each request's method,
+# path and Authorization header, a line each.
 SQUATTER = """
-import http.server, sys
+import http.server
 class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        print(repr(self.headers.get("Authorization")), flush=True)
-        body = b'{"approvals": []}'
+    def _answer(self, body):
+        print(self.command, self.path, repr(self.headers.get("Authorization")), flush=True)
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+    def do_GET(self):
+        self._answer(b'{"approvals": []}')
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self._answer(b"{}")
     def log_message(self, *a):
         pass
 s = http.server.HTTPServer(("127.0.0.1", 0), H)
@@ -325,14 +333,11 @@ s.serve_forever()
 """
 
 
-@pytest.mark.skipif(os.getuid() != 0, reason="starting another user's process needs root")
-def test_another_users_squatter_on_the_port_never_gets_the_token(tmp_path: Path) -> None:
-    """Another user of the machine listens on the port first; this user's
-    real CLI (``spanvisor approvals``) asks it and sends no token; the
-    warning says whose socket it found, never the token."""
-    data = tmp_path / "data"
-    token, _ = servetoken.make_or_read(servetoken.token_path(data))
-    squatter = subprocess.Popen(
+@contextlib.contextmanager
+def _squatter() -> Iterator[tuple[str, IO[str]]]:
+    """:data:`SQUATTER` run as uid 65534 on a loopback port: its URL and
+    the lines it prints."""
+    proc = subprocess.Popen(
         [sys.executable, "-c", SQUATTER],
         user=65534,
         group=65534,
@@ -342,42 +347,35 @@ def test_another_users_squatter_on_the_port_never_gets_the_token(tmp_path: Path)
         cwd="/",
     )
     try:
-        assert squatter.stdout is not None
-        port = int(squatter.stdout.readline())
-        url = f"http://127.0.0.1:{port}"
+        assert proc.stdout is not None
+        url = f"http://127.0.0.1:{int(proc.stdout.readline())}"
         assert servetoken.listener_owners(url) == {65534}
+        yield url, proc.stdout
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="starting another user's process needs root")
+def test_another_users_squatter_on_the_port_never_gets_the_token(tmp_path: Path) -> None:
+    """Another user of the machine listens on the port first; this user's
+    real CLI (``spanvisor approvals``) asks it and sends no token; the
+    warning says whose socket it found, never the token."""
+    data = tmp_path / "data"
+    token, _ = servetoken.make_or_read(servetoken.token_path(data))
+    with _squatter() as (url, heard):
         got = _spanvisor(_client_env(data), "approvals", "--url", url)
         assert got.returncode == 0, got
-        assert squatter.stdout.readline().strip() == "None"
+        method, _path, auth = heard.readline().split()
+        assert (method, auth) == ("GET", "None")
         assert "uid 65534" in got.stderr and token not in got.stdout + got.stderr, got
-    finally:
-        squatter.kill()
-        squatter.wait(10)
-
-
-SQUATTER_POSTS = """
-import http.server
-class H(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        print(self.path, repr(self.headers.get("Authorization")), flush=True)
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"{}")
-    def log_message(self, *a):
-        pass
-s = http.server.HTTPServer(("127.0.0.1", 0), H)
-print(s.server_port, flush=True)
-s.serve_forever()
-"""
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="starting another user's process needs root")
 def test_another_users_squatter_never_gets_the_token_from_the_launchers_gate(tmp_path: Path) -> None:
     """Another user listens on the receiver's port: the launcher's gate
-    answers the call (its token read, not yet sent), then delivers the
-    call's audit note there without the token."""
+    answers the call (its token read, not yet sent), and neither its cancel
+    look nor its audit note carries the token there."""
     from spanvisor.launcher.gate import LocalGate
 
     data = tmp_path / "data"
@@ -385,39 +383,29 @@ def test_another_users_squatter_never_gets_the_token_from_the_launchers_gate(tmp
     (tmp_path / "policy.toml").write_text(
         'default = "deny"\n[[rule]]\nname = "ls"\ncommand = "ls *"\ndecision = "allow"\n'
     )
-    squatter = subprocess.Popen(
-        [sys.executable, "-c", SQUATTER_POSTS],
-        user=65534,
-        group=65534,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={"PATH": os.environ.get("PATH", "")},
-        cwd="/",
-    )
     gate = LocalGate()
     try:
-        assert squatter.stdout is not None
-        url = f"http://127.0.0.1:{int(squatter.stdout.readline())}"
-        assert servetoken.listener_owners(url) == {65534}
-        env = {
-            "HOME": str(tmp_path),
-            "SPANVISOR_DATA_DIR": str(data),
-            "SPANVISOR_HOOK_POLICY": str(tmp_path / "policy.toml"),
-            "SPANVISOR_OTLP_ENDPOINT": url,
-        }
-        call = {"session_id": "s-squat", "hook_event_name": "PreToolUse", "tool_name": "Bash"}
-        call["tool_input"] = {"command": "ls -la"}
-        said: list[str] = []
-        gate.decide(
-            lambda _c, out, _e: said.append(out), ["claude-code"], json.dumps(call).encode(), time.monotonic(), env, "/"
-        )
-        assert '"allow"' in said[0], said
-        line = squatter.stdout.readline()
-        assert line.split() == ["/v1/logs", "None"] and token not in line  # the note, without the token
+        with _squatter() as (url, heard):
+            env = {
+                "HOME": str(tmp_path),
+                "SPANVISOR_DATA_DIR": str(data),
+                "SPANVISOR_HOOK_POLICY": str(tmp_path / "policy.toml"),
+                "SPANVISOR_OTLP_ENDPOINT": url,
+            }
+            call = {"session_id": "s-squat", "hook_event_name": "PreToolUse", "tool_name": "Bash"}
+            call["tool_input"] = {"command": "ls -la"}
+            said: list[str] = []
+            raw = json.dumps(call).encode()
+            gate.decide(lambda _c, out, _e: said.append(out), ["claude-code"], raw, time.monotonic(), env, "/")
+            assert '"allow"' in said[0], said
+            # The session's cancel look (no launcher's task here), then the
+            # call's note: each without the token.
+            lines = [heard.readline()]
+            while lines[-1].split()[:2] != ["POST", "/v1/logs"]:
+                lines.append(heard.readline())
+            assert all(ln.split()[-1] == "None" and token not in ln for ln in lines), lines
     finally:
         gate.close()
-        squatter.kill()
-        squatter.wait(10)
 
 
 def test_two_first_starts_agree_on_one_token(tmp_path: Path) -> None:
