@@ -321,7 +321,7 @@ class H(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
     def do_GET(self):
-        self._answer(b'{"approvals": []}')
+        self._answer(b'{"approvals": [], "task_id": "t", "decisions": []}')
     def do_POST(self):
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self._answer(b"{}")
@@ -400,6 +400,42 @@ def test_another_users_squatter_never_gets_the_token_from_the_launchers_gate(tmp
             assert '"allow"' in said[0], said
             # The session's cancel look (no launcher's task here), then the
             # call's note: each without the token.
+            lines = [heard.readline()]
+            while lines[-1].split()[:2] != ["POST", "/v1/logs"]:
+                lines.append(heard.readline())
+            assert all(ln.split()[-1] == "None" and token not in ln for ln in lines), lines
+    finally:
+        gate.close()
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="starting another user's process needs root")
+def test_another_users_squatter_never_gets_the_token_when_the_gate_asks_a_person(tmp_path: Path) -> None:
+    """The policy asks a person and another user answers on the receiver's
+    port as the control API would: the task's start and the approval
+    request (records sent through the OpenTelemetry SDK's exporter) carry
+    no token there, nor does anything else the call sends."""
+    from spanvisor.launcher.gate import LocalGate
+
+    data = tmp_path / "data"
+    token, _ = servetoken.make_or_read(servetoken.token_path(data))
+    (tmp_path / "policy.toml").write_text('default = "ask"\ntimeout = 2\n')
+    gate = LocalGate()
+    try:
+        with _squatter() as (url, heard):
+            env = {
+                "HOME": str(tmp_path),
+                "SPANVISOR_DATA_DIR": str(data),
+                "SPANVISOR_HOOK_POLICY": str(tmp_path / "policy.toml"),
+                "SPANVISOR_OTLP_ENDPOINT": url,
+                "SPANVISOR_HOOK_DELIVERY": "off",
+            }
+            call = {"session_id": "s-ask", "hook_event_name": "PreToolUse", "tool_name": "Bash"}
+            call["tool_input"] = {"command": "rm -rf build"}
+            said: list[str] = []
+            raw = json.dumps(call).encode()
+            gate.decide(lambda _c, out, _e: said.append(out), ["claude-code"], raw, time.monotonic(), env, "/")
+            assert '"deny"' in said[0], said  # nobody decided in time
+            # The records went before the answer, each answered: all printed by now.
             lines = [heard.readline()]
             while lines[-1].split()[:2] != ["POST", "/v1/logs"]:
                 lines.append(heard.readline())

@@ -31,8 +31,11 @@ is sent as told: whoever passed it chose where it goes.
 The hook reads the file before it decides but asks who listens only where
 the token is sent (:func:`unvetted`, :func:`vetted`): before each request
 of the gate's own senders (notes, OTLP records, the central policy, the
-cancel look), when a control client is made. A call the policy decides
-never waits for the kernel's tables (two netlink dumps, about 50 µs).
+cancel look), when the live records' OpenTelemetry exporter or a control
+client is made. Under the launcher, a call the policy decides no longer
+waits for the kernel's tables before its answer (two netlink dumps, about
+50 µs); a hook deciding in its own process asks once before it, for the
+cancel look it starts.
 
 The standard library only: the gate reads it on the path of a tool call's
 answer.

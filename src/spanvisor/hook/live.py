@@ -26,13 +26,13 @@ def otlp_exporter(args: argparse.Namespace, signal: str = "traces") -> Any:
     """The OTLP exporter of ``signal`` (``traces`` or ``logs``) the emit
     arguments name: the protocol, the endpoint (a base URL; for HTTP the
     signal's path is put on it, replacing the other signal's) and the token."""
-    headers = {"authorization": f"Bearer {args.token}"} if args.token else None
     if args.protocol == "grpc":
         endpoint = (
             args.endpoint
             or os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT")
             or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
         )
+        headers = _authorization(endpoint, args.token)
         if signal == "logs":
             from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcLogs
 
@@ -46,6 +46,7 @@ def otlp_exporter(args: argparse.Namespace, signal: str = "traces") -> Any:
         for path in ("/v1/traces", "/v1/logs"):
             base = base.removesuffix(path)
         endpoint = f"{base}/v1/{signal}"
+    headers = _authorization(endpoint, args.token)
     if signal == "logs":
         from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpLogs
 
@@ -53,6 +54,16 @@ def otlp_exporter(args: argparse.Namespace, signal: str = "traces") -> Any:
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpans
 
     return HttpSpans(endpoint=endpoint, headers=headers, timeout=args.timeout)
+
+
+def _authorization(url: str | None, token: str | None) -> dict[str, str] | None:
+    """The bearer header for ``url``. A local serve token the hook read
+    goes only to this user's listener on loopback (:func:`servetoken.vetted`,
+    asked now), and nowhere when the SDK picks the URL."""
+    from spanvisor.gate import servetoken
+
+    token = servetoken.vetted(url or "", token)
+    return {"authorization": f"Bearer {token}"} if token else None
 
 
 def send(

@@ -154,8 +154,9 @@ class LocalGate:
         """What follows an answer (the audit note's delivery) on another
         worker, so that the thread that answered is free for its
         connection's next call; counted as a call is, so that :meth:`close`
-        gives it the same moment (the session's end then delivers what
-        waits, its notes before the end)."""
+        gives it the same second a call gets (a delivery still running then
+        leaves what it has not sent in the spool for the next hook or
+        launcher)."""
         with self._idle:
             self._busy += 1
 
