@@ -372,17 +372,28 @@ def test_another_users_squatter_on_the_port_never_gets_the_token(tmp_path: Path)
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="starting another user's process needs root")
-def test_another_users_squatter_never_gets_the_token_from_the_launchers_gate(tmp_path: Path) -> None:
-    """Another user listens on the receiver's port: the launcher's gate
-    answers the call (its token read, not yet sent), and neither its cancel
-    look nor its audit note carries the token there."""
+@pytest.mark.parametrize(
+    ("policy", "command", "answer", "posts"),
+    [
+        # Decided: the session's cancel look (no launcher's task here), then the call's note.
+        ('default = "deny"\n[[rule]]\nname = "ls"\ncommand = "ls *"\ndecision = "allow"\n', "ls -la", "allow", 1),
+        # Asked: the task's start and the approval request, through the
+        # OpenTelemetry SDK's exporter, before the answer (nobody decides in time).
+        ('default = "ask"\ntimeout = 2\n', "rm -rf build", "deny", 2),
+    ],
+    ids=["decided", "asked"],
+)
+def test_another_users_squatter_never_gets_the_token_from_the_launchers_gate(
+    tmp_path: Path, policy: str, command: str, answer: str, posts: int
+) -> None:
+    """Another user listens on the receiver's port and answers as the
+    control API would: the launcher's gate answers the call (its token
+    read, not yet sent), and nothing the call sends there carries it."""
     from spanvisor.launcher.gate import LocalGate
 
     data = tmp_path / "data"
     token, _ = servetoken.make_or_read(servetoken.token_path(data))
-    (tmp_path / "policy.toml").write_text(
-        'default = "deny"\n[[rule]]\nname = "ls"\ncommand = "ls *"\ndecision = "allow"\n'
-    )
+    (tmp_path / "policy.toml").write_text(policy)
     gate = LocalGate()
     try:
         with _squatter() as (url, heard):
@@ -393,51 +404,13 @@ def test_another_users_squatter_never_gets_the_token_from_the_launchers_gate(tmp
                 "SPANVISOR_OTLP_ENDPOINT": url,
             }
             call = {"session_id": "s-squat", "hook_event_name": "PreToolUse", "tool_name": "Bash"}
-            call["tool_input"] = {"command": "ls -la"}
+            call["tool_input"] = {"command": command}
             said: list[str] = []
             raw = json.dumps(call).encode()
             gate.decide(lambda _c, out, _e: said.append(out), ["claude-code"], raw, time.monotonic(), env, "/")
-            assert '"allow"' in said[0], said
-            # The session's cancel look (no launcher's task here), then the
-            # call's note: each without the token.
-            lines = [heard.readline()]
-            while lines[-1].split()[:2] != ["POST", "/v1/logs"]:
-                lines.append(heard.readline())
-            assert all(ln.split()[-1] == "None" and token not in ln for ln in lines), lines
-    finally:
-        gate.close()
-
-
-@pytest.mark.skipif(os.getuid() != 0, reason="starting another user's process needs root")
-def test_another_users_squatter_never_gets_the_token_when_the_gate_asks_a_person(tmp_path: Path) -> None:
-    """The policy asks a person and another user answers on the receiver's
-    port as the control API would: the task's start and the approval
-    request (records sent through the OpenTelemetry SDK's exporter) carry
-    no token there, nor does anything else the call sends."""
-    from spanvisor.launcher.gate import LocalGate
-
-    data = tmp_path / "data"
-    token, _ = servetoken.make_or_read(servetoken.token_path(data))
-    (tmp_path / "policy.toml").write_text('default = "ask"\ntimeout = 2\n')
-    gate = LocalGate()
-    try:
-        with _squatter() as (url, heard):
-            env = {
-                "HOME": str(tmp_path),
-                "SPANVISOR_DATA_DIR": str(data),
-                "SPANVISOR_HOOK_POLICY": str(tmp_path / "policy.toml"),
-                "SPANVISOR_OTLP_ENDPOINT": url,
-                "SPANVISOR_HOOK_DELIVERY": "off",
-            }
-            call = {"session_id": "s-ask", "hook_event_name": "PreToolUse", "tool_name": "Bash"}
-            call["tool_input"] = {"command": "rm -rf build"}
-            said: list[str] = []
-            raw = json.dumps(call).encode()
-            gate.decide(lambda _c, out, _e: said.append(out), ["claude-code"], raw, time.monotonic(), env, "/")
-            assert '"deny"' in said[0], said  # nobody decided in time
-            # The records went before the answer, each answered: all printed by now.
-            lines = [heard.readline()]
-            while lines[-1].split()[:2] != ["POST", "/v1/logs"]:
+            assert f'"{answer}"' in said[0], said
+            lines: list[str] = []
+            while sum(ln.split()[:2] == ["POST", "/v1/logs"] for ln in lines) < posts:
                 lines.append(heard.readline())
             assert all(ln.split()[-1] == "None" and token not in ln for ln in lines), lines
     finally:
