@@ -297,6 +297,14 @@ class PostgresSink(BaseSink):
         await self.outbox.ack(items[-1][0])
         return True
 
+    def _stand_by(self) -> bool:
+        """Clear the wake-up before a wait; True when the sink is closing. A
+        close that came while the loop was away (a connect attempt) set the
+        wake-up already: cleared unchecked, the shutdown waited out the
+        backoff (half its time) for a replayer that had stopped."""
+        self._wake.clear()
+        return self._closing
+
     async def _replay_loop(self) -> None:
         assert self.outbox is not None
         backoff = _BACKOFF_START_S
@@ -307,7 +315,8 @@ class PostgresSink(BaseSink):
                 if self._degraded and not await self._reachable():
                     # Away, and nothing to replay: probe again later, so
                     # readiness comes back without waiting for traffic.
-                    self._wake.clear()
+                    if self._stand_by():
+                        break
                     try:
                         await asyncio.wait_for(self._wake.wait(), backoff)
                     except TimeoutError:
@@ -337,7 +346,8 @@ class PostgresSink(BaseSink):
                 backoff = _BACKOFF_START_S
                 replayed = True
                 continue
-            self._wake.clear()
+            if self._stand_by():
+                break
             try:
                 await asyncio.wait_for(self._wake.wait(), backoff)
             except TimeoutError:
@@ -390,6 +400,23 @@ class PostgresSink(BaseSink):
         from .db import release_shared
 
         deadline = time.monotonic() + timeout_s
+        try:
+            await self._stop(deadline)
+        finally:
+            # Said even when the close is cut short (the pipeline's own
+            # deadline on a loaded machine cancels it): the outbox is on
+            # disk either way, and the operator learns it waits for a start.
+            if self.outbox is not None and self.outbox.size:
+                log.warning(
+                    "%d events stay in the postgres outbox and are replayed on the next start", self.outbox.size
+                )
+        if self.outbox is not None:
+            await self.outbox.close()
+        if self.db is not None and self.ctx is not None:
+            await release_shared(self.db, self.ctx.shared, max(0.5, deadline - time.monotonic()))
+
+    async def _stop(self, deadline: float) -> None:
+        """Stop delivering: a last flush, the replayer and the checkpoints, the writer."""
         if self.outbox is not None and self.outbox.size and not self._degraded:
             await self.force_flush(max(0.0, (deadline - time.monotonic()) / 2))
         self._closing = True
@@ -415,14 +442,6 @@ class PostgresSink(BaseSink):
                     del self.ctx.shared[SHARED_KEY]
                 settle(carrier.take(), committed=False)  # the feed writes them itself
             await self.writer.close()
-        if self.outbox is not None:
-            if self.outbox.size:
-                log.warning(
-                    "%d events stay in the postgres outbox and are replayed on the next start", self.outbox.size
-                )
-            await self.outbox.close()
-        if self.db is not None and self.ctx is not None:
-            await release_shared(self.db, self.ctx.shared, max(0.5, deadline - time.monotonic()))
 
     @classmethod
     async def check(cls, config: Config) -> list[tuple[str, bool, str]]:

@@ -9,6 +9,7 @@ closed port (the outbox path).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -18,7 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import fetch, run
+from spanvisor.pipeline.outbox import Outbox
+from spanvisor_postgres import PostgresSink
+from spanvisor_postgres.sink import outbox_destination
+
+from ._events import task_stream
+from .conftest import fetch, make_config, make_ctx, run
 
 AGENT = textwrap.dedent(
     """
@@ -78,9 +84,63 @@ def test_exit_with_postgres_never_reachable_keeps_the_outbox_and_never_says_back
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    # The flush waits its whole 60 % for a database that never answers; at 4 s
-    # the closes' 30 % (1.2 s) was once too little on a loaded CI machine.
-    proc = _run_agent(tmp_path, f"postgresql://postgres:x@127.0.0.1:{port}/spanvisor", "8s")
+    # An agent's exit waits at most EXIT_FLUSH_S (5 s) whatever the setting;
+    # the flush waits its whole 60 % for a database that never answers.
+    url = f"postgresql://postgres:x@127.0.0.1:{port}/spanvisor"
+    proc = _run_agent(tmp_path, url, "8s")
     _clean(proc.stderr)
     assert "PostgreSQL is back" not in proc.stderr, proc.stderr
     assert "stay in the postgres outbox" in proc.stderr, proc.stderr
+
+    async def kept() -> int:
+        box = await Outbox.open(
+            tmp_path / "outbox", "postgres", 1000, destination=outbox_destination(make_config(tmp_path, url))
+        )
+        try:
+            return box.size
+        finally:
+            await box.close()
+
+    assert run(kept) == 3, "the task's start, checkpoint and end wait in the outbox for the next start"
+
+
+@pytest.mark.slow
+def test_a_close_while_the_replayer_connects_ends_the_replayer_then(tmp_path: Path) -> None:
+    """The close set the replayer's wake-up while it was connecting; the replay
+    failed, and the loop once cleared that wake-up unchecked and slept out its
+    backoff, so the close waited out its whole share for it. Refused for long
+    enough that the backoff outgrows that share, the replayer is then held
+    mid-connect, the close begins, and the connection is let go."""
+
+    async def main() -> None:
+        held: list[asyncio.StreamWriter] = []
+        holding = False
+        arrived = asyncio.Event()
+
+        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            if holding:
+                held.append(writer)
+                arrived.set()
+            else:
+                writer.close()
+
+        server = await asyncio.start_server(answer, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        sink = PostgresSink()
+        await sink.start(make_ctx(make_config(tmp_path, f"postgresql://postgres:x@127.0.0.1:{port}/spanvisor")))
+        await sink.export(task_stream(0, checkpoints=2))
+        assert sink.outbox is not None and sink.outbox.size
+        await asyncio.sleep(3.3)  # refused: the backoff doubles from 0.1 s past 2 s
+        holding = True
+        await asyncio.wait_for(arrived.wait(), 30)  # a hang guard, not a timing assert
+        closing = asyncio.create_task(sink.shutdown(4.0))  # the replayer's share is half: 2 s
+        while not sink._closing:
+            await asyncio.sleep(0.01)
+        for writer in held:
+            writer.close()
+        await closing
+        server.close()
+        assert sink._replayer is not None and sink._replayer.done()
+        assert not sink._replayer.cancelled(), "the close waited out the replayer's backoff and cancelled it"
+
+    run(main)
