@@ -220,6 +220,10 @@ class WebhookSink(BaseSink):
 
     async def _pause(self, seconds: float) -> None:
         self._kick.clear()
+        if self._closing:
+            # The close kicked while the attempt was under way, and that kick
+            # was just cleared: waited out, a Retry-After held the close.
+            return
         try:
             await asyncio.wait_for(self._kick.wait(), max(BACKOFF_START_S, seconds))
         except TimeoutError:
@@ -302,18 +306,21 @@ class WebhookSink(BaseSink):
             await asyncio.wait([self._watcher], timeout=timeout_s * 0.2)
             if not self._watcher.done():
                 self._watcher.cancel()
-        if self._sender is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._sender), timeout_s * 0.7)
-            except (TimeoutError, asyncio.CancelledError):
-                # A POST in flight is abandoned: its entry stays and is sent again.
-                self._sender.cancel()
-                await asyncio.wait([self._sender], timeout=1.0)
-        if self.outbox is not None:
-            if self.outbox.size:
+        try:
+            if self._sender is not None:
+                try:
+                    await asyncio.wait_for(asyncio.shield(self._sender), timeout_s * 0.7)
+                except (TimeoutError, asyncio.CancelledError):
+                    # A POST in flight is abandoned: its entry stays and is sent again.
+                    self._sender.cancel()
+                    await asyncio.wait([self._sender], timeout=1.0)
+        finally:
+            # Said even when the pipeline's deadline cuts the close short.
+            if self.outbox is not None and self.outbox.size:
                 log.warning(
                     "%d interventions stay in the webhook outbox and are sent on the next start", self.outbox.size
                 )
+        if self.outbox is not None:
             await self.outbox.close()
         if self.client is not None:
             await self.client.close()

@@ -82,6 +82,11 @@ class Receiver:
         self.requests: list[Seen] = []
         self.answers: deque[tuple[int, dict[str, str]]] = deque()
         self.default = 200
+        # Set ``holding`` and the next request waits, once it has ``arrived``,
+        # until ``released`` (an attempt the sender is in the middle of).
+        self.holding = False
+        self.arrived = threading.Event()
+        self.released = threading.Event()
         self._runner: web.AppRunner | None = None
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="webhook-receiver", daemon=True)
@@ -123,6 +128,11 @@ class Receiver:
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
+        if self.holding:
+            self.holding = False
+            self.arrived.set()
+            while not self.released.is_set():
+                await asyncio.sleep(0.01)
         h = request.headers
         ok = verify(self.secret, h.get("X-Spanvisor-Timestamp"), body, h.get("X-Spanvisor-Signature"))
         status, headers = self.answers.popleft() if self.answers else (self.default, {})

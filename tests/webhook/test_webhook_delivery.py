@@ -4,6 +4,7 @@ request with ``spanvisor_webhook.verify``."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -184,6 +185,30 @@ def test_what_is_left_at_shutdown_is_sent_by_the_next_start(start_pipeline: Star
         assert receiver.requests[0].json["task_id"] == "T1"
     finally:
         receiver.stop()
+
+
+def test_a_close_during_an_attempt_ends_the_sender_when_the_attempt_does(
+    receiver: Receiver, start_pipeline: Start
+) -> None:
+    """The close kicked the sender while its POST was under way; the answer
+    asked for 30 s, and the sender once cleared that kick and waited them out,
+    so the close waited its whole share and cancelled it."""
+    receiver.answers.append((503, {"Retry-After": "30"}))
+    receiver.holding = True
+    run = start_pipeline(receiver.url)
+    run.failed_task("T1")
+    assert (v := run.decide("T1", "retry", "iv-1")).outcome == "applied", v
+    wait_until(receiver.arrived.is_set, what="the attempt")
+    loop = run.pipeline._loop
+    assert loop is not None
+    closing = asyncio.run_coroutine_threadsafe(run.sink.shutdown(6.0), loop)  # the sender's share: 4.2 s
+    wait_until(lambda: run.sink._closing, what="the close")
+    receiver.released.set()
+    closing.result(30)  # a hang guard, not a timing assert
+    sender = run.sink._sender
+    assert sender is not None and sender.done()
+    assert not sender.cancelled(), "the close waited out the Retry-After and cancelled the sender"
+    assert [r.status for r in receiver.requests] == [503]
 
 
 def test_an_intervention_too_old_to_act_on_is_given_up(receiver: Receiver, start_pipeline: Start) -> None:
