@@ -136,6 +136,7 @@ def test_a_close_while_the_replayer_connects_ends_the_replayer_then(tmp_path: Pa
         closing = asyncio.create_task(sink.shutdown(4.0))  # the replayer's share is half: 2 s
         while not sink._closing:
             await asyncio.sleep(0.01)
+        holding = False  # a connection after this one is refused, as before
         for writer in held:
             writer.close()
         await closing
