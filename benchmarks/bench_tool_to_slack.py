@@ -61,7 +61,8 @@ from tests.codingagents.npm_install import install  # noqa: E402
 from tests.codingagents.script import Script, held, text, tool  # noqa: E402
 
 from _arrivals import Arrivals  # noqa: E402
-from bench_fleet import TIER3, loadavg, pct, start_serve, stop_serve  # noqa: E402
+from _fleet_report import pct  # noqa: E402
+from bench_fleet import TIER3, loadavg, start_serve, stop_serve  # noqa: E402
 from spanvisor_postgres.embedded import EmbeddedPostgres  # noqa: E402
 
 VENV_BIN = str(Path(sys.executable).parent)
