@@ -62,7 +62,7 @@ from tests.codingagents.script import Script, held, text, tool  # noqa: E402
 
 from _arrivals import Arrivals  # noqa: E402
 from _fleet_report import pct  # noqa: E402
-from bench_fleet import TIER3, loadavg, start_serve, stop_serve  # noqa: E402
+from bench_fleet import TIER3, TOKEN, loadavg, start_serve, stop_serve  # noqa: E402
 from spanvisor_postgres.embedded import EmbeddedPostgres  # noqa: E402
 
 VENV_BIN = str(Path(sys.executable).parent)
@@ -159,6 +159,8 @@ def session(
         argv = cx.argv(bin_dir, prompt)
     env["PATH"] = os.pathsep.join([VENV_BIN, env["PATH"]])
     env |= {"SPANVISOR_HOOK_POLICY": str(tmp / "policy.toml"), "SPANVISOR_DATA_DIR": str(tmp / cli / "data")}
+    # serve asks for its token (as bench_fleet runs it); the launcher hands it on to its hooks and the CLI's export.
+    env["SPANVISOR_OTLP_TOKEN"] = TOKEN
     launcher = [SPANVISOR, "run", "--endpoint", endpoint, "--"]
     return [*launcher, *argv], env, work, api
 
