@@ -4,7 +4,8 @@ Slack into the CLI's export delay and serve's part. It forwards every
 request as it came (method, path, headers, body) and relays the answer; it
 adds well under a millisecond a request on loopback. Requests from
 ``spanvisor run`` itself (its gate's notes, the task's records: Python's
-``urllib``) are told from the CLI's own (its OTel exporter)."""
+``urllib``, or their OTLP/JSON scope ``spanvisor.hook`` / ``spanvisor.run``)
+are told from the CLI's own (its OTel exporter)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 MARKER = re.compile(rb"tsl[a-z]{2}\d{4}x\d{2}")
+# The gate's notes and the launcher's records (OTLP/JSON, sent without urllib since the gate posts them itself).
+OUR_SCOPE = re.compile(rb'"scope":\s*\{"name":\s*"spanvisor\.(?:hook|run)"')
 _HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
 
 
@@ -59,7 +62,8 @@ class Arrivals:
                         plain = gzip.decompress(body)
                     except OSError:
                         plain = b""
-                who = "launcher" if "Python-urllib" in self.headers.get("User-Agent", "") else "cli"
+                ours = "Python-urllib" in self.headers.get("User-Agent", "") or OUR_SCOPE.search(plain) is not None
+                who = "launcher" if ours else "cli"
                 with lock:
                     for m in MARKER.findall(plain):
                         seen.setdefault((who, m.decode()), []).append(at)

@@ -18,7 +18,9 @@ thread). A call never shown within ``--drain`` seconds of the session's end
 counts as slower than any shown. The CLI's own line is split where its
 record reached serve (``_arrivals``: a pass-through in front of serve's
 port that notes when a request naming each id came): the CLI's export
-delay, then serve's way to Slack.
+delay, then serve's way to Slack; the gate's line where its note reached
+serve (the note leaves as the gate answers, so often before the tool runs:
+a negative delay).
 
 ``serve`` runs at its defaults (``SPANVISOR_SINKS=auto``) with an embedded
 PostgreSQL (fsync on) and the local fake Slack at Slack's real limits
@@ -68,6 +70,9 @@ from spanvisor_postgres.embedded import EmbeddedPostgres  # noqa: E402
 VENV_BIN = str(Path(sys.executable).parent)
 SPANVISOR = str(Path(sys.executable).with_name("spanvisor"))
 GOAL_S = 1.5
+# The gate's note leaves as the gate answers, so it may reach serve before the tool runs.
+NOTE_BEFORE_S = 5.0
+GATE_ROWS = ("first line", "  its note at serve", "  then serve -> Slack")
 POLICY = """default = "deny"
 [[rule]]
 name = "the benchmark's marks"
@@ -191,10 +196,17 @@ def run_cli(
         api.close()
     lags = {
         "first line": [first[m] - ran[m] if m in first else math.inf for m in ran],
+        "  its note at serve": [],
+        "  then serve -> Slack": [],
         "the CLI's own line": [own[m] - ran[m] if m in own else math.inf for m in ran],
         "  its export": [],
         "  serve -> Slack": [],
     }
+    for m, t in ran.items():  # the gate's line split at its note's arrival (sent as it answers: before the run)
+        noted = arrivals.first("launcher", m, t - NOTE_BEFORE_S)
+        if noted is not None and m in first:
+            lags["  its note at serve"].append(noted - t)
+            lags["  then serve -> Slack"].append(first[m] - noted)
     for m, t in ran.items():  # the CLI's own line split at its arrival at serve
         got = arrivals.first("cli", m, t)
         if got is not None and m in own:
@@ -248,13 +260,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\na tool call ran -> its line in Slack, p50 / p95 / max (the gate {'on' if a.gate else 'off'}):")
     for cli, by in results.items():
         for what, lags in by.items():
+            if not a.gate and what in GATE_ROWS:
+                continue  # without the gate the first line is the CLI's own
             if not lags:
                 print(f"  {NAMES[cli]:12} {'no tool call ran' if what == 'first line' else what + ': none matched'}")
                 if what == "first line":
                     break
                 continue
-            if what == "first line" and not a.gate:
-                continue  # without the gate the first line is the CLI's own
             p50, p95 = statistics.median(lags), pct(lags, 95)
             verdict = f"goal p95 <= {GOAL_S:g} s: {'met' if p95 <= GOAL_S else 'MISSED'}"
             if cli == "codex" or (what != "the CLI's own line" and what != "first line"):
@@ -263,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
                 verdict = "its own export is the floor (no goal)"
             label = "the gate's line" if what == "first line" else what
             row = f"{sec(p50)} / {sec(p95)} / {sec(max(lags))}"
-            print(f"  {NAMES[cli]:12} {label:19} {row:28} ({len(lags)} calls)  {verdict}")
+            print(f"  {NAMES[cli]:12} {label:21} {row:28} ({len(lags)} calls)  {verdict}")
     print(f"\nload (1, 5, 15 min) {loadavg()} at the end")
     return 0
 
