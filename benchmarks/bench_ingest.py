@@ -42,6 +42,7 @@ import math
 import os
 import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -372,6 +373,7 @@ def main() -> None:
     finally:
         for srv in servers:
             srv.stop()
+            shutil.rmtree(srv.log.parent, ignore_errors=True)  # its data directory
 
 
 if __name__ == "__main__":

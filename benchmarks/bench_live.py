@@ -65,6 +65,7 @@ import os
 import platform
 import random
 import re
+import shutil
 import sys
 import tempfile
 import threading
@@ -237,6 +238,7 @@ def latency(tasks: int, per_task: int, runs: list[Run]) -> list[str]:
             s.stop()
         watch.close()
         slack.close()
+        shutil.rmtree(tmp, ignore_errors=True)
     return lines
 
 

@@ -45,6 +45,7 @@ import math
 import os
 import platform
 import re
+import shutil
 import signal
 import sys
 import tempfile
@@ -254,6 +255,7 @@ def main() -> None:
         tracer.report(opened)
     finally:
         srv.stop()
+        shutil.rmtree(srv.log.parent, ignore_errors=True)  # its data directory
 
 
 if __name__ == "__main__":
