@@ -24,7 +24,6 @@ import urllib.request
 from argparse import Namespace
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
 
 import pytest
 from tests.receiver.serve_proc import ServeProcess, console_env
@@ -229,11 +228,11 @@ def test_a_remote_url_never_gets_the_local_token(tmp_path: Path) -> None:
 
     # The clients' one rule, for every sender (control client, gate notes, cancel look, launcher).
     for remote in ("http://serve.example.com:4318", "http://10.0.0.5:4318", "http://127.0.0.1.example.com/"):
-        assert servetoken.bearer_for(remote, None, env) is None
-        assert servetoken.bearer_for(remote, token, env) is None
-        assert servetoken.bearer_for(remote, "a-remote-token", env) == "a-remote-token"
+        assert servetoken.bearer(remote, None, env).token is None
+        assert servetoken.bearer(remote, token, env).token is None
+        assert servetoken.bearer(remote, "a-remote-token", env).token == "a-remote-token"
         assert HttpSource(remote, env=env).token is None
-    assert servetoken.bearer_for("http://127.0.0.1:4318", "given", env) == "given"
+    assert servetoken.bearer("http://127.0.0.1:4318", "given", env).token == "given"
 
 
 @pytest.fixture
@@ -260,7 +259,7 @@ def test_the_local_token_goes_only_to_this_users_listener(tmp_path: Path, listen
     for host in ("127.0.0.1", "localhost"):
         url = f"http://{host}:{listening}"
         assert servetoken.listener_owners(url) == {os.getuid()}
-        assert servetoken.bearer_for(url, None, env) == token
+        assert servetoken.bearer(url, None, env).token == token
         assert servetoken.for_url(url, env) == token
         assert HttpSource(url, env=env).token == token
     # Over IPv6 (and a socket on every address takes loopback connections too).
@@ -268,17 +267,27 @@ def test_the_local_token_goes_only_to_this_users_listener(tmp_path: Path, listen
         six.bind(("::", 0))
         six.listen()
         port6 = int(six.getsockname()[1])
-        assert servetoken.bearer_for(f"http://[::1]:{port6}", None, env) == token
-        assert servetoken.bearer_for(f"http://127.0.0.1:{port6}", None, env) == token
+        assert servetoken.bearer(f"http://[::1]:{port6}", None, env).token == token
+        assert servetoken.bearer(f"http://127.0.0.1:{port6}", None, env).token == token
     # Nothing listens (serve not started yet): not sent.
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         closed = int(s.getsockname()[1])
     assert servetoken.listener_owners(f"http://127.0.0.1:{closed}") == set()
-    assert servetoken.bearer_for(f"http://127.0.0.1:{closed}", None, env) is None
+    assert servetoken.bearer(f"http://127.0.0.1:{closed}", None, env).token is None
     # The file's token passed along in a variable is still the file's: the same rule.
-    assert servetoken.bearer_for(f"http://127.0.0.1:{closed}", token, env) is None
-    assert servetoken.bearer_for(f"http://127.0.0.1:{closed}", "given", env) == "given"
+    assert servetoken.bearer(f"http://127.0.0.1:{closed}", token, env).token is None
+    assert servetoken.bearer(f"http://127.0.0.1:{closed}", "given", env).token == "given"
+    # Where the file's token is in play, nothing listening is not this
+    # user's serve: the request is refused, not sent without the token.
+    for given in (None, token):
+        sending = servetoken.bearer(f"http://127.0.0.1:{closed}", given, env)
+        assert sending.refused is not None and "nothing listens" in sending.refused and token not in sending.refused
+    assert servetoken.bearer(f"http://127.0.0.1:{closed}", "given", env).refused is None
+    assert servetoken.bearer(f"http://127.0.0.1:{closed}", None, {"SPANVISOR_DATA_DIR": str(tmp_path / "no")}) == (
+        servetoken.Bearer(None)
+    )
+    assert servetoken.bearer(f"http://127.0.0.1:{listening}", None, env) == servetoken.Bearer(token)
 
 
 def test_the_hooks_token_is_read_before_its_answer_and_vetted_where_it_is_sent(tmp_path: Path, listening: int) -> None:
@@ -297,15 +306,15 @@ def test_the_hooks_token_is_read_before_its_answer_and_vetted_where_it_is_sent(t
     here = f"http://127.0.0.1:{listening}"
     assert servetoken.unvetted("https://serve.example.com", env) is None
     assert servetoken.unvetted(closed, env) == token  # read, not yet given to anyone
-    assert servetoken.vetted(here, token) == token
+    assert servetoken.bearer(here, token).token == token
     for nobody in (closed, "http://serve.example.com:4318", "http://10.0.0.5:4318"):
-        assert servetoken.vetted(nobody, token) is None
-        assert servetoken.vetted(nobody, "given") == "given"
+        assert servetoken.bearer(nobody, token).token is None
+        assert servetoken.bearer(nobody, "given").token == "given"
     # A sender finding its own data dir elsewhere (the launcher's) still
     # knows the hook's token for what it is.
     elsewhere = {"SPANVISOR_DATA_DIR": str(tmp_path / "other")}
-    assert servetoken.bearer_for(closed, token, elsewhere) is None
-    assert servetoken.bearer_for(here, token, elsewhere) == token
+    assert servetoken.bearer(closed, token, elsewhere).token is None
+    assert servetoken.bearer(here, token, elsewhere).token == token
 
 
 # Another user's HTTP server: its port first, then each request's method,
@@ -333,10 +342,23 @@ s.serve_forever()
 """
 
 
+class Squatter:
+    """:data:`SQUATTER` run as uid 65534 on a loopback port (``url``)."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        self.proc, self.out = proc, proc.stdout
+        self.url = f"http://127.0.0.1:{int(self.out.readline())}"
+
+    def heard(self) -> list[str]:
+        """Every request it was sent, a line each: it is stopped first."""
+        self.proc.kill()
+        self.proc.wait(10)
+        return self.out.read().splitlines()
+
+
 @contextlib.contextmanager
-def _squatter() -> Iterator[tuple[str, IO[str]]]:
-    """:data:`SQUATTER` run as uid 65534 on a loopback port: its URL and
-    the lines it prints."""
+def _squatter() -> Iterator[Squatter]:
     proc = subprocess.Popen(
         [sys.executable, "-c", SQUATTER],
         user=65534,
@@ -347,48 +369,62 @@ def _squatter() -> Iterator[tuple[str, IO[str]]]:
         cwd="/",
     )
     try:
-        assert proc.stdout is not None
-        url = f"http://127.0.0.1:{int(proc.stdout.readline())}"
-        assert servetoken.listener_owners(url) == {65534}
-        yield url, proc.stdout
+        squatter = Squatter(proc)
+        assert servetoken.listener_owners(squatter.url) == {65534}
+        yield squatter
     finally:
         proc.kill()
         proc.wait(10)
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="starting another user's process needs root")
-def test_another_users_squatter_on_the_port_never_gets_the_token(tmp_path: Path) -> None:
-    """Another user of the machine listens on the port first; this user's
-    real CLI (``spanvisor approvals``) asks it and sends no token; the
-    warning says whose socket it found, never the token."""
+def test_another_users_squatter_on_the_port_is_asked_nothing(tmp_path: Path) -> None:
+    """Another user of the machine listens on the port first (serve down,
+    or restarting). This user's token file says this user's serve is the
+    one meant: the real CLI (``spanvisor approvals``) sends the squatter
+    nothing, says the control API cannot be reached and whose socket it
+    found, never the token. A token passed explicitly is sent as told."""
     data = tmp_path / "data"
     token, _ = servetoken.make_or_read(servetoken.token_path(data))
-    with _squatter() as (url, heard):
-        got = _spanvisor(_client_env(data), "approvals", "--url", url)
+    with _squatter() as squatter:
+        got = _spanvisor(_client_env(data), "approvals", "--url", squatter.url)
+        assert got.returncode == 2, got
+        assert "uid 65534" in got.stderr and "not this user's spanvisor serve" in got.stderr, got.stderr
+        assert token not in got.stdout + got.stderr
+        assert squatter.heard() == []
+    with _squatter() as squatter:
+        got = _spanvisor(_client_env(data, SPANVISOR_OTLP_TOKEN="theirs"), "approvals", "--url", squatter.url)
         assert got.returncode == 0, got
-        method, _path, auth = heard.readline().split()
-        assert (method, auth) == ("GET", "None")
-        assert "uid 65534" in got.stderr and token not in got.stdout + got.stderr, got
+        assert [ln.split(" ", 2)[::2] for ln in squatter.heard()] == [["GET", "'Bearer theirs'"]]
+    # No token file: nothing says which serve is meant (one of another account, open): asked, without a token.
+    with _squatter() as squatter:
+        got = _spanvisor(_client_env(tmp_path / "none"), "approvals", "--url", squatter.url)
+        assert got.returncode == 0, got
+        assert [ln.split(" ", 2)[::2] for ln in squatter.heard()] == [["GET", "None"]]
 
 
+# A squatter that answers as the control API would for the call to go
+# through: the task open and not cancelled, a central policy allowing
+# everything, any approval given, any permit good.
 @pytest.mark.skipif(os.getuid() != 0, reason="starting another user's process needs root")
 @pytest.mark.parametrize(
-    ("policy", "command", "answer", "posts"),
+    ("policy", "command", "answer", "reason"),
     [
-        # Decided: the session's cancel look (no launcher's task here), then the call's note.
-        ('default = "deny"\n[[rule]]\nname = "ls"\ncommand = "ls *"\ndecision = "allow"\n', "ls -la", "allow", 1),
-        # Asked: the task's start and the approval request, through the
-        # OpenTelemetry SDK's exporter, before the answer (nobody decides in time).
-        ('default = "ask"\ntimeout = 2\n', "rm -rf build", "deny", 2),
+        # Decided by a local rule: the cancel look and the call's note never go there.
+        ('default = "deny"\n[[rule]]\nname = "ls"\ncommand = "ls *"\ndecision = "allow"\n', "ls -la", "allow", ""),
+        # Asked: no approval request goes there, and none comes back from it.
+        ('default = "ask"\ntimeout = 2\n', "rm -rf build", "deny", "not this user's spanvisor serve"),
     ],
     ids=["decided", "asked"],
 )
-def test_another_users_squatter_never_gets_the_token_from_the_launchers_gate(
-    tmp_path: Path, policy: str, command: str, answer: str, posts: int
+def test_another_users_squatter_has_no_say_in_the_launchers_gate(
+    tmp_path: Path, policy: str, command: str, answer: str, reason: str
 ) -> None:
     """Another user listens on the receiver's port and answers as the
-    control API would: the launcher's gate answers the call (its token
-    read, not yet sent), and nothing the call sends there carries it."""
+    control API would: the launcher's gate answers the call by its policy
+    alone (a call it asks about is denied: ``on_unreachable``), and sends
+    the squatter nothing: no token, no call's details, no question whose
+    answer it could fake."""
     from spanvisor.launcher.gate import LocalGate
 
     data = tmp_path / "data"
@@ -396,25 +432,51 @@ def test_another_users_squatter_never_gets_the_token_from_the_launchers_gate(
     (tmp_path / "policy.toml").write_text(policy)
     gate = LocalGate()
     try:
-        with _squatter() as (url, heard):
+        with _squatter() as squatter:
             env = {
                 "HOME": str(tmp_path),
                 "SPANVISOR_DATA_DIR": str(data),
                 "SPANVISOR_HOOK_POLICY": str(tmp_path / "policy.toml"),
-                "SPANVISOR_OTLP_ENDPOINT": url,
+                "SPANVISOR_OTLP_ENDPOINT": squatter.url,
             }
             call = {"session_id": "s-squat", "hook_event_name": "PreToolUse", "tool_name": "Bash"}
             call["tool_input"] = {"command": command}
             said: list[str] = []
             raw = json.dumps(call).encode()
             gate.decide(lambda _c, out, _e: said.append(out), ["claude-code"], raw, time.monotonic(), env, "/")
-            assert f'"{answer}"' in said[0], said
-            lines: list[str] = []
-            while sum(ln.split()[:2] == ["POST", "/v1/logs"] for ln in lines) < posts:
-                lines.append(heard.readline())
-            assert all(ln.split()[-1] == "None" and token not in ln for ln in lines), lines
+            assert f'"{answer}"' in said[0] and reason in said[0], said
+            assert token not in said[0]
+            time.sleep(0.5)  # the call's note, sent after the answer, would be on its way by now
+            assert squatter.heard() == []
     finally:
         gate.close()
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="starting another user's process needs root")
+def test_the_launchers_relay_keeps_what_the_cli_exports_from_another_users_squatter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The relay forwards the CLI's telemetry with the local serve's token
+    (read when it forwards: serve may start after the launcher). Another
+    user listening on the receiver's port gets neither the token nor the
+    export: it is kept, as for a receiver that is down, until this user's
+    serve is there."""
+    from spanvisor.launcher.relay import Relay
+
+    data = tmp_path / "data"
+    token, _ = servetoken.make_or_read(servetoken.token_path(data))
+    monkeypatch.setenv("SPANVISOR_DATA_DIR", str(data))
+    with _squatter() as squatter:
+        relay = Relay(squatter.url, None, tmp_path / "spool").start()
+        try:
+            headers = {"Authorization": f"Bearer {relay.secret}", "Content-Type": "application/json"}
+            status, _ctype, _body = relay.take("/v1/logs", headers, b'{"resourceLogs": []}')
+            assert status == 200 and relay.kept == 1 and relay.forwarded == 0
+            assert not relay.send_once()
+        finally:
+            relay.close(0.5)
+        assert squatter.heard() == []
+    assert token not in "".join(p.read_text(errors="replace") for p in (tmp_path / "spool").rglob("*") if p.is_file())
 
 
 def test_two_first_starts_agree_on_one_token(tmp_path: Path) -> None:

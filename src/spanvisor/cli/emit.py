@@ -65,7 +65,11 @@ def handler(args: argparse.Namespace, config: Config) -> int:
     from spanvisor.gate import servetoken
 
     where = args.endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "http://localhost:4318"
-    args.token = servetoken.bearer_for(where, args.token)
+    sending = servetoken.bearer(where, args.token)
+    if sending.refused:
+        print(f"spanvisor emit: nothing sent: {sending.refused}", file=sys.stderr)
+        return 1
+    args.token = sending.token
     now = time.time_ns()
     if args.kind in ("start", "heartbeat"):
         trace_id, root_id = emit_spans.task_ids(args.task)

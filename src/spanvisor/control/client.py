@@ -183,8 +183,10 @@ class HttpSource:
     ) -> None:
         self.url = base_url(url)
         # No token given: the local serve's own (its data dir's serve-token),
-        # for a loopback URL only; that one is never sent to another host.
-        self.token = servetoken.bearer_for(self.url, token, env)
+        # for a loopback URL only; that one is never sent to another host,
+        # and goes only to this user's listener, asked at each request (a
+        # serve restarting may find its port taken).
+        self._given, self._env = token, env
         self.request_timeout_s = request_timeout_s
         self._backoff = 0.0
         self._warned = False
@@ -198,11 +200,10 @@ class HttpSource:
         loopback = host in ("127.0.0.1", "localhost", "::1")
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({})) if loopback else None
 
-    def _headers(self) -> dict[str, str]:
-        h = {"Accept": "application/json"}
-        if self.token:
-            h["Authorization"] = f"Bearer {self.token}"
-        return h
+    @property
+    def token(self) -> str | None:
+        """The bearer token a request sends now (:func:`servetoken.bearer`)."""
+        return servetoken.bearer(self.url, self._given, self._env).token
 
     def task_url(self, task_id: str) -> str:
         return f"{self.url}/v1/control/tasks/{urllib.parse.quote(task_id, safe='')}"
@@ -219,7 +220,12 @@ class HttpSource:
     ) -> tuple[int, dict[str, Any], float | None]:
         """:meth:`_request` and the answer's ``Retry-After`` in seconds, if any."""
         data = json.dumps(body).encode() if body is not None else None
-        headers = self._headers()
+        sending = servetoken.bearer(self.url, self._given, self._env)
+        if sending.refused:  # another user's port, or nothing there: not this user's serve, asked nothing
+            return 0, {"error": sending.refused}, None
+        headers = {"Accept": "application/json"}
+        if sending.token:
+            headers["Authorization"] = f"Bearer {sending.token}"
         if data is not None:
             headers["Content-Type"] = "application/json"
         req = urllib.request.Request(url, data=data, method=method, headers=headers)

@@ -318,9 +318,11 @@ def get(base: str, token: str | None, etag: str | None, timeout_s: float) -> tup
         port = int(p) if p.isdigit() else port
     path = ("/" + prefix.strip("/") if prefix.strip("/") else "") + ROUTE
     lines = [f"GET {path} HTTP/1.1", f"Host: {hostport}", "Accept: application/json", "Connection: close"]
-    token = servetoken.vetted(base, token)
-    if token:
-        lines.append(f"Authorization: Bearer {token}")
+    sending = servetoken.bearer(base, token)
+    if sending.refused:  # another user's port, not the serve whose token is in play: no policy from it
+        return 0, sending.refused, None
+    if sending.token:
+        lines.append(f"Authorization: Bearer {sending.token}")
     if etag:
         lines.append(f"If-None-Match: {etag}")
     deadline = time.monotonic() + timeout_s

@@ -44,7 +44,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from spanvisor.gate import otlp, readlimit, servetoken
+from spanvisor.gate import otlp, readlimit
 from spanvisor.gate.contracts import Call
 from spanvisor.gate.session import TaskKey, otlp_endpoint, session_of
 
@@ -137,10 +137,9 @@ def note(
 
 def send(item: Mapping[str, Any], token: str | None, timeout_s: float) -> bool:
     endpoint = str(item["endpoint"])
-    # No token: the local serve's for a loopback endpoint; the local serve's
-    # token never goes to another host's endpoint (the spool holds notes
-    # for every destination).
-    token = servetoken.bearer_for(endpoint, token)
+    # No token: the local serve's for a loopback endpoint, and only to this
+    # user's listener (otlp.post asks); the local serve's token never goes
+    # to another host's endpoint (the spool holds notes for every destination).
     if "spans" in item:  # a task's end (its root span) the receiver could not take when it was made
         body = json.dumps(item["spans"], separators=(",", ":")).encode()
         return otlp.post(endpoint, token, body, timeout_s, "traces")

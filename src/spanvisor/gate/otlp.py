@@ -118,9 +118,11 @@ def post(endpoint: str, token: str | None, body: bytes, timeout_s: float, signal
     parts = urllib.parse.urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
     path = parts.path.rstrip("/") + f"/v1/{signal}"
     headers = {"Content-Type": "application/json"}
-    token = servetoken.vetted(endpoint, token)
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
+    sending = servetoken.bearer(endpoint, token)
+    if sending.refused:  # not this user's serve: it hears nothing (the caller keeps what it sends)
+        return False
+    if sending.token:
+        headers["Authorization"] = f"Bearer {sending.token}"
     tls = parts.scheme == "https"
     try:
         host, port = parts.hostname or "127.0.0.1", parts.port or (443 if tls else 80)

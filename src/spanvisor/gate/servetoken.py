@@ -10,32 +10,37 @@ user's that neither the group nor others may read or write; anything else
 is refused, saying why.
 
 The local clients (the control client behind ``spanvisor approve``,
-``cancel``, ``tasks``…, the hook, the launcher, the gate's notes and cancel
-look) read the same file when they are given no token, and only for a
-loopback URL (127.0.0.0/8, ::1, localhost): a secret of this machine is
-never sent to another host (:func:`bearer_for`). They find the data dir as
-``serve`` does by default: ``SPANVISOR_DATA_DIR``, else
-``$XDG_DATA_HOME/spanvisor``, else ``~/.local/share/spanvisor``.
+``cancel``, ``tasks``…, the hook, the launcher and its relay, the gate's
+notes, central policy and cancel look) read the same file when they are
+given no token, and only for a loopback URL (127.0.0.0/8, ::1, localhost):
+a secret of this machine is never sent to another host (:func:`bearer`).
+They find the data dir as ``serve`` does by default:
+``SPANVISOR_DATA_DIR``, else ``$XDG_DATA_HOME/spanvisor``, else
+``~/.local/share/spanvisor``.
 
 A loopback port is anyone's to take: another user of the machine who
 listens on serve's port first (serve not started yet, restarting, or on
-another port) would receive the token with the first request. So the file's
-token goes only to a port whose listening socket belongs to this user
-(:func:`listener_is_mine`: the owner the kernel records for the socket,
-:mod:`.listeners`): nothing listening, or another
-user's socket, and the request goes without it (serve answers 401, and the
-gate denies). Where the kernel cannot be asked (not Linux) this is not
-checked. A token passed explicitly (``SPANVISOR_OTLP_TOKEN``, ``--token``)
-is sent as told: whoever passed it chose where it goes.
+another port) would receive the token with the first request, and could
+answer as the control API: approve a call, permit it, publish a lenient
+central policy, say a task has no cancel. So where the file's token is in
+play, a loopback port is this user's serve only when its listening socket
+belongs to this user (:func:`foreign`: the owner the kernel records for
+the socket, :mod:`.listeners`). Nothing listening, or another user's
+socket, and the request is refused before it is sent (:class:`Bearer`):
+the sender answers as it does when serve cannot be reached (the gate by
+its policy's ``on_unreachable``, a note stays in the spool). Where the
+kernel cannot be asked (not Linux) this is not checked. A token passed
+explicitly (``SPANVISOR_OTLP_TOKEN``, ``--token``) is sent as told, and
+with no token file nothing is checked: whoever passed it, or runs serve
+under another account, chose where it goes.
 
 The hook reads the file before it decides but asks who listens only where
-the token is sent (:func:`unvetted`, :func:`vetted`): before each request
+the token is sent (:func:`unvetted`, :func:`bearer`): before each request
 of the gate's own senders (notes, OTLP records, the central policy, the
-cancel look), when the live records' OpenTelemetry exporter or a control
-client is made. Under the launcher, a call the policy decides no longer
-waits for the kernel's tables before its answer (two netlink dumps, about
-50 µs); a hook deciding in its own process asks once before it, for the
-cancel look it starts.
+cancel look, the approval's requests), and of the launcher's relay. Under
+the launcher, a call the policy decides no longer waits for the kernel's
+tables before its answer (two netlink dumps, about 50 µs); a hook deciding
+in its own process asks once before it, for the cancel look it starts.
 
 The standard library only: the gate reads it on the path of a tool call's
 answer.
@@ -47,6 +52,7 @@ import os
 import stat
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 FILE_NAME = "serve-token"
 ENV_DATA_DIR = "SPANVISOR_DATA_DIR"
@@ -198,28 +204,21 @@ def listener_owners(url: str) -> set[int] | None:
     return {uid for addr, uid in found if listeners.reaches(addr, wanted)}
 
 
-def listener_is_mine(url: str) -> bool:
-    """Whether only this user's sockets listen where ``url`` connects, and
-    at least one does (:func:`listener_owners`); True where the kernel's
-    tables cannot be read (not checked)."""
+NOTHING = "nothing listens there"
+
+
+def foreign(url: str) -> str | None:
+    """Why what listens where ``url`` connects is not this user's (another
+    user's socket, or nothing at all); None when only this user's sockets
+    listen there (:func:`listener_owners`), or where the kernel's tables
+    cannot be read (not checked)."""
     owners = listener_owners(url)
     if owners is None or not hasattr(os, "getuid"):
-        return True
-    mine = bool(owners) and owners <= {os.getuid()}
-    if not mine:
-        others = ", ".join(f"uid {u}" for u in sorted(owners - {os.getuid()}))
-        found = f"a socket of {others} listens there, not this user's (uid {os.getuid()})" if others else ""
-        # logging is imported here only: the hook and the launcher's start
-        # read this module on their way (about 5 ms of a cold hook).
-        import logging
-
-        logging.getLogger("spanvisor.token").warning(
-            "the local serve token was not sent to %s: %s; start spanvisor serve, or pass its token "
-            "explicitly (SPANVISOR_OTLP_TOKEN)",
-            f"{_host(url)} port {_port(url)}",
-            found or "nothing listens there",
-        )
-    return mine
+        return None
+    if owners and owners <= {os.getuid()}:
+        return None
+    others = ", ".join(f"uid {u}" for u in sorted(owners - {os.getuid()}))
+    return f"a socket of {others} listens there, not this user's (uid {os.getuid()})" if others else NOTHING
 
 
 def _host(url: str) -> str:
@@ -241,26 +240,77 @@ def local(env: Mapping[str, str] | None = None) -> str | None:
         return None
 
 
-def for_url(url: str | None, env: Mapping[str, str] | None = None) -> str | None:
-    """The local serve token to send to ``url``: only when ``url`` is a
-    loopback one, the file is there and safe, and what listens there is
-    this user's (:func:`listener_is_mine`); else None."""
-    if not url or not is_loopback(url):
-        return None
-    token = local(env)
-    return token if token and listener_is_mine(url) else None
+class Bearer(NamedTuple):
+    """What a request to one URL may carry: ``token``, the bearer token to
+    send (None: no ``Authorization`` header); ``refused``, why no request
+    may go there at all (None: it may)."""
+
+    token: str | None
+    refused: str | None = None
 
 
 # Tokens read from a token file whose listener was not asked yet (the
 # hook's, :func:`unvetted`): each is asked for the URL it is sent to.
 _UNVETTED: set[str] = set()
+# What was said already (URL, reason): a refusal is logged once a process.
+_SAID: set[tuple[str, str]] = set()
+
+
+def bearer(url: str | None, token: str | None, env: Mapping[str, str] | None = None) -> Bearer:
+    """What a request to ``url`` carries: ``token`` when it was passed
+    explicitly (sent as told: whoever passed it chose where it goes), else
+    the local serve's own token. That one, read from the file or passed
+    along (a variable a hook set, a spool of several destinations), never
+    goes to another host: to a URL that is not loopback the request goes
+    without it. To a loopback URL it goes only to this user's listener
+    (:func:`foreign`). Anything else listening there, another user's
+    socket or nothing, is not this user's serve, whose token is in play:
+    the request is ``refused`` and must not be sent, so a port squatter
+    never hears a call's details and nothing it answers (an approval, a
+    permit, a central policy, a cancel's absence) counts. A loopback URL
+    with no local token in play (no token file: a serve of another
+    account, open or with a token passed explicitly) is not checked."""
+    if not url:  # the SDK picks the URL: a token the hook read goes nowhere unasked
+        return Bearer(None if token in _UNVETTED else token or None)
+    if token and token not in _UNVETTED and token != local(env):
+        return Bearer(token)
+    if not is_loopback(url):
+        return Bearer(None)
+    token = token or local(env)
+    if not token:
+        return Bearer(None)
+    found = foreign(url)
+    if found is None:
+        return Bearer(token)
+    where = f"{_host(url)} port {_port(url)}"
+    if found == NOTHING:
+        why = f"nothing listens at {where}: this user's spanvisor serve is not running there"
+    else:
+        why = (
+            f"{where} is not this user's spanvisor serve ({found}), and its token is in play: nothing is sent "
+            "there and nothing it answers counts; start spanvisor serve, or pass the token of the serve you mean "
+            "explicitly (SPANVISOR_OTLP_TOKEN)"
+        )
+    if (where, found) not in _SAID:
+        _SAID.add((where, found))
+        # logging is imported here only: the hook and the launcher's start
+        # read this module on their way (about 5 ms of a cold hook).
+        import logging
+
+        logging.getLogger("spanvisor.token").warning("%s", why)
+    return Bearer(None, why)
+
+
+def for_url(url: str | None, env: Mapping[str, str] | None = None) -> str | None:
+    """The local serve token to send to ``url`` now, when it may go there
+    (:func:`bearer`); else None."""
+    return bearer(url, None, env).token
 
 
 def unvetted(url: str | None, env: Mapping[str, str] | None = None) -> str | None:
     """The local serve token for ``url`` when ``url`` is a loopback one and
     the file is there and safe, its listener not asked yet: whoever sends
-    it asks first (:func:`vetted`; :func:`bearer_for` and the gate's own
-    senders do)."""
+    it asks first (:func:`bearer`)."""
     if not url or not is_loopback(url):
         return None
     token = local(env)
@@ -269,45 +319,19 @@ def unvetted(url: str | None, env: Mapping[str, str] | None = None) -> str | Non
     return token
 
 
-def vetted(url: str, token: str | None) -> str | None:
-    """``token`` as it may go to ``url``: one read by :func:`unvetted` only
-    to this user's listener on loopback (:func:`listener_is_mine`, asked
-    now); any other as given."""
-    if token and token in _UNVETTED and not (is_loopback(url) and listener_is_mine(url)):
-        return None
-    return token
-
-
-def bearer_for(url: str | None, token: str | None, env: Mapping[str, str] | None = None) -> str | None:
-    """The token to send to ``url``: ``token`` when given, else the local
-    serve's for a loopback URL. The local serve's token never goes to
-    another host, however it was passed along (a variable a hook set, a
-    spool delivered for several destinations): to a URL that is not
-    loopback it is not sent."""
-    if not url:
-        return token or None
-    if token and token in _UNVETTED:  # a local token, whatever data dir it came from
-        return vetted(url, token)
-    mine = local(env)
-    if token and token != mine:
-        return token
-    # The local serve's token, given or read: only to this user's listener on loopback.
-    return for_url(url, env) if is_loopback(url) else None
-
-
 __all__ = [
     "FILE_NAME",
+    "Bearer",
     "TokenFileError",
-    "bearer_for",
+    "bearer",
     "data_dir",
     "for_url",
+    "foreign",
     "is_loopback",
-    "listener_is_mine",
     "listener_owners",
     "local",
     "make_or_read",
     "read",
     "token_path",
     "unvetted",
-    "vetted",
 ]

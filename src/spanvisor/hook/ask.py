@@ -194,7 +194,7 @@ def ask(
     client = HttpSource(url, token, request_timeout_s=min(REQUEST_TIMEOUT_S, max(0.5, deadline.left())))
     status, doc = view(client, task.task_id, deadline)
     if status != 200:
-        return unreachable(f"the control API at {client.url} cannot be reached ({_why(status)})")
+        return unreachable(f"the control API at {client.url} cannot be reached ({_why(status, doc)})")
     aid = approval_id(task, call, raw)
     stop = cancel_in(doc) if task.launched else cancel_seen(task.task_id, status, doc, env)
     if stop is not None:  # nobody is asked about a call of a cancelled session
@@ -267,9 +267,9 @@ def ask(
     return code
 
 
-def _why(status: int) -> str:
-    if status == 0:
-        return "no answer"
+def _why(status: int, doc: dict[str, Any]) -> str:
+    if status == 0:  # why nothing answered: refused, timed out, not this user's serve
+        return str(doc.get("error") or "no answer")
     if status in (401, 403):
         return f"HTTP {status}: the token was refused"
     return f"HTTP {status}"

@@ -110,7 +110,7 @@ def local_token(args: argparse.Namespace, env: dict[str, str]) -> None:
     when both where the records go and the control API it asks are on
     this machine (loopback); never for another host. Whom it goes to is
     asked where it is sent, never here on the way to the answer: only to a
-    listener of this user's (:func:`servetoken.vetted`)."""
+    listener of this user's (:func:`servetoken.bearer`)."""
     if getattr(args, "otlp_token", None):
         return
     endpoint = otlp_endpoint(getattr(args, "endpoint", None), env)

@@ -22,10 +22,17 @@ from typing import Any
 log = logging.getLogger("spanvisor.emit")
 
 
+class ForeignListener(Exception):
+    """The endpoint is not this user's serve, whose token is in play
+    (:func:`spanvisor.gate.servetoken.bearer`): nothing may be sent there."""
+
+
 def otlp_exporter(args: argparse.Namespace, signal: str = "traces") -> Any:
     """The OTLP exporter of ``signal`` (``traces`` or ``logs``) the emit
     arguments name: the protocol, the endpoint (a base URL; for HTTP the
-    signal's path is put on it, replacing the other signal's) and the token."""
+    signal's path is put on it, replacing the other signal's) and the token.
+    :class:`ForeignListener` where the endpoint is not this user's serve and its
+    token is in play."""
     if args.protocol == "grpc":
         endpoint = (
             args.endpoint
@@ -57,13 +64,16 @@ def otlp_exporter(args: argparse.Namespace, signal: str = "traces") -> Any:
 
 
 def _authorization(url: str | None, token: str | None) -> dict[str, str] | None:
-    """The bearer header for ``url``. A local serve token the hook read
-    goes only to this user's listener on loopback (:func:`servetoken.vetted`,
-    asked now), and nowhere when the SDK picks the URL."""
+    """The bearer header for ``url``. The local serve's token goes only to
+    this user's listener on loopback (:func:`servetoken.bearer`, asked now;
+    :class:`ForeignListener` for another's), and one the hook read goes nowhere
+    when the SDK picks the URL."""
     from spanvisor.gate import servetoken
 
-    token = servetoken.vetted(url or "", token)
-    return {"authorization": f"Bearer {token}"} if token else None
+    sending = servetoken.bearer(url or "", token)
+    if sending.refused:  # not this user's serve: nothing goes there
+        raise ForeignListener(sending.refused)
+    return {"authorization": f"Bearer {sending.token}"} if sending.token else None
 
 
 def send(
@@ -76,7 +86,11 @@ def send(
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-    exporter = otlp_exporter(args, "logs")
+    try:
+        exporter = otlp_exporter(args, "logs")
+    except ForeignListener as exc:
+        log.warning("the %s record was not sent: %s", name, exc)
+        return False
     results: list[Any] = []
     export = exporter.export
 
@@ -101,4 +115,4 @@ def send(
     return bool(results) and all(r is LogRecordExportResult.SUCCESS for r in results)
 
 
-__all__ = ["otlp_exporter", "send"]
+__all__ = ["ForeignListener", "otlp_exporter", "send"]

@@ -45,6 +45,8 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
+from spanvisor.gate import servetoken
+
 SIGNALS = frozenset({"traces", "logs", "metrics"})
 MAX_EXPORT_BYTES = 16 * 1024 * 1024
 MAX_SPOOL_BYTES = 64 * 1024 * 1024
@@ -206,8 +208,14 @@ class Relay:
         headers = {"Content-Type": ctype}
         if gzip:
             headers["Content-Encoding"] = "gzip"
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
+        # The local serve's token (given, or read now: serve may have started
+        # after the launcher) only to this user's listener; another user's
+        # port is not the receiver, and the export waits in the spool.
+        sending = servetoken.bearer(self.endpoint, self.token)
+        if sending.refused:
+            return None
+        if sending.token:
+            headers["Authorization"] = f"Bearer {sending.token}"
         kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
         conn = kind(parts.hostname or "127.0.0.1", parts.port, timeout=REQUEST_TIMEOUT_S)
         try:

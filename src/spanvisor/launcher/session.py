@@ -375,8 +375,8 @@ class _Session:
                 rs.said(f"{cancelled_text(d)}; stopping {self.proc.args[0]}")
 
         url = os.environ.get(ENV_URL) or self.endpoint
-        token = servetoken.bearer_for(url, token_from_env() or self.args.token)
-        watch = CancelWatch(self.task_id, run_id_of(*self.key.ids), url, token, cancel)
+        # The token as given: the watch's client asks where it may go at each request.
+        watch = CancelWatch(self.task_id, run_id_of(*self.key.ids), url, token_from_env() or self.args.token, cancel)
         watch.start()
         return watch
 
@@ -444,11 +444,14 @@ def _ended(task_id: str, endpoint: str, token: str | None) -> str | None:
     from spanvisor.ids import run_id_of
 
     url = (os.environ.get(ENV_CONTROL_URL) or endpoint).rstrip("/")
-    token = servetoken.bearer_for(url, os.environ.get(ENV_CONTROL_TOKEN) or token)
+    sending = servetoken.bearer(url, os.environ.get(ENV_CONTROL_TOKEN) or token)
+    if sending.refused:  # not this user's serve: no answer to read
+        return None
+    auth = {"Authorization": f"Bearer {sending.token}"} if sending.token else {}
     query = urllib.parse.urlencode({"run": run_id_of(*launcher_task_ids(task_id))})
     req = urllib.request.Request(
         f"{url}/v1/control/tasks/{urllib.parse.quote(task_id, safe='')}?{query}",
-        headers={"Accept": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})},
+        headers={"Accept": "application/json", **auth},
     )
     # Loopback never goes through a proxy the environment names (nor its token).
     direct = servetoken.is_loopback(url)
