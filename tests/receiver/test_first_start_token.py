@@ -38,7 +38,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[ServeProcess]:
     data = tmp_path / "serve"
-    serve = ServeProcess(data, console_env(data, SPANVISOR_OPEN="0"))
+    serve = ServeProcess(data, {**console_env(data, SPANVISOR_OPEN="0"), "SPANVISOR_SINKS": "console,stream"})
     try:
         yield serve
     finally:
@@ -163,6 +163,32 @@ def test_the_local_cli_finds_the_token_through_the_data_dir(served: ServeProcess
     assert HttpSource(f"http://localhost:{served.http}", env=mine).token == token
     # serve listens on 127.0.0.1 only: ::1 is nobody's socket, and gets nothing.
     assert HttpSource(f"http://[::1]:{served.http}", env=mine).token is None
+
+
+def test_spanvisor_follow_finds_the_token_through_the_data_dir(served: ServeProcess) -> None:
+    """``spanvisor follow`` beside a local serve, given no token: it reads
+    the file as the other commands do (it was refused with 401)."""
+    url = f"http://127.0.0.1:{served.http}"
+    mine = _client_env(served.data_dir)
+    with subprocess.Popen(
+        [sys.executable, "-m", "spanvisor.cli", "follow", "--url", url, "--events", "1", "--wait", "60"],
+        env=mine,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as followed:
+        try:
+            deadline = time.monotonic() + 60
+            got = None
+            while followed.poll() is None and time.monotonic() < deadline:
+                got = _spanvisor(mine, "emit", "start", "--task", "t-followed", "--endpoint", url)
+                assert got.returncode == 0, got
+                time.sleep(0.5)
+            out, err = followed.communicate(timeout=30)
+        finally:
+            followed.kill()
+    assert followed.returncode == 0, (out, err)
+    assert "task_started t-followed" in out, (out, err)
 
 
 def test_the_hook_takes_the_token_for_a_loopback_endpoint_only(tmp_path: Path, listening: int) -> None:

@@ -31,6 +31,7 @@ from spanvisor.cli.pasteable import with_name
 from spanvisor.config import Config
 from spanvisor.control.client import DEFAULT_URL, ENV_URL, token_from_env
 from spanvisor.display.readable import answer_command, usd
+from spanvisor.gate import servetoken
 
 BAR = 20
 LINES = 15
@@ -193,12 +194,17 @@ async def follow(
     connected_once = False
     waiting_since: float | None = None
     while True:
+        # No token given: the local serve's own, for this user's listener on
+        # loopback only, asked at each connection (serve may be restarting).
+        sending = servetoken.bearer(url, token)
         headers = {"Accept": "text/event-stream"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
+        if sending.token:
+            headers["Authorization"] = f"Bearer {sending.token}"
         if last_id:
             headers["Last-Event-ID"] = last_id
         try:
+            if sending.refused:  # not this user's serve (yet): waited for as one that does not answer
+                raise ConnectionRefusedError(sending.refused)
             timeout = aiohttp.ClientTimeout(total=None, sock_read=60)
             async with (
                 aiohttp.ClientSession(timeout=timeout) as session,
@@ -284,7 +290,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--agent", help="only these agents (comma-separated)")
     p.add_argument("--kind", help="only these event kinds (comma-separated, e.g. task_finished,intervention)")
     p.add_argument("--url", help=f"spanvisor serve or the demo (default: ${ENV_URL} or {DEFAULT_URL})")
-    p.add_argument("--token", help="bearer token (default: $SPANVISOR_CONTROL_TOKEN or $SPANVISOR_OTLP_TOKEN)")
+    p.add_argument(
+        "--token",
+        help="bearer token (default: $SPANVISOR_CONTROL_TOKEN or $SPANVISOR_OTLP_TOKEN, else a local serve's own)",
+    )
     p.add_argument("--events", type=int, help="stop after this many events")
     p.add_argument(
         "--wait",
