@@ -10,11 +10,13 @@ its journal (it used to replay it to the console, then fail on the bind).
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from serve_proc import ServeProcess, console_env
 
 
@@ -66,3 +68,52 @@ def test_a_held_port_stops_serve_before_it_replays_anything(tmp_path: Path) -> N
     assert line.startswith(f"spanvisor: configuration error: port {port} (SPANVISOR_OTLP_HTTP_PORT) on 127.0.0.1 ")
     assert "in use by another process" in line and "--http-port" in line
     assert "journal" not in second.stdout and "replay" not in second.stdout.lower()
+    assert "another user" not in line  # this user's own socket: nobody else's to name
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="starting another user's process needs root")
+def test_a_port_another_user_holds_is_said_to_be_theirs(tmp_path: Path) -> None:
+    """On a shared machine, another user may be squatting serve's port:
+    serve says whose socket holds it."""
+    data = tmp_path / "data"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD],
+        user=65534,
+        group=65534,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={"PATH": os.environ.get("PATH", "")},
+        cwd="/",
+    )
+    try:
+        assert holder.stdout is not None
+        port = int(holder.stdout.readline())
+        env = dict(console_env(data), SPANVISOR_OTLP_HTTP_PORT=str(port))
+        second = subprocess.run(
+            [sys.executable, "-m", "spanvisor.cli", "serve"],
+            check=False,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        holder.kill()
+        holder.wait(10)
+    assert second.returncode == 2, second
+    [line] = second.stderr.strip().splitlines()
+    assert (
+        f"in use by another process (Address already in use), a socket of another user (uid 65534; this is uid {os.getuid()})"
+        in line
+    )
+
+
+# A socket listening on a free loopback port, its port printed.
+HOLD = """
+import socket, time
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen()
+print(s.getsockname()[1], flush=True)
+time.sleep(120)
+"""

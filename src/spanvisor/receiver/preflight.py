@@ -13,7 +13,8 @@
   one line naming the port and its setting, before the journal is
   replayed (it used to replay it to its console, then fail on the bind).
   A bind test, so a port taken in the instant between is still the
-  listener's own error.
+  listener's own error. A port another user's socket holds says whose
+  (it may be squatting serve's port on a shared machine).
 """
 
 from __future__ import annotations
@@ -84,9 +85,24 @@ def ports_free(config: Any) -> None:
                 probe.bind((host, port))
             except OSError as exc:
                 raise ConfigError(
-                    f"port {port} ({env}) on {host} is in use by another process ({exc.strerror}); "
+                    f"port {port} ({env}) on {host} is in use by another process ({exc.strerror}){_whose(port)}; "
                     f"stop it, or give serve another port ({env} or {flag})"
                 ) from None
+
+
+def _whose(port: int) -> str:
+    """Another user's socket on the port, said: on a shared machine it may
+    be squatting serve's port, so the operator hears whose it is (this
+    user's clients send it nothing while this user's token file is there:
+    gate/servetoken.py)."""
+    from spanvisor.gate import listeners
+
+    found = listeners.listening(port) or []
+    others = sorted({uid for _addr, uid in found if uid != os.getuid()})
+    if not others:
+        return ""
+    uids = ", ".join(f"uid {u}" for u in others)
+    return f", a socket of another user ({uids}; this is uid {os.getuid()})"
 
 
 def hold_journal(config: Any) -> None:
