@@ -123,3 +123,64 @@ def test_a_file_that_is_not_a_copy_counts_as_a_server_that_publishes_one(
         cache.write_text(text)
         got, err = run_hook(env, "ls", *args)
         assert got == "deny", err  # on_unreachable, not the local allow alone
+
+
+def test_a_recent_failure_in_the_file_does_not_keep_a_locked_hook_from_asking(
+    tmp_path: Path, env: dict[str, str], serve: FakeServe
+) -> None:
+    """ "The server failed a second ago and never had a policy": the agent's
+    word, in a file it can write. A locked hook asks all the same, and the
+    central deny holds."""
+    args = hook_args(tmp_path, serve, "--locked")
+    assert run_hook(env, FORCE, *args)[0] == "deny"
+    cache = the_cache(tmp_path)
+    cache.write_text(
+        json.dumps({"url": serve.url, "etag": None, "doc": None, "known": False, "fetched": 0, "failed": time.time()})
+    )
+    asked = len(serve.asked)
+    got, err = run_hook(env, FORCE, *args)
+    assert got == "deny", err
+    assert len(serve.asked) == asked + 1
+
+
+@pytest.fixture
+def refusing() -> Iterator[str]:
+    """A serve that refuses the hook's token (401) on every route: as when
+    the agent, the same user, rewrote the token file the hook reads."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b'{"error": "missing or wrong bearer token"}'
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", "Bearer")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_refused_token_leaves_a_locked_hook_the_central_policy_unknown(
+    tmp_path: Path, env: dict[str, str], refusing: str
+) -> None:
+    """A serve that refuses the token may well publish a central policy
+    the hook cannot read: a locked hook takes its fail-closed rules
+    (``on_unreachable``), not the local policy alone, so breaking the
+    token does not lift the central floor. An unlocked hook, whose
+    environment decides anyway, keeps the local policy."""
+    locked = ("--policy", str(tmp_path / "local.toml"), "--url", refusing, "--locked")
+    for command in (FORCE, "ls"):
+        got, err = run_hook(env, command, *locked)
+        assert got == "deny", err
+    assert run_hook(env, "ls", *locked[:-1])[0] == "allow"

@@ -30,6 +30,11 @@ a copy from the file is never fresh by itself, only a validator for the
 request (a copy rewritten with a self-consistent policy of the agent's
 and a current time would otherwise be used for as long as it is
 rewritten); only copies this process fetched are used without asking.
+Nor does the file's "failed a moment ago" keep a locked hook from asking
+a server not known to publish a policy (the agent would write it to have
+the local policy decide alone), and a server that refuses the token
+leaves a locked hook the central policy unknown, not none (a token file
+the agent broke would otherwise lift the central floor).
 
 Standard library only: the request is a bare HTTP/1.1 GET on a socket
 (TLS for ``https://``), bounded by a short timeout.
@@ -119,8 +124,15 @@ def view(
     base = server_url(env, url, endpoint)
     t = time.time() if now is None else now
     path = _file(base, env)
-    entry = _memory.get(path) or _read_file(base, env) or {}
+    mine = _memory.get(path)
+    entry = mine or _read_file(base, env) or {}
     fetched, failed = _time(entry.get("fetched")), _time(entry.get("failed"))
+    if not (trust_file or mine or entry.get("known")):
+        # A locked hook: "it failed a moment ago, and never had a policy" is
+        # the file's word, which the agent can write to keep the server from
+        # being asked at all. Held back only where it leads to the stricter
+        # answer (a server known to publish one: its fail-closed rules).
+        failed = 0.0
     secret = token or env.get("SPANVISOR_CONTROL_TOKEN") or env.get("SPANVISOR_OTLP_TOKEN")
     # Ages on this clock only: a time in the future is no age at all.
     if fetched and 0 <= t - fetched < ttl(env) and (trust_file or path in _here):
@@ -133,7 +145,11 @@ def view(
         if got is not None:
             return CentralView(_central(got), "fresh", url=base)
         entry = _memory.get(_file(base, env)) or entry
-    if mode == "required" or entry.get("known"):
+    # A server that refused the token may publish a policy this hook cannot
+    # read: to a locked hook, unknown (a token file the agent broke does not
+    # lift the central floor); this process's own answer only.
+    refused = not trust_file and bool((_memory.get(path) or {}).get("refused"))
+    if mode == "required" or entry.get("known") or refused:
         return CentralView(_central(entry), "unknown", f"the central policy cannot be read from {base} ({why})", base)
     return CentralView(None, "none", url=base)
 
@@ -156,7 +172,7 @@ def _refresh(
         _here.add(_file(base, env))
         return got, ""
     why = _why(status, doc)
-    _keep(base, {**entry, "failed": t, "why": why}, env)
+    _keep(base, {**entry, "failed": t, "why": why, "refused": status in (401, 403)}, env)
     return None, why
 
 
