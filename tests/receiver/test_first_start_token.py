@@ -282,7 +282,8 @@ def test_the_local_token_goes_only_to_this_users_listener(tmp_path: Path, listen
     data = tmp_path / "data"
     token, _ = servetoken.make_or_read(servetoken.token_path(data))
     env = {"SPANVISOR_DATA_DIR": str(data)}
-    for host in ("127.0.0.1", "localhost"):
+    # Every spelling of loopback a connection reads as one (and 0.0.0.0, which lands here).
+    for host in ("127.0.0.1", "localhost", "127.1", "2130706433", "0.0.0.0", "[::ffff:127.0.0.1]"):
         url = f"http://{host}:{listening}"
         assert servetoken.listener_owners(url) == {os.getuid()}
         assert servetoken.bearer(url, None, env).token == token
@@ -413,6 +414,9 @@ def test_another_users_squatter_on_the_port_is_asked_nothing(tmp_path: Path) -> 
     data = tmp_path / "data"
     token, _ = servetoken.make_or_read(servetoken.token_path(data))
     with _squatter() as squatter:
+        port = squatter.url.rpartition(":")[2]
+        for spelt in ("127.1", "2130706433", "0.0.0.0", "[::ffff:127.0.0.1]"):
+            assert servetoken.bearer(f"http://{spelt}:{port}", None, {"SPANVISOR_DATA_DIR": str(data)}).refused
         got = _spanvisor(_client_env(data), "approvals", "--url", squatter.url)
         assert got.returncode == 2, got
         assert "uid 65534" in got.stderr and "not this user's spanvisor serve" in got.stderr, got.stderr
@@ -503,6 +507,37 @@ def test_the_launchers_relay_keeps_what_the_cli_exports_from_another_users_squat
             relay.close(0.5)
         assert squatter.heard() == []
     assert token not in "".join(p.read_text(errors="replace") for p in (tmp_path / "spool").rglob("*") if p.is_file())
+
+
+def test_spanvisor_emit_approval_sends_the_local_token_where_it_sends_its_request(served: ServeProcess) -> None:
+    """``spanvisor emit approval`` with no ``--endpoint``: the request goes
+    where the SDK's variables say, with the local serve's token (it went
+    without one, and serve refused it)."""
+    env = _client_env(served.data_dir, OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{served.http}")
+    got = _spanvisor(env, "emit", "approval", "--task", "t-asks", "--question", "deploy?", "--wait", "0.5")
+    assert "asked: task=t-asks" in got.stdout, got
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="starting another user's process needs root")
+def test_spanvisor_emit_asks_about_the_endpoint_the_sdk_sends_to(tmp_path: Path, listening: int) -> None:
+    """This user's listener at ``OTEL_EXPORTER_OTLP_ENDPOINT``, another
+    user's at the signals' own endpoint variables, which the SDK prefers:
+    ``spanvisor emit`` and ``emit approval`` ask about the one they send
+    to, and send that squatter nothing, token or record."""
+    data = tmp_path / "data"
+    token, _ = servetoken.make_or_read(servetoken.token_path(data))
+    with _squatter() as squatter:
+        env = _client_env(
+            data,
+            OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{listening}",
+            OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=f"{squatter.url}/v1/traces",
+            OTEL_EXPORTER_OTLP_LOGS_ENDPOINT=f"{squatter.url}/v1/logs",
+        )
+        for argv in (("emit", "start", "--task", "t-squat"), ("emit", "approval", "--task", "t", "--question", "q")):
+            got = _spanvisor(env, *argv)
+            assert got.returncode != 0 and "not this user's spanvisor serve" in got.stderr, got
+            assert token not in got.stdout + got.stderr
+        assert squatter.heard() == []
 
 
 def test_two_first_starts_agree_on_one_token(tmp_path: Path) -> None:

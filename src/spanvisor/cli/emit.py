@@ -64,8 +64,7 @@ def handler(args: argparse.Namespace, config: Config) -> int:
     # a loopback endpoint only (the default one is).
     from spanvisor.gate import servetoken
 
-    where = args.endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "http://localhost:4318"
-    sending = servetoken.bearer(where, args.token)
+    sending = servetoken.bearer(live.endpoint_of(args), args.token)
     if sending.refused:
         print(f"spanvisor emit: nothing sent: {sending.refused}", file=sys.stderr)
         return 1
@@ -93,7 +92,11 @@ def handler(args: argparse.Namespace, config: Config) -> int:
         if args.kind == "heartbeat":
             return 0
     spans = emit_spans.build_spans(args, config, now)
-    exporter = live.otlp_exporter(args)
+    try:
+        exporter = live.otlp_exporter(args)
+    except live.ForeignListener as exc:  # serve went away since the look above
+        print(f"spanvisor emit: nothing sent: {exc}", file=sys.stderr)
+        return 1
     try:
         ok = exporter.export(spans) is SpanExportResult.SUCCESS
     finally:

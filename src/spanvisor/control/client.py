@@ -196,8 +196,9 @@ class HttpSource:
         self.last_failure: str | None = None
         self._lock = threading.Lock()
         # Loopback never goes through an HTTP proxy the environment names.
-        host = urllib.parse.urlsplit(self.url).hostname or ""
-        loopback = host in ("127.0.0.1", "localhost", "::1")
+        # (Every spelling of loopback: one the token rule counts as loopback
+        # must not go through a proxy in the clear.)
+        loopback = servetoken.is_loopback(self.url)
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({})) if loopback else None
 
     @property

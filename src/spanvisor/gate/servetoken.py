@@ -52,7 +52,10 @@ import os
 import stat
 from collections.abc import Mapping
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    import ipaddress
 
 FILE_NAME = "serve-token"
 ENV_DATA_DIR = "SPANVISOR_DATA_DIR"
@@ -157,16 +160,33 @@ def make_or_read(path: str | os.PathLike[str]) -> tuple[str, bool]:
 
 
 def is_loopback(url: str) -> bool:
-    """Whether ``url`` names this machine: 127.0.0.0/8, ::1 or localhost."""
+    """Whether ``url`` names this machine: 127.0.0.0/8, ::1 or localhost,
+    however spelt (``127.1``, ``2130706433``, ``[::ffff:127.0.0.1]``), or
+    the unspecified address (a connection to ``0.0.0.0`` lands here)."""
     host = _host(url).lower()
     if host in ("localhost", "localhost.", "127.0.0.1", "::1"):
         return True
-    import ipaddress  # only for a spelling other than the usual ones
+    return _loopback_address(host) is not None
+
+
+def _loopback_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The loopback address a connection to ``host`` (an address, spelt
+    any way the C library reads one) lands on; None for any other host."""
+    import ipaddress
+    import socket
 
     try:
-        return ipaddress.ip_address(host).is_loopback
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(host)
     except ValueError:
-        return False
+        try:  # 127.1, 0x7f.1, 2130706433: what inet_aton (and so connect) reads
+            ip = ipaddress.IPv4Address(socket.inet_aton(host))
+        except (OSError, ValueError):
+            return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_unspecified:
+        return ipaddress.ip_address("127.0.0.1" if ip.version == 4 else "::1")
+    return ip if ip.is_loopback else None
 
 
 def _port(url: str) -> int | None:
@@ -192,10 +212,13 @@ def listener_owners(url: str) -> set[int] | None:
 
     port = _port(url)
     host = _host(url).lower().rstrip(".")
-    try:
-        wanted = {ipaddress.ip_address(h) for h in (("127.0.0.1", "::1") if host == "localhost" else (host,))}
-    except ValueError:
-        return set()
+    if host == "localhost":
+        wanted = {ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")}
+    else:
+        found_at = _loopback_address(host)
+        if found_at is None:
+            return set()
+        wanted = {found_at}
     if port is None:
         return set()
     found = listeners.listening(port)
@@ -270,8 +293,8 @@ def bearer(url: str | None, token: str | None, env: Mapping[str, str] | None = N
     permit, a central policy, a cancel's absence) counts. A loopback URL
     with no local token in play (no token file: a serve of another
     account, open or with a token passed explicitly) is not checked."""
-    if not url:  # the SDK picks the URL: a token the hook read goes nowhere unasked
-        return Bearer(None if token in _UNVETTED else token or None)
+    if not url:  # nowhere known to ask about: the local serve's token goes nowhere
+        return Bearer(None if token and (token in _UNVETTED or token == local(env)) else token or None)
     if token and token not in _UNVETTED and token != local(env):
         return Bearer(token)
     if not is_loopback(url):

@@ -27,19 +27,32 @@ class ForeignListener(Exception):
     (:func:`spanvisor.gate.servetoken.bearer`): nothing may be sent there."""
 
 
+def endpoint_of(args: argparse.Namespace, signal: str = "traces") -> str:
+    """Where the exporter of ``signal`` sends: the endpoint the emit
+    arguments name (a base URL; for HTTP the signal's path is put on it,
+    replacing the other signal's), else the one the OpenTelemetry SDK would
+    pick from its variables (the signal's own, the generic one with the
+    signal's path for HTTP, its default). Named to the exporter, so the
+    URL the token was asked about is the one it goes to."""
+    given = os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT")
+    if args.protocol == "grpc":
+        return args.endpoint or given or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "http://localhost:4317"
+    if not args.endpoint and given:
+        return given
+    base = (args.endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "http://localhost:4318").rstrip("/")
+    for path in ("/v1/traces", "/v1/logs"):
+        base = base.removesuffix(path)
+    return f"{base}/v1/{signal}"
+
+
 def otlp_exporter(args: argparse.Namespace, signal: str = "traces") -> Any:
     """The OTLP exporter of ``signal`` (``traces`` or ``logs``) the emit
-    arguments name: the protocol, the endpoint (a base URL; for HTTP the
-    signal's path is put on it, replacing the other signal's) and the token.
-    :class:`ForeignListener` where the endpoint is not this user's serve and its
-    token is in play."""
+    arguments name: the protocol, the endpoint (:func:`endpoint_of`) and the
+    token. :class:`ForeignListener` where the endpoint is not this user's
+    serve and its token is in play."""
+    endpoint = endpoint_of(args, signal)
+    headers = _authorization(endpoint, args.token)
     if args.protocol == "grpc":
-        endpoint = (
-            args.endpoint
-            or os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT")
-            or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-        )
-        headers = _authorization(endpoint, args.token)
         if signal == "logs":
             from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcLogs
 
@@ -47,13 +60,6 @@ def otlp_exporter(args: argparse.Namespace, signal: str = "traces") -> Any:
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpans
 
         return GrpcSpans(endpoint=endpoint, headers=headers, timeout=args.timeout)
-    endpoint = args.endpoint
-    if endpoint:
-        base = endpoint.rstrip("/")
-        for path in ("/v1/traces", "/v1/logs"):
-            base = base.removesuffix(path)
-        endpoint = f"{base}/v1/{signal}"
-    headers = _authorization(endpoint, args.token)
     if signal == "logs":
         from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpLogs
 
@@ -63,14 +69,13 @@ def otlp_exporter(args: argparse.Namespace, signal: str = "traces") -> Any:
     return HttpSpans(endpoint=endpoint, headers=headers, timeout=args.timeout)
 
 
-def _authorization(url: str | None, token: str | None) -> dict[str, str] | None:
+def _authorization(url: str, token: str | None) -> dict[str, str] | None:
     """The bearer header for ``url``. The local serve's token goes only to
     this user's listener on loopback (:func:`servetoken.bearer`, asked now;
-    :class:`ForeignListener` for another's), and one the hook read goes nowhere
-    when the SDK picks the URL."""
+    :class:`ForeignListener` for another's)."""
     from spanvisor.gate import servetoken
 
-    sending = servetoken.bearer(url or "", token)
+    sending = servetoken.bearer(url, token)
     if sending.refused:  # not this user's serve: nothing goes there
         raise ForeignListener(sending.refused)
     return {"authorization": f"Bearer {sending.token}"} if sending.token else None
@@ -115,4 +120,4 @@ def send(
     return bool(results) and all(r is LogRecordExportResult.SUCCESS for r in results)
 
 
-__all__ = ["ForeignListener", "otlp_exporter", "send"]
+__all__ = ["ForeignListener", "endpoint_of", "otlp_exporter", "send"]
