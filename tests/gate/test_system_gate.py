@@ -577,3 +577,38 @@ def test_a_repositorys_env_block_chooses_no_owner_and_no_repository_for_a_rule()
             resource, owner = HOSTILE["OTEL_RESOURCE_ATTRIBUTES"], HOSTILE["SPANVISOR_TASK_OWNER"]
             code, out, err = install.hook(command, OTEL_RESOURCE_ATTRIBUTES=resource, SPANVISOR_TASK_OWNER=owner)
             assert (code, decision("claude-code", out)) == (0, "deny"), (command, code, out, err)
+
+
+def test_an_agent_listening_on_serves_port_is_asked_nothing() -> None:
+    """``serve`` restarting, the agent listens on its port first and would
+    answer as the control API does. The gate sends it nothing (not its
+    token, not the call's question), so nothing it could answer counts: a
+    call the policy asks about is denied as with ``serve`` down."""
+    from tests.receiver.test_first_start_token import SQUATTER
+
+    squatter = subprocess.Popen(
+        [*as_user(AGENT, (AGENTS,)), sys.executable, "-I", "-c", SQUATTER],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={"PATH": os.environ.get("PATH", "")},
+        cwd="/",
+    )
+    try:
+        assert squatter.stdout is not None
+        url = f"http://127.0.0.1:{int(squatter.stdout.readline())}"
+
+        def token_file(root: Path) -> list[str]:
+            path = root / "control-token"
+            path.write_text("the-gates-token\n")
+            os.chown(path, GATE, GATE)
+            os.chmod(path, 0o600)
+            return ["--token-file", str(path), "--url", url]
+
+        with installed('default = "ask"\ntimeout = 5\n', url, before=token_file) as made:
+            code, out, err = made.hook("rm -rf build")
+            assert decision("claude-code", out) == "deny", (code, out, err)
+            assert "not spanvisor serve" in out, out
+    finally:
+        squatter.kill()
+        squatter.wait(10)
+    assert squatter.stdout.read() == "", "the agent's listener heard nothing"

@@ -56,7 +56,7 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
-from spanvisor.gate import local
+from spanvisor.gate import local, servetoken
 from spanvisor.hook.config import ALSO_LOCKED
 from spanvisor.hook.system import CONTEXT
 
@@ -265,6 +265,10 @@ class SystemGate:
         self._slots = threading.BoundedSemaphore(MAX_CALLS)
         self.launchers = Launchers()
         self.answered = 0
+        # An agent listening on serve's port (serve restarting) would take
+        # this gate's token and answer its questions: never asked.
+        gid = self.gid
+        servetoken.distrust(lambda uid: an_agent(uid, gid))
         guard(os.path.dirname(self.path))
         if os.path.lexists(self.path):
             if not stat.S_ISSOCK(os.lstat(self.path).st_mode) or os.lstat(self.path).st_uid != os.getuid():
@@ -398,6 +402,27 @@ def own_options(args: argparse.Namespace) -> list[str]:
         if value:
             out += [flag, value]
     return out
+
+
+def an_agent(uid: int, gid: int) -> bool:
+    """Whether ``uid`` may be one of the agents this gate decides for: in
+    the agents' group ``gid`` (primary or supplementary, by the account
+    database), or an account the database does not know (nothing vouches
+    for it). Never this gate's own user or root."""
+    if uid in (os.getuid(), 0):
+        return False
+    import pwd
+
+    try:
+        account = pwd.getpwuid(uid)
+    except KeyError:
+        return True
+    if account.pw_gid == gid:
+        return True
+    try:
+        return account.pw_name in grp.getgrgid(gid).gr_mem
+    except KeyError:
+        return True
 
 
 def own_environment() -> dict[str, str]:

@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -275,8 +275,43 @@ class Bearer(NamedTuple):
 # Tokens read from a token file whose listener was not asked yet (the
 # hook's, :func:`unvetted`): each is asked for the URL it is sent to.
 _UNVETTED: set[str] = set()
-# What was said already (URL, reason): a refusal is logged once a process.
+# What was said already (where, reason): a refusal is logged once a process.
 _SAID: set[tuple[str, str]] = set()
+# Whose loopback sockets this process never takes for serve, whatever token
+# it sends (:func:`distrust`); none: only the local token's rule.
+_DISTRUSTED: list[Callable[[int], bool]] = []
+
+
+def distrust(who: Callable[[int], bool] | None) -> None:
+    """Never take a loopback socket of a uid ``who`` names for serve: a
+    request to a loopback URL, with whatever token (one passed explicitly
+    too), is refused where such a socket listens. The system gate names its
+    agents: one could listen on serve's port while serve restarts, take
+    the gate's token and answer its questions (an approval, a permit)."""
+    _DISTRUSTED[:] = [who] if who is not None else []
+
+
+def _agents_at(url: str) -> str | None:
+    """Why ``url`` is refused to this process whatever its token (a socket
+    of a uid :func:`distrust` names listens there); None when none does."""
+    held = sorted(u for u in listener_owners(url) or () if _DISTRUSTED[0](u))
+    if not held:
+        return None
+    where = f"{_host(url)} port {_port(url)}"
+    found = ", ".join(f"uid {u}" for u in held)
+    why = f"{where} is not spanvisor serve: a socket of {found} (an agent's) listens there; nothing is sent there"
+    _said(where, found, why)
+    return why
+
+
+def _said(where: str, found: str, why: str) -> None:
+    if (where, found) not in _SAID:
+        _SAID.add((where, found))
+        # logging is imported here only: the hook and the launcher's start
+        # read this module on their way (about 5 ms of a cold hook).
+        import logging
+
+        logging.getLogger("spanvisor.token").warning("%s", why)
 
 
 def bearer(url: str | None, token: str | None, env: Mapping[str, str] | None = None) -> Bearer:
@@ -295,6 +330,8 @@ def bearer(url: str | None, token: str | None, env: Mapping[str, str] | None = N
     account, open or with a token passed explicitly) is not checked."""
     if not url:  # nowhere known to ask about: the local serve's token goes nowhere
         return Bearer(None if token and (token in _UNVETTED or token == local(env)) else token or None)
+    if _DISTRUSTED and is_loopback(url) and (agents := _agents_at(url)) is not None:
+        return Bearer(None, agents)
     if token and token not in _UNVETTED and token != local(env):
         return Bearer(token)
     if not is_loopback(url):
@@ -314,13 +351,7 @@ def bearer(url: str | None, token: str | None, env: Mapping[str, str] | None = N
             "there and nothing it answers counts; start spanvisor serve, or pass the token of the serve you mean "
             "explicitly (SPANVISOR_OTLP_TOKEN)"
         )
-    if (where, found) not in _SAID:
-        _SAID.add((where, found))
-        # logging is imported here only: the hook and the launcher's start
-        # read this module on their way (about 5 ms of a cold hook).
-        import logging
-
-        logging.getLogger("spanvisor.token").warning("%s", why)
+    _said(where, found, why)
     return Bearer(None, why)
 
 
@@ -348,6 +379,7 @@ __all__ = [
     "TokenFileError",
     "bearer",
     "data_dir",
+    "distrust",
     "for_url",
     "foreign",
     "is_loopback",
