@@ -317,6 +317,45 @@ def test_the_local_token_goes_only_to_this_users_listener(tmp_path: Path, listen
     assert servetoken.bearer(f"http://127.0.0.1:{listening}", None, env) == servetoken.Bearer(token)
 
 
+def test_an_ipv6_only_socket_on_every_address_is_not_where_ipv4_lands(tmp_path: Path, listening: int) -> None:
+    """An IPv6-only socket on ``[::]`` takes no IPv4 connection: it is not
+    counted among those listening where ``127.0.0.1`` lands (another
+    user's there would have had every request refused)."""
+    import socket
+
+    with socket.socket(socket.AF_INET6) as six:
+        six.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        six.bind(("::", 0))
+        six.listen()
+        port = int(six.getsockname()[1])
+        assert servetoken.listener_owners(f"http://127.0.0.1:{port}") == set()
+        assert servetoken.listener_owners(f"http://[::1]:{port}") == {os.getuid()}
+    if os.getuid() != 0:
+        return
+    # This user's socket on 127.0.0.1, another user's IPv6-only one on [::], one port.
+    code = (
+        "import socket, sys, time\n"
+        "s = socket.socket(socket.AF_INET6)\n"
+        "s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)\n"
+        f"s.bind(('::', {listening}))\n"
+        "s.listen()\n"
+        "print('up', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    other = subprocess.Popen([sys.executable, "-c", code], user=65534, group=65534, stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout is not None and other.stdout.readline().strip() == "up"
+        data = tmp_path / "data"
+        token, _ = servetoken.make_or_read(servetoken.token_path(data))
+        assert servetoken.listener_owners(f"http://127.0.0.1:{listening}") == {os.getuid()}
+        assert servetoken.bearer(f"http://127.0.0.1:{listening}", None, {"SPANVISOR_DATA_DIR": str(data)}) == (
+            servetoken.Bearer(token)
+        )
+    finally:
+        other.kill()
+        other.wait(10)
+
+
 def test_the_hooks_token_is_read_before_its_answer_and_vetted_where_it_is_sent(tmp_path: Path, listening: int) -> None:
     """The hook reads the file's token on its way to the answer without
     asking who listens (the kernel's tables are asked where it is sent):

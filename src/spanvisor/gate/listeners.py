@@ -20,6 +20,9 @@ import struct
 import sys
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+# One listening socket: its address, its owner's uid, whether it is
+# IPv6-only (an IPv6 socket on every address takes IPv4 too unless it is).
+Listener = tuple[Address, int, bool]
 
 _SOCK_DIAG_BY_FAMILY = 20
 _NETLINK_SOCK_DIAG = 4
@@ -32,21 +35,26 @@ _REQUEST = struct.Struct("=BBBBI48s")  # struct inet_diag_req_v2 (its socket id 
 # (sport, dport: big-endian; src, dst: 16 bytes each; if; cookie), expires,
 # rqueue, wqueue, uid, inode.
 _MESSAGE = struct.Struct("=BBBB2s2s16s16sI8sIIIII")
+# The attributes after it (struct rtattr: length, type), and the one that
+# says whether an IPv6 socket is IPv6-only (INET_DIAG_SKV6ONLY, a u8).
+_ATTRIBUTE = struct.Struct("=HH")
+_SKV6ONLY = 11
 _PROC_NET = (("/proc/net/tcp", 4), ("/proc/net/tcp6", 16))
 _PROC_LISTEN = "0A"
 
 
-def listening(port: int) -> list[tuple[Address, int]] | None:
-    """(address, uid) of every TCP socket listening on ``port`` in this
-    network namespace; None when the kernel cannot be asked here."""
+def listening(port: int) -> list[Listener] | None:
+    """(address, uid, IPv6-only) of every TCP socket listening on ``port``
+    in this network namespace; None when the kernel cannot be asked here.
+    ``/proc`` does not say which are IPv6-only: none there."""
     got = _by_netlink(port)
     return got if got is not None else _by_proc(port)
 
 
-def _by_netlink(port: int) -> list[tuple[Address, int]] | None:
+def _by_netlink(port: int) -> list[Listener] | None:
     if not hasattr(socket, "AF_NETLINK"):
         return None
-    out: list[tuple[Address, int]] = []
+    out: list[Listener] = []
     try:
         with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_SOCK_DIAG) as nl:
             nl.settimeout(1.0)
@@ -61,7 +69,7 @@ def _by_netlink(port: int) -> list[tuple[Address, int]] | None:
     return out
 
 
-def _read_dump(nl: socket.socket, port: int, width: int, out: list[tuple[Address, int]]) -> bool:
+def _read_dump(nl: socket.socket, port: int, width: int, out: list[Listener]) -> bool:
     """Read one dump's answers into ``out``; False when the kernel refused."""
     while True:
         data = nl.recv(1 << 16)
@@ -77,14 +85,27 @@ def _read_dump(nl: socket.socket, port: int, width: int, out: list[tuple[Address
             if kind == _SOCK_DIAG_BY_FAMILY and length >= _HEADER.size + _MESSAGE.size:
                 msg = _MESSAGE.unpack_from(data, at + _HEADER.size)
                 if msg[1] == _TCP_LISTEN and int.from_bytes(msg[4], "big") == port:
-                    out.append((ipaddress.ip_address(msg[6][:width]), int(msg[13])))
+                    only6 = _v6only(data, at + _HEADER.size + _MESSAGE.size, at + length)
+                    out.append((ipaddress.ip_address(msg[6][:width]), int(msg[13]), only6))
             at += (length + 3) & ~3
         if not data:
             return False
 
 
-def _by_proc(port: int) -> list[tuple[Address, int]] | None:
-    out: list[tuple[Address, int]] = []
+def _v6only(data: bytes, at: int, end: int) -> bool:
+    """The INET_DIAG_SKV6ONLY attribute among those from ``at`` to ``end``."""
+    while at + _ATTRIBUTE.size <= min(end, len(data)):
+        length, kind = _ATTRIBUTE.unpack_from(data, at)
+        if length < _ATTRIBUTE.size:
+            return False
+        if kind == _SKV6ONLY and length > _ATTRIBUTE.size:
+            return data[at + _ATTRIBUTE.size] != 0
+        at += (length + 3) & ~3
+    return False
+
+
+def _by_proc(port: int) -> list[Listener] | None:
+    out: list[Listener] = []
     read_any = False
     at_port = f":{port:04X}"
     for table, width in _PROC_NET:
@@ -107,18 +128,20 @@ def _by_proc(port: int) -> list[tuple[Address, int]] | None:
                 continue
             if sys.byteorder == "little":  # printed as 32-bit words in the machine's order
                 raw = b"".join(raw[i : i + 4][::-1] for i in range(0, width, 4))
-            out.append((ipaddress.ip_address(raw), uid))
+            out.append((ipaddress.ip_address(raw), uid, False))
     return out if read_any else None
 
 
-def reaches(listener: Address, wanted: set[Address]) -> bool:
+def reaches(listener: Address, wanted: set[Address], v6only: bool = False) -> bool:
     """Whether a socket listening on ``listener`` takes a connection to one
     of ``wanted``: the same address, every address (an IPv6 one on every
     address takes IPv4 too, unless it is IPv6-only), or its IPv4-mapped form."""
-    if listener.is_unspecified or listener in wanted:
+    if listener.is_unspecified:
+        return not v6only or any(w.version == 6 for w in wanted)
+    if listener in wanted:
         return True
     mapped = getattr(listener, "ipv4_mapped", None)
     return mapped is not None and mapped in wanted
 
 
-__all__ = ["Address", "listening", "reaches"]
+__all__ = ["Address", "Listener", "listening", "reaches"]

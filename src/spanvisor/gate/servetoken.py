@@ -224,7 +224,7 @@ def listener_owners(url: str) -> set[int] | None:
     found = listeners.listening(port)
     if found is None:
         return None
-    return {uid for addr, uid in found if listeners.reaches(addr, wanted)}
+    return {uid for addr, uid, only6 in found if listeners.reaches(addr, wanted, only6)}
 
 
 NOTHING = "nothing listens there"

@@ -98,7 +98,7 @@ def _whose(port: int) -> str:
     from spanvisor.gate import listeners
 
     found = listeners.listening(port) or []
-    others = sorted({uid for _addr, uid in found if uid != os.getuid()})
+    others = sorted({uid for _addr, uid, _only6 in found if uid != os.getuid()})
     if not others:
         return ""
     uids = ", ".join(f"uid {u}" for u in others)
