@@ -579,6 +579,44 @@ def test_spanvisor_emit_asks_about_the_endpoint_the_sdk_sends_to(tmp_path: Path,
         assert squatter.heard() == []
 
 
+@pytest.mark.skipif(os.getuid() != 0, reason="starting another user's process needs root")
+def test_an_exporter_made_while_serve_listened_asks_again_before_it_sends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hook's and ``emit``'s OpenTelemetry exporter is made while this
+    user's serve listens; serve goes away and another user takes its port
+    before the export (the exporter retries for seconds): it asks again
+    before each attempt, and sends the squatter nothing."""
+    import socket
+
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    from spanvisor.hook.live import otlp_exporter
+
+    data = tmp_path / "data"
+    servetoken.make_or_read(servetoken.token_path(data))
+    monkeypatch.setenv("SPANVISOR_DATA_DIR", str(data))  # the exporter's look reads the process's data dir
+    with socket.socket() as mine:
+        mine.bind(("127.0.0.1", 0))
+        mine.listen()
+        port = int(mine.getsockname()[1])
+        args = Namespace(endpoint=f"http://127.0.0.1:{port}", protocol="http/protobuf", token=None, timeout=2)
+        exporter = otlp_exporter(args)
+    code = SQUATTER.replace('("127.0.0.1", 0)', f'("127.0.0.1", {port})')
+    proc = subprocess.Popen([sys.executable, "-c", code], user=65534, group=65534, stdout=subprocess.PIPE, text=True)
+    try:
+        squatter = Squatter(proc)
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        provider.get_tracer("t").start_span("one").end()
+        provider.shutdown()
+        assert squatter.heard() == []
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
 def test_two_first_starts_agree_on_one_token(tmp_path: Path) -> None:
     path = servetoken.token_path(tmp_path)
     first, made = servetoken.make_or_read(path)

@@ -60,13 +60,33 @@ def otlp_exporter(args: argparse.Namespace, signal: str = "traces") -> Any:
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpans
 
         return GrpcSpans(endpoint=endpoint, headers=headers, timeout=args.timeout)
+    session = _asking(endpoint, args.token)
     if signal == "logs":
         from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpLogs
 
-        return HttpLogs(endpoint=endpoint, headers=headers, timeout=args.timeout)
+        return HttpLogs(endpoint=endpoint, headers=headers, timeout=args.timeout, session=session)
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpans
 
-    return HttpSpans(endpoint=endpoint, headers=headers, timeout=args.timeout)
+    return HttpSpans(endpoint=endpoint, headers=headers, timeout=args.timeout, session=session)
+
+
+def _asking(endpoint: str, token: str | None) -> Any:
+    """The HTTP exporter's session: it asks again before each attempt (the
+    exporter retries for up to its timeout) whether ``endpoint`` may be
+    sent to, so a serve that went away after the first look, its port
+    taken meanwhile, is not sent the retry."""
+    import requests
+
+    from spanvisor.gate import servetoken
+
+    class Asking(requests.Session):
+        def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+            refused = servetoken.bearer(endpoint, token).refused
+            if refused:
+                raise requests.ConnectionError(refused)
+            return super().request(method, url, *args, **kwargs)
+
+    return Asking()
 
 
 def _authorization(url: str, token: str | None) -> dict[str, str] | None:
