@@ -14,6 +14,8 @@ publish a policy (its fail-closed rules answer when it is away). The real
 from __future__ import annotations
 
 import json
+import os
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -184,3 +186,120 @@ def test_a_refused_token_leaves_a_locked_hook_the_central_policy_unknown(
         got, err = run_hook(env, command, *locked)
         assert got == "deny", err
     assert run_hook(env, "ls", *locked[:-1])[0] == "allow"
+
+
+# What the agent, the same user as a locked hook, can still write or
+# arrange while serve is up and its central policy denies the call. Each
+# of these once left the local policy deciding alone (allow).
+ALLOW_ALL_AWAY = 'default = "allow"\non_unreachable = "allow"\n'
+
+
+def test_a_deadline_the_agents_settings_shorten_leaves_the_central_policy_unknown(
+    tmp_path: Path, env: dict[str, str], serve: FakeServe
+) -> None:
+    """A hook entry of the agent's with a 1 s timeout in the CLI's user
+    settings: no time is left to ask serve, which is not "no central
+    policy"."""
+    claude = tmp_path / "home" / ".claude"
+    claude.mkdir(parents=True)
+    entry = {"type": "command", "command": "true spanvisor hook", "timeout": 1}
+    (claude / "settings.json").write_text(json.dumps({"hooks": {"PreToolUse": [{"matcher": "*", "hooks": [entry]}]}}))
+    got, err = run_hook(env, FORCE, *hook_args(tmp_path, serve, "--locked"))
+    assert got == "deny", err
+
+
+@pytest.mark.parametrize("etag", ['"{sha}"', 'W/\u2028"{sha}"'], ids=["failed-now", "unsendable-etag"])
+def test_a_copy_of_the_agents_is_never_the_last_word_of_a_locked_hook(
+    tmp_path: Path, env: dict[str, str], serve: FakeServe, etag: str
+) -> None:
+    """A self-consistent copy of the agent's policy, with "failed a moment
+    ago" or an ETag no request can carry (so the request fails here): a
+    locked hook asks, or takes no copy but one it fetched itself; the
+    local policy's ``on_unreachable = allow`` does not make the agent's
+    copy the central word."""
+    (tmp_path / "local.toml").write_text(ALLOW_ALL_AWAY)
+    args = hook_args(tmp_path, serve, "--locked")
+    assert run_hook(env, FORCE, *args)[0] == "deny"
+    mine = agents_copy('name = "acme"\non_unreachable = "allow"\n')
+    failed = time.time() if etag == '"{sha}"' else 0
+    the_cache(tmp_path).write_text(
+        json.dumps(
+            {
+                "url": serve.url,
+                "doc": mine,
+                "etag": etag.format(sha=mine["sha256"]),
+                "known": True,
+                "fetched": 0,
+                "failed": failed,
+            }
+        )
+    )
+    got, err = run_hook(env, FORCE, *args)
+    assert got == "deny", err
+
+
+@pytest.fixture
+def unavailable() -> Iterator[str]:
+    """A serve that answers 503 on every route: its central policy cannot
+    be read (serve itself then denies every request)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b'{"error": "the central policy cannot be read"}'
+            self.send_response(503)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_server_that_answers_without_a_policy_is_unknown_to_a_locked_hook(
+    tmp_path: Path, env: dict[str, str], unavailable: str
+) -> None:
+    got, err = run_hook(env, FORCE, "--policy", str(tmp_path / "local.toml"), "--url", unavailable, "--locked")
+    assert got == "deny", err
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="starting another user's process needs root")
+@pytest.mark.parametrize("explicit", [None, "the-operators-token"])
+def test_a_token_file_of_the_agents_does_not_make_serve_of_another_account_absent(
+    tmp_path: Path, env: dict[str, str], explicit: str | None
+) -> None:
+    """serve runs under another account (here uid 65534). The agent writes
+    a token file where the hook reads one (holding the operator's token,
+    seen in the hook's settings, or anything): the hook then sends that
+    account's listener nothing (its token is "in play"), which a locked
+    hook takes as a central policy it cannot read, not as none."""
+    import subprocess
+    import sys
+
+    from tests.receiver.test_first_start_token import SQUATTER, Squatter
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SQUATTER], user=65534, group=65534, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        other = Squatter(proc)
+        args = ["--policy", str(tmp_path / "local.toml"), "--url", other.url, "--locked"]
+        args += ["--token", explicit] if explicit else []
+        data = tmp_path / "home" / ".local" / "share" / "spanvisor"
+        data.mkdir(parents=True)
+        fd = os.open(data / "serve-token", os.O_WRONLY | os.O_CREAT, 0o600)
+        os.write(fd, f"{explicit or 'anything'}\n".encode())
+        os.close(fd)
+        got, err = run_hook({k: v for k, v in env.items() if k != "XDG_DATA_HOME"}, FORCE, *args)
+        assert got == "deny", err
+    finally:
+        proc.kill()
+        proc.wait(10)

@@ -31,10 +31,13 @@ request (a copy rewritten with a self-consistent policy of the agent's
 and a current time would otherwise be used for as long as it is
 rewritten); only copies this process fetched are used without asking.
 Nor does the file's "failed a moment ago" keep a locked hook from asking
-a server not known to publish a policy (the agent would write it to have
-the local policy decide alone), and a server that refuses the token
-leaves a locked hook the central policy unknown, not none (a token file
-the agent broke would otherwise lift the central floor).
+(only a failure of its own process does), and to a locked hook the
+central policy is "none" only when its own request found nothing there at
+all: no time to ask (a deadline the agent's settings can shorten), a
+server that answered without a policy it could read (a token refused, a
+5xx), a listener not taken for serve (a token file of the agent's makes
+serve's own port refused): each is "unknown", and its fail-closed rules
+answer. A copy's ETag is read exactly as serve writes it.
 
 Standard library only: the request is a bare HTTP/1.1 GET on a socket
 (TLS for ``https://``), bounded by a short timeout.
@@ -66,6 +69,8 @@ RETRY_S = 3.0
 # The longest a hook waits for the server's answer (within its deadline).
 TIMEOUT_S = 1.0
 MAX_BODY = 4 * 1024 * 1024
+# get()'s status for a request not sent: a listener there not taken for serve.
+REFUSED = -1
 State = Literal["fresh", "none", "unknown"]
 # The launcher's warm gate: a copy past half its time is read again in the
 # background, so a call rarely waits for the server. Copies in memory are
@@ -91,6 +96,10 @@ _memory: dict[str, dict[str, Any]] = {}
 _parsed: dict[str, Central] = {}
 # The files whose copy in memory this process fetched itself.
 _here: set[str] = set()
+# This process's own failed requests, by file: when, and whether anything
+# answered (a locked hook reads these, never the file's word).
+_tried: dict[str, float] = {}
+_answered: dict[str, bool] = {}
 
 
 def ttl(env: Mapping[str, str]) -> float:
@@ -124,15 +133,11 @@ def view(
     base = server_url(env, url, endpoint)
     t = time.time() if now is None else now
     path = _file(base, env)
-    mine = _memory.get(path)
-    entry = mine or _read_file(base, env) or {}
-    fetched, failed = _time(entry.get("fetched")), _time(entry.get("failed"))
-    if not (trust_file or mine or entry.get("known")):
-        # A locked hook: "it failed a moment ago, and never had a policy" is
-        # the file's word, which the agent can write to keep the server from
-        # being asked at all. Held back only where it leads to the stricter
-        # answer (a server known to publish one: its fail-closed rules).
-        failed = 0.0
+    entry = _memory.get(path) or _read_file(base, env) or {}
+    fetched = _time(entry.get("fetched"))
+    # A locked hook holds a request back only after a failure of its own:
+    # "it failed a moment ago" in the file is the agent's to write.
+    failed = _time(entry.get("failed")) if trust_file else _tried.get(path, 0.0)
     secret = token or env.get("SPANVISOR_CONTROL_TOKEN") or env.get("SPANVISOR_OTLP_TOKEN")
     # Ages on this clock only: a time in the future is no age at all.
     if fetched and 0 <= t - fetched < ttl(env) and (trust_file or path in _here):
@@ -145,12 +150,23 @@ def view(
         if got is not None:
             return CentralView(_central(got), "fresh", url=base)
         entry = _memory.get(_file(base, env)) or entry
-    # A server that refused the token may publish a policy this hook cannot
-    # read: to a locked hook, unknown (a token file the agent broke does not
-    # lift the central floor); this process's own answer only.
-    refused = not trust_file and bool((_memory.get(path) or {}).get("refused"))
-    if mode == "required" or entry.get("known") or refused:
-        return CentralView(_central(entry), "unknown", f"the central policy cannot be read from {base} ({why})", base)
+    elif not trust_file:
+        why = str((_memory.get(path) or {}).get("why") or why)
+    unknown = f"the central policy cannot be read from {base} ({why})"
+    if not trust_file:
+        # A locked hook: "none" only when its own last request found nothing
+        # there at all. No time to ask (a deadline the agent's settings can
+        # shorten), a server that answered without a policy it could read (a
+        # token refused, a 5xx), a listener not taken for serve: unknown.
+        # (Its last copy, the file's, only adds the central's fail-closed
+        # rules to the local ones: a copy of the agent's could loosen them
+        # no further than the local policy's own on_unreachable does.)
+        doubt = timeout_s < 0.05 or _answered.get(path, True)
+        if mode == "required" or entry.get("known") or doubt:
+            return CentralView(_central(entry), "unknown", unknown, base)
+        return CentralView(None, "none", url=base)
+    if mode == "required" or entry.get("known"):
+        return CentralView(_central(entry), "unknown", unknown, base)
     return CentralView(None, "none", url=base)
 
 
@@ -159,6 +175,8 @@ def forget() -> None:
     policy: its own gate then reads the new version at once)."""
     _memory.clear()
     _here.clear()
+    _tried.clear()
+    _answered.clear()
 
 
 def _refresh(
@@ -167,12 +185,18 @@ def _refresh(
     """Ask the server; the entry kept (None when it did not answer, and why)."""
     status, doc, etag = get(base, token, entry.get("etag"), timeout_s)
     got = _answer(entry, status, doc, etag, t)
+    path = _file(base, env)
     if got is not None:
         _keep(base, got, env)
-        _here.add(_file(base, env))
+        _here.add(path)
+        _tried.pop(path, None)
+        _answered.pop(path, None)
         return got, ""
     why = _why(status, doc)
-    _keep(base, {**entry, "failed": t, "why": why, "refused": status in (401, 403)}, env)
+    _keep(base, {**entry, "failed": t, "why": why}, env)
+    # This process's own: whether anything answered (or listened where it
+    # was not taken for serve), for a locked hook's reading.
+    _tried[path], _answered[path] = t, status != 0
     return None, why
 
 
@@ -208,7 +232,7 @@ def _answer(entry: dict[str, Any], status: int, doc: Any, etag: str | None, t: f
 
 
 def _why(status: int, doc: Any) -> str:
-    if status == 0:
+    if status in (0, REFUSED):
         return str(doc) if isinstance(doc, str) else "no answer"
     if status in (401, 403):
         return f"HTTP {status}: the token was refused"
@@ -281,7 +305,9 @@ def _checked(got: Any, base: str) -> dict[str, Any] | None:
         central = from_document(doc)
     except (PolicyError, RecursionError, TypeError, ValueError):
         return None
-    if not isinstance(etag, str) or _tag(etag) != central.sha256:
+    # Exactly as serve writes it: anything else in the file would go into
+    # the request's If-None-Match as it is.
+    if etag not in (f'"{central.sha256}"', f'W/"{central.sha256}"'):
         return None
     return {**got, "known": True}
 
@@ -335,8 +361,8 @@ def get(base: str, token: str | None, etag: str | None, timeout_s: float) -> tup
     path = ("/" + prefix.strip("/") if prefix.strip("/") else "") + ROUTE
     lines = [f"GET {path} HTTP/1.1", f"Host: {hostport}", "Accept: application/json", "Connection: close"]
     sending = servetoken.bearer(base, token)
-    if sending.refused:  # another user's port, not the serve whose token is in play: no policy from it
-        return 0, sending.refused, None
+    if sending.refused:  # not serve: no policy from it; a port someone holds is more than "nothing there"
+        return (0 if sending.refused.startswith(servetoken.NOTHING_AT) else REFUSED), sending.refused, None
     if sending.token:
         lines.append(f"Authorization: Bearer {sending.token}")
     if etag:

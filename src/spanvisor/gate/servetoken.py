@@ -228,6 +228,8 @@ def listener_owners(url: str) -> set[int] | None:
 
 
 NOTHING = "nothing listens there"
+# How a refusal for nothing listening starts (the same as a refused connection).
+NOTHING_AT = "nothing listens at"
 
 
 def foreign(url: str) -> str | None:
@@ -344,7 +346,7 @@ def bearer(url: str | None, token: str | None, env: Mapping[str, str] | None = N
         return Bearer(token)
     where = f"{_host(url)} port {_port(url)}"
     if found == NOTHING:
-        why = f"nothing listens at {where}: this user's spanvisor serve is not running there"
+        why = f"{NOTHING_AT} {where}: this user's spanvisor serve is not running there"
     else:
         why = (
             f"{where} is not this user's spanvisor serve ({found}), and its token is in play: nothing is sent "
