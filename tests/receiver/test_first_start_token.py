@@ -179,9 +179,12 @@ def test_spanvisor_follow_finds_the_token_through_the_data_dir(served: ServeProc
     ) as followed:
         try:
             deadline = time.monotonic() + 60
-            got = None
+            n = 0
+            # A task started anew until follow, still starting, sees one (it
+            # reads the stream from when it connects).
             while followed.poll() is None and time.monotonic() < deadline:
-                got = _spanvisor(mine, "emit", "start", "--task", "t-followed", "--endpoint", url)
+                n += 1
+                got = _spanvisor(mine, "emit", "start", "--task", f"t-followed-{n}", "--endpoint", url)
                 assert got.returncode == 0, got
                 time.sleep(0.5)
             out, err = followed.communicate(timeout=30)

@@ -137,6 +137,8 @@ def reaches(listener: Address, wanted: set[Address], v6only: bool = False) -> bo
     of ``wanted``: the same address, every address (an IPv6 one on every
     address takes IPv4 too, unless it is IPv6-only), or its IPv4-mapped form."""
     if listener.is_unspecified:
+        if listener.version == 4:  # IPv4's every address takes no IPv6 connection
+            return any(w.version == 4 for w in wanted)
         return not v6only or any(w.version == 6 for w in wanted)
     if listener in wanted:
         return True

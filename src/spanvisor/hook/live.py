@@ -50,6 +50,8 @@ def otlp_exporter(args: argparse.Namespace, signal: str = "traces") -> Any:
     arguments name: the protocol, the endpoint (:func:`endpoint_of`) and the
     token. :class:`ForeignListener` where the endpoint is not this user's
     serve and its token is in play."""
+    from spanvisor.gate import servetoken
+
     endpoint = endpoint_of(args, signal)
     headers = _authorization(endpoint, args.token)
     if args.protocol == "grpc":
@@ -60,7 +62,7 @@ def otlp_exporter(args: argparse.Namespace, signal: str = "traces") -> Any:
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpans
 
         return GrpcSpans(endpoint=endpoint, headers=headers, timeout=args.timeout)
-    session = _asking(endpoint, args.token)
+    session = _asking(endpoint, args.token) if servetoken.is_loopback(endpoint) else None
     if signal == "logs":
         from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpLogs
 
@@ -71,10 +73,12 @@ def otlp_exporter(args: argparse.Namespace, signal: str = "traces") -> Any:
 
 
 def _asking(endpoint: str, token: str | None) -> Any:
-    """The HTTP exporter's session: it asks again before each attempt (the
-    exporter retries for up to its timeout) whether ``endpoint`` may be
-    sent to, so a serve that went away after the first look, its port
-    taken meanwhile, is not sent the retry."""
+    """The HTTP exporter's session for a loopback endpoint: it asks again
+    before each attempt (the exporter retries for up to its timeout)
+    whether ``endpoint`` may be sent to, so a serve that went away after
+    the first look, its port taken meanwhile, is not sent the retry; and
+    never through a proxy the environment names (the token in the clear).
+    Elsewhere the SDK's own session (its credential provider)."""
     import requests
 
     from spanvisor.gate import servetoken
@@ -86,7 +90,9 @@ def _asking(endpoint: str, token: str | None) -> Any:
                 raise requests.ConnectionError(refused)
             return super().request(method, url, *args, **kwargs)
 
-    return Asking()
+    session = Asking()
+    session.trust_env = False
+    return session
 
 
 def _authorization(url: str, token: str | None) -> dict[str, str] | None:
