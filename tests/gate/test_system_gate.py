@@ -579,15 +579,44 @@ def test_a_repositorys_env_block_chooses_no_owner_and_no_repository_for_a_rule()
             assert (code, decision("claude-code", out)) == (0, "deny"), (command, code, out, err)
 
 
-def test_an_agent_listening_on_serves_port_is_asked_nothing() -> None:
-    """``serve`` restarting, the agent listens on its port first and would
-    answer as the control API does. The gate sends it nothing (not its
-    token, not the call's question), so nothing it could answer counts: a
-    call the policy asks about is denied as with ``serve`` down."""
+def _loopback_name() -> str | None:
+    """This machine's name when it resolves to loopback (Debian's hosts
+    file maps it to 127.0.1.1), else None."""
+    name = socket.gethostname()
+    try:
+        found = {a[4][0] for a in socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)}
+    except OSError:
+        return None
+    return name if found and all(a.startswith("127.") for a in found) else None
+
+
+@pytest.mark.parametrize(
+    ("who", "groups", "serve_user", "by_name"),
+    [
+        (AGENT, (AGENTS,), None, False),
+        # Not an agent, but not the account named --serve-user either.
+        (65534, (), str(GATE), False),
+        # The URL names the machine, which resolves to loopback.
+        (AGENT, (AGENTS,), None, True),
+    ],
+    ids=["an-agent", "not-the-serve-user", "by-the-machines-name"],
+)
+def test_a_socket_on_serves_port_not_taken_for_serve_is_asked_nothing(
+    who: int, groups: tuple[int, ...], serve_user: str | None, by_name: bool
+) -> None:
+    """``serve`` restarting, someone else listens on its port first and
+    would answer as the control API does: an agent, or with
+    ``--serve-user`` anyone but that account. The gate sends it nothing
+    (not its token, not the call's question), so nothing it could answer
+    counts: a call the policy asks about is denied as with ``serve``
+    down."""
     from tests.receiver.test_first_start_token import SQUATTER
 
+    host = _loopback_name() if by_name else "127.0.0.1"
+    if host is None:
+        pytest.skip("this machine's name does not resolve to loopback")
     squatter = subprocess.Popen(
-        [*as_user(AGENT, (AGENTS,)), sys.executable, "-I", "-c", SQUATTER],
+        [*as_user(who, groups), sys.executable, "-I", "-c", SQUATTER],
         stdout=subprocess.PIPE,
         text=True,
         env={"PATH": os.environ.get("PATH", "")},
@@ -595,14 +624,14 @@ def test_an_agent_listening_on_serves_port_is_asked_nothing() -> None:
     )
     try:
         assert squatter.stdout is not None
-        url = f"http://127.0.0.1:{int(squatter.stdout.readline())}"
+        url = f"http://{host}:{int(squatter.stdout.readline())}"
 
         def token_file(root: Path) -> list[str]:
             path = root / "control-token"
             path.write_text("the-gates-token\n")
             os.chown(path, GATE, GATE)
             os.chmod(path, 0o600)
-            return ["--token-file", str(path), "--url", url]
+            return ["--token-file", str(path), "--url", url, *(["--serve-user", serve_user] if serve_user else [])]
 
         with installed('default = "ask"\ntimeout = 5\n', url, before=token_file) as made:
             code, out, err = made.hook("rm -rf build")
@@ -611,4 +640,4 @@ def test_an_agent_listening_on_serves_port_is_asked_nothing() -> None:
     finally:
         squatter.kill()
         squatter.wait(10)
-    assert squatter.stdout.read() == "", "the agent's listener heard nothing"
+    assert squatter.stdout.read() == "", "the listener heard nothing"

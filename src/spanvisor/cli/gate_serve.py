@@ -266,9 +266,13 @@ class SystemGate:
         self.launchers = Launchers()
         self.answered = 0
         # An agent listening on serve's port (serve restarting) would take
-        # this gate's token and answer its questions: never asked.
-        gid = self.gid
-        servetoken.distrust(lambda uid: an_agent(uid, gid))
+        # this gate's token and answer its questions: never asked. With
+        # --serve-user, only that account's socket (or this gate's, root's).
+        gid, serve_uid = self.gid, user_id(getattr(args, "serve_user", None))
+        if serve_uid is None:
+            servetoken.distrust(lambda uid: an_agent(uid, gid))
+        else:
+            servetoken.distrust(lambda uid: uid not in (serve_uid, os.getuid(), 0))
         guard(os.path.dirname(self.path))
         if os.path.lexists(self.path):
             if not stat.S_ISSOCK(os.lstat(self.path).st_mode) or os.lstat(self.path).st_uid != os.getuid():
@@ -404,24 +408,36 @@ def own_options(args: argparse.Namespace) -> list[str]:
     return out
 
 
+def user_id(name: str | None) -> int | None:
+    """``--serve-user`` by name or number; None when not given."""
+    if name is None:
+        return None
+    if name.isdigit():
+        return int(name)
+    import pwd
+
+    try:
+        return pwd.getpwnam(name).pw_uid
+    except KeyError:
+        raise CannotStart(f"no user {name!r} (--serve-user)") from None
+
+
 def an_agent(uid: int, gid: int) -> bool:
     """Whether ``uid`` may be one of the agents this gate decides for: in
-    the agents' group ``gid`` (primary or supplementary, by the account
-    database), or an account the database does not know (nothing vouches
-    for it). Never this gate's own user or root."""
+    the agents' group ``gid`` (primary or supplementary, as the account
+    database and its NSS sources say), or an account the database does not
+    know (nothing vouches for it). Never this gate's own user or root. A
+    group given to a process only (systemd's ``SupplementaryGroups=``,
+    ``docker --group-add``) is not in the database: ``--serve-user`` then
+    names the one account taken for serve."""
     if uid in (os.getuid(), 0):
         return False
     import pwd
 
     try:
         account = pwd.getpwuid(uid)
-    except KeyError:
-        return True
-    if account.pw_gid == gid:
-        return True
-    try:
-        return account.pw_name in grp.getgrgid(gid).gr_mem
-    except KeyError:
+        return gid in os.getgrouplist(account.pw_name, account.pw_gid)
+    except (KeyError, OSError):
         return True
 
 
@@ -440,6 +456,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--url", help="the control API of serve (default: the OTLP endpoint)")
     p.add_argument("--endpoint", help="the OTLP/HTTP endpoint the audit notes go to")
     p.add_argument("--token-file", metavar="FILE", help="a file holding the control API token")
+    p.add_argument(
+        "--serve-user",
+        metavar="USER",
+        help="the account serve runs as: on loopback, only its socket (or this gate's, root's) is taken for serve "
+        "(default: any but the agents' group's and unknown uids)",
+    )
     p.add_argument("--otlp-token-file", metavar="FILE", help="a file holding the OTLP endpoint's token")
 
 

@@ -216,9 +216,9 @@ def listener_owners(url: str) -> set[int] | None:
         wanted = {ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")}
     else:
         found_at = _loopback_address(host)
-        if found_at is None:
+        wanted = {found_at} if found_at is not None else _named_loopback(host)
+        if not wanted:
             return set()
-        wanted = {found_at}
     if port is None:
         return set()
     found = listeners.listening(port)
@@ -293,6 +293,27 @@ def distrust(who: Callable[[int], bool] | None) -> None:
     _DISTRUSTED[:] = [who] if who is not None else []
 
 
+def _named_loopback(host: str) -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The loopback addresses a host name resolves to (``/etc/hosts`` maps
+    the machine's own name to 127.0.1.1 on Debian): asked of the resolver
+    only where a process distrusts some sockets (:func:`distrust`), never
+    on a hook's way to its answer."""
+    if not _DISTRUSTED:
+        return set()
+    import socket
+
+    try:
+        found = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return set()
+    out = set()
+    for *_, sockaddr in found:
+        at = _loopback_address(str(sockaddr[0]).partition("%")[0])
+        if at is not None:
+            out.add(at)
+    return out
+
+
 def _agents_at(url: str) -> str | None:
     """Why ``url`` is refused to this process whatever its token (a socket
     of a uid :func:`distrust` names listens there); None when none does."""
@@ -301,7 +322,7 @@ def _agents_at(url: str) -> str | None:
         return None
     where = f"{_host(url)} port {_port(url)}"
     found = ", ".join(f"uid {u}" for u in held)
-    why = f"{where} is not spanvisor serve: a socket of {found} (an agent's) listens there; nothing is sent there"
+    why = f"{where} is not spanvisor serve: a socket of {found} listens there, which this process never takes for serve; nothing is sent there"
     _said(where, found, why)
     return why
 
@@ -332,7 +353,7 @@ def bearer(url: str | None, token: str | None, env: Mapping[str, str] | None = N
     account, open or with a token passed explicitly) is not checked."""
     if not url:  # nowhere known to ask about: the local serve's token goes nowhere
         return Bearer(None if token and (token in _UNVETTED or token == local(env)) else token or None)
-    if _DISTRUSTED and is_loopback(url) and (agents := _agents_at(url)) is not None:
+    if _DISTRUSTED and (agents := _agents_at(url)) is not None:
         return Bearer(None, agents)
     if token and token not in _UNVETTED and token != local(env):
         return Bearer(token)
