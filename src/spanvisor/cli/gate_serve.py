@@ -432,13 +432,27 @@ def an_agent(uid: int, gid: int) -> bool:
     names the one account taken for serve."""
     if uid in (os.getuid(), 0):
         return False
+    now = time.monotonic()
+    known = _AGENTS.get((uid, gid))
+    if known is not None and now - known[1] < AGENTS_TTL_S:
+        return known[0]
     import pwd
 
     try:
         account = pwd.getpwuid(uid)
-        return gid in os.getgrouplist(account.pw_name, account.pw_gid)
+        found = gid in os.getgrouplist(account.pw_name, account.pw_gid)
     except (KeyError, OSError):
-        return True
+        found = True
+    if len(_AGENTS) >= 1024:
+        _AGENTS.clear()
+    _AGENTS[(uid, gid)] = (found, now)
+    return found
+
+
+# What an_agent found, a while: the account database may be a directory
+# server, which every request of the gate to serve would otherwise wait on.
+AGENTS_TTL_S = 30.0
+_AGENTS: dict[tuple[int, int], tuple[bool, float]] = {}
 
 
 def own_environment() -> dict[str, str]:
