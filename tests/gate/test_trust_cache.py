@@ -13,6 +13,7 @@ publish a policy (its fail-closed rules answer when it is away). The real
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -145,18 +146,14 @@ def test_a_recent_failure_in_the_file_does_not_keep_a_locked_hook_from_asking(
     assert len(serve.asked) == asked + 1
 
 
-@pytest.fixture
-def refusing() -> Iterator[str]:
-    """A serve that refuses the hook's token (401) on every route: as when
-    the agent, the same user, rewrote the token file the hook reads."""
-    import threading
+@contextlib.contextmanager
+def answering(status: int, body: bytes) -> Iterator[str]:
+    """A serve that answers ``status`` with ``body`` on every route: its URL."""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            body = b'{"error": "missing or wrong bearer token"}'
-            self.send_response(401)
-            self.send_header("WWW-Authenticate", "Bearer")
+            self.send_response(status)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -171,6 +168,14 @@ def refusing() -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def refusing() -> Iterator[str]:
+    """A serve that refuses the hook's token (401) on every route: as when
+    the agent, the same user, rewrote the token file the hook reads."""
+    with answering(401, b'{"error": "missing or wrong bearer token"}') as url:
+        yield url
 
 
 def test_a_refused_token_leaves_a_locked_hook_the_central_policy_unknown(
@@ -242,26 +247,8 @@ def test_a_copy_of_the_agents_is_never_the_last_word_of_a_locked_hook(
 def unavailable() -> Iterator[str]:
     """A serve that answers 503 on every route: its central policy cannot
     be read (serve itself then denies every request)."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = b'{"error": "the central policy cannot be read"}'
-            self.send_response(503)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with answering(503, b'{"error": "the central policy cannot be read"}') as url:
+        yield url
 
 
 def test_a_server_that_answers_without_a_policy_is_unknown_to_a_locked_hook(

@@ -75,20 +75,12 @@ def test_a_held_port_stops_serve_before_it_replays_anything(tmp_path: Path) -> N
 def test_a_port_another_user_holds_is_said_to_be_theirs(tmp_path: Path) -> None:
     """On a shared machine, another user may be squatting serve's port:
     serve says whose socket holds it."""
+    from tests.receiver.test_first_start_token import _squatter
+
     data = tmp_path / "data"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD],
-        user=65534,
-        group=65534,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={"PATH": os.environ.get("PATH", "")},
-        cwd="/",
-    )
-    try:
-        assert holder.stdout is not None
-        port = int(holder.stdout.readline())
-        env = dict(console_env(data), SPANVISOR_OTLP_HTTP_PORT=str(port))
+    with _squatter() as squatter:
+        port = squatter.url.rpartition(":")[2]
+        env = dict(console_env(data), SPANVISOR_OTLP_HTTP_PORT=port)
         second = subprocess.run(
             [sys.executable, "-m", "spanvisor.cli", "serve"],
             check=False,
@@ -97,23 +89,7 @@ def test_a_port_another_user_holds_is_said_to_be_theirs(tmp_path: Path) -> None:
             text=True,
             timeout=60,
         )
-    finally:
-        holder.kill()
-        holder.wait(10)
     assert second.returncode == 2, second
     [line] = second.stderr.strip().splitlines()
-    assert (
-        f"in use by another process (Address already in use), a socket of another user (uid 65534; this is uid {os.getuid()})"
-        in line
-    )
-
-
-# A socket listening on a free loopback port, its port printed.
-HOLD = """
-import socket, time
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-s.listen()
-print(s.getsockname()[1], flush=True)
-time.sleep(120)
-"""
+    theirs = f"a socket of another user (uid 65534; this is uid {os.getuid()})"
+    assert f"in use by another process (Address already in use), {theirs}" in line
