@@ -290,3 +290,29 @@ def test_a_token_file_of_the_agents_does_not_make_serve_of_another_account_absen
     finally:
         proc.kill()
         proc.wait(10)
+
+
+@pytest.mark.parametrize("answer", [None, b"garbage\r\n\r\n"], ids=["silent", "not-http"])
+def test_a_server_reached_that_gives_no_answer_is_unknown_to_a_locked_hook(
+    tmp_path: Path, env: dict[str, str], answer: bytes | None
+) -> None:
+    """Something listens on serve's port and answers nothing, or nothing
+    HTTP (serve flooded, say, by the agent that holds the OTLP token): that
+    is not "nothing there", which alone lets the local policy decide."""
+    import socket
+
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(8)
+        url = f"http://127.0.0.1:{listening.getsockname()[1]}"
+        if answer is not None:
+
+            def reply() -> None:
+                conn, _ = listening.accept()
+                with conn:
+                    conn.recv(65536)
+                    conn.sendall(answer)
+
+            threading.Thread(target=reply, daemon=True).start()
+        got, err = run_hook(env, FORCE, "--policy", str(tmp_path / "local.toml"), "--url", url, "--locked")
+        assert got == "deny", err

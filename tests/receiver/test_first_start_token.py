@@ -626,3 +626,24 @@ def test_two_first_starts_agree_on_one_token(tmp_path: Path) -> None:
     second, again = servetoken.make_or_read(path)
     assert made and not again and first == second
     assert [p.name for p in tmp_path.iterdir()] == ["serve-token"]  # no temporary file left
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="starting another user's process needs root")
+def test_a_process_that_distrusts_a_socket_finishes_a_late_cancel_look_itself() -> None:
+    """The system gate names sockets it never takes for serve; a cancel look
+    still running after its call's answer is finished on its own thread,
+    not by a child process that would not know whose they are (and would
+    send their owner the gate's token)."""
+    from types import SimpleNamespace
+
+    from spanvisor.gate import cancel
+
+    with _squatter() as squatter:
+        servetoken.distrust(lambda uid: uid == 65534)
+        try:
+            looked = SimpleNamespace(late=True, env={}, task_id="t-late", url=squatter.url, token="the-gates-token")
+            cancel.finish_late(looked)  # type: ignore[arg-type]
+            time.sleep(1.5)  # a child would have asked by now
+        finally:
+            servetoken.distrust(None)
+        assert squatter.heard() == []

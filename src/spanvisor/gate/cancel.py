@@ -232,6 +232,12 @@ def finish_late(looked: CancelLook) -> None:
     never its command line."""
     if not looked.late:
         return
+    if servetoken.distrusts():
+        # A process that never takes some sockets for serve (the system
+        # gate, long-lived) looks on a thread of its own: a child would not
+        # know whose sockets those are, and would send them its token.
+        threading.Thread(target=_look_late, args=(looked,), name="spanvisor-late-cancel", daemon=True).start()
+        return
     import subprocess
     import sys
 
@@ -253,6 +259,14 @@ def finish_late(looked: CancelLook) -> None:
         )
     except (OSError, ValueError):
         pass  # the look is lost as before: the next call looks again
+
+
+def _look_late(looked: CancelLook) -> None:
+    try:
+        status, doc = fetch(looked.url, looked.token, looked.task_id, LATE_LOOK_S)
+        seen(looked.task_id, status, doc, looked.env)
+    except Exception:  # a look that fails is lost as before: the next call looks again
+        pass
 
 
 def _late(env: Mapping[str, str]) -> int:

@@ -69,8 +69,9 @@ RETRY_S = 3.0
 # The longest a hook waits for the server's answer (within its deadline).
 TIMEOUT_S = 1.0
 MAX_BODY = 4 * 1024 * 1024
-# get()'s status for a request not sent: a listener there not taken for serve.
-REFUSED = -1
+# get()'s status for a request not sent: a listener there not taken for serve;
+# and for one reached that gave no answer to read (timed out, reset, not HTTP).
+REFUSED, UNANSWERED = -1, -2
 State = Literal["fresh", "none", "unknown"]
 # The launcher's warm gate: a copy past half its time is read again in the
 # background, so a call rarely waits for the server. Copies in memory are
@@ -232,7 +233,7 @@ def _answer(entry: dict[str, Any], status: int, doc: Any, etag: str | None, t: f
 
 
 def _why(status: int, doc: Any) -> str:
-    if status in (0, REFUSED):
+    if status in (0, REFUSED, UNANSWERED):
         return str(doc) if isinstance(doc, str) else "no answer"
     if status in (401, 403):
         return f"HTTP {status}: the token was refused"
@@ -346,7 +347,9 @@ def _keep(base: str, entry: dict[str, Any], env: Mapping[str, str]) -> None:
 
 def get(base: str, token: str | None, etag: str | None, timeout_s: float) -> tuple[int, Any, str | None]:
     """``GET <base>/v1/control/policy``: (status, JSON body, ETag); status 0
-    and the reason when there is no answer."""
+    and the reason when nothing could be reached, :data:`REFUSED` when the
+    listener there is not taken for serve, :data:`UNANSWERED` when one was
+    reached and gave no answer to read."""
     scheme, _, rest = base.partition("://")
     if scheme not in ("http", "https") or not rest:
         return 0, f"not an http(s) URL: {base[:80]}", None
@@ -369,7 +372,12 @@ def get(base: str, token: str | None, etag: str | None, timeout_s: float) -> tup
         lines.append(f"If-None-Match: {etag}")
     deadline = time.monotonic() + timeout_s
     try:
-        with connect(host, port, timeout_s) as raw:
+        raw = connect(host, port, timeout_s)
+    except (OSError, ValueError) as exc:  # nothing reached: nothing there
+        said = getattr(exc, "strerror", None)
+        return 0, type(exc).__name__ + (f": {said}" if said else ""), None
+    try:
+        with raw:
             conn: Any = raw
             if scheme == "https":
                 import ssl
@@ -383,10 +391,11 @@ def get(base: str, token: str | None, etag: str | None, timeout_s: float) -> tup
                 if not chunk:
                     break
                 data += chunk
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError) as exc:  # reached, and no answer read: not "nothing there"
         said = getattr(exc, "strerror", None)
-        return 0, type(exc).__name__ + (f": {said}" if said else ""), None
-    return _response(bytes(data))
+        return UNANSWERED, type(exc).__name__ + (f": {said}" if said else ""), None
+    status, doc, got_etag = _response(bytes(data))
+    return (UNANSWERED if status == 0 else status), doc, got_etag
 
 
 def _response(data: bytes) -> tuple[int, Any, str | None]:

@@ -64,7 +64,7 @@ def _by_netlink(port: int) -> list[Listener] | None:
                 nl.send(_HEADER.pack(_HEADER.size + len(body), _SOCK_DIAG_BY_FAMILY, flags, family, 0) + body)
                 if not _read_dump(nl, port, width, out):
                     return None
-    except OSError:
+    except (OSError, struct.error, ValueError):  # a message cut short: the tables in /proc say it
         return None
     return out
 
@@ -94,11 +94,12 @@ def _read_dump(nl: socket.socket, port: int, width: int, out: list[Listener]) ->
 
 def _v6only(data: bytes, at: int, end: int) -> bool:
     """The INET_DIAG_SKV6ONLY attribute among those from ``at`` to ``end``."""
-    while at + _ATTRIBUTE.size <= min(end, len(data)):
+    end = min(end, len(data))
+    while at + _ATTRIBUTE.size <= end:
         length, kind = _ATTRIBUTE.unpack_from(data, at)
         if length < _ATTRIBUTE.size:
             return False
-        if kind == _SKV6ONLY and length > _ATTRIBUTE.size:
+        if kind == _SKV6ONLY and length > _ATTRIBUTE.size and at + _ATTRIBUTE.size < end:
             return data[at + _ATTRIBUTE.size] != 0
         at += (length + 3) & ~3
     return False

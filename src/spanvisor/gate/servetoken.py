@@ -314,6 +314,11 @@ def _named_loopback(host: str) -> set[ipaddress.IPv4Address | ipaddress.IPv6Addr
     return out
 
 
+def distrusts() -> bool:
+    """Whether this process names sockets it never takes for serve."""
+    return bool(_DISTRUSTED)
+
+
 def _agents_at(url: str) -> str | None:
     """Why ``url`` is refused to this process whatever its token (a socket
     of a uid :func:`distrust` names listens there); None when none does."""
@@ -362,6 +367,8 @@ def bearer(url: str | None, token: str | None, env: Mapping[str, str] | None = N
     token = token or local(env)
     if not token:
         return Bearer(None)
+    if _port(url) is None:
+        return Bearer(None, f"{url[:200]}: its port cannot be read")
     found = foreign(url)
     if found is None:
         return Bearer(token)
@@ -370,9 +377,10 @@ def bearer(url: str | None, token: str | None, env: Mapping[str, str] | None = N
         why = f"{NOTHING_AT} {where}: this user's spanvisor serve is not running there"
     else:
         why = (
-            f"{where} is not this user's spanvisor serve ({found}), and its token is in play: nothing is sent "
-            "there and nothing it answers counts; start spanvisor serve, or pass the token of the serve you mean "
-            "explicitly (SPANVISOR_OTLP_TOKEN)"
+            f"{where} is not this user's spanvisor serve ({found}), and this user's token file "
+            f"({token_path(data_dir(env))}) says that one is meant: nothing is sent there and nothing it answers "
+            "counts; start spanvisor serve, or pass the token of the serve you mean explicitly "
+            "(SPANVISOR_OTLP_TOKEN), or remove that file if this user's serve is gone for good"
         )
     _said(where, found, why)
     return Bearer(None, why)
@@ -380,8 +388,12 @@ def bearer(url: str | None, token: str | None, env: Mapping[str, str] | None = N
 
 def for_url(url: str | None, env: Mapping[str, str] | None = None) -> str | None:
     """The local serve token to send to ``url`` now, when it may go there
-    (:func:`bearer`); else None."""
-    return bearer(url, None, env).token
+    (:func:`bearer`); else None. Known for the file's wherever it is passed
+    on in this process, so it stays under the same rule."""
+    token = bearer(url, None, env).token
+    if token:
+        _UNVETTED.add(token)
+    return token
 
 
 def unvetted(url: str | None, env: Mapping[str, str] | None = None) -> str | None:
@@ -403,6 +415,7 @@ __all__ = [
     "bearer",
     "data_dir",
     "distrust",
+    "distrusts",
     "for_url",
     "foreign",
     "is_loopback",
