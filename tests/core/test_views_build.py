@@ -45,6 +45,14 @@ def test_slot_builder_falls_back_and_builds_occupancies() -> None:
             self.b += 1
 
     assert slot_builder(Plain)(1, 2).b == 3  # __post_init__ ran
+    assert slot_builder(Plain) is Plain  # positional: its own constructor (a compiled class has no slots to set)
+
+    @dataclass(kw_only=True)
+    class Keywords:
+        a: int
+        b: int = 2
+
+    assert slot_builder(Keywords)(1, 5) == Keywords(a=1, b=5)
 
 
 def test_a_provisional_tasks_stand_in_is_replaces_view() -> None:
