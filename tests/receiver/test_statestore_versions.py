@@ -130,3 +130,39 @@ def test_put_own_serves_a_store_from_before_own() -> None:
 
     _run(main)
     assert calls == [("n", "k", 3, "me"), ("n", "k", 3, "me", True)]
+
+
+def test_the_memory_store_reads_back_what_the_local_store_does_and_holds_nothing_the_collector_walks(
+    tmp_path: Path,
+) -> None:
+    """A value reads back from memory as from SQLite (a tuple as a list, a
+    key as text, a new dict at every read), and an entry, claimed or
+    settled, is no object the collector tracks (issue 70: two keys a run,
+    up to 100,000, walked in every full collection of an agent's process)."""
+    import gc
+
+    value: dict[str, Any] = {"runs": [("r1", 5)], "v": 1, "nested": {"k": (1, 2)}}
+
+    async def main() -> None:
+        memory = InMemoryStateStore()
+        local = LocalStateStore(tmp_path / "state.db")
+        await local.start()
+        try:
+            for store in (memory, local):
+                await store.put("runs", "t1", value, "a")
+                assert (await store.put_if_newer("decisions", "t1-r1", value, 1, "a")).won
+                assert (await store.claim("slack.parent", "t1", "a")).won
+            for ns, key in (("runs", "t1"), ("decisions", "t1-r1")):
+                got = await memory.get(ns, key)
+                assert got == await local.get(ns, key) == {"runs": [["r1", 5]], "v": 1, "nested": {"k": [1, 2]}}
+                assert got is not await memory.get(ns, key)
+            # An equal value by its owner is the same value, as in SQLite.
+            assert await memory.put_if_owner("runs", "t1", {"v": 1, "runs": [["r1", 5]], "nested": {"k": [1, 2]}}, "a")
+            assert await local.put_if_owner("runs", "t1", {"v": 1, "runs": [["r1", 5]], "nested": {"k": [1, 2]}}, "a")
+        finally:
+            await local.close()
+        gc.collect()
+        entries = list(memory._entries.values())
+        assert len(entries) == 3 and not any(gc.is_tracked(e) for e in entries)
+
+    _run(main)

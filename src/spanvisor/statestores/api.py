@@ -32,6 +32,7 @@ namespace uses either claims or versions.
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -171,6 +172,21 @@ class BatchStateStore(Protocol):
         A change that raises writes nothing of the batch, and the call raises.
         Changes run on the store's thread: they must only compute."""
         ...
+
+
+def value_text(value: Mapping[str, Any]) -> str:
+    """A value as the stores keep it: JSON text, keys sorted, anything JSON
+    has no form for as its ``str``."""
+    return json.dumps(dict(value), default=str, sort_keys=True)
+
+
+def value_of(text: str | None) -> Mapping[str, Any] | None:
+    """A value back from :func:`value_text` (None stays None); a new dict on
+    every read, so no reader holds the stored one."""
+    if text is None:
+        return None
+    value = json.loads(text)
+    return value if isinstance(value, dict) else {"value": value}
 
 
 def apply_changes(

@@ -32,7 +32,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from spanvisor.statestores.api import Change, Claim, apply_changes
+from spanvisor.statestores.api import Change, Claim, apply_changes, value_of, value_text
 
 if TYPE_CHECKING:
     from spanvisor.config import Config
@@ -84,17 +84,6 @@ _WRITE_MANY = (
     " ON CONFLICT (namespace, key) DO UPDATE SET owner = excluded.owner, lease_expires = NULL,"
     " value = excluded.value, updated_at = excluded.updated_at, version = excluded.version"
 )
-
-
-def _dump(value: Mapping[str, Any]) -> str:
-    return json.dumps(dict(value), default=str, sort_keys=True)
-
-
-def _load(raw: str | None) -> Mapping[str, Any] | None:
-    if raw is None:
-        return None
-    value = json.loads(raw)
-    return value if isinstance(value, dict) else {"value": value}
 
 
 class LocalStateStore:
@@ -250,7 +239,7 @@ class LocalStateStore:
             row = conn.execute(_ROW, (namespace, key)).fetchone()
             if row is not None:
                 if row[2] is not None:
-                    return Claim(won=False, value=_load(row[2]))
+                    return Claim(won=False, value=value_of(row[2]))
                 if row[0] != owner and row[1] is not None and row[1] > now:
                     return Claim(won=False)
             conn.execute(_UPSERT, (namespace, key, owner, now + lease_s, None, now, None))
@@ -259,11 +248,11 @@ class LocalStateStore:
         return await self._call(op)
 
     async def put(self, namespace: str, key: str, value: Mapping[str, Any], owner: str) -> None:
-        raw = _dump(value)
+        raw = value_text(value)
         await self._call(lambda conn: conn.execute(_UPSERT, (namespace, key, owner, None, raw, self._clock(), None)))
 
     async def put_if_owner(self, namespace: str, key: str, value: Mapping[str, Any], owner: str) -> bool:
-        raw = _dump(value)
+        raw = value_text(value)
 
         def op(conn: sqlite3.Connection) -> bool:
             now = self._clock()
@@ -271,7 +260,7 @@ class LocalStateStore:
             if row is not None:
                 if row[2] is not None:
                     # Settled: only the same owner's same value (a retried put) answers True.
-                    return bool(row[0] == owner and _load(row[2]) == _load(raw))
+                    return bool(row[0] == owner and value_of(row[2]) == value_of(raw))
                 if row[0] != owner and row[1] is not None and row[1] > now:
                     return False
             conn.execute(_UPSERT, (namespace, key, owner, None, raw, now, None))
@@ -282,7 +271,7 @@ class LocalStateStore:
     async def put_if_newer(
         self, namespace: str, key: str, value: Mapping[str, Any], version: int, owner: str, *, own: bool = False
     ) -> Claim:
-        raw = _dump(value)
+        raw = value_text(value)
 
         def op(conn: sqlite3.Connection) -> Claim:
             row = conn.execute(
@@ -290,7 +279,7 @@ class LocalStateStore:
             ).fetchone()
             newer = row is not None and row[1] is not None and row[2] is not None
             if newer and (row[1] > version or (row[1] == version and not (own and row[0] == owner))):
-                return Claim(won=False, value=_load(row[2]))
+                return Claim(won=False, value=value_of(row[2]))
             conn.execute(_UPSERT, (namespace, key, owner, None, raw, self._clock(), version))
             return Claim(won=True)
 
@@ -307,9 +296,9 @@ class LocalStateStore:
         def op(conn: sqlite3.Connection) -> None:
             (rows,) = conn.execute(_READ_MANY, (wanted,)).fetchone()
             values: dict[tuple[str, str], Mapping[str, Any] | None] = {
-                (ns, key): _load(raw) for ns, key, raw in json.loads(rows)
+                (ns, key): value_of(raw) for ns, key, raw in json.loads(rows)
             }
-            changed = apply_changes(updates, values, _dump)
+            changed = apply_changes(updates, values, value_text)
             if changed:
                 now = self._clock()
                 rows_out = [[ns, key, owner, raw, now, version] for (ns, key), (raw, version) in changed.items()]
@@ -320,7 +309,7 @@ class LocalStateStore:
     async def get(self, namespace: str, key: str) -> Mapping[str, Any] | None:
         def op(conn: sqlite3.Connection) -> Mapping[str, Any] | None:
             row = conn.execute("SELECT value FROM state WHERE namespace = ? AND key = ?", (namespace, key)).fetchone()
-            return None if row is None else _load(row[0])
+            return None if row is None else value_of(row[0])
 
         return await self._call(op)
 
@@ -333,7 +322,7 @@ class LocalStateStore:
                 "SELECT key, value FROM state WHERE namespace = ? AND value IS NOT NULL AND updated_at >= ?",
                 (namespace, since_s),
             ).fetchall()
-            return [(str(key), value) for key, raw in rows if (value := _load(raw)) is not None]
+            return [(str(key), value) for key, raw in rows if (value := value_of(raw)) is not None]
 
         return await self._call(op)
 

@@ -1,6 +1,18 @@
 """One process's state store, kept in memory: the default without
 ``spanvisor serve``'s data dir or PostgreSQL, and the reference for what a
-store must do (the protocol is in :mod:`.api`)."""
+store must do (the protocol is in :mod:`.api`).
+
+A value is kept as the other stores keep it, JSON text (:func:`.api.value_text`),
+and each entry as a tuple of text and numbers. In an agent's process this
+store holds two keys for every run (the control log's record and its task's
+list of runs), up to its bound; kept as dicts of lists in slotted objects,
+that was about nine objects a run for the garbage collector to walk in every
+full collection on the agent's thread, a heap growing for the first 50,000
+runs (issue 70). Text and tuples of text are not the collector's to walk. A
+reader gets a new dict every time, and a value reads back as PostgreSQL's
+and SQLite's stores give it (a tuple as a list), so code tested on this store
+meets no surprise on the others.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +20,18 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
-from spanvisor.statestores.api import Claim
+from spanvisor.statestores.api import Claim, value_of, value_text
 
-
-@dataclass(slots=True)
-class _Entry:
-    owner: str
-    expires: float
-    value: Mapping[str, Any] | None
-    version: int | None = None
+# (owner, the claim's lease (inf once settled), the value's text (None while
+# only claimed), version). A plain tuple: the collector stops tracking one
+# that holds only text and numbers, never a NamedTuple.
+_Entry = tuple[str, float, str | None, int | None]
+_OWNER: Final = 0
+_EXPIRES: Final = 1
+_VALUE: Final = 2
+_VERSION: Final = 3
 
 
 class InMemoryStateStore:
@@ -42,27 +54,31 @@ class InMemoryStateStore:
         now = self._clock()
         entry = self._entries.get((namespace, key))
         if entry is not None:
-            if entry.value is not None:
-                return Claim(won=False, value=entry.value)
-            if entry.owner != owner and entry.expires > now:
+            if entry[_VALUE] is not None:
+                return Claim(won=False, value=value_of(entry[_VALUE]))
+            if entry[_OWNER] != owner and entry[_EXPIRES] > now:
                 return Claim(won=False)
-        self._entries[(namespace, key)] = _Entry(owner, now + lease_s, None)
-        self._entries.move_to_end((namespace, key))
+        self._set((namespace, key), (owner, now + lease_s, None, None))
+        return Claim(won=True)
+
+    def _set(self, at: tuple[str, str], entry: _Entry) -> None:
+        """Write ``entry`` as the newest key; the oldest go beyond the bound."""
+        self._entries[at] = entry
+        self._entries.move_to_end(at)
         while len(self._entries) > self._max_keys:
             self._entries.popitem(last=False)
-        return Claim(won=True)
 
     async def put(self, namespace: str, key: str, value: Mapping[str, Any], owner: str) -> None:
         with self._lock:
-            self._entries[(namespace, key)] = _Entry(owner, float("inf"), dict(value))
+            self._set((namespace, key), (owner, float("inf"), value_text(value), None))
 
     async def put_if_owner(self, namespace: str, key: str, value: Mapping[str, Any], owner: str) -> bool:
         with self._lock:
             entry = self._entries.get((namespace, key))
             if entry is not None:
-                if entry.value is not None:
-                    return entry.owner == owner and entry.value == dict(value)
-                if entry.owner != owner and entry.expires > self._clock():
+                if entry[_VALUE] is not None:
+                    return entry[_OWNER] == owner and value_of(entry[_VALUE]) == value_of(value_text(value))
+                if entry[_OWNER] != owner and entry[_EXPIRES] > self._clock():
                     return False
             await self.put(namespace, key, value, owner)
             return True
@@ -77,27 +93,24 @@ class InMemoryStateStore:
         self, namespace: str, key: str, value: Mapping[str, Any], version: int, owner: str, own: bool
     ) -> Claim:
         entry = self._entries.get((namespace, key))
-        stored = entry.version if entry is not None and entry.value is not None else None
+        stored = entry[_VERSION] if entry is not None and entry[_VALUE] is not None else None
         if (
             entry is not None
             and stored is not None
-            and (stored > version or (stored == version and not (own and entry.owner == owner)))
+            and (stored > version or (stored == version and not (own and entry[_OWNER] == owner)))
         ):
-            return Claim(won=False, value=entry.value)
-        self._entries[(namespace, key)] = _Entry(owner, float("inf"), dict(value), version)
-        self._entries.move_to_end((namespace, key))
-        while len(self._entries) > self._max_keys:
-            self._entries.popitem(last=False)
+            return Claim(won=False, value=value_of(entry[_VALUE]))
+        self._set((namespace, key), (owner, float("inf"), value_text(value), version))
         return Claim(won=True)
 
     async def get(self, namespace: str, key: str) -> Mapping[str, Any] | None:
         entry = self._entries.get((namespace, key))
-        return None if entry is None else entry.value
+        return None if entry is None else value_of(entry[_VALUE])
 
     async def release(self, namespace: str, key: str, owner: str) -> None:
         with self._lock:
             entry = self._entries.get((namespace, key))
-            if entry is not None and entry.owner == owner and entry.value is None:
+            if entry is not None and entry[_OWNER] == owner and entry[_VALUE] is None:
                 del self._entries[(namespace, key)]
 
     async def close(self) -> None:
