@@ -5,6 +5,7 @@ there (``--url``, ``SPANVISOR_CONTROL_URL`` or the default), and what to do."""
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -56,3 +57,22 @@ def _listening(url: str) -> bool:
     with socket.socket() as s:
         s.settimeout(1)
         return s.connect_ex((host, int(port))) == 0
+
+
+@pytest.mark.parametrize("command", [*COMMANDS, ("emit", "start", "--task", "T-1")], ids=lambda c: c[0])
+def test_with_the_local_token_in_play_the_refusal_is_said_once(
+    cli: Run, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    """This user's token file is there and nothing listens: the request is
+    refused before it is sent (servetoken.bearer), and the command says why
+    in its own one line, not again as the token's log warning."""
+    from spanvisor.gate import servetoken
+
+    servetoken.make_or_read(servetoken.token_path(tmp_path / "data"))
+    url = f"http://127.0.0.1:{_closed_port()}"
+    monkeypatch.setenv("SPANVISOR_CONTROL_URL", url)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", url)
+    code, out, err = cli(*command, *(() if command[0] == "emit" else ("--timeout", "2")))  # type: ignore[operator]
+    assert code != 0 and out == "", (out, err)
+    (line,) = err.strip().splitlines()
+    assert "this user's spanvisor serve is not running there" in line, line

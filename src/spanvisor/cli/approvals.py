@@ -214,7 +214,7 @@ def table(items: list[dict[str, Any]], url: str | None = None) -> str:
 def handler(args: argparse.Namespace, config: Config) -> int:
     url, source = control_target(args, config)
     token = token_for(args.token, config)
-    client = HttpSource(url, token, request_timeout_s=args.timeout)
+    client = HttpSource(url, token, request_timeout_s=args.timeout, say=False)
     status, doc = client.approvals(args.agent)
     if status == 0:
         print(unreachable_line(client.url, source, doc.get("error")), file=sys.stderr)

@@ -152,7 +152,7 @@ def _control_api(config: Config, found: Findings) -> None:
 
     url, source = control_target(None, config)
     token = config.get("decide_token") or config.get("control_token") or token_from_env()
-    client = HttpSource(url, token, request_timeout_s=5.0)
+    client = HttpSource(url, token, request_timeout_s=5.0, say=False)
     status, doc = client.approvals(None)
     if status == 200:
         found.checked.append(f"control API {client.url}: reachable, token accepted")

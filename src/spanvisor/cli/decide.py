@@ -155,7 +155,7 @@ def handler(args: argparse.Namespace, config: Config) -> int:
             "spanvisor: --break-glass needs --reason: why this cannot wait (it is posted and audited)", file=sys.stderr
         )
         return EXIT_REFUSED
-    client = HttpSource(url, token_for(args.token, config), request_timeout_s=args.timeout)
+    client = HttpSource(url, token_for(args.token, config), request_timeout_s=args.timeout, say=False)
     approval = getattr(args, "approval", None)
     run, digest = args.run, getattr(args, "digest", None)
     request: dict[str, Any] | None = None

@@ -64,7 +64,7 @@ def handler(args: argparse.Namespace, config: Config) -> int:
     # a loopback endpoint only (the default one is).
     from spanvisor.gate import servetoken
 
-    sending = servetoken.bearer(live.endpoint_of(args), args.token)
+    sending = servetoken.bearer(live.endpoint_of(args), args.token, say=False)  # said below, once
     if sending.refused:
         print(f"spanvisor emit: nothing sent: {sending.refused}", file=sys.stderr)
         return 1

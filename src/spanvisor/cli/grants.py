@@ -28,7 +28,7 @@ from spanvisor.control.client import DEFAULT_URL, ENV_URL, HttpSource
 def _client(args: argparse.Namespace, config: Config) -> HttpSource:
     url, _ = control_target(args, config)
     token = token_for(args.token, config)
-    return HttpSource(url, token, request_timeout_s=args.timeout)
+    return HttpSource(url, token, request_timeout_s=args.timeout, say=False)
 
 
 def _left(seconds: Any) -> str:

@@ -33,7 +33,7 @@ CASE_KEYS |= {"from", "rule"}
 
 def cmd_show(args: argparse.Namespace, config: Config) -> int:
     url, source = control_target(args, config)
-    client = HttpSource(url, token_for(args.token, config), request_timeout_s=args.timeout)
+    client = HttpSource(url, token_for(args.token, config), request_timeout_s=args.timeout, say=False)
     status, doc = client._request("GET", f"{client.url}/v1/control/policy", None, client.request_timeout_s)
     if status == 0:
         print(unreachable_line(url.rstrip("/"), source, doc.get("error")), file=sys.stderr)

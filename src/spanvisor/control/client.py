@@ -180,6 +180,7 @@ class HttpSource:
         *,
         request_timeout_s: float = 10.0,
         env: Mapping[str, str] | None = None,
+        say: bool = True,
     ) -> None:
         self.url = base_url(url)
         # No token given: the local serve's own (its data dir's serve-token),
@@ -187,6 +188,9 @@ class HttpSource:
         # and goes only to this user's listener, asked at each request (a
         # serve restarting may find its port taken).
         self._given, self._env = token, env
+        # Whether a refused destination is logged here (servetoken.bearer's
+        # say): a command that prints the failure itself says it once.
+        self._say = say
         self.request_timeout_s = request_timeout_s
         self._backoff = 0.0
         self._warned = False
@@ -204,7 +208,7 @@ class HttpSource:
     @property
     def token(self) -> str | None:
         """The bearer token a request sends now (:func:`servetoken.bearer`)."""
-        return servetoken.bearer(self.url, self._given, self._env).token
+        return servetoken.bearer(self.url, self._given, self._env, self._say).token
 
     def task_url(self, task_id: str) -> str:
         return f"{self.url}/v1/control/tasks/{urllib.parse.quote(task_id, safe='')}"
@@ -221,7 +225,7 @@ class HttpSource:
     ) -> tuple[int, dict[str, Any], float | None]:
         """:meth:`_request` and the answer's ``Retry-After`` in seconds, if any."""
         data = json.dumps(body).encode() if body is not None else None
-        sending = servetoken.bearer(self.url, self._given, self._env)
+        sending = servetoken.bearer(self.url, self._given, self._env, self._say)
         if sending.refused:  # another user's port, or nothing there: not this user's serve, asked nothing
             return 0, {"error": sending.refused}, None
         headers = {"Accept": "application/json"}

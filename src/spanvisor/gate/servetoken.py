@@ -342,7 +342,7 @@ def _said(where: str, found: str, why: str) -> None:
         logging.getLogger("spanvisor.token").warning("%s", why)
 
 
-def bearer(url: str | None, token: str | None, env: Mapping[str, str] | None = None) -> Bearer:
+def bearer(url: str | None, token: str | None, env: Mapping[str, str] | None = None, say: bool = True) -> Bearer:
     """What a request to ``url`` carries: ``token`` when it was passed
     explicitly (sent as told: whoever passed it chose where it goes), else
     the local serve's own token. That one, read from the file or passed
@@ -355,7 +355,9 @@ def bearer(url: str | None, token: str | None, env: Mapping[str, str] | None = N
     never hears a call's details and nothing it answers (an approval, a
     permit, a central policy, a cancel's absence) counts. A loopback URL
     with no local token in play (no token file: a serve of another
-    account, open or with a token passed explicitly) is not checked."""
+    account, open or with a token passed explicitly) is not checked.
+    ``say``: log a refusal (once a place); False for a caller that prints
+    it itself (a command's own line, not the same words twice)."""
     if not url:  # nowhere known to ask about: the local serve's token goes nowhere
         return Bearer(None if token and (token in _UNVETTED or token == local(env)) else token or None)
     if _DISTRUSTED and (agents := _agents_at(url)) is not None:
@@ -382,7 +384,8 @@ def bearer(url: str | None, token: str | None, env: Mapping[str, str] | None = N
             "counts; start spanvisor serve, or pass the token of the serve you mean explicitly "
             "(SPANVISOR_OTLP_TOKEN), or remove that file if this user's serve is gone for good"
         )
-    _said(where, found, why)
+    if say:
+        _said(where, found, why)
     return Bearer(None, why)
 
 
