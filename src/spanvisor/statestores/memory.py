@@ -68,30 +68,40 @@ class InMemoryStateStore:
         while len(self._entries) > self._max_keys:
             self._entries.popitem(last=False)
 
+    # Values are encoded and decoded outside the lock: only the entry's
+    # check and write hold it (a run record with its requests is a few KB).
+
     async def put(self, namespace: str, key: str, value: Mapping[str, Any], owner: str) -> None:
+        text = value_text(value)
         with self._lock:
-            self._set((namespace, key), (owner, float("inf"), value_text(value), None))
+            self._set((namespace, key), (owner, float("inf"), text, None))
 
     async def put_if_owner(self, namespace: str, key: str, value: Mapping[str, Any], owner: str) -> bool:
+        text = value_text(value)
         with self._lock:
             entry = self._entries.get((namespace, key))
-            if entry is not None:
-                if entry[_VALUE] is not None:
-                    return entry[_OWNER] == owner and value_of(entry[_VALUE]) == value_of(value_text(value))
-                if entry[_OWNER] != owner and entry[_EXPIRES] > self._clock():
-                    return False
-            await self.put(namespace, key, value, owner)
-            return True
+            settled = None if entry is None else entry[_VALUE]
+            if entry is not None and settled is None and entry[_OWNER] != owner and entry[_EXPIRES] > self._clock():
+                return False  # another owner's claim, still held
+            if settled is None:
+                await self.put(namespace, key, value, owner)
+                return True
+            if entry is None or entry[_OWNER] != owner:
+                return False
+        # Its own settled value: the same if it reads back so (written again
+        # with its keys in another order, a tuple for a list).
+        return settled == text or value_of(settled) == value_of(text)
 
     async def put_if_newer(
         self, namespace: str, key: str, value: Mapping[str, Any], version: int, owner: str, *, own: bool = False
     ) -> Claim:
+        text = value_text(value)
         with self._lock:  # no await between the read and the write, and one thread at a time
-            return self._put_if_newer(namespace, key, value, version, owner, own)
+            stored = self._put_if_newer(namespace, key, text, version, owner, own)
+        return Claim(won=True) if stored is None else Claim(won=False, value=value_of(stored))
 
-    def _put_if_newer(
-        self, namespace: str, key: str, value: Mapping[str, Any], version: int, owner: str, own: bool
-    ) -> Claim:
+    def _put_if_newer(self, namespace: str, key: str, text: str, version: int, owner: str, own: bool) -> str | None:
+        """None when written; else the newer value's text that stays."""
         entry = self._entries.get((namespace, key))
         stored = entry[_VERSION] if entry is not None and entry[_VALUE] is not None else None
         if (
@@ -99,9 +109,9 @@ class InMemoryStateStore:
             and stored is not None
             and (stored > version or (stored == version and not (own and entry[_OWNER] == owner)))
         ):
-            return Claim(won=False, value=value_of(entry[_VALUE]))
-        self._set((namespace, key), (owner, float("inf"), value_text(value), version))
-        return Claim(won=True)
+            return entry[_VALUE]
+        self._set((namespace, key), (owner, float("inf"), text, version))
+        return None
 
     async def get(self, namespace: str, key: str) -> Mapping[str, Any] | None:
         entry = self._entries.get((namespace, key))
