@@ -105,3 +105,37 @@ def test_a_cancel_told_after_the_answer_denies_the_sessions_next_call(tmp_path: 
     # the next calls' own looks are as late, so a denial can only be the memory.
     wait_until(lambda: _hook(tmp_path, api, "touch two.txt") == (0, "deny"), 60, "the next call denied by the cancel")
     assert api.looks >= 2
+
+
+def _locked(tmp_path: Path, api: SlowControlApi, *options: str) -> tuple[str, str]:
+    """A locked hook (the system gate's, an operator's managed entry) for
+    one call, its cancel wait set by its command line or not at all; the
+    environment asks for 5 s, which a locked hook does not read."""
+    tmp_path.mkdir()
+    (tmp_path / "policy.toml").write_text('default = "allow"\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPANVISOR_", "OTEL_"))}
+    env.update(
+        HOME=str(tmp_path / "home"),
+        XDG_STATE_HOME=str(tmp_path / "state"),
+        SPANVISOR_DATA_DIR=str(tmp_path / "data"),
+        SPANVISOR_HOOK_DELIVERY="off",
+        SPANVISOR_HOOK_CANCEL_WAIT="5s",
+    )
+    call = {"session_id": "locked-1", "tool_name": "Bash", "tool_input": {"command": "echo one"}}
+    argv = [sys.executable, "-P", "-m", "spanvisor.cli", "hook", "claude-code", "--locked"]
+    argv += ["--policy", str(tmp_path / "policy.toml"), "--url", api.url, "--central", "off", *options]
+    ran = subprocess.run(argv, input=json.dumps(call).encode(), capture_output=True, env=env, timeout=120, check=False)
+    lines = [ln for ln in ran.stdout.decode().splitlines() if ln.startswith("{")]
+    said = json.loads(lines[-1])["hookSpecificOutput"] if lines else {}
+    return str(said.get("permissionDecision")), str(said.get("permissionDecisionReason"))
+
+
+def test_a_locked_hooks_cancel_wait_is_its_command_lines(tmp_path: Path, api: SlowControlApi) -> None:
+    """A busy serve answers the look in 1 s. A locked hook ignores
+    SPANVISOR_HOOK_CANCEL_WAIT (the agent's environment could shorten it),
+    so it waited 100 ms whatever its operator wanted, and the call in flight
+    ran; ``--cancel-wait`` on its command line (``gate serve --cancel-wait``
+    for the system gate) waits for the look, and the cancel denies it."""
+    assert _locked(tmp_path / "default", api)[0] == "allow"  # 100 ms: the look came too late for this call
+    decision, reason = _locked(tmp_path / "waits", api, "--cancel-wait", "5s")
+    assert decision == "deny" and "stop now" in reason, reason

@@ -501,7 +501,10 @@ def test_a_session_the_gate_guards_ends_by_the_gates_word_not_the_agents(tmp_pat
     sid = "5d1f4c2e-0b7a-4e55-9c3d-7a1e2b3c4d5e"
     task = task_of("claude-code", sid)
     try:
-        with installed(ALLOW_LS, serve.base, before=token_file) as install:
+        # The look at the cancel may wait 5 s (the operator's --cancel-wait):
+        # at its default 100 ms, a loaded machine's serve answers after the
+        # call it was for, whose allow then stands (only the next is denied).
+        with installed(ALLOW_LS, serve.base, "--cancel-wait", "5s", before=token_file) as install:
             hook = [SPANVISOR, "hook", "claude-code", "--gate", str(install.socket)]
             cli = subprocess.Popen(
                 [*as_user(AGENT, (AGENTS,)), sys.executable, "-I", "-c", FAKE_CLI, *hook, sid],

@@ -402,6 +402,7 @@ def own_options(args: argparse.Namespace) -> list[str]:
         ("--endpoint", args.endpoint),
         ("--token", _secret(args.token_file, "token")),
         ("--otlp-token", _secret(args.otlp_token_file, "OTLP token")),
+        ("--cancel-wait", getattr(args, "cancel_wait", None)),
     ):
         if value:
             out += [flag, value]
@@ -477,6 +478,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "(default: any but the agents' group's and unknown uids)",
     )
     p.add_argument("--otlp-token-file", metavar="FILE", help="a file holding the OTLP endpoint's token")
+    p.add_argument(
+        "--cancel-wait",
+        metavar="DURATION",
+        help="how long an allowed call may wait for the look at its session's cancel (default 100ms, at most 5s): "
+        "raise it for a busy serve, whose late answer lets that one call's allow stand",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

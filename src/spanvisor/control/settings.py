@@ -347,7 +347,9 @@ SETTINGS: tuple[Setting, ...] = (
         "How long after its start `spanvisor hook` waits, before it lets a policy's allow stand, for the "
         "control API to say whether the session's task was cancelled (a session without the launcher). A look "
         "that comes later misses the cancel for that call (the next call sees it); raise it for a busy or "
-        "distant `serve`, at that cost to each allowed call while `serve` is slow. At most 5 s.",
+        "distant `serve`, at that cost to each allowed call while `serve` is slow. At most 5 s. A locked hook "
+        "ignores it (the agent's environment could shorten it): give it `--cancel-wait` on its command line "
+        "(`spanvisor gate serve --cancel-wait` for the system gate).",
         "a duration, e.g. 100ms or 0.5s",
     ),
     Setting(

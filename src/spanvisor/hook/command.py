@@ -100,6 +100,13 @@ def build_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "or http://127.0.0.1:4318)",
     )
     p.add_argument("--otlp-token", help="bearer token of the OTLP endpoint (default: $SPANVISOR_OTLP_TOKEN)")
+    p.add_argument(
+        "--cancel-wait",
+        metavar="DURATION",
+        help="how long an allowed call may wait for the look at its session's cancel (100ms, 0.5s, 2; at most 5s; "
+        "default: $SPANVISOR_HOOK_CANCEL_WAIT unless --locked, else 100ms): a busy serve answers later, and a "
+        "look too late lets that one call's allow stand",
+    )
     # The system gate's own (cli/gate_serve.py), never a hook's: a client's
     # request cannot carry it (gate_serve.passed_on), and a secret kept by
     # the agent's own user would be worth nothing.
@@ -327,6 +334,8 @@ def _look(
     if key is None or key.launched:
         return None
     url = cancel.control_url(args.url, session.otlp_endpoint(args.endpoint, env), env)
+    if getattr(args, "cancel_wait", None):  # the command line's, which a locked hook takes (its variable it does not)
+        env = {**env, cancel.ENV_BUDGET: args.cancel_wait}
     return cancel.look(key.task_id, url, cancel.control_token(args.token, env), env, started)
 
 
