@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,7 +71,9 @@ def api() -> Iterator[SlowControlApi]:
         server.server_close()
 
 
-def _hook(tmp_path: Path, api: SlowControlApi, command: str) -> tuple[int, str]:
+def _ask(tmp_path: Path, command: str, session: str, variables: dict[str, str], *options: str) -> tuple[int, Any]:
+    """One call of ``session`` through a cold ``spanvisor hook`` under a
+    policy that allows everything: its exit status and what it answered."""
     (tmp_path / "policy.toml").write_text('default = "allow"\n')
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SPANVISOR_", "OTEL_"))}
     env.update(
@@ -78,24 +81,20 @@ def _hook(tmp_path: Path, api: SlowControlApi, command: str) -> tuple[int, str]:
         XDG_STATE_HOME=str(tmp_path / "state"),
         SPANVISOR_DATA_DIR=str(tmp_path / "data"),
         SPANVISOR_HOOK_DELIVERY="off",
-        SPANVISOR_CONTROL_URL=api.url,
-        SPANVISOR_HOOK_CANCEL_WAIT="50ms",
+        **variables,
     )
-    call = {"session_id": "late-1", "tool_name": "Bash", "tool_input": {"command": command}}
-    argv = [
-        sys.executable,
-        "-P",
-        "-m",
-        "spanvisor.cli",
-        "hook",
-        "claude-code",
-        "--policy",
-        str(tmp_path / "policy.toml"),
-    ]
+    call = {"session_id": session, "tool_name": "Bash", "tool_input": {"command": command}}
+    argv = [sys.executable, "-P", "-m", "spanvisor.cli", "hook", "claude-code"]
+    argv += ["--policy", str(tmp_path / "policy.toml"), *options]
     ran = subprocess.run(argv, input=json.dumps(call).encode(), capture_output=True, env=env, timeout=120, check=False)
     lines = [ln for ln in ran.stdout.decode().splitlines() if ln.startswith("{")]
-    said = json.loads(lines[-1])["hookSpecificOutput"]["permissionDecision"] if lines else ""
-    return ran.returncode, said
+    return ran.returncode, json.loads(lines[-1])["hookSpecificOutput"] if lines else {}
+
+
+def _hook(tmp_path: Path, api: SlowControlApi, command: str) -> tuple[int, str]:
+    variables = {"SPANVISOR_CONTROL_URL": api.url, "SPANVISOR_HOOK_CANCEL_WAIT": "50ms"}
+    code, said = _ask(tmp_path, command, "late-1", variables)
+    return code, str(said.get("permissionDecision", ""))
 
 
 def test_a_cancel_told_after_the_answer_denies_the_sessions_next_call(tmp_path: Path, api: SlowControlApi) -> None:
@@ -112,21 +111,8 @@ def _locked(tmp_path: Path, api: SlowControlApi, *options: str) -> tuple[str, st
     one call, its cancel wait set by its command line or not at all; the
     environment asks for 5 s, which a locked hook does not read."""
     tmp_path.mkdir()
-    (tmp_path / "policy.toml").write_text('default = "allow"\n')
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SPANVISOR_", "OTEL_"))}
-    env.update(
-        HOME=str(tmp_path / "home"),
-        XDG_STATE_HOME=str(tmp_path / "state"),
-        SPANVISOR_DATA_DIR=str(tmp_path / "data"),
-        SPANVISOR_HOOK_DELIVERY="off",
-        SPANVISOR_HOOK_CANCEL_WAIT="5s",
-    )
-    call = {"session_id": "locked-1", "tool_name": "Bash", "tool_input": {"command": "echo one"}}
-    argv = [sys.executable, "-P", "-m", "spanvisor.cli", "hook", "claude-code", "--locked"]
-    argv += ["--policy", str(tmp_path / "policy.toml"), "--url", api.url, "--central", "off", *options]
-    ran = subprocess.run(argv, input=json.dumps(call).encode(), capture_output=True, env=env, timeout=120, check=False)
-    lines = [ln for ln in ran.stdout.decode().splitlines() if ln.startswith("{")]
-    said = json.loads(lines[-1])["hookSpecificOutput"] if lines else {}
+    locked = ("--locked", "--url", api.url, "--central", "off", *options)
+    _, said = _ask(tmp_path, "echo one", "locked-1", {"SPANVISOR_HOOK_CANCEL_WAIT": "5s"}, *locked)
     return str(said.get("permissionDecision")), str(said.get("permissionDecisionReason"))
 
 
