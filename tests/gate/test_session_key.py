@@ -8,6 +8,7 @@ receiver, is ``test_system_gate.py``.)"""
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import http.server
 import json
@@ -180,6 +181,24 @@ def test_the_first_secret_stands_whoever_makes_one_later(tmp_path: Path) -> None
 
 def test_only_the_gate_passes_the_flag_a_hooks_request_cannot_carry_it() -> None:
     assert gate_serve.passed_on(["claude-code", "--key-sessions", "--at-terminal"]) == ["claude-code", "--at-terminal"]
+
+
+def test_the_cancel_wait_is_the_gates_own_never_a_requests() -> None:
+    """A hook's request asking for no wait (so its look comes too late and
+    a cancelled session's call runs) is not obeyed; the gate's own
+    ``--cancel-wait`` goes to every call, and one it cannot read stops it."""
+    assert gate_serve.passed_on(["claude-code", "--cancel-wait", "0", "--cli-timeout", "60"]) == [
+        "claude-code",
+        "--cli-timeout",
+        "60",
+    ]
+    parser = argparse.ArgumentParser()
+    gate_serve.add_arguments(parser)
+    args = parser.parse_args(["--socket", "/run/g.sock", "--policy", "/etc/p.toml", "--cancel-wait", "2s"])
+    assert gate_serve.own_options(args)[-2:] == ["--cancel-wait", "2s"]
+    args.cancel_wait = "soon"
+    with pytest.raises(gate_serve.CannotStart, match="--cancel-wait"):
+        gate_serve.own_options(args)
 
 
 def test_a_gate_that_cannot_keep_a_secret_decides_all_the_same(tmp_path: Path) -> None:

@@ -56,7 +56,7 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
-from spanvisor.gate import local, servetoken
+from spanvisor.gate import cancel, local, servetoken
 from spanvisor.hook.config import ALSO_LOCKED
 from spanvisor.hook.system import CONTEXT
 
@@ -395,6 +395,9 @@ def own_options(args: argparse.Namespace) -> list[str]:
         raise CannotStart(f"--policy must be an absolute path, not {args.policy!r}")
     # --key-sessions: a session without the launcher ends by this gate's word
     # (hook/sessionkey.py); its secrets live in this user's state folder.
+    wait = getattr(args, "cancel_wait", None)
+    if wait is not None and cancel.seconds(wait) is None:
+        raise CannotStart(f"--cancel-wait {wait!r} is no duration (100ms, 0.5s, 2)")
     out = ["--locked", "--key-sessions", "--policy", args.policy]
     for flag, value in (
         ("--central", args.central),
@@ -402,7 +405,7 @@ def own_options(args: argparse.Namespace) -> list[str]:
         ("--endpoint", args.endpoint),
         ("--token", _secret(args.token_file, "token")),
         ("--otlp-token", _secret(args.otlp_token_file, "OTLP token")),
-        ("--cancel-wait", getattr(args, "cancel_wait", None)),
+        ("--cancel-wait", wait),
     ):
         if value:
             out += [flag, value]

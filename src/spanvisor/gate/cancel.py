@@ -303,15 +303,21 @@ def budget(env: Mapping[str, str]) -> float:
     """:data:`BUDGET_S`, or the setting's seconds (``250ms``, ``0.5s``,
     ``2``), within 0 to :data:`MAX_BUDGET_S`; what cannot be read is the
     default (``spanvisor check`` names it)."""
-    raw = (env.get(ENV_BUDGET) or "").strip().lower()
-    if not raw:
-        return BUDGET_S
+    raw = (env.get(ENV_BUDGET) or "").strip()
+    got = seconds(raw) if raw else None
+    return BUDGET_S if got is None else got
+
+
+def seconds(raw: str) -> float | None:
+    """A wait written ``250ms``, ``0.5s`` or ``2``, within 0 to
+    :data:`MAX_BUDGET_S`; None when it cannot be read."""
+    raw = raw.strip().lower()
     scale = 0.001 if raw.endswith("ms") else 1.0
     try:
         got = float(raw.removesuffix("ms").removesuffix("s")) * scale
     except ValueError:
-        return BUDGET_S
-    return BUDGET_S if math.isnan(got) else min(max(got, 0.0), MAX_BUDGET_S)
+        return None
+    return None if math.isnan(got) else min(max(got, 0.0), MAX_BUDGET_S)
 
 
 __all__ = [
@@ -329,6 +335,7 @@ __all__ = [
     "fetch",
     "finish_late",
     "look",
+    "seconds",
     "seen",
 ]
 
