@@ -106,13 +106,17 @@ def test_a_cancel_told_after_the_answer_denies_the_sessions_next_call(tmp_path: 
     assert api.looks >= 2
 
 
-def _locked(tmp_path: Path, api: SlowControlApi, *options: str) -> tuple[str, str]:
+def _locked(tmp_path: Path, api: SlowControlApi, *options: str, started: float | None = None) -> tuple[str, str]:
     """A locked hook (the system gate's, an operator's managed entry) for
     one call, its cancel wait set by its command line or not at all; the
-    environment asks for 5 s, which a locked hook does not read."""
+    environment asks for 5 s, which a locked hook does not read, and may
+    claim an earlier start (``started``), which it does read."""
     tmp_path.mkdir()
     locked = ("--locked", "--url", api.url, "--central", "off", *options)
-    _, said = _ask(tmp_path, "echo one", "locked-1", {"SPANVISOR_HOOK_CANCEL_WAIT": "5s"}, *locked)
+    variables = {"SPANVISOR_HOOK_CANCEL_WAIT": "5s"}
+    if started is not None:
+        variables["SPANVISOR_HOOK_STARTED"] = repr(started)
+    _, said = _ask(tmp_path, "echo one", "locked-1", variables, *locked)
     return str(said.get("permissionDecision")), str(said.get("permissionDecisionReason"))
 
 
@@ -124,4 +128,16 @@ def test_a_locked_hooks_cancel_wait_is_its_command_lines(tmp_path: Path, api: Sl
     for the system gate) waits for the look, and the cancel denies it."""
     assert _locked(tmp_path / "default", api)[0] == "allow"  # 100 ms: the look came too late for this call
     decision, reason = _locked(tmp_path / "waits", api, "--cancel-wait", "5s")
+    assert decision == "deny" and "stop now" in reason, reason
+
+
+def test_a_start_claimed_earlier_shortens_no_cancel_look(tmp_path: Path, api: SlowControlApi) -> None:
+    """The hook's start may be handed on (``SPANVISOR_HOOK_STARTED``, which
+    a locked hook reads: a repository's ``env`` block can set it, as a hook's
+    request to the system gate can claim it). Claimed 50 s early, the look's
+    wait was over before it began (its 30 ms floor), and the call in flight
+    ran whatever ``--cancel-wait`` said; the wait now counts from when the
+    deciding process got the call."""
+    early = time.monotonic() - 50.0
+    decision, reason = _locked(tmp_path / "claimed", api, "--cancel-wait", "5s", started=early)
     assert decision == "deny" and "stop now" in reason, reason

@@ -51,12 +51,16 @@ def main() -> int:
     return _BLOCK  # pragma: no cover - _exit does not return
 
 
-def _decide(argv: list[str], stdin: bytes | None, started: float, release_fd: int | None = None) -> int:
+def _decide(
+    argv: list[str], stdin: bytes | None, started: float, release_fd: int | None = None, received: float | None = None
+) -> int:
     try:
         from spanvisor.hook.command import main as hook
 
         release = _releaser(release_fd) if release_fd is not None else None
-        code = hook(argv, stdin=stdin, started=started, release=release)
+        # received: this process's start (a start handed on in the
+        # environment may be earlier, and a repository's env block can set it).
+        code = hook(argv, stdin=stdin, started=started, release=release, received=received)
         if release is not None:
             # Once more, with the answer that stands: a signal (the backstop's
             # SIGALRM) raised between writing the answer and releasing the
@@ -143,12 +147,12 @@ def _watch(argv: list[str], now: float) -> int:
         readable, writable = os.pipe()
         child = os.fork()
     except OSError:
-        return _decide(argv, stdin, started)
+        return _decide(argv, stdin, started, received=now)
     if child == 0:
         os.close(readable)
         for sig in (*_SIGNALS, signal.SIGALRM):
             signal.signal(sig, signal.SIG_DFL)
-        _exit(_decide(argv, stdin, started, writable))
+        _exit(_decide(argv, stdin, started, writable, now))
     os.close(writable)
     said = b""
     while True:

@@ -333,7 +333,9 @@ class SystemGate:
                         pass
 
                 own = [*self.options, "--session-cli", cli] if (cli := peer_cli(who[0])) else self.options
-                decide_call(send, argv + own, raw.encode("latin-1"), t0, {**self.env, **context}, cwd)
+                decide_call(
+                    send, argv + own, raw.encode("latin-1"), t0, {**self.env, **context}, cwd, received=accepted
+                )
         finally:
             if held:
                 self._slots.release()

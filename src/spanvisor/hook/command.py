@@ -133,6 +133,7 @@ def main(
     release: Callable[[int], None] | None = None,
     answer: Answer | None = None,
     deadline: Deadline | None = None,
+    received: float | None = None,
 ) -> int:
     """``spanvisor hook …``: always an answer in the CLI's contract. The
     call is read from ``stdin`` when given (else this process's stdin), the
@@ -143,7 +144,9 @@ def main(
     ``release`` is called with the exit status as soon as it is known,
     before the audit note is sent; ``deadline``, the call's when the
     launcher already reckoned it (its backstop's: one deadline a call, its
-    settings read once)."""
+    settings read once); ``received``, when this process got the call (the
+    cancel look's wait counts from it when ``started``, which the caller
+    may claim, is earlier: a claim may shorten the deadline, not the look)."""
     t0 = time.monotonic() if started is None else started
     cli = argv[0] if argv and registry.get(argv[0]) is not None else None
     e = os.environ if env is None else env
@@ -158,7 +161,7 @@ def main(
             args.policy = os.path.join(cwd, args.policy)
         if env is None:  # deciding in its own process: no launcher vouched for its session
             env_ = own_session(args, env_)
-        return decide(args, out, t0, stdin, env_, cwd, deadline)
+        return decide(args, out, t0, stdin, env_, cwd, deadline, received)
 
     out = answer if answer is not None else Answer(cli, stdout, stderr, release)
     return guarded(out, body, help_asked="-h" in argv or "--help" in argv)
@@ -247,6 +250,7 @@ def decide(
     env: Mapping[str, str] | None = None,
     cwd: str | None = None,
     deadline: Deadline | None = None,
+    received: float | None = None,
 ) -> int:
     e = os.environ if env is None else env
     cli: gc.Cli = args.cli
@@ -280,7 +284,7 @@ def decide(
             sessionkey.ensure(cli, raw, args.endpoint, args.otlp_token, e, deadline, args.session_cli)
         except Exception:  # a gate that cannot key decides all the same: the end is then unproved
             pass
-    looked = _look(raw, cli, args, e, started)
+    looked = _look(raw, cli, args, e, started if received is None else max(started, received))
     if looked is not None:  # a cancelled session's calls are denied, whatever the policy allows
         out.veto = lambda: _cancelled_text(looked.result())
     token = args.token or e.get("SPANVISOR_CONTROL_TOKEN") or args.otlp_token

@@ -240,6 +240,7 @@ def decide_call(
     cwd: str,
     entry_timeout_s: float | None = None,
     later: Callable[[Callable[[], object]], object] | None = None,
+    received: float | None = None,
 ) -> None:
     """One hook call decided in this process by the command hook's own code
     (:func:`spanvisor.hook.command.main`), ``send`` given the answer (exit
@@ -252,7 +253,9 @@ def decide_call(
     when the call's own hook entry is known (the ``http`` listener's, whose
     entry only the launcher wrote), else the shortest the CLI's settings
     files give the gate's command hook (:mod:`spanvisor.gate.clitimeout`: a
-    command hook cannot tell which entry ran it)."""
+    command hook cannot tell which entry ran it). ``received``: when this
+    process got the call, if ``started`` is the caller's claim (the system
+    gate's): the cancel look's wait counts from the later of the two."""
     out, err = io.StringIO(), io.StringIO()
     cli = argv[0] if argv and registry.get(argv[0]) is not None else None
 
@@ -267,7 +270,9 @@ def decide_call(
         deadline.launcher_backstop(), lambda: answer.block("spanvisor: no answer before the CLI's hook timeout; denied")
     )
     try:
-        hook.main(argv, stdin=raw, started=started, env=env, cwd=cwd, answer=answer, deadline=deadline)
+        hook.main(
+            argv, stdin=raw, started=started, env=env, cwd=cwd, answer=answer, deadline=deadline, received=received
+        )
     finally:
         stand_down()
 
