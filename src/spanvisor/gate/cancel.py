@@ -5,7 +5,7 @@ API, beside the policy's answer, for a session run without the launcher
 The look is ``GET /v1/control/tasks/{task}`` (its ``cancel``: who, why,
 when), sent from a thread as soon as the hook has read the call, so it runs
 while the policy decides; only an allow waits for it, and never past
-:data:`BUDGET_S` after the hook's start (``SPANVISOR_HOOK_CANCEL_WAIT``
+:data:`BUDGET_S` after the deciding process got the call (``SPANVISOR_HOOK_CANCEL_WAIT``
 sets another, up to 5 s: a busy ``serve`` answers later, and a look that
 comes too late lets the policy's allow stand). What the look cannot tell in time
 (``serve`` down, slow, blackholed, a refused token) is no cancel, unless
@@ -36,7 +36,7 @@ from typing import Any
 from spanvisor.gate import servetoken, turns
 from spanvisor.gate.otlp import connect
 
-# How long after the hook's start an allow may wait for the look (a loopback
+# How long after the call reached the deciding process an allow may wait for the look (a loopback
 # serve answers in 1 to 5 ms, within the policy's own time), and at least
 # how long the look has once sent (a hook slow to start, on a loaded machine).
 BUDGET_S = 0.1
@@ -293,7 +293,8 @@ def look(
     task_id: str, url: str, token: str | None, env: Mapping[str, str] | None = None, started: float | None = None
 ) -> CancelLook:
     """Start a look at ``task_id``'s cancel, answered within :data:`BUDGET_S`
-    of ``started`` (the hook's start)."""
+    of ``started`` (when the deciding process got the call: never a start
+    the caller claimed earlier, hook/command.py's ``received``)."""
     e = os.environ if env is None else env
     t0 = time.monotonic() if started is None else started
     return CancelLook(task_id, url, token, e, max(t0 + budget(e), time.monotonic() + MIN_LOOK_S))
