@@ -23,10 +23,12 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,9 +152,17 @@ def running_gate(
     finally:
         proc.terminate()
         # It stops on SIGTERM (its stderr went to a pipe nobody read before,
-        # and once, in a fresh-clone CI run, it did not exit within 10 s).
+        # and once, in a fresh-clone CI run, it did not exit within 10 s;
+        # once more within 30 s under -n 2: its threads' stacks then go to
+        # its log, printed below, before it is killed).
         try:
             proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGUSR1)
+            time.sleep(1.0)
+            proc.kill()
+            proc.wait(30)
+            raise
         finally:
             log.close()
             print(f"--- the gate's stderr ---\n{(root / 'gate.log').read_text(errors='replace')[-4000:]}")

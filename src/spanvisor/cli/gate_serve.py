@@ -503,6 +503,11 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    # `kill -USR1 <pid>`: every thread's stack on stderr, for a gate that
+    # seems stuck (faulthandler writes from the signal, holding no lock).
+    import faulthandler
+
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     print(f"spanvisor gate serve: deciding for group {gate.gid} at {gate.path}", file=sys.stderr, flush=True)
     gate.serve()
     return 0
